@@ -1,0 +1,5 @@
+import sys
+
+from hybridpgm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Fashion-MNIST read from its IDX files (Xiao, Rasul & Vollgraf, 2017).
+
+The four files ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz`` (or the same
+without ``.gz``) are looked for in, in order: the ``root`` argument, the
+``HYBRIDPGM_DATA`` folder (and its ``fashion-mnist`` sub-folder), and Debian's
+``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
+Nothing is ever downloaded.  The last 10,000 training images form the
+validation split (50,000 / 10,000 / 10,000).
+
+Reference: H. Xiao, K. Rasul, R. Vollgraf, *Fashion-MNIST: a Novel Image
+Dataset for Benchmarking Machine Learning Algorithms*, arXiv:1708.07747, 2017.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hybridpgm.data.splits import Split
+from hybridpgm.errors import DataError
+
+__all__ = ["DEBIAN_PATH", "find_fashion_mnist", "load_fashion_mnist_splits", "read_idx"]
+
+DEBIAN_PATH = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+VALID = 10_000
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into an array.
+
+    :raises DataError: the file is truncated or not in IDX format (the message
+        names the file).
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from error
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"IDX file {str(path)!r} is truncated in its header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(f"IDX file {str(path)!r} holds {len(raw) - header} data bytes, its header says {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _candidates(root: str | os.PathLike | None) -> list[Path]:
+    folders = []
+    if root is not None:
+        folders.append(Path(root))
+    if os.environ.get("HYBRIDPGM_DATA"):
+        base = Path(os.environ["HYBRIDPGM_DATA"])
+        folders += [base / "fashion-mnist", base]
+    folders.append(DEBIAN_PATH)
+    return folders
+
+
+def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Paths of the four IDX files, from the first folder that has them all.
+
+    :raises DataError: no folder has them; the message lists where it looked
+        and how to install the data.
+    """
+    folders = _candidates(root)
+    for folder in folders:
+        found = {}
+        for key, stem in FILES.items():
+            for name in (stem + ".gz", stem):
+                if (folder / name).is_file():
+                    found[key] = folder / name
+                    break
+        if len(found) == len(FILES):
+            return found
+    looked = ", ".join(str(f) for f in folders)
+    raise DataError(
+        f"Fashion-MNIST IDX files not found; looked in: {looked}. On Debian/Ubuntu run "
+        "`apt-get install dataset-fashion-mnist`, or put the four files "
+        f"({', '.join(s + '.gz' for s in FILES.values())}) in a folder and pass root= or set HYBRIDPGM_DATA"
+    )
+
+
+def _images(path: Path) -> torch.Tensor:
+    images = read_idx(path)
+    if images.ndim != 3:
+        raise DataError(f"{str(path)!r} holds an array of shape {images.shape}, expected (N, 28, 28)")
+    return torch.as_tensor(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+
+
+def _labels(path: Path, n: int) -> torch.Tensor:
+    labels = read_idx(path)
+    if labels.shape != (n,):
+        raise DataError(f"{str(path)!r} holds labels of shape {labels.shape}, expected ({n},)")
+    return torch.as_tensor(labels.astype(np.int64))
+
+
+def load_fashion_mnist_splits(root: str | os.PathLike | None = None) -> tuple[Split, Split, Split]:
+    """``(train, valid, test)`` with ``x`` as ``N x 784`` in [0, 1]."""
+    paths = find_fashion_mnist(root)
+    train_x = _images(paths["train_x"])
+    train_y = _labels(paths["train_y"], len(train_x))
+    test_x = _images(paths["test_x"])
+    test_y = _labels(paths["test_y"], len(test_x))
+    cut = len(train_x) - VALID if len(train_x) > VALID else len(train_x)
+    return (Split(train_x[:cut], train_y[:cut]), Split(train_x[cut:], train_y[cut:]), Split(test_x, test_y))

@@ -1,0 +1,34 @@
+"""A ``DataLoader`` helper for evaluation loops and user code.
+
+:func:`hybridpgm.fit` batches data itself (for exact resume and rank
+sharding); use :func:`data_loader` elsewhere.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hybridpgm.train.batches import as_dataset
+
+__all__ = ["data_loader"]
+
+
+def _collate_identity(batch):
+    return batch
+
+
+def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shuffle: bool = False,
+                seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A :class:`~torch.utils.data.DataLoader` over a tensor, tuple of tensors
+    or dataset; batched reads use the dataset's ``__getitems__`` when it has one
+    (one indexing operation per batch instead of one per example).
+
+    :param seed: seeds the shuffling generator, so the order is reproducible.
+    """
+    dataset = as_dataset(data)
+    generator = torch.Generator().manual_seed(seed)
+    if hasattr(dataset, "__getitems__"):
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=drop_last, collate_fn=_collate_identity)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)

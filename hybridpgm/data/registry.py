@@ -1,0 +1,62 @@
+"""``load_dataset``: every bundled or locally installed data set by name."""
+
+from __future__ import annotations
+
+import os
+import torch
+from torch.utils.data import Dataset
+
+from hybridpgm.data.binarize import DynamicBinarized, binarize_static
+from hybridpgm.data.digits import load_digits_splits
+from hybridpgm.data.fashion_mnist import load_fashion_mnist_splits
+from hybridpgm.data.splits import ImageDataset, Split
+from hybridpgm.data.validation import check_finite
+from hybridpgm.errors import DataError
+
+__all__ = ["DATASETS", "load_dataset", "training_data"]
+
+#: name -> (image shape, one-line description)
+DATASETS: dict[str, tuple[tuple[int, int], str]] = {
+    "digits": ((8, 8), "scikit-learn's bundled 8x8 digits, 1,797 images (embedded default)"),
+    "fashion-mnist": ((28, 28), "Fashion-MNIST 28x28, 70,000 images (apt-get install dataset-fashion-mnist)"),
+}
+BINARIZE = (None, "static", "dynamic")
+
+
+def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str | os.PathLike | None = None,
+                 seed: int = 0) -> ImageDataset:
+    """Load a data set with train/validation/test splits.
+
+    :param name: a key of :data:`DATASETS`.
+    :param binarize: ``None`` (grey levels in [0, 1]), ``"static"`` (every
+        split drawn once with ``seed``) or ``"dynamic"`` (the training split is
+        redrawn at every read through :func:`training_data`; validation and
+        test are drawn once).
+    :param root: folder holding the files, for data sets read from disk.
+    :raises DataError: unknown name, or the files are missing (the message
+        says where it looked and how to get them).
+    """
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
+    if binarize not in BINARIZE:
+        raise DataError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    splits = load_digits_splits() if name == "digits" else load_fashion_mnist_splits(root)
+    for split_name, split in zip(("train", "valid", "test"), splits):
+        check_finite(split.x, f"{name} {split_name} split")
+    train, valid, test = splits
+    if binarize is not None:
+        if binarize == "static":
+            train = Split(binarize_static(train.x, seed), train.y)
+        valid = Split(binarize_static(valid.x, seed + 1), valid.y)
+        test = Split(binarize_static(test.x, seed + 2), test.y)
+    return ImageDataset(name, DATASETS[name][0], train, valid, test, binarize)
+
+
+def training_data(dataset: ImageDataset, labels: bool = False) -> torch.Tensor | tuple | Dataset:
+    """What to hand :func:`hybridpgm.fit`: the training images (with labels if
+    ``labels``), redrawn at every read when the data set is binarized dynamically."""
+    train = dataset.train
+    if dataset.binarize == "dynamic":
+        return DynamicBinarized(train.x, train.y if labels else None)
+    return (train.x, train.y) if labels else train.x
+

@@ -1,0 +1,3 @@
+"""Boltzmann machines: RBM, DBN, DBM."""
+
+__all__: list[str] = []

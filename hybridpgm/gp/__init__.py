@@ -1,0 +1,3 @@
+"""GPyTorch layers: deep kernel learning, GP-LSTM, wide-network kernels."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Declarative graphical models over named variables."""
+
+__all__: list[str] = []

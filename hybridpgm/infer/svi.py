@@ -1,0 +1,68 @@
+"""Any Pyro model/guide and ELBO as an objective of :func:`hybridpgm.fit`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from pyro.infer import ELBO, Trace_ELBO
+
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.train.batches import batch_size_of
+
+__all__ = ["SVIObjective"]
+
+
+def _owner(fn: Callable) -> torch.nn.Module | None:
+    if isinstance(fn, torch.nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, torch.nn.Module) else None
+
+
+class SVIObjective:
+    """Stochastic variational inference with one player, ``"elbo"``.
+
+    The loss is ``elbo.differentiable_loss(model, guide, *batch)``, divided by
+    the number of examples in the batch when ``per_example`` is true (so a
+    model whose data plate is the batch reports nats per example).  Pass
+    ``per_example=False`` when the model already scales its plate to the full
+    data size (``pyro.plate("data", N, subsample=...)``): its loss is then an
+    unbiased full-data estimate, intensive as the training contract requires.
+
+    :param model: a Pyro model; called as ``model(*batch, **model_kwargs)``
+        (``model(batch)`` when the batch is one tensor).
+    :param guide: its guide, called the same way.
+    :param elbo: a :class:`pyro.infer.ELBO` with ``differentiable_loss``
+        (default :class:`~pyro.infer.Trace_ELBO`; e.g. :class:`~hybridpgm.infer.IWAE`,
+        :class:`~pyro.infer.TraceEnum_ELBO`, :class:`~pyro.infer.TraceMeanField_ELBO`).
+    :param module: the module holding every parameter; found from ``model`` /
+        ``guide`` when they are modules or bound methods of one.
+    """
+
+    def __init__(self, model: Callable, guide: Callable, elbo: ELBO | None = None, *,
+                 module: torch.nn.Module | None = None, per_example: bool = True, **model_kwargs: Any):
+        self.model, self.guide = model, guide
+        self.elbo = Trace_ELBO() if elbo is None else elbo
+        if not callable(getattr(self.elbo, "differentiable_loss", None)):
+            raise ObjectiveError(f"{type(self.elbo).__name__} has no differentiable_loss; it cannot drive fit")
+        if module is None:
+            owners = []
+            for fn in (model, guide):
+                owner = _owner(fn)
+                if owner is not None and all(owner is not o for o in owners):
+                    owners.append(owner)
+            if not owners:
+                raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
+            module = owners[0] if len(owners) == 1 else torch.nn.ModuleList(owners)
+        self.module = module
+        self.per_example = per_example
+        self.model_kwargs = model_kwargs
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
+        return loss / batch_size_of(batch) if self.per_example else loss

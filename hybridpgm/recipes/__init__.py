@@ -1,0 +1,16 @@
+"""Command-line recipes: ``hybridpgm train <model>``.
+
+A recipe is a module with ``add_arguments(parser, model)`` and ``run(args) ->
+metrics``; :data:`RECIPES` maps each model name to its recipe and a
+one-line description.  Registration is explicit.
+"""
+
+from hybridpgm.recipes import vae
+
+#: model name -> (recipe module, description)
+RECIPES = {
+    "iwae": (vae, "VAE trained with the importance-weighted bound (Burda et al. 2016)"),
+    "vae": (vae, "variational autoencoder trained with the ELBO (Kingma & Welling 2014)"),
+}
+
+__all__ = ["RECIPES"]

@@ -1,0 +1,20 @@
+"""The training loop: :func:`fit`, checkpoints, callbacks, data parallelism."""
+
+from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery, StepInfo
+from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
+from hybridpgm.train.history import FitResult, History
+from hybridpgm.train.objective import Objective
+from hybridpgm.train.trainer import fit
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "EvaluateEvery",
+    "FitResult",
+    "History",
+    "Objective",
+    "StepInfo",
+    "fit",
+    "load_checkpoint",
+    "save_checkpoint",
+]

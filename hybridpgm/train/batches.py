@@ -1,0 +1,171 @@
+"""Deterministic batching for :func:`hybridpgm.fit`.
+
+``fit`` owns the order in which examples are visited so that a run can be
+resumed exactly and sharded across ranks: the order of epoch ``e`` is a
+permutation drawn from a generator seeded by ``(seed, e)``, never from the
+global RNG.  Step ``s`` always uses batch ``s mod B`` of epoch ``s // B``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from hybridpgm.errors import ConfigError, DataError
+
+__all__ = ["BatchStream", "TensorData", "as_dataset", "split_batch"]
+
+
+class TensorData(Dataset):
+    """A map-style dataset over tensors sharing their first dimension, with a
+    fast batched ``__getitems__`` (one indexing operation per tensor).
+
+    :param tensors: tensors of shapes ``N x ...``; NaN/inf in floating tensors
+        raise :class:`~hybridpgm.errors.DataError`.
+    """
+
+    def __init__(self, *tensors: torch.Tensor, single: bool | None = None):
+        if not tensors:
+            raise DataError("no tensors given")
+        for i, t in enumerate(tensors):
+            if not isinstance(t, torch.Tensor):
+                raise DataError(f"data element {i} is a {type(t).__name__}, expected a torch.Tensor")
+            if t.dim() == 0:
+                raise DataError(f"data element {i} is a scalar; expected shape N x ...")
+            if t.shape[0] != tensors[0].shape[0]:
+                shapes = [tuple(x.shape) for x in tensors]
+                raise DataError(f"data tensors disagree on the number of examples: shapes {shapes}")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise DataError(f"data element {i} (shape {tuple(t.shape)}) holds {bad} NaN/inf value(s)")
+        self.tensors = tuple(tensors)
+        self.single = len(tensors) == 1 if single is None else single
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, index: int):
+        items = tuple(t[index] for t in self.tensors)
+        return items[0] if self.single else items
+
+    def __getitems__(self, indices: Sequence[int] | torch.Tensor):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        items = tuple(t[index.to(t.device)] for t in self.tensors)
+        return items[0] if self.single else items
+
+
+def as_dataset(data: Any) -> Dataset:
+    """Accept a tensor, a tuple/list of tensors, or a map-style dataset."""
+    if isinstance(data, torch.Tensor):
+        return TensorData(data, single=True)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        return TensorData(*data, single=False)
+    if isinstance(data, torch.utils.data.DataLoader):
+        raise ConfigError(
+            "fit takes the dataset, not a DataLoader: it owns batching so that runs resume "
+            "exactly and shard across ranks; pass loader.dataset"
+        )
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        return data
+    raise ConfigError(f"data must be a Tensor, a tuple of Tensors or a map-style Dataset, got {type(data).__name__}")
+
+
+class BatchStream:
+    """Batches of one rank's shard, addressed by step number.
+
+    :param dataset: a map-style dataset (see :func:`as_dataset`).
+    :param int batch_size: examples per step on this rank.
+    :param int seed: seeds the per-epoch permutations.
+    :param bool shuffle: permute every epoch (else keep the dataset order).
+    :param bool drop_last: drop a last incomplete batch.
+    :param int rank: this process's rank; ``world_size`` the number of ranks.
+        Every rank sees ``floor(N / world_size)`` examples per epoch.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int, shuffle: bool = True,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.shard_size = len(dataset) // world_size
+        if self.shard_size == 0:
+            raise DataError(f"dataset has {len(dataset)} examples, fewer than the {world_size} ranks")
+        full, rest = divmod(self.shard_size, batch_size)
+        self.batches_per_epoch = full if (drop_last and full > 0) else full + (rest > 0)
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        if self._order is None or self._order[0] != epoch:
+            n = len(self.dataset)
+            if self.shuffle:
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                order = torch.randperm(n, generator=generator)
+            else:
+                order = torch.arange(n)
+            order = order[: self.shard_size * self.world_size][self.rank :: self.world_size]
+            self._order = (epoch, order)
+        return self._order[1]
+
+    def batch(self, step: int):
+        """The batch used at ``step`` (and its epoch)."""
+        epoch, position = divmod(step, self.batches_per_epoch)
+        indices = self._epoch_order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
+        if hasattr(self.dataset, "__getitems__"):
+            return self.dataset.__getitems__(indices)
+        return default_collate([self.dataset[int(i)] for i in indices])
+
+
+def batch_size_of(batch: Any) -> int:
+    """Number of examples in a batch (leading size of its first tensor)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0]
+    if isinstance(batch, (tuple, list)) and batch:
+        return batch_size_of(batch[0])
+    if isinstance(batch, dict) and batch:
+        return batch_size_of(next(iter(batch.values())))
+    raise DataError(f"cannot tell the number of examples of a batch of type {type(batch).__name__}")
+
+
+def _chunk(batch: Any, sections: int) -> list:
+    if isinstance(batch, torch.Tensor):
+        return list(torch.tensor_split(batch, sections))
+    if isinstance(batch, (tuple, list)):
+        parts = [_chunk(b, sections) for b in batch]
+        return [type(batch)(p[i] for p in parts) for i in range(sections)]
+    if isinstance(batch, dict):
+        parts = {k: _chunk(v, sections) for k, v in batch.items()}
+        return [{k: v[i] for k, v in parts.items()} for i in range(sections)]
+    raise DataError(f"cannot split a batch of type {type(batch).__name__} into micro-batches")
+
+
+def split_batch(batch: Any, accumulate: int) -> list[tuple[Any, float]]:
+    """Split a batch into ``accumulate`` micro-batches with weights ``m_i / B``.
+
+    Empty micro-batches (a last batch smaller than ``accumulate``) are left out.
+    """
+    if accumulate == 1:
+        return [(batch, 1.0)]
+    total = batch_size_of(batch)
+    micro = [m for m in _chunk(batch, accumulate) if batch_size_of(m) > 0]
+    return [(m, batch_size_of(m) / total) for m in micro]
+
+
+def move_to(batch: Any, device: torch.device):
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def num_steps(batches_per_epoch: int, epochs: int, max_steps: int | None) -> int:
+    total = batches_per_epoch * epochs
+    return total if max_steps is None else min(total, max_steps)

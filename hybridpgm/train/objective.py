@@ -1,0 +1,61 @@
+"""The training contract: what :func:`hybridpgm.fit` trains.
+
+An *objective* names its **players** (groups of parameters, each with its own
+optimizer) and gives a loss to minimise for each.  Plain SVI has one player
+(``"elbo"``); wake-sleep has ``"wake"`` and ``"sleep"``; a GAN has
+``"discriminator"`` (stepped ``k`` times) then ``"generator"``.
+
+Loss scale
+----------
+A loss must be *intensive*: its expectation must not grow with the batch size.
+A mean over the examples of the batch qualifies, and so does an unbiased
+estimate of the full-data loss (a ``pyro.plate`` scaled by ``N / B``).  That is
+what lets :func:`fit` split a batch into micro-batches (weighting micro-batch
+``i`` of ``m_i`` examples by ``m_i / B``) and lets data-parallel training
+average gradients over ranks, both without changing the update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["Objective", "player_schedule"]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """Protocol of everything :func:`hybridpgm.fit` can train.
+
+    Optional members, used when present:
+
+    * ``schedule: list[str]`` -- the order in which players are stepped within
+      one training step, with repeats (``["discriminator"] * k + ["generator"]``).
+      Defaults to the order of :meth:`players`.
+    * ``state_dict()`` / ``load_state_dict(state)`` -- extra state to keep in
+      checkpoints (beyond ``module``'s own).
+    * ``train_step_end(step)`` -- called after every optimizer cycle.
+    """
+
+    module: torch.nn.Module
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Map each player's name to the parameters its optimizer updates."""
+        ...
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """Scalar loss to minimise for ``player`` on ``batch`` (intensive)."""
+        ...
+
+
+def player_schedule(objective: Objective) -> list[str]:
+    """The players of one training step, in order and with repeats."""
+    names = list(objective.players())
+    schedule = list(getattr(objective, "schedule", None) or names)
+    unknown = [p for p in schedule if p not in names]
+    if unknown:
+        from hybridpgm.errors import ConfigError
+
+        raise ConfigError(f"schedule names unknown players {unknown}; players are {names}")
+    return schedule

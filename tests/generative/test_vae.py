@@ -1,0 +1,85 @@
+import functools
+
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+
+from hybridpgm import IWAE, SVIObjective, VAE, fit
+from hybridpgm.errors import DataError, ModelSpecError
+
+
+@pytest.fixture
+def binary():
+    return torch.bernoulli(torch.full((40, 16), 0.3, dtype=torch.float32), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_shapes_of_samples_reconstructions_and_estimates(likelihood, binary):
+    torch.manual_seed(0)
+    vae = VAE(16, 4, (12, 8), likelihood=likelihood)
+    assert vae.sample(5).shape == (5, 16) and vae.reconstruct(binary[:3]).shape == (3, 16)
+    assert vae.log_weights(binary[:3], 7, chunk_size=3).shape == (7, 3)
+    ll, elbo = vae.log_likelihood(binary[:3], 50), vae.elbo(binary[:3], 50)
+    assert ll.shape == elbo.shape == (3,) and bool((ll >= elbo - 1e-4).all())
+    if likelihood == "bernoulli":
+        s = vae.sample(20, mean=False)
+        assert set(s.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_training_with_fit_improves_the_likelihood(binary):
+    torch.manual_seed(0)
+    vae = VAE(16, 2, (16,))
+    before = vae.log_likelihood(binary, 200).mean()
+    fit(SVIObjective(vae.model, vae.guide, IWAE(5)), binary, epochs=60, batch_size=20, progress=False, seed=0,
+        optim=functools.partial(torch.optim.Adam, lr=1e-2))
+    after = vae.log_likelihood(binary, 200).mean()
+    assert after > before + 1.0
+
+
+def test_trains_with_plain_pyro_svi(binary):
+    torch.manual_seed(0)
+    vae = VAE(16, 2, (16,))
+    before = vae.elbo(binary, 20).mean()
+    with pyro.settings.context(module_local_params=False):
+        pyro.clear_param_store()
+        svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+        for _ in range(100):
+            svi.step(binary)
+    assert vae.elbo(binary, 20).mean() > before + 1.0
+
+
+def test_two_vaes_side_by_side_keep_their_own_parameters(binary):
+    torch.manual_seed(0)
+    a, b = VAE(16, 2, (8,)), VAE(16, 2, (8,))
+    b_before = {k: v.clone() for k, v in b.state_dict().items()}
+    fit(SVIObjective(a.model, a.guide), binary, epochs=2, batch_size=20, progress=False, seed=0)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in b_before.items())
+
+
+def test_num_data_scales_the_loss(binary):
+    torch.manual_seed(0)
+    vae = VAE(16, 2, (8,))
+    pyro.set_rng_seed(1)
+    small = Trace_ELBO().differentiable_loss(vae.model, vae.guide, binary[:10])
+    pyro.set_rng_seed(1)
+    scaled = Trace_ELBO().differentiable_loss(vae.model, vae.guide, binary[:10], num_data=40)
+    torch.testing.assert_close(scaled, 4 * small)
+
+
+@pytest.mark.parametrize("x, message", [
+    (torch.zeros(3, 15), r"\(batch, 16\)"),
+    (torch.zeros(16), r"\(batch, 16\)"),
+    (torch.full((3, 16), 0.5), "binary"),
+])
+def test_bad_data_is_named(x, message):
+    vae = VAE(16, 2)
+    with pytest.raises(DataError, match=message):
+        vae.guide(x)
+
+
+def test_bad_declarations():
+    with pytest.raises(ModelSpecError, match="likelihood"):
+        VAE(16, 2, likelihood="poisson")
+    with pytest.raises(ModelSpecError, match="z_dim"):
+        VAE(16, 0)

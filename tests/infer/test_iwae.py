@@ -1,0 +1,166 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import RenyiELBO, Trace_ELBO
+
+from hybridpgm import IWAE, VAE
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer.iwae import importance_log_weights
+
+
+class PPCA:
+    """Probabilistic PCA p(z)=N(0,I), p(x|z)=N(Wz+b, s^2 I) with a linear, deliberately
+    imperfect Gaussian guide. log p(x) = log N(x; b, WW^T + s^2 I) in closed form."""
+
+    def __init__(self, d=3, k=2, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(d, k, generator=g, dtype=torch.float64)
+        self.b = torch.randn(d, generator=g, dtype=torch.float64)
+        self.s = 0.7
+        self.A = 0.3 * torch.randn(k, d, generator=g, dtype=torch.float64)
+        self.k = k
+
+    def _plate(self, x, num_data):
+        if num_data is None:
+            return pyro.plate("data", x.shape[0], dim=-1)
+        return pyro.plate("data", num_data, subsample=torch.arange(x.shape[0]), dim=-1)
+
+    def model(self, x, num_data=None):
+        with self._plate(x, num_data):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[:-1] + (self.k,)), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.W.T + self.b, self.s).to_event(1), obs=x)
+
+    def guide(self, x, num_data=None):
+        with self._plate(x, num_data):
+            pyro.sample("z", dist.Normal(x @ self.A.T, 0.9).to_event(1))
+
+    def exact_guide(self, x, num_data=None):
+        """The true posterior p(z | x), Gaussian with covariance (I + W^T W / s^2)^-1."""
+        precision = torch.eye(self.k, dtype=torch.float64) + self.W.T @ self.W / self.s**2
+        cov = torch.linalg.inv(precision)
+        loc = (x - self.b) @ (cov @ self.W.T / self.s**2).T
+        with self._plate(x, num_data):
+            pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=torch.linalg.cholesky(cov)))
+
+    def exact_log_likelihood(self, x):
+        cov = self.W @ self.W.T + self.s**2 * torch.eye(len(self.b), dtype=torch.float64)
+        return dist.MultivariateNormal(self.b, cov).log_prob(x)
+
+
+def test_k1_equals_trace_elbo_loss_and_gradients():
+    torch.manual_seed(0)
+    vae = VAE(10, 3, (8,))
+    x = torch.bernoulli(torch.rand(7, 10))
+    grads = []
+    for elbo in (Trace_ELBO(), IWAE(1)):
+        pyro.set_rng_seed(4)
+        vae.zero_grad()
+        loss = elbo.differentiable_loss(vae.model, vae.guide, x)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in vae.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+
+
+def test_bound_increases_with_k_towards_exact_log_likelihood():
+    ppca = PPCA()
+    x = ppca.b + torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    repeats = 400
+    batch = x.expand(repeats, 3)
+    exact = ppca.exact_log_likelihood(x).item()
+    pyro.set_rng_seed(0)
+    means, errors = [], []
+    for k in (1, 10, 100, 2000):
+        log_w, scale = importance_log_weights(ppca.model, ppca.guide, batch, num_particles=k)
+        assert log_w.shape == (k, repeats) and scale == 1.0
+        per_point = torch.logsumexp(log_w, 0) - math.log(k)
+        means.append(per_point.mean().item())
+        errors.append(per_point.std().item() / math.sqrt(repeats))
+    for lower, higher, e1, e2 in zip(means, means[1:], errors, errors[1:]):
+        assert higher > lower + 2 * math.hypot(e1, e2)  # strictly improves as K grows
+    assert means[-1] <= exact + 3 * errors[-1]  # a lower bound in expectation
+    assert abs(means[-1] - exact) < 0.02 < abs(means[0] - exact)
+
+
+def test_subsampled_plate_scales_per_datapoint_bound():
+    ppca = PPCA()
+    x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    iwae = IWAE(8)
+    pyro.set_rng_seed(3)
+    full = iwae.differentiable_loss(ppca.model, ppca.guide, x)
+    pyro.set_rng_seed(3)
+    scaled = iwae.differentiable_loss(ppca.model, ppca.guide, x, num_data=600)
+    torch.testing.assert_close(scaled, 100.0 * full)
+    # Pyro's RenyiELBO(alpha=0) applies log-mean-exp after scaling and gets another number
+    pyro.set_rng_seed(3)
+    renyi = RenyiELBO(alpha=0, num_particles=8, vectorize_particles=True, max_plate_nesting=1)
+    assert abs(renyi.loss(ppca.model, ppca.guide, x, num_data=600) - scaled.item()) > 1.0
+
+
+def test_partition_of_the_data_recovers_the_full_batch_value():
+    # with the exact posterior as guide every weight equals p(x_n): the bound is exact and
+    # the scaled half-batch losses must add up to the full-batch loss, -sum_n log p(x_n)
+    ppca = PPCA()
+    x = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    iwae = IWAE(3)
+    full = iwae.loss(ppca.model, ppca.exact_guide, x)
+    halves = [iwae.loss(ppca.model, ppca.exact_guide, part, num_data=8) for part in x.split(4)]
+    assert full == pytest.approx(-ppca.exact_log_likelihood(x).sum().item(), rel=1e-9)
+    assert sum(halves) / 2 == pytest.approx(full, rel=1e-9)
+    assert halves[0] == pytest.approx(-2 * ppca.exact_log_likelihood(x[:4]).sum().item(), rel=1e-9)
+
+
+def test_non_reparameterized_latent_is_refused_by_name():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            c = pyro.sample("coin", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(c, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("coin", dist.Bernoulli(0.3))
+
+    with pytest.raises(ObjectiveError, match="'coin'"):
+        IWAE(3).differentiable_loss(model, guide, torch.zeros(4))
+
+
+def test_global_latent_under_subsampling_is_refused():
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 100, subsample=torch.arange(x.shape[0])):
+            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("mu", dist.Normal(0.1, 1.0))
+
+    with pytest.raises(ObjectiveError, match="scaled differently"):
+        IWAE(3).differentiable_loss(model, guide, torch.zeros(4))
+
+
+def test_global_latent_without_subsampling_is_the_plain_iwae_bound():
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("mu", dist.Normal(0.5, 0.3))
+
+    x = torch.tensor([0.3, 1.0, -0.2])
+    pyro.set_rng_seed(0)
+    log_w, _ = importance_log_weights(model, guide, x, num_particles=5)
+    assert log_w.shape == (5,)
+    pyro.set_rng_seed(0)
+    mu = dist.Normal(0.5, 0.3).sample((5,))
+    expected = dist.Normal(0.0, 1.0).log_prob(mu) + dist.Normal(mu[:, None], 1.0).log_prob(x).sum(-1) \
+        - dist.Normal(0.5, 0.3).log_prob(mu)
+    torch.testing.assert_close(log_w, expected)
+
+
+def test_num_particles_must_be_positive():
+    with pytest.raises(ConfigError):
+        IWAE(0)

@@ -1,0 +1,60 @@
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+
+from hybridpgm import SVIObjective, VAE, fit
+from hybridpgm.errors import ConfigError, ObjectiveError
+
+
+def test_loss_is_per_example_elbo():
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (4,))
+    x = torch.bernoulli(torch.rand(8, 6))
+    objective = SVIObjective(vae.model, vae.guide)
+    assert objective.module is vae and objective.players()["elbo"] == list(vae.parameters())
+    pyro.set_rng_seed(0)
+    loss = objective.loss("elbo", x)
+    pyro.set_rng_seed(0)
+    torch.testing.assert_close(loss, Trace_ELBO().differentiable_loss(vae.model, vae.guide, x) / 8)
+    pyro.set_rng_seed(0)
+    unscaled = SVIObjective(vae.model, vae.guide, per_example=False).loss("elbo", x)
+    torch.testing.assert_close(unscaled, 8 * loss)
+
+
+def test_enumerated_discrete_model_learns_mixture_weights():
+    class Mixture(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.zeros(2))
+
+        def model(self, x):
+            with pyro.plate("data", x.shape[0]):
+                c = pyro.sample("c", dist.Categorical(logits=self.logits), infer={"enumerate": "parallel"})
+                pyro.sample("x", dist.Normal(torch.tensor([-3.0, 3.0])[c], 1.0), obs=x)
+
+        def guide(self, x):
+            pass
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(300, generator=g) - 3, torch.randn(100, generator=g) + 3])
+    mixture = Mixture()
+    objective = SVIObjective(mixture.model, mixture.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    fit(objective, x, epochs=30, batch_size=100, progress=False, seed=0,
+        optim=lambda params: torch.optim.Adam(params, lr=0.05))
+    assert torch.softmax(mixture.logits, 0)[0].item() == pytest.approx(0.75, abs=0.03)
+
+
+def test_module_is_required_for_plain_functions():
+    with pytest.raises(ConfigError, match="module="):
+        SVIObjective(lambda x: None, lambda x: None)
+
+
+def test_elbo_without_differentiable_loss_is_refused():
+    class NoDiff:
+        pass
+
+    vae = VAE(4, 1)
+    with pytest.raises(ObjectiveError, match="NoDiff"):
+        SVIObjective(vae.model, vae.guide, NoDiff())

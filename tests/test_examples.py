@@ -1,0 +1,38 @@
+"""Runs every example in examples/ with tiny arguments.
+
+Each example must appear in EXAMPLES; an example file that is not listed fails
+``test_every_example_is_listed``.  Add one line per new example (shared file:
+edit it minimally).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EXAMPLES = [
+    "vae.py --num-steps 3 --batch-size 32 --accumulate 2 --particles 3 --eval-samples 5 --quiet --device cpu",
+]
+
+
+def _script(line: str) -> str:
+    return line.split()[0]
+
+
+def test_every_example_is_listed():
+    listed = {_script(line) for line in EXAMPLES}
+    present = {p.name for p in (ROOT / "examples").glob("*.py")}
+    assert present == listed, f"unlisted: {sorted(present - listed)}; missing: {sorted(listed - present)}"
+
+
+@pytest.mark.parametrize("line", EXAMPLES, ids=_script)
+def test_example_runs(line, tmp_path):
+    script, *args = line.split()
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,0 +1,63 @@
+"""Small objectives for testing the training loop."""
+
+from __future__ import annotations
+
+import torch
+
+
+class LinearRegression:
+    """Deterministic one-player objective: mean squared error of a linear map."""
+
+    def __init__(self, d_in: int = 5, d_out: int = 1, seed: int = 0):
+        torch.manual_seed(seed)
+        self.module = torch.nn.Linear(d_in, d_out)
+
+    def players(self):
+        return {"fit": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        x, y = batch
+        return ((self.module(x) - y) ** 2).mean()
+
+
+class TwoPlayer:
+    """Two players on one module, the second stepped twice per step."""
+
+    schedule = ["a", "a", "b"]
+
+    def __init__(self, seed: int = 0):
+        torch.manual_seed(seed)
+        self.module = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 1), "b": torch.nn.Linear(3, 1)})
+
+    def players(self):
+        return {"a": list(self.module["a"].parameters()), "b": list(self.module["b"].parameters())}
+
+    def loss(self, player, batch):
+        x, y = batch
+        other = "b" if player == "a" else "a"
+        # the other player's output enters the loss; only `player` may move
+        return ((self.module[player](x) + self.module[other](x) - y) ** 2).mean()
+
+
+class DivergeAt:
+    """Wraps an objective; its loss is NaN from the given step on."""
+
+    def __init__(self, inner, step: int):
+        self.inner, self.module, self.at, self.calls = inner, inner.module, step, 0
+
+    def players(self):
+        return self.inner.players()
+
+    def loss(self, player, batch):
+        loss = self.inner.loss(player, batch)
+        return loss * float("nan") if self.calls >= self.at else loss
+
+    def train_step_end(self, step):
+        self.calls = step + 1
+
+
+def regression_data(n: int = 64, d_in: int = 5, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d_in, generator=g)
+    y = x @ torch.randn(d_in, 1, generator=g) + 0.1 * torch.randn(n, 1, generator=g)
+    return x, y

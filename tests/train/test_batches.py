@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from hybridpgm.errors import DataError
+from hybridpgm.train.batches import BatchStream, TensorData, split_batch
+
+
+def _all_indices(stream, epoch):
+    steps = range(epoch * stream.batches_per_epoch, (epoch + 1) * stream.batches_per_epoch)
+    return torch.cat([stream.batch(s) for s in steps])
+
+
+def test_each_epoch_is_a_seeded_permutation():
+    data = TensorData(torch.arange(10))
+    stream = BatchStream(data, 3, seed=1)
+    assert stream.batches_per_epoch == 4
+    e0, e1 = _all_indices(stream, 0), _all_indices(stream, 1)
+    assert sorted(e0.tolist()) == list(range(10)) == sorted(e1.tolist())
+    assert not torch.equal(e0, e1)
+    assert torch.equal(e0, _all_indices(BatchStream(data, 3, seed=1), 0))
+    assert not torch.equal(e0, _all_indices(BatchStream(data, 3, seed=2), 0))
+
+
+def test_rank_shards_are_disjoint_and_equal_sized():
+    data = TensorData(torch.arange(11))
+    shards = [_all_indices(BatchStream(data, 2, seed=0, rank=r, world_size=2), 0) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+def test_drop_last_and_no_shuffle():
+    stream = BatchStream(TensorData(torch.arange(7)), 3, seed=0, shuffle=False, drop_last=True)
+    assert stream.batches_per_epoch == 2
+    assert stream.batch(0).tolist() == [0, 1, 2] and stream.batch(2).tolist() == [0, 1, 2]
+
+
+def test_split_batch_weights_sum_to_one():
+    batch = (torch.arange(10), torch.arange(10) * 2)
+    parts = split_batch(batch, 4)
+    assert [len(m[0]) for m, _ in parts] == [3, 3, 2, 2]
+    assert sum(w for _, w in parts) == pytest.approx(1.0)
+    assert torch.equal(torch.cat([m[1] for m, _ in parts]), batch[1])
+    assert len(split_batch(torch.arange(2), 4)) == 2  # empty micro-batches are left out
+
+
+def test_bad_tensor_data():
+    with pytest.raises(DataError, match="NaN/inf"):
+        TensorData(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(DataError, match="disagree"):
+        TensorData(torch.zeros(3, 2), torch.zeros(4))
+    with pytest.raises(DataError, match="fewer than"):
+        BatchStream(TensorData(torch.zeros(1)), 1, seed=0, world_size=2)

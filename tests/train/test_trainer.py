@@ -1,0 +1,226 @@
+import functools
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm import SVIObjective, VAE, fit
+from hybridpgm.errors import CheckpointError, ConfigError, DeviceError, TrainingDivergedError
+from hybridpgm.train import EarlyStopping, EvaluateEvery, load_checkpoint
+from tests.train.helpers import DivergeAt, LinearRegression, TwoPlayer, regression_data
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _fit_vae(tmp_path=None, **kwargs):
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.rand(96, 12, generator=torch.Generator().manual_seed(3)))
+    vae = VAE(12, 3, (8,))
+    options = dict(epochs=3, batch_size=16, seed=5, progress=False)
+    options.update(kwargs)
+    result = fit(SVIObjective(vae.model, vae.guide), x, **options)
+    return vae, result
+
+
+def test_loss_decreases_and_history_is_recorded():
+    objective = LinearRegression()
+    result = fit(objective, regression_data(), epochs=20, batch_size=16, progress=False, seed=0,
+                 optim=functools.partial(torch.optim.SGD, lr=0.05))
+    losses = result.history.loss["fit"]
+    assert result.steps == 20 * 4 == len(losses) == result.history.step[-1]
+    assert losses[-1] < 0.1 * losses[0]
+    assert all(t > 0 for t in result.history.examples_per_second)
+    assert result.history.wall_time == sorted(result.history.wall_time)
+
+
+@pytest.mark.parametrize("accumulate", [2, 4, 16])
+def test_accumulation_equals_one_large_batch(accumulate):
+    data = regression_data(n=64)
+    reference = LinearRegression()
+    fit(reference, data, epochs=2, batch_size=32, progress=False, seed=0,
+        optim=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9))
+    accumulated = LinearRegression()
+    fit(accumulated, data, epochs=2, batch_size=32, accumulate=accumulate, progress=False, seed=0,
+        optim=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9))
+    for name, value in _params(reference.module).items():
+        torch.testing.assert_close(_params(accumulated.module)[name], value, rtol=1e-6, atol=1e-6)
+
+
+def test_uneven_last_batch_is_weighted_by_its_size():
+    data = regression_data(n=50)  # batches of 32 and 18; 18 splits 5/5/4/4
+    a, b = LinearRegression(), LinearRegression()
+    fit(a, data, epochs=1, batch_size=32, progress=False, seed=0, optim=functools.partial(torch.optim.SGD, lr=0.1))
+    fit(b, data, epochs=1, batch_size=32, accumulate=4, progress=False, seed=0,
+        optim=functools.partial(torch.optim.SGD, lr=0.1))
+    for name, value in _params(a.module).items():
+        torch.testing.assert_close(_params(b.module)[name], value, rtol=1e-6, atol=1e-6)
+
+
+def test_same_seed_same_run_different_seed_different_run():
+    a, _ = _fit_vae()
+    b, _ = _fit_vae()
+    c, _ = _fit_vae(seed=6)
+    pa, pb, pc = _params(a), _params(b), _params(c)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert not all(torch.equal(pa[k], pc[k]) for k in pa)
+
+
+class _KillAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, info):
+        if info.step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_resume_after_interruption_is_bitwise_identical(tmp_path):
+    uninterrupted, _ = _fit_vae()
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _fit_vae(checkpoint=ckpt, checkpoint_every=2, callbacks=[_KillAt(7)])
+    assert load_checkpoint(ckpt)["step"] == 6
+    resumed, result = _fit_vae(checkpoint=ckpt, checkpoint_every=2)
+    assert result.steps == 18 and len(result.history.step) == 18
+    expected, got = _params(uninterrupted), _params(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, torch
+    sys.path.insert(0, {root!r})
+    from tests.train.test_trainer import _fit_vae
+
+    class Kill:
+        def on_step_end(self, info):
+            if info.step == 9:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    _fit_vae(checkpoint={ckpt!r}, checkpoint_every=4, callbacks=[Kill()])
+    """
+)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    ckpt = tmp_path / "killed.pt"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = KILL_SCRIPT.format(root=root, ckpt=str(ckpt))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert load_checkpoint(ckpt)["step"] == 8
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    resumed, _ = _fit_vae(checkpoint=ckpt, checkpoint_every=4)
+    uninterrupted, _ = _fit_vae()
+    expected, got = _params(uninterrupted), _params(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "nan.pt"
+    objective = DivergeAt(LinearRegression(), step=3)
+    with pytest.raises(TrainingDivergedError) as info:
+        fit(objective, regression_data(), epochs=3, batch_size=16, checkpoint=ckpt, checkpoint_every=1,
+            progress=False, seed=0)
+    assert info.value.step == 3 and info.value.player == "fit"
+    assert "step 3" in str(info.value) and "'fit'" in str(info.value)
+    saved = load_checkpoint(ckpt)
+    assert saved["step"] == 3
+    current = _params(objective.module)
+    assert all(torch.equal(saved["module"][k], current[k]) for k in current)  # no update applied
+    assert all(torch.isfinite(v).all() for v in saved["module"].values())
+
+
+def test_two_players_only_move_their_own_parameters():
+    objective = TwoPlayer()
+    before = _params(objective.module)
+    seen = []
+
+    class Spy:
+        def on_step_end(self, info):
+            seen.append(dict(info.losses))
+
+    fit(objective, regression_data(d_in=3), epochs=1, batch_size=64, progress=False, seed=0, callbacks=[Spy()],
+        optim={"a": functools.partial(torch.optim.SGD, lr=0.1), "b": functools.partial(torch.optim.SGD, lr=0.0)})
+    after = _params(objective.module)
+    assert not torch.equal(before["a.weight"], after["a.weight"])
+    assert torch.equal(before["b.weight"], after["b.weight"])  # lr 0: b's gradient never leaked into a's step
+    assert set(seen[0]) == {"a", "b"}
+
+
+@pytest.mark.parametrize("optimizer", [
+    functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True),
+    functools.partial(torch.optim.RMSprop, lr=0.01),
+    functools.partial(torch.optim.Adagrad, lr=0.1),
+    functools.partial(torch.optim.Adam, lr=0.05),
+])
+def test_optimizers_and_schedules(optimizer):
+    objective = LinearRegression()
+    result = fit(objective, regression_data(), epochs=10, batch_size=16, progress=False, seed=0, optim=optimizer,
+                 lr_scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=10, gamma=0.5),
+                 clip_grad_norm=10.0)
+    assert result.history.loss["fit"][-1] < result.history.loss["fit"][0]
+    lr = result.optimizers["fit"].param_groups[0]["lr"]
+    assert lr == pytest.approx(optimizer.keywords["lr"] * 0.5 ** 4)
+
+
+def test_evaluate_every_and_early_stopping():
+    objective = LinearRegression()
+    x, y = regression_data()
+    evaluate = EvaluateEvery(2, lambda obj: ((obj.module(x) - y) ** 2).mean().item(), name="mse")
+    stop = EarlyStopping("mse", patience=1, mode="max")  # stops at the first non-increase
+    result = fit(objective, (x, y), epochs=50, batch_size=16, progress=False, seed=0, callbacks=[evaluate, stop],
+                 optim=functools.partial(torch.optim.SGD, lr=0.05))
+    assert result.stopped_early and result.steps == 4
+    assert [s for s, _ in result.history.metrics["mse"]] == [2, 4]
+    assert objective.module.training
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(accumulate=0), "accumulate"),
+    (dict(batch_size=4, accumulate=8), "cannot split"),
+    (dict(epochs=0), "epochs"),
+    (dict(checkpoint_every=0), "checkpoint_every"),
+    (dict(optim={"other": torch.optim.SGD}), "players"),
+])
+def test_bad_configuration_raises_config_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        fit(LinearRegression(), regression_data(), progress=False, **kwargs)
+
+
+def test_dataloader_is_refused_with_advice():
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*regression_data()))
+    with pytest.raises(ConfigError, match="loader.dataset"):
+        fit(LinearRegression(), loader, progress=False)
+
+
+def test_cuda_request_without_cuda_is_a_device_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        fit(LinearRegression(), regression_data(), device="cuda", progress=False)
+
+
+def test_checkpoint_of_another_objective_is_refused(tmp_path):
+    ckpt = tmp_path / "a.pt"
+    fit(LinearRegression(), regression_data(), checkpoint=ckpt, progress=False, seed=0)
+    with pytest.raises(CheckpointError, match="players"):
+        fit(TwoPlayer(), regression_data(d_in=3), checkpoint=ckpt, progress=False)
+
+
+def test_parameters_outside_the_module_are_refused():
+    objective = LinearRegression()
+    stray = torch.nn.Parameter(torch.zeros(1))
+    objective.players = lambda: {"fit": [stray]}
+    with pytest.raises(ConfigError, match="outside"):
+        fit(objective, regression_data(), progress=False)
+
+
+def test_public_api_exports_fit():
+    assert hybridpgm.fit is fit
