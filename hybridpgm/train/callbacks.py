@@ -30,6 +30,7 @@ class StepInfo:
     :ivar history: the run's :class:`History` so far.
     :ivar device: the training device.
     :ivar is_main: whether this process is rank 0.
+    :ivar reduce_mean: averages a number over ranks (identity in one process).
     """
 
     step: int
@@ -39,6 +40,7 @@ class StepInfo:
     history: History
     device: torch.device
     is_main: bool = True
+    reduce_mean: Callable[[float], float] = float
     stop_requested: bool = field(default=False)
 
     def request_stop(self) -> None:
@@ -57,7 +59,8 @@ class Callback:
 
 class EvaluateEvery(Callback):
     """Run ``fn(objective)`` every ``every`` steps (and at the end) and log its
-    result in ``history.metrics`` under ``name`` (a dict result logs each key).
+    result in ``history.metrics`` under ``name`` (a dict result logs each key),
+    averaged over ranks under data parallelism.
 
     The module is put in ``eval()`` mode and gradients are off while ``fn`` runs.
     """
@@ -79,7 +82,7 @@ class EvaluateEvery(Callback):
             module.train(was_training)
         items = result.items() if isinstance(result, dict) else [(self.name, result)]
         for key, value in items:
-            info.history.log_metric(key, info.step, float(value))
+            info.history.log_metric(key, info.step, info.reduce_mean(float(value)))
         self._last_step = info.step
 
     def on_step_end(self, info: StepInfo) -> None:

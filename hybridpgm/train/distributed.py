@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -63,6 +64,31 @@ class DistributedContext:
         t = torch.tensor([float(flag)], device=self.device)
         dist.all_reduce(t)
         return bool(t.item() > 0)
+
+    def mean_of(self, value: float) -> float:
+        """Average of a Python number over ranks (for evaluation metrics)."""
+        if self.world_size == 1:
+            return float(value)
+        return float(self.mean(torch.tensor(float(value), dtype=torch.float64, device=self.device)))
+
+    def gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (on every rank)."""
+        if self.world_size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def check_same(self, what: str, value: Any) -> None:
+        """Raise :class:`~hybridpgm.errors.ConfigError` on every rank unless all
+        ranks pass an equal ``value``; the message names the ranks that differ."""
+        if self.world_size == 1:
+            return
+        values = self.gather_object(value)
+        differ = [r for r, v in enumerate(values) if v != values[0]]
+        if differ:
+            raise ConfigError(f"ranks disagree on the {what}: rank 0 has {values[0]!r}, "
+                              + "; ".join(f"rank {r} has {values[r]!r}" for r in differ))
 
     def agree_on_seed(self, seed: int) -> int:
         """Rank 0's seed, so every rank shares the data order."""

@@ -4,7 +4,7 @@ One *step* takes one batch.  For each player of the objective's schedule it
 clears that player's gradients, splits the batch into ``accumulate``
 micro-batches, back-propagates each micro-batch's loss (weighted by its share
 of the batch) into that player's parameters only, optionally clips, and steps
-the player's optimizer once.  See :mod:`hybridpgm.train.objective` for the
+the player's optimizer once (:class:`~hybridpgm.train.player_step.Player`).  See :mod:`hybridpgm.train.objective` for the
 contract and :mod:`hybridpgm.train.distributed` for multi-process runs.
 """
 
@@ -20,7 +20,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from hybridpgm.errors import CheckpointError, ConfigError, TrainingDivergedError
+from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
 from hybridpgm.train.callbacks import StepInfo
@@ -28,6 +28,7 @@ from hybridpgm.train.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.history import FitResult, History
 from hybridpgm.train.objective import Objective, player_schedule
+from hybridpgm.train.player_step import Player, autocast_for
 
 __all__ = ["fit"]
 
@@ -79,6 +80,20 @@ def _validate(epochs: int, batch_size: int, accumulate: int, checkpoint_every: i
         raise ConfigError(f"clip_grad_norm must be positive, got {clip_grad_norm!r}")
 
 
+def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None,
+                   device: torch.device) -> dict[str, Player]:
+    params = _check_players(objective)
+    factories = _per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
+    scheduler_factories = _per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
+    players = {}
+    for name, group in params.items():
+        optimizer = factories[name](group)
+        scheduler = scheduler_factories[name](optimizer) if name in scheduler_factories else None
+        scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        players[name] = Player(name, group, optimizer, scheduler, scaler)
+    return players
+
+
 def fit(
     objective: Objective,
     data: Any,
@@ -89,6 +104,7 @@ def fit(
     optim: OptimFactory | Mapping[str, OptimFactory] | None = None,
     clip_grad_norm: float | None = None,
     lr_scheduler: SchedulerFactory | Mapping[str, SchedulerFactory] | None = None,
+    precision: str | None = None,
     device: str | torch.device = "auto",
     seed: int | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -117,13 +133,17 @@ def fit(
     :param clip_grad_norm: clip each player's gradient norm to this value.
     :param lr_scheduler: a factory called with an optimizer (stepped once per
         optimizer step), or a dict player -> factory.
-    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"``
+        (autocast and a gradient scaler per player).
+    :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
+        ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
     :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is
         reproducible given the seed.  Drawn at random (and recorded in the
         checkpoint) when ``None``.
     :param checkpoint: path of the checkpoint, written atomically every
-        ``checkpoint_every`` steps and at the end.  If it exists and ``resume``
-        is true, training resumes from it (same seed, data order and RNG state).
+        ``checkpoint_every`` steps and at the end (by rank 0).  If it exists and
+        ``resume`` is true, training resumes from it (same seed, data order and
+        RNG states; on another number of ranks the RNGs are reseeded).
     :param progress: show a tqdm progress bar (rank 0 only).
     :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``,
         see :mod:`hybridpgm.train.callbacks`.
@@ -135,32 +155,28 @@ def fit(
     _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm)
     context = distributed.current()
     device = context.device if context.world_size > 1 else resolve_device(device)
-    players = _check_players(objective)
+    autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     callbacks = list(callbacks)
-
     module = objective.module.to(device)
     module.train()
-    factories = _per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), players, "optim")
-    optimizers = {p: factories[p](params) for p, params in players.items()}
-    schedulers = {}
-    if lr_scheduler is not None:
-        schedulers = {p: f(optimizers[p]) for p, f in _per_player(lr_scheduler, players, "lr_scheduler").items()}
+    players = _build_players(objective, optim, lr_scheduler, precision, device)
+    dataset = as_dataset(data)
+    context.check_same("configuration", {
+        "batch_size": batch_size, "accumulate": accumulate, "epochs": epochs, "max_steps": max_steps,
+        "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
+        "num_examples": len(dataset), "precision": precision,
+    })
 
-    history, start_step, elapsed = History(), 0, 0.0
-    resumed = None
+    history, start_step, elapsed, resumed = History(), 0, 0.0, None
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         resumed = load_checkpoint(checkpoint, map_location=device)
-        if sorted(resumed["optimizers"]) != sorted(players):
-            raise CheckpointError(
-                f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['optimizers'])}, "
-                f"the objective has {sorted(players)}"
-            )
+        if sorted(resumed["players"]) != sorted(players):
+            raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
+                                  f"the objective has {sorted(players)}")
         module.load_state_dict(resumed["module"])
-        for p, opt in optimizers.items():
-            opt.load_state_dict(resumed["optimizers"][p])
-        for p, sched in schedulers.items():
-            sched.load_state_dict(resumed["schedulers"][p])
+        for name, player in players.items():
+            player.load_state_dict(resumed["players"][name])
         if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
             objective.load_state_dict(resumed["objective"])
         history = History.from_state_dict(resumed["history"])
@@ -170,30 +186,27 @@ def fit(
         seed = secrets.randbelow(2**31)
     seed = context.agree_on_seed(seed)
 
-    stream = BatchStream(as_dataset(data), batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
+    stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
                          rank=context.rank, world_size=context.world_size)
     total_steps = num_steps(stream.batches_per_epoch, epochs, max_steps)
-    if resumed is not None:
-        set_rng_state(resumed["rng"])
-    else:
-        pyro.set_rng_seed(seed + context.rank)
-
-    def state_at(step: int) -> dict[str, Any]:
-        return {
-            "module": module.state_dict(),
-            "optimizers": {p: o.state_dict() for p, o in optimizers.items()},
-            "schedulers": {p: s.state_dict() for p, s in schedulers.items()},
-            "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
-            "history": history.state_dict(),
-            "rng": rng_state(),
-            "step": step,
-            "seed": seed,
-            "world_size": context.world_size,
-        }
+    if resumed is not None and len(resumed["rng"]) == context.world_size:
+        set_rng_state(resumed["rng"][context.rank])
+    else:  # a fresh run, or a resume on another number of ranks
+        pyro.set_rng_seed(seed + context.rank + 7919 * start_step)
 
     def write_checkpoint(step: int) -> None:
+        rng = context.gather_object(rng_state())
         if checkpoint is not None and context.is_main:
-            save_checkpoint(checkpoint, state_at(step))
+            save_checkpoint(checkpoint, {
+                "module": module.state_dict(),
+                "players": {name: player.state_dict() for name, player in players.items()},
+                "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
+                "history": history.state_dict(),
+                "rng": rng,
+                "step": step,
+                "seed": seed,
+                "world_size": context.world_size,
+            })
         context.barrier()
 
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and context.is_main),
@@ -206,30 +219,11 @@ def fit(
             batch = move_to(stream.batch(step), device)
             micro_batches = split_batch(batch, accumulate)
             losses: dict[str, list[float]] = {}
-            for player in schedule:
-                params, optimizer = players[player], optimizers[player]
-                optimizer.zero_grad(set_to_none=True)
-                total = torch.zeros((), device=device)
-                for micro, weight in micro_batches:
-                    loss = objective.loss(player, micro)
-                    if loss.dim() != 0:
-                        raise ConfigError(f"{type(objective).__name__}.loss({player!r}) returned shape "
-                                          f"{tuple(loss.shape)}, expected a scalar")
-                    (loss * weight).backward(inputs=params)
-                    total = total + loss.detach() * weight
-                value = float(context.mean(total))
-                if value != value or value in (float("inf"), float("-inf")):
-                    raise TrainingDivergedError(
-                        f"loss of player {player!r} is {value} at step {step}; no update was applied"
-                        + (f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""),
-                        step=step, player=player)
-                context.all_reduce_gradients(params)
-                if clip_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
-                optimizer.step()
-                if player in schedulers:
-                    schedulers[player].step()
-                losses.setdefault(player, []).append(value)
+            for name in schedule:
+                value = players[name].update(objective, micro_batches, step=step, context=context,
+                                             precision=precision, device=device, clip_grad_norm=clip_grad_norm,
+                                             checkpoint=checkpoint)
+                losses.setdefault(name, []).append(value)
             if hasattr(objective, "train_step_end"):
                 objective.train_step_end(step)
             step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
@@ -238,7 +232,8 @@ def fit(
             bar.update(1)
             bar.set_postfix({p: f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
             info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
-                            objective=objective, history=history, device=device, is_main=context.is_main)
+                            objective=objective, history=history, device=device, is_main=context.is_main,
+                            reduce_mean=context.mean_of)
             for callback in callbacks:
                 callback.on_step_end(info)
             stop = context.any(info.stop_requested)
@@ -254,5 +249,5 @@ def fit(
             if hasattr(callback, "on_fit_end"):
                 callback.on_fit_end(info)
     write_checkpoint(steps_done)
-    return FitResult(history=history, steps=steps_done, optimizers=optimizers, device=device,
-                     stopped_early=bool(info is not None and info.stop_requested))
+    return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
+                     device=device, stopped_early=bool(info is not None and info.stop_requested))

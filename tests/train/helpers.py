@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pyro
+import pyro.distributions as dist
 import torch
+from pyro.nn import pyro_method
+
+from hybridpgm import VAE
 
 
 class LinearRegression:
@@ -61,3 +66,26 @@ def regression_data(n: int = 64, d_in: int = 5, seed: int = 1):
     x = torch.randn(n, d_in, generator=g)
     y = x @ torch.randn(d_in, 1, generator=g) + 0.1 * torch.randn(n, 1, generator=g)
     return x, y
+
+
+class NoiseAsDataVAE(VAE):
+    """The VAE with its guide's noise read from the batch ``(x, eps)``: common random
+    numbers, so runs that split the data differently draw identical latents."""
+
+    @pyro_method
+    def model(self, x, eps):
+        return super().model(x)
+
+    @pyro_method
+    def guide(self, x, eps):
+        self._check(x)
+        with self._plate(x, None):
+            loc, scale = self._encode(x)
+            z = loc + scale * eps  # the reparameterized draw, with the noise given
+            log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+            return pyro.sample("z", dist.Delta(z, log_density=log_q, event_dim=1))
+
+
+def vae_data(n: int = 64, x_dim: int = 12, z_dim: int = 3, seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full((n, x_dim), 0.4), generator=g), torch.randn(n, z_dim, generator=g)
