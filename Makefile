@@ -21,10 +21,10 @@ demo: $(STAMP)  ## train a VAE on the bundled digits, report in runs/demo
 	$(BIN)/hybridpgm train vae --dataset digits --epochs 2 --out runs/demo
 
 test: $(STAMP)  ## the default suite (slow statistical checks excluded)
-	$(BIN)/python -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(BIN)/python -m pytest -n 2 -q -m "slow or not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

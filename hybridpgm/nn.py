@@ -14,21 +14,25 @@ References:
    feedforward neural networks*, AISTATS 2010.
 2. K. He, X. Zhang, S. Ren, J. Sun, *Delving Deep into Rectifiers*, ICCV 2015.
 3. S. Ioffe, C. Szegedy, *Batch Normalization*, ICML 2015.
+4. T. Chen, B. Xu, C. Zhang, C. Guestrin, *Training Deep Nets with Sublinear
+   Memory Cost*, arXiv:1604.06174, 2016.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import math
+from typing import Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint, checkpoint_sequential
 
 from hybridpgm.errors import ModelSpecError
 
-__all__ = ["ACTIVATIONS", "mlp"]
+__all__ = ["ACTIVATIONS", "checkpointed_call", "mlp"]
 
 #: Names accepted for ``activation`` / ``out_activation``.
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -92,3 +96,19 @@ def mlp(
     if out_activation is not None:
         layers.append(ACTIVATIONS[out_activation]())
     return nn.Sequential(*layers)
+
+
+def checkpointed_call(module: nn.Module, *inputs: torch.Tensor, enabled: bool = True) -> torch.Tensor:
+    """``module(*inputs)``, with activation checkpointing [4] when ``enabled``
+    and gradients are being recorded: the activations inside ``module`` are
+    not stored but recomputed during the backward pass, trading one extra
+    forward pass for memory.  This is the answer when even a micro-batch of
+    one does not fit: accumulation bounds the batch, checkpointing the depth.
+    """
+    if not (enabled and torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())):
+        return module(*inputs)
+    if isinstance(module, nn.Sequential) and len(inputs) == 1:
+        # sqrt(n) segments of layers, the strategy of [4]
+        segments = max(1, math.isqrt(sum(isinstance(m, nn.Linear) for m in module)))
+        return checkpoint_sequential(module, segments, inputs[0], use_reentrant=False)
+    return checkpoint(module, *inputs, use_reentrant=False)

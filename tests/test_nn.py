@@ -22,3 +22,17 @@ def test_mlp_shapes_and_init(init):
 def test_mlp_bad_declarations(kwargs):
     with pytest.raises(ModelSpecError):
         mlp(**kwargs)
+
+
+def test_checkpointed_call_gives_the_same_gradients():
+    torch.manual_seed(0)
+    from hybridpgm.nn import checkpointed_call
+
+    net, x = mlp([6, 32, 32, 2]), torch.randn(4, 6)
+    grads = []
+    for enabled in (False, True):
+        net.zero_grad()
+        checkpointed_call(net, x, enabled=enabled).pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)

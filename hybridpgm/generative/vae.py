@@ -35,7 +35,7 @@ from pyro.nn import PyroModule, pyro_method
 
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
-from hybridpgm.nn import mlp
+from hybridpgm.nn import checkpointed_call, mlp
 
 __all__ = ["VAE"]
 
@@ -53,16 +53,21 @@ class VAE(PyroModule):
     :param init: ``"xavier"`` or ``"he"``.
     :param batch_norm: batch normalisation in the hidden layers.
     :param min_scale: floor of the guide's standard deviations.
+    :param checkpoint_activations: recompute the encoder's and decoder's
+        activations in the backward pass instead of storing them
+        (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
     """
 
     def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), likelihood: str = "bernoulli",
-                 activation: str = "relu", init: str = "xavier", batch_norm: bool = False, min_scale: float = 1e-4):
+                 activation: str = "relu", init: str = "xavier", batch_norm: bool = False, min_scale: float = 1e-4,
+                 checkpoint_activations: bool = False):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ModelSpecError(f"VAE likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if x_dim < 1 or z_dim < 1:
             raise ModelSpecError(f"VAE needs x_dim >= 1 and z_dim >= 1, got x_dim={x_dim}, z_dim={z_dim}")
         self.x_dim, self.z_dim, self.likelihood, self.min_scale = x_dim, z_dim, likelihood, min_scale
+        self.checkpoint_activations = checkpoint_activations
         hidden = list(hidden)
         self.encoder = mlp([x_dim, *hidden, 2 * z_dim], activation, init, batch_norm)
         self.decoder = mlp([z_dim, *reversed(hidden), x_dim], activation, init, batch_norm)
@@ -90,7 +95,7 @@ class VAE(PyroModule):
         return dist.Normal(out, self.log_scale.exp()).to_event(1)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw = self.encoder(x).chunk(2, dim=-1)
+        loc, raw = checkpointed_call(self.encoder, x, enabled=self.checkpoint_activations).chunk(2, dim=-1)
         return loc, F.softplus(raw) + self.min_scale
 
     # -- the Pyro program -------------------------------------------------------
@@ -106,7 +111,8 @@ class VAE(PyroModule):
         with self._plate(x, num_data):
             zeros = x.new_zeros(x.shape[:-1] + (self.z_dim,))
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
-            return pyro.sample("x", self._likelihood(self.decoder(z)), obs=x)
+            out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
+            return pyro.sample("x", self._likelihood(out), obs=x)
 
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:

@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--eval-samples", type=int, default=1000,
                         help="importance samples for the test log-likelihood (default 1000)")
     parser.add_argument("--eval-size", type=int, default=None, help="evaluate on the first N test images")
+    parser.add_argument("--checkpoint-activations", action="store_true",
+                        help="recompute encoder/decoder activations in backward (saves memory)")
 
 
 def _evaluate(vae: VAE, x: torch.Tensor, samples: int, batch: int = 100) -> tuple[float, float]:
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.dataset, binarize="dynamic", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
-    vae = VAE(data.num_features, args.latent_dim, args.hidden)
+    vae = VAE(data.num_features, args.latent_dim, args.hidden, checkpoint_activations=args.checkpoint_activations)
     elbo = IWAE(args.particles) if args.model == "iwae" else None
     objective = SVIObjective(vae.model, vae.guide, elbo)
     checkpoint = out / "checkpoint.pt"
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     result = fit(objective, training_data(data), epochs=args.epochs, batch_size=args.batch_size,
                  accumulate=args.accumulate, optim=functools.partial(torch.optim.Adam, lr=args.lr),
+                 precision=args.precision,
                  device=args.device, seed=args.seed, checkpoint=checkpoint,
                  checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
     train_seconds = time.perf_counter() - started
@@ -83,6 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": result.steps,
         "batch_size": args.batch_size,
         "accumulate": args.accumulate,
+        "precision": args.precision or "fp32",
         "particles": args.particles,
         "latent_dim": args.latent_dim,
         "hidden": args.hidden,

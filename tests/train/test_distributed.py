@@ -7,6 +7,7 @@ losses average to the union's gradient.  The VAE reads its guide noise from
 the data (common random numbers) so that both runs draw the same latents.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -82,3 +83,20 @@ def test_ranks_that_disagree_on_the_configuration_fail_with_a_named_error(tmp_pa
     proc = torchrun("mismatch", tmp_path / "m.pt", timeout=240)
     assert proc.returncode != 0
     assert "ranks disagree on the configuration" in proc.stderr and "rank 1 has" in proc.stderr
+
+
+def test_cli_under_torchrun_writes_one_report(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "hybridpgm", "train", "vae", "--dataset", "digits", "--accumulate", "4", "--epochs", "1",
+               "--latent-dim", "4", "--hidden", "32", "--eval-samples", "10", "--eval-size", "50", "--out", str(out),
+               "--no-progress"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["accumulate"] == 4
+    assert metrics["steps"] == 5  # 1257 examples -> 628 per rank -> 5 batches of 128
+    assert proc.stdout.count('"test_log_likelihood"') == 1  # rank 0 alone reports
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png", "metrics.json",
+                                                      "reconstructions.png", "samples.png"]
