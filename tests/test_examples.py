@@ -15,6 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = [
+    "bayes_net.py --num-steps 3 --batch-size 64 --num-data 200 --num-queries 20 --quiet --device cpu",
+    "crf_tagger.py --num-steps 3 --batch-size 16 --num-train 64 --num-test 32 --max-len 12 --device cpu",
+    "mrf_denoising.py --num-steps 2 --batch-size 16 --num-iters 3 --device cpu",
     "vae.py --num-steps 3 --batch-size 32 --accumulate 2 --particles 3 --eval-samples 5 --quiet --device cpu",
 ]
 

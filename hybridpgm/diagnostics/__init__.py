@@ -1,8 +1,22 @@
-"""Diagnostics: plots (and ArviZ conversion as it lands)."""
+"""Diagnostics: ArviZ conversion, the PSIS check of variational inference, plots."""
 
-from hybridpgm.diagnostics.plots import plot_image_grid, plot_loss_curves
+from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat
+from hybridpgm.diagnostics.inference_data import (from_categorical, from_importance, from_mcmc, from_svi,
+                                                  make_inference_data)
+from hybridpgm.diagnostics.plots import plot_coverage, plot_image_grid, plot_khat, plot_log_weights, plot_loss_curves
 
 __all__ = [
+    "VICheck",
+    "check_vi",
+    "from_categorical",
+    "from_importance",
+    "from_mcmc",
+    "from_svi",
+    "make_inference_data",
+    "pareto_khat",
+    "plot_coverage",
     "plot_image_grid",
+    "plot_khat",
+    "plot_log_weights",
     "plot_loss_curves",
 ]

@@ -1,0 +1,154 @@
+"""Conversion of hybridpgm and Pyro results to ArviZ data.
+
+Everything is built through ``arviz.from_dict`` so the same code gives an
+``InferenceData`` under ArviZ 0.x and a ``DataTree`` under ArviZ 1.x (whose
+``from_dict`` takes one dict of groups instead of keyword groups).  Arrays are
+NumPy with the leading ``(chain, draw)`` dimensions ArviZ expects.
+
+* :func:`from_svi` -- a model and guide after SVI: posterior draws from the
+  guide (via :class:`pyro.infer.Predictive`), posterior predictive, observed
+  data, and the pointwise log-likelihood for ``az.loo`` / ``az.waic``;
+* :func:`from_mcmc` -- a :class:`pyro.infer.MCMC` run, chains kept (R-hat, ESS);
+* :func:`from_importance` -- importance-sampling or AIS log-weights (and
+  optional draws) for ESS and PSIS diagnostics;
+* :func:`from_categorical` -- exact categorical posteriors (e.g. of a
+  ``BayesNet``), one probability vector per query variable and evidence row.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Predictive
+from pyro.poutine.util import site_is_subsample
+
+from hybridpgm.errors import DataError
+
+__all__ = ["from_categorical", "from_importance", "from_mcmc", "from_svi", "make_inference_data"]
+
+_KEYWORD_STYLE = "posterior" in inspect.signature(az.from_dict).parameters
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[str, list[str]] | None = None,
+                        coords: Mapping[str, Any] | None = None):
+    """``arviz.from_dict`` for both ArviZ generations.
+
+    :param groups: group name (``"posterior"``, ``"log_likelihood"``,
+        ``"sample_stats"``, ``"observed_data"``, ...) -> variable -> array whose
+        leading dimensions are ``(chain, draw)`` (not for ``observed_data``).
+    """
+    groups = {g: {k: _numpy(v) for k, v in variables.items()} for g, variables in groups.items() if variables}
+    if _KEYWORD_STYLE:  # ArviZ 0.x
+        return az.from_dict(**groups, dims=dims, coords=coords)
+    return az.from_dict(groups, dims=dims, coords=coords)  # ArviZ >= 1.0
+
+
+def _observed_sites(trace) -> dict[str, dict]:
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)}
+
+
+def from_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
+             return_sites: list[str] | None = None, **kwargs: Any):
+    """ArviZ data of a Pyro model/guide pair after variational inference.
+
+    :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
+        observed sites conditioned (``obs=``).
+    :param guide: the trained guide.
+    :param num_samples: posterior draws (one chain).
+    :param return_sites: latent sites to keep (default: every latent site of the guide).
+    :returns: groups ``posterior`` (``1 x S x site_shape``),
+        ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``)
+        per observed site, and ``observed_data``.
+    """
+    with torch.no_grad():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        latents = return_sites or [n for n, s in guide_trace.nodes.items()
+                                   if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        observed = _observed_sites(model_trace)
+        if not observed:
+            raise DataError("the model has no observed sample site: nothing to check against")
+        draws = Predictive(model, guide=guide, num_samples=num_samples, return_sites=latents)(*args, **kwargs)
+        # Predictive pads draws with plate dims on the left: restore each site's own shape
+        draws = {n: draws[n].reshape((num_samples,) + guide_trace.nodes[n]["value"].shape) for n in latents}
+        predictive = Predictive(poutine.uncondition(model), posterior_samples=draws,
+                                return_sites=list(observed))(*args, **kwargs)
+        log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
+        for s in range(num_samples):
+            values = {name: draws[name][s] for name in latents}
+            trace = poutine.trace(poutine.condition(model, data=values)).get_trace(*args, **kwargs)
+            for name in observed:
+                site = trace.nodes[name]
+                log_lik[name].append(site["fn"].log_prob(site["value"]))
+    return make_inference_data({
+        "posterior": {n: draws[n].unsqueeze(0) for n in latents},
+        "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)
+                                 for n in observed},
+        "log_likelihood": {n: torch.stack(v).unsqueeze(0) for n, v in log_lik.items()},
+        "observed_data": {n: site["value"] for n, site in observed.items()},
+    })
+
+
+def from_mcmc(mcmc: pyro.infer.MCMC):
+    """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's
+    Gibbs included): ``posterior`` with shape ``chains x draws x site_shape``."""
+    samples = mcmc.get_samples(group_by_chain=True)
+    return make_inference_data({"posterior": samples})
+
+
+def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None):
+    """ArviZ data of an importance-sampling or AIS run.
+
+    :param log_weights: ``K`` or ``K x N`` log-weights (``N`` independent
+        targets, e.g. data points), kept as ``sample_stats.log_weight`` with one
+        chain of ``K`` draws, ready for ``az.ess``-style and PSIS diagnostics.
+    :param samples: optional draws ``name -> K x ...`` kept as ``posterior``.
+    """
+    log_weights = torch.as_tensor(log_weights)
+    if log_weights.dim() not in (1, 2):
+        raise DataError(f"log_weights must be K or K x N, got shape {tuple(log_weights.shape)}")
+    groups = {"sample_stats": {"log_weight": log_weights.unsqueeze(0)}}
+    if samples:
+        k = log_weights.shape[0]
+        bad = {n: tuple(v.shape) for n, v in samples.items() if v.shape[0] != k}
+        if bad:
+            raise DataError(f"samples must have {k} draws like the log-weights; got shapes {bad}")
+        groups["posterior"] = {n: v.unsqueeze(0) for n, v in samples.items()}
+    return make_inference_data(groups)
+
+
+def from_categorical(probabilities: Mapping[str, torch.Tensor]):
+    """ArviZ data of exact categorical posteriors.
+
+    :param probabilities: variable -> ``N x cardinality`` (or ``cardinality``)
+        probabilities, one row per evidence row, as returned by
+        ``BayesNet.posterior``.
+    :returns: ``posterior`` with one chain and one draw, variable dims
+        ``(row, <variable>_state)``.
+    """
+    posterior, dims = {}, {}
+    for name, probs in probabilities.items():
+        probs = torch.as_tensor(probs)
+        if probs.dim() == 1:
+            probs = probs.unsqueeze(0)
+        if probs.dim() != 2:
+            raise DataError(f"posterior of {name!r} must be N x cardinality, got shape {tuple(probs.shape)}")
+        posterior[name] = probs.reshape((1, 1) + tuple(probs.shape))
+        dims[name] = ["row", f"{name}_state"]
+    rows = {name: p.shape[2] for name, p in posterior.items()}
+    if len(set(rows.values())) > 1:
+        raise DataError(f"every variable needs the same number of evidence rows; got {rows}")
+    return make_inference_data({"posterior": posterior}, dims=dims)

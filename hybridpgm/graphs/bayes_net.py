@@ -1,0 +1,412 @@
+"""Bayesian networks over named variables, with table, neural and linear-Gaussian CPDs.
+
+A :class:`BayesNet` factorises a joint distribution along a DAG,
+
+.. math:: p(x) = \\prod_v p(x_v \\mid x_{\\mathrm{pa}(v)}),
+
+where each factor is a :mod:`~hybridpgm.graphs.cpd` module.  The network is a
+Pyro program (:meth:`BayesNet.model`) over a data plate, in which every missing
+discrete entry is a latent site enumerated in parallel, so
+:class:`pyro.infer.TraceEnum_ELBO` with the empty :meth:`BayesNet.guide` is the
+exact negative log-likelihood of the observed entries and gradient steps on it
+learn the CPDs from incomplete data (the same fixed points as EM [2]).  Exact
+queries (:meth:`posterior`, :meth:`log_evidence`, :meth:`map`) are batched tensor
+contractions (:mod:`hybridpgm.infer.exact`).
+
+>>> import torch
+>>> from hybridpgm.graphs import BayesNet, cpd
+>>> bn = BayesNet()
+>>> bn.add("rain", cpd.Table([0.8, 0.2]))                                # doctest: +ELLIPSIS
+BayesNet(...)
+>>> bn.add("wet", cpd.Table([[0.9, 0.1], [0.2, 0.8]], parents=["rain"]))  # doctest: +ELLIPSIS
+BayesNet(...)
+>>> bn.posterior("rain", {"wet": 1})
+tensor([0.3333, 0.6667], grad_fn=<SelectBackward0>)
+
+**References**
+
+[1] J. Pearl, *Probabilistic Reasoning in Intelligent Systems*, 1988.
+
+[2] A. P. Dempster, N. M. Laird, D. B. Rubin, *Maximum Likelihood from
+Incomplete Data via the EM Algorithm*, 1977.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.graphs.contraction import PlanCache
+from hybridpgm.graphs.cpd import CPD
+
+__all__ = ["BayesNet"]
+
+
+class BayesNet(PyroModule):
+    """A directed graphical model: named nodes, each with a CPD over its parents.
+
+    :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd.CPD`,
+        added in order (parents may be declared after their children).
+    :param dict state_names: optional node -> list of state names (for string evidence).
+    """
+
+    def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None):
+        super().__init__()
+        self.cpds = nn.ModuleDict()
+        self.state_names: dict[str, list] = {}
+        self.plan_cache = PlanCache()
+        self._order: list[str] | None = None
+        for name, c in (cpds or {}).items():
+            self.add(name, c, states=(state_names or {}).get(name))
+        if cpds:
+            self.check()
+
+    # ------------------------------------------------------------------ declaration
+    def add(self, name: str, cpd: CPD, *, states: Sequence | None = None) -> "BayesNet":
+        """Declare node ``name`` with its CPD; returns ``self`` for chaining.
+
+        :raises ModelSpecError: duplicate name, a cycle, or a CPD that does not
+            match already-declared parents (shape, cardinality).
+        """
+        if not isinstance(name, str) or not name or "." in name:
+            raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
+        if name in self.cpds:
+            raise ModelSpecError(f"node '{name}' is already declared")
+        if not isinstance(cpd, CPD):
+            raise ModelSpecError(f"node '{name}': expected a CPD, got {type(cpd).__name__}")
+        if name in cpd.parents:
+            raise ModelSpecError(f"node '{name}' cannot be its own parent")
+        self.cpds[name] = cpd
+        cycle = self._find_cycle()
+        if cycle:
+            del self.cpds[name]
+            raise ModelSpecError(f"adding node '{name}' creates the cycle {' -> '.join(cycle)}")
+        if states is not None:
+            if cpd.cardinality is None or len(states) != cpd.cardinality:
+                del self.cpds[name]
+                raise ModelSpecError(f"node '{name}': {len(states)} state names for cardinality {cpd.cardinality}")
+            self.state_names[name] = list(states)
+        if all(p in self.cpds for p in cpd.parents):
+            try:
+                cpd.bind(name, {p: self.cpds[p].cardinality for p in cpd.parents})
+            except ModelSpecError:
+                del self.cpds[name]
+                raise
+        self._order = None
+        self.plan_cache.clear()
+        return self
+
+    def _find_cycle(self) -> list[str] | None:
+        color: dict[str, int] = {}
+        for start in self.cpds:
+            if color.get(start):
+                continue
+            stack = [(start, iter(self.cpds[start].parents))]
+            path = [start]
+            color[start] = 1
+            while stack:
+                v, it = stack[-1]
+                p = next(it, None)
+                if p is None:
+                    color[v] = 2
+                    stack.pop()
+                    path.pop()
+                elif p in self.cpds:
+                    if color.get(p) == 1:
+                        return list(reversed(path[path.index(p):] + [p]))
+                    if not color.get(p):
+                        color[p] = 1
+                        stack.append((p, iter(self.cpds[p].parents)))
+                        path.append(p)
+        return None
+
+    def check(self) -> "BayesNet":
+        """Validate the whole network (unknown parents, CPD shapes) and fix a topological order.
+
+        Called automatically by every query; call it yourself to fail early.
+
+        :raises ModelSpecError: naming the node at fault.
+        """
+        if self._order is not None:
+            return self
+        for v, c in self.cpds.items():
+            unknown = [p for p in c.parents if p not in self.cpds]
+            if unknown:
+                raise ModelSpecError(f"node '{v}' has unknown parent(s) {unknown}")
+            c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
+        clash = set(self.input_names) & set(self.cpds)
+        if clash:
+            raise ModelSpecError(f"context input(s) {sorted(clash)} clash with node names")
+        order, done = [], set()
+
+        def visit(v):
+            if v not in done:
+                for p in self.cpds[v].parents:
+                    visit(p)
+                done.add(v)
+                order.append(v)
+
+        for v in self.cpds:
+            visit(v)
+        self._order = order
+        return self
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def nodes(self) -> list[str]:
+        """Node names in declaration order (the column order of tensor data)."""
+        return list(self.cpds.keys())
+
+    @property
+    def topological_order(self) -> list[str]:
+        return list(self.check()._order)
+
+    def parents(self, name: str) -> tuple[str, ...]:
+        return self.cpds[name].parents
+
+    def child_nodes(self, name: str) -> list[str]:
+        return [v for v, c in self.cpds.items() if name in c.parents]
+
+    def cardinality(self, name: str) -> int | None:
+        """Number of states of a discrete node, ``None`` for a continuous one."""
+        return self.cpds[name].cardinality
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(p, v) for v, c in self.cpds.items() for p in c.parents]
+
+    @property
+    def input_names(self) -> list[str]:
+        """Context inputs (not nodes) needed by neural CPDs."""
+        names: list[str] = []
+        for c in self.cpds.values():
+            names += [u for u in getattr(c, "context", ()) if u not in names]
+        return names
+
+    @property
+    def dtype(self) -> torch.dtype:
+        t = next(self._tensors(), None)
+        return t.dtype if t is not None else torch.get_default_dtype()
+
+    @property
+    def device(self) -> torch.device:
+        t = next(self._tensors(), None)
+        return t.device if t is not None else torch.device("cpu")
+
+    def _tensors(self):
+        yield from (t for t in self.parameters() if torch.is_floating_point(t))
+        yield from (t for t in self.buffers() if torch.is_floating_point(t))
+
+    def __repr__(self) -> str:
+        return f"BayesNet(nodes={self.nodes})"
+
+    # ------------------------------------------------------------------ data handling
+    def columns(self, data, mask=None) -> dict:
+        """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
+
+        :param data: dict name -> ``[N]`` tensor, or a ``[N, len(nodes)]`` tensor
+            whose columns follow :attr:`nodes`.
+        :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
+            ``True`` where observed.
+        """
+        if data is None:
+            return {}
+        if isinstance(data, (tuple, list)) and len(data) == 2 and mask is None:
+            data, mask = data
+        if torch.is_tensor(data):
+            if data.dim() != 2 or data.shape[1] != len(self.cpds):
+                raise DataError(f"tensor data must be [N, {len(self.cpds)}] (columns {self.nodes}), "
+                                f"got {tuple(data.shape)}")
+            data = {v: data[:, i] for i, v in enumerate(self.nodes)}
+        if torch.is_tensor(mask):
+            mask = {v: mask[:, i] for i, v in enumerate(self.nodes)}
+        out = {}
+        dtype, device = self.dtype, self.device
+        for v, t in data.items():
+            if v not in self.cpds:
+                raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
+            t = torch.as_tensor(t, device=device)
+            if mask is not None and v in mask:
+                m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
+                t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
+            out[v] = t
+        lengths = {t.shape[0] for t in out.values()}
+        if len(lengths) > 1:
+            raise DataError(f"data columns differ in length: { {v: t.shape[0] for v, t in out.items()} }")
+        return out
+
+    def _split(self, v, t):
+        """``(values with missing filled by 0, observed mask or None if all observed)``."""
+        if torch.is_floating_point(t):
+            missing = torch.isnan(t)
+        else:
+            missing = t < 0
+        card = self.cardinality(v)
+        filled = torch.where(missing, torch.zeros_like(t), t)
+        if card is not None:
+            filled = filled.long()
+            bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
+            if bad.any():
+                raise DataError(f"column '{v}' holds a value outside 0..{card - 1}")
+        else:
+            filled = filled.to(self.dtype)
+        return filled, (None if not missing.any() else ~missing)
+
+    # ------------------------------------------------------------------ Pyro view
+    def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
+              num_data: int | None = None) -> dict:
+        """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
+
+        Observed entries are conditioned on; missing discrete entries (``NaN``,
+        ``-1``, ``mask`` false, or absent columns) are latent sites marked for
+        parallel enumeration (``"<node>"`` when the whole column is missing, else
+        ``"<node>_unobserved"`` next to ``"<node>_observed"``, as with Pyro's
+        ``obs_mask``); continuous entries must be observed when data is given.
+        Tables with a Dirichlet ``prior`` add
+        :math:`\\tfrac{B}{N_{\\rm data}} \\log \\mathrm{Dir}(\\theta; \\alpha)` so the
+        loss per example estimates the full-data MAP objective.
+
+        :param data: see :meth:`columns`; ``None`` to sample ``num_samples`` rows.
+            For :func:`hybridpgm.fit` (which rejects NaN) pass integer data with
+            ``-1`` for missing entries, or the pair ``(values, mask)`` of
+            :meth:`split_missing`.
+        :param mask: ``[N, len(nodes)]`` bool (or dict of ``[N]``), true where observed.
+        :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
+            there is a single context name).
+        :param int num_data: size of the full data set (for the prior weight).
+        :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
+        """
+        self.check()
+        cols = self.columns(data, mask)
+        ctx = self._inputs(inputs)
+        sizes = {t.shape[0] for t in list(cols.values()) + list(ctx.values())}
+        n = sizes.pop() if sizes else (num_samples or 1)
+        for v, c in self.cpds.items():
+            if getattr(c, "prior", None) is not None:
+                pyro.factor(f"{v}_prior", c.log_prior() * (n / (num_data or n)))
+        x: dict = {}
+        enum = {"enumerate": "parallel"}
+        with pyro.plate("data", n, dim=-1):
+            for v in self._order:
+                c = self.cpds[v]
+                obs, obs_mask = self._split(v, cols[v]) if v in cols else (None, None)
+                if c.cardinality is None:
+                    if data is not None and (obs is None or obs_mask is not None):
+                        raise DataError(f"continuous node '{v}' must be observed in every row of the data")
+                    loc = self._select(c.mean_table({**ctx, **x}), c, x, n)
+                    scale = self._select(c.scale, c, x, n, batched=False)
+                    x[v] = pyro.sample(v, dist.Normal(loc, scale), obs=obs)
+                    continue
+                fn = dist.Categorical(logits=self._select(c.log_table({**ctx, **x}), c, x, n))
+                if obs_mask is None:
+                    x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
+                elif not obs_mask.any():
+                    x[v] = pyro.sample(v, fn, infer=enum)
+                else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
+                    with poutine.mask(mask=obs_mask):
+                        seen = pyro.sample(f"{v}_observed", fn, obs=obs)
+                    with poutine.mask(mask=~obs_mask):
+                        hidden = pyro.sample(f"{v}_unobserved", fn, infer=enum)
+                    x[v] = torch.where(obs_mask, seen, hidden)
+        return x
+
+    def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
+        """The empty guide: every latent site of :meth:`model` is enumerated."""
+
+    def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
+
+        The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
+        :meth:`model` accepts as ``model(values, mask)``.
+        """
+        x = self.to_tensor(data) if not torch.is_tensor(data) else data
+        if torch.is_floating_point(x):
+            mask = ~torch.isnan(x)
+        else:
+            mask = x >= 0
+        return torch.where(mask, x, torch.zeros_like(x)), mask
+
+    def _inputs(self, inputs) -> dict:
+        names = self.input_names
+        if inputs is None:
+            return {}
+        if torch.is_tensor(inputs):
+            if len(names) != 1:
+                raise DataError(f"pass inputs as a dict; the network has context inputs {names}")
+            inputs = {names[0]: inputs}
+        unknown = set(inputs) - set(names)
+        if unknown:
+            raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
+        return {k: torch.as_tensor(t, device=self.device) for k, t in inputs.items()}
+
+    @staticmethod
+    def _select(table, c, x, n, batched=None):
+        """Index a ``[(N,) *discrete_parent_cards, ...]`` table by the parents' values."""
+        batched = c.is_batched if batched is None else batched
+        idx = tuple(x[p] for p in c.discrete_parents)
+        if batched:
+            idx = (torch.arange(n, device=table.device),) + idx
+        return table[idx] if idx else table
+
+    def sample(self, num_samples: int, inputs=None) -> dict:
+        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match)."""
+        with torch.no_grad():
+            tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=num_samples)
+        return {v: tr.nodes[v]["value"] for v in self.nodes}
+
+    def log_prob(self, values, inputs=None) -> torch.Tensor:
+        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor)."""
+        cols = self.columns(values)
+        missing = [v for v in self.nodes if v not in cols]
+        if missing:
+            raise DataError(f"log_prob needs every node; missing {missing}")
+        tr = poutine.trace(self.model).get_trace(cols, None, inputs)
+        tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
+        return sum(tr.nodes[v]["log_prob"] for v in self.nodes)
+
+    def to_tensor(self, values: Mapping) -> torch.Tensor:
+        """Stack a dict of ``[N]`` columns into ``[N, len(nodes)]`` floats (``NaN`` = missing)."""
+        cols = self.columns(values)
+        n = next(iter(cols.values())).shape[0]
+        nan = torch.full((n,), float("nan"), dtype=self.dtype, device=self.device)
+        return torch.stack([cols[v].to(self.dtype) if v in cols else nan for v in self.nodes], -1)
+
+    # ------------------------------------------------------------------ exact queries
+    def posterior(self, query=None, evidence=None, *, joint: bool = False):
+        """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`."""
+        from hybridpgm.infer.exact import posterior
+
+        return posterior(self.check(), query, evidence, joint=joint)
+
+    def log_evidence(self, evidence=None) -> torch.Tensor:
+        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence`."""
+        from hybridpgm.infer.exact import log_evidence
+
+        return log_evidence(self.check(), evidence)
+
+    def map(self, evidence=None, *, return_log_prob: bool = False):
+        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment`."""
+        from hybridpgm.infer.exact import map_assignment
+
+        return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)
+
+    # ------------------------------------------------------------------ pgmpy interop
+    @classmethod
+    def from_pgmpy(cls, model, *, dtype: torch.dtype = torch.float64, learnable: bool = False) -> "BayesNet":
+        """Convert a pgmpy discrete Bayesian network (tabular CPDs) to a :class:`BayesNet`."""
+        from hybridpgm.graphs.bif import from_pgmpy
+
+        return from_pgmpy(model, dtype=dtype, learnable=learnable, cls=cls)
+
+    def to_pgmpy(self):
+        """Convert to a pgmpy ``DiscreteBayesianNetwork`` with ``TabularCPD`` s."""
+        from hybridpgm.graphs.bif import to_pgmpy
+
+        return to_pgmpy(self.check())

@@ -1,0 +1,259 @@
+"""Read and write BIF files, and convert to and from pgmpy networks.
+
+The Bayesian Interchange Format [1] declares discrete variables and their
+conditional probability tables::
+
+    variable tub { type discrete [ 2 ] { yes, no }; }
+    probability ( tub | asia ) { (yes) 0.05, 0.95; (no) 0.01, 0.99; }
+
+:func:`read_bif` parses it directly (plain or gzip-compressed, such as the
+``.bif.gz`` networks bundled with pgmpy and the bnlearn repository [2]) into a
+:class:`~hybridpgm.graphs.BayesNet` of :class:`~hybridpgm.graphs.cpd.Table` CPDs.
+
+**References**
+
+[1] F. G. Cozman, *The Interchange Format for Bayesian Networks*, 1998.
+
+[2] M. Scutari, *Learning Bayesian Networks with the bnlearn R Package*, 2010.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import os
+import re
+
+import numpy as np
+import torch
+
+from hybridpgm.errors import DataError, ModelSpecError
+
+__all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
+
+_HEAD = re.compile(r"\b(network|variable|probability)\b([^{]*)\{")
+_TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
+_PROB = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
+_ENTRY = re.compile(r"\(([^)]*)\)\s*([^;]*);")
+_TABLE = re.compile(r"(?:^|;|\s)(table|default)\s+([^;]*);")
+
+
+def _blocks(text: str):
+    """Yield ``(keyword, header, body)`` for each top-level block."""
+    pos = 0
+    while True:
+        m = _HEAD.search(text, pos)
+        if m is None:
+            return
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth:
+            raise ModelSpecError(f"unbalanced braces in the block '{m.group(1)} {m.group(2).strip()}'")
+        yield m.group(1), m.group(2).strip(), text[m.end():i - 1]
+        pos = i
+
+
+def _split_list(s: str) -> list[str]:
+    return [t.strip() for t in re.split(r"[,\s]+", s) if t.strip()]
+
+
+def _floats(s: str, where: str) -> list[float]:
+    try:
+        return [float(t) for t in _split_list(s)]
+    except ValueError as e:
+        raise ModelSpecError(f"{where}: cannot parse numbers in '{s.strip()[:60]}'") from e
+
+
+def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = False, atol: float = 1e-4):
+    """Read a BIF file (``.bif`` or ``.bif.gz``) into a :class:`~hybridpgm.graphs.BayesNet`.
+
+    :param path: file path.
+    :param dtype: dtype of the tables (float64 by default, as in the file).
+    :param bool learnable: make the tables trainable parameters.
+    :param float atol: row-sum tolerance (rows are renormalised).
+    :raises DataError: if the file does not exist.
+    :raises ModelSpecError: naming the variable whose declaration or table is malformed.
+    """
+    from hybridpgm.graphs.bayes_net import BayesNet
+    from hybridpgm.graphs.cpd import Table
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"BIF file not found: {path}")
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
+    states: dict[str, list[str]] = {}
+    probs = []
+    for kind, head, body in _blocks(text):
+        if kind == "variable":
+            t = _TYPE.search(body)
+            if t is None:
+                raise ModelSpecError(f"{path}: variable '{head}' is not 'type discrete [k] {{...}}'")
+            names = [x.strip() for x in t.group(2).split(",") if x.strip()]
+            if len(names) != int(t.group(1)):
+                raise ModelSpecError(f"{path}: variable '{head}' declares {t.group(1)} states, lists {len(names)}")
+            states[head] = names
+        elif kind == "probability":
+            probs.append((head, body))
+    bn = BayesNet()
+    tables = {}
+    for head, body in probs:
+        m = _PROB.match(head)
+        if m is None:
+            raise ModelSpecError(f"{path}: cannot parse 'probability {head}'")
+        child = m.group(1).strip()
+        parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
+        for v in [child] + parents:
+            if v not in states:
+                raise ModelSpecError(f"{path}: probability of '{child}' names undeclared variable '{v}'")
+        card = len(states[child])
+        pcards = [len(states[p]) for p in parents]
+        table = np.full(pcards + [card], np.nan)
+        for kind, vals in _TABLE.findall(body):
+            nums = _floats(vals, f"{path}: '{child}'")
+            if kind == "default":
+                table[...] = np.asarray(nums)
+            else:
+                if len(nums) != table.size:
+                    raise ModelSpecError(f"{path}: table of '{child}' has {len(nums)} numbers, needs {table.size}")
+                # as pgmpy reads it: the child's state slowest, then the parents in C order
+                table = np.moveaxis(np.asarray(nums).reshape([card] + pcards), 0, -1)
+        for cond, vals in _ENTRY.findall(body):
+            key = [x.strip() for x in cond.split(",")]
+            if len(key) != len(parents):
+                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' does not list {len(parents)} parent states")
+            try:
+                idx = tuple(states[p].index(s) for p, s in zip(parents, key))
+            except ValueError as e:
+                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' names an unknown state") from e
+            nums = _floats(vals, f"{path}: '{child}'")
+            if len(nums) != card:
+                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' has {len(nums)} numbers, needs {card}")
+            table[idx] = nums
+        if np.isnan(table).any():
+            raise ModelSpecError(f"{path}: the table of '{child}' is incomplete")
+        tables[child] = (table, parents)
+    for v in states:
+        if v not in tables:
+            raise ModelSpecError(f"{path}: variable '{v}' has no probability block")
+        table, parents = tables[v]
+        table = table / table.sum(-1, keepdims=True) if np.all(np.abs(table.sum(-1) - 1) <= atol) else table
+        try:
+            c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
+        except ModelSpecError as e:
+            raise ModelSpecError(f"{path}: variable '{v}': {e}") from e
+        bn.add(v, c, states=states[v])
+    return bn.check()
+
+
+def load_network(name: str, **kwargs):
+    """Read a BIF file by path, or a network bundled with pgmpy by name (``"alarm"``, ``"child"``, ...).
+
+    :param name: a path to a ``.bif``/``.bif.gz`` file, or the name of one of
+        pgmpy's bundled bnlearn networks.
+    :param kwargs: passed to :func:`read_bif`.
+    :raises DataError: naming where it looked and how to get the file.
+    """
+    if os.path.exists(os.fspath(name)):
+        return read_bif(name, **kwargs)
+    looked = []
+    try:
+        import pgmpy
+
+        base = os.path.join(os.path.dirname(pgmpy.__file__), "utils", "example_models")
+        for ext in (".bif.gz", ".bif"):
+            path = os.path.join(base, f"{name}{ext}")
+            looked.append(path)
+            if os.path.exists(path):
+                return read_bif(path, **kwargs)
+    except ImportError:
+        looked.append("pgmpy (not installed)")
+    raise DataError(f"no BIF network '{name}': it is not a file and not in {looked}; pass a path to a "
+                    "BIF file or install pgmpy (pip install 'hybridpgm[pgmpy]') for the bnlearn networks")
+
+
+def write_bif(bn, path) -> None:
+    """Write a network of discrete CPDs (without context inputs) as a BIF file."""
+    bn.check()
+    lines = ["network unknown {", "}"]
+    for v in bn.nodes:
+        card = bn.cardinality(v)
+        if card is None:
+            raise ModelSpecError(f"node '{v}' is continuous; BIF holds discrete networks only")
+        names = bn.state_names.get(v) or [f"s{i}" for i in range(card)]
+        lines.append(f"variable {v} {{\n  type discrete [ {card} ] {{ {', '.join(map(str, names))} }};\n}}")
+    for v in bn.nodes:
+        table = _table(bn, v)
+        parents = list(bn.parents(v))
+        head = f"probability ( {v}{' | ' + ', '.join(parents) if parents else ''} ) {{"
+        lines.append(head)
+        if not parents:
+            lines.append("  table " + ", ".join(repr(float(p)) for p in table) + ";")
+        else:
+            pstates = [bn.state_names.get(p) or [f"s{i}" for i in range(bn.cardinality(p))] for p in parents]
+            for idx in itertools.product(*[range(len(s)) for s in pstates]):
+                key = ", ".join(str(pstates[i][j]) for i, j in enumerate(idx))
+                lines.append(f"  ({key}) " + ", ".join(repr(float(p)) for p in table[idx]) + ";")
+        lines.append("}")
+    opener = gzip.open if os.fspath(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _table(bn, v) -> np.ndarray:
+    c = bn.cpds[v]
+    if c.cardinality is None or c.is_batched:
+        raise ModelSpecError(f"node '{v}' has no fixed table (continuous or context-dependent CPD)")
+    with torch.no_grad():
+        return c.log_table().exp().detach().cpu().double().numpy()
+
+
+def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = False, cls=None):
+    """Convert a pgmpy discrete Bayesian network (``TabularCPD`` s) to a :class:`~hybridpgm.graphs.BayesNet`."""
+    from hybridpgm.graphs.bayes_net import BayesNet
+    from hybridpgm.graphs.cpd import Table
+
+    cls = cls or BayesNet
+    bn = cls()
+    cpds = {}
+    for c in model.get_cpds():
+        if not hasattr(c, "state_names") or not hasattr(c, "get_evidence"):
+            raise ModelSpecError(f"CPD of '{getattr(c, 'variable', '?')}' is not a pgmpy TabularCPD")
+        cpds[c.variable] = c
+    missing = [v for v in model.nodes() if v not in cpds]
+    if missing:
+        raise ModelSpecError(f"pgmpy model has no CPD for node(s) {missing}")
+    for v in model.nodes():
+        c = cpds[v]
+        parents = list(c.variables[1:])
+        values = np.moveaxis(np.asarray(c.values, dtype=np.float64), 0, -1)
+        bn.add(str(v), Table(torch.as_tensor(values, dtype=dtype), [str(p) for p in parents], learnable=learnable),
+               states=[str(s) for s in c.state_names[v]] if c.state_names else None)
+    return bn.check()
+
+
+def to_pgmpy(bn):
+    """Convert a :class:`~hybridpgm.graphs.BayesNet` of discrete CPDs to a pgmpy network."""
+    try:
+        from pgmpy.models import DiscreteBayesianNetwork as Net
+    except ImportError:  # older pgmpy
+        from pgmpy.models import BayesianNetwork as Net
+    from pgmpy.factors.discrete import TabularCPD
+
+    net = Net(bn.edges)
+    net.add_nodes_from(bn.nodes)
+    cpds = []
+    for v in bn.nodes:
+        table = _table(bn, v)
+        parents = list(bn.parents(v))
+        card = bn.cardinality(v)
+        values = np.moveaxis(table, -1, 0).reshape(card, -1)
+        names = {u: list(bn.state_names[u]) for u in [v] + parents if u in bn.state_names}
+        kw = {"state_names": names} if len(names) == len(parents) + 1 else {}
+        cpds.append(TabularCPD(v, card, values, evidence=parents or None,
+                               evidence_card=[bn.cardinality(p) for p in parents] or None, **kw))
+    net.add_cpds(*cpds)
+    return net

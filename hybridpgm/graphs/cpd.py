@@ -1,0 +1,331 @@
+"""Conditional probability distributions (CPDs) of a :class:`~hybridpgm.graphs.BayesNet` node.
+
+Three kinds, all ``torch.nn.Module`` so their parameters train with the rest of
+the network:
+
+* :class:`Table` -- a discrete node with a conditional probability table
+  :math:`p(x \\mid \\mathrm{pa}(x)) = \\theta_{\\mathrm{pa}(x), x}`, parameterised
+  by logits (so gradient steps keep every row on the simplex), with an optional
+  Dirichlet prior for MAP learning.
+* :class:`Neural` -- a discrete node whose logits are computed by a network
+  :math:`\\mathrm{logits} = f_\\phi([\\mathrm{onehot}(\\mathrm{pa}_d), \\mathrm{pa}_c, u])`
+  from the one-hot discrete parents, the continuous parents and optional
+  continuous *context* inputs :math:`u` that are not nodes of the graph.
+* :class:`LinearGaussian` -- a continuous node
+  :math:`x \\mid \\mathrm{pa}(x) \\sim \\mathcal N(b_d + w_d^\\top \\mathrm{pa}_c, \\sigma_d^2)`
+  where :math:`d` is the configuration of the discrete parents (a conditional
+  linear Gaussian [2]).
+
+Every discrete CPD exposes :meth:`CPD.log_table`, the log-probability table over
+(its discrete parents, itself), which is what exact inference contracts; a
+continuous CPD exposes :meth:`LinearGaussian.log_density`, a table over its
+discrete parents for an observed value.
+
+**References**
+
+[1] D. Koller, N. Friedman, *Probabilistic Graphical Models: Principles and
+Techniques*, 2009 (chapter 5, local probabilistic models).
+
+[2] S. L. Lauritzen, N. Wermuth, *Graphical models for associations between
+variables, some of which are qualitative and some quantitative*, 1989.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hybridpgm.errors import EvidenceError, ModelSpecError
+
+__all__ = ["CPD", "LinearGaussian", "Neural", "Table"]
+
+
+class CPD(nn.Module):
+    """Base class: the parents of a node and its cardinality (``None`` if continuous).
+
+    A CPD is *bound* to its node by :meth:`BayesNet.add` / :meth:`BayesNet.check`,
+    which tells it the cardinality of every parent (``None`` for continuous ones).
+    """
+
+    cardinality: int | None = None
+
+    def __init__(self, parents: Sequence[str] = ()):
+        super().__init__()
+        if isinstance(parents, str):
+            parents = [parents]
+        self.parents: tuple[str, ...] = tuple(parents)
+        if len(set(self.parents)) != len(self.parents):
+            raise ModelSpecError(f"duplicate parents {list(self.parents)}")
+        self.node: str | None = None
+        self.parent_cards: dict[str, int | None] = {}
+
+    # -- binding -----------------------------------------------------------------
+    @property
+    def discrete_parents(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parents if self.parent_cards.get(p) is not None)
+
+    @property
+    def continuous_parents(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parents if p in self.parent_cards and self.parent_cards[p] is None)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of continuous values (continuous parents and context) the table depends on."""
+        return self.continuous_parents
+
+    def bind(self, node: str, parent_cards: Mapping[str, int | None]) -> None:
+        """Check the CPD against its parents' cardinalities; raise :class:`ModelSpecError`."""
+        self.node = node
+        self.parent_cards = {p: parent_cards[p] for p in self.parents}
+
+    def _err(self, msg: str) -> ModelSpecError:
+        return ModelSpecError(f"node '{self.node}': {msg}")
+
+    @property
+    def is_batched(self) -> bool:
+        """Whether the table depends on per-row continuous inputs."""
+        return bool(self.inputs)
+
+    def _input_features(self, values: Mapping[str, torch.Tensor] | None) -> torch.Tensor | None:
+        if not self.inputs:
+            return None
+        cols = []
+        for name in self.inputs:
+            if values is None or name not in values:
+                raise EvidenceError(f"node '{self.node}' needs the continuous input '{name}'")
+            v = torch.as_tensor(values[name])
+            if torch.is_floating_point(v) and torch.isnan(v).any():
+                raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
+            cols.append(v.reshape(v.shape[0], -1) if v.dim() > 0 else v.reshape(1, 1))
+        return torch.cat([c.to(cols[0].dtype) for c in cols], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"node={self.node!r}, parents={list(self.parents)}, cardinality={self.cardinality}"
+
+
+class Table(CPD):
+    """A conditional probability table over a discrete node of any cardinality.
+
+    :param probs: ``[*parent_cards, cardinality]`` table; entry ``[j..., k]`` is
+        :math:`p(x = k \\mid \\mathrm{pa} = j)`.  Rows must be non-negative and sum to 1.
+    :param parents: names of the (discrete) parents, in the order of the leading dims.
+    :param bool learnable: store the logits as a parameter (else a buffer).
+    :param prior: optional Dirichlet concentration :math:`\\alpha` (scalar or
+        broadcastable to ``probs``); the Pyro model then adds
+        :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
+    :param float atol: tolerance of the row-sum check.
+    """
+
+    def __init__(self, probs, parents: Sequence[str] = (), *, learnable: bool = True,
+                 prior=None, atol: float = 1e-4):
+        super().__init__(parents)
+        probs = torch.as_tensor(probs)
+        if not torch.is_floating_point(probs):
+            probs = probs.to(torch.get_default_dtype())
+        if probs.dim() != len(self.parents) + 1:
+            raise ModelSpecError(
+                f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
+                f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
+        if torch.isnan(probs).any() or (probs < 0).any():
+            raise ModelSpecError(f"table has negative or NaN entries (parents {list(self.parents)})")
+        sums = probs.sum(-1)
+        if ((sums - 1).abs() > atol).any():
+            bad = (sums - 1).abs().argmax()
+            raise ModelSpecError(f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}")
+        self.cardinality = int(probs.shape[-1])
+        logits = probs.log()
+        if learnable:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+        if prior is not None:
+            prior = torch.as_tensor(prior, dtype=probs.dtype)
+            if (prior <= 0).any():
+                raise ModelSpecError("Dirichlet prior concentration must be positive")
+            self.register_buffer("prior", prior.expand(probs.shape).clone())
+        else:
+            self.prior = None
+        self._shape = tuple(probs.shape)
+
+    @classmethod
+    def uniform(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
+                **kwargs) -> "Table":
+        """A uniform table (a starting point for learning)."""
+        return cls(torch.full((*parent_cards, cardinality), 1.0 / cardinality), parents, **kwargs)
+
+    @classmethod
+    def random(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
+               *, concentration: float = 1.0, generator: torch.Generator | None = None, **kwargs) -> "Table":
+        """A table with rows drawn from :math:`\\mathrm{Dir}(\\alpha \\mathbf 1)`."""
+        g = torch.empty((*parent_cards, cardinality)).exponential_(generator=generator) if concentration == 1.0 \
+            else torch._standard_gamma(torch.full((*parent_cards, cardinality), float(concentration)))
+        return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
+
+    def bind(self, node, parent_cards):
+        super().bind(node, parent_cards)
+        for i, p in enumerate(self.parents):
+            card = parent_cards[p]
+            if card is None:
+                raise self._err(f"a Table cannot have the continuous parent '{p}' (use Neural)")
+            if self._shape[i] != card:
+                raise self._err(f"table dim {i} has size {self._shape[i]} but parent '{p}' has cardinality {card}")
+
+    def log_table(self, values=None) -> torch.Tensor:
+        """``[*parent_cards, cardinality]`` normalised log-probabilities."""
+        return self.logits.log_softmax(-1)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(-1)
+
+    def log_prior(self) -> torch.Tensor:
+        """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior)."""
+        if self.prior is None:
+            return self.logits.new_zeros(())
+        lp = self.log_table()
+        alpha = self.prior
+        norm = torch.lgamma(alpha.sum(-1)) - torch.lgamma(alpha).sum(-1)
+        return (norm + ((alpha - 1) * lp.clamp(min=torch.finfo(lp.dtype).min)).sum(-1)).sum()
+
+
+class Neural(CPD):
+    """A discrete node whose logits come from a network.
+
+    The input of ``net`` is the concatenation (in this order) of the one-hot
+    discrete parents, the continuous parents and the ``context`` inputs; its
+    output is ``[..., cardinality]`` logits.
+
+    :param nn.Module net: maps ``[M, in_features]`` to ``[M, cardinality]``.
+    :param parents: names of the parents (discrete or continuous nodes).
+    :param int cardinality: number of states of the node.
+    :param context: names of continuous inputs that are not nodes (supplied in
+        the data / evidence dict as ``[N]`` or ``[N, d]`` tensors).
+    """
+
+    def __init__(self, net: nn.Module, parents: Sequence[str] = (), cardinality: int = 2, *,
+                 context: Sequence[str] = ()):
+        super().__init__(parents)
+        if int(cardinality) < 1:
+            raise ModelSpecError(f"cardinality must be positive, got {cardinality}")
+        self.net = net
+        self.cardinality = int(cardinality)
+        self.context = (context,) if isinstance(context, str) else tuple(context)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.continuous_parents + self.context
+
+    def bind(self, node, parent_cards):
+        super().bind(node, parent_cards)
+        # a dry run on one input row checks the net's sizes now, not at training time
+        if self.context:
+            return  # context sizes unknown until data arrives
+        cards = [c for c in self.parent_cards.values() if c is not None]
+        width = sum(cards) + len(self.continuous_parents)
+        p = next(iter(self.net.parameters()), None)
+        x = torch.zeros(1, width, dtype=p.dtype if p is not None else None,
+                        device=p.device if p is not None else None)
+        try:
+            was_training = self.net.training
+            self.net.eval()
+            with torch.no_grad():
+                out = self.net(x)
+            self.net.train(was_training)
+        except Exception as e:  # noqa: BLE001 - any failure means the net does not fit
+            raise self._err(f"the network fails on an input of {width} features "
+                            f"(one-hot parents {list(self.discrete_parents)} + continuous "
+                            f"{list(self.continuous_parents)}): {e}") from e
+        if out.shape[-1] != self.cardinality:
+            raise self._err(f"the network outputs {out.shape[-1]} logits, cardinality is {self.cardinality}")
+
+    def log_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[(N,) *discrete_parent_cards, cardinality]`` log-probabilities.
+
+        The leading ``N`` is present when the CPD has continuous parents or context.
+        """
+        cards = [self.parent_cards[p] for p in self.discrete_parents]
+        ref = next(iter(self.net.parameters()), None)
+        kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {}
+        configs = torch.tensor(list(itertools.product(*[range(c) for c in cards])), dtype=torch.long,
+                               device=kw.get("device")).reshape(-1, len(cards)) if cards else \
+            torch.zeros(1, 0, dtype=torch.long, device=kw.get("device"))
+        onehot = [F.one_hot(configs[:, i], c).to(**kw) for i, c in enumerate(cards)]
+        x = torch.cat(onehot, -1) if onehot else torch.zeros(configs.shape[0], 0, **kw)  # [C, sum cards]
+        u = self._input_features(values)
+        if u is None:
+            return self.net(x).log_softmax(-1).reshape(*cards, self.cardinality)
+        n = u.shape[0]
+        x = torch.cat([x.expand(n, *x.shape), u.to(x)[:, None, :].expand(n, x.shape[0], u.shape[-1])], -1)
+        out = self.net(x.reshape(-1, x.shape[-1])).log_softmax(-1)
+        return out.reshape(n, *cards, self.cardinality)
+
+
+class LinearGaussian(CPD):
+    """A continuous node, Gaussian with a mean linear in its continuous parents.
+
+    .. math:: x \\mid d, z \\sim \\mathcal N(b_d + w_d^\\top z, \\sigma_d^2)
+
+    where :math:`d` indexes the configuration of the discrete parents and
+    :math:`z` are the continuous parents.  List the discrete parents first.
+
+    :param bias: ``[*discrete_parent_cards]`` intercepts :math:`b_d`.
+    :param weight: ``[*discrete_parent_cards, num_continuous_parents]`` (or ``None``
+        for no continuous parents).
+    :param scale: standard deviation(s) :math:`\\sigma_d`, broadcastable to ``bias``.
+    :param parents: discrete parents, then continuous parents.
+    """
+
+    def __init__(self, bias=0.0, weight=None, scale=1.0, parents: Sequence[str] = (), *, learnable: bool = True):
+        super().__init__(parents)
+        bias = torch.as_tensor(bias, dtype=torch.get_default_dtype()) if not torch.is_tensor(bias) else bias
+        bias = bias if torch.is_floating_point(bias) else bias.to(torch.get_default_dtype())
+        n_disc = bias.dim()
+        weight = bias.new_zeros(*bias.shape, 0) if weight is None else torch.as_tensor(weight).to(bias)
+        if weight.dim() == 0 or weight.shape[:-1] != bias.shape:
+            raise ModelSpecError(f"weight of shape {tuple(weight.shape)} must be [*{tuple(bias.shape)}, "
+                                 "num_continuous_parents]")
+        if n_disc + weight.shape[-1] != len(self.parents):
+            raise ModelSpecError(f"{n_disc} discrete dims of bias + {weight.shape[-1]} continuous weights "
+                                 f"!= {len(self.parents)} parents {list(self.parents)}")
+        scale = torch.as_tensor(scale).to(bias).expand(bias.shape)
+        if (scale <= 0).any():
+            raise ModelSpecError("LinearGaussian scale must be positive")
+        self._n_disc = n_disc
+        reg = (lambda n, t: setattr(self, n, nn.Parameter(t))) if learnable else self.register_buffer
+        reg("bias", bias.clone())
+        reg("weight", weight.clone())
+        reg("log_scale", scale.log().clone())
+
+    def bind(self, node, parent_cards):
+        super().bind(node, parent_cards)
+        for i, p in enumerate(self.parents):
+            card = parent_cards[p]
+            if i < self._n_disc:
+                if card is None:
+                    raise self._err(f"parent '{p}' is continuous but bias has a dim for it (discrete parents first)")
+                if self.bias.shape[i] != card:
+                    raise self._err(f"bias dim {i} has size {self.bias.shape[i]}, parent '{p}' has "
+                                    f"cardinality {card}")
+            elif card is not None:
+                raise self._err(f"parent '{p}' is discrete: list discrete parents before continuous ones")
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def mean_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[(N,) *discrete_parent_cards]`` means (``N`` present with continuous parents)."""
+        z = self._input_features(values)
+        if z is None:
+            return self.bias
+        return self.bias + torch.einsum("...k,nk->n...", self.weight, z.to(self.weight))
+
+    def log_density(self, value: torch.Tensor, values=None) -> torch.Tensor:
+        """``[N, *discrete_parent_cards]`` :math:`\\log \\mathcal N(x_n; \\mu_{n,d}, \\sigma_d^2)`."""
+        mean = self.mean_table(values)
+        value = value.to(self.bias).reshape(value.shape[0], *([1] * self._n_disc))
+        return torch.distributions.Normal(mean, self.scale).log_prob(value)

@@ -1,0 +1,104 @@
+"""Ising and Potts models on 4-connected 2-D grids.
+
+Ising (spins :math:`s \\in \\{-1, +1\\}`, state 0 is :math:`-1`):
+
+.. math:: \\log \\tilde p(s) = \\sum_{(i,j) \\in E} J_{ij} s_i s_j + \\sum_i h_i s_i.
+
+Potts with :math:`K` states: :math:`\\log \\tilde p(x) = \\sum_{(i,j)} \\beta_{ij}
+[x_i = x_j] + \\sum_i \\theta_i(x_i)` [1].
+
+Variables are named ``"x_{row}_{col}"`` and listed row-major, so the greedy
+colouring of :meth:`MarkovNet.colors` is the checkerboard.
+
+**References**
+
+[1] R. B. Potts, *Some generalized order-disorder transformations*, 1952.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs.markov_net import MarkovNet
+
+__all__ = ["grid_edges", "ising_grid", "potts_grid"]
+
+
+def grid_edges(height: int, width: int) -> list[tuple[int, int]]:
+    """Row-major index pairs of the 4-neighbour edges: all horizontal, then all vertical."""
+    horiz = [(r * width + c, r * width + c + 1) for r in range(height) for c in range(width - 1)]
+    vert = [(r * width + c, (r + 1) * width + c) for r in range(height - 1) for c in range(width)]
+    return horiz + vert
+
+
+def _names(height, width):
+    return [f"x_{r}_{c}" for r in range(height) for c in range(width)]
+
+
+def _as_tensor(x, like=None):
+    if isinstance(x, torch.Tensor):
+        return x
+    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    device = like.device if like is not None else None
+    return torch.tensor(float(x), dtype=dtype, device=device)
+
+
+def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -> MarkovNet:
+    """A Potts grid.
+
+    :param coupling: :math:`\\beta`, a float or tensor ``batch_shape + (E,)`` or
+        ``batch_shape + (1,)`` (``E = grid_edges`` count), or an ``nn.Module``
+        returning ``batch_shape + (E or 1, K, K)`` pairwise log-potentials.
+    :param unary: ``None``, a tensor ``batch_shape + (H*W, K)``, or an
+        ``nn.Module`` returning that from a context.
+    """
+    if height < 1 or width < 1 or num_states < 2:
+        raise ModelSpecError(f"potts_grid: need height, width >= 1 and num_states >= 2, "
+                             f"got {height}x{width}, {num_states}")
+    names = _names(height, width)
+    mrf = MarkovNet({n: num_states for n in names})
+    edges = grid_edges(height, width)
+    if edges:
+        if isinstance(coupling, torch.nn.Module):
+            pair = coupling
+        else:
+            beta = _as_tensor(coupling, unary if isinstance(unary, torch.Tensor) else None)
+            if beta.dim() == 0:
+                beta = beta.reshape(1)
+            eye = torch.eye(num_states, dtype=beta.dtype, device=beta.device)
+            pair = beta[..., None, None] * eye
+        mrf.add_factors("coupling", [[names[a], names[b]] for a, b in edges], pair)
+    if unary is not None:
+        mrf.add_factors("field", [[n] for n in names], unary)
+    return mrf
+
+
+def ising_grid(height: int, width: int, coupling, field=None) -> MarkovNet:
+    """An Ising grid with couplings :math:`J` and fields :math:`h`.
+
+    :param coupling: float or tensor ``batch_shape + (E or 1,)``.
+    :param field: ``None``, float, or tensor ``batch_shape + (H*W or 1,)``.
+    :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and ``"field"``.
+    """
+    if height < 1 or width < 1:
+        raise ModelSpecError(f"ising_grid: need height, width >= 1, got {height}x{width}")
+    J = _as_tensor(coupling, field if isinstance(field, torch.Tensor) else None)
+    if J.dim() == 0:
+        J = J.reshape(1)
+    spin = torch.tensor([-1.0, 1.0], dtype=J.dtype, device=J.device)
+    pair = J[..., None, None] * spin[:, None] * spin[None, :]
+    unary = None
+    if field is not None:
+        h = _as_tensor(field, J)
+        if h.dim() == 0:
+            h = h.reshape(1)
+        unary = h[..., None] * spin
+    names = _names(height, width)
+    mrf = MarkovNet({n: 2 for n in names})
+    edges = grid_edges(height, width)
+    if edges:
+        mrf.add_factors("coupling", [[names[a], names[b]] for a, b in edges], pair)
+    if unary is not None:
+        mrf.add_factors("field", [[n] for n in names], unary)
+    return mrf

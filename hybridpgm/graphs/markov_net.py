@@ -1,0 +1,357 @@
+"""Discrete Markov random fields with table or neural log-potentials.
+
+A :class:`MarkovNet` defines
+
+.. math::
+
+    p(x) = \\frac{1}{Z} \\exp\\Big(\\sum_f \\theta_f(x_f)\\Big), \\qquad
+    Z = \\sum_x \\exp\\Big(\\sum_f \\theta_f(x_f)\\Big),
+
+over named discrete variables.  A *factor family* is a set of ``F`` factors
+of equal arity and cardinalities whose log-potentials are one tensor
+``batch_shape + (F,) + cards`` -- a fixed table, a learnable
+:class:`~torch.nn.Parameter`, or the output of a neural module applied to a
+context (so the same code covers one 3-variable model and a batch of 64 Ising
+grids with 8 000 edges each).  Leading batch dimensions mean independent
+models; evidence tensors add batch dimensions too.
+
+Inference (``method=``): ``"exact"`` (tensor contraction,
+:mod:`hybridpgm.infer.mrf_exact`), ``"bp"`` (loopy belief propagation,
+:class:`~hybridpgm.infer.BeliefPropagation`), ``"mean_field"``
+(:class:`~hybridpgm.infer.MeanField`); sampling by chromatic Gibbs
+(:class:`~hybridpgm.infer.ChromaticGibbs`); :meth:`MarkovNet.model` puts the
+MRF into a Pyro program with :func:`pyro.factor`.
+
+**References**
+
+[1] D. Koller, N. Friedman, *Probabilistic Graphical Models: Principles and
+Techniques*, 2009, ch. 4.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import nn
+
+from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup, greedy_coloring
+
+__all__ = ["MarkovNet"]
+
+_METHODS = ("exact", "bp", "mean_field")
+
+
+class MarkovNet(nn.Module):
+    """A Markov random field over named discrete variables.
+
+    :param variables: mapping ``name -> cardinality`` (insertion order is the
+        variable order).
+
+    >>> mrf = MarkovNet({"a": 2, "b": 3})
+    >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    >>> mrf.log_partition(method="exact").shape
+    torch.Size([])
+    """
+
+    def __init__(self, variables: Mapping[str, int]):
+        super().__init__()
+        self.cards: dict[str, int] = {}
+        for name, card in dict(variables).items():
+            if not isinstance(name, str) or int(card) < 1:
+                raise ModelSpecError(f"MarkovNet: variable {name!r} needs a name and cardinality >= 1, got {card}")
+            self.cards[name] = int(card)
+        self._index = {n: i for i, n in enumerate(self.cards)}
+        self.families: dict[str, dict] = {}
+        self.potentials = nn.ModuleDict()  # neural families
+        self._colors = None
+
+    # -- declaration --------------------------------------------------------------
+    @property
+    def variables(self) -> list[str]:
+        return list(self.cards)
+
+    def add_factor(self, name: str, scope: Sequence[str], log_potential) -> "MarkovNet":
+        """Add one factor; ``log_potential`` is ``batch_shape + cards`` (a tensor,
+        :class:`~torch.nn.Parameter`, or a module ``context -> tensor``)."""
+        return self._add(name, [list(scope)], log_potential, single=True)
+
+    def add_factors(self, name: str, scopes: Sequence[Sequence[str]], log_potentials) -> "MarkovNet":
+        """Add a family of ``F`` factors of equal arity and cardinalities;
+        ``log_potentials`` is ``batch_shape + (F or 1,) + cards``."""
+        return self._add(name, [list(s) for s in scopes], log_potentials, single=False)
+
+    def _add(self, name, scopes, pot, single):
+        if name in self.families:
+            raise ModelSpecError(f"MarkovNet: factor {name!r} is already defined")
+        if not scopes or not scopes[0]:
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has an empty scope")
+        arity = len(scopes[0])
+        for s in scopes:
+            for v in s:
+                if v not in self.cards:
+                    raise ModelSpecError(f"MarkovNet: factor {name!r} uses unknown variable {v!r}")
+            if len(s) != arity or len(set(s)) != len(s):
+                raise ModelSpecError(f"MarkovNet: factor {name!r} has scope {s}: scopes of a family "
+                                     f"need the same arity {arity} and no repeated variable")
+        cards = tuple(self.cards[v] for v in scopes[0])
+        for s in scopes:
+            if tuple(self.cards[v] for v in s) != cards:
+                raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
+                                     f"{tuple(self.cards[v] for v in s)}")
+        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long)
+        key = f"_scope_{len(self.families)}"
+        self.register_buffer(key, idx, persistent=False)
+        fam = {"scope_key": key, "scopes": scopes, "cards": cards, "single": single}
+        if isinstance(pot, nn.Module):
+            self.potentials[name] = pot
+            fam["kind"] = "module"
+        elif isinstance(pot, torch.Tensor):
+            key_p = f"_pot_{len(self.families)}"
+            if isinstance(pot, nn.Parameter):
+                self.register_parameter(key_p, pot)
+            else:
+                self.register_buffer(key_p, pot)
+            fam["kind"], fam["key"] = "tensor", key_p
+            self._check_table(name, fam, pot)
+        else:
+            raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
+        self.families[name] = fam
+        self._colors = None
+        return self
+
+    def _check_table(self, name, fam, t):
+        tail = (() if fam["single"] else (None,)) + fam["cards"]
+        ok = t.dim() >= len(tail) and all(
+            want is None and got in (1, len(fam["scopes"])) or got == want
+            for got, want in zip(t.shape[t.dim() - len(tail):], tail))
+        if not ok:
+            want = "batch_shape + " + ("" if fam["single"] else f"({len(fam['scopes'])} or 1,) + ") + str(fam["cards"])
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has log-potentials of shape {tuple(t.shape)}, "
+                                 f"expected {want}")
+        if not torch.is_floating_point(t):
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
+        if not bool(torch.isfinite(t).all()):
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
+
+    def tables(self, context=None) -> dict[str, torch.Tensor]:
+        """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``."""
+        out = {}
+        for name, fam in self.families.items():
+            if fam["kind"] == "module":
+                mod = self.potentials[name]
+                t = mod() if context is None else mod(context)
+                self._check_table(name, fam, t)
+            else:
+                t = getattr(self, fam["key"])
+            out[name] = t.unsqueeze(-len(fam["cards"]) - 1) if fam["single"] else t
+        return out
+
+    def colors(self) -> list[int]:
+        """A proper colouring of the interaction graph (cached)."""
+        if self._colors is None:
+            scopes = [[self._index[v] for v in s] for fam in self.families.values() for s in fam["scopes"]]
+            self._colors = greedy_coloring(len(self.cards), scopes)
+        return self._colors
+
+    # -- compilation ----------------------------------------------------------------
+    def factor_graph(self, evidence: Mapping[str, torch.Tensor] | None = None, context=None) -> FactorGraph:
+        """Compile to a padded, batched :class:`FactorGraph`.
+
+        :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
+            a negative value means "unobserved" in that batch entry.
+        :param context: passed to neural potentials.
+        """
+        tables = self.tables(context)
+        evidence = dict(evidence or {})
+        for v in evidence:
+            if v not in self.cards:
+                raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
+            evidence[v] = torch.as_tensor(evidence[v])
+        shapes = [t.shape[: t.dim() - len(self.families[n]["cards"]) - 1] for n, t in tables.items()]
+        shapes += [e.shape for e in evidence.values()]
+        try:
+            batch_shape = torch.broadcast_shapes(*shapes) if shapes else torch.Size()
+        except RuntimeError as e:
+            raise ModelSpecError(f"MarkovNet: batch shapes of factors/evidence do not broadcast: {shapes}") from e
+        ref = next(iter(tables.values()), None)
+        dtype = torch.get_default_dtype() if ref is None else ref.dtype
+        for t in tables.values():
+            dtype = torch.promote_types(dtype, t.dtype)
+        device = ref.device if ref is not None else torch.device("cpu")
+        B, V = batch_shape.numel(), len(self.cards)
+        C = max(self.cards.values())
+        card_t = torch.tensor(list(self.cards.values()), device=device)
+        valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)
+        if evidence:
+            valid = valid.clone()
+            for v, val in evidence.items():
+                val = val.to(device).expand(batch_shape).reshape(B)
+                if bool((val >= self.cards[v]).any()):
+                    raise EvidenceError(f"MarkovNet: evidence for {v!r} has value {int(val.max())} "
+                                        f"outside 0..{self.cards[v] - 1}")
+                obs = torch.nn.functional.one_hot(val.clamp_min(0), C).bool() | (val < 0)[:, None]
+                valid[:, self._index[v]] &= obs
+        unary = torch.zeros(B, V, C, dtype=dtype, device=device)
+        by_arity: dict[int, list] = {}
+        for name, t in tables.items():
+            fam = self.families[name]
+            k, F = len(fam["cards"]), len(fam["scopes"])
+            t = t.to(dtype).expand(batch_shape + (F,) + fam["cards"]).reshape((B, F) + fam["cards"])
+            pad = []
+            for c in reversed(fam["cards"]):
+                pad += [0, C - c]
+            if any(pad):
+                t = torch.nn.functional.pad(t, pad)
+            idx = getattr(self, fam["scope_key"])
+            if k == 1:
+                unary = unary.index_add(1, idx[:, 0], t)
+            else:
+                by_arity.setdefault(k, []).append((idx, t))
+        groups = [FactorGroup(torch.cat([i for i, _ in g]), torch.cat([t for _, t in g], dim=1))
+                  for _, g in sorted(by_arity.items())]
+        colors = torch.tensor(self.colors(), dtype=torch.long, device=device)
+        return FactorGraph(list(self.cards), card_t, unary, valid, groups, colors, batch_shape)
+
+    # -- queries ----------------------------------------------------------------------
+    def _run(self, method, fg, **kwargs):
+        from hybridpgm.infer.belief_propagation import BeliefPropagation
+        from hybridpgm.infer.mean_field import MeanField
+        from hybridpgm.infer.mrf_exact import exact_marginals
+
+        if method == "exact":
+            log_z, marg = exact_marginals(fg)
+        elif method == "bp":
+            res = BeliefPropagation(**kwargs)(fg)
+            log_z, marg = res.log_z, res.marginals
+        elif method == "mean_field":
+            res = MeanField(**kwargs)(fg)
+            log_z, marg = res.log_z, res.marginals
+        else:
+            raise ModelSpecError(f"MarkovNet: unknown inference method {method!r}; use one of {_METHODS}")
+        return log_z, marg
+
+    def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
+        """:math:`\\log Z` (given evidence: :math:`\\log \\sum_{x \\sim e} e^{\\theta(x)}`), shape ``batch_shape``.
+
+        ``"exact"`` is exact; ``"bp"`` is the Bethe estimate (exact on trees);
+        ``"mean_field"`` a lower bound.  ``kwargs`` go to the algorithm
+        (``num_iters``, ``damping``, ``tol``).
+        """
+        fg = self.factor_graph(evidence, context)
+        if method == "exact":
+            from hybridpgm.infer.mrf_exact import exact_log_partition
+            return fg.unflatten(exact_log_partition(fg))
+        return fg.unflatten(self._run(method, fg, **kwargs)[0])
+
+    def marginals(self, method: str = "exact", evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
+        """Single-variable marginals ``name -> batch_shape + (card,)``."""
+        fg = self.factor_graph(evidence, context)
+        marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
+        return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
+
+    def map_assignment(self, evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
+        """MAP assignment by max-product BP (exact on trees), ``name -> batch_shape`` long."""
+        from hybridpgm.infer.belief_propagation import BeliefPropagation
+
+        fg = self.factor_graph(evidence, context)
+        x = fg.unflatten(BeliefPropagation(max_product=True, **kwargs)(fg).assignment)
+        return {v: x[..., i] for i, v in enumerate(self.cards)}
+
+    def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
+        """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``."""
+        missing = [v for v in self.cards if v not in values]
+        if missing:
+            raise EvidenceError(f"MarkovNet.score: no value for variables {missing}")
+        vals = {}
+        for v, c in self.cards.items():
+            x = torch.as_tensor(values[v])
+            if bool(((x < 0) | (x >= c)).any()):
+                raise EvidenceError(f"MarkovNet.score: value of {v!r} outside 0..{c - 1}")
+            vals[v] = x
+        tables = self.tables(context)
+        device = next(iter(tables.values())).device if tables else None
+        xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]
+        total = 0.0
+        for name, t in tables.items():
+            cards = self.families[name]["cards"]
+            k = len(cards)
+            sel = xs[..., getattr(self, self.families[name]["scope_key"])]  # [..., F, k]
+            strides = torch.tensor([math.prod(cards[i + 1:]) for i in range(k)], device=sel.device)
+            lin = (sel * strides).sum(-1)  # [..., F]: flat index into the table
+            flat = t.flatten(-k)  # batch + (F or 1, prod(cards))
+            flat = flat.expand(flat.shape[:-2] + (lin.shape[-1], flat.shape[-1]))
+            shape = torch.broadcast_shapes(flat.shape[:-1], lin.shape)
+            picked = flat.expand(shape + flat.shape[-1:]).gather(-1, lin.expand(shape).unsqueeze(-1))
+            total = total + picked.squeeze(-1).sum(-1)
+        return total
+
+    def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
+        """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``)."""
+        return self.score(values, context) - self.log_partition(method, context=context, **kwargs)
+
+    def sample(self, num_samples: int, method: str = "gibbs", evidence=None, context=None,
+               num_sweeps: int = 100, generator=None) -> dict[str, torch.Tensor]:
+        """Draw ``num_samples`` samples.
+
+        ``method="gibbs"``: the final states of ``num_samples`` independent
+        chromatic Gibbs chains run for ``num_sweeps`` sweeps (approximate);
+        ``method="exact"``: sequential conditioning with exact contraction
+        (small or low-treewidth models only).
+
+        :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
+        """
+        from hybridpgm.infer.mrf_exact import exact_sample
+        from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
+
+        fg = self.factor_graph(evidence, context)
+        if method == "gibbs":
+            x = ChromaticGibbs(num_sweeps=num_sweeps)(fg, num_samples, generator=generator)
+        elif method == "exact":
+            x = exact_sample(fg, num_samples, generator=generator)
+        else:
+            raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'gibbs' or 'exact'")
+        x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
+        return {v: x[..., i] for i, v in enumerate(self.cards)}
+
+    def model(self, values: Mapping[str, torch.Tensor] | None = None, context=None,
+              log_z_method: str = "exact", prefix: str = "", **kwargs):
+        """A Pyro program whose joint over the variables is this MRF.
+
+        Each variable is a ``pyro.sample`` site (``obs`` from ``values``;
+        latent ones are marked for parallel enumeration), each factor a
+        :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`.
+        Supports an unbatched model, or a batch of one dimension (``N`` data
+        points / contexts) run inside ``pyro.plate(prefix + "data", N)``.
+        """
+        values = dict(values or {})
+        tables = self.tables(context)
+        log_z = self.log_partition(log_z_method, context=context, **kwargs)
+        sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
+        sizes |= {torch.as_tensor(x).shape[0] for x in values.values() if torch.as_tensor(x).dim()}
+        if len(sizes) > 1 or log_z.dim() > 1:
+            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes}")
+        N = sizes.pop() if sizes else None
+        with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
+            xs = {}
+            for v, c in self.cards.items():
+                logits = torch.zeros(c, dtype=log_z.dtype, device=log_z.device)
+                xs[v] = pyro.sample(prefix + v, dist.Categorical(logits=logits), obs=values.get(v),
+                                    infer={"enumerate": "parallel"})
+            for name, t in tables.items():
+                fam = self.families[name]
+                k = len(fam["cards"])
+                batched = t.dim() > k + 1
+                for f, scope in enumerate(fam["scopes"]):
+                    tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
+                    index = ((torch.arange(N, device=tf.device),) if batched else ()) + tuple(xs[v] for v in scope)
+                    fname = name if fam["single"] else f"{name}[{f}]"
+                    pyro.factor(prefix + fname, tf[index])
+            lognorm = sum(math.log(c) for c in self.cards.values())
+            pyro.factor(prefix + "log_partition", lognorm - log_z)
+        return xs

@@ -1,0 +1,116 @@
+"""Naive mean field as ``K`` unrolled, differentiable coordinate-ascent sweeps.
+
+A fully factorised :math:`q(x) = \\prod_v q_v(x_v)` maximises the evidence
+lower bound [1]
+
+.. math::
+
+    \\mathcal L(q) = \\sum_v \\mathbb E_{q_v}[\\theta_v] + \\sum_f \\mathbb E_{q}[\\theta_f]
+      + \\sum_v H(q_v) \\;\\le\\; \\log Z
+
+by the fixed-point update
+:math:`q_v(x_v) \\propto \\exp(\\theta_v(x_v) + \\sum_{f \\ni v} \\mathbb E_{q_{f \\setminus v}}[\\theta_f(x_f)])`.
+Variables of one colour of a proper colouring of the interaction graph share
+no factor, so updating a whole colour class at once is exact coordinate ascent
+(:math:`\\mathcal L` never decreases) yet vectorised: a sweep is one update per
+colour (two on a grid).  The bound holds for *any* :math:`q`, so the returned
+``log_z`` is a lower bound after any number of steps.  All steps are torch
+operations, so gradients flow into the potentials through the ``K`` sweeps [2].
+
+**References**
+
+[1] M. J. Wainwright, M. I. Jordan, *Graphical Models, Exponential Families,
+and Variational Inference*, 2008.
+
+[2] J. Domke, *Learning Graphical Model Parameters with Approximate Marginal
+Inference*, 2013.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
+
+__all__ = ["MeanField", "MeanFieldResult"]
+
+
+@dataclass
+class MeanFieldResult:
+    """Output of :class:`MeanField` (batch flattened to ``B``).
+
+    :ivar torch.Tensor log_z: ``[B]`` the evidence lower bound :math:`\\mathcal L(q) \\le \\log Z`.
+    :ivar torch.Tensor marginals: ``[B, V, C]`` the factors :math:`q_v`.
+    :ivar bool converged: whether the largest change of ``q`` fell below ``tol``.
+    :ivar int num_iters: sweeps run.
+    """
+
+    log_z: torch.Tensor
+    marginals: torch.Tensor
+    converged: bool
+    num_iters: int
+
+
+class MeanField:
+    """Naive mean field with chromatic (block coordinate-ascent) sweeps.
+
+    :param int num_iters: number ``K`` of unrolled sweeps.
+    :param float damping: :math:`\\alpha \\in [0, 1)`; ``q \\leftarrow (1-\\alpha) q_{new} + \\alpha q``.
+    :param float tol: stop early once the largest change of any ``q`` is below
+        ``tol``; ``0`` runs all ``K`` sweeps.
+    """
+
+    def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
+        if num_iters < 1:
+            raise ConfigError(f"MeanField: num_iters must be >= 1, got {num_iters}")
+        if not 0.0 <= damping < 1.0:
+            raise ConfigError(f"MeanField: damping must be in [0, 1), got {damping}")
+        self.num_iters = num_iters
+        self.damping = damping
+        self.tol = tol
+
+    @staticmethod
+    def _field(fg: FactorGraph, theta: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``[B, V, C]`` mean-field logits of every variable given ``q``."""
+        field = theta
+        for g in fg.groups:
+            probs = [q[:, g.variables[:, j]] for j in range(g.arity)]
+            msgs = torch.stack([expected_factor(g.log_potentials, probs, skip=j)
+                                for j in range(g.arity)], dim=2)
+            field = field + scatter_to_variables(msgs, g.variables, fg.num_vars)
+        return field
+
+    @staticmethod
+    def elbo(fg: FactorGraph, q: torch.Tensor) -> torch.Tensor:
+        """``[B]`` the lower bound :math:`\\mathcal L(q)` for ``q [B, V, C]``."""
+        valid = fg.valid
+        log_q = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny)).masked_fill(~valid, 0.0)
+        unary = fg.unary.masked_fill(~valid, 0.0)
+        out = (q * (unary - log_q)).sum((-1, -2))
+        for g in fg.groups:
+            probs = [q[:, g.variables[:, j]] for j in range(g.arity)]
+            out = out + expected_factor(g.log_potentials, probs).sum(-1)
+        return out
+
+    def __call__(self, fg: FactorGraph, init: torch.Tensor | None = None) -> MeanFieldResult:
+        """Run mean field on ``fg``; ``init`` is an optional ``[B, V, C]`` start."""
+        theta = fg.masked_unary()
+        q = torch.softmax(theta, dim=-1) if init is None else init
+        colors = fg.colors if fg.colors is not None else torch.zeros(
+            fg.num_vars, dtype=torch.long, device=q.device)
+        masks = [(colors == c).view(1, -1, 1) for c in range(int(colors.max()) + 1)]
+        converged, it = False, 0
+        for it in range(1, self.num_iters + 1):
+            q_old = q
+            for mask in masks:
+                new = torch.softmax(self._field(fg, theta, q), dim=-1)
+                if self.damping > 0:
+                    new = (1 - self.damping) * new + self.damping * q
+                q = torch.where(mask, new, q)
+            if float((q - q_old).detach().abs().max()) < self.tol:
+                converged = True
+                break
+        return MeanFieldResult(self.elbo(fg, q), q, converged, it)

@@ -1,0 +1,43 @@
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from hybridpgm.diagnostics import check_vi
+from hybridpgm.errors import ConfigError
+from tests.diagnostics.conjugate import exact_log_likelihood, guide_with_width, model
+
+X = torch.linspace(-2.0, 2.0, 8, dtype=torch.float64)
+
+
+def test_exact_posterior_guide_is_good_and_its_estimate_exact():
+    pyro.set_rng_seed(0)
+    result = check_vi(model, guide_with_width(1.0), X, num_samples=1000)
+    assert result.khat.shape == (8,) and result.verdict == "good"
+    assert np.all(result.khat < 0.5)
+    np.testing.assert_allclose(result.log_likelihood, exact_log_likelihood(X).numpy(), atol=1e-8)
+    assert result.counts == {"good": 8, "ok": 0, "bad": 0}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_too_narrow_guide_is_flagged(seed):
+    # a guide with 0.2x the posterior's width gives weights with a Pareto tail of shape about
+    # 1 - 0.2**2 = 0.96; single k-hats scatter (about +-0.15 at 4000 draws), so judge the median
+    # over 32 points
+    pyro.set_rng_seed(seed)
+    result = check_vi(model, guide_with_width(0.2), torch.linspace(-2.0, 2.0, 32, dtype=torch.float64),
+                      num_samples=4000)
+    assert np.median(result.khat) > 0.7 and result.verdict == "bad"
+    assert result.counts["bad"] > 16 and "bad" in result.summary()
+
+
+def test_slightly_wide_guide_is_good_and_accurate():
+    pyro.set_rng_seed(0)
+    result = check_vi(model, guide_with_width(1.3), X, num_samples=2000)
+    assert result.verdict == "good"
+    np.testing.assert_allclose(result.log_likelihood, exact_log_likelihood(X).numpy(), atol=0.05)
+
+
+def test_too_few_samples():
+    with pytest.raises(ConfigError, match="num_samples"):
+        check_vi(model, guide_with_width(1.0), X, num_samples=5)

@@ -1,0 +1,92 @@
+import warnings
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC
+
+from hybridpgm.diagnostics import from_categorical, from_importance, from_mcmc, from_svi
+from hybridpgm.errors import DataError
+from hybridpgm.graphs import BayesNet, cpd
+from hybridpgm.infer import Gibbs
+from tests.diagnostics.conjugate import guide_with_width, model as local_model
+
+X = torch.tensor([0.3, -1.2, 0.8, 2.0, 0.1])
+
+
+def global_model(x):
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def global_guide(x):
+    pyro.sample("mu", dist.Normal(x.mean(), 1.0 / x.shape[0] ** 0.5))
+
+
+def test_svi_round_trip_and_arviz_diagnostics():
+    pyro.set_rng_seed(0)
+    idata = from_svi(global_model, global_guide, X, num_samples=200)
+    assert idata.posterior["mu"].shape == (1, 200)
+    assert idata.posterior_predictive["x"].shape == (1, 200, 5)
+    assert idata.log_likelihood["x"].shape == (1, 200, 5)
+    np.testing.assert_allclose(idata.observed_data["x"].values, X.numpy())
+    # the pointwise log-likelihood is log N(x_n; mu_s, 1)
+    mu = torch.as_tensor(idata.posterior["mu"].values[0, :5])
+    expected = dist.Normal(mu[:, None], 1.0).log_prob(X)
+    np.testing.assert_allclose(idata.log_likelihood["x"].values[0, :5], expected.numpy(), rtol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(idata)
+        assert np.isfinite(loo.elpd_loo)
+        assert "mu" in az.summary(idata, kind="stats").index
+        assert float(az.ess(idata)["mu"]) > 50
+
+
+def test_svi_with_local_latents_keeps_their_shape():
+    pyro.set_rng_seed(0)
+    idata = from_svi(local_model, guide_with_width(1.0), X, num_samples=30)
+    assert idata.posterior["z"].shape == (1, 30, 5)
+
+
+def test_gibbs_mcmc_keeps_chains_for_rhat():
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7])))
+    bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), parents=["a"]))
+    mcmc = MCMC(Gibbs(bn.model), num_samples=300, warmup_steps=20, num_chains=2, disable_progbar=True)
+    mcmc.run({"b": torch.tensor([1])})
+    idata = from_mcmc(mcmc)
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 300
+    exact = bn.posterior(["a"], {"b": torch.tensor([1])})["a"][0, 1].item()
+    assert float(idata.posterior["a"].mean()) == pytest.approx(exact, abs=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert float(az.rhat(idata)["a"].max()) < 1.05
+
+
+def test_importance_weights_and_samples():
+    log_w = torch.randn(100, 3)
+    idata = from_importance(log_w, {"z": torch.randn(100, 2)})
+    assert idata.sample_stats["log_weight"].shape == (1, 100, 3)
+    assert idata.posterior["z"].shape == (1, 100, 2)
+    with pytest.raises(DataError, match="draws"):
+        from_importance(log_w, {"z": torch.randn(99)})
+    with pytest.raises(DataError, match="K or K x N"):
+        from_importance(torch.zeros(2, 2, 2))
+
+
+def test_categorical_posteriors_with_named_dims():
+    probs = {"rain": torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]),
+             "wet": torch.tensor([[0.1, 0.3, 0.6], [0.2, 0.2, 0.6], [1.0, 0.0, 0.0]])}
+    idata = from_categorical(probs)
+    assert idata.posterior["rain"].dims == ("chain", "draw", "row", "rain_state")
+    assert idata.posterior["rain"].shape == (1, 1, 3, 2) and idata.posterior["wet"].shape == (1, 1, 3, 3)
+    np.testing.assert_allclose(idata.posterior["rain"].values[0, 0], probs["rain"].numpy())
+    assert from_categorical({"rain": torch.tensor([0.3, 0.7])}).posterior["rain"].shape == (1, 1, 1, 2)
+    with pytest.raises(DataError, match="same number of evidence rows"):
+        from_categorical({"rain": probs["rain"], "wet": torch.tensor([0.1, 0.3, 0.6])})
+    with pytest.raises(DataError, match="'bad'"):
+        from_categorical({"bad": torch.zeros(2, 2, 2)})

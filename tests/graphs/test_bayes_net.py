@@ -1,0 +1,187 @@
+"""BayesNet: declaration checks, the Pyro model, sampling, learning from incomplete data."""
+
+import functools
+import math
+
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO
+
+import hybridpgm
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.graphs import BayesNet, cpd
+from hybridpgm.infer import SVIObjective
+from tests.graphs.bn_helpers import brute_joint, random_bn, single_thread  # noqa: F401 (autouse fixture)
+
+TRUE = {
+    "a": torch.tensor([0.3, 0.7]),
+    "b": torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]),
+    "c": torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]),
+}
+
+
+def _chain(tables=TRUE, **kw):
+    bn = BayesNet()
+    bn.add("a", cpd.Table(tables["a"], **kw))
+    bn.add("b", cpd.Table(tables["b"], ["a"], **kw))
+    bn.add("c", cpd.Table(tables["c"], ["b"], **kw))
+    return bn
+
+
+def _with_missing(x: torch.Tensor, frac: float, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = x.clone().float()
+    x[torch.rand(x.shape, generator=g) < frac] = float("nan")
+    return x
+
+
+def test_declaration_errors_name_the_node():
+    bn = BayesNet().add("a", cpd.Table([[0.5, 0.5]] * 2, ["c"]))
+    bn.add("b", cpd.Table([[0.5, 0.5]] * 2, ["a"]))
+    with pytest.raises(ModelSpecError, match="cycle"):
+        bn.add("c", cpd.Table([[0.5, 0.5]] * 2, ["b"]))
+    assert "c" not in bn.nodes  # the failed declaration left no trace
+    with pytest.raises(ModelSpecError, match="'a' has unknown parent"):
+        bn.check()
+    with pytest.raises(ModelSpecError, match="'b' is already declared"):
+        bn.add("b", cpd.Table([0.5, 0.5]))
+    with pytest.raises(ModelSpecError, match="own parent"):
+        BayesNet().add("x", cpd.Table([[0.5, 0.5]] * 2, ["x"]))
+    good = BayesNet().add("r", cpd.Table([0.2, 0.3, 0.5]))
+    with pytest.raises(ModelSpecError, match="'w'.*cardinality 3"):
+        good.add("w", cpd.Table([[0.5, 0.5]] * 2, ["r"]))
+    with pytest.raises(ModelSpecError, match="'s'.*state names"):
+        good.add("s", cpd.Table([0.5, 0.5]), states=["x", "y", "z"])
+    with pytest.raises(ModelSpecError, match="'\\.'"):
+        good.add("a.b", cpd.Table([0.5, 0.5]))
+    with pytest.raises(ModelSpecError, match="expected a CPD"):
+        good.add("t", [0.5, 0.5])
+
+
+def test_forward_references_and_topological_order():
+    bn = BayesNet({"c": cpd.Table(TRUE["c"], ["b"]), "b": cpd.Table(TRUE["b"], ["a"]),
+                   "a": cpd.Table(TRUE["a"])})
+    assert bn.nodes == ["c", "b", "a"] and bn.topological_order == ["a", "b", "c"]
+    assert bn.edges == [("b", "c"), ("a", "b")] and bn.child_nodes("a") == ["b"]
+
+
+def test_sample_frequencies_match_exact_marginals():
+    bn = _chain()
+    torch.manual_seed(0)
+    n = 20000
+    s = bn.sample(n)
+    for v in bn.nodes:
+        p = bn.posterior(v).detach()
+        freq = torch.bincount(s[v], minlength=len(p)).double() / n
+        assert torch.all((freq - p.double()).abs() < 4 * torch.sqrt(p * (1 - p) / n) + 1e-3), v
+
+
+def test_log_prob_is_the_product_of_cpds():
+    bn = _chain()
+    x = {"a": torch.tensor([0, 1]), "b": torch.tensor([2, 0]), "c": torch.tensor([1, 0])}
+    ref = torch.stack([TRUE["a"][x["a"]], TRUE["b"][x["a"], x["b"]], TRUE["c"][x["b"], x["c"]]]).log().sum(0)
+    torch.testing.assert_close(bn.log_prob(x), ref)
+    # a tensor in node order works as well
+    torch.testing.assert_close(bn.log_prob(torch.stack([x["a"], x["b"], x["c"]], -1)), ref)
+    rows, logp = brute_joint(random_bn(0, 4))
+    torch.testing.assert_close(logp.exp().sum(), torch.tensor(1.0, dtype=logp.dtype))
+
+
+def test_trace_enum_elbo_is_exact_marginal_likelihood_with_missing_data():
+    bn = random_bn(1, 5)
+    torch.manual_seed(0)
+    data = _with_missing(bn.to_tensor(bn.sample(50)), 0.3, seed=0)
+    data[:, 2] = float("nan")  # one node entirely latent
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data)
+    evidence = {v: data[:, i] for i, v in enumerate(bn.nodes)}
+    torch.testing.assert_close(loss, -bn.log_evidence(evidence).sum())
+
+
+def _fit(bn, data, steps, lr=0.1, **model_kwargs):
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1), **model_kwargs)
+    hybridpgm.fit(objective, bn.split_missing(data), epochs=steps, batch_size=len(data), device="cpu", seed=0, progress=False,
+                  optim=functools.partial(torch.optim.Adam, lr=lr))
+
+
+def test_learning_with_30_percent_missing_recovers_tables():
+    truth = _chain()
+    torch.manual_seed(0)
+    n = 3000
+    data = _with_missing(truth.to_tensor(truth.sample(n)), 0.3, seed=1)
+    g = torch.Generator().manual_seed(2)
+    learner = BayesNet()
+    learner.add("a", cpd.Table.random(2, generator=g))
+    learner.add("b", cpd.Table.random(3, [2], ["a"], generator=g))
+    learner.add("c", cpd.Table.random(2, [3], ["b"], generator=g))
+    _fit(learner, data, steps=100, lr=0.15)
+    parent_marginal = {"a": torch.ones(1), "b": TRUE["a"], "c": truth.posterior("b").detach()}
+    for v in learner.nodes:
+        learned = learner.cpds[v].probs.detach()
+        # rows where parent and child are both observed: a lower bound on the information per row
+        n_row = n * 0.7 * (0.7 if v != "a" else 1.0) * parent_marginal[v]
+        tol = 4 * torch.sqrt(0.25 / n_row)[..., None]
+        assert torch.all((learned - TRUE[v]).abs() < tol), (v, learned, TRUE[v])
+
+
+def test_dirichlet_prior_gives_the_map_estimate():
+    counts = torch.tensor([5, 12, 3])
+    data = torch.repeat_interleave(torch.arange(3), counts).float()[:, None]
+    alpha = torch.tensor([2.0, 3.0, 1.5])
+    bn = BayesNet().add("x", cpd.Table.uniform(3, prior=alpha))
+    _fit(bn, data, steps=150, lr=0.2, num_data=len(data))
+    ref = (counts + alpha - 1) / (counts.sum() + alpha.sum() - 3)
+    torch.testing.assert_close(bn.cpds["x"].probs.detach(), ref, atol=2e-3, rtol=0)
+
+
+def test_neural_cpd_learns_a_conditional_from_incomplete_data():
+    truth = _chain()
+    torch.manual_seed(0)
+    data = _with_missing(truth.to_tensor(truth.sample(2000))[:, :2], 0.3, seed=3)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    bn = BayesNet().add("a", cpd.Table.uniform(2)).add("b", cpd.Neural(net, ["a"], 3))
+    _fit(bn, data, steps=120, lr=0.1)
+    learned = bn.cpds["b"].log_table().exp().detach()
+    assert learned.shape == (2, 3)
+    n_row = 2000 * 0.7 * 0.7 * TRUE["a"]
+    assert torch.all((learned - TRUE["b"]).abs() < 4 * torch.sqrt(0.25 / n_row)[:, None])
+
+
+def test_neural_cpd_with_context_and_linear_gaussian_in_the_model():
+    torch.manual_seed(0)
+    bn = BayesNet()
+    bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
+    bn.add("y", cpd.LinearGaussian(torch.tensor([0.0, 3.0]), scale=1.0, parents=["z"]))
+    u = torch.randn(6, 1)
+    s = bn.sample(6, inputs=u)
+    assert s["z"].shape == (6,) and s["y"].dtype == torch.get_default_dtype()
+    # the posterior of z given y and the context u, by Bayes' rule
+    prior = torch.nn.functional.log_softmax(bn.cpds["z"].net(u), -1)
+    lik = torch.distributions.Normal(torch.tensor([0.0, 3.0]), 1.0).log_prob(s["y"][:, None])
+    torch.testing.assert_close(bn.posterior("z", {"y": s["y"], "u": u}), (prior + lik).softmax(-1))
+    data = torch.stack([torch.full((6,), float("nan")), s["y"]], -1)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data, None, u)
+    torch.testing.assert_close(loss, -(prior + lik).logsumexp(-1).sum())
+
+
+def test_bad_data_raises_data_error():
+    bn = _chain()
+    with pytest.raises(DataError, match=r"\[N, 3\]"):
+        bn.model(torch.zeros(4, 2))
+    with pytest.raises(DataError, match="'b'"):
+        bn.model({"b": torch.tensor([0, 3])})
+    with pytest.raises(DataError, match="'q'"):
+        bn.model({"q": torch.tensor([0])})
+
+
+def test_pgmpy_round_trip():
+    pytest.importorskip("pgmpy")
+    bn = _chain(**{})
+    bn.state_names["a"] = ["lo", "hi"]
+    back = BayesNet.from_pgmpy(bn.to_pgmpy())
+    assert back.nodes == bn.nodes and back.edges == bn.edges
+    for v in bn.nodes:
+        torch.testing.assert_close(back.cpds[v].probs.float(), bn.cpds[v].probs.detach().float())
+    assert back.state_names["a"] == ["lo", "hi"]
+    assert math.isclose(float(back.posterior("a", {"c": 1})[1]), float(bn.posterior("a", {"c": 1})[1]),
+                        rel_tol=1e-6)

@@ -1,0 +1,150 @@
+import itertools
+
+import pyro
+from pyro.distributions.torch_distribution import TorchDistributionMixin
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs import CRFHead, LinearChainCRF
+
+
+def _random_crf(seed, B, T, L, lengths=None, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    args = [torch.randn(s, generator=g, dtype=torch.double) for s in [(B, T, L), (L, L), (L,), (L,)]]
+    args = [a.requires_grad_(requires_grad) for a in args]
+    return args, LinearChainCRF(*args, lengths=lengths)
+
+
+def _enumerate(crf, b):
+    """All label sequences of sequence ``b`` (padding fixed to 0) with their probabilities."""
+    T, L = crf.unary.shape[-2:]
+    n = int(crf.lengths[b])
+    ys = torch.tensor(list(itertools.product(range(L), repeat=n)), dtype=torch.long).reshape(-1, n)
+    ys = torch.cat([ys, ys.new_zeros(ys.shape[0], T - n)], dim=1)
+    full = ys[:, None, :].expand(-1, crf.batch_shape[0], T)
+    return ys, crf.log_prob(full)[:, b]
+
+
+@settings(deadline=None, max_examples=20)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 4), L=st.integers(1, 3), data=st.data())
+def test_crf_matches_brute_force(seed, T, L, data):
+    B = 3
+    lengths = torch.tensor(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
+    _, crf = _random_crf(seed, B, T, L, lengths)
+    marg, viterbi, ent = crf.marginals, crf.argmax(), crf.entropy()
+    for b in range(B):
+        ys, lp = _enumerate(crf, b)
+        p = lp.exp()
+        assert torch.allclose(p.sum(), torch.tensor(1.0, dtype=p.dtype))
+        want = torch.einsum("n,ntl->tl", p, torch.nn.functional.one_hot(ys, L).double())
+        want[int(lengths[b]):] = 0
+        assert torch.allclose(marg[b], want, atol=1e-10)
+        assert torch.equal(viterbi[b], ys[lp.argmax()])
+        assert torch.allclose(ent[b], -(p * lp).sum(), atol=1e-10)
+
+
+def test_padding_is_ignored():
+    (u, A, s, e), crf = _random_crf(0, 2, 5, 3, lengths=torch.tensor([5, 3]))
+    short = LinearChainCRF(u[1:, :3], A, s, e)
+    y = torch.tensor([[0, 1, 2, 1, 0], [2, 2, 1, -1, 7]])  # garbage in the padding
+    assert torch.allclose(crf.log_prob(y)[1], short.log_prob(y[1:, :3])[0])
+    assert torch.allclose(crf.marginals[1, :3], short.marginals[0])
+    assert torch.equal(crf.marginals[1, 3:], torch.zeros(2, 3, dtype=torch.double))
+    assert torch.equal(crf.argmax()[1, 3:], torch.zeros(2, dtype=torch.long))
+
+
+def test_sampling_matches_marginals():
+    torch.manual_seed(0)
+    _, crf = _random_crf(1, 2, 4, 3, lengths=torch.tensor([4, 2]))
+    n = 10000
+    ys = crf.sample((n,))
+    assert ys.shape == (n, 2, 4)
+    freq = torch.nn.functional.one_hot(ys, 3).double().mean(0)
+    marg = crf.marginals
+    mask = torch.arange(4) < crf.lengths[:, None]
+    se = (marg * (1 - marg) / n).sqrt()
+    assert bool(((freq - marg).abs() <= 5 * se + 1e-12)[mask].all())
+    assert bool((ys[:, 1, 2:] == 0).all())
+
+
+def test_gradcheck_log_prob_marginals_entropy():
+    (u, A, s, e), _ = _random_crf(2, 2, 4, 3, requires_grad=True)
+    y = torch.tensor([[0, 2, 1, 1], [1, 0, 0, 2]])
+    lengths = torch.tensor([4, 3])
+
+    def f(u, A, s, e):
+        crf = LinearChainCRF(u, A, s, e, lengths)
+        return crf.log_prob(y), crf.marginals, crf.entropy()
+
+    assert torch.autograd.gradcheck(f, (u, A, s, e))
+
+
+def test_pyro_sample_obs_and_head():
+    torch.manual_seed(0)
+    head = CRFHead(3)
+    unary = torch.randn(4, 6, 3)
+    y = torch.randint(0, 3, (4, 6))
+
+    def model():
+        with pyro.plate("seqs", 4):
+            pyro.sample("y", head(unary, torch.tensor([6, 5, 2, 1])), obs=y)
+
+    tr = pyro.poutine.trace(model).get_trace()
+    assert torch.allclose(tr.log_prob_sum(), head(unary, torch.tensor([6, 5, 2, 1])).log_prob(y).sum())
+    tr.log_prob_sum().backward()
+    assert head.transition.grad is not None and head.transition.grad.abs().sum() > 0
+    assert isinstance(head(unary), TorchDistributionMixin)
+    assert head(unary).expand((2, 4)).batch_shape == (2, 4)
+
+
+def test_plate_broadcasts_an_unbatched_crf():
+    torch.manual_seed(1)
+    crf = LinearChainCRF(torch.randn(6, 3), torch.randn(3, 3))
+
+    def model():
+        with pyro.plate("p", 4):
+            return pyro.sample("y", crf)
+
+    tr = pyro.poutine.trace(model).get_trace()
+    y = tr.nodes["y"]["value"]
+    assert y.shape == (4, 6) and tr.nodes["y"]["fn"].batch_shape == (4,)
+    assert torch.allclose(tr.log_prob_sum(), crf.log_prob(y).sum())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(unary=torch.tensor([[0.0, float("nan")]])), "unary.*NaN"),
+    (dict(transition=torch.full((2, 2), float("inf"))), "transition.*NaN or inf"),
+    (dict(transition=torch.zeros(3, 3)), "transition must end in"),
+    (dict(unary=torch.zeros(2)), "unary must be"),
+    (dict(lengths=torch.tensor(0)), "lengths"),
+    (dict(lengths=torch.tensor(2)), "lengths"),
+    (dict(start=torch.zeros(3)), "start"),
+])
+def test_bad_potentials_raise(kwargs, match):
+    args = dict(unary=torch.zeros(1, 2), transition=torch.zeros(2, 2))
+    args.update(kwargs)
+    with pytest.raises(ModelSpecError, match=match):
+        LinearChainCRF(**args)
+
+
+def test_label_outside_label_set_raises():
+    crf = LinearChainCRF(torch.zeros(2, 3, 2), torch.zeros(2, 2), lengths=torch.tensor([3, 2]))
+    with pytest.raises(EvidenceError, match="label 2 at index \\[0, 1\\]"):
+        crf.log_prob(torch.tensor([[0, 2, 0], [0, 0, 0]]))
+    with pytest.raises(EvidenceError, match="shape"):
+        crf.log_prob(torch.zeros(2, 4, dtype=torch.long))
+    crf.log_prob(torch.tensor([[0, 1, 0], [1, 1, 9]]))  # padding may hold anything
+
+
+@pytest.mark.slow
+def test_tagger_example_reaches_bayes_accuracy():
+    """The CRF tagger example gets within 1 point of the Bayes-optimal token accuracy."""
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).parents[2] / "examples" / "crf_tagger.py"))
+    out = example["main"](example["parse_args"](["--device", "cpu"]))
+    assert out["bayes_accuracy"] - out["accuracy"] < 0.01

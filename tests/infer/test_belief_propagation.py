@@ -1,0 +1,102 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.graphs import ising_grid
+from hybridpgm.infer import BeliefPropagation
+from tests.graphs.mrf_brute_force import assignments, brute_force, random_mrf
+
+
+@settings(deadline=None, max_examples=12)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 6), batch=st.sampled_from([(), (3,)]),
+       damping=st.sampled_from([0.0, 0.3]))
+def test_bp_exact_on_random_trees(seed, num_vars, batch, damping):
+    mrf = random_mrf(seed, num_vars, tree=True, batch=batch, scale=1.5)
+    log_z, marg = brute_force(mrf, len(batch))
+    fg = mrf.factor_graph()
+    res = BeliefPropagation(num_iters=200, damping=damping, tol=1e-12)(fg)
+    assert res.converged
+    assert torch.allclose(fg.unflatten(res.log_z), log_z, atol=1e-8)
+    got = mrf.marginals("bp", num_iters=200, damping=damping, tol=1e-12)
+    for v in mrf.variables:
+        assert torch.allclose(got[v], marg[v], atol=1e-8)
+
+
+@settings(deadline=None, max_examples=10)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(2, 6))
+def test_bp_exact_on_trees_with_batched_evidence(seed, num_vars):
+    mrf = random_mrf(seed, num_vars, tree=True)
+    v = mrf.variables[-1]
+    evidence = {v: torch.tensor([-1, 0, mrf.cards[v] - 1])}
+    log_z, marg = brute_force(mrf, 1, evidence)
+    assert torch.allclose(mrf.log_partition("bp", evidence, num_iters=100), log_z, atol=1e-8)
+    got = mrf.marginals("bp", evidence, num_iters=100)
+    for u in mrf.variables:
+        assert torch.allclose(got[u], marg[u], atol=1e-8)
+
+
+@settings(deadline=None, max_examples=15)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 6))
+def test_max_product_map_on_trees(seed, num_vars):
+    mrf = random_mrf(seed, num_vars, tree=True, scale=2.0)
+    values, rows = assignments(mrf)
+    best = rows[mrf.score(values).argmax()]
+    got = mrf.map_assignment(num_iters=100)
+    assert [int(got[v]) for v in mrf.variables] == best.tolist()
+
+
+@pytest.mark.parametrize("coupling", [0.2, 0.6])
+def test_loopy_bp_close_to_exact_on_small_grid(coupling):
+    """Loopy BP on a 3x3 grid with random couplings: max marginal error ~4e-4 (J=0.2), ~8e-3 (J=0.6)."""
+    g = torch.Generator().manual_seed(0)
+    mrf = ising_grid(3, 3, coupling * torch.randn(12, generator=g, dtype=torch.double),
+                     0.5 * torch.randn(9, generator=g, dtype=torch.double))
+    exact = mrf.marginals("exact")
+    bp = mrf.marginals("bp", num_iters=200)
+    err = max(float((exact[v] - bp[v]).abs().max()) for v in exact)
+    assert 0 < err < 0.02 * (coupling / 0.2)
+    assert abs(float(mrf.log_partition("bp", num_iters=200) - mrf.log_partition("exact"))) < 0.05
+
+
+def test_unrolled_bp_is_differentiable():
+    g = torch.Generator().manual_seed(2)
+    J = (0.5 * torch.randn(12, generator=g, dtype=torch.double)).requires_grad_()
+    h = (0.5 * torch.randn(9, generator=g, dtype=torch.double)).requires_grad_()
+
+    def f(J, h):
+        mrf = ising_grid(3, 3, J, h)
+        fg = mrf.factor_graph()
+        res = BeliefPropagation(num_iters=7, damping=0.2, tol=0.0)(fg)
+        return res.log_z, res.marginals
+
+    assert torch.autograd.gradcheck(f, (J, h))
+
+
+def test_bp_gradients_on_tree_match_exact():
+    g = torch.Generator().manual_seed(4)
+    J = (torch.randn(2, generator=g, dtype=torch.double)).requires_grad_()
+    h = (torch.randn(3, generator=g, dtype=torch.double)).requires_grad_()
+    grads = []
+    for method in ("exact", "bp"):
+        mrf = ising_grid(1, 3, J, h)
+        grads.append(torch.autograd.grad(mrf.marginals(method, num_iters=10)["x_0_1"][1], (J, h)))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-8)
+
+
+def test_batch_of_grids_matches_one_by_one():
+    g = torch.Generator().manual_seed(5)
+    J = 0.3 * torch.randn(4, 24, generator=g)
+    h = torch.randn(4, 16, generator=g)
+    batched = ising_grid(4, 4, J, h).log_partition("bp", num_iters=30, tol=0.0)
+    single = torch.stack([ising_grid(4, 4, J[i], h[i]).log_partition("bp", num_iters=30, tol=0.0)
+                          for i in range(4)])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_iters=0), dict(damping=1.0), dict(damping=-0.1)])
+def test_bad_config(kwargs):
+    with pytest.raises(ConfigError):
+        BeliefPropagation(**kwargs)

@@ -1,0 +1,233 @@
+"""Exact BayesNet inference: pgmpy's VariableElimination and brute-force enumeration as references."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import EvidenceError
+from hybridpgm.graphs import BayesNet, cpd, read_bif
+from tests.graphs.bn_helpers import (
+    brute_joint,
+    brute_posterior,
+    bundled_bif,
+    pgmpy_marginal,
+    random_bn,
+    single_thread,  # noqa: F401 (autouse fixture)
+)
+
+pgmpy = pytest.importorskip("pgmpy")
+
+
+def _sprinkler():
+    bn = BayesNet()
+    bn.add("rain", cpd.Table([0.8, 0.2]), states=["no", "yes"])
+    bn.add("sprinkler", cpd.Table([[0.6, 0.4], [0.99, 0.01]], ["rain"]))
+    bn.add("wet", cpd.Table([[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]], ["rain", "sprinkler"]))
+    return bn
+
+
+@pytest.mark.parametrize("name,rows", [("asia", 4), ("alarm", 2), ("child", 3)])
+def test_posterior_matches_pgmpy(name, rows):
+    from pgmpy.inference import VariableElimination
+
+    bn = read_bif(bundled_bif(name))
+    # tests/graphs/test_bif.py checks that read_bif's tables equal pgmpy's own parse
+    ve = VariableElimination(bn.to_pgmpy())
+    g = torch.Generator().manual_seed(0)
+    ev_nodes = [bn.nodes[i] for i in torch.randperm(len(bn.nodes), generator=g)[: max(1, len(bn.nodes) // 5)]]
+    torch.manual_seed(1)
+    sample = bn.sample(rows)
+    evidence = {v: sample[v] for v in ev_nodes}
+    with torch.no_grad():
+        post = bn.posterior(None, evidence)
+    assert set(post) == set(bn.nodes) - set(ev_nodes)
+    for i in range(rows):
+        row = {v: evidence[v][i] for v in ev_nodes}
+        for v in post:
+            ref = pgmpy_marginal(ve, bn, row, v)
+            torch.testing.assert_close(post[v][i], ref, atol=1e-6, rtol=0)
+
+
+def _hypothesis_bn():
+    # float64 networks are contracted in probability space, float32 ones in log space
+    return st.tuples(st.integers(0, 10_000), st.integers(2, 5), st.booleans(),
+                     st.sampled_from([torch.float64, torch.float32]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(_hypothesis_bn(), st.data())
+def test_posterior_and_log_evidence_match_brute_force(spec, data):
+    seed, n, zeros, dtype = spec
+    bn = random_bn(seed, n, zeros=zeros, dtype=dtype)
+    rows, logp = brute_joint(bn)
+    ev_vars = data.draw(st.lists(st.sampled_from(bn.nodes), unique=True, max_size=n - 1))
+    # evidence drawn from a possible configuration, so it has positive probability
+    j = data.draw(st.integers(0, len(rows) - 1).filter(lambda j: torch.isfinite(logp[j]).item()))
+    ev = {v: int(rows[j, bn.nodes.index(v)]) for v in ev_vars}
+    keep = torch.ones(len(rows), dtype=torch.bool)
+    for v, x in ev.items():
+        keep &= rows[:, bn.nodes.index(v)] == x
+    torch.testing.assert_close(bn.log_evidence(ev), logp[keep].logsumexp(0))
+    post = bn.posterior(None, ev)
+    for q in post:
+        torch.testing.assert_close(post[q], brute_posterior(bn, rows, logp, ev, q))
+    hidden = [v for v in bn.nodes if v not in ev]
+    if len(hidden) >= 2:
+        joint = bn.posterior(hidden[:2], ev, joint=True)
+        c0, c1 = (rows[:, bn.nodes.index(v)] for v in hidden[:2])
+        w = torch.where(keep, logp, torch.tensor(-math.inf, dtype=logp.dtype))
+        ref = torch.stack([torch.stack([w[(c0 == a) & (c1 == b)].logsumexp(0)
+                                        for b in range(bn.cardinality(hidden[1]))])
+                           for a in range(bn.cardinality(hidden[0]))])
+        torch.testing.assert_close(joint, (ref - ref.logsumexp((0, 1))).exp())
+
+
+@settings(max_examples=15, deadline=None)
+@given(_hypothesis_bn(), st.data())
+def test_map_matches_brute_force(spec, data):
+    seed, n, zeros, dtype = spec
+    bn = random_bn(seed, n, zeros=zeros, dtype=dtype)
+    rows, logp = brute_joint(bn)
+    ev_vars = data.draw(st.lists(st.sampled_from(bn.nodes), unique=True, max_size=n - 1))
+    j = data.draw(st.integers(0, len(rows) - 1).filter(lambda j: torch.isfinite(logp[j]).item()))
+    ev = {v: int(rows[j, bn.nodes.index(v)]) for v in ev_vars}
+    keep = torch.ones(len(rows), dtype=torch.bool)
+    for v, x in ev.items():
+        keep &= rows[:, bn.nodes.index(v)] == x
+    best = torch.where(keep, logp, torch.tensor(-math.inf, dtype=logp.dtype)).max()
+    assignment, value = bn.map(ev, return_log_prob=True)
+    torch.testing.assert_close(value, best)
+    # the returned assignment attains the maximum (ties between assignments are allowed)
+    full = torch.tensor([[int(assignment[v]) for v in bn.nodes]])
+    assert torch.isclose(bn.log_prob({v: full[:, i] for i, v in enumerate(bn.nodes)})[0], best)
+    for v, x in ev.items():
+        assert int(assignment[v]) == x
+
+
+def test_batched_rows_equal_single_rows_and_partial_evidence():
+    bn = random_bn(3, 6)
+    torch.manual_seed(0)
+    s = bn.sample(7)
+    ev = {"x5": s["x5"].double(), "x2": s["x2"].double()}
+    ev["x2"][[1, 4]] = float("nan")  # not observed in rows 1 and 4
+    post = bn.posterior(["x0", "x1", "x2"], ev)
+    logz = bn.log_evidence(ev)
+    assert logz.shape == (7,) and post["x0"].shape == (7, bn.cardinality("x0"))
+    for i in range(7):
+        row = {k: int(t[i]) for k, t in ev.items() if not torch.isnan(t[i])}
+        single = bn.posterior(["x0", "x1"] + ([] if "x2" in row else ["x2"]), row)
+        for q in single:
+            torch.testing.assert_close(post[q][i], single[q])
+        torch.testing.assert_close(logz[i], bn.log_evidence(row))
+    # where x2 is observed its posterior is a point mass
+    assert torch.allclose(post["x2"][0], torch.nn.functional.one_hot(s["x2"][0], bn.cardinality("x2")).double())
+
+
+def test_underflow_in_probability_space_falls_back_to_log_space():
+    bn = BayesNet()
+    for i in range(40):
+        bn.add(f"r{i}", cpd.Table(torch.tensor([1e-10, 1 - 1e-10], dtype=torch.float64)))
+    bn.add("c", cpd.Table(torch.tensor([[0.3, 0.7], [0.9, 0.1]], dtype=torch.float64), ["r0"]))
+    ev = {f"r{i}": torch.tensor([0, 0]) for i in range(40)}  # p(e) = 1e-400 underflows float64
+    torch.testing.assert_close(bn.log_evidence(ev), torch.full((2,), 40 * math.log(1e-10), dtype=torch.float64))
+    torch.testing.assert_close(bn.posterior("c", ev), torch.tensor([[0.3, 0.7]] * 2, dtype=torch.float64))
+    joint = bn.posterior(["c"], ev, joint=True)
+    torch.testing.assert_close(joint, torch.tensor([[0.3, 0.7]] * 2, dtype=torch.float64))
+
+
+def test_map_batched_and_state_names():
+    bn = _sprinkler()
+    out = bn.map({"wet": torch.tensor([0, 1, 1])})
+    for i, w in enumerate([0, 1, 1]):
+        single = bn.map({"wet": w})
+        assert all(int(out[v][i]) == int(single[v]) for v in bn.nodes)
+    torch.testing.assert_close(bn.posterior("rain", {"rain": torch.tensor([float("nan")])})[0],
+                               torch.tensor([0.8, 0.2]))
+    assert torch.equal(bn.posterior("wet", {"rain": "yes"}), bn.posterior("wet", {"rain": 1}))
+
+
+def test_plan_is_cached_per_evidence_pattern():
+    bn = random_bn(5, 6)
+    bn.posterior("x0", {"x3": torch.tensor([0, 1])})
+    misses = bn.plan_cache.misses
+    bn.posterior("x0", {"x3": torch.tensor([1, 1, 0])})  # same pattern, other values and rows
+    assert bn.plan_cache.misses == misses and bn.plan_cache.hits >= 1
+    bn.posterior("x0", {"x4": torch.tensor([1, 0])})  # new pattern
+    assert bn.plan_cache.misses == misses + 1
+
+
+def test_log_evidence_is_differentiable():
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.9, 0.1], [0.4, 0.6]], ["a"]))
+    lz = bn.log_evidence({"b": torch.tensor([1, 1, 0])}).sum()
+    lz.backward()
+    assert all(torch.isfinite(c.logits.grad).all() and c.logits.grad.abs().sum() > 0 for c in bn.cpds.values())
+
+
+def test_mixed_network_with_observed_linear_gaussian_matches_bayes_rule():
+    bn = BayesNet()
+    bn.add("z", cpd.Table([0.3, 0.7]))
+    bn.add("u", cpd.LinearGaussian(0.5, scale=2.0))
+    bn.add("x", cpd.LinearGaussian(torch.tensor([-1.0, 2.0]), torch.tensor([[1.5], [0.5]]),
+                                   torch.tensor([1.0, 0.5]), ["z", "u"]))
+    u, x = torch.tensor([0.2, -1.0]), torch.tensor([1.0, 0.3])
+    post = bn.posterior("z", {"u": u, "x": x})
+    normal = torch.distributions.Normal
+    lik = torch.stack([normal(-1.0 + 1.5 * u, 1.0).log_prob(x), normal(2.0 + 0.5 * u, 0.5).log_prob(x)], -1)
+    ref = (lik + torch.tensor([0.3, 0.7]).log()).softmax(-1)
+    torch.testing.assert_close(post, ref)
+    le = bn.log_evidence({"u": u, "x": x})
+    torch.testing.assert_close(le, (lik + torch.tensor([0.3, 0.7]).log()).logsumexp(-1)
+                               + normal(0.5, 2.0).log_prob(u))
+
+
+@pytest.mark.parametrize("call", ["posterior", "log_evidence", "map"])
+def test_bad_evidence_raises_naming_it(call):
+    bn = _sprinkler()
+    fn = getattr(bn, call)
+    args = (lambda ev: fn("rain", ev)) if call == "posterior" else fn
+    with pytest.raises(EvidenceError, match="'cloudy'"):
+        args({"cloudy": 1})
+    with pytest.raises(EvidenceError, match="'wet'"):
+        args({"wet": 2})
+    with pytest.raises(EvidenceError, match="'maybe'"):
+        args({"wet": "maybe"})
+    impossible = {"rain": 0, "sprinkler": 0, "wet": 1}
+    if call == "log_evidence":
+        assert torch.isneginf(fn(impossible))
+    else:
+        with pytest.raises(EvidenceError, match="probability zero"):
+            fn(None, impossible) if call == "posterior" else fn(impossible)
+
+
+def test_bad_query_raises():
+    bn = _sprinkler()
+    with pytest.raises(EvidenceError, match="'snow'"):
+        bn.posterior("snow", {"wet": 1})
+    with pytest.raises(EvidenceError, match="'wet'.*observed"):
+        bn.posterior("wet", {"wet": 1})
+    with pytest.raises(EvidenceError, match="differ in length"):
+        bn.posterior("rain", {"wet": torch.tensor([0, 1]), "sprinkler": torch.tensor([0, 1, 1])})
+
+
+def test_zero_probability_row_is_named():
+    bn = _sprinkler()
+    ev = {"rain": torch.tensor([0, 0, 1]), "sprinkler": torch.tensor([0, 0, 0]), "wet": torch.tensor([0, 1, 1])}
+    with pytest.raises(EvidenceError, match=r"probability zero .* row\(s\) \[1\]"):
+        bn.posterior(None, ev)
+    with pytest.raises(EvidenceError, match=r"row\(s\) \[1\]"):
+        bn.map(ev)
+    le = bn.log_evidence(ev)  # log p(e) = -inf is the right answer, not an error, and never NaN
+    assert torch.isneginf(le[1]) and torch.isfinite(le[[0, 2]]).all()
+
+
+def test_brute_force_small_sprinkler():
+    bn = _sprinkler()
+    rows, logp = brute_joint(bn)
+    for w, s in itertools.product(range(2), range(2)):
+        ev = {"wet": w, "sprinkler": s}
+        torch.testing.assert_close(bn.posterior("rain", ev).float(),
+                                   brute_posterior(bn, rows, logp, ev, "rain").float())

@@ -1,0 +1,129 @@
+"""Gibbs kernel: agreement with exact marginals (Monte Carlo error, R-hat) under pyro.infer.MCMC."""
+
+import warnings
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC
+
+from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.graphs import read_bif
+from hybridpgm.infer import Gibbs
+from tests.graphs.bn_helpers import bundled_bif, single_thread  # noqa: F401 (autouse fixture)
+
+az = pytest.importorskip("arviz")
+
+
+def _run(kernel, num_chains, num_samples, warmup, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "chains will be drawn sequentially" on small machines
+        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=warmup, num_chains=num_chains,
+                    disable_progbar=True)
+        mcmc.run(*args)
+    return mcmc
+
+
+def _check_against_exact(samples, exact, rows):
+    """R-hat < 1.01 and |mean - exact| < 5 MCSE for every state indicator.
+
+    The ``rows`` replicas of one evidence row inside the data plate are
+    independent Markov chains of the same posterior, so each (MCMC chain,
+    replica) pair is one chain for ArviZ.
+    """
+    for v, p in exact.items():
+        x = samples[v].reshape(samples[v].shape[0], samples[v].shape[1], rows).double()
+        x = x.permute(0, 2, 1).reshape(-1, x.shape[1])  # [chains * rows, draws]
+        for k in range(p.shape[-1] - 1 if p.shape[-1] == 2 else p.shape[-1]):
+            ind = (x == k).double().numpy()
+            rhat = float(az.rhat(ind))
+            mcse = float(az.mcse(ind))
+            assert rhat < 1.01, (v, k, rhat)
+            assert abs(ind.mean() - float(p[k])) < 5 * mcse + 1e-3, (v, k, ind.mean(), float(p[k]), mcse)
+
+
+def test_asia_marginals_match_exact():
+    bn = read_bif(bundled_bif("asia"))
+    rows = 64  # independent replicas of one evidence row, resampled in parallel inside the data plate
+    ev = {"asia": torch.zeros(rows, dtype=torch.long), "xray": torch.zeros(rows, dtype=torch.long),
+          "dysp": torch.zeros(rows, dtype=torch.long)}
+    exact = {v: p[0] for v, p in bn.posterior(None, ev).items()}
+    pyro.set_rng_seed(0)
+    # 'either' is a deterministic OR of 'tub' and 'lung': sample the three jointly (single-site
+    # updates would be nearly reducible); smoke and bronc form a second block
+    blocks = [["tub", "lung", "either"], ["smoke", "bronc"]]
+    samples = _run(Gibbs(bn.model, blocks=blocks), 2, 100, 50, ev).get_samples(group_by_chain=True)
+    assert set(samples) == set(exact)
+    _check_against_exact(samples, exact, rows)
+
+
+@pytest.mark.slow
+def test_asia_single_row_long_chains():
+    bn = read_bif(bundled_bif("asia"))
+    ev = {"asia": torch.tensor([0]), "xray": torch.tensor([0]), "dysp": torch.tensor([0])}
+    exact = {v: p[0] for v, p in bn.posterior(None, ev).items()}
+    pyro.set_rng_seed(1)
+    samples = _run(Gibbs(bn.model, blocks=[["tub", "lung", "either"]]), 4, 1500, 200, ev).get_samples(
+        group_by_chain=True)
+    _check_against_exact(samples, exact, 1)
+
+
+def _plain_model(y):
+    """A hand-written Pyro model: two discrete latents and a noisy observation per data point."""
+    z1 = pyro.sample("z1", dist.Bernoulli(0.3))
+    with pyro.plate("data", len(y)):
+        z2 = pyro.sample("z2", dist.Categorical(torch.tensor([0.2, 0.5, 0.3])))
+        pyro.sample("y", dist.Normal(z1 + z2.double() - 1.0, 1.5), obs=y)
+
+
+def test_plain_pyro_model_matches_enumeration():
+    y = torch.tensor([1.5, -0.3, 0.8], dtype=torch.float64)
+    # exact posterior by enumeration
+    z2v = torch.arange(3)
+    log_p = {}
+    for z1 in (0, 1):
+        prior = np.log(0.3 if z1 else 0.7)
+        per = torch.distributions.Normal(z1 + z2v[:, None].double() - 1.0, 1.5).log_prob(y)  # [3, N]
+        per = per + torch.tensor([0.2, 0.5, 0.3]).double().log()[:, None]
+        log_p[z1] = prior + per.logsumexp(0).sum()
+    p_z1 = torch.tensor([log_p[0], log_p[1]]).softmax(0)
+    pyro.set_rng_seed(0)
+    mcmc = _run(Gibbs(_plain_model), 3, 200, 20, y)
+    samples = mcmc.get_samples(group_by_chain=True)
+    z1 = samples["z1"].double().numpy()
+    idata = az.from_pyro(mcmc)  # the kernel's output works with ArviZ's Pyro converter
+    assert float(az.rhat(idata)["z1"]) < 1.01
+    assert abs(z1.mean() - float(p_z1[1])) < 5 * float(az.mcse(z1)) + 1e-3
+    assert samples["z2"].shape == (3, 200, 3)
+
+
+def test_bad_models_and_blocks():
+    def continuous():
+        pyro.sample("w", dist.Normal(0.0, 1.0))
+
+    k = Gibbs(continuous)
+    with pytest.raises(ModelSpecError, match="'w'"):
+        k.setup(0)
+    bn = read_bif(bundled_bif("asia"))
+    with pytest.raises(ConfigError, match="nope"):
+        Gibbs(bn.model, blocks=[["nope"]]).setup(0, {"asia": torch.tensor([0])})
+
+
+def test_partially_missing_columns_are_imputed_from_their_full_conditional():
+    from hybridpgm.graphs import BayesNet, cpd
+
+    # b is a copy of a, c a noisy copy: a hidden 'a' is forced by an observed 'b'
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Table([[1.0, 0.0], [0.0, 1.0]], ["a"]))
+    bn.add("c", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    nan = float("nan")
+    data = torch.tensor([[nan, 1, 0], [nan, 0, 1], [1, nan, nan], [nan, 1, nan]])
+    kernel = Gibbs(bn.model)
+    pyro.set_rng_seed(0)
+    kernel.setup(0, data)
+    assert set(kernel.initial_params) == {"a_unobserved", "b_unobserved", "c_unobserved"}
+    params = kernel.sample(kernel.initial_params)
+    a = torch.where(torch.isnan(data[:, 0]), params["a_unobserved"], data[:, 0])
+    b = torch.where(torch.isnan(data[:, 1]), params["b_unobserved"], data[:, 1])
+    assert torch.equal(a, b) and torch.equal(a[[0, 1, 3]], data[[0, 1, 3], 1])

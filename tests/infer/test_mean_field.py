@@ -1,0 +1,77 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.infer import MeanField
+from tests.graphs.mrf_brute_force import brute_force, random_mrf
+
+
+@settings(deadline=None, max_examples=15)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 5), num_factors=st.integers(1, 6),
+       batch=st.sampled_from([(), (3,)]), num_iters=st.sampled_from([1, 3, 50]))
+def test_mean_field_is_a_lower_bound(seed, num_vars, num_factors, batch, num_iters):
+    mrf = random_mrf(seed, num_vars, num_factors=num_factors, batch=batch, scale=2.0)
+    log_z, _ = brute_force(mrf, len(batch))
+    bound = mrf.log_partition("mean_field", num_iters=num_iters)
+    assert bound.shape == log_z.shape
+    assert bool((bound <= log_z + 1e-10).all())
+
+
+@settings(deadline=None, max_examples=10)
+@given(seed=st.integers(0, 10_000))
+def test_chromatic_sweeps_never_decrease_the_bound(seed):
+    g = torch.Generator().manual_seed(seed)
+    mrf = ising_grid(4, 4, torch.randn(24, generator=g, dtype=torch.double),
+                     torch.randn(16, generator=g, dtype=torch.double))
+    fg = mrf.factor_graph()
+    bounds, q = [], None
+    for _ in range(12):  # one sweep at a time, continuing from the last q
+        res = MeanField(num_iters=1, tol=0.0)(fg, init=q)
+        bounds.append(float(res.log_z))
+        q = res.marginals
+    assert all(b2 >= b1 - 1e-10 for b1, b2 in zip(bounds, bounds[1:]))
+
+
+def test_exact_on_fully_factorised_model():
+    g = torch.Generator().manual_seed(0)
+    mrf = MarkovNet({"a": 3, "b": 2})
+    mrf.add_factor("a", ["a"], torch.randn(4, 3, generator=g, dtype=torch.double))
+    mrf.add_factor("b", ["b"], torch.randn(4, 2, generator=g, dtype=torch.double))
+    log_z, marg = brute_force(mrf, 1)
+    assert torch.allclose(mrf.log_partition("mean_field"), log_z)
+    assert torch.allclose(mrf.marginals("mean_field")["a"], marg["a"])
+
+
+def test_fixed_point_and_evidence():
+    g = torch.Generator().manual_seed(1)
+    mrf = ising_grid(3, 3, 0.3, torch.randn(9, generator=g, dtype=torch.double))
+    evidence = {"x_1_1": torch.tensor([0, 1, -1])}
+    fg = mrf.factor_graph(evidence)
+    res = MeanField(num_iters=200, tol=1e-12)(fg)
+    assert res.converged
+    field = MeanField._field(fg, fg.masked_unary(), res.marginals)
+    assert torch.allclose(torch.softmax(field, -1), res.marginals, atol=1e-9)
+    assert torch.equal(res.marginals[:2, 4], torch.eye(2, dtype=torch.double))
+    log_z, _ = brute_force(mrf, 1, evidence)
+    assert bool((fg.unflatten(res.log_z) <= log_z).all())
+
+
+def test_unrolled_mean_field_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    J = (0.5 * torch.randn(7, generator=g, dtype=torch.double)).requires_grad_()
+    h = (0.5 * torch.randn(6, generator=g, dtype=torch.double)).requires_grad_()
+
+    def f(J, h):
+        res = MeanField(num_iters=5, damping=0.1, tol=0.0)(ising_grid(2, 3, J, h).factor_graph())
+        return res.log_z, res.marginals
+
+    assert torch.autograd.gradcheck(f, (J, h))
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_iters=0), dict(damping=1.0)])
+def test_bad_config(kwargs):
+    with pytest.raises(ConfigError):
+        MeanField(**kwargs)
