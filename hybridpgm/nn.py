@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint, checkpoint_sequential
 
 from hybridpgm.errors import ModelSpecError
 
-__all__ = ["ACTIVATIONS", "checkpointed_call", "mlp"]
+__all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "mlp"]
 
 #: Names accepted for ``activation`` / ``out_activation``.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -62,7 +62,7 @@ def mlp(
     batch_norm: bool = False,
     out_activation: str | None = None,
 ) -> nn.Sequential:
-    """A fully connected network ``sizes[0] -> ... -> sizes[-1]``.
+    """A fully connected network from ``sizes[0]`` inputs to ``sizes[-1]`` outputs.
 
     :param sizes: layer widths including input and output, at least two.
     :param activation: hidden non-linearity, a key of :data:`ACTIVATIONS`.
@@ -112,3 +112,6 @@ def checkpointed_call(module: nn.Module, *inputs: torch.Tensor, enabled: bool = 
         segments = max(1, math.isqrt(sum(isinstance(m, nn.Linear) for m in module)))
         return checkpoint_sequential(module, segments, inputs[0], use_reentrant=False)
     return checkpoint(module, *inputs, use_reentrant=False)
+
+
+from hybridpgm.bayesian_nn import bayesianize  # noqa: E402

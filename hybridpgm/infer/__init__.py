@@ -3,23 +3,48 @@
 Registration is an explicit import; ``__all__`` is kept alphabetical.
 """
 
+from hybridpgm.infer.adversarial import AAVAE, ADA, GAN, IWGAN, InfoGAN
+from hybridpgm.infer.ais import AIS, AISResult
 from hybridpgm.infer.belief_propagation import BeliefPropagation, BPResult
+from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.mean_field import MeanField, MeanFieldResult
 from hybridpgm.infer.mrf_exact import exact_log_partition, exact_marginals, exact_sample
 from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
+from hybridpgm.infer.nvil import NVIL, NVIL_ELBO, NVILBaselines
+from hybridpgm.infer.rws import RWS, ReweightedWakeSleepELBO
 from hybridpgm.infer.svi import SVIObjective
+from hybridpgm.infer.vimco import VIMCO, VIMCO_ELBO
+from hybridpgm.infer.wake_sleep import WakeSleep, WakeSleepELBO
 
 __all__ = [
+    "AAVAE",
+    "ADA",
+    "AIS",
+    "AISResult",
     "BPResult",
     "BeliefPropagation",
     "ChromaticGibbs",
+    "ContrastiveDivergence",
+    "GAN",
     "Gibbs",
     "IWAE",
+    "IWGAN",
+    "InfoGAN",
     "MeanField",
     "MeanFieldResult",
+    "NVIL",
+    "NVILBaselines",
+    "NVIL_ELBO",
+    "PersistentCD",
+    "RWS",
+    "ReweightedWakeSleepELBO",
     "SVIObjective",
+    "VIMCO",
+    "VIMCO_ELBO",
+    "WakeSleep",
+    "WakeSleepELBO",
     "exact_log_partition",
     "exact_marginals",
     "exact_sample",

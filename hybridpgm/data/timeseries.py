@@ -1,0 +1,148 @@
+"""Time series for GP work: statsmodels' bundled series, windowing, a synthetic generator.
+
+Bundled series (shipped inside statsmodels, never downloaded; statsmodels is
+imported only when a series is loaded -- ``pip install hybridpgm[timeseries]``):
+
+* ``"sunspots"`` -- yearly mean sunspot numbers, 1700--2008 (309 values);
+* ``"co2"`` -- Mauna Loa CO2 in ppm, weekly 1958--2001 averaged to months
+  (526 values; the weeks with missing readings are skipped in the averages and
+  the few empty months linearly interpolated);
+* ``"nile"`` -- yearly Nile flow at Aswan, 1871--1970 (100 values);
+* ``"elnino"`` -- monthly sea-surface temperature, 1950--2010 (732 values).
+
+:func:`make_windows` turns a series into supervised pairs (window of ``T``
+past values, value ``horizon`` steps after its end), the inputs of
+:class:`~hybridpgm.gp.GPLSTM`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy
+import torch
+
+from hybridpgm.errors import DataError
+
+__all__ = ["SERIES", "TimeSeries", "load_series", "make_windows", "split_series", "synthetic_series"]
+
+#: Names accepted by :func:`load_series`.
+SERIES = ("co2", "elnino", "nile", "sunspots")
+
+
+@dataclass
+class TimeSeries:
+    """A univariate series.
+
+    :ivar name: the series' name.
+    :ivar values: float64 tensor ``T``.
+    :ivar times: float64 tensor ``T`` (decimal years).
+    :ivar frequency: ``"yearly"``, ``"monthly"``, ...
+    """
+
+    name: str
+    values: torch.Tensor
+    times: torch.Tensor
+    frequency: str
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+
+def _statsmodels_datasets():
+    try:
+        import statsmodels.datasets as datasets  # lighter than statsmodels.api
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise DataError("the bundled time series come with statsmodels: pip install 'hybridpgm[timeseries]' "
+                        "(or pip install statsmodels)") from err
+    return datasets
+
+
+def load_series(name: str) -> TimeSeries:
+    """Load one of :data:`SERIES` from statsmodels' bundled data.
+
+    :raises DataError: for an unknown name, or when statsmodels is missing.
+    """
+    if name not in SERIES:
+        raise DataError(f"unknown series {name!r}; choose from {list(SERIES)}")
+    datasets = _statsmodels_datasets()
+    if name == "sunspots":
+        frame = datasets.sunspots.load_pandas().data
+        values, times, freq = frame["SUNACTIVITY"].to_numpy(), frame["YEAR"].to_numpy(), "yearly"
+    elif name == "nile":
+        frame = datasets.nile.load_pandas().data
+        values, times, freq = frame["volume"].to_numpy(), frame["year"].to_numpy(), "yearly"
+    elif name == "elnino":
+        frame = datasets.elnino.load_pandas().data
+        months = frame.drop(columns="YEAR").to_numpy()
+        values = months.reshape(-1)
+        times = (frame["YEAR"].to_numpy()[:, None] + (torch.arange(12).numpy()[None, :] / 12)).reshape(-1)
+        freq = "monthly"
+    else:  # co2: weekly with gaps -> monthly means
+        weekly = datasets.co2.load_pandas().data["co2"]
+        monthly = weekly.resample("MS").mean().interpolate()
+        values = monthly.to_numpy()
+        times = monthly.index.year.to_numpy() + (monthly.index.month.to_numpy() - 1) / 12
+        freq = "monthly"
+    series = TimeSeries(name, torch.from_numpy(numpy.array(values, dtype="float64")),
+                        torch.from_numpy(numpy.array(times, dtype="float64")), freq)
+    if not bool(torch.isfinite(series.values).all()):
+        raise DataError(f"series {name!r} holds NaN/inf after loading")
+    return series
+
+
+def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sliding windows of a series and the value ``horizon`` steps after each.
+
+    .. math:: x_i = (v_i, \\dots, v_{i+T-1}), \\qquad y_i = v_{i+T-1+h}.
+
+    :param values: the series, shape ``L`` (or ``L x D`` for a multivariate
+        series, whose first column is the target).
+    :param int window: ``T >= 1``.
+    :param int horizon: ``h >= 1``.
+    :returns: ``(x, y)`` of shapes ``N x T x D`` (``D = 1`` for a vector) and
+        ``N``, with ``N = L - T - h + 1``.
+    :raises DataError: a non-finite series, or a window that does not fit.
+    """
+    if not isinstance(values, torch.Tensor) or values.dim() not in (1, 2):
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise DataError(f"series has shape {shape}, expected (L,) or (L, D)")
+    if not bool(torch.isfinite(values).all()):
+        raise DataError(f"series (shape {tuple(values.shape)}) holds {int((~torch.isfinite(values)).sum())} "
+                        "NaN/inf value(s)")
+    if not (isinstance(window, int) and window >= 1 and isinstance(horizon, int) and horizon >= 1):
+        raise DataError(f"window and horizon must be positive integers, got window={window!r}, horizon={horizon!r}")
+    length = values.shape[0]
+    if window + horizon > length:
+        raise DataError(f"window {window} + horizon {horizon} is longer than the series of length {length}")
+    series = values.reshape(length, -1)
+    n = length - window - horizon + 1
+    x = series.unfold(0, window, 1)[:n].transpose(1, 2).contiguous()  # N x T x D
+    y = series[window + horizon - 1:, 0][:n].clone()
+    return x, y
+
+
+def split_series(values: torch.Tensor, num_test: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a series into its first ``L - num_test`` and last ``num_test`` values."""
+    if not 0 < num_test < values.shape[0]:
+        raise DataError(f"num_test={num_test} must lie between 1 and {values.shape[0] - 1} for a series "
+                        f"of length {values.shape[0]}")
+    return values[:-num_test], values[-num_test:]
+
+
+def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, trend: float = 0.0,
+                     seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A quasi-periodic series for scaling runs and tests:
+
+    .. math:: v_t = \\sin(2\\pi t / p)\\,(1 + 0.3 \\sin(2\\pi t / 7p)) + \\text{trend}\\cdot t / L
+        + \\epsilon_t, \\quad \\epsilon_t \\sim \\mathcal N(0, \\text{noise}^2).
+
+    :returns: a tensor of shape ``length``.
+    """
+    if length < 1 or period <= 0 or noise < 0:
+        raise DataError(f"synthetic_series needs length >= 1, period > 0, noise >= 0; got {length}, {period}, {noise}")
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(length, dtype=dtype)
+    clean = torch.sin(2 * math.pi * t / period) * (1 + 0.3 * torch.sin(2 * math.pi * t / (7 * period)))
+    return clean + trend * t / length + noise * torch.randn(length, generator=g, dtype=dtype)

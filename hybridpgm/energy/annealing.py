@@ -1,0 +1,160 @@
+r"""Annealing paths from a base-rate model to an RBM or a DBM, for :class:`~hybridpgm.infer.AIS`.
+
+Following [1], the intermediate distributions interpolate the energies of a
+*base-rate* model :math:`A` (visible biases :math:`b_A`, no weights, so its
+partition function and samples are exact) and the target :math:`B`:
+
+.. math::
+
+    f_\beta(x) = \exp\big(-(1-\beta) E_A(v) - \beta E_B(x)\big),
+    \qquad 0 = \beta_0 < \dots < \beta_K = 1 .
+
+The units that are conditionally independent given the others (the hidden
+units of an RBM, the odd layers of a DBM) are summed out analytically, so the
+importance weights use the marginal :math:`f_\beta` of the remaining units and
+a block-Gibbs sweep of the joint leaves :math:`f_\beta` invariant.
+
+A path has ``log_z0`` (:math:`\log Z_A` of :math:`f_0`), ``sample0(n)`` (exact
+draws from :math:`f_0/Z_A`) and ``step(x, beta_prev, beta, transition)`` returning
+:math:`\log f_\beta(x) - \log f_{\beta_{prev}}(x)` and, if ``transition``, the
+state after one Gibbs sweep at :math:`\beta`.
+
+References:
+
+1. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief
+   networks", ICML 2008.
+2. R. Salakhutdinov, G. Hinton, "Deep Boltzmann machines", AISTATS 2009.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from hybridpgm.energy.sampling import bernoulli
+
+__all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
+
+
+def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool = False,
+                   eps: float = 1e-3) -> torch.Tensor:
+    """Visible biases of the base-rate model: :math:`\\operatorname{logit}` of the (clamped) data
+    means for Bernoulli units, the data means for Gaussian units, zeros without data.
+
+    :param data: ``N x V`` or ``None``; ``like``: a ``V`` tensor giving shape, dtype and device.
+    """
+    if data is None:
+        return torch.zeros_like(like)
+    mean = data.to(like).reshape(-1, like.shape[-1]).mean(0)
+    if gaussian:
+        return mean
+    return torch.logit(mean.clamp(eps, 1 - eps))
+
+
+class RBMAnnealingPath:
+    r"""Path :math:`f_\beta(v) = e^{-(1-\beta)E_A(v) + \beta \cdot \text{vis}_B(v)}
+    \prod_j (1 + e^{\beta (c_j + (v/\sigma)^\top W_{:j})})` for an :class:`~hybridpgm.energy.RBM`.
+
+    :param rbm: the target RBM.
+    :param data: optional ``N x V`` training data for the base rates [1].
+    """
+
+    def __init__(self, rbm, data: torch.Tensor | None = None):
+        self.rbm = rbm
+        self.base = base_rate_bias(data, rbm.visible_bias.detach(), rbm.gaussian)
+        w = rbm.weight
+        if rbm.gaussian:
+            const = rbm.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(rbm.sigma).sum()
+        else:
+            const = F.softplus(self.base).sum()
+        self.log_z0 = const.detach() + rbm.num_hidden * math.log(2.0)
+        self.dtype, self.device = w.dtype, w.device
+
+    def _visible_gap(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`-E_B^{vis}(v) + E_A(v)`, the visible part of :math:`\\partial \\log f_\\beta/\\partial\\beta`."""
+        rbm = self.rbm
+        if rbm.gaussian:
+            s = rbm.sigma
+            return ((((v - self.base) / s) ** 2) - (((v - rbm.visible_bias) / s) ** 2)).sum(-1) / 2
+        return v @ (rbm.visible_bias - self.base)
+
+    @torch.no_grad()
+    def sample0(self, n: int) -> torch.Tensor:
+        rbm = self.rbm
+        if rbm.gaussian:
+            return self.base + rbm.sigma * torch.randn(n, rbm.num_visible, dtype=self.dtype, device=self.device)
+        return bernoulli(torch.sigmoid(self.base).expand(n, rbm.num_visible).contiguous())
+
+    @torch.no_grad()
+    def step(self, v: torch.Tensor, beta_prev: float, beta: float, transition: bool = True):
+        rbm = self.rbm
+        a = rbm.hidden_logits(v)
+        inc = (beta - beta_prev) * self._visible_gap(v) + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
+        if not transition:
+            return inc, v
+        h = bernoulli(torch.sigmoid(beta * a))
+        wh = h @ rbm.weight.T
+        if rbm.gaussian:
+            mean = (1 - beta) * self.base + beta * rbm.visible_bias + beta * rbm.sigma * wh
+            return inc, mean + rbm.sigma * torch.randn_like(mean)
+        logits = (1 - beta) * self.base + beta * (rbm.visible_bias + wh)
+        return inc, bernoulli(torch.sigmoid(logits))
+
+
+class DBMAnnealingPath:
+    r"""Path for a :class:`~hybridpgm.energy.DBM` with the odd layers summed out [2]:
+
+    .. math::
+
+        f_\beta(x_{even}) = e^{(1-\beta) b_A^\top v + \beta \sum_{l\ even} b_l^\top x_l}
+        \prod_{l\ odd} \prod_j \big(1 + e^{\beta a_{lj}}\big),\quad
+        a_l = b_l + x_{l-1}^\top W_{l-1} + W_l x_{l+1}.
+
+    The state is the list of all layers (odd layers are resampled each sweep).
+
+    :param dbm: the target DBM; ``data``: optional ``N x V`` data for the base rates.
+    """
+
+    def __init__(self, dbm, data: torch.Tensor | None = None):
+        self.dbm = dbm
+        self.base = base_rate_bias(data, dbm.biases[0].detach())
+        hidden_units = sum(dbm.sizes[1:])
+        self.log_z0 = F.softplus(self.base).sum() + hidden_units * math.log(2.0)
+        w = dbm.weights[0]
+        self.dtype, self.device = w.dtype, w.device
+
+    @torch.no_grad()
+    def sample0(self, n: int) -> list[torch.Tensor]:
+        dbm = self.dbm
+        v = bernoulli(torch.sigmoid(self.base).expand(n, dbm.sizes[0]).contiguous())
+        half = [bernoulli(torch.full((n, size), 0.5, dtype=self.dtype, device=self.device))
+                for size in dbm.sizes[1:]]
+        return [v] + half
+
+    @torch.no_grad()
+    def step(self, x: list[torch.Tensor], beta_prev: float, beta: float, transition: bool = True):
+        dbm = self.dbm
+        layers = len(x)
+        odd = range(1, layers, 2)
+        acts = {l: dbm.layer_logits(x, l) for l in odd}
+        inc = x[0] @ (dbm.biases[0] - self.base)
+        for l in range(2, layers, 2):
+            inc = inc + x[l] @ dbm.biases[l]
+        inc = (beta - beta_prev) * inc
+        for a in acts.values():
+            inc = inc + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
+        if not transition:
+            return inc, x
+        x = list(x)
+        for l, a in acts.items():
+            x[l] = bernoulli(torch.sigmoid(beta * a))
+        for l in range(0, layers, 2):
+            a = dbm.layer_logits(x, l)
+            if l == 0:
+                a = (1 - beta) * self.base + beta * a
+            else:
+                a = beta * a
+            x[l] = bernoulli(torch.sigmoid(a))
+        return inc, x

@@ -1,0 +1,315 @@
+r"""Deep Boltzmann machine: binary layers :math:`x_0 = v, x_1, \dots, x_L` with
+
+.. math::
+
+    E(x) = -\sum_{l=0}^{L} b_l^\top x_l - \sum_{l=0}^{L-1} x_l^\top W_l\, x_{l+1},
+    \qquad p(x) = e^{-E(x)}/Z .
+
+Each layer is conditionally independent given its neighbours,
+:math:`p(x_{l} = 1 \mid x_{l\pm1}) = \sigma(a_l)`, :math:`a_l = b_l + x_{l-1}^\top W_{l-1} + W_l x_{l+1}`,
+so odd and even layers are updated in two Gibbs blocks and either set can be
+summed out analytically (exact :math:`\log Z` and AIS use this).
+
+Training [1]: the positive phase uses the fully factorised mean-field posterior
+:math:`q(h \mid v) = \prod_l \prod_j \mu_{lj}^{h_{lj}} (1-\mu_{lj})^{1-h_{lj}}`, found
+by the fixed-point updates :math:`\mu_l \leftarrow \sigma(b_l + \mu_{l-1}^\top W_{l-1}
++ W_l \mu_{l+1})`; the negative phase uses persistent Gibbs chains
+(:class:`~hybridpgm.infer.PersistentCD` trains a DBM directly); layer-wise
+pretraining doubles the inputs that a layer misses (see :mod:`hybridpgm.energy.doubled_rbm`).
+The variational lower bound
+
+.. math::
+
+    \log p(v) \ge -E(v, \mu) + \sum_{l \ge 1} \mathcal H(\mu_l) - \log Z
+
+uses :math:`\log Z` from AIS [1, 2] (or exact enumeration on small models).
+
+References:
+
+1. R. Salakhutdinov, G. Hinton, "Deep Boltzmann machines", AISTATS 2009.
+2. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief
+   networks", ICML 2008.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridpgm.energy.enumerate_states import logsumexp_over_states
+from hybridpgm.energy.rbm import RBM
+from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+
+__all__ = ["DBM"]
+
+
+class DBM(nn.Module):
+    """Deep Boltzmann machine with Bernoulli units.
+
+    :param sizes: layer sizes ``[V, H1, H2, ...]`` (at least two hidden layers
+        for a *deep* BM; ``[V, H]`` is an RBM and is accepted).
+    :param int mean_field_steps: fixed-point sweeps of the mean-field posterior.
+    :param float init_scale: standard deviation of the initial weights.
+    :param bool probabilities: accept visible data in ``[0, 1]``.
+    """
+
+    def __init__(self, sizes: Sequence[int], *, mean_field_steps: int = 10, init_scale: float = 0.01,
+                 probabilities: bool = False):
+        super().__init__()
+        sizes = list(sizes)
+        if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
+            raise ModelSpecError(f"DBM sizes must be >= 2 positive integers [V, H1, ...], got {sizes!r}")
+        if not isinstance(mean_field_steps, int) or mean_field_steps < 1:
+            raise ModelSpecError(f"DBM mean_field_steps must be a positive integer, got {mean_field_steps!r}")
+        self.sizes, self.mean_field_steps, self.probabilities = sizes, mean_field_steps, probabilities
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.randn(sizes[l], sizes[l + 1]) * init_scale) for l in range(len(sizes) - 1)])
+        self.biases = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in sizes])
+
+    @property
+    def num_layers(self) -> int:
+        """Number of hidden layers ``L``."""
+        return len(self.sizes) - 1
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}"
+
+    # ------------------------------------------------------------------ checks
+    def check_parameters(self) -> None:
+        for name, param in self.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise ModelSpecError(f"DBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
+
+    def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
+        """Validate ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``)."""
+        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
+        if not bool(torch.isfinite(v).all()):
+            raise DataError(f"DBM visible data {name!r} holds NaN or inf")
+        if self.probabilities:
+            if not bool(((v >= 0) & (v <= 1)).all()):
+                raise DataError(f"DBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
+        elif not bool(((v == 0) | (v == 1)).all()):
+            raise DataError(f"DBM visible data {name!r} must be binary (0/1); binarize it or build the DBM "
+                            "with probabilities=True")
+        return v
+
+    def check_state(self, x: Sequence[torch.Tensor]) -> None:
+        if len(x) != len(self.sizes):
+            raise DataError(f"DBM state must hold {len(self.sizes)} layers, got {len(x)}")
+        for l, (t, size) in enumerate(zip(x, self.sizes)):
+            if t.shape[-1] != size:
+                raise DataError(f"DBM layer {l} must have shape (..., {size}), got {tuple(t.shape)}")
+
+    # ------------------------------------------------------------- the maths
+    def layer_logits(self, x: Sequence[torch.Tensor], l: int) -> torch.Tensor:
+        """:math:`a_l = b_l + x_{l-1}^\\top W_{l-1} + W_l x_{l+1}` (``batch x n_l``) from the neighbours in ``x``."""
+        a = self.biases[l]
+        if l > 0:
+            a = a + x[l - 1] @ self.weights[l - 1]
+        if l < self.num_layers:
+            a = a + x[l + 1] @ self.weights[l].T
+        return a
+
+    def energy(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        """:math:`E(x)` for the layers ``x = [v, h1, ...]`` (each ``batch x n_l``); returns ``batch``."""
+        self.check_state(x)
+        return self._energy(x)
+
+    def _energy(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        e = -sum(x[l] @ self.biases[l] for l in range(len(x)))
+        for l in range(self.num_layers):
+            e = e - ((x[l] @ self.weights[l]) * x[l + 1]).sum(-1)
+        return e
+
+    def _summed_out(self, x: Sequence[torch.Tensor], keep: int) -> torch.Tensor:
+        """:math:`-\\log \\sum e^{-E}` over the layers of parity ``1 - keep`` given the others."""
+        out = -sum(x[l] @ self.biases[l] for l in range(keep, len(self.sizes), 2))
+        for l in range(1 - keep, len(self.sizes), 2):
+            out = out - F.softplus(self.layer_logits(x, l)).sum(-1)
+        return out
+
+    @torch.no_grad()
+    def mean_field(self, v: torch.Tensor, steps: int | None = None, tol: float = 1e-5) -> list[torch.Tensor]:
+        """Mean-field posterior :math:`[v, \\mu_1, \\dots, \\mu_L]` (each ``batch x n_l``).
+
+        Initialised by a bottom-up pass with doubled weights below the top layer [1],
+        then ``steps`` sweeps updating odd then even hidden layers (stops early when
+        no mean moves by more than ``tol``).
+        """
+        mu = [v]
+        for l in range(1, len(self.sizes)):
+            scale = 2.0 if l < self.num_layers else 1.0
+            mu.append(torch.sigmoid(self.biases[l] + scale * (mu[l - 1] @ self.weights[l - 1])))
+        for _ in range(steps or self.mean_field_steps):
+            change = 0.0
+            for l in list(range(1, len(mu), 2)) + list(range(2, len(mu), 2)):
+                new = torch.sigmoid(self.layer_logits(mu, l))
+                change = max(change, float((new - mu[l]).abs().max()))
+                mu[l] = new
+            if change < tol:
+                break
+        return mu
+
+    # -------------------------------------- chain protocol (contrastive divergence)
+    def positive_phase(self, v: torch.Tensor):
+        """Energy at the mean-field posterior (means detached), ``batch``; and a state clamped to ``v``."""
+        mu = self.mean_field(v)
+        with torch.no_grad():
+            state = (v,) + tuple(bernoulli(m) for m in mu[1:])
+        return self._energy(mu), state
+
+    def negative_phase(self, state) -> torch.Tensor:
+        """Free energy of the even layers (odd layers summed out), ``batch``."""
+        return self._summed_out(state, keep=0)
+
+    def init_chains(self, num_chains: int):
+        w = self.weights[0]
+        return tuple(bernoulli(torch.full((num_chains, s), 0.5, dtype=w.dtype, device=w.device))
+                     for s in self.sizes)
+
+    @torch.no_grad()
+    def gibbs_chain(self, state, steps: int):
+        """``steps`` sweeps: odd layers given even, then even layers given odd."""
+        x = list(state)
+        for _ in range(steps):
+            for parity in (1, 0):
+                for l in range(parity, len(x), 2):
+                    x[l] = bernoulli(torch.sigmoid(self.layer_logits(x, l)))
+        return tuple(x)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, steps: int = 1000) -> torch.Tensor:
+        """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states."""
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"DBM.sample steps must be a positive integer, got {steps!r}")
+        self.check_parameters()
+        return self.gibbs_chain(self.init_chains(num_samples), steps)[0]
+
+    # --------------------------------------------------------- log-likelihood
+    def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
+                      **ais_kwargs) -> torch.Tensor:
+        """:math:`\\log Z`: ``"exact"`` enumerates the smaller of the even and odd layer sets
+        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`."""
+        self.check_parameters()
+        if method == "ais":
+            from hybridpgm.infer.ais import AIS
+
+            data = ais_kwargs.pop("data", None)
+            return AIS(**ais_kwargs)(self, data=data).log_z
+        if method != "exact":
+            raise ConfigError(f"DBM.log_partition method must be 'exact' or 'ais', got {method!r}")
+        even = sum(self.sizes[0::2])
+        odd = sum(self.sizes[1::2])
+        keep = 0 if even <= odd else 1
+        layers = list(range(keep, len(self.sizes), 2))
+        w = self.weights[0]
+
+        def log_f(states: torch.Tensor) -> torch.Tensor:
+            x = [None] * len(self.sizes)
+            for l, part in zip(layers, states.split([self.sizes[l] for l in layers], -1)):
+                x[l] = part
+            return -self._summed_out(x, keep)
+
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            return logsumexp_over_states(log_f, min(even, odd), dtype=w.dtype, device=w.device,
+                                         chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM")
+
+    @torch.no_grad()
+    def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
+        layers (feasible for small ``H2 + H4 + ...``)."""
+        self.check_visible(v)
+        layers = list(range(2, len(self.sizes), 2))
+        sizes = [self.sizes[l] for l in layers]
+        if not layers:  # an RBM: nothing left to enumerate
+            return -self._summed_out([v] + [None] * self.num_layers, keep=0)
+
+        def log_f(states: torch.Tensor) -> torch.Tensor:  # states S x n -> S x batch
+            x = [None] * len(self.sizes)
+            x[0] = v.unsqueeze(0)
+            for l, part in zip(layers, states.split(sizes, -1)):
+                x[l] = part.unsqueeze(1)
+            return -self._summed_out(x, keep=0)
+
+        return logsumexp_over_states(log_f, sum(sizes), dtype=v.dtype, device=v.device, chunk_size=chunk_size,
+                                     cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
+
+    def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Exact :math:`\\log p(v)` (``batch``) on small models."""
+        if log_z is None:
+            log_z = self.log_partition("exact")
+        return self.unnormalized_log_prob(v) - log_z
+
+    @torch.no_grad()
+    def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``).
+
+        :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
+            With an AIS estimate the result is a stochastic estimate of the bound.
+        """
+        self.check_visible(v)
+        if log_z is None:
+            log_z = self.log_partition("exact")
+        mu = self.mean_field(v)
+        entropy = sum(F.binary_cross_entropy(m, m, reduction="none").sum(-1) for m in mu[1:])
+        return -self._energy(mu) + entropy - log_z
+
+    def annealing_path(self, data: torch.Tensor | None = None):
+        """The AIS path of :class:`~hybridpgm.energy.annealing.DBMAnnealingPath`."""
+        from hybridpgm.energy.annealing import DBMAnnealingPath
+
+        self.check_parameters()
+        return DBMAnnealingPath(self, data)
+
+    # ------------------------------------------------------------ pretraining
+    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1, **fit_kwargs) -> list:
+        """Greedy layer-wise pretraining with the weight-doubling scheme of [1].
+
+        RBM ``l`` (between layers ``l`` and ``l+1``) is trained by CD-``k`` with its
+        bottom-up input doubled unless ``l+1`` is the top layer and its top-down
+        input doubled unless ``l = 0``; layer ``l+1``'s data are the doubled
+        bottom-up probabilities.  The DBM takes the RBMs' weights; a middle
+        layer's bias is the mean of the hidden bias below and the visible bias above.
+
+        :param data: ``N x V`` training data.
+        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...).
+        :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
+        """
+        from hybridpgm.energy.doubled_rbm import DoubledRBM
+        from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
+        from hybridpgm.train.trainer import fit
+
+        x = self.check_visible(data, "data")
+        results, rbms = [], []
+        for l in range(self.num_layers):
+            rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
+            rbm.to(self.weights[0])
+            doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
+            results.append(fit(ContrastiveDivergence(doubled, k), x, epochs=epochs, **fit_kwargs))
+            rbm.to(self.weights[0].device)
+            rbms.append(rbm)
+            with torch.no_grad():
+                x = doubled.hidden_mean(x.to(self.weights[0].device))
+        self.load_rbms(rbms)
+        return results
+
+    @torch.no_grad()
+    def load_rbms(self, rbms: Sequence[RBM]) -> None:
+        """Compose pretrained RBMs (layer ``l`` to ``l+1`` each): take their weights; a middle
+        layer's bias is the mean of the hidden bias below and the visible bias above [1]."""
+        if len(rbms) != self.num_layers or any(
+                (r.num_visible, r.num_hidden) != (self.sizes[l], self.sizes[l + 1]) for l, r in enumerate(rbms)):
+            got = [(r.num_visible, r.num_hidden) for r in rbms]
+            raise ModelSpecError(f"DBM {self.sizes} cannot take RBMs of sizes {got}")
+        for l, rbm in enumerate(rbms):
+            self.weights[l].copy_(rbm.weight)
+        self.biases[0].copy_(rbms[0].visible_bias)
+        self.biases[-1].copy_(rbms[-1].hidden_bias)
+        for l in range(1, self.num_layers):
+            self.biases[l].copy_((rbms[l - 1].hidden_bias + rbms[l].visible_bias) / 2)

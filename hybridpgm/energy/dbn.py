@@ -1,0 +1,158 @@
+r"""Deep belief network: a stack of RBMs trained greedily, layer by layer [1].
+
+RBM :math:`l` models the hidden probabilities of RBM :math:`l-1`,
+:math:`x_{l+1} = \sigma(c_l + x_l^\top W_l)`.  The generative model is an
+undirected top RBM over the two top layers and sigmoid belief layers below:
+samples are drawn by Gibbs sampling in the top RBM followed by one top-down
+pass :math:`x_l = \sigma(b_l + W_l x_{l+1})`.  The stack can be unrolled into a
+deep autoencoder [2] (encoder :math:`W_l`, decoder :math:`W_l^\top`, untied) or
+a classifier (the encoder plus a new softmax layer), and fine-tuned with
+:func:`hybridpgm.fit` and the objectives of :mod:`hybridpgm.energy.finetune`.
+
+References:
+
+1. G. E. Hinton, S. Osindero, Y.-W. Teh, "A fast learning algorithm for deep
+   belief nets", Neural Computation, 2006.
+2. G. E. Hinton, R. R. Salakhutdinov, "Reducing the dimensionality of data with
+   neural networks", Science, 2006.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from hybridpgm.energy.rbm import RBM
+from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.errors import ConfigError, ModelSpecError
+
+__all__ = ["DBN", "DBNAutoencoder"]
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0]).to(weight)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer
+
+
+class DBNAutoencoder(nn.Module):
+    """An unrolled DBN: ``encoder`` (sigmoid layers) and ``decoder`` (sigmoid layers; the
+    last returns logits, or means for Gaussian data); ``forward(x)`` reconstructs ``x``.
+
+    :ivar encoder: :class:`nn.Sequential` mapping ``batch x V`` to ``batch x H_top``.
+    :ivar decoder: :class:`nn.Sequential` mapping codes back to ``batch x V`` logits.
+    """
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class DBN(nn.Module):
+    """Deep belief network over layer sizes ``[V, H1, ..., HL]``.
+
+    :param sizes: layer sizes, at least two.
+    :param str visible: ``"bernoulli"`` or ``"gaussian"`` units of the bottom RBM.
+    :param bool probabilities: the bottom RBM accepts data in ``[0, 1]``.
+    :ivar rbms: the :class:`~hybridpgm.energy.RBM` of each pair of layers
+        (upper RBMs accept probabilities as data).
+    """
+
+    def __init__(self, sizes: Sequence[int], *, visible: str = "bernoulli", probabilities: bool = False,
+                 init_scale: float = 0.01):
+        super().__init__()
+        sizes = list(sizes)
+        if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
+            raise ModelSpecError(f"DBN sizes must be >= 2 positive integers [V, H1, ...], got {sizes!r}")
+        self.sizes = sizes
+        self.rbms = nn.ModuleList([
+            RBM(sizes[l], sizes[l + 1], visible=visible if l == 0 else "bernoulli",
+                probabilities=probabilities if l == 0 else True, init_scale=init_scale)
+            for l in range(len(sizes) - 1)
+        ])
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}"
+
+    @torch.no_grad()
+    def transform(self, v: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Bottom-up probabilities of hidden layer ``layers`` (default: the top), ``batch x H``."""
+        self.rbms[0].check_visible(v)
+        for rbm in self.rbms[: layers or len(self.rbms)]:
+            v = torch.sigmoid(rbm.hidden_logits(v))
+        return v
+
+    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1, persistent: bool = False,
+                 num_chains: int = 100, **fit_kwargs) -> list:
+        """Greedy layer-wise training: RBM ``l`` by CD-``k`` (or PCD) on the
+        probabilities of layer ``l`` given the data [1].
+
+        :param data: ``N x V``.
+        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...).
+        :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
+        """
+        from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
+        from hybridpgm.train.trainer import fit
+
+        x = self.rbms[0].check_visible(data, "data")
+        results = []
+        for rbm in self.rbms:
+            objective = PersistentCD(rbm, k, num_chains) if persistent else ContrastiveDivergence(rbm, k)
+            results.append(fit(objective, x, epochs=epochs, **fit_kwargs))
+            with torch.no_grad():
+                x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device)))
+        return results
+
+    def encoder(self) -> nn.Sequential:
+        """A new :class:`nn.Sequential` of ``Linear + Sigmoid`` layers initialised from the RBMs."""
+        layers = []
+        for rbm in self.rbms:
+            weight = rbm.weight.detach()
+            if rbm.gaussian:  # hidden logits are c + (v / sigma) W
+                weight = weight / rbm.sigma.unsqueeze(-1)
+            layers += [_linear(weight.T, rbm.hidden_bias.detach()), nn.Sigmoid()]
+        return nn.Sequential(*layers)
+
+    def to_autoencoder(self) -> DBNAutoencoder:
+        """Unroll into a deep autoencoder [2] (new, untied parameters)."""
+        decoder = []
+        for i, rbm in enumerate(reversed(self.rbms)):
+            decoder.append(_linear(rbm.weight.detach(), rbm.visible_bias.detach()))
+            if i < len(self.rbms) - 1:
+                decoder.append(nn.Sigmoid())
+        if self.rbms[0].gaussian:  # the last layer outputs b + sigma * W h; fold sigma in
+            with torch.no_grad():
+                decoder[-1].weight.mul_(self.rbms[0].sigma.unsqueeze(-1))
+        return DBNAutoencoder(self.encoder(), nn.Sequential(*decoder))
+
+    def to_classifier(self, num_classes: int) -> nn.Sequential:
+        """The encoder followed by a new ``Linear(H_top, num_classes)`` returning logits."""
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(f"to_classifier needs num_classes >= 2, got {num_classes!r}")
+        top = self.rbms[-1].weight
+        head = nn.Linear(top.shape[1], num_classes).to(top)
+        return nn.Sequential(*self.encoder(), head)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, steps: int = 1000, mean: bool = True) -> torch.Tensor:
+        """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then a
+        top-down pass through the sigmoid belief layers (probabilities if ``mean``,
+        the bottom layer sampled otherwise)."""
+        x = self.rbms[-1].sample(num_samples, steps)
+        for rbm in reversed(self.rbms[:-1]):
+            h = x
+            param = rbm.visible_param(h)
+            x = param if rbm.gaussian else torch.sigmoid(param)
+            if not mean and rbm is not self.rbms[0]:
+                x = bernoulli(x)
+        if not mean and len(self.rbms) > 1:
+            bottom = self.rbms[0]
+            x = x + bottom.sigma * torch.randn_like(x) if bottom.gaussian else bernoulli(x)
+        return x

@@ -1,0 +1,82 @@
+r"""An RBM with scaled (doubled) conditionals, for the greedy pretraining of a DBM.
+
+Layer-wise pretraining of a deep Boltzmann machine [1] trains each RBM with
+its bottom-up and/or top-down input doubled, to make up for the input from the
+missing neighbouring layer:
+
+.. math::
+
+    p(h_j = 1 \mid v) = \sigma(c_j + s_{up}\, v^\top W_{:j}),\qquad
+    p(v_i = 1 \mid h) = \sigma(b_i + s_{down}\, W_{i:} h),
+
+with :math:`s_{up} = 2` except for the top RBM and :math:`s_{down} = 2` except
+for the bottom one.  With copies of the doubled layer tied, this is the RBM
+with replicated units of [1]; its CD gradient :math:`v\mu^\top - \tilde v
+\tilde\mu^\top` is obtained from the surrogate :math:`E(v, \operatorname{sg}[\mu])`
+with :math:`\mu = p(h = 1 \mid v)`.
+
+References:
+
+1. R. Salakhutdinov, G. Hinton, "Deep Boltzmann machines", AISTATS 2009.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hybridpgm.energy.sampling import bernoulli
+
+__all__ = ["DoubledRBM"]
+
+
+class DoubledRBM(nn.Module):
+    """Wraps an :class:`~hybridpgm.energy.RBM` (Bernoulli) with scales ``up`` and ``down``;
+    has the chain protocol of :class:`~hybridpgm.infer.ContrastiveDivergence`.
+
+    :param rbm: the RBM whose parameters are trained.
+    :param float up: scale of the bottom-up input :math:`v^\\top W`.
+    :param float down: scale of the top-down input :math:`W h`.
+    """
+
+    def __init__(self, rbm: nn.Module, up: float = 2.0, down: float = 1.0):
+        super().__init__()
+        self.rbm, self.up, self.down = rbm, float(up), float(down)
+
+    def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
+        return self.rbm.check_visible(v, name)
+
+    def hidden_mean(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`\\sigma(c + s_{up} v^\\top W)`, ``batch x H``."""
+        r = self.rbm
+        return torch.sigmoid(self.up * (v @ r.weight) + r.hidden_bias)
+
+    def _energy_at(self, v: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        r = self.rbm
+        return -((v @ r.weight) * mu).sum(-1) - v @ r.visible_bias - mu @ r.hidden_bias
+
+    def positive_phase(self, v: torch.Tensor):
+        with torch.no_grad():
+            mu = self.hidden_mean(v)
+            h = bernoulli(mu)
+        return self._energy_at(v, mu), (v, h)
+
+    def negative_phase(self, state):
+        v = state[0]
+        with torch.no_grad():
+            mu = self.hidden_mean(v)
+        return self._energy_at(v, mu)
+
+    def init_chains(self, num_chains: int):
+        return self.rbm.init_chains(num_chains)
+
+    @torch.no_grad()
+    def gibbs_chain(self, state, steps: int):
+        r = self.rbm
+        v, h = state[0], state[1] if len(state) > 1 else None
+        for _ in range(steps):
+            if h is None:
+                h = bernoulli(self.hidden_mean(v))
+            v = bernoulli(torch.sigmoid(self.down * (h @ r.weight.T) + r.visible_bias))
+            h = None
+        return (v,)

@@ -1,0 +1,335 @@
+r"""Restricted Boltzmann machine with Bernoulli or Gaussian visible units.
+
+The energy of visible units :math:`v \in \{0,1\}^V` (or :math:`\mathbb{R}^V`)
+and hidden units :math:`h \in \{0,1\}^H` is
+
+.. math::
+
+    E(v, h) = -v^\top W h - b^\top v - c^\top h
+    \quad\text{(Bernoulli)},\qquad
+    E(v, h) = \sum_i \frac{(v_i - b_i)^2}{2\sigma_i^2} - (v/\sigma)^\top W h - c^\top h
+    \quad\text{(Gaussian)},
+
+with :math:`p(v, h) = e^{-E(v, h)} / Z`.  Summing out the hidden units gives
+the free energy :math:`F(v) = -\log \sum_h e^{-E(v,h)}`,
+
+.. math::
+
+    F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + v^\top W_{:j})
+    \quad\text{(Bernoulli; Gaussian: } \textstyle\sum_i \frac{(v_i-b_i)^2}{2\sigma_i^2}
+    - \sum_j \operatorname{softplus}(c_j + (v/\sigma)^\top W_{:j})\text{)},
+
+and :math:`\log p(v) = -F(v) - \log Z`.  The conditionals factorise:
+:math:`p(h_j = 1 \mid v) = \sigma(c_j + (v/\sigma)^\top W_{:j})` and
+:math:`p(v_i = 1 \mid h) = \sigma(b_i + W_{i:} h)` (Gaussian:
+:math:`v_i \mid h \sim \mathcal N(b_i + \sigma_i W_{i:} h, \sigma_i^2)`).
+
+References:
+
+1. G. E. Hinton, "Training products of experts by minimizing contrastive
+   divergence", Neural Computation, 2002.
+2. G. E. Hinton, "A practical guide to training restricted Boltzmann machines",
+   UTML TR 2010-003, 2010.
+3. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief
+   networks", ICML 2008.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridpgm.energy.enumerate_states import logsumexp_over_states
+from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+
+__all__ = ["RBM"]
+
+_VISIBLE_TYPES = ("bernoulli", "gaussian")
+
+
+class RBM(nn.Module):
+    r"""Restricted Boltzmann machine (see the module docstring for the maths).
+
+    :param int num_visible: ``V``.
+    :param int num_hidden: ``H``.
+    :param str visible: ``"bernoulli"`` or ``"gaussian"`` visible units.
+    :param bool probabilities: Bernoulli units only: accept data in ``[0, 1]``
+        (grey levels read as probabilities) instead of requiring exact 0/1.
+    :param float sigma: standard deviation of Gaussian visible units (fixed; standardise
+        the data first, as in [2]).
+    :param float init_scale: standard deviation of the initial weights (``0.01`` as in [2]).
+
+    >>> rbm = RBM(6, 3)
+    >>> rbm.free_energy(torch.ones(2, 6)).shape
+    torch.Size([2])
+    """
+
+    def __init__(self, num_visible: int, num_hidden: int, *, visible: str = "bernoulli",
+                 probabilities: bool = False, sigma: float = 1.0, init_scale: float = 0.01):
+        super().__init__()
+        for name, size in [("num_visible", num_visible), ("num_hidden", num_hidden)]:
+            if not isinstance(size, int) or size < 1:
+                raise ModelSpecError(f"RBM {name} must be a positive integer, got {size!r}")
+        if visible not in _VISIBLE_TYPES:
+            raise ModelSpecError(f"RBM visible units must be one of {_VISIBLE_TYPES}, got {visible!r}")
+        if not sigma > 0:
+            raise ModelSpecError(f"RBM sigma must be positive, got {sigma!r}")
+        self.num_visible, self.num_hidden = num_visible, num_hidden
+        self.visible_type, self.probabilities = visible, probabilities
+        self.weight = nn.Parameter(torch.randn(num_visible, num_hidden) * init_scale)
+        self.visible_bias = nn.Parameter(torch.zeros(num_visible))
+        self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
+        self.register_buffer("sigma", torch.full((num_visible,), float(sigma)))
+
+    @property
+    def gaussian(self) -> bool:
+        return self.visible_type == "gaussian"
+
+    def extra_repr(self) -> str:
+        return f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, visible={self.visible_type!r}"
+
+    # ------------------------------------------------------------------ checks
+    def check_parameters(self) -> None:
+        """Raise :class:`ModelSpecError` naming the first parameter holding NaN/inf."""
+        for name, param in self.named_parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise ModelSpecError(f"RBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
+
+    def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
+        """Validate visible data ``batch x V``; returns it unchanged.
+
+        :raises DataError: wrong last dimension, NaN/inf, or non-binary values for
+            Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``).
+        """
+        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), got {shape}")
+        if not bool(torch.isfinite(v).all()):
+            raise DataError(f"RBM visible data {name!r} holds NaN or inf")
+        if not self.gaussian:
+            if self.probabilities:
+                if not bool(((v >= 0) & (v <= 1)).all()):
+                    raise DataError(f"RBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
+            elif not bool(((v == 0) | (v == 1)).all()):
+                raise DataError(
+                    f"RBM visible data {name!r} must be binary (0/1) for Bernoulli units; binarize it "
+                    "or build the RBM with probabilities=True to read values in [0, 1] as probabilities"
+                )
+        return v
+
+    def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:
+        """Validate hidden states ``batch x H`` (values in ``[0, 1]``)."""
+        if not isinstance(h, torch.Tensor) or h.dim() < 1 or h.shape[-1] != self.num_hidden:
+            shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            raise DataError(f"RBM hidden states {name!r} must have shape (..., {self.num_hidden}), got {shape}")
+        if not bool(((h >= 0) & (h <= 1)).all()):
+            raise DataError(f"RBM hidden states {name!r} must lie in [0, 1]")
+        return h
+
+    # ------------------------------------------------------------- the maths
+    def _scaled(self, v: torch.Tensor) -> torch.Tensor:
+        return v / self.sigma if self.gaussian else v
+
+    def _visible_term(self, v: torch.Tensor) -> torch.Tensor:
+        """The visible-only part of :math:`-E`: :math:`b^\\top v` or :math:`-\\|v-b\\|^2_\\sigma/2`."""
+        if self.gaussian:
+            return -(((v - self.visible_bias) / self.sigma) ** 2).sum(-1) / 2
+        return v @ self.visible_bias
+
+    def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """Pre-activations :math:`c + (v/\\sigma)^\\top W`, shape ``batch x H`` (no checks)."""
+        return F.linear(self._scaled(v), self.weight.T, self.hidden_bias)  # one fused addmm
+
+    def visible_param(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (Bernoulli) or means (Gaussian) of :math:`p(v \\mid h)`, ``batch x V`` (no checks)."""
+        if self.gaussian:
+            return self.visible_bias + self.sigma * (h @ self.weight.T)
+        return F.linear(h, self.weight, self.visible_bias)
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """:math:`E(v, h)` for ``v: batch x V`` and ``h: batch x H``; returns ``batch``."""
+        self.check_visible(v)
+        self.check_hidden(h)
+        interaction = ((self._scaled(v) @ self.weight) * h).sum(-1)
+        return -self._visible_term(v) - interaction - h @ self.hidden_bias
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`F(v)` for ``v: batch x V``; returns ``batch``."""
+        self.check_visible(v)
+        return self._free_energy(v)
+
+    def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        return -self._visible_term(v) - F.softplus(self.hidden_logits(v)).sum(-1)
+
+    def hidden(self, v: torch.Tensor) -> dist.Independent:
+        """:math:`p(h \\mid v)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``H``."""
+        self.check_visible(v)
+        return dist.Bernoulli(logits=self.hidden_logits(v)).to_event(1)
+
+    def visible(self, h: torch.Tensor) -> dist.Independent:
+        """:math:`p(v \\mid h)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``V``."""
+        self.check_hidden(h)
+        param = self.visible_param(h)
+        if self.gaussian:
+            return dist.Normal(param, self.sigma.expand_as(param)).to_event(1)
+        return dist.Bernoulli(logits=param).to_event(1)
+
+    # --------------------------------------------------------------- sampling
+    def _sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
+        return bernoulli(torch.sigmoid(self.hidden_logits(v)))
+
+    def _sample_visible(self, h: torch.Tensor) -> torch.Tensor:
+        param = self.visible_param(h)
+        if self.gaussian:
+            return param + self.sigma * torch.randn_like(param)
+        return bernoulli(torch.sigmoid(param))
+
+    def random_visible(self, num: int) -> torch.Tensor:
+        """``num x V`` initial states: fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`."""
+        w = self.weight
+        if self.gaussian:
+            return self.visible_bias.detach() + self.sigma * torch.randn(num, self.num_visible, dtype=w.dtype,
+                                                                          device=w.device)
+        return bernoulli(torch.full((num, self.num_visible), 0.5, dtype=w.dtype, device=w.device))
+
+    @torch.no_grad()
+    def gibbs(self, v: torch.Tensor, steps: int = 1, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``steps`` block-Gibbs sweeps :math:`h \\sim p(h|v),\\ v \\sim p(v|h)` from ``v``.
+
+        :param v: ``batch x V`` start states.
+        :param h: optional ``batch x H`` hidden sample to use in the first sweep
+            (saves recomputing it when the caller already has it).
+        :returns: ``batch x V`` visible states after the last sweep.
+        """
+        for _ in range(steps):
+            v = self._sample_visible(self._sample_hidden(v) if h is None else h)
+            h = None
+        return v
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, steps: int = 1000, init: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw ``num_samples`` visible vectors by ``steps`` block-Gibbs sweeps.
+
+        :param init: optional ``num_samples x V`` start states (random by default).
+        :returns: ``num_samples x V``.
+        """
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"RBM.sample steps must be a positive integer, got {steps!r}")
+        self.check_parameters()
+        v = self.random_visible(num_samples) if init is None else self.check_visible(init, "init")
+        return self.gibbs(v, steps)
+
+    # -------------------------------------- chain protocol (contrastive divergence)
+    def positive_phase(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Differentiable positive-phase energy :math:`F(v)` (``batch``) and a chain
+        state clamped to the data, ``(v, h ~ p(h|v))``, sharing one matrix product."""
+        logits = self.hidden_logits(v)
+        free = -self._visible_term(v) - F.softplus(logits).sum(-1)
+        with torch.no_grad():
+            h = bernoulli(torch.sigmoid(logits))
+        return free, (v, h)
+
+    def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Free energy of the chains' visible states (``batch``)."""
+        return self._free_energy(state[0])
+
+    def init_chains(self, num_chains: int) -> tuple[torch.Tensor, ...]:
+        return (self.random_visible(num_chains),)
+
+    def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int) -> tuple[torch.Tensor, ...]:
+        return (self.gibbs(state[0], steps, h=state[1] if len(state) > 1 else None),)
+
+    # --------------------------------------------------------- log-likelihood
+    def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
+                      **ais_kwargs) -> torch.Tensor:
+        """:math:`\\log Z`, a scalar tensor.
+
+        ``method="exact"`` enumerates the smaller layer (hidden units always for
+        Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
+        :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
+        for its standard error and log-weights).
+        """
+        self.check_parameters()
+        if method == "ais":
+            from hybridpgm.infer.ais import AIS
+
+            data = ais_kwargs.pop("data", None)
+            return AIS(**ais_kwargs)(self, data=data).log_z
+        if method != "exact":
+            raise ConfigError(f"RBM.log_partition method must be 'exact' or 'ais', got {method!r}")
+        w = self.weight
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            if self.gaussian or self.num_hidden <= self.num_visible:
+                return logsumexp_over_states(self._log_marginal_hidden, self.num_hidden, dtype=w.dtype,
+                                             device=w.device, chunk_size=chunk_size,
+                                             cost_per_state=self.num_visible, what="RBM")
+            return logsumexp_over_states(lambda v: -self._free_energy(v), self.num_visible, dtype=w.dtype,
+                                         device=w.device, chunk_size=chunk_size,
+                                         cost_per_state=self.num_hidden, what="RBM")
+
+    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \sum_v e^{-E(v,h)}` (an integral for Gaussian units), ``states``."""
+        a = h @ self.weight.T
+        if self.gaussian:
+            b, s = self.visible_bias, self.sigma
+            const = self.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(s).sum()
+            return h @ self.hidden_bias + (b * a / s + a**2 / 2).sum(-1) + const
+        return h @ self.hidden_bias + F.softplus(a + self.visible_bias).sum(-1)
+
+    def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
+        """:math:`\\log p(v) = -F(v) - \\log Z` for ``v: batch x V``; returns ``batch``.
+
+        :param log_z: a known (e.g. AIS) estimate of :math:`\\log Z`; exact by default.
+        """
+        if log_z is None:
+            log_z = self.log_partition("exact")
+        return -self.free_energy(v) - log_z
+
+    @torch.no_grad()
+    def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        r"""Pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` of binary ``v: batch x V``.
+
+        With ``exact=False`` it is estimated from one random unit per example,
+        :math:`V \log \sigma(F(\tilde v) - F(v))` with :math:`\tilde v` the
+        example with that unit flipped (as scikit-learn does); ``exact=True``
+        sums all ``V`` terms.  Returns ``batch``.
+        """
+        if self.gaussian:
+            raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
+        self.check_visible(v)
+        free = self._free_energy(v)
+        if exact:
+            eye = torch.eye(self.num_visible, dtype=v.dtype, device=v.device)
+            flipped = (v.unsqueeze(-2) - eye).abs()  # batch x V x V: row i has unit i flipped
+            return F.logsigmoid(self._free_energy(flipped) - free.unsqueeze(-1)).sum(-1)
+        index = torch.randint(self.num_visible, v.shape[:-1], device=v.device)
+        flip = F.one_hot(index, self.num_visible).to(v.dtype)
+        flipped = (v - flip).abs()
+        return self.num_visible * F.logsigmoid(self._free_energy(flipped) - free)
+
+    @torch.no_grad()
+    def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood)."""
+        self.check_visible(v)
+        h = torch.sigmoid(self.hidden_logits(v))
+        param = self.visible_param(h)
+        mean = param if self.gaussian else torch.sigmoid(param)
+        return ((v - mean) ** 2).sum(-1).mean()
+
+    @torch.no_grad()
+    def transform(self, v: torch.Tensor) -> torch.Tensor:
+        """Features :math:`E[h \\mid v]`, ``batch x H``."""
+        self.check_visible(v)
+        return torch.sigmoid(self.hidden_logits(v))
+
+    def annealing_path(self, data: torch.Tensor | None = None):
+        """The AIS path from a base-rate model to this RBM, see :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`."""
+        from hybridpgm.energy.annealing import RBMAnnealingPath
+
+        self.check_parameters()
+        return RBMAnnealingPath(self, data)

@@ -1,0 +1,297 @@
+"""Sigmoid belief networks with a bottom-up recognition network (Helmholtz machine).
+
+A sigmoid belief net [1] over visible units :math:`x \\in \\{0,1\\}^{D}` and
+hidden layers :math:`h_1, \\dots, h_L` (:math:`h_l \\in \\{0,1\\}^{H_l}`) is the
+directed model
+
+.. math::
+
+    p(h_L) = \\prod_j \\mathrm{Bern}(h_{L j}; \\sigma(b_{L j})), \\qquad
+    p(h_{l-1} \\mid h_l) = \\prod_i \\mathrm{Bern}(h_{l-1, i}; \\sigma(W_l h_l + b_{l-1})_i),
+
+with :math:`h_0 = x`.  Inference is hard because units of one layer are
+co-parents of the layer below and compete to explain it ("explaining away").
+A Helmholtz machine [2] pairs it with an amortized, bottom-up recognition model
+
+.. math::
+
+    q(h_l \\mid h_{l-1}) = \\prod_j \\mathrm{Bern}(h_{l j}; \\sigma(R_l h_{l-1} + c_l)_j),
+
+trained by wake-sleep [2], reweighted wake-sleep [3] or NVIL [4]
+(:mod:`hybridpgm.infer`).  The model and guide are ordinary Pyro programs, so
+Pyro's own inference (``TraceGraph_ELBO``, ``ReweightedWakeSleep``) runs on them.
+
+References:
+
+1. R. M. Neal, *Connectionist learning of belief networks*, Artificial Intelligence 1992.
+2. G. E. Hinton, P. Dayan, B. J. Frey, R. M. Neal, *The wake-sleep algorithm for
+   unsupervised neural networks*, Science 1995.
+3. J. Bornschein, Y. Bengio, *Reweighted Wake-Sleep*, ICLR 2015.
+4. A. Mnih, K. Gregor, *Neural Variational Inference and Learning in Belief Networks*, ICML 2014.
+5. C. J. Maddison, A. Mnih, Y. W. Teh, *The Concrete Distribution: A Continuous Relaxation of
+   Discrete Random Variables*, ICLR 2017.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+from pyro.nn import PyroModule
+from pyro.distributions.torch_distribution import TorchDistributionMixin
+from pyro.ops.contract import contract_to_tensor
+from torch import nn
+from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
+
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+
+__all__ = ["SigmoidBeliefNet"]
+
+#: Largest number of joint states of two adjacent layers that exact enumeration accepts.
+MAX_ENUM_STATES = 2**24
+
+
+def binary_states(n: int, like: torch.Tensor) -> torch.Tensor:
+    """All :math:`2^n` binary vectors of length ``n``, shape ``[2**n, n]`` (bit 0 first)."""
+    codes = torch.arange(2**n, device=like.device)
+    bits = torch.arange(n, device=like.device)
+    return ((codes.unsqueeze(-1) >> bits) & 1).to(like.dtype)
+
+
+def bernoulli_state_logits(logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log \\prod_i \\mathrm{Bern}(s_i; \\sigma(a_i))` for every state ``s``.
+
+    :param logits: ``[..., n]``.
+    :param states: ``[S, n]``.
+    :returns: ``[..., S]``.
+    """
+    return nn.functional.logsigmoid(logits) @ states.T + nn.functional.logsigmoid(-logits) @ (1 - states).T
+
+
+class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin):
+    """Concrete relaxation of a Bernoulli in logit space [5] (torch's, made a reparameterized Pyro distribution)."""
+
+    has_rsample = True
+
+
+class SigmoidBeliefNet(PyroModule):
+    """A sigmoid belief net with a recognition network, as one ``PyroModule``.
+
+    Sample sites: ``"h{L}"``, ..., ``"h1"`` (latent, ``[B, H_l]``) and ``"x"``
+    (observed, ``[B, D]``), all inside ``pyro.plate("data")``.
+
+    :param layer_sizes: ``(D, H_1, ..., H_L)``: visible size first, top layer last.
+    :param bool validate_data: check that data are binary and of the right shape.
+
+    >>> sbn = SigmoidBeliefNet([64, 20, 10])
+    >>> x = torch.bernoulli(torch.full((5, 64), 0.3))
+    >>> sbn.log_likelihood(x, num_samples=10).shape
+    torch.Size([5])
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True):
+        super().__init__()
+        sizes = list(layer_sizes)
+        if len(sizes) < 2:
+            raise ModelSpecError(f"layer_sizes needs the visible size and at least one hidden layer, got {sizes}")
+        for i, s in enumerate(sizes):
+            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+                raise ModelSpecError(f"layer_sizes[{i}] must be a positive int, got {s!r}")
+        self.layer_sizes = sizes
+        self.num_layers = len(sizes) - 1
+        self.validate_data = validate_data
+        #: logits :math:`b_L` of the factorized prior over the top layer
+        self.prior_logits = nn.Parameter(torch.zeros(sizes[-1]))
+        #: ``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1`` (``l = 1..L``)
+        self.decoders = nn.ModuleList(nn.Linear(sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))
+        #: ``encoders[l-1]``: :math:`h_{l-1} \\to` logits of :math:`q(h_l \\mid h_{l-1})`
+        self.encoders = nn.ModuleList(nn.Linear(sizes[l - 1], sizes[l]) for l in range(1, len(sizes)))
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def latent_sites(self) -> list[str]:
+        """Names of the latent sample sites, bottom-up: ``["h1", ..., "hL"]``."""
+        return [f"h{l}" for l in range(1, self.num_layers + 1)]
+
+    def model_parameters(self) -> list[nn.Parameter]:
+        """Generative parameters :math:`\\theta` (prior logits and decoders)."""
+        return [self.prior_logits, *self.decoders.parameters()]
+
+    def guide_parameters(self) -> list[nn.Parameter]:
+        """Recognition parameters :math:`\\phi` (the encoders)."""
+        return list(self.encoders.parameters())
+
+    def check_data(self, x: torch.Tensor) -> torch.Tensor:
+        """Validate ``x`` (``[..., B, D]``, binary, finite) and return it as a float tensor.
+
+        :raises DataError: naming the expected and actual shape, or the bad values.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"SigmoidBeliefNet data must be a tensor [B, {self.layer_sizes[0]}], "
+                            f"got {type(x).__name__}")
+        d = self.layer_sizes[0]
+        if x.dim() < 2 or x.shape[-1] != d:
+            raise DataError(f"SigmoidBeliefNet site 'x' expects data of shape [B, {d}], got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            x = x.to(self.prior_logits.dtype)
+        if self.validate_data and not ((x == 0) | (x == 1)).all():
+            bad = x[(x != 0) & (x != 1)].flatten()[:3].tolist()
+            raise DataError(f"SigmoidBeliefNet site 'x' expects binary data in {{0, 1}}, found values such as {bad}")
+        return x
+
+    def _plate(self, batch: int, num_data: int | None):
+        if num_data is None:
+            return pyro.plate("data", batch, dim=-1)
+        if num_data < batch:
+            raise ConfigError(f"num_data={num_data} is smaller than the batch size {batch}")
+        return pyro.plate("data", num_data, subsample=torch.arange(batch, device=self.prior_logits.device), dim=-1)
+
+    # ----------------------------------------------------------- Pyro programs
+    @staticmethod
+    def _latent(logits: torch.Tensor, temperature: float | None):
+        if temperature is None:
+            return dist.Bernoulli(logits=logits).to_event(1)
+        return LogitRelaxedBernoulli(torch.as_tensor(temperature, dtype=logits.dtype, device=logits.device),
+                                     logits=logits).to_event(1)
+
+    @staticmethod
+    def _unit_values(h: torch.Tensor, temperature: float | None) -> torch.Tensor:
+        return h if temperature is None else torch.sigmoid(h)
+
+    def model(self, x: torch.Tensor | None = None, *, batch_size: int | None = None, num_data: int | None = None,
+              temperature: float | None = None):
+        """Generative model :math:`p(x, h)`.
+
+        :param x: observed data ``[B, D]``, or ``None`` to dream ``batch_size`` samples.
+        :param int num_data: full data size :math:`N` when ``x`` is a mini-batch
+            (the plate then scales log-densities by :math:`N / B`).
+        :param float temperature: when given, every hidden layer is relaxed to
+            a Concrete (logistic) variable at this temperature [5]: the site
+            holds the *logits* :math:`y_l` and the layer below sees
+            :math:`\\sigma(y_l)`; reparameterizable, so the
+            :class:`~hybridpgm.infer.IWAE` bound trains it.  Must match the guide's.
+        :returns: the visible units ``[B, D]``.
+        """
+        if x is not None:
+            x = self.check_data(x)
+            batch = x.shape[-2]
+        else:
+            batch = 1 if batch_size is None else batch_size
+        L = self.num_layers
+        with self._plate(batch, num_data):
+            t = temperature
+            h = pyro.sample(f"h{L}", self._latent(self.prior_logits.expand(batch, -1), t))
+            for l in range(L, 0, -1):
+                logits = self.decoders[l - 1](self._unit_values(h, t))
+                if l > 1:
+                    h = pyro.sample(f"h{l - 1}", self._latent(logits, t))
+                else:
+                    h = pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+        return h
+
+    def guide(self, x: torch.Tensor, *, batch_size: int | None = None, num_data: int | None = None,
+              temperature: float | None = None):
+        """Recognition model :math:`q(h \\mid x) = \\prod_l q(h_l \\mid h_{l-1})`.
+
+        :param x: data ``[..., B, D]`` (leading dims allowed for dreamed particles).
+        :param int batch_size: ignored (model and guide take the same keywords).
+        :param int num_data: as in :meth:`model`.
+        :param float temperature: Concrete relaxation, as in :meth:`model`.
+        :returns: the top layer's sample ``[..., B, H_L]``.
+        """
+        x = self.check_data(x)
+        h = x
+        with self._plate(x.shape[-2], num_data):
+            for l in range(1, self.num_layers + 1):
+                below = h if l == 1 else self._unit_values(h, temperature)
+                h = pyro.sample(f"h{l}", self._latent(self.encoders[l - 1](below), temperature))
+        return h
+
+    def forward(self, x: torch.Tensor | None = None, **kwargs):
+        return self.model(x, **kwargs)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """Ancestral samples of the visible units, ``[num_samples, D]``."""
+        return self.model(None, batch_size=num_samples)
+
+    # -------------------------------------------------------------- evaluation
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100) -> torch.Tensor:
+        """Importance-sampled :math:`\\log p(x)` with the recognition network as proposal.
+
+        See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.
+
+        :param x: ``[B, D]`` binary data.
+        :returns: ``[B]``.
+        """
+        from hybridpgm.infer.particle_elbo import importance_log_likelihood
+
+        x = self.check_data(x)
+        return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
+                                         chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
+
+    def enumerated_model(self, x: torch.Tensor):
+        """The same model with each hidden layer as one ``Categorical`` site over its
+        :math:`2^{H_l}` joint states, marked for parallel enumeration, so that
+        ``TraceEnum_ELBO`` (with an empty guide) or :meth:`exact_log_likelihood`
+        sums the hidden layers out exactly.
+
+        :param x: ``[B, D]`` binary data.
+        """
+        x = self.check_data(x)
+        self._check_enumerable()
+        L = self.num_layers
+        states = [binary_states(self.layer_sizes[l], x) for l in range(L + 1)]
+        with pyro.plate("data", x.shape[-2], dim=-1):
+            logits = self.prior_logits.unsqueeze(0)
+            s = pyro.sample(f"h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),
+                            infer={"enumerate": "parallel"})
+            h = states[L][s]
+            for l in range(L, 1, -1):
+                table = bernoulli_state_logits(self.decoders[l - 1](h), states[l - 1])
+                s = pyro.sample(f"h{l - 1}", dist.Categorical(logits=table), infer={"enumerate": "parallel"})
+                h = states[l - 1][s]
+            pyro.sample("x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
+
+    def _check_enumerable(self):
+        sizes = self.layer_sizes
+        for l in range(1, self.num_layers + 1):
+            pair = 2 ** sizes[l] * (2 ** sizes[l + 1] if l < self.num_layers else 1)
+            if pair > MAX_ENUM_STATES:
+                raise ConfigError(
+                    f"exact enumeration of layer h{l} ({sizes[l]} units) needs {pair} joint states "
+                    f"(limit {MAX_ENUM_STATES}); use log_likelihood() (importance sampling) instead"
+                )
+
+    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact :math:`\\log p(x) = \\log \\sum_{h} p(x, h)` per datapoint.
+
+        Runs :meth:`enumerated_model` under ``poutine.enum`` and contracts the
+        enumerated layers with Pyro's tensor-variable elimination
+        (``pyro.ops.contract``), keeping the data plate.  Cost grows as
+        :math:`\\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.
+
+        :param x: ``[B, D]`` binary data.
+        :returns: ``[B]``.
+        """
+        x = self.check_data(x)
+        enum_model = poutine.enum(self.enumerated_model, first_available_dim=-2)
+        trace = poutine.trace(enum_model).get_trace(x)
+        trace.compute_log_prob()
+        trace.pack_tensors()
+        data_symbol = trace.plate_to_symbol["data"]
+        tree: OrderedDict = OrderedDict()
+        sum_dims = set()
+        for site in trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            term = site["packed"]["log_prob"]
+            ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
+            tree.setdefault(ordinal, []).append(term)
+            sum_dims.update(set(term._pyro_dims) - ordinal)
+        result = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset({data_symbol}))
+        return result.expand(x.shape[-2])

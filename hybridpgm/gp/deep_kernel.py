@@ -1,0 +1,179 @@
+"""Deep kernel learning: exact (KISS-)GP regression on the features of a network.
+
+A deep kernel [1] composes a base kernel with a network :math:`g_w`:
+
+.. math::
+
+    k_{\\theta, w}(x, x') = k_\\theta\\bigl(g_w(x), g_w(x')\\bigr),
+
+and the network weights :math:`w` and hyperparameters :math:`\\theta` are
+learned together by maximising the exact log marginal likelihood
+
+.. math::
+
+    \\log p(y \\mid X) = -\\tfrac12 (y - m)^\\top (K + \\sigma^2 I)^{-1} (y - m)
+        - \\tfrac12 \\log |K + \\sigma^2 I| - \\tfrac n2 \\log 2\\pi .
+
+With ``grid_size`` the base kernel is interpolated from a regular grid in
+feature space (KISS-GP, [2]): :math:`K \\approx W K_{UU} W^\\top` with sparse
+cubic interpolation weights :math:`W` and a Toeplitz/Kronecker :math:`K_{UU}`,
+so matrix-vector products and hence conjugate-gradient inference cost about
+:math:`O(n + m \\log m)`.  The features are then scaled into the grid's bounds
+(:class:`gpytorch.utils.grid.ScaleToBounds`).  All of it is GPyTorch; this
+class adds the feature extractor, input checks and the training objective.
+
+References:
+
+1. A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Deep Kernel Learning*, AISTATS 2016.
+2. A. G. Wilson, H. Nickisch, *Kernel Interpolation for Scalable Structured
+   Gaussian Processes (KISS-GP)*, ICML 2015.
+3. H. Chen, L. Zheng, R. Al Kontar, G. Raskutti, *Stochastic Gradient Descent
+   in Correlated Settings: A Study on Gaussian Processes*, NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gpytorch
+import torch
+
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.feature_gp import FeatureGP, GPPrediction, check_inputs, check_targets, default_kernel
+
+__all__ = ["DeepKernelGP", "ExactMLLObjective"]
+
+
+class DeepKernelGP(gpytorch.Module):
+    """Exact GP regression on network features, optionally with KISS-GP.
+
+    :param train_x: training inputs ``N x ...`` (any example shape the
+        feature extractor accepts, e.g. ``N x D`` or windows ``N x T x D``).
+    :param train_y: training targets ``N``; must be finite.
+    :param feature_extractor: a module mapping ``B x ...`` to ``B x F``;
+        ``None`` is the identity (then inputs must be ``N x F``).
+    :param kernel: a GPyTorch kernel on features (default
+        ``ScaleKernel(RBFKernel(ard_num_dims=F))``, inside a
+        ``GridInterpolationKernel`` when ``grid_size`` is given).
+    :param mean: a GPyTorch mean (default :class:`~gpytorch.means.ConstantMean`).
+    :param likelihood: default :class:`~gpytorch.likelihoods.GaussianLikelihood`.
+    :param grid_size: KISS-GP grid points per feature dimension; ``None`` for an exact kernel.
+    :param grid_bounds: the box features are scaled into when ``grid_size`` is set.
+    """
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
+                 *, kernel: gpytorch.kernels.Kernel | None = None, mean: gpytorch.means.Mean | None = None,
+                 likelihood: gpytorch.likelihoods.Likelihood | None = None, grid_size: int | None = None,
+                 grid_bounds: tuple[float, float] = (-1.0, 1.0)):
+        super().__init__()
+        check_inputs(train_x, None, "train_x")
+        check_targets(train_y, train_x.shape[0], "train_y")
+        self.example_shape = tuple(train_x.shape[1:])
+        self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
+        with torch.no_grad():
+            probe = self._extract(train_x[:2])
+        num_features = probe.shape[-1]
+        self.num_features = num_features
+        self.grid_size = grid_size
+        self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
+                                else torch.nn.Identity())
+        if kernel is None:
+            kernel = default_kernel(num_features, grid_size, grid_bounds)
+        likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
+        mean = mean if mean is not None else gpytorch.means.ConstantMean()
+        self.gp = FeatureGP(likelihood, mean, kernel)
+        self.likelihood = likelihood
+        self.mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, self.gp)
+        self.register_buffer("train_x", train_x, persistent=False)
+        self.register_buffer("train_y", train_y, persistent=False)
+
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            h = self.feature_extractor(x)
+        except RuntimeError as err:  # shape errors inside the network
+            raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)}: {err}") from err
+        if h.dim() != 2 or h.shape[0] != x.shape[0]:
+            raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; "
+                                 f"expected ({x.shape[0]}, F)")
+        return h
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw network features :math:`g_w(x)`, ``B x F``."""
+        check_inputs(x, self.example_shape)
+        return self._extract(x)
+
+    def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
+        """Features as the GP sees them (scaled into the grid under KISS-GP)."""
+        return self.scale_to_bounds(h)
+
+    def set_train_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Replace the data the GP conditions on (``N x ...`` and ``N``)."""
+        check_inputs(x, self.example_shape, "train_x")
+        check_targets(y, x.shape[0], "train_y")
+        self.train_x, self.train_y = x, y
+
+    def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values."""
+        return self.gp.forward(self.gp_inputs(self.features(x)))
+
+    def marginal_log_likelihood(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact log marginal likelihood per example, :math:`\\log p(y \\mid X) / n`
+        (plus log-priors of the hyperparameters), on the training data by default."""
+        x = self.train_x if x is None else x
+        y = self.train_y if y is None else check_targets(y, x.shape[0], "y")
+        return self.mll(self.prior(x), y)
+
+    def condition(self) -> None:
+        """Put the model in eval mode and condition the GP on the features of
+        the training data; afterwards ``model.gp(model.gp_inputs(h))`` gives the
+        posterior at features ``h`` cheaply (GPyTorch caches the prediction
+        strategy), as :meth:`GPLSTM.forecast` does step after step."""
+        self.eval()
+        with torch.no_grad():
+            h = self.features(self.train_x)
+            # fix the grid scaling to the training features (ScaleToBounds
+            # records them in train mode), whatever the last batch was
+            self.scale_to_bounds.train()
+            h_train = self.gp_inputs(h)
+            self.scale_to_bounds.eval()
+        self.gp.set_train_data(h_train, self.train_y, strict=False)
+
+    def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        """Posterior of the latent function at test inputs ``x`` (``B x ...``)
+        given the training data (recomputes the training features)."""
+        was_training = self.training
+        self.condition()
+        try:
+            return self.gp(self.gp_inputs(self.features(x)))
+        finally:
+            self.train(was_training)
+
+    def predict(self, x: torch.Tensor) -> GPPrediction:
+        """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
+        without gradients.  Wrap the call in :mod:`gpytorch.settings` contexts
+        to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``)."""
+        with torch.no_grad():
+            y = self.likelihood(self.posterior(x))
+            return GPPrediction(y.mean, y.variance)
+
+
+class ExactMLLObjective:
+    """Negative exact log marginal likelihood per example of a :class:`DeepKernelGP`,
+    one player ``"mll"`` (network weights and hyperparameters together).
+
+    The batch is ``(x, y)``.  With ``batch_size >= N`` in :func:`hybridpgm.fit`
+    every step is a full-data step of the exact objective (the marginal
+    likelihood does not depend on the order of the examples); smaller batches
+    give the subset-likelihood SGD of Chen et al. [3], biased but consistent.
+    """
+
+    def __init__(self, model: DeepKernelGP):
+        self.model = model
+        self.module = model
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"mll": [p for p in self.model.parameters() if p.requires_grad]}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        x, y = batch
+        return -self.model.marginal_log_likelihood(x, y)

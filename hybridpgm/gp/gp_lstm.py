@@ -1,0 +1,209 @@
+"""GP-LSTM: a recurrent deep kernel with semi-stochastic training.
+
+The features of a window :math:`x = (x_{t-T+1}, \\dots, x_t)` are the last
+hidden state of an LSTM followed by a linear map, :math:`g_w(x) \\in
+\\mathbb R^F`, and the targets get a GP prior with the deep kernel
+:math:`k_\\theta(g_w(x), g_w(x'))` [1] (a :class:`~hybridpgm.gp.DeepKernelGP`
+whose feature extractor is recurrent).
+
+Semi-stochastic training
+------------------------
+The exact negative log marginal likelihood :math:`\\ell(\\theta, H)` of [1]
+couples all examples through :math:`K`, so its gradient in the network
+weights is, by the chain rule through the features :math:`h_i = g_w(x_i)`,
+
+.. math::
+
+    \\nabla_w \\ell = \\sum_{i=1}^N G_i^\\top \\frac{\\partial h_i}{\\partial w},
+    \\qquad G = \\frac{\\partial \\ell}{\\partial H}\\Big|_{H = g_w(X)} \\in \\mathbb R^{N \\times F}.
+
+Following Al-Shedivat et al. [1], each step (i) updates the GP hyperparameters
+:math:`\\theta` on the *full* data (player ``"gp"``), then (ii) computes
+:math:`G` on the full data at the new :math:`\\theta` (one GP solve, no
+back-propagation through the LSTM) and updates :math:`w` on a *mini-batch*
+:math:`B` with the unbiased estimate
+:math:`\\tfrac{N}{|B|} \\sum_{i \\in B} G_i^\\top \\partial h_i / \\partial w`
+(player ``"network"``): back-propagation through time only touches the batch.
+
+References:
+
+1. M. Al-Shedivat, A. G. Wilson, Y. Saatchi, Z. Hu, E. P. Xing, *Learning
+   Scalable Deep Kernels with Recurrent Structure*, JMLR 18, 2017.
+2. S. Hochreiter, J. Schmidhuber, *Long Short-Term Memory*, Neural Computation, 1997.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gpytorch
+import torch
+from torch import nn
+
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.deep_kernel import DeepKernelGP
+
+__all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective"]
+
+
+class LSTMFeatures(nn.Module):
+    """LSTM over a window, last hidden state, then a linear map to ``F`` features.
+
+    :param int input_size: ``D``, values per time step.
+    :param int hidden_size: LSTM width.
+    :param int num_features: ``F``.
+    :param int num_layers: stacked LSTM layers.
+
+    Maps ``B x T x D`` to ``B x F``.
+    """
+
+    def __init__(self, input_size: int = 1, hidden_size: int = 32, num_features: int = 2, num_layers: int = 1):
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.lstm.input_size:
+            raise DataError(f"LSTM windows have shape {tuple(x.shape)}, expected (B, T, {self.lstm.input_size})")
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+class Forecast(NamedTuple):
+    """Multi-step forecast: ``mean``, ``lower``, ``upper`` (``steps``) and the
+    sampled paths ``samples`` (``num_samples x steps``)."""
+
+    mean: torch.Tensor
+    lower: torch.Tensor
+    upper: torch.Tensor
+    samples: torch.Tensor
+
+
+class GPLSTM(DeepKernelGP):
+    """A :class:`~hybridpgm.gp.DeepKernelGP` with an :class:`LSTMFeatures` extractor.
+
+    :param train_x: windows ``N x T x D``.
+    :param train_y: targets ``N`` (e.g. the value after each window).
+    :param int hidden_size: LSTM width.
+    :param int num_features: ``F``, the GP's input dimension.
+    :param kwargs: passed on to :class:`~hybridpgm.gp.DeepKernelGP` (``kernel``,
+        ``likelihood``, ``grid_size``, ...).
+    """
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
+                 num_features: int = 2, num_layers: int = 1, **kwargs: Any):
+        if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3:
+            shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__
+            raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D)")
+        extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
+        super().__init__(train_x, train_y, extractor.to(train_x.dtype), **kwargs)
+
+    def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95,
+                 generator: torch.Generator | None = None) -> Forecast:
+        """Forecast a univariate series ``steps`` ahead by sampling paths.
+
+        Each path feeds its own sampled value back into the window, so the
+        spread of the paths carries the uncertainty of earlier steps forward
+        (each step draws from the GP predictive given that path's window).
+
+        :param context: the last ``T`` values of the series, shape ``T`` or ``T x 1``.
+        :param int steps: horizon.
+        :param int num_samples: sampled paths.
+        :param float level: probability of the central interval.
+        :returns: a :class:`Forecast`.
+        """
+        window = self.example_shape[0]
+        if self.example_shape[1] != 1:
+            raise ModelSpecError("forecast feeds predictions back as inputs; it needs univariate windows (D = 1)")
+        context = context.reshape(-1, 1) if context.dim() == 1 else context
+        if context.shape != (window, 1):
+            raise DataError(f"forecast context has shape {tuple(context.shape)}, expected ({window},) or ({window}, 1)")
+        if steps < 1 or num_samples < 1:
+            raise ModelSpecError(f"steps and num_samples must be positive, got {steps}, {num_samples}")
+        was_training = self.training
+        self.condition()
+        try:
+            with torch.no_grad(), gpytorch.settings.fast_pred_var():
+                paths = context.to(self.train_x).expand(num_samples, window, 1).clone()
+                draws = []
+                for _ in range(steps):
+                    y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
+                    noise = torch.randn(y.mean.shape, generator=generator, dtype=y.mean.dtype).to(y.mean.device)
+                    draw = y.mean + y.variance.clamp_min(0).sqrt() * noise
+                    draws.append(draw)
+                    paths = torch.cat([paths[:, 1:], draw.reshape(-1, 1, 1)], dim=1)
+        finally:
+            self.train(was_training)
+        samples = torch.stack(draws, dim=-1)
+        alpha = (1 - level) / 2
+        quantiles = torch.quantile(samples, torch.tensor([alpha, 1 - alpha], dtype=samples.dtype,
+                                                         device=samples.device), dim=0)
+        return Forecast(samples.mean(0), quantiles[0], quantiles[1], samples)
+
+
+class SemiStochasticObjective:
+    """Semi-stochastic training of a deep-kernel GP [1]: players ``"gp"``
+    (hyperparameters, full-data exact marginal likelihood) then ``"network"``
+    (feature extractor, mini-batch gradient estimate; see the module docstring).
+
+    Train with ``hybridpgm.fit(objective, objective.dataset(), batch_size=B)``:
+    batches are ``(x, y, index)``.  The loss reported for both players is the
+    full-data negative log marginal likelihood per example.
+
+    :param model: a :class:`~hybridpgm.gp.DeepKernelGP` (e.g. a :class:`GPLSTM`).
+    """
+
+    schedule = ["gp", "network"]
+
+    def __init__(self, model: DeepKernelGP):
+        self.model = model
+        self.module = model
+        self._grad: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def players(self) -> dict[str, list[nn.Parameter]]:
+        network = [p for p in self.model.feature_extractor.parameters() if p.requires_grad]
+        ids = {id(p) for p in network}
+        gp = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
+        if not network:
+            raise ModelSpecError("SemiStochasticObjective needs a feature extractor with parameters; "
+                                 "use ExactMLLObjective for a plain GP")
+        return {"gp": gp, "network": network}
+
+    def dataset(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(train_x, train_y, index)`` for :func:`hybridpgm.fit`."""
+        m = self.model
+        return m.train_x, m.train_y, torch.arange(m.train_x.shape[0], device=m.train_x.device)
+
+    def _full_loss(self, h: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        return -m.mll(m.gp.forward(m.gp_inputs(h)), m.train_y)
+
+    def _feature_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""
+        if self._grad is None:
+            with torch.no_grad():
+                h = self.model.features(self.model.train_x)
+            h.requires_grad_(True)
+            loss = self._full_loss(h)
+            (grad,) = torch.autograd.grad(loss, h)
+            self._grad = (loss.detach(), grad)
+        return self._grad
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        x, _, index = batch
+        if player == "gp":
+            self._grad = None  # the hyperparameters are about to change
+            with torch.no_grad():
+                h = self.model.features(self.model.train_x)
+            return self._full_loss(h)
+        if player != "network":
+            raise ModelSpecError(f"unknown player {player!r}; players are 'gp' and 'network'")
+        full, grad = self._feature_gradient()
+        h = self.model.features(x)
+        n = self.model.train_x.shape[0]
+        surrogate = (n / x.shape[0]) * (grad[index.to(grad.device)] * h).sum()
+        # value: the full-data loss; gradient: the mini-batch estimate of its w-gradient
+        return surrogate - surrogate.detach() + full
+
+    def train_step_end(self, step: int) -> None:
+        self._grad = None  # the network changed

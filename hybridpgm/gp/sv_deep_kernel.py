@@ -1,0 +1,177 @@
+"""Stochastic variational deep kernel learning (SV-DKL) as a Pyro model/guide.
+
+A sparse variational GP [2] over network features :math:`h = g_w(x)`, with
+inducing values :math:`u = f(Z)` at inducing points :math:`Z` in feature space
+(learned) or on a KISS-GP grid [3], and variational posterior
+:math:`q(u) = \\mathcal N(m, S)`.  The evidence lower bound
+
+.. math::
+
+    \\mathcal L = \\sum_{i=1}^N \\mathbb E_{q(f_i)} \\log p(y_i \\mid f_i)
+        - \\mathrm{KL}\\bigl(q(u) \\,\\|\\, p(u)\\bigr)
+
+decomposes over examples, so it is estimated without bias from a mini-batch
+(the likelihood term scaled by :math:`N / B`), which is what SV-DKL [1] uses
+to train the network, the kernel and :math:`q(u)` jointly on large data and
+with non-Gaussian likelihoods (classification).
+
+:meth:`SVDeepKernelGP.model` / :meth:`SVDeepKernelGP.guide` are the Pyro
+program of GPyTorch's Pyro integration (``pyro_model`` / ``pyro_guide`` and
+the likelihood's ``pyro_model``, as in :class:`gpytorch.models.PyroGP`), so a
+GP can be one block of a larger Pyro model.  Parameters stay in the module
+(``module_local_params``): nothing is registered in Pyro's global param store.
+
+References:
+
+1. A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Stochastic Variational
+   Deep Kernel Learning*, NeurIPS 2016.
+2. J. Hensman, N. Fusi, N. D. Lawrence, *Gaussian Processes for Big Data*, UAI 2013;
+   J. Hensman, A. Matthews, Z. Ghahramani, *Scalable Variational Gaussian
+   Process Classification*, AISTATS 2015.
+3. A. G. Wilson, H. Nickisch, *Kernel Interpolation for Scalable Structured
+   Gaussian Processes (KISS-GP)*, ICML 2015.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gpytorch
+import pyro
+import torch
+from pyro.infer import ELBO, TraceMeanField_ELBO
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.gp.feature_gp import GPPrediction, check_inputs, default_kernel
+from hybridpgm.infer import SVIObjective
+
+__all__ = ["SVDeepKernelGP"]
+
+
+class SVDeepKernelGP(gpytorch.models.ApproximateGP):
+    """Sparse variational GP on network features, a Pyro model/guide pair.
+
+    :param feature_extractor: module mapping ``B x ...`` to ``B x F``; ``None`` is the identity.
+    :param int num_features: ``F``, the feature dimension.
+    :param int num_data: ``N``, the number of training examples (scales the likelihood).
+    :param inducing_points: initial inducing points ``M x F`` (learned unless
+        ``learn_inducing=False``); required unless ``grid_size`` is given.
+    :param grid_size: use :class:`~gpytorch.variational.GridInterpolationVariationalStrategy`
+        with this many grid points per feature (features scaled into ``grid_bounds``).
+    :param kernel: GPyTorch kernel on features (default ``ScaleKernel(RBF)``).
+    :param mean: GPyTorch mean (default constant).
+    :param likelihood: e.g. :class:`~gpytorch.likelihoods.GaussianLikelihood`
+        (default) or :class:`~gpytorch.likelihoods.BernoulliLikelihood`.
+    :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
+    :param float beta: weight of the KL term (1 is exact variational inference).
+    """
+
+    def __init__(self, feature_extractor: torch.nn.Module | None = None, *, num_features: int, num_data: int,
+                 inducing_points: torch.Tensor | None = None, grid_size: int | None = None,
+                 grid_bounds: tuple[float, float] = (-1.0, 1.0), kernel: gpytorch.kernels.Kernel | None = None,
+                 mean: gpytorch.means.Mean | None = None, likelihood: gpytorch.likelihoods.Likelihood | None = None,
+                 learn_inducing: bool = True, name_prefix: str = "gp", beta: float = 1.0):
+        if num_data < 1:
+            raise ModelSpecError(f"num_data must be positive, got {num_data}")
+        if grid_size is not None:
+            if grid_size < 4 or grid_size ** num_features > 2**16:
+                raise ModelSpecError(f"grid of {grid_size}^{num_features} inducing points is not usable; "
+                                     "use <= 2 features or inducing_points")
+            dist = gpytorch.variational.CholeskyVariationalDistribution(grid_size ** num_features)
+            strategy = gpytorch.variational.GridInterpolationVariationalStrategy(
+                self, grid_size, [tuple(grid_bounds)] * num_features, dist)
+        else:
+            if inducing_points is None or inducing_points.dim() != 2 or inducing_points.shape[1] != num_features:
+                shape = None if inducing_points is None else tuple(inducing_points.shape)
+                raise ModelSpecError(f"inducing_points must be M x {num_features} (num_features), got {shape}")
+            dist = gpytorch.variational.CholeskyVariationalDistribution(inducing_points.shape[0])
+            strategy = gpytorch.variational.VariationalStrategy(self, inducing_points, dist,
+                                                                learn_inducing_locations=learn_inducing)
+        super().__init__(strategy)
+        self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
+        self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
+                                else torch.nn.Identity())
+        self.mean_module = mean if mean is not None else gpytorch.means.ConstantMean()
+        self.covar_module = kernel if kernel is not None else default_kernel(num_features, None, grid_bounds)
+        self.likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
+        self.likelihood.num_data = num_data
+        self.likelihood.name_prefix = name_prefix
+        self.num_features, self.num_data = num_features, num_data
+        self.name_prefix, self.beta = name_prefix, beta
+        self.example_shape: tuple[int, ...] | None = None
+
+    def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        """Prior over the latent function at features ``h`` (``B x F``)."""
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """GP inputs ``B x F`` of inputs ``x`` (``B x ...``)."""
+        check_inputs(x, self.example_shape)
+        if self.example_shape is None:
+            self.example_shape = tuple(x.shape[1:])
+        h = self.feature_extractor(x)
+        if h.dim() != 2 or h.shape[-1] != self.num_features:
+            raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; "
+                                 f"expected ({x.shape[0]}, {self.num_features})")
+        return self.scale_to_bounds(h)
+
+    def __call__(self, x: torch.Tensor, prior: bool = False, **kwargs: Any):
+        """``q(f)`` (or ``p(f)`` when ``prior``) at inputs ``x``: an MVN over ``B`` values."""
+        return self.variational_strategy(self.features(x), prior=prior, **kwargs)
+
+    # ----------------------------------------------------------------- Pyro
+    def model(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Pyro model: :math:`u \\sim p(u)`, :math:`f \\mid u`, ``y ~ likelihood(f)``
+        under a data plate scaled by :math:`N / B`."""
+        self._fresh()
+        function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
+        return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
+
+    def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`."""
+        self._fresh()
+        function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
+        self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
+
+    def _fresh(self) -> None:
+        # GPyTorch memoizes q(u) and p(u) on the strategy and clears the memo only
+        # when the strategy is called, after pyro_guide/pyro_model have read q(u)
+        # or p(u): drop the previous step's (already back-propagated) graph first.
+        if self.training:
+            self.variational_strategy._clear_cache()
+
+    def objective(self, elbo: ELBO | None = None, num_particles: int = 8) -> SVIObjective:
+        """The negative ELBO per training example, :math:`-\\mathcal L / N`, as a
+        :func:`hybridpgm.fit` objective (one player ``"elbo"``; batches are
+        ``(x, y)``).  Default: :class:`~pyro.infer.TraceMeanField_ELBO` (the KL
+        term of :math:`u` is analytic) with ``num_particles`` vectorized samples
+        of :math:`f` for the expected log-likelihood."""
+        if elbo is None:
+            elbo = TraceMeanField_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                                       max_plate_nesting=1)
+        scale = 1.0 / self.num_data
+
+        def model(x, y):
+            with pyro.poutine.scale(scale=scale):
+                return self.model(x, y)
+
+        def guide(x, y):
+            with pyro.poutine.scale(scale=scale):
+                return self.guide(x, y)
+
+        return SVIObjective(model, guide, elbo, module=self,
+                            per_example=False)
+
+    # ----------------------------------------------------------- prediction
+    def predict(self, x: torch.Tensor) -> GPPrediction:
+        """Predictive mean and variance of the targets at ``x`` (``B x ...``)
+        under :math:`q`: for a Gaussian likelihood ``y`` itself, for a
+        Bernoulli one the class-1 probability and its Bernoulli variance."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                y = self.likelihood(self(x))
+                return GPPrediction(y.mean, y.variance)
+        finally:
+            self.train(was_training)

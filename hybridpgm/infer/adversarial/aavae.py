@@ -1,0 +1,106 @@
+"""The adversary-activated VAE (AAVAE).
+
+In Hu et al.'s formulation [1] the VAE [2] is the adversarial game with a
+*perfect*, frozen discriminator :math:`q_*(y \\mid x)`: it tells every model
+sample apart, so under the reversed :math:`q^r_*` only real data feed the
+reconstruction and KL terms.  The AAVAE replaces :math:`q_*` by a learned
+discriminator :math:`q_\\phi` trained as in a GAN, which *activates* the model's
+own samples:
+
+.. math::
+
+    \\max_{\\theta, \\eta}\\;
+    \\mathbb E_{p_\\theta(x \\mid y) p(y)}\\Big[ q^r_\\phi(0 \\mid x)\\,
+        \\big(\\mathbb E_{q_\\eta(z \\mid x)} \\log p_\\theta(x \\mid z)
+        - \\mathrm{KL}(q_\\eta(z \\mid x) \\,\\|\\, p(z))\\big) \\Big]
+
+(the :math:`y = 1` component, :math:`p_\\text{data}`, does not depend on
+:math:`\\theta, \\eta`).  Each example -- real, and model samples
+:math:`\\tilde x \\sim p_\\theta(x)` -- counts by :math:`q^r_\\phi(0 \\mid x) =
+q_\\phi(1 \\mid x)`, the discriminator's belief that it is real: samples it
+finds realistic count more.  Here the weights are held constant, normalized to
+mean one within each half of the batch (``normalize_weights``) so the
+real-data term keeps the ELBO's scale, and the samples' term is scaled by
+``fake_weight``.  With ``fake_weight=0`` and unit weights it is the VAE.
+
+The VAE is :class:`hybridpgm.VAE`; the per-example ELBO comes from its Pyro
+model and guide (:func:`hybridpgm.infer.iwae.importance_log_weights` with one
+particle).
+
+References:
+
+1. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative
+   Models*, ICLR 2018 (Section 6.2).
+2. D. P. Kingma, M. Welling, *Auto-Encoding Variational Bayes*, ICLR 2014.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.infer.adversarial.base import AdversarialGame
+from hybridpgm.infer.iwae import importance_log_weights
+
+__all__ = ["AAVAE"]
+
+
+class AAVAE(AdversarialGame):
+    """Adversary-activated VAE: players ``"discriminator"`` (:math:`\\phi`) and
+    ``"generator"`` (the VAE's encoder and decoder, :math:`\\theta, \\eta`).
+
+    :param vae: a :class:`hybridpgm.VAE` (``model``/``guide``/``sample``).
+    :param discriminator: ``batch x x_dim`` -> logits ``batch`` of :math:`q_\\phi(y = 1 \\mid x)`.
+    :param k: discriminator steps per generator step.
+    :param fake_weight: scale of the model samples' term.
+    :param normalize_weights: divide the weights by their mean over each half of the batch.
+    """
+
+    def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
+                 normalize_weights: bool = True):
+        x_dim = getattr(vae, "x_dim", None)
+        if not isinstance(x_dim, int) or not all(callable(getattr(vae, m, None)) for m in ("model", "guide", "sample")):
+            raise ModelSpecError(f"AAVAE needs a hybridpgm.VAE (x_dim, model, guide, sample), got {type(vae).__name__}")
+        in_shape = getattr(discriminator, "in_shape", None)
+        if in_shape is not None and tuple(in_shape) != (x_dim,):
+            raise ModelSpecError(f"the VAE's data shape ({x_dim},) does not match the discriminator's input shape "
+                                 f"{tuple(in_shape)}")
+        self.fake_weight, self.normalize_weights = fake_weight, normalize_weights
+        super().__init__(nn.ModuleDict({"vae": vae, "discriminator": discriminator}), k=k)
+        self.vae = vae
+
+    def real(self, batch) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.vae.x_dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {shape}")
+        return x
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE), detached."""
+        with torch.no_grad():
+            return self.vae.sample(n, mean=False)
+
+    def elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch`` single-sample ELBOs :math:`\\log p_\\theta(x, z) - \\log q_\\eta(z \\mid x)`, differentiable."""
+        log_w, _ = importance_log_weights(self.vae.model, self.vae.guide, x, num_particles=1, max_plate_nesting=1)
+        return log_w.squeeze(0)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch`` constant weights :math:`q^r_\\phi(0 \\mid x) = q_\\phi(1 \\mid x)`, normalized if asked."""
+        with torch.no_grad():
+            w = self.log_qr(x, 0).exp()
+            return w / w.mean().clamp_min(torch.finfo(w.dtype).tiny) if self.normalize_weights else w
+
+    def discriminator_step_loss(self, batch) -> torch.Tensor:
+        x = self.real(batch)
+        return self.discrimination_loss(x, self.sample(x.shape[0]))
+
+    def generator_step_loss(self, batch) -> torch.Tensor:
+        x = self.real(batch)
+        loss = -(self.weights(x) * self.elbo(x)).mean()
+        if self.fake_weight:
+            fake = self.sample(x.shape[0])
+            loss = loss - self.fake_weight * (self.weights(fake) * self.elbo(fake)).mean()
+        return loss

@@ -1,0 +1,150 @@
+"""Adversarial domain adaptation (ADA / DANN).
+
+Ganin et al.'s domain-adversarial training [1], in Hu et al.'s formulation
+[2]: a feature extractor :math:`G_\\theta` maps inputs of two domains to
+features :math:`h = G_\\theta(x)`, which defines the implicit distributions
+:math:`p_\\theta(h \\mid y)` (:math:`y = 1` the labelled source domain,
+:math:`y = 0` the unlabelled target domain).  The domain discriminator
+:math:`q_\\phi(y \\mid h)` tells the domains apart, and the feature extractor --
+the "generator" -- fits the reversed :math:`q^r_\\phi` while a classifier
+:math:`f_\\psi` predicts labels on the source:
+
+.. math::
+
+    \\min_\\phi\\; -\\mathbb E_{p_\\theta(h \\mid y) p(y)}\\big[\\log q_\\phi(y \\mid h)\\big],
+
+.. math::
+
+    \\min_{\\theta, \\psi}\\; \\mathbb E_{(x, c) \\sim \\text{source}}
+        \\big[-\\log f_\\psi(c \\mid G_\\theta(x))\\big]
+      - \\lambda\\, \\mathbb E_{p_\\theta(h \\mid y) p(y)}\\big[\\log q^r_\\phi(y \\mid h)\\big],
+
+the non-saturating (label-flipped) form of the gradient-reversal game of [1]:
+features whose domain the discriminator cannot tell, and that still predict
+the source labels.  ``adversarial_weight=0`` gives source-only training.
+
+References:
+
+1. Y. Ganin, E. Ustinova, H. Ajakan, P. Germain, H. Larochelle, F. Laviolette,
+   M. Marchand, V. Lempitsky, *Domain-Adversarial Training of Neural Networks*,
+   JMLR 17, 2016.
+2. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative
+   Models*, ICLR 2018 (Section 3.1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.infer.adversarial.base import AdversarialGame
+
+__all__ = ["ADA"]
+
+
+class ADA(AdversarialGame):
+    """Adversarial domain adaptation: players ``"discriminator"`` (:math:`\\phi`)
+    and ``"generator"`` (feature extractor :math:`\\theta` and classifier :math:`\\psi`).
+
+    A batch is ``(x_source, y_source, x_target)``: ``batch x input_shape``,
+    ``batch`` int64 labels, ``batch x input_shape``
+    (:meth:`paired_data` builds such a data tuple from domains of different sizes).
+
+    :param feature_extractor: ``batch x input_shape`` -> features ``batch x F``.
+    :param domain_discriminator: features -> logits ``batch`` of :math:`q_\\phi(y = 1 \\mid h)`.
+    :param classifier: features -> class logits ``batch x num_classes``.
+    :param k: discriminator steps per generator step.
+    :param adversarial_weight: :math:`\\lambda` (``0``: source-only).
+    :param input_shape: the inputs' event shape, for the shape check at
+        construction (default ``feature_extractor.in_shape`` when present).
+    """
+
+    def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
+                 k: int = 1, adversarial_weight: float = 1.0, input_shape: Sequence[int] | None = None):
+        input_shape = input_shape if input_shape is not None else getattr(feature_extractor, "in_shape", None)
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        if self.input_shape is not None:
+            _check_chain(feature_extractor, domain_discriminator, classifier, self.input_shape)
+        self.adversarial_weight = adversarial_weight
+        module = nn.ModuleDict({"feature_extractor": feature_extractor, "classifier": classifier,
+                                "discriminator": domain_discriminator})
+        super().__init__(module, k=k)
+        self.feature_extractor, self.classifier = feature_extractor, classifier
+
+    # -- data ---------------------------------------------------------------------------
+    @staticmethod
+    def paired_data(x_source: torch.Tensor, y_source: torch.Tensor, x_target: torch.Tensor,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x_source, y_source, x_target')`` with the target examples resampled
+        (a permutation, repeated as needed) to the source's length."""
+        g = torch.Generator().manual_seed(seed)
+        n, m = x_source.shape[0], x_target.shape[0]
+        index = torch.cat([torch.randperm(m, generator=g) for _ in range(-(-n // m))])[:n]
+        return x_source, y_source, x_target[index.to(x_target.device)]
+
+    def _unpack(self, batch):
+        if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+            raise DataError("ADA expects batches (x_source, y_source, x_target); build the data with ADA.paired_data")
+        xs, ys, xt = batch
+        if xs.shape[1:] != xt.shape[1:] or (self.input_shape is not None and tuple(xs.shape[1:]) != self.input_shape):
+            raise DataError(f"ADA: source inputs {tuple(xs.shape)} and target inputs {tuple(xt.shape)} must share "
+                            f"the event shape {self.input_shape or tuple(xs.shape[1:])}")
+        if ys.shape != xs.shape[:1]:
+            raise DataError(f"ADA: source labels have shape {tuple(ys.shape)}, expected ({xs.shape[0]},)")
+        return xs, ys, xt
+
+    # -- the losses ---------------------------------------------------------------------
+    def discriminator_step_loss(self, batch) -> torch.Tensor:
+        xs, _, xt = self._unpack(batch)
+        with torch.no_grad():
+            hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
+        return self.discrimination_loss(hs, ht)
+
+    def generator_step_loss(self, batch) -> torch.Tensor:
+        xs, ys, xt = self._unpack(batch)
+        hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
+        loss = F.cross_entropy(self.classifier(hs), ys)
+        if self.adversarial_weight:
+            fool = 0.5 * (self.log_qr(hs, 1).mean() + self.log_qr(ht, 0).mean())
+            loss = loss - self.adversarial_weight * fool
+        return loss
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch`` predicted labels :math:`\\arg\\max_c f_\\psi(c \\mid G_\\theta(x))`."""
+        return self.classifier(self.feature_extractor(x)).argmax(-1)
+
+
+def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,
+                 input_shape: tuple[int, ...]) -> None:
+    modules = (features, discriminator, classifier)
+    modes = [m.training for m in modules]
+    ref = next((p for m in modules for p in m.parameters()), None)
+    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    for m in modules:
+        m.eval()
+    try:
+        with torch.no_grad():
+            try:
+                h = features(torch.zeros(2, *input_shape, **kwargs))
+            except (RuntimeError, ValueError) as e:
+                raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
+            for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
+                                  ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
+                in_shape = getattr(net, "in_shape", None)
+                if in_shape is not None and tuple(in_shape) != tuple(h.shape[1:]):
+                    raise ModelSpecError(f"feature shape {tuple(h.shape[1:])} does not match the {name}'s input "
+                                         f"shape {tuple(in_shape)}")
+                try:
+                    out = net(h)
+                except (RuntimeError, ValueError) as e:
+                    raise ModelSpecError(f"the {name} cannot take features of shape {tuple(h.shape[1:])}: {e}") from e
+                if not ok(out):
+                    raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)

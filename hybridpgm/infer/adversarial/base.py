@@ -1,0 +1,237 @@
+"""The shared machinery of the adversarial objectives: :math:`q_\\phi(y \\mid x)` and its reversal.
+
+Hu et al. [1] write every adversarial model as variational EM over a domain
+indicator :math:`y`: :math:`y = 1` marks the data distribution, :math:`y = 0`
+the model's (implicit) distribution, with
+
+.. math::
+
+    p_\\theta(x \\mid y) = \\begin{cases} p_{g_\\theta}(x) & y = 0 \\\\
+                                         p_\\text{data}(x) & y = 1, \\end{cases}
+    \\qquad p(y) = \\mathrm{Bernoulli}(\\tfrac12).
+
+The discriminator is the *inference model* :math:`q_\\phi(y \\mid x)`,
+:math:`q_\\phi(y = 1 \\mid x) = \\sigma(D_\\phi(x))` with :math:`D_\\phi` the
+network's logit, and the generator maximises the likelihood of the *reversed*
+posterior :math:`q^r_\\phi(y \\mid x) = q_\\phi(1 - y \\mid x)`:
+
+.. math::
+
+    \\max_\\phi\\; \\mathbb E_{p_\\theta(x \\mid y) p(y)}\\big[\\log q_\\phi(y \\mid x)\\big],
+    \\qquad
+    \\max_\\theta\\; \\mathbb E_{p_\\theta(x \\mid y) p(y)}\\big[\\log q^r_\\phi(y \\mid x)\\big].
+
+:class:`AdversarialObjective` holds a generator and a discriminator, checks at
+construction that their shapes agree, and gives :meth:`~AdversarialObjective.log_q`
+and :meth:`~AdversarialObjective.log_qr`; every objective of
+:mod:`hybridpgm.infer.adversarial` is written through those two.
+
+References:
+
+1. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative
+   Models*, ICLR 2018.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+
+__all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "log_q_from_logits",
+           "weighted_mean"]
+
+
+def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
+    """:math:`\\log q_\\phi(y \\mid x) = y \\log\\sigma(D) + (1 - y) \\log\\sigma(-D)`.
+
+    :param logits: ``batch`` discriminator logits :math:`D_\\phi(x)`.
+    :param y: the domain, ``0``/``1`` or a ``batch`` tensor of them.
+    :returns: ``batch`` log-probabilities (numerically stable for large logits).
+    """
+    y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)
+    return y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """:math:`\\sum_i w_i v_i` with ``weights`` (``batch``, summing to one), or the plain mean."""
+    return values.mean() if weights is None else (weights * values).sum()
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    """``k`` as a positive integer, else :class:`~hybridpgm.errors.ConfigError`."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {k!r}")
+    return k
+
+
+def _first_param(*modules: nn.Module) -> torch.Tensor | None:
+    for module in modules:
+        for p in module.parameters():
+            return p
+    return None
+
+
+def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> tuple[int, ...]:
+    """Run both networks on two noise vectors; returns the generator's output shape."""
+    ref = _first_param(generator, discriminator)
+    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    modes = (generator.training, discriminator.training)
+    generator.eval(), discriminator.eval()
+    try:
+        with torch.no_grad():
+            try:
+                x = generator(torch.zeros(2, noise_dim, **kwargs))
+            except (RuntimeError, ValueError) as e:
+                raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
+            shape = tuple(x.shape[1:])
+            in_shape = getattr(discriminator, "in_shape", None)
+            if in_shape is not None and tuple(in_shape) != shape:
+                raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
+                                     f"input shape {tuple(in_shape)}")
+            try:
+                logits = discriminator(x)
+            except (RuntimeError, ValueError) as e:
+                raise ModelSpecError(f"the discriminator cannot take the generator's output of shape {shape}: "
+                                     f"{e}") from e
+            if logits.numel() != 2:
+                raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
+                                     f"(batch, 1)), got {tuple(logits.shape)} for a batch of 2")
+    finally:
+        generator.train(modes[0]), discriminator.train(modes[1])
+    return shape
+
+
+class AdversarialGame:
+    """Players ``"discriminator"`` (stepped ``k`` times per step) and
+    ``"generator"`` around a discriminator :math:`q_\\phi(y \\mid x)`.
+
+    :param module: a :class:`torch.nn.ModuleDict` holding every network; the
+        one named ``"discriminator"`` gives the logits of :math:`q_\\phi`.
+    :param k: discriminator steps per generator step (``>= 1``).
+    :param discriminator_modules: the names in ``module`` trained by the
+        discriminator player (``"discriminator"`` and these); the others are the
+        generator player's.
+    :raises ConfigError: ``k < 1``.
+    """
+
+    def __init__(self, module: nn.ModuleDict, *, k: int = 1, discriminator_modules: Sequence[str] = ()):
+        self.k = check_k(k)
+        self.module = module
+        self.discriminator = module["discriminator"]
+        self._discriminator_modules = ("discriminator", *discriminator_modules)
+
+    # -- the training contract ----------------------------------------------------
+    @property
+    def schedule(self) -> list[str]:
+        return ["discriminator"] * self.k + ["generator"]
+
+    def players(self) -> dict[str, list[nn.Parameter]]:
+        disc = [p for n in self._discriminator_modules for p in self.module[n].parameters() if p.requires_grad]
+        gen = [p for n, m in self.module.items() if n not in self._discriminator_modules
+               for p in m.parameters() if p.requires_grad]
+        return {"discriminator": disc, "generator": gen}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        if player == "discriminator":
+            return self.discriminator_step_loss(batch)
+        if player == "generator":
+            return self.generator_step_loss(batch)
+        raise ObjectiveError(f"{type(self).__name__} has players 'discriminator' and 'generator', got {player!r}")
+
+    def discriminator_step_loss(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_step_loss(self, batch: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- q_phi(y|x) and its reversal ------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``batch`` logits :math:`D_\\phi(x)` of :math:`q_\\phi(y = 1 \\mid x)`."""
+        out = self.discriminator(x)
+        if out.dim() == 2 and out.shape[-1] == 1:
+            out = out.squeeze(-1)
+        if out.shape != x.shape[:1]:
+            raise ObjectiveError(f"discriminator returned shape {tuple(out.shape)} for a batch of {x.shape[0]}; "
+                                 "expected one logit per example")
+        return out
+
+    def log_q(self, x: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
+        """``batch`` values of :math:`\\log q_\\phi(y \\mid x)` (``x``: ``batch x event_shape``)."""
+        return log_q_from_logits(self.logits(x), y)
+
+    def log_qr(self, x: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
+        """``batch`` values of the reversed :math:`\\log q^r_\\phi(y \\mid x) = \\log q_\\phi(1 - y \\mid x)`."""
+        return log_q_from_logits(self.logits(x), 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device))
+
+    def discrimination_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor,
+                            fake_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """:math:`-\\mathbb E_{p_\\theta(x \\mid y) p(y)} \\log q_\\phi(y \\mid x)` with
+        :math:`p(y) = \\tfrac12`: real data ``x_real`` (:math:`y = 1`), model samples
+        ``x_fake`` (:math:`y = 0`, optionally weighted by ``fake_weights`` summing to one)."""
+        return -0.5 * (self.log_q(x_real, 1).mean() + weighted_mean(self.log_q(x_fake, 0), fake_weights))
+
+
+class AdversarialObjective(AdversarialGame):
+    """An :class:`AdversarialGame` whose generator is an implicit model
+    :math:`x = G_\\theta(z)`, :math:`z \\sim \\mathcal N(0, I)`.
+
+    :param generator: maps noise ``batch x input_dim`` to samples ``batch x event_shape``.
+    :param discriminator: maps ``batch x event_shape`` to logits ``batch`` (or
+        ``batch x 1``) of :math:`q_\\phi(y = 1 \\mid x)`.
+    :param k: discriminator steps per generator step (``>= 1``).
+    :param noise_dim: dimension of the standard normal noise; read from
+        ``generator.noise_dim`` when omitted.
+    :param modules: further named modules of the objective (they join ``module``).
+    :param discriminator_modules: names among ``modules`` trained by the discriminator player.
+    :raises ConfigError: ``k < 1``.
+    :raises ModelSpecError: the generator's output shape is not the discriminator's input shape.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, *, k: int = 1, noise_dim: int | None = None,
+                 modules: dict[str, nn.Module] | None = None, discriminator_modules: Sequence[str] = ()):
+        check_k(k)
+        noise_dim = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
+        if isinstance(noise_dim, bool) or not isinstance(noise_dim, int) or noise_dim < 1:
+            raise ModelSpecError(f"noise_dim must be a positive integer (pass noise_dim= or give the generator "
+                                 f"a noise_dim attribute), got {noise_dim!r}")
+        self.noise_dim = noise_dim
+        self.generator = generator
+        self.event_shape = _dry_run(generator, discriminator, self.noise_dim)
+        module = nn.ModuleDict({"generator": generator, "discriminator": discriminator, **(modules or {})})
+        super().__init__(module, k=k, discriminator_modules=discriminator_modules)
+
+    # -- sampling and data ---------------------------------------------------------
+    def noise(self, n: int) -> torch.Tensor:
+        """``n x noise_dim`` standard normal noise on the generator's device."""
+        ref = _first_param(self.generator)
+        kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+        return torch.randn(n, self.noise_dim, **kwargs)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)`."""
+        return self.generator(self.noise(n))
+
+    def real(self, batch: Any) -> torch.Tensor:
+        """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.event_shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            expected = ", ".join(map(str, self.event_shape))
+            raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
+                            f"output, got {shape}")
+        return x
+
+
+def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999):
+    """The usual optimizer factory of adversarial training for :func:`hybridpgm.fit`:
+    Adam with :math:`\\beta_1 = 0.5` [1 of :mod:`~hybridpgm.generative.gan`], one per player.
+
+    >>> opt = adversarial_optim(lr=2e-4)
+    """
+    return functools.partial(torch.optim.Adam, lr=lr, betas=(beta1, beta2))

@@ -1,0 +1,150 @@
+"""InfoGAN: a GAN with an inference model over a structured code.
+
+Chen et al.'s InfoGAN [1] feeds the generator a structured code :math:`c`
+(a categorical part :math:`c_\\text{cat} \\sim \\mathrm{Cat}(1/C)` and a
+continuous part :math:`c_\\text{cont} \\sim \\mathcal U(-1, 1)^m`) besides the
+noise :math:`z`, and adds an inference model :math:`q_\\eta(c \\mid x)` that
+recovers the code from the sample, maximising a variational lower bound on the
+mutual information :math:`I(c; G_\\theta(z, c))`.  Hu et al. [2] write it as
+the GAN of :mod:`~hybridpgm.infer.adversarial.gan` with the code joining the
+latent variables:
+
+.. math::
+
+    \\max_{\\phi, \\eta}\\; \\mathbb E_{p_\\theta(x \\mid y) p(y)}\\big[\\log q_\\phi(y \\mid x)\\big]
+        + \\lambda\\, \\mathbb E_{p(c)\\, p(z)}\\big[\\log q_\\eta(c \\mid G_\\theta(z, c))\\big],
+
+.. math::
+
+    \\max_\\theta\\; \\mathbb E_{p(c)\\, p(z)}\\big[\\log q^r_\\phi(0 \\mid G_\\theta(z, c))
+        + \\lambda \\log q_\\eta(c \\mid G_\\theta(z, c))\\big],
+
+with :math:`q_\\eta(c \\mid x) = \\mathrm{Cat}(c_\\text{cat}; \\mathrm{softmax}\\,\\ell_\\eta(x))
+\\,\\mathcal N(c_\\text{cont}; \\mu_\\eta(x), I)`.  On digits the categorical
+code tends to pick up the digit class without any labels
+(:func:`hybridpgm.diagnostics.gan_metrics.clustering_accuracy` measures it).
+
+References:
+
+1. X. Chen, Y. Duan, R. Houthooft, J. Schulman, I. Sutskever, P. Abbeel,
+   *InfoGAN: Interpretable Representation Learning by Information Maximizing
+   Generative Adversarial Nets*, NeurIPS 2016.
+2. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative
+   Models*, ICLR 2018.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.infer.adversarial.gan import GAN
+
+__all__ = ["InfoGAN"]
+
+
+class InfoGAN(GAN):
+    """InfoGAN: players ``"discriminator"`` (:math:`\\phi` and :math:`\\eta`) and
+    ``"generator"`` (:math:`\\theta`).
+
+    The generator's input is ``[z, onehot(c_cat), c_cont]`` of dimension
+    ``generator.noise_dim = noise + num_categories + num_continuous``.
+
+    :param generator: ``batch x generator.noise_dim`` -> ``batch x event_shape``.
+    :param discriminator: ``batch x event_shape`` -> logits ``batch``.
+    :param code_posterior: :math:`q_\\eta`, ``batch x event_shape`` ->
+        ``batch x (num_categories + num_continuous)`` (category logits, then
+        the means of the continuous codes).
+    :param num_categories: :math:`C` (``0``: no categorical code).
+    :param num_continuous: :math:`m` (``0``: no continuous code).
+    :param info_weight: :math:`\\lambda`.
+    :param k: discriminator steps per generator step.
+    :param noise_dim: the generator's *total* input dimension (default ``generator.noise_dim``).
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, code_posterior: nn.Module, *,
+                 num_categories: int = 10, num_continuous: int = 2, info_weight: float = 1.0, k: int = 1,
+                 noise_dim: int | None = None):
+        total = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
+        if num_categories < 0 or num_continuous < 0 or num_categories + num_continuous < 1:
+            raise ModelSpecError(f"InfoGAN needs a code: num_categories={num_categories}, "
+                                 f"num_continuous={num_continuous}")
+        if isinstance(total, int) and total <= num_categories + num_continuous:
+            raise ModelSpecError(f"the generator's input ({total}) must exceed the code "
+                                 f"({num_categories} categories + {num_continuous} continuous) by the noise")
+        self.num_categories, self.num_continuous, self.info_weight = num_categories, num_continuous, info_weight
+        super().__init__(generator, discriminator, k=k, noise_dim=total)
+        self.module["code_posterior"] = code_posterior
+        self._discriminator_modules = ("discriminator", "code_posterior")
+        self._check_code_posterior(code_posterior)
+
+    def _check_code_posterior(self, code_posterior: nn.Module) -> None:
+        width = self.num_categories + self.num_continuous
+        mode = code_posterior.training
+        code_posterior.eval()
+        try:
+            with torch.no_grad():
+                p = next(self.generator.parameters())
+                x = torch.zeros((2, *self.event_shape), dtype=p.dtype, device=p.device)
+                try:
+                    out = code_posterior(x)
+                except (RuntimeError, ValueError) as e:
+                    raise ModelSpecError(f"the code posterior cannot take the generator's output of shape "
+                                         f"{self.event_shape}: {e}") from e
+        finally:
+            code_posterior.train(mode)
+        if tuple(out.shape) != (2, width):
+            raise ModelSpecError(f"the code posterior must return (batch, {width}) = (batch, num_categories + "
+                                 f"num_continuous), got {tuple(out.shape)} for a batch of 2")
+
+    # -- codes -----------------------------------------------------------------------
+    def sample_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(input, c_cat, c_cont)``: the generator input ``n x noise_dim``, the
+        categories ``n`` (int64) and the continuous codes ``n x num_continuous``."""
+        p = next(self.generator.parameters())
+        noise = self.noise_dim - self.num_categories - self.num_continuous
+        z = torch.randn(n, noise, dtype=p.dtype, device=p.device)
+        cat = torch.randint(max(self.num_categories, 1), (n,), device=p.device)
+        cont = torch.rand(n, self.num_continuous, dtype=p.dtype, device=p.device) * 2 - 1
+        onehot = F.one_hot(cat, self.num_categories).to(p.dtype) if self.num_categories else z[:, :0]
+        return torch.cat([z, onehot, cont], dim=-1), cat, cont
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generator(self.sample_codes(n)[0])
+
+    def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """``batch`` values of :math:`\\log q_\\eta(c \\mid x)` (``x``: ``batch x event_shape``)."""
+        out = self.module["code_posterior"](x)
+        logits, mean = out[:, : self.num_categories], out[:, self.num_categories:]
+        log_prob = x.new_zeros(x.shape[0])
+        if self.num_categories:
+            log_prob = log_prob + logits.log_softmax(-1).gather(-1, cat[:, None]).squeeze(-1)
+        if self.num_continuous:
+            log_prob = log_prob - 0.5 * ((cont - mean) ** 2).sum(-1) - 0.5 * self.num_continuous * math.log(2 * math.pi)
+        return log_prob
+
+    @torch.no_grad()
+    def infer_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(probs, means)``: :math:`q_\\eta(c_\\text{cat} \\mid x)` ``batch x C`` and the
+        continuous codes' means ``batch x m``."""
+        out = self.module["code_posterior"](x)
+        return out[:, : self.num_categories].softmax(-1), out[:, self.num_categories:]
+
+    # -- the losses --------------------------------------------------------------------
+    def discriminator_step_loss(self, batch) -> torch.Tensor:
+        x = self.real(batch)
+        with torch.no_grad():
+            inputs, cat, cont = self.sample_codes(x.shape[0])
+            fake = self.generator(inputs)
+        info = self.code_log_prob(fake, cat, cont).mean()
+        return self.discriminator_loss(x, fake) - self.info_weight * info
+
+    def generator_step_loss(self, batch) -> torch.Tensor:
+        x = self.real(batch)
+        inputs, cat, cont = self.sample_codes(x.shape[0])
+        fake = self.generator(inputs)
+        return self.generator_loss(fake) - self.info_weight * self.code_log_prob(fake, cat, cont).mean()

@@ -1,0 +1,179 @@
+r"""Contrastive divergence (CD-k) and persistent CD (PCD) as :func:`hybridpgm.fit` objectives.
+
+The log-likelihood gradient of an energy model :math:`p(v) = e^{-F(v)}/Z` is
+
+.. math::
+
+    \nabla_\theta \log p(v) = -\nabla_\theta F(v) + \mathbb E_{p(v')}\big[\nabla_\theta F(v')\big].
+
+CD-k [1] replaces the model expectation by samples :math:`\tilde v` after
+``k`` block-Gibbs sweeps started at the data; PCD [2] keeps ``num_chains``
+persistent chains that each step advances by ``k`` sweeps.  Both are
+minimised through the *surrogate loss*
+
+.. math::
+
+    \mathcal L = \frac1B \sum_{b} F(v_b) - \frac1{S} \sum_{s} F(\operatorname{sg}[\tilde v_s]),
+
+whose gradient is exactly the negative CD/PCD gradient (``sg`` stops the
+gradient through the samples).  Its value is *not* a log-likelihood: monitor
+:meth:`~ContrastiveDivergence.monitor` (reconstruction error,
+pseudo-log-likelihood) or AIS.  Weight decay and momentum are options of the
+optimizer (``functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=2e-4)``).
+
+The objectives are generic over models with the *chain protocol* (RBM, DBM):
+``positive_phase(v) -> (energy[B], state clamped to v)``, ``negative_phase(state)
+-> energy[S]``, ``init_chains(n) -> state`` and ``gibbs_chain(state, k) -> state``,
+where a state is a tuple of tensors.  For a DBM the positive phase is the
+energy at the mean-field posterior and the negative phase the free energy of
+the even layers [3].
+
+References:
+
+1. G. E. Hinton, "Training products of experts by minimizing contrastive
+   divergence", Neural Computation, 2002.
+2. T. Tieleman, "Training restricted Boltzmann machines using approximations
+   to the likelihood gradient", ICML 2008.
+3. R. Salakhutdinov, G. Hinton, "Deep Boltzmann machines", AISTATS 2009.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import ConfigError, ModelSpecError
+
+__all__ = ["ContrastiveDivergence", "PersistentCD"]
+
+_PROTOCOL = ("positive_phase", "negative_phase", "init_chains", "gibbs_chain")
+
+
+def _as_visible(batch: Any) -> torch.Tensor:
+    """The visible data of a batch: the tensor itself or the first element of a tuple (labels are ignored)."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+class ContrastiveDivergence(nn.Module):
+    """CD-k objective with one player, ``"model"``.
+
+    The objective is itself the ``module`` that :func:`~hybridpgm.fit` moves,
+    data-parallelises and checkpoints (it holds the model as ``self.model``).
+
+    :param model: an :class:`~hybridpgm.energy.RBM` or :class:`~hybridpgm.energy.DBM`
+        (anything with the chain protocol).
+    :param int k: Gibbs sweeps per step.
+    :param bool check_data: validate every batch with ``model.check_visible``.
+
+    After each :meth:`loss` call of CD-1, ``last_reconstruction_error`` gives the mean
+    squared difference between the batch and its sampled one-sweep reconstruction
+    (PCD chains do not start at the data).
+    """
+
+    player = "model"
+
+    def __init__(self, model: nn.Module, k: int = 1, *, check_data: bool = True):
+        super().__init__()
+        missing = [m for m in _PROTOCOL if not hasattr(model, m)]
+        if missing:
+            raise ModelSpecError(f"{type(model).__name__} cannot be trained by contrastive divergence: "
+                                 f"it lacks {missing}")
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"{type(self).__name__} k must be a positive integer, got {k!r}")
+        self.model, self.k, self.check_data = model, k, check_data
+        self._last_pair: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def last_reconstruction_error(self) -> torch.Tensor | None:
+        """Mean squared difference between the last batch and its one-sweep reconstruction
+        (CD-1 only; ``None`` otherwise), computed on access."""
+        if self._last_pair is None:
+            return None
+        v, neg = self._last_pair
+        return ((neg - v) ** 2).sum(-1).mean().detach()
+
+    @property
+    def module(self) -> nn.Module:
+        return self
+
+    def players(self) -> dict[str, list[nn.Parameter]]:
+        return {self.player: list(self.model.parameters())}
+
+    def _visible(self, player: str, batch: Any) -> torch.Tensor:
+        if player != self.player:
+            raise ConfigError(f"{type(self).__name__} has one player {self.player!r}, got {player!r}")
+        v = _as_visible(batch)
+        if self.check_data:
+            self.model.check_visible(v, "batch")
+        return v
+
+    def negative_samples(self, start: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Chain states after ``k`` sweeps from ``start`` (no gradient)."""
+        with torch.no_grad():
+            return self.model.gibbs_chain(start, self.k)
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The surrogate loss (see the module docstring) on ``batch`` (``B x V`` or a tuple ``(x, y)``)."""
+        v = self._visible(player, batch)
+        positive, start = self.model.positive_phase(v)
+        negative = self.negative_samples(start)
+        self._last_pair = (v, negative[0]) if self.k == 1 else None
+        return positive.mean() - self.model.negative_phase(negative).mean()
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.loss(self.player, batch)
+
+    @torch.no_grad()
+    def monitor(self, v: torch.Tensor) -> dict[str, float]:
+        """``{"reconstruction_error", "pseudo_log_likelihood"}`` of ``v`` (per example, averaged);
+        pass it to :class:`~hybridpgm.train.EvaluateEvery`: ``EvaluateEvery(100, lambda o: o.monitor(x_valid))``."""
+        out = {}
+        if hasattr(self.model, "reconstruction_error"):
+            out["reconstruction_error"] = float(self.model.reconstruction_error(v))
+        if hasattr(self.model, "pseudo_log_likelihood") and not getattr(self.model, "gaussian", False):
+            out["pseudo_log_likelihood"] = float(self.model.pseudo_log_likelihood(v).mean())
+        return out
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
+
+
+class PersistentCD(ContrastiveDivergence):
+    """Persistent contrastive divergence (PCD-k) objective with one player, ``"model"``.
+
+    The ``num_chains`` persistent chains are registered buffers (``chain_0``,
+    ``chain_1``, ...), so they move with the module and are saved in checkpoints.
+
+    :param model: as for :class:`ContrastiveDivergence`.
+    :param int k: Gibbs sweeps per step.
+    :param int num_chains: persistent fantasy particles.
+    """
+
+    def __init__(self, model: nn.Module, k: int = 1, num_chains: int = 100, *, check_data: bool = True):
+        super().__init__(model, k, check_data=check_data)
+        if not isinstance(num_chains, int) or num_chains < 1:
+            raise ConfigError(f"PersistentCD num_chains must be a positive integer, got {num_chains!r}")
+        self.num_chains = num_chains
+        with torch.no_grad():
+            state = model.init_chains(num_chains)
+        self.num_states = len(state)
+        for i, tensor in enumerate(state):
+            self.register_buffer(f"chain_{i}", tensor.detach().clone())
+
+    @property
+    def chains(self) -> tuple[torch.Tensor, ...]:
+        """The persistent chain states."""
+        return tuple(getattr(self, f"chain_{i}") for i in range(self.num_states))
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        v = self._visible(player, batch)
+        positive, _ = self.model.positive_phase(v)
+        negative = self.negative_samples(self.chains)
+        for i, tensor in enumerate(negative):
+            getattr(self, f"chain_{i}").copy_(tensor)
+        return positive.mean() - self.model.negative_phase(negative).mean()
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, num_chains={self.num_chains}"

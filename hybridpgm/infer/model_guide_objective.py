@@ -1,0 +1,101 @@
+"""Shared plumbing of the objectives that train a Pyro ``model``/``guide`` pair.
+
+:class:`ModelGuideObjective` finds the generative parameters :math:`\\theta`
+(those of the model) and the recognition parameters :math:`\\phi` (those of the
+guide), builds the ``module`` that :func:`hybridpgm.fit` checkpoints, and turns
+a batch into the model's arguments.  Subclasses define :meth:`players` and
+:meth:`loss` (see :mod:`hybridpgm.train.objective`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import ConfigError, DataError
+
+__all__ = ["ModelGuideObjective"]
+
+
+def _owner(fn) -> nn.Module | None:
+    if isinstance(fn, nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+class ModelGuideObjective:
+    """Base class: a model/guide pair and its two parameter groups.
+
+    Parameters are found, in order of preference, from
+
+    1. ``model_parameters`` / ``guide_parameters`` when given;
+    2. the methods ``model_parameters()`` / ``guide_parameters()`` of the module
+       that owns both ``model`` and ``guide`` (e.g.
+       :class:`~hybridpgm.generative.SigmoidBeliefNet`);
+    3. ``parameters()`` of the two different modules owning ``model`` and ``guide``.
+
+    :param callable model: Pyro model called as ``model(*batch)``.
+    :param callable guide: Pyro guide called as ``guide(*batch)``.
+    :param model_parameters: optional explicit :math:`\\theta`.
+    :param guide_parameters: optional explicit :math:`\\phi`.
+    :param dict model_kwargs: keyword arguments passed to model and guide on every
+        call (for example ``num_data`` for a subsampled plate).
+    :param module: the module holding every parameter (found from ``model`` /
+        ``guide`` when they are modules or bound methods of modules).
+    :param bool per_example: divide each loss by the number of examples in the
+        batch (as :class:`~hybridpgm.infer.SVIObjective` does); pass ``False``
+        when ``model_kwargs`` already scale the data plate to the full data size.
+    """
+
+    def __init__(self, model: Callable, guide: Callable, *,
+                 model_parameters: Iterable[nn.Parameter] | None = None,
+                 guide_parameters: Iterable[nn.Parameter] | None = None,
+                 model_kwargs: dict | None = None, per_example: bool = True,
+                 module: nn.Module | None = None):
+        if not callable(model) or not callable(guide):
+            raise ConfigError("model and guide must be callables (Pyro programs)")
+        self.model = model
+        self.guide = guide
+        self.model_kwargs = dict(model_kwargs or {})
+        self.per_example = per_example
+        owner_m, owner_g = _owner(model), _owner(guide)
+        owners = [o for i, o in enumerate((owner_m, owner_g)) if o is not None and (i == 0 or o is not owner_m)]
+        if module is None and not owners:
+            raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
+        #: the module :func:`hybridpgm.fit` moves, wraps and checkpoints
+        self.module = module if module is not None else owners[0] if len(owners) == 1 else nn.ModuleList(owners)
+        if model_parameters is None or guide_parameters is None:
+            if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
+                theta, phi = list(owner_m.model_parameters()), list(owner_m.guide_parameters())
+            elif owner_m is not None and owner_g is not None and owner_m is not owner_g:
+                theta, phi = list(owner_m.parameters()), list(owner_g.parameters())
+            else:
+                raise ConfigError(
+                    "cannot tell the model's parameters from the guide's: pass model_parameters= "
+                    "and guide_parameters=, or use bound methods of modules"
+                )
+            model_parameters = theta if model_parameters is None else model_parameters
+            guide_parameters = phi if guide_parameters is None else guide_parameters
+        self.theta = list(model_parameters)
+        self.phi = list(guide_parameters)
+        shared = {id(p) for p in self.theta} & {id(p) for p in self.phi}
+        if shared:
+            raise ConfigError(f"{len(shared)} parameter(s) belong to both the model and the guide")
+
+    @staticmethod
+    def batch_args(batch: Any) -> tuple[tuple, int]:
+        """The model's positional arguments for ``batch`` and its number of examples."""
+        args = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
+        if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() == 0:
+            raise DataError(f"a batch must be a tensor [B, ...] or a tuple of them, got {type(batch).__name__}")
+        return args, args[0].shape[0]
+
+    def state_dict(self) -> dict:
+        """Extra state kept in checkpoints (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""

@@ -1,0 +1,256 @@
+"""Neural variational inference and learning (NVIL) on Pyro's ``TraceGraph_ELBO``.
+
+For a non-reparameterizable guide the ELBO gradient is estimated with the
+score function (REINFORCE).  Pyro's :class:`~pyro.infer.TraceGraph_ELBO`
+already gives each latent site :math:`h_l` its *local* learning signal, the
+downstream cost
+
+.. math:: \\ell_l(x, h) = \\sum_{\\text{sites } s \\text{ downstream of } h_l}
+          \\log p(s \\mid \\cdot) - \\log q(s \\mid \\cdot),
+
+and subtracts an input-dependent baseline :math:`C_{\\psi_l}(x)` given through
+the site's ``infer={"baseline": {"nn_baseline": ..., "nn_baseline_input": x}}``.
+NVIL [1] adds two more variance-reduction steps, which :class:`NVIL_ELBO`
+implements on top of Pyro's estimator:
+
+* **centering**: a running mean :math:`c_l` of :math:`\\ell_l - C_{\\psi_l}(x)`;
+* **variance normalization**: division by :math:`\\max(1, \\sqrt{v_l})`, with
+  :math:`v_l` a running variance of the same quantity.
+
+The guide's surrogate is then
+
+.. math:: \\sum_l \\frac{\\ell_l - C_{\\psi_l}(x) - c_l}{\\max(1, \\sqrt{v_l})}\\,
+          \\log q_\\phi(h_l \\mid \\cdot)
+
+(the factor held constant), and :math:`\\psi` minimises
+:math:`(\\ell_l - C_{\\psi_l}(x) - c_l)^2`.  :math:`c_l, v_l` are updated
+*after* they are used (exponential decay ``decay``), so the baseline never
+depends on the current sample and the expected gradient of :math:`\\theta` is
+exactly the ELBO gradient, and that of each guide layer is the ELBO gradient
+divided by the constant :math:`\\max(1, \\sqrt{v_l})`.
+
+References:
+
+1. A. Mnih, K. Gregor, *Neural Variational Inference and Learning in Belief
+   Networks*, ICML 2014.
+2. J. Schulman, N. Heess, T. Weber, P. Abbeel, *Gradient Estimation Using
+   Stochastic Computation Graphs*, NeurIPS 2015.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+import torch
+from pyro.distributions.util import detach, is_identically_zero
+from pyro.infer import TraceGraph_ELBO
+from pyro.infer.tracegraph_elbo import _get_baseline_options
+from pyro.infer.util import MultiFrameTensor
+from pyro.ops.provenance import detach_provenance, get_provenance
+from pyro.poutine.messenger import Messenger
+from torch import nn
+
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+
+__all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
+
+
+class NVILBaselines(nn.Module):
+    """Input-dependent baselines :math:`C_{\\psi_l}(x)` and running statistics per latent site.
+
+    :param sites: names of the guide's latent sites.
+    :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
+    :param int hidden_dim: width of each baseline's hidden layer (0: linear).
+    :param float decay: decay :math:`\\alpha` of the running mean and variance.
+    """
+
+    def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
+        super().__init__()
+        if not sites:
+            raise ConfigError("NVILBaselines needs at least one latent site name")
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"decay must be in [0, 1), got {decay}")
+        self.sites = list(sites)
+        self.decay = decay
+
+        def net():
+            if hidden_dim:
+                return nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1),
+                                     nn.Flatten(-2))
+            return nn.Sequential(nn.Linear(input_dim, 1), nn.Flatten(-2))
+
+        self.nets = nn.ModuleDict({name: net() for name in self.sites})
+        self.register_buffer("mean", torch.zeros(len(self.sites)))
+        self.register_buffer("var", torch.ones(len(self.sites)))
+
+    def index(self, site: str) -> int:
+        return self.sites.index(site)
+
+    @torch.no_grad()
+    def update(self, site: str, signal: torch.Tensor) -> None:
+        """Fold the centred signal :math:`\\ell_l - C_{\\psi_l}(x)` into the running statistics."""
+        i = self.index(site)
+        a = self.decay
+        self.mean[i] = a * self.mean[i] + (1 - a) * signal.mean()
+        self.var[i] = a * self.var[i] + (1 - a) * signal.var(unbiased=False)
+
+
+class _AttachBaselines(Messenger):
+    """Sets ``infer["baseline"]`` of the guide's latent sites to the NVIL networks."""
+
+    def __init__(self, baselines: NVILBaselines, baseline_input: torch.Tensor):
+        super().__init__()
+        self.baselines = baselines
+        self.baseline_input = baseline_input
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["name"] not in self.baselines.nets:
+            return
+        if "baseline" in msg["infer"]:
+            raise ObjectiveError(f"guide site {msg['name']!r} already sets infer['baseline']; NVIL sets its own")
+        msg["infer"] = dict(msg["infer"], baseline={"nn_baseline": self.baselines.nets[msg["name"]],
+                                                    "nn_baseline_input": self.baseline_input})
+
+
+class NVIL_ELBO(TraceGraph_ELBO):
+    """:class:`~pyro.infer.TraceGraph_ELBO` with NVIL's centering and variance normalization.
+
+    Without ``baselines`` it is Pyro's estimator with whatever baselines the
+    guide declares.  With them, every site named in ``baselines.sites`` gets the
+    learned baseline, centering and variance normalization.
+
+    :meth:`differentiable_loss` returns a scalar whose *value* is the negative
+    ELBO estimate and whose *gradient* is that of the surrogate loss
+    (including the baselines' squared-error loss).
+
+    :param NVILBaselines baselines: the :math:`\\psi` networks and running statistics.
+    :param bool variance_normalization: divide by :math:`\\max(1, \\sqrt{v_l})`.
+    :param bool centering: subtract the running mean :math:`c_l`.
+    """
+
+    def __init__(self, baselines: NVILBaselines | None = None, num_particles: int = 1,
+                 variance_normalization: bool = True, centering: bool = True, **kwargs):
+        super().__init__(num_particles=num_particles, vectorize_particles=num_particles > 1, **kwargs)
+        self.baselines = baselines
+        self.variance_normalization = variance_normalization
+        self.centering = centering
+
+    def _attach(self, guide, args):
+        if self.baselines is None:
+            return guide
+        if not args or not isinstance(args[0], torch.Tensor):
+            raise ObjectiveError("NVIL baselines take the guide's first argument (a tensor) as input")
+        return _AttachBaselines(self.baselines, args[0])(guide)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        elbo, surrogate = self._loss_and_surrogate_loss(model, self._attach(guide, args), args, kwargs)
+        return -elbo.detach() + (surrogate - surrogate.detach())
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        return super().loss(model, self._attach(guide, args), *args, **kwargs)
+
+    def _loss_and_surrogate_loss_particle(self, model_trace, guide_trace):
+        return self._compute_elbo(model_trace, guide_trace)
+
+    def _compute_elbo(self, model_trace, guide_trace):
+        # Pyro's tracegraph_elbo._compute_elbo, with NVIL centering and normalization
+        # of each site's learning signal.
+        elbo = 0.0
+        surrogate_elbo = 0.0
+        baseline_loss = 0.0
+        downstream_costs = defaultdict(lambda: MultiFrameTensor())
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample":
+                elbo = elbo + site["log_prob_sum"]
+                surrogate_elbo = surrogate_elbo + site["log_prob_sum"]
+                for key in get_provenance(site["log_prob_sum"]):
+                    downstream_costs[key].add((site["cond_indep_stack"], site["log_prob"]))
+        for site in guide_trace.nodes.values():
+            if site["type"] == "sample":
+                elbo = elbo - site["log_prob_sum"]
+                entropy_term = site["score_parts"].entropy_term
+                if not is_identically_zero(entropy_term):
+                    surrogate_elbo = surrogate_elbo - entropy_term.sum()
+                for key in get_provenance(site["log_prob_sum"]):
+                    downstream_costs[key].add((site["cond_indep_stack"], -site["log_prob"]))
+        for node, cost in downstream_costs.items():
+            guide_site = guide_trace.nodes[node]
+            cost = detach_provenance(cost.sum_to(guide_site["cond_indep_stack"])).detach()
+            signal, loss_term = self._learning_signal(node, guide_site, cost)
+            baseline_loss = baseline_loss + loss_term
+            surrogate_elbo = surrogate_elbo + (guide_site["score_parts"].score_function * signal).sum()
+        surrogate_loss = -surrogate_elbo + baseline_loss
+        return detach_provenance(elbo), detach_provenance(surrogate_loss)
+
+    def _learning_signal(self, node, guide_site, cost):
+        nn_baseline, nn_input, use_avg, _, value = _get_baseline_options(guide_site)
+        if use_avg:
+            raise ObjectiveError(f"site {node!r}: use NVIL's centering instead of use_decaying_avg_baseline")
+        baseline = 0.0
+        if nn_baseline is not None:
+            baseline = nn_baseline(detach(nn_input))
+        elif value is not None:
+            baseline = value
+        tracked = self.baselines is not None and node in self.baselines.nets
+        c, scale = 0.0, 1.0
+        if tracked:
+            i = self.baselines.index(node)
+            if self.centering:
+                c = self.baselines.mean[i].clone()  # the value before this batch's update
+            if self.variance_normalization:
+                scale = self.baselines.var[i].sqrt().clamp(min=1.0)
+        centred = cost - baseline - c
+        loss_term = centred.pow(2).sum() if isinstance(baseline, torch.Tensor) and baseline.requires_grad else 0.0
+        if tracked and self.baselines.training:
+            self.baselines.update(node, (cost - baseline).detach())
+        return (centred / scale).detach(), loss_term
+
+
+class NVIL(ModelGuideObjective):
+    """NVIL as an objective of :func:`hybridpgm.fit`, with one player ``"elbo"``
+    updating the model, the guide and the baselines together.
+
+    :param model: Pyro model, called as ``model(*batch)``.
+    :param guide: Pyro guide with non-reparameterizable latent sites, called the same way.
+    :param sites: latent sites to give baselines to (default: the owning module's
+        ``latent_sites``, e.g. :attr:`SigmoidBeliefNet.latent_sites`).
+    :param int input_dim: size of the baseline input (the batch's first tensor's
+        last dim; default: the owning module's ``layer_sizes[0]``).
+    :param int hidden_dim: hidden width of each baseline network (100 in [1]).
+    :param int num_particles: score-function samples per datapoint (vectorized).
+    """
+
+    schedule = ["elbo"]
+
+    def __init__(self, model: Callable, guide: Callable, *, sites: Sequence[str] | None = None,
+                 input_dim: int | None = None, hidden_dim: int = 100, num_particles: int = 1, decay: float = 0.8,
+                 variance_normalization: bool = True, centering: bool = True,
+                 max_plate_nesting: int | None = None, **options: Any):
+        super().__init__(model, guide, **options)
+        owner = self.module
+        sites = list(sites) if sites is not None else list(getattr(owner, "latent_sites", []))
+        if input_dim is None:
+            input_dim = getattr(owner, "layer_sizes", [None])[0]
+        if not sites or input_dim is None:
+            raise ConfigError("NVIL needs sites= (the guide's latent site names) and input_dim=")
+        self.baselines = NVILBaselines(sites, input_dim, hidden_dim, decay)
+        self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
+        extra = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
+        self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization, centering, **extra)
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        if player != "elbo":
+            raise ConfigError(f"NVIL has one player 'elbo', got {player!r}")
+        args, size = self.batch_args(batch)
+        loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
+        return loss / size if self.per_example else loss

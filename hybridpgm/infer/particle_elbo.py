@@ -1,0 +1,252 @@
+"""Per-datapoint importance weights from vectorized particles.
+
+The multi-sample objectives of this package (reweighted wake-sleep, VIMCO,
+importance-sampled log-likelihoods) all need the same quantity: for each
+datapoint :math:`b` of a mini-batch and each of :math:`K` particles
+:math:`h_{k} \\sim q(h \\mid x_b)`, the log importance weight
+
+.. math::
+
+    \\log w_{k b} = \\log p(x_b, h_{k}) - \\log q(h_{k} \\mid x_b),
+
+computed from *unscaled* log-densities.  The mini-batch scaling of a subsampled
+``pyro.plate`` (:math:`N / B`) is returned separately so that it is applied
+*after* the per-datapoint log-mean-exp,
+
+.. math::
+
+    \\mathcal L = \\frac{N}{B} \\sum_{b=1}^{B} \\log \\frac1K \\sum_{k=1}^{K} w_{k b},
+
+which is an unbiased estimate of the full-data bound.  Scaling the weights
+first (as a plain :class:`pyro.infer.RenyiELBO` or
+:class:`pyro.infer.ReweightedWakeSleep` would, and why the latter refuses
+mini-batches) changes the estimator.
+
+:class:`ParticleELBO` runs the guide and the model once under an outer
+``pyro.plate`` of :math:`K` particles (Pyro's ``vectorize_particles``) and
+reduces each site's log-density to shape ``[K, B]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import pyro
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.util import check_if_enumerated
+
+from hybridpgm.errors import ConfigError, ObjectiveError
+
+__all__ = ["LogWeights", "ParticleELBO", "importance_log_likelihood"]
+
+_PARTICLE_PLATE = "num_particles_vectorized"
+
+
+class LogWeights(NamedTuple):
+    """Per-particle, per-datapoint log-densities of one vectorized trace pair.
+
+    :ivar torch.Tensor log_p: :math:`\\log p(x_b, h_k)`, shape ``[K, B]``.
+    :ivar torch.Tensor log_q: :math:`\\log q(h_k \\mid x_b)`, shape ``[K, B]``.
+    :ivar float scale: the plate scaling (:math:`N / B` under subsampling, else 1).
+    :ivar model_trace: the model's :class:`pyro.poutine.Trace`.
+    :ivar guide_trace: the guide's :class:`pyro.poutine.Trace`.
+    """
+
+    log_p: torch.Tensor
+    log_q: torch.Tensor
+    scale: float
+    model_trace: object
+    guide_trace: object
+
+
+def _data_frame(traces, plate_name):
+    """The plate over datapoints: ``plate_name`` or the outermost vectorized
+    plate shared by every sample site of ``traces`` (the particle plate excluded)."""
+    per_site = {}
+    for site in (site for trace in traces for site in trace.nodes.values()):
+        if site["type"] == "sample":
+            per_site[site["name"]] = {f.name: f for f in site["cond_indep_stack"]
+                                      if f.vectorized and f.name != _PARTICLE_PLATE}
+    if plate_name is None:
+        common = set.intersection(*(set(frames) for frames in per_site.values())) if per_site else set()
+        if common:
+            frames = next(iter(per_site.values()))
+            return max((frames[n] for n in common), key=lambda f: f.dim)  # outermost: least negative dim
+        counts = {}
+        for frames in per_site.values():
+            for name in frames:
+                counts[name] = counts.get(name, 0) + 1
+        if not counts:
+            raise ObjectiveError("no site lies in a pyro.plate; per-datapoint importance weights need a data plate")
+        plate_name = max(counts, key=counts.get)
+    outside = [name for name, frames in per_site.items() if plate_name not in frames]
+    if outside:
+        raise ObjectiveError(
+            f"sample site(s) {outside} lie outside the data plate {plate_name!r}; per-datapoint "
+            "importance weights need every sample site inside it (no global latents)"
+        )
+    return next(iter(per_site.values()))[plate_name]
+
+
+def _site_scale(site) -> float:
+    scale = site["scale"]
+    if isinstance(scale, torch.Tensor):
+        if scale.numel() != 1:
+            raise ObjectiveError(
+                f"site {site['name']!r} has a tensor poutine.scale of shape {tuple(scale.shape)}; "
+                "per-datapoint importance weights support scalar scales only"
+            )
+        scale = scale.item()
+    return float(scale)
+
+
+class ParticleELBO(ELBO):
+    """Base class of the multi-sample objectives: vectorized particles reduced
+    to per-datapoint log-weights.
+
+    Every sample site of the model and guide must lie in one data plate (a
+    ``pyro.plate`` over datapoints, possibly subsampled); sites may also lie in
+    plates nested inside it, whose log-densities are summed per datapoint.
+    The :math:`K` particles are drawn in one pass under an outermost
+    ``pyro.plate`` at ``dim = -(max_plate_nesting + 1)``.
+
+    :param int num_particles: the number :math:`K` of particles per datapoint.
+    :param max_plate_nesting: the number of nested plates in the model and
+        guide; guessed by one trace on the first call when ``None``.
+    :param str plate_name: name of the data plate; by default the outermost
+        plate that encloses every sample site.
+    :param bool detach_guide: detach the sampled latent values, so gradients
+        reach :math:`\\phi` only through :math:`\\log q` (score-function
+        estimators and the wake/sleep updates).
+    """
+
+    def __init__(self, num_particles: int = 1, max_plate_nesting: int | None = None,
+                 plate_name: str | None = None, detach_guide: bool = True):
+        if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
+            raise ConfigError(f"num_particles must be a positive int, got {num_particles!r}")
+        super().__init__(num_particles=num_particles,
+                         max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
+        self.plate_name = plate_name
+        self.detach_guide = detach_guide
+
+    def plate_nesting(self, model, guide, args, kwargs) -> int:
+        """``max_plate_nesting`` (without the particle plate), guessed once."""
+        if self.max_plate_nesting == float("inf"):
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+        return int(self.max_plate_nesting)
+
+    def particle_plate(self, num_particles: int, nesting: int):
+        """The outermost plate over particles."""
+        return pyro.plate(_PARTICLE_PLATE, num_particles, dim=-(nesting + 1))
+
+    def _get_trace(self, model, guide, args, kwargs):
+        nesting = self.plate_nesting(model, guide, args, kwargs)
+        wrap = self.particle_plate(self.num_particles, nesting)
+        model_trace, guide_trace = get_importance_trace(
+            "flat", nesting + 1, wrap(model), wrap(guide), args, kwargs, detach=self.detach_guide
+        )
+        check_if_enumerated(guide_trace)
+        return model_trace, guide_trace
+
+    def _reduce(self, trace, frame, num_particles: int):
+        """Sum each site's unscaled (masked) log-density to shape ``[K, B]``."""
+        total = 0.0
+        scales = set()
+        n = int(self.max_plate_nesting) + 1
+        for site in trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            if not any(f.name == frame.name and f.dim == frame.dim for f in site["cond_indep_stack"]):
+                raise ObjectiveError(
+                    f"sample site {site['name']!r} is outside the data plate {frame.name!r}; "
+                    "per-datapoint importance weights need every sample site inside it"
+                )
+            scales.add(_site_scale(site))
+            lp = scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
+            if not isinstance(lp, torch.Tensor):
+                continue
+            lp = lp.reshape((1,) * (n - lp.dim()) + tuple(lp.shape))
+            lp = lp.movedim(n + frame.dim, -1)
+            if lp.dim() > 2:
+                lp = lp.sum(dim=tuple(range(1, lp.dim() - 1)))
+            total = total + lp.expand(num_particles, frame.size)
+        if len(scales) > 1:
+            raise ObjectiveError(
+                f"sites carry different poutine scales {sorted(scales)}; per-datapoint importance "
+                "weights need one common data-plate scale"
+            )
+        if not isinstance(total, torch.Tensor):
+            raise ObjectiveError("the trace has no sample sites with a log-density")
+        return total, (scales.pop() if scales else 1.0)
+
+    def log_weights(self, model, guide, *args, **kwargs) -> LogWeights:
+        """Draw ``num_particles`` particles per datapoint and return their
+        unscaled log-densities (see :class:`LogWeights`)."""
+        model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
+        frame = _data_frame((model_trace, guide_trace), self.plate_name)
+        log_p, scale_p = self._reduce(model_trace, frame, self.num_particles)
+        log_q, scale_q = self._reduce(guide_trace, frame, self.num_particles)
+        if scale_p != scale_q:
+            raise ObjectiveError(
+                f"model and guide scale the data plate {frame.name!r} differently ({scale_p} vs {scale_q})"
+            )
+        return LogWeights(log_p, log_q, scale_p, model_trace, guide_trace)
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """Negative importance-weighted bound :math:`-\\mathcal L` (a float)."""
+        with torch.no_grad():
+            lw = self.log_weights(model, guide, *args, **kwargs)
+            bound = torch.logsumexp(lw.log_p - lw.log_q, 0) - math.log(self.num_particles)
+            return -(lw.scale * bound.sum()).item()
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Back-propagate :meth:`differentiable_loss` and return its value."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.item()
+
+
+@torch.no_grad()
+def importance_log_likelihood(model, guide, *args, num_samples: int = 1000, chunk_size: int = 100,
+                              plate_name: str | None = None, max_plate_nesting: int | None = None, **kwargs):
+    """Importance-sampled :math:`\\log p(x_b)` per datapoint, with the guide as proposal:
+
+    .. math::
+
+        \\log \\hat p(x_b) = \\log \\frac1S \\sum_{s=1}^{S} \\frac{p(x_b, h_s)}{q(h_s \\mid x_b)},
+        \\qquad h_s \\sim q(h \\mid x_b).
+
+    A stochastic lower bound in expectation that tightens to :math:`\\log p(x_b)`
+    as :math:`S` grows [1].  Particles are drawn in chunks of ``chunk_size`` to
+    bound memory.
+
+    :param int num_samples: :math:`S`.
+    :param int chunk_size: particles per vectorized pass.
+    :returns: tensor of shape ``[B]``.
+
+    References:
+
+    1. Y. Burda, R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016.
+    """
+    if num_samples < 1 or chunk_size < 1:
+        raise ConfigError(f"num_samples and chunk_size must be positive, got {num_samples}, {chunk_size}")
+    acc = None
+    done = 0
+    nesting = max_plate_nesting
+    while done < num_samples:
+        k = min(chunk_size, num_samples - done)
+        estimator = ParticleELBO(k, max_plate_nesting=nesting, plate_name=plate_name)
+        with pyro.poutine.block():
+            lw = estimator.log_weights(model, guide, *args, **kwargs)
+        nesting = int(estimator.max_plate_nesting)  # reuse the guess
+        chunk = torch.logsumexp(lw.log_p - lw.log_q, 0)
+        acc = chunk if acc is None else torch.logaddexp(acc, chunk)
+        done += k
+    return acc - math.log(num_samples)

@@ -1,0 +1,152 @@
+"""Reweighted wake-sleep that stays correct under mini-batching.
+
+Reweighted wake-sleep [1] draws :math:`K` particles
+:math:`h_{kb} \\sim q_\\phi(h \\mid x_b)` per datapoint, forms the normalized
+importance weights
+
+.. math::
+
+    \\tilde w_{kb} = \\frac{w_{kb}}{\\sum_j w_{jb}}, \\qquad
+    w_{kb} = \\frac{p_\\theta(x_b, h_{kb})}{q_\\phi(h_{kb} \\mid x_b)},
+
+and follows
+
+.. math::
+
+    \\text{wake-}\\theta:\\ \\sum_k \\tilde w_{kb} \\nabla_\\theta \\log p_\\theta(x_b, h_{kb})
+        = \\nabla_\\theta \\log \\tfrac1K \\textstyle\\sum_k w_{kb}, \\qquad
+    \\text{wake-}\\phi:\\ \\sum_k \\tilde w_{kb} \\nabla_\\phi \\log q_\\phi(h_{kb} \\mid x_b),
+
+optionally averaged with the sleep-:math:`\\phi` update of
+:mod:`~hybridpgm.infer.wake_sleep`.  The wake-:math:`\\theta` step is an
+unbiased gradient of the importance-weighted bound :math:`\\mathbb E\\,\\mathcal L_K`;
+wake-:math:`\\phi` is a self-normalized (biased, consistent) estimate of the
+gradient of :math:`-\\mathrm{KL}(p_\\theta(h \\mid x) \\,\\|\\, q_\\phi(h \\mid x))`.
+
+**Mini-batches.**  Weights are normalized *per datapoint* from unscaled
+log-densities (:class:`~hybridpgm.infer.particle_elbo.ParticleELBO`), and the
+plate's :math:`N / B` is applied to the sum over the batch afterwards, so the
+mini-batch loss is an unbiased estimate of the full-data loss.  Pyro's
+:class:`pyro.infer.ReweightedWakeSleep` normalizes the weights of the whole
+(scaled) batch jointly and therefore refuses mini-batches.
+
+References:
+
+1. J. Bornschein, Y. Bengio, *Reweighted Wake-Sleep*, ICLR 2015.
+2. T. A. Le, A. R. Kosiorek, N. Siddharth, Y. W. Teh, F. Wood, *Revisiting
+   Reweighted Wake-Sleep for Models with Stochastic Control Flow*, UAI 2019.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import torch
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.particle_elbo import ParticleELBO
+from hybridpgm.infer.wake_sleep import sleep_phi_loss
+
+__all__ = ["RWS", "RWSLosses", "ReweightedWakeSleepELBO"]
+
+
+class RWSLosses(NamedTuple):
+    """The two surrogate losses of reweighted wake-sleep (scalars, plate-scaled sums).
+
+    :ivar torch.Tensor theta: :math:`-\\frac{N}{B}\\sum_b \\log \\frac1K \\sum_k w_{kb}`;
+        its value is the negative importance-weighted bound.
+    :ivar torch.Tensor phi: the wake-/sleep-:math:`\\phi` surrogate.
+    """
+
+    theta: torch.Tensor
+    phi: torch.Tensor
+
+
+class ReweightedWakeSleepELBO(ParticleELBO):
+    """Mini-batch-correct reweighted wake-sleep as a Pyro ELBO.
+
+    ``differentiable_loss`` returns ``theta + phi`` (they touch disjoint
+    parameters: the guide's samples are detached and the weights in the
+    :math:`\\phi` term are constants), so it also drives plain
+    :class:`pyro.infer.SVI`.
+
+    :param int num_particles: :math:`K`.
+    :param bool wake_phi: use the wake-:math:`\\phi` update.
+    :param bool sleep_phi: use the sleep-:math:`\\phi` update (averaged with
+        wake-:math:`\\phi` when both are on, as in [1]).
+    :param int num_sleep_particles: dreams per datapoint (default :math:`K`).
+    """
+
+    def __init__(self, num_particles: int = 5, wake_phi: bool = True, sleep_phi: bool = False,
+                 num_sleep_particles: int | None = None, max_plate_nesting: int | None = None,
+                 plate_name: str | None = None):
+        super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
+        if not (wake_phi or sleep_phi):
+            raise ConfigError("RWS needs wake_phi=True, sleep_phi=True, or both")
+        self.wake_phi = wake_phi
+        self.sleep_phi = sleep_phi
+        self.num_sleep_particles = num_particles if num_sleep_particles is None else num_sleep_particles
+        if not isinstance(self.num_sleep_particles, int) or self.num_sleep_particles < 1:
+            raise ConfigError(f"num_sleep_particles must be a positive int, got {num_sleep_particles!r}")
+
+    def losses(self, model, guide, *args, **kwargs) -> RWSLosses:
+        """Both surrogate losses on one set of particles (see :class:`RWSLosses`)."""
+        lw = self.log_weights(model, guide, *args, **kwargs)
+        log_w = lw.log_p - lw.log_q.detach()
+        theta = -lw.scale * (torch.logsumexp(log_w, 0) - math.log(self.num_particles)).sum()
+        terms = []
+        if self.wake_phi:
+            weights = torch.softmax((lw.log_p - lw.log_q).detach(), dim=0)
+            terms.append(-lw.scale * (weights * lw.log_q).sum())
+        if self.sleep_phi:
+            terms.append(sleep_phi_loss(self, model, guide, args, kwargs, self.num_sleep_particles))
+        phi = sum(terms) / len(terms)
+        return RWSLosses(theta, phi)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        theta, phi = self.losses(model, guide, *args, **kwargs)
+        return theta + phi
+
+
+class RWS(ModelGuideObjective):
+    """Reweighted wake-sleep as an objective of :func:`hybridpgm.fit`.
+
+    By default there is one player, ``"rws"``, updating :math:`\\theta` and
+    :math:`\\phi` from the same particles (one forward pass per step, as in
+    [1]).  With ``joint=False`` the players are ``"wake"`` (the model's
+    :math:`\\theta`, the wake-:math:`\\theta` loss) and ``"sleep"`` (the guide's
+    :math:`\\phi`, the wake-/sleep-:math:`\\phi` loss), named as in
+    :class:`~hybridpgm.infer.WakeSleep`, each with fresh particles and its own optimizer.
+
+    :param int num_particles: :math:`K` (5 in [1]'s experiments).
+    :param bool wake_phi: see :class:`ReweightedWakeSleepELBO`.
+    :param bool sleep_phi: see :class:`ReweightedWakeSleepELBO`.
+    :param bool joint: one player instead of two.
+
+    >>> from hybridpgm.generative import SigmoidBeliefNet
+    >>> sbn = SigmoidBeliefNet([64, 32])
+    >>> objective = RWS(sbn.model, sbn.guide, num_particles=5)
+    >>> loss = objective.loss("rws", torch.bernoulli(torch.full((8, 64), 0.5)))
+    """
+
+    def __init__(self, model: Callable, guide: Callable, num_particles: int = 5, wake_phi: bool = True,
+                 sleep_phi: bool = False, *, num_sleep_particles: int | None = None, joint: bool = True,
+                 max_plate_nesting: int | None = None, **options: Any):
+        super().__init__(model, guide, **options)
+        self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi, sleep_phi, num_sleep_particles,
+                                            max_plate_nesting=max_plate_nesting)
+        self.joint = joint
+        self.schedule = ["rws"] if joint else ["wake", "sleep"]
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"rws": self.theta + self.phi} if self.joint else {"wake": self.theta, "sleep": self.phi}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        if player not in self.players():
+            raise ConfigError(f"RWS has players {list(self.players())}, got {player!r}")
+        args, size = self.batch_args(batch)
+        losses = self.elbo.losses(self.model, self.guide, *args, **self.model_kwargs)
+        loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.theta + losses.phi}[player]
+        return loss / size if self.per_example else loss

@@ -1,0 +1,154 @@
+"""The wake-sleep algorithm for Helmholtz machines.
+
+Wake-sleep [1] trains a generative model :math:`p_\\theta(x, h)` and a
+recognition model :math:`q_\\phi(h \\mid x)` with two alternating phases:
+
+* **wake** -- recognise real data, :math:`h \\sim q_\\phi(h \\mid x)`, and make the
+  generative model reconstruct it:
+
+  .. math:: \\Delta\\theta \\propto \\nabla_\\theta \\log p_\\theta(x, h),
+
+  an unbiased gradient of the ELBO with respect to :math:`\\theta`;
+* **sleep** -- dream :math:`(x', h') \\sim p_\\theta(x, h)` and make the
+  recognition model recover the causes of the dream:
+
+  .. math:: \\Delta\\phi \\propto \\nabla_\\phi \\log q_\\phi(h' \\mid x'),
+
+  which minimises :math:`\\mathrm{KL}(p_\\theta(h \\mid x) \\,\\|\\, q_\\phi(h \\mid x))`
+  averaged over *dreamed* :math:`x` -- not the ELBO, and not on the data.
+
+:class:`WakeSleepELBO` computes both surrogate losses for any Pyro model/guide
+pair whose model has exactly one observed site (the guide's first argument);
+:class:`WakeSleep` exposes them to :func:`hybridpgm.fit` as the players
+``"wake"`` (:math:`\\theta`) and ``"sleep"`` (:math:`\\phi`).
+
+References:
+
+1. G. E. Hinton, P. Dayan, B. J. Frey, R. M. Neal, *The wake-sleep algorithm for
+   unsupervised neural networks*, Science 268, 1995.
+2. P. Dayan, G. E. Hinton, R. M. Neal, R. S. Zemel, *The Helmholtz machine*,
+   Neural Computation 7, 1995.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import prune_subsample_sites
+
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.particle_elbo import ParticleELBO
+
+__all__ = ["WakeSleep", "WakeSleepELBO", "sleep_phi_loss"]
+
+
+def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_particles: int = 1) -> torch.Tensor:
+    """Sleep-phase loss :math:`-\\sum \\log q_\\phi(h' \\mid x')` on dreams from the model.
+
+    The model is run with its observed site unconditioned
+    (``poutine.uncondition``), so it dreams a batch of the same size as the
+    real one (``num_particles`` dreams per datapoint); the guide is then
+    replayed on the dreamed latents with the dreamed observation as its first
+    argument.  The loss carries the data plate's scale and is divided by
+    ``num_particles``.
+
+    :raises ObjectiveError: when the model does not have exactly one observed
+        site, or the guide samples a site the model does not have.
+    """
+    nesting = estimator.plate_nesting(model, guide, args, kwargs)
+    wrap = estimator.particle_plate(num_particles, nesting)
+    with poutine.block():
+        model_trace = poutine.trace(wrap(poutine.uncondition(model))).get_trace(*args, **kwargs)
+    model_trace.detach_()
+    observed = [name for name, site in model_trace.nodes.items()
+                if site["type"] == "sample" and site["infer"].get("was_observed")]
+    if len(observed) != 1:
+        raise ObjectiveError(
+            f"the sleep phase needs a model with exactly one observed site (passed to the guide as its "
+            f"first argument); found {observed}"
+        )
+    dream = model_trace.nodes[observed[0]]["value"]
+    guide_args = (dream,) + tuple(args[1:])
+    guide_trace = poutine.trace(poutine.replay(wrap(guide), trace=model_trace)).get_trace(*guide_args, **kwargs)
+    guide_trace = prune_subsample_sites(guide_trace)
+    latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and n not in observed}
+    missing = [n for n, s in guide_trace.nodes.items()
+               if s["type"] == "sample" and not s["is_observed"] and n not in latent]
+    if missing:
+        raise ObjectiveError(f"guide sites {missing} have no counterpart among the model's latent sites "
+                             f"{sorted(latent)}")
+    guide_trace.compute_log_prob()
+    return -guide_trace.log_prob_sum() / num_particles
+
+
+class WakeSleepELBO(ParticleELBO):
+    """Surrogate losses of wake-sleep as a Pyro ELBO.
+
+    ``differentiable_loss`` returns ``wake + sleep``; the two terms touch
+    disjoint parameters (the wake term detaches the guide's samples, the sleep
+    term the model's dreams), so one backward pass gives both updates and the
+    class also works with plain :class:`pyro.infer.SVI`.
+
+    :param int num_particles: wake samples per datapoint.
+    :param int num_sleep_particles: dreams per datapoint.
+    :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    """
+
+    def __init__(self, num_particles: int = 1, num_sleep_particles: int = 1, max_plate_nesting: int | None = None,
+                 plate_name: str | None = None):
+        super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
+        if not isinstance(num_sleep_particles, int) or num_sleep_particles < 1:
+            raise ConfigError(f"num_sleep_particles must be a positive int, got {num_sleep_particles!r}")
+        self.num_sleep_particles = num_sleep_particles
+
+    def wake_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """Wake loss :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log p_\\theta(x_b, h_{kb})`,
+        with :math:`h \\sim q_\\phi` detached."""
+        lw = self.log_weights(model, guide, *args, **kwargs)
+        return -lw.scale * lw.log_p.mean(0).sum()
+
+    def sleep_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """See :func:`sleep_phi_loss`."""
+        return sleep_phi_loss(self, model, guide, args, kwargs, self.num_sleep_particles)
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        return self.wake_loss(model, guide, *args, **kwargs) + self.sleep_loss(model, guide, *args, **kwargs)
+
+
+class WakeSleep(ModelGuideObjective):
+    """Classic wake-sleep as an objective of :func:`hybridpgm.fit`.
+
+    Players: ``"wake"`` (the model's parameters :math:`\\theta`, loss
+    :meth:`WakeSleepELBO.wake_loss`) then ``"sleep"`` (the guide's parameters
+    :math:`\\phi`, loss :meth:`WakeSleepELBO.sleep_loss`), each divided by the
+    batch size when ``per_example`` (see :class:`ModelGuideObjective`).
+
+    >>> from hybridpgm.generative import SigmoidBeliefNet
+    >>> sbn = SigmoidBeliefNet([64, 32, 16])
+    >>> objective = WakeSleep(sbn.model, sbn.guide)
+    >>> sorted(objective.players())
+    ['sleep', 'wake']
+    """
+
+    schedule = ["wake", "sleep"]
+
+    def __init__(self, model: Callable, guide: Callable, num_particles: int = 1, num_sleep_particles: int = 1, *,
+                 max_plate_nesting: int | None = None, **options: Any):
+        super().__init__(model, guide, **options)
+        self.elbo = WakeSleepELBO(num_particles, num_sleep_particles, max_plate_nesting=max_plate_nesting)
+
+    def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"wake": self.theta, "sleep": self.phi}
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        args, size = self.batch_args(batch)
+        if player == "wake":
+            loss = self.elbo.wake_loss(self.model, self.guide, *args, **self.model_kwargs)
+        elif player == "sleep":
+            loss = self.elbo.sleep_loss(self.model, self.guide, *args, **self.model_kwargs)
+        else:
+            raise ConfigError(f"WakeSleep has players 'wake' and 'sleep', got {player!r}")
+        return loss / size if self.per_example else loss

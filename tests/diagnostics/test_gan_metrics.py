@@ -1,0 +1,79 @@
+"""Inception score, ring coverage, target accuracy and clustering accuracy."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.data.toy import ring_centers, ring_of_gaussians
+from hybridpgm.diagnostics.gan_metrics import (clustering_accuracy, inception_score, ring_coverage, target_accuracy,
+                                               train_classifier)
+from hybridpgm.errors import DataError
+
+
+def identity(x):
+    return x
+
+
+def test_inception_score_extremes():
+    # every sample the same class with certainty: IS = 1
+    assert inception_score(identity, torch.tensor([[30.0, 0.0, 0.0]]).repeat(9, 1)) == pytest.approx(1.0, abs=1e-9)
+    # uniform predictions: IS = 1
+    assert inception_score(identity, torch.zeros(9, 3)) == pytest.approx(1.0)
+    # confident and balanced over C classes: IS = C
+    logits = 60.0 * torch.eye(4).repeat(5, 1)
+    assert inception_score(identity, logits) == pytest.approx(4.0, rel=1e-9)
+
+
+def test_inception_score_formula():
+    logits = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]], dtype=torch.float64)
+    p = logits.softmax(-1)
+    marginal = p.mean(0)
+    expected = math.exp(float((p * (p / marginal).log()).sum(-1).mean()))
+    assert inception_score(identity, logits, batch_size=2) == pytest.approx(expected, rel=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 30), st.integers(2, 6), st.integers(0, 10**6))
+def test_inception_score_bounds(n, c, seed):
+    logits = 5 * torch.randn(n, c, generator=torch.Generator().manual_seed(seed))
+    score = inception_score(identity, logits)
+    assert 1.0 - 1e-9 <= score <= min(n, c) + 1e-9
+
+
+def test_ring_coverage():
+    x = ring_of_gaussians(4000, generator=torch.Generator().manual_seed(0))
+    full = ring_coverage(x)
+    assert full.modes_covered == 8 and full.high_quality_rate > 0.98 and sum(full.counts) > 3900
+    three = x[torch.cdist(x, ring_centers()).argmin(1) < 3]
+    assert ring_coverage(three).modes_covered == 3
+    assert ring_coverage(torch.zeros(100, 2)).high_quality_rate == 0.0
+    # a handful of samples on a mode does not cover it
+    few = torch.cat([three, ring_centers()[5:6].repeat(3, 1)])
+    assert ring_coverage(few).modes_covered == 3
+    with pytest.raises(DataError, match=r"\(N, 2\)"):
+        ring_coverage(torch.zeros(5, 3))
+
+
+def test_target_accuracy_and_clustering():
+    y = torch.tensor([0, 1, 2, 2, 1])
+    assert target_accuracy(identity, torch.eye(3)[y], y) == 1.0
+    assert target_accuracy(lambda x: torch.zeros(5, dtype=torch.long), None, y) == pytest.approx(0.2)
+    perm = torch.tensor([2, 0, 1])
+    assert clustering_accuracy(perm[y], y) == 1.0
+    assert clustering_accuracy(torch.zeros(5, dtype=torch.long), y) == pytest.approx(0.4)
+    with pytest.raises(DataError):
+        clustering_accuracy(torch.zeros(3, dtype=torch.long), y)
+
+
+def test_train_classifier_on_digits():
+    from hybridpgm.data import load_dataset
+
+    data = load_dataset("digits")
+    clf = train_classifier(data.train.x, data.train.y, device="cpu")
+    assert target_accuracy(clf, data.test.x, data.test.y) > 0.9
+    assert inception_score(clf, data.test.x) > 6.0  # real digits: near 10 classes, confidently
+    with pytest.raises(DataError):
+        train_classifier(data.train.x, data.train.y[:5])

@@ -1,0 +1,153 @@
+"""DBM: energy, exact log Z and log p(v), mean field, the variational bound and pretraining."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBM
+from hybridpgm.energy.doubled_rbm import DoubledRBM
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer import AIS
+from tests.energy.brute_force import (  # noqa: F401
+    all_states,
+    dbm_joint_log_weights,
+    random_dbm,
+    random_rbm,
+    single_thread,
+    total_variation,
+)
+
+SIZES = [[3, 2, 2], [2, 3, 2, 2], [4, 3]]
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+def test_log_partition_and_log_prob_match_brute_force(sizes):
+    dbm = random_dbm(sizes, seed=0)
+    joint = dbm_joint_log_weights(dbm)
+    torch.testing.assert_close(dbm.log_partition(), torch.logsumexp(joint.flatten(), 0))
+    torch.testing.assert_close(dbm.log_partition(chunk_size=2), torch.logsumexp(joint.flatten(), 0))
+    v = all_states(sizes[0])
+    expected = torch.logsumexp(joint.reshape(joint.shape[0], -1), 1)
+    torch.testing.assert_close(dbm.unnormalized_log_prob(v), expected)
+    torch.testing.assert_close(torch.logsumexp(dbm.log_likelihood(v), 0), torch.zeros((), dtype=torch.float64))
+
+
+def test_energy_and_layer_conditionals_match_brute_force():
+    dbm = random_dbm([3, 2, 2], seed=1)
+    joint = dbm_joint_log_weights(dbm)  # v x h1 x h2
+    states = [all_states(n) for n in dbm.sizes]
+    x = [states[0][5:6], states[1][2:3], states[2][1:2]]
+    torch.testing.assert_close(-dbm.energy(x).detach(), joint[5, 2, 1].reshape(1))
+    # p(h1 | v, h2): from the joint table
+    table = torch.softmax(joint[5, :, 1], 0)
+    expected = table @ states[1]
+    torch.testing.assert_close(torch.sigmoid(dbm.layer_logits(x, 1)).detach()[0], expected)
+
+
+def test_mean_field_is_a_fixed_point_and_bound_is_below_exact():
+    dbm = random_dbm([5, 4, 3], seed=2, scale=0.8)
+    v = all_states(5)
+    mu = dbm.mean_field(v, steps=200, tol=1e-12)
+    for l in (1, 2):
+        torch.testing.assert_close(mu[l], torch.sigmoid(dbm.layer_logits(mu, l)).detach())
+    bound = dbm.log_likelihood_bound(v)
+    exact = dbm.log_likelihood(v)
+    assert bool((bound <= exact + 1e-9).all())
+    assert float((exact - bound).max()) < 1.0  # and not vacuous
+
+
+def test_gibbs_chain_matches_exact_visible_marginal():
+    dbm = random_dbm([4, 3, 2], seed=3, scale=0.8)
+    exact = torch.exp(dbm.log_likelihood(all_states(4)))
+    state = dbm.gibbs_chain(dbm.init_chains(1000), 100)
+    samples = []
+    for _ in range(50):
+        state = dbm.gibbs_chain(state, 1)
+        samples.append(state[0])
+    tv = total_variation(torch.cat(samples), exact)
+    print(f"DBM [4, 3, 2] Gibbs total variation: {tv:.4f}")
+    assert tv < 0.03
+    assert dbm.sample(7, steps=3).shape == (7, 4)
+
+
+def test_pretraining_uses_doubled_conditionals(monkeypatch):
+    seen = []
+    original = DoubledRBM.__init__
+
+    def record(self, rbm, up=2.0, down=1.0):
+        seen.append((up, down))
+        original(self, rbm, up, down)
+
+    monkeypatch.setattr(DoubledRBM, "__init__", record)
+    torch.manual_seed(4)
+    data = torch.bernoulli(torch.full((60, 6), 0.4))
+    dbm = DBM([6, 4, 3, 2])
+    results = dbm.pretrain(data, epochs=2, batch_size=20, progress=False, seed=0,
+                           optim=functools.partial(torch.optim.SGD, lr=0.1))
+    assert len(results) == 3 and all(r.steps == 6 for r in results)
+    assert seen == [(2.0, 1.0), (2.0, 2.0), (1.0, 2.0)]  # bottom, middle, top RBM
+    assert all(float(w.detach().abs().max()) > 0.011 for w in dbm.weights)  # every layer was trained
+
+
+def test_load_rbms_copies_weights_and_averages_biases():
+    rbms = [random_rbm(4, 3, seed=10), random_rbm(3, 2, seed=11)]
+    dbm = DBM([4, 3, 2]).double()
+    dbm.load_rbms(rbms)
+    torch.testing.assert_close(dbm.weights[1].detach(), rbms[1].weight.detach())
+    torch.testing.assert_close(dbm.biases[0].detach(), rbms[0].visible_bias.detach())
+    torch.testing.assert_close(dbm.biases[1].detach(), (rbms[0].hidden_bias + rbms[1].visible_bias).detach() / 2)
+    torch.testing.assert_close(dbm.biases[2].detach(), rbms[1].hidden_bias.detach())
+    with pytest.raises(ModelSpecError, match="cannot take"):
+        dbm.load_rbms(rbms[:1])
+
+
+def test_doubled_rbm_surrogate_gradient():
+    from hybridpgm.energy import RBM
+
+    rbm = RBM(5, 3, init_scale=0.5)
+    doubled = DoubledRBM(rbm, up=2.0, down=1.0)
+    v = torch.bernoulli(torch.full((4, 5), 0.5))
+    energy, _ = doubled.positive_phase(v)
+    energy.mean().backward()
+    mu = torch.sigmoid(2 * v @ rbm.weight + rbm.hidden_bias).detach()
+    torch.testing.assert_close(rbm.weight.grad, -(v.T @ mu) / 4)
+
+
+def test_pcd_training_improves_exact_log_likelihood():
+    from hybridpgm.infer import PersistentCD
+    from hybridpgm.train import fit
+
+    torch.manual_seed(5)
+    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.float32)
+    data = (prototypes[torch.arange(300) % 2] - torch.bernoulli(torch.full((300, 6), 0.05))).abs()
+    dbm = DBM([6, 4, 3])
+    before = float(dbm.log_likelihood(data).mean())
+    fit(PersistentCD(dbm, k=1, num_chains=50), data, epochs=15, batch_size=20, progress=False, seed=0,
+        optim=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5))
+    after = float(dbm.log_likelihood(data).mean())
+    assert after > before + 1.0, (before, after)
+    log_z = AIS(num_chains=50, num_steps=300)(dbm, data=data).log_z
+    assert float(dbm.log_likelihood_bound(data, log_z).mean()) <= after + 0.1
+
+
+def test_bad_input_raises():
+    with pytest.raises(ModelSpecError, match="sizes"):
+        DBM([4])
+    with pytest.raises(ModelSpecError, match="mean_field_steps"):
+        DBM([4, 3, 2], mean_field_steps=0)
+    dbm = DBM([4, 3, 2])
+    with pytest.raises(DataError, match="binary"):
+        dbm.log_likelihood_bound(torch.full((2, 4), 0.5))
+    with pytest.raises(DataError, match=r"\(2, 5\)"):
+        dbm.mean_field(dbm.check_visible(torch.zeros(2, 5)))
+    with pytest.raises(DataError, match="layer 1"):
+        dbm.energy([torch.zeros(1, 4), torch.zeros(1, 2), torch.zeros(1, 2)])
+    with pytest.raises(ConfigError, match="method"):
+        dbm.log_partition("bogus")
+    with torch.no_grad():
+        dbm.weights[1][0, 0] = float("nan")
+    with pytest.raises(ModelSpecError, match="weights.1"):
+        dbm.sample(3)

@@ -1,0 +1,102 @@
+"""DBN: greedy pretraining, unrolling into an autoencoder and a classifier, fine-tuning, sampling."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBN, ClassificationObjective, ReconstructionObjective
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.train import fit
+from tests.energy.brute_force import single_thread  # noqa: F401
+
+SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
+
+
+def _data(n=200, seed=0):
+    torch.manual_seed(seed)
+    prototypes = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 1, 1, 1, 0, 1]],
+                              dtype=torch.float32)
+    y = torch.arange(n) % 2
+    x = (prototypes[y] - torch.bernoulli(torch.full((n, 10), 0.05))).abs()
+    return x, y
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_greedy_pretraining_trains_each_rbm_on_the_layer_below(persistent):
+    x, _ = _data()
+    dbn = DBN([10, 6, 3])
+    results = dbn.pretrain(x, epochs=3, batch_size=20, optim=SGD, progress=False, seed=0, persistent=persistent)
+    assert len(results) == 2 and all(r.steps == 30 for r in results)
+    assert dbn.rbms[1].probabilities  # upper RBMs read probabilities
+    top = dbn.transform(x)
+    assert top.shape == (200, 3)
+    torch.testing.assert_close(top, dbn.rbms[1].transform(dbn.rbms[0].transform(x)))
+    # the pretrained first RBM reconstructs better than an untrained one
+    assert float(dbn.rbms[0].reconstruction_error(x)) < float(DBN([10, 6, 3]).rbms[0].reconstruction_error(x))
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_unrolled_autoencoder_equals_the_mean_field_up_down_pass(visible):
+    torch.manual_seed(1)
+    dbn = DBN([5, 4, 3], visible=visible, init_scale=0.5)
+    if visible == "gaussian":
+        dbn.rbms[0].sigma.fill_(0.7)
+    x = torch.bernoulli(torch.full((6, 5), 0.5))
+    ae = dbn.to_autoencoder()
+    code = dbn.transform(x)
+    torch.testing.assert_close(ae.encoder(x), code)
+    h1 = torch.sigmoid(dbn.rbms[1].visible_param(code))
+    expected = dbn.rbms[0].visible_param(h1)  # logits (Bernoulli) or means (Gaussian)
+    torch.testing.assert_close(ae(x), expected.detach())
+
+
+def test_autoencoder_fine_tuning_with_fit_reduces_reconstruction_loss():
+    x, _ = _data()
+    dbn = DBN([10, 6, 3])
+    dbn.pretrain(x, epochs=3, batch_size=20, optim=SGD, progress=False, seed=0)
+    objective = ReconstructionObjective(dbn.to_autoencoder())
+    before = float(objective.loss("model", x).detach())
+    fit(objective, x, epochs=10, batch_size=20, progress=False, seed=0,
+        optim=functools.partial(torch.optim.Adam, lr=1e-2))
+    assert float(objective.loss("model", x).detach()) < 0.7 * before
+
+
+def test_classifier_fine_tuning_with_fit():
+    x, y = _data()
+    dbn = DBN([10, 6, 3])
+    dbn.pretrain(x, epochs=3, batch_size=20, optim=SGD, progress=False, seed=0)
+    classifier = dbn.to_classifier(2)
+    torch.testing.assert_close(classifier[:-1](x), dbn.transform(x))
+    fit(ClassificationObjective(classifier), (x, y), epochs=10, batch_size=20, progress=False, seed=0,
+        optim=functools.partial(torch.optim.Adam, lr=1e-2))
+    accuracy = float((classifier(x).argmax(-1) == y).float().mean())
+    assert accuracy > 0.95
+
+
+def test_generative_sampling_runs_top_gibbs_then_top_down_pass():
+    x, _ = _data()
+    dbn = DBN([10, 6, 3])
+    dbn.pretrain(x, epochs=5, batch_size=20, optim=SGD, progress=False, seed=0)
+    means = dbn.sample(500, steps=200)
+    assert means.shape == (500, 10) and bool(((means >= 0) & (means <= 1)).all())
+    binary = dbn.sample(5, steps=10, mean=False)
+    assert bool(((binary == 0) | (binary == 1)).all())
+    # samples look like the data: pixel marginals close to the data's
+    assert float((means.mean(0) - x.mean(0)).abs().max()) < 0.25
+
+
+def test_bad_input_raises():
+    with pytest.raises(ModelSpecError, match="sizes"):
+        DBN([10])
+    dbn = DBN([10, 6, 3])
+    with pytest.raises(DataError, match="binary"):
+        dbn.pretrain(torch.full((4, 10), 0.5), progress=False)
+    with pytest.raises(DataError, match=r"\(4, 9\)"):
+        dbn.transform(torch.zeros(4, 9))
+    with pytest.raises(ConfigError, match="num_classes"):
+        dbn.to_classifier(1)
+    with pytest.raises(DataError, match=r"\(x, y\)"):
+        ClassificationObjective(dbn.to_classifier(2)).loss("model", torch.zeros(4, 10))

@@ -1,0 +1,170 @@
+"""RBM: energy, free energy, conditionals, log Z and sampling against brute-force enumeration."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.energy import RBM
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from tests.energy.brute_force import all_states, random_rbm, rbm_joint_log_weights, single_thread, total_variation  # noqa: F401
+
+
+@settings(deadline=None, max_examples=8)
+@given(num_visible=st.integers(1, 5), num_hidden=st.integers(1, 5), seed=st.integers(0, 1000))
+def test_free_energy_and_log_partition_match_brute_force(num_visible, num_hidden, seed):
+    rbm = random_rbm(num_visible, num_hidden, seed)
+    joint = rbm_joint_log_weights(rbm)
+    v = all_states(num_visible)
+    torch.testing.assert_close(rbm.free_energy(v), -torch.logsumexp(joint, 1).detach())
+    torch.testing.assert_close(rbm.log_partition(), torch.logsumexp(joint.flatten(), 0))
+    # chunked enumeration (a few states per chunk) gives the same answer
+    torch.testing.assert_close(rbm.log_partition(chunk_size=3), torch.logsumexp(joint.flatten(), 0))
+
+
+@pytest.mark.parametrize("num_visible,num_hidden", [(4, 3), (3, 5)])
+def test_energy_matches_formula_and_likelihood_normalises(num_visible, num_hidden):
+    rbm = random_rbm(num_visible, num_hidden, seed=1)
+    joint = rbm_joint_log_weights(rbm)
+    v, h = all_states(num_visible), all_states(num_hidden)
+    vv = v.repeat_interleave(h.shape[0], 0)
+    hh = h.repeat(v.shape[0], 1)
+    torch.testing.assert_close(-rbm.energy(vv, hh).detach(), joint.flatten())
+    total = torch.logsumexp(rbm.log_likelihood(v).detach(), 0)
+    torch.testing.assert_close(total, torch.zeros((), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("num_visible,num_hidden", [(4, 3), (2, 6)])
+def test_conditionals_match_brute_force(num_visible, num_hidden):
+    rbm = random_rbm(num_visible, num_hidden, seed=2)
+    joint = rbm_joint_log_weights(rbm)
+    v, h = all_states(num_visible), all_states(num_hidden)
+    # p(h_j = 1 | v) = sum_h h_j p(h | v)
+    p_h_given_v = torch.softmax(joint, 1)
+    torch.testing.assert_close(rbm.hidden(v).mean.detach(), p_h_given_v @ h)
+    p_v_given_h = torch.softmax(joint, 0)
+    torch.testing.assert_close(rbm.visible(h).mean.detach(), p_v_given_h.T @ v)
+    # full conditional log-probabilities of whole vectors
+    torch.testing.assert_close(rbm.hidden(v[:1]).log_prob(h).detach(), torch.log(p_h_given_v[0]))
+
+
+def test_pseudo_log_likelihood_matches_brute_force():
+    rbm = random_rbm(4, 3, seed=3)
+    v = all_states(4)
+    log_p = rbm.log_likelihood(v).detach()
+    index = {tuple(row.tolist()): i for i, row in enumerate(v)}
+    expected = []
+    for row in v:
+        total = 0.0
+        for i in range(4):
+            flipped = row.clone()
+            flipped[i] = 1 - flipped[i]
+            a, b = log_p[index[tuple(row.tolist())]], log_p[index[tuple(flipped.tolist())]]
+            total += float(a - torch.logaddexp(a, b))
+        expected.append(total)
+    torch.testing.assert_close(rbm.pseudo_log_likelihood(v, exact=True), torch.tensor(expected, dtype=torch.float64))
+    # the one-unit estimate is unbiased: its mean over many draws approaches the exact value
+    many = rbm.pseudo_log_likelihood(v.repeat(3000, 1)).reshape(3000, -1).mean(0)
+    torch.testing.assert_close(many, torch.tensor(expected, dtype=torch.float64), atol=0.15, rtol=0)
+
+
+def test_gaussian_rbm_matches_numerical_integration():
+    rbm = random_rbm(2, 3, seed=4, scale=0.7, visible="gaussian", sigma=0.8)
+    grid = torch.linspace(-8, 8, 321, dtype=torch.float64)
+    v = torch.cartesian_prod(grid, grid)
+    h = all_states(3)
+    log_joint = torch.stack([-rbm.energy(v, hi.expand(v.shape[0], 3)).detach() for hi in h], 1)
+    # free energy: sum over h
+    torch.testing.assert_close(rbm.free_energy(v[:50]).detach(), -torch.logsumexp(log_joint[:50], 1))
+    # log Z: trapezoid-free Riemann sum over a wide grid (the integrand vanishes at the edges)
+    cell = math.log(float(grid[1] - grid[0])) * 2
+    numeric = torch.logsumexp(log_joint.flatten(), 0) + cell
+    torch.testing.assert_close(rbm.log_partition(), numeric, atol=1e-6, rtol=0)
+    # p(v | h) is the Gaussian of the module docstring: its mean is the weighted average of v
+    weights = torch.softmax(log_joint[:, 5], 0)
+    torch.testing.assert_close(rbm.visible(h[5:6]).mean[0].detach(), weights @ v, atol=1e-6, rtol=0)
+
+
+def test_long_gibbs_chain_matches_exact_distribution():
+    rbm = random_rbm(4, 3, seed=5)
+    exact = torch.exp(rbm.log_likelihood(all_states(4)).detach())
+    v = rbm.sample(1000, steps=100)
+    samples = [v]
+    for _ in range(49):  # keep sampling the same chains: 50,000 (correlated) states
+        v = rbm.gibbs(v, 1)
+        samples.append(v)
+    tv = total_variation(torch.cat(samples), exact)
+    print(f"total variation distance, 16-state RBM, 1000 chains x 50 sweeps: {tv:.4f}")
+    assert tv < 0.03
+
+
+def test_conditionals_work_inside_pyro():
+    rbm = random_rbm(5, 4, seed=6)
+    v = torch.ones(3, 5, dtype=torch.float64)
+
+    def model():
+        with pyro.plate("data", 3):
+            h = pyro.sample("h", rbm.hidden(v))
+            pyro.sample("v", rbm.visible(h), obs=v)
+
+    trace = pyro.poutine.trace(model).get_trace()
+    assert trace.nodes["h"]["value"].shape == (3, 4)
+    assert trace.nodes["v"]["fn"].event_shape == (5,)
+
+
+def test_transform_and_reconstruction_error():
+    rbm = random_rbm(4, 3, seed=7)
+    v = all_states(4)
+    torch.testing.assert_close(rbm.transform(v), rbm.hidden(v).mean.detach())
+    mean_v = torch.sigmoid(rbm.transform(v) @ rbm.weight.detach().T + rbm.visible_bias.detach())
+    torch.testing.assert_close(rbm.reconstruction_error(v), ((v - mean_v) ** 2).sum(-1).mean())
+
+
+# --------------------------------------------------------------- bad input
+def test_non_binary_data_raises_unless_probabilities():
+    rbm = RBM(4, 2)
+    with pytest.raises(DataError, match="binary"):
+        rbm.free_energy(torch.full((2, 4), 0.5))
+    assert RBM(4, 2, probabilities=True).free_energy(torch.full((2, 4), 0.5)).shape == (2,)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        RBM(4, 2, probabilities=True).free_energy(torch.full((2, 4), 1.5))
+
+
+@pytest.mark.parametrize("call", ["free_energy", "hidden", "transform", "log_likelihood"])
+def test_shape_mismatch_raises(call):
+    rbm = RBM(4, 2)
+    with pytest.raises(DataError, match=r"\(\.\.\., 4\).*\(2, 5\)"):
+        getattr(rbm, call)(torch.zeros(2, 5))
+
+
+def test_bad_hidden_and_nan_data_raise():
+    rbm = RBM(4, 2)
+    with pytest.raises(DataError, match="hidden"):
+        rbm.visible(torch.zeros(3, 3))
+    with pytest.raises(DataError, match="NaN"):
+        rbm.free_energy(torch.tensor([[0.0, 1.0, float("nan"), 0.0]]))
+
+
+@pytest.mark.parametrize("method", ["log_partition", "sample", "annealing_path"])
+def test_non_finite_parameters_raise(method):
+    rbm = RBM(4, 2)
+    with torch.no_grad():
+        rbm.weight[1, 1] = float("inf")
+    with pytest.raises(ModelSpecError, match="weight"):
+        getattr(rbm, method)(*([3] if method == "sample" else []))
+
+
+def test_bad_specs_raise():
+    with pytest.raises(ModelSpecError, match="num_hidden"):
+        RBM(4, 0)
+    with pytest.raises(ModelSpecError, match="visible"):
+        RBM(4, 2, visible="poisson")
+    with pytest.raises(ModelSpecError, match="2\\*\\*40"):
+        RBM(50, 40).log_partition()
+    with pytest.raises(ConfigError, match="method"):
+        RBM(4, 2).log_partition("magic")

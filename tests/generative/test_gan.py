@@ -1,0 +1,63 @@
+"""Generators and discriminators of hybridpgm.generative.gan: shapes, checks, pairing with the objectives."""
+
+import pytest
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.generative.gan import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, gan_networks
+from hybridpgm.infer.adversarial import GAN
+
+
+@pytest.mark.parametrize("out_shape", [(2,), (64,), (3, 4)])
+def test_mlp_shapes(out_shape):
+    gen, disc = MLPGenerator(5, out_shape, (8,)), MLPDiscriminator(out_shape, (8,))
+    x = gen(torch.randn(7, 5))
+    assert x.shape == (7, *out_shape) and disc(x).shape == (7,)
+    assert gen.noise_dim == 5 and gen.out_shape == disc.in_shape == tuple(out_shape)
+    assert MLPDiscriminator(out_shape, (8,), out_dim=3)(x).shape == (7, 3)
+
+
+def test_sigmoid_output_in_unit_interval():
+    x = MLPGenerator(5, 64, (8,), out_activation="sigmoid")(10 * torch.randn(50, 5))
+    assert bool(((x >= 0) & (x <= 1)).all())
+
+
+@pytest.mark.parametrize("image_shape", [(8, 8), (28, 28), 8])
+def test_conv_shapes(image_shape):
+    gen, disc = ConvGenerator(6, image_shape, width=4), ConvDiscriminator(image_shape, width=4)
+    pixels = gen.out_shape[0]
+    assert pixels == (64 if image_shape in [(8, 8), 8] else 784)
+    x = gen(torch.randn(3, 6))
+    assert x.shape == (3, pixels) and bool(((x >= 0) & (x <= 1)).all()) and disc(x).shape == (3,)
+    GAN(gen, disc)  # the objective accepts the pair
+
+
+@pytest.mark.parametrize("bad", [(10, 10), (7, 8), (8, 8, 8)])
+def test_conv_rejects_bad_image_shape(bad):
+    with pytest.raises(ModelSpecError, match="divisible by 4"):
+        ConvGenerator(4, bad)
+    with pytest.raises(ModelSpecError, match="divisible by 4"):
+        ConvDiscriminator(bad)
+
+
+@pytest.mark.parametrize("bad", [0, (0,), (2, -1)])
+def test_bad_shapes(bad):
+    with pytest.raises(ModelSpecError):
+        MLPGenerator(4, bad)
+    with pytest.raises(ModelSpecError):
+        MLPDiscriminator(bad)
+
+
+def test_gan_networks():
+    gen, disc = gan_networks("mlp", 2, noise_dim=3, hidden=(8,))
+    assert GAN(gen, disc).event_shape == (2,)
+    gen, disc = gan_networks("conv", 64, image_shape=(8, 8), width=4)
+    assert GAN(gen, disc).event_shape == (64,)
+    with pytest.raises(ModelSpecError, match="784 pixels"):
+        gan_networks("conv", 64, image_shape=(28, 28))
+    with pytest.raises(ModelSpecError, match="image_shape"):
+        gan_networks("conv", 64)
+    with pytest.raises(ModelSpecError, match="'mlp' or 'conv'"):
+        gan_networks("rnn", 2)
+    with pytest.raises(ModelSpecError, match=r"\(2,\).*\(3,\)"):
+        GAN(gan_networks("mlp", 2)[0], gan_networks("mlp", 3)[1])

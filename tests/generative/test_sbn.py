@@ -1,0 +1,146 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyro.infer import ReweightedWakeSleep, TraceEnum_ELBO, TraceGraph_ELBO
+
+import hybridpgm  # noqa: F401  (module-local params)
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.generative import SigmoidBeliefNet
+from tests.generative import sbn_brute_force as bf
+from tests.generative.sbn_brute_force import binary, random_sbn, single_thread  # noqa: F401
+
+
+@settings(max_examples=8, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3), min_size=2, max_size=4), seed=st.integers(0, 1000))
+def test_exact_log_likelihood_matches_brute_force(sizes, seed):
+    sbn = random_sbn(sizes, seed)
+    x = binary(3, sizes[0], seed)
+    exact = sbn.exact_log_likelihood(x)
+    assert exact.shape == (3,)
+    assert torch.allclose(exact, bf.log_marginal(sbn, x), atol=1e-5)
+
+
+def test_exact_log_likelihood_normalises():
+    sbn = random_sbn([3, 2, 2], 0)
+    all_x = torch.tensor([[float(b) for b in f"{i:03b}"] for i in range(8)])
+    total = torch.logsumexp(sbn.exact_log_likelihood(all_x), 0)
+    assert abs(total.item()) < 1e-5
+
+
+def test_enumerated_model_with_trace_enum_elbo():
+    sbn = random_sbn([4, 3, 2], 1)
+    x = binary(5, 4, 1)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(sbn.enumerated_model, lambda x: None, x)
+    assert torch.allclose(-loss, sbn.exact_log_likelihood(x).sum(), atol=1e-4)
+
+
+def test_importance_log_likelihood_converges_to_exact():
+    sbn = random_sbn([5, 3, 2], 2, guide_scale=0.3)  # a broad proposal
+    x = binary(6, 5, 2)
+    exact = sbn.exact_log_likelihood(x)
+    torch.manual_seed(0)
+    errors = {}
+    for s in (1, 100, 20000):
+        est = torch.stack([sbn.log_likelihood(x, num_samples=s, chunk_size=5000) for _ in range(3)])
+        assert est.shape == (3, 6)
+        errors[s] = (est - exact).abs().mean().item()
+    assert errors[20000] < 0.05
+    assert errors[20000] < errors[100] < errors[1]
+
+
+def test_model_guide_shapes_and_samples():
+    sbn = SigmoidBeliefNet([6, 4, 3])
+    x = binary(5, 6, 0)
+    assert sbn.guide(x).shape == (5, 3)
+    assert sbn.model(x).shape == (5, 6)
+    dreams = sbn.sample(7)
+    assert dreams.shape == (7, 6)
+    assert ((dreams == 0) | (dreams == 1)).all()
+    assert sbn.latent_sites == ["h1", "h2"]
+    theta = {id(p) for p in sbn.model_parameters()}
+    phi = {id(p) for p in sbn.guide_parameters()}
+    assert not theta & phi
+    assert theta | phi == {id(p) for p in sbn.parameters()}
+
+
+def test_num_data_scales_the_plate():
+    sbn = random_sbn([4, 2], 3)
+    x = binary(4, 4, 3)
+    full = TraceGraph_ELBO()
+    torch.manual_seed(0)
+    small = full.loss(sbn.model, sbn.guide, x)
+    torch.manual_seed(0)
+    scaled = full.loss(sbn.model, sbn.guide, x, num_data=40)
+    assert math.isclose(scaled, 10 * small, rel_tol=1e-5)
+    with pytest.raises(ConfigError, match="num_data"):
+        sbn.model(x, num_data=2)
+
+
+def test_works_with_pyro_inference():
+    sbn = random_sbn([6, 4, 2], 4)
+    x = binary(8, 6, 4)
+    loss = TraceGraph_ELBO().loss_and_grads(sbn.model, sbn.guide, x)
+    assert math.isfinite(loss)
+    assert all(p.grad is not None for p in sbn.parameters())
+    wake, phi = ReweightedWakeSleep(num_particles=3, vectorize_particles=True, max_plate_nesting=1).loss(
+        sbn.model, sbn.guide, x
+    )
+    assert torch.isfinite(wake) and torch.isfinite(phi)
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.full((3, 4), 0.5), "binary"),
+        (torch.ones(3, 5), r"\[B, 4\]"),
+        (torch.ones(4), r"\[B, 4\]"),
+        ([[0.0, 1.0, 0.0, 1.0]], "tensor"),
+    ],
+)
+def test_bad_data_raises(x, match):
+    sbn = SigmoidBeliefNet([4, 2])
+    with pytest.raises(DataError, match=match):
+        sbn.model(x)
+    with pytest.raises(DataError, match=match):
+        sbn.log_likelihood(x, num_samples=2)
+
+
+@pytest.mark.parametrize("sizes", [[4], [4, 0], [4, -1, 2], [4, 2.5], []])
+def test_bad_layer_sizes_raise(sizes):
+    with pytest.raises(ModelSpecError, match="layer_sizes"):
+        SigmoidBeliefNet(sizes)
+
+
+def test_enumeration_refuses_large_layers():
+    sbn = SigmoidBeliefNet([4, 20, 10])
+    with pytest.raises(ConfigError, match="h1"):
+        sbn.exact_log_likelihood(binary(2, 4, 0))
+
+
+def test_concrete_relaxation_trains_with_iwae():
+    """With temperature=..., the hidden layers are Concrete variables: IWAE (reparameterized)
+    accepts them, gradients reach the guide pathwise, and training improves the discrete model."""
+    import functools
+
+    import hybridpgm
+    from hybridpgm.infer import IWAE, SVIObjective
+
+    data = hybridpgm.data.load_dataset("digits", binarize="static", seed=0)
+    test = data.test.x[:100]
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([64, 16, 8])
+    relaxed = sbn.guide(test[:3], temperature=0.5)
+    assert relaxed.shape == (3, 8) and not ((relaxed == 0) | (relaxed == 1)).all()
+    objective = SVIObjective(sbn.model, sbn.guide, IWAE(5), temperature=0.5)
+    objective.loss("elbo", test[:8]).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in sbn.guide_parameters())
+    sbn.zero_grad()
+    before = sbn.log_likelihood(test, num_samples=50).mean().item()
+    hybridpgm.fit(objective, data.train.x, batch_size=64, epochs=10, max_steps=30, seed=0, progress=False,
+                  optim=functools.partial(torch.optim.Adam, lr=0.03), device="cpu")
+    torch.manual_seed(1)
+    after = sbn.log_likelihood(test, num_samples=50).mean().item()  # the discrete model
+    assert after > before + 5.0, (before, after)

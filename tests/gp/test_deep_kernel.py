@@ -1,0 +1,212 @@
+import copy
+import functools
+
+import gpytorch
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp import DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
+from hybridpgm.nn import mlp
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+
+
+class PlainExactGP(gpytorch.models.ExactGP):
+    """GPyTorch's textbook exact GP: the reference."""
+
+    def __init__(self, x, y, likelihood, kernel):
+        super().__init__(x, y, likelihood)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = kernel
+
+    def forward(self, x):
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+def _toy(n=40, d=2, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=g, dtype=dtype) * 2 - 1
+    y = torch.sin(3 * x[:, 0]) + x[:, -1] ** 2 + 0.1 * torch.randn(n, generator=g, dtype=dtype)
+    return x, y
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "matern", "arc_cosine"])
+def test_identity_features_reproduce_gpytorch_exact_gp(kernel):
+    x, y = _toy()
+    base = {"rbf": lambda: gpytorch.kernels.RBFKernel(ard_num_dims=2),
+            "matern": lambda: gpytorch.kernels.MaternKernel(nu=1.5),
+            "arc_cosine": lambda: hybridpgm.gp.ArcCosineKernel(2)}[kernel]()
+    k = gpytorch.kernels.ScaleKernel(base)
+    model = DeepKernelGP(x, y, kernel=copy.deepcopy(k)).double()
+    # move the hyperparameters away from their defaults, then copy them to the reference
+    for p in model.gp.parameters():
+        p.data.add_(0.3)
+    ref = PlainExactGP(x, y, gpytorch.likelihoods.GaussianLikelihood(), copy.deepcopy(k)).double()
+    ref.load_state_dict(model.gp.state_dict())
+    x_test = torch.linspace(-1.5, 1.5, 17, dtype=torch.float64)[:, None].expand(17, 2) * torch.tensor([1.0, -0.5])
+    ref.eval()
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        expected = ref.likelihood(ref(x_test))
+        got = model.predict(x_test)
+        ref.train()
+        expected_mll = gpytorch.mlls.ExactMarginalLogLikelihood(ref.likelihood, ref)(ref(x), y)
+        got_mll = model.marginal_log_likelihood()
+    torch.testing.assert_close(got.mean, expected.mean, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got.variance, expected.variance, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_mll, expected_mll, rtol=1e-10, atol=1e-10)
+
+
+def test_prediction_matches_closed_form_posterior():
+    x, y = _toy(n=25)
+    model = DeepKernelGP(x, y).double()
+    x_test = torch.rand(7, 2, dtype=torch.float64)
+    with torch.no_grad():
+        k = model.gp.covar_module
+        noise = model.likelihood.noise
+        c = model.gp.mean_module.constant
+        kxx = k(x).to_dense() + noise * torch.eye(25, dtype=torch.float64)
+        ksx = k(x_test, x).to_dense()
+        mean = c + ksx @ torch.linalg.solve(kxx, y - c)
+        var = k(x_test, diag=True) - (ksx * torch.linalg.solve(kxx, ksx.T).T).sum(-1) + noise
+    pred = model.predict(x_test)
+    torch.testing.assert_close(pred.mean, mean, rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(pred.variance, var, rtol=1e-8, atol=1e-8)
+    lower, upper = pred.interval(0.95)
+    torch.testing.assert_close((upper - lower) / 2, 1.959963984540054 * var.sqrt(), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("grid_size", [None, 64])
+def test_dkl_trains_through_fit_on_the_exact_marginal_likelihood(grid_size):
+    torch.manual_seed(0)
+    x, y = _toy(n=200, d=3, dtype=torch.float32)
+    net = mlp([3, 16, 1 if grid_size else 2], activation="tanh")
+    model = DeepKernelGP(x, y, net, grid_size=grid_size)
+    before = -model.marginal_log_likelihood().item()
+    result = hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=200, epochs=40, seed=0, progress=False,
+                           optim=functools.partial(torch.optim.Adam, lr=0.05))
+    after = -model.marginal_log_likelihood().item()
+    assert after < before - 0.3
+    assert result.history.loss["mll"][-1] < result.history.loss["mll"][0]
+    x_test, y_test = _toy(n=100, d=3, seed=1, dtype=torch.float32)
+    pred = model.predict(x_test)
+    rmse = (pred.mean - y_test).pow(2).mean().sqrt()
+    assert rmse < 0.5 * y_test.std()  # far better than predicting the mean
+
+
+def test_kiss_gp_approximates_the_exact_kernel():
+    x, y = _toy(n=300, d=1)
+    exact = DeepKernelGP(x, y).double()
+    kiss = DeepKernelGP(x, y, grid_size=200, grid_bounds=(-1.0, 1.0)).double()
+    # same hyperparameters: the grid model sees the inputs scaled affinely
+    # into 0.95 * [-1, 1] (ScaleToBounds over the training features)
+    factor = 1.9 / float(x.max() - x.min())
+    exact.gp.covar_module.base_kernel.lengthscale = 0.3
+    kiss.gp.covar_module.base_kernel.base_kernel.lengthscale = 0.3 * factor
+    x_test = torch.linspace(-0.9, 0.9, 31, dtype=torch.float64)[:, None]
+    a, b = exact.predict(x_test), kiss.predict(x_test)
+    assert (a.mean - b.mean).abs().max() < 0.02
+    assert (a.stddev - b.stddev).abs().max() < 0.02
+
+
+def test_bad_input_raises_named_errors():
+    x, y = _toy()
+    bad_y = y.clone()
+    bad_y[3] = float("nan")
+    with pytest.raises(DataError, match="train_y.*NaN"):
+        DeepKernelGP(x, bad_y)
+    with pytest.raises(DataError, match=r"expected \(40,\)"):
+        DeepKernelGP(x, y[:-1])
+    model = DeepKernelGP(x, y).double()
+    with pytest.raises(DataError, match=r"expected \(N, 2\)"):
+        model.predict(torch.zeros(3, 5, dtype=torch.float64))
+    with pytest.raises(DataError, match="feature extractor cannot take"):
+        DeepKernelGP(x, y, torch.nn.Linear(5, 2).double())
+    with pytest.raises(ModelSpecError, match="grid"):
+        DeepKernelGP(x, y, mlp([2, 8]).double(), grid_size=100)
+
+
+def _svgp_against_exact(n=256, steps=150):
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, generator=g) * 2 - 1
+    y = torch.sin(4 * x[:, 0]) + 0.1 * torch.randn(n, generator=g)
+    exact = DeepKernelGP(x, y)
+    exact.gp.covar_module.base_kernel.lengthscale = 0.3
+    exact.gp.covar_module.outputscale = 1.0
+    exact.likelihood.noise = 0.01
+    sv = SVDeepKernelGP(num_features=1, num_data=n, inducing_points=torch.linspace(-1, 1, 30)[:, None],
+                        learn_inducing=False)
+    sv.covar_module.load_state_dict(exact.gp.covar_module.state_dict())
+    sv.mean_module.load_state_dict(exact.gp.mean_module.state_dict())
+    sv.likelihood.load_state_dict(exact.likelihood.state_dict())
+    for p in [*sv.covar_module.parameters(), *sv.mean_module.parameters(), *sv.likelihood.parameters()]:
+        p.requires_grad_(False)  # same hyperparameters: only q(u) is learned
+    result = hybridpgm.fit(sv.objective(num_particles=8), (x, y), batch_size=64, epochs=10**6, max_steps=steps,
+                           seed=0, progress=False, optim=functools.partial(torch.optim.Adam, lr=0.1))
+    return exact, sv, result
+
+
+def test_sv_dkl_trains_with_minibatches_through_fit_and_matches_exact_gp():
+    """Stated tolerance: on [-1, 1] the SVGP predictive mean is within 0.1 of
+    the exact GP's (signal amplitude 1) and its predictive standard deviation
+    within 0.02 (exact: ~0.1), with 30 inducing points and the same
+    hyperparameters, after 150 Adam steps on batches of 64 of 256 points."""
+    exact, sv, result = _svgp_against_exact()
+    losses = result.history.loss["elbo"]
+    assert result.steps == 150 and losses[-1] < losses[0]
+    x_test = torch.linspace(-1, 1, 50)[:, None]
+    a, b = exact.predict(x_test), sv.predict(x_test)
+    assert (a.mean - b.mean).abs().max() < 0.1
+    assert (a.stddev - b.stddev).abs().max() < 0.02
+
+
+def test_sv_dkl_is_a_block_of_a_larger_pyro_program():
+    import pyro
+
+    x, y = _toy(n=30, d=2, dtype=torch.float32)
+    sv = SVDeepKernelGP(mlp([2, 8, 2]), num_features=2, num_data=30, inducing_points=torch.randn(10, 2))
+
+    def model(x, y):
+        shift = pyro.sample("shift", pyro.distributions.Normal(0.0, 1.0))
+        return sv.model(x, y - shift)
+
+    def guide(x, y):
+        pyro.sample("shift", pyro.distributions.Normal(0.0, 0.1))
+        sv.guide(x, y)
+
+    trace = pyro.poutine.trace(pyro.poutine.replay(model, pyro.poutine.trace(guide).get_trace(x, y))).get_trace(x, y)
+    assert {"shift", "gp.u", "gp.f", "gp.y"} <= set(trace.nodes)
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, x, y)
+    loss.backward()
+    assert all(p.grad is not None for p in sv.feature_extractor.parameters())
+
+
+def test_sv_dkl_classification_with_grid_strategy():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 2, generator=g) * 2 - 1
+    y = (x[:, 0] * x[:, 1] > 0).float()  # XOR-like labels
+    sv = SVDeepKernelGP(mlp([2, 16, 1], activation="tanh"), num_features=1, num_data=300, grid_size=32,
+                        likelihood=gpytorch.likelihoods.BernoulliLikelihood())
+    hybridpgm.fit(sv.objective(num_particles=1), (x, y), batch_size=100, epochs=10**6, max_steps=80, seed=0,
+                  progress=False, optim=functools.partial(torch.optim.Adam, lr=0.03))
+    prob = sv.predict(x).mean
+    assert ((prob > 0.5).float() == y).float().mean() > 0.85
+
+
+def test_sv_dkl_bad_configuration_raises():
+    with pytest.raises(ModelSpecError, match="inducing_points"):
+        SVDeepKernelGP(num_features=2, num_data=10, inducing_points=torch.randn(5, 3))
+    with pytest.raises(ModelSpecError, match="num_data"):
+        SVDeepKernelGP(num_features=1, num_data=0, inducing_points=torch.randn(5, 1))
+    sv = SVDeepKernelGP(num_features=1, num_data=10, inducing_points=torch.randn(5, 1))
+    sv.predict(torch.zeros(2, 1))
+    with pytest.raises(DataError, match=r"expected \(N, 1\)"):
+        sv.predict(torch.zeros(2, 3))
+
+
+def test_inputs_must_have_an_example_dimension():
+    with pytest.raises(DataError, match="at least two dimensions"):
+        DeepKernelGP(torch.zeros(3), torch.zeros(3))

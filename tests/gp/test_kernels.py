@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.gp import ArcCosineKernel
+
+
+def _relu_network_outputs(x, depth, width, sw, sb, num_nets, num_out, generator):
+    """Outputs ``num_nets * num_out x n`` of random ReLU networks with
+    W ~ N(0, sw / fan_in), b ~ N(0, sb); output units are independent given
+    the last hidden layer, so each network contributes ``num_out`` draws."""
+    n, d = x.shape
+    h = x.expand(num_nets, n, d)
+    fan_in = d
+    for _ in range(depth):
+        w = torch.randn(num_nets, fan_in, width, generator=generator, dtype=x.dtype) * math.sqrt(sw / fan_in)
+        b = torch.randn(num_nets, 1, width, generator=generator, dtype=x.dtype) * math.sqrt(sb)
+        h = torch.relu(h @ w + b)
+        fan_in = width
+    w = torch.randn(num_nets, fan_in, num_out, generator=generator, dtype=x.dtype) * math.sqrt(sw / fan_in)
+    b = torch.randn(num_nets, 1, num_out, generator=generator, dtype=x.dtype) * math.sqrt(sb)
+    f = h @ w + b  # nets x n x out
+    return f.transpose(1, 2).reshape(-1, n)
+
+
+def _empirical_covariance(x, depth, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    f = _relu_network_outputs(x, depth, width=512, sw=2.0, sb=0.1, num_nets=32, num_out=256, generator=g)
+    return f.T @ f / f.shape[0]  # the prior mean is zero
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_wide_relu_network_covariance_approaches_arc_cosine_kernel(depth):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    x[1] = -x[0]  # an anti-correlated pair (theta near pi)
+    x[2] = 2 * x[0]  # a colinear pair at another norm (theta = 0)
+    empirical = _empirical_covariance(x, depth)
+    kernel = ArcCosineKernel(depth, weight_variance=2.0, bias_variance=0.1).double()
+    with torch.no_grad():
+        exact = kernel(x).to_dense()
+    scale = exact.diagonal().max()
+    assert (empirical - exact).abs().max() / scale < 0.05
+    # the check discriminates: the kernel of another depth is further off
+    with torch.no_grad():
+        other = ArcCosineKernel(depth + 2, weight_variance=2.0, bias_variance=0.1).double()(x).to_dense()
+    assert (empirical - other).abs().max() / scale > 0.1
+
+
+def test_zero_layers_is_the_linear_kernel():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    k = ArcCosineKernel(0, weight_variance=1.5, bias_variance=0.2).double()
+    with torch.no_grad():
+        assert torch.allclose(k(x).to_dense(), 0.2 + 1.5 * x @ x.T / 3)
+
+
+def test_one_layer_matches_cho_saul_closed_form():
+    # Cho & Saul's degree-1 arc-cosine kernel, for sb = 0: sw/(2 pi) |x||y| J1(theta) with |.| in K0 scale
+    x = torch.randn(4, 3, dtype=torch.float64)
+    k = ArcCosineKernel(1, weight_variance=1.0, bias_variance=1e-12).double()
+    with torch.no_grad():
+        got = k(x).to_dense()
+    norms = x.norm(dim=-1) / math.sqrt(3)
+    cos = (x @ x.T / 3 / (norms[:, None] * norms[None, :])).clamp(-1, 1)
+    theta = torch.acos(cos)
+    expected = norms[:, None] * norms[None, :] / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * cos)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_diag_and_batch_agree_with_full_matrix(depth):
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    k = ArcCosineKernel(depth).double()
+    with torch.no_grad():
+        full = k(x).to_dense()
+        diag = k(x, diag=True)
+        assert full.shape == (2, 5, 5)
+        assert torch.allclose(diag, full.diagonal(dim1=-2, dim2=-1))
+        y = torch.randn(2, 4, 3, dtype=torch.float64)
+        cross = k(x, y).to_dense()
+        assert torch.allclose(cross[1], k(x[1], y[1]).to_dense())
+
+
+def test_gradients_are_finite_on_the_diagonal():
+    x = torch.randn(5, 2, dtype=torch.float64)
+    k = ArcCosineKernel(3).double()
+    k(x).to_dense().sum().backward()
+    assert torch.isfinite(k.raw_weight_variance.grad).all() and torch.isfinite(k.raw_bias_variance.grad).all()
+
+
+def test_bad_configuration_raises():
+    with pytest.raises(ModelSpecError, match="num_layers"):
+        ArcCosineKernel(-1)
+    with pytest.raises(ModelSpecError, match="positive"):
+        ArcCosineKernel(1, weight_variance=0.0)
+    with pytest.raises(ModelSpecError, match="dimension"):
+        ArcCosineKernel(1).forward(torch.randn(3, 2), torch.randn(3, 4))

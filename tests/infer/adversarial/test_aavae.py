@@ -1,0 +1,87 @@
+"""AAVAE: the VAE's ELBO through Pyro, the q^r weights, checks, training."""
+
+import pyro
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+import hybridpgm
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.generative.gan import MLPDiscriminator
+from hybridpgm.infer.adversarial import AAVAE, adversarial_optim
+from tests.infer.adversarial.conftest import assert_finite_history
+
+
+def make(x_dim=6, **kwargs):
+    torch.manual_seed(0)
+    return AAVAE(hybridpgm.VAE(x_dim, z_dim=2, hidden=(8,)), MLPDiscriminator(x_dim, (8,)), **kwargs)
+
+
+def binary(n=5, d=6, seed=0):
+    return torch.bernoulli(torch.full((n, d), 0.5), generator=torch.Generator().manual_seed(seed))
+
+
+def test_elbo_is_the_pyro_elbo():
+    aavae = make()
+    x = binary()
+    pyro.set_rng_seed(1)
+    ours = aavae.elbo(x).sum()
+    pyro.set_rng_seed(1)
+    theirs = -Trace_ELBO().differentiable_loss(aavae.vae.model, aavae.vae.guide, x)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_weights_are_reversed_posterior(normalize):
+    aavae = make(normalize_weights=normalize)
+    x = binary(7)
+    w = aavae.weights(x)
+    q_real = torch.sigmoid(aavae.discriminator(x))  # q^r(0|x) = q(1|x)
+    expected = q_real / q_real.mean() if normalize else q_real
+    assert torch.allclose(w, expected, atol=1e-6) and not w.requires_grad
+
+
+def test_generator_loss_is_weighted_elbo():
+    aavae = make(fake_weight=0.0, normalize_weights=False)
+    x = binary(7)
+    pyro.set_rng_seed(2)
+    loss = aavae.loss("generator", x)
+    pyro.set_rng_seed(2)
+    expected = -(torch.sigmoid(aavae.discriminator(x)).detach() * aavae.elbo(x)).mean()
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_players():
+    aavae = make()
+    players = {k: {id(p) for p in v} for k, v in aavae.players().items()}
+    assert players["generator"] == {id(p) for p in aavae.vae.parameters()}
+    assert players["discriminator"] == {id(p) for p in aavae.discriminator.parameters()}
+    assert aavae.schedule == ["discriminator", "generator"]
+
+
+def test_bad_configuration_and_data():
+    with pytest.raises(ModelSpecError, match=r"\(6,\).*\(5,\)"):
+        AAVAE(hybridpgm.VAE(6, z_dim=2, hidden=(8,)), MLPDiscriminator(5))
+    with pytest.raises(ModelSpecError, match="hybridpgm.VAE"):
+        AAVAE(torch.nn.Linear(3, 3), MLPDiscriminator(3))
+    with pytest.raises(DataError, match=r"\(batch, 6\)"):
+        make().loss("generator", torch.zeros(3, 4))
+
+
+def test_trains_without_nan_on_digits():
+    from hybridpgm.data import load_dataset, training_data
+
+    data = load_dataset("digits", binarize="static")
+    torch.manual_seed(0)
+    aavae = AAVAE(hybridpgm.VAE(64, z_dim=4, hidden=(32,)), MLPDiscriminator(64, (32,)))
+    result = hybridpgm.fit(aavae, training_data(data), batch_size=64, max_steps=20, epochs=100, seed=0, progress=False,
+                           device="cpu", optim=adversarial_optim())
+    assert_finite_history(result)
+
+
+def test_trains_without_nan_on_ring(ring):
+    torch.manual_seed(0)
+    aavae = AAVAE(hybridpgm.VAE(2, z_dim=2, hidden=(16,), likelihood="gaussian"), MLPDiscriminator(2, (16,)), k=2)
+    result = hybridpgm.fit(aavae, ring, batch_size=64, max_steps=20, epochs=100, seed=0, progress=False, device="cpu",
+                           optim=adversarial_optim())
+    assert_finite_history(result)

@@ -1,0 +1,95 @@
+"""ADA: losses, pairing of domains, checks, and the gain over source-only training on rotated digits."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import hybridpgm
+from hybridpgm.diagnostics.gan_metrics import target_accuracy
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.generative.gan import MLPDiscriminator
+from hybridpgm.infer.adversarial import ADA, adversarial_optim
+from hybridpgm.nn import mlp
+from tests.infer.adversarial.conftest import assert_finite_history
+
+
+def make(weight=1.0, d=5, f=4, c=3):
+    torch.manual_seed(0)
+    return ADA(mlp([d, 8, f]), MLPDiscriminator(f, (8,)), nn.Linear(f, c), adversarial_weight=weight, input_shape=(d,))
+
+
+def batch(n=6, d=5, c=3):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, d, generator=g), torch.randint(c, (n,), generator=g), torch.randn(n, d, generator=g) + 1
+
+
+def test_losses_match_the_formulas():
+    ada = make(weight=0.7)
+    xs, ys, xt = batch()
+    hs, ht = ada.feature_extractor(xs), ada.feature_extractor(xt)
+    ds, dt = ada.discriminator(hs), ada.discriminator(ht)
+    disc = 0.5 * (F.binary_cross_entropy_with_logits(ds, torch.ones(6))
+                  + F.binary_cross_entropy_with_logits(dt, torch.zeros(6)))
+    assert torch.allclose(ada.loss("discriminator", (xs, ys, xt)), disc, atol=1e-6)
+    flipped = 0.5 * (F.binary_cross_entropy_with_logits(ds, torch.zeros(6))
+                     + F.binary_cross_entropy_with_logits(dt, torch.ones(6)))
+    gen = F.cross_entropy(ada.classifier(hs), ys) + 0.7 * flipped
+    assert torch.allclose(ada.loss("generator", (xs, ys, xt)), gen, atol=1e-6)
+
+
+def test_source_only_is_cross_entropy():
+    ada = make(weight=0.0)
+    xs, ys, xt = batch()
+    expected = F.cross_entropy(ada.classifier(ada.feature_extractor(xs)), ys)
+    assert torch.allclose(ada.loss("generator", (xs, ys, xt)), expected)
+
+
+def test_paired_data():
+    xs, ys, xt = torch.randn(10, 2), torch.arange(10), torch.arange(4.0)[:, None].repeat(1, 2)
+    a, b, t = ADA.paired_data(xs, ys, xt, seed=0)
+    assert a is xs and b is ys and t.shape == (10, 2)
+    assert set(t[:, 0].tolist()) == {0.0, 1.0, 2.0, 3.0}
+
+
+def test_players_and_schedule():
+    ada = make()
+    players = {k: {id(p) for p in v} for k, v in ada.players().items()}
+    assert players["discriminator"] == {id(p) for p in ada.discriminator.parameters()}
+    assert players["generator"] == {id(p) for m in (ada.feature_extractor, ada.classifier) for p in m.parameters()}
+
+
+def test_bad_configuration_and_data():
+    with pytest.raises(ModelSpecError, match=r"feature shape \(4,\).*\(3,\)"):
+        ADA(mlp([5, 4]), MLPDiscriminator(3), nn.Linear(4, 2), input_shape=(5,))
+    with pytest.raises(ModelSpecError, match="classifier cannot take features"):
+        ADA(mlp([5, 4]), MLPDiscriminator(4), nn.Linear(3, 2), input_shape=(5,))
+    with pytest.raises(ModelSpecError, match=r"inputs of shape \(7,\)"):
+        ADA(mlp([5, 4]), MLPDiscriminator(4), nn.Linear(4, 2), input_shape=(7,))
+    with pytest.raises(DataError, match="x_source, y_source, x_target"):
+        make().loss("generator", torch.zeros(3, 5))
+    xs, ys, _ = batch()
+    with pytest.raises(DataError, match="event shape"):
+        make().loss("generator", (xs, ys, torch.zeros(6, 4)))
+
+
+def rotate(x):
+    return torch.rot90(x.reshape(-1, 8, 8), 1, (1, 2)).reshape(-1, 64)
+
+
+def train_digits(digits, weight, steps, seed=0):
+    torch.manual_seed(seed)
+    ada = ADA(mlp([64, 128, 64]), MLPDiscriminator(64, (64,)), nn.Linear(64, 10), adversarial_weight=weight,
+              input_shape=(64,))
+    data = ADA.paired_data(digits.train.x, digits.train.y, rotate(digits.train.x), seed=seed)
+    result = hybridpgm.fit(ada, data, batch_size=128, max_steps=steps, epochs=10**6, seed=seed, progress=False,
+                           device="cpu", optim=adversarial_optim())
+    assert_finite_history(result)
+    return target_accuracy(ada.predict, rotate(digits.test.x), digits.test.y)
+
+
+def test_improves_target_accuracy_over_source_only(digits):
+    """Source: digits; target: the same digits rotated by 90 degrees (labels unseen)."""
+    source_only = train_digits(digits, 0.0, 200)
+    adapted = train_digits(digits, 1.0, 200)
+    assert adapted > source_only + 0.05, (adapted, source_only)

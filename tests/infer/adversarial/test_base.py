@@ -1,0 +1,88 @@
+"""q_phi(y|x), its reversal, the schedule, players and the construction checks."""
+
+import pytest
+import torch
+from torch import nn
+
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.infer.adversarial import GAN
+from hybridpgm.infer.adversarial.base import check_k, log_q_from_logits, weighted_mean
+from tests.infer.adversarial.conftest import tiny_pair
+
+
+@pytest.mark.parametrize("logit", [-50.0, -2.0, 0.0, 0.7, 50.0])
+def test_log_q_matches_sigmoid(logit):
+    t = torch.tensor([logit], dtype=torch.float64)
+    p1 = torch.sigmoid(t)
+    assert torch.allclose(log_q_from_logits(t, 1).exp(), p1, rtol=1e-12, atol=0)
+    assert torch.allclose(log_q_from_logits(t, 0).exp(), torch.sigmoid(-t), rtol=1e-12, atol=0)
+    assert torch.isfinite(log_q_from_logits(t, 0)).all() and torch.isfinite(log_q_from_logits(t, 1)).all()
+
+
+def test_reversal_swaps_labels():
+    torch.manual_seed(0)
+    gan = GAN(*tiny_pair())
+    x = torch.randn(7, 2)
+    y = torch.randint(2, (7,)).float()
+    assert torch.allclose(gan.log_qr(x, y), gan.log_q(x, 1 - y))
+    assert torch.allclose(gan.log_q(x, 1).exp() + gan.log_q(x, 0).exp(), torch.ones(7))
+
+
+def test_weighted_mean():
+    v = torch.tensor([1.0, 2.0, 4.0])
+    assert weighted_mean(v) == pytest.approx(7 / 3)
+    assert weighted_mean(v, torch.tensor([0.5, 0.5, 0.0])) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True, "2"])
+def test_bad_k_raises(k):
+    with pytest.raises(ConfigError, match="k must be"):
+        check_k(k)
+    with pytest.raises(ConfigError, match="k must be"):
+        GAN(*tiny_pair(), k=k)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_schedule_and_players(k):
+    gan = GAN(*tiny_pair(), k=k)
+    assert gan.schedule == ["discriminator"] * k + ["generator"]
+    players = gan.players()
+    ids = {name: {id(p) for p in params} for name, params in players.items()}
+    assert ids["discriminator"] == {id(p) for p in gan.discriminator.parameters()}
+    assert ids["generator"] == {id(p) for p in gan.generator.parameters()}
+    assert ids["generator"].isdisjoint(ids["discriminator"])
+
+
+def test_shape_mismatch_names_shapes():
+    gen, _ = tiny_pair(dim=2)
+    _, disc = tiny_pair(dim=3)
+    with pytest.raises(ModelSpecError, match=r"\(2,\).*\(3,\)"):
+        GAN(gen, disc)
+
+
+def test_shape_mismatch_without_in_shape_attribute():
+    gen, _ = tiny_pair(dim=2)
+    with pytest.raises(ModelSpecError, match=r"shape \(2,\)"):
+        GAN(gen, nn.Linear(5, 1), noise_dim=4)
+
+
+def test_discriminator_must_return_one_logit():
+    gen, _ = tiny_pair(dim=2)
+    with pytest.raises(ModelSpecError, match="one logit"):
+        GAN(gen, nn.Linear(2, 3))
+
+
+def test_missing_noise_dim():
+    with pytest.raises(ModelSpecError, match="noise_dim"):
+        GAN(nn.Linear(4, 2), nn.Linear(2, 1))
+    gan = GAN(nn.Linear(4, 2), nn.Linear(2, 1), noise_dim=4)  # plain modules work with noise_dim=
+    assert gan.event_shape == (2,) and gan.sample(5).shape == (5, 2)
+
+
+def test_bad_data_and_player():
+    gan = GAN(*tiny_pair())
+    with pytest.raises(DataError, match=r"\(batch, 2\).*\(4, 3\)"):
+        gan.loss("generator", torch.zeros(4, 3))
+    with pytest.raises(ObjectiveError, match="'critic'"):
+        gan.loss("critic", torch.zeros(4, 2))
+    assert torch.isfinite(gan.loss("discriminator", (torch.zeros(4, 2), torch.zeros(4))))  # labels ignored

@@ -1,0 +1,156 @@
+"""AIS against exact log-partition functions of models small enough to enumerate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBM, RBM
+from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.infer import AIS
+from hybridpgm.infer.ais import annealing_schedule
+from tests.energy.brute_force import random_dbm, single_thread  # noqa: F401
+
+
+def _rbm(num_visible, num_hidden, seed, weight_scale, **kwargs):
+    torch.manual_seed(seed)
+    rbm = RBM(num_visible, num_hidden, init_scale=weight_scale, **kwargs)
+    with torch.no_grad():
+        rbm.visible_bias.normal_(-0.5, 0.5)
+        rbm.hidden_bias.normal_(0, 0.5)
+    return rbm
+
+
+def _data_like(rbm, n=500):
+    """Samples of the model itself, used as 'training data' for the base rates."""
+    return rbm.sample(n, steps=200)
+
+
+def _check(result, exact, tol=0.2):
+    diff = abs(float(result.log_z) - float(exact))
+    print(f"AIS {float(result.log_z):.4f} +- {float(result.stderr):.4f} exact {float(exact):.4f} "
+          f"|diff| {diff:.4f} ESS {result.ess:.1f}")
+    assert diff < tol
+    assert diff <= 3 * float(result.stderr)  # the reported error covers the miss
+
+
+@pytest.mark.parametrize("use_data", [False, True])
+def test_ais_rbm_64x16_matches_exact(use_data):
+    rbm = _rbm(64, 16, seed=0, weight_scale=0.3)
+    exact = rbm.log_partition()
+    data = _data_like(rbm) if use_data else None
+    torch.manual_seed(1)
+    result = AIS(num_chains=100, num_steps=1000)(rbm, data=data)
+    assert result.log_weights.shape == (100,)
+    assert 1 <= result.ess <= 100
+    _check(result, exact)
+
+
+def test_ais_rbm_784x16_matches_exact():
+    rbm = _rbm(784, 16, seed=2, weight_scale=0.1)
+    exact = rbm.log_partition()
+    torch.manual_seed(3)
+    _check(AIS(num_chains=100, num_steps=1000)(rbm, data=_data_like(rbm)), exact)
+
+
+@pytest.mark.slow
+def test_ais_rbm_784x20_matches_exact():
+    rbm = _rbm(784, 20, seed=4, weight_scale=0.1)
+    exact = rbm.log_partition()
+    torch.manual_seed(5)
+    _check(AIS(num_chains=100, num_steps=3000)(rbm, data=_data_like(rbm)), exact)
+
+
+def test_ais_gaussian_rbm_matches_exact():
+    rbm = _rbm(10, 8, seed=6, weight_scale=0.3, visible="gaussian", sigma=1.0)
+    torch.manual_seed(7)
+    _check(AIS(num_chains=100, num_steps=1000)(rbm), rbm.log_partition())
+
+
+@pytest.mark.parametrize("sizes", [[20, 10, 8], [12, 6, 5, 4]])
+def test_ais_dbm_matches_exact(sizes):
+    dbm = random_dbm(sizes, seed=8, scale=0.3).float()
+    torch.manual_seed(9)
+    _check(AIS(num_chains=100, num_steps=1000)(dbm), dbm.log_partition())
+
+
+def test_log_z_via_model_method_and_path_object():
+    rbm = _rbm(8, 4, seed=10, weight_scale=0.5)
+    torch.manual_seed(11)
+    a = rbm.log_partition("ais", num_chains=50, num_steps=300)
+    torch.manual_seed(11)
+    b = AIS(num_chains=50, num_steps=300)(rbm.annealing_path()).log_z  # a path is accepted as is
+    torch.testing.assert_close(a, b)
+
+
+def test_stderr_matches_spread_of_independent_runs():
+    """The delta-method standard error should be of the order of the run-to-run spread."""
+    rbm = _rbm(30, 10, seed=12, weight_scale=0.5)
+    torch.manual_seed(13)
+    runs = [AIS(num_chains=50, num_steps=100)(rbm) for _ in range(20)]
+    spread = torch.stack([r.log_z for r in runs]).std()
+    mean_se = torch.stack([r.stderr for r in runs]).mean()
+    assert 0.4 < float(mean_se / spread) < 2.5
+
+
+@pytest.mark.parametrize("kind", ["linear", "salakhutdinov", "sigmoid"])
+@pytest.mark.parametrize("num_steps", [1, 2, 7, 1000])
+def test_schedules_increase_from_zero_to_one(kind, num_steps):
+    betas = annealing_schedule(num_steps, kind)
+    assert betas.shape == (num_steps + 1,)
+    assert betas[0] == 0 and betas[-1] == 1
+    assert bool((betas[1:] >= betas[:-1]).all())
+
+
+def test_single_step_ais_is_plain_importance_sampling():
+    """With betas [0, 1] the weights are f_1(x)/f_0(x) for base samples x: check exactly."""
+    rbm = _rbm(5, 3, seed=14, weight_scale=1.0)
+    torch.manual_seed(15)
+    result = AIS(num_chains=4, betas=[0.0, 1.0])(rbm)
+    torch.manual_seed(15)
+    path = rbm.annealing_path()
+    v = path.sample0(4)
+    expected = -rbm.free_energy(v).detach() - (v @ path.base + 3 * math.log(2.0))
+    torch.testing.assert_close(result.log_weights, expected.double())
+    assert math.isclose(float(result.log_z0), 3 * math.log(2) + 5 * math.log(2), rel_tol=1e-6)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ConfigError, match="num_chains"):
+        AIS(num_chains=1)
+    with pytest.raises(ConfigError, match="betas"):
+        AIS(betas=[0.0, 0.7, 0.5, 1.0])
+    with pytest.raises(ConfigError, match="schedule"):
+        AIS(schedule="cosine")
+    with pytest.raises(ModelSpecError, match="annealable"):
+        AIS(num_chains=2, num_steps=2)(torch.nn.Linear(2, 2))
+    dbm = DBM([3, 2, 2])
+    with torch.no_grad():
+        dbm.biases[1][0] = float("nan")
+    with pytest.raises(ModelSpecError, match="biases.1"):
+        AIS(num_chains=2, num_steps=2)(dbm)
+
+
+def test_training_on_binarized_digits_improves_ais_log_likelihood():
+    import functools
+
+    from hybridpgm.data import load_dataset
+    from hybridpgm.infer import ContrastiveDivergence
+    from hybridpgm.train import fit
+
+    data = load_dataset("digits", binarize="static", seed=0)
+    train, test = data.train.x, data.test.x
+    torch.manual_seed(0)
+    rbm = RBM(64, 20)
+    ais = AIS(num_chains=100, num_steps=500)
+    before = float(rbm.log_likelihood(test, ais(rbm, data=train).log_z).detach().mean())
+    fit(ContrastiveDivergence(rbm, 1), train, epochs=5, batch_size=20, progress=False, seed=0,
+        optim=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.5))
+    estimate = ais(rbm, data=train)
+    after = float(rbm.log_likelihood(test, estimate.log_z).detach().mean())
+    exact = float(rbm.log_likelihood(test).detach().mean())
+    print(f"digits test log-likelihood: untrained {before:.2f}, CD-1 {after:.2f} (exact {exact:.2f})")
+    assert after > before + 10
+    assert abs(after - exact) < 0.2

@@ -1,0 +1,166 @@
+"""CD-k and PCD objectives: the surrogate's gradient, persistent chains, training through ``fit``."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from hybridpgm.energy import DBM, RBM
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer import ContrastiveDivergence, PersistentCD
+from hybridpgm.train import fit
+from tests.energy.brute_force import all_states, random_dbm, random_rbm, single_thread  # noqa: F401
+
+
+class _Recording(ContrastiveDivergence):
+    def negative_samples(self, start):
+        self.recorded = super().negative_samples(start)
+        return self.recorded
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_surrogate_gradient_is_the_cd_gradient(k, visible):
+    rbm = random_rbm(6, 4, seed=0, scale=0.5, visible=visible)
+    v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64))
+    objective = _Recording(rbm, k)
+    objective.loss("model", v).backward()
+    neg = objective.recorded[0]
+    s = rbm.sigma
+    sv, sn = v / s if visible == "gaussian" else v, neg / s if visible == "gaussian" else neg
+    with torch.no_grad():
+        ph = torch.sigmoid(sv @ rbm.weight + rbm.hidden_bias)
+        nh = torch.sigmoid(sn @ rbm.weight + rbm.hidden_bias)
+        # CD update direction (to ascend): <v h>_data - <v h>_model; the loss gradient is its negative
+        d_w = sv.T @ ph / 8 - sn.T @ nh / 8
+        d_c = ph.mean(0) - nh.mean(0)
+        if visible == "gaussian":
+            d_b = ((v - rbm.visible_bias) / s**2).mean(0) - ((neg - rbm.visible_bias) / s**2).mean(0)
+        else:
+            d_b = v.mean(0) - neg.mean(0)
+    torch.testing.assert_close(rbm.weight.grad, -d_w)
+    torch.testing.assert_close(rbm.hidden_bias.grad, -d_c)
+    torch.testing.assert_close(rbm.visible_bias.grad, -d_b)
+
+
+def test_pcd_gradient_approaches_exact_log_likelihood_gradient():
+    """With many well-mixed chains the PCD gradient is the exact gradient of -mean log p(v)."""
+    rbm = random_rbm(5, 3, seed=1, scale=0.7)
+    data = all_states(5)[torch.tensor([0, 3, 7, 12, 19, 25, 31])]
+    exact_loss = -rbm.log_likelihood(data, rbm.log_partition(differentiable=True)).mean()
+    exact = torch.autograd.grad(exact_loss, list(rbm.parameters()))
+    objective = PersistentCD(rbm, k=30, num_chains=40000)
+    estimate = torch.autograd.grad(objective.loss("model", data), list(rbm.parameters()))
+    for e, g in zip(exact, estimate):
+        torch.testing.assert_close(g, e, atol=0.03, rtol=0)
+
+
+def test_dbm_pcd_negative_phase_estimates_grad_log_z():
+    """For a DBM, -mean F_even(chains) has gradient E_model[-grad E] = grad log Z."""
+    dbm = random_dbm([4, 3, 3], seed=2, scale=0.7)
+    exact = torch.autograd.grad(dbm.log_partition(differentiable=True), list(dbm.parameters()))
+    objective = PersistentCD(dbm, k=30, num_chains=40000, check_data=False)
+    chains = dbm.gibbs_chain(objective.chains, 30)
+    estimate = torch.autograd.grad(-dbm.negative_phase(chains).mean(), list(dbm.parameters()))
+    for e, g in zip(exact, estimate):
+        torch.testing.assert_close(g, e, atol=0.03, rtol=0)
+
+
+def test_dbm_positive_phase_is_energy_at_mean_field():
+    dbm = random_dbm([4, 3, 2], seed=3, scale=0.7)
+    v = all_states(4)[:5]
+    energy, state = dbm.positive_phase(v)
+    mu = dbm.mean_field(v)
+    torch.testing.assert_close(energy, dbm.energy(mu))
+    assert [s.shape for s in state] == [(5, 4), (5, 3), (5, 2)]
+
+
+def test_persistent_chains_are_buffers_in_checkpoints():
+    rbm = RBM(6, 4)
+    objective = PersistentCD(rbm, k=2, num_chains=5)
+    assert "chain_0" in objective.state_dict() and "model.weight" in objective.state_dict()
+    before = objective.chain_0.clone()
+    objective.loss("model", torch.ones(3, 6))
+    assert not torch.equal(before, objective.chain_0)
+    state = {k: v.clone() for k, v in objective.state_dict().items()}
+    other = PersistentCD(RBM(6, 4), k=2, num_chains=5)
+    other.load_state_dict(state)
+    assert torch.equal(other.chain_0, objective.chain_0)
+    assert objective.module.double().chain_0.dtype == torch.float64  # chains move with the module
+
+
+def test_pcd_chains_survive_fit_checkpoint(tmp_path):
+    data = torch.bernoulli(torch.full((40, 6), 0.3))
+    path = tmp_path / "pcd.pt"
+    objective = PersistentCD(RBM(6, 4), k=1, num_chains=7)
+    fit(objective, data, epochs=1, batch_size=10, checkpoint=path, progress=False, seed=0)
+    resumed = PersistentCD(RBM(6, 4), k=1, num_chains=7)
+    fit(resumed, data, epochs=1, batch_size=10, checkpoint=path, progress=False, seed=0)  # nothing left to do
+    assert torch.equal(resumed.chain_0, objective.chain_0)
+    assert torch.equal(resumed.model.weight, objective.model.weight)
+
+
+@pytest.mark.parametrize("make", [lambda m: ContrastiveDivergence(m, 1), lambda m: PersistentCD(m, 1, 50)],
+                         ids=["cd1", "pcd"])
+def test_training_with_fit_improves_exact_log_likelihood(make):
+    torch.manual_seed(4)
+    prototypes = torch.tensor([[1, 1, 1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 0, 1]], dtype=torch.float32)
+    flips = torch.bernoulli(torch.full((400, 8), 0.05))
+    data = (prototypes[torch.arange(400) % 2] - flips).abs()
+    rbm = RBM(8, 4)
+    before = float(rbm.log_likelihood(data).mean().detach())
+    objective = make(rbm)
+    fit(objective, data, epochs=15, batch_size=20, optim=functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5),
+        progress=False, seed=0)
+    after = float(rbm.log_likelihood(data).mean().detach())
+    assert after > before + 1.5, (before, after)
+    if isinstance(objective, PersistentCD):
+        assert objective.last_reconstruction_error is None
+    else:
+        assert 0 <= float(objective.last_reconstruction_error) < 8
+    monitors = objective.monitor(data)
+    assert monitors["reconstruction_error"] < float(((data - 0.5) ** 2).sum(-1).mean())
+    assert monitors["pseudo_log_likelihood"] > 8 * np.log(0.5)
+
+
+def test_rbm_features_with_logistic_regression_on_digits():
+    """scikit-learn's RBM example protocol (no nudging): RBM features + logistic regression >= 0.93."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x = ((x - x.min(0)) / (x.max(0) + 1e-4)).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
+    torch.manual_seed(0)
+    rbm = RBM(64, 100, probabilities=True)
+    fit(PersistentCD(rbm, k=1, num_chains=20), torch.from_numpy(x_train), epochs=20, batch_size=20,
+        optim=functools.partial(torch.optim.SGD, lr=0.1), progress=False, seed=0)
+    features = lambda a: rbm.transform(torch.from_numpy(a)).numpy()  # noqa: E731
+    with threadpool_limits(1):
+        classifier = LogisticRegression(C=100.0, max_iter=1000).fit(features(x_train), y_train)
+    accuracy = classifier.score(features(x_test), y_test)
+    print(f"digits: RBM features + logistic regression accuracy {accuracy:.4f}")
+    assert accuracy >= 0.93
+
+
+def test_bad_configuration_raises():
+    with pytest.raises(ConfigError, match="k must be"):
+        ContrastiveDivergence(RBM(4, 2), k=0)
+    with pytest.raises(ConfigError, match="num_chains"):
+        PersistentCD(RBM(4, 2), num_chains=0)
+    with pytest.raises(ModelSpecError, match="positive_phase"):
+        ContrastiveDivergence(torch.nn.Linear(4, 2))
+    objective = ContrastiveDivergence(RBM(4, 2))
+    with pytest.raises(ConfigError, match="player"):
+        objective.loss("generator", torch.ones(2, 4))
+    with pytest.raises(DataError, match="binary"):
+        objective.loss("model", torch.full((2, 4), 0.5))
+    with pytest.raises(DataError, match=r"\(2, 3\)"):
+        objective.loss("model", torch.ones(2, 3))
+    with pytest.raises(DataError, match="binary"):
+        PersistentCD(DBM([4, 3, 2])).loss("model", (torch.full((2, 4), 0.5), torch.zeros(2)))

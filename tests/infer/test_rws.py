@@ -1,0 +1,171 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from pyro.poutine import Trace
+from pyro.poutine.util import prune_subsample_sites
+
+import hybridpgm  # noqa: F401
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer import RWS, ReweightedWakeSleepELBO
+from hybridpgm.infer.particle_elbo import ParticleELBO
+from tests.generative import sbn_brute_force as bf
+from tests.generative.sbn_brute_force import binary, flat_grads, mc_check, random_sbn, single_thread  # noqa: F401
+
+
+def _sliced_guide(sbn, full_trace, index):
+    """The guide replaying, for a mini-batch, the particles drawn on the full batch."""
+    trace = Trace()
+    for name, site in prune_subsample_sites(full_trace).nodes.items():
+        site = dict(site)
+        if site["type"] == "sample":
+            site["value"] = site["value"][:, index]
+        trace.add_node(name, **site)
+    return poutine.replay(sbn.guide, trace=trace)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+@pyro.validation_enabled(False)  # replayed values carry the particle dim, the replayed fn does not
+def test_minibatch_objective_equals_full_batch_up_to_plate_scaling(batch_size):
+    sbn = random_sbn([4, 3, 2], 0)
+    N, K = 6, 4
+    x = binary(N, 4, 0)
+    elbo = ReweightedWakeSleepELBO(num_particles=K, max_plate_nesting=1)
+    with elbo.particle_plate(K, 1):
+        full_trace = poutine.trace(sbn.guide).get_trace(x)
+    replay_full = _sliced_guide(sbn, full_trace, torch.arange(N))
+    theta_full, phi_full = elbo.losses(sbn.model, replay_full, x)
+    params = list(sbn.parameters())
+    grad_full = flat_grads(theta_full + phi_full, params)
+
+    theta_sum, phi_sum, grad_sum = 0.0, 0.0, 0.0
+    for start in range(0, N, batch_size):
+        index = torch.arange(start, start + batch_size)
+        guide = _sliced_guide(sbn, full_trace, index)
+        theta, phi = elbo.losses(sbn.model, guide, x[index], num_data=N)
+        weight = batch_size / N  # the plate scales the batch by N / B
+        theta_sum = theta_sum + weight * theta
+        phi_sum = phi_sum + weight * phi
+        grad_sum = grad_sum + weight * flat_grads(theta + phi, params)
+    assert torch.allclose(theta_sum, theta_full, atol=1e-5)
+    assert torch.allclose(phi_sum, phi_full, atol=1e-5)
+    assert torch.allclose(grad_sum, grad_full, atol=1e-5)
+
+    # Normalizing the weights of the scaled batch jointly (what ReweightedWakeSleep does,
+    # and why it refuses mini-batches) gives a different objective:
+    if batch_size > 1:
+        lw = elbo.log_weights(sbn.model, _sliced_guide(sbn, full_trace, torch.arange(batch_size)),
+                              x[:batch_size], num_data=N)
+        joint = torch.logsumexp(lw.scale * (lw.log_p - lw.log_q).sum(1), 0) - math.log(K)
+        per_point = lw.scale * (torch.logsumexp(lw.log_p - lw.log_q, 0) - math.log(K)).sum()
+        assert not torch.allclose(joint, per_point, atol=1e-2)
+
+
+def test_theta_loss_is_the_importance_weighted_bound():
+    sbn = random_sbn([3, 2, 2], 1)
+    x = binary(2, 3, 1)
+    elbo = ReweightedWakeSleepELBO(num_particles=2, max_plate_nesting=1)
+    torch.manual_seed(0)
+    batch = x.repeat(20000, 1)
+    value = elbo.losses(sbn.model, sbn.guide, batch).theta / batch.shape[0]
+    assert math.isclose(value.item(), -bf.iw_bound_2(sbn, x).mean().item(), abs_tol=0.03)
+
+
+def test_wake_theta_gradient_is_unbiased_for_the_iw_bound():
+    sbn = random_sbn([3, 2, 2], 2, scale=1.0)
+    x = binary(2, 3, 2)
+    objective = RWS(sbn.model, sbn.guide, num_particles=2, joint=False)
+    theta = sbn.model_parameters()
+    exact = flat_grads(-bf.iw_bound_2(sbn, x).mean(), theta)
+    batch = x.repeat(1000, 1)
+    torch.manual_seed(3)
+    estimates = torch.stack([flat_grads(objective.loss("wake", batch), theta) for _ in range(20)])
+    mc_check(estimates, exact)
+
+
+def test_wake_phi_gradient_tends_to_the_posterior_expectation():
+    """Self-normalized weights: as K grows, the wake-phi gradient tends to
+    -E_{p(h|x)}[grad log q(h|x)] (the gradient of KL(p(h|x) || q))."""
+    sbn = random_sbn([3, 2, 2], 3, scale=1.0, guide_scale=0.5)
+    x = binary(2, 3, 3)
+    phi = sbn.guide_parameters()
+    hs = bf.configurations(sbn)
+    post = bf.posterior(sbn, x).detach()
+    exact = flat_grads(-(post * bf.log_guide(sbn, x, hs)).sum(0).mean(), phi)
+    objective = RWS(sbn.model, sbn.guide, num_particles=4000, joint=False)
+    torch.manual_seed(4)
+    estimate = torch.stack([flat_grads(objective.loss("sleep", x), phi) for _ in range(5)]).mean(0)
+    assert torch.allclose(estimate, exact, atol=0.03 * exact.abs().max().item())
+    small = RWS(sbn.model, sbn.guide, num_particles=1, joint=False)  # K = 1: the weights are all 1
+    g1 = torch.stack([flat_grads(small.loss("sleep", x.repeat(2000, 1)), phi) for _ in range(3)]).mean(0)
+    assert (g1 - exact).abs().max() > 5 * (estimate - exact).abs().max()
+
+
+def test_sleep_phi_option_and_players():
+    sbn = random_sbn([4, 3], 5)
+    x = binary(5, 4, 5)
+    both = RWS(sbn.model, sbn.guide, num_particles=3, sleep_phi=True, joint=False)
+    assert set(both.players()) == {"wake", "sleep"}
+    assert both.schedule == ["wake", "sleep"]
+    loss = both.loss("sleep", x)
+    loss.backward()
+    assert all(p.grad is not None for p in sbn.guide_parameters())
+    assert all(p.grad is None for p in sbn.model_parameters())
+    joint = RWS(sbn.model, sbn.guide)
+    assert list(joint.players()) == ["rws"] and len(joint.players()["rws"]) == len(list(sbn.parameters()))
+    assert torch.isfinite(joint.loss("rws", x))
+    with pytest.raises(ConfigError, match="wake_phi"):
+        RWS(sbn.model, sbn.guide, wake_phi=False, sleep_phi=False)
+    with pytest.raises(ConfigError, match="num_particles"):
+        RWS(sbn.model, sbn.guide, num_particles=0)
+    with pytest.raises(ConfigError, match="players"):
+        joint.loss("wake", x)
+
+
+def test_global_latent_is_refused():
+    def model(x):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ObjectiveError, match="'z'"):
+        ParticleELBO(2).log_weights(model, guide, torch.zeros(3))
+
+
+def test_works_with_pyro_svi():
+    sbn = random_sbn([4, 3], 6)
+    x = binary(8, 4, 6)
+    elbo = ReweightedWakeSleepELBO(num_particles=3)
+    loss = elbo.loss_and_grads(sbn.model, sbn.guide, x)
+    assert math.isfinite(loss)
+    assert all(p.grad is not None for p in sbn.parameters())
+    assert isinstance(elbo.loss(sbn.model, sbn.guide, x), float)
+
+
+def test_log_weights_sum_nested_plates_per_datapoint():
+    probs = torch.tensor([0.2, 0.9])
+
+    def model(x):
+        with pyro.plate("data", x.shape[0], dim=-2):
+            z = pyro.sample("z", dist.Bernoulli(0.3))
+            with pyro.plate("pixels", x.shape[1], dim=-1):
+                pyro.sample("x", dist.Bernoulli(probs[z.long()]), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0], dim=-2):
+            pyro.sample("z", dist.Bernoulli(0.6))
+
+    x = binary(3, 4, 7)
+    lw = ParticleELBO(5, max_plate_nesting=2).log_weights(model, guide, x)
+    z = lw.guide_trace.nodes["z"]["value"].reshape(5, 3)  # [K, B]
+    p = probs[z.long()].unsqueeze(-1)  # [K, B, 1]
+    expected_p = dist.Bernoulli(0.3).log_prob(z) + dist.Bernoulli(p).log_prob(x).sum(-1)
+    assert lw.log_p.shape == (5, 3) and lw.scale == 1.0
+    assert torch.allclose(lw.log_p, expected_p)
+    assert torch.allclose(lw.log_q, dist.Bernoulli(0.6).log_prob(z))

@@ -1,0 +1,122 @@
+import functools
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.generative import SigmoidBeliefNet
+from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep, WakeSleepELBO
+from tests.generative import sbn_brute_force as bf
+from tests.generative.sbn_brute_force import (  # noqa: F401
+    all_binary,
+    binary,
+    flat_grads,
+    mc_check,
+    random_sbn,
+    single_thread,
+)
+
+
+def test_wake_gradient_is_the_elbo_gradient_in_theta():
+    sbn = random_sbn([3, 2, 2], 0, scale=1.0)
+    x = binary(2, 3, 0)
+    objective = WakeSleep(sbn.model, sbn.guide, num_particles=4)
+    theta = sbn.model_parameters()
+    exact = flat_grads(-bf.elbo(sbn, x).mean(), theta)
+    batch = x.repeat(500, 1)
+    torch.manual_seed(1)
+    estimates = torch.stack([flat_grads(objective.loss("wake", batch), theta) for _ in range(20)])
+    mc_check(estimates, exact)
+
+
+def test_sleep_gradient_is_unbiased_for_the_dream_kl():
+    """E[sleep gradient] = -sum_{x,h} p(x, h) grad log q(h | x), by enumerating x and h."""
+    sbn = random_sbn([3, 2, 2], 1, scale=1.0)
+    phi = sbn.guide_parameters()
+    xs = all_binary(3)
+    hs = bf.configurations(sbn)
+    joint = bf.log_joint(sbn, xs, hs).exp().detach()  # [S, 8]
+    exact = flat_grads(-(joint * bf.log_guide(sbn, xs, hs)).sum(), phi)
+    objective = WakeSleep(sbn.model, sbn.guide, num_sleep_particles=2)
+    batch = torch.zeros(1000, 3)  # only its size matters to the sleep phase
+    torch.manual_seed(2)
+    estimates = torch.stack([flat_grads(objective.loss("sleep", batch), phi) for _ in range(20)])
+    mc_check(estimates, exact)
+
+
+def test_players_touch_disjoint_parameters():
+    sbn = random_sbn([5, 3, 2], 3)
+    x = binary(4, 5, 3)
+    objective = WakeSleep(sbn.model, sbn.guide)
+    assert objective.schedule == ["wake", "sleep"]
+    players = objective.players()
+    for player, mine in players.items():
+        sbn.zero_grad(set_to_none=True)
+        objective.loss(player, x).backward()
+        others = [p for name, ps in players.items() if name != player for p in ps]
+        assert all(p.grad is not None for p in mine)
+        assert all(p.grad is None for p in others)
+    with pytest.raises(ConfigError, match="players"):
+        objective.loss("elbo", x)
+
+
+def test_wake_sleep_elbo_with_svi_and_errors():
+    sbn = random_sbn([4, 2], 4)
+    x = binary(3, 4, 4)
+    elbo = WakeSleepELBO()
+    assert torch.isfinite(elbo.differentiable_loss(sbn.model, sbn.guide, x))
+    with pytest.raises(ConfigError, match="num_sleep_particles"):
+        WakeSleepELBO(num_sleep_particles=0)
+
+    def two_observations(x):
+        with pyro.plate("data", x.shape[0]):
+            h = pyro.sample("h", dist.Bernoulli(0.5))
+            pyro.sample("a", dist.Normal(h, 1.0), obs=x)
+            pyro.sample("b", dist.Normal(h, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("h", dist.Bernoulli(0.5))
+
+    with pytest.raises(ObjectiveError, match="exactly one observed site"):
+        elbo.sleep_loss(two_observations, guide, torch.zeros(3))
+
+
+def test_parameters_must_be_identifiable():
+    with pytest.raises(ConfigError, match="model_parameters"):
+        WakeSleep(lambda x: None, lambda x: None, module=torch.nn.Linear(1, 1))
+
+
+OBJECTIVES = {
+    "wake_sleep": lambda sbn: WakeSleep(sbn.model, sbn.guide),
+    "rws": lambda sbn: RWS(sbn.model, sbn.guide, num_particles=5),
+    "nvil": lambda sbn: NVIL(sbn.model, sbn.guide, hidden_dim=20),
+    "vimco": lambda sbn: VIMCO(sbn.model, sbn.guide, num_particles=5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_training_improves_digits_log_likelihood(name):
+    data = hybridpgm.data.load_dataset("digits", binarize="static", seed=0)
+    test = data.test.x[:100]
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([64, 16])
+    before = sbn.log_likelihood(test, num_samples=50).mean().item()
+    hybridpgm.fit(OBJECTIVES[name](sbn), data.train.x, batch_size=64, epochs=10, max_steps=20, seed=0,
+                  optim=functools.partial(torch.optim.Adam, lr=0.03), progress=False, device="cpu")
+    torch.manual_seed(1)
+    after = sbn.log_likelihood(test, num_samples=50).mean().item()
+    assert after > before + 5.0, (before, after)
+
+
+def test_model_and_guide_from_different_modules():
+    generative, recognition = random_sbn([4, 3], 5), random_sbn([4, 3], 6)
+    objective = WakeSleep(generative.model, recognition.guide)
+    assert {id(p) for p in objective.players()["wake"]} == {id(p) for p in generative.parameters()}
+    assert {id(p) for p in objective.players()["sleep"]} == {id(p) for p in recognition.parameters()}
+    assert isinstance(objective.module, torch.nn.ModuleList) and len(objective.module) == 2
+    with pytest.raises(ConfigError, match="both"):
+        WakeSleep(generative.model, generative.guide, model_parameters=list(generative.parameters()))
