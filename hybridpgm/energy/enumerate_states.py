@@ -21,7 +21,7 @@ MAX_ENUMERATED_UNITS = 30
 
 
 def binary_states(start: int, stop: int, num_units: int, *, dtype=None, device=None) -> torch.Tensor:
-    """The binary states with indices ``start .. stop - 1`` (bit ``i`` of the index is unit ``i``).
+    """The binary states with indices from ``start`` to ``stop - 1`` (bit ``i`` of the index is unit ``i``).
 
     :returns: a ``(stop - start) x num_units`` tensor of zeros and ones.
     """

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["add_common_arguments", "machine_description", "write_metrics"]
+from hybridpgm.train import FitResult, fit
+from hybridpgm.train.distributed import current
+
+__all__ = ["add_common_arguments", "machine_description", "train", "write_metrics"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int) -> None:
@@ -54,3 +59,20 @@ def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def train(objective: Any, data: Any, args: argparse.Namespace, out: Path) -> tuple[FitResult, float]:
+    """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
+    ``out/checkpoint.pt`` (started afresh unless ``--resume``).  Returns the
+    result and the training wall time in seconds."""
+    context = current()
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists() and not args.resume and context.is_main:
+        checkpoint.unlink()
+    context.barrier()
+    started = time.perf_counter()
+    result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
+                 optim=functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,
+                 device=args.device, seed=args.seed, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
+                 resume=args.resume, progress=not args.no_progress)
+    return result, time.perf_counter() - started

@@ -9,8 +9,6 @@ plots dreams and loss curves.
 from __future__ import annotations
 
 import argparse
-import functools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +18,7 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
-from hybridpgm.recipes.common import add_common_arguments, machine_description, write_metrics
-from hybridpgm.train import fit
+from hybridpgm.recipes.common import add_common_arguments, machine_description, train, write_metrics
 from hybridpgm.train.distributed import current
 
 __all__ = ["OBJECTIVES", "add_arguments", "run"]
@@ -56,16 +53,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     sbn = SigmoidBeliefNet([data.num_features, *args.hidden])
     objective = OBJECTIVES[args.objective](sbn, args.particles)
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists() and not args.resume and context.is_main:
-        checkpoint.unlink()
-    context.barrier()
-    started = time.perf_counter()
-    result = fit(objective, training_data(data), epochs=args.epochs, batch_size=args.batch_size,
-                 accumulate=args.accumulate, optim=functools.partial(torch.optim.Adam, lr=args.lr),
-                 device=args.device, seed=args.seed, checkpoint=checkpoint,
-                 checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
-    train_seconds = time.perf_counter() - started
+    result, train_seconds = train(objective, training_data(data), args, out)
     if not context.is_main:
         return {}
     sbn.eval()

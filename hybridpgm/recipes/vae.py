@@ -8,8 +8,6 @@ log-likelihood (``--eval-samples`` draws from the guide).
 from __future__ import annotations
 
 import argparse
-import functools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +17,7 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import VAE
 from hybridpgm.infer import IWAE, SVIObjective
-from hybridpgm.recipes.common import add_common_arguments, machine_description, write_metrics
-from hybridpgm.train import fit
+from hybridpgm.recipes.common import add_common_arguments, machine_description, train, write_metrics
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "run"]
@@ -58,17 +55,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     vae = VAE(data.num_features, args.latent_dim, args.hidden, checkpoint_activations=args.checkpoint_activations)
     elbo = IWAE(args.particles) if args.model == "iwae" else None
     objective = SVIObjective(vae.model, vae.guide, elbo)
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists() and not args.resume and context.is_main:
-        checkpoint.unlink()
-    context.barrier()
-    started = time.perf_counter()
-    result = fit(objective, training_data(data), epochs=args.epochs, batch_size=args.batch_size,
-                 accumulate=args.accumulate, optim=functools.partial(torch.optim.Adam, lr=args.lr),
-                 precision=args.precision,
-                 device=args.device, seed=args.seed, checkpoint=checkpoint,
-                 checkpoint_every=args.checkpoint_every, resume=args.resume, progress=not args.no_progress)
-    train_seconds = time.perf_counter() - started
+    result, train_seconds = train(objective, training_data(data), args, out)
     if not context.is_main:
         return {}
     test = data.test.x[: args.eval_size].to(result.device)
