@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.errors import DataError
 
 __all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
 
@@ -47,6 +48,11 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     """
     if data is None:
         return torch.zeros_like(like)
+    if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != like.shape[-1]:
+        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        raise DataError(f"AIS base-rate data must have shape (N, {like.shape[-1]}), got {shape}")
+    if not bool(torch.isfinite(data).all()):
+        raise DataError("AIS base-rate data holds NaN or inf")
     mean = data.to(like).reshape(-1, like.shape[-1]).mean(0)
     if gaussian:
         return mean

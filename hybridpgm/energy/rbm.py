@@ -143,7 +143,7 @@ class RBM(nn.Module):
 
     def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
         """Pre-activations :math:`c + (v/\\sigma)^\\top W`, shape ``batch x H`` (no checks)."""
-        return F.linear(self._scaled(v), self.weight.T, self.hidden_bias)  # one fused addmm
+        return self._scaled(v) @ self.weight + self.hidden_bias
 
     def visible_param(self, h: torch.Tensor) -> torch.Tensor:
         """Logits (Bernoulli) or means (Gaussian) of :math:`p(v \\mid h)`, ``batch x V`` (no checks)."""

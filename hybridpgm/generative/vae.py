@@ -75,11 +75,11 @@ class VAE(PyroModule):
             self.log_scale = torch.nn.Parameter(torch.zeros(x_dim))
 
     # -- checks -----------------------------------------------------------------
-    def _check(self, x: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor, values: bool = True) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.x_dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise DataError(f"VAE expects data of shape (batch, {self.x_dim}), got {shape}")
-        if self.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
+        if values and self.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
             raise DataError("VAE with a Bernoulli likelihood needs binary data (0/1); "
                             "binarize it (hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
 
@@ -117,7 +117,7 @@ class VAE(PyroModule):
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder."""
-        self._check(x)
+        self._check(x, values=False)  # the model checks the values
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

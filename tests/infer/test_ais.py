@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hybridpgm.energy import DBM, RBM
-from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer import AIS
 from hybridpgm.infer.ais import annealing_schedule
 from tests.energy.brute_force import random_dbm, single_thread  # noqa: F401
@@ -126,6 +126,8 @@ def test_bad_arguments_raise():
         AIS(schedule="cosine")
     with pytest.raises(ModelSpecError, match="annealable"):
         AIS(num_chains=2, num_steps=2)(torch.nn.Linear(2, 2))
+    with pytest.raises(DataError, match=r"\(N, 8\).*\(10, 4\)"):
+        AIS(num_chains=2, num_steps=2)(RBM(8, 2), data=torch.ones(10, 4))
     dbm = DBM([3, 2, 2])
     with torch.no_grad():
         dbm.biases[1][0] = float("nan")
