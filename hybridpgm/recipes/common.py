@@ -61,10 +61,12 @@ def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def train(objective: Any, data: Any, args: argparse.Namespace, out: Path) -> tuple[FitResult, float]:
+def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
+          callbacks: tuple = ()) -> tuple[FitResult, float]:
     """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
-    ``out/checkpoint.pt`` (started afresh unless ``--resume``).  Returns the
-    result and the training wall time in seconds."""
+    ``out/checkpoint.pt`` (started afresh unless ``--resume``).  ``optim``
+    defaults to Adam with ``--lr``.  Returns the result and the training wall
+    time in seconds."""
     context = current()
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists() and not args.resume and context.is_main:
@@ -72,7 +74,7 @@ def train(objective: Any, data: Any, args: argparse.Namespace, out: Path) -> tup
     context.barrier()
     started = time.perf_counter()
     result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
-                 optim=functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,
+                 optim=optim or functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,
                  device=args.device, seed=args.seed, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                 resume=args.resume, progress=not args.no_progress)
+                 resume=args.resume, progress=not args.no_progress, callbacks=callbacks)
     return result, time.perf_counter() - started
