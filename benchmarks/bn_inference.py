@@ -1,22 +1,25 @@
 """Exact Bayesian-network inference: hybridpgm's batched contraction against pgmpy's VariableElimination.
 
 For each network (bundled with pgmpy, read by :func:`hybridpgm.graphs.load_network`),
-``--evidence-frac`` of the nodes get evidence sampled from the network itself
-(so every row has positive probability), and the posterior marginals of all
-other nodes are computed
+``--evidence-frac`` of the nodes are evidence nodes with values sampled from
+the network itself (so every row has positive probability).  Timed, in
+interleaved rounds (one of each per round, medians over ``--rounds``):
 
-* by hybridpgm for ``--rows`` evidence rows in one call (batched),
-* by hybridpgm one row per call (``--single-rows`` calls),
-* by pgmpy's ``VariableElimination``, one ``query([v], evidence)`` per
-  non-evidence node, for ``--pgmpy-rows`` rows (its per-row time does not
-  depend on the batch).
+* **mixed**: ``--rows`` rows in one call where each row observes each evidence
+  node with probability ``--observe-prob`` (many evidence patterns in one
+  batch: evidence enters as per-row indicator vectors), all marginals;
+* **single pattern**: the same rows with every evidence node observed, the
+  marginals of the other nodes, in one call;
+* **one row**: a one-row query (plan cached per query shape);
+* **pgmpy**: ``VariableElimination``, one ``query([v], evidence)`` per
+  unobserved node, for one mixed row per round (``--pgmpy-rows`` rounds).
 
-Reported per evidence row (all of its marginals): the times, the ratios
-pgmpy / hybridpgm, and the largest absolute difference between the two answers
-on the rows pgmpy computed.  The contraction plan is searched on the first call
-of each evidence pattern (timed separately as ``plan_s``) and reused.
+Reported: per-row times, ``mixed / single-pattern`` per row, pgmpy / hybridpgm
+speed-ups, the first-call (plan search) times, and the largest difference
+between the two answers on the rows pgmpy computed.
 
-    python benchmarks/bn_inference.py --networks asia,alarm,child --rows 1000
+    python benchmarks/bn_inference.py --networks asia,alarm,child --rows 100 --rounds 5
+    python benchmarks/bn_inference.py --device cuda --rows 100000 --pgmpy-rows 0
 """
 
 from __future__ import annotations
@@ -52,10 +55,21 @@ def _timeit(fn, repeats, device):
     return min(times), out
 
 
-def bench_network(name: str, args) -> dict:
-    from pgmpy.inference import VariableElimination
-    from pgmpy.utils import get_example_model
+def _pgmpy_row(ve, bn, evidence, ev_nodes, i, query):
+    """pgmpy's marginals of ``query`` for evidence row ``i`` (``-1``: not observed); returns ``{v: tensor}``."""
+    row = {v: bn.state_names[v][int(evidence[v][i])] for v in ev_nodes if int(evidence[v][i]) >= 0}
+    out = {}
+    for v in query:
+        if v in row:
+            continue
+        f = ve.query([v], evidence=row, show_progress=False)
+        out[v] = torch.tensor([float(f.values[f.state_names[v].index(s)]) for s in bn.state_names[v]],
+                              dtype=torch.float64)
+    return out
 
+
+def bench_network(name: str, args) -> dict:
+    """Interleaved rounds of: mixed-pattern batch, single-pattern batch, one-row query, pgmpy rows."""
     device = args.device
     bn = load_network(name).to(device)
     g = torch.Generator().manual_seed(args.seed)
@@ -63,62 +77,75 @@ def bench_network(name: str, args) -> dict:
     ev_nodes = [bn.nodes[i] for i in torch.randperm(len(bn.nodes), generator=g)[:k].tolist()]
     torch.manual_seed(args.seed)
     sample = bn.sample(args.rows)
-    evidence = {v: sample[v] for v in ev_nodes}
+    single = {v: sample[v] for v in ev_nodes}
+    seen = torch.rand(args.rows, k, generator=g) < args.observe_prob
+    mixed = {v: torch.where(seen[:, j].to(sample[v].device), sample[v], torch.full_like(sample[v], -1))
+             for j, v in enumerate(ev_nodes)}
+    patterns = len({tuple(r) for r in seen.tolist()})
     query = [v for v in bn.nodes if v not in ev_nodes]
-    with torch.no_grad():
-        t0 = time.perf_counter()
-        bn.posterior(None, evidence)  # plan search for the batched pattern
-        plan_s = time.perf_counter() - t0
-        batched_s, post = _timeit(lambda: bn.posterior(None, evidence), args.repeats, device)
-        one = lambda i: bn.posterior(None, {v: evidence[v][i:i + 1] for v in ev_nodes})  # noqa: E731
-        one(0)  # plan search for the one-row pattern
-        single = []
-        for i in range(args.single_rows):
-            _sync(device)
-            t = time.perf_counter()
-            one(i)
-            _sync(device)
-            single.append(time.perf_counter() - t)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = get_example_model(name)  # pgmpy's own parse of the same file
-    ve = VariableElimination(model)
-    max_diff = 0.0
-    t = time.perf_counter()
-    for i in range(args.pgmpy_rows):
-        row = {v: bn.state_names[v][int(evidence[v][i])] for v in ev_nodes}
-        for v in query:
-            f = ve.query([v], evidence=row, show_progress=False)
-            ref = torch.tensor([float(f.values[f.state_names[v].index(s)]) for s in bn.state_names[v]],
-                               dtype=torch.float64)
-            max_diff = max(max_diff, (post[v][i].double().cpu() - ref).abs().max().item())
-    pgmpy_row = (time.perf_counter() - t) / args.pgmpy_rows
-    ours_batched_row = batched_s / args.rows
-    ours_single_row = statistics.median(single)
-    return {
-        "network": name,
-        "nodes": len(bn.nodes),
-        "evidence_nodes": len(ev_nodes),
-        "query_nodes": len(query),
-        "rows_batched": args.rows,
-        "plan_s": plan_s,
-        "hybridpgm_batched_s_per_row": ours_batched_row,
-        "hybridpgm_single_s_per_row": ours_single_row,
-        "pgmpy_s_per_row": pgmpy_row,
-        "pgmpy_s_per_marginal": pgmpy_row / len(query),
-        "speedup_batched": pgmpy_row / ours_batched_row,
-        "speedup_single": pgmpy_row / ours_single_row,
-        "max_abs_diff": max_diff,
+    one = {v: single[v][:1] for v in ev_nodes}
+    ve = None
+    if args.pgmpy_rows > 0:
+        from pgmpy.inference import VariableElimination
+        from pgmpy.utils import get_example_model
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = get_example_model(name)  # pgmpy's own parse of the same file
+        ve = VariableElimination(model)
+
+    def timed(fn):
+        _sync(device)
+        t = time.perf_counter()
+        out = fn()
+        _sync(device)
+        return time.perf_counter() - t, out
+
+    first = {}
+    with torch.no_grad():  # first calls: plan search per query shape, kept in the JSON
+        first["mixed_s"], post_mixed = timed(lambda: bn.posterior(None, mixed))
+        first["single_s"], _ = timed(lambda: bn.posterior(query, single))
+        first["one_row_s"], _ = timed(lambda: bn.posterior(query, one))
+    t_mixed, t_single, t_one, t_pgmpy, max_diff = [], [], [], [], 0.0
+    for r in range(args.rounds):  # A, B, C, D, A, B, C, D, ...
+        with torch.no_grad():
+            t_mixed.append(timed(lambda: bn.posterior(None, mixed))[0] / args.rows)
+            t_single.append(timed(lambda: bn.posterior(query, single))[0] / args.rows)
+            t_one.append(timed(lambda: bn.posterior(query, one))[0])
+        if r < args.pgmpy_rows:
+            dt, ref = timed(lambda: _pgmpy_row(ve, bn, mixed, ev_nodes, r, bn.nodes))
+            t_pgmpy.append(dt)
+            for v, p in ref.items():
+                max_diff = max(max_diff, (post_mixed[v][r].double().cpu() - p).abs().max().item())
+    med = statistics.median
+    res = {
+        "network": name, "nodes": len(bn.nodes), "evidence_nodes": len(ev_nodes),
+        "rows_batched": args.rows, "distinct_evidence_patterns": patterns, "rounds": args.rounds,
+        "first_call_s": first,
+        "hybridpgm_mixed_s_per_row": med(t_mixed),
+        "hybridpgm_single_pattern_s_per_row": med(t_single),
+        "hybridpgm_one_row_s": med(t_one),
+        "ratio_mixed_over_single_per_row": med(t_mixed) / med(t_single),
     }
+    if t_pgmpy:
+        res.update({"pgmpy_rows_timed": len(t_pgmpy), "pgmpy_s_per_row": med(t_pgmpy),
+                    "speedup_mixed_vs_pgmpy": med(t_pgmpy) / med(t_mixed),
+                    "speedup_one_row_vs_pgmpy": med(t_pgmpy) / med(t_one),
+                    "max_abs_diff_vs_pgmpy": max_diff})
+    return res
 
 
 def machine() -> dict:
-    import pgmpy
-
+    try:
+        import pgmpy
+        pgmpy_version = pgmpy.__version__
+    except ImportError:
+        pgmpy_version = None
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "pgmpy": pgmpy.__version__,
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "pgmpy": pgmpy_version,
             "python": platform.python_version(),
-            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def main(args) -> dict:
@@ -127,15 +154,13 @@ def main(args) -> dict:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     results = []
-    print(f"{'network':>10} {'nodes':>5} {'plan s':>7} {'batched/row':>12} {'1-row':>10} {'pgmpy/row':>10} "
-          f"{'x batched':>10} {'x 1-row':>8} {'max diff':>9}")
     for name in args.networks.split(","):
         r = bench_network(name, args)
         results.append(r)
-        print(f"{name:>10} {r['nodes']:>5} {r['plan_s']:7.2f} {1e6 * r['hybridpgm_batched_s_per_row']:10.1f}us "
-              f"{1e3 * r['hybridpgm_single_s_per_row']:8.2f}ms {1e3 * r['pgmpy_s_per_row']:8.1f}ms "
-              f"{r['speedup_batched']:10.0f} {r['speedup_single']:8.1f} {r['max_abs_diff']:9.1e}", flush=True)
+        print(json.dumps(r), flush=True)
     out = {"benchmark": "bn_inference", "reference": "pgmpy VariableElimination (one query per marginal)",
+           "protocol": "interleaved rounds: mixed batch, single-pattern batch, one-row query, one pgmpy row; "
+                       "medians; ratios from the same run",
            "machine": machine(), "device": args.device, "args": vars(args), "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -148,11 +173,12 @@ def main(args) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--networks", default=NETWORKS)
-    p.add_argument("--rows", type=int, default=1000, help="evidence rows answered in one batched call")
-    p.add_argument("--single-rows", type=int, default=20, help="one-row calls timed")
-    p.add_argument("--pgmpy-rows", type=int, default=5, help="rows answered (and timed) with pgmpy")
+    p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
+    p.add_argument("--pgmpy-rows", type=int, default=5, help="rows answered (and timed) with pgmpy, one per round")
     p.add_argument("--evidence-frac", type=float, default=0.2)
-    p.add_argument("--repeats", type=int, default=3, help="batched timing: best of this many")
+    p.add_argument("--observe-prob", type=float, default=0.5,
+                   help="mixed batch: each evidence node is observed in a row with this probability")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")

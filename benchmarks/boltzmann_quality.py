@@ -1,24 +1,26 @@
-"""Quality of Boltzmann machines: AIS test log-likelihood on binarized Fashion-MNIST,
+"""Quality of Boltzmann machines: test log-likelihood on binarized Fashion-MNIST,
 and RBM features for classification on 8x8 digits.
 
-Part 1 (Fashion-MNIST, statically binarized): RBMs with ``--hidden`` units
-trained with CD-1, CD-10 and PCD for the same number of epochs (SGD with
-momentum, same learning rate), and a two-layer DBM (weight-doubling
-pretraining, then PCD with a mean-field positive phase).  Each is scored on
-test images by AIS (base-rate model from the training data): the RBM's
-estimated log-likelihood, the DBM's mean-field lower bound with AIS log Z.
-Salakhutdinov & Murray (2008) report about -86 nats (binarized MNIST, 500 hidden,
-CD-25 with long training); a short CPU run here is far from converged.
+Part 0 (exact, Fashion-MNIST): 784x20 RBMs trained by CD-1 and PCD, scored by
+the *exact* log-likelihood (2^20 hidden states enumerated), under the old recipe
+(constant learning rate 0.05, momentum 0.5, 3 epochs) and the new one (learning
+rate decayed linearly to 0 over ``--epochs``).  It also checks the log Z
+estimators against the exact value: single-start AIS from the data's pixel rates
+(the old default) and the multi-start :func:`hybridpgm.infer.estimate_log_z`.
+
+Part 1 (Fashion-MNIST, statically binarized): 784x``--hidden`` RBMs trained by
+CD-1, CD-10 and PCD, and a DBM (weight-doubling pretraining, then PCD with a
+mean-field positive phase), all with the decaying-lr recipe.  RBMs are scored by
+the sandwich of :func:`hybridpgm.infer.log_likelihood_bounds`: RAISE (Burda et
+al. 2015, conservative, below) and multi-start AIS (above); the DBM by its
+mean-field lower bound with the multi-start AIS log Z.  Tieleman (2008) reports
+PCD above CD-1; Salakhutdinov & Hinton (2009) the DBM above the RBM.
 
 Part 2 (digits): scikit-learn's example "Restricted Boltzmann Machine features
-for digit classification": the 8x8 digits min-max scaled to [0, 1], nudged by
-one pixel in four directions (5x the data), an 80/20 split with
-``random_state=0``; an RBM with 100 hidden units (learning rate 0.06, batch 10,
-10 epochs, PCD) then logistic regression (C=6000), against logistic
-regression on raw pixels (C=100) and scikit-learn's own ``BernoulliRBM`` pipeline.
+for digit classification" (nudged 8x8 digits, 80/20 split, 100 hidden units, PCD,
+logistic regression) against raw pixels and scikit-learn's ``BernoulliRBM``.
 
-    python benchmarks/boltzmann_quality.py                          # full (hours on CPU)
-    python benchmarks/boltzmann_quality.py --num-train 10000 --epochs 1 --hidden 200 --num-test 1000
+    python benchmarks/boltzmann_quality.py      # the recipe of docs/results.md (about 15 CPU minutes)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -35,56 +38,114 @@ import hybridpgm
 from hybridpgm.data import load_dataset
 from hybridpgm.energy import DBM, RBM
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
+from hybridpgm.infer.log_z import estimate_log_z
+from hybridpgm.infer.raise_ais import RAISE, log_likelihood_bounds
 
 from common import write_result
 
+OBJECTIVES = {
+    "cd1": lambda m, b: ContrastiveDivergence(m, 1),
+    "cd10": lambda m, b: ContrastiveDivergence(m, 10),
+    "pcd": lambda m, b: PersistentCD(m, 1, b),
+}
 
-def fashion_mnist_part(args, device) -> dict:
-    data = load_dataset("fashion-mnist", binarize="static", seed=args.seed)
-    train = data.train.x[: args.num_train].to(device)
-    test = data.test.x[: args.num_test].to(device)
-    fit = functools.partial(hybridpgm.fit, epochs=args.epochs, batch_size=args.batch_size, device=device,
-                            seed=args.seed, progress=False)
-    sgd = functools.partial(torch.optim.SGD, lr=args.lr, momentum=0.5)
-    ais = AIS(num_chains=args.ais_chains, num_steps=args.ais_steps)
-    results = {}
-    objectives = {
-        "rbm_cd1": lambda m: ContrastiveDivergence(m, 1),
-        "rbm_cd10": lambda m: ContrastiveDivergence(m, 10),
-        "rbm_pcd": lambda m: PersistentCD(m, 1, args.batch_size),
-    }
-    for name, make in objectives.items():
-        if name.removeprefix("rbm_") not in args.models:
+
+def train(model, objective, data, args, *, epochs: int, lr: float, decay: bool):
+    """SGD with momentum 0.5; ``decay``: the learning rate falls linearly to 0 over the run."""
+    steps = epochs * -(-data.shape[0] // args.batch_size)
+    scheduler = (functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=lambda s: max(0.0, 1 - s / steps))
+                 if decay else None)
+    start = time.perf_counter()
+    hybridpgm.fit(objective, data, epochs=epochs, batch_size=args.batch_size, device="cpu", seed=args.seed,
+                  progress=False, optim=functools.partial(torch.optim.SGD, lr=lr, momentum=0.5),
+                  lr_scheduler=scheduler)
+    return time.perf_counter() - start
+
+
+def _quiet_log_z(model, data, args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimate = estimate_log_z(model, data, num_chains=args.ais_chains, num_steps=args.ais_steps, **kwargs)
+    return estimate, [str(w.message) for w in caught if "AIS" in str(w.message)]
+
+
+def exact_part(args, train_x, test_x) -> dict:
+    out = {"hidden": args.exact_hidden, "recipes": {
+        "old": {"epochs": 3, "lr": 0.05, "momentum": 0.5, "lr_decay": "none"},
+        "new": {"epochs": args.exact_epochs, "lr": 0.05, "momentum": 0.5, "lr_decay": "linear to 0"}}}
+    for recipe, cfg in out["recipes"].items():
+        for name in ("cd1", "pcd"):
+            torch.manual_seed(args.seed)
+            rbm = RBM(train_x.shape[1], args.exact_hidden)
+            seconds = train(rbm, OBJECTIVES[name](rbm, args.batch_size), train_x, args, epochs=cfg["epochs"],
+                            lr=cfg["lr"], decay=cfg["lr_decay"] != "none")
+            rbm = rbm.double()
+            with torch.no_grad():
+                exact = float(rbm.log_partition())
+                ll = float(rbm.log_likelihood(test_x.double(), exact).mean())
+            torch.manual_seed(args.seed + 1)
+            single = AIS(num_chains=args.ais_chains, num_steps=args.ais_steps)(rbm, data=train_x.double())
+            torch.manual_seed(args.seed + 1)
+            multi, warned = _quiet_log_z(rbm, train_x.double(), args)
+            lo, hi = multi.interval()
+            out[f"{recipe}_{name}"] = {
+                "exact_test_log_likelihood": ll, "exact_log_z": exact, "train_seconds": seconds,
+                "ais_data_start": {"log_z": float(single.log_z), "stderr": float(single.stderr), "ess": single.ess,
+                                   "error": float(single.log_z) - exact},
+                "ais_multi_start": {**multi.to_dict(), "error": float(multi.log_z) - exact,
+                                    "interval_contains_exact": lo <= exact <= hi, "warnings": warned}}
+            print(recipe, name, out[f"{recipe}_{name}"], flush=True)
+        out[f"{recipe}_pcd_minus_cd1_nats"] = (out[f"{recipe}_pcd"]["exact_test_log_likelihood"]
+                                               - out[f"{recipe}_cd1"]["exact_test_log_likelihood"])
+    return out
+
+
+def fashion_mnist_part(args, train_x, test_x) -> dict:
+    results = {"recipe": {"epochs": args.epochs, "lr": args.lr, "momentum": 0.5, "lr_decay": "linear to 0",
+                          "batch_size": args.batch_size, "num_train": train_x.shape[0],
+                          "num_test_ais": test_x.shape[0], "num_test_raise": args.raise_test}}
+    raise_ = RAISE(num_chains=args.raise_chains, num_steps=args.raise_steps)
+    for name in args.models:
+        if name == "dbm":
             continue
         torch.manual_seed(args.seed)
-        rbm = RBM(train.shape[1], args.hidden).to(device)
-        start = time.perf_counter()
-        lr = args.pcd_lr if name == "rbm_pcd" and args.pcd_lr else args.lr
-        fit(make(rbm), train, optim=functools.partial(torch.optim.SGD, lr=lr, momentum=0.5))
-        seconds = time.perf_counter() - start
+        rbm = RBM(train_x.shape[1], args.hidden)
+        objective = OBJECTIVES[name](rbm, args.batch_size)
+        seconds = train(rbm, objective, train_x, args, epochs=args.epochs, lr=args.lr, decay=True)
+        chains = objective.chains[0] if name == "pcd" else None
+        torch.manual_seed(args.seed + 1)
+        log_z, warned = _quiet_log_z(rbm, train_x, args, chains=chains)
+        torch.manual_seed(args.seed + 2)
+        bounds = log_likelihood_bounds(rbm, test_x[:args.raise_test], train_x, log_z=log_z, raise_=raise_)
         with torch.no_grad():
-            estimate = ais(rbm, data=train)
-            ll = float(rbm.log_likelihood(test, estimate.log_z).mean())
-        results[name] = {"test_log_likelihood": ll, "lr": lr, "log_z": float(estimate.log_z),
-                         "log_z_stderr": float(estimate.stderr), "ais_ess": estimate.ess, "train_seconds": seconds}
-        print(name, results[name], flush=True)
+            ais_ll = float(rbm.log_likelihood(test_x, log_z.log_z).mean())
+        results[f"rbm_{name}"] = {"test_log_likelihood_ais": ais_ll, "bounds": bounds.to_dict(),
+                                  "warnings": warned, "train_seconds": seconds}
+        print(name, results[f"rbm_{name}"], flush=True)
     if "rbm_pcd" in results and "rbm_cd1" in results:
-        results["pcd_minus_cd1_nats"] = (results["rbm_pcd"]["test_log_likelihood"]
-                                         - results["rbm_cd1"]["test_log_likelihood"])
+        results["pcd_minus_cd1_nats_ais"] = (results["rbm_pcd"]["test_log_likelihood_ais"]
+                                             - results["rbm_cd1"]["test_log_likelihood_ais"])
+        results["pcd_minus_cd1_nats_raise"] = (results["rbm_pcd"]["bounds"]["lower_raise"]
+                                               - results["rbm_cd1"]["bounds"]["lower_raise"])
     if "dbm" not in args.models:
         return results
     torch.manual_seed(args.seed)
-    dbm = DBM([train.shape[1], *args.dbm_hidden]).to(device)
+    dbm = DBM([train_x.shape[1], *args.dbm_hidden])
+    steps = args.epochs * -(-train_x.shape[0] // args.batch_size)
+    decay = functools.partial(torch.optim.lr_scheduler.LambdaLR, lr_lambda=lambda s: max(0.0, 1 - s / steps))
     start = time.perf_counter()
-    dbm.pretrain(train, optim=sgd, epochs=args.epochs, batch_size=args.batch_size, device=device, seed=args.seed,
-                 progress=False)
-    fit(PersistentCD(dbm, 1, args.batch_size), train, optim=functools.partial(torch.optim.SGD, lr=args.lr / 2))
+    dbm.pretrain(train_x, optim=functools.partial(torch.optim.SGD, lr=args.lr, momentum=0.5), lr_scheduler=decay,
+                 epochs=args.epochs, batch_size=args.batch_size, device="cpu", seed=args.seed, progress=False)
+    objective = PersistentCD(dbm, 1, args.batch_size)
     seconds = time.perf_counter() - start
+    seconds += train(dbm, objective, train_x, args, epochs=args.epochs, lr=args.lr / 2, decay=True)
+    torch.manual_seed(args.seed + 1)
+    log_z, warned = _quiet_log_z(dbm, train_x, args, chains=objective.chains[0])
     with torch.no_grad():
-        estimate = ais(dbm, data=train)
-        bound = float(dbm.log_likelihood_bound(test, estimate.log_z).mean())
-    results["dbm"] = {"sizes": dbm.sizes, "test_log_likelihood_lower_bound": bound, "log_z": float(estimate.log_z),
-                      "log_z_stderr": float(estimate.stderr), "ais_ess": estimate.ess, "train_seconds": seconds}
+        bound = float(dbm.log_likelihood_bound(test_x, log_z.log_z).mean())
+    results["dbm"] = {"sizes": dbm.sizes, "test_log_likelihood_lower_bound_ais": bound, "ais": log_z.to_dict(),
+                      "warnings": warned, "train_seconds": seconds,
+                      "finetune": {"lr": args.lr / 2, "epochs": args.epochs, "lr_decay": "linear to 0"}}
     print("dbm", results["dbm"], flush=True)
     return results
 
@@ -131,38 +192,42 @@ def digits_part(args) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from hybridpgm.train.device import resolve_device
-
-    device = resolve_device(args.device)
+    torch.set_num_threads(args.threads)
     payload = {"config": {k: v for k, v in vars(args).items() if k != "out"}}
-    if not args.skip_digits:
+    if "digits" in args.parts:
         payload["digits"] = digits_part(args)
-    if not args.skip_fashion:
-        payload["fashion_mnist"] = fashion_mnist_part(args, device)
+    if {"exact", "fashion"} & set(args.parts):
+        data = load_dataset("fashion-mnist", binarize="static", seed=args.seed)
+        train_x, test_x = data.train.x[: args.num_train], data.test.x[: args.num_test]
+        if "exact" in args.parts:
+            payload["fashion_mnist_exact"] = exact_part(args, train_x, test_x)
+        if "fashion" in args.parts:
+            payload["fashion_mnist"] = fashion_mnist_part(args, train_x, test_x)
     write_result("boltzmann_quality", payload, args.out)
     return payload
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-train", type=int, default=50000)
-    parser.add_argument("--num-test", type=int, default=10000)
+    parser.add_argument("--parts", nargs="+", default=["digits", "exact", "fashion"],
+                        choices=["digits", "exact", "fashion"])
+    parser.add_argument("--num-train", type=int, default=10000)
+    parser.add_argument("--num-test", type=int, default=2000)
     parser.add_argument("--hidden", type=int, default=500)
-    parser.add_argument("--dbm-hidden", type=int, nargs=2, default=[500, 1000])
+    parser.add_argument("--dbm-hidden", type=int, nargs=2, default=[500, 500])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--exact-hidden", type=int, default=20)
+    parser.add_argument("--exact-epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--pcd-lr", type=float, default=None, help="learning rate of PCD (default: --lr)")
     parser.add_argument("--models", nargs="+", default=["cd1", "cd10", "pcd", "dbm"],
                         choices=["cd1", "cd10", "pcd", "dbm"])
     parser.add_argument("--ais-chains", type=int, default=100)
-    parser.add_argument("--ais-steps", type=int, default=14500)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--skip-digits", action="store_true")
-    parser.add_argument("--skip-fashion", action="store_true")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--ais-steps", type=int, default=5000)
+    parser.add_argument("--raise-test", type=int, default=200, help="test images scored by RAISE")
+    parser.add_argument("--raise-chains", type=int, default=1)
+    parser.add_argument("--raise-steps", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON path (default results/boltzmann_quality.json)")
     return parser.parse_args(argv)

@@ -14,6 +14,8 @@
 
     python benchmarks/mrf_inference.py                                   # full
     python benchmarks/mrf_inference.py --grid-sizes 8 16 --batch 8 --pgmpy-timeout 20   # quick
+
+The PGMax comparison of loopy BP is ``bp_vs_pgmax.py``; pytorch-crf's is ``crf_speed.py``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,18 @@ def random_ising(n: int, batch: int, seed: int, coupling: float = 0.3, dtype=tor
     return J, h
 
 
+_DEVICE = torch.device("cpu")
+
+
 def timed(fn, repeats: int):
     times, out = [], None
     for _ in range(repeats):
+        if _DEVICE.type == "cuda":
+            torch.cuda.synchronize(_DEVICE)
         t0 = time.perf_counter()
         out = fn()
+        if _DEVICE.type == "cuda":
+            torch.cuda.synchronize(_DEVICE)
         times.append(time.perf_counter() - t0)
     return out, times
 
@@ -108,8 +117,8 @@ def bench_bp(args):
     rows = []
     for n in args.grid_sizes:
         J, h = random_ising(n, args.batch, args.seed)
-        fg = ising_grid(n, n, J, h).factor_graph()
-        fg1 = ising_grid(n, n, J[0], h[0]).factor_graph()
+        fg = ising_grid(n, n, J.to(args.device), h.to(args.device)).factor_graph()
+        fg1 = ising_grid(n, n, J[0].to(args.device), h[0].to(args.device)).factor_graph()
         bp = BeliefPropagation(num_iters=args.bp_iters, damping=0.0, tol=0.0)
         bp(fg1)  # warm-up
         res, t_batch = timed(lambda: bp(fg), args.repeats)
@@ -128,7 +137,7 @@ def bench_bp(args):
         if elapsed is None:
             row["pgmpy"] = marg
         else:
-            ours = res1.marginals[0].numpy()
+            ours = res1.marginals[0].cpu().numpy()
             row.update({"pgmpy_single_model_ms": 1000 * elapsed,
                         "ratio_pgmpy_over_hybridpgm_single": 1000 * elapsed / median_ms(t_one),
                         "ratio_pgmpy_over_hybridpgm_per_model_batched":
@@ -175,8 +184,10 @@ def bench_crf(args):
     rows = []
     g = torch.Generator().manual_seed(args.seed)
     for T, L in itertools.product(args.crf_lengths, args.crf_labels):
-        unary = torch.randn(args.crf_batch, T, L, generator=g)
-        trans, start, end = torch.randn(L, L, generator=g), torch.randn(L, generator=g), torch.randn(L, generator=g)
+        unary = torch.randn(args.crf_batch, T, L, generator=g).to(args.device)
+        trans, start, end = (torch.randn(L, L, generator=g).to(args.device),
+                             torch.randn(L, generator=g).to(args.device),
+                             torch.randn(L, generator=g).to(args.device))
         ours, t_ours = timed(lambda: LinearChainCRF(unary, trans, start, end).log_partition, args.repeats)
         ref, t_loop = timed(lambda: crf_loop_log_z(unary, trans, start, end), max(1, args.repeats // 2))
 
@@ -203,6 +214,8 @@ def bench_crf(args):
 
 
 def main(args):
+    global _DEVICE
+    _DEVICE = torch.device(args.device)
     torch.manual_seed(args.seed)
     payload = {"command_args": vars(args),
                "reference_bp": "pgmpy.inference.BeliefPropagation (junction tree, exact), one model",
@@ -227,6 +240,7 @@ def parse_args(argv=None):
     p.add_argument("--crf-labels", type=int, nargs="+", default=[5, 20])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="BP and CRF device (pgmpy and brute force run on the CPU)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mrf_inference.json)")
     return p.parse_args(argv)
 

@@ -17,6 +17,8 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx.ext.extlinks",
+    # MathJax 3 served from _static (a pip package, installed with the docs extra): maths renders offline
+    "sphinx-mathjax-offline",
 ]
 
 # The build machines have no network, so intersphinx inventories cannot be
@@ -30,7 +32,12 @@ extlinks = {
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 myst_enable_extensions = ["dollarmath", "amsmath"]
-nb_execution_mode = "off"  # notebooks are executed by CI (pytest --nbmake), stored without outputs
+# The notebooks are stored without outputs and executed at build time, in their small mode (`CI` set,
+# as `make docs` does), so every page shows its figures; an error in a notebook fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
 
 autosummary_generate = True
 # packages re-export their modules' classes in __all__; document each object once, where it is defined

@@ -1,12 +1,10 @@
 """hybridpgm: graphical models and deep networks in one Pyro program.
 
-Importing hybridpgm switches Pyro to module-local parameters
-(``pyro.settings.set(module_local_params=True)``): parameters live in their
-``PyroModule``, not in the global param store, so two models side by side,
-checkpoints and data parallelism see exactly the module's parameters.  To
-train a hybridpgm module with plain :class:`pyro.infer.SVI` (which collects
-parameters from the param store) run it inside
-``pyro.settings.context(module_local_params=False)``.
+Importing hybridpgm changes no global state: no Pyro setting, nothing in the
+param store, no matplotlib backend, no torch default.  Every model is an
+ordinary Pyro program under Pyro's defaults (plain :class:`pyro.infer.SVI`
+trains it); :func:`fit` gives each run a param-store scope of its own, so two
+models side by side never share parameters.
 
 The public API: :func:`fit` and its callbacks; the model families
 (``VAE``, ``SigmoidBeliefNet``, ``BayesNet``, ``MarkovNet``,
@@ -14,20 +12,21 @@ The public API: :func:`fit` and its callbacks; the model families
 objectives and inference algorithms of :mod:`hybridpgm.infer`.
 """
 
-import pyro
+from hybridpgm._lazy import lazy_exports
 
-pyro.settings.set(module_local_params=True)
-
-from hybridpgm import data, diagnostics, errors  # noqa: E402
-from hybridpgm.energy import DBM, DBN, RBM  # noqa: E402
-from hybridpgm.generative import VAE, SigmoidBeliefNet  # noqa: E402
-from hybridpgm.gp import GPLSTM, DeepKernelGP, SVDeepKernelGP  # noqa: E402
-from hybridpgm.graphs import BayesNet, LinearChainCRF, MarkovNet  # noqa: E402
-from hybridpgm.infer import (  # noqa: E402
-    AAVAE, ADA, AIS, GAN, IWAE, IWGAN, NVIL, RWS, VIMCO, ContrastiveDivergence, Gibbs, InfoGAN, PersistentCD,
-    SVIObjective, WakeSleep,
-)
-from hybridpgm.train import EarlyStopping, EvaluateEvery, FitResult, History, fit  # noqa: E402
+_NAMES = {
+    **{name: "hybridpgm.energy" for name in ("DBM", "DBN", "RBM")},
+    **{name: "hybridpgm.generative" for name in ("VAE", "SigmoidBeliefNet")},
+    **{name: "hybridpgm.gp" for name in ("GPLSTM", "DeepKernelGP", "SVDeepKernelGP")},
+    **{name: "hybridpgm.graphs" for name in ("BayesNet", "LinearChainCRF", "MarkovNet")},
+    **{name: "hybridpgm.infer" for name in (
+        "AAVAE", "ADA", "AIS", "GAN", "IWAE", "IWGAN", "NVIL", "RWS", "VIMCO", "ContrastiveDivergence", "Gibbs",
+        "InfoGAN", "PersistentCD", "SVIObjective", "WakeSleep")},
+    **{name: "hybridpgm.serialization" for name in ("load", "save")},
+    **{name: "hybridpgm.train" for name in ("EarlyStopping", "EvaluateEvery", "FitResult", "History", "fit")},
+    **{name: f"hybridpgm.{name}" for name in ("data", "diagnostics", "errors")},
+}
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES, globals())
 
 __version__ = "0.1.0"
 
@@ -66,4 +65,6 @@ __all__ = [
     "diagnostics",
     "errors",
     "fit",
+    "load",
+    "save",
 ]

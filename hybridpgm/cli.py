@@ -1,31 +1,75 @@
-"""The ``hybridpgm`` command: ``list`` and ``train <model>``.
+"""The ``hybridpgm`` command: ``list``, ``train <model>``, ``evaluate RUN``, ``sample RUN``.
 
 Multi-process: ``torchrun --nproc_per_node=N -m hybridpgm train <model> ...``.
+
+Every error the user can fix (a bad flag, a missing data set or folder, a
+device this machine lacks) is one line, ``hybridpgm: error: ...``, on standard
+error with exit status 2, reported before any training starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from pathlib import Path
 
-from hybridpgm.errors import HybridPGMError
+from hybridpgm.errors import HybridPGMError, TrainingInterrupted
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "version_line"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``hybridpgm: error: <message>``, exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"hybridpgm: error: {message}\n")
+
+
+def version_line() -> str:
+    from hybridpgm.serialization import versions
+
+    v = versions()
+    return f"hybridpgm {v['hybridpgm']} (Pyro {v['pyro']}, torch {v['torch']}, GPyTorch {v['gpytorch']})"
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_line())
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from hybridpgm.recipes import RECIPES
 
-    parser = argparse.ArgumentParser(prog="hybridpgm", description="graphical models and deep networks with Pyro")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="hybridpgm", description="graphical models and deep networks with Pyro")
+    parser.add_argument("--version", action=_Version, help="print the hybridpgm, Pyro, torch and GPyTorch versions")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     commands.add_parser("list", help="list model families and data sets")
     train = commands.add_parser("train", help="train a model family on a data set")
-    models = train.add_subparsers(dest="model", required=True, metavar="model")
+    models = train.add_subparsers(dest="model", required=True, metavar="model", parser_class=_Parser)
     for name, (recipe, description) in sorted(RECIPES.items()):
         sub = models.add_parser(name, help=description, description=description)
         recipe.add_arguments(sub, name)
+    for name, text in (("evaluate", "score a trained run again (reads RUN/model.pt)"),
+                       ("sample", "draw samples from a trained run (reads RUN/model.pt)")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("run", metavar="RUN", help="a run folder written by `hybridpgm train`")
+        sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
+        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
+        sub.add_argument("--output", default=None, help=f"file to write (default {default})")
     return parser
+
+
+def _positive(text: str) -> int:
+    from hybridpgm.recipes.common import positive_int
+
+    return positive_int(text)
 
 
 def _list() -> None:
@@ -38,20 +82,58 @@ def _list() -> None:
     print("datasets:")
     for name, (shape, description) in sorted(DATASETS.items()):
         print(f"  {name:<14} {shape[0]}x{shape[1]}  {description}")
+    print("  (bayes-net: a pgmpy network or .bif file, --network; crf: a generated HMM task;")
+    print("   dkl: scikit-learn's diabetes; gp-lstm: statsmodels' co2, elnino, nile, sunspots)")
+
+
+def _after_training(args: argparse.Namespace) -> dict:
+    """``evaluate RUN`` / ``sample RUN``: load the model, hand it to its recipe."""
+    import torch
+
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.recipes import RECIPES
+    from hybridpgm.serialization import load_model
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise ConfigError(f"run folder {str(run)!r} does not exist")
+    saved = load_model(run / "model.pt")
+    recipe_name = saved.meta.get("recipe")
+    if recipe_name not in RECIPES:
+        raise ConfigError(f"{str(run / 'model.pt')!r} was not written by a `hybridpgm train` recipe")
+    recipe = RECIPES[recipe_name][0]
+    action = getattr(recipe, args.command, None)
+    if action is None:
+        raise ConfigError(f"model {recipe_name!r} has no `{args.command}` command")
+    torch.manual_seed(args.seed)
+    return action(saved, run, args)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hybridpgm.recipes import common
+
     args = build_parser().parse_args(argv)
+    common.COMMAND = "hybridpgm " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.command == "list":
         _list()
         return 0
     from hybridpgm.recipes import RECIPES
 
     try:
-        metrics = RECIPES[args.model][0].run(args)
+        if args.command == "train":
+            metrics = RECIPES[args.model][0].run(args)
+        else:
+            metrics = _after_training(args)
     except HybridPGMError as error:
-        print(f"hybridpgm: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"hybridpgm: error: {message}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stop:  # fit already printed where the checkpoint is
+        if stop.step is None:
+            print(f"hybridpgm: {' '.join(str(stop).split())}", file=sys.stderr)
+        else:
+            print("hybridpgm: interrupted; run the same command with --resume to continue", file=sys.stderr)
+        return stop.exit_code
     if metrics:
         print(json.dumps({k: v for k, v in metrics.items() if k != "machine"}, indent=2))
     return 0

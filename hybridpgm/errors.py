@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CollectiveTimeoutError",
     "ConfigError",
     "DataError",
     "DeviceError",
@@ -18,6 +19,7 @@ __all__ = [
     "ModelSpecError",
     "ObjectiveError",
     "TrainingDivergedError",
+    "TrainingInterrupted",
 ]
 
 
@@ -75,3 +77,41 @@ class TrainingDivergedError(HybridPGMError, RuntimeError):
 class CheckpointError(HybridPGMError, RuntimeError):
     """A checkpoint cannot be read, or does not belong to the run that tries to
     resume from it.  The message names the file."""
+
+
+class CollectiveTimeoutError(HybridPGMError, RuntimeError):
+    """A collective operation of a multi-process run timed out or failed.  The
+    message names the ranks that stopped progressing (read from the ranks'
+    heartbeats), not only the rank that noticed.
+
+    :ivar list ranks: the ranks found to have stopped (may be empty when the
+        heartbeats could not tell).
+    """
+
+    def __init__(self, message: str, *, ranks: list[int]):
+        super().__init__(message)
+        self.ranks = list(ranks)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:func:`hybridpgm.fit` stopped on SIGINT or SIGTERM after finishing its
+    current step and writing its checkpoint (or at once, on a second signal).
+
+    It subclasses :class:`KeyboardInterrupt`, not :class:`HybridPGMError`, on
+    purpose: an interruption is not an error of the program, and code that
+    catches ``Exception`` must not swallow the user's Ctrl-C.
+
+    :ivar int signum: the signal received (``signal.SIGINT`` or ``signal.SIGTERM``).
+    :ivar step: optimizer steps completed and saved, or ``None`` when a second
+        signal stopped the run at once.
+    :ivar checkpoint: the checkpoint written, or ``None``.
+    :ivar int exit_code: the conventional exit status, ``128 + signum``
+        (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, *, signum: int, step: int | None = None, checkpoint=None):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.step = step
+        self.checkpoint = checkpoint
+        self.exit_code = 128 + self.signum

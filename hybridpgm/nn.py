@@ -20,16 +20,17 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint, checkpoint_sequential
+from torch.utils.checkpoint import checkpoint
 
 from hybridpgm.errors import ModelSpecError
 
-__all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "mlp"]
+__all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "checkpointing_saves_memory", "mlp"]
 
 #: Names accepted for ``activation`` / ``out_activation``.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -98,20 +99,107 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def _blocks(module: nn.Sequential) -> list[list[nn.Module]]:
+    """Split a :class:`~torch.nn.Sequential` into blocks: each layer with
+    parameters (a :class:`~torch.nn.Linear`, ...) together with the
+    parameter-free layers (activation, ...) that follow it."""
+    blocks: list[list[nn.Module]] = []
+    for layer in module:
+        has_params = any(True for _ in layer.parameters(recurse=True))
+        if not blocks or (has_params and not isinstance(layer, nn.modules.batchnorm._BatchNorm)):
+            blocks.append([layer])
+        else:
+            blocks[-1].append(layer)
+    return blocks
+
+
+def checkpointing_saves_memory(module: nn.Module) -> bool:
+    """Whether :func:`checkpointed_call` can lower what ``module`` keeps for
+    the backward pass.
+
+    A checkpointed segment keeps only its input.  A module that is one
+    parameterised layer and nothing else (a single :class:`~torch.nn.Linear`)
+    saves only its input anyway, so checkpointing it saves nothing and costs a
+    second forward pass; any module with a second layer (an activation, a
+    normalisation, another linear map) stores intermediate results that
+    checkpointing drops.
+    """
+    if isinstance(module, nn.Sequential):
+        return len(module) > 1
+    return not isinstance(module, nn.Linear)
+
+
+class _KeepBuffers:
+    """Context for the recomputation of a checkpointed segment: restores the
+    segment's buffers afterwards, so that batch-norm running statistics are
+    updated once per forward pass, not twice."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        self.modules = modules
+        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __enter__(self):
+        self.saved = [(b, b.detach().clone()) for m in self.modules for b in m.buffers()]
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for buffer, value in self.saved:
+                buffer.copy_(value)
+        self.saved = []
+        return False
+
+
+def _segment_contexts(modules: Sequence[nn.Module]):
+    has_buffers = any(True for m in modules for _ in m.buffers())
+    if not has_buffers:
+        return None
+    return lambda: (contextlib.nullcontext(), _KeepBuffers(modules))
+
+
 def checkpointed_call(module: nn.Module, *inputs: torch.Tensor, enabled: bool = True) -> torch.Tensor:
     """``module(*inputs)``, with activation checkpointing [4] when ``enabled``
     and gradients are being recorded: the activations inside ``module`` are
     not stored but recomputed during the backward pass, trading one extra
     forward pass for memory.  This is the answer when even a micro-batch of
     one does not fit: accumulation bounds the batch, checkpointing the depth.
+
+    A :class:`~torch.nn.Sequential` of :math:`n` blocks (a parameterised layer
+    and the activations after it) is cut into :math:`\\lfloor\\sqrt n\\rfloor`
+    segments of :math:`\\lceil n / \\lfloor\\sqrt n\\rfloor\\rceil` blocks, the strategy of [4],
+    and **every** segment is checkpointed, the last included: unlike a plain
+    stack of layers whose backward starts right after its last layer, the
+    output of an encoder or decoder feeds a likelihood, a sampler and a loss,
+    so the activations of its last segment would otherwise be held all that
+    time.  For a network of one or two hidden layers (the default VAE) the
+    whole network is one segment and only its input is kept.  Any other module
+    is checkpointed as a whole.  Batch-norm running statistics are updated once
+    per call (the recomputation restores them).
+
+    :param module: the network; it is called directly when none of its
+        parameters requires grad, or when checkpointing cannot save memory
+        (a single linear layer, see :func:`checkpointing_saves_memory`).
+    :param inputs: its inputs, ``batch_shape x in_features``.
+    :param bool enabled: ``False`` calls ``module(*inputs)``.
+    :returns: ``module(*inputs)``.
     """
-    if not (enabled and torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())):
+    if not (enabled and torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
+            and checkpointing_saves_memory(module)):
         return module(*inputs)
     if isinstance(module, nn.Sequential) and len(inputs) == 1:
-        # sqrt(n) segments of layers, the strategy of [4]
-        segments = max(1, math.isqrt(sum(isinstance(m, nn.Linear) for m in module)))
-        return checkpoint_sequential(module, segments, inputs[0], use_reentrant=False)
-    return checkpoint(module, *inputs, use_reentrant=False)
+        blocks = _blocks(module)
+        per_segment = math.ceil(len(blocks) / max(1, math.isqrt(len(blocks))))
+        x = inputs[0]
+        for start in range(0, len(blocks), per_segment):
+            layers = [m for block in blocks[start:start + per_segment] for m in block]
+            segment = nn.Sequential(*layers)
+            contexts = _segment_contexts(layers)
+            kwargs = {"context_fn": contexts} if contexts is not None else {}
+            x = checkpoint(segment, x, use_reentrant=False, **kwargs)
+        return x
+    contexts = _segment_contexts([module])
+    kwargs = {"context_fn": contexts} if contexts is not None else {}
+    return checkpoint(module, *inputs, use_reentrant=False, **kwargs)
 
 
 from hybridpgm.bayesian_nn import bayesianize  # noqa: E402

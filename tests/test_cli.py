@@ -1,9 +1,27 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
+import hybridpgm
+from hybridpgm.serialization import versions
 from hybridpgm.cli import main
 from hybridpgm.train import load_checkpoint
+
+TINY_VAE = ["--batch-size", "256", "--latent-dim", "2", "--hidden", "8", "--eval-samples", "2", "--eval-size", "4",
+            "--no-progress"]
+
+
+def _run(argv):
+    """``main(argv)``'s exit status, with argparse's exits turned into statuses."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
 
 
 def test_list_names_models_and_datasets(capsys):
@@ -11,6 +29,13 @@ def test_list_names_models_and_datasets(capsys):
     out = capsys.readouterr().out
     for name in ("vae", "iwae", "digits", "fashion-mnist"):
         assert name in out
+
+
+def test_version_names_every_library(capsys):
+    assert _run(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    v = versions()
+    assert line == f"hybridpgm {v['hybridpgm']} (Pyro {v['pyro']}, torch {v['torch']}, GPyTorch {v['gpytorch']})"
 
 
 @pytest.mark.parametrize("model", ["vae", "iwae"])
@@ -22,23 +47,139 @@ def test_train_writes_the_report(model, tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 5 and metrics["test_size"] == 30 and metrics["model"] == model
     assert metrics["test_log_likelihood"] >= metrics["test_elbo"] - 1.0
-    for name in ("checkpoint.pt", "samples.png", "reconstructions.png", "loss.png"):
+    for name in ("checkpoint.pt", "model.pt", "samples.png", "reconstructions.png", "loss.png"):
         assert (out / name).stat().st_size > 0
     assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+    # honest figures: units, versions, the command, throughput = examples / wall time, signs
+    assert metrics["units"]["test_log_likelihood"].startswith("nats per example")
+    assert "-ELBO" in metrics["units"]["final_train_loss"]
+    assert metrics["final_train_loss"] > 0 > metrics["test_elbo"]
+    assert metrics["versions"] == versions()
+    assert metrics["command"] == "hybridpgm " + " ".join(argv)
+    train_size = hybridpgm.data.load_dataset("digits").train.x.shape[0]
+    assert metrics["train_examples_per_s"] == pytest.approx(train_size / metrics["train_wall_time_s"])
+    assert metrics["baseline_test_log_likelihood"] < 0
 
 
-def test_resume_continues_the_run(tmp_path):
+def test_resume_continues_the_run_and_evaluate_sample_read_it(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "vae", "--batch-size", "256", "--latent-dim", "2", "--hidden", "8", "--eval-samples", "2",
-            "--eval-size", "4", "--out", str(out), "--no-progress"]
+    base = ["train", "vae", *TINY_VAE, "--out", str(out)]
     assert main(base + ["--epochs", "1"]) == 0
     assert main(base + ["--epochs", "2", "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 10
     assert len(load_checkpoint(out / "checkpoint.pt")["history"]["step"]) == 10
+    assert main(base + ["--epochs", "1", "--overwrite"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["test_size"] == 4 and report["test_log_likelihood"] < 0
+    assert main(["sample", str(out), "--num-samples", "9"]) == 0
+    assert (out / "samples-seed0.png").stat().st_size > 0
+    vae = hybridpgm.load(out / "model.pt")
+    assert (vae.x_dim, vae.z_dim) == (64, 2)
 
 
-def test_errors_are_reported_without_traceback(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("change,word", [(["--latent-dim", "3"], "another model"), (["--lr", "0.01"], "lr")],
+                         ids=["changed-model", "changed-lr"])
+def test_resume_refuses_a_changed_model_or_learning_rate(change, word, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "vae", *TINY_VAE, "--out", str(out), "--epochs", "1"]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main(base[:-2] + ["--epochs", "2", "--resume", *change]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("hybridpgm: error: ") and word in err
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == 5  # untouched
+    if word == "lr":
+        assert main(base[:-2] + ["--epochs", "2", "--resume", *change, "--override-hyperparameters"]) == 0
+        assert load_checkpoint(out / "checkpoint.pt")["step"] == 10
+
+
+def _file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    return str(path)
+
+
+def _checkpointed(tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    torch.save({"step": 1}, out / "checkpoint.pt")
+    return str(out)
+
+
+#: (id, argv builder, a word the message must hold)
+BAD = [
+    ("out-is-a-file", lambda t: ["train", "vae", "--out", _file(t)], "existing file"),
+    ("out-under-a-file", lambda t: ["train", "vae", "--out", _file(t) + "/run"], "which is a file"),
+    ("out-unwritable", lambda t: ["train", "vae", "--out", "/sys/hybridpgm-test/run"], "cannot be created"),
+    ("lr-negative", lambda t: ["train", "vae", "--lr", "-1"], "--lr"),
+    ("lr-nan", lambda t: ["train", "vae", "--lr", "nan"], "--lr"),
+    ("rbm-lr-zero", lambda t: ["train", "rbm", "--lr", "0"], "--lr"),
+    ("eval-size-zero", lambda t: ["train", "vae", "--eval-size", "0"], "--eval-size"),
+    ("eval-samples-zero", lambda t: ["train", "vae", "--eval-samples", "0"], "--eval-samples"),
+    ("sbn-eval-size-zero", lambda t: ["train", "sbn", "--eval-size", "0"], "--eval-size"),
+    ("epochs-zero", lambda t: ["train", "vae", "--epochs", "0"], "--epochs"),
+    ("batch-size-text", lambda t: ["train", "vae", "--batch-size", "many"], "--batch-size"),
+    ("accumulate-zero", lambda t: ["train", "vae", "--accumulate", "0"], "--accumulate"),
+    ("hidden-negative", lambda t: ["train", "sbn", "--hidden", "8", "-3"], "--hidden"),
+    ("data-root-missing", lambda t: ["train", "vae", "--data-root", "/nonexistent"], "/nonexistent"),
+    ("device-unknown", lambda t: ["train", "vae", "--device", "tpu"], "tpu"),
+    ("device-cuda-missing", lambda t: ["train", "vae", "--device", "cuda:99"], "cuda:99"),
+    ("resume-nothing", lambda t: ["train", "vae", "--resume", "--out", str(t / "fresh")], "no checkpoint"),
+    ("checkpoint-exists", lambda t: ["train", "vae", "--out", _checkpointed(t)], "--overwrite"),
+    ("resume-and-overwrite", lambda t: ["train", "vae", "--resume", "--overwrite"], "not allowed"),
+    ("unknown-model", lambda t: ["train", "nope"], "nope"),
+    ("unknown-dataset", lambda t: ["train", "vae", "--dataset", "nope"], "nope"),
+    ("evaluate-no-run", lambda t: ["evaluate", str(t / "missing")], "does not exist"),
+    ("sample-no-model", lambda t: ["sample", str(t)], "no model file"),
+]
+
+
+@pytest.mark.parametrize("build,word", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_arguments_exit_2_with_one_line_before_training(build, word, tmp_path, capsys, monkeypatch):
+    if "cuda" in word and torch.cuda.device_count() > 99:
+        pytest.skip("this machine has 100 GPUs")
+    monkeypatch.chdir(tmp_path)
+    argv = build(tmp_path)
+    if "/sys/hybridpgm-test/run" in argv and not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("hybridpgm.recipes.common.fit", no_training)
+    capsys.readouterr()
+    assert _run(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hybridpgm: error: "), captured.err
+    assert word in lines[0] and "Traceback" not in captured.err + captured.out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_dataset_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HYBRIDPGM_DATA", str(tmp_path))
     monkeypatch.setattr("hybridpgm.data.fashion_mnist.DEBIAN_PATH", tmp_path / "none")
     assert main(["train", "vae", "--dataset", "fashion-mnist", "--out", str(tmp_path / "o")]) == 2
-    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "apt-get install dataset-fashion-mnist" in err and len(err.splitlines()) == 1
+
+
+def test_the_command_prints_no_traceback_as_a_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "hybridpgm", "train", "vae", "--eval-size", "0"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("model", sorted(__import__("hybridpgm.recipes", fromlist=["RECIPES"]).RECIPES))
+def test_every_recipe_has_help_with_its_real_optimizer_defaults(model, capsys):
+    assert _run(["train", model, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume" in text and "--overwrite" in text and "--data-root" in text
+    if model == "rbm":
+        assert "SGD (with --momentum) learning rate (default 0.05)" in text
+    if model == "vae":
+        assert "Adam learning rate (default 0.003)" in text

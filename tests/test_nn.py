@@ -36,3 +36,129 @@ def test_checkpointed_call_gives_the_same_gradients():
         grads.append([p.grad.clone() for p in net.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+# -- activation checkpointing: what is kept for the backward pass ----------------------------------
+
+def _saved_bytes(fn, monkeypatch):
+    """Run ``fn`` and return ``(result, bytes)``: the bytes of every distinct
+    storage kept for the backward pass, i.e. the tensors autograd saves
+    (``saved_tensors_hooks``) plus the inputs a checkpointed segment holds."""
+    import hybridpgm.nn as hnn
+
+    storages: dict[int, int] = {}
+
+    def record(t):
+        if isinstance(t, torch.Tensor):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+
+    def pack(t):
+        record(t)
+        return t
+
+    real_checkpoint = hnn.checkpoint
+
+    def recording_checkpoint(fn_, *args, **kwargs):
+        for a in args:
+            record(a)
+        return real_checkpoint(fn_, *args, **kwargs)
+
+    monkeypatch.setattr(hnn, "checkpoint", recording_checkpoint)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    monkeypatch.setattr(hnn, "checkpoint", real_checkpoint)
+    return out, sum(storages.values())
+
+
+def _cli_default_vae_sizes():
+    import argparse
+
+    from hybridpgm.recipes.vae import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, "vae")
+    return parser.parse_args([])
+
+
+def test_checkpointing_lowers_saved_bytes_of_the_cli_default_vae(monkeypatch):
+    import pyro
+
+    from hybridpgm.data import load_dataset
+    from hybridpgm.generative import VAE
+
+    args = _cli_default_vae_sizes()
+    x_dim = load_dataset(args.dataset).num_features
+    generator = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(torch.rand(args.batch_size, x_dim, generator=generator), generator=generator)
+    saved, grads = {}, {}
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        vae = VAE(x_dim, args.latent_dim, args.hidden, checkpoint_activations=enabled)
+
+        def loss():
+            pyro.set_rng_seed(1)
+            return pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+
+        value, saved[enabled] = _saved_bytes(loss, monkeypatch)
+        value.backward()
+        grads[enabled] = [p.grad.clone() for p in vae.parameters()]
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(a, b)
+    # the hidden activations (batch x 400 floats, several tensors per network) are gone
+    hidden = args.batch_size * args.hidden[0] * 4
+    print(f"saved for backward: {saved[False]} bytes without, {saved[True]} with checkpointing")
+    assert saved[True] <= saved[False] - 2 * hidden, saved
+
+
+def test_checkpointing_checkpoints_the_last_segment_and_keeps_batch_norm_statistics(monkeypatch):
+    from hybridpgm.nn import checkpointed_call
+
+    torch.manual_seed(0)
+    net, x = mlp([8, 64, 3], batch_norm=True), torch.randn(32, 8)  # one segment: the last
+    reference = mlp([8, 64, 3], batch_norm=True)
+    reference.load_state_dict(net.state_dict())
+    out, saved_on = _saved_bytes(lambda: checkpointed_call(net, x), monkeypatch)
+    ref_out, saved_off = _saved_bytes(lambda: checkpointed_call(reference, x, enabled=False), monkeypatch)
+    torch.testing.assert_close(out, ref_out)
+    assert saved_on == x.untyped_storage().nbytes() < saved_off
+    out.square().sum().backward()  # recomputes the forward pass
+    ref_out.square().sum().backward()
+    for (name, a), b in zip(net.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)  # running statistics updated once, not twice
+    for a, b in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_checkpointing_that_saves_nothing_is_refused():
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.generative import VAE
+    from hybridpgm.nn import checkpointing_saves_memory
+
+    assert not checkpointing_saves_memory(mlp([5, 3]))
+    assert not checkpointing_saves_memory(torch.nn.Linear(5, 3))
+    assert checkpointing_saves_memory(mlp([5, 4, 3]))
+    with pytest.raises(ConfigError, match="checkpoint_activations.*hidden"):
+        VAE(10, 2, hidden=[], checkpoint_activations=True)
+    VAE(10, 2, hidden=[], checkpoint_activations=False)
+
+
+@pytest.mark.parametrize("depth,segments", [(1, 0), (2, 1), (4, 2), (9, 3), (10, 3)])
+def test_checkpointing_cuts_sqrt_n_segments_and_checkpoints_every_one(depth, segments, monkeypatch):
+    import hybridpgm.nn as hnn
+
+    torch.manual_seed(0)
+    net, x = mlp([5] + [7] * (depth - 1) + [3], activation="tanh"), torch.randn(4, 5)
+    calls = []
+    real = hnn.checkpoint
+    monkeypatch.setattr(hnn, "checkpoint", lambda fn, *a, **k: calls.append(fn) or real(fn, *a, **k))
+    out = hnn.checkpointed_call(net, x)
+    assert len(calls) == segments
+    # every layer is in a checkpointed segment, the last included (a lone linear layer is called directly)
+    assert sum(sum(isinstance(m, torch.nn.Linear) for m in seg) for seg in calls) == (depth if segments else 0)
+    out.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net(x).sum().backward()
+    for a, b in zip(grads, net.parameters()):
+        torch.testing.assert_close(a, b.grad)

@@ -11,7 +11,7 @@ from hybridpgm.data.loader import data_loader
 from hybridpgm.data.registry import DATASETS, load_dataset, training_data
 from hybridpgm.data.splits import ImageDataset, Split
 from hybridpgm.data.timeseries import SERIES, TimeSeries, load_series, make_windows, split_series, synthetic_series
-from hybridpgm.data.validation import check_binary, check_features, check_finite
+from hybridpgm.data.validation import as_model_dtype, batch_origin, check_binary, check_features, check_finite
 
 __all__ = [
     "DATASETS",
@@ -20,6 +20,8 @@ __all__ = [
     "SERIES",
     "Split",
     "TimeSeries",
+    "as_model_dtype",
+    "batch_origin",
     "binarize_static",
     "check_binary",
     "check_features",

@@ -17,19 +17,35 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from hybridpgm.data.validation import as_model_dtype, check_finite
 from hybridpgm.errors import DataError
 
 __all__ = ["DynamicBinarized", "binarize_static"]
 
 
-def _check_unit(x: torch.Tensor) -> None:
+def _check_unit(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` as floating point, after checking it is finite and in [0, 1].
+
+    Integer and bool tensors are converted to the default floating dtype by the
+    rule of :func:`~hybridpgm.data.validation.as_model_dtype`; floating ones
+    keep their dtype.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} is a {type(x).__name__}, expected a tensor of grey levels in [0, 1]")
+    if not x.is_floating_point():
+        x = as_model_dtype(x, torch.get_default_dtype(), name)
+    check_finite(x, name)
     if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise DataError(f"binarization needs values in [0, 1]; got range [{float(x.min())}, {float(x.max())}]")
+        raise DataError(f"{name}: binarization needs values in [0, 1]; got range [{float(x.min())}, {float(x.max())}]")
+    return x
 
 
 def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """One Bernoulli draw per entry of ``x`` (``N x D`` in [0, 1]) with a fixed seed."""
-    _check_unit(x)
+    """One Bernoulli draw per entry of ``x`` (``N x D`` in [0, 1]) with a fixed seed.
+
+    :raises DataError: NaN/inf, or values outside [0, 1].
+    """
+    x = _check_unit(x, "binarize_static input")
     generator = torch.Generator(device=x.device).manual_seed(seed)
     return torch.bernoulli(x, generator=generator)
 
@@ -41,13 +57,13 @@ class DynamicBinarized(Dataset):
     ``seed`` (and resumed from a checkpoint) see the same draws.  Batched reads
     (``__getitems__``) draw a whole batch at once.
 
-    :param x: ``N x D`` grey levels in [0, 1].
+    :param x: ``N x D`` grey levels in [0, 1]; NaN/inf or values outside
+        [0, 1] raise :class:`~hybridpgm.errors.DataError`.
     :param y: optional ``N`` labels, returned as ``(x_bin, y)`` pairs.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        _check_unit(x)
-        self.x, self.y = x, y
+        self.x, self.y = _check_unit(x, "DynamicBinarized input"), y
 
     def __len__(self) -> int:
         return self.x.shape[0]

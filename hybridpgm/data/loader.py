@@ -9,8 +9,6 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hybridpgm.train.batches import as_dataset
-
 __all__ = ["data_loader"]
 
 
@@ -26,6 +24,8 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shu
 
     :param seed: seeds the shuffling generator, so the order is reproducible.
     """
+    from hybridpgm.train.batches import as_dataset  # here: hybridpgm.train imports hybridpgm.data
+
     dataset = as_dataset(data)
     generator = torch.Generator().manual_seed(seed)
     if hasattr(dataset, "__getitems__"):

@@ -1,19 +1,115 @@
-"""Checks that turn bad data into a :class:`~hybridpgm.errors.DataError`."""
+"""Checks that turn bad data into a :class:`~hybridpgm.errors.DataError` at the
+door, before torch sees it.
+
+**The dtype rule** (:func:`as_model_dtype`).  A model computes in one floating
+dtype (its parameters' dtype, float32 by default).  Data of another dtype are
+converted when the conversion is *exact*, and refused otherwise:
+
+* ``bool`` is converted (``False``/``True`` become 0/1);
+* integers (``uint8``, ``int8``, ... ``int64``) are converted when every value
+  lies within :math:`\\pm 2^{p}`, where :math:`p` is the number of significand
+  bits of the model dtype (:math:`2^{24}` for float32, :math:`2^{53}` for
+  float64), the range in which a float holds every integer exactly;
+* a floating dtype of lower precision (float16, bfloat16 into float32; any of
+  them into float64) is converted: widening is exact;
+* a floating dtype of *higher* precision (float64 data, float32 model) is
+  refused: rounding the data is a decision for the caller (``x.float()``, or
+  ``model.double()``).  Complex and other dtypes are refused.
+
+Every refusal names the data, the expected and the actual dtype.
+
+**NaN/inf** (:func:`check_finite`) are found by a scan that works through the
+tensor in chunks of about a million elements, so its temporary memory is a few
+megabytes whatever the data set's size, and nothing is held after it returns.
+
+**Where a batch came from.**  A model that finds a bad batch cannot know the
+training step; :func:`batch_origin` lets the training loop say it
+(``with batch_origin("training data, step 12"): loss = ...``) and
+:func:`describe_origin` adds it to the message.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
 
 import torch
 
 from hybridpgm.errors import DataError
 
-__all__ = ["check_binary", "check_features", "check_finite"]
+__all__ = [
+    "as_model_dtype",
+    "batch_origin",
+    "check_binary",
+    "check_features",
+    "check_finite",
+    "check_model_input",
+    "check_num_data",
+    "count_nonfinite",
+    "describe_origin",
+]
+
+#: elements scanned at once by :func:`check_finite` (4 MiB of float32)
+SCAN_CHUNK = 1 << 20
+
+_ORIGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("hybridpgm_batch_origin", default=None)
+
+
+@contextlib.contextmanager
+def batch_origin(description: str) -> Iterator[None]:
+    """Name the data that model checks see inside the block, e.g.
+    ``"training data, step 12"``; messages of :func:`check_model_input` add it."""
+    token = _ORIGIN.set(description)
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
+
+
+def describe_origin() -> str:
+    """``" (<origin>)"`` inside :func:`batch_origin`, else ``""``."""
+    origin = _ORIGIN.get()
+    return f" ({origin})" if origin else ""
+
+
+def _chunks(x: torch.Tensor, chunk: int = SCAN_CHUNK) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(first_row, rows)`` views of ``x`` along dim 0, about ``chunk`` elements each."""
+    if x.dim() == 0:
+        yield 0, x.reshape(1)
+        return
+    row = max(1, x[0].numel()) if x.shape[0] else 1
+    step = max(1, chunk // row)
+    for start in range(0, x.shape[0], step):
+        yield start, x[start:start + step]
+
+
+def count_nonfinite(x: torch.Tensor) -> tuple[int, int | None]:
+    """``(count, first_row)`` of the NaN/inf entries of ``x`` (``(0, None)`` when
+    all are finite, and for non-floating tensors), scanned chunk by chunk."""
+    if not (x.is_floating_point() or x.is_complex()):
+        return 0, None
+    count, first = 0, None
+    for start, part in _chunks(x):
+        finite = torch.isfinite(part)
+        if not bool(finite.all()):
+            bad = ~finite
+            count += int(bad.sum())
+            if first is None:
+                first = start + int(bad.reshape(part.shape[0], -1).any(-1).nonzero()[0, 0])
+    return count, first
 
 
 def check_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
-    """Raise if ``x`` holds NaN or inf; return ``x``."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise DataError(f"{name} (shape {tuple(x.shape)}) holds {bad} NaN/inf value(s)")
+    """Raise :class:`~hybridpgm.errors.DataError` if ``x`` holds NaN or inf; return ``x``.
+
+    Scans ``x`` in chunks of :data:`SCAN_CHUNK` elements: the temporary memory
+    is bounded by a few MiB and released on return.
+    """
+    bad, first = count_nonfinite(x)
+    if bad:
+        raise DataError(f"{name} (shape {tuple(x.shape)}) holds {bad} NaN/inf value(s), "
+                        f"the first in row {first}")
     return x
 
 
@@ -29,3 +125,85 @@ def check_binary(x: torch.Tensor, name: str = "data") -> torch.Tensor:
     if not bool(((x == 0) | (x == 1)).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) must be binary (0/1); binarize it first")
     return x
+
+
+def _significand_bits(dtype: torch.dtype) -> int:
+    return {torch.float16: 11, torch.bfloat16: 8, torch.float32: 24, torch.float64: 53}.get(dtype, 0)
+
+
+def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data") -> torch.Tensor:
+    """``x`` in the model's floating ``dtype``, converted where that is exact
+    (see the module's dtype rule), else a :class:`~hybridpgm.errors.DataError`
+    naming ``name``, the expected and the actual dtype.
+
+    :param x: data of any shape.
+    :param dtype: the model's floating dtype.
+    :returns: ``x`` itself when it has ``dtype``, else an exact converted copy.
+    """
+    if x.dtype == dtype:
+        return x
+    if x.dtype == torch.bool:
+        return x.to(dtype)
+    if x.is_floating_point():
+        if _significand_bits(x.dtype) <= _significand_bits(dtype) and (
+                x.dtype != torch.bfloat16 or dtype != torch.float16):
+            return x.to(dtype)
+        raise DataError(f"{name} has dtype {x.dtype}, the model computes in {dtype}: converting would round "
+                        f"the data; convert it yourself (x.to({dtype})) if that is intended, or move the model "
+                        f"to {x.dtype} (model.to({x.dtype}))")
+    if x.is_complex() or not _significand_bits(dtype):
+        raise DataError(f"{name} has dtype {x.dtype}; the model expects {dtype}")
+    limit = 2 ** _significand_bits(dtype)
+    if x.numel() and (int(x.min()) < -limit or int(x.max()) > limit):
+        raise DataError(f"{name} has dtype {x.dtype} with values in [{int(x.min())}, {int(x.max())}], "
+                        f"outside the range of integers {dtype} (the model's dtype) holds exactly "
+                        f"(+-2^{_significand_bits(dtype)}); scale the data and pass {dtype}")
+    return x.to(dtype)
+
+
+def check_model_input(x, *, features: int, dtype: torch.dtype, model: str, name: str = "x",
+                      finite: bool = True) -> torch.Tensor:
+    """Validate one batch given to a model; return it in the model's ``dtype``.
+
+    :param x: the batch, ``batch x features``.
+    :param int features: the model's data dimension.
+    :param dtype: the model's floating dtype (see :func:`as_model_dtype`).
+    :param str model: the model's name for messages (``"VAE"``).
+    :param str name: the argument's name.
+    :param bool finite: scan for NaN/inf (``False`` where a stricter value
+        check follows, such as a binary one, to spare a device-host sync).
+    :raises DataError: naming the model, the argument, its shape, dtype or
+        NaN/inf count, and the batch's origin inside :func:`batch_origin`.
+    """
+    where = f"{model} argument {name!r}{describe_origin()}"
+    if isinstance(x, (tuple, list)):
+        raise DataError(f"{where} is a {type(x).__name__} of {len(x)} elements, expected one tensor of shape "
+                        f"(batch, {features}); a batch of (x, labels)? {model} models x only: pass the tensor")
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{where} is a {type(x).__name__}, expected a tensor of shape (batch, {features})")
+    if x.dim() != 2 or x.shape[-1] != features:
+        raise DataError(f"{where} has shape {tuple(x.shape)}, expected (batch, {features})")
+    x = as_model_dtype(x, dtype, where)
+    return check_finite(x, where) if finite else x
+
+
+def check_num_data(num_data, batch: int, *, model: str) -> int:
+    """``num_data`` (the full data size of a subsampled plate) as an ``int``.
+
+    A batch ``(x, labels)`` unpacked into ``model(x, num_data)`` would make the
+    labels ``num_data``; this refuses anything but an integer of at least
+    ``batch``, naming the model and what it got.
+
+    :raises DataError: a tensor with elements, a non-integer, or a size below ``batch``.
+    """
+    if isinstance(num_data, torch.Tensor) and (num_data.dim() > 0 or num_data.is_floating_point()):
+        raise DataError(f"{model} got a tensor of shape {tuple(num_data.shape)} and dtype {num_data.dtype} as "
+                        f"num_data{describe_origin()}: was the batch an (x, labels) tuple? {model}.model(x, num_data) "
+                        "models x only; give it the data alone (e.g. training_data(dataset) without labels) "
+                        "and num_data as an int")
+    if isinstance(num_data, bool) or not (isinstance(num_data, torch.Tensor) or hasattr(num_data, "__index__")):
+        raise DataError(f"{model}: num_data must be an int (the full data size), got {type(num_data).__name__}")
+    value = int(num_data)
+    if value < batch:
+        raise DataError(f"{model}: num_data={value} is smaller than the batch of {batch} rows{describe_origin()}")
+    return value

@@ -1,36 +1,23 @@
-"""Diagnostics: ArviZ conversion, the PSIS check of variational inference, plots."""
+"""Diagnostics: ArviZ conversion, the PSIS check of variational inference, plots.
 
-from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat
-from hybridpgm.diagnostics.gan_metrics import (
-    RingCoverage,
-    clustering_accuracy,
-    inception_score,
-    ring_coverage,
-    target_accuracy,
-    train_classifier,
-)
-from hybridpgm.diagnostics.inference_data import (from_categorical, from_importance, from_mcmc, from_svi,
-                                                  make_inference_data)
-from hybridpgm.diagnostics.plots import plot_coverage, plot_image_grid, plot_khat, plot_log_weights, plot_loss_curves
+Names resolve lazily, so ``import hybridpgm.diagnostics`` loads neither ArviZ
+nor matplotlib until a converter or a plot is first used.  The entry point for
+a trained Pyro guide is :func:`from_pyro_svi` (named like ArviZ's
+``from_numpyro_svi``).
+"""
 
-__all__ = [
-    "RingCoverage",
-    "VICheck",
-    "check_vi",
-    "clustering_accuracy",
-    "from_categorical",
-    "from_importance",
-    "from_mcmc",
-    "from_svi",
-    "inception_score",
-    "make_inference_data",
-    "pareto_khat",
-    "plot_coverage",
-    "plot_image_grid",
-    "plot_khat",
-    "plot_log_weights",
-    "plot_loss_curves",
-    "ring_coverage",
-    "target_accuracy",
-    "train_classifier",
-]
+from hybridpgm._lazy import lazy_exports
+from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat  # eager: the function shares its module's name
+
+_MODULES = {
+    "gan_metrics": ("RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",
+                    "train_classifier"),
+    "inference_data": ("from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi",
+                       "make_inference_data"),
+    "plots": ("plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves",
+              "plot_sequence_marginals"),
+}
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}, globals())
+
+__all__ = sorted(["VICheck", "check_vi", "pareto_khat"] + [name for names in _MODULES.values() for name in names])

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import arviz as az
 import numpy as np
 import torch
 
@@ -36,12 +35,49 @@ __all__ = ["BAD", "GOOD", "VICheck", "check_vi", "pareto_khat"]
 GOOD, BAD = 0.5, 0.7
 
 
+def _arviz_psislw(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ArviZ's PSIS over the last axis: ``(smoothed log-weights up to a constant per row, k-hat)``."""
+    import arviz as az
+
+    if hasattr(az, "psislw"):  # ArviZ 0.x
+        return az.psislw(log_weights, normalize=False)
+    from arviz_stats.base import array_stats  # ArviZ >= 1.0
+
+    # arviz_stats' psislw takes pointwise log-likelihoods, as PSIS-LOO does: the
+    # importance log-weights are their negatives
+    return array_stats.psislw(-log_weights, axis=-1)
+
+
 def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``."""
-    psislw = getattr(az, "psislw", None)
-    if psislw is None:  # ArviZ >= 1.0 moved it to arviz_stats
-        from arviz_stats import psislw  # type: ignore[no-redef]
-    return psislw(log_weights, normalize=False)
+    """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
+
+    PSIS replaces only the right tail, so the smallest weight of a row keeps
+    its value; ArviZ 1.x returns normalized weights, and that weight restores
+    the row's constant, giving the same unnormalized weights under both ArviZ
+    generations.
+
+    A row whose log-weights are equal to within :math:`\sqrt{\epsilon_{32}}
+    \max(1, |\log w|)` (float32 rounding of a constant) comes from a guide
+    that matches the posterior there: its ratios are bounded, there is no tail
+    to fit, and k-hat is reported as :math:`-\infty`.  (Passed to ArviZ, the
+    rounding ties leave fewer than five draws above the tail cut-off and ArviZ
+    reports :math:`+\infty`, flagging an exact guide as bad.)
+    """
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    if log_weights.ndim == 0 or log_weights.shape[-1] < 2:
+        raise ConfigError(f"PSIS needs at least 2 log-weights per row, got shape {log_weights.shape}")
+    spread = log_weights.max(axis=-1) - log_weights.min(axis=-1)
+    scale = np.maximum(1.0, np.abs(log_weights).max(axis=-1))
+    constant = spread <= np.sqrt(np.finfo(np.float32).eps) * scale
+    # constant rows are answered here: ArviZ 1.x raises on them ("All tail values are the same")
+    placeholder = np.linspace(-1.0, 0.0, log_weights.shape[-1])
+    smoothed, khat = _arviz_psislw(np.where(constant[..., None], placeholder, log_weights))
+    smoothed, khat = np.array(smoothed, dtype=np.float64), np.array(khat, dtype=np.float64)
+    lowest = log_weights.argmin(axis=-1)[..., None]
+    smoothed += np.take_along_axis(log_weights, lowest, -1) - np.take_along_axis(smoothed, lowest, -1)
+    smoothed = np.where(constant[..., None], log_weights, smoothed)
+    khat = np.where(constant, -np.inf, khat)
+    return smoothed, khat
 
 
 @dataclass

@@ -5,7 +5,7 @@ Everything is built through ``arviz.from_dict`` so the same code gives an
 ``from_dict`` takes one dict of groups instead of keyword groups).  Arrays are
 NumPy with the leading ``(chain, draw)`` dimensions ArviZ expects.
 
-* :func:`from_svi` -- a model and guide after SVI: posterior draws from the
+* :func:`from_pyro_svi` -- a model and guide after SVI (any guide, autoguides included): posterior draws from the
   guide (via :class:`pyro.infer.Predictive`), posterior predictive, observed
   data, and the pointwise log-likelihood for ``az.loo`` / ``az.waic``;
 * :func:`from_mcmc` -- a :class:`pyro.infer.MCMC` run, chains kept (R-hat, ESS);
@@ -30,7 +30,7 @@ from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.errors import DataError
 
-__all__ = ["from_categorical", "from_importance", "from_mcmc", "from_svi", "make_inference_data"]
+__all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
 
 _KEYWORD_STYLE = "posterior" in inspect.signature(az.from_dict).parameters
 
@@ -60,30 +60,43 @@ def _observed_sites(trace) -> dict[str, dict]:
             if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)}
 
 
-def from_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
-             return_sites: list[str] | None = None, **kwargs: Any):
+def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
+                  return_sites: list[str] | None = None, **kwargs: Any):
     """ArviZ data of a Pyro model/guide pair after variational inference.
+
+    Works with any guide: Pyro's autoguides (``AutoNormal``, ``AutoDelta``,
+    ``AutoDiagonalNormal``, ...) and hand-written ones.  The posterior holds
+    the *model's* latent sample sites only; a guide's auxiliary sites (such as
+    ``AutoDiagonalNormal``'s joint ``_AutoDiagonalNormal_latent``) are left out.
 
     :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
         observed sites conditioned (``obs=``).
     :param guide: the trained guide.
     :param num_samples: posterior draws (one chain).
-    :param return_sites: latent sites to keep (default: every latent site of the guide).
+    :param return_sites: latent sites of the model to keep (default: all of them).
     :returns: groups ``posterior`` (``1 x S x site_shape``),
         ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``)
         per observed site, and ``observed_data``.
+    :raises DataError: the model observes nothing, or ``return_sites`` names a
+        site that is not a latent site of the model.
     """
     with torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        latents = return_sites or [n for n, s in guide_trace.nodes.items()
-                                   if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)]
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         observed = _observed_sites(model_trace)
         if not observed:
             raise DataError("the model has no observed sample site: nothing to check against")
+        model_latents = [n for n, s in model_trace.nodes.items()
+                         if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
+                         and not s["infer"].get("is_auxiliary", False)]
+        unknown = [n for n in (return_sites or []) if n not in model_latents]
+        if unknown:
+            raise DataError(f"return_sites {unknown} are not latent sample sites of the model "
+                            f"(its latent sites: {model_latents})")
+        latents = list(return_sites or model_latents)
         draws = Predictive(model, guide=guide, num_samples=num_samples, return_sites=latents)(*args, **kwargs)
         # Predictive pads draws with plate dims on the left: restore each site's own shape
-        draws = {n: draws[n].reshape((num_samples,) + guide_trace.nodes[n]["value"].shape) for n in latents}
+        draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in latents}
         predictive = Predictive(poutine.uncondition(model), posterior_samples=draws,
                                 return_sites=list(observed))(*args, **kwargs)
         log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
@@ -100,6 +113,10 @@ def from_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 50
         "log_likelihood": {n: torch.stack(v).unsqueeze(0) for n, v in log_lik.items()},
         "observed_data": {n: site["value"] for n, site in observed.items()},
     })
+
+
+#: the former name of :func:`from_pyro_svi`, kept so existing code runs
+from_svi = from_pyro_svi
 
 
 def from_mcmc(mcmc: pyro.infer.MCMC):

@@ -1,4 +1,9 @@
-"""Plots written by the command line and used in notebooks (matplotlib)."""
+"""Plots written by the command line and used in notebooks (matplotlib).
+
+Every helper builds a :class:`matplotlib.figure.Figure` with the object-oriented
+API (no pyplot state, no backend change) and returns it, so a notebook shows it
+inline; it is written to disk only when ``path`` is given (PNG at 100 dpi).
+"""
 
 from __future__ import annotations
 
@@ -6,76 +11,79 @@ import math
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from matplotlib.figure import Figure  # noqa: E402
 
 from hybridpgm.errors import DataError  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
 
-__all__ = ["plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves"]
+__all__ = ["plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves",
+           "plot_sequence_marginals"]
 
 
-def plot_loss_curves(history: History, path: str | os.PathLike, title: str = "training loss") -> Path:
-    """One curve per player: loss against step.  Returns the PNG's path."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+#: legend labels of players whose loss is not named by the player
+LOSS_LABELS = {"elbo": "loss = -ELBO (nats per example)"}
+
+
+def plot_loss_curves(history: History, path: str | os.PathLike | None = None, title: str = "training loss",
+                     labels: dict[str, str] | None = None) -> Figure:
+    """One curve per player: its loss (the quantity minimized) against step,
+    and the metrics callbacks logged.
+
+    :param labels: player -> legend label; the default names the SVI player's
+        loss ``-ELBO`` (:data:`LOSS_LABELS`).
+    """
+    labels = {**LOSS_LABELS, **(labels or {})}
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
     for player, values in history.loss.items():
-        ax.plot(history.step[: len(values)], values, label=player)
+        ax.plot(history.step[: len(values)], values, label=labels.get(player, f"{player} loss"))
     for name, points in history.metrics.items():
         if points:
             steps, values = zip(*points)
             ax.plot(steps, values, "o--", label=name)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (lower is better)")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def plot_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os.PathLike,
-                    title: str = "", columns: int | None = None) -> Path:
-    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale).  Returns the PNG's path."""
+def plot_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
+                    title: str = "", columns: int | None = None) -> Figure:
+    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale)."""
     images = images.detach().cpu()
     if images.dim() != 2 or images.shape[1] != image_shape[0] * image_shape[1]:
         raise DataError(f"images of shape {tuple(images.shape)} do not match image_shape {image_shape}")
     n = images.shape[0]
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8 + (0.4 if title else 0)),
-                             squeeze=False)
+    fig = Figure(figsize=(columns * 0.8, rows * 0.8 + (0.4 if title else 0)))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(images[i].reshape(image_shape).numpy(), cmap="gray", vmin=0, vmax=1)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    if path is not None:
+        fig.savefig(Path(path), dpi=100)
+    return fig
 
 
-def _save(fig, path) -> Path:
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_khat(khat, path: str | os.PathLike, title: str = "PSIS k-hat per data point") -> Path:
+def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point") -> Figure:
     """Pareto :math:`\\hat k` per data point with ArviZ's 0.5 / 0.7 thresholds
     (see :func:`hybridpgm.diagnostics.check_vi`)."""
     khat = np.asarray(khat, dtype=float).ravel()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
     colors = np.where(khat < 0.5, "tab:green", np.where(khat < 0.7, "tab:orange", "tab:red"))
     ax.scatter(np.arange(len(khat)), khat, c=colors, s=12)
     for level, style in ((0.5, ":"), (0.7, "--")):
@@ -86,14 +94,16 @@ def plot_khat(khat, path: str | os.PathLike, title: str = "PSIS k-hat per data p
     return _save(fig, path)
 
 
-def plot_log_weights(log_weights, path: str | os.PathLike, title: str = "importance log-weights") -> Path:
+def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
+                     title: str = "importance log-weights") -> Figure:
     """Histogram of importance or AIS log-weights (``K``), with the effective
     sample size :math:`(\\sum w)^2 / \\sum w^2` in the legend."""
     lw = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
     if lw.numel() < 2:
         raise DataError(f"need at least 2 log-weights, got {lw.numel()}")
     ess = float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.add_subplot()
     ax.hist(lw.numpy(), bins=min(50, max(5, lw.numel() // 5)), color="tab:blue", alpha=0.8,
             label=f"ESS {ess:.1f} of {lw.numel()}")
     ax.set_xlabel("log-weight")
@@ -103,7 +113,7 @@ def plot_log_weights(log_weights, path: str | os.PathLike, title: str = "importa
     return _save(fig, path)
 
 
-def plot_coverage(y, mean, std, path: str | os.PathLike, title: str = "interval calibration") -> Path:
+def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: str = "interval calibration") -> Figure:
     """Calibration of Gaussian predictive intervals: empirical coverage of the
     central intervals against their nominal level (``y``, ``mean``, ``std``: ``N``)."""
     from scipy.stats import norm
@@ -114,11 +124,35 @@ def plot_coverage(y, mean, std, path: str | os.PathLike, title: str = "interval 
     levels = np.linspace(0.05, 0.99, 30)
     z = np.abs(y - mean) / std
     empirical = [(z <= norm.ppf(0.5 + level / 2)).mean() for level in levels]
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = Figure(figsize=(4, 4))
+    ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="ideal")
     ax.plot(levels, empirical, marker="o", markersize=3, label="model")
     ax.set_xlabel("nominal coverage")
     ax.set_ylabel("empirical coverage")
     ax.set_title(title)
     ax.legend()
+    return _save(fig, path)
+
+
+def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | None = None,
+                            title: str = "posterior marginals p(y_t | x)") -> Figure:
+    """Heat map of a chain's label marginals (``T x L``), with the true labels
+    (``T`` ints, optional) marked."""
+    m = torch.as_tensor(marginals, dtype=torch.float64).detach().cpu()
+    if m.dim() != 2:
+        raise DataError(f"marginals must be T x L, got shape {tuple(m.shape)}")
+    fig = Figure(figsize=(max(4, 0.25 * m.shape[0] + 1.5), 0.35 * m.shape[1] + 1.5))
+    ax = fig.add_subplot()
+    image = ax.imshow(m.T.numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
+    if labels is not None:
+        y = torch.as_tensor(labels).reshape(-1).cpu()
+        if y.shape[0] != m.shape[0]:
+            raise DataError(f"labels of length {y.shape[0]} do not match {m.shape[0]} positions")
+        ax.scatter(np.arange(len(y)), y.numpy(), marker="x", color="red", label="true label")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("position t")
+    ax.set_ylabel("label")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
     return _save(fig, path)

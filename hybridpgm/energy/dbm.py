@@ -43,10 +43,12 @@ from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["DBM"]
 
 
+@serializable
 class DBM(nn.Module):
     """Deep Boltzmann machine with Bernoulli units.
 

@@ -27,6 +27,7 @@ from torch import nn
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["DBN", "DBNAutoencoder"]
 
@@ -39,6 +40,7 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
     return layer
 
 
+@serializable
 class DBNAutoencoder(nn.Module):
     """An unrolled DBN: ``encoder`` (sigmoid layers) and ``decoder`` (sigmoid layers; the
     last returns logits, or means for Gaussian data); ``forward(x)`` reconstructs ``x``.
@@ -55,6 +57,7 @@ class DBNAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+@serializable
 class DBN(nn.Module):
     """Deep belief network over layer sizes ``[V, H1, ..., HL]``.
 

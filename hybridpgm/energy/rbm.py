@@ -46,12 +46,14 @@ from torch import nn
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["RBM"]
 
 _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
+@serializable
 class RBM(nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.nn import ACTIVATIONS, mlp
+from hybridpgm.serialization import serializable
 
 __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerator", "gan_networks"]
 
@@ -37,6 +38,7 @@ def _shape(shape: int | Sequence[int], what: str) -> tuple[int, ...]:
     return shape
 
 
+@serializable
 class MLPGenerator(nn.Module):
     """:math:`x = G_\\theta(z)`: an MLP from noise ``batch x noise_dim`` to ``batch x out_shape``.
 
@@ -59,6 +61,7 @@ class MLPGenerator(nn.Module):
         return self.net(z).reshape(z.shape[:-1] + self.out_shape)
 
 
+@serializable
 class MLPDiscriminator(nn.Module):
     """:math:`D_\\phi(x)`: an MLP from ``batch x in_shape`` to logits ``batch``
     (or ``batch x out_dim`` when ``out_dim > 1``, e.g. an InfoGAN code posterior).
@@ -90,6 +93,7 @@ def _image_shape(image_shape: int | Sequence[int]) -> tuple[int, int]:
     return shape
 
 
+@serializable
 class ConvGenerator(nn.Module):
     """DCGAN-style generator [1]: noise -> ``2w x H/4 x W/4`` -> two stride-2
     transposed convolutions -> a ``H x W`` image, returned flattened ``batch x H*W``.
@@ -121,6 +125,7 @@ class ConvGenerator(nn.Module):
         return self.deconv(h).flatten(1)
 
 
+@serializable
 class ConvDiscriminator(nn.Module):
     """DCGAN-style discriminator [1]: two stride-2 convolutions with leaky ReLU,
     then a linear layer to the logit ``batch`` (or ``batch x out_dim``).

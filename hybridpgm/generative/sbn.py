@@ -41,13 +41,14 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["SigmoidBeliefNet"]
 
@@ -78,6 +79,7 @@ class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin)
     has_rsample = True
 
 
+@serializable
 class SigmoidBeliefNet(PyroModule):
     """A sigmoid belief net with a recognition network, as one ``PyroModule``.
 
@@ -162,6 +164,7 @@ class SigmoidBeliefNet(PyroModule):
     def _unit_values(h: torch.Tensor, temperature: float | None) -> torch.Tensor:
         return h if temperature is None else torch.sigmoid(h)
 
+    @pyro_method
     def model(self, x: torch.Tensor | None = None, *, batch_size: int | None = None, num_data: int | None = None,
               temperature: float | None = None):
         """Generative model :math:`p(x, h)`.
@@ -193,6 +196,7 @@ class SigmoidBeliefNet(PyroModule):
                     h = pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
         return h
 
+    @pyro_method
     def guide(self, x: torch.Tensor, *, batch_size: int | None = None, num_data: int | None = None,
               temperature: float | None = None):
         """Recognition model :math:`q(h \\mid x) = \\prod_l q(h_l \\mid h_{l-1})`.

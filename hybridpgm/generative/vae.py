@@ -33,15 +33,18 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.data.validation import check_finite, check_model_input, check_num_data, describe_origin
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
-from hybridpgm.nn import checkpointed_call, mlp
+from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
+from hybridpgm.serialization import serializable
 
 __all__ = ["VAE"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+@serializable
 class VAE(PyroModule):
     """A VAE with MLP encoder and decoder.
 
@@ -71,22 +74,33 @@ class VAE(PyroModule):
         hidden = list(hidden)
         self.encoder = mlp([x_dim, *hidden, 2 * z_dim], activation, init, batch_norm)
         self.decoder = mlp([z_dim, *reversed(hidden), x_dim], activation, init, batch_norm)
+        if checkpoint_activations and not any(map(checkpointing_saves_memory, (self.encoder, self.decoder))):
+            raise ConfigError("VAE(checkpoint_activations=True) saves no memory without hidden layers: each network "
+                              "is one Linear layer, which keeps only its input, as checkpointing would; "
+                              "drop the option or give hidden widths")
         if likelihood == "gaussian":
             self.log_scale = torch.nn.Parameter(torch.zeros(x_dim))
 
     # -- checks -----------------------------------------------------------------
-    def _check(self, x: torch.Tensor, values: bool = True) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.x_dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"VAE expects data of shape (batch, {self.x_dim}), got {shape}")
-        if values and self.likelihood == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
-            raise DataError("VAE with a Bernoulli likelihood needs binary data (0/1); "
+    def _check(self, x: torch.Tensor, values: bool = True) -> torch.Tensor:
+        """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
+        the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
+        exactly representable integers are converted; float64 data for a
+        float32 model are refused)."""
+        binary = values and self.likelihood == "bernoulli"  # a binary check implies a finite one
+        x = check_model_input(x, features=self.x_dim, dtype=self.encoder[0].weight.dtype, model="VAE",
+                              finite=not binary)
+        if binary and not bool(((x == 0) | (x == 1)).all()):
+            check_finite(x, f"VAE argument 'x'{describe_origin()}")  # NaN/inf named as such
+            raise DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){describe_origin()}; "
                             "binarize it (hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
+        return x
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
         batch = x.shape[0]
         if num_data is None:
             return pyro.plate("data", batch, dim=-1)
+        num_data = check_num_data(num_data, batch, model="VAE")
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
 
     def _likelihood(self, out: torch.Tensor) -> dist.TorchDistribution:
@@ -100,16 +114,27 @@ class VAE(PyroModule):
 
     # -- the Pyro program -------------------------------------------------------
     @pyro_method
-    def model(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None) -> torch.Tensor:
         """:math:`p_\\theta(x, z)` over a data plate.
 
-        :param x: observations, ``batch x D``.
+        :param x: observations, ``batch x D``; ``None`` generates (Pyro's
+            ``Predictive(vae.model, num_samples=S)(None)`` draws ``S x 1 x D``).
         :param num_data: full data size when ``x`` is a mini-batch; scales the
-            plate by ``num_data / batch`` (the loss then estimates the full-data one).
+            plate by ``num_data / batch`` (the loss then estimates the full-data
+            one).  With ``x=None``: how many rows to generate (default 1).
         """
-        self._check(x)
-        with self._plate(x, num_data):
+        if x is None:
+            rows = 1 if num_data is None else int(num_data)
+            if rows < 1:
+                raise DataError(f"VAE.model(None, num_data={num_data!r}) needs num_data >= 1 rows to generate")
+            like = next(self.decoder.parameters())
+            plate = pyro.plate("data", rows, dim=-1)
+            zeros = like.new_zeros((rows, self.z_dim))
+        else:
+            x = self._check(x)
+            plate = self._plate(x, num_data)
             zeros = x.new_zeros(x.shape[:-1] + (self.z_dim,))
+        with plate:
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
             out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
             return pyro.sample("x", self._likelihood(out), obs=x)
@@ -117,7 +142,7 @@ class VAE(PyroModule):
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder."""
-        self._check(x, values=False)  # the model checks the values
+        x = self._check(x, values=False)  # the model checks the values
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
@@ -136,7 +161,7 @@ class VAE(PyroModule):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`."""
-        self._check(x)
+        x = self._check(x)
         out = self.decoder(self._encode(x)[0])
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 

@@ -7,11 +7,12 @@
 * :class:`ArcCosineKernel` -- the NNGP kernel of an infinitely wide ReLU network.
 """
 
-from hybridpgm.gp.deep_kernel import DeepKernelGP, ExactMLLObjective
+from hybridpgm.gp.deep_kernel import DeepKernelGP, ExactMLLObjective, train_deep_kernel
 from hybridpgm.gp.feature_gp import FeatureGP, GPPrediction
-from hybridpgm.gp.gp_lstm import GPLSTM, Forecast, LSTMFeatures, SemiStochasticObjective
+from hybridpgm.gp.gp_lstm import GPLSTM, Forecast, LSTMFeatures, SemiStochasticObjective, train_gp_lstm
 from hybridpgm.gp.kernels import ArcCosineKernel
 from hybridpgm.gp.sv_deep_kernel import SVDeepKernelGP
+from hybridpgm.gp.validation import ValidatedFit, calibration, fit_validated
 
 __all__ = [
     "ArcCosineKernel",
@@ -24,4 +25,9 @@ __all__ = [
     "LSTMFeatures",
     "SVDeepKernelGP",
     "SemiStochasticObjective",
+    "ValidatedFit",
+    "calibration",
+    "fit_validated",
+    "train_deep_kernel",
+    "train_gp_lstm",
 ]

@@ -40,10 +40,12 @@ import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.feature_gp import FeatureGP, GPPrediction, check_inputs, check_targets, default_kernel
+from hybridpgm.serialization import serializable
 
-__all__ = ["DeepKernelGP", "ExactMLLObjective"]
+__all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
 
 
+@serializable
 class DeepKernelGP(gpytorch.Module):
     """Exact GP regression on network features, optionally with KISS-GP.
 
@@ -177,3 +179,29 @@ class ExactMLLObjective:
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         x, y = batch
         return -self.model.marginal_log_likelihood(x, y)
+
+
+def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch.nn.Module | None = None, *,
+                      validation: float = 0.2, max_steps: int = 300, eval_every: int = 5, patience: int = 10,
+                      lr: float = 0.01, seed: int | None = 0, device: str = "cpu",
+                      **model_kwargs: Any) -> tuple[DeepKernelGP, Any]:
+    """The DKL recipe: full-batch exact marginal likelihood (:class:`ExactMLLObjective`) on all
+    but the last ``validation`` fraction of the examples, early stopping on their predictive NLL,
+    best weights restored, then the GP conditioned on every example (see
+    :mod:`hybridpgm.gp.validation`).  Shuffle i.i.d. data first: the held-out examples are the last rows.
+
+    :param model_kwargs: passed to :class:`DeepKernelGP` (``kernel``, ``grid_size``, ...).
+    :returns: the trained :class:`DeepKernelGP` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
+    """
+    import functools
+
+    from hybridpgm.gp.validation import fit_validated, split_tail
+
+    x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
+    run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
+                        eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0], seed=seed,
+                        device=device, optim=functools.partial(torch.optim.Adam, lr=lr))
+    return model, run

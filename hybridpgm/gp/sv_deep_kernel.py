@@ -41,13 +41,15 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.feature_gp import GPPrediction, check_inputs, default_kernel
 from hybridpgm.infer import SVIObjective
+from hybridpgm.serialization import serializable
 
 __all__ = ["SVDeepKernelGP"]
 
 
+@serializable
 class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     """Sparse variational GP on network features, a Pyro model/guide pair.
 
@@ -105,14 +107,31 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """GP inputs ``B x F`` of inputs ``x`` (``B x ...``)."""
-        check_inputs(x, self.example_shape)
-        if self.example_shape is None:
-            self.example_shape = tuple(x.shape[1:])
+        """GP inputs ``... x B x F`` of inputs ``x`` (``... x B x example_shape``).
+
+        Leading dimensions (Pyro's vectorized particles, when the input depends
+        on a latent variable of a larger model) pass through: the feature
+        extractor must map ``... x B x example_shape`` to ``... x B x F``.
+        """
+        check_inputs(x, None)
+        known = self.example_shape
+        if known is not None and (x.dim() <= len(known) or tuple(x.shape[x.dim() - len(known):]) != known):
+            dims = ", ".join(map(str, known))
+            raise DataError(f"x has shape {tuple(x.shape)}, expected (N, {dims}) "
+                            f"(or (..., N, {dims}) with leading particle dimensions)")
         h = self.feature_extractor(x)
-        if h.dim() != 2 or h.shape[-1] != self.num_features:
-            raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; "
-                                 f"expected ({x.shape[0]}, {self.num_features})")
+        leading = h.dim() - 1
+        if (h.dim() < 2 or h.shape[-1] != self.num_features or x.dim() <= leading
+                or tuple(h.shape[:-1]) != tuple(x.shape[:leading])):
+            raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; expected "
+                                 f"(..., {x.shape[-2] if x.dim() >= 2 else 'B'}, {self.num_features}) with the "
+                                 "input's leading dimensions kept")
+        example_shape = tuple(x.shape[leading:])
+        if self.example_shape is None:
+            self.example_shape = example_shape
+        elif example_shape != self.example_shape:
+            raise DataError(f"x has shape {tuple(x.shape)}: examples of shape {example_shape}, expected "
+                            f"{self.example_shape} (as in the first call)")
         return self.scale_to_bounds(h)
 
     def __call__(self, x: torch.Tensor, prior: bool = False, **kwargs: Any):
@@ -124,12 +143,14 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         """Pyro model: :math:`u \\sim p(u)`, :math:`f \\mid u`, ``y ~ likelihood(f)``
         under a data plate scaled by :math:`N / B`."""
         self._fresh()
+        pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
         function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
         return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`."""
         self._fresh()
+        pyro.module(self.name_prefix, self)
         function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
         self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
 

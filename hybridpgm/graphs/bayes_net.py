@@ -39,7 +39,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
 from hybridpgm.errors import DataError, ModelSpecError
@@ -72,8 +72,10 @@ class BayesNet(PyroModule):
     def add(self, name: str, cpd: CPD, *, states: Sequence | None = None) -> "BayesNet":
         """Declare node ``name`` with its CPD; returns ``self`` for chaining.
 
-        :raises ModelSpecError: duplicate name, a cycle, or a CPD that does not
-            match already-declared parents (shape, cardinality).
+        :raises ModelSpecError: duplicate name, a cycle, a malformed table
+            (rows not summing to 1, negative entries, wrong dims), or a CPD that
+            does not match already-declared parents (shape, cardinality); the
+            message names the node.
         """
         if not isinstance(name, str) or not name or "." in name:
             raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
@@ -81,6 +83,7 @@ class BayesNet(PyroModule):
             raise ModelSpecError(f"node '{name}' is already declared")
         if not isinstance(cpd, CPD):
             raise ModelSpecError(f"node '{name}': expected a CPD, got {type(cpd).__name__}")
+        cpd.validate(name)  # a malformed table, named now that its node is known
         if name in cpd.parents:
             raise ModelSpecError(f"node '{name}' cannot be its own parent")
         self.cpds[name] = cpd
@@ -260,6 +263,7 @@ class BayesNet(PyroModule):
         return filled, (None if not missing.any() else ~missing)
 
     # ------------------------------------------------------------------ Pyro view
+    @pyro_method
     def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
               num_data: int | None = None) -> dict:
         """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
@@ -317,6 +321,7 @@ class BayesNet(PyroModule):
                     x[v] = torch.where(obs_mask, seen, hidden)
         return x
 
+    @pyro_method
     def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
         """The empty guide: every latent site of :meth:`model` is enumerated."""
 

@@ -34,8 +34,7 @@ __all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 _HEAD = re.compile(r"\b(network|variable|probability)\b([^{]*)\{")
 _TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
 _PROB = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
-_ENTRY = re.compile(r"\(([^)]*)\)\s*([^;]*);")
-_TABLE = re.compile(r"(?:^|;|\s)(table|default)\s+([^;]*);")
+_TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
 
 
 def _blocks(text: str):
@@ -57,6 +56,69 @@ def _blocks(text: str):
 
 def _split_list(s: str) -> list[str]:
     return [t.strip() for t in re.split(r"[,\s]+", s) if t.strip()]
+
+
+def _tokens(body: str, where: str) -> list[str]:
+    tokens, pos = [], 0
+    body = body.rstrip()
+    while pos < len(body):
+        m = _TOKEN.match(body, pos)
+        if m is None or m.end() == pos:
+            raise ModelSpecError(f"{where}: cannot read '{body[pos:pos + 40].strip()}'")
+        tokens.append(m.group(1) or m.group(2))
+        pos = m.end()
+    return tokens
+
+
+def _statements(body: str, where: str):
+    """Parse the body of a ``probability`` block by the BIF grammar::
+
+        body      := statement*
+        statement := "table" numbers ";" | "default" numbers ";"
+                   | "(" state ("," state)* ")" numbers ";" | "property" ... ";"
+        numbers   := number ([","] number)*
+
+    and yield ``(kind, states, numbers)`` with ``kind`` ``"table"``,
+    ``"default"`` or ``"entry"``.  A word is a keyword only where a statement
+    starts, so states named ``table`` or ``default`` are read as states.
+    """
+    tokens = _tokens(body, where)
+    i, n = 0, len(tokens)
+
+    def until_semicolon(j: int) -> tuple[list[str], int]:
+        out = []
+        while j < n and tokens[j] != ";":
+            if tokens[j] != ",":
+                out.append(tokens[j])
+            j += 1
+        if j == n:
+            raise ModelSpecError(f"{where}: a statement lacks its closing ';' after '{' '.join(out)[:60]}'")
+        return out, j + 1
+
+    while i < n:
+        head = tokens[i]
+        if head == "(":
+            j = i + 1
+            states = []
+            while j < n and tokens[j] != ")":
+                if tokens[j] not in (",", ";", "(", "|"):
+                    states.append(tokens[j])
+                elif tokens[j] != ",":
+                    raise ModelSpecError(f"{where}: unexpected '{tokens[j]}' in the parent states of an entry")
+                j += 1
+            if j == n:
+                raise ModelSpecError(f"{where}: an entry '( {' '.join(states)}' lacks its ')'")
+            words, i = until_semicolon(j + 1)
+            yield "entry", states, _floats(" ".join(words), where)
+        elif head in ("table", "default"):
+            words, i = until_semicolon(i + 1)
+            yield head, [], _floats(" ".join(words), where)
+        elif head == "property":
+            _, i = until_semicolon(i + 1)
+        elif head == ";":
+            i += 1
+        else:
+            raise ModelSpecError(f"{where}: expected 'table', 'default', '(' or 'property', found '{head}'")
 
 
 def _floats(s: str, where: str) -> list[float]:
@@ -112,27 +174,27 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         card = len(states[child])
         pcards = [len(states[p]) for p in parents]
         table = np.full(pcards + [card], np.nan)
-        for kind, vals in _TABLE.findall(body):
-            nums = _floats(vals, f"{path}: '{child}'")
+        where = f"{path}: '{child}'"
+        for kind, key, nums in _statements(body, where):
             if kind == "default":
                 table[...] = np.asarray(nums)
-            else:
+            elif kind == "table":
                 if len(nums) != table.size:
                     raise ModelSpecError(f"{path}: table of '{child}' has {len(nums)} numbers, needs {table.size}")
                 # as pgmpy reads it: the child's state slowest, then the parents in C order
                 table = np.moveaxis(np.asarray(nums).reshape([card] + pcards), 0, -1)
-        for cond, vals in _ENTRY.findall(body):
-            key = [x.strip() for x in cond.split(",")]
-            if len(key) != len(parents):
-                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' does not list {len(parents)} parent states")
-            try:
-                idx = tuple(states[p].index(s) for p, s in zip(parents, key))
-            except ValueError as e:
-                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' names an unknown state") from e
-            nums = _floats(vals, f"{path}: '{child}'")
-            if len(nums) != card:
-                raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' has {len(nums)} numbers, needs {card}")
-            table[idx] = nums
+            else:
+                cond = ", ".join(key)
+                if len(key) != len(parents):
+                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' does not list "
+                                         f"{len(parents)} parent states")
+                try:
+                    idx = tuple(states[p].index(s) for p, s in zip(parents, key))
+                except ValueError as e:
+                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' names an unknown state") from e
+                if len(nums) != card:
+                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' has {len(nums)} numbers, needs {card}")
+                table[idx] = nums
         if np.isnan(table).any():
             raise ModelSpecError(f"{path}: the table of '{child}' is incomplete")
         tables[child] = (table, parents)
@@ -141,11 +203,11 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             raise ModelSpecError(f"{path}: variable '{v}' has no probability block")
         table, parents = tables[v]
         table = table / table.sum(-1, keepdims=True) if np.all(np.abs(table.sum(-1) - 1) <= atol) else table
+        c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
         try:
-            c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
+            bn.add(v, c, states=states[v])
         except ModelSpecError as e:
-            raise ModelSpecError(f"{path}: variable '{v}': {e}") from e
-        bn.add(v, c, states=states[v])
+            raise ModelSpecError(f"{path}: {e}") from e
     return bn.check()
 
 

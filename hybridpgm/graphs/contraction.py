@@ -32,7 +32,7 @@ import opt_einsum
 import torch
 from pyro.ops.special import safe_log
 
-__all__ = ["ContractionPlan", "PlanCache"]
+__all__ = ["AbsorbingPlan", "ContractionPlan", "PlanCache"]
 
 _LETTERS = string.ascii_lowercase
 
@@ -167,6 +167,59 @@ def _max_sum(args, ins, out):
     return total.reshape(*total.shape[:n_out], -1).max(-1).values
 
 
+class AbsorbingPlan:
+    """Eliminate evidence-only variables first, then run one :class:`ContractionPlan`.
+
+    A variable ``v`` (not in the output) qualifies when every operand that holds
+    it, except at most one *main* operand, is a per-row vector over ``v`` only
+    (dims within ``{batch, v}``: an evidence indicator, a soft-evidence
+    likelihood, a query indicator), and at least one such vector exists.  Its
+    group is contracted before the main plan, so a leaf observed in some rows
+    costs what indexing its table costs in a single-pattern batch: the table
+    ``[pa, v]`` becomes ``[N, pa]`` (the same factor indexing gives).  Repeats
+    while some variable qualifies.  ``opt_einsum`` finds the same elimination
+    only by chance once a batch dim makes early intermediates look expensive.
+
+    :param batch_dim: the name of the row dim (or ``None``).
+    """
+
+    def __init__(self, operand_dims, output_dims, sizes: dict, optimize="auto", batch_dim=None):
+        dims = [tuple(d) for d in operand_dims]
+        slots = list(range(len(dims)))  # positions of the current operands in the running list
+        self.groups = []  # (positions popped, ContractionPlan) applied in order; result appended
+        out = set(output_dims)
+        changed = True
+        while changed:
+            changed = False
+            for v in sorted({d for ds in dims for d in ds} - out - {batch_dim}, key=str):
+                holders = [i for i, ds in enumerate(dims) if v in ds]
+                small = [i for i in holders if set(dims[i]) <= {v, batch_dim}]
+                big = [i for i in holders if i not in small]
+                if not small or len(big) > 1 or len(holders) < 2:
+                    continue
+                group = big + small
+                g_dims = [dims[i] for i in group]
+                has_batch = any(batch_dim in ds for ds in g_dims)
+                rest = tuple(d for d in (dims[big[0]] if big else ()) if d not in (v, batch_dim))
+                new_dims = ((batch_dim,) if has_batch else ()) + rest
+                plan = ContractionPlan(g_dims, new_dims, sizes, "greedy")
+                self.groups.append((tuple(group), plan))
+                dims = [ds for i, ds in enumerate(dims) if i not in group] + [new_dims]
+                changed = True
+                break
+        self.main = ContractionPlan(dims, output_dims, sizes, optimize)
+        self.opt_cost = getattr(self.main, "opt_cost", 0)
+        self.largest_intermediate = getattr(self.main, "largest_intermediate", 0)
+
+    def __call__(self, operands, semiring: str = "log") -> torch.Tensor:
+        ops = list(operands)
+        for group, plan in self.groups:
+            args = [ops[i] for i in group]
+            keep = set(group)
+            ops = [t for i, t in enumerate(ops) if i not in keep] + [plan(args, semiring)]
+        return self.main(ops, semiring)
+
+
 class PlanCache:
     """A bounded LRU map from a contraction pattern to its :class:`ContractionPlan`.
 
@@ -174,22 +227,29 @@ class PlanCache:
     :param optimize: path optimizer passed to :class:`ContractionPlan`.
     """
 
-    def __init__(self, maxsize: int = 256, optimize="auto"):
+    def __init__(self, maxsize: int = 256, optimize="auto", batch_dim=None):
         self.maxsize = maxsize
         self.optimize = optimize
+        #: with a batch dim name, plans first absorb evidence-only variables (:class:`AbsorbingPlan`)
+        self.batch_dim = batch_dim
         self._plans: OrderedDict = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, operand_dims, output_dims, sizes, key_extra=()) -> ContractionPlan:
-        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra))
+    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None) -> ContractionPlan:
+        """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`."""
+        batch_dim = self.batch_dim if batch_dim is None else batch_dim
+        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim)
         plan = self._plans.get(key)
         if plan is not None:
             self.hits += 1
             self._plans.move_to_end(key)
             return plan
         self.misses += 1
-        plan = ContractionPlan(operand_dims, output_dims, sizes, self.optimize)
+        if batch_dim is not None:
+            plan = AbsorbingPlan(operand_dims, output_dims, sizes, self.optimize, batch_dim)
+        else:
+            plan = ContractionPlan(operand_dims, output_dims, sizes, self.optimize)
         self._plans[key] = plan
         if len(self._plans) > self.maxsize:
             self._plans.popitem(last=False)

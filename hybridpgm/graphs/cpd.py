@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["CPD", "LinearGaussian", "Neural", "Table"]
 
@@ -77,6 +78,10 @@ class CPD(nn.Module):
         """Names of continuous values (continuous parents and context) the table depends on."""
         return self.continuous_parents
 
+    def validate(self, node: str) -> None:
+        """Raise :class:`ModelSpecError` naming ``node`` if the CPD's own
+        values are malformed (called by :meth:`BayesNet.add`)."""
+
     def bind(self, node: str, parent_cards: Mapping[str, int | None]) -> None:
         """Check the CPD against its parents' cardinalities; raise :class:`ModelSpecError`."""
         self.node = node
@@ -107,6 +112,7 @@ class CPD(nn.Module):
         return f"node={self.node!r}, parents={list(self.parents)}, cardinality={self.cardinality}"
 
 
+@serializable
 class Table(CPD):
     """A conditional probability table over a discrete node of any cardinality.
 
@@ -118,6 +124,13 @@ class Table(CPD):
         broadcastable to ``probs``); the Pyro model then adds
         :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
     :param float atol: tolerance of the row-sum check.
+
+    A malformed table (wrong number of dims, a negative or NaN entry, a row
+    that does not sum to 1, a non-positive prior) is reported when it is
+    declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
+    that names the node; a table built as ``bn.add("B", Table(...))`` cannot
+    know its node before then.  Using a malformed table that belongs to no
+    network (``probs``, ``log_table``) raises the same error without a node.
     """
 
     def __init__(self, probs, parents: Sequence[str] = (), *, learnable: bool = True,
@@ -126,30 +139,44 @@ class Table(CPD):
         probs = torch.as_tensor(probs)
         if not torch.is_floating_point(probs):
             probs = probs.to(torch.get_default_dtype())
-        if probs.dim() != len(self.parents) + 1:
-            raise ModelSpecError(
-                f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
-                f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
-        if torch.isnan(probs).any() or (probs < 0).any():
-            raise ModelSpecError(f"table has negative or NaN entries (parents {list(self.parents)})")
-        sums = probs.sum(-1)
-        if ((sums - 1).abs() > atol).any():
-            bad = (sums - 1).abs().argmax()
-            raise ModelSpecError(f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}")
-        self.cardinality = int(probs.shape[-1])
+        self._problem = self._find_problem(probs, prior, atol)
+        self.cardinality = int(probs.shape[-1]) if probs.dim() else 1
         logits = probs.log()
         if learnable:
             self.logits = nn.Parameter(logits)
         else:
             self.register_buffer("logits", logits)
-        if prior is not None:
+        if prior is not None and self._problem is None:
             prior = torch.as_tensor(prior, dtype=probs.dtype)
-            if (prior <= 0).any():
-                raise ModelSpecError("Dirichlet prior concentration must be positive")
             self.register_buffer("prior", prior.expand(probs.shape).clone())
         else:
             self.prior = None
         self._shape = tuple(probs.shape)
+
+    def _find_problem(self, probs: torch.Tensor, prior, atol: float) -> str | None:
+        """What is wrong with the table (``None`` if nothing); reported by
+        :meth:`validate` with the node's name."""
+        if probs.dim() != len(self.parents) + 1:
+            return (f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
+                    f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
+        if torch.isnan(probs).any() or (probs < 0).any():
+            return f"table has negative or NaN entries (parents {list(self.parents)})"
+        sums = probs.sum(-1)
+        if ((sums - 1).abs() > atol).any():
+            bad = (sums - 1).abs().argmax()
+            return f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}"
+        if prior is not None and bool((torch.as_tensor(prior) <= 0).any()):
+            return "Dirichlet prior concentration must be positive"
+        return None
+
+    def validate(self, node: str) -> None:
+        if self._problem is not None:
+            raise ModelSpecError(f"node '{node}': {self._problem}")
+
+    def _valid(self) -> None:
+        if self._problem is not None:
+            where = f"node '{self.node}'" if self.node else "a Table not added to any network"
+            raise ModelSpecError(f"{where}: {self._problem}")
 
     @classmethod
     def uniform(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
@@ -166,6 +193,7 @@ class Table(CPD):
         return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
 
     def bind(self, node, parent_cards):
+        self.validate(node)
         super().bind(node, parent_cards)
         for i, p in enumerate(self.parents):
             card = parent_cards[p]
@@ -176,14 +204,17 @@ class Table(CPD):
 
     def log_table(self, values=None) -> torch.Tensor:
         """``[*parent_cards, cardinality]`` normalised log-probabilities."""
+        self._valid()
         return self.logits.log_softmax(-1)
 
     @property
     def probs(self) -> torch.Tensor:
+        self._valid()
         return self.logits.softmax(-1)
 
     def log_prior(self) -> torch.Tensor:
         """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior)."""
+        self._valid()
         if self.prior is None:
             return self.logits.new_zeros(())
         lp = self.log_table()
@@ -192,6 +223,7 @@ class Table(CPD):
         return (norm + ((alpha - 1) * lp.clamp(min=torch.finfo(lp.dtype).min)).sum(-1)).sum()
 
 
+@serializable
 class Neural(CPD):
     """A discrete node whose logits come from a network.
 
@@ -264,6 +296,7 @@ class Neural(CPD):
         return out.reshape(n, *cards, self.cardinality)
 
 
+@serializable
 class LinearGaussian(CPD):
     """A continuous node, Gaussian with a mean linear in its continuous parents.
 
@@ -301,6 +334,7 @@ class LinearGaussian(CPD):
         reg("log_scale", scale.log().clone())
 
     def bind(self, node, parent_cards):
+        self.validate(node)
         super().bind(node, parent_cards)
         for i, p in enumerate(self.parents):
             card = parent_cards[p]

@@ -35,6 +35,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["CRFHead", "LinearChainCRF"]
 
@@ -242,6 +243,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
             return torch.where(self._mask(), path, torch.zeros_like(path))
 
 
+@serializable
 class CRFHead(nn.Module):
     """Learnable transition/start/end scores that turn unary scores into a :class:`LinearChainCRF`.
 

@@ -50,8 +50,9 @@ _METHODS = ("exact", "bp", "mean_field")
 class MarkovNet(nn.Module):
     """A Markov random field over named discrete variables.
 
-    :param variables: mapping ``name -> cardinality`` (insertion order is the
-        variable order).
+    :param variables: mapping ``name -> cardinality``, or a sequence of
+        ``(name, cardinality)`` pairs (the order is the variable order); a name
+        given twice raises :class:`~hybridpgm.errors.ModelSpecError`.
 
     >>> mrf = MarkovNet({"a": 2, "b": 3})
     >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
@@ -62,9 +63,22 @@ class MarkovNet(nn.Module):
     def __init__(self, variables: Mapping[str, int]):
         super().__init__()
         self.cards: dict[str, int] = {}
-        for name, card in dict(variables).items():
-            if not isinstance(name, str) or int(card) < 1:
-                raise ModelSpecError(f"MarkovNet: variable {name!r} needs a name and cardinality >= 1, got {card}")
+        pairs = variables.items() if isinstance(variables, Mapping) else variables
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ModelSpecError(f"MarkovNet: variables must be a mapping name -> cardinality or "
+                                     f"(name, cardinality) pairs, got the element {pair!r}")
+            name, card = pair
+            try:
+                whole = not isinstance(card, bool) and int(card) == card >= 1
+            except (TypeError, ValueError):
+                whole = False
+            if not isinstance(name, str) or not name or not whole:
+                raise ModelSpecError(f"MarkovNet: variable {name!r} needs a name and an integer cardinality >= 1, "
+                                     f"got {card!r}")
+            if name in self.cards:
+                raise ModelSpecError(f"MarkovNet: variable {name!r} is declared twice (cardinalities "
+                                     f"{self.cards[name]} and {int(card)}); declare each variable once")
             self.cards[name] = int(card)
         self._index = {n: i for i, n in enumerate(self.cards)}
         self.families: dict[str, dict] = {}
@@ -329,6 +343,7 @@ class MarkovNet(nn.Module):
         Supports an unbatched model, or a batch of one dimension (``N`` data
         points / contexts) run inside ``pyro.plate(prefix + "data", N)``.
         """
+        pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
         values = dict(values or {})
         tables = self.tables(context)
         log_z = self.log_partition(log_z_method, context=context, **kwargs)

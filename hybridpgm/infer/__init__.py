@@ -9,10 +9,12 @@ from hybridpgm.infer.belief_propagation import BeliefPropagation, BPResult
 from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.iwae import IWAE
+from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.infer.mean_field import MeanField, MeanFieldResult
 from hybridpgm.infer.mrf_exact import exact_log_partition, exact_marginals, exact_sample
 from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
 from hybridpgm.infer.nvil import NVIL, NVIL_ELBO, NVILBaselines
+from hybridpgm.infer.raise_ais import RAISE, LikelihoodBounds, RAISEResult, log_likelihood_bounds
 from hybridpgm.infer.rws import RWS, ReweightedWakeSleepELBO
 from hybridpgm.infer.svi import SVIObjective
 from hybridpgm.infer.vimco import VIMCO, VIMCO_ELBO
@@ -32,12 +34,16 @@ __all__ = [
     "IWAE",
     "IWGAN",
     "InfoGAN",
+    "LikelihoodBounds",
+    "LogZEstimate",
     "MeanField",
     "MeanFieldResult",
     "NVIL",
     "NVILBaselines",
     "NVIL_ELBO",
     "PersistentCD",
+    "RAISE",
+    "RAISEResult",
     "RWS",
     "ReweightedWakeSleepELBO",
     "SVIObjective",
@@ -45,7 +51,9 @@ __all__ = [
     "VIMCO_ELBO",
     "WakeSleep",
     "WakeSleepELBO",
+    "estimate_log_z",
     "exact_log_partition",
     "exact_marginals",
     "exact_sample",
+    "log_likelihood_bounds",
 ]

@@ -16,6 +16,13 @@ by Jensen).  The standard error of :math:`\log\widehat Z` is the delta-method
 :math:`\operatorname{sd}(w) / (\sqrt M\, \bar w)`; the effective sample size
 :math:`(\sum w)^2 / \sum w^2` of the final weights diagnoses a poor schedule.
 
+The standard error only measures the spread of this run's own weights: when
+the base distribution misses a mode of the target, every chain misses it alike
+and the error bar is tiny while :math:`\log\widehat Z` is many nats too low.
+:func:`hybridpgm.infer.log_z.estimate_log_z` runs AIS from several starts and
+flags disagreement; :mod:`hybridpgm.infer.raise_ais` bounds the log-likelihood
+from the other side.
+
 :class:`AIS` is generic: it runs on any *annealing path* (an object with
 ``log_z0``, ``sample0(n)`` and ``step(x, beta_prev, beta, transition)``, see
 :mod:`hybridpgm.energy.annealing`) or on any model with an

@@ -23,6 +23,12 @@ Every step is an ordinary torch operation, so gradients flow from the beliefs
 or :math:`\\log Z_{Bethe}` back into the potentials through all ``K`` steps
 ("unrolled inference as a computation graph", [3]).
 
+The messages of the whole graph live in one tensor and an iteration is a
+fixed sequence of whole-graph gathers, ``logsumexp`` and ``index_add`` calls
+(:mod:`hybridpgm.infer.bp_engine`); binary pairwise graphs such as Ising grids
+take a log-odds fast path.  Nothing inside the loop waits for the device:
+convergence (``tol > 0``) is checked only every ``check_every`` steps.
+
 **References**
 
 [1] J. Pearl, *Probabilistic Reasoning in Intelligent Systems*, 1988.
@@ -36,35 +42,45 @@ Inference*, 2013.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from hybridpgm.errors import ConfigError
-from hybridpgm.graphs.factor_graph import FactorGraph, scatter_to_variables
+from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, damp_log
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
 
-@dataclass
 class BPResult:
     """Output of :class:`BeliefPropagation` (batch flattened to ``B``).
 
     :ivar torch.Tensor log_z: ``[B]`` Bethe estimate of :math:`\\log Z`
-        (``None`` for max-product).
+        (``None`` for max-product); computed on first access.
     :ivar torch.Tensor marginals: ``[B, V, C]`` variable beliefs (max-marginals,
         normalised, for max-product).
     :ivar torch.Tensor assignment: ``[B, V]`` argmax of the beliefs.
-    :ivar bool converged: whether the largest message change fell below ``tol``.
+    :ivar bool converged: whether the largest message change fell below ``tol``
+        at a check (always ``False`` when ``tol == 0``).
     :ivar int num_iters: steps run.
     """
 
-    log_z: torch.Tensor | None
-    marginals: torch.Tensor
-    assignment: torch.Tensor
-    converged: bool
-    num_iters: int
+    def __init__(self, marginals: torch.Tensor, assignment: torch.Tensor, converged: bool, num_iters: int,
+                 log_z_fn: Callable[[], torch.Tensor] | None = None):
+        self.marginals = marginals
+        self.assignment = assignment
+        self.converged = converged
+        self.num_iters = num_iters
+        self._log_z_fn = log_z_fn
+        self._log_z = None
+
+    @property
+    def log_z(self) -> torch.Tensor | None:
+        if self._log_z is None and self._log_z_fn is not None:
+            self._log_z = self._log_z_fn()
+            self._log_z_fn = None
+        return self._log_z
 
 
 def _entropy_term(p: torch.Tensor, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,6 +95,8 @@ class BeliefPropagation:
     :param float damping: :math:`\\alpha \\in [0, 1)`.
     :param float tol: stop early once the largest change of any message (in
         log space) is below ``tol``; ``0`` runs all ``K`` steps.
+    :param int check_every: test convergence every this many steps (each test
+        is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
 
     >>> mrf = ising_grid(8, 8, coupling=0.3, field=torch.randn(64))  # doctest: +SKIP
@@ -86,92 +104,80 @@ class BeliefPropagation:
     """
 
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6,
-                 max_product: bool = False):
+                 max_product: bool = False, check_every: int = 10):
         if num_iters < 1:
             raise ConfigError(f"BeliefPropagation: num_iters must be >= 1, got {num_iters}")
         if not 0.0 <= damping < 1.0:
             raise ConfigError(f"BeliefPropagation: damping must be in [0, 1), got {damping}")
+        if check_every < 1:
+            raise ConfigError(f"BeliefPropagation: check_every must be >= 1, got {check_every}")
         self.num_iters = num_iters
         self.damping = damping
         self.tol = tol
         self.max_product = max_product
+        self.check_every = check_every
 
-    # -- the two message updates -------------------------------------------------
-    def _factor_to_var(self, table: torch.Tensor, incoming: torch.Tensor) -> torch.Tensor:
-        """``table [B,F,C..C]``, ``incoming [B,F,k,C]`` var->factor -> ``[B,F,k,C]``."""
-        k = incoming.shape[2]
-        out = []
-        for j in range(k):
-            s = table
-            for i in range(k):
-                if i != j:
-                    shape = [1] * k
-                    shape[i] = -1
-                    s = s + incoming[:, :, i].reshape(incoming.shape[:2] + tuple(shape))
-            dims = tuple(2 + i for i in range(k) if i != j)
-            out.append(s.amax(dim=dims) if self.max_product else torch.logsumexp(s, dim=dims))
-        return torch.stack(out, dim=2)
-
-    @staticmethod
-    def _normalise(m: torch.Tensor) -> torch.Tensor:
-        return m - torch.logsumexp(m, dim=-1, keepdim=True)
-
-    def _var_to_factor(self, fg, theta, msgs):
-        total = theta
-        for g, m in zip(fg.groups, msgs):
-            total = total + scatter_to_variables(m, g.variables, fg.num_vars)
-        out = [total[:, g.variables] - m for g, m in zip(fg.groups, msgs)]
-        return total, [self._normalise(n) for n in out]
+    def _iterate(self, msgs, step, damp):
+        """Run up to ``K`` steps of ``msgs <- damp(step(msgs), msgs)``; host sync only at checks."""
+        converged, it = False, 0
+        for it in range(1, self.num_iters + 1):
+            new = damp(step(msgs), msgs, self.damping, it)
+            if self.tol > 0 and (it % self.check_every == 0 or it == self.num_iters):
+                delta = float((new - msgs).detach().abs().max()) if new.numel() else 0.0
+                msgs = new
+                if delta < self.tol:
+                    converged = True
+                    break
+            else:
+                msgs = new
+        return msgs, converged, it
 
     def __call__(self, fg: FactorGraph) -> BPResult:
         """Run BP on ``fg`` and return a :class:`BPResult`."""
+        if BinaryPairwise.applies(fg):
+            return self._binary(fg)
+        flat = FlatGraph(fg)
         theta = fg.masked_unary()
-        B, C = fg.batch_size, fg.num_states
-        msgs = [theta.new_zeros((B,) + tuple(g.variables.shape) + (C,)) for g in fg.groups]
-        log_a, log_1ma = (math.log(self.damping) if self.damping > 0 else None,
-                          math.log1p(-self.damping))
-        converged, it = False, 0
-        for it in range(1, self.num_iters + 1):
-            _, incoming = self._var_to_factor(fg, theta, msgs)
-            new = []
-            for g, n, m_old in zip(fg.groups, incoming, msgs):
-                m = self._normalise(self._factor_to_var(g.log_potentials, n))
-                if log_a is not None:
-                    m = torch.logaddexp(m + log_1ma, m_old + log_a)
-                new.append(m)
-            delta = max((float((a - b).detach().abs().max()) for a, b in zip(new, msgs)), default=0.0)
-            msgs = new
-            if delta < self.tol:
-                converged = True
-                break
-        total, incoming = self._var_to_factor(fg, theta, msgs)
-        log_b = torch.log_softmax(total, dim=-1)
-        marginals = log_b.exp()
-        assignment = total.argmax(dim=-1)
-        log_z = None if self.max_product else self._bethe(fg, theta, log_b, incoming)
-        return BPResult(log_z, marginals, assignment, converged, it)
 
-    @staticmethod
-    def _bethe(fg, theta, log_b, incoming) -> torch.Tensor:
-        """Negative Bethe free energy at the current beliefs, ``[B]``."""
-        valid = fg.valid
-        b = log_b.exp()
-        unary = fg.unary.masked_fill(~valid, 0.0)
-        deg = fg.degrees()
-        ent_v = -_entropy_term(b, log_b, valid).sum(-1)  # [B, V]
-        log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
-        for g, n in zip(fg.groups, incoming):
-            k = g.arity
-            s = g.log_potentials
-            for i in range(k):
-                shape = [1] * k
-                shape[i] = -1
-                s = s + n[:, :, i].reshape(n.shape[:2] + tuple(shape))
-            flat = s.flatten(2)
-            log_bf = torch.log_softmax(flat, dim=-1)
-            bf = log_bf.exp()
-            ok = torch.isfinite(flat)
-            energy = (bf * g.log_potentials.flatten(2)).sum(-1)
-            ent_f = -_entropy_term(bf, log_bf, ok).sum(-1)
-            log_z = log_z + (energy + ent_f).sum(-1)
-        return log_z
+        def step(msgs):
+            return flat.factor_to_var(flat.incoming(flat.beliefs(theta, msgs), msgs), self.max_product)
+
+        msgs, converged, it = self._iterate(flat.init(theta), step, damp_log)
+        total = flat.beliefs(theta, msgs)
+        log_b = torch.log_softmax(total, dim=-1)
+        log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
+        return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn)
+
+    def _binary(self, fg: FactorGraph) -> BPResult:
+        eng = BinaryPairwise(fg, self.max_product)
+        d, converged, it = self._iterate(eng.init(), eng.step, eng.damp)
+        L = eng.beliefs(d)                                         # [V, B] belief log-odds
+        marginals = torch.stack((torch.sigmoid(-L), torch.sigmoid(L)), dim=-1).transpose(0, 1)
+        assignment = (L > 0).long().t()
+
+        def log_z():
+            flat = FlatGraph(fg)
+            theta = fg.masked_unary()
+            ls = torch.nn.functional.logsigmoid
+            log_b = torch.stack((ls(-L), ls(L)), dim=-1).transpose(0, 1)
+            return _bethe(fg, flat, theta, log_b, eng.to_flat(d))
+
+        return BPResult(marginals, assignment, converged, it, None if self.max_product else log_z)
+
+
+def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor:
+    """Negative Bethe free energy at the beliefs of ``msgs`` ``[B, E, C]``, shape ``[B]``."""
+    valid = fg.valid
+    b = log_b.exp()
+    unary = fg.unary.masked_fill(~valid, 0.0)
+    deg = fg.degrees()
+    ent_v = -_entropy_term(b, log_b, valid).sum(-1)  # [B, V]
+    log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
+    incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
+    for scores, table in flat.factor_scores(incoming):
+        log_bf = torch.log_softmax(scores, dim=-1)
+        bf = log_bf.exp()
+        energy = (bf * table).sum(-1)
+        ent_f = -_entropy_term(bf, log_bf, torch.isfinite(scores)).sum(-1)
+        log_z = log_z + (energy + ent_f).sum(-1)
+    return log_z

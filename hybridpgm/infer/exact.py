@@ -18,7 +18,13 @@ Variables that are neither observed nor queried nor ancestors of those are
 *barren* and pruned (they sum to one) [4].  The contraction order comes from
 ``opt_einsum`` and is cached per evidence pattern (see
 :class:`~hybridpgm.graphs.contraction.PlanCache`), so the same kind of query
-costs only the tensor work on CPU or CUDA.  Float64 networks are contracted in
+costs only the tensor work on CPU or CUDA.  Rows may observe different
+nodes: a node observed in some rows enters as a per-row indicator (one-hot or
+all ones), or a soft-evidence likelihood
+(:class:`~hybridpgm.infer.soft_evidence.Likelihood`); indicators on leaves are
+absorbed into their tables first
+(:class:`~hybridpgm.graphs.contraction.AbsorbingPlan`), and rows are grouped
+by which evidence nodes *with children* they observe (:func:`~hybridpgm.infer.row_groups.row_groups`).  Float64 networks are contracted in
 probability space (one ``torch.einsum`` per step; a row whose evidence
 probability underflows below ``1e-250`` sends the query to log space), other
 dtypes in log space with max-shifting.
@@ -42,11 +48,14 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from hybridpgm.errors import EvidenceError
+from hybridpgm.infer import row_groups as row_groups_module
+from hybridpgm.infer.row_groups import row_groups
+from hybridpgm.infer.soft_evidence import Likelihood, soft_log_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["BATCH", "Evidence", "log_evidence", "map_assignment", "parse_evidence", "posterior"]
+__all__ = ["BATCH", "Evidence", "Likelihood", "log_evidence", "map_assignment", "parse_evidence", "posterior"]
 
 #: name of the batch dim over evidence rows in contraction plans
 BATCH = "\x00rows"
@@ -59,7 +68,8 @@ class Evidence:
     :ivar int n: number of rows :math:`N`.
     :ivar bool batched: whether the caller passed tensors (results keep the ``N`` dim).
     :ivar dict observed: discrete node -> ``[N]`` long values, observed in every row.
-    :ivar dict partial: discrete node -> ``[N, card]`` log-likelihood (0 / -inf; 0 where missing).
+    :ivar dict partial: discrete node -> ``[N, card]`` log-likelihood: one-hot (0 / -inf) for hard
+        evidence observed in some rows (all 0 where missing), any log-likelihood for soft evidence.
     :ivar dict values: continuous nodes and context inputs -> ``[N]`` or ``[N, d]`` tensors.
     """
 
@@ -70,6 +80,7 @@ class Evidence:
     observed: dict = field(default_factory=dict)
     partial: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+    soft: set = field(default_factory=set)
 
 
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
@@ -98,17 +109,24 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     evidence = dict(evidence or {})
     dtype, device = bn.dtype, bn.device
     known_inputs = bn.input_names
-    tensors = {}
+    tensors, soft = {}, {}
     for name, v in evidence.items():
         if name not in bn.cpds and name not in known_inputs:
             raise EvidenceError(f"evidence names unknown variable '{name}' (nodes: {bn.nodes})")
+        if isinstance(v, Likelihood):
+            soft[name] = soft_log_likelihood(bn, name, v, dtype, device)
+            continue
         tensors[name] = _as_index_tensor(bn, name, v, device) if name in bn.cpds and bn.cardinality(name) \
             else torch.as_tensor(v, device=device)
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
+    lengths.update({name: t.shape[0] for name, t in soft.items() if t.dim() == 2})
     if len(set(lengths.values())) > 1:
         raise EvidenceError(f"evidence rows differ in length: {lengths}")
     n = next(iter(lengths.values()), 1)
     ev = Evidence(n=n, batched=bool(lengths), dtype=dtype, device=device)
+    for name, log_lik in soft.items():
+        ev.partial[name] = log_lik.expand(n, log_lik.shape[-1])
+        ev.soft.add(name)
     for name, t in tensors.items():
         card = bn.cardinality(name) if name in bn.cpds else None
         if card is None:  # continuous node or context input
@@ -200,6 +218,12 @@ def _factors(bn: "BayesNet", ev: Evidence, keep: set) -> tuple[list, list]:
     return tensors, dims_list
 
 
+#: the row count the contraction order is optimised for: a plan is cached per query shape and reused
+#: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
+#: (a large one makes opt_einsum avoid early row-carrying intermediates that later steps need anyway)
+_PLAN_ROWS = 4
+
+
 def _contract(bn, ev, tensors, dims_list, output, semiring, extra=(), extra_dims=()):
     """Contract log-factors ``tensors`` (exponentiated for ``semiring="prob"``) plus ``extra``
     operands already in the semiring's space, to the dims ``output``."""
@@ -211,11 +235,46 @@ def _contract(bn, ev, tensors, dims_list, output, semiring, extra=(), extra_dims
         anchor = ref.new_zeros(ev.n)
     operands = list(tensors) + list(extra) + [anchor]  # the anchor carries the batch dim
     dims_list = list(dims_list) + list(extra_dims) + [(BATCH,)]
-    sizes = {BATCH: ev.n}
+    sizes = {}
     for t, dims in zip(operands, dims_list):
         sizes.update(zip(dims, t.shape))
-    plan = bn.plan_cache.get(dims_list, output, sizes, key_extra=(ev.n > 1,))
+    sizes[BATCH] = min(ev.n, _PLAN_ROWS)
+    plan = bn.plan_cache.get(dims_list, output, sizes, key_extra=(ev.n > 1,), batch_dim=BATCH)
     return plan(operands, semiring)
+
+
+#: split rows by inner-evidence pattern only when one row of the shared contraction costs more flops than
+#: this (up to ``row_groups._MAX_GROUPS`` groups), or more than ``_SPLIT_ANY_FLOPS_PER_ROW`` (any number of
+#: groups, up to one per row: each row's own indexed contraction is then cheaper than its share of the shared one)
+_SPLIT_FLOPS_PER_ROW = 2e5
+_SPLIT_ANY_FLOPS_PER_ROW = 1e6
+
+
+def _split(bn, ev, targets, extra_dims=()):
+    """``(groups, tensors, dims)``: :func:`row_groups` when splitting pays off (else ``None``), and the
+    conditioned factors of the whole batch when they were built to decide."""
+    groups = row_groups(bn, ev, targets, max_groups=ev.n)
+    if groups is None:
+        return None, None, None
+    tensors, dims = _factors(bn, ev, _relevant(bn, targets))
+    cost = _flops_per_row(bn, ev, tensors, dims, extra_dims)
+    few = len(groups) <= row_groups_module._MAX_GROUPS
+    if cost > _SPLIT_ANY_FLOPS_PER_ROW or (cost > _SPLIT_FLOPS_PER_ROW and few):
+        return groups, tensors, dims
+    return None, tensors, dims
+
+
+def _flops_per_row(bn, ev, tensors, dims_list, extra_dims=()) -> float:
+    """Flops per row of the one-contraction plan (searched once per query shape and cached)."""
+    dims_list = list(dims_list) + list(extra_dims) + [(BATCH,)]
+    sizes = {}
+    for t, d in zip(tensors, dims_list):
+        sizes.update(zip(d, t.shape))
+    for d in extra_dims:
+        sizes[d[1]] = bn.cardinality(d[1])
+    sizes[BATCH] = min(ev.n, _PLAN_ROWS)
+    plan = bn.plan_cache.get(dims_list, (BATCH,), sizes, key_extra=(ev.n > 1,), batch_dim=BATCH)
+    return getattr(plan, "opt_cost", 0) / sizes[BATCH]
 
 
 #: below this a probability-space result is recomputed in log space (float64 only)
@@ -227,10 +286,11 @@ def _use_prob(tensors) -> bool:
     return bool(tensors) and all(t.dtype == torch.float64 for t in tensors)
 
 
-def _check_possible(value: torch.Tensor, what: str) -> None:
+def _check_possible(value: torch.Tensor, what: str, row_ids: torch.Tensor | None = None) -> None:
     bad = ~torch.isfinite(value.detach()).reshape(value.shape[0], -1).all(-1) if value.dim() else None
     if bad is not None and bad.any():
-        rows = bad.nonzero().flatten().tolist()
+        rows = bad.nonzero().flatten()
+        rows = (row_ids[rows] if row_ids is not None else rows).tolist()
         shown = rows[:10]
         raise EvidenceError(f"evidence has probability zero under the model in row(s) {shown}"
                             f"{' ...' if len(rows) > 10 else ''}; {what} is undefined")
@@ -256,14 +316,25 @@ def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tenso
     :returns: ``[N]`` (a scalar when no evidence value has a row dim).
     """
     ev = parse_evidence(bn, evidence)
+    groups, _, _ = _split(bn, ev, set(ev.observed) | set(ev.partial))
+    if groups is None:
+        return _unbatch(_log_evidence_rows(bn, ev), ev)
+    out = None
+    for idx, sub in groups:
+        part = _log_evidence_rows(bn, sub)
+        out = part.new_zeros(ev.n) if out is None else out
+        out = out.index_copy(0, idx, part)
+    return _unbatch(out, ev)
+
+
+def _log_evidence_rows(bn: "BayesNet", ev: Evidence) -> torch.Tensor:
     targets = set(ev.observed) | set(ev.partial) | {v for v in ev.values if v in bn.cpds}
     tensors, dims = _factors(bn, ev, _relevant(bn, targets))
     if _use_prob(tensors):
         z = _contract(bn, ev, tensors, dims, (BATCH,), "prob")
         if bool((z > _TINY).all()):
-            return _unbatch(z.log(), ev)
-    result = _contract(bn, ev, tensors, dims, (BATCH,), "log")
-    return _unbatch(result, ev)
+            return z.log()
+    return _contract(bn, ev, tensors, dims, (BATCH,), "log")
 
 
 def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence: Mapping | None = None, *,
@@ -288,7 +359,21 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
         if q in ev.observed:
             raise EvidenceError(f"query variable '{q}' is also observed in every evidence row")
     targets = set(names) | set(ev.observed) | set(ev.partial) | {v for v in ev.values if v in bn.cpds}
-    tensors, dims = _factors(bn, ev, _relevant(bn, targets))
+    groups, tensors, dims = (None, None, None) if joint else _split(bn, ev, targets, [(BATCH, q) for q in names])
+    if groups is not None:
+        out = {}
+        for idx, sub in groups:
+            free = [q for q in names if q not in sub.observed]
+            parts = dict(zip(free, _marginals(bn, sub, free, row_ids=idx)))
+            for q in names:
+                part = parts[q] if q in parts else torch.nn.functional.one_hot(
+                    sub.observed[q], bn.cardinality(q)).to(ev.dtype)
+                base = out.get(q, part.new_zeros(ev.n, bn.cardinality(q)))
+                out[q] = base.index_copy(0, idx, part)
+        out = {q: _unbatch(out[q], ev) for q in names}
+        return out[query] if isinstance(query, str) else out
+    if tensors is None:
+        tensors, dims = _factors(bn, ev, _relevant(bn, targets))
     if joint:
         if _use_prob(tensors):
             p = _contract(bn, ev, tensors, dims, (BATCH, *names), "prob")
@@ -300,6 +385,16 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
         _check_possible(log_z, "the posterior")
         probs = (log_joint - log_z.reshape(-1, *[1] * len(names))).exp()
         return _unbatch(probs, ev)
+    grads = _marginals(bn, ev, names, tensors, dims)
+    out = {q: _unbatch(g, ev) for q, g in zip(names, grads)}
+    return out[query] if isinstance(query, str) else out
+
+
+def _marginals(bn: "BayesNet", ev: Evidence, names: list, tensors=None, dims=None, row_ids=None) -> list:
+    """``[N, card]`` posterior marginals of ``names``: derivatives of the evidence w.r.t. indicators."""
+    if tensors is None:
+        targets = set(names) | set(ev.observed) | set(ev.partial)
+        tensors, dims = _factors(bn, ev, _relevant(bn, targets))
     grad_mode = torch.is_grad_enabled()
     create_graph = grad_mode and any(t.requires_grad for t in tensors)
     dtype, device = ev.dtype, ev.device
@@ -311,16 +406,15 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
             z = _contract(bn, ev, tensors, dims, (BATCH,), "prob", ones, q_dims)
             if bool((z > _TINY).all()):
                 grads = torch.autograd.grad(z.sum(), ones, create_graph=create_graph) if names else ()
-                grads = [g / z[:, None] for g in grads]
+                grads = [g / (z if create_graph else z.detach())[:, None] for g in grads]
     if grads is None:  # log space: the derivative of log Z gives the normalised marginals directly
         zeros = [torch.zeros(ev.n, bn.cardinality(q), dtype=dtype, device=device, requires_grad=True)
                  for q in names]
         with torch.enable_grad():
             log_z = _contract(bn, ev, tensors, dims, (BATCH,), "log", zeros, q_dims)
-            _check_possible(log_z, "the posterior")
+            _check_possible(log_z, "the posterior", row_ids)
             grads = torch.autograd.grad(log_z.sum(), zeros, create_graph=create_graph) if names else ()
-    out = {q: _unbatch(g, ev) for q, g in zip(names, grads)}
-    return out[query] if isinstance(query, str) else out
+    return list(grads)
 
 
 def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_log_prob: bool = False):

@@ -63,11 +63,26 @@ class _EnumerateOnly(Messenger):
             msg["infer"] = {k: v for k, v in msg["infer"].items() if k != "enumerate"}
 
 
+def _check_batch_dims_in_plates(name: str, shape: tuple[int, ...], plate_dims: frozenset) -> None:
+    """Every non-singleton dim of a latent site must belong to a ``pyro.plate``:
+    the full conditional is computed per plate element, and a batch dim that no
+    plate declares would be mistaken for the enumeration dims."""
+    for i, size in enumerate(shape):
+        dim = i - len(shape)
+        if size > 1 and dim not in plate_dims:
+            raise ModelSpecError(
+                f"Gibbs: latent site '{name}' has batch shape {shape}, but its dim {dim} (size {size}) belongs to "
+                f"no pyro.plate; declare that batch dim with `with pyro.plate('{name}_plate', {size}, dim={dim}):` "
+                "around the site (its elements are then resampled together), or sample one scalar site per element")
+
+
 class Gibbs(MCMCKernel):
     """Block Gibbs sampler over the discrete latent sites of a Pyro model.
 
     :param callable model: a Pyro model; every latent site must be discrete with
-        enumerable support (e.g. ``Categorical``, ``Bernoulli``).
+        enumerable support (e.g. ``Categorical``, ``Bernoulli``), and every
+        batch dim of a latent site must be declared by a ``pyro.plate``
+        (else :class:`~hybridpgm.errors.ModelSpecError` names the site and dim).
     :param blocks: optional list of lists of site names drawn jointly; sites not
         listed form one block each, in model order.
     :param int max_plate_nesting: number of plate dims (found by tracing if ``None``).
@@ -109,6 +124,7 @@ class Gibbs(MCMCKernel):
                                      f"({type(fn).__name__}) is not")
             latent.append(name)
             plates[name] = frozenset(f.dim for f in site["cond_indep_stack"] if f.vectorized)
+            _check_batch_dims_in_plates(name, tuple(site["value"].shape), plates[name])
         if not latent:
             raise ModelSpecError("the model has no latent sites to sample")
         if self.max_plate_nesting is None:

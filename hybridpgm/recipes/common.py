@@ -1,42 +1,164 @@
-"""Pieces every command-line recipe shares: arguments, output folder, report."""
+"""Pieces every command-line recipe shares: argument types, output folder, report.
+
+Every recipe writes the same run folder::
+
+    OUT/metrics.json     figures (units in ``metrics["units"]``), versions, command
+    OUT/model.pt         the trained model (:func:`hybridpgm.save`; ``hybridpgm.load`` reads it)
+    OUT/checkpoint.pt    the training state (:func:`hybridpgm.fit`'s checkpoint)
+    OUT/loss.png         loss curves, plus the family's own plots
+
+Arguments are checked before anything runs: a bad number, a missing
+``--data-root``, a device this machine lacks, an output path that cannot be a
+folder, or a checkpoint state that does not match ``--resume``/``--overwrite``
+is a one-line ``hybridpgm: error: ...`` and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import json
+import math
 import os
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hybridpgm.errors import ConfigError
 from hybridpgm.train import FitResult, fit
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_common_arguments", "machine_description", "train", "write_metrics"]
+__all__ = ["add_common_arguments", "existing_dir", "machine_description", "non_negative_float", "positive_float",
+           "positive_int", "prepare_output", "save_model", "throughput", "train", "write_metrics"]
+
+#: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
+COMMAND: str | None = None
+
+#: units of the figures recipes report (merged into ``metrics["units"]``)
+UNITS = {
+    "test_log_likelihood": "nats per example (higher is better)",
+    "test_elbo": "nats per example (higher is better)",
+    "baseline_test_log_likelihood": "nats per example (higher is better)",
+    "final_train_loss": "per-example loss minimized by each player (lower is better)",
+    "train_wall_time_s": "seconds",
+    "train_examples_per_s": "training examples / training wall time (all ranks)",
+    "log_z": "nats",
+}
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int) -> None:
-    """Flags of ``hybridpgm train <model>`` shared by every model family."""
+# ---------------------------------------------------------------- argument types
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def existing_dir(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"folder {text!r} does not exist")
+    return text
+
+
+def device_name(text: str) -> str:
+    from hybridpgm.errors import DeviceError
+    from hybridpgm.train.device import resolve_device
+
+    try:
+        resolve_device(text)
+    except DeviceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs: int, batch_size: int,
+                         lr: float = 1e-3,
+                         optimizer: str = "Adam", datasets: list[str] | None = None,
+                         dataset: str = "digits") -> None:
+    """Flags of ``hybridpgm train <model>`` shared by every model family;
+    ``lr`` and ``optimizer`` are the recipe's real defaults (shown in ``--help``)."""
     from hybridpgm.data import DATASETS
 
-    parser.add_argument("--dataset", default="digits", choices=sorted(DATASETS), help="data set (default: digits)")
-    parser.add_argument("--data-root", default=None, help="folder holding the data set's files")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"passes over the data (default {epochs})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"examples per step (default {batch_size})")
-    parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (default 1)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    parser.set_defaults(model=model)
+    choices = sorted(datasets or DATASETS)
+    parser.add_argument("--dataset", default=dataset, choices=choices, help=f"data set (default: {dataset})")
+    parser.add_argument("--data-root", type=existing_dir, default=None,
+                        help="folder holding the data set's files (must exist)")
+    parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the data (default {epochs})")
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size,
+                        help=f"examples per step (default {batch_size})")
+    parser.add_argument("--accumulate", type=positive_int, default=1, help="micro-batches per step (default 1)")
+    parser.add_argument("--lr", type=positive_float, default=lr, help=f"{optimizer} learning rate (default {lr:g})")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                         help="mixed precision (default: full fp32)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
-    parser.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (must exist)")
+    resume.add_argument("--overwrite", action="store_true",
+                        help="start afresh, replacing the checkpoint in --out (without it an existing one is an error)")
+    parser.add_argument("--override-hyperparameters", action="store_true",
+                        help="with --resume: continue although the learning rate, batch size, ... differ from the "
+                             "checkpoint's (the requested ones apply); without it such a resume is refused")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps between checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def prepare_output(args: argparse.Namespace, default: str) -> Path:
+    """Check and create the run folder before any data is loaded or trained.
+
+    :raises ConfigError: the path is a file or lies under one, cannot be
+        created or written, ``--resume`` finds no checkpoint, or a checkpoint
+        exists and neither ``--resume`` nor ``--overwrite`` was given.
+    """
+    out = Path(args.out or default)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is an existing file, not a folder")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"--out {str(out)!r} lies under {str(parent)!r}, which is a file")
+    checkpoint = out / "checkpoint.pt"
+    if getattr(args, "resume", False) and not checkpoint.is_file():
+        raise ConfigError(f"--resume: no checkpoint to resume from at {str(checkpoint)!r}")
+    if checkpoint.exists() and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
+        raise ConfigError(f"{str(checkpoint)!r} exists; pass --resume to continue it or --overwrite to replace it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".hybridpgm-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--out {str(out)!r} cannot be created or written: {error.strerror or error}") from None
+    return out
 
 
 def machine_description() -> dict[str, Any]:
@@ -52,8 +174,16 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
-    """Write ``out/metrics.json`` atomically."""
+def write_metrics(out: Path, metrics: dict[str, Any], units: dict[str, str] | None = None) -> Path:
+    """Write ``out/metrics.json`` atomically, adding the units of the figures
+    present, the library versions and the full command."""
+    from hybridpgm.serialization import versions
+
+    metrics = dict(metrics)
+    known = {**UNITS, **(units or {})}
+    metrics["units"] = {k: v for k, v in known.items() if k in metrics}
+    metrics["versions"] = versions()
+    metrics["command"] = COMMAND or shlex.join(sys.argv)
     path = out / "metrics.json"
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -61,20 +191,45 @@ def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def save_model(module: torch.nn.Module, out: Path, args: argparse.Namespace, **meta: Any) -> Path:
+    """``out/model.pt`` with the recipe's name and data set in its metadata (for
+    ``hybridpgm evaluate|sample RUN``)."""
+    from hybridpgm.serialization import save
+
+    return save(module, out / "model.pt", recipe=args.model, dataset=getattr(args, "dataset", None),
+                data_root=getattr(args, "data_root", None), seed=args.seed, **meta)
+
+
+def throughput(result: FitResult, num_examples: int, batch_size: int, steps_before: int, seconds: float) -> float:
+    """Training examples processed in this run (all ranks) divided by its wall time."""
+    per_epoch = max(math.ceil(num_examples / batch_size), 1)
+    last = num_examples - (per_epoch - 1) * batch_size
+    seen = sum(last if step % per_epoch == per_epoch - 1 else batch_size
+               for step in range(steps_before, result.steps))
+    return seen * current().world_size / max(seconds, 1e-12)
+
+
 def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
-          callbacks: tuple = ()) -> tuple[FitResult, float]:
+          callbacks: tuple = (), **fit_kwargs: Any) -> tuple[FitResult, float, float]:
     """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
-    ``out/checkpoint.pt`` (started afresh unless ``--resume``).  ``optim``
-    defaults to Adam with ``--lr``.  Returns the result and the training wall
-    time in seconds."""
-    context = current()
+    ``out/checkpoint.pt``: continued under ``--resume`` (``resume="require"``;
+    a checkpoint of another model or other hyperparameters is refused unless
+    ``--override-hyperparameters``), replaced under ``--overwrite``, and
+    otherwise never replaced (``resume="never"``).  ``optim`` defaults to
+    Adam with ``--lr``.  Returns the result, the training wall time in seconds
+    and the throughput (:func:`throughput`, examples per second)."""
+    from hybridpgm.train.batches import batch_size_of
+    from hybridpgm.train.checkpoint import load_checkpoint
+
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists() and not args.resume and context.is_main:
-        checkpoint.unlink()
-    context.barrier()
+    steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
     started = time.perf_counter()
     result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
                  optim=optim or functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,
                  device=args.device, seed=args.seed, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                 resume=args.resume, progress=not args.no_progress, callbacks=callbacks)
-    return result, time.perf_counter() - started
+                 resume="require" if args.resume else "never", overwrite=args.overwrite,
+                 override_hyperparameters=args.override_hyperparameters, progress=not args.no_progress,
+                 callbacks=callbacks, **fit_kwargs)
+    seconds = time.perf_counter() - started
+    size = len(data) if isinstance(data, torch.utils.data.Dataset) else batch_size_of(data)
+    return result, seconds, throughput(result, size, args.batch_size, steps_before, seconds)

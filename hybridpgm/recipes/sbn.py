@@ -9,6 +9,7 @@ plots dreams and loss curves.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
-from hybridpgm.recipes.common import add_common_arguments, machine_description, train, write_metrics
+from hybridpgm.recipes.common import (
+    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
+)
 from hybridpgm.train.distributed import current
 
-__all__ = ["OBJECTIVES", "add_arguments", "run"]
+__all__ = ["OBJECTIVES", "add_arguments", "evaluate", "run", "sample"]
 
 #: ``--objective`` name -> builder ``(sbn, particles) -> objective``
 OBJECTIVES = {
@@ -33,27 +36,26 @@ OBJECTIVES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
-    add_common_arguments(parser, epochs=10, batch_size=100)
+    add_common_arguments(parser, model, epochs=10, batch_size=100)
     parser.add_argument("--objective", default="rws", choices=sorted(OBJECTIVES),
                         help="training objective (default rws)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[200, 200],
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200],
                         help="hidden layer sizes, bottom-up (default 200 200)")
-    parser.add_argument("--particles", type=int, default=5, help="K for RWS and VIMCO (default 5)")
-    parser.add_argument("--eval-samples", type=int, default=1000,
+    parser.add_argument("--particles", type=positive_int, default=5, help="K for RWS and VIMCO (default 5)")
+    parser.add_argument("--eval-samples", type=positive_int, default=1000,
                         help="importance samples for the test log-likelihood (default 1000)")
-    parser.add_argument("--eval-size", type=int, default=None, help="evaluate on the first N test images")
+    parser.add_argument("--eval-size", type=positive_int, default=None, help="evaluate on the first N test images")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, write the report; return the metrics."""
     context = current()
-    out = Path(args.out or f"runs/sbn-{args.objective}-{args.dataset}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(args, f"runs/sbn-{args.objective}-{args.dataset}")
     data = load_dataset(args.dataset, binarize="dynamic", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     sbn = SigmoidBeliefNet([data.num_features, *args.hidden])
     objective = OBJECTIVES[args.objective](sbn, args.particles)
-    result, train_seconds = train(objective, training_data(data), args, out)
+    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out)
     if not context.is_main:
         return {}
     sbn.eval()
@@ -62,6 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                for chunk in test.split(100)]).mean())
     plot_loss_curves(result.history, out / "loss.png", title=f"SBN ({args.objective}) on {args.dataset}")
     plot_image_grid(sbn.sample(64).cpu(), data.image_shape, out / "samples.png", title="dreams")
+    save_model(sbn.cpu(), out, args, feature_shape=[data.num_features], image_shape=list(data.image_shape),
+               eval_samples=args.eval_samples, eval_size=args.eval_size)
     metrics = {
         "model": "sbn",
         "objective": args.objective,
@@ -76,11 +80,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(result.device),
         "world_size": context.world_size,
         "final_train_loss": {p: v[-1] for p, v in result.history.loss.items()},
+        "lr": args.lr,
         "test_log_likelihood": test_ll,
         "eval_samples": args.eval_samples,
         "test_size": int(test.shape[0]),
         "train_wall_time_s": train_seconds,
+        "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
     write_metrics(out, metrics)
     return metrics
+
+
+def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``hybridpgm evaluate RUN``: the importance-sampled test log-likelihood again."""
+    meta = saved.meta
+    data = load_dataset(meta["dataset"], binarize="dynamic", root=meta.get("data_root"), seed=meta["seed"])
+    test = data.test.x[: meta.get("eval_size")]
+    test_ll = float(torch.cat([saved.module.log_likelihood(chunk, num_samples=meta["eval_samples"])
+                               for chunk in test.split(100)]).mean())
+    report = {"model": "sbn", "dataset": meta["dataset"], "test_log_likelihood": test_ll,
+              "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
+    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``hybridpgm sample RUN``: dreams (ancestral samples) to ``RUN/samples-seed<S>.png``."""
+    path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
+    plot_image_grid(saved.module.sample(args.num_samples).cpu(), tuple(saved.meta["image_shape"]), path,
+                    title="dreams")
+    return {"samples": str(path), "num_samples": args.num_samples}

@@ -2,12 +2,20 @@
 
 Trains on the training split (dynamically binarized), then reports on the
 statically binarized test split: the ELBO and the importance-sampled
-log-likelihood (``--eval-samples`` draws from the guide).
+log-likelihood (``--eval-samples`` draws from the guide), beside the
+per-pixel Bernoulli baseline fitted to the same training split (each pixel
+on with its Laplace-smoothed training mean, :math:`\\hat p_j = (\\sum_n x_{nj}
++ 1) / (N + 2)`), all in nats per image.
+
+The defaults (50 epochs of the digits training split, batch 64, Adam 3e-3, 16 latents,
+one hidden layer of 256) train in well under a minute on two CPU cores and
+beat that baseline by several nats per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +25,32 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import VAE
 from hybridpgm.infer import IWAE, SVIObjective
-from hybridpgm.recipes.common import add_common_arguments, machine_description, train, write_metrics
+from hybridpgm.recipes.common import (
+    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
+)
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
-    add_common_arguments(parser, epochs=10, batch_size=128)
-    parser.add_argument("--latent-dim", type=int, default=50, help="latent dimension (default 50)")
-    parser.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden widths (default 400)")
-    parser.add_argument("--particles", type=int, default=5 if model == "iwae" else 1,
+    add_common_arguments(parser, model, epochs=50, batch_size=64, lr=3e-3)
+    parser.add_argument("--latent-dim", type=positive_int, default=16, help="latent dimension (default 16)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[256], help="hidden widths (default 256)")
+    parser.add_argument("--particles", type=positive_int, default=5 if model == "iwae" else 1,
                         help="importance samples K of the IWAE bound (default 5 for iwae; 1 for vae)")
-    parser.add_argument("--eval-samples", type=int, default=1000,
+    parser.add_argument("--eval-samples", type=positive_int, default=1000,
                         help="importance samples for the test log-likelihood (default 1000)")
-    parser.add_argument("--eval-size", type=int, default=None, help="evaluate on the first N test images")
+    parser.add_argument("--eval-size", type=positive_int, default=None, help="evaluate on the first N test images")
     parser.add_argument("--checkpoint-activations", action="store_true",
                         help="recompute encoder/decoder activations in backward (saves memory)")
+
+
+def bernoulli_baseline(train_x: torch.Tensor, test_x: torch.Tensor) -> float:
+    """Test log-likelihood (nats per image) of independent Bernoulli pixels
+    fitted to ``train_x`` (``N x D`` grey levels or bits) with add-one smoothing."""
+    p = (train_x.double().sum(0) + 1) / (train_x.shape[0] + 2)
+    return float(torch.distributions.Bernoulli(probs=p).log_prob(test_x.double().cpu()).sum(-1).mean())
 
 
 def _evaluate(vae: VAE, x: torch.Tensor, samples: int, batch: int = 100) -> tuple[float, float]:
@@ -45,49 +62,77 @@ def _evaluate(vae: VAE, x: torch.Tensor, samples: int, batch: int = 100) -> tupl
     return float(torch.cat(elbo).mean()), float(torch.cat(ll).mean())
 
 
+def _plots(vae: VAE, test: torch.Tensor, image_shape, out: Path) -> None:
+    plot_image_grid(vae.sample(64).cpu(), image_shape, out / "samples.png", title="samples (means)")
+    originals = test[:32]
+    pairs = torch.stack([originals, vae.reconstruct(originals)], dim=1).reshape(-1, originals.shape[-1])
+    plot_image_grid(pairs.cpu(), image_shape, out / "reconstructions.png", title="test image | reconstruction",
+                    columns=8)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, write the report; return the metrics."""
     context = current()
-    out = Path(args.out or f"runs/{args.model}-{args.dataset}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
     data = load_dataset(args.dataset, binarize="dynamic", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     vae = VAE(data.num_features, args.latent_dim, args.hidden, checkpoint_activations=args.checkpoint_activations)
     elbo = IWAE(args.particles) if args.model == "iwae" else None
     objective = SVIObjective(vae.model, vae.guide, elbo)
-    result, train_seconds = train(objective, training_data(data), args, out)
+    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out)
     if not context.is_main:
         return {}
     test = data.test.x[: args.eval_size].to(result.device)
     test_elbo, test_ll = _evaluate(vae, test, args.eval_samples)
+    baseline = bernoulli_baseline(data.train.x, test)
     plot_loss_curves(result.history, out / "loss.png", title=f"{args.model} on {args.dataset}")
-    plot_image_grid(vae.sample(64).cpu(), data.image_shape, out / "samples.png", title="samples (means)")
-    originals = test[:32]
-    pairs = torch.stack([originals, vae.reconstruct(originals)], dim=1).reshape(-1, data.num_features)
-    plot_image_grid(pairs.cpu(), data.image_shape, out / "reconstructions.png",
-                    title="test image | reconstruction", columns=8)
+    _plots(vae, test, data.image_shape, out)
+    save_model(vae.cpu(), out, args, feature_shape=[data.num_features], image_shape=list(data.image_shape),
+               eval_samples=args.eval_samples, eval_size=args.eval_size)
+    final_loss = result.history.loss["elbo"][-1] if result.history.step else None
     metrics = {
-        "model": args.model,
-        "dataset": args.dataset,
-        "epochs": args.epochs,
-        "steps": result.steps,
-        "batch_size": args.batch_size,
-        "accumulate": args.accumulate,
-        "precision": args.precision or "fp32",
-        "particles": args.particles,
-        "latent_dim": args.latent_dim,
-        "hidden": args.hidden,
-        "seed": args.seed,
-        "device": str(result.device),
-        "world_size": context.world_size,
-        "final_train_loss": result.history.loss["elbo"][-1] if result.history.step else None,
+        "model": args.model, "dataset": args.dataset, "epochs": args.epochs, "steps": result.steps,
+        "batch_size": args.batch_size, "accumulate": args.accumulate, "lr": args.lr,
+        "precision": args.precision or "fp32", "particles": args.particles, "latent_dim": args.latent_dim,
+        "hidden": args.hidden, "seed": args.seed, "device": str(result.device), "world_size": context.world_size,
+        "final_train_loss": final_loss,
         "test_elbo": test_elbo,
         "test_log_likelihood": test_ll,
-        "eval_samples": args.eval_samples,
-        "test_size": int(test.shape[0]),
-        "train_wall_time_s": train_seconds,
-        "train_examples_per_s": sum(result.history.examples_per_second) / max(len(result.history.step), 1),
+        "baseline_test_log_likelihood": baseline,
+        "test_log_likelihood_gain_over_baseline": test_ll - baseline,
+        "eval_samples": args.eval_samples, "test_size": int(test.shape[0]),
+        "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
-    write_metrics(out, metrics)
+    write_metrics(out, metrics, units={
+        "final_train_loss": "training loss = -ELBO (IWAE: -bound), nats per example (lower is better)",
+        "test_log_likelihood_gain_over_baseline": "nats per example",
+        "baseline_test_log_likelihood": "per-pixel Bernoulli baseline, nats per example (higher is better)"})
     return metrics
+
+
+def _test_split(saved) -> torch.Tensor:
+    meta = saved.meta
+    data = load_dataset(meta["dataset"], binarize="dynamic", root=meta.get("data_root"), seed=meta["seed"])
+    return data, data.test.x[: meta.get("eval_size")]
+
+
+def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``hybridpgm evaluate RUN``: the test figures again, from ``RUN/model.pt``."""
+    data, test = _test_split(saved)
+    test_elbo, test_ll = _evaluate(saved.module, test, saved.meta["eval_samples"])
+    baseline = bernoulli_baseline(data.train.x, test)
+    report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"], "test_elbo": test_elbo,
+              "test_log_likelihood": test_ll, "baseline_test_log_likelihood": baseline,
+              "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
+    path = Path(args.output or run_dir / "evaluation.json")
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """``hybridpgm sample RUN``: a grid of decoder means to ``RUN/samples-seed<S>.png``."""
+    path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
+    images = saved.module.sample(args.num_samples).cpu()
+    plot_image_grid(images, tuple(saved.meta["image_shape"]), path, title="samples (means)")
+    return {"samples": str(path), "num_samples": args.num_samples}

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["BatchStream", "TensorData", "as_dataset", "split_batch"]
@@ -37,9 +38,7 @@ class TensorData(Dataset):
             if t.shape[0] != tensors[0].shape[0]:
                 shapes = [tuple(x.shape) for x in tensors]
                 raise DataError(f"data tensors disagree on the number of examples: shapes {shapes}")
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                bad = int((~torch.isfinite(t)).sum())
-                raise DataError(f"data element {i} (shape {tuple(t.shape)}) holds {bad} NaN/inf value(s)")
+            check_finite(t, f"data element {i}")  # chunked: holds no data-sized temporary
         self.tensors = tuple(tensors)
         self.single = len(tensors) == 1 if single is None else single
 

@@ -6,10 +6,19 @@ CUDA, Python, NumPy), the step, the data seed and the history, so a resumed
 run continues bit for bit where it stopped (on CPU).  It is written to a
 temporary file in the same folder, flushed to disk, and renamed over the
 target, so a run killed mid-write leaves the previous checkpoint intact.
+
+A write that fails (no space, no permission, a read-only file system) raises
+:class:`~hybridpgm.errors.CheckpointError` naming the file and the operating
+system's reason (``ENOSPC`` ...), removes its temporary file and keeps the
+previous checkpoint; temporaries left by a run killed mid-write are removed by
+:func:`remove_stale_temporaries` when the next run starts.  A state holding a
+non-finite floating-point tensor is never written.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
 import random
 import tempfile
@@ -21,7 +30,8 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["buffer_paths", "load_checkpoint", "nonfinite_entries", "remove_stale_temporaries", "rng_state",
+           "save_checkpoint", "set_rng_state"]
 
 FORMAT_VERSION = 1
 
@@ -56,22 +66,115 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] = frozenset()) -> list[str]:
+    """Paths (``['module']['fc.weight']``) of the floating-point tensors in a
+    nested ``state`` that hold NaN, or infinity where their path is not in
+    ``infinite_ok`` (constant buffers that are infinite by design, such as
+    GPyTorch's unbounded constraint limits)."""
+    if isinstance(state, torch.Tensor):
+        if state.is_floating_point() or state.is_complex():
+            if prefix in infinite_ok:
+                return [prefix] if bool(torch.isnan(state).any()) else []
+            return [] if bool(torch.isfinite(state).all()) else [prefix or "<tensor>"]
+        return []
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return []
+    return [bad for key, value in items for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok)]
+
+
+def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]:
+    """The :func:`nonfinite_entries` paths of ``module``'s buffers inside ``state[key]``:
+    they may hold infinity (a constraint's bound), never NaN; parameters may hold neither."""
+    return frozenset(f"[{key!r}][{name!r}]" for name, _ in module.named_buffers())
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files a killed write of the checkpoint ``path`` left
+    behind (``.NAME.XXXXXXXX.tmp`` beside it).  Returns the removed paths."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(_temporary_prefix(path)) + "*.tmp")
+    removed = []
+    for stale in glob.glob(pattern):
+        try:
+            os.unlink(stale)
+            removed.append(Path(stale))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+class _RecordingWriter:
+    """A binary file that remembers the first :class:`OSError` of a write, which
+    torch's zip writer turns into a ``RuntimeError`` naming neither file nor reason."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self):
+        return self.file.flush()
+
+
+def _os_reason(error: OSError) -> str:
+    code = errno.errorcode.get(error.errno, "") if error.errno is not None else ""
+    reason = error.strerror or str(error)
+    return f"{reason} ({code})" if code else reason
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
+                    infinite_ok: frozenset[str] = frozenset()) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
+
+    :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
+        :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
+
+    :raises CheckpointError: ``state`` holds a non-finite tensor (nothing is
+        written), or the file system refused the write; the message names the
+        file and the OS reason, the temporary file is removed and the previous
+        checkpoint at ``path`` is kept.
+    """
+    path = Path(path)
+    bad = nonfinite_entries(state, infinite_ok=infinite_ok)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {shown} hold(s) NaN or infinity; "
+                              "the previous checkpoint is kept")
     payload = {"format_version": FORMAT_VERSION, **state}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = None
+    writer = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
+            writer = _RecordingWriter(tmp)
+            torch.save(payload, writer)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
+        tmp_name = None
+    except (OSError, RuntimeError) as error:
+        os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)
+        if os_error is None:
+            raise
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(os_error)}; "
+                              "the previous checkpoint is kept") from os_error
+    finally:
+        if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
-        raise
     return path
 
 

@@ -17,21 +17,49 @@ explicitly gives the same update with neither restriction.
 Because losses are intensive (see :mod:`hybridpgm.train.objective`), the
 average over ``W`` ranks of per-rank gradients on batches of ``B`` equals the
 gradient of one process on the union batch of ``W * B``.
+
+At the start ``fit`` broadcasts rank 0's module state (parameters and
+buffers, one bucket per dtype, as DDP does) and checks that every rank asked
+for the same configuration and optimizer hyperparameters.  Collectives time
+out after ``timeout_s`` (default 60 s on gloo/CPU, 300 s on NCCL, or
+``HYBRIDPGM_DIST_TIMEOUT``); a :class:`~hybridpgm.train.heartbeat.Heartbeat`
+then names the rank that stopped progressing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
 
 from hybridpgm.errors import ConfigError
 
-__all__ = ["DistributedContext", "current"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DistributedContext", "current", "differences"]
+
+#: default collective timeout in seconds per backend (``HYBRIDPGM_DIST_TIMEOUT`` overrides)
+DEFAULT_TIMEOUT_S = {"gloo": 60.0, "nccl": 300.0}
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(path, value in a, value in b)`` for every leaf where nested dicts/lists differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            where = f"{path}[{key!r}]" if path else str(key)
+            if key not in a or key not in b:
+                out.append((where, a.get(key, "<absent>"), b.get(key, "<absent>")))
+            else:
+                out.extend(differences(a[key], b[key], where))
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and not (
+            a and not isinstance(a[0], (dict, list, tuple))):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    return [] if a == b else [(path or "value", a, b)]
 
 
 @dataclass
@@ -41,6 +69,17 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     device: torch.device | None = None
+    timeout_s: float | None = None
+    #: a :class:`~hybridpgm.train.heartbeat.Heartbeat` while ``fit`` runs on several ranks
+    heartbeat: Any = None
+
+    @contextlib.contextmanager
+    def _waiting(self, collective: str) -> Iterator[None]:
+        if self.heartbeat is None:
+            yield
+        else:
+            with self.heartbeat.waiting(collective):
+                yield
 
     @property
     def is_main(self) -> bool:
@@ -48,22 +87,31 @@ class DistributedContext:
 
     def barrier(self) -> None:
         if self.world_size > 1:
-            dist.barrier()
+            with self._waiting("barrier"):
+                dist.barrier()
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """Average of a scalar over ranks."""
         if self.world_size == 1:
             return value
         value = value.detach().clone()
-        dist.all_reduce(value)
+        with self._waiting("all_reduce"):
+            dist.all_reduce(value)
         return value / self.world_size
 
     def any(self, flag: bool) -> bool:
+        return self.agree_on_stop(flag, 0)[0]
+
+    def agree_on_stop(self, requested: bool, signum: int) -> tuple[bool, int]:
+        """Whether any rank asked to stop, and the largest signal number any
+        rank received (0: none), in one collective."""
         if self.world_size == 1:
-            return flag
-        t = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
+            return bool(requested), int(signum)
+        t = torch.tensor([float(bool(requested)), float(signum)], device=self.device)
+        with self._waiting("all_reduce (end of step)"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        flag, sig = t.tolist()
+        return flag > 0, int(sig)
 
     def mean_of(self, value: float) -> float:
         """Average of a Python number over ranks (for evaluation metrics)."""
@@ -76,8 +124,36 @@ class DistributedContext:
         if self.world_size == 1:
             return [obj]
         out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
+        with self._waiting("all_gather_object"):
+            dist.all_gather_object(out, obj)
         return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        with self._waiting("broadcast_object_list"):
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def broadcast_module_state(self, module: torch.nn.Module) -> None:
+        """Copy rank 0's parameters and buffers to every rank (one bucket per
+        dtype), so ranks that initialised differently start identical."""
+        if self.world_size == 1:
+            return
+        tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.numel()]
+        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+        for t in tensors:
+            by_dtype.setdefault(t.dtype, []).append(t)
+        with torch.no_grad(), self._waiting("broadcast (module state)"):
+            for group in by_dtype.values():
+                flat = torch.cat([t.detach().reshape(-1).to(self.device) for t in group])
+                dist.broadcast(flat, src=0)
+                offset = 0
+                for t in group:
+                    t.copy_(flat[offset: offset + t.numel()].view_as(t))
+                    offset += t.numel()
 
     def check_same(self, what: str, value: Any) -> None:
         """Raise :class:`~hybridpgm.errors.ConfigError` on every rank unless all
@@ -87,37 +163,55 @@ class DistributedContext:
         values = self.gather_object(value)
         differ = [r for r, v in enumerate(values) if v != values[0]]
         if differ:
-            raise ConfigError(f"ranks disagree on the {what}: rank 0 has {values[0]!r}, "
-                              + "; ".join(f"rank {r} has {values[r]!r}" for r in differ))
+            parts = []
+            for r in differ:
+                for where, mine, theirs in differences(values[0], values[r]):
+                    parts.append(f"{where}: rank 0 has {mine!r}, rank {r} has {theirs!r}")
+            raise ConfigError(f"ranks disagree on the {what}: " + "; ".join(parts))
 
     def agree_on_seed(self, seed: int) -> int:
         """Rank 0's seed, so every rank shares the data order."""
         if self.world_size == 1:
             return seed
         t = torch.tensor([seed], dtype=torch.long, device=self.device)
-        dist.broadcast(t, src=0)
+        with self._waiting("broadcast (seed)"):
+            dist.broadcast(t, src=0)
         return int(t.item())
 
-    def all_reduce_gradients(self, params: list[torch.nn.Parameter]) -> None:
-        """Average the gradients of ``params`` over ranks in one bucket."""
+    def all_reduce_gradients(self, params: list[torch.nn.Parameter],
+                             extra: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Average the gradients of ``params`` over ranks in one bucket.
+
+        :param extra: a float scalar averaged in the same bucket (the loss), so
+            the step needs one collective, not two.
+        :returns: the rank average of ``extra`` (``extra`` itself on one rank).
+        """
         if self.world_size == 1:
-            return
+            return extra
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
+        parts = [g.reshape(-1) for g in grads]
+        if extra is not None:
+            parts.append(extra.detach().reshape(1))
+        flat = torch.cat(parts)  # promotes to the widest dtype of the bucket
+        with self._waiting("all_reduce (gradients)"):
+            dist.all_reduce(flat)
         flat /= self.world_size
         offset = 0
         for p in params:
             n = p.numel()
-            p.grad = flat[offset : offset + n].view_as(p).clone()
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
             offset += n
+        return flat[-1].to(extra.dtype) if extra is not None else None
 
 
 def current(timeout_s: float | None = None) -> DistributedContext:
     """The context of this process: single-process unless launched by torchrun.
 
-    :param timeout_s: collective timeout; a crashed rank makes the others fail
-        after it instead of hanging (default ``HYBRIDPGM_DIST_TIMEOUT`` or 300 s).
+    :param timeout_s: collective timeout in seconds; a crashed or frozen rank
+        makes the others fail after it instead of hanging (default
+        ``HYBRIDPGM_DIST_TIMEOUT``, else :data:`DEFAULT_TIMEOUT_S` of the backend:
+        60 s on gloo/CPU, 300 s on NCCL).  It applies when this call creates
+        the process group.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 and not (dist.is_available() and dist.is_initialized()):
@@ -125,8 +219,8 @@ def current(timeout_s: float | None = None) -> DistributedContext:
     if not dist.is_initialized():
         if "RANK" not in os.environ or "MASTER_ADDR" not in os.environ:
             raise ConfigError("WORLD_SIZE > 1 but RANK/MASTER_ADDR are not set: launch with torchrun")
-        timeout_s = timeout_s or float(os.environ.get("HYBRIDPGM_DIST_TIMEOUT", "300"))
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        timeout_s = _timeout(timeout_s, backend)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if dist.get_backend() == "nccl":
@@ -135,4 +229,14 @@ def current(timeout_s: float | None = None) -> DistributedContext:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    return DistributedContext(rank=rank, world_size=world_size, device=device)
+    return DistributedContext(rank=rank, world_size=world_size, device=device,
+                              timeout_s=_timeout(timeout_s, dist.get_backend()))
+
+
+def _timeout(timeout_s: float | None, backend: str) -> float:
+    if timeout_s is None:
+        env = os.environ.get("HYBRIDPGM_DIST_TIMEOUT")
+        timeout_s = float(env) if env else DEFAULT_TIMEOUT_S.get(str(backend), 300.0)
+    if not timeout_s > 0:
+        raise ConfigError(f"the collective timeout must be positive seconds, got {timeout_s!r}")
+    return float(timeout_s)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["FitResult", "History"]
+__all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "loss_explosions"]
+
+#: a loss whose last value exceeds this many times its first (in magnitude, floored at 1) has exploded
+EXPLOSION_FACTOR = 1e3
 
 
 @dataclass
@@ -56,6 +60,21 @@ class History:
         )
 
 
+def loss_explosions(history: History, factor: float = EXPLOSION_FACTOR) -> dict[str, tuple[float, float]]:
+    """Players whose loss grew by orders of magnitude: player -> (first, last).
+
+    Over a player's finite losses :math:`\\ell_1, \\dots, \\ell_T` (non-finite
+    ones are steps skipped with ``skip_nonfinite``, counted apart), the loss
+    has exploded when :math:`|\\ell_T| > \\text{factor} \\cdot \\max(|\\ell_1|, 1)`.
+    """
+    out = {}
+    for player, values in history.loss.items():
+        finite = [v for v in values if math.isfinite(v)]
+        if len(finite) >= 2 and abs(finite[-1]) > factor * max(abs(finite[0]), 1.0):
+            out[player] = (finite[0], finite[-1])
+    return out
+
+
 @dataclass
 class FitResult:
     """Result of :func:`hybridpgm.fit`.
@@ -65,6 +84,11 @@ class FitResult:
     :ivar optimizers: player -> the optimizer used (to continue training).
     :ivar device: the device the module was trained on.
     :ivar stopped_early: whether a callback asked to stop.
+    :ivar skipped_steps: player -> steps skipped for a non-finite loss or
+        gradient (only with ``fit(..., skip_nonfinite=True)``; else all zero).
+    :ivar loss_explosions: player -> ``(first loss, last loss)`` for players
+        whose loss grew by more than :data:`EXPLOSION_FACTOR` (see
+        :func:`loss_explosions`); empty for a healthy run.
     """
 
     history: History
@@ -72,3 +96,10 @@ class FitResult:
     optimizers: dict[str, torch.optim.Optimizer]
     device: torch.device
     stopped_early: bool = False
+    skipped_steps: dict[str, int] = field(default_factory=dict)
+    loss_explosions: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        """Whether some player's loss exploded (see :attr:`loss_explosions`)."""
+        return bool(self.loss_explosions)

@@ -13,22 +13,31 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import signal
+import sys
 import time
+import warnings
 from typing import Any, Callable, Iterable, Mapping
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
 from hybridpgm.train.callbacks import StepInfo
-from hybridpgm.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hybridpgm.train.checkpoint import (buffer_paths, load_checkpoint, remove_stale_temporaries, rng_state,
+                                        save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
-from hybridpgm.train.history import FitResult, History
+from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
+from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
-from hybridpgm.train.player_step import Player, autocast_for
+from hybridpgm.train.player_step import Player, autocast_for, check_finite_parameters
+from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters,
+                                    resume_mode, run_config)
+from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
+from hybridpgm.train.signals import StopSignals, signal_name
 
 __all__ = ["fit"]
 
@@ -80,20 +89,46 @@ def _validate(epochs: int, batch_size: int, accumulate: int, checkpoint_every: i
         raise ConfigError(f"clip_grad_norm must be positive, got {clip_grad_norm!r}")
 
 
-def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None,
-                   device: torch.device) -> dict[str, Player]:
+def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
+                   skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any]]:
+    """The players, and each one's optimizer hyperparameters as requested
+    (read before a scheduler can move them)."""
     params = _check_players(objective)
+    names = {id(p): n for n, p in objective.module.named_parameters()}
     factories = _per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
     scheduler_factories = _per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
-    players = {}
+    players, hyperparameters = {}, {}
     for name, group in params.items():
         optimizer = factories[name](group)
+        hyperparameters[name] = optimizer_hyperparameters(optimizer)
         scheduler = scheduler_factories[name](optimizer) if name in scheduler_factories else None
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        players[name] = Player(name, group, optimizer, scheduler, scaler)
-    return players
+        players[name] = Player(name, group, optimizer, scheduler, scaler, names=[names[id(p)] for p in group],
+                               skip_nonfinite=skip_nonfinite)
+    return players, hyperparameters
 
 
+def _say(message: str) -> None:
+    """One line on stderr (rank 0 only, by the callers)."""
+    print(f"hybridpgm: {message}", file=sys.stderr, flush=True)
+
+
+def _own_param_store(fn: Callable) -> Callable:
+    """Run ``fn`` in a fresh scope of Pyro's param store, restored afterwards.
+
+    hybridpgm's modules keep their parameters as module attributes, which Pyro
+    uses under either ``module_local_params`` setting; the scope only keeps the
+    registrations Pyro makes under its default (global) mode out of the user's
+    store, so two models trained side by side never share a name there.
+    """
+    @functools.wraps(fn)
+    def scoped(*args: Any, **kwargs: Any) -> Any:
+        with pyro.get_param_store().scope():
+            return fn(*args, **kwargs)
+    return scoped
+
+
+@_own_param_store
 def fit(
     objective: Objective,
     data: Any,
@@ -109,7 +144,11 @@ def fit(
     seed: int | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
-    resume: bool = True,
+    resume: bool | str = "auto",
+    overwrite: bool = False,
+    override_hyperparameters: bool = False,
+    skip_nonfinite: bool = False,
+    collective_timeout: float | None = None,
     progress: bool = True,
     callbacks: Iterable[Any] = (),
     max_steps: int | None = None,
@@ -141,47 +180,99 @@ def fit(
         reproducible given the seed.  Drawn at random (and recorded in the
         checkpoint) when ``None``.
     :param checkpoint: path of the checkpoint, written atomically every
-        ``checkpoint_every`` steps and at the end (by rank 0).  If it exists and
-        ``resume`` is true, training resumes from it (same seed, data order and
-        RNG states; on another number of ranks the RNGs are reseeded).
+        ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
+        Temporary files a killed write left beside it are removed at the start.
+    :param resume: what to do with an existing ``checkpoint``
+        (:mod:`hybridpgm.train.resume`): ``"auto"``/``True`` resumes when it
+        exists (same seed, data order and RNG states; on another number of
+        ranks the RNGs are reseeded) and starts afresh otherwise;
+        ``"require"`` makes a missing checkpoint an error; ``"never"``/``False``
+        starts afresh and refuses to replace an existing checkpoint.  Resuming
+        prints one line (file and step), and is refused with
+        :class:`~hybridpgm.errors.CheckpointError` naming every difference when
+        the checkpoint holds another model or other hyperparameters.
+    :param overwrite: start afresh, deleting an existing checkpoint first.
+    :param override_hyperparameters: resume even though the recorded
+        hyperparameters (learning rates and other optimizer settings,
+        ``batch_size``, ``accumulate``, ...) differ; the requested ones apply.
+    :param skip_nonfinite: skip (and count, in ``FitResult.skipped_steps``) a
+        player's step whose loss or averaged gradient is NaN/inf, as AMP's
+        gradient scaler does, instead of raising :class:`TrainingDivergedError`.
+    :param collective_timeout: seconds a collective of a multi-process run may
+        wait (default 60 s on gloo/CPU, 300 s on NCCL, or
+        ``HYBRIDPGM_DIST_TIMEOUT``); on a timeout, the error names the rank
+        that stopped progressing.
     :param progress: show a tqdm progress bar (rank 0 only).
     :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``,
         see :mod:`hybridpgm.train.callbacks`.
     :param max_steps: stop after this many steps (over the whole run).
-    :returns: a :class:`~hybridpgm.train.history.FitResult`.
-    :raises TrainingDivergedError: a loss became NaN/inf; no update is applied
-        and the checkpoint on disk is left as it was.
+    :returns: a :class:`~hybridpgm.train.history.FitResult`; its
+        ``loss_explosions`` names players whose loss grew by orders of
+        magnitude (a :class:`RuntimeWarning` is issued too).
+    :raises TrainingDivergedError: a loss or gradient became NaN/inf (no update
+        is applied) or the parameters overflowed; no checkpoint is ever written
+        with non-finite values, so the one on disk is the last good state.
+    :raises TrainingInterrupted: on SIGTERM/SIGINT, after finishing the current
+        step and writing the checkpoint (a :class:`KeyboardInterrupt`; its
+        ``exit_code`` is 143 or 130).  A second signal raises it at once.
+    :raises CheckpointError: a checkpoint cannot be read or written (the
+        message names the file and the OS reason), or belongs to another run.
+    :raises CollectiveTimeoutError: a collective of a multi-process run timed
+        out; the message names the rank that stopped.
     """
     _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm)
-    context = distributed.current()
+    mode = resume_mode(resume, overwrite, checkpoint)
+    context = distributed.current(collective_timeout)
     device = context.device if context.world_size > 1 else resolve_device(device)
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     callbacks = list(callbacks)
     module = objective.module.to(device)
     module.train()
-    players = _build_players(objective, optim, lr_scheduler, precision, device)
+    players, hyperparameters = _build_players(objective, optim, lr_scheduler, precision, device, skip_nonfinite)
     dataset = as_dataset(data)
+    config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
+                        accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
+                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset))
     context.check_same("configuration", {
-        "batch_size": batch_size, "accumulate": accumulate, "epochs": epochs, "max_steps": max_steps,
+        **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
-        "num_examples": len(dataset), "precision": precision,
     })
 
     history, start_step, elapsed, resumed = History(), 0, 0.0, None
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
-        resumed = load_checkpoint(checkpoint, map_location=device)
+    if checkpoint is not None:
+        if context.is_main:
+            remove_stale_temporaries(checkpoint)
+            if overwrite and os.path.exists(checkpoint):
+                os.unlink(checkpoint)
+        exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
+        if mode == "require" and not exists:
+            raise CheckpointError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
+        if mode == "never" and exists:
+            raise CheckpointError(f"checkpoint {str(checkpoint)!r} exists and this run would replace it: pass "
+                                  "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
+        if exists:
+            resumed = load_checkpoint(checkpoint, map_location=device)
+    if resumed is not None:
         if sorted(resumed["players"]) != sorted(players):
             raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
                                   f"the objective has {sorted(players)}")
+        check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
         module.load_state_dict(resumed["module"])
         for name, player in players.items():
             player.load_state_dict(resumed["players"][name])
+            if override_hyperparameters:
+                override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name])
         if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
             objective.load_state_dict(resumed["objective"])
         history = History.from_state_dict(resumed["history"])
-        start_step, seed = int(resumed["step"]), int(resumed["seed"])
+        start_step = int(resumed["step"])
+        if seed is None or not override_hyperparameters:
+            seed = int(resumed["seed"])
         elapsed = history.wall_time[-1] if history.wall_time else 0.0
+        if context.is_main:
+            _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}")
+    context.broadcast_module_state(module)  # every rank starts from rank 0's weights, as DDP does
     if seed is None:
         seed = secrets.randbelow(2**31)
     seed = context.agree_on_seed(seed)
@@ -195,59 +286,101 @@ def fit(
         pyro.set_rng_seed(seed + context.rank + 7919 * start_step)
 
     def write_checkpoint(step: int) -> None:
+        check_finite_parameters(module, players, step, checkpoint)
         rng = context.gather_object(rng_state())
+        failure = None
         if checkpoint is not None and context.is_main:
-            save_checkpoint(checkpoint, {
-                "module": module.state_dict(),
-                "players": {name: player.state_dict() for name, player in players.items()},
-                "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
-                "history": history.state_dict(),
-                "rng": rng,
-                "step": step,
-                "seed": seed,
-                "world_size": context.world_size,
-            })
-        context.barrier()
+            try:
+                save_checkpoint(checkpoint, {
+                    "module": module.state_dict(),
+                    "players": {name: player.state_dict() for name, player in players.items()},
+                    "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
+                    "history": history.state_dict(),
+                    "rng": rng,
+                    "step": step,
+                    "seed": seed,
+                    "world_size": context.world_size,
+                    "config": config,
+                }, infinite_ok=buffer_paths(module))
+            except CheckpointError as error:
+                if context.world_size == 1:
+                    raise
+                failure = str(error)
+        failure = context.broadcast_object(failure)  # also the barrier: every rank fails with rank 0's write
+        if failure is not None:
+            raise CheckpointError(failure if context.is_main else f"rank 0 could not write the checkpoint: {failure}")
 
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and context.is_main),
                desc=type(objective).__name__, unit="step", dynamic_ncols=True)
-    info = None
+    info, interrupted, step = None, 0, start_step
+    heartbeat = None
+    if context.world_size > 1 and default_store() is not None:
+        heartbeat = Heartbeat(default_store(), context.rank, context.world_size, context.timeout_s or 300.0)
+        context.heartbeat = heartbeat.start()
     started = time.perf_counter() - elapsed
-    try:
-        for step in range(start_step, total_steps):
-            step_started = time.perf_counter()
-            batch = move_to(stream.batch(step), device)
-            micro_batches = split_batch(batch, accumulate)
-            losses: dict[str, list[float]] = {}
-            for name in schedule:
-                value = players[name].update(objective, micro_batches, step=step, context=context,
-                                             precision=precision, device=device, clip_grad_norm=clip_grad_norm,
-                                             checkpoint=checkpoint)
-                losses.setdefault(name, []).append(value)
-            if hasattr(objective, "train_step_end"):
-                objective.train_step_end(step)
-            step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
-            now = time.perf_counter()
-            history.record(step + 1, step_losses, now - started, batch_size_of(batch) / max(now - step_started, 1e-12))
-            bar.update(1)
-            bar.set_postfix({p: f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
-            info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
-                            objective=objective, history=history, device=device, is_main=context.is_main,
-                            reduce_mean=context.mean_of)
+    with StopSignals() as stop_signals:
+        try:
+            for step in range(start_step, total_steps):
+                if heartbeat is not None:
+                    heartbeat.progress(step)
+                step_started = time.perf_counter()
+                batch = move_to(stream.batch(step), device)
+                micro_batches = split_batch(batch, accumulate)
+                losses: dict[str, list[float]] = {}
+                for name in schedule:
+                    value = players[name].update(objective, micro_batches, step=step, context=context,
+                                                 precision=precision, device=device, clip_grad_norm=clip_grad_norm,
+                                                 checkpoint=checkpoint)
+                    losses.setdefault(name, []).append(value)
+                if hasattr(objective, "train_step_end"):
+                    objective.train_step_end(step)
+                step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
+                now = time.perf_counter()
+                history.record(step + 1, step_losses, now - started,
+                               batch_size_of(batch) / max(now - step_started, 1e-12))
+                bar.update(1)
+                bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
+                info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
+                                objective=objective, history=history, device=device, is_main=context.is_main,
+                                reduce_mean=context.mean_of)
+                for callback in callbacks:
+                    callback.on_step_end(info)
+                # one collective: a callback's stop request and any rank's signal, so all ranks stop together
+                stop, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
+                if stop or interrupted:
+                    break
+                if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
+                    write_checkpoint(step + 1)
+        except Exception as error:
+            failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
+            if failure is error:
+                raise
+            raise failure from error
+        finally:
+            bar.close()
+            if heartbeat is not None:
+                heartbeat.stop()
+                context.heartbeat = None
+        steps_done = history.step[-1] if history.step else start_step
+        if info is not None and not interrupted:
             for callback in callbacks:
-                callback.on_step_end(info)
-            stop = context.any(info.stop_requested)
-            if checkpoint_every is not None and (step + 1) % checkpoint_every == 0 and not stop:
-                write_checkpoint(step + 1)
-            if stop:
-                break
-    finally:
-        bar.close()
-    steps_done = history.step[-1] if history.step else start_step
-    if info is not None:
-        for callback in callbacks:
-            if hasattr(callback, "on_fit_end"):
-                callback.on_fit_end(info)
-    write_checkpoint(steps_done)
+                if hasattr(callback, "on_fit_end"):
+                    callback.on_fit_end(info)
+        write_checkpoint(steps_done)
+        late_signal = stop_signals.signum if not interrupted else 0
+    if interrupted:
+        where = (f"checkpoint written to {str(checkpoint)!r}; run again with the same arguments to resume"
+                 if checkpoint is not None else "no checkpoint path was given, so nothing was saved")
+        message = f"interrupted by {signal_name(interrupted)} at step {steps_done}; {where}"
+        if context.is_main:
+            _say(message)
+        raise TrainingInterrupted(message, signum=interrupted, step=steps_done, checkpoint=checkpoint)
+    if late_signal:  # arrived after the last step: the run is complete and saved; let the signal act as usual
+        signal.raise_signal(late_signal)
+    explosions = loss_explosions(history)
+    for player, (first, last) in explosions.items():
+        warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
+                      "(lower the learning rate)", RuntimeWarning, stacklevel=3)
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
-                     device=device, stopped_early=bool(info is not None and info.stop_requested))
+                     device=device, stopped_early=bool(info is not None and info.stop_requested),
+                     skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)

@@ -41,3 +41,27 @@ def test_slightly_wide_guide_is_good_and_accurate():
 def test_too_few_samples():
     with pytest.raises(ConfigError, match="num_samples"):
         check_vi(model, guide_with_width(1.0), X, num_samples=5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_guide_is_never_bad_in_float32(seed):
+    """With the exact posterior as guide every importance ratio is the same number, up to float32
+    rounding; the rounding ties once made ArviZ report k-hat = inf ("bad") at some points."""
+    pyro.set_rng_seed(seed)
+    x = 1.5 * torch.randn(32, generator=torch.Generator().manual_seed(seed))
+    result = check_vi(model, guide_with_width(1.0), x, num_samples=1000)
+    assert result.counts["bad"] == 0 and result.counts["ok"] == 0
+    assert np.all(result.khat < 0.5) and not np.any(np.isposinf(result.khat))
+    np.testing.assert_allclose(result.log_likelihood, exact_log_likelihood(x).numpy(), atol=1e-4)
+
+
+def test_pareto_khat_agrees_with_arviz_on_a_heavy_tail():
+    """Away from constant rows the k-hat is ArviZ's, and the smoothed weights keep the raw body."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    rng = np.random.default_rng(0)
+    log_w = rng.standard_t(3, size=(4, 2000)) + 5.0
+    smoothed, khat = pareto_khat(log_w)
+    assert np.all((khat > 0.7) & np.isfinite(khat))  # a t(3) log-weight has an exponential-type tail
+    body = log_w < np.quantile(log_w, 0.5, axis=-1, keepdims=True)
+    np.testing.assert_allclose(smoothed[body], log_w[body], rtol=1e-10)

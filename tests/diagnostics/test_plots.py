@@ -1,6 +1,10 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 from hybridpgm.diagnostics.plots import plot_coverage, plot_image_grid, plot_khat, plot_log_weights, plot_loss_curves
 from hybridpgm.errors import DataError
@@ -11,19 +15,44 @@ def _is_png(path):
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_plot_writes_a_png(tmp_path):
+def _history():
     history = History()
     for step in range(1, 5):
-        history.record(step, {"wake": 1.0 / step, "sleep": 2.0 / step}, float(step), 10.0)
+        history.record(step, {"wake": 1.0 / step, "sleep": 2.0 / step, "elbo": 3.0 / step}, float(step), 10.0)
     history.log_metric("eval", 4, 0.5)
-    paths = [
-        plot_loss_curves(history, tmp_path / "loss.png"),
-        plot_image_grid(torch.rand(10, 64), (8, 8), tmp_path / "grid.png", title="t"),
-        plot_khat(np.array([0.1, 0.6, 0.9]), tmp_path / "khat.png"),
-        plot_log_weights(torch.randn(200), tmp_path / "lw.png"),
-        plot_coverage(torch.randn(100), torch.zeros(100), torch.ones(100), tmp_path / "cov.png"),
-    ]
-    assert all(_is_png(p) and p.stat().st_size > 1000 for p in paths)
+    return history
+
+
+PLOTS = {
+    "loss": lambda p: plot_loss_curves(_history(), p),
+    "grid": lambda p: plot_image_grid(torch.rand(10, 64), (8, 8), p, title="t"),
+    "khat": lambda p: plot_khat(np.array([0.1, 0.6, 0.9]), p),
+    "log_weights": lambda p: plot_log_weights(torch.randn(200), p),
+    "coverage": lambda p: plot_coverage(torch.randn(100), torch.zeros(100), torch.ones(100), p),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLOTS))
+def test_every_plot_returns_a_figure_and_writes_only_when_given_a_path(name, tmp_path):
+    fig = PLOTS[name](None)
+    assert isinstance(fig, Figure) and fig.axes
+    assert not list(tmp_path.iterdir())
+    path = tmp_path / f"{name}.png"
+    assert isinstance(PLOTS[name](path), Figure)
+    assert _is_png(path) and path.stat().st_size > 1000
+
+
+def test_loss_legend_names_the_negative_elbo_a_loss():
+    labels = [t.get_text() for t in plot_loss_curves(_history()).axes[0].get_legend().get_texts()]
+    assert labels == ["wake loss", "sleep loss", "loss = -ELBO (nats per example)", "eval"]
+
+
+def test_plotting_changes_no_matplotlib_state():
+    code = ("import matplotlib, torch; before = matplotlib.get_backend(); "
+            "import matplotlib.pyplot as plt; n = len(plt.get_fignums()); "
+            "from hybridpgm.diagnostics.plots import plot_image_grid; plot_image_grid(torch.rand(4, 64), (8, 8)); "
+            "assert matplotlib.get_backend() == before and len(plt.get_fignums()) == n, (before, n)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"MPLBACKEND": "svg", "OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.parametrize("call", [

@@ -185,3 +185,18 @@ def test_pgmpy_round_trip():
     assert back.state_names["a"] == ["lo", "hi"]
     assert math.isclose(float(back.posterior("a", {"c": 1})[1]), float(bn.posterior("a", {"c": 1})[1]),
                         rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("learnable", [True, False])
+def test_posterior_under_no_grad_does_not_require_grad(dtype, learnable):
+    bn = BayesNet().add("a", cpd.Table(torch.tensor([0.3, 0.7], dtype=dtype), learnable=learnable))
+    bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=dtype), ["a"], learnable=learnable))
+    expected = torch.tensor([0.3 * 0.1, 0.7 * 0.8], dtype=dtype) / (0.3 * 0.1 + 0.7 * 0.8)
+    with torch.no_grad():
+        post = bn.posterior("a", {"b": 1})
+        every = bn.posterior(evidence={"b": 1})
+    assert not post.requires_grad and not every["a"].requires_grad
+    torch.testing.assert_close(torch.as_tensor(post.numpy()), expected)
+    # with gradients on, they flow to learnable tables only
+    assert bn.posterior("a", {"b": 1}).requires_grad == learnable

@@ -93,3 +93,79 @@ def test_load_network_by_name_or_path(tmp_path):
     assert load_network(str(path)).nodes == ["x0", "x1"]
     with pytest.raises(DataError, match="no BIF network 'no_such_net'.*install pgmpy"):
         load_network("no_such_net")
+
+
+def _keyword_states_model():
+    """A pgmpy network whose states are named like BIF keywords (``table``, ``default``, ``property``)."""
+    from pgmpy.factors.discrete import TabularCPD
+
+    try:
+        from pgmpy.models import DiscreteBayesianNetwork as Net
+    except ImportError:  # older pgmpy
+        from pgmpy.models import BayesianNetwork as Net
+    names = {"A": ["table", "default", "property"], "B": ["default", "table"], "C": ["x", "y"]}
+    net = Net([("A", "B"), ("A", "C"), ("B", "C")])
+    net.add_cpds(
+        TabularCPD("A", 3, [[0.2], [0.3], [0.5]], state_names={"A": names["A"]}),
+        TabularCPD("B", 2, [[0.1, 0.8, 0.4], [0.9, 0.2, 0.6]], evidence=["A"], evidence_card=[3],
+                   state_names={"B": names["B"], "A": names["A"]}),
+        TabularCPD("C", 2, [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]], evidence=["A", "B"],
+                   evidence_card=[3, 2], state_names={"C": names["C"], "A": names["A"], "B": names["B"]}),
+    )
+    assert net.check_model()
+    return net
+
+
+def test_states_named_like_keywords_round_trip_with_pgmpy(tmp_path):
+    from pgmpy.readwrite import BIFReader, BIFWriter
+
+    model = _keyword_states_model()
+    path = tmp_path / "keywords.bif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        BIFWriter(model).write_bif(str(path))
+    text = path.read_text()
+    assert "( table )" in text and "( default )" in text  # the case that used to fail
+    bn = read_bif(path)  # pgmpy -> hybridpgm
+    _assert_same_as_pgmpy(bn, model)
+    ours = tmp_path / "ours.bif"
+    write_bif(bn, ours)  # hybridpgm -> pgmpy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _assert_same_as_pgmpy(bn, BIFReader(str(ours)).get_model())
+    _assert_same_as_pgmpy(read_bif(ours), model)
+
+
+GRAMMAR = {
+    "default then entries": ("probability ( b | a ) { default 0.5, 0.5; ( table ) 0.1, 0.9; }",
+                             {"b": [[0.1, 0.9], [0.5, 0.5]]}),
+    "property and spaces": ("probability ( b | a ) { property note ; (table)0.1 0.9 ; (default) 0.3, 0.7; }",
+                            {"b": [[0.1, 0.9], [0.3, 0.7]]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GRAMMAR))
+def test_probability_bodies_are_parsed_by_grammar(tmp_path, case):
+    body, expected = GRAMMAR[case]
+    path = tmp_path / "g.bif"
+    path.write_text("network x { }\nvariable a { type discrete [ 2 ] { table, default }; }\n"
+                    "variable b { type discrete [ 2 ] { y, n }; }\nprobability ( a ) { table 0.5, 0.5; }\n"
+                    + body + "\n")
+    bn = read_bif(path)
+    for v, probs in expected.items():
+        np.testing.assert_allclose(bn.cpds[v].probs.detach().numpy(), probs)
+
+
+@pytest.mark.parametrize("body,match", [
+    ("( table ) 0.1, 0.9", "'b'.*closing ';'"),
+    ("( table 0.1, 0.9;", "'b'.*unexpected ';'"),
+    ("tabel 0.1, 0.9;", "'b'.*expected 'table'.*found 'tabel'"),
+    ("( table ) 0.1, abc;", "'b'.*cannot parse numbers"),
+])
+def test_grammar_errors_name_file_and_variable(tmp_path, body, match):
+    path = tmp_path / "bad.bif"
+    path.write_text("variable a { type discrete [ 2 ] { table, default }; }\n"
+                    "variable b { type discrete [ 2 ] { y, n }; }\nprobability ( a ) { table 0.5, 0.5; }\n"
+                    f"probability ( b | a ) {{ {body} }}\n")
+    with pytest.raises(ModelSpecError, match="bad.bif: " + match):
+        read_bif(path)

@@ -8,15 +8,31 @@ from hybridpgm.graphs import BayesNet, cpd
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
 
 
-@pytest.mark.parametrize("probs,parents,match", [
+MALFORMED = [
     ([0.5, 0.6], (), "sum to 1"),
+    ([1.2, -0.2], (), "negative"),
     ([[0.5, 0.5], [1.2, -0.2]], ["p"], "negative"),
-    ([0.5, 0.5], ["p"], "needs 2 dims"),
+    ([0.5, 0.5], ["Alpha"], "needs 2 dims"),
     ([[0.5, float("nan")]], ["p"], "NaN"),
-])
-def test_table_rejects_malformed(probs, parents, match):
-    with pytest.raises(ModelSpecError, match=match):
-        cpd.Table(probs, parents)
+]
+
+
+@pytest.mark.parametrize("probs,parents,match", MALFORMED)
+def test_malformed_table_is_refused_at_add_naming_the_node(probs, parents, match):
+    bn = BayesNet().add("p", cpd.Table([0.5, 0.5]))
+    with pytest.raises(ModelSpecError, match=f"node 'Rain': .*{match}"):
+        bn.add("Rain", cpd.Table(probs, parents))
+    assert "Rain" not in bn.cpds
+    with pytest.raises(ModelSpecError, match=f"node 'Rain': .*{match}"):
+        BayesNet({"Rain": cpd.Table(probs, parents)})
+
+
+@pytest.mark.parametrize("probs,parents,match", MALFORMED)
+def test_malformed_table_outside_a_network_fails_when_used(probs, parents, match):
+    table = cpd.Table(probs, parents)
+    for use in (lambda: table.probs, table.log_table, table.log_prior):
+        with pytest.raises(ModelSpecError, match=f"not added to any network: .*{match}"):
+            use()
 
 
 def test_table_binding_names_node_and_parent():
@@ -49,8 +65,8 @@ def test_dirichlet_log_prior_matches_torch():
     t = cpd.Table(probs, ["p"], prior=alpha)
     ref = torch.distributions.Dirichlet(alpha).log_prob(probs).sum()
     torch.testing.assert_close(t.log_prior(), ref)
-    with pytest.raises(ModelSpecError, match="positive"):
-        cpd.Table(probs, ["p"], prior=0.0)
+    with pytest.raises(ModelSpecError, match="node 'c': Dirichlet prior concentration must be positive"):
+        BayesNet().add("p", cpd.Table([0.5, 0.5])).add("c", cpd.Table(probs, ["p"], prior=0.0))
     assert cpd.Table(probs, ["p"]).log_prior() == 0
 
 

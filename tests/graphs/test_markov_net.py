@@ -181,11 +181,19 @@ def _pair(t):
     (lambda: MarkovNet({"a": 2, "b": 3}).add_factors("fam", [["a"], ["b"]], torch.zeros(2, 2)), "'fam'.*cardinalities"),
     (lambda: _pair(torch.zeros(2, 2)).add_factor("ab", ["a"], torch.zeros(2)), "'ab'.*already"),
     (lambda: MarkovNet({"a": 0}), "'a'"),
+    (lambda: MarkovNet([("a", 2), ("a", 3)]), "variable 'a' is declared twice.*2 and 3"),
+    (lambda: MarkovNet([("a", 2), ("b", 2.5)]), "variable 'b'.*integer cardinality.*2.5"),
+    (lambda: MarkovNet([("a", 2), "b"]), "pairs.*'b'"),
     (lambda: _pair(torch.zeros(2, 2)).log_partition("loopy"), "unknown inference method"),
 ])
 def test_bad_model_raises_model_spec_error(build, match):
     with pytest.raises(ModelSpecError, match=match):
         build()
+
+
+def test_variables_as_pairs_keep_their_order():
+    assert MarkovNet([("b", 3), ("a", 2)]).variables == ["b", "a"]
+    assert MarkovNet([("b", 3), ("a", 2)]).cards == {"b": 3, "a": 2}
 
 
 def test_neural_output_checked():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from pyro.infer import MCMC
 
+from hybridpgm.diagnostics import from_mcmc
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.graphs import read_bif
 from hybridpgm.infer import Gibbs
@@ -93,7 +94,7 @@ def test_plain_pyro_model_matches_enumeration():
     mcmc = _run(Gibbs(_plain_model), 3, 200, 20, y)
     samples = mcmc.get_samples(group_by_chain=True)
     z1 = samples["z1"].double().numpy()
-    idata = az.from_pyro(mcmc)  # the kernel's output works with ArviZ's Pyro converter
+    idata = from_mcmc(mcmc)  # the kernel's output converts to ArviZ data (0.x and 1.x)
     assert float(az.rhat(idata)["z1"]) < 1.01
     assert abs(z1.mean() - float(p_z1[1])) < 5 * float(az.mcse(z1)) + 1e-3
     assert samples["z2"].shape == (3, 200, 3)
@@ -127,3 +128,42 @@ def test_partially_missing_columns_are_imputed_from_their_full_conditional():
     a = torch.where(torch.isnan(data[:, 0]), params["a_unobserved"], data[:, 0])
     b = torch.where(torch.isnan(data[:, 1]), params["b_unobserved"], data[:, 1])
     assert torch.equal(a, b) and torch.equal(a[[0, 1, 3]], data[[0, 1, 3], 1])
+
+
+def _unplated_bernoulli():
+    pyro.sample("z", dist.Bernoulli(torch.full((5,), 0.3)))
+
+
+def _unplated_categorical_with_data():
+    z = pyro.sample("z", dist.Categorical(torch.ones(3, 4) / 4))
+    pyro.sample("x", dist.Normal(z.float(), 1.0), obs=torch.zeros(3))
+
+
+def _partly_plated():
+    with pyro.plate("p", 3):
+        pyro.sample("z", dist.Categorical(torch.ones(2, 3, 4) / 4))
+
+
+@pytest.mark.parametrize("model,shape,dim,size", [
+    (_unplated_bernoulli, r"\(5,\)", -1, 5),
+    (_unplated_categorical_with_data, r"\(3,\)", -1, 3),
+    (_partly_plated, r"\(2, 3\)", -2, 2),
+])
+def test_batched_latent_site_outside_a_plate_is_named(model, shape, dim, size):
+    mcmc = MCMC(Gibbs(model), num_samples=2, warmup_steps=0, disable_progbar=True)
+    with pytest.raises(ModelSpecError, match=rf"site 'z' has batch shape {shape}.*dim {dim} \(size {size}\) "
+                                             rf"belongs to no pyro.plate.*pyro.plate\('z_plate', {size}, dim={dim}\)"):
+        mcmc.run()
+
+
+def test_the_suggested_plate_fixes_it():
+    def plated():
+        with pyro.plate("z_plate", 5, dim=-1):
+            pyro.sample("z", dist.Bernoulli(torch.full((5,), 0.3)))
+
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(Gibbs(plated), num_samples=400, warmup_steps=0, disable_progbar=True)
+    mcmc.run()
+    z = mcmc.get_samples()["z"]
+    assert z.shape == (400, 5)
+    assert abs(float(z.mean()) - 0.3) < 0.05  # 2000 exact draws: sd 0.01

@@ -30,4 +30,7 @@ def test_rbm_recipe_reports_an_ais_estimate_close_to_exact(persistent, tmp_path)
         rbm.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     exact = float(rbm.log_partition("exact"))
     assert abs(metrics["log_z"] - exact) < max(0.05, 4 * metrics["log_z_stderr"])
+    # two AIS starts, their spread folded into the error, and a verdict on reliability
+    assert set(metrics["log_z_starts"]) == {"data", "model"} and isinstance(metrics["log_z_reliable"], bool)
+    assert metrics["log_z"] == max(start["log_z"] for start in metrics["log_z_starts"].values())
     assert math.isfinite(metrics["test_log_likelihood"]) and metrics["test_log_likelihood"] < 0

@@ -1,6 +1,8 @@
 """Worker launched by tests/train/test_distributed.py under torchrun (gloo, CPU).
 
     torchrun --standalone --nproc_per_node=2 tests/train/ddp_worker.py MODE OUT [CHECKPOINT]
+
+Per-rank modes (``per_rank_init``, ``sigterm_rank1``) write ``OUT.rank<R>`` on every rank.
 """
 
 import functools
@@ -25,9 +27,9 @@ def vae_objective():
     return vae, SVIObjective(vae.model, vae.guide)
 
 
-def run(mode, batch, checkpoint=None, max_steps=None, callbacks=()):
+def run(mode, batch, checkpoint=None, max_steps=None, callbacks=(), init_seed=0, lr=0.05, **options):
     """The runs compared by the tests; ``batch`` is per rank."""
-    common = dict(progress=False, seed=3, checkpoint=checkpoint, max_steps=max_steps, callbacks=callbacks)
+    common = dict(progress=False, seed=3, checkpoint=checkpoint, max_steps=max_steps, callbacks=callbacks, **options)
     if mode == "vae":
         vae, objective = vae_objective()
         fit(objective, vae_data(), epochs=2, batch_size=batch, optim=functools.partial(torch.optim.Adam, lr=1e-2),
@@ -38,8 +40,9 @@ def run(mode, batch, checkpoint=None, max_steps=None, callbacks=()):
         fit(objective, regression_data(d_in=3), epochs=2, batch_size=batch, optim=SGD, **common)
         return objective.module.state_dict()
     if mode == "accumulate":
-        objective = LinearRegression()
-        fit(objective, regression_data(), epochs=2, batch_size=batch, accumulate=4, optim=SGD, **common)
+        objective = LinearRegression(seed=init_seed)
+        optim = functools.partial(torch.optim.SGD, lr=lr, momentum=0.9)
+        fit(objective, regression_data(), epochs=2, batch_size=batch, accumulate=4, optim=optim, **common)
         return objective.module.state_dict()
     raise ValueError(mode)
 
@@ -53,7 +56,34 @@ class KillRank:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SignalRank:
+    def __init__(self, rank, step, signum=signal.SIGTERM):
+        self.rank, self.step, self.signum = rank, step, signum
+
+    def on_step_end(self, info):
+        if info.step == self.step and int(os.environ.get("RANK", 0)) == self.rank:
+            os.kill(os.getpid(), self.signum)
+
+
 def main(mode, out, checkpoint=None):
+    rank = int(os.environ.get("RANK", 0))
+    if mode == "per_rank_init":  # every rank initialises from its own seed
+        torch.save({"x": run("accumulate", 8, init_seed=rank)}, f"{out}.rank{rank}")
+        return
+    if mode == "per_rank_lr":
+        run("accumulate", 8, lr=0.05 * (1 + rank))
+        return
+    if mode == "sigterm_rank1":  # only rank 1 is signalled, in step 3
+        from hybridpgm.errors import TrainingInterrupted
+
+        try:
+            run("vae", 8, checkpoint=checkpoint, callbacks=[SignalRank(1, 3)])
+        except TrainingInterrupted as stop:
+            torch.save({"step": stop.step, "signum": stop.signum}, f"{out}.rank{rank}")
+        return
+    if mode == "stall":  # rank 1 freezes in step 3; rank 0 must name it
+        run("vae", 8, callbacks=[SignalRank(1, 3, signal.SIGSTOP)], collective_timeout=float(checkpoint))
+        return
     if mode == "all":
         results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate")}
     elif mode == "vae_part":  # stop after 3 of 8 steps, leaving a checkpoint

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from hybridpgm.errors import ConfigError
 from hybridpgm.train import load_checkpoint
+from hybridpgm.train.distributed import DistributedContext, differences
 from tests.train import ddp_worker
+from tests.train.helpers import LinearRegression
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "train" / "ddp_worker.py"
@@ -90,13 +93,85 @@ def test_cli_under_torchrun_writes_one_report(tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "hybridpgm", "train", "vae", "--dataset", "digits", "--accumulate", "4", "--epochs", "1",
-               "--latent-dim", "4", "--hidden", "32", "--eval-samples", "10", "--eval-size", "50", "--out", str(out),
-               "--no-progress"]
+               "--latent-dim", "4", "--hidden", "32", "--batch-size", "128", "--eval-samples", "10",
+               "--eval-size", "50", "--out", str(out), "--no-progress"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["accumulate"] == 4
     assert metrics["steps"] == 5  # 1257 examples -> 628 per rank -> 5 batches of 128
     assert proc.stdout.count('"test_log_likelihood"') == 1  # rank 0 alone reports
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png", "metrics.json",
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png", "metrics.json", "model.pt",
                                                       "reconstructions.png", "samples.png"]
+
+
+@pytest.mark.slow
+def test_per_rank_initialisations_end_identical_and_equal_to_one_process(tmp_path):
+    assert not torch.equal(LinearRegression(seed=0).module.weight, LinearRegression(seed=1).module.weight)
+    out = tmp_path / "init.pt"
+    proc = torchrun("per_rank_init", out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rank0 = torch.load(f"{out}.rank0", weights_only=True)["x"]
+    rank1 = torch.load(f"{out}.rank1", weights_only=True)["x"]
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # rank 0's weights were broadcast at the start
+    assert_same(rank0, ddp_worker.run("accumulate", 16, init_seed=0))
+
+
+@pytest.mark.slow
+def test_a_per_rank_learning_rate_is_a_named_error_on_every_rank(tmp_path):
+    proc = torchrun("per_rank_lr", tmp_path / "lr.pt", timeout=240)
+    assert proc.returncode != 0
+    message = "optimizers['fit']['param_groups'][0]['lr']: rank 0 has 0.05, rank 1 has 0.1"
+    assert proc.stderr.count("ConfigError: ranks disagree on the configuration") == 2, proc.stderr[-4000:]
+    assert proc.stderr.count(message) == 2
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    out, ckpt = tmp_path / "stop.pt", tmp_path / "stop_ckpt.pt"
+    proc = torchrun("sigterm_rank1", out, ckpt, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stops = [torch.load(f"{out}.rank{r}", weights_only=True) for r in (0, 1)]
+    assert stops[0] == stops[1] == {"step": 3, "signum": 15}
+    assert load_checkpoint(ckpt)["step"] == 3
+    assert proc.stderr.count("interrupted by SIGTERM at step 3") == 1  # rank 0 alone says it
+
+
+# fast checks of the same logic, with the collectives faked in one process
+
+def test_differences_name_every_leaf_path():
+    a = {"lr": 0.1, "groups": [{"betas": [0.9, 0.99], "eps": 1e-8}], "x": 1}
+    b = {"lr": 0.2, "groups": [{"betas": [0.9, 0.999], "eps": 1e-8}], "y": 2}
+    assert differences(a, b) == [("lr", 0.1, 0.2), ("groups[0]['betas']", [0.9, 0.99], [0.9, 0.999]),
+                                 ("x", 1, "<absent>"), ("y", "<absent>", 2)]
+    assert differences(a, a) == []
+
+
+def test_check_same_names_the_differing_setting_and_rank(monkeypatch):
+    context = DistributedContext(rank=0, world_size=2)
+    values = [{"optimizers": {"fit": {"lr": 0.05}}, "batch": 8}, {"optimizers": {"fit": {"lr": 0.1}}, "batch": 8}]
+    monkeypatch.setattr(context, "gather_object", lambda value: values)
+    with pytest.raises(ConfigError, match=r"ranks disagree on the configuration: optimizers\['fit'\]\['lr'\]: "
+                                          r"rank 0 has 0.05, rank 1 has 0.1$"):
+        context.check_same("configuration", values[0])
+
+
+def test_broadcast_module_state_copies_rank_zeros_parameters_and_buffers(monkeypatch):
+    torch.manual_seed(0)
+    source = torch.nn.BatchNorm1d(3)
+    source.running_mean.normal_()
+    source.weight.data.normal_()
+    torch.manual_seed(1)
+    mine = torch.nn.BatchNorm1d(3)
+    buckets = iter([torch.cat([source.weight.reshape(-1), source.bias.reshape(-1), source.running_mean,
+                               source.running_var]).detach(), source.num_batches_tracked.reshape(-1) + 5])
+
+    def fake_broadcast(flat, src):  # what rank 0 would send, one bucket per dtype
+        assert src == 0
+        flat.copy_(next(buckets))
+
+    monkeypatch.setattr(torch.distributed, "broadcast", fake_broadcast)
+    DistributedContext(rank=1, world_size=2, device=torch.device("cpu")).broadcast_module_state(mine)
+    for name, value in source.state_dict().items():
+        expected = value + 5 if name == "num_batches_tracked" else value
+        assert torch.equal(mine.state_dict()[name], expected), name

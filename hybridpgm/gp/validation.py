@@ -1,0 +1,161 @@
+r"""Training a deep-kernel GP without overfitting: a held-out validation tail,
+early stopping on its negative log predictive density, and a calibration report.
+
+A deep kernel can fit the training targets by shrinking the noise variance
+while the network memorises the inputs: the marginal likelihood keeps rising,
+held-out intervals collapse (on a short noisy series, 95% intervals that cover
+0.58 of the test points after 300 steps).  The remedy is the usual one: hold
+out the *last* ``validation`` fraction of the training examples (the most
+recent windows of a series, so the validation set lies in the future of the
+training set), score the predictive density on it every ``eval_every`` steps
+(:class:`~hybridpgm.train.EvaluateEvery`), stop when it has not improved for
+``patience`` evaluations (:class:`~hybridpgm.train.EarlyStopping`), and restore
+the best weights.  The GP is then conditioned on training *and* validation
+data (hyperparameters and network fixed), so predictions use the newest values.
+
+:func:`calibration` reports the coverage of central predictive intervals: a
+calibrated model covers about 50%, 80% and 95% of held-out targets with its
+50%, 80% and 95% intervals.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery
+
+__all__ = ["ValidatedFit", "calibration", "fit_validated", "split_tail", "validation_nll"]
+
+LEVELS = (0.5, 0.8, 0.95)
+
+
+def calibration(mean: torch.Tensor, sd: torch.Tensor, y: torch.Tensor,
+                levels: Sequence[float] = LEVELS) -> dict[str, float]:
+    """Fraction of ``y`` inside the central ``level`` interval of :math:`\\mathcal N(\\text{mean}, \\text{sd}^2)`.
+
+    :param mean: predictive means, ``N``.
+    :param sd: predictive standard deviations, ``N``.
+    :param y: targets, ``N``.
+    :returns: ``{"coverage_50": ..., "coverage_80": ..., "coverage_95": ...}`` (keys from ``levels``).
+    """
+    if mean.shape != sd.shape or mean.shape != y.shape:
+        raise DataError(f"calibration needs mean, sd and y of one shape, got {tuple(mean.shape)}, "
+                        f"{tuple(sd.shape)}, {tuple(y.shape)}")
+    out = {}
+    normal = torch.distributions.Normal(0.0, 1.0)
+    for level in levels:
+        if not 0 < level < 1:
+            raise ConfigError(f"calibration levels lie in (0, 1), got {level!r}")
+        z = float(normal.icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
+        inside = (y - mean).abs() <= z * sd
+        out[f"coverage_{round(100 * level)}"] = float(inside.float().mean())
+    return out
+
+
+def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
+               min_size: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_fit, y_fit, x_val, y_val)``: the last ``fraction`` of the examples held out (order kept).
+
+    :raises ConfigError: ``fraction`` outside ``(0, 1)``.
+    :raises DataError: fewer than ``min_size`` examples on either side.
+    """
+    if not 0 < fraction < 1:
+        raise ConfigError(f"validation fraction must lie in (0, 1), got {fraction!r}")
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise DataError(f"x has {n} examples but y has {y.shape[0]}")
+    n_val = max(1, round(n * fraction))
+    if n_val < min_size or n - n_val < min_size:
+        raise DataError(f"{n} examples cannot be split into training and a validation tail of {n_val} "
+                        f"(each side needs at least {min_size})")
+    return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+
+
+def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean negative log predictive density of ``y`` at ``x`` under ``model.predict`` (a
+    :class:`~hybridpgm.gp.DeepKernelGP`), conditioned on the model's training data."""
+    pred = model.predict(x.to(model.train_x.device))
+    sd = pred.variance.clamp_min(1e-12).sqrt()
+    return float(-torch.distributions.Normal(pred.mean, sd).log_prob(y.to(pred.mean)).mean())
+
+
+class _KeepBest(Callback):
+    """Copy the module's state whenever the monitored metric reaches a new minimum."""
+
+    def __init__(self, monitor: str):
+        self.monitor, self.best, self.state, self.step, self._seen = monitor, float("inf"), None, 0, 0
+
+    def on_step_end(self, info) -> None:
+        points = info.history.metrics.get(self.monitor, [])
+        if len(points) > self._seen:
+            self._seen = len(points)
+            step, value = points[-1]
+            if value < self.best:
+                self.best, self.step = value, step
+                self.state = copy.deepcopy(info.objective.module.state_dict())
+
+    on_fit_end = on_step_end
+
+
+@dataclass
+class ValidatedFit:
+    """Result of :func:`fit_validated`.
+
+    :ivar best_step: the step whose weights were kept.
+    :ivar best_validation_nll: its validation NLL (nats per point, data units of ``y``).
+    :ivar steps: steps run before stopping.
+    :ivar stopped_early: whether :class:`~hybridpgm.train.EarlyStopping` ended the run.
+    :ivar history: the :class:`~hybridpgm.train.FitResult` of the run.
+    """
+
+    best_step: int
+    best_validation_nll: float
+    steps: int
+    stopped_early: bool
+    history: Any = field(repr=False)
+
+
+def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.Tensor, *, max_steps: int = 300,
+                  eval_every: int = 5, patience: int = 10, refit: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  score: Callable[[Any], float] | None = None, **fit_kwargs: Any) -> ValidatedFit:
+    """Train a deep-kernel GP ``objective`` with early stopping on held-out ``(x_val, y_val)``.
+
+    Every ``eval_every`` steps the validation NLL is logged as ``"validation_nll"``; the run
+    stops after ``patience`` evaluations without improvement (or ``max_steps``), the best
+    weights are restored, and with ``refit=(x, y)`` the GP is conditioned on those data.
+
+    :param objective: e.g. :class:`~hybridpgm.gp.SemiStochasticObjective` or
+        :class:`~hybridpgm.gp.ExactMLLObjective`; its ``module`` has ``predict``.
+    :param data: what :func:`hybridpgm.fit` trains on.
+    :param score: ``score(module) -> float`` to minimise on the validation data (default
+        :func:`validation_nll` of ``module.predict``), for models that are not GPs (a baseline LSTM).
+    :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ``device``...).
+    """
+    from hybridpgm.train.trainer import fit
+
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    model = objective.module
+    if score is None:
+        score = functools.partial(validation_nll, x=x_val, y=y_val)
+    evaluate = EvaluateEvery(eval_every, lambda obj: score(obj.module), "validation_nll")
+    stopper = EarlyStopping("validation_nll", patience=patience)
+    keep = _KeepBest("validation_nll")
+    callbacks = [evaluate, stopper, keep, *fit_kwargs.pop("callbacks", ())]
+    fit_kwargs.setdefault("progress", False)
+    result = fit(objective, data, epochs=fit_kwargs.pop("epochs", 10**6), max_steps=max_steps,
+                 callbacks=callbacks, **fit_kwargs)
+    if keep.state is not None:
+        model.load_state_dict(keep.state)
+    steps = result.history.step[-1] if result.history.step else 0
+    if refit is not None:
+        model.set_train_data(refit[0].to(model.train_x), refit[1].to(model.train_y))
+    return ValidatedFit(best_step=keep.step, best_validation_nll=keep.best, steps=steps,
+                        stopped_early=steps < max_steps, history=result)
+

@@ -1,0 +1,349 @@
+"""Save a trained model and load it back by itself: :func:`save` and :func:`load`.
+
+A model file holds what is needed to rebuild the module without the script
+that made it:
+
+* ``class``: the qualified name of a hybridpgm class.  It is resolved through
+  the registry that :func:`serializable` fills, never by importing a name read
+  from the file (only the fixed hybridpgm modules of :data:`MODEL_MODULES` are
+  imported to fill the registry);
+* ``spec``: the constructor arguments as plain JSON-like data (ints, floats,
+  strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
+  a tensor (stored beside the spec in ``tensors``), a nested serializable
+  module (its own ``class`` and ``spec``) and an ``nn.Sequential`` of standard
+  torch layers (:data:`TORCH_LAYERS`);
+* ``state_dict``, the metadata given to :func:`save` (data set name, feature
+  shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
+
+The file is written atomically (temporary file, fsync, rename) and read with
+``torch.load(..., weights_only=True)``.
+
+How constructor arguments are captured: :func:`serializable` is a class
+decorator that records the arguments ``__init__`` was called with (bound
+through :func:`inspect.signature`), for instances of exactly that class.  A
+class whose constructor does not say everything (a :class:`~hybridpgm.graphs.BayesNet`
+built by :meth:`~hybridpgm.graphs.BayesNet.add` calls, a
+:class:`~hybridpgm.graphs.MarkovNet` built by ``add_factor`` calls) has a spec
+pair (:func:`register_spec`).  Saving anything else raises a
+:class:`~hybridpgm.errors.CheckpointError` naming the class and the argument.
+
+>>> import hybridpgm, tempfile, os
+>>> vae = hybridpgm.VAE(64, 4, [16])
+>>> path = os.path.join(tempfile.mkdtemp(), "vae.pt")
+>>> _ = hybridpgm.save(vae, path, dataset="digits", feature_shape=[64])
+>>> type(hybridpgm.load(path)).__name__
+'VAE'
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import CheckpointError
+
+__all__ = ["MODEL_MODULES", "SavedModel", "load", "load_model", "register_spec", "save", "serializable",
+           "versions"]
+
+FORMAT = "hybridpgm-model"
+FORMAT_VERSION = 1
+
+#: modules imported (only these) to resolve a class name read from a model file
+MODEL_MODULES = (
+    "hybridpgm.energy.rbm", "hybridpgm.energy.dbn", "hybridpgm.energy.dbm",
+    "hybridpgm.generative.vae", "hybridpgm.generative.sbn", "hybridpgm.generative.gan",
+    "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm",
+    "hybridpgm.graphs.bayes_net", "hybridpgm.graphs.cpd", "hybridpgm.graphs.crf", "hybridpgm.recipes.models",
+)
+
+#: torch layers an ``nn.Sequential`` argument may hold: name -> constructor attributes
+TORCH_LAYERS: dict[str, tuple[str, ...]] = {
+    "Linear": ("in_features", "out_features"), "ReLU": (), "Tanh": (), "Sigmoid": (), "ELU": ("alpha",),
+    "GELU": ("approximate",),
+    "LeakyReLU": ("negative_slope",), "Softplus": ("beta", "threshold"), "Identity": (), "Flatten": (),
+    "Dropout": ("p",), "BatchNorm1d": ("num_features", "eps", "momentum"), "LayerNorm": ("normalized_shape", "eps"),
+}
+
+_REGISTRY: dict[str, type] = {}
+_SPECS: dict[str, tuple[Callable, Callable]] = {}
+_SPEC_ATTR = "_hybridpgm_init"
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def serializable(cls: type) -> type:
+    """Class decorator: register ``cls`` and record each instance's constructor arguments.
+
+    Only instances of exactly ``cls`` are recorded (a subclass calling
+    ``super().__init__`` keeps its own arguments), so decorate every class
+    that should be loadable.
+    """
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if type(self) is cls:
+            bound = signature.bind(self, *args, **kwargs)
+            arguments = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(value)
+                elif kind is inspect.Parameter.VAR_POSITIONAL:
+                    arguments[f"*{name}"] = value
+                else:
+                    arguments[name] = value
+            object.__setattr__(self, _SPEC_ATTR, arguments)
+
+    cls.__init__ = __init__
+    _REGISTRY[_qualname(cls)] = cls
+    return cls
+
+
+def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable[[dict], Any]) -> None:
+    """Register how to save ``cls`` when its constructor arguments do not say
+    everything: ``to_spec(module) -> dict`` of savable values and
+    ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
+    _SPECS[_qualname(cls)] = (to_spec, from_spec)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of hybridpgm, Pyro, torch and GPyTorch (``None`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for label, dist in (("hybridpgm", "hybridpgm"), ("pyro", "pyro-ppl"), ("torch", "torch"),
+                        ("gpytorch", "gpytorch")):
+        try:
+            found[label] = version(dist)
+        except PackageNotFoundError:
+            found[label] = None
+    return found
+
+
+# ---------------------------------------------------------------- encoding
+def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = value.detach().cpu().clone()
+        return {"__tensor__": key}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise CheckpointError(f"cannot save {where}: a dict with non-string keys")
+        return {"__dict__": {k: _encode(v, tensors, f"{where}[{k!r}]") for k, v in value.items()}}
+    if isinstance(value, nn.Module):
+        return {"__module__": _module_spec(value, tensors, where)}
+    raise CheckpointError(f"cannot save {where}: a {type(value).__name__} is not plain data "
+                          "(int, float, str, bool, list, dict, None, tensor or a serializable module)")
+
+
+def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
+    cls = type(module)
+    if _qualname(cls) in _SPECS:
+        return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module), tensors, where)}
+    if cls is nn.Sequential:
+        return {"class": "torch.nn.Sequential",
+                "layers": [_torch_layer(layer, f"{where}[{i}]") for i, layer in enumerate(module)]}
+    arguments = module.__dict__.get(_SPEC_ATTR)
+    if arguments is None or _REGISTRY.get(_qualname(cls)) is not cls:
+        raise CheckpointError(
+            f"cannot save {where}: class {_qualname(cls)} is not serializable (decorate it with "
+            "hybridpgm.serialization.serializable, or register a spec with register_spec)")
+    # a tensor argument kept as a same-named tensor attribute (a GP's train_x after set_train_data) is
+    # saved at its current value
+    current = {k: (getattr(module, k) if isinstance(v, torch.Tensor) and isinstance(getattr(module, k, None),
+                                                                                   torch.Tensor) else v)
+               for k, v in arguments.items()}
+    return {"class": _qualname(cls),
+            "spec": {k: _encode(v, tensors, f"{where}({k}=...)") for k, v in current.items()}}
+
+
+def _torch_layer(layer: nn.Module, where: str) -> dict:
+    name = type(layer).__name__
+    if type(layer) is not getattr(nn, name, None) or name not in TORCH_LAYERS:
+        raise CheckpointError(f"cannot save {where}: nn.Sequential holds a {name}; only {sorted(TORCH_LAYERS)} "
+                              "are rebuilt from a model file")
+    spec = {a: getattr(layer, a) for a in TORCH_LAYERS[name]}
+    if name == "Linear":
+        spec["bias"] = layer.bias is not None
+    if name == "LayerNorm":
+        spec["normalized_shape"] = list(spec["normalized_shape"])
+    return {"layer": name, "args": spec}
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__dict__" in value:
+            return {k: _decode(v, tensors) for k, v in value["__dict__"].items()}
+        if "__module__" in value:
+            return _build(value["__module__"], tensors)
+    return value
+
+
+def _resolve(name: str) -> type:
+    if name not in _REGISTRY:
+        for module in MODEL_MODULES:
+            importlib.import_module(module)
+    if name not in _REGISTRY:
+        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class")
+    return _REGISTRY[name]
+
+
+def _build(spec: dict, tensors: dict) -> nn.Module:
+    if spec["class"] == "torch.nn.Sequential":
+        return nn.Sequential(*[getattr(nn, layer["layer"])(**layer["args"]) for layer in spec["layers"]
+                               if layer["layer"] in TORCH_LAYERS])
+    if spec["class"] in _SPECS:
+        return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
+    arguments = {k: _decode(v, tensors) for k, v in spec["spec"].items()}
+    cls = _resolve(spec["class"])
+    positional = arguments.pop(next((k for k in arguments if k.startswith("*")), "*"), [])
+    return cls(*positional, **arguments)
+
+
+# ---------------------------------------------------------------- save / load
+class SavedModel(NamedTuple):
+    """What :func:`load_model` returns."""
+
+    #: the rebuilt module with the saved weights, in eval mode
+    module: nn.Module
+    #: qualified class name
+    class_name: str
+    #: the keyword arguments given to :func:`save` (data set, feature shape, ...)
+    meta: dict
+    #: library versions at save time
+    versions: dict
+
+
+def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
+    """Write ``model`` (class, constructor arguments, weights) and ``meta`` to ``path`` atomically.
+
+    :param model: a module of a class decorated with :func:`serializable` (every
+        hybridpgm model family) or registered with :func:`register_spec`.
+    :param path: the file to write (``.pt`` by convention).
+    :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
+        feature_shape=[64]``.
+    :raises CheckpointError: naming the class or argument that cannot be saved.
+    """
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
+    tensors: dict[str, torch.Tensor] = {}
+    spec = _module_spec(model, tensors, type(model).__name__)
+    meta_tensors: dict[str, torch.Tensor] = {}
+    encoded_meta = _encode(dict(meta), meta_tensors, "meta")
+    if meta_tensors:
+        raise CheckpointError("save: meta values must be plain data, not tensors")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
+               "state_dict": state, "meta": encoded_meta, "versions": versions()}
+    return _write_atomically(Path(path), payload)
+
+
+def _write_atomically(path: Path, payload: dict) -> Path:
+    """Temporary file in the target's folder, fsync, rename: a crash leaves the old file intact.
+    (Non-finite buffers are allowed here: GPyTorch constraints hold infinite bounds.)"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            torch.save(payload, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
+    """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model.
+
+    :raises CheckpointError: a missing or foreign file, an unknown class, or
+        weights that do not fit the rebuilt module (naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no model file at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
+        raise CheckpointError(f"cannot read model file {path}: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a hybridpgm model file (write one with hybridpgm.save)")
+    try:
+        module = _build(payload["model"], payload["tensors"])
+        module.load_state_dict(payload["state_dict"])
+    except CheckpointError:
+        raise
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {path}: {error}") from error
+    module.to(map_location).eval()
+    return SavedModel(module, payload["model"]["class"], _decode(payload["meta"], {}), payload["versions"])
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode."""
+    return load_model(path, map_location).module
+
+
+# ---------------------------------------------------------------- specs of declared graphs
+def _bayes_net_spec(bn) -> dict:
+    return {"cpds": dict(bn.cpds.items()), "state_names": dict(bn.state_names)}
+
+
+def _bayes_net_from_spec(spec: dict):
+    from hybridpgm.graphs.bayes_net import BayesNet
+
+    return BayesNet(spec["cpds"], state_names=spec["state_names"])
+
+
+def _markov_net_spec(mrf) -> dict:
+    factors = []
+    for name, fam in mrf.families.items():
+        potential = mrf.potentials[name] if fam["kind"] == "module" else getattr(mrf, fam["key"])
+        factors.append({"name": name, "scopes": fam["scopes"], "single": fam["single"], "potential": potential,
+                        "parameter": isinstance(potential, nn.Parameter)})
+    return {"variables": dict(mrf.cards), "factors": factors}
+
+
+def _markov_net_from_spec(spec: dict):
+    from hybridpgm.graphs.markov_net import MarkovNet
+
+    mrf = MarkovNet(spec["variables"])
+    for factor in spec["factors"]:
+        potential = factor["potential"]
+        if factor["parameter"]:
+            potential = nn.Parameter(potential.clone())
+        if factor["single"]:
+            mrf.add_factor(factor["name"], factor["scopes"][0], potential)
+        else:
+            mrf.add_factors(factor["name"], factor["scopes"], potential)
+    return mrf
+
+
+# graphs declared by ``add`` calls: a BayesNet is saved as its CPDs (each a serializable module) and
+# state names; a MarkovNet as its variables and factors (tables as tensors, neural potentials as modules)
+_SPECS["hybridpgm.graphs.bayes_net.BayesNet"] = (_bayes_net_spec, _bayes_net_from_spec)
+_SPECS["hybridpgm.graphs.markov_net.MarkovNet"] = (_markov_net_spec, _markov_net_from_spec)

@@ -1,0 +1,157 @@
+"""Heartbeats that name the rank which stopped progressing in a multi-process run.
+
+When one rank of a data-parallel job freezes (SIGSTOP, a hung file system, a
+deadlock), the others wait in their next collective until its timeout, and the
+backend's error blames the rank that noticed (``Timed out waiting ... recv``).
+To name the culprit, every rank runs a :class:`Heartbeat`: a daemon thread
+that writes, every ``interval`` seconds, the rank's step, what it is doing
+(computing, or waiting in which collective) and since when, to the process
+group's key-value store (the ``TCPStore`` torchrun already runs).  When a
+collective fails, :meth:`Heartbeat.diagnose` reads every rank's record and
+names the ranks whose heartbeat went silent (stopped or dead) or which have
+been computing for longer than the timeout while the others wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any, Iterator
+
+import torch.distributed as dist
+
+from hybridpgm.errors import CollectiveTimeoutError, HybridPGMError
+
+__all__ = ["Heartbeat", "default_store", "explain_failure"]
+
+_runs = 0  # fit calls so far in this process: every rank counts the same, so keys of one run match
+
+
+def default_store() -> Any:
+    """The default process group's store, or ``None`` where it cannot be had."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:  # private API: diagnosis degrades to "unknown", training is unaffected
+        return None
+
+
+class Heartbeat:
+    """Publish this rank's progress; read everyone's after a failure.
+
+    :param store: a ``torch.distributed.Store`` shared by the ranks.
+    :param rank: this process's rank.
+    :param world_size: number of ranks.
+    :param timeout_s: the collective timeout; the beat interval is a fifth of
+        it (between 0.2 s and 10 s) and a rank silent for three intervals is
+        reported as stopped.
+    :param run: names this run's keys in the store; by default the number of
+        heartbeats this process has made, which matches across ranks because
+        every rank calls ``fit`` the same number of times.
+    """
+
+    def __init__(self, store: Any, rank: int, world_size: int, timeout_s: float, run: str | None = None):
+        global _runs
+        _runs += 1
+        self.store, self.rank, self.world_size, self.timeout_s = store, rank, world_size, float(timeout_s)
+        self.interval = min(max(self.timeout_s / 5, 0.2), 10.0)
+        self._prefix = f"hybridpgm/heartbeat/{_runs if run is None else run}/"
+        self.step, self.phase, self.since = 0, "starting", time.time()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+    def _beat(self) -> None:
+        payload = f"{self.step}|{self.phase}|{self.since!r}|{time.time()!r}"
+        self.store.set(self._prefix + str(self.rank), payload)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._beat()
+            except Exception:  # the store went away (shutdown): nothing left to report to
+                return
+            self._stop.wait(self.interval)
+
+    def start(self) -> "Heartbeat":
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name=f"hybridpgm-heartbeat-{self.rank}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.interval)
+
+    def progress(self, step: int) -> None:
+        """Record that this rank started step ``step`` (0-based) and is computing."""
+        self.step, self.phase, self.since = step, "computing", time.time()
+
+    @contextlib.contextmanager
+    def waiting(self, collective: str) -> Iterator[None]:
+        """Mark the time spent in a collective (restores *computing* after)."""
+        self.phase, self.since = f"waiting in {collective}", time.time()
+        try:
+            yield
+        finally:
+            self.phase, self.since = "computing", time.time()
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def records(self) -> dict[int, tuple[int, str, float, float] | None]:
+        """rank -> (step, phase, since, last beat), ``None`` for a rank never heard of."""
+        out: dict[int, tuple[int, str, float, float] | None] = {}
+        for rank in range(self.world_size):
+            key = self._prefix + str(rank)
+            try:
+                if not self.store.check([key]):
+                    out[rank] = None
+                    continue
+                step, phase, since, beat = self.store.get(key).decode().split("|")
+                out[rank] = (int(step), phase, float(since), float(beat))
+            except Exception:
+                out[rank] = None
+        return out
+
+    def diagnose(self) -> tuple[list[int], str]:
+        """The ranks that stopped progressing and a report of every rank."""
+        now = time.time()
+        stale_after = 3 * self.interval
+        culprits, lines = [], []
+        for rank, record in self.records().items():
+            if record is None:
+                culprits.append(rank)
+                lines.append(f"rank {rank}: no heartbeat at all (never started or died at once)")
+                continue
+            step, phase, since, beat = record
+            silent, busy = now - beat, now - since
+            if rank != self.rank and silent > stale_after:
+                culprits.append(rank)
+                lines.append(f"rank {rank}: STOPPED -- no heartbeat for {silent:.1f} s (process stopped, frozen or "
+                             f"dead); its last beat said: {phase} in step {step + 1}")
+            elif phase == "computing" and busy > self.timeout_s:
+                culprits.append(rank)
+                lines.append(f"rank {rank}: alive but computing step {step + 1} for {busy:.1f} s without reaching "
+                             "the next collective")
+            else:
+                lines.append(f"rank {rank}: {phase} in step {step + 1} for {busy:.1f} s")
+        return culprits, "; ".join(lines)
+
+
+def explain_failure(error: BaseException, heartbeat: Heartbeat | None, rank: int, timeout_s: float | None,
+                    step: int) -> BaseException:
+    """A :class:`~hybridpgm.errors.CollectiveTimeoutError` naming the ranks that
+    stopped, for an ``error`` raised by a collective in step ``step`` (0-based);
+    ``error`` itself when it is no collective's or there is no heartbeat."""
+    text = str(error)
+    if heartbeat is None or isinstance(error, HybridPGMError) or not (
+            isinstance(error, dist.DistError) or "gloo" in text.lower() or "timed out" in text.lower()):
+        return error
+    ranks, report = heartbeat.diagnose()
+    named = ", ".join(f"rank {r}" for r in ranks) if ranks else "no rank could be named from the heartbeats"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return CollectiveTimeoutError(f"rank {rank}: a collective failed in step {step + 1} (timeout "
+                                  f"{timeout_s:g} s): {first}. Stopped progressing: {named}. "
+                                  f"Heartbeats: {report}", ranks=ranks)

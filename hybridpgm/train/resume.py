@@ -1,0 +1,151 @@
+"""Explicit resume: what a checkpoint was trained with, and whether a request matches it.
+
+``fit(checkpoint=path)`` records, next to the state, the *run configuration*:
+global batch size, accumulation, precision, clipping, data-order options, data-set
+size, seed and, per player, the optimizer's class and hyperparameters as
+requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
+scheduler moved them).  A later ``fit`` on the same path resumes only when its
+request agrees:
+
+* the module's ``state_dict`` keys and shapes must match the checkpoint's
+  (otherwise :class:`~hybridpgm.errors.CheckpointError` lists the missing,
+  unexpected and reshaped entries; ``overwrite=True`` starts afresh instead);
+* every recorded hyperparameter must match (otherwise the error lists each
+  difference as ``name: checkpoint X, requested Y``), unless
+  ``override_hyperparameters=True``, in which case the requested values
+  replace the saved ones after the optimizer state is loaded.
+
+``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
+is for.  The modes of ``fit``'s ``resume`` argument are:
+
+``"auto"`` (or ``True``, the default)
+    resume when the checkpoint exists, start afresh when it does not.
+``"require"``
+    the checkpoint must exist (the CLI's ``--resume``).
+``"never"`` (or ``False``)
+    start afresh; an existing checkpoint is an error unless ``overwrite=True``
+    (which deletes it before training starts).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping
+
+import torch
+
+from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.train.distributed import differences
+
+__all__ = ["RESUME_MODES", "check_resumable", "optimizer_hyperparameters", "override_hyperparameters",
+           "resume_mode", "run_config"]
+
+RESUME_MODES = ("auto", "require", "never")
+
+#: param-group entries that are not hyperparameters: the parameters themselves, a
+#: scheduler's bookkeeping, and implementation switches that leave the maths unchanged
+_NOT_HYPERPARAMETERS = {"params", "initial_lr", "foreach", "fused", "capturable", "differentiable"}
+
+
+def resume_mode(resume: bool | str, overwrite: bool, checkpoint: Any) -> str:
+    """Normalise ``fit``'s ``resume``/``overwrite`` pair (see the module docstring)."""
+    mode = {True: "auto", False: "never"}.get(resume, resume) if isinstance(resume, bool) else resume
+    if mode not in RESUME_MODES:
+        raise ConfigError(f"resume must be True, False or one of {RESUME_MODES}, got {resume!r}")
+    if overwrite and mode == "require":
+        raise ConfigError("overwrite=True starts afresh and cannot be combined with resume='require'")
+    if mode == "require" and checkpoint is None:
+        raise ConfigError("resume='require' needs a checkpoint path")
+    return "never" if overwrite else mode
+
+
+def _plain(value: Any) -> Any:
+    """A hyperparameter as a plain, comparable, ``weights_only``-loadable value."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def optimizer_hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and, per parameter group, its hyperparameters."""
+    return {
+        "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "param_groups": [{k: _plain(v) for k, v in sorted(group.items()) if k not in _NOT_HYPERPARAMETERS}
+                         for group in optimizer.param_groups],
+    }
+
+
+def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, world_size: int, accumulate: int,
+               precision: str | None, clip_grad_norm: float | None, shuffle: bool, drop_last: bool,
+               num_examples: int) -> dict[str, Any]:
+    """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`).
+
+    The batch is recorded as the global batch ``batch_size * world_size``, so a
+    run may resume on another number of ranks with the same global batch.
+    """
+    return {
+        "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
+        "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
+        "num_examples": num_examples, "optimizers": dict(optimizers),
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> list[str]:
+    out = [f"{k!r} is in the checkpoint but not in the model" for k in saved if k not in current]
+    out += [f"{k!r} is in the model but not in the checkpoint" for k in current if k not in saved]
+    out += [f"{k!r} has shape {tuple(saved[k].shape)} in the checkpoint, {tuple(current[k].shape)} in the model"
+            for k in saved if k in current and tuple(saved[k].shape) != tuple(current[k].shape)]
+    return out
+
+
+def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
+                    requested: dict[str, Any], seed: int | None, override: bool) -> None:
+    """Refuse to resume ``saved`` into a run that asked for something else.
+
+    :param requested: the request's :func:`run_config`.
+    :param seed: the seed the caller passed (``None``: take the checkpoint's).
+    :param override: accept hyperparameter differences (not model differences).
+    :raises CheckpointError: naming the file and every difference.
+    """
+    where = f"checkpoint {str(path)!r}"
+    model = _model_differences(saved["module"], module.state_dict())
+    if model:
+        raise CheckpointError(f"{where} holds another model: " + "; ".join(model)
+                              + ". Pass overwrite=True (CLI: --overwrite) to start afresh, or another checkpoint path")
+    if override:
+        return
+    recorded = saved.get("config")
+    found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)]
+    if seed is not None and int(saved["seed"]) != int(seed):
+        found.append(("seed", int(saved["seed"]), int(seed)))
+    if found:
+        listed = "; ".join(f"{w}: checkpoint {a!r}, requested {b!r}" for w, a, b in found)
+        raise CheckpointError(f"{where} was trained with other hyperparameters: {listed}. Pass "
+                              "override_hyperparameters=True to resume with the requested values, or overwrite=True "
+                              "(CLI: --overwrite) to start afresh")
+
+
+def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, requested: dict[str, Any]) -> None:
+    """After loading a checkpoint's optimizer state, put the requested
+    hyperparameters back (``lr`` also resets a scheduler's base rate)."""
+    for group, wanted in zip(optimizer.param_groups, requested["param_groups"]):
+        for key, value in wanted.items():
+            if key in group and not isinstance(group[key], torch.Tensor):
+                group[key] = tuple(value) if isinstance(group[key], tuple) else value
+            elif key in group:
+                group[key].fill_(value)
+        if "initial_lr" in group and "lr" in wanted:
+            group["initial_lr"] = wanted["lr"]
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]

@@ -1,0 +1,77 @@
+"""Graceful stop of :func:`hybridpgm.fit` on SIGTERM and SIGINT.
+
+Cluster schedulers (SLURM, Kubernetes) send SIGTERM some seconds before they
+kill a job; a user presses Ctrl-C (SIGINT).  While ``fit`` runs,
+:class:`StopSignals` turns the first such signal into a request: the current
+step finishes, every rank agrees on the stop step (the request travels in the
+collective ``fit`` already makes at the end of each step), the checkpoint is
+written, one line says where and at which step, and
+:class:`~hybridpgm.errors.TrainingInterrupted` (a :class:`KeyboardInterrupt`)
+is raised.  A second signal raises it at once, without a checkpoint (the
+previous one, written atomically, stays on disk).
+
+Handlers are installed only for the duration of ``fit`` and only in the main
+thread (Python delivers signals there alone); the previous handlers are
+restored afterwards, so importing hybridpgm changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from hybridpgm.errors import TrainingInterrupted
+
+__all__ = ["STOP_SIGNALS", "StopSignals", "signal_name"]
+
+#: the signals that ask ``fit`` to stop gracefully
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def signal_name(signum: int) -> str:
+    """``"SIGTERM"`` for 15, and so on."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class StopSignals:
+    """Context manager recording the first SIGINT/SIGTERM in :attr:`signum`.
+
+    >>> with StopSignals() as stop:
+    ...     while not stop.signum:
+    ...         ...  # one step of work
+
+    Outside the main thread it installs nothing (``signum`` stays ``0``), nor
+    for a signal the process ignores (``SIG_IGN``, as under ``nohup``).
+    """
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:  # the caller chose to ignore it (nohup): respect that
+                    continue
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.restore()
+
+    def restore(self) -> None:
+        """Put the handlers back that were installed before :meth:`__enter__`."""
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            self.restore()  # a third signal goes to the previous handler
+            raise TrainingInterrupted(f"second {signal_name(signum)}: training stopped at once, without writing a "
+                                      "checkpoint (the last one written is kept)", signum=signum)
+        self.signum = signum

@@ -1,0 +1,27 @@
+"""``benchmarks/gpu.sh --dry-run``: every speed benchmark of the GPU suite runs end to end on the CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_gpu_suite_dry_run_runs_every_benchmark(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert summary["dry_run"] is True and summary["device"] == "cpu"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_suite import SUITE
+
+    assert set(summary["benchmarks"]) == {name for name, *_ in SUITE}
+    for name, info in summary["benchmarks"].items():
+        assert info["status"] == "ok", name
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        assert "machine" in record  # every benchmark writes the machine (and CUDA device) description
+    assert summary["nccl_2proc"]["status"] == "skipped"

@@ -1,0 +1,108 @@
+"""Data checks at the door: the dtype rule, the memory-lean NaN scan, NaN in binarizers."""
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from hybridpgm.data import DynamicBinarized, binarize_static
+from hybridpgm.data.validation import (SCAN_CHUNK, as_model_dtype, batch_origin, check_finite,
+                                       check_model_input, check_num_data, count_nonfinite)
+from hybridpgm.errors import DataError
+
+
+@pytest.mark.parametrize("source", [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64,
+                                    torch.float16, torch.bfloat16])
+def test_exact_conversions_are_made(source):
+    x = torch.tensor([[0, 1, 1], [1, 0, 1]]).to(source)
+    y = as_model_dtype(x, torch.float32, "x")
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, torch.tensor([[0.0, 1, 1], [1, 0, 1]]))
+    assert as_model_dtype(y, torch.float64).dtype == torch.float64  # widening is exact too
+
+
+def test_integers_beyond_the_exact_range_are_refused():
+    big = torch.tensor([0, 2 ** 24 + 1])
+    with pytest.raises(DataError, match=r"counts has dtype torch.int64.*torch.float32"):
+        as_model_dtype(big, torch.float32, "counts")
+    assert as_model_dtype(big, torch.float64).tolist() == [0.0, 2.0 ** 24 + 1]
+
+
+@pytest.mark.parametrize("source,target", [(torch.float64, torch.float32), (torch.float32, torch.float16),
+                                           (torch.bfloat16, torch.float16), (torch.complex64, torch.float32)])
+def test_rounding_conversions_are_refused_naming_both_dtypes(source, target):
+    with pytest.raises(DataError, match=rf"pixels has dtype {source}.*{target}"):
+        as_model_dtype(torch.zeros(2, 3, dtype=source), target, "pixels")
+
+
+def test_nonfinite_scan_finds_count_and_first_row():
+    x = torch.zeros(5000, 300)
+    assert count_nonfinite(x) == (0, None)
+    x[3777, 5] = float("nan")
+    x[4001, 7] = float("-inf")
+    assert count_nonfinite(x) == (2, 3777)
+    with pytest.raises(DataError, match=r"train \(shape \(5000, 300\)\) holds 2 NaN/inf.*row 3777"):
+        check_finite(x, "train")
+    assert count_nonfinite(torch.arange(3)) == (0, None)
+    assert count_nonfinite(torch.tensor(float("nan"))) == (1, 0)
+    assert count_nonfinite(torch.zeros(0, 4)) == (0, None)
+
+
+def _largest_allocation_and_net(fn):
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    largest = max((e.cpu_memory_usage for e in prof.events()), default=0)
+    net = sum(e.self_cpu_memory_usage for e in prof.key_averages())
+    return largest, net
+
+
+def test_nonfinite_scan_memory_is_bounded_and_released():
+    x = torch.rand(4 * SCAN_CHUNK // 256, 256)  # 16 MiB of float32
+    largest, net = _largest_allocation_and_net(lambda: check_finite(x, "x"))
+    # one chunk of temporaries at a time, whatever the size of the data
+    assert largest <= SCAN_CHUNK * x.element_size() + 4096 < x.nbytes / 3
+    assert net <= 0  # nothing held after the scan returns
+    # the measurement sees a whole-tensor scan (the scan this replaces)
+    largest_whole, _ = _largest_allocation_and_net(lambda: bool(torch.isfinite(x).all()))
+    assert largest_whole >= x.nbytes
+
+
+@pytest.mark.parametrize("make", [lambda x: DynamicBinarized(x), lambda x: binarize_static(x)])
+def test_binarizers_catch_nan(make):
+    x = torch.rand(6, 4)
+    x[2, 1] = float("nan")
+    with pytest.raises(DataError, match=r"(DynamicBinarized|binarize_static) input.*1 NaN/inf.*row 2"):
+        make(x)
+
+
+def test_binarizers_take_bool_and_integer_grey_levels():
+    data = DynamicBinarized(torch.tensor([[0, 1], [1, 1]], dtype=torch.uint8))
+    assert data.x.dtype == torch.get_default_dtype()
+    assert binarize_static(torch.tensor([[True, False]])).tolist() == [[1.0, 0.0]]
+    with pytest.raises(DataError, match=r"DynamicBinarized input.*range \[0.0, 255.0\]"):
+        DynamicBinarized(torch.tensor([[0, 255]], dtype=torch.uint8))
+
+
+def test_model_input_names_model_argument_shape_and_origin():
+    with pytest.raises(DataError, match=r"VAE argument 'x' has shape \(3,\), expected \(batch, 4\)"):
+        check_model_input(torch.zeros(3), features=4, dtype=torch.float32, model="VAE")
+    with pytest.raises(DataError, match=r"tuple of 2 elements.*\(x, labels\)"):
+        check_model_input((torch.zeros(3, 4), torch.zeros(3)), features=4, dtype=torch.float32, model="VAE")
+    bad = torch.zeros(3, 4)
+    bad[1, 1] = float("nan")
+    with batch_origin("training data, step 12"):
+        with pytest.raises(DataError, match=r"VAE argument 'x' \(training data, step 12\).*1 NaN/inf"):
+            check_model_input(bad, features=4, dtype=torch.float32, model="VAE")
+    with pytest.raises(DataError) as info:
+        check_model_input(bad, features=4, dtype=torch.float32, model="VAE")
+    assert "step" not in str(info.value)  # outside batch_origin: no stale origin
+
+
+def test_num_data_refuses_labels_and_non_integers():
+    assert check_num_data(100, 10, model="VAE") == 100
+    assert check_num_data(torch.tensor(100), 10, model="VAE") == 100
+    with pytest.raises(DataError, match=r"VAE got a tensor of shape \(10,\).*\(x, labels\)"):
+        check_num_data(torch.arange(10), 10, model="VAE")
+    with pytest.raises(DataError, match="VAE: num_data must be an int"):
+        check_num_data(2.5, 2, model="VAE")
+    with pytest.raises(DataError, match="num_data=5 is smaller than the batch of 10"):
+        check_num_data(5, 10, model="VAE")

@@ -1,0 +1,88 @@
+"""What the VAE does with bad input: dtypes, NaN batches, (x, labels) tuples."""
+
+import pyro
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from hybridpgm import SVIObjective, VAE, fit
+from hybridpgm.data.validation import batch_origin
+from hybridpgm.errors import DataError
+
+
+@pytest.fixture
+def binary():
+    return torch.bernoulli(torch.full((12, 6), 0.4), generator=torch.Generator().manual_seed(0))
+
+
+def _loss(vae, *args):
+    pyro.set_rng_seed(0)
+    return pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, *args)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64])
+def test_exact_dtypes_are_converted_to_the_model_dtype(binary, dtype):
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (8,))
+    torch.testing.assert_close(_loss(vae, binary.to(dtype)), _loss(vae, binary))
+    assert vae.reconstruct(binary.to(dtype)).dtype == torch.float32
+
+
+def test_float64_data_for_a_float32_model_is_refused_naming_both_dtypes(binary):
+    vae = VAE(6, 2, (8,))
+    with pytest.raises(DataError, match=r"VAE argument 'x' has dtype torch.float64.*computes in torch.float32"):
+        _loss(vae, binary.double())
+    # and accepted by a float64 model
+    assert _loss(VAE(6, 2, (8,)).double(), binary.double()).dtype == torch.float64
+
+
+def test_nan_batch_names_the_data_and_the_step(binary):
+    vae = VAE(6, 2, (8,), likelihood="gaussian")
+    bad = binary.clone()
+    bad[3, 2] = float("nan")
+    with pytest.raises(DataError, match=r"VAE argument 'x' \(shape \(12, 6\)\) holds 1 NaN/inf.*row 3"):
+        _loss(vae, bad)
+    with batch_origin("training data, step 4"):
+        with pytest.raises(DataError, match=r"VAE argument 'x' \(training data, step 4\).*1 NaN/inf"):
+            _loss(vae, bad)
+
+
+class _NanAtRow(Dataset):
+    """Rows are made when read (as a transform would), so fit's up-front scan cannot see the NaN."""
+
+    def __init__(self, x, row):
+        self.x, self.row = x, row
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] * float("nan") if i == self.row else self.x[i]
+
+
+def test_nan_batch_inside_fit_is_a_data_error_not_a_pyro_error(binary):
+    vae = VAE(6, 2, (8,), likelihood="gaussian")
+    with pytest.raises(DataError, match=r"VAE argument 'x'.*NaN/inf"):
+        fit(SVIObjective(vae.model, vae.guide), _NanAtRow(binary, 5), epochs=1, batch_size=4, shuffle=False,
+            progress=False, seed=0)
+
+
+def test_an_x_labels_tuple_is_refused_not_taken_as_num_data(binary):
+    vae = VAE(6, 2, (8,))
+    labels = torch.arange(12)
+    objective = SVIObjective(vae.model, vae.guide)
+    with pytest.raises(DataError, match=r"tensor of shape \(12,\).*num_data.*\(x, labels\) tuple"):
+        objective.loss("elbo", (binary, labels))
+    with pytest.raises(DataError, match=r"\(x, labels\)"):
+        _loss(vae, (binary, labels))
+    assert torch.isfinite(_loss(vae, binary, 100))  # an int num_data still scales the plate
+
+
+def test_bernoulli_model_names_nan_as_nan_and_non_binary_as_such(binary):
+    vae = VAE(6, 2, (8,))
+    bad = binary.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(DataError, match=r"VAE argument 'x' \(shape \(12, 6\)\) holds 1 NaN/inf"):
+        vae.model(bad)
+    with pytest.raises(DataError, match="Bernoulli likelihood needs binary data"):
+        vae.model(binary * 0.5)

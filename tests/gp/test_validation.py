@@ -1,0 +1,101 @@
+"""Validation tail, early stopping and calibration report (hybridpgm.gp.validation)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from hybridpgm.data import make_windows, synthetic_series
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective, calibration, fit_validated
+from hybridpgm.gp.validation import split_tail, validation_nll
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+
+
+def test_calibration_of_a_correct_gaussian_is_nominal():
+    torch.manual_seed(0)
+    mean, sd = torch.randn(20000), torch.rand(20000) + 0.5
+    y = mean + sd * torch.randn(20000)
+    report = calibration(mean, sd, y)
+    assert set(report) == {"coverage_50", "coverage_80", "coverage_95"}
+    for level, value in report.items():
+        assert abs(value - int(level.split("_")[1]) / 100) < 0.01
+    too_narrow = calibration(mean, sd / 3, y)
+    assert too_narrow["coverage_95"] < 0.5
+
+
+def test_calibration_bad_input():
+    with pytest.raises(DataError, match="one shape"):
+        calibration(torch.zeros(3), torch.ones(3), torch.zeros(4))
+    with pytest.raises(ConfigError, match="levels"):
+        calibration(torch.zeros(3), torch.ones(3), torch.zeros(3), levels=[1.5])
+
+
+def test_split_tail_keeps_order():
+    x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10.0)
+    x_fit, y_fit, x_val, y_val = split_tail(x, y, 0.2, min_size=2)
+    assert torch.equal(y_fit, torch.arange(8.0)) and torch.equal(y_val, torch.tensor([8.0, 9.0]))
+    assert torch.equal(torch.cat([x_fit, x_val]), x)
+    with pytest.raises(ConfigError, match="fraction"):
+        split_tail(x, y, 1.0)
+    with pytest.raises(DataError, match="validation tail"):
+        split_tail(x, y, 0.2)  # 2 held out < min_size 5
+    with pytest.raises(DataError, match="10 examples but y has 9"):
+        split_tail(x, y[:9])
+
+
+def _windows(n=80, seed=0):
+    return make_windows(synthetic_series(n + 8, period=9.0, noise=0.3, seed=seed).float(), 8)
+
+
+def test_early_stopping_restores_the_best_weights():
+    """A learning rate far too large makes validation NLL worse: the run stops early and the
+    returned model is the one with the best validation score, not the last."""
+    x, y = _windows()
+    x_fit, y_fit, x_val, y_val = split_tail(x, y)
+    torch.manual_seed(0)
+    model = GPLSTM(x_fit, y_fit, hidden_size=6)
+    objective = SemiStochasticObjective(model)
+    run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=60, eval_every=1, patience=3,
+                        batch_size=16, seed=0, optim=functools.partial(torch.optim.Adam, lr=0.5))
+    metrics = run.history.history.metrics["validation_nll"]
+    assert run.stopped_early and run.steps < 60
+    assert run.best_validation_nll == min(v for _, v in metrics) < metrics[-1][1]
+    assert validation_nll(model, x_val, y_val) == pytest.approx(run.best_validation_nll, abs=1e-5)
+
+
+def test_fit_validated_trains_a_dkl_with_a_custom_score_and_refit():
+    torch.manual_seed(0)
+    x = torch.linspace(-2, 2, 60).unsqueeze(-1)
+    y = torch.sin(2 * x[:, 0]) + 0.1 * torch.randn(60)
+    x_fit, y_fit, x_val, y_val = split_tail(x, y)
+    model = DeepKernelGP(x_fit, y_fit, torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(),
+                                                            torch.nn.Linear(8, 2)))
+    scores = []
+
+    def score(module):
+        scores.append(validation_nll(module, x_val, y_val))
+        return scores[-1]
+
+    run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=10, eval_every=5,
+                        batch_size=len(x_fit), score=score, refit=(x, y), seed=0)
+    assert len(scores) == 2 and run.best_validation_nll == min(scores)
+    assert model.train_x.shape[0] == 60
+    with pytest.raises(ConfigError, match="max_steps"):
+        fit_validated(ExactMLLObjective(model), (x, y), x_val, y_val, max_steps=0)
+
+
+def test_train_deep_kernel_recipe_holds_out_and_refits():
+    from hybridpgm.gp import train_deep_kernel
+
+    torch.manual_seed(1)
+    x = torch.rand(80, 2) * 2 - 1
+    y = torch.sin(3 * x[:, 0]) + 0.1 * torch.randn(80)
+    model, run = train_deep_kernel(x, y, torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(),
+                                                             torch.nn.Linear(8, 2)), max_steps=10, eval_every=5)
+    assert model.train_x.shape[0] == 80 and run.best_step in (5, 10)
+    pred = model.predict(x[:5])
+    assert pred.mean.shape == (5,) and bool((pred.variance > 0).all())

@@ -1,0 +1,145 @@
+"""Multi-start AIS (hybridpgm.infer.log_z) against exact log-partition functions."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import pytest
+import torch
+
+from hybridpgm.energy import RBM
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z, model_samples
+from tests.energy.brute_force import random_dbm, random_rbm, single_thread  # noqa: F401
+
+
+def _pcd_digits_rbm(epochs=3):
+    """64x16 RBM trained by PCD with the old benchmark recipe (constant lr 0.05, momentum 0.5)."""
+    from hybridpgm.data import load_dataset
+    from hybridpgm.infer import PersistentCD
+    from hybridpgm.train import fit
+
+    train = load_dataset("digits", binarize="static", seed=0).train.x
+    torch.manual_seed(0)
+    rbm = RBM(64, 16)
+    objective = PersistentCD(rbm, 1, 100)
+    fit(objective, train, epochs=epochs, batch_size=100, progress=False, seed=0, device="cpu",
+        optim=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.5))
+    return rbm.double(), train.double(), objective.chains[0].double()
+
+
+def _contains_or_flags(estimate: LogZEstimate, exact: float, caught) -> None:
+    lo, hi = estimate.interval()
+    print(f"log Z {float(estimate.log_z):.4f} +- {float(estimate.stderr):.4f} exact {exact:.4f} "
+          f"reliable {estimate.reliable} {estimate.to_dict()['starts']}")
+    if estimate.reliable:
+        assert lo <= exact <= hi
+        assert not caught
+    else:
+        assert any("AIS" in str(w.message) for w in caught)
+
+
+def test_pcd_trained_rbm_estimate_contains_exact_or_is_flagged():
+    rbm, train, _ = _pcd_digits_rbm()
+    exact = float(rbm.log_partition())
+    torch.manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimate = estimate_log_z(rbm, train, num_steps=1000)
+    assert set(estimate.starts) == {"data", "model"}
+    _contains_or_flags(estimate, exact, caught)
+
+
+@pytest.mark.slow
+def test_pcd_trained_rbm_default_estimate_contains_exact_or_is_flagged():
+    rbm, train, chains = _pcd_digits_rbm()
+    exact = float(rbm.log_partition())
+    for kwargs in ({}, {"chains": chains}):  # model start from fresh Gibbs chains, then PCD's own
+        torch.manual_seed(2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            estimate = estimate_log_z(rbm, train, **kwargs)
+        assert estimate.starts["data"].num_steps == 10000
+        _contains_or_flags(estimate, exact, caught)
+
+
+@pytest.mark.slow
+def test_random_rbms_stderr_covers_the_error_in_90_percent_of_seeds():
+    """|log Z_hat - log Z| <= 2 standard errors (95% nominal) in at least 18 of 20 random RBMs."""
+    covered = 0
+    for seed in range(20):
+        rbm = random_rbm(24, 12, seed=seed, scale=1.0)
+        with torch.no_grad():
+            rbm.visible_bias.normal_(-0.5, 0.5)
+        exact = float(rbm.log_partition())
+        data = rbm.sample(500, steps=200)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimate = estimate_log_z(rbm, data, num_steps=1000)
+        error = abs(float(estimate.log_z) - exact)
+        covered += error <= 2 * float(estimate.stderr)
+        print(seed, error, float(estimate.stderr))
+    assert covered >= 18
+
+
+def test_dbm_estimate_contains_exact():
+    dbm = random_dbm([12, 6, 5], seed=3, scale=0.5)
+    exact = float(dbm.log_partition())
+    torch.manual_seed(4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimate = estimate_log_z(dbm, num_chains=50, num_steps=500, sample_sweeps=100)
+    assert set(estimate.starts) == {"uniform", "model"}
+    _contains_or_flags(estimate, exact, caught)
+    assert estimate.reliable
+
+
+def test_disagreeing_starts_are_flagged_with_a_warning():
+    """Two starts from very different base models, two annealing steps: they must disagree."""
+    rbm = random_rbm(16, 8, seed=5, scale=2.0)
+    torch.manual_seed(6)
+    starts = {"zeros": torch.zeros(10, 16, dtype=torch.float64), "ones": torch.ones(10, 16, dtype=torch.float64)}
+    with pytest.warns(UserWarning, match="AIS estimate of log Z for RBM is unreliable"):
+        estimate = estimate_log_z(rbm, starts=starts, num_chains=20, num_steps=2)
+    assert not estimate.reliable
+    assert any("differ by" in r for r in estimate.reasons)
+    assert float(estimate.log_z) == max(float(r.log_z) for r in estimate.starts.values())
+    assert estimate.spread > 0
+    assert float(estimate.stderr) >= estimate.spread / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = estimate_log_z(rbm, starts=starts, num_chains=20, num_steps=2, warn=False)
+    assert not quiet.reliable
+
+
+def test_low_ess_is_flagged():
+    rbm = random_rbm(16, 8, seed=7, scale=2.0)
+    torch.manual_seed(8)
+    with pytest.warns(UserWarning, match="ESS"):
+        estimate = estimate_log_z(rbm, starts=("uniform",), num_chains=20, num_steps=1, min_ess=0.99)
+    assert not estimate.reliable and estimate.spread == 0
+
+
+def test_model_samples_shape_and_to_dict():
+    rbm = random_rbm(6, 3, seed=9)
+    data = torch.bernoulli(torch.full((20, 6), 0.5, dtype=torch.float64))
+    assert model_samples(rbm, 7, sweeps=5, data=data).shape == (7, 6)
+    assert model_samples(rbm, 7, sweeps=5).shape == (7, 6)
+    estimate = estimate_log_z(rbm, data, num_chains=10, num_steps=20, sample_sweeps=5)
+    report = estimate.to_dict()
+    assert report["best_start"] in ("data", "model") and report["starts"]["data"]["num_chains"] == 10
+
+
+def test_bad_arguments_raise():
+    rbm = RBM(6, 3)
+    with pytest.raises(ConfigError, match="unknown AIS start 'posterior'"):
+        estimate_log_z(rbm, starts=("posterior",))
+    with pytest.raises(DataError, match="start 'data' needs the training data"):
+        estimate_log_z(rbm, starts=("data",))
+    with pytest.raises(ConfigError, match="min_ess"):
+        estimate_log_z(rbm, min_ess=2.0)
+    with pytest.raises(ConfigError, match="at least one start"):
+        estimate_log_z(rbm, starts=())
+    with pytest.raises(ConfigError, match="sweeps"):
+        model_samples(rbm, 4, sweeps=0)

@@ -1,0 +1,118 @@
+"""RAISE (reverse annealing) against exact enumeration, and the AIS/RAISE sandwich."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBM, RBM
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer import RAISE, estimate_log_z, log_likelihood_bounds
+from tests.energy.brute_force import all_states, random_rbm, single_thread  # noqa: F401
+
+
+def _kernel(rbm: RBM, base: torch.Tensor, beta: float) -> torch.Tensor:
+    """Exact block-Gibbs kernel T_beta(v' | v) on the visible units, ``2**V x 2**V`` (rows: v)."""
+    v, h = all_states(rbm.num_visible), all_states(rbm.num_hidden)
+    w, b, c = rbm.weight.detach(), rbm.visible_bias.detach(), rbm.hidden_bias.detach()
+    p_h = torch.sigmoid(beta * (v @ w + c))  # 2^V x H
+    h_given_v = torch.exp(h @ torch.log(p_h).T + (1 - h) @ torch.log1p(-p_h).T).T  # 2^V x 2^H
+    p_v = torch.sigmoid((1 - beta) * base + beta * (h @ w.T + b))  # 2^H x V
+    v_given_h = torch.exp(v @ torch.log(p_v).T + (1 - v) @ torch.log1p(-p_v).T).T  # 2^H x 2^V
+    return h_given_v @ v_given_h
+
+
+def test_raise_is_unbiased_for_the_annealing_model():
+    """E[p_hat(v)] = p_fwd(v) = sum p_0(v_0) T_1(v_1|v_0) T_2(v|v_1), enumerated on a 4x2 RBM."""
+    rbm = random_rbm(4, 2, seed=0, scale=1.5)
+    data = torch.tensor([[1.0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 0]], dtype=torch.float64)
+    betas = [0.0, 0.4, 1.0]
+    path = rbm.annealing_path(data)
+    v = all_states(4)
+    p0 = torch.exp(v @ path.base - torch.nn.functional.softplus(path.base).sum())
+    p_fwd = p0 @ _kernel(rbm, path.base, betas[1]) @ _kernel(rbm, path.base, betas[2])
+    torch.testing.assert_close(p_fwd.sum(), torch.tensor(1.0, dtype=torch.float64))
+    torch.manual_seed(1)
+    m = 4000
+    result = RAISE(num_chains=m, betas=betas)(rbm, v, data=data)
+    weights = torch.exp(-rbm.free_energy(v).detach().unsqueeze(1) - path.log_z0 + result.log_weights)  # 16 x m
+    mean, se = weights.mean(1), weights.std(1) / m**0.5
+    print(torch.stack([p_fwd, mean, se], 1))
+    assert bool(((mean - p_fwd).abs() <= 4 * se + 1e-12).all())
+    torch.testing.assert_close(result.log_likelihood, torch.log(mean), rtol=0, atol=1e-9)
+    # the annealing model is not the RBM: a 2-step path is far from it
+    exact = torch.exp(rbm.log_likelihood(v).detach())
+    assert float((p_fwd - exact).abs().max()) > 0.01
+
+
+def _pcd_digits_rbm():
+    from hybridpgm.data import load_dataset
+    from hybridpgm.infer import PersistentCD
+    from hybridpgm.train import fit
+
+    data = load_dataset("digits", binarize="static", seed=0)
+    torch.manual_seed(0)
+    rbm = RBM(64, 16)
+    fit(PersistentCD(rbm, 1, 100), data.train.x, epochs=3, batch_size=100, progress=False, seed=0, device="cpu",
+        optim=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.5))
+    return rbm.double(), data.train.x.double(), data.test.x.double()
+
+
+def test_sandwich_raise_below_and_ais_above_exact_log_likelihood():
+    """On an enumerable PCD-trained RBM: RAISE's log-likelihood (its log Z the upper estimate)
+    below the exact mean test log-likelihood, AIS's (its log Z the lower estimate) above it."""
+    rbm, train, test = _pcd_digits_rbm()
+    test = test[:100]
+    exact_log_z = float(rbm.log_partition())
+    exact = float(rbm.log_likelihood(test, exact_log_z).detach().mean())
+    torch.manual_seed(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bounds = log_likelihood_bounds(rbm, test, train, raise_=RAISE(num_chains=4, num_steps=100),
+                                       num_chains=50, num_steps=100)
+    print(f"RAISE {bounds.lower:.4f} <= exact {exact:.4f} <= AIS {bounds.upper:.4f}; {bounds.to_dict()}")
+    assert bounds.lower < exact < bounds.upper
+    assert float(bounds.raise_result.log_z.mean()) > exact_log_z > bounds.log_z.interval()[0]
+    assert bounds.upper - bounds.lower < 2.0  # a useful sandwich, not a vacuous one
+    assert bounds.to_dict()["num_test"] == 100
+
+
+def test_raise_approaches_exact_with_more_steps():
+    rbm, train, test = _pcd_digits_rbm()
+    test = test[:50]
+    exact = float(rbm.log_likelihood(test).detach().mean())
+    gaps = []
+    for steps in (10, 1000):
+        torch.manual_seed(3)
+        result = RAISE(num_chains=2, num_steps=steps)(rbm, test, data=train)
+        gaps.append(exact - float(result.log_likelihood.mean()))
+    print(gaps)
+    assert gaps[0] > 0 and abs(gaps[1]) < 0.25 * gaps[0]
+    assert abs(gaps[1]) < 0.1
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ConfigError, match="num_chains"):
+        RAISE(num_chains=0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        RAISE(batch_size=0)
+    with pytest.raises(ConfigError, match="betas"):
+        RAISE(betas=[0.0, 0.8, 0.5, 1.0])
+    with pytest.raises(ModelSpecError, match="DBM"):
+        RAISE(num_steps=2)(DBM([4, 3, 2]), torch.ones(2, 4))
+    with pytest.raises(DataError, match=r"\(\.\.\., 6\)"):
+        RAISE(num_steps=2)(RBM(6, 2), torch.ones(2, 4))
+
+
+def test_log_likelihood_bounds_accepts_a_precomputed_log_z():
+    rbm = random_rbm(8, 4, seed=4)
+    data = torch.bernoulli(torch.full((30, 8), 0.4, dtype=torch.float64))
+    torch.manual_seed(5)
+    log_z = estimate_log_z(rbm, data, num_chains=20, num_steps=50, sample_sweeps=10)
+    bounds = log_likelihood_bounds(rbm, data[:5], data, log_z=log_z, raise_=RAISE(num_steps=20, batch_size=2))
+    assert bounds.log_z is log_z and bounds.raise_result.log_likelihood.shape == (5,)
+    report = bounds.to_dict()
+    assert report["raise_steps"] == 20 and report["ais"]["log_z"] == float(log_z.log_z)

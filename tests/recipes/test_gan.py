@@ -1,0 +1,27 @@
+import pytest
+
+from hybridpgm.cli import main
+from hybridpgm.generative import VAE
+from hybridpgm.generative.gan import ConvGenerator, MLPGenerator
+from tests.recipes.report import evaluate, train_and_check
+
+TINY = ["--epochs", "1", "--batch-size", "256", "--hidden", "16", "--eval-samples", "50", "--classifier-steps", "5"]
+
+
+@pytest.mark.parametrize("model,extra,kind", [
+    ("gan", [], MLPGenerator), ("gan", ["--arch", "conv"], ConvGenerator), ("iwgan", [], MLPGenerator),
+    ("infogan", [], MLPGenerator), ("aavae", ["--latent-dim", "3"], VAE),
+])
+def test_gan_family_recipes_write_the_report(model, extra, kind, tmp_path):
+    out = tmp_path / model
+    metrics, generator = train_and_check(model, out, TINY + extra, plots=("samples.png",))
+    assert isinstance(generator, kind)
+    assert 1.0 <= metrics["inception_score"] <= 10.0 and metrics["steps"] == 5
+    assert set(metrics["final_train_loss"]) == {"discriminator", "generator"}
+    if model == "infogan":
+        assert 0 <= metrics["cluster_accuracy"] <= 1 and (out / "code_posterior.pt").exists()
+    if model == "aavae":
+        assert metrics["test_elbo"] < 0
+        assert evaluate(out)["test_elbo"] == pytest.approx(metrics["test_elbo"], abs=1.0)
+    assert main(["sample", str(out), "--num-samples", "4"]) == 0
+    assert (out / "samples-seed0.png").stat().st_size > 0

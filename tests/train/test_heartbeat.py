@@ -1,0 +1,92 @@
+"""Naming the rank that stopped (hybridpgm/train/heartbeat.py)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+from hybridpgm.errors import CollectiveTimeoutError
+from hybridpgm.train.heartbeat import Heartbeat, explain_failure
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = ROOT / "tests" / "train" / "ddp_worker.py"
+
+
+def test_a_silent_rank_is_named_and_a_waiting_rank_is_not():
+    store = dist.HashStore()
+    beats = [Heartbeat(store, r, 3, timeout_s=1.0, run="a") for r in range(3)]
+    assert beats[0].interval == pytest.approx(0.2)
+    for beat in beats:
+        beat.progress(4)
+        beat._beat()
+    time.sleep(3 * beats[0].interval + 0.2)  # rank 1 falls silent; ranks 0 and 2 keep beating while they wait
+    with beats[0].waiting("all_reduce"):
+        beats[0]._beat()
+        beats[2]._beat()
+        ranks, report = beats[0].diagnose()
+    assert ranks == [1]
+    assert "rank 1: STOPPED -- no heartbeat for" in report and "its last beat said: computing in step 5" in report
+    assert "rank 0: waiting in all_reduce in step 5" in report
+
+
+def test_a_rank_computing_past_the_timeout_is_named_and_one_never_heard_of_too():
+    store = dist.HashStore()
+    beats = [Heartbeat(store, r, 3, timeout_s=0.5, run="b") for r in range(2)] + [None]
+    beats[1].progress(2)
+    beats[1].since -= 10  # computing step 3 for 10 s
+    beats[0].start()
+    beats[1].start()
+    try:
+        ranks, report = beats[0].diagnose()
+    finally:
+        beats[0].stop()
+        beats[1].stop()
+    assert ranks == [1, 2]
+    assert "rank 1: alive but computing step 3 for 10." in report and "rank 2: no heartbeat at all" in report
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two fresh interpreters: about 30 s on 2 busy cores, of which 3 s is the timeout
+def test_a_sigstopped_rank_is_named_within_the_configured_timeout(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(_free_port()))
+    procs = [subprocess.Popen([sys.executable, str(WORKER), "stall", str(tmp_path / "never.pt"), "3"],
+                              env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    try:
+        _, err = procs[0].communicate(timeout=300)
+    finally:
+        for proc in procs:
+            proc.kill()  # rank 1 is stopped: SIGKILL ends it anyway
+            proc.wait()
+    assert procs[0].returncode != 0
+    assert "CollectiveTimeoutError: rank 0: a collective failed in step 3 (timeout 3 s)" in err, err[-3000:]
+    assert "Stopped progressing: rank 1." in err and "rank 1: STOPPED -- no heartbeat for" in err
+    assert procs[1].returncode == -signal.SIGKILL
+
+
+def test_explain_failure_names_the_stopped_rank_for_a_collective_error_only():
+    store = dist.HashStore()
+    beats = [Heartbeat(store, r, 2, timeout_s=1.0, run="c") for r in range(2)]
+    beats[0]._beat()  # rank 1 never beat
+    timeout = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 1000ms for recv operation"
+                           "\nmore")
+    error = explain_failure(timeout, beats[0], rank=0, timeout_s=1.0, step=4)
+    assert isinstance(error, CollectiveTimeoutError) and error.ranks == [1]
+    assert str(error).startswith("rank 0: a collective failed in step 5 (timeout 1 s): [gloo/transport/tcp/"
+                                 "unbound_buffer.cc:78] Timed out waiting 1000ms for recv operation. "
+                                 "Stopped progressing: rank 1. Heartbeats: ")
+    unrelated = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    assert explain_failure(unrelated, beats[0], rank=0, timeout_s=1.0, step=4) is unrelated
+    assert explain_failure(timeout, None, rank=0, timeout_s=1.0, step=4) is timeout

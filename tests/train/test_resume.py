@@ -1,0 +1,125 @@
+"""Explicit resume (hybridpgm/train/resume.py): say so, refuse what differs, never replace silently."""
+
+import functools
+
+import pytest
+import torch
+
+from hybridpgm import fit
+from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.train import load_checkpoint
+from tests.train.helpers import LinearRegression, regression_data
+
+
+def sgd(lr=0.05, momentum=0.0):
+    return functools.partial(torch.optim.SGD, lr=lr, momentum=momentum)
+
+
+def run(ckpt, objective=None, data=None, **kwargs):
+    options = dict(epochs=2, batch_size=16, optim=sgd(), checkpoint=ckpt, progress=False, seed=0)
+    options.update(kwargs)
+    objective = objective or LinearRegression()
+    return objective, fit(objective, data if data is not None else regression_data(), **options)
+
+
+def test_resuming_says_so_with_step_and_file(tmp_path, capsys):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=3)
+    assert "resuming" not in capsys.readouterr().err
+    _, result = run(ckpt)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"hybridpgm: resuming LinearRegression from {str(ckpt)!r} at step 3" in err
+    assert result.steps == 8
+
+
+def test_a_changed_model_is_refused_naming_the_differences(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    with pytest.raises(CheckpointError) as info:
+        run(ckpt, objective=LinearRegression(d_in=3), data=regression_data(d_in=3))
+    message = str(info.value)
+    assert str(ckpt) in message and "'weight' has shape (1, 5) in the checkpoint, (1, 3) in the model" in message
+    assert "overwrite=True" in message
+    with pytest.raises(CheckpointError, match="'weight' has shape"):  # overriding hyperparameters is not enough
+        run(ckpt, objective=LinearRegression(d_in=3), data=regression_data(d_in=3), override_hyperparameters=True)
+    _, result = run(ckpt, objective=LinearRegression(d_in=3), data=regression_data(d_in=3), overwrite=True)
+    assert result.steps == 8 and load_checkpoint(ckpt)["module"]["weight"].shape == (1, 3)
+
+
+@pytest.mark.parametrize("change, difference", [
+    (dict(optim=sgd(lr=0.5)), "optimizers['fit']['param_groups'][0]['lr']: checkpoint 0.05, requested 0.5"),
+    (dict(optim=sgd(momentum=0.9)), "['momentum']: checkpoint 0.0, requested 0.9"),
+    (dict(optim=functools.partial(torch.optim.Adam, lr=0.05)), "['class']: checkpoint 'torch.optim.sgd.SGD'"),
+    (dict(batch_size=8), "global_batch_size: checkpoint 16, requested 8"),
+    (dict(accumulate=2), "accumulate: checkpoint 1, requested 2"),
+    (dict(seed=1), "seed: checkpoint 0, requested 1"),
+])
+def test_changed_hyperparameters_are_refused_unless_overridden(tmp_path, change, difference):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    with pytest.raises(CheckpointError) as info:
+        run(ckpt, **change)
+    assert str(ckpt) in str(info.value) and difference in str(info.value)
+    assert "override_hyperparameters=True" in str(info.value)
+    assert load_checkpoint(ckpt)["step"] == 2  # refused before anything was written
+
+
+def test_an_overridden_learning_rate_is_the_one_in_use(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    _, result = run(ckpt, optim=sgd(lr=0.01), override_hyperparameters=True)
+    assert result.optimizers["fit"].param_groups[0]["lr"] == 0.01
+    assert load_checkpoint(ckpt)["config"]["optimizers"]["fit"]["param_groups"][0]["lr"] == 0.01
+
+
+def test_an_overridden_lr_under_a_scheduler_resets_its_base_rate(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=100, gamma=0.5)
+    run(ckpt, max_steps=2, lr_scheduler=step_lr)
+    _, result = run(ckpt, optim=sgd(lr=0.01), lr_scheduler=step_lr, override_hyperparameters=True)
+    group = result.optimizers["fit"].param_groups[0]
+    assert group["lr"] == group["initial_lr"] == 0.01
+
+
+def test_more_epochs_is_not_a_difference(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt)
+    _, result = run(ckpt, epochs=4)
+    assert result.steps == 16
+
+
+def test_a_fresh_run_never_replaces_an_existing_checkpoint(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    for resume in (False, "never"):
+        with pytest.raises(CheckpointError, match="exists and this run would replace it.*overwrite=True"):
+            run(ckpt, resume=resume)
+    assert load_checkpoint(ckpt)["step"] == 2
+    _, result = run(ckpt, resume=False, overwrite=True)
+    assert result.steps == 8 and len(result.history.step) == 8  # started afresh
+
+
+def test_require_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match="resume='require' but checkpoint .*missing.pt' does not exist"):
+        run(tmp_path / "missing.pt", resume="require")
+    assert not (tmp_path / "missing.pt").exists()
+    run(tmp_path / "there.pt", max_steps=2)
+    _, result = run(tmp_path / "there.pt", resume="require")
+    assert result.steps == 8
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(resume="sometimes"), "resume must be"),
+    (dict(resume="require", overwrite=True), "cannot be combined"),
+    (dict(resume="require", checkpoint=None), "needs a checkpoint path"),
+])
+def test_bad_resume_options_are_config_errors(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        run(kwargs.pop("checkpoint", tmp_path / "r.pt"), **kwargs)
+
+
+def test_equivalent_spellings_and_implementation_switches_are_not_differences(tmp_path):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    _, result = run(ckpt, precision="fp32", optim=functools.partial(torch.optim.SGD, lr=0.05, foreach=False))
+    assert result.steps == 8

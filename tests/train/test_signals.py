@@ -1,0 +1,134 @@
+"""Graceful stop on SIGTERM/SIGINT (hybridpgm/train/signals.py)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from hybridpgm import fit
+from hybridpgm.errors import TrainingInterrupted
+from hybridpgm.train import load_checkpoint
+from tests.train.helpers import LinearRegression, regression_data
+from tests.train.test_trainer import _fit_vae, _params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SendAt:
+    """Sends this process ``signum`` ``times`` times at the end of step ``step``."""
+
+    def __init__(self, step, signum=signal.SIGTERM, times=1):
+        self.step, self.signum, self.times = step, signum, times
+        self.handler_during_fit = None
+
+    def on_step_end(self, info):
+        self.handler_during_fit = signal.getsignal(self.signum)
+        if info.step == self.step:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+
+
+def run(ckpt, callbacks=(), **kwargs):
+    return fit(LinearRegression(), regression_data(), epochs=4, batch_size=16, checkpoint=ckpt, progress=False,
+               seed=0, callbacks=callbacks, **kwargs)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_finishes_the_step_writes_the_checkpoint_and_raises(tmp_path, capsys, signum, code):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    ckpt = tmp_path / "s.pt"
+    sender = SendAt(5, signum)
+    with pytest.raises(TrainingInterrupted) as info:
+        run(ckpt, callbacks=[sender], checkpoint_every=4)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.step, info.value.signum, info.value.exit_code) == (5, signum, code)
+    assert load_checkpoint(ckpt)["step"] == 5
+    name = signal.Signals(signum).name
+    assert capsys.readouterr().err == (f"hybridpgm: interrupted by {name} at step 5; checkpoint written to "
+                                       f"{str(ckpt)!r}; run again with the same arguments to resume\n")
+    assert sender.handler_during_fit not in (before[signum], signal.SIG_DFL)
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
+
+
+def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    ckpt = tmp_path / "s.pt"
+    with pytest.raises(TrainingInterrupted, match="second SIGTERM") as info:
+        run(ckpt, callbacks=[SendAt(3, times=2)], checkpoint_every=1)
+    assert info.value.step is None
+    assert load_checkpoint(ckpt)["step"] == 2  # step 3's checkpoint was never written
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_handlers_are_restored_after_a_normal_run(tmp_path):
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        run(None)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from hybridpgm.errors import TrainingInterrupted
+    from tests.train.test_trainer import _fit_vae
+
+    class Report:
+        def on_step_end(self, info):
+            print("step", info.step, flush=True)
+            time.sleep(0.1)
+
+    try:
+        _fit_vae(checkpoint={ckpt!r}, checkpoint_every=4, callbacks=[Report()])
+    except TrainingInterrupted as stop:
+        sys.exit(stop.exit_code)
+    """
+)
+
+
+@pytest.mark.slow  # a subprocess: about 15 s on 2 busy cores
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_from_outside_leaves_a_checkpoint_that_resumes_bit_identically(tmp_path, signum):
+    ckpt = tmp_path / "outside.pt"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(root=str(ROOT), ckpt=str(ckpt))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    for line in proc.stdout:
+        if line.strip() == "step 5":
+            proc.send_signal(signum)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, err
+    name = signal.Signals(signum).name
+    found = re.findall(rf"hybridpgm: interrupted by {name} at step (\d+); checkpoint written to '(.+)'", err)
+    assert len(found) == 1 and found[0][1] == str(ckpt), err
+    step = int(found[0][0])
+    assert 5 <= step < 18  # not lost: the step reached, not the last periodic checkpoint (4)
+    assert load_checkpoint(ckpt)["step"] == step
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    resumed, result = _fit_vae(checkpoint=ckpt, checkpoint_every=4)
+    uninterrupted, _ = _fit_vae()
+    assert result.steps == 18
+    expected, got = _params(uninterrupted), _params(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        result = run(tmp_path / "s.pt", callbacks=[SendAt(2)])
+        assert result.steps == 16 and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
