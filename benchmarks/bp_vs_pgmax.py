@@ -136,7 +136,8 @@ def bench_one(n: int, batch: int, args, pgmax: PGMax | None, tmp: Path) -> dict:
 
 
 def main(args) -> Path:
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:  # 0: torch's default
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     payload = {"command_args": vars(args), "reference": "PGMax 0.6.1 (JAX, CPU, one thread, jit)",
@@ -166,7 +167,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (PGMax always runs on CPU)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--no-pgmax", action="store_true", help="time hybridpgm only (e.g. on a GPU)")
     p.add_argument("--pgmax-venv", default=str(DEFAULT_VENV))
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bp_vs_pgmax.json)")

@@ -98,7 +98,8 @@ def bench_shape(B: int, T: int, L: int, args, CRF) -> dict:
 
 
 def main(args) -> Path:
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:  # 0: torch's default
+        torch.set_num_threads(args.threads)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     CRF = import_torchcrf(Path(args.crf_dir))
@@ -119,7 +120,7 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--crf-dir", default=str(DEFAULT_DIR))
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/crf_speed.json)")
     return p.parse_args(argv)
