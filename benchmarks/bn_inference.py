@@ -29,30 +29,15 @@ import json
 import os
 import platform
 import statistics
-import time
 import warnings
 
 import torch
 
+from common import prepare_torch, timed
+
 from hybridpgm.graphs import load_network
 
 NETWORKS = "asia,alarm,child,insurance,hepar2,win95pts"
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timeit(fn, repeats, device):
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def _pgmpy_row(ve, bn, evidence, ev_nodes, i, query):
@@ -94,26 +79,19 @@ def bench_network(name: str, args) -> dict:
             model = get_example_model(name)  # pgmpy's own parse of the same file
         ve = VariableElimination(model)
 
-    def timed(fn):
-        _sync(device)
-        t = time.perf_counter()
-        out = fn()
-        _sync(device)
-        return time.perf_counter() - t, out
-
     first = {}
     with torch.no_grad():  # first calls: plan search per query shape, kept in the JSON
-        first["mixed_s"], post_mixed = timed(lambda: bn.posterior(None, mixed))
-        first["single_s"], _ = timed(lambda: bn.posterior(query, single))
-        first["one_row_s"], _ = timed(lambda: bn.posterior(query, one))
+        first["mixed_s"], post_mixed = timed(lambda: bn.posterior(None, mixed), device)
+        first["single_s"], _ = timed(lambda: bn.posterior(query, single), device)
+        first["one_row_s"], _ = timed(lambda: bn.posterior(query, one), device)
     t_mixed, t_single, t_one, t_pgmpy, max_diff = [], [], [], [], 0.0
     for r in range(args.rounds):  # A, B, C, D, A, B, C, D, ...
         with torch.no_grad():
-            t_mixed.append(timed(lambda: bn.posterior(None, mixed))[0] / args.rows)
-            t_single.append(timed(lambda: bn.posterior(query, single))[0] / args.rows)
-            t_one.append(timed(lambda: bn.posterior(query, one))[0])
+            t_mixed.append(timed(lambda: bn.posterior(None, mixed), device)[0] / args.rows)
+            t_single.append(timed(lambda: bn.posterior(query, single), device)[0] / args.rows)
+            t_one.append(timed(lambda: bn.posterior(query, one), device)[0])
         if r < args.pgmpy_rows:
-            dt, ref = timed(lambda: _pgmpy_row(ve, bn, mixed, ev_nodes, r, bn.nodes))
+            dt, ref = timed(lambda: _pgmpy_row(ve, bn, mixed, ev_nodes, r, bn.nodes), device)
             t_pgmpy.append(dt)
             for v, p in ref.items():
                 max_diff = max(max_diff, (post_mixed[v][r].double().cpu() - p).abs().max().item())
@@ -149,10 +127,7 @@ def machine() -> dict:
 
 
 def main(args) -> dict:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    prepare_torch(args)
     results = []
     for name in args.networks.split(","):
         r = bench_network(name, args)

@@ -34,7 +34,7 @@ from hybridpgm.graphs import ising_grid
 from hybridpgm.graphs.grids import grid_edges
 from hybridpgm.infer import BeliefPropagation
 
-from common import write_result
+from common import prepare_torch, timed, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_VENV = Path(os.environ.get("PGMAX_VENV", Path.home() / ".cache" / "hybridpgm" / "pgmax-venv"))
@@ -89,11 +89,6 @@ def random_ising(n: int, batch: int, seed: int):
     return J, h
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_one(n: int, batch: int, args, pgmax: PGMax | None, tmp: Path) -> dict:
     device = torch.device(args.device)
     J, h = random_ising(n, batch, args.seed + n + batch)
@@ -101,12 +96,8 @@ def bench_one(n: int, batch: int, args, pgmax: PGMax | None, tmp: Path) -> dict:
     bp = BeliefPropagation(num_iters=args.iters, damping=0.0, tol=0.0)
 
     def ours():
-        _sync(device)
-        t = time.perf_counter()
         with torch.no_grad():
-            m = bp(fg).marginals
-        _sync(device)
-        return time.perf_counter() - t, m
+            return timed(lambda: bp(fg).marginals, device)
 
     row = {"grid": f"{n}x{n}", "batch": batch, "iters": args.iters, "device": str(device),
            "dtype": "float32", "rounds": args.rounds}
@@ -136,10 +127,7 @@ def bench_one(n: int, batch: int, args, pgmax: PGMax | None, tmp: Path) -> dict:
 
 
 def main(args) -> Path:
-    if args.threads > 0:  # 0: torch's default
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    prepare_torch(args)
     payload = {"command_args": vars(args), "reference": "PGMax 0.6.1 (JAX, CPU, one thread, jit)",
                "ratio": "hybridpgm median / PGMax median within one interleaved run (< 1: hybridpgm faster)",
                "load_average": os.getloadavg()}

@@ -14,6 +14,31 @@ from hybridpgm.recipes.common import machine_description
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def prepare_torch(args: Any) -> None:
+    """Apply the scripts' shared ``--threads`` (0: torch's default) and resolve ``--device auto``."""
+    import torch
+
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def timed(fn: Any, device: Any) -> tuple[float, Any]:
+    """``(seconds, result)`` of one call of ``fn``, with the device synchronised
+    on both sides on CUDA so the time covers the queued kernels."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start, out
+
+
 def median_ms(seconds: list[float]) -> float:
     return 1000.0 * statistics.median(seconds)
 

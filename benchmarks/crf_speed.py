@@ -20,14 +20,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from hybridpgm.graphs import LinearChainCRF
 
-from common import write_result
+from common import prepare_torch, timed, write_result
 
 DEFAULT_DIR = Path(os.environ.get("PYTORCH_CRF_DIR", Path.home() / ".cache" / "hybridpgm" / "pytorch-crf"))
 
@@ -45,11 +44,6 @@ def import_torchcrf(target: Path):
     sys.path.insert(0, str(target))
     from torchcrf import CRF
     return CRF
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_shape(B: int, T: int, L: int, args, CRF) -> dict:
@@ -75,18 +69,11 @@ def bench_shape(B: int, T: int, L: int, args, CRF) -> dict:
         grads = torch.autograd.grad(loss, (u_ref, ref.transitions))
         return loss, grads
 
-    def timed(fn):
-        _sync(device)
-        t = time.perf_counter()
-        out = fn()
-        _sync(device)
-        return time.perf_counter() - t, out
-
-    (_, (l_a, g_a)), (_, (l_b, g_b)) = timed(ours), timed(theirs)  # warm-up, and the answers
+    (_, (l_a, g_a)), (_, (l_b, g_b)) = timed(ours, device), timed(theirs, device)  # warm-up, and the answers
     t_a, t_b = [], []
     for _ in range(args.rounds):
-        t_a.append(timed(ours)[0])
-        t_b.append(timed(theirs)[0])
+        t_a.append(timed(ours, device)[0])
+        t_b.append(timed(theirs, device)[0])
     row = {"B": B, "T": T, "L": L, "device": str(device), "rounds": args.rounds,
            "hybridpgm_ms": 1000 * statistics.median(t_a), "pytorch_crf_ms": 1000 * statistics.median(t_b),
            "abs_diff_loss": float((l_a - l_b).abs()),
@@ -98,10 +85,7 @@ def bench_shape(B: int, T: int, L: int, args, CRF) -> dict:
 
 
 def main(args) -> Path:
-    if args.threads > 0:  # 0: torch's default
-        torch.set_num_threads(args.threads)
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    prepare_torch(args)
     CRF = import_torchcrf(Path(args.crf_dir))
     rows = []
     for shape in args.shapes:

@@ -25,40 +25,9 @@ import torch
 from torch import nn
 
 import hybridpgm
+from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.graphs import CRFHead, LinearChainCRF
-
-
-def make_hmm(num_states: int, num_symbols: int, generator: torch.Generator):
-    """A random sticky HMM: returns ``(log_pi [L], log_A [L, L], log_B [L, V])``."""
-    alpha_a = torch.ones(num_states, num_states) + 4.0 * torch.eye(num_states)
-    A = torch.distributions.Dirichlet(alpha_a).sample()
-    # each state prefers a few symbols; symbols are shared between states (ambiguity)
-    B = torch.softmax(2.0 * torch.randn(num_states, num_symbols, generator=generator), -1)
-    pi = torch.full((num_states,), 1.0 / num_states)
-    return pi.log(), A.log(), B.log()
-
-
-def sample_hmm(hmm, num_seqs: int, min_len: int, max_len: int, generator: torch.Generator):
-    """Sequences padded to ``max_len``: ``(x [N, T], y [N, T], lengths [N])``."""
-    log_pi, log_A, log_B = hmm
-    lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
-    y = torch.zeros(num_seqs, max_len, dtype=torch.long)
-    x = torch.zeros(num_seqs, max_len, dtype=torch.long)
-    state = torch.multinomial(log_pi.exp().expand(num_seqs, -1), 1, generator=generator).squeeze(-1)
-    for t in range(max_len):
-        if t > 0:
-            state = torch.multinomial(log_A.exp()[state], 1, generator=generator).squeeze(-1)
-        y[:, t] = state
-        x[:, t] = torch.multinomial(log_B.exp()[state], 1, generator=generator).squeeze(-1)
-    mask = torch.arange(max_len) < lengths[:, None]
-    return x * mask, y * mask, lengths
-
-
-def bayes_crf(hmm, x, lengths) -> LinearChainCRF:
-    """The exact HMM posterior :math:`p(y \\mid x)` as a linear-chain CRF."""
-    log_pi, log_A, log_B = hmm
-    unary = log_B.T[x]  # [N, T, L]
-    return LinearChainCRF(unary, log_A, start=log_pi, lengths=lengths)
+from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 
 
 class Tagger(nn.Module):
@@ -84,34 +53,15 @@ class Tagger(nn.Module):
         return self.head(self.out(h), lengths)
 
 
-class CRFObjective:
-    """Negative conditional log-likelihood per sequence (one player, ``"crf"``)."""
-
-    def __init__(self, tagger: Tagger):
-        self.module = tagger
-
-    def players(self):
-        return {"crf": list(self.module.parameters())}
-
-    def loss(self, player, batch):
-        x, y, lengths = batch
-        return -self.module(x, lengths).log_prob(y).mean()
-
-
-def token_accuracy(pred, y, lengths) -> float:
-    mask = torch.arange(y.shape[1], device=y.device) < lengths[:, None]
-    return float(((pred == y) & mask).sum() / mask.sum())
-
-
 def main(args):
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    hmm = make_hmm(args.num_states, args.num_symbols, gen)
+    hmm = random_hmm(args.num_states, args.num_symbols, gen)
     train = sample_hmm(hmm, args.num_train, args.min_len, args.max_len, gen)
     test = sample_hmm(hmm, args.num_test, args.min_len, args.max_len, gen)
 
     tagger = Tagger(args.num_symbols, args.num_states, args.hidden, args.encoder)
-    result = hybridpgm.fit(CRFObjective(tagger), train, epochs=10**6, max_steps=args.num_steps,
+    result = hybridpgm.fit(CRFLikelihood(tagger), train, epochs=10**6, max_steps=args.num_steps,
                            batch_size=args.batch_size, device=args.device, seed=args.seed,
                            optim=functools.partial(torch.optim.Adam, lr=args.lr), progress=False)
     tagger = tagger.cpu().eval()
@@ -120,7 +70,7 @@ def main(args):
         crf = tagger(x, lengths)
         acc_marg = token_accuracy(crf.marginals.argmax(-1), y, lengths)
         acc_viterbi = token_accuracy(crf.argmax(), y, lengths)
-        bayes = bayes_crf(hmm, x, lengths)
+        bayes = hmm_posterior(hmm, x, lengths)
         acc_bayes = token_accuracy(bayes.marginals.argmax(-1), y, lengths)
         nll = float(-crf.log_prob(y).mean())
         nll_bayes = float(-bayes.log_prob(y).mean())

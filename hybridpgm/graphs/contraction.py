@@ -185,7 +185,6 @@ class AbsorbingPlan:
 
     def __init__(self, operand_dims, output_dims, sizes: dict, optimize="auto", batch_dim=None):
         dims = [tuple(d) for d in operand_dims]
-        slots = list(range(len(dims)))  # positions of the current operands in the running list
         self.groups = []  # (positions popped, ContractionPlan) applied in order; result appended
         out = set(output_dims)
         changed = True

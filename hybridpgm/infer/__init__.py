@@ -7,6 +7,7 @@ from hybridpgm.infer.adversarial import AAVAE, ADA, GAN, IWGAN, InfoGAN
 from hybridpgm.infer.ais import AIS, AISResult
 from hybridpgm.infer.belief_propagation import BeliefPropagation, BPResult
 from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
+from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
@@ -27,6 +28,7 @@ __all__ = [
     "AISResult",
     "BPResult",
     "BeliefPropagation",
+    "CRFLikelihood",
     "ChromaticGibbs",
     "ContrastiveDivergence",
     "GAN",
@@ -56,4 +58,5 @@ __all__ = [
     "exact_marginals",
     "exact_sample",
     "log_likelihood_bounds",
+    "token_accuracy",
 ]

@@ -21,7 +21,8 @@ import torch
 
 from hybridpgm.diagnostics import plot_loss_curves
 from hybridpgm.diagnostics.plots import plot_sequence_marginals
-from hybridpgm.graphs import LinearChainCRF
+from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
+from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.recipes.common import (
     add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
 )
@@ -45,55 +46,20 @@ def make_task(num_labels: int, num_symbols: int, num_train: int, num_test: int, 
     """``(hmm, train, test)``: the HMM ``(log_pi, log_A, log_B)`` and two tuples
     ``(x [N, T], y [N, T], lengths [N])`` (padded with zeros past each length)."""
     g = torch.Generator().manual_seed(seed)
-    log_a = torch.log_softmax(torch.randn(num_labels, num_labels, generator=g) + 2.0 * torch.eye(num_labels), -1)
-    log_b = torch.log_softmax(2.0 * torch.randn(num_labels, num_symbols, generator=g), -1)
-    log_pi = torch.full((num_labels,), -torch.log(torch.tensor(float(num_labels))).item())
-
-    def draw(n):
-        lengths = torch.randint(max(2, max_len // 3), max_len + 1, (n,), generator=g)
-        y = torch.zeros(n, max_len, dtype=torch.long)
-        x = torch.zeros(n, max_len, dtype=torch.long)
-        state = torch.multinomial(log_pi.exp().expand(n, -1), 1, generator=g).squeeze(-1)
-        for t in range(max_len):
-            if t > 0:
-                state = torch.multinomial(log_a.exp()[state], 1, generator=g).squeeze(-1)
-            y[:, t] = state
-            x[:, t] = torch.multinomial(log_b.exp()[state], 1, generator=g).squeeze(-1)
-        mask = torch.arange(max_len) < lengths[:, None]
-        return x * mask, y * mask, lengths
-
-    return (log_pi, log_a, log_b), draw(num_train), draw(num_test)
-
-
-class _Objective:
-    """Negative conditional log-likelihood per sequence; one player ``"crf"``."""
-
-    def __init__(self, tagger: CRFTagger):
-        self.module = tagger
-
-    def players(self):
-        return {"crf": list(self.module.parameters())}
-
-    def loss(self, player, batch):
-        x, y, lengths = batch
-        return -self.module(x, lengths).log_prob(y).mean()
-
-
-def _accuracy(pred, y, lengths) -> float:
-    mask = torch.arange(y.shape[1]) < lengths[:, None]
-    return float(((pred == y) & mask).sum() / mask.sum())
+    hmm = random_hmm(num_labels, num_symbols, g)
+    min_len = max(2, max_len // 3)
+    return hmm, sample_hmm(hmm, num_train, min_len, max_len, g), sample_hmm(hmm, num_test, min_len, max_len, g)
 
 
 def _scores(tagger: CRFTagger, hmm, test) -> dict[str, float]:
     x, y, lengths = test
-    log_pi, log_a, log_b = hmm
     with torch.no_grad():
         crf = tagger.cpu().eval()(x, lengths)
-        bayes = LinearChainCRF(log_b.T[x], log_a, start=log_pi, lengths=lengths)
+        bayes = hmm_posterior(hmm, x, lengths)
         return {"test_loss": float(-crf.log_prob(y).mean()), "bayes_test_loss": float(-bayes.log_prob(y).mean()),
-                "test_accuracy": _accuracy(crf.marginals.argmax(-1), y, lengths),
-                "test_viterbi_accuracy": _accuracy(crf.argmax(), y, lengths),
-                "bayes_test_accuracy": _accuracy(bayes.marginals.argmax(-1), y, lengths)}
+                "test_accuracy": token_accuracy(crf.marginals.argmax(-1), y, lengths),
+                "test_viterbi_accuracy": token_accuracy(crf.argmax(), y, lengths),
+                "bayes_test_accuracy": token_accuracy(bayes.marginals.argmax(-1), y, lengths)}
 
 
 def _task(args_or_meta) -> tuple:
@@ -109,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hmm, train_set, test_set = _task(args)
     torch.manual_seed(args.seed)
     tagger = CRFTagger(args.num_symbols, args.num_labels, args.hidden)
-    result, train_seconds, examples_per_s = train(_Objective(tagger), train_set, args, out)
+    result, train_seconds, examples_per_s = train(CRFLikelihood(tagger), train_set, args, out)
     if not context.is_main:
         return {}
     scores = _scores(tagger, hmm, test_set)

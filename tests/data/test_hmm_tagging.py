@@ -1,0 +1,46 @@
+import itertools
+
+import pytest
+import torch
+
+from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
+from hybridpgm.errors import DataError
+
+
+def test_samples_are_padded_with_zeros_past_their_lengths():
+    g = torch.Generator().manual_seed(0)
+    hmm = random_hmm(3, 5, g)
+    x, y, lengths = sample_hmm(hmm, 40, 2, 9, g)
+    assert x.shape == y.shape == (40, 9) and lengths.shape == (40,)
+    assert int(lengths.min()) >= 2 and int(lengths.max()) <= 9
+    pad = torch.arange(9) >= lengths[:, None]
+    assert not x[pad].any() and not y[pad].any()
+    assert int(x.max()) < 5 and int(y.max()) < 3
+
+
+def test_posterior_crf_equals_the_brute_force_hmm_posterior():
+    """p(y | x) = p(x, y) / sum_y' p(x, y') by enumerating every label sequence."""
+    g = torch.Generator().manual_seed(1)
+    log_pi, log_a, log_b = hmm = random_hmm(2, 3, g)
+    x = torch.tensor([[2, 0, 1]])
+    crf = hmm_posterior(hmm, x, torch.tensor([3]))
+
+    def log_joint(labels):
+        total = log_pi[labels[0]] + log_b[labels[0], x[0, 0]]
+        for t in range(1, 3):
+            total = total + log_a[labels[t - 1], labels[t]] + log_b[labels[t], x[0, t]]
+        return total
+
+    paths = list(itertools.product(range(2), repeat=3))
+    joint = torch.stack([log_joint(p) for p in paths])
+    for path, lj in zip(paths, joint):
+        exact = lj - torch.logsumexp(joint, 0)
+        assert float(crf.log_prob(torch.tensor([path]))) == pytest.approx(float(exact), abs=1e-5)
+
+
+def test_bad_sizes_name_the_numbers():
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(DataError, match="1 and 4"):
+        random_hmm(1, 4, g)
+    with pytest.raises(DataError, match="5 and 3"):
+        sample_hmm(random_hmm(2, 2, g), 3, 5, 3, g)
