@@ -23,6 +23,15 @@ def single_thread():
     torch.set_num_threads(n)
 
 
+def sprinkler() -> BayesNet:
+    """The rain -> sprinkler -> wet-grass network (rain also wets the grass), with state names for rain."""
+    bn = BayesNet()
+    bn.add("rain", cpd.Table([0.8, 0.2]), states=["no", "yes"])
+    bn.add("sprinkler", cpd.Table([[0.6, 0.4], [0.99, 0.01]], ["rain"]))
+    bn.add("wet", cpd.Table([[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]], ["rain", "sprinkler"]))
+    return bn
+
+
 def random_bn(seed: int, num_nodes: int, max_card: int = 3, max_parents: int = 2, zeros: bool = False,
               dtype=torch.float64) -> BayesNet:
     """A random DAG over ``x0..x{n-1}`` (parents among earlier nodes) with random tables."""

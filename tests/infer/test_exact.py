@@ -17,17 +17,10 @@ from tests.graphs.bn_helpers import (
     pgmpy_marginal,
     random_bn,
     single_thread,  # noqa: F401 (autouse fixture)
+    sprinkler,
 )
 
 pgmpy = pytest.importorskip("pgmpy")
-
-
-def _sprinkler():
-    bn = BayesNet()
-    bn.add("rain", cpd.Table([0.8, 0.2]), states=["no", "yes"])
-    bn.add("sprinkler", cpd.Table([[0.6, 0.4], [0.99, 0.01]], ["rain"]))
-    bn.add("wet", cpd.Table([[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]], ["rain", "sprinkler"]))
-    return bn
 
 
 @pytest.mark.parametrize("name,rows", [("asia", 4), ("alarm", 2), ("child", 3)])
@@ -140,7 +133,7 @@ def test_underflow_in_probability_space_falls_back_to_log_space():
 
 
 def test_map_batched_and_state_names():
-    bn = _sprinkler()
+    bn = sprinkler()
     out = bn.map({"wet": torch.tensor([0, 1, 1])})
     for i, w in enumerate([0, 1, 1]):
         single = bn.map({"wet": w})
@@ -186,7 +179,7 @@ def test_mixed_network_with_observed_linear_gaussian_matches_bayes_rule():
 
 @pytest.mark.parametrize("call", ["posterior", "log_evidence", "map"])
 def test_bad_evidence_raises_naming_it(call):
-    bn = _sprinkler()
+    bn = sprinkler()
     fn = getattr(bn, call)
     args = (lambda ev: fn("rain", ev)) if call == "posterior" else fn
     with pytest.raises(EvidenceError, match="'cloudy'"):
@@ -204,7 +197,7 @@ def test_bad_evidence_raises_naming_it(call):
 
 
 def test_bad_query_raises():
-    bn = _sprinkler()
+    bn = sprinkler()
     with pytest.raises(EvidenceError, match="'snow'"):
         bn.posterior("snow", {"wet": 1})
     with pytest.raises(EvidenceError, match="'wet'.*observed"):
@@ -214,7 +207,7 @@ def test_bad_query_raises():
 
 
 def test_zero_probability_row_is_named():
-    bn = _sprinkler()
+    bn = sprinkler()
     ev = {"rain": torch.tensor([0, 0, 1]), "sprinkler": torch.tensor([0, 0, 0]), "wet": torch.tensor([0, 1, 1])}
     with pytest.raises(EvidenceError, match=r"probability zero .* row\(s\) \[1\]"):
         bn.posterior(None, ev)
@@ -224,8 +217,8 @@ def test_zero_probability_row_is_named():
     assert torch.isneginf(le[1]) and torch.isfinite(le[[0, 2]]).all()
 
 
-def test_brute_force_small_sprinkler():
-    bn = _sprinkler()
+def test_brute_force_smallsprinkler():
+    bn = sprinkler()
     rows, logp = brute_joint(bn)
     for w, s in itertools.product(range(2), range(2)):
         ev = {"wet": w, "sprinkler": s}
@@ -304,7 +297,7 @@ def test_split_rows_equal_row_by_row_queries_and_name_impossible_rows(monkeypatc
     from hybridpgm.infer import exact as exact_module
 
     monkeypatch.setattr(exact_module, "_SPLIT_FLOPS_PER_ROW", -1.0)  # split whatever the cost
-    bn = _sprinkler()
+    bn = sprinkler()
     bn_inner = "sprinkler"  # has a child (wet)
     ev = {bn_inner: torch.tensor([0, -1, 1, -1]), "wet": torch.tensor([1, 1, 0, 0])}
     assert exact_module.row_groups(bn, exact_module.parse_evidence(bn, ev), set(bn.nodes)) is not None

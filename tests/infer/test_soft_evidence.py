@@ -6,19 +6,11 @@ import pytest
 import torch
 
 from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs import BayesNet, cpd, read_bif
+from hybridpgm.graphs import read_bif
 from hybridpgm.infer.soft_evidence import Likelihood
-from tests.graphs.bn_helpers import bundled_bif, single_thread  # noqa: F401 (autouse fixture)
+from tests.graphs.bn_helpers import bundled_bif, single_thread, sprinkler  # noqa: F401 (autouse fixture)
 
 pgmpy = pytest.importorskip("pgmpy")
-
-
-def _sprinkler():
-    bn = BayesNet()
-    bn.add("rain", cpd.Table([0.8, 0.2]), states=["no", "yes"])
-    bn.add("sprinkler", cpd.Table([[0.6, 0.4], [0.99, 0.01]], ["rain"]))
-    bn.add("wet", cpd.Table([[[1.0, 0.0], [0.1, 0.9]], [[0.2, 0.8], [0.01, 0.99]]], ["rain", "sprinkler"]))
-    return bn
 
 
 @pytest.mark.parametrize("name", ["asia", "cancer"])
@@ -45,7 +37,7 @@ def test_soft_evidence_matches_pgmpy_virtual_evidence(name):
 
 
 def test_soft_evidence_equals_hard_evidence_when_one_hot_and_log_form_agrees():
-    bn = _sprinkler()
+    bn = sprinkler()
     hard = bn.posterior("rain", {"wet": 1})
     soft = bn.posterior("rain", {"wet": Likelihood([0.0, 1.0])})
     log_soft = bn.posterior("rain", {"wet": Likelihood(torch.tensor([float("-inf"), 0.0]), log=True)})
@@ -66,6 +58,6 @@ def test_soft_evidence_equals_hard_evidence_when_one_hot_and_log_form_agrees():
 ])
 def test_bad_soft_evidence_raises_naming_node(lik, match):
     with pytest.raises(EvidenceError, match="'wet'"):
-        _sprinkler().posterior("rain", {"wet": Likelihood(lik)})
+        sprinkler().posterior("rain", {"wet": Likelihood(lik)})
     with pytest.raises(EvidenceError, match=match):
-        _sprinkler().posterior("rain", {"wet": Likelihood(lik)})
+        sprinkler().posterior("rain", {"wet": Likelihood(lik)})
