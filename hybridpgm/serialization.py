@@ -211,8 +211,11 @@ def _resolve(name: str) -> type:
 
 def _build(spec: dict, tensors: dict) -> nn.Module:
     if spec["class"] == "torch.nn.Sequential":
-        return nn.Sequential(*[getattr(nn, layer["layer"])(**layer["args"]) for layer in spec["layers"]
-                               if layer["layer"] in TORCH_LAYERS])
+        unknown = [layer["layer"] for layer in spec["layers"] if layer["layer"] not in TORCH_LAYERS]
+        if unknown:
+            raise CheckpointError(f"model file names torch layers {unknown}, which hybridpgm does not rebuild "
+                                  f"(known: {sorted(TORCH_LAYERS)})")
+        return nn.Sequential(*[getattr(nn, layer["layer"])(**layer["args"]) for layer in spec["layers"]])
     if spec["class"] in _SPECS:
         return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
     arguments = {k: _decode(v, tensors) for k, v in spec["spec"].items()}

@@ -211,3 +211,14 @@ def test_load_refuses_missing_foreign_and_tampered_files(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="'os.system', which is not a registered hybridpgm class"):
         hybridpgm.load(path)
+
+
+def test_a_tampered_torch_layer_is_refused_not_dropped(tmp_path):
+    gp = SVDeepKernelGP(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), num_features=2, num_data=8,
+                        inducing_points=torch.randn(4, 2))
+    path = hybridpgm.save(gp, tmp_path / "gp.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["spec"]["feature_extractor"]["__module__"]["layers"][1]["layer"] = "Bilinear"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="'Bilinear'"):
+        hybridpgm.load(path)
