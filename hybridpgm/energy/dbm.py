@@ -42,6 +42,7 @@ from torch import nn
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -87,10 +88,14 @@ class DBM(nn.Module):
                 raise ModelSpecError(f"DBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
 
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
-        """Validate ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``)."""
+        """Validate ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``)
+        and return it in the model's dtype, converted by the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
+        float64 data for a float32 model are refused)."""
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
+        v = as_model_dtype(v, self.weights[0].dtype, f"DBM visible data {name!r}")
         if not bool(torch.isfinite(v).all()):
             raise DataError(f"DBM visible data {name!r} holds NaN or inf")
         if self.probabilities:
@@ -226,7 +231,7 @@ class DBM(nn.Module):
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
         layers (feasible for small ``H2 + H4 + ...``)."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         layers = list(range(2, len(self.sizes), 2))
         sizes = [self.sizes[l] for l in layers]
         if not layers:  # an RBM: nothing left to enumerate
@@ -255,7 +260,7 @@ class DBM(nn.Module):
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.
         """
-        self.check_visible(v)
+        v = self.check_visible(v)
         if log_z is None:
             log_z = self.log_partition("exact")
         mu = self.mean_field(v)

@@ -47,6 +47,7 @@ from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -128,7 +129,9 @@ class SigmoidBeliefNet(PyroModule):
         return list(self.encoders.parameters())
 
     def check_data(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate ``x`` (``[..., B, D]``, binary, finite) and return it as a float tensor.
+        """Validate ``x`` (``[..., B, D]``, binary, finite) and return it in the model's dtype,
+        converted by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool
+        and integers exactly; float64 data for a float32 model are refused).
 
         :raises DataError: naming the expected and actual shape, or the bad values.
         """
@@ -138,8 +141,7 @@ class SigmoidBeliefNet(PyroModule):
         d = self.layer_sizes[0]
         if x.dim() < 2 or x.shape[-1] != d:
             raise DataError(f"SigmoidBeliefNet site 'x' expects data of shape [B, {d}], got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            x = x.to(self.prior_logits.dtype)
+        x = as_model_dtype(x, self.prior_logits.dtype, "SigmoidBeliefNet site 'x'")
         if self.validate_data and not ((x == 0) | (x == 1)).all():
             bad = x[(x != 0) & (x != 1)].flatten()[:3].tolist()
             raise DataError(f"SigmoidBeliefNet site 'x' expects binary data in {{0, 1}}, found values such as {bad}")

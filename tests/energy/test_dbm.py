@@ -151,3 +151,22 @@ def test_bad_input_raises():
         dbm.weights[1][0, 0] = float("nan")
     with pytest.raises(ModelSpecError, match="weights.1"):
         dbm.sample(3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64, torch.float16])
+def test_visible_data_of_an_exactly_convertible_dtype_gives_the_float_answer(dtype):
+    torch.manual_seed(0)
+    dbm = DBM([5, 3, 2], init_scale=0.5)
+    v = torch.bernoulli(torch.full((4, 5), 0.5))
+    log_z = dbm.log_partition("exact")
+    for method in (dbm.log_likelihood, dbm.log_likelihood_bound):
+        expected = method(v, log_z)
+        got = method(v.to(dtype), log_z)
+        assert got.dtype == expected.dtype
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_float64_visible_data_for_a_float32_dbm_is_refused_by_name():
+    dbm = DBM([5, 3])
+    with pytest.raises(DataError, match=r"DBM visible data 'v' has dtype torch.float64.*torch.float32"):
+        dbm.log_likelihood(torch.zeros(2, 5, dtype=torch.float64))

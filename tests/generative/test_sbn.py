@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyro.infer import ReweightedWakeSleep, TraceEnum_ELBO, TraceGraph_ELBO
 
-import hybridpgm  # noqa: F401  (module-local params)
+import hybridpgm  # noqa: F401
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative import SigmoidBeliefNet
 from tests.generative import sbn_brute_force as bf
@@ -144,3 +144,20 @@ def test_concrete_relaxation_trains_with_iwae():
     torch.manual_seed(1)
     after = sbn.log_likelihood(test, num_samples=50).mean().item()  # the discrete model
     assert after > before + 5.0, (before, after)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64, torch.float16])
+def test_data_of_an_exactly_convertible_dtype_gives_the_float_answer(dtype):
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([6, 3])
+    x = torch.bernoulli(torch.full((5, 6), 0.4))
+    expected = sbn.exact_log_likelihood(x)
+    got = sbn.exact_log_likelihood(x.to(dtype))
+    assert got.dtype == expected.dtype
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_float64_data_for_a_float32_sbn_is_refused_by_name():
+    sbn = SigmoidBeliefNet([6, 3])
+    with pytest.raises(DataError, match=r"SigmoidBeliefNet site 'x' has dtype torch.float64.*torch.float32"):
+        sbn.exact_log_likelihood(torch.zeros(2, 6, dtype=torch.float64))

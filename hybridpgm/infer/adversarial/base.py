@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "log_q_from_logits",
@@ -218,14 +219,18 @@ class AdversarialObjective(AdversarialGame):
         return self.generator(self.noise(n))
 
     def real(self, batch: Any) -> torch.Tensor:
-        """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked."""
+        """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and
+        in the discriminator's dtype, converted by the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
+        float64 data for float32 networks are refused)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.event_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             expected = ", ".join(map(str, self.event_shape))
             raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
                             f"output, got {shape}")
-        return x
+        ref = _first_param(self.discriminator)
+        return x if ref is None else as_model_dtype(x, ref.dtype, f"{type(self).__name__} data")
 
 
 def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999):

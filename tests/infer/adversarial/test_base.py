@@ -86,3 +86,21 @@ def test_bad_data_and_player():
     with pytest.raises(ObjectiveError, match="'critic'"):
         gan.loss("critic", torch.zeros(4, 2))
     assert torch.isfinite(gan.loss("discriminator", (torch.zeros(4, 2), torch.zeros(4))))  # labels ignored
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.float16])
+def test_data_of_an_exactly_convertible_dtype_gives_the_float_loss(dtype):
+    torch.manual_seed(0)
+    gan = GAN(*tiny_pair())
+    x = torch.randint(0, 3, (6, 2)).float()
+    for player in ("discriminator", "generator"):
+        torch.manual_seed(1)
+        expected = gan.loss(player, x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(gan.loss(player, x.to(dtype)), expected, rtol=0, atol=0)
+
+
+def test_float64_data_for_float32_networks_is_refused_by_name():
+    gan = GAN(*tiny_pair())
+    with pytest.raises(DataError, match=r"GAN data has dtype torch.float64.*torch.float32"):
+        gan.loss("discriminator", torch.zeros(4, 2, dtype=torch.float64))
