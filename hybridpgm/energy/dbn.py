@@ -87,7 +87,7 @@ class DBN(nn.Module):
     @torch.no_grad()
     def transform(self, v: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Bottom-up probabilities of hidden layer ``layers`` (default: the top), ``batch x H``."""
-        self.rbms[0].check_visible(v)
+        v = self.rbms[0].check_visible(v)
         for rbm in self.rbms[: layers or len(self.rbms)]:
             v = torch.sigmoid(rbm.hidden_logits(v))
         return v

@@ -43,10 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
+from hybridpgm.energy.free_energy_gap import free_energy_gap
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["RBM"]
 
@@ -103,25 +106,39 @@ class RBM(nn.Module):
                 raise ModelSpecError(f"RBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
 
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
-        """Validate visible data ``batch x V``; returns it unchanged.
+        """Validate visible data ``batch x V``; returns it in the model's dtype, converted
+        by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
+        integers exactly; float64 data for a float32 model are refused).
 
         :raises DataError: wrong last dimension, NaN/inf, or non-binary values for
-            Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``).
+            Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``);
+            inside :func:`hybridpgm.fit`'s step the value check is raised at the
+            step's host read (:mod:`hybridpgm.train.deferred_checks`).
         """
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), got {shape}")
-        if not bool(torch.isfinite(v).all()):
-            raise DataError(f"RBM visible data {name!r} holds NaN or inf")
-        if not self.gaussian:
+        exactly_binary = v.dtype == torch.bool  # binary, in [0, 1] and finite
+        v = as_model_dtype(v, self.weight.dtype, f"RBM visible data {name!r}")
+        if not v.numel() or exactly_binary:
+            return v
+        if self.gaussian:
+            ok = torch.isfinite(torch.stack([v.amax(), v.amin()])).all()  # NaN propagates, inf is an extreme
+        elif self.probabilities:
+            low, high = torch.stack([v.amin(), v.amax()]).unbind()
+            ok = (low >= 0) & (high <= 1)  # NaN propagates and fails both comparisons
+        else:
+            ok = (v * (v - 1)).abs().amax() == 0  # zero exactly at 0 and 1; NaN/inf at NaN/inf
+
+        def invalid() -> DataError:
+            if not bool(torch.isfinite(v).all()):
+                return DataError(f"RBM visible data {name!r} holds NaN or inf")
             if self.probabilities:
-                if not bool(((v >= 0) & (v <= 1)).all()):
-                    raise DataError(f"RBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
-            elif not bool(((v == 0) | (v == 1)).all()):
-                raise DataError(
-                    f"RBM visible data {name!r} must be binary (0/1) for Bernoulli units; binarize it "
-                    "or build the RBM with probabilities=True to read values in [0, 1] as probabilities"
-                )
+                return DataError(f"RBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
+            return DataError(f"RBM visible data {name!r} must be binary (0/1) for Bernoulli units; binarize it "
+                             "or build the RBM with probabilities=True to read values in [0, 1] as probabilities")
+
+        check_or_defer(ok, invalid)  # one host read; inside fit's step, none (it joins the step's read)
         return v
 
     def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:
@@ -145,7 +162,7 @@ class RBM(nn.Module):
 
     def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
         """Pre-activations :math:`c + (v/\\sigma)^\\top W`, shape ``batch x H`` (no checks)."""
-        return self._scaled(v) @ self.weight + self.hidden_bias
+        return F.linear(self._scaled(v), self.weight.t(), self.hidden_bias)  # one fused addmm
 
     def visible_param(self, h: torch.Tensor) -> torch.Tensor:
         """Logits (Bernoulli) or means (Gaussian) of :math:`p(v \\mid h)`, ``batch x V`` (no checks)."""
@@ -155,14 +172,14 @@ class RBM(nn.Module):
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """:math:`E(v, h)` for ``v: batch x V`` and ``h: batch x H``; returns ``batch``."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         self.check_hidden(h)
         interaction = ((self._scaled(v) @ self.weight) * h).sum(-1)
         return -self._visible_term(v) - interaction - h @ self.hidden_bias
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`F(v)` for ``v: batch x V``; returns ``batch``."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         return self._free_energy(v)
 
     def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -170,7 +187,7 @@ class RBM(nn.Module):
 
     def hidden(self, v: torch.Tensor) -> dist.Independent:
         """:math:`p(h \\mid v)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``H``."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         return dist.Bernoulli(logits=self.hidden_logits(v)).to_event(1)
 
     def visible(self, h: torch.Tensor) -> dist.Independent:
@@ -235,6 +252,28 @@ class RBM(nn.Module):
         with torch.no_grad():
             h = bernoulli(torch.sigmoid(logits))
         return free, (v, h)
+
+    @torch.no_grad()
+    def clamped_state(self, v: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """The chain state clamped to the data, ``(v, h ~ p(h|v))``, and the
+        hidden pre-activations ``B x H`` it was drawn from (no gradient; the
+        same draw as :meth:`positive_phase`)."""
+        logits = self.hidden_logits(v)
+        return (v, bernoulli(torch.sigmoid(logits))), logits
+
+    def contrastive_gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
+                        logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The CD/PCD surrogate :math:`\\overline{F(v)} - \\overline{F(\\tilde v)}` (0-d), differentiable
+        in the parameters; for Bernoulli units on ``B x V`` data its gradient is
+        written out (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap`).
+
+        :param v: the data ``B x V``; ``negative``: the chain state after the
+            Gibbs sweeps; ``logits``: :meth:`clamped_state`'s pre-activations, if at hand.
+        """
+        v_neg = negative[0]
+        if self.gaussian or v.dim() != 2 or v_neg.dim() != 2 or torch.is_autocast_enabled(v.device.type):
+            return self._free_energy(v).mean() - self._free_energy(v_neg).mean()
+        return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits)
 
     def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Free energy of the chains' visible states (``batch``)."""
@@ -303,7 +342,7 @@ class RBM(nn.Module):
         """
         if self.gaussian:
             raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
-        self.check_visible(v)
+        v = self.check_visible(v)
         free = self._free_energy(v)
         if exact:
             eye = torch.eye(self.num_visible, dtype=v.dtype, device=v.device)
@@ -317,7 +356,7 @@ class RBM(nn.Module):
     @torch.no_grad()
     def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood)."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         h = torch.sigmoid(self.hidden_logits(v))
         param = self.visible_param(h)
         mean = param if self.gaussian else torch.sigmoid(param)
@@ -326,7 +365,7 @@ class RBM(nn.Module):
     @torch.no_grad()
     def transform(self, v: torch.Tensor) -> torch.Tensor:
         """Features :math:`E[h \\mid v]`, ``batch x H``."""
-        self.check_visible(v)
+        v = self.check_visible(v)
         return torch.sigmoid(self.hidden_logits(v))
 
     def annealing_path(self, data: torch.Tensor | None = None):

@@ -38,6 +38,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["VAE"]
 
@@ -86,14 +87,32 @@ class VAE(PyroModule):
         """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
         the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
         exactly representable integers are converted; float64 data for a
-        float32 model are refused)."""
-        binary = values and self.likelihood == "bernoulli"  # a binary check implies a finite one
-        x = check_model_input(x, features=self.x_dim, dtype=self.encoder[0].weight.dtype, model="VAE",
-                              finite=not binary)
-        if binary and not bool(((x == 0) | (x == 1)).all()):
-            check_finite(x, f"VAE argument 'x'{describe_origin()}")  # NaN/inf named as such
-            raise DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){describe_origin()}; "
-                            "binarize it (hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
+        float32 model are refused).  The value check (binary, or finite) waits
+        for the training step's one host read inside :func:`hybridpgm.fit`
+        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
+        dtype = self._modules["encoder"][0].weight.dtype  # read past PyroModule: no pyro.module announcement
+        # the guide checks finiteness at once (its Normal would refuse NaN first); the model's value check waits
+        x = check_model_input(x, features=self.x_dim, dtype=dtype, model="VAE", finite=not values)
+        if not values:
+            return x
+        origin = describe_origin()
+        if not x.numel():
+            return x
+        if self.likelihood == "bernoulli":  # a binary check implies a finite one
+
+            def not_binary() -> Exception:
+                check_finite(x, f"VAE argument 'x'{origin}")  # NaN/inf named as such
+                return DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){origin}; binarize it "
+                                 "(hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
+
+            # x (x - 1) vanishes exactly at 0 and 1 and is NaN/inf at NaN/inf: a quarter of ((x == 0) | (x == 1))'s cost
+            check_or_defer((x * (x - 1)).abs().amax() == 0, not_binary)
+        else:
+            def not_finite() -> Exception:
+                check_finite(x, f"VAE argument 'x'{origin}")
+                return DataError(f"VAE argument 'x'{origin} is not finite")  # not reached: check_finite raised
+
+            check_or_defer(torch.isfinite(torch.stack([x.amax(), x.amin()])).all(), not_finite)
         return x
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
@@ -103,10 +122,10 @@ class VAE(PyroModule):
         num_data = check_num_data(num_data, batch, model="VAE")
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
 
-    def _likelihood(self, out: torch.Tensor) -> dist.TorchDistribution:
+    def _likelihood(self, out: torch.Tensor, validate: bool | None = None) -> dist.TorchDistribution:
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
-        return dist.Normal(out, self.log_scale.exp()).to_event(1)
+        return dist.Normal(out, self.log_scale.exp(), validate_args=validate).to_event(1)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw = checkpointed_call(self.encoder, x, enabled=self.checkpoint_activations).chunk(2, dim=-1)
@@ -146,6 +165,41 @@ class VAE(PyroModule):
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # -- the direct path of DirectTrace_ELBO ---------------------------------------
+    def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+        """The single-sample negative ELBO of :meth:`model`/:meth:`guide`, as
+        :class:`~pyro.infer.Trace_ELBO` computes it, without tracing (the
+        direct path of :class:`~hybridpgm.infer.DirectTrace_ELBO`).
+
+        .. math::
+
+            -s \\sum_n \\big(\\log p(z_n) + \\log p_\\theta(x_n \\mid z_n) - \\log q_\\phi(z_n \\mid x_n)\\big),
+            \\qquad z_n = \\mu_\\phi(x_n) + \\sigma_\\phi(x_n) \\odot \\epsilon_n,
+
+        with :math:`s = \\text{num\\_data} / B` (1 without ``num_data``): the
+        same checks, the same :math:`\\epsilon` drawn from the same RNG state and
+        the same operations in the same order as the traced program, so loss
+        and gradients equal ``Trace_ELBO``'s.
+
+        :param x: observations, ``batch x D``.
+        :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
+        :returns: a 0-d tensor.
+        """
+        x = self._check(x)
+        batch = x.shape[0]
+        scale = 1.0 if num_data is None else 1.0 * check_num_data(num_data, batch, model="VAE") / batch
+        loc, sd = self._encode(x)
+        posterior = dist.Normal(loc, sd, validate_args=False)
+        z = posterior.rsample()
+        prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), 1.0, validate_args=False)
+        out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
+        terms = (prior.log_prob(z).sum(-1), self._likelihood(out, validate=False).log_prob(x),
+                 posterior.log_prob(z).sum(-1))
+        if scale != 1.0:
+            terms = tuple(t * scale for t in terms)
+        log_prior, log_lik, log_q = (t.sum() for t in terms)
+        return -(log_prior + log_lik - log_q)
 
     # -- utilities --------------------------------------------------------------
     @torch.no_grad()
@@ -190,3 +244,8 @@ class VAE(PyroModule):
     def elbo(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         """Monte Carlo ELBO per data point (``batch``), averaged over ``num_samples`` draws."""
         return self.log_weights(x, num_samples).mean(dim=0)
+
+
+#: the model/guide pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by
+#: :func:`hybridpgm.infer.direct_trace_elbo.direct_elbo_path`)
+VAE.direct_elbo_pair = (VAE.__dict__["model"], VAE.__dict__["guide"])

@@ -39,7 +39,8 @@ import gpytorch
 import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import FeatureGP, GPPrediction, check_inputs, check_targets, default_kernel
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_inputs, check_targets, check_training_batch,
+                                     default_kernel)
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -60,6 +61,12 @@ class DeepKernelGP(gpytorch.Module):
     :param mean: a GPyTorch mean (default :class:`~gpytorch.means.ConstantMean`).
     :param likelihood: default :class:`~gpytorch.likelihoods.GaussianLikelihood`.
     :param grid_size: KISS-GP grid points per feature dimension; ``None`` for an exact kernel.
+        The default KISS-GP kernel is GPyTorch's DKL layout,
+        ``GridInterpolationKernel(ScaleKernel(RBF))``, whose prior variance is
+        the outputscale to the power ``F`` (see
+        :func:`~hybridpgm.gp.feature_gp.default_kernel`); state saved with the
+        former default, ``ScaleKernel(GridInterpolationKernel(RBF))``, still
+        loads (converted to the same covariance).
     :param grid_bounds: the box features are scaled into when ``grid_size`` is set.
     """
 
@@ -79,6 +86,7 @@ class DeepKernelGP(gpytorch.Module):
         self.grid_size = grid_size
         self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
                                 else torch.nn.Identity())
+        self._default_kiss = kernel is None and grid_size is not None
         if kernel is None:
             kernel = default_kernel(num_features, grid_size, grid_bounds)
         likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
@@ -120,10 +128,26 @@ class DeepKernelGP(gpytorch.Module):
 
     def marginal_log_likelihood(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log marginal likelihood per example, :math:`\\log p(y \\mid X) / n`
-        (plus log-priors of the hyperparameters), on the training data by default."""
+        (plus log-priors of the hyperparameters), on the training data by default.
+
+        :param x: inputs ``N x ...`` (default: the training inputs).
+        :param y: targets ``N`` (default: the training targets).
+        :returns: a scalar.
+        """
         x = self.train_x if x is None else x
-        y = self.train_y if y is None else check_targets(y, x.shape[0], "y")
-        return self.mll(self.prior(x), y)
+        y = self.train_y if y is None else y
+        check_training_batch(x, y, self.example_shape)  # inside fit's step: no host sync of its own
+        try:
+            return self.mll(self.gp.forward(self.gp_inputs(self._extract(x))), y)
+        except Exception:  # bad data that broke GPyTorch first (a deferred check has not been read yet)
+            check_inputs(x, self.example_shape, "x")
+            check_targets(y, x.shape[0], "y")
+            raise
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if getattr(self, "_default_kiss", False):
+            _rename_legacy_outputscale(state_dict, prefix, self.gp.covar_module.base_kernel, self.num_features)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def condition(self) -> None:
         """Put the model in eval mode and condition the GP on the features of
@@ -203,5 +227,32 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
     model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
     run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
                         eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0], seed=seed,
-                        device=device, optim=functools.partial(torch.optim.Adam, lr=lr))
+                        device=device, optim=functools.partial(torch.optim.Adam, lr=lr),
+                        shuffle=False)  # full batch: the order changes nothing but costs a copy per step
     return model, run
+
+
+def _rename_legacy_outputscale(state_dict: dict, prefix: str, scale: gpytorch.kernels.ScaleKernel,
+                               num_features: int) -> None:
+    """Convert, in place, the entries of the former default KISS-GP kernel,
+    ``ScaleKernel(GridInterpolationKernel(RBF))``, to the layout of
+    ``GridInterpolationKernel(ScaleKernel(RBF))`` (``scale`` is its
+    ``ScaleKernel``): the grid moves one level up, the outputscale one level
+    down and becomes its ``num_features``-th root (the inner outputscale enters
+    once per grid axis, see :func:`~hybridpgm.gp.feature_gp.default_kernel`),
+    so the loaded model has the same covariance."""
+    constraint = scale.raw_outputscale_constraint
+    for owner in (prefix + "gp.covar_module.", prefix + "mll.model.covar_module."):
+        if owner + "raw_outputscale" not in state_dict:
+            continue  # today's layout
+        inner = owner + "base_kernel."
+        raw = state_dict.pop(owner + "raw_outputscale")
+        state_dict[inner + "raw_outputscale"] = constraint.inverse_transform(
+            constraint.transform(raw) ** (1.0 / num_features))
+        for leaf in ("raw_outputscale_constraint.lower_bound", "raw_outputscale_constraint.upper_bound"):
+            if owner + leaf in state_dict:
+                state_dict[inner + leaf] = state_dict.pop(owner + leaf)
+        for key in [k for k in state_dict if k.startswith(inner)]:
+            leaf = key[len(inner):]
+            if leaf.startswith("grid_") or leaf == "has_initialized_grid":
+                state_dict[owner + leaf] = state_dict.pop(key)

@@ -10,7 +10,7 @@ import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
 
-__all__ = ["FeatureGP", "GPPrediction", "check_inputs", "check_targets", "default_kernel"]
+__all__ = ["FeatureGP", "GPPrediction", "check_inputs", "check_targets", "check_training_batch", "default_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -50,37 +50,82 @@ class FeatureGP(gpytorch.models.ExactGP):
 
 def default_kernel(num_features: int, grid_size: int | None,
                    grid_bounds: tuple[float, float]) -> gpytorch.kernels.Kernel:
-    """``ScaleKernel(RBF)`` with one lengthscale per feature, wrapped in a
-    :class:`~gpytorch.kernels.GridInterpolationKernel` (KISS-GP) when
-    ``grid_size`` is given."""
+    """``ScaleKernel(RBF)`` with one lengthscale per feature; under KISS-GP
+    (``grid_size`` given) it is the base kernel of a
+    :class:`~gpytorch.kernels.GridInterpolationKernel` on a fixed grid over
+    ``grid_bounds`` in every one of the ``F`` feature dimensions, the layout of
+    GPyTorch's own deep-kernel example:
+
+    .. math::
+
+        K \\approx W \\Bigl(\\bigotimes_{d=1}^{F} s\\, T_d\\Bigr) W^\\top
+          = s^F \\, W \\Bigl(\\bigotimes_{d=1}^{F} T_d\\Bigr) W^\\top ,
+
+    with :math:`T_d` the Toeplitz RBF matrix of grid axis :math:`d`: GPyTorch
+    evaluates the base kernel one grid axis at a time and takes the Kronecker
+    product, so the outputscale :math:`s` multiplies each axis's ``m``-point
+    Toeplitz column and the prior variance is :math:`s^F` (``s`` itself for one
+    feature).  The other layout, ``ScaleKernel(GridInterpolationKernel(RBF))``
+    (prior variance :math:`s`, the same family of matrices), wraps the
+    Kronecker operator in a lazy constant multiple whose outputscale
+    derivative costs one more grid-space (FFT) product per backward pass and
+    whose row fetches (for the pivoted-Cholesky preconditioner) pass one more
+    operator layer: about 15% of a DKL training iteration (``benchmarks/dkl_step.py``).
+    A fixed grid also spares the per-call bounds check (two device-host
+    synchronisations) of a grid fitted to the data.
+    """
     if grid_size is None:
         return gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features))
     if grid_size < 4 or grid_size ** num_features > MAX_GRID_POINTS:
         raise ModelSpecError(f"KISS-GP grid of {grid_size}^{num_features} points is not usable "
                              f"(need grid_size >= 4 and at most {MAX_GRID_POINTS} points); reduce the number "
                              "of features (KISS-GP suits 1-3) or the grid size")
-    return gpytorch.kernels.ScaleKernel(gpytorch.kernels.GridInterpolationKernel(
-        gpytorch.kernels.RBFKernel(ard_num_dims=num_features), grid_size=grid_size, num_dims=num_features,
-        grid_bounds=[tuple(grid_bounds)] * num_features))
+    return gpytorch.kernels.GridInterpolationKernel(
+        gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features)), grid_size=grid_size,
+        num_dims=num_features, grid_bounds=[tuple(grid_bounds)] * num_features)
 
 
-def check_targets(y: torch.Tensor, n: int, name: str = "train_y") -> torch.Tensor:
-    """Raise :class:`DataError` unless ``y`` is a finite vector of length ``n``."""
+def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool = True) -> torch.Tensor:
+    """Raise :class:`DataError` unless ``y`` is a vector of length ``n`` (and finite, with ``finite``)."""
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != n:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise DataError(f"{name} has shape {shape}, expected ({n},)")
-    if not bool(torch.isfinite(y).all()):
+    if finite and not bool(torch.isfinite(y).all()):
         raise DataError(f"{name} (shape {tuple(y.shape)}) holds {int((~torch.isfinite(y)).sum())} NaN/inf value(s)")
     return y
 
 
-def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x") -> torch.Tensor:
-    """Raise :class:`DataError` unless ``x`` is finite and ``N x example_shape``."""
+def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",
+                 finite: bool = True) -> torch.Tensor:
+    """Raise :class:`DataError` unless ``x`` is ``N x example_shape`` (and finite, with ``finite``)."""
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise DataError(f"{name} has shape {shape}, expected (N, ...) with at least two dimensions")
     if example_shape is not None and tuple(x.shape[1:]) != tuple(example_shape):
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s)")
     return x
+
+
+def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[int, ...]) -> None:
+    """:func:`check_inputs` and :func:`check_targets` of one training batch: the
+    shapes at once, the finiteness of both as one flag, which inside
+    :func:`hybridpgm.fit`'s step joins the step's single host read
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`) and elsewhere
+    costs one synchronisation.  A failure raises the per-tensor check's
+    :class:`DataError` (naming ``x`` or ``y``, its shape and NaN/inf count)."""
+    from hybridpgm.train.deferred_checks import check_or_defer
+
+    check_inputs(x, example_shape, "x", finite=False)
+    check_targets(y, x.shape[0], "y", finite=False)
+    finite = torch.isfinite(y).all()
+    if x.is_floating_point():
+        finite = finite & torch.isfinite(x).all()
+
+    def named_error() -> Exception:
+        check_inputs(x, example_shape, "x")
+        check_targets(y, x.shape[0], "y")
+        return DataError(f"x {tuple(x.shape)} or y {tuple(y.shape)} is not finite")  # not reached: a check raised
+
+    check_or_defer(finite, named_error)

@@ -8,6 +8,7 @@ from hybridpgm.infer.ais import AIS, AISResult
 from hybridpgm.infer.belief_propagation import BeliefPropagation, BPResult
 from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
+from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
@@ -31,6 +32,7 @@ __all__ = [
     "CRFLikelihood",
     "ChromaticGibbs",
     "ContrastiveDivergence",
+    "DirectTrace_ELBO",
     "GAN",
     "Gibbs",
     "IWAE",

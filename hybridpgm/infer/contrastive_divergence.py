@@ -24,7 +24,10 @@ optimizer (``functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_de
 The objectives are generic over models with the *chain protocol* (RBM, DBM):
 ``positive_phase(v) -> (energy[B], state clamped to v)``, ``negative_phase(state)
 -> energy[S]``, ``init_chains(n) -> state`` and ``gibbs_chain(state, k) -> state``,
-where a state is a tuple of tensors.  For a DBM the positive phase is the
+where a state is a tuple of tensors; a model may add ``clamped_state(v) ->
+(state, cache)`` and ``contrastive_gap(v, negative_state, cache) -> loss`` to
+compute :math:`\mathcal L` with its gradient in closed form (the RBM does,
+:mod:`hybridpgm.energy.free_energy_gap`).  For a DBM the positive phase is the
 energy at the mean-field posterior and the negative phase the free energy of
 the even layers [3].
 
@@ -49,6 +52,13 @@ from hybridpgm.errors import ConfigError, ModelSpecError
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
 
 _PROTOCOL = ("positive_phase", "negative_phase", "init_chains", "gibbs_chain")
+
+
+def _has_gap(model: nn.Module) -> bool:
+    """Whether ``model`` offers the optional fast surrogate: ``clamped_state(v) -> (state,
+    cache)`` and ``contrastive_gap(v, negative_state, cache=None) -> loss`` (the RBM's,
+    with its gradient written out)."""
+    return hasattr(model, "contrastive_gap") and hasattr(model, "clamped_state")
 
 
 def _as_visible(batch: Any) -> torch.Tensor:
@@ -106,7 +116,7 @@ class ContrastiveDivergence(nn.Module):
             raise ConfigError(f"{type(self).__name__} has one player {self.player!r}, got {player!r}")
         v = _as_visible(batch)
         if self.check_data:
-            self.model.check_visible(v, "batch")
+            v = self.model.check_visible(v, "batch")
         return v
 
     def negative_samples(self, start: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -117,6 +127,11 @@ class ContrastiveDivergence(nn.Module):
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """The surrogate loss (see the module docstring) on ``batch`` (``B x V`` or a tuple ``(x, y)``)."""
         v = self._visible(player, batch)
+        if _has_gap(self.model):
+            start, logits = self.model.clamped_state(v)
+            negative = self.negative_samples(start)
+            self._last_pair = (v, negative[0]) if self.k == 1 else None
+            return self.model.contrastive_gap(v, negative, logits)
         positive, start = self.model.positive_phase(v)
         negative = self.negative_samples(start)
         self._last_pair = (v, negative[0]) if self.k == 1 else None
@@ -169,6 +184,11 @@ class PersistentCD(ContrastiveDivergence):
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         v = self._visible(player, batch)
+        if _has_gap(self.model):
+            negative = self.negative_samples(self.chains)
+            for i, tensor in enumerate(negative):
+                getattr(self, f"chain_{i}").copy_(tensor)
+            return self.model.contrastive_gap(v, negative)
         positive, _ = self.model.positive_phase(v)
         negative = self.negative_samples(self.chains)
         for i, tensor in enumerate(negative):

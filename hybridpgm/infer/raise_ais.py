@@ -119,7 +119,7 @@ class RAISE:
         if not hasattr(model, "annealing_path") or not hasattr(model, "free_energy"):
             raise ModelSpecError(f"RAISE needs a model with annealing_path(data) and free_energy(v) (an RBM); "
                                  f"{type(model).__name__} has not both")
-        model.check_visible(v, "v")
+        v = model.check_visible(v, "v")
         path = model.annealing_path(data)
         m = self.num_chains
         sums = []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer import ELBO
 
 from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.train.batches import batch_size_of
 
 __all__ = ["SVIObjective"]
@@ -34,7 +35,9 @@ class SVIObjective:
         (``model(batch)`` when the batch is one tensor).
     :param guide: its guide, called the same way.
     :param elbo: a :class:`pyro.infer.ELBO` with ``differentiable_loss``
-        (default :class:`~pyro.infer.Trace_ELBO`; e.g. :class:`~hybridpgm.infer.IWAE`,
+        (default :class:`~hybridpgm.infer.DirectTrace_ELBO`: ``Trace_ELBO``'s
+        loss and gradients, computed without tracing for pairs such as
+        :class:`~hybridpgm.VAE`'s that declare a direct path; e.g. :class:`~hybridpgm.infer.IWAE`,
         :class:`~pyro.infer.TraceEnum_ELBO`, :class:`~pyro.infer.TraceMeanField_ELBO`).
     :param module: the module holding every parameter; found from ``model`` /
         ``guide`` when they are modules or bound methods of one.
@@ -43,7 +46,7 @@ class SVIObjective:
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO | None = None, *,
                  module: torch.nn.Module | None = None, per_example: bool = True, **model_kwargs: Any):
         self.model, self.guide = model, guide
-        self.elbo = Trace_ELBO() if elbo is None else elbo
+        self.elbo = DirectTrace_ELBO() if elbo is None else elbo
         if not callable(getattr(self.elbo, "differentiable_loss", None)):
             raise ObjectiveError(f"{type(self.elbo).__name__} has no differentiable_loss; it cannot drive fit")
         if module is None:

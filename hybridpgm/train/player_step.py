@@ -16,6 +16,7 @@ import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 
 __all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
@@ -74,8 +75,11 @@ class Player:
         ``m_i / B * loss_i`` to the gradient; the gradients (and the loss) are
         averaged over ranks once, after the last micro-batch, in one bucket.
         Before the optimizer steps, the averaged loss and gradients are checked
-        to be finite; the loss and that check reach the host together, in the
-        one device-host synchronisation a step already needs to report its loss.
+        to be finite; the loss, that check and the data checks the models
+        deferred (:mod:`hybridpgm.train.deferred_checks`) reach the host
+        together, in the one device-host synchronisation a step already needs
+        to report its loss.  A failed data check raises its own error, before
+        any update.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
 
@@ -83,19 +87,26 @@ class Player:
             ``skip_nonfinite``); no update has been applied.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        for micro, weight in micro_batches:
-            with autocast_for(precision, device), batch_origin(f"training data, step {step}, player {self.name!r}"):
-                loss = objective.loss(self.name, micro)
-            if loss.dim() != 0:
-                raise ConfigError(f"{type(objective).__name__}.loss({self.name!r}) returned shape "
-                                  f"{tuple(loss.shape)}, expected a scalar")
-            weighted = loss.float() * weight
-            (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)
-            total = total + weighted.detach()
+        total = None
+        with deferring_checks() as pending:
+            for micro, weight in micro_batches:
+                with autocast_for(precision, device), batch_origin(f"training data, step {step}, player {self.name!r}"):
+                    loss = objective.loss(self.name, micro)
+                if loss.dim() != 0:
+                    raise ConfigError(f"{type(objective).__name__}.loss({self.name!r}) returned shape "
+                                      f"{tuple(loss.shape)}, expected a scalar")
+                weighted = loss.float() if weight == 1.0 else loss.float() * weight
+                (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)
+                total = weighted.detach() if total is None else total + weighted.detach()
         total = context.all_reduce_gradients(self.params, extra=total)
         checked = [total] if self.scaler else [total] + [p.grad for p in self.params if p.grad is not None]
-        value, finite = torch.stack([total.float(), _all_finite(checked, device).float()]).tolist()
+        flags = [total.float(), _all_finite(checked, device).float()]
+        if pending.flags:  # the models' deferred data checks ride along in the same read
+            flags.append(pending.all_passed(device).float())
+        value, finite, *valid = torch.stack(flags).tolist()
+        if valid and not valid[0]:
+            self.optimizer.zero_grad(set_to_none=True)
+            pending.raise_first_failure()
         if not finite:
             if self.skip_nonfinite:
                 self.optimizer.zero_grad(set_to_none=True)

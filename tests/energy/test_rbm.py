@@ -168,3 +168,20 @@ def test_bad_specs_raise():
         RBM(50, 40).log_partition()
     with pytest.raises(ConfigError, match="method"):
         RBM(4, 2).log_partition("magic")
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64, torch.float16])
+def test_visible_data_of_an_exactly_convertible_dtype_gives_the_float_answer(dtype):
+    torch.manual_seed(0)
+    rbm = RBM(5, 3, init_scale=0.5)
+    v = torch.bernoulli(torch.full((4, 5), 0.5))
+    for method in (rbm.free_energy, rbm.log_likelihood):
+        expected = method(v)
+        got = method(v.to(dtype))
+        assert got.dtype == expected.dtype
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_float64_visible_data_for_a_float32_rbm_is_refused_by_name():
+    with pytest.raises(DataError, match=r"RBM visible data 'v' has dtype torch.float64.*torch.float32"):
+        RBM(5, 3).free_energy(torch.zeros(2, 5, dtype=torch.float64))

@@ -210,3 +210,138 @@ def test_sv_dkl_bad_configuration_raises():
 def test_inputs_must_have_an_example_dimension():
     with pytest.raises(DataError, match="at least two dimensions"):
         DeepKernelGP(torch.zeros(3), torch.zeros(3))
+
+
+class PlainDKL(gpytorch.models.ExactGP):
+    """GPyTorch's documented KISS-GP deep kernel regression model (feature
+    extractor -> ScaleToBounds -> GridInterpolationKernel(ScaleKernel(RBF)))."""
+
+    def __init__(self, x, y, likelihood, net, grid_size, features):
+        super().__init__(x, y, likelihood)
+        self.mean_module = gpytorch.means.ConstantMean()
+        self.covar_module = gpytorch.kernels.GridInterpolationKernel(
+            gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=features)),
+            num_dims=features, grid_size=grid_size, grid_bounds=[(-1.0, 1.0)] * features)
+        self.feature_extractor = net
+        self.scale_to_bounds = gpytorch.utils.grid.ScaleToBounds(-1.0, 1.0)
+
+    def forward(self, x):
+        h = self.scale_to_bounds(self.feature_extractor(x))
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+
+
+def _kiss_pair(n=60, grid_size=20):
+    """A KISS-GP DeepKernelGP and the plain GPyTorch model with identical weights
+    (hyperparameters moved away from their defaults first), float64."""
+    x, y = _toy(n=n, d=3)
+    torch.manual_seed(0)
+    model = DeepKernelGP(x, y, mlp([3, 16, 2], activation="tanh").double(), grid_size=grid_size).double()
+    for p in model.gp.parameters():
+        p.data.add_(0.3)
+    ref = PlainDKL(x, y, gpytorch.likelihoods.GaussianLikelihood(), copy.deepcopy(model.feature_extractor),
+                   grid_size, 2).double()
+    ref.mean_module.load_state_dict(model.gp.mean_module.state_dict())
+    ref.covar_module.load_state_dict(model.gp.covar_module.state_dict())
+    ref.likelihood.load_state_dict(model.likelihood.state_dict())
+    return x, y, model, ref
+
+
+def _loss_and_grads(loss_fn, named_params, seed=None):
+    for _, p in named_params:
+        p.grad = None
+    if seed is not None:
+        torch.manual_seed(seed)
+    loss = loss_fn()
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in named_params}
+
+
+def _dkl_losses(x, y, model, ref, seed=None):
+    """``((loss, grads) of DeepKernelGP, (loss, grads) of the plain model)``, grads keyed alike."""
+    ref_mll = gpytorch.mlls.ExactMarginalLogLikelihood(ref.likelihood, ref)
+    ours = [("net." + n, p) for n, p in model.feature_extractor.named_parameters()] + \
+        [("gp." + n, p) for n, p in model.gp.named_parameters()]
+    theirs = [("net." + n, p) for n, p in ref.feature_extractor.named_parameters()] + \
+        [("gp." + n, p) for n, p in ref.named_parameters() if not n.startswith("feature_extractor.")]
+    return (_loss_and_grads(lambda: -model.marginal_log_likelihood(), ours, seed),
+            _loss_and_grads(lambda: -ref_mll(ref(x), y), theirs, seed))
+
+
+def _assert_same(got, expected, rtol):
+    (loss, grads), (ref_loss, ref_grads) = got, expected
+    torch.testing.assert_close(loss, ref_loss, rtol=rtol, atol=rtol)
+    assert grads.keys() == ref_grads.keys() and len(grads) == 8  # 2 layers x 2 + mean, noise, scale, lengthscale
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=100 * rtol, atol=rtol, msg=name)
+
+
+def test_kiss_dkl_loss_and_gradients_equal_gpytorchs_documented_model():
+    """At identical weights, DeepKernelGP's training loss (KISS-GP on network
+    features) is the marginal likelihood of GPyTorch's DKL example model, with the
+    same gradients for the network weights and every hyperparameter: exactly
+    (Cholesky, float64), and with GPyTorch's default CG / stochastic
+    log-determinant given the same random probe vectors."""
+    x, y, model, ref = _kiss_pair()
+    model.train(), ref.train()
+    with gpytorch.settings.fast_computations(False, False, False):
+        _assert_same(*_dkl_losses(x, y, model, ref), rtol=1e-10)
+    _assert_same(*_dkl_losses(x, y, model, ref, seed=3), rtol=1e-10)
+    # and the two settings agree with each other to the stochastic estimator's accuracy
+    with gpytorch.settings.fast_computations(False, False, False):
+        exact = -model.marginal_log_likelihood()
+    torch.manual_seed(3)
+    assert abs(float(-model.marginal_log_likelihood() - exact)) < 0.05 * abs(float(exact))
+
+
+@pytest.mark.parametrize("features", [1, 2])
+def test_state_saved_with_the_former_kiss_kernel_layout_loads(features):
+    """The default KISS-GP kernel was ScaleKernel(GridInterpolationKernel(RBF)); a
+    state dict of that layout loads (strictly) into today's model, with the
+    outputscale converted so that the likelihood is the same."""
+    x, y = _toy(n=50, d=2)
+    torch.manual_seed(0)
+    net = mlp([2, 8, features], activation="tanh").double()
+    former = gpytorch.kernels.ScaleKernel(gpytorch.kernels.GridInterpolationKernel(
+        gpytorch.kernels.RBFKernel(ard_num_dims=features), grid_size=30, num_dims=features,
+        grid_bounds=[(-1.0, 1.0)] * features))
+    old = DeepKernelGP(x, y, copy.deepcopy(net), kernel=former, grid_size=30).double()
+    old.gp.covar_module.outputscale = 2.5
+    old.gp.covar_module.base_kernel.base_kernel.lengthscale = 0.4
+    new = DeepKernelGP(x, y, copy.deepcopy(net), grid_size=30).double()
+    new.load_state_dict(old.state_dict())  # strict
+    assert float(new.gp.covar_module.base_kernel.outputscale) ** features == pytest.approx(2.5)
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        torch.testing.assert_close(new.marginal_log_likelihood(), old.marginal_log_likelihood(),
+                                   rtol=1e-10, atol=1e-10)
+        new.load_state_dict(new.state_dict())  # today's layout is left alone
+        torch.testing.assert_close(new.marginal_log_likelihood(), old.marginal_log_likelihood(),
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_nonfinite_training_batch_raises_a_named_data_error():
+    x, y = _toy(n=40, d=2, dtype=torch.float32)
+    objective = ExactMLLObjective(DeepKernelGP(x, y, grid_size=16))
+    bad = y.clone()
+    bad[5] = float("inf")
+    with pytest.raises(DataError, match=r"y \(shape \(40,\)\) holds 1 NaN/inf"):
+        objective.loss("mll", (x, bad))
+    bad_x = x.clone()
+    bad_x[2, 1] = float("nan")
+    with pytest.raises(DataError, match=r"x \(shape \(40, 2\)\) holds 1 NaN/inf"):
+        objective.loss("mll", (bad_x, y))
+    with pytest.raises(DataError, match=r"y has shape \(39,\), expected \(40,\)"):
+        objective.loss("mll", (x, y[:-1]))
+
+
+def test_nonfinite_batch_inside_fit_raises_the_data_error_not_gpytorchs():
+    """Inside fit's step the data check is deferred; if the bad batch breaks
+    GPyTorch before the step's host read, the named DataError still comes first."""
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    x, y = _toy(n=40, d=2, dtype=torch.float32)
+    model = DeepKernelGP(x, y, grid_size=16)
+    bad_x = x.clone()
+    bad_x[:, 0] = float("nan")
+    with deferring_checks():
+        with pytest.raises(DataError, match=r"x \(shape \(40, 2\)\) holds 40 NaN/inf"):
+            model.marginal_log_likelihood(bad_x, y)

@@ -1,0 +1,78 @@
+"""Data checks that wait for the training step's one host read.
+
+A model that validates its input (``VAE`` data must be 0/1, ``RBM`` data
+finite and binary) has to read a flag back from the device to raise: one
+device-host synchronisation per check and per call.  Inside :func:`fit`'s
+step, which reads the loss back once anyway, such a check can instead hand
+its flag to :func:`check_or_defer`; the flags of the step ride along with the
+loss in that one read, and the first failing check raises its own error
+(with the same message it would have raised at once) before any update.
+
+Outside a step (:func:`deferring_checks` not active) :func:`check_or_defer`
+raises at once, so models behave the same when called directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Callable, Iterator
+
+import torch
+
+__all__ = ["DeferredChecks", "check_or_defer", "deferring_checks"]
+
+_PENDING: contextvars.ContextVar["DeferredChecks | None"] = contextvars.ContextVar(
+    "hybridpgm_deferred_checks", default=None)
+
+
+class DeferredChecks:
+    """The checks deferred within one :func:`deferring_checks` block."""
+
+    def __init__(self) -> None:
+        self.flags: list[torch.Tensor] = []
+        self.errors: list[Callable[[], Exception]] = []
+
+    def add(self, ok: torch.Tensor, error: Callable[[], Exception]) -> None:
+        self.flags.append(ok.reshape(()))
+        self.errors.append(error)
+
+    def all_passed(self, device: torch.device) -> torch.Tensor:
+        """A 0-d bool tensor on ``device``: whether every deferred check passed (no sync)."""
+        if not self.flags:
+            return torch.ones((), dtype=torch.bool, device=device)
+        if len(self.flags) == 1:
+            return self.flags[0].to(device)
+        return torch.stack([f.to(device) for f in self.flags]).all()
+
+    def raise_first_failure(self) -> None:
+        """Raise the error of the first failed check, if any (reads every flag: the error path)."""
+        for ok, error in zip(self.flags, self.errors):
+            if not bool(ok):
+                raise error()
+
+
+@contextlib.contextmanager
+def deferring_checks() -> Iterator[DeferredChecks]:
+    """Collect the checks of :func:`check_or_defer` made inside the block."""
+    pending = DeferredChecks()
+    token = _PENDING.set(pending)
+    try:
+        yield pending
+    finally:
+        _PENDING.reset(token)
+
+
+def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception]) -> None:
+    """Raise ``error()`` unless the 0-d bool tensor ``ok`` is true; inside
+    :func:`deferring_checks`, record the check instead (no host read).
+
+    :param ok: a one-element bool tensor, computed on the data's device.
+    :param error: builds the exception to raise (called only on failure).
+    """
+    pending = _PENDING.get()
+    if pending is None:
+        if not bool(ok):
+            raise error()
+    else:
+        pending.add(ok, error)

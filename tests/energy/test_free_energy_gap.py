@@ -1,0 +1,55 @@
+"""The CD surrogate with its gradient written out (hybridpgm/energy/free_energy_gap.py)
+against autograd through the free energy."""
+
+import pytest
+import torch
+
+from hybridpgm.energy import RBM
+from hybridpgm.energy.free_energy_gap import free_energy_gap
+
+
+def _rbm_and_samples(batch, chains, seed=0):
+    torch.manual_seed(seed)
+    rbm = RBM(9, 5, init_scale=0.5)
+    with torch.no_grad():
+        rbm.visible_bias.normal_()
+        rbm.hidden_bias.normal_()
+    g = torch.Generator().manual_seed(seed + 1)
+    v = torch.bernoulli(torch.full((batch, 9), 0.4), generator=g)
+    v_neg = torch.bernoulli(torch.full((chains, 9), 0.6), generator=g)
+    return rbm, v, v_neg
+
+
+@pytest.mark.parametrize("batch,chains", [(7, 7), (6, 11)])
+@pytest.mark.parametrize("given_logits", [True, False])
+def test_value_and_gradients_equal_autograd_through_the_free_energy(batch, chains, given_logits):
+    rbm, v, v_neg = _rbm_and_samples(batch, chains)
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    expected = rbm.free_energy(v).mean() - rbm.free_energy(v_neg).mean()
+    expected_grads = torch.autograd.grad(expected, params)
+    logits = rbm.hidden_logits(v).detach() if given_logits else None
+    got = free_energy_gap(*params, v, v_neg, logits)
+    got_grads = torch.autograd.grad(got, params)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    for a, b in zip(got_grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_rbm_uses_it_for_bernoulli_units_and_autograd_otherwise():
+    rbm, v, v_neg = _rbm_and_samples(5, 5)
+    assert rbm.contrastive_gap(v, (v_neg,)).grad_fn.name().endswith("_FreeEnergyGapBackward")
+    gaussian = RBM(9, 5, visible="gaussian")
+    x, x_neg = torch.randn(4, 9), torch.randn(3, 9)
+    loss = gaussian.contrastive_gap(x, (x_neg,))
+    assert "FreeEnergyGap" not in loss.grad_fn.name()
+    torch.testing.assert_close(loss, gaussian.free_energy(x).mean() - gaussian.free_energy(x_neg).mean())
+
+
+def test_clamped_state_draws_what_positive_phase_draws():
+    rbm, v, _ = _rbm_and_samples(6, 6)
+    torch.manual_seed(3)
+    _, (v1, h1) = rbm.positive_phase(v)
+    torch.manual_seed(3)
+    (v2, h2), logits = rbm.clamped_state(v)
+    assert torch.equal(h1, h2) and v1 is v and v2 is v
+    torch.testing.assert_close(logits, rbm.hidden_logits(v))
