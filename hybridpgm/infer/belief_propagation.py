@@ -26,7 +26,9 @@ or :math:`\\log Z_{Bethe}` back into the potentials through all ``K`` steps
 The messages of the whole graph live in one tensor and an iteration is a
 fixed sequence of whole-graph gathers, ``logsumexp`` and ``index_add`` calls
 (:mod:`hybridpgm.infer.bp_engine`); binary pairwise graphs such as Ising grids
-take a log-odds fast path.  Nothing inside the loop waits for the device:
+take a log-odds fast path, which runs as one allocation-free TorchScript call
+when nothing requires gradients (:mod:`hybridpgm.infer.bp_fused`, the same
+numbers bit for bit).  Nothing inside the loop waits for the device:
 convergence (``tol > 0``) is checked only every ``check_every`` steps.
 
 **References**
@@ -42,13 +44,15 @@ Inference*, 2013.
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph
-from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, damp_log
+from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
+from hybridpgm.infer.bp_fused import run_binary_forward
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
@@ -60,20 +64,26 @@ class BPResult:
         (``None`` for max-product); computed on first access.
     :ivar torch.Tensor marginals: ``[B, V, C]`` variable beliefs (max-marginals,
         normalised, for max-product).
-    :ivar torch.Tensor assignment: ``[B, V]`` argmax of the beliefs.
+    :ivar torch.Tensor assignment: ``[B, V]`` argmax of the beliefs; computed on first access.
     :ivar bool converged: whether the largest message change fell below ``tol``
         at a check (always ``False`` when ``tol == 0``).
     :ivar int num_iters: steps run.
     """
 
-    def __init__(self, marginals: torch.Tensor, assignment: torch.Tensor, converged: bool, num_iters: int,
-                 log_z_fn: Callable[[], torch.Tensor] | None = None):
+    def __init__(self, marginals: torch.Tensor, assignment: torch.Tensor | Callable[[], torch.Tensor],
+                 converged: bool, num_iters: int, log_z_fn: Callable[[], torch.Tensor] | None = None):
         self.marginals = marginals
-        self.assignment = assignment
         self.converged = converged
         self.num_iters = num_iters
+        self._assignment = assignment
         self._log_z_fn = log_z_fn
         self._log_z = None
+
+    @property
+    def assignment(self) -> torch.Tensor:
+        if callable(self._assignment):
+            self._assignment = self._assignment()
+        return self._assignment
 
     @property
     def log_z(self) -> torch.Tensor | None:
@@ -116,6 +126,7 @@ class BeliefPropagation:
         self.tol = tol
         self.max_product = max_product
         self.check_every = check_every
+        self._memo = None  # (weakrefs to the last graph and its tensors, their versions, binary structure)
 
     def _iterate(self, msgs, step, damp):
         """Run up to ``K`` steps of ``msgs <- damp(step(msgs), msgs)``; host sync only at checks."""
@@ -132,10 +143,35 @@ class BeliefPropagation:
                 msgs = new
         return msgs, converged, it
 
+    def _binary_plan(self, fg: FactorGraph):
+        """The binary fast path's index structure for ``fg``, or ``None`` where it does not apply.
+
+        Remembered for the last graph seen, so that calling again on the same
+        (unchanged) graph skips the host check of :meth:`BinaryPairwise.applies`
+        and the structure lookup; any in-place change of ``valid`` or of a
+        group's ``variables`` (their version counters) or a new tensor there
+        invalidates it.  Inference-mode tensors carry no version and are not
+        remembered.
+        """
+        tensors = (fg.valid,) + tuple(g.variables for g in fg.groups)
+        cacheable = not any(t.is_inference() for t in tensors)
+        if cacheable and self._memo is not None:
+            refs, versions, plan = self._memo
+            if (len(refs) == len(tensors) + 1 and refs[0]() is fg
+                    and all(r() is t for r, t in zip(refs[1:], tensors))
+                    and versions == tuple(t._version for t in tensors)):
+                return plan
+        plan = _structure(fg.groups[0].variables, fg.num_vars) if BinaryPairwise.applies(fg) else None
+        if cacheable:
+            self._memo = ((weakref.ref(fg),) + tuple(weakref.ref(t) for t in tensors),
+                          tuple(t._version for t in tensors), plan)
+        return plan
+
     def __call__(self, fg: FactorGraph) -> BPResult:
         """Run BP on ``fg`` and return a :class:`BPResult`."""
-        if BinaryPairwise.applies(fg):
-            return self._binary(fg)
+        plan = self._binary_plan(fg)
+        if plan is not None:
+            return self._binary(fg, plan)
         flat = FlatGraph(fg)
         theta = fg.masked_unary()
 
@@ -148,21 +184,28 @@ class BeliefPropagation:
         log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
         return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn)
 
-    def _binary(self, fg: FactorGraph) -> BPResult:
-        eng = BinaryPairwise(fg, self.max_product)
-        d, converged, it = self._iterate(eng.init(), eng.step, eng.damp)
-        L = eng.beliefs(d)                                         # [V, B] belief log-odds
-        marginals = torch.stack((torch.sigmoid(-L), torch.sigmoid(L)), dim=-1).transpose(0, 1)
-        assignment = (L > 0).long().t()
+    def _binary(self, fg: FactorGraph, structure) -> BPResult:
+        g = fg.groups[0]
+        if torch.is_grad_enabled() and (g.log_potentials.requires_grad or fg.unary.requires_grad):
+            eng = BinaryPairwise(fg, self.max_product)
+            shifted, converged, it = self._iterate(eng.init(), eng.step, eng.damp)
+            L = eng.beliefs(shifted)                               # [V, B] belief log-odds
+            marginals = eng.probabilities(L)                       # [B, V, 2]
+            d = eng.messages(shifted)                              # [2F, B] log-odds messages
+        else:  # nothing to differentiate: one scripted, allocation-free call, the same numbers
+            marginals, L, d, converged, it = run_binary_forward(
+                g.log_potentials, fg.unary, structure, self.num_iters, self.max_product, self.damping, self.tol,
+                self.check_every)
+        F = g.variables.shape[0]
 
         def log_z():
             flat = FlatGraph(fg)
             theta = fg.masked_unary()
             ls = torch.nn.functional.logsigmoid
             log_b = torch.stack((ls(-L), ls(L)), dim=-1).transpose(0, 1)
-            return _bethe(fg, flat, theta, log_b, eng.to_flat(d))
+            return _bethe(fg, flat, theta, log_b, odds_to_flat(d, F))
 
-        return BPResult(marginals, assignment, converged, it, None if self.max_product else log_z)
+        return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z)
 
 
 def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor:

@@ -33,7 +33,10 @@ Two layouts are used.
           - \\operatorname{softplus}(\\nu + \\theta_{10} - \\theta_{00}),
 
   the same sum-product update as the general path (max-product replaces
-  ``softplus(x)`` by ``relu(x)``), at a quarter of the memory traffic.
+  ``softplus(x)`` by ``relu(x)``), at a quarter of the memory traffic, and
+  computed with a single ``sigmoid``/``log1p`` pair (see the class).  Without
+  gradients the whole call runs as one TorchScript function
+  (:mod:`hybridpgm.infer.bp_fused`).
 
 **References**
 
@@ -50,8 +53,9 @@ from collections import OrderedDict
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others
 
-__all__ = ["BinaryPairwise", "FlatGraph", "damp_log"]
+__all__ = ["BinaryPairwise", "FlatGraph", "damp_log", "odds_to_flat"]
 
 
 def damp_log(new: torch.Tensor, old: torch.Tensor, damping: float, it: int = 1) -> torch.Tensor:
@@ -160,12 +164,46 @@ class BinaryPairwise:
     :math:`\\nu_s = h_u + \\sum_{t \\to u,\\, t \\ne \\bar s} d_t` (:math:`\\bar s` the
     factor's own message to :math:`u`): a sparse product, computed as one
     ``embedding_bag`` sum over the rows of the CSR pattern.  The loop state is
-    the shifted message :math:`d' = d - c_0`, whose constant parts fold into one
-    bias, so a step is four kernels: ``embedding_bag``, ``add``, ``softplus``,
-    ``sub``.  The pattern depends only on the graph and is cached per
-    ``variables`` tensor.
+    the shifted message :math:`d' = d - c_0`, whose constant parts fold into
+    the biases :math:`\\beta_{1,2} = h_u + \\sum_t c_{0,t} + c_{1,2}`.  The
+    pattern depends only on the graph and is cached per ``variables`` tensor.
+
+    **Sum-product in one transcendental pair.**  With
+    :math:`x_i = \\nu' + \\beta_i` and :math:`\\Delta = \\beta_1 - \\beta_2 = c_1 - c_2`
+    (the factor's interaction, :math:`4J` for an Ising coupling),
+    :math:`d'_{new} = \\operatorname{softplus}(x_1) - \\operatorname{softplus}(x_2)
+    = \\log\\frac{1 + e^{x_2 + \\Delta}}{1 + e^{x_2}}`, i.e.
+
+    .. math::
+
+        d'_{new} = \\log\\big(1 + (e^{\\Delta} - 1)\\,\\sigma(x_2)\\big) \\;(\\Delta \\ge 0),
+        \\qquad
+        d'_{new} = -\\log\\big(1 + (e^{-\\Delta} - 1)\\,\\sigma(x_1)\\big) \\;(\\Delta < 0),
+
+    one ``sigmoid`` and one ``log1p`` instead of two ``softplus``: half the
+    transcendental work and memory traffic (1.3x to 2x faster per step,
+    measured).  The branch is chosen per factor so that the ``log1p`` argument
+    is never below zero (no cancellation when :math:`e^{\\Delta} - 1` is near
+    :math:`-1`), as :math:`d' = s \\log(1 + k\\,\\sigma(x))` with
+    :math:`s = \\operatorname{sign}\\Delta` (``copysign``, so :math:`s = \\pm 1`),
+    :math:`k = e^{s\\Delta} - 1` and :math:`x = \\nu' + \\beta_2 + \\min(\\Delta, 0)`;
+    :math:`|\\Delta|` is formed as :math:`s\\Delta` with :math:`s` a constant, so
+    gradients are right even at :math:`\\Delta = 0` (where ``abs`` would give 0).
+    :math:`\\Delta` is the same for both directions of a factor, so ``k`` and
+    ``s`` are ``[F, B]`` and the step works on ``[2, F, B]`` views.
+    Where :math:`e^{|\\Delta|}` would overflow the dtype (couplings beyond about
+    22 in float32), and for max-product (where ``relu`` is cheap), the step is
+    the two-branch form :math:`f(x_1) - f(x_2)` with :math:`f` = ``softplus`` or
+    ``relu``.  The coefficients come from
+    :func:`~hybridpgm.infer.bp_fused.binary_coefficients`, shared with the
+    scripted no-grad forward pass.
 
     :ivar torch.Tensor edge_var: ``[2F]`` long, the variable each message goes to.
+    :ivar bool odds_form: whether the one-pair sum-product form is used.
+    :ivar torch.Tensor bias: ``[2, F, B]`` :math:`\\beta` of the selected branch
+        (odds form) or ``[2, 2F, B]`` :math:`(\\beta_1, \\beta_2)`.
+    :ivar torch.Tensor scale: ``[F, B]`` :math:`e^{|\\Delta|} - 1` (odds form).
+    :ivar torch.Tensor sign: ``[F, B]`` :math:`\\operatorname{sign}\\Delta` as ``+-1`` (odds form).
     """
 
     @staticmethod
@@ -179,32 +217,28 @@ class BinaryPairwise:
         self.fg, self.max_product = fg, max_product
         F = g.variables.shape[0]
         self.F = F
-        self.edge_var, other_var, self.cols, self.offsets = _structure(g.variables, fg.num_vars)
-        # theta_ab (a: the other argument's state, b: the target's) of the message to x0 is
-        # t[b, a], to x1 it is t[a, b]; every coefficient is a fixed linear map of the table.
-        t = g.log_potentials.reshape(-1, F, 4)                           # [B,F,4]: t00 t01 t10 t11
-        coef = torch.matmul(t, _COEF.to(t.dtype).to(t.device))           # [B,F,6]
-        coef = coef.permute(2, 1, 0).reshape(3, 2 * F, -1)              # [3 (c0,c1,c2), 2F, B]
-        self.c0 = coef[0]
-        theta = fg.unary
-        self.h = torch.matmul(theta, _ODDS.to(theta.dtype).to(theta.device)).t().contiguous()   # [V,B]
-        hb = self.h.index_select(0, other_var) + self._gather_sum(self.c0)
-        self.bias = hb + coef[1:]                                        # [2,2F,B]
-        finfo = torch.finfo(theta.dtype)
-        self._threshold = 20.0 if finfo.bits <= 32 else 40.0
+        self.edge_var, other_var, self.cols, self.offsets, self.pad = _structure(g.variables, fg.num_vars)
+        self.threshold, limit = dtype_limits(fg.unary.dtype)
+        self.c0, self.h, self.bias, self.scale, self.sign, self.odds_form = binary_coefficients(
+            g.log_potentials, fg.unary, other_var, self.cols, self.offsets, F, max_product, limit)
+        self.shape = (2 * F, max(self.h.shape[1], self.c0.shape[1]))
 
     def _gather_sum(self, d: torch.Tensor) -> torch.Tensor:
         """``[2F, B]``: for each edge, the sum of ``d`` over the other messages into the factor's other variable."""
-        return torch.nn.functional.embedding_bag(self.cols, d, self.offsets, mode="sum")
+        return gather_others(d, self.cols, self.offsets, self.pad)
 
     def init(self) -> torch.Tensor:
-        """Shifted state :math:`d' = -c_0` of the zero messages."""
-        return -self.c0
+        """Shifted state :math:`d' = -c_0` of the zero messages, ``[2F, B]`` (a fresh tensor)."""
+        return (-self.c0).expand(self.shape).contiguous()
 
     def step(self, d: torch.Tensor) -> torch.Tensor:
         """One flooding update of the shifted log-odds messages ``d' [2F, B]`` (undamped)."""
-        x = self._gather_sum(d) + self.bias                              # [2,2F,B]
-        a = torch.relu(x) if self.max_product else torch.nn.functional.softplus(x, threshold=self._threshold)
+        g = self._gather_sum(d)
+        if self.odds_form:
+            x = g.view(2, self.F, -1) + self.bias
+            return (self.sign * torch.log1p(self.scale * torch.sigmoid(x))).view(self.shape)
+        x = g + self.bias
+        a = torch.relu(x) if self.max_product else torch.nn.functional.softplus(x, threshold=self.threshold)
         return a[0] - a[1]
 
     def messages(self, d: torch.Tensor) -> torch.Tensor:
@@ -226,31 +260,25 @@ class BinaryPairwise:
         """
         if damping <= 0:
             return new
-        new, old = self.messages(new), self.messages(old)
-        a = math.log1p(-damping)
-        b = math.log(damping) + math.log1p(damping ** (it - 1))
-        ls = torch.nn.functional.logsigmoid
-        up = torch.logaddexp(ls(new) + a, ls(old) + b)
-        down = torch.logaddexp(ls(-new) + a, ls(-old) + b)
-        return up - down - self.c0
+        return damp_odds(new, old, self.c0, damping, it)
+
+    def probabilities(self, L: torch.Tensor) -> torch.Tensor:
+        """``[B, V, 2]`` marginals :math:`(\\sigma(-L), \\sigma(L))` of the belief log-odds ``L [V, B]``."""
+        Lt = L.t().unsqueeze(-1)
+        return torch.sigmoid(torch.cat([-Lt, Lt], -1))
 
     def to_flat(self, d: torch.Tensor) -> torch.Tensor:
-        """``[B, E, 2]`` normalised log messages in :class:`FlatGraph`'s edge order."""
-        d = self.messages(d)
-        ls = torch.nn.functional.logsigmoid
-        m = torch.stack((ls(-d), ls(d)), dim=-1)                         # [2F,B,2]
-        F = self.F
-        # [arg, F, B, 2] -> [B, F, arg, 2] -> [B, 2F, 2] (factor-major, argument-minor)
-        return m.view(2, F, -1, 2).permute(2, 1, 0, 3).reshape(-1, 2 * F, 2)
+        """``[B, E, 2]`` normalised log messages in :class:`FlatGraph`'s edge order, from the shifted state."""
+        return odds_to_flat(self.messages(d), self.F)
 
 
-# rows t00, t01, t10, t11; columns (c0, c1, c2) x (to x0, to x1) with
-# c0 = th01 - th00, c1 = th11 - th01, c2 = th10 - th00 and th_ab = t[b, a] (to x0), t[a, b] (to x1)
-_COEF = torch.tensor([[-1.0, -1.0, 0.0, 0.0, -1.0, -1.0],
-                      [0.0, 1.0, 0.0, -1.0, 1.0, 0.0],
-                      [1.0, 0.0, -1.0, 0.0, 0.0, 1.0],
-                      [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]])
-_ODDS = torch.tensor([-1.0, 1.0])
+def odds_to_flat(d: torch.Tensor, F: int) -> torch.Tensor:
+    """``[B, 2F, 2]`` normalised log messages (factor-major, argument-minor) from log-odds ``d [2F, B]``."""
+    ls = torch.nn.functional.logsigmoid
+    m = torch.stack((ls(-d), ls(d)), dim=-1)                             # [2F,B,2]
+    # [arg, F, B, 2] -> [B, F, arg, 2] -> [B, 2F, 2] (factor-major, argument-minor)
+    return m.view(2, F, -1, 2).permute(2, 1, 0, 3).reshape(-1, 2 * F, 2)
+
 
 #: graph structure of the binary fast path, keyed by the identity and version of ``variables``
 _STRUCTURES: OrderedDict = OrderedDict()
@@ -258,16 +286,31 @@ _MAX_STRUCTURES = 8
 
 
 def _structure(variables: torch.Tensor, num_vars: int):
-    """``(edge_var, other_var, cols, offsets)`` of a pairwise factor list ``[F, 2]``.
+    """``(edge_var, other_var, cols, offsets, pad)`` of a pairwise factor list ``[F, 2]``.
 
-    Row ``s`` of the CSR pattern (``cols[offsets[s]:offsets[s+1]]``) lists the
-    edges into edge ``s``'s other variable, except the factor's own.
+    Row ``s`` of the CSR pattern (``cols[offsets[s]:offsets[s+1]]``, ``offsets``
+    of length ``2F + 1``: the ``include_last_offset`` form of ``embedding_bag``,
+    which spares the kernel a copy of the offsets on every call) lists the
+    edges into edge ``s``'s other variable, except the factor's own.  Cached
+    per ``variables`` tensor (identity and version); an inference-mode tensor
+    has no version counter and is not cached.
     """
+    if variables.is_inference():
+        return _build_structure(variables, num_vars)
     key = (variables.data_ptr(), variables._version, tuple(variables.shape), str(variables.device), num_vars)
     hit = _STRUCTURES.get(key)
     if hit is not None and hit[0] is variables:
         _STRUCTURES.move_to_end(key)
         return hit[1]
+    with torch.inference_mode(False):  # cached tensors must stay usable outside inference mode
+        out = _build_structure(variables, num_vars)
+    _STRUCTURES[key] = (variables, out)
+    if len(_STRUCTURES) > _MAX_STRUCTURES:
+        _STRUCTURES.popitem(last=False)
+    return out
+
+
+def _build_structure(variables: torch.Tensor, num_vars: int):
     F = variables.shape[0]
     dev = variables.device
     edge_var = variables.t().reshape(-1)                                  # [2F]
@@ -284,9 +327,14 @@ def _structure(variables: torch.Tensor, num_vars: int):
     pos = torch.arange(rows.numel(), device=dev) - row_start[rows]
     cols = order[first[other_var][rows] + pos]
     cols = cols[cols != swap[rows]].contiguous()
-    offsets = (torch.cumsum(n_in - 1, 0) - (n_in - 1)).contiguous()
-    out = (edge_var, other_var, cols, offsets)
-    _STRUCTURES[key] = (variables, out)
-    if len(_STRUCTURES) > _MAX_STRUCTURES:
-        _STRUCTURES.popitem(last=False)
-    return out
+    lengths = n_in - 1
+    offsets = torch.cat((lengths.new_zeros(1), torch.cumsum(lengths, 0)))   # [2F + 1], last offset included
+    # the padded [W, E] form for batch 1, where it costs at most half again the entries
+    W = int(lengths.max()) if E else 0
+    pad = cols.new_zeros(0)
+    if 0 < W and W * E <= 1.5 * cols.numel():
+        row = torch.repeat_interleave(slot, lengths)
+        pad = torch.full((W, E), E, dtype=torch.long, device=dev)
+        pad[torch.arange(cols.numel(), device=dev) - offsets[row], row] = cols
+        pad = pad.reshape(-1)
+    return edge_var, other_var, cols, offsets, pad

@@ -179,3 +179,24 @@ def test_convergence_checked_every_k_steps():
     assert torch.allclose(res.marginals, long.marginals, atol=1e-7)
     with pytest.raises(ConfigError):
         BeliefPropagation(check_every=0)
+
+
+def test_repeated_calls_follow_in_place_changes_of_the_graph():
+    from tests.infer.bp_reference import ReferenceBP
+    g = torch.Generator().manual_seed(12)
+    fg = ising_grid(3, 3, 0.5 * torch.randn(12, generator=g, dtype=torch.double),
+                    torch.randn(9, generator=g, dtype=torch.double)).factor_graph()
+    bp = BeliefPropagation(num_iters=20, tol=0.0)
+    first = bp(fg).marginals
+    assert torch.equal(bp(fg).marginals, first)  # remembered plan, same answer
+    fg.valid[0, 4, 0] = False  # evidence x_1_1 = 1, in place: the general path now
+    clamped = bp(fg).marginals
+    _, ref, _, _, _ = ReferenceBP(num_iters=20, tol=0.0)(fg)
+    assert torch.allclose(clamped, ref, atol=1e-12, rtol=0) and float(clamped[0, 4, 1]) == 1.0
+    fg.valid[0, 4, 0] = True
+    assert torch.allclose(bp(fg).marginals, first, atol=1e-15, rtol=0)
+    variables = fg.groups[0].variables
+    variables[0, 1] = 8  # the first factor now couples x_0_0 with x_2_2: a different graph
+    swapped = bp(fg).marginals
+    _, ref, _, _, _ = ReferenceBP(num_iters=20, tol=0.0)(fg)
+    assert torch.allclose(swapped, ref, atol=1e-12, rtol=0) and not torch.allclose(swapped, first)

@@ -58,3 +58,24 @@ def test_flat_graph_edges_and_to_flat_layout():
     for f in range(F):
         for j in range(2):
             assert torch.allclose(m[:, 2 * f + j, 1] - m[:, 2 * f + j, 0], d[j * F + f])
+
+
+def test_padded_pattern_lists_each_csr_row_in_order():
+    g = torch.Generator().manual_seed(1)
+    fg = ising_grid(3, 4, torch.randn(17, generator=g), torch.randn(12, generator=g)).factor_graph()
+    _, _, cols, offsets, pad = _structure(fg.groups[0].variables, fg.num_vars)
+    E = offsets.numel() - 1
+    W = pad.numel() // E
+    table = pad.view(W, E)
+    for s in range(E):
+        row = cols[offsets[s]:offsets[s + 1]].tolist()
+        assert table[:, s].tolist() == row + [E] * (W - len(row))  # E: the zero slot
+
+
+def test_no_padded_pattern_where_padding_would_waste():
+    # a hub with ten leaves: messages into the leaves see 9 others, messages into the hub none
+    mrf = MarkovNet({f"v{i}": 2 for i in range(11)})
+    mrf.add_factors("star", [["v0", f"v{i}"] for i in range(1, 11)], torch.randn(10, 2, 2))
+    fg = mrf.factor_graph()
+    _, _, cols, offsets, pad = _structure(fg.groups[0].variables, fg.num_vars)
+    assert cols.numel() == 90 and pad.numel() == 0
