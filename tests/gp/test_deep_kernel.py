@@ -1,5 +1,8 @@
 import copy
 import functools
+import importlib.util
+import sys
+from pathlib import Path
 
 import gpytorch
 import pytest
@@ -212,22 +215,19 @@ def test_inputs_must_have_an_example_dimension():
         DeepKernelGP(torch.zeros(3), torch.zeros(3))
 
 
-class PlainDKL(gpytorch.models.ExactGP):
-    """GPyTorch's documented KISS-GP deep kernel regression model (feature
-    extractor -> ScaleToBounds -> GridInterpolationKernel(ScaleKernel(RBF)))."""
-
-    def __init__(self, x, y, likelihood, net, grid_size, features):
-        super().__init__(x, y, likelihood)
-        self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = gpytorch.kernels.GridInterpolationKernel(
-            gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=features)),
-            num_dims=features, grid_size=grid_size, grid_bounds=[(-1.0, 1.0)] * features)
-        self.feature_extractor = net
-        self.scale_to_bounds = gpytorch.utils.grid.ScaleToBounds(-1.0, 1.0)
-
-    def forward(self, x):
-        h = self.scale_to_bounds(self.feature_extractor(x))
-        return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+def _documented_dkl():
+    """The benchmark's reference (``benchmarks/dkl_step.py``: GPyTorch's documented
+    KISS-GP deep kernel model), so these tests also prove the benchmark compares
+    like with like."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(path))
+    try:
+        spec = importlib.util.spec_from_file_location("dkl_step_reference", path / "dkl_step.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path))
+    return module.DocumentedDKL
 
 
 def _kiss_pair(n=60, grid_size=20):
@@ -238,8 +238,8 @@ def _kiss_pair(n=60, grid_size=20):
     model = DeepKernelGP(x, y, mlp([3, 16, 2], activation="tanh").double(), grid_size=grid_size).double()
     for p in model.gp.parameters():
         p.data.add_(0.3)
-    ref = PlainDKL(x, y, gpytorch.likelihoods.GaussianLikelihood(), copy.deepcopy(model.feature_extractor),
-                   grid_size, 2).double()
+    ref = _documented_dkl()(x, y, gpytorch.likelihoods.GaussianLikelihood(), copy.deepcopy(model.feature_extractor),
+                            2, grid_size).double()
     ref.mean_module.load_state_dict(model.gp.mean_module.state_dict())
     ref.covar_module.load_state_dict(model.gp.covar_module.state_dict())
     ref.likelihood.load_state_dict(model.likelihood.state_dict())
