@@ -10,7 +10,7 @@ interleaved rounds (one of each per round, medians over ``--rounds``):
   batch: evidence enters as per-row indicator vectors), all marginals;
 * **single pattern**: the same rows with every evidence node observed, the
   marginals of the other nodes, in one call;
-* **one row**: a one-row query (plan cached per query shape);
+* **one row**: a one-row query (plan cached per query shape), ``--one-row-repeats`` calls per round;
 * **pgmpy**: ``VariableElimination``, one ``query([v], evidence)`` per
   unobserved node, for one mixed row per round (``--pgmpy-rows`` rounds).
 
@@ -18,7 +18,12 @@ Reported: per-row times, ``mixed / single-pattern`` per row, pgmpy / hybridpgm
 speed-ups, the first-call (plan search) times, and the largest difference
 between the two answers on the rows pgmpy computed.
 
-    python benchmarks/bn_inference.py --networks asia,alarm,child --rows 100 --rounds 5
+The mixed batch records which evidence nodes the rows were split on
+(:func:`hybridpgm.infer.row_groups.choose_split`; empty: one shared contraction with per-row indicators).
+
+    python benchmarks/bn_inference.py                    # the eight networks -> results/bn_inference.json
+    python benchmarks/bn_inference.py --networks barley --rows 20 --pgmpy-rows 1 \
+        --out benchmarks/results/bn_inference_barley.json
     python benchmarks/bn_inference.py --device cuda --rows 100000 --pgmpy-rows 0
 """
 
@@ -37,7 +42,7 @@ from common import prepare_torch, timed
 
 from hybridpgm.graphs import load_network
 
-NETWORKS = "asia,alarm,child,insurance,hepar2,win95pts"
+NETWORKS = "asia,alarm,child,insurance,hepar2,win95pts,water,hailfinder"
 
 
 def _pgmpy_row(ve, bn, evidence, ev_nodes, i, query):
@@ -51,6 +56,18 @@ def _pgmpy_row(ve, bn, evidence, ev_nodes, i, query):
         out[v] = torch.tensor([float(f.values[f.state_names[v].index(s)]) for s in bn.state_names[v]],
                               dtype=torch.float64)
     return out
+
+
+def _split_on(bn, evidence) -> list:
+    """The evidence nodes the mixed batch's rows are split on (empty: one contraction for all rows)."""
+    from hybridpgm.infer.exact import _targets, parse_evidence
+    from hybridpgm.infer.bn_evidence import network_facts
+    from hybridpgm.infer.row_groups import choose_split
+
+    ev = parse_evidence(bn, evidence)
+    facts = network_facts(bn)
+    names = [v for v in bn.nodes if v not in ev.observed]
+    return choose_split(bn, ev, _targets(facts, ev, names), names)
 
 
 def bench_network(name: str, args) -> dict:
@@ -89,7 +106,8 @@ def bench_network(name: str, args) -> dict:
         with torch.no_grad():
             t_mixed.append(timed(lambda: bn.posterior(None, mixed), device)[0] / args.rows)
             t_single.append(timed(lambda: bn.posterior(query, single), device)[0] / args.rows)
-            t_one.append(timed(lambda: bn.posterior(query, one), device)[0])
+            t_one.append(timed(lambda: [bn.posterior(query, one) for _ in range(args.one_row_repeats)],
+                               device)[0] / args.one_row_repeats)
         if r < args.pgmpy_rows:
             dt, ref = timed(lambda: _pgmpy_row(ve, bn, mixed, ev_nodes, r, bn.nodes), device)
             t_pgmpy.append(dt)
@@ -99,6 +117,7 @@ def bench_network(name: str, args) -> dict:
     res = {
         "network": name, "nodes": len(bn.nodes), "evidence_nodes": len(ev_nodes),
         "rows_batched": args.rows, "distinct_evidence_patterns": patterns, "rounds": args.rounds,
+        "mixed_split_on": _split_on(bn, mixed),
         "first_call_s": first,
         "hybridpgm_mixed_s_per_row": med(t_mixed),
         "hybridpgm_single_pattern_s_per_row": med(t_single),
@@ -151,6 +170,9 @@ def parse_args(argv=None):
     p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
     p.add_argument("--pgmpy-rows", type=int, default=5, help="rows answered (and timed) with pgmpy, one per round")
+    p.add_argument("--one-row-repeats", type=int, default=10,
+                   help="one-row queries per round, timed together (a single millisecond call is at the mercy of "
+                        "the scheduler on a shared machine)")
     p.add_argument("--evidence-frac", type=float, default=0.2)
     p.add_argument("--observe-prob", type=float, default=0.5,
                    help="mixed batch: each evidence node is observed in a row with this probability")

@@ -9,7 +9,10 @@ over named dims (one per variable, plus a batch dim ``n`` over evidence rows).
 (which factors, over which dims); :class:`ContractionPlan` stores that order as
 a list of small einsum steps and replays it.  The sum-product steps run Pyro's
 log-space kernel of :func:`pyro.ops.einsum.torch_log.einsum` (max-shifted
-``exp``/``einsum``/``log``, with its bookkeeping precomputed per step); the max-product steps (for MAP) broadcast-add and
+``exp``/``einsum``/``log``, with its bookkeeping precomputed per step); the
+probability-space steps (float64 networks) are one ``torch.bmm`` each, with
+every intermediate laid out as the matmul returns it, so the larger operand of
+the next step is rarely copied; the max-product steps (for MAP) broadcast-add and
 take the maximum, so that back-propagating through them recovers the argmax
 (Viterbi back-tracking) [2].
 
@@ -24,6 +27,8 @@ N. Goodman, *Tensor Variable Elimination for Plated Factor Graphs*, 2019.
 
 from __future__ import annotations
 
+import math
+import random
 import string
 from collections import OrderedDict
 from typing import Hashable, Sequence
@@ -45,7 +50,8 @@ class ContractionPlan:
     :param dict sizes: size of every dim.
     :param optimize: an ``opt_einsum`` path optimizer (``"greedy"``,
         ``opt_einsum.RandomGreedy(...)``, ...); ``"auto"`` uses opt_einsum's choice for up
-        to 12 operands and a 128-trial random-greedy search above that.
+        to 12 operands and a 128-trial random-greedy search above that (Python's ``random`` state is
+        restored afterwards).
     """
 
     def __init__(self, operand_dims: Sequence[tuple[Hashable, ...]], output_dims: tuple[Hashable, ...],
@@ -62,9 +68,14 @@ class ContractionPlan:
             contraction_list = [((0,), None, eq, None, None)]
         else:
             if optimize == "auto" and len(operand_dims) > 12:
-                # worth a search: the plan is cached and replayed
-                optimize = opt_einsum.RandomGreedy(max_repeats=128, max_time=2.0)
-            _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+                # worth a search: the plan is cached and replayed.  A fixed number of trials (no time limit)
+                # gives the same plan on a loaded machine as on a quiet one.
+                optimize = opt_einsum.RandomGreedy(max_repeats=128)
+            state = random.getstate()  # opt_einsum's random-greedy trials reseed Python's global `random`
+            try:
+                _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+            finally:
+                random.setstate(state)
             contraction_list = info.contraction_list
             self.opt_cost = int(info.opt_cost)
             self.largest_intermediate = int(info.largest_intermediate)
@@ -75,12 +86,15 @@ class ContractionPlan:
             ins = [current.pop(i) for i in inds]
             out_syms = einsum_str.split("->")[1]
             out = tuple(back[s] for s in out_syms)
+            pair = None
+            if len(ins) == 2:  # lay the result out as the batched matmul gives it: no copy
+                pair, out = _pair_plan(ins, out, sizes)
             local = sorted({d for dims in ins for d in dims}, key=str)
             if len(local) > len(_LETTERS):
                 raise NotImplementedError(f"a contraction step joins {len(local)} dims (treewidth too large)")
             loc = {d: _LETTERS[i] for i, d in enumerate(local)}
             step_eq = ",".join("".join(loc[d] for d in dims) for dims in ins) + "->" + "".join(loc[d] for d in out)
-            self.steps.append((tuple(inds), tuple(ins), out, step_eq, _shift_plan(ins, out)))
+            self.steps.append((tuple(inds), tuple(ins), out, step_eq, _shift_plan(ins, out), pair))
             current.append(out)
         assert len(current) == 1 and set(current[0]) == set(output_dims), (current, output_dims)
         self._final_perm = tuple(current[0].index(d) for d in output_dims)
@@ -90,21 +104,68 @@ class ContractionPlan:
 
         :param str semiring: ``"log"`` (log-sum-exp of sums: marginalisation),
             ``"max"`` (max of sums: MAP), or ``"prob"`` (plain sum of products of
-            probability-space operands: one ``torch.einsum`` per step).
+            probability-space operands: one batched matmul per pairwise step, laid out so that the
+            larger operand is not copied).
         """
         ops = list(operands)
-        for inds, ins, out, step_eq, shifts in self.steps:
+        for inds, ins, out, step_eq, shifts, pair in self.steps:
             args = [ops.pop(i) for i in inds]
             if semiring == "log":
                 ops.append(_log_einsum(step_eq, args, shifts))
             elif semiring == "prob":
-                ops.append(torch.einsum(step_eq, *args))
+                ops.append(_pair_product(args, pair) if pair is not None else torch.einsum(step_eq, *args))
             else:
                 ops.append(_max_sum(args, ins, out))
         (result,) = ops
         if self._final_perm != tuple(range(len(self._final_perm))):
             result = result.permute(self._final_perm)
         return result
+
+
+def _pair_plan(ins, out, sizes):
+    """How to contract two operands with one ``torch.bmm``, and the output dim order that gives for free.
+
+    The larger operand ``A`` (dims ``batch + left + contracted`` after summing the dims only it holds)
+    times ``B`` (``batch + contracted + right``) is ``[batch, left, right]``; ordering every group as
+    ``A`` holds it leaves ``A`` uncopied whenever its dims are already grouped that way.
+    """
+    big = 0 if math.prod(sizes[d] for d in ins[0]) >= math.prod(sizes[d] for d in ins[1]) else 1
+    a, b = ins[big], ins[1 - big]
+    keep = set(out)
+    batch = [d for d in a if d in b and d in keep]
+    contracted = [d for d in a if d in b and d not in keep]
+    left = [d for d in a if d not in b and d in keep]
+    right = [d for d in b if d not in a and d in keep]
+    a_rest = [d for d in a if d in b or d in keep]  # after summing the dims only A holds
+    b_rest = [d for d in b if d in a or d in keep]
+    spec = (big,
+            tuple(i for i, d in enumerate(a) if d not in b and d not in keep),
+            tuple(i for i, d in enumerate(b) if d not in a and d not in keep),
+            tuple(a_rest.index(d) for d in batch + left + contracted),
+            tuple(b_rest.index(d) for d in batch + contracted + right),
+            len(batch), len(left), len(contracted))
+    return spec, tuple(batch + left + right)
+
+
+def _pair_product(args, spec):
+    """``einsum`` of two probability-space operands as one ``bmm`` (see :func:`_pair_plan`)."""
+    big, sum_a, sum_b, perm_a, perm_b, nb, nl, nk = spec
+    a, b = args[big], args[1 - big]
+    if sum_a:
+        a = a.sum(sum_a)
+    if sum_b:
+        b = b.sum(sum_b)
+    if perm_a != tuple(range(len(perm_a))):
+        a = a.permute(perm_a)
+    if perm_b != tuple(range(len(perm_b))):
+        b = b.permute(perm_b)
+    bs, ls, ks, rs = a.shape[:nb], a.shape[nb:nb + nl], a.shape[nb + nl:], b.shape[nb + nk:]
+    nbatch, nk_ = math.prod(bs), math.prod(ks)
+    if nk_ == 1:  # an outer product: a broadcast multiply, not one tiny matmul per batch entry
+        out = a.reshape(nbatch, math.prod(ls), 1) * b.reshape(nbatch, 1, math.prod(rs))
+    else:
+        out = torch.bmm(a.reshape(nbatch, math.prod(ls), nk_), b.reshape(nbatch, nk_, math.prod(rs)))
+    return out.reshape((*bs, *ls, *rs))
 
 
 def _shift_plan(ins, out):
@@ -207,8 +268,10 @@ class AbsorbingPlan:
                 changed = True
                 break
         self.main = ContractionPlan(dims, output_dims, sizes, optimize)
-        self.opt_cost = getattr(self.main, "opt_cost", 0)
-        self.largest_intermediate = getattr(self.main, "largest_intermediate", 0)
+        plans = [self.main] + [p for _, p in self.groups]
+        #: opt_einsum's flop count and largest intermediate over the absorbed groups and the main plan
+        self.opt_cost = sum(getattr(p, "opt_cost", 0) for p in plans)
+        self.largest_intermediate = max(getattr(p, "largest_intermediate", 0) for p in plans)
 
     def __call__(self, operands, semiring: str = "log") -> torch.Tensor:
         ops = list(operands)
@@ -232,23 +295,31 @@ class PlanCache:
         #: with a batch dim name, plans first absorb evidence-only variables (:class:`AbsorbingPlan`)
         self.batch_dim = batch_dim
         self._plans: OrderedDict = OrderedDict()
+        #: facts derived from the network's structure that live exactly as long as its plans (cleared with them)
+        self.memo: dict = {}
         self.hits = 0
         self.misses = 0
 
-    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None) -> ContractionPlan:
-        """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`."""
+    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None) -> ContractionPlan:
+        """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`.
+
+        :param sizes: dict dim -> size, or a callable returning it (called only when the plan is new).
+        :param optimize: the path optimizer for a new plan (default: the cache's); part of the key.
+        """
         batch_dim = self.batch_dim if batch_dim is None else batch_dim
-        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim)
+        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim, optimize)
         plan = self._plans.get(key)
         if plan is not None:
             self.hits += 1
             self._plans.move_to_end(key)
             return plan
         self.misses += 1
+        sizes = sizes() if callable(sizes) else sizes
+        optimize = self.optimize if optimize is None else optimize
         if batch_dim is not None:
-            plan = AbsorbingPlan(operand_dims, output_dims, sizes, self.optimize, batch_dim)
+            plan = AbsorbingPlan(operand_dims, output_dims, sizes, optimize, batch_dim)
         else:
-            plan = ContractionPlan(operand_dims, output_dims, sizes, self.optimize)
+            plan = ContractionPlan(operand_dims, output_dims, sizes, optimize)
         self._plans[key] = plan
         if len(self._plans) > self.maxsize:
             self._plans.popitem(last=False)
@@ -259,3 +330,4 @@ class PlanCache:
 
     def clear(self) -> None:
         self._plans.clear()
+        self.memo.clear()

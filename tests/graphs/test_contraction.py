@@ -55,3 +55,75 @@ def test_gradient_through_absorbed_group_gives_marginals():
     (g_abs,) = torch.autograd.grad(absorbed.sum(), lam)
     assert torch.allclose(g_abs, g_plain, atol=1e-12)
     assert torch.allclose(g_abs.sum(-1), torch.ones(5, dtype=torch.double))
+
+
+def _chain_dims(n):
+    dims = [(f"v{i}", f"v{i + 1}") for i in range(n)] + [(N, "v0")]
+    sizes = {f"v{i}": 3 for i in range(n + 1)}
+    sizes[N] = 4
+    return dims, sizes
+
+
+def test_plan_search_is_repeatable_and_leaves_python_random_alone():
+    import random
+
+    dims, sizes = _chain_dims(20)  # over 12 operands: the random-greedy search
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    first = ContractionPlan(dims, (N,), sizes)
+    assert random.random() == expected
+    second = ContractionPlan(dims, (N,), sizes)
+    assert [s[3] for s in first.steps] == [s[3] for s in second.steps] and first.opt_cost == second.opt_cost
+
+
+def test_absorbing_plan_counts_the_flops_of_absorbed_groups():
+    dims, ops, sizes = _problem(3)
+    plan = AbsorbingPlan(dims, (N,), sizes, batch_dim=N)
+    assert plan.groups
+    parts = [plan.main] + [p for _, p in plan.groups]
+    assert plan.opt_cost == sum(getattr(p, "opt_cost", 0) for p in parts) > getattr(plan.main, "opt_cost", 0)
+
+
+def test_plan_cache_evaluates_sizes_only_for_a_new_plan():
+    dims, ops, sizes = _problem(4)
+    cache = PlanCache()
+    calls = []
+
+    def lazy():
+        calls.append(1)
+        return sizes
+
+    a = cache.get(dims, (N,), lazy, batch_dim=N)
+    b = cache.get(dims, (N,), lazy, batch_dim=N)
+    assert a is b and len(calls) == 1
+    greedy = cache.get(dims, (N,), lazy, batch_dim=N, optimize="greedy")  # the optimizer is part of the key
+    assert greedy is not a and len(calls) == 2
+    cache.memo["x"] = 1
+    cache.clear()
+    assert len(cache) == 0 and cache.memo == {}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_probability_steps_equal_torch_einsum(seed):
+    """The batched-matmul pairwise steps (summed-alone dims, outer products, shared row dims) against
+    ``torch.einsum`` of the whole equation, values and gradients."""
+    g = torch.Generator().manual_seed(seed)
+    names = ["a", "b", "c", "d", "e"]
+    sizes = {N: 3, **{x: int(torch.randint(2, 4, (), generator=g)) for x in names}}
+    dims = [(N,)]
+    for _ in range(5):
+        k = int(torch.randint(1, 4, (), generator=g))
+        pick = [names[i] for i in torch.randperm(5, generator=g)[:k].tolist()]
+        dims.append(tuple(([N] if torch.rand((), generator=g) < 0.5 else []) + pick))
+    out = (N, "c") if any("c" in d for d in dims) else (N,)
+    ops = [torch.rand(*(sizes[x] for x in d), generator=g, dtype=torch.double, requires_grad=True) for d in dims]
+    sym = {x: chr(ord("a") + i) for i, x in enumerate([N] + names)}
+    eq = ",".join("".join(sym[x] for x in d) for d in dims) + "->" + "".join(sym[x] for x in out)
+    ref = torch.einsum(eq, *ops)
+    got = ContractionPlan(dims, out, sizes)(ops, "prob")
+    torch.testing.assert_close(got, ref)
+    w = torch.rand(ref.shape, generator=g, dtype=torch.double)
+    for a, b in zip(torch.autograd.grad((got * w).sum(), ops), torch.autograd.grad((ref * w).sum(), ops)):
+        torch.testing.assert_close(a, b)
+

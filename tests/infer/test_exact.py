@@ -143,7 +143,10 @@ def test_map_batched_and_state_names():
     assert torch.equal(bn.posterior("wet", {"rain": "yes"}), bn.posterior("wet", {"rain": 1}))
 
 
-def test_plan_is_cached_per_evidence_pattern():
+def test_plan_is_cached_per_evidence_pattern(monkeypatch):
+    from hybridpgm.infer import bn_dense
+
+    monkeypatch.setattr(bn_dense, "DENSE_MAX", 0)  # contract even this small network
     bn = random_bn(5, 6)
     bn.posterior("x0", {"x3": torch.tensor([0, 1])})
     misses = bn.plan_cache.misses
@@ -283,10 +286,11 @@ def test_rows_split_by_inner_evidence_pattern_equal_one_indicator_contraction(na
     assert groups is not None and len(groups) > 1
     assert sorted(torch.cat([idx for idx, _ in groups]).tolist()) == list(range(12))
     with torch.no_grad():
-        monkeypatch.setattr(exact, "_SPLIT_FLOPS_PER_ROW", -1.0)  # split whatever the cost
+        # split on every inner evidence node whatever the cost
+        monkeypatch.setattr(exact, "choose_split", lambda bn, ev, targets, queries=(): row_groups.inner_nodes(
+            bn, ev, targets))
         split = bn.posterior(None, evidence), bn.log_evidence(evidence)
-        monkeypatch.setattr(row_groups, "_MAX_GROUPS", 0)  # force the one-contraction indicator path
-        assert exact.row_groups(bn, ev, set(bn.nodes)) is None
+        monkeypatch.setattr(exact, "choose_split", lambda *args: [])  # one contraction with indicators
         joint = bn.posterior(None, evidence), bn.log_evidence(evidence)
     for v in bn.nodes:
         assert torch.allclose(split[0][v], joint[0][v], atol=1e-12)
@@ -295,8 +299,10 @@ def test_rows_split_by_inner_evidence_pattern_equal_one_indicator_contraction(na
 
 def test_split_rows_equal_row_by_row_queries_and_name_impossible_rows(monkeypatch):
     from hybridpgm.infer import exact as exact_module
+    from hybridpgm.infer import row_groups
 
-    monkeypatch.setattr(exact_module, "_SPLIT_FLOPS_PER_ROW", -1.0)  # split whatever the cost
+    monkeypatch.setattr(exact_module, "choose_split",  # split on every inner evidence node whatever the cost
+                        lambda bn, ev, targets, queries=(): row_groups.inner_nodes(bn, ev, targets))
     bn = sprinkler()
     bn_inner = "sprinkler"  # has a child (wet)
     ev = {bn_inner: torch.tensor([0, -1, 1, -1]), "wet": torch.tensor([1, 1, 0, 0])}

@@ -4,7 +4,7 @@ import torch
 
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.exact import parse_evidence
-from hybridpgm.infer.row_groups import row_groups
+from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
 
 
@@ -36,3 +36,40 @@ def test_no_groups_for_leaves_soft_evidence_or_full_observation():
     assert row_groups(bn, parse_evidence(bn, {"b": torch.tensor([1, 0])}), set(bn.nodes)) is None
     soft = parse_evidence(bn, {"b": Likelihood(torch.tensor([[0.2, 0.8], [1.0, 1.0]]))})
     assert row_groups(bn, soft, set(bn.nodes)) is None
+
+
+def _hub(card=60):
+    """a -> b -> c with ``card`` states each: evidence on the middle node b keeps a card x card joint per row."""
+    g = torch.Generator().manual_seed(0)
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.full((card,), 1.0 / card, dtype=torch.float64)))
+    for v, p in (("b", "a"), ("c", "b")):
+        t = torch.rand(card, card, generator=g, dtype=torch.float64) + 0.1
+        bn.add(v, cpd.Table(t / t.sum(-1, keepdim=True), [p]))
+    return bn
+
+
+def test_choose_split_indexes_an_expensive_inner_node_away():
+    bn = _hub()
+    n = 4000
+    b = torch.randint(0, 60, (n,), generator=torch.Generator().manual_seed(1))
+    b[::2] = -1
+    ev = parse_evidence(bn, {"b": b})
+    targets = set(bn.nodes)
+    assert choose_split(bn, ev, targets, ("a", "b", "c")) == ["b"]
+    with torch.no_grad():
+        post = bn.posterior(None, {"b": b})
+    for i in (0, 1):  # a row that misses b and one that observes it, answered alone
+        row = {} if int(b[i]) < 0 else {"b": b[i:i + 1]}
+        alone = bn.posterior(["a", "c"], row) if row else bn.posterior(["a", "c"])
+        for q in ("a", "c"):
+            torch.testing.assert_close(post[q][i], alone[q][0] if row else alone[q])
+
+
+def test_choose_split_keeps_one_contraction_when_it_is_cheap():
+    bn = _chain()
+    ev = parse_evidence(bn, {"b": torch.tensor([0, -1, 1, -1, 0])})
+    assert choose_split(bn, ev, set(bn.nodes), ("a", "b", "c")) == []
+    few = _hub()
+    ev = parse_evidence(few, {"b": torch.tensor([3, -1])})  # two rows: a second contraction costs more
+    assert choose_split(few, ev, set(few.nodes), ("a", "b", "c")) == []

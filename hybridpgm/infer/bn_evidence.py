@@ -1,0 +1,212 @@
+"""Evidence rows for exact Bayesian-network queries: validation, and the network facts queries reuse.
+
+:func:`parse_evidence` turns a user's evidence dict (state indices or names,
+tensors with one entry per row, ``-1``/``NaN`` for "not observed in this
+row", :class:`~hybridpgm.infer.soft_evidence.Likelihood` for soft evidence)
+into an :class:`Evidence`: nodes observed in every row (indexed away by the
+contraction), nodes observed in some rows or softly (per-row likelihood
+vectors :math:`\\lambda_n(x_v)`, one-hot where observed and all ones where
+not [1]), and continuous values.  :func:`network_facts` caches the structure a
+query needs (cardinalities, parents, children) in ``bn.plan_cache.memo``, so a
+repeated query pays no ``torch.nn.Module`` attribute lookups for it.
+
+**References**
+
+[1] A. Darwiche, *A Differential Approach to Inference in Bayesian Networks*, 2003.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
+
+import torch
+
+from hybridpgm.errors import EvidenceError
+from hybridpgm.infer.soft_evidence import Likelihood, soft_log_likelihood
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hybridpgm.graphs.bayes_net import BayesNet
+
+__all__ = ["BATCH", "Evidence", "NetworkFacts", "network_facts", "parse_evidence"]
+
+#: name of the batch dim over evidence rows in contraction plans
+BATCH = "\x00rows"
+
+
+@dataclass
+class NetworkFacts:
+    """The structure of a checked network, as plain Python containers.
+
+    :ivar list nodes: node names in declaration order.
+    :ivar dict cards: node -> cardinality (``None`` for a continuous node).
+    :ivar dict parents: node -> all parents; ``discrete``: node -> discrete parents.
+    :ivar dict children: node -> child nodes.
+    :ivar dict cpds: node -> CPD module.
+    :ivar set inputs: context input names of neural CPDs.
+    :ivar bool tables_only: every CPD is a :class:`~hybridpgm.graphs.cpd.Table`.
+    """
+
+    nodes: list
+    cards: dict
+    parents: dict
+    discrete: dict
+    children: dict
+    cpds: dict
+    inputs: set
+    tables_only: bool
+    #: memo: frozenset(targets) -> ancestral closure
+    relevant: dict = field(default_factory=dict)
+    #: memo: node -> (logits tensor, (version, storage pointer), log-table, table) of tables needing no gradient
+    tables: dict = field(default_factory=dict)
+
+
+def network_facts(bn: "BayesNet") -> NetworkFacts:
+    """The :class:`NetworkFacts` of ``bn``, kept in ``bn.plan_cache.memo`` (cleared when a node is added)."""
+    facts = bn.plan_cache.memo.get("facts")
+    if facts is None:
+        from hybridpgm.graphs.cpd import Table
+
+        cpds = dict(bn.cpds.items())
+        children = {v: [] for v in cpds}
+        for v, c in cpds.items():
+            for p in c.parents:
+                children[p].append(v)
+        facts = NetworkFacts(nodes=list(cpds), cards={v: c.cardinality for v, c in cpds.items()},
+                             parents={v: tuple(c.parents) for v, c in cpds.items()},
+                             discrete={v: c.discrete_parents for v, c in cpds.items()}, children=children,
+                             cpds=cpds, inputs=set(bn.input_names),
+                             tables_only=all(type(c) is Table for c in cpds.values()))
+        bn.plan_cache.memo["facts"] = facts
+    return facts
+
+
+def dtype_device(bn: "BayesNet", facts: NetworkFacts):
+    """``(bn.dtype, bn.device)`` without walking the module tree when the network is all tables."""
+    if facts.tables_only and facts.cpds:
+        t = None
+        for c in facts.cpds.values():  # parameters come before buffers in bn.parameters()/buffers() order
+            t = c._parameters.get("logits")
+            if t is not None:
+                break
+        if t is None:
+            t = next(iter(facts.cpds.values()))._buffers["logits"]
+        return t.dtype, t.device
+    return bn.dtype, bn.device
+
+
+@dataclass
+class Evidence:
+    """Evidence rows, validated against a network.
+
+    :ivar int n: number of rows :math:`N`.
+    :ivar bool batched: whether the caller passed tensors (results keep the ``N`` dim).
+    :ivar dict observed: discrete node -> ``[N]`` long values, observed in every row.
+    :ivar dict partial: discrete node -> ``[N, card]`` log-likelihood: one-hot (0 / -inf) for hard
+        evidence observed in some rows (all 0 where missing), any log-likelihood for soft evidence.
+    :ivar dict values: continuous nodes and context inputs -> ``[N]`` or ``[N, d]`` tensors.
+    :ivar set soft: the nodes of ``partial`` that hold soft evidence.
+    """
+
+    n: int
+    batched: bool
+    dtype: torch.dtype = torch.float32
+    device: torch.device | None = None
+    observed: dict = field(default_factory=dict)
+    partial: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    soft: set = field(default_factory=set)
+
+    def subset(self, idx: torch.Tensor) -> "Evidence":
+        """The rows ``idx`` (``[n_g]`` long) of this evidence."""
+        return Evidence(n=idx.numel(), batched=True, dtype=self.dtype, device=self.device,
+                        observed={k: t[idx] for k, t in self.observed.items()},
+                        partial={k: t[idx] for k, t in self.partial.items()},
+                        values={k: t[idx] for k, t in self.values.items()}, soft=set(self.soft))
+
+
+def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v if v.device == device else v.to(device)
+    states = bn.state_names.get(name)
+    if isinstance(v, str) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], str)):
+        items = [v] if isinstance(v, str) else list(v)
+        idx = []
+        for s in items:
+            if states is None or s not in states:
+                raise EvidenceError(f"'{s}' is not a state of '{name}' (states: {states})")
+            idx.append(states.index(s))
+        t = torch.tensor(idx, device=device)
+        return t[0] if isinstance(v, str) else t
+    return torch.as_tensor(v, device=device)
+
+
+def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
+    """Validate evidence and split it into observed / partially observed / continuous parts.
+
+    A discrete value is a state index or state name, or a tensor of them with one
+    entry per row; ``NaN`` (float tensors) or ``-1`` (integer tensors) marks a row
+    where the variable is not observed.  Scalars broadcast over the rows.
+
+    :raises EvidenceError: for an unknown name, a value out of range, or rows of different lengths.
+    """
+    facts = network_facts(bn)
+    evidence = dict(evidence or {})
+    dtype, device = dtype_device(bn, facts)
+    tensors, soft = {}, {}
+    for name, v in evidence.items():
+        card = facts.cards.get(name)
+        if name not in facts.cards and name not in facts.inputs:
+            raise EvidenceError(f"evidence names unknown variable '{name}' (nodes: {facts.nodes})")
+        if isinstance(v, Likelihood):
+            soft[name] = soft_log_likelihood(bn, name, v, dtype, device)
+            continue
+        tensors[name] = _as_index_tensor(bn, name, v, device) if card else torch.as_tensor(v, device=device)
+    lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
+    lengths.update({name: t.shape[0] for name, t in soft.items() if t.dim() == 2})
+    if len(set(lengths.values())) > 1:
+        raise EvidenceError(f"evidence rows differ in length: {lengths}")
+    n = next(iter(lengths.values()), 1)
+    ev = Evidence(n=n, batched=bool(lengths), dtype=dtype, device=device)
+    for name, log_lik in soft.items():
+        ev.partial[name] = log_lik.expand(n, log_lik.shape[-1])
+        ev.soft.add(name)
+    for name, t in tensors.items():
+        card = facts.cards.get(name)
+        if card is None:  # continuous node or context input
+            t = t.to(dtype) if not torch.is_floating_point(t) else t
+            if t.dim() == 0:
+                t = t.expand(n)
+            if name in facts.cards and torch.isnan(t).any():
+                raise EvidenceError(f"continuous node '{name}' has missing (NaN) evidence; exact inference "
+                                    "needs every continuous node observed")
+            ev.values[name] = t
+            continue
+        if t.dim() > 1:
+            raise EvidenceError(f"evidence for '{name}' must be a scalar or [N], got shape {tuple(t.shape)}")
+        if torch.is_floating_point(t):
+            missing = torch.isnan(t)
+            if (t[~missing] != t[~missing].round()).any():
+                raise EvidenceError(f"evidence for '{name}' holds non-integer values")
+            if (t[~missing] < 0).any():  # with float evidence only NaN means "missing"
+                raise EvidenceError(f"value {t[~missing & (t < 0)][0].item()} out of range for '{name}' "
+                                    f"(cardinality {card})")
+            t = torch.where(missing, -1.0, t).long()
+        else:
+            t = t.long()
+        # one reduction for the range check and the missing count: -1 is "missing", below it or >= card is bad
+        lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
+        lo, hi = int(lo), int(hi)
+        if lo < -1 or hi >= card:
+            bad = (t < -1) | (t >= card)
+            raise EvidenceError(f"value {t[bad][0].item()} out of range for '{name}' (cardinality {card})")
+        t = t.expand(n) if t.dim() == 0 else t
+        if lo >= 0:
+            ev.observed[name] = t
+            continue
+        if hi < 0:  # missing in every row
+            continue
+        missing = (t == -1)[:, None]
+        lik = torch.nn.functional.one_hot(t.clamp(min=0), card).to(dtype)
+        ev.partial[name] = torch.where(missing, 0.0, lik.log())
+    return ev
