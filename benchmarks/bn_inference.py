@@ -10,6 +10,14 @@ interleaved rounds (one of each per round, medians over ``--rounds``):
   batch: evidence enters as per-row indicator vectors), all marginals;
 * **single pattern**: the same rows with every evidence node observed, the
   marginals of the other nodes, in one call;
+* **same patterns** (``--same-pattern-rows R``): the mixed batch's first ``R``
+  rows' evidence patterns, each as a batch of ``--rows`` rows that all
+  observe just that pattern (the same sampled values), all marginals; their
+  mean per-row time estimates what the mixed rows would cost if every row's
+  pattern had a batch of its own (a mixed row observes fewer nodes than a
+  single-pattern row, so it is the like-for-like reference for the cost of
+  mixing; the rows are a random sample of the batch's rows, so the mean is
+  unbiased for the row-weighted cost);
 * **one row**: a one-row query (plan cached per query shape), ``--one-row-repeats`` calls per round;
 * **pgmpy**: ``VariableElimination``, one ``query([v], evidence)`` per
   unobserved node, for one mixed row per round (``--pgmpy-rows`` rounds).
@@ -85,6 +93,8 @@ def bench_network(name: str, args) -> dict:
              for j, v in enumerate(ev_nodes)}
     patterns = len({tuple(r) for r in seen.tolist()})
     query = [v for v in bn.nodes if v not in ev_nodes]
+    same = [{v: sample[v] for j, v in enumerate(ev_nodes) if seen[i, j]}
+            for i in range(min(args.same_pattern_rows, args.rows))]
     one = {v: single[v][:1] for v in ev_nodes}
     ve = None
     if args.pgmpy_rows > 0:
@@ -101,11 +111,15 @@ def bench_network(name: str, args) -> dict:
         first["mixed_s"], post_mixed = timed(lambda: bn.posterior(None, mixed), device)
         first["single_s"], _ = timed(lambda: bn.posterior(query, single), device)
         first["one_row_s"], _ = timed(lambda: bn.posterior(query, one), device)
-    t_mixed, t_single, t_one, t_pgmpy, max_diff = [], [], [], [], 0.0
+        first["same_patterns_s"] = sum(timed(lambda: bn.posterior(None, e), device)[0] for e in same)
+    t_mixed, t_single, t_same, t_one, t_pgmpy, max_diff = [], [], [], [], [], 0.0
     for r in range(args.rounds):  # A, B, C, D, A, B, C, D, ...
         with torch.no_grad():
             t_mixed.append(timed(lambda: bn.posterior(None, mixed), device)[0] / args.rows)
             t_single.append(timed(lambda: bn.posterior(query, single), device)[0] / args.rows)
+            if same:
+                t_same.append(statistics.fmean(timed(lambda: bn.posterior(None, e), device)[0] for e in same)
+                              / args.rows)
             t_one.append(timed(lambda: [bn.posterior(query, one) for _ in range(args.one_row_repeats)],
                                device)[0] / args.one_row_repeats)
         if r < args.pgmpy_rows:
@@ -124,6 +138,10 @@ def bench_network(name: str, args) -> dict:
         "hybridpgm_one_row_s": med(t_one),
         "ratio_mixed_over_single_per_row": med(t_mixed) / med(t_single),
     }
+    if t_same:
+        res.update({"same_pattern_rows_sampled": len(same),
+                    "hybridpgm_same_patterns_s_per_row": med(t_same),
+                    "ratio_mixed_over_same_patterns_per_row": med(t_mixed) / med(t_same)})
     if t_pgmpy:
         res.update({"pgmpy_rows_timed": len(t_pgmpy), "pgmpy_s_per_row": med(t_pgmpy),
                     "speedup_mixed_vs_pgmpy": med(t_pgmpy) / med(t_mixed),
@@ -153,7 +171,8 @@ def main(args) -> dict:
         results.append(r)
         print(json.dumps(r), flush=True)
     out = {"benchmark": "bn_inference", "reference": "pgmpy VariableElimination (one query per marginal)",
-           "protocol": "interleaved rounds: mixed batch, single-pattern batch, one-row query, one pgmpy row; "
+           "protocol": "interleaved rounds: mixed batch, single-pattern batch, same-pattern batches, one-row "
+                       "query, one pgmpy row; "
                        "medians; ratios from the same run",
            "machine": machine(), "device": args.device, "args": vars(args), "results": results}
     if args.out:
@@ -173,6 +192,9 @@ def parse_args(argv=None):
     p.add_argument("--one-row-repeats", type=int, default=10,
                    help="one-row queries per round, timed together (a single millisecond call is at the mercy of "
                         "the scheduler on a shared machine)")
+    p.add_argument("--same-pattern-rows", type=int, default=8,
+                   help="rows of the mixed batch whose patterns are each timed as a batch of their own "
+                        "(the like-for-like reference of the mixed batch; 0: skip)")
     p.add_argument("--evidence-frac", type=float, default=0.2)
     p.add_argument("--observe-prob", type=float, default=0.5,
                    help="mixed batch: each evidence node is observed in a row with this probability")
