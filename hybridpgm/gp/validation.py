@@ -13,6 +13,13 @@ training set), score the predictive density on it every ``eval_every`` steps
 the best weights.  The GP is then conditioned on training *and* validation
 data (hyperparameters and network fixed), so predictions use the newest values.
 
+A preempted run loses nothing: with ``checkpoint=path`` the early-stopping
+state (the evaluations so far, the best validation NLL, its step and weights,
+the patience counter) is saved in :func:`hybridpgm.fit`'s checkpoint and
+restored on resume (see :mod:`hybridpgm.train.callbacks`), so a resumed run
+ends with the same weights, best step and history as one never interrupted,
+and resuming a run that had stopped early returns its final answer again.
+
 :func:`calibration` reports the coverage of central predictive intervals: a
 calibrated model covers about 50%, 80% and 95% of held-out targets with its
 50%, 80% and 95% intervals.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -86,10 +94,23 @@ def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class _KeepBest(Callback):
-    """Copy the module's state whenever the monitored metric reaches a new minimum."""
+    """Copy the module's state whenever the monitored metric reaches a new minimum.
+
+    Its own state (:meth:`state_dict`) holds the best value (``None`` before the first
+    evaluation: checkpoints hold finite numbers only), its step, the evaluations seen and
+    the copied weights (under ``"module"``), so it resumes from a checkpoint.
+    """
 
     def __init__(self, monitor: str):
         self.monitor, self.best, self.state, self.step, self._seen = monitor, float("inf"), None, 0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best if math.isfinite(self.best) else None, "step": self.step, "seen": self._seen,
+                "module": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float("inf") if state["best"] is None else float(state["best"])
+        self.step, self._seen, self.state = int(state["step"]), int(state["seen"]), state["module"]
 
     def on_step_end(self, info) -> None:
         points = info.history.metrics.get(self.monitor, [])
@@ -123,7 +144,8 @@ class ValidatedFit:
 
 def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.Tensor, *, max_steps: int = 300,
                   eval_every: int = 5, patience: int = 10, refit: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  score: Callable[[Any], float] | None = None, **fit_kwargs: Any) -> ValidatedFit:
+                  score: Callable[[Any], float] | None = None, checkpoint: Any = None, resume: bool | str = "auto",
+                  overwrite: bool = False, **fit_kwargs: Any) -> ValidatedFit:
     """Train a deep-kernel GP ``objective`` with early stopping on held-out ``(x_val, y_val)``.
 
     Every ``eval_every`` steps the validation NLL is logged as ``"validation_nll"``; the run
@@ -135,7 +157,14 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     :param data: what :func:`hybridpgm.fit` trains on.
     :param score: ``score(module) -> float`` to minimise on the validation data (default
         :func:`validation_nll` of ``module.predict``), for models that are not GPs (a baseline LSTM).
-    :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ``device``...).
+    :param checkpoint: path of :func:`hybridpgm.fit`'s checkpoint; it also holds the early-stopping
+        state (best weights, best step, patience counter), so a preempted run resumes exactly.
+    :param resume: :func:`hybridpgm.fit`'s ``resume`` (``"auto"``, ``"require"``, ``"never"``).  A
+        resumed run that had stopped early trains no further and returns the same result.
+    :param overwrite: start afresh, deleting an existing ``checkpoint``.
+    :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ``device``,
+        ``checkpoint_every``...).
+    :raises CheckpointError: the checkpoint belongs to another run (see :mod:`hybridpgm.train.resume`).
     """
     from hybridpgm.train.trainer import fit
 
@@ -150,12 +179,12 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     callbacks = [evaluate, stopper, keep, *fit_kwargs.pop("callbacks", ())]
     fit_kwargs.setdefault("progress", False)
     result = fit(objective, data, epochs=fit_kwargs.pop("epochs", 10**6), max_steps=max_steps,
-                 callbacks=callbacks, **fit_kwargs)
+                 callbacks=callbacks, checkpoint=checkpoint, resume=resume, overwrite=overwrite, **fit_kwargs)
     if keep.state is not None:
         model.load_state_dict(keep.state)
     steps = result.history.step[-1] if result.history.step else 0
     if refit is not None:
         model.set_train_data(refit[0].to(model.train_x), refit[1].to(model.train_y))
     return ValidatedFit(best_step=keep.step, best_validation_nll=keep.best, steps=steps,
-                        stopped_early=steps < max_steps, history=result)
+                        stopped_early=result.stopped_early, history=result)
 

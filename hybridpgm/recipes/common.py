@@ -33,8 +33,8 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.train import FitResult, fit
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_common_arguments", "existing_dir", "machine_description", "non_negative_float", "positive_float",
-           "positive_int", "prepare_output", "save_model", "throughput", "train", "write_metrics"]
+__all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
+           "positive_float", "positive_int", "prepare_output", "save_model", "throughput", "train", "write_metrics"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -199,6 +199,19 @@ def throughput(result: FitResult, num_examples: int, batch_size: int, steps_befo
     return seen * current().world_size / max(seconds, 1e-12)
 
 
+def checkpoint_options(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], int]:
+    """The checkpoint arguments of :func:`hybridpgm.fit` for the common flags (``out/checkpoint.pt``:
+    continued under ``--resume`` with ``resume="require"``, replaced under ``--overwrite``, otherwise
+    never replaced), and the steps the checkpoint already holds (0 for a fresh run)."""
+    from hybridpgm.train.checkpoint import load_checkpoint
+
+    checkpoint = out / "checkpoint.pt"
+    steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
+    return {"checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every,
+            "resume": "require" if args.resume else "never", "overwrite": args.overwrite,
+            "override_hyperparameters": args.override_hyperparameters}, steps_before
+
+
 def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
           callbacks: tuple = (), **fit_kwargs: Any) -> tuple[FitResult, float, float]:
     """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
@@ -209,17 +222,13 @@ def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim:
     Adam with ``--lr``.  Returns the result, the training wall time in seconds
     and the throughput (:func:`throughput`, examples per second)."""
     from hybridpgm.train.batches import batch_size_of
-    from hybridpgm.train.checkpoint import load_checkpoint
 
-    checkpoint = out / "checkpoint.pt"
-    steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
+    options, steps_before = checkpoint_options(args, out)
     started = time.perf_counter()
     result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
                  optim=optim or functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,
-                 device=args.device, seed=args.seed, checkpoint=checkpoint, checkpoint_every=args.checkpoint_every,
-                 resume="require" if args.resume else "never", overwrite=args.overwrite,
-                 override_hyperparameters=args.override_hyperparameters, progress=not args.no_progress,
-                 callbacks=callbacks, **fit_kwargs)
+                 device=args.device, seed=args.seed, progress=not args.no_progress, callbacks=callbacks,
+                 **options, **fit_kwargs)
     seconds = time.perf_counter() - started
     size = len(data) if isinstance(data, torch.utils.data.Dataset) else batch_size_of(data)
     return result, seconds, throughput(result, size, args.batch_size, steps_before, seconds)

@@ -13,9 +13,12 @@
 Both hold out the most recent / last ``--validation`` fraction of the
 training examples, stop early on its predictive NLL and keep the best weights
 (:func:`hybridpgm.gp.validation.fit_validated`), then condition the GP on all
-training examples.  ``--epochs`` bounds the steps.  These two recipes write
-no ``checkpoint.pt`` (so ``--resume`` is refused): early stopping's state is
-not checkpointed and the runs take seconds.  The report gives test
+training examples.  ``--epochs`` bounds the steps.  Like every recipe they
+write ``checkpoint.pt`` (every ``--checkpoint-every`` steps, at the end and on
+SIGTERM/SIGINT) holding the early-stopping state too (best weights, best step,
+patience counter): ``--resume`` continues a preempted run to the result an
+uninterrupted one gives, or extends a finished one to a larger ``--epochs``
+(a run that stopped early stays stopped).  The report gives test
 RMSE (data units), negative log predictive density (nats per example, data
 units) and the coverage of the central 95% interval; ``coverage.png`` is the
 calibration plot.
@@ -39,7 +42,8 @@ from hybridpgm.gp.gp_lstm import SemiStochasticObjective
 from hybridpgm.gp.validation import fit_validated, split_tail
 from hybridpgm.nn import mlp
 from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, positive_int, prepare_output, save_model, write_metrics,
+    add_common_arguments, checkpoint_options, machine_description, positive_int, prepare_output, save_model,
+    write_metrics,
 )
 from hybridpgm.train.distributed import current
 
@@ -141,12 +145,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         objective = SemiStochasticObjective(model)
         train_data = objective.dataset()
         max_steps = args.epochs * math.ceil(x_fit.shape[0] / args.batch_size)
-    # no checkpoint: early stopping's state (best weights, patience) is not checkpointed; the runs are short
+    options, steps_before = checkpoint_options(args, out)  # the checkpoint holds early stopping's state too
     started = time.perf_counter()
     validated = fit_validated(objective, train_data, x_val, y_val, max_steps=max_steps, eval_every=args.eval_every,
                               patience=args.patience, refit=(x, y), batch_size=args.batch_size, seed=args.seed,
                               device=args.device, optim=functools.partial(torch.optim.Adam, lr=args.lr),
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, **options)
     seconds = time.perf_counter() - started
     if not context.is_main:
         return {}
@@ -166,7 +170,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "device": str(args.device),
                "train_size": int(x.shape[0]), "test_size": int(data["x_test"].shape[0]), **scores,
                "train_wall_time_s": seconds,
-               "train_examples_per_s": min(args.batch_size, x_fit.shape[0]) * steps / max(seconds, 1e-12),
+               "train_examples_per_s": min(args.batch_size, x_fit.shape[0]) * (steps - steps_before)
+               / max(seconds, 1e-12),
                "machine": machine_description()}
     write_metrics(out, metrics, units={
         "test_rmse": "data units", "test_nlpd": "nats per example, data units (lower is better)",

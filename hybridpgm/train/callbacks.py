@@ -2,21 +2,37 @@
 
 A callback is any object with ``on_step_end(info)`` (and optionally
 ``on_fit_end(info)``); ``info`` is a :class:`StepInfo`.  Call
-``info.request_stop()`` to end the run after the current step.
+``info.request_stop()`` to end the run after the current step: the run is then
+*finished*, and resuming its checkpoint runs no further step.
+
+**Stateful callbacks resume.**  A callback with ``state_dict()`` and
+``load_state_dict(state)`` (as :class:`EvaluateEvery` and
+:class:`EarlyStopping` have) is saved in ``fit``'s checkpoint, under
+``"callbacks"``, and restored when the run resumes, so a preempted run with
+early stopping continues with the same best value and patience counter.  A
+state must load with ``torch.load(weights_only=True)`` (tensors, dicts, lists,
+strings, ints, finite floats, ``None``): store an infinite "best so far" as
+``None``.  A state may keep a copy of the module's ``state_dict`` under the
+key ``"module"``; its buffers may hold infinity as the module's may (a
+GPyTorch constraint's bound).  On resume the stateful callbacks are matched in
+order and by class with those in the checkpoint; a mismatch is a
+:class:`~hybridpgm.errors.CheckpointError`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.history import History
 
-__all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "StepInfo"]
+__all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "StepInfo", "callback_states", "callback_buffer_paths",
+           "load_callback_states"]
 
 
 @dataclass
@@ -85,6 +101,13 @@ class EvaluateEvery(Callback):
             info.history.log_metric(key, info.step, info.reduce_mean(float(value)))
         self._last_step = info.step
 
+    def state_dict(self) -> dict[str, Any]:
+        """The step of the last evaluation (so the end-of-run one is not repeated after a resume)."""
+        return {"last_step": self._last_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._last_step = int(state["last_step"])
+
     def on_step_end(self, info: StepInfo) -> None:
         if info.step % self.every == 0:
             self._evaluate(info)
@@ -124,6 +147,16 @@ class EarlyStopping(Callback):
             return history.loss[self.monitor][-1]
         return None  # not logged yet
 
+    def state_dict(self) -> dict[str, Any]:
+        """Best value so far (``None`` before the first observation), bad rounds, values seen."""
+        return {"best": self.best if math.isfinite(self.best) else None, "bad_rounds": self.bad_rounds,
+                "seen": self._seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        best = state["best"]
+        self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
+        self.bad_rounds, self._seen = int(state["bad_rounds"]), int(state["seen"])
+
     def on_fit_end(self, info: StepInfo) -> None:
         history = info.history
         if self.monitor not in history.metrics and self.monitor not in history.loss:
@@ -143,3 +176,74 @@ class EarlyStopping(Callback):
             self.bad_rounds += 1
             if self.bad_rounds >= self.patience:
                 info.request_stop()
+
+
+# ---------------------------------------------------------------- checkpointed callback state
+def _is_stateful(callback: Any) -> bool:
+    return callable(getattr(callback, "state_dict", None)) and callable(getattr(callback, "load_state_dict", None))
+
+
+def _class_name(callback: Any) -> str:
+    return f"{type(callback).__module__}.{type(callback).__qualname__}"
+
+
+def _nonfinite_floats(state: Any, prefix: str = "") -> list[str]:
+    """Paths of Python floats in ``state`` that are NaN or infinite (tensors are checked when saving)."""
+    if isinstance(state, float):
+        return [] if math.isfinite(state) else [prefix or "<state>"]
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    return [bad for key, value in items for bad in _nonfinite_floats(value, f"{prefix}[{key!r}]")]
+
+
+def callback_states(callbacks: list[Any]) -> list[dict[str, Any] | None]:
+    """What ``fit`` saves under ``"callbacks"``: per callback, ``None`` when it has no
+    ``state_dict``, else ``{"class": "module.Name", "state": callback.state_dict()}``.
+
+    :raises CheckpointError: a state holds a non-finite float (naming the callback and the entry).
+    """
+    out: list[dict[str, Any] | None] = []
+    for callback in callbacks:
+        if not _is_stateful(callback):
+            out.append(None)
+            continue
+        state = callback.state_dict()
+        bad = _nonfinite_floats(state)
+        if bad:
+            raise CheckpointError(f"{type(callback).__name__}.state_dict() holds a non-finite float at "
+                                  f"{', '.join(bad)}; checkpoints hold finite values only (store None instead)")
+        out.append({"class": _class_name(callback), "state": state})
+    return out
+
+
+def callback_buffer_paths(states: list[dict[str, Any] | None], module_buffers: frozenset[str],
+                          key: str = "callbacks") -> frozenset[str]:
+    """Checkpoint paths (see :func:`~hybridpgm.train.checkpoint.nonfinite_entries`) of the module
+    buffers inside the callback states that keep a module ``state_dict`` under ``"module"``.
+
+    :param module_buffers: :func:`~hybridpgm.train.checkpoint.buffer_paths` of the module (key ``"module"``).
+    """
+    paths = set()
+    for index, entry in enumerate(states):
+        if entry is not None and isinstance(entry["state"], dict) and entry["state"].get("module") is not None:
+            paths.update(f"[{key!r}][{index!r}]['state']{path}" for path in module_buffers)
+    return frozenset(paths)
+
+
+def load_callback_states(path: str | os.PathLike | None, callbacks: list[Any],
+                         saved: list[dict[str, Any] | None] | None) -> None:
+    """Restore the stateful callbacks from a checkpoint's ``"callbacks"`` entry (``None``: a
+    checkpoint written before callbacks were saved; nothing is restored).
+
+    :raises CheckpointError: the stateful callbacks differ, in class or order, from the saved ones.
+    """
+    if saved is None:
+        return
+    entries = [entry for entry in saved if entry is not None]
+    stateful = [callback for callback in callbacks if _is_stateful(callback)]
+    have, want = [_class_name(c) for c in stateful], [entry["class"] for entry in entries]
+    if have != want:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds the state of the callbacks {want}, but this run has "
+                              f"the stateful callbacks {have}; pass the same callbacks to resume, or overwrite=True "
+                              "(CLI: --overwrite) to start afresh")
+    for callback, entry in zip(stateful, entries):
+        callback.load_state_dict(entry["state"])

@@ -89,7 +89,7 @@ def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] 
 def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]:
     """The :func:`nonfinite_entries` paths of ``module``'s buffers inside ``state[key]``:
     they may hold infinity (a constraint's bound), never NaN; parameters may hold neither."""
-    return frozenset(f"[{key!r}][{name!r}]" for name, _ in module.named_buffers())
+    return frozenset(f"[{key!r}][{name!r}]" for name, _ in module.named_buffers(remove_duplicate=False))
 
 
 def _temporary_prefix(path: Path) -> str:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
-from hybridpgm.train.callbacks import StepInfo
+from hybridpgm.train.callbacks import StepInfo, callback_buffer_paths, callback_states, load_callback_states
 from hybridpgm.train.checkpoint import (buffer_paths, load_checkpoint, remove_stale_temporaries, rng_state,
                                         save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
@@ -204,7 +204,9 @@ def fit(
         that stopped progressing.
     :param progress: show a tqdm progress bar (rank 0 only).
     :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``,
-        see :mod:`hybridpgm.train.callbacks`.
+        see :mod:`hybridpgm.train.callbacks`; the state of those with
+        ``state_dict()``/``load_state_dict()`` is checkpointed and restored on
+        resume.  A run a callback stopped is finished: resuming it runs no step.
     :param max_steps: stop after this many steps (over the whole run).
     :returns: a :class:`~hybridpgm.train.history.FitResult`; its
         ``loss_explosions`` names players whose loss grew by orders of
@@ -239,7 +241,7 @@ def fit(
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
     })
 
-    history, start_step, elapsed, resumed = History(), 0, 0.0, None
+    history, start_step, elapsed, resumed, finished = History(), 0, 0.0, None, False
     if checkpoint is not None:
         if context.is_main:
             remove_stale_temporaries(checkpoint)
@@ -265,13 +267,16 @@ def fit(
                 override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name])
         if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
             objective.load_state_dict(resumed["objective"])
+        load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))
+        finished = bool(resumed.get("stopped_early", False))  # a callback ended it: nothing is left to run
         history = History.from_state_dict(resumed["history"])
         start_step = int(resumed["step"])
         if seed is None or not override_hyperparameters:
             seed = int(resumed["seed"])
         elapsed = history.wall_time[-1] if history.wall_time else 0.0
         if context.is_main:
-            _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}")
+            _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
+                 + ("; it had stopped early, so no step is run" if finished else ""))
     context.broadcast_module_state(module)  # every rank starts from rank 0's weights, as DDP does
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -285,12 +290,14 @@ def fit(
     else:  # a fresh run, or a resume on another number of ranks
         pyro.set_rng_seed(seed + context.rank + 7919 * start_step)
 
-    def write_checkpoint(step: int) -> None:
+    def write_checkpoint(step: int, stopped: bool = False) -> None:
         check_finite_parameters(module, players, step, checkpoint)
         rng = context.gather_object(rng_state())
         failure = None
         if checkpoint is not None and context.is_main:
             try:
+                callback_state = callback_states(callbacks)
+                buffers = buffer_paths(module)
                 save_checkpoint(checkpoint, {
                     "module": module.state_dict(),
                     "players": {name: player.state_dict() for name, player in players.items()},
@@ -301,7 +308,9 @@ def fit(
                     "seed": seed,
                     "world_size": context.world_size,
                     "config": config,
-                }, infinite_ok=buffer_paths(module))
+                    "callbacks": callback_state,
+                    "stopped_early": stopped,
+                }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers))
             except CheckpointError as error:
                 if context.world_size == 1:
                     raise
@@ -312,7 +321,7 @@ def fit(
 
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and context.is_main),
                desc=type(objective).__name__, unit="step", dynamic_ncols=True)
-    info, interrupted, step = None, 0, start_step
+    info, interrupted, step, stopped = None, 0, start_step, finished
     heartbeat = None
     if context.world_size > 1 and default_store() is not None:
         heartbeat = Heartbeat(default_store(), context.rank, context.world_size, context.timeout_s or 300.0)
@@ -320,7 +329,7 @@ def fit(
     started = time.perf_counter() - elapsed
     with StopSignals() as stop_signals:
         try:
-            for step in range(start_step, total_steps):
+            for step in range(start_step, start_step if finished else total_steps):
                 if heartbeat is not None:
                     heartbeat.progress(step)
                 step_started = time.perf_counter()
@@ -346,8 +355,8 @@ def fit(
                 for callback in callbacks:
                     callback.on_step_end(info)
                 # one collective: a callback's stop request and any rank's signal, so all ranks stop together
-                stop, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
-                if stop or interrupted:
+                stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
+                if stopped or interrupted:
                     break
                 if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
                     write_checkpoint(step + 1)
@@ -366,7 +375,7 @@ def fit(
             for callback in callbacks:
                 if hasattr(callback, "on_fit_end"):
                     callback.on_fit_end(info)
-        write_checkpoint(steps_done)
+        write_checkpoint(steps_done, bool(stopped))
         late_signal = stop_signals.signum if not interrupted else 0
     if interrupted:
         where = (f"checkpoint written to {str(checkpoint)!r}; run again with the same arguments to resume"
@@ -382,5 +391,5 @@ def fit(
         warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
                       "(lower the learning rate)", RuntimeWarning, stacklevel=3)
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
-                     device=device, stopped_early=bool(info is not None and info.stop_requested),
+                     device=device, stopped_early=bool(stopped),
                      skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)

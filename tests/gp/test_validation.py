@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
 
 import pytest
 import torch
 
 from hybridpgm.data import make_windows, synthetic_series
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective, calibration, fit_validated
 from hybridpgm.gp.validation import split_tail, validation_nll
 
@@ -99,3 +101,99 @@ def test_train_deep_kernel_recipe_holds_out_and_refits():
     assert model.train_x.shape[0] == 80 and run.best_step in (5, 10)
     pred = model.predict(x[:5])
     assert pred.mean.shape == (5,) and bool((pred.variance > 0).all())
+
+
+class _TermAt:
+    """Sends this process SIGTERM at the end of step ``step`` (what a scheduler's preemption does)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, info):
+        if info.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _lstm_run(checkpoint=None, callbacks=(), lr=0.1, max_steps=60, **kwargs):
+    """The early-stopping GP-LSTM run above, from a fixed initialisation."""
+    x, y = _windows()
+    x_fit, y_fit, x_val, y_val = split_tail(x, y)
+    torch.manual_seed(0)
+    model = GPLSTM(x_fit, y_fit, hidden_size=6)
+    objective = SemiStochasticObjective(model)
+    run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=max_steps, eval_every=1, patience=3,
+                        batch_size=16, seed=0, optim=functools.partial(torch.optim.Adam, lr=lr),
+                        refit=(x, y), checkpoint=checkpoint, callbacks=callbacks, **kwargs)
+    return model, run
+
+
+def _same_run(a, b):
+    (model_a, run_a), (model_b, run_b) = a, b
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert torch.equal(model_a.train_x, model_b.train_x) and torch.equal(model_a.train_y, model_b.train_y)
+    assert (run_a.best_step, run_a.best_validation_nll, run_a.steps, run_a.stopped_early) == \
+        (run_b.best_step, run_b.best_validation_nll, run_b.steps, run_b.stopped_early)
+    hist_a, hist_b = run_a.history.history, run_b.history.history
+    assert hist_a.step == hist_b.step and hist_a.loss == hist_b.loss and hist_a.metrics == hist_b.metrics
+
+
+@pytest.mark.parametrize("stop_at, best_before, bad_rounds", [(11, 10, 1), (23, 21, 2)])
+def test_a_preempted_run_resumes_to_the_uninterrupted_result(tmp_path, stop_at, best_before, bad_rounds):
+    """SIGTERM mid-run (after a worse evaluation, so the patience counter is running), then the
+    same call again: bit-identical weights, best step and history; the early-stopping state was
+    in the checkpoint, which loads with weights_only=True."""
+    uninterrupted = _lstm_run()
+    assert uninterrupted[1].stopped_early and (uninterrupted[1].best_step, uninterrupted[1].steps) == (21, 24)
+    ckpt = tmp_path / "gp.pt"
+    with pytest.raises(TrainingInterrupted) as info:
+        _lstm_run(ckpt, callbacks=[_TermAt(stop_at)])
+    assert info.value.step == stop_at
+    saved = torch.load(ckpt, weights_only=True)
+    evaluate, stopper, keep, term = saved["callbacks"]
+    assert term is None and evaluate["state"] == {"last_step": stop_at}
+    assert stopper["state"]["bad_rounds"] == bad_rounds and stopper["state"]["seen"] == stop_at
+    assert keep["state"]["step"] == best_before and keep["state"]["module"] is not None
+    assert keep["state"]["best"] == stopper["state"]["best"] and saved["stopped_early"] is False
+    _same_run(_lstm_run(ckpt), uninterrupted)
+
+
+class _KillAt:
+    """Ends the process's work abruptly (as SIGKILL would) at the end of step ``step``: no checkpoint is written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, info):
+        if info.step == self.step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
+    uninterrupted = _lstm_run()
+    ckpt = tmp_path / "gp.pt"
+    with pytest.raises(KeyboardInterrupt, match="simulated kill"):
+        _lstm_run(ckpt, callbacks=[_KillAt(23)], checkpoint_every=5)
+    assert torch.load(ckpt, weights_only=True)["step"] == 20
+    _same_run(_lstm_run(ckpt, checkpoint_every=5), uninterrupted)
+
+
+def test_resuming_a_run_that_stopped_early_returns_the_same_answer(tmp_path, capsys):
+    ckpt = tmp_path / "gp.pt"
+    first = _lstm_run(ckpt)
+    assert first[1].stopped_early and torch.load(ckpt, weights_only=True)["stopped_early"] is True
+    again = _lstm_run(ckpt, max_steps=200)  # more steps allowed: still finished, nothing runs
+    assert "it had stopped early, so no step is run" in capsys.readouterr().err
+    _same_run(again, first)
+
+
+def test_fit_validated_passes_resume_and_overwrite(tmp_path):
+    ckpt = tmp_path / "gp.pt"
+    _lstm_run(ckpt, max_steps=3)
+    with pytest.raises(CheckpointError, match="exists"):
+        _lstm_run(ckpt, max_steps=3, resume=False)
+    fresh = _lstm_run(ckpt, max_steps=2, overwrite=True)
+    assert fresh[1].steps == 2 and torch.load(ckpt, weights_only=True)["step"] == 2
+    with pytest.raises(CheckpointError, match="does not exist"):
+        _lstm_run(tmp_path / "none.pt", resume="require")

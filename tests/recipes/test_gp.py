@@ -1,6 +1,15 @@
-import pytest
+import functools
+import json
+import os
+import signal
 
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.cli import main
 from hybridpgm.gp import GPLSTM, DeepKernelGP
+from hybridpgm.train import load_checkpoint
 from tests.recipes.report import evaluate, train_and_check
 
 
@@ -9,9 +18,70 @@ from tests.recipes.report import evaluate, train_and_check
     ("gp-lstm", ["--epochs", "1", "--hidden", "4", "--window", "6"], GPLSTM),
 ])
 def test_gp_recipes_write_the_report_and_reload(model, args, kind, tmp_path):
-    metrics, gp = train_and_check(model, tmp_path, args, plots=("coverage.png",), checkpoint=False)
+    metrics, gp = train_and_check(model, tmp_path, args, plots=("coverage.png",), checkpoint=True)
     assert isinstance(gp, kind) and gp.train_x.shape[0] == metrics["train_size"]
     assert metrics["test_rmse"] > 0 and 0 <= metrics["test_coverage_95"] <= 1
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
+    assert saved["step"] == metrics["steps"] and saved["stopped_early"] == metrics["stopped_early"]
+    assert [entry["class"].rsplit(".", 1)[-1] for entry in saved["callbacks"]] == \
+        ["EvaluateEvery", "EarlyStopping", "_KeepBest"]
     report = evaluate(tmp_path)
     for key in ("test_rmse", "test_nlpd", "test_coverage_95"):
         assert report[key] == pytest.approx(metrics[key], rel=1e-4)
+
+
+class _TermAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, info):
+        if info.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+#: a learning rate high enough that the validation NLL turns up: the run stops early at step 11, best step 8
+DKL = ["train", "dkl", "--hidden", "8", "--eval-every", "1", "--patience", "3", "--lr", "0.1", "--no-progress",
+       "--device", "cpu"]
+SAME = ("steps", "best_step", "stopped_early", "best_validation_nll", "test_rmse", "test_nlpd", "test_coverage_95")
+
+
+def _result(out):
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {k: metrics[k] for k in SAME}, hybridpgm.load(out / "model.pt").state_dict()
+
+
+def _assert_same(a, b):
+    assert a[0] == b[0]
+    assert a[1].keys() == b[1].keys() and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+
+
+def test_dkl_preempted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    import hybridpgm.recipes.gp as recipe
+
+    assert main(DKL + ["--epochs", "40", "--out", str(tmp_path / "whole")]) == 0
+    whole = _result(tmp_path / "whole")
+    assert (whole[0]["steps"], whole[0]["best_step"], whole[0]["stopped_early"]) == (11, 8, True)
+    out = tmp_path / "cut"
+    fit_validated = recipe.fit_validated
+    monkeypatch.setattr(recipe, "fit_validated", functools.partial(fit_validated, callbacks=[_TermAt(10)]))
+    assert main(DKL + ["--epochs", "40", "--out", str(out)]) == 143
+    assert "run the same command with --resume" in capsys.readouterr().err
+    saved = load_checkpoint(out / "checkpoint.pt")
+    assert saved["step"] == 10 and not (out / "metrics.json").exists()
+    assert saved["callbacks"][1]["state"]["bad_rounds"] == 2 and saved["callbacks"][2]["state"]["step"] == 8
+    monkeypatch.setattr(recipe, "fit_validated", fit_validated)
+    assert main(DKL + ["--epochs", "40", "--out", str(out)]) == 2  # neither --resume nor --overwrite
+    assert main(DKL + ["--epochs", "40", "--out", str(out), "--resume"]) == 0
+    assert "resuming ExactMLLObjective" in capsys.readouterr().err
+    _assert_same(_result(out), whole)
+
+
+def test_dkl_resume_extends_a_finished_run(tmp_path):
+    assert main(DKL + ["--epochs", "40", "--out", str(tmp_path / "whole")]) == 0
+    out = tmp_path / "short"
+    assert main(DKL + ["--epochs", "6", "--out", str(out)]) == 0
+    assert not load_checkpoint(out / "checkpoint.pt")["stopped_early"]
+    assert main(DKL + ["--epochs", "40", "--out", str(out), "--resume"]) == 0
+    _assert_same(_result(out), _result(tmp_path / "whole"))
+    assert main(DKL + ["--epochs", "60", "--out", str(out), "--resume"]) == 0  # stopped early: runs no step
+    _assert_same(_result(out), _result(tmp_path / "whole"))

@@ -194,3 +194,23 @@ def test_infinite_buffers_are_kept_but_nan_and_infinite_parameters_refused(tmp_p
     with pytest.raises(CheckpointError, match=name):  # a buffer may be infinite, never NaN
         save_checkpoint(tmp_path / "nan.pt", {"module": poisoned}, infinite_ok=buffer_paths(likelihood))
     assert not (tmp_path / "nan.pt").exists()
+
+
+def test_a_buffer_shared_under_several_names_may_be_infinite_under_each():
+    """A module reachable twice (GPyTorch's ``mll.model`` is the GP again) lists its
+    infinite constraint buffers under every state-dict name; each is allowed."""
+    import gpytorch
+
+    from hybridpgm.train.checkpoint import buffer_paths
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.likelihood = gpytorch.likelihoods.GaussianLikelihood()
+            self.again = self.likelihood  # the same module under a second name
+
+    module = Twice()
+    state = {"module": module.state_dict()}
+    infinite = [k for k, v in state["module"].items() if not torch.isfinite(v).all()]
+    assert any(k.startswith("again.") for k in infinite) and any(k.startswith("likelihood.") for k in infinite)
+    assert nonfinite_entries(state, infinite_ok=buffer_paths(module)) == []

@@ -1,0 +1,126 @@
+"""Callbacks of fit and their checkpointed state (hybridpgm/train/callbacks.py)."""
+
+import functools
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from hybridpgm import fit
+from hybridpgm.errors import CheckpointError, TrainingInterrupted
+from hybridpgm.train import EarlyStopping, EvaluateEvery
+from hybridpgm.train.callbacks import callback_buffer_paths, callback_states, load_callback_states
+from tests.train.helpers import LinearRegression, regression_data
+
+
+class Counter:
+    """A stateful callback: counts the steps it saw."""
+
+    def __init__(self):
+        self.count = 0
+
+    def on_step_end(self, info):
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+class TermAt:
+    """Stateless: SIGTERM to this process at the end of step ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, info):
+        if info.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _run(ckpt=None, callbacks=(), **kwargs):
+    """An SGD regression whose evaluated training MSE stops improving (lr too large)."""
+    objective = LinearRegression()
+    x, y = regression_data()
+    evaluate = EvaluateEvery(1, lambda obj: ((obj.module(x) - y) ** 2).mean().item(), name="mse")
+    stopper = EarlyStopping("mse", patience=2)
+    kwargs = {"epochs": 50, **kwargs}
+    result = fit(objective, (x, y), batch_size=16, progress=False, seed=0, checkpoint=ckpt,
+                 callbacks=[evaluate, stopper, *callbacks], optim=functools.partial(torch.optim.SGD, lr=0.2),
+                 **kwargs)
+    return objective, result, stopper
+
+
+def test_early_stopping_state_round_trips_without_infinity():
+    stopper = EarlyStopping("loss", patience=3, mode="max")
+    assert stopper.state_dict() == {"best": None, "bad_rounds": 0, "seen": 0}  # -inf is not stored
+    other = EarlyStopping("loss", patience=3, mode="max")
+    other.best, other.bad_rounds, other._seen = 2.5, 2, 7
+    stopper.load_state_dict(other.state_dict())
+    assert (stopper.best, stopper.bad_rounds, stopper._seen) == (2.5, 2, 7)
+    stopper.load_state_dict({"best": None, "bad_rounds": 0, "seen": 0})
+    assert stopper.best == -math.inf
+
+
+def test_callback_states_name_the_class_and_skip_stateless_callbacks():
+    counter = Counter()
+    counter.count = 4
+    states = callback_states([TermAt(1), counter])
+    assert states == [None, {"class": "tests.train.test_callbacks.Counter", "state": {"count": 4}}]
+    fresh = Counter()
+    load_callback_states("run.pt", [fresh, TermAt(3)], states)  # matched among the stateful ones, in order
+    assert fresh.count == 4
+    load_callback_states("run.pt", [fresh], None)  # a checkpoint written before callbacks were saved
+    assert fresh.count == 4
+
+
+def test_a_mismatched_callback_list_is_refused_naming_both():
+    states = callback_states([Counter()])
+    with pytest.raises(CheckpointError, match=r"'run.pt'.*Counter.*EarlyStopping.*overwrite=True"):
+        load_callback_states("run.pt", [EarlyStopping("x")], states)
+    with pytest.raises(CheckpointError, match=r"callbacks \[\]"):
+        load_callback_states("run.pt", [Counter()], [None])
+
+
+def test_a_non_finite_float_in_a_state_is_refused():
+    counter = Counter()
+    counter.count = float("nan")
+    with pytest.raises(CheckpointError, match=r"Counter.state_dict\(\).*\['count'\].*None"):
+        callback_states([counter])
+
+
+def test_module_copies_in_a_state_may_hold_infinite_buffers_only():
+    states = [None, {"class": "K", "state": {"module": {"b": torch.tensor(math.inf)}}}, {"class": "C", "state": {}}]
+    assert callback_buffer_paths(states, frozenset({"['module']['b']"})) == {"['callbacks'][1]['state']['module']['b']"}
+
+
+def test_a_signalled_run_resumes_its_early_stopping_bit_identically(tmp_path):
+    uninterrupted, reference, _ = _run()
+    assert reference.stopped_early and 6 < reference.steps < 200
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(TrainingInterrupted):
+        _run(ckpt, callbacks=[Counter(), TermAt(reference.steps - 1)])
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["callbacks"][1]["state"]["bad_rounds"] == 1 and saved["callbacks"][2]["state"]["count"] == \
+        reference.steps - 1
+    counter = Counter()
+    resumed, result, stopper = _run(ckpt, callbacks=[counter])
+    assert counter.count == reference.steps and stopper.bad_rounds == 2 and result.stopped_early
+    assert result.history.step == reference.history.step and result.history.metrics == reference.history.metrics
+    assert all(torch.equal(a, b) for a, b in zip(resumed.module.parameters(), uninterrupted.module.parameters()))
+    with pytest.raises(CheckpointError, match="stateful callbacks"):
+        _run(ckpt, epochs=60)  # Counter is missing
+
+
+def test_a_run_stopped_by_a_callback_is_finished_when_resumed(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    first, reference, _ = _run(ckpt)
+    assert reference.stopped_early and torch.load(ckpt, weights_only=True)["stopped_early"] is True
+    again, result, _ = _run(ckpt, epochs=100)
+    assert result.stopped_early and result.steps == reference.steps
+    assert result.history.step == reference.history.step
+    assert all(torch.equal(a, b) for a, b in zip(again.module.parameters(), first.module.parameters()))
