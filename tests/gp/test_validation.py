@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import signal
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from hybridpgm.data import make_windows, synthetic_series
 from hybridpgm.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective, calibration, fit_validated
 from hybridpgm.gp.validation import split_tail, validation_nll
+from tests.train.helpers import KillAt, TermAt
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
@@ -103,16 +102,6 @@ def test_train_deep_kernel_recipe_holds_out_and_refits():
     assert pred.mean.shape == (5,) and bool((pred.variance > 0).all())
 
 
-class _TermAt:
-    """Sends this process SIGTERM at the end of step ``step`` (what a scheduler's preemption does)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, info):
-        if info.step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
-
 
 def _lstm_run(checkpoint=None, callbacks=(), lr=0.1, max_steps=60, **kwargs):
     """The early-stopping GP-LSTM run above, from a fixed initialisation."""
@@ -148,7 +137,7 @@ def test_a_preempted_run_resumes_to_the_uninterrupted_result(tmp_path, stop_at, 
     assert uninterrupted[1].stopped_early and (uninterrupted[1].best_step, uninterrupted[1].steps) == (21, 24)
     ckpt = tmp_path / "gp.pt"
     with pytest.raises(TrainingInterrupted) as info:
-        _lstm_run(ckpt, callbacks=[_TermAt(stop_at)])
+        _lstm_run(ckpt, callbacks=[TermAt(stop_at)])
     assert info.value.step == stop_at
     saved = torch.load(ckpt, weights_only=True)
     evaluate, stopper, keep, term = saved["callbacks"]
@@ -159,22 +148,12 @@ def test_a_preempted_run_resumes_to_the_uninterrupted_result(tmp_path, stop_at, 
     _same_run(_lstm_run(ckpt), uninterrupted)
 
 
-class _KillAt:
-    """Ends the process's work abruptly (as SIGKILL would) at the end of step ``step``: no checkpoint is written."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, info):
-        if info.step == self.step:
-            raise KeyboardInterrupt("simulated kill")
-
 
 def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
     uninterrupted = _lstm_run()
     ckpt = tmp_path / "gp.pt"
     with pytest.raises(KeyboardInterrupt, match="simulated kill"):
-        _lstm_run(ckpt, callbacks=[_KillAt(23)], checkpoint_every=5)
+        _lstm_run(ckpt, callbacks=[KillAt(23)], checkpoint_every=5)
     assert torch.load(ckpt, weights_only=True)["step"] == 20
     _same_run(_lstm_run(ckpt, checkpoint_every=5), uninterrupted)
 

@@ -1,7 +1,5 @@
 import functools
 import json
-import os
-import signal
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from hybridpgm.cli import main
 from hybridpgm.gp import GPLSTM, DeepKernelGP
 from hybridpgm.train import load_checkpoint
 from tests.recipes.report import evaluate, train_and_check
+from tests.train.helpers import TermAt
 
 
 @pytest.mark.parametrize("model,args,kind", [
@@ -29,14 +28,6 @@ def test_gp_recipes_write_the_report_and_reload(model, args, kind, tmp_path):
     for key in ("test_rmse", "test_nlpd", "test_coverage_95"):
         assert report[key] == pytest.approx(metrics[key], rel=1e-4)
 
-
-class _TermAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, info):
-        if info.step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 #: a learning rate high enough that the validation NLL turns up: the run stops early at step 11, best step 8
@@ -63,7 +54,7 @@ def test_dkl_preempted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path, 
     assert (whole[0]["steps"], whole[0]["best_step"], whole[0]["stopped_early"]) == (11, 8, True)
     out = tmp_path / "cut"
     fit_validated = recipe.fit_validated
-    monkeypatch.setattr(recipe, "fit_validated", functools.partial(fit_validated, callbacks=[_TermAt(10)]))
+    monkeypatch.setattr(recipe, "fit_validated", functools.partial(fit_validated, callbacks=[TermAt(10)]))
     assert main(DKL + ["--epochs", "40", "--out", str(out)]) == 143
     assert "run the same command with --resume" in capsys.readouterr().err
     saved = load_checkpoint(out / "checkpoint.pt")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -89,3 +92,25 @@ class NoiseAsDataVAE(VAE):
 def vae_data(n: int = 64, x_dim: int = 12, z_dim: int = 3, seed: int = 2):
     g = torch.Generator().manual_seed(seed)
     return torch.bernoulli(torch.full((n, x_dim), 0.4), generator=g), torch.randn(n, z_dim, generator=g)
+
+
+class TermAt:
+    """A callback that sends this process SIGTERM at the end of step ``step`` (a scheduler's preemption)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, info) -> None:
+        if info.step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class KillAt:
+    """A callback that ends the run abruptly (as SIGKILL would: no checkpoint is written) at the end of step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, info) -> None:
+        if info.step == self.step:
+            raise KeyboardInterrupt("simulated kill")

@@ -2,8 +2,6 @@
 
 import functools
 import math
-import os
-import signal
 
 import pytest
 import torch
@@ -12,7 +10,7 @@ from hybridpgm import fit
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import EarlyStopping, EvaluateEvery
 from hybridpgm.train.callbacks import callback_buffer_paths, callback_states, load_callback_states
-from tests.train.helpers import LinearRegression, regression_data
+from tests.train.helpers import LinearRegression, TermAt, regression_data
 
 
 class Counter:
@@ -30,16 +28,6 @@ class Counter:
     def load_state_dict(self, state):
         self.count = state["count"]
 
-
-class TermAt:
-    """Stateless: SIGTERM to this process at the end of step ``step``."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, info):
-        if info.step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _run(ckpt=None, callbacks=(), **kwargs):

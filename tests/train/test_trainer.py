@@ -11,7 +11,7 @@ import hybridpgm
 from hybridpgm import SVIObjective, VAE, fit
 from hybridpgm.errors import CheckpointError, ConfigError, DeviceError, TrainingDivergedError
 from hybridpgm.train import EarlyStopping, EvaluateEvery, load_checkpoint
-from tests.train.helpers import DivergeAt, LinearRegression, TwoPlayer, regression_data
+from tests.train.helpers import DivergeAt, KillAt, LinearRegression, TwoPlayer, regression_data
 
 
 def _params(module):
@@ -71,20 +71,12 @@ def test_same_seed_same_run_different_seed_different_run():
     assert not all(torch.equal(pa[k], pc[k]) for k in pa)
 
 
-class _KillAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, info):
-        if info.step == self.step:
-            raise KeyboardInterrupt("simulated kill")
-
 
 def test_resume_after_interruption_is_bitwise_identical(tmp_path):
     uninterrupted, _ = _fit_vae()
     ckpt = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
-        _fit_vae(checkpoint=ckpt, checkpoint_every=2, callbacks=[_KillAt(7)])
+        _fit_vae(checkpoint=ckpt, checkpoint_every=2, callbacks=[KillAt(7)])
     assert load_checkpoint(ckpt)["step"] == 6
     resumed, result = _fit_vae(checkpoint=ckpt, checkpoint_every=2)
     assert result.steps == 18 and len(result.history.step) == 18
