@@ -68,21 +68,19 @@ def dense_joint(tensors, dims_list, free: tuple, n: int, space: str) -> torch.Te
 def dense_marginals(joint: torch.Tensor, free: tuple, names, space: str):
     """``(marginals [N, card] of names, Z or log Z [N])`` of a joint from :func:`dense_joint`."""
     n = joint.shape[0]
-    all_axes = tuple(range(1, joint.dim()))
     if space == "prob":
-        z = joint.reshape(n, -1).sum(-1)
-        outs = []
-        for q in names:
-            a = free.index(q) + 1
-            other = tuple(i for i in all_axes if i != a)
-            outs.append(joint.sum(other) if other else joint)
-        return outs, z
+        return _sum_to_each(joint, free, names), joint.reshape(n, -1).sum(-1)
     log_z = joint.reshape(n, -1).logsumexp(-1)
     # normalise once, then sum: a logsumexp over states that are all impossible would give NaN gradients
     post = (joint - log_z.reshape(n, *[1] * len(free))).exp()
+    return _sum_to_each(post, free, names), log_z
+
+
+def _sum_to_each(table: torch.Tensor, free: tuple, names) -> list:
+    """``[N, card]`` sums of ``table`` (``[N, *cards of free]``) over all axes but each name's."""
     outs = []
     for q in names:
         a = free.index(q) + 1
-        other = tuple(i for i in all_axes if i != a)
-        outs.append(post.sum(other) if other else post)
-    return outs, log_z
+        other = tuple(i for i in range(1, table.dim()) if i != a)
+        outs.append(table.sum(other) if other else table)
+    return outs
