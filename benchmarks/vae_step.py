@@ -14,6 +14,9 @@ back every step.  The rows:
 * ``svi_direct_fused``: the same with ``pyro.optim.Adam({"lr": 1e-3, "fused": True})``:
   each per-parameter optimizer updates its tensor in one fused kernel, which
   takes back what the per-parameter optimizers cost;
+* ``svi_direct_grouped``: the same with ``hybridpgm.infer.GroupedAdam({"lr": 1e-3})``:
+  one torch Adam (the reference's for-loop algorithm) for all parameters and
+  no zero-gradient tensors left for ``SVI`` to allocate;
 * ``svi_trace``: plain ``SVI`` with Pyro's ``Trace_ELBO`` (the traced program);
 * ``loop_direct``: ``DirectTrace_ELBO().differentiable_loss`` with one
   ``torch.optim.Adam`` over ``vae.parameters()`` -- what ``svi_direct`` costs
@@ -42,9 +45,10 @@ import pyro
 import torch
 import torch.nn.functional as F
 from pyro.infer import SVI, Trace_ELBO
+from pyro.nn import PyroModule
 
 import hybridpgm
-from hybridpgm.infer import DirectTrace_ELBO
+from hybridpgm.infer import DirectTrace_ELBO, GroupedAdam
 from hybridpgm.nn import mlp
 
 from common import write_result
@@ -137,11 +141,18 @@ def main(args: argparse.Namespace) -> dict:
     x = torch.bernoulli(torch.full((args.batch_size * 8, args.x_dim), 0.3)).to(device)
     sizes = (args.x_dim, args.z_dim, args.hidden)
 
+    boxes = []
+
     def vae():
-        return hybridpgm.VAE(args.x_dim, args.z_dim, [args.hidden]).to(device)
+        """A VAE of its own under Pyro's defaults: VAEs of one class name their parameters alike
+        in the global param store, so each sits in a uniquely named PyroModule (as a user keeping
+        several models in one process would; otherwise the SVI rows would share one set of weights)."""
+        boxes.append(PyroModule(f"row{len(boxes)}"))
+        boxes[-1].vae = hybridpgm.VAE(args.x_dim, args.z_dim, [args.hidden]).to(device)
+        return boxes[-1].vae
 
     plain = PlainVAE(*sizes).to(device)
-    direct_vae, fused_vae, trace_vae, loop_vae, fit_vae = vae(), vae(), vae(), vae(), vae()
+    direct_vae, fused_vae, grouped_vae, trace_vae, loop_vae, fit_vae = vae(), vae(), vae(), vae(), vae(), vae()
 
     def batches():
         return _Batches(x, args.batch_size)
@@ -154,6 +165,9 @@ def main(args: argparse.Namespace) -> dict:
         "svi_direct_fused": functools.partial(svi_step, batches(), SVI(fused_vae.model, fused_vae.guide,
                                                                        pyro.optim.Adam({"lr": 1e-3, "fused": True}),
                                                                        loss=DirectTrace_ELBO())),
+        "svi_direct_grouped": functools.partial(svi_step, batches(), SVI(grouped_vae.model, grouped_vae.guide,
+                                                                         GroupedAdam({"lr": 1e-3}),
+                                                                         loss=DirectTrace_ELBO())),
         "svi_trace": functools.partial(svi_step, batches(), SVI(trace_vae.model, trace_vae.guide,
                                                                 pyro.optim.Adam({"lr": 1e-3}), loss=Trace_ELBO())),
         "loop_direct": functools.partial(loop_direct_step, batches(), loop_vae,

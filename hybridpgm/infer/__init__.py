@@ -10,6 +10,7 @@ from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, Persis
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.gibbs import Gibbs
+from hybridpgm.infer.grouped_optim import GroupedAdam, GroupedOptim
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.infer.mean_field import MeanField, MeanFieldResult
@@ -35,6 +36,8 @@ __all__ = [
     "DirectTrace_ELBO",
     "GAN",
     "Gibbs",
+    "GroupedAdam",
+    "GroupedOptim",
     "IWAE",
     "IWGAN",
     "InfoGAN",
