@@ -33,16 +33,18 @@ References:
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
-from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -275,7 +277,8 @@ class DBM(nn.Module):
         return DBMAnnealingPath(self, data)
 
     # ------------------------------------------------------------ pretraining
-    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1, **fit_kwargs) -> list:
+    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1,
+                 checkpoints: Sequence[str | os.PathLike] | None = None, **fit_kwargs) -> list:
         """Greedy layer-wise pretraining with the weight-doubling scheme of [1].
 
         RBM ``l`` (between layers ``l`` and ``l+1``) is trained by CD-``k`` with its
@@ -285,6 +288,9 @@ class DBM(nn.Module):
         layer's bias is the mean of the hidden bias below and the visible bias above.
 
         :param data: ``N x V`` training data.
+        :param checkpoints: one checkpoint path per layer's RBM (``resume``,
+            ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
+            pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...).
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
         """
@@ -294,11 +300,12 @@ class DBM(nn.Module):
 
         x = self.check_visible(data, "data")
         results, rbms = [], []
-        for l in range(self.num_layers):
+        paths = layer_checkpoints(checkpoints, self.num_layers, "DBM")
+        for l, path in zip(range(self.num_layers), paths):
             rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
             rbm.to(self.weights[0])
             doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
-            results.append(fit(ContrastiveDivergence(doubled, k), x, epochs=epochs, **fit_kwargs))
+            results.append(fit(ContrastiveDivergence(doubled, k), x, epochs=epochs, **path, **fit_kwargs))
             rbm.to(self.weights[0].device)
             rbms.append(rbm)
             with torch.no_grad():

@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import torch
@@ -30,6 +31,19 @@ from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.serialization import serializable
 
 __all__ = ["DBN", "DBNAutoencoder"]
+
+
+def layer_checkpoints(checkpoints: Sequence[str | os.PathLike] | None, layers: int, model: str) -> list[dict]:
+    """``fit``'s ``checkpoint=`` argument for each of ``layers`` greedy stages
+    (empty dicts without ``checkpoints``).
+
+    :raises ConfigError: ``checkpoints`` is not one path per layer.
+    """
+    if checkpoints is None:
+        return [{}] * layers
+    if isinstance(checkpoints, (str, os.PathLike)) or len(checkpoints) != layers:
+        raise ConfigError(f"{model}.pretrain checkpoints must be {layers} paths, one per layer, got {checkpoints!r}")
+    return [{"checkpoint": path} for path in checkpoints]
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
@@ -93,11 +107,15 @@ class DBN(nn.Module):
         return v
 
     def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1, persistent: bool = False,
-                 num_chains: int = 100, **fit_kwargs) -> list:
+                 num_chains: int = 100, checkpoints: Sequence[str | os.PathLike] | None = None,
+                 **fit_kwargs) -> list:
         """Greedy layer-wise training: RBM ``l`` by CD-``k`` (or PCD) on the
         probabilities of layer ``l`` given the data [1].
 
         :param data: ``N x V``.
+        :param checkpoints: one checkpoint path per RBM (``resume``,
+            ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
+            pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...).
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
         """
@@ -106,9 +124,10 @@ class DBN(nn.Module):
 
         x = self.rbms[0].check_visible(data, "data")
         results = []
-        for rbm in self.rbms:
+        paths = layer_checkpoints(checkpoints, len(self.rbms), "DBN")
+        for rbm, path in zip(self.rbms, paths):
             objective = PersistentCD(rbm, k, num_chains) if persistent else ContrastiveDivergence(rbm, k)
-            results.append(fit(objective, x, epochs=epochs, **fit_kwargs))
+            results.append(fit(objective, x, epochs=epochs, **path, **fit_kwargs))
             with torch.no_grad():
                 x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device)))
         return results

@@ -123,8 +123,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def prepare_output(args: argparse.Namespace, default: str) -> Path:
+def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str = "checkpoint.pt") -> Path:
     """Check and create the run folder before any data is loaded or trained.
+
+    ``first_checkpoint`` is the checkpoint a run writes first (a staged run's
+    first stage): ``--resume`` needs it, and without ``--resume`` or
+    ``--overwrite`` its presence refuses the run.
 
     :raises ConfigError: the path is a file or lies under one, cannot be
         created or written, ``--resume`` finds no checkpoint, or a checkpoint
@@ -136,7 +140,7 @@ def prepare_output(args: argparse.Namespace, default: str) -> Path:
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {str(out)!r} lies under {str(parent)!r}, which is a file")
-    checkpoint = out / "checkpoint.pt"
+    checkpoint = out / first_checkpoint
     if getattr(args, "resume", False) and not checkpoint.is_file():
         raise ConfigError(f"--resume: no checkpoint to resume from at {str(checkpoint)!r}")
     if checkpoint.exists() and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
@@ -199,31 +203,34 @@ def throughput(result: FitResult, num_examples: int, batch_size: int, steps_befo
     return seen * current().world_size / max(seconds, 1e-12)
 
 
-def checkpoint_options(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], int]:
-    """The checkpoint arguments of :func:`hybridpgm.fit` for the common flags (``out/checkpoint.pt``:
-    continued under ``--resume`` with ``resume="require"``, replaced under ``--overwrite``, otherwise
-    never replaced), and the steps the checkpoint already holds (0 for a fresh run)."""
+def checkpoint_options(args: argparse.Namespace, out: Path, name: str = "checkpoint.pt",
+                       require: bool = True) -> tuple[dict[str, Any], int]:
+    """The checkpoint arguments of :func:`hybridpgm.fit` for the common flags (``out/<name>``:
+    continued under ``--resume`` -- with ``resume="require"``, or, with ``require=False``, from the
+    checkpoint when there is one --, replaced under ``--overwrite``, otherwise never replaced), and
+    the steps the checkpoint already holds (0 for a fresh run)."""
     from hybridpgm.train.checkpoint import load_checkpoint
 
-    checkpoint = out / "checkpoint.pt"
+    checkpoint = out / name
     steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
-    return {"checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every,
-            "resume": "require" if args.resume else "never", "overwrite": args.overwrite,
-            "override_hyperparameters": args.override_hyperparameters}, steps_before
+    resume = ("require" if require else True) if args.resume else "never"
+    return {"checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every, "resume": resume,
+            "overwrite": args.overwrite, "override_hyperparameters": args.override_hyperparameters}, steps_before
 
 
 def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
-          callbacks: tuple = (), **fit_kwargs: Any) -> tuple[FitResult, float, float]:
+          callbacks: tuple = (), require_checkpoint: bool = True, **fit_kwargs: Any) -> tuple[FitResult, float, float]:
     """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
     ``out/checkpoint.pt``: continued under ``--resume`` (``resume="require"``;
     a checkpoint of another model or other hyperparameters is refused unless
-    ``--override-hyperparameters``), replaced under ``--overwrite``, and
-    otherwise never replaced (``resume="never"``).  ``optim`` defaults to
+    ``--override-hyperparameters``; with ``require_checkpoint=False`` a run
+    whose earlier stages were preempted starts this one afresh), replaced under
+    ``--overwrite``, and otherwise never replaced (``resume="never"``).  ``optim`` defaults to
     Adam with ``--lr``.  Returns the result, the training wall time in seconds
     and the throughput (:func:`throughput`, examples per second)."""
     from hybridpgm.train.batches import batch_size_of
 
-    options, steps_before = checkpoint_options(args, out)
+    options, steps_before = checkpoint_options(args, out, require=require_checkpoint)
     started = time.perf_counter()
     result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
                  optim=optim or functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,

@@ -1,13 +1,14 @@
 """``hybridpgm train dbn|dbm``: deep belief nets and deep Boltzmann machines on binary images.
 
 * ``dbn``: greedy layer-wise CD-k training (Hinton, Osindero & Teh 2006).
-  Lower layers are trained without a checkpoint (deterministic given
-  ``--seed``, so ``--resume`` retrains them identically); the top RBM is
-  checkpointed.  Reports the test reconstruction loss of the unrolled
+  Every stage writes its checkpoint (``checkpoint-stage<i>.pt`` for the lower
+  RBMs, ``checkpoint.pt`` for the top one), so ``--resume`` continues in the
+  stage a preempted run stopped in; finished stages load.  Reports the test reconstruction loss of the unrolled
   autoencoder (Bernoulli negative log-likelihood, nats per image) and plots
   samples (Gibbs in the top RBM, then a top-down pass).
 * ``dbm``: the weight-doubling pretraining, then joint PCD training with
-  mean-field positive phase (Salakhutdinov & Hinton 2009); reports
+  mean-field positive phase (Salakhutdinov & Hinton 2009), every pretraining
+  stage and the joint training checkpointed as for ``dbn``; reports
   :math:`\\log Z` by AIS and the variational lower bound on the test
   log-likelihood (nats per image).
 
@@ -29,7 +30,8 @@ from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.energy import DBM, DBN
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
 from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, non_negative_float, positive_int, prepare_output, save_model, train,
+    add_common_arguments, checkpoint_options, machine_description, non_negative_float, positive_int, prepare_output,
+    save_model, train,
     write_metrics,
 )
 from hybridpgm.train import fit
@@ -69,7 +71,9 @@ def _dbm_scores(dbm: DBM, train_x, test_x, chains: int, steps: int) -> dict[str,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, write the report; return the metrics."""
     context = current()
-    out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
+    stages = len(args.hidden) if args.model == "dbm" else len(args.hidden) - 1  # greedy stages before the last
+    out = prepare_output(args, f"runs/{args.model}-{args.dataset}",
+                         "checkpoint-stage0.pt" if stages else "checkpoint.pt")
     data = load_dataset(args.dataset, binarize="static", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     sizes = [data.num_features, *args.hidden]
@@ -77,19 +81,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stage = dict(epochs=args.epochs, batch_size=args.batch_size, optim=sgd, device=args.device, seed=args.seed,
                  progress=not args.no_progress)
     train_x = data.train.x
+    # every greedy stage has its checkpoint; under --resume the first exists (prepare_output), the
+    # later ones may not (the run was preempted before them) and start afresh
+    ckpt = [checkpoint_options(args, out, f"checkpoint-stage{i}.pt", require=False)[0] for i in range(stages)]
     if args.model == "dbn":
         model = DBN(sizes)
         x = train_x
-        for rbm in model.rbms[:-1]:
-            fit(ContrastiveDivergence(rbm, args.k), x, **stage)
+        for rbm, options in zip(model.rbms[:-1], ckpt):
+            fit(ContrastiveDivergence(rbm, args.k), x, **stage, **options)
             with torch.no_grad():
                 x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device))).cpu()
         objective = ContrastiveDivergence(model.rbms[-1], args.k)
     else:
         model = DBM(sizes, mean_field_steps=args.mean_field_steps)
-        model.pretrain(train_x, k=args.k, **stage)
+        options = {k: v for k, v in ckpt[0].items() if k != "checkpoint"}
+        model.pretrain(train_x, k=args.k, checkpoints=[o["checkpoint"] for o in ckpt], **stage, **options)
         objective, x = PersistentCD(model, args.k, args.chains), train_x
-    result, train_seconds, examples_per_s = train(objective, x, args, out, optim=sgd)
+    result, train_seconds, examples_per_s = train(objective, x, args, out, optim=sgd,
+                                                  require_checkpoint=not stages)
     if not context.is_main:
         return {}
     model = model.to(result.device).eval()

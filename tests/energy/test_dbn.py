@@ -100,3 +100,12 @@ def test_bad_input_raises():
         dbn.to_classifier(1)
     with pytest.raises(DataError, match=r"\(x, y\)"):
         ClassificationObjective(dbn.to_classifier(2)).loss("model", torch.zeros(4, 10))
+
+
+def test_pretrain_checkpoints_must_be_one_path_per_layer(tmp_path):
+
+    dbn = DBN([6, 4, 3])
+    with pytest.raises(ConfigError, match="2 paths, one per layer"):
+        dbn.pretrain(torch.zeros(4, 6), checkpoints=[tmp_path / "only-one.pt"], batch_size=2, progress=False)
+    with pytest.raises(ConfigError, match="one per layer"):
+        dbn.pretrain(torch.zeros(4, 6), checkpoints=str(tmp_path / "a-string.pt"), batch_size=2, progress=False)

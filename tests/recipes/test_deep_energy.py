@@ -1,7 +1,14 @@
-import pytest
+import json
 
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.cli import main
 from hybridpgm.energy import DBM, DBN
+from hybridpgm.train import load_checkpoint
 from tests.recipes.report import evaluate, train_and_check
+from tests.train.helpers import TermAt
 
 
 @pytest.mark.parametrize("model", ["dbn", "dbm"])
@@ -17,3 +24,54 @@ def test_dbn_dbm_recipes_write_the_report(model, tmp_path):
         assert 0 < metrics["test_reconstruction_loss"] < 64 * 0.7
     else:
         assert metrics["log_z_stderr"] >= 0 and metrics["test_log_likelihood_bound"] < 0
+
+
+DEEP = ["--epochs", "2", "--batch-size", "256", "--gibbs-steps", "5", "--no-progress", "--device", "cpu",
+        "--seed", "3"]
+DBM_ARGS = ["--chains", "10", "--ais-chains", "10", "--ais-steps", "50"]
+
+
+def _outcome(out):
+    metrics = json.loads((out / "metrics.json").read_text())
+    score = metrics.get("test_reconstruction_loss", metrics.get("log_z"))
+    return score, hybridpgm.load(out / "model.pt").state_dict()
+
+
+@pytest.mark.parametrize("model,hidden,stop_at", [("dbn", ["8", "6", "4"], 8), ("dbm", ["8", "6"], 8)])
+def test_a_run_preempted_in_a_lower_stage_resumes_to_the_uninterrupted_result(model, hidden, stop_at, tmp_path,
+                                                                             monkeypatch, capsys):
+    """SIGTERM in the second greedy stage: stage 0's checkpoint is finished, stage 1's
+    holds step ``stop_at``, the top stage has none; --resume gives the same model."""
+    import hybridpgm.train.trainer as trainer
+
+    args = ["train", model, *DEEP, "--hidden", *hidden, *(DBM_ARGS if model == "dbm" else [])]
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    whole = _outcome(tmp_path / "whole")
+    out = tmp_path / "cut"
+    calls, fit = [], trainer.fit
+
+    def second_stage_interrupted(*a, **kw):
+        calls.append(kw.get("checkpoint"))
+        if len(calls) == 2:
+            kw = {**kw, "callbacks": [*kw.get("callbacks", ()), TermAt(stop_at)]}
+        return fit(*a, **kw)
+
+    monkeypatch.setattr(trainer, "fit", second_stage_interrupted)
+    import hybridpgm.recipes.deep_energy as recipe
+    monkeypatch.setattr(recipe, "fit", second_stage_interrupted)
+    assert main(args + ["--out", str(out)]) == 143
+    assert "--resume" in capsys.readouterr().err
+    assert load_checkpoint(out / "checkpoint-stage1.pt")["step"] == stop_at
+    assert not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+    monkeypatch.setattr(trainer, "fit", fit)
+    monkeypatch.setattr(recipe, "fit", fit)
+    assert main(args + ["--out", str(out), "--resume"]) == 0
+    score, state = _outcome(out)
+    assert score == whole[0]
+    assert state.keys() == whole[1].keys() and all(torch.equal(state[k], whole[1][k]) for k in state)
+
+
+def test_resume_of_a_deep_model_needs_its_first_stage_checkpoint(tmp_path, capsys):
+    args = ["train", "dbn", *DEEP, "--hidden", "8", "6", "--out", str(tmp_path), "--resume"]
+    assert main(args) == 2
+    assert "checkpoint-stage0.pt" in capsys.readouterr().err
