@@ -272,6 +272,10 @@ class AbsorbingPlan:
         #: opt_einsum's flop count and largest intermediate over the absorbed groups and the main plan
         self.opt_cost = sum(getattr(p, "opt_cost", 0) for p in plans)
         self.largest_intermediate = max(getattr(p, "largest_intermediate", 0) for p in plans)
+        #: elements per row of every intermediate that carries the row dim (what one row adds to the memory a
+        #: contraction holds for its backward pass); 0 without a row dim
+        self.row_elements = sum(math.prod(sizes[d] for d in out if d != batch_dim)
+                                for p in plans for _, _, out, *_ in p.steps if batch_dim in out)
 
     def __call__(self, operands, semiring: str = "log") -> torch.Tensor:
         ops = list(operands)

@@ -40,7 +40,8 @@ from hybridpgm.infer.bn_factors import factor_dims, factors
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["PLAN_ROWS", "TINY", "check_possible", "contract", "marginals", "plan_for", "use_prob"]
+__all__ = ["PLAN_ROWS", "ROW_CHUNK_BYTES", "TINY", "check_possible", "contract", "in_row_chunks", "marginals",
+           "plan_for", "rows_per_chunk", "use_prob"]
 
 #: the row count the contraction order is optimised for: a plan is cached per query shape and reused
 #: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
@@ -49,6 +50,15 @@ PLAN_ROWS = 4
 
 #: below this a probability-space result is recomputed in log space (float64 only)
 TINY = 1e-250
+
+#: bytes of row-carrying intermediates one contraction may hold, per device type; a batch whose rows need
+#: more is contracted in chunks of rows (:func:`rows_per_chunk`), so memory stays bounded however many rows
+#: there are, and on CPU the intermediates stay small enough to be reused by the allocator
+ROW_CHUNK_BYTES = {"cpu": 64 * 2**20, "cuda": 2 * 2**30}
+
+#: bytes held per row for each element of a row-carrying intermediate, in units of the dtype's size: the
+#: forward value kept for the backward pass, its gradient, and a permuted copy
+_ROW_COPIES = 3
 
 
 def use_prob(ev: Evidence) -> bool:
@@ -70,6 +80,35 @@ def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=No
         return s
 
     return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize)
+
+
+def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:
+    """How many rows one contraction of ``dims_list`` (plus the row anchor) to ``output`` may take.
+
+    :math:`\\lfloor B / (3\\, s\\, m) \\rfloor` rows (at least one) for the budget :math:`B` of
+    :data:`ROW_CHUNK_BYTES`, the dtype size :math:`s` and the elements per row :math:`m` of the cached
+    plan's row-carrying intermediates; ``ev.n`` when they all fit.
+    """
+    if ev.n <= 1:
+        return ev.n
+    plan = plan_for(bn, dims_list, output, ev.n, network_facts(bn).cards)
+    device = torch.device(ev.device) if ev.device is not None else torch.device("cpu")
+    per_row = _ROW_COPIES * torch.empty((), dtype=ev.dtype).element_size() * max(plan.row_elements, 1)
+    budget = ROW_CHUNK_BYTES.get(device.type, ROW_CHUNK_BYTES["cpu"])
+    return max(1, min(ev.n, budget // per_row))
+
+
+def in_row_chunks(ev: Evidence, chunk: int, fn, row_ids=None):
+    """``fn(sub_evidence, sub_row_ids)`` over consecutive chunks of ``chunk`` rows, results joined along rows.
+
+    ``fn`` returns a tensor or a list of tensors with the row dim first; ``row_ids`` (the rows' positions in
+    the caller's batch, for error messages) are split alike.
+    """
+    ids = torch.arange(ev.n, device=ev.device) if row_ids is None else row_ids
+    parts = [fn(ev.subset(idx), ids[idx]) for idx in torch.arange(ev.n, device=ev.device).split(chunk)]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return [torch.cat(p) for p in zip(*parts)]
 
 
 def contract(bn, ev: Evidence, tensors, dims_list, output, semiring: str, extra=(), extra_dims=()):
@@ -107,13 +146,24 @@ def _dense(tensors, dims, free, ev: Evidence, names, space: str, row_ids):
     return outs
 
 
-def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str, direct: bool, row_ids):
-    """Marginals from one backward pass through the contraction (``None`` when probability space underflows)."""
+def _factor_positions(facts, ev: Evidence, keep, direct: bool) -> dict:
+    """Node -> position of the operand its marginal is read off (its CPD factor, or its likelihood)."""
     own = {v: i for i, v in enumerate(v for v in facts.nodes if v in keep)}  # the order of factors()
-    create_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if direct:  # a node with a per-row likelihood reads its marginal off that [N, card] operand
         own.update({v: len(own) + j for j, v in enumerate(v for v in ev.partial if v in keep)})
-    on_factor = [q for q in names if direct and (ev.n == 1 or dims[own[q]][0] == BATCH)]
+    return own
+
+
+def _on_factor(names, own: dict, dims, ev: Evidence, direct: bool) -> list:
+    """The query nodes whose marginals are read off a factor (the others get indicator operands)."""
+    return [q for q in names if direct and (ev.n == 1 or dims[own[q]][0] == BATCH)]
+
+
+def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str, direct: bool, row_ids):
+    """Marginals from one backward pass through the contraction (``None`` when probability space underflows)."""
+    own = _factor_positions(facts, ev, keep, direct)
+    create_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    on_factor = _on_factor(names, own, dims, ev, direct)
     for q in on_factor:
         i = own[q]
         if not (create_graph and tensors[i].requires_grad):
@@ -158,7 +208,13 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
         relevant network (:mod:`~hybridpgm.infer.bn_dense`); ``False``: the contraction with indicators for all.
     """
     facts = network_facts(bn)
-    free = dense_free_dims(factor_dims(facts, ev.observed, ev.partial, keep), facts.cards, ev.n) if direct else None
+    dims = factor_dims(facts, ev.observed, ev.partial, keep)
+    free = dense_free_dims(dims, facts.cards, ev.n) if direct else None
+    if free is None:
+        taken = set(_on_factor(names, _factor_positions(facts, ev, keep, direct), dims, ev, direct))
+        chunk = rows_per_chunk(bn, ev, dims + [(BATCH, q) for q in names if q not in taken], (BATCH,))
+        if chunk < ev.n:
+            return in_row_chunks(ev, chunk, lambda sub, ids: marginals(bn, sub, names, keep, ids, direct), row_ids)
     for space in (("prob", "log") if use_prob(ev) else ("log",)):
         tensors, dims = factors(facts, ev, keep, space)
         if free is not None:  # a tiny joint: enumerate it
@@ -173,7 +229,12 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
 def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep) -> torch.Tensor:
     """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep``."""
     facts = network_facts(bn)
-    free = dense_free_dims(factor_dims(facts, ev.observed, ev.partial, keep), facts.cards, ev.n)
+    dims = factor_dims(facts, ev.observed, ev.partial, keep)
+    free = dense_free_dims(dims, facts.cards, ev.n)
+    if free is None:
+        chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
+        if chunk < ev.n:
+            return in_row_chunks(ev, chunk, lambda sub, _: log_evidence_rows(bn, sub, keep))
     if use_prob(ev):
         tensors, dims = factors(facts, ev, keep, "prob")
         if free is not None:
@@ -192,6 +253,9 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep) -> torch.Tensor:
     """``[N, card_1, ..., card_k]`` posterior joint of ``names``."""
     facts = network_facts(bn)
     tail = [1] * len(names)
+    chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH, *names))
+    if chunk < ev.n:
+        return in_row_chunks(ev, chunk, lambda sub, _: joint_rows(bn, sub, names, keep))
     if use_prob(ev):
         tensors, dims = factors(facts, ev, keep, "prob")
         p = contract(bn, ev, tensors, dims, (BATCH, *names), "prob")

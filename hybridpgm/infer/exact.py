@@ -25,7 +25,8 @@ all ones), or a soft-evidence likelihood
 contraction path; indicators on leaves are absorbed into their tables first
 (:class:`~hybridpgm.graphs.contraction.AbsorbingPlan`), and when a cost model
 says so the rows are split by which evidence nodes *with children* they
-observe (:mod:`~hybridpgm.infer.row_groups`).  Float64 networks are
+observe (:mod:`~hybridpgm.infer.row_groups`); a batch too big for the memory budget
+:data:`~hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES` is contracted a chunk of rows at a time.  Float64 networks are
 contracted in probability space, other dtypes in log space
 (:mod:`~hybridpgm.infer.bn_contract`).  The modules: evidence parsing
 (:mod:`~hybridpgm.infer.bn_evidence`), factors (:mod:`~hybridpgm.infer.bn_factors`),
@@ -50,9 +51,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from hybridpgm.errors import EvidenceError
-from hybridpgm.infer.bn_contract import check_possible, contract, joint_rows, log_evidence_rows, marginals
+from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
+                                         marginals, rows_per_chunk)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
-from hybridpgm.infer.bn_factors import factors, relevant
+from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
 from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
 
@@ -149,6 +151,19 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
     return out[query] if isinstance(query, str) else out
 
 
+def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
+    """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking."""
+    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
+    indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
+                  for q in names]
+    with torch.enable_grad():
+        best = contract(bn, ev, [t.detach() for t in tensors], dims, (BATCH,), "max", indicators,
+                        [(BATCH, q) for q in names])
+        check_possible(best, "the MAP assignment", row_ids)
+        grads = torch.autograd.grad(best.sum(), indicators) if names else ()
+    return [g.argmax(-1) for g in grads] + [best.detach()]
+
+
 def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_log_prob: bool = False):
     """Most probable explanation: :math:`\\arg\\max_{x \\setminus e} p(x, e_n)` for every row.
 
@@ -165,18 +180,16 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     if hidden_cont:
         raise EvidenceError(f"MAP needs every continuous node observed; missing {hidden_cont}")
     names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
-    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
-    indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
-                  for q in names]
-    with torch.enable_grad():
-        best = contract(bn, ev, [t.detach() for t in tensors], dims, (BATCH,), "max", indicators,
-                        [(BATCH, q) for q in names])
-        check_possible(best, "the MAP assignment")
-        grads = torch.autograd.grad(best.sum(), indicators) if names else ()
-    out = {q: _unbatch(g.argmax(-1), ev) for q, g in zip(names, grads)}
+    dims = factor_dims(facts, ev.observed, ev.partial, set(facts.nodes)) + [(BATCH, q) for q in names]
+    chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
+    if chunk < ev.n:
+        *states, best = in_row_chunks(ev, chunk, lambda sub, ids: _map_rows(bn, facts, sub, names, ids))
+    else:
+        *states, best = _map_rows(bn, facts, ev, names, None)
+    out = {q: _unbatch(x, ev) for q, x in zip(names, states)}
     for v, t in ev.observed.items():
         out[v] = _unbatch(t, ev)
     out = {v: out[v] for v in facts.nodes if v in out}
     if return_log_prob:
-        return out, _unbatch(best.detach(), ev)
+        return out, _unbatch(best, ev)
     return out

@@ -66,3 +66,115 @@ def test_underflow_goes_to_log_space_on_the_family_path():
     c0 = 1e-10 * 0.3 + (1 - 1e-10) * 0.9  # row 1: r0 free, so p(c) = sum_r p(r) p(c | r)
     torch.testing.assert_close(post["c"][1], torch.tensor([c0, 1 - c0], dtype=torch.float64))
     torch.testing.assert_close(post["r0"][1], torch.tensor([1e-10, 1 - 1e-10], dtype=torch.float64))
+
+
+# -- rows contracted in chunks under a memory budget ------------------------------------------------------
+def _chunk_spy(monkeypatch, budget: int) -> list:
+    """Set the row budget and record the chunk sizes of every chunked contraction."""
+    from hybridpgm.infer import bn_contract
+
+    monkeypatch.setattr(bn_contract, "ROW_CHUNK_BYTES", {"cpu": budget})
+    sizes = []
+    real = bn_contract.in_row_chunks
+
+    def spy(ev, chunk, fn, row_ids=None):
+        sizes.append((ev.n, chunk))
+        return real(ev, chunk, fn, row_ids)
+
+    monkeypatch.setattr(bn_contract, "in_row_chunks", spy)
+    monkeypatch.setattr("hybridpgm.infer.exact.in_row_chunks", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rows_in_chunks_give_the_one_contraction_answers(dtype, monkeypatch):
+    """Marginals, joint, log p(e) and MAP of a mixed-evidence batch are the same contracted whole or a
+    row at a time (the smallest budget)."""
+    bn = read_bif(bundled_bif("alarm"), dtype=dtype)
+    torch.manual_seed(1)
+    s = bn.sample(7)
+    g = torch.Generator().manual_seed(2)
+    nodes = ["HR", "CVP", "PCWP", "HREKG", "INTUBATION", "VENTLUNG"]  # leaves and inner nodes
+    evidence = {v: torch.where(torch.rand(7, generator=g) < 0.6, s[v], torch.full_like(s[v], -1)) for v in nodes}
+
+    def answers():
+        with torch.no_grad():
+            return (bn.posterior(None, evidence), bn.posterior(["LVFAILURE", "HYPOVOLEMIA"], evidence, joint=True),
+                    bn.log_evidence(evidence), bn.map(evidence, return_log_prob=True))
+
+    whole = answers()
+    sizes = _chunk_spy(monkeypatch, 1)
+    chunked = answers()
+    assert sizes and all(chunk == 1 for _, chunk in sizes)
+    tol = dict(atol=1e-12, rtol=0) if dtype == torch.float64 else dict(atol=1e-5, rtol=0)
+    for v in whole[0]:
+        torch.testing.assert_close(chunked[0][v], whole[0][v], **tol)
+    torch.testing.assert_close(chunked[1], whole[1], **tol)
+    torch.testing.assert_close(chunked[2], whole[2], **tol)
+    assert all(torch.equal(chunked[3][0][v], whole[3][0][v]) for v in whole[3][0])
+    torch.testing.assert_close(chunked[3][1], whole[3][1], **tol)
+
+
+def test_rows_per_chunk_follows_the_budget_and_uneven_chunks_join_in_order(monkeypatch):
+    from hybridpgm.infer import bn_contract
+
+    bn = read_bif(bundled_bif("alarm"))
+    ev = parse_evidence(bn, {"HR": torch.tensor([0, 1, 2, 0, 1, 2, 0])})
+
+    class Plan:
+        row_elements = 100
+
+    monkeypatch.setattr(bn_contract, "plan_for", lambda *args: Plan)
+    per_row = 3 * 8 * 100  # three float64 copies of each row element
+    for budget, rows in [(per_row * 3 + 5, 3), (per_row - 1, 1), (per_row * 100, 7)]:
+        monkeypatch.setattr(bn_contract, "ROW_CHUNK_BYTES", {"cpu": budget})
+        assert bn_contract.rows_per_chunk(bn, ev, [], ()) == rows
+    seen = []
+    out = bn_contract.in_row_chunks(ev, 3, lambda sub, ids: seen.append(ids.tolist()) or sub.observed["HR"] * 10)
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+    assert out.tolist() == [0, 10, 20, 0, 10, 20, 0]
+
+
+def test_chunked_marginals_are_differentiable_like_whole_ones(monkeypatch):
+    bn = random_bn(7, 14, max_card=3, max_parents=3)
+    for c in bn.cpds.values():
+        c.logits = torch.nn.Parameter(c.logits.detach().clone())
+    torch.manual_seed(3)
+    s = bn.sample(5)
+    evidence = {"x13": s["x13"], "x6": torch.where(torch.arange(5) % 2 == 0, s["x6"], -1)}
+
+    def grads():
+        post = bn.posterior(["x0", "x3", "x9"], evidence)
+        w = torch.linspace(0.5, 2.0, 5, dtype=torch.float64)[:, None]
+        loss = sum((w * m).sum() for m in post.values()) + bn.log_evidence(evidence).sum()
+        return torch.autograd.grad(loss, list(bn.parameters()), allow_unused=True)
+
+    whole = grads()
+    sizes = _chunk_spy(monkeypatch, 1)
+    chunked = grads()
+    assert sizes
+    assert any(g is not None and g.abs().sum() > 0 for g in whole)
+    for a, b in zip(chunked, whole):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_impossible_row_is_named_by_its_place_in_the_batch_across_chunks(monkeypatch):
+    from hybridpgm.errors import EvidenceError
+
+    bn = random_bn(8, 14, max_card=3, max_parents=3, zeros=True)
+    v = next(v for v in bn.nodes if bn.parents(v) and (bn.cpds[v].probs == 0).any())
+    parents = list(bn.parents(v))
+    zero = (bn.cpds[v].probs == 0).nonzero()[0].tolist()  # a parent configuration and a state of v
+    torch.manual_seed(4)
+    s = bn.sample(7)
+    evidence = {u: s[u].clone() for u in parents + [v]}
+    for u, x in zip(parents + [v], zero):
+        evidence[u][5] = x  # row 5 observes an event of probability zero
+    sizes = _chunk_spy(monkeypatch, 1)
+    with pytest.raises(EvidenceError, match=r"row\(s\) \[5\]"):
+        bn.posterior(None, evidence)
+    with pytest.raises(EvidenceError, match=r"row\(s\) \[5\]"):
+        bn.map(evidence)
+    assert sizes
