@@ -6,8 +6,8 @@ All train a 784 x 500 RBM (by default) with batch 100 and plain SGD on
 statically binarized Fashion-MNIST.  The hand-written loop computes the CD-1
 update in closed form (five matrix products per batch, no autograd); hybridpgm
 minimises the free-energy surrogate, whose gradient the RBM writes out
-(:mod:`hybridpgm.energy.free_energy_gap`: the same five products, the weight
-gradient as one product over the stacked positive and negative rows), and goes
+(:mod:`hybridpgm.energy.free_energy_gap`: the same five products, the second
+weight product accumulated in place into the first), and goes
 through ``fit`` (shuffled batches, the finite guard with its one host read per
 step, history); a third row runs the same objective in a bare loop to separate
 the cost of ``fit``.  scikit-learn's ``BernoulliRBM`` trains with PCD-1 (its

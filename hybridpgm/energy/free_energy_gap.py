@@ -18,11 +18,14 @@ whose gradient is the CD update of [1] (section 3 of [2]) with
     \nabla_c \mathcal L = -\bar p + \bar{\tilde p}.
 
 Autograd reaches the same numbers through the softplus graph; written out,
-the weight gradient is one matrix product over the stacked positive and
-negative rows (the hand-written CD loop's two products and a difference, in
-one), and the hidden probabilities of the data are the ones already computed
-to sample :math:`h`.  :meth:`hybridpgm.energy.RBM.contrastive_gap` uses it
-for Bernoulli units; tests compare it with autograd on the surrogate.
+the weight gradient is the second product accumulated in place into the first
+(``addmm_``: the hand-written CD loop's two products and a difference, with no
+temporary for either product and no stacked copy of the rows), the hidden
+probabilities of the data are the ones already computed to sample :math:`h`
+(:meth:`hybridpgm.energy.RBM.clamped_state` passes them on), and
+:math:`\nabla_b \mathcal L` is computed once, for the value and the gradient.
+:meth:`hybridpgm.energy.RBM.contrastive_gap` uses it for Bernoulli units;
+tests compare it with autograd on the surrogate.
 
 References:
 
@@ -41,27 +44,45 @@ __all__ = ["free_energy_gap"]
 
 
 class _FreeEnergyGap(torch.autograd.Function):
+    r"""``forward`` computes :math:`\mathcal L` and the bias gradients (the
+    visible one enters the value anyway); ``backward`` weights the hidden
+    probabilities by the incoming gradient :math:`g` and accumulates the second
+    weight product in place into the first,
+    :math:`\nabla_W = \tilde v^\top (\tfrac gS \tilde p) + v^\top (-\tfrac gB p)`
+    (one output, no stacked copies of the rows).  Few operations on purpose:
+    the elementwise work is small next to the products, and each call costs.
+    """
+
     @staticmethod
-    def forward(ctx, weight, visible_bias, hidden_bias, v, v_neg, logits_pos):
-        logits_neg = torch.addmm(hidden_bias, v_neg, weight)
+    def forward(ctx, weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos):
         batch, chains = v.shape[0], v_neg.shape[0]
-        value = ((v_neg @ visible_bias).sum() / chains - (v @ visible_bias).sum() / batch
-                 + F.softplus(logits_neg).sum() / chains - F.softplus(logits_pos).sum() / batch)
-        ctx.save_for_backward(v, v_neg, torch.sigmoid(logits_pos), torch.sigmoid(logits_neg))
+        logits_neg = torch.addmm(hidden_bias, v_neg, weight)
+        visible_gap = v_neg.mean(0).sub_(v.mean(0))  # grad_b
+        value = (F.softplus(logits_neg).sum().div_(chains)
+                 .sub_(F.softplus(logits_pos).sum(), alpha=1.0 / batch)
+                 .add_(visible_gap @ visible_bias))
+        probs_neg = logits_neg.sigmoid_()  # the logits are not needed any more
+        hidden_gap = probs_neg.mean(0).sub_(probs_pos.mean(0))  # grad_c
+        ctx.scales = (-1.0 / batch, 1.0 / chains)
+        ctx.save_for_backward(v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap)
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        v, v_neg, p_pos, p_neg = ctx.saved_tensors
-        batch, chains = v.shape[0], v_neg.shape[0]
-        coef = torch.cat([p_pos * (-grad / batch), p_neg * (grad / chains)])  # (B + S) x H
-        grad_weight = torch.cat([v, v_neg]).T @ coef
-        grad_visible = v_neg.sum(0) * (grad / chains) - v.sum(0) * (grad / batch)
-        return grad_weight, grad_visible, coef.sum(0), None, None, None
+        v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap = ctx.saved_tensors
+        grad_weight = None
+        if ctx.needs_input_grad[0]:
+            scale_pos, scale_neg = ctx.scales
+            grad_weight = v_neg.T @ (probs_neg * (grad * scale_neg))
+            grad_weight.addmm_(v.T, probs_pos * (grad * scale_pos))
+        grad_visible = visible_gap * grad if ctx.needs_input_grad[1] else None
+        grad_hidden = hidden_gap * grad if ctx.needs_input_grad[2] else None
+        return grad_weight, grad_visible, grad_hidden, None, None, None, None
 
 
 def free_energy_gap(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bias: torch.Tensor,
-                    v: torch.Tensor, v_neg: torch.Tensor, logits_pos: torch.Tensor | None = None) -> torch.Tensor:
+                    v: torch.Tensor, v_neg: torch.Tensor, logits_pos: torch.Tensor | None = None,
+                    probs_pos: torch.Tensor | None = None) -> torch.Tensor:
     """:math:`\\mathcal L` of the module docstring, differentiable in the three parameters.
 
     :param weight: ``V x H``; ``visible_bias``: ``V``; ``hidden_bias``: ``H``.
@@ -69,10 +90,14 @@ def free_energy_gap(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bia
         (neither is differentiated: the samples are stop-gradient).
     :param logits_pos: ``B x H`` pre-activations :math:`c + vW` when already
         computed (they are recomputed otherwise).
+    :param probs_pos: ``B x H`` hidden probabilities :math:`p = \\sigma(c + vW)`
+        when already computed (to sample :math:`h`; computed from the logits otherwise).
     :returns: a 0-d tensor.
     """
     v, v_neg = v.detach(), v_neg.detach()
     if logits_pos is None:
         with torch.no_grad():
             logits_pos = torch.addmm(hidden_bias, v, weight)
-    return _FreeEnergyGap.apply(weight, visible_bias, hidden_bias, v, v_neg, logits_pos.detach())
+    logits_pos = logits_pos.detach()
+    probs_pos = torch.sigmoid(logits_pos) if probs_pos is None else probs_pos.detach()
+    return _FreeEnergyGap.apply(weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos)

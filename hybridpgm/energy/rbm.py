@@ -199,14 +199,15 @@ class RBM(nn.Module):
         return dist.Bernoulli(logits=param).to_event(1)
 
     # --------------------------------------------------------------- sampling
+    # (the pre-activations are fresh tensors: their sigmoid is taken in place)
     def _sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
-        return bernoulli(torch.sigmoid(self.hidden_logits(v)))
+        return bernoulli(self.hidden_logits(v).sigmoid_())
 
     def _sample_visible(self, h: torch.Tensor) -> torch.Tensor:
         param = self.visible_param(h)
         if self.gaussian:
             return param + self.sigma * torch.randn_like(param)
-        return bernoulli(torch.sigmoid(param))
+        return bernoulli(param.sigmoid_())
 
     def random_visible(self, num: int) -> torch.Tensor:
         """``num x V`` initial states: fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`."""
@@ -254,26 +255,30 @@ class RBM(nn.Module):
         return free, (v, h)
 
     @torch.no_grad()
-    def clamped_state(self, v: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """The chain state clamped to the data, ``(v, h ~ p(h|v))``, and the
-        hidden pre-activations ``B x H`` it was drawn from (no gradient; the
-        same draw as :meth:`positive_phase`)."""
+    def clamped_state(self, v: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor]]:
+        """The chain state clamped to the data, ``(v, h ~ p(h|v))``, and the cache
+        ``(logits, probs)``: the hidden pre-activations ``B x H`` and the probabilities
+        :math:`\\sigma(\\text{logits})` it was drawn from (no gradient; the same draw as
+        :meth:`positive_phase`), for :meth:`contrastive_gap`."""
         logits = self.hidden_logits(v)
-        return (v, bernoulli(torch.sigmoid(logits))), logits
+        probs = torch.sigmoid(logits)
+        return (v, bernoulli(probs)), (logits, probs)
 
     def contrastive_gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
-                        logits: torch.Tensor | None = None) -> torch.Tensor:
+                        cache: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The CD/PCD surrogate :math:`\\overline{F(v)} - \\overline{F(\\tilde v)}` (0-d), differentiable
         in the parameters; for Bernoulli units on ``B x V`` data its gradient is
         written out (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap`).
 
         :param v: the data ``B x V``; ``negative``: the chain state after the
-            Gibbs sweeps; ``logits``: :meth:`clamped_state`'s pre-activations, if at hand.
+            Gibbs sweeps; ``cache``: :meth:`clamped_state`'s ``(logits, probs)``
+            (or the logits alone), if at hand: the surrogate then reuses them.
         """
         v_neg = negative[0]
         if self.gaussian or v.dim() != 2 or v_neg.dim() != 2 or torch.is_autocast_enabled(v.device.type):
             return self._free_energy(v).mean() - self._free_energy(v_neg).mean()
-        return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits)
+        logits, probs = cache if isinstance(cache, tuple) else (cache, None)
+        return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits, probs)
 
     def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Free energy of the chains' visible states (``batch``)."""

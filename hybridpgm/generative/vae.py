@@ -105,8 +105,9 @@ class VAE(PyroModule):
                 return DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){origin}; binarize it "
                                  "(hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
 
-            # x (x - 1) vanishes exactly at 0 and 1 and is NaN/inf at NaN/inf: a quarter of ((x == 0) | (x == 1))'s cost
-            check_or_defer((x * (x - 1)).abs().amax() == 0, not_binary)
+            # x - x^2 vanishes exactly at 0 and 1 (in floating point too: a value beside 0 or 1 leaves a
+            # representable difference) and is NaN at NaN/inf; one fused pass, then |.| in place and the max
+            check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary)
         else:
             def not_finite() -> Exception:
                 check_finite(x, f"VAE argument 'x'{origin}")

@@ -128,10 +128,10 @@ class ContrastiveDivergence(nn.Module):
         """The surrogate loss (see the module docstring) on ``batch`` (``B x V`` or a tuple ``(x, y)``)."""
         v = self._visible(player, batch)
         if _has_gap(self.model):
-            start, logits = self.model.clamped_state(v)
+            start, cache = self.model.clamped_state(v)
             negative = self.negative_samples(start)
             self._last_pair = (v, negative[0]) if self.k == 1 else None
-            return self.model.contrastive_gap(v, negative, logits)
+            return self.model.contrastive_gap(v, negative, cache)
         positive, start = self.model.positive_phase(v)
         negative = self.negative_samples(start)
         self._last_pair = (v, negative[0]) if self.k == 1 else None

@@ -347,8 +347,9 @@ def fit(
                 now = time.perf_counter()
                 history.record(step + 1, step_losses, now - started,
                                batch_size_of(batch) / max(now - step_started, 1e-12))
-                bar.update(1)
-                bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
+                if not bar.disable:  # a hidden bar would still format its postfix
+                    bar.update(1)
+                    bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
                 info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
                                 objective=objective, history=history, device=device, is_main=context.is_main,
                                 reduce_mean=context.mean_of)

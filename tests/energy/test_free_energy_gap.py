@@ -50,6 +50,36 @@ def test_clamped_state_draws_what_positive_phase_draws():
     torch.manual_seed(3)
     _, (v1, h1) = rbm.positive_phase(v)
     torch.manual_seed(3)
-    (v2, h2), logits = rbm.clamped_state(v)
+    (v2, h2), (logits, probs) = rbm.clamped_state(v)
     assert torch.equal(h1, h2) and v1 is v and v2 is v
     torch.testing.assert_close(logits, rbm.hidden_logits(v))
+    torch.testing.assert_close(probs, torch.sigmoid(logits))
+
+
+@pytest.mark.parametrize("batch,chains", [(7, 7), (6, 11)])
+def test_the_gap_from_the_clamped_state_cache_equals_autograd(batch, chains):
+    """The probabilities cached by clamped_state are the ones the gradient uses."""
+    rbm, v, v_neg = _rbm_and_samples(batch, chains)
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    expected = rbm.free_energy(v).mean() - rbm.free_energy(v_neg).mean()
+    expected_grads = torch.autograd.grad(expected, params)
+    _, cache = rbm.clamped_state(v)
+    got = rbm.contrastive_gap(v, (v_neg,), cache)
+    got_grads = torch.autograd.grad(got, params)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    for a, b in zip(got_grads, expected_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gradient_scales_with_the_incoming_gradient_and_skips_frozen_parameters():
+    rbm, v, v_neg = _rbm_and_samples(5, 8)
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    unit = torch.autograd.grad(free_energy_gap(*params, v, v_neg), params)
+    scaled = torch.autograd.grad(-2.5 * free_energy_gap(*params, v, v_neg), params)
+    for a, b in zip(scaled, unit):
+        torch.testing.assert_close(a, -2.5 * b)
+    rbm.weight.requires_grad_(False)
+    loss = free_energy_gap(*params, v, v_neg)
+    grads = torch.autograd.grad(loss, params[1:])
+    for a, b in zip(grads, unit[1:]):
+        torch.testing.assert_close(a, b)

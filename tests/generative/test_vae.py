@@ -81,6 +81,20 @@ def test_bad_data_is_named(x, message):
             vae.guide(x)
 
 
+@pytest.mark.parametrize("value", [0.5, 1 - 2.0**-24, 1 + 2.0**-23, 2.0**-149, -2.0**-149, -1.0, 2.0, 3e38,
+                                   float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_non_binary_value_anywhere_is_refused(value, dtype):
+    """Values next to 0 and 1, the smallest denormals, overflowing squares and NaN/inf
+    are all caught by the model's binary check; exact 0/1 data pass."""
+    vae = VAE(16, 2).to(dtype)
+    x = torch.bernoulli(torch.full((4, 16), 0.5), generator=torch.Generator().manual_seed(0)).to(dtype)
+    vae.model(x)
+    x[2, 7] = value
+    with pytest.raises(DataError, match="binary|NaN/inf"):
+        vae.model(x)
+
+
 def test_bad_declarations():
     with pytest.raises(ModelSpecError, match="likelihood"):
         VAE(16, 2, likelihood="poisson")

@@ -101,6 +101,55 @@ def test_overflowed_parameters_are_an_error_and_never_checkpointed(tmp_path):
     assert not ckpt.exists()
 
 
+class HugeGradient:
+    """A finite loss whose finite gradient, 3e38 in each of 4 entries, sums past float32's
+    largest value: the guard's one-pass sum overflows, and its exact check must let the step through."""
+
+    def __init__(self):
+        self.module = torch.nn.Module()
+        self.module.w = torch.nn.Parameter(torch.zeros(4))
+
+    def players(self):
+        return {"fit": [self.module.w]}
+
+    def loss(self, player, batch):
+        return (self.module.w * 3e38).sum() + 0.0 * batch.sum()
+
+
+def test_finite_gradients_whose_sum_overflows_are_stepped():
+    objective = HugeGradient()
+    result = fit(objective, torch.zeros(8, 1), batch_size=8, progress=False, seed=0,
+                 optim=functools.partial(torch.optim.SGD, lr=1e-37))
+    assert result.steps == 1 and result.skipped_steps == {"fit": 0}
+    assert torch.allclose(objective.module.w.detach(), torch.full((4,), -30.0), rtol=1e-5)
+
+
+class _GivenGradient(torch.autograd.Function):
+    """Value 0, gradient ``g``: a finite loss with any gradient."""
+
+    @staticmethod
+    def forward(ctx, w, g):
+        ctx.save_for_backward(g)
+        return (w * 0.0).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (g,) = ctx.saved_tensors
+        return grad * g, None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_gradient_entry_is_caught_whatever_the_others(bad):
+    """One NaN/inf entry among huge finite ones (whose sum alone would already overflow)."""
+    objective = HugeGradient()
+    g = torch.tensor([3e38, 3e38, bad, -3e38])
+    objective.loss = lambda player, batch: _GivenGradient.apply(objective.module.w, g)
+    with pytest.raises(TrainingDivergedError, match=r"gradient of player 'fit' is not finite in \['w'\]"):
+        fit(objective, torch.zeros(8, 1), batch_size=8, progress=False, seed=0,
+            optim=functools.partial(torch.optim.SGD, lr=1e-37))
+    assert torch.equal(objective.module.w.detach(), torch.zeros(4))
+
+
 def test_an_exploding_loss_is_reported_in_the_result():
     with pytest.warns(RuntimeWarning, match="loss of player 'fit' exploded"):
         result = fit(LinearRegression(), regression_data(), epochs=5, batch_size=16, progress=False, seed=0,
