@@ -79,18 +79,25 @@ def test_a_skipped_step_changes_nothing():
     assert torch.equal(a.module.scale, b.module.scale)
 
 
-class Overflow:
-    """A finite loss and gradient (1e30) whose SGD update overflows float32."""
+class ScaledSum:
+    """The finite loss ``scale * w.sum()`` of ``size`` parameters starting at ``start``: its gradient is
+    ``scale`` in every entry."""
 
-    def __init__(self):
+    def __init__(self, size: int, scale: float, start: float):
         self.module = torch.nn.Module()
-        self.module.w = torch.nn.Parameter(torch.ones(2))
+        self.module.w = torch.nn.Parameter(torch.full((size,), start))
+        self.scale = scale
 
     def players(self):
         return {"fit": [self.module.w]}
 
     def loss(self, player, batch):
-        return (self.module.w * 1e30).sum() + 0.0 * batch.sum()
+        return (self.module.w * self.scale).sum() + 0.0 * batch.sum()
+
+
+def Overflow():
+    """A finite loss and gradient (1e30) whose SGD update overflows float32."""
+    return ScaledSum(2, 1e30, 1.0)
 
 
 def test_overflowed_parameters_are_an_error_and_never_checkpointed(tmp_path):
@@ -101,19 +108,10 @@ def test_overflowed_parameters_are_an_error_and_never_checkpointed(tmp_path):
     assert not ckpt.exists()
 
 
-class HugeGradient:
+def HugeGradient():
     """A finite loss whose finite gradient, 3e38 in each of 4 entries, sums past float32's
     largest value: the guard's one-pass sum overflows, and its exact check must let the step through."""
-
-    def __init__(self):
-        self.module = torch.nn.Module()
-        self.module.w = torch.nn.Parameter(torch.zeros(4))
-
-    def players(self):
-        return {"fit": [self.module.w]}
-
-    def loss(self, player, batch):
-        return (self.module.w * 3e38).sum() + 0.0 * batch.sum()
+    return ScaledSum(4, 3e38, 0.0)
 
 
 def test_finite_gradients_whose_sum_overflows_are_stepped():
