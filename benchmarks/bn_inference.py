@@ -33,6 +33,8 @@ The mixed batch records which evidence nodes the rows were split on
     python benchmarks/bn_inference.py --networks barley --rows 20 --pgmpy-rows 1 \
         --out benchmarks/results/bn_inference_barley.json
     python benchmarks/bn_inference.py --device cuda --rows 100000 --pgmpy-rows 0
+    python benchmarks/bn_inference.py --networks water --rows 1000 --same-pattern-rows 0 --pgmpy-rows 2 \
+        --row-chunk-mib 0 --out /tmp/unchunked.json      # one contraction for all rows (peak_rss_mib)
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ import os
 import platform
 import statistics
 import warnings
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 import torch
 
@@ -159,12 +166,18 @@ def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "pgmpy": pgmpy_version,
             "python": platform.python_version(),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else None,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def main(args) -> dict:
     prepare_torch(args)
+    if args.row_chunk_mib is not None:
+        from hybridpgm.infer import bn_contract
+
+        budget = int(args.row_chunk_mib * 2**20) if args.row_chunk_mib > 0 else 2**62
+        bn_contract.ROW_CHUNK_BYTES = {kind: budget for kind in bn_contract.ROW_CHUNK_BYTES}
     results = []
     for name in args.networks.split(","):
         r = bench_network(name, args)
@@ -200,6 +213,9 @@ def parse_args(argv=None):
                    help="mixed batch: each evidence node is observed in a row with this probability")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--row-chunk-mib", type=float, default=None,
+                   help="memory budget of one contraction's row-carrying intermediates, MiB (default: the "
+                        "library's, hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES; 0: no chunks)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bn_inference.json"))
     return p.parse_args(argv)

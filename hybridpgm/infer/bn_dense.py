@@ -17,6 +17,7 @@ uses sums and ``logsumexp`` instead.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -77,10 +78,28 @@ def dense_marginals(joint: torch.Tensor, free: tuple, names, space: str):
 
 
 def _sum_to_each(table: torch.Tensor, free: tuple, names) -> list:
-    """``[N, card]`` sums of ``table`` (``[N, *cards of free]``) over all axes but each name's."""
-    outs = []
-    for q in names:
-        a = free.index(q) + 1
-        other = tuple(i for i in range(1, table.dim()) if i != a)
-        outs.append(table.sum(other) if other else table)
-    return outs
+    """``[N, card]`` sums of ``table`` (``[N, *cards of free]``) over all axes but each name's.
+
+    All of them in one matrix product, :math:`J\,M` with the 0/1 matrix
+    :math:`M_{x,(q,k)} = [x_q = k]` (``[S, sum of the names' cards]`` for the :math:`S` joint states):
+    one kernel instead of one multi-axis reduction per name.  A table without a row dim (expanded
+    over the rows) is summed once.
+    """
+    n, cards = table.shape[0], tuple(table.shape[1:])
+    axes = tuple(free.index(q) for q in names)
+    if not axes:
+        return []
+    rows = table[:1] if n > 1 and table.stride(0) == 0 else table
+    sums = rows.reshape(rows.shape[0], -1) @ _marginaliser(cards, axes, table.dtype, table.device)
+    if rows.shape[0] != n:
+        sums = sums.expand(n, -1)
+    return list(sums.split([cards[a] for a in axes], dim=1))
+
+
+@functools.lru_cache(maxsize=64)
+def _marginaliser(cards: tuple, axes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``[prod(cards), sum(cards[a] for a in axes)]``: column ``(a, k)`` is 1 where axis ``a`` is in state ``k``."""
+    state = torch.arange(math.prod(cards), device=device)
+    strides = [math.prod(cards[i + 1:]) for i in range(len(cards))]
+    return torch.cat([torch.nn.functional.one_hot((state // strides[a]) % cards[a], cards[a]) for a in axes],
+                     dim=1).to(dtype)

@@ -61,3 +61,18 @@ def test_dense_path_names_impossible_rows():
     with pytest.raises(EvidenceError, match=r"row\(s\) \[0\]"):
         bn.posterior("rain", {"sprinkler": ev["sprinkler"], "wet": ev["wet"], "rain": torch.tensor([0, -1])})
     assert torch.isneginf(bn.log_evidence(ev)[0]) and torch.isfinite(bn.log_evidence(ev)[1])
+
+
+@pytest.mark.parametrize("expanded", [False, True])
+def test_every_marginal_of_a_table_in_one_product_equals_its_own_sum(expanded):
+    g = torch.Generator().manual_seed(0)
+    table = torch.rand(1 if expanded else 5, 2, 3, 4, dtype=torch.float64, generator=g)
+    if expanded:  # a joint without a row dim, broadcast over the rows
+        table = table.expand(5, 2, 3, 4)
+    free = ("a", "b", "c")
+    got = bn_dense._sum_to_each(table, free, ["c", "a", "b"])
+    want = [table.sum((1, 2)), table.sum((2, 3)), table.sum((1, 3))]
+    assert [m.shape for m in got] == [(5, 4), (5, 2), (5, 3)]
+    for m, w in zip(got, want):
+        torch.testing.assert_close(m, w, rtol=1e-14, atol=0)
+    assert bn_dense._sum_to_each(table, free, []) == []
