@@ -93,7 +93,7 @@ def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:
         return ev.n
     plan = plan_for(bn, dims_list, output, ev.n, network_facts(bn).cards)
     device = torch.device(ev.device) if ev.device is not None else torch.device("cpu")
-    per_row = _ROW_COPIES * torch.empty((), dtype=ev.dtype).element_size() * max(plan.row_elements, 1)
+    per_row = _ROW_COPIES * ev.dtype.itemsize * max(plan.row_elements, 1)
     budget = ROW_CHUNK_BYTES.get(device.type, ROW_CHUNK_BYTES["cpu"])
     return max(1, min(ev.n, budget // per_row))
 
