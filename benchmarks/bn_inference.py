@@ -3,7 +3,10 @@
 For each network (bundled with pgmpy, read by :func:`hybridpgm.graphs.load_network`),
 ``--evidence-frac`` of the nodes are evidence nodes with values sampled from
 the network itself (so every row has positive probability).  Timed, in
-interleaved rounds (one of each per round, medians over ``--rounds``):
+interleaved rounds (one of each per round, the hybridpgm kinds in an order
+that rotates from round to round so that none always runs right after
+pgmpy's row; each timing the mean of as many calls as fill
+``--min-timing-s``, at most ``--max-calls``; medians over ``--rounds``):
 
 * **mixed**: ``--rows`` rows in one call where each row observes each evidence
   node with probability ``--observe-prob`` (many evidence patterns in one
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -113,33 +117,41 @@ def bench_network(name: str, args) -> dict:
             model = get_example_model(name)  # pgmpy's own parse of the same file
         ve = VariableElimination(model)
 
-    first = {}
+    kinds = {"mixed": lambda: bn.posterior(None, mixed), "single": lambda: bn.posterior(query, single),
+             "one_row": lambda: [bn.posterior(query, one) for _ in range(args.one_row_repeats)]}
+    per_call = {"mixed": args.rows, "single": args.rows, "one_row": args.one_row_repeats}
+    if same:
+        kinds["same_patterns"] = lambda: [bn.posterior(None, e) for e in same]
+        per_call["same_patterns"] = args.rows * len(same)
+    first, calls = {}, {}
     with torch.no_grad():  # first calls: plan search per query shape, kept in the JSON
-        first["mixed_s"], post_mixed = timed(lambda: bn.posterior(None, mixed), device)
-        first["single_s"], _ = timed(lambda: bn.posterior(query, single), device)
-        first["one_row_s"], _ = timed(lambda: bn.posterior(query, one), device)
-        first["same_patterns_s"] = sum(timed(lambda: bn.posterior(None, e), device)[0] for e in same)
-    t_mixed, t_single, t_same, t_one, t_pgmpy, max_diff = [], [], [], [], [], 0.0
-    for r in range(args.rounds):  # A, B, C, D, A, B, C, D, ...
+        for kind, fn in kinds.items():
+            first[f"{kind}_s"], out = timed(fn, device)
+            if kind == "mixed":
+                post_mixed = out
+        for kind, fn in kinds.items():  # a second, warm call sets how many calls fill one timing
+            calls[kind] = max(1, min(args.max_calls, math.ceil(args.min_timing_s / timed(fn, device)[0])))
+    times = {kind: [] for kind in kinds}
+    t_pgmpy, max_diff = [], 0.0
+    names = list(kinds)
+    for r in range(args.rounds):  # interleaved, the order rotating so no kind always follows pgmpy
         with torch.no_grad():
-            t_mixed.append(timed(lambda: bn.posterior(None, mixed), device)[0] / args.rows)
-            t_single.append(timed(lambda: bn.posterior(query, single), device)[0] / args.rows)
-            if same:
-                t_same.append(statistics.fmean(timed(lambda: bn.posterior(None, e), device)[0] for e in same)
-                              / args.rows)
-            t_one.append(timed(lambda: [bn.posterior(query, one) for _ in range(args.one_row_repeats)],
-                               device)[0] / args.one_row_repeats)
+            for kind in names[r % len(names):] + names[:r % len(names)]:
+                fn, n_calls = kinds[kind], calls[kind]
+                dt = timed(lambda: [fn() for _ in range(n_calls)], device)[0]
+                times[kind].append(dt / n_calls / per_call[kind])
         if r < args.pgmpy_rows:
             dt, ref = timed(lambda: _pgmpy_row(ve, bn, mixed, ev_nodes, r, bn.nodes), device)
             t_pgmpy.append(dt)
             for v, p in ref.items():
                 max_diff = max(max_diff, (post_mixed[v][r].double().cpu() - p).abs().max().item())
+    t_mixed, t_single, t_one, t_same = (times.get(k, []) for k in ("mixed", "single", "one_row", "same_patterns"))
     med = statistics.median
     res = {
         "network": name, "nodes": len(bn.nodes), "evidence_nodes": len(ev_nodes),
         "rows_batched": args.rows, "distinct_evidence_patterns": patterns, "rounds": args.rounds,
         "mixed_split_on": _split_on(bn, mixed),
-        "first_call_s": first,
+        "first_call_s": first, "calls_per_timing": calls,
         "hybridpgm_mixed_s_per_row": med(t_mixed),
         "hybridpgm_single_pattern_s_per_row": med(t_single),
         "hybridpgm_one_row_s": med(t_one),
@@ -184,9 +196,9 @@ def main(args) -> dict:
         results.append(r)
         print(json.dumps(r), flush=True)
     out = {"benchmark": "bn_inference", "reference": "pgmpy VariableElimination (one query per marginal)",
-           "protocol": "interleaved rounds: mixed batch, single-pattern batch, same-pattern batches, one-row "
-                       "query, one pgmpy row; "
-                       "medians; ratios from the same run",
+           "protocol": "interleaved rounds: mixed batch, single-pattern batch, one-row query, same-pattern "
+                       "batches (their order rotating from round to round), then one pgmpy row; each timing the "
+                       "mean of calls_per_timing calls; medians; ratios from the same run",
            "machine": machine(), "device": args.device, "args": vars(args), "results": results}
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -208,6 +220,9 @@ def parse_args(argv=None):
     p.add_argument("--same-pattern-rows", type=int, default=8,
                    help="rows of the mixed batch whose patterns are each timed as a batch of their own "
                         "(the like-for-like reference of the mixed batch; 0: skip)")
+    p.add_argument("--min-timing-s", type=float, default=0.05,
+                   help="each timing is the mean of as many calls as fill this long (after the warm call)")
+    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
     p.add_argument("--evidence-frac", type=float, default=0.2)
     p.add_argument("--observe-prob", type=float, default=0.5,
                    help="mixed batch: each evidence node is observed in a row with this probability")
