@@ -25,3 +25,16 @@ def test_gpu_suite_dry_run_runs_every_benchmark(tmp_path):
         record = json.loads((tmp_path / f"{name}.json").read_text())
         assert "machine" in record  # every benchmark writes the machine (and CUDA device) description
     assert summary["nccl_2proc"]["status"] == "skipped"
+
+
+def test_gpu_suite_starts_nothing_once_its_budget_is_spent(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path),
+                           "--budget-minutes", "0", "--only", "crf_speed", "vae_step"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert summary["budget_s"] == 0
+    assert {name: info["status"] for name, info in summary["benchmarks"].items()} == \
+        {"crf_speed": "skipped (budget)", "vae_step": "skipped (budget)"}
+    assert not (tmp_path / "crf_speed.json").exists()
