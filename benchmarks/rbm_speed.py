@@ -10,13 +10,15 @@ minimises the free-energy surrogate, whose gradient the RBM writes out
 weight product accumulated in place into the first), and goes
 through ``fit`` (shuffled batches, the finite guard with its one host read per
 step, history); a third row runs the same objective in a bare loop to separate
-the cost of ``fit``.  scikit-learn's ``BernoulliRBM`` trains with PCD-1 (its
+the cost of ``fit``, and a fourth applies the hand-written loop's gradient
+with ``torch.optim.SGD`` (``zero_grad``, ``step``), as ``fit`` must apply the
+optimizer it is given: the like-for-like reference for what hybridpgm adds.  scikit-learn's ``BernoulliRBM`` trains with PCD-1 (its
 only algorithm): the same number of products per batch.
 
-Interleaving is per step, so that the three loops see the same machine load:
+Interleaving is per step, so that the four loops see the same machine load:
 each round is one ``fit`` epoch, and after every ``fit`` step a callback runs
-one step of the hand-written loop and one of the bare loop (alternating
-order); scikit-learn's epoch follows each ``fit`` epoch.  Medians over all
+one step of each hand-written loop and one of the bare loop (the order
+alternating); scikit-learn's epoch follows each ``fit`` epoch.  Medians over all
 steps of ``--rounds`` rounds, ``--threads`` threads (default one, NumPy's
 BLAS included); ``fit``'s per-call overhead (setup, first step, end) is
 measured apart and added to its epoch-equivalent time.  Results go to
@@ -58,7 +60,8 @@ class HandWrittenCD1:
         self.c = torch.zeros(hidden, device=x.device)
         self.order = torch.randperm(x.shape[0], device=x.device)
 
-    def __call__(self) -> None:
+    def chain(self) -> tuple[torch.Tensor, ...]:
+        """The next batch ``v``, its hidden probabilities ``ph``, and the CD-1 sample ``v1`` with its ``ph1``."""
         w, b, c = self.w, self.b, self.c
         v = self.x[self.order[self.position:self.position + self.batch_size]]
         self.position = (self.position + self.batch_size) % self.x.shape[0]
@@ -67,10 +70,36 @@ class HandWrittenCD1:
         pv = torch.sigmoid(h @ w.T + b)
         v1 = (torch.rand_like(pv) < pv).to(v.dtype)
         ph1 = torch.sigmoid(v1 @ w + c)
+        return v, ph, v1, ph1
+
+    def __call__(self) -> None:
+        v, ph, v1, ph1 = self.chain()
         scale = self.lr / v.shape[0]
-        w += scale * (v.T @ ph - v1.T @ ph1)
-        b += scale * (v - v1).sum(0)
-        c += scale * (ph - ph1).sum(0)
+        self.w += scale * (v.T @ ph - v1.T @ ph1)
+        self.b += scale * (v - v1).sum(0)
+        self.c += scale * (ph - ph1).sum(0)
+
+
+class HandWrittenCD1WithOptimizer(HandWrittenCD1):
+    """The same closed-form CD-1 gradient, stored in ``.grad`` and applied by ``torch.optim.SGD``
+    (``zero_grad`` and ``step``), as ``fit`` must apply any optimizer it is given: the like-for-like
+    reference for what the objective and ``fit`` add to a step."""
+
+    def __init__(self, x: torch.Tensor, hidden: int, batch_size: int, lr: float, seed: int):
+        super().__init__(x, hidden, batch_size, lr, seed)
+        self.params = [torch.nn.Parameter(t) for t in (self.w, self.b, self.c)]
+        self.w, self.b, self.c = (p.detach() for p in self.params)  # the chain reads the parameters' storage
+        self.optimizer = torch.optim.SGD(self.params, lr=lr)
+
+    def __call__(self) -> None:
+        v, ph, v1, ph1 = self.chain()
+        self.optimizer.zero_grad(set_to_none=True)
+        inv = 1.0 / v.shape[0]
+        gw, gb, gc = self.params
+        gw.grad = inv * (v1.T @ ph1 - v.T @ ph)
+        gb.grad = inv * (v1 - v).sum(0)
+        gc.grad = inv * (ph1 - ph).sum(0)
+        self.optimizer.step()
 
 
 class HybridpgmLoop:
@@ -143,6 +172,7 @@ def main(args: argparse.Namespace) -> dict:
     steps = -(-x.shape[0] // args.batch_size)
     step_methods = {
         "hand_written_torch": HandWrittenCD1(x, args.hidden, args.batch_size, args.lr, args.seed),
+        "hand_written_torch_optim": HandWrittenCD1WithOptimizer(x, args.hidden, args.batch_size, args.lr, args.seed),
         "hybridpgm_loop": HybridpgmLoop(x, args.hidden, args.batch_size, args.lr, args.seed),
     }
     step_times = {"hybridpgm_fit": [], **{name: [] for name in step_methods}}
@@ -175,7 +205,7 @@ def main(args: argparse.Namespace) -> dict:
         "config": {"num_examples": x.shape[0], "visible": x.shape[1], "hidden": args.hidden,
                    "batch_size": args.batch_size, "rounds": args.rounds, "device": str(device),
                    "threads": torch.get_num_threads(), "steps_per_epoch": steps},
-        "interleaving": "per step: each fit step is followed by one step of the hand-written loop and one of "
+        "interleaving": "per step: each fit step is followed by one step of each hand-written loop and one of "
                         "the bare hybridpgm loop (order alternating); scikit-learn's epoch runs after each fit epoch",
         "step_ms_median": {name: 1000.0 * t for name, t in step_median.items()},
         "steps_timed_each": {name: len(t) for name, t in step_times.items()},
@@ -184,6 +214,9 @@ def main(args: argparse.Namespace) -> dict:
         "ratio_hybridpgm_fit_over_hand_written_step": step_median["hybridpgm_fit"] / hand,
         "ratio_hybridpgm_loop_over_hand_written_step": step_median["hybridpgm_loop"] / hand,
         "ratio_hybridpgm_fit_over_hand_written_epoch": epoch["hybridpgm_fit"] / epoch["hand_written_torch"],
+        "ratio_hand_written_optim_over_hand_written_step": step_median["hand_written_torch_optim"] / hand,
+        "ratio_hybridpgm_fit_over_hand_written_optim_step":
+            step_median["hybridpgm_fit"] / step_median["hand_written_torch_optim"],
     }
     if sklearn_epochs:
         payload["sklearn_epoch_seconds"] = {"median": statistics.median(sklearn_epochs), "all": sklearn_epochs}
