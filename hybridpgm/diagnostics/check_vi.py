@@ -56,12 +56,12 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the row's constant, giving the same unnormalized weights under both ArviZ
     generations.
 
-    A row whose log-weights are equal to within :math:`\sqrt{\epsilon_{32}}
-    \max(1, |\log w|)` (float32 rounding of a constant) comes from a guide
+    A row whose log-weights are equal to within :math:`\\sqrt{\\epsilon_{32}}
+    \\max(1, |\\log w|)` (float32 rounding of a constant) comes from a guide
     that matches the posterior there: its ratios are bounded, there is no tail
-    to fit, and k-hat is reported as :math:`-\infty`.  (Passed to ArviZ, the
+    to fit, and k-hat is reported as :math:`-\\infty`.  (Passed to ArviZ, the
     rounding ties leave fewer than five draws above the tail cut-off and ArviZ
-    reports :math:`+\infty`, flagging an exact guide as bad.)
+    reports :math:`+\\infty`, flagging an exact guide as bad.)
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
     if log_weights.ndim == 0 or log_weights.shape[-1] < 2:

@@ -80,7 +80,7 @@ def dense_marginals(joint: torch.Tensor, free: tuple, names, space: str):
 def _sum_to_each(table: torch.Tensor, free: tuple, names) -> list:
     """``[N, card]`` sums of ``table`` (``[N, *cards of free]``) over all axes but each name's.
 
-    All of them in one matrix product, :math:`J\,M` with the 0/1 matrix
+    All of them in one matrix product, :math:`J\\,M` with the 0/1 matrix
     :math:`M_{x,(q,k)} = [x_q = k]` (``[S, sum of the names' cards]`` for the :math:`S` joint states):
     one kernel instead of one multi-axis reduction per name.  A table without a row dim (expanded
     over the rows) is summed once.
