@@ -28,9 +28,11 @@ then names the rank that stopped progressing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -222,6 +224,7 @@ def current(timeout_s: float | None = None) -> DistributedContext:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         timeout_s = _timeout(timeout_s, backend)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        atexit.register(_shut_down_at_exit)  # the group hybridpgm created is shut down before the interpreter's end
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if dist.get_backend() == "nccl":
         local_rank = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
@@ -231,6 +234,74 @@ def current(timeout_s: float | None = None) -> DistributedContext:
         device = torch.device("cpu")
     return DistributedContext(rank=rank, world_size=world_size, device=device,
                               timeout_s=_timeout(timeout_s, dist.get_backend()))
+
+
+#: the longest the exit hook waits for the collective backend's worker threads to go idle, seconds
+EXIT_IDLE_WAIT_S = 2.0
+
+#: names of the backend's worker threads (as torch names them) that may still hold finished work at exit
+_WORKER_THREADS = ("pt_gloo_runloop",)
+
+
+def _shut_down_at_exit() -> None:
+    """Destroy the process group hybridpgm created and let its worker threads go idle before Python finalizes.
+
+    A gloo worker thread releases a finished collective -- and the Python tensors it holds -- a moment after
+    the collective reports completion.  If that release falls in the interpreter's finalization, the thread
+    cannot take the GIL and the process aborts (``terminate called without an active exception``) after a
+    run that succeeded, and torchrun reports the job failed.  Destroying the group does not join those
+    threads while other references keep the backend alive (importing ``torch._dynamo``, as every
+    ``torch.optim`` optimizer does, keeps one), so this waits, with the GIL released, until they are idle
+    (:func:`_wait_for_idle_threads`).  :func:`current` registers it when it creates the group.
+    """
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # a peer already gone: nothing left to shut down cleanly
+            pass
+    _wait_for_idle_threads(_WORKER_THREADS, EXIT_IDLE_WAIT_S)
+
+
+def _thread_states(names) -> list[str]:
+    """Scheduler states (``"R"``, ``"S"``, ...) of this process's threads named one of ``names``
+    (from ``/proc``; empty where there is none, or no ``/proc``)."""
+    states = []
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return states
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().strip() not in names:
+                    continue
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        states.append(stat[stat.rindex(")") + 2])
+    return states
+
+
+def _wait_for_idle_threads(names, timeout_s: float, poll_s: float = 0.01, quiet_polls: int = 3) -> bool:
+    """Sleep (GIL released) until every thread named one of ``names`` has been asleep for ``quiet_polls``
+    polls in a row, or ``timeout_s`` passed; ``True`` when they are idle (or there are none).
+
+    A thread releasing finished work is running, or asleep only for as long as the GIL is taken, which
+    it gets while this sleeps; a run of quiet polls means it is waiting for new work.
+    """
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while True:
+        states = _thread_states(names)
+        if not states:
+            return True
+        quiet = quiet + 1 if all(state == "S" for state in states) else 0
+        if quiet >= quiet_polls:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
 
 
 def _timeout(timeout_s: float | None, backend: str) -> float:

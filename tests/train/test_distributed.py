@@ -7,10 +7,13 @@ losses average to the union's gradient.  The VAE reads its guide noise from
 the data (common random numbers) so that both runs draw the same latents.
 """
 
+import ctypes
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.train import load_checkpoint
-from hybridpgm.train.distributed import DistributedContext, differences
+from hybridpgm.train.distributed import DistributedContext, _thread_states, _wait_for_idle_threads, differences
 from tests.train import ddp_worker
 from tests.train.helpers import LinearRegression
 
@@ -175,3 +178,38 @@ def test_broadcast_module_state_copies_rank_zeros_parameters_and_buffers(monkeyp
     for name, value in source.state_dict().items():
         expected = value + 5 if name == "num_batches_tracked" else value
         assert torch.equal(mine.state_dict()[name], expected), name
+
+
+def _named_thread(name, work, done):
+    """A thread that names itself ``name`` for ``/proc`` (Linux ``prctl``), runs ``work`` and then waits."""
+
+    def body():
+        ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+        work()
+        done.wait()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread states are read from /proc (Linux)")
+def test_exit_wait_returns_once_the_named_threads_are_idle_and_not_before():
+    done, spin_until = threading.Event(), time.monotonic() + 0.6
+    a = torch.randn(300, 300)
+
+    def busy():  # a backend thread releasing work: running, with the GIL free most of the time
+        while time.monotonic() < spin_until:
+            a @ a
+
+    thread = _named_thread("hpgm_test_busy", busy, done)
+    try:
+        time.sleep(0.05)
+        assert _thread_states(("hpgm_test_busy",)), "the named thread is visible in /proc"
+        assert not _wait_for_idle_threads(("hpgm_test_busy",), timeout_s=0.1)  # still busy: times out
+        assert _wait_for_idle_threads(("hpgm_test_busy",), timeout_s=5.0)
+        assert time.monotonic() >= spin_until  # idle only after its work ended
+    finally:
+        done.set()
+        thread.join()
+    assert _wait_for_idle_threads(("no_such_thread",), timeout_s=0.0)  # none: nothing to wait for
