@@ -12,8 +12,9 @@ through ``fit`` (shuffled batches, the finite guard with its one host read per
 step, history); a third row runs the same objective in a bare loop to separate
 the cost of ``fit``, and a fourth applies the hand-written loop's gradient
 with ``torch.optim.SGD`` (``zero_grad``, ``step``), as ``fit`` must apply the
-optimizer it is given: the like-for-like reference for what hybridpgm adds.  scikit-learn's ``BernoulliRBM`` trains with PCD-1 (its
-only algorithm): the same number of products per batch.
+optimizer it is given: the like-for-like reference for what hybridpgm adds.
+scikit-learn's ``BernoulliRBM`` trains with PCD-1 (its only algorithm): the
+same number of products per batch.
 
 Interleaving is per step, so that the four loops see the same machine load:
 each round is one ``fit`` epoch, and after every ``fit`` step a callback runs
