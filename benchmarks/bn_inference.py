@@ -22,6 +22,9 @@ pgmpy's row; each timing the mean of as many calls as fill
   mixing; the rows are a random sample of the batch's rows, so the mean is
   unbiased for the row-weighted cost);
 * **one row**: a one-row query (plan cached per query shape), ``--one-row-repeats`` calls per round;
+* **compiled**: the mixed batch answered by an evidence table over the evidence nodes
+  (:meth:`hybridpgm.graphs.BayesNet.compile_evidence`: one gather per row), built once before the rounds
+  (``compile_s``) where it fits ``--table-max-mib``;
 * **pgmpy**: ``VariableElimination``, one ``query([v], evidence)`` per
   unobserved node, for one mixed row per round (``--pgmpy-rows`` rounds).
 
@@ -59,6 +62,7 @@ import torch
 
 from common import prepare_torch, timed
 
+from hybridpgm.errors import ConfigError
 from hybridpgm.graphs import load_network
 
 NETWORKS = "asia,alarm,child,insurance,hepar2,win95pts,water,hailfinder"
@@ -120,6 +124,16 @@ def bench_network(name: str, args) -> dict:
     kinds = {"mixed": lambda: bn.posterior(None, mixed), "single": lambda: bn.posterior(query, single),
              "one_row": lambda: [bn.posterior(query, one) for _ in range(args.one_row_repeats)]}
     per_call = {"mixed": args.rows, "single": args.rows, "one_row": args.one_row_repeats}
+    table, compiled = None, {}
+    try:
+        compile_s, table = timed(lambda: bn.compile_evidence(ev_nodes, max_bytes=int(args.table_max_mib * 2**20)),
+                                 device)
+        compiled = {"compile_s": compile_s, "table_mib": table.nbytes / 2**20,
+                    "evidence_configurations": table.configurations}
+        kinds["compiled"] = lambda: table.posterior(None, mixed)
+        per_call["compiled"] = args.rows
+    except ConfigError as error:  # the table would not fit: recorded, not timed
+        compiled = {"skipped": str(error)}
     if same:
         kinds["same_patterns"] = lambda: [bn.posterior(None, e) for e in same]
         per_call["same_patterns"] = args.rows * len(same)
@@ -129,10 +143,12 @@ def bench_network(name: str, args) -> dict:
             first[f"{kind}_s"], out = timed(fn, device)
             if kind == "mixed":
                 post_mixed = out
+            if kind == "compiled":
+                post_compiled = out
         for kind, fn in kinds.items():  # a second, warm call sets how many calls fill one timing
             calls[kind] = max(1, min(args.max_calls, math.ceil(args.min_timing_s / timed(fn, device)[0])))
     times = {kind: [] for kind in kinds}
-    t_pgmpy, max_diff = [], 0.0
+    t_pgmpy, max_diff, max_diff_compiled = [], 0.0, 0.0
     names = list(kinds)
     for r in range(args.rounds):  # interleaved, the order rotating so no kind always follows pgmpy
         with torch.no_grad():
@@ -145,6 +161,8 @@ def bench_network(name: str, args) -> dict:
             t_pgmpy.append(dt)
             for v, p in ref.items():
                 max_diff = max(max_diff, (post_mixed[v][r].double().cpu() - p).abs().max().item())
+                if table is not None:
+                    max_diff_compiled = max(max_diff_compiled, (post_compiled[v][r].double().cpu() - p).abs().max().item())
     t_mixed, t_single, t_one, t_same = (times.get(k, []) for k in ("mixed", "single", "one_row", "same_patterns"))
     med = statistics.median
     res = {
@@ -161,11 +179,21 @@ def bench_network(name: str, args) -> dict:
         res.update({"same_pattern_rows_sampled": len(same),
                     "hybridpgm_same_patterns_s_per_row": med(t_same),
                     "ratio_mixed_over_same_patterns_per_row": med(t_mixed) / med(t_same)})
+    t_compiled = times.get("compiled", [])
+    res["compiled"] = compiled
+    if t_compiled:
+        res.update({"hybridpgm_compiled_s_per_row": med(t_compiled),
+                    "ratio_compiled_over_single_per_row": med(t_compiled) / med(t_single),
+                    "max_abs_diff_compiled_vs_mixed": max((post_compiled[v] - post_mixed[v]).abs().max().item()
+                                                          for v in post_mixed)})
     if t_pgmpy:
         res.update({"pgmpy_rows_timed": len(t_pgmpy), "pgmpy_s_per_row": med(t_pgmpy),
                     "speedup_mixed_vs_pgmpy": med(t_pgmpy) / med(t_mixed),
                     "speedup_one_row_vs_pgmpy": med(t_pgmpy) / med(t_one),
                     "max_abs_diff_vs_pgmpy": max_diff})
+        if t_compiled:
+            res.update({"speedup_compiled_vs_pgmpy": med(t_pgmpy) / med(t_compiled),
+                        "max_abs_diff_compiled_vs_pgmpy": max_diff_compiled})
     return res
 
 
@@ -197,7 +225,8 @@ def main(args) -> dict:
         print(json.dumps(r), flush=True)
     out = {"benchmark": "bn_inference", "reference": "pgmpy VariableElimination (one query per marginal)",
            "protocol": "interleaved rounds: mixed batch, single-pattern batch, one-row query, same-pattern "
-                       "batches (their order rotating from round to round), then one pgmpy row; each timing the "
+                       "batches, the mixed batch from the evidence table (their order rotating from round to "
+                       "round), then one pgmpy row; each timing the "
                        "mean of calls_per_timing calls; medians; ratios from the same run",
            "machine": machine(), "device": args.device, "args": vars(args), "results": results}
     if args.out:
@@ -223,6 +252,8 @@ def parse_args(argv=None):
     p.add_argument("--min-timing-s", type=float, default=0.05,
                    help="each timing is the mean of as many calls as fill this long (after the warm call)")
     p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
+    p.add_argument("--table-max-mib", type=float, default=256.0,
+                   help="the largest evidence table built for the compiled kind (MiB); larger ones are skipped")
     p.add_argument("--evidence-frac", type=float, default=0.2)
     p.add_argument("--observe-prob", type=float, default=0.5,
                    help="mixed batch: each evidence node is observed in a row with this probability")

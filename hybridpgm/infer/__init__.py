@@ -9,6 +9,7 @@ from hybridpgm.infer.belief_propagation import BeliefPropagation, BPResult
 from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
+from hybridpgm.infer.evidence_table import EvidenceTable
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.grouped_optim import GroupedAdam, GroupedOptim
 from hybridpgm.infer.iwae import IWAE
@@ -34,6 +35,7 @@ __all__ = [
     "ChromaticGibbs",
     "ContrastiveDivergence",
     "DirectTrace_ELBO",
+    "EvidenceTable",
     "GAN",
     "Gibbs",
     "GroupedAdam",

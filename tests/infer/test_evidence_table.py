@@ -1,0 +1,165 @@
+"""Evidence tables: every answer equals brute-force enumeration and the contraction, bad use is refused by name."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import ConfigError, EvidenceError
+from hybridpgm.graphs import BayesNet, cpd, read_bif
+from hybridpgm.infer import EvidenceTable
+from hybridpgm.infer.soft_evidence import Likelihood
+from tests.graphs.bn_helpers import (
+    brute_joint,
+    brute_posterior,
+    bundled_bif,
+    random_bn,
+    single_thread,  # noqa: F401 (autouse fixture)
+    sprinkler,
+)
+
+
+def _mixed_rows(bn, nodes, rows: int, seed: int) -> dict:
+    """``rows`` sampled cases observing each of ``nodes`` with probability 1/2 (``-1``: not observed)."""
+    torch.manual_seed(seed)
+    sample = bn.sample(rows)
+    seen = torch.rand(rows, len(nodes)) < 0.5
+    return {v: torch.where(seen[:, j], sample[v], torch.full_like(sample[v], -1)) for j, v in enumerate(nodes)}
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(3, 6), st.booleans(), st.data())
+def test_every_pattern_matches_brute_force(seed, n, zeros, data):
+    bn = random_bn(seed, n, zeros=zeros)
+    rows, logp = brute_joint(bn)
+    nodes = data.draw(st.lists(st.sampled_from(bn.nodes), unique=True, min_size=1, max_size=n - 1))
+    table = bn.compile_evidence(nodes)
+    # one row per observed subset and joint value the network can produce (zero-probability rows are refused)
+    cases = _mixed_rows(bn, nodes, 12, seed)
+    post = table.posterior(None, cases)
+    log_z = table.log_evidence(cases)
+    for i in range(12):
+        row = {v: int(cases[v][i]) for v in nodes if int(cases[v][i]) >= 0}
+        keep = torch.ones(len(rows), dtype=torch.bool)
+        for v, x in row.items():
+            keep &= rows[:, bn.nodes.index(v)] == x
+        torch.testing.assert_close(log_z[i], logp[keep].logsumexp(0), atol=1e-12, rtol=0)
+        for v in post:
+            ref = brute_posterior(bn, rows, logp, row, v)
+            torch.testing.assert_close(post[v][i], ref, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["asia", "child", "insurance"])
+def test_mixed_batch_equals_the_contraction(name):
+    bn = read_bif(bundled_bif(name))
+    g = torch.Generator().manual_seed(0)
+    nodes = [bn.nodes[i] for i in torch.randperm(len(bn.nodes), generator=g)[: max(2, len(bn.nodes) // 5)].tolist()]
+    cases = _mixed_rows(bn, nodes, 50, 1)
+    table = bn.compile_evidence(nodes)
+    with torch.no_grad():
+        ref = bn.posterior(None, cases)
+        torch.testing.assert_close(table.log_evidence(cases), bn.log_evidence(cases), atol=1e-12, rtol=0)
+    got = table.posterior(None, cases)
+    assert list(got) == list(ref)
+    for v in ref:
+        torch.testing.assert_close(got[v], ref[v], atol=1e-12, rtol=0)
+        assert got[v].dtype == ref[v].dtype
+
+
+def test_query_forms_and_state_names_follow_posterior():
+    bn = sprinkler().double()
+    table = bn.compile_evidence(["rain", "wet"])
+    for query, evidence in [("sprinkler", {"wet": 1}), (["sprinkler", "rain"], {"wet": 1}),
+                            (None, {"rain": "yes"}), (None, {}), ("wet", {"rain": torch.tensor([0, -1, 1])}),
+                            ("rain", {"wet": torch.tensor([1.0, float("nan")])})]:
+        got, ref = table.posterior(query, evidence), bn.posterior(query, evidence)
+        if isinstance(ref, dict):
+            assert list(got) == list(ref)
+            for v in ref:
+                torch.testing.assert_close(got[v], ref[v], atol=1e-12, rtol=0)
+        else:
+            torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+
+
+def test_an_evidence_node_is_one_hot_where_observed_and_its_posterior_elsewhere():
+    bn = sprinkler().double()
+    table = bn.compile_evidence(["rain", "sprinkler", "wet"])
+    got = table.posterior("rain", {"rain": torch.tensor([1, -1]), "wet": torch.tensor([-1, 1])})
+    torch.testing.assert_close(got[0], torch.tensor([0.0, 1.0], dtype=got.dtype))
+    torch.testing.assert_close(got[1], bn.posterior("rain", {"wet": 1}), atol=1e-12, rtol=0)
+
+
+def test_float32_networks_get_float32_answers():
+    bn = sprinkler()  # float32 tables: the contraction runs in log space, the table in float64
+    table = bn.compile_evidence(["rain", "wet"])
+    got, ref = table.posterior(None, {"wet": torch.tensor([0, 1])}), bn.posterior(None, {"wet": torch.tensor([0, 1])})
+    for v in ref:
+        assert got[v].dtype == torch.float32
+        torch.testing.assert_close(got[v], ref[v])
+
+
+def test_table_size_and_entries():
+    bn = sprinkler().double()
+    table = bn.compile_evidence(["rain", "wet"])
+    assert table.configurations == 4
+    assert table.nbytes == (3 * 3) * (2 + 1) * 8  # (c+1) per evidence node x (the other node's states + p(e_S))
+    # with nothing observed the entry is p(x) and p(e_S) = 1
+    assert math.isclose(float(table.log_evidence({})), 0.0, abs_tol=1e-12)
+
+
+def test_refusals_name_what_is_wrong():
+    bn = sprinkler()
+    table = bn.compile_evidence(["wet"])
+    with pytest.raises(EvidenceError, match="'rain'.*outside the table's nodes"):
+        table.posterior(None, {"rain": 1})
+    with pytest.raises(EvidenceError, match="soft evidence on \\['wet'\\]"):
+        bn.compile_evidence(["wet", "rain"]).posterior(None, {"wet": Likelihood([0.2, 0.9])})
+    with pytest.raises(EvidenceError, match="'wet' is also observed in every evidence row"):
+        table.posterior("wet", {"wet": 1})
+    with pytest.raises(EvidenceError, match="unknown variable 'nope'"):
+        bn.compile_evidence(["nope"])
+    with pytest.raises(EvidenceError, match="repeat"):
+        bn.compile_evidence(["wet", "wet"])
+    with pytest.raises(ConfigError, match=r"over \['rain', 'sprinkler', 'wet'\].*MiB, over max_bytes"):
+        bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=100)
+
+
+def test_zero_probability_rows_are_named():
+    bn = sprinkler()  # wet is never T without rain or sprinkler (p = 0.0 in the table)
+    table = bn.compile_evidence(["rain", "sprinkler", "wet"])
+    with pytest.raises(EvidenceError, match=r"row\(s\) \[1\]"):
+        table.posterior(None, {"rain": torch.tensor([1, 0]), "sprinkler": torch.tensor([0, 0]),
+                               "wet": torch.tensor([1, 1])})
+
+
+def test_a_changed_network_makes_the_table_stale():
+    bn = random_bn(3, 4)
+    table = bn.compile_evidence(["x1"])
+    table.posterior(None, {"x1": 0})
+    with torch.no_grad():
+        next(iter(bn.cpds.values())).logits.add_(0.1)
+    with pytest.raises(ConfigError, match="changed after its evidence table"):
+        table.posterior(None, {"x1": 0})
+
+
+def test_continuous_networks_are_refused():
+    bn = BayesNet().add("z", cpd.Table([0.3, 0.7])).add("x", cpd.LinearGaussian(0.5, scale=2.0))
+    with pytest.raises(ConfigError, match=r"continuous nodes \['x'\]"):
+        EvidenceTable(bn, ["z"])
+
+
+@pytest.mark.parametrize("change", ["double", "load_state_dict", "add"])
+def test_every_kind_of_change_is_noticed(change):
+    bn = random_bn(4, 4, dtype=torch.float32)
+    table = bn.compile_evidence(["x2"])
+    if change == "double":
+        bn.double()  # new tensors (same values): the table belongs to the old ones
+    elif change == "load_state_dict":
+        state = {k: v * 1.5 for k, v in bn.state_dict().items()}  # sharper tables, copied in place
+        bn.load_state_dict(state)
+    else:
+        bn.add("extra", cpd.Table([0.5, 0.5]))
+    with pytest.raises(ConfigError, match="build it again"):
+        table.posterior(None, {"x2": 0})
