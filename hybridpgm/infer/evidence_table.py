@@ -9,9 +9,9 @@ discrete nodes,
 
     T[e, v, x] = p(x_v = x,\ E = e), \qquad T[e, \varnothing] = p(E = e),
 
-for each of the :math:`\prod_i c_i` joint configurations :math:`e` (one
-batched query, :func:`~hybridpgm.infer.exact.posterior` and
-:func:`~hybridpgm.infer.exact.log_evidence`).  Giving each evidence dim one
+for each of the :math:`\prod_i c_i` joint configurations :math:`e` (the joint
+of the evidence nodes, then one batched :func:`~hybridpgm.infer.exact.posterior`
+over the configurations of positive probability).  Giving each evidence dim one
 extra index :math:`c_i` that holds the sum over that dim (a zeta transform
 over the lattice of observed subsets [1]) turns it into
 
@@ -78,7 +78,8 @@ class EvidenceTable:
 
     :param bn: a checked network of discrete nodes without context inputs.
     :param nodes: the evidence nodes (each case observes any subset of them).
-    :param int max_bytes: refuse a table larger than this (default :data:`DEFAULT_MAX_BYTES`).
+    :param int max_bytes: refuse a table larger than this (default :data:`DEFAULT_MAX_BYTES`); building it
+        holds up to about twice that.
     :ivar list nodes: the evidence nodes; ``others``: the other discrete nodes, in network order.
     :ivar int configurations: :math:`\\prod_i c_i`, the rows of the query that builds the table.
     :raises ConfigError: for a network with continuous nodes or inputs, or a table over ``max_bytes``.
@@ -86,7 +87,7 @@ class EvidenceTable:
     """
 
     def __init__(self, bn: "BayesNet", nodes: Sequence[str], *, max_bytes: int = DEFAULT_MAX_BYTES):
-        from hybridpgm.infer.exact import log_evidence, posterior
+        from hybridpgm.infer.exact import posterior
 
         facts = network_facts(bn)
         nodes = [nodes] if isinstance(nodes, str) else list(nodes)
@@ -119,7 +120,9 @@ class EvidenceTable:
         evidence = {v: grid[:, i] for i, v in enumerate(nodes)}
         table = torch.zeros(self.configurations, self._width + 1, dtype=torch.float64, device=device)
         with torch.no_grad():
-            z = log_evidence(bn, evidence).double().exp()
+            # p(E = e) for every configuration: one contraction with the evidence nodes as output dims
+            z = (posterior(bn, nodes, None, joint=True) if len(nodes) > 1 else posterior(bn, nodes[0]))
+            z = z.double().reshape(-1)
             possible = z > 0
             if self.others and bool(possible.any()):
                 post = posterior(bn, self.others, {v: t[possible] for v, t in evidence.items()})
