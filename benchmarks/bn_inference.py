@@ -162,7 +162,8 @@ def bench_network(name: str, args) -> dict:
             for v, p in ref.items():
                 max_diff = max(max_diff, (post_mixed[v][r].double().cpu() - p).abs().max().item())
                 if table is not None:
-                    max_diff_compiled = max(max_diff_compiled, (post_compiled[v][r].double().cpu() - p).abs().max().item())
+                    diff = (post_compiled[v][r].double().cpu() - p).abs().max().item()
+                    max_diff_compiled = max(max_diff_compiled, diff)
     t_mixed, t_single, t_one, t_same = (times.get(k, []) for k in ("mixed", "single", "one_row", "same_patterns"))
     med = statistics.median
     res = {
