@@ -65,7 +65,13 @@ def _snapshot(bn: "BayesNet") -> tuple:
     """The node names, and every tensor of the network (held, so that no new tensor can take a freed
     one's identity) with its in-place version and its storage (``.to()`` and ``.double()`` swap a
     parameter's data without a new version)."""
-    return tuple(network_facts(bn).nodes), [(t, (t._version, t.data_ptr(), t.dtype)) for t in bn._tensors()]
+    facts = network_facts(bn)
+    if facts.tables_only:  # a table CPD holds its tensors itself: no walk over the module tree
+        tensors = [t for c in facts.cpds.values() for t in (*c._parameters.values(), *c._buffers.values())
+                   if t is not None]
+    else:
+        tensors = list(bn._tensors())
+    return tuple(facts.nodes), [(t, (t._version, t.data_ptr(), t.dtype)) for t in tensors]
 
 
 def _same(a: tuple, b: tuple) -> bool:

@@ -150,7 +150,7 @@ def test_continuous_networks_are_refused():
         EvidenceTable(bn, ["z"])
 
 
-@pytest.mark.parametrize("change", ["double", "load_state_dict", "add"])
+@pytest.mark.parametrize("change", ["double", "load_state_dict", "add", "replace"])
 def test_every_kind_of_change_is_noticed(change):
     bn = random_bn(4, 4, dtype=torch.float32)
     table = bn.compile_evidence(["x2"])
@@ -159,7 +159,10 @@ def test_every_kind_of_change_is_noticed(change):
     elif change == "load_state_dict":
         state = {k: v * 1.5 for k, v in bn.state_dict().items()}  # sharper tables, copied in place
         bn.load_state_dict(state)
-    else:
+    elif change == "add":
         bn.add("extra", cpd.Table([0.5, 0.5]))
+    else:  # a new parameter tensor in place of the old one
+        table_cpd = bn.cpds["x0"]
+        table_cpd.logits = torch.nn.Parameter(table_cpd.logits.detach() * 2)
     with pytest.raises(ConfigError, match="build it again"):
         table.posterior(None, {"x2": 0})
