@@ -36,7 +36,7 @@ def test_every_pattern_matches_brute_force(seed, n, zeros, data):
     rows, logp = brute_joint(bn)
     nodes = data.draw(st.lists(st.sampled_from(bn.nodes), unique=True, min_size=1, max_size=n - 1))
     table = bn.compile_evidence(nodes)
-    # one row per observed subset and joint value the network can produce (zero-probability rows are refused)
+    # sampled cases (so each has positive probability), each observing a random subset of the nodes
     cases = _mixed_rows(bn, nodes, 12, seed)
     post = table.posterior(None, cases)
     log_z = table.log_evidence(cases)
