@@ -154,7 +154,7 @@ class EvidenceTable:
                               f"(a CPD was updated, added or moved); build it again with bn.compile_evidence")
 
     def _indices(self, evidence: Mapping | None):
-        """``(ev, flat [N] long, seen {node: [N] bool})``: each row's entry of the table."""
+        """``(ev, flat [N] long)``: the parsed evidence and each row's entry of the table."""
         self._check_fresh()
         ev = parse_evidence(self.bn, evidence)
         outside = [v for v in (*ev.observed, *ev.partial) if v not in self._stride]
@@ -165,23 +165,20 @@ class EvidenceTable:
             raise EvidenceError(f"soft evidence on {sorted(ev.soft)}: the table holds hard evidence only; "
                                 f"use bn.posterior for it")
         index = torch.zeros(ev.n, dtype=torch.long, device=self._table.device)
-        seen = {}
         for v, c in zip(self.nodes, self.cards):
             if v in ev.observed:
-                value, seen[v] = ev.observed[v], None
-            elif v in ev.partial:
+                value = ev.observed[v]
+            elif v in ev.partial:  # observed in some rows: its log-indicator has -inf there; c elsewhere
                 lik = ev.partial[v]
-                seen[v] = torch.isinf(lik).any(-1)
-                value = torch.where(seen[v], lik.argmax(-1), c)
-            else:
-                continue
-            index += value.to(index.device) * self._stride[v]
-        missing = sum(c * self._stride[v] for v, c in zip(self.nodes, self.cards) if v not in seen)
-        return ev, index + missing, seen
+                value = torch.where(torch.isinf(lik).any(-1), lik.argmax(-1), c)
+            else:  # observed in no row
+                value = c
+            index += value * self._stride[v]
+        return ev, index
 
     def log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
         """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar)."""
-        ev, index, _ = self._indices(evidence)
+        ev, index = self._indices(evidence)
         out = self._table[index, -1].log().to(self._dtype)
         return out if ev.batched else out[0]
 
@@ -197,18 +194,11 @@ class EvidenceTable:
             every row, or evidence of probability zero (naming the rows).
         :raises ConfigError: when the network changed after the table was built.
         """
-        from hybridpgm.infer.exact import _query_names
+        from hybridpgm.infer.exact import posterior_names
 
-        ev, index, seen = self._indices(evidence)
+        ev, index = self._indices(evidence)
         facts = network_facts(self.bn)
-        everywhere = {v for v, rows in seen.items() if rows is None}  # observed in every row
-        if query is None:
-            names = [v for v in facts.nodes if v not in everywhere]
-        else:
-            names = _query_names(facts, query)
-            observed = [q for q in names if q in everywhere]
-            if observed:
-                raise EvidenceError(f"query variable '{observed[0]}' is also observed in every evidence row")
+        names = posterior_names(facts, query, ev.observed)
         rows = self._table[index]
         z = rows[:, -1:]
         check_possible(z.log(), "the posterior")

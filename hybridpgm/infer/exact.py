@@ -88,6 +88,21 @@ def _query_names(facts, query) -> list[str]:
     return names
 
 
+def posterior_names(facts, query, observed) -> list[str]:
+    """The nodes a posterior query answers: ``query`` (checked), or every discrete node not in ``observed``.
+
+    :param observed: the nodes observed in every evidence row.
+    :raises EvidenceError: for an unknown or continuous query node, or one in ``observed``.
+    """
+    if query is None:
+        return [v for v in facts.nodes if facts.cards[v] is not None and v not in observed]
+    names = _query_names(facts, query)
+    for q in names:
+        if q in observed:
+            raise EvidenceError(f"query variable '{q}' is also observed in every evidence row")
+    return names
+
+
 def _unbatch(t: torch.Tensor, ev: Evidence) -> torch.Tensor:
     return t if ev.batched else t[0]
 
@@ -125,13 +140,7 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
-    if query is None:
-        names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
-    else:
-        names = _query_names(facts, query)
-    for q in names:
-        if q in ev.observed:
-            raise EvidenceError(f"query variable '{q}' is also observed in every evidence row")
+    names = posterior_names(facts, query, ev.observed)
     targets = _targets(facts, ev, names)
     if joint:
         return _unbatch(joint_rows(bn, ev, names, relevant(facts, targets)), ev)
