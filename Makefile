@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test,docs]"
+	$(BIN)/python -m pip install -q --no-cache-dir torch==2.13.0
+	$(BIN)/python -m pip install -q --no-cache-dir -e ".[test,docs]"
 	touch $(STAMP)
 
 setup: $(STAMP)
