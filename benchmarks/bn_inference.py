@@ -128,7 +128,7 @@ def bench_network(name: str, args) -> dict:
     try:
         compile_s, table = timed(lambda: bn.compile_evidence(ev_nodes, max_bytes=int(args.table_max_mib * 2**20)),
                                  device)
-        compiled = {"compile_s": compile_s, "table_mib": table.nbytes / 2**20,
+        compiled = {"compile_s": compile_s, "table_mib": table.nbytes / 2**20, "layout": table.layout,
                     "evidence_configurations": table.configurations}
         kinds["compiled"] = lambda: table.posterior(None, mixed)
         per_call["compiled"] = args.rows

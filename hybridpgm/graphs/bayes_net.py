@@ -396,12 +396,13 @@ class BayesNet(PyroModule):
 
         return log_evidence(self.check(), evidence)
 
-    def compile_evidence(self, nodes, *, max_bytes: int | None = None):
+    def compile_evidence(self, nodes, *, max_bytes: int | None = None, layout: str = "auto"):
         """Precompute the answers to every hard-evidence query over ``nodes``; see
-        :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by one gather per row)."""
+        :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row)."""
         from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable
 
-        return EvidenceTable(self.check(), nodes, max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        return EvidenceTable(self.check(), nodes, max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+                             layout=layout)
 
     def map(self, evidence=None, *, return_log_prob: bool = False):
         """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment`."""

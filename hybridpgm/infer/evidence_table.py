@@ -29,6 +29,24 @@ This is query-based compilation in the sense of Darwiche's arithmetic
 circuits [2], specialised to a small evidence set; it pays when many cases are
 answered against unchanged CPDs.
 
+**Compact layout.**  The sums cost a factor :math:`\prod_i (1 + 1/c_i)` in
+size (:math:`2^k` for binary nodes).  The compact layout stores the sum over
+dim :math:`i` *in place of* one state :math:`d_i` (the least probable one), so
+the table keeps :math:`\prod_i c_i` entries, and a case observing
+:math:`e_i = d_i` reads it back by inclusion–exclusion,
+
+.. math::
+
+    p(\cdot,\ e_i = d_i) = p(\cdot) - \sum_{s \ne d_i} p(\cdot,\ e_i = s),
+
+a signed sum of :math:`\prod_{i:\, e_i = d_i} c_i` entries (node after node).
+Subtraction loses the digits that cancel: a case whose terms add up to more
+than :data:`CANCELLATION` times its :math:`p(e_S)` (an observed dropped state
+that is improbable in context), or whose :math:`p(e_S)` comes out not
+positive, is answered by the contraction instead, so every answer keeps the
+subsets layout's accuracy up to that factor.  ``layout="auto"`` builds the
+subsets layout when it fits in ``max_bytes`` and the compact one otherwise.
+
 The table is a snapshot of the CPDs when it is built: it is not differentiable
 and raises :class:`~hybridpgm.errors.ConfigError` once a parameter of the
 network has changed (build it again).  Build it with
@@ -55,10 +73,21 @@ from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["DEFAULT_MAX_BYTES", "EvidenceTable"]
+__all__ = ["BUILD_CHUNK_BYTES", "CANCELLATION", "DEFAULT_MAX_BYTES", "EvidenceTable", "LAYOUTS"]
 
 #: the largest table :meth:`~hybridpgm.graphs.BayesNet.compile_evidence` builds unless told otherwise
 DEFAULT_MAX_BYTES = 256 * 2**20
+
+#: the most output one batched query of the build holds at once (the build needs the table plus about this)
+BUILD_CHUNK_BYTES = 64 * 2**20
+
+#: the layouts of :class:`EvidenceTable`
+LAYOUTS = ("auto", "subsets", "compact")
+
+#: the largest ratio :math:`\sum |\text{terms}| / p(e_S)` a compact row may cancel, per network dtype:
+#: its answers then lose at most about that factor times the dtype's resolution (``1e-12`` in float64, ten
+#: float32 steps); a row over it is computed by the contraction
+CANCELLATION = {torch.float64: 1e4, torch.float32: 10.0, torch.float16: 1.0, torch.bfloat16: 1.0}
 
 
 def _snapshot(bn: "BayesNet") -> tuple:
@@ -84,15 +113,22 @@ class EvidenceTable:
 
     :param bn: a checked network of discrete nodes without context inputs.
     :param nodes: the evidence nodes (each case observes any subset of them).
-    :param int max_bytes: refuse a table larger than this (default :data:`DEFAULT_MAX_BYTES`); building it
-        holds up to about twice that.
+    :param int max_bytes: refuse a table larger than this (default :data:`DEFAULT_MAX_BYTES`); the build
+        holds the table and one chunk of configurations' answers (:data:`BUILD_CHUNK_BYTES`) at a time.
+    :param str layout: ``"subsets"`` (:math:`\\prod_i (c_i + 1)` entries per column, one gather per case),
+        ``"compact"`` (:math:`\\prod_i c_i`, signed sums for the cases that observe a dropped state), or
+        ``"auto"`` (default): ``"subsets"`` when it fits in ``max_bytes``, else ``"compact"``.
     :ivar list nodes: the evidence nodes; ``others``: the other discrete nodes, in network order.
     :ivar int configurations: :math:`\\prod_i c_i`, the rows of the query that builds the table.
-    :raises ConfigError: for a network with continuous nodes or inputs, or a table over ``max_bytes``.
+    :ivar str layout: the layout built; ``dropped``: per evidence node, the state the compact layout
+        does not store (its least probable one), ``None`` for ``"subsets"``.
+    :raises ConfigError: for a network with continuous nodes or inputs, an unknown layout, or a table over
+        ``max_bytes``.
     :raises EvidenceError: for an unknown or repeated node.
     """
 
-    def __init__(self, bn: "BayesNet", nodes: Sequence[str], *, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, bn: "BayesNet", nodes: Sequence[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 layout: str = "auto"):
         from hybridpgm.infer.exact import posterior
 
         facts = network_facts(bn)
@@ -108,6 +144,8 @@ class EvidenceTable:
         if continuous or facts.inputs:
             raise ConfigError(f"an evidence table needs a network of discrete nodes without inputs; this one has "
                               f"continuous nodes {continuous} and inputs {sorted(facts.inputs)}")
+        if layout not in LAYOUTS:
+            raise ConfigError(f"unknown evidence table layout {layout!r}; expected one of {LAYOUTS}")
         self.bn, self.nodes = bn, nodes
         self.others = [v for v in facts.nodes if v not in nodes]
         self.cards = [facts.cards[v] for v in nodes]
@@ -115,12 +153,16 @@ class EvidenceTable:
         widths = [facts.cards[v] for v in self.others]
         self._offsets = dict(zip(self.others, [sum(widths[:i]) for i in range(len(widths))]))
         self._width = sum(widths)  # columns of the other nodes; the last column holds p(e_S)
-        entries = math.prod(c + 1 for c in self.cards) * (self._width + 1)
-        self.nbytes = entries * torch.finfo(torch.float64).bits // 8
+        entry = (self._width + 1) * torch.finfo(torch.float64).bits // 8
+        sizes = {"subsets": math.prod(c + 1 for c in self.cards) * entry, "compact": self.configurations * entry}
+        if layout == "auto":
+            layout = "subsets" if sizes["subsets"] <= max_bytes else "compact"
+        self.layout, self.nbytes = layout, sizes[layout]
         if self.nbytes > max_bytes:
+            also = "" if layout == "compact" else f" ({sizes['compact'] / 2**20:.1f} MiB compact)"
             raise ConfigError(f"the evidence table over {nodes} (cardinalities {self.cards}) would take "
-                              f"{self.nbytes / 2**20:.1f} MiB, over max_bytes={max_bytes / 2**20:.1f} MiB; "
-                              f"pass fewer nodes or a larger max_bytes")
+                              f"{self.nbytes / 2**20:.1f} MiB in the {layout} layout{also}, over "
+                              f"max_bytes={max_bytes / 2**20:.1f} MiB; pass fewer nodes or a larger max_bytes")
         device = bn.device
         grid = torch.cartesian_prod(*[torch.arange(c, device=device) for c in self.cards]).reshape(-1, len(nodes))
         evidence = {v: grid[:, i] for i, v in enumerate(nodes)}
@@ -129,23 +171,39 @@ class EvidenceTable:
             # p(E = e) for every configuration: one contraction with the evidence nodes as output dims
             z = (posterior(bn, nodes, None, joint=True) if len(nodes) > 1 else posterior(bn, nodes[0]))
             z = z.double().reshape(-1)
-            possible = z > 0
-            if self.others and bool(possible.any()):
-                post = posterior(bn, self.others, {v: t[possible] for v, t in evidence.items()})
-                joint = torch.cat([post[v].double() for v in self.others], dim=1) * z[possible, None]
-                table[possible, :-1] = joint
+            rows = max(1, BUILD_CHUNK_BYTES // entry)  # the configurations of one batched query
+            possible = (z > 0).nonzero().flatten()
+            for chunk in possible.split(rows) if self.others else ():
+                post = posterior(bn, self.others, {v: t[chunk] for v, t in evidence.items()})
+                table[chunk, :-1] = torch.cat([post[v].double() for v in self.others], dim=1) * z[chunk, None]
             table[:, -1] = z
         table = table.reshape(*self.cards, self._width + 1)
-        for i in range(len(nodes)):  # index c_i of dim i: the sum over it (node i not observed)
-            table = torch.cat([table, table.sum(i, keepdim=True)], dim=i)
+        if layout == "subsets":
+            self.dropped = None
+            for i in range(len(nodes)):  # index c_i of dim i: the sum over it (node i not observed)
+                table = torch.cat([table, table.sum(i, keepdim=True)], dim=i)
+            self._all = torch.tensor(self.cards, device=device)
+            spans = [c + 1 for c in self.cards]
+        else:
+            marginals = [z.reshape(self.cards).sum([j for j in range(len(nodes)) if j != i]) for i in range(len(nodes))]
+            self.dropped = [int(m.argmin()) for m in marginals]
+            for i, d in enumerate(self.dropped):  # index d_i of dim i: the sum over it, in place of state d_i
+                table.select(i, d).copy_(table.sum(i))
+            self._all = torch.tensor(self.dropped, device=device)
+            spans = list(self.cards)
         self._table = table.reshape(-1, self._width + 1)
-        strides = [math.prod(c + 1 for c in self.cards[i + 1:]) for i in range(len(nodes))]
-        self._stride = dict(zip(nodes, strides))
+        strides = [math.prod(spans[i + 1:]) for i in range(len(nodes))]
+        self._strides = torch.tensor(strides, device=device)
+        # per evidence node: the states stored (all but the dropped one in the compact layout), and the index
+        # moves from its sum index to each of them
+        self._stored = [torch.tensor([s for s in range(c) if self.dropped is None or s != self.dropped[i]],
+                                     device=device) for i, c in enumerate(self.cards)]
+        self._shifts = [(st - int(a)) * t for st, a, t in zip(self._stored, self._all, strides)]
         self._dtype = bn.dtype
         self._built_from = _snapshot(bn)
 
     def __repr__(self) -> str:
-        return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, "
+        return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, layout={self.layout!r}, "
                 f"{self.nbytes / 2**20:.2f} MiB)")
 
     def _check_fresh(self) -> None:
@@ -153,33 +211,109 @@ class EvidenceTable:
             raise ConfigError(f"the network changed after its evidence table over {self.nodes} was built "
                               f"(a CPD was updated, added or moved); build it again with bn.compile_evidence")
 
-    def _indices(self, evidence: Mapping | None):
-        """``(ev, flat [N] long)``: the parsed evidence and each row's entry of the table."""
+    def _values(self, evidence: Mapping | None):
+        """``(ev, values [N, k] long)``: the parsed evidence and each row's observed state of each table
+        node, ``-1`` where the row does not observe it."""
         self._check_fresh()
         ev = parse_evidence(self.bn, evidence)
-        outside = [v for v in (*ev.observed, *ev.partial) if v not in self._stride]
+        outside = [v for v in (*ev.observed, *ev.partial) if v not in self.nodes]
         if outside or ev.values:
             raise EvidenceError(f"evidence on {outside or sorted(ev.values)}, outside the table's nodes "
                                 f"{self.nodes}; use bn.posterior for it")
         if ev.soft:
             raise EvidenceError(f"soft evidence on {sorted(ev.soft)}: the table holds hard evidence only; "
                                 f"use bn.posterior for it")
-        index = torch.zeros(ev.n, dtype=torch.long, device=self._table.device)
-        for v, c in zip(self.nodes, self.cards):
+        values = torch.full((ev.n, len(self.nodes)), -1, dtype=torch.long, device=self._table.device)
+        for i, v in enumerate(self.nodes):
             if v in ev.observed:
-                value = ev.observed[v]
-            elif v in ev.partial:  # observed in some rows: its log-indicator has -inf there; c elsewhere
+                values[:, i] = ev.observed[v]
+            elif v in ev.partial:  # observed in some rows: its log-indicator has -inf there
                 lik = ev.partial[v]
-                value = torch.where(torch.isinf(lik).any(-1), lik.argmax(-1), c)
-            else:  # observed in no row
-                value = c
-            index += value * self._stride[v]
-        return ev, index
+                values[:, i] = torch.where(torch.isinf(lik).any(-1), lik.argmax(-1), -1)
+        return ev, values
+
+    def _terms(self, values: torch.Tensor):
+        """The signed entries whose sum is each row's :math:`p(\\cdot, e_S)`: ``(row [M], entry [M], sign [M]
+        or None)``.  An observed state is its own index, a node not observed its sum index; in the compact
+        layout a row observing the dropped state :math:`d_i` reads the sum index minus the other states,
+        :math:`p(e_i = d_i, \\cdot) = p(\\cdot) - \\sum_{s \\ne d_i} p(e_i = s, \\cdot)`, node after node."""
+        entry = (torch.where(values >= 0, values, self._all) * self._strides).sum(1)
+        row, sign = torch.arange(values.shape[0], device=values.device), None
+        if self.dropped is None:
+            return row, entry, sign
+        hits = values == self._all  # observed the dropped state (never true where not observed: -1)
+        for i in hits.any(0).nonzero().flatten().tolist():
+            if sign is None:
+                sign = torch.ones(row.shape[0], dtype=torch.float64, device=values.device)
+            hit, shifts = hits[row, i], self._shifts[i]
+            row = torch.cat([row, row[hit].repeat_interleave(shifts.numel())])
+            entry = torch.cat([entry, (entry[hit, None] + shifts).reshape(-1)])
+            sign = torch.cat([sign, (-sign[hit]).repeat_interleave(shifts.numel())])
+        return row, entry, sign
+
+    def _answer(self, values: torch.Tensor, columns: bool, asked: Sequence[int] = ()):
+        """``(joint, states)`` for the rows ``values``: ``joint`` ``[N, W + 1]`` holds :math:`p(x_v = x, e_S)`
+        for every other node's states, then :math:`p(e_S)` (only that column without ``columns``);
+        ``states[i]`` ``[N, c_i]`` holds :math:`p(e_i = s, e_S)` for the evidence nodes ``asked`` (by
+        position), read with node ``i`` moved from its sum index to each state (meaningful in the rows that
+        do not observe it; the compact layout's dropped state is :math:`p(e_S)` minus the others).  A compact
+        row whose signed sum cancels more than :data:`CANCELLATION` allows, or whose :math:`p(e_S)` is not
+        positive, is computed by the contraction instead."""
+        row, entry, sign = self._terms(values)
+        n, device = values.shape[0], values.device
+        terms = self._table[entry] if columns else self._table[entry, -1:]
+        joint = terms if sign is None else torch.zeros(n, terms.shape[1], dtype=torch.float64, device=device) \
+            .index_add_(0, row, terms * sign[:, None])
+        states = {}
+        for i in asked:
+            stored = self._stored[i]
+            free = (values[row, i] < 0).long()  # its terms' entries sit at node i's sum index
+            read = self._table[entry + ((stored - self._all[i]) * self._strides[i])[:, None] * free, -1]
+            if sign is not None:
+                read = torch.zeros(stored.numel(), n, dtype=torch.float64, device=device).index_add_(1, row, read * sign)
+            p = torch.zeros(n, self.cards[i], dtype=torch.float64, device=device)
+            p[:, stored] = read.T
+            if stored.numel() < self.cards[i]:
+                p[:, self.dropped[i]] = (joint[:, -1] - p.sum(1)).clamp_min_(0.0)
+            states[i] = p
+        if sign is not None:
+            z = joint[:, -1]
+            scale = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, row, self._table[entry, -1])
+            bad = (scale > CANCELLATION[self._dtype] * z) | (z <= 0)
+            if bool(bad.any()):
+                exact_joint, exact_states = self._exact(values[bad], columns, asked)
+                joint[bad] = exact_joint
+                for i in asked:
+                    states[i][bad] = exact_states[i]
+            joint.clamp_min_(0.0)
+        return joint, states
+
+    def _exact(self, values: torch.Tensor, columns: bool, asked: Sequence[int]):
+        """:meth:`_answer` for a few rows by the contraction (zero where the evidence is impossible)."""
+        from hybridpgm.infer.exact import log_evidence, posterior
+
+        n, device = values.shape[0], values.device
+        sub = {v: values[:, i] for i, v in enumerate(self.nodes)}
+        z = log_evidence(self.bn, sub).double().exp().reshape(-1)
+        joint = torch.zeros(n, self._width + 1 if columns else 1, dtype=torch.float64, device=device)
+        joint[:, -1] = z
+        states = {i: torch.zeros(n, self.cards[i], dtype=torch.float64, device=device) for i in asked}
+        possible = z > 0
+        names = ([*self.others] if columns else []) + \
+            [self.nodes[i] for i in asked if bool((values[possible, i] < 0).any())]
+        if names and bool(possible.any()):
+            post = posterior(self.bn, names, {v: t[possible] for v, t in sub.items()})
+            if columns and self.others:
+                joint[possible, :-1] = torch.cat([post[v].double() for v in self.others], dim=1) * z[possible, None]
+            for i in asked:
+                if self.nodes[i] in post:
+                    states[i][possible] = post[self.nodes[i]].double() * z[possible, None]
+        return joint, states
 
     def log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
         """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar)."""
-        ev, index = self._indices(evidence)
-        out = self._table[index, -1].log().to(self._dtype)
+        ev, values = self._values(evidence)
+        out = self._answer(values, columns=False)[0][:, 0].log().to(self._dtype)
         return out if ev.batched else out[0]
 
     def posterior(self, query: str | Sequence[str] | None = None, evidence: Mapping | None = None):
@@ -196,23 +330,23 @@ class EvidenceTable:
         """
         from hybridpgm.infer.exact import posterior_names
 
-        ev, index = self._indices(evidence)
+        ev, values = self._values(evidence)
         facts = network_facts(self.bn)
         names = posterior_names(facts, query, ev.observed)
-        rows = self._table[index]
-        z = rows[:, -1:]
+        asked = [self.nodes.index(q) for q in names if q not in self._offsets]
+        joint, states = self._answer(values, columns=len(asked) < len(names), asked=asked)
+        z = joint[:, -1:]
         check_possible(z.log(), "the posterior")
-        marginals = (rows[:, :-1] / z).to(self._dtype)  # every other node's marginal, side by side
         out = {}
         for q in names:
             c = facts.cards[q]
             if q in self._offsets:
-                p = marginals[:, self._offsets[q]:self._offsets[q] + c]
-            else:  # an evidence node: one-hot where the row observes it, else the entries with it set to each state
-                stride = self._stride[q]
-                value = (index // stride) % (c + 1)  # c: not observed in this row
-                states = torch.arange(c, device=index.device)
-                p = self._table[(index - value * stride)[:, None] + states * stride, -1] / z
-                p = torch.where((value < c)[:, None], (states == value[:, None]).double(), p).to(self._dtype)
+                p = joint[:, self._offsets[q]:self._offsets[q] + c] / z
+            else:  # an evidence node: one-hot where the row observes it, else p(e_q = s, e_S) / p(e_S)
+                i = self.nodes.index(q)
+                value = values[:, i]
+                hot = (torch.arange(c, device=values.device) == value[:, None]).double()
+                p = torch.where((value >= 0)[:, None], hot, states[i] / z)
+            p = p.to(self._dtype)
             out[q] = p if ev.batched else p[0]
         return out[query] if isinstance(query, str) else out

@@ -30,12 +30,13 @@ def _mixed_rows(bn, nodes, rows: int, seed: int) -> dict:
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.integers(0, 10_000), st.integers(3, 6), st.booleans(), st.data())
-def test_every_pattern_matches_brute_force(seed, n, zeros, data):
+@given(st.integers(0, 10_000), st.integers(3, 6), st.booleans(), st.sampled_from(["subsets", "compact"]), st.data())
+def test_every_pattern_matches_brute_force(seed, n, zeros, layout, data):
     bn = random_bn(seed, n, zeros=zeros)
     rows, logp = brute_joint(bn)
     nodes = data.draw(st.lists(st.sampled_from(bn.nodes), unique=True, min_size=1, max_size=n - 1))
-    table = bn.compile_evidence(nodes)
+    table = bn.compile_evidence(nodes, layout=layout)
+    assert table.layout == layout
     # sampled cases (so each has positive probability), each observing a random subset of the nodes
     cases = _mixed_rows(bn, nodes, 12, seed)
     post = table.posterior(None, cases)
@@ -51,13 +52,14 @@ def test_every_pattern_matches_brute_force(seed, n, zeros, data):
             torch.testing.assert_close(post[v][i], ref, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["subsets", "compact"])
 @pytest.mark.parametrize("name", ["asia", "child", "insurance"])
-def test_mixed_batch_equals_the_contraction(name):
+def test_mixed_batch_equals_the_contraction(name, layout):
     bn = read_bif(bundled_bif(name))
     g = torch.Generator().manual_seed(0)
     nodes = [bn.nodes[i] for i in torch.randperm(len(bn.nodes), generator=g)[: max(2, len(bn.nodes) // 5)].tolist()]
     cases = _mixed_rows(bn, nodes, 50, 1)
-    table = bn.compile_evidence(nodes)
+    table = bn.compile_evidence(nodes, layout=layout)
     with torch.no_grad():
         ref = bn.posterior(None, cases)
         torch.testing.assert_close(table.log_evidence(cases), bn.log_evidence(cases), atol=1e-12, rtol=0)
@@ -122,8 +124,12 @@ def test_refusals_name_what_is_wrong():
         bn.compile_evidence(["nope"])
     with pytest.raises(EvidenceError, match="repeat"):
         bn.compile_evidence(["wet", "wet"])
-    with pytest.raises(ConfigError, match=r"over \['rain', 'sprinkler', 'wet'\].*MiB, over max_bytes"):
-        bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=100)
+    with pytest.raises(ConfigError, match=r"over \['rain', 'sprinkler', 'wet'\].*MiB in the compact layout, over max_bytes"):
+        bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=50)
+    with pytest.raises(ConfigError, match=r"0.0 MiB in the subsets layout \(0.0 MiB compact\), over max_bytes"):
+        bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=200, layout="subsets")
+    with pytest.raises(ConfigError, match="unknown evidence table layout 'dense'"):
+        bn.compile_evidence(["wet"], layout="dense")
 
 
 def test_zero_probability_rows_are_named():
@@ -166,3 +172,72 @@ def test_every_kind_of_change_is_noticed(change):
         table_cpd.logits = torch.nn.Parameter(table_cpd.logits.detach() * 2)
     with pytest.raises(ConfigError, match="build it again"):
         table.posterior(None, {"x2": 0})
+
+
+def _rare_state_net() -> BayesNet:
+    """a -> b -> x, where b = 1 has probability 1e-9 after a = 0: a case observing it cancels nine digits
+    in the compact layout (which drops b's least probable state, 1)."""
+    bn = BayesNet().double()
+    bn.add("a", cpd.Table([0.7, 0.3]))
+    bn.add("b", cpd.Table([[1 - 1e-9, 1e-9], [0.6, 0.4]], ["a"]))
+    bn.add("x", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["b"]))
+    return bn.double()
+
+
+def test_compact_layout_drops_the_least_probable_state_and_stores_prod_c():
+    bn = sprinkler().double()  # rain: p(yes) = 0.2; wet: p(T) = 0.8 * 0.4 * 0.9 + 0.2 * (0.01 * 0.99 + 0.99 * 0.8) = 0.448
+    table = bn.compile_evidence(["rain", "wet"], layout="compact")
+    assert table.dropped == [1, 1]
+    assert table.nbytes == (2 * 2) * (2 + 1) * 8
+    assert "layout='compact'" in repr(table)
+    # auto: the subsets layout while it fits, else the compact one
+    assert bn.compile_evidence(["rain", "wet"]).layout == "subsets"
+    assert bn.compile_evidence(["rain", "wet"], max_bytes=(2 * 2) * 3 * 8).layout == "compact"
+
+
+def test_compact_rows_that_cancel_too_much_are_computed_by_the_contraction(monkeypatch):
+    bn = _rare_state_net()
+    table = bn.compile_evidence(["a", "b", "x"], layout="compact")
+    assert table.dropped == [1, 1, 1]
+    calls = []
+    exact = EvidenceTable._exact
+    monkeypatch.setattr(EvidenceTable, "_exact", lambda self, v, *args: calls.append(v.clone()) or exact(self, v, *args))
+    cases = {"a": torch.tensor([0, 0, 1, -1, 1]), "b": torch.tensor([1, 0, 1, 1, -1]), "x": torch.tensor([-1, 0, 1, -1, 0])}
+    got, ref = table.posterior(None, cases), bn.posterior(None, cases)
+    for v in ref:
+        torch.testing.assert_close(got[v], ref[v], atol=1e-12, rtol=0)
+    torch.testing.assert_close(table.log_evidence(cases), bn.log_evidence(cases), atol=1e-12, rtol=1e-12)
+    # only row 0 (a = 0, b = 1) is computed apart; b = 1 alone (rows 2, 3) is 0.12 of its sum, so row 3's
+    # p(a = 0, b = 1) (cancelling nine digits) is within 1e-16 of its p(b = 1)
+    assert len(calls) == 2 and all(torch.equal(v, torch.tensor([[0, 1, -1]])) for v in calls)  # posterior, log_evidence
+
+
+def test_compact_zero_probability_rows_are_named():
+    bn = sprinkler()  # wet = T has probability 0 without rain or sprinkler
+    table = bn.compile_evidence(["rain", "sprinkler", "wet"], layout="compact")
+    with pytest.raises(EvidenceError, match=r"row\(s\) \[1\]"):
+        table.posterior(None, {"rain": torch.tensor([1, 0]), "sprinkler": torch.tensor([0, 0]),
+                               "wet": torch.tensor([1, 1])})
+
+
+def test_compact_evidence_node_posteriors_and_float32():
+    bn = sprinkler()  # float32 tables
+    table = bn.compile_evidence(["rain", "sprinkler", "wet"], layout="compact")
+    cases = {"rain": torch.tensor([1, -1, -1, 0]), "wet": torch.tensor([-1, 1, 0, 1])}
+    got, ref = table.posterior(None, cases), bn.posterior(None, cases)
+    assert list(got) == list(ref)
+    for v in ref:
+        assert got[v].dtype == torch.float32
+        torch.testing.assert_close(got[v], ref[v])
+
+
+@pytest.mark.parametrize("layout", ["subsets", "compact"])
+def test_a_build_in_chunks_gives_the_same_table(monkeypatch, layout):
+    import hybridpgm.infer.evidence_table as module
+
+    bn = read_bif(bundled_bif("child"))
+    nodes = ["Disease", "LVH", "XrayReport"]
+    whole = bn.compile_evidence(nodes, layout=layout)
+    monkeypatch.setattr(module, "BUILD_CHUNK_BYTES", 7 * whole._table.shape[1] * 8)  # 7 configurations per query
+    chunked = bn.compile_evidence(nodes, layout=layout)
+    torch.testing.assert_close(chunked._table, whole._table, atol=1e-15, rtol=0)
