@@ -114,7 +114,8 @@ class EvidenceTable:
     :param bn: a checked network of discrete nodes without context inputs.
     :param nodes: the evidence nodes (each case observes any subset of them).
     :param int max_bytes: refuse a table larger than this (default :data:`DEFAULT_MAX_BYTES`); the build
-        holds the table and one chunk of configurations' answers (:data:`BUILD_CHUNK_BYTES`) at a time.
+        holds the table, one chunk of configurations' answers at a time (:data:`BUILD_CHUNK_BYTES`) and,
+        for the subsets layout, a second copy while it adds the sums.
     :param str layout: ``"subsets"`` (:math:`\\prod_i (c_i + 1)` entries per column, one gather per case),
         ``"compact"`` (:math:`\\prod_i c_i`, signed sums for the cases that observe a dropped state), or
         ``"auto"`` (default): ``"subsets"`` when it fits in ``max_bytes``, else ``"compact"``.
