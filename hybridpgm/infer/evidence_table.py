@@ -266,17 +266,19 @@ class EvidenceTable:
         joint = terms if sign is None else torch.zeros(n, terms.shape[1], dtype=torch.float64, device=device) \
             .index_add_(0, row, terms * sign[:, None])
         states = {}
-        for i in asked:
-            stored = self._stored[i]
-            free = (values[row, i] < 0).long()  # its terms' entries sit at node i's sum index
-            read = self._table[entry + ((stored - self._all[i]) * self._strides[i])[:, None] * free, -1]
+        if asked:  # one gather for every (node, stored state): the terms moved from the node's sum index
+            node = torch.cat([torch.full_like(self._shifts[i], i) for i in asked])
+            moves = torch.cat([self._shifts[i] for i in asked])
+            free = (values[row][:, node] < 0).T.long()  # [S, M]: where a term's row leaves the node unobserved
+            read = self._table[entry + moves[:, None] * free, -1]
             if sign is not None:
-                read = torch.zeros(stored.numel(), n, dtype=torch.float64, device=device).index_add_(1, row, read * sign)
-            p = torch.zeros(n, self.cards[i], dtype=torch.float64, device=device)
-            p[:, stored] = read.T
-            if stored.numel() < self.cards[i]:
-                p[:, self.dropped[i]] = (joint[:, -1] - p.sum(1)).clamp_min_(0.0)
-            states[i] = p
+                read = torch.zeros(read.shape[0], n, dtype=torch.float64, device=device).index_add_(1, row, read * sign)
+            for i, part in zip(asked, read.split([self._shifts[i].numel() for i in asked])):
+                p = torch.zeros(n, self.cards[i], dtype=torch.float64, device=device)
+                p[:, self._stored[i]] = part.T
+                if part.shape[0] < self.cards[i]:
+                    p[:, self.dropped[i]] = (joint[:, -1] - p.sum(1)).clamp_min_(0.0)
+                states[i] = p
         if sign is not None:
             z = joint[:, -1]
             scale = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, row, self._table[entry, -1])
