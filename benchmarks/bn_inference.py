@@ -23,8 +23,9 @@ pgmpy's row; each timing the mean of as many calls as fill
   unbiased for the row-weighted cost);
 * **one row**: a one-row query (plan cached per query shape), ``--one-row-repeats`` calls per round;
 * **compiled**: the mixed batch answered by an evidence table over the evidence nodes
-  (:meth:`hybridpgm.graphs.BayesNet.compile_evidence`: one gather per row), built once before the rounds
-  (``compile_s``) where it fits ``--table-max-mib``;
+  (:meth:`hybridpgm.graphs.BayesNet.compile_evidence`: a gather per row, in the subsets layout where it fits
+  ``--table-max-mib``, else the compact one; ``layout`` in the JSON), built once before the rounds
+  (``compile_s``), and skipped where neither fits;
 * **pgmpy**: ``VariableElimination``, one ``query([v], evidence)`` per
   unobserved node, for one mixed row per round (``--pgmpy-rows`` rounds).
 
