@@ -207,8 +207,9 @@ def test_compact_rows_that_cancel_too_much_are_computed_by_the_contraction(monke
     for v in ref:
         torch.testing.assert_close(got[v], ref[v], atol=1e-12, rtol=0)
     torch.testing.assert_close(table.log_evidence(cases), bn.log_evidence(cases), atol=1e-12, rtol=1e-12)
-    # only row 0 (a = 0, b = 1) is computed apart; b = 1 alone (rows 2, 3) is 0.12 of its sum, so row 3's
-    # p(a = 0, b = 1) (cancelling nine digits) is within 1e-16 of its p(b = 1)
+    # only row 0 (a = 0, b = 1: its terms add up to 2e9 times p(e_S)) is computed apart; the other rows that
+    # observe dropped states (2, 3, 4) stay within 64x, and row 3's p(a = 0, b = 1) for a's posterior (nine
+    # digits cancelled) is off by about 1e-16 of its p(b = 1), the probability it is divided by
     assert len(calls) == 2 and all(torch.equal(v, torch.tensor([[0, 1, -1]])) for v in calls)  # posterior, log_evidence
 
 
