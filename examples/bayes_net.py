@@ -18,8 +18,8 @@ Part 2 -- a network imported from a BIF file (by default pgmpy's bundled
 one tensor contraction, and the most probable explanation by another.  Then
 rows that each observe a random subset of the evidence nodes are answered
 twice: by the contraction (per-row indicators) and by an evidence table
-compiled over those nodes (:meth:`~hybridpgm.graphs.BayesNet.compile_evidence`,
-one lookup per row).
+compiled over those nodes (:meth:`~hybridpgm.graphs.BayesNet.compile_evidence`:
+a lookup per row, or a short signed sum in its compact layout).
 
     python examples/bayes_net.py --num-steps 400 --num-data 5000
 """
