@@ -26,6 +26,9 @@ probabilities of the data are the ones already computed to sample :math:`h`
 :math:`\nabla_b \mathcal L` is computed once, for the value and the gradient.
 :meth:`hybridpgm.energy.RBM.contrastive_gap` uses it for Bernoulli units;
 tests compare it with autograd on the surrogate.
+:func:`free_energy_gap_and_gradients` returns the value and the three
+gradients at once, with no autograd graph: :func:`hybridpgm.fit` applies them
+as they are (:meth:`hybridpgm.energy.RBM.contrastive_gap_and_gradients`).
 
 References:
 
@@ -40,7 +43,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["free_energy_gap"]
+__all__ = ["free_energy_gap", "free_energy_gap_and_gradients"]
+
+
+def _value_and_gaps(weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos):
+    r""":math:`\mathcal L`, the chains' hidden probabilities :math:`\tilde p` (``S x H``), and the bias
+    gradients :math:`\bar{\tilde v} - \bar v` (``V``) and :math:`\bar{\tilde p} - \bar p` (``H``)."""
+    batch, chains = v.shape[0], v_neg.shape[0]
+    logits_neg = torch.addmm(hidden_bias, v_neg, weight)
+    visible_gap = v_neg.mean(0).sub_(v.mean(0))  # grad_b
+    value = (F.softplus(logits_neg).sum().div_(chains)
+             .sub_(F.softplus(logits_pos).sum(), alpha=1.0 / batch)
+             .add_(visible_gap @ visible_bias))
+    probs_neg = logits_neg.sigmoid_()  # the logits are not needed any more
+    hidden_gap = probs_neg.mean(0).sub_(probs_pos.mean(0))  # grad_c
+    return value, probs_neg, visible_gap, hidden_gap
 
 
 class _FreeEnergyGap(torch.autograd.Function):
@@ -55,15 +72,9 @@ class _FreeEnergyGap(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos):
-        batch, chains = v.shape[0], v_neg.shape[0]
-        logits_neg = torch.addmm(hidden_bias, v_neg, weight)
-        visible_gap = v_neg.mean(0).sub_(v.mean(0))  # grad_b
-        value = (F.softplus(logits_neg).sum().div_(chains)
-                 .sub_(F.softplus(logits_pos).sum(), alpha=1.0 / batch)
-                 .add_(visible_gap @ visible_bias))
-        probs_neg = logits_neg.sigmoid_()  # the logits are not needed any more
-        hidden_gap = probs_neg.mean(0).sub_(probs_pos.mean(0))  # grad_c
-        ctx.scales = (-1.0 / batch, 1.0 / chains)
+        value, probs_neg, visible_gap, hidden_gap = _value_and_gaps(
+            weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos)
+        ctx.scales = (-1.0 / v.shape[0], 1.0 / v_neg.shape[0])
         ctx.save_for_backward(v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap)
         return value
 
@@ -80,6 +91,17 @@ class _FreeEnergyGap(torch.autograd.Function):
         return grad_weight, grad_visible, grad_hidden, None, None, None, None
 
 
+def _inputs(weight, hidden_bias, v, v_neg, logits_pos, probs_pos):
+    """The detached data, samples, pre-activations and hidden probabilities of the data."""
+    v, v_neg = v.detach(), v_neg.detach()
+    if logits_pos is None:
+        with torch.no_grad():
+            logits_pos = torch.addmm(hidden_bias, v, weight)
+    logits_pos = logits_pos.detach()
+    probs_pos = torch.sigmoid(logits_pos) if probs_pos is None else probs_pos.detach()
+    return v, v_neg, logits_pos, probs_pos
+
+
 def free_energy_gap(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bias: torch.Tensor,
                     v: torch.Tensor, v_neg: torch.Tensor, logits_pos: torch.Tensor | None = None,
                     probs_pos: torch.Tensor | None = None) -> torch.Tensor:
@@ -94,10 +116,29 @@ def free_energy_gap(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bia
         when already computed (to sample :math:`h`; computed from the logits otherwise).
     :returns: a 0-d tensor.
     """
-    v, v_neg = v.detach(), v_neg.detach()
-    if logits_pos is None:
-        with torch.no_grad():
-            logits_pos = torch.addmm(hidden_bias, v, weight)
-    logits_pos = logits_pos.detach()
-    probs_pos = torch.sigmoid(logits_pos) if probs_pos is None else probs_pos.detach()
+    v, v_neg, logits_pos, probs_pos = _inputs(weight, hidden_bias, v, v_neg, logits_pos, probs_pos)
     return _FreeEnergyGap.apply(weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos)
+
+
+@torch.no_grad()
+def free_energy_gap_and_gradients(weight: torch.Tensor, visible_bias: torch.Tensor, hidden_bias: torch.Tensor,
+                                  v: torch.Tensor, v_neg: torch.Tensor, logits_pos: torch.Tensor | None = None,
+                                  probs_pos: torch.Tensor | None = None
+                                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:math:`\\mathcal L` and its gradients in the three parameters, computed at once, without autograd.
+
+    The numbers :func:`free_energy_gap` and its backward pass give, without the autograd graph, the
+    function object and the engine's traversal: :func:`hybridpgm.fit` takes this path
+    (:meth:`hybridpgm.infer.ContrastiveDivergence.loss_and_gradients`).  The scales of the two weight
+    products ride in the products (``addmm_``'s ``alpha`` and ``beta``), so no weighted copy of the
+    probabilities is made.  Arguments as for :func:`free_energy_gap`.
+
+    :returns: ``(value, (grad_weight [V, H], grad_visible_bias [V], grad_hidden_bias [H]))``, a 0-d
+        tensor and fresh tensors the caller may modify.
+    """
+    v, v_neg, logits_pos, probs_pos = _inputs(weight, hidden_bias, v, v_neg, logits_pos, probs_pos)
+    value, probs_neg, visible_gap, hidden_gap = _value_and_gaps(
+        weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos)
+    grad_weight = torch.mm(v_neg.T, probs_neg)
+    grad_weight.addmm_(v.T, probs_pos, beta=1.0 / v_neg.shape[0], alpha=-1.0 / v.shape[0])
+    return value, (grad_weight, visible_gap, hidden_gap)

@@ -45,7 +45,7 @@ from torch import nn
 
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
-from hybridpgm.energy.free_energy_gap import free_energy_gap
+from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
@@ -275,10 +275,28 @@ class RBM(nn.Module):
             (or the logits alone), if at hand: the surrogate then reuses them.
         """
         v_neg = negative[0]
-        if self.gaussian or v.dim() != 2 or v_neg.dim() != 2 or torch.is_autocast_enabled(v.device.type):
+        if not self._gap_in_closed_form(v, v_neg):
             return self._free_energy(v).mean() - self._free_energy(v_neg).mean()
         logits, probs = cache if isinstance(cache, tuple) else (cache, None)
         return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits, probs)
+
+    def contrastive_gap_and_gradients(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
+                                      cache: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None):
+        """:meth:`contrastive_gap`'s value and gradients at once, without autograd, where they are written
+        out (Bernoulli units, ``B x V`` data, no autocast; else ``None``): ``(value, {parameter: gradient})``
+        (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap_and_gradients`).  Arguments as for
+        :meth:`contrastive_gap`."""
+        v_neg = negative[0]
+        if not self._gap_in_closed_form(v, v_neg):
+            return None
+        logits, probs = cache if isinstance(cache, tuple) else (cache, None)
+        params = (self.weight, self.visible_bias, self.hidden_bias)
+        value, grads = free_energy_gap_and_gradients(*params, v, v_neg, logits, probs)
+        return value, dict(zip(params, grads))
+
+    def _gap_in_closed_form(self, v: torch.Tensor, v_neg: torch.Tensor) -> bool:
+        """Whether the surrogate's gradient is written out: Bernoulli units, ``B x V`` rows, no autocast."""
+        return not (self.gaussian or v.dim() != 2 or v_neg.dim() != 2 or torch.is_autocast_enabled(v.device.type))
 
     def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Free energy of the chains' visible states (``batch``)."""

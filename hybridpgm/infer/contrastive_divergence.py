@@ -126,16 +126,38 @@ class ContrastiveDivergence(nn.Module):
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """The surrogate loss (see the module docstring) on ``batch`` (``B x V`` or a tuple ``(x, y)``)."""
+        return self._surrogate(player, batch, gradients=False)
+
+    def loss_and_gradients(self, player: str, batch: Any) -> tuple[torch.Tensor, dict | None]:
+        """The surrogate loss of :meth:`loss` and its gradients, ``(loss, {parameter: gradient})``, where
+        the model writes them out (``contrastive_gap_and_gradients``: the RBM's Bernoulli units), without
+        autograd; ``(loss, None)`` otherwise, the loss then differentiable.  :func:`hybridpgm.fit` takes
+        this path (the optional member of :class:`hybridpgm.train.Objective`): one sampling, the same
+        numbers, no graph to build and traverse."""
+        return self._surrogate(player, batch, gradients=True)
+
+    def _surrogate(self, player: str, batch: Any, gradients: bool):
         v = self._visible(player, batch)
         if _has_gap(self.model):
             start, cache = self.model.clamped_state(v)
             negative = self.negative_samples(start)
             self._last_pair = (v, negative[0]) if self.k == 1 else None
-            return self.model.contrastive_gap(v, negative, cache)
+            return self._gap(v, negative, cache, gradients)
         positive, start = self.model.positive_phase(v)
         negative = self.negative_samples(start)
         self._last_pair = (v, negative[0]) if self.k == 1 else None
-        return positive.mean() - self.model.negative_phase(negative).mean()
+        loss = positive.mean() - self.model.negative_phase(negative).mean()
+        return (loss, None) if gradients else loss
+
+    def _gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...], cache, gradients: bool):
+        """The model's surrogate: its value with gradients written out (``gradients``, where it can), or
+        differentiable."""
+        if gradients and hasattr(self.model, "contrastive_gap_and_gradients"):
+            written = self.model.contrastive_gap_and_gradients(v, negative, cache)
+            if written is not None:
+                return written
+        loss = self.model.contrastive_gap(v, negative, cache)
+        return (loss, None) if gradients else loss
 
     def forward(self, batch: Any) -> torch.Tensor:
         return self.loss(self.player, batch)
@@ -182,18 +204,22 @@ class PersistentCD(ContrastiveDivergence):
         """The persistent chain states."""
         return tuple(getattr(self, f"chain_{i}") for i in range(self.num_states))
 
-    def loss(self, player: str, batch: Any) -> torch.Tensor:
+    def _surrogate(self, player: str, batch: Any, gradients: bool):
         v = self._visible(player, batch)
         if _has_gap(self.model):
-            negative = self.negative_samples(self.chains)
-            for i, tensor in enumerate(negative):
-                getattr(self, f"chain_{i}").copy_(tensor)
-            return self.model.contrastive_gap(v, negative)
+            negative = self._advance_chains()
+            return self._gap(v, negative, None, gradients)
         positive, _ = self.model.positive_phase(v)
+        negative = self._advance_chains()
+        loss = positive.mean() - self.model.negative_phase(negative).mean()
+        return (loss, None) if gradients else loss
+
+    def _advance_chains(self) -> tuple[torch.Tensor, ...]:
+        """The persistent chains after ``k`` more sweeps (stored back in the buffers)."""
         negative = self.negative_samples(self.chains)
         for i, tensor in enumerate(negative):
             getattr(self, f"chain_{i}").copy_(tensor)
-        return positive.mean() - self.model.negative_phase(negative).mean()
+        return negative
 
     def extra_repr(self) -> str:
         return f"k={self.k}, num_chains={self.num_chains}"

@@ -36,6 +36,14 @@ class Objective(Protocol):
     * ``state_dict()`` / ``load_state_dict(state)`` -- extra state to keep in
       checkpoints (beyond ``module``'s own).
     * ``train_step_end(step)`` -- called after every optimizer cycle.
+    * ``loss_and_gradients(player, batch) -> (loss, {parameter: gradient} | None)`` --
+      the loss with its gradients written out (fresh tensors, the parameters' shape,
+      dtype and device; a parameter left out gets none from this batch), or
+      ``None`` for the gradients and a differentiable loss.  ``fit`` calls it
+      instead of ``loss`` and skips autograd, unless the player's parameters carry
+      a hook or one does not require a gradient, or fp16 scales the loss
+      (:class:`hybridpgm.infer.ContrastiveDivergence` on an RBM: the CD update in
+      closed form, no graph to build and traverse).
     """
 
     module: torch.nn.Module

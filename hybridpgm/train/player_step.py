@@ -8,6 +8,7 @@ must be exactly right for accumulation, mixed precision and data parallelism
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -62,6 +63,22 @@ def _sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t.sum(dtype=torch.float32) for t in tensors if t.numel()]
 
 
+def _writes_its_loss_gradients(objective: Any) -> bool:
+    """Whether ``objective`` has a ``loss_and_gradients`` that goes with its ``loss``: defined by the
+    class that defines ``loss`` or by a subclass of it (not shadowed by a ``loss`` set on the instance)."""
+    if "loss" in getattr(objective, "__dict__", ()):
+        return False
+    return _pairs_loss_with_gradients(type(objective))
+
+
+@functools.lru_cache(maxsize=None)
+def _pairs_loss_with_gradients(cls: type) -> bool:
+    owner = {name: next((k for k in cls.__mro__ if name in vars(k)), None) for name in ("loss", "loss_and_gradients")}
+    if owner["loss_and_gradients"] is None:
+        return False
+    return owner["loss"] is None or issubclass(owner["loss_and_gradients"], owner["loss"])
+
+
 @dataclass
 class Player:
     """A player's parameters, optimizer, scheduler and (fp16) gradient scaler.
@@ -103,15 +120,20 @@ class Player:
         """
         self.optimizer.zero_grad(set_to_none=True)
         total = None
+        written = self._gradients_written_by(objective)
         with deferring_checks() as pending:
             for micro, weight in micro_batches:
                 with autocast_for(precision, device), batch_origin(f"training data, step {step}, player {self.name!r}"):
-                    loss = objective.loss(self.name, micro)
+                    loss, grads = objective.loss_and_gradients(self.name, micro) if written \
+                        else (objective.loss(self.name, micro), None)
                 if loss.dim() != 0:
                     raise ConfigError(f"{type(objective).__name__}.loss({self.name!r}) returned shape "
                                       f"{tuple(loss.shape)}, expected a scalar")
                 weighted = loss.float() if weight == 1.0 else loss.float() * weight
-                (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)
+                if grads is None:
+                    (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)
+                else:
+                    self._accumulate(objective, grads, weight)
                 total = weighted.detach() if total is None else total + weighted.detach()
         total = context.all_reduce_gradients(self.params, extra=total)
         grads = [] if self.scaler else [p.grad for p in self.params if p.grad is not None]
@@ -144,6 +166,39 @@ class Player:
         if self.scheduler is not None:
             self.scheduler.step()
         return value
+
+    def _gradients_written_by(self, objective: Any) -> bool:
+        """Whether to take the objective's written-out gradients (its optional ``loss_and_gradients``)
+        instead of autograd's: only where they are the whole story, that is where ``loss`` is not
+        overridden below ``loss_and_gradients`` (a subclass adding a penalty to ``loss``), without a
+        gradient scaler, and with every parameter requiring a gradient and carrying no hook that
+        autograd would run."""
+        return (_writes_its_loss_gradients(objective) and self.scaler is None
+                and all(p.requires_grad and not p._backward_hooks and not p._post_accumulate_grad_hooks
+                        for p in self.params))
+
+    def _accumulate(self, objective: Any, grads: Mapping[torch.Tensor, torch.Tensor], weight: float) -> None:
+        """Add ``weight`` times the written-out ``grads`` (parameter -> gradient) to the parameters' ``.grad``,
+        as ``backward`` would; a parameter not in ``grads`` gets no gradient from this micro-batch."""
+        taken = 0
+        for p in self.params:
+            g = grads.get(p)
+            if g is None:
+                continue
+            taken += 1
+            if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                raise ConfigError(
+                    f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave a gradient of shape "
+                    f"{tuple(g.shape)}, {g.dtype} on {g.device} for a parameter of shape {tuple(p.shape)}, "
+                    f"{p.dtype} on {p.device}")
+            g = g.detach() if weight == 1.0 else g.detach() * weight
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
+        if taken != len(grads):
+            raise ConfigError(f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave gradients for "
+                              f"{len(grads) - taken} parameter(s) outside player {self.name!r}")
 
     def _diverged(self, value: float, step: int, checkpoint: Any) -> TrainingDivergedError:
         """The error for a non-finite loss or gradient (the error path may sync freely)."""

@@ -22,3 +22,45 @@ def test_the_optimizer_reference_applies_the_written_out_update():
     assert not torch.equal(written.w, start)  # the steps moved the weights
     for mine, theirs in zip((written.w, written.b, written.c), optimized.params):
         torch.testing.assert_close(mine, theirs.detach(), rtol=0, atol=1e-6)
+
+
+def test_the_bare_hybridpgm_loop_applies_the_same_update_from_the_gradients_written_out():
+    from rbm_speed import HybridpgmLoop
+
+    x = (torch.rand(50, 20, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    written, ours = HandWrittenCD1(x, 7, 10, 0.1, 0), HybridpgmLoop(x, 7, 10, 0.1, 0)
+    rbm = ours.objective.model
+    with torch.no_grad():
+        rbm.weight.copy_(written.w)
+    assert torch.equal(ours.order, written.order)  # the same batches
+    for step in range(3):
+        torch.manual_seed(step)
+        written()
+        torch.manual_seed(step)
+        ours()
+    for mine, theirs in zip((written.w, written.b, written.c), (rbm.weight, rbm.visible_bias, rbm.hidden_bias)):
+        torch.testing.assert_close(mine, theirs.detach(), rtol=0, atol=1e-6)
+
+
+def test_the_epoch_interleaved_protocol_times_every_loop_once_a_round(tmp_path):
+    import json
+
+    import pytest
+
+    from tests.data.test_data import HAVE_FASHION
+
+    if not HAVE_FASHION:
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    from rbm_speed import main, parse_args
+
+    out = tmp_path / "epochs.json"
+    main(parse_args(["--interleave", "epoch", "--num-examples", "300", "--hidden", "8", "--rounds", "3",
+                     "--out", str(out)]))
+    record = json.loads(out.read_text())
+    assert record["benchmark"] == "rbm_speed_epochs" and record["config"]["steps_per_epoch"] == 3
+    times = record["epoch_seconds_all"]
+    assert set(times) == {"hybridpgm_fit", "hand_written_torch", "hand_written_torch_optim", "hybridpgm_loop",
+                          "sklearn"}
+    assert all(len(t) == 3 and min(t) > 0 for t in times.values())
+    hand = sorted(times["hand_written_torch"])[1]
+    assert record["ratio_hybridpgm_fit_over_hand_written_epoch"] == sorted(times["hybridpgm_fit"])[1] / hand

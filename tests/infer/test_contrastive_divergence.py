@@ -47,6 +47,39 @@ def test_surrogate_gradient_is_the_cd_gradient(k, visible):
     torch.testing.assert_close(rbm.visible_bias.grad, -d_b)
 
 
+@pytest.mark.parametrize("make", [lambda m: ContrastiveDivergence(m, 1), lambda m: ContrastiveDivergence(m, 3),
+                                  lambda m: PersistentCD(m, 2, num_chains=5)], ids=["cd1", "cd3", "pcd2"])
+def test_loss_and_gradients_give_what_loss_and_autograd_give(make):
+    """The same draws (same seed), the same loss and gradients, and the persistent chains advanced alike."""
+    rbm = random_rbm(6, 4, seed=0, scale=0.5)
+    v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    objective = make(rbm)
+    chains = [b.clone() for b in objective.buffers()]
+    torch.manual_seed(2)
+    loss, grads = objective.loss_and_gradients("model", v)
+    after_written = [b.clone() for b in objective.buffers()]
+    for b, saved in zip(objective.buffers(), chains):
+        b.copy_(saved)
+    torch.manual_seed(2)
+    expected = objective.loss("model", v)
+    expected_grads = torch.autograd.grad(expected, objective.players()["model"])
+    assert loss.grad_fn is None and list(grads) == objective.players()["model"]
+    torch.testing.assert_close(loss, expected.detach())
+    for g, e in zip(grads.values(), expected_grads):
+        torch.testing.assert_close(g, e)
+    for a, b in zip(after_written, objective.buffers()):
+        assert torch.equal(a, b)
+
+
+def test_loss_and_gradients_leave_models_without_written_gradients_to_autograd():
+    dbm = random_dbm([5, 4, 3], seed=0, scale=0.5)
+    loss, grads = PersistentCD(dbm, 1, num_chains=4).loss_and_gradients("model", torch.ones(2, 5, dtype=torch.float64))
+    assert grads is None and loss.requires_grad
+    gaussian = RBM(6, 4, visible="gaussian")
+    loss, grads = ContrastiveDivergence(gaussian, 1).loss_and_gradients("model", torch.randn(3, 6))
+    assert grads is None and loss.requires_grad
+
+
 def test_pcd_gradient_approaches_exact_log_likelihood_gradient():
     """With many well-mixed chains the PCD gradient is the exact gradient of -mean log p(v)."""
     rbm = random_rbm(5, 3, seed=1, scale=0.7)

@@ -43,9 +43,19 @@ def test_split_batch_weights_sum_to_one():
     assert len(split_batch(torch.arange(2), 4)) == 2  # empty micro-batches are left out
 
 
+def test_finite_data_whose_sum_overflows_is_accepted():
+    """The one-sum screen cannot prove such data bad: the exact scan decides."""
+    huge = torch.full((4, 3), 3e38)
+    assert TensorData(huge, torch.zeros(4)).tensors[0] is huge
+    assert len(TensorData(torch.tensor([[60000.0] * 4] * 3, dtype=torch.float16))) == 3
+
+
 def test_bad_tensor_data():
     with pytest.raises(DataError, match="NaN/inf"):
         TensorData(torch.tensor([1.0, float("nan")]))
+    for bad in (float("inf"), -float("inf")):
+        with pytest.raises(DataError, match="holds 1 NaN/inf value\\(s\\), the first in row 2"):
+            TensorData(torch.tensor([[1.0], [-2.0], [bad]], dtype=torch.float16))
     with pytest.raises(DataError, match="disagree"):
         TensorData(torch.zeros(3, 2), torch.zeros(4))
     with pytest.raises(DataError, match="fewer than"):
