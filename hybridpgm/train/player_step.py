@@ -181,15 +181,16 @@ class Player:
         """Add ``weight`` times the written-out ``grads`` (parameter -> gradient) to the parameters' ``.grad``,
         as ``backward`` would; a parameter not in ``grads`` gets no gradient from this micro-batch."""
         taken = 0
-        for p in self.params:
+        for i, p in enumerate(self.params):
             g = grads.get(p)
             if g is None:
                 continue
             taken += 1
             if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                name = self.names[i] if i < len(self.names) else f"#{i}"
                 raise ConfigError(
                     f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave a gradient of shape "
-                    f"{tuple(g.shape)}, {g.dtype} on {g.device} for a parameter of shape {tuple(p.shape)}, "
+                    f"{tuple(g.shape)}, {g.dtype} on {g.device} for parameter {name!r} of shape {tuple(p.shape)}, "
                     f"{p.dtype} on {p.device}")
             g = g.detach() if weight == 1.0 else g.detach() * weight
             if p.grad is None:

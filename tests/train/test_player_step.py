@@ -257,8 +257,8 @@ def test_written_out_least_squares_trains_as_autograd_does():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("spoil,message", [("shape", r"shape \(2,\).*shape \(1,\)"),
-                                           ("dtype", "torch.float64 on cpu for a parameter of shape"),
+@pytest.mark.parametrize("spoil,message", [("shape", r"shape \(2,\).*for parameter 'bias' of shape \(1,\)"),
+                                           ("dtype", "torch.float64 on cpu for parameter 'weight' of shape"),
                                            ("outsider", "1 parameter\\(s\\) outside player 'fit'")])
 def test_written_out_gradients_that_do_not_fit_the_player_are_an_error(spoil, message):
     from hybridpgm.errors import ConfigError
