@@ -30,7 +30,6 @@ training step; :func:`batch_origin` lets the training loop say it
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from typing import Iterator
 
@@ -56,15 +55,24 @@ SCAN_CHUNK = 1 << 20
 _ORIGIN: contextvars.ContextVar[str | None] = contextvars.ContextVar("hybridpgm_batch_origin", default=None)
 
 
-@contextlib.contextmanager
-def batch_origin(description: str) -> Iterator[None]:
+class batch_origin:
     """Name the data that model checks see inside the block, e.g.
-    ``"training data, step 12"``; messages of :func:`check_model_input` add it."""
-    token = _ORIGIN.set(description)
-    try:
-        yield
-    finally:
-        _ORIGIN.reset(token)
+    ``"training data, step 12"``; messages of :func:`check_model_input` add it.
+
+    A plain class, not a generator-based context manager: ``fit`` enters one per micro-batch, and
+    inside a training step, after the matrix products have swept the caches, every Python object
+    the step touches costs."""
+
+    __slots__ = ("description", "token")
+
+    def __init__(self, description: str):
+        self.description = description
+
+    def __enter__(self) -> None:
+        self.token = _ORIGIN.set(self.description)
+
+    def __exit__(self, *exc_info) -> None:
+        _ORIGIN.reset(self.token)
 
 
 def describe_origin() -> str:

@@ -14,9 +14,8 @@ raises at once, so models behave the same when called directly.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -52,15 +51,20 @@ class DeferredChecks:
                 raise error()
 
 
-@contextlib.contextmanager
-def deferring_checks() -> Iterator[DeferredChecks]:
-    """Collect the checks of :func:`check_or_defer` made inside the block."""
-    pending = DeferredChecks()
-    token = _PENDING.set(pending)
-    try:
-        yield pending
-    finally:
-        _PENDING.reset(token)
+class deferring_checks:
+    """Collect the checks of :func:`check_or_defer` made inside the block (``with deferring_checks() as
+    pending``: a :class:`DeferredChecks`).  A plain class, not a generator-based context manager: ``fit``
+    enters one per player and step."""
+
+    __slots__ = ("pending", "token")
+
+    def __enter__(self) -> DeferredChecks:
+        self.pending = DeferredChecks()
+        self.token = _PENDING.set(self.pending)
+        return self.pending
+
+    def __exit__(self, *exc_info) -> None:
+        _PENDING.reset(self.token)
 
 
 def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception]) -> None:

@@ -26,13 +26,17 @@ __all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
 PRECISIONS = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+#: the context of full precision, shared (``nullcontext`` is reusable): one object less per micro-batch
+_FULL_PRECISION = contextlib.nullcontext()
+
+
 def autocast_for(precision: str | None, device: torch.device):
     """The autocast context of a precision on a device (a no-op for fp32)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(k for k in PRECISIONS if k)} or None, got {precision!r}")
     dtype = PRECISIONS[precision]
     if dtype is None:
-        return contextlib.nullcontext()
+        return _FULL_PRECISION
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
