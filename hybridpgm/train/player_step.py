@@ -246,7 +246,10 @@ def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Playe
     after the checkpoint was written, or never on the last step.
     """
     named = list(module.named_parameters())
-    if not named or bool(_all_finite([p.detach() for _, p in named], named[0][1].device)):
+    params = [p.detach() for _, p in named]
+    sums = _sums(params)  # one pass; only a non-finite sum needs the exact two-extremes check
+    if not sums or all(map(math.isfinite, torch.stack(sums).tolist())) \
+            or bool(_all_finite(params, params[0].device)):
         return
     bad = [n for n, p in named if not bool(torch.isfinite(p.detach()).all())]
     if bad:

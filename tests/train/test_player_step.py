@@ -296,3 +296,18 @@ def test_a_loss_overridden_below_the_written_out_gradients_goes_through_autograd
     plain = ContrastiveDivergence(rbm, 1)
     plain.loss = lambda player, batch: ContrastiveDivergence.loss(plain, player, batch)
     assert not _writes_its_loss_gradients(plain)
+
+
+def test_parameters_whose_sum_overflows_are_finite_and_a_nan_among_them_is_found():
+    """The one-sum screen of check_finite_parameters cannot tell huge finite values from an overflow:
+    the exact check decides."""
+    from hybridpgm.train.player_step import check_finite_parameters
+
+    module = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        module.weight.fill_(3e38)
+    check_finite_parameters(module, {}, step=5, checkpoint=None)
+    with torch.no_grad():
+        module.bias[1] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"parameters \['bias'\].*after step 5"):
+        check_finite_parameters(module, {}, step=5, checkpoint=None)
