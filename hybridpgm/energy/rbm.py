@@ -57,6 +57,11 @@ _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
 @serializable
+def _logits_and_probs(cache) -> tuple:
+    """``(logits, probs)`` of :meth:`RBM.clamped_state`'s cache, given whole, as the logits alone, or absent."""
+    return cache if isinstance(cache, tuple) else (cache, None)
+
+
 class RBM(nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 
@@ -277,8 +282,7 @@ class RBM(nn.Module):
         v_neg = negative[0]
         if not self._gap_in_closed_form(v, v_neg):
             return self._free_energy(v).mean() - self._free_energy(v_neg).mean()
-        logits, probs = cache if isinstance(cache, tuple) else (cache, None)
-        return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits, probs)
+        return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, *_logits_and_probs(cache))
 
     def contrastive_gap_and_gradients(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
                                       cache: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -289,9 +293,8 @@ class RBM(nn.Module):
         v_neg = negative[0]
         if not self._gap_in_closed_form(v, v_neg):
             return None
-        logits, probs = cache if isinstance(cache, tuple) else (cache, None)
         params = (self.weight, self.visible_bias, self.hidden_bias)
-        value, grads = free_energy_gap_and_gradients(*params, v, v_neg, logits, probs)
+        value, grads = free_energy_gap_and_gradients(*params, v, v_neg, *_logits_and_probs(cache))
         return value, dict(zip(params, grads))
 
     def _gap_in_closed_form(self, v: torch.Tensor, v_neg: torch.Tensor) -> bool:

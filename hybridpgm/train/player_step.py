@@ -247,11 +247,10 @@ def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Playe
     """
     named = list(module.named_parameters())
     params = [p.detach() for _, p in named]
-    sums = _sums(params)  # one pass; only a non-finite sum needs the exact two-extremes check
-    if not sums or all(map(math.isfinite, torch.stack(sums).tolist())) \
-            or bool(_all_finite(params, params[0].device)):
+    sums = _sums(params)  # one pass; only a non-finite sum needs the exact scan below
+    if not sums or all(map(math.isfinite, torch.stack(sums).tolist())):
         return
-    bad = [n for n, p in named if not bool(torch.isfinite(p.detach()).all())]
+    bad = [n for n, p in zip((n for n, _ in named), params) if not bool(torch.isfinite(p).all())]
     if bad:
         owner = next((pl.name for pl in players.values() for n in pl.names if n == bad[0]), "?")
         kept = f"; {str(checkpoint)!r} keeps the last checkpoint written" if checkpoint is not None else ""
