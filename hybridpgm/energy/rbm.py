@@ -56,12 +56,12 @@ __all__ = ["RBM"]
 _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
-@serializable
 def _logits_and_probs(cache) -> tuple:
     """``(logits, probs)`` of :meth:`RBM.clamped_state`'s cache, given whole, as the logits alone, or absent."""
     return cache if isinstance(cache, tuple) else (cache, None)
 
 
+@serializable
 class RBM(nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 
