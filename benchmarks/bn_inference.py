@@ -31,7 +31,11 @@ pgmpy's row; each timing the mean of as many calls as fill
 
 Reported: per-row times, ``mixed / single-pattern`` per row, pgmpy / hybridpgm
 speed-ups, the first-call (plan search) times, and the largest difference
-between the two answers on the rows pgmpy computed.
+between the two answers on the rows pgmpy computed.  Next to ``mixed /
+single-pattern``, ``junction_tree_entries`` gives the same ratio for the
+junction-tree size of each row's own pattern (:mod:`elimination_cost`, over
+the first ``--junction-tree-rows`` mixed rows): what any exact algorithm
+whose work follows the elimination cost faces, whatever its implementation.
 
 The mixed batch records which evidence nodes the rows were split on
 (:func:`hybridpgm.infer.row_groups.choose_split`; empty: one shared contraction with per-row indicators).
@@ -62,6 +66,7 @@ except ImportError:  # Windows
 import torch
 
 from common import prepare_torch, timed
+from elimination_cost import mixed_over_single
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs import load_network
@@ -108,6 +113,11 @@ def bench_network(name: str, args) -> dict:
     mixed = {v: torch.where(seen[:, j].to(sample[v].device), sample[v], torch.full_like(sample[v], -1))
              for j, v in enumerate(ev_nodes)}
     patterns = len({tuple(r) for r in seen.tolist()})
+    elimination = None
+    if args.junction_tree_rows > 0:
+        elimination = mixed_over_single({v: bn.parents(v) for v in bn.nodes},
+                                        {v: bn.cardinality(v) for v in bn.nodes}, ev_nodes,
+                                        seen[:args.junction_tree_rows].tolist())
     query = [v for v in bn.nodes if v not in ev_nodes]
     same = [{v: sample[v] for j, v in enumerate(ev_nodes) if seen[i, j]}
             for i in range(min(args.same_pattern_rows, args.rows))]
@@ -177,6 +187,8 @@ def bench_network(name: str, args) -> dict:
         "hybridpgm_one_row_s": med(t_one),
         "ratio_mixed_over_single_per_row": med(t_mixed) / med(t_single),
     }
+    if elimination is not None:
+        res["junction_tree_entries"] = {"rows": min(args.rows, args.junction_tree_rows), **elimination}
     if t_same:
         res.update({"same_pattern_rows_sampled": len(same),
                     "hybridpgm_same_patterns_s_per_row": med(t_same),
@@ -251,6 +263,9 @@ def parse_args(argv=None):
     p.add_argument("--same-pattern-rows", type=int, default=8,
                    help="rows of the mixed batch whose patterns are each timed as a batch of their own "
                         "(the like-for-like reference of the mixed batch; 0: skip)")
+    p.add_argument("--junction-tree-rows", type=int, default=100,
+                   help="mixed rows whose patterns' junction-tree sizes are averaged (a few seconds per hundred "
+                        "patterns on the larger networks; 0: skip)")
     p.add_argument("--min-timing-s", type=float, default=0.05,
                    help="each timing is the mean of as many calls as fill this long (after the warm call)")
     p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")

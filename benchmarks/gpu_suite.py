@@ -54,11 +54,12 @@ SUITE = [
      ["--sizes", "16000", "64000", "--exact-max", "16000", "--iters", "3"],
      ["--sizes", "64", "--exact-max", "64", "--grid-size", "16", "--iters", "1", "--warmup", "0"]),
     ("bn_inference_barley", "bn_inference",
-     ["--networks", "barley", "--rows", "1000", "--rounds", "5", "--pgmpy-rows", "0", "--threads", "0"],
+     ["--networks", "barley", "--rows", "1000", "--rounds", "5", "--pgmpy-rows", "0", "--threads", "0",
+      "--junction-tree-rows", "0"],
      ["--networks", "cancer", "--rows", "4", "--rounds", "1", "--pgmpy-rows", "0"]),
     ("bn_inference", "bn_inference",
      ["--networks", "asia,alarm,child,insurance,hepar2,win95pts,water,hailfinder", "--rows", "100000",
-      "--rounds", "5", "--pgmpy-rows", "0", "--same-pattern-rows", "2", "--threads", "0"],
+      "--rounds", "5", "--pgmpy-rows", "0", "--same-pattern-rows", "2", "--threads", "0", "--junction-tree-rows", "0"],
      ["--networks", "asia", "--rows", "8", "--rounds", "1", "--pgmpy-rows", "0"]),
 ]
 
