@@ -51,7 +51,7 @@ class ContractionPlan:
     :param optimize: an ``opt_einsum`` path optimizer (``"greedy"``,
         ``opt_einsum.RandomGreedy(...)``, ...); ``"auto"`` uses opt_einsum's choice for up
         to 12 operands and a 128-trial random-greedy search above that (Python's ``random`` state is
-        restored afterwards).
+        restored afterwards).  The search gives the same plan in every process (:func:`_search_path`).
     """
 
     def __init__(self, operand_dims: Sequence[tuple[Hashable, ...]], output_dims: tuple[Hashable, ...],
@@ -71,11 +71,8 @@ class ContractionPlan:
                 # worth a search: the plan is cached and replayed.  A fixed number of trials (no time limit)
                 # gives the same plan on a loaded machine as on a quiet one.
                 optimize = opt_einsum.RandomGreedy(max_repeats=128)
-            state = random.getstate()  # opt_einsum's random-greedy trials reseed Python's global `random`
-            try:
-                _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=optimize)
-            finally:
-                random.setstate(state)
+            path = _search_path(operand_dims, output_dims, names, sizes, optimize)
+            _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=path)
             contraction_list = info.contraction_list
             self.opt_cost = int(info.opt_cost)
             self.largest_intermediate = int(info.largest_intermediate)
@@ -120,6 +117,29 @@ class ContractionPlan:
         if self._final_perm != tuple(range(len(self._final_perm))):
             result = result.permute(self._final_perm)
         return result
+
+
+def _search_path(operand_dims, output_dims, names: list, sizes: dict, optimize) -> list:
+    """opt_einsum's pairwise order for the operands, searched over integer labels (``names[i]`` -> ``i``).
+
+    The optimizers walk sets of labels, and a set of strings iterates in an order that follows the
+    process's hash seed (``PYTHONHASHSEED``), so string labels break ties differently in every process:
+    another plan, another speed, other rounding.  Integers hash to themselves, so the search, and the
+    plan, are the same in every process.  Python's ``random`` state, which opt_einsum's random-greedy
+    trials reseed, is restored afterwards.
+    """
+    label = {d: i for i, d in enumerate(names)}
+    inputs = [frozenset(label[d] for d in dims) for dims in operand_dims]
+    output = frozenset(label[d] for d in output_dims)
+    size_dict = {label[d]: sizes[d] for d in names}
+    if len(inputs) <= 2:
+        return [tuple(range(len(inputs)))]
+    search = optimize if callable(optimize) else opt_einsum.paths.get_path_fn(optimize)
+    state = random.getstate()
+    try:
+        return list(search(inputs, output, size_dict, None))
+    finally:
+        random.setstate(state)
 
 
 def _pair_plan(ins, out, sizes):

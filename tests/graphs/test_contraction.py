@@ -1,5 +1,7 @@
 """Contraction plans: the evidence-absorbing plan gives the plain plan's answers in every semiring."""
 
+import os
+
 import pytest
 import torch
 
@@ -75,6 +77,29 @@ def test_plan_search_is_repeatable_and_leaves_python_random_alone():
     assert random.random() == expected
     second = ContractionPlan(dims, (N,), sizes)
     assert [s[3] for s in first.steps] == [s[3] for s in second.steps] and first.opt_cost == second.opt_cost
+
+
+_PLAN_IN_A_FRESH_PROCESS = """
+from hybridpgm.graphs.contraction import ContractionPlan
+grid = [(f"x{r}{c}", f"x{r}{c + 1}") for r in range(4) for c in range(3)]
+grid += [(f"x{r}{c}", f"x{r + 1}{c}") for r in range(3) for c in range(4)]
+for optimize in ("auto", "greedy"):
+    for dims in (grid, grid[:10]):  # 24 operands (random-greedy search) and 10 (opt_einsum's choice)
+        sizes = {d: 2 for ds in dims for d in ds}  # equal sizes: many ties for the search to break
+        print([s[1:3] for s in ContractionPlan(dims, (), sizes, optimize).steps])
+"""
+
+
+def test_the_plan_is_the_same_in_every_process():
+    # Python salts string hashes per process; a search over sets of strings breaks ties in a new order
+    # each time, so it must not see the dim names
+    import subprocess
+    import sys
+
+    plans = {subprocess.run([sys.executable, "-c", _PLAN_IN_A_FRESH_PROCESS], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+             for seed in range(4)}
+    assert len(plans) == 1 and next(iter(plans)).count("\n") == 4
 
 
 def test_absorbing_plan_counts_the_flops_of_absorbed_groups():
