@@ -21,9 +21,11 @@ greedy ones can differ by 2x, and any of them is an upper bound on it).
 
 :func:`mixed_over_single` turns this into the figure a benchmark compares
 with: the mean over the rows of a mixed batch of :math:`C` for each row's
-pattern, over :math:`C` with every evidence node observed.  A ratio above
-1.5 means that no exact algorithm whose work follows the elimination cost can
-answer the mixed rows within 1.5 times the all-observed rows' time per row.
+pattern, over :math:`C` with every evidence node observed.  By this measure, a
+ratio above 1.5 means that no exact algorithm whose work follows the
+junction tree can answer the mixed rows within 1.5 times the all-observed
+rows' time per row (a measure, not a proof: both sides are greedy orders'
+sizes, upper bounds on the best ones).
 
 **References**
 
