@@ -250,7 +250,7 @@ def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Playe
     sums = _sums(params)  # one pass; only a non-finite sum needs the exact scan below
     if not sums or all(map(math.isfinite, torch.stack(sums).tolist())):
         return
-    bad = [n for n, p in zip((n for n, _ in named), params) if not bool(torch.isfinite(p).all())]
+    bad = [n for (n, _), p in zip(named, params) if not bool(torch.isfinite(p).all())]
     if bad:
         owner = next((pl.name for pl in players.values() for n in pl.names if n == bad[0]), "?")
         kept = f"; {str(checkpoint)!r} keeps the last checkpoint written" if checkpoint is not None else ""
