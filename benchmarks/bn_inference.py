@@ -99,10 +99,9 @@ def _split_on(bn, evidence) -> list:
     return choose_split(bn, ev, _targets(facts, ev, names), names)
 
 
-def bench_network(name: str, args) -> dict:
-    """Interleaved rounds of: mixed-pattern batch, single-pattern batch, one-row query, pgmpy rows."""
-    device = args.device
-    bn = load_network(name).to(device)
+def evidence_batches(bn, args) -> tuple:
+    """The benchmark's evidence: ``(evidence nodes, sampled rows, [rows, nodes] observed mask, the
+    single-pattern batch, the mixed batch)`` for ``--evidence-frac``, ``--rows``, ``--observe-prob``, ``--seed``."""
     g = torch.Generator().manual_seed(args.seed)
     k = max(1, round(args.evidence_frac * len(bn.nodes)))
     ev_nodes = [bn.nodes[i] for i in torch.randperm(len(bn.nodes), generator=g)[:k].tolist()]
@@ -112,6 +111,14 @@ def bench_network(name: str, args) -> dict:
     seen = torch.rand(args.rows, k, generator=g) < args.observe_prob
     mixed = {v: torch.where(seen[:, j].to(sample[v].device), sample[v], torch.full_like(sample[v], -1))
              for j, v in enumerate(ev_nodes)}
+    return ev_nodes, sample, seen, single, mixed
+
+
+def bench_network(name: str, args) -> dict:
+    """Interleaved rounds of: mixed-pattern batch, single-pattern batch, one-row query, pgmpy rows."""
+    device = args.device
+    bn = load_network(name).to(device)
+    ev_nodes, sample, seen, single, mixed = evidence_batches(bn, args)
     patterns = len({tuple(r) for r in seen.tolist()})
     elimination = None
     if args.junction_tree_rows > 0:

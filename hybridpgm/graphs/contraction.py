@@ -37,6 +37,8 @@ import opt_einsum
 import torch
 from pyro.ops.special import safe_log
 
+from hybridpgm.graphs.reverse_pass import Workspace
+
 __all__ = ["AbsorbingPlan", "ContractionPlan", "PlanCache"]
 
 _LETTERS = string.ascii_lowercase
@@ -294,8 +296,11 @@ class AbsorbingPlan:
         self.largest_intermediate = max(getattr(p, "largest_intermediate", 0) for p in plans)
         #: elements per row of every intermediate that carries the row dim (what one row adds to the memory a
         #: contraction holds for its backward pass); 0 without a row dim
-        self.row_elements = sum(math.prod(sizes[d] for d in out if d != batch_dim)
-                                for p in plans for _, _, out, *_ in p.steps if batch_dim in out)
+        per_row = [math.prod(sizes[d] for d in out if d != batch_dim)
+                   for p in plans for _, _, out, *_ in p.steps if batch_dim in out]
+        self.row_elements = sum(per_row)
+        #: elements per row of the largest intermediate that carries the row dim (0 without one)
+        self.largest_row_elements = max(per_row, default=0)
 
     def __call__(self, operands, semiring: str = "log") -> torch.Tensor:
         ops = list(operands)
@@ -323,6 +328,8 @@ class PlanCache:
         self.memo: dict = {}
         self.hits = 0
         self.misses = 0
+        #: reused by the reverse passes of exact queries (:mod:`hybridpgm.graphs.reverse_pass`); freed by :meth:`clear`
+        self.workspace = Workspace()
 
     def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None) -> ContractionPlan:
         """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`.
@@ -355,3 +362,4 @@ class PlanCache:
     def clear(self) -> None:
         self._plans.clear()
         self.memo.clear()
+        self.workspace.release()

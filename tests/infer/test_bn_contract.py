@@ -178,3 +178,81 @@ def test_impossible_row_is_named_by_its_place_in_the_batch_across_chunks(monkeyp
     with pytest.raises(EvidenceError, match=r"row\(s\) \[5\]"):
         bn.map(evidence)
     assert sizes
+
+
+def _spy_on_reverse_pass(monkeypatch) -> list:
+    """Record each query that runs the hand-written reverse pass."""
+    from hybridpgm.graphs import reverse_pass
+
+    calls, real = [], reverse_pass.value_and_gradients
+
+    def spy(plan, operands, wrt, workspace=None):
+        calls.append(workspace)
+        return real(plan, operands, wrt, workspace)
+
+    monkeypatch.setattr(reverse_pass, "value_and_gradients", spy)
+    return calls
+
+
+@pytest.mark.parametrize("network", ["alarm", "insurance"])
+def test_the_hand_written_reverse_pass_gives_autograds_marginals(network, monkeypatch):
+    """With every contraction counted as large, posteriors of a mixed batch (split into row groups where the
+    cost model says so) are autograd's, and the network keeps the workspace for the next query."""
+    from hybridpgm.graphs import reverse_pass
+
+    bn = read_bif(bundled_bif(network))
+    torch.manual_seed(3)
+    s = bn.sample(9)
+    g = torch.Generator().manual_seed(4)
+    nodes = list(bn.nodes)[::4]
+    evidence = {v: torch.where(torch.rand(9, generator=g) < 0.5, s[v], torch.full_like(s[v], -1)) for v in nodes}
+    with torch.no_grad():
+        want = bn.posterior(None, evidence)
+    calls = _spy_on_reverse_pass(monkeypatch)
+    assert not calls  # small contractions: autograd
+    monkeypatch.setattr(reverse_pass, "LARGE", 0)
+    with torch.no_grad():
+        got = bn.posterior(None, evidence)
+        again = bn.posterior(None, evidence)
+    assert calls and all(w is bn.plan_cache.workspace for w in calls)
+    assert bn.plan_cache.workspace.nbytes > 0
+    for v in want:
+        torch.testing.assert_close(got[v], want[v], atol=1e-12, rtol=0)
+        assert torch.equal(again[v], got[v])
+    bn.plan_cache.clear()
+    assert bn.plan_cache.workspace.nbytes == 0
+
+
+def test_a_differentiable_posterior_never_takes_the_hand_written_pass(monkeypatch):
+    from hybridpgm.graphs import reverse_pass
+
+    monkeypatch.setattr(reverse_pass, "LARGE", 0)
+    calls = _spy_on_reverse_pass(monkeypatch)
+    bn = read_bif(bundled_bif("alarm"))
+    evidence = {"HR": torch.tensor([0, 1, 2]), "CVP": torch.tensor([1, -1, 0])}
+    with torch.no_grad():
+        bn.posterior(None, evidence)
+    assert calls
+    calls.clear()
+    for c in bn.cpds.values():
+        c.logits = torch.nn.Parameter(c.logits.detach().clone())
+    post = bn.posterior(None, evidence)
+    assert not calls
+    assert all(p.grad_fn is not None for p in post.values())
+
+
+def test_a_network_with_a_workspace_copies_and_pickles(monkeypatch):
+    import copy
+    import pickle
+
+    from hybridpgm.graphs import reverse_pass
+
+    monkeypatch.setattr(reverse_pass, "LARGE", 0)
+    bn = read_bif(bundled_bif("alarm"))
+    evidence = {"HR": torch.tensor([0, 1, 2]), "CVP": torch.tensor([1, -1, 0])}
+    with torch.no_grad():
+        want = bn.posterior("LVFAILURE", evidence)
+    assert bn.plan_cache.workspace.nbytes > 0
+    for other in (copy.deepcopy(bn), pickle.loads(pickle.dumps(bn))):
+        with torch.no_grad():
+            torch.testing.assert_close(other.posterior("LVFAILURE", evidence), want, atol=1e-12, rtol=0)
