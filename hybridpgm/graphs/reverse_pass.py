@@ -165,6 +165,9 @@ class _Tape:
         return len(self.values) - 1
 
     def pair(self, ids: list, spec) -> int:
+        """One pairwise step, :math:`C_{b,l,r} = \\sum_k A_{b,l,k} B_{b,k,r}` (``spec`` as
+        :func:`hybridpgm.graphs.contraction._pair_plan` lays it out); a broadcast product when
+        :math:`k` has one state.  Returns the id of ``C``, viewed in its dims ``batch + left + right``."""
         big, sum_a, sum_b, perm_a, perm_b, nb, nl, nk = spec
         ia, ib = ids[big], ids[1 - big]
         a, b = self._take(ia), self._take(ib)
@@ -172,11 +175,11 @@ class _Tape:
         b3, b_shapes = self._matrix(b, sum_b, perm_b, nb, nk)
         out_shape = (*a_shapes[2][:nb + nl], *b_shapes[2][nb + nk:])
         shape3 = (a3.shape[0], a3.shape[1], b3.shape[2])
-        # an outer product is a broadcast multiply, not one tiny matmul per batch entry
-        out3 = self.arena.run(torch.mul if a3.shape[2] == 1 else torch.bmm, shape3, a3, b3)
+        outer = a3.shape[2] == 1  # a broadcast multiply, not one tiny matmul per batch entry
+        out3 = self.arena.run(torch.mul if outer else torch.bmm, shape3, a3, b3)
         needs_a, needs_b = self.needs[ia], self.needs[ib]
         self.records.append(("pair", ia, ib, a3 if needs_b else None, b3 if needs_a else None, a_shapes, b_shapes,
-                             perm_a, perm_b, sum_a, sum_b, tuple(out3.shape)))
+                             perm_a, perm_b, sum_a, sum_b, tuple(out3.shape), outer))
         return self._add(out3.view(out_shape), needs_a or needs_b)
 
     def _matrix(self, t: torch.Tensor, summed, perm, nb: int, n_first: int):
@@ -225,10 +228,9 @@ class _Tape:
                 _, i, shape, summed, perm = record
                 _accumulate(grads, i, _unreduce(g, shape, summed, perm))
                 continue
-            _, ia, ib, a3, b3, a_shapes, b_shapes, perm_a, perm_b, sum_a, sum_b, shape3 = record
+            _, ia, ib, a3, b3, a_shapes, b_shapes, perm_a, perm_b, sum_a, sum_b, shape3, outer = record
             g3 = self._view(g, shape3)
             nbatch, rows, cols = shape3
-            outer = (a3 if a3 is not None else b3).shape[2 if a3 is not None else 1] == 1
             if self.needs[ia]:
                 shape = (nbatch, rows, b3.shape[1])
                 if outer:

@@ -150,3 +150,14 @@ def test_the_workspace_stops_growing_at_its_limit(everything_in_the_workspace):
         z, (g,) = value_and_gradients(plan, ops, [0], small)
         assert torch.allclose(z, want_z) and torch.allclose(g, want_g[0])
     assert 0 < small.nbytes <= unbounded.nbytes // 3
+
+
+def test_a_workspace_of_no_bytes_keeps_nothing(everything_in_the_workspace):
+    dims, ops, sizes = _random_problem(4)
+    plan = ContractionPlan(dims, (N,), sizes)
+    want_z, want_g = _autograd(plan, ops, [0])
+    workspace = Workspace(max_bytes=0)
+    for _ in range(2):
+        z, (g,) = value_and_gradients(plan, ops, [0], workspace)
+        assert torch.allclose(z, want_z) and torch.allclose(g, want_g[0])
+        assert workspace.nbytes == 0
