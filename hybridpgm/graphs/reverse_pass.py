@@ -266,16 +266,12 @@ def _has_view(shape: tuple, stride: tuple, target: tuple) -> bool:
 
 def _unmatrix(g3: torch.Tensor, shapes, perm, summed) -> torch.Tensor:
     """A ``[batch, first, second]`` gradient back in the operand's own dims (broadcast over summed dims)."""
-    original, after_sum, permuted = shapes
-    g = g3.reshape(permuted)
-    if perm != tuple(range(len(perm))):
-        g = g.permute(_inverse(perm))
-    for j in sorted(summed):
-        g = g.unsqueeze(j)
-    return g.expand(original) if summed else g
+    original, _, permuted = shapes
+    return _unreduce(g3.reshape(permuted), original, summed, perm)
 
 
 def _unreduce(g: torch.Tensor, shape, summed, perm) -> torch.Tensor:
+    """A gradient over a step's permuted, summed result back in its input's dims ``shape``."""
     if perm != tuple(range(len(perm))):
         g = g.permute(_inverse(perm))
     for j in sorted(summed):

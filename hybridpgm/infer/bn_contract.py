@@ -129,10 +129,10 @@ def _anchor(ev: Evidence, tensors, semiring: str) -> torch.Tensor:
     return ref.new_ones(ev.n) if semiring == "prob" else ref.new_zeros(ev.n)
 
 
-def contract_with_gradients(bn, ev: Evidence, tensors, dims_list, extra, extra_dims, wrt):
-    """The probability-space contraction of :func:`contract` to ``(BATCH,)`` and its gradients in the
-    operands at positions ``wrt`` of ``tensors + extra``, by a reverse pass in ``bn``'s workspace."""
-    plan = plan_for(bn, list(dims_list) + list(extra_dims), (BATCH,), ev.n, network_facts(bn).cards)
+def contract_with_gradients(bn, ev: Evidence, plan, tensors, extra, wrt):
+    """The probability-space contraction of :func:`contract` to ``(BATCH,)`` by ``plan`` (from
+    :func:`plan_for`) and its gradients in the operands at positions ``wrt`` of ``tensors + extra``, by a
+    reverse pass in ``bn``'s workspace."""
     operands = list(tensors) + list(extra) + [_anchor(ev, tensors, "prob")]
     return reverse_pass.value_and_gradients(plan, operands, wrt, bn.plan_cache.workspace)
 
@@ -176,20 +176,20 @@ def _on_factor(names, own: dict, dims, ev: Evidence, direct: bool) -> list:
     return [q for q in names if direct and (ev.n == 1 or dims[own[q]][0] == BATCH)]
 
 
-def _worth_a_workspace(bn, ev: Evidence, dims, rest) -> bool:
-    """Whether the reverse pass should run by hand in the network's workspace: on CPU, when some intermediate
-    has at least :data:`~hybridpgm.graphs.reverse_pass.LARGE` elements (fresh pages cost more than autograd's
-    engine saves)."""
+def _workspace_plan(bn, ev: Evidence, dims, rest):
+    """The query's plan when its reverse pass should run by hand in the network's workspace: on CPU, when
+    some intermediate has at least :data:`~hybridpgm.graphs.reverse_pass.LARGE` elements (fresh pages cost
+    more than autograd's engine saves); ``None`` otherwise."""
     if ev.device is not None and torch.device(ev.device).type != "cpu":
-        return False  # the CUDA caching allocator already reuses memory
+        return None  # the CUDA caching allocator already reuses memory
     plan = plan_for(bn, list(dims) + [(BATCH, q) for q in rest], (BATCH,), ev.n, network_facts(bn).cards)
-    return plan.largest_row_elements * ev.n >= reverse_pass.LARGE
+    return plan if plan.largest_row_elements * ev.n >= reverse_pass.LARGE else None
 
 
 def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str, direct: bool, row_ids):
     """Marginals from one backward pass through the contraction (``None`` when probability space underflows).
 
-    In probability space on CPU, when the contraction has large intermediates (:func:`_worth_a_workspace`) and
+    In probability space on CPU, when the contraction has large intermediates (:func:`_workspace_plan`) and
     the answer need not itself be differentiable, the reverse pass runs by hand in the network's reused
     workspace (:func:`hybridpgm.graphs.reverse_pass.value_and_gradients`); otherwise autograd differentiates
     the contraction.
@@ -200,12 +200,12 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     taken = set(on_factor)
     rest = [q for q in names if q not in taken]
     fill = torch.ones if space == "prob" else torch.zeros
-    by_hand = space == "prob" and not create_graph and _worth_a_workspace(bn, ev, dims, rest)
+    plan = _workspace_plan(bn, ev, dims, rest) if space == "prob" and not create_graph else None
+    by_hand = plan is not None
     lams = [fill(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=not by_hand) for q in rest]
-    lam_dims = [(BATCH, q) for q in rest]
     if by_hand:
         wrt = [own[q] for q in on_factor] + [len(tensors) + j for j in range(len(rest))]
-        z, grads = contract_with_gradients(bn, ev, tensors, dims, lams, lam_dims, wrt)
+        z, grads = contract_with_gradients(bn, ev, plan, tensors, lams, wrt)
         if not bool((z > TINY).all()):
             return None
     else:
@@ -215,7 +215,7 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
                 tensors[i] = tensors[i].detach().requires_grad_()
         wrt = [tensors[own[q]] for q in on_factor] + lams
         with torch.enable_grad():
-            z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, lam_dims)
+            z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, [(BATCH, q) for q in rest])
             if space == "prob" and not bool((z > TINY).all()):
                 return None
             if space == "log":
