@@ -258,11 +258,25 @@ def main(args) -> dict:
     return out
 
 
+def add_batch_arguments(p: argparse.ArgumentParser, networks: str, rounds: int) -> None:
+    """The options the BN query benchmarks share: the networks, the batches of :func:`evidence_batches`, the
+    interleaved timing (``common.interleaved_ways``), the seed and the torch threads."""
+    p.add_argument("--networks", default=networks)
+    p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
+    p.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds (medians)")
+    p.add_argument("--min-timing-s", type=float, default=0.05,
+                   help="each timing is the mean of as many calls as fill this long (after a warm call)")
+    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
+    p.add_argument("--evidence-frac", type=float, default=0.2)
+    p.add_argument("--observe-prob", type=float, default=0.5,
+                   help="mixed batch: each evidence node is observed in a row with this probability")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--networks", default=NETWORKS)
-    p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians)")
+    add_batch_arguments(p, NETWORKS, rounds=5)
     p.add_argument("--pgmpy-rows", type=int, default=5, help="rows answered (and timed) with pgmpy, one per round")
     p.add_argument("--one-row-repeats", type=int, default=10,
                    help="one-row queries per round, timed together (a single millisecond call is at the mercy of "
@@ -273,20 +287,12 @@ def parse_args(argv=None):
     p.add_argument("--junction-tree-rows", type=int, default=100,
                    help="mixed rows whose patterns' junction-tree sizes are averaged (a few seconds per hundred "
                         "patterns on the larger networks; 0: skip)")
-    p.add_argument("--min-timing-s", type=float, default=0.05,
-                   help="each timing is the mean of as many calls as fill this long (after the warm call)")
-    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
     p.add_argument("--table-max-mib", type=float, default=256.0,
                    help="the largest evidence table built for the compiled kind (MiB); larger ones are skipped")
-    p.add_argument("--evidence-frac", type=float, default=0.2)
-    p.add_argument("--observe-prob", type=float, default=0.5,
-                   help="mixed batch: each evidence node is observed in a row with this probability")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--row-chunk-mib", type=float, default=None,
                    help="memory budget of one contraction's row-carrying intermediates, MiB (default: the "
                         "library's, hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES; 0: no chunks)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "bn_inference.json"))
     return p.parse_args(argv)
 

@@ -23,15 +23,13 @@ with the answers compared.  Also recorded: the minor page faults per call
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
-import time
 
 import torch
 
-from bn_inference import NETWORKS, evidence_batches
-from common import prepare_torch, write_result
+from bn_inference import NETWORKS, add_batch_arguments, evidence_batches
+from common import interleaved_ways, prepare_torch, write_result
 
 from hybridpgm.graphs import load_network, reverse_pass
 from hybridpgm.infer import bn_contract
@@ -60,26 +58,8 @@ def bench_network(name: str, args, hand_written: tuple) -> dict:
     kinds = {"mixed": lambda: bn.posterior(None, mixed), "single": lambda: bn.posterior(query, single)}
     ways = {"hand_written": hand_written,
             "autograd": (_AUTOGRAD, {**hand_written[1], "cpu": int(args.autograd_chunk_mib * 2**20)})}
-    answers, calls = {}, {}
     with torch.no_grad():
-        for kind, fn in kinds.items():
-            for way in ways:
-                _use(ways[way])
-                fn()  # the plan search, and the workspace sized
-                start = time.perf_counter()
-                answers[kind, way] = fn()
-                calls[kind] = max(1, min(args.max_calls, math.ceil(args.min_timing_s / (time.perf_counter() - start))))
-        times = {(kind, way): [] for kind in kinds for way in ways}
-        faults = {(kind, way): [] for kind in kinds for way in ways}
-        for r in range(args.rounds):
-            for kind, fn in kinds.items():
-                for way in (list(ways) if r % 2 == 0 else list(reversed(ways))):
-                    _use(ways[way])
-                    f0, start = _faults(), time.perf_counter()
-                    for _ in range(calls[kind]):
-                        fn()
-                    times[kind, way].append((time.perf_counter() - start) / calls[kind] / args.rows)
-                    faults[kind, way].append((_faults() - f0) / calls[kind])
+        answers, times, faults, calls = interleaved_ways(kinds, ways, _use, args, args.rows, count=_faults)
     res = {"network": name, "nodes": len(bn.nodes), "rows": args.rows, "calls_per_timing": calls,
            "workspace_mib": bn.plan_cache.workspace.nbytes / 2**20}
     for kind in kinds:
@@ -113,22 +93,12 @@ def main(args) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--networks", default=NETWORKS + ",barley")
-    p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
-    p.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds (medians)")
-    p.add_argument("--min-timing-s", type=float, default=0.05,
-                   help="each timing is the mean of as many calls as fill this long (after a warm call)")
-    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
-    p.add_argument("--evidence-frac", type=float, default=0.2)
-    p.add_argument("--observe-prob", type=float, default=0.5,
-                   help="mixed batch: each evidence node is observed in a row with this probability")
+    add_batch_arguments(p, NETWORKS + ",barley", rounds=9)
     p.add_argument("--autograd-chunk-mib", type=float, default=64.0,
                    help="the reference's row-chunk budget (MiB): autograd allocates afresh, "
                         "and is slower in larger chunks")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu"],
                    help="CPU only: on CUDA, whose caching allocator reuses memory, queries always use autograd")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--out", default=None, help="JSON path (default results/bn_reverse_pass.json)")
     return p.parse_args(argv)
 

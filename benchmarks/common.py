@@ -43,6 +43,42 @@ def median_ms(seconds: list[float]) -> float:
     return 1000.0 * statistics.median(seconds)
 
 
+def interleaved_ways(kinds: dict, ways: dict, use: Any, args: Any, rows: int, device: Any = "cpu",
+                     count: Any = None) -> tuple[dict, dict, dict, dict]:
+    """Time each query of ``kinds`` (name -> call) every way of ``ways`` (name -> setting, applied by
+    ``use(setting)``) in interleaved rounds: the ways alternate first from round to round, each timing is the
+    mean of as many calls as fill ``args.min_timing_s`` (at most ``args.max_calls``; sized on a call after a warm
+    one), per row of ``rows``, over ``args.rounds`` rounds.  ``count()``, if given, is read around each timing
+    (page faults, say) and its change per call recorded.
+
+    :returns: ``(answers, seconds, counts, calls)``: the ``(kind, way)`` -> answer of the sizing call, list of
+        seconds per row, list of counts per call; kind -> calls per timing.
+    """
+    answers, calls = {}, {}
+    for kind, fn in kinds.items():
+        for way in ways:
+            use(ways[way])
+            fn()  # plan searches, caches and buffers made
+            took, answers[kind, way] = timed(fn, device)
+            calls[kind] = max(1, min(args.max_calls, -int(-args.min_timing_s // max(took, 1e-9))))
+    seconds = {(kind, way): [] for kind in kinds for way in ways}
+    counts = {(kind, way): [] for kind in kinds for way in ways}
+    for r in range(args.rounds):
+        for kind, fn in kinds.items():
+            for way in (list(ways) if r % 2 == 0 else list(reversed(ways))):
+                use(ways[way])
+                c0 = count() if count else 0
+
+                def repeat(fn=fn, n=calls[kind]):
+                    for _ in range(n):
+                        fn()
+
+                took, _ = timed(repeat, device)
+                seconds[kind, way].append(took / calls[kind] / rows)
+                counts[kind, way].append(((count() if count else 0) - c0) / calls[kind])
+    return answers, seconds, counts, calls
+
+
 def write_result(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
     """Write ``payload`` plus the machine's description to ``results/<name>.json``."""
     path = Path(out) if out else RESULTS / f"{name}.json"

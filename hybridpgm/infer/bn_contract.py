@@ -11,12 +11,12 @@ With per-row query indicators :math:`\\lambda_q` attached to the factors of
 
 so every single-variable marginal comes from one forward and one backward
 pass [1, 2] (the backward pass of a contraction tree is the outward pass of a
-junction tree [3]).  Float64 networks are contracted in probability space
-(one batched matmul per step; on CPU, the backward pass of a contraction with
+junction tree [3]).  Float64 and float32 networks are contracted in probability
+space (one batched matmul per step; on CPU, the backward pass of a contraction with
 large intermediates runs by hand in the network's reused workspace,
-:mod:`hybridpgm.graphs.reverse_pass`); a row whose evidence probability underflows
-below :data:`TINY` sends the query to log space (max-shifted, as Pyro's
-``torch_log`` einsum), the only space used for other dtypes.  The pairwise
+:mod:`hybridpgm.graphs.reverse_pass`); the rows whose evidence probability falls
+below the dtype's :data:`PROBABILITY_FLOOR` are answered again, alone, in log space
+(max-shifted, as Pyro's ``torch_log`` einsum), the only space used for other dtypes.  The pairwise
 order is searched once per query shape and cached in ``bn.plan_cache``.
 
 **References**
@@ -43,16 +43,32 @@ from hybridpgm.infer.bn_factors import factor_dims, factors
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["PLAN_ROWS", "ROW_CHUNK_BYTES", "TINY", "check_possible", "contract", "contract_with_gradients",
-           "in_row_chunks", "marginals", "plan_for", "rows_per_chunk", "use_prob"]
+__all__ = ["PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "TINY", "check_possible", "contract",
+           "contract_with_gradients", "in_row_chunks", "marginals", "plan_for", "row_scaled", "rows_in_prob",
+           "rows_per_chunk", "spaces_for", "use_prob"]
 
 #: the row count the contraction order is optimised for: a plan is cached per query shape and reused
 #: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
 #: (a large one makes opt_einsum avoid early row-carrying intermediates that later steps need anyway)
 PLAN_ROWS = 4
 
-#: below this a probability-space result is recomputed in log space (float64 only)
-TINY = 1e-250
+#: the dtypes contracted in probability space, each with the evidence probability below which a row sends the
+#: query to log space.  An intermediate entry that falls below the dtype's smallest normal number :math:`t`
+#: (2.2e-308, 1.2e-38) loses at most :math:`t\,S` of :math:`Z_n`, :math:`S` the joint states summed over (the
+#: factors are conditional probabilities, at most one; soft evidence aside), so these floors keep the relative
+#: loss below the dtype's rounding for :math:`S` up to about :math:`5 \cdot 10^{15}` in float32 and
+#: :math:`10^{41}` in float64 (a loose bound).  Float32 rows with :math:`p(e_n) < 10^{-15}` (long, unlikely
+#: evidence) are answered in log space, the others of their batch stay in probability space.
+PROBABILITY_FLOOR = {torch.float64: 1e-250, torch.float32: 1e-15}
+
+#: the dtypes whose row-carrying probability-space factors are scaled row by row before a contraction
+#: (:func:`row_scaled`): float32, whose narrow range would otherwise send rows of heavy evidence (half the nodes of
+#: hailfinder or barley observed) to log space; float64's floor leaves 58 orders of magnitude, and the scaling's
+#: few small operations per factor cost its smallest networks 15-90% of a query
+SCALED_ROWS = frozenset({torch.float32})
+
+#: float64's floor (:data:`PROBABILITY_FLOOR`)
+TINY = PROBABILITY_FLOOR[torch.float64]
 
 #: bytes of row-carrying intermediates one contraction may hold, per device type; a batch whose rows need
 #: more is contracted in chunks of rows (:func:`rows_per_chunk`), so memory stays bounded however many rows
@@ -67,8 +83,65 @@ _ROW_COPIES = 3
 
 
 def use_prob(ev: Evidence) -> bool:
-    """Probability space is exact enough and much cheaper in float64; log space otherwise."""
-    return ev.dtype == torch.float64
+    """Probability space (one batched matmul per step) for the dtypes of :data:`PROBABILITY_FLOOR`, where it is
+    accurate enough and 2-4 times cheaper than log space (a log-sum-exp per step); log space otherwise."""
+    return ev.dtype in PROBABILITY_FLOOR
+
+
+def spaces_for(ev: Evidence) -> tuple:
+    """The spaces a query tries in order: probability space where the dtype allows (:func:`use_prob`), then log
+    space for the rows it cannot answer."""
+    return ("prob", "log") if use_prob(ev) else ("log",)
+
+
+def rows_in_prob(z: torch.Tensor, ev: Evidence) -> torch.Tensor:
+    """``[N]`` bool: the rows whose probability-space evidence ``z`` is above the dtype's floor and finite (soft
+    evidence may exceed one); the others are answered again in log space."""
+    z = z.detach()
+    return (z > PROBABILITY_FLOOR[ev.dtype]) & (z < float("inf"))
+
+
+def row_scaled(tensors, dims, ev: Evidence) -> tuple[list, torch.Tensor | float]:
+    """Probability-space factors, in the dtypes of :data:`SCALED_ROWS` with every row-carrying one divided, row
+    by row, by its largest entry; and ``[N]`` :math:`\\log C_n`, the sum of the logs of those maxima (``0.0``
+    when nothing was scaled).
+
+    :math:`Z_n` is multilinear in the factors, so the scaled contraction is :math:`\\tilde Z_n = Z_n / C_n`:
+    marginals (ratios within a row) are unchanged, and so are their gradients and those of
+    :math:`\\log \\tilde Z_n` in the unscaled factors while :math:`C_n` is held constant (it is detached), so
+    :math:`\\log Z_n = \\log \\tilde Z_n + \\log C_n` keeps its gradient.  Evidence of low probability mostly
+    enters through small table entries of the observed nodes; scaled, the row's :math:`\\tilde Z_n` stays far
+    above :data:`PROBABILITY_FLOOR`, and soft-evidence likelihoods above one come down to it.  A factor that is
+    zero in a row stays zero there (its maximum is clamped to the dtype's smallest normal number).
+    """
+    if ev.dtype not in SCALED_ROWS:
+        return list(tensors), 0.0
+    tiny = torch.finfo(ev.dtype).tiny
+    out, maxima = [], []
+    for t, d in zip(tensors, dims):
+        if d and d[0] == BATCH:
+            c = t.detach().reshape(t.shape[0], -1).amax(-1).clamp_min_(tiny)
+            t = t / c.reshape(-1, *([1] * (t.dim() - 1)))
+            maxima.append(c)
+        out.append(t)
+    return out, (torch.stack(maxima).log().sum(0) if maxima else 0.0)
+
+
+def _with_rows_redone(prob_out, ok: torch.Tensor, ev: Evidence, row_ids, redo):
+    """``prob_out`` (a tensor or a list of tensors, rows first) with the rows not ``ok`` replaced by
+    ``redo(sub_evidence, sub_row_ids)``: their answers in log space.  Out of place, so still differentiable."""
+    bad = (~ok).nonzero().flatten()
+    ids = torch.arange(ev.n, device=ok.device) if row_ids is None else row_ids
+    again = redo(ev.subset(bad), ids[bad])
+    if isinstance(prob_out, torch.Tensor):
+        return prob_out.index_copy(0, bad, again)
+    return [o.index_copy(0, bad, a) for o, a in zip(prob_out, again)]
+
+
+def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """``z`` with the rows not ``ok`` set to one: a divisor that gives those rows (redone) finite values and
+    gradients."""
+    return torch.where(ok, z, torch.ones_like(z))
 
 
 def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None):
@@ -156,9 +229,12 @@ def _family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
 
 
 def _dense(tensors, dims, free, ev: Evidence, names, space: str, row_ids):
+    """The marginals off the dense joint; in probability space ``(marginals, rows_in_prob)``."""
     outs, z = dense_marginals(dense_joint(tensors, dims, free, ev.n, space), free, names, space)
     if space == "prob":
-        return [m / z[:, None] for m in outs] if bool((z > TINY).all()) else None
+        ok = rows_in_prob(z, ev)
+        zs = _safe(z, ok)[:, None]
+        return [m / zs for m in outs], ok
     check_possible(z, "the posterior", row_ids)
     return outs
 
@@ -187,7 +263,8 @@ def _workspace_plan(bn, ev: Evidence, dims, rest):
 
 
 def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str, direct: bool, row_ids):
-    """Marginals from one backward pass through the contraction (``None`` when probability space underflows).
+    """Marginals from one backward pass through the contraction; in probability space ``(marginals,
+    rows_in_prob)`` (the rows not in it are to be redone in log space).
 
     In probability space on CPU, when the contraction has large intermediates (:func:`_workspace_plan`) and
     the answer need not itself be differentiable, the reverse pass runs by hand in the network's reused
@@ -206,8 +283,6 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     if by_hand:
         wrt = [own[q] for q in on_factor] + [len(tensors) + j for j in range(len(rest))]
         z, grads = contract_with_gradients(bn, ev, plan, tensors, lams, wrt)
-        if not bool((z > TINY).all()):
-            return None
     else:
         for q in on_factor:
             i = own[q]
@@ -216,8 +291,6 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
         wrt = [tensors[own[q]] for q in on_factor] + lams
         with torch.enable_grad():
             z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, [(BATCH, q) for q in rest])
-            if space == "prob" and not bool((z > TINY).all()):
-                return None
             if space == "log":
                 check_possible(z, "the posterior", row_ids)
             grads = torch.autograd.grad(z.sum(), wrt, create_graph=create_graph) if names else ()
@@ -228,12 +301,14 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
         got[q] = _family_marginal(fam, dims[i], q)
     got.update(zip(rest, grads[len(on_factor):]))
     if space == "prob":
-        zd = z if create_graph else z.detach()
-        return [got[q] / zd[:, None] for q in names]
+        ok = rows_in_prob(z, ev)
+        zd = _safe(z if create_graph else z.detach(), ok)
+        return [got[q] / zd[:, None] for q in names], ok
     return [got[q] for q in names]
 
 
-def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, direct: bool = True) -> list:
+def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, direct: bool = True,
+              spaces=None) -> list:
     """``[N, card]`` posterior marginals of ``names``: derivatives of the evidence [1].
 
     A query node whose own CPD factor carries the row dim (it meets evidence), or any node in a one-row
@@ -247,6 +322,8 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
     :param row_ids: the rows' positions in the caller's batch (named in errors).
     :param bool direct: read marginals off the factors where possible, or off the dense joint of a tiny
         relevant network (:mod:`~hybridpgm.infer.bn_dense`); ``False``: the contraction with indicators for all.
+    :param spaces: the spaces to try (default :func:`spaces_for`): rows that probability space cannot answer
+        (:func:`rows_in_prob`) are answered again, alone, in log space.
     """
     facts = network_facts(bn)
     dims = factor_dims(facts, ev.observed, ev.partial, keep)
@@ -255,54 +332,72 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
         taken = set(_on_factor(names, _factor_positions(facts, ev, keep, direct), dims, ev, direct))
         chunk = rows_per_chunk(bn, ev, dims + [(BATCH, q) for q in names if q not in taken], (BATCH,))
         if chunk < ev.n:
-            return in_row_chunks(ev, chunk, lambda sub, ids: marginals(bn, sub, names, keep, ids, direct), row_ids)
-    for space in (("prob", "log") if use_prob(ev) else ("log",)):
+            return in_row_chunks(ev, chunk, lambda sub, ids: marginals(bn, sub, names, keep, ids, direct, spaces),
+                                 row_ids)
+    for space in spaces or spaces_for(ev):
         tensors, dims = factors(facts, ev, keep, space)
+        if space == "prob":
+            tensors, _ = row_scaled(tensors, dims, ev)
         if free is not None:  # a tiny joint: enumerate it
             out = _dense(tensors, dims, free, ev, names, space, row_ids)
         else:
             out = _by_gradient(bn, facts, ev, names, keep, tensors, dims, space, direct, row_ids)
-        if out is not None:  # None: probability space underflowed, go to log space
+        if space == "log":
             return out
+        out, ok = out
+        if bool(ok.all()):
+            return out
+        if bool(ok.any()):  # the rest, and only they, in log space
+            return _with_rows_redone(out, ok, ev, row_ids,
+                                     lambda sub, ids: marginals(bn, sub, names, keep, ids, direct, ("log",)))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep) -> torch.Tensor:
-    """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep``."""
+def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.Tensor:
+    """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep`` (``spaces`` as for :func:`marginals`)."""
     facts = network_facts(bn)
     dims = factor_dims(facts, ev.observed, ev.partial, keep)
     free = dense_free_dims(dims, facts.cards, ev.n)
     if free is None:
         chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
         if chunk < ev.n:
-            return in_row_chunks(ev, chunk, lambda sub, _: log_evidence_rows(bn, sub, keep))
-    if use_prob(ev):
+            return in_row_chunks(ev, chunk, lambda sub, _: log_evidence_rows(bn, sub, keep, spaces))
+    if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
+        tensors, log_c = row_scaled(tensors, dims, ev)
         if free is not None:
             z = dense_joint(tensors, dims, free, ev.n, "prob").reshape(ev.n, -1).sum(-1)
         else:
             z = contract(bn, ev, tensors, dims, (BATCH,), "prob")
-        if bool((z > TINY).all()):
-            return z.log()
+        ok = rows_in_prob(z, ev)
+        if bool(ok.all()):
+            return z.log() + log_c
+        if bool(ok.any()):
+            return _with_rows_redone(_safe(z, ok).log() + log_c, ok, ev, None,
+                                     lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
         return dense_joint(tensors, dims, free, ev.n, "log").reshape(ev.n, -1).logsumexp(-1)
     return contract(bn, ev, tensors, dims, (BATCH,), "log")
 
 
-def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep) -> torch.Tensor:
-    """``[N, card_1, ..., card_k]`` posterior joint of ``names``."""
+def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> torch.Tensor:
+    """``[N, card_1, ..., card_k]`` posterior joint of ``names`` (``spaces`` as for :func:`marginals`)."""
     facts = network_facts(bn)
     tail = [1] * len(names)
     chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH, *names))
     if chunk < ev.n:
-        return in_row_chunks(ev, chunk, lambda sub, _: joint_rows(bn, sub, names, keep))
-    if use_prob(ev):
+        return in_row_chunks(ev, chunk, lambda sub, _: joint_rows(bn, sub, names, keep, spaces))
+    if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
-        p = contract(bn, ev, tensors, dims, (BATCH, *names), "prob")
+        p = contract(bn, ev, row_scaled(tensors, dims, ev)[0], dims, (BATCH, *names), "prob")
         z = p.reshape(ev.n, -1).sum(-1)
-        if bool((z > TINY).all()):
-            return p / z.reshape(-1, *tail)
+        ok = rows_in_prob(z, ev)
+        joint = p / _safe(z, ok).reshape(-1, *tail)
+        if bool(ok.all()):
+            return joint
+        if bool(ok.any()):
+            return _with_rows_redone(joint, ok, ev, None, lambda sub, _: joint_rows(bn, sub, names, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     log_joint = contract(bn, ev, tensors, dims, (BATCH, *names), "log")
     log_z = log_joint.reshape(ev.n, -1).logsumexp(-1)

@@ -26,9 +26,9 @@ contraction path; indicators on leaves are absorbed into their tables first
 (:class:`~hybridpgm.graphs.contraction.AbsorbingPlan`), and when a cost model
 says so the rows are split by which evidence nodes *with children* they
 observe (:mod:`~hybridpgm.infer.row_groups`); a batch too big for the memory budget
-:data:`~hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES` is contracted a chunk of rows at a time.  Float64 networks are
-contracted in probability space, other dtypes in log space
-(:mod:`~hybridpgm.infer.bn_contract`).  The modules: evidence parsing
+:data:`~hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES` is contracted a chunk of rows at a time.  Float64 and float32
+networks are contracted in probability space, other dtypes and rows of tiny evidence probability in log
+space (:mod:`~hybridpgm.infer.bn_contract`).  The modules: evidence parsing
 (:mod:`~hybridpgm.infer.bn_evidence`), factors (:mod:`~hybridpgm.infer.bn_factors`),
 contraction and marginals (:mod:`~hybridpgm.infer.bn_contract`), the public
 queries (here).

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -90,3 +92,14 @@ def pgmpy_marginal(ve, bn: BayesNet, evidence_row: dict, var: str) -> torch.Tens
     f = ve.query([var], evidence=ev, show_progress=False)
     return torch.tensor([float(f.values[f.state_names[var].index(s)]) for s in bn.state_names[var]],
                         dtype=torch.float64)
+
+
+@contextlib.contextmanager
+def in_space(prob: bool):
+    """Exact queries as usual (``prob``: float64 and float32 in probability space), or every dtype in log space
+    (no dtype in :data:`~hybridpgm.infer.bn_contract.PROBABILITY_FLOOR`), so both spaces stay tested."""
+    from hybridpgm.infer import bn_contract
+
+    with mock.patch.dict(bn_contract.PROBABILITY_FLOOR, {} if not prob else dict(bn_contract.PROBABILITY_FLOOR),
+                         clear=True):
+        yield
