@@ -1,7 +1,7 @@
 """Exact Bayesian-network marginals: the hand-written reverse pass in a reused workspace against autograd.
 
 Marginals are the gradient of the contraction (:mod:`hybridpgm.infer.bn_contract`).
-On CPU, a float64 contraction with an intermediate of at least
+On CPU, a probability-space contraction with an intermediate of at least
 :data:`hybridpgm.graphs.reverse_pass.LARGE` elements runs its reverse pass by
 hand and keeps its large intermediates in one buffer between queries
 (:mod:`hybridpgm.graphs.reverse_pass`), in row chunks of up to

@@ -57,8 +57,9 @@ PLAN_ROWS = 4
 #: (2.2e-308, 1.2e-38) loses at most :math:`t\,S` of :math:`Z_n`, :math:`S` the joint states summed over (the
 #: factors are conditional probabilities, at most one; soft evidence aside), so these floors keep the relative
 #: loss below the dtype's rounding for :math:`S` up to about :math:`5 \cdot 10^{15}` in float32 and
-#: :math:`10^{41}` in float64 (a loose bound).  Float32 rows with :math:`p(e_n) < 10^{-15}` (long, unlikely
-#: evidence) are answered in log space, the others of their batch stay in probability space.
+#: :math:`10^{41}` in float64 (a loose bound).  Float32 rows whose row-scaled evidence (:func:`row_scaled`)
+#: stays under :math:`10^{-15}` (evidence that conflicts across many nodes) are answered in log space, the others
+#: of their batch stay in probability space.
 PROBABILITY_FLOOR = {torch.float64: 1e-250, torch.float32: 1e-15}
 
 #: the dtypes whose row-carrying probability-space factors are scaled row by row before a contraction
@@ -84,7 +85,7 @@ _ROW_COPIES = 3
 
 def use_prob(ev: Evidence) -> bool:
     """Probability space (one batched matmul per step) for the dtypes of :data:`PROBABILITY_FLOOR`, where it is
-    accurate enough and 2-4 times cheaper than log space (a log-sum-exp per step); log space otherwise."""
+    accurate enough and 2-5 times cheaper than log space (a log-sum-exp per step); log space otherwise."""
     return ev.dtype in PROBABILITY_FLOOR
 
 
