@@ -8,8 +8,10 @@ The reference is the same query in log space throughout (float32 taken out of th
 max-shifted log-sum-exp per step: what every float32 query ran before.  Both, and the float64 network's
 probability-space query for scale, run in one process in interleaved rounds (the order reversed every
 other round; each timing the mean of as many calls as fill ``--min-timing-s``; medians over ``--rounds``)
-on the mixed and single-pattern batches of :mod:`bn_inference` (the same evidence); both float32 answers
-are compared with float64's.
+on the mixed and single-pattern batches of :mod:`bn_inference` (the same evidence), and a training step
+(``train``: the mean :math:`-\\log p(e_n)` of the mixed batch and its gradient in every table, as learning
+a network from incomplete data takes); both float32 answers (and losses and gradients) are compared with
+float64's.
 
     python benchmarks/bn_float32.py       # -> results/bn_float32.json
     python benchmarks/bn_float32.py --networks water --device cuda --out /tmp/water32.json
@@ -36,17 +38,37 @@ WAYS = {"probability": (torch.float32, "probability"), "log_space": (torch.float
         "float64": (torch.float64, "probability")}
 
 
+def _learnable(bn):
+    """``bn`` with every CPD's logits a parameter, as a network being trained has them."""
+    for cpd in bn.cpds.values():
+        cpd.logits = torch.nn.Parameter(cpd.logits.detach().clone())
+    return bn
+
+
+def _train_step(bn, evidence) -> dict:
+    """One training step's work: :math:`-\\overline{\\log p(e_n)}` over the rows and its gradient in every
+    table; the loss and the gradients, by name, to compare."""
+    params = dict(bn.named_parameters())
+    with torch.enable_grad():
+        loss = -bn.log_evidence(evidence).mean()
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return {"loss": loss.detach().reshape(1), **{k: g for k, g in zip(params, grads) if g is not None}}
+
+
 def bench_network(name: str, args, found: dict) -> dict:
-    nets = {dt: load_network(name, dtype=dt).to(args.device) for dt in (torch.float32, torch.float64)}
+    dtypes = (torch.float32, torch.float64)
+    nets = {dt: load_network(name, dtype=dt).to(args.device) for dt in dtypes}
+    learn = {dt: _learnable(load_network(name, dtype=dt).to(args.device)) for dt in dtypes}
     _, _, _, single, mixed = evidence_batches(nets[torch.float64], args)
     query = [v for v in nets[torch.float64].nodes if v not in single]
     current = {}
     calls = {"mixed": lambda: current["bn"].posterior(None, mixed),
-             "single": lambda: current["bn"].posterior(query, single)}
+             "single": lambda: current["bn"].posterior(query, single),
+             "train": lambda: _train_step(current["learn"], mixed)}
 
     def use(way):
         dtype, space = way
-        current["bn"] = nets[dtype]
+        current["bn"], current["learn"] = nets[dtype], learn[dtype]
         bn_contract.PROBABILITY_FLOOR.clear()
         bn_contract.PROBABILITY_FLOOR.update(found if space == "probability" else
                                              {k: v for k, v in found.items() if k != torch.float32})

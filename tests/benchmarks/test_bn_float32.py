@@ -28,7 +28,7 @@ def test_a_tiny_run_times_both_spaces_and_leaves_the_floors_as_found(tmp_path, m
         ["--networks", "alarm", "--rows", "6", "--rounds", "2", "--min-timing-s", "0", "--max-calls", "1",
          "--out", str(out)]))
     (res,) = json.loads(out.read_text())["results"]
-    for kind in ("mixed", "single"):
+    for kind in ("mixed", "single", "train"):  # train: the loss and every table's gradient
         r = res[kind]
         assert r["speedup_probability_over_log_space"] == (r["float32_log_space_s_per_row"]
                                                            / r["float32_probability_s_per_row"])
