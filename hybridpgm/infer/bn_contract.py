@@ -44,8 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
 __all__ = ["PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "TINY", "check_possible", "contract",
-           "contract_with_gradients", "in_row_chunks", "marginals", "plan_for", "row_scaled", "rows_in_prob",
-           "rows_per_chunk", "spaces_for", "use_prob"]
+           "contract_with_gradients", "factor_owners", "in_row_chunks", "marginals", "plan_for", "row_scaled",
+           "rows_in_prob", "rows_per_chunk", "spaces_for", "use_prob"]
 
 #: the row count the contraction order is optimised for: a plan is cached per query shape and reused
 #: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
@@ -62,10 +62,10 @@ PLAN_ROWS = 4
 #: of their batch stay in probability space.
 PROBABILITY_FLOOR = {torch.float64: 1e-250, torch.float32: 1e-15}
 
-#: the dtypes whose row-carrying probability-space factors are scaled row by row before a contraction
+#: the dtypes whose probability-space factors that can be small are scaled row by row before a contraction
 #: (:func:`row_scaled`): float32, whose narrow range would otherwise send rows of heavy evidence (half the nodes of
 #: hailfinder or barley observed) to log space; float64's floor leaves 58 orders of magnitude, and the scaling's
-#: few small operations per factor cost its smallest networks 15-90% of a query
+#: few small operations per factor would show on its smallest networks
 SCALED_ROWS = frozenset({torch.float32})
 
 #: float64's floor (:data:`PROBABILITY_FLOOR`)
@@ -102,30 +102,41 @@ def rows_in_prob(z: torch.Tensor, ev: Evidence) -> torch.Tensor:
     return (z > PROBABILITY_FLOOR[ev.dtype]) & (z < float("inf"))
 
 
-def row_scaled(tensors, dims, ev: Evidence) -> tuple[list, torch.Tensor | float]:
-    """Probability-space factors, in the dtypes of :data:`SCALED_ROWS` with every row-carrying one divided, row
-    by row, by its largest entry; and ``[N]`` :math:`\\log C_n`, the sum of the logs of those maxima (``0.0``
-    when nothing was scaled).
+def row_scaled(tensors, dims, ev: Evidence, owners) -> tuple[list, torch.Tensor | float]:
+    """Probability-space factors, in the dtypes of :data:`SCALED_ROWS` with every row-carrying factor that can be
+    small divided, row by row, by its largest entry; and ``[N]`` :math:`\\log C_n`, the sum of the logs of those
+    maxima (``0.0`` when nothing was scaled).
 
     :math:`Z_n` is multilinear in the factors, so the scaled contraction is :math:`\\tilde Z_n = Z_n / C_n`:
     marginals (ratios within a row) are unchanged, and so are their gradients and those of
     :math:`\\log \\tilde Z_n` in the unscaled factors while :math:`C_n` is held constant (it is detached), so
     :math:`\\log Z_n = \\log \\tilde Z_n + \\log C_n` keeps its gradient.  Evidence of low probability mostly
-    enters through small table entries of the observed nodes; scaled, the row's :math:`\\tilde Z_n` stays far
-    above :data:`PROBABILITY_FLOOR`, and soft-evidence likelihoods above one come down to it.  A factor that is
-    zero in a row stays zero there (its maximum is clamped to the dtype's smallest normal number).
+    enters through the small table entries that indexing picks for the observed nodes; scaled, the row's
+    :math:`\\tilde Z_n` stays far above :data:`PROBABILITY_FLOOR`.  Only those factors are scaled (a node's table
+    whose own variable was indexed away), with soft-evidence likelihoods and continuous densities: a table that
+    still holds its own variable :math:`v` has a largest entry of at least :math:`1/|v|` in every row, and a
+    hard-evidence indicator one of exactly one.  A factor that is zero in a row stays zero there (its maximum is
+    clamped to the dtype's smallest normal number).
+
+    :param owners: the node each factor belongs to (its table, or its likelihood), in the order of ``tensors``.
     """
     if ev.dtype not in SCALED_ROWS:
         return list(tensors), 0.0
     tiny = torch.finfo(ev.dtype).tiny
     out, maxima = [], []
-    for t, d in zip(tensors, dims):
-        if d and d[0] == BATCH:
+    for t, d, v in zip(tensors, dims, owners):
+        if d and d[0] == BATCH and (v not in d or v in ev.soft):
             c = t.detach().reshape(t.shape[0], -1).amax(-1).clamp_min_(tiny)
             t = t / c.reshape(-1, *([1] * (t.dim() - 1)))
             maxima.append(c)
         out.append(t)
     return out, (torch.stack(maxima).log().sum(0) if maxima else 0.0)
+
+
+def factor_owners(facts, ev: Evidence, keep) -> list:
+    """The node each factor of :func:`~hybridpgm.infer.bn_factors.factors` belongs to, in its order: the kept
+    nodes' tables, then the likelihoods of the nodes with partial (or soft) evidence."""
+    return [v for v in facts.nodes if v in keep] + [v for v in ev.partial if v in keep]
 
 
 def _with_rows_redone(prob_out, ok: torch.Tensor, ev: Evidence, row_ids, redo):
@@ -338,7 +349,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
     for space in spaces or spaces_for(ev):
         tensors, dims = factors(facts, ev, keep, space)
         if space == "prob":
-            tensors, _ = row_scaled(tensors, dims, ev)
+            tensors, _ = row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
         if free is not None:  # a tiny joint: enumerate it
             out = _dense(tensors, dims, free, ev, names, space, row_ids)
         else:
@@ -365,7 +376,7 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
             return in_row_chunks(ev, chunk, lambda sub, _: log_evidence_rows(bn, sub, keep, spaces))
     if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
-        tensors, log_c = row_scaled(tensors, dims, ev)
+        tensors, log_c = row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
         if free is not None:
             z = dense_joint(tensors, dims, free, ev.n, "prob").reshape(ev.n, -1).sum(-1)
         else:
@@ -391,7 +402,8 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> 
         return in_row_chunks(ev, chunk, lambda sub, _: joint_rows(bn, sub, names, keep, spaces))
     if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
-        p = contract(bn, ev, row_scaled(tensors, dims, ev)[0], dims, (BATCH, *names), "prob")
+        p = contract(bn, ev, row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))[0], dims,
+                     (BATCH, *names), "prob")
         z = p.reshape(ev.n, -1).sum(-1)
         ok = rows_in_prob(z, ev)
         joint = p / _safe(z, ok).reshape(-1, *tail)

@@ -145,6 +145,44 @@ def test_unlikely_observations_stay_in_probability_space_scaled_by_row(q, monkey
                                                    dtype=torch.float64), atol=1e-4 * q, rtol=1e-12)
 
 
+def test_row_scaling_divides_the_factors_that_can_be_small_and_keeps_their_logs():
+    """Tables indexed by their own observed variable and soft likelihoods come out with a largest entry of one
+    in every row, their maxima summed in log C; tables that keep their own variable (largest entry at least
+    1/|v|) and hard-evidence indicators (exactly one) are left as they are; float64 is not scaled."""
+    from hybridpgm.infer.bn_factors import factors
+    from hybridpgm.infer.exact import Likelihood
+
+    bn = read_bif(bundled_bif("alarm"), dtype=torch.float32)
+    s = bn.sample(5)
+    evidence = {"HR": s["HR"], "CVP": s["CVP"], "HRBP": torch.tensor([0, -1, 1, -1, 2]),
+                "SAO2": Likelihood(torch.rand(5, 3, generator=torch.Generator().manual_seed(0)) + 0.1)}
+    ev = parse_evidence(bn, evidence)
+    facts = network_facts(bn)
+    keep = relevant(facts, set(bn.nodes))
+    tensors, dims = factors(facts, ev, keep, "prob")
+    owners = bn_contract.factor_owners(facts, ev, keep)
+    scaled, log_c = bn_contract.row_scaled(tensors, dims, ev, owners)
+    expect = torch.zeros(5, dtype=torch.float64)
+    kinds = set()
+    for t, u, d, v in zip(tensors, scaled, dims, owners):
+        small = d[0] == bn_contract.BATCH and (v not in d or v in ev.soft) if d else False
+        if small:
+            kinds.add("soft" if v in ev.soft else "indexed")
+            torch.testing.assert_close(u.reshape(5, -1).amax(-1), torch.ones(5))
+            torch.testing.assert_close(u * t.reshape(5, -1).amax(-1).reshape(-1, *[1] * (t.dim() - 1)), t)
+            expect += t.double().reshape(5, -1).amax(-1).log()
+        else:
+            kinds.add("kept row factor" if d and d[0] == bn_contract.BATCH else "kept")
+            assert u is t
+    assert kinds == {"soft", "indexed", "kept row factor", "kept"}
+    torch.testing.assert_close(log_c.double(), expect, atol=1e-5, rtol=0)
+    bn64 = read_bif(bundled_bif("alarm"))
+    ev64 = parse_evidence(bn64, evidence | {"SAO2": Likelihood(evidence["SAO2"].values.double())})
+    t64, d64 = factors(network_facts(bn64), ev64, keep, "prob")
+    out64, c64 = bn_contract.row_scaled(t64, d64, ev64, bn_contract.factor_owners(network_facts(bn64), ev64, keep))
+    assert c64 == 0.0 and all(a is b for a, b in zip(out64, t64))
+
+
 def _conflict_net(dtype, q: float):
     """``r0 ~ [0.5, 0.5]``, ``c | r0``, and four pairs ``a_i, b_i`` of children of ``p_i ~ [0.5, 0.5]`` that
     copy it with error ``q``: ``a_i = 0, b_i = 1`` (conflicting) has probability ``q (1 - q)`` for each pair
