@@ -77,15 +77,14 @@ def test_underflow_goes_to_log_space_on_the_family_path():
 
 
 
-def _space_spy(monkeypatch) -> list:
-    """Record the space ("prob" or "log") of every factor set the exact queries build."""
-    from hybridpgm.infer import bn_contract
-
+def _space_spy(monkeypatch, rows: bool = False) -> list:
+    """Record the space ("prob" or "log") of every factor set the exact queries build (with ``rows``: the pair
+    ``(space, rows of the query)``)."""
     spaces = []
     real = bn_contract.factors
 
     def spy(facts, ev, keep, space):
-        spaces.append(space)
+        spaces.append((space, ev.n) if rows else space)
         return real(facts, ev, keep, space)
 
     monkeypatch.setattr(bn_contract, "factors", spy)
@@ -234,14 +233,7 @@ def test_only_the_rows_below_the_floor_are_redone_in_log_space(monkeypatch):
     ev = _pairs([4, 0, 1, 4])
     ev["r0"] = torch.tensor([0, -1, 1, -1])
     bn32, bn64 = _conflict_net(torch.float32, 1e-5), _conflict_net(torch.float64, 1e-5)
-    calls = []
-    real = bn_contract.factors
-
-    def spy(facts, sub, keep, space):
-        calls.append((space, sub.n))
-        return real(facts, sub, keep, space)
-
-    monkeypatch.setattr(bn_contract, "factors", spy)
+    calls = _space_spy(monkeypatch, rows=True)
     got = {}
     for what, query in {"marginals": lambda bn: bn.posterior(["c", "r0", "p1"], ev),
                         "joint": lambda bn: bn.posterior(["c", "p1"], ev, joint=True),
