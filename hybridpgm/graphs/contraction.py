@@ -35,13 +35,12 @@ from typing import Hashable, Sequence
 
 import opt_einsum
 import torch
-from pyro.ops.special import safe_log
 
 from hybridpgm.graphs.reverse_pass import Workspace
 
 __all__ = ["AbsorbingPlan", "ContractionPlan", "PlanCache"]
 
-_LETTERS = string.ascii_lowercase
+_LETTERS = string.ascii_letters
 
 
 class ContractionPlan:
@@ -206,7 +205,8 @@ def _log_einsum(equation, operands, shifts):
     """Log-space einsum ``log einsum(exp(a), exp(b), ...)`` with per-output max shifting.
 
     The same computation as :func:`pyro.ops.einsum.torch_log.einsum`, with the
-    bookkeeping precomputed by the plan (one small kernel sequence per step).
+    bookkeeping precomputed by the plan (one small kernel sequence per step), and
+    exact gradients where a shifted sum is small (:class:`_LogOfSum`).
     """
     if len(operands) == 1 and not shifts[0][0]:
         t = operands[0]
@@ -227,8 +227,31 @@ def _log_einsum(equation, operands, shifts):
             shape[pos] = n
         shift = shift.reshape(shape)
         total = shift if total is None else total + shift
-    result = safe_log(torch.einsum(equation, *exps))
+    result = _LogOfSum.apply(torch.einsum(equation, *exps))
     return result + total
+
+
+class _LogOfSum(torch.autograd.Function):
+    """:math:`\\log x` of a step's max-shifted sum, with the exact gradient :math:`1/x` for every positive
+    :math:`x` and 0 at :math:`x = 0` (an impossible configuration: no NaN, no spurious gradient).
+
+    Pyro's ``safe_log`` clamps :math:`1/x` at :math:`1/\\epsilon` (4.5e15 in float64), which is wrong wherever a
+    step's shifted sum falls under :math:`\\epsilon`: shifting each operand by its own maximum does not keep the
+    sum of their products near one when the operands' maxima disagree (frustrated couplings, conflicting
+    evidence), and marginals taken as gradients then come out scaled by that sum.  Here :math:`x` is clamped at
+    the dtype's smallest normal number only, which bounds the gradient for the subnormal sums alone; the gradient
+    reaching a step's output is a posterior weight, at most one.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.log()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, grad / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(grad))
 
 
 def _max_sum(args, ins, out):

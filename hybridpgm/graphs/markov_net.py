@@ -269,12 +269,23 @@ class MarkovNet(nn.Module):
         marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
-    def map_assignment(self, evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
-        """MAP assignment by max-product BP (exact on trees), ``name -> batch_shape`` long."""
+    def map_assignment(self, evidence=None, context=None, method: str = "bp", **kwargs) -> dict[str, torch.Tensor]:
+        """The most probable assignment, ``name -> batch_shape`` long.
+
+        ``method="bp"``: max-product BP (exact on trees; ``kwargs`` go to it); ``"exact"``: the max-sum
+        contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of small treewidth).
+        """
         from hybridpgm.infer.belief_propagation import BeliefPropagation
+        from hybridpgm.infer.mrf_exact import exact_map
 
         fg = self.factor_graph(evidence, context)
-        x = fg.unflatten(BeliefPropagation(max_product=True, **kwargs)(fg).assignment)
+        if method == "bp":
+            x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment
+        elif method == "exact":
+            x = exact_map(fg)[0]
+        else:
+            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'bp' or 'exact'")
+        x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from hybridpgm.infer.grouped_optim import GroupedAdam, GroupedOptim
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.infer.mean_field import MeanField, MeanFieldResult
-from hybridpgm.infer.mrf_exact import exact_log_partition, exact_marginals, exact_sample
+from hybridpgm.infer.mrf_exact import exact_log_partition, exact_map, exact_marginals, exact_sample
 from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
 from hybridpgm.infer.nvil import NVIL, NVIL_ELBO, NVILBaselines
 from hybridpgm.infer.raise_ais import RAISE, LikelihoodBounds, RAISEResult, log_likelihood_bounds
@@ -62,6 +62,7 @@ __all__ = [
     "WakeSleepELBO",
     "estimate_log_z",
     "exact_log_partition",
+    "exact_map",
     "exact_marginals",
     "exact_sample",
     "log_likelihood_bounds",

@@ -152,3 +152,22 @@ def test_probability_steps_equal_torch_einsum(seed):
     for a, b in zip(torch.autograd.grad((got * w).sum(), ops), torch.autograd.grad((ref * w).sum(), ops)):
         torch.testing.assert_close(a, b)
 
+
+
+def test_log_space_gradients_are_exact_where_a_shifted_sum_is_tiny():
+    """Operands whose maxima disagree: the shifted sum of ``k,k->`` is 2 e^-400, far under float64's eps, where
+    Pyro's ``safe_log`` would scale the gradient by e^-400 / eps; the posterior weights [0.5, 0.5] come out, and
+    a zero sum (an impossible configuration) gives -inf with a zero gradient, not NaN."""
+    plan = ContractionPlan([("k",), ("k",)], (), {"k": 2})
+    x = torch.tensor([0.0, -400.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([-400.0, 0.0], dtype=torch.float64, requires_grad=True)
+    out = plan([x, y], "log")
+    gx, gy = torch.autograd.grad(out, [x, y])
+    assert torch.allclose(out, torch.logsumexp(x + y, 0), rtol=1e-15)
+    assert torch.allclose(gx, torch.tensor([0.5, 0.5], dtype=torch.float64), rtol=1e-14) and torch.equal(gx, gy)
+    inf = float("-inf")
+    x = torch.tensor([0.0, inf], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([inf, 0.0], dtype=torch.float64, requires_grad=True)
+    out = plan([x, y], "log")
+    (gx,) = torch.autograd.grad(out, [x])
+    assert out.item() == inf and torch.equal(gx, torch.zeros(2, dtype=torch.float64))

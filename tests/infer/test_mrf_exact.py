@@ -1,0 +1,232 @@
+"""Exact MRF contraction: both spaces against brute force, the per-model log-space redo, plan caching, errors."""
+
+import math
+from unittest import mock
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.graphs.contraction import ContractionPlan
+from hybridpgm.infer import bn_contract, mrf_exact
+from tests.graphs.bn_helpers import in_space
+from tests.graphs.mrf_brute_force import assignments, brute_force, random_mrf
+
+
+@pytest.fixture
+def semirings(monkeypatch):
+    """``[(semiring, models, dtype)]`` of every contraction the MRF plans run (a spy on :class:`ContractionPlan`)."""
+    seen, real = [], ContractionPlan.__call__
+
+    def spy(plan, operands, semiring="log"):
+        seen.append((semiring, operands[0].shape[0], operands[0].dtype))
+        return real(plan, operands, semiring)
+
+    monkeypatch.setattr(ContractionPlan, "__call__", spy)
+    return seen
+
+
+def _random_evidence(mrf, seed: int, batch: int):
+    g = torch.Generator().manual_seed(seed)
+    return {v: torch.randint(-1, c, (batch,), generator=g) for v, c in list(mrf.cards.items())[:2]}
+
+
+@settings(deadline=None, max_examples=24)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 5), num_factors=st.integers(1, 6),
+       dtype=st.sampled_from([torch.float64, torch.float32]), prob=st.booleans(), evidence=st.booleans())
+def test_both_spaces_match_brute_force(seed, num_vars, num_factors, dtype, prob, evidence):
+    """Probability space (float64, float32) and forced log space give brute force's log Z and marginals."""
+    ref_mrf = random_mrf(seed, num_vars, num_factors=num_factors, batch=(3,))
+    mrf = random_mrf(seed, num_vars, num_factors=num_factors, batch=(3,)).to(dtype)  # the same model, rounded
+    ev = _random_evidence(mrf, seed, 3) if evidence else None
+    log_z, marg = brute_force(ref_mrf, 1, ev)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    seen = []
+    real = ContractionPlan.__call__
+
+    def spy(plan, operands, semiring="log"):
+        seen.append(semiring)
+        return real(plan, operands, semiring)
+
+    with in_space(prob), mock.patch.object(ContractionPlan, "__call__", spy):
+        got_z = mrf.log_partition("exact", ev)
+        got = mrf.marginals("exact", ev)
+    assert got_z.dtype == dtype and torch.allclose(got_z.double(), log_z, rtol=tol, atol=tol)
+    for v in mrf.variables:
+        assert torch.allclose(got[v].double(), marg[v], atol=tol)
+    assert set(seen) == ({"prob"} if prob else {"log"})
+
+
+def _frustrated(strength: float, dtype=torch.float64) -> torch.Tensor:
+    """Couplings of a 2x2 Ising loop with one antiferromagnetic bond: every state breaks a bond, so the shifted
+    potentials' sum is :math:`8 e^{-2K}` (8 ground states)."""
+    return torch.tensor([strength, strength, strength, -strength], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype,strength", [(torch.float64, 300.0), (torch.float32, 20.0)])
+def test_models_under_the_floor_are_redone_alone_in_log_space(semirings, dtype, strength):
+    """In a batch of three grids the frustrated one (shifted sum 8 exp(-2K), under the dtype's floor) is contracted
+    again alone in log space; all three answers are brute force's."""
+    J = torch.stack([0.3 * torch.ones(4, dtype=dtype), _frustrated(strength, dtype), -0.2 * torch.ones(4, dtype=dtype)])
+    h = torch.linspace(-0.5, 0.5, 4, dtype=dtype).expand(3, 4)
+    mrf = ising_grid(2, 2, J, h)
+    ref_log_z, ref_marg = brute_force(ising_grid(2, 2, J.double(), h.double()), 1)
+    assert math.log(8) - 2 * strength < math.log(mrf_exact.probability_floor(dtype, 4 * math.log(2)))
+    log_z = mrf.log_partition("exact")
+    assert semirings == [("prob", 3, dtype), ("log", 1, dtype)]
+    marg = mrf.marginals("exact")
+    # float32: log-potentials of size K rounded to 6e-8 of K, so log Z and the probabilities to about 1e-6
+    rtol, atol = (1e-14, 1e-12) if dtype == torch.float64 else (1e-6, 1e-5)
+    assert torch.allclose(log_z.double(), ref_log_z, rtol=rtol, atol=atol)
+    for v in mrf.variables:
+        assert torch.allclose(marg[v].double(), ref_marg[v], atol=atol)
+
+
+def test_gradients_through_a_redone_model_equal_log_space():
+    """d(sum log Z)/d(couplings) through a batch with a redone model equals the all-log-space gradient."""
+    J = torch.stack([0.3 * torch.ones(4, dtype=torch.float64), _frustrated(300.0)]).requires_grad_()
+
+    def grad():
+        (g,) = torch.autograd.grad(ising_grid(2, 2, J).log_partition("exact").sum(), J)
+        return g
+
+    with in_space(False):
+        want = grad()
+    assert torch.allclose(grad(), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("log_states,dtype,want", [
+    (4 * math.log(2), torch.float64, 1e-250),
+    (4 * math.log(2), torch.float32, 1e-15),
+    (200.0, torch.float64, math.exp(200.0) * torch.finfo(torch.float64).tiny / torch.finfo(torch.float64).eps),
+    (64 * math.log(2), torch.float32, 2.0 ** 64 * torch.finfo(torch.float32).tiny / torch.finfo(torch.float32).eps),
+    (230 * math.log(2), torch.float32, 2.0 ** 230 * torch.finfo(torch.float32).tiny / torch.finfo(torch.float32).eps),
+    (231 * math.log(2), torch.float32, math.inf),  # 2^231 tiny / eps = 2^128: past float32's range
+    (4 * math.log(2), torch.bfloat16, math.inf),
+])
+def test_floor_rises_with_the_joint_states(log_states, dtype, want):
+    got = mrf_exact.probability_floor(dtype, log_states)
+    assert got == want if math.isinf(want) else math.isclose(got, want, rel_tol=1e-12)
+
+
+def test_float32_models_of_many_states_are_contracted_in_float64(semirings):
+    """A float32 chain of 2^240 joint states (past float32's floor, and its range) is contracted in float64
+    probability space and answered in float32; without float64 in the floor table, in float32 log space."""
+    mrf = MarkovNet({f"x{i}": 2 for i in range(240)})
+    mrf.add_factors("chain", [[f"x{i}", f"x{i + 1}"] for i in range(239)], 0.1 * torch.ones(239, 2, 2))
+    want = 240 * math.log(2) + 239 * 0.1  # every state scores 239 * 0.1
+    log_z = mrf.log_partition("exact")
+    assert semirings == [("prob", 1, torch.float64)] and log_z.dtype == torch.float32
+    assert math.isclose(float(log_z), want, rel_tol=1e-7)  # float64's answer, rounded to float32
+    with mock.patch.dict(bn_contract.PROBABILITY_FLOOR, {torch.float32: 1e-15}, clear=True):
+        log_z = mrf.log_partition("exact")
+    assert semirings[1:] == [("log", 1, torch.float32)]
+    # 239 steps, each rounding a running log-sum of size up to log Z to float32
+    assert math.isclose(float(log_z), want, abs_tol=239 * torch.finfo(torch.float32).eps * want)
+
+
+@pytest.mark.parametrize("dtype,log_states,floors,want", [
+    (torch.float64, 400 * math.log(2), None, torch.float64),
+    (torch.float32, 53 * math.log(2), None, torch.float32),  # S = 2^53 < 1e16
+    (torch.float32, 54 * math.log(2), None, torch.float64),
+    (torch.float32, 54 * math.log(2), {torch.float32: 1e-15}, None),
+    (torch.bfloat16, 4 * math.log(2), None, None),
+])
+def test_the_probability_dtype(dtype, log_states, floors, want):
+    with mock.patch.dict(bn_contract.PROBABILITY_FLOOR, floors or {}, clear=floors is not None):
+        assert mrf_exact.probability_dtype(dtype, log_states) == want
+
+
+def test_the_order_is_searched_once_per_structure(monkeypatch):
+    """New potentials, evidence or batch sizes reuse the plan; another structure gets its own."""
+    built = []
+    real = ContractionPlan.__init__
+
+    def spy(plan, dims, output, sizes, optimize="auto"):
+        built.append(optimize)
+        real(plan, dims, output, sizes, optimize)
+
+    monkeypatch.setattr(ContractionPlan, "__init__", spy)
+    mrf_exact._STRUCTURES.clear()
+    for J in (0.2, -0.4):
+        ising_grid(3, 3, J).marginals("exact")
+    ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64)).log_partition("exact", {"x_0_0": torch.tensor(1)})
+    assert built == ["greedy"] and len(mrf_exact._STRUCTURES) == 1
+    ising_grid(3, 4, 0.2).log_partition("exact")
+    assert built == ["greedy", "greedy"] and len(mrf_exact._STRUCTURES) == 2
+
+
+def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_better(monkeypatch):
+    """Above :data:`SEARCH_ABOVE` flops per model the 128-trial search runs too, and the order of fewer flops is
+    the one used."""
+    built = []
+    real = ContractionPlan.__init__
+
+    def spy(plan, dims, output, sizes, optimize="auto"):
+        real(plan, dims, output, sizes, optimize)
+        built.append((optimize, plan))
+
+    monkeypatch.setattr(ContractionPlan, "__init__", spy)
+    monkeypatch.setattr(mrf_exact, "SEARCH_ABOVE", 100.0)
+    mrf_exact._STRUCTURES.clear()
+    mrf = ising_grid(4, 4, 0.3)
+    want, _ = brute_force(mrf)
+    assert torch.allclose(mrf.log_partition("exact"), want, atol=1e-12)
+    assert [o for o, _ in built] == ["greedy", "auto"]
+    assert mrf_exact._structure(mrf.factor_graph()).plan is min((p for _, p in built), key=lambda p: p.opt_cost)
+
+
+def test_unaries_are_folded_into_one_factor_each():
+    """Every variable's unary joins the first factor holding it; a variable in no factor is an operand alone."""
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2, "lone": 3})
+    mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 3, dtype=torch.float64))
+    mrf.add_factor("bc", ["b", "c"], torch.zeros(3, 2, dtype=torch.float64))
+    s = mrf_exact._structure(mrf.factor_graph())
+    # group 0 holds ab and bc: a folds at argument 0 of ab, b at argument 1 of ab, c at argument 1 of bc
+    assert [r.tolist() for r in s.fold[0]] == [[0, 4], [1, 2]]
+    assert s.alone == [3]
+    assert len(s.plan.steps) == 2  # three operands (two factors, the lone unary)
+
+
+def test_a_treewidth_beyond_the_contraction_raises_model_spec_error():
+    """A complete graph of 60 variables needs a step over more dims than an einsum has letters."""
+    names = [f"x{i}" for i in range(60)]
+    mrf = MarkovNet({n: 2 for n in names})
+    pairs = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]]
+    mrf.add_factors("all_pairs", pairs, torch.zeros(len(pairs), 2, 2))
+    with pytest.raises(ModelSpecError, match=r"exact MRF inference over 60 variables: .*treewidth.*method='bp'"):
+        mrf.log_partition("exact")
+
+
+@settings(deadline=None, max_examples=20)
+@given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 5), num_factors=st.integers(1, 6), evidence=st.booleans())
+def test_exact_map_is_the_brute_force_argmax(seed, num_vars, num_factors, evidence):
+    """The max-sum contraction's back-tracked state is the highest-scoring valid assignment of each model."""
+    mrf = random_mrf(seed, num_vars, num_factors=num_factors, batch=(3,))
+    ev = _random_evidence(mrf, seed, 3) if evidence else None
+    fg = mrf.factor_graph(ev)
+    x, best = mrf_exact.exact_map(fg)
+    values, rows = assignments(mrf, 1)
+    scores = mrf.score(values).expand(rows.shape[0], 3).clone()  # [M, 3]
+    for v, val in (ev or {}).items():
+        scores[(values[v] != val) & (val >= 0)] = float("-inf")
+    want = scores.max(0)
+    assert torch.allclose(best, want.values, atol=1e-12)
+    assert torch.equal(x, rows[want.indices])  # random continuous potentials: no ties
+    got = mrf.map_assignment(ev, method="exact")
+    assert torch.equal(torch.stack([got[v] for v in mrf.variables], -1), x)
+
+
+def test_exact_map_on_a_loopy_grid_where_max_product_bp_need_not_be_exact():
+    """A frustrated 3x3 Ising grid: the exact MAP scores the brute-force maximum; an unknown method is an error."""
+    g = torch.Generator().manual_seed(5)
+    mrf = ising_grid(3, 3, 2.0 * torch.randn(12, generator=g, dtype=torch.float64),
+                     0.1 * torch.randn(9, generator=g, dtype=torch.float64))
+    values, _ = assignments(mrf)
+    x = mrf.map_assignment(method="exact")
+    assert torch.allclose(mrf.score(x), mrf.score(values).max(), atol=1e-12)
+    with pytest.raises(ModelSpecError, match="unknown method 'icm'"):
+        mrf.map_assignment(method="icm")
