@@ -100,7 +100,7 @@ class _Structure:
 
     def __init__(self, cards: tuple, num_states: int, scopes: tuple, device):
         V = len(cards)
-        self.cards, self.alone = cards, []
+        self.cards = cards
         host: dict = {}
         for g, group in enumerate(scopes):
             for f, scope in enumerate(group):
@@ -205,9 +205,10 @@ def _prob_contract(st: _Structure, stacks: list, alone: list) -> tuple[torch.Ten
 def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | None:
     """The dtype a model of ``dtype`` and :math:`\\log S` joint states is contracted in, in probability space:
     its own while :func:`probability_floor` is the dtype's fixed floor; float64 for a float32 model whose joint
-    states raise the float32 floor (:math:`S > 10^{16}`, from 8x8 binary grids on: the shifted sum of a loopy
-    float32 model of that size falls under the raised floor, and float64 probability space is about as fast as
-    float32's on a CPU, and 2-4 times faster than log space); ``None`` (log space) for the others."""
+    states raise the float32 floor (:math:`S > 10^{16}`, binary grids from 8x8 on: in the random Ising grids
+    measured, couplings of scale 0.5, the shifted sum fell under the raised floor from 9x9 on, and float64
+    probability space is about as fast as float32's on a CPU, and 2-4 times faster than log space); ``None``
+    (log space) for the others."""
     if dtype not in PROBABILITY_FLOOR:
         return None
     if probability_floor(dtype, log_states) <= PROBABILITY_FLOOR[dtype]:

@@ -1,5 +1,6 @@
 """Exact MRF contraction: both spaces against brute force, the per-model log-space redo, plan caching, errors."""
 
+import contextlib
 import math
 from unittest import mock
 
@@ -16,8 +17,8 @@ from tests.graphs.bn_helpers import in_space
 from tests.graphs.mrf_brute_force import assignments, brute_force, random_mrf
 
 
-@pytest.fixture
-def semirings(monkeypatch):
+@contextlib.contextmanager
+def _contractions():
     """``[(semiring, models, dtype)]`` of every contraction the MRF plans run (a spy on :class:`ContractionPlan`)."""
     seen, real = [], ContractionPlan.__call__
 
@@ -25,8 +26,28 @@ def semirings(monkeypatch):
         seen.append((semiring, operands[0].shape[0], operands[0].dtype))
         return real(plan, operands, semiring)
 
-    monkeypatch.setattr(ContractionPlan, "__call__", spy)
-    return seen
+    with mock.patch.object(ContractionPlan, "__call__", spy):
+        yield seen
+
+
+@pytest.fixture
+def semirings():
+    with _contractions() as seen:
+        yield seen
+
+
+@pytest.fixture
+def plans_built(monkeypatch):
+    """``[(optimizer, plan)]`` of every :class:`ContractionPlan` made, with the structure cache emptied first."""
+    built, real = [], ContractionPlan.__init__
+
+    def spy(plan, dims, output, sizes, optimize="auto"):
+        real(plan, dims, output, sizes, optimize)
+        built.append((optimize, plan))
+
+    monkeypatch.setattr(ContractionPlan, "__init__", spy)
+    mrf_exact._STRUCTURES.clear()
+    return built
 
 
 def _random_evidence(mrf, seed: int, batch: int):
@@ -44,20 +65,13 @@ def test_both_spaces_match_brute_force(seed, num_vars, num_factors, dtype, prob,
     ev = _random_evidence(mrf, seed, 3) if evidence else None
     log_z, marg = brute_force(ref_mrf, 1, ev)
     tol = 1e-10 if dtype == torch.float64 else 2e-5
-    seen = []
-    real = ContractionPlan.__call__
-
-    def spy(plan, operands, semiring="log"):
-        seen.append(semiring)
-        return real(plan, operands, semiring)
-
-    with in_space(prob), mock.patch.object(ContractionPlan, "__call__", spy):
+    with in_space(prob), _contractions() as seen:
         got_z = mrf.log_partition("exact", ev)
         got = mrf.marginals("exact", ev)
     assert got_z.dtype == dtype and torch.allclose(got_z.double(), log_z, rtol=tol, atol=tol)
     for v in mrf.variables:
         assert torch.allclose(got[v].double(), marg[v], atol=tol)
-    assert set(seen) == ({"prob"} if prob else {"log"})
+    assert {semiring for semiring, *_ in seen} == ({"prob"} if prob else {"log"})
 
 
 def _frustrated(strength: float, dtype=torch.float64) -> torch.Tensor:
@@ -140,43 +154,26 @@ def test_the_probability_dtype(dtype, log_states, floors, want):
         assert mrf_exact.probability_dtype(dtype, log_states) == want
 
 
-def test_the_order_is_searched_once_per_structure(monkeypatch):
+def test_the_order_is_searched_once_per_structure(plans_built):
     """New potentials, evidence or batch sizes reuse the plan; another structure gets its own."""
-    built = []
-    real = ContractionPlan.__init__
-
-    def spy(plan, dims, output, sizes, optimize="auto"):
-        built.append(optimize)
-        real(plan, dims, output, sizes, optimize)
-
-    monkeypatch.setattr(ContractionPlan, "__init__", spy)
-    mrf_exact._STRUCTURES.clear()
     for J in (0.2, -0.4):
         ising_grid(3, 3, J).marginals("exact")
     ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64)).log_partition("exact", {"x_0_0": torch.tensor(1)})
-    assert built == ["greedy"] and len(mrf_exact._STRUCTURES) == 1
+    assert [o for o, _ in plans_built] == ["greedy"] and len(mrf_exact._STRUCTURES) == 1
     ising_grid(3, 4, 0.2).log_partition("exact")
-    assert built == ["greedy", "greedy"] and len(mrf_exact._STRUCTURES) == 2
+    assert [o for o, _ in plans_built] == ["greedy", "greedy"] and len(mrf_exact._STRUCTURES) == 2
 
 
-def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_better(monkeypatch):
+def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_better(plans_built, monkeypatch):
     """Above :data:`SEARCH_ABOVE` flops per model the 128-trial search runs too, and the order of fewer flops is
     the one used."""
-    built = []
-    real = ContractionPlan.__init__
-
-    def spy(plan, dims, output, sizes, optimize="auto"):
-        real(plan, dims, output, sizes, optimize)
-        built.append((optimize, plan))
-
-    monkeypatch.setattr(ContractionPlan, "__init__", spy)
     monkeypatch.setattr(mrf_exact, "SEARCH_ABOVE", 100.0)
-    mrf_exact._STRUCTURES.clear()
     mrf = ising_grid(4, 4, 0.3)
     want, _ = brute_force(mrf)
     assert torch.allclose(mrf.log_partition("exact"), want, atol=1e-12)
-    assert [o for o, _ in built] == ["greedy", "auto"]
-    assert mrf_exact._structure(mrf.factor_graph()).plan is min((p for _, p in built), key=lambda p: p.opt_cost)
+    assert [o for o, _ in plans_built] == ["greedy", "auto"]
+    best = min((p for _, p in plans_built), key=lambda p: p.opt_cost)
+    assert mrf_exact._structure(mrf.factor_graph()).plan is best
 
 
 def test_unaries_are_folded_into_one_factor_each():
