@@ -20,13 +20,12 @@ float64's.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import torch
 
 from bn_inference import NETWORKS, add_batch_arguments, evidence_batches
-from common import interleaved_ways, prepare_torch, write_result
+from common import interleaved_ways, prepare_torch, write_interleaved
 
 from hybridpgm.graphs import load_network
 from hybridpgm.infer import bn_contract
@@ -97,18 +96,10 @@ def main(args) -> dict:
     finally:
         bn_contract.PROBABILITY_FLOOR.clear()
         bn_contract.PROBABILITY_FLOOR.update(found)
-    payload = {"reference": "the same float32 queries contracted in log space throughout (float32 removed from "
-                            "hybridpgm.infer.bn_contract.PROBABILITY_FLOOR): max-shifted log-sum-exp per step",
-               "protocol": "one process; interleaved rounds (float32 in probability space, in log space, and the "
-                           "float64 network, the order reversed every other round), each timing the mean of "
-                           "calls_per_timing calls; medians over the rounds",
-               "device": str(args.device),
-               "device_name": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda")
-               else "cpu",
-               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-               "args": vars(args), "results": results}
-    write_result("bn_float32", payload, args.out)
-    return payload
+    reference = ("the same float32 queries contracted in log space throughout (float32 removed from "
+                 "hybridpgm.infer.bn_contract.PROBABILITY_FLOOR): max-shifted log-sum-exp per step")
+    return write_interleaved("bn_float32", args, reference, "float32 in probability space, in log space, and the "
+                             "float64 network, the order reversed every other round", results)
 
 
 def parse_args(argv=None):

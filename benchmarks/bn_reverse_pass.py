@@ -23,13 +23,12 @@ with the answers compared.  Also recorded: the minor page faults per call
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 
 import torch
 
 from bn_inference import NETWORKS, add_batch_arguments, evidence_batches
-from common import interleaved_ways, prepare_torch, write_result
+from common import interleaved_ways, prepare_torch, write_interleaved
 
 from hybridpgm.graphs import load_network, reverse_pass
 from hybridpgm.infer import bn_contract
@@ -80,15 +79,10 @@ def main(args) -> dict:
         results = [bench_network(name, args, found) for name in args.networks.split(",")]
     finally:
         _use(found)
-    payload = {"reference": "the same queries differentiated by torch.autograd.grad through the same cached plan "
-                            "(hybridpgm.graphs.reverse_pass.LARGE out of reach), in row chunks of "
-                            "--autograd-chunk-mib",
-               "protocol": "one process; interleaved rounds (hand-written pass and autograd alternating first), "
-                           "each timing the mean of calls_per_timing calls; medians over the rounds",
-               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-               "args": vars(args), "results": results}
-    write_result("bn_reverse_pass", payload, args.out)
-    return payload
+    reference = ("the same queries differentiated by torch.autograd.grad through the same cached plan "
+                 "(hybridpgm.graphs.reverse_pass.LARGE out of reach), in row chunks of --autograd-chunk-mib")
+    return write_interleaved("bn_reverse_pass", args, reference, "hand-written pass and autograd alternating first",
+                             results)
 
 
 def parse_args(argv=None):

@@ -79,6 +79,20 @@ def interleaved_ways(kinds: dict, ways: dict, use: Any, args: Any, rows: int, de
     return answers, seconds, counts, calls
 
 
+def write_interleaved(name: str, args: Any, reference: Any, order: str, results: list) -> dict:
+    """Write the results of an :func:`interleaved_ways` benchmark (``results/<name>.json``, or ``args.out``) with
+    its named ``reference``, the protocol (``order``: which ways alternate, and how), the device, the load
+    average, and the arguments; returns the payload."""
+    payload = {"reference": reference,
+               "protocol": f"one process; interleaved rounds ({order}), each timing the mean of calls_per_timing "
+                           "calls; medians over the rounds",
+               "device": str(getattr(args, "device", "cpu")),
+               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+               "args": vars(args), "results": results}
+    write_result(name, payload, args.out)
+    return payload
+
+
 def write_result(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
     """Write ``payload`` plus the machine's description to ``results/<name>.json``."""
     path = Path(out) if out else RESULTS / f"{name}.json"

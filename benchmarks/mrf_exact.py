@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import time
 import warnings
@@ -38,7 +37,7 @@ import opt_einsum
 import torch
 from pyro.ops.einsum import contract
 
-from common import interleaved_ways, prepare_torch, write_result
+from common import interleaved_ways, prepare_torch, write_interleaved
 
 from hybridpgm.graphs import grid_edges, ising_grid, potts_grid
 from hybridpgm.infer import bn_contract, mrf_exact
@@ -191,18 +190,13 @@ def main(args) -> dict:
     finally:
         bn_contract.PROBABILITY_FLOOR.clear()
         bn_contract.PROBABILITY_FLOOR.update(found)
-    payload = {"reference": {"plain_pyro": "pyro.ops.einsum.contract, backend pyro.ops.einsum.torch_log, one "
-                                           "log-space einsum over all log-potentials per call; marginals by "
-                                           "autograd",
-                             "pgmpy": "pgmpy.inference.BeliefPropagation (junction tree, exact): calibrate, log "
-                                      "of a clique belief's sum, clique beliefs summed down to each variable",
-                             "log_space": "hybridpgm with float64 removed from the probability-space floors"},
-               "protocol": "one process; interleaved rounds (the ways' order reversed every other round), each "
-                           "timing the mean of calls_per_timing calls; medians over the rounds; seconds per model",
-               "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-               "args": vars(args), "results": results}
-    write_result("mrf_exact", payload, args.out)
-    return payload
+    reference = {"plain_pyro": "pyro.ops.einsum.contract, backend pyro.ops.einsum.torch_log, one log-space einsum "
+                               "over all log-potentials per call; marginals by autograd",
+                 "pgmpy": "pgmpy.inference.BeliefPropagation (junction tree, exact): calibrate, log of a clique "
+                          "belief's sum, clique beliefs summed down to each variable",
+                 "log_space": "hybridpgm with float64 removed from the probability-space floors"}
+    return write_interleaved("mrf_exact", args, reference, "the ways' order reversed every other round; seconds "
+                             "per model", results)
 
 
 def parse_args(argv=None):
