@@ -97,17 +97,23 @@ class ContractionPlan:
         assert len(current) == 1 and set(current[0]) == set(output_dims), (current, output_dims)
         self._final_perm = tuple(current[0].index(d) for d in output_dims)
 
-    def __call__(self, operands: Sequence[torch.Tensor], semiring: str = "log") -> torch.Tensor:
+    def __call__(self, operands: Sequence[torch.Tensor], semiring: str = "log",
+                 step_args: list | None = None) -> torch.Tensor:
         """Contract ``operands`` (log-space tensors in the plan's dim order).
 
         :param str semiring: ``"log"`` (log-sum-exp of sums: marginalisation),
             ``"max"`` (max of sums: MAP), or ``"prob"`` (plain sum of products of
             probability-space operands: one batched matmul per pairwise step, laid out so that the
             larger operand is not copied).
+        :param list step_args: if given, each step's arguments (a list of tensors, laid out as the step's
+            input dims) are appended to it, in step order (what backward sampling conditions on:
+            :mod:`hybridpgm.graphs.plan_sampling`).
         """
         ops = list(operands)
         for inds, ins, out, step_eq, shifts, pair in self.steps:
             args = [ops.pop(i) for i in inds]
+            if step_args is not None:
+                step_args.append(args)
             if semiring == "log":
                 ops.append(_log_einsum(step_eq, args, shifts))
             elif semiring == "prob":

@@ -29,9 +29,9 @@ more than about :math:`10^{16}` joint states are contracted in float64
 The most probable state (:func:`exact_map`) is the max-sum contraction on the same plan, back-tracked by its
 gradient [3].  Marginals are the gradient of :math:`\\log Z` with respect to the unary
 log-potentials [1] (computed with ``create_graph`` when the potentials require
-gradients, so they stay differentiable).  Exact samples come from sequential
-conditioning: :math:`x_1 \\sim p(x_1)`, :math:`x_2 \\sim p(x_2 \\mid x_1)`, ...
-(one contraction per variable, all on the cached plan).
+gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`) come from one log-space
+contraction on the same plan and backward sampling along its steps [3]
+(:mod:`hybridpgm.graphs.plan_sampling`).
 
 **References**
 
@@ -51,9 +51,10 @@ from collections import OrderedDict
 
 import torch
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.contraction import ContractionPlan
-from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
+from hybridpgm.graphs.plan_sampling import sample_plan
+from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 
 __all__ = ["SEARCH_ABOVE", "exact_log_partition", "exact_map", "exact_marginals", "exact_sample", "probability_dtype",
@@ -283,24 +284,29 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent exact samples by sequential conditioning (``V`` contractions).
+    """Independent exact samples (given evidence), all drawn from one contraction.
+
+    Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
+    one log-space contraction of the batch, then the variables each step summed out, drawn in reverse step order
+    given those already drawn.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :param int num_samples: ``N``.
+    :param generator: the source of randomness (on the model's device).
     :returns: ``[N, B, V]`` long.
+    :raises EvidenceError: when the evidence of a model has probability zero.
     """
-    N, B, V, C = num_samples, fg.batch_size, fg.num_vars, fg.num_states
+    return _sample(fg, num_samples, generator)[0]
 
-    def rep(t):  # [B, ...] -> [N * B, ...]
-        return t.detach().unsqueeze(0).expand((N,) + t.shape).reshape((N * B,) + t.shape[1:])
 
-    groups = [FactorGroup(g.variables, rep(g.log_potentials)) for g in fg.groups]
-    cond = FactorGraph(fg.names, fg.cardinalities, rep(fg.unary), rep(fg.valid).clone(), groups, fg.colors)
-    out = torch.zeros(N * B, V, dtype=torch.long, device=fg.unary.device)
+def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None,
+            with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``."""
+    st = _structure(fg)
     with torch.no_grad():
-        for v in range(V):
-            _, marg = exact_marginals(cond)
-            x = torch.multinomial(marg[:, v], 1, generator=generator).squeeze(-1)
-            out[:, v] = x
-            cond.valid[:, v] = torch.nn.functional.one_hot(x, C).bool()
-    return out.reshape(N, B, V)
+        ops = _operands(st, *_folded(fg, st, fg.unary))
+        x, log_z, log_p = sample_plan(st.plan, ops, range(fg.num_vars), num_samples, generator, with_log_prob)
+    impossible = (log_z == -math.inf).nonzero().flatten().tolist()
+    if impossible:
+        raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")
+    return x, log_p

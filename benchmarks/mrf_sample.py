@@ -1,0 +1,153 @@
+"""Exact MRF samples: one contraction and backward sampling, against plain Pyro's ``infer_discrete``.
+
+``MarkovNet.sample(n, method="exact")`` (:func:`hybridpgm.infer.mrf_exact.exact_sample`: one log-space contraction
+on the cached plan, then backward sampling along its steps) against
+
+* **plain Pyro**: ``pyro.infer.infer_discrete(..., temperature=1)`` on ``MarkovNet.model()`` inside a
+  ``pyro.plate`` of ``n`` samples, what a Pyro user writes for exact samples of an enumerated model.  Pyro gives
+  every enumerated variable its own tensor dim, and PyTorch allows 64, so it runs up to 7x7 grids
+  (``--pyro-max-side``);
+* **sequential**: one exact contraction per variable, conditioning on the variables drawn so far (what
+  hybridpgm ran before), up to ``--sequential-max-side`` (an 8x8 grid takes it about a second for 100
+  samples).
+
+All ways run in one process in interleaved rounds (``common.interleaved_ways``: the order reversed every other
+round, each timing the mean of as many calls as fill ``--min-timing-s``, medians over ``--rounds``), one torch
+thread, float64, on random Ising grids (couplings ``N(0, 0.5^2)``, fields ``N(0, 1)``) and a 3-state Potts
+grid; times are per sample.  Each way's samples are checked against the exact marginals: the largest
+``|frequency - p| / sqrt(p (1 - p) / n)`` over every variable and state is written as ``max_z``.
+
+    python benchmarks/mrf_sample.py            # -> results/mrf_sample.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import pyro
+import torch
+from pyro.infer import infer_discrete
+
+from common import interleaved_ways, prepare_torch, write_interleaved
+
+from hybridpgm.graphs import grid_edges, ising_grid, potts_grid
+from hybridpgm.infer import mrf_exact
+
+WAYS = ("hybridpgm", "plain_pyro", "sequential")
+
+
+def plain_pyro_sample(mrf, num_samples: int) -> torch.Tensor:
+    """``[n, V]`` samples from ``infer_discrete`` (temperature 1) on the MRF's Pyro model."""
+    def sampler():
+        with pyro.plate("samples", num_samples, dim=-1):
+            return mrf.model()
+
+    xs = infer_discrete(sampler, first_available_dim=-2, temperature=1)()
+    return torch.stack([xs[v] for v in mrf.cards], -1)
+
+
+def sequential_sample(fg, num_samples: int) -> torch.Tensor:
+    """``[n, V]`` samples of the first model by sequential conditioning: :math:`x_v \\sim p(x_v \\mid x_{<v})`, one
+    exact marginal contraction of all ``n`` conditioned copies per variable."""
+    V, C = fg.num_vars, fg.num_states
+    unary = fg.unary[:1].expand(num_samples, V, C)
+    valid = fg.valid[:1].expand(num_samples, V, C).clone()
+    groups = [type(g)(g.variables, g.log_potentials[:1].expand((num_samples,) + g.log_potentials.shape[1:]))
+              for g in fg.groups]
+    cond = type(fg)(fg.names, fg.cardinalities, unary, valid, groups, fg.colors)
+    out = torch.zeros(num_samples, V, dtype=torch.long, device=unary.device)
+    for v in range(V):
+        _, marg = mrf_exact.exact_marginals(cond)
+        out[:, v] = torch.multinomial(marg[:, v], 1).squeeze(-1)
+        cond.valid[:, v] = torch.nn.functional.one_hot(out[:, v], C).bool()
+    return out
+
+
+def max_z(samples: torch.Tensor, marginals: torch.Tensor) -> float:
+    """The largest ``|frequency - p| / sqrt(p (1 - p) / n)`` over variables and states of positive ``p < 1``."""
+    n, C = samples.shape[0], marginals.shape[1]
+    freq = torch.nn.functional.one_hot(samples, C).double().mean(0)  # [V, C]
+    p = marginals.double()
+    ok = (p > 0) & (p < 1)
+    z = (freq - p).abs()[ok] / (p * (1 - p) / n).sqrt()[ok]
+    return float(z.max()) if z.numel() else 0.0
+
+
+def workloads(args) -> list:
+    """``(label, MarkovNet, plain Pyro too, sequential too)``: Ising grids of ``--sides``, a Potts grid."""
+    g = torch.Generator().manual_seed(args.seed)
+    out = []
+    for n in args.sides:
+        J = 0.5 * torch.randn(len(grid_edges(n, n)), generator=g, dtype=torch.float64)
+        h = torch.randn(n * n, generator=g, dtype=torch.float64)
+        out.append((f"ising {n}x{n}", ising_grid(n, n, J, h), n <= args.pyro_max_side,
+                    n <= args.sequential_max_side))
+    if args.potts_side:
+        n = args.potts_side
+        theta = torch.randn(n * n, 3, generator=g, dtype=torch.float64)
+        out.append((f"potts3 {n}x{n}", potts_grid(n, n, 3, 0.5, theta), n <= args.pyro_max_side,
+                    n <= args.sequential_max_side))
+    return out
+
+
+def bench(label, mrf, with_pyro, with_sequential, args) -> dict:
+    mrf = mrf.to(args.device)
+    fg = mrf.factor_graph()
+    n = args.samples
+    ways = [w for w in WAYS if (w != "plain_pyro" or with_pyro) and (w != "sequential" or with_sequential)]
+    current = {}
+
+    def run():
+        way = current["way"]
+        if way == "plain_pyro":
+            return plain_pyro_sample(mrf, n)
+        if way == "sequential":
+            return sequential_sample(fg, n)
+        return mrf_exact.exact_sample(fg, n)[:, 0]
+
+    with torch.no_grad():
+        answers, times, _, per_call = interleaved_ways({"sample": run}, {w: w for w in ways},
+                                                       lambda w: current.update(way=w), args, n, args.device)
+        _, marginals = mrf_exact.exact_marginals(fg)
+    med = {w: statistics.median(times["sample", w]) for w in ways}
+    res = {"model": label, "variables": len(mrf.cards), "samples_per_call": n, "calls_per_timing": per_call,
+           **{f"{w}_s_per_sample": med[w] for w in ways},
+           **{f"speedup_vs_{w}": med[w] / med["hybridpgm"] for w in ways if w != "hybridpgm"},
+           "max_z": {w: max_z(answers["sample", w].cpu(), marginals[0].cpu()) for w in ways}}
+    print(label, {k: round(v, 2) for k, v in res.items() if k.startswith("speedup")}, res["max_z"])
+    return res
+
+
+def main(args) -> dict:
+    prepare_torch(args)
+    results = [bench(*workload, args) for workload in workloads(args)]
+    reference = {"plain_pyro": "pyro.infer.infer_discrete(temperature=1) on MarkovNet.model() in a plate of n "
+                               "samples (forward filtering, backward sampling over Pyro's enumerated dims)",
+                 "sequential": "one exact marginal contraction per variable, conditioning on those drawn "
+                               "(hybridpgm's previous exact sampler)"}
+    return write_interleaved("mrf_sample", args, reference, "the ways' order reversed every other round; seconds "
+                             "per sample", results)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sides", type=int, nargs="+", default=[3, 5, 7, 10, 14], help="Ising grid sides")
+    p.add_argument("--potts-side", type=int, default=5, help="3-state Potts grid side (0: none)")
+    p.add_argument("--samples", type=int, default=1000, help="samples per call")
+    p.add_argument("--pyro-max-side", type=int, default=7,
+                   help="largest grid side given to infer_discrete (one tensor dim per variable: 64 at most)")
+    p.add_argument("--sequential-max-side", type=int, default=5,
+                   help="largest grid side sampled by sequential conditioning")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--min-timing-s", type=float, default=0.05)
+    p.add_argument("--max-calls", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto")
+    p.add_argument("--out", default=None, help="JSON path (default results/mrf_sample.json)")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())
