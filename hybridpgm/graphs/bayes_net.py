@@ -360,8 +360,18 @@ class BayesNet(PyroModule):
             idx = (torch.arange(n, device=table.device),) + idx
         return table[idx] if idx else table
 
-    def sample(self, num_samples: int, inputs=None) -> dict:
-        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match)."""
+    def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
+        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
+
+        With ``evidence`` (or a ``generator``): exact samples of the unobserved discrete nodes given each evidence
+        row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
+        join the evidence; every continuous node must be observed).
+        """
+        if evidence is not None or generator is not None:
+            from hybridpgm.infer.exact import posterior_sample
+
+            return posterior_sample(self.check(), num_samples, {**dict(inputs or {}), **dict(evidence or {})},
+                                    generator=generator)
         with torch.no_grad():
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=num_samples)
         return {v: tr.nodes[v]["value"] for v in self.nodes}

@@ -360,14 +360,17 @@ class PlanCache:
         #: reused by the reverse passes of exact queries (:mod:`hybridpgm.graphs.reverse_pass`); freed by :meth:`clear`
         self.workspace = Workspace()
 
-    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None) -> ContractionPlan:
+    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None,
+            plain: bool = False) -> ContractionPlan:
         """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`.
 
         :param sizes: dict dim -> size, or a callable returning it (called only when the plan is new).
         :param optimize: the path optimizer for a new plan (default: the cache's); part of the key.
+        :param bool plain: a :class:`ContractionPlan` even with a batch dim (one list of pairwise steps, as
+            backward sampling needs: :mod:`hybridpgm.graphs.plan_sampling`); part of the key.
         """
-        batch_dim = self.batch_dim if batch_dim is None else batch_dim
-        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim, optimize)
+        batch_dim = None if plain else self.batch_dim if batch_dim is None else batch_dim
+        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim, optimize, plain)
         plan = self._plans.get(key)
         if plan is not None:
             self.hits += 1

@@ -156,11 +156,12 @@ def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, z, torch.ones_like(z))
 
 
-def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None):
+def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None, plain: bool = False):
     """The cached plan contracting operands ``dims_list`` (plus the row anchor) to ``output``.
 
     :param dict cards: node -> cardinality (every named dim but the row dim).
     :param optimize: ``None`` (the cache's search) or an opt_einsum optimizer name such as ``"greedy"``.
+    :param bool plain: one :class:`~hybridpgm.graphs.contraction.ContractionPlan`, no evidence absorbed first.
     """
     dims_list = list(dims_list) + [(BATCH,)]
 
@@ -169,7 +170,8 @@ def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=No
         s[BATCH] = min(n, PLAN_ROWS)
         return s
 
-    return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize)
+    return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize,
+                             plain=plain)
 
 
 def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:

@@ -13,7 +13,9 @@ indexing, so observed dims disappear) plus a batch dim over the rows:
 where :math:`\\lambda_q` is a zero log-indicator attached to query variable
 :math:`q` [1, 2], so all single-variable marginals come from one forward and
 one backward pass.  The most probable explanation (MAP/MPE) uses the max-sum
-semiring and the same gradient trick, which back-tracks the argmax [3].
+semiring and the same gradient trick, which back-tracks the argmax [3].  Exact posterior samples come from
+one log-space contraction and backward sampling along its steps [5]
+(:mod:`~hybridpgm.graphs.plan_sampling`).
 Variables that are neither observed nor queried nor ancestors of those are
 *barren* and pruned (they sum to one) [4].  The contraction order comes from
 ``opt_einsum`` and is cached per query shape (see
@@ -42,6 +44,8 @@ queries (here).
 [3] J. Eisner, *Inside-Outside and Forward-Backward Algorithms Are Just Backprop*, 2016.
 
 [4] R. D. Shachter, *Bayes-Ball: The Rational Pastime*, 1998.
+
+[5] A. P. Dawid, *Applications of a general propagation algorithm for probabilistic expert systems*, 1992.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import torch
 
 from hybridpgm.errors import EvidenceError
+from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
-                                         marginals, rows_per_chunk)
+                                         marginals, plan_for, rows_per_chunk)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
 from hybridpgm.infer.row_groups import choose_split, row_groups
@@ -61,7 +66,8 @@ from hybridpgm.infer.soft_evidence import Likelihood
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["BATCH", "Evidence", "Likelihood", "log_evidence", "map_assignment", "parse_evidence", "posterior"]
+__all__ = ["BATCH", "Evidence", "Likelihood", "log_evidence", "map_assignment", "parse_evidence", "posterior",
+           "posterior_sample"]
 
 
 def _split(bn: "BayesNet", ev: Evidence, targets: set, queries=()):
@@ -201,4 +207,54 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     out = {v: out[v] for v in facts.nodes if v in out}
     if return_log_prob:
         return out, _unbatch(best, ev)
+    return out
+
+
+def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None = None, *,
+                     generator: torch.Generator | None = None, return_log_prob: bool = False):
+    """Exact joint samples of the unobserved discrete nodes given each evidence row,
+    :math:`x^{(s)} \\sim p(x \\setminus e \\mid e_n)`.
+
+    One log-space contraction of all rows (no node pruned: every node is drawn), then backward sampling along
+    the plan's steps [5]: the variables each step summed out are drawn given those already drawn
+    (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`).  Hard evidence in some rows, soft evidence
+    (:class:`~hybridpgm.infer.soft_evidence.Likelihood`) and observed continuous nodes enter as in
+    :func:`posterior`; a batch beyond the memory budget is sampled a chunk of rows at a time.
+
+    :param int num_samples: ``S`` samples per row.
+    :param generator: the source of randomness (on the network's device).
+    :param bool return_log_prob: also return :math:`\\log p(x^{(s)} \\mid e_n)` of each sample.
+    :returns: dict node -> ``[S, N]`` long for every discrete node (observed nodes hold their evidence) and
+        ``[S, N]`` (or ``[S, N, d]``) values of the observed continuous nodes; without ``N`` when no evidence
+        value has a row dim; with ``return_log_prob`` also ``[S, N]`` log-probabilities.
+    :raises EvidenceError: for a continuous node left unobserved, or evidence of probability zero (naming the
+        rows).
+    """
+    ev = parse_evidence(bn, evidence)
+    facts = network_facts(bn)
+    names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
+    keep = set(facts.nodes)
+
+    def draw(sub: Evidence, row_ids) -> list:
+        tensors, dims = factors(facts, sub, keep, "log")
+        plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards, plain=True)
+        anchor = torch.zeros(sub.n, dtype=sub.dtype, device=sub.device)
+        x, log_z, log_p = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator,
+                                      return_log_prob)
+        check_possible(log_z, "posterior sampling", row_ids)
+        return [x.transpose(0, 1)] + ([log_p.T] if return_log_prob else [])  # rows first
+
+    chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH,))
+    parts = in_row_chunks(ev, chunk, draw) if chunk < ev.n else draw(ev, None)
+    x = parts[0].transpose(0, 1)  # [S, N, len(names)]
+    out = {}
+    for v in facts.nodes:
+        if v in names:
+            out[v] = x[..., names.index(v)] if ev.batched else x[:, 0, names.index(v)]
+        elif v in ev.observed or v in ev.values:
+            t = _unbatch(ev.observed[v] if v in ev.observed else ev.values[v], ev)
+            out[v] = t.expand((num_samples,) + t.shape)
+    if return_log_prob:
+        log_p = parts[1].T
+        return out, log_p if ev.batched else log_p[:, 0]
     return out

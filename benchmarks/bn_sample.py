@@ -1,0 +1,111 @@
+"""Exact posterior samples of a Bayesian network given evidence, against plain Pyro's ``infer_discrete``.
+
+``BayesNet.sample(S, evidence=...)`` (:func:`hybridpgm.infer.exact.posterior_sample`: one log-space contraction
+of the evidence rows on a cached plan, then backward sampling along its steps) against **plain Pyro**:
+``pyro.infer.infer_discrete(bn.model, first_available_dim=-2, temperature=1)`` on the data the samples are for
+(each evidence row repeated once per sample; missing entries ``-1``, which ``bn.model`` enumerates), what a
+Pyro user writes for posterior samples (imputations) of an enumerated model.  Two kinds per network
+(evidence from ``bn_inference.evidence_batches``: ``--evidence-frac`` of the nodes, values sampled from the
+network):
+
+* **one row**: ``--samples`` samples given one row that observes every evidence node;
+* **imputation**: ``--row-samples`` samples for each of ``--rows`` rows that observe each evidence node with
+  probability ``--observe-prob`` (mixed patterns).
+
+Interleaved rounds in one process (``common.interleaved_ways``: the order reversed every other round, each
+timing the mean of as many calls as fill ``--min-timing-s``, medians over ``--rounds``), one torch thread,
+float64 networks; times per sample.  Each way's samples are checked against ``bn.posterior``: the largest
+``|sum of (one-hot - p)| / sqrt(sum of p (1 - p))`` over every unobserved node and state, summed over rows and
+samples, is written as ``max_z``.
+
+    python benchmarks/bn_sample.py            # -> results/bn_sample.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+from pyro.infer import infer_discrete
+
+from bn_inference import add_batch_arguments, evidence_batches
+from common import interleaved_ways, prepare_torch, write_interleaved
+
+from hybridpgm.graphs import load_network
+
+WAYS = ("hybridpgm", "plain_pyro")
+
+
+def plain_pyro_sample(bn, evidence: dict, samples: int) -> dict:
+    """node -> ``[samples * N]`` (sample-major): ``infer_discrete`` on ``bn.model`` with each of the ``N``
+    evidence rows repeated ``samples`` times (``-1`` for a missing entry)."""
+    data = {v: x.reshape(-1).repeat(samples) for v, x in evidence.items()}
+    return infer_discrete(bn.model, first_available_dim=-2, temperature=1)(data)
+
+
+def max_z(bn, samples: dict, evidence: dict, rows: int, per_row: int) -> float:
+    """The largest standardised error of the sampled state counts against the posterior marginals, per unobserved
+    node and state (counts summed over rows and samples; samples laid out ``[per_row, rows]``)."""
+    post = bn.posterior(None, {v: x.reshape(rows) for v, x in evidence.items()})
+    worst = 0.0
+    for v, p in post.items():
+        p = p.reshape(rows, -1).detach().double()
+        x = samples[v].reshape(per_row, rows)
+        hit = torch.nn.functional.one_hot(x, p.shape[-1]).double().sum(0)  # [rows, card]
+        var = (per_row * p * (1 - p)).sum(0)
+        ok = var > 0
+        if ok.any():
+            worst = max(worst, float(((hit - per_row * p).sum(0)[ok].abs() / var[ok].sqrt()).max()))
+    return worst
+
+
+def bench_network(name: str, args) -> dict:
+    bn = load_network(name).to(device=args.device, dtype=torch.float64)
+    ev_nodes, _, _, single, mixed = evidence_batches(bn, args)
+    one = {v: x[:1] for v, x in single.items()}
+    kinds = {"one_row": (one, 1, args.samples), "imputation": (mixed, args.rows, args.row_samples)}
+    res = {"network": name, "nodes": len(bn.nodes), "evidence_nodes": len(ev_nodes)}
+    for kind, (evidence, rows, per_row) in kinds.items():
+        current = {}
+
+        def run(evidence=evidence, per_row=per_row):
+            if current["way"] == "plain_pyro":
+                return plain_pyro_sample(bn, evidence, per_row)
+            return bn.sample(per_row, evidence=evidence)
+
+        with torch.no_grad():
+            answers, times, _, per_call = interleaved_ways({kind: run}, {w: w for w in WAYS},
+                                                           lambda w: current.update(way=w), args, rows * per_row,
+                                                           args.device)
+        med = {w: statistics.median(times[kind, w]) for w in WAYS}
+        res[kind] = {"rows": rows, "samples_per_row": per_row, "calls_per_timing": per_call[kind],
+                     **{f"{w}_s_per_sample": med[w] for w in WAYS},
+                     "speedup_vs_plain_pyro": med["plain_pyro"] / med["hybridpgm"],
+                     "max_z": {w: max_z(bn, answers[kind, w], evidence, rows, per_row) for w in WAYS}}
+    print(name, {k: round(res[k]["speedup_vs_plain_pyro"], 2) for k in kinds},
+          {k: res[k]["max_z"] for k in kinds})
+    return res
+
+
+def main(args) -> dict:
+    prepare_torch(args)
+    results = [bench_network(name, args) for name in args.networks.split(",")]
+    reference = {"plain_pyro": "pyro.infer.infer_discrete(bn.model, first_available_dim=-2, temperature=1) on "
+                               "each evidence row repeated once per sample (missing entries enumerated)"}
+    return write_interleaved("bn_sample", args, reference, "hybridpgm and plain Pyro, the order reversed every "
+                             "other round; seconds per sample", results)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_batch_arguments(p, "asia,child,insurance,alarm", 5)
+    p.add_argument("--samples", type=int, default=1000, help="samples given the one-row evidence")
+    p.add_argument("--row-samples", type=int, default=10, help="samples per row of the imputation batch")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto")
+    p.add_argument("--out", default=None, help="JSON path (default results/bn_sample.json)")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())
