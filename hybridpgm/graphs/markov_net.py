@@ -269,22 +269,29 @@ class MarkovNet(nn.Module):
         marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
-    def map_assignment(self, evidence=None, context=None, method: str = "bp", **kwargs) -> dict[str, torch.Tensor]:
+    def map_assignment(self, evidence=None, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
         """The most probable assignment, ``name -> batch_shape`` long.
 
-        ``method="bp"``: max-product BP (exact on trees; ``kwargs`` go to it); ``"exact"``: the max-sum
-        contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of small treewidth).
+        ``method="exact"``: the max-sum contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of
+        small treewidth); ``"bp"``: max-product BP (exact on trees; ``kwargs`` go to it); ``"auto"`` (default):
+        exact where the contraction costs at most about a second of one CPU thread per model
+        (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
+        options in ``kwargs`` select BP.
         """
         from hybridpgm.infer.belief_propagation import BeliefPropagation
-        from hybridpgm.infer.mrf_exact import exact_map
+        from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_map
 
+        if method not in ("auto", "bp", "exact"):
+            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")
         fg = self.factor_graph(evidence, context)
-        if method == "bp":
-            x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment
-        elif method == "exact":
+        if method == "auto":
+            method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
+        if method == "exact":
+            if kwargs:
+                raise ModelSpecError(f"MarkovNet.map_assignment: method='exact' takes no options, got {sorted(kwargs)}")
             x = exact_map(fg)[0]
         else:
-            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'bp' or 'exact'")
+            x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment
         x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 

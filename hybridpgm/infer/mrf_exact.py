@@ -57,8 +57,8 @@ from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 
-__all__ = ["SEARCH_ABOVE", "exact_log_partition", "exact_map", "exact_marginals", "exact_sample", "probability_dtype",
-           "probability_floor"]
+__all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
+           "exact_sample", "probability_dtype", "probability_floor"]
 
 #: the row (batch) dim of every operand
 _ROWS = "\x00rows"
@@ -69,8 +69,14 @@ _MAX_STRUCTURES = 64
 _STRUCTURES: OrderedDict = OrderedDict()
 
 #: flops per model of the greedy order above which the contraction order is also searched (:func:`_searched_plan`):
-#: about a second of one CPU thread, so a search of seconds pays within a few calls
+#: about a second of one CPU thread, so a search of seconds pays within a few calls; also the most that
+#: ``MarkovNet.map_assignment(method="auto")`` spends on an exact MAP
 SEARCH_ABOVE = 1e9
+
+#: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
+#: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before any work (a 26x26 binary grid needs 8 GiB
+#: per model) instead of exhausting the memory.  Raise it on a machine that has the memory.
+EXACT_MAX_BYTES = 4 * 2**30
 
 
 def probability_floor(dtype: torch.dtype, log_states: float) -> float:
@@ -99,7 +105,7 @@ class _Structure:
     operands of their own (``alone``).
     """
 
-    def __init__(self, cards: tuple, num_states: int, scopes: tuple, device):
+    def __init__(self, cards: tuple, num_states: int, scopes: tuple, device, search: bool = True):
         V = len(cards)
         self.cards = cards
         host: dict = {}
@@ -120,22 +126,22 @@ class _Structure:
         dims += [(_ROWS, v) for v in self.alone]
         sizes = {v: c for v, c in enumerate(cards)}
         sizes[_ROWS] = 1  # every operand carries the rows: the order found for one row is the order for any
-        self.plan = _searched_plan(dims, sizes)
+        self.plan = _searched_plan(dims, sizes, search)
         #: per group, the slices that drop padding states (``None`` when no variable of the group is padded)
         self.crop = [None if all(cards[v] == num_states for scope in group for v in scope)
                      else [tuple(slice(0, cards[v]) for v in scope) for scope in group] for group in scopes]
         self.log_states = sum(math.log(c) for c in cards)
 
 
-def _searched_plan(dims: list, sizes: dict) -> ContractionPlan:
-    """opt_einsum's greedy order; for a contraction of more than :data:`SEARCH_ABOVE` flops per model, the
-    better of it and a 128-trial random-greedy search's (:class:`ContractionPlan`'s ``"auto"``).  The search takes
-    seconds on grids of a few hundred factors (3 s at 12x12, 8 s at 20x20); it finds orders of 6 times fewer flops
-    on a 20x20 Ising grid, while on the grids up to 16x16 the greedy order runs about as fast (Python's cost per
-    step dominates there) or needs fewer flops."""
+def _searched_plan(dims: list, sizes: dict, search: bool = True) -> ContractionPlan:
+    """opt_einsum's greedy order; for a contraction of more than :data:`SEARCH_ABOVE` flops per model (and
+    ``search``), the better of it and a 128-trial random-greedy search's (:class:`ContractionPlan`'s ``"auto"``).
+    The search takes seconds on grids of a few hundred factors (3 s at 12x12, 8 s at 20x20); it finds orders of 6
+    times fewer flops on a 20x20 Ising grid, while on the grids up to 16x16 the greedy order runs about as fast
+    (Python's cost per step dominates there) or needs fewer flops."""
     try:
         plan = ContractionPlan(dims, (_ROWS,), sizes, "greedy")
-        if getattr(plan, "opt_cost", 0) > SEARCH_ABOVE:  # one operand: no search
+        if search and _flops(plan) > SEARCH_ABOVE:
             searched = ContractionPlan(dims, (_ROWS,), sizes, "auto")
             plan = searched if searched.opt_cost < plan.opt_cost else plan
     except NotImplementedError as e:
@@ -144,19 +150,50 @@ def _searched_plan(dims: list, sizes: dict) -> ContractionPlan:
     return plan
 
 
-def _structure(fg: FactorGraph) -> _Structure:
+def _flops(plan: ContractionPlan) -> int:
+    """opt_einsum's flop count per model (0 for a single operand)."""
+    return getattr(plan, "opt_cost", 0)
+
+
+def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
+    """The cached structure of ``fg`` (built, and its order searched, on first use); with ``cheap_only``, ``None``
+    instead of a contraction of more than :data:`SEARCH_ABOVE` flops per model (no search run, nothing cached)
+    or of too large a treewidth."""
     cards = tuple(fg.cardinalities.tolist())
     scopes = tuple(tuple(map(tuple, g.variables.tolist())) for g in fg.groups)
     key = (cards, fg.num_states, scopes, str(fg.unary.device))
     s = _STRUCTURES.get(key)
     if s is None:
-        s = _Structure(cards, fg.num_states, scopes, fg.unary.device)
+        try:
+            s = _Structure(cards, fg.num_states, scopes, fg.unary.device, search=not cheap_only)
+        except ModelSpecError:
+            if cheap_only:
+                return None
+            raise
+        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
+            return None
         _STRUCTURES[key] = s
         if len(_STRUCTURES) > _MAX_STRUCTURES:
             _STRUCTURES.popitem(last=False)
     else:
         _STRUCTURES.move_to_end(key)
+        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
+            return None
     return s
+
+
+def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
+    """``st``, after checking that its largest intermediate for ``models`` models of ``dtype`` fits
+    :data:`EXACT_MAX_BYTES` (:class:`ModelSpecError` naming its size otherwise)."""
+    elements = getattr(st.plan, "largest_intermediate", 0) * models
+    itemsize = torch.float64.itemsize if dtype == torch.float32 else dtype.itemsize  # float32 may run in float64
+    need = elements * itemsize
+    if need > EXACT_MAX_BYTES:
+        raise ModelSpecError(f"exact MRF inference over {len(st.cards)} variables needs an intermediate of "
+                             f"{elements:.3g} elements ({need / 2**30:.3g} GiB for {models} model(s)), more than "
+                             f"hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB); use "
+                             f"method='bp' or 'mean_field', fewer models per call, or raise the limit")
+    return st
 
 
 def _folded(fg: FactorGraph, st: _Structure, unary: torch.Tensor) -> tuple[list, list]:
@@ -220,7 +257,7 @@ def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | No
 
 
 def _log_partition(fg: FactorGraph, unary: torch.Tensor) -> torch.Tensor:
-    st = _structure(fg)
+    st = _fitting(_structure(fg), fg.batch_size, unary.dtype)
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
     if work is None:
@@ -275,7 +312,7 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(assignment [B, V] long, max score [B])``.
     """
-    st = _structure(fg)
+    st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
     delta = torch.zeros_like(fg.unary, requires_grad=True)
     with torch.enable_grad():
         best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
@@ -302,7 +339,7 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
 def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None,
             with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``."""
-    st = _structure(fg)
+    st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
     with torch.no_grad():
         ops = _operands(st, *_folded(fg, st, fg.unary))
         x, log_z, log_p = sample_plan(st.plan, ops, range(fg.num_vars), num_samples, generator, with_log_prob)
@@ -310,3 +347,17 @@ def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None
     if impossible:
         raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")
     return x, log_p
+
+
+def exact_is_cheap(fg: FactorGraph) -> bool:
+    """Whether an exact contraction of ``fg`` costs at most :data:`SEARCH_ABOVE` flops per model (about a second
+    of one CPU thread) and fits :data:`EXACT_MAX_BYTES`: what ``MarkovNet.map_assignment(method="auto")`` asks.
+    Finding out costs a greedy order at most (no search); a cheap structure is cached for the contraction."""
+    st = _structure(fg, cheap_only=True)
+    if st is None:
+        return False
+    try:
+        _fitting(st, fg.batch_size, fg.unary.dtype)
+    except ModelSpecError:
+        return False
+    return True

@@ -219,15 +219,56 @@ def test_exact_map_is_the_brute_force_argmax(seed, num_vars, num_factors, eviden
 
 
 def test_exact_map_on_a_loopy_grid_where_max_product_bp_need_not_be_exact():
-    """A frustrated 3x3 Ising grid: the exact MAP scores the brute-force maximum; an unknown method is an error."""
+    """A frustrated 3x3 Ising grid: the exact MAP (and the default, ``"auto"``) scores the brute-force maximum,
+    where max-product BP scores 6.3 against 16.3; an unknown method, or options for the exact one, are errors."""
     g = torch.Generator().manual_seed(5)
     mrf = ising_grid(3, 3, 2.0 * torch.randn(12, generator=g, dtype=torch.float64),
                      0.1 * torch.randn(9, generator=g, dtype=torch.float64))
     values, _ = assignments(mrf)
-    x = mrf.map_assignment(method="exact")
-    assert torch.allclose(mrf.score(x), mrf.score(values).max(), atol=1e-12)
+    best = mrf.score(values).max()
+    for x in (mrf.map_assignment(method="exact"), mrf.map_assignment()):
+        assert torch.allclose(mrf.score(x), best, atol=1e-12)
+    assert mrf.score(mrf.map_assignment(method="bp")) < best - 10
+    assert mrf.score(mrf.map_assignment(num_iters=30)) < best - 10  # BP options select BP
     with pytest.raises(ModelSpecError, match="unknown method 'icm'"):
         mrf.map_assignment(method="icm")
+    with pytest.raises(ModelSpecError, match=r"method='exact' takes no options, got \['num_iters'\]"):
+        mrf.map_assignment(method="exact", num_iters=30)
+
+
+@pytest.mark.parametrize("side,cheap", [(6, True), (20, False), (40, False)])
+def test_auto_map_takes_the_exact_contraction_only_where_it_is_cheap(plans_built, side, cheap):
+    """6x6: exact (the structure cached for it); 20x20: greedy costs 4.6e9 flops per model, so BP, without the
+    order search (seconds) and without caching; 40x40: a treewidth beyond the contraction, so BP, no error."""
+    mrf = ising_grid(side, side, 0.3)
+    assert mrf_exact.exact_is_cheap(mrf.factor_graph()) is cheap
+    assert [optimize for optimize, _ in plans_built] == ["greedy"] * (side < 40)
+    assert len(mrf_exact._STRUCTURES) == int(cheap)
+    with _contractions() as seen:
+        x = mrf.map_assignment()
+    assert [semiring for semiring, *_ in seen] == (["max"] if cheap else [])
+    assert x["x_0_0"].shape == ()
+
+
+def test_a_contraction_beyond_the_memory_limit_raises_before_any_work(monkeypatch):
+    """A 4x4 grid's largest intermediate is 16 elements per model: 16 models of float32 (counted as float64, which
+    they may run in) need 2 KiB; under a 1 KiB limit every exact query raises naming the size, and ``"auto"`` MAP
+    takes BP."""
+    mrf = ising_grid(4, 4, 0.3 * torch.randn(16, 24), torch.randn(16, 16))
+    fg = mrf.factor_graph()
+    assert mrf_exact._structure(fg).plan.largest_intermediate == 16
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 2048)
+    mrf.log_partition("exact")  # exactly at the limit
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 1024)
+    message = r"needs an intermediate of 256 elements \(1.91e-06 GiB for 16 model\(s\)\), more than .*EXACT_MAX_BYTES"
+    with _contractions() as seen:
+        for query in (lambda: mrf.log_partition("exact"), lambda: mrf.marginals("exact"),
+                      lambda: mrf.map_assignment(method="exact"), lambda: mrf.sample(2, method="exact")):
+            with pytest.raises(ModelSpecError, match=message):
+                query()
+        assert not mrf_exact.exact_is_cheap(fg)
+        mrf.map_assignment()
+    assert seen == []
 
 
 @settings(deadline=None, max_examples=20)
