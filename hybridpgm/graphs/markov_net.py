@@ -19,8 +19,9 @@ Inference (``method=``): ``"exact"`` (tensor contraction,
 :mod:`hybridpgm.infer.mrf_exact`), ``"bp"`` (loopy belief propagation,
 :class:`~hybridpgm.infer.BeliefPropagation`), ``"mean_field"``
 (:class:`~hybridpgm.infer.MeanField`); sampling by chromatic Gibbs
-(:class:`~hybridpgm.infer.ChromaticGibbs`); :meth:`MarkovNet.model` puts the
-MRF into a Pyro program with :func:`pyro.factor`.
+(:class:`~hybridpgm.infer.ChromaticGibbs`) or exactly; :meth:`MarkovNet.model` puts the
+MRF into a Pyro program with :func:`pyro.factor`, one enumerated site per variable, and
+:meth:`MarkovNet.distribution` makes it one Pyro distribution over the joint state.
 
 **References**
 
@@ -350,6 +351,14 @@ class MarkovNet(nn.Module):
             raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'gibbs' or 'exact'")
         x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
         return {v: x[..., i] for i, v in enumerate(self.cards)}
+
+    def distribution(self, evidence=None, context=None):
+        """The joint over all variables (given evidence) as one Pyro distribution, event shape ``(V,)``: exact
+        ``log_prob``, ``sample`` and ``mode``; see :class:`~hybridpgm.graphs.mrf_distribution.MarkovNetDistribution`.
+        """
+        from hybridpgm.graphs.mrf_distribution import MarkovNetDistribution
+
+        return MarkovNetDistribution(self, evidence, context)
 
     def model(self, values: Mapping[str, torch.Tensor] | None = None, context=None,
               log_z_method: str = "exact", prefix: str = "", **kwargs):

@@ -1,0 +1,109 @@
+"""A :class:`~hybridpgm.graphs.MarkovNet` as one Pyro distribution over the joint state of its variables.
+
+For a Markov random field (given evidence :math:`e`, which rules states out)
+
+.. math::
+
+    p(x \\mid e) = \\frac{\\exp \\sum_f \\theta_f(x_f)}{Z_e}\\, [x \\sim e], \\qquad
+    Z_e = \\sum_{x \\sim e} \\exp \\sum_f \\theta_f(x_f),
+
+``log_prob`` is the score minus the exact :math:`\\log Z_e` (:func:`~hybridpgm.infer.mrf_exact.exact_log_partition`,
+differentiable in the potentials), ``sample`` draws exact joint samples from one contraction
+(:func:`~hybridpgm.infer.mrf_exact.exact_sample`) and ``mode`` is the exact MAP state
+(:func:`~hybridpgm.infer.mrf_exact.exact_map`).  So ``pyro.sample("x", mrf.distribution())`` is one site whose
+value is the whole configuration, ``[..., V]`` in the model's variable order: an MRF prior over a discrete
+structure, or a structured guide for one (its samples are not reparameterisable, so Pyro's ELBOs use the
+score-function estimator [1] for it).  :meth:`~hybridpgm.graphs.MarkovNet.model` is the other view, one enumerated
+site per variable.
+
+**Shapes.**  ``batch_shape`` is the model's (independent models, evidence rows and contexts broadcast together);
+``event_shape`` is ``(V,)``; values are integer states (any integer dtype; float values of whole numbers pass
+Pyro's validation too).
+
+**References**
+
+[1] R. J. Williams, *Simple statistical gradient-following algorithms for connectionist reinforcement learning*,
+1992.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.distributions import TorchDistribution, constraints
+from torch.distributions.utils import lazy_property
+
+from hybridpgm.errors import EvidenceError
+
+__all__ = ["MarkovNetDistribution"]
+
+
+class MarkovNetDistribution(TorchDistribution):
+    """The joint distribution of a :class:`~hybridpgm.graphs.MarkovNet` (given evidence), exactly.
+
+    :param mrf: the model.
+    :param evidence: ``name -> value`` (``-1`` unobserved), as for :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`.
+    :param context: the input of neural potentials, if any.
+
+    >>> mrf = MarkovNet({"a": 2, "b": 3})
+    >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    >>> d = mrf.distribution()
+    >>> d.sample((5,)).shape, d.event_shape
+    (torch.Size([5, 2]), torch.Size([2]))
+    """
+
+    arg_constraints: dict = {}
+    has_enumerate_support = False
+
+    def __init__(self, mrf, evidence=None, context=None, validate_args=None):
+        self.mrf, self.evidence, self.context = mrf, evidence, context
+        self._fg = mrf.factor_graph(evidence, context)
+        self._cards = self._fg.cardinalities.to(self._fg.unary.device)
+        super().__init__(self._fg.batch_shape, torch.Size([self._fg.num_vars]), validate_args=validate_args)
+
+    @property
+    def support(self):
+        return constraints.independent(constraints.integer_interval(0, self._cards - 1), 1)
+
+    @lazy_property
+    def log_partition(self) -> torch.Tensor:
+        """``batch_shape`` exact :math:`\\log Z_e`."""
+        from hybridpgm.infer.mrf_exact import exact_log_partition
+
+        return self._fg.unflatten(exact_log_partition(self._fg))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(x \\mid e)`, ``sample_shape + batch_shape`` (``-inf`` where ``x`` contradicts the evidence).
+
+        :raises EvidenceError: when the last dim of ``value`` is not the number of variables.
+        """
+        V = self._fg.num_vars
+        if value.dim() == 0 or value.shape[-1] != V:
+            raise EvidenceError(f"MarkovNetDistribution.log_prob: values need a last dim of {V} (the variables "
+                                f"{self.mrf.variables}), got shape {tuple(value.shape)}")
+        if self._validate_args:
+            self._validate_sample(value)
+        x = value.long()
+        score = self.mrf.score({v: x[..., i] for i, v in enumerate(self.mrf.variables)}, self.context)
+        lp = score - self.log_partition
+        if self.evidence:
+            valid = self._fg.valid.reshape(self.batch_shape + self._fg.valid.shape[1:])  # batch + [V, C]
+            ok = torch.broadcast_to(valid, x.shape + valid.shape[-1:]).gather(-1, x.unsqueeze(-1)).all(-2)[..., 0]
+            lp = lp.masked_fill(~ok, -math.inf)
+        return lp
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """Exact joint samples, ``sample_shape + batch_shape + (V,)`` long (one contraction for all of them)."""
+        from hybridpgm.infer.mrf_exact import exact_sample
+
+        shape = torch.Size(sample_shape)
+        x = exact_sample(self._fg, math.prod(shape))  # [N, B, V]
+        return x.reshape(shape + self.batch_shape + self.event_shape)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        """The exact most probable state, ``batch_shape + (V,)`` long."""
+        from hybridpgm.infer.mrf_exact import exact_map
+
+        return exact_map(self._fg)[0].reshape(self.batch_shape + self.event_shape)
