@@ -65,7 +65,7 @@ except ImportError:  # Windows
 
 import torch
 
-from common import prepare_torch, timed
+from common import add_interleaved_arguments, prepare_torch, timed
 from elimination_cost import mixed_over_single
 
 from hybridpgm.errors import ConfigError
@@ -263,15 +263,10 @@ def add_batch_arguments(p: argparse.ArgumentParser, networks: str, rounds: int) 
     interleaved timing (``common.interleaved_ways``), the seed and the torch threads."""
     p.add_argument("--networks", default=networks)
     p.add_argument("--rows", type=int, default=100, help="evidence rows answered in one batched call")
-    p.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds (medians)")
-    p.add_argument("--min-timing-s", type=float, default=0.05,
-                   help="each timing is the mean of as many calls as fill this long (after a warm call)")
-    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
     p.add_argument("--evidence-frac", type=float, default=0.2)
     p.add_argument("--observe-prob", type=float, default=0.5,
                    help="mixed batch: each evidence node is observed in a row with this probability")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    add_interleaved_arguments(p, rounds)
 
 
 def parse_args(argv=None):

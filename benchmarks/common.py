@@ -79,6 +79,17 @@ def interleaved_ways(kinds: dict, ways: dict, use: Any, args: Any, rows: int, de
     return answers, seconds, counts, calls
 
 
+def add_interleaved_arguments(p: Any, rounds: int = 5) -> None:
+    """The options of an :func:`interleaved_ways` benchmark: ``--rounds``, ``--min-timing-s``, ``--max-calls``,
+    ``--seed`` and ``--threads``."""
+    p.add_argument("--rounds", type=int, default=rounds, help="interleaved timing rounds (medians)")
+    p.add_argument("--min-timing-s", type=float, default=0.05,
+                   help="each timing is the mean of as many calls as fill this long (after a warm call)")
+    p.add_argument("--max-calls", type=int, default=20, help="at most this many calls per timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+
+
 def write_interleaved(name: str, args: Any, reference: Any, order: str, results: list) -> dict:
     """Write the results of an :func:`interleaved_ways` benchmark (``results/<name>.json``, or ``args.out``) with
     its named ``reference``, the protocol (``order``: which ways alternate, and how), the device, the load

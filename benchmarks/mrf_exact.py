@@ -37,7 +37,7 @@ import opt_einsum
 import torch
 from pyro.ops.einsum import contract
 
-from common import interleaved_ways, prepare_torch, write_interleaved
+from common import add_interleaved_arguments, interleaved_ways, prepare_torch, write_interleaved
 
 from hybridpgm.graphs import grid_edges, ising_grid, potts_grid
 from hybridpgm.infer import bn_contract, mrf_exact
@@ -209,11 +209,7 @@ def parse_args(argv=None):
                    help="largest grid side given to pgmpy (an 8x8 grid takes it 5-20 s per call)")
     p.add_argument("--pgmpy-potts", action="store_true",
                    help="pgmpy on the Potts grid too (a 6x6 grid took it 5 s to minutes per call, by process)")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--min-timing-s", type=float, default=0.05)
-    p.add_argument("--max-calls", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    add_interleaved_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto (pgmpy runs on the CPU)")
     p.add_argument("--out", default=None, help="JSON path (default results/mrf_exact.json)")
     return p.parse_args(argv)

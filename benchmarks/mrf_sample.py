@@ -29,7 +29,7 @@ import pyro
 import torch
 from pyro.infer import infer_discrete
 
-from common import interleaved_ways, prepare_torch, write_interleaved
+from common import add_interleaved_arguments, interleaved_ways, prepare_torch, write_interleaved
 
 from hybridpgm.graphs import grid_edges, ising_grid, potts_grid
 from hybridpgm.infer import mrf_exact
@@ -139,11 +139,7 @@ def parse_args(argv=None):
                    help="largest grid side given to infer_discrete (one tensor dim per variable: 64 at most)")
     p.add_argument("--sequential-max-side", type=int, default=5,
                    help="largest grid side sampled by sequential conditioning")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--min-timing-s", type=float, default=0.05)
-    p.add_argument("--max-calls", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    add_interleaved_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, or auto")
     p.add_argument("--out", default=None, help="JSON path (default results/mrf_sample.json)")
     return p.parse_args(argv)
