@@ -23,6 +23,7 @@ EXAMPLES = [
     "gan_family.py --num-steps 3 --batch-size 16 --hidden 16 --classifier-steps 3 --quiet --device cpu",
     "gp_lstm.py --num-steps 3 --batch-size 16 --hidden 4 --forecast-samples 8 --horizon 3 --quiet --device cpu",
     "mrf_denoising.py --num-steps 2 --batch-size 16 --num-iters 3 --device cpu",
+    "mrf_denoising.py --num-steps 2 --batch-size 16 --inference exact --device cpu",
     "rbm.py --num-steps 3 --batch-size 16 --hidden 8 --ais-chains 4 --ais-steps 20 --gibbs-steps 3 --quiet --device cpu",
     "sbn.py --num-steps 3 --batch-size 32 --hidden 8 4 --eval-samples 5 --num-test 20 --gibbs --quiet --device cpu",
     "vae.py --num-steps 3 --batch-size 32 --accumulate 2 --particles 3 --eval-samples 5 --quiet --device cpu",
