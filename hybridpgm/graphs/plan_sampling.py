@@ -21,6 +21,10 @@ and a draw over :math:`|K_s|` states (the inverse of the cumulative sum at a uni
 conditional is the same for every sample, as at the last step), instead of one contraction per variable for
 sequential conditioning.
 
+**Spaces.**  The forward contraction runs in log space, or in probability space (one batched matmul per step,
+as queries do); then the conditionals are the logs of the gathered entries, and a row that underflowed somewhere
+comes back flagged (:attr:`PlanSamples.ok`) for the caller to redo in log space.
+
 **Shapes.**  The plan's output is its batch dim alone (``R`` rows: models or evidence rows; absent means one
 row); every operand holds the batch dim or broadcasts over it.  Samples come back as ``[N, R, D]``, ``D`` the
 sampled dims in the order asked for.
@@ -37,41 +41,63 @@ sampled dims in the order asked for.
 from __future__ import annotations
 
 import math
-from typing import Hashable, Sequence
+from typing import Hashable, NamedTuple, Sequence
 
 import torch
 
 from hybridpgm.graphs.contraction import ContractionPlan
 
-__all__ = ["sample_plan"]
+__all__ = ["PlanSamples", "sample_plan"]
 
 #: elements of one step's conditional logits ``[n, R, |K|]`` drawn at once; samples are chunked to stay under it
 CHUNK_ELEMENTS = 1 << 22
 
 
+class PlanSamples(NamedTuple):
+    """What :func:`sample_plan` returns."""
+
+    #: ``[N, R, D]`` long: the samples
+    x: torch.Tensor
+    #: ``[R]``: the log of the contraction (:math:`\\log Z` of each row)
+    log_z: torch.Tensor
+    #: ``[N, R]`` :math:`\\log p(x)` of each sample, or ``None``
+    log_p: torch.Tensor | None
+    #: ``[R]`` bool: the rows whose contraction is positive and finite and whose every conditional was; the others'
+    #: samples are meaningless (evidence of probability zero, or, in probability space, underflow: redo them in
+    #: log space)
+    ok: torch.Tensor
+
+
 def sample_plan(plan: ContractionPlan, operands: Sequence[torch.Tensor], dims: Sequence[Hashable],
-                num_samples: int, generator: torch.Generator | None = None,
-                with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                num_samples: int, generator: torch.Generator | None = None, with_log_prob: bool = False,
+                space: str = "log") -> PlanSamples:
     """Draw ``num_samples`` exact joint samples of every non-batch dim of ``plan``.
 
     :param plan: a plan whose output dims are at most one batch dim.
-    :param operands: log-space operands in the plan's dim order (``-inf`` where ruled out); not differentiated.
+    :param operands: operands in the plan's dim order, not differentiated: log-space (``-inf`` where ruled out),
+        or with ``space="prob"`` non-negative (zero where ruled out).
     :param dims: the sampled dims, in the order of the last axis of the result (every non-batch dim of the plan,
         each once).
     :param int num_samples: ``N``.
     :param generator: the source of randomness (on the operands' device).
     :param bool with_log_prob: also return :math:`\\log p(x)` of each sample, the sum of the log conditionals
         drawn from (its normaliser :math:`Z` included).
-    :returns: ``(samples [N, R, D] long, log Z [R], log p(x) [N, R] or None)``.
+    :param str space: ``"log"``, or ``"prob"``: the forward contraction in probability space (one batched matmul
+        per step), the conditionals from the logs of the gathered entries; a row whose contraction or one of whose
+        conditionals underflows comes back not ``ok``.
     """
     batch = plan.output_dims
     if len(batch) > 1:
         raise ValueError(f"sample_plan: the plan's output must be one batch dim or none, got {batch}")
+    if space not in ("log", "prob"):
+        raise ValueError(f"sample_plan: space must be 'log' or 'prob', got {space!r}")
     position = {d: i for i, d in enumerate(dims)}
     steps, saved = plan.steps, []
     with torch.no_grad():
-        log_z = plan([t.detach() for t in operands], "log", step_args=saved)
-        R = log_z.shape[0] if batch else 1
+        value = plan([t.detach() for t in operands], space, step_args=saved)
+        log_z = (value.log() if space == "prob" else value).reshape(-1)
+        R = log_z.shape[0]
+        ok = torch.isfinite(log_z)
         sizes = _sizes(steps, saved)
         missing = set(sizes) - set(batch) - set(position)
         if missing or len(position) != len(dims):
@@ -88,16 +114,18 @@ def sample_plan(plan: ContractionPlan, operands: Sequence[torch.Tensor], dims: S
             chunk = num_samples if free else max(1, CHUNK_ELEMENTS // (R * width))
             for lo in range(0, num_samples, chunk):
                 part = x[lo:lo + chunk]
-                logits = sum(_gathered(t, ds, summed, sizes, batch, position, part[:1] if free else part, R)
-                             for t, ds in zip(args, ins)).reshape(-1, R, width)  # [n or 1, R, |K|]
+                pieces = (_gathered(t, ds, summed, sizes, batch, position, part[:1] if free else part, R)
+                          for t, ds in zip(args, ins))
+                logits = sum(p.log() if space == "prob" else p for p in pieces).reshape(-1, R, width)
                 u = torch.rand(part.shape[:2], generator=generator, dtype=logits.dtype, device=device)
-                draw, log_q = _inverse_cdf(logits, u, free, log_p is not None)
+                draw, log_q, fine = _inverse_cdf(logits, u, free, log_p is not None)
+                ok &= fine.all(0)
                 if log_p is not None:
                     log_p[lo:lo + chunk] += log_q
                 for d in reversed(summed):
                     part[..., position[d]] = draw % sizes[d]
                     draw = draw.div(sizes[d], rounding_mode="floor")
-    return x, log_z if batch else log_z.reshape(1), log_p
+    return PlanSamples(x, log_z, log_p, ok)
 
 
 def _inverse_cdf(logits: torch.Tensor, u: torch.Tensor, shared: bool, with_log_q: bool):
@@ -106,20 +134,23 @@ def _inverse_cdf(logits: torch.Tensor, u: torch.Tensor, shared: bool, with_log_q
 
     The target :math:`v = u \\cdot c_W` is kept below the total :math:`c_W` (``nextafter``), so a state of
     probability zero, whose interval :math:`[c_{i-1}, c_i)` is empty, is never drawn, rounding included.
-    Returns the draws and, with ``with_log_q``, their log-probabilities ``[n, R]`` (else ``None``).
+    Returns the draws, with ``with_log_q`` their log-probabilities ``[n, R]`` (else ``None``), and whether each
+    conditional was finite and positive.
     """
     top = logits.amax(-1, keepdim=True)
     cdf = (logits - top).exp().cumsum(-1)
     total = cdf[..., -1]
+    fine = torch.isfinite(total)  # [n or 1, R]: all -inf (underflow, or impossible) gives NaN
     v = torch.minimum(u * total, torch.nextafter(total, total.new_zeros(())))
     if shared:
         draw = torch.searchsorted(cdf[0], v.T.contiguous(), right=True).T  # [n, R]
     else:
         draw = (cdf <= v[..., None]).sum(-1)
+    draw = draw.clamp_(max=logits.shape[-1] - 1)  # only a NaN target (a row not ``fine``) reaches past the end
     if not with_log_q:
-        return draw, None
+        return draw, None, fine
     picked = logits.expand(u.shape + logits.shape[-1:]).gather(-1, draw[..., None])[..., 0]
-    return draw, picked - top[..., 0] - total.log()
+    return draw, picked - top[..., 0] - total.log(), fine
 
 
 def _sizes(steps, saved) -> dict:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "TINY", "check_possible", "contract",
            "contract_with_gradients", "factor_owners", "in_row_chunks", "marginals", "plan_for", "row_scaled",
-           "rows_in_prob", "rows_per_chunk", "spaces_for", "use_prob"]
+           "rows_in_prob", "rows_per_chunk", "spaces_for", "use_prob", "with_rows_redone"]
 
 #: the row count the contraction order is optimised for: a plan is cached per query shape and reused
 #: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
@@ -139,7 +139,7 @@ def factor_owners(facts, ev: Evidence, keep) -> list:
     return [v for v in facts.nodes if v in keep] + [v for v in ev.partial if v in keep]
 
 
-def _with_rows_redone(prob_out, ok: torch.Tensor, ev: Evidence, row_ids, redo):
+def with_rows_redone(prob_out, ok: torch.Tensor, ev: Evidence, row_ids, redo):
     """``prob_out`` (a tensor or a list of tensors, rows first) with the rows not ``ok`` replaced by
     ``redo(sub_evidence, sub_row_ids)``: their answers in log space.  Out of place, so still differentiable."""
     bad = (~ok).nonzero().flatten()
@@ -362,7 +362,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
         if bool(ok.all()):
             return out
         if bool(ok.any()):  # the rest, and only they, in log space
-            return _with_rows_redone(out, ok, ev, row_ids,
+            return with_rows_redone(out, ok, ev, row_ids,
                                      lambda sub, ids: marginals(bn, sub, names, keep, ids, direct, ("log",)))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -387,7 +387,7 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
         if bool(ok.all()):
             return z.log() + log_c
         if bool(ok.any()):
-            return _with_rows_redone(_safe(z, ok).log() + log_c, ok, ev, None,
+            return with_rows_redone(_safe(z, ok).log() + log_c, ok, ev, None,
                                      lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
@@ -412,7 +412,7 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> 
         if bool(ok.all()):
             return joint
         if bool(ok.any()):
-            return _with_rows_redone(joint, ok, ev, None, lambda sub, _: joint_rows(bn, sub, names, keep, ("log",)))
+            return with_rows_redone(joint, ok, ev, None, lambda sub, _: joint_rows(bn, sub, names, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     log_joint = contract(bn, ev, tensors, dims, (BATCH, *names), "log")
     log_z = log_joint.reshape(ev.n, -1).logsumexp(-1)

@@ -14,7 +14,7 @@ where :math:`\\lambda_q` is a zero log-indicator attached to query variable
 :math:`q` [1, 2], so all single-variable marginals come from one forward and
 one backward pass.  The most probable explanation (MAP/MPE) uses the max-sum
 semiring and the same gradient trick, which back-tracks the argmax [3].  Exact posterior samples come from
-one log-space contraction and backward sampling along its steps [5]
+one contraction and backward sampling along its steps [5]
 (:mod:`~hybridpgm.graphs.plan_sampling`).
 Variables that are neither observed nor queried nor ancestors of those are
 *barren* and pruned (they sum to one) [4].  The contraction order comes from
@@ -57,7 +57,8 @@ import torch
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
-                                         marginals, plan_for, rows_per_chunk)
+                                         marginals, plan_for, rows_in_prob, rows_per_chunk, use_prob,
+                                         with_rows_redone)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
 from hybridpgm.infer.row_groups import choose_split, row_groups
@@ -215,7 +216,8 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     """Exact joint samples of the unobserved discrete nodes given each evidence row,
     :math:`x^{(s)} \\sim p(x \\setminus e \\mid e_n)`.
 
-    One log-space contraction of all rows (no node pruned: every node is drawn), then backward sampling along
+    One contraction of all rows (no node pruned: every node is drawn; probability space where queries use it,
+    the rows under the floor or underflowing in a conditional redone in log space), then backward sampling along
     the plan's steps [5]: the variables each step summed out are drawn given those already drawn
     (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`).  Hard evidence in some rows, soft evidence
     (:class:`~hybridpgm.infer.soft_evidence.Likelihood`) and observed continuous nodes enter as in
@@ -235,14 +237,24 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
     keep = set(facts.nodes)
 
-    def draw(sub: Evidence, row_ids) -> list:
-        tensors, dims = factors(facts, sub, keep, "log")
+    def in_space(sub: Evidence, space: str):
+        tensors, dims = factors(facts, sub, keep, space)
         plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards, plain=True)
-        anchor = torch.zeros(sub.n, dtype=sub.dtype, device=sub.device)
-        x, log_z, log_p = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator,
-                                      return_log_prob)
-        check_possible(log_z, "posterior sampling", row_ids)
-        return [x.transpose(0, 1)] + ([log_p.T] if return_log_prob else [])  # rows first
+        anchor = (torch.ones if space == "prob" else torch.zeros)(sub.n, dtype=sub.dtype, device=sub.device)
+        got = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator, return_log_prob, space)
+        return got, [got.x.transpose(0, 1)] + ([got.log_p.T] if return_log_prob else [])  # rows first
+
+    def in_log_space(sub: Evidence, row_ids) -> list:
+        got, rows = in_space(sub, "log")
+        check_possible(got.log_z, "posterior sampling", row_ids)
+        return rows
+
+    def draw(sub: Evidence, row_ids) -> list:
+        if not use_prob(sub):
+            return in_log_space(sub, row_ids)
+        got, rows = in_space(sub, "prob")
+        ok = got.ok & rows_in_prob(got.log_z.exp(), sub)
+        return rows if bool(ok.all()) else with_rows_redone(rows, ok, sub, row_ids, in_log_space)
 
     chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH,))
     parts = in_row_chunks(ev, chunk, draw) if chunk < ev.n else draw(ev, None)

@@ -29,8 +29,8 @@ more than about :math:`10^{16}` joint states are contracted in float64
 The most probable state (:func:`exact_map`) is the max-sum contraction on the same plan, back-tracked by its
 gradient [3].  Marginals are the gradient of :math:`\\log Z` with respect to the unary
 log-potentials [1] (computed with ``create_graph`` when the potentials require
-gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`) come from one log-space
-contraction on the same plan and backward sampling along its steps [3]
+gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`) come from one contraction on the
+same plan and backward sampling along its steps [3]
 (:mod:`hybridpgm.graphs.plan_sampling`).
 
 **References**
@@ -225,8 +225,8 @@ def _shifted(t: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (t - m.reshape(m.shape + (1,) * dims)).exp(), m
 
 
-def _prob_contract(st: _Structure, stacks: list, alone: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z̃ [B], shift [B])``: the contraction of the max-shifted potentials and the sum of the shifts."""
+def _prob_operands(st: _Structure, stacks: list, alone: list) -> tuple[list, torch.Tensor]:
+    """``(operands, shift [B])``: the plan's max-shifted probability-space operands and the sum of the shifts."""
     exps, total = [], 0.0
     for t in stacks:
         e, m = _shifted(t, t.dim() - 2)
@@ -237,7 +237,13 @@ def _prob_contract(st: _Structure, stacks: list, alone: list) -> tuple[torch.Ten
         e, m = _shifted(t, 1)
         lone.append(e)
         total = total + m
-    return st.plan(_operands(st, exps, lone), "prob"), total
+    return _operands(st, exps, lone), total
+
+
+def _prob_contract(st: _Structure, stacks: list, alone: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z̃ [B], shift [B])``: the contraction of the max-shifted potentials and the sum of the shifts."""
+    ops, total = _prob_operands(st, stacks, alone)
+    return st.plan(ops, "prob"), total
 
 
 def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | None:
@@ -324,8 +330,8 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
     """Independent exact samples (given evidence), all drawn from one contraction.
 
     Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
-    one log-space contraction of the batch, then the variables each step summed out, drawn in reverse step order
-    given those already drawn.
+    one contraction of the batch (in probability space where log Z's is, the models under the floor redone in
+    log space), then the variables each step summed out, drawn in reverse step order given those already drawn.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :param int num_samples: ``N``.
@@ -338,11 +344,30 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
 
 def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None,
             with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``."""
+    """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``: the forward contraction in probability space
+    where queries use it (:func:`probability_dtype`), the models under the floor (or underflowing in a conditional)
+    sampled again, alone, in log space."""
     st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
+    names = range(fg.num_vars)
     with torch.no_grad():
-        ops = _operands(st, *_folded(fg, st, fg.unary))
-        x, log_z, log_p = sample_plan(st.plan, ops, range(fg.num_vars), num_samples, generator, with_log_prob)
+        stacks, alone = _folded(fg, st, fg.unary)
+        work = probability_dtype(fg.unary.dtype, st.log_states)
+        if work is None:
+            x, log_z, log_p, _ = sample_plan(st.plan, _operands(st, stacks, alone), names, num_samples, generator,
+                                             with_log_prob)
+        else:
+            ops, _ = _prob_operands(st, [t.to(work) for t in stacks], [t.to(work) for t in alone])
+            x, log_z, log_p, ok = sample_plan(st.plan, ops, names, num_samples, generator, with_log_prob, "prob")
+            ok &= log_z > math.log(probability_floor(work, st.log_states))
+            if not bool(ok.all()):
+                bad = (~ok).nonzero().flatten()
+                again = sample_plan(st.plan, _operands(st, [t.index_select(0, bad) for t in stacks],
+                                                       [t.index_select(0, bad) for t in alone]),
+                                    names, num_samples, generator, with_log_prob)
+                x[:, bad], log_z[bad] = again.x, again.log_z.to(log_z.dtype)
+                if log_p is not None:
+                    log_p[:, bad] = again.log_p.to(log_p.dtype)
+            log_p = log_p.to(fg.unary.dtype) if log_p is not None else None
     impossible = (log_z == -math.inf).nonzero().flatten().tolist()
     if impossible:
         raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")

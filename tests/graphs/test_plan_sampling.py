@@ -33,10 +33,14 @@ def _brute_log_joint(ops: list) -> torch.Tensor:
     return score - score.flatten(1).logsumexp(1).reshape(-1, 1, 1, 1, 1, 1)
 
 
-def test_each_drawn_sample_has_its_brute_force_probability():
+@pytest.mark.parametrize("space", ["log", "prob"])
+def test_each_drawn_sample_has_its_brute_force_probability(space):
     ops = _operands(0)
     plan = ContractionPlan(DIMS, (N,), SIZES)
-    x, log_z, log_p = sample_plan(plan, ops, VARS, 500, torch.Generator().manual_seed(1), with_log_prob=True)
+    given = [t.exp() for t in ops] if space == "prob" else ops
+    x, log_z, log_p, ok = sample_plan(plan, given, VARS, 500, torch.Generator().manual_seed(1), with_log_prob=True,
+                                      space=space)
+    assert bool(ok.all())
     joint = _brute_log_joint(ops)
     assert x.shape == (500, 2, 5) and log_p.shape == (500, 2)
     rows = torch.arange(2).expand(500, 2)
@@ -51,7 +55,7 @@ def test_frequencies_follow_the_joint():
     deterministic; a wrong conditional gives a statistic in the thousands)."""
     ops = _operands(2)
     n = 60_000
-    x, _, _ = sample_plan(ContractionPlan(DIMS, (N,), SIZES), ops, VARS, n, torch.Generator().manual_seed(3))
+    x, *_ = sample_plan(ContractionPlan(DIMS, (N,), SIZES), ops, VARS, n, torch.Generator().manual_seed(3))
     p = _brute_log_joint(ops).exp().flatten(1)  # [R, 144]
     strides = torch.tensor([math.prod(SIZES[v] for v in VARS[i + 1:]) for i in range(5)])
     flat = (x * strides).sum(-1)  # [n, R]
@@ -76,7 +80,7 @@ def test_a_plan_without_a_batch_dim_and_ruled_out_states():
     ops = [torch.randn(3, 2, generator=g, dtype=torch.float64), torch.tensor([0.0, -math.inf, 0.5]).double()]
     ops[0][2, 1] = -math.inf
     plan = ContractionPlan([("a", "b"), ("a",)], (), sizes)
-    x, log_z, log_p = sample_plan(plan, ops, ["b", "a"], 2000, torch.Generator().manual_seed(7), with_log_prob=True)
+    x, log_z, log_p, ok = sample_plan(plan, ops, ["b", "a"], 2000, torch.Generator().manual_seed(7), with_log_prob=True)
     assert x.shape == (2000, 1, 2) and log_z.shape == (1,)
     assert not bool((x[..., 1] == 1).any()) and not bool(((x[..., 1] == 2) & (x[..., 0] == 1)).any())
     score = ops[0] + ops[1][:, None]
@@ -93,3 +97,22 @@ def test_the_sampled_dims_must_be_named_once_each():
         sample_plan(plan, _operands(0), VARS + ["a"], 2)
     with pytest.raises(ValueError, match="one batch dim or none"):
         sample_plan(ContractionPlan(DIMS, (N, "a"), SIZES), _operands(0), VARS[1:], 2)
+
+
+def test_rows_that_underflow_in_probability_space_are_flagged():
+    """Row 1's a-b table is scaled by e^-800 (zero in float64): its contraction underflows, so it comes back not
+    ``ok``; row 0 keeps exact samples.  In log space both rows are fine."""
+    ops = _operands(6)
+    ops[0] = ops[0].clone()
+    ops[0][1] -= 800.0
+    plan = ContractionPlan(DIMS, (N,), SIZES)
+    _, log_z, log_p, ok = sample_plan(plan, [t.exp() for t in ops], VARS, 50, torch.Generator().manual_seed(8),
+                                      with_log_prob=True, space="prob")
+    assert ok.tolist() == [True, False] and log_z[1] == -math.inf
+    x, _, log_p, ok = sample_plan(plan, ops, VARS, 50, torch.Generator().manual_seed(8), with_log_prob=True)
+    assert ok.tolist() == [True, True]
+    rows = torch.arange(2).expand(50, 2)
+    want = _brute_log_joint(ops)[(rows,) + tuple(x[..., i] for i in range(5))]
+    assert torch.allclose(log_p, want, atol=1e-9)
+    with pytest.raises(ValueError, match="space must be"):
+        sample_plan(plan, ops, VARS, 2, space="max")

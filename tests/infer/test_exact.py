@@ -1,7 +1,9 @@
 """Exact BayesNet inference: pgmpy's VariableElimination and brute-force enumeration as references."""
 
+import contextlib
 import itertools
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from scipy import stats
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs import BayesNet, cpd, read_bif
 from hybridpgm.infer import bn_contract
+from hybridpgm.infer import exact as exact_module
 from hybridpgm.infer.exact import posterior_sample
 from hybridpgm.infer.soft_evidence import Likelihood
 from tests.graphs.bn_helpers import (
@@ -333,11 +336,11 @@ def _complete(bn, samples: dict) -> torch.Tensor:
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 5), zeros=st.booleans(), dtype=st.sampled_from(
-    [torch.float64, torch.float32]), data=st.data())
-def test_posterior_samples_have_their_brute_force_probability(seed, n, zeros, dtype, data):
+    [torch.float64, torch.float32]), prob=st.booleans(), data=st.data())
+def test_posterior_samples_have_their_brute_force_probability(seed, n, zeros, dtype, prob, data):
     """Three evidence rows, each node observed in some rows (-1 elsewhere) or none: every sample keeps the
     evidence and its probability (the product of the conditionals it was drawn from) is brute force's
-    p(x | e_n) = p(x) / p(e_n)."""
+    p(x | e_n) = p(x) / p(e_n), in probability space or (forced) log space."""
     bn = random_bn(seed, n, zeros=zeros, dtype=dtype)
     rows, logp = brute_joint(bn)
     possible = rows[torch.isfinite(logp)]
@@ -347,8 +350,10 @@ def test_posterior_samples_have_their_brute_force_probability(seed, n, zeros, dt
     for v in observed:
         hide = torch.tensor(data.draw(st.lists(st.booleans(), min_size=3, max_size=3)))
         ev[v] = torch.where(hide, -1, possible[picks, bn.nodes.index(v)])
-    samples, log_p = posterior_sample(bn, 300, ev or {"x0": torch.full((3,), -1)},
-                                      generator=torch.Generator().manual_seed(seed), return_log_prob=True)
+    with in_space(prob), _sampling_spaces() as spaces:
+        samples, log_p = posterior_sample(bn, 300, ev or {"x0": torch.full((3,), -1)},
+                                          generator=torch.Generator().manual_seed(seed), return_log_prob=True)
+    assert spaces == [("prob" if prob else "log", 3)]
     assert set(samples) == set(bn.nodes) and samples["x0"].shape == (300, 3) and log_p.dtype == dtype
     tol = 1e-10 if dtype == torch.float64 else 1e-4  # float32 tables: 6e-8 relative per factor
     torch.testing.assert_close(log_p.double(), (_complete(bn, samples) - bn.log_evidence(ev or None)).double(),
@@ -356,6 +361,37 @@ def test_posterior_samples_have_their_brute_force_probability(seed, n, zeros, dt
     for v, x in ev.items():
         seen = x >= 0
         assert torch.equal(samples[v][:, seen], x[seen].expand(300, -1))
+
+
+@contextlib.contextmanager
+def _sampling_spaces():
+    """``[(space, rows)]`` of every :func:`sample_plan` call of :func:`posterior_sample`."""
+    seen, real = [], exact_module.sample_plan
+
+    def spy(plan, operands, names, num_samples, generator=None, with_log_prob=False, space="log"):
+        seen.append((space, operands[-1].shape[0]))  # the last operand is the [rows] anchor
+        return real(plan, operands, names, num_samples, generator, with_log_prob, space)
+
+    with mock.patch.object(exact_module, "sample_plan", spy):
+        yield seen
+
+
+def test_posterior_sample_rows_under_the_floor_are_redrawn_in_log_space():
+    """A float32 root with four children that are almost never 1: the row that observes all four at 1
+    (p(e) = 1e-20, under float32's floor of 1e-15) is sampled again alone in log space, with brute force's
+    posterior probabilities; the other row stays in probability space."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    for i in range(4):
+        bn.add(f"b{i}", cpd.Table([[1 - 1e-5, 1e-5], [1 - 2e-5, 2e-5]], ["a"]))
+    ev = {f"b{i}": torch.tensor([0, 1]) for i in range(4)}
+    with _sampling_spaces() as spaces:
+        samples, log_p = posterior_sample(bn, 100, ev, generator=torch.Generator().manual_seed(0),
+                                          return_log_prob=True)
+    assert spaces == [("prob", 2), ("log", 1)]
+    post = bn.double().posterior("a", ev)  # [2, 2]
+    # float32 tables (1e-5 entries rounded to 6e-8 relative) and float32 logs of probabilities near one
+    assert torch.allclose(log_p.double(), post.log()[torch.arange(2), samples["a"]], atol=1e-5)
 
 
 def test_posterior_sample_frequencies_follow_the_posterior():

@@ -273,17 +273,19 @@ def test_a_contraction_beyond_the_memory_limit_raises_before_any_work(monkeypatc
 
 @settings(deadline=None, max_examples=20)
 @given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 5), num_factors=st.integers(1, 6),
-       dtype=st.sampled_from([torch.float64, torch.float32]), evidence=st.booleans())
+       dtype=st.sampled_from([torch.float64, torch.float32]), prob=st.booleans(), evidence=st.booleans())
 def test_exact_samples_have_their_brute_force_probability_and_take_one_contraction(seed, num_vars, num_factors,
-                                                                                  dtype, evidence):
+                                                                                  dtype, prob, evidence):
     """Every drawn sample's probability (the product of the conditionals it was drawn from) is the brute-force
-    :math:`p(x \\mid e)` of its model, the evidence holds, and the batch costs one contraction."""
+    :math:`p(x \\mid e)` of its model, the evidence holds, and the batch costs one contraction, in probability
+    space or (forced) log space."""
     mrf = random_mrf(seed, num_vars, num_factors=num_factors, batch=(3,))
     ev = _random_evidence(mrf, seed, 3) if evidence else None
     fg = random_mrf(seed, num_vars, num_factors=num_factors, batch=(3,)).to(dtype).factor_graph(ev)
-    with _contractions() as seen:
+    with in_space(prob), _contractions() as seen:
         x, log_p = mrf_exact._sample(fg, 200, torch.Generator().manual_seed(seed), with_log_prob=True)
-    assert seen == [("log", 3, dtype)] and x.shape == (200, 3, num_vars) and log_p.dtype == dtype
+    space = "prob" if prob else "log"
+    assert seen == [(space, 3, dtype)] and x.shape == (200, 3, num_vars) and log_p.dtype == dtype
     log_z, _ = brute_force(mrf, 1, ev)
     want = mrf.score({v: x[..., i] for i, v in enumerate(mrf.variables)}) - log_z
     tol = 1e-10 if dtype == torch.float64 else 1e-4  # float32: tables rounded to 6e-8 relative, 5 steps
@@ -291,6 +293,24 @@ def test_exact_samples_have_their_brute_force_probability_and_take_one_contracti
     for i, v in enumerate(mrf.variables[:2] if ev else []):
         seen_ev = ev[v] >= 0
         assert torch.equal(x[:, seen_ev, i], ev[v][seen_ev].expand(200, -1))
+
+
+@pytest.mark.parametrize("dtype,strength", [(torch.float64, 300.0), (torch.float32, 20.0)])
+def test_exact_samples_of_a_model_under_the_floor_are_redrawn_in_log_space(semirings, dtype, strength):
+    """The frustrated grid of a batch of three is sampled again alone in log space; every sample's probability
+    is brute force's, and the frustrated loop's samples each break exactly one bond."""
+    J = torch.stack([0.3 * torch.ones(4, dtype=dtype), _frustrated(strength, dtype), -0.2 * torch.ones(4, dtype=dtype)])
+    h = torch.linspace(-0.5, 0.5, 4, dtype=dtype).expand(3, 4)
+    mrf, ref = ising_grid(2, 2, J, h), ising_grid(2, 2, J.double(), h.double())
+    x, log_p = mrf_exact._sample(mrf.factor_graph(), 300, torch.Generator().manual_seed(0), with_log_prob=True)
+    assert semirings == [("prob", 3, dtype), ("log", 1, dtype)]
+    want = ref.score({v: x[..., i] for i, v in enumerate(ref.variables)}) - brute_force(ref, 1)[0]
+    # float32: log-potentials of size K rounded to 6e-8 of K
+    assert torch.allclose(log_p.double(), want, atol=1e-10 if dtype == torch.float64 else 1e-4)
+    spins = x[:, 1]  # [300, 4]: x_0_0, x_0_1, x_1_0, x_1_1; bonds in grid_edges order (the last antiferromagnetic)
+    broken = torch.stack([spins[:, 0] != spins[:, 1], spins[:, 2] != spins[:, 3], spins[:, 0] != spins[:, 2],
+                          spins[:, 1] == spins[:, 3]], -1).sum(-1)
+    assert bool((broken == 1).all())
 
 
 def test_exact_sample_frequencies_follow_the_joint():
