@@ -328,27 +328,34 @@ class MarkovNet(nn.Module):
         """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``)."""
         return self.score(values, context) - self.log_partition(method, context=context, **kwargs)
 
-    def sample(self, num_samples: int, method: str = "gibbs", evidence=None, context=None,
-               num_sweeps: int = 100, generator=None) -> dict[str, torch.Tensor]:
+    def sample(self, num_samples: int, method: str = "auto", evidence=None, context=None,
+               num_sweeps: int | None = None, generator=None) -> dict[str, torch.Tensor]:
         """Draw ``num_samples`` samples.
 
-        ``method="gibbs"``: the final states of ``num_samples`` independent
-        chromatic Gibbs chains run for ``num_sweeps`` sweeps (approximate);
-        ``method="exact"``: sequential conditioning with exact contraction
-        (small or low-treewidth models only).
+        ``method="exact"``: independent exact samples, all from one contraction and backward sampling
+        (:func:`~hybridpgm.infer.mrf_exact.exact_sample`; small treewidth only); ``"gibbs"``: the final states of
+        ``num_samples`` independent chromatic Gibbs chains run for ``num_sweeps`` sweeps (100 by default;
+        approximate); ``"auto"`` (default): exact where the contraction costs at most about a second of one CPU
+        thread per model (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`), else Gibbs; ``num_sweeps`` selects
+        Gibbs.
 
         :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
         """
-        from hybridpgm.infer.mrf_exact import exact_sample
+        from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_sample
         from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
 
+        if method not in ("auto", "exact", "gibbs"):
+            raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
         fg = self.factor_graph(evidence, context)
-        if method == "gibbs":
-            x = ChromaticGibbs(num_sweeps=num_sweeps)(fg, num_samples, generator=generator)
-        elif method == "exact":
+        if method == "auto":
+            method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
+        if method == "exact":
+            if num_sweeps is not None:
+                raise ModelSpecError("MarkovNet.sample: method='exact' takes no num_sweeps")
             x = exact_sample(fg, num_samples, generator=generator)
         else:
-            raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'gibbs' or 'exact'")
+            x = ChromaticGibbs(num_sweeps=100 if num_sweeps is None else num_sweeps)(fg, num_samples,
+                                                                                     generator=generator)
         x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 

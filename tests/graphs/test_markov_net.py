@@ -224,3 +224,27 @@ def test_denoising_example_beats_noisy_and_untrained(inference):
     example = runpy.run_path(str(Path(__file__).parents[2] / "examples" / "mrf_denoising.py"))
     out = example["main"](example["parse_args"](["--device", "cpu", "--inference", inference]))
     assert out["trained"] < out["noisy"] - 0.03 and out["trained"] < out["untrained"]
+
+
+@pytest.mark.parametrize("side,kwargs,want", [(3, {}, "exact"), (3, {"num_sweeps": 5}, "gibbs"),
+                                              (3, {"method": "gibbs"}, "gibbs"), (20, {}, "gibbs")])
+def test_auto_sampling_is_exact_where_the_contraction_is_cheap(side, kwargs, want, monkeypatch):
+    """The default draws exact samples on a 3x3 grid; an explicit ``num_sweeps``, ``method="gibbs"``, or a 20x20
+    grid (4.6e9 flops per model) take chromatic Gibbs."""
+    from hybridpgm.infer import mrf_exact, mrf_gibbs
+
+    used = []
+    real_exact, real_gibbs = mrf_exact.exact_sample, mrf_gibbs.ChromaticGibbs.__call__
+    monkeypatch.setattr(mrf_exact, "exact_sample", lambda *a, **k: used.append("exact") or real_exact(*a, **k))
+    monkeypatch.setattr(mrf_gibbs.ChromaticGibbs, "__call__",
+                        lambda self, *a, **k: used.append("gibbs") or real_gibbs(self, *a, **k))
+    s = ising_grid(side, side, 0.3).sample(4, **kwargs)
+    assert used == [want] and s["x_0_0"].shape == (4,)
+
+
+def test_sampling_options_are_checked():
+    mrf = ising_grid(2, 2, 0.3)
+    with pytest.raises(ModelSpecError, match="unknown method 'hmc'"):
+        mrf.sample(2, method="hmc")
+    with pytest.raises(ModelSpecError, match="method='exact' takes no num_sweeps"):
+        mrf.sample(2, method="exact", num_sweeps=3)
