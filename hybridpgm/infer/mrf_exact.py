@@ -53,8 +53,8 @@ import torch
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.contraction import ContractionPlan
-from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 
 __all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
@@ -69,8 +69,8 @@ _MAX_STRUCTURES = 64
 _STRUCTURES: OrderedDict = OrderedDict()
 
 #: flops per model of the greedy order above which the contraction order is also searched (:func:`_searched_plan`):
-#: about a second of one CPU thread, so a search of seconds pays within a few calls; also the most that
-#: ``MarkovNet.map_assignment(method="auto")`` spends on an exact MAP
+#: about a second of one CPU thread, so a search of seconds pays within a few calls; also the most that the
+#: ``"auto"`` methods of ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` spend on an exact contraction
 SEARCH_ABOVE = 1e9
 
 #: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
@@ -330,8 +330,8 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
     """Independent exact samples (given evidence), all drawn from one contraction.
 
     Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
-    one contraction of the batch (in probability space where log Z's is, the models under the floor redone in
-    log space), then the variables each step summed out, drawn in reverse step order given those already drawn.
+    one contraction of the batch (in probability space where :func:`exact_log_partition` contracts in it, the
+    models under the floor redone in log space), then the variables each step summed out, drawn in reverse step order given those already drawn.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :param int num_samples: ``N``.
@@ -376,7 +376,8 @@ def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None
 
 def exact_is_cheap(fg: FactorGraph) -> bool:
     """Whether an exact contraction of ``fg`` costs at most :data:`SEARCH_ABOVE` flops per model (about a second
-    of one CPU thread) and fits :data:`EXACT_MAX_BYTES`: what ``MarkovNet.map_assignment(method="auto")`` asks.
+    of one CPU thread) and fits :data:`EXACT_MAX_BYTES`: what the ``"auto"`` methods of
+    ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` ask.
     Finding out costs a greedy order at most (no search); a cheap structure is cached for the contraction."""
     st = _structure(fg, cheap_only=True)
     if st is None:
