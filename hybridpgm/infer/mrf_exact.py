@@ -74,7 +74,7 @@ _STRUCTURES: OrderedDict = OrderedDict()
 SEARCH_ABOVE = 1e9
 
 #: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
-#: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before any work (a 26x26 binary grid needs 8 GiB
+#: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 26x26 binary grid needs 8 GiB
 #: per model) instead of exhausting the memory.  Raise it on a machine that has the memory.
 EXACT_MAX_BYTES = 4 * 2**30
 
