@@ -1,7 +1,8 @@
 """Exact posterior samples of a Bayesian network given evidence, against plain Pyro's ``infer_discrete``.
 
-``BayesNet.sample(S, evidence=...)`` (:func:`hybridpgm.infer.exact.posterior_sample`: one log-space contraction
-of the evidence rows on a cached plan, then backward sampling along its steps) against **plain Pyro**:
+``BayesNet.sample(S, evidence=...)`` (:func:`hybridpgm.infer.exact.posterior_sample`: one contraction of the
+evidence rows over the nodes they touch and those nodes' ancestors on a cached plan, backward sampling along its
+steps, then the barren nodes drawn forward from their CPDs) against **plain Pyro**:
 ``pyro.infer.infer_discrete(bn.model, first_available_dim=-2, temperature=1)`` on the data the samples are for
 (each evidence row repeated once per sample; missing entries ``-1``, which ``bn.model`` enumerates), what a
 Pyro user writes for posterior samples (imputations) of an enumerated model.  Two kinds per network

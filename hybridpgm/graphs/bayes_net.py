@@ -363,9 +363,9 @@ class BayesNet(PyroModule):
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
         """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
 
-        With ``evidence`` (or a ``generator``): exact samples of the unobserved discrete nodes given each evidence
+        With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
         row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
-        join the evidence; every continuous node must be observed).
+        join the evidence; the continuous ancestors of the evidence must be observed).
         """
         if evidence is not None or generator is not None:
             from hybridpgm.infer.exact import posterior_sample

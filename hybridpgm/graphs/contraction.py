@@ -331,13 +331,25 @@ class AbsorbingPlan:
         #: elements per row of the largest intermediate that carries the row dim (0 without one)
         self.largest_row_elements = max(per_row, default=0)
 
-    def __call__(self, operands, semiring: str = "log") -> torch.Tensor:
+    @property
+    def steps(self) -> list:
+        """Every pairwise step in the order :meth:`__call__` runs them: the absorbed groups', then the main
+        plan's (each step as in :attr:`ContractionPlan.steps`; what backward sampling walks back along)."""
+        return [step for _, plan in self.groups for step in plan.steps] + self.main.steps
+
+    @property
+    def output_dims(self) -> tuple:
+        return self.main.output_dims
+
+    def __call__(self, operands, semiring: str = "log", step_args: list | None = None) -> torch.Tensor:
+        """Contract as :meth:`ContractionPlan.__call__` does (``step_args`` collects the arguments of
+        every step of :attr:`steps`, in that order)."""
         ops = list(operands)
         for group, plan in self.groups:
             args = [ops[i] for i in group]
             keep = set(group)
-            ops = [t for i, t in enumerate(ops) if i not in keep] + [plan(args, semiring)]
-        return self.main(ops, semiring)
+            ops = [t for i, t in enumerate(ops) if i not in keep] + [plan(args, semiring, step_args)]
+        return self.main(ops, semiring, step_args)
 
 
 class PlanCache:
@@ -360,17 +372,14 @@ class PlanCache:
         #: reused by the reverse passes of exact queries (:mod:`hybridpgm.graphs.reverse_pass`); freed by :meth:`clear`
         self.workspace = Workspace()
 
-    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None,
-            plain: bool = False) -> ContractionPlan:
+    def get(self, operand_dims, output_dims, sizes, key_extra=(), batch_dim=None, optimize=None) -> ContractionPlan:
         """The cached plan of this pattern; ``batch_dim`` (or the cache's) selects :class:`AbsorbingPlan`.
 
         :param sizes: dict dim -> size, or a callable returning it (called only when the plan is new).
         :param optimize: the path optimizer for a new plan (default: the cache's); part of the key.
-        :param bool plain: a :class:`ContractionPlan` even with a batch dim (one list of pairwise steps, as
-            backward sampling needs: :mod:`hybridpgm.graphs.plan_sampling`); part of the key.
         """
-        batch_dim = None if plain else self.batch_dim if batch_dim is None else batch_dim
-        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim, optimize, plain)
+        batch_dim = self.batch_dim if batch_dim is None else batch_dim
+        key = (tuple(map(tuple, operand_dims)), tuple(output_dims), tuple(key_extra), batch_dim, optimize)
         plan = self._plans.get(key)
         if plan is not None:
             self.hits += 1

@@ -9,8 +9,9 @@ For a Markov random field (given evidence :math:`e`, which rules states out)
 
 ``log_prob`` is the score minus the exact :math:`\\log Z_e` (:func:`~hybridpgm.infer.mrf_exact.exact_log_partition`,
 differentiable in the potentials), ``sample`` draws exact joint samples from one contraction
-(:func:`~hybridpgm.infer.mrf_exact.exact_sample`) and ``mode`` is the exact MAP state
-(:func:`~hybridpgm.infer.mrf_exact.exact_map`).  So ``pyro.sample("x", mrf.distribution())`` is one site whose
+(:func:`~hybridpgm.infer.mrf_exact.exact_sample`), ``mode`` is the exact MAP state
+(:func:`~hybridpgm.infer.mrf_exact.exact_map`) and ``entropy`` the exact entropy
+(:func:`~hybridpgm.infer.mrf_entropy.exact_entropy`).  So ``pyro.sample("x", mrf.distribution())`` is one site whose
 value is the whole configuration, ``[..., V]`` in the model's variable order: an MRF prior over a discrete
 structure, or a structured guide for one (its samples are not reparameterisable, so Pyro's ELBOs use the
 score-function estimator [1] for it).  :meth:`~hybridpgm.graphs.MarkovNet.model` is the other view, one enumerated
@@ -100,6 +101,13 @@ class MarkovNetDistribution(TorchDistribution):
         shape = torch.Size(sample_shape)
         x = exact_sample(self._fg, math.prod(shape))  # [N, B, V]
         return x.reshape(shape + self.batch_shape + self.event_shape)
+
+    def entropy(self) -> torch.Tensor:
+        """Exact :math:`H(p) = \\log Z_e - \\mathbb E_p[\\sum_f \\theta_f(x_f)]`, ``batch_shape``, differentiable in
+        the potentials (:func:`~hybridpgm.infer.mrf_entropy.exact_entropy`)."""
+        from hybridpgm.infer.mrf_entropy import exact_entropy
+
+        return self._fg.unflatten(exact_entropy(self._fg))
 
     @property
     def mode(self) -> torch.Tensor:

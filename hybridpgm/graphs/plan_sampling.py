@@ -45,9 +45,9 @@ from typing import Hashable, NamedTuple, Sequence
 
 import torch
 
-from hybridpgm.graphs.contraction import ContractionPlan
+from hybridpgm.graphs.contraction import AbsorbingPlan, ContractionPlan
 
-__all__ = ["PlanSamples", "sample_plan"]
+__all__ = ["PlanSamples", "inverse_cdf", "sample_plan"]
 
 #: elements of one step's conditional logits ``[n, R, |K|]`` drawn at once; samples are chunked to stay under it
 CHUNK_ELEMENTS = 1 << 22
@@ -68,12 +68,14 @@ class PlanSamples(NamedTuple):
     ok: torch.Tensor
 
 
-def sample_plan(plan: ContractionPlan, operands: Sequence[torch.Tensor], dims: Sequence[Hashable],
+def sample_plan(plan: ContractionPlan | AbsorbingPlan, operands: Sequence[torch.Tensor], dims: Sequence[Hashable],
                 num_samples: int, generator: torch.Generator | None = None, with_log_prob: bool = False,
                 space: str = "log") -> PlanSamples:
     """Draw ``num_samples`` exact joint samples of every non-batch dim of ``plan``.
 
-    :param plan: a plan whose output dims are at most one batch dim.
+    :param plan: a plan whose output dims are at most one batch dim; an
+        :class:`~hybridpgm.graphs.contraction.AbsorbingPlan`'s absorbed groups are steps like the others (run
+        first, so sampled last: each absorbed variable given the dims its group keeps).
     :param operands: operands in the plan's dim order, not differentiated: log-space (``-inf`` where ruled out),
         or with ``space="prob"`` non-negative (zero where ruled out).
     :param dims: the sampled dims, in the order of the last axis of the result (every non-batch dim of the plan,
@@ -118,7 +120,7 @@ def sample_plan(plan: ContractionPlan, operands: Sequence[torch.Tensor], dims: S
                           for t, ds in zip(args, ins))
                 logits = sum(p.log() if space == "prob" else p for p in pieces).reshape(-1, R, width)
                 u = torch.rand(part.shape[:2], generator=generator, dtype=logits.dtype, device=device)
-                draw, log_q, fine = _inverse_cdf(logits, u, free, log_p is not None)
+                draw, log_q, fine = inverse_cdf(logits, u, free, log_p is not None)
                 ok &= fine.all(0)
                 if log_p is not None:
                     log_p[lo:lo + chunk] += log_q
@@ -128,7 +130,7 @@ def sample_plan(plan: ContractionPlan, operands: Sequence[torch.Tensor], dims: S
     return PlanSamples(x, log_z, log_p, ok)
 
 
-def _inverse_cdf(logits: torch.Tensor, u: torch.Tensor, shared: bool, with_log_q: bool):
+def inverse_cdf(logits: torch.Tensor, u: torch.Tensor, shared: bool, with_log_q: bool):
     """Draw ``[n, R]`` states from ``softmax(logits)`` by inverting the cumulative sum at ``u`` (uniform, ``[n, R]``);
     ``shared``: ``logits`` is ``[1, R, W]``, the same for every sample (a binary search per sample).
 

@@ -156,12 +156,11 @@ def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, z, torch.ones_like(z))
 
 
-def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None, plain: bool = False):
+def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None):
     """The cached plan contracting operands ``dims_list`` (plus the row anchor) to ``output``.
 
     :param dict cards: node -> cardinality (every named dim but the row dim).
     :param optimize: ``None`` (the cache's search) or an opt_einsum optimizer name such as ``"greedy"``.
-    :param bool plain: one :class:`~hybridpgm.graphs.contraction.ContractionPlan`, no evidence absorbed first.
     """
     dims_list = list(dims_list) + [(BATCH,)]
 
@@ -170,8 +169,7 @@ def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=No
         s[BATCH] = min(n, PLAN_ROWS)
         return s
 
-    return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize,
-                             plain=plain)
+    return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize)
 
 
 def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:

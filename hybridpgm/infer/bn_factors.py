@@ -29,7 +29,7 @@ from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 
-__all__ = ["condition", "factor_dims", "factors", "relevant"]
+__all__ = ["condition", "factor_dims", "factors", "node_table", "relevant"]
 
 
 def relevant(facts: NetworkFacts, targets) -> frozenset:
@@ -87,8 +87,9 @@ def condition(t: torch.Tensor, dims: tuple, ev: Evidence):
     return t[idx], (BATCH, *rest)
 
 
-def _table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
-    """The (log-)table of ``v``; a :class:`~hybridpgm.graphs.cpd.Table` needing no gradient is cached."""
+def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
+    """The (log-)table of ``v``, ``[(N,) *discrete_parent_cards, card]`` (``N`` for a CPD with continuous inputs
+    ``values``); a :class:`~hybridpgm.graphs.cpd.Table` needing no gradient is cached."""
     cpd = facts.cpds[v]
     if type(cpd) is Table:
         logits = cpd._parameters.get("logits")
@@ -126,7 +127,7 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
             t = cpd.log_density(ev.values[v], ev.values)
             t = t.exp() if prob else t
         else:
-            t = _table(facts, v, ev.values, prob)
+            t = node_table(facts, v, ev.values, prob)
         if dims and dims[0] == BATCH and t.shape[0] != ev.n:
             t = t.expand(ev.n, *t.shape[1:])
         t, dims = condition(t, dims, ev)

@@ -56,6 +56,7 @@ import torch
 
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
+from hybridpgm.infer.bn_ancestral import draw_barren
 from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
                                          marginals, plan_for, rows_in_prob, rows_per_chunk, use_prob,
                                          with_rows_redone)
@@ -213,60 +214,81 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
 
 def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None = None, *,
                      generator: torch.Generator | None = None, return_log_prob: bool = False):
-    """Exact joint samples of the unobserved discrete nodes given each evidence row,
+    """Exact joint samples of every unobserved node given each evidence row,
     :math:`x^{(s)} \\sim p(x \\setminus e \\mid e_n)`.
 
-    One contraction of all rows (no node pruned: every node is drawn; probability space where queries use it,
-    the rows under the floor or underflowing in a conditional redone in log space), then backward sampling along
-    the plan's steps [5]: the variables each step summed out are drawn given those already drawn
-    (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`).  Hard evidence in some rows, soft evidence
+    The nodes the evidence touches and their ancestors come from one contraction of the rows (the cached plan
+    of :func:`log_evidence`, evidence-only leaves absorbed first; probability space where queries use it, the
+    rows under the floor or underflowing in a conditional redone in log space), then backward sampling along
+    its steps [5]: the variables each step summed out are drawn given those already drawn
+    (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`).  The other nodes are barren and are drawn forward
+    from their CPDs given their parents (:mod:`~hybridpgm.infer.bn_ancestral`), continuous ones included.  Rows
+    are split by evidence pattern as in :func:`posterior` when that is cheaper, and a batch beyond the memory
+    budget is sampled a chunk of rows at a time.  Hard evidence in some rows, soft evidence
     (:class:`~hybridpgm.infer.soft_evidence.Likelihood`) and observed continuous nodes enter as in
-    :func:`posterior`; a batch beyond the memory budget is sampled a chunk of rows at a time.
+    :func:`posterior`.
 
     :param int num_samples: ``S`` samples per row.
     :param generator: the source of randomness (on the network's device).
-    :param bool return_log_prob: also return :math:`\\log p(x^{(s)} \\mid e_n)` of each sample.
-    :returns: dict node -> ``[S, N]`` long for every discrete node (observed nodes hold their evidence) and
-        ``[S, N]`` (or ``[S, N, d]``) values of the observed continuous nodes; without ``N`` when no evidence
+    :param bool return_log_prob: also return :math:`\\log p(x^{(s)} \\mid e_n)` of each sample (a log-density
+        when continuous nodes are drawn).
+    :returns: dict node -> ``[S, N]`` for every node (long for a discrete node; observed nodes hold their
+        evidence; ``[S, N, d]`` for an observed continuous value of that shape); without ``N`` when no evidence
         value has a row dim; with ``return_log_prob`` also ``[S, N]`` log-probabilities.
-    :raises EvidenceError: for a continuous node left unobserved, or evidence of probability zero (naming the
-        rows).
+    :raises EvidenceError: for an unobserved continuous node that is an ancestor of the evidence, or evidence
+        of probability zero (naming the rows).
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
-    names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
-    keep = set(facts.nodes)
+    order = bn.topological_order
+    groups = _split(bn, ev, _targets(facts, ev))
+    if groups is None:
+        rows = _sample_rows(bn, facts, order, ev, num_samples, generator, return_log_prob, None)
+    else:
+        parts = [_sample_rows(bn, facts, order, sub, num_samples, generator, return_log_prob, idx)
+                 for idx, sub in groups]
+        rows = [_stitch(list(p), groups) for p in zip(*parts)]
+    out = {v: t.transpose(0, 1) if ev.batched else t[0] for v, t in zip(facts.nodes, rows)}
+    if return_log_prob:
+        return out, rows[-1].T if ev.batched else rows[-1][0]
+    return out
+
+
+def _sample_rows(bn: "BayesNet", facts, order: list, ev: Evidence, num_samples: int, generator,
+                 with_log_prob: bool, row_ids) -> list:
+    """``[N, S, ...]`` samples of every node (rows first, in ``facts.nodes`` order), then with ``with_log_prob``
+    ``[N, S]`` their log-probabilities: :func:`posterior_sample` for one group of rows."""
+    keep = relevant(facts, _targets(facts, ev))
+    names = [v for v in facts.nodes if v in keep and facts.cards[v] is not None and v not in ev.observed]
 
     def in_space(sub: Evidence, space: str):
         tensors, dims = factors(facts, sub, keep, space)
-        plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards, plain=True)
+        plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards)
         anchor = (torch.ones if space == "prob" else torch.zeros)(sub.n, dtype=sub.dtype, device=sub.device)
-        got = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator, return_log_prob, space)
-        return got, [got.x.transpose(0, 1)] + ([got.log_p.T] if return_log_prob else [])  # rows first
+        got = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator, with_log_prob, space)
+        return got, [got.x.transpose(0, 1)] + ([got.log_p.T] if with_log_prob else [])  # rows first
 
-    def in_log_space(sub: Evidence, row_ids) -> list:
+    def in_log_space(sub: Evidence, ids) -> list:
         got, rows = in_space(sub, "log")
-        check_possible(got.log_z, "posterior sampling", row_ids)
+        check_possible(got.log_z, "posterior sampling", ids)
         return rows
 
-    def draw(sub: Evidence, row_ids) -> list:
+    def draw(sub: Evidence, ids) -> list:
         if not use_prob(sub):
-            return in_log_space(sub, row_ids)
+            return in_log_space(sub, ids)
         got, rows = in_space(sub, "prob")
         ok = got.ok & rows_in_prob(got.log_z.exp(), sub)
-        return rows if bool(ok.all()) else with_rows_redone(rows, ok, sub, row_ids, in_log_space)
+        return rows if bool(ok.all()) else with_rows_redone(rows, ok, sub, ids, in_log_space)
 
     chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH,))
-    parts = in_row_chunks(ev, chunk, draw) if chunk < ev.n else draw(ev, None)
-    x = parts[0].transpose(0, 1)  # [S, N, len(names)]
-    out = {}
-    for v in facts.nodes:
-        if v in names:
-            out[v] = x[..., names.index(v)] if ev.batched else x[:, 0, names.index(v)]
-        elif v in ev.observed or v in ev.values:
-            t = _unbatch(ev.observed[v] if v in ev.observed else ev.values[v], ev)
-            out[v] = t.expand((num_samples,) + t.shape)
-    if return_log_prob:
-        log_p = parts[1].T
-        return out, log_p if ev.batched else log_p[:, 0]
+    parts = in_row_chunks(ev, chunk, draw, row_ids) if chunk < ev.n else draw(ev, row_ids)
+    n, s = ev.n, num_samples
+    drawn = {v: parts[0][..., i] for i, v in enumerate(names)}
+    drawn.update({v: t[:, None].expand(n, s) for v, t in ev.observed.items()})
+    drawn.update({v: t[:, None].expand(n, s, *t.shape[1:]) for v, t in ev.values.items() if v in facts.cards})
+    with torch.no_grad():
+        log_q = draw_barren(facts, ev, drawn, [v for v in order if v not in keep], s, generator, with_log_prob)
+    out = [drawn[v] for v in facts.nodes]
+    if with_log_prob:
+        out.append(parts[1] if log_q is None else parts[1] + log_q)
     return out

@@ -121,3 +121,38 @@ def test_a_structured_guide_gets_score_function_gradients():
     se = math.sqrt(float((w * (f - elbo_exact) ** 2).sum()) / 64)
     assert abs(-loss - elbo_exact) < 4 * se
     pyro.clear_param_store()
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])  # float32: |log Z| ~ 10
+def test_entropy_is_brute_forces_given_evidence(dtype, tol):
+    """H(p(x | e_b)) = -sum p log p over the assignments each row's evidence allows, for three rows of evidence
+    on a random MRF with three-way factors."""
+    mrf = random_mrf(11, 5, num_factors=5, batch=(3,), dtype=dtype, scale=2.0)
+    ev = _evidence(mrf)
+    got = mrf.distribution(ev).entropy()
+    want, _ = _brute_log_probs(mrf, ev)
+    want = -(want.exp() * want.nan_to_num(neginf=0.0)).sum(0)
+    assert got.shape == (3,) and got.dtype == dtype
+    assert torch.allclose(got.double(), want.double(), atol=tol, rtol=0) and bool((want > 0.1).all())
+
+
+def test_entropy_gradients_equal_enumeration():
+    """dH / d theta (a second derivative of log Z, by double backward through the contraction) against autograd
+    through enumeration, on a loop of learnable tables."""
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2})
+    g = torch.Generator().manual_seed(9)
+    tables = {name: torch.nn.Parameter(torch.randn(*(mrf.cards[v] for v in scope), generator=g, dtype=torch.float64))
+              for name, scope in [("ab", "ab"), ("bc", "bc"), ("ca", "ca"), ("a", "a")]}
+    for name, t in tables.items():
+        mrf.add_factor(name, list(name), t)
+    entropy = mrf.distribution().entropy()
+    got = torch.autograd.grad(entropy, list(tables.values()))
+    values, _ = assignments(mrf)
+    log_p = mrf.score(values).log_softmax(0)
+    want_h = -(log_p.exp() * log_p).sum()
+    want = torch.autograd.grad(want_h, list(tables.values()))
+    assert torch.allclose(entropy, want_h, atol=1e-12)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-10) and a.abs().sum() > 0
+    with torch.no_grad():
+        assert not mrf.distribution().entropy().requires_grad

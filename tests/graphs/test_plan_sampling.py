@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from hybridpgm.graphs import plan_sampling
-from hybridpgm.graphs.contraction import ContractionPlan
+from hybridpgm.graphs.contraction import AbsorbingPlan, ContractionPlan
 from hybridpgm.graphs.plan_sampling import sample_plan
 
 N = "rows"
@@ -18,6 +18,16 @@ SIZES = {N: 2, "a": 2, "b": 3, "c": 2, "d": 3, "e": 2}
 #: single-variable operand
 DIMS = [(N, "a", "b"), (N, "b", "c"), (N, "c", "a"), (N, "b", "c", "d"), ("d", "e"), (N, "e"), ("a",)]
 VARS = ["a", "b", "c", "d", "e"]
+
+
+def _plan(kind: str):
+    """The plan of DIMS: plain, or absorbing the leaf e, then d (a per-row vector once e is gone), first: their
+    groups' steps are sampled last."""
+    if kind == "plain":
+        return ContractionPlan(DIMS, (N,), SIZES)
+    plan = AbsorbingPlan(DIMS, (N,), SIZES, batch_dim=N)
+    assert len(plan.groups) == 2 and len(plan.steps) == len(plan.main.steps) + 2
+    return plan
 
 
 def _operands(seed: int) -> list:
@@ -33,10 +43,11 @@ def _brute_log_joint(ops: list) -> torch.Tensor:
     return score - score.flatten(1).logsumexp(1).reshape(-1, 1, 1, 1, 1, 1)
 
 
+@pytest.mark.parametrize("kind", ["plain", "absorbing"])
 @pytest.mark.parametrize("space", ["log", "prob"])
-def test_each_drawn_sample_has_its_brute_force_probability(space):
+def test_each_drawn_sample_has_its_brute_force_probability(space, kind):
     ops = _operands(0)
-    plan = ContractionPlan(DIMS, (N,), SIZES)
+    plan = _plan(kind)
     given = [t.exp() for t in ops] if space == "prob" else ops
     x, log_z, log_p, ok = sample_plan(plan, given, VARS, 500, torch.Generator().manual_seed(1), with_log_prob=True,
                                       space=space)
@@ -50,12 +61,13 @@ def test_each_drawn_sample_has_its_brute_force_probability(space):
     assert all(bool((x[..., i] < SIZES[v]).all()) for i, v in enumerate(VARS))
 
 
-def test_frequencies_follow_the_joint():
+@pytest.mark.parametrize("kind", ["plain", "absorbing"])
+def test_frequencies_follow_the_joint(kind):
     """Chi-square goodness of fit of 60,000 draws per row over all 144 joint states (a fixed seed: the test is
     deterministic; a wrong conditional gives a statistic in the thousands)."""
     ops = _operands(2)
     n = 60_000
-    x, *_ = sample_plan(ContractionPlan(DIMS, (N,), SIZES), ops, VARS, n, torch.Generator().manual_seed(3))
+    x, *_ = sample_plan(_plan(kind), ops, VARS, n, torch.Generator().manual_seed(3))
     p = _brute_log_joint(ops).exp().flatten(1)  # [R, 144]
     strides = torch.tensor([math.prod(SIZES[v] for v in VARS[i + 1:]) for i in range(5)])
     flat = (x * strides).sum(-1)  # [n, R]

@@ -426,8 +426,12 @@ def test_posterior_samples_with_soft_evidence_and_an_observed_gaussian():
     got, log_p = posterior_sample(mixed, 100, {"x": x}, return_log_prob=True)
     assert torch.equal(got["x"], x.expand(100, 3))
     torch.testing.assert_close(log_p, mixed.posterior("z", {"x": x}).log()[torch.arange(3), got["z"]])
-    with pytest.raises(EvidenceError, match="continuous node 'x' must be observed"):
-        posterior_sample(mixed, 5, {"z": 1})
+    # x is barren given z: drawn from its Gaussian given z = 1, N(2, 0.5^2)
+    got, log_p = posterior_sample(mixed, 20_000, {"z": 1}, generator=torch.Generator().manual_seed(2),
+                                  return_log_prob=True)
+    assert got["x"].dtype == torch.float32 and bool((got["z"] == 1).all())
+    torch.testing.assert_close(log_p, torch.distributions.Normal(2.0, 0.5).log_prob(got["x"]))
+    assert stats.kstest(got["x"].numpy(), stats.norm(2.0, 0.5).cdf).pvalue > 1e-4
 
 
 def test_posterior_sampling_names_impossible_rows_and_splits_big_batches(monkeypatch):
@@ -439,8 +443,83 @@ def test_posterior_sampling_names_impossible_rows_and_splits_big_batches(monkeyp
     real = bn_contract.in_row_chunks
     monkeypatch.setattr(bn_contract, "ROW_CHUNK_BYTES", {"cpu": 1})  # one row per chunk
     monkeypatch.setattr("hybridpgm.infer.exact.in_row_chunks",
-                        lambda ev, chunk, fn: chunks.append(chunk) or real(ev, chunk, fn))
+                        lambda ev, chunk, fn, *rest: chunks.append(chunk) or real(ev, chunk, fn, *rest))
     ev = {"wet": torch.tensor([1, 0, 1, -1])}
     samples, log_p = posterior_sample(bn, 50, ev, return_log_prob=True)
     assert chunks == [1] and samples["rain"].shape == (50, 4)
+    torch.testing.assert_close(log_p, _complete(bn, samples) - bn.log_evidence(ev), atol=1e-12, rtol=0)
+
+
+def test_barren_nodes_are_drawn_from_their_tables():
+    """Given rain, sprinkler and wet have no observed descendant: chi-square goodness of fit of 40,000 draws of
+    (sprinkler, wet) against the exact posterior joint (fixed seed; drawing either node from the wrong row of
+    its table gives a statistic in the thousands)."""
+    bn = sprinkler().double()
+    n = 40_000
+    for rain in (0, 1):
+        with _sampling_spaces() as spaces:
+            s = bn.sample(n, evidence={"rain": rain}, generator=torch.Generator().manual_seed(rain))
+        assert spaces == [("prob", 1)]  # the contraction over rain alone; the other two drawn forward
+        p = bn.posterior(["sprinkler", "wet"], {"rain": rain}, joint=True).detach().reshape(-1)
+        counts = torch.bincount(2 * s["sprinkler"] + s["wet"], minlength=4).double()
+        assert bool((s["rain"] == rain).all()) and bool((counts[p == 0] == 0).all())
+        assert stats.chisquare(counts[p > 0].numpy(), (n * p[p > 0]).numpy()).pvalue > 1e-4
+
+
+def _continuous_chain() -> BayesNet:
+    """z -> x (Gaussian) -> y (a net of x and a context input c): y's table has a row per row and sample
+    once x is drawn."""
+    torch.manual_seed(0)
+    bn = BayesNet()
+    bn.add("z", cpd.Table([0.3, 0.7]))
+    bn.add("x", cpd.LinearGaussian(torch.tensor([-1.0, 2.0]), scale=torch.tensor([1.0, 0.5]), parents=["z"]))
+    bn.add("y", cpd.Neural(torch.nn.Linear(4, 3), parents=["z", "x"], cardinality=3, context=["c"]))
+    return bn
+
+
+def test_barren_continuous_parents_give_each_sample_its_own_table():
+    """Every sample's log-probability is the model's (bn.log_prob of the completed row, given the evidence),
+    and y's frequencies match the mean of its drawn conditionals (a z-test, fixed seed)."""
+    bn = _continuous_chain()
+    c = torch.tensor([[-1.0], [0.5]])
+    ev = {"z": torch.tensor([1, 0]), "c": c}
+    s = 4000
+    got, log_p = posterior_sample(bn, s, ev, generator=torch.Generator().manual_seed(3), return_log_prob=True)
+    assert got["x"].shape == (s, 2) and got["y"].dtype == torch.long and "c" not in got
+    with torch.no_grad():
+        inputs = {"c": c.repeat(s, 1)}
+        want = bn.log_prob({v: got[v].reshape(-1) for v in bn.nodes}, inputs).reshape(s, 2)
+        p_z = torch.tensor([0.3, 0.7]).log()[ev["z"]]
+        torch.testing.assert_close(log_p, want - p_z, atol=1e-5, rtol=0)  # float32 net and densities
+        onehot = torch.nn.functional.one_hot(got["z"].reshape(-1), 2).float()
+        feats = torch.cat([onehot, got["x"].reshape(-1, 1), c.repeat(s, 1)], -1)
+        p = bn.cpds["y"].net(feats).softmax(-1)  # [s * 2, 3]: each sample's own conditional
+    hits = torch.nn.functional.one_hot(got["y"].reshape(-1), 3).float()
+    z = (hits - p).sum(0) / (p * (1 - p)).sum(0).sqrt()
+    assert float(z.abs().max()) < 4
+
+
+def test_an_unobserved_continuous_ancestor_of_the_evidence_is_named():
+    bn = _continuous_chain()
+    with pytest.raises(EvidenceError, match="continuous node 'x' must be observed"):
+        posterior_sample(bn, 5, {"y": torch.tensor([1]), "c": torch.tensor([[0.0]])})
+
+
+def test_posterior_samples_of_rows_split_by_evidence_pattern(monkeypatch):
+    """Rows grouped by which inner evidence nodes they observe (one contraction per group) keep their order,
+    their evidence and brute force's probabilities."""
+    from hybridpgm.infer import row_groups
+
+    monkeypatch.setattr(exact_module, "choose_split",  # split on every inner evidence node whatever the cost
+                        lambda bn, ev, targets, queries=(): row_groups.inner_nodes(bn, ev, targets))
+    bn = sprinkler().double()
+    ev = {"sprinkler": torch.tensor([0, -1, 1, -1, 1]), "wet": torch.tensor([1, 1, 0, 0, 1])}
+    with _sampling_spaces() as spaces:
+        samples, log_p = posterior_sample(bn, 200, ev, generator=torch.Generator().manual_seed(4),
+                                          return_log_prob=True)
+    assert sorted(rows for _, rows in spaces) == [2, 3]  # sprinkler missing, observed
+    assert torch.equal(samples["wet"], ev["wet"].expand(200, -1))
+    seen = ev["sprinkler"] >= 0
+    assert torch.equal(samples["sprinkler"][:, seen], ev["sprinkler"][seen].expand(200, -1))
+    assert bool((samples["sprinkler"][:, ~seen] == 1).any()) and bool((samples["sprinkler"][:, ~seen] == 0).any())
     torch.testing.assert_close(log_p, _complete(bn, samples) - bn.log_evidence(ev), atol=1e-12, rtol=0)

@@ -1,0 +1,86 @@
+"""Drawing the barren nodes of a Bayesian-network posterior sample forward from their CPDs.
+
+Given evidence :math:`e`, let :math:`R` be the ancestral closure of the nodes :math:`e` touches.  A node outside
+:math:`R` has no observed descendant, so it is *barren* [1] and the posterior factorises as
+
+.. math::
+
+    p(x \\mid e) = p(x_R \\mid e) \\prod_{v \\notin R} p(x_v \\mid x_{\\mathrm{pa}(v)}),
+
+because the factors of the barren nodes sum to one from the leaves up and leave :math:`p(x_R \\mid e)` as the
+contraction over :math:`R` alone.  So :func:`~hybridpgm.infer.exact.posterior_sample` draws :math:`x_R` exactly
+from one contraction over :math:`R`, then each barren node from its CPD given its drawn parents, in topological
+order: forward (ancestral) sampling [2].  A barren continuous node
+(:class:`~hybridpgm.graphs.cpd.LinearGaussian`) is drawn from its Gaussian the same way, so it need not be
+observed.
+
+**Shapes.**  Values are rows first, ``[N, S]`` (``N`` evidence rows, ``S`` samples per row).
+
+**References**
+
+[1] R. D. Shachter, *Bayes-Ball: The Rational Pastime*, 1998.
+
+[2] M. Henrion, *Propagating uncertainty in Bayesian networks by probabilistic logic sampling*, 1988.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybridpgm.graphs.plan_sampling import inverse_cdf
+from hybridpgm.infer.bn_evidence import Evidence, NetworkFacts
+from hybridpgm.infer.bn_factors import node_table
+
+__all__ = ["draw_barren"]
+
+
+def draw_barren(facts: NetworkFacts, ev: Evidence, drawn: dict, nodes, num_samples: int,
+                generator: torch.Generator | None = None, with_log_prob: bool = False):
+    """Draw each of ``nodes`` (barren, in topological order) from its CPD given its parents' values in ``drawn``.
+
+    :param dict drawn: node -> ``[N, S]`` values of every node the barren ones may condition on (the drawn and
+        the observed ones); each drawn node is added to it (long for a discrete node, the network's float dtype
+        for a continuous one).
+    :param int num_samples: ``S``.
+    :param generator: the source of randomness (on the network's device).
+    :param bool with_log_prob: also return ``[N, S]`` :math:`\\sum_v \\log p(x_v \\mid x_{\\mathrm{pa}(v)})`
+        (a log-density for the continuous nodes); else ``None``.
+    """
+    n, s = ev.n, num_samples
+    log_q = None
+    for v in nodes:
+        cpd = facts.cpds[v]
+        values, rows = _inputs(cpd, ev, drawn, n, s)
+        idx = ((rows,) if rows is not None else ()) + tuple(drawn[p] for p in cpd.discrete_parents)
+        if facts.cards[v] is not None:
+            logits = node_table(facts, v, values, prob=False)[idx]
+            logits = logits.expand(n, s, logits.shape[-1])
+            u = torch.rand(n, s, generator=generator, dtype=logits.dtype, device=logits.device)
+            x, lp, _ = inverse_cdf(logits, u, False, with_log_prob)
+        else:
+            mean = cpd.mean_table(values)[idx].expand(n, s)
+            scale = cpd.scale[tuple(drawn[p] for p in cpd.discrete_parents)]
+            eps = torch.randn(n, s, generator=generator, dtype=mean.dtype, device=mean.device)
+            x = mean + scale * eps
+            lp = torch.distributions.Normal(mean, scale).log_prob(x) if with_log_prob else None
+        drawn[v] = x
+        if with_log_prob:
+            log_q = lp if log_q is None else log_q + lp
+    return log_q
+
+
+def _inputs(cpd, ev: Evidence, drawn: dict, n: int, s: int):
+    """``(values, rows)``: the continuous inputs to evaluate ``cpd``'s table on and the ``[N, S]`` index of its
+    leading row dim (``None`` when the table has none).  Inputs given per evidence row give a table per row; an
+    input drawn here (a barren continuous parent) gives one per row and sample."""
+    if not cpd.is_batched:
+        return None, None
+    if not any(k in drawn and k not in ev.values for k in cpd.inputs):
+        return ev.values, torch.arange(n, device=ev.device)[:, None]
+    flat = {}
+    for k in cpd.inputs:
+        t = drawn.get(k, ev.values.get(k))
+        if t is not None:
+            t = t if k in drawn else t[:, None].expand(n, s, *t.shape[1:])
+            flat[k] = t.reshape(n * s, *t.shape[2:])
+    return flat, torch.arange(n * s, device=ev.device).reshape(n, s)

@@ -1,0 +1,57 @@
+"""The exact entropy of a discrete MRF, from its log-partition function.
+
+For :math:`p(x) = \\exp s(x) / Z` with score :math:`s(x) = \\sum_v \\theta_v(x_v) + \\sum_f \\theta_f(x_f)` (over
+the states the evidence allows),
+
+.. math::
+
+    H(p) = -\\mathbb E_p[\\log p(x)] = \\log Z - \\mathbb E_p[s(x)], \\qquad
+    \\mathbb E_p[s(x)] = \\frac{d}{d\\beta} \\log Z(\\beta)\\Big|_{\\beta = 1}, \\quad
+    Z(\\beta) = \\sum_x e^{\\beta s(x)},
+
+the mean of the sufficient statistics against the parameters [1, Prop. 3.1].  So one exact contraction
+(:func:`~hybridpgm.infer.mrf_exact.exact_log_partition`, on the cached plan) and its gradient in one scalar
+:math:`\\beta_b` per model give the entropy, without storing a factor marginal.  When the potentials require
+gradients the derivative is taken with ``create_graph``, so :math:`H` is differentiable in them (its gradient
+is a second derivative of :math:`\\log Z`).
+
+**Precision.**  :math:`H` is a difference of two numbers of the size of :math:`\\log Z`, so its absolute error is
+about the dtype's rounding times :math:`|\\log Z|` (float32: :math:`10^{-5}` at :math:`|\\log Z| = 100`).
+
+**References**
+
+[1] M. J. Wainwright, M. I. Jordan, *Graphical Models, Exponential Families, and Variational Inference*, 2008.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
+from hybridpgm.infer.mrf_exact import exact_log_partition
+
+__all__ = ["exact_entropy"]
+
+
+def exact_entropy(fg: FactorGraph) -> torch.Tensor:
+    """Exact :math:`H(p)` of each model (given evidence), ``[B]``.
+
+    :param FactorGraph fg: the model, batch size ``B``.
+    :raises ModelSpecError: when the contraction is too large (as
+        :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`).
+    """
+    beta = torch.ones(fg.batch_size, dtype=fg.unary.dtype, device=fg.unary.device, requires_grad=True)
+
+    def scaled(t: torch.Tensor) -> torch.Tensor:
+        return t * beta.reshape(-1, *([1] * (t.dim() - 1)))
+
+    create_graph = any(t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups])
+    with torch.enable_grad():
+        tempered = dataclasses.replace(fg, unary=scaled(fg.unary),
+                                       groups=[FactorGroup(g.variables, scaled(g.log_potentials)) for g in fg.groups])
+        log_z = exact_log_partition(tempered)
+        (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
+    entropy = log_z - mean_score
+    return entropy if create_graph and torch.is_grad_enabled() else entropy.detach()

@@ -1,0 +1,37 @@
+"""Exact MRF entropy from d log Z(beta) / d beta: brute force on the probability-space path and on a model redone
+in log space, and its error for a contraction too large."""
+
+import pytest
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import ising_grid
+from hybridpgm.infer import mrf_exact
+from hybridpgm.infer.mrf_entropy import exact_entropy
+from tests.graphs.mrf_brute_force import assignments
+from tests.infer.test_mrf_exact import _contractions, _frustrated
+
+
+def _brute_entropy(mrf) -> torch.Tensor:
+    values, _ = assignments(mrf, 1)
+    log_p = mrf.score(values).log_softmax(0)  # [M, B]
+    return -(log_p.exp() * log_p).sum(0)
+
+
+def test_a_model_under_the_floor_keeps_its_entropy_in_log_space():
+    """A batch of three 2x2 grids, the middle one frustrated (couplings 300: its shifted sum underflows, so it is
+    contracted again alone in log space): every entropy is brute force's, the frustrated one's a difference of
+    two numbers near 600."""
+    J = torch.stack([0.3 * torch.ones(4, dtype=torch.float64), _frustrated(300.0), -0.2 * torch.ones(4,
+                                                                                                 dtype=torch.float64)])
+    mrf = ising_grid(2, 2, J, torch.linspace(-0.5, 0.5, 4, dtype=torch.float64).expand(3, 4))
+    with _contractions() as seen:
+        got = exact_entropy(mrf.factor_graph())
+    assert seen == [("prob", 3, torch.float64), ("log", 1, torch.float64)]
+    assert torch.allclose(got, _brute_entropy(mrf), atol=1e-10, rtol=0)
+
+
+def test_too_large_a_contraction_is_refused(monkeypatch):
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 64)
+    with pytest.raises(ModelSpecError, match="EXACT_MAX_BYTES"):
+        exact_entropy(ising_grid(3, 3, 0.5).factor_graph())
