@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
@@ -195,6 +196,7 @@ class DBM(nn.Module):
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 1000) -> torch.Tensor:
         """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states."""
+        num_samples = sample_count(num_samples, "DBM.sample num_samples")
         if not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"DBM.sample steps must be a positive integer, got {steps!r}")
         self.check_parameters()

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, ModelSpecError
@@ -167,7 +168,7 @@ class DBN(nn.Module):
         """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then a
         top-down pass through the sigmoid belief layers (probabilities if ``mean``,
         the bottom layer sampled otherwise)."""
-        x = self.rbms[-1].sample(num_samples, steps)
+        x = self.rbms[-1].sample(sample_count(num_samples, "DBN.sample num_samples"), steps)
         for rbm in reversed(self.rbms[:-1]):
             h = x
             param = rbm.visible_param(h)

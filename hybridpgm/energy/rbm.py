@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
@@ -243,6 +244,7 @@ class RBM(nn.Module):
         :param init: optional ``num_samples x V`` start states (random by default).
         :returns: ``num_samples x V``.
         """
+        num_samples = sample_count(num_samples, "RBM.sample num_samples")
         if not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"RBM.sample steps must be a positive integer, got {steps!r}")
         self.check_parameters()
@@ -395,7 +397,8 @@ class RBM(nn.Module):
         return torch.sigmoid(self.hidden_logits(v))
 
     def annealing_path(self, data: torch.Tensor | None = None):
-        """The AIS path from a base-rate model to this RBM, see :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`."""
+        """The AIS path from a base-rate model to this RBM, see
+        :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`."""
         from hybridpgm.energy.annealing import RBMAnnealingPath
 
         self.check_parameters()

@@ -47,6 +47,7 @@ from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
+from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
@@ -223,7 +224,8 @@ class SigmoidBeliefNet(PyroModule):
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
         """Ancestral samples of the visible units, ``[num_samples, D]``."""
-        return self.model(None, batch_size=num_samples)
+        n = sample_count(num_samples, "SigmoidBeliefNet.sample num_samples")
+        return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
 
     # -------------------------------------------------------------- evaluation
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100) -> torch.Tensor:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
+from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import check_finite, check_model_input, check_num_data, describe_origin
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
@@ -207,7 +208,7 @@ class VAE(PyroModule):
     def sample(self, n: int, mean: bool = True) -> torch.Tensor:
         """``n x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
         ``mean`` (Bernoulli probabilities), else draws."""
-        z = torch.randn(n, self.z_dim, device=self.decoder[0].weight.device)
+        z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, device=self.decoder[0].weight.device)
         out = self.decoder(z)
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out))

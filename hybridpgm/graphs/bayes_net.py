@@ -42,6 +42,7 @@ from pyro import poutine
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd import CPD
@@ -291,7 +292,7 @@ class BayesNet(PyroModule):
         cols = self.columns(data, mask)
         ctx = self._inputs(inputs)
         sizes = {t.shape[0] for t in list(cols.values()) + list(ctx.values())}
-        n = sizes.pop() if sizes else (num_samples or 1)
+        n = sizes.pop() if sizes else (1 if num_samples is None else num_samples)
         for v, c in self.cpds.items():
             if getattr(c, "prior", None) is not None:
                 pyro.factor(f"{v}_prior", c.log_prior() * (n / (num_data or n)))
@@ -367,14 +368,15 @@ class BayesNet(PyroModule):
         row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
         join the evidence; the continuous ancestors of the evidence must be observed).
         """
+        num_samples = sample_count(num_samples, "BayesNet.sample num_samples")
         if evidence is not None or generator is not None:
             from hybridpgm.infer.exact import posterior_sample
 
             return posterior_sample(self.check(), num_samples, {**dict(inputs or {}), **dict(evidence or {})},
                                     generator=generator)
-        with torch.no_grad():
-            tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=num_samples)
-        return {v: tr.nodes[v]["value"] for v in self.nodes}
+        with torch.no_grad():  # a Pyro plate cannot be empty: zero samples are one, sliced away
+            tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
+        return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}
 
     def log_prob(self, values, inputs=None) -> torch.Tensor:
         """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor)."""

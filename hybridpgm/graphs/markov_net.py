@@ -40,6 +40,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup, greedy_coloring
 
@@ -344,6 +345,7 @@ class MarkovNet(nn.Module):
         from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_sample
         from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
 
+        num_samples = sample_count(num_samples, "MarkovNet.sample num_samples")
         if method not in ("auto", "exact", "gibbs"):
             raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
         fg = self.factor_graph(evidence, context)

@@ -113,7 +113,7 @@ def sample_plan(plan: ContractionPlan | AbsorbingPlan, operands: Sequence[torch.
                 continue
             width = math.prod(sizes[d] for d in summed)
             free = all(d in batch for d in out)  # the conditional is the same for every sample
-            chunk = num_samples if free else max(1, CHUNK_ELEMENTS // (R * width))
+            chunk = max(1, num_samples) if free else max(1, CHUNK_ELEMENTS // (R * width))
             for lo in range(0, num_samples, chunk):
                 part = x[lo:lo + chunk]
                 pieces = (_gathered(t, ds, summed, sizes, batch, position, part[:1] if free else part, R)

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
+from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_ancestral import draw_barren
@@ -238,6 +239,7 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     :raises EvidenceError: for an unobserved continuous node that is an ancestor of the evidence, or evidence
         of probability zero (naming the rows).
     """
+    num_samples = sample_count(num_samples, "posterior_sample num_samples")
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
     order = bn.topological_order

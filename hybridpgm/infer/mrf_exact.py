@@ -51,6 +51,7 @@ from collections import OrderedDict
 
 import torch
 
+from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.graphs.factor_graph import FactorGraph
@@ -331,7 +332,8 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
 
     Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
     one contraction of the batch (in probability space where :func:`exact_log_partition` contracts in it, the
-    models under the floor redone in log space), then the variables each step summed out, drawn in reverse step order given those already drawn.
+    models under the floor redone in log space), then the variables each step summed out, drawn in reverse step
+    order given those already drawn.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :param int num_samples: ``N``.
@@ -339,7 +341,7 @@ def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator |
     :returns: ``[N, B, V]`` long.
     :raises EvidenceError: when the evidence of a model has probability zero.
     """
-    return _sample(fg, num_samples, generator)[0]
+    return _sample(fg, sample_count(num_samples, "exact_sample num_samples"), generator)[0]
 
 
 def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None,

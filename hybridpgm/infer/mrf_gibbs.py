@@ -61,7 +61,7 @@ class ChromaticGibbs:
                     slice(None) if i == j else states[i] for i in range(k))
                 msgs.append(g.log_potentials[index])  # [N, B, F, C]
             msgs = torch.stack(msgs, dim=3)  # [N, B, F, k, C]
-            flat = msgs.reshape(N, B, F * k, -1)
+            flat = msgs.reshape(N, B, F * k, msgs.shape[-1])  # explicit: N may be 0
             logits = logits + torch.zeros_like(logits).index_add(2, g.variables.reshape(-1), flat)
         return logits
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
@@ -216,7 +217,7 @@ class AdversarialObjective(AdversarialGame):
 
     def sample(self, n: int) -> torch.Tensor:
         """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)`."""
-        return self.generator(self.noise(n))
+        return self.generator(self.noise(sample_count(n, f"{type(self).__name__}.sample n")))
 
     def real(self, batch: Any) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and

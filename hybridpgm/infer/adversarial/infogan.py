@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.checks import sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.adversarial.gan import GAN
 
@@ -114,7 +115,7 @@ class InfoGAN(GAN):
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 
     def sample(self, n: int) -> torch.Tensor:
-        return self.generator(self.sample_codes(n)[0])
+        return self.generator(self.sample_codes(sample_count(n, "InfoGAN.sample n"))[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """``batch`` values of :math:`\\log q_\\eta(c \\mid x)` (``x``: ``batch x event_shape``)."""

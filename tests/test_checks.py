@@ -1,0 +1,55 @@
+"""Sample counts across the library: zero gives empty results of the right shape and dtype; a negative count, a
+bool or a float raises ConfigError naming the method (before, some were coerced: BayesNet.sample(2.5) drew 3
+samples and sample(0) one; others failed inside torch or Pyro)."""
+
+import pytest
+import torch
+
+from hybridpgm.checks import sample_count
+from hybridpgm.energy import DBM, DBN, RBM
+from hybridpgm.errors import ConfigError
+from hybridpgm.generative import VAE, SigmoidBeliefNet, gan_networks
+from hybridpgm.graphs import ising_grid, load_network
+from hybridpgm.infer.adversarial import GAN
+from hybridpgm.infer.exact import posterior_sample
+from hybridpgm.infer.mrf_exact import exact_sample
+
+
+def _first(out) -> torch.Tensor:
+    return next(iter(out.values())) if isinstance(out, dict) else out
+
+
+SAMPLERS = {
+    "BayesNet.sample": (lambda n: load_network("asia").sample(n), ()),
+    "BayesNet.sample (evidence)": (lambda n: load_network("asia").sample(n, evidence={"smoke": 1}), ()),
+    "posterior_sample": (lambda n: posterior_sample(load_network("asia"), n, {"smoke": torch.tensor([0, 1])}),
+                         (2,)),
+    "MarkovNet.sample": (lambda n: ising_grid(2, 2, 0.5).sample(n, method="exact"), ()),
+    "MarkovNet.sample (gibbs)": (lambda n: ising_grid(2, 2, 0.5).sample(n, num_sweeps=2), ()),
+    "exact_sample": (lambda n: exact_sample(ising_grid(2, 2, 0.5).factor_graph(), n), (1, 4)),
+    "MarkovNetDistribution.sample": (lambda n: ising_grid(2, 2, 0.5).distribution().sample((n, 2)), (2, 4)),
+    "RBM.sample": (lambda n: RBM(6, 3).sample(n, steps=2), (6,)),
+    "DBN.sample": (lambda n: DBN([6, 4, 3]).sample(n, steps=2), (6,)),
+    "DBM.sample": (lambda n: DBM([6, 4, 3]).sample(n, steps=2), (6,)),
+    "VAE.sample": (lambda n: VAE(6, 2).sample(n), (6,)),
+    "SigmoidBeliefNet.sample": (lambda n: SigmoidBeliefNet([6, 4, 3]).sample(n), (6,)),
+    "GAN.sample": (lambda n: GAN(*gan_networks("mlp", 2, noise_dim=3, hidden=(8,))).sample(n), (2,)),
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_zero_samples_are_empty_and_bad_counts_are_named(name):
+    draw, trailing = SAMPLERS[name]
+    one, none = _first(draw(1)), _first(draw(0))
+    assert none.shape == (0,) + one.shape[1:] and one.shape[0] == 1 and none.dtype == one.dtype
+    assert one.shape[1:1 + len(trailing)] == trailing
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ConfigError, match=rf"{name.split()[0]}.* must be a non-negative integer, "
+                                              rf"got {bad!r}"):
+            draw(bad)
+
+
+def test_integer_scalars_pass_as_themselves():
+    assert sample_count(torch.tensor(3), "n") == 3 and type(sample_count(torch.tensor(3), "n")) is int
+    with pytest.raises(ConfigError, match=r"^n must be a non-negative integer, got tensor\(1.5000\)$"):
+        sample_count(torch.tensor(1.5), "n")
