@@ -17,7 +17,8 @@ semiring and the same gradient trick, which back-tracks the argmax [3].  Exact p
 one contraction and backward sampling along its steps [5]
 (:mod:`~hybridpgm.graphs.plan_sampling`).
 Variables that are neither observed nor queried nor ancestors of those are
-*barren* and pruned (they sum to one) [4].  The contraction order comes from
+*barren* and pruned (they sum to one) [4]; a queried barren node with at most one parent is answered forward
+from its parent's marginal (:mod:`~hybridpgm.infer.bn_barren`).  The contraction order comes from
 ``opt_einsum`` and is cached per query shape (see
 :class:`~hybridpgm.graphs.contraction.PlanCache`), so the same kind of query
 costs only the tensor work on CPU or CUDA.  Rows may observe different
@@ -57,7 +58,7 @@ import torch
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
-from hybridpgm.infer.bn_ancestral import draw_barren
+from hybridpgm.infer.bn_barren import draw_barren, forward_marginals, forward_nodes
 from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks, joint_rows, log_evidence_rows,
                                          marginals, plan_for, rows_in_prob, rows_per_chunk, use_prob,
                                          with_rows_redone)
@@ -150,23 +151,39 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
     names = posterior_names(facts, query, ev.observed)
-    targets = _targets(facts, ev, names)
     if joint:
-        return _unbatch(joint_rows(bn, ev, names, relevant(facts, targets)), ev)
+        return _unbatch(joint_rows(bn, ev, names, relevant(facts, _targets(facts, ev, names))), ev)
+    forward = forward_nodes(facts, ev, names, bn.topological_order, _targets(facts, ev))
+    inner = [q for q in names if q not in set(forward)]
+    out = _contracted_marginals(bn, facts, ev, inner) if inner else _checked_evidence(bn, facts, ev)
+    forward_marginals(facts, ev, forward, out)
+    out = {q: _unbatch(out[q], ev) for q in names}
+    return out[query] if isinstance(query, str) else out
+
+
+def _contracted_marginals(bn: "BayesNet", facts, ev: Evidence, names: list) -> dict:
+    """Node -> ``[N, card]`` posterior marginals of ``names`` by the contraction (rows split by evidence pattern
+    when that is cheaper)."""
+    targets = _targets(facts, ev, names)
     groups = _split(bn, ev, targets, names)
     if groups is None:
-        out = dict(zip(names, marginals(bn, ev, names, relevant(facts, targets))))
-    else:
-        parts = {q: [] for q in names}
-        for idx, sub in groups:
-            free = [q for q in names if q not in sub.observed]
-            got = dict(zip(free, marginals(bn, sub, free, relevant(facts, _targets(facts, sub, free)), idx)))
-            for q in names:
-                parts[q].append(got[q] if q in got else
-                                torch.nn.functional.one_hot(sub.observed[q], facts.cards[q]).to(ev.dtype))
-        out = {q: _stitch(parts[q], groups) for q in names}
-    out = {q: _unbatch(p, ev) for q, p in out.items()}
-    return out[query] if isinstance(query, str) else out
+        return dict(zip(names, marginals(bn, ev, names, relevant(facts, targets))))
+    parts = {q: [] for q in names}
+    for idx, sub in groups:
+        free = [q for q in names if q not in sub.observed]
+        got = dict(zip(free, marginals(bn, sub, free, relevant(facts, _targets(facts, sub, free)), idx)))
+        for q in names:
+            parts[q].append(got[q] if q in got else
+                            torch.nn.functional.one_hot(sub.observed[q], facts.cards[q]).to(ev.dtype))
+    return {q: _stitch(parts[q], groups) for q in names}
+
+
+def _checked_evidence(bn: "BayesNet", facts, ev: Evidence) -> dict:
+    """``{}``, after checking that every row's evidence is possible (what the contraction checks when there is
+    one): for a query answered by forward propagation alone."""
+    if ev.observed or ev.partial or ev.values:
+        check_possible(log_evidence_rows(bn, ev, relevant(facts, _targets(facts, ev))), "the posterior")
+    return {}
 
 
 def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
@@ -223,7 +240,7 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     rows under the floor or underflowing in a conditional redone in log space), then backward sampling along
     its steps [5]: the variables each step summed out are drawn given those already drawn
     (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`).  The other nodes are barren and are drawn forward
-    from their CPDs given their parents (:mod:`~hybridpgm.infer.bn_ancestral`), continuous ones included.  Rows
+    from their CPDs given their parents (:mod:`~hybridpgm.infer.bn_barren`), continuous ones included.  Rows
     are split by evidence pattern as in :func:`posterior` when that is cheaper, and a batch beyond the memory
     budget is sampled a chunk of rows at a time.  Hard evidence in some rows, soft evidence
     (:class:`~hybridpgm.infer.soft_evidence.Likelihood`) and observed continuous nodes enter as in

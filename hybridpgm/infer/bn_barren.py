@@ -1,20 +1,28 @@
-"""Drawing the barren nodes of a Bayesian-network posterior sample forward from their CPDs.
+"""The barren nodes of a Bayesian-network query, computed forward from their CPDs.
 
 Given evidence :math:`e`, let :math:`R` be the ancestral closure of the nodes :math:`e` touches.  A node outside
-:math:`R` has no observed descendant, so it is *barren* [1] and the posterior factorises as
+:math:`R` has no observed descendant, so it is *barren* [1]: its factor and those below it sum to one, and
 
 .. math::
 
-    p(x \\mid e) = p(x_R \\mid e) \\prod_{v \\notin R} p(x_v \\mid x_{\\mathrm{pa}(v)}),
+    p(x \\mid e) = p(x_R \\mid e) \\prod_{v \\notin R} p(x_v \\mid x_{\\mathrm{pa}(v)}), \\qquad
+    p(x_v \\mid e) = \\sum_{x_u} p(x_v \\mid x_u)\\, p(x_u \\mid e) \\quad (\\mathrm{pa}(v) = \\{u\\}).
 
-because the factors of the barren nodes sum to one from the leaves up and leave :math:`p(x_R \\mid e)` as the
-contraction over :math:`R` alone.  So :func:`~hybridpgm.infer.exact.posterior_sample` draws :math:`x_R` exactly
+**Samples** (:func:`draw_barren`).  :func:`~hybridpgm.infer.exact.posterior_sample` draws :math:`x_R` exactly
 from one contraction over :math:`R`, then each barren node from its CPD given its drawn parents, in topological
 order: forward (ancestral) sampling [2].  A barren continuous node
 (:class:`~hybridpgm.graphs.cpd.LinearGaussian`) is drawn from its Gaussian the same way, so it need not be
 observed.
 
-**Shapes.**  Values are rows first, ``[N, S]`` (``N`` evidence rows, ``S`` samples per row).
+**Marginals** (:func:`forward_nodes`, :func:`forward_marginals`).  A barren query node with at most one discrete
+parent whose marginal is at hand (observed, or itself answered) gets its marginal by one product with its table,
+the second identity above, instead of an indicator in the contraction.  An indicator on a barren node would give
+every row's contraction a factor over the node's parents that is all ones at the answer but not known to be, so
+the plan carries it (and, for a node of several parents, joins them: the moral edge the barren node would add).
+A barren node of several discrete parents needs their joint posterior and stays in the contraction.
+
+**Shapes.**  Samples are rows first, ``[N, S]`` (``N`` evidence rows, ``S`` samples per row); marginals
+``[N, card]``.
 
 **References**
 
@@ -29,9 +37,9 @@ import torch
 
 from hybridpgm.graphs.plan_sampling import inverse_cdf
 from hybridpgm.infer.bn_evidence import Evidence, NetworkFacts
-from hybridpgm.infer.bn_factors import node_table
+from hybridpgm.infer.bn_factors import node_table, relevant
 
-__all__ = ["draw_barren"]
+__all__ = ["draw_barren", "forward_marginals", "forward_nodes"]
 
 
 def draw_barren(facts: NetworkFacts, ev: Evidence, drawn: dict, nodes, num_samples: int,
@@ -84,3 +92,42 @@ def _inputs(cpd, ev: Evidence, drawn: dict, n: int, s: int):
             t = t if k in drawn else t[:, None].expand(n, s, *t.shape[1:])
             flat[k] = t.reshape(n * s, *t.shape[2:])
     return flat, torch.arange(n * s, device=ev.device).reshape(n, s)
+
+
+def forward_nodes(facts: NetworkFacts, ev: Evidence, names, order, targets) -> list:
+    """The nodes of ``names`` whose marginals :func:`forward_marginals` gives, in topological ``order``: barren
+    (outside the ancestral closure of ``targets``, the evidence's nodes), discrete, with at most one discrete
+    parent that is observed in every row or in ``names`` (answered by the contraction or before it here), and any
+    continuous parent observed."""
+    closure = relevant(facts, targets)
+    wanted = set(names)
+    out = []
+    for v in order:
+        if v not in wanted or v in closure or facts.cards[v] is None:
+            continue
+        disc = facts.discrete[v]
+        continuous = [p for p in facts.parents[v] if p not in disc]
+        if len(disc) <= 1 and all(p in ev.observed or p in wanted for p in disc) and \
+                all(p in ev.values for p in continuous):
+            out.append(v)
+    return out
+
+
+def forward_marginals(facts: NetworkFacts, ev: Evidence, nodes, answered: dict) -> None:
+    """Add ``[N, card]`` :math:`p(x_v \\mid e_n)` of each of ``nodes`` (from :func:`forward_nodes`) to ``answered``
+    (node -> ``[N, card]`` marginals, the parents' among them): the parent's marginal times the node's table, or
+    the table's row at an observed parent.  Differentiable in the tables and the parents' marginals."""
+    for v in nodes:
+        table = node_table(facts, v, ev.values, prob=True)  # [(N,) *discrete parent cards, card]
+        batched = facts.cpds[v].is_batched
+        rows = (torch.arange(ev.n, device=table.device),) if batched else ()
+        (u,) = facts.discrete[v] or (None,)
+        if u is None:
+            p = table if batched else table.expand(ev.n, -1)
+        elif u in ev.observed:
+            p = table[rows + (ev.observed[u],)]
+        elif batched:
+            p = torch.einsum("nu,nuv->nv", answered[u].to(table.dtype), table)
+        else:
+            p = answered[u].to(table.dtype) @ table
+        answered[v] = p
