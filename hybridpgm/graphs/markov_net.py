@@ -201,6 +201,9 @@ class MarkovNet(nn.Module):
             dtype = torch.promote_types(dtype, t.dtype)
         device = ref.device if ref is not None else torch.device("cpu")
         B, V = batch_shape.numel(), len(self.cards)
+        if B == 0:
+            raise EvidenceError(f"MarkovNet: the batch shape {tuple(batch_shape)} of the factors and evidence (shapes "
+                                f"{[tuple(s) for s in shapes]}) holds no model; pass at least one row")
         C = max(self.cards.values())
         card_t = torch.tensor(list(self.cards.values()), device=device)
         valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)

@@ -113,12 +113,13 @@ def sample_plan(plan: ContractionPlan | AbsorbingPlan, operands: Sequence[torch.
                 continue
             width = math.prod(sizes[d] for d in summed)
             free = all(d in batch for d in out)  # the conditional is the same for every sample
-            chunk = max(1, num_samples) if free else max(1, CHUNK_ELEMENTS // (R * width))
+            chunk = max(1, num_samples) if free else max(1, CHUNK_ELEMENTS // max(1, R * width))
             for lo in range(0, num_samples, chunk):
                 part = x[lo:lo + chunk]
                 pieces = (_gathered(t, ds, summed, sizes, batch, position, part[:1] if free else part, R)
                           for t, ds in zip(args, ins))
-                logits = sum(p.log() if space == "prob" else p for p in pieces).reshape(-1, R, width)
+                logits = sum(p.log() if space == "prob" else p for p in pieces).reshape(1 if free else part.shape[0], R,
+                                                                                         width)
                 u = torch.rand(part.shape[:2], generator=generator, dtype=logits.dtype, device=device)
                 draw, log_q, fine = inverse_cdf(logits, u, free, log_p is not None)
                 ok &= fine.all(0)

@@ -113,6 +113,11 @@ def posterior_names(facts, query, observed) -> list[str]:
     return names
 
 
+def _empty(ev: Evidence, *shape: int) -> torch.Tensor:
+    """``[0, *shape]``: the answer for evidence of no rows."""
+    return torch.zeros(0, *shape, dtype=ev.dtype, device=ev.device)
+
+
 def _unbatch(t: torch.Tensor, ev: Evidence) -> torch.Tensor:
     return t if ev.batched else t[0]
 
@@ -128,6 +133,8 @@ def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tenso
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
+    if ev.n == 0:
+        return _empty(ev)
     groups = _split(bn, ev, _targets(facts, ev))
     if groups is None:
         return _unbatch(log_evidence_rows(bn, ev, relevant(facts, _targets(facts, ev))), ev)
@@ -151,6 +158,11 @@ def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
     names = posterior_names(facts, query, ev.observed)
+    if ev.n == 0:
+        if joint:
+            return _empty(ev, *(facts.cards[q] for q in names))
+        out = {q: _empty(ev, facts.cards[q]) for q in names}
+        return out[query] if isinstance(query, str) else out
     if joint:
         return _unbatch(joint_rows(bn, ev, names, relevant(facts, _targets(facts, ev, names))), ev)
     forward = forward_nodes(facts, ev, names, bn.topological_order, _targets(facts, ev))
@@ -217,7 +229,9 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
     dims = factor_dims(facts, ev.observed, ev.partial, set(facts.nodes)) + [(BATCH, q) for q in names]
     chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
-    if chunk < ev.n:
+    if ev.n == 0:
+        *states, best = [_empty(ev).long() for _ in names] + [_empty(ev)]
+    elif chunk < ev.n:
         *states, best = in_row_chunks(ev, chunk, lambda sub, ids: _map_rows(bn, facts, sub, names, ids))
     else:
         *states, best = _map_rows(bn, facts, ev, names, None)
@@ -260,8 +274,12 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
     order = bn.topological_order
-    groups = _split(bn, ev, _targets(facts, ev))
-    if groups is None:
+    groups = _split(bn, ev, _targets(facts, ev)) if ev.n else None
+    if ev.n == 0:
+        rows = [torch.zeros(0, num_samples, *(ev.values[v].shape[1:] if v in ev.values else ()),
+                            dtype=ev.dtype if facts.cards[v] is None else torch.long, device=ev.device)
+                for v in facts.nodes] + [_empty(ev, num_samples)]
+    elif groups is None:
         rows = _sample_rows(bn, facts, order, ev, num_samples, generator, return_log_prob, None)
     else:
         parts = [_sample_rows(bn, facts, order, sub, num_samples, generator, return_log_prob, idx)

@@ -206,7 +206,7 @@ def _folded(fg: FactorGraph, st: _Structure, unary: torch.Tensor) -> tuple[list,
     for group, fold in zip(fg.groups, st.fold):
         t, k = group.log_potentials, group.arity
         for i, idx in enumerate(fold):
-            t = t + padded[:, idx].reshape(t.shape[:2] + (1,) * i + (-1,) + (1,) * (k - 1 - i))
+            t = t + padded[:, idx].reshape(t.shape[:2] + (1,) * i + padded.shape[-1:] + (1,) * (k - 1 - i))
         stacks.append(t)
     return stacks, [masked[:, v, : st.cards[v]] for v in st.alone]
 

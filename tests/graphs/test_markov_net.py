@@ -248,3 +248,9 @@ def test_sampling_options_are_checked():
         mrf.sample(2, method="hmc")
     with pytest.raises(ModelSpecError, match="method='exact' takes no num_sweeps"):
         mrf.sample(2, method="exact", num_sweeps=3)
+
+
+def test_an_empty_batch_is_named():
+    mrf = ising_grid(2, 2, 0.5)
+    with pytest.raises(EvidenceError, match=r"batch shape \(0,\) .* holds no model"):
+        mrf.log_partition(evidence={"x_0_0": torch.tensor([], dtype=torch.long)})

@@ -128,3 +128,9 @@ def test_rows_that_underflow_in_probability_space_are_flagged():
     assert torch.allclose(log_p, want, atol=1e-9)
     with pytest.raises(ValueError, match="space must be"):
         sample_plan(plan, ops, VARS, 2, space="max")
+
+
+def test_no_rows_give_empty_samples():
+    ops = [t[:0] if ds[0] == N else t for t, ds in zip(_operands(7), DIMS)]
+    x, log_z, log_p, ok = sample_plan(ContractionPlan(DIMS, (N,), SIZES), ops, VARS, 5, with_log_prob=True)
+    assert x.shape == (5, 0, 5) and log_z.shape == (0,) and log_p.shape == (5, 0) and ok.shape == (0,)

@@ -523,3 +523,21 @@ def test_posterior_samples_of_rows_split_by_evidence_pattern(monkeypatch):
     assert torch.equal(samples["sprinkler"][:, seen], ev["sprinkler"][seen].expand(200, -1))
     assert bool((samples["sprinkler"][:, ~seen] == 1).any()) and bool((samples["sprinkler"][:, ~seen] == 0).any())
     torch.testing.assert_close(log_p, _complete(bn, samples) - bn.log_evidence(ev), atol=1e-12, rtol=0)
+
+
+def test_evidence_of_no_rows_gives_empty_answers():
+    """An empty batch (the last of a data loader, say) answers every query with zero rows of the usual shapes
+    (before, each query failed inside a reshape)."""
+    bn = sprinkler().double()
+    ev = {"wet": torch.tensor([], dtype=torch.long), "rain": torch.tensor([], dtype=torch.long)}
+    post = bn.posterior(None, ev)
+    assert list(post) == ["sprinkler"] and post["sprinkler"].shape == (0, 2)
+    assert post["sprinkler"].dtype == torch.float64
+    assert bn.posterior("sprinkler", ev).shape == (0, 2)
+    assert bn.posterior(["sprinkler"], ev, joint=True).shape == (0, 2)
+    assert bn.log_evidence(ev).shape == (0,)
+    best, log_p = bn.map(ev, return_log_prob=True)
+    assert {v: (x.shape, x.dtype) for v, x in best.items()} == {v: ((0,), torch.long) for v in bn.nodes}
+    assert log_p.shape == (0,)
+    samples, log_p = posterior_sample(bn, 4, ev, return_log_prob=True)
+    assert all(x.shape == (4, 0) for x in samples.values()) and log_p.shape == (4, 0)
