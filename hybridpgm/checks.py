@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import operator
 
+import torch
+
 from hybridpgm.errors import ConfigError
 
-__all__ = ["sample_count"]
+__all__ = ["sample_count", "sample_shape_of"]
+
 
 
 def sample_count(value, what: str) -> int:
@@ -27,3 +30,10 @@ def sample_count(value, what: str) -> int:
         if n is not None and n >= 0:
             return n
     raise ConfigError(f"{what} must be a non-negative integer, got {value!r}")
+
+
+def sample_shape_of(sample_shape, what: str) -> torch.Size:
+    """A distribution's ``sample_shape`` (a size, a tuple of sizes, or one integer) as a ``torch.Size`` of checked
+    counts (:func:`sample_count`)."""
+    sizes = sample_shape if isinstance(sample_shape, (tuple, list)) else (sample_shape,)
+    return torch.Size(sample_count(n, f"{what} sample_shape entries") for n in sizes)

@@ -9,7 +9,7 @@ from hybridpgm.checks import sample_count
 from hybridpgm.energy import DBM, DBN, RBM
 from hybridpgm.errors import ConfigError
 from hybridpgm.generative import VAE, SigmoidBeliefNet, gan_networks
-from hybridpgm.graphs import ising_grid, load_network
+from hybridpgm.graphs import LinearChainCRF, ising_grid, load_network
 from hybridpgm.infer.adversarial import GAN
 from hybridpgm.infer.exact import posterior_sample
 from hybridpgm.infer.mrf_exact import exact_sample
@@ -34,6 +34,7 @@ SAMPLERS = {
     "VAE.sample": (lambda n: VAE(6, 2).sample(n), (6,)),
     "SigmoidBeliefNet.sample": (lambda n: SigmoidBeliefNet([6, 4, 3]).sample(n), (6,)),
     "GAN.sample": (lambda n: GAN(*gan_networks("mlp", 2, noise_dim=3, hidden=(8,))).sample(n), (2,)),
+    "LinearChainCRF.sample": (lambda n: LinearChainCRF(torch.randn(2, 5, 3), torch.randn(3, 3)).sample((n,)), (2, 5)),
 }
 
 

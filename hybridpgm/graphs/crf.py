@@ -34,6 +34,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
+from hybridpgm.checks import sample_shape_of
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -225,9 +226,11 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)``."""
+        sample_shape = sample_shape_of(sample_shape, "LinearChainCRF.sample")
         with torch.no_grad():
-            sample_shape = torch.Size(sample_shape)
             T, L = self.unary.shape[-2:]
+            if (sample_shape + self.batch_shape).numel() == 0:
+                return torch.zeros(sample_shape + self.batch_shape + (T,), dtype=torch.long, device=self.unary.device)
             _, alphas = self._forward(self.unary, self.transition, self.start, self.end)
             shape = sample_shape + self.batch_shape
             y = torch.distributions.Categorical(logits=(alphas[-1] + self.end).expand(shape + (L,))).sample()

@@ -35,7 +35,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import lazy_property
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import sample_shape_of
 from hybridpgm.errors import EvidenceError
 
 __all__ = ["MarkovNetDistribution"]
@@ -99,8 +99,7 @@ class MarkovNetDistribution(TorchDistribution):
         """Exact joint samples, ``sample_shape + batch_shape + (V,)`` long (one contraction for all of them)."""
         from hybridpgm.infer.mrf_exact import exact_sample
 
-        shape = torch.Size(sample_count(n, "MarkovNetDistribution.sample sample_shape entries")
-                           for n in (sample_shape if isinstance(sample_shape, (tuple, list)) else (sample_shape,)))
+        shape = sample_shape_of(sample_shape, "MarkovNetDistribution.sample")
         x = exact_sample(self._fg, math.prod(shape))  # [N, B, V]
         return x.reshape(shape + self.batch_shape + self.event_shape)
 
