@@ -176,11 +176,22 @@ class MarkovNet(nn.Module):
         return self._colors
 
     # -- compilation ----------------------------------------------------------------
+    @staticmethod
+    def _states(v: str, t: torch.Tensor) -> torch.Tensor:
+        """Evidence values as long states: a float tensor may hold whole numbers and ``NaN`` (unobserved)."""
+        if not torch.is_floating_point(t):
+            return t.long()
+        missing = torch.isnan(t)
+        if bool((t[~missing] != t[~missing].round()).any()):
+            raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values "
+                                f"{t[~missing & (t != t.round())][:3].tolist()}")
+        return torch.where(missing, -1.0, t).long()
+
     def factor_graph(self, evidence: Mapping[str, torch.Tensor] | None = None, context=None) -> FactorGraph:
         """Compile to a padded, batched :class:`FactorGraph`.
 
         :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
-            a negative value means "unobserved" in that batch entry.
+            a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
         :param context: passed to neural potentials.
         """
         tables = self.tables(context)
@@ -188,7 +199,7 @@ class MarkovNet(nn.Module):
         for v in evidence:
             if v not in self.cards:
                 raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
-            evidence[v] = torch.as_tensor(evidence[v])
+            evidence[v] = self._states(v, torch.as_tensor(evidence[v]))
         shapes = [t.shape[: t.dim() - len(self.families[n]["cards"]) - 1] for n, t in tables.items()]
         shapes += [e.shape for e in evidence.values()]
         try:

@@ -254,3 +254,12 @@ def test_an_empty_batch_is_named():
     mrf = ising_grid(2, 2, 0.5)
     with pytest.raises(EvidenceError, match=r"batch shape \(0,\) .* holds no model"):
         mrf.log_partition(evidence={"x_0_0": torch.tensor([], dtype=torch.long)})
+
+
+def test_float_evidence_holds_whole_states_and_nan_for_unobserved():
+    mrf = ising_grid(2, 2, 0.5, torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    as_float = mrf.log_partition(evidence={"x_0_0": torch.tensor([float("nan"), 1.0, 0.0])})
+    as_long = mrf.log_partition(evidence={"x_0_0": torch.tensor([-1, 1, 0])})
+    assert torch.equal(as_float, as_long) and as_long[0] != as_long[1]
+    with pytest.raises(EvidenceError, match=r"evidence for 'x_0_0' holds non-integer values \[0.5\]"):
+        mrf.sample(2, evidence={"x_0_0": torch.tensor([0.5, 1.0])})
