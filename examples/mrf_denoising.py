@@ -52,6 +52,11 @@ def add_noise(x: torch.Tensor, flip: float, generator=None) -> torch.Tensor:
     return torch.where(u < flip, 1 - x, x)
 
 
+
+def unrolled_options(method: str, num_iters: int) -> dict:
+    """The options of an unrolled method: ``num_iters`` steps and no early stop (exact inference takes none)."""
+    return {} if method == "exact" else {"num_iters": num_iters, "tol": 0.0}
+
 class _Unary(nn.Module):
     """Noisy image ``[N, H*W]`` -> unary log-potentials ``[N, H*W, 2]`` = ``U[y_i]``."""
 
@@ -97,7 +102,7 @@ class UnrolledMarginalLoss:
 
     def beliefs(self, noisy: torch.Tensor) -> torch.Tensor:
         """``[N, H*W, 2]`` beliefs given noisy images ``[N, H*W]``."""
-        marg = self.module.marginals(self.method, context=noisy, num_iters=self.num_iters, tol=0.0)
+        marg = self.module.marginals(self.method, context=noisy, **unrolled_options(self.method, self.num_iters))
         return torch.stack([marg[v] for v in self.module.variables], dim=1)
 
     def loss(self, player, clean):
@@ -129,7 +134,7 @@ def main(args):
         # reference: Ising prior with the true noise log-odds as field, hand-set coupling
         h = 0.5 * math.log((1 - args.flip) / args.flip) * (2 * noisy_test - 1)
         ising = ising_grid(8, 8, args.ising_coupling, h)
-        marg = ising.marginals(args.inference, num_iters=args.num_iters, tol=0.0)
+        marg = ising.marginals(args.inference, **unrolled_options(args.inference, args.num_iters))
         hand = pixel_error(torch.stack([marg[v] for v in ising.variables], 1).argmax(-1), test)
     noisy = pixel_error(noisy_test, test)
     steps = "" if args.inference == "exact" else f", K={args.num_iters}"

@@ -32,6 +32,7 @@ Techniques*, 2009, ch. 4.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 
@@ -48,6 +49,11 @@ __all__ = ["MarkovNet"]
 
 _METHODS = ("exact", "bp", "mean_field")
 
+
+def _no_options(method: str, kwargs: dict) -> None:
+    """Raise :class:`ModelSpecError` for options passed to a method that takes none."""
+    if kwargs:
+        raise ModelSpecError(f"MarkovNet: method={method!r} takes no options, got {sorted(kwargs)}")
 
 class MarkovNet(nn.Module):
     """A Markov random field over named discrete variables.
@@ -195,6 +201,9 @@ class MarkovNet(nn.Module):
         :param context: passed to neural potentials.
         """
         tables = self.tables(context)
+        if evidence is not None and not isinstance(evidence, Mapping):
+            raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
+                                f"{evidence!r:.60}")
         evidence = dict(evidence or {})
         for v in evidence:
             if v not in self.cards:
@@ -254,17 +263,20 @@ class MarkovNet(nn.Module):
         from hybridpgm.infer.mean_field import MeanField
         from hybridpgm.infer.mrf_exact import exact_marginals
 
-        if method == "exact":
-            log_z, marg = exact_marginals(fg)
-        elif method == "bp":
-            res = BeliefPropagation(**kwargs)(fg)
-            log_z, marg = res.log_z, res.marginals
-        elif method == "mean_field":
-            res = MeanField(**kwargs)(fg)
-            log_z, marg = res.log_z, res.marginals
-        else:
+        if method not in _METHODS:
             raise ModelSpecError(f"MarkovNet: unknown inference method {method!r}; use one of {_METHODS}")
-        return log_z, marg
+        if method == "exact":
+            _no_options(method, kwargs)
+            return exact_marginals(fg)
+        algorithm = BeliefPropagation if method == "bp" else MeanField
+        try:
+            inspect.signature(algorithm).bind(**kwargs)
+        except TypeError:
+            raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) "
+                                 f"{sorted(set(kwargs) - set(inspect.signature(algorithm).parameters))}; its options: "
+                                 f"{list(inspect.signature(algorithm).parameters)}") from None
+        res = algorithm(**kwargs)(fg)
+        return res.log_z, res.marginals
 
     def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
         """:math:`\\log Z` (given evidence: :math:`\\log \\sum_{x \\sim e} e^{\\theta(x)}`), shape ``batch_shape``.
@@ -276,6 +288,8 @@ class MarkovNet(nn.Module):
         fg = self.factor_graph(evidence, context)
         if method == "exact":
             from hybridpgm.infer.mrf_exact import exact_log_partition
+
+            _no_options(method, kwargs)
             return fg.unflatten(exact_log_partition(fg))
         return fg.unflatten(self._run(method, fg, **kwargs)[0])
 
@@ -303,8 +317,7 @@ class MarkovNet(nn.Module):
         if method == "auto":
             method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
         if method == "exact":
-            if kwargs:
-                raise ModelSpecError(f"MarkovNet.map_assignment: method='exact' takes no options, got {sorted(kwargs)}")
+            _no_options(method, kwargs)
             x = exact_map(fg)[0]
         else:
             x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment

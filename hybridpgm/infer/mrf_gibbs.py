@@ -37,9 +37,10 @@ class ChromaticGibbs:
     """
 
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
-        if num_sweeps < 1 or burn_in < 0 or thin < 1 or burn_in >= num_sweeps:
+        if any(isinstance(k, bool) or not isinstance(k, int) for k in (num_sweeps, burn_in, thin)) or \
+                num_sweeps < 1 or burn_in < 0 or thin < 1 or burn_in >= num_sweeps:
             raise ConfigError(
-                f"ChromaticGibbs: need num_sweeps >= 1, 0 <= burn_in < num_sweeps, thin >= 1; "
+                f"ChromaticGibbs: need integers num_sweeps >= 1, 0 <= burn_in < num_sweeps, thin >= 1; "
                 f"got num_sweeps={num_sweeps}, burn_in={burn_in}, thin={thin}")
         self.num_sweeps = num_sweeps
         self.burn_in = burn_in

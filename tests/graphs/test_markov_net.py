@@ -263,3 +263,22 @@ def test_float_evidence_holds_whole_states_and_nan_for_unobserved():
     assert torch.equal(as_float, as_long) and as_long[0] != as_long[1]
     with pytest.raises(EvidenceError, match=r"evidence for 'x_0_0' holds non-integer values \[0.5\]"):
         mrf.sample(2, evidence={"x_0_0": torch.tensor([0.5, 1.0])})
+
+
+def test_options_a_method_does_not_take_and_evidence_that_is_not_a_mapping_are_named():
+    """Before: exact log Z ignored options silently, BP's unknown option was a TypeError, a string passed where
+    map_assignment takes evidence failed inside dict(), and 2.5 Gibbs sweeps inside range()."""
+    mrf = ising_grid(2, 2, 0.5)
+    for call in (lambda: mrf.log_partition("exact", num_iters=3), lambda: mrf.marginals("exact", num_iters=3),
+                 lambda: mrf.map_assignment(method="exact", num_iters=3)):
+        with pytest.raises(ModelSpecError, match=r"method='exact' takes no options, got \['num_iters'\]"):
+            call()
+    with pytest.raises(ModelSpecError, match=r"method 'bp' has no option\(s\) \['foo'\]; its options: \['num_iters'"):
+        mrf.marginals("bp", foo=1)
+    with pytest.raises(ModelSpecError, match=r"method 'mean_field' has no option\(s\) \['bar'\]"):
+        mrf.log_partition("mean_field", damping=0.5, bar=2)
+    assert torch.isfinite(mrf.log_partition("bp", num_iters=5))
+    with pytest.raises(EvidenceError, match=r"evidence must be a mapping name -> values, got str 'bp'"):
+        mrf.map_assignment("bp")
+    with pytest.raises(ConfigError, match=r"need integers num_sweeps >= 1, .* got num_sweeps=2.5"):
+        mrf.sample(2, num_sweeps=2.5)
