@@ -26,7 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.checks import sample_count
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.iwae import importance_log_weights
 
 __all__ = ["BAD", "GOOD", "VICheck", "check_vi", "pareto_khat"]
@@ -48,6 +49,24 @@ def _arviz_psislw(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return array_stats.psislw(-log_weights, axis=-1)
 
 
+def _rows(flags: np.ndarray) -> list:
+    """The indices of the true entries of ``flags`` (ints for one leading dim, else tuples)."""
+    return np.flatnonzero(flags).tolist() if flags.ndim <= 1 else [tuple(r) for r in np.argwhere(flags).tolist()]
+
+
+def _check_log_weights(log_weights: np.ndarray) -> None:
+    """Raise :class:`DataError` for NaN or :math:`+\\infty` log-weights, or a row of zero weights only."""
+    bad = np.isnan(log_weights) | np.isposinf(log_weights)
+    if bad.any():
+        rows = _rows(bad.any(axis=-1))
+        raise DataError(f"log-weights hold NaN or +inf in row(s) {rows[:10]} of shape {log_weights.shape}; a "
+                        f"log-weight is finite, or -inf for a zero weight")
+    empty = ~np.isfinite(log_weights).any(axis=-1)
+    if empty.any():
+        rows = _rows(empty)
+        raise DataError(f"every log-weight is -inf (all weights zero) in row(s) {rows[:10]}; PSIS is undefined")
+
+
 def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
 
@@ -61,19 +80,28 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     that matches the posterior there: its ratios are bounded, there is no tail
     to fit, and k-hat is reported as :math:`-\\infty`.  (Passed to ArviZ, the
     rounding ties leave fewer than five draws above the tail cut-off and ArviZ
-    reports :math:`+\\infty`, flagging an exact guide as bad.)
+    reports :math:`+\\infty`, flagging an exact guide as bad.)  A log-weight of :math:`-\\infty` is a zero
+    weight: it is kept, and the test for equal weights looks only at the others.
+
+    :raises ConfigError: for fewer than two log-weights per row.
+    :raises DataError: for NaN or :math:`+\\infty` log-weights, or a row whose weights are all zero.
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
     if log_weights.ndim == 0 or log_weights.shape[-1] < 2:
         raise ConfigError(f"PSIS needs at least 2 log-weights per row, got shape {log_weights.shape}")
-    spread = log_weights.max(axis=-1) - log_weights.min(axis=-1)
-    scale = np.maximum(1.0, np.abs(log_weights).max(axis=-1))
+    _check_log_weights(log_weights)
+    finite = np.isfinite(log_weights)
+    top = np.where(finite, log_weights, -np.inf).max(axis=-1)
+    low = np.where(finite, log_weights, np.inf)
+    spread = top - low.min(axis=-1)
+    scale = np.maximum(1.0, np.abs(np.where(finite, log_weights, 0.0)).max(axis=-1))
+    # zero weights (-inf) do not count: equal weights and some zeros still have bounded ratios and no tail
     constant = spread <= np.sqrt(np.finfo(np.float32).eps) * scale
     # constant rows are answered here: ArviZ 1.x raises on them ("All tail values are the same")
     placeholder = np.linspace(-1.0, 0.0, log_weights.shape[-1])
     smoothed, khat = _arviz_psislw(np.where(constant[..., None], placeholder, log_weights))
     smoothed, khat = np.array(smoothed, dtype=np.float64), np.array(khat, dtype=np.float64)
-    lowest = log_weights.argmin(axis=-1)[..., None]
+    lowest = low.argmin(axis=-1)[..., None]  # the smallest finite weight: below the tail, so kept as it was
     smoothed += np.take_along_axis(log_weights, lowest, -1) - np.take_along_axis(smoothed, lowest, -1)
     smoothed = np.where(constant[..., None], log_weights, smoothed)
     khat = np.where(constant, -np.inf, khat)
@@ -121,9 +149,17 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
         and reparameterizable (as for :class:`~hybridpgm.infer.IWAE`).
     :param num_samples: :math:`S`, draws per point (>= 100 for a stable
         :math:`\\hat k`).
+    :param chunk_size: draws per pass of the model and guide (memory).
     :returns: a :class:`VICheck` with :math:`\\hat k` per point and the PSIS
         estimate :math:`\\log \\frac1S \\sum_s \\tilde r_s` of :math:`\\log p(x_n)`.
+    :raises ConfigError: for ``num_samples`` below 10, or counts that are not integers (``chunk_size`` at
+        least 1).
+    :raises DataError: when the model and guide give NaN or :math:`+\\infty` log-weights.
     """
+    num_samples = sample_count(num_samples, "check_vi num_samples")
+    chunk_size = sample_count(chunk_size, "check_vi chunk_size")
+    if chunk_size == 0:
+        raise ConfigError("check_vi chunk_size must be at least 1, got 0")
     if num_samples < 10:
         raise ConfigError(f"check_vi needs num_samples >= 10 for a Pareto fit, got {num_samples}")
     chunks = []

@@ -66,17 +66,33 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     :param x: ``N x D`` inputs.
     :param y: ``N`` int64 labels in ``[0, num_classes)``.
     :returns: the trained network, in eval mode.
+    :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, non-float inputs, labels
+        that are not integers, or labels outside ``[0, num_classes)``.
     """
     from hybridpgm.train.trainer import fit
 
     if x.dim() != 2 or y.shape != x.shape[:1]:
         raise DataError(f"train_classifier needs x (N, D) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] == 0:
+        raise DataError(f"train_classifier needs at least one example, got x of shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise DataError(f"train_classifier needs floating-point inputs x, got dtype {x.dtype}")
+    _check_labels(y, "train_classifier labels y")
     num_classes = int(y.max()) + 1 if num_classes is None else num_classes
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise DataError(f"train_classifier labels y must lie in [0, {num_classes}), got values from {int(y.min())} "
+                        f"to {int(y.max())}")
     torch.manual_seed(seed)
     net = mlp([x.shape[1], *hidden, num_classes], "relu", "he")
     fit(_CrossEntropy(net), (x, y), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
         device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
     return net.eval()
+
+
+def _check_labels(values: torch.Tensor, what: str) -> None:
+    """Raise :class:`DataError` unless ``values`` is an integer tensor (class labels, cluster ids)."""
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise DataError(f"{what} must be integers, got dtype {values.dtype}")
 
 
 @torch.no_grad()
@@ -87,7 +103,10 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
 
     :param classifier: maps ``batch x D`` to class logits ``batch x C``.
     :param samples: ``N x D`` samples to score.
+    :raises DataError: for no samples (the score of none is undefined).
     """
+    if samples.shape[0] == 0:
+        raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     logp = torch.cat([F.log_softmax(classifier(s), dim=-1) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
     kl = (logp.exp() * (logp - log_marginal)).sum(-1)
@@ -108,9 +127,14 @@ class RingCoverage:
 @torch.no_grad()
 def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0, std: float = 0.05,
                   num_std: float = 3.0, min_fraction: float = 0.01) -> RingCoverage:
-    """Mode coverage and high-quality-sample rate of ``N x 2`` ``samples`` on the ring [2, 3]."""
-    if samples.dim() != 2 or samples.shape[1] != 2:
-        raise DataError(f"ring_coverage needs samples of shape (N, 2), got {tuple(samples.shape)}")
+    """Mode coverage and high-quality-sample rate of ``N x 2`` ``samples`` on the ring [2, 3].
+
+    :raises DataError: for samples that are not ``N x 2`` floats with ``N >= 1``.
+    """
+    if samples.dim() != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
+        raise DataError(f"ring_coverage needs samples of shape (N, 2) with N >= 1, got {tuple(samples.shape)}")
+    if not samples.is_floating_point():
+        raise DataError(f"ring_coverage needs floating-point samples, got dtype {samples.dtype}")
     centers = ring_centers(num_modes, radius, dtype=samples.dtype, device=samples.device)
     dist, mode = torch.cdist(samples, centers).min(dim=1)
     good = dist < num_std * std
@@ -121,19 +145,35 @@ def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0
 
 @torch.no_grad()
 def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``."""
+    """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``.
+
+    :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none.
+    """
     out = predict(x)
     labels = out.argmax(-1) if out.dim() == 2 else out
+    if labels.shape != y.shape or y.numel() == 0:
+        raise DataError(f"target_accuracy needs one prediction per label: predictions of shape {tuple(out.shape)} "
+                        f"against labels y of shape {tuple(y.shape)}")
     return float((labels == y).float().mean())
 
 
 def clustering_accuracy(clusters: torch.Tensor, labels: torch.Tensor) -> float:
     """Accuracy of ``clusters`` (``N`` ints) as labels (``N`` ints) under the best
     one-to-one map of clusters to labels (Hungarian algorithm); chance is about
-    ``1 / num_classes`` for balanced classes."""
+    ``1 / num_classes`` for balanced classes.
+
+    :raises DataError: for shapes that differ, no items, or values that are not non-negative integers.
+    """
+    _check_labels(clusters, "clustering_accuracy clusters")
+    _check_labels(labels, "clustering_accuracy labels")
     c, y = np.asarray(clusters.cpu()), np.asarray(labels.cpu())
     if c.shape != y.shape:
         raise DataError(f"clusters {c.shape} and labels {y.shape} must have the same shape")
+    if c.size == 0:
+        raise DataError("clustering_accuracy needs at least one item, got none")
+    if c.min() < 0 or y.min() < 0:
+        raise DataError(f"clustering_accuracy needs non-negative clusters and labels, got minima {c.min()} and "
+                        f"{y.min()}")
     table = np.zeros((int(c.max()) + 1, int(y.max()) + 1))
     np.add.at(table, (c, y), 1)
     rows, cols = linear_sum_assignment(-table)

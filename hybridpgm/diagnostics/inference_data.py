@@ -47,12 +47,31 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
 
     :param groups: group name (``"posterior"``, ``"log_likelihood"``,
         ``"sample_stats"``, ``"observed_data"``, ...) -> variable -> array whose
-        leading dimensions are ``(chain, draw)`` (not for ``observed_data``).
+        leading dimensions are ``(chain, draw)`` (not for ``observed_data`` and ``constant_data``).
+    :param dims: variable -> names of its dims after ``(chain, draw)``.
+    :raises DataError: for a variable given more dim names than its array has dims after ``(chain, draw)``.
     """
     groups = {g: {k: _numpy(v) for k, v in variables.items()} for g, variables in groups.items() if variables}
+    _check_dims(groups, dims or {})
     if _KEYWORD_STYLE:  # ArviZ 0.x
         return az.from_dict(**groups, dims=dims, coords=coords)
     return az.from_dict(groups, dims=dims, coords=coords)  # ArviZ >= 1.0
+
+
+#: groups whose arrays have no leading ``(chain, draw)`` dimensions
+_UNSAMPLED_GROUPS = ("observed_data", "constant_data")
+
+
+def _check_dims(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[str, list[str]]) -> None:
+    """Raise :class:`DataError` for a variable named with more dims than its array has (ArviZ raises a bare
+    ``KeyError`` deep inside)."""
+    for group, variables in groups.items():
+        lead = 0 if group in _UNSAMPLED_GROUPS else 2
+        for name, array in variables.items():
+            if name in dims and len(dims[name]) > max(array.ndim - lead, 0):
+                raise DataError(f"dims {list(dims[name])} name {len(dims[name])} dims of variable {name!r} in group "
+                                f"{group!r}, whose array of shape {array.shape} has {max(array.ndim - lead, 0)} "
+                                f"after {'(chain, draw)' if lead else 'none'}")
 
 
 def _observed_sites(trace) -> dict[str, dict]:
@@ -133,10 +152,20 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         targets, e.g. data points), kept as ``sample_stats.log_weight`` with one
         chain of ``K`` draws, ready for ``az.ess``-style and PSIS diagnostics.
     :param samples: optional draws ``name -> K x ...`` kept as ``posterior``.
+    :raises DataError: for log-weights that are not floating point, not ``K`` or ``K x N`` with ``K >= 1``, or
+        hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed); for draws whose count is not
+        ``K``.
     """
     log_weights = torch.as_tensor(log_weights)
-    if log_weights.dim() not in (1, 2):
-        raise DataError(f"log_weights must be K or K x N, got shape {tuple(log_weights.shape)}")
+    if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
+        raise DataError(f"log_weights must be K or K x N with K >= 1 draws, got shape {tuple(log_weights.shape)}")
+    if not log_weights.is_floating_point():
+        raise DataError(f"log_weights must be floating point, got dtype {log_weights.dtype}")
+    bad = torch.isnan(log_weights) | (log_weights == float("inf"))
+    if bool(bad.any()):
+        where = bad.nonzero().tolist()
+        raise DataError(f"log_weights hold {len(where)} NaN or +inf value(s) (at {where[:5]}"
+                        f"{' ...' if len(where) > 5 else ''}); a log-weight is finite, or -inf for a zero weight")
     groups = {"sample_stats": {"log_weight": log_weights.unsqueeze(0)}}
     if samples:
         k = log_weights.shape[0]
@@ -147,6 +176,23 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     return make_inference_data(groups)
 
 
+def _check_probability_rows(name: str, probs: torch.Tensor) -> None:
+    """Raise :class:`DataError` unless every row of ``probs`` (``N x card``) is a probability vector."""
+    if not probs.is_floating_point():
+        raise DataError(f"posterior of {name!r} must hold floating-point probabilities, got dtype {probs.dtype}")
+    p = probs.detach()
+    bad = (torch.isnan(p) | (p < 0)).any(-1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise DataError(f"posterior of {name!r} has negative or NaN probabilities in row(s) {rows[:10]}")
+    total = p.sum(-1, dtype=torch.float64)
+    off = (total - 1).abs() > torch.finfo(p.dtype).eps ** 0.5
+    if bool(off.any()):
+        rows = off.nonzero().flatten().tolist()
+        raise DataError(f"posterior of {name!r} has rows that do not sum to one: row(s) {rows[:10]} sum to "
+                        f"{[round(float(total[r]), 6) for r in rows[:3]]}")
+
+
 def from_categorical(probabilities: Mapping[str, torch.Tensor]):
     """ArviZ data of exact categorical posteriors.
 
@@ -155,7 +201,12 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
         ``BayesNet.posterior``.
     :returns: ``posterior`` with one chain and one draw, variable dims
         ``(row, <variable>_state)``.
+    :raises DataError: for no variables, a shape that is not ``N x cardinality``, or rows that are not
+        probability vectors (a non-float dtype, a negative or NaN entry, or a sum off one by more than
+        :math:`\\sqrt{\\epsilon}` of the dtype).
     """
+    if not probabilities:
+        raise DataError("from_categorical needs at least one variable's probabilities, got none")
     posterior, dims = {}, {}
     for name, probs in probabilities.items():
         probs = torch.as_tensor(probs)
@@ -163,6 +214,7 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
             probs = probs.unsqueeze(0)
         if probs.dim() != 2:
             raise DataError(f"posterior of {name!r} must be N x cardinality, got shape {tuple(probs.shape)}")
+        _check_probability_rows(name, probs)
         posterior[name] = probs.reshape((1, 1) + tuple(probs.shape))
         dims[name] = ["row", f"{name}_state"]
     rows = {name: p.shape[2] for name, p in posterior.items()}

@@ -53,10 +53,15 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
 
 def plot_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
                     title: str = "", columns: int | None = None) -> Figure:
-    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale)."""
+    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale).
+
+    :raises DataError: for images that do not match ``image_shape``, or no images.
+    """
     images = images.detach().cpu()
     if images.dim() != 2 or images.shape[1] != image_shape[0] * image_shape[1]:
         raise DataError(f"images of shape {tuple(images.shape)} do not match image_shape {image_shape}")
+    if images.shape[0] == 0:
+        raise DataError(f"plot_image_grid needs at least one image, got shape {tuple(images.shape)}")
     n = images.shape[0]
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -97,10 +102,18 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
 def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
                      title: str = "importance log-weights") -> Figure:
     """Histogram of importance or AIS log-weights (``K``), with the effective
-    sample size :math:`(\\sum w)^2 / \\sum w^2` in the legend."""
+    sample size :math:`(\\sum w)^2 / \\sum w^2` in the legend.
+
+    :raises DataError: for fewer than two log-weights, NaN or :math:`+\\infty` ones (:math:`-\\infty` is a zero
+        weight), or all of them :math:`-\\infty`.
+    """
     lw = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
     if lw.numel() < 2:
         raise DataError(f"need at least 2 log-weights, got {lw.numel()}")
+    if bool((torch.isnan(lw) | (lw == float("inf"))).any()) or not bool(torch.isfinite(lw).any()):
+        raise DataError(f"log-weights must be finite or -inf (a zero weight), with at least one finite; got "
+                        f"{int(torch.isnan(lw).sum())} NaN, {int((lw == float('inf')).sum())} +inf and "
+                        f"{int(torch.isfinite(lw).sum())} finite of {lw.numel()}")
     ess = float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
@@ -115,12 +128,22 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
 
 def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: str = "interval calibration") -> Figure:
     """Calibration of Gaussian predictive intervals: empirical coverage of the
-    central intervals against their nominal level (``y``, ``mean``, ``std``: ``N``)."""
+    central intervals against their nominal level (``y``, ``mean``, ``std``: ``N``).
+
+    :raises DataError: for lengths that differ, no points, or a standard deviation that is not positive and
+        finite.
+    """
     from scipy.stats import norm
 
     y, mean, std = (torch.as_tensor(a, dtype=torch.float64).reshape(-1).numpy() for a in (y, mean, std))
     if not (len(y) == len(mean) == len(std)):
         raise DataError(f"y, mean and std must have one length; got {len(y)}, {len(mean)}, {len(std)}")
+    if len(y) == 0:
+        raise DataError("plot_coverage needs at least one point, got none")
+    bad = ~(np.isfinite(std) & (std > 0))
+    if bad.any():
+        raise DataError(f"std must be positive and finite; {int(bad.sum())} of {len(std)} are not (first at "
+                        f"index {int(np.argmax(bad))}: {std[np.argmax(bad)]})")
     levels = np.linspace(0.05, 0.99, 30)
     z = np.abs(y - mean) / std
     empirical = [(z <= norm.ppf(0.5 + level / 2)).mean() for level in levels]
@@ -135,10 +158,24 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
     return _save(fig, path)
 
 
+def _integer_labels(labels) -> torch.Tensor:
+    """``labels`` as a flat CPU integer tensor; :class:`DataError` for anything else (strings, floats)."""
+    try:
+        y = torch.as_tensor(labels).reshape(-1).cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"labels must be integers, got {type(labels).__name__} ({err})") from None
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise DataError(f"labels must be integers, got dtype {y.dtype}")
+    return y
+
+
 def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | None = None,
                             title: str = "posterior marginals p(y_t | x)") -> Figure:
     """Heat map of a chain's label marginals (``T x L``), with the true labels
-    (``T`` ints, optional) marked."""
+    (``T`` ints in ``[0, L)``, optional) marked.
+
+    :raises DataError: for marginals that are not ``T x L``, or labels that are not ``T`` integers in ``[0, L)``.
+    """
     m = torch.as_tensor(marginals, dtype=torch.float64).detach().cpu()
     if m.dim() != 2:
         raise DataError(f"marginals must be T x L, got shape {tuple(m.shape)}")
@@ -146,9 +183,12 @@ def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | No
     ax = fig.add_subplot()
     image = ax.imshow(m.T.numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)
     if labels is not None:
-        y = torch.as_tensor(labels).reshape(-1).cpu()
+        y = _integer_labels(labels)
         if y.shape[0] != m.shape[0]:
             raise DataError(f"labels of length {y.shape[0]} do not match {m.shape[0]} positions")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= m.shape[1]):
+            raise DataError(f"labels must lie in [0, {m.shape[1]}) (the marginals' {m.shape[1]} labels), got "
+                            f"values from {int(y.min())} to {int(y.max())}")
         ax.scatter(np.arange(len(y)), y.numpy(), marker="x", color="red", label="true label")
         ax.legend(loc="upper right")
     ax.set_xlabel("position t")

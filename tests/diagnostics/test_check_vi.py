@@ -65,3 +65,62 @@ def test_pareto_khat_agrees_with_arviz_on_a_heavy_tail():
     assert np.all((khat > 0.7) & np.isfinite(khat))  # a t(3) log-weight has an exponential-type tail
     body = log_w < np.quantile(log_w, 0.5, axis=-1, keepdims=True)
     np.testing.assert_allclose(smoothed[body], log_w[body], rtol=1e-10)
+
+
+def test_pareto_khat_treats_minus_inf_as_a_zero_weight():
+    """A zero weight below the tail changes neither k-hat nor the other smoothed weights (it used to make the
+    row look constant: k-hat -inf, an exact guide)."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    rng = np.random.default_rng(0)
+    log_w = rng.standard_normal((2, 200)) * np.array([[0.5], [2.0]])
+    smoothed, khat = pareto_khat(log_w)
+    zeroed = log_w.copy()
+    lowest = zeroed.argmin(-1)
+    zeroed[[0, 1], lowest] = -np.inf
+    smoothed0, khat0 = pareto_khat(zeroed)
+    assert np.all(np.isfinite(khat0))
+    np.testing.assert_allclose(khat0, khat, rtol=1e-12)
+    assert np.isneginf(smoothed0[[0, 1], lowest]).all()
+    keep = np.isfinite(zeroed)
+    np.testing.assert_allclose(smoothed0[keep], smoothed[keep], rtol=1e-12)
+
+
+def test_pareto_khat_equal_weights_with_zeros_are_constant():
+    from hybridpgm.diagnostics import pareto_khat
+
+    log_w = np.full((1, 50), -3.0)
+    log_w[0, 7] = -np.inf
+    smoothed, khat = pareto_khat(log_w)
+    assert khat.tolist() == [-np.inf]
+    np.testing.assert_array_equal(smoothed, log_w)
+
+
+@pytest.mark.parametrize("bad, match", [(np.nan, "NaN or \\+inf in row\\(s\\) \\[1\\]"),
+                                        (np.inf, "NaN or \\+inf in row\\(s\\) \\[1\\]")])
+def test_pareto_khat_refuses_nan_and_plus_inf(bad, match):
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.errors import DataError
+
+    log_w = np.zeros((3, 20))
+    log_w[1, 4] = bad
+    with pytest.raises(DataError, match=match):
+        pareto_khat(log_w)
+
+
+def test_pareto_khat_refuses_a_row_of_zero_weights():
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.errors import DataError
+
+    log_w = np.zeros((2, 20))
+    log_w[0] = -np.inf
+    with pytest.raises(DataError, match="all weights zero\\) in row\\(s\\) \\[0\\]"):
+        pareto_khat(log_w)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"num_samples": 100.5}, "num_samples must be a non-negative integer"),
+                                           ({"chunk_size": 0}, "chunk_size must be at least 1"),
+                                           ({"chunk_size": 2.5}, "chunk_size must be a non-negative integer")])
+def test_check_vi_refuses_counts_that_are_not_integers(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        check_vi(model, guide_with_width(1.0), torch.zeros(3), **kwargs)

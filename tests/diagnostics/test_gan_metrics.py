@@ -77,3 +77,45 @@ def test_train_classifier_on_digits():
     assert inception_score(clf, data.test.x) > 6.0  # real digits: near 10 classes, confidently
     with pytest.raises(DataError):
         train_classifier(data.train.x, data.train.y[:5])
+
+
+@pytest.mark.parametrize("clusters, labels, match", [
+    (torch.tensor([0.0, 1.0]), torch.tensor([0, 1]), "clusters must be integers, got dtype torch.float32"),
+    (torch.tensor([0, 1]), torch.tensor([True, False]), "labels must be integers, got dtype torch.bool"),
+    (torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), "at least one item"),
+    (torch.tensor([0, -1]), torch.tensor([0, 1]), "non-negative clusters and labels, got minima -1 and 0"),
+])
+def test_clustering_accuracy_refuses_what_is_not_a_labelling(clusters, labels, match):
+    with pytest.raises(DataError, match=match):
+        clustering_accuracy(clusters, labels)
+
+
+def test_target_accuracy_needs_one_prediction_per_label():
+    with pytest.raises(DataError, match="predictions of shape \\(10, 3\\) against labels y of shape \\(9,\\)"):
+        target_accuracy(lambda x: torch.zeros(x.shape[0], 3), torch.zeros(10, 2), torch.zeros(9, dtype=torch.long))
+
+
+def test_inception_score_of_no_samples_is_named():
+    with pytest.raises(DataError, match="at least one sample, got shape \\(0, 2\\)"):
+        inception_score(lambda x: torch.zeros(x.shape[0], 3), torch.zeros(0, 2))
+
+
+@pytest.mark.parametrize("samples, match", [(torch.zeros(0, 2), "N >= 1, got \\(0, 2\\)"),
+                                            (torch.zeros(4, 2, dtype=torch.long), "dtype torch.int64")])
+def test_ring_coverage_refuses_empty_or_integer_samples(samples, match):
+    with pytest.raises(DataError, match=match):
+        ring_coverage(samples)
+
+
+@pytest.mark.parametrize("x, y, kwargs, match", [
+    (torch.zeros(4, 2), torch.tensor([0.0, 1.0, 0.0, 1.0]), {}, "labels y must be integers, got dtype torch.float32"),
+    (torch.zeros(4, 2), torch.tensor([0, 1, -1, 1]), {}, "must lie in \\[0, 2\\), got values from -1 to 1"),
+    (torch.zeros(4, 2), torch.tensor([0, 1, 2, 1]), {"num_classes": 2},
+     "must lie in \\[0, 2\\), got values from 0 to 2"),
+    (torch.zeros(4, 2, dtype=torch.long), torch.tensor([0, 1, 0, 1]), {},
+     "floating-point inputs x, got dtype torch.int64"),
+    (torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), {}, "at least one example"),
+])
+def test_train_classifier_refuses_bad_labels_and_inputs(x, y, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        train_classifier(x, y, num_steps=1, device="cpu", **kwargs)

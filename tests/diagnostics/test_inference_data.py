@@ -152,3 +152,50 @@ def test_arviz_summary_loo_ess_and_plot_trace_run_on_our_outputs():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.mark.parametrize("log_weights, match", [
+    (torch.tensor([0.0, float("nan"), 1.0]), "NaN or \\+inf"),
+    (torch.tensor([[0.0, 1.0], [float("inf"), 2.0]]), "NaN or \\+inf"),
+    (torch.zeros(0), "K >= 1"),
+    (torch.arange(5), "floating point, got dtype torch.int64"),
+])
+def test_from_importance_refuses_log_weights_that_are_not_finite_floats(log_weights, match):
+    with pytest.raises(DataError, match=match):
+        from_importance(log_weights)
+
+
+def test_from_importance_keeps_a_zero_weight():
+    log_weights = torch.tensor([0.5, float("-inf"), -1.0])
+    kept = np.asarray(from_importance(log_weights)["sample_stats"]["log_weight"]).reshape(-1)
+    np.testing.assert_array_equal(kept, log_weights.numpy())
+
+
+@pytest.mark.parametrize("probabilities, match", [
+    ({"a": torch.tensor([[0.5, 0.6], [0.5, 0.5]])}, "row\\(s\\) \\[0\\] sum to \\[1.1\\]"),
+    ({"a": torch.tensor([[1.5, -0.5]])}, "negative or NaN probabilities in row\\(s\\) \\[0\\]"),
+    ({"a": torch.tensor([[float("nan"), 1.0]])}, "negative or NaN"),
+    ({"a": torch.tensor([[0, 1]])}, "floating-point probabilities, got dtype torch.int64"),
+    ({}, "at least one variable"),
+])
+def test_from_categorical_refuses_rows_that_are_not_probability_vectors(probabilities, match):
+    with pytest.raises(DataError, match=match):
+        from_categorical(probabilities)
+
+
+def test_from_categorical_accepts_float32_rounding():
+    probs = torch.softmax(torch.randn(4, 1000, generator=torch.Generator().manual_seed(0)), -1)
+    assert probs.dtype == torch.float32
+    data = from_categorical({"a": probs})
+    np.testing.assert_allclose(np.asarray(data["posterior"]["a"]).reshape(4, 1000), probs.numpy())
+
+
+def test_make_inference_data_names_a_surplus_dim():
+    from hybridpgm.diagnostics import make_inference_data
+
+    with pytest.raises(DataError, match="variable 'x' in group 'posterior'.*\\(2, 10, 3\\) has 1 after"):
+        make_inference_data({"posterior": {"x": np.zeros((2, 10, 3))}}, dims={"x": ["a", "b"]})
+    with pytest.raises(DataError, match="group 'observed_data'.*\\(3,\\) has 1 after none"):
+        make_inference_data({"observed_data": {"y": np.zeros(3)}}, dims={"y": ["a", "b"]})
+    data = make_inference_data({"posterior": {"x": np.zeros((2, 10, 3))}}, dims={"x": ["a"]})
+    assert "a" in data["posterior"]["x"].dims

@@ -63,3 +63,40 @@ def test_plotting_changes_no_matplotlib_state():
 def test_bad_shapes_are_named(call, tmp_path):
     with pytest.raises(DataError):
         call(tmp_path / "x.png")
+
+
+def test_image_grid_of_no_images_is_named():
+    with pytest.raises(DataError, match="at least one image, got shape \\(0, 64\\)"):
+        plot_image_grid(torch.zeros(0, 64), (8, 8))
+
+
+@pytest.mark.parametrize("std, match", [(np.full(5, -1.0), "5 of 5 are not \\(first at index 0: -1.0\\)"),
+                                        (np.array([1.0, 1.0, 0.0, 1.0, 1.0]), "1 of 5 are not \\(first at index 2"),
+                                        (np.array([1.0, np.nan, 1.0, 1.0, 1.0]), "first at index 1: nan")])
+def test_coverage_refuses_a_std_that_is_not_positive(std, match):
+    with pytest.raises(DataError, match=match):
+        plot_coverage(np.zeros(5), np.zeros(5), std)
+
+
+def test_coverage_of_no_points_is_named():
+    with pytest.raises(DataError, match="at least one point"):
+        plot_coverage([], [], [])
+
+
+@pytest.mark.parametrize("labels, match", [(["a", "b", "c"], "labels must be integers, got list"),
+                                           (torch.tensor([0.0, 1.0, 2.0]), "integers, got dtype torch.float32"),
+                                           ([0, 1, 3], "must lie in \\[0, 3\\).*from 0 to 3"),
+                                           ([0, -1, 2], "from -1 to 2")])
+def test_sequence_marginals_refuse_labels_that_are_not_label_indices(labels, match):
+    from hybridpgm.diagnostics.plots import plot_sequence_marginals
+
+    with pytest.raises(DataError, match=match):
+        plot_sequence_marginals(torch.full((3, 3), 1 / 3), labels=labels)
+
+
+@pytest.mark.parametrize("log_weights, match", [([0.0, float("nan"), 1.0], "1 NaN, 0 \\+inf and 2 finite of 3"),
+                                                ([0.0, float("inf")], "0 NaN, 1 \\+inf"),
+                                                ([float("-inf")] * 3, "0 finite of 3")])
+def test_log_weights_plot_refuses_nan_inf_and_all_zero(log_weights, match):
+    with pytest.raises(DataError, match=match):
+        plot_log_weights(log_weights)
