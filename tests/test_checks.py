@@ -1,7 +1,10 @@
-"""Sample counts across the library: zero gives empty results of the right shape and dtype; a negative count, a
-bool or a float raises ConfigError naming the method (before, some were coerced: BayesNet.sample(2.5) drew 3
-samples and sample(0) one; others failed inside torch or Pyro)."""
+"""Argument checks (:mod:`hybridpgm.checks`).  Sample counts across the library: zero gives empty results of the
+right shape and dtype; a negative count, a bool or a float raises ConfigError naming the method (before, some were
+coerced: BayesNet.sample(2.5) drew 3 samples and sample(0) one; others failed inside torch or Pyro)."""
 
+import re
+
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +57,33 @@ def test_integer_scalars_pass_as_themselves():
     assert sample_count(torch.tensor(3), "n") == 3 and type(sample_count(torch.tensor(3), "n")) is int
     with pytest.raises(ConfigError, match=r"^n must be a non-negative integer, got tensor\(1.5000\)$"):
         sample_count(torch.tensor(1.5), "n")
+
+
+@pytest.mark.parametrize("value, expected", [(1, 1), (np.int64(3), 3), (torch.tensor(2), 2)])
+def test_positive_count_accepts_integers_of_at_least_one(value, expected):
+    from hybridpgm.checks import positive_count
+
+    assert positive_count(value, "epochs") == expected and type(positive_count(value, "epochs")) is int
+
+
+@pytest.mark.parametrize("value", [0, -2, 2.0, True, "3", None])
+def test_positive_count_refuses_the_rest(value):
+    from hybridpgm.checks import positive_count
+
+    with pytest.raises(ConfigError, match=f"epochs must be a positive integer, got {re.escape(repr(value))}"):
+        positive_count(value, "epochs")
+
+
+@pytest.mark.parametrize("value, expected", [(1, 1.0), (0.25, 0.25), (np.float32(2.5), 2.5)])
+def test_positive_number_accepts_finite_positive_reals(value, expected):
+    from hybridpgm.checks import positive_number
+
+    assert positive_number(value, "clip") == expected
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "1", None])
+def test_positive_number_refuses_the_rest(value):
+    from hybridpgm.checks import positive_number
+
+    with pytest.raises(ConfigError, match="clip must be a positive finite number"):
+        positive_number(value, "clip")

@@ -181,10 +181,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``.
 
-    :raises CheckpointError: the file is missing, truncated, not a checkpoint,
+    :raises CheckpointError: the file is missing (or a directory), truncated, not a checkpoint,
         or of an unknown format version.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:

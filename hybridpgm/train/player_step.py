@@ -83,6 +83,19 @@ def _pairs_loss_with_gradients(cls: type) -> bool:
     return owner["loss"] is None or issubclass(owner["loss_and_gradients"], owner["loss"])
 
 
+def _check_loss(objective, player: str, loss, needs_graph: bool) -> None:
+    """Raise :class:`ConfigError` unless ``loss`` is a scalar tensor that (when the objective does not write its
+    own gradients) carries a gradient to differentiate: a check of attributes only, no device synchronisation."""
+    what = f"{type(objective).__name__}.loss({player!r})"
+    if not isinstance(loss, torch.Tensor):
+        raise ConfigError(f"{what} returned {type(loss).__name__}, expected a scalar tensor")
+    if loss.dim() != 0:
+        raise ConfigError(f"{what} returned shape {tuple(loss.shape)}, expected a scalar")
+    if needs_graph and not loss.requires_grad:
+        raise ConfigError(f"{what} returned a tensor without a gradient (requires_grad=False): was it computed "
+                          f"under torch.no_grad(), detached, or from none of the player's parameters?")
+
+
 @dataclass
 class Player:
     """A player's parameters, optimizer, scheduler and (fp16) gradient scaler.
@@ -130,9 +143,7 @@ class Player:
                 with autocast_for(precision, device), batch_origin(f"training data, step {step}, player {self.name!r}"):
                     loss, grads = objective.loss_and_gradients(self.name, micro) if written \
                         else (objective.loss(self.name, micro), None)
-                if loss.dim() != 0:
-                    raise ConfigError(f"{type(objective).__name__}.loss({self.name!r}) returned shape "
-                                      f"{tuple(loss.shape)}, expected a scalar")
+                _check_loss(objective, self.name, loss, grads is None)
                 weighted = loss.float() if weight == 1.0 else loss.float() * weight
                 if grads is None:
                     (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)

@@ -17,12 +17,14 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterable as IterableABC
 from typing import Any, Callable, Iterable, Mapping
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
+from hybridpgm.checks import positive_count, positive_number, sample_count
 from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
@@ -43,6 +45,9 @@ __all__ = ["fit"]
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+#: seeds are below this bound (NumPy's RNG refuses larger ones)
+SEED_BOUND = 2**32
 
 
 def _per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]:
@@ -74,19 +79,53 @@ def _check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     return players
 
 
-def _validate(epochs: int, batch_size: int, accumulate: int, checkpoint_every: int | None,
-              max_steps: int | None, clip_grad_norm: float | None) -> None:
-    for name, value in [("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate)]:
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
+              collective_timeout) -> tuple:
+    """The counts and numbers of :func:`fit` checked (integers as ``int``; NumPy scalars accepted, ``bool`` and
+    fractional counts refused), in the order given."""
+    epochs, batch_size, accumulate = (positive_count(v, n) for n, v in
+                                      [("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate)])
     if accumulate > batch_size:
         raise ConfigError(f"accumulate={accumulate} micro-batches cannot split a batch of {batch_size}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-        raise ConfigError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ConfigError(f"clip_grad_norm must be positive, got {clip_grad_norm!r}")
+    if checkpoint_every is not None:
+        checkpoint_every = positive_count(checkpoint_every, "checkpoint_every")
+    if max_steps is not None:
+        max_steps = positive_count(max_steps, "max_steps")
+    if clip_grad_norm is not None:
+        clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm")
+    if seed is not None:
+        seed = sample_count(seed, "seed")
+        if seed >= SEED_BOUND:
+            raise ConfigError(f"seed must be below 2**32 (NumPy's bound), got {seed}")
+    if collective_timeout is not None:
+        collective_timeout = positive_number(collective_timeout, "collective_timeout")
+    return epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout
+
+
+def rng_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of Pyro's, torch's, NumPy's and Python's RNGs for ``rank`` of a run of ``seed`` (re)started at
+    optimizer step ``step``, reduced below :data:`SEED_BOUND` (NumPy refuses larger seeds; without the reduction
+    a run resumed on another number of ranks after about 270,000 steps failed)."""
+    return (seed + rank + 7919 * step) % SEED_BOUND
+
+
+def _factory(option, what: str):
+    """Raise :class:`ConfigError` when ``option`` (of ``optim`` or ``lr_scheduler``) is an instance already
+    built rather than a factory (the mistake of passing ``torch.optim.SGD(params, lr=...)``)."""
+    called_with = "an optimizer" if what == "lr_scheduler" else "a player's parameters"
+    for value in (option.values() if isinstance(option, Mapping) else [option]):
+        if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)) or not callable(value):
+            raise ConfigError(f"{what} must be a factory called with {called_with} (for example "
+                              f"functools.partial(torch.optim.SGD, lr=0.1)), or a dict player -> factory; got an "
+                              f"instance of {type(value).__name__}")
+
+
+def _callback_list(callbacks) -> list:
+    """``callbacks`` as a list; :class:`ConfigError` for a single callback or a non-iterable."""
+    if hasattr(callbacks, "on_step_end") or hasattr(callbacks, "on_fit_end") or not isinstance(callbacks, IterableABC):
+        raise ConfigError(f"callbacks must be an iterable of callbacks (a list), got {type(callbacks).__name__}; "
+                          f"wrap a single one in a list")
+    return list(callbacks)
 
 
 def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
@@ -177,8 +216,8 @@ def fit(
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
         ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
     :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is
-        reproducible given the seed.  Drawn at random (and recorded in the
-        checkpoint) when ``None``.
+        reproducible given the seed.  An integer in ``[0, 2**32)``; drawn at
+        random (and recorded in the checkpoint) when ``None``.
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
         Temporary files a killed write left beside it are removed at the start.
@@ -218,17 +257,31 @@ def fit(
         step and writing the checkpoint (a :class:`KeyboardInterrupt`; its
         ``exit_code`` is 143 or 130).  A second signal raises it at once.
     :raises CheckpointError: a checkpoint cannot be read or written (the
-        message names the file and the OS reason), or belongs to another run.
+        message names the file and the OS reason), belongs to another run, or
+        the path is a directory.
+    :raises ConfigError: a count that is not a positive integer (``epochs``,
+        ``batch_size``, ``accumulate``, ``checkpoint_every``, ``max_steps``;
+        ``bool`` and fractional values are refused, NumPy integers accepted), a
+        seed outside ``[0, 2**32)``, a ``clip_grad_norm`` or
+        ``collective_timeout`` that is not a positive finite number, an
+        optimizer or scheduler instance where a factory is expected, a single
+        callback not in a list, or a loss that is not a scalar tensor with a
+        gradient.
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
     """
-    _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm)
+    epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
+        _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
+                  collective_timeout)
+    for option, what in ((optim, "optim"), (lr_scheduler, "lr_scheduler")):
+        if option is not None:
+            _factory(option, what)
+    callbacks = _callback_list(callbacks)
     mode = resume_mode(resume, overwrite, checkpoint)
     context = distributed.current(collective_timeout)
     device = context.device if context.world_size > 1 else resolve_device(device)
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
-    callbacks = list(callbacks)
     module = objective.module.to(device)
     module.train()
     players, hyperparameters = _build_players(objective, optim, lr_scheduler, precision, device, skip_nonfinite)
@@ -243,6 +296,8 @@ def fit(
 
     history, start_step, elapsed, resumed, finished = History(), 0, 0.0, None, False
     if checkpoint is not None:
+        if os.path.isdir(checkpoint):
+            raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
         if context.is_main:
             remove_stale_temporaries(checkpoint)
             if overwrite and os.path.exists(checkpoint):
@@ -288,7 +343,7 @@ def fit(
     if resumed is not None and len(resumed["rng"]) == context.world_size:
         set_rng_state(resumed["rng"][context.rank])
     else:  # a fresh run, or a resume on another number of ranks
-        pyro.set_rng_seed(seed + context.rank + 7919 * start_step)
+        pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
 
     def write_checkpoint(step: int, stopped: bool = False) -> None:
         check_finite_parameters(module, players, step, checkpoint)

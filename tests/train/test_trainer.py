@@ -180,10 +180,78 @@ def test_evaluate_every_and_early_stopping():
     (dict(epochs=0), "epochs"),
     (dict(checkpoint_every=0), "checkpoint_every"),
     (dict(optim={"other": torch.optim.SGD}), "players"),
+    (dict(epochs=True), "epochs must be a positive integer, got True"),
+    (dict(batch_size=2.0), "batch_size must be a positive integer, got 2.0"),
+    (dict(max_steps=-3), "max_steps must be a positive integer, got -3"),
+    (dict(seed=1.5), "seed must be a non-negative integer, got 1.5"),
+    (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+    (dict(seed="7"), "seed must be a non-negative integer, got '7'"),
+    (dict(seed=2**32), "seed must be below 2\\*\\*32"),
+    (dict(clip_grad_norm="1"), "clip_grad_norm must be a positive finite number, got '1'"),
+    (dict(clip_grad_norm=float("inf")), "clip_grad_norm must be a positive finite number, got inf"),
+    (dict(collective_timeout=-1), "collective_timeout must be a positive finite number, got -1"),
+    (dict(callbacks=EarlyStopping("loss")), "iterable of callbacks .*got EarlyStopping; wrap a single one"),
+    (dict(callbacks=lambda info: None), "got function"),
+    (dict(optim=torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)), "optim must be a factory .*got an "
+                                                                               "instance of SGD"),
+    (dict(optim={"fit": torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)}), "instance of SGD"),
+    (dict(lr_scheduler=torch.optim.lr_scheduler.StepLR(torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1),
+                                                       1)), "lr_scheduler must be a factory called with an optimizer"),
 ])
 def test_bad_configuration_raises_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         fit(LinearRegression(), regression_data(), progress=False, **kwargs)
+
+
+def test_numpy_integer_counts_and_the_largest_seed_are_accepted():
+    import numpy as np
+
+    result = fit(LinearRegression(), regression_data(), epochs=np.int64(2), batch_size=np.int32(32),
+                 seed=2**32 - 1, progress=False)
+    assert result.steps == 4
+
+
+def test_rng_seed_stays_below_numpys_bound():
+    """A run resumed on another number of ranks reseeds from seed, rank and step: past 2**32 NumPy refused the
+    seed (a resume after about 270,000 steps failed)."""
+    import numpy as np
+
+    from hybridpgm.train.trainer import SEED_BOUND, rng_seed
+
+    assert rng_seed(5, 1, 3) == 5 + 1 + 7919 * 3
+    for seed, rank, step in [(2**31, 3, 300_000), (2**32 - 1, 7, 10**9)]:
+        value = rng_seed(seed, rank, step)
+        assert 0 <= value < SEED_BOUND and value == (seed + rank + 7919 * step) % 2**32
+        np.random.seed(value)
+
+
+class _LossOf:
+    """An objective whose loss is ``make(module, batch)``."""
+
+    def __init__(self, make):
+        self.module, self.make = torch.nn.Linear(5, 1), make
+
+    def players(self):
+        return {"fit": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        return self.make(self.module, batch)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda m, b: 1.0, "_LossOf.loss\\('fit'\\) returned float, expected a scalar tensor"),
+    (lambda m, b: ((m(b[0]) - b[1]) ** 2).mean().detach(), "without a gradient \\(requires_grad=False\\)"),
+])
+def test_a_loss_that_cannot_be_differentiated_is_named(make, message):
+    with pytest.raises(ConfigError, match=message):
+        fit(_LossOf(make), regression_data(), progress=False)
+
+
+def test_a_checkpoint_path_that_is_a_directory_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory; pass the path of a file in it"):
+        fit(LinearRegression(), regression_data(), checkpoint=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
+        load_checkpoint(tmp_path)
 
 
 def test_dataloader_is_refused_with_advice():
