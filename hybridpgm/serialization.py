@@ -41,7 +41,6 @@ import functools
 import importlib
 import inspect
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -49,6 +48,8 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.train.checkpoint import nonfinite_entries, write_atomically
+from hybridpgm.train.device import resolve_device
 
 __all__ = ["MODEL_MODULES", "SavedModel", "load", "load_model", "register_spec", "save", "serializable",
            "versions"]
@@ -246,7 +247,9 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     :param path: the file to write (``.pt`` by convention).
     :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
         feature_shape=[64]``.
-    :raises CheckpointError: naming the class or argument that cannot be saved.
+    :raises CheckpointError: naming the class or argument that cannot be saved, the parameters that hold NaN or
+        infinity (buffers may be infinite: constraint bounds), or the file when ``path`` is a directory or the
+        write fails (the previous file at ``path`` is kept).
     """
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
@@ -257,38 +260,34 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     if meta_tensors:
         raise CheckpointError("save: meta values must be plain data, not tensors")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # buffers may be infinite by design (GPyTorch constraints' bounds); parameters must be finite
+    bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
+                                                         model.named_buffers(remove_duplicate=False)))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {shown} hold(s) NaN or "
+                              f"infinity")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
                "state_dict": state, "meta": encoded_meta, "versions": versions()}
-    return _write_atomically(Path(path), payload)
-
-
-def _write_atomically(path: Path, payload: dict) -> Path:
-    """Temporary file in the target's folder, fsync, rename: a crash leaves the old file intact.
-    (Non-finite buffers are allowed here: GPyTorch constraints hold infinite bounds.)"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return write_atomically(path, payload, "model file")
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
     """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model.
 
-    :raises CheckpointError: a missing or foreign file, an unknown class, or
+    :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
+        :class:`torch.device`, or what :func:`torch.load` takes).
+    :raises CheckpointError: a missing or foreign file (or a directory), an unknown class, or
         weights that do not fit the rebuilt module (naming the file).
+    :raises DeviceError: for a device that is unknown or not on this machine.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise CheckpointError(f"no model file at {path}")
+    if isinstance(map_location, (str, torch.device)):
+        map_location = resolve_device(map_location)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
@@ -302,7 +301,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise
     except (RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {path}: {error}") from error
-    module.to(map_location).eval()
+    (module.to(map_location) if isinstance(map_location, torch.device) else module).eval()
     return SavedModel(module, payload["model"]["class"], _decode(payload["meta"], {}), payload["versions"])
 
 

@@ -222,3 +222,57 @@ def test_a_tampered_torch_layer_is_refused_not_dropped(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="'Bilinear'"):
         hybridpgm.load(path)
+
+
+def test_a_model_with_nan_weights_is_not_saved(tmp_path):
+    """A model file, like a checkpoint, never holds non-finite parameters; the previous file is kept."""
+    vae = VAE(8, 2, [4])
+    path = tmp_path / "vae.pt"
+    hybridpgm.save(vae, path)
+    with torch.no_grad():
+        vae.decoder[0].bias[1] = float("nan")
+    with pytest.raises(CheckpointError, match=r"refusing to save VAE to .*\['decoder.0.bias'\] hold\(s\) NaN"):
+        hybridpgm.save(vae, path)
+    assert torch.isfinite(hybridpgm.load(path).decoder[0].bias).all()
+    assert [p.name for p in tmp_path.iterdir()] == ["vae.pt"]
+
+
+def test_infinite_buffers_of_a_gp_are_saved(tmp_path):
+    """GPyTorch's unbounded constraints hold infinite buffers: allowed (parameters are not)."""
+    gp, outputs = _gp_lstm()
+    assert any(not torch.isfinite(b).all() for b in gp.buffers())
+    loaded = hybridpgm.load(hybridpgm.save(gp, tmp_path / "gp.pt"))
+    for a, b in zip(outputs(gp), outputs(loaded)):
+        torch.testing.assert_close(a, b)
+
+
+def test_save_to_a_directory_and_load_of_a_directory_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot write model file .*: it is a directory"):
+        hybridpgm.save(VAE(8, 2, [4]), tmp_path)
+    with pytest.raises(CheckpointError, match="is a directory, not a model file"):
+        hybridpgm.load(tmp_path)
+
+
+@pytest.mark.parametrize("device, match", [("gpu", "unknown device 'gpu'"), ("cuda:7", "cuda:7")])
+def test_load_onto_a_device_not_here_is_a_device_error(tmp_path, device, match):
+    from hybridpgm.errors import DeviceError
+
+    path = hybridpgm.save(VAE(8, 2, [4]), tmp_path / "vae.pt")
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    with pytest.raises(DeviceError, match=match):
+        hybridpgm.load(path, map_location=device)
+    assert isinstance(hybridpgm.load(path, map_location="auto"), VAE)
+
+
+def test_a_write_the_file_system_refuses_names_the_file(tmp_path, monkeypatch):
+    import errno
+    import os
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(CheckpointError, match=r"cannot write model file .*vae.pt'.*Permission denied \(EACCES\)"):
+        hybridpgm.save(VAE(8, 2, [4]), tmp_path / "vae.pt")

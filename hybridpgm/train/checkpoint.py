@@ -135,25 +135,17 @@ def _os_reason(error: OSError) -> str:
     return f"{reason} ({code})" if code else reason
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
-                    infinite_ok: frozenset[str] = frozenset()) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
+def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
+    """``torch.save(payload)`` to ``path`` through a temporary file beside it, fsync and rename: a crash or a
+    full disk leaves the previous file intact.
 
-    :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
-        :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
-
-    :raises CheckpointError: ``state`` holds a non-finite tensor (nothing is
-        written), or the file system refused the write; the message names the
-        file and the OS reason, the temporary file is removed and the previous
-        checkpoint at ``path`` is kept.
+    :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :raises CheckpointError: ``path`` is a directory, or the file system refused the write (the message names
+        the file and the OS reason; the temporary file is removed).
     """
     path = Path(path)
-    bad = nonfinite_entries(state, infinite_ok=infinite_ok)
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {shown} hold(s) NaN or infinity; "
-                              "the previous checkpoint is kept")
-    payload = {"format_version": FORMAT_VERSION, **state}
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {what} {str(path)!r}: it is a directory; pass the path of a file")
     tmp_name = None
     writer = None
     try:
@@ -170,12 +162,32 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
         os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)
         if os_error is None:
             raise
-        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {_os_reason(os_error)}; "
-                              "the previous checkpoint is kept") from os_error
+        raise CheckpointError(f"cannot write {what} {str(path)!r}: {_os_reason(os_error)}; "
+                              f"the previous {what} is kept") from os_error
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
+                    infinite_ok: frozenset[str] = frozenset()) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
+
+    :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
+        :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
+
+    :raises CheckpointError: ``state`` holds a non-finite tensor (nothing is
+        written), ``path`` is a directory, or the file system refused the write
+        (:func:`write_atomically`); the previous checkpoint at ``path`` is kept.
+    """
+    path = Path(path)
+    bad = nonfinite_entries(state, infinite_ok=infinite_ok)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {shown} hold(s) NaN or infinity; "
+                              "the previous checkpoint is kept")
+    return write_atomically(path, {"format_version": FORMAT_VERSION, **state}, "checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -193,6 +205,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for a corrupt file
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {error}") from error
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    if isinstance(state, dict) and state.get("format") == "hybridpgm-model":  # serialization.FORMAT
+        raise CheckpointError(f"{str(path)!r} is a model file written by hybridpgm.save, not a training checkpoint; "
+                              f"read it with hybridpgm.load")
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "format" in state:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format {FORMAT_VERSION}")
     return state

@@ -214,3 +214,16 @@ def test_a_buffer_shared_under_several_names_may_be_infinite_under_each():
     infinite = [k for k, v in state["module"].items() if not torch.isfinite(v).all()]
     assert any(k.startswith("again.") for k in infinite) and any(k.startswith("likelihood.") for k in infinite)
     assert nonfinite_entries(state, infinite_ok=buffer_paths(module)) == []
+
+
+def test_a_model_file_is_not_taken_for_a_checkpoint(tmp_path):
+    import hybridpgm
+
+    path = hybridpgm.save(hybridpgm.VAE(8, 2, [4]), tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="is a model file written by hybridpgm.save.*hybridpgm.load"):
+        load_checkpoint(path)
+
+
+def test_save_checkpoint_to_a_directory_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*: it is a directory"):
+        save_checkpoint(tmp_path, {"step": 1})
