@@ -1,20 +1,33 @@
 """Argument checks shared by the public API, raising :mod:`hybridpgm.errors` exceptions that name the argument.
 
 Python integers and integer scalars (NumPy, 0-d integer tensors) pass as themselves; ``bool`` and floats are
-refused rather than coerced (``2.5`` samples is a mistake, not three samples).
+refused rather than coerced (``2.5`` samples is a mistake, not three samples).  The checks are free (types,
+shapes, devices; no device-host reads) unless their docstring says otherwise, so they may run in training steps.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import operator
+from typing import Sequence
 
 import torch
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, DataError, DeviceError
 
-__all__ = ["positive_count", "positive_number", "sample_count", "sample_shape_of"]
+__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "layer_sizes", "positive_int", "positive_real",
+           "sample_count", "sample_shape_of"]
+
+
+def as_integer(value) -> int | None:
+    """``value`` as an ``int`` when it is an integer (Python, NumPy, a 0-d integer tensor), else ``None``
+    (``bool`` and floats included: they are refused, not coerced)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def sample_count(value, what: str) -> int:
@@ -23,13 +36,9 @@ def sample_count(value, what: str) -> int:
     :param what: the argument, as the message should name it (``"BayesNet.sample num_samples"``).
     :raises ConfigError: for a negative number, a ``bool`` or a non-integer.
     """
-    if not isinstance(value, bool):
-        try:
-            n = operator.index(value)
-        except TypeError:
-            n = None
-        if n is not None and n >= 0:
-            return n
+    n = as_integer(value)
+    if n is not None and n >= 0:
+        return n
     raise ConfigError(f"{what} must be a non-negative integer, got {value!r}")
 
 
@@ -40,29 +49,70 @@ def sample_shape_of(sample_shape, what: str) -> torch.Size:
     return torch.Size(sample_count(n, f"{what} sample_shape entries") for n in sizes)
 
 
-def positive_count(value, what: str) -> int:
-    """``value`` as a count of at least one (epochs, a batch size, a step interval): an integer as for
-    :func:`sample_count`, refused when zero.
+def positive_int(value, what: str, *, error: type[Exception] = ConfigError, minimum: int = 1) -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (an integer or integer scalar; not a ``bool`` or float).
 
-    :raises ConfigError: for zero, a negative number, a ``bool`` or a non-integer.
+    :param what: the argument as the message names it (``"RBM num_visible"``).
+    :raises error: (:class:`~hybridpgm.errors.ConfigError` by default) naming ``what`` and the value.
+    """
+    n = as_integer(value)
+    if n is None or n < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise error(f"{what} must be {kind}, got {value!r}")
+    return n
+
+
+def layer_sizes(sizes, what: str, *, error: type[Exception], minimum_length: int = 0) -> list[int]:
+    """A sequence of positive layer sizes as a list of ``int`` (see :func:`positive_int`).
+
+    :raises error: ``sizes`` is not a sequence, has fewer than ``minimum_length`` entries, or holds an entry that
+        is not a positive integer (the message names the entry).
+    """
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise error(f"{what} must be a sequence of positive integers, got {sizes!r}")
+    if len(sizes) < minimum_length:
+        raise error(f"{what} needs at least {minimum_length} entries, got {list(sizes)!r}")
+    return [positive_int(s, f"{what}[{i}]", error=error) for i, s in enumerate(sizes)]
+
+
+def positive_real(value, what: str, *, error: type[Exception] = ConfigError, allow_zero: bool = False) -> float:
+    """``value`` as a finite ``float`` greater than zero (or at least zero with ``allow_zero``).
+
+    :raises error: a non-number, a ``bool``, NaN, infinity or a value out of range, naming ``what``.
     """
     try:
-        n = sample_count(value, what)
-    except ConfigError:
-        n = 0
-    if n >= 1:
-        return n
-    raise ConfigError(f"{what} must be a positive integer, got {value!r}")
+        number = math.nan if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise error(f"{what} must be a finite number {bound}, got {value!r}")
+    return number
 
 
-def positive_number(value, what: str) -> float:
-    """``value`` as a finite positive real number (a norm bound, a timeout in seconds): a Python or NumPy real,
-    not a ``bool``.
+def check_device(x: torch.Tensor, like: torch.Tensor, what: str) -> None:
+    """Raise :class:`~hybridpgm.errors.DeviceError` unless ``x`` is on ``like``'s device (no host read)."""
+    if x.device != like.device:
+        raise DeviceError(f"{what} is on device {x.device}, the model's parameters on {like.device}; "
+                          f"move the data (x.to({str(like.device)!r})) or the model")
 
-    :raises ConfigError: for zero, a negative, infinite or NaN number, a ``bool``, or a non-number.
+
+def check_log_z(log_z, what: str):
+    """A given :math:`\\log Z`: a finite real number or a finite one-element tensor (an AIS estimate).
+
+    :raises ConfigError: anything else, naming ``what`` and what it got.
     """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        x = float(value)
-        if math.isfinite(x) and x > 0:
-            return x
-    raise ConfigError(f"{what} must be a positive finite number, got {value!r}")
+    if isinstance(log_z, torch.Tensor):
+        if log_z.numel() != 1 or log_z.is_complex() or not bool(torch.isfinite(log_z).all()):
+            raise ConfigError(f"{what} log_z must be a finite scalar, got a tensor of shape {tuple(log_z.shape)} "
+                              f"and dtype {log_z.dtype}" + (" holding NaN/inf" if log_z.numel() == 1 else ""))
+        return log_z.reshape(())
+    if isinstance(log_z, bool) or not isinstance(log_z, (int, float)) or not math.isfinite(log_z):
+        raise ConfigError(f"{what} log_z must be a finite scalar, got {log_z!r}")
+    return log_z
+
+
+def check_empty(x: torch.Tensor, what: str) -> None:
+    """Raise :class:`~hybridpgm.errors.DataError` for a batch of zero rows where no result is defined."""
+    if x.numel() == 0:
+        raise DataError(f"{what} is an empty batch (shape {tuple(x.shape)}); give at least one row")

@@ -60,30 +60,30 @@ def test_integer_scalars_pass_as_themselves():
 
 
 @pytest.mark.parametrize("value, expected", [(1, 1), (np.int64(3), 3), (torch.tensor(2), 2)])
-def test_positive_count_accepts_integers_of_at_least_one(value, expected):
-    from hybridpgm.checks import positive_count
+def test_positive_int_accepts_integers_of_at_least_one(value, expected):
+    from hybridpgm.checks import positive_int
 
-    assert positive_count(value, "epochs") == expected and type(positive_count(value, "epochs")) is int
+    assert positive_int(value, "epochs") == expected and type(positive_int(value, "epochs")) is int
 
 
 @pytest.mark.parametrize("value", [0, -2, 2.0, True, "3", None])
-def test_positive_count_refuses_the_rest(value):
-    from hybridpgm.checks import positive_count
+def test_positive_int_refuses_the_rest(value):
+    from hybridpgm.checks import positive_int
 
     with pytest.raises(ConfigError, match=f"epochs must be a positive integer, got {re.escape(repr(value))}"):
-        positive_count(value, "epochs")
+        positive_int(value, "epochs")
 
 
 @pytest.mark.parametrize("value, expected", [(1, 1.0), (0.25, 0.25), (np.float32(2.5), 2.5)])
-def test_positive_number_accepts_finite_positive_reals(value, expected):
-    from hybridpgm.checks import positive_number
+def test_positive_real_accepts_finite_positive_reals(value, expected):
+    from hybridpgm.checks import positive_real
 
-    assert positive_number(value, "clip") == expected
+    assert positive_real(value, "clip") == expected
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "1", None])
-def test_positive_number_refuses_the_rest(value):
-    from hybridpgm.checks import positive_number
+def test_positive_real_refuses_the_rest(value):
+    from hybridpgm.checks import positive_real
 
-    with pytest.raises(ConfigError, match="clip must be a positive finite number"):
-        positive_number(value, "clip")
+    with pytest.raises(ConfigError, match="clip must be a finite number > 0"):
+        positive_real(value, "clip")

@@ -39,8 +39,8 @@ import gpytorch
 import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_inputs, check_targets, check_training_batch,
-                                     default_kernel)
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_grid_bounds, check_inputs, check_module,
+                                     check_targets, check_training_batch, default_kernel)
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -68,6 +68,11 @@ class DeepKernelGP(gpytorch.Module):
         former default, ``ScaleKernel(GridInterpolationKernel(RBF))``, still
         loads (converted to the same covariance).
     :param grid_bounds: the box features are scaled into when ``grid_size`` is set.
+    :raises DataError: ``train_x`` is not ``N x ...`` with ``N >= 1`` and finite, ``train_y`` is not a finite
+        floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
+        identity feature extractor is given inputs with no features.
+    :raises ModelSpecError: the feature extractor does not map ``B x ...`` to ``B x F`` with ``F >= 1``, a
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, or an unusable ``grid_size``/``grid_bounds``.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
@@ -76,12 +81,26 @@ class DeepKernelGP(gpytorch.Module):
                  grid_bounds: tuple[float, float] = (-1.0, 1.0)):
         super().__init__()
         check_inputs(train_x, None, "train_x")
-        check_targets(train_y, train_x.shape[0], "train_y")
+        if train_x.shape[0] == 0:
+            raise DataError(f"train_x has shape {tuple(train_x.shape)}: no training examples "
+                            "(the GP needs at least one)")
+        check_targets(train_y, train_x.shape[0], "train_y", dtype=_data_dtype(train_x), device=train_x.device)
+        check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
+        check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
+        check_module(likelihood, gpytorch.likelihoods.Likelihood, "DeepKernelGP likelihood")
+        if grid_size is not None:
+            grid_bounds = check_grid_bounds(grid_bounds)
         self.example_shape = tuple(train_x.shape[1:])
         self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
         with torch.no_grad():
             probe = self._extract(train_x[:2])
         num_features = probe.shape[-1]
+        if num_features == 0:
+            if isinstance(self.feature_extractor, torch.nn.Identity):
+                raise DataError(f"train_x has shape {tuple(train_x.shape)}: examples without features "
+                                "(the identity feature extractor needs N x F inputs with F >= 1)")
+            raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} to {tuple(probe.shape)}: "
+                                 "no features (expected (B, F) with F >= 1)")
         self.num_features = num_features
         self.grid_size = grid_size
         self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
@@ -108,8 +127,14 @@ class DeepKernelGP(gpytorch.Module):
         return h
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw network features :math:`g_w(x)`, ``B x F``."""
-        check_inputs(x, self.example_shape)
+        """Raw network features :math:`g_w(x)`, ``B x F``.
+
+        :param x: inputs ``B x ...`` of the training inputs' example shape, dtype and device (``B = 0`` gives
+            ``0 x F``).
+        :raises DataError: a wrong shape or dtype, or NaN/inf values.
+        :raises DeviceError: ``x`` is not on the model's device.
+        """
+        check_inputs(x, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         return self._extract(x)
 
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
@@ -117,9 +142,16 @@ class DeepKernelGP(gpytorch.Module):
         return self.scale_to_bounds(h)
 
     def set_train_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Replace the data the GP conditions on (``N x ...`` and ``N``)."""
-        check_inputs(x, self.example_shape, "train_x")
-        check_targets(y, x.shape[0], "train_y")
+        """Replace the data the GP conditions on (``N x ...`` and ``N``, ``N >= 1``, of the current
+        training data's dtype and device).
+
+        :raises DataError: a wrong shape or dtype, no examples, or NaN/inf values.
+        :raises DeviceError: ``x`` or ``y`` is not on the model's device.
+        """
+        check_inputs(x, self.example_shape, "train_x", dtype=self.train_x.dtype, device=self.train_x.device)
+        if x.shape[0] == 0:
+            raise DataError(f"train_x has shape {tuple(x.shape)}: no training examples (the GP needs at least one)")
+        check_targets(y, x.shape[0], "train_y", dtype=self.train_y.dtype, device=self.train_x.device)
         self.train_x, self.train_y = x, y
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
@@ -133,10 +165,13 @@ class DeepKernelGP(gpytorch.Module):
         :param x: inputs ``N x ...`` (default: the training inputs).
         :param y: targets ``N`` (default: the training targets).
         :returns: a scalar.
+        :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values.
+        :raises DeviceError: ``x`` or ``y`` is not on the model's device.
         """
         x = self.train_x if x is None else x
         y = self.train_y if y is None else y
-        check_training_batch(x, y, self.example_shape)  # inside fit's step: no host sync of its own
+        # inside fit's step: no host sync of its own
+        check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         try:
             return self.mll(self.gp.forward(self.gp_inputs(self._extract(x))), y)
         except Exception:  # bad data that broke GPyTorch first (a deferred check has not been read yet)
@@ -166,7 +201,10 @@ class DeepKernelGP(gpytorch.Module):
 
     def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Posterior of the latent function at test inputs ``x`` (``B x ...``)
-        given the training data (recomputes the training features)."""
+        given the training data (recomputes the training features).
+
+        :raises DataError: see :meth:`features`.
+        :raises DeviceError: ``x`` is not on the model's device."""
         was_training = self.training
         self.condition()
         try:
@@ -177,7 +215,10 @@ class DeepKernelGP(gpytorch.Module):
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
         without gradients.  Wrap the call in :mod:`gpytorch.settings` contexts
-        to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``)."""
+        to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``).  ``B = 0`` gives empty results.
+
+        :raises DataError: see :meth:`features`.
+        :raises DeviceError: ``x`` is not on the model's device."""
         with torch.no_grad():
             y = self.likelihood(self.posterior(x))
             return GPPrediction(y.mean, y.variance)
@@ -201,6 +242,12 @@ class ExactMLLObjective:
         return {"mll": [p for p in self.model.parameters() if p.requires_grad]}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """:raises ModelSpecError: an unknown ``player``.
+        :raises DataError: a batch that is not ``(x, y)`` (see :meth:`DeepKernelGP.marginal_log_likelihood`)."""
+        if player != "mll":
+            raise ModelSpecError(f"unknown player {player!r}; ExactMLLObjective has one player, 'mll'")
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise DataError(f"ExactMLLObjective batches are (x, y), got {_describe(batch)}")
         x, y = batch
         return -self.model.marginal_log_likelihood(x, y)
 
@@ -216,10 +263,15 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
 
     :param model_kwargs: passed to :class:`DeepKernelGP` (``kernel``, ``grid_size``, ...).
     :returns: the trained :class:`DeepKernelGP` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
+    :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
+    :raises DataError: see :class:`DeepKernelGP` and :func:`~hybridpgm.gp.validation.split_tail`.
     """
     import functools
 
+    from hybridpgm.checks import positive_real
     from hybridpgm.gp.validation import fit_validated, split_tail
+
+    positive_real(lr, "lr")
 
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
     if seed is not None:
@@ -230,6 +282,19 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
                         device=device, optim=functools.partial(torch.optim.Adam, lr=lr),
                         shuffle=False)  # full batch: the order changes nothing but costs a copy per step
     return model, run
+
+
+def _data_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype targets must share with inputs ``x``: theirs when floating (else any floating dtype)."""
+    return x.dtype if x.is_floating_point() else None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} element(s)"
+    return f"a {type(value).__name__}"
 
 
 def _rename_legacy_outputscale(state_dict: dict, prefix: str, scale: gpytorch.kernels.ScaleKernel,

@@ -3,14 +3,17 @@ default kernels, input checks and the prediction record."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import gpytorch
 import torch
 
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.checks import as_integer
+from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
-__all__ = ["FeatureGP", "GPPrediction", "check_inputs", "check_targets", "check_training_batch", "default_kernel"]
+__all__ = ["FeatureGP", "GPPrediction", "check_grid_bounds", "check_inputs", "check_module",
+           "check_targets", "check_training_batch", "default_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -48,6 +51,30 @@ class FeatureGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
 
 
+def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:
+    """``grid_bounds`` as ``(lower, upper)``: two finite reals with ``lower < upper``.
+
+    :raises ModelSpecError: otherwise, naming the value given.
+    """
+    try:
+        lower, upper = (float(b) for b in grid_bounds)
+        ok = (not any(isinstance(b, (bool, str, bytes)) for b in grid_bounds) and math.isfinite(lower)
+              and math.isfinite(upper) and lower < upper)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ModelSpecError(f"grid_bounds must be (lower, upper) with finite lower < upper, got {grid_bounds!r}")
+    return lower, upper
+
+
+def check_module(value: Any, kind: type, what: str) -> Any:
+    """Raise :class:`ModelSpecError` unless ``value`` is ``None`` or a ``kind`` (a GPyTorch kernel, mean,
+    likelihood)."""
+    if value is not None and not isinstance(value, kind):
+        raise ModelSpecError(f"{what} must be a {kind.__module__}.{kind.__qualname__}, got {type(value).__name__}")
+    return value
+
+
 def default_kernel(num_features: int, grid_size: int | None,
                    grid_bounds: tuple[float, float]) -> gpytorch.kernels.Kernel:
     """``ScaleKernel(RBF)`` with one lengthscale per feature; under KISS-GP
@@ -73,9 +100,16 @@ def default_kernel(num_features: int, grid_size: int | None,
     operator layer: about 15% of a DKL training iteration (``benchmarks/dkl_step.py``).
     A fixed grid also spares the per-call bounds check (two device-host
     synchronisations) of a grid fitted to the data.
+
+    :raises ModelSpecError: a ``grid_size`` that is not an integer, below 4 or too large for ``num_features``,
+        or ``grid_bounds`` that are not finite ``(lower, upper)`` with ``lower < upper``.
     """
     if grid_size is None:
         return gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features))
+    if as_integer(grid_size) is None:
+        raise ModelSpecError(f"grid_size (KISS-GP grid points per feature) must be an integer >= 4, got {grid_size!r}")
+    grid_size = as_integer(grid_size)
+    grid_bounds = check_grid_bounds(grid_bounds)
     if grid_size < 4 or grid_size ** num_features > MAX_GRID_POINTS:
         raise ModelSpecError(f"KISS-GP grid of {grid_size}^{num_features} points is not usable "
                              f"(need grid_size >= 4 and at most {MAX_GRID_POINTS} points); reduce the number "
@@ -85,40 +119,74 @@ def default_kernel(num_features: int, grid_size: int | None,
         num_dims=num_features, grid_bounds=[tuple(grid_bounds)] * num_features)
 
 
-def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool = True) -> torch.Tensor:
-    """Raise :class:`DataError` unless ``y`` is a vector of length ``n`` (and finite, with ``finite``)."""
+def _check_place(t: torch.Tensor, name: str, dtype: torch.dtype | None, device: torch.device | None) -> None:
+    if device is not None and t.device != torch.device(device):
+        raise DeviceError(f"{name} is on {t.device}, the model on {device}; move it with .to({str(device)!r})")
+    if dtype is not None and t.dtype != dtype:
+        raise DataError(f"{name} has dtype {t.dtype}, expected {dtype} (the model's data); convert it with "
+                        f".to({dtype}) or convert the model, rather than have it rounded or cast silently")
+
+
+def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool = True,
+                  dtype: torch.dtype | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """Raise unless ``y`` is a floating vector of length ``n`` (of ``dtype`` and on ``device`` when given, and
+    finite with ``finite``).
+
+    :raises DataError: a wrong shape or dtype (integer and ``bool`` targets are refused), or NaN/inf values.
+    :raises DeviceError: ``y`` is not on ``device``.
+    """
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != n:
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise DataError(f"{name} has shape {shape}, expected ({n},)")
+    if not y.is_floating_point():
+        raise DataError(f"{name} has dtype {y.dtype}, expected a floating dtype (regression targets); "
+                        f"convert it with .to({dtype or torch.get_default_dtype()})")
+    _check_place(y, name, dtype, device)
     if finite and not bool(torch.isfinite(y).all()):
         raise DataError(f"{name} (shape {tuple(y.shape)}) holds {int((~torch.isfinite(y)).sum())} NaN/inf value(s)")
     return y
 
 
 def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",
-                 finite: bool = True) -> torch.Tensor:
-    """Raise :class:`DataError` unless ``x`` is ``N x example_shape`` (and finite, with ``finite``)."""
+                 finite: bool = True, dtype: torch.dtype | None = None,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """Raise unless ``x`` is ``N x example_shape`` (of ``dtype`` and on ``device`` when given, and finite with
+    ``finite``).
+
+    :raises DataError: a wrong shape or dtype, or NaN/inf values.
+    :raises DeviceError: ``x`` is not on ``device``.
+    """
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise DataError(f"{name} has shape {shape}, expected (N, ...) with at least two dimensions")
     if example_shape is not None and tuple(x.shape[1:]) != tuple(example_shape):
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})")
+    _check_place(x, name, dtype, device)
     if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s)")
     return x
 
 
-def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[int, ...]) -> None:
+def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[int, ...],
+                         dtype: torch.dtype | None = None, device: torch.device | None = None) -> None:
     """:func:`check_inputs` and :func:`check_targets` of one training batch: the
     shapes at once, the finiteness of both as one flag, which inside
     :func:`hybridpgm.fit`'s step joins the step's single host read
     (:func:`~hybridpgm.train.deferred_checks.check_or_defer`) and elsewhere
     costs one synchronisation.  A failure raises the per-tensor check's
-    :class:`DataError` (naming ``x`` or ``y``, its shape and NaN/inf count)."""
+    :class:`DataError` (naming ``x`` or ``y``, its shape and NaN/inf count).
+    The shape, dtype and device checks (free) also refuse an empty batch, on which the
+    marginal likelihood per example is NaN.
+
+    :raises DataError: a wrong shape or dtype, an empty batch, or NaN/inf values.
+    :raises DeviceError: ``x`` or ``y`` is not on ``device``."""
     from hybridpgm.train.deferred_checks import check_or_defer
 
-    check_inputs(x, example_shape, "x", finite=False)
-    check_targets(y, x.shape[0], "y", finite=False)
+    check_inputs(x, example_shape, "x", finite=False, dtype=dtype, device=device)
+    check_targets(y, x.shape[0], "y", finite=False, dtype=x.dtype if x.is_floating_point() else None,
+                  device=x.device)
+    if x.shape[0] == 0:
+        raise DataError(f"x has shape {tuple(x.shape)}: an empty batch (the marginal likelihood needs examples)")
     finite = torch.isfinite(y).all()
     if x.is_floating_point():
         finite = finite & torch.isfinite(x).all()

@@ -34,14 +34,17 @@ References:
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import gpytorch
 import torch
 from torch import nn
 
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.checks import positive_int, sample_count
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
+from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.serialization import serializable
 
 __all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective", "train_gp_lstm"]
@@ -57,9 +60,15 @@ class LSTMFeatures(nn.Module):
     :param int num_layers: stacked LSTM layers.
 
     Maps ``B x T x D`` to ``B x F``.
+
+    :raises ModelSpecError: a size that is not a positive integer.
     """
 
     def __init__(self, input_size: int = 1, hidden_size: int = 32, num_features: int = 2, num_layers: int = 1):
+        input_size = positive_int(input_size, "LSTMFeatures input_size", error=ModelSpecError)
+        hidden_size = positive_int(hidden_size, "LSTMFeatures hidden_size", error=ModelSpecError)
+        num_features = positive_int(num_features, "LSTMFeatures num_features", error=ModelSpecError)
+        num_layers = positive_int(num_layers, "LSTMFeatures num_layers", error=ModelSpecError)
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
         self.head = nn.Linear(hidden_size, num_features)
@@ -67,6 +76,9 @@ class LSTMFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != self.lstm.input_size:
             raise DataError(f"LSTM windows have shape {tuple(x.shape)}, expected (B, T, {self.lstm.input_size})")
+        if x.dtype != self.head.weight.dtype:
+            raise DataError(f"LSTM windows have dtype {x.dtype}, the network computes in {self.head.weight.dtype}; "
+                            f"convert the windows or the network (.to(dtype))")
         out, _ = self.lstm(x)
         return self.head(out[:, -1])
 
@@ -91,13 +103,19 @@ class GPLSTM(DeepKernelGP):
     :param int num_features: ``F``, the GP's input dimension.
     :param kwargs: passed on to :class:`~hybridpgm.gp.DeepKernelGP` (``kernel``,
         ``likelihood``, ``grid_size``, ...).
+    :raises DataError: ``train_x`` is not floating windows ``N x T x D`` with ``D >= 1`` (and see
+        :class:`~hybridpgm.gp.DeepKernelGP`).
+    :raises ModelSpecError: ``hidden_size``, ``num_features`` or ``num_layers`` is not a positive integer.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
                  num_features: int = 2, num_layers: int = 1, **kwargs: Any):
-        if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3:
+        if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3 or train_x.shape[-1] == 0:
             shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__
-            raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D)")
+            raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D) with D >= 1")
+        if not train_x.is_floating_point():
+            raise DataError(f"GPLSTM train_x has dtype {train_x.dtype}, expected floating windows; "
+                            f"convert them with .to({torch.get_default_dtype()})")
         extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
         super().__init__(train_x, train_y, extractor.to(train_x.dtype), **kwargs)
 
@@ -113,21 +131,40 @@ class GPLSTM(DeepKernelGP):
         :param int steps: horizon.
         :param int num_samples: sampled paths.
         :param float level: probability of the central interval.
-        :returns: a :class:`Forecast`.
+        :param generator: a CPU :class:`torch.Generator` for the noise (drawn on the CPU, then moved).
+        :returns: a :class:`Forecast`; ``steps=0`` gives empty paths (``num_samples x 0``).
+        :raises ModelSpecError: the model's windows are not univariate.
+        :raises DataError: ``context`` of the wrong shape or dtype (that of the training windows), or not finite.
+        :raises DeviceError: ``context`` is not on the model's device.
+        :raises ConfigError: ``steps`` not a non-negative integer, ``num_samples`` not a positive integer,
+            ``level`` outside ``(0, 1)``, or a ``generator`` that is not a CPU one.
         """
         window = self.example_shape[0]
         if self.example_shape[1] != 1:
             raise ModelSpecError("forecast feeds predictions back as inputs; it needs univariate windows (D = 1)")
+        if not isinstance(context, torch.Tensor):
+            raise DataError(f"forecast context must be a tensor of shape ({window},), got {type(context).__name__}")
         context = context.reshape(-1, 1) if context.dim() == 1 else context
         if context.shape != (window, 1):
             raise DataError(f"forecast context has shape {tuple(context.shape)}, expected ({window},) or ({window}, 1)")
-        if steps < 1 or num_samples < 1:
-            raise ModelSpecError(f"steps and num_samples must be positive, got {steps}, {num_samples}")
+        steps = sample_count(steps, "GPLSTM.forecast steps")
+        num_samples = sample_count(num_samples, "GPLSTM.forecast num_samples")
+        if num_samples == 0:
+            raise ConfigError("GPLSTM.forecast num_samples must be positive: the interval of zero paths is undefined")
+        if isinstance(level, (bool, str, bytes)) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+            raise ConfigError(f"GPLSTM.forecast level must lie in (0, 1), got {level!r}")
+        if generator is not None and generator.device.type != "cpu":
+            raise ConfigError(f"GPLSTM.forecast draws its noise on the CPU; generator is on {generator.device}")
+        check_inputs(context.unsqueeze(0), self.example_shape, "forecast context", dtype=self.train_x.dtype,
+                     device=self.train_x.device)
+        if steps == 0:
+            empty = context.new_empty(0)
+            return Forecast(empty, empty.clone(), empty.clone(), context.new_empty(num_samples, 0))
         was_training = self.training
         self.condition()
         try:
             with torch.no_grad(), gpytorch.settings.fast_pred_var():
-                paths = context.to(self.train_x).expand(num_samples, window, 1).clone()
+                paths = context.expand(num_samples, window, 1).clone()
                 draws = []
                 for _ in range(steps):
                     y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
@@ -193,7 +230,21 @@ class SemiStochasticObjective:
         return self._grad
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """:raises ModelSpecError: an unknown ``player``.
+        :raises DataError: a batch that is not ``(x, y, index)`` with ``index`` an integer vector of
+            ``x``'s length (rows of the training data, as :meth:`dataset` gives)."""
+        if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+            got = f"a {type(batch).__name__}" + (f" of {len(batch)} element(s)" if isinstance(batch, (tuple, list))
+                                                  else "")
+            raise DataError(f"SemiStochasticObjective batches are (x, y, index) from objective.dataset(), got {got}")
         x, _, index = batch
+        rows = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() > 0 else None
+        if not (isinstance(index, torch.Tensor) and index.dim() == 1 and index.shape[0] == rows
+                and not index.is_floating_point() and not index.is_complex() and index.dtype != torch.bool):
+            got = (f"shape {tuple(index.shape)} and dtype {index.dtype}" if isinstance(index, torch.Tensor)
+                   else f"type {type(index).__name__}")
+            raise DataError(f"SemiStochasticObjective batch index has {got}, expected integer row numbers of "
+                            f"shape ({rows if rows is not None else 'B'},), one per window of x")
         if player == "gp":
             self._grad = None  # the hyperparameters are about to change
             with torch.no_grad():
@@ -225,6 +276,9 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
     :param int max_steps: at most this many steps; ``eval_every``/``patience`` set the stopping rule.
     :param model_kwargs: passed to :class:`GPLSTM` (``grid_size``, ``kernel``, ...).
     :returns: the trained :class:`GPLSTM` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
+    :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
+    :raises DataError: see :class:`GPLSTM` and :func:`~hybridpgm.gp.validation.split_tail`.
+    :raises ModelSpecError: see :class:`GPLSTM`.
 
     >>> from hybridpgm.data import make_windows, synthetic_series
     >>> x, y = make_windows(synthetic_series(80, seed=0).float(), 8)
@@ -234,8 +288,10 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
     """
     import functools
 
+    from hybridpgm.checks import positive_real
     from hybridpgm.gp.validation import fit_validated, split_tail
 
+    positive_real(lr, "lr")
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
     if seed is not None:
         torch.manual_seed(seed)

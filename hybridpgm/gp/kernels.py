@@ -33,7 +33,7 @@ import gpytorch
 import torch
 from gpytorch.constraints import Positive
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
 
 __all__ = ["ArcCosineKernel"]
 
@@ -46,7 +46,10 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     :param float weight_variance: initial :math:`\\sigma_w^2` (learnable, positive).
     :param float bias_variance: initial :math:`\\sigma_b^2` (learnable, positive).
 
-    Inputs are ``batch_shape x n x d``; the covariance is ``batch_shape x n x m``.
+    Inputs are ``batch_shape x n x d`` with ``d >= 1``; the covariance is ``batch_shape x n x m``.
+
+    :raises ModelSpecError: ``num_layers`` not a non-negative integer, or a variance (here or set later through
+        the ``weight_variance``/``bias_variance`` properties) that is not finite and positive.
 
     >>> k = ArcCosineKernel(num_layers=2)
     >>> k(torch.randn(5, 3)).to_dense().shape
@@ -56,11 +59,11 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     has_lengthscale = False
 
     def __init__(self, num_layers: int = 1, weight_variance: float = 2.0, bias_variance: float = 0.1, **kwargs):
-        if not isinstance(num_layers, int) or num_layers < 0:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
             raise ModelSpecError(f"ArcCosineKernel num_layers must be a non-negative integer, got {num_layers!r}")
-        if not (weight_variance > 0 and bias_variance > 0):
-            raise ModelSpecError(f"ArcCosineKernel variances must be positive, got weight_variance={weight_variance}, "
-                                 f"bias_variance={bias_variance}")
+        if not (_positive(weight_variance) and _positive(bias_variance)):
+            raise ModelSpecError(f"ArcCosineKernel variances must be positive and finite, got "
+                                 f"weight_variance={weight_variance!r}, bias_variance={bias_variance!r}")
         super().__init__(**kwargs)
         self.num_layers = num_layers
         shape = (*self.batch_shape, 1, 1)
@@ -76,6 +79,8 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
 
     @weight_variance.setter
     def weight_variance(self, value) -> None:
+        if not _positive(value):
+            raise ModelSpecError(f"ArcCosineKernel weight_variance must be positive and finite, got {value!r}")
         value = torch.as_tensor(value, dtype=self.raw_weight_variance.dtype, device=self.raw_weight_variance.device)
         self.initialize(raw_weight_variance=self.raw_weight_variance_constraint.inverse_transform(value))
 
@@ -85,6 +90,8 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
 
     @bias_variance.setter
     def bias_variance(self, value) -> None:
+        if not _positive(value):
+            raise ModelSpecError(f"ArcCosineKernel bias_variance must be positive and finite, got {value!r}")
         value = torch.as_tensor(value, dtype=self.raw_bias_variance.dtype, device=self.raw_bias_variance.device)
         self.initialize(raw_bias_variance=self.raw_bias_variance_constraint.inverse_transform(value))
 
@@ -93,6 +100,9 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
             raise ModelSpecError(f"ArcCosineKernel inputs disagree on the dimension: {tuple(x1.shape)} vs "
                                  f"{tuple(x2.shape)}")
         d = x1.shape[-1]
+        if d == 0:
+            raise DataError(f"ArcCosineKernel inputs of shape {tuple(x1.shape)} have no features (d = 0); "
+                            "the kernel divides by d")
         sw, sb = self.weight_variance, self.bias_variance
         if diag:
             sw, sb = sw[..., 0], sb[..., 0]
@@ -116,3 +126,16 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
             sb_d, sw_d = (sb, sw) if diag else (sb[..., 0], sw[..., 0])
             k11, k22 = sb_d + sw_d / 2 * k11, sb_d + sw_d / 2 * k22
         return k12
+
+
+def _positive(value) -> bool:
+    """Whether ``value`` (a real number or a real tensor, not a ``bool`` or string) is finite and positive."""
+    if isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    if t.dtype == torch.bool or t.is_complex() or t.numel() == 0:
+        return False
+    return bool((torch.isfinite(t) & (t > 0)).all())

@@ -34,6 +34,8 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import gpytorch
@@ -41,8 +43,10 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 
-from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import GPPrediction, check_inputs, default_kernel
+from hybridpgm.checks import as_integer, positive_int, sample_count
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs, check_module,
+                                     default_kernel)
 from hybridpgm.infer import SVIObjective
 from hybridpgm.serialization import serializable
 
@@ -66,6 +70,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         (default) or :class:`~gpytorch.likelihoods.BernoulliLikelihood`.
     :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
     :param float beta: weight of the KL term (1 is exact variational inference).
+    :raises ModelSpecError: ``num_features``/``num_data`` not positive integers, an unusable ``grid_size`` or
+        ``grid_bounds``, ``inducing_points`` that are not a finite floating ``M x F`` tensor with ``M >= 1``, or a
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one.
+    :raises ConfigError: ``beta`` not a finite number ``>= 0``, ``name_prefix`` not a non-empty string.
     """
 
     def __init__(self, feature_extractor: torch.nn.Module | None = None, *, num_features: int, num_data: int,
@@ -73,9 +81,20 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
                  grid_bounds: tuple[float, float] = (-1.0, 1.0), kernel: gpytorch.kernels.Kernel | None = None,
                  mean: gpytorch.means.Mean | None = None, likelihood: gpytorch.likelihoods.Likelihood | None = None,
                  learn_inducing: bool = True, name_prefix: str = "gp", beta: float = 1.0):
-        if num_data < 1:
-            raise ModelSpecError(f"num_data must be positive, got {num_data}")
+        num_features = positive_int(num_features, "SVDeepKernelGP num_features", error=ModelSpecError)
+        num_data = positive_int(num_data, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError)
+        check_module(kernel, gpytorch.kernels.Kernel, "SVDeepKernelGP kernel")
+        check_module(mean, gpytorch.means.Mean, "SVDeepKernelGP mean")
+        check_module(likelihood, gpytorch.likelihoods.Likelihood, "SVDeepKernelGP likelihood")
+        if isinstance(beta, (bool, str, bytes)) or not isinstance(beta, numbers.Real) or not 0 <= beta < math.inf:
+            raise ConfigError(f"SVDeepKernelGP beta (the KL weight) must be a finite number >= 0, got {beta!r}")
+        if not isinstance(name_prefix, str) or not name_prefix:
+            raise ConfigError(f"SVDeepKernelGP name_prefix must be a non-empty string, got {name_prefix!r}")
         if grid_size is not None:
+            if as_integer(grid_size) is None:
+                raise ModelSpecError(f"grid_size (grid points per feature) must be an integer >= 4, got {grid_size!r}")
+            grid_size = as_integer(grid_size)
+            grid_bounds = check_grid_bounds(grid_bounds)
             if grid_size < 4 or grid_size ** num_features > 2**16:
                 raise ModelSpecError(f"grid of {grid_size}^{num_features} inducing points is not usable; "
                                      "use <= 2 features or inducing_points")
@@ -83,9 +102,18 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             strategy = gpytorch.variational.GridInterpolationVariationalStrategy(
                 self, grid_size, [tuple(grid_bounds)] * num_features, dist)
         else:
-            if inducing_points is None or inducing_points.dim() != 2 or inducing_points.shape[1] != num_features:
-                shape = None if inducing_points is None else tuple(inducing_points.shape)
-                raise ModelSpecError(f"inducing_points must be M x {num_features} (num_features), got {shape}")
+            if (not isinstance(inducing_points, torch.Tensor) or inducing_points.dim() != 2
+                    or inducing_points.shape[1] != num_features or inducing_points.shape[0] == 0):
+                shape = (tuple(inducing_points.shape) if isinstance(inducing_points, torch.Tensor)
+                         else type(inducing_points).__name__)
+                raise ModelSpecError(f"inducing_points must be M x {num_features} (num_features) with M >= 1, "
+                                     f"got {shape}")
+            if not inducing_points.is_floating_point():
+                raise ModelSpecError(f"inducing_points have dtype {inducing_points.dtype}, expected a floating dtype "
+                                     "(the model's)")
+            if not bool(torch.isfinite(inducing_points).all()):
+                raise ModelSpecError(f"inducing_points (shape {tuple(inducing_points.shape)}) hold "
+                                     f"{int((~torch.isfinite(inducing_points)).sum())} NaN/inf value(s)")
             dist = gpytorch.variational.CholeskyVariationalDistribution(inducing_points.shape[0])
             strategy = gpytorch.variational.VariationalStrategy(self, inducing_points, dist,
                                                                 learn_inducing_locations=learn_inducing)
@@ -112,14 +140,31 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         Leading dimensions (Pyro's vectorized particles, when the input depends
         on a latent variable of a larger model) pass through: the feature
         extractor must map ``... x B x example_shape`` to ``... x B x F``.
+
+        :raises DataError: ``x`` of the wrong shape, NaN/inf values, inputs the feature extractor cannot take,
+            or (identity extractor) a dtype other than the model's.
+        :raises DeviceError: ``x`` is not on the model's device.
+        :raises ModelSpecError: the extractor's output has the wrong shape or another dtype than the GP.
         """
-        check_inputs(x, None)
+        inducing = self.variational_strategy.inducing_points
+        check_inputs(x, None, device=inducing.device)
         known = self.example_shape
         if known is not None and (x.dim() <= len(known) or tuple(x.shape[x.dim() - len(known):]) != known):
             dims = ", ".join(map(str, known))
             raise DataError(f"x has shape {tuple(x.shape)}, expected (N, {dims}) "
                             f"(or (..., N, {dims}) with leading particle dimensions)")
-        h = self.feature_extractor(x)
+        try:
+            h = self.feature_extractor(x)
+        except RuntimeError as err:  # shape or dtype errors inside the network
+            raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)} and dtype "
+                            f"{x.dtype}: {err}") from err
+        if h.dtype != inducing.dtype:
+            if isinstance(self.feature_extractor, torch.nn.Identity):
+                raise DataError(f"x has dtype {x.dtype}, the model computes in {inducing.dtype}; convert x "
+                                f"(x.to({inducing.dtype}))" + (f" or the model (model.to({x.dtype}))"
+                                                               if x.is_floating_point() else ""))
+            raise ModelSpecError(f"feature extractor returns {h.dtype} features, the GP computes in "
+                                 f"{inducing.dtype}; convert the whole model with model.to(dtype)")
         leading = h.dim() - 1
         if (h.dim() < 2 or h.shape[-1] != self.num_features or x.dim() <= leading
                 or tuple(h.shape[:-1]) != tuple(x.shape[:leading])):
@@ -141,18 +186,36 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     # ----------------------------------------------------------------- Pyro
     def model(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Pyro model: :math:`u \\sim p(u)`, :math:`f \\mid u`, ``y ~ likelihood(f)``
-        under a data plate scaled by :math:`N / B`."""
+        under a data plate scaled by :math:`N / B`.
+
+        :param x: inputs ``B x ...`` (see :meth:`features`).
+        :param y: targets ``B`` (``None`` samples them).
+        :raises DataError: ``y`` is not a tensor with ``B`` entries along its last dimension (see also
+            :meth:`features`)."""
         self._fresh()
         pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
         function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
+        self._check_targets(x, y, function_dist)
         return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
-        """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`."""
+        """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`.
+
+        :raises DataError: as :meth:`model`."""
         self._fresh()
         pyro.module(self.name_prefix, self)
         function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
+        self._check_targets(x, y, function_dist)
         self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
+
+    @staticmethod
+    def _check_targets(x: torch.Tensor, y: Any, function_dist: Any) -> None:
+        # shapes only (free): NaN/inf targets are refused by Pyro's validation of the likelihood site
+        n = function_dist.shape()[-1]
+        if y is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[-1] != n):
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise DataError(f"y has shape {shape}, expected ({n},): one target per example of x "
+                            f"(shape {tuple(x.shape)})")
 
     def _fresh(self) -> None:
         # GPyTorch memoizes q(u) and p(u) on the strategy and clears the memo only
@@ -166,8 +229,13 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :func:`hybridpgm.fit` objective (one player ``"elbo"``; batches are
         ``(x, y)``).  Default: :class:`~pyro.infer.TraceMeanField_ELBO` (the KL
         term of :math:`u` is analytic) with ``num_particles`` vectorized samples
-        of :math:`f` for the expected log-likelihood."""
+        of :math:`f` for the expected log-likelihood.
+
+        :raises ConfigError: ``num_particles`` is not a positive integer (used when ``elbo`` is ``None``)."""
         if elbo is None:
+            num_particles = sample_count(num_particles, "SVDeepKernelGP.objective num_particles")
+            if num_particles == 0:
+                raise ConfigError("SVDeepKernelGP.objective num_particles must be positive, got 0")
             elbo = TraceMeanField_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                                        max_plate_nesting=1)
         scale = 1.0 / self.num_data
@@ -187,7 +255,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the targets at ``x`` (``B x ...``)
         under :math:`q`: for a Gaussian likelihood ``y`` itself, for a
-        Bernoulli one the class-1 probability and its Bernoulli variance."""
+        Bernoulli one the class-1 probability and its Bernoulli variance.  ``B = 0`` gives empty results.
+
+        :raises DataError: see :meth:`features`.
+        :raises DeviceError: ``x`` is not on the model's device."""
         was_training = self.training
         self.eval()
         try:

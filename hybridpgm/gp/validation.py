@@ -27,9 +27,11 @@ calibrated model covers about 50%, 80% and 95% of held-out targets with its
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import functools
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -51,18 +53,39 @@ def calibration(mean: torch.Tensor, sd: torch.Tensor, y: torch.Tensor,
     :param sd: predictive standard deviations, ``N``.
     :param y: targets, ``N``.
     :returns: ``{"coverage_50": ..., "coverage_80": ..., "coverage_95": ...}`` (keys from ``levels``).
+    :raises DataError: tensors of different shapes, none at all (no points: no coverage), NaN/inf values
+        or a negative ``sd``.
+    :raises ConfigError: ``levels`` that are not distinct numbers in ``(0, 1)`` (two levels that round to one
+        percentage would share a key).
     """
+    for name, t in (("mean", mean), ("sd", sd), ("y", y)):
+        if not isinstance(t, torch.Tensor):
+            raise DataError(f"calibration {name} must be a tensor, got {type(t).__name__}")
     if mean.shape != sd.shape or mean.shape != y.shape:
         raise DataError(f"calibration needs mean, sd and y of one shape, got {tuple(mean.shape)}, "
                         f"{tuple(sd.shape)}, {tuple(y.shape)}")
+    if mean.numel() == 0:
+        raise DataError(f"calibration got no points (shape {tuple(mean.shape)}): coverage is undefined")
+    for name, t in (("mean", mean), ("sd", sd), ("y", y)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise DataError(f"calibration {name} (shape {tuple(t.shape)}) holds "
+                            f"{int((~torch.isfinite(t)).sum())} NaN/inf value(s)")
+    if bool((sd < 0).any()):
+        raise DataError(f"calibration sd (shape {tuple(sd.shape)}) holds {int((sd < 0).sum())} negative value(s); "
+                        "standard deviations are >= 0")
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, collections.abc.Iterable):
+        raise ConfigError(f"calibration levels must be a sequence of numbers in (0, 1), got {levels!r}")
     out = {}
     normal = torch.distributions.Normal(0.0, 1.0)
     for level in levels:
-        if not 0 < level < 1:
+        if isinstance(level, (bool, str, bytes)) or not isinstance(level, numbers.Real) or not 0 < level < 1:
             raise ConfigError(f"calibration levels lie in (0, 1), got {level!r}")
+        key = f"coverage_{round(100 * level)}"
+        if key in out:
+            raise ConfigError(f"calibration levels {list(levels)!r} give {key!r} twice; pass distinct percentages")
         z = float(normal.icdf(torch.tensor(0.5 + level / 2, dtype=torch.float64)))
         inside = (y - mean).abs() <= z * sd
-        out[f"coverage_{round(100 * level)}"] = float(inside.float().mean())
+        out[key] = float(inside.float().mean())
     return out
 
 
@@ -70,11 +93,16 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
                min_size: int = 5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_fit, y_fit, x_val, y_val)``: the last ``fraction`` of the examples held out (order kept).
 
-    :raises ConfigError: ``fraction`` outside ``(0, 1)``.
-    :raises DataError: fewer than ``min_size`` examples on either side.
+    :raises ConfigError: ``fraction`` not a number in ``(0, 1)``.
+    :raises DataError: ``x`` or ``y`` not a tensor with an example dimension, different numbers of examples,
+        or fewer than ``min_size`` examples on either side.
     """
-    if not 0 < fraction < 1:
+    if isinstance(fraction, (bool, str, bytes)) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
         raise ConfigError(f"validation fraction must lie in (0, 1), got {fraction!r}")
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, torch.Tensor) or t.dim() == 0:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise DataError(f"{name} has shape {shape}, expected a tensor with the examples along dimension 0")
     n = x.shape[0]
     if y.shape[0] != n:
         raise DataError(f"x has {n} examples but y has {y.shape[0]}")
@@ -91,6 +119,17 @@ def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
     pred = model.predict(x.to(model.train_x.device))
     sd = pred.variance.clamp_min(1e-12).sqrt()
     return float(-torch.distributions.Normal(pred.mean, sd).log_prob(y.to(pred.mean)).mean())
+
+
+def _check_held_out(model: Any, x: Any, y: Any, what: str) -> None:
+    """Check ``(x, y)`` held out for, or conditioned on by, a GP ``model`` before any training step runs."""
+    from hybridpgm.gp.feature_gp import check_inputs, check_targets
+
+    # no device check: validation_nll and the refit move the data to the model's device
+    check_inputs(x, model.example_shape, f"{what} x", dtype=model.train_x.dtype)
+    if x.shape[0] == 0:
+        raise DataError(f"{what} x has shape {tuple(x.shape)}: no examples")
+    check_targets(y, x.shape[0], f"{what} y", dtype=model.train_y.dtype)
 
 
 class _KeepBest(Callback):
@@ -165,12 +204,22 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ``device``,
         ``checkpoint_every``...).
     :raises CheckpointError: the checkpoint belongs to another run (see :mod:`hybridpgm.train.resume`).
+    :raises ConfigError: ``max_steps`` not a positive integer, ``refit`` not a pair ``(x, y)``.
+    :raises DataError: (before any step) without ``score``, ``x_val``/``y_val`` that are empty, non-finite or of
+        another example shape, dtype or length than the model's training data; likewise ``refit``.
     """
     from hybridpgm.train.trainer import fit
 
-    if not isinstance(max_steps, int) or max_steps < 1:
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
     model = objective.module
+    if score is None:
+        _check_held_out(model, x_val, y_val, "validation")
+    if refit is not None:
+        if not isinstance(refit, (tuple, list)) or len(refit) != 2:
+            raise ConfigError(f"refit must be a pair (x, y), got a {type(refit).__name__}"
+                              + (f" of {len(refit)} elements" if isinstance(refit, (tuple, list)) else ""))
+        _check_held_out(model, refit[0], refit[1], "refit")
     if score is None:
         score = functools.partial(validation_nll, x=x_val, y=y_val)
     evaluate = EvaluateEvery(eval_every, lambda obj: score(obj.module), "validation_nll")
@@ -184,7 +233,7 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
         model.load_state_dict(keep.state)
     steps = result.history.step[-1] if result.history.step else 0
     if refit is not None:
-        model.set_train_data(refit[0].to(model.train_x), refit[1].to(model.train_y))
+        model.set_train_data(refit[0].to(model.train_x.device), refit[1].to(model.train_y.device))
     return ValidatedFit(best_step=keep.step, best_validation_nll=keep.best, steps=steps,
                         stopped_early=result.stopped_early, history=result)
 

@@ -24,7 +24,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from hybridpgm.checks import positive_count, positive_number, sample_count
+from hybridpgm.checks import positive_int, positive_real, sample_count
 from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
@@ -83,22 +83,22 @@ def _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_
               collective_timeout) -> tuple:
     """The counts and numbers of :func:`fit` checked (integers as ``int``; NumPy scalars accepted, ``bool`` and
     fractional counts refused), in the order given."""
-    epochs, batch_size, accumulate = (positive_count(v, n) for n, v in
+    epochs, batch_size, accumulate = (positive_int(v, n) for n, v in
                                       [("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate)])
     if accumulate > batch_size:
         raise ConfigError(f"accumulate={accumulate} micro-batches cannot split a batch of {batch_size}")
     if checkpoint_every is not None:
-        checkpoint_every = positive_count(checkpoint_every, "checkpoint_every")
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
     if max_steps is not None:
-        max_steps = positive_count(max_steps, "max_steps")
+        max_steps = positive_int(max_steps, "max_steps")
     if clip_grad_norm is not None:
-        clip_grad_norm = positive_number(clip_grad_norm, "clip_grad_norm")
+        clip_grad_norm = positive_real(clip_grad_norm, "clip_grad_norm")
     if seed is not None:
         seed = sample_count(seed, "seed")
         if seed >= SEED_BOUND:
             raise ConfigError(f"seed must be below 2**32 (NumPy's bound), got {seed}")
     if collective_timeout is not None:
-        collective_timeout = positive_number(collective_timeout, "collective_timeout")
+        collective_timeout = positive_real(collective_timeout, "collective_timeout")
     return epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout
 
 

@@ -187,9 +187,9 @@ def test_evaluate_every_and_early_stopping():
     (dict(seed=-1), "seed must be a non-negative integer, got -1"),
     (dict(seed="7"), "seed must be a non-negative integer, got '7'"),
     (dict(seed=2**32), "seed must be below 2\\*\\*32"),
-    (dict(clip_grad_norm="1"), "clip_grad_norm must be a positive finite number, got '1'"),
-    (dict(clip_grad_norm=float("inf")), "clip_grad_norm must be a positive finite number, got inf"),
-    (dict(collective_timeout=-1), "collective_timeout must be a positive finite number, got -1"),
+    (dict(clip_grad_norm="1"), "clip_grad_norm must be a finite number > 0, got '1'"),
+    (dict(clip_grad_norm=float("inf")), "clip_grad_norm must be a finite number > 0, got inf"),
+    (dict(collective_timeout=-1), "collective_timeout must be a finite number > 0, got -1"),
     (dict(callbacks=EarlyStopping("loss")), "iterable of callbacks .*got EarlyStopping; wrap a single one"),
     (dict(callbacks=lambda info: None), "got function"),
     (dict(optim=torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)), "optim must be a factory .*got an "
