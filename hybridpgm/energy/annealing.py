@@ -45,14 +45,24 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     means for Bernoulli units, the data means for Gaussian units, zeros without data.
 
     :param data: ``N x V`` or ``None``; ``like``: a ``V`` tensor giving shape, dtype and device.
+    :raises DataError: ``data`` of the wrong shape, complex, empty (no means to take), holding NaN/inf, or
+        (Bernoulli units) holding values outside ``[0, 1]``.
     """
     if data is None:
         return torch.zeros_like(like)
     if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != like.shape[-1]:
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
         raise DataError(f"AIS base-rate data must have shape (N, {like.shape[-1]}), got {shape}")
+    if data.is_complex():
+        raise DataError(f"AIS base-rate data must be real, got dtype {data.dtype}")
+    if data.numel() == 0:
+        raise DataError(f"AIS base-rate data is empty (shape {tuple(data.shape)}); pass data=None for "
+                        "uniform base rates, or at least one row")
     if not bool(torch.isfinite(data).all()):
         raise DataError("AIS base-rate data holds NaN or inf")
+    if not gaussian and not bool(((data >= 0) & (data <= 1)).all()):
+        raise DataError(f"AIS base-rate data for Bernoulli units must lie in [0, 1], got values in "
+                        f"[{data.min().item()}, {data.max().item()}]")
     mean = data.to(like).reshape(-1, like.shape[-1]).mean(0)
     if gaussian:
         return mean

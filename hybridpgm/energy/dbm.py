@@ -42,6 +42,7 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.checks import check_device, check_log_z, layer_sizes, positive_int, positive_real
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.rbm import RBM
@@ -61,16 +62,17 @@ class DBM(nn.Module):
     :param int mean_field_steps: fixed-point sweeps of the mean-field posterior.
     :param float init_scale: standard deviation of the initial weights.
     :param bool probabilities: accept visible data in ``[0, 1]``.
+    :raises ModelSpecError: ``sizes`` is not a sequence of at least two positive integers (``bool`` and floats
+        are refused), ``mean_field_steps`` is not a positive integer, or ``init_scale`` is not a finite
+        non-negative number.
     """
 
     def __init__(self, sizes: Sequence[int], *, mean_field_steps: int = 10, init_scale: float = 0.01,
                  probabilities: bool = False):
         super().__init__()
-        sizes = list(sizes)
-        if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
-            raise ModelSpecError(f"DBM sizes must be >= 2 positive integers [V, H1, ...], got {sizes!r}")
-        if not isinstance(mean_field_steps, int) or mean_field_steps < 1:
-            raise ModelSpecError(f"DBM mean_field_steps must be a positive integer, got {mean_field_steps!r}")
+        sizes = layer_sizes(sizes, "DBM sizes [V, H1, ...]", error=ModelSpecError, minimum_length=2)
+        mean_field_steps = positive_int(mean_field_steps, "DBM mean_field_steps", error=ModelSpecError)
+        init_scale = positive_real(init_scale, "DBM init_scale", error=ModelSpecError, allow_zero=True)
         self.sizes, self.mean_field_steps, self.probabilities = sizes, mean_field_steps, probabilities
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.randn(sizes[l], sizes[l + 1]) * init_scale) for l in range(len(sizes) - 1)])
@@ -94,10 +96,16 @@ class DBM(nn.Module):
         """Validate ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``)
         and return it in the model's dtype, converted by the rule of
         :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
-        float64 data for a float32 model are refused)."""
+        float64 data for a float32 model are refused).
+
+        :raises DataError: wrong last dimension or dtype, NaN/inf, or values that are not binary (outside
+            ``[0, 1]`` with ``probabilities=True``).
+        :raises DeviceError: ``v`` is not on the device of the parameters.
+        """
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
+        check_device(v, self.weights[0], f"DBM visible data {name!r}")
         v = as_model_dtype(v, self.weights[0].dtype, f"DBM visible data {name!r}")
         if not bool(torch.isfinite(v).all()):
             raise DataError(f"DBM visible data {name!r} holds NaN or inf")
@@ -109,12 +117,35 @@ class DBM(nn.Module):
                             "with probabilities=True")
         return v
 
-    def check_state(self, x: Sequence[torch.Tensor]) -> None:
+    def check_state(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Validate a state ``[v, h1, ...]`` (one ``batch x n_l`` tensor per layer, values in ``[0, 1]``) and
+        return it in the model's dtype (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`).
+
+        :raises DataError: not a list of one tensor per layer, a wrong width or dtype, batch shapes that
+            do not broadcast, or values outside ``[0, 1]`` (NaN included).
+        :raises DeviceError: a layer not on the device of the parameters.
+        """
+        if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
+            what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"DBM state must be a list of {len(self.sizes)} layer tensors [v, h1, ...], got {what}")
         if len(x) != len(self.sizes):
             raise DataError(f"DBM state must hold {len(self.sizes)} layers, got {len(x)}")
+        out = []
         for l, (t, size) in enumerate(zip(x, self.sizes)):
-            if t.shape[-1] != size:
-                raise DataError(f"DBM layer {l} must have shape (..., {size}), got {tuple(t.shape)}")
+            if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != size:
+                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise DataError(f"DBM layer {l} must have shape (..., {size}), got {shape}")
+            check_device(t, self.weights[0], f"DBM layer {l}")
+            out.append(as_model_dtype(t, self.weights[0].dtype, f"DBM layer {l}"))
+        try:
+            torch.broadcast_shapes(*(t.shape[:-1] for t in out))
+        except RuntimeError:
+            raise DataError(f"DBM state layers have batch shapes that do not match: "
+                            f"{[tuple(t.shape) for t in out]}") from None
+        for l, t in enumerate(out):
+            if not bool(((t >= 0) & (t <= 1)).all()):
+                raise DataError(f"DBM layer {l} must hold values in [0, 1] (NaN/inf refused)")
+        return out
 
     # ------------------------------------------------------------- the maths
     def layer_logits(self, x: Sequence[torch.Tensor], l: int) -> torch.Tensor:
@@ -127,9 +158,10 @@ class DBM(nn.Module):
         return a
 
     def energy(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
-        """:math:`E(x)` for the layers ``x = [v, h1, ...]`` (each ``batch x n_l``); returns ``batch``."""
-        self.check_state(x)
-        return self._energy(x)
+        """:math:`E(x)` for the layers ``x = [v, h1, ...]`` (each ``batch x n_l``); returns ``batch``.
+
+        :raises DataError: a bad state (see :meth:`check_state`)."""
+        return self._energy(self.check_state(x))
 
     def _energy(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
         e = -sum(x[l] @ self.biases[l] for l in range(len(x)))
@@ -151,11 +183,24 @@ class DBM(nn.Module):
         Initialised by a bottom-up pass with doubled weights below the top layer [1],
         then ``steps`` sweeps updating odd then even hidden layers (stops early when
         no mean moves by more than ``tol``).
+
+        :param v: ``batch x V`` visible data (see :meth:`check_visible`).
+        :param int steps: sweeps, a positive integer (default ``mean_field_steps``).
+        :raises ConfigError: ``steps`` is not a positive integer.
+        :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
+        if steps is not None:
+            steps = positive_int(steps, "DBM.mean_field steps")
+        return self._mean_field(self.check_visible(v), steps, tol)
+
+    def _mean_field(self, v: torch.Tensor, steps: int | None = None, tol: float = 1e-5) -> list[torch.Tensor]:
+        """:meth:`mean_field` without the checks (the positive phase's data are checked by the objective)."""
         mu = [v]
         for l in range(1, len(self.sizes)):
             scale = 2.0 if l < self.num_layers else 1.0
             mu.append(torch.sigmoid(self.biases[l] + scale * (mu[l - 1] @ self.weights[l - 1])))
+        if not v.numel():  # an empty batch: nothing to iterate
+            return mu
         for _ in range(steps or self.mean_field_steps):
             change = 0.0
             for l in list(range(1, len(mu), 2)) + list(range(2, len(mu), 2)):
@@ -169,7 +214,8 @@ class DBM(nn.Module):
     # -------------------------------------- chain protocol (contrastive divergence)
     def positive_phase(self, v: torch.Tensor):
         """Energy at the mean-field posterior (means detached), ``batch``; and a state clamped to ``v``."""
-        mu = self.mean_field(v)
+        with torch.no_grad():
+            mu = self._mean_field(v)
         with torch.no_grad():
             state = (v,) + tuple(bernoulli(m) for m in mu[1:])
         return self._energy(mu), state
@@ -206,8 +252,15 @@ class DBM(nn.Module):
     def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
                       **ais_kwargs) -> torch.Tensor:
         """:math:`\\log Z`: ``"exact"`` enumerates the smaller of the even and odd layer sets
-        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`."""
+        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`.
+
+        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
+            ``chunk_size`` that is not a positive integer.
+        """
         self.check_parameters()
+        if method == "exact" and ais_kwargs:
+            raise ConfigError(f"DBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
+                              "pass method='ais' to use them")
         if method == "ais":
             from hybridpgm.infer.ais import AIS
 
@@ -234,8 +287,15 @@ class DBM(nn.Module):
     @torch.no_grad()
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
-        layers (feasible for small ``H2 + H4 + ...``)."""
+        layers (feasible for small ``H2 + H4 + ...``).
+
+        :param v: ``batch x V`` (two dimensions).
+        :raises DataError: bad ``v`` (see :meth:`check_visible`), or ``v`` not two-dimensional.
+        """
         v = self.check_visible(v)
+        if v.dim() != 2:
+            raise DataError(f"DBM.unnormalized_log_prob expects v of shape (batch, {self.sizes[0]}), "
+                            f"got {tuple(v.shape)}")
         layers = list(range(2, len(self.sizes), 2))
         sizes = [self.sizes[l] for l in layers]
         if not layers:  # an RBM: nothing left to enumerate
@@ -252,9 +312,15 @@ class DBM(nn.Module):
                                      cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v)` (``batch``) on small models."""
+        """Exact :math:`\\log p(v)` (``batch``) on small models.
+
+        :raises ConfigError: ``log_z`` is not a finite scalar.
+        :raises DataError: bad ``v`` (see :meth:`unnormalized_log_prob`).
+        """
         if log_z is None:
             log_z = self.log_partition("exact")
+        else:
+            log_z = check_log_z(log_z, "DBM.log_likelihood")
         return self.unnormalized_log_prob(v) - log_z
 
     @torch.no_grad()
@@ -263,11 +329,15 @@ class DBM(nn.Module):
 
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.
+        :raises ConfigError: ``log_z`` is not a finite scalar.
+        :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
         v = self.check_visible(v)
         if log_z is None:
             log_z = self.log_partition("exact")
-        mu = self.mean_field(v)
+        else:
+            log_z = check_log_z(log_z, "DBM.log_likelihood_bound")
+        mu = self._mean_field(v)
         entropy = sum(F.binary_cross_entropy(m, m, reduction="none").sum(-1) for m in mu[1:])
         return -self._energy(mu) + entropy - log_z
 
@@ -318,7 +388,16 @@ class DBM(nn.Module):
     @torch.no_grad()
     def load_rbms(self, rbms: Sequence[RBM]) -> None:
         """Compose pretrained RBMs (layer ``l`` to ``l+1`` each): take their weights; a middle
-        layer's bias is the mean of the hidden bias below and the visible bias above [1]."""
+        layer's bias is the mean of the hidden bias below and the visible bias above [1].
+
+        :raises ModelSpecError: not one Bernoulli :class:`~hybridpgm.energy.RBM` per pair of layers, of
+            matching sizes.
+        """
+        rbms = list(rbms)
+        odd = [type(r).__name__ if not isinstance(r, RBM) else "a Gaussian RBM" for r in rbms
+               if not isinstance(r, RBM) or r.gaussian]
+        if odd:
+            raise ModelSpecError(f"DBM.load_rbms needs Bernoulli RBMs, got {odd}")
         if len(rbms) != self.num_layers or any(
                 (r.num_visible, r.num_hidden) != (self.sizes[l], self.sizes[l + 1]) for l, r in enumerate(rbms)):
             got = [(r.num_visible, r.num_hidden) for r in rbms]

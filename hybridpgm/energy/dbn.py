@@ -26,9 +26,11 @@ import torch
 from torch import nn
 
 from hybridpgm.checks import sample_count
+from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.checks import check_device, layer_sizes, positive_int
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
-from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
 __all__ = ["DBN", "DBNAutoencoder"]
@@ -69,6 +71,19 @@ class DBNAutoencoder(nn.Module):
         self.encoder, self.decoder = encoder, decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruct ``x`` (``batch x V``): logits, or means for Gaussian data, ``batch x V``.
+
+        :raises DataError: ``x`` is not a tensor with the encoder's input width as its last dimension, or has a
+            dtype the model does not convert exactly (:func:`~hybridpgm.data.validation.as_model_dtype`).
+        :raises DeviceError: ``x`` is not on the parameters' device.
+        """
+        first = self.encoder[0] if len(self.encoder) else None
+        if isinstance(first, nn.Linear):
+            if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != first.in_features:
+                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise DataError(f"DBNAutoencoder input 'x' must have shape (batch, {first.in_features}), got {shape}")
+            check_device(x, first.weight, "DBNAutoencoder input 'x'")
+            x = as_model_dtype(x, first.weight.dtype, "DBNAutoencoder input 'x'")
         return self.decoder(self.encoder(x))
 
 
@@ -79,6 +94,8 @@ class DBN(nn.Module):
     :param sizes: layer sizes, at least two.
     :param str visible: ``"bernoulli"`` or ``"gaussian"`` units of the bottom RBM.
     :param bool probabilities: the bottom RBM accepts data in ``[0, 1]``.
+    :raises ModelSpecError: ``sizes`` is not a sequence of at least two positive integers (``bool`` and floats
+        are refused), or a bad option of the RBMs.
     :ivar rbms: the :class:`~hybridpgm.energy.RBM` of each pair of layers
         (upper RBMs accept probabilities as data).
     """
@@ -86,9 +103,7 @@ class DBN(nn.Module):
     def __init__(self, sizes: Sequence[int], *, visible: str = "bernoulli", probabilities: bool = False,
                  init_scale: float = 0.01):
         super().__init__()
-        sizes = list(sizes)
-        if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
-            raise ModelSpecError(f"DBN sizes must be >= 2 positive integers [V, H1, ...], got {sizes!r}")
+        sizes = layer_sizes(sizes, "DBN sizes [V, H1, ...]", error=ModelSpecError, minimum_length=2)
         self.sizes = sizes
         self.rbms = nn.ModuleList([
             RBM(sizes[l], sizes[l + 1], visible=visible if l == 0 else "bernoulli",
@@ -101,7 +116,17 @@ class DBN(nn.Module):
 
     @torch.no_grad()
     def transform(self, v: torch.Tensor, layers: int | None = None) -> torch.Tensor:
-        """Bottom-up probabilities of hidden layer ``layers`` (default: the top), ``batch x H``."""
+        """Bottom-up probabilities of hidden layer ``layers`` (default: the top), ``batch x H``.
+
+        :param int layers: ``1`` to ``L`` (the number of RBMs), or ``None`` for the top.
+        :raises ConfigError: ``layers`` out of that range, or not an integer.
+        :raises DataError: bad ``v`` (see :meth:`RBM.check_visible <hybridpgm.energy.RBM.check_visible>`).
+        """
+        if layers is not None:
+            layers = positive_int(layers, "DBN.transform layers")
+            if layers > len(self.rbms):
+                raise ConfigError(f"DBN.transform layers must be between 1 and {len(self.rbms)} (the hidden "
+                                  f"layers), got {layers}")
         v = self.rbms[0].check_visible(v)
         for rbm in self.rbms[: layers or len(self.rbms)]:
             v = torch.sigmoid(rbm.hidden_logits(v))

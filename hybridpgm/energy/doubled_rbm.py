@@ -25,7 +25,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridpgm.checks import positive_real
 from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.errors import ModelSpecError
 
 __all__ = ["DoubledRBM"]
 
@@ -37,11 +39,19 @@ class DoubledRBM(nn.Module):
     :param rbm: the RBM whose parameters are trained.
     :param float up: scale of the bottom-up input :math:`v^\\top W`.
     :param float down: scale of the top-down input :math:`W h`.
+    :raises ModelSpecError: ``rbm`` is not an :class:`~hybridpgm.energy.RBM` with Bernoulli visible units.
+    :raises ConfigError: ``up`` or ``down`` is not a finite positive number.
     """
 
     def __init__(self, rbm: nn.Module, up: float = 2.0, down: float = 1.0):
         super().__init__()
-        self.rbm, self.up, self.down = rbm, float(up), float(down)
+        from hybridpgm.energy.rbm import RBM
+
+        if not isinstance(rbm, RBM) or rbm.gaussian:
+            kind = f"an RBM with {rbm.visible_type} visible units" if isinstance(rbm, RBM) else type(rbm).__name__
+            raise ModelSpecError(f"DoubledRBM needs an RBM with Bernoulli visible units, got {kind}")
+        up, down = positive_real(up, "DoubledRBM up"), positive_real(down, "DoubledRBM down")
+        self.rbm, self.up, self.down = rbm, up, down
 
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
         return self.rbm.check_visible(v, name)

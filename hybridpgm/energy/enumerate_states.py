@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ModelSpecError
 
 __all__ = ["MAX_ENUMERATED_UNITS", "binary_states", "logsumexp_over_states"]
@@ -50,7 +51,10 @@ def logsumexp_over_states(
     :param what: name used in the error message.
     :returns: a scalar tensor.
     :raises ModelSpecError: if ``num_units`` exceeds :data:`MAX_ENUMERATED_UNITS`.
+    :raises ConfigError: ``chunk_size`` is not a positive integer.
     """
+    if chunk_size is not None:
+        chunk_size = positive_int(chunk_size, f"exact log-partition of {what}: chunk_size")
     if num_units > MAX_ENUMERATED_UNITS:
         raise ModelSpecError(
             f"exact log-partition of {what} would enumerate 2**{num_units} states "

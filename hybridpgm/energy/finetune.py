@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.data.validation import as_model_dtype, check_finite
+from hybridpgm.checks import check_device, check_empty
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ClassificationObjective", "ReconstructionObjective"]
 
@@ -40,10 +43,30 @@ class _OnePlayer:
         if player != self.player:
             raise ConfigError(f"{type(self).__name__} has one player {self.player!r}, got {player!r}")
 
+    def _inputs(self, x) -> torch.Tensor:
+        """``x`` checked for free (a non-empty tensor on the network's device) and in its dtype (the rule of
+        :func:`~hybridpgm.data.validation.as_model_dtype`)."""
+        what = f"{type(self).__name__} input 'x'"
+        if not isinstance(x, torch.Tensor) or x.dim() < 1:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"{what} must be a tensor of shape (batch, ...), got {shape}")
+        check_empty(x, what)
+        weight = next(self.module.parameters(), None)
+        if weight is None:
+            return x
+        check_device(x, weight, what)
+        return as_model_dtype(x, weight.dtype, what)
+
 
 class ReconstructionObjective(_OnePlayer):
     """Reconstruction loss of an autoencoder whose ``forward(x)`` returns logits (``likelihood="bernoulli"``)
-    or means (``"gaussian"``), ``batch x D`` like ``x``."""
+    or means (``"gaussian"``), ``batch x D`` like ``x``.
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not a non-empty tensor, of a
+    dtype the network does not convert exactly, holding NaN/inf or (Bernoulli) values outside ``[0, 1]``
+    (the value check waits for :func:`hybridpgm.fit`'s one host read of the step), or whose reconstruction
+    has another shape; :class:`~hybridpgm.errors.DeviceError` for a batch on another device.
+    """
 
     def __init__(self, autoencoder: nn.Module, likelihood: str = "bernoulli"):
         super().__init__(autoencoder)
@@ -53,7 +76,19 @@ class ReconstructionObjective(_OnePlayer):
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         self._check_player(player)
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = self._inputs(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        if self.likelihood == "bernoulli":  # a target outside [0, 1] makes the loss unbounded below
+            low, high = torch.stack([x.amin(), x.amax()]).unbind()
+            ok = (low >= 0) & (high <= 1)  # NaN fails both
+        else:
+            ok = torch.isfinite(torch.stack([x.amin(), x.amax()])).all()
+
+        def invalid() -> DataError:
+            check_finite(x, "ReconstructionObjective input 'x'")
+            return DataError(f"ReconstructionObjective(likelihood='bernoulli') needs data in [0, 1], got values "
+                             f"in [{x.min().item()}, {x.max().item()}]; use likelihood='gaussian' for real data")
+
+        check_or_defer(ok, invalid)
         out = self.module(x)
         if out.shape != x.shape:
             raise DataError(f"autoencoder output shape {tuple(out.shape)} differs from input shape {tuple(x.shape)}")
@@ -65,11 +100,34 @@ class ReconstructionObjective(_OnePlayer):
 
 
 class ClassificationObjective(_OnePlayer):
-    """Cross-entropy of a classifier (``forward(x)`` returns ``batch x C`` logits) on batches ``(x, y)``."""
+    """Cross-entropy of a classifier (``forward(x)`` returns ``batch x C`` logits) on batches ``(x, y)``.
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not ``(x, y)``, an empty
+    ``x`` or one of a dtype the network does not convert exactly, labels ``y`` that are not a 1-D integer
+    tensor with one label per row, or labels outside ``0..C-1`` (that check waits for :func:`hybridpgm.fit`'s
+    one host read of the step; meanwhile the loss is computed with such labels replaced by 0).
+    """
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         self._check_player(player)
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise DataError("ClassificationObjective needs batches (x, y); pass data=(x, y) to fit")
-        x, y = batch[0], batch[1]
-        return F.cross_entropy(self.module(x), y)
+        x, y = self._inputs(batch[0]), batch[1]
+        if (not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype == torch.bool
+                or y.is_floating_point() or y.is_complex()):
+            what = f"shape {tuple(y.shape)} and dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise DataError(f"ClassificationObjective labels 'y' must be a 1-D integer tensor of class indices, "
+                            f"got {what}")
+        if y.shape[0] != x.shape[0]:
+            raise DataError(f"ClassificationObjective got {y.shape[0]} labels for {x.shape[0]} rows of x")
+        logits = self.module(x)
+        num_classes = logits.shape[-1]
+        in_range = (y >= 0) & (y < num_classes)
+
+        def out_of_range() -> DataError:
+            bad = y[~in_range][:3].tolist()
+            return DataError(f"ClassificationObjective labels 'y' must lie in 0..{num_classes - 1} (the classifier's "
+                             f"{num_classes} outputs), found {bad}")
+
+        check_or_defer(in_range.all(), out_of_range)
+        return F.cross_entropy(logits, torch.where(in_range, y, 0).long())

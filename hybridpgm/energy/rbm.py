@@ -45,6 +45,7 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.checks import check_device, check_empty, check_log_z, positive_int, positive_real
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
@@ -74,6 +75,8 @@ class RBM(nn.Module):
     :param float sigma: standard deviation of Gaussian visible units (fixed; standardise
         the data first, as in [2]).
     :param float init_scale: standard deviation of the initial weights (``0.01`` as in [2]).
+    :raises ModelSpecError: a size that is not a positive integer (``bool`` and floats included), an unknown
+        ``visible``, or a ``sigma`` / ``init_scale`` that is not a finite positive (non-negative) number.
 
     >>> rbm = RBM(6, 3)
     >>> rbm.free_energy(torch.ones(2, 6)).shape
@@ -83,13 +86,12 @@ class RBM(nn.Module):
     def __init__(self, num_visible: int, num_hidden: int, *, visible: str = "bernoulli",
                  probabilities: bool = False, sigma: float = 1.0, init_scale: float = 0.01):
         super().__init__()
-        for name, size in [("num_visible", num_visible), ("num_hidden", num_hidden)]:
-            if not isinstance(size, int) or size < 1:
-                raise ModelSpecError(f"RBM {name} must be a positive integer, got {size!r}")
+        num_visible = positive_int(num_visible, "RBM num_visible", error=ModelSpecError)
+        num_hidden = positive_int(num_hidden, "RBM num_hidden", error=ModelSpecError)
         if visible not in _VISIBLE_TYPES:
             raise ModelSpecError(f"RBM visible units must be one of {_VISIBLE_TYPES}, got {visible!r}")
-        if not sigma > 0:
-            raise ModelSpecError(f"RBM sigma must be positive, got {sigma!r}")
+        sigma = positive_real(sigma, "RBM sigma", error=ModelSpecError)
+        init_scale = positive_real(init_scale, "RBM init_scale", error=ModelSpecError, allow_zero=True)
         self.num_visible, self.num_hidden = num_visible, num_hidden
         self.visible_type, self.probabilities = visible, probabilities
         self.weight = nn.Parameter(torch.randn(num_visible, num_hidden) * init_scale)
@@ -120,10 +122,12 @@ class RBM(nn.Module):
             Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``);
             inside :func:`hybridpgm.fit`'s step the value check is raised at the
             step's host read (:mod:`hybridpgm.train.deferred_checks`).
+        :raises DeviceError: ``v`` is not on the device of the parameters.
         """
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), got {shape}")
+        check_device(v, self.weight, f"RBM visible data {name!r}")
         exactly_binary = v.dtype == torch.bool  # binary, in [0, 1] and finite
         v = as_model_dtype(v, self.weight.dtype, f"RBM visible data {name!r}")
         if not v.numel() or exactly_binary:
@@ -148,10 +152,17 @@ class RBM(nn.Module):
         return v
 
     def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:
-        """Validate hidden states ``batch x H`` (values in ``[0, 1]``)."""
+        """Validate hidden states ``batch x H`` (values in ``[0, 1]``); returns them in the model's dtype
+        (the rule of :func:`hybridpgm.data.validation.as_model_dtype`, as for visible data).
+
+        :raises DataError: wrong last dimension, dtype, or values outside ``[0, 1]`` (NaN included).
+        :raises DeviceError: ``h`` is not on the device of the parameters.
+        """
         if not isinstance(h, torch.Tensor) or h.dim() < 1 or h.shape[-1] != self.num_hidden:
             shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
             raise DataError(f"RBM hidden states {name!r} must have shape (..., {self.num_hidden}), got {shape}")
+        check_device(h, self.weight, f"RBM hidden states {name!r}")
+        h = as_model_dtype(h, self.weight.dtype, f"RBM hidden states {name!r}")
         if not bool(((h >= 0) & (h <= 1)).all()):
             raise DataError(f"RBM hidden states {name!r} must lie in [0, 1]")
         return h
@@ -177,9 +188,18 @@ class RBM(nn.Module):
         return F.linear(h, self.weight, self.visible_bias)
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """:math:`E(v, h)` for ``v: batch x V`` and ``h: batch x H``; returns ``batch``."""
+        """:math:`E(v, h)` for ``v: batch x V`` and ``h: batch x H``; returns ``batch``.
+
+        :raises DataError: bad ``v`` or ``h`` (see :meth:`check_visible`, :meth:`check_hidden`), or batch shapes
+            of ``v`` and ``h`` that do not broadcast.
+        """
         v = self.check_visible(v)
-        self.check_hidden(h)
+        h = self.check_hidden(h)
+        try:
+            torch.broadcast_shapes(v.shape[:-1], h.shape[:-1])
+        except RuntimeError:
+            raise DataError(f"RBM.energy: the batch shapes of v {tuple(v.shape)} and h {tuple(h.shape)} "
+                            "do not match") from None
         interaction = ((self._scaled(v) @ self.weight) * h).sum(-1)
         return -self._visible_term(v) - interaction - h @ self.hidden_bias
 
@@ -197,8 +217,10 @@ class RBM(nn.Module):
         return dist.Bernoulli(logits=self.hidden_logits(v)).to_event(1)
 
     def visible(self, h: torch.Tensor) -> dist.Independent:
-        """:math:`p(v \\mid h)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``V``."""
-        self.check_hidden(h)
+        """:math:`p(v \\mid h)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``V``.
+
+        :raises DataError: bad ``h`` (see :meth:`check_hidden`)."""
+        h = self.check_hidden(h)
         param = self.visible_param(h)
         if self.gaussian:
             return dist.Normal(param, self.sigma.expand_as(param)).to_event(1)
@@ -230,8 +252,18 @@ class RBM(nn.Module):
         :param v: ``batch x V`` start states.
         :param h: optional ``batch x H`` hidden sample to use in the first sweep
             (saves recomputing it when the caller already has it).
+        :param int steps: sweeps, a non-negative integer (0 returns ``v``).
         :returns: ``batch x V`` visible states after the last sweep.
+        :raises ConfigError: ``steps`` is not a non-negative integer.
+        :raises DataError: ``v`` is not a tensor of shape ``(..., V)``, or has a dtype the model does not
+            convert exactly (only shapes and dtypes are checked here, no values: chains run through it).
         """
+        steps = positive_int(steps, "RBM.gibbs steps", minimum=0)
+        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), got {shape}")
+        check_device(v, self.weight, "RBM.gibbs start states 'v'")
+        v = as_model_dtype(v, self.weight.dtype, "RBM.gibbs start states 'v'")
         for _ in range(steps):
             v = self._sample_visible(self._sample_hidden(v) if h is None else h)
             h = None
@@ -243,12 +275,19 @@ class RBM(nn.Module):
 
         :param init: optional ``num_samples x V`` start states (random by default).
         :returns: ``num_samples x V``.
+        :raises ConfigError: ``steps`` is not a positive integer.
+        :raises DataError: ``init`` is not ``num_samples x V`` valid visible data.
         """
         num_samples = sample_count(num_samples, "RBM.sample num_samples")
-        if not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"RBM.sample steps must be a positive integer, got {steps!r}")
+        steps = positive_int(steps, "RBM.sample steps")
         self.check_parameters()
-        v = self.random_visible(num_samples) if init is None else self.check_visible(init, "init")
+        if init is None:
+            v = self.random_visible(num_samples)
+        else:
+            v = self.check_visible(init, "init")
+            if v.shape != (num_samples, self.num_visible):
+                raise DataError(f"RBM.sample init must have shape ({num_samples}, {self.num_visible}) for "
+                                f"num_samples={num_samples}, got {tuple(v.shape)}")
         return self.gibbs(v, steps)
 
     # -------------------------------------- chain protocol (contrastive divergence)
@@ -322,8 +361,14 @@ class RBM(nn.Module):
         Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
         :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
         for its standard error and log-weights).
+
+        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
+            ``chunk_size`` that is not a positive integer.
         """
         self.check_parameters()
+        if method == "exact" and ais_kwargs:
+            raise ConfigError(f"RBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
+                              "pass method='ais' to use them")
         if method == "ais":
             from hybridpgm.infer.ais import AIS
 
@@ -354,9 +399,12 @@ class RBM(nn.Module):
         """:math:`\\log p(v) = -F(v) - \\log Z` for ``v: batch x V``; returns ``batch``.
 
         :param log_z: a known (e.g. AIS) estimate of :math:`\\log Z`; exact by default.
+        :raises ConfigError: ``log_z`` is not a finite scalar (a number or a one-element tensor).
         """
         if log_z is None:
             log_z = self.log_partition("exact")
+        else:
+            log_z = check_log_z(log_z, "RBM.log_likelihood")
         return -self.free_energy(v) - log_z
 
     @torch.no_grad()
@@ -383,8 +431,11 @@ class RBM(nn.Module):
 
     @torch.no_grad()
     def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood)."""
+        """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood).
+
+        :raises DataError: bad ``v`` (see :meth:`check_visible`) or an empty batch (no mean to take)."""
         v = self.check_visible(v)
+        check_empty(v, "RBM.reconstruction_error data 'v'")
         h = torch.sigmoid(self.hidden_logits(v))
         param = self.visible_param(h)
         mean = param if self.gaussian else torch.sigmoid(param)

@@ -24,7 +24,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.checks import check_device, layer_sizes, positive_int
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.nn import ACTIVATIONS, mlp
 from hybridpgm.serialization import serializable
 
@@ -32,10 +33,37 @@ __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerat
 
 
 def _shape(shape: int | Sequence[int], what: str) -> tuple[int, ...]:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
-        raise ModelSpecError(f"{what} must be positive integers, got {shape}")
-    return shape
+    """An event shape: one positive integer or a non-empty sequence of them (``bool`` and floats refused)."""
+    if not isinstance(shape, Sequence) or isinstance(shape, (str, bytes)):
+        return (positive_int(shape, what, error=ModelSpecError),)
+    if not shape:
+        raise ModelSpecError(f"{what} must be positive integers, got {tuple(shape)}")
+    return tuple(layer_sizes(shape, what, error=ModelSpecError))
+
+
+def _dim(value, what: str) -> int:
+    """One positive integer (a noise dimension, a width, a number of outputs)."""
+    return positive_int(value, what, error=ModelSpecError)
+
+
+def _activation(name: str | None, what: str) -> str | None:
+    if name is not None and name not in ACTIVATIONS:
+        raise ModelSpecError(f"unknown {what} {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return name
+
+
+def _check_input(x, event: tuple[int, ...], module, what: str) -> None:
+    """Free checks of a network's input: a tensor ending in ``event``, of the parameters' floating dtype
+    (any dtype under autocast) and device."""
+    if not isinstance(x, torch.Tensor) or x.dim() < len(event) or tuple(x.shape[x.dim() - len(event):]) != event:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"{type(module).__name__} {what} must have shape (batch, {', '.join(map(str, event))}), "
+                        f"got {shape}")
+    weight = next(module.parameters())
+    check_device(x, weight, f"{type(module).__name__} {what}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast casts by itself
+        raise DataError(f"{type(module).__name__} {what} has dtype {x.dtype}, the network computes in "
+                        f"{weight.dtype}: convert it (x.to({weight.dtype})) or the network")
 
 
 @serializable
@@ -47,17 +75,25 @@ class MLPGenerator(nn.Module):
     :param hidden: hidden widths.
     :param activation: hidden non-linearity (:data:`hybridpgm.nn.ACTIVATIONS`).
     :param out_activation: e.g. ``"sigmoid"`` for images in [0, 1]; ``None`` for real data.
+    :raises ModelSpecError: a ``noise_dim`` that is not one positive integer, an ``out_shape`` or hidden
+        width that is not positive integers (``bool`` and floats refused), or an unknown activation.
     """
 
     def __init__(self, noise_dim: int, out_shape: int | Sequence[int], hidden: Sequence[int] = (128, 128),
                  activation: str = "relu", out_activation: str | None = None, batch_norm: bool = False):
         super().__init__()
-        self.noise_dim = _shape(noise_dim, "noise_dim")[0]
-        self.out_shape = _shape(out_shape, "out_shape")
+        self.noise_dim = _dim(noise_dim, "MLPGenerator noise_dim")
+        self.out_shape = _shape(out_shape, "MLPGenerator out_shape")
+        hidden = layer_sizes(hidden, "MLPGenerator hidden", error=ModelSpecError)
         self.net = mlp([self.noise_dim, *hidden, math.prod(self.out_shape)], activation, "default",
                        batch_norm, out_activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Samples ``batch x out_shape`` from noise ``batch x noise_dim``.
+
+        :raises DataError: ``z`` of the wrong last dimension or dtype.
+        :raises DeviceError: ``z`` on another device than the network."""
+        _check_input(z, (self.noise_dim,), self, "noise 'z'")
         return self.net(z).reshape(z.shape[:-1] + self.out_shape)
 
 
@@ -70,17 +106,25 @@ class MLPDiscriminator(nn.Module):
     :param hidden: hidden widths.
     :param activation: hidden non-linearity, leaky ReLU by default [1].
     :param out_dim: outputs per example.
+    :raises ModelSpecError: an ``in_shape``, hidden width or ``out_dim`` that is not positive integers
+        (``bool`` and floats refused), or an unknown activation.
     """
 
     def __init__(self, in_shape: int | Sequence[int], hidden: Sequence[int] = (128, 128),
                  activation: str = "leaky_relu", out_dim: int = 1):
         super().__init__()
-        self.in_shape = _shape(in_shape, "in_shape")
-        self.out_dim = out_dim
-        self.net = mlp([math.prod(self.in_shape), *hidden, out_dim], activation, "default")
+        self.in_shape = _shape(in_shape, "MLPDiscriminator in_shape")
+        self.out_dim = _dim(out_dim, "MLPDiscriminator out_dim")
+        hidden = layer_sizes(hidden, "MLPDiscriminator hidden", error=ModelSpecError)
+        self.net = mlp([math.prod(self.in_shape), *hidden, self.out_dim], activation, "default")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.net(x.reshape(x.shape[: x.dim() - len(self.in_shape)] + (-1,)))
+        """Logits ``batch`` (``batch x out_dim``) of inputs ``batch x in_shape``.
+
+        :raises DataError: ``x`` not ending in ``in_shape``, or of another dtype than the network.
+        :raises DeviceError: ``x`` on another device than the network."""
+        _check_input(x, self.in_shape, self, "input 'x'")
+        out = self.net(x.reshape(x.shape[: x.dim() - len(self.in_shape)] + (math.prod(self.in_shape),)))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 
@@ -102,12 +146,16 @@ class ConvGenerator(nn.Module):
     :param image_shape: ``(H, W)`` with both divisible by 4 (8x8 digits, 28x28 Fashion-MNIST).
     :param width: channels of the last hidden layer ``w``.
     :param out_activation: ``"sigmoid"`` for intensities in [0, 1].
+    :raises ModelSpecError: a ``noise_dim`` or ``width`` that is not a positive integer, a bad
+        ``image_shape``, or an unknown ``out_activation``.
     """
 
     def __init__(self, noise_dim: int, image_shape: int | Sequence[int] = (8, 8), width: int = 32,
                  out_activation: str | None = "sigmoid"):
         super().__init__()
-        self.noise_dim = _shape(noise_dim, "noise_dim")[0]
+        self.noise_dim = _dim(noise_dim, "ConvGenerator noise_dim")
+        width = _dim(width, "ConvGenerator width")
+        _activation(out_activation, "ConvGenerator out_activation")
         self.image_shape = _image_shape(image_shape)
         self.out_shape = (math.prod(self.image_shape),)
         h, w = self.image_shape[0] // 4, self.image_shape[1] // 4
@@ -121,8 +169,14 @@ class ConvGenerator(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.project(z).reshape(-1, *self._base)
-        return self.deconv(h).flatten(1)
+        """Flattened images ``batch x H*W`` from noise ``batch x noise_dim`` (any batch shape).
+
+        :raises DataError: ``z`` of the wrong last dimension or dtype.
+        :raises DeviceError: ``z`` on another device than the network."""
+        _check_input(z, (self.noise_dim,), self, "noise 'z'")
+        batch = z.shape[:-1]
+        h = self.project(z.reshape(-1, self.noise_dim)).reshape(-1, *self._base)
+        return self.deconv(h).reshape(batch + self.out_shape)
 
 
 @serializable
@@ -133,13 +187,15 @@ class ConvDiscriminator(nn.Module):
     :param image_shape: ``(H, W)``; the input is the flattened image ``batch x H*W``.
     :param width: channels of the first convolution.
     :param out_dim: outputs per example.
+    :raises ModelSpecError: a ``width`` or ``out_dim`` that is not a positive integer, or a bad ``image_shape``.
     """
 
     def __init__(self, image_shape: int | Sequence[int] = (8, 8), width: int = 32, out_dim: int = 1):
         super().__init__()
         self.image_shape = _image_shape(image_shape)
         self.in_shape = (math.prod(self.image_shape),)
-        self.out_dim = out_dim
+        self.out_dim = _dim(out_dim, "ConvDiscriminator out_dim")
+        width = _dim(width, "ConvDiscriminator width")
         h, w = self.image_shape[0] // 4, self.image_shape[1] // 4
         self.net = nn.Sequential(
             nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),
@@ -148,7 +204,16 @@ class ConvDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``batch`` (``batch x out_dim``) of flattened images ``batch x H*W`` (or images ``batch x H x W``).
+
+        :raises DataError: ``x`` ending in neither ``H*W`` nor ``(H, W)``, or of another dtype than the network.
+        :raises DeviceError: ``x`` on another device than the network."""
+        as_image = isinstance(x, torch.Tensor) and x.dim() >= 2 and tuple(x.shape[-2:]) == self.image_shape
+        event = self.image_shape if as_image else self.in_shape
+        _check_input(x, event, self, "input 'x'")
+        batch = x.shape[: x.dim() - len(event)]
         out = self.net(x.reshape(-1, 1, *self.image_shape))
+        out = out.reshape(batch + (self.out_dim,))
         return out.squeeze(-1) if self.out_dim == 1 else out
 
 
@@ -169,7 +234,7 @@ def gan_networks(kind: str, data_shape: int | Sequence[int], noise_dim: int = 16
             raise ModelSpecError("gan_networks('conv', ...) needs image_shape=(H, W)")
         gen = ConvGenerator(noise_dim, image_shape, width, out_activation=out_activation)
         if gen.out_shape != _shape(data_shape, "data_shape"):
-            raise ModelSpecError(f"image_shape {tuple(image_shape)} gives {gen.out_shape[0]} pixels, "
+            raise ModelSpecError(f"image_shape {gen.image_shape} gives {gen.out_shape[0]} pixels, "
                                  f"the data have shape {_shape(data_shape, 'data_shape')}")
         return gen, ConvDiscriminator(image_shape, width)
     raise ModelSpecError(f"gan_networks kind must be 'mlp' or 'conv', got {kind!r}")

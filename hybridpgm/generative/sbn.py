@@ -48,7 +48,9 @@ from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
 from hybridpgm.checks import sample_count
-from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.data.validation import as_model_dtype, check_num_data
+from hybridpgm.checks import check_device, positive_int, positive_real
+from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -90,6 +92,8 @@ class SigmoidBeliefNet(PyroModule):
 
     :param layer_sizes: ``(D, H_1, ..., H_L)``: visible size first, top layer last.
     :param bool validate_data: check that data are binary and of the right shape.
+    :raises ModelSpecError: ``layer_sizes`` is not a sequence of at least two positive integers
+        (``bool`` and floats are refused).
 
     >>> sbn = SigmoidBeliefNet([64, 20, 10])
     >>> x = torch.bernoulli(torch.full((5, 64), 0.3))
@@ -99,12 +103,10 @@ class SigmoidBeliefNet(PyroModule):
 
     def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True):
         super().__init__()
-        sizes = list(layer_sizes)
-        if len(sizes) < 2:
-            raise ModelSpecError(f"layer_sizes needs the visible size and at least one hidden layer, got {sizes}")
-        for i, s in enumerate(sizes):
-            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-                raise ModelSpecError(f"layer_sizes[{i}] must be a positive int, got {s!r}")
+        if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, str) and len(layer_sizes) < 2:
+            raise ModelSpecError(f"layer_sizes needs the visible size and at least one hidden layer, "
+                                 f"got {list(layer_sizes)}")
+        sizes = _layer_sizes(layer_sizes, "SigmoidBeliefNet layer_sizes", error=ModelSpecError)
         self.layer_sizes = sizes
         self.num_layers = len(sizes) - 1
         self.validate_data = validate_data
@@ -135,6 +137,7 @@ class SigmoidBeliefNet(PyroModule):
         and integers exactly; float64 data for a float32 model are refused).
 
         :raises DataError: naming the expected and actual shape, or the bad values.
+        :raises DeviceError: ``x`` is not on the parameters' device.
         """
         if not isinstance(x, torch.Tensor):
             raise DataError(f"SigmoidBeliefNet data must be a tensor [B, {self.layer_sizes[0]}], "
@@ -142,6 +145,7 @@ class SigmoidBeliefNet(PyroModule):
         d = self.layer_sizes[0]
         if x.dim() < 2 or x.shape[-1] != d:
             raise DataError(f"SigmoidBeliefNet site 'x' expects data of shape [B, {d}], got {tuple(x.shape)}")
+        check_device(x, self.prior_logits, "SigmoidBeliefNet site 'x'")
         x = as_model_dtype(x, self.prior_logits.dtype, "SigmoidBeliefNet site 'x'")
         if self.validate_data and not ((x == 0) | (x == 1)).all():
             bad = x[(x != 0) & (x != 1)].flatten()[:3].tolist()
@@ -149,13 +153,22 @@ class SigmoidBeliefNet(PyroModule):
         return x
 
     def _plate(self, batch: int, num_data: int | None):
+        if not batch:
+            raise DataError("SigmoidBeliefNet site 'x' got an empty batch (0 rows): a Pyro plate needs at least "
+                            "one row")
         if num_data is None:
             return pyro.plate("data", batch, dim=-1)
-        if num_data < batch:
+        if isinstance(num_data, int) and not isinstance(num_data, bool) and num_data < batch:
             raise ConfigError(f"num_data={num_data} is smaller than the batch size {batch}")
+        num_data = check_num_data(num_data, batch, model="SigmoidBeliefNet")
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=self.prior_logits.device), dim=-1)
 
     # ----------------------------------------------------------- Pyro programs
+    @staticmethod
+    def _check_temperature(temperature):
+        if temperature is not None and not isinstance(temperature, torch.Tensor):
+            positive_real(temperature, "SigmoidBeliefNet temperature")
+
     @staticmethod
     def _latent(logits: torch.Tensor, temperature: float | None):
         if temperature is None:
@@ -181,12 +194,16 @@ class SigmoidBeliefNet(PyroModule):
             :math:`\\sigma(y_l)`; reparameterizable, so the
             :class:`~hybridpgm.infer.IWAE` bound trains it.  Must match the guide's.
         :returns: the visible units ``[B, D]``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``.
+        :raises ConfigError: ``batch_size`` is not a positive integer, ``num_data`` is smaller than the batch,
+            or ``temperature`` is not a finite positive number.
         """
+        self._check_temperature(temperature)
         if x is not None:
             x = self.check_data(x)
             batch = x.shape[-2]
         else:
-            batch = 1 if batch_size is None else batch_size
+            batch = 1 if batch_size is None else positive_int(batch_size, "SigmoidBeliefNet.model batch_size")
         L = self.num_layers
         with self._plate(batch, num_data):
             t = temperature
@@ -209,7 +226,10 @@ class SigmoidBeliefNet(PyroModule):
         :param int num_data: as in :meth:`model`.
         :param float temperature: Concrete relaxation, as in :meth:`model`.
         :returns: the top layer's sample ``[..., B, H_L]``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``.
+        :raises ConfigError: as :meth:`model`.
         """
+        self._check_temperature(temperature)
         x = self.check_data(x)
         h = x
         with self._plate(x.shape[-2], num_data):
@@ -233,12 +253,15 @@ class SigmoidBeliefNet(PyroModule):
 
         See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.
 
-        :param x: ``[B, D]`` binary data.
+        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
         """
         from hybridpgm.infer.particle_elbo import importance_log_likelihood
 
-        x = self.check_data(x)
+        x = self._check_rows(x, "log_likelihood")
+        if not x.shape[0]:
+            return x.new_zeros(0)
         return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
                                          chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
@@ -249,8 +272,12 @@ class SigmoidBeliefNet(PyroModule):
         sums the hidden layers out exactly.
 
         :param x: ``[B, D]`` binary data.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included), or ``x`` not
+            two-dimensional.
         """
-        x = self.check_data(x)
+        x = self._check_rows(x, "enumerated_model")
+        if not x.shape[0]:
+            self._plate(0, None)  # raises: a plate cannot be empty
         self._check_enumerable()
         L = self.num_layers
         states = [binary_states(self.layer_sizes[l], x) for l in range(L + 1)]
@@ -264,6 +291,14 @@ class SigmoidBeliefNet(PyroModule):
                 s = pyro.sample(f"h{l - 1}", dist.Categorical(logits=table), infer={"enumerate": "parallel"})
                 h = states[l - 1][s]
             pyro.sample("x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
+
+    def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
+        """:meth:`check_data`, and ``x`` must be ``[B, D]`` (these methods take no leading dimensions)."""
+        x = self.check_data(x)
+        if x.dim() != 2:
+            raise DataError(f"SigmoidBeliefNet.{method} expects x of shape [B, {self.layer_sizes[0]}], "
+                            f"got {tuple(x.shape)}")
+        return x
 
     def _check_enumerable(self):
         sizes = self.layer_sizes
@@ -283,10 +318,13 @@ class SigmoidBeliefNet(PyroModule):
         (``pyro.ops.contract``), keeping the data plate.  Cost grows as
         :math:`\\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.
 
-        :param x: ``[B, D]`` binary data.
+        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
         """
-        x = self.check_data(x)
+        x = self._check_rows(x, "exact_log_likelihood")
+        if not x.shape[0]:
+            return x.new_zeros(0)
         enum_model = poutine.enum(self.enumerated_model, first_available_dim=-2)
         trace = poutine.trace(enum_model).get_trace(x)
         trace.compute_log_prob()

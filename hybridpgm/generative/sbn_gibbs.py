@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
 
@@ -67,6 +68,22 @@ class SBNGibbs:
             raise ConfigError(f"SBNGibbs needs a SigmoidBeliefNet, got {type(sbn).__name__}")
         self.sbn = sbn
 
+    def _check_state(self, x: torch.Tensor, hs: list, what: str) -> None:
+        """Shapes only (free): ``x`` ``[..., D]`` and one ``[..., H_l]`` tensor per hidden layer."""
+        sizes = self.sbn.layer_sizes
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != sizes[0]:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"SBNGibbs.{what}: x must have shape [..., B, {sizes[0]}], got {shape}")
+        if isinstance(hs, torch.Tensor) or not isinstance(hs, (list, tuple)) or len(hs) != self.sbn.num_layers:
+            got = len(hs) if isinstance(hs, (list, tuple)) else type(hs).__name__
+            raise DataError(f"SBNGibbs.{what}: hs must be a list of {self.sbn.num_layers} hidden states "
+                            f"[h_1, ..., h_L], got {got}")
+        for l, (h, size) in enumerate(zip(hs, sizes[1:]), start=1):
+            if not isinstance(h, torch.Tensor) or h.dim() < 1 or h.shape[-1] != size:
+                shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+                raise DataError(f"SBNGibbs.{what}: hs[{l - 1}] (layer h{l}) must have shape [..., B, {size}], "
+                                f"got {shape}")
+
     def _prior_logits(self, hs: list, layer: int) -> torch.Tensor:
         """Logits of layer ``layer`` given the layer above (or the top prior)."""
         if layer == self.sbn.num_layers:
@@ -81,7 +98,18 @@ class SBNGibbs:
         :param int layer: :math:`l` in ``1..L``.
         :param int unit: :math:`j` in ``0..H_l - 1``.
         :returns: ``[..., B]`` log-odds.
+        :raises ConfigError: ``layer`` or ``unit`` out of range, or not an integer.
+        :raises DataError: ``x`` or ``hs`` of the wrong widths or number of layers.
         """
+        self._check_state(x, hs, "full_conditional")
+        layer = positive_int(layer, "SBNGibbs.full_conditional layer")
+        if layer > self.sbn.num_layers:
+            raise ConfigError(f"SBNGibbs.full_conditional layer must be in 1..{self.sbn.num_layers}, got {layer}")
+        size = self.sbn.layer_sizes[layer]
+        unit = positive_int(unit, "SBNGibbs.full_conditional unit", minimum=0)
+        if unit >= size:
+            raise ConfigError(f"SBNGibbs.full_conditional unit must be in 0..{size - 1} for layer h{layer}, "
+                              f"got {unit}")
         below = x if layer == 1 else hs[layer - 2]
         dec = self.sbn.decoders[layer - 1]
         h = hs[layer - 1]
@@ -98,7 +126,9 @@ class SBNGibbs:
 
         :param x: ``[..., B, D]``.
         :param hs: current states, updated in place and returned.
+        :raises DataError: ``x`` or ``hs`` of the wrong widths or number of layers.
         """
+        self._check_state(x, hs, "sweep")
         for layer in range(1, self.sbn.num_layers + 1):
             below = x if layer == 1 else hs[layer - 2]
             dec = self.sbn.decoders[layer - 1]
@@ -129,15 +159,20 @@ class SBNGibbs:
         :param str init: ``"guide"`` (a sample of the recognition network) or ``"zeros"``.
         :param int seed: seed of a private generator (the global RNG when ``None``).
         :returns: :class:`GibbsSamples`.
+        :raises ConfigError: ``num_samples``, ``num_chains`` or ``thin`` not a positive integer, ``warmup``
+            not a non-negative integer, ``seed`` not an integer, or an unknown ``init``.
+        :raises DataError: bad ``x`` (see :meth:`SigmoidBeliefNet.check_data`), or ``x`` not ``[B, D]``.
         """
         x = self.sbn.check_data(x)
         if x.dim() != 2:
             raise DataError(f"SBNGibbs.sample expects x of shape [B, D], got {tuple(x.shape)}")
-        if num_samples < 1 or warmup < 0 or num_chains < 1 or thin < 1:
-            raise ConfigError(f"bad sampler settings: num_samples={num_samples}, warmup={warmup}, "
-                              f"num_chains={num_chains}, thin={thin}")
+        num_samples = positive_int(num_samples, "SBNGibbs.sample num_samples")
+        warmup = positive_int(warmup, "SBNGibbs.sample warmup", minimum=0)
+        num_chains = positive_int(num_chains, "SBNGibbs.sample num_chains")
+        thin = positive_int(thin, "SBNGibbs.sample thin")
         gen = None
         if seed is not None:
+            seed = positive_int(seed, "SBNGibbs.sample seed", minimum=0)
             gen = torch.Generator(device=x.device)
             gen.manual_seed(seed)
         xs = x.expand(num_chains, *x.shape)

@@ -35,6 +35,7 @@ from pyro.nn import PyroModule, pyro_method
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import check_finite, check_model_input, check_num_data, describe_origin
+from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
@@ -61,6 +62,9 @@ class VAE(PyroModule):
     :param checkpoint_activations: recompute the encoder's and decoder's
         activations in the backward pass instead of storing them
         (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
+    :raises ModelSpecError: ``x_dim``, ``z_dim`` or a hidden width that is not a positive integer (``bool``
+        and floats are refused; ``hidden`` must be a sequence), an unknown likelihood, or a ``min_scale``
+        that is not a finite non-negative number.
     """
 
     def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), likelihood: str = "bernoulli",
@@ -69,8 +73,10 @@ class VAE(PyroModule):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ModelSpecError(f"VAE likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if x_dim < 1 or z_dim < 1:
-            raise ModelSpecError(f"VAE needs x_dim >= 1 and z_dim >= 1, got x_dim={x_dim}, z_dim={z_dim}")
+        x_dim = positive_int(x_dim, "VAE x_dim", error=ModelSpecError)
+        z_dim = positive_int(z_dim, "VAE z_dim", error=ModelSpecError)
+        hidden = layer_sizes(hidden, "VAE hidden", error=ModelSpecError)
+        min_scale = positive_real(min_scale, "VAE min_scale", error=ModelSpecError, allow_zero=True)
         self.x_dim, self.z_dim, self.likelihood, self.min_scale = x_dim, z_dim, likelihood, min_scale
         self.checkpoint_activations = checkpoint_activations
         hidden = list(hidden)
@@ -91,9 +97,11 @@ class VAE(PyroModule):
         float32 model are refused).  The value check (binary, or finite) waits
         for the training step's one host read inside :func:`hybridpgm.fit`
         (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
-        dtype = self._modules["encoder"][0].weight.dtype  # read past PyroModule: no pyro.module announcement
+        weight = self._modules["encoder"][0].weight  # read past PyroModule: no pyro.module announcement
+        if isinstance(x, torch.Tensor):
+            check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
         # the guide checks finiteness at once (its Normal would refuse NaN first); the model's value check waits
-        x = check_model_input(x, features=self.x_dim, dtype=dtype, model="VAE", finite=not values)
+        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=not values)
         if not values:
             return x
         origin = describe_origin()
@@ -119,6 +127,9 @@ class VAE(PyroModule):
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
         batch = x.shape[0]
+        if not batch:
+            raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): a "
+                            "Pyro plate needs at least one row")
         if num_data is None:
             return pyro.plate("data", batch, dim=-1)
         num_data = check_num_data(num_data, batch, model="VAE")
@@ -143,11 +154,13 @@ class VAE(PyroModule):
         :param num_data: full data size when ``x`` is a mini-batch; scales the
             plate by ``num_data / batch`` (the loss then estimates the full-data
             one).  With ``x=None``: how many rows to generate (default 1).
+        :raises DataError: bad ``x`` (shape, dtype, values; an empty batch), or a ``num_data`` that is not an
+            integer of at least the batch size (at least 1 with ``x=None``).
+        :raises DeviceError: ``x`` is not on the parameters' device.
         """
         if x is None:
-            rows = 1 if num_data is None else int(num_data)
-            if rows < 1:
-                raise DataError(f"VAE.model(None, num_data={num_data!r}) needs num_data >= 1 rows to generate")
+            rows = 1 if num_data is None else positive_int(
+                num_data, "VAE.model(None, num_data=...): num_data, the number of rows to generate,", error=DataError)
             like = next(self.decoder.parameters())
             plate = pyro.plate("data", rows, dim=-1)
             zeros = like.new_zeros((rows, self.z_dim))
@@ -162,7 +175,10 @@ class VAE(PyroModule):
 
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
-        """:math:`q_\\phi(z \\mid x)`, amortized by the encoder."""
+        """:math:`q_\\phi(z \\mid x)`, amortized by the encoder.
+
+        :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
+        :raises DeviceError: ``x`` is not on the parameters' device."""
         x = self._check(x, values=False)  # the model checks the values
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
@@ -187,9 +203,13 @@ class VAE(PyroModule):
         :param x: observations, ``batch x D``.
         :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
         :returns: a 0-d tensor.
+        :raises DataError: as :meth:`model` (an empty batch included).
         """
         x = self._check(x)
         batch = x.shape[0]
+        if not batch:
+            raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): "
+                            "the ELBO of no data is not defined")
         scale = 1.0 if num_data is None else 1.0 * check_num_data(num_data, batch, model="VAE") / batch
         loc, sd = self._encode(x)
         posterior = dist.Normal(loc, sd, validate_args=False)
@@ -224,9 +244,18 @@ class VAE(PyroModule):
     @torch.no_grad()
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128) -> torch.Tensor:
         """``num_samples x batch`` importance log-weights
-        :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`."""
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`.
+
+        :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
+        :raises DataError: bad ``x`` (see :meth:`model`).
+        :raises DeviceError: ``x`` is not on the parameters' device.
+        """
+        num_samples = positive_int(num_samples, "VAE num_samples (importance samples)")
+        chunk_size = positive_int(chunk_size, "VAE chunk_size")
+        x = self._check(x)
+        if not x.shape[0]:  # no rows: no plate to run, an empty answer
+            return x.new_zeros((num_samples, 0))
         chunks = []
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)

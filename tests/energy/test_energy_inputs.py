@@ -1,0 +1,164 @@
+"""Bad or edge-case input to the Boltzmann machines raises a named hybridpgm error, not a torch one."""
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBM, DBN, RBM, ClassificationObjective, ReconstructionObjective
+from hybridpgm.energy.doubled_rbm import DoubledRBM
+from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
+
+
+@pytest.fixture
+def v():
+    return torch.bernoulli(torch.full((4, 6), 0.5), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: RBM(True, 3), r"RBM num_visible must be a positive integer, got True"),
+    (lambda: RBM(6, 3, visible="gaussian", sigma=float("inf")), r"RBM sigma must be a finite number > 0, got inf"),
+    (lambda: RBM(6, 3, sigma="1"), r"RBM sigma must be a finite number > 0, got '1'"),
+    (lambda: RBM(6, 3, init_scale=float("nan")), r"RBM init_scale must be a finite number >= 0, got nan"),
+    (lambda: DBN([6, True]), r"DBN sizes \[V, H1, \.\.\.\]\[1\] must be a positive integer, got True"),
+    (lambda: DBN(6), r"DBN sizes .* must be a sequence of positive integers, got 6"),
+    (lambda: DBM([6, 3, True]), r"DBM sizes .*\[2\] must be a positive integer, got True"),
+    (lambda: DBM([6, 3], mean_field_steps=True), r"DBM mean_field_steps must be a positive integer, got True"),
+    (lambda: DoubledRBM(RBM(6, 3, visible="gaussian")), r"DoubledRBM needs an RBM with Bernoulli visible units"),
+    (lambda: DoubledRBM(DBN([6, 3])), r"DoubledRBM needs an RBM with Bernoulli visible units, got DBN"),
+])
+def test_bad_constructor_arguments_are_model_spec_errors(build, match):
+    with pytest.raises(ModelSpecError, match=match):
+        build()
+
+
+def test_doubled_rbm_scales_must_be_finite_positive():
+    with pytest.raises(ConfigError, match=r"DoubledRBM up must be a finite number > 0, got nan"):
+        DoubledRBM(RBM(6, 3), up=float("nan"))
+
+
+def test_rbm_hidden_states_are_converted_or_refused_like_visible_data(v):
+    rbm = RBM(6, 3)
+    h = torch.tensor([[1, 0, 1]] * 4)
+    assert torch.equal(rbm.visible(h.bool()).mean, rbm.visible(h.float()).mean)
+    assert torch.equal(rbm.energy(v, h), rbm.energy(v, h.float()))
+    with pytest.raises(DataError, match=r"RBM hidden states 'h' has dtype torch.float64.*computes in torch.float32"):
+        rbm.visible(h.double())
+    with pytest.raises(DataError, match=r"RBM.energy: the batch shapes of v \(4, 6\) and h \(3, 3\) do not match"):
+        rbm.energy(v, h[:3])
+
+
+def test_rbm_gibbs_and_sample_arguments(v):
+    rbm = RBM(6, 3)
+    with pytest.raises(ConfigError, match=r"RBM.gibbs steps must be an integer >= 0, got 1.5"):
+        rbm.gibbs(v, 1.5)
+    with pytest.raises(ConfigError, match=r"RBM.gibbs steps must be an integer >= 0, got -1"):
+        rbm.gibbs(v, -1)
+    with pytest.raises(DataError, match=r"RBM.gibbs start states 'v' must have shape \(\.\.\., 6\), got \(4, 5\)"):
+        rbm.gibbs(v[:, :5], 1)
+    assert rbm.gibbs(v.long(), 1).dtype == torch.float32
+    with pytest.raises(ConfigError, match=r"RBM.sample steps must be a positive integer, got True"):
+        rbm.sample(2, True)
+    with pytest.raises(DataError, match=r"RBM.sample init must have shape \(3, 6\) for num_samples=3, got \(4, 6\)"):
+        rbm.sample(3, 2, init=v)
+
+
+def test_log_partition_options(v):
+    rbm, dbm = RBM(6, 3), DBM([6, 3, 2])
+    for model in (rbm, dbm):
+        with pytest.raises(ConfigError, match=r"chunk_size must be a positive integer, got 0"):
+            model.log_partition(chunk_size=0)
+        with pytest.raises(ConfigError, match=r"log_partition\('exact'\) takes no AIS options, got \['num_chains'\]"):
+            model.log_partition("exact", num_chains=3)
+    with pytest.raises(ConfigError, match=r"RBM.log_likelihood log_z must be a finite scalar, got nan"):
+        rbm.log_likelihood(v, float("nan"))
+    with pytest.raises(ConfigError, match=r"DBM.log_likelihood log_z must be a finite scalar, got a tensor of shape"):
+        dbm.log_likelihood(v, torch.zeros(3))
+
+
+def test_empty_batches(v):
+    rbm, dbm = RBM(6, 3), DBM([6, 3, 2])
+    with pytest.raises(DataError, match=r"RBM.reconstruction_error data 'v' is an empty batch"):
+        rbm.reconstruction_error(v[:0])
+    assert [m.shape for m in dbm.mean_field(v[:0])] == [(0, 6), (0, 3), (0, 2)]
+    assert dbm.log_likelihood_bound(v[:0]).shape == (0,)
+    with pytest.raises(DataError, match=r"AIS base-rate data is empty"):
+        rbm.annealing_path(v[:0])
+
+
+def test_ais_base_rate_data_for_bernoulli_units_must_lie_in_0_1(v):
+    with pytest.raises(DataError, match=r"AIS base-rate data for Bernoulli units must lie in \[0, 1\]"):
+        RBM(6, 3).annealing_path(v * 3)
+    RBM(6, 3, visible="gaussian").annealing_path(v * 3)  # real data are fine for Gaussian units
+
+
+def test_dbm_mean_field_checks_its_data_and_steps(v):
+    dbm = DBM([6, 3, 2])
+    with pytest.raises(DataError, match=r"DBM visible data 'v' must have shape \(\.\.\., 6\), got \(4, 7\)"):
+        dbm.mean_field(torch.zeros(4, 7))
+    with pytest.raises(DataError, match=r"DBM visible data 'v' holds NaN"):
+        dbm.mean_field(v * float("nan"))
+    with pytest.raises(DataError, match=r"DBM visible data 'v' must be binary"):
+        dbm.mean_field(v * 3)
+    assert dbm.mean_field(v.bool())[1].dtype == torch.float32
+    for steps in (0, -1, 1.5):
+        with pytest.raises(ConfigError, match=rf"DBM.mean_field steps must be a positive integer, got {steps}"):
+            dbm.mean_field(v, steps)
+
+
+def test_dbm_state_checks(v):
+    dbm = DBM([6, 3, 2])
+    state = [v, torch.ones(4, 3), torch.zeros(4, 2)]
+    assert torch.equal(dbm.energy([s.long() for s in state]), dbm.energy(state))
+    with pytest.raises(DataError, match=r"DBM state must be a list of 3 layer tensors .* got a tensor of shape"):
+        dbm.energy(v)
+    with pytest.raises(DataError, match=r"DBM layer 1 has dtype torch.float64"):
+        dbm.energy([v, state[1].double(), state[2]])
+    with pytest.raises(DataError, match=r"batch shapes that do not match"):
+        dbm.energy([v, state[1][:3], state[2]])
+    with pytest.raises(DataError, match=r"DBM layer 0 must hold values in \[0, 1\]"):
+        dbm.energy([v * float("nan"), state[1], state[2]])
+    with pytest.raises(DataError, match=r"DBM.unnormalized_log_prob expects v of shape \(batch, 6\), got \(2, 4, 6\)"):
+        dbm.unnormalized_log_prob(v.expand(2, 4, 6))
+    with pytest.raises(ModelSpecError, match=r"DBM.load_rbms needs Bernoulli RBMs, got \['Linear', 'Linear'\]"):
+        dbm.load_rbms([torch.nn.Linear(6, 3), torch.nn.Linear(3, 2)])
+
+
+def test_dbn_transform_layers_must_name_a_hidden_layer(v):
+    dbn = DBN([6, 4, 3])
+    assert dbn.transform(v, 1).shape == (4, 4)
+    for layers in (0, 3, -1, 1.5, True):
+        with pytest.raises(ConfigError, match=r"DBN.transform layers must be"):
+            dbn.transform(v, layers)
+
+
+def test_data_on_another_device_is_a_device_error(v):
+    meta = v.to("meta")
+    for call in (RBM(6, 3).free_energy, DBM([6, 3]).log_likelihood_bound, DBN([6, 3]).to_autoencoder()):
+        with pytest.raises(DeviceError, match=r"is on device meta, the model's parameters on cpu"):
+            call(meta)
+
+
+def test_finetune_objectives_name_bad_batches(v):
+    dbn = DBN([6, 4])
+    ae = dbn.to_autoencoder()
+    with pytest.raises(DataError, match=r"DBNAutoencoder input 'x' must have shape \(batch, 6\), got \(4, 5\)"):
+        ae(v[:, :5])
+    assert ae(v.long()).shape == (4, 6)
+    recon = ReconstructionObjective(ae)
+    assert torch.equal(recon.loss("model", v.bool()), recon.loss("model", v))
+    with pytest.raises(DataError, match=r"ReconstructionObjective input 'x' is an empty batch"):
+        recon.loss("model", v[:0])
+    with pytest.raises(DataError, match=r"likelihood='bernoulli'\) needs data in \[0, 1\]"):
+        recon.loss("model", v * 3)
+    with pytest.raises(DataError, match=r"ReconstructionObjective input 'x' \(shape \(4, 6\)\) holds \d+ NaN"):
+        recon.loss("model", torch.where(v.bool(), torch.nan, v))
+    clf = ClassificationObjective(dbn.to_classifier(3))
+    y = torch.tensor([0, 1, 2, 0])
+    assert torch.equal(clf.loss("model", (v, y.int())), clf.loss("model", (v, y)))
+    with pytest.raises(DataError, match=r"labels 'y' must be a 1-D integer tensor .* dtype torch.float32"):
+        clf.loss("model", (v, y.float()))
+    with pytest.raises(DataError, match=r"got 2 labels for 4 rows of x"):
+        clf.loss("model", (v, y[:2]))
+    with pytest.raises(DataError, match=r"labels 'y' must lie in 0..2 .* found \[5\]"):
+        clf.loss("model", (v, torch.tensor([0, 1, 5, 0])))
+    with pytest.raises(DataError, match=r"ClassificationObjective input 'x' is an empty batch"):
+        clf.loss("model", (v[:0], y[:0]))
