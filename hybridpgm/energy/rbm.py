@@ -264,6 +264,11 @@ class RBM(nn.Module):
             raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), got {shape}")
         check_device(v, self.weight, "RBM.gibbs start states 'v'")
         v = as_model_dtype(v, self.weight.dtype, "RBM.gibbs start states 'v'")
+        return self._gibbs(v, steps, h)
+
+    @torch.no_grad()
+    def _gibbs(self, v: torch.Tensor, steps: int, h: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`gibbs` without its checks: the chains of contrastive divergence and checked starts."""
         for _ in range(steps):
             v = self._sample_visible(self._sample_hidden(v) if h is None else h)
             h = None
@@ -288,7 +293,7 @@ class RBM(nn.Module):
             if v.shape != (num_samples, self.num_visible):
                 raise DataError(f"RBM.sample init must have shape ({num_samples}, {self.num_visible}) for "
                                 f"num_samples={num_samples}, got {tuple(v.shape)}")
-        return self.gibbs(v, steps)
+        return self._gibbs(v, steps)
 
     # -------------------------------------- chain protocol (contrastive divergence)
     def positive_phase(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -350,7 +355,7 @@ class RBM(nn.Module):
         return (self.random_visible(num_chains),)
 
     def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int) -> tuple[torch.Tensor, ...]:
-        return (self.gibbs(state[0], steps, h=state[1] if len(state) > 1 else None),)
+        return (self._gibbs(state[0], steps, h=state[1] if len(state) > 1 else None),)
 
     # --------------------------------------------------------- log-likelihood
     def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
