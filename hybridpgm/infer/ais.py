@@ -46,6 +46,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
 
 __all__ = ["AIS", "AISResult", "AnnealingPath", "annealing_schedule"]
@@ -100,9 +101,10 @@ def annealing_schedule(num_steps: int, kind: str = "salakhutdinov", *, dtype=tor
     :param kind: ``"linear"``; ``"salakhutdinov"`` (piecewise linear with
         the proportions of [2]: 500 steps on [0, 0.5], 4000 on [0.5, 0.9],
         10000 on [0.9, 1]); or ``"sigmoid"`` (the sigmoidal schedule of [3]).
+    :raises ConfigError: ``num_steps`` is not a positive integer (``bool`` and floats included), or an
+        unknown ``kind``.
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ConfigError(f"AIS num_steps must be a positive integer, got {num_steps!r}")
+    num_steps = positive_int(num_steps, "AIS num_steps")
     if kind == "linear":
         return torch.linspace(0, 1, num_steps + 1, dtype=dtype)
     if kind == "sigmoid":
@@ -119,6 +121,26 @@ def annealing_schedule(num_steps: int, kind: str = "salakhutdinov", *, dtype=tor
     raise ConfigError(f"unknown AIS schedule {kind!r}; use 'linear', 'salakhutdinov' or 'sigmoid'")
 
 
+def check_betas(betas, what: str) -> torch.Tensor:
+    """An explicit annealing schedule as a 1-d float64 tensor: finite, non-decreasing, from 0 to 1
+    (a value check on the host, done once when an estimator is built).
+
+    :raises ConfigError: anything else, naming ``what``.
+    """
+    try:
+        tensor = torch.as_tensor(betas, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{what} betas must be a 1-d sequence of numbers, got {betas!r}") from e
+    if tensor.dim() != 1 or tensor.numel() < 2:
+        raise ConfigError(f"{what} betas must be a 1-d sequence of at least two values, got shape "
+                          f"{tuple(tensor.shape)}")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ConfigError(f"{what} betas must be finite, got {tensor.tolist()}")
+    if tensor[0] != 0 or tensor[-1] != 1 or bool((tensor[1:] < tensor[:-1]).any()):
+        raise ConfigError(f"{what} betas must increase from 0 to 1 (at least two values), got {tensor.tolist()}")
+    return tensor
+
+
 class AIS:
     """Annealed importance sampling estimator of :math:`\\log Z`.
 
@@ -126,6 +148,8 @@ class AIS:
     :param int num_steps: intermediate distributions :math:`K` (ignored if ``betas`` is given).
     :param str schedule: see :func:`annealing_schedule`.
     :param betas: an explicit increasing sequence from 0 to 1.
+    :raises ConfigError: ``num_chains`` is not an integer >= 2, or ``betas`` is not a finite 1-d
+        sequence increasing from 0 to 1 (see :func:`check_betas`).
 
     >>> from hybridpgm.energy import RBM
     >>> result = AIS(num_chains=16, num_steps=100)(RBM(6, 3))
@@ -135,13 +159,10 @@ class AIS:
 
     def __init__(self, num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None):
-        if not isinstance(num_chains, int) or num_chains < 2:
-            raise ConfigError(f"AIS num_chains must be an integer >= 2, got {num_chains!r}")
+        num_chains = positive_int(num_chains, "AIS num_chains", minimum=2)
         if betas is None:
             betas = annealing_schedule(num_steps, schedule)
-        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
-        if betas.numel() < 2 or betas[0] != 0 or betas[-1] != 1 or bool((betas[1:] < betas[:-1]).any()):
-            raise ConfigError("AIS betas must increase from 0 to 1 (at least two values)")
+        betas = check_betas(betas, "AIS")
         self.num_chains = num_chains
         self.betas = betas.tolist()
 

@@ -47,7 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.checks import check_empty, positive_int
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
 
@@ -63,7 +64,12 @@ def _has_gap(model: nn.Module) -> bool:
 
 def _as_visible(batch: Any) -> torch.Tensor:
     """The visible data of a batch: the tensor itself or the first element of a tuple (labels are ignored)."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise DataError(f"a contrastive-divergence batch is a tensor or a tuple (x, ...), got an empty "
+                            f"{type(batch).__name__}")
+        return batch[0]
+    return batch
 
 
 class ContrastiveDivergence(nn.Module):
@@ -76,6 +82,11 @@ class ContrastiveDivergence(nn.Module):
         (anything with the chain protocol).
     :param int k: Gibbs sweeps per step.
     :param bool check_data: validate every batch with ``model.check_visible``.
+    :raises ModelSpecError: ``model`` lacks the chain protocol.
+    :raises ConfigError: ``k`` is not a positive integer (``bool`` and floats included).
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for an unknown player and
+    :class:`~hybridpgm.errors.DataError` for an empty batch.
 
     After each :meth:`loss` call of CD-1, ``last_reconstruction_error`` gives the mean
     squared difference between the batch and its sampled one-sweep reconstruction
@@ -90,8 +101,7 @@ class ContrastiveDivergence(nn.Module):
         if missing:
             raise ModelSpecError(f"{type(model).__name__} cannot be trained by contrastive divergence: "
                                  f"it lacks {missing}")
-        if not isinstance(k, int) or k < 1:
-            raise ConfigError(f"{type(self).__name__} k must be a positive integer, got {k!r}")
+        k = positive_int(k, f"{type(self).__name__} k")
         self.model, self.k, self.check_data = model, k, check_data
         self._last_pair: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -117,6 +127,8 @@ class ContrastiveDivergence(nn.Module):
         v = _as_visible(batch)
         if self.check_data:
             v = self.model.check_visible(v, "batch")
+        if isinstance(v, torch.Tensor):
+            check_empty(v, f"{type(self).__name__} batch")
         return v
 
     def negative_samples(self, start: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -186,13 +198,12 @@ class PersistentCD(ContrastiveDivergence):
     :param model: as for :class:`ContrastiveDivergence`.
     :param int k: Gibbs sweeps per step.
     :param int num_chains: persistent fantasy particles.
+    :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer.
     """
 
     def __init__(self, model: nn.Module, k: int = 1, num_chains: int = 100, *, check_data: bool = True):
         super().__init__(model, k, check_data=check_data)
-        if not isinstance(num_chains, int) or num_chains < 1:
-            raise ConfigError(f"PersistentCD num_chains must be a positive integer, got {num_chains!r}")
-        self.num_chains = num_chains
+        self.num_chains = positive_int(num_chains, "PersistentCD num_chains")
         with torch.no_grad():
             state = model.init_chains(num_chains)
         self.num_states = len(state)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["CRFLikelihood", "token_accuracy"]
 
@@ -37,19 +37,34 @@ class CRFLikelihood:
         (e.g. a network ending in a :class:`~hybridpgm.graphs.CRFHead`).
         Batches are ``(x, y, lengths)``: inputs ``B x T x ...``, labels
         ``B x T`` (long) and true lengths ``B``.
+    :raises ConfigError: ``tagger`` is not a :class:`torch.nn.Module`.
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"crf"`` and
+    :class:`~hybridpgm.errors.DataError` for a batch that is not ``(x, y, lengths)`` of tensors or has no
+    sequences.
     """
 
     def __init__(self, tagger: nn.Module):
+        if not isinstance(tagger, nn.Module):
+            raise ConfigError(f"CRFLikelihood tagger must be a torch.nn.Module returning a LinearChainCRF, "
+                              f"got {type(tagger).__name__}")
         self.module = tagger
 
     def players(self) -> dict[str, list[nn.Parameter]]:
         return {"crf": list(self.module.parameters())}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        if player != "crf":
+            raise ConfigError(f"CRFLikelihood has one player 'crf', got {player!r}")
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             raise DataError(f"CRFLikelihood batches are (x, y, lengths), got {type(batch).__name__} "
                             f"of {len(batch) if isinstance(batch, (tuple, list)) else 1} element(s)")
         x, y, lengths = batch
+        kinds = [type(t).__name__ for t in batch if not isinstance(t, torch.Tensor)]
+        if kinds:
+            raise DataError(f"CRFLikelihood batches are (x, y, lengths) of tensors, got {kinds} among them")
+        if y.dim() == 0 or y.shape[0] == 0:
+            raise DataError(f"CRFLikelihood got labels of shape {tuple(y.shape)}; a batch needs at least one sequence")
         return -self.module(x, lengths).log_prob(y).mean()
 
 

@@ -44,6 +44,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
 
 __all__ = ["Gibbs"]
@@ -76,6 +77,27 @@ def _check_batch_dims_in_plates(name: str, shape: tuple[int, ...], plate_dims: f
                 "around the site (its elements are then resampled together), or sample one scalar site per element")
 
 
+def _check_blocks(blocks) -> list[list[str]]:
+    """``blocks`` as a list of lists of site names, each non-empty, no site twice."""
+    if blocks is None:
+        return []
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Sequence):
+        raise ConfigError(f"Gibbs blocks must be a list of lists of site names, got {blocks!r}")
+    out, seen = [], set()
+    for b in blocks:
+        if isinstance(b, (str, bytes)) or not isinstance(b, Sequence) or not b \
+                or not all(isinstance(s, str) for s in b):
+            hint = f" (e.g. [[{b!r}]] for one site)" if isinstance(b, str) else ""
+            raise ConfigError(f"each Gibbs block must be a non-empty list of site names{hint}, got {b!r} "
+                              f"in blocks={blocks!r}")
+        twice = sorted({s for s in b if s in seen or list(b).count(s) > 1})
+        if twice:
+            raise ConfigError(f"Gibbs blocks name site(s) {twice} more than once; each site belongs to one block")
+        seen.update(b)
+        out.append(list(b))
+    return out
+
+
 class Gibbs(MCMCKernel):
     """Block Gibbs sampler over the discrete latent sites of a Pyro model.
 
@@ -86,12 +108,19 @@ class Gibbs(MCMCKernel):
     :param blocks: optional list of lists of site names drawn jointly; sites not
         listed form one block each, in model order.
     :param int max_plate_nesting: number of plate dims (found by tracing if ``None``).
+    :raises ConfigError: ``model`` is not callable; ``blocks`` is not a list of non-empty lists of site
+        names (a string is not a block), or names a site twice; ``max_plate_nesting`` is not ``None`` or
+        a non-negative integer.  (:meth:`setup` raises it too for block sites that are not latent.)
     """
 
     def __init__(self, model: Callable, *, blocks: Sequence[Sequence[str]] | None = None,
                  max_plate_nesting: int | None = None):
+        if not callable(model):
+            raise ConfigError(f"Gibbs model must be a callable (a Pyro program), got {type(model).__name__}")
         self.model = model
-        self.blocks_arg = [list(b) for b in (blocks or [])]
+        self.blocks_arg = _check_blocks(blocks)
+        if max_plate_nesting is not None:
+            max_plate_nesting = positive_int(max_plate_nesting, "Gibbs max_plate_nesting", minimum=0)
         self.max_plate_nesting = max_plate_nesting
         self.transforms: dict = {}  # discrete sites: no unconstraining transforms
         self._initial_params = None

@@ -60,9 +60,14 @@ class GroupedOptim(PyroOptim):
     :param optim_constructor: a :class:`torch.optim.Optimizer` class (``torch.optim.Adam``).
     :param optim_args: its keyword arguments: a dict, or a callable of the
         parameter's name returning one (per-parameter hyperparameters).
+    :raises ConfigError: ``optim_constructor`` is not callable, or ``optim_args`` is neither a dict nor
+        a callable of one argument.
     """
 
     def __init__(self, optim_constructor: type[torch.optim.Optimizer], optim_args: dict | Callable[[str], dict]):
+        if not callable(optim_constructor):
+            raise ConfigError(f"GroupedOptim optim_constructor must be a torch.optim.Optimizer class, "
+                              f"got {optim_constructor!r}")
         if not (isinstance(optim_args, dict) or callable(optim_args)):
             raise ConfigError(f"GroupedOptim optim_args must be a dict or a callable of the parameter name, "
                               f"got {type(optim_args).__name__}")

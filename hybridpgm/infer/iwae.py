@@ -37,7 +37,9 @@ from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import torch_item
 
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.checks import positive_int
+from hybridpgm.errors import ObjectiveError
+from hybridpgm.infer.particle_elbo import check_sites_match
 
 __all__ = ["IWAE", "importance_log_weights"]
 
@@ -103,6 +105,8 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         share, e.g. ``B`` for one data plate) holding
         :math:`\\log p(x_n, z_n^{(k)}) - \\log q(z_n^{(k)} \\mid x_n)` unscaled,
         and ``scale`` the plate subsampling factor shared by every site.
+    :raises ObjectiveError: the guide lacks a latent site of the model or samples one the model does not
+        have, a guide site is not reparameterizable, or the sites are scaled differently.
     """
     if max_plate_nesting is None:
         max_plate_nesting = _plate_nesting(model, guide, args, kwargs)
@@ -110,6 +114,7 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
     wrap = pyro.plate(_PARTICLES, num_particles, dim=particle_dim)
     model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting + 1, wrap(model), wrap(guide),
                                                     args, kwargs)
+    check_sites_match(model_trace, guide_trace, "IWAE", frozenset({_PARTICLES}))
     model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
     for site in guide_sites:
         if not site["fn"].has_rsample and not site["is_observed"]:
@@ -153,11 +158,14 @@ class IWAE(ELBO):
     :param int num_particles: :math:`K \\geq 1`; ``K = 1`` is the ELBO.
     :param max_plate_nesting: the model's plate nesting; guessed by one trace
         when ``None``.
+    :raises ConfigError: ``num_particles`` is not a positive integer (``bool`` and floats included), or
+        ``max_plate_nesting`` is not ``None`` or a non-negative integer.
     """
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int | None = None):
-        if not isinstance(num_particles, int) or num_particles < 1:
-            raise ConfigError(f"IWAE needs num_particles >= 1, got {num_particles!r}")
+        num_particles = positive_int(num_particles, "IWAE num_particles")
+        if max_plate_nesting is not None:
+            max_plate_nesting = positive_int(max_plate_nesting, "IWAE max_plate_nesting", minimum=0)
         super().__init__(num_particles=num_particles, vectorize_particles=True,
                          max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
         self._nesting = max_plate_nesting

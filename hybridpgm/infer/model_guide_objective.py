@@ -57,6 +57,10 @@ class ModelGuideObjective:
                  module: nn.Module | None = None):
         if not callable(model) or not callable(guide):
             raise ConfigError("model and guide must be callables (Pyro programs)")
+        if model_kwargs is not None and not isinstance(model_kwargs, dict):
+            raise ConfigError(f"model_kwargs must be a dict of keyword arguments, got {type(model_kwargs).__name__}")
+        if module is not None and not isinstance(module, nn.Module):
+            raise ConfigError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         self.model = model
         self.guide = guide
         self.model_kwargs = dict(model_kwargs or {})
@@ -87,10 +91,17 @@ class ModelGuideObjective:
 
     @staticmethod
     def batch_args(batch: Any) -> tuple[tuple, int]:
-        """The model's positional arguments for ``batch`` and its number of examples."""
-        args = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
+        """The model's positional arguments for ``batch`` and its number of examples.
+
+        :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple/list starting with one), or
+            has no examples.
+        """
+        args = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch) if isinstance(batch, (tuple, list)) \
+            else ()
         if not args or not isinstance(args[0], torch.Tensor) or args[0].dim() == 0:
             raise DataError(f"a batch must be a tensor [B, ...] or a tuple of them, got {type(batch).__name__}")
+        if args[0].shape[0] == 0:
+            raise DataError(f"empty batch (shape {tuple(args[0].shape)}); give at least one example")
         return args, args[0].shape[0]
 
     def state_dict(self) -> dict:

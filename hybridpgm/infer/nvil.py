@@ -51,7 +51,8 @@ from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
@@ -64,14 +65,19 @@ class NVILBaselines(nn.Module):
     :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
     :param int hidden_dim: width of each baseline's hidden layer (0: linear).
     :param float decay: decay :math:`\\alpha` of the running mean and variance.
+    :raises ConfigError: no site names (or a string instead of a sequence of them), a size that is
+        not a positive integer (``hidden_dim`` may be 0), or ``decay`` outside ``[0, 1)``.
     """
 
     def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
         super().__init__()
-        if not sites:
-            raise ConfigError("NVILBaselines needs at least one latent site name")
-        if not 0.0 <= decay < 1.0:
-            raise ConfigError(f"decay must be in [0, 1), got {decay}")
+        if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
+            raise ConfigError(f"NVILBaselines sites must be a non-empty sequence of site names, got {sites!r}")
+        input_dim = positive_int(input_dim, "NVIL input_dim")
+        hidden_dim = positive_int(hidden_dim, "NVIL hidden_dim", minimum=0)
+        decay = positive_real(decay, "NVIL decay", allow_zero=True)
+        if decay >= 1.0:
+            raise ConfigError(f"NVIL decay must be in [0, 1), got {decay!r}")
         self.sites = list(sites)
         self.decay = decay
 
@@ -128,10 +134,13 @@ class NVIL_ELBO(TraceGraph_ELBO):
     :param NVILBaselines baselines: the :math:`\\psi` networks and running statistics.
     :param bool variance_normalization: divide by :math:`\\max(1, \\sqrt{v_l})`.
     :param bool centering: subtract the running mean :math:`c_l`.
+    :raises ConfigError: ``num_particles`` is not a positive integer.
+    :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide.
     """
 
     def __init__(self, baselines: NVILBaselines | None = None, num_particles: int = 1,
                  variance_normalization: bool = True, centering: bool = True, **kwargs):
+        num_particles = positive_int(num_particles, "NVIL num_particles")
         super().__init__(num_particles=num_particles, vectorize_particles=num_particles > 1, **kwargs)
         self.baselines = baselines
         self.variance_normalization = variance_normalization
@@ -142,6 +151,10 @@ class NVIL_ELBO(TraceGraph_ELBO):
             return guide
         if not args or not isinstance(args[0], torch.Tensor):
             raise ObjectiveError("NVIL baselines take the guide's first argument (a tensor) as input")
+        width = self.baselines.nets[self.baselines.sites[0]][0].in_features
+        if args[0].dim() == 0 or args[0].shape[-1] != width:
+            raise DataError(f"NVIL baselines take inputs of width input_dim={width}; the guide's first argument "
+                            f"has shape {tuple(args[0].shape)}")
         return _AttachBaselines(self.baselines, args[0])(guide)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
@@ -162,6 +175,13 @@ class NVIL_ELBO(TraceGraph_ELBO):
     def _compute_elbo(self, model_trace, guide_trace):
         # Pyro's tracegraph_elbo._compute_elbo, with NVIL centering and normalization
         # of each site's learning signal.
+        if self.baselines is not None:
+            absent = [name for name in self.baselines.sites if name not in guide_trace.nodes]
+            if absent:
+                latent = [n for n, site in guide_trace.nodes.items()
+                          if site["type"] == "sample" and not site["is_observed"]]
+                raise ObjectiveError(f"NVIL baselines are set for site(s) {absent} that the guide does not sample "
+                                     f"(guide latent sites: {latent})")
         elbo = 0.0
         surrogate_elbo = 0.0
         baseline_loss = 0.0
@@ -225,6 +245,7 @@ class NVIL(ModelGuideObjective):
         last dim; default: the owning module's ``layer_sizes[0]``).
     :param int hidden_dim: hidden width of each baseline network (100 in [1]).
     :param int num_particles: score-function samples per datapoint (vectorized).
+    :raises ConfigError: see :class:`NVILBaselines` and :class:`NVIL_ELBO`; also an unknown player.
     """
 
     schedule = ["elbo"]
@@ -235,7 +256,10 @@ class NVIL(ModelGuideObjective):
                  max_plate_nesting: int | None = None, **options: Any):
         super().__init__(model, guide, **options)
         owner = self.module
-        sites = list(sites) if sites is not None else list(getattr(owner, "latent_sites", []))
+        if sites is None:
+            sites = list(getattr(owner, "latent_sites", []))
+        elif not isinstance(sites, (str, bytes)):
+            sites = list(sites)
         if input_dim is None:
             input_dim = getattr(owner, "layer_sizes", [None])[0]
         if not sites or input_dim is None:

@@ -37,11 +37,13 @@ import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
+from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated
 
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.checks import positive_int
+from hybridpgm.errors import ObjectiveError
 
-__all__ = ["LogWeights", "ParticleELBO", "importance_log_likelihood"]
+__all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "importance_log_likelihood"]
 
 _PARTICLE_PLATE = "num_particles_vectorized"
 
@@ -61,6 +63,35 @@ class LogWeights(NamedTuple):
     scale: float
     model_trace: object
     guide_trace: object
+
+
+def _latent_names(trace, ignore: frozenset = frozenset()) -> list[str]:
+    return [name for name, site in trace.nodes.items()
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+            and name not in ignore and not site["infer"].get("is_auxiliary")]
+
+
+def check_sites_match(model_trace, guide_trace, what: str, ignore: frozenset = frozenset()) -> None:
+    """Raise :class:`~hybridpgm.errors.ObjectiveError` unless the guide samples exactly the model's latent
+    sites: a model latent the guide lacks would be drawn from its prior and its density counted in
+    :math:`\\log p` (a wrong weight), a guide site the model lacks would count in :math:`\\log q` alone.
+    Only site names are compared (no device-host synchronisation); guide sites marked
+    ``infer={"is_auxiliary": True}`` are allowed, as in Pyro.
+
+    :param what: the objective, as the message names it.
+    :param ignore: site names to leave out (the particle plate).
+    """
+    model_latent = _latent_names(model_trace, ignore)
+    guide_latent = _latent_names(guide_trace, ignore)
+    observed = {name for name, site in model_trace.nodes.items() if site["type"] == "sample" and site["is_observed"]}
+    missing = [n for n in model_latent if n not in guide_trace.nodes]
+    extra = [n for n in guide_latent if n not in model_trace.nodes or n in observed]
+    if missing:
+        raise ObjectiveError(f"{what}: the model's latent site(s) {missing} have no counterpart in the guide "
+                             f"(guide latent sites: {guide_latent}); the guide must sample every latent site")
+    if extra:
+        raise ObjectiveError(f"{what}: guide site(s) {extra} are not latent sites of the model "
+                             f"(model latent sites: {model_latent})")
 
 
 def _data_frame(traces, plate_name):
@@ -122,12 +153,18 @@ class ParticleELBO(ELBO):
     :param bool detach_guide: detach the sampled latent values, so gradients
         reach :math:`\\phi` only through :math:`\\log q` (score-function
         estimators and the wake/sleep updates).
+    :raises ConfigError: ``num_particles`` is not a positive integer, or ``max_plate_nesting``
+        not a non-negative one.
+
+    Every objective built on it raises :class:`~hybridpgm.errors.ObjectiveError`, naming the sites, when
+    the guide lacks a latent site of the model or samples one the model does not have.
     """
 
     def __init__(self, num_particles: int = 1, max_plate_nesting: int | None = None,
                  plate_name: str | None = None, detach_guide: bool = True):
-        if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < 1:
-            raise ConfigError(f"num_particles must be a positive int, got {num_particles!r}")
+        num_particles = positive_int(num_particles, f"{type(self).__name__} num_particles")
+        if max_plate_nesting is not None:
+            max_plate_nesting = positive_int(max_plate_nesting, f"{type(self).__name__} max_plate_nesting", minimum=0)
         super().__init__(num_particles=num_particles,
                          max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
         self.plate_name = plate_name
@@ -150,6 +187,7 @@ class ParticleELBO(ELBO):
             "flat", nesting + 1, wrap(model), wrap(guide), args, kwargs, detach=self.detach_guide
         )
         check_if_enumerated(guide_trace)
+        check_sites_match(model_trace, guide_trace, type(self).__name__, frozenset({_PARTICLE_PLATE}))
         return model_trace, guide_trace
 
     def _reduce(self, trace, frame, num_particles: int):
@@ -230,13 +268,15 @@ def importance_log_likelihood(model, guide, *args, num_samples: int = 1000, chun
     :param int num_samples: :math:`S`.
     :param int chunk_size: particles per vectorized pass.
     :returns: tensor of shape ``[B]``.
+    :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
+    :raises ObjectiveError: the guide does not sample exactly the model's latent sites.
 
     References:
 
     1. Y. Burda, R. Grosse, R. Salakhutdinov, *Importance Weighted Autoencoders*, ICLR 2016.
     """
-    if num_samples < 1 or chunk_size < 1:
-        raise ConfigError(f"num_samples and chunk_size must be positive, got {num_samples}, {chunk_size}")
+    num_samples = positive_int(num_samples, "importance_log_likelihood num_samples")
+    chunk_size = positive_int(chunk_size, "importance_log_likelihood chunk_size")
     acc = None
     done = 0
     nesting = max_plate_nesting

@@ -46,8 +46,9 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.errors import ConfigError, ModelSpecError
-from hybridpgm.infer.ais import annealing_schedule
+from hybridpgm.checks import positive_int
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.infer.ais import annealing_schedule, check_betas
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
@@ -83,19 +84,17 @@ class RAISE:
     :param str schedule: see :func:`~hybridpgm.infer.ais.annealing_schedule`.
     :param betas: an explicit increasing sequence from 0 to 1.
     :param int batch_size: test points per pass (memory: ``batch_size * M x V``).
+    :raises ConfigError: a count that is not a positive integer (``bool`` and floats included), or
+        ``betas`` that are not a finite 1-d sequence increasing from 0 to 1.
     """
 
     def __init__(self, num_chains: int = 1, num_steps: int = 1000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None, batch_size: int = 1000):
-        if not isinstance(num_chains, int) or num_chains < 1:
-            raise ConfigError(f"RAISE num_chains must be a positive integer, got {num_chains!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"RAISE batch_size must be a positive integer, got {batch_size!r}")
+        num_chains = positive_int(num_chains, "RAISE num_chains")
+        batch_size = positive_int(batch_size, "RAISE batch_size")
         if betas is None:
             betas = annealing_schedule(num_steps, schedule)
-        betas = torch.as_tensor(betas, dtype=torch.float64).flatten()
-        if betas.numel() < 2 or betas[0] != 0 or betas[-1] != 1 or bool((betas[1:] < betas[:-1]).any()):
-            raise ConfigError("RAISE betas must increase from 0 to 1 (at least two values)")
+        betas = check_betas(betas, "RAISE")
         self.num_chains, self.batch_size = num_chains, batch_size
         self.betas = betas.tolist()
 

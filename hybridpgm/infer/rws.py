@@ -44,6 +44,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -77,6 +78,8 @@ class ReweightedWakeSleepELBO(ParticleELBO):
     :param bool sleep_phi: use the sleep-:math:`\\phi` update (averaged with
         wake-:math:`\\phi` when both are on, as in [1]).
     :param int num_sleep_particles: dreams per datapoint (default :math:`K`).
+    :raises ConfigError: a particle count that is not a positive integer, or neither ``wake_phi``
+        nor ``sleep_phi``.
     """
 
     def __init__(self, num_particles: int = 5, wake_phi: bool = True, sleep_phi: bool = False,
@@ -87,9 +90,8 @@ class ReweightedWakeSleepELBO(ParticleELBO):
             raise ConfigError("RWS needs wake_phi=True, sleep_phi=True, or both")
         self.wake_phi = wake_phi
         self.sleep_phi = sleep_phi
-        self.num_sleep_particles = num_particles if num_sleep_particles is None else num_sleep_particles
-        if not isinstance(self.num_sleep_particles, int) or self.num_sleep_particles < 1:
-            raise ConfigError(f"num_sleep_particles must be a positive int, got {num_sleep_particles!r}")
+        self.num_sleep_particles = self.num_particles if num_sleep_particles is None else \
+            positive_int(num_sleep_particles, "ReweightedWakeSleepELBO num_sleep_particles")
 
     def losses(self, model, guide, *args, **kwargs) -> RWSLosses:
         """Both surrogate losses on one set of particles (see :class:`RWSLosses`)."""

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from pyro.infer import ELBO
 
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.train.batches import batch_size_of
 
@@ -41,10 +41,25 @@ class SVIObjective:
         :class:`~pyro.infer.TraceEnum_ELBO`, :class:`~pyro.infer.TraceMeanField_ELBO`).
     :param module: the module holding every parameter; found from ``model`` /
         ``guide`` when they are modules or bound methods of one.
+    :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
+        instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found.
+    :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` and
+    :class:`~hybridpgm.errors.DataError` (with ``per_example``) for a batch whose size it cannot tell or
+    that has no examples.
     """
 
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO | None = None, *,
                  module: torch.nn.Module | None = None, per_example: bool = True, **model_kwargs: Any):
+        for name, fn in (("model", model), ("guide", guide)):
+            if not callable(fn):
+                raise ConfigError(f"SVIObjective {name} must be a callable (a Pyro program), got {type(fn).__name__}")
+        if isinstance(elbo, type):
+            raise ConfigError(f"SVIObjective elbo must be an instance, got the class {elbo.__name__}; "
+                              f"pass {elbo.__name__}(...)")
+        if module is not None and not isinstance(module, torch.nn.Module):
+            raise ConfigError(f"SVIObjective module must be a torch.nn.Module, got {type(module).__name__}")
         self.model, self.guide = model, guide
         self.elbo = DirectTrace_ELBO() if elbo is None else elbo
         if not callable(getattr(self.elbo, "differentiable_loss", None)):
@@ -66,6 +81,12 @@ class SVIObjective:
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        if player != "elbo":
+            raise ConfigError(f"SVIObjective has one player 'elbo', got {player!r}")
+        if self.per_example:  # the loss is divided by the batch size: it must be known and positive
+            size = batch_size_of(batch)  # DataError for a batch it cannot size (None, an empty tuple)
+            if size == 0:
+                raise DataError("SVIObjective got an empty batch (0 examples); give at least one")
         args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
-        return loss / batch_size_of(batch) if self.per_example else loss
+        return loss / size if self.per_example else loss

@@ -38,6 +38,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -95,14 +96,13 @@ class WakeSleepELBO(ParticleELBO):
     :param int num_particles: wake samples per datapoint.
     :param int num_sleep_particles: dreams per datapoint.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :raises ConfigError: a particle count that is not a positive integer.
     """
 
     def __init__(self, num_particles: int = 1, num_sleep_particles: int = 1, max_plate_nesting: int | None = None,
                  plate_name: str | None = None):
         super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
-        if not isinstance(num_sleep_particles, int) or num_sleep_particles < 1:
-            raise ConfigError(f"num_sleep_particles must be a positive int, got {num_sleep_particles!r}")
-        self.num_sleep_particles = num_sleep_particles
+        self.num_sleep_particles = positive_int(num_sleep_particles, "WakeSleepELBO num_sleep_particles")
 
     def wake_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Wake loss :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log p_\\theta(x_b, h_{kb})`,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridpgm.checks import positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
 from hybridpgm.infer.iwae import importance_log_weights
@@ -55,6 +56,8 @@ class AAVAE(AdversarialGame):
     :param k: discriminator steps per generator step.
     :param fake_weight: scale of the model samples' term.
     :param normalize_weights: divide the weights by their mean over each half of the batch.
+    :raises ModelSpecError: ``vae`` is not a VAE, or its data shape is not the discriminator's input shape.
+    :raises ConfigError: ``fake_weight`` is not a finite number >= 0, or ``k < 1``.
     """
 
     def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
@@ -66,12 +69,13 @@ class AAVAE(AdversarialGame):
         if in_shape is not None and tuple(in_shape) != (x_dim,):
             raise ModelSpecError(f"the VAE's data shape ({x_dim},) does not match the discriminator's input shape "
                                  f"{tuple(in_shape)}")
+        fake_weight = positive_real(fake_weight, "AAVAE fake_weight", allow_zero=True)
         self.fake_weight, self.normalize_weights = fake_weight, normalize_weights
         super().__init__(nn.ModuleDict({"vae": vae, "discriminator": discriminator}), k=k)
         self.vae = vae
 
     def real(self, batch) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.vae.x_dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {shape}")

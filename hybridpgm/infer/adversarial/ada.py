@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.checks import positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
 
@@ -61,6 +62,11 @@ class ADA(AdversarialGame):
     :param adversarial_weight: :math:`\\lambda` (``0``: source-only).
     :param input_shape: the inputs' event shape, for the shape check at
         construction (default ``feature_extractor.in_shape`` when present).
+    :raises ConfigError: ``adversarial_weight`` is not a finite number >= 0, or ``k < 1``.
+    :raises ModelSpecError: the networks' shapes do not chain.
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not three tensors
+    ``(x_source, y_source, x_target)`` of matching shapes with integer labels, or that is empty.
     """
 
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
@@ -69,7 +75,7 @@ class ADA(AdversarialGame):
         self.input_shape = None if input_shape is None else tuple(input_shape)
         if self.input_shape is not None:
             _check_chain(feature_extractor, domain_discriminator, classifier, self.input_shape)
-        self.adversarial_weight = adversarial_weight
+        self.adversarial_weight = positive_real(adversarial_weight, "ADA adversarial_weight", allow_zero=True)
         module = nn.ModuleDict({"feature_extractor": feature_extractor, "classifier": classifier,
                                 "discriminator": domain_discriminator})
         super().__init__(module, k=k)
@@ -90,11 +96,18 @@ class ADA(AdversarialGame):
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             raise DataError("ADA expects batches (x_source, y_source, x_target); build the data with ADA.paired_data")
         xs, ys, xt = batch
+        if not all(isinstance(t, torch.Tensor) for t in batch) or xs.dim() == 0 or xt.dim() == 0:
+            got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in batch]
+            raise DataError(f"ADA batches are three tensors (x_source, y_source, x_target), got {got}")
         if xs.shape[1:] != xt.shape[1:] or (self.input_shape is not None and tuple(xs.shape[1:]) != self.input_shape):
             raise DataError(f"ADA: source inputs {tuple(xs.shape)} and target inputs {tuple(xt.shape)} must share "
                             f"the event shape {self.input_shape or tuple(xs.shape[1:])}")
         if ys.shape != xs.shape[:1]:
             raise DataError(f"ADA: source labels have shape {tuple(ys.shape)}, expected ({xs.shape[0]},)")
+        if ys.is_floating_point() or ys.is_complex() or ys.dtype == torch.bool:
+            raise DataError(f"ADA: source labels must be integer class indices (int64), got dtype {ys.dtype}")
+        if xs.shape[0] == 0 or xt.shape[0] == 0:
+            raise DataError(f"ADA got an empty batch (source {tuple(xs.shape)}, target {tuple(xt.shape)})")
         return xs, ys, xt
 
     # -- the losses ---------------------------------------------------------------------

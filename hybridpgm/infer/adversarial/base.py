@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
@@ -223,13 +223,17 @@ class AdversarialObjective(AdversarialGame):
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and
         in the discriminator's dtype, converted by the rule of
         :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
-        float64 data for float32 networks are refused)."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != self.event_shape:
+        float64 data for float32 networks are refused).
+
+        :raises DataError: no tensor of shape ``(batch, *event_shape)``, or an empty batch."""
+        x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             expected = ", ".join(map(str, self.event_shape))
             raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
                             f"output, got {shape}")
+        if x.shape[0] == 0:
+            raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one row")
         ref = _first_param(self.discriminator)
         return x if ref is None else as_model_dtype(x, ref.dtype, f"{type(self).__name__} data")
 
@@ -239,5 +243,11 @@ def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999
     Adam with :math:`\\beta_1 = 0.5` [1 of :mod:`~hybridpgm.generative.gan`], one per player.
 
     >>> opt = adversarial_optim(lr=2e-4)
+
+    :raises ConfigError: ``lr`` is not a finite positive number, or ``beta1`` / ``beta2`` not in ``[0, 1)``.
     """
+    lr = positive_real(lr, "adversarial_optim lr")
+    for name, beta in (("beta1", beta1), ("beta2", beta2)):
+        if positive_real(beta, f"adversarial_optim {name}", allow_zero=True) >= 1:
+            raise ConfigError(f"adversarial_optim {name} must be in [0, 1), got {beta!r}")
     return functools.partial(torch.optim.Adam, lr=lr, betas=(beta1, beta2))

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import positive_int, positive_real, sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.adversarial.gan import GAN
 
@@ -65,12 +65,18 @@ class InfoGAN(GAN):
     :param info_weight: :math:`\\lambda`.
     :param k: discriminator steps per generator step.
     :param noise_dim: the generator's *total* input dimension (default ``generator.noise_dim``).
+    :raises ModelSpecError: a code size that is not a non-negative integer, no code at all, or networks
+        whose shapes do not fit the code.
+    :raises ConfigError: ``info_weight`` is not a finite number >= 0, or ``k < 1``.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, code_posterior: nn.Module, *,
                  num_categories: int = 10, num_continuous: int = 2, info_weight: float = 1.0, k: int = 1,
                  noise_dim: int | None = None):
         total = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
+        num_categories = positive_int(num_categories, "InfoGAN num_categories", error=ModelSpecError, minimum=0)
+        num_continuous = positive_int(num_continuous, "InfoGAN num_continuous", error=ModelSpecError, minimum=0)
+        info_weight = positive_real(info_weight, "InfoGAN info_weight", allow_zero=True)
         if num_categories < 0 or num_continuous < 0 or num_categories + num_continuous < 1:
             raise ModelSpecError(f"InfoGAN needs a code: num_categories={num_categories}, "
                                  f"num_continuous={num_continuous}")
