@@ -35,6 +35,8 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import DataError, ModelSpecError
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
@@ -63,8 +65,10 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     deterministic.  The original module is not modified.
 
     :param module: any torch module.
-    :param float prior_scale: :math:`s > 0`.
+    :param float prior_scale: :math:`s > 0`, finite.
     :returns: the Bayesian copy.
+    :raises ModelSpecError: ``module`` is not a module or has no parameters, or ``prior_scale`` is not a
+        finite number > 0 (``bool`` and strings refused).
 
     >>> net = bayesianize(torch.nn.Linear(3, 1), prior_scale=1.0)
     >>> with pyro.poutine.trace() as tr:
@@ -74,8 +78,7 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     """
     if not isinstance(module, nn.Module):
         raise ModelSpecError(f"bayesianize needs a torch.nn.Module, got {type(module).__name__}")
-    if not prior_scale > 0:
-        raise ModelSpecError(f"prior_scale must be positive, got {prior_scale!r}")
+    prior_scale = positive_real(prior_scale, "bayesianize prior_scale", error=ModelSpecError)
     if not any(True for _ in module.parameters()):
         raise ModelSpecError(f"{type(module).__name__} has no parameters to put priors on")
     net = copy.deepcopy(module)
@@ -101,12 +104,14 @@ class BayesianRegressor(PyroModule):
     :param int num_data: ``N``, the training set size (scales the mini-batch likelihood).
     :param float prior_scale: :math:`s`.
     :param float noise: initial :math:`\\sigma`.
+    :raises ModelSpecError: ``num_data`` is not a positive integer, or ``noise`` or ``prior_scale``
+        is not a finite number > 0.
     """
 
     def __init__(self, net: nn.Module, num_data: int, prior_scale: float = 1.0, noise: float = 0.1):
         super().__init__()
-        if num_data < 1 or not noise > 0:
-            raise ModelSpecError(f"BayesianRegressor needs num_data >= 1 and noise > 0, got {num_data}, {noise}")
+        num_data = positive_int(num_data, "BayesianRegressor num_data", error=ModelSpecError)
+        noise = positive_real(noise, "BayesianRegressor noise", error=ModelSpecError)
         self.net = bayesianize(net, prior_scale)
         self.num_data = num_data
         self.raw_noise = nn.Parameter(torch.tensor(float(noise)).log())
@@ -117,9 +122,23 @@ class BayesianRegressor(PyroModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Pyro model.  ``x`` is ``B x D``, ``y`` ``B`` (or ``None`` to sample).
-        Returns the network output ``B`` for the sampled weights."""
+        Returns the network output ``B`` for the sampled weights.
+
+        :raises DataError: ``x`` is not a tensor with a batch dimension, holds more rows than
+            ``num_data`` or NaN/inf; ``y`` does not match ``x`` or holds NaN/inf."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
+            raise DataError(f"BayesianRegressor x: got {got}, expected a tensor of shape (batch, features)")
+        if x.shape[0] > self.num_data:
+            raise DataError(f"BayesianRegressor x holds {x.shape[0]} rows, more than num_data={self.num_data} "
+                            "(the training set size given to the constructor)")
+        check_finite(x, "BayesianRegressor x")
+        if y is not None and not isinstance(y, torch.Tensor):
+            raise DataError(f"BayesianRegressor y is a {type(y).__name__}, expected a tensor of shape ({x.shape[0]},)")
         if y is not None and (y.dim() != 1 or y.shape[0] != x.shape[0]):
             raise DataError(f"y has shape {tuple(y.shape)}, expected ({x.shape[0]},) to match x {tuple(x.shape)}")
+        if y is not None:
+            check_finite(y, "BayesianRegressor y")
         mean = self.net(x).reshape(x.shape[0])
         with pyro.plate("data", self.num_data, subsample_size=x.shape[0]):
             pyro.sample("y", dist.Normal(mean, self.noise.to(mean.dtype)), obs=y)
@@ -128,7 +147,10 @@ class BayesianRegressor(PyroModule):
 
 def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
     """Network outputs under ``num_samples`` posterior draws of the guide,
-    ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`)."""
+    ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).
+
+    :raises ConfigError: ``num_samples`` is not a positive integer."""
+    num_samples = positive_int(num_samples, "predictive_samples num_samples")
     predictive = pyro.infer.Predictive(model, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
     with torch.no_grad():
         return predictive(x)["_RETURN"]
@@ -143,7 +165,9 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     :param x: inputs ``B x ...``.
     :returns: ``(mean, variance)``, each of the module's output shape.
     :raises ModelSpecError: if ``module`` has no dropout layer.
+    :raises ConfigError: ``num_samples`` is not an integer >= 2 (one pass has no variance).
     """
+    num_samples = positive_int(num_samples, "mc_dropout_predict num_samples", minimum=2)
     dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     if not dropouts:
         raise ModelSpecError(f"{type(module).__name__} has no dropout layer; MC dropout needs one")

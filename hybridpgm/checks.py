@@ -16,7 +16,7 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "layer_sizes", "positive_int", "positive_real",
-           "sample_count", "sample_shape_of"]
+           "sample_count", "sample_shape_of", "seed_of"]
 
 
 def as_integer(value) -> int | None:
@@ -40,6 +40,18 @@ def sample_count(value, what: str) -> int:
     if n is not None and n >= 0:
         return n
     raise ConfigError(f"{what} must be a non-negative integer, got {value!r}")
+
+
+def seed_of(value, what: str) -> int:
+    """``value`` as the seed of a :class:`torch.Generator`: any integer (torch accepts negative seeds).
+
+    :param what: the argument, as the message names it (``"load_dataset seed"``).
+    :raises ConfigError: for a ``bool``, a float or a non-number.
+    """
+    n = as_integer(value)
+    if n is None:
+        raise ConfigError(f"{what} must be an integer, got {value!r}")
+    return n
 
 
 def sample_shape_of(sample_shape, what: str) -> torch.Size:

@@ -96,7 +96,8 @@ def _after_training(args: argparse.Namespace) -> dict:
 
     run = Path(args.run)
     if not run.is_dir():
-        raise ConfigError(f"run folder {str(run)!r} does not exist")
+        problem = "is a file, not a folder" if run.exists() else "does not exist"
+        raise ConfigError(f"run folder {str(run)!r} {problem}")
     saved = load_model(run / "model.pt")
     recipe_name = saved.meta.get("recipe")
     if recipe_name not in RECIPES:
@@ -107,6 +108,19 @@ def _after_training(args: argparse.Namespace) -> dict:
         raise ConfigError(f"model {recipe_name!r} has no `{args.command}` command")
     torch.manual_seed(args.seed)
     return action(saved, run, args)
+
+
+def _check_data_root(args: argparse.Namespace) -> None:
+    """Refuse ``--data-root`` for a data set that reads no folder (it would be silently ignored).
+
+    :raises ConfigError: naming the data set and those that read a folder.
+    """
+    from hybridpgm.data.registry import READ_FROM_DISK
+    from hybridpgm.errors import ConfigError
+
+    if getattr(args, "data_root", None) is not None and getattr(args, "dataset", None) not in READ_FROM_DISK:
+        raise ConfigError(f"--data-root {args.data_root!r} was given, but --dataset {args.dataset} reads no folder; "
+                          f"--data-root applies to {', '.join(READ_FROM_DISK)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "train":
+            _check_data_root(args)
             metrics = RECIPES[args.model][0].run(args)
         else:
             metrics = _after_training(args)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from hybridpgm.checks import layer_sizes
 from hybridpgm.errors import ModelSpecError
 
 __all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "checkpointing_saves_memory", "mlp"]
@@ -65,25 +66,26 @@ def mlp(
 ) -> nn.Sequential:
     """A fully connected network from ``sizes[0]`` inputs to ``sizes[-1]`` outputs.
 
-    :param sizes: layer widths including input and output, at least two.
+    :param sizes: layer widths including input and output, at least two positive
+        integers (``bool`` and floats such as ``8.0`` are refused, not coerced).
     :param activation: hidden non-linearity, a key of :data:`ACTIVATIONS`.
     :param init: ``"xavier"``, ``"he"`` or ``"default"`` (PyTorch's own).
     :param batch_norm: insert :class:`torch.nn.BatchNorm1d` [3] after every
         hidden linear layer.
     :param out_activation: optional non-linearity after the last layer.
     :returns: a module mapping ``batch_shape x sizes[0]`` to ``batch_shape x sizes[-1]``.
+    :raises ModelSpecError: fewer than two sizes, a size that is not a positive integer (the
+        message names the entry), or an unknown activation or init (the message lists the choices).
 
     >>> net = mlp([784, 400, 50])
     >>> net(torch.zeros(3, 784)).shape
     torch.Size([3, 50])
     """
-    sizes = list(sizes)
-    if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
-        raise ModelSpecError(f"mlp sizes must be >= 2 positive integers, got {sizes}")
-    for name in (activation, out_activation):
-        if name is not None and name not in ACTIVATIONS:
-            raise ModelSpecError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
-    if init not in _INITS:
+    sizes = layer_sizes(sizes, "mlp sizes", error=ModelSpecError, minimum_length=2)
+    for what, name in (("activation", activation), ("out_activation", out_activation)):
+        if (name is not None or what == "activation") and not (isinstance(name, str) and name in ACTIVATIONS):
+            raise ModelSpecError(f"unknown {what} {name!r}; choose from {sorted(ACTIVATIONS)}")
+    if not (isinstance(init, str) and init in _INITS):
         raise ModelSpecError(f"unknown init {init!r}; choose from {_INITS}")
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):

@@ -97,3 +97,47 @@ def test_mc_dropout_predict():
     torch.testing.assert_close(mean, deterministic, rtol=0.0, atol=0.25 * deterministic.abs().max().item())
     with pytest.raises(ModelSpecError, match="no dropout"):
         mc_dropout_predict(mlp([3, 1]), x)
+
+
+@pytest.mark.parametrize("scale", [float("inf"), "1", True, None, torch.tensor([1.0, 2.0])])
+def test_bayesianize_refuses_prior_scales_that_are_not_finite_positive_numbers(scale):
+    with pytest.raises(ModelSpecError, match="bayesianize prior_scale must be a finite number > 0"):
+        bayesianize(torch.nn.Linear(3, 1), scale)
+
+
+@pytest.mark.parametrize("kwargs,word", [(dict(num_data=2.0), "num_data must be a positive integer, got 2.0"),
+                                         (dict(num_data=2.5), "num_data must be a positive integer, got 2.5"),
+                                         (dict(num_data=True), "num_data must be a positive integer, got True"),
+                                         (dict(num_data="5"), "num_data must be a positive integer, got '5'"),
+                                         (dict(num_data=5, noise=float("inf")), "noise must be a finite number > 0"),
+                                         (dict(num_data=5, noise="1"), "noise must be a finite number > 0"),
+                                         (dict(num_data=5, prior_scale=float("inf")), "prior_scale must be a finite")])
+def test_bayesian_regressor_settings(kwargs, word):
+    with pytest.raises(ModelSpecError, match=word):
+        BayesianRegressor(torch.nn.Linear(3, 1), **kwargs)
+
+
+def test_bayesian_regressor_checks_its_batch():
+    model = BayesianRegressor(torch.nn.Linear(3, 1), num_data=5)
+    with pytest.raises(DataError, match="BayesianRegressor x: got a list"):
+        model([[0.0, 0.0, 0.0]])
+    with pytest.raises(DataError, match="holds 6 rows, more than num_data=5"):
+        model(torch.zeros(6, 3))
+    with pytest.raises(DataError, match="BayesianRegressor x .* NaN/inf"):
+        model(torch.full((2, 3), float("nan")), torch.zeros(2))
+    with pytest.raises(DataError, match="BayesianRegressor y .* NaN/inf"):
+        model(torch.zeros(2, 3), torch.tensor([0.0, float("nan")]))
+
+
+@pytest.mark.parametrize("num_samples", [0, -1, 1, 2.0, True, "3"])
+def test_mc_dropout_predict_needs_two_or_more_samples(num_samples):
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5))
+    with pytest.raises(hybridpgm.errors.ConfigError, match="mc_dropout_predict num_samples must be an integer >= 2"):
+        mc_dropout_predict(net, torch.zeros(2, 3), num_samples)
+
+
+@pytest.mark.parametrize("num_samples", [0, -1, 2.0, True])
+def test_predictive_samples_needs_a_positive_count(num_samples):
+    model = BayesianRegressor(torch.nn.Linear(3, 1), num_data=5)
+    with pytest.raises(hybridpgm.errors.ConfigError, match="predictive_samples num_samples must be a positive integer"):
+        predictive_samples(model, lambda x, y=None: None, torch.zeros(2, 3), num_samples)

@@ -87,3 +87,18 @@ def test_positive_real_refuses_the_rest(value):
 
     with pytest.raises(ConfigError, match="clip must be a finite number > 0"):
         positive_real(value, "clip")
+
+
+@pytest.mark.parametrize("value", [0, -5, np.int64(7), 2**40])
+def test_seed_of_accepts_any_integer(value):
+    from hybridpgm.checks import seed_of
+
+    assert seed_of(value, "seed") == int(value)
+
+
+@pytest.mark.parametrize("value", [1.5, True, "3", None])
+def test_seed_of_refuses_the_rest(value):
+    from hybridpgm.checks import seed_of
+
+    with pytest.raises(ConfigError, match=f"load_dataset seed must be an integer, got {re.escape(repr(value))}"):
+        seed_of(value, "load_dataset seed")

@@ -183,3 +183,39 @@ def test_every_recipe_has_help_with_its_real_optimizer_defaults(model, capsys):
         assert "SGD (with --momentum) learning rate (default 0.05)" in text
     if model == "vae":
         assert "Adam learning rate (default 0.003)" in text
+
+
+def _empty_folder(tmp_path):
+    path = tmp_path / "empty-root"
+    path.mkdir()
+    return str(path)
+
+
+#: (id, argv builder, a fragment the one-line message must hold)
+BAD_INPUTS = [
+    ("data-root-for-bundled-digits", lambda t: ["train", "vae", "--data-root", str(t)],
+     "--dataset digits reads no folder"),
+    ("data-root-for-crf", lambda t: ["train", "crf", "--data-root", str(t)], "--dataset hmm reads no folder"),
+    ("data-root-empty-for-fashion", lambda t: ["train", "vae", "--dataset", "fashion-mnist", "--data-root",
+                                               _empty_folder(t), "--out", str(t / "o")], "empty-root' lacks"),
+    ("out-empty", lambda t: ["train", "vae", "--out", ""], "--out '' is empty"),
+    ("evaluate-a-file", lambda t: ["evaluate", _file(t)], "is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("build,word", [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
+def test_bad_inputs_exit_2_with_one_line_naming_them(build, word, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("hybridpgm.recipes.common.fit", no_training)
+    argv = build(tmp_path)
+    capsys.readouterr()
+    assert _run(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hybridpgm: error: "), captured.err
+    assert word in lines[0] and "Traceback" not in captured.err + captured.out
+    assert not (tmp_path / "runs").exists()

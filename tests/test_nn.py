@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -162,3 +164,32 @@ def test_checkpointing_cuts_sqrt_n_segments_and_checkpoints_every_one(depth, seg
     net(x).sum().backward()
     for a, b in zip(grads, net.parameters()):
         torch.testing.assert_close(a, b.grad)
+
+
+@pytest.mark.parametrize("sizes,entry", [([4, 8.0, 2], "mlp sizes[1]"), ([4.0, 2], "mlp sizes[0]"),
+                                         ([4, True, 2], "mlp sizes[1]"), ([4, None, 2], "mlp sizes[1]"),
+                                         ([4, float("nan"), 2], "mlp sizes[1]"),
+                                         ([4, float("inf"), 2], "mlp sizes[1]")])
+def test_mlp_refuses_non_integer_widths_naming_the_entry(sizes, entry):
+    given = sizes[int(entry[-2])]
+    with pytest.raises(ModelSpecError, match=re.escape(f"{entry} must be a positive integer, got {given!r}")):
+        mlp(sizes)
+
+
+@pytest.mark.parametrize("sizes", [5, None])
+def test_mlp_refuses_sizes_that_are_not_a_sequence(sizes):
+    with pytest.raises(ModelSpecError, match=f"mlp sizes must be a sequence of positive integers, got {sizes!r}"):
+        mlp(sizes)
+
+
+def test_mlp_accepts_integer_scalars():
+    net = mlp([4, torch.tensor(8), __import__("numpy").int64(2)])
+    assert net[0].out_features == 8 and net[-1].out_features == 2
+
+
+@pytest.mark.parametrize("kwargs,word", [(dict(activation=None), "activation None"),
+                                         (dict(activation=["relu"]), r"activation \['relu'\]"),
+                                         (dict(out_activation=["relu"]), r"out_activation \['relu'\]")])
+def test_mlp_refuses_non_string_activations_listing_the_choices(kwargs, word):
+    with pytest.raises(ModelSpecError, match=rf"unknown {word}; choose from \['elu', 'gelu'"):
+        mlp([4, 8, 2], **kwargs)

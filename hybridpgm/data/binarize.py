@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from hybridpgm.checks import seed_of
 from hybridpgm.data.validation import as_model_dtype, check_finite
 from hybridpgm.errors import DataError
 
@@ -43,9 +44,12 @@ def _check_unit(x: torch.Tensor, name: str) -> torch.Tensor:
 def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """One Bernoulli draw per entry of ``x`` (``N x D`` in [0, 1]) with a fixed seed.
 
+    :param int seed: seeds the draws (an integer; ``bool`` and floats refused).
     :raises DataError: NaN/inf, or values outside [0, 1].
+    :raises ConfigError: ``seed`` is not an integer.
     """
     x = _check_unit(x, "binarize_static input")
+    seed = seed_of(seed, "binarize_static seed")
     generator = torch.Generator(device=x.device).manual_seed(seed)
     return torch.bernoulli(x, generator=generator)
 
@@ -60,10 +64,19 @@ class DynamicBinarized(Dataset):
     :param x: ``N x D`` grey levels in [0, 1]; NaN/inf or values outside
         [0, 1] raise :class:`~hybridpgm.errors.DataError`.
     :param y: optional ``N`` labels, returned as ``(x_bin, y)`` pairs.
+    :raises DataError: ``x`` is not a tensor with a leading example dimension, or ``y`` is not a
+        tensor of ``N`` labels.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        self.x, self.y = _check_unit(x, "DynamicBinarized input"), y
+        x = _check_unit(x, "DynamicBinarized input")
+        if x.dim() == 0:
+            raise DataError("DynamicBinarized input is a 0-d tensor, expected N x D grey levels in [0, 1]")
+        if y is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[0] != x.shape[0]):
+            got = f"shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else f"a {type(y).__name__}"
+            raise DataError(f"DynamicBinarized labels y: got {got}, expected a tensor of {x.shape[0]} labels "
+                            f"to match x of shape {tuple(x.shape)}")
+        self.x, self.y = x, y
 
     def __len__(self) -> int:
         return self.x.shape[0]

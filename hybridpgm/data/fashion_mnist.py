@@ -2,9 +2,10 @@
 
 The four files ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz`` (or the same
-without ``.gz``) are looked for in, in order: the ``root`` argument, the
-``HYBRIDPGM_DATA`` folder (and its ``fashion-mnist`` sub-folder), and Debian's
-``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
+without ``.gz``) are read from the ``root`` argument when one is given (and only
+there), else looked for in, in order: the ``HYBRIDPGM_DATA`` folder (and its
+``fashion-mnist`` sub-folder), and Debian's ``/usr/share/datasets/fashion-mnist``
+(``apt-get install dataset-fashion-mnist``).
 Nothing is ever downloaded.  The last 10,000 training images form the
 validation split (50,000 / 10,000 / 10,000).
 
@@ -41,9 +42,11 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array.
 
-    :raises DataError: the file is truncated or not in IDX format (the message
-        names the file).
+    :raises DataError: the path is not a path, the file is missing, truncated or not in IDX format
+        (the message names the file).
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise DataError(f"read_idx needs a file path, got {type(path).__name__} {path!r}")
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -77,12 +80,17 @@ def _candidates(root: str | os.PathLike | None) -> list[Path]:
 
 
 def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Paths of the four IDX files, from the first folder that has them all.
+    """Paths of the four IDX files: from ``root`` when it is given (only there: a folder the caller
+    names is never silently replaced by another copy), else from the first of ``HYBRIDPGM_DATA``
+    (and its ``fashion-mnist`` sub-folder) and Debian's folder that has them all.
 
-    :raises DataError: no folder has them; the message lists where it looked
-        and how to install the data.
+    :raises DataError: ``root`` is given but is not a folder or lacks a file (the message names
+        it and the missing files), or without ``root`` no folder has them; the message lists
+        where it looked and how to install the data.
     """
     folders = _candidates(root)
+    if root is not None:  # a folder the caller named is used, or refused; never silently replaced
+        folders = folders[:1]
     for folder in folders:
         found = {}
         for key, stem in FILES.items():
@@ -92,6 +100,17 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
                     break
         if len(found) == len(FILES):
             return found
+    if root is not None:
+        folder = folders[0]
+        if not folder.is_dir():
+            problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        else:
+            missing = [s for s in FILES.values() if not any((folder / n).is_file() for n in (s + ".gz", s))]
+            problem = f"lacks {', '.join(missing)} (.gz or not)"
+        others = ", ".join(str(f) for f in _candidates(None))
+        raise DataError(
+            f"Fashion-MNIST root {str(folder)!r} {problem}; give the folder holding the four IDX files, or no "
+            f"root to look in: {others}. On Debian/Ubuntu run `apt-get install dataset-fashion-mnist`")
     looked = ", ".join(str(f) for f in folders)
     raise DataError(
         f"Fashion-MNIST IDX files not found; looked in: {looked}. On Debian/Ubuntu run "
@@ -102,8 +121,11 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
 
 def _images(path: Path) -> torch.Tensor:
     images = read_idx(path)
-    if images.ndim != 3:
-        raise DataError(f"{str(path)!r} holds an array of shape {images.shape}, expected (N, 28, 28)")
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images):
+        raise DataError(f"{str(path)!r} holds an array of shape {images.shape}, expected (N, 28, 28) with N >= 1")
+    if images.dtype != np.uint8:
+        raise DataError(f"{str(path)!r} holds {images.dtype} values, expected unsigned bytes (IDX type 0x08) "
+                        "as in Fashion-MNIST's image files")
     return torch.as_tensor(images.reshape(len(images), -1).astype(np.float32) / 255.0)
 
 
@@ -115,7 +137,11 @@ def _labels(path: Path, n: int) -> torch.Tensor:
 
 
 def load_fashion_mnist_splits(root: str | os.PathLike | None = None) -> tuple[Split, Split, Split]:
-    """``(train, valid, test)`` with ``x`` as ``N x 784`` in [0, 1]."""
+    """``(train, valid, test)`` with ``x`` as ``N x 784`` in [0, 1].
+
+    :raises DataError: the files are missing (see :func:`find_fashion_mnist`), unreadable, or hold
+        arrays other than ``N x 28 x 28`` unsigned-byte images with ``N`` labels.
+    """
     paths = find_fashion_mnist(root)
     train_x = _images(paths["train_x"])
     train_y = _labels(paths["train_y"], len(train_x))

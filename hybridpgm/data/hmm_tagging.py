@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from hybridpgm.checks import as_integer, positive_int
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
 
@@ -26,9 +27,13 @@ __all__ = ["hmm_posterior", "random_hmm", "sample_hmm"]
 
 
 def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-    """A random sticky HMM ``(log_pi [L], log_A [L, L], log_B [L, V])`` with a uniform start."""
-    if num_labels < 2 or num_symbols < 2:
-        raise DataError(f"an HMM tagging task needs >= 2 labels and symbols, got {num_labels} and {num_symbols}")
+    """A random sticky HMM ``(log_pi [L], log_A [L, L], log_B [L, V])`` with a uniform start.
+
+    :raises DataError: ``num_labels`` or ``num_symbols`` is not an integer >= 2 (``bool`` and floats refused).
+    """
+    if not all(as_integer(n) is not None and n >= 2 for n in (num_labels, num_symbols)):
+        raise DataError(f"an HMM tagging task needs integer numbers >= 2 of labels and symbols, got {num_labels!r} "
+                        f"and {num_symbols!r}")
     log_a = torch.log_softmax(torch.randn(num_labels, num_labels, generator=generator)
                               + 2.0 * torch.eye(num_labels), -1)
     log_b = torch.log_softmax(2.0 * torch.randn(num_labels, num_symbols, generator=generator), -1)
@@ -39,9 +44,14 @@ def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator) ->
 def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_len: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``num_seqs`` sequences padded with zeros to ``max_len``: ``(x [N, T], y [N, T], lengths [N])``,
-    lengths uniform in ``min_len..max_len``."""
-    if not 1 <= min_len <= max_len:
-        raise DataError(f"sequence lengths need 1 <= min_len <= max_len, got {min_len} and {max_len}")
+    lengths uniform in ``min_len..max_len``.
+
+    :raises DataError: ``num_seqs`` is not an integer >= 0, or the lengths are not integers with
+        ``1 <= min_len <= max_len`` (``bool`` and floats refused).
+    """
+    num_seqs = positive_int(num_seqs, "sample_hmm num_seqs", error=DataError, minimum=0)
+    if as_integer(min_len) is None or as_integer(max_len) is None or not 1 <= min_len <= max_len:
+        raise DataError(f"sequence lengths need integers 1 <= min_len <= max_len, got {min_len!r} and {max_len!r}")
     log_pi, log_a, log_b = hmm
     lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
     y = torch.zeros(num_seqs, max_len, dtype=torch.long)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from hybridpgm.checks import positive_int, seed_of
+
 __all__ = ["data_loader"]
 
 
@@ -22,8 +24,14 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shu
     or dataset; batched reads use the dataset's ``__getitems__`` when it has one
     (one indexing operation per batch instead of one per example).
 
+    :param int batch_size: examples per batch, a positive integer.
     :param seed: seeds the shuffling generator, so the order is reproducible.
+    :raises ConfigError: ``batch_size`` is not a positive integer or ``seed`` not an integer
+        (``bool`` and floats refused), or ``data`` is of an unsupported type.
+    :raises DataError: the data hold NaN/inf or its tensors disagree on the number of examples.
     """
+    batch_size = positive_int(batch_size, "data_loader batch_size")
+    seed = seed_of(seed, "data_loader seed")
     from hybridpgm.train.batches import as_dataset  # here: hybridpgm.train imports hybridpgm.data
 
     dataset = as_dataset(data)

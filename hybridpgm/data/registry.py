@@ -11,7 +11,8 @@ from hybridpgm.data.digits import load_digits_splits
 from hybridpgm.data.fashion_mnist import load_fashion_mnist_splits
 from hybridpgm.data.splits import ImageDataset, Split
 from hybridpgm.data.validation import check_finite
-from hybridpgm.errors import DataError
+from hybridpgm.checks import seed_of
+from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["DATASETS", "load_dataset", "training_data"]
 
@@ -21,6 +22,8 @@ DATASETS: dict[str, tuple[tuple[int, int], str]] = {
     "fashion-mnist": ((28, 28), "Fashion-MNIST 28x28, 70,000 images (apt-get install dataset-fashion-mnist)"),
 }
 BINARIZE = (None, "static", "dynamic")
+#: the data sets of :data:`DATASETS` read from a folder (``root=``, the command's ``--data-root``)
+READ_FROM_DISK = ("fashion-mnist",)
 
 
 def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str | os.PathLike | None = None,
@@ -33,13 +36,20 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
         redrawn at every read through :func:`training_data`; validation and
         test are drawn once).
     :param root: folder holding the files, for data sets read from disk.
-    :raises DataError: unknown name, or the files are missing (the message
-        says where it looked and how to get them).
+    :param int seed: seeds the static binarization (an integer).
+    :raises DataError: unknown name (the message lists the known ones), an unknown ``binarize``, or
+        the files are missing (the message says where it looked and how to get them).
+    :raises ConfigError: ``seed`` is not an integer (``bool`` and floats refused), or ``root`` is given
+        for a bundled data set (``"digits"``), which reads no folder.
     """
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
-    if binarize not in BINARIZE:
+    if not (binarize is None or isinstance(binarize, str)) or binarize not in BINARIZE:
         raise DataError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    seed = seed_of(seed, "load_dataset seed")
+    if root is not None and name not in READ_FROM_DISK:
+        raise ConfigError(f"root={str(root)!r} was given, but {name!r} is bundled with scikit-learn and read from "
+                          "no folder; drop root (--data-root), or pick a data set read from disk (fashion-mnist)")
     splits = load_digits_splits() if name == "digits" else load_fashion_mnist_splits(root)
     for split_name, split in zip(("train", "valid", "test"), splits):
         check_finite(split.x, f"{name} {split_name} split")
@@ -54,7 +64,11 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
 
 def training_data(dataset: ImageDataset, labels: bool = False) -> torch.Tensor | tuple | Dataset:
     """What to hand :func:`hybridpgm.fit`: the training images (with labels if
-    ``labels``), redrawn at every read when the data set is binarized dynamically."""
+    ``labels``), redrawn at every read when the data set is binarized dynamically.
+
+    :raises DataError: ``dataset`` is not an :class:`ImageDataset` (from :func:`load_dataset`)."""
+    if not isinstance(dataset, ImageDataset):
+        raise DataError(f"training_data needs an ImageDataset from load_dataset(), got {type(dataset).__name__}")
     train = dataset.train
     if dataset.binarize == "dynamic":
         return DynamicBinarized(train.x, train.y if labels else None)

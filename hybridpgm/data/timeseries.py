@@ -18,11 +18,13 @@ past values, value ``horizon`` steps after its end), the inputs of
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy
 import torch
 
+from hybridpgm.checks import as_integer, positive_int, positive_real, seed_of
 from hybridpgm.errors import DataError
 
 __all__ = ["SERIES", "TimeSeries", "load_series", "make_windows", "split_series", "synthetic_series"]
@@ -111,7 +113,7 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
     if not bool(torch.isfinite(values).all()):
         raise DataError(f"series (shape {tuple(values.shape)}) holds {int((~torch.isfinite(values)).sum())} "
                         "NaN/inf value(s)")
-    if not (isinstance(window, int) and window >= 1 and isinstance(horizon, int) and horizon >= 1):
+    if not all(as_integer(n) is not None and n >= 1 for n in (window, horizon)):
         raise DataError(f"window and horizon must be positive integers, got window={window!r}, horizon={horizon!r}")
     length = values.shape[0]
     if window + horizon > length:
@@ -124,9 +126,16 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
 
 
 def split_series(values: torch.Tensor, num_test: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a series into its first ``L - num_test`` and last ``num_test`` values."""
-    if not 0 < num_test < values.shape[0]:
-        raise DataError(f"num_test={num_test} must lie between 1 and {values.shape[0] - 1} for a series "
+    """Split a series into its first ``L - num_test`` and last ``num_test`` values.
+
+    :raises DataError: ``values`` is not a tensor, or ``num_test`` is not an integer between 1 and
+        ``L - 1`` (``bool`` and floats refused).
+    """
+    if not isinstance(values, torch.Tensor) or values.dim() == 0:
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise DataError(f"series has shape {shape}, expected (L,) or (L, D)")
+    if as_integer(num_test) is None or not 0 < num_test < values.shape[0]:
+        raise DataError(f"num_test={num_test!r} must be an integer between 1 and {values.shape[0] - 1} for a series "
                         f"of length {values.shape[0]}")
     return values[:-num_test], values[-num_test:]
 
@@ -139,9 +148,16 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
         + \\epsilon_t, \\quad \\epsilon_t \\sim \\mathcal N(0, \\text{noise}^2).
 
     :returns: a tensor of shape ``length``.
+    :raises DataError: ``length`` is not a positive integer (``bool`` and floats refused), ``period`` is
+        not a finite number > 0, ``noise`` not a finite number >= 0, or ``trend`` not finite.
+    :raises ConfigError: ``seed`` is not an integer.
     """
-    if length < 1 or period <= 0 or noise < 0:
-        raise DataError(f"synthetic_series needs length >= 1, period > 0, noise >= 0; got {length}, {period}, {noise}")
+    length = positive_int(length, "synthetic_series length", error=DataError)
+    period = positive_real(period, "synthetic_series period", error=DataError)
+    noise = positive_real(noise, "synthetic_series noise", error=DataError, allow_zero=True)
+    if isinstance(trend, bool) or not isinstance(trend, numbers.Real) or not math.isfinite(trend):
+        raise DataError(f"synthetic_series trend must be a finite number, got {trend!r}")
+    seed = seed_of(seed, "synthetic_series seed")
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=dtype)
     clean = torch.sin(2 * math.pi * t / period) * (1 + 0.3 * torch.sin(2 * math.pi * t / (7 * period)))

@@ -18,16 +18,20 @@ import math
 
 import torch
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.checks import positive_int, positive_real
 
 __all__ = ["ring_centers", "ring_of_gaussians"]
 
 
 def ring_centers(num_modes: int = 8, radius: float = 2.0, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> torch.Tensor:
-    """``num_modes x 2`` means :math:`r(\\cos 2\\pi k/K, \\sin 2\\pi k/K)`."""
-    if num_modes < 1 or radius <= 0:
-        raise ConfigError(f"ring needs num_modes >= 1 and radius > 0, got {num_modes}, {radius}")
+    """``num_modes x 2`` means :math:`r(\\cos 2\\pi k/K, \\sin 2\\pi k/K)`.
+
+    :raises ConfigError: ``num_modes`` is not a positive integer (``bool`` and floats refused) or
+        ``radius`` is not a finite number > 0.
+    """
+    num_modes = positive_int(num_modes, "ring num_modes")
+    radius = positive_real(radius, "ring radius")
     angles = torch.arange(num_modes, dtype=dtype, device=device) * (2 * math.pi / num_modes)
     return radius * torch.stack([angles.cos(), angles.sin()], dim=-1)
 
@@ -38,9 +42,12 @@ def ring_of_gaussians(n: int, num_modes: int = 8, radius: float = 2.0, std: floa
 
     :param generator: a :class:`torch.Generator` for reproducible draws.
     :param return_modes: also return the ``n`` component indices.
+    :raises ConfigError: ``n`` or ``num_modes`` is not a positive integer (``bool`` and floats
+        refused), or ``radius`` or ``std`` is not a finite number > 0.
     """
-    if n < 1 or std <= 0:
-        raise ConfigError(f"ring_of_gaussians needs n >= 1 and std > 0, got n={n}, std={std}")
+    n = positive_int(n, "ring_of_gaussians n")
+    num_modes = positive_int(num_modes, "ring_of_gaussians num_modes")
+    std = positive_real(std, "ring_of_gaussians std")
     modes = torch.randint(num_modes, (n,), generator=generator)
     x = ring_centers(num_modes, radius)[modes] + std * torch.randn(n, 2, generator=generator)
     return (x, modes) if return_modes else x

@@ -130,10 +130,12 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
     first stage): ``--resume`` needs it, and without ``--resume`` or
     ``--overwrite`` its presence refuses the run.
 
-    :raises ConfigError: the path is a file or lies under one, cannot be
+    :raises ConfigError: the path is empty, is a file or lies under one, cannot be
         created or written, ``--resume`` finds no checkpoint, or a checkpoint
         exists and neither ``--resume`` nor ``--overwrite`` was given.
     """
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError(f"--out {args.out!r} is empty; give an output folder, or leave --out out for {default!r}")
     out = Path(args.out or default)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is an existing file, not a folder")
