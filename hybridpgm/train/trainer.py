@@ -17,21 +17,20 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Iterable as IterableABC
 from typing import Any, Callable, Iterable, Mapping
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from hybridpgm.checks import positive_int, positive_real, sample_count
-from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
+from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
 from hybridpgm.train.callbacks import StepInfo, callback_buffer_paths, callback_states, load_callback_states
 from hybridpgm.train.checkpoint import (buffer_paths, load_checkpoint, remove_stale_temporaries, rng_state,
                                         save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
+from hybridpgm.train.fit_options import callback_list, check_counts, check_factory, check_players, per_player, rng_seed
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
@@ -46,96 +45,14 @@ __all__ = ["fit"]
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
-#: seeds are below this bound (NumPy's RNG refuses larger ones)
-SEED_BOUND = 2**32
-
-
-def _per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]:
-    players = list(players)
-    if isinstance(option, Mapping):
-        missing = [p for p in players if p not in option]
-        extra = [p for p in option if p not in players]
-        if missing or extra:
-            raise ConfigError(f"{what} dict must name exactly the players {players}; missing {missing}, unknown {extra}")
-        return dict(option)
-    return {p: option for p in players}
-
-
-def _check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
-    players = objective.players()
-    if not players:
-        raise ConfigError(f"{type(objective).__name__}.players() is empty")
-    owned = {id(p) for p in objective.module.parameters()}
-    for name, params in players.items():
-        params = list(params)
-        if not params:
-            raise ConfigError(f"player {name!r} of {type(objective).__name__} has no parameters")
-        if any(id(p) not in owned for p in params):
-            raise ConfigError(
-                f"player {name!r} has parameters outside {type(objective).__name__}.module; "
-                "checkpoints and data parallelism only see the module's parameters"
-            )
-        players[name] = params
-    return players
-
-
-def _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
-              collective_timeout) -> tuple:
-    """The counts and numbers of :func:`fit` checked (integers as ``int``; NumPy scalars accepted, ``bool`` and
-    fractional counts refused), in the order given."""
-    epochs, batch_size, accumulate = (positive_int(v, n) for n, v in
-                                      [("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate)])
-    if accumulate > batch_size:
-        raise ConfigError(f"accumulate={accumulate} micro-batches cannot split a batch of {batch_size}")
-    if checkpoint_every is not None:
-        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
-    if max_steps is not None:
-        max_steps = positive_int(max_steps, "max_steps")
-    if clip_grad_norm is not None:
-        clip_grad_norm = positive_real(clip_grad_norm, "clip_grad_norm")
-    if seed is not None:
-        seed = sample_count(seed, "seed")
-        if seed >= SEED_BOUND:
-            raise ConfigError(f"seed must be below 2**32 (NumPy's bound), got {seed}")
-    if collective_timeout is not None:
-        collective_timeout = positive_real(collective_timeout, "collective_timeout")
-    return epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout
-
-
-def rng_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of Pyro's, torch's, NumPy's and Python's RNGs for ``rank`` of a run of ``seed`` (re)started at
-    optimizer step ``step``, reduced below :data:`SEED_BOUND` (NumPy refuses larger seeds; without the reduction
-    a run resumed on another number of ranks after about 270,000 steps failed)."""
-    return (seed + rank + 7919 * step) % SEED_BOUND
-
-
-def _factory(option, what: str):
-    """Raise :class:`ConfigError` when ``option`` (of ``optim`` or ``lr_scheduler``) is an instance already
-    built rather than a factory (the mistake of passing ``torch.optim.SGD(params, lr=...)``)."""
-    called_with = "an optimizer" if what == "lr_scheduler" else "a player's parameters"
-    for value in (option.values() if isinstance(option, Mapping) else [option]):
-        if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)) or not callable(value):
-            raise ConfigError(f"{what} must be a factory called with {called_with} (for example "
-                              f"functools.partial(torch.optim.SGD, lr=0.1)), or a dict player -> factory; got an "
-                              f"instance of {type(value).__name__}")
-
-
-def _callback_list(callbacks) -> list:
-    """``callbacks`` as a list; :class:`ConfigError` for a single callback or a non-iterable."""
-    if hasattr(callbacks, "on_step_end") or hasattr(callbacks, "on_fit_end") or not isinstance(callbacks, IterableABC):
-        raise ConfigError(f"callbacks must be an iterable of callbacks (a list), got {type(callbacks).__name__}; "
-                          f"wrap a single one in a list")
-    return list(callbacks)
-
-
 def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
                    skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any]]:
     """The players, and each one's optimizer hyperparameters as requested
     (read before a scheduler can move them)."""
-    params = _check_players(objective)
+    params = check_players(objective)
     names = {id(p): n for n, p in objective.module.named_parameters()}
-    factories = _per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
-    scheduler_factories = _per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
+    factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
+    scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
     players, hyperparameters = {}, {}
     for name, group in params.items():
         optimizer = factories[name](group)
@@ -271,12 +188,12 @@ def fit(
         out; the message names the rank that stopped.
     """
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
-        _validate(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
+        check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
                   collective_timeout)
     for option, what in ((optim, "optim"), (lr_scheduler, "lr_scheduler")):
         if option is not None:
-            _factory(option, what)
-    callbacks = _callback_list(callbacks)
+            check_factory(option, what)
+    callbacks = callback_list(callbacks)
     mode = resume_mode(resume, overwrite, checkpoint)
     context = distributed.current(collective_timeout)
     device = context.device if context.world_size > 1 else resolve_device(device)
