@@ -169,6 +169,39 @@ def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data") -> t
     return x.to(dtype)
 
 
+def check_unit_values(v: torch.Tensor, what: str, *, gaussian: bool, probabilities: bool, model: str) -> None:
+    """Check the values of visible data ``v`` for a Boltzmann machine's units: finite for Gaussian units, in
+    ``[0, 1]`` with ``probabilities``, else exactly 0 or 1.  One host read, through
+    :func:`~hybridpgm.train.deferred_checks.check_or_defer`: inside :func:`hybridpgm.fit`'s step none of its
+    own (it joins the step's read).
+
+    :param what: the data, as the message names it (``"RBM visible data 'v'"``).
+    :param model: the model's class name, for the advice to build it with ``probabilities=True``.
+    :raises DataError: NaN/inf, values outside ``[0, 1]`` (``probabilities``), or non-binary values.
+    """
+    from hybridpgm.train.deferred_checks import check_or_defer  # here: hybridpgm.train imports hybridpgm.data
+
+    if not v.numel():
+        return
+    if gaussian:
+        ok = torch.isfinite(torch.stack([v.amax(), v.amin()])).all()  # NaN propagates, inf is an extreme
+    elif probabilities:
+        low, high = torch.stack([v.amin(), v.amax()]).unbind()
+        ok = (low >= 0) & (high <= 1)  # NaN propagates and fails both comparisons
+    else:
+        ok = (v * (v - 1)).abs().amax() == 0  # zero exactly at 0 and 1; NaN/inf at NaN/inf
+
+    def invalid() -> DataError:
+        if not bool(torch.isfinite(v).all()):
+            return DataError(f"{what} holds NaN or inf")
+        if probabilities:
+            return DataError(f"{what} must lie in [0, 1] (probabilities=True)")
+        return DataError(f"{what} must be binary (0/1) for Bernoulli units; binarize it or build the {model} with "
+                         "probabilities=True to read values in [0, 1] as probabilities")
+
+    check_or_defer(ok, invalid)
+
+
 def check_model_input(x, *, features: int, dtype: torch.dtype, model: str, name: str = "x",
                       finite: bool = True) -> torch.Tensor:
     """Validate one batch given to a model; return it in the model's ``dtype``.

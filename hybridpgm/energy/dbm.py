@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import sample_count
-from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, check_log_z, layer_sizes, positive_int, positive_real
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
@@ -99,22 +99,19 @@ class DBM(nn.Module):
         float64 data for a float32 model are refused).
 
         :raises DataError: wrong last dimension or dtype, NaN/inf, or values that are not binary (outside
-            ``[0, 1]`` with ``probabilities=True``).
+            ``[0, 1]`` with ``probabilities=True``); the value check costs one host read, and inside
+            :func:`hybridpgm.fit`'s step none of its own (:func:`~hybridpgm.data.validation.check_unit_values`).
         :raises DeviceError: ``v`` is not on the device of the parameters.
         """
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
         check_device(v, self.weights[0], f"DBM visible data {name!r}")
-        v = as_model_dtype(v, self.weights[0].dtype, f"DBM visible data {name!r}")
-        if not bool(torch.isfinite(v).all()):
-            raise DataError(f"DBM visible data {name!r} holds NaN or inf")
-        if self.probabilities:
-            if not bool(((v >= 0) & (v <= 1)).all()):
-                raise DataError(f"DBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
-        elif not bool(((v == 0) | (v == 1)).all()):
-            raise DataError(f"DBM visible data {name!r} must be binary (0/1); binarize it or build the DBM "
-                            "with probabilities=True")
+        what = f"DBM visible data {name!r}"
+        binary = v.dtype == torch.bool  # exactly 0/1: nothing to read
+        v = as_model_dtype(v, self.weights[0].dtype, what)
+        if not binary:
+            check_unit_values(v, what, gaussian=False, probabilities=self.probabilities, model="DBM")
         return v
 
     def check_state(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:

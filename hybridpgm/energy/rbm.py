@@ -44,14 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import sample_count
-from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, check_empty, check_log_z, positive_int, positive_real
 from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
-from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["RBM"]
 
@@ -128,27 +127,11 @@ class RBM(nn.Module):
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), got {shape}")
         check_device(v, self.weight, f"RBM visible data {name!r}")
-        exactly_binary = v.dtype == torch.bool  # binary, in [0, 1] and finite
-        v = as_model_dtype(v, self.weight.dtype, f"RBM visible data {name!r}")
-        if not v.numel() or exactly_binary:
-            return v
-        if self.gaussian:
-            ok = torch.isfinite(torch.stack([v.amax(), v.amin()])).all()  # NaN propagates, inf is an extreme
-        elif self.probabilities:
-            low, high = torch.stack([v.amin(), v.amax()]).unbind()
-            ok = (low >= 0) & (high <= 1)  # NaN propagates and fails both comparisons
-        else:
-            ok = (v * (v - 1)).abs().amax() == 0  # zero exactly at 0 and 1; NaN/inf at NaN/inf
-
-        def invalid() -> DataError:
-            if not bool(torch.isfinite(v).all()):
-                return DataError(f"RBM visible data {name!r} holds NaN or inf")
-            if self.probabilities:
-                return DataError(f"RBM visible data {name!r} must lie in [0, 1] (probabilities=True)")
-            return DataError(f"RBM visible data {name!r} must be binary (0/1) for Bernoulli units; binarize it "
-                             "or build the RBM with probabilities=True to read values in [0, 1] as probabilities")
-
-        check_or_defer(ok, invalid)  # one host read; inside fit's step, none (it joins the step's read)
+        what = f"RBM visible data {name!r}"
+        binary = v.dtype == torch.bool  # exactly 0/1: nothing to read
+        v = as_model_dtype(v, self.weight.dtype, what)
+        if not binary:
+            check_unit_values(v, what, gaussian=self.gaussian, probabilities=self.probabilities, model="RBM")
         return v
 
     def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:

@@ -170,3 +170,21 @@ def test_float64_visible_data_for_a_float32_dbm_is_refused_by_name():
     dbm = DBM([5, 3])
     with pytest.raises(DataError, match=r"DBM visible data 'v' has dtype torch.float64.*torch.float32"):
         dbm.log_likelihood(torch.zeros(2, 5, dtype=torch.float64))
+
+
+def test_visible_check_joins_fits_host_read():
+    """Inside fit's step the DBM's value check is deferred (no host read of its own; it made three before),
+    and a failed flag raises the named error when the step reads it; outside, it raises at once."""
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    dbm = DBM([4, 3, 2])
+    bad = torch.tensor([[0.0, 1.0, 0.5, 1.0]])
+    with deferring_checks() as pending:
+        dbm.check_visible(bad)  # no raise yet
+        dbm.check_visible(torch.tensor([[0.0, 1.0, 1.0, 0.0]]))
+        dbm.check_visible(torch.tensor([[True, False, True, False]]))  # bool: binary, nothing to read
+    assert len(pending.flags) == 2 and not bool(pending.flags[0]) and bool(pending.flags[1])
+    with pytest.raises(DataError, match=r"DBM visible data 'v' must be binary \(0/1\).*build the DBM with"):
+        pending.raise_first_failure()
+    with pytest.raises(DataError, match=r"DBM visible data 'v' holds NaN or inf"):
+        dbm.check_visible(torch.tensor([[0.0, float("nan"), 1.0, 0.0]]))
