@@ -56,6 +56,9 @@ class BayesNet(PyroModule):
     :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd.CPD`,
         added in order (parents may be declared after their children).
     :param dict state_names: optional node -> list of state names (for string evidence).
+    :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping,
+        ``state_names`` names a node not in ``cpds``, or any check of :meth:`add`
+        and :meth:`check` fails.
     """
 
     def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None):
@@ -64,6 +67,13 @@ class BayesNet(PyroModule):
         self.state_names: dict[str, list] = {}
         self.plan_cache = PlanCache()
         self._order: list[str] | None = None
+        for what, arg in (("cpds", cpds), ("state_names", state_names)):
+            if arg is not None and not isinstance(arg, Mapping):
+                raise ModelSpecError(f"BayesNet {what} must be a mapping node name -> value, got {type(arg).__name__}")
+        unknown = sorted(map(str, set(state_names or {}) - set(cpds or {})))
+        if unknown:
+            raise ModelSpecError(f"BayesNet state_names names node(s) {unknown} that are not in cpds "
+                                 f"{list(cpds or {})}")
         for name, c in (cpds or {}).items():
             self.add(name, c, states=(state_names or {}).get(name))
         if cpds:
@@ -73,10 +83,15 @@ class BayesNet(PyroModule):
     def add(self, name: str, cpd: CPD, *, states: Sequence | None = None) -> "BayesNet":
         """Declare node ``name`` with its CPD; returns ``self`` for chaining.
 
+        :param states: optional names of the node's states, one per state, distinct
+            (a list or tuple, not a string).
         :raises ModelSpecError: duplicate name, a cycle, a malformed table
-            (rows not summing to 1, negative entries, wrong dims), or a CPD that
-            does not match already-declared parents (shape, cardinality); the
-            message names the node.
+            (rows not summing to 1, negative entries, wrong dims), ``states`` that
+            are not distinct names matching the cardinality (or given for a
+            continuous node), a CPD that does not match already-declared parents
+            (shape, cardinality), or a node that is the last missing parent of an
+            already-declared child whose CPD does not match it; the message names
+            the node.
         """
         if not isinstance(name, str) or not name or "." in name:
             raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
@@ -87,25 +102,50 @@ class BayesNet(PyroModule):
         cpd.validate(name)  # a malformed table, named now that its node is known
         if name in cpd.parents:
             raise ModelSpecError(f"node '{name}' cannot be its own parent")
+        if states is not None:
+            states = self._check_states(name, cpd, states)
         self.cpds[name] = cpd
         cycle = self._find_cycle()
         if cycle:
             del self.cpds[name]
             raise ModelSpecError(f"adding node '{name}' creates the cycle {' -> '.join(cycle)}")
+        # bind the new node, and every child for which it was the last undeclared parent
+        ready = [(name, cpd)] + [(v, c) for v, c in self.cpds.items()
+                                 if v != name and name in c.parents and all(p in self.cpds for p in c.parents)]
+        for v, c in ready:
+            if all(p in self.cpds for p in c.parents):
+                try:
+                    c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
+                except ModelSpecError as e:
+                    del self.cpds[name]
+                    if v == name:
+                        raise
+                    raise ModelSpecError(f"adding node '{name}' (cardinality {cpd.cardinality}) conflicts with "
+                                         f"its child: {e}") from e
         if states is not None:
-            if cpd.cardinality is None or len(states) != cpd.cardinality:
-                del self.cpds[name]
-                raise ModelSpecError(f"node '{name}': {len(states)} state names for cardinality {cpd.cardinality}")
-            self.state_names[name] = list(states)
-        if all(p in self.cpds for p in cpd.parents):
-            try:
-                cpd.bind(name, {p: self.cpds[p].cardinality for p in cpd.parents})
-            except ModelSpecError:
-                del self.cpds[name]
-                raise
+            self.state_names[name] = states
         self._order = None
         self.plan_cache.clear()
         return self
+
+    @staticmethod
+    def _check_states(name: str, cpd: CPD, states) -> list:
+        if cpd.cardinality is None:
+            raise ModelSpecError(f"node '{name}' is continuous; state names are for discrete nodes only")
+        if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
+            raise ModelSpecError(f"node '{name}': states must be a list of {cpd.cardinality} names, got {states!r}")
+        states = list(states)
+        if len(states) != cpd.cardinality:
+            raise ModelSpecError(f"node '{name}': {len(states)} state names {states!r} for cardinality "
+                                 f"{cpd.cardinality}")
+        try:
+            distinct = len(set(states)) == len(states)
+        except TypeError:
+            raise ModelSpecError(f"node '{name}': state names must be hashable, got {states!r}") from None
+        if not distinct:
+            dup = sorted({str(s) for s in states if states.count(s) > 1})
+            raise ModelSpecError(f"node '{name}': state names must be distinct, {dup} repeat in {states!r}")
+        return states
 
     def _find_cycle(self) -> list[str] | None:
         color: dict[str, int] = {}

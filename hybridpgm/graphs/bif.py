@@ -135,21 +135,35 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     :param dtype: dtype of the tables (float64 by default, as in the file).
     :param bool learnable: make the tables trainable parameters.
     :param float atol: row-sum tolerance (rows are renormalised).
-    :raises DataError: if the file does not exist.
-    :raises ModelSpecError: naming the variable whose declaration or table is malformed.
+    :raises DataError: if the path is not a path, does not exist, is not a
+        regular file, cannot be read as (gzip-compressed) UTF-8 text, or
+        declares no variable.
+    :raises ModelSpecError: naming the variable whose declaration or table is
+        malformed, declared twice, or given two probability blocks.
     """
     from hybridpgm.graphs.bayes_net import BayesNet
     from hybridpgm.graphs.cpd import Table
 
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise DataError(f"read_bif needs a file path, got {path!r}") from None
     if not os.path.exists(path):
         raise DataError(f"BIF file not found: {path}")
+    if not os.path.isfile(path):
+        raise DataError(f"BIF path {path} is not a regular file (a directory?)")
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
+    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        kind = "gzip-compressed UTF-8 text" if path.endswith(".gz") else "UTF-8 text"
+        raise DataError(f"cannot read the BIF file {path} as {kind}: {e}") from e
     states: dict[str, list[str]] = {}
     probs = []
     for kind, head, body in _blocks(text):
+        if kind == "variable" and head in states:
+            raise ModelSpecError(f"{path}: variable '{head}' is declared twice")
         if kind == "variable":
             t = _TYPE.search(body)
             if t is None:
@@ -160,6 +174,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             states[head] = names
         elif kind == "probability":
             probs.append((head, body))
+    if not states:
+        raise DataError(f"{path} declares no variable; is it a BIF file ('variable x {{ type discrete [k] "
+                        "{ ... }; }')?")
     bn = BayesNet()
     tables = {}
     for head, body in probs:
@@ -171,10 +188,13 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         for v in [child] + parents:
             if v not in states:
                 raise ModelSpecError(f"{path}: probability of '{child}' names undeclared variable '{v}'")
+        if child in tables:
+            raise ModelSpecError(f"{path}: variable '{child}' has two probability blocks")
         card = len(states[child])
         pcards = [len(states[p]) for p in parents]
         table = np.full(pcards + [card], np.nan)
         where = f"{path}: '{child}'"
+        seen: set = set()
         for kind, key, nums in _statements(body, where):
             if kind == "default":
                 table[...] = np.asarray(nums)
@@ -194,6 +214,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                     raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' names an unknown state") from e
                 if len(nums) != card:
                     raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' has {len(nums)} numbers, needs {card}")
+                if idx in seen:
+                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' is given twice")
+                seen.add(idx)
                 table[idx] = nums
         if np.isnan(table).any():
             raise ModelSpecError(f"{path}: the table of '{child}' is incomplete")
@@ -217,10 +240,19 @@ def load_network(name: str, **kwargs):
     :param name: a path to a ``.bif``/``.bif.gz`` file, or the name of one of
         pgmpy's bundled bnlearn networks.
     :param kwargs: passed to :func:`read_bif`.
-    :raises DataError: naming where it looked and how to get the file.
+    :raises DataError: naming where it looked, the bundled networks, and how to
+        get the file; or for a ``name`` that is neither a string nor a path.
     """
-    if os.path.exists(os.fspath(name)):
+    try:
+        name = os.fspath(name)
+    except TypeError:
+        raise DataError(f"load_network needs a file path or a network name, got {name!r}") from None
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if os.path.exists(name):
         return read_bif(name, **kwargs)
+    if os.sep in name or (os.altsep and os.altsep in name) or name.endswith((".bif", ".bif.gz")):
+        raise DataError(f"BIF file not found: {name}")
     looked = []
     try:
         import pgmpy
@@ -229,12 +261,16 @@ def load_network(name: str, **kwargs):
         for ext in (".bif.gz", ".bif"):
             path = os.path.join(base, f"{name}{ext}")
             looked.append(path)
-            if os.path.exists(path):
+            if name and os.path.isfile(path):
                 return read_bif(path, **kwargs)
+        bundled = sorted({f.split(".bif")[0] for f in (os.listdir(base) if os.path.isdir(base) else [])
+                          if f.endswith((".bif", ".bif.gz"))})
+        known = f"the bundled networks are {bundled}" if bundled else f"pgmpy bundles no BIF network in {base}"
     except ImportError:
-        looked.append("pgmpy (not installed)")
-    raise DataError(f"no BIF network '{name}': it is not a file and not in {looked}; pass a path to a "
-                    "BIF file or install pgmpy (pip install 'hybridpgm[pgmpy]') for the bnlearn networks")
+        known = "pgmpy is not installed (pip install 'hybridpgm[pgmpy]' for the bnlearn networks)"
+    raise DataError(f"no BIF network '{name}': it is not a file, and {known} (looked in {looked}); pass a path "
+                    "to a BIF file, or a bundled name (install pgmpy, pip install 'hybridpgm[pgmpy]', for the "
+                    "bnlearn networks)")
 
 
 def write_bif(bn, path) -> None:
@@ -279,6 +315,9 @@ def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = F
     from hybridpgm.graphs.cpd import Table
 
     cls = cls or BayesNet
+    if not all(callable(getattr(model, a, None)) for a in ("get_cpds", "nodes")):
+        raise ModelSpecError(f"from_pgmpy needs a pgmpy Bayesian network (with get_cpds() and nodes()), "
+                             f"got {type(model).__name__}")
     bn = cls()
     cpds = {}
     for c in model.get_cpds():

@@ -39,7 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.errors import ConfigError, EvidenceError, ModelSpecError
 from hybridpgm.serialization import serializable
 
 __all__ = ["CPD", "LinearGaussian", "Neural", "Table"]
@@ -58,7 +59,14 @@ class CPD(nn.Module):
         super().__init__()
         if isinstance(parents, str):
             parents = [parents]
-        self.parents: tuple[str, ...] = tuple(parents)
+        try:
+            self.parents: tuple[str, ...] = tuple(parents)
+        except TypeError:
+            raise ModelSpecError(f"parents must be a sequence of node names, got {parents!r}") from None
+        bad = [p for p in self.parents if not isinstance(p, str) or not p]
+        if bad:
+            raise ModelSpecError(f"parents {list(self.parents)!r}: every parent must be a non-empty node name "
+                                 f"(a str), got {bad!r}")
         if len(set(self.parents)) != len(self.parents):
             raise ModelSpecError(f"duplicate parents {list(self.parents)}")
         self.node: str | None = None
@@ -123,20 +131,33 @@ class Table(CPD):
     :param prior: optional Dirichlet concentration :math:`\\alpha` (scalar or
         broadcastable to ``probs``); the Pyro model then adds
         :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
-    :param float atol: tolerance of the row-sum check.
+    :param float atol: tolerance of the row-sum check; it is widened to
+        :math:`K \\cdot \\epsilon` of the table's dtype where that is larger
+        (``float16`` / ``bfloat16`` tables cannot sum to 1 more closely).
 
-    A malformed table (wrong number of dims, a negative or NaN entry, a row
-    that does not sum to 1, a non-positive prior) is reported when it is
+    A malformed table (wrong number of dims, a dim of size 0, a negative, NaN
+    or infinite entry, a row that does not sum to 1, a prior that is not
+    positive and finite or does not broadcast to the table) is reported when it is
     declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
     that names the node; a table built as ``bn.add("B", Table(...))`` cannot
     know its node before then.  Using a malformed table that belongs to no
     network (``probs``, ``log_table``) raises the same error without a node.
+
+    :raises ModelSpecError: at once, for ``probs`` that are not a real-valued
+        (float or integer) array.
+    :raises ConfigError: for an ``atol`` that is not a finite number >= 0.
     """
 
     def __init__(self, probs, parents: Sequence[str] = (), *, learnable: bool = True,
                  prior=None, atol: float = 1e-4):
         super().__init__(parents)
-        probs = torch.as_tensor(probs)
+        atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
+        try:
+            probs = torch.as_tensor(probs)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ModelSpecError(f"Table probs must be a numeric array, got {type(probs).__name__}: {e}") from None
+        if probs.dtype == torch.bool or probs.is_complex():
+            raise ModelSpecError(f"Table probs must be real numbers, got dtype {probs.dtype}")
         if not torch.is_floating_point(probs):
             probs = probs.to(torch.get_default_dtype())
         self._problem = self._find_problem(probs, prior, atol)
@@ -159,14 +180,26 @@ class Table(CPD):
         if probs.dim() != len(self.parents) + 1:
             return (f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
                     f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
-        if torch.isnan(probs).any() or (probs < 0).any():
-            return f"table has negative or NaN entries (parents {list(self.parents)})"
+        if 0 in probs.shape:
+            return (f"table of shape {tuple(probs.shape)} has a dim of size 0; every variable needs at least "
+                    "one state")
+        if not torch.isfinite(probs).all() or (probs < 0).any():
+            return f"table has negative, NaN or infinite entries (parents {list(self.parents)})"
         sums = probs.sum(-1)
+        atol = max(atol, torch.finfo(probs.dtype).eps * probs.shape[-1])
         if ((sums - 1).abs() > atol).any():
             bad = (sums - 1).abs().argmax()
             return f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}"
-        if prior is not None and bool((torch.as_tensor(prior) <= 0).any()):
-            return "Dirichlet prior concentration must be positive"
+        if prior is not None:
+            try:
+                alpha = torch.as_tensor(prior, dtype=probs.dtype)
+                torch.broadcast_shapes(alpha.shape, probs.shape)
+            except (TypeError, ValueError, RuntimeError):
+                shape = tuple(getattr(prior, "shape", ())) or prior
+                return f"Dirichlet prior {shape!r} must be a number or broadcast to the table's {tuple(probs.shape)}"
+            if alpha.dim() > probs.dim() or not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
+                return ("Dirichlet prior concentration must be positive and finite and broadcast to the table's "
+                        f"shape {tuple(probs.shape)}")
         return None
 
     def validate(self, node: str) -> None:
@@ -236,16 +269,24 @@ class Neural(CPD):
     :param int cardinality: number of states of the node.
     :param context: names of continuous inputs that are not nodes (supplied in
         the data / evidence dict as ``[N]`` or ``[N, d]`` tensors).
+    :raises ModelSpecError: ``net`` is not an ``nn.Module``, ``cardinality`` is
+        not a positive integer, or the context names are not distinct strings;
+        when the node is added, a network whose output is not
+        ``[M, cardinality]`` (checked again on every call when it has context
+        inputs, whose sizes are only known then).
     """
 
     def __init__(self, net: nn.Module, parents: Sequence[str] = (), cardinality: int = 2, *,
                  context: Sequence[str] = ()):
         super().__init__(parents)
-        if int(cardinality) < 1:
-            raise ModelSpecError(f"cardinality must be positive, got {cardinality}")
+        cardinality = positive_int(cardinality, "Neural cardinality", error=ModelSpecError)
+        if not isinstance(net, nn.Module):
+            raise ModelSpecError(f"Neural net must be a torch.nn.Module, got {type(net).__name__}")
         self.net = net
-        self.cardinality = int(cardinality)
+        self.cardinality = cardinality
         self.context = (context,) if isinstance(context, str) else tuple(context)
+        if any(not isinstance(u, str) or not u for u in self.context) or len(set(self.context)) != len(self.context):
+            raise ModelSpecError(f"Neural context must be distinct non-empty names, got {list(self.context)!r}")
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -271,8 +312,14 @@ class Neural(CPD):
             raise self._err(f"the network fails on an input of {width} features "
                             f"(one-hot parents {list(self.discrete_parents)} + continuous "
                             f"{list(self.continuous_parents)}): {e}") from e
-        if out.shape[-1] != self.cardinality:
-            raise self._err(f"the network outputs {out.shape[-1]} logits, cardinality is {self.cardinality}")
+        self._check_output(out, 1)
+
+    def _check_output(self, out: torch.Tensor, rows: int) -> None:
+        """Shape check only (no device read): the net must give ``[rows, cardinality]``."""
+        if tuple(out.shape) != (rows, self.cardinality):
+            raise self._err(f"the network outputs {out.shape[-1] if out.dim() else 0} logits (shape "
+                            f"{tuple(out.shape)} for {rows} input row(s)); expected [{rows}, {self.cardinality}] "
+                            f"for cardinality {self.cardinality}")
 
     def log_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """``[(N,) *discrete_parent_cards, cardinality]`` log-probabilities.
@@ -289,11 +336,14 @@ class Neural(CPD):
         x = torch.cat(onehot, -1) if onehot else torch.zeros(configs.shape[0], 0, **kw)  # [C, sum cards]
         u = self._input_features(values)
         if u is None:
-            return self.net(x).log_softmax(-1).reshape(*cards, self.cardinality)
+            out = self.net(x)
+            self._check_output(out, x.shape[0])
+            return out.log_softmax(-1).reshape(*cards, self.cardinality)
         n = u.shape[0]
         x = torch.cat([x.expand(n, *x.shape), u.to(x)[:, None, :].expand(n, x.shape[0], u.shape[-1])], -1)
-        out = self.net(x.reshape(-1, x.shape[-1])).log_softmax(-1)
-        return out.reshape(n, *cards, self.cardinality)
+        out = self.net(x.reshape(-1, x.shape[-1]))
+        self._check_output(out, x.shape[0] * x.shape[1])
+        return out.log_softmax(-1).reshape(n, *cards, self.cardinality)
 
 
 @serializable
@@ -310,23 +360,39 @@ class LinearGaussian(CPD):
         for no continuous parents).
     :param scale: standard deviation(s) :math:`\\sigma_d`, broadcastable to ``bias``.
     :param parents: discrete parents, then continuous parents.
+    :raises ModelSpecError: non-numeric or non-finite ``bias``/``weight``, a
+        ``scale`` that is not positive and finite or does not broadcast to
+        ``bias``, or a number of bias dims plus weights that is not the number
+        of parents.
     """
 
     def __init__(self, bias=0.0, weight=None, scale=1.0, parents: Sequence[str] = (), *, learnable: bool = True):
         super().__init__(parents)
-        bias = torch.as_tensor(bias, dtype=torch.get_default_dtype()) if not torch.is_tensor(bias) else bias
-        bias = bias if torch.is_floating_point(bias) else bias.to(torch.get_default_dtype())
+        try:
+            bias = torch.as_tensor(bias, dtype=torch.get_default_dtype()) if not torch.is_tensor(bias) else bias
+            bias = bias if torch.is_floating_point(bias) else bias.to(torch.get_default_dtype())
+            weight = bias.new_zeros(*bias.shape, 0) if weight is None else torch.as_tensor(weight).to(bias)
+            scale = torch.as_tensor(scale).to(bias)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: {e}") from None
         n_disc = bias.dim()
-        weight = bias.new_zeros(*bias.shape, 0) if weight is None else torch.as_tensor(weight).to(bias)
+        for what, t in (("bias", bias), ("weight", weight), ("scale", scale)):
+            if not bool(torch.isfinite(t).all()):
+                raise ModelSpecError(f"LinearGaussian {what} has NaN or infinite entries "
+                                     f"(parents {list(self.parents)})")
         if weight.dim() == 0 or weight.shape[:-1] != bias.shape:
             raise ModelSpecError(f"weight of shape {tuple(weight.shape)} must be [*{tuple(bias.shape)}, "
                                  "num_continuous_parents]")
         if n_disc + weight.shape[-1] != len(self.parents):
             raise ModelSpecError(f"{n_disc} discrete dims of bias + {weight.shape[-1]} continuous weights "
                                  f"!= {len(self.parents)} parents {list(self.parents)}")
-        scale = torch.as_tensor(scale).to(bias).expand(bias.shape)
+        try:
+            scale = scale.expand(bias.shape)
+        except RuntimeError:
+            raise ModelSpecError(f"LinearGaussian scale of shape {tuple(scale.shape)} does not broadcast to the "
+                                 f"bias shape {tuple(bias.shape)}") from None
         if (scale <= 0).any():
-            raise ModelSpecError("LinearGaussian scale must be positive")
+            raise ModelSpecError(f"LinearGaussian scale must be positive, got {scale.min().item():.6g}")
         self._n_disc = n_disc
         reg = (lambda n, t: setattr(self, n, nn.Parameter(t))) if learnable else self.register_buffer
         reg("bias", bias.clone())

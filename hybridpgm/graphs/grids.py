@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.markov_net import MarkovNet
 
@@ -26,7 +27,11 @@ __all__ = ["grid_edges", "ising_grid", "potts_grid"]
 
 
 def grid_edges(height: int, width: int) -> list[tuple[int, int]]:
-    """Row-major index pairs of the 4-neighbour edges: all horizontal, then all vertical."""
+    """Row-major index pairs of the 4-neighbour edges: all horizontal, then all vertical.
+
+    :raises ModelSpecError: ``height`` or ``width`` is not a positive integer (``bool`` and floats included).
+    """
+    height, width = _size(height, width, "grid_edges")
     horiz = [(r * width + c, r * width + c + 1) for r in range(height) for c in range(width - 1)]
     vert = [(r * width + c, (r + 1) * width + c) for r in range(height - 1) for c in range(width)]
     return horiz + vert
@@ -36,12 +41,22 @@ def _names(height, width):
     return [f"x_{r}_{c}" for r in range(height) for c in range(width)]
 
 
-def _as_tensor(x, like=None):
+def _size(height, width, what):
+    return (positive_int(height, f"{what} height", error=ModelSpecError),
+            positive_int(width, f"{what} width", error=ModelSpecError))
+
+
+def _as_tensor(x, like=None, what="coupling"):
     if isinstance(x, torch.Tensor):
-        return x
+        return x  # its dtype and shape are checked by MarkovNet.add_factors
     dtype = like.dtype if like is not None else torch.get_default_dtype()
     device = like.device if like is not None else None
-    return torch.tensor(float(x), dtype=dtype, device=device)
+    if isinstance(x, (bool, str, bytes)):
+        raise ModelSpecError(f"{what} must be a number or a float tensor, got {x!r}")
+    try:
+        return torch.as_tensor(x, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ModelSpecError(f"{what} must be a number or a float tensor, got {type(x).__name__}: {e}") from None
 
 
 def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -> MarkovNet:
@@ -52,10 +67,11 @@ def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -
         returning ``batch_shape + (E or 1, K, K)`` pairwise log-potentials.
     :param unary: ``None``, a tensor ``batch_shape + (H*W, K)``, or an
         ``nn.Module`` returning that from a context.
+    :raises ModelSpecError: sizes that are not positive integers (``num_states`` >= 2; ``bool`` and floats
+        refused), a coupling that is not a number or float tensor, or potentials of the wrong shape.
     """
-    if height < 1 or width < 1 or num_states < 2:
-        raise ModelSpecError(f"potts_grid: need height, width >= 1 and num_states >= 2, "
-                             f"got {height}x{width}, {num_states}")
+    height, width = _size(height, width, "potts_grid")
+    num_states = positive_int(num_states, "potts_grid num_states", error=ModelSpecError, minimum=2)
     names = _names(height, width)
     mrf = MarkovNet({n: num_states for n in names})
     edges = grid_edges(height, width)
@@ -63,7 +79,7 @@ def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -
         if isinstance(coupling, torch.nn.Module):
             pair = coupling
         else:
-            beta = _as_tensor(coupling, unary if isinstance(unary, torch.Tensor) else None)
+            beta = _as_tensor(coupling, unary if isinstance(unary, torch.Tensor) else None, "potts_grid coupling")
             if beta.dim() == 0:
                 beta = beta.reshape(1)
             eye = torch.eye(num_states, dtype=beta.dtype, device=beta.device)
@@ -80,17 +96,18 @@ def ising_grid(height: int, width: int, coupling, field=None) -> MarkovNet:
     :param coupling: float or tensor ``batch_shape + (E or 1,)``.
     :param field: ``None``, float, or tensor ``batch_shape + (H*W or 1,)``.
     :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and ``"field"``.
+    :raises ModelSpecError: ``height``/``width`` not positive integers (``bool`` and floats refused), a
+        coupling or field that is not a number or float tensor, or one of the wrong shape.
     """
-    if height < 1 or width < 1:
-        raise ModelSpecError(f"ising_grid: need height, width >= 1, got {height}x{width}")
-    J = _as_tensor(coupling, field if isinstance(field, torch.Tensor) else None)
+    height, width = _size(height, width, "ising_grid")
+    J = _as_tensor(coupling, field if isinstance(field, torch.Tensor) else None, "ising_grid coupling")
     if J.dim() == 0:
         J = J.reshape(1)
     spin = torch.tensor([-1.0, 1.0], dtype=J.dtype, device=J.device)
     pair = J[..., None, None] * spin[:, None] * spin[None, :]
     unary = None
     if field is not None:
-        h = _as_tensor(field, J)
+        h = _as_tensor(field, J, "ising_grid field")
         if h.dim() == 0:
             h = h.reshape(1)
         unary = h[..., None] * spin
