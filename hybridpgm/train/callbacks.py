@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.history import History
 
@@ -79,11 +80,17 @@ class EvaluateEvery(Callback):
     averaged over ranks under data parallelism.
 
     The module is put in ``eval()`` mode and gradients are off while ``fn`` runs.
+
+    :raises ConfigError: ``every`` not a positive integer (``bool`` and fractions refused), ``fn`` not
+        callable, or ``name`` not a non-empty string.
     """
 
     def __init__(self, every: int, fn: Callable[[Any], float | dict[str, float]], name: str = "eval"):
-        if every < 1:
-            raise ConfigError(f"EvaluateEvery needs every >= 1, got {every}")
+        every = positive_int(every, "EvaluateEvery every")
+        if not callable(fn):
+            raise ConfigError(f"EvaluateEvery fn must be a callable taking the objective, got {type(fn).__name__}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"EvaluateEvery name must be a non-empty string, got {name!r}")
         self.every, self.fn, self.name = every, fn, name
         self._last_step = -1
 
@@ -124,13 +131,17 @@ class EarlyStopping(Callback):
     :param monitor: a metric name logged by :class:`EvaluateEvery` (put this
         callback after it), or a player name to watch its training loss.
     :param mode: ``"min"`` or ``"max"``.
+    :raises ConfigError: ``monitor`` not a non-empty string, an unknown ``mode``, ``patience`` not a positive
+        integer, or ``min_delta`` not a finite number >= 0.
     """
 
     def __init__(self, monitor: str, patience: int = 5, mode: str = "min", min_delta: float = 0.0):
+        if not isinstance(monitor, str) or not monitor:
+            raise ConfigError(f"EarlyStopping monitor must be a metric or player name, got {monitor!r}")
         if mode not in ("min", "max"):
             raise ConfigError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
-        if patience < 1:
-            raise ConfigError(f"EarlyStopping needs patience >= 1, got {patience}")
+        patience = positive_int(patience, "EarlyStopping patience")
+        min_delta = positive_real(min_delta, "EarlyStopping min_delta", allow_zero=True)
         self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
         self.best = math.inf if mode == "min" else -math.inf
         self.bad_rounds = 0

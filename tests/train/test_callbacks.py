@@ -112,3 +112,24 @@ def test_a_run_stopped_by_a_callback_is_finished_when_resumed(tmp_path):
     assert result.stopped_early and result.steps == reference.steps
     assert result.history.step == reference.history.step
     assert all(torch.equal(a, b) for a, b in zip(again.module.parameters(), first.module.parameters()))
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: EvaluateEvery(True, lambda objective: 0.0), "EvaluateEvery every must be a positive integer, got True"),
+    (lambda: EvaluateEvery(2.5, lambda objective: 0.0), "EvaluateEvery every must be a positive integer, got 2.5"),
+    (lambda: EvaluateEvery("3", lambda objective: 0.0), "got '3'"),
+    (lambda: EvaluateEvery(2, "mse"), "EvaluateEvery fn must be a callable taking the objective, got str"),
+    (lambda: EvaluateEvery(2, lambda objective: 0.0, name=""), "name must be a non-empty string"),
+    (lambda: EarlyStopping("fit", patience=True), "EarlyStopping patience must be a positive integer, got True"),
+    (lambda: EarlyStopping("fit", patience=1.5), "got 1.5"),
+    (lambda: EarlyStopping("fit", min_delta=-0.1), "EarlyStopping min_delta must be a finite number >= 0, got -0.1"),
+    (lambda: EarlyStopping("fit", min_delta=float("nan")), "min_delta must be a finite number >= 0, got nan"),
+    (lambda: EarlyStopping(3), "EarlyStopping monitor must be a metric or player name, got 3"),
+])
+def test_callback_options_are_checked(build, match):
+    """Before, True and 2.5 were taken as counts (every step; steps 5, 10, ...), a NaN min_delta meant the
+    metric never improved, and a string fn failed only at the first evaluation."""
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        build()
