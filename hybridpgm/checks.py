@@ -16,7 +16,7 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "layer_sizes", "positive_int", "positive_real",
-           "sample_count", "sample_shape_of", "seed_of"]
+           "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -99,6 +99,20 @@ def positive_real(value, what: str, *, error: type[Exception] = ConfigError, all
     if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise error(f"{what} must be a finite number {bound}, got {value!r}")
+    return number
+
+
+def unit_fraction(value, what: str, *, error: type[Exception] = ConfigError) -> float:
+    """``value`` as a ``float`` strictly between 0 and 1 (a probability level, a held-out fraction).
+
+    :raises error: a non-number, a ``bool``, NaN, or a value outside ``(0, 1)``, naming ``what``.
+    """
+    try:
+        number = math.nan if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        number = math.nan
+    if not 0 < number < 1:
+        raise error(f"{what} must lie in (0, 1), got {value!r}")
     return number
 
 

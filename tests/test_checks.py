@@ -102,3 +102,17 @@ def test_seed_of_refuses_the_rest(value):
 
     with pytest.raises(ConfigError, match=f"load_dataset seed must be an integer, got {re.escape(repr(value))}"):
         seed_of(value, "load_dataset seed")
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, float("nan"), True, "0.5", None])
+def test_unit_fraction_refuses_what_is_not_strictly_between_0_and_1(value):
+    from hybridpgm.checks import unit_fraction
+
+    with pytest.raises(ConfigError, match=f"level must lie in \\(0, 1\\), got {re.escape(repr(value))}"):
+        unit_fraction(value, "level")
+
+
+def test_unit_fraction_accepts_numbers_in_the_open_interval():
+    from hybridpgm.checks import unit_fraction
+
+    assert unit_fraction(0.25, "level") == 0.25 and unit_fraction(np.float32(0.5), "level") == 0.5

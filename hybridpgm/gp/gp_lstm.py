@@ -34,14 +34,13 @@ References:
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, NamedTuple
 
 import gpytorch
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_int, sample_count
+from hybridpgm.checks import positive_int, sample_count, unit_fraction
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
@@ -151,8 +150,7 @@ class GPLSTM(DeepKernelGP):
         num_samples = sample_count(num_samples, "GPLSTM.forecast num_samples")
         if num_samples == 0:
             raise ConfigError("GPLSTM.forecast num_samples must be positive: the interval of zero paths is undefined")
-        if isinstance(level, (bool, str, bytes)) or not isinstance(level, numbers.Real) or not 0 < level < 1:
-            raise ConfigError(f"GPLSTM.forecast level must lie in (0, 1), got {level!r}")
+        level = unit_fraction(level, "GPLSTM.forecast level")
         if generator is not None and generator.device.type != "cpu":
             raise ConfigError(f"GPLSTM.forecast draws its noise on the CPU; generator is on {generator.device}")
         check_inputs(context.unsqueeze(0), self.example_shape, "forecast context", dtype=self.train_x.dtype,

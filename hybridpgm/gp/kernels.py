@@ -33,6 +33,7 @@ import gpytorch
 import torch
 from gpytorch.constraints import Positive
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, ModelSpecError
 
 __all__ = ["ArcCosineKernel"]
@@ -59,8 +60,7 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     has_lengthscale = False
 
     def __init__(self, num_layers: int = 1, weight_variance: float = 2.0, bias_variance: float = 0.1, **kwargs):
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 0:
-            raise ModelSpecError(f"ArcCosineKernel num_layers must be a non-negative integer, got {num_layers!r}")
+        num_layers = positive_int(num_layers, "ArcCosineKernel num_layers", error=ModelSpecError, minimum=0)
         if not (_positive(weight_variance) and _positive(bias_variance)):
             raise ModelSpecError(f"ArcCosineKernel variances must be positive and finite, got "
                                  f"weight_variance={weight_variance!r}, bias_variance={bias_variance!r}")

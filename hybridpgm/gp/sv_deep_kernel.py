@@ -34,8 +34,6 @@ References:
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import gpytorch
@@ -43,7 +41,7 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 
-from hybridpgm.checks import as_integer, positive_int, sample_count
+from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs, check_module,
                                      default_kernel)
@@ -86,8 +84,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         check_module(kernel, gpytorch.kernels.Kernel, "SVDeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "SVDeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "SVDeepKernelGP likelihood")
-        if isinstance(beta, (bool, str, bytes)) or not isinstance(beta, numbers.Real) or not 0 <= beta < math.inf:
-            raise ConfigError(f"SVDeepKernelGP beta (the KL weight) must be a finite number >= 0, got {beta!r}")
+        beta = positive_real(beta, "SVDeepKernelGP beta (the KL weight)", allow_zero=True)
         if not isinstance(name_prefix, str) or not name_prefix:
             raise ConfigError(f"SVDeepKernelGP name_prefix must be a non-empty string, got {name_prefix!r}")
         if grid_size is not None:

@@ -31,12 +31,12 @@ import collections.abc
 import copy
 import functools
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 
+from hybridpgm.checks import positive_int, unit_fraction
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery
 
@@ -78,8 +78,7 @@ def calibration(mean: torch.Tensor, sd: torch.Tensor, y: torch.Tensor,
     out = {}
     normal = torch.distributions.Normal(0.0, 1.0)
     for level in levels:
-        if isinstance(level, (bool, str, bytes)) or not isinstance(level, numbers.Real) or not 0 < level < 1:
-            raise ConfigError(f"calibration levels lie in (0, 1), got {level!r}")
+        unit_fraction(level, "calibration levels")
         key = f"coverage_{round(100 * level)}"
         if key in out:
             raise ConfigError(f"calibration levels {list(levels)!r} give {key!r} twice; pass distinct percentages")
@@ -97,8 +96,7 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
     :raises DataError: ``x`` or ``y`` not a tensor with an example dimension, different numbers of examples,
         or fewer than ``min_size`` examples on either side.
     """
-    if isinstance(fraction, (bool, str, bytes)) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
-        raise ConfigError(f"validation fraction must lie in (0, 1), got {fraction!r}")
+    unit_fraction(fraction, "validation fraction")
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -210,8 +208,7 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     """
     from hybridpgm.train.trainer import fit
 
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+    max_steps = positive_int(max_steps, "max_steps")
     model = objective.module
     if score is None:
         _check_held_out(model, x_val, y_val, "validation")

@@ -315,7 +315,7 @@ def test_fit_validated_checks_refit_and_max_steps_before_training():
 # ------------------------------------------------------------------ ArcCosineKernel
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_layers": True}, "num_layers must be a non-negative integer, got True"),
+    ({"num_layers": True}, "num_layers must be an integer >= 0, got True"),
     ({"weight_variance": float("inf")}, "positive and finite, got weight_variance=inf"),
     ({"weight_variance": "1"}, "positive and finite, got weight_variance='1'"),
     ({"bias_variance": True}, "positive and finite, got .*bias_variance=True"),
