@@ -39,8 +39,8 @@ import gpytorch
 import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_grid_bounds, check_inputs, check_module,
-                                     check_targets, check_training_batch, default_kernel)
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_grid_bounds, check_inputs, check_inputs_deferred,
+                                     check_module, check_targets, check_training_batch, default_kernel)
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -131,11 +131,17 @@ class DeepKernelGP(gpytorch.Module):
 
         :param x: inputs ``B x ...`` of the training inputs' example shape, dtype and device (``B = 0`` gives
             ``0 x F``).
-        :raises DataError: a wrong shape or dtype, or NaN/inf values.
+        :raises DataError: a wrong shape or dtype, or NaN/inf values (inside :func:`hybridpgm.fit`'s step the
+            finiteness check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the model's device.
         """
-        check_inputs(x, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
+        check_inputs_deferred(x, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         return self._extract(x)
+
+    def training_features(self) -> torch.Tensor:
+        """:meth:`features` of the training inputs, unchecked: they were checked when set
+        (construction or :meth:`set_train_data`).  ``N x F``."""
+        return self._extract(self.train_x)
 
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
         """Features as the GP sees them (scaled into the grid under KISS-GP)."""
@@ -191,7 +197,7 @@ class DeepKernelGP(gpytorch.Module):
         strategy), as :meth:`GPLSTM.forecast` does step after step."""
         self.eval()
         with torch.no_grad():
-            h = self.features(self.train_x)
+            h = self.training_features()
             # fix the grid scaling to the training features (ScaleToBounds
             # records them in train mode), whatever the last batch was
             self.scale_to_bounds.train()

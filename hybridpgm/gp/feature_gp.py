@@ -13,7 +13,8 @@ from hybridpgm.checks import as_integer
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
 __all__ = ["FeatureGP", "GPPrediction", "check_grid_bounds", "check_inputs", "check_module",
-           "check_targets", "check_training_batch", "default_kernel"]
+           "check_inputs_deferred", "check_targets", "check_training_batch",
+           "default_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -197,3 +198,24 @@ def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[
         return DataError(f"x {tuple(x.shape)} or y {tuple(y.shape)} is not finite")  # not reached: a check raised
 
     check_or_defer(finite, named_error)
+
+
+def check_inputs_deferred(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",
+                          dtype: torch.dtype | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """:func:`check_inputs` whose finiteness check waits for :func:`hybridpgm.fit`'s one host read per step
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`; outside ``fit`` it reads at once).  The shape,
+    dtype and device checks are free and raise at once.
+
+    :raises DataError: a wrong shape or dtype, or NaN/inf values (named as :func:`check_inputs` names them).
+    :raises DeviceError: ``x`` is not on ``device``.
+    """
+    from hybridpgm.train.deferred_checks import check_or_defer
+
+    check_inputs(x, example_shape, name, finite=False, dtype=dtype, device=device)
+    if x.is_floating_point():
+        def named_error() -> Exception:
+            check_inputs(x, example_shape, name)
+            return DataError(f"{name} (shape {tuple(x.shape)}) is not finite")  # not reached: the check raised
+
+        check_or_defer(torch.isfinite(x).all(), named_error)
+    return x

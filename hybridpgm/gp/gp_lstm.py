@@ -45,6 +45,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective", "train_gp_lstm"]
 
@@ -220,7 +221,7 @@ class SemiStochasticObjective:
         """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""
         if self._grad is None:
             with torch.no_grad():
-                h = self.model.features(self.model.train_x)
+                h = self.model.training_features()
             h.requires_grad_(True)
             loss = self._full_loss(h)
             (grad,) = torch.autograd.grad(loss, h)
@@ -230,7 +231,9 @@ class SemiStochasticObjective:
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """:raises ModelSpecError: an unknown ``player``.
         :raises DataError: a batch that is not ``(x, y, index)`` with ``index`` an integer vector of
-            ``x``'s length (rows of the training data, as :meth:`dataset` gives)."""
+            ``x``'s length (rows of the training data, as :meth:`dataset` gives), or row numbers outside
+            ``[0, N)``: inside :func:`hybridpgm.fit` that check joins the step's one host read, before the
+            network player's update."""
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             got = f"a {type(batch).__name__}" + (f" of {len(batch)} element(s)" if isinstance(batch, (tuple, list))
                                                   else "")
@@ -246,14 +249,24 @@ class SemiStochasticObjective:
         if player == "gp":
             self._grad = None  # the hyperparameters are about to change
             with torch.no_grad():
-                h = self.model.features(self.model.train_x)
+                h = self.model.training_features()
             return self._full_loss(h)
         if player != "network":
             raise ModelSpecError(f"unknown player {player!r}; players are 'gp' and 'network'")
         full, grad = self._feature_gradient()
         h = self.model.features(x)
         n = self.model.train_x.shape[0]
-        surrogate = (n / x.shape[0]) * (grad[index.to(grad.device)] * h).sum()
+        index = index.to(grad.device)
+        in_range = ((index >= 0) & (index < n)).all()
+
+        def out_of_range() -> Exception:
+            bad = index[(index < 0) | (index >= n)]
+            return DataError(f"SemiStochasticObjective batch index holds {bad.numel()} row number(s) outside "
+                             f"[0, {n}) (first: {int(bad[0])}); use the index column of objective.dataset()")
+
+        check_or_defer(in_range, out_of_range)
+        # a clamped index until the deferred check is read: a CUDA gather out of range is a device assert
+        surrogate = (n / x.shape[0]) * (grad[index.clamp(0, n - 1)] * h).sum()
         # value: the full-data loss; gradient: the mini-batch estimate of its w-gradient
         return surrogate - surrogate.detach() + full
 

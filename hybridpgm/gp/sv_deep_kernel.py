@@ -43,7 +43,7 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs, check_module,
+from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs_deferred, check_module,
                                      default_kernel)
 from hybridpgm.infer import SVIObjective
 from hybridpgm.serialization import serializable
@@ -144,7 +144,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :raises ModelSpecError: the extractor's output has the wrong shape or another dtype than the GP.
         """
         inducing = self.variational_strategy.inducing_points
-        check_inputs(x, None, device=inducing.device)
+        check_inputs_deferred(x, None, device=inducing.device)  # finiteness: read with fit's step
         known = self.example_shape
         if known is not None and (x.dim() <= len(known) or tuple(x.shape[x.dim() - len(known):]) != known):
             dims = ", ".join(map(str, known))
