@@ -1,6 +1,6 @@
 """The training loop: :func:`fit`, checkpoints, callbacks, data parallelism."""
 
-from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery, StepInfo
+from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery, FitStart, StepInfo
 from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
 from hybridpgm.train.history import FitResult, History
 from hybridpgm.train.objective import Objective
@@ -11,6 +11,7 @@ __all__ = [
     "EarlyStopping",
     "EvaluateEvery",
     "FitResult",
+    "FitStart",
     "History",
     "Objective",
     "StepInfo",

@@ -1,7 +1,8 @@
 """Callbacks of :func:`hybridpgm.fit`: evaluation every N steps, early stopping.
 
 A callback is any object with ``on_step_end(info)`` (and optionally
-``on_fit_end(info)``); ``info`` is a :class:`StepInfo`.  Call
+``on_fit_start(start)`` and ``on_fit_end(info)``); ``info`` is a
+:class:`StepInfo`, ``start`` a :class:`FitStart`.  Call
 ``info.request_stop()`` to end the run after the current step: the run is then
 *finished*, and resuming its checkpoint runs no further step.
 
@@ -32,8 +33,8 @@ from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.history import History
 
-__all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "StepInfo", "callback_states", "callback_buffer_paths",
-           "load_callback_states"]
+__all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "FitStart", "StepInfo", "callback_states",
+           "callback_buffer_paths", "load_callback_states"]
 
 
 @dataclass
@@ -64,8 +65,28 @@ class StepInfo:
         self.stop_requested = True
 
 
+@dataclass
+class FitStart:
+    """What a callback's ``on_fit_start`` sees, before the first step (after a resume has restored the
+    callback states and the history).
+
+    :ivar step: steps completed so far (0, or the step a resumed run continues from).
+    :ivar players: the objective's player names (the keys of ``history.loss``).
+    :ivar callbacks: every callback of the run, in order.
+    :ivar history: the run's :class:`History` so far.
+    """
+
+    step: int
+    players: tuple[str, ...]
+    callbacks: tuple[Any, ...]
+    history: History
+
+
 class Callback:
     """Base class; override what you need."""
+
+    def on_fit_start(self, start: FitStart) -> None:
+        pass
 
     def on_step_end(self, info: StepInfo) -> None:  # pragma: no cover - interface
         pass
@@ -132,7 +153,11 @@ class EarlyStopping(Callback):
         callback after it), or a player name to watch its training loss.
     :param mode: ``"min"`` or ``"max"``.
     :raises ConfigError: ``monitor`` not a non-empty string, an unknown ``mode``, ``patience`` not a positive
-        integer, or ``min_delta`` not a finite number >= 0.
+        integer, or ``min_delta`` not a finite number >= 0.  From :func:`hybridpgm.fit`: a ``monitor`` that
+        is not a player when no callback of the run logs metrics (before the first step), or that the
+        run's :class:`EvaluateEvery` callbacks have not logged once each has evaluated (one step after
+        the largest ``every``), so that a misspelt name does not cost the whole run.  Where another
+        callback of the user's may log metrics, the name is checked at the end of the run.
     """
 
     def __init__(self, monitor: str, patience: int = 5, mode: str = "min", min_delta: float = 0.0):
@@ -146,6 +171,7 @@ class EarlyStopping(Callback):
         self.best = math.inf if mode == "min" else -math.inf
         self.bad_rounds = 0
         self._seen = 0
+        self._deadline: int | None = None  # the step by which an unknown monitor must have been logged
 
     def _latest(self, history: History) -> float | None:
         if self.monitor in history.metrics:
@@ -168,15 +194,34 @@ class EarlyStopping(Callback):
         self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
         self.bad_rounds, self._seen = int(state["bad_rounds"]), int(state["seen"])
 
-    def on_fit_end(self, info: StepInfo) -> None:
-        history = info.history
+    def _check_logged(self, history: History) -> None:
         if self.monitor not in history.metrics and self.monitor not in history.loss:
             raise ConfigError(
                 f"EarlyStopping monitored {self.monitor!r}, which is neither a logged metric "
                 f"{sorted(history.metrics)} nor a player {sorted(history.loss)}"
             )
 
+    def on_fit_start(self, start: FitStart) -> None:
+        self._deadline = None
+        if self.monitor in start.players or self.monitor in start.history.metrics:
+            return
+        evaluators = [c for c in start.callbacks if isinstance(c, EvaluateEvery)]
+        if any(not isinstance(c, (EvaluateEvery, EarlyStopping)) for c in start.callbacks):
+            return  # a callback of the user's may log it: checked at the end of the run
+        if not evaluators:
+            raise ConfigError(f"EarlyStopping monitors {self.monitor!r}, which is not a player "
+                              f"{sorted(start.players)}, and no callback of this run logs metrics (add an "
+                              "EvaluateEvery that logs it, before the EarlyStopping)")
+        # every evaluator has run once by then (the +1: one placed after this callback runs a step later)
+        self._deadline = start.step + max(e.every for e in evaluators) + 1
+
+    def on_fit_end(self, info: StepInfo) -> None:
+        self._check_logged(info.history)
+
     def on_step_end(self, info: StepInfo) -> None:
+        if self._deadline is not None and info.step >= self._deadline:
+            self._deadline = None
+            self._check_logged(info.history)
         value = self._latest(info.history)
         if value is None:
             return

@@ -4,8 +4,9 @@ One *step* takes one batch.  For each player of the objective's schedule it
 clears that player's gradients, splits the batch into ``accumulate``
 micro-batches, back-propagates each micro-batch's loss (weighted by its share
 of the batch) into that player's parameters only, optionally clips, and steps
-the player's optimizer once (:class:`~hybridpgm.train.player_step.Player`).  See :mod:`hybridpgm.train.objective` for the
-contract and :mod:`hybridpgm.train.distributed` for multi-process runs.
+the player's optimizer once (:class:`~hybridpgm.train.player_step.Player`).
+See :mod:`hybridpgm.train.objective` for the contract and
+:mod:`hybridpgm.train.distributed` for multi-process runs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
-from hybridpgm.train.callbacks import StepInfo, callback_buffer_paths, callback_states, load_callback_states
+from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths, callback_states, load_callback_states
 from hybridpgm.train.checkpoint import (buffer_paths, load_checkpoint, remove_stale_temporaries, rng_state,
                                         save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
@@ -299,6 +300,10 @@ def fit(
         heartbeat = Heartbeat(default_store(), context.rank, context.world_size, context.timeout_s or 300.0)
         context.heartbeat = heartbeat.start()
     started = time.perf_counter() - elapsed
+    start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
+    for callback in callbacks:
+        if hasattr(callback, "on_fit_start"):
+            callback.on_fit_start(start)
     with StopSignals() as stop_signals:
         try:
             for step in range(start_step, start_step if finished else total_steps):

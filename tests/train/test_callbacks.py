@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hybridpgm import fit
-from hybridpgm.errors import CheckpointError, TrainingInterrupted
+from hybridpgm.errors import CheckpointError, ConfigError, TrainingInterrupted
 from hybridpgm.train import EarlyStopping, EvaluateEvery
 from hybridpgm.train.callbacks import callback_buffer_paths, callback_states, load_callback_states
 from tests.train.helpers import LinearRegression, TermAt, regression_data
@@ -133,3 +133,50 @@ def test_callback_options_are_checked(build, match):
 
     with pytest.raises(ConfigError, match=match):
         build()
+
+
+def _counting_evaluator(x, y, every=3, name="mse"):
+    calls = []
+
+    def mse(objective):
+        calls.append(1)
+        return ((objective.module(x) - y) ** 2).mean().item()
+
+    return EvaluateEvery(every, mse, name=name), calls
+
+
+def test_a_misspelt_monitor_is_refused_once_every_evaluator_has_logged():
+    """Before, the name was checked only at the end of the run, after all its steps (here 200)."""
+    x, y = regression_data()
+    evaluate, calls = _counting_evaluator(x, y, every=3)
+    with pytest.raises(ConfigError, match=r"monitored 'msee', which is neither a logged metric \['mse'\] "
+                                          r"nor a player \['fit'\]"):
+        fit(LinearRegression(), (x, y), batch_size=16, epochs=50, progress=False, seed=0,
+            callbacks=[evaluate, EarlyStopping("msee")])
+    assert len(calls) == 1  # step 4: one step after the evaluator's first evaluation
+
+
+def test_a_monitor_no_callback_can_log_is_refused_before_the_first_step():
+    objective = LinearRegression()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(ConfigError, match=r"monitors 'val', which is not a player \['fit'\], and no callback"):
+        fit(objective, regression_data(), batch_size=16, epochs=5, progress=False, seed=0,
+            callbacks=[EarlyStopping("val")])
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
+
+
+def test_an_evaluator_after_the_stopper_and_a_users_callback_are_not_refused_early():
+    """An EvaluateEvery listed after the EarlyStopping logs a step later: still in time.  A callback of
+    the user's may log the metric itself, so with one the name is checked at the end only."""
+    x, y = regression_data()
+    evaluate, _ = _counting_evaluator(x, y, every=1)
+    _, result, _ = _run()  # the reference: the evaluator first
+    late = fit(LinearRegression(), (x, y), batch_size=16, epochs=50, progress=False, seed=0,
+               callbacks=[EarlyStopping("mse", patience=2), evaluate],
+               optim=functools.partial(torch.optim.SGD, lr=0.2))
+    assert late.stopped_early and late.steps == result.steps + 1  # it sees each evaluation a step later
+    counter = Counter()
+    with pytest.raises(ConfigError, match="monitored 'msee'"):
+        fit(LinearRegression(), (x, y), batch_size=16, epochs=2, progress=False, seed=0,
+            callbacks=[_counting_evaluator(x, y, every=1)[0], EarlyStopping("msee"), counter])
+    assert counter.count == 8  # every step ran: 2 epochs of 4 batches
