@@ -11,7 +11,8 @@ discrete entry is a latent site enumerated in parallel, so
 exact negative log-likelihood of the observed entries and gradient steps on it
 learn the CPDs from incomplete data (the same fixed points as EM [2]).  Exact
 queries (:meth:`posterior`, :meth:`log_evidence`, :meth:`map`) are batched tensor
-contractions (:mod:`hybridpgm.infer.exact`).
+contractions (:mod:`hybridpgm.infer.exact`).  How data is read (columns, missing
+entries, context inputs) is the mixin :class:`~hybridpgm.graphs.bn_data.BayesNetData`.
 
 >>> import torch
 >>> from hybridpgm.graphs import BayesNet, cpd
@@ -44,16 +45,17 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.contraction import PlanCache
-from hybridpgm.graphs.cpd import CPD
+from hybridpgm.graphs.cpd_base import CPD
 
 __all__ = ["BayesNet"]
 
 
-class BayesNet(PyroModule):
+class BayesNet(BayesNetData, PyroModule):
     """A directed graphical model: named nodes, each with a CPD over its parents.
 
-    :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd.CPD`,
+    :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd_base.CPD`,
         added in order (parents may be declared after their children).
     :param dict state_names: optional node -> list of state names (for string evidence).
     :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping,
@@ -234,74 +236,8 @@ class BayesNet(PyroModule):
             names += [u for u in getattr(c, "context", ()) if u not in names]
         return names
 
-    @property
-    def dtype(self) -> torch.dtype:
-        t = next(self._tensors(), None)
-        return t.dtype if t is not None else torch.get_default_dtype()
-
-    @property
-    def device(self) -> torch.device:
-        t = next(self._tensors(), None)
-        return t.device if t is not None else torch.device("cpu")
-
-    def _tensors(self):
-        yield from (t for t in self.parameters() if torch.is_floating_point(t))
-        yield from (t for t in self.buffers() if torch.is_floating_point(t))
-
     def __repr__(self) -> str:
         return f"BayesNet(nodes={self.nodes})"
-
-    # ------------------------------------------------------------------ data handling
-    def columns(self, data, mask=None) -> dict:
-        """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
-
-        :param data: dict name -> ``[N]`` tensor, or a ``[N, len(nodes)]`` tensor
-            whose columns follow :attr:`nodes`.
-        :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
-            ``True`` where observed.
-        """
-        if data is None:
-            return {}
-        if isinstance(data, (tuple, list)) and len(data) == 2 and mask is None:
-            data, mask = data
-        if torch.is_tensor(data):
-            if data.dim() != 2 or data.shape[1] != len(self.cpds):
-                raise DataError(f"tensor data must be [N, {len(self.cpds)}] (columns {self.nodes}), "
-                                f"got {tuple(data.shape)}")
-            data = {v: data[:, i] for i, v in enumerate(self.nodes)}
-        if torch.is_tensor(mask):
-            mask = {v: mask[:, i] for i, v in enumerate(self.nodes)}
-        out = {}
-        dtype, device = self.dtype, self.device
-        for v, t in data.items():
-            if v not in self.cpds:
-                raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
-            t = torch.as_tensor(t, device=device)
-            if mask is not None and v in mask:
-                m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
-                t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
-            out[v] = t
-        lengths = {t.shape[0] for t in out.values()}
-        if len(lengths) > 1:
-            raise DataError(f"data columns differ in length: { {v: t.shape[0] for v, t in out.items()} }")
-        return out
-
-    def _split(self, v, t):
-        """``(values with missing filled by 0, observed mask or None if all observed)``."""
-        if torch.is_floating_point(t):
-            missing = torch.isnan(t)
-        else:
-            missing = t < 0
-        card = self.cardinality(v)
-        filled = torch.where(missing, torch.zeros_like(t), t)
-        if card is not None:
-            filled = filled.long()
-            bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
-            if bad.any():
-                raise DataError(f"column '{v}' holds a value outside 0..{card - 1}")
-        else:
-            filled = filled.to(self.dtype)
-        return filled, (None if not missing.any() else ~missing)
 
     # ------------------------------------------------------------------ Pyro view
     @pyro_method
@@ -366,32 +302,6 @@ class BayesNet(PyroModule):
     def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
         """The empty guide: every latent site of :meth:`model` is enumerated."""
 
-    def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
-
-        The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
-        :meth:`model` accepts as ``model(values, mask)``.
-        """
-        x = self.to_tensor(data) if not torch.is_tensor(data) else data
-        if torch.is_floating_point(x):
-            mask = ~torch.isnan(x)
-        else:
-            mask = x >= 0
-        return torch.where(mask, x, torch.zeros_like(x)), mask
-
-    def _inputs(self, inputs) -> dict:
-        names = self.input_names
-        if inputs is None:
-            return {}
-        if torch.is_tensor(inputs):
-            if len(names) != 1:
-                raise DataError(f"pass inputs as a dict; the network has context inputs {names}")
-            inputs = {names[0]: inputs}
-        unknown = set(inputs) - set(names)
-        if unknown:
-            raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
-        return {k: torch.as_tensor(t, device=self.device) for k, t in inputs.items()}
-
     @staticmethod
     def _select(table, c, x, n, batched=None):
         """Index a ``[(N,) *discrete_parent_cards, ...]`` table by the parents' values."""
@@ -427,13 +337,6 @@ class BayesNet(PyroModule):
         tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
         return sum(tr.nodes[v]["log_prob"] for v in self.nodes)
-
-    def to_tensor(self, values: Mapping) -> torch.Tensor:
-        """Stack a dict of ``[N]`` columns into ``[N, len(nodes)]`` floats (``NaN`` = missing)."""
-        cols = self.columns(values)
-        n = next(iter(cols.values())).shape[0]
-        nan = torch.full((n,), float("nan"), dtype=self.dtype, device=self.device)
-        return torch.stack([cols[v].to(self.dtype) if v in cols else nan for v in self.nodes], -1)
 
     # ------------------------------------------------------------------ exact queries
     def posterior(self, query=None, evidence=None, *, joint: bool = False):

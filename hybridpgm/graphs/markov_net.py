@@ -43,7 +43,8 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
-from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup, greedy_coloring
+from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
+from hybridpgm.graphs.mrf_compile import compile_factor_graph
 
 __all__ = ["MarkovNet"]
 
@@ -182,80 +183,14 @@ class MarkovNet(nn.Module):
         return self._colors
 
     # -- compilation ----------------------------------------------------------------
-    @staticmethod
-    def _states(v: str, t: torch.Tensor) -> torch.Tensor:
-        """Evidence values as long states: a float tensor may hold whole numbers and ``NaN`` (unobserved)."""
-        if not torch.is_floating_point(t):
-            return t.long()
-        missing = torch.isnan(t)
-        if bool((t[~missing] != t[~missing].round()).any()):
-            raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values "
-                                f"{t[~missing & (t != t.round())][:3].tolist()}")
-        return torch.where(missing, -1.0, t).long()
-
     def factor_graph(self, evidence: Mapping[str, torch.Tensor] | None = None, context=None) -> FactorGraph:
-        """Compile to a padded, batched :class:`FactorGraph`.
+        """Compile to a padded, batched :class:`FactorGraph` (:func:`~.mrf_compile.compile_factor_graph`).
 
         :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
             a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
         :param context: passed to neural potentials.
         """
-        tables = self.tables(context)
-        if evidence is not None and not isinstance(evidence, Mapping):
-            raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
-                                f"{evidence!r:.60}")
-        evidence = dict(evidence or {})
-        for v in evidence:
-            if v not in self.cards:
-                raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
-            evidence[v] = self._states(v, torch.as_tensor(evidence[v]))
-        shapes = [t.shape[: t.dim() - len(self.families[n]["cards"]) - 1] for n, t in tables.items()]
-        shapes += [e.shape for e in evidence.values()]
-        try:
-            batch_shape = torch.broadcast_shapes(*shapes) if shapes else torch.Size()
-        except RuntimeError as e:
-            raise ModelSpecError(f"MarkovNet: batch shapes of factors/evidence do not broadcast: {shapes}") from e
-        ref = next(iter(tables.values()), None)
-        dtype = torch.get_default_dtype() if ref is None else ref.dtype
-        for t in tables.values():
-            dtype = torch.promote_types(dtype, t.dtype)
-        device = ref.device if ref is not None else torch.device("cpu")
-        B, V = batch_shape.numel(), len(self.cards)
-        if B == 0:
-            raise EvidenceError(f"MarkovNet: the batch shape {tuple(batch_shape)} of the factors and evidence (shapes "
-                                f"{[tuple(s) for s in shapes]}) holds no model; pass at least one row")
-        C = max(self.cards.values())
-        card_t = torch.tensor(list(self.cards.values()), device=device)
-        valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)
-        if evidence:
-            valid = valid.clone()
-            for v, val in evidence.items():
-                val = val.to(device).expand(batch_shape).reshape(B)
-                if bool((val >= self.cards[v]).any()):
-                    raise EvidenceError(f"MarkovNet: evidence for {v!r} has value {int(val.max())} "
-                                        f"outside 0..{self.cards[v] - 1}")
-                obs = torch.nn.functional.one_hot(val.clamp_min(0), C).bool() | (val < 0)[:, None]
-                valid[:, self._index[v]] &= obs
-        unary = torch.zeros(B, V, C, dtype=dtype, device=device)
-        by_arity: dict[int, list] = {}
-        for name, t in tables.items():
-            fam = self.families[name]
-            k, F = len(fam["cards"]), len(fam["scopes"])
-            t = t.to(dtype).expand(batch_shape + (F,) + fam["cards"]).reshape((B, F) + fam["cards"])
-            pad = []
-            for c in reversed(fam["cards"]):
-                pad += [0, C - c]
-            if any(pad):
-                t = torch.nn.functional.pad(t, pad)
-            idx = getattr(self, fam["scope_key"])
-            if k == 1:
-                unary = unary.index_add(1, idx[:, 0], t)
-            else:
-                by_arity.setdefault(k, []).append((idx, t))
-        groups = [FactorGroup(torch.cat([i for i, _ in g]), torch.cat([t for _, t in g], dim=1))
-                  for _, g in sorted(by_arity.items())]
-        colors = torch.tensor(self.colors(), dtype=torch.long, device=device)
-        return FactorGraph(list(self.cards), card_t, unary, valid, groups, colors, batch_shape)
+        return compile_factor_graph(self, evidence, context)
 
     # -- queries ----------------------------------------------------------------------
     def _run(self, method, fg, **kwargs):

@@ -99,8 +99,8 @@ def test_trace_enum_elbo_is_exact_marginal_likelihood_with_missing_data():
 
 def _fit(bn, data, steps, lr=0.1, **model_kwargs):
     objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1), **model_kwargs)
-    hybridpgm.fit(objective, bn.split_missing(data), epochs=steps, batch_size=len(data), device="cpu", seed=0, progress=False,
-                  optim=functools.partial(torch.optim.Adam, lr=lr))
+    hybridpgm.fit(objective, bn.split_missing(data), epochs=steps, batch_size=len(data), device="cpu", seed=0,
+                  progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
 
 
 def test_learning_with_30_percent_missing_recovers_tables():

@@ -115,3 +115,9 @@ def test_linear_gaussian_density_and_checks():
     bn = BayesNet().add("u", cpd.LinearGaussian(0.0)).add("d", cpd.Table([0.5, 0.5]))
     with pytest.raises(ModelSpecError, match="node 'x'.*discrete parents first"):
         bn.add("x", cpd.LinearGaussian(torch.zeros(2), torch.zeros(2, 1), parents=["u", "d"]))
+
+
+def test_the_cpd_base_class_is_importable_from_cpd():
+    from hybridpgm.graphs.cpd_base import CPD
+
+    assert cpd.CPD is CPD and all(issubclass(k, CPD) for k in (cpd.Table, cpd.Neural, cpd.LinearGaussian))

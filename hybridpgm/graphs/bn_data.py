@@ -1,0 +1,131 @@
+"""The data view of a :class:`~hybridpgm.graphs.BayesNet`: columns, missing entries, context inputs.
+
+:class:`BayesNetData` is a mixin of :class:`~hybridpgm.graphs.BayesNet` that turns what a user passes as
+data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` nodes):
+
+* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` tensor, or an ``[N, V]`` tensor whose columns
+  follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, optionally with a mask (``True`` where
+  observed) or as the pair ``(values, mask)``, becomes a dict name -> ``[N]`` tensor on the network's
+  device, a missing entry being ``NaN`` (or ``-1`` in integer data);
+* :meth:`~BayesNetData.split_missing` -- ``[N, V]`` data with missing entries becomes
+  ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
+* :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
+* per column, the observed values (states ``0..K-1`` of a discrete node, checked) with the observed
+  mask, and the context inputs of neural CPDs as a dict name -> ``[N, ...]``;
+* :attr:`~BayesNetData.dtype` and :attr:`~BayesNetData.device` -- where data is placed: those of the
+  network's floating-point parameters and buffers (the default dtype and the CPU without any).
+
+It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from hybridpgm.errors import DataError
+
+__all__ = ["BayesNetData"]
+
+
+class BayesNetData:
+    """Mixin of :class:`~hybridpgm.graphs.BayesNet`: normalising data, missing entries and context inputs."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        t = next(self._tensors(), None)
+        return t.dtype if t is not None else torch.get_default_dtype()
+
+    @property
+    def device(self) -> torch.device:
+        t = next(self._tensors(), None)
+        return t.device if t is not None else torch.device("cpu")
+
+    def _tensors(self):
+        yield from (t for t in self.parameters() if torch.is_floating_point(t))
+        yield from (t for t in self.buffers() if torch.is_floating_point(t))
+
+    def columns(self, data, mask=None) -> dict:
+        """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
+
+        :param data: dict name -> ``[N]`` tensor, or a ``[N, len(nodes)]`` tensor
+            whose columns follow :attr:`nodes`.
+        :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
+            ``True`` where observed.
+        """
+        if data is None:
+            return {}
+        if isinstance(data, (tuple, list)) and len(data) == 2 and mask is None:
+            data, mask = data
+        if torch.is_tensor(data):
+            if data.dim() != 2 or data.shape[1] != len(self.cpds):
+                raise DataError(f"tensor data must be [N, {len(self.cpds)}] (columns {self.nodes}), "
+                                f"got {tuple(data.shape)}")
+            data = {v: data[:, i] for i, v in enumerate(self.nodes)}
+        if torch.is_tensor(mask):
+            mask = {v: mask[:, i] for i, v in enumerate(self.nodes)}
+        out = {}
+        dtype, device = self.dtype, self.device
+        for v, t in data.items():
+            if v not in self.cpds:
+                raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
+            t = torch.as_tensor(t, device=device)
+            if mask is not None and v in mask:
+                m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
+                t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
+            out[v] = t
+        lengths = {t.shape[0] for t in out.values()}
+        if len(lengths) > 1:
+            raise DataError(f"data columns differ in length: { {v: t.shape[0] for v, t in out.items()} }")
+        return out
+
+    def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
+
+        The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
+        :meth:`model` accepts as ``model(values, mask)``.
+        """
+        x = self.to_tensor(data) if not torch.is_tensor(data) else data
+        if torch.is_floating_point(x):
+            mask = ~torch.isnan(x)
+        else:
+            mask = x >= 0
+        return torch.where(mask, x, torch.zeros_like(x)), mask
+
+    def to_tensor(self, values: Mapping) -> torch.Tensor:
+        """Stack a dict of ``[N]`` columns into ``[N, len(nodes)]`` floats (``NaN`` = missing)."""
+        cols = self.columns(values)
+        n = next(iter(cols.values())).shape[0]
+        nan = torch.full((n,), float("nan"), dtype=self.dtype, device=self.device)
+        return torch.stack([cols[v].to(self.dtype) if v in cols else nan for v in self.nodes], -1)
+
+    def _split(self, v, t):
+        """``(values with missing filled by 0, observed mask or None if all observed)``."""
+        if torch.is_floating_point(t):
+            missing = torch.isnan(t)
+        else:
+            missing = t < 0
+        card = self.cardinality(v)
+        filled = torch.where(missing, torch.zeros_like(t), t)
+        if card is not None:
+            filled = filled.long()
+            bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
+            if bad.any():
+                raise DataError(f"column '{v}' holds a value outside 0..{card - 1}")
+        else:
+            filled = filled.to(self.dtype)
+        return filled, (None if not missing.any() else ~missing)
+
+    def _inputs(self, inputs) -> dict:
+        names = self.input_names
+        if inputs is None:
+            return {}
+        if torch.is_tensor(inputs):
+            if len(names) != 1:
+                raise DataError(f"pass inputs as a dict; the network has context inputs {names}")
+            inputs = {names[0]: inputs}
+        unknown = set(inputs) - set(names)
+        if unknown:
+            raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
+        return {k: torch.as_tensor(t, device=self.device) for k, t in inputs.items()}

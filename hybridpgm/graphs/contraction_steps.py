@@ -1,0 +1,158 @@
+"""The kernels of one pairwise step of a :class:`~hybridpgm.graphs.contraction.ContractionPlan`.
+
+A step contracts two operands (rarely one) over named dims, in one of three semirings:
+
+* ``"log"`` -- :func:`log_einsum`, :math:`\\log \\sum \\prod_i e^{a_i}`: each operand ``a_i`` is shifted by
+  its maximum over the dims the step sums out (laid out by :func:`shift_plan`), exponentiated, contracted by
+  ``torch.einsum`` and taken back to log space by :class:`LogOfSum` (exact gradient :math:`1/x`, zero for an
+  impossible configuration), then the shifts are added back: the computation of
+  :func:`pyro.ops.einsum.torch_log.einsum` with its bookkeeping precomputed once per step;
+* ``"prob"`` -- :func:`pair_product`, the probability-space product of two operands as one ``torch.bmm``,
+  :math:`C_{b,l,r} = \\sum_k A_{b,l,k} B_{b,k,r}`, after summing out the dims only one operand holds;
+  :func:`pair_plan` orders the result ``batch + left + right`` as the matmul returns it, so the larger operand
+  ``A`` is not copied when its dims are already grouped that way (an outer product, ``k`` empty, is a
+  broadcast multiply);
+* ``"max"`` -- :func:`max_sum`, the maximum over the summed-out dims of the broadcast sum of the operands
+  (MAP; back-propagating through it recovers the argmax).
+
+:class:`~hybridpgm.graphs.contraction.ContractionPlan` precomputes :func:`pair_plan` and :func:`shift_plan` for
+every step when it is built and replays the kernels on every call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["LogOfSum", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan"]
+
+
+def pair_plan(ins, out, sizes):
+    """How to contract two operands with one ``torch.bmm``, and the output dim order that gives for free.
+
+    The larger operand ``A`` (dims ``batch + left + contracted`` after summing the dims only it holds)
+    times ``B`` (``batch + contracted + right``) is ``[batch, left, right]``; ordering every group as
+    ``A`` holds it leaves ``A`` uncopied whenever its dims are already grouped that way.
+    """
+    big = 0 if math.prod(sizes[d] for d in ins[0]) >= math.prod(sizes[d] for d in ins[1]) else 1
+    a, b = ins[big], ins[1 - big]
+    keep = set(out)
+    batch = [d for d in a if d in b and d in keep]
+    contracted = [d for d in a if d in b and d not in keep]
+    left = [d for d in a if d not in b and d in keep]
+    right = [d for d in b if d not in a and d in keep]
+    a_rest = [d for d in a if d in b or d in keep]  # after summing the dims only A holds
+    b_rest = [d for d in b if d in a or d in keep]
+    spec = (big,
+            tuple(i for i, d in enumerate(a) if d not in b and d not in keep),
+            tuple(i for i, d in enumerate(b) if d not in a and d not in keep),
+            tuple(a_rest.index(d) for d in batch + left + contracted),
+            tuple(b_rest.index(d) for d in batch + contracted + right),
+            len(batch), len(left), len(contracted))
+    return spec, tuple(batch + left + right)
+
+
+def pair_product(args, spec):
+    """``einsum`` of two probability-space operands as one ``bmm`` (see :func:`pair_plan`)."""
+    big, sum_a, sum_b, perm_a, perm_b, nb, nl, nk = spec
+    a, b = args[big], args[1 - big]
+    if sum_a:
+        a = a.sum(sum_a)
+    if sum_b:
+        b = b.sum(sum_b)
+    if perm_a != tuple(range(len(perm_a))):
+        a = a.permute(perm_a)
+    if perm_b != tuple(range(len(perm_b))):
+        b = b.permute(perm_b)
+    bs, ls, ks, rs = a.shape[:nb], a.shape[nb:nb + nl], a.shape[nb + nl:], b.shape[nb + nk:]
+    nbatch, nk_ = math.prod(bs), math.prod(ks)
+    if nk_ == 1:  # an outer product: a broadcast multiply, not one tiny matmul per batch entry
+        out = a.reshape(nbatch, math.prod(ls), 1) * b.reshape(nbatch, 1, math.prod(rs))
+    else:
+        out = torch.bmm(a.reshape(nbatch, math.prod(ls), nk_), b.reshape(nbatch, nk_, math.prod(rs)))
+    return out.reshape((*bs, *ls, *rs))
+
+
+def shift_plan(ins, out):
+    """For each input: the axes it is maximised over, and how that max lines up with ``out``."""
+    plans = []
+    for dims in ins:
+        red = tuple(i for i, d in enumerate(dims) if d not in out)
+        kept = [d for d in dims if d in out]
+        order = sorted(range(len(kept)), key=lambda i: out.index(kept[i]))
+        view = [1] * len(out)
+        plans.append((red, tuple(order), tuple(out.index(kept[i]) for i in order), view))
+    return plans
+
+
+def log_einsum(equation, operands, shifts):
+    """Log-space einsum ``log einsum(exp(a), exp(b), ...)`` with per-output max shifting.
+
+    The same computation as :func:`pyro.ops.einsum.torch_log.einsum`, with the
+    bookkeeping precomputed by the plan (one small kernel sequence per step), and
+    exact gradients where a shifted sum is small (:class:`LogOfSum`).
+    """
+    if len(operands) == 1 and not shifts[0][0]:
+        t = operands[0]
+        return t.permute(shifts[0][1]) if shifts[0][1] != tuple(range(t.dim())) else t.clone()
+    exps, total = [], None
+    for t, (red, order, positions, view) in zip(operands, shifts):
+        shift = t.detach()
+        if red:
+            shift = shift.amax(dim=red, keepdim=True)
+        shift = shift.clamp(min=torch.finfo(shift.dtype).min)
+        exps.append((t - shift).exp())
+        if red:
+            shift = shift.reshape([n for i, n in enumerate(t.shape) if i not in red])
+        if order != tuple(range(len(order))):
+            shift = shift.permute(order)
+        shape = list(view)
+        for pos, n in zip(positions, shift.shape):
+            shape[pos] = n
+        shift = shift.reshape(shape)
+        total = shift if total is None else total + shift
+    result = LogOfSum.apply(torch.einsum(equation, *exps))
+    return result + total
+
+
+class LogOfSum(torch.autograd.Function):
+    """:math:`\\log x` of a step's max-shifted sum, with the exact gradient :math:`1/x` for every positive
+    :math:`x` and 0 at :math:`x = 0` (an impossible configuration: no NaN, no spurious gradient).
+
+    Pyro's ``safe_log`` clamps :math:`1/x` at :math:`1/\\epsilon` (4.5e15 in float64), which is wrong wherever a
+    step's shifted sum falls under :math:`\\epsilon`: shifting each operand by its own maximum does not keep the
+    sum of their products near one when the operands' maxima disagree (frustrated couplings, conflicting
+    evidence), and marginals taken as gradients then come out scaled by that sum.  Here :math:`x` is clamped at
+    the dtype's smallest normal number only, which bounds the gradient for the subnormal sums alone; the gradient
+    reaching a step's output is a posterior weight, at most one.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.log()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, grad / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(grad))
+
+
+def max_sum(args, ins, out):
+    """Max over the dims not in ``out`` of the broadcast sum of ``args``."""
+    union = list(out) + sorted({d for dims in ins for d in dims} - set(out), key=str)
+    total = None
+    for t, dims in zip(args, ins):
+        perm = sorted(range(len(dims)), key=lambda i: union.index(dims[i]))
+        t = t.permute(perm) if perm != list(range(len(dims))) else t
+        shape, it = [], iter(t.shape)
+        pos = {dims[i] for i in perm}
+        for d in union:
+            shape.append(next(it) if d in pos else 1)
+        t = t.reshape(shape)
+        total = t if total is None else total + t
+    n_out = len(out)
+    if total.dim() == n_out:
+        return total.clone() if len(args) == 1 else total
+    return total.reshape(*total.shape[:n_out], -1).max(-1).values

@@ -1,0 +1,96 @@
+"""The interface every CPD of a :class:`~hybridpgm.graphs.BayesNet` node shares: :class:`CPD`.
+
+A CPD names the parents of its node and says its cardinality (``None`` for a continuous node).  It is
+*bound* to its node by :meth:`BayesNet.add <hybridpgm.graphs.BayesNet.add>` /
+:meth:`BayesNet.check <hybridpgm.graphs.BayesNet.check>`, which tell it the cardinality of every parent;
+from then on it splits its parents into discrete ones (the leading dims of its tables, in order) and
+continuous ones, and gathers the continuous values its table depends on (continuous parents, then any
+context inputs) from a dict name -> ``[N]`` or ``[N, d]`` tensor into one ``[N, sum d]`` feature matrix.
+The kinds of CPD (:class:`~hybridpgm.graphs.cpd.Table`, :class:`~hybridpgm.graphs.cpd.Neural`,
+:class:`~hybridpgm.graphs.cpd.LinearGaussian`) live in :mod:`hybridpgm.graphs.cpd`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import EvidenceError, ModelSpecError
+
+__all__ = ["CPD"]
+
+
+class CPD(nn.Module):
+    """Base class: the parents of a node and its cardinality (``None`` if continuous).
+
+    A CPD is *bound* to its node by :meth:`BayesNet.add` / :meth:`BayesNet.check`,
+    which tells it the cardinality of every parent (``None`` for continuous ones).
+    """
+
+    cardinality: int | None = None
+
+    def __init__(self, parents: Sequence[str] = ()):
+        super().__init__()
+        if isinstance(parents, str):
+            parents = [parents]
+        try:
+            self.parents: tuple[str, ...] = tuple(parents)
+        except TypeError:
+            raise ModelSpecError(f"parents must be a sequence of node names, got {parents!r}") from None
+        bad = [p for p in self.parents if not isinstance(p, str) or not p]
+        if bad:
+            raise ModelSpecError(f"parents {list(self.parents)!r}: every parent must be a non-empty node name "
+                                 f"(a str), got {bad!r}")
+        if len(set(self.parents)) != len(self.parents):
+            raise ModelSpecError(f"duplicate parents {list(self.parents)}")
+        self.node: str | None = None
+        self.parent_cards: dict[str, int | None] = {}
+
+    # -- binding -----------------------------------------------------------------
+    @property
+    def discrete_parents(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parents if self.parent_cards.get(p) is not None)
+
+    @property
+    def continuous_parents(self) -> tuple[str, ...]:
+        return tuple(p for p in self.parents if p in self.parent_cards and self.parent_cards[p] is None)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of continuous values (continuous parents and context) the table depends on."""
+        return self.continuous_parents
+
+    def validate(self, node: str) -> None:
+        """Raise :class:`ModelSpecError` naming ``node`` if the CPD's own
+        values are malformed (called by :meth:`BayesNet.add`)."""
+
+    def bind(self, node: str, parent_cards: Mapping[str, int | None]) -> None:
+        """Check the CPD against its parents' cardinalities; raise :class:`ModelSpecError`."""
+        self.node = node
+        self.parent_cards = {p: parent_cards[p] for p in self.parents}
+
+    def _err(self, msg: str) -> ModelSpecError:
+        return ModelSpecError(f"node '{self.node}': {msg}")
+
+    @property
+    def is_batched(self) -> bool:
+        """Whether the table depends on per-row continuous inputs."""
+        return bool(self.inputs)
+
+    def _input_features(self, values: Mapping[str, torch.Tensor] | None) -> torch.Tensor | None:
+        if not self.inputs:
+            return None
+        cols = []
+        for name in self.inputs:
+            if values is None or name not in values:
+                raise EvidenceError(f"node '{self.node}' needs the continuous input '{name}'")
+            v = torch.as_tensor(values[name])
+            if torch.is_floating_point(v) and torch.isnan(v).any():
+                raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
+            cols.append(v.reshape(v.shape[0], -1) if v.dim() > 0 else v.reshape(1, 1))
+        return torch.cat([c.to(cols[0].dtype) for c in cols], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"node={self.node!r}, parents={list(self.parents)}, cardinality={self.cardinality}"
