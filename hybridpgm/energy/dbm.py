@@ -22,7 +22,8 @@ The variational lower bound
 
     \log p(v) \ge -E(v, \mu) + \sum_{l \ge 1} \mathcal H(\mu_l) - \log Z
 
-uses :math:`\log Z` from AIS [1, 2] (or exact enumeration on small models).
+uses :math:`\log Z` from AIS [1, 2] (or exact enumeration on small models); :math:`\log Z` and the
+likelihoods are in :mod:`hybridpgm.energy.dbm_likelihood`.
 
 References:
 
@@ -42,9 +43,9 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, check_log_z, layer_sizes, positive_int, positive_real
+from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real
+from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
-from hybridpgm.energy.enumerate_states import logsumexp_over_states
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -54,8 +55,11 @@ __all__ = ["DBM"]
 
 
 @serializable
-class DBM(nn.Module):
+class DBM(DBMLikelihood, nn.Module):
     """Deep Boltzmann machine with Bernoulli units.
+
+    :math:`\\log Z`, :math:`\\log p(v)` and the mean-field bound come from
+    :class:`~hybridpgm.energy.dbm_likelihood.DBMLikelihood`.
 
     :param sizes: layer sizes ``[V, H1, H2, ...]`` (at least two hidden layers
         for a *deep* BM; ``[V, H]`` is an RBM and is accepted).
@@ -245,99 +249,7 @@ class DBM(nn.Module):
         self.check_parameters()
         return self.gibbs_chain(self.init_chains(num_samples), steps)[0]
 
-    # --------------------------------------------------------- log-likelihood
-    def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
-                      **ais_kwargs) -> torch.Tensor:
-        """:math:`\\log Z`: ``"exact"`` enumerates the smaller of the even and odd layer sets
-        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`.
-
-        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
-            ``chunk_size`` that is not a positive integer.
-        """
-        self.check_parameters()
-        if method == "exact" and ais_kwargs:
-            raise ConfigError(f"DBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
-                              "pass method='ais' to use them")
-        if method == "ais":
-            from hybridpgm.infer.ais import AIS
-
-            data = ais_kwargs.pop("data", None)
-            return AIS(**ais_kwargs)(self, data=data).log_z
-        if method != "exact":
-            raise ConfigError(f"DBM.log_partition method must be 'exact' or 'ais', got {method!r}")
-        even = sum(self.sizes[0::2])
-        odd = sum(self.sizes[1::2])
-        keep = 0 if even <= odd else 1
-        layers = list(range(keep, len(self.sizes), 2))
-        w = self.weights[0]
-
-        def log_f(states: torch.Tensor) -> torch.Tensor:
-            x = [None] * len(self.sizes)
-            for l, part in zip(layers, states.split([self.sizes[l] for l in layers], -1)):
-                x[l] = part
-            return -self._summed_out(x, keep)
-
-        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-            return logsumexp_over_states(log_f, min(even, odd), dtype=w.dtype, device=w.device,
-                                         chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM")
-
-    @torch.no_grad()
-    def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
-        layers (feasible for small ``H2 + H4 + ...``).
-
-        :param v: ``batch x V`` (two dimensions).
-        :raises DataError: bad ``v`` (see :meth:`check_visible`), or ``v`` not two-dimensional.
-        """
-        v = self.check_visible(v)
-        if v.dim() != 2:
-            raise DataError(f"DBM.unnormalized_log_prob expects v of shape (batch, {self.sizes[0]}), "
-                            f"got {tuple(v.shape)}")
-        layers = list(range(2, len(self.sizes), 2))
-        sizes = [self.sizes[l] for l in layers]
-        if not layers:  # an RBM: nothing left to enumerate
-            return -self._summed_out([v] + [None] * self.num_layers, keep=0)
-
-        def log_f(states: torch.Tensor) -> torch.Tensor:  # states S x n -> S x batch
-            x = [None] * len(self.sizes)
-            x[0] = v.unsqueeze(0)
-            for l, part in zip(layers, states.split(sizes, -1)):
-                x[l] = part.unsqueeze(1)
-            return -self._summed_out(x, keep=0)
-
-        return logsumexp_over_states(log_f, sum(sizes), dtype=v.dtype, device=v.device, chunk_size=chunk_size,
-                                     cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
-
-    def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v)` (``batch``) on small models.
-
-        :raises ConfigError: ``log_z`` is not a finite scalar.
-        :raises DataError: bad ``v`` (see :meth:`unnormalized_log_prob`).
-        """
-        if log_z is None:
-            log_z = self.log_partition("exact")
-        else:
-            log_z = check_log_z(log_z, "DBM.log_likelihood")
-        return self.unnormalized_log_prob(v) - log_z
-
-    @torch.no_grad()
-    def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``).
-
-        :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
-            With an AIS estimate the result is a stochastic estimate of the bound.
-        :raises ConfigError: ``log_z`` is not a finite scalar.
-        :raises DataError: bad ``v`` (see :meth:`check_visible`).
-        """
-        v = self.check_visible(v)
-        if log_z is None:
-            log_z = self.log_partition("exact")
-        else:
-            log_z = check_log_z(log_z, "DBM.log_likelihood_bound")
-        mu = self._mean_field(v)
-        entropy = sum(F.binary_cross_entropy(m, m, reduction="none").sum(-1) for m in mu[1:])
-        return -self._energy(mu) + entropy - log_z
-
+    # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)
     def annealing_path(self, data: torch.Tensor | None = None):
         """The AIS path of :class:`~hybridpgm.energy.annealing.DBMAnnealingPath`."""
         from hybridpgm.energy.annealing import DBMAnnealingPath

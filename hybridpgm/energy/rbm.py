@@ -19,7 +19,8 @@ the free energy :math:`F(v) = -\log \sum_h e^{-E(v,h)}`,
     \quad\text{(Bernoulli; Gaussian: } \textstyle\sum_i \frac{(v_i-b_i)^2}{2\sigma_i^2}
     - \sum_j \operatorname{softplus}(c_j + (v/\sigma)^\top W_{:j})\text{)},
 
-and :math:`\log p(v) = -F(v) - \log Z`.  The conditionals factorise:
+and :math:`\log p(v) = -F(v) - \log Z` (:math:`\log Z` and the likelihoods: :mod:`hybridpgm.energy.rbm_likelihood`).
+The conditionals factorise:
 :math:`p(h_j = 1 \mid v) = \sigma(c_j + (v/\sigma)^\top W_{:j})` and
 :math:`p(v_i = 1 \mid h) = \sigma(b_i + W_{i:} h)` (Gaussian:
 :math:`v_i \mid h \sim \mathcal N(b_i + \sigma_i W_{i:} h, \sigma_i^2)`).
@@ -36,8 +37,6 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
@@ -45,11 +44,11 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, check_empty, check_log_z, positive_int, positive_real
-from hybridpgm.energy.enumerate_states import logsumexp_over_states
+from hybridpgm.checks import check_device, positive_int, positive_real
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
+from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
 __all__ = ["RBM"]
@@ -63,8 +62,11 @@ def _logits_and_probs(cache) -> tuple:
 
 
 @serializable
-class RBM(nn.Module):
+class RBM(RBMLikelihood, nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
+
+    :math:`\log Z`, :math:`\log p(v)`, the pseudo-log-likelihood and the reconstruction error come from
+    :class:`~hybridpgm.energy.rbm_likelihood.RBMLikelihood`.
 
     :param int num_visible: ``V``.
     :param int num_hidden: ``H``.
@@ -340,95 +342,7 @@ class RBM(nn.Module):
     def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int) -> tuple[torch.Tensor, ...]:
         return (self._gibbs(state[0], steps, h=state[1] if len(state) > 1 else None),)
 
-    # --------------------------------------------------------- log-likelihood
-    def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
-                      **ais_kwargs) -> torch.Tensor:
-        """:math:`\\log Z`, a scalar tensor.
-
-        ``method="exact"`` enumerates the smaller layer (hidden units always for
-        Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
-        :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
-        for its standard error and log-weights).
-
-        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
-            ``chunk_size`` that is not a positive integer.
-        """
-        self.check_parameters()
-        if method == "exact" and ais_kwargs:
-            raise ConfigError(f"RBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
-                              "pass method='ais' to use them")
-        if method == "ais":
-            from hybridpgm.infer.ais import AIS
-
-            data = ais_kwargs.pop("data", None)
-            return AIS(**ais_kwargs)(self, data=data).log_z
-        if method != "exact":
-            raise ConfigError(f"RBM.log_partition method must be 'exact' or 'ais', got {method!r}")
-        w = self.weight
-        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-            if self.gaussian or self.num_hidden <= self.num_visible:
-                return logsumexp_over_states(self._log_marginal_hidden, self.num_hidden, dtype=w.dtype,
-                                             device=w.device, chunk_size=chunk_size,
-                                             cost_per_state=self.num_visible, what="RBM")
-            return logsumexp_over_states(lambda v: -self._free_energy(v), self.num_visible, dtype=w.dtype,
-                                         device=w.device, chunk_size=chunk_size,
-                                         cost_per_state=self.num_hidden, what="RBM")
-
-    def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log \sum_v e^{-E(v,h)}` (an integral for Gaussian units), ``states``."""
-        a = h @ self.weight.T
-        if self.gaussian:
-            b, s = self.visible_bias, self.sigma
-            const = self.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(s).sum()
-            return h @ self.hidden_bias + (b * a / s + a**2 / 2).sum(-1) + const
-        return h @ self.hidden_bias + F.softplus(a + self.visible_bias).sum(-1)
-
-    def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """:math:`\\log p(v) = -F(v) - \\log Z` for ``v: batch x V``; returns ``batch``.
-
-        :param log_z: a known (e.g. AIS) estimate of :math:`\\log Z`; exact by default.
-        :raises ConfigError: ``log_z`` is not a finite scalar (a number or a one-element tensor).
-        """
-        if log_z is None:
-            log_z = self.log_partition("exact")
-        else:
-            log_z = check_log_z(log_z, "RBM.log_likelihood")
-        return -self.free_energy(v) - log_z
-
-    @torch.no_grad()
-    def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False) -> torch.Tensor:
-        r"""Pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` of binary ``v: batch x V``.
-
-        With ``exact=False`` it is estimated from one random unit per example,
-        :math:`V \log \sigma(F(\tilde v) - F(v))` with :math:`\tilde v` the
-        example with that unit flipped (as scikit-learn does); ``exact=True``
-        sums all ``V`` terms.  Returns ``batch``.
-        """
-        if self.gaussian:
-            raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
-        v = self.check_visible(v)
-        free = self._free_energy(v)
-        if exact:
-            eye = torch.eye(self.num_visible, dtype=v.dtype, device=v.device)
-            flipped = (v.unsqueeze(-2) - eye).abs()  # batch x V x V: row i has unit i flipped
-            return F.logsigmoid(self._free_energy(flipped) - free.unsqueeze(-1)).sum(-1)
-        index = torch.randint(self.num_visible, v.shape[:-1], device=v.device)
-        flip = F.one_hot(index, self.num_visible).to(v.dtype)
-        flipped = (v - flip).abs()
-        return self.num_visible * F.logsigmoid(self._free_energy(flipped) - free)
-
-    @torch.no_grad()
-    def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood).
-
-        :raises DataError: bad ``v`` (see :meth:`check_visible`) or an empty batch (no mean to take)."""
-        v = self.check_visible(v)
-        check_empty(v, "RBM.reconstruction_error data 'v'")
-        h = torch.sigmoid(self.hidden_logits(v))
-        param = self.visible_param(h)
-        mean = param if self.gaussian else torch.sigmoid(param)
-        return ((v - mean) ** 2).sum(-1).mean()
-
+    # ------------------------------- features and AIS (log Z, likelihoods: RBMLikelihood)
     @torch.no_grad()
     def transform(self, v: torch.Tensor) -> torch.Tensor:
         """Features :math:`E[h \\mid v]`, ``batch x H``."""

@@ -15,8 +15,9 @@ junction tree [3]).  Float64 and float32 networks are contracted in probability
 space (one batched matmul per step; on CPU, the backward pass of a contraction with
 large intermediates runs by hand in the network's reused workspace,
 :mod:`hybridpgm.graphs.reverse_pass`); the rows whose evidence probability falls
-below the dtype's :data:`PROBABILITY_FLOOR` are answered again, alone, in log space
-(max-shifted, as Pyro's ``torch_log`` einsum), the only space used for other dtypes.  The pairwise
+below the dtype's :data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR` are answered again, alone, in log space
+(max-shifted, as Pyro's ``torch_log`` einsum), the only space used for other dtypes (the choice of space, row
+scaling and redone rows: :mod:`hybridpgm.infer.bn_spaces`).  The pairwise
 order is searched once per query shape and cached in ``bn.plan_cache``.
 
 **References**
@@ -39,6 +40,9 @@ from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
+# the space of a query: defined in bn_spaces, still importable from here (__all__)
+from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, row_scaled,
+                                       rows_in_prob, spaces_for, use_prob, with_rows_redone)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -52,25 +56,6 @@ __all__ = ["PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "
 #: (a large one makes opt_einsum avoid early row-carrying intermediates that later steps need anyway)
 PLAN_ROWS = 4
 
-#: the dtypes contracted in probability space, each with the evidence probability below which a row sends the
-#: query to log space.  An intermediate entry that falls below the dtype's smallest normal number :math:`t`
-#: (2.2e-308, 1.2e-38) loses at most :math:`t\,S` of :math:`Z_n`, :math:`S` the joint states summed over (the
-#: factors are conditional probabilities, at most one; soft evidence aside), so these floors keep the relative
-#: loss below the dtype's rounding for :math:`S` up to about :math:`5 \cdot 10^{15}` in float32 and
-#: :math:`10^{41}` in float64 (a loose bound).  Float32 rows whose row-scaled evidence (:func:`row_scaled`)
-#: stays under :math:`10^{-15}` (evidence that conflicts across many nodes) are answered in log space, the others
-#: of their batch stay in probability space.
-PROBABILITY_FLOOR = {torch.float64: 1e-250, torch.float32: 1e-15}
-
-#: the dtypes whose probability-space factors that can be small are scaled row by row before a contraction
-#: (:func:`row_scaled`): float32, whose narrow range would otherwise send rows of heavy evidence (half the nodes of
-#: hailfinder or barley observed) to log space; float64's floor leaves 58 orders of magnitude, and the scaling's
-#: few small operations per factor would show on its smallest networks
-SCALED_ROWS = frozenset({torch.float32})
-
-#: float64's floor (:data:`PROBABILITY_FLOOR`)
-TINY = PROBABILITY_FLOOR[torch.float64]
-
 #: bytes of row-carrying intermediates one contraction may hold, per device type; a batch whose rows need
 #: more is contracted in chunks of rows (:func:`rows_per_chunk`), so memory stays bounded however many rows
 #: there are.  On CPU the large intermediates of a float64 query live in the network's reused workspace
@@ -81,73 +66,6 @@ ROW_CHUNK_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 #: bytes held per row for each element of a row-carrying intermediate, in units of the dtype's size: the
 #: forward value kept for the backward pass, its gradient, and a permuted copy
 _ROW_COPIES = 3
-
-
-def use_prob(ev: Evidence) -> bool:
-    """Probability space (one batched matmul per step) for the dtypes of :data:`PROBABILITY_FLOOR`, where it is
-    accurate enough and 2-5 times cheaper than log space (a log-sum-exp per step); log space otherwise."""
-    return ev.dtype in PROBABILITY_FLOOR
-
-
-def spaces_for(ev: Evidence) -> tuple:
-    """The spaces a query tries in order: probability space where the dtype allows (:func:`use_prob`), then log
-    space for the rows it cannot answer."""
-    return ("prob", "log") if use_prob(ev) else ("log",)
-
-
-def rows_in_prob(z: torch.Tensor, ev: Evidence) -> torch.Tensor:
-    """``[N]`` bool: the rows whose probability-space evidence ``z`` is above the dtype's floor and finite (soft
-    evidence may exceed one); the others are answered again in log space."""
-    z = z.detach()
-    return (z > PROBABILITY_FLOOR[ev.dtype]) & (z < float("inf"))
-
-
-def row_scaled(tensors, dims, ev: Evidence, owners) -> tuple[list, torch.Tensor | float]:
-    """Probability-space factors, in the dtypes of :data:`SCALED_ROWS` with every row-carrying factor that can be
-    small divided, row by row, by its largest entry; and ``[N]`` :math:`\\log C_n`, the sum of the logs of those
-    maxima (``0.0`` when nothing was scaled).
-
-    :math:`Z_n` is multilinear in the factors, so the scaled contraction is :math:`\\tilde Z_n = Z_n / C_n`:
-    marginals (ratios within a row) are unchanged, and so are their gradients and those of
-    :math:`\\log \\tilde Z_n` in the unscaled factors while :math:`C_n` is held constant (it is detached), so
-    :math:`\\log Z_n = \\log \\tilde Z_n + \\log C_n` keeps its gradient.  Evidence of low probability mostly
-    enters through the small table entries that indexing picks for the observed nodes; scaled, the row's
-    :math:`\\tilde Z_n` stays far above :data:`PROBABILITY_FLOOR`.  Only those factors are scaled (a node's table
-    whose own variable was indexed away), with soft-evidence likelihoods and continuous densities: a table that
-    still holds its own variable :math:`v` has a largest entry of at least :math:`1/|v|` in every row, and a
-    hard-evidence indicator one of exactly one.  A factor that is zero in a row stays zero there (its maximum is
-    clamped to the dtype's smallest normal number).
-
-    :param owners: the node each factor belongs to (its table, or its likelihood), in the order of ``tensors``.
-    """
-    if ev.dtype not in SCALED_ROWS:
-        return list(tensors), 0.0
-    tiny = torch.finfo(ev.dtype).tiny
-    out, maxima = [], []
-    for t, d, v in zip(tensors, dims, owners):
-        if d and d[0] == BATCH and (v not in d or v in ev.soft):
-            c = t.detach().reshape(t.shape[0], -1).amax(-1).clamp_min_(tiny)
-            t = t / c.reshape(-1, *([1] * (t.dim() - 1)))
-            maxima.append(c)
-        out.append(t)
-    return out, (torch.stack(maxima).log().sum(0) if maxima else 0.0)
-
-
-def factor_owners(facts, ev: Evidence, keep) -> list:
-    """The node each factor of :func:`~hybridpgm.infer.bn_factors.factors` belongs to, in its order: the kept
-    nodes' tables, then the likelihoods of the nodes with partial (or soft) evidence."""
-    return [v for v in facts.nodes if v in keep] + [v for v in ev.partial if v in keep]
-
-
-def with_rows_redone(prob_out, ok: torch.Tensor, ev: Evidence, row_ids, redo):
-    """``prob_out`` (a tensor or a list of tensors, rows first) with the rows not ``ok`` replaced by
-    ``redo(sub_evidence, sub_row_ids)``: their answers in log space.  Out of place, so still differentiable."""
-    bad = (~ok).nonzero().flatten()
-    ids = torch.arange(ev.n, device=ok.device) if row_ids is None else row_ids
-    again = redo(ev.subset(bad), ids[bad])
-    if isinstance(prob_out, torch.Tensor):
-        return prob_out.index_copy(0, bad, again)
-    return [o.index_copy(0, bad, a) for o, a in zip(prob_out, again)]
 
 
 def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
@@ -334,8 +252,9 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
     :param row_ids: the rows' positions in the caller's batch (named in errors).
     :param bool direct: read marginals off the factors where possible, or off the dense joint of a tiny
         relevant network (:mod:`~hybridpgm.infer.bn_dense`); ``False``: the contraction with indicators for all.
-    :param spaces: the spaces to try (default :func:`spaces_for`): rows that probability space cannot answer
-        (:func:`rows_in_prob`) are answered again, alone, in log space.
+    :param spaces: the spaces to try (default :func:`~hybridpgm.infer.bn_spaces.spaces_for`): rows that
+        probability space cannot answer (:func:`~hybridpgm.infer.bn_spaces.rows_in_prob`) are answered again,
+        alone, in log space.
     """
     facts = network_facts(bn)
     dims = factor_dims(facts, ev.observed, ev.partial, keep)

@@ -84,7 +84,7 @@ def probability_floor(dtype: torch.dtype, log_states: float) -> float:
     """The probability-space :math:`\\tilde Z` below which a model is contracted again in log space.
 
     :math:`\\max(f_{\\mathrm{dtype}},\\ t\\,S/\\epsilon)`: the floor of
-    :data:`~hybridpgm.infer.bn_contract.PROBABILITY_FLOOR` (1e-250, 1e-15), raised for models whose
+    :data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR` (1e-250, 1e-15), raised for models whose
     :math:`S` joint states could lose more than the dtype's rounding :math:`\\epsilon` to underflow
     (:math:`t` its smallest normal number); ``inf`` (log space only) for the dtypes without a floor, and where
     the bound exceeds the dtype's range (float32 models of :math:`2^{231}` joint states or more).
