@@ -15,8 +15,8 @@ import torch
 
 from hybridpgm.errors import ConfigError, DataError, DeviceError
 
-__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "layer_sizes", "positive_int", "positive_real",
-           "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
+__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "layer_sizes", "positive_int",
+           "positive_real", "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -142,3 +142,17 @@ def check_empty(x: torch.Tensor, what: str) -> None:
     """Raise :class:`~hybridpgm.errors.DataError` for a batch of zero rows where no result is defined."""
     if x.numel() == 0:
         raise DataError(f"{what} is an empty batch (shape {tuple(x.shape)}); give at least one row")
+
+
+def check_player(player, players, owner: str) -> None:
+    """Raise unless ``player`` is one of ``players``: an objective's ``loss(player, batch)`` called with a
+    name it does not have (every objective raises the same class, naming its own players).
+
+    :raises ConfigError: naming ``owner``, its players and what it got.
+    """
+    if player in players:
+        return
+    names = [repr(p) for p in players]
+    have = (f"one player {names[0]}" if len(names) == 1
+            else f"players {', '.join(names[:-1])} and {names[-1]}")
+    raise ConfigError(f"{owner} has {have}, got {player!r}")

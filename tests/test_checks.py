@@ -116,3 +116,52 @@ def test_unit_fraction_accepts_numbers_in_the_open_interval():
     from hybridpgm.checks import unit_fraction
 
     assert unit_fraction(0.25, "level") == 0.25 and unit_fraction(np.float32(0.5), "level") == 0.5
+
+
+def test_check_player_names_the_owner_and_its_players():
+    from hybridpgm.checks import check_player
+
+    check_player("elbo", ("elbo",), "SVIObjective")
+    with pytest.raises(ConfigError, match="^SVIObjective has one player 'elbo', got 'wake'$"):
+        check_player("wake", ("elbo",), "SVIObjective")
+    with pytest.raises(ConfigError, match="^GAN has players 'discriminator' and 'generator', got 'critic'$"):
+        check_player("critic", ("discriminator", "generator"), "GAN")
+    with pytest.raises(ConfigError, match="^X has players 'a', 'b' and 'c', got None$"):
+        check_player(None, ("a", "b", "c"), "X")
+
+
+def _objectives():
+    from hybridpgm.energy import ClassificationObjective, ReconstructionObjective
+    from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective
+    from hybridpgm.infer import NVIL, RWS, VIMCO, ContrastiveDivergence, CRFLikelihood, SVIObjective, WakeSleep
+    from hybridpgm.nn import mlp
+
+    sbn = SigmoidBeliefNet([6, 3])
+    vae = VAE(6, 2)
+    dbn = DBN([6, 4, 3])
+    x = torch.rand(8, 2)
+    windows = torch.rand(12, 4, 1)
+    return {
+        "SVIObjective": lambda: SVIObjective(vae.model, vae.guide),
+        "VIMCO": lambda: VIMCO(sbn.model, sbn.guide, 2),
+        "NVIL": lambda: NVIL(sbn.model, sbn.guide),
+        "RWS": lambda: RWS(sbn.model, sbn.guide, 2),
+        "WakeSleep": lambda: WakeSleep(sbn.model, sbn.guide),
+        "ContrastiveDivergence": lambda: ContrastiveDivergence(RBM(6, 3)),
+        "ReconstructionObjective": lambda: ReconstructionObjective(dbn.to_autoencoder()),
+        "ClassificationObjective": lambda: ClassificationObjective(dbn.to_classifier(3)),
+        "CRFLikelihood": lambda: CRFLikelihood(mlp([4, 3])),
+        "GAN": lambda: GAN(*gan_networks("mlp", 2, noise_dim=3, hidden=(8,))),
+        "ExactMLLObjective": lambda: ExactMLLObjective(DeepKernelGP(x, x[:, 0])),
+        "SemiStochasticObjective": lambda: SemiStochasticObjective(GPLSTM(windows, windows[:, -1, 0], hidden_size=2)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_objectives()))
+def test_every_objective_refuses_an_unknown_player_with_a_config_error(name):
+    """One class for one fault: the GP objectives raised ModelSpecError and the adversarial ones
+    ObjectiveError, the others ConfigError."""
+    objective = _objectives()[name]()
+    assert "bogus" not in objective.players()
+    with pytest.raises(ConfigError, match=rf"{type(objective).__name__} has (one player|players) .*got 'bogus'"):
+        objective.loss("bogus", None)

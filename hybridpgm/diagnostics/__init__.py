@@ -7,7 +7,8 @@ a trained Pyro guide is :func:`from_pyro_svi` (named like ArviZ's
 """
 
 from hybridpgm._lazy import lazy_exports
-from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat  # eager: the function shares its module's name
+# eager: the function check_vi shares its module's name
+from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat  # noqa: F401 (re-exported)
 
 _MODULES = {
     "gan_metrics": ("RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",

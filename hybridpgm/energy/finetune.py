@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.data.validation import as_model_dtype, check_finite
-from hybridpgm.checks import check_device, check_empty
+from hybridpgm.checks import check_device, check_empty, check_player
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -40,8 +40,7 @@ class _OnePlayer:
         return {self.player: list(self.module.parameters())}
 
     def _check_player(self, player: str) -> None:
-        if player != self.player:
-            raise ConfigError(f"{type(self).__name__} has one player {self.player!r}, got {player!r}")
+        check_player(player, (self.player,), type(self).__name__)
 
     def _inputs(self, x) -> torch.Tensor:
         """``x`` checked for free (a non-empty tensor on the network's device) and in its dtype (the rule of

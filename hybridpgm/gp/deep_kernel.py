@@ -38,6 +38,7 @@ from typing import Any
 import gpytorch
 import torch
 
+from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_grid_bounds, check_inputs, check_inputs_deferred,
                                      check_module, check_targets, check_training_batch, default_kernel)
@@ -248,10 +249,9 @@ class ExactMLLObjective:
         return {"mll": [p for p in self.model.parameters() if p.requires_grad]}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """:raises ModelSpecError: an unknown ``player``.
+        """:raises ConfigError: an unknown ``player``.
         :raises DataError: a batch that is not ``(x, y)`` (see :meth:`DeepKernelGP.marginal_log_likelihood`)."""
-        if player != "mll":
-            raise ModelSpecError(f"unknown player {player!r}; ExactMLLObjective has one player, 'mll'")
+        check_player(player, ("mll",), "ExactMLLObjective")
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise DataError(f"ExactMLLObjective batches are (x, y), got {_describe(batch)}")
         x, y = batch

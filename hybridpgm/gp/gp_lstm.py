@@ -40,7 +40,7 @@ import gpytorch
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_int, sample_count, unit_fraction
+from hybridpgm.checks import check_player, positive_int, sample_count, unit_fraction
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
@@ -229,11 +229,12 @@ class SemiStochasticObjective:
         return self._grad
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """:raises ModelSpecError: an unknown ``player``.
+        """:raises ConfigError: an unknown ``player``.
         :raises DataError: a batch that is not ``(x, y, index)`` with ``index`` an integer vector of
             ``x``'s length (rows of the training data, as :meth:`dataset` gives), or row numbers outside
             ``[0, N)``: inside :func:`hybridpgm.fit` that check joins the step's one host read, before the
             network player's update."""
+        check_player(player, ("gp", "network"), "SemiStochasticObjective")
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             got = f"a {type(batch).__name__}" + (f" of {len(batch)} element(s)" if isinstance(batch, (tuple, list))
                                                   else "")
@@ -251,8 +252,6 @@ class SemiStochasticObjective:
             with torch.no_grad():
                 h = self.model.training_features()
             return self._full_loss(h)
-        if player != "network":
-            raise ModelSpecError(f"unknown player {player!r}; players are 'gp' and 'network'")
         full, grad = self._feature_gradient()
         h = self.model.features(x)
         n = self.model.train_x.shape[0]

@@ -47,8 +47,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridpgm.checks import check_empty, positive_int
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.checks import check_empty, check_player, positive_int
+from hybridpgm.errors import DataError, ModelSpecError
 
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
 
@@ -122,8 +122,7 @@ class ContrastiveDivergence(nn.Module):
         return {self.player: list(self.model.parameters())}
 
     def _visible(self, player: str, batch: Any) -> torch.Tensor:
-        if player != self.player:
-            raise ConfigError(f"{type(self).__name__} has one player {self.player!r}, got {player!r}")
+        check_player(player, (self.player,), type(self).__name__)
         v = _as_visible(batch)
         if self.check_data:
             v = self.model.check_visible(v, "batch")

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["CRFLikelihood", "token_accuracy"]
@@ -54,8 +55,7 @@ class CRFLikelihood:
         return {"crf": list(self.module.parameters())}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        if player != "crf":
-            raise ConfigError(f"CRFLikelihood has one player 'crf', got {player!r}")
+        check_player(player, ("crf",), "CRFLikelihood")
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             raise DataError(f"CRFLikelihood batches are (x, y, lengths), got {type(batch).__name__} "
                             f"of {len(batch) if isinstance(batch, (tuple, list)) else 1} element(s)")

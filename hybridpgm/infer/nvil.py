@@ -51,7 +51,7 @@ from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import check_player, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 
@@ -273,8 +273,7 @@ class NVIL(ModelGuideObjective):
         return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        if player != "elbo":
-            raise ConfigError(f"NVIL has one player 'elbo', got {player!r}")
+        check_player(player, ("elbo",), "NVIL")
         args, size = self.batch_args(batch)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

@@ -44,7 +44,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import check_player, positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -146,8 +146,7 @@ class RWS(ModelGuideObjective):
         return {"rws": self.theta + self.phi} if self.joint else {"wake": self.theta, "sleep": self.phi}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        if player not in self.players():
-            raise ConfigError(f"RWS has players {list(self.players())}, got {player!r}")
+        check_player(player, ("rws",) if self.joint else ("wake", "sleep"), "RWS")
         args, size = self.batch_args(batch)
         losses = self.elbo.losses(self.model, self.guide, *args, **self.model_kwargs)
         loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.theta + losses.phi}[player]

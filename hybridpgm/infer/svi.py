@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 from pyro.infer import ELBO
 
+from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.train.batches import batch_size_of
@@ -81,8 +82,7 @@ class SVIObjective:
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        if player != "elbo":
-            raise ConfigError(f"SVIObjective has one player 'elbo', got {player!r}")
+        check_player(player, ("elbo",), "SVIObjective")
         if self.per_example:  # the loss is divided by the batch size: it must be known and positive
             size = batch_size_of(batch)  # DataError for a batch it cannot size (None, an empty tuple)
             if size == 0:

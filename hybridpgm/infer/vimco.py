@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import torch
 
+from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -95,8 +96,7 @@ class VIMCO(ModelGuideObjective):
         return {"elbo": self.theta + self.phi}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        if player != "elbo":
-            raise ConfigError(f"VIMCO has one player 'elbo', got {player!r}")
+        check_player(player, ("elbo",), "VIMCO")
         args, size = self.batch_args(batch)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

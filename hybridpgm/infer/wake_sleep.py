@@ -38,8 +38,8 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites
 
-from hybridpgm.checks import positive_int
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.checks import check_player, positive_int
+from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
 
@@ -144,11 +144,10 @@ class WakeSleep(ModelGuideObjective):
         return {"wake": self.theta, "sleep": self.phi}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        check_player(player, ("wake", "sleep"), "WakeSleep")
         args, size = self.batch_args(batch)
         if player == "wake":
             loss = self.elbo.wake_loss(self.model, self.guide, *args, **self.model_kwargs)
-        elif player == "sleep":
-            loss = self.elbo.sleep_loss(self.model, self.guide, *args, **self.model_kwargs)
         else:
-            raise ConfigError(f"WakeSleep has players 'wake' and 'sleep', got {player!r}")
+            loss = self.elbo.sleep_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

@@ -121,7 +121,7 @@ def test_exact_mll_objective_names_a_bad_batch_or_player():
     objective = ExactMLLObjective(DeepKernelGP(x, y))
     with pytest.raises(DataError, match=r"ExactMLLObjective batches are \(x, y\), got a tuple of 1"):
         objective.loss("mll", (x,))
-    with pytest.raises(ModelSpecError, match="unknown player 'elbo'"):
+    with pytest.raises(ConfigError, match="ExactMLLObjective has one player 'mll', got 'elbo'"):
         objective.loss("elbo", (x, y))
 
 

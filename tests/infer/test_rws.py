@@ -121,7 +121,7 @@ def test_sleep_phi_option_and_players():
         RWS(sbn.model, sbn.guide, wake_phi=False, sleep_phi=False)
     with pytest.raises(ConfigError, match="num_particles"):
         RWS(sbn.model, sbn.guide, num_particles=0)
-    with pytest.raises(ConfigError, match="players"):
+    with pytest.raises(ConfigError, match="RWS has one player 'rws', got 'wake'"):
         joint.loss("wake", x)
 
 

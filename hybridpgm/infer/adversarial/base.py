@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import positive_real, sample_count
+from hybridpgm.checks import check_player, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
@@ -144,7 +144,7 @@ class AdversarialGame:
             return self.discriminator_step_loss(batch)
         if player == "generator":
             return self.generator_step_loss(batch)
-        raise ObjectiveError(f"{type(self).__name__} has players 'discriminator' and 'generator', got {player!r}")
+        check_player(player, ("discriminator", "generator"), type(self).__name__)
 
     def discriminator_step_loss(self, batch: Any) -> torch.Tensor:
         raise NotImplementedError

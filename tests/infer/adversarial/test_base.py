@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.adversarial import GAN
 from hybridpgm.infer.adversarial.base import check_k, log_q_from_logits, weighted_mean
 from tests.infer.adversarial.conftest import tiny_pair
@@ -83,7 +83,7 @@ def test_bad_data_and_player():
     gan = GAN(*tiny_pair())
     with pytest.raises(DataError, match=r"\(batch, 2\).*\(4, 3\)"):
         gan.loss("generator", torch.zeros(4, 3))
-    with pytest.raises(ObjectiveError, match="'critic'"):
+    with pytest.raises(ConfigError, match="GAN has players 'discriminator' and 'generator', got 'critic'"):
         gan.loss("critic", torch.zeros(4, 2))
     assert torch.isfinite(gan.loss("discriminator", (torch.zeros(4, 2), torch.zeros(4))))  # labels ignored
 
