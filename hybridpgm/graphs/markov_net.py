@@ -64,7 +64,8 @@ class MarkovNet(nn.Module):
         given twice raises :class:`~hybridpgm.errors.ModelSpecError`.
 
     >>> mrf = MarkovNet({"a": 2, "b": 3})
-    >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))  # returns the net, so calls chain
+    MarkovNet(variables={'a': 2, 'b': 3}, factors=['ab'])
     >>> mrf.log_partition(method="exact").shape
     torch.Size([])
     """
@@ -93,6 +94,9 @@ class MarkovNet(nn.Module):
         self.families: dict[str, dict] = {}
         self.potentials = nn.ModuleDict()  # neural families
         self._colors = None
+
+    def __repr__(self) -> str:
+        return f"MarkovNet(variables={self.cards}, factors={list(self.families)})"
 
     # -- declaration --------------------------------------------------------------
     @property

@@ -48,8 +48,9 @@ class MarkovNetDistribution(TorchDistribution):
     :param evidence: ``name -> value`` (``-1`` unobserved), as for :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`.
     :param context: the input of neural potentials, if any.
 
-    >>> mrf = MarkovNet({"a": 2, "b": 3})
-    >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    >>> import torch
+    >>> from hybridpgm.graphs import MarkovNet
+    >>> mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
     >>> d = mrf.distribution()
     >>> d.sample((5,)).shape, d.event_shape
     (torch.Size([5, 2]), torch.Size([2]))
