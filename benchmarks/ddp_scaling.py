@@ -187,7 +187,8 @@ def main(args) -> dict:
     for accumulate in args.accumulate:
         for ckpt in (False, True):
             extra = ["--memory-batch", str(args.memory_batch), "--accumulate", str(accumulate),
-                     "--hidden", str(args.hidden), "--device", args.device] + (["--checkpoint-activations"] if ckpt else [])
+                     "--hidden", str(args.hidden), "--device", args.device]
+            extra += ["--checkpoint-activations"] if ckpt else []
             memory.append({"accumulate": accumulate, "checkpoint_activations": ckpt, **_launch("memory", 1, extra)})
     key = "cuda_max_allocated_mb" if "cuda_max_allocated_mb" in memory[0] else "saved_for_backward_mb"
     one_pass = next(m[key] for m in memory if m["accumulate"] == 1 and not m["checkpoint_activations"])

@@ -93,7 +93,8 @@ def boltzmann(lines: list[str]) -> None:
             point = b["estimate_ais"] if "estimate_ais" in b else b["upper_ais"]
             upper = point + 3 * a["stderr"]
             lines.append(f"| RBM {name.upper()} | {f(r['test_log_likelihood_ais'])} | {f(b['lower_raise'])} | "
-                         f"{f(point)} | {f(upper)} | {pm(a['log_z'], a['stderr'], 2)} | {'yes' if a['reliable'] else 'no'} | "
+                         f"{f(point)} | {f(upper)} | {pm(a['log_z'], a['stderr'], 2)} | "
+                         f"{'yes' if a['reliable'] else 'no'} | "
                          f"{f(r['train_seconds'], 0)} |")
         if "dbm" in fm:
             r = fm["dbm"]

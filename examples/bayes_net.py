@@ -112,7 +112,8 @@ def part2(args) -> None:
     print(f"  {args.num_queries} rows x {len(post)} marginals in {1e3 * took:.1f} ms "
           f"({1e6 * took / args.num_queries:.1f} us per row)")
     print(f"  p({q} | row 0) = {dict(zip(bn.state_names[q], post[q][0].tolist()))}")
-    print(f"  MAP of row 0: {{{', '.join(f'{v}: {bn.state_names[v][int(x[0])]}' for v, x in list(mpe.items())[:6])}, ...}}")
+    first = ", ".join(f"{v}: {bn.state_names[v][int(x[0])]}" for v, x in list(mpe.items())[:6])
+    print(f"  MAP of row 0: {{{first}, ...}}")
     mixed_patterns(bn, evidence)
 
 

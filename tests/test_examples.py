@@ -17,14 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [
     "bayes_net.py --num-steps 3 --batch-size 64 --num-data 200 --num-queries 20 --quiet --device cpu",
     "crf_tagger.py --num-steps 3 --batch-size 16 --num-train 64 --num-test 32 --max-len 12 --device cpu",
-    "dbn_dbm.py --num-steps 3 --batch-size 16 --hidden 8 4 --chains 5 --ais-chains 4 --ais-steps 20 --gibbs-steps 3 --quiet --device cpu",
+    "dbn_dbm.py --num-steps 3 --batch-size 16 --hidden 8 4 --chains 5 --ais-chains 4 --ais-steps 20 --gibbs-steps 3 "
+    "--quiet --device cpu",
     "deep_kernel.py --num-steps 3 --batch-size 32 --num-data 100 --hidden 8 --num-inducing 8 --quiet --device cpu",
     "domain_adaptation.py --num-steps 3 --batch-size 16 --hidden 16 --features 8 --quiet --device cpu",
     "gan_family.py --num-steps 3 --batch-size 16 --hidden 16 --classifier-steps 3 --quiet --device cpu",
     "gp_lstm.py --num-steps 3 --batch-size 16 --hidden 4 --forecast-samples 8 --horizon 3 --quiet --device cpu",
     "mrf_denoising.py --num-steps 2 --batch-size 16 --num-iters 3 --device cpu",
     "mrf_denoising.py --num-steps 2 --batch-size 16 --inference exact --device cpu",
-    "rbm.py --num-steps 3 --batch-size 16 --hidden 8 --ais-chains 4 --ais-steps 20 --gibbs-steps 3 --quiet --device cpu",
+    "rbm.py --num-steps 3 --batch-size 16 --hidden 8 --ais-chains 4 --ais-steps 20 --gibbs-steps 3 --quiet "
+    "--device cpu",
     "sbn.py --num-steps 3 --batch-size 32 --hidden 8 4 --eval-samples 5 --num-test 20 --gibbs --quiet --device cpu",
     "vae.py --num-steps 3 --batch-size 32 --accumulate 2 --particles 3 --eval-samples 5 --quiet --device cpu",
 ]

@@ -83,7 +83,8 @@ def test_missing_fashion_says_where_it_looked_and_how_to_get_it(tmp_path, monkey
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist", root=tmp_path / "mine")
     message = str(info.value)
-    assert str(tmp_path / "mine") in message and "nowhere" in message and "apt-get install dataset-fashion-mnist" in message
+    assert str(tmp_path / "mine") in message and "nowhere" in message
+    assert "apt-get install dataset-fashion-mnist" in message
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason="Debian's dataset-fashion-mnist is not installed")

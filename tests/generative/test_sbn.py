@@ -125,7 +125,6 @@ def test_concrete_relaxation_trains_with_iwae():
     accepts them, gradients reach the guide pathwise, and training improves the discrete model."""
     import functools
 
-    import hybridpgm
     from hybridpgm.infer import IWAE, SVIObjective
 
     data = hybridpgm.data.load_dataset("digits", binarize="static", seed=0)

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from hybridpgm.graphs.factor_graph import scatter_to_variables
+from hybridpgm.graphs.factor_graph import FactorGraph, scatter_to_variables
+from hybridpgm.infer.belief_propagation import BPResult
 
 
 def _entropy_term(p, log_p, mask):

@@ -124,7 +124,8 @@ def test_refusals_name_what_is_wrong():
         bn.compile_evidence(["nope"])
     with pytest.raises(EvidenceError, match="repeat"):
         bn.compile_evidence(["wet", "wet"])
-    with pytest.raises(ConfigError, match=r"over \['rain', 'sprinkler', 'wet'\].*MiB in the compact layout, over max_bytes"):
+    with pytest.raises(ConfigError,
+                       match=r"over \['rain', 'sprinkler', 'wet'\].*MiB in the compact layout, over max_bytes"):
         bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=50)
     with pytest.raises(ConfigError, match=r"0.0 MiB in the subsets layout \(0.0 MiB compact\), over max_bytes"):
         bn.compile_evidence(["rain", "sprinkler", "wet"], max_bytes=200, layout="subsets")
@@ -185,7 +186,8 @@ def _rare_state_net() -> BayesNet:
 
 
 def test_compact_layout_drops_the_least_probable_state_and_stores_prod_c():
-    bn = sprinkler().double()  # rain: p(yes) = 0.2; wet: p(T) = 0.8 * 0.4 * 0.9 + 0.2 * (0.01 * 0.99 + 0.99 * 0.8) = 0.448
+    # rain: p(yes) = 0.2; wet: p(T) = 0.8 * 0.4 * 0.9 + 0.2 * (0.01 * 0.99 + 0.99 * 0.8) = 0.448
+    bn = sprinkler().double()
     table = bn.compile_evidence(["rain", "wet"], layout="compact")
     assert table.dropped == [1, 1]
     assert table.nbytes == (2 * 2) * (2 + 1) * 8
@@ -201,8 +203,10 @@ def test_compact_rows_that_cancel_too_much_are_computed_by_the_contraction(monke
     assert table.dropped == [1, 1, 1]
     calls = []
     exact = EvidenceTable._exact
-    monkeypatch.setattr(EvidenceTable, "_exact", lambda self, v, *args: calls.append(v.clone()) or exact(self, v, *args))
-    cases = {"a": torch.tensor([0, 0, 1, -1, 1]), "b": torch.tensor([1, 0, 1, 1, -1]), "x": torch.tensor([-1, 0, 1, -1, 0])}
+    monkeypatch.setattr(EvidenceTable, "_exact",
+                        lambda self, v, *args: calls.append(v.clone()) or exact(self, v, *args))
+    cases = {"a": torch.tensor([0, 0, 1, -1, 1]), "b": torch.tensor([1, 0, 1, 1, -1]),
+             "x": torch.tensor([-1, 0, 1, -1, 0])}
     got, ref = table.posterior(None, cases), bn.posterior(None, cases)
     for v in ref:
         torch.testing.assert_close(got[v], ref[v], atol=1e-12, rtol=0)

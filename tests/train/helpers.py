@@ -106,7 +106,8 @@ class TermAt:
 
 
 class KillAt:
-    """A callback that ends the run abruptly (as SIGKILL would: no checkpoint is written) at the end of step ``step``."""
+    """A callback that ends the run abruptly (as SIGKILL would: no checkpoint is written) at the end of
+    step ``step``."""
 
     def __init__(self, step: int):
         self.step = step
