@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.checks import check_log_z
-from hybridpgm.energy.enumerate_states import logsumexp_over_states
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
+from hybridpgm.errors import DataError
 
 __all__ = ["DBMLikelihood"]
 
@@ -53,16 +53,9 @@ class DBMLikelihood:
             ``chunk_size`` that is not a positive integer.
         """
         self.check_parameters()
-        if method == "exact" and ais_kwargs:
-            raise ConfigError(f"DBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
-                              "pass method='ais' to use them")
-        if method == "ais":
-            from hybridpgm.infer.ais import AIS
-
-            data = ais_kwargs.pop("data", None)
-            return AIS(**ais_kwargs)(self, data=data).log_z
-        if method != "exact":
-            raise ConfigError(f"DBM.log_partition method must be 'exact' or 'ais', got {method!r}")
+        log_z = ais_unless_exact(self, "DBM", method, ais_kwargs)
+        if log_z is not None:
+            return log_z
         even = sum(self.sizes[0::2])
         odd = sum(self.sizes[1::2])
         keep = 0 if even <= odd else 1

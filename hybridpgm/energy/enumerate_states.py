@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 
 from hybridpgm.checks import positive_int
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import ConfigError, ModelSpecError
 
-__all__ = ["MAX_ENUMERATED_UNITS", "binary_states", "logsumexp_over_states"]
+__all__ = ["MAX_ENUMERATED_UNITS", "ais_unless_exact", "binary_states", "logsumexp_over_states"]
 
 #: Largest number of binary units :func:`logsumexp_over_states` agrees to enumerate.
 MAX_ENUMERATED_UNITS = 30
@@ -68,3 +68,24 @@ def logsumexp_over_states(
         states = binary_states(start, min(start + chunk_size, total), num_units, dtype=dtype, device=device)
         parts.append(torch.logsumexp(log_f(states), dim=0))
     return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict) -> torch.Tensor | None:
+    """The ``method`` of a Boltzmann machine's ``log_partition``: ``None`` for ``"exact"`` (the caller
+    enumerates), the :class:`~hybridpgm.infer.AIS` estimate of :math:`\\log Z` for ``"ais"`` (``ais_kwargs``
+    are AIS's options, ``data`` its base-rate data).
+
+    :raises ConfigError: another ``method``, or AIS options given with ``"exact"``, naming ``owner``.
+    """
+    if method == "exact" and ais_kwargs:
+        raise ConfigError(f"{owner}.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
+                          "pass method='ais' to use them")
+    if method == "ais":
+        from hybridpgm.infer.ais import AIS
+
+        options = dict(ais_kwargs)
+        data = options.pop("data", None)
+        return AIS(**options)(model, data=data).log_z
+    if method != "exact":
+        raise ConfigError(f"{owner}.log_partition method must be 'exact' or 'ais', got {method!r}")
+    return None

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.checks import check_empty, check_log_z
-from hybridpgm.energy.enumerate_states import logsumexp_over_states
+from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError
 
 __all__ = ["RBMLikelihood"]
@@ -60,16 +60,9 @@ class RBMLikelihood:
             ``chunk_size`` that is not a positive integer.
         """
         self.check_parameters()
-        if method == "exact" and ais_kwargs:
-            raise ConfigError(f"RBM.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
-                              "pass method='ais' to use them")
-        if method == "ais":
-            from hybridpgm.infer.ais import AIS
-
-            data = ais_kwargs.pop("data", None)
-            return AIS(**ais_kwargs)(self, data=data).log_z
-        if method != "exact":
-            raise ConfigError(f"RBM.log_partition method must be 'exact' or 'ais', got {method!r}")
+        log_z = ais_unless_exact(self, "RBM", method, ais_kwargs)
+        if log_z is not None:
+            return log_z
         w = self.weight
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             if self.gaussian or self.num_hidden <= self.num_visible:
