@@ -47,12 +47,12 @@ from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.checks import sample_count
-from hybridpgm.data.validation import as_model_dtype, check_num_data
-from hybridpgm.checks import check_device, positive_int, positive_real
+from hybridpgm.checks import check_device, positive_int, positive_real, sample_count
 from hybridpgm.checks import layer_sizes as _layer_sizes
+from hybridpgm.data.validation import as_model_dtype, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["SigmoidBeliefNet"]
 
@@ -136,7 +136,8 @@ class SigmoidBeliefNet(PyroModule):
         converted by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool
         and integers exactly; float64 data for a float32 model are refused).
 
-        :raises DataError: naming the expected and actual shape, or the bad values.
+        :raises DataError: naming the expected and actual shape, or the bad values (inside
+            :func:`hybridpgm.fit`'s step the value check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
         if not isinstance(x, torch.Tensor):
@@ -147,9 +148,19 @@ class SigmoidBeliefNet(PyroModule):
             raise DataError(f"SigmoidBeliefNet site 'x' expects data of shape [B, {d}], got {tuple(x.shape)}")
         check_device(x, self.prior_logits, "SigmoidBeliefNet site 'x'")
         x = as_model_dtype(x, self.prior_logits.dtype, "SigmoidBeliefNet site 'x'")
-        if self.validate_data and not ((x == 0) | (x == 1)).all():
-            bad = x[(x != 0) & (x != 1)].flatten()[:3].tolist()
-            raise DataError(f"SigmoidBeliefNet site 'x' expects binary data in {{0, 1}}, found values such as {bad}")
+        if self.validate_data:
+            given = x
+
+            def not_binary() -> DataError:
+                bad = given[(given != 0) & (given != 1)].flatten()[:3].tolist()
+                return DataError(f"SigmoidBeliefNet site 'x' expects binary data in {{0, 1}}, found values such "
+                                 f"as {bad}")
+
+            # inside fit's step the flag joins the step's one host read; until it is read, bad entries are
+            # given as 0 (a NaN would reach torch.bernoulli in the guide: a device assert on CUDA)
+            binary = (x == 0) | (x == 1)
+            check_or_defer(binary.all(), not_binary)
+            x = torch.where(binary, x, 0.0)
         return x
 
     def _plate(self, batch: int, num_data: int | None):

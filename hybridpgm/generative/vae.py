@@ -94,20 +94,18 @@ class VAE(PyroModule):
         """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
         the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
         exactly representable integers are converted; float64 data for a
-        float32 model are refused).  The value check (binary, or finite) waits
+        float32 model are refused).  The value check (binary, or finite; finite only
+        with ``values=False``, as the guide asks) waits
         for the training step's one host read inside :func:`hybridpgm.fit`
         (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
         weight = self._modules["encoder"][0].weight  # read past PyroModule: no pyro.module announcement
         if isinstance(x, torch.Tensor):
             check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
-        # the guide checks finiteness at once (its Normal would refuse NaN first); the model's value check waits
-        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=not values)
-        if not values:
-            return x
+        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False)
         origin = describe_origin()
         if not x.numel():
             return x
-        if self.likelihood == "bernoulli":  # a binary check implies a finite one
+        if self.likelihood == "bernoulli" and values:  # a binary check implies a finite one
 
             def not_binary() -> Exception:
                 check_finite(x, f"VAE argument 'x'{origin}")  # NaN/inf named as such
@@ -169,9 +167,11 @@ class VAE(PyroModule):
             plate = self._plate(x, num_data)
             zeros = x.new_zeros(x.shape[:-1] + (self.z_dim,))
         with plate:
-            z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
+            # unvalidated where the deferred checks stand in: inside fit's step torch's support checks
+            # would raise on bad data (or a guide's NaN z) before the step's read names them
+            z = pyro.sample("z", dist.Normal(zeros, 1.0, validate_args=False).to_event(1))
             out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
-            return pyro.sample("x", self._likelihood(out), obs=x)
+            return pyro.sample("x", self._likelihood(out, validate=False if x is not None else None), obs=x)
 
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
@@ -179,10 +179,11 @@ class VAE(PyroModule):
 
         :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
         :raises DeviceError: ``x`` is not on the parameters' device."""
-        x = self._check(x, values=False)  # the model checks the values
+        x = self._check(x, values=False)  # finite (the model checks the values)
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            # unvalidated, as on the direct path: NaN data reach the loss, and the deferred check names them
+            return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
     # -- the direct path of DirectTrace_ELBO ---------------------------------------
     def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import torch
 
 from hybridpgm.errors import DataError
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetData"]
 
@@ -111,8 +112,8 @@ class BayesNetData:
         if card is not None:
             filled = filled.long()
             bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
-            if bad.any():
-                raise DataError(f"column '{v}' holds a value outside 0..{card - 1}")
+            check_or_defer(~bad.any(), lambda: DataError(f"column '{v}' holds a value outside 0..{card - 1}"))
+            filled = filled.clamp(0, card - 1)  # until a deferred check is read (an index out of range asserts)
         else:
             filled = filled.to(self.dtype)
         return filled, (None if not missing.any() else ~missing)

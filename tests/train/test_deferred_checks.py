@@ -109,3 +109,173 @@ def test_fit_reads_from_the_device_once_per_step(host_reads, make):
         return len(host_reads)
 
     assert count(8) - count(3) == 5
+
+
+@pytest.fixture
+def pyro_validation_off():
+    """Pyro's and torch's own argument validation off (each of their checks reads a flag back), so that
+    what is counted is hybridpgm's reads."""
+    import pyro
+
+    from pyro.infer.util import is_validation_enabled
+
+    was_pyro, was_torch = is_validation_enabled(), torch.distributions.Distribution._validate_args
+    pyro.enable_validation(False)
+    torch.distributions.Distribution.set_default_validate_args(False)
+    yield
+    pyro.enable_validation(was_pyro)
+    torch.distributions.Distribution.set_default_validate_args(was_torch)
+
+
+def _families():
+    import pyro
+
+    from hybridpgm import IWAE
+    from hybridpgm.bayesian_nn import BayesianRegressor
+    from hybridpgm.energy import DBN, ClassificationObjective, ReconstructionObjective
+    from hybridpgm.generative import MLPDiscriminator, MLPGenerator, SigmoidBeliefNet
+    from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective, SVDeepKernelGP
+    from hybridpgm.infer import NVIL, RWS, VIMCO, CRFLikelihood, PersistentCD, WakeSleep
+    from hybridpgm.infer.adversarial import AAVAE, GAN
+    from hybridpgm.nn import mlp
+    from hybridpgm.recipes.models import CRFTagger
+
+    def sbn(make):
+        return lambda: (make(SigmoidBeliefNet([12, 6, 3])), _binary())
+
+    def bnn():
+        reg = BayesianRegressor(mlp([1, 8, 1]), num_data=64)
+        guide = pyro.infer.autoguide.AutoNormal(reg)
+        x, y = torch.rand(64, 1), torch.rand(64)
+        guide(x, y)
+        return SVIObjective(reg, guide, per_example=False), (x, y)
+
+    def windows():
+        w = torch.rand(40, 5, 1)
+        objective = SemiStochasticObjective(GPLSTM(w, w[:, -1, 0], hidden_size=3))
+        return objective, objective.dataset()
+
+    xg = torch.rand(64, 2)
+    yg = torch.sin(3 * xg[:, 0])
+    return {
+        "vae-iwae": lambda: (SVIObjective(*(lambda v: (v.model, v.guide))(VAE(12, 3, (8,))), IWAE(3)), _binary()),
+        "rbm-pcd": lambda: (PersistentCD(RBM(12, 5), num_chains=8), _binary()),
+        "dbn-reconstruction": lambda: (ReconstructionObjective(DBN([12, 6, 4]).to_autoencoder()), _binary()),
+        "dbn-classifier": lambda: (ClassificationObjective(DBN([12, 6, 4]).to_classifier(3)),
+                                   (_binary(), torch.randint(0, 3, (64,)))),
+        "sbn-rws": sbn(lambda s: RWS(s.model, s.guide, 3)),
+        "sbn-vimco": sbn(lambda s: VIMCO(s.model, s.guide, 3)),
+        "sbn-nvil": sbn(lambda s: NVIL(s.model, s.guide)),
+        "sbn-wake-sleep": sbn(lambda s: WakeSleep(s.model, s.guide)),
+        "gan": lambda: (GAN(MLPGenerator(4, (2,), (16,)), MLPDiscriminator((2,), (16,))), torch.randn(64, 2)),
+        "aavae": lambda: (AAVAE(VAE(12, z_dim=2, hidden=(8,)), MLPDiscriminator(12, (8,))), _binary()),
+        "crf": lambda: (CRFLikelihood(CRFTagger(10, 4, hidden=8)),
+                        (torch.randint(0, 10, (64, 7)), torch.randint(0, 4, (64, 7)), torch.full((64,), 7))),
+        "bayesian-regressor": bnn,
+        "dkl": lambda: (ExactMLLObjective(DeepKernelGP(xg, yg, mlp([2, 8, 2]), grid_size=16)), (xg, yg)),
+        "sv-dkl": lambda: (SVDeepKernelGP(mlp([2, 8, 2]), num_features=2, num_data=64,
+                                          inducing_points=torch.rand(8, 2)).objective(num_particles=2), (xg, yg)),
+        "gp-lstm": windows,
+    }
+
+
+@pytest.mark.parametrize("family", list(_families()))
+def test_hybridpgm_reads_once_per_player_update(host_reads, pyro_validation_off, family):
+    """Across the model families, hybridpgm's own code reads from the device once per player update
+    (the loss, the finiteness guard and the models' deferred data checks together); what Pyro and
+    GPyTorch read themselves is not counted.  Before, the SBN, the VAE's guide, the Bayesian regressor
+    and the AAVAE each added reads of their own data checks."""
+    import pyro
+
+    def count(steps):
+        torch.manual_seed(0)
+        objective, data = _families()[family]()
+        schedule = list(getattr(objective, "schedule", None) or objective.players())
+        host_reads.clear()
+        with pyro.get_param_store().scope():
+            fit(objective, data, batch_size=16, epochs=100, max_steps=steps, progress=False, seed=0)
+        return sum("/hybridpgm/" in caller for _, caller in host_reads), len(schedule)
+
+    (few, players), (more, _) = count(2), count(5)
+    assert more - few == 3 * players
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows of one or more tensors, unchecked (fit's TensorData would refuse NaN up front)."""
+
+    def __init__(self, *tensors):
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(self.tensors[0])
+
+    def __getitem__(self, i):
+        rows = tuple(t[i] for t in self.tensors)
+        return rows if len(rows) > 1 else rows[0]
+
+
+def _bad_data_cases():
+    import pyro
+
+    from hybridpgm import IWAE
+    from hybridpgm.bayesian_nn import BayesianRegressor
+    from hybridpgm.generative import SigmoidBeliefNet
+    from hybridpgm.graphs import BayesNet, cpd
+    from hybridpgm.infer import RWS
+    from hybridpgm.nn import mlp
+
+    def with_value(x, value):
+        x = x.clone()
+        x[3, 2] = value
+        return x
+
+    def sbn(value):
+        s = SigmoidBeliefNet([12, 6, 3])
+        return RWS(s.model, s.guide, 3), _Rows(with_value(_binary(), value))
+
+    def vae(likelihood="bernoulli"):
+        v = VAE(12, 3, (8,), likelihood=likelihood)
+        return SVIObjective(v.model, v.guide, IWAE(3)), _Rows(with_value(_binary(), float("nan")))
+
+    def regressor():
+        reg = BayesianRegressor(mlp([1, 8, 1]), num_data=64)
+        guide = pyro.infer.autoguide.AutoNormal(reg)
+        x, y = torch.rand(64, 1), torch.rand(64)
+        guide(x, y)
+        y[3] = float("inf")
+        return SVIObjective(reg, guide, per_example=False), _Rows(x, y)
+
+    def bayes_net():
+        bn = BayesNet()
+        bn.add("a", cpd.Table([0.5, 0.5]))
+        bn.add("b", cpd.Table([[0.3, 0.7], [0.6, 0.4]], ["a"]))
+        data = torch.randint(0, 2, (64, 2)).double()
+        data[3, 1] = 5
+        from pyro.infer import TraceEnum_ELBO
+        return SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1)), data
+
+    return {
+        "sbn-half": (lambda: sbn(0.5), r"SigmoidBeliefNet site 'x' expects binary data .* such as \[0.5\]"),
+        "sbn-nan": (lambda: sbn(float("nan")), r"SigmoidBeliefNet site 'x' expects binary data .* such as \[nan\]"),
+        "vae-guide-nan": (vae, r"VAE argument 'x'.* 1 NaN/inf"),
+        "gaussian-vae-nan": (lambda: vae("gaussian"), r"VAE argument 'x'.* 1 NaN/inf"),
+        "regressor-inf": (regressor, r"BayesianRegressor y .*1 NaN/inf"),
+        "bayes-net-range": (bayes_net, r"column 'b' holds a value outside 0..1"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_data_cases()))
+@pytest.mark.parametrize("validation", [True, False], ids=["pyro-validation", "no-validation"])
+def test_deferred_data_checks_name_bad_data_before_any_update(case, validation):
+    """The checks that now wait for the step's read still raise their own DataError, before the first
+    update, whether or not Pyro validates (with it on, Pyro's and torch's checks must not raise first)."""
+    import pyro
+
+    torch.manual_seed(0)
+    make, match = _bad_data_cases()[case]
+    objective, data = make()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pyro.validation_enabled(validation), pyro.get_param_store().scope():
+        with pytest.raises(DataError, match=match):
+            fit(objective, data, batch_size=64, shuffle=False, max_steps=1, progress=False, seed=0)
+    assert all(torch.equal(a, p) for a, p in zip(before, objective.module.parameters()))
