@@ -37,13 +37,7 @@ from typing import Hashable, Sequence
 import opt_einsum
 import torch
 
-# the step kernels, under the names they had here (_LogOfSum is used by _log_einsum only)
-from hybridpgm.graphs.contraction_steps import LogOfSum as _LogOfSum  # noqa: F401
-from hybridpgm.graphs.contraction_steps import log_einsum as _log_einsum
-from hybridpgm.graphs.contraction_steps import max_sum as _max_sum
-from hybridpgm.graphs.contraction_steps import pair_plan as _pair_plan
-from hybridpgm.graphs.contraction_steps import pair_product as _pair_product
-from hybridpgm.graphs.contraction_steps import shift_plan as _shift_plan
+from hybridpgm.graphs.contraction_steps import log_einsum, max_sum, pair_plan, pair_product, shift_plan
 from hybridpgm.graphs.reverse_pass import Workspace
 
 __all__ = ["AbsorbingPlan", "ContractionPlan", "PlanCache"]
@@ -94,13 +88,13 @@ class ContractionPlan:
             out = tuple(back[s] for s in out_syms)
             pair = None
             if len(ins) == 2:  # lay the result out as the batched matmul gives it: no copy
-                pair, out = _pair_plan(ins, out, sizes)
+                pair, out = pair_plan(ins, out, sizes)
             local = sorted({d for dims in ins for d in dims}, key=str)
             if len(local) > len(_LETTERS):
                 raise NotImplementedError(f"a contraction step joins {len(local)} dims (treewidth too large)")
             loc = {d: _LETTERS[i] for i, d in enumerate(local)}
             step_eq = ",".join("".join(loc[d] for d in dims) for dims in ins) + "->" + "".join(loc[d] for d in out)
-            self.steps.append((tuple(inds), tuple(ins), out, step_eq, _shift_plan(ins, out), pair))
+            self.steps.append((tuple(inds), tuple(ins), out, step_eq, shift_plan(ins, out), pair))
             current.append(out)
         assert len(current) == 1 and set(current[0]) == set(output_dims), (current, output_dims)
         self._final_perm = tuple(current[0].index(d) for d in output_dims)
@@ -123,11 +117,11 @@ class ContractionPlan:
             if step_args is not None:
                 step_args.append(args)
             if semiring == "log":
-                ops.append(_log_einsum(step_eq, args, shifts))
+                ops.append(log_einsum(step_eq, args, shifts))
             elif semiring == "prob":
-                ops.append(_pair_product(args, pair) if pair is not None else torch.einsum(step_eq, *args))
+                ops.append(pair_product(args, pair) if pair is not None else torch.einsum(step_eq, *args))
             else:
-                ops.append(_max_sum(args, ins, out))
+                ops.append(max_sum(args, ins, out))
         (result,) = ops
         if self._final_perm != tuple(range(len(self._final_perm))):
             result = result.permute(self._final_perm)

@@ -166,7 +166,7 @@ class _Tape:
 
     def pair(self, ids: list, spec) -> int:
         """One pairwise step, :math:`C_{b,l,r} = \\sum_k A_{b,l,k} B_{b,k,r}` (``spec`` as
-        :func:`hybridpgm.graphs.contraction._pair_plan` lays it out); a broadcast product when
+        :func:`hybridpgm.graphs.contraction_steps.pair_plan` lays it out); a broadcast product when
         :math:`k` has one state.  Returns the id of ``C``, viewed in its dims ``batch + left + right``."""
         big, sum_a, sum_b, perm_a, perm_b, nb, nl, nk = spec
         ia, ib = ids[big], ids[1 - big]

@@ -51,10 +51,3 @@ def test_log_space_gradients_are_exact_where_a_shifted_sum_is_tiny():
     (gx,) = torch.autograd.grad(out, [x])
     assert out.item() == inf and torch.equal(gx, torch.zeros(2, dtype=torch.float64))
 
-
-def test_the_step_kernels_keep_their_names_in_contraction():
-    from hybridpgm.graphs import contraction, contraction_steps
-
-    for old, new in [("_pair_plan", "pair_plan"), ("_pair_product", "pair_product"), ("_shift_plan", "shift_plan"),
-                     ("_log_einsum", "log_einsum"), ("_LogOfSum", "LogOfSum"), ("_max_sum", "max_sum")]:
-        assert getattr(contraction, old) is getattr(contraction_steps, new)
