@@ -69,3 +69,26 @@ def test_training_batch_check_joins_fits_host_read():
     assert len(pending.flags) == 2 and not bool(pending.flags[0]) and bool(pending.flags[1])
     with pytest.raises(DataError, match=r"x \(shape \(6, 3\)\) holds 1 NaN/inf"):
         pending.raise_first_failure()
+
+
+@pytest.mark.parametrize("make", ["dkl", "sv"])
+def test_feature_finiteness_joins_fits_host_read(make):
+    """``features`` checks shapes at once and defers the NaN/inf check inside fit's step (no host read of
+    its own); outside a step it still raises at once."""
+    from hybridpgm.gp import DeepKernelGP, SVDeepKernelGP
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    x = torch.rand(6, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model = DeepKernelGP(x, torch.sin(3 * x[:, 0]), grid_size=8) if make == "dkl" else \
+        SVDeepKernelGP(num_features=2, num_data=20, inducing_points=torch.rand(5, 2))
+    bad = x.clone()
+    bad[1, 0] = float("nan")
+    with pytest.raises(DataError, match=r"x \(shape \(6, 2\)\) holds 1 NaN/inf"):
+        model.features(bad)
+    with deferring_checks() as pending:
+        model.features(bad)  # no raise yet
+        with pytest.raises(DataError, match=r"x has shape \(6, 3\)"):
+            model.features(torch.rand(6, 3))  # shapes: at once
+    assert not bool(pending.flags[0])
+    with pytest.raises(DataError, match=r"x \(shape \(6, 2\)\) holds 1 NaN/inf"):
+        pending.raise_first_failure()

@@ -6,8 +6,6 @@ import gpytorch
 import pytest
 import torch
 
-import hybridpgm
-
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 from hybridpgm.gp import (GPLSTM, ArcCosineKernel, DeepKernelGP, ExactMLLObjective, LSTMFeatures, SVDeepKernelGP,
                           SemiStochasticObjective, calibration, fit_validated, train_deep_kernel, train_gp_lstm)
@@ -350,69 +348,3 @@ def test_gpytorch_modules_are_accepted():
                          mean=gpytorch.means.ZeroMean(), likelihood=gpytorch.likelihoods.GaussianLikelihood())
     assert model.predict(x[:3]).mean.shape == (3,)
 
-
-# ------------------------------------------------- checks that wait for fit's host read
-
-def _nan_rows(x):
-    bad = x.clone()
-    bad[1, 0] = float("nan")
-    return bad
-
-
-@pytest.mark.parametrize("make", ["dkl", "sv"])
-def test_feature_finiteness_joins_fits_host_read(make):
-    """``features`` checks shapes at once and defers the NaN/inf check inside fit's step (no host read of
-    its own); outside a step it still raises at once."""
-    from hybridpgm.train.deferred_checks import deferring_checks
-
-    x, y = _toy(n=6)
-    model = DeepKernelGP(x, y, grid_size=8) if make == "dkl" else _sv()
-    with pytest.raises(DataError, match=r"x \(shape \(6, 2\)\) holds 1 NaN/inf"):
-        model.features(_nan_rows(x))
-    with deferring_checks() as pending:
-        model.features(_nan_rows(x))  # no raise yet
-        with pytest.raises(DataError, match=r"x has shape \(6, 3\)"):
-            model.features(torch.rand(6, 3))  # shapes: at once
-    assert not bool(pending.flags[0])
-    with pytest.raises(DataError, match=r"x \(shape \(6, 2\)\) holds 1 NaN/inf"):
-        pending.raise_first_failure()
-
-
-def test_semi_stochastic_steps_defer_their_checks_and_skip_the_training_inputs():
-    """The network player defers two flags (finite windows, index in range); the gp player, whose input
-    is the training data checked when set, none."""
-    from hybridpgm.train.deferred_checks import deferring_checks
-
-    objective = SemiStochasticObjective(GPLSTM(*_windows(), hidden_size=3))
-    x, y, index = objective.dataset()
-    with deferring_checks() as pending:
-        objective.loss("gp", (x[:4], y[:4], index[:4]))
-    assert pending.flags == []
-    with deferring_checks() as pending:
-        objective.loss("network", (x[:4], y[:4], index[:4]))
-    assert len(pending.flags) == 2 and all(bool(f) for f in pending.flags)
-
-
-@pytest.mark.parametrize("shift, first", [(30, 30), (-1, -1)])
-def test_semi_stochastic_index_out_of_range_is_a_named_error(shift, first):
-    """An index outside [0, N) is refused, naming the first bad row (a negative one used to wrap around to
-    the last rows silently, one past the end was a raw IndexError)."""
-    objective = SemiStochasticObjective(GPLSTM(*_windows(), hidden_size=3))
-    x, y, index = objective.dataset()
-    bad = index[:4].clone()
-    bad[0] = first if shift < 0 else bad[0] + shift
-    with pytest.raises(DataError, match=rf"1 row number\(s\) outside \[0, 30\) \(first: {first}\)"):
-        objective.loss("network", (x[:4], y[:4], bad))
-
-
-def test_semi_stochastic_index_out_of_range_inside_fit_leaves_the_network_alone():
-    """Inside fit the check joins the step's host read: the network player's update is not made (the gp
-    player, first in the schedule, took its full-data step)."""
-    objective = SemiStochasticObjective(GPLSTM(*_windows(), hidden_size=3))
-    x, y, index = objective.dataset()
-    network = objective.model.feature_extractor
-    before = {k: v.clone() for k, v in network.state_dict().items()}
-    with pytest.raises(DataError, match=r"row number\(s\) outside \[0, 30\)"):
-        hybridpgm.fit(objective, (x, y, index + 1), batch_size=30, max_steps=1, seed=0, progress=False)
-    after = network.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)

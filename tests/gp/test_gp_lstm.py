@@ -155,3 +155,48 @@ def test_gp_lstm_default_recipe_is_calibrated_on_held_out_sunspots():
     print(run, report)
     assert run.stopped_early
     assert 0.85 <= report["coverage_95"] <= 0.99
+
+
+def _small_objective():
+    x = torch.rand(30, 6, 1, generator=torch.Generator().manual_seed(0))
+    return SemiStochasticObjective(GPLSTM(x, x[:, -1, 0], hidden_size=3))
+
+
+def test_semi_stochastic_steps_defer_their_checks_and_skip_the_training_inputs():
+    """The network player defers two flags (finite windows, index in range); the gp player, whose input
+    is the training data checked when set, none."""
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    objective = _small_objective()
+    x, y, index = objective.dataset()
+    with deferring_checks() as pending:
+        objective.loss("gp", (x[:4], y[:4], index[:4]))
+    assert pending.flags == []
+    with deferring_checks() as pending:
+        objective.loss("network", (x[:4], y[:4], index[:4]))
+    assert len(pending.flags) == 2 and all(bool(f) for f in pending.flags)
+
+
+@pytest.mark.parametrize("shift, first", [(30, 30), (-1, -1)])
+def test_semi_stochastic_index_out_of_range_is_a_named_error(shift, first):
+    """An index outside [0, N) is refused, naming the first bad row (a negative one used to wrap around to
+    the last rows silently, one past the end was a raw IndexError)."""
+    objective = _small_objective()
+    x, y, index = objective.dataset()
+    bad = index[:4].clone()
+    bad[0] = first if shift < 0 else bad[0] + shift
+    with pytest.raises(DataError, match=rf"1 row number\(s\) outside \[0, 30\) \(first: {first}\)"):
+        objective.loss("network", (x[:4], y[:4], bad))
+
+
+def test_semi_stochastic_index_out_of_range_inside_fit_leaves_the_network_alone():
+    """Inside fit the check joins the step's host read: the network player's update is not made (the gp
+    player, first in the schedule, took its full-data step)."""
+    objective = _small_objective()
+    x, y, index = objective.dataset()
+    network = objective.model.feature_extractor
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    with pytest.raises(DataError, match=r"row number\(s\) outside \[0, 30\)"):
+        hybridpgm.fit(objective, (x, y, index + 1), batch_size=30, max_steps=1, seed=0, progress=False)
+    after = network.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
