@@ -2,7 +2,7 @@
 
 The blocks of one file run in order in one namespace (a later block continues an earlier one), in a
 temporary working directory, under tiny settings: ``hybridpgm.fit`` is limited to two steps and
-sample counts of 100 or more become 16.  Blocks that continue an example given in prose get the
+sample counts of 100 or more become 32.  Blocks that continue an example given in prose get the
 names they need from ``SETUP`` (run before that block); the few that are not runnable code say why
 in ``NOT_RUN``.  A block that raises fails its file's test, naming the block and its first line.
 """
@@ -60,9 +60,9 @@ def blocks(file: str) -> list[tuple[int, int, str]]:
 
 
 def tiny(code: str) -> str:
-    """Sample counts of 100 or more (``num_samples=1000``, ``sample(2500)``, ...) become 16."""
-    code = re.sub(r"\b(num_samples|num_steps|num_chains|warmup_steps)=\d{3,}", r"\1=16", code)
-    return re.sub(r"\b(sample|log_likelihood)\(([^()]*?)(\d{3,})\)", r"\1(\g<2>16)", code)
+    """Sample counts of 100 or more (``num_samples=1000``, ``sample(2500)``, ...) become 32."""
+    code = re.sub(r"\b(num_samples|num_steps|num_chains|warmup_steps)=\d{3,}", r"\1=32", code)
+    return re.sub(r"\b(sample|log_likelihood)\(([^()]*?)(\d{3,})\)", r"\1(\g<2>32)", code)
 
 
 def two_steps(fit):
@@ -105,7 +105,7 @@ def test_a_failing_block_is_reported(tmp_path, monkeypatch):
 
 
 def test_tiny_shrinks_sample_counts_only():
-    assert tiny("f(x, num_samples=1000, k=5000)") == "f(x, num_samples=16, k=5000)"
-    assert tiny("vae.log_likelihood(data.test.x[:1000], 5000)") == "vae.log_likelihood(data.test.x[:1000], 16)"
+    assert tiny("f(x, num_samples=1000, k=5000)") == "f(x, num_samples=32, k=5000)"
+    assert tiny("vae.log_likelihood(data.test.x[:1000], 5000)") == "vae.log_likelihood(data.test.x[:1000], 32)"
     assert tiny("mrf.sample(1000, num_sweeps=50)") == "mrf.sample(1000, num_sweeps=50)"
-    assert tiny("iwgan.sample(2500)") == "iwgan.sample(16)"
+    assert tiny("iwgan.sample(2500)") == "iwgan.sample(32)"

@@ -30,7 +30,12 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.iwae import importance_log_weights
 
-__all__ = ["BAD", "GOOD", "VICheck", "check_vi", "pareto_khat"]
+__all__ = ["BAD", "GOOD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "pareto_khat"]
+
+#: Fewest draws per row PSIS takes: ArviZ 1.x fits the generalized Pareto tail to the largest
+#: :math:`\lfloor S/5\rfloor` draws (:math:`\lfloor 3\sqrt S\rfloor` beyond 225), raises below 5 of
+#: them and returns a NaN k-hat below 6 (its fit's first quartile is then the minimum); ArviZ 0.x answers.
+PSIS_MIN_DRAWS = 30
 
 #: ArviZ's thresholds on k-hat
 GOOD, BAD = 0.5, 0.7
@@ -83,13 +88,16 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reports :math:`+\\infty`, flagging an exact guide as bad.)  A log-weight of :math:`-\\infty` is a zero
     weight: it is kept, and the test for equal weights looks only at the others.
 
-    :raises ConfigError: for fewer than two log-weights per row.
+    :raises ConfigError: for fewer than :data:`PSIS_MIN_DRAWS` (30) log-weights per row, under either ArviZ.
     :raises DataError: for NaN or :math:`+\\infty` log-weights, or a row whose weights are all zero.
     """
     log_weights = np.asarray(log_weights, dtype=np.float64)
-    if log_weights.ndim == 0 or log_weights.shape[-1] < 2:
-        raise ConfigError(f"PSIS needs at least 2 log-weights per row, got shape {log_weights.shape}")
+    if log_weights.ndim == 0:
+        raise ConfigError("PSIS needs log-weights of shape (..., S), got a scalar")
     _check_log_weights(log_weights)
+    if log_weights.shape[-1] < PSIS_MIN_DRAWS:
+        raise ConfigError(f"PSIS needs at least {PSIS_MIN_DRAWS} log-weights per row (the Pareto tail is fitted to "
+                          f"the largest fifth, at least 6 of them), got shape {log_weights.shape}")
     finite = np.isfinite(log_weights)
     top = np.where(finite, log_weights, -np.inf).max(axis=-1)
     low = np.where(finite, log_weights, np.inf)
@@ -152,16 +160,16 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     :param chunk_size: draws per pass of the model and guide (memory).
     :returns: a :class:`VICheck` with :math:`\\hat k` per point and the PSIS
         estimate :math:`\\log \\frac1S \\sum_s \\tilde r_s` of :math:`\\log p(x_n)`.
-    :raises ConfigError: for ``num_samples`` below 10, or counts that are not integers (``chunk_size`` at
-        least 1).
+    :raises ConfigError: for ``num_samples`` below :data:`PSIS_MIN_DRAWS` (30), or counts that are not
+        integers (``chunk_size`` at least 1).
     :raises DataError: when the model and guide give NaN or :math:`+\\infty` log-weights.
     """
     num_samples = sample_count(num_samples, "check_vi num_samples")
     chunk_size = sample_count(chunk_size, "check_vi chunk_size")
     if chunk_size == 0:
         raise ConfigError("check_vi chunk_size must be at least 1, got 0")
-    if num_samples < 10:
-        raise ConfigError(f"check_vi needs num_samples >= 10 for a Pareto fit, got {num_samples}")
+    if num_samples < PSIS_MIN_DRAWS:
+        raise ConfigError(f"check_vi needs num_samples >= {PSIS_MIN_DRAWS} for a Pareto fit, got {num_samples}")
     chunks = []
     with torch.no_grad():
         for start in range(0, num_samples, chunk_size):

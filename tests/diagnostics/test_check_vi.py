@@ -124,3 +124,22 @@ def test_pareto_khat_refuses_a_row_of_zero_weights():
 def test_check_vi_refuses_counts_that_are_not_integers(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         check_vi(model, guide_with_width(1.0), torch.zeros(3), **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_psis_needs_30_draws_per_row_under_either_arviz(seed):
+    """ArviZ 1.x fits the tail to floor(S/5) draws: below 25 draws check_vi and pareto_khat passed its raw
+    ValueError through, and from 25 to 29 they reported k-hat = NaN (ArviZ 0.x answered)."""
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS
+
+    assert PSIS_MIN_DRAWS == 30
+    rng = np.random.default_rng(seed)
+    for draws in (24, 29):
+        with pytest.raises(ConfigError, match=rf"at least 30 log-weights per row .* got shape \(4, {draws}\)"):
+            pareto_khat(rng.standard_normal((4, draws)))
+    smoothed, khat = pareto_khat(rng.standard_normal((4, 30)))
+    assert smoothed.shape == (4, 30) and np.isfinite(khat).all()
+    with pytest.raises(ConfigError, match="num_samples >= 30 for a Pareto fit, got 29"):
+        check_vi(model, guide_with_width(1.0), X, num_samples=29)
+    assert np.isfinite(check_vi(model, guide_with_width(1.3), X, num_samples=30).khat).all()  # an inexact guide
