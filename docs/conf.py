@@ -41,7 +41,7 @@ nb_execution_show_tb = True
 
 autosummary_generate = True
 # packages re-export their modules' classes in __all__; document each object once, where it is defined
-autodoc_default_options = {"members": True, "ignore-module-all": True}
+autodoc_default_options = {"members": True, "ignore-module-all": True, "inherited-members": True}
 autodoc_inherit_docstrings = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
@@ -53,3 +53,23 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 suppress_warnings = ["myst.header"]
 html_theme = "alabaster"
 html_title = "hybridpgm"
+
+
+def _defined_outside_hybridpgm(obj) -> bool:
+    """Whether a class member comes from another library (torch, Pyro, GPyTorch, builtins)."""
+    owner = getattr(obj, "__objclass__", None)  # builtin method descriptors
+    target = getattr(obj, "fget", None) or getattr(obj, "__func__", None) or obj
+    module = getattr(owner, "__module__", None) or getattr(target, "__module__", None)
+    return isinstance(module, str) and not module.startswith("hybridpgm")
+
+
+def _skip_foreign_members(app, what, name, obj, skip, options):
+    """Classes list the members they inherit from hybridpgm's mixins (``RBMLikelihood``, ``BayesNetData``, ...)
+    but not those of torch, Pyro or GPyTorch bases."""
+    if what in ("class", "exception") and _defined_outside_hybridpgm(obj):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_foreign_members)
