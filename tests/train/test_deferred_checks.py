@@ -189,10 +189,10 @@ def test_hybridpgm_reads_once_per_player_update(host_reads, pyro_validation_off,
 
     def count(steps):
         torch.manual_seed(0)
-        objective, data = _families()[family]()
-        schedule = list(getattr(objective, "schedule", None) or objective.players())
-        host_reads.clear()
-        with pyro.get_param_store().scope():
+        with pyro.get_param_store().scope():  # an autoguide's parameters stay out of the global store
+            objective, data = _families()[family]()
+            schedule = list(getattr(objective, "schedule", None) or objective.players())
+            host_reads.clear()
             fit(objective, data, batch_size=16, epochs=100, max_steps=steps, progress=False, seed=0)
         return sum("/hybridpgm/" in caller for _, caller in host_reads), len(schedule)
 
@@ -273,9 +273,9 @@ def test_deferred_data_checks_name_bad_data_before_any_update(case, validation):
 
     torch.manual_seed(0)
     make, match = _bad_data_cases()[case]
-    objective, data = make()
-    before = [p.detach().clone() for p in objective.module.parameters()]
     with pyro.validation_enabled(validation), pyro.get_param_store().scope():
+        objective, data = make()  # inside the scope: an autoguide's parameters stay out of the global store
+        before = [p.detach().clone() for p in objective.module.parameters()]
         with pytest.raises(DataError, match=match):
             fit(objective, data, batch_size=64, shuffle=False, max_steps=1, progress=False, seed=0)
     assert all(torch.equal(a, p) for a, p in zip(before, objective.module.parameters()))
