@@ -36,9 +36,8 @@ from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from hybridpgm.checks import positive_int, positive_real
-from hybridpgm.data.validation import check_finite
+from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.train.deferred_checks import check_or_defer
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
 
@@ -97,15 +96,6 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     return net
 
 
-def _defer_finite(t: torch.Tensor, what: str) -> None:
-    """The NaN/inf check of ``t``, read with :func:`hybridpgm.fit`'s one host read per step (at once elsewhere)."""
-    if t.is_floating_point() and t.numel():
-        def not_finite() -> DataError:
-            check_finite(t, what)
-            return DataError(f"{what} is not finite")  # not reached: check_finite raised
-
-        check_or_defer(torch.isfinite(torch.stack([t.amax(), t.amin()])).all(), not_finite)
-
 
 class BayesianRegressor(PyroModule):
     """Regression with a Bayesian network: :math:`y_i \\sim \\mathcal N(f_w(x_i), \\sigma^2)`,
@@ -147,9 +137,9 @@ class BayesianRegressor(PyroModule):
             raise DataError(f"BayesianRegressor y is a {type(y).__name__}, expected a tensor of shape ({x.shape[0]},)")
         if y is not None and (y.dim() != 1 or y.shape[0] != x.shape[0]):
             raise DataError(f"y has shape {tuple(y.shape)}, expected ({x.shape[0]},) to match x {tuple(x.shape)}")
-        _defer_finite(x, "BayesianRegressor x")
+        defer_finite(x, "BayesianRegressor x")
         if y is not None:
-            _defer_finite(y, "BayesianRegressor y")
+            defer_finite(y, "BayesianRegressor y")
         mean = self.net(x).reshape(x.shape[0])
         with pyro.plate("data", self.num_data, subsample_size=x.shape[0]):
             # unvalidated: NaN data reach the loss, and the deferred check names them before any update

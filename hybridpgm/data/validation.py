@@ -46,6 +46,7 @@ __all__ = [
     "check_model_input",
     "check_num_data",
     "count_nonfinite",
+    "defer_finite",
     "describe_origin",
 ]
 
@@ -118,6 +119,22 @@ def check_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
     if bad:
         raise DataError(f"{name} (shape {tuple(x.shape)}) holds {bad} NaN/inf value(s), "
                         f"the first in row {first}")
+    return x
+
+
+def defer_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
+    """:func:`check_finite` whose flag waits for :func:`hybridpgm.fit`'s one host read per step
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`; outside a step it reads at once).  The flag
+    is whether ``max(x)`` and ``min(x)`` are finite, which holds exactly when every entry is (NaN
+    propagates through both); a failure raises :func:`check_finite`'s error.  Returns ``x``."""
+    if x.is_floating_point() and x.numel():
+        from hybridpgm.train.deferred_checks import check_or_defer
+
+        def not_finite() -> DataError:
+            check_finite(x, name)
+            return DataError(f"{name} is not finite")  # not reached: check_finite raised
+
+        check_or_defer(torch.isfinite(torch.stack([x.amax(), x.amin()])).all(), not_finite)
     return x
 
 

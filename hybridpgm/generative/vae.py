@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
 from hybridpgm.checks import sample_count
-from hybridpgm.data.validation import check_finite, check_model_input, check_num_data, describe_origin
+from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
+                                       describe_origin)
 from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
@@ -116,11 +117,7 @@ class VAE(PyroModule):
             # representable difference) and is NaN at NaN/inf; one fused pass, then |.| in place and the max
             check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary)
         else:
-            def not_finite() -> Exception:
-                check_finite(x, f"VAE argument 'x'{origin}")
-                return DataError(f"VAE argument 'x'{origin} is not finite")  # not reached: check_finite raised
-
-            check_or_defer(torch.isfinite(torch.stack([x.amax(), x.amin()])).all(), not_finite)
+            defer_finite(x, f"VAE argument 'x'{origin}")
         return x
 
     def _plate(self, x: torch.Tensor, num_data: int | None):

@@ -10,6 +10,7 @@ import gpytorch
 import torch
 
 from hybridpgm.checks import as_integer
+from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
 __all__ = ["FeatureGP", "GPPrediction", "check_grid_bounds", "check_inputs", "check_module",
@@ -209,13 +210,5 @@ def check_inputs_deferred(x: torch.Tensor, example_shape: tuple[int, ...] | None
     :raises DataError: a wrong shape or dtype, or NaN/inf values (named as :func:`check_inputs` names them).
     :raises DeviceError: ``x`` is not on ``device``.
     """
-    from hybridpgm.train.deferred_checks import check_or_defer
-
     check_inputs(x, example_shape, name, finite=False, dtype=dtype, device=device)
-    if x.is_floating_point():
-        def named_error() -> Exception:
-            check_inputs(x, example_shape, name)
-            return DataError(f"{name} (shape {tuple(x.shape)}) is not finite")  # not reached: the check raised
-
-        check_or_defer(torch.isfinite(x).all(), named_error)
-    return x
+    return defer_finite(x, name)

@@ -106,3 +106,20 @@ def test_num_data_refuses_labels_and_non_integers():
         check_num_data(2.5, 2, model="VAE")
     with pytest.raises(DataError, match="num_data=5 is smaller than the batch of 10"):
         check_num_data(5, 10, model="VAE")
+
+
+def test_defer_finite_waits_inside_a_step_and_raises_check_finites_error():
+    from hybridpgm.data.validation import defer_finite
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    x = torch.zeros(4, 3)
+    x[2, 1] = float("-inf")
+    with pytest.raises(DataError, match=r"w \(shape \(4, 3\)\) holds 1 NaN/inf value\(s\), the first in row 2"):
+        defer_finite(x, "w")
+    with deferring_checks() as pending:
+        assert defer_finite(x, "w") is x  # no raise yet
+        defer_finite(torch.zeros(0, 3), "empty")  # nothing to check
+        defer_finite(torch.ones(2, dtype=torch.long), "integers")  # always finite
+    assert len(pending.flags) == 1 and not bool(pending.flags[0])
+    with pytest.raises(DataError, match=r"w \(shape \(4, 3\)\)"):
+        pending.raise_first_failure()
