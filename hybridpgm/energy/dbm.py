@@ -41,15 +41,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import reading_is_free
 
 __all__ = ["DBM"]
 
@@ -194,8 +194,10 @@ class DBM(DBMLikelihood, nn.Module):
             steps = positive_int(steps, "DBM.mean_field steps")
         return self._mean_field(self.check_visible(v), steps, tol)
 
-    def _mean_field(self, v: torch.Tensor, steps: int | None = None, tol: float = 1e-5) -> list[torch.Tensor]:
-        """:meth:`mean_field` without the checks (the positive phase's data are checked by the objective)."""
+    def _mean_field(self, v: torch.Tensor, steps: int | None = None,
+                    tol: float | None = 1e-5) -> list[torch.Tensor]:
+        """:meth:`mean_field` without the checks (the positive phase's data are checked by the objective);
+        ``tol=None`` runs every sweep without reading the changes back."""
         mu = [v]
         for l in range(1, len(self.sizes)):
             scale = 2.0 if l < self.num_layers else 1.0
@@ -208,15 +210,20 @@ class DBM(DBMLikelihood, nn.Module):
                 new = torch.sigmoid(self.layer_logits(mu, l))
                 changes.append((new - mu[l]).abs().amax())
                 mu[l] = new
-            if float(torch.stack(changes).amax()) < tol:  # one host read per sweep
+            if tol is not None and float(torch.stack(changes).amax()) < tol:  # one host read per sweep
                 break
         return mu
 
     # -------------------------------------- chain protocol (contrastive divergence)
     def positive_phase(self, v: torch.Tensor):
-        """Energy at the mean-field posterior (means detached), ``batch``; and a state clamped to ``v``."""
+        """Energy at the mean-field posterior (means detached), ``batch``; and a state clamped to ``v``.
+
+        On the CPU the mean field stops early at the tolerance of :meth:`mean_field`; on an accelerator,
+        where each check would synchronise, it runs all ``mean_field_steps`` sweeps, so that the training
+        step keeps its one host read.
+        """
         with torch.no_grad():
-            mu = self._mean_field(v)
+            mu = self._mean_field(v, tol=1e-5 if reading_is_free(v) else None)
         with torch.no_grad():
             state = (v,) + tuple(bernoulli(m) for m in mu[1:])
         return self._energy(mu), state

@@ -274,12 +274,13 @@ class BayesNet(BayesNetData, PyroModule):
                 pyro.factor(f"{v}_prior", c.log_prior() * (n / (num_data or n)))
         x: dict = {}
         enum = {"enumerate": "parallel"}
+        observed = self._observed_columns(cols)
         with pyro.plate("data", n, dim=-1):
             for v in self._order:
                 c = self.cpds[v]
-                obs, obs_mask = self._split(v, cols[v]) if v in cols else (None, None)
+                obs, obs_mask = observed.get(v, (None, False))
                 if c.cardinality is None:
-                    if data is not None and (obs is None or obs_mask is not None):
+                    if data is not None and obs_mask is not None:
                         raise DataError(f"continuous node '{v}' must be observed in every row of the data")
                     loc = self._select(c.mean_table({**ctx, **x}), c, x, n)
                     scale = self._select(c.scale, c, x, n, batched=False)
@@ -288,7 +289,7 @@ class BayesNet(BayesNetData, PyroModule):
                 fn = dist.Categorical(logits=self._select(c.log_table({**ctx, **x}), c, x, n))
                 if obs_mask is None:
                     x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
-                elif not obs_mask.any():
+                elif obs_mask is False:
                     x[v] = pyro.sample(v, fn, infer=enum)
                 else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
                     with poutine.mask(mask=obs_mask):

@@ -101,8 +101,23 @@ class BayesNetData:
         nan = torch.full((n,), float("nan"), dtype=self.dtype, device=self.device)
         return torch.stack([cols[v].to(self.dtype) if v in cols else nan for v in self.nodes], -1)
 
-    def _split(self, v, t):
-        """``(values with missing filled by 0, observed mask or None if all observed)``."""
+    def _observed_columns(self, cols: dict) -> dict:
+        """Per column ``(values with missing entries filled by 0, observed mask)``.
+
+        The mask is ``None`` when every entry of the column is observed and ``False`` when none is
+        (the three cases give the model different Pyro sites); which case holds is read from the device
+        once for all columns together, not once per column.
+        """
+        split = {v: self._fill_missing(v, t) for v, t in cols.items()}
+        if not split:
+            return {}
+        missing = [m for _, m in split.values()]
+        flags = torch.stack([torch.stack([m.any(), m.all()]) for m in missing]).tolist()  # one host read
+        return {v: (filled, None if not some else (False if every else ~m))
+                for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
+
+    def _fill_missing(self, v, t):
+        """``(values with missing filled by 0, missing mask)``; a discrete column's range check is deferred."""
         if torch.is_floating_point(t):
             missing = torch.isnan(t)
         else:
@@ -116,7 +131,7 @@ class BayesNetData:
             filled = filled.clamp(0, card - 1)  # until a deferred check is read (an index out of range asserts)
         else:
             filled = filled.to(self.dtype)
-        return filled, (None if not missing.any() else ~missing)
+        return filled, missing
 
     def _inputs(self, inputs) -> dict:
         names = self.input_names

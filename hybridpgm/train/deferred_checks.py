@@ -19,10 +19,19 @@ from typing import Callable
 
 import torch
 
-__all__ = ["DeferredChecks", "check_or_defer", "deferring_checks"]
+__all__ = ["DeferredChecks", "check_or_defer", "deferring_checks", "reading_is_free"]
 
 _PENDING: contextvars.ContextVar["DeferredChecks | None"] = contextvars.ContextVar(
     "hybridpgm_deferred_checks", default=None)
+
+
+def reading_is_free(t: torch.Tensor) -> bool:
+    """Whether reading ``t``'s value on the host costs no device synchronisation (it lives in CPU memory).
+
+    An iteration that stops on a tolerance reads once per iteration; inside a training step it does so
+    only where this holds, and elsewhere runs its fixed number of iterations.
+    """
+    return t.device.type == "cpu"
 
 
 class DeferredChecks:

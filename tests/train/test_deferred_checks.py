@@ -2,6 +2,7 @@
 and the count of host reads per step of ``fit`` on real models."""
 
 import functools
+import sys
 import traceback
 
 import pytest
@@ -279,3 +280,76 @@ def test_deferred_data_checks_name_bad_data_before_any_update(case, validation):
         with pytest.raises(DataError, match=match):
             fit(objective, data, batch_size=64, shuffle=False, max_steps=1, progress=False, seed=0)
     assert all(torch.equal(a, p) for a, p in zip(before, objective.module.parameters()))
+
+
+def _chain_net(k):
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet()
+    bn.add("x0", cpd.Table([0.4, 0.6]))
+    for i in range(1, k):
+        bn.add(f"x{i}", cpd.Table([[0.3, 0.7], [0.8, 0.2]], [f"x{i - 1}"]))
+    return bn
+
+
+@pytest.mark.parametrize("columns_with_missing", [1, 6])
+def test_a_bayes_nets_missing_entries_are_read_once_per_step(host_reads, pyro_validation_off,
+                                                             columns_with_missing):
+    """Which columns of a batch have missing entries decides the model's Pyro sites, so the model reads
+    it from the device: once for all columns together (before, once or twice per column).  With the
+    step's read that is two reads per step, whatever the number of columns with missing entries."""
+    import pyro
+    from pyro.infer import TraceEnum_ELBO
+
+    def count(steps):
+        torch.manual_seed(0)
+        with pyro.get_param_store().scope():
+            bn = _chain_net(6)
+            data = torch.bernoulli(torch.full((64, 6), 0.5))
+            data[::3, :columns_with_missing] = float("nan")
+            objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+            host_reads.clear()
+            fit(objective, bn.split_missing(data), batch_size=16, epochs=100, max_steps=steps, progress=False,
+                seed=0)
+        return sum("/hybridpgm/" in caller for _, caller in host_reads)
+
+    assert count(5) - count(2) == 3 * 2
+
+
+@pytest.mark.parametrize("on_accelerator", [False, True])
+def test_a_dbms_mean_field_reads_its_tolerance_only_where_reading_is_free(host_reads, pyro_validation_off,
+                                                                          monkeypatch, on_accelerator):
+    """The DBM's positive phase stops its mean-field sweeps at a tolerance, one read per sweep.  On the
+    CPU, where a read costs no synchronisation, it still does (fewer sweeps early in training); on an
+    accelerator (simulated) it runs all ``mean_field_steps`` sweeps and the step keeps its one read."""
+    import hybridpgm.energy.dbm as dbm_module
+    from hybridpgm.energy import DBM
+
+    monkeypatch.setattr(dbm_module, "reading_is_free", lambda t: not on_accelerator)
+    sweeps = []
+    layer_logits = DBM.layer_logits
+
+    def counted(self, x, layer):
+        if sys._getframe(1).f_code.co_name == "_mean_field":
+            sweeps.append(layer)
+        return layer_logits(self, x, layer)
+
+    monkeypatch.setattr(DBM, "layer_logits", counted)
+
+    def count(steps):
+        torch.manual_seed(0)
+        model = DBM([12, 6, 4], mean_field_steps=10)
+        host_reads.clear()
+        sweeps.clear()
+        fit(ContrastiveDivergence(model), _binary(), batch_size=16, epochs=100, max_steps=steps, progress=False,
+            seed=0)
+        return sum("/hybridpgm/" in caller for _, caller in host_reads), len(sweeps)
+
+    (reads_few, sweeps_few), (reads_more, sweeps_more) = count(2), count(5)
+    mean_field_sweeps = (sweeps_more - sweeps_few) / 3 / 2  # per step; a sweep updates the two hidden layers
+    if on_accelerator:
+        assert reads_more - reads_few == 3
+        assert mean_field_sweeps == 10
+    else:
+        assert reads_more - reads_few > 3
+        assert mean_field_sweeps < 10
