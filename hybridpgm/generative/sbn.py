@@ -51,6 +51,7 @@ from hybridpgm.checks import check_device, positive_int, positive_real, sample_c
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -259,6 +260,7 @@ class SigmoidBeliefNet(PyroModule):
         return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
 
     # -------------------------------------------------------------- evaluation
+    @own_param_store
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x)` with the recognition network as proposal.
 

@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real, sample_count
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
-from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
+from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -240,6 +240,7 @@ class VAE(PyroModule):
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     @torch.no_grad()
+    @own_param_store
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128) -> torch.Tensor:
         """``num_samples x batch`` importance log-weights
         :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`.

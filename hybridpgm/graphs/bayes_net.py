@@ -48,6 +48,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.param_store_scope import own_param_store
 
 __all__ = ["BayesNet"]
 
@@ -312,6 +313,7 @@ class BayesNet(BayesNetData, PyroModule):
             idx = (torch.arange(n, device=table.device),) + idx
         return table[idx] if idx else table
 
+    @own_param_store
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
         """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
 
@@ -329,12 +331,17 @@ class BayesNet(BayesNetData, PyroModule):
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}
 
+    @own_param_store
     def log_prob(self, values, inputs=None) -> torch.Tensor:
         """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor)."""
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:
             raise DataError(f"log_prob needs every node; missing {missing}")
+        incomplete = [v for v, (_, observed) in self._observed_columns(cols).items() if observed is not None]
+        if incomplete:
+            raise DataError(f"log_prob scores complete rows; columns {incomplete} have missing entries "
+                            "(NaN or -1): log_evidence sums them out")
         tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
         return sum(tr.nodes[v]["log_prob"] for v in self.nodes)

@@ -30,6 +30,12 @@ from hybridpgm.train.deferred_checks import check_or_defer
 __all__ = ["BayesNetData"]
 
 
+def _missing(t: torch.Tensor) -> torch.Tensor:
+    """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in integer data (any other
+    negative integer is a bad value, refused by the range check, not a missing entry)."""
+    return torch.isnan(t) if torch.is_floating_point(t) else t == -1
+
+
 class BayesNetData:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: normalising data, missing entries and context inputs."""
 
@@ -88,10 +94,7 @@ class BayesNetData:
         :meth:`model` accepts as ``model(values, mask)``.
         """
         x = self.to_tensor(data) if not torch.is_tensor(data) else data
-        if torch.is_floating_point(x):
-            mask = ~torch.isnan(x)
-        else:
-            mask = x >= 0
+        mask = ~_missing(x)
         return torch.where(mask, x, torch.zeros_like(x)), mask
 
     def to_tensor(self, values: Mapping) -> torch.Tensor:
@@ -118,10 +121,7 @@ class BayesNetData:
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``; a discrete column's range check is deferred."""
-        if torch.is_floating_point(t):
-            missing = torch.isnan(t)
-        else:
-            missing = t < 0
+        missing = _missing(t)
         card = self.cardinality(v)
         filled = torch.where(missing, torch.zeros_like(t), t)
         if card is not None:

@@ -87,6 +87,32 @@ def test_log_prob_is_the_product_of_cpds():
     torch.testing.assert_close(logp.exp().sum(), torch.tensor(1.0, dtype=logp.dtype))
 
 
+@pytest.mark.parametrize("missing", [float("nan"), -1], ids=["nan", "minus-one"])
+@pytest.mark.parametrize("rows", ["every", "some"])
+def test_log_prob_refuses_rows_with_missing_entries(missing, rows):
+    """Before, a missing entry became a latent site that the plain trace sampled: log_prob returned the
+    score of a random completion (or a raw KeyError when only some rows had one)."""
+    dtype = torch.float64 if missing != -1 else torch.long
+    x = torch.tensor([[0, 2, 1], [1, 0, 0]], dtype=dtype)
+    x[0 if rows == "some" else slice(None), 1] = missing
+    with pytest.raises(DataError, match=r"complete rows; columns \['b'\] have missing entries"):
+        _chain().log_prob(x)
+
+
+@pytest.mark.parametrize("bad", [-2, -7])
+def test_only_minus_one_marks_a_missing_integer_entry(bad):
+    """The docs name -1 (integer) and NaN (float) as missing; other negative integers are bad values.
+    Before, the model and split_missing took any negative integer for a missing entry."""
+    bn = _chain()
+    data = torch.tensor([[0, 1, 0], [1, bad, 1]])
+    values, mask = bn.split_missing(data)
+    assert mask.tolist() == [[True, True, True], [True, True, True]]
+    with pytest.raises(DataError, match="column 'b' holds a value outside 0..2"):
+        TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data)
+    minus_one = bn.split_missing(torch.tensor([[0, -1, 0]]))[1]
+    assert minus_one.tolist() == [[True, False, True]]
+
+
 def test_trace_enum_elbo_is_exact_marginal_likelihood_with_missing_data():
     bn = random_bn(1, 5)
     torch.manual_seed(0)
