@@ -55,7 +55,9 @@ class Table(CPD):
     :param probs: ``[*parent_cards, cardinality]`` table; entry ``[j..., k]`` is
         :math:`p(x = k \\mid \\mathrm{pa} = j)`.  Rows must be non-negative and sum to 1.
     :param parents: names of the (discrete) parents, in the order of the leading dims.
-    :param bool learnable: store the logits as a parameter (else a buffer).
+    :param bool learnable: store the logits as a parameter (else a buffer).  The zeros of ``probs`` are
+        structural: they stay zero under training (the stored logits stay finite, so the table can be
+        trained by :func:`hybridpgm.fit` and saved).
     :param prior: optional Dirichlet concentration :math:`\\alpha` (scalar or
         broadcastable to ``probs``); the Pyro model then adds
         :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
@@ -91,6 +93,14 @@ class Table(CPD):
         self._problem = self._find_problem(probs, prior, atol)
         self.cardinality = int(probs.shape[-1]) if probs.dim() else 1
         logits = probs.log()
+        support = probs > 0
+        if self._problem is None and not bool(support.all()):
+            # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay
+            # finite: a parameter holding -inf could be neither trained by fit nor saved
+            self.register_buffer("support", support, persistent=False)
+            logits = logits.masked_fill(~support, 0.0)
+        else:
+            self.support = None
         if learnable:
             self.logits = nn.Parameter(logits)
         else:
@@ -164,14 +174,18 @@ class Table(CPD):
                 raise self._err(f"table dim {i} has size {self._shape[i]} but parent '{p}' has cardinality {card}")
 
     def log_table(self, values=None) -> torch.Tensor:
-        """``[*parent_cards, cardinality]`` normalised log-probabilities."""
+        """``[*parent_cards, cardinality]`` normalised log-probabilities (``-inf`` at the structural zeros of
+        the table it was built from)."""
         self._valid()
-        return self.logits.log_softmax(-1)
+        return self._logits().log_softmax(-1)
 
     @property
     def probs(self) -> torch.Tensor:
         self._valid()
-        return self.logits.softmax(-1)
+        return self._logits().softmax(-1)
+
+    def _logits(self) -> torch.Tensor:
+        return self.logits if self.support is None else self.logits.masked_fill(~self.support, float("-inf"))
 
     def log_prior(self) -> torch.Tensor:
         """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior)."""

@@ -101,8 +101,7 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             # the version counts in-place updates; the storage pointer catches `.data =` (as `module.to` does)
             key = (logits._version, logits.data_ptr())
             if hit is None or hit[0] is not logits or hit[1] != key:
-                cpd._valid()
-                log = logits.detach().log_softmax(-1)
+                log = cpd.log_table().detach()
                 hit = cache[v] = (logits, key, log, log.exp())
             return hit[3] if prob else hit[2]
     t = cpd.log_table(values)

@@ -121,3 +121,35 @@ def test_the_cpd_base_class_is_importable_from_cpd():
     from hybridpgm.graphs.cpd_base import CPD
 
     assert cpd.CPD is CPD and all(issubclass(k, CPD) for k in (cpd.Table, cpd.Neural, cpd.LinearGaussian))
+
+
+def test_a_learnable_table_with_structural_zeros_trains_and_saves(tmp_path):
+    """A zero in a learnable table stays exactly zero under training and the table can be saved.  Before,
+    its logit was a -inf parameter: fit stopped at once ('parameters are not finite') and save refused it."""
+    import functools
+
+    from pyro.infer import TraceEnum_ELBO
+
+    import hybridpgm
+    from hybridpgm.infer import SVIObjective
+
+    torch.manual_seed(0)
+    truth = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3]], ["a"]))
+    rows = truth.sample(2000)
+    data = torch.stack([rows["a"], rows["b"]], -1)
+    learner = BayesNet().add("a", cpd.Table([0.5, 0.5]))
+    learner.add("b", cpd.Table([[0.5, 0.0, 0.5], [1 / 3, 1 / 3, 1 / 3]], ["a"]))
+    hybridpgm.fit(SVIObjective(learner.model, learner.guide, TraceEnum_ELBO(max_plate_nesting=1)), data,
+                  epochs=200, batch_size=2000, progress=False, seed=0,
+                  optim=functools.partial(torch.optim.Adam, lr=0.05))
+    b = learner.cpds["b"]
+    assert torch.isfinite(b.logits).all()
+    assert b.probs[0, 1] == 0 and b.log_table()[0, 1] == float("-inf")
+    counts = torch.stack([torch.bincount(data[data[:, 0] == j, 1], minlength=3) for j in range(2)]).float()
+    assert torch.allclose(b.probs[1], counts[1] / counts[1].sum(), atol=0.02)  # the free row learns
+    assert torch.allclose(b.probs[0], torch.tensor([1.0, 0.0, 0.0]), atol=0.02)  # its zero stays zero
+    hybridpgm.save(learner, tmp_path / "bn.pt")
+    loaded = hybridpgm.load(tmp_path / "bn.pt")
+    torch.testing.assert_close(loaded.cpds["b"].log_table(), b.log_table())
+    torch.testing.assert_close(loaded.posterior("a", {"b": torch.tensor([1, 2])}),
+                               learner.posterior("a", {"b": torch.tensor([1, 2])}))
