@@ -264,12 +264,16 @@ class BayesNet(BayesNetData, PyroModule):
             there is a single context name).
         :param int num_data: size of the full data set (for the prior weight).
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
+        :raises DataError: data of 0 rows, a value outside a node's states, a continuous node with a
+            missing entry.
         """
         self.check()
         cols = self.columns(data, mask)
         ctx = self._inputs(inputs)
         sizes = {t.shape[0] for t in list(cols.values()) + list(ctx.values())}
         n = sizes.pop() if sizes else (1 if num_samples is None else num_samples)
+        if n == 0:
+            raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
         for v, c in self.cpds.items():
             if getattr(c, "prior", None) is not None:
                 pyro.factor(f"{v}_prior", c.log_prior() * (n / (num_data or n)))

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hybridpgm.checks import positive_int, positive_real
-from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.serialization import serializable
 
@@ -267,6 +267,8 @@ class Neural(CPD):
         """``[(N,) *discrete_parent_cards, cardinality]`` log-probabilities.
 
         The leading ``N`` is present when the CPD has continuous parents or context.
+
+        :raises DataError: the network fails on the inputs (a context input of the wrong width).
         """
         cards = [self.parent_cards[p] for p in self.discrete_parents]
         ref = next(iter(self.net.parameters()), None)
@@ -283,7 +285,13 @@ class Neural(CPD):
             return out.log_softmax(-1).reshape(*cards, self.cardinality)
         n = u.shape[0]
         x = torch.cat([x.expand(n, *x.shape), u.to(x)[:, None, :].expand(n, x.shape[0], u.shape[-1])], -1)
-        out = self.net(x.reshape(-1, x.shape[-1]))
+        try:
+            out = self.net(x.reshape(-1, x.shape[-1]))
+        except RuntimeError as e:  # a context input of the wrong width: name what the input is made of
+            raise DataError(f"node '{self.node}': the network fails on inputs of {x.shape[-1]} features "
+                            f"({sum(cards)} one-hot for the parents {list(self.discrete_parents)}, {u.shape[-1]} "
+                            f"for the continuous parents and context {list(self.continuous_parents)} + "
+                            f"{list(self.context)}): {e}") from e
         self._check_output(out, x.shape[0] * x.shape[1])
         return out.log_softmax(-1).reshape(n, *cards, self.cardinality)
 

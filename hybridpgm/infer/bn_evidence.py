@@ -127,6 +127,8 @@ class Evidence:
 
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
+        if v.is_complex():
+            raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
     if isinstance(v, str) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], str)):
@@ -138,7 +140,19 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
             idx.append(states.index(s))
         t = torch.tensor(idx, device=device)
         return t[0] if isinstance(v, str) else t
-    return torch.as_tensor(v, device=device)
+    return _as_tensor(name, v, device)
+
+
+def _as_tensor(name: str, v, device) -> torch.Tensor:
+    """``v`` as a tensor, or an :class:`EvidenceError` naming ``name`` and what ``v`` is."""
+    try:
+        t = torch.as_tensor(v, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise EvidenceError(f"evidence for '{name}' must be a number, a state or a tensor of them, "
+                            f"got {type(v).__name__} {v!r:.60}") from None
+    if t.is_complex():
+        raise EvidenceError(f"evidence for '{name}' must be real, got dtype {t.dtype}")
+    return t
 
 
 def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
@@ -161,7 +175,7 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         if isinstance(v, Likelihood):
             soft[name] = soft_log_likelihood(bn, name, v, dtype, device)
             continue
-        tensors[name] = _as_index_tensor(bn, name, v, device) if card else torch.as_tensor(v, device=device)
+        tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device)
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
     lengths.update({name: t.shape[0] for name, t in soft.items() if t.dim() == 2})
     if len(set(lengths.values())) > 1:
@@ -177,6 +191,9 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             t = t.to(dtype) if not torch.is_floating_point(t) else t
             if t.dim() == 0:
                 t = t.expand(n)
+            if name in facts.cards and t.dim() != 1:
+                raise EvidenceError(f"evidence for the continuous node '{name}' must be a scalar or [N], "
+                                    f"got shape {tuple(t.shape)}")
             if name in facts.cards and torch.isnan(t).any():
                 raise EvidenceError(f"continuous node '{name}' has missing (NaN) evidence; exact inference "
                                     "needs every continuous node observed")
@@ -186,11 +203,13 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             raise EvidenceError(f"evidence for '{name}' must be a scalar or [N], got shape {tuple(t.shape)}")
         if torch.is_floating_point(t):
             missing = torch.isnan(t)
+            # with float evidence only NaN means "missing"; the range is checked before the cast to long,
+            # which would wrap an infinity or 1e20 round to a negative ("missing") index
+            bad = ~missing & ((t < 0) | (t >= card))
+            if bad.any():
+                raise EvidenceError(f"value {t[bad][0].item()} out of range for '{name}' (cardinality {card})")
             if (t[~missing] != t[~missing].round()).any():
                 raise EvidenceError(f"evidence for '{name}' holds non-integer values")
-            if (t[~missing] < 0).any():  # with float evidence only NaN means "missing"
-                raise EvidenceError(f"value {t[~missing & (t < 0)][0].item()} out of range for '{name}' "
-                                    f"(cardinality {card})")
             t = torch.where(missing, -1.0, t).long()
         else:
             t = t.long()

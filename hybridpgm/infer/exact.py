@@ -95,6 +95,9 @@ def _query_names(facts, query) -> list[str]:
             raise EvidenceError(f"query names unknown variable '{q}' (nodes: {facts.nodes})")
         if facts.cards[q] is None:
             raise EvidenceError(f"query variable '{q}' is continuous; exact queries are over discrete nodes")
+    repeated = sorted({q for q in names if names.count(q) > 1})
+    if repeated:
+        raise EvidenceError(f"query names {repeated} more than once: {names}")
     return names
 
 

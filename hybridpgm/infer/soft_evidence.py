@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Likelihood", "soft_log_likelihood"]
 
+_INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
 
 @dataclass(frozen=True)
 class Likelihood:
@@ -50,10 +52,17 @@ def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, devic
     card = bn.cardinality(name)
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
-    t = torch.as_tensor(lik.values, dtype=dtype, device=device)
+    try:
+        t = torch.as_tensor(lik.values, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise EvidenceError(f"Likelihood for '{name}' must be numbers, got {type(lik.values).__name__} "
+                            f"{lik.values!r:.60}") from None
+    if not (torch.is_floating_point(t) or t.dtype in _INTEGER):
+        raise EvidenceError(f"Likelihood for '{name}' must be real numbers, got dtype {t.dtype}")
     if t.dim() not in (1, 2) or t.shape[-1] != card:
         raise EvidenceError(f"Likelihood for '{name}' must have shape [{card}] or [N, {card}], "
                             f"got {tuple(t.shape)}")
+    t = t.to(torch.promote_types(t.dtype, dtype))  # validated before any narrowing to the network's dtype
     if lik.log:
         if torch.isnan(t).any() or (t == float("inf")).any():
             raise EvidenceError(f"Likelihood for '{name}' holds NaN or +inf log-likelihoods")
@@ -66,4 +75,6 @@ def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, devic
     if bool(dead.any()):
         raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
                             f"{' in row(s) ' + str(dead.nonzero().flatten().tolist()[:10]) if t.dim() == 2 else ''}")
-    return log_lik
+    # the logarithm is taken before the cast: values beyond the network dtype's range (1e39 or 1e-46 in
+    # float32) have logarithms well within it
+    return log_lik.to(dtype)

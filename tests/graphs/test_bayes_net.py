@@ -113,6 +113,12 @@ def test_only_minus_one_marks_a_missing_integer_entry(bad):
     assert minus_one.tolist() == [[True, False, True]]
 
 
+def test_the_model_refuses_data_of_no_rows():
+    """Before, Pyro's plate raised a bare ZeroDivisionError ('size cannot be zero')."""
+    with pytest.raises(DataError, match="BayesNet.model got data of 0 rows"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(_chain().model, _chain().guide, torch.zeros(0, 3, dtype=torch.long))
+
+
 def test_trace_enum_elbo_is_exact_marginal_likelihood_with_missing_data():
     bn = random_bn(1, 5)
     torch.manual_seed(0)

@@ -133,6 +133,15 @@ def test_neural_with_context_names_the_node_when_the_output_is_wrong():
         bn.log_prob({"a": torch.tensor([0, 1])}, inputs={"u": torch.zeros(2, 3)})
 
 
+def test_a_context_input_of_the_wrong_width_names_the_node_and_the_features():
+    """Before, a raw matmul RuntimeError ('mat1 and mat2 shapes cannot be multiplied')."""
+    bn = BayesNet().add("p", cpd.Table([0.5, 0.5]))
+    bn.add("a", cpd.Neural(nn.Linear(2 + 1, 2), ["p"], 2, context=["u"]))
+    with pytest.raises(DataError, match=r"node 'a': the network fails on inputs of 5 features \(2 one-hot for the "
+                                        r"parents \['p'\], 3 for the continuous parents and context \[\] \+ \['u'\]\)"):
+        bn.posterior("a", {"u": torch.randn(4, 3)})
+
+
 # ---------------------------------------------------------------- LinearGaussian
 @pytest.mark.parametrize("kwargs, what", [
     ({"scale": float("nan")}, "scale"), ({"scale": float("inf")}, "scale"),

@@ -30,7 +30,14 @@ def test_rows_split_into_observed_partial_and_soft():
                                          (torch.tensor([0, -2]), "out of range for 'wet'"),
                                          (torch.tensor([-1.0, 1.0]), "out of range for 'wet'"),
                                          (torch.tensor([0.5, 1.0]), "non-integer"),
-                                         (torch.zeros(2, 2, dtype=torch.long), "scalar or \\[N\\]")])
+                                         (torch.zeros(2, 2, dtype=torch.long), "scalar or \\[N\\]"),
+                                         # before, these were cast to a wrapped (negative) index: unobserved
+                                         (torch.tensor([0.0, float("inf")]), "value inf out of range for 'wet'"),
+                                         (torch.tensor([1e20, 0.0], dtype=torch.float64), "value 1e\\+20 out of range for 'wet'"),
+                                         # before, raw torch errors
+                                         (None, "'wet' must be a number, a state or a tensor of them, got "
+                                                "NoneType"),
+                                         (torch.tensor([1j]), "'wet' must be real")])
 def test_bad_values_are_named(value, match):
     with pytest.raises(EvidenceError, match=match):
         parse_evidence(sprinkler(), {"wet": value})
@@ -52,3 +59,17 @@ def test_dtype_device_agrees_with_the_module(dtype):
     assert dtype_device(bn, network_facts(bn)) == (bn.dtype, bn.device)
     bn = bn.to(torch.float32 if dtype == torch.float64 else torch.float64)
     assert dtype_device(bn, network_facts(bn)) == (bn.dtype, bn.device)
+
+
+def test_continuous_evidence_must_be_a_scalar_or_a_column():
+    """Before, ``[N, 2]`` evidence on a continuous node failed in a reshape deep in the contraction."""
+    bn = sprinkler()
+    bn.add("level", cpd.LinearGaussian([0.0, 1.0], None, 1.0, ["wet"]))
+    with pytest.raises(EvidenceError, match=r"continuous node 'level' must be a scalar or \[N\], got shape \(1, 2\)"):
+        parse_evidence(bn, {"level": torch.tensor([[0.4, 0.3]])})
+
+
+def test_a_query_naming_a_node_twice_is_refused():
+    """Before, ``joint=True`` passed the repeated name to einsum, which raised its own ValueError."""
+    with pytest.raises(EvidenceError, match=r"query names \['rain'\] more than once"):
+        sprinkler().posterior(["rain", "wet", "rain"], {"sprinkler": 1}, joint=True)

@@ -55,9 +55,24 @@ def test_soft_evidence_equals_hard_evidence_when_one_hot_and_log_form_agrees():
     (torch.tensor([0.5, 0.5, 0.5]), r"shape \[2\]"),
     (torch.tensor([-0.1, 1.0]), "non-negative"),
     (torch.tensor([[0.0, 0.0], [1.0, 1.0]]), r"zero for every state in row\(s\) \[0\]"),
+    ("ab", "must be numbers, got str"),  # before, a raw TypeError
+    (torch.tensor([True, False]), "must be real numbers, got dtype torch.bool"),
 ])
 def test_bad_soft_evidence_raises_naming_node(lik, match):
     with pytest.raises(EvidenceError, match="'wet'"):
         sprinkler().posterior("rain", {"wet": Likelihood(lik)})
     with pytest.raises(EvidenceError, match=match):
         sprinkler().posterior("rain", {"wet": Likelihood(lik)})
+
+
+@pytest.mark.parametrize("scale", [1e39, 1e-46])
+def test_a_likelihood_beyond_a_float32_networks_range_keeps_its_ratios(scale):
+    """A likelihood's scale does not change the posterior.  Before, a float64 likelihood was cast to a
+    float32 network's dtype before validation: 1e39 overflowed ('must be finite') and 1e-46 underflowed
+    ('zero for every state')."""
+    bn = sprinkler().to(torch.float32)
+    lik = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    expected = bn.posterior("rain", {"wet": Likelihood(lik)})
+    torch.testing.assert_close(bn.posterior("rain", {"wet": Likelihood(lik * scale)}), expected)
+    shift = bn.log_evidence({"wet": Likelihood(lik * scale)}) - bn.log_evidence({"wet": Likelihood(lik)})
+    torch.testing.assert_close(shift, torch.tensor(math.log(scale), dtype=torch.float32))
