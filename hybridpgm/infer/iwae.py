@@ -39,7 +39,7 @@ from pyro.infer.util import torch_item
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ObjectiveError
-from hybridpgm.infer.particle_elbo import check_sites_match
+from hybridpgm.infer.particle_elbo import check_sites_match, keeping_rng_state
 
 __all__ = ["IWAE", "importance_log_weights"]
 
@@ -48,8 +48,7 @@ _PARTICLES = "iwae_particles"
 
 def _plate_nesting(model, guide, args, kwargs) -> int:
     """Deepest plate of one (model, guide) trace; run without using up random numbers."""
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    with poutine.block(), torch.random.fork_rng(devices=cuda):
+    with poutine.block(), keeping_rng_state():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     dims = [

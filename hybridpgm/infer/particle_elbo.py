@@ -43,9 +43,17 @@ from pyro.util import check_if_enumerated
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ObjectiveError
 
-__all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "importance_log_likelihood"]
+__all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "importance_log_likelihood", "keeping_rng_state"]
 
 _PARTICLE_PLATE = "num_particles_vectorized"
+
+
+def keeping_rng_state():
+    """A context whose random draws leave torch's generators (the CPU's and the current CUDA device's) as they
+    were: a trace run only to learn the model's structure must not shift the draws of training, or a resumed
+    run would differ from an uninterrupted one."""
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return torch.random.fork_rng(devices=cuda)
 
 
 class LogWeights(NamedTuple):
@@ -173,7 +181,8 @@ class ParticleELBO(ELBO):
     def plate_nesting(self, model, guide, args, kwargs) -> int:
         """``max_plate_nesting`` (without the particle plate), guessed once."""
         if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            with keeping_rng_state():  # a resumed run guesses again: it must not shift the draws after it
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
         return int(self.max_plate_nesting)
 
     def particle_plate(self, num_particles: int, nesting: int):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from pyro.infer import ELBO
+from pyro.infer import ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
+from hybridpgm.infer.particle_elbo import ParticleELBO, keeping_rng_state
 from hybridpgm.train.batches import batch_size_of
 
 __all__ = ["SVIObjective"]
@@ -88,5 +89,17 @@ class SVIObjective:
             if size == 0:
                 raise DataError("SVIObjective got an empty batch (0 examples); give at least one")
         args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        if _guesses_plate_nesting(self.elbo):  # guessed here, once, without using up random numbers
+            with keeping_rng_state():
+                self.elbo._guess_max_plate_nesting(self.model, self.guide, args, self.model_kwargs)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
+
+
+def _guesses_plate_nesting(elbo: ELBO) -> bool:
+    """Whether Pyro's ``elbo`` would guess ``max_plate_nesting`` on this call by tracing the model and guide,
+    drawing random numbers: a resumed run would then guess again, after the random state was restored, and
+    its draws would differ from an uninterrupted run's (hybridpgm's particle objectives guess their own)."""
+    if getattr(elbo, "max_plate_nesting", None) != float("inf") or isinstance(elbo, ParticleELBO):
+        return False
+    return isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)) or bool(getattr(elbo, "vectorize_particles", False))

@@ -58,3 +58,45 @@ def test_elbo_without_differentiable_loss_is_refused():
     vae = VAE(4, 1)
     with pytest.raises(ObjectiveError, match="NoDiff"):
         SVIObjective(vae.model, vae.guide, NoDiff())
+
+
+def _guessing_objectives():
+    from hybridpgm import RWS, WakeSleep
+    from hybridpgm.generative import SigmoidBeliefNet
+
+    def sbn(cls):
+        s = SigmoidBeliefNet([8, 4, 2])
+        return cls(s.model, s.guide)
+
+    def vae(elbo):
+        v = VAE(8, 2, (4,))
+        return SVIObjective(v.model, v.guide, elbo)
+
+    return {
+        "rws": lambda: sbn(RWS),
+        "wake-sleep": lambda: sbn(WakeSleep),
+        "svi-trace-enum": lambda: vae(pyro.infer.TraceEnum_ELBO()),
+        "svi-vectorized-particles": lambda: vae(pyro.infer.Trace_ELBO(num_particles=2, vectorize_particles=True)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_guessing_objectives()))
+def test_guessing_the_plate_nesting_uses_no_random_numbers(name):
+    """An objective that guesses ``max_plate_nesting`` on its first call traces the model and guide to do so.
+    A resumed run builds a fresh objective that guesses again after the random state was restored; the
+    guess must not use up random numbers, or every later draw shifts and the resumed run differs from an
+    uninterrupted one (as it did for RWS, wake-sleep and Pyro's TraceEnum_ELBO)."""
+    x = torch.bernoulli(torch.full((6, 8), 0.5), generator=torch.Generator().manual_seed(0))
+
+    def first_losses(warm):
+        torch.manual_seed(1)
+        objective = _guessing_objectives()[name]()
+        player = next(iter(objective.players()))
+        if warm:  # the guess already made, as in an uninterrupted run after its first step
+            objective.loss(player, x)
+        torch.manual_seed(2)
+        return objective.loss(player, x).detach(), torch.rand(3)
+
+    with pyro.get_param_store().scope():
+        cold, warm = first_losses(False), first_losses(True)
+    assert torch.equal(cold[0], warm[0]) and torch.equal(cold[1], warm[1])
