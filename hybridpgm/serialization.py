@@ -16,7 +16,9 @@ that made it:
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
 The file is written atomically (temporary file, fsync, rename) and read with
-``torch.load(..., weights_only=True)``.
+``torch.load(..., weights_only=True)``.  The model comes back in the dtypes it
+was saved in: a ``model.double()`` loads as float64, and a model whose parts
+have different floating dtypes keeps each one.
 
 How constructor arguments are captured: :func:`serializable` is a class
 decorator that records the arguments ``__init__`` was called with (bound
@@ -48,7 +50,7 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
-from hybridpgm.train.checkpoint import nonfinite_entries, write_atomically
+from hybridpgm.train.checkpoint import nonfinite_entries, read_torch_file, write_atomically
 from hybridpgm.train.device import resolve_device
 
 __all__ = ["MODEL_MODULES", "SavedModel", "load", "load_model", "register_spec", "save", "serializable",
@@ -272,34 +274,67 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     return write_atomically(path, payload, "model file")
 
 
+def _floating(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
+
+
+def _restore_dtypes(module: nn.Module, state: dict[str, Any]) -> None:
+    """Give the rebuilt ``module`` (made in the default dtype) the floating dtypes of the saved ``state``,
+    so that ``load_state_dict`` does not cast the weights (a float64 model would come back as float32).
+
+    One saved dtype for all of them (``model.double()``) converts the whole module as ``.to`` did, its
+    non-persistent buffers included; otherwise each tensor is converted to its own saved dtype, in place,
+    so that tied and referenced tensors stay shared.
+    """
+    current = {**dict(module.named_parameters(remove_duplicate=False)),
+               **dict(module.named_buffers(remove_duplicate=False))}
+    wanted = {name: saved.dtype for name, saved in state.items()
+              if _floating(saved) and _floating(current.get(name)) and current[name].dtype != saved.dtype}
+    if not wanted:
+        return
+    saved_dtypes = {t.dtype for t in state.values() if _floating(t)}
+    current_dtypes = {t.dtype for t in current.values() if _floating(t)}
+    if len(saved_dtypes) == 1 and len(current_dtypes) == 1:
+        module.to(next(iter(saved_dtypes)))
+        return
+    with torch.no_grad():
+        for name, dtype in wanted.items():
+            current[name].data = current[name].data.to(dtype)
+
+
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
-    """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model.
+    """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model, in the floating
+    dtypes it was saved in (a float64 model loads as float64).
 
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
-    :raises CheckpointError: a missing or foreign file (or a directory), an unknown class, or
-        weights that do not fit the rebuilt module (naming the file).
+    :raises CheckpointError: a missing or foreign file (or a directory, a FIFO ...), an empty, truncated or
+        corrupt file (naming the file and which of these it is), an unknown class, weights that do not fit
+        the rebuilt module, or parameters that hold NaN or infinity (naming the file and the entries).
     :raises DeviceError: for a device that is unknown or not on this machine.
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a model file")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"no model file at {path}")
     if isinstance(map_location, (str, torch.device)):
         map_location = resolve_device(map_location)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise CheckpointError(f"cannot read model file {path}: {error}") from error
+    payload = read_torch_file(path, "model file", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hybridpgm model file (write one with hybridpgm.save)")
     try:
         module = _build(payload["model"], payload["tensors"])
-        module.load_state_dict(payload["state_dict"])
+        state = payload["state_dict"]
+        bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
+                                                             module.named_buffers(remove_duplicate=False)))
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise CheckpointError(f"model file {str(path)!r} holds NaN or infinity in {shown}; hybridpgm.save "
+                                  "never writes such a file, so it was changed or damaged")
+        _restore_dtypes(module, state)
+        module.load_state_dict(state)
     except CheckpointError:
         raise
-    except (RuntimeError, TypeError, ValueError) as error:
+    except (RuntimeError, TypeError, ValueError, AttributeError) as error:
         raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {path}: {error}") from error
     (module.to(map_location) if isinstance(map_location, torch.device) else module).eval()
     return SavedModel(module, payload["model"]["class"], _decode(payload["meta"], {}), payload["versions"])

@@ -276,3 +276,49 @@ def test_a_write_the_file_system_refuses_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(CheckpointError, match=r"cannot write model file .*vae.pt'.*Permission denied \(EACCES\)"):
         hybridpgm.save(VAE(8, 2, [4]), tmp_path / "vae.pt")
+
+
+@pytest.mark.parametrize("build", [lambda: VAE(16, 3, [8]).double(), lambda: RBM(16, 4).double()],
+                         ids=["VAE", "RBM"])
+def test_a_float64_model_loads_as_float64(build, tmp_path):
+    """Before, the model was rebuilt in the default dtype and load_state_dict cast the weights: a float64
+    model came back float32, 1 + 1e-12 became 1.0, and it refused the float64 data it was trained on."""
+    torch.manual_seed(0)
+    model = build()
+    first = next(model.parameters())
+    with torch.no_grad():
+        first.view(-1)[0] = 1 + 1e-12
+    loaded = hybridpgm.load(hybridpgm.save(model, tmp_path / "m.pt"))
+    assert {t.dtype for t in loaded.state_dict().values() if t.is_floating_point()} == {torch.float64}
+    assert next(loaded.parameters()).view(-1)[0].item() == 1 + 1e-12
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    x = _binary(3, 16).double()
+    if isinstance(model, VAE):
+        assert loaded.reconstruct(x).dtype == torch.float64
+        assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
+    else:
+        assert torch.equal(loaded.free_energy(x), model.free_energy(x))
+        assert loaded.free_energy(x).dtype == torch.float64
+
+
+def test_a_model_with_mixed_dtypes_keeps_each(tmp_path):
+    torch.manual_seed(0)
+    vae = VAE(16, 3, [8])
+    vae.decoder.double()
+    with torch.no_grad():
+        vae.decoder[0].weight[0, 0] = 1 + 1e-12
+    loaded = hybridpgm.load(hybridpgm.save(vae, tmp_path / "m.pt"))
+    saved = vae.state_dict()
+    assert {k: v.dtype for k, v in loaded.state_dict().items()} == {k: v.dtype for k, v in saved.items()}
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())
+    assert loaded.decoder[0].weight.dtype == torch.float64 and loaded.encoder[0].weight.dtype == torch.float32
+
+
+def test_a_model_file_holding_nan_is_refused_naming_the_entry(tmp_path):
+    path = hybridpgm.save(RBM(4, 2), tmp_path / "rbm.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["weight"][0, 0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"model file '.*rbm.pt' holds NaN or infinity in \['weight'\]"):
+        hybridpgm.load(path)

@@ -23,6 +23,7 @@ order and by class with those in the checkpoint; a mismatch is a
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -100,10 +101,17 @@ class EvaluateEvery(Callback):
     result in ``history.metrics`` under ``name`` (a dict result logs each key),
     averaged over ranks under data parallelism.
 
-    The module is put in ``eval()`` mode and gradients are off while ``fn`` runs.
+    The module is put in ``eval()`` mode and gradients are off while ``fn`` runs.  ``fn`` returns a
+    real number (a Python or NumPy number, or a one-element real tensor) or a dict of them.
+
+    The end-of-run evaluation runs in ``on_fit_end``, after :func:`hybridpgm.fit` has written its
+    checkpoint (and before it writes it again with the evaluation), so an ``fn`` that fails then loses no
+    step: running the same ``fit`` call again resumes and evaluates.
 
     :raises ConfigError: ``every`` not a positive integer (``bool`` and fractions refused), ``fn`` not
-        callable, or ``name`` not a non-empty string.
+        callable, or ``name`` not a non-empty string.  During the run: ``fn`` returned something else than
+        a real number, a one-element real tensor or a dict of them (the message names the callback, the
+        metric and the type returned).
     """
 
     def __init__(self, every: int, fn: Callable[[Any], float | dict[str, float]], name: str = "eval"):
@@ -125,9 +133,28 @@ class EvaluateEvery(Callback):
         finally:
             module.train(was_training)
         items = result.items() if isinstance(result, dict) else [(self.name, result)]
-        for key, value in items:
-            info.history.log_metric(key, info.step, info.reduce_mean(float(value)))
+        values = [(key, self._number(key, value)) for key, value in items]
+        for key, value in values:
+            info.history.log_metric(key, info.step, info.reduce_mean(value))
         self._last_step = info.step
+
+    def _number(self, key: Any, value: Any) -> float:
+        """``value`` as a float, if it is a real number or a one-element real tensor (never a bool)."""
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool \
+                and not value.is_complex():
+            return float(value.detach())
+        if value is None:
+            what = "None"
+        elif isinstance(value, torch.Tensor):
+            what = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+        elif type(value).__module__ == "builtins":
+            what = f"a {type(value).__name__}"
+        else:
+            what = f"a {type(value).__module__}.{type(value).__qualname__}"
+        raise ConfigError(f"EvaluateEvery(name={self.name!r}): fn returned {what} for the metric {key!r}; it must "
+                          "return a real number, a one-element real tensor, or a dict of them")
 
     def state_dict(self) -> dict[str, Any]:
         """The step of the last evaluation (so the end-of-run one is not repeated after a resume)."""

@@ -12,7 +12,16 @@ A write that fails (no space, no permission, a read-only file system) raises
 system's reason (``ENOSPC`` ...), removes its temporary file and keeps the
 previous checkpoint; temporaries left by a run killed mid-write are removed by
 :func:`remove_stale_temporaries` when the next run starts.  A state holding a
-non-finite floating-point tensor is never written.
+non-finite floating-point tensor is never written, and one read back is checked
+the same way (:func:`check_finite_checkpoint`).
+
+Only a regular file is ever replaced: a path that exists as a directory, a
+symbolic link, a device node, a FIFO or a socket is refused
+(:func:`check_replaceable`).  A symbolic link is refused rather than followed
+or replaced: replacing it would leave its target stale, and writing through it
+would put the checkpoint somewhere the path does not say.  The written file
+gets the permissions a plain ``open()`` would give it (``0o666`` less the
+umask), or keeps those of the file it replaces.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import errno
 import glob
 import os
 import random
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +41,8 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 
-__all__ = ["buffer_paths", "load_checkpoint", "nonfinite_entries", "remove_stale_temporaries", "rng_state",
-           "save_checkpoint", "set_rng_state"]
+__all__ = ["buffer_paths", "check_finite_checkpoint", "check_replaceable", "load_checkpoint", "nonfinite_entries",
+           "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint", "set_rng_state"]
 
 FORMAT_VERSION = 1
 
@@ -66,15 +77,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] = frozenset()) -> list[str]:
+def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] = frozenset(), *,
+                      nan_only: bool = False) -> list[str]:
     """Paths (``['module']['fc.weight']``) of the floating-point tensors in a
     nested ``state`` that hold NaN, or infinity where their path is not in
     ``infinite_ok`` (constant buffers that are infinite by design, such as
-    GPyTorch's unbounded constraint limits)."""
+    GPyTorch's unbounded constraint limits).
+
+    :param nan_only: report NaN only (infinity allowed everywhere).
+    """
     if isinstance(state, torch.Tensor):
         if state.is_floating_point() or state.is_complex():
-            if prefix in infinite_ok:
-                return [prefix] if bool(torch.isnan(state).any()) else []
+            if nan_only or prefix in infinite_ok:
+                return [prefix or "<tensor>"] if bool(torch.isnan(state).any()) else []
             return [] if bool(torch.isfinite(state).all()) else [prefix or "<tensor>"]
         return []
     if isinstance(state, dict):
@@ -83,7 +98,28 @@ def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] 
         items = enumerate(state)
     else:
         return []
-    return [bad for key, value in items for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok)]
+    return [bad for key, value in items
+            for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok, nan_only=nan_only)]
+
+
+def _shown(entries: list[str]) -> str:
+    return ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+
+
+def check_finite_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
+                            infinite_ok: frozenset[str] = frozenset(), nan_only: bool = False) -> None:
+    """Refuse a checkpoint read back from ``path`` that holds what :func:`save_checkpoint` never writes: a
+    NaN anywhere, or an infinity outside ``infinite_ok`` (the module's buffers, see :func:`buffer_paths`).
+
+    :param nan_only: check for NaN only (when the module, hence its buffers, is not known).
+    :raises CheckpointError: naming the file and the non-finite entries (module, optimizer or other state).
+    """
+    bad = nonfinite_entries(state, infinite_ok=infinite_ok, nan_only=nan_only)
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite values in {_shown(bad)}; resuming it "
+                              "would train from a broken state (hybridpgm never writes such a checkpoint, so the "
+                              "file was changed or damaged): resume from an earlier copy, or pass overwrite=True "
+                              "(CLI: --overwrite) to start afresh")
 
 
 def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]:
@@ -104,6 +140,8 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     removed = []
     for stale in glob.glob(pattern):
         try:
+            if not stat.S_ISREG(os.lstat(stale).st_mode):
+                continue  # not a file a write of ours left: never remove it
             os.unlink(stale)
             removed.append(Path(stale))
         except FileNotFoundError:
@@ -135,22 +173,86 @@ def _os_reason(error: OSError) -> str:
     return f"{reason} ({code})" if code else reason
 
 
-def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
-    """``torch.save(payload)`` to ``path`` through a temporary file beside it, fsync and rename: a crash or a
-    full disk leaves the previous file intact.
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def check_replaceable(path: str | os.PathLike, what: str = "checkpoint") -> None:
+    """Refuse a ``path`` that exists and is not a regular file (a directory, a symbolic link, a device node,
+    a FIFO, a socket): hybridpgm writes a file beside it and renames it over ``path``, which would replace the
+    node itself.  A symbolic link is refused too, even to a regular file: replacing the link would leave its
+    target stale, and writing through it would put the file where ``path`` does not say.
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
-    :raises CheckpointError: ``path`` is a directory, or the file system refused the write (the message names
-        the file and the OS reason; the temporary file is removed).
+    :raises CheckpointError: naming the path and what it is.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # absent (or not reachable: the write reports the OS reason)
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"cannot write {what} {str(path)!r}: it is a directory; pass the path of a file")
+    if stat.S_ISLNK(mode):
+        try:
+            target = f" to {os.readlink(path)!r}"
+        except OSError:
+            target = ""
+        raise CheckpointError(f"cannot write {what} {str(path)!r}: it is a symbolic link{target}; hybridpgm "
+                              "replaces only regular files, so pass the link's target or remove the link")
+    raise CheckpointError(f"cannot write {what} {str(path)!r}: it is {_kind(mode)}, not a regular file; "
+                          "hybridpgm replaces only regular files, so pass the path of a file")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """The permissions of the file written at ``path``: those of the regular file it replaces, else what
+    ``open()`` gives a new file (``0o666`` less the umask), not ``mkstemp``'s ``0o600``."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
+    """``torch.save(payload)`` to ``path`` through a temporary file beside it, fsync and rename: a crash or a
+    full disk leaves the previous file intact.  The file gets the permissions of the one it replaces, or
+    those ``open()`` gives a new file (``0o666`` less the umask).
+
+    :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :raises CheckpointError: ``path`` exists and is not a regular file (a directory, a symbolic link, a
+        device node, a FIFO: :func:`check_replaceable`), or the file system refused the write (the message
+        names the file and the OS reason; the temporary file is removed).
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"cannot write {what} {str(path)!r}: it is a directory; pass the path of a file")
+    check_replaceable(path, what)
     tmp_name = None
     writer = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _new_file_mode(path)
         handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as tmp:
             writer = _RecordingWriter(tmp)
             torch.save(payload, writer)
@@ -178,36 +280,101 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
         :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
 
     :raises CheckpointError: ``state`` holds a non-finite tensor (nothing is
-        written), ``path`` is a directory, or the file system refused the write
-        (:func:`write_atomically`); the previous checkpoint at ``path`` is kept.
+        written), ``path`` exists and is not a regular file (a directory, a
+        symbolic link, a device node, a FIFO), or the file system refused the
+        write (:func:`write_atomically`); the previous checkpoint at ``path`` is kept.
     """
     path = Path(path)
     bad = nonfinite_entries(state, infinite_ok=infinite_ok)
     if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {shown} hold(s) NaN or infinity; "
+        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {_shown(bad)} hold(s) NaN or infinity; "
                               "the previous checkpoint is kept")
     return write_atomically(path, {"format_version": FORMAT_VERSION, **state}, "checkpoint")
+
+
+def _zip_reason(path: Path, size: int) -> str:
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04":
+        return (f"it is not a file written by torch.save (its {size} bytes do not start with the zip signature "
+                "torch.save writes)")
+    return (f"it is truncated or corrupt: a zip archive as torch.save writes, but its {size} bytes hold no "
+            "complete archive (a copy or a write that stopped early?)")
+
+
+def _load_reason(error: Exception) -> str:
+    """What went wrong, in a line, without torch's advice to load with ``weights_only=False``."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = " ".join(text.split(marker, 1)[1].split())
+        detail = detail.split(" Please use `torch.serialization", 1)[0].split(" Check the documentation", 1)[0]
+        return (f"it holds objects that loading with weights_only=True (tensors and plain data only) refuses "
+                f"({detail.strip() or type(error).__name__}); it was not written by hybridpgm")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"it is corrupt ({type(error).__name__}: {first[:200]})"
+
+
+def check_readable(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a regular file (through a symbolic link is fine).
+
+    :raises CheckpointError: it does not exist, or is a directory, a FIFO, a device node ... (opening a
+        FIFO would wait for a writer forever).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {_os_reason(error)}") from error
+    if stat.S_ISDIR(mode):
+        noun = what if what.endswith("file") else f"{what} file"
+        raise CheckpointError(f"{what} {str(path)!r} is a directory, not a {noun}")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{what} {str(path)!r} is {_kind(mode)}, not a regular file")
+    return path
+
+
+def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, turning any failure into one clear reason.
+
+    :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
+        holding objects that ``weights_only`` loading refuses, or the OS reason.
+    """
+    path = check_readable(path, what)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable file
+        try:
+            size = os.path.getsize(path)
+            if size == 0:
+                reason = f"the file is empty (0 bytes), so it holds no {what} (a copy that did not finish?)"
+            elif isinstance(error, OSError):
+                reason = _os_reason(error)
+            elif "zip archive" in str(error) or not zipfile.is_zipfile(path):
+                reason = _zip_reason(path, size)
+            else:
+                reason = _load_reason(error)
+        except OSError as os_error:
+            reason = _os_reason(os_error)
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {reason}") from error
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``.
 
-    :raises CheckpointError: the file is missing (or a directory), truncated, not a checkpoint,
-        or of an unknown format version.
+    :raises CheckpointError: the file is missing (or a directory, a FIFO ...), empty, truncated, not a
+        checkpoint, of an unknown format version, or holds NaN (:func:`check_finite_checkpoint`; whether an
+        infinity is allowed depends on the module, which ``fit`` checks when it resumes).
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for a corrupt file
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {error}") from error
+    state = read_torch_file(path, "checkpoint", map_location)
     if isinstance(state, dict) and state.get("format") == "hybridpgm-model":  # serialization.FORMAT
         raise CheckpointError(f"{str(path)!r} is a model file written by hybridpgm.save, not a training checkpoint; "
                               f"read it with hybridpgm.load")
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "format" in state:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format {FORMAT_VERSION}")
+    check_finite_checkpoint(path, state, nan_only=True)
     return state

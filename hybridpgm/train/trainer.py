@@ -28,8 +28,8 @@ from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
 from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths, callback_states, load_callback_states
-from hybridpgm.train.checkpoint import (buffer_paths, load_checkpoint, remove_stale_temporaries, rng_state,
-                                        save_checkpoint, set_rng_state)
+from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
+                                        remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import callback_list, check_counts, check_factory, check_players, per_player, rng_seed
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
@@ -138,7 +138,12 @@ def fit(
         random (and recorded in the checkpoint) when ``None``.
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
-        Temporary files a killed write left beside it are removed at the start.
+        The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
+        runs and again after it, so a failing ``on_fit_end`` loses no step; the
+        next run with the same arguments resumes and runs it again.  Temporary
+        files a killed write left beside it are removed at the start.  Only a
+        regular file is replaced: a path that is a directory, a symbolic link, a
+        device node or a FIFO is refused before the first step.
     :param resume: what to do with an existing ``checkpoint``
         (:mod:`hybridpgm.train.resume`): ``"auto"``/``True`` resumes when it
         exists (same seed, data order and RNG states; on another number of
@@ -148,7 +153,7 @@ def fit(
         prints one line (file and step), and is refused with
         :class:`~hybridpgm.errors.CheckpointError` naming every difference when
         the checkpoint holds another model or other hyperparameters.
-    :param overwrite: start afresh, deleting an existing checkpoint first.
+    :param overwrite: start afresh, deleting an existing checkpoint (a regular file) first.
     :param override_hyperparameters: resume even though the recorded
         hyperparameters (learning rates and other optimizer settings,
         ``batch_size``, ``accumulate``, ...) differ; the requested ones apply.
@@ -175,8 +180,11 @@ def fit(
         step and writing the checkpoint (a :class:`KeyboardInterrupt`; its
         ``exit_code`` is 143 or 130).  A second signal raises it at once.
     :raises CheckpointError: a checkpoint cannot be read or written (the
-        message names the file and the OS reason), belongs to another run, or
-        the path is a directory.
+        message names the file and the OS reason, or says it is empty,
+        truncated or not a torch file), belongs to another run, holds NaN or
+        infinity (naming the entries: module, optimizer or other state), or
+        the path exists and is not a regular file (a directory, a symbolic
+        link, a device node, a FIFO).
     :raises ConfigError: a count that is not a positive integer (``epochs``,
         ``batch_size``, ``accumulate``, ``checkpoint_every``, ``max_steps``;
         ``bool`` and fractional values are refused, NumPy integers accepted), a
@@ -184,7 +192,10 @@ def fit(
         ``collective_timeout`` that is not a positive finite number, an
         optimizer or scheduler instance where a factory is expected, a single
         callback not in a list, or a loss that is not a scalar tensor with a
-        gradient.
+        gradient.  A callback's own error (an :class:`EarlyStopping` monitor
+        that was never logged, an :class:`EvaluateEvery` whose ``fn`` returns
+        no number) raised by ``on_fit_end`` comes after the end-of-run
+        checkpoint is written.
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
     """
@@ -212,10 +223,11 @@ def fit(
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
     })
 
-    history, start_step, elapsed, resumed, finished = History(), 0, 0.0, None, False
+    history, start_step, elapsed, resumed, finished, fit_end_pending = History(), 0, 0.0, None, False, False
     if checkpoint is not None:
         if os.path.isdir(checkpoint):
             raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
+        check_replaceable(checkpoint, "checkpoint")  # a link, a device, a FIFO: refused before any step
         if context.is_main:
             remove_stale_temporaries(checkpoint)
             if overwrite and os.path.exists(checkpoint):
@@ -229,6 +241,9 @@ def fit(
         if exists:
             resumed = load_checkpoint(checkpoint, map_location=device)
     if resumed is not None:
+        module_buffers = buffer_paths(module)
+        check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers | callback_buffer_paths(
+            resumed.get("callbacks") or [], module_buffers))
         if sorted(resumed["players"]) != sorted(players):
             raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
                                   f"the objective has {sorted(players)}")
@@ -242,6 +257,7 @@ def fit(
             objective.load_state_dict(resumed["objective"])
         load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))
         finished = bool(resumed.get("stopped_early", False))  # a callback ended it: nothing is left to run
+        fit_end_pending = bool(resumed.get("fit_end_pending", False))  # its on_fit_end failed: run it again
         history = History.from_state_dict(resumed["history"])
         start_step = int(resumed["step"])
         if seed is None or not override_hyperparameters:
@@ -263,7 +279,7 @@ def fit(
     else:  # a fresh run, or a resume on another number of ranks
         pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
 
-    def write_checkpoint(step: int, stopped: bool = False) -> None:
+    def write_checkpoint(step: int, stopped: bool = False, pending: bool = False) -> None:
         check_finite_parameters(module, players, step, checkpoint)
         rng = context.gather_object(rng_state())
         failure = None
@@ -283,6 +299,7 @@ def fit(
                     "config": config,
                     "callbacks": callback_state,
                     "stopped_early": stopped,
+                    "fit_end_pending": pending,  # on_fit_end has yet to run
                 }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers))
             except CheckpointError as error:
                 if context.world_size == 1:
@@ -349,11 +366,19 @@ def fit(
                 heartbeat.stop()
                 context.heartbeat = None
         steps_done = history.step[-1] if history.step else start_step
-        if info is not None and not interrupted:
+        ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) \
+            and any(hasattr(callback, "on_fit_end") for callback in callbacks)
+        if ending and info is None:  # resumed after its on_fit_end failed, with no step left: run it now
+            info = StepInfo(step=steps_done, epoch=(steps_done - 1) // stream.batches_per_epoch,
+                            losses={p: v[-1] for p, v in history.loss.items() if v}, objective=objective,
+                            history=history, device=device, is_main=context.is_main, reduce_mean=context.mean_of)
+        # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again
+        write_checkpoint(steps_done, bool(stopped), pending=ending)
+        if ending:
             for callback in callbacks:
                 if hasattr(callback, "on_fit_end"):
                     callback.on_fit_end(info)
-        write_checkpoint(steps_done, bool(stopped))
+            write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
         late_signal = stop_signals.signum if not interrupted else 0
     if interrupted:
         where = (f"checkpoint written to {str(checkpoint)!r}; run again with the same arguments to resume"
