@@ -33,7 +33,8 @@ def test_rows_split_into_observed_partial_and_soft():
                                          (torch.zeros(2, 2, dtype=torch.long), "scalar or \\[N\\]"),
                                          # before, these were cast to a wrapped (negative) index: unobserved
                                          (torch.tensor([0.0, float("inf")]), "value inf out of range for 'wet'"),
-                                         (torch.tensor([1e20, 0.0], dtype=torch.float64), "value 1e\\+20 out of range for 'wet'"),
+                                         (torch.tensor([1e20, 0.0], dtype=torch.float64),
+                                          "value 1e\\+20 out of range for 'wet'"),
                                          # before, raw torch errors
                                          (None, "'wet' must be a number, a state or a tensor of them, got "
                                                 "NoneType"),
