@@ -98,6 +98,8 @@ def _after_training(args: argparse.Namespace) -> dict:
     if not run.is_dir():
         problem = "is a file, not a folder" if run.exists() else "does not exist"
         raise ConfigError(f"run folder {str(run)!r} {problem}")
+    if args.output is not None:  # before any work: a path that cannot be written is named at once
+        _check_output(Path(args.output), args.command)
     saved = load_model(run / "model.pt")
     recipe_name = saved.meta.get("recipe")
     if recipe_name not in RECIPES:
@@ -108,6 +110,23 @@ def _after_training(args: argparse.Namespace) -> dict:
         raise ConfigError(f"model {recipe_name!r} has no `{args.command}` command")
     torch.manual_seed(args.seed)
     return action(saved, run, args)
+
+
+def _check_output(path: Path, command: str) -> None:
+    """Refuse an ``--output`` that names a folder, lies in a folder that does not exist, or (``sample``) has
+    no extension, which would make matplotlib write ``<path>.png`` while the report named ``<path>``.
+
+    :raises ConfigError: naming the path and what is wrong with it.
+    """
+    from hybridpgm.errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"--output {str(path)!r} is a folder; give the path of a file")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--output {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    if command == "sample" and not path.suffix:
+        raise ConfigError(f"--output {str(path)!r} has no extension; name the file with one (.png, or .csv for "
+                          "bayes-net)")
 
 
 def _check_data_root(args: argparse.Namespace) -> None:
@@ -139,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = RECIPES[args.model][0].run(args)
         else:
             metrics = _after_training(args)
-    except HybridPGMError as error:
+    except (HybridPGMError, OSError) as error:  # OSError: a report or figure the OS would not let us write
         message = " ".join(str(error).split())
         print(f"hybridpgm: error: {message}", file=sys.stderr)
         return 2

@@ -78,6 +78,19 @@ def test_resume_continues_the_run_and_evaluate_sample_read_it(tmp_path, capsys):
     assert (out / "samples-seed0.png").stat().st_size > 0
     vae = hybridpgm.load(out / "model.pt")
     assert (vae.x_dim, vae.z_dim) == (64, 2)
+    # an --output that cannot be written is one line and exit 2 (before, a traceback and exit 1; a folder
+    # given to sample made matplotlib write '<folder>.png' while the report named the folder)
+    (tmp_path / "folder").mkdir()
+    for command, output, word in [("evaluate", tmp_path / "none" / "e.json", "does not exist"),
+                                  ("evaluate", tmp_path / "folder", "is a folder"),
+                                  ("sample", tmp_path / "none" / "s.png", "does not exist"),
+                                  ("sample", tmp_path / "folder", "is a folder"),
+                                  ("sample", tmp_path / "samples", "has no extension")]:
+        capsys.readouterr()
+        assert main([command, str(out), "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and word in err and str(output) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "run"]
 
 
 @pytest.mark.parametrize("change,word", [(["--latent-dim", "3"], "another model"), (["--lr", "0.01"], "lr")],

@@ -381,7 +381,9 @@ def fit(
             write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
         late_signal = stop_signals.signum if not interrupted else 0
     if interrupted:
-        where = (f"checkpoint written to {str(checkpoint)!r}; run again with the same arguments to resume"
+        again = ("run again with the same arguments to resume" if mode != "never" else  # "never" would refuse it
+                 "run again with resume=True (CLI: --resume) to continue it")
+        where = (f"checkpoint written to {str(checkpoint)!r}; {again}"
                  if checkpoint is not None else "no checkpoint path was given, so nothing was saved")
         message = f"interrupted by {signal_name(interrupted)} at step {steps_done}; {where}"
         if context.is_main:

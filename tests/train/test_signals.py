@@ -56,6 +56,17 @@ def test_a_signal_finishes_the_step_writes_the_checkpoint_and_raises(tmp_path, c
     assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
 
 
+def test_an_interrupted_run_that_would_not_resume_says_how_to_continue(tmp_path, capsys):
+    """With ``resume="never"`` (the CLI without ``--resume``) the same arguments would refuse the checkpoint;
+    before, the message told the user to run them again."""
+    ckpt = tmp_path / "s.pt"
+    with pytest.raises(TrainingInterrupted):
+        run(ckpt, callbacks=[SendAt(3)], resume="never")
+    assert capsys.readouterr().err.endswith(f"checkpoint written to {str(ckpt)!r}; run again with resume=True "
+                                            "(CLI: --resume) to continue it\n")
+    assert run(ckpt, resume=True).steps > 3
+
+
 def test_a_second_signal_stops_at_once_without_a_checkpoint(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     ckpt = tmp_path / "s.pt"
