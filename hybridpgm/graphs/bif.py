@@ -35,6 +35,8 @@ _HEAD = re.compile(r"\b(network|variable|probability)\b([^{]*)\{")
 _TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
 _PROB = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
 _TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
+# what read_bif cannot read back in a name: an entry's token separators, braces, the openings of comments
+_UNREADABLE = re.compile(r"[\s(),;|{}]|//|/\*")
 
 
 def _blocks(text: str):
@@ -273,16 +275,39 @@ def load_network(name: str, **kwargs):
                     "bnlearn networks)")
 
 
+def _bif_name(name, what: str) -> str:
+    """``str(name)``, or :class:`ModelSpecError` naming ``what`` where :func:`read_bif` could not read it back."""
+    text = str(name)
+    bad = _UNREADABLE.search(text)
+    if not text or bad:
+        found = "is empty" if not text else f"contains {bad.group()!r}"
+        raise ModelSpecError(f"write_bif: {what} {text!r} {found}, which a BIF file cannot hold (read_bif and pgmpy "
+                             "would misread it); use names without whitespace, '(', ')', ',', ';', '|', '{', '}', "
+                             "'//' or '/*', e.g. 'very_hot'")
+    return text
+
+
 def write_bif(bn, path) -> None:
-    """Write a network of discrete CPDs (without context inputs) as a BIF file."""
+    """Write a network of discrete CPDs (without context inputs) as a BIF file; states as ``str(state)``
+    (``s0, s1, ...`` for a node without state names).  Every name is checked before anything is written.
+
+    :raises ModelSpecError: a continuous or context-dependent node; or, naming the node and state, a name that
+        :func:`read_bif` could not read back (empty, or holding whitespace, ``(``, ``)``, ``,``, ``;``, ``|``,
+        ``{``, ``}``, ``//`` or ``/*``), or two states written alike (``1`` and ``"1"``).
+    """
     bn.check()
-    lines = ["network unknown {", "}"]
+    names, lines = {}, ["network unknown {", "}"]
     for v in bn.nodes:
         card = bn.cardinality(v)
         if card is None:
             raise ModelSpecError(f"node '{v}' is continuous; BIF holds discrete networks only")
-        names = bn.state_names.get(v) or [f"s{i}" for i in range(card)]
-        lines.append(f"variable {v} {{\n  type discrete [ {card} ] {{ {', '.join(map(str, names))} }};\n}}")
+        _bif_name(v, "node name")
+        given = bn.state_names.get(v) or [f"s{i}" for i in range(card)]
+        names[v] = [_bif_name(s, f"node '{v}': state") for s in given]
+        if len(set(names[v])) != len(names[v]):
+            raise ModelSpecError(f"write_bif: node '{v}' has states {list(given)!r} that are written alike "
+                                 f"({names[v]}); give each state a distinct name")
+        lines.append(f"variable {v} {{\n  type discrete [ {len(names[v])} ] {{ {', '.join(names[v])} }};\n}}")
     for v in bn.nodes:
         table = _table(bn, v)
         parents = list(bn.parents(v))
@@ -291,9 +316,9 @@ def write_bif(bn, path) -> None:
         if not parents:
             lines.append("  table " + ", ".join(repr(float(p)) for p in table) + ";")
         else:
-            pstates = [bn.state_names.get(p) or [f"s{i}" for i in range(bn.cardinality(p))] for p in parents]
+            pstates = [names[p] for p in parents]
             for idx in itertools.product(*[range(len(s)) for s in pstates]):
-                key = ", ".join(str(pstates[i][j]) for i, j in enumerate(idx))
+                key = ", ".join(pstates[i][j] for i, j in enumerate(idx))
                 lines.append(f"  ({key}) " + ", ".join(repr(float(p)) for p in table[idx]) + ";")
         lines.append("}")
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
@@ -309,8 +334,27 @@ def _table(bn, v) -> np.ndarray:
         return c.log_table().exp().detach().cpu().double().numpy()
 
 
+def _parent_state_order(values: np.ndarray, axis: int, child, parent, cpd, parent_cpd) -> np.ndarray:
+    """``values`` with its ``axis`` in the order of the parent's own CPD (a child's CPD may list the parent's
+    states in another order: pgmpy's ``check_model`` refuses that, but the model can be built)."""
+    own = (getattr(parent_cpd, "state_names", None) or {}).get(parent)
+    listed = (cpd.state_names or {}).get(parent)
+    if own is None or listed is None or list(listed) == list(own):
+        return values
+    if len(listed) != len(own) or set(listed) != set(own) or len(set(own)) != len(own):
+        raise ModelSpecError(f"from_pgmpy: the CPD of '{child}' lists the states of its parent '{parent}' as "
+                             f"{list(listed)!r}, the CPD of '{parent}' as {list(own)!r}; they must be the same states")
+    return np.take(values, [list(listed).index(s) for s in own], axis=axis)
+
+
 def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = False, cls=None):
-    """Convert a pgmpy discrete Bayesian network (``TabularCPD`` s) to a :class:`~hybridpgm.graphs.BayesNet`."""
+    """Convert a pgmpy discrete Bayesian network (``TabularCPD`` s) to a :class:`~hybridpgm.graphs.BayesNet`.
+
+    A child's CPD listing a parent's states in another order than the parent's own has its table reordered.
+
+    :raises ModelSpecError: not a pgmpy network, a CPD that is not a ``TabularCPD``, a node without a CPD, or a
+        child's CPD listing other states for a parent than the parent's CPD (naming child, parent, both lists).
+    """
     from hybridpgm.graphs.bayes_net import BayesNet
     from hybridpgm.graphs.cpd import Table
 
@@ -331,13 +375,19 @@ def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = F
         c = cpds[v]
         parents = list(c.variables[1:])
         values = np.moveaxis(np.asarray(c.values, dtype=np.float64), 0, -1)
+        for axis, p in enumerate(parents):
+            values = _parent_state_order(values, axis, v, p, c, cpds.get(p))
         bn.add(str(v), Table(torch.as_tensor(values, dtype=dtype), [str(p) for p in parents], learnable=learnable),
                states=[str(s) for s in c.state_names[v]] if c.state_names else None)
     return bn.check()
 
 
 def to_pgmpy(bn):
-    """Convert a :class:`~hybridpgm.graphs.BayesNet` of discrete CPDs to a pgmpy network."""
+    """Convert a :class:`~hybridpgm.graphs.BayesNet` of discrete CPDs to a pgmpy network.
+
+    Every CPD names the states of its variables (a node without state names gets pgmpy's default ``0..k-1``), so
+    a named parent's states are listed alike in its children's CPDs and the model passes pgmpy's ``check_model``.
+    """
     try:
         from pgmpy.models import DiscreteBayesianNetwork as Net
     except ImportError:  # older pgmpy
@@ -352,9 +402,8 @@ def to_pgmpy(bn):
         parents = list(bn.parents(v))
         card = bn.cardinality(v)
         values = np.moveaxis(table, -1, 0).reshape(card, -1)
-        names = {u: list(bn.state_names[u]) for u in [v] + parents if u in bn.state_names}
-        kw = {"state_names": names} if len(names) == len(parents) + 1 else {}
+        names = {u: list(bn.state_names.get(u) or range(bn.cardinality(u))) for u in [v] + parents}
         cpds.append(TabularCPD(v, card, values, evidence=parents or None,
-                               evidence_card=[bn.cardinality(p) for p in parents] or None, **kw))
+                               evidence_card=[bn.cardinality(p) for p in parents] or None, state_names=names))
     net.add_cpds(*cpds)
     return net

@@ -44,7 +44,7 @@ from torch import nn
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
-from hybridpgm.graphs.mrf_compile import compile_factor_graph
+from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 
 __all__ = ["MarkovNet"]
 
@@ -56,12 +56,21 @@ def _no_options(method: str, kwargs: dict) -> None:
     if kwargs:
         raise ModelSpecError(f"MarkovNet: method={method!r} takes no options, got {sorted(kwargs)}")
 
+
+def _names(scope) -> list:
+    """A factor's scope as a list of names: a bare string is one name, as a CPD's parents take it."""
+    return [scope] if isinstance(scope, str) else list(scope)
+
+
 class MarkovNet(nn.Module):
     """A Markov random field over named discrete variables.
 
     :param variables: mapping ``name -> cardinality``, or a sequence of
         ``(name, cardinality)`` pairs (the order is the variable order); a name
         given twice raises :class:`~hybridpgm.errors.ModelSpecError`.
+
+    A network of no variables can be declared (and saved), but every query of it raises
+    :class:`~hybridpgm.errors.ModelSpecError`: there is nothing to infer.
 
     >>> mrf = MarkovNet({"a": 2, "b": 3})
     >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))  # returns the net, so calls chain
@@ -105,13 +114,14 @@ class MarkovNet(nn.Module):
 
     def add_factor(self, name: str, scope: Sequence[str], log_potential) -> "MarkovNet":
         """Add one factor; ``log_potential`` is ``batch_shape + cards`` (a tensor,
-        :class:`~torch.nn.Parameter`, or a module ``context -> tensor``)."""
-        return self._add(name, [list(scope)], log_potential, single=True)
+        :class:`~torch.nn.Parameter`, or a module ``context -> tensor``).  A bare string ``scope`` is one
+        variable's name (``"ab"`` is the variable ``ab``, not ``a`` and ``b``)."""
+        return self._add(name, [_names(scope)], log_potential, single=True)
 
     def add_factors(self, name: str, scopes: Sequence[Sequence[str]], log_potentials) -> "MarkovNet":
         """Add a family of ``F`` factors of equal arity and cardinalities;
         ``log_potentials`` is ``batch_shape + (F or 1,) + cards``."""
-        return self._add(name, [list(s) for s in scopes], log_potentials, single=False)
+        return self._add(name, [_names(s) for s in scopes], log_potentials, single=False)
 
     def _add(self, name, scopes, pot, single):
         if name in self.families:
@@ -193,6 +203,9 @@ class MarkovNet(nn.Module):
         :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
             a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
         :param context: passed to neural potentials.
+        :raises EvidenceError: an unknown variable, a non-integer value, or a state outside ``0..card-1``
+            (``+inf`` included).
+        :raises ModelSpecError: a network of no variables.
         """
         return compile_factor_graph(self, evidence, context)
 
@@ -223,6 +236,10 @@ class MarkovNet(nn.Module):
         ``"exact"`` is exact; ``"bp"`` is the Bethe estimate (exact on trees);
         ``"mean_field"`` a lower bound.  ``kwargs`` go to the algorithm
         (``num_iters``, ``damping``, ``tol``).
+
+        :raises EvidenceError: bad evidence (see :meth:`factor_graph`).
+        :raises ModelSpecError: an unknown method or option, or a network of no variables.
+        :raises ConfigError: an option's value (``num_iters=2.5``), naming it.
         """
         fg = self.factor_graph(evidence, context)
         if method == "exact":
@@ -264,16 +281,20 @@ class MarkovNet(nn.Module):
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
-        """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``."""
+        """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
+        (or float tensors of whole states, as evidence may be; values broadcast together).
+
+        :raises EvidenceError: a variable without a value, an unknown variable, or a value that is not a state
+            ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step).
+        :raises ModelSpecError: a network of no variables.
+        """
+        if not self.cards:
+            raise ModelSpecError("MarkovNet.score: the network has no variables; declare at least one")
         missing = [v for v in self.cards if v not in values]
         if missing:
             raise EvidenceError(f"MarkovNet.score: no value for variables {missing}")
-        vals = {}
-        for v, c in self.cards.items():
-            x = torch.as_tensor(values[v])
-            if bool(((x < 0) | (x >= c)).any()):
-                raise EvidenceError(f"MarkovNet.score: value of {v!r} outside 0..{c - 1}")
-            vals[v] = x
+        unknown_names("MarkovNet.score", values, self.cards)
+        vals = {v: assignment_states(v, values[v], c, "MarkovNet.score") for v, c in self.cards.items()}
         tables = self.tables(context)
         device = next(iter(tables.values())).device if tables else None
         xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]
@@ -344,13 +365,25 @@ class MarkovNet(nn.Module):
         :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`.
         Supports an unbatched model, or a batch of one dimension (``N`` data
         points / contexts) run inside ``pyro.plate(prefix + "data", N)``.
+
+        :param values: ``name -> states`` of the observed variables (integer tensors, or float tensors of whole
+            states; a value ``None`` leaves the variable latent).
+        :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
+            is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step).
+        :raises ModelSpecError: more than one batch dimension, or a network of no variables.
         """
         pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
+        if values is not None and not isinstance(values, Mapping):
+            raise EvidenceError(f"MarkovNet.model: values must be a mapping name -> states, got "
+                                f"{type(values).__name__} {values!r:.60}")
         values = dict(values or {})
+        unknown_names("MarkovNet.model", values, self.cards)
+        values = {v: assignment_states(v, x, self.cards[v], "MarkovNet.model")
+                  for v, x in values.items() if x is not None}
         tables = self.tables(context)
         log_z = self.log_partition(log_z_method, context=context, **kwargs)
         sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
-        sizes |= {torch.as_tensor(x).shape[0] for x in values.values() if torch.as_tensor(x).dim()}
+        sizes |= {x.shape[0] for x in values.values() if x.dim()}
         if len(sizes) > 1 or log_z.dim() > 1:
             raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes}")
         N = sizes.pop() if sizes else None

@@ -17,6 +17,7 @@ algorithms consume (``V`` variables, ``C`` the largest cardinality):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -24,22 +25,80 @@ import torch
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
+from hybridpgm.train.deferred_checks import check_or_defer
 
 if TYPE_CHECKING:
     from hybridpgm.graphs.markov_net import MarkovNet
 
-__all__ = ["compile_factor_graph", "evidence_states"]
+__all__ = ["assignment_states", "compile_factor_graph", "evidence_states", "unknown_names"]
 
 
-def evidence_states(v: str, t: torch.Tensor) -> torch.Tensor:
-    """Evidence values as long states: a float tensor may hold whole numbers and ``NaN`` (unobserved)."""
+def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.Tensor:
+    """Evidence values as long states, ``-1`` where unobserved.
+
+    An integer (or bool) tensor holds states, a negative value meaning unobserved; a float tensor holds whole
+    numbers, with ``NaN`` or a negative whole number for unobserved.  Infinities are not states (``+inf`` used
+    to overflow the conversion to a negative number and so read as unobserved).
+
+    :param card: the variable's cardinality; when given, an observed value ``>= card`` is refused.
+    :raises EvidenceError: naming ``v`` and the bad values: a dtype that holds no states (complex), a non-integer
+        float or ``-inf``, or a value ``>= card`` (``+inf`` included).
+    """
+    if t.is_complex():
+        raise EvidenceError(f"MarkovNet: evidence for {v!r} has dtype {t.dtype}; give integer states, or a float "
+                            f"tensor of whole states with NaN for unobserved")
     if not torch.is_floating_point(t):
-        return t.long()
+        t = t.long()
+        if card is not None and bool((t >= card).any()):
+            raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[t >= card][:3].tolist()} "
+                                f"outside 0..{card - 1} (a negative value means unobserved)")
+        return t
     missing = torch.isnan(t)
-    if bool((t[~missing] != t[~missing].round()).any()):
-        raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values "
-                            f"{t[~missing & (t != t.round())][:3].tolist()}")
-    return torch.where(missing, -1.0, t).long()
+    bad = ~missing & ((t != t.round()) | (t == -math.inf))
+    if bool(bad.any()):
+        raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[bad][:3].tolist()}; "
+                            f"give whole states, or NaN (or a negative whole number) for unobserved")
+    if card is not None and bool((t >= card).any()):  # +inf included
+        raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[t >= card][:3].tolist()} "
+                            f"outside 0..{card - 1} (NaN or a negative value means unobserved)")
+    # clamp before the cast: a value too large for int64 (+inf, 1e20) would wrap to a negative, 'unobserved', state
+    return torch.where(missing | (t < 0), -1.0, t.clamp_max(2.0 ** 62)).long()
+
+
+def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:
+    """Raise :class:`EvidenceError` for names that are not variables (pure Python: no host read)."""
+    unknown = [v for v in names if v not in cards]
+    if unknown:
+        raise EvidenceError(f"{what}: values name unknown variable(s) {unknown}; the variables are {list(cards)}")
+
+
+def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
+    """Observed values of ``v`` in a full assignment (:meth:`MarkovNet.score
+    <hybridpgm.graphs.MarkovNet.score>`, :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`) as long
+    states ``0..card-1``: an integer tensor, or a float tensor of whole numbers (as for evidence, but with no
+    unobserved entries).
+
+    The range check needs a host read; inside :func:`~hybridpgm.fit`'s step it is deferred to the step's one read
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), and until then bad entries are read as state 0, so
+    indexing with them cannot fail on the device.
+
+    :param what: the caller, as the message names it (``"MarkovNet.score"``).
+    :raises EvidenceError: naming ``v``, the dtype and the bad values: a complex dtype, or a value that is not a
+        whole number in ``0..card-1`` (NaN, infinities, negative numbers included).
+    """
+    x = torch.as_tensor(x)
+    if x.is_complex():
+        raise EvidenceError(f"{what}: the values of {v!r} have dtype {x.dtype}; give integer states 0..{card - 1}")
+    ok = (x >= 0) & (x < card)
+    if torch.is_floating_point(x):
+        ok &= x == x.round()  # NaN fails every comparison
+
+    def error():
+        return EvidenceError(f"{what}: the values of {v!r} ({x.dtype}) hold {x[~ok][:3].tolist()}, which are not "
+                             f"states 0..{card - 1}; give integer states, or a float tensor of whole states")
+
+    check_or_defer(ok.all(), error)
+    return torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
 
 
 def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | None = None,
@@ -51,9 +110,14 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
     :param context: passed to neural potentials.
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
-        non-integer value or a state outside ``0..card-1``, or a batch shape holding no model.
-    :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast.
+        non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` included),
+        or a batch shape holding no model.
+    :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
+        variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).
     """
+    if not mrf.cards:
+        raise ModelSpecError("MarkovNet: the network has no variables, so there is nothing to infer or sample; "
+                             "declare at least one, e.g. MarkovNet({'a': 2})")
     tables = mrf.tables(context)
     if evidence is not None and not isinstance(evidence, Mapping):
         raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
@@ -62,7 +126,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     for v in evidence:
         if v not in mrf.cards:
             raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
-        evidence[v] = evidence_states(v, torch.as_tensor(evidence[v]))
+        evidence[v] = evidence_states(v, torch.as_tensor(evidence[v]), mrf.cards[v])
     shapes = [t.shape[: t.dim() - len(mrf.families[n]["cards"]) - 1] for n, t in tables.items()]
     shapes += [e.shape for e in evidence.values()]
     try:
@@ -84,10 +148,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     if evidence:
         valid = valid.clone()
         for v, val in evidence.items():
-            val = val.to(device).expand(batch_shape).reshape(B)
-            if bool((val >= mrf.cards[v]).any()):
-                raise EvidenceError(f"MarkovNet: evidence for {v!r} has value {int(val.max())} "
-                                    f"outside 0..{mrf.cards[v] - 1}")
+            val = val.to(device).expand(batch_shape).reshape(B)  # states checked by evidence_states
             obs = torch.nn.functional.one_hot(val.clamp_min(0), C).bool() | (val < 0)[:, None]
             valid[:, mrf._index[v]] &= obs
     unary = torch.zeros(B, V, C, dtype=dtype, device=device)

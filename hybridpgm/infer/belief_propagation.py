@@ -49,6 +49,7 @@ from typing import Callable
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
@@ -108,6 +109,8 @@ class BeliefPropagation:
     :param int check_every: test convergence every this many steps (each test
         is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
+    :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
+        ``0`` are refused, not rounded), or ``damping`` outside ``[0, 1)``; the message names the option.
 
     >>> mrf = ising_grid(8, 8, coupling=0.3, field=torch.randn(64))  # doctest: +SKIP
     >>> res = BeliefPropagation(num_iters=50)(mrf.factor_graph())   # doctest: +SKIP
@@ -115,12 +118,10 @@ class BeliefPropagation:
 
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6,
                  max_product: bool = False, check_every: int = 10):
-        if num_iters < 1:
-            raise ConfigError(f"BeliefPropagation: num_iters must be >= 1, got {num_iters}")
+        num_iters = positive_int(num_iters, "BeliefPropagation num_iters")
+        check_every = positive_int(check_every, "BeliefPropagation check_every")
         if not 0.0 <= damping < 1.0:
             raise ConfigError(f"BeliefPropagation: damping must be in [0, 1), got {damping}")
-        if check_every < 1:
-            raise ConfigError(f"BeliefPropagation: check_every must be >= 1, got {check_every}")
         self.num_iters = num_iters
         self.damping = damping
         self.tol = tol

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 
@@ -61,11 +62,12 @@ class MeanField:
     :param float damping: :math:`\\alpha \\in [0, 1)`; ``q \\leftarrow (1-\\alpha) q_{new} + \\alpha q``.
     :param float tol: stop early once the largest change of any ``q`` is below
         ``tol``; ``0`` runs all ``K`` sweeps.
+    :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
+        not rounded), or ``damping`` outside ``[0, 1)``.
     """
 
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
-        if num_iters < 1:
-            raise ConfigError(f"MeanField: num_iters must be >= 1, got {num_iters}")
+        num_iters = positive_int(num_iters, "MeanField num_iters")
         if not 0.0 <= damping < 1.0:
             raise ConfigError(f"MeanField: damping must be in [0, 1), got {damping}")
         self.num_iters = num_iters

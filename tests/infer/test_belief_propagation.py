@@ -102,6 +102,15 @@ def test_bad_config(kwargs):
         BeliefPropagation(**kwargs)
 
 
+@pytest.mark.parametrize("option, value", [("num_iters", 2.5), ("num_iters", True), ("check_every", 1.5)])
+def test_a_non_integer_count_is_named(option, value):
+    """Before: ``num_iters=2.5`` failed inside ``range`` with a raw TypeError, and ``True`` ran one step."""
+    with pytest.raises(ConfigError, match=f"BeliefPropagation {option} must be a positive integer, got {value}"):
+        BeliefPropagation(**{option: value})
+    with pytest.raises(ConfigError, match=f"BeliefPropagation {option} must be a positive integer, got {value}"):
+        ising_grid(2, 2, 0.5).marginals("bp", **{option: value})
+
+
 # -- the flat engine reproduces the pre-engine implementation on loopy graphs --------------------
 def _compare_with_reference(fg, **kw):
     from tests.infer.bp_reference import ReferenceBP

@@ -75,3 +75,10 @@ def test_unrolled_mean_field_gradcheck():
 def test_bad_config(kwargs):
     with pytest.raises(ConfigError):
         MeanField(**kwargs)
+
+
+@pytest.mark.parametrize("value", [2.5, True, 0])
+def test_a_count_that_is_not_a_positive_integer_is_named(value):
+    """Before: ``num_iters=2.5`` failed inside ``range`` with a raw TypeError, and ``True`` ran one sweep."""
+    with pytest.raises(ConfigError, match=f"MeanField num_iters must be a positive integer, got {value}"):
+        ising_grid(2, 2, 0.5).marginals("mean_field", num_iters=value)
