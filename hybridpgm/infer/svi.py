@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 from pyro.infer import ELBO, TraceEnum_ELBO, TraceTMC_ELBO
+from pyro.infer.autoguide import AutoGuide
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
@@ -78,6 +79,25 @@ class SVIObjective:
         self.module = module
         self.per_example = per_example
         self.model_kwargs = model_kwargs
+
+    def setup(self, batch: Any) -> None:
+        """Create the parameters of a Pyro autoguide that has not run yet, by running it once on ``batch``
+        (called by :func:`hybridpgm.fit` before it builds the optimizer; the random state is left as it was).
+
+        Before, such a guide made its parameters inside the first step, after the optimizer was built: it was
+        silently never trained.  Inside ``fit``'s own param-store scope, its parameters are its own even when a
+        notebook cell creating it runs twice.
+        """
+        for fn in (self.model, self.guide):
+            if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
+                args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+                with keeping_rng_state(), torch.no_grad():
+                    fn(*args, **self.model_kwargs)
+                owned = {id(p) for p in self.module.parameters()}
+                if any(id(p) not in owned for p in fn.parameters()):
+                    raise ConfigError(f"SVIObjective: the parameters of the {type(fn).__name__} are not in the "
+                                      f"objective's module ({type(self.module).__name__}), so fit would not train "
+                                      "them; pass module= holding both")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}

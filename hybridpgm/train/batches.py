@@ -132,6 +132,14 @@ class BatchStream:
         return default_collate([self.dataset[int(i)] for i in indices])
 
 
+def first_batch(dataset: Dataset, size: int):
+    """The first ``size`` examples of ``dataset`` (fewer if it is smaller), collated as a training batch."""
+    indices = torch.arange(min(size, len(dataset)))
+    if hasattr(dataset, "__getitems__"):
+        return dataset.__getitems__(indices)
+    return default_collate([dataset[int(i)] for i in indices])
+
+
 def batch_size_of(batch: Any) -> int:
     """Number of examples in a batch (leading size of its first tensor)."""
     if isinstance(batch, torch.Tensor):

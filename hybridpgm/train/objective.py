@@ -33,6 +33,10 @@ class Objective(Protocol):
     * ``schedule: list[str]`` -- the order in which players are stepped within
       one training step, with repeats (``["discriminator"] * k + ["generator"]``).
       Defaults to the order of :meth:`players`.
+    * ``setup(batch)`` -- called once by :func:`fit`, before the players' optimizers are built (and before a
+      checkpoint is resumed), with the first training batch on the training device: an objective whose
+      parameters come into being on a first call (a Pyro autoguide) creates them here, so that they are
+      trained and checkpointed.  It must not use up random numbers of the run.
     * ``state_dict()`` / ``load_state_dict(state)`` -- extra state to keep in
       checkpoints (beyond ``module``'s own).
     * ``train_step_end(step)`` -- called after every optimizer cycle.

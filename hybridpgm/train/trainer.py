@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import distributed
-from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, move_to, num_steps, split_batch
+from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
+                                     split_batch)
 from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths, callback_states, load_callback_states
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
@@ -213,8 +214,10 @@ def fit(
     schedule = player_schedule(objective)
     module = objective.module.to(device)
     module.train()
-    players, hyperparameters = _build_players(objective, optim, lr_scheduler, precision, device, skip_nonfinite)
     dataset = as_dataset(data)
+    if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
+        objective.setup(move_to(first_batch(dataset, batch_size), device))
+    players, hyperparameters = _build_players(objective, optim, lr_scheduler, precision, device, skip_nonfinite)
     config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                         accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
                         shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset))

@@ -1,3 +1,5 @@
+import functools
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -100,3 +102,54 @@ def test_guessing_the_plate_nesting_uses_no_random_numbers(name):
     with pyro.get_param_store().scope():
         cold, warm = first_losses(False), first_losses(True)
     assert torch.equal(cold[0], warm[0]) and torch.equal(cold[1], warm[1])
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 2, generator=g)
+    return x, x @ torch.tensor([3.0, -1.0])
+
+
+def _bnn_cell(x, y, **fit_kwargs):
+    """What a notebook cell holds: a model, an autoguide never called, and fit."""
+    from pyro.infer.autoguide import AutoNormal
+
+    from hybridpgm.bayesian_nn import BayesianRegressor
+
+    torch.manual_seed(0)
+    model = BayesianRegressor(torch.nn.Linear(2, 1), num_data=len(x))
+    guide = AutoNormal(model, init_scale=0.05)
+    result = fit(SVIObjective(model, guide, per_example=False), (x, y), batch_size=32, epochs=150, progress=False,
+                 seed=0, optim=functools.partial(torch.optim.Adam, lr=0.05), **fit_kwargs)
+    return guide, result
+
+
+def test_fit_trains_an_autoguide_that_has_not_run_yet():
+    """Before, the guide made its parameters inside the first step, after the optimizer was built: its
+    locations stayed at their initial zeros and the loss never fell."""
+    x, y = _regression()
+    guide, result = _bnn_cell(x, y)
+    truth = torch.tensor([3.0, -1.0])  # the guide starts at 0: all the way from it
+    assert (guide.median()["net.weight"].flatten() - truth).norm() < 0.25 * truth.norm()
+    losses = result.history.loss["elbo"]
+    assert sum(losses[-4:]) < 0.1 * sum(losses[:4])
+
+
+def test_a_notebook_cell_run_twice_trains_a_guide_of_its_own():
+    """The second run of the cell gets fresh parameters, and training it leaves the first guide alone."""
+    x, y = _regression()
+    first, _ = _bnn_cell(x, y)
+    trained = {k: v.detach().clone() for k, v in first.named_parameters()}
+    second, _ = _bnn_cell(x, -y)
+    assert all(p is not q for p in first.parameters() for q in second.parameters())
+    assert all(torch.equal(v, trained[k]) for k, v in first.named_parameters())
+    truth = torch.tensor([-3.0, 1.0])
+    assert (second.median()["net.weight"].flatten() - truth).norm() < 0.25 * truth.norm()
+
+
+def test_a_resumed_run_with_a_fresh_autoguide_ends_as_an_uninterrupted_one(tmp_path):
+    x, y = _regression()
+    whole, _ = _bnn_cell(x, y, checkpoint=tmp_path / "a.pt")
+    _bnn_cell(x, y, checkpoint=tmp_path / "b.pt", max_steps=125)
+    resumed, _ = _bnn_cell(x, y, checkpoint=tmp_path / "b.pt")
+    assert all(torch.equal(p, q) for p, q in zip(whole.parameters(), resumed.parameters()))
