@@ -94,10 +94,10 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     log_weights = np.asarray(log_weights, dtype=np.float64)
     if log_weights.ndim == 0:
         raise ConfigError("PSIS needs log-weights of shape (..., S), got a scalar")
-    _check_log_weights(log_weights)
-    if log_weights.shape[-1] < PSIS_MIN_DRAWS:
+    if log_weights.shape[-1] < PSIS_MIN_DRAWS:  # before the values' check, which an empty row would fail
         raise ConfigError(f"PSIS needs at least {PSIS_MIN_DRAWS} log-weights per row (the Pareto tail is fitted to "
                           f"the largest fifth, at least 6 of them), got shape {log_weights.shape}")
+    _check_log_weights(log_weights)
     finite = np.isfinite(log_weights)
     top = np.where(finite, log_weights, -np.inf).max(axis=-1)
     low = np.where(finite, log_weights, np.inf)

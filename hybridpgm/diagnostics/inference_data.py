@@ -28,6 +28,7 @@ import torch
 from pyro.infer import Predictive
 from pyro.poutine.util import site_is_subsample
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError
 
 __all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
@@ -98,7 +99,9 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         per observed site, and ``observed_data``.
     :raises DataError: the model observes nothing, or ``return_sites`` names a
         site that is not a latent site of the model.
+    :raises ConfigError: ``num_samples`` is not a positive integer.
     """
+    num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
     with torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)

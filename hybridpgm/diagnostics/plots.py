@@ -2,7 +2,8 @@
 
 Every helper builds a :class:`matplotlib.figure.Figure` with the object-oriented
 API (no pyplot state, no backend change) and returns it, so a notebook shows it
-inline; it is written to disk only when ``path`` is given (PNG at 100 dpi).
+inline; it is written to disk only when ``path`` is given (PNG at 100 dpi; missing
+folders of ``path`` are created).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def plot_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: st
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     fig.tight_layout()
     if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # as checkpoints and reports are written
         fig.savefig(Path(path), dpi=100)
     return fig
 

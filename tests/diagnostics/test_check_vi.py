@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pyro
 import pytest
@@ -102,17 +104,27 @@ def test_pareto_khat_refuses_nan_and_plus_inf(bad, match):
     from hybridpgm.diagnostics import pareto_khat
     from hybridpgm.errors import DataError
 
-    log_w = np.zeros((3, 20))
+    log_w = np.zeros((3, 40))
     log_w[1, 4] = bad
     with pytest.raises(DataError, match=match):
         pareto_khat(log_w)
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (2, 29)])
+def test_pareto_khat_names_too_few_draws_before_their_values(shape):
+    """Before, an empty row was reported as 'every log-weight is -inf'."""
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 30 log-weights per row.*" + re.escape(f"got shape {shape}")):
+        pareto_khat(np.zeros(shape))
 
 
 def test_pareto_khat_refuses_a_row_of_zero_weights():
     from hybridpgm.diagnostics import pareto_khat
     from hybridpgm.errors import DataError
 
-    log_w = np.zeros((2, 20))
+    log_w = np.zeros((2, 40))
     log_w[0] = -np.inf
     with pytest.raises(DataError, match="all weights zero\\) in row\\(s\\) \\[0\\]"):
         pareto_khat(log_w)

@@ -129,6 +129,15 @@ def test_from_pyro_svi_keeps_the_model_sites_of_any_guide(make_guide):
     pyro.clear_param_store()
 
 
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_from_pyro_svi_names_a_bad_number_of_samples(bad):
+    """Before: 0 gave a ZeroDivisionError, -1 and 2.5 raw torch errors, and True one draw."""
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"from_pyro_svi num_samples must be a positive integer, got {bad}"):
+        from_pyro_svi(global_model, global_guide, X, num_samples=bad)
+
+
 def test_from_pyro_svi_names_an_unknown_return_site():
     with pytest.raises(DataError, match="'nope'"):
         from_pyro_svi(global_model, global_guide, X, num_samples=5, return_sites=["nope"])

@@ -40,6 +40,9 @@ def test_every_plot_returns_a_figure_and_writes_only_when_given_a_path(name, tmp
     path = tmp_path / f"{name}.png"
     assert isinstance(PLOTS[name](path), Figure)
     assert _is_png(path) and path.stat().st_size > 1000
+    nested = tmp_path / "new" / "folder" / f"{name}.png"  # before, matplotlib's raw FileNotFoundError
+    PLOTS[name](nested)
+    assert _is_png(nested)
 
 
 def test_loss_legend_names_the_negative_elbo_a_loss():
