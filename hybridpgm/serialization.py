@@ -140,6 +140,8 @@ def versions() -> dict[str, str | None]:
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
+        return value.item()  # a NumPy scalar (np.int64(16), as the constructors accept): its Python number
     if isinstance(value, torch.Tensor):
         key = f"t{len(tensors)}"
         tensors[key] = value.detach().cpu().clone()

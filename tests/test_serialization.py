@@ -322,3 +322,17 @@ def test_a_model_file_holding_nan_is_refused_naming_the_entry(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"model file '.*rbm.pt' holds NaN or infinity in \['weight'\]"):
         hybridpgm.load(path)
+
+
+def test_numpy_scalar_constructor_arguments_are_saved_as_numbers(tmp_path):
+    """The constructors accept NumPy integers (sizes read from an array's shape or a config); before, save
+    refused them only after training ('a int64 is not plain data')."""
+    import numpy as np
+
+    from hybridpgm import VAE
+
+    vae = VAE(np.int64(12), z_dim=np.int32(3), hidden=[np.int64(8)], min_scale=np.float32(1e-3))
+    hybridpgm.save(vae, tmp_path / "vae.pt")
+    loaded = hybridpgm.load(tmp_path / "vae.pt")
+    assert (loaded.x_dim, loaded.z_dim) == (12, 3)
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), loaded.state_dict().values()))

@@ -108,6 +108,10 @@ class BatchStream:
         if self.shard_size == 0:
             raise DataError(f"dataset has {len(dataset)} examples, fewer than the {world_size} ranks")
         full, rest = divmod(self.shard_size, batch_size)
+        if drop_last and full == 0:
+            raise ConfigError(f"drop_last=True leaves no batch: batch_size {batch_size} is larger than the "
+                              f"{self.shard_size} examples {'per rank ' if world_size > 1 else ''}of the data; "
+                              "lower batch_size or pass drop_last=False")
         self.batches_per_epoch = full if (drop_last and full > 0) else full + (rest > 0)
         self._order: tuple[int, torch.Tensor] | None = None
 

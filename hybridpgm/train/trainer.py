@@ -120,6 +120,9 @@ def fit(
         map-style :class:`torch.utils.data.Dataset`.
     :param epochs: passes over the data (per rank).
     :param batch_size: examples per optimizer step (per rank).
+    :param shuffle: draw each epoch's batches in a new random order (from ``seed`` and the epoch); else in
+        the data's order.
+    :param drop_last: leave out each epoch's last, incomplete batch (it needs at least one full batch).
     :param accumulate: micro-batches the batch is split into; gradients are
         accumulated over them and the optimizer steps once, so the update does
         not depend on ``accumulate`` while peak activation memory falls by

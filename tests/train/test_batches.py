@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.batches import BatchStream, TensorData, split_batch
 
 
@@ -32,6 +32,14 @@ def test_drop_last_and_no_shuffle():
     stream = BatchStream(TensorData(torch.arange(7)), 3, seed=0, shuffle=False, drop_last=True)
     assert stream.batches_per_epoch == 2
     assert stream.batch(0).tolist() == [0, 1, 2] and stream.batch(2).tolist() == [0, 1, 2]
+
+
+def test_drop_last_with_no_full_batch_is_refused():
+    """Before, the one incomplete batch was trained on every step, as if drop_last were False."""
+    with pytest.raises(ConfigError, match="drop_last=True leaves no batch: batch_size 8 is larger than the 7 "):
+        BatchStream(TensorData(torch.arange(7)), 8, seed=0, drop_last=True)
+    with pytest.raises(ConfigError, match="than the 3 examples per rank"):
+        BatchStream(TensorData(torch.arange(7)), 4, seed=0, drop_last=True, rank=1, world_size=2)
 
 
 def test_split_batch_weights_sum_to_one():
