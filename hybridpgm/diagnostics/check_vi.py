@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.checks import sample_count
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.infer.particle_elbo import keeping_rng_state
 
 __all__ = ["BAD", "GOOD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "pareto_khat"]
 
@@ -148,6 +151,21 @@ class VICheck:
                 f"mean log p(x) {np.mean(self.log_likelihood):.4f}")
 
 
+def _check_local_latents(guide: Callable, args: tuple, kwargs: dict) -> None:
+    """Refuse a guide with a latent site outside every plate: a per-point diagnostic needs latents of their
+    own per data point (a global weight, as a Bayesian network's, is shared by all of them)."""
+    with torch.no_grad(), poutine.block(), keeping_rng_state():
+        trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    shared = [name for name, site in trace.nodes.items()
+              if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+              and not site["infer"].get("is_auxiliary", False)
+              and not any(frame.vectorized for frame in site["cond_indep_stack"])]
+    if shared:
+        raise ObjectiveError(f"check_vi diagnoses latents local to the data plate (one per data point); the guide "
+                             f"samples {shared} outside every plate, shared by all points. For global latents, "
+                             "take the model's pointwise log-likelihood from from_pyro_svi and run ArviZ's loo on it")
+
+
 def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 1000, chunk_size: int = 250,
              **kwargs: Any) -> VICheck:
     """Per-data-point PSIS diagnostic of a guide [1].
@@ -163,6 +181,7 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     :raises ConfigError: for ``num_samples`` below :data:`PSIS_MIN_DRAWS` (30), or counts that are not
         integers (``chunk_size`` at least 1).
     :raises DataError: when the model and guide give NaN or :math:`+\\infty` log-weights.
+    :raises ObjectiveError: the guide samples a latent outside every plate (a global one, shared by all points).
     """
     num_samples = sample_count(num_samples, "check_vi num_samples")
     chunk_size = sample_count(chunk_size, "check_vi chunk_size")
@@ -170,6 +189,7 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
         raise ConfigError("check_vi chunk_size must be at least 1, got 0")
     if num_samples < PSIS_MIN_DRAWS:
         raise ConfigError(f"check_vi needs num_samples >= {PSIS_MIN_DRAWS} for a Pareto fit, got {num_samples}")
+    _check_local_latents(guide, args, kwargs)
     chunks = []
     with torch.no_grad():
         for start in range(0, num_samples, chunk_size):

@@ -155,3 +155,20 @@ def test_psis_needs_30_draws_per_row_under_either_arviz(seed):
     with pytest.raises(ConfigError, match="num_samples >= 30 for a Pareto fit, got 29"):
         check_vi(model, guide_with_width(1.0), X, num_samples=29)
     assert np.isfinite(check_vi(model, guide_with_width(1.3), X, num_samples=30).khat).all()  # an inexact guide
+
+
+def test_check_vi_refuses_a_guide_with_global_latents():
+    """A Bayesian regressor's weights are shared by every point: before, the vectorized pass failed inside
+    the network with torch's 't() expects a tensor with <= 2 dimensions'."""
+    from pyro.infer.autoguide import AutoNormal
+
+    from hybridpgm.bayesian_nn import BayesianRegressor
+    from hybridpgm.errors import ObjectiveError
+
+    x, y = torch.randn(16, 2), torch.randn(16)
+    with pyro.get_param_store().scope():
+        regressor = BayesianRegressor(torch.nn.Linear(2, 1), num_data=16)
+        guide = AutoNormal(regressor)
+        with pytest.raises(ObjectiveError, match=r"the guide samples \['net.weight', 'net.bias'\] outside every "
+                                                 r"plate.*from_pyro_svi"):
+            check_vi(regressor, guide, x, y, num_samples=40)
