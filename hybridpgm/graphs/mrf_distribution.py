@@ -37,6 +37,7 @@ from torch.distributions.utils import lazy_property
 
 from hybridpgm.checks import sample_shape_of
 from hybridpgm.errors import EvidenceError
+from hybridpgm.graphs.mrf_compile import assignment_states
 
 __all__ = ["MarkovNetDistribution"]
 
@@ -79,7 +80,8 @@ class MarkovNetDistribution(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(x \\mid e)`, ``sample_shape + batch_shape`` (``-inf`` where ``x`` contradicts the evidence).
 
-        :raises EvidenceError: when the last dim of ``value`` is not the number of variables.
+        :raises EvidenceError: when the last dim of ``value`` is not the number of variables, or a value is
+            not a state of its variable (``1.5``, ``-1``, ``card``), with or without Pyro's validation.
         """
         V = self._fg.num_vars
         if value.dim() == 0 or value.shape[-1] != V:
@@ -87,8 +89,11 @@ class MarkovNetDistribution(TorchDistribution):
                                 f"{self.mrf.variables}), got shape {tuple(value.shape)}")
         if self._validate_args:
             self._validate_sample(value)
-        x = value.long()
-        score = self.mrf.score({v: x[..., i] for i, v in enumerate(self.mrf.variables)}, self.context)
+        # states checked with validation off too (value.long() truncated 1.5 to 1, silently)
+        states = {v: assignment_states(v, value[..., i], self.mrf.cards[v], "MarkovNetDistribution.log_prob")
+                  for i, v in enumerate(self.mrf.variables)}
+        x = torch.stack(list(states.values()), -1)
+        score = self.mrf.score(states, self.context)
         lp = score - self.log_partition
         if self.evidence:
             valid = self._fg.valid.reshape(self.batch_shape + self._fg.valid.shape[1:])  # batch + [V, C]

@@ -9,6 +9,7 @@ import torch
 
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.graphs.mrf_distribution import MarkovNetDistribution
 from tests.graphs.mrf_brute_force import assignments, random_mrf
 
 
@@ -156,3 +157,15 @@ def test_entropy_gradients_equal_enumeration():
         assert torch.allclose(a, b, atol=1e-10) and a.abs().sum() > 0
     with torch.no_grad():
         assert not mrf.distribution().entropy().requires_grad
+
+
+@pytest.mark.parametrize("bad", [1.5, -1.0, 3.0])
+def test_log_prob_names_a_value_that_is_not_a_state_without_validation_too(bad):
+    """With validation off, ``value.long()`` used to truncate 1.5 to 1 (and -1 indexed from the end)."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    value = torch.tensor([[1.0, bad]])
+    with pytest.raises(EvidenceError, match=r"the values of 'b' .* which are not states 0..2"):
+        MarkovNetDistribution(mrf, validate_args=False).log_prob(value)
+    whole = torch.tensor([[1.0, 2.0]])
+    torch.testing.assert_close(MarkovNetDistribution(mrf, validate_args=False).log_prob(whole),
+                               mrf.distribution().log_prob(whole.long()))
