@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
+from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
                                      split_batch)
@@ -71,22 +72,7 @@ def _say(message: str) -> None:
     print(f"hybridpgm: {message}", file=sys.stderr, flush=True)
 
 
-def _own_param_store(fn: Callable) -> Callable:
-    """Run ``fn`` in a fresh scope of Pyro's param store, restored afterwards.
-
-    hybridpgm's modules keep their parameters as module attributes, which Pyro
-    uses under either ``module_local_params`` setting; the scope only keeps the
-    registrations Pyro makes under its default (global) mode out of the user's
-    store, so two models trained side by side never share a name there.
-    """
-    @functools.wraps(fn)
-    def scoped(*args: Any, **kwargs: Any) -> Any:
-        with pyro.get_param_store().scope():
-            return fn(*args, **kwargs)
-    return scoped
-
-
-@_own_param_store
+@own_param_store  # two models trained side by side never share a name in Pyro's param store
 def fit(
     objective: Objective,
     data: Any,
