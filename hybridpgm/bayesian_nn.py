@@ -38,6 +38,7 @@ from torch import nn
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.param_store_scope import modules_own_their_params
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
 
@@ -147,6 +148,7 @@ class BayesianRegressor(PyroModule):
         return mean
 
 
+@modules_own_their_params
 def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
     """Network outputs under ``num_samples`` posterior draws of the guide,
     ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).

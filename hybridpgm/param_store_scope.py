@@ -5,8 +5,16 @@ registers its parameters by name in the global param store.  A later module with
 network with the same node names, a second VAE) is then handed the first one's tensors by Pyro, and
 silently does not train.  hybridpgm's models keep their parameters as module attributes, which Pyro uses
 under either mode, so hybridpgm's own calls -- :func:`hybridpgm.fit`, sampling, scoring, estimating a
-likelihood -- run in a fresh scope of the store that is restored afterwards; what the user runs themselves
-(plain ``SVI``, ``Predictive``, a guide's first call) registers as Pyro always does.
+likelihood -- run in a fresh scope of the store that is restored afterwards (:func:`own_param_store`);
+what the user runs themselves (plain ``SVI``, ``Predictive``, a guide's first call) registers as Pyro
+always does.
+
+hybridpgm's helpers that run the *user's* model and guide (:func:`~hybridpgm.bayesian_nn.predictive_samples`,
+:func:`~hybridpgm.diagnostics.check_vi`, :func:`~hybridpgm.diagnostics.from_pyro_svi`) cannot take an empty
+store, since a hand-written guide keeps its ``pyro.param`` values only there.  They run in a scope holding
+the user's store less the names of the given modules' own parameters (:func:`modules_own_their_params`):
+Pyro copies a store entry over a module's parameter of the same name, so an entry left by an earlier module
+(a notebook cell run twice) would silently replace the trained guide's parameters with the old ones.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ import functools
 from typing import Any, Callable, TypeVar
 
 import pyro
+from pyro.nn import PyroModule
+from pyro.nn.module import _make_name
 
-__all__ = ["own_param_store"]
+__all__ = ["module_param_names", "modules_own_their_params", "own_param_store"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,4 +38,39 @@ def own_param_store(fn: F) -> F:
     def scoped(*args: Any, **kwargs: Any) -> Any:
         with pyro.get_param_store().scope():
             return fn(*args, **kwargs)
+    return scoped  # type: ignore[return-value]
+
+
+def module_param_names(*programs: Any) -> set[str]:
+    """The names under which Pyro registers the parameters of the ``PyroModule`` s among ``programs`` (modules,
+    or bound methods of one such as ``vae.guide``) when they run in its global parameter mode."""
+    names: set[str] = set()
+    for program in programs:
+        owner = program if isinstance(program, PyroModule) else getattr(program, "__self__", None)
+        if not isinstance(owner, PyroModule):
+            continue
+        for sub in owner.modules():
+            if not isinstance(sub, PyroModule):
+                continue
+            prefix, constrained = sub.__dict__.get("_pyro_name", ""), sub.__dict__.get("_pyro_params", {})
+            for local in sub._parameters:
+                base = local[: -len("_unconstrained")] if local.endswith("_unconstrained") else local
+                names.add(_make_name(prefix, base if base in constrained else local))
+    return names
+
+
+def modules_own_their_params(fn: F) -> F:
+    """Run ``fn(model, guide, ...)`` in a scope of Pyro's param store that holds the user's store less the
+    entries named as the parameters of ``model``'s and ``guide``'s modules (:func:`module_param_names`):
+    those modules run with their own parameters, a hand-written guide's ``pyro.param`` values stay visible,
+    and the user's store is left as it was."""
+    @functools.wraps(fn)
+    def scoped(model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        store = pyro.get_param_store()
+        state = store.get_state()
+        for name in module_param_names(model, guide):
+            state["params"].pop(name, None)
+            state["constraints"].pop(name, None)
+        with store.scope(state=state):
+            return fn(model, guide, *args, **kwargs)
     return scoped  # type: ignore[return-value]

@@ -53,3 +53,34 @@ def test_a_network_sampled_from_does_not_hold_a_later_networks_parameters():
         learned = learner.cpds["a"].probs.detach()
         empirical = torch.stack([(rows["a"] == k).double().mean() for k in range(2)]).to(learned.dtype)
         assert torch.allclose(learned, empirical, atol=0.02)
+
+
+def test_predictions_of_a_rerun_notebook_cell_use_its_own_guide():
+    """Pyro copies a store entry over a module's parameter of the same name.  Before, predictive_samples of a
+    re-run cell found the first guide's entries (registered by the first cell's predictive_samples) and
+    silently replaced the freshly trained guide's parameters with them: both cells predicted alike."""
+    import functools
+
+    from pyro.infer.autoguide import AutoNormal
+
+    from hybridpgm import SVIObjective, fit
+    from hybridpgm.bayesian_nn import BayesianRegressor, predictive_samples
+
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    y = x @ torch.tensor([3.0, -1.0])
+    with pyro.get_param_store().scope():
+        def cell(target):
+            torch.manual_seed(0)
+            model = BayesianRegressor(torch.nn.Linear(2, 1), num_data=len(x))
+            guide = AutoNormal(model, init_scale=0.05)
+            fit(SVIObjective(model, guide, per_example=False), (x, target), batch_size=32, epochs=40,
+                progress=False, seed=0, optim=functools.partial(torch.optim.Adam, lr=0.05))
+            trained = [p.detach().clone() for p in guide.parameters()]
+            store = {k: v for k, v in pyro.get_param_store().items()}
+            prediction = predictive_samples(model, guide, x[:8], num_samples=100).mean(0)
+            assert all(torch.equal(p, q) for p, q in zip(guide.parameters(), trained))  # its own, kept
+            assert {k: v for k, v in pyro.get_param_store().items()}.keys() == store.keys()  # store untouched
+            return prediction
+
+        first, second = cell(y), cell(-y)
+        assert torch.corrcoef(torch.stack([first, second]))[0, 1] < -0.9  # trained on -y: the opposite fit

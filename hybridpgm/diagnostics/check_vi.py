@@ -32,6 +32,7 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_rng_state
+from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["BAD", "GOOD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "pareto_khat"]
 
@@ -166,6 +167,7 @@ def _check_local_latents(guide: Callable, args: tuple, kwargs: dict) -> None:
                              "take the model's pointwise log-likelihood from from_pyro_svi and run ArviZ's loo on it")
 
 
+@modules_own_their_params
 def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 1000, chunk_size: int = 250,
              **kwargs: Any) -> VICheck:
     """Per-data-point PSIS diagnostic of a guide [1].

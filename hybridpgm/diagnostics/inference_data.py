@@ -30,6 +30,7 @@ from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError
+from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
 
@@ -80,6 +81,7 @@ def _observed_sites(trace) -> dict[str, dict]:
             if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)}
 
 
+@modules_own_their_params
 def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
                   return_sites: list[str] | None = None, **kwargs: Any):
     """ArviZ data of a Pyro model/guide pair after variational inference.
