@@ -110,7 +110,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         T, L = self.unary.shape[-2:]
         return LinearChainCRF(self.unary.expand(batch_shape + (T, L)), self.transition.expand(batch_shape + (L, L)),
                               self.start.expand(batch_shape + (L,)), self.end.expand(batch_shape + (L,)),
-                              self.lengths.expand(batch_shape), validate_args=False)
+                              self.lengths.expand(batch_shape), validate_args=self._validate_args)
 
     # -- the one quantity: the forward algorithm ------------------------------------
     def _mask(self):

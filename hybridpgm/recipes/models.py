@@ -21,7 +21,9 @@ class CRFTagger(nn.Module):
 
     ``forward(x, lengths)`` takes ``x``: ``N x T`` symbol ids and ``lengths``:
     ``N``, and returns a :class:`~hybridpgm.graphs.LinearChainCRF` with batch
-    shape ``N`` over label sequences ``N x T``.
+    shape ``N`` over label sequences ``N x T``.  The embeddings past a sequence's
+    length are zeroed before the convolution, so a sequence is scored as if it
+    were alone: the padding's symbols and the batch it is in change nothing.
     """
 
     def __init__(self, num_symbols: int, num_labels: int, hidden: int = 32):
@@ -33,5 +35,7 @@ class CRFTagger(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> LinearChainCRF:
         h = self.embed(x)
+        inside = torch.arange(x.shape[-1], device=x.device) < lengths.to(x.device)[:, None]  # N x T
+        h = h * inside[..., None].to(h.dtype)  # the convolution reads one step past the end: zeros, as alone
         h = h + torch.relu(self.conv(h.transpose(1, 2))).transpose(1, 2)
         return self.head(self.out(h), lengths)

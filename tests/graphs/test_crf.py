@@ -139,6 +139,21 @@ def test_label_outside_label_set_raises():
     crf.log_prob(torch.tensor([[0, 1, 0], [1, 1, 9]]))  # padding may hold anything
 
 
+def test_a_label_outside_the_label_set_is_named_inside_a_plate_too():
+    """Pyro's plate expands the distribution; the expanded CRF validated nothing, and the label reached
+    torch's gather ('index 3 is out of bounds for dimension 2 with size 3')."""
+    head, unary, y = CRFHead(3), torch.randn(2, 4, 3), torch.zeros(2, 4, dtype=torch.long)
+    y[0, 1] = 3
+
+    def model():
+        with pyro.plate("seqs", 2):
+            pyro.sample("y", head(unary, torch.tensor([4, 2])), obs=y)
+
+    with pytest.raises(ValueError, match=r"label 3 at index \[0, 1\] is outside the label set 0..2"):
+        pyro.poutine.trace(model).get_trace().log_prob_sum()
+    assert not LinearChainCRF(unary, head.transition, validate_args=False).expand((2,))._validate_args
+
+
 @pytest.mark.slow
 def test_tagger_example_reaches_bayes_accuracy():
     """The CRF tagger example gets within 1 point of the Bayes-optimal token accuracy."""
