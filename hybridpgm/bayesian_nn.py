@@ -127,7 +127,9 @@ class BayesianRegressor(PyroModule):
         Returns the network output ``B`` for the sampled weights.
 
         :raises DataError: ``x`` is not a tensor with a batch dimension, holds more rows than
-            ``num_data`` or NaN/inf; ``y`` does not match ``x`` or holds NaN/inf."""
+            ``num_data`` or NaN/inf, or has another dtype than the network's weights; ``y`` does not match
+            ``x`` or holds NaN/inf.
+        :raises ModelSpecError: the network's output is not ``B`` or ``B x 1``."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
             raise DataError(f"BayesianRegressor x: got {got}, expected a tensor of shape (batch, features)")
@@ -141,7 +143,15 @@ class BayesianRegressor(PyroModule):
         defer_finite(x, "BayesianRegressor x")
         if y is not None:
             defer_finite(y, "BayesianRegressor y")
-        mean = self.net(x).reshape(x.shape[0])
+        weights = next((b.dtype for n, b in self.net.named_buffers() if n.endswith("_prior_scale")), x.dtype)
+        if x.dtype != weights:
+            raise DataError(f"BayesianRegressor x has dtype {x.dtype}, the network's weights {weights}: convert x "
+                            f"(x.to({weights})) or the model (.to({x.dtype}))")
+        out = self.net(x)
+        if tuple(out.shape) not in ((x.shape[0],), (x.shape[0], 1)):
+            raise ModelSpecError(f"BayesianRegressor: the network maps x of shape {tuple(x.shape)} to "
+                                 f"{tuple(out.shape)}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1)")
+        mean = out.reshape(x.shape[0])
         with pyro.plate("data", self.num_data, subsample_size=x.shape[0]):
             # unvalidated: NaN data reach the loss, and the deferred check names them before any update
             pyro.sample("y", dist.Normal(mean, self.noise.to(mean.dtype), validate_args=False), obs=y)
@@ -164,7 +174,8 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     """MC-dropout predictive mean and variance [3] of ``module`` at ``x``.
 
     Runs ``num_samples`` forward passes with the dropout layers in training
-    mode and every other layer (batch norm, ...) in eval mode.
+    mode and every other layer (batch norm, ...) in eval mode; afterwards every
+    sub-module is back in the mode it was in.
 
     :param x: inputs ``B x ...``.
     :returns: ``(mean, variance)``, each of the module's output shape.
@@ -175,7 +186,7 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     if not dropouts:
         raise ModelSpecError(f"{type(module).__name__} has no dropout layer; MC dropout needs one")
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]  # each one's own: a frozen batch norm stays frozen
     module.eval()
     for m in dropouts:
         m.train()
@@ -183,5 +194,6 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
         with torch.no_grad():
             samples = torch.stack([module(x) for _ in range(num_samples)])
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
     return samples.mean(0), samples.var(0)

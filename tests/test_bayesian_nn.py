@@ -5,6 +5,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.nn import PyroModule
+from torch import nn
 
 import hybridpgm
 from hybridpgm.bayesian_nn import BayesianRegressor, mc_dropout_predict, predictive_samples
@@ -141,3 +142,25 @@ def test_predictive_samples_needs_a_positive_count(num_samples):
     model = BayesianRegressor(torch.nn.Linear(3, 1), num_data=5)
     with pytest.raises(hybridpgm.errors.ConfigError, match="predictive_samples num_samples must be a positive integer"):
         predictive_samples(model, lambda x, y=None: None, torch.zeros(2, 3), num_samples)
+
+
+def test_the_regressor_names_a_network_output_or_input_dtype_it_cannot_use():
+    """Before: torch's 'shape [10] is invalid for input of size 20' and 'mat1 and mat2 must have the same
+    dtype'."""
+    x = torch.randn(10, 1)
+    with pytest.raises(ModelSpecError, match=r"maps x of shape \(10, 1\) to \(10, 2\); it must give \(10,\) or "):
+        BayesianRegressor(nn.Linear(1, 2), num_data=10)(x)
+    with pytest.raises(DataError, match="x has dtype torch.float64, the network's weights torch.float32"):
+        BayesianRegressor(nn.Linear(1, 1), num_data=10)(x.double())
+    assert BayesianRegressor(nn.Linear(1, 1).double(), num_data=10)(x.double()).dtype == torch.float64
+
+
+def test_mc_dropout_predict_leaves_every_sub_module_in_its_mode():
+    """Before, the whole module was put back in its own mode: a frozen (eval) batch norm inside a training
+    net came back training, and later steps updated its running statistics."""
+    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 1))
+    net.train()
+    net[1].eval()
+    modes = [m.training for m in net.modules()]
+    mc_dropout_predict(net, torch.randn(5, 3), num_samples=3)
+    assert [m.training for m in net.modules()] == modes
