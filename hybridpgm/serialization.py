@@ -11,7 +11,8 @@ that made it:
   strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
   a tensor (stored beside the spec in ``tensors``), a nested serializable
   module (its own ``class`` and ``spec``) and an ``nn.Sequential`` of standard
-  torch layers (:data:`TORCH_LAYERS`);
+  torch layers (:data:`TORCH_LAYERS`); a module argument also records its
+  weights' dtypes and is rebuilt in them before the constructor taking it runs;
 * ``state_dict``, the metadata given to :func:`save` (data set name, feature
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
@@ -153,7 +154,8 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
             raise CheckpointError(f"cannot save {where}: a dict with non-string keys")
         return {"__dict__": {k: _encode(v, tensors, f"{where}[{k!r}]") for k, v in value.items()}}
     if isinstance(value, nn.Module):
-        return {"__module__": _module_spec(value, tensors, where)}
+        # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
+        return {"__module__": {**_module_spec(value, tensors, where), "dtypes": _dtype_names(value)}}
     raise CheckpointError(f"cannot save {where}: a {type(value).__name__} is not plain data "
                           "(int, float, str, bool, list, dict, None, tensor or a serializable module)")
 
@@ -177,6 +179,16 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
                for k, v in arguments.items()}
     return {"class": _qualname(cls),
             "spec": {k: _encode(v, tensors, f"{where}({k}=...)") for k, v in current.items()}}
+
+
+#: floating dtypes a model file may name for the weights of a module argument
+_DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                                                        torch.complex64, torch.complex128)}
+
+
+def _dtype_names(module: nn.Module) -> dict[str, str]:
+    """The dtype of each floating entry of ``module``'s state dict, by name (``"float64"``)."""
+    return {name: str(t.dtype).removeprefix("torch.") for name, t in module.state_dict().items() if _floating(t)}
 
 
 def _torch_layer(layer: nn.Module, where: str) -> dict:
@@ -215,6 +227,16 @@ def _resolve(name: str) -> type:
 
 
 def _build(spec: dict, tensors: dict) -> nn.Module:
+    module = _construct(spec, tensors)
+    if "dtypes" in spec:  # a module argument, in its saved dtypes before it is passed on (older files lack them)
+        if unknown := {name: d for name, d in spec["dtypes"].items() if d not in _DTYPES}:
+            raise CheckpointError(f"model file gives {spec['class']} weights dtypes {unknown}, which are not "
+                                  f"floating dtypes (known: {sorted(_DTYPES)})")
+        _restore_dtypes(module, {name: _DTYPES[d] for name, d in spec["dtypes"].items()})
+    return module
+
+
+def _construct(spec: dict, tensors: dict) -> nn.Module:
     if spec["class"] == "torch.nn.Sequential":
         unknown = [layer["layer"] for layer in spec["layers"] if layer["layer"] not in TORCH_LAYERS]
         if unknown:
@@ -280,23 +302,26 @@ def _floating(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
 
 
-def _restore_dtypes(module: nn.Module, state: dict[str, Any]) -> None:
-    """Give the rebuilt ``module`` (made in the default dtype) the floating dtypes of the saved ``state``,
-    so that ``load_state_dict`` does not cast the weights (a float64 model would come back as float32).
+def _restore_dtypes(module: nn.Module, saved: dict[str, torch.dtype]) -> None:
+    """Give the rebuilt ``module`` (made in the default dtype, its module arguments already in theirs) the
+    ``saved`` floating dtypes of its state-dict entries, so that ``load_state_dict`` does not cast the weights
+    (a float64 model would come back as float32).
 
     One saved dtype for all of them (``model.double()``) converts the whole module as ``.to`` did, its
-    non-persistent buffers included; otherwise each tensor is converted to its own saved dtype, in place,
-    so that tied and referenced tensors stay shared.
+    non-persistent buffers included, unless it holds tensors of a third dtype (neither that one nor the
+    default); otherwise each tensor is converted to its own saved dtype, in place, so that tied and
+    referenced tensors stay shared.
     """
     current = {**dict(module.named_parameters(remove_duplicate=False)),
                **dict(module.named_buffers(remove_duplicate=False))}
-    wanted = {name: saved.dtype for name, saved in state.items()
-              if _floating(saved) and _floating(current.get(name)) and current[name].dtype != saved.dtype}
+    wanted = {name: dtype for name, dtype in saved.items()
+              if _floating(current.get(name)) and current[name].dtype != dtype}
     if not wanted:
         return
-    saved_dtypes = {t.dtype for t in state.values() if _floating(t)}
+    saved_dtypes = set(saved.values())
     current_dtypes = {t.dtype for t in current.values() if _floating(t)}
-    if len(saved_dtypes) == 1 and len(current_dtypes) == 1:
+    if len(saved_dtypes) == 1 and (len(current_dtypes) == 1
+                                   or current_dtypes <= saved_dtypes | {torch.get_default_dtype()}):
         module.to(next(iter(saved_dtypes)))
         return
     with torch.no_grad():
@@ -332,7 +357,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise CheckpointError(f"model file {str(path)!r} holds NaN or infinity in {shown}; hybridpgm.save "
                                   "never writes such a file, so it was changed or damaged")
-        _restore_dtypes(module, state)
+        _restore_dtypes(module, {name: t.dtype for name, t in state.items() if _floating(t)})
         module.load_state_dict(state)
     except CheckpointError:
         raise

@@ -336,3 +336,58 @@ def test_numpy_scalar_constructor_arguments_are_saved_as_numbers(tmp_path):
     loaded = hybridpgm.load(tmp_path / "vae.pt")
     assert (loaded.x_dim, loaded.z_dim) == (12, 3)
     assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), loaded.state_dict().values()))
+
+
+def _double_dkl():
+    from hybridpgm.nn import mlp
+
+    torch.manual_seed(0)
+    x = torch.rand(20, 3, dtype=torch.float64)
+    return DeepKernelGP(x, torch.sin(x[:, 0]), mlp([3, 8, 2]).double()).double(), x
+
+
+@pytest.mark.parametrize("build", [
+    _double_dkl,
+    lambda: (DeepKernelGP(torch.rand(20, 3, dtype=torch.float64), torch.rand(20, dtype=torch.float64),
+                          nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 1)).double(),
+                          grid_size=16).double(), torch.rand(5, 3, dtype=torch.float64)),
+    lambda: (GPLSTM(torch.randn(12, 4, 1, dtype=torch.float64), torch.randn(12, dtype=torch.float64),
+                    hidden_size=3, num_features=1).double(), torch.randn(5, 4, 1, dtype=torch.float64)),
+    lambda: (SVDeepKernelGP(nn.Sequential(nn.Linear(3, 2)).double(), num_features=2, num_data=20,
+                            inducing_points=torch.randn(6, 2, dtype=torch.float64)).double(),
+             torch.rand(5, 3, dtype=torch.float64)),
+], ids=["DeepKernelGP", "KISS-LayerNorm", "GPLSTM", "SVDeepKernelGP"])
+def test_a_float64_gp_with_a_feature_extractor_loads_as_float64(build, tmp_path):
+    """Before, the nn.Sequential argument was rebuilt in float32 and the constructor ran it on the float64
+    training inputs (its probe), before the saved dtypes were restored: 'mat1 and mat2 must have the same
+    dtype'.  Module arguments are now rebuilt in their saved dtypes first."""
+    model, x = build()
+    model.predict(x)  # an SVGP initializes q(u) (at random) on its first call
+    loaded = hybridpgm.load(hybridpgm.save(model, tmp_path / "m.pt"))
+    saved = model.state_dict()
+    assert {k: v.dtype for k, v in loaded.state_dict().items()} == {k: v.dtype for k, v in saved.items()}
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())
+    expected, got = model.predict(x), loaded.predict(x)
+    assert got.mean.dtype == torch.float64
+    assert torch.equal(got.mean, expected.mean) and torch.equal(got.variance, expected.variance)
+
+
+def test_module_argument_dtypes_in_a_model_file_are_checked_and_optional(tmp_path):
+    path = hybridpgm.save(_double_dkl()[0], tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    extractor = payload["model"]["spec"]["feature_extractor"]["__module__"]
+    assert extractor["dtypes"] == {"0.weight": "float64", "0.bias": "float64", "2.weight": "float64",
+                                   "2.bias": "float64"}
+    extractor["dtypes"]["0.weight"] = "int64"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"torch.nn.Sequential weights dtypes \{'0.weight': 'int64'\}"):
+        hybridpgm.load(path)
+    # a float32 model written before module arguments carried their dtypes loads as it did
+    torch.manual_seed(0)
+    x = torch.rand(8, 3)
+    model = DeepKernelGP(x, torch.rand(8), nn.Sequential(nn.Linear(3, 2), nn.Tanh()))
+    path = hybridpgm.save(model, tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["model"]["spec"]["feature_extractor"]["__module__"]["dtypes"]
+    torch.save(payload, path)
+    assert torch.equal(hybridpgm.load(path).predict(x).mean, model.predict(x).mean)

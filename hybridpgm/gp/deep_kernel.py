@@ -19,7 +19,9 @@ feature space (KISS-GP, [2]): :math:`K \\approx W K_{UU} W^\\top` with sparse
 cubic interpolation weights :math:`W` and a Toeplitz/Kronecker :math:`K_{UU}`,
 so matrix-vector products and hence conjugate-gradient inference cost about
 :math:`O(n + m \\log m)`.  The features are then scaled into the grid's bounds
-(:class:`gpytorch.utils.grid.ScaleToBounds`).  All of it is GPyTorch; this
+(:class:`gpytorch.utils.grid.ScaleToBounds`, as
+:class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, which also takes a batch of one
+example or of equal features: it goes to the grid's centre).  All of it is GPyTorch; this
 class adds the feature extractor, input checks and the training objective.
 
 References:
@@ -40,8 +42,9 @@ import torch
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_grid_bounds, check_inputs, check_inputs_deferred,
-                                     check_module, check_targets, check_training_batch, default_kernel)
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
+                                     check_inputs_deferred, check_module, check_targets, check_training_batch,
+                                     default_kernel, grid_kernel)
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -57,11 +60,14 @@ class DeepKernelGP(gpytorch.Module):
     :param feature_extractor: a module mapping ``B x ...`` to ``B x F``;
         ``None`` is the identity (then inputs must be ``N x F``).
     :param kernel: a GPyTorch kernel on features (default
-        ``ScaleKernel(RBFKernel(ard_num_dims=F))``, inside a
-        ``GridInterpolationKernel`` when ``grid_size`` is given).
+        ``ScaleKernel(RBFKernel(ard_num_dims=F))``).  With ``grid_size``, the kernel, given or default, is the
+        base kernel of a ``GridInterpolationKernel`` (KISS-GP) on a fixed grid over ``grid_bounds`` (a given one
+        must then be stationary); a kernel that already holds a fixed grid of ``grid_size`` points per feature
+        over ``grid_bounds`` is used as given (see :func:`~hybridpgm.gp.feature_gp.grid_kernel`).
     :param mean: a GPyTorch mean (default :class:`~gpytorch.means.ConstantMean`).
     :param likelihood: default :class:`~gpytorch.likelihoods.GaussianLikelihood`.
-    :param grid_size: KISS-GP grid points per feature dimension; ``None`` for an exact kernel.
+    :param grid_size: KISS-GP grid points per feature dimension (the features are then scaled into
+        ``grid_bounds`` by :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`); ``None`` for an exact kernel.
         The default KISS-GP kernel is GPyTorch's DKL layout,
         ``GridInterpolationKernel(ScaleKernel(RBF))``, whose prior variance is
         the outputscale to the power ``F`` (see
@@ -73,7 +79,8 @@ class DeepKernelGP(gpytorch.Module):
         floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
         identity feature extractor is given inputs with no features.
     :raises ModelSpecError: the feature extractor does not map ``B x ...`` to ``B x F`` with ``F >= 1``, a
-        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, or an unusable ``grid_size``/``grid_bounds``.
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, an unusable ``grid_size``/``grid_bounds``,
+        or, with ``grid_size``, a ``kernel`` that is not stationary or holds a grid of another size or bounds.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
@@ -104,11 +111,12 @@ class DeepKernelGP(gpytorch.Module):
                                  "no features (expected (B, F) with F >= 1)")
         self.num_features = num_features
         self.grid_size = grid_size
-        self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
-                                else torch.nn.Identity())
         self._default_kiss = kernel is None and grid_size is not None
         if kernel is None:
             kernel = default_kernel(num_features, grid_size, grid_bounds)
+        elif grid_size is not None:  # KISS-GP with the given base kernel
+            kernel = grid_kernel(kernel, num_features, grid_size, grid_bounds)
+        self.scale_to_bounds = ScaleToGrid(*grid_bounds) if grid_size is not None else torch.nn.Identity()
         likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
         mean = mean if mean is not None else gpytorch.means.ConstantMean()
         self.gp = FeatureGP(likelihood, mean, kernel)
@@ -227,6 +235,10 @@ class DeepKernelGP(gpytorch.Module):
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         with torch.no_grad():
+            if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == 0:
+                # nothing to predict (and GPyTorch's grid interpolation cannot take an empty batch)
+                empty = self.features(x).new_empty(0)  # the checks of any x: shape, dtype, device
+                return GPPrediction(empty, empty.clone())
             y = self.likelihood(self.posterior(x))
             return GPPrediction(y.mean, y.variance)
 

@@ -13,9 +13,9 @@ from hybridpgm.checks import as_integer
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
-__all__ = ["FeatureGP", "GPPrediction", "check_grid_bounds", "check_inputs", "check_module",
+__all__ = ["FeatureGP", "GPPrediction", "ScaleToGrid", "check_grid_bounds", "check_inputs", "check_module",
            "check_inputs_deferred", "check_targets", "check_training_batch",
-           "default_kernel"]
+           "default_kernel", "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -51,6 +51,43 @@ class FeatureGP(gpytorch.models.ExactGP):
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+
+
+class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
+    """GPyTorch's :class:`~gpytorch.utils.grid.ScaleToBounds` (features into the KISS-GP grid), defined also
+    for features without a range.
+
+    In train mode a batch of features with minimum :math:`a` and maximum :math:`b` (over all its entries) is
+    mapped affinely onto :math:`[0.95\\,l, 0.95\\,l + 0.95\\,(u - l)]` (``l``, ``u`` the bounds: the midpoint
+    goes to the grid's centre :math:`c = 0.95\\,l + 0.475\\,(u - l)`), and :math:`(a, b)` is recorded for eval
+    mode, which clamps inputs to it and maps them the same way.  GPyTorch divides by :math:`b - a`, which is
+    0 for one example or equal features (NaN inputs, then an out-of-range grid index).  Here such a batch,
+    of value :math:`v`, records :math:`(v - (u - l)/2, v + (u - l)/2)` instead: the batch goes to the grid's
+    centre, and inputs :math:`x` in eval mode to :math:`c + 0.95\\,(x - v)` (clamped to the grid's 0.95 box),
+    one feature unit per grid unit (times GPyTorch's 0.95 margin), as if the features spanned the bounds.
+    Batches with a range are mapped exactly as GPyTorch maps them (bit for bit).  The buffers and their
+    names are GPyTorch's, so saved state loads either way.  Maps ``... x F`` to ``... x F``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.numel() == 0:  # no range to record (and nothing to scale)
+            return x.clone()
+        if self.training:
+            min_val, max_val = x.min(), x.max()
+            degenerate = max_val == min_val
+            # half the bounds' width, or (at huge values) enough to stay distinct from the value
+            pad = torch.clamp(min_val.abs().detach() * (4 * torch.finfo(x.dtype).eps),
+                              min=0.5 * (self.upper_bound - self.lower_bound))
+            min_val = torch.where(degenerate, min_val - pad, min_val)
+            max_val = torch.where(degenerate, max_val + pad, max_val)
+            self.min_val.data = min_val
+            self.max_val.data = max_val
+        else:
+            min_val = self.min_val
+            max_val = self.max_val
+            x = x.clamp(min_val, max_val)
+        diff = max_val - min_val
+        return (x - min_val) * (0.95 * (self.upper_bound - self.lower_bound) / diff) + 0.95 * self.lower_bound
 
 
 def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:
@@ -106,8 +143,24 @@ def default_kernel(num_features: int, grid_size: int | None,
     :raises ModelSpecError: a ``grid_size`` that is not an integer, below 4 or too large for ``num_features``,
         or ``grid_bounds`` that are not finite ``(lower, upper)`` with ``lower < upper``.
     """
-    if grid_size is None:
-        return gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features))
+    base = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features))
+    return base if grid_size is None else grid_kernel(base, num_features, grid_size, grid_bounds)
+
+
+def grid_kernel(base: gpytorch.kernels.Kernel, num_features: int, grid_size: Any,
+                grid_bounds: Any) -> gpytorch.kernels.Kernel:
+    """KISS-GP with base kernel ``base``:
+    ``GridInterpolationKernel(base, grid_size, num_dims=F, grid_bounds=[grid_bounds] * F)`` on a fixed grid.
+
+    A ``base`` that already holds a grid (a :class:`~gpytorch.kernels.GridKernel`, e.g. a
+    ``ScaleKernel(GridInterpolationKernel(...))`` built by hand) is returned as given when that grid is fixed
+    (not fitted to the data) with ``grid_size`` points per feature over ``grid_bounds``.
+
+    :raises ModelSpecError: a ``grid_size`` that is not an integer, below 4 or too large for ``num_features``,
+        ``grid_bounds`` that are not finite ``(lower, upper)`` with ``lower < upper``, a ``base`` kernel that is
+        not stationary (GPyTorch's grid evaluates it as a Toeplitz matrix), or one holding a grid of another
+        size or bounds.
+    """
     if as_integer(grid_size) is None:
         raise ModelSpecError(f"grid_size (KISS-GP grid points per feature) must be an integer >= 4, got {grid_size!r}")
     grid_size = as_integer(grid_size)
@@ -116,9 +169,24 @@ def default_kernel(num_features: int, grid_size: int | None,
         raise ModelSpecError(f"KISS-GP grid of {grid_size}^{num_features} points is not usable "
                              f"(need grid_size >= 4 and at most {MAX_GRID_POINTS} points); reduce the number "
                              "of features (KISS-GP suits 1-3) or the grid size")
-    return gpytorch.kernels.GridInterpolationKernel(
-        gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=num_features)), grid_size=grid_size,
-        num_dims=num_features, grid_bounds=[tuple(grid_bounds)] * num_features)
+    grids = [m for m in base.modules() if isinstance(m, gpytorch.kernels.GridKernel)]
+    if grids:
+        wanted = ([grid_size] * num_features, [grid_bounds] * num_features)
+        for grid in grids:
+            found = (list(getattr(grid, "grid_sizes", [])),
+                     [tuple(float(b) for b in bounds) for bounds in getattr(grid, "grid_bounds", [])])
+            if getattr(grid, "grid_is_dynamic", True) or found != wanted:
+                raise ModelSpecError(
+                    f"kernel holds a {type(grid).__name__} with grid sizes {found[0]} over {found[1]}, but "
+                    f"grid_size={grid_size} and grid_bounds={grid_bounds} ask for {wanted[0]} over {wanted[1]} "
+                    "(a fixed grid); pass the base kernel and let grid_size build the grid, or drop grid_size")
+        return base
+    if not base.is_stationary:
+        raise ModelSpecError(f"kernel {type(base).__name__} is not stationary, so grid_size={grid_size} cannot "
+                             "interpolate it from a KISS-GP grid (GPyTorch's grid kernel needs a stationary "
+                             "base kernel such as RBF, Matern or their ScaleKernel); drop grid_size for an exact GP")
+    return gpytorch.kernels.GridInterpolationKernel(base, grid_size=grid_size, num_dims=num_features,
+                                                    grid_bounds=[tuple(grid_bounds)] * num_features)
 
 
 def _check_place(t: torch.Tensor, name: str, dtype: torch.dtype | None, device: torch.device | None) -> None:

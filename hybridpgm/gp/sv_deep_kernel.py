@@ -43,8 +43,8 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from hybridpgm.gp.feature_gp import (GPPrediction, check_grid_bounds, check_inputs_deferred, check_module,
-                                     default_kernel)
+from hybridpgm.gp.feature_gp import (GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs_deferred,
+                                     check_module, default_kernel)
 from hybridpgm.infer import SVIObjective
 from hybridpgm.serialization import serializable
 
@@ -116,8 +116,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
                                                                 learn_inducing_locations=learn_inducing)
         super().__init__(strategy)
         self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
-        self.scale_to_bounds = (gpytorch.utils.grid.ScaleToBounds(*grid_bounds) if grid_size is not None
-                                else torch.nn.Identity())
+        self.scale_to_bounds = ScaleToGrid(*grid_bounds) if grid_size is not None else torch.nn.Identity()
         self.mean_module = mean if mean is not None else gpytorch.means.ConstantMean()
         self.covar_module = kernel if kernel is not None else default_kernel(num_features, None, grid_bounds)
         self.likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
@@ -260,7 +259,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.eval()
         try:
             with torch.no_grad():
-                y = self.likelihood(self(x))
+                h = self.features(x)
+                if h.shape[-2] == 0:  # no examples (GPyTorch's grid interpolation cannot take an empty batch)
+                    return GPPrediction(h.new_empty(h.shape[:-1]), h.new_empty(h.shape[:-1]))
+                y = self.likelihood(self.variational_strategy(h, prior=False))
                 return GPPrediction(y.mean, y.variance)
         finally:
             self.train(was_training)
