@@ -44,6 +44,7 @@ __all__ = [
     "check_features",
     "check_finite",
     "check_model_input",
+    "check_no_extra_arguments",
     "check_num_data",
     "count_nonfinite",
     "defer_finite",
@@ -220,7 +221,7 @@ def check_unit_values(v: torch.Tensor, what: str, *, gaussian: bool, probabiliti
 
 
 def check_model_input(x, *, features: int, dtype: torch.dtype, model: str, name: str = "x",
-                      finite: bool = True) -> torch.Tensor:
+                      finite: bool = True, leading_dims: bool = False) -> torch.Tensor:
     """Validate one batch given to a model; return it in the model's ``dtype``.
 
     :param x: the batch, ``batch x features``.
@@ -230,17 +231,20 @@ def check_model_input(x, *, features: int, dtype: torch.dtype, model: str, name:
     :param str name: the argument's name.
     :param bool finite: scan for NaN/inf (``False`` where a stricter value
         check follows, such as a binary one, to spare a device-host sync).
+    :param bool leading_dims: also accept ``[..., batch, features]``, leading
+        (particle) dimensions before the batch (a guide given dreamed data).
     :raises DataError: naming the model, the argument, its shape, dtype or
         NaN/inf count, and the batch's origin inside :func:`batch_origin`.
     """
     where = f"{model} argument {name!r}{describe_origin()}"
+    expected = f"(batch, {features})" + (f" or (..., batch, {features})" if leading_dims else "")
     if isinstance(x, (tuple, list)):
         raise DataError(f"{where} is a {type(x).__name__} of {len(x)} elements, expected one tensor of shape "
-                        f"(batch, {features}); a batch of (x, labels)? {model} models x only: pass the tensor")
+                        f"{expected}; a batch of (x, labels)? {model} models x only: pass the tensor")
     if not isinstance(x, torch.Tensor):
-        raise DataError(f"{where} is a {type(x).__name__}, expected a tensor of shape (batch, {features})")
-    if x.dim() != 2 or x.shape[-1] != features:
-        raise DataError(f"{where} has shape {tuple(x.shape)}, expected (batch, {features})")
+        raise DataError(f"{where} is a {type(x).__name__}, expected a tensor of shape {expected}")
+    if (x.dim() < 2 if leading_dims else x.dim() != 2) or x.shape[-1] != features:
+        raise DataError(f"{where} has shape {tuple(x.shape)}, expected {expected}")
     x = as_model_dtype(x, dtype, where)
     return check_finite(x, where) if finite else x
 
@@ -265,3 +269,27 @@ def check_num_data(num_data, batch: int, *, model: str) -> int:
     if value < batch:
         raise DataError(f"{model}: num_data={value} is smaller than the batch of {batch} rows{describe_origin()}")
     return value
+
+
+def check_no_extra_arguments(extra: tuple, *, model: str, method: str, keywords: str) -> None:
+    """Refuse positional arguments after ``x`` in a Pyro program that takes its options by keyword.
+
+    An objective unpacks a batch ``(x, labels)`` into ``model(x, labels)``; where the
+    options are keyword-only the labels would otherwise meet a raw ``TypeError``.
+    The message names the program, what it got and the likely cause, as
+    :func:`check_num_data` does for the VAE.
+
+    :param extra: the positional arguments after ``x``.
+    :param str model: the model's name for messages (``"SigmoidBeliefNet"``).
+    :param str method: ``"model"`` or ``"guide"``.
+    :param str keywords: the program's keyword options, for the message (``"num_data=..."``).
+    :raises DataError: ``extra`` is not empty.
+    """
+    if not extra:
+        return
+    first = extra[0]
+    got = (f"a tensor of shape {tuple(first.shape)} and dtype {first.dtype}" if isinstance(first, torch.Tensor)
+           else f"a {type(first).__name__}")
+    raise DataError(f"{model}.{method}(x, ...) got {len(extra)} positional argument(s) after x{describe_origin()}, "
+                    f"the first {got}: was the batch an (x, labels) tuple? {model} models x only; give it the data "
+                    f"alone (e.g. training_data(dataset) without labels); its options are keywords ({keywords})")

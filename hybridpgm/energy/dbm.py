@@ -47,7 +47,7 @@ from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import reading_is_free
 
@@ -249,10 +249,14 @@ class DBM(DBMLikelihood, nn.Module):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 1000) -> torch.Tensor:
-        """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states."""
+        """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states.
+
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``steps`` not a positive
+            integer (integer scalars such as NumPy's pass; ``bool`` and floats are refused, as by
+            :meth:`RBM.sample <hybridpgm.energy.RBM.sample>`).
+        """
         num_samples = sample_count(num_samples, "DBM.sample num_samples")
-        if not isinstance(steps, int) or steps < 1:
-            raise ConfigError(f"DBM.sample steps must be a positive integer, got {steps!r}")
+        steps = positive_int(steps, "DBM.sample steps")
         self.check_parameters()
         return self.gibbs_chain(self.init_chains(num_samples), steps)[0]
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import as_integer, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.checks import check_device, layer_sizes, positive_int
 from hybridpgm.energy.rbm import RBM
@@ -182,8 +182,10 @@ class DBN(nn.Module):
 
     def to_classifier(self, num_classes: int) -> nn.Sequential:
         """The encoder followed by a new ``Linear(H_top, num_classes)`` returning logits."""
-        if not isinstance(num_classes, int) or num_classes < 2:
+        n = as_integer(num_classes)  # integer scalars (NumPy's) pass; bool and floats do not
+        if n is None or n < 2:
             raise ConfigError(f"to_classifier needs num_classes >= 2, got {num_classes!r}")
+        num_classes = n
         top = self.rbms[-1].weight
         head = nn.Linear(top.shape[1], num_classes).to(top)
         return nn.Sequential(*self.encoder(), head)
@@ -193,6 +195,7 @@ class DBN(nn.Module):
         """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then a
         top-down pass through the sigmoid belief layers (probabilities if ``mean``,
         the bottom layer sampled otherwise)."""
+        steps = positive_int(steps, "DBN.sample steps")
         x = self.rbms[-1].sample(sample_count(num_samples, "DBN.sample num_samples"), steps)
         for rbm in reversed(self.rbms[:-1]):
             h = x

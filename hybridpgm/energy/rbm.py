@@ -236,12 +236,16 @@ class RBM(RBMLikelihood, nn.Module):
 
         :param v: ``batch x V`` start states.
         :param h: optional ``batch x H`` hidden sample to use in the first sweep
-            (saves recomputing it when the caller already has it).
+            (saves recomputing it when the caller already has it); checked as by
+            :meth:`check_hidden`, and its batch shape must be ``v``'s.
         :param int steps: sweeps, a non-negative integer (0 returns ``v``).
         :returns: ``batch x V`` visible states after the last sweep.
         :raises ConfigError: ``steps`` is not a non-negative integer.
         :raises DataError: ``v`` is not a tensor of shape ``(..., V)``, or has a dtype the model does not
-            convert exactly (only shapes and dtypes are checked here, no values: chains run through it).
+            convert exactly (only shapes and dtypes of ``v`` are checked here, no values: chains run through
+            it); ``h`` fails :meth:`check_hidden` (shape ``(..., H)``, dtype, values in ``[0, 1]``) or its
+            batch shape differs from ``v``'s.
+        :raises DeviceError: ``v`` or ``h`` is not on the parameters' device.
         """
         steps = positive_int(steps, "RBM.gibbs steps", minimum=0)
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
@@ -249,6 +253,11 @@ class RBM(RBMLikelihood, nn.Module):
             raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), got {shape}")
         check_device(v, self.weight, "RBM.gibbs start states 'v'")
         v = as_model_dtype(v, self.weight.dtype, "RBM.gibbs start states 'v'")
+        if h is not None:
+            h = self.check_hidden(h, "h")
+            if h.shape[:-1] != v.shape[:-1]:
+                raise DataError(f"RBM.gibbs hidden sample 'h' has shape {tuple(h.shape)}, expected the batch shape "
+                                f"of the start states 'v' {tuple(v.shape)}: {(*v.shape[:-1], self.num_hidden)}")
         return self._gibbs(v, steps, h)
 
     @torch.no_grad()

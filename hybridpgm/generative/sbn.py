@@ -49,13 +49,16 @@ from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _Torc
 
 from hybridpgm.checks import check_device, positive_int, positive_real, sample_count
 from hybridpgm.checks import layer_sizes as _layer_sizes
-from hybridpgm.data.validation import as_model_dtype, check_num_data
+from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["SigmoidBeliefNet"]
+
+#: the keyword options of :meth:`SigmoidBeliefNet.model` and ``guide``, named when positional ones are refused
+_KEYWORDS = "batch_size=..., num_data=..., temperature=..."
 
 #: Largest number of joint states of two adjacent layers that exact enumeration accepts.
 MAX_ENUM_STATES = 2**24
@@ -193,8 +196,8 @@ class SigmoidBeliefNet(PyroModule):
         return h if temperature is None else torch.sigmoid(h)
 
     @pyro_method
-    def model(self, x: torch.Tensor | None = None, *, batch_size: int | None = None, num_data: int | None = None,
-              temperature: float | None = None):
+    def model(self, x: torch.Tensor | None = None, *labels, batch_size: int | None = None,
+              num_data: int | None = None, temperature: float | None = None):
         """Generative model :math:`p(x, h)`.
 
         :param x: observed data ``[B, D]``, or ``None`` to dream ``batch_size`` samples.
@@ -206,10 +209,12 @@ class SigmoidBeliefNet(PyroModule):
             :math:`\\sigma(y_l)`; reparameterizable, so the
             :class:`~hybridpgm.infer.IWAE` bound trains it.  Must match the guide's.
         :returns: the visible units ``[B, D]``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
+            positional argument after ``x`` (a batch ``(x, labels)`` unpacked into the call).
         :raises ConfigError: ``batch_size`` is not a positive integer, ``num_data`` is smaller than the batch,
             or ``temperature`` is not a finite positive number.
         """
+        check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="model", keywords=_KEYWORDS)
         self._check_temperature(temperature)
         if x is not None:
             x = self.check_data(x)
@@ -229,7 +234,7 @@ class SigmoidBeliefNet(PyroModule):
         return h
 
     @pyro_method
-    def guide(self, x: torch.Tensor, *, batch_size: int | None = None, num_data: int | None = None,
+    def guide(self, x: torch.Tensor, *labels, batch_size: int | None = None, num_data: int | None = None,
               temperature: float | None = None):
         """Recognition model :math:`q(h \\mid x) = \\prod_l q(h_l \\mid h_{l-1})`.
 
@@ -238,9 +243,11 @@ class SigmoidBeliefNet(PyroModule):
         :param int num_data: as in :meth:`model`.
         :param float temperature: Concrete relaxation, as in :meth:`model`.
         :returns: the top layer's sample ``[..., B, H_L]``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
+            positional argument after ``x`` (see :meth:`model`).
         :raises ConfigError: as :meth:`model`.
         """
+        check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="guide", keywords=_KEYWORDS)
         self._check_temperature(temperature)
         x = self.check_data(x)
         h = x

@@ -58,7 +58,8 @@ class VAE(PyroModule):
     :param likelihood: ``"bernoulli"`` (data in {0, 1}) or ``"gaussian"``.
     :param activation: hidden non-linearity (see :func:`hybridpgm.nn.mlp`).
     :param init: ``"xavier"`` or ``"he"``.
-    :param batch_norm: batch normalisation in the hidden layers.
+    :param batch_norm: batch normalisation in the hidden layers (in training mode every batch then needs at
+        least two rows; inputs with leading particle dimensions are normalised over all their rows).
     :param min_scale: floor of the guide's standard deviations.
     :param checkpoint_activations: recompute the encoder's and decoder's
         activations in the backward pass instead of storing them
@@ -80,6 +81,7 @@ class VAE(PyroModule):
         min_scale = positive_real(min_scale, "VAE min_scale", error=ModelSpecError, allow_zero=True)
         self.x_dim, self.z_dim, self.likelihood, self.min_scale = x_dim, z_dim, likelihood, min_scale
         self.checkpoint_activations = checkpoint_activations
+        self.batch_norm = bool(batch_norm)
         hidden = list(hidden)
         self.encoder = mlp([x_dim, *hidden, 2 * z_dim], activation, init, batch_norm)
         self.decoder = mlp([z_dim, *reversed(hidden), x_dim], activation, init, batch_norm)
@@ -90,19 +92,33 @@ class VAE(PyroModule):
         if likelihood == "gaussian":
             self.log_scale = torch.nn.Parameter(torch.zeros(x_dim))
 
+    # -- parameter groups (the model's theta, the guide's phi) ---------------------
+    def model_parameters(self) -> list[torch.nn.Parameter]:
+        """Generative parameters :math:`\\theta`: the decoder's (and the Gaussian likelihood's ``log_scale``).
+        With :meth:`guide_parameters` they let the wake-sleep objectives
+        (:class:`~hybridpgm.infer.WakeSleep`, :class:`~hybridpgm.infer.RWS`) split a VAE's parameters."""
+        extra = [self.log_scale] if self.likelihood == "gaussian" else []
+        return [*self.decoder.parameters(), *extra]
+
+    def guide_parameters(self) -> list[torch.nn.Parameter]:
+        """Recognition parameters :math:`\\phi`: the encoder's."""
+        return list(self.encoder.parameters())
+
     # -- checks -----------------------------------------------------------------
-    def _check(self, x: torch.Tensor, values: bool = True) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, values: bool = True, leading_dims: bool = False) -> torch.Tensor:
         """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
         the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
         exactly representable integers are converted; float64 data for a
         float32 model are refused).  The value check (binary, or finite; finite only
         with ``values=False``, as the guide asks) waits
         for the training step's one host read inside :func:`hybridpgm.fit`
-        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
+        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
+        accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``."""
         weight = self._modules["encoder"][0].weight  # read past PyroModule: no pyro.module announcement
         if isinstance(x, torch.Tensor):
             check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
-        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False)
+        x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False,
+                              leading_dims=leading_dims)
         origin = describe_origin()
         if not x.numel():
             return x
@@ -121,8 +137,8 @@ class VAE(PyroModule):
         return x
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
-        batch = x.shape[0]
-        if not batch:
+        batch = x.shape[-2]
+        if not x.numel():
             raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): a "
                             "Pyro plate needs at least one row")
         if num_data is None:
@@ -135,8 +151,28 @@ class VAE(PyroModule):
             return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
         return dist.Normal(out, self.log_scale.exp(), validate_args=validate).to_event(1)
 
+    def _net(self, net: torch.nn.Module, x: torch.Tensor, role: str) -> torch.Tensor:
+        """``net`` (the encoder or decoder) on ``x`` of shape ``[..., rows, features]``.  Without batch
+        norm the layers take the leading dimensions as they are; with it they are flattened into one
+        batch of rows (``BatchNorm1d`` would read a 3-d input as channels), and a training batch of one
+        row is refused: its statistics are not defined.
+
+        :raises ConfigError: batch norm, training mode and one row."""
+        if not self.batch_norm:
+            return checkpointed_call(net, x, enabled=self.checkpoint_activations)
+        lead = x.shape[:-1]
+        flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+        if net.training and flat.shape[0] == 1:
+            raise ConfigError(
+                f"VAE(batch_norm=True) got a training batch of one row{describe_origin()} (the {role}'s input has "
+                f"shape {tuple(x.shape)}): batch normalisation needs at least two rows per batch in training "
+                "mode; train with batch_size >= 2 (in fit, a last incomplete batch of one row also does this: "
+                "pass drop_last=True or another batch_size), or call vae.eval() to use the running statistics")
+        out = checkpointed_call(net, flat, enabled=self.checkpoint_activations)
+        return out if x.dim() == 2 else out.reshape(*lead, out.shape[-1])
+
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, raw = checkpointed_call(self.encoder, x, enabled=self.checkpoint_activations).chunk(2, dim=-1)
+        loc, raw = self._net(self.encoder, x, "encoder").chunk(2, dim=-1)
         return loc, F.softplus(raw) + self.min_scale
 
     # -- the Pyro program -------------------------------------------------------
@@ -167,16 +203,21 @@ class VAE(PyroModule):
             # unvalidated where the deferred checks stand in: inside fit's step torch's support checks
             # would raise on bad data (or a guide's NaN z) before the step's read names them
             z = pyro.sample("z", dist.Normal(zeros, 1.0, validate_args=False).to_event(1))
-            out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
+            out = self._net(self.decoder, z, "decoder")
             return pyro.sample("x", self._likelihood(out, validate=False if x is not None else None), obs=x)
 
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder.
 
+        :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions,
+            as the sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` then has
+            shape ``[..., batch, z_dim]``.
+        :param num_data: as in :meth:`model`.
         :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
+        :raises ConfigError: a training batch of one row with ``batch_norm=True``.
         :raises DeviceError: ``x`` is not on the parameters' device."""
-        x = self._check(x, values=False)  # finite (the model checks the values)
+        x = self._check(x, values=False, leading_dims=True)  # finite (the model checks the values)
         with self._plate(x, num_data):
             loc, scale = self._encode(x)
             # unvalidated, as on the direct path: NaN data reach the loss, and the deferred check names them
@@ -213,7 +254,7 @@ class VAE(PyroModule):
         posterior = dist.Normal(loc, sd, validate_args=False)
         z = posterior.rsample()
         prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), 1.0, validate_args=False)
-        out = checkpointed_call(self.decoder, z, enabled=self.checkpoint_activations)
+        out = self._net(self.decoder, z, "decoder")
         terms = (prior.log_prob(z).sum(-1), self._likelihood(out, validate=False).log_prob(x),
                  posterior.log_prob(z).sum(-1))
         if scale != 1.0:
@@ -225,9 +266,13 @@ class VAE(PyroModule):
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True) -> torch.Tensor:
         """``n x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
-        ``mean`` (Bernoulli probabilities), else draws."""
-        z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, device=self.decoder[0].weight.device)
-        out = self.decoder(z)
+        ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
+
+        :raises ConfigError: ``n`` is not a non-negative integer, or ``n == 1`` in training mode with
+            ``batch_norm=True``."""
+        like = self.decoder[0].weight
+        z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, dtype=like.dtype, device=like.device)
+        out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out))
         return out if mean else out + self.log_scale.exp() * torch.randn_like(out)
@@ -236,7 +281,7 @@ class VAE(PyroModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`."""
         x = self._check(x)
-        out = self.decoder(self._encode(x)[0])
+        out = self._net(self.decoder, self._encode(x)[0], "decoder")
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     @torch.no_grad()

@@ -51,7 +51,8 @@ from pyro.ops.provenance import detach_provenance, get_provenance
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import check_player, positive_int, positive_real
+from hybridpgm.checks import check_device, check_player, positive_int, positive_real
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 
@@ -93,6 +94,10 @@ class NVILBaselines(nn.Module):
 
     def index(self, site: str) -> int:
         return self.sites.index(site)
+
+    def reference(self) -> torch.Tensor:
+        """A parameter of the networks: their dtype and device."""
+        return self.nets[self.sites[0]][0].weight
 
     @torch.no_grad()
     def update(self, site: str, signal: torch.Tensor) -> None:
@@ -151,11 +156,15 @@ class NVIL_ELBO(TraceGraph_ELBO):
             return guide
         if not args or not isinstance(args[0], torch.Tensor):
             raise ObjectiveError("NVIL baselines take the guide's first argument (a tensor) as input")
-        width = self.baselines.nets[self.baselines.sites[0]][0].in_features
+        ref = self.baselines.reference()
+        width = ref.shape[1]
         if args[0].dim() == 0 or args[0].shape[-1] != width:
             raise DataError(f"NVIL baselines take inputs of width input_dim={width}; the guide's first argument "
                             f"has shape {tuple(args[0].shape)}")
-        return _AttachBaselines(self.baselines, args[0])(guide)
+        # the baselines read the data as the model does: bool and integers exactly in their dtype
+        what = "NVIL baseline input (the guide's first argument)"
+        check_device(args[0], ref, what)
+        return _AttachBaselines(self.baselines, as_model_dtype(args[0], ref.dtype, what))(guide)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         elbo, surrogate = self._loss_and_surrogate_loss(model, self._attach(guide, args), args, kwargs)
@@ -246,6 +255,10 @@ class NVIL(ModelGuideObjective):
     :param int hidden_dim: hidden width of each baseline network (100 in [1]).
     :param int num_particles: score-function samples per datapoint (vectorized).
     :raises ConfigError: see :class:`NVILBaselines` and :class:`NVIL_ELBO`; also an unknown player.
+
+    The baselines are built in the dtype and on the device of the model's parameters, and follow them when
+    the model alone is converted or moved afterwards (``sbn.double()``); ``module`` holds both, so
+    :func:`hybridpgm.fit` (and ``objective.module.to(...)``) moves them together.
     """
 
     schedule = ["elbo"]
@@ -265,6 +278,7 @@ class NVIL(ModelGuideObjective):
         if not sites or input_dim is None:
             raise ConfigError("NVIL needs sites= (the guide's latent site names) and input_dim=")
         self.baselines = NVILBaselines(sites, input_dim, hidden_dim, decay)
+        self._follow_model()
         self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
         extra = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
         self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization, centering, **extra)
@@ -272,8 +286,16 @@ class NVIL(ModelGuideObjective):
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}
 
+    def _follow_model(self) -> None:
+        """Put the baselines in the dtype and on the device of the model's parameters (no host read)."""
+        ref = next((p for p in self.theta + self.phi if p.is_floating_point()), None)
+        mine = self.baselines.reference()
+        if ref is not None and (mine.dtype != ref.dtype or mine.device != ref.device):
+            self.baselines.to(device=ref.device, dtype=ref.dtype)
+
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("elbo",), "NVIL")
+        self._follow_model()
         args, size = self.batch_args(batch)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

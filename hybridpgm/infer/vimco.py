@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from hybridpgm.checks import check_player
+from hybridpgm.checks import as_integer, check_player
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -66,8 +66,10 @@ class VIMCO_ELBO(ParticleELBO):
     """
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int | None = None, plate_name: str | None = None):
-        if not isinstance(num_particles, int) or num_particles < 2:
+        n = as_integer(num_particles)  # integer scalars (NumPy's) pass; bool and floats do not
+        if n is None or n < 2:
             raise ConfigError(f"VIMCO needs num_particles >= 2 for its leave-one-out baselines, got {num_particles!r}")
+        num_particles = n
         super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:

@@ -6,7 +6,8 @@ from torch.profiler import ProfilerActivity, profile
 
 from hybridpgm.data import DynamicBinarized, binarize_static
 from hybridpgm.data.validation import (SCAN_CHUNK, as_model_dtype, batch_origin, check_finite,
-                                       check_model_input, check_num_data, count_nonfinite)
+                                       check_model_input, check_no_extra_arguments, check_num_data,
+                                       count_nonfinite)
 from hybridpgm.errors import DataError
 
 
@@ -123,3 +124,22 @@ def test_defer_finite_waits_inside_a_step_and_raises_check_finites_error():
     assert len(pending.flags) == 1 and not bool(pending.flags[0])
     with pytest.raises(DataError, match=r"w \(shape \(4, 3\)\)"):
         pending.raise_first_failure()
+
+
+def test_check_model_input_takes_leading_dimensions_only_when_asked():
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(DataError, match=r"VAE argument 'x' has shape \(2, 3, 4\), expected \(batch, 4\)$"):
+        check_model_input(x, features=4, dtype=torch.float32, model="VAE")
+    assert check_model_input(x, features=4, dtype=torch.float32, model="VAE", leading_dims=True) is x
+    with pytest.raises(DataError, match=r"has shape \(4,\), expected \(batch, 4\) or \(\.\.\., batch, 4\)"):
+        check_model_input(torch.zeros(4), features=4, dtype=torch.float32, model="VAE", leading_dims=True)
+
+
+def test_check_no_extra_arguments_names_what_came_after_x():
+    check_no_extra_arguments((), model="M", method="model", keywords="num_data=...")
+    with batch_origin("training data, step 3"):
+        with pytest.raises(DataError, match=r"M.guide\(x, \.\.\.\) got 2 positional argument\(s\) after x "
+                                            r"\(training data, step 3\), the first a tensor of shape \(5,\) and "
+                                            r"dtype torch.int64: was the batch an \(x, labels\) tuple\?.*"
+                                            r"keywords \(num_data=\.\.\.\)"):
+            check_no_extra_arguments((torch.arange(5), 1), model="M", method="guide", keywords="num_data=...")

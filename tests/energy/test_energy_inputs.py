@@ -61,6 +61,41 @@ def test_rbm_gibbs_and_sample_arguments(v):
         rbm.sample(3, 2, init=v)
 
 
+def test_rbm_gibbs_checks_the_given_hidden_sample_as_energy_does(v):
+    rbm = RBM(6, 3)
+    with pytest.raises(DataError, match=r"RBM hidden states 'h' must have shape \(\.\.\., 3\), got \(4, 4\)"):
+        rbm.gibbs(v, 1, h=torch.ones(4, 4))
+    with pytest.raises(DataError, match=r"RBM hidden states 'h' has dtype torch.float64.*computes in torch.float32"):
+        rbm.gibbs(v, 1, h=torch.ones(4, 3, dtype=torch.float64))
+    with pytest.raises(DataError, match=r"RBM hidden states 'h' must lie in \[0, 1\]"):
+        rbm.gibbs(v, 1, h=torch.full((4, 3), 2.0))
+    for rows in (7, 1):  # another batch, or one that would broadcast: v would be ignored
+        with pytest.raises(DataError, match=rf"RBM.gibbs hidden sample 'h' has shape \({rows}, 3\), expected the "
+                                            r"batch shape of the start states 'v' \(4, 6\): \(4, 3\)"):
+            rbm.gibbs(v, 1, h=torch.ones(rows, 3))
+    torch.manual_seed(0)
+    out = rbm.gibbs(v, 2, h=torch.ones(4, 3, dtype=torch.bool))  # bool converts exactly, as for v
+    assert out.shape == (4, 6) and out.dtype == torch.float32
+
+
+def test_dbm_sample_steps_are_checked_as_rbm_sample_checks_them():
+    import numpy as np
+
+    rbm, dbm = RBM(4, 3), DBM([4, 3, 2])
+    for model, name in ((rbm, "RBM"), (dbm, "DBM")):
+        for steps in (True, 0, 1.5):
+            with pytest.raises(ConfigError, match=rf"{name}.sample steps must be a positive integer, got {steps}"):
+                model.sample(2, steps=steps)
+        assert model.sample(2, steps=np.int64(3)).shape == (2, 4)
+    dbn = DBN([4, 3, 2])  # its own name, and integer scalars for num_classes too
+    with pytest.raises(ConfigError, match=r"DBN.sample steps must be a positive integer, got True"):
+        dbn.sample(2, steps=True)
+    assert dbn.sample(2, steps=np.int64(2)).shape == (2, 4)
+    assert dbn.to_classifier(np.int64(3))[-1].out_features == 3
+    with pytest.raises(ConfigError, match=r"to_classifier needs num_classes >= 2, got True"):
+        dbn.to_classifier(True)
+
+
 def test_log_partition_options(v):
     rbm, dbm = RBM(6, 3), DBM([6, 3, 2])
     for model in (rbm, dbm):

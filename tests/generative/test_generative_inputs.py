@@ -91,6 +91,20 @@ def test_sbn_batches_and_options(x):
             sbn.guide(x, temperature=t)
 
 
+def test_sbn_refuses_an_x_labels_batch_by_name(x):
+    """An objective unpacks a batch (x, labels) into model(x, labels): a DataError, not a TypeError."""
+    sbn = SigmoidBeliefNet([6, 3])
+    labels = torch.arange(4)
+    for method in ("model", "guide"):
+        with pytest.raises(DataError, match=rf"SigmoidBeliefNet.{method}\(x, \.\.\.\) got 1 positional argument\(s\) "
+                                            r"after x, the first a tensor of shape \(4,\) and dtype torch.int64: "
+                                            r"was the batch an \(x, labels\) tuple\?"):
+            getattr(sbn, method)(x, labels)
+    with pytest.raises(DataError, match=r"the first a int: .*keywords \(batch_size=\.\.\., num_data=\.\.\."):
+        sbn.model(x, 100)  # num_data given by position
+    assert torch.isfinite(_elbo(sbn.model, sbn.guide, x, num_data=100))
+
+
 def test_sbn_gibbs_settings_and_states(x):
     gibbs = SBNGibbs(SigmoidBeliefNet([6, 3, 2]))
     for kwargs, match in [({"num_samples": 2.5}, r"num_samples must be a positive integer, got 2.5"),

@@ -100,3 +100,33 @@ def test_bad_declarations():
         VAE(16, 2, likelihood="poisson")
     with pytest.raises(ModelSpecError, match="z_dim"):
         VAE(16, 0)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_a_float64_vae_samples_in_float64(likelihood):
+    torch.manual_seed(0)
+    vae = VAE(4, 2, [5], likelihood=likelihood).double()
+    for mean in (True, False):
+        s = vae.sample(3, mean=mean)
+        assert s.shape == (3, 4) and s.dtype == torch.float64 and bool(torch.isfinite(s).all())
+
+
+def test_the_guide_takes_leading_particle_dimensions(binary):
+    """[..., B, D] (a wake-sleep dream) gives z [..., B, z_dim]: row for row what the batch alone gives."""
+    torch.manual_seed(0)
+    for batch_norm in (False, True):
+        vae = VAE(16, 3, (8,), batch_norm=batch_norm).eval()
+        x = binary[:5]
+        trace = pyro.poutine.trace(vae.guide).get_trace(x.expand(2, 5, 16))
+        site = trace.nodes["z"]
+        assert site["value"].shape == (2, 5, 3) and site["fn"].batch_shape == (2, 5)
+        torch.testing.assert_close(site["fn"].base_dist.loc[1], vae._encode(x)[0])
+
+
+def test_a_batch_norm_vae_trains_with_particles(binary):
+    """IWAE's particles reach the decoder as [K, B, z]: batch norm normalises all K * B rows."""
+    torch.manual_seed(0)
+    vae = VAE(16, 2, (8,), batch_norm=True)
+    result = fit(SVIObjective(vae.model, vae.guide, IWAE(3)), binary, epochs=2, batch_size=20, progress=False,
+                 seed=0)
+    assert all(torch.isfinite(torch.tensor(result.history.loss["elbo"])))

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 
 from hybridpgm import SVIObjective, VAE, fit
 from hybridpgm.data.validation import batch_origin
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 
 
 @pytest.fixture
@@ -86,3 +86,30 @@ def test_bernoulli_model_names_nan_as_nan_and_non_binary_as_such(binary):
         vae.model(bad)
     with pytest.raises(DataError, match="Bernoulli likelihood needs binary data"):
         vae.model(binary * 0.5)
+
+
+@pytest.mark.parametrize("x, expected", [
+    (torch.zeros(6), r"has shape \(6,\), expected \(batch, 6\) or \(\.\.\., batch, 6\)"),
+    (torch.zeros(2, 3, 5), r"has shape \(2, 3, 5\), expected \(batch, 6\) or \(\.\.\., batch, 6\)"),
+])
+def test_the_guide_still_names_wrong_shapes_with_leading_dimensions_allowed(x, expected):
+    vae = VAE(6, 2, (8,))
+    with pytest.raises(DataError, match=r"VAE argument 'x' " + expected):
+        vae.guide(x)
+    with pytest.raises(DataError, match=r"VAE argument 'x' has shape \(2, 4, 6\), expected \(batch, 6\)$"):
+        vae.model(torch.zeros(2, 4, 6))  # the model (and the evaluation methods) take batch x D only
+    with pytest.raises(DataError, match=r"empty batch"):
+        vae.guide(torch.zeros(2, 0, 6))
+
+
+def test_batch_norm_with_a_training_batch_of_one_is_a_config_error(binary):
+    vae = VAE(6, 2, (8,), batch_norm=True)
+    for batch_size, step in ((1, 0), (11, 1)):  # a batch of one, or an epoch's last batch of one
+        with pytest.raises(ConfigError, match=rf"VAE\(batch_norm=True\) got a training batch of one row "
+                                              rf"\(training data, step {step}, player 'elbo'\).*drop_last=True"):
+            fit(SVIObjective(vae.model, vae.guide), binary, epochs=1, batch_size=batch_size, shuffle=False,
+                progress=False, seed=0)
+    with pytest.raises(ConfigError, match=r"batch of one row .*decoder's input has shape \(1, 2\)"):
+        vae.sample(1)
+    vae.eval()  # the running statistics serve a single row
+    assert torch.isfinite(_loss(vae, binary[:1])) and vae.sample(1).shape == (1, 6)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import hybridpgm  # noqa: F401
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer import NVIL, NVIL_ELBO, NVILBaselines
 from tests.generative import sbn_brute_force as bf
 from tests.generative.sbn_brute_force import binary, flat_grads, mc_check, random_sbn, single_thread  # noqa: F401
@@ -133,3 +133,35 @@ def test_guide_that_sets_its_own_baseline_is_refused():
                      guide_parameters=sbn.guide_parameters(), module=sbn)
     with pytest.raises(ObjectiveError, match="h1"):
         objective.loss("elbo", x)
+
+
+def test_baselines_follow_the_models_dtype():
+    sbn, x = _setup(5)
+    sbn.double()
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=4)
+    assert {p.dtype for p in objective.baselines.parameters()} == {torch.float64}
+    assert objective.baselines.mean.dtype == torch.float64
+    loss = objective.loss("elbo", x.double())
+    assert loss.dtype == torch.float64 and torch.isfinite(loss)
+    result = hybridpgm.fit(objective, x.double().repeat(4, 1), epochs=1, batch_size=4, progress=False,
+                           device="cpu", seed=0)
+    assert all(math.isfinite(v) for v in result.history.loss["elbo"])
+    # converted after construction: the model alone (the baselines follow), or the objective's module
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=4)
+    sbn.float()
+    assert objective.loss("elbo", x).dtype == torch.float32
+    assert {p.dtype for p in objective.baselines.parameters()} == {torch.float32}
+    objective.module.double()
+    assert objective.loss("elbo", x.double()).dtype == torch.float64
+
+
+def test_baselines_read_the_data_as_the_model_does():
+    sbn, x = _setup(6)
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=4)
+    torch.manual_seed(0)
+    as_bool = objective.loss("elbo", x.bool())
+    torch.manual_seed(0)
+    torch.testing.assert_close(as_bool, objective.loss("elbo", x))
+    with pytest.raises(DataError, match=r"NVIL baseline input \(the guide's first argument\) has dtype "
+                                        r"torch.float64, the model computes in torch.float32"):
+        objective.loss("elbo", x.double())

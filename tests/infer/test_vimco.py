@@ -53,3 +53,12 @@ def test_reparameterized_iwae_refuses_sbn_latents():
     sbn = random_sbn([3, 2], 2)
     with pytest.raises(ObjectiveError, match="'h1'"):
         IWAE(3).differentiable_loss(sbn.model, sbn.guide, binary(2, 3, 2))
+
+
+def test_num_particles_takes_integer_scalars_and_refuses_bool():
+    import numpy as np
+
+    assert VIMCO_ELBO(np.int64(3)).num_particles == 3
+    for bad in (True, 2.0, 1):
+        with pytest.raises(ConfigError, match=rf"num_particles >= 2.*got {bad}"):
+            VIMCO_ELBO(bad)

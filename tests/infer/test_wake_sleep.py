@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pyro
 import pyro.distributions as dist
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 import hybridpgm
-from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep, WakeSleepELBO
 from tests.generative import sbn_brute_force as bf
@@ -120,3 +121,35 @@ def test_model_and_guide_from_different_modules():
     assert isinstance(objective.module, torch.nn.ModuleList) and len(objective.module) == 2
     with pytest.raises(ConfigError, match="both"):
         WakeSleep(generative.model, generative.guide, model_parameters=list(generative.parameters()))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_wake_sleep_trains_hybridpgms_vae(batch_norm):
+    """The sleep phase hands the VAE guide a dream with a particle dimension [1, B, D]; the VAE names its
+    own parameter groups (decoder: wake, encoder: sleep)."""
+    torch.manual_seed(0)
+    vae = hybridpgm.VAE(6, 2, [8], batch_norm=batch_norm)
+    objective = WakeSleep(vae.model, vae.guide, num_sleep_particles=2)
+    assert {id(p) for p in objective.players()["wake"]} == {id(p) for p in vae.decoder.parameters()}
+    assert {id(p) for p in objective.players()["sleep"]} == {id(p) for p in vae.encoder.parameters()}
+    before = [p.detach().clone() for p in vae.parameters()]
+    x = torch.bernoulli(torch.full((10, 6), 0.3), generator=torch.Generator().manual_seed(0))
+    result = hybridpgm.fit(objective, x, epochs=3, batch_size=5, progress=False, device="cpu", seed=0,
+                           optim=functools.partial(torch.optim.Adam, lr=1e-2))
+    for player in ("wake", "sleep"):
+        losses = result.history.loss[player]
+        assert len(losses) == 6 and all(math.isfinite(v) for v in losses), (player, losses)
+    assert all(not torch.equal(b, p) for b, p in zip(before, vae.parameters()) if b.dim() == 2)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_an_x_labels_batch_is_a_named_data_error_for_every_sbn_objective(name):
+    sbn = random_sbn([4, 3], 7)
+    objective = OBJECTIVES[name](sbn)
+    batch = (binary(5, 4, 7), torch.arange(5))
+    for player in objective.players():
+        with pytest.raises(DataError, match=r"SigmoidBeliefNet.(guide|model)\(x, \.\.\.\) got 1 positional "
+                                            r"argument\(s\) after x.*\(x, labels\) tuple"):
+            objective.loss(player, batch)
+    with pytest.raises(DataError, match=r"SigmoidBeliefNet.(guide|model)\(x, \.\.\.\) got 1 positional argument"):
+        WakeSleepELBO().sleep_loss(sbn.model, sbn.guide, *batch)

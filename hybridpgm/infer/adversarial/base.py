@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import check_player, positive_real, sample_count
+from hybridpgm.checks import as_integer, check_player, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
@@ -67,9 +67,10 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> 
 
 def check_k(k: Any, name: str = "k") -> int:
     """``k`` as a positive integer, else :class:`~hybridpgm.errors.ConfigError`."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    n = as_integer(k)  # integer scalars (NumPy's) pass; bool and floats do not
+    if n is None or n < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {k!r}")
-    return k
+    return n
 
 
 def _first_param(*modules: nn.Module) -> torch.Tensor | None:
@@ -199,10 +200,10 @@ class AdversarialObjective(AdversarialGame):
                  modules: dict[str, nn.Module] | None = None, discriminator_modules: Sequence[str] = ()):
         check_k(k)
         noise_dim = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
-        if isinstance(noise_dim, bool) or not isinstance(noise_dim, int) or noise_dim < 1:
+        if as_integer(noise_dim) is None or as_integer(noise_dim) < 1:
             raise ModelSpecError(f"noise_dim must be a positive integer (pass noise_dim= or give the generator "
                                  f"a noise_dim attribute), got {noise_dim!r}")
-        self.noise_dim = noise_dim
+        self.noise_dim = as_integer(noise_dim)
         self.generator = generator
         self.event_shape = _dry_run(generator, discriminator, self.noise_dim)
         module = nn.ModuleDict({"generator": generator, "discriminator": discriminator, **(modules or {})})

@@ -85,3 +85,13 @@ def test_trains_without_nan_on_ring(ring):
     result = hybridpgm.fit(aavae, ring, batch_size=64, max_steps=20, epochs=100, seed=0, progress=False, device="cpu",
                            optim=adversarial_optim())
     assert_finite_history(result)
+
+
+def test_trains_a_float64_vae():
+    torch.manual_seed(0)
+    aavae = AAVAE(hybridpgm.VAE(4, z_dim=2, hidden=(5,)).double(), MLPDiscriminator(4, (5,)).double())
+    assert aavae.sample(3).dtype == torch.float64
+    x = torch.bernoulli(torch.full((8, 4), 0.5), generator=torch.Generator().manual_seed(0)).double()
+    result = hybridpgm.fit(aavae, x, epochs=2, batch_size=4, optim=adversarial_optim(), progress=False,
+                           device="cpu", seed=0)
+    assert_finite_history(result)

@@ -104,3 +104,13 @@ def test_float64_data_for_float32_networks_is_refused_by_name():
     gan = GAN(*tiny_pair())
     with pytest.raises(DataError, match=r"GAN data has dtype torch.float64.*torch.float32"):
         gan.loss("discriminator", torch.zeros(4, 2, dtype=torch.float64))
+
+
+def test_integer_scalars_pass_as_k_and_noise_dim():
+    import numpy as np
+
+    assert check_k(np.int64(2)) == 2 and type(check_k(np.int64(2))) is int
+    gan = GAN(nn.Linear(4, 2), nn.Linear(2, 1), noise_dim=np.int64(4), k=np.int64(2))
+    assert gan.noise_dim == 4 and gan.sample(3).shape == (3, 2)
+    with pytest.raises(ModelSpecError, match="noise_dim must be a positive integer.*got True"):
+        GAN(nn.Linear(1, 2), nn.Linear(2, 1), noise_dim=True)
