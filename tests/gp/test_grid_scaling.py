@@ -13,22 +13,11 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp import ArcCosineKernel, DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
 from hybridpgm.gp.feature_gp import ScaleToGrid
 from hybridpgm.nn import mlp
+from tests.gp.test_deep_kernel import PlainExactGP  # GPyTorch's textbook exact GP: the reference
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
 EXACT = functools.partial(gpytorch.settings.fast_computations, False, False, False)
-
-
-class PlainExactGP(gpytorch.models.ExactGP):
-    """GPyTorch's textbook exact GP on given (already scaled) inputs: the reference."""
-
-    def __init__(self, x, y, likelihood, kernel):
-        super().__init__(x, y, likelihood)
-        self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = kernel
-
-    def forward(self, x):
-        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
 def _toy(n=21, seed=0, dtype=torch.float64):
