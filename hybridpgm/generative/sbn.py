@@ -47,7 +47,7 @@ from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.checks import check_device, positive_int, positive_real, sample_count
+from hybridpgm.checks import as_integer, check_device, positive_int, positive_real, sample_count
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -173,7 +173,7 @@ class SigmoidBeliefNet(PyroModule):
                             "one row")
         if num_data is None:
             return pyro.plate("data", batch, dim=-1)
-        if isinstance(num_data, int) and not isinstance(num_data, bool) and num_data < batch:
+        if as_integer(num_data) is not None and num_data < batch:
             raise ConfigError(f"num_data={num_data} is smaller than the batch size {batch}")
         num_data = check_num_data(num_data, batch, model="SigmoidBeliefNet")
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=self.prior_logits.device), dim=-1)

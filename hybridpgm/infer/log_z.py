@@ -50,6 +50,7 @@ from typing import Any, Sequence
 
 import torch
 
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.ais import AIS, AISResult
 
@@ -101,8 +102,7 @@ def model_samples(model: Any, num: int, sweeps: int = 1000, data: torch.Tensor |
     With ``data`` (RBMs), half the chains start at random data rows and half at
     random states, so a mode the data never visit is still found.
     """
-    if not isinstance(sweeps, int) or sweeps < 1:
-        raise ConfigError(f"model_samples sweeps must be a positive integer, got {sweeps!r}")
+    sweeps = positive_int(sweeps, "model_samples sweeps")
     if data is None or not hasattr(model, "gibbs"):
         return model.sample(num, steps=sweeps)
     from_data = num // 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.checks import as_integer
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph
 
@@ -37,14 +38,12 @@ class ChromaticGibbs:
     """
 
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
-        if any(isinstance(k, bool) or not isinstance(k, int) for k in (num_sweeps, burn_in, thin)) or \
-                num_sweeps < 1 or burn_in < 0 or thin < 1 or burn_in >= num_sweeps:
+        counts = [as_integer(k) for k in (num_sweeps, burn_in, thin)]
+        if None in counts or counts[0] < 1 or counts[1] < 0 or counts[2] < 1 or counts[1] >= counts[0]:
             raise ConfigError(
                 f"ChromaticGibbs: need integers num_sweeps >= 1, 0 <= burn_in < num_sweeps, thin >= 1; "
                 f"got num_sweeps={num_sweeps}, burn_in={burn_in}, thin={thin}")
-        self.num_sweeps = num_sweeps
-        self.burn_in = burn_in
-        self.thin = thin
+        self.num_sweeps, self.burn_in, self.thin = counts
 
     @staticmethod
     def conditional_logits(fg: FactorGraph, x: torch.Tensor) -> torch.Tensor:

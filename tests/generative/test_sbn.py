@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -75,8 +76,9 @@ def test_num_data_scales_the_plate():
     torch.manual_seed(0)
     scaled = full.loss(sbn.model, sbn.guide, x, num_data=40)
     assert math.isclose(scaled, 10 * small, rel_tol=1e-5)
-    with pytest.raises(ConfigError, match="num_data"):
-        sbn.model(x, num_data=2)
+    for small in (2, np.int64(2)):
+        with pytest.raises(ConfigError, match="num_data=2 is smaller than the batch size 4"):
+            sbn.model(x, num_data=small)
 
 
 def test_works_with_pyro_inference():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,6 +127,7 @@ def test_model_samples_shape_and_to_dict():
     data = torch.bernoulli(torch.full((20, 6), 0.5, dtype=torch.float64))
     assert model_samples(rbm, 7, sweeps=5, data=data).shape == (7, 6)
     assert model_samples(rbm, 7, sweeps=5).shape == (7, 6)
+    assert model_samples(rbm, 7, sweeps=np.int64(5)).shape == (7, 6)
     estimate = estimate_log_z(rbm, data, num_chains=10, num_steps=20, sample_sweeps=5)
     report = estimate.to_dict()
     assert report["best_start"] in ("data", "model") and report["starts"]["data"]["num_chains"] == 10

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_real
+from hybridpgm.checks import as_integer, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
 from hybridpgm.infer.iwae import importance_log_weights
@@ -63,7 +63,7 @@ class AAVAE(AdversarialGame):
     def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
                  normalize_weights: bool = True):
         x_dim = getattr(vae, "x_dim", None)
-        if not isinstance(x_dim, int) or not all(callable(getattr(vae, m, None)) for m in ("model", "guide", "sample")):
+        if as_integer(x_dim) is None or not all(callable(getattr(vae, m, None)) for m in ("model", "guide", "sample")):
             raise ModelSpecError(f"AAVAE needs a hybridpgm.VAE (x_dim, model, guide, sample), got {type(vae).__name__}")
         in_shape = getattr(discriminator, "in_shape", None)
         if in_shape is not None and tuple(in_shape) != (x_dim,):

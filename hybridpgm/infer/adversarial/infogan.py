@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import positive_int, positive_real, sample_count
+from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.adversarial.gan import GAN
 
@@ -80,7 +80,7 @@ class InfoGAN(GAN):
         if num_categories < 0 or num_continuous < 0 or num_categories + num_continuous < 1:
             raise ModelSpecError(f"InfoGAN needs a code: num_categories={num_categories}, "
                                  f"num_continuous={num_continuous}")
-        if isinstance(total, int) and total <= num_categories + num_continuous:
+        if as_integer(total) is not None and total <= num_categories + num_continuous:
             raise ModelSpecError(f"the generator's input ({total}) must exceed the code "
                                  f"({num_categories} categories + {num_continuous} continuous) by the noise")
         self.num_categories, self.num_continuous, self.info_weight = num_categories, num_continuous, info_weight

@@ -1,5 +1,6 @@
 """InfoGAN: the code posterior's log-density, construction checks, and class recovery on digits."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -67,6 +68,9 @@ def test_bad_configuration():
     with pytest.raises(ModelSpecError, match="exceed the code"):
         InfoGAN(MLPGenerator(6, 2), MLPDiscriminator(2), MLPDiscriminator(2, out_dim=6), num_categories=4,
                 num_continuous=2)
+    with pytest.raises(ModelSpecError, match="exceed the code"):
+        InfoGAN(MLPGenerator(6, 2), MLPDiscriminator(2), MLPDiscriminator(2, out_dim=6), num_categories=4,
+                num_continuous=2, noise_dim=np.int64(6))
     with pytest.raises(ModelSpecError, match="need a code|needs a code"):
         InfoGAN(MLPGenerator(6, 2), MLPDiscriminator(2), nn.Linear(2, 1), num_categories=0, num_continuous=0)
 
