@@ -15,8 +15,8 @@ import torch
 
 from hybridpgm.errors import ConfigError, DataError, DeviceError
 
-__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "layer_sizes", "positive_int",
-           "positive_real", "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
+__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "layer_sizes",
+           "positive_int", "positive_real", "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -113,6 +113,21 @@ def unit_fraction(value, what: str, *, error: type[Exception] = ConfigError) -> 
         number = math.nan
     if not 0 < number < 1:
         raise error(f"{what} must lie in (0, 1), got {value!r}")
+    return number
+
+
+def damping_of(value, what: str) -> float:
+    """``value`` as a damping factor: a real number in ``[0, 1)`` (a ``bool`` or a string is refused).
+
+    :param what: the option as the message names it (``"BeliefPropagation damping"``).
+    :raises ConfigError: anything else, naming ``what`` and the value.
+    """
+    try:
+        number = positive_real(value, what, allow_zero=True)
+    except ConfigError:
+        number = math.nan
+    if not 0.0 <= number < 1.0:
+        raise ConfigError(f"{what} must be a real number in [0, 1), got {value!r}")
     return number
 
 

@@ -33,6 +33,19 @@ if TYPE_CHECKING:
 __all__ = ["assignment_states", "compile_factor_graph", "evidence_states", "unknown_names"]
 
 
+def _numbers(v: str, x, what: str) -> torch.Tensor:
+    """``x`` (a tensor, a number, a nested sequence or array of numbers) as a tensor, or an
+    :class:`EvidenceError` naming ``v`` and the value (a string, ``None``, a dict or another object is not a
+    state)."""
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise EvidenceError(f"{what}: the value of {v!r} must be a state number or a tensor of states, got "
+                            f"{type(x).__name__} {x!r:.60}") from None
+
+
 def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.Tensor:
     """Evidence values as long states, ``-1`` where unobserved.
 
@@ -84,9 +97,10 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
 
     :param what: the caller, as the message names it (``"MarkovNet.score"``).
     :raises EvidenceError: naming ``v``, the dtype and the bad values: a complex dtype, or a value that is not a
-        whole number in ``0..card-1`` (NaN, infinities, negative numbers included).
+        whole number in ``0..card-1`` (NaN, infinities, negative numbers included); or naming ``v`` and the
+        value: a non-number (a string, ``None``, a dict or another object).
     """
-    x = torch.as_tensor(x)
+    x = _numbers(v, x, what)
     if x.is_complex():
         raise EvidenceError(f"{what}: the values of {v!r} have dtype {x.dtype}; give integer states 0..{card - 1}")
     ok = (x >= 0) & (x < card)
@@ -110,7 +124,8 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
     :param context: passed to neural potentials.
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
-        non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` included),
+        non-number (a string, ``None``, a dict or another object; the message names the variable and the
+        value), a non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` included),
         or a batch shape holding no model.
     :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
         variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).
@@ -126,7 +141,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     for v in evidence:
         if v not in mrf.cards:
             raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
-        evidence[v] = evidence_states(v, torch.as_tensor(evidence[v]), mrf.cards[v])
+        evidence[v] = evidence_states(v, _numbers(v, evidence[v], "MarkovNet evidence"), mrf.cards[v])
     shapes = [t.shape[: t.dim() - len(mrf.families[n]["cards"]) - 1] for n, t in tables.items()]
     shapes += [e.shape for e in evidence.values()]
     try:

@@ -47,9 +47,12 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from hybridpgm.checks import positive_int
-from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 
-__all__ = ["AIS", "AISResult", "AnnealingPath", "annealing_schedule"]
+__all__ = ["AIS", "AISResult", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
+
+#: the temperature schedules :func:`annealing_schedule` knows
+SCHEDULES = ("linear", "salakhutdinov", "sigmoid")
 
 
 class AnnealingPath(Protocol):
@@ -121,6 +124,28 @@ def annealing_schedule(num_steps: int, kind: str = "salakhutdinov", *, dtype=tor
     raise ConfigError(f"unknown AIS schedule {kind!r}; use 'linear', 'salakhutdinov' or 'sigmoid'")
 
 
+def check_schedule(num_steps, kind, what: str) -> None:
+    """Check the arguments of :func:`annealing_schedule` without building it (an estimator given explicit
+    ``betas`` still refuses a bad ``num_steps`` or ``schedule`` rather than ignoring it).
+
+    :raises ConfigError: as :func:`annealing_schedule`, naming ``what``.
+    """
+    positive_int(num_steps, f"{what} num_steps")
+    if not isinstance(kind, str) or kind not in SCHEDULES:
+        raise ConfigError(f"unknown {what} schedule {kind!r}; use 'linear', 'salakhutdinov' or 'sigmoid'")
+
+
+def check_base_data(data, what: str) -> None:
+    """Refuse base-rate ``data`` that is a tensor but not ``N x V`` (a single row or a 3-d batch is not
+    reshaped silently); the rest (``V``, values) is checked by the model's annealing path.
+
+    :raises DataError: naming ``what`` and the shape.
+    """
+    if isinstance(data, torch.Tensor) and data.dim() != 2:
+        raise DataError(f"{what} base-rate data must have shape (N, V), got {tuple(data.shape)}; "
+                        f"give one row as data[None] and flatten a batch to (N, V)")
+
+
 def check_betas(betas, what: str) -> torch.Tensor:
     """An explicit annealing schedule as a 1-d float64 tensor: finite, non-decreasing, from 0 to 1
     (a value check on the host, done once when an estimator is built).
@@ -145,11 +170,12 @@ class AIS:
     """Annealed importance sampling estimator of :math:`\\log Z`.
 
     :param int num_chains: independent AIS runs :math:`M`.
-    :param int num_steps: intermediate distributions :math:`K` (ignored if ``betas`` is given).
-    :param str schedule: see :func:`annealing_schedule`.
-    :param betas: an explicit increasing sequence from 0 to 1.
-    :raises ConfigError: ``num_chains`` is not an integer >= 2, or ``betas`` is not a finite 1-d
-        sequence increasing from 0 to 1 (see :func:`check_betas`).
+    :param int num_steps: intermediate distributions :math:`K` (unused if ``betas`` is given, but checked).
+    :param str schedule: see :func:`annealing_schedule` (unused if ``betas`` is given, but checked).
+    :param betas: an explicit increasing sequence from 0 to 1; it sets the schedule.
+    :raises ConfigError: ``num_chains`` is not an integer >= 2, ``num_steps`` is not a positive integer,
+        ``schedule`` is not one of :data:`SCHEDULES` (whether or not ``betas`` is given), or ``betas`` is not
+        a finite 1-d sequence increasing from 0 to 1 (see :func:`check_betas`).
 
     >>> from hybridpgm.energy import RBM
     >>> result = AIS(num_chains=16, num_steps=100)(RBM(6, 3))
@@ -160,6 +186,7 @@ class AIS:
     def __init__(self, num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None):
         num_chains = positive_int(num_chains, "AIS num_chains", minimum=2)
+        check_schedule(num_steps, schedule, "AIS")
         if betas is None:
             betas = annealing_schedule(num_steps, schedule)
         betas = check_betas(betas, "AIS")
@@ -182,7 +209,16 @@ class AIS:
 
         :param data: optional ``N x V`` training data; sets the base-rate model's
             visible biases to the data's log-odds [2], which makes AIS far more accurate.
+            Only for a model with ``annealing_path``: an annealing path is used as it is.
+        :raises DataError: ``data`` that is not ``N x V`` (the message gives the shape), or that the model
+            refuses (another ``V``, NaN, values outside ``[0, 1]`` for Bernoulli units).
+        :raises ConfigError: ``data`` given with an annealing path (it has no base rates to set).
+        :raises ModelSpecError: a model that is not annealable, or non-finite log-weights.
         """
+        check_base_data(data, "AIS")
+        if data is not None and not hasattr(model, "annealing_path"):
+            raise ConfigError(f"AIS data sets a model's base rates, but {type(model).__name__} has no "
+                              f"annealing_path(data); an annealing path is used as it is, call AIS without data")
         path = self.path(model, data)
         x = path.sample0(self.num_chains)
         log_w = None

@@ -49,7 +49,7 @@ from typing import Callable
 
 import torch
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import damping_of, positive_int, positive_real
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
@@ -110,7 +110,9 @@ class BeliefPropagation:
         is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
     :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
-        ``0`` are refused, not rounded), or ``damping`` outside ``[0, 1)``; the message names the option.
+        ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, ``tol`` that is not
+        a finite real number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused), or ``max_product`` that
+        is not a ``bool``; the message names the option and the value.
 
     >>> mrf = ising_grid(8, 8, coupling=0.3, field=torch.randn(64))  # doctest: +SKIP
     >>> res = BeliefPropagation(num_iters=50)(mrf.factor_graph())   # doctest: +SKIP
@@ -120,8 +122,10 @@ class BeliefPropagation:
                  max_product: bool = False, check_every: int = 10):
         num_iters = positive_int(num_iters, "BeliefPropagation num_iters")
         check_every = positive_int(check_every, "BeliefPropagation check_every")
-        if not 0.0 <= damping < 1.0:
-            raise ConfigError(f"BeliefPropagation: damping must be in [0, 1), got {damping}")
+        damping = damping_of(damping, "BeliefPropagation damping")
+        tol = positive_real(tol, "BeliefPropagation tol", allow_zero=True)
+        if not isinstance(max_product, bool):
+            raise ConfigError(f"BeliefPropagation max_product must be True or False, got {max_product!r}")
         self.num_iters = num_iters
         self.damping = damping
         self.tol = tol

@@ -72,7 +72,34 @@ def token_accuracy(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -
     """Fraction of the real (unpadded) tokens whose label ``pred`` gets right.
 
     :param pred: ``B x T`` predicted labels; :param y: ``B x T`` true labels;
-    :param lengths: ``B`` sequence lengths (positions past them are padding).
+    :param lengths: ``B`` integer sequence lengths in ``0..T`` (positions past them are padding).
+    :raises DataError: ``pred`` and ``y`` that are not tensors of one ``B x T`` shape, ``lengths`` that is not
+        an integer tensor of shape ``B`` or holds a length outside ``0..T``, or no real token at all (every
+        length zero: the accuracy is undefined); the message names the argument, shape, dtype or value.
     """
+    _check_tokens(pred, y, lengths)
     mask = torch.arange(y.shape[1], device=y.device) < lengths[:, None]
     return float(((pred == y) & mask).sum() / mask.sum())
+
+
+def _check_tokens(pred, y, lengths) -> None:
+    """Raise :class:`DataError` unless :func:`token_accuracy`'s arguments describe at least one real token."""
+    kinds = {n: type(t).__name__ for n, t in (("pred", pred), ("y", y), ("lengths", lengths))
+             if not isinstance(t, torch.Tensor)}
+    if kinds:
+        raise DataError(f"token_accuracy takes tensors pred, y and lengths, got {kinds}")
+    if y.dim() != 2 or pred.shape != y.shape:
+        raise DataError(f"token_accuracy needs pred and y of one shape B x T, got pred {tuple(pred.shape)} "
+                        f"and y {tuple(y.shape)}")
+    B, T = y.shape
+    if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex() \
+            or tuple(lengths.shape) != (B,):
+        raise DataError(f"token_accuracy needs integer lengths of shape ({B},), got shape {tuple(lengths.shape)} "
+                        f"and dtype {lengths.dtype}")
+    outside = (lengths < 0) | (lengths > T)
+    if bool(outside.any()):
+        raise DataError(f"token_accuracy lengths must lie in 0..{T} (the sequences have T={T} positions), got "
+                        f"{lengths[outside][:3].tolist()}")
+    if not bool((lengths > 0).any()):
+        raise DataError(f"token_accuracy got no real token (lengths {lengths.tolist()[:8]}, y of shape "
+                        f"{tuple(y.shape)}): the accuracy of zero tokens is undefined")

@@ -291,8 +291,10 @@ class EvidenceTable:
             joint.clamp_min_(0.0)
         return joint, states
 
+    @torch.no_grad()
     def _exact(self, values: torch.Tensor, columns: bool, asked: Sequence[int]):
-        """:meth:`_answer` for a few rows by the contraction (zero where the evidence is impossible)."""
+        """:meth:`_answer` for a few rows by the contraction (zero where the evidence is impossible); plain
+        tensors, as the table's own answers are (the CPDs' autograd graph is not followed)."""
         from hybridpgm.infer.exact import log_evidence, posterior
 
         n, device = values.shape[0], values.device

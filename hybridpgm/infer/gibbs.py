@@ -219,8 +219,8 @@ class Gibbs(MCMCKernel):
             if site["type"] != "sample" or "log_prob" not in site or site_is_subsample(site):
                 continue
             lp = site["log_prob"]
-            if lp.dim() <= mpn or all(s == 1 for s in lp.shape[: lp.dim() - mpn]):
-                continue  # does not involve the block
+            if lp.dim() <= mpn:
+                continue  # no enum dim: does not involve the block (a size-1 enum dim does: one state)
             lp = lp.reshape((1,) * (mpn + num_enum - lp.dim()) + lp.shape)
             sum_dims = [lp.dim() - 1 - i for i in range(mpn) if -(i + 1) not in keep]
             if sum_dims:

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.ais import AIS, AISResult
 
@@ -83,7 +83,11 @@ class LogZEstimate:
         return max(self.starts, key=lambda s: float(self.starts[s].log_z))
 
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
-        """``log_z -/+ num_stderr * stderr``, the reported interval."""
+        """``log_z -/+ num_stderr * stderr``, the reported interval.
+
+        :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0``.
+        """
+        num_stderr = positive_real(num_stderr, "LogZEstimate.interval num_stderr", allow_zero=True)
         return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,8 +138,8 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
 
     :param model: a model with ``annealing_path(data)`` and ``sample`` (RBM, DBM).
     :param data: ``N x V`` training data (the ``"data"`` start, and half the model chains' starts).
-    :param starts: names from ``"data"``, ``"model"``, ``"uniform"``, or a dict name -> ``M x V``
-        samples whose pixel rates make the base model.  Default: ``("data", "model")``,
+    :param starts: names from ``"data"``, ``"model"``, ``"uniform"`` (one name alone is one start), or a dict
+        name -> ``M x V`` samples whose pixel rates make the base model.  Default: ``("data", "model")``,
         ``("uniform", "model")`` without data.
     :param chains: ``M x V`` samples for the ``"model"`` start (e.g. PCD's persistent chains);
         drawn by :func:`model_samples` with ``sample_sweeps`` sweeps otherwise.
@@ -146,11 +150,26 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     :param float num_stderr: starts further apart than this many combined standard errors disagree.
     :param bool warn: raise a :class:`UserWarning` when the estimate is unreliable.
     :returns: a :class:`LogZEstimate`.
+    :raises ConfigError: an unknown start name, ``starts`` that is neither a name, a sequence of names nor a
+        dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]`` or ``num_stderr`` that is not
+        a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced); the message names the
+        option and the value.
+    :raises DataError: the start ``"data"`` without ``data``.
     """
     if starts is None:
         starts = ("data", "model") if data is not None else ("uniform", "model")
-    if not 0 <= min_ess <= 1:
+    elif isinstance(starts, str):
+        starts = (starts,)  # one start, not a sequence of one-letter names
+    elif not isinstance(starts, (dict, Sequence)) or isinstance(starts, bytes):
+        raise ConfigError(f"estimate_log_z starts must be a start name, a sequence of them or a dict name -> "
+                          f"samples, got {type(starts).__name__} {starts!r:.60}")
+    try:
+        min_ess_ok = positive_real(min_ess, "estimate_log_z min_ess", allow_zero=True) <= 1
+    except ConfigError:
+        min_ess_ok = False
+    if not min_ess_ok:
         raise ConfigError(f"estimate_log_z min_ess is a fraction of the chains in [0, 1], got {min_ess!r}")
+    num_stderr = positive_real(num_stderr, "estimate_log_z num_stderr", allow_zero=True)
     bases: dict[str, torch.Tensor | None] = {}
     if isinstance(starts, dict):
         bases = dict(starts)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hybridpgm.checks import positive_int
-from hybridpgm.errors import ConfigError
+from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
+from hybridpgm.errors import DataError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 
 __all__ = ["MeanField", "MeanFieldResult"]
@@ -63,13 +63,14 @@ class MeanField:
     :param float tol: stop early once the largest change of any ``q`` is below
         ``tol``; ``0`` runs all ``K`` sweeps.
     :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
-        not rounded), or ``damping`` outside ``[0, 1)``.
+        not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is not a finite real
+        number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the option and value.
     """
 
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
         num_iters = positive_int(num_iters, "MeanField num_iters")
-        if not 0.0 <= damping < 1.0:
-            raise ConfigError(f"MeanField: damping must be in [0, 1), got {damping}")
+        damping = damping_of(damping, "MeanField damping")
+        tol = positive_real(tol, "MeanField tol", allow_zero=True)
         self.num_iters = num_iters
         self.damping = damping
         self.tol = tol
@@ -98,9 +99,17 @@ class MeanField:
         return out
 
     def __call__(self, fg: FactorGraph, init: torch.Tensor | None = None) -> MeanFieldResult:
-        """Run mean field on ``fg``; ``init`` is an optional ``[B, V, C]`` start."""
+        """Run mean field on ``fg``.
+
+        :param FactorGraph fg: the graph.
+        :param torch.Tensor init: an optional start ``q``, ``[B, V, C]`` (or ``[1, V, C]``, shared by the batch)
+            in the dtype and on the device of ``fg``'s potentials; the softmax of the unary potentials if ``None``.
+        :raises DataError: an ``init`` that is not a tensor, or has another shape or dtype (the message gives the
+            expected and the actual one).
+        :raises DeviceError: an ``init`` on another device than ``fg``.
+        """
         theta = fg.masked_unary()
-        q = torch.softmax(theta, dim=-1) if init is None else init
+        q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
         colors = fg.colors if fg.colors is not None else torch.zeros(
             fg.num_vars, dtype=torch.long, device=q.device)
         masks = [(colors == c).view(1, -1, 1) for c in range(int(colors.max()) + 1)]
@@ -116,3 +125,17 @@ class MeanField:
                 converged = True
                 break
         return MeanFieldResult(self.elbo(fg, q), q, converged, it)
+
+
+def _check_init(init, fg: FactorGraph) -> torch.Tensor:
+    """``init`` if it is a ``[B, V, C]`` (or ``[1, V, C]``) tensor of ``fg``'s dtype and device, else raise."""
+    want = (fg.batch_size, fg.num_vars, fg.num_states)
+    if not isinstance(init, torch.Tensor):
+        raise DataError(f"MeanField init must be a tensor of shape {want}, got {type(init).__name__}")
+    if init.dim() != 3 or init.shape[0] not in (1, want[0]) or tuple(init.shape[1:]) != want[1:]:
+        raise DataError(f"MeanField init must have shape [B, V, C] = {want} (or [1, V, C]), "
+                        f"got {tuple(init.shape)}")
+    if init.dtype != fg.unary.dtype:
+        raise DataError(f"MeanField init must have the potentials' dtype {fg.unary.dtype}, got {init.dtype}")
+    check_device(init, fg.unary, "MeanField init")
+    return init

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from hybridpgm.checks import as_integer
-from hybridpgm.errors import ConfigError
+from hybridpgm.checks import as_integer, check_device, sample_count
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
 
 __all__ = ["ChromaticGibbs"]
@@ -75,18 +75,25 @@ class ChromaticGibbs:
                  return_trace: bool = False, generator: torch.Generator | None = None):
         """Sample.
 
-        :param int num_chains: ``N`` independent chains per model.
-        :param torch.Tensor init: optional ``[N, B, V]`` start; default: a draw
-            from the unary potentials alone.
+        :param int num_chains: ``N`` independent chains per model (a non-negative integer; ``0`` gives empty
+            results).
+        :param torch.Tensor init: optional ``[N, B, V]`` start of an integer dtype, on ``fg``'s device, with
+            ``N == num_chains``, the graph's batch size ``B`` and number of variables ``V``, and every state
+            within its variable's cardinality; default: a draw from the unary potentials alone.
         :returns: the final state ``[N, B, V]`` (long), or with ``return_trace``
             the kept states ``[S, N, B, V]``.
+        :raises ConfigError: ``num_chains`` that is not a non-negative integer (``bool`` and floats included).
+        :raises DataError: an ``init`` that is not an integer tensor, has another shape, or holds a state
+            outside its variable's ``0 .. cardinality - 1`` (the message names the variable and the state).
+        :raises DeviceError: an ``init`` on another device than ``fg``.
         """
+        num_chains = sample_count(num_chains, "ChromaticGibbs num_chains")
         with torch.no_grad():
             theta = fg.masked_unary()
             if init is None:
                 x = self._draw(theta.expand(num_chains, -1, -1, -1), generator)
             else:
-                x = init.clone()
+                x = _check_init(init, fg, num_chains)
             colors = fg.colors if fg.colors is not None else torch.arange(
                 fg.num_vars, device=theta.device)
             masks = [(colors == c).view(1, 1, -1) for c in range(int(colors.max()) + 1)]
@@ -98,3 +105,24 @@ class ChromaticGibbs:
                 if return_trace and sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0:
                     trace.append(x)
         return torch.stack(trace) if return_trace else x
+
+
+def _check_init(init, fg: FactorGraph, num_chains: int) -> torch.Tensor:
+    """A copy of ``init`` as ``long`` if it is a valid ``[N, B, V]`` start of ``fg``'s chains, else raise."""
+    want = (num_chains, fg.batch_size, fg.num_vars)
+    if not isinstance(init, torch.Tensor):
+        raise DataError(f"ChromaticGibbs init must be an integer tensor of shape [N, B, V] = {want}, "
+                        f"got {type(init).__name__}")
+    if init.dtype == torch.bool or init.is_floating_point() or init.is_complex():
+        raise DataError(f"ChromaticGibbs init must hold integer states, got dtype {init.dtype}")
+    if tuple(init.shape) != want:
+        raise DataError(f"ChromaticGibbs init must have shape [N, B, V] = {want} (N = num_chains, B and V "
+                        f"of the factor graph), got {tuple(init.shape)}")
+    check_device(init, fg.unary, "ChromaticGibbs init")
+    cards = fg.cardinalities.to(init.device)
+    bad = (init < 0) | (init >= cards)
+    if bool(bad.any()):
+        n, b, v = (int(i) for i in bad.nonzero()[0])
+        raise DataError(f"ChromaticGibbs init holds state {int(init[n, b, v])} of variable {fg.names[v]!r} "
+                        f"(chain {n}, batch row {b}), which has {int(cards[v])} states (0 .. {int(cards[v]) - 1})")
+    return init.to(torch.long, copy=True)

@@ -46,9 +46,9 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.infer.ais import annealing_schedule, check_betas
+from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
@@ -56,7 +56,7 @@ __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
 
 @dataclass
 class RAISEResult:
-    """Result of :class:`RAISE` on ``N`` test points with ``M`` chains each.
+    """Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
 
     :ivar log_likelihood: ``N`` conservative estimates :math:`\\log\\widehat p(v)`.
     :ivar log_z: ``N`` upper estimates :math:`\\log\\widehat Z_{RAISE}(v)`.
@@ -71,7 +71,7 @@ class RAISEResult:
 
     @property
     def stderr(self) -> torch.Tensor:
-        """Standard error of the mean test log-likelihood over the ``N`` points."""
+        """Standard error of the mean test log-likelihood over all test points."""
         n = self.log_likelihood.numel()
         return self.log_likelihood.std() / math.sqrt(n) if n > 1 else torch.zeros(())
 
@@ -84,14 +84,17 @@ class RAISE:
     :param str schedule: see :func:`~hybridpgm.infer.ais.annealing_schedule`.
     :param betas: an explicit increasing sequence from 0 to 1.
     :param int batch_size: test points per pass (memory: ``batch_size * M x V``).
-    :raises ConfigError: a count that is not a positive integer (``bool`` and floats included), or
-        ``betas`` that are not a finite 1-d sequence increasing from 0 to 1.
+    :raises ConfigError: a count that is not a positive integer (``bool`` and floats included), a
+        ``schedule`` that :func:`~hybridpgm.infer.ais.annealing_schedule` does not know (checked even when
+        ``betas`` is given, which then sets the schedule), or ``betas`` that are not a finite 1-d sequence
+        increasing from 0 to 1.
     """
 
     def __init__(self, num_chains: int = 1, num_steps: int = 1000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None, batch_size: int = 1000):
         num_chains = positive_int(num_chains, "RAISE num_chains")
         batch_size = positive_int(batch_size, "RAISE batch_size")
+        check_schedule(num_steps, schedule, "RAISE")
         if betas is None:
             betas = annealing_schedule(num_steps, schedule)
         betas = check_betas(betas, "RAISE")
@@ -111,26 +114,36 @@ class RAISE:
 
     @torch.no_grad()
     def __call__(self, model: Any, v: torch.Tensor, data: torch.Tensor | None = None) -> RAISEResult:
-        """Estimate :math:`\\log p(v)` of each row of ``v`` (``N x V``).
+        """Estimate :math:`\\log p(v)` of each test point of ``v``.
 
+        :param torch.Tensor v: test points ``N x V``, where the batch shape ``N`` may have any number of
+            dimensions (one point ``V``, or ``N1 x N2 x V``), as the model's ``check_visible`` accepts;
+            the result's tensors have batch shape ``N`` (``log_weights`` ``N x M``).
         :param data: optional training data for the base-rate model (as for AIS).
+        :raises ModelSpecError: a model without ``annealing_path`` and ``free_energy``, or non-finite
+            log-weights.
+        :raises DataError: bad ``v`` (see the model's ``check_visible``), or ``data`` that is not ``N x V``.
         """
         if not hasattr(model, "annealing_path") or not hasattr(model, "free_energy"):
             raise ModelSpecError(f"RAISE needs a model with annealing_path(data) and free_energy(v) (an RBM); "
                                  f"{type(model).__name__} has not both")
         v = model.check_visible(v, "v")
+        check_base_data(data, "RAISE")
+        batch_shape = v.shape[:-1]
+        rows = v.reshape(-1, v.shape[-1])  # N x V, whatever the number of batch dimensions
         path = model.annealing_path(data)
         m = self.num_chains
         sums = []
-        for chunk in v.split(self.batch_size):
+        for chunk in rows.split(self.batch_size):
             start = chunk.repeat_interleave(m, 0).to(path.dtype)
             sums.append(self._reverse(path, start).reshape(-1, m))
         log_w = -torch.cat(sums)
         log_z = torch.as_tensor(path.log_z0, dtype=torch.float64) - (torch.logsumexp(log_w, 1) - math.log(m))
         if not bool(torch.isfinite(log_z).all()):
             raise ModelSpecError(f"RAISE produced non-finite log-weights for {type(model).__name__}")
-        ll = -model.free_energy(v).to(torch.float64) - log_z
-        return RAISEResult(log_likelihood=ll, log_z=log_z, log_weights=log_w, num_steps=len(self.betas) - 1)
+        ll = -model.free_energy(rows).to(torch.float64) - log_z
+        return RAISEResult(log_likelihood=ll.reshape(batch_shape), log_z=log_z.reshape(batch_shape),
+                           log_weights=log_w.reshape(batch_shape + (m,)), num_steps=len(self.betas) - 1)
 
 
 @dataclass
@@ -159,8 +172,8 @@ class LikelihoodBounds:
     def to_dict(self) -> dict[str, Any]:
         return {"lower_raise": self.lower, "upper_ais": self.upper, "estimate_ais": self.estimate,
                 "lower_stderr": float(self.raise_result.stderr), "raise_steps": self.raise_result.num_steps,
-                "raise_chains": int(self.raise_result.log_weights.shape[1]),
-                "num_test": int(self.raise_result.log_weights.shape[0]), "reliable": self.reliable,
+                "raise_chains": int(self.raise_result.log_weights.shape[-1]),
+                "num_test": self.raise_result.log_likelihood.numel(), "reliable": self.reliable,
                 "ais": self.log_z.to_dict()}
 
 
@@ -174,7 +187,10 @@ def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None
     :param raise\\_: the :class:`RAISE` estimator (default ``RAISE()``).
     :param num_stderr: the upper estimate uses :math:`\\log\\widehat Z -` this many standard errors.
     :param log_z_kwargs: passed to :func:`~hybridpgm.infer.log_z.estimate_log_z`.
+    :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool`` and strings are
+        refused), naming the value.
     """
+    num_stderr = positive_real(num_stderr, "log_likelihood_bounds num_stderr", allow_zero=True)
     if log_z is None:
         log_z = estimate_log_z(model, data, **log_z_kwargs)
     result = (raise_ or RAISE())(model, v, data=data)

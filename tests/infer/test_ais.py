@@ -156,3 +156,28 @@ def test_training_on_binarized_digits_improves_ais_log_likelihood():
     print(f"digits test log-likelihood: untrained {before:.2f}, CD-1 {after:.2f} (exact {exact:.2f})")
     assert after > before + 10
     assert abs(after - exact) < 0.2
+
+
+def test_a_bad_schedule_is_refused_even_with_explicit_betas():
+    """Before: ``AIS(schedule="foo", betas=[...])`` ignored the unknown schedule silently; ``betas`` still set
+    the schedule, and ``num_steps``/``schedule`` are checked whether or not they are used."""
+    with pytest.raises(ConfigError, match="unknown AIS schedule 'foo'"):
+        AIS(num_chains=2, schedule="foo", betas=[0.0, 1.0])
+    with pytest.raises(ConfigError, match="AIS num_steps must be a positive integer, got 0"):
+        AIS(num_chains=2, num_steps=0, betas=[0.0, 1.0])
+    assert AIS(num_chains=2, schedule="linear", betas=[0.0, 0.5, 1.0]).betas == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("shape", [(8,), (2, 5, 8)])
+def test_base_rate_data_that_is_not_n_by_v_is_refused(shape):
+    """Before: one row (V,) or a 3-d batch was reshaped to N x V silently."""
+    shown = str(shape).replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(DataError, match=r"AIS base-rate data must have shape \(N, V\), got " + shown):
+        AIS(num_chains=2, num_steps=2)(RBM(8, 2), data=torch.ones(shape))
+
+
+def test_data_with_an_annealing_path_is_refused():
+    """An annealing path is used as it is: data given with it (for base rates it cannot set) was ignored."""
+    path = RBM(4, 2).annealing_path()
+    with pytest.raises(ConfigError, match="has no annealing_path"):
+        AIS(num_chains=2, num_steps=2)(path, data=torch.ones(3, 4))

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -209,3 +210,21 @@ def test_repeated_calls_follow_in_place_changes_of_the_graph():
     swapped = bp(fg).marginals
     _, ref, _, _, _ = ReferenceBP(num_iters=20, tol=0.0)(fg)
     assert torch.allclose(swapped, ref, atol=1e-12, rtol=0) and not torch.allclose(swapped, first)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("tol", "x"), ("tol", None), ("tol", -1.0), ("tol", float("nan")), ("tol", True), ("tol", float("inf")),
+    ("damping", "0.5"), ("damping", False), ("damping", None), ("damping", float("nan")),
+    ("max_product", "yes"), ("max_product", None), ("max_product", 1)])
+def test_option_values_that_are_not_what_they_say_are_named(option, value):
+    """Before: ``tol=-1``, NaN, ``True``, ``damping=False`` and ``max_product="yes"`` were accepted silently,
+    ``tol="x"``/``None`` failed at call time inside the fused loop and ``damping="0.5"`` with a raw TypeError."""
+    with pytest.raises(ConfigError, match=f"BeliefPropagation {option} .*got {value!r}"):
+        BeliefPropagation(**{option: value})
+
+
+def test_integer_and_numpy_option_values_are_still_numbers():
+    fg = ising_grid(2, 2, 0.3, torch.linspace(-1, 1, 4, dtype=torch.double)).factor_graph()
+    want = BeliefPropagation(num_iters=20, damping=0.0, tol=0.0)(fg).marginals
+    got = BeliefPropagation(num_iters=20, damping=0, tol=np.float64(0.0))(fg).marginals
+    assert torch.equal(got, want)

@@ -48,3 +48,26 @@ def test_token_accuracy_ignores_padding():
 def test_a_batch_that_is_not_x_y_lengths_is_named():
     with pytest.raises(DataError, match=r"\(x, y, lengths\)"):
         CRFLikelihood(_Tagger()).loss("crf", torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("pred, y, lengths, match", [
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), torch.tensor([0, 0]), r"no real token \(lengths \[0, 0\]"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), torch.tensor([5, 7]), r"lie in 0..3 .*got \[5, 7\]"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), torch.tensor([2, -1]), r"lie in 0..3 .*got \[-1\]"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 4).long(), torch.tensor([2, 2]), r"pred \(2, 3\) and y \(2, 4\)"),
+    (torch.zeros(6).long(), torch.zeros(6).long(), torch.tensor([6]), r"pred \(6,\) and y \(6,\)"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), torch.tensor([2.0, 2.0]),
+     r"integer lengths of shape \(2,\), got shape \(2,\) and dtype torch.float32"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), torch.tensor([2, 2, 2]), r"got shape \(3,\)"),
+    (torch.zeros(2, 3).long(), torch.zeros(2, 3).long(), [2, 2], r"got \{'lengths': 'list'\}")])
+def test_token_accuracy_refuses_what_has_no_accuracy(pred, y, lengths, match):
+    """Before: all-zero lengths gave NaN silently, lengths past T were clipped silently, and mismatched
+    shapes broadcast or failed with raw torch errors."""
+    with pytest.raises(DataError, match=match):
+        token_accuracy(pred, y, lengths)
+
+
+def test_token_accuracy_counts_full_and_empty_sequences():
+    y = torch.tensor([[1, 2, 0], [1, 1, 0]])
+    pred = torch.tensor([[1, 0, 2], [1, 1, 2]])
+    assert token_accuracy(pred, y, torch.tensor([3, 0])) == pytest.approx(1 / 3)

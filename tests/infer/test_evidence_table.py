@@ -246,3 +246,20 @@ def test_a_build_in_chunks_gives_the_same_table(monkeypatch, layout):
     monkeypatch.setattr(module, "BUILD_CHUNK_BYTES", 7 * whole._table.shape[1] * 8)  # 7 configurations per query
     chunked = bn.compile_evidence(nodes, layout=layout)
     torch.testing.assert_close(chunked._table, whole._table, atol=1e-15, rtol=0)
+
+
+def test_answers_computed_by_the_contraction_are_plain_tensors(monkeypatch):
+    """Before: a compact row answered by the contraction (cancellation) came back attached to the CPDs'
+    autograd graph (``requires_grad=True``), so ``.numpy()`` on the answer failed; the table is a snapshot."""
+    bn = _rare_state_net()
+    assert any(p.requires_grad for p in bn.parameters())  # learnable CPDs: the contraction would track them
+    table = bn.compile_evidence(["a", "b", "x"], layout="compact")
+    calls = []
+    exact = EvidenceTable._exact
+    monkeypatch.setattr(EvidenceTable, "_exact", lambda self, *args: calls.append(1) or exact(self, *args))
+    cases = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, -1])}  # row 0 cancels: computed apart
+    answers = [table.log_evidence(cases), *table.posterior(None, cases).values(),
+               table.log_evidence({"a": 0, "b": 1}), table.posterior("x", {"a": 0, "b": 1})]
+    assert calls and not any(t.requires_grad for t in answers)
+    [t.numpy() for t in answers]
+    torch.testing.assert_close(answers[0], bn.log_evidence(cases).detach(), atol=1e-12, rtol=1e-12)

@@ -1,5 +1,6 @@
 """Gibbs kernel: agreement with exact marginals (Monte Carlo error, R-hat) under pyro.infer.MCMC."""
 
+import math
 import warnings
 
 import numpy as np
@@ -167,3 +168,30 @@ def test_the_suggested_plate_fixes_it():
     z = mcmc.get_samples()["z"]
     assert z.shape == (400, 5)
     assert abs(float(z.mean()) - 0.3) < 0.05  # 2000 exact draws: sd 0.01
+
+
+def _with_a_single_state_site(obs):
+    a = pyro.sample("a", dist.Categorical(torch.tensor([0.3, 0.7])))
+    c = pyro.sample("c", dist.Categorical(torch.tensor([1.0])))  # a variable with one state
+    with pyro.plate("p", 2):
+        d = pyro.sample("d", dist.Categorical(torch.ones(2, 1)))  # one state per plate element
+        pyro.sample("x", dist.Normal(a.float() + c.float() + d.float(), 1.0), obs=obs)
+
+
+@pytest.mark.parametrize("blocks", [None, [["a", "c"]], [["c", "a"]]])
+def test_a_site_with_a_single_state_is_sampled(blocks):
+    """Before: AttributeError ('NoneType' object has no attribute 'reshape'): a block whose enumeration dims all
+    have size 1 looked as if no site involved it.  Whether a site involves the block is read from its enum dims."""
+    obs = torch.tensor([1.2, 0.4])
+    pyro.set_rng_seed(0)
+    kernel = Gibbs(_with_a_single_state_site, blocks=blocks)
+    samples = _run(kernel, 1, 300, 10, obs).get_samples()
+    assert torch.equal(samples["c"], torch.zeros(300)) and torch.equal(samples["d"], torch.zeros(300, 2))
+    log_odds = torch.distributions.Normal(1.0, 1.0).log_prob(obs).sum() + math.log(0.7) \
+        - torch.distributions.Normal(0.0, 1.0).log_prob(obs).sum() - math.log(0.3)
+    exact = float(torch.sigmoid(log_odds))  # p(a = 1 | x): the single-state sites change nothing
+    assert abs(float(samples["a"].mean()) - exact) < 0.1  # 300 draws: sd < 0.03
+    if blocks is None:  # the block ['c'] alone: its conditional counts the observed child x
+        logits, supports = kernel.log_conditional(["c"], {"a": torch.tensor(1), "d": torch.zeros(2).long()})
+        assert [s.tolist() for s in supports] == [[0]]
+        assert torch.allclose(logits.reshape(()), torch.distributions.Normal(1.0, 1.0).log_prob(obs).sum())

@@ -145,3 +145,34 @@ def test_bad_arguments_raise():
         estimate_log_z(rbm, starts=())
     with pytest.raises(ConfigError, match="sweeps"):
         model_samples(rbm, 4, sweeps=0)
+
+
+def test_one_start_name_is_one_start():
+    """Before: ``starts="uniform"`` was read letter by letter and refused as ``unknown AIS start 'u'``."""
+    rbm = random_rbm(4, 2, seed=3)
+    torch.manual_seed(4)
+    one = estimate_log_z(rbm, starts="uniform", num_chains=4, num_steps=3, warn=False)
+    torch.manual_seed(4)
+    listed = estimate_log_z(rbm, starts=["uniform"], num_chains=4, num_steps=3, warn=False)
+    assert list(one.starts) == ["uniform"] and torch.equal(one.log_z, listed.log_z)
+    with pytest.raises(ConfigError, match="starts must be a start name, a sequence of them or a dict .*got int 3"):
+        estimate_log_z(rbm, starts=3)
+
+
+@pytest.mark.parametrize("option, value", [("min_ess", "a"), ("min_ess", True), ("min_ess", None),
+                                           ("min_ess", float("nan")), ("min_ess", -0.1),
+                                           ("num_stderr", "3"), ("num_stderr", True), ("num_stderr", -1.0),
+                                           ("num_stderr", float("nan"))])
+def test_options_that_are_not_numbers_in_range_are_named(option, value):
+    """Before: ``min_ess="a"`` failed with a raw TypeError, ``min_ess=True`` was read as 1.0 and ``num_stderr``
+    was not checked at all."""
+    with pytest.raises(ConfigError, match=f"estimate_log_z {option} .*got {value!r}"):
+        estimate_log_z(random_rbm(4, 2, seed=3), num_chains=4, num_steps=3, warn=False, **{option: value})
+
+
+def test_interval_refuses_a_bad_number_of_standard_errors():
+    estimate = estimate_log_z(random_rbm(4, 2, seed=3), num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
+    lo, hi = estimate.interval(np.int64(2))
+    assert lo < hi
+    with pytest.raises(ConfigError, match="interval num_stderr .*got 'x'"):
+        estimate.interval("x")

@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs import MarkovNet, ising_grid
 from hybridpgm.infer import MeanField
 from tests.graphs.mrf_brute_force import brute_force, random_mrf
@@ -82,3 +82,34 @@ def test_a_count_that_is_not_a_positive_integer_is_named(value):
     """Before: ``num_iters=2.5`` failed inside ``range`` with a raw TypeError, and ``True`` ran one sweep."""
     with pytest.raises(ConfigError, match=f"MeanField num_iters must be a positive integer, got {value}"):
         ising_grid(2, 2, 0.5).marginals("mean_field", num_iters=value)
+
+
+@pytest.mark.parametrize("option, value", [
+    ("tol", "x"), ("tol", None), ("tol", -1.0), ("tol", float("nan")), ("tol", True),
+    ("damping", "0.5"), ("damping", False), ("damping", -0.1)])
+def test_option_values_that_are_not_what_they_say_are_named(option, value):
+    """Before: ``tol=-1``, NaN, ``True`` and ``damping=False`` were accepted silently, ``tol="x"``/``None`` and
+    ``damping="0.5"`` failed with raw TypeErrors."""
+    with pytest.raises(ConfigError, match=f"MeanField {option} .*got {value!r}"):
+        MeanField(**{option: value})
+
+
+@pytest.mark.parametrize("init, match", [
+    (torch.full((4, 2), 0.5, dtype=torch.double), r"shape \[B, V, C\] = \(3, 4, 2\).*got \(4, 2\)"),
+    (torch.full((2, 4, 2), 0.5, dtype=torch.double), r"got \(2, 4, 2\)"),
+    (torch.full((3, 4, 3), 0.5, dtype=torch.double), r"got \(3, 4, 3\)"),
+    (torch.full((3, 4, 2), 0.5), r"dtype torch.float64, got torch.float32"),
+    ([[0.5, 0.5]], r"must be a tensor .*got list")])
+def test_an_init_of_the_wrong_shape_or_dtype_is_named(init, match):
+    """Before: a raw einsum/index error (``IndexError: index 2 is out of bounds``) from inside a sweep."""
+    fg = ising_grid(2, 2, 0.3, torch.randn(3, 4, dtype=torch.double)).factor_graph()
+    with pytest.raises(DataError, match=match):
+        MeanField(num_iters=2)(fg, init=init)
+
+
+def test_an_init_shared_by_the_batch_is_still_accepted():
+    fg = ising_grid(2, 2, 0.3, torch.randn(3, 4, dtype=torch.double)).factor_graph()
+    shared = torch.full((1, 4, 2), 0.5, dtype=torch.double)
+    got = MeanField(num_iters=3, tol=0.0)(fg, init=shared).marginals
+    want = MeanField(num_iters=3, tol=0.0)(fg, init=shared.expand(3, 4, 2)).marginals
+    assert got.shape == (3, 4, 2) and torch.allclose(got, want, atol=1e-12)

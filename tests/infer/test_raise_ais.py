@@ -116,3 +116,47 @@ def test_log_likelihood_bounds_accepts_a_precomputed_log_z():
     assert bounds.log_z is log_z and bounds.raise_result.log_likelihood.shape == (5,)
     report = bounds.to_dict()
     assert report["raise_steps"] == 20 and report["ais"]["log_z"] == float(log_z.log_z)
+
+
+@pytest.mark.parametrize("shape", [(), (2, 3), (0,)])
+def test_test_points_of_any_batch_shape_give_results_of_that_shape(shape):
+    """RBM.check_visible takes v of shape (..., V); before, one point (V,) or a 3-d batch failed inside torch
+    with a raw RuntimeError.  The answers are those of the same points given as N x V rows."""
+    rbm = random_rbm(5, 3, seed=6)
+    v = torch.bernoulli(torch.full(shape + (5,), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(7))
+    estimator = RAISE(num_chains=3, num_steps=4, batch_size=4)
+    torch.manual_seed(8)
+    got = estimator(rbm, v)
+    torch.manual_seed(8)
+    rows = estimator(rbm, v.reshape(-1, 5))
+    assert got.log_likelihood.shape == got.log_z.shape == shape and got.log_weights.shape == shape + (3,)
+    assert torch.equal(got.log_likelihood.reshape(-1), rows.log_likelihood)
+    assert torch.equal(got.log_weights.reshape(-1, 3), rows.log_weights)
+
+
+def test_bounds_report_counts_the_points_of_a_multi_dimensional_batch():
+    rbm = random_rbm(4, 2, seed=9)
+    data = torch.bernoulli(torch.full((2, 3, 4), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bounds = log_likelihood_bounds(rbm, data, raise_=RAISE(num_chains=2, num_steps=5), num_chains=4,
+                                       num_steps=5, sample_sweeps=2)
+    assert bounds.to_dict()["num_test"] == 6 and bounds.to_dict()["raise_chains"] == 2
+
+
+def test_a_schedule_or_base_data_that_would_be_ignored_or_reshaped_is_refused():
+    """Before: ``schedule="foo"`` with ``betas`` was ignored, and 1-d or 3-d base-rate data were reshaped."""
+    with pytest.raises(ConfigError, match="unknown RAISE schedule 'foo'"):
+        RAISE(schedule="foo", betas=[0.0, 1.0])
+    for data in (torch.ones(4), torch.ones(2, 3, 4)):
+        with pytest.raises(DataError, match=r"RAISE base-rate data must have shape \(N, V\), got " +
+                           str(tuple(data.shape)).replace("(", r"\(").replace(")", r"\)")):
+            RAISE(num_steps=2)(RBM(4, 2), torch.ones(2, 4), data=data)
+
+
+@pytest.mark.parametrize("value", ["3", True, -1.0, float("nan")])
+def test_num_stderr_that_is_not_a_number_is_named(value):
+    log_z = estimate_log_z(random_rbm(4, 2, seed=1), num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
+    with pytest.raises(ConfigError, match=f"log_likelihood_bounds num_stderr .*got {value!r}"):
+        log_likelihood_bounds(random_rbm(4, 2, seed=1), torch.ones(2, 4), log_z=log_z, num_stderr=value)
