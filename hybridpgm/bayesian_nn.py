@@ -124,18 +124,20 @@ class BayesianRegressor(PyroModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Pyro model.  ``x`` is ``B x D``, ``y`` ``B`` (or ``None`` to sample).
-        Returns the network output ``B`` for the sampled weights.
+        Returns the network output ``B`` for the sampled weights.  With ``y``, the batch is a mini-batch of
+        the ``N = num_data`` training rows and its likelihood is scaled by ``N / B``; without, ``B`` may
+        exceed ``N`` (predictions on a test grid).
 
-        :raises DataError: ``x`` is not a tensor with a batch dimension, holds more rows than
-            ``num_data`` or NaN/inf, or has another dtype than the network's weights; ``y`` does not match
-            ``x`` or holds NaN/inf.
+        :raises DataError: ``x`` is not a tensor with a batch dimension, holds more rows than ``num_data``
+            while ``y`` is given, or NaN/inf, or has another dtype than the network's weights; ``y`` does not
+            match ``x`` or holds NaN/inf.
         :raises ModelSpecError: the network's output is not ``B`` or ``B x 1``."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
             raise DataError(f"BayesianRegressor x: got {got}, expected a tensor of shape (batch, features)")
-        if x.shape[0] > self.num_data:
-            raise DataError(f"BayesianRegressor x holds {x.shape[0]} rows, more than num_data={self.num_data} "
-                            "(the training set size given to the constructor)")
+        if y is not None and x.shape[0] > self.num_data:
+            raise DataError(f"BayesianRegressor x holds {x.shape[0]} training rows, more than num_data="
+                            f"{self.num_data} (the training set size given to the constructor)")
         if y is not None and not isinstance(y, torch.Tensor):
             raise DataError(f"BayesianRegressor y is a {type(y).__name__}, expected a tensor of shape ({x.shape[0]},)")
         if y is not None and (y.dim() != 1 or y.shape[0] != x.shape[0]):
@@ -152,7 +154,10 @@ class BayesianRegressor(PyroModule):
             raise ModelSpecError(f"BayesianRegressor: the network maps x of shape {tuple(x.shape)} to "
                                  f"{tuple(out.shape)}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1)")
         mean = out.reshape(x.shape[0])
-        with pyro.plate("data", self.num_data, subsample_size=x.shape[0]):
+        # a mini-batch of the N training rows is scaled by N / B; predictions (y None) at more points than
+        # N have no training set to be a part of, and take a plate of their own size
+        size = x.shape[0] if y is None and x.shape[0] > self.num_data else self.num_data
+        with pyro.plate("data", size, subsample_size=x.shape[0]):
             # unvalidated: NaN data reach the loss, and the deferred check names them before any update
             pyro.sample("y", dist.Normal(mean, self.noise.to(mean.dtype), validate_args=False), obs=y)
         return mean

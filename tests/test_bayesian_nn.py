@@ -122,8 +122,8 @@ def test_bayesian_regressor_checks_its_batch():
     model = BayesianRegressor(torch.nn.Linear(3, 1), num_data=5)
     with pytest.raises(DataError, match="BayesianRegressor x: got a list"):
         model([[0.0, 0.0, 0.0]])
-    with pytest.raises(DataError, match="holds 6 rows, more than num_data=5"):
-        model(torch.zeros(6, 3))
+    with pytest.raises(DataError, match="holds 6 training rows, more than num_data=5"):
+        model(torch.zeros(6, 3), torch.zeros(6))
     with pytest.raises(DataError, match="BayesianRegressor x .* NaN/inf"):
         model(torch.full((2, 3), float("nan")), torch.zeros(2))
     with pytest.raises(DataError, match="BayesianRegressor y .* NaN/inf"):
@@ -164,3 +164,21 @@ def test_mc_dropout_predict_leaves_every_sub_module_in_its_mode():
     modes = [m.training for m in net.modules()]
     mc_dropout_predict(net, torch.randn(5, 3), num_samples=3)
     assert [m.training for m in net.modules()] == modes
+
+
+def test_regressor_predicts_at_more_points_than_it_was_trained_on():
+    """Before, forward refused any x with more rows than num_data, also without y: no posterior predictive on a
+    test grid larger than the training set (Predictive or predictive_samples)."""
+    from pyro.infer import Predictive
+    from pyro.infer.autoguide import AutoNormal
+
+    model = BayesianRegressor(torch.nn.Linear(1, 1), num_data=5)
+    guide = AutoNormal(model)
+    grid = torch.linspace(-2, 2, 12)[:, None]
+    with pyro.get_param_store().scope():
+        svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.Trace_ELBO())
+        svi.step(grid[:5], 2 * grid[:5, 0])
+        assert predictive_samples(model, guide, grid, num_samples=3).shape == (3, 12)
+        assert Predictive(model, guide=guide, num_samples=3)(grid)["y"].shape == (3, 12)
+    with pytest.raises(DataError, match="12 training rows, more than num_data=5"):
+        model(grid, torch.zeros(12))

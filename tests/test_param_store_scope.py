@@ -27,6 +27,8 @@ CALLS = {
     "VAE.log_likelihood": lambda: VAE(6, 2, (4,)).log_likelihood(_binary(), num_samples=4),
     "VAE.elbo": lambda: VAE(6, 2, (4,)).elbo(_binary()),
     "SigmoidBeliefNet.log_likelihood": lambda: SigmoidBeliefNet([6, 3]).log_likelihood(_binary(), num_samples=4),
+    "SigmoidBeliefNet.sample": lambda: SigmoidBeliefNet([6, 3]).sample(4),
+    "SigmoidBeliefNet.exact_log_likelihood": lambda: SigmoidBeliefNet([6, 3]).exact_log_likelihood(_binary()),
 }
 
 

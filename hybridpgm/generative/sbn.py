@@ -260,6 +260,7 @@ class SigmoidBeliefNet(PyroModule):
     def forward(self, x: torch.Tensor | None = None, **kwargs):
         return self.model(x, **kwargs)
 
+    @own_param_store
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
         """Ancestral samples of the visible units, ``[num_samples, D]``."""
