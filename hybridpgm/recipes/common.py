@@ -197,12 +197,18 @@ def save_model(module: torch.nn.Module, out: Path, args: argparse.Namespace, **m
 
 
 def throughput(result: FitResult, num_examples: int, batch_size: int, steps_before: int, seconds: float) -> float:
-    """Training examples processed in this run (all ranks) divided by its wall time."""
-    per_epoch = max(math.ceil(num_examples / batch_size), 1)
-    last = num_examples - (per_epoch - 1) * batch_size
+    """Training examples processed in this run (all ranks) divided by its wall time.
+
+    Each of the ``W`` ranks trains on a shard of ``floor(N / W)`` examples (see
+    :class:`~hybridpgm.train.batches.BatchStream`), an epoch being ``ceil(floor(N / W) / B)`` steps whose
+    last batch holds the rest of the shard."""
+    world = current().world_size
+    shard = max(num_examples // world, 1)
+    per_epoch = max(math.ceil(shard / batch_size), 1)
+    last = shard - (per_epoch - 1) * batch_size
     seen = sum(last if step % per_epoch == per_epoch - 1 else batch_size
                for step in range(steps_before, result.steps))
-    return seen * current().world_size / max(seconds, 1e-12)
+    return seen * world / max(seconds, 1e-12)
 
 
 def checkpoint_options(args: argparse.Namespace, out: Path, name: str = "checkpoint.pt",

@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     sizes = [data.num_features, *args.hidden]
     sgd = functools.partial(torch.optim.SGD, lr=args.lr, momentum=args.momentum)
-    stage = dict(epochs=args.epochs, batch_size=args.batch_size, optim=sgd, device=args.device, seed=args.seed,
-                 progress=not args.no_progress)
+    stage = dict(epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate, precision=args.precision,
+                 optim=sgd, device=args.device, seed=args.seed, progress=not args.no_progress)
     train_x = data.train.x
     # every greedy stage has its checkpoint; under --resume the first exists (prepare_output), the
     # later ones may not (the run was preempted before them) and start afresh

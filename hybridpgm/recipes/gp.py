@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     validated = fit_validated(objective, train_data, x_val, y_val, max_steps=max_steps, eval_every=args.eval_every,
                               patience=args.patience, refit=(x, y), batch_size=args.batch_size, seed=args.seed,
                               device=args.device, optim=functools.partial(torch.optim.Adam, lr=args.lr),
+                              accumulate=args.accumulate, precision=args.precision,
                               progress=not args.no_progress, **options)
     seconds = time.perf_counter() - started
     if not context.is_main:

@@ -75,3 +75,14 @@ def test_resume_of_a_deep_model_needs_its_first_stage_checkpoint(tmp_path, capsy
     args = ["train", "dbn", *DEEP, "--hidden", "8", "6", "--out", str(tmp_path), "--resume"]
     assert main(args) == 2
     assert "checkpoint-stage0.pt" in capsys.readouterr().err
+
+
+def test_greedy_stages_train_with_the_accumulate_and_precision_they_are_given(tmp_path):
+    """Before, only the top stage got ``--accumulate`` and ``--precision``; the greedy stages trained with
+    accumulate=1 in fp32."""
+    args = ["train", "dbn", "--epochs", "1", "--hidden", "8", "4", "--gibbs-steps", "2", "--batch-size", "256",
+            "--accumulate", "2", "--precision", "bf16", "--no-progress", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(args) == 0
+    for name in ("checkpoint-stage0.pt", "checkpoint.pt"):
+        config = load_checkpoint(tmp_path / name)["config"]
+        assert (config["accumulate"], config["precision"]) == (2, "bf16"), name

@@ -76,3 +76,13 @@ def test_dkl_resume_extends_a_finished_run(tmp_path):
     _assert_same(_result(out), _result(tmp_path / "whole"))
     assert main(DKL + ["--epochs", "60", "--out", str(out), "--resume"]) == 0  # stopped early: runs no step
     _assert_same(_result(out), _result(tmp_path / "whole"))
+
+
+def test_gp_lstm_recipe_trains_with_the_accumulate_and_precision_it_is_given(tmp_path):
+    """Before, ``--accumulate`` and ``--precision`` were parsed and dropped: the run trained with accumulate=1 in
+    fp32, as its checkpoint recorded."""
+    args = ["train", "gp-lstm", "--epochs", "1", "--hidden", "4", "--window", "6", "--batch-size", "32",
+            "--accumulate", "2", "--precision", "fp32", "--no-progress", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(args) == 0  # (oneDNN has no reduced-precision LSTM on the CPU: bf16 is for CUDA)
+    config = load_checkpoint(tmp_path / "checkpoint.pt")["config"]
+    assert (config["accumulate"], config["precision"]) == (2, "fp32")
