@@ -11,6 +11,7 @@ from pyro.infer.autoguide import AutoGuide
 from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
+from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, keeping_rng_state
 from hybridpgm.train.batches import batch_size_of
 
@@ -119,7 +120,8 @@ class SVIObjective:
 def _guesses_plate_nesting(elbo: ELBO) -> bool:
     """Whether Pyro's ``elbo`` would guess ``max_plate_nesting`` on this call by tracing the model and guide,
     drawing random numbers: a resumed run would then guess again, after the random state was restored, and
-    its draws would differ from an uninterrupted run's (hybridpgm's particle objectives guess their own)."""
-    if getattr(elbo, "max_plate_nesting", None) != float("inf") or isinstance(elbo, ParticleELBO):
+    its draws would differ from an uninterrupted run's (hybridpgm's particle objectives and :class:`IWAE` guess
+    their own, without Pyro's log line)."""
+    if getattr(elbo, "max_plate_nesting", None) != float("inf") or isinstance(elbo, (ParticleELBO, IWAE)):
         return False
     return isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)) or bool(getattr(elbo, "vectorize_particles", False))

@@ -8,6 +8,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from hybridpgm import SVIObjective, VAE, fit
 from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.infer import IWAE
 
 
 def test_loss_is_per_example_elbo():
@@ -79,6 +80,8 @@ def _guessing_objectives():
         "wake-sleep": lambda: sbn(WakeSleep),
         "svi-trace-enum": lambda: vae(pyro.infer.TraceEnum_ELBO()),
         "svi-vectorized-particles": lambda: vae(pyro.infer.Trace_ELBO(num_particles=2, vectorize_particles=True)),
+        "svi-iwae-1": lambda: vae(IWAE(1)),
+        "svi-iwae-3": lambda: vae(IWAE(3)),
     }
 
 
@@ -102,6 +105,33 @@ def test_guessing_the_plate_nesting_uses_no_random_numbers(name):
     with pyro.get_param_store().scope():
         cold, warm = first_losses(False), first_losses(True)
     assert torch.equal(cold[0], warm[0]) and torch.equal(cold[1], warm[1])
+
+
+@pytest.mark.parametrize("num_particles", [1, 3])
+def test_iwae_guesses_its_plate_nesting_without_pyros_log_line(num_particles):
+    """IWAE guesses its own plate nesting.  Before, SVIObjective also had Pyro guess it, and Pyro logged
+    "Guessed max_plate_nesting = 1" at INFO: a stray line on the stderr of ``hybridpgm train iwae``."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    x = torch.bernoulli(torch.full((6, 8), 0.5), generator=torch.Generator().manual_seed(0))
+    handler, log = Keep(level=logging.DEBUG), logging.getLogger("pyro.infer.elbo")
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        with pyro.get_param_store().scope():
+            v = VAE(8, 2, (4,))
+            loss = SVIObjective(v.model, v.guide, IWAE(num_particles)).loss("elbo", x)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    assert torch.isfinite(loss) and not [r for r in records if "max_plate_nesting" in r]
 
 
 def _regression(seed=0):
