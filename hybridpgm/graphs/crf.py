@@ -34,6 +34,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
+from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.checks import sample_shape_of
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.serialization import serializable
@@ -117,14 +118,15 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         T = self.unary.shape[-2]
         return torch.arange(T, device=self.unary.device) < self.lengths[..., None]  # batch + (T,)
 
-    def _forward(self, unary, transition, start, end):
+    def _forward(self, unary, transition, start, end, lengths=None):
         """Log-space forward recursion; returns ``(log_z, alphas [T] + batch + (L,))``."""
+        lengths = self.lengths if lengths is None else lengths
         T = unary.shape[-2]
         alpha = start + unary[..., 0, :]
         alphas = [alpha]
         for t in range(1, T):
             new = torch.logsumexp(alpha.unsqueeze(-1) + transition, dim=-2) + unary[..., t, :]
-            alpha = torch.where((t < self.lengths)[..., None], new, alpha)
+            alpha = torch.where((t < lengths)[..., None], new, alpha)
             alphas.append(alpha)
         return torch.logsumexp(alpha + end, dim=-1), torch.stack(alphas)
 
@@ -134,13 +136,16 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         return self._forward(self.unary, self.transition, self.start, self.end)[0]
 
     def _grads(self):
-        """``log Z`` and its gradients = expected sufficient statistics (differentiable)."""
-        params = [self.unary, self.transition, self.start, self.end]
+        """``log Z`` and its gradients = expected sufficient statistics (differentiable; also computed under
+        ``torch.no_grad()`` and ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`)."""
+        return with_autograd(self._log_z_and_grads, [self.unary, self.transition, self.start, self.end],
+                             self.lengths)
+
+    def _log_z_and_grads(self, params, lengths):
         deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
         create = any(p.requires_grad for p in params)
-        with torch.enable_grad():
-            log_z = self._forward(*[p + d for p, d in zip(params, deltas)])[0]
-            grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
+        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths)[0]
+        grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
         grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
         return (log_z if create else log_z.detach()), grads
 
@@ -164,13 +169,26 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
 
     # -- scoring -------------------------------------------------------------------------
     def _check_value(self, value):
+        """Check labels ``value`` that broadcast with ``batch_shape + (T,)`` (extra leading dims are sample or
+        particle dims), as :meth:`score` takes them.
+
+        :raises EvidenceError: a value that does not end in ``(T,)``, does not broadcast with the batch shape,
+            is not integer, or (with validation on) holds a label outside ``0..L-1`` at a position within its
+            sequence's length, naming the shapes or the label and its index.
+        """
         if value.shape[-1:] != self.event_shape:
             raise EvidenceError(f"LinearChainCRF: labels must end in {tuple(self.event_shape)}, "
                                 f"got shape {tuple(value.shape)}")
+        try:
+            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        except RuntimeError:
+            raise EvidenceError(f"LinearChainCRF: labels of shape {tuple(value.shape)} do not broadcast with the "
+                                f"batch shape {tuple(self.batch_shape)} + event shape {tuple(self.event_shape)}"
+                                ) from None
         if value.dtype.is_floating_point and bool((value != value.round()).any()):
             raise EvidenceError("LinearChainCRF: labels must be integers")
         if self._validate_args:
-            mask = self._mask().expand(value.shape)
+            value, mask = torch.broadcast_tensors(value, self._mask())
             bad = mask & ((value < 0) | (value >= self.num_labels))
             if bool(bad.any()):
                 pos = bad.nonzero()[0].tolist()
@@ -178,7 +196,11 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                                     f"the label set 0..{self.num_labels - 1}")
 
     def score(self, value: torch.Tensor) -> torch.Tensor:
-        """Unnormalised log-score :math:`s(y)`; ``value`` is ``sample_shape + batch_shape + (T,)``."""
+        """Unnormalised log-score :math:`s(y)` of labels ``value`` that broadcast with ``batch_shape + (T,)``
+        (``sample_shape + batch_shape + (T,)``, or fewer batch dims); the result has the broadcast batch shape.
+
+        :raises EvidenceError: as :meth:`log_prob`.
+        """
         self._check_value(value)
         mask = self._mask()
         y = torch.where(mask, value.long(), torch.zeros_like(value, dtype=torch.long))
@@ -196,7 +218,13 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         return s
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """``sample_shape + batch_shape`` :math:`\\log p(y) = s(y) - \\log Z`."""
+        """:math:`\\log p(y) = s(y) - \\log Z` of labels ``value`` that broadcast with ``batch_shape + (T,)``, of the
+        broadcast batch shape (``sample_shape + batch_shape`` for ``sample_shape + batch_shape + (T,)`` labels), as
+        torch distributions do.
+
+        :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
+            not integers, or (with validation on) that hold a label outside ``0..L-1``.
+        """
         return self.score(value) - self.log_partition
 
     # -- decoding and sampling ----------------------------------------------------------

@@ -45,6 +45,7 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
+from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 
 __all__ = ["MarkovNet"]
 
@@ -66,8 +67,10 @@ class MarkovNet(nn.Module):
     """A Markov random field over named discrete variables.
 
     :param variables: mapping ``name -> cardinality``, or a sequence of
-        ``(name, cardinality)`` pairs (the order is the variable order); a name
-        given twice raises :class:`~hybridpgm.errors.ModelSpecError`.
+        ``(name, cardinality)`` pairs (the order is the variable order).
+    :raises ModelSpecError: a name given twice, a cardinality that is not an integer ``>= 1``, or a name that
+        :meth:`model` uses for a site of its own (``"data"``, its plate; ``"log_partition"``, its
+        :math:`-\\log Z` factor; ``"markov_net$$$..."``, its parameters), naming the variable and the site.
 
     A network of no variables can be declared (and saved), but every query of it raises
     :class:`~hybridpgm.errors.ModelSpecError`: there is nothing to infer.
@@ -98,9 +101,14 @@ class MarkovNet(nn.Module):
             if name in self.cards:
                 raise ModelSpecError(f"MarkovNet: variable {name!r} is declared twice (cardinalities "
                                      f"{self.cards[name]} and {int(card)}); declare each variable once")
+            clash = internal_clash(name)
+            if clash is not None:
+                raise ModelSpecError(f"MarkovNet: variable {name!r} clashes with {clash} (each variable is the "
+                                     f"Pyro site of its name there); rename the variable")
             self.cards[name] = int(card)
         self._index = {n: i for i, n in enumerate(self.cards)}
         self.families: dict[str, dict] = {}
+        self._factor_sites: dict[str, tuple] = {}  # site name in model() -> (family, factor index, single)
         self.potentials = nn.ModuleDict()  # neural families
         self._colors = None
 
@@ -115,13 +123,33 @@ class MarkovNet(nn.Module):
     def add_factor(self, name: str, scope: Sequence[str], log_potential) -> "MarkovNet":
         """Add one factor; ``log_potential`` is ``batch_shape + cards`` (a tensor,
         :class:`~torch.nn.Parameter`, or a module ``context -> tensor``).  A bare string ``scope`` is one
-        variable's name (``"ab"`` is the variable ``ab``, not ``a`` and ``b``)."""
+        variable's name (``"ab"`` is the variable ``ab``, not ``a`` and ``b``).  In :meth:`model` the factor is
+        the site ``name``; one named like a variable serves every query, but :meth:`model` then raises.
+
+        :raises ModelSpecError: a name already defined, or whose site in :meth:`model` is another factor's
+            (``"e[0]"``, factor 0 of a family ``"e"``) or one of :meth:`model`'s own (``"data"``,
+            ``"log_partition"``, ``"markov_net$$$..."``), naming both; an unknown variable, or bad log-potentials.
+        """
         return self._add(name, [_names(scope)], log_potential, single=True)
 
     def add_factors(self, name: str, scopes: Sequence[Sequence[str]], log_potentials) -> "MarkovNet":
         """Add a family of ``F`` factors of equal arity and cardinalities;
-        ``log_potentials`` is ``batch_shape + (F or 1,) + cards``."""
+        ``log_potentials`` is ``batch_shape + (F or 1,) + cards``; factor ``f`` is the site ``f"{name}[{f}]"``.
+
+        :raises ModelSpecError: as :meth:`add_factor`; scopes of unequal arities or cardinalities.
+        """
         return self._add(name, [_names(s) for s in scopes], log_potentials, single=False)
+
+    def _check_sites(self, name, count, single):
+        """Refuse factor sites of :meth:`model` that are another factor's or its own (variables: in ``model``)."""
+        for f in range(count):
+            site = factor_site(name, f, single)
+            clash = internal_clash(site)
+            if clash is None and site in self._factor_sites:
+                clash = f"{factor_what(*self._factor_sites[site])}, the same Pyro site of MarkovNet.model"
+            if clash is not None:
+                raise ModelSpecError(f"MarkovNet: {factor_what(name, f, single)} clashes with {clash}; "
+                                     f"rename the factor")
 
     def _add(self, name, scopes, pot, single):
         if name in self.families:
@@ -141,6 +169,7 @@ class MarkovNet(nn.Module):
             if tuple(self.cards[v] for v in s) != cards:
                 raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
                                      f"{tuple(self.cards[v] for v in s)}")
+        self._check_sites(name, len(scopes), single)
         idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long)
         key = f"_scope_{len(self.families)}"
         self.register_buffer(key, idx, persistent=False)
@@ -159,6 +188,7 @@ class MarkovNet(nn.Module):
         else:
             raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
         self.families[name] = fam
+        self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None
         return self
 
@@ -370,8 +400,15 @@ class MarkovNet(nn.Module):
             states; a value ``None`` leaves the variable latent).
         :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
             is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step).
-        :raises ModelSpecError: more than one batch dimension, or a network of no variables.
+        :raises ModelSpecError: more than one batch dimension, a network of no variables, or a factor named like
+            a variable (both would be the same Pyro site), naming both, before any site is recorded.
         """
+        clash = next((v for v in self.cards if v in self._factor_sites), None)
+        if clash is not None:
+            name, f, single = self._factor_sites[clash]
+            raise ModelSpecError(f"MarkovNet.model: {factor_what(name, f, single)} and the variable {clash!r} would "
+                                 f"both be the Pyro site {prefix + clash!r}; variables and factors share Pyro's site "
+                                 f"names, so rename the {'factor' if single else 'family'} (e.g. {name + '_f'!r})")
         pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
         if values is not None and not isinstance(values, Mapping):
             raise EvidenceError(f"MarkovNet.model: values must be a mapping name -> states, got "
@@ -400,8 +437,7 @@ class MarkovNet(nn.Module):
                 for f, scope in enumerate(fam["scopes"]):
                     tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
                     index = ((torch.arange(N, device=tf.device),) if batched else ()) + tuple(xs[v] for v in scope)
-                    fname = name if fam["single"] else f"{name}[{f}]"
-                    pyro.factor(prefix + fname, tf[index])
+                    pyro.factor(prefix + factor_site(name, f, fam["single"]), tf[index])
             lognorm = sum(math.log(c) for c in self.cards.values())
             pyro.factor(prefix + "log_partition", lognorm - log_z)
         return xs

@@ -64,6 +64,7 @@ from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks
                                          with_rows_redone)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
+from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
 
@@ -202,15 +203,19 @@ def _checked_evidence(bn: "BayesNet", facts, ev: Evidence) -> dict:
 
 
 def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
-    """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking."""
-    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
+    """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking (by a
+    gradient: :func:`~hybridpgm.autograd_scope.with_autograd`, so it works under ``torch.inference_mode()``)."""
+    return with_autograd(_backtracked, bn, facts, ev, names, row_ids)
+
+
+def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
+    with torch.no_grad():  # constants of the max-sum contraction
+        tensors, dims = factors(facts, ev, set(facts.nodes), "log")
     indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
                   for q in names]
-    with torch.enable_grad():
-        best = contract(bn, ev, [t.detach() for t in tensors], dims, (BATCH,), "max", indicators,
-                        [(BATCH, q) for q in names])
-        check_possible(best, "the MAP assignment", row_ids)
-        grads = torch.autograd.grad(best.sum(), indicators) if names else ()
+    best = contract(bn, ev, tensors, dims, (BATCH,), "max", indicators, [(BATCH, q) for q in names])
+    check_possible(best, "the MAP assignment", row_ids)
+    grads = torch.autograd.grad(best.sum(), indicators) if names else ()
     return [g.argmax(-1) for g in grads] + [best.detach()]
 
 

@@ -29,6 +29,7 @@ import dataclasses
 
 import torch
 
+from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.infer.mrf_exact import exact_log_partition
 
@@ -36,22 +37,28 @@ __all__ = ["exact_entropy"]
 
 
 def exact_entropy(fg: FactorGraph) -> torch.Tensor:
-    """Exact :math:`H(p)` of each model (given evidence), ``[B]``.
+    """Exact :math:`H(p)` of each model (given evidence), ``[B]``; also under ``torch.no_grad()`` and
+    ``torch.inference_mode()`` (:func:`~hybridpgm.autograd_scope.with_autograd`).
 
     :param FactorGraph fg: the model, batch size ``B``.
     :raises ModelSpecError: when the contraction is too large (as
         :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`).
     """
+    grad_enabled = torch.is_grad_enabled()
+    return with_autograd(_entropy, fg, grad_enabled)
+
+
+def _entropy(fg: FactorGraph, grad_enabled: bool) -> torch.Tensor:
+    """:func:`exact_entropy` with autograd on; differentiable if ``grad_enabled`` (the caller's mode)."""
     beta = torch.ones(fg.batch_size, dtype=fg.unary.dtype, device=fg.unary.device, requires_grad=True)
 
     def scaled(t: torch.Tensor) -> torch.Tensor:
         return t * beta.reshape(-1, *([1] * (t.dim() - 1)))
 
     create_graph = any(t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups])
-    with torch.enable_grad():
-        tempered = dataclasses.replace(fg, unary=scaled(fg.unary),
-                                       groups=[FactorGroup(g.variables, scaled(g.log_potentials)) for g in fg.groups])
-        log_z = exact_log_partition(tempered)
-        (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
+    tempered = dataclasses.replace(fg, unary=scaled(fg.unary),
+                                   groups=[FactorGroup(g.variables, scaled(g.log_potentials)) for g in fg.groups])
+    log_z = exact_log_partition(tempered)
+    (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
     entropy = log_z - mean_score
-    return entropy if create_graph and torch.is_grad_enabled() else entropy.detach()
+    return entropy if create_graph and grad_enabled else entropy.detach()

@@ -57,6 +57,7 @@ from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
+from hybridpgm.autograd_scope import with_autograd
 
 __all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
            "exact_sample", "probability_dtype", "probability_floor"]
@@ -166,7 +167,8 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
     s = _STRUCTURES.get(key)
     if s is None:
         try:
-            s = _Structure(cards, fg.num_states, scopes, fg.unary.device, search=not cheap_only)
+            with torch.inference_mode(False):  # cached index tensors must stay usable by autograd later
+                s = _Structure(cards, fg.num_states, scopes, fg.unary.device, search=not cheap_only)
         except ModelSpecError:
             if cheap_only:
                 return None
@@ -294,16 +296,22 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
     :math:`p(x_v = c) = \\partial \\log Z / \\partial \\theta_v(c)`.
 
+    Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the gradient is taken with
+    :func:`~hybridpgm.autograd_scope.with_autograd`).
+
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(log_z [B], marginals [B, V, C])`` with zeros at invalid states.
     """
+    return with_autograd(_marginals, fg)
+
+
+def _marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    with torch.enable_grad():
-        log_z = _log_partition(fg, fg.unary + delta)
-        create_graph = log_z.requires_grad and any(
-            t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups]
-        )
-        (marg,) = torch.autograd.grad(log_z.sum(), delta, create_graph=create_graph)
+    log_z = _log_partition(fg, fg.unary + delta)
+    create_graph = log_z.requires_grad and any(
+        t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups]
+    )
+    (marg,) = torch.autograd.grad(log_z.sum(), delta, create_graph=create_graph)
     if not create_graph:
         log_z = log_z.detach()
     return log_z, marg
@@ -316,14 +324,20 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     the unaries is one-hot at the maximising state of every variable (back-propagating through each step's
     maximum back-tracks the argmax, as Viterbi does [3]).  Ties go to the lowest state index a step compares.
 
+    Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the back-tracking gradient is taken
+    with :func:`~hybridpgm.autograd_scope.with_autograd`).
+
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(assignment [B, V] long, max score [B])``.
     """
     st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
+    return with_autograd(_map, fg, st)
+
+
+def _map(fg: FactorGraph, st: _Structure) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    with torch.enable_grad():
-        best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
-        (onehot,) = torch.autograd.grad(best.sum(), delta)
+    best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
+    (onehot,) = torch.autograd.grad(best.sum(), delta)
     return onehot.argmax(-1), best.detach()
 
 

@@ -1,4 +1,6 @@
 import itertools
+import math
+import re
 
 import pyro
 from pyro.distributions.torch_distribution import TorchDistributionMixin
@@ -163,3 +165,70 @@ def test_tagger_example_reaches_bayes_accuracy():
     example = runpy.run_path(str(Path(__file__).parents[2] / "examples" / "crf_tagger.py"))
     out = example["main"](example["parse_args"](["--device", "cpu"]))
     assert out["bayes_accuracy"] - out["accuracy"] < 0.01
+
+
+# -- values that broadcast with the batch shape ---------------------------------------------------------
+def test_log_prob_broadcasts_labels_against_the_batch_shape_with_validation_on():
+    """Labels [N, T] against a batch [K, N] (vectorized particles, an outer plate over a global latent):
+    _check_value expanded the mask to the value's shape, and torch raised a raw RuntimeError."""
+    g = torch.Generator().manual_seed(0)
+    U, A = torch.randn(2, 4, 3, generator=g), torch.randn(3, 3, generator=g)
+    y = torch.tensor([[0, 1, 2, 1], [2, 0, 0, 0]])
+    temps = torch.tensor([0.5, 1.0, 2.0])
+    expected = torch.stack([LinearChainCRF(U * t, A, lengths=torch.tensor([4, 2])).log_prob(y) for t in temps])
+    crf = LinearChainCRF(U * temps[:, None, None, None], A, lengths=torch.tensor([4, 2]), validate_args=True)
+    assert crf.batch_shape == (3, 2)
+    torch.testing.assert_close(crf.log_prob(y), expected)                            # fewer batch dims
+    torch.testing.assert_close(crf.log_prob(y.expand(5, 3, 2, 4)), expected.expand(5, 3, 2))  # a sample dim
+    torch.testing.assert_close(crf.log_prob(y[:1]), crf.log_prob(y[:1].expand(3, 2, 4)))  # a size-1 dim
+    bad = y.clone()
+    bad[1, 1] = 3
+    with pytest.raises(EvidenceError, match=r"label 3 at index \[0, 1, 1\] is outside the label set 0..2"):
+        crf.log_prob(bad)
+    bad[1, 1], bad[1, 3] = 0, 7  # padding of a length-2 sequence may hold anything
+    torch.testing.assert_close(crf.log_prob(bad), crf.log_prob(y))
+    for shape in [(4, 4), (3, 3, 4)]:
+        with pytest.raises(EvidenceError, match=rf"labels of shape {re.escape(str(shape))} do not broadcast with "
+                                                r"the batch shape \(3, 2\)"):
+            crf.log_prob(torch.zeros(shape, dtype=torch.long))
+
+
+def test_an_observed_crf_site_under_vectorized_particles():
+    """Trace_ELBO(vectorize_particles=True) adds a particle dim to a global latent scaling the unaries; the
+    observed CRF site's labels [N, T] then meet a batch [P, N] (Pyro validates by default)."""
+    from pyro.infer import Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    g = torch.Generator().manual_seed(1)
+    U, A = torch.randn(2, 4, 3, generator=g), torch.randn(3, 3, generator=g)
+    y = torch.tensor([[0, 1, 2, 1], [2, 0, 0, 0]])
+
+    def model(y):
+        temp = pyro.sample("temp", pyro.distributions.LogNormal(0.0, 1.0))
+        with pyro.plate("seqs", 2):
+            pyro.sample("y", LinearChainCRF(U * temp[..., None, None], A), obs=y)
+
+    pyro.clear_param_store()
+    guide = AutoNormal(model)
+    with pyro.validation_enabled(True):
+        loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1).loss(model, guide, y)
+    assert math.isfinite(loss)
+    pyro.clear_param_store()
+
+
+# -- queries computed by autograd, under no_grad and inference_mode ------------------------------------
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_gradient_queries_under_inference_mode_equal_those_outside(requires_grad):
+    """marginals, pairwise_marginals and entropy() are gradients of log Z: under torch.inference_mode() they
+    raised 'element 0 of tensors does not require grad' (enable_grad does not lift inference mode)."""
+    lengths = torch.tensor([4, 2])
+    args, crf = _random_crf(3, 2, 4, 3, lengths=lengths, requires_grad=requires_grad)
+    with torch.no_grad():
+        want = (crf.marginals, crf.pairwise_marginals, crf.entropy())
+    with torch.inference_mode():
+        inner = LinearChainCRF(*[a.detach().clone() for a in args], lengths=lengths.clone())  # inference tensors
+        for c in (crf, inner):
+            got = (c.marginals, c.pairwise_marginals, c.entropy())
+            for w, x in zip(want, got):
+                torch.testing.assert_close(x, w)
+    assert torch.all(want[0][1, 2:] == 0)  # padding

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pyro
 import pytest
@@ -282,3 +283,58 @@ def test_options_a_method_does_not_take_and_evidence_that_is_not_a_mapping_are_n
         mrf.map_assignment("bp")
     with pytest.raises(ConfigError, match=r"need integers num_sweeps >= 1, .* got num_sweeps=2.5"):
         mrf.sample(2, num_sweeps=2.5)
+
+
+# -- Pyro site names of MarkovNet.model ---------------------------------------------------------------
+def test_a_factor_named_like_a_variable_serves_queries_and_model_refuses_it_by_name():
+    """Factor sites and variable sites share Pyro's namespace: model() raised Pyro's raw 'Multiple sample
+    sites named' RuntimeError; now a ModelSpecError naming both, before any site is recorded."""
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("a", ["a"], torch.tensor([0.3, -0.2]))  # a unary potential named after its variable
+    mrf.add_factor("ab", ["a", "b"], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert torch.isfinite(mrf.log_partition())  # queries are unaffected
+    values = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 1])}
+    tracer = pyro.poutine.trace(mrf.model)
+    with pytest.raises(ModelSpecError, match=r"factor 'a' and the variable 'a' would both be the Pyro site 'p/a'"):
+        tracer.get_trace(values, prefix="p/")
+    assert not tracer.msngr.trace.nodes or set(tracer.msngr.trace.nodes) <= {"_INPUT"}
+
+    fam = MarkovNet({"e[1]": 2, "b": 2}).add_factors("e", [["b"], ["e[1]"]], torch.zeros(2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) and the variable"):
+        pyro.poutine.trace(fam.model).get_trace({"b": torch.tensor([0, 1])})
+
+    # a valid model keeps its site names: variables, factors, the plate and the -log Z factor
+    ok = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], torch.zeros(2, 2))
+    ok.add_factors("u", [["a"], ["b"]], torch.zeros(2, 2))
+    tr = pyro.poutine.trace(ok.model).get_trace(values, prefix="p/")
+    assert [n for n in tr.nodes if not n.startswith("_")] == ["p/data", "p/a", "p/b", "p/ab", "p/u[0]", "p/u[1]",
+                                                              "p/log_partition"]
+
+
+@pytest.mark.parametrize("name, what", [("data", "the plate 'data'"),
+                                        ("log_partition", "the -log Z factor site 'log_partition'"),
+                                        ("markov_net$$$_pot_0", "the parameter sites")])
+def test_names_of_the_internal_sites_of_model_are_refused_at_declaration(name, what):
+    """A variable or factor named like a site MarkovNet.model declares itself was accepted, and model() then
+    crashed with Pyro's raw duplicate-site error."""
+    with pytest.raises(ModelSpecError, match=rf"variable '{re.escape(name)}' clashes with {re.escape(what)}"):
+        MarkovNet({"a": 2, name: 2})
+    mrf = MarkovNet({"a": 2})
+    with pytest.raises(ModelSpecError, match=rf"factor '{re.escape(name)}' clashes with {re.escape(what)}"):
+        mrf.add_factor(name, ["a"], torch.zeros(2))
+    assert not mrf.families and not list(mrf.buffers())  # nothing half-declared
+    if name in ("data", "log_partition"):
+        mrf.add_factors(name, [["a"]], torch.zeros(1, 2))  # a family's sites are f"{name}[f]": no clash
+
+
+def test_a_factor_named_like_a_factor_of_a_family_is_refused_at_declaration():
+    """Factor f of a family 'e' is the site 'e[f]' of model(); a single factor of that name clashed there."""
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 'e\[1\]' clashes with factor 1 of the family 'e'"):
+        mrf.add_factor("e[1]", ["a"], torch.zeros(2))
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("e[1]", ["a"], torch.zeros(2))
+    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) clashes with factor "
+                                             r"'e\[1\]'"):
+        mrf.add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
+    assert list(mrf.families) == ["e[1]"]
+    mrf.add_factor("e[2]", ["b"], torch.zeros(2))  # no family 'e' was declared

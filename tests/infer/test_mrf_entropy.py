@@ -35,3 +35,13 @@ def test_too_large_a_contraction_is_refused(monkeypatch):
     monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 64)
     with pytest.raises(ModelSpecError, match="EXACT_MAX_BYTES"):
         exact_entropy(ising_grid(3, 3, 0.5).factor_graph())
+
+
+def test_the_entropy_under_inference_mode_is_brute_forces():
+    """The entropy is a gradient of log Z; before, ``MarkovNet.distribution().entropy()`` under
+    ``torch.inference_mode()`` failed (autograd cannot record there)."""
+    mrf = ising_grid(2, 3, 0.4 * torch.ones(7, dtype=torch.float64),
+                     torch.linspace(-0.5, 0.5, 6, dtype=torch.float64))
+    with torch.inference_mode():
+        got = mrf.distribution().entropy()
+    assert torch.allclose(got.clone(), _brute_entropy(mrf), atol=1e-10, rtol=0)

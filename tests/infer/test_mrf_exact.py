@@ -340,3 +340,49 @@ def test_exact_sampling_of_a_model_with_impossible_evidence_names_it():
     fg.valid[1, 0] = False
     with pytest.raises(EvidenceError, match=r"model\(s\) \[1\] has probability zero"):
         mrf_exact.exact_sample(fg, 5)
+
+
+# -- queries computed by autograd, under no_grad and inference_mode ----------------------------------------
+def _loop_mrf(seed: int) -> MarkovNet:
+    g = torch.Generator().manual_seed(seed)
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2})
+    mrf.add_factor("ab", ["a", "b"], torch.nn.Parameter(torch.randn(2, 3, generator=g, dtype=torch.float64)))
+    mrf.add_factor("bc", ["b", "c"], torch.randn(2, 3, 2, generator=g, dtype=torch.float64))  # a batch of 2
+    mrf.add_factor("ca", ["c", "a"], torch.randn(2, 2, generator=g, dtype=torch.float64))
+    return mrf
+
+
+def test_marginals_and_map_under_inference_mode_equal_those_outside():
+    """exact_marginals and exact_map are gradients of a contraction: under torch.inference_mode() they raised
+    'element 0 of tensors does not require grad' (enable_grad does not lift inference mode)."""
+    mrf = _loop_mrf(0)
+    evidence = {"c": torch.tensor([1, -1])}
+    want_marg, want_map = mrf.marginals("exact", evidence), mrf.map_assignment(evidence, method="exact")
+    log_z, marg = brute_force(mrf, 1, evidence)
+    for v in mrf.variables:
+        torch.testing.assert_close(want_marg[v].detach(), marg[v])
+    with torch.inference_mode():
+        inner_ev = {"c": torch.tensor([1, -1])}  # inference tensors
+        got_marg, got_map = mrf.marginals("exact", inner_ev), mrf.map_assignment(inner_ev, method="exact")
+        got_z = mrf.log_partition("exact", inner_ev)
+    with torch.no_grad():
+        ng_marg = mrf.marginals("exact", evidence)
+    for v in mrf.variables:
+        torch.testing.assert_close(got_marg[v], want_marg[v].detach())
+        torch.testing.assert_close(ng_marg[v], want_marg[v].detach())
+        assert torch.equal(got_map[v], want_map[v])
+    torch.testing.assert_close(got_z, log_z)
+
+
+def test_a_structure_first_built_in_inference_mode_still_serves_gradients():
+    """The contraction structure is cached: built under inference_mode (by a log Z query), its index tensors
+    were inference tensors, and the next differentiable query raised 'Inference tensors cannot be saved for
+    backward'."""
+    mrf = _loop_mrf(1)
+    with mock.patch.dict(mrf_exact._STRUCTURES, clear=True):
+        with torch.inference_mode():
+            mrf.log_partition("exact")
+        assert len(mrf_exact._STRUCTURES) == 1
+        marg = mrf.marginals("exact")
+        marg["a"][..., 0].sum().backward()
+    assert mrf._pot_0.grad is not None and bool(mrf._pot_0.grad.abs().sum() > 0)

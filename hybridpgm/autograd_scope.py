@@ -1,0 +1,51 @@
+"""Queries computed as gradients, also under :func:`torch.inference_mode`.
+
+Several exact queries are gradients of a log-partition function (marginals as :math:`\\partial \\log Z /
+\\partial \\theta`, a linear-chain CRF's pairwise marginals and entropy) or back-track a max-sum contraction
+through autograd (a MAP state).  ``torch.enable_grad()`` re-enables autograd under ``torch.no_grad()``, but not
+in inference mode, and autograd cannot save a tensor created in inference mode for backward.
+:func:`with_autograd` runs such a query so that it works in either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+__all__ = ["with_autograd"]
+
+
+def _normal(x):
+    """``x`` with every inference tensor in it (also inside lists, tuples, dicts and dataclass instances) cloned
+    into a normal tensor; ``x`` itself where it holds none."""
+    if isinstance(x, torch.Tensor):
+        return x.clone() if x.is_inference() else x
+    if type(x) in (list, tuple):
+        items = [_normal(v) for v in x]
+        return type(x)(items) if any(a is not b for a, b in zip(items, x)) else x
+    if type(x) is dict:
+        items = {k: _normal(v) for k, v in x.items()}
+        return items if any(items[k] is not v for k, v in x.items()) else x
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        fields = {f.name: getattr(x, f.name) for f in dataclasses.fields(x) if f.init}
+        changed = {k: n for k, v in fields.items() if (n := _normal(v)) is not v}
+        return dataclasses.replace(x, **changed) if changed else x
+    return x
+
+
+def with_autograd(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with autograd recording, also under :func:`torch.inference_mode`: for the queries
+    computed as gradients (marginals as the gradient of :math:`\\log Z`, a MAP state back-tracked through a
+    max-sum contraction).
+
+    ``torch.enable_grad()`` alone re-enables autograd under ``torch.no_grad()``, but not in inference mode, and
+    autograd cannot save a tensor created in inference mode for backward.  So ``fn`` runs under
+    ``torch.inference_mode(False)`` and ``torch.enable_grad()``, on its arguments with every inference tensor among
+    them (also inside lists, tuples, dicts and dataclass instances such as a
+    :class:`~hybridpgm.graphs.factor_graph.FactorGraph`) cloned into a normal tensor.  Arguments without inference
+    tensors are passed as they are, so outside inference mode this costs nothing and gradients still reach the
+    caller's parameters.  Tensors ``fn`` creates are normal tensors, usable in and out of inference mode.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        return fn(*_normal(list(args)), **_normal(kwargs))
