@@ -251,7 +251,18 @@ class ExactMLLObjective:
     every step is a full-data step of the exact objective (the marginal
     likelihood does not depend on the order of the examples); smaller batches
     give the subset-likelihood SGD of Chen et al. [3], biased but consistent.
+
+    The marginal likelihood couples every pair of examples of the batch through
+    the kernel matrix, so it is not the mean of the likelihoods of parts of the
+    batch: the objective is not *decomposable* (``decomposable = False``, see
+    :mod:`hybridpgm.train.objective`), and :func:`hybridpgm.fit` refuses
+    ``accumulate > 1`` and multi-process (``torchrun``) runs for it with a
+    :class:`~hybridpgm.errors.ConfigError`, instead of silently training the
+    mean of the micro-batches' or the ranks' likelihoods.
     """
+
+    #: the loss of a batch is not the mean of its parts' losses: fit neither accumulates nor shards it
+    decomposable = False
 
     def __init__(self, model: DeepKernelGP):
         self.model = model

@@ -3,7 +3,11 @@
 A checkpoint holds the module's ``state_dict``, each player's optimizer and
 scheduler state, the objective's extra state, every RNG state (torch CPU and
 CUDA, Python, NumPy), the step, the data seed and the history, so a resumed
-run continues bit for bit where it stopped (on CPU).  It is written to a
+run continues bit for bit where it stopped (on CPU).  A multi-process run also
+keeps each rank's RNG states and its own buffers and objective state
+(:mod:`hybridpgm.train.rank_states`: a persistent chain or a running statistic that each rank
+updates from its own shard), which a resume on the same number of ranks puts
+back on each rank.  It is written to a
 temporary file in the same folder, flushed to disk, and renamed over the
 target, so a run killed mid-write leaves the previous checkpoint intact.
 

@@ -16,7 +16,11 @@ explicitly gives the same update with neither restriction.
 
 Because losses are intensive (see :mod:`hybridpgm.train.objective`), the
 average over ``W`` ranks of per-rank gradients on batches of ``B`` equals the
-gradient of one process on the union batch of ``W * B``.
+gradient of one process on the union batch of ``W * B``.  A parameter that no
+rank's loss reached keeps no gradient (``.grad`` is ``None``), so the optimizer
+leaves it alone as it would in one process
+(:meth:`DistributedContext.all_reduce_gradients`).  Batch normalisation, which
+each rank applies to its own shard, is the exception: ``fit`` warns about it.
 
 At the start ``fit`` broadcasts rank 0's module state (parameters and
 buffers, one bucket per dtype, as DDP does) and checks that every rank asked
@@ -31,6 +35,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -130,6 +135,16 @@ class DistributedContext:
             dist.all_gather_object(out, obj)
         return out
 
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """Every rank's ``obj``, in rank order, on rank 0 (``None`` on the others).
+        Tensors in ``obj`` travel pickled: pass them on the CPU."""
+        if self.world_size == 1:
+            return [obj]
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
+        with self._waiting("gather_object"):
+            dist.gather_object(obj, out, dst=0)
+        return out
+
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
         if self.world_size == 1:
@@ -139,12 +154,16 @@ class DistributedContext:
             dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def broadcast_module_state(self, module: torch.nn.Module) -> None:
+    def broadcast_module_state(self, module: torch.nn.Module, buffers: bool = True) -> None:
         """Copy rank 0's parameters and buffers to every rank (one bucket per
-        dtype), so ranks that initialised differently start identical."""
+        dtype), so ranks that initialised differently start identical.
+
+        :param buffers: copy the buffers too; ``False`` when every rank restores
+            its own (a resume on the number of ranks that wrote the checkpoint).
+        """
         if self.world_size == 1:
             return
-        tensors = [t for t in list(module.parameters()) + list(module.buffers()) if t.numel()]
+        tensors = [t for t in list(module.parameters()) + (list(module.buffers()) if buffers else []) if t.numel()]
         by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
         for t in tensors:
             by_dtype.setdefault(t.dtype, []).append(t)
@@ -184,26 +203,42 @@ class DistributedContext:
                              extra: torch.Tensor | None = None) -> torch.Tensor | None:
         """Average the gradients of ``params`` over ranks in one bucket.
 
+        A parameter without a gradient on this rank (``.grad`` is ``None``: the loss never reached it)
+        takes part with zeros, as it would in one process's sum over the union batch.  The bucket also
+        carries one flag per parameter, whether this rank had a gradient, so that a parameter no rank
+        reached keeps ``.grad = None`` and the optimizer leaves it alone, as in one process (weight decay
+        and momentum would otherwise move it).  Deciding that reads the flags from the device, which
+        happens only on a rank that lacks a gradient itself (a parameter with a gradient here is reached
+        by some rank).
+
         :param extra: a float scalar averaged in the same bucket (the loss), so
             the step needs one collective, not two.
         :returns: the rank average of ``extra`` (``extra`` itself on one rank).
         """
         if self.world_size == 1:
             return extra
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        parts = [g.reshape(-1) for g in grads]
+        local = [p.grad is not None for p in params]
+        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
         if extra is not None:
             parts.append(extra.detach().reshape(1))
+        dtype = functools.reduce(torch.promote_types, (t.dtype for t in parts))
+        parts.append(torch.tensor(local, dtype=dtype, device=parts[0].device))  # 0/1: exact in any float dtype
         flat = torch.cat(parts)  # promotes to the widest dtype of the bucket
         with self._waiting("all_reduce (gradients)"):
             dist.all_reduce(flat)
+        missing = [i for i, had in enumerate(local) if not had]
+        reached = [True] * len(params)
+        if missing:  # did another rank reach them? (the flags count the ranks that had a gradient)
+            counts = flat[len(flat) - len(params):]
+            for i, other in zip(missing, (counts[missing] > 0).tolist()):
+                reached[i] = other
         flat /= self.world_size
         offset = 0
-        for p in params:
+        for i, p in enumerate(params):
             n = p.numel()
-            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone()
+            p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone() if reached[i] else None
             offset += n
-        return flat[-1].to(extra.dtype) if extra is not None else None
+        return flat[offset].to(extra.dtype) if extra is not None else None
 
 
 def current(timeout_s: float | None = None) -> DistributedContext:

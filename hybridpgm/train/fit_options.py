@@ -8,16 +8,20 @@ come in a list, and per-player options name exactly the objective's players.  Ev
 
 from __future__ import annotations
 
+import functools
+import random
 from collections.abc import Iterable as IterableABC
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
 import torch
 
 from hybridpgm.checks import positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError
 from hybridpgm.train.objective import Objective
 
-__all__ = ["SEED_BOUND", "callback_list", "check_counts", "check_factory", "check_players", "per_player", "rng_seed"]
+__all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_counts", "check_decomposable", "check_factory",
+           "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "per_player", "rng_seed"]
 
 #: seeds are below this bound (NumPy's RNG refuses larger ones)
 SEED_BOUND = 2**32
@@ -108,3 +112,73 @@ def callback_list(callbacks) -> list:
         raise ConfigError(f"callbacks must be an iterable of callbacks (a list), got {type(callbacks).__name__}; "
                           f"wrap a single one in a list")
     return list(callbacks)
+
+
+def check_decomposable(objective: Objective, accumulate: int, world_size: int) -> None:
+    """Refuse to split the batch of an objective whose ``decomposable`` attribute is false
+    (:mod:`hybridpgm.train.objective`): accumulation and data parallelism average the losses of parts of
+    the batch, which for such an objective is another objective than the loss of the whole batch.
+
+    :raises ConfigError: ``accumulate > 1`` or ``world_size > 1``, naming the objective, the option and why."""
+    if getattr(objective, "decomposable", True) or (accumulate == 1 and world_size == 1):
+        return
+    splits = []
+    if accumulate > 1:
+        splits.append(f"accumulate={accumulate} would split each batch into {accumulate} micro-batches")
+    if world_size > 1:
+        splits.append(f"{world_size} ranks (torchrun) would each take a shard of the batch")
+    raise ConfigError(
+        f"{type(objective).__name__} is not decomposable (its decomposable attribute is False): its loss on a batch "
+        f"is not the size-weighted mean of its losses on parts of the batch, yet {' and '.join(splits)}, which "
+        "would train the mean of the parts' losses instead of the loss of the batch; train it with accumulate=1 "
+        "in one process")
+
+
+def batch_norm_warning(module: torch.nn.Module, accumulate: int, world_size: int) -> str | None:
+    """The warning ``fit`` gives when ``accumulate > 1`` or ``world_size > 1`` and ``module`` holds torch batch
+    normalisation in training mode (``None`` otherwise): each micro-batch, and each rank's shard, is normalised
+    with its own statistics, so the update is not that of one pass over the whole batch.  ``SyncBatchNorm``
+    synchronises the ranks' statistics, so only accumulation affects it."""
+    layers = [(name, m) for name, m in module.named_modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    unsynced = [name for name, m in layers if not isinstance(m, torch.nn.SyncBatchNorm)]
+    causes = []
+    if accumulate > 1 and layers:
+        causes.append(f"with accumulate={accumulate} each micro-batch is normalised with its own statistics (and "
+                      "updates the running statistics once)")
+    if world_size > 1 and unsynced:
+        causes.append(f"with {world_size} ranks each rank normalises its own shard (fit does not synchronise batch "
+                      "statistics between ranks)")
+    if not causes:
+        return None
+    names = [name or "the module itself" for name, _ in layers]
+    shown = ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"the model holds batch normalisation in training mode ({shown}): {'; '.join(causes)}, so the update "
+            "differs from that of one pass over the whole batch in one process (accumulation and data parallelism "
+            "are exact only for models whose loss on a batch is the mean of per-example losses); train with "
+            "accumulate=1 in one process for that update, or use a normalisation that does not depend on the batch "
+            "(LayerNorm, GroupNorm)")
+
+
+def draw_seed() -> int:
+    """The seed of a run given ``seed=None``: one draw from torch's global generator, below ``2**31`` (a
+    caller's ``torch.manual_seed`` or ``pyro.set_rng_seed`` makes it, hence the run, reproducible)."""
+    return int(torch.randint(2**31, ()).item())
+
+
+def keeps_callers_rngs_when_unseeded(fit_fn: Callable) -> Callable:
+    """Decorate ``fit``: when it is called without a ``seed`` (or ``seed=None``), put the caller's NumPy and
+    Python RNG states back when it returns or raises.  The run seeds every global RNG from its seed
+    (:func:`rng_seed`), which, drawn from torch's generator (:func:`draw_seed`), would otherwise replace the
+    caller's NumPy and Python streams; torch's global generator is left where training leaves it."""
+    @functools.wraps(fit_fn)
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("seed") is not None:
+            return fit_fn(*args, **kwargs)
+        python, numpy = random.getstate(), np.random.get_state()
+        try:
+            return fit_fn(*args, **kwargs)
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+    return keeping

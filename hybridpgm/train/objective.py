@@ -12,7 +12,18 @@ A mean over the examples of the batch qualifies, and so does an unbiased
 estimate of the full-data loss (a ``pyro.plate`` scaled by ``N / B``).  That is
 what lets :func:`fit` split a batch into micro-batches (weighting micro-batch
 ``i`` of ``m_i`` examples by ``m_i / B``) and lets data-parallel training
-average gradients over ranks, both without changing the update.
+average gradients over ranks, both without changing the update -- provided the
+loss is also *decomposable*: its value on a batch is the size-weighted mean of
+its values on the parts of the batch, i.e. a mean of per-example terms.  Two
+common losses are intensive but not decomposable:
+
+* a loss that couples the examples of a batch, such as the exact GP marginal
+  likelihood (:class:`~hybridpgm.gp.ExactMLLObjective`), whose kernel matrix
+  ties every pair of examples: such an objective sets ``decomposable = False``
+  and :func:`fit` refuses ``accumulate > 1`` and several ranks for it;
+* a model with batch normalisation in training mode, which normalises each
+  micro-batch (and each rank's shard) with its own statistics: :func:`fit`
+  warns when it meets one with ``accumulate > 1`` or several ranks.
 """
 
 from __future__ import annotations
@@ -30,6 +41,11 @@ class Objective(Protocol):
 
     Optional members, used when present:
 
+    * ``decomposable: bool`` -- whether the loss of a batch is the size-weighted
+      mean of the losses of its parts (default ``True``).  ``False`` makes
+      :func:`fit` refuse ``accumulate > 1`` and multi-process runs with a
+      :class:`~hybridpgm.errors.ConfigError`, since both would train the mean
+      of the parts' losses instead.
     * ``schedule: list[str]`` -- the order in which players are stepped within
       one training step, with repeats (``["discriminator"] * k + ["generator"]``).
       Defaults to the order of :meth:`players`.

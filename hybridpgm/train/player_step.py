@@ -17,6 +17,7 @@ import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.train.batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 
@@ -116,7 +117,8 @@ class Player:
 
     def update(self, objective: Any, micro_batches: list[tuple[Any, float]], *, step: int,
                context: DistributedContext, precision: str | None, device: torch.device,
-               clip_grad_norm: float | None, checkpoint: Any = None) -> float:
+               clip_grad_norm: float | None, checkpoint: Any = None, accumulate: int | None = None,
+               batch_size: int | None = None) -> float:
         """Run the micro-batches, then one optimizer step.  Returns the loss.
 
         Micro-batch ``i`` with weight ``m_i / B`` contributes
@@ -132,17 +134,33 @@ class Player:
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
 
+        The models' messages name the step, the player and, when the batch was
+        split, the micro-batch (:func:`~hybridpgm.train.batches.micro_batch_origin`).
+
+        :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
+            ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
         :raises TrainingDivergedError: the loss or a gradient is NaN/inf (unless
             ``skip_nonfinite``); no update has been applied.
+        :raises ConfigError: accumulation left a micro-batch of one row, which the model's batch
+            normalisation refused (:func:`~hybridpgm.train.batches.one_row_micro_batch_error`).
         """
         self.optimizer.zero_grad(set_to_none=True)
         total = None
         written = self._gradients_written_by(objective)
         with deferring_checks() as pending:
-            for micro, weight in micro_batches:
-                with autocast_for(precision, device), batch_origin(f"training data, step {step}, player {self.name!r}"):
-                    loss, grads = objective.loss_and_gradients(self.name, micro) if written \
-                        else (objective.loss(self.name, micro), None)
+            for index, (micro, weight) in enumerate(micro_batches):
+                try:
+                    with autocast_for(precision, device), \
+                            batch_origin(micro_batch_origin(step, self.name, index, micro_batches)):
+                        loss, grads = objective.loss_and_gradients(self.name, micro) if written \
+                            else (objective.loss(self.name, micro), None)
+                except ValueError as error:  # a batch norm that cannot take a micro-batch of one row?
+                    better = one_row_micro_batch_error(error, objective.module, micro_batches, index, step=step,
+                                                       accumulate=accumulate or len(micro_batches),
+                                                       batch_size=batch_size)
+                    if better is None:
+                        raise
+                    raise better from error
                 _check_loss(objective, self.name, loss, grads is None)
                 weighted = loss.float() if weight == 1.0 else loss.float() * weight
                 if grads is None:

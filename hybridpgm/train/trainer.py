@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import signal
 import sys
 import time
@@ -33,11 +32,14 @@ from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths,
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
-from hybridpgm.train.fit_options import callback_list, check_counts, check_factory, check_players, per_player, rng_seed
+from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_counts, check_decomposable,
+                                         check_factory, check_players, draw_seed, keeps_callers_rngs_when_unseeded,
+                                         per_player, rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for, check_finite_parameters
+from hybridpgm.train.rank_states import load_rank_state, rank_buffer_paths, rank_state, resume_plan
 from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters,
                                     resume_mode, run_config)
 from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
@@ -72,6 +74,7 @@ def _say(message: str) -> None:
     print(f"hybridpgm: {message}", file=sys.stderr, flush=True)
 
 
+@keeps_callers_rngs_when_unseeded  # fit(seed=None) leaves the caller's NumPy and Python RNG streams as they were
 @own_param_store  # two models trained side by side never share a name in Pyro's param store
 def fit(
     objective: Objective,
@@ -110,9 +113,19 @@ def fit(
         the data's order.
     :param drop_last: leave out each epoch's last, incomplete batch (it needs at least one full batch).
     :param accumulate: micro-batches the batch is split into; gradients are
-        accumulated over them and the optimizer steps once, so the update does
-        not depend on ``accumulate`` while peak activation memory falls by
-        about that factor.
+        accumulated over them and the optimizer steps once, so peak activation
+        memory falls by about that factor.  For a loss that is a mean of
+        per-example terms the update does not depend on ``accumulate`` (nor on
+        the number of ranks, for the same global batch).  It does where the
+        loss of an example depends on the others of its batch: batch
+        normalisation in training mode normalises each micro-batch (and each
+        rank's shard) with its own statistics, so ``fit`` warns
+        (:class:`UserWarning`, once per call) when ``accumulate > 1`` or several
+        ranks meet a model holding a torch batch norm in training mode; an
+        objective marked ``decomposable = False`` (the exact GP marginal
+        likelihood) is refused with :class:`ConfigError`.  A micro-batch of one
+        row under batch norm is a :class:`ConfigError` naming the micro-batch,
+        the batch size and ``accumulate``.
     :param optim: a factory called with a player's parameters (for example
         ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True)``),
         or a dict player -> factory.  Default: Adam with ``lr=1e-3``.
@@ -124,8 +137,17 @@ def fit(
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
         ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
     :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is
-        reproducible given the seed.  An integer in ``[0, 2**32)``; drawn at
-        random (and recorded in the checkpoint) when ``None``.
+        reproducible given the seed.  An integer in ``[0, 2**32)``: ``fit``
+        seeds the global torch (CPU and CUDA), NumPy and Python RNGs from it
+        (``pyro.set_rng_seed``, with the rank and the starting step mixed in)
+        and leaves them where training left them -- nothing is restored on
+        exit.  ``None``: the seed is one draw from torch's global generator
+        (so a caller's ``torch.manual_seed``/``pyro.set_rng_seed`` makes the
+        run reproducible) in ``[0, 2**31)``, used in the same way, recorded in
+        the checkpoint; on exit, also by an exception, the caller's NumPy and
+        Python RNG states are put back, and torch's global generator is left
+        where training left it.  A resumed run takes the checkpoint's seed and
+        RNG states.
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
         The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
@@ -136,8 +158,12 @@ def fit(
         device node or a FIFO is refused before the first step.
     :param resume: what to do with an existing ``checkpoint``
         (:mod:`hybridpgm.train.resume`): ``"auto"``/``True`` resumes when it
-        exists (same seed, data order and RNG states; on another number of
-        ranks the RNGs are reseeded) and starts afresh otherwise;
+        exists (same seed, data order and RNG states, and under ``torchrun``
+        each rank's own buffers and objective state, see
+        :mod:`hybridpgm.train.rank_states`; on another number of ranks the
+        RNGs are reseeded and every rank takes rank 0's buffers, with a
+        :class:`UserWarning` naming those that differed between the saved
+        ranks) and starts afresh otherwise;
         ``"require"`` makes a missing checkpoint an error; ``"never"``/``False``
         starts afresh and refuses to replace an existing checkpoint.  Resuming
         prints one line (file and step), and is refused with
@@ -181,10 +207,12 @@ def fit(
         seed outside ``[0, 2**32)``, a ``clip_grad_norm`` or
         ``collective_timeout`` that is not a positive finite number, an
         optimizer or scheduler instance where a factory is expected, a single
-        callback not in a list, or a loss that is not a scalar tensor with a
-        gradient.  A callback's own error (an :class:`EarlyStopping` monitor
-        that was never logged, an :class:`EvaluateEvery` whose ``fn`` returns
-        no number) raised by ``on_fit_end`` comes after the end-of-run
+        callback not in a list, a loss that is not a scalar tensor with a
+        gradient, ``accumulate > 1`` or several ranks for an objective that is
+        not decomposable, or a micro-batch of one row under batch norm.  A
+        callback's own error (an :class:`EarlyStopping` monitor that was
+        never logged, an :class:`EvaluateEvery` whose ``fn`` returns no
+        number) raised by ``on_fit_end`` comes after the end-of-run
         checkpoint is written.
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
@@ -198,11 +226,15 @@ def fit(
     callbacks = callback_list(callbacks)
     mode = resume_mode(resume, overwrite, checkpoint)
     context = distributed.current(collective_timeout)
+    check_decomposable(objective, accumulate, context.world_size)
     device = context.device if context.world_size > 1 else resolve_device(device)
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     module = objective.module.to(device)
     module.train()
+    batch_norm = batch_norm_warning(module, accumulate, context.world_size)
+    if batch_norm is not None and context.is_main:
+        warnings.warn(batch_norm, UserWarning, stacklevel=4)
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
@@ -232,10 +264,12 @@ def fit(
                                   "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
         if exists:
             resumed = load_checkpoint(checkpoint, map_location=device)
+    own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
     if resumed is not None:
         module_buffers = buffer_paths(module)
-        check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers | callback_buffer_paths(
-            resumed.get("callbacks") or [], module_buffers))
+        check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers
+                                | callback_buffer_paths(resumed.get("callbacks") or [], module_buffers)
+                                | rank_buffer_paths(module, len(resumed.get("rank_states") or [])))
         if sorted(resumed["players"]) != sorted(players):
             raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
                                   f"the objective has {sorted(players)}")
@@ -255,12 +289,18 @@ def fit(
         if seed is None or not override_hyperparameters:
             seed = int(resumed["seed"])
         elapsed = history.wall_time[-1] if history.wall_time else 0.0
+        own_rank_states, lost = resume_plan(checkpoint, resumed, context.world_size, module, objective)
         if context.is_main:
             _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                  + ("; it had stopped early, so no step is run" if finished else ""))
-    context.broadcast_module_state(module)  # every rank starts from rank 0's weights, as DDP does
+            if lost is not None:
+                warnings.warn(lost, UserWarning, stacklevel=4)
+    # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
+    context.broadcast_module_state(module, buffers=own_rank_states is None)
+    if own_rank_states is not None:
+        load_rank_state(checkpoint, module, objective, own_rank_states[context.rank])
     if seed is None:
-        seed = secrets.randbelow(2**31)
+        seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
     seed = context.agree_on_seed(seed)
 
     stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
@@ -273,18 +313,21 @@ def fit(
 
     def write_checkpoint(step: int, stopped: bool = False, pending: bool = False) -> None:
         check_finite_parameters(module, players, step, checkpoint)
-        rng = context.gather_object(rng_state())
+        # every rank's RNG states and, on several ranks, its own buffers and objective state, in one collective
+        gathered = context.gather_to_main((rng_state(), rank_state(module, objective) if context.world_size > 1
+                                           else None))
         failure = None
         if checkpoint is not None and context.is_main:
             try:
                 callback_state = callback_states(callbacks)
                 buffers = buffer_paths(module)
+                per_rank = {} if context.world_size == 1 else {"rank_states": [g[1] for g in gathered]}
                 save_checkpoint(checkpoint, {
                     "module": module.state_dict(),
                     "players": {name: player.state_dict() for name, player in players.items()},
                     "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
                     "history": history.state_dict(),
-                    "rng": rng,
+                    "rng": [g[0] for g in gathered],
                     "step": step,
                     "seed": seed,
                     "world_size": context.world_size,
@@ -292,7 +335,9 @@ def fit(
                     "callbacks": callback_state,
                     "stopped_early": stopped,
                     "fit_end_pending": pending,  # on_fit_end has yet to run
-                }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers))
+                    **per_rank,
+                }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers)
+                   | rank_buffer_paths(module, len(per_rank.get("rank_states", ()))))
             except CheckpointError as error:
                 if context.world_size == 1:
                     raise
@@ -325,7 +370,7 @@ def fit(
                 for name in schedule:
                     value = players[name].update(objective, micro_batches, step=step, context=context,
                                                  precision=precision, device=device, clip_grad_norm=clip_grad_norm,
-                                                 checkpoint=checkpoint)
+                                                 checkpoint=checkpoint, accumulate=accumulate, batch_size=batch_size)
                     losses.setdefault(name, []).append(value)
                 if hasattr(objective, "train_step_end"):
                     objective.train_step_end(step)
@@ -386,7 +431,7 @@ def fit(
     explosions = loss_explosions(history)
     for player, (first, last) in explosions.items():
         warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
-                      "(lower the learning rate)", RuntimeWarning, stacklevel=3)
+                      "(lower the learning rate)", RuntimeWarning, stacklevel=4)
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
                      device=device, stopped_early=bool(stopped),
                      skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)

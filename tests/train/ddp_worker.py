@@ -2,7 +2,7 @@
 
     torchrun --standalone --nproc_per_node=2 tests/train/ddp_worker.py MODE OUT [CHECKPOINT]
 
-Per-rank modes (``per_rank_init``, ``sigterm_rank1``) write ``OUT.rank<R>`` on every rank.
+Per-rank modes (``per_rank_init``, ``sigterm_rank1``, ``pcd_resume``) write ``OUT.rank<R>`` on every rank.
 """
 
 import functools
@@ -16,7 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hybridpgm import SVIObjective, fit  # noqa: E402
-from tests.train.helpers import LinearRegression, NoiseAsDataVAE, TwoPlayer, regression_data, vae_data  # noqa: E402
+from tests.train.helpers import (LinearRegression, NoiseAsDataVAE, TwoPlayer, UnusedParameter,  # noqa: E402
+                                 regression_data, vae_data)
 
 SGD = functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)
 
@@ -39,12 +40,33 @@ def run(mode, batch, checkpoint=None, max_steps=None, callbacks=(), init_seed=0,
         objective = TwoPlayer()
         fit(objective, regression_data(d_in=3), epochs=2, batch_size=batch, optim=SGD, **common)
         return objective.module.state_dict()
+    if mode == "unused":  # AdamW's weight decay must leave the never-used layer alone, as in one process
+        objective = UnusedParameter()
+        optim = functools.partial(torch.optim.AdamW, lr=0.1, weight_decay=0.5)
+        fit(objective, regression_data(d_in=3), epochs=2, batch_size=batch, optim=optim, **common)
+        return objective.module.state_dict()
     if mode == "accumulate":
         objective = LinearRegression(seed=init_seed)
         optim = functools.partial(torch.optim.SGD, lr=lr, momentum=0.9)
         fit(objective, regression_data(), epochs=2, batch_size=batch, accumulate=4, optim=optim, **common)
         return objective.module.state_dict()
     raise ValueError(mode)
+
+
+def pcd(batch, checkpoint=None, max_steps=None):
+    """PersistentCD on an RBM: each rank's persistent chains (buffers) evolve with its own shard and RNG."""
+    from hybridpgm.energy import RBM
+    from hybridpgm.infer import PersistentCD
+
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((32, 12), 0.3), generator=torch.Generator().manual_seed(1))
+    rbm = RBM(12, 6)
+    with torch.no_grad():
+        rbm.weight.normal_(0, 0.5)
+    objective = PersistentCD(rbm, k=1, num_chains=8)
+    fit(objective, x, epochs=3, batch_size=batch, max_steps=max_steps, seed=0, progress=False, checkpoint=checkpoint,
+        optim=functools.partial(torch.optim.SGD, lr=0.1))
+    return {k: v.clone() for k, v in objective.module.state_dict().items()}
 
 
 class KillRank:
@@ -70,6 +92,11 @@ def main(mode, out, checkpoint=None):
     if mode == "per_rank_init":  # every rank initialises from its own seed
         torch.save({"x": run("accumulate", 8, init_seed=rank)}, f"{out}.rank{rank}")
         return
+    if mode == "pcd_resume":  # uninterrupted, then 3 steps and a resume, in the same processes
+        full = pcd(4)
+        pcd(4, checkpoint=checkpoint, max_steps=3)
+        torch.save({"full": full, "resumed": pcd(4, checkpoint=checkpoint)}, f"{out}.rank{rank}")
+        return
     if mode == "per_rank_lr":
         run("accumulate", 8, lr=0.05 * (1 + rank))
         return
@@ -85,7 +112,7 @@ def main(mode, out, checkpoint=None):
         run("vae", 8, callbacks=[SignalRank(1, 3, signal.SIGSTOP)], collective_timeout=float(checkpoint))
         return
     if mode == "all":
-        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate")}
+        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate", "unused")}
     elif mode == "vae_part":  # stop after 3 of 8 steps, leaving a checkpoint
         results = {"vae": run("vae", 8, checkpoint=checkpoint, max_steps=3)}
     elif mode == "vae_resume":

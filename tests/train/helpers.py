@@ -47,6 +47,21 @@ class TwoPlayer:
         return ((self.module[player](x) + self.module[other](x) - y) ** 2).mean()
 
 
+class UnusedParameter:
+    """One player whose parameters include a layer (``"spare"``) that the loss never reaches."""
+
+    def __init__(self, seed: int = 0):
+        torch.manual_seed(seed)
+        self.module = torch.nn.ModuleDict({"lin": torch.nn.Linear(3, 1), "spare": torch.nn.Linear(3, 1)})
+
+    def players(self):
+        return {"fit": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        x, y = batch
+        return ((self.module["lin"](x) - y) ** 2).mean()
+
+
 class DivergeAt:
     """Wraps an objective; its loss is NaN from the given step on."""
 

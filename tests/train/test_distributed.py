@@ -50,7 +50,7 @@ def two_rank_results(tmp_path_factory):
     return torch.load(out, weights_only=True)
 
 
-@pytest.mark.parametrize("mode", ["vae", "two_player", "accumulate"])
+@pytest.mark.parametrize("mode", ["vae", "two_player", "accumulate", "unused"])
 def test_two_ranks_of_batch_b_equal_one_process_of_batch_2b(two_rank_results, mode):
     single = ddp_worker.run(mode, 16)
     assert_same(two_rank_results[mode], single)
@@ -71,6 +71,22 @@ def test_distributed_checkpoint_resumes_on_two_or_one_process(tmp_path):
     proc = torchrun("vae_resume", tmp_path / "resumed.pt", ckpt)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert_same(torch.load(tmp_path / "resumed.pt", weights_only=True)["vae"], uninterrupted)
+
+
+def test_each_rank_resumes_its_own_buffers_and_another_world_size_warns(tmp_path):
+    ckpt = tmp_path / "pcd.pt"
+    proc = torchrun("pcd_resume", tmp_path / "pcd", ckpt)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = [torch.load(tmp_path / f"pcd.rank{r}", weights_only=True) for r in (0, 1)]
+    assert not torch.equal(runs[0]["full"]["chain_0"], runs[1]["full"]["chain_0"])  # the ranks' chains differ
+    for rank, run in enumerate(runs):  # every rank, buffers and parameters, bit for bit
+        for name, value in run["full"].items():
+            assert torch.equal(run["resumed"][name], value), (rank, name)
+    saved = load_checkpoint(ckpt)
+    assert saved["world_size"] == 2 and len(saved["rank_states"]) == 2
+    assert torch.equal(saved["rank_states"][1]["buffers"]["chain_0"], runs[1]["full"]["chain_0"])
+    with pytest.warns(UserWarning, match=r"written by 2 ranks and this run has 1: .*'chain_0'.*lost"):
+        ddp_worker.pcd(8, checkpoint=ckpt)  # one process, the same global batch: rank 0's chains, and a warning
 
 
 def test_a_killed_rank_fails_the_job_and_the_checkpoint_resumes(tmp_path):
@@ -157,6 +173,32 @@ def test_check_same_names_the_differing_setting_and_rank(monkeypatch):
     with pytest.raises(ConfigError, match=r"ranks disagree on the configuration: optimizers\['fit'\]\['lr'\]: "
                                           r"rank 0 has 0.05, rank 1 has 0.1$"):
         context.check_same("configuration", values[0])
+
+
+def test_gradient_all_reduce_leaves_no_gradient_where_no_rank_had_one(monkeypatch):
+    params = [torch.nn.Parameter(torch.zeros(n)) for n in (2, 3, 1)]
+    params[0].grad = torch.tensor([1.0, 2.0])  # this rank reached only the first parameter
+    other = torch.cat([torch.tensor([3.0, 4.0]), torch.tensor([5.0, 6.0, 7.0]), torch.zeros(1),  # the other rank's
+                       torch.tensor([1.0]), torch.tensor([1.0, 1.0, 0.0])])  # grads, loss, then "had a gradient"
+
+    def fake_all_reduce(flat):  # the sum with the other rank's bucket of the same layout
+        assert flat.shape == other.shape
+        flat += other
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", fake_all_reduce)
+    loss = DistributedContext(rank=0, world_size=2).all_reduce_gradients(params, extra=torch.tensor(3.0))
+    assert loss.item() == 2.0
+    assert torch.equal(params[0].grad, torch.tensor([2.0, 3.0]))
+    assert torch.equal(params[1].grad, torch.tensor([2.5, 3.0, 3.5]))  # zeros here, the other rank's there
+    assert params[2].grad is None  # no rank reached it: the optimizer must leave it alone
+
+
+def test_gradient_all_reduce_of_identical_ranks_keeps_missing_gradients_missing(monkeypatch):
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))]
+    params[0].grad = torch.tensor([1.0, 2.0])
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda flat: flat.mul_(2))  # both ranks alike
+    DistributedContext(rank=0, world_size=2).all_reduce_gradients(params)
+    assert torch.equal(params[0].grad, torch.tensor([1.0, 2.0])) and params[1].grad is None
 
 
 def test_broadcast_module_state_copies_rank_zeros_parameters_and_buffers(monkeypatch):
