@@ -42,6 +42,7 @@ import torch
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, grid_kernel)
@@ -126,10 +127,7 @@ class DeepKernelGP(gpytorch.Module):
         self.register_buffer("train_y", train_y, persistent=False)
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
-        try:
-            h = self.feature_extractor(x)
-        except RuntimeError as err:  # shape errors inside the network
-            raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)}: {err}") from err
+        h = extract_features(self.feature_extractor, x)
         if h.dim() != 2 or h.shape[0] != x.shape[0]:
             raise ModelSpecError(f"feature extractor maps {tuple(x.shape)} to {tuple(h.shape)}; "
                                  f"expected ({x.shape[0]}, F)")

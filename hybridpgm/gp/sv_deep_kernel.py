@@ -43,6 +43,7 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs_deferred,
                                      check_module, default_kernel)
 from hybridpgm.infer import SVIObjective
@@ -149,11 +150,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             dims = ", ".join(map(str, known))
             raise DataError(f"x has shape {tuple(x.shape)}, expected (N, {dims}) "
                             f"(or (..., N, {dims}) with leading particle dimensions)")
-        try:
-            h = self.feature_extractor(x)
-        except RuntimeError as err:  # shape or dtype errors inside the network
-            raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)} and dtype "
-                            f"{x.dtype}: {err}") from err
+        h = extract_features(self.feature_extractor, x)
         if h.dtype != inducing.dtype:
             if isinstance(self.feature_extractor, torch.nn.Identity):
                 raise DataError(f"x has dtype {x.dtype}, the model computes in {inducing.dtype}; convert x "

@@ -1,0 +1,37 @@
+"""Running a deep kernel's feature extractor, with its failures named.
+
+A deep kernel [1] feeds the inputs through a network :math:`g_\\phi` and the GP sees only the features
+:math:`h = g_\\phi(x)`, ``B x F``.  A network that cannot take the inputs fails inside torch with a message about
+its own layers; :func:`extract_features` says which inputs it was given, and, under :func:`hybridpgm.fit`'s mixed
+precision, that the network ran under autocast (a CPU LSTM, for one, has no bfloat16 or float16 kernel).
+
+[1] A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Deep Kernel Learning*, AISTATS 2016.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybridpgm.errors import DataError
+
+__all__ = ["extract_features"]
+
+
+def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``extractor(x)``, or a :class:`DataError` naming the shape and dtype of ``x`` (and the autocast precision,
+    where one is on) with the network's own message.
+
+    :param x: the inputs, ``B x ...``.
+    :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error).
+    """
+    try:
+        return extractor(x)
+    except RuntimeError as err:
+        kind = x.device.type
+        autocast = ""
+        if torch.is_autocast_enabled(kind):
+            low = torch.get_autocast_dtype(kind)
+            autocast = (f" under autocast to {low} on {kind} (fit's precision): the network may have no {low} "
+                        f"kernel there, train it in full precision (precision=None, CLI --precision fp32)")
+        raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)} and dtype {x.dtype}"
+                        f"{autocast}: {err}") from err
