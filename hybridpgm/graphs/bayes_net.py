@@ -265,7 +265,10 @@ class BayesNet(BayesNetData, PyroModule):
         :param int num_data: size of the full data set (for the prior weight).
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
         :raises DataError: data of 0 rows, a value outside a node's states, a continuous node with a
-            missing entry.
+            missing entry, or continuous data (a continuous node's column, a context input) of a floating dtype
+            of higher precision than the network's: float64 data for a float32 network is refused, not rounded
+            (the message names the column and both dtypes; convert the data, or the network with ``.to``).
+            Discrete columns may have any real dtype.
         """
         self.check()
         cols = self.columns(data, mask)
@@ -287,11 +290,11 @@ class BayesNet(BayesNetData, PyroModule):
                 if c.cardinality is None:
                     if data is not None and obs_mask is not None:
                         raise DataError(f"continuous node '{v}' must be observed in every row of the data")
-                    loc = self._select(c.mean_table({**ctx, **x}), c, x, n)
-                    scale = self._select(c.scale, c, x, n, batched=False)
+                    loc = c.select(c.mean_table({**ctx, **x}), x)
+                    scale = c.select(c.scale, x, batched=False)
                     x[v] = pyro.sample(v, dist.Normal(loc, scale), obs=obs)
                     continue
-                fn = dist.Categorical(logits=self._select(c.log_table({**ctx, **x}), c, x, n))
+                fn = dist.Categorical(logits=c.select(c.log_table({**ctx, **x}), x, event_dims=1))
                 if obs_mask is None:
                     x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
                 elif obs_mask is False:
@@ -308,15 +311,6 @@ class BayesNet(BayesNetData, PyroModule):
     def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
         """The empty guide: every latent site of :meth:`model` is enumerated."""
 
-    @staticmethod
-    def _select(table, c, x, n, batched=None):
-        """Index a ``[(N,) *discrete_parent_cards, ...]`` table by the parents' values."""
-        batched = c.is_batched if batched is None else batched
-        idx = tuple(x[p] for p in c.discrete_parents)
-        if batched:
-            idx = (torch.arange(n, device=table.device),) + idx
-        return table[idx] if idx else table
-
     @own_param_store
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
         """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
@@ -324,12 +318,19 @@ class BayesNet(BayesNetData, PyroModule):
         With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
         row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
         join the evidence; the continuous ancestors of the evidence must be observed).
+
+        :raises EvidenceError: evidence that is not a mapping node -> value(s) (an ``[N, len(nodes)]`` tensor:
+            pass :meth:`columns` of it), or evidence the query refuses.
+        :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
+            round (float64 for a float32 network; see :meth:`columns`).
         """
         num_samples = sample_count(num_samples, "BayesNet.sample num_samples")
         if evidence is not None or generator is not None:
+            from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
 
-            return posterior_sample(self.check(), num_samples, {**dict(inputs or {}), **dict(evidence or {})},
+            return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
+                                                                **evidence_mapping(self, evidence)},
                                     generator=generator)
         with torch.no_grad():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
@@ -337,7 +338,11 @@ class BayesNet(BayesNetData, PyroModule):
 
     @own_param_store
     def log_prob(self, values, inputs=None) -> torch.Tensor:
-        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor)."""
+        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor).
+
+        :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
+            floating dtype the network's would round among them).
+        """
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:
@@ -352,13 +357,21 @@ class BayesNet(BayesNetData, PyroModule):
 
     # ------------------------------------------------------------------ exact queries
     def posterior(self, query=None, evidence=None, *, joint: bool = False):
-        """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`."""
+        """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`.
+
+        :param evidence: a dict node -> value(s) (see :func:`~hybridpgm.infer.bn_evidence.parse_evidence`), or
+            ``None``; for an ``[N, len(nodes)]`` data tensor pass :meth:`columns` of it.
+        :raises EvidenceError: evidence that is not a mapping (naming its type and shape), or one the query
+            refuses.
+        :raises DataError: a continuous value of a floating dtype the network's would round.
+        """
         from hybridpgm.infer.exact import posterior
 
         return posterior(self.check(), query, evidence, joint=joint)
 
     def log_evidence(self, evidence=None) -> torch.Tensor:
-        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence`."""
+        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (``evidence`` and the
+        errors: as for :meth:`posterior`)."""
         from hybridpgm.infer.exact import log_evidence
 
         return log_evidence(self.check(), evidence)
@@ -372,7 +385,8 @@ class BayesNet(BayesNetData, PyroModule):
                              layout=layout)
 
     def map(self, evidence=None, *, return_log_prob: bool = False):
-        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment`."""
+        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (``evidence`` and the
+        errors: as for :meth:`posterior`)."""
         from hybridpgm.infer.exact import map_assignment
 
         return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)

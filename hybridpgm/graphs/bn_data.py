@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import torch
 
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -34,6 +35,14 @@ def _missing(t: torch.Tensor) -> torch.Tensor:
     """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in integer data (any other
     negative integer is a bad value, refused by the range check, not a missing entry)."""
     return torch.isnan(t) if torch.is_floating_point(t) else t == -1
+
+
+def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
+    """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array) keeps its own dtype,
+    which is converted only where that is exact (:func:`~hybridpgm.data.validation.as_model_dtype`, whose
+    :class:`DataError` names ``what``); a number or list of numbers is built in ``dtype``."""
+    t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
+    return as_model_dtype(t, dtype, what)
 
 
 class BayesNetData:
@@ -56,10 +65,19 @@ class BayesNetData:
     def columns(self, data, mask=None) -> dict:
         """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
 
+        A continuous node's column comes back in the network's :attr:`dtype`, converted only where that is
+        exact (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision
+        floats are converted; a number list is built in the network's dtype); the states of a discrete node
+        may have any real dtype.
+
         :param data: dict name -> ``[N]`` tensor, or a ``[N, len(nodes)]`` tensor
             whose columns follow :attr:`nodes`.
         :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
             ``True`` where observed.
+        :raises DataError: a column that is not a node, columns of different lengths, tensor data that is not
+            ``[N, len(nodes)]``, or a continuous node's column of a floating dtype of higher precision than the
+            network's (float64 data for a float32 network: converting would round it; the message names the
+            node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
         """
         if data is None:
             return {}
@@ -77,7 +95,10 @@ class BayesNetData:
         for v, t in data.items():
             if v not in self.cpds:
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
-            t = torch.as_tensor(t, device=device)
+            if self.cardinality(v) is None:
+                t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
+            else:
+                t = torch.as_tensor(t, device=device)
             if mask is not None and v in mask:
                 m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
                 t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
@@ -129,8 +150,8 @@ class BayesNetData:
             bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
             check_or_defer(~bad.any(), lambda: DataError(f"column '{v}' holds a value outside 0..{card - 1}"))
             filled = filled.clamp(0, card - 1)  # until a deferred check is read (an index out of range asserts)
-        else:
-            filled = filled.to(self.dtype)
+        else:  # columns() gave it the network's dtype already: this refuses only a column that bypassed it
+            filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")
         return filled, missing
 
     def _inputs(self, inputs) -> dict:
@@ -144,4 +165,5 @@ class BayesNetData:
         unknown = set(inputs) - set(names)
         if unknown:
             raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
-        return {k: torch.as_tensor(t, device=self.device) for k, t in inputs.items()}
+        dtype, device = self.dtype, self.device
+        return {k: _continuous(t, dtype, device, f"context input '{k}'") for k, t in inputs.items()}

@@ -57,7 +57,9 @@ class Table(CPD):
     :param parents: names of the (discrete) parents, in the order of the leading dims.
     :param bool learnable: store the logits as a parameter (else a buffer).  The zeros of ``probs`` are
         structural: they stay zero under training (the stored logits stay finite, so the table can be
-        trained by :func:`hybridpgm.fit` and saved).
+        trained by :func:`hybridpgm.fit` and saved).  The bool buffer ``support`` (false at the zeros) is in
+        the state dict, so loading it into another table (a skeleton built by :meth:`uniform`, say) gives it
+        the same zeros; an older state dict without ``support`` loads too, the receiving table keeping its own.
     :param prior: optional Dirichlet concentration :math:`\\alpha` (scalar or
         broadcastable to ``probs``); the Pyro model then adds
         :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
@@ -93,14 +95,12 @@ class Table(CPD):
         self._problem = self._find_problem(probs, prior, atol)
         self.cardinality = int(probs.shape[-1]) if probs.dim() else 1
         logits = probs.log()
-        support = probs > 0
-        if self._problem is None and not bool(support.all()):
-            # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay
-            # finite: a parameter holding -inf could be neither trained by fit nor saved
-            self.register_buffer("support", support, persistent=False)
-            logits = logits.masked_fill(~support, 0.0)
-        else:
-            self.support = None
+        support = probs > 0 if self._problem is None else torch.ones_like(probs, dtype=torch.bool)
+        # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay finite: a
+        # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
+        self.register_buffer("support", support)
+        self._zeros: tuple | None = None  # ((version, data pointer) of support, whether it has a zero)
+        logits = logits.masked_fill(~support, 0.0)
         if learnable:
             self.logits = nn.Parameter(logits)
         else:
@@ -185,7 +185,36 @@ class Table(CPD):
         return self._logits().softmax(-1)
 
     def _logits(self) -> torch.Tensor:
-        return self.logits if self.support is None else self.logits.masked_fill(~self.support, float("-inf"))
+        return self.logits.masked_fill(~self.support, float("-inf")) if self._has_zero() else self.logits
+
+    def _has_zero(self) -> bool:
+        """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
+        a copy, a move), not on every call."""
+        support = self.support
+        if support.is_inference():  # no version counter to tell a change by: read the mask each time
+            return not bool(support.all())
+        key = (support._version, support.data_ptr())
+        if self._zeros is None or self._zeros[0] != key:
+            self._zeros = (key, not bool(support.all()))
+        return self._zeros[1]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Load the logits and the ``support`` mask of a saved table.  A state dict without ``support`` (older
+        than the saved mask) keeps this table's own mask, without a missing key; a mask with a row of no
+        possible state is an error of ``load_state_dict`` naming the key (and is not copied)."""
+        key = prefix + "support"
+        saved = state_dict.get(key)
+        refused = isinstance(saved, torch.Tensor) and tuple(saved.shape) == tuple(self.support.shape) and \
+            saved.numel() > 0 and not bool(saved.any(-1).all())
+        if refused:
+            error_msgs.append(f"{key}: a row of the table's support mask has no possible state (every entry "
+                              "False), so the table could not be normalised")
+            state_dict = {k: v for k, v in state_dict.items() if k != key}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if (saved is None or refused) and key in missing_keys:  # an older state dict: the table's own mask stands
+            missing_keys.remove(key)
 
     def log_prior(self) -> torch.Tensor:
         """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior)."""
@@ -264,9 +293,11 @@ class Neural(CPD):
                             f"for cardinality {self.cardinality}")
 
     def log_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """``[(N,) *discrete_parent_cards, cardinality]`` log-probabilities.
+        """``[(*B,) *discrete_parent_cards, cardinality]`` log-probabilities.
 
-        The leading ``N`` is present when the CPD has continuous parents or context.
+        The leading batch dims ``B`` are present when the CPD has continuous parents or context: ``[N]`` for
+        values with one entry per row, every batch dim of the inputs otherwise (``[S, N]`` for continuous
+        parents under a particle plate); see :meth:`CPD._input_features`.
 
         :raises DataError: the network fails on the inputs (a context input of the wrong width).
         """
@@ -283,6 +314,8 @@ class Neural(CPD):
             out = self.net(x)
             self._check_output(out, x.shape[0])
             return out.log_softmax(-1).reshape(*cards, self.cardinality)
+        batch = u.shape[:-1]
+        u = u.reshape(-1, u.shape[-1])
         n = u.shape[0]
         x = torch.cat([x.expand(n, *x.shape), u.to(x)[:, None, :].expand(n, x.shape[0], u.shape[-1])], -1)
         try:
@@ -293,7 +326,7 @@ class Neural(CPD):
                             f"for the continuous parents and context {list(self.continuous_parents)} + "
                             f"{list(self.context)}): {e}") from e
         self._check_output(out, x.shape[0] * x.shape[1])
-        return out.log_softmax(-1).reshape(n, *cards, self.cardinality)
+        return out.log_softmax(-1).reshape(*batch, *cards, self.cardinality)
 
 
 @serializable
@@ -368,14 +401,17 @@ class LinearGaussian(CPD):
         return self.log_scale.exp()
 
     def mean_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """``[(N,) *discrete_parent_cards]`` means (``N`` present with continuous parents)."""
+        """``[(*B,) *discrete_parent_cards]`` means, with the batch dims ``B`` of the continuous parents' values
+        (``[N]``, or ``[S, N]`` under a particle plate) when there are continuous parents."""
         z = self._input_features(values)
         if z is None:
             return self.bias
-        return self.bias + torch.einsum("...k,nk->n...", self.weight, z.to(self.weight))
+        flat = z.reshape(-1, z.shape[-1]).to(self.weight)
+        return self.bias + torch.einsum("...k,nk->n...", self.weight, flat).reshape(*z.shape[:-1], *self.bias.shape)
 
     def log_density(self, value: torch.Tensor, values=None) -> torch.Tensor:
-        """``[N, *discrete_parent_cards]`` :math:`\\log \\mathcal N(x_n; \\mu_{n,d}, \\sigma_d^2)`."""
+        """``[*B, *discrete_parent_cards]`` :math:`\\log \\mathcal N(x_n; \\mu_{n,d}, \\sigma_d^2)` for values
+        ``[*B]`` (``[N]``: one per row)."""
         mean = self.mean_table(values)
-        value = value.to(self.bias).reshape(value.shape[0], *([1] * self._n_disc))
+        value = value.to(self.bias).reshape(*value.shape, *([1] * self._n_disc))
         return torch.distributions.Normal(mean, self.scale).log_prob(value)

@@ -5,7 +5,9 @@ A CPD names the parents of its node and says its cardinality (``None`` for a con
 :meth:`BayesNet.check <hybridpgm.graphs.BayesNet.check>`, which tell it the cardinality of every parent;
 from then on it splits its parents into discrete ones (the leading dims of its tables, in order) and
 continuous ones, and gathers the continuous values its table depends on (continuous parents, then any
-context inputs) from a dict name -> ``[N]`` or ``[N, d]`` tensor into one ``[N, sum d]`` feature matrix.
+context inputs) from a dict name -> ``[N]`` or ``[N, d]`` tensor into one ``[N, sum d]`` feature matrix
+(``[*B, sum d]`` when a continuous parent's value has more batch dims, e.g. ``[S, N]`` under the particle
+plate of ``pyro.infer.Predictive(..., parallel=True)``: the CPDs keep every leading batch dim).
 The kinds of CPD (:class:`~hybridpgm.graphs.cpd.Table`, :class:`~hybridpgm.graphs.cpd.Neural`,
 :class:`~hybridpgm.graphs.cpd.LinearGaussian`) live in :mod:`hybridpgm.graphs.cpd`.
 """
@@ -80,8 +82,20 @@ class CPD(nn.Module):
         return bool(self.inputs)
 
     def _input_features(self, values: Mapping[str, torch.Tensor] | None) -> torch.Tensor | None:
+        """``[*B, F]`` features of the continuous inputs (``None`` without any), continuous parents first.
+
+        A continuous parent holds one value per row, so every dim of its value is a batch dim: ``[N]``, or
+        ``[S, N]`` under a particle plate (Pyro's ``Predictive(..., parallel=True)`` adds one), gives one
+        feature.  A context input is ``[N]`` (one feature) or ``[N, d...]`` (``prod(d)`` features).  The batch
+        shapes of the inputs broadcast (aligned at the right, the data plate's dim) into ``B``; a 0-dim value is
+        one row.
+
+        :raises EvidenceError: an input that is absent or holds NaN, or inputs whose batch shapes do not
+            broadcast (naming the node and the shapes).
+        """
         if not self.inputs:
             return None
+        parents = set(self.continuous_parents)
         cols = []
         for name in self.inputs:
             if values is None or name not in values:
@@ -89,8 +103,40 @@ class CPD(nn.Module):
             v = torch.as_tensor(values[name])
             if torch.is_floating_point(v) and torch.isnan(v).any():
                 raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
-            cols.append(v.reshape(v.shape[0], -1) if v.dim() > 0 else v.reshape(1, 1))
-        return torch.cat([c.to(cols[0].dtype) for c in cols], dim=-1)
+            if v.dim() == 0:
+                v = v.reshape(1, 1)
+            elif name in parents:
+                v = v[..., None]
+            else:
+                v = v.reshape(v.shape[0], -1)
+            cols.append(v)
+        if len(cols) == 1:
+            return cols[0]
+        try:
+            batch = torch.broadcast_shapes(*(c.shape[:-1] for c in cols))
+        except RuntimeError:
+            shapes = {name: tuple(c.shape[:-1]) for name, c in zip(self.inputs, cols)}
+            raise EvidenceError(f"node '{self.node}': the batch shapes of its continuous inputs {shapes} do not "
+                                "broadcast") from None
+        return torch.cat([c.to(cols[0].dtype).expand(*batch, c.shape[-1]) for c in cols], dim=-1)
+
+    def select(self, table: torch.Tensor, values: Mapping[str, torch.Tensor], event_dims: int = 0,
+               batched: bool | None = None) -> torch.Tensor:
+        """Index a ``[(*B,) *discrete_parent_cards, *event]`` table by the discrete parents' ``values``.
+
+        ``B`` (present when the table is batched, by default when the CPD has continuous inputs) is the batch
+        shape of the continuous inputs, ``[N]`` or e.g. ``[S, N]`` under the particle plate of
+        ``Predictive(..., parallel=True)``; it broadcasts with the parents' values (enumeration dims included),
+        both aligned at the right (the data plate's dim), so the result is
+        ``[*broadcast(B, parents' shapes), *event]``.
+        """
+        batched = self.is_batched if batched is None else batched
+        idx = tuple(values[p] for p in self.discrete_parents)
+        if batched and idx:  # row r of B pairs with row r of the parents' values: index B by broadcast aranges
+            nb = table.dim() - len(idx) - event_dims
+            idx = tuple(torch.arange(size, device=table.device).reshape(size, *([1] * (nb - 1 - i)))
+                        for i, size in enumerate(table.shape[:nb])) + idx
+        return table[idx] if idx else table
 
     def extra_repr(self) -> str:
         return f"node={self.node!r}, parents={list(self.parents)}, cardinality={self.cardinality}"

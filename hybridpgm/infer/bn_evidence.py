@@ -17,18 +17,20 @@ repeated query pays no ``torch.nn.Module`` attribute lookups for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import EvidenceError
 from hybridpgm.infer.soft_evidence import Likelihood, soft_log_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["BATCH", "Evidence", "NetworkFacts", "network_facts", "parse_evidence"]
+__all__ = ["BATCH", "Evidence", "NetworkFacts", "evidence_mapping", "network_facts", "parse_evidence"]
 
 #: name of the batch dim over evidence rows in contraction plans
 BATCH = "\x00rows"
@@ -143,16 +145,41 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
     return _as_tensor(name, v, device)
 
 
-def _as_tensor(name: str, v, device) -> torch.Tensor:
-    """``v`` as a tensor, or an :class:`EvidenceError` naming ``name`` and what ``v`` is."""
+def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``v`` as a tensor, or an :class:`EvidenceError` naming ``name`` and what ``v`` is.
+
+    :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
+    """
     try:
-        t = torch.as_tensor(v, device=device)
+        t = torch.as_tensor(v, device=device, dtype=None if hasattr(v, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"evidence for '{name}' must be a number, a state or a tensor of them, "
                             f"got {type(v).__name__} {v!r:.60}") from None
     if t.is_complex():
         raise EvidenceError(f"evidence for '{name}' must be real, got dtype {t.dtype}")
     return t
+
+
+def evidence_mapping(bn: "BayesNet", evidence) -> dict:
+    """``evidence`` as a dict (``None``: no evidence).
+
+    :raises EvidenceError: for anything but a mapping or ``None``, saying what was given (type, shape, dtype)
+        and what to pass instead (for a data tensor: :meth:`BayesNet.columns
+        <hybridpgm.graphs.BayesNet.columns>` of it).
+    """
+    if evidence is None:
+        return {}
+    if isinstance(evidence, Mapping):
+        return dict(evidence)
+    shape = getattr(evidence, "shape", None)
+    given = type(evidence).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
+        (f" and dtype {evidence.dtype}" if isinstance(evidence, torch.Tensor) else "")
+    hint = ""
+    if isinstance(evidence, torch.Tensor):
+        hint = (f"; for an [N, {len(bn.nodes)}] data tensor whose columns follow the nodes, pass bn.columns(data), "
+                "the dict of its columns (NaN or -1 = not observed in that row)")
+    raise EvidenceError(f"evidence must be a mapping node name -> value(s), e.g. {{'<node>': tensor([...])}} "
+                        f"for the nodes {bn.nodes}, or None for no evidence; got {given}{hint}")
 
 
 def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
@@ -162,10 +189,15 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     entry per row; ``NaN`` (float tensors) or ``-1`` (integer tensors) marks a row
     where the variable is not observed.  Scalars broadcast over the rows.
 
-    :raises EvidenceError: for an unknown name, a value out of range, or rows of different lengths.
+    :param evidence: a mapping node (or context input) name -> value(s), or ``None`` for no evidence.
+    :raises EvidenceError: for evidence that is not a mapping (an ``[N, len(nodes)]`` data tensor: turn it
+        into columns with :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` first), an unknown
+        name, a value out of range, or rows of different lengths.
+    :raises DataError: for a continuous value (node or context input) of a floating dtype the network's
+        dtype would round (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`).
     """
     facts = network_facts(bn)
-    evidence = dict(evidence or {})
+    evidence = evidence_mapping(bn, evidence)
     dtype, device = dtype_device(bn, facts)
     tensors, soft = {}, {}
     for name, v in evidence.items():
@@ -175,7 +207,7 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         if isinstance(v, Likelihood):
             soft[name] = soft_log_likelihood(bn, name, v, dtype, device)
             continue
-        tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device)
+        tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device, dtype)
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
     lengths.update({name: t.shape[0] for name, t in soft.items() if t.dim() == 2})
     if len(set(lengths.values())) > 1:
@@ -187,8 +219,10 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         ev.soft.add(name)
     for name, t in tensors.items():
         card = facts.cards.get(name)
-        if card is None:  # continuous node or context input
-            t = t.to(dtype) if not torch.is_floating_point(t) else t
+        if card is None:  # continuous node or context input: in the network's dtype, never rounded
+            what = f"evidence for the continuous node '{name}'" if name in facts.cards else \
+                f"the context input '{name}'"
+            t = as_model_dtype(t, dtype, what)
             if t.dim() == 0:
                 t = t.expand(n)
             if name in facts.cards and t.dim() != 1:

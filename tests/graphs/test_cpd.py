@@ -153,3 +153,100 @@ def test_a_learnable_table_with_structural_zeros_trains_and_saves(tmp_path):
     torch.testing.assert_close(loaded.cpds["b"].log_table(), b.log_table())
     torch.testing.assert_close(loaded.posterior("a", {"b": torch.tensor([1, 2])}),
                                learner.posterior("a", {"b": torch.tensor([1, 2])}))
+
+
+# -- structural zeros in the state dict -------------------------------------------------------------------
+def _two_nodes(table):
+    bn = BayesNet()
+    bn.add("A", cpd.Table([0.5, 0.5]))
+    bn.add("B", table)
+    return bn
+
+
+ZEROS = [[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]]
+
+
+def test_a_state_dict_round_trip_keeps_the_structural_zeros():
+    """Loading a table's state dict into a skeleton (Table.uniform) gives it the same zeros.  Before, the mask
+    was a non-persistent buffer: the skeleton reported 'All keys matched' and turned p(B|A=0) = [1, 0, 0] into
+    [1/3, 1/3, 1/3]."""
+    src = _two_nodes(cpd.Table(ZEROS, ["A"]))
+    dst = _two_nodes(cpd.Table.uniform(3, [2], ["A"]))
+    result = dst.load_state_dict(src.state_dict())  # strict
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(dst.cpds["B"].probs, src.cpds["B"].probs)
+    assert dst.log_prob({"A": torch.tensor([0]), "B": torch.tensor([1])}).item() == float("-inf")
+    # the loaded zeros are structural: no gradient reaches their logits
+    dst.cpds["B"].log_table()[0, 0].backward()
+    assert torch.equal(dst.cpds["B"].logits.grad[0, 1:], torch.zeros(2))
+    # and a table without zeros loaded into one with zeros takes its (lack of) zeros too
+    back = _two_nodes(cpd.Table(ZEROS, ["A"]))
+    back.load_state_dict(_two_nodes(cpd.Table.uniform(3, [2], ["A"])).state_dict())
+    torch.testing.assert_close(back.cpds["B"].probs, torch.full((2, 3), 1 / 3))
+
+
+def test_the_structural_zeros_survive_torch_save_with_weights_only(tmp_path):
+    src = _two_nodes(cpd.Table(ZEROS, ["A"], learnable=False))
+    torch.save(src.state_dict(), tmp_path / "bn.pt")
+    dst = _two_nodes(cpd.Table.random(3, [2], ["A"], learnable=False))
+    dst.load_state_dict(torch.load(tmp_path / "bn.pt", weights_only=True))
+    assert torch.equal(dst.cpds["B"].probs, src.cpds["B"].probs)
+
+
+@pytest.mark.parametrize("skeleton", [ZEROS, [[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]]])
+def test_an_older_state_dict_without_the_support_mask_still_loads(skeleton):
+    """A state dict written before the mask was saved has no 'support' key: it loads strictly, and the
+    receiving table keeps its own zeros."""
+    old = _two_nodes(cpd.Table(ZEROS, ["A"])).state_dict()
+    del old["cpds.B.support"], old["cpds.A.support"]
+    dst = _two_nodes(cpd.Table(skeleton, ["A"]))
+    result = dst.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(dst.cpds["B"].support, torch.tensor(skeleton) > 0)
+    torch.testing.assert_close(dst.cpds["B"].logits, _two_nodes(cpd.Table(ZEROS, ["A"])).cpds["B"].logits)
+
+
+def test_a_support_mask_with_an_impossible_row_is_refused():
+    state = _two_nodes(cpd.Table(ZEROS, ["A"])).state_dict()
+    state["cpds.B.support"] = torch.tensor([[True, False, False], [False, False, False]])
+    dst = _two_nodes(cpd.Table.uniform(3, [2], ["A"]))
+    with pytest.raises(RuntimeError, match="cpds.B.support.*no possible state"):
+        dst.load_state_dict(state)
+    assert dst.cpds["B"].support.all()  # not copied
+
+
+# -- leading batch dims (Pyro's particle plate) -----------------------------------------------------------
+def test_linear_gaussian_and_neural_keep_every_batch_dim_of_a_continuous_parent():
+    """Values of a continuous parent of shape [S, N] (what Predictive(parallel=True) gives) make tables with the
+    leading dims [S, N], each slice the table of that slice's values.  Before, [S, N] was read as N = S rows of
+    N features: a wrong mean table, or an error."""
+    bn = BayesNet()
+    bn.add("D", cpd.Table([0.4, 0.6]))
+    bn.add("X", cpd.LinearGaussian())
+    bn.add("Y", cpd.LinearGaussian(bias=[0.5, -0.5], weight=[[1.5], [-2.0]], scale=[0.3, 0.2], parents=["D", "X"]))
+    torch.manual_seed(0)
+    bn.add("E", cpd.Neural(torch.nn.Linear(3, 3), ["D", "X"], cardinality=3))
+    x = torch.randn(4, 5)  # [S, N]
+    for node, extra in (("Y", ()), ("E", (3,))):
+        c = bn.cpds[node]
+        table = c.mean_table({"X": x}) if node == "Y" else c.log_table({"X": x})
+        assert table.shape == (4, 5, 2, *extra)
+        for s in range(4):
+            one = c.mean_table({"X": x[s]}) if node == "Y" else c.log_table({"X": x[s]})
+            torch.testing.assert_close(table[s], one)
+    dens = bn.cpds["Y"].log_density(x + 1, {"X": x})
+    assert dens.shape == (4, 5, 2)
+    torch.testing.assert_close(dens[2], bn.cpds["Y"].log_density(x[2] + 1, {"X": x[2]}))
+
+
+def test_neural_broadcasts_a_context_input_over_the_batch_dims_of_a_continuous_parent():
+    torch.manual_seed(0)
+    bn = BayesNet().add("X", cpd.LinearGaussian())
+    bn.add("E", cpd.Neural(torch.nn.Linear(3, 2), ["X"], cardinality=2, context=["u"]))
+    x, u = torch.randn(4, 5), torch.randn(5, 2)  # parent [S, N], context [N, d]
+    table = bn.cpds["E"].log_table({"X": x, "u": u})
+    assert table.shape == (4, 5, 2)
+    for s in range(4):
+        torch.testing.assert_close(table[s], bn.cpds["E"].log_table({"X": x[s], "u": u}))
+    with pytest.raises(EvidenceError, match="node 'E'.*do not broadcast"):
+        bn.cpds["E"].log_table({"X": x, "u": torch.randn(3, 2)})

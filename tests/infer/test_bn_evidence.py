@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs import cpd
+from hybridpgm.errors import DataError, EvidenceError
+from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.bn_evidence import dtype_device, network_facts, parse_evidence
 from hybridpgm.infer.soft_evidence import Likelihood
 from tests.graphs.bn_helpers import random_bn, sprinkler
@@ -74,3 +74,78 @@ def test_a_query_naming_a_node_twice_is_refused():
     """Before, ``joint=True`` passed the repeated name to einsum, which raised its own ValueError."""
     with pytest.raises(EvidenceError, match=r"query names \['rain'\] more than once"):
         sprinkler().posterior(["rain", "wet", "rain"], {"sprinkler": 1}, joint=True)
+
+
+# -- evidence that is not a mapping --------------------------------------------------------------------------
+def _ab():
+    torch.manual_seed(0)
+    bn = BayesNet()
+    bn.add("A", cpd.Table.random(2))
+    bn.add("B", cpd.Table.random(3, [2], ["A"]))
+    return bn
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("query", ["log_evidence", "posterior", "map", "sample"])
+def test_a_data_tensor_as_evidence_is_refused_saying_what_to_pass(query):
+    """Before, an [N, V] tensor crashed in dict(evidence or {}) with torch's raw 'Boolean value of Tensor with
+    more than one value is ambiguous'."""
+    bn = _ab()
+    data = torch.tensor([[0.0, NAN], [1.0, 2.0], [NAN, 0.0]])
+    call = {"log_evidence": lambda e: bn.log_evidence(e), "posterior": lambda e: bn.posterior("A", e),
+            "map": lambda e: bn.map(e), "sample": lambda e: bn.sample(2, evidence=e)}[query]
+    with pytest.raises(EvidenceError, match=r"evidence must be a mapping node name -> value.*\['A', 'B'\].*"
+                                            r"got Tensor of shape \(3, 2\) and dtype torch.float32.*"
+                                            r"bn\.columns\(data\)"):
+        call(data)
+    with pytest.raises(EvidenceError, match="evidence must be a mapping.*got list"):
+        call([0, 1])
+    call(None)  # None stays "no evidence"
+    call(bn.columns(data))  # the advice works
+
+
+def test_the_columns_of_a_data_tensor_give_the_dict_answer():
+    bn = _ab()
+    data = torch.tensor([[0.0, NAN], [1.0, 2.0], [NAN, 0.0]])
+    torch.testing.assert_close(bn.log_evidence(bn.columns(data)), bn.log_evidence({"A": data[:, 0], "B": data[:, 1]}))
+    with pytest.raises(EvidenceError, match="got Tensor of shape"):
+        parse_evidence(bn, data)
+
+
+# -- dtypes of continuous evidence ---------------------------------------------------------------------------
+def _hybrid():
+    bn = BayesNet()
+    bn.add("A", cpd.Table([0.5, 0.5]))
+    bn.add("X", cpd.LinearGaussian(bias=[0.0, 1.0], parents=["A"]))
+    torch.manual_seed(0)
+    bn.add("E", cpd.Neural(torch.nn.Linear(3, 2), ["A"], cardinality=2, context=["u"]))
+    return bn
+
+
+def test_float64_continuous_evidence_for_a_float32_network_is_refused_not_rounded():
+    """Before, float64 evidence was rounded to float32 in the CPDs without a word."""
+    bn = _hybrid()
+    x64 = torch.tensor([0.1], dtype=torch.float64)
+    for query in (lambda e: bn.log_evidence(e), lambda e: bn.posterior("A", e), lambda e: bn.map(e),
+                  lambda e: bn.sample(2, evidence=e)):
+        with pytest.raises(DataError, match=r"continuous node 'X' has dtype torch.float64, the model computes in "
+                                            r"torch.float32.*x.to\(torch.float32\).*model.to\(torch.float64\)"):
+            query({"X": x64, "u": torch.zeros(1, 1)})
+        with pytest.raises(DataError, match=r"context input 'u' has dtype torch.float64"):
+            query({"X": x64.float(), "u": torch.zeros(1, 1, dtype=torch.float64)})
+    # exact conversions are taken: integers, and float32 evidence for a float64 network
+    assert bn.log_evidence({"X": torch.tensor([1]), "u": torch.zeros(1, 1)}).dtype == torch.float32
+    bn64 = _hybrid().double()
+    a = bn64.log_evidence({"X": x64.float(), "u": torch.zeros(1, 1)})
+    b = bn64.log_evidence({"X": x64.float().double(), "u": torch.zeros(1, 1, dtype=torch.float64)})
+    assert a.dtype == torch.float64 and torch.equal(a, b)
+
+
+def test_a_number_as_continuous_evidence_is_built_in_the_networks_dtype():
+    """A Python float is not first rounded to float32 for a float64 network."""
+    bn = _hybrid().double()
+    ev = parse_evidence(bn, {"X": 0.1, "u": [[0.3]]})
+    assert ev.values["X"].dtype == torch.float64 and ev.values["X"].item() == 0.1
+    assert ev.values["u"].dtype == torch.float64 and ev.values["u"].item() == 0.3
