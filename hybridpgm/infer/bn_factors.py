@@ -95,7 +95,9 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
         logits = cpd._parameters.get("logits")
         if logits is None:
             logits = cpd._buffers.get("logits")
-        if logits is not None and not (logits.requires_grad and torch.is_grad_enabled()):
+        # an inference tensor (a table built under torch.inference_mode) has no version counter: not cached
+        if logits is not None and not (logits.requires_grad and torch.is_grad_enabled()) \
+                and not logits.is_inference():
             cache = facts.tables
             hit = cache.get(v)
             # the version counts in-place updates; the storage pointer catches `.data =` (as `module.to` does)

@@ -64,3 +64,19 @@ def test_cached_table_follows_a_move_to_another_dtype():
         after = bn.posterior("rain", {"wet": 1})
     assert before.dtype == torch.float32 and after.dtype == torch.float64
     torch.testing.assert_close(after.float(), before)
+
+
+def test_a_network_built_under_inference_mode_answers_queries():
+    """Its tables are inference tensors, which have no version counter; before, the table cache read it and every
+    query failed ("Inference tensors do not track version counter")."""
+    from hybridpgm.graphs import BayesNet, cpd
+
+    with torch.inference_mode():
+        bn = BayesNet()
+        bn.add("a", cpd.Table([0.2, 0.8]))
+        bn.add("b", cpd.Table([[0.9, 0.1], [0.3, 0.7]], ["a"]))
+        inside = bn.posterior(["a"], {"b": torch.tensor([1])})["a"]
+    outside = bn.posterior(["a"], {"b": torch.tensor([1])})["a"]
+    exact = torch.tensor([0.2 * 0.1, 0.8 * 0.7])
+    for got in (inside, outside):
+        torch.testing.assert_close(got[0].double(), (exact / exact.sum()).double(), atol=1e-6, rtol=0)
