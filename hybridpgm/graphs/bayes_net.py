@@ -92,12 +92,15 @@ class BayesNet(BayesNetData, PyroModule):
             (rows not summing to 1, negative entries, wrong dims), ``states`` that
             are not distinct names matching the cardinality (or given for a
             continuous node), a CPD that does not match already-declared parents
-            (shape, cardinality), or a node that is the last missing parent of an
-            already-declared child whose CPD does not match it; the message names
-            the node.
+            (shape, cardinality), a node that is the last missing parent of an
+            already-declared child whose CPD does not match it, or the name ``"data"``
+            (the plate of :meth:`model`); the message names the node.
         """
         if not isinstance(name, str) or not name or "." in name:
             raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
+        if name == "data":
+            raise ModelSpecError("node name 'data' is the name of the plate of BayesNet.model (Pyro refuses a "
+                                 "sample site of that name); rename the node")
         if name in self.cpds:
             raise ModelSpecError(f"node '{name}' is already declared")
         if not isinstance(cpd, CPD):
@@ -269,6 +272,8 @@ class BayesNet(BayesNetData, PyroModule):
             of higher precision than the network's: float64 data for a float32 network is refused, not rounded
             (the message names the column and both dtypes; convert the data, or the network with ``.to``).
             Discrete columns may have any real dtype.
+        :raises ModelSpecError: a node named like a site derived from another node's name for these data
+            (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both.
         """
         self.check()
         cols = self.columns(data, mask)
@@ -283,6 +288,7 @@ class BayesNet(BayesNetData, PyroModule):
         x: dict = {}
         enum = {"enumerate": "parallel"}
         observed = self._observed_columns(cols)
+        self._check_site_names(observed)
         with pyro.plate("data", n, dim=-1):
             for v in self._order:
                 c = self.cpds[v]

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetData"]
@@ -139,6 +139,24 @@ class BayesNetData:
         flags = torch.stack([torch.stack([m.any(), m.all()]) for m in missing]).tolist()  # one host read
         return {v: (filled, None if not some else (False if every else ~m))
                 for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
+
+    def _check_site_names(self, observed: dict) -> None:
+        """Refuse a node named like a site :meth:`model` derives from another node's name for these data (Pyro
+        refuses two sites of one name): ``"<v>_prior"`` (the prior factor of a node with a Dirichlet prior),
+        ``"<v>_observed"`` and ``"<v>_unobserved"`` (a column with some entries missing).
+
+        :raises ModelSpecError: naming the node, the site and the node it derives from.
+        """
+        derived = {f"{v}_prior": v for v, c in self.cpds.items() if getattr(c, "prior", None) is not None}
+        for v, (_, mask) in observed.items():
+            if isinstance(mask, torch.Tensor):
+                derived.update({f"{v}_observed": v, f"{v}_unobserved": v})
+        clash = next((site for site in derived if site in self.cpds), None)
+        if clash is not None:
+            v = derived[clash]
+            why = "its prior factor" if clash.endswith("_prior") else "its sites for a column with missing entries"
+            raise ModelSpecError(f"BayesNet.model: node {clash!r} has the name of the Pyro site {clash!r} of node "
+                                 f"{v!r} ({why}); Pyro refuses two sites of one name, so rename node {clash!r}")
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``; a discrete column's range check is deferred."""

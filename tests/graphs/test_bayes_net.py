@@ -291,3 +291,21 @@ def test_parallel_predictive_matches_sequential_and_the_exact_moments(num_sample
             se = f.std().item() / math.sqrt(f.numel())
             assert abs(f.mean().item() - exact[name]) < 5 * se, (parallel, name, f.mean().item(), exact[name], se)
     assert shapes[True] == shapes[False] == {v: (num_samples, rows) for v in bn.nodes}
+
+
+def test_names_that_clash_with_the_sites_of_model_are_refused_by_name():
+    """Before, Pyro's raw duplicate-site RuntimeError came out of ``model`` (a node ``data``: at once; a node
+    ``a_prior`` next to a node ``a`` with a prior, or ``a_observed`` next to a column ``a`` with missing entries:
+    only when ``model`` ran)."""
+    from pyro import poutine
+
+    with pytest.raises(ModelSpecError, match="node name 'data' is the name of the plate"):
+        BayesNet().add("data", cpd.Table([0.5, 0.5]))
+    with_prior = BayesNet().add("a", cpd.Table.uniform(2, prior=torch.ones(2))).add("a_prior", cpd.Table([0.5, 0.5]))
+    with pytest.raises(ModelSpecError, match="node 'a_prior' has the name of the Pyro site 'a_prior' of node 'a'"):
+        poutine.trace(with_prior.model).get_trace(torch.tensor([[0, 1]]))
+    net = BayesNet().add("a", cpd.Table([0.5, 0.5])).add("a_observed", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    trace = poutine.trace(net.model).get_trace(torch.tensor([[0, 1], [1, 1]]))  # complete data: no derived site
+    assert {"a", "a_observed"} <= set(trace.nodes)
+    with pytest.raises(ModelSpecError, match="'a_observed' of node 'a' \\(its sites for a column with missing"):
+        poutine.trace(net.model).get_trace(torch.tensor([[0, 1], [-1, 1]]))
