@@ -90,9 +90,15 @@ def check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, cl
 
 def rng_seed(seed: int, rank: int, step: int) -> int:
     """The seed of Pyro's, torch's, NumPy's and Python's RNGs for ``rank`` of a run of ``seed`` (re)started at
-    optimizer step ``step``, reduced below :data:`SEED_BOUND` (NumPy refuses larger seeds; without the reduction
-    a run resumed on another number of ranks after about 270,000 steps failed)."""
-    return (seed + rank + 7919 * step) % SEED_BOUND
+    optimizer step ``step``, below :data:`SEED_BOUND` (NumPy refuses larger seeds).
+
+    Rank 0 of a fresh run takes ``seed`` itself.  Any other ``(seed, rank, step)`` is hashed by NumPy's
+    :class:`~numpy.random.SeedSequence`, so the streams of runs, ranks and restarts do not coincide: an
+    additive rule such as ``seed + rank`` gives rank 1 of the run of seed 0 the stream of rank 0 of the run of
+    seed 1, and a sweep over seeds on several ranks would train on correlated random numbers."""
+    if rank == 0 and step == 0:
+        return seed % SEED_BOUND
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint32)[0])
 
 
 def check_factory(option, what: str):

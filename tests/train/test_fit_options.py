@@ -13,13 +13,22 @@ def test_rng_seed_stays_below_numpys_bound():
     seed (a resume after about 270,000 steps failed)."""
     from hybridpgm.train.fit_options import SEED_BOUND, rng_seed
 
-    assert rng_seed(5, 1, 3) == 5 + 1 + 7919 * 3
-    for seed, rank, step in [(2**31, 3, 300_000), (2**32 - 1, 7, 10**9)]:
+    assert rng_seed(5, 0, 0) == 5  # a fresh single-process run is seeded with its seed
+    for seed, rank, step in [(2**31, 3, 300_000), (2**32 - 1, 7, 10**9), (2**32 - 1, 0, 0)]:
         value = rng_seed(seed, rank, step)
-        assert 0 <= value < SEED_BOUND and value == (seed + rank + 7919 * step) % 2**32
+        assert 0 <= value < SEED_BOUND and type(value) is int
         np.random.seed(value)
 
 
+def test_rng_seeds_of_runs_ranks_and_restarts_are_distinct():
+    """Before, the seed was seed + rank + 7919 * step: rank 1 of the run of seed 0 drew the random numbers of rank
+    0 of the run of seed 1, so a sweep over seeds on several ranks trained on correlated streams."""
+    from hybridpgm.train.fit_options import rng_seed
+
+    triples = [(seed, rank, step) for seed in range(20) for rank in range(8) for step in (0, 1, 7919, 10**6)]
+    seeds = {rng_seed(*t) for t in triples}
+    assert len(seeds) == len(triples)
+    assert rng_seed(3, 1, 0) == rng_seed(3, 1, 0)  # a function of its arguments
 
 
 def test_check_counts_returns_plain_ints():
