@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from hybridpgm.checks import positive_int, positive_real, sample_count
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.train.objective import Objective
 
 __all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_counts", "check_decomposable", "check_factory",
@@ -103,13 +103,52 @@ def rng_seed(seed: int, rank: int, step: int) -> int:
 
 def check_factory(option, what: str):
     """Raise :class:`ConfigError` when ``option`` (of ``optim`` or ``lr_scheduler``) is an instance already
-    built rather than a factory (the mistake of passing ``torch.optim.SGD(params, lr=...)``)."""
+    built rather than a factory (the mistake of passing ``torch.optim.SGD(params, lr=...)``), or a
+    ``pyro.optim`` wrapper (``pyro.optim.Adam({"lr": 0.01})``, what ``pyro.infer.SVI`` takes: called with
+    parameters, it steps them rather than building an optimizer)."""
+    from pyro.optim import PyroOptim
+
     called_with = "an optimizer" if what == "lr_scheduler" else "a player's parameters"
     for value in (option.values() if isinstance(option, Mapping) else [option]):
+        if isinstance(value, PyroOptim):
+            args = value.pt_optim_args
+            kwargs = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else "..."
+            cls = value.pt_optim_constructor
+            name = f"torch.optim.{cls.__name__}" if getattr(torch.optim, cls.__name__, None) is cls \
+                else f"{cls.__module__}.{cls.__name__}"
+            raise ConfigError(f"{what} takes a torch optimizer factory, not a pyro.optim wrapper (which is "
+                              f"for pyro.infer.SVI); for this one pass functools.partial({name}, {kwargs})")
         if isinstance(value, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)) or not callable(value):
             raise ConfigError(f"{what} must be a factory called with {called_with} (for example "
                               f"functools.partial(torch.optim.SGD, lr=0.1)), or a dict player -> factory; got an "
                               f"instance of {type(value).__name__}")
+
+
+def check_objective(objective) -> None:
+    """Raise :class:`ObjectiveError` unless ``objective`` follows :class:`~hybridpgm.train.objective.Objective`
+    (``module``, ``players()``, ``loss(player, batch)``): a model given to :func:`~hybridpgm.fit` in its place
+    (``fit(vae, x)``) is named, with the objective that trains it."""
+    missing = [name for name in ("module", "players", "loss") if not hasattr(objective, name)]
+    if not missing:
+        return
+    kind = type(objective).__name__
+    if hasattr(objective, "model") and hasattr(objective, "guide"):
+        hint = f"for a Pyro model and guide, fit(SVIObjective(m.model, m.guide), data) with m the {kind}"
+    elif hasattr(objective, "free_energy"):
+        hint = f"for an energy model, fit(ContrastiveDivergence(m), data) (or PersistentCD) with m the {kind}"
+    else:
+        hint = "see hybridpgm.train.objective for the contract"
+    raise ObjectiveError(f"fit takes an objective (module, players(), loss(player, batch)); got a {kind}, which "
+                         f"has no {', '.join(missing)}: {hint}")
+
+
+def check_optimizer(optimizer, player: str):
+    """``optimizer`` if the ``optim`` factory returned a :class:`torch.optim.Optimizer` for ``player``, else a
+    :class:`ConfigError` naming what it returned."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(f"the optim factory of player {player!r} returned {type(optimizer).__name__}, not a "
+                          f"torch.optim.Optimizer; pass a factory such as functools.partial(torch.optim.Adam, lr=1e-3)")
+    return optimizer
 
 
 def callback_list(callbacks) -> list:

@@ -33,8 +33,8 @@ from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, c
                                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_counts, check_decomposable,
-                                         check_factory, check_players, draw_seed, keeps_callers_rngs_when_unseeded,
-                                         per_player, rng_seed)
+                                         check_factory, check_objective, check_optimizer, check_players, draw_seed,
+                                         keeps_callers_rngs_when_unseeded, per_player, rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
@@ -60,7 +60,7 @@ def _build_players(objective: Objective, optim, lr_scheduler, precision: str | N
     scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
     players, hyperparameters = {}, {}
     for name, group in params.items():
-        optimizer = factories[name](group)
+        optimizer = check_optimizer(factories[name](group), name)
         hyperparameters[name] = optimizer_hyperparameters(optimizer)
         scheduler = scheduler_factories[name](optimizer) if name in scheduler_factories else None
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
@@ -220,6 +220,7 @@ def fit(
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
         check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
                   collective_timeout)
+    check_objective(objective)
     for option, what in ((optim, "optim"), (lr_scheduler, "lr_scheduler")):
         if option is not None:
             check_factory(option, what)

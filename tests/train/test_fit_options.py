@@ -50,3 +50,42 @@ def test_factories_and_callback_lists():
         check_factory(torch.optim.Adam(torch.nn.Linear(1, 1).parameters()), "optim")
     with pytest.raises(ConfigError, match="got int"):
         callback_list(3)
+
+
+def test_a_pyro_optim_wrapper_is_refused_with_the_factory_to_pass():
+    """``pyro.optim.Adam({"lr": 0.01})`` is what ``pyro.infer.SVI`` takes.  Before, fit called it with the
+    parameters (which stepped them and returned None) and failed on ``None.param_groups``."""
+    import pyro.optim
+
+    from hybridpgm import SVIObjective, VAE, fit
+
+    vae = VAE(6, 2, (4,))
+    before = [p.detach().clone() for p in vae.parameters()]
+    x = torch.bernoulli(torch.full((8, 6), 0.5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"not a pyro.optim wrapper .*functools.partial\(torch.optim.Adam, "
+                                          r"lr=0.01\)"):
+        fit(SVIObjective(vae.model, vae.guide), x, epochs=1, batch_size=4, progress=False,
+            optim=pyro.optim.Adam({"lr": 0.01}))
+    assert all(torch.equal(a, b) for a, b in zip(before, vae.parameters()))  # refused before any step
+
+
+def test_a_factory_that_returns_no_optimizer_is_named():
+    from hybridpgm import SVIObjective, VAE, fit
+
+    vae = VAE(6, 2, (4,))
+    x = torch.bernoulli(torch.full((8, 6), 0.5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="optim factory of player 'elbo' returned NoneType, not a torch.optim"):
+        fit(SVIObjective(vae.model, vae.guide), x, epochs=1, batch_size=4, progress=False, optim=lambda params: None)
+
+
+@pytest.mark.parametrize("family", ["VAE", "SigmoidBeliefNet", "RBM"])
+def test_a_model_given_to_fit_in_place_of_its_objective_is_named(family):
+    """Before: a raw ``AttributeError: 'VAE' object has no attribute 'players'`` from inside the trainer."""
+    import hybridpgm
+    from hybridpgm.errors import ObjectiveError
+
+    model = {"VAE": lambda: hybridpgm.VAE(6, 2, (4,)), "SigmoidBeliefNet": lambda: hybridpgm.SigmoidBeliefNet([6, 3]),
+             "RBM": lambda: hybridpgm.RBM(6, 3)}[family]()
+    objective = "ContrastiveDivergence" if family == "RBM" else "SVIObjective"
+    with pytest.raises(ObjectiveError, match=f"fit takes an objective .*got a {family}.*{objective}"):
+        hybridpgm.fit(model, torch.zeros(8, 6), epochs=1, batch_size=4, progress=False)
