@@ -314,8 +314,9 @@ class MarkovNet(nn.Module):
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
         (or float tensors of whole states, as evidence may be; values broadcast together).
 
-        :raises EvidenceError: a variable without a value, an unknown variable, or a value that is not a state
-            ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step).
+        :raises EvidenceError: a variable without a value, an unknown variable, a value that is not a state
+            ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step), or
+            values whose shapes do not broadcast, naming every variable's shape.
         :raises ModelSpecError: a network of no variables.
         """
         if not self.cards:
@@ -327,7 +328,12 @@ class MarkovNet(nn.Module):
         vals = {v: assignment_states(v, values[v], c, "MarkovNet.score") for v, c in self.cards.items()}
         tables = self.tables(context)
         device = next(iter(tables.values())).device if tables else None
-        xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]
+        try:
+            xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]
+        except RuntimeError:
+            shapes = {v: tuple(vals[v].shape) for v in self.cards}
+            raise EvidenceError(f"MarkovNet.score: the values of the variables must broadcast to one batch shape, "
+                                f"got shapes {shapes}") from None
         total = 0.0
         for name, t in tables.items():
             cards = self.families[name]["cards"]

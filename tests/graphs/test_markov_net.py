@@ -338,3 +338,13 @@ def test_a_factor_named_like_a_factor_of_a_family_is_refused_at_declaration():
         mrf.add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
     assert list(mrf.families) == ["e[1]"]
     mrf.add_factor("e[2]", ["b"], torch.zeros(2))  # no family 'e' was declared
+
+
+def test_values_that_do_not_broadcast_are_named_with_their_shapes():
+    """Before: torch's raw "The size of tensor a (2) must match the size of tensor b (3)", naming no variable."""
+    mrf = MarkovNet({"a": 2, "b": 3})
+    mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    values = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 2, 0])}
+    for query in (mrf.score, mrf.log_prob):
+        with pytest.raises(EvidenceError, match=r"must broadcast .*\{'a': \(2,\), 'b': \(3,\)\}"):
+            query(values)
