@@ -70,11 +70,12 @@ class BayesNetData:
         floats are converted; a number list is built in the network's dtype); the states of a discrete node
         may have any real dtype.
 
-        :param data: dict name -> ``[N]`` tensor, or a ``[N, len(nodes)]`` tensor
-            whose columns follow :attr:`nodes`.
+        :param data: dict name -> ``[N]`` tensor (for a discrete node with :attr:`state_names` also a list of
+            names, ``None`` where missing), or a ``[N, len(nodes)]`` tensor whose columns follow :attr:`nodes`.
         :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
             ``True`` where observed.
-        :raises DataError: a column that is not a node, columns of different lengths, tensor data that is not
+        :raises DataError: a column that is not a node, a name that is not a state of its node, a column that
+            holds neither numbers nor names, columns of different lengths, tensor data that is not
             ``[N, len(nodes)]``, or a continuous node's column of a floating dtype of higher precision than the
             network's (float64 data for a float32 network: converting would round it; the message names the
             node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
@@ -98,7 +99,7 @@ class BayesNetData:
             if self.cardinality(v) is None:
                 t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
             else:
-                t = torch.as_tensor(t, device=device)
+                t = self._discrete_column(v, t, device)
             if mask is not None and v in mask:
                 m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
                 t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
@@ -139,6 +140,26 @@ class BayesNetData:
         flags = torch.stack([torch.stack([m.any(), m.all()]) for m in missing]).tolist()  # one host read
         return {v: (filled, None if not some else (False if every else ~m))
                 for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
+
+    def _discrete_column(self, v: str, t, device) -> torch.Tensor:
+        """The column of discrete node ``v`` as a tensor of states: a tensor, an array or a list of numbers as
+        it is; a list of state names (``None`` for a missing entry) by :attr:`state_names`.
+
+        :raises DataError: a name that is not a state of ``v`` (or ``v`` has no state names), or a value that is
+            neither a number nor a name, naming the node and the value.
+        """
+        if not isinstance(t, torch.Tensor) and isinstance(t, (list, tuple)) and any(isinstance(s, str) for s in t):
+            states = self.state_names.get(v)
+            unknown = [s for s in t if s is not None and (states is None or s not in states)]
+            if unknown:
+                raise DataError(f"data column '{v}' holds {unknown[0]!r}, which is not a state of '{v}' "
+                                f"(states: {states})")
+            return torch.tensor([-1 if s is None else states.index(s) for s in t], device=device)
+        try:
+            return torch.as_tensor(t, device=device)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
+                            f"got {type(t).__name__} {t!r:.60}") from None
 
     def _check_site_names(self, observed: dict) -> None:
         """Refuse a node named like a site :meth:`model` derives from another node's name for these data (Pyro

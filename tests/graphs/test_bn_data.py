@@ -68,3 +68,16 @@ def test_float64_context_inputs_for_a_float32_network_are_refused():
         bn.log_prob(data, {"u": torch.zeros(2, 1, dtype=torch.float64)})
     assert bn.log_prob(data, {"u": torch.zeros(2, 1)}).shape == (2,)
     assert bn.log_prob(data, torch.zeros(2, 1, dtype=torch.int64)).shape == (2,)  # integers convert exactly
+
+
+def test_a_discrete_column_may_hold_state_names():
+    """Evidence took state names; data columns gave a raw ``ValueError: too many dimensions 'str'``."""
+    from hybridpgm.errors import DataError
+
+    bn = BayesNet().add("rain", cpd.Table([0.2, 0.8]), states=["no", "yes"])
+    assert torch.equal(bn.columns({"rain": ["yes", None, "no"]})["rain"], torch.tensor([1, -1, 0]))
+    torch.testing.assert_close(bn.log_prob({"rain": ["no", "yes"]}), torch.tensor([0.2, 0.8]).log())
+    with pytest.raises(DataError, match="data column 'rain' holds 'maybe', which is not a state of 'rain'"):
+        bn.columns({"rain": ["no", "maybe"]})
+    with pytest.raises(DataError, match="data column 'rain' must hold states"):
+        bn.columns({"rain": [{"no": 1}]})
