@@ -51,6 +51,7 @@ def _weight_prior(name: str, shape: torch.Size) -> Callable[[PyroModule], dist.D
         return dist.Normal(scale.new_zeros(()), scale).expand(shape).to_event(len(shape))
 
     prior.__name__ = f"prior_{name}"
+    prior.weight_shape = tuple(shape)  # what hybridpgm.save reads to rebuild the network
     return prior
 
 
@@ -108,6 +109,25 @@ class BayesianRegressor(PyroModule):
     :param float noise: initial :math:`\\sigma`.
     :raises ModelSpecError: ``num_data`` is not a positive integer, or ``noise`` or ``prior_scale``
         is not a finite number > 0.
+
+    :func:`hybridpgm.save` writes the model (the network's layers when they are standard torch layers, as in
+    :func:`~hybridpgm.nn.mlp`, the prior scale, the noise, batch-norm statistics); the posterior is the guide's,
+    saved beside it as its state dict and loaded into a guide of the loaded model once that guide has run:
+
+    >>> import os, tempfile, hybridpgm
+    >>> from pyro.infer.autoguide import AutoNormal
+    >>> model = BayesianRegressor(torch.nn.Linear(2, 1), num_data=4)
+    >>> guide = AutoNormal(model)
+    >>> x, y = torch.zeros(4, 2), torch.zeros(4)
+    >>> with pyro.get_param_store().scope():
+    ...     _ = guide(x, y)
+    ...     state = guide.state_dict()
+    >>> path = hybridpgm.save(model, os.path.join(tempfile.mkdtemp(), "regressor.pt"))
+    >>> loaded = hybridpgm.load(path)
+    >>> with pyro.get_param_store().scope():
+    ...     restored = AutoNormal(loaded)
+    ...     _ = restored(x, y)
+    ...     _ = restored.load_state_dict(state)
     """
 
     def __init__(self, net: nn.Module, num_data: int, prior_scale: float = 1.0, noise: float = 0.1):

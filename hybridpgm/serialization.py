@@ -11,8 +11,12 @@ that made it:
   strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
   a tensor (stored beside the spec in ``tensors``), a nested serializable
   module (its own ``class`` and ``spec``) and an ``nn.Sequential`` of standard
-  torch layers (:data:`TORCH_LAYERS`); a module argument also records its
+  torch layers (:data:`TORCH_LAYERS`, each with all its constructor options, see
+  :mod:`hybridpgm.serialization_layers`); a module argument also records its
   weights' dtypes and is rebuilt in them before the constructor taking it runs;
+* ``ties``: the groups of names under which the model holds one shared
+  sub-module, parameter or buffer (:mod:`hybridpgm.serialization_ties`); the
+  loaded model shares them again (a file without it loads as before);
 * ``state_dict``, the metadata given to :func:`save` (data set name, feature
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
@@ -51,11 +55,14 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
+from hybridpgm.serialization_specs import BUILTIN_SPECS
+from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.train.checkpoint import nonfinite_entries, read_torch_file, write_atomically
 from hybridpgm.train.device import resolve_device
 
-__all__ = ["MODEL_MODULES", "SavedModel", "load", "load_model", "register_spec", "save", "serializable",
-           "versions"]
+__all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", "register_spec", "save",
+           "serializable", "versions"]
 
 FORMAT = "hybridpgm-model"
 FORMAT_VERSION = 1
@@ -64,20 +71,14 @@ FORMAT_VERSION = 1
 MODEL_MODULES = (
     "hybridpgm.energy.rbm", "hybridpgm.energy.dbn", "hybridpgm.energy.dbm",
     "hybridpgm.generative.vae", "hybridpgm.generative.sbn", "hybridpgm.generative.gan",
-    "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm",
+    "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm", "hybridpgm.gp.kernels",
     "hybridpgm.graphs.bayes_net", "hybridpgm.graphs.cpd", "hybridpgm.graphs.crf", "hybridpgm.recipes.models",
 )
 
-#: torch layers an ``nn.Sequential`` argument may hold: name -> constructor attributes
-TORCH_LAYERS: dict[str, tuple[str, ...]] = {
-    "Linear": ("in_features", "out_features"), "ReLU": (), "Tanh": (), "Sigmoid": (), "ELU": ("alpha",),
-    "GELU": ("approximate",),
-    "LeakyReLU": ("negative_slope",), "Softplus": ("beta", "threshold"), "Identity": (), "Flatten": (),
-    "Dropout": ("p",), "BatchNorm1d": ("num_features", "eps", "momentum"), "LayerNorm": ("normalized_shape", "eps"),
-}
-
 _REGISTRY: dict[str, type] = {}
-_SPECS: dict[str, tuple[Callable, Callable]] = {}
+#: qualified class name -> (``to_spec(module, where)``, ``from_spec(dict)``); the built-in ones are the graphs
+#: declared by ``add`` calls, gpytorch's BernoulliLikelihood and the BayesianRegressor
+_SPECS: dict[str, tuple[Callable, Callable]] = dict(BUILTIN_SPECS)
 _SPEC_ATTR = "_hybridpgm_init"
 
 
@@ -120,7 +121,7 @@ def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable
     """Register how to save ``cls`` when its constructor arguments do not say
     everything: ``to_spec(module) -> dict`` of savable values and
     ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
-    _SPECS[_qualname(cls)] = (to_spec, from_spec)
+    _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
 
 
 def versions() -> dict[str, str | None]:
@@ -163,10 +164,9 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
 def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
     cls = type(module)
     if _qualname(cls) in _SPECS:
-        return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module), tensors, where)}
+        return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
     if cls is nn.Sequential:
-        return {"class": "torch.nn.Sequential",
-                "layers": [_torch_layer(layer, f"{where}[{i}]") for i, layer in enumerate(module)]}
+        return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
     arguments = module.__dict__.get(_SPEC_ATTR)
     if arguments is None or _REGISTRY.get(_qualname(cls)) is not cls:
         raise CheckpointError(
@@ -189,19 +189,6 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float16, torch.bfloa
 def _dtype_names(module: nn.Module) -> dict[str, str]:
     """The dtype of each floating entry of ``module``'s state dict, by name (``"float64"``)."""
     return {name: str(t.dtype).removeprefix("torch.") for name, t in module.state_dict().items() if _floating(t)}
-
-
-def _torch_layer(layer: nn.Module, where: str) -> dict:
-    name = type(layer).__name__
-    if type(layer) is not getattr(nn, name, None) or name not in TORCH_LAYERS:
-        raise CheckpointError(f"cannot save {where}: nn.Sequential holds a {name}; only {sorted(TORCH_LAYERS)} "
-                              "are rebuilt from a model file")
-    spec = {a: getattr(layer, a) for a in TORCH_LAYERS[name]}
-    if name == "Linear":
-        spec["bias"] = layer.bias is not None
-    if name == "LayerNorm":
-        spec["normalized_shape"] = list(spec["normalized_shape"])
-    return {"layer": name, "args": spec}
 
 
 def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -238,11 +225,7 @@ def _build(spec: dict, tensors: dict) -> nn.Module:
 
 def _construct(spec: dict, tensors: dict) -> nn.Module:
     if spec["class"] == "torch.nn.Sequential":
-        unknown = [layer["layer"] for layer in spec["layers"] if layer["layer"] not in TORCH_LAYERS]
-        if unknown:
-            raise CheckpointError(f"model file names torch layers {unknown}, which hybridpgm does not rebuild "
-                                  f"(known: {sorted(TORCH_LAYERS)})")
-        return nn.Sequential(*[getattr(nn, layer["layer"])(**layer["args"]) for layer in spec["layers"]])
+        return build_sequential(spec["layers"], "torch.nn.Sequential")
     if spec["class"] in _SPECS:
         return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
     arguments = {k: _decode(v, tensors) for k, v in spec["spec"].items()}
@@ -273,9 +256,14 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     :param path: the file to write (``.pt`` by convention).
     :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
         feature_shape=[64]``.
-    :raises CheckpointError: naming the class or argument that cannot be saved, the parameters that hold NaN or
-        infinity (buffers may be infinite: constraint bounds), or the file when ``path`` is a directory or the
-        write fails (the previous file at ``path`` is kept).
+    :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer of an
+        ``nn.Sequential`` whose constructor options would not rebuild it as it is: its path and the option),
+        the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), or the file when
+        ``path`` is a directory or the write fails (the previous file at ``path`` is kept).  Nothing is written
+        then.
+
+    Parameters, buffers and sub-modules the model holds under several names (one ``nn.Parameter`` in several
+    factors, one network in several CPDs) are recorded and shared again by :func:`load`.
     """
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
@@ -294,7 +282,7 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {shown} hold(s) NaN or "
                               f"infinity")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
-               "state_dict": state, "meta": encoded_meta, "versions": versions()}
+               "ties": tie_record(model), "state_dict": state, "meta": encoded_meta, "versions": versions()}
     return write_atomically(path, payload, "model file")
 
 
@@ -336,8 +324,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
     :raises CheckpointError: a missing or foreign file (or a directory, a FIFO ...), an empty, truncated or
-        corrupt file (naming the file and which of these it is), an unknown class, weights that do not fit
-        the rebuilt module, or parameters that hold NaN or infinity (naming the file and the entries).
+        corrupt file (naming the file and which of these it is), an unknown class or torch layer option,
+        weights that do not fit the rebuilt module, a record of shared parameters that does not fit it, or
+        parameters that hold NaN or infinity (naming the file and the entries).
     :raises DeviceError: for a device that is unknown or not on this machine.
     """
     path = Path(path)
@@ -350,6 +339,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path} is not a hybridpgm model file (write one with hybridpgm.save)")
     try:
         module = _build(payload["model"], payload["tensors"])
+        if "ties" in payload:  # files written before shared parameters were recorded hold none
+            retie(module, payload["ties"], path)
         state = payload["state_dict"]
         bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
                                                              module.named_buffers(remove_duplicate=False)))
@@ -370,44 +361,3 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode."""
     return load_model(path, map_location).module
-
-
-# ---------------------------------------------------------------- specs of declared graphs
-def _bayes_net_spec(bn) -> dict:
-    return {"cpds": dict(bn.cpds.items()), "state_names": dict(bn.state_names)}
-
-
-def _bayes_net_from_spec(spec: dict):
-    from hybridpgm.graphs.bayes_net import BayesNet
-
-    return BayesNet(spec["cpds"], state_names=spec["state_names"])
-
-
-def _markov_net_spec(mrf) -> dict:
-    factors = []
-    for name, fam in mrf.families.items():
-        potential = mrf.potentials[name] if fam["kind"] == "module" else getattr(mrf, fam["key"])
-        factors.append({"name": name, "scopes": fam["scopes"], "single": fam["single"], "potential": potential,
-                        "parameter": isinstance(potential, nn.Parameter)})
-    return {"variables": dict(mrf.cards), "factors": factors}
-
-
-def _markov_net_from_spec(spec: dict):
-    from hybridpgm.graphs.markov_net import MarkovNet
-
-    mrf = MarkovNet(spec["variables"])
-    for factor in spec["factors"]:
-        potential = factor["potential"]
-        if factor["parameter"]:
-            potential = nn.Parameter(potential.clone())
-        if factor["single"]:
-            mrf.add_factor(factor["name"], factor["scopes"][0], potential)
-        else:
-            mrf.add_factors(factor["name"], factor["scopes"], potential)
-    return mrf
-
-
-# graphs declared by ``add`` calls: a BayesNet is saved as its CPDs (each a serializable module) and
-# state names; a MarkovNet as its variables and factors (tables as tensors, neural potentials as modules)
-_SPECS["hybridpgm.graphs.bayes_net.BayesNet"] = (_bayes_net_spec, _bayes_net_from_spec)
-_SPECS["hybridpgm.graphs.markov_net.MarkovNet"] = (_markov_net_spec, _markov_net_from_spec)

@@ -35,10 +35,12 @@ from gpytorch.constraints import Positive
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.serialization import serializable
 
 __all__ = ["ArcCosineKernel"]
 
 
+@serializable
 class ArcCosineKernel(gpytorch.kernels.Kernel):
     """NNGP kernel of a deep ReLU network (arc-cosine kernel of degree one).
 
@@ -46,6 +48,11 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         linear kernel :math:`K^{(0)}`).
     :param float weight_variance: initial :math:`\\sigma_w^2` (learnable, positive).
     :param float bias_variance: initial :math:`\\sigma_b^2` (learnable, positive).
+    :param kwargs: passed to :class:`gpytorch.kernels.Kernel` (``batch_shape`` -- a sequence of ints --,
+        ``active_dims``, ...).
+
+    A model holding it (``DeepKernelGP(..., kernel=ArcCosineKernel(2))``) saves with :func:`hybridpgm.save`:
+    the file records these constructor arguments, and the variances come back from the state dict.
 
     Inputs are ``batch_shape x n x d`` with ``d >= 1``; the covariance is ``batch_shape x n x m``.
 
@@ -64,6 +71,8 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         if not (_positive(weight_variance) and _positive(bias_variance)):
             raise ModelSpecError(f"ArcCosineKernel variances must be positive and finite, got "
                                  f"weight_variance={weight_variance!r}, bias_variance={bias_variance!r}")
+        if isinstance(kwargs.get("batch_shape"), (list, tuple)):  # a model file gives it as a list
+            kwargs["batch_shape"] = torch.Size(kwargs["batch_shape"])
         super().__init__(**kwargs)
         self.num_layers = num_layers
         shape = (*self.batch_shape, 1, 1)

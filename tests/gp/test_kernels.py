@@ -97,3 +97,37 @@ def test_bad_configuration_raises():
         ArcCosineKernel(1, weight_variance=0.0)
     with pytest.raises(ModelSpecError, match="dimension"):
         ArcCosineKernel(1).forward(torch.randn(3, 2), torch.randn(3, 4))
+
+
+def test_a_deep_kernel_gp_with_the_arc_cosine_kernel_saves_and_loads(tmp_path):
+    """Before, hybridpgm.save refused it: 'class hybridpgm.gp.kernels.ArcCosineKernel is not serializable'."""
+    import hybridpgm
+    from hybridpgm.gp import DeepKernelGP
+
+    torch.manual_seed(0)
+    x = torch.randn(12, 3)
+    gp = DeepKernelGP(x, torch.randn(12), torch.nn.Sequential(torch.nn.Linear(3, 2)),
+                      kernel=ArcCosineKernel(num_layers=3, weight_variance=1.5, bias_variance=0.2))
+    optim = torch.optim.Adam(gp.parameters(), lr=0.05)
+    for _ in range(3):
+        optim.zero_grad()
+        (-gp.marginal_log_likelihood()).backward()
+        optim.step()
+    gp.eval()
+    loaded = hybridpgm.load(hybridpgm.save(gp, tmp_path / "gp.pt"))
+    kernel = loaded.gp.covar_module
+    assert type(kernel) is ArcCosineKernel and kernel.num_layers == 3
+    assert torch.equal(kernel.weight_variance, gp.gp.covar_module.weight_variance)
+    for name, value in gp.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    xt = torch.randn(4, 3)
+    with torch.no_grad():
+        expected, got = gp.predict(xt), loaded.predict(xt)
+    assert torch.equal(got.mean, expected.mean) and torch.equal(got.variance, expected.variance)
+
+
+def test_a_batch_shape_given_as_a_list_is_a_torch_size():
+    """A model file gives the kernel's batch_shape back as a list."""
+    kernel = ArcCosineKernel(batch_shape=[2])
+    assert kernel.batch_shape == torch.Size([2]) and isinstance(kernel.batch_shape, torch.Size)
+    assert kernel(torch.randn(2, 4, 3)).to_dense().shape == (2, 4, 4)

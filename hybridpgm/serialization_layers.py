@@ -1,0 +1,213 @@
+"""The standard torch layers a model file rebuilds, and their constructor options.
+
+An ``nn.Sequential`` argument of a model (a deep kernel's feature extractor, a
+Neural CPD's network) is saved as the list of its layers, each as its torch
+class name and the constructor options that make it (:data:`TORCH_LAYERS`),
+read from the layer's attributes: a ``BatchNorm1d(4, affine=False)`` is saved
+with ``affine=False``, a ``Flatten(1, 2)`` with ``start_dim=1, end_dim=2``.
+
+Before anything is written the layer is rebuilt from those options (on the
+``meta`` device, so nothing is allocated) and compared with the original: its
+public attributes, the names, presence and shapes of its parameters and
+buffers, and its hooks.  A layer these options do not rebuild (an attribute
+changed or added after construction, a parameter replaced or removed, a
+forward hook) is refused at save time with a
+:class:`~hybridpgm.errors.CheckpointError` naming the layer and the option, so
+that no file is written that loads back as a different network.
+
+The layers of a network bayesianized by :func:`hybridpgm.bayesian_nn.bayesianize`
+(``PyroModule[nn.Linear]``, ... whose parameters are :class:`~pyro.nn.PyroSample`
+sites) are described the same way, as the plain torch layers they were made from.
+
+>>> spec = layer_spec(torch.nn.Flatten(1, 2), "net[0]")
+>>> spec
+{'layer': 'Flatten', 'args': {'start_dim': 1, 'end_dim': 2}}
+>>> build_layer(spec, "net[0]")
+Flatten(start_dim=1, end_dim=2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import CheckpointError
+
+__all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "layer_spec", "sequential_spec"]
+
+#: torch layers an ``nn.Sequential`` argument may hold: name -> the constructor options saved for it (each read
+#: from the layer's attribute of that name, except ``bias``: whether the layer has a bias parameter)
+TORCH_LAYERS: dict[str, tuple[str, ...]] = {
+    "Linear": ("in_features", "out_features", "bias"),
+    "ReLU": ("inplace",), "Tanh": (), "Sigmoid": (), "ELU": ("alpha", "inplace"), "GELU": ("approximate",),
+    "LeakyReLU": ("negative_slope", "inplace"), "Softplus": ("beta", "threshold"), "Identity": (),
+    "Flatten": ("start_dim", "end_dim"), "Dropout": ("p", "inplace"),
+    "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats", "bias"),
+    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine", "bias"),
+}
+
+#: the option that switches the weight and bias of a normalization layer on; its ``bias`` is saved only when
+#: that is on and there is no bias (``bias=False``, newer than the layer's other options)
+_AFFINE = {"BatchNorm1d": "affine", "LayerNorm": "elementwise_affine"}
+
+#: the buffer :func:`~hybridpgm.bayesian_nn.bayesianize` adds to each layer with parameters
+_PRIOR_SCALE = "_prior_scale"
+
+
+def _torch_class(layer: nn.Module, bayesian: bool = False) -> str | None:
+    """The name of the supported torch class ``layer`` is (``bayesian``: the ``PyroModule[...]`` of), else ``None``."""
+    if not bayesian:
+        name = type(layer).__name__
+        return name if name in TORCH_LAYERS and type(layer) is getattr(nn, name, None) else None
+    from pyro.nn import PyroModule
+
+    for base in type(layer).__bases__:
+        if base.__name__ in TORCH_LAYERS and base is getattr(nn, base.__name__) and type(layer) is PyroModule[base]:
+            return base.__name__
+    return None
+
+
+def _has_parameter(layer: nn.Module, name: str) -> bool:
+    """Whether ``layer`` has the parameter ``name``, a plain one or a Pyro sample site (read without sampling)."""
+    return layer._parameters.get(name) is not None or name in getattr(layer, "_pyro_samples", {})
+
+
+def _plain(value: Any, where: str, option: str) -> Any:
+    """An option's value as plain data (``weights_only`` loading takes nothing else)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v, where, option) for v in value]
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"cannot save {where}: its option {option}={value!r} is a {type(value).__name__}, "
+                          "not plain data")
+
+
+def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
+    """``{"layer": torch class name, "args": constructor options}`` of a supported torch layer.
+
+    :param where: the layer's path in the model (``"DeepKernelGP(feature_extractor=...)[1]"``), for messages.
+    :param bayesian: describe a layer of a network made by :func:`~hybridpgm.bayesian_nn.bayesianize` (a
+        ``PyroModule[nn.Linear]``, ...), whose parameters must all be the sample sites with the priors that
+        ``bayesianize`` gave them, as the plain layer it was made from.
+    :raises CheckpointError: naming ``where`` and the option, when the layer is not of :data:`TORCH_LAYERS` or
+        its options do not rebuild it as it is.
+    """
+    name = _torch_class(layer, bayesian)
+    if name is None:
+        what = "a bayesianized network" if bayesian else "nn.Sequential"
+        raise CheckpointError(f"cannot save {where}: {what} holds a {type(layer).__name__}; only "
+                              f"{sorted(TORCH_LAYERS)} are rebuilt from a model file")
+    args = {}
+    for option in TORCH_LAYERS[name]:
+        if option == "bias":
+            has_bias = _has_parameter(layer, "bias")
+            if name in _AFFINE and (has_bias or not getattr(layer, _AFFINE[name])):
+                continue  # the default, or no weight and no bias: saved only when it says something (and so
+                # a normalization layer's file loads on a torch without the option)
+            args[option] = has_bias
+        else:
+            args[option] = _plain(getattr(layer, option), where, option)
+    spec = {"layer": name, "args": args}
+    _check_rebuilt(layer, spec, where, bayesian)
+    return spec
+
+
+def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
+    """The torch layer that :func:`layer_spec` describes.
+
+    :raises CheckpointError: an unknown layer or option (a file written by another tool, or changed).
+    """
+    name, args = spec["layer"], spec["args"]
+    if name not in TORCH_LAYERS:
+        raise CheckpointError(f"model file names torch layer {name!r} at {where}, which hybridpgm does not "
+                              f"rebuild (known: {sorted(TORCH_LAYERS)})")
+    if unknown := sorted(set(args) - set(TORCH_LAYERS[name])):
+        raise CheckpointError(f"model file gives the {name} at {where} options {unknown}, which hybridpgm does not "
+                              f"rebuild (known: {list(TORCH_LAYERS[name])})")
+    if device is None:
+        return getattr(nn, name)(**args)
+    with torch.device(device):
+        return getattr(nn, name)(**args)
+
+
+def sequential_spec(module: nn.Sequential, where: str, bayesian: bool = False) -> list[dict]:
+    """:func:`layer_spec` of each layer of ``module``."""
+    return [layer_spec(layer, f"{where}[{i}]", bayesian) for i, layer in enumerate(module)]
+
+
+def build_sequential(layers: list[dict], where: str) -> nn.Sequential:
+    """The ``nn.Sequential`` that :func:`sequential_spec` describes."""
+    return nn.Sequential(*[build_layer(layer, f"{where}[{i}]") for i, layer in enumerate(layers)])
+
+
+def _public(layer: nn.Module) -> dict:
+    return {k: v for k, v in vars(layer).items() if not k.startswith("_") and k != "training"}
+
+
+def _tensors(layer: nn.Module, sampled: bool = False) -> dict[str, tuple[str, tuple | None]]:
+    """``name -> (kind, shape)`` of the parameters, Pyro sample sites and buffers ``layer`` has (shape ``None``:
+    an empty slot; a sample site's shape is the one its prior was made for); ``sampled``: the parameters as
+    sample sites."""
+    found: dict[str, tuple[str, tuple | None]] = {}
+    for n, p in layer._parameters.items():
+        found[n] = ("sample site" if sampled and p is not None else "parameter", None if p is None else tuple(p.shape))
+    for n, prior in getattr(layer, "_pyro_samples", {}).items():
+        found[n] = ("sample site", getattr(prior, "weight_shape", None))
+    for n, b in layer._buffers.items():
+        kind = "non-persistent buffer" if n in layer._non_persistent_buffers_set else "buffer"
+        found[n] = (kind, None if b is None else tuple(b.shape))
+    return found
+
+
+def _describe(kind: str, shape: tuple | None) -> str:
+    if kind == "nothing":
+        return "absent"
+    return f"an empty {kind} slot (None)" if shape is None else f"a {kind} of shape {shape}"
+
+
+def _check_rebuilt(layer: nn.Module, spec: dict, where: str, bayesian: bool) -> None:
+    """Refuse ``layer`` unless the layer its ``spec`` builds (and ``bayesian``: bayesianizes) has its attributes
+    and tensors, and it has no hooks."""
+    rebuilt = build_layer(spec, where, device="meta")  # allocates nothing
+    name, args = spec["layer"], ", ".join(f"{k}={v!r}" for k, v in spec["args"].items())
+    have, want = _public(layer), _public(rebuilt)
+    for option in sorted(set(have) | set(want)):
+        a, b = have.get(option, "<absent>"), want.get(option, "<absent>")
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor) or isinstance(a, bool) != isinstance(b, bool) \
+                or a != b:
+            raise CheckpointError(f"cannot save {where}: the {name}'s attribute {option}={a!r} is not what the "
+                                  f"options saved for it, {name}({args}), give ({b!r}); a model file could not "
+                                  "rebuild this layer")
+    have_t, want_t = _tensors(layer), _tensors(rebuilt, sampled=bayesian)
+    if bayesian:
+        _check_priors(layer, where, bool(getattr(layer, "_pyro_samples", {})))
+        have_t.pop(_PRIOR_SCALE, None)
+    for tensor in sorted(set(have_t) | set(want_t)):
+        a, b = have_t.get(tensor, ("nothing", None)), want_t.get(tensor, ("nothing", None))
+        if a != b:
+            raise CheckpointError(f"cannot save {where}: its {tensor} is {_describe(*a)}, but the options saved for "
+                                  f"it, {name}({args}), give {_describe(*b)}; a model file could not rebuild this "
+                                  "layer")
+    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+        if getattr(layer, hooks, None):
+            raise CheckpointError(f"cannot save {where}: the {name} has {hooks.strip('_').replace('_', ' ')}, "
+                                  "which a model file does not hold")
+    if layer._modules:
+        raise CheckpointError(f"cannot save {where}: the {name} holds sub-modules {list(layer._modules)}, which "
+                              "a model file does not rebuild")
+
+
+def _check_priors(layer: nn.Module, where: str, sampled: bool) -> None:
+    """Refuse a bayesianized layer whose sites do not have the priors :func:`~hybridpgm.bayesian_nn.bayesianize`
+    gave (a Gaussian of the scale in its ``_prior_scale`` buffer)."""
+    if sampled and not isinstance(layer._buffers.get(_PRIOR_SCALE), torch.Tensor):
+        raise CheckpointError(f"cannot save {where}: it has Pyro sample sites but no {_PRIOR_SCALE} buffer; only "
+                              "networks made by hybridpgm.bayesian_nn.bayesianize are rebuilt from a model file")
+    for site, prior in layer._pyro_samples.items():
+        if not hasattr(prior, "weight_shape") or getattr(prior, "__module__", None) != "hybridpgm.bayesian_nn":
+            raise CheckpointError(f"cannot save {where}: its {site} has the prior {prior!r}, not the Gaussian "
+                                  "prior of hybridpgm.bayesian_nn.bayesianize; a model file could not rebuild it")

@@ -1,0 +1,177 @@
+"""The torch layers of an nn.Sequential argument come back from a model file with every constructor option, or
+save refuses them (hybridpgm/serialization_layers.py)."""
+
+import pytest
+import torch
+from torch import nn
+
+import hybridpgm
+from hybridpgm.errors import CheckpointError
+from hybridpgm.gp import DeepKernelGP
+from hybridpgm.serialization_layers import TORCH_LAYERS
+
+# each supported layer with options that are not its defaults (and the defaults), between Linear(3, 4) and
+# a Linear(4, 2) head; the layer is the extractor's [1]
+LAYERS = {
+    "Linear": nn.Linear(4, 4), "Linear(bias=False)": nn.Linear(4, 4, bias=False),
+    "ReLU": nn.ReLU(), "ReLU(inplace=True)": nn.ReLU(inplace=True), "Tanh": nn.Tanh(), "Sigmoid": nn.Sigmoid(),
+    "ELU(alpha=0.5, inplace=True)": nn.ELU(0.5, inplace=True), "GELU(tanh)": nn.GELU("tanh"),
+    "LeakyReLU(0.3, inplace=True)": nn.LeakyReLU(0.3, inplace=True), "Softplus(2, 5)": nn.Softplus(2.0, 5.0),
+    "Identity": nn.Identity(), "Dropout(0.25, inplace=True)": nn.Dropout(0.25, inplace=True),
+    "BatchNorm1d": nn.BatchNorm1d(4),
+    "BatchNorm1d(affine=False)": nn.BatchNorm1d(4, affine=False),
+    "BatchNorm1d(track_running_stats=False)": nn.BatchNorm1d(4, track_running_stats=False),
+    "BatchNorm1d(bias=False)": nn.BatchNorm1d(4, bias=False),
+    "BatchNorm1d(eps, momentum=None)": nn.BatchNorm1d(4, eps=1e-3, momentum=None),
+    "BatchNorm1d(momentum=0.5, affine=False, track_running_stats=False)":
+        nn.BatchNorm1d(4, momentum=0.5, affine=False, track_running_stats=False),
+    "LayerNorm": nn.LayerNorm(4),
+    "LayerNorm(elementwise_affine=False)": nn.LayerNorm(4, elementwise_affine=False),
+    "LayerNorm(bias=False, eps=1e-3)": nn.LayerNorm(4, eps=1e-3, bias=False),
+}
+
+
+def _round_trip(net, x, tmp_path):
+    """Train a DKL on ``net`` a few steps (so batch norms have statistics), save, load; return both."""
+    torch.manual_seed(0)
+    gp = DeepKernelGP(x, torch.randn(x.shape[0]), net)
+    optim = torch.optim.Adam(gp.parameters(), lr=0.05)
+    for _ in range(2):
+        optim.zero_grad()
+        (-gp.marginal_log_likelihood()).backward()
+        optim.step()
+    gp.eval()
+    loaded = hybridpgm.load(hybridpgm.save(gp, tmp_path / "gp.pt"))
+    return gp, loaded
+
+
+def _assert_same_model(gp, loaded, x):
+    saved = gp.state_dict()
+    assert list(loaded.state_dict()) == list(saved)
+    for name, value in saved.items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    for a, b in zip(gp.feature_extractor, loaded.feature_extractor):
+        assert type(a) is type(b) and repr(a) == repr(b)
+        assert {k: v for k, v in vars(a).items() if not k.startswith("_")} == \
+               {k: v for k, v in vars(b).items() if not k.startswith("_")}
+    with torch.no_grad():
+        assert torch.equal(loaded.features(x), gp.features(x))
+        expected, got = gp.predict(x), loaded.predict(x)
+    assert torch.equal(got.mean, expected.mean) and torch.equal(got.variance, expected.variance)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_each_layer_and_option_round_trips(name, tmp_path):
+    """Before, BatchNorm1d(affine=False), BatchNorm1d(track_running_stats=False) and LayerNorm(
+    elementwise_affine=False) saved, then load failed with 'Missing key(s)'; inplace, bias=False of the norms
+    and the like came back as the defaults."""
+    x = torch.randn(12, 3)
+    layer = LAYERS[name]
+    gp, loaded = _round_trip(nn.Sequential(nn.Linear(3, 4), layer, nn.Linear(4, 2)), x, tmp_path)
+    _assert_same_model(gp, loaded, x)
+
+
+def test_every_supported_layer_is_exercised():
+    assert {type(layer).__name__ for layer in LAYERS.values()} | {"Flatten"} == set(TORCH_LAYERS)
+
+
+def test_flatten_keeps_its_dims(tmp_path):
+    """Before, Flatten(1, 2) came back as Flatten(1, -1) and the rebuilt extractor failed on the inputs."""
+    x = torch.randn(10, 2, 3, 4)
+    net = nn.Sequential(nn.Flatten(1, 2), nn.Linear(4, 1), nn.Flatten(), nn.Linear(6, 2))
+    gp, loaded = _round_trip(net, x, tmp_path)
+    assert (loaded.feature_extractor[0].start_dim, loaded.feature_extractor[0].end_dim) == (1, 2)
+    _assert_same_model(gp, loaded, x)
+
+
+def _with_extra_attribute():
+    layer = nn.Linear(4, 4)
+    layer.scale = 2.0
+    return layer
+
+
+def _without_running_mean():
+    layer = nn.BatchNorm1d(4)
+    layer.running_mean = layer.running_var = None  # batch statistics, though it still says it tracks them
+    return layer
+
+
+def _with_a_weightless_layer_norm():
+    layer = nn.LayerNorm(4)
+    layer.weight = None
+    return layer
+
+
+def _with_a_reshaped_weight():
+    layer = nn.Linear(1, 4)
+    layer.weight = nn.Parameter(torch.randn(4, 4))  # runs on 4 features, though in_features says 1
+    return layer
+
+
+def _with_a_hook():
+    layer = nn.Tanh()
+    layer.register_forward_hook(lambda module, inputs, output: output * 2)
+    return layer
+
+
+def _with_a_buffer():
+    layer = nn.Tanh()
+    layer.register_buffer("temperature", torch.ones(()))
+    return layer
+
+
+@pytest.mark.parametrize("build, match", [
+    (_with_extra_attribute, r"\[1\]: the Linear's attribute scale=2.0"),
+    (_without_running_mean, r"\[1\]: its running_mean is an empty buffer slot \(None\), but the options saved "
+                            r"for it, BatchNorm1d\(.*track_running_stats=True\), give a buffer of shape \(4,\)"),
+    (_with_a_weightless_layer_norm, r"\[1\]: its weight is an empty parameter slot \(None\).*elementwise_affine"),
+    (_with_a_reshaped_weight,
+     r"\[1\]: its weight is a parameter of shape \(4, 4\), but .*in_features=1.* shape \(4, 1\)"),
+    (_with_a_hook, r"\[1\]: the Tanh has forward hooks"),
+    (_with_a_buffer, r"\[1\]: its temperature is a buffer of shape \(\), but .* give absent"),
+], ids=["attribute", "running-mean", "layer-norm-weight", "weight-shape", "hook", "buffer"])
+def test_a_layer_its_options_do_not_rebuild_is_refused_at_save(build, match, tmp_path):
+    """Never write a file that loads back as another network: the refusal names the layer's path and what
+    differs, and nothing is written."""
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Sequential(nn.Linear(3, 4), build(), nn.Linear(4, 2)))
+    with pytest.raises(CheckpointError, match=r"cannot save DeepKernelGP\(feature_extractor=\.\.\.\)" + match):
+        hybridpgm.save(gp, tmp_path / "gp.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_pyro_module_layer_in_a_plain_network_is_refused(tmp_path):
+    from pyro.nn import PyroModule
+
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Sequential(PyroModule[nn.Linear](3, 2)))
+    with pytest.raises(CheckpointError, match=r"\[0\]: nn.Sequential holds a PyroLinear"):
+        hybridpgm.save(gp, tmp_path / "gp.pt")
+
+
+def test_an_unknown_option_in_a_model_file_is_refused(tmp_path):
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
+    path = hybridpgm.save(gp, tmp_path / "gp.pt")
+    payload = torch.load(path, weights_only=True)
+    layers = payload["model"]["spec"]["feature_extractor"]["__module__"]["layers"]
+    assert layers[1] == {"layer": "BatchNorm1d", "args": {"num_features": 4, "eps": 1e-5, "momentum": 0.1,
+                                                          "affine": True, "track_running_stats": True}}
+    layers[1]["args"]["device"] = "cuda"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"options \['device'\], which hybridpgm does not rebuild"):
+        hybridpgm.load(path)
+
+
+def test_a_file_without_the_new_options_loads_with_the_defaults(tmp_path):
+    """Files written before every option was recorded hold only some of them: the rest take their defaults."""
+    x = torch.randn(8, 3)
+    gp = DeepKernelGP(x, torch.randn(8), nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Flatten(),
+                                                       nn.BatchNorm1d(4), nn.Linear(4, 2))).eval()
+    path = hybridpgm.save(gp, tmp_path / "gp.pt")
+    payload = torch.load(path, weights_only=True)
+    extractor = payload["model"]["spec"]["feature_extractor"]["__module__"]
+    for layer, old in zip(extractor["layers"], [("in_features", "out_features"), (), (),
+                                                ("num_features", "eps", "momentum"),
+                                                ("in_features", "out_features")]):
+        layer["args"] = {k: v for k, v in layer["args"].items() if k in old}
+    torch.save(payload, path)
+    with torch.no_grad():
+        assert torch.equal(hybridpgm.load(path).predict(x).mean, gp.predict(x).mean)
