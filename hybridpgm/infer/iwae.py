@@ -39,27 +39,11 @@ from pyro.infer.util import torch_item
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ObjectiveError
-from hybridpgm.infer.particle_elbo import check_sites_match, keeping_rng_state
+from hybridpgm.infer.particle_elbo import check_sites_match, guess_plate_nesting
 
 __all__ = ["IWAE", "importance_log_weights"]
 
 _PARTICLES = "iwae_particles"
-
-
-def _plate_nesting(model, guide, args, kwargs) -> int:
-    """Deepest plate of one (model, guide) trace; run without using up random numbers."""
-    with poutine.block(), keeping_rng_state():
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    dims = [
-        frame.dim
-        for trace in (model_trace, guide_trace)
-        for site in trace.nodes.values()
-        if site["type"] == "sample"
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized
-    ]
-    return -min(dims) if dims else 0
 
 
 def _sample_sites(trace):
@@ -108,7 +92,7 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         have, a guide site is not reparameterizable, or the sites are scaled differently.
     """
     if max_plate_nesting is None:
-        max_plate_nesting = _plate_nesting(model, guide, args, kwargs)
+        max_plate_nesting = guess_plate_nesting(model, guide, args, kwargs)
     particle_dim = -(max_plate_nesting + 1)
     wrap = pyro.plate(_PARTICLES, num_particles, dim=particle_dim)
     model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting + 1, wrap(model), wrap(guide),
@@ -156,7 +140,7 @@ class IWAE(ELBO):
 
     :param int num_particles: :math:`K \\geq 1`; ``K = 1`` is the ELBO.
     :param max_plate_nesting: the model's plate nesting; guessed by one trace
-        when ``None``.
+        when ``None`` (see :meth:`plate_nesting`).
     :raises ConfigError: ``num_particles`` is not a positive integer (``bool`` and floats included), or
         ``max_plate_nesting`` is not ``None`` or a non-negative integer.
     """
@@ -172,12 +156,24 @@ class IWAE(ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
 
+    def plate_nesting(self, model, guide, args, kwargs, modules=()) -> int:
+        """The model's plate nesting (without the particle plate), guessed once by
+        :func:`~hybridpgm.infer.particle_elbo.guess_plate_nesting` when not given: without Pyro's log line,
+        without using up random numbers, and leaving the buffers of the modules behind ``model`` and
+        ``guide`` (and of ``modules``, e.g. an objective's ``module``) as they were -- a resumed run
+        guesses again, and a batch-norm layer must not count that probe as a training batch.
+
+        :param modules: further :class:`torch.nn.Module` s the programs use.
+        """
+        if self._nesting is None:
+            self._nesting = guess_plate_nesting(model, guide, args, kwargs, modules)
+        return self._nesting
+
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """:math:`-\\mathcal L_K`, differentiable in the model's and guide's parameters."""
-        if self._nesting is None:
-            self._nesting = _plate_nesting(model, guide, args, kwargs)
+        nesting = self.plate_nesting(model, guide, args, kwargs)
         log_w, scale = importance_log_weights(model, guide, *args, num_particles=self.num_particles,
-                                              max_plate_nesting=self._nesting, **kwargs)
+                                              max_plate_nesting=nesting, **kwargs)
         per_point = torch.logsumexp(log_w, dim=0) - math.log(self.num_particles)
         return -scale * per_point.sum()
 

@@ -55,6 +55,7 @@ from hybridpgm.checks import check_device, check_player, positive_int, positive_
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.particle_elbo import guess_plate_nesting
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
 
@@ -150,6 +151,19 @@ class NVIL_ELBO(TraceGraph_ELBO):
         self.baselines = baselines
         self.variance_normalization = variance_normalization
         self.centering = centering
+
+    def _guess_max_plate_nesting(self, model, guide, args, kwargs, modules=()):
+        """hybridpgm's guess (:func:`~hybridpgm.infer.particle_elbo.guess_plate_nesting`, the value Pyro's
+        would find, with the particle plate of ``vectorize_particles`` added) in place of Pyro's: it logs no
+        ``"Guessed max_plate_nesting"`` line, uses up no random numbers and leaves the buffers of the modules
+        behind ``model`` and ``guide``, of ``modules`` and of the baselines as they were (a resumed run
+        guesses again).
+
+        :param modules: further :class:`torch.nn.Module` s the programs use (an objective's ``module``).
+        """
+        extra = () if self.baselines is None else (self.baselines,)
+        nesting = guess_plate_nesting(model, guide, args, kwargs, (*modules, *extra))
+        self.max_plate_nesting = nesting + (1 if self.vectorize_particles and self.num_particles > 1 else 0)
 
     def _attach(self, guide, args):
         if self.baselines is None:
@@ -297,5 +311,9 @@ class NVIL(ModelGuideObjective):
         check_player(player, ("elbo",), "NVIL")
         self._follow_model()
         args, size = self.batch_args(batch)
+        if self.elbo.vectorize_particles and self.elbo.max_plate_nesting == float("inf"):
+            # guessed once, leaving the objective's module (baselines and model) as it was: exact resume
+            self.elbo._guess_max_plate_nesting(self.model, self.elbo._attach(self.guide, args), args,
+                                               self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

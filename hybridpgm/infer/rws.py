@@ -148,6 +148,8 @@ class RWS(ModelGuideObjective):
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("rws",) if self.joint else ("wake", "sleep"), "RWS")
         args, size = self.batch_args(batch)
+        # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
+        self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         losses = self.elbo.losses(self.model, self.guide, *args, **self.model_kwargs)
         loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.theta + losses.phi}[player]
         return loss / size if self.per_example else loss

@@ -12,7 +12,7 @@ from hybridpgm.checks import check_player
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
-from hybridpgm.infer.particle_elbo import ParticleELBO, keeping_rng_state
+from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.train.batches import batch_size_of
 
 __all__ = ["SVIObjective"]
@@ -83,7 +83,8 @@ class SVIObjective:
 
     def setup(self, batch: Any) -> None:
         """Create the parameters of a Pyro autoguide that has not run yet, by running it once on ``batch``
-        (called by :func:`hybridpgm.fit` before it builds the optimizer; the random state is left as it was).
+        (called by :func:`hybridpgm.fit` before it builds the optimizer; the random state and the buffers of the
+        modules, such as batch-norm statistics, are left as they were: a resumed run runs it again).
 
         Before, such a guide made its parameters inside the first step, after the optimizer was built: it was
         silently never trained.  Inside ``fit``'s own param-store scope, its parameters are its own even when a
@@ -92,7 +93,7 @@ class SVIObjective:
         for fn in (self.model, self.guide):
             if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
                 args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-                with keeping_rng_state(), torch.no_grad():
+                with probing(self.model, self.guide, self.module), torch.no_grad():
                     fn(*args, **self.model_kwargs)
                 owned = {id(p) for p in self.module.parameters()}
                 if any(id(p) not in owned for p in fn.parameters()):
@@ -110,8 +111,13 @@ class SVIObjective:
             if size == 0:
                 raise DataError("SVIObjective got an empty batch (0 examples); give at least one")
         args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-        if _guesses_plate_nesting(self.elbo):  # guessed here, once, without using up random numbers
-            with keeping_rng_state():
+        # max_plate_nesting is guessed here, once per objective (so once more in a resumed run), by a probe
+        # trace that must leave no mark: no random numbers used up, no module buffer (batch-norm statistics)
+        # changed -- the module given or found here included
+        if isinstance(self.elbo, (ParticleELBO, IWAE)):  # hybridpgm's guess, without Pyro's log line
+            self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
+        elif _guesses_plate_nesting(self.elbo):
+            with probing(self.model, self.guide, self.module):
                 self.elbo._guess_max_plate_nesting(self.model, self.guide, args, self.model_kwargs)
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
@@ -119,9 +125,10 @@ class SVIObjective:
 
 def _guesses_plate_nesting(elbo: ELBO) -> bool:
     """Whether Pyro's ``elbo`` would guess ``max_plate_nesting`` on this call by tracing the model and guide,
-    drawing random numbers: a resumed run would then guess again, after the random state was restored, and
-    its draws would differ from an uninterrupted run's (hybridpgm's particle objectives and :class:`IWAE` guess
-    their own, without Pyro's log line)."""
+    drawing random numbers and updating batch-norm statistics: a resumed run would then guess again, after the
+    random state and the module were restored, and would differ from an uninterrupted run (hybridpgm's
+    particle objectives and :class:`IWAE` guess their own, without Pyro's log line; so does
+    :class:`~hybridpgm.infer.nvil.NVIL_ELBO` through its ``_guess_max_plate_nesting``)."""
     if getattr(elbo, "max_plate_nesting", None) != float("inf") or isinstance(elbo, (ParticleELBO, IWAE)):
         return False
     return isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)) or bool(getattr(elbo, "vectorize_particles", False))

@@ -100,5 +100,7 @@ class VIMCO(ModelGuideObjective):
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("elbo",), "VIMCO")
         args, size = self.batch_args(batch)
+        # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
+        self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

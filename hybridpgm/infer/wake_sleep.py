@@ -146,6 +146,8 @@ class WakeSleep(ModelGuideObjective):
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("wake", "sleep"), "WakeSleep")
         args, size = self.batch_args(batch)
+        # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
+        self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         if player == "wake":
             loss = self.elbo.wake_loss(self.model, self.guide, *args, **self.model_kwargs)
         else:

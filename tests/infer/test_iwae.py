@@ -164,3 +164,22 @@ def test_global_latent_without_subsampling_is_the_plain_iwae_bound():
 def test_num_particles_must_be_positive():
     with pytest.raises(ConfigError):
         IWAE(0)
+
+
+def test_the_plate_nesting_guess_under_plain_svi_leaves_batch_norm_statistics_alone():
+    """Under plain ``pyro.infer.SVI`` IWAE guesses its plate nesting inside the first step: that probe trace
+    fed the batch into the batch-norm running statistics before the step's own pass did."""
+    from tests.infer.probe_helpers import X, batches_tracked, batch_norm_vae, pyro_elbo_log
+
+    with pyro.get_param_store().scope(), pyro_elbo_log() as records:
+        torch.manual_seed(0)
+        vae = batch_norm_vae()
+        first = vae.encoder[1].running_mean.clone()
+        svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), IWAE(num_particles=3))
+        svi.step(X)
+    assert set(batches_tracked(vae).values()) == {1} and not records
+    torch.manual_seed(0)
+    one_pass = batch_norm_vae()  # the same initial module, one training pass of the encoder
+    one_pass.guide(X)
+    assert not torch.equal(first, vae.encoder[1].running_mean)
+    assert torch.equal(one_pass.encoder[1].running_mean, vae.encoder[1].running_mean)

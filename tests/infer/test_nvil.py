@@ -165,3 +165,28 @@ def test_baselines_read_the_data_as_the_model_does():
     with pytest.raises(DataError, match=r"NVIL baseline input \(the guide's first argument\) has dtype "
                                         r"torch.float64, the model computes in torch.float32"):
         objective.loss("elbo", x.double())
+
+
+def test_guessing_the_plate_nesting_with_vectorized_particles_leaves_no_mark_and_no_pyro_log_line():
+    """With several particles NVIL let Pyro guess its plate nesting: a "Guessed max_plate_nesting = 2" line on
+    Pyro's logger, and random numbers used up, so a resumed run (which guesses again) drew other particles."""
+    import pyro
+
+    from hybridpgm import fit
+    from tests.infer.probe_helpers import guessed, pyro_elbo_log, same_state
+
+    x = binary(8, 3, 0)
+
+    def trained(max_plate_nesting):
+        with pyro.get_param_store().scope():
+            sbn = random_sbn([3, 2, 2], 0, scale=1.0)
+            objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, num_particles=3,
+                             max_plate_nesting=max_plate_nesting)
+            fit(objective, x, epochs=1, batch_size=4, progress=False, device="cpu", seed=0)
+        return objective
+
+    with pyro_elbo_log() as records:
+        guessing = trained(None)
+    given = trained(1)
+    assert guessing.elbo.max_plate_nesting == given.elbo.max_plate_nesting == 2
+    assert not guessed(records) and same_state(guessing.module, given.module)

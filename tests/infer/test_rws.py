@@ -169,3 +169,15 @@ def test_log_weights_sum_nested_plates_per_datapoint():
     assert lw.log_p.shape == (5, 3) and lw.scale == 1.0
     assert torch.allclose(lw.log_p, expected_p)
     assert torch.allclose(lw.log_q, dist.Bernoulli(0.6).log_prob(z))
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_guessing_the_plate_nesting_leaves_no_mark_and_no_pyro_log_line(joint):
+    """RWS guessed its plate nesting with Pyro's guess: a "Guessed max_plate_nesting = 1" line on Pyro's
+    logger, and one batch more counted by every batch-norm layer."""
+    from tests.infer.probe_helpers import guessed, guessing_matches_given, same_state
+
+    guessing, given, records = guessing_matches_given(
+        lambda vae, nesting: RWS(vae.model, vae.guide, num_particles=3, sleep_phi=True, joint=joint,
+                                 max_plate_nesting=nesting))
+    assert not guessed(records) and same_state(guessing, given)

@@ -183,3 +183,58 @@ def test_a_resumed_run_with_a_fresh_autoguide_ends_as_an_uninterrupted_one(tmp_p
     _bnn_cell(x, y, checkpoint=tmp_path / "b.pt", max_steps=125)
     resumed, _ = _bnn_cell(x, y, checkpoint=tmp_path / "b.pt")
     assert all(torch.equal(p, q) for p, q in zip(whole.parameters(), resumed.parameters()))
+
+
+def _batch_norm_objectives():
+    return {
+        "iwae": lambda vae: SVIObjective(vae.model, vae.guide, IWAE(num_particles=3)),
+        "trace-elbo-vectorized": lambda vae: SVIObjective(
+            vae.model, vae.guide, Trace_ELBO(num_particles=2, vectorize_particles=True)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_batch_norm_objectives()))
+def test_guessing_the_plate_nesting_counts_no_batch_in_batch_norm(name):
+    """The trace that guesses ``max_plate_nesting`` ran the model and guide in training mode: every
+    ``fit`` call fed one extra batch into the batch-norm running statistics (4 steps counted 5 batches)."""
+    from tests.infer.probe_helpers import batches_tracked, train
+
+    vae, result = train(_batch_norm_objectives()[name], epochs=1)
+    assert result.steps == 4 and set(batches_tracked(vae).values()) == {4}
+
+
+@pytest.mark.parametrize("name", list(_batch_norm_objectives()))
+def test_a_resumed_batch_norm_run_ends_with_the_buffers_of_an_uninterrupted_one(name, tmp_path):
+    """Before, the resumed run guessed again on its restored module: its running statistics differed and
+    its layers had counted one batch more (10 against 9 for 8 steps)."""
+    from tests.infer.probe_helpers import batches_tracked, same_state, whole_and_resumed
+
+    whole, resumed = whole_and_resumed(_batch_norm_objectives()[name], tmp_path)
+    assert set(batches_tracked(whole).values()) == {8} and set(batches_tracked(resumed).values()) == {8}
+    assert same_state(whole, resumed)
+
+
+def test_setting_up_an_autoguide_leaves_the_models_buffers_alone():
+    """``setup`` runs a fresh autoguide once, which traces the model: a batch-norm layer in it counted that
+    run as a training batch, once more in every resumed run."""
+    from pyro.infer.autoguide import AutoNormal
+    from pyro.nn import PyroModule, PyroSample
+
+    class Regressor(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.BatchNorm1d(2)
+            self.w = PyroSample(dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+
+        def forward(self, x, y=None):
+            loc = self.norm(x) @ self.w
+            with pyro.plate("data", len(x)):
+                return pyro.sample("y", dist.Normal(loc, 1.0), obs=y)
+
+    x, y = _regression()
+    with pyro.get_param_store().scope():
+        model = Regressor()
+        objective = SVIObjective(model, AutoNormal(model), per_example=False)
+        objective.setup((x, y))
+    assert model.norm.num_batches_tracked.item() == 0
+    assert torch.equal(model.norm.running_mean, torch.zeros(2)) and torch.equal(model.norm.running_var, torch.ones(2))

@@ -62,3 +62,24 @@ def test_num_particles_takes_integer_scalars_and_refuses_bool():
     for bad in (True, 2.0, 1):
         with pytest.raises(ConfigError, match=rf"num_particles >= 2.*got {bad}"):
             VIMCO_ELBO(bad)
+
+
+def _vimco(vae, max_plate_nesting=None):
+    return VIMCO(vae.model, vae.guide, num_particles=3, max_plate_nesting=max_plate_nesting)
+
+
+def test_guessing_the_plate_nesting_leaves_no_mark_and_no_pyro_log_line():
+    """VIMCO guessed its plate nesting with Pyro's guess: a "Guessed max_plate_nesting = 1" line on Pyro's
+    logger, and one batch more counted by every batch-norm layer."""
+    from tests.infer.probe_helpers import batches_tracked, guessed, guessing_matches_given, same_state
+
+    guessing, given, records = guessing_matches_given(_vimco)
+    assert not guessed(records)
+    assert set(batches_tracked(guessing).values()) == {4} and same_state(guessing, given)
+
+
+def test_a_resumed_batch_norm_run_ends_with_the_buffers_of_an_uninterrupted_one(tmp_path):
+    from tests.infer.probe_helpers import batches_tracked, same_state, whole_and_resumed
+
+    whole, resumed = whole_and_resumed(_vimco, tmp_path)
+    assert set(batches_tracked(resumed).values()) == {8} and same_state(whole, resumed)

@@ -153,3 +153,20 @@ def test_an_x_labels_batch_is_a_named_data_error_for_every_sbn_objective(name):
             objective.loss(player, batch)
     with pytest.raises(DataError, match=r"SigmoidBeliefNet.(guide|model)\(x, \.\.\.\) got 1 positional argument"):
         WakeSleepELBO().sleep_loss(sbn.model, sbn.guide, *batch)
+
+
+def test_guessing_the_plate_nesting_leaves_no_mark_and_no_pyro_log_line():
+    """WakeSleep guessed its plate nesting with Pyro's guess: a "Guessed max_plate_nesting = 1" line on
+    Pyro's logger, and one batch more counted by every batch-norm layer."""
+    from tests.infer.probe_helpers import guessed, guessing_matches_given, same_state
+
+    guessing, given, records = guessing_matches_given(
+        lambda vae, nesting: WakeSleep(vae.model, vae.guide, num_particles=2, max_plate_nesting=nesting))
+    assert not guessed(records) and same_state(guessing, given)
+
+
+def test_a_resumed_batch_norm_run_ends_with_the_buffers_of_an_uninterrupted_one(tmp_path):
+    from tests.infer.probe_helpers import same_state, whole_and_resumed
+
+    whole, resumed = whole_and_resumed(lambda vae: WakeSleep(vae.model, vae.guide), tmp_path)
+    assert same_state(whole, resumed)

@@ -1,0 +1,128 @@
+"""The probe trace that guesses ``max_plate_nesting`` (hybridpgm/infer/particle_elbo.py): Pyro's value, no
+log line, no random numbers used up and no module buffer changed."""
+
+import functools
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+from hybridpgm.infer import particle_elbo
+from hybridpgm.infer.particle_elbo import ParticleELBO
+from tests.infer.probe_helpers import X, batch_norm_vae, batches_tracked, guessed, pyro_elbo_log
+
+
+def _programs():
+    """(model, guide) pairs, each a model and a guide over the same sites, with various plate nestings."""
+
+    def none(x):
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def one(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def nested(x):
+        with pyro.plate("data", len(x), dim=-1):
+            with pyro.plate("features", 3, dim=-2):
+                pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def deep_dim(x):
+        with pyro.plate("data", len(x), dim=-3):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def subsampled(x):
+        with pyro.plate("data", 100, subsample_size=len(x), dim=-1):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    def global_and_local(x):
+        pyro.sample("g", dist.Normal(0.0, 1.0))
+        with pyro.plate("outer", 2, dim=-2), pyro.plate("data", len(x), dim=-1):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    return {f.__name__: f for f in (none, one, nested, deep_dim, subsampled, global_and_local)}
+
+
+@pytest.mark.parametrize("name", list(_programs()))
+@pytest.mark.parametrize("num_particles", [1, 3])
+def test_the_guess_is_pyros_without_its_log_line(name, num_particles):
+    program, x = _programs()[name], torch.zeros(4, 2)
+    pyros = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
+    with pyro_elbo_log() as records:
+        pyros._guess_max_plate_nesting(program, program, (x,), {})
+    assert guessed(records)  # what Pyro logs, and hybridpgm must not
+    extra = 1 if num_particles > 1 else 0  # Pyro's particle plate
+    with pyro_elbo_log() as records:
+        ours = particle_elbo.guess_plate_nesting(program, program, (x,), {})
+        elbo = ParticleELBO(num_particles)
+        elbo.plate_nesting(program, program, (x,), {})
+    assert ours + extra == pyros.max_plate_nesting and elbo.max_plate_nesting == ours and not records
+
+
+def test_the_guess_uses_no_random_numbers_and_leaves_batch_norm_statistics_alone():
+    """Before, the guess kept the random state but ran the batch-norm layers in training mode."""
+    torch.manual_seed(0)
+    vae = batch_norm_vae()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    torch.manual_seed(1)
+    with pyro_elbo_log() as records:
+        assert ParticleELBO(2).plate_nesting(vae.model, vae.guide, (X,), {}) == 1
+    assert not guessed(records)
+    after_guess = torch.rand(3)
+    torch.manual_seed(1)
+    assert torch.equal(after_guess, torch.rand(3))
+    assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
+    assert set(batches_tracked(vae).values()) == {0}
+
+
+class _Counter(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("count", torch.zeros(()))
+        self.register_buffer("empty", None)
+
+    def forward(self, x):
+        self.count += 1
+        return x
+
+
+def test_module_state_is_restored_in_place_even_when_the_body_raises():
+    counter = _Counter()
+    count = counter.count
+    with pytest.raises(RuntimeError, match="boom"):
+        with particle_elbo.keeping_module_state(counter):
+            counter(1.0)
+            counter.count = torch.full((), 7.0)  # replaced by another tensor
+            counter.register_buffer("lazy", torch.ones(2))  # a buffer made in the body stays
+            raise RuntimeError("boom")
+    assert counter.count is count and count.item() == 0 and counter.empty is None
+    assert torch.equal(counter.lazy, torch.ones(2))
+
+
+def test_untouched_buffers_keep_their_autograd_version():
+    counter = _Counter()
+    version = counter.count._version
+    with particle_elbo.keeping_module_state(counter):
+        pass
+    assert counter.count._version == version
+
+
+def test_modules_are_found_behind_methods_wrappers_and_partials():
+    vae, counter, other = batch_norm_vae(), _Counter(), _Counter()
+    wrapped = poutine.scale(vae.model, 2.0)
+    partial = functools.partial(counter.forward)
+    assert particle_elbo.probed_modules(wrapped, vae.guide, partial, other, None, lambda x: x) == [vae, counter, other]
+    assert particle_elbo.probed_modules(vae.model, vae, vae.guide) == [vae]
+
+
+def test_probing_keeps_the_random_state_and_the_buffers_of_a_wrapped_module():
+    counter = _Counter()
+    torch.manual_seed(0)
+    with particle_elbo.probing(poutine.block(counter)):
+        counter(torch.rand(2))
+    after = torch.rand(2)
+    torch.manual_seed(0)
+    assert counter.count.item() == 0 and torch.equal(after, torch.rand(2))
