@@ -31,7 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from hybridpgm.checks import layer_sizes
 from hybridpgm.errors import ModelSpecError
 
-__all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "checkpointing_saves_memory", "mlp"]
+__all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "checkpointing_saves_memory", "mlp", "on_rows"]
 
 #: Names accepted for ``activation`` / ``out_activation``.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -71,9 +71,15 @@ def mlp(
     :param activation: hidden non-linearity, a key of :data:`ACTIVATIONS`.
     :param init: ``"xavier"``, ``"he"`` or ``"default"`` (PyTorch's own).
     :param batch_norm: insert :class:`torch.nn.BatchNorm1d` [3] after every
-        hidden linear layer.
+        hidden linear layer.  ``BatchNorm1d`` reads a 3-d input as ``N x C x L``
+        (channels second), so the network itself then takes ``rows x sizes[0]``
+        only: call it through :func:`on_rows` for any other batch shape (noise
+        ``S x B x d`` from a particle plate or :class:`~pyro.infer.Predictive`),
+        which normalises over all the rows of every batch dimension.
     :param out_activation: optional non-linearity after the last layer.
-    :returns: a module mapping ``batch_shape x sizes[0]`` to ``batch_shape x sizes[-1]``.
+    :returns: a module mapping ``batch_shape x sizes[0]`` to ``batch_shape x sizes[-1]``
+        (with ``batch_norm``: ``rows x sizes[0]`` to ``rows x sizes[-1]``, any ``batch_shape`` through
+        :func:`on_rows`).
     :raises ModelSpecError: fewer than two sizes, a size that is not a positive integer (the
         message names the entry), or an unknown activation or init (the message lists the choices).
 
@@ -99,6 +105,28 @@ def mlp(
     if out_activation is not None:
         layers.append(ACTIVATIONS[out_activation]())
     return nn.Sequential(*layers)
+
+
+def on_rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` on ``x`` of shape ``batch_shape x features`` as one batch of rows: the batch dimensions are
+    flattened into one before the call and restored after, so ``module`` sees ``rows x features`` with
+    ``rows = prod(batch_shape)`` (one row for a 1-d ``x``).  A network of row-wise layers gives the same
+    result either way; one with :class:`torch.nn.BatchNorm1d` (``mlp(..., batch_norm=True)``) needs it, since
+    ``BatchNorm1d`` reads a 3-d input as ``N x C x L``, and then normalises, in training mode, with the
+    statistics of all ``rows``.
+
+    :param module: maps ``rows x features`` to ``rows x out_features``.
+    :param x: ``batch_shape x features``; a 2-d ``x`` is passed as it is.
+    :returns: ``batch_shape x out_features``.
+
+    >>> net = mlp([3, 8, 2], batch_norm=True)
+    >>> on_rows(net, torch.randn(4, 5, 3)).shape
+    torch.Size([4, 5, 2])
+    """
+    if x.dim() == 2:
+        return module(x)
+    out = module(x.reshape(math.prod(x.shape[:-1]), x.shape[-1]))  # math.prod, not -1: zero rows reshape too
+    return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def _blocks(module: nn.Sequential) -> list[list[nn.Module]]:

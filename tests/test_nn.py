@@ -193,3 +193,30 @@ def test_mlp_accepts_integer_scalars():
 def test_mlp_refuses_non_string_activations_listing_the_choices(kwargs, word):
     with pytest.raises(ModelSpecError, match=rf"unknown {word}; choose from \['elu', 'gelu'"):
         mlp([4, 8, 2], **kwargs)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_on_rows_runs_a_batch_norm_mlp_on_all_batch_dimensions_as_one_batch(training):
+    """``on_rows(net, x)`` for ``x`` of shape ``S x B x d`` is ``net`` on the ``S*B x d`` rows, reshaped back;
+    in training mode the batch statistics are those of all ``S*B`` rows (``BatchNorm1d`` alone reads a 3-d
+    input as ``N x C x L``)."""
+    import copy
+
+    from hybridpgm.nn import on_rows
+
+    torch.manual_seed(0)
+    net = mlp([3, 6, 2], batch_norm=True)
+    with torch.no_grad():
+        net[1].running_mean.normal_(), net[1].running_var.uniform_(0.5, 2.0)
+    ref = copy.deepcopy(net)
+    net.train(training), ref.train(training)
+    x = torch.randn(4, 5, 3)
+    out = on_rows(net, x)
+    torch.testing.assert_close(out, ref(x.reshape(20, 3)).reshape(4, 5, 2))
+    torch.testing.assert_close(net[1].running_mean, ref[1].running_mean)
+    torch.testing.assert_close(net[1].running_var, ref[1].running_var)
+    assert on_rows(net, torch.randn(2, 3, 4, 3)).shape == (2, 3, 4, 2)
+    x2 = torch.randn(7, 3)
+    torch.testing.assert_close(on_rows(net.eval(), x2), net(x2))
+    torch.testing.assert_close(on_rows(net, x2[0]), net(x2[:1])[0])  # a 1-d input is one row
+    assert on_rows(net, torch.randn(3, 0, 3)).shape == (3, 0, 2)

@@ -26,7 +26,7 @@ from torch import nn
 
 from hybridpgm.checks import check_device, layer_sizes, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.nn import ACTIVATIONS, mlp
+from hybridpgm.nn import ACTIVATIONS, mlp, on_rows
 from hybridpgm.serialization import serializable
 
 __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerator", "gan_networks"]
@@ -68,13 +68,15 @@ def _check_input(x, event: tuple[int, ...], module, what: str) -> None:
 
 @serializable
 class MLPGenerator(nn.Module):
-    """:math:`x = G_\\theta(z)`: an MLP from noise ``batch x noise_dim`` to ``batch x out_shape``.
+    """:math:`x = G_\\theta(z)`: an MLP from noise ``batch_shape x noise_dim`` to ``batch_shape x out_shape``.
 
     :param noise_dim: input (noise) dimension.
     :param out_shape: event shape of the samples, e.g. ``(2,)`` or ``(64,)``.
     :param hidden: hidden widths.
     :param activation: hidden non-linearity (:data:`hybridpgm.nn.ACTIVATIONS`).
     :param out_activation: e.g. ``"sigmoid"`` for images in [0, 1]; ``None`` for real data.
+    :param batch_norm: :class:`torch.nn.BatchNorm1d` after every hidden layer; the statistics of a training
+        batch are those of all its rows, whatever the batch shape (``S x B x noise_dim`` is ``S * B`` rows).
     :raises ModelSpecError: a ``noise_dim`` that is not one positive integer, an ``out_shape`` or hidden
         width that is not positive integers (``bool`` and floats refused), or an unknown activation.
     """
@@ -89,12 +91,14 @@ class MLPGenerator(nn.Module):
                        batch_norm, out_activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Samples ``batch x out_shape`` from noise ``batch x noise_dim``.
+        """Samples ``batch_shape x out_shape`` from noise ``batch_shape x noise_dim`` (any batch shape, e.g.
+        ``S x B x noise_dim`` under a particle plate: with batch norm its batch dimensions are one batch of
+        ``S * B`` rows, see :func:`~hybridpgm.nn.on_rows`).
 
         :raises DataError: ``z`` of the wrong last dimension or dtype.
         :raises DeviceError: ``z`` on another device than the network."""
         _check_input(z, (self.noise_dim,), self, "noise 'z'")
-        return self.net(z).reshape(z.shape[:-1] + self.out_shape)
+        return on_rows(self.net, z).reshape(z.shape[:-1] + self.out_shape)
 
 
 @serializable

@@ -39,6 +39,7 @@ from typing import Any
 
 import gpytorch
 import torch
+from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase  # what exact inference accepts
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
@@ -66,7 +67,11 @@ class DeepKernelGP(gpytorch.Module):
         must then be stationary); a kernel that already holds a fixed grid of ``grid_size`` points per feature
         over ``grid_bounds`` is used as given (see :func:`~hybridpgm.gp.feature_gp.grid_kernel`).
     :param mean: a GPyTorch mean (default :class:`~gpytorch.means.ConstantMean`).
-    :param likelihood: default :class:`~gpytorch.likelihoods.GaussianLikelihood`.
+    :param likelihood: a Gaussian likelihood, as exact inference needs: default
+        :class:`~gpytorch.likelihoods.GaussianLikelihood`; its subclasses and the other likelihoods
+        ``ExactMarginalLogLikelihood`` takes (:class:`~gpytorch.likelihoods.FixedNoiseGaussianLikelihood`, ...,
+        every ``_GaussianLikelihoodBase``) are accepted.  For a non-Gaussian one (classification,
+        counts) use :class:`hybridpgm.gp.SVDeepKernelGP`.
     :param grid_size: KISS-GP grid points per feature dimension (the features are then scaled into
         ``grid_bounds`` by :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`); ``None`` for an exact kernel.
         The default KISS-GP kernel is GPyTorch's DKL layout,
@@ -80,8 +85,10 @@ class DeepKernelGP(gpytorch.Module):
         floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
         identity feature extractor is given inputs with no features.
     :raises ModelSpecError: the feature extractor does not map ``B x ...`` to ``B x F`` with ``F >= 1``, a
-        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, an unusable ``grid_size``/``grid_bounds``,
-        or, with ``grid_size``, a ``kernel`` that is not stationary or holds a grid of another size or bounds.
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a non-Gaussian ``likelihood`` (the
+        message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`), an unusable
+        ``grid_size``/``grid_bounds``, or, with ``grid_size``, a ``kernel`` that is not stationary or holds a
+        grid of another size or bounds.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
@@ -97,6 +104,12 @@ class DeepKernelGP(gpytorch.Module):
         check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "DeepKernelGP likelihood")
+        if likelihood is not None and not isinstance(likelihood, _GaussianLikelihoodBase):
+            raise ModelSpecError(
+                f"DeepKernelGP likelihood is a {type(likelihood).__name__}: exact GP inference (the exact "
+                "marginal likelihood and posterior) needs a Gaussian likelihood (GaussianLikelihood, "
+                "FixedNoiseGaussianLikelihood, ...); for a non-Gaussian likelihood use the variational "
+                "hybridpgm.gp.SVDeepKernelGP")
         if grid_size is not None:
             grid_bounds = check_grid_bounds(grid_bounds)
         self.example_shape = tuple(train_x.shape[1:])

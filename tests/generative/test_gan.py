@@ -61,3 +61,39 @@ def test_gan_networks():
         gan_networks("rnn", 2)
     with pytest.raises(ModelSpecError, match=r"\(2,\).*\(3,\)"):
         GAN(gan_networks("mlp", 2)[0], gan_networks("mlp", 3)[1])
+
+
+@pytest.mark.parametrize("rows", [5, 8])  # 8 = the hidden width: BatchNorm1d read it as channels, silently
+def test_batch_norm_generator_takes_several_batch_dimensions_as_one_batch_of_rows(rows):
+    """Noise ``S x B x noise_dim`` (a particle plate, Predictive) gives, in train and eval mode, the samples of
+    the flattened ``S*B x noise_dim`` noise, and the batch statistics are those of all ``S*B`` rows."""
+    import copy
+
+    torch.manual_seed(0)
+    gen = MLPGenerator(3, (2, 2), hidden=(8,), batch_norm=True)
+    ref = copy.deepcopy(gen)
+    z = torch.randn(4, rows, 3)
+    flat = z.reshape(4 * rows, 3)
+    seen = []
+    hook = gen.net[1].register_forward_hook(lambda module, args, out: seen.append(out))
+    got = gen(z)  # train mode: batch statistics, running statistics updated
+    hook.remove()
+    assert got.shape == (4, rows, 2, 2)
+    # normalised over all rows: mean 0 and (biased) variance 1 per hidden unit, over S and B together
+    (normed,) = seen
+    assert normed.shape == (4 * rows, 8)
+    torch.testing.assert_close(normed.mean(0), torch.zeros(8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normed.var(0, unbiased=False), torch.ones(8), atol=1e-3, rtol=0)
+    torch.testing.assert_close(got, ref(flat).reshape(4, rows, 2, 2))
+    bn = gen.net[1]
+    assert isinstance(bn, torch.nn.BatchNorm1d)
+    with torch.no_grad():
+        h = gen.net[0](flat)  # the pre-normalisation activations of all S*B rows
+    torch.testing.assert_close(bn.running_mean, 0.1 * h.mean(0))
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * h.var(0, unbiased=True))
+    torch.testing.assert_close(bn.running_mean, ref.net[1].running_mean)
+
+    gen.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(gen(z), ref(flat).reshape(4, rows, 2, 2))
+        torch.testing.assert_close(gen(z[0, 0]), ref(flat[:1])[0])  # one noise vector, no batch dimension

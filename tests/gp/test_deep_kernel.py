@@ -366,3 +366,45 @@ def test_the_exact_marginal_likelihood_is_not_split_over_micro_batches_or_ranks(
     with pytest.raises(ConfigError, match=rf"^ExactMLLObjective is not decomposable .*{split}"):
         hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=20, accumulate=accumulate, progress=False, seed=0)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # refused before any step
+
+
+class _StudentLike(gpytorch.likelihoods.StudentTLikelihood):
+    """A user's subclass of a non-Gaussian likelihood."""
+
+
+@pytest.mark.parametrize("likelihood", [gpytorch.likelihoods.BernoulliLikelihood,
+                                        gpytorch.likelihoods.StudentTLikelihood, _StudentLike])
+def test_dkl_refuses_a_non_gaussian_likelihood_naming_it_and_the_variational_model(likelihood):
+    x, y = _toy(n=12)
+    with pytest.raises(ModelSpecError, match=rf"DeepKernelGP likelihood is a {likelihood.__name__}\b.*"
+                                             r"Gaussian.*hybridpgm\.gp\.SVDeepKernelGP"):
+        DeepKernelGP(x, (y > 0).to(y.dtype), mlp([2, 4, 2]).double(), likelihood=likelihood())
+    assert hybridpgm.gp.SVDeepKernelGP is SVDeepKernelGP  # the class the message points to
+
+
+class _MyGaussian(gpytorch.likelihoods.GaussianLikelihood):
+    """A user's subclass of the Gaussian likelihood."""
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: _MyGaussian(),
+    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64)),
+    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64),
+                                                               learn_additional_noise=True),
+], ids=["subclass", "fixed_noise", "fixed_noise_learned"])
+def test_dkl_takes_gaussian_likelihood_subclasses_with_gpytorchs_exact_marginal_likelihood(make):
+    x, y = _toy(n=20)
+    model = DeepKernelGP(x, y, likelihood=make(20)).double()
+    ref = PlainExactGP(x, y, make(20), copy.deepcopy(model.gp.covar_module)).double()
+    ref.likelihood.load_state_dict(model.likelihood.state_dict())
+    ref.mean_module.load_state_dict(model.gp.mean_module.state_dict())
+    ref.train()
+    expected = gpytorch.mlls.ExactMarginalLogLikelihood(ref.likelihood, ref)(ref(x), y)
+    got = model.marginal_log_likelihood()
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+    got.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    with gpytorch.settings.fast_pred_var(False):
+        prediction = model.predict(x[:5])
+    assert prediction.mean.shape == prediction.variance.shape == (5,)
+    assert torch.isfinite(prediction.mean).all() and bool((prediction.variance > 0).all())
