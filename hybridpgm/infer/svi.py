@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import pyro
+import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 from pyro.infer.autoguide import AutoGuide
@@ -100,6 +102,38 @@ class SVIObjective:
                     raise ConfigError(f"SVIObjective: the parameters of the {type(fn).__name__} are not in the "
                                       f"objective's module ({type(self.module).__name__}), so fit would not train "
                                       "them; pass module= holding both")
+        self._check_param_sites(batch)
+
+    def _check_param_sites(self, batch: Any) -> None:
+        """Refuse a model or guide whose ``pyro.param`` sites are not parameters of :attr:`module`.
+
+        :func:`hybridpgm.fit` trains the module's parameters, in its own param-store scope: a ``pyro.param``
+        of a hand-written guide would be created afresh in that scope and never stepped.  One guide trace and
+        one model trace replayed on it (the traces Pyro runs to guess ``max_plate_nesting``) find the param
+        sites; each is checked against the module's parameters by the unconstrained tensor Pyro stores for it.
+        Programs that fail on this probe are left to the first step, which raises their error with the step's
+        context (data origin, step, player).
+        """
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        try:
+            with probing(self.model, self.guide, self.module), torch.no_grad(), poutine.block():
+                guide_trace = poutine.trace(self.guide, param_only=True).get_trace(*args, **self.model_kwargs)
+                model_trace = poutine.trace(self.model, param_only=True).get_trace(*args, **self.model_kwargs)
+        except Exception:  # noqa: BLE001 - the first step runs the same programs and says why, with its context
+            return
+        owned = {id(p) for p in self.module.parameters()}
+        store = pyro.get_param_store()
+        stray = {program: sorted(name for name in trace.nodes if name in store
+                                 and id(store._params[name]) not in owned)
+                 for program, trace in (("guide", guide_trace), ("model", model_trace))}
+        stray = {program: names for program, names in stray.items() if names}
+        if stray:
+            shown = "; ".join(f"the {program}'s {names}" for program, names in stray.items())
+            raise ConfigError(f"SVIObjective: pyro.param sites that are not parameters of the objective's module "
+                              f"({type(self.module).__name__}): {shown}; fit trains the module's parameters only, "
+                              "so these would never change.  Declare them as PyroParam (or nn.Parameter) attributes "
+                              "of a PyroModule whose method is the program (or pass module= holding them and "
+                              "register them with pyro.module), or train this pair with pyro.infer.SVI")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}

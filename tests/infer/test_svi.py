@@ -5,6 +5,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+from pyro.nn import PyroModule
 
 from hybridpgm import SVIObjective, VAE, fit
 from hybridpgm.errors import ConfigError, ObjectiveError
@@ -238,3 +239,40 @@ def test_setting_up_an_autoguide_leaves_the_models_buffers_alone():
         objective.setup((x, y))
     assert model.norm.num_batches_tracked.item() == 0
     assert torch.equal(model.norm.running_mean, torch.zeros(2)) and torch.equal(model.norm.running_var, torch.ones(2))
+
+
+class _HandWritten(PyroModule):
+    """A model whose prior mean is a module parameter, and a guide whose location is a ``pyro.param``."""
+
+    def __init__(self):
+        super().__init__()
+        self.prior_loc = torch.nn.Parameter(torch.zeros(()))
+        self.net = torch.nn.Linear(1, 1)
+
+    def model(self, x):
+        z = pyro.sample("z", dist.Normal(self.prior_loc, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(self, x):
+        loc = pyro.param("q_loc", torch.tensor(0.0))
+        pyro.sample("z", dist.Normal(loc, 1.0))
+
+    def guide_through_pyro_module(self, x):
+        pyro.module("net", self.net)  # registers the net's own parameters: those fit does train
+        pyro.sample("z", dist.Normal(self.net(torch.ones(1)).squeeze(), 1.0))
+
+
+def test_fit_refuses_a_guide_whose_pyro_param_it_would_never_train():
+    m = _HandWritten()
+    with pytest.raises(ConfigError, match=r"the guide's \['q_loc'\].*pyro.infer.SVI"):
+        fit(SVIObjective(m.model, m.guide), torch.randn(8) + 3.0, epochs=1, batch_size=8, progress=False)
+    assert "q_loc" not in pyro.get_param_store()  # fit's own scope: nothing reaches the user's store
+
+
+def test_fit_trains_parameters_that_a_guide_registers_with_pyro_module():
+    m = _HandWritten()
+    before = m.net.weight.detach().clone()
+    fit(SVIObjective(m.model, m.guide_through_pyro_module), torch.randn(8) + 3.0, epochs=2, batch_size=8,
+        progress=False)
+    assert not torch.equal(m.net.weight.detach(), before)
