@@ -18,18 +18,18 @@ NumPy with the leading ``(chain, draw)`` dimensions ArviZ expects.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import arviz as az
 import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Predictive
-from pyro.poutine.util import site_is_subsample
+from pyro.infer import Predictive, infer_discrete
+from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import positive_int
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
@@ -76,9 +76,57 @@ def _check_dims(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[st
                                 f"after {'(chain, draw)' if lead else 'none'}")
 
 
-def _observed_sites(trace) -> dict[str, dict]:
-    return {name: site for name, site in trace.nodes.items()
-            if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site)}
+class _Sites(NamedTuple):
+    """The sample sites of one model trace, by the ArviZ group they go to."""
+
+    latent: list[str]  #: latent sites drawn by the guide (``Predictive``)
+    discrete: list[str]  #: enumerated latent sites the guide lacks, drawn by ``infer_discrete``
+    deterministic: list[str]  #: ``pyro.deterministic`` sites, computed per posterior draw
+    observed: dict[str, dict]  #: observed sites that hold data (no factor, no deterministic site)
+
+
+def _sort_sites(model_trace, guide_trace) -> _Sites:
+    latent, discrete, sequential, deterministic, observed = [], [], [], [], {}
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["infer"].get("_deterministic"):
+            deterministic.append(name)
+        elif site["is_observed"]:
+            if not site_is_factor(site) and not site["infer"].get("is_auxiliary", False):
+                observed[name] = site
+        elif site["infer"].get("is_auxiliary", False):
+            continue
+        elif name in guide_trace.nodes or site["infer"].get("enumerate") is None:
+            latent.append(name)
+        elif site["infer"]["enumerate"] == "parallel":
+            discrete.append(name)
+        else:
+            sequential.append(name)
+    if sequential:
+        raise ConfigError(f"from_pyro_svi draws the model-enumerated sites that the guide lacks from their "
+                          f"posterior with infer_discrete, which needs parallel enumeration; sites {sequential} are "
+                          f"enumerated {model_trace.nodes[sequential[0]]['infer']['enumerate']!r}: mark them "
+                          f"infer={{'enumerate': 'parallel'}} or sample them in the guide")
+    return _Sites(latent, discrete, deterministic, observed)
+
+
+def _refuse_subsampling(*traces) -> None:
+    """Raise :class:`DataError` for a plate that runs on fewer rows than its size: each trace would hold other
+    rows, so draws, log-likelihoods and observed data would not line up."""
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site_is_subsample(site) and site["fn"].size >= 0 and len(site["value"]) < site["fn"].size:
+                raise DataError(f"from_pyro_svi needs every row, but plate {name!r} subsamples "
+                                f"{len(site['value'])} of its {site['fn'].size} rows, so each draw would hold other "
+                                f"rows; pass the full data, with pyro.plate({name!r}, {site['fn'].size}) without "
+                                f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
+
+
+def _plate_nesting(*traces) -> int:
+    dims = [frame.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
+            for frame in site["cond_indep_stack"] if frame.vectorized]
+    return -min(dims) if dims else 0
 
 
 @modules_own_their_params
@@ -87,51 +135,69 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     """ArviZ data of a Pyro model/guide pair after variational inference.
 
     Works with any guide: Pyro's autoguides (``AutoNormal``, ``AutoDelta``,
-    ``AutoDiagonalNormal``, ...) and hand-written ones.  The posterior holds
-    the *model's* latent sample sites only; a guide's auxiliary sites (such as
-    ``AutoDiagonalNormal``'s joint ``_AutoDiagonalNormal_latent``) are left out.
+    ``AutoDiagonalNormal``, ...) and hand-written ones.  The groups hold:
+
+    * ``posterior`` (``1 x S x site_shape``): the *model's* latent sample sites, drawn from the guide; a guide's
+      auxiliary sites (such as ``AutoDiagonalNormal``'s joint ``_AutoDiagonalNormal_latent``) are left out.  A
+      discrete site that the model enumerates (``infer={"enumerate": "parallel"}``) and the guide does not sample
+      is drawn from its conditional posterior given each draw of the other latents, with
+      :func:`pyro.infer.infer_discrete` (``temperature=1``).  The ``pyro.deterministic`` sites are here too, their
+      values computed from each draw;
+    * ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``), and ``observed_data``: one
+      variable per observed site that holds data.  ``pyro.deterministic`` and ``pyro.factor`` sites (observed
+      sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.
 
     :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
-        observed sites conditioned (``obs=``).
+        observed sites conditioned (``obs=``) on the full data.
     :param guide: the trained guide.
     :param num_samples: posterior draws (one chain).
-    :param return_sites: latent sites of the model to keep (default: all of them).
-    :returns: groups ``posterior`` (``1 x S x site_shape``),
-        ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``)
-        per observed site, and ``observed_data``.
-    :raises DataError: the model observes nothing, or ``return_sites`` names a
-        site that is not a latent site of the model.
-    :raises ConfigError: ``num_samples`` is not a positive integer.
+    :param return_sites: latent and deterministic sites of the model to keep in ``posterior`` (default: all of
+        them); every latent site is drawn either way.
+    :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
+        count), ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
+        subsamples its rows (``subsample_size=``, or a ``subsample=`` shorter than the plate): the rows would
+        differ from draw to draw.
+    :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
+        lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
     with torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        observed = _observed_sites(model_trace)
+        _refuse_subsampling(model_trace, guide_trace)
+        sites = _sort_sites(model_trace, guide_trace)
+        observed = sites.observed
         if not observed:
-            raise DataError("the model has no observed sample site: nothing to check against")
-        model_latents = [n for n, s in model_trace.nodes.items()
-                         if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
-                         and not s["infer"].get("is_auxiliary", False)]
-        unknown = [n for n in (return_sites or []) if n not in model_latents]
+            raise DataError("the model has no observed sample site: nothing to check against "
+                            "(pyro.factor and pyro.deterministic sites hold no data)")
+        returnable = [n for n in model_trace.nodes if n in sites.latent + sites.discrete + sites.deterministic]
+        unknown = [n for n in (return_sites or []) if n not in returnable]
         if unknown:
-            raise DataError(f"return_sites {unknown} are not latent sample sites of the model "
-                            f"(its latent sites: {model_latents})")
-        latents = list(return_sites or model_latents)
-        draws = Predictive(model, guide=guide, num_samples=num_samples, return_sites=latents)(*args, **kwargs)
+            raise DataError(f"return_sites {unknown} are not latent or deterministic sample sites of the model "
+                            f"(its latent and deterministic sites: {returnable})")
+        draws = Predictive(model, guide=guide, num_samples=num_samples,
+                           return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
         # Predictive pads draws with plate dims on the left: restore each site's own shape
-        draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in latents}
-        predictive = Predictive(poutine.uncondition(model), posterior_samples=draws,
-                                return_sites=list(observed))(*args, **kwargs)
+        draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in sites.latent}
+        per_draw: dict[str, list[torch.Tensor]] = {n: [] for n in sites.discrete + sites.deterministic}
         log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
+        first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
         for s in range(num_samples):
-            values = {name: draws[name][s] for name in latents}
-            trace = poutine.trace(poutine.condition(model, data=values)).get_trace(*args, **kwargs)
+            conditioned = poutine.condition(model, data={name: draws[name][s] for name in sites.latent})
+            if sites.discrete:
+                conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+            trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
+            for name in per_draw:
+                per_draw[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
             for name in observed:
                 site = trace.nodes[name]
                 log_lik[name].append(site["fn"].log_prob(site["value"]))
+        draws.update({n: torch.stack(v) for n, v in per_draw.items()})
+        predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
+                                posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
+                                return_sites=list(observed))(*args, **kwargs)
     return make_inference_data({
-        "posterior": {n: draws[n].unsqueeze(0) for n in latents},
+        "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
         "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)
                                  for n in observed},
         "log_likelihood": {n: torch.stack(v).unsqueeze(0) for n, v in log_lik.items()},
