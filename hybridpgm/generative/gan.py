@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from hybridpgm.checks import check_device, layer_sizes, positive_int
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.data.validation import describe_origin
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.nn import ACTIVATIONS, mlp, on_rows
 from hybridpgm.serialization import serializable
 
@@ -96,8 +97,16 @@ class MLPGenerator(nn.Module):
         ``S * B`` rows, see :func:`~hybridpgm.nn.on_rows`).
 
         :raises DataError: ``z`` of the wrong last dimension or dtype.
-        :raises DeviceError: ``z`` on another device than the network."""
+        :raises DeviceError: ``z`` on another device than the network.
+        :raises ConfigError: with batch norm in training mode, noise of one row (its batch statistics are not
+            defined)."""
         _check_input(z, (self.noise_dim,), self, "noise 'z'")
+        if self.training and z.shape[:-1].numel() == 1 and any(isinstance(m, nn.BatchNorm1d) for m in self.net):
+            raise ConfigError(
+                f"MLPGenerator(batch_norm=True) got noise of one row{describe_origin()} (shape {tuple(z.shape)}): "
+                "batch normalisation needs at least two rows per batch in training mode; train with batch_size "
+                ">= 2 (in fit, a last incomplete batch of one row also does this: pass drop_last=True or another "
+                "batch_size), or call generator.eval() to use the running statistics")
         return on_rows(self.net, z).reshape(z.shape[:-1] + self.out_shape)
 
 

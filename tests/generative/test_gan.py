@@ -97,3 +97,19 @@ def test_batch_norm_generator_takes_several_batch_dimensions_as_one_batch_of_row
     with torch.no_grad():
         torch.testing.assert_close(gen(z), ref(flat).reshape(4, rows, 2, 2))
         torch.testing.assert_close(gen(z[0, 0]), ref(flat[:1])[0])  # one noise vector, no batch dimension
+
+
+def test_batch_norm_generator_names_a_training_batch_of_one_row():
+    """A last incomplete batch of one row in fit reaches the generator as noise of one row; BatchNorm1d cannot
+    take its statistics (torch's ValueError named no model and no step)."""
+    import hybridpgm
+    from hybridpgm.errors import ConfigError
+
+    gen = MLPGenerator(2, 2, hidden=(8,), batch_norm=True)
+    x = torch.randn(5, 2)
+    with pytest.raises(ConfigError, match=r"MLPGenerator\(batch_norm=True\) got noise of one row "
+                                          r"\(training data, step 1, .*drop_last=True"):
+        hybridpgm.fit(GAN(gen, MLPDiscriminator(2, hidden=(8,))), x, epochs=1, batch_size=4, shuffle=False,
+                      progress=False, seed=0)
+    gen.eval()  # the running statistics serve a single row
+    assert gen(torch.randn(1, 2)).shape == (1, 2)
