@@ -51,24 +51,19 @@ def test_an_unseeded_run_records_the_seed_it_drew_from_torch(tmp_path):
     assert load_checkpoint(tmp_path / "run.pt")["seed"] == expected
 
 
-def test_an_unseeded_run_keeps_the_callers_numpy_and_python_streams():
-    np.random.seed(5)
-    random.seed(5)
-    expected = (np.random.rand(), random.random())
-    np.random.seed(5)
-    random.seed(5)
-    _noisy_fit()
-    assert (np.random.rand(), random.random()) == expected
-
-
-def test_an_unseeded_run_that_fails_keeps_the_callers_numpy_and_python_streams():
-    np.random.seed(5)
-    random.seed(5)
-    expected = (np.random.rand(), random.random())
-    np.random.seed(5)
-    random.seed(5)
+def _diverging_fit():
     with pytest.raises(Exception, match="loss of player 'fit' is nan"):
         fit(DivergeAt(LinearRegression(), 0), regression_data(), batch_size=16, progress=False)
+
+
+@pytest.mark.parametrize("run", [_noisy_fit, _diverging_fit], ids=["finishes", "fails"])
+def test_an_unseeded_run_keeps_the_callers_numpy_and_python_streams(run):
+    np.random.seed(5)
+    random.seed(5)
+    expected = (np.random.rand(), random.random())
+    np.random.seed(5)
+    random.seed(5)
+    run()
     assert (np.random.rand(), random.random()) == expected
 
 
