@@ -35,8 +35,10 @@ import glob
 import os
 import random
 import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -296,14 +298,72 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
     return write_atomically(path, {"format_version": FORMAT_VERSION, **state}, "checkpoint")
 
 
-def _zip_reason(path: Path, size: int) -> str:
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_CHUNK = 1 << 20
+#: What :mod:`zipfile` raises for an archive whose headers or member bytes are damaged.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, KeyError, IndexError,
+               NotImplementedError, OverflowError, struct.error)
+
+
+def _has_zip_signature(path: Path) -> bool:
     with open(path, "rb") as file:
-        head = file.read(4)
-    if head != b"PK\x03\x04":
+        return file.read(len(_ZIP_SIGNATURE)) == _ZIP_SIGNATURE
+
+
+def _zip_reason(path: Path, size: int) -> str:
+    if not _has_zip_signature(path):
         return (f"it is not a file written by torch.save (its {size} bytes do not start with the zip signature "
                 "torch.save writes)")
     return (f"it is truncated or corrupt: a zip archive as torch.save writes, but its {size} bytes hold no "
             "complete archive (a copy or a write that stopped early?)")
+
+
+def _is_damage(error: Exception) -> bool:
+    """Whether ``error``, raised by :mod:`zipfile` while reading an archive, means the bytes are damaged (a
+    seek to an offset a damaged header gives fails with ``EINVAL``) rather than that the file cannot be read."""
+    return isinstance(error, _ZIP_DAMAGE) or (isinstance(error, OSError) and error.errno == errno.EINVAL)
+
+
+def _zip_damage(path: Path) -> str | None:
+    """Why the zip archive that ``torch.save`` wrote at ``path`` is damaged, or ``None``.
+
+    ``torch.load`` never checks the CRC-32 that the archive stores for each member, so a bit flipped in a
+    tensor's bytes (a damaged disk, download or copy) loads silently as a wrong weight.  This reads every
+    member once, as :meth:`zipfile.ZipFile.testzip` does, and checks each one's CRC-32.  A file that is no
+    zip archive (empty, a legacy non-zip torch file, or no torch file at all) gives ``None``: ``torch.load``
+    then says what it is.
+
+    :raises OSError: the file cannot be read (not a damaged archive).
+    """
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(len(_ZIP_SIGNATURE))
+        if head != _ZIP_SIGNATURE:
+            if len(head) == len(_ZIP_SIGNATURE) and zipfile.is_zipfile(file):  # a legacy file holds no zip
+                return (f"it is corrupt: its {size} bytes end as a zip archive as torch.save writes, but do not "
+                        f"start with the zip signature (its first bytes {head!r} are damaged)")
+            return None
+        file.seek(0)
+        try:
+            archive = zipfile.ZipFile(file)
+        except Exception as error:  # noqa: BLE001 - zipfile raises several types for a damaged directory
+            if not _is_damage(error):
+                raise
+            return _zip_reason(path, size)
+        with archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(_CHUNK):
+                            pass
+                except Exception as error:  # noqa: BLE001 - as above, for a damaged member
+                    if not _is_damage(error):
+                        raise
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    return (f"it is corrupt: its member {info.filename!r} is damaged ({type(error).__name__}: "
+                            f"{first[:200]}); its bytes changed after torch.save wrote them (a damaged disk, "
+                            "download or copy?)")
+    return None
 
 
 def _load_reason(error: Exception) -> str:
@@ -343,11 +403,22 @@ def check_readable(path: str | os.PathLike, what: str) -> Path:
 def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``, turning any failure into one clear reason.
 
+    A zip archive (what ``torch.save`` writes) is checked first: every member is read once and its CRC-32
+    compared with the one the archive stores, which ``torch.load`` does not do, so a damaged file is refused
+    instead of giving damaged tensors.  A legacy non-zip torch file is read by ``torch.load`` as before.
+
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
-        holding objects that ``weights_only`` loading refuses, or the OS reason.
+        damaged (naming the member whose CRC-32 fails), holding objects that ``weights_only`` loading refuses,
+        or the OS reason.
     """
     path = check_readable(path, what)
+    try:
+        damage = _zip_damage(path)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {_os_reason(error)}") from error
+    if damage is not None:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {damage}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable file
@@ -355,6 +426,8 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
             size = os.path.getsize(path)
             if size == 0:
                 reason = f"the file is empty (0 bytes), so it holds no {what} (a copy that did not finish?)"
+            elif isinstance(error, OSError) and _has_zip_signature(path) and not zipfile.is_zipfile(path):
+                reason = _zip_reason(path, size)  # torch gives EINVAL for a zip without its end record
             elif isinstance(error, OSError):
                 reason = _os_reason(error)
             elif "zip archive" in str(error) or not zipfile.is_zipfile(path):
