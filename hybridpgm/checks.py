@@ -42,15 +42,27 @@ def sample_count(value, what: str) -> int:
     raise ConfigError(f"{what} must be a non-negative integer, got {value!r}")
 
 
-def seed_of(value, what: str) -> int:
-    """``value`` as the seed of a :class:`torch.Generator`: any integer (torch accepts negative seeds).
+#: the seeds :meth:`torch.Generator.manual_seed` accepts: ``[-2**63, 2**64)`` (it raises ``ValueError`` beyond)
+TORCH_SEED_RANGE = (-2**63, 2**64)
+
+
+def seed_of(value, what: str, *, draws: int = 1) -> int:
+    """``value`` as the seed of a :class:`torch.Generator`: an integer in torch's range ``[-2**63, 2**64)``
+    (torch accepts negative seeds).
 
     :param what: the argument, as the message names it (``"load_dataset seed"``).
-    :raises ConfigError: for a ``bool``, a float or a non-number.
+    :param draws: how many consecutive seeds ``value, value + 1, ...`` the caller seeds generators with (the
+        last must be in range too).
+    :raises ConfigError: for a ``bool``, a float or a non-number, or an integer outside the range.
     """
     n = as_integer(value)
     if n is None:
         raise ConfigError(f"{what} must be an integer, got {value!r}")
+    low, high = TORCH_SEED_RANGE
+    if not low <= n <= high - draws:
+        also = "" if draws == 1 else f", less the {draws - 1} seeds after it, which are used too"
+        raise ConfigError(f"{what} must be an integer in [-2**63, 2**64 - {draws}] (the seeds torch accepts{also}), "
+                          f"got {n}")
     return n
 
 

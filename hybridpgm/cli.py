@@ -4,7 +4,9 @@ Multi-process: ``torchrun --nproc_per_node=N -m hybridpgm train <model> ...``.
 
 Every error the user can fix (a bad flag, a missing data set or folder, a
 device this machine lacks) is one line, ``hybridpgm: error: ...``, on standard
-error with exit status 2, reported before any training starts.
+error with exit status 2, reported before any training starts.  So is a size
+too large to allocate (``--hidden``, ``--num-samples``): the allocator's
+error, in one line, instead of its traceback.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("run", metavar="RUN", help="a run folder written by `hybridpgm train`")
         sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
-        sub.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        sub.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")
     return parser
@@ -70,6 +72,12 @@ def _positive(text: str) -> int:
     from hybridpgm.recipes.common import positive_int
 
     return positive_int(text)
+
+
+def _seed(text: str) -> int:
+    from hybridpgm.recipes.common import seed_int
+
+    return seed_int(text)
 
 
 def _list() -> None:
@@ -142,6 +150,26 @@ def _check_data_root(args: argparse.Namespace) -> None:
                           f"--data-root applies to {', '.join(READ_FROM_DISK)}")
 
 
+#: what allocators say when an allocation fails (torch's CPU and CUDA allocators, the OS), in lower case
+_OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "not enough memory", "out of memory",
+                  "defaultcpuallocator")
+
+
+def _out_of_memory(error: BaseException) -> str | None:
+    """The first line of ``error``'s message if it says an allocation failed (:class:`torch.OutOfMemoryError`,
+    Python's :class:`MemoryError`, or a :class:`RuntimeError` of torch's CPU allocator), else ``None``: any
+    other error is a bug to show in full, not to turn into one line."""
+    import torch
+
+    text = str(error).strip()
+    first = text.splitlines()[0].strip() if text else type(error).__name__
+    if isinstance(error, (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)):
+        return first
+    if isinstance(error, RuntimeError) and any(marker in text.lower() for marker in _OUT_OF_MEMORY):
+        return first
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import common
 
@@ -168,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("hybridpgm: interrupted; run the same command with --resume to continue", file=sys.stderr)
         return stop.exit_code
+    except (RuntimeError, MemoryError) as error:  # a size too large to allocate (--hidden, --num-samples ...)
+        first = _out_of_memory(error)
+        if first is None:
+            raise
+        print(f"hybridpgm: error: out of memory: {first[:300]} (ask for less: a smaller --hidden, --batch-size, "
+              "--num-samples ...)", file=sys.stderr)
+        return 2
     if metrics:
         print(json.dumps({k: v for k, v in metrics.items() if k != "machine"}, indent=2))
     return 0

@@ -96,6 +96,26 @@ def test_seed_of_accepts_any_integer(value):
     assert seed_of(value, "seed") == int(value)
 
 
+@pytest.mark.parametrize("value", [-2**63, 2**64 - 1])
+def test_seed_of_accepts_the_ends_of_torch_s_range(value):
+    from hybridpgm.checks import seed_of
+
+    assert seed_of(value, "seed") == value
+    torch.Generator().manual_seed(value)
+
+
+@pytest.mark.parametrize("value", [2**64, -2**63 - 1, 10**30])
+def test_seed_of_refuses_a_seed_torch_refuses(value):
+    """Before, such a seed passed and torch.Generator.manual_seed raised a bare ValueError ('Overflow ...')."""
+    from hybridpgm.checks import seed_of
+
+    with pytest.raises(ConfigError, match=rf"data_loader seed must be an integer in \[-2\*\*63, 2\*\*64 - 1\] "
+                                          rf".*got {value}$"):
+        seed_of(value, "data_loader seed")
+    with pytest.raises(ConfigError, match=r"load_dataset seed must be an integer in \[-2\*\*63, 2\*\*64 - 3\]"):
+        seed_of(2**64 - 2, "load_dataset seed", draws=3)
+
+
 @pytest.mark.parametrize("value", [1.5, True, "3", None])
 def test_seed_of_refuses_the_rest(value):
     from hybridpgm.checks import seed_of

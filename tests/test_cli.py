@@ -191,6 +191,14 @@ BAD_INPUTS = [
                                                _empty_folder(t), "--out", str(t / "o")], "empty-root' lacks"),
     ("out-empty", lambda t: ["train", "vae", "--out", ""], "--out '' is empty"),
     ("evaluate-a-file", lambda t: ["evaluate", _file(t)], "is a file, not a folder"),
+    # before, --seed 2**64 ended in torch.Generator.manual_seed's ValueError traceback
+    ("seed-2**64", lambda t: ["train", "vae", "--seed", str(2**64)], "argument --seed: expected a seed, an integer "
+                                                                     "in [0, 2**32 - 1], got '18446744073709551616'"),
+    ("seed-2**32", lambda t: ["train", "rbm", "--seed", str(2**32)], "argument --seed"),
+    ("seed-negative", lambda t: ["train", "vae", "--seed", "-1"], "argument --seed"),
+    ("seed-text", lambda t: ["train", "vae", "--seed", "x"], "argument --seed"),
+    ("evaluate-seed-2**64", lambda t: ["evaluate", str(t), "--seed", str(2**64)], "argument --seed"),
+    ("sample-seed-2**64", lambda t: ["sample", str(t), "--seed", str(2**64)], "argument --seed"),
 ]
 
 
@@ -214,3 +222,46 @@ def test_bad_arguments_exit_2_with_one_line_before_training(build, word, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("hybridpgm: error: "), captured.err
     assert word in lines[0] and "Traceback" not in captured.err + captured.out
     assert not (tmp_path / "runs").exists()
+
+
+ALLOCATOR_ERRORS = [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+                 "tried to allocate 25599999999744 bytes. Error code 12 (Cannot allocate memory)"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 93.13 GiB. GPU 0 has a total capacity of 79 GiB\n"
+                           "Of the allocated memory ..."),
+    MemoryError("Unable to allocate 745. GiB for an array with shape (99999999999, 1000) and data type float64"),
+]
+
+
+@pytest.mark.parametrize("error", ALLOCATOR_ERRORS, ids=["cpu-allocator", "cuda", "numpy"])
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_a_size_too_large_to_allocate_is_one_line(error, command, tmp_path, capsys, monkeypatch):
+    """Before, ``--hidden 99999999999`` or ``--num-samples 99999999999`` ended in the allocator's traceback.
+    The failure is simulated: a real allocation that size may succeed lazily (and then exhaust the machine)
+    where memory is overcommitted."""
+    def allocate(*args, **kwargs):
+        raise error
+
+    if command == "train":
+        monkeypatch.setattr("hybridpgm.recipes.common.fit", allocate)
+        argv = ["train", "vae", "--out", str(tmp_path / "o"), *TINY_VAE]  # tiny: fit raises the error
+    else:
+        monkeypatch.setattr("hybridpgm.cli._after_training", allocate)
+        argv = ["sample", str(tmp_path), "--num-samples", "99999999999"]
+    capsys.readouterr()
+    assert _run(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    first = str(error).splitlines()[0]
+    assert len(lines) == 1 and lines[0].startswith(f"hybridpgm: error: out of memory: {first}"), captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_another_runtime_error_is_not_turned_into_a_line(tmp_path, monkeypatch):
+    """Only an allocation failure is reported in one line; any other RuntimeError is a bug, shown in full."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x6)")
+
+    monkeypatch.setattr("hybridpgm.recipes.common.fit", broken)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        main(["train", "vae", "--out", str(tmp_path / "o"), "--no-progress"])

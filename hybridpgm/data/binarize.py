@@ -44,9 +44,10 @@ def _check_unit(x: torch.Tensor, name: str) -> torch.Tensor:
 def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """One Bernoulli draw per entry of ``x`` (``N x D`` in [0, 1]) with a fixed seed.
 
-    :param int seed: seeds the draws (an integer; ``bool`` and floats refused).
+    :param int seed: seeds the draws (an integer in torch's seed range ``[-2**63, 2**64 - 1]``; ``bool`` and
+        floats refused).
     :raises DataError: NaN/inf, or values outside [0, 1].
-    :raises ConfigError: ``seed`` is not an integer.
+    :raises ConfigError: ``seed`` is not an integer, or is outside torch's seed range.
     """
     x = _check_unit(x, "binarize_static input")
     seed = seed_of(seed, "binarize_static seed")

@@ -39,14 +39,15 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
     :param int seed: seeds the static binarization (an integer).
     :raises DataError: unknown name (the message lists the known ones), an unknown ``binarize``, or
         the files are missing (the message says where it looked and how to get them).
-    :raises ConfigError: ``seed`` is not an integer (``bool`` and floats refused), or ``root`` is given
-        for a bundled data set (``"digits"``), which reads no folder.
+    :raises ConfigError: ``seed`` is not an integer (``bool`` and floats refused) or is outside
+        ``[-2**63, 2**64 - 3]`` (torch's seed range, less the two seeds the validation and test splits
+        take), or ``root`` is given for a bundled data set (``"digits"``), which reads no folder.
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; available: {sorted(DATASETS)}")
     if not (binarize is None or isinstance(binarize, str)) or binarize not in BINARIZE:
         raise DataError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
-    seed = seed_of(seed, "load_dataset seed")
+    seed = seed_of(seed, "load_dataset seed", draws=3)  # the validation and test splits take seed + 1, seed + 2
     if root is not None and name not in READ_FROM_DISK:
         raise ConfigError(f"root={str(root)!r} was given, but {name!r} is bundled with scikit-learn and read from "
                           "no folder; drop root (--data-root), or pick a data set read from disk (fashion-mnist)")

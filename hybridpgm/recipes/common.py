@@ -32,9 +32,11 @@ import torch
 from hybridpgm.errors import ConfigError
 from hybridpgm.train import FitResult, fit
 from hybridpgm.train.distributed import current
+from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
-           "positive_float", "positive_int", "prepare_output", "save_model", "throughput", "train", "write_metrics"]
+           "positive_float", "positive_int", "prepare_output", "save_model", "seed_int", "throughput", "train",
+           "write_metrics"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -70,6 +72,9 @@ def _checked_number(parse, accept, what: str):
 positive_int = _checked_number(int, lambda v: v >= 1, "a positive integer")
 positive_float = _checked_number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 non_negative_float = _checked_number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+#: ``--seed``: the range :func:`hybridpgm.fit` accepts (``[0, 2**32)``, NumPy's bound), checked when parsed, so a
+#: seed torch or NumPy would refuse is a one-line error rather than a traceback from a generator
+seed_int = _checked_number(int, lambda v: 0 <= v < SEED_BOUND, "a seed, an integer in [0, 2**32 - 1]")
 
 
 def existing_dir(text: str) -> str:
@@ -110,7 +115,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs:
     parser.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     parser.add_argument("--precision", default=None, choices=["fp32", "bf16", "fp16"],
                         help="mixed precision (default: full fp32)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
     parser.add_argument("--out", default=None, help="output folder (default runs/<model>-<dataset>)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out (must exist)")

@@ -8,7 +8,7 @@ import torch
 from hybridpgm.data import (DynamicBinarized, binarize_static, check_features, check_finite, data_loader,
                             find_fashion_mnist, load_dataset, read_idx, training_data)
 from hybridpgm.data.fashion_mnist import DEBIAN_PATH, FILES
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 
 HAVE_FASHION = all((DEBIAN_PATH / (stem + ".gz")).is_file() for stem in FILES.values())
 
@@ -42,6 +42,20 @@ def test_static_binarization_is_seeded():
     c = load_dataset("digits", binarize="static", seed=1)
     assert set(a.train.x.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(a.test.x, b.test.x) and not torch.equal(a.test.x, c.test.x)
+
+
+@pytest.mark.parametrize("binarize", ["static", "dynamic", None])
+def test_a_seed_torch_refuses_is_a_config_error_naming_the_seed(binarize):
+    """Before, load_dataset(seed=2**64) ended in a bare ValueError from torch.Generator.manual_seed."""
+    with pytest.raises(ConfigError, match=r"load_dataset seed must be an integer in \[-2\*\*63, 2\*\*64 - 3\] "
+                                          r".*got 18446744073709551616"):
+        load_dataset("digits", binarize=binarize, seed=2**64)
+    with pytest.raises(ConfigError, match=r"load_dataset seed .* got 18446744073709551614"):  # seed + 2 is 2**64
+        load_dataset("digits", binarize=binarize, seed=2**64 - 2)
+    edge = load_dataset("digits", binarize=binarize, seed=2**64 - 3)
+    assert torch.equal(edge.test.x, load_dataset("digits", binarize=binarize, seed=2**64 - 3).test.x)
+    with pytest.raises(ConfigError, match=r"binarize_static seed must be an integer in .* got -9223372036854775809"):
+        binarize_static(torch.rand(3, 2), -2**63 - 1)
 
 
 def test_dynamic_binarization_redraws_the_training_split():
