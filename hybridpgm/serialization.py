@@ -215,6 +215,8 @@ def _resolve(name: str) -> type:
 
 def _build(spec: dict, tensors: dict) -> nn.Module:
     module = _construct(spec, tensors)
+    if tensors:  # a module argument goes on the device its saved tensor arguments were mapped to, as a user
+        module.to(next(iter(tensors.values())).device)  # builds on CUDA (a DKL's extractor probes train_x)
     if "dtypes" in spec:  # a module argument, in its saved dtypes before it is passed on (older files lack them)
         if unknown := {name: d for name, d in spec["dtypes"].items() if d not in _DTYPES}:
             raise CheckpointError(f"model file gives {spec['class']} weights dtypes {unknown}, which are not "

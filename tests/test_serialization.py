@@ -427,3 +427,19 @@ def test_a_model_file_without_the_support_masks_still_loads(tmp_path):
     torch.save(payload, path)
     loaded = hybridpgm.load(path)
     assert torch.equal(loaded.cpds["B"].probs, trained.cpds["B"].probs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="loads onto CUDA")
+@pytest.mark.parametrize("build", [_double_dkl,
+                                   lambda: (GPLSTM(torch.randn(12, 4, 1), torch.randn(12), hidden_size=3,
+                                                   num_features=1), torch.randn(5, 4, 1))],
+                         ids=["DeepKernelGP", "GPLSTM"])
+def test_a_gp_with_a_feature_extractor_loads_onto_cuda(build, tmp_path):
+    """Found on an H200 (benchmarks/recipes_on_device.py): the extractor argument was rebuilt on the CPU and
+    the constructor's probe ran it on the training inputs mapped to CUDA ('Expected all tensors to be on the
+    same device'); GPLSTM built its LSTM on the CPU whatever the device of its windows."""
+    model, x = build()
+    loaded = hybridpgm.load(hybridpgm.save(model, tmp_path / "m.pt"), map_location="cuda")
+    assert {p.device.type for p in loaded.parameters()} == {"cuda"}
+    expected, got = model.predict(x), loaded.predict(x.cuda())
+    assert torch.allclose(got.mean.cpu(), expected.mean, atol=1e-5)

@@ -117,7 +117,7 @@ class GPLSTM(DeepKernelGP):
             raise DataError(f"GPLSTM train_x has dtype {train_x.dtype}, expected floating windows; "
                             f"convert them with .to({torch.get_default_dtype()})")
         extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
-        super().__init__(train_x, train_y, extractor.to(train_x.dtype), **kwargs)
+        super().__init__(train_x, train_y, extractor.to(device=train_x.device, dtype=train_x.dtype), **kwargs)
 
     def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95,
                  generator: torch.Generator | None = None) -> Forecast:

@@ -170,7 +170,9 @@ class MarkovNet(nn.Module):
                 raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
                                      f"{tuple(self.cards[v] for v in s)}")
         self._check_sites(name, len(scopes), single)
-        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long)
+        # on the device of a tensor table, so a model built from CUDA tensors is on CUDA throughout
+        device = pot.device if isinstance(pot, torch.Tensor) else None
+        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long, device=device)
         key = f"_scope_{len(self.families)}"
         self.register_buffer(key, idx, persistent=False)
         fam = {"scope_key": key, "scopes": scopes, "cards": cards, "single": single}

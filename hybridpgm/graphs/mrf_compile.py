@@ -177,7 +177,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
             pad += [0, C - c]
         if any(pad):
             t = torch.nn.functional.pad(t, pad)
-        idx = getattr(mrf, fam["scope_key"])
+        idx = getattr(mrf, fam["scope_key"]).to(device)  # a module-held potential may sit elsewhere
         if k == 1:
             unary = unary.index_add(1, idx[:, 0], t)
         else:

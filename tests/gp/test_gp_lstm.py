@@ -200,3 +200,13 @@ def test_semi_stochastic_index_out_of_range_inside_fit_leaves_the_network_alone(
         hybridpgm.fit(objective, (x, y, index + 1), batch_size=30, max_steps=1, seed=0, progress=False)
     after = network.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="builds a model on CUDA")
+def test_windows_on_cuda_give_a_model_on_cuda():
+    """Found on an H200: the LSTM was built on the CPU whatever the device of the windows, so the
+    constructor's probe failed ('Input and parameter tensors are not at the same device')."""
+    x, y = _windows(30)
+    model = GPLSTM(x.cuda(), y.cuda(), hidden_size=4, num_features=2)
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    assert model.predict(x[:3].cuda()).mean.device.type == "cuda"

@@ -228,3 +228,15 @@ def test_integer_and_numpy_option_values_are_still_numbers():
     want = BeliefPropagation(num_iters=20, damping=0.0, tol=0.0)(fg).marginals
     got = BeliefPropagation(num_iters=20, damping=0, tol=np.float64(0.0))(fg).marginals
     assert torch.equal(got, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs BP on CUDA")
+def test_a_grid_built_from_cuda_tensors_runs_on_cuda():
+    """Found on an H200 (benchmarks/bp_vs_pgmax.py): a MarkovNet built from CUDA tables kept its scope
+    indices on the CPU, and compiling its factor graph failed in index_add."""
+    g = torch.Generator().manual_seed(0)
+    J, h = 0.3 * torch.randn(2, 12, generator=g), 0.5 * torch.randn(2, 9, generator=g)
+    bp = BeliefPropagation(num_iters=30, damping=0.0, tol=0.0)
+    on_cpu = bp(ising_grid(3, 3, J, h).factor_graph()).marginals
+    on_cuda = bp(ising_grid(3, 3, J.cuda(), h.cuda()).factor_graph()).marginals
+    assert on_cuda.device.type == "cuda" and torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-6)
