@@ -32,9 +32,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-#: (name, module, full-size arguments, dry-run arguments); ``--device`` and ``--out`` are added.  The
-#: likely longest (BN at 100k rows) go last, so that a device lent for a few minutes returns the others.
+#: (name, module, full-size arguments, dry-run arguments); ``--device`` and ``--out`` are added.  First a
+#: smoke run of every CLI recipe on the device (not a timing); the BN batches (100k rows, then barley) and the
+#: GP scaling curve, the longest, go last, so that a device lent for a few minutes returns the others.
 SUITE = [
+    ("recipes", "recipes_on_device", [], ["--only", "vae"]),
     ("bp_grid", "bp_vs_pgmax",
      ["--no-pgmax", "--sizes", "128", "512", "--batches", "16", "--rounds", "5", "--threads", "0"],
      ["--no-pgmax", "--sizes", "4", "--batches", "2", "--rounds", "1", "--iters", "3"]),
@@ -50,9 +52,6 @@ SUITE = [
     ("dkl_step", "dkl_step",
      ["--n", "64000", "--rounds", "5", "--steps", "3", "--threads", "0"],
      ["--n", "64", "--hidden", "8", "--grid-size", "16", "--steps", "1", "--rounds", "1", "--warmup", "0"]),
-    ("dkl_scaling", "gp_scaling",
-     ["--sizes", "16000", "64000", "--exact-max", "16000", "--iters", "3"],
-     ["--sizes", "64", "--exact-max", "64", "--grid-size", "16", "--iters", "1", "--warmup", "0"]),
     ("bn_float32", "bn_float32",
      ["--networks", "alarm,hailfinder,water", "--rows", "10000", "--rounds", "5", "--threads", "0"],
      ["--networks", "asia", "--rows", "4", "--rounds", "1", "--min-timing-s", "0", "--max-calls", "1"]),
@@ -71,14 +70,17 @@ SUITE = [
       "--threads", "0"],
      ["--networks", "asia", "--rows", "4", "--samples", "10", "--row-samples", "2", "--rounds", "1",
       "--min-timing-s", "0", "--max-calls", "1"]),
-    ("bn_inference_barley", "bn_inference",
-     ["--networks", "barley", "--rows", "1000", "--rounds", "5", "--pgmpy-rows", "0", "--threads", "0",
-      "--junction-tree-rows", "0"],
-     ["--networks", "cancer", "--rows", "4", "--rounds", "1", "--pgmpy-rows", "0"]),
     ("bn_inference", "bn_inference",
      ["--networks", "asia,alarm,child,insurance,hepar2,win95pts,water,hailfinder", "--rows", "100000",
       "--rounds", "5", "--pgmpy-rows", "0", "--same-pattern-rows", "2", "--threads", "0", "--junction-tree-rows", "0"],
      ["--networks", "asia", "--rows", "8", "--rounds", "1", "--pgmpy-rows", "0"]),
+    ("bn_inference_barley", "bn_inference",
+     ["--networks", "barley", "--rows", "1000", "--rounds", "5", "--pgmpy-rows", "0", "--threads", "0",
+      "--junction-tree-rows", "0"],
+     ["--networks", "cancer", "--rows", "4", "--rounds", "1", "--pgmpy-rows", "0"]),
+    ("dkl_scaling", "gp_scaling",
+     ["--sizes", "16000", "64000", "--exact-max", "16000", "--iters", "3"],
+     ["--sizes", "64", "--exact-max", "64", "--grid-size", "16", "--iters", "1", "--warmup", "0"]),
 ]
 
 

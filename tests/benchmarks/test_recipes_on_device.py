@@ -1,0 +1,35 @@
+"""``benchmarks/recipes_on_device.py``: each recipe trains, evaluates, samples and reloads, and a recipe that
+fails is named in the JSON and in the error the GPU suite records."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import recipes_on_device  # noqa: E402
+
+
+def test_a_recipe_runs_every_step_and_one_without_sample_skips_it(tmp_path):
+    out = tmp_path / "recipes.json"
+    recipes_on_device.main(recipes_on_device.parse_args(["--device", "cpu", "--only", "crf", "--out", str(out)]))
+    record = json.loads(out.read_text())
+    assert record["failed"] == [] and record["device"] == "cpu"
+    row = record["results"]["crf"]
+    assert {k: v["rc"] for k, v in row.items() if isinstance(v, dict)} == {"train": 0, "evaluate": 0, "load": 0}
+    assert row["load"]["type"] == "CRFTagger" and row["load"]["finite"] and row["metrics_finite"]
+
+
+def test_a_failing_recipe_is_named_and_the_others_still_run(tmp_path, monkeypatch):
+    crf = next(r for r in recipes_on_device.RECIPES if r[0] == "crf")
+    monkeypatch.setattr(recipes_on_device, "RECIPES", [("broken", "vae", ["--epochs", "0"]), crf])
+    out = tmp_path / "recipes.json"
+    with pytest.raises(RuntimeError, match=r"failed on cpu: \['broken'\]"):
+        recipes_on_device.main(recipes_on_device.parse_args(["--device", "cpu", "--out", str(out)]))
+    record = json.loads(out.read_text())
+    assert record["failed"] == ["broken"]
+    assert record["results"]["broken"]["train"]["rc"] == 2
+    assert "--epochs" in record["results"]["broken"]["train"]["stderr_tail"]
+    assert record["results"]["crf"]["load"]["rc"] == 0
