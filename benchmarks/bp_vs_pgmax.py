@@ -135,9 +135,12 @@ def bench_one(n: int, batch: int, args, pgmax: PGMax | None, tmp: Path) -> dict:
 
 def main(args) -> Path:
     prepare_torch(args)
-    payload = {"command_args": vars(args), "reference": "PGMax 0.6.1 (JAX, CPU, one thread, jit)",
-               "ratio": "hybridpgm median / PGMax median within one interleaved run (< 1: hybridpgm faster)",
-               "load_average": os.getloadavg()}
+    payload = {"command_args": vars(args), "load_average": os.getloadavg()}
+    if args.no_pgmax:  # hybridpgm's times alone (on CUDA, say): no reference and no ratio
+        payload["reference"] = "none (--no-pgmax): hybridpgm's times alone"
+    else:
+        payload["reference"] = "PGMax 0.6.1 (JAX, CPU, one thread, jit)"
+        payload["ratio"] = "hybridpgm median / PGMax median within one interleaved run (< 1: hybridpgm faster)"
     pgmax = None
     if not args.no_pgmax:
         pgmax = PGMax(ensure_pgmax_venv(Path(args.pgmax_venv)))
