@@ -136,7 +136,8 @@ class BayesianRegressor(PyroModule):
         noise = positive_real(noise, "BayesianRegressor noise", error=ModelSpecError)
         self.net = bayesianize(net, prior_scale)
         self.num_data = num_data
-        self.raw_noise = nn.Parameter(torch.tensor(float(noise)).log())
+        device = next(net.parameters()).device  # bayesianize refuses a net without parameters
+        self.raw_noise = nn.Parameter(torch.tensor(float(noise), device=device).log())
 
     @property
     def noise(self) -> torch.Tensor:

@@ -252,3 +252,15 @@ def test_a_bayesian_regressor_a_model_file_cannot_rebuild_is_refused(tmp_path):
                              r"Gaussian prior of hybridpgm.bayesian_nn.bayesianize"):
         hybridpgm.save(model, tmp_path / "b.pt")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs the model on CUDA")
+def test_a_regressor_of_a_cuda_network_is_on_cuda():
+    """Found in a CUDA audit: the noise parameter was built on the CPU whatever the network's device, so the
+    likelihood of CUDA data mixed devices ('Expected all tensors to be on the same device')."""
+    model = BayesianRegressor(mlp([2, 3, 1]).cuda(), num_data=10)
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    x, y = torch.randn(4, 2).cuda(), torch.randn(4).cuda()
+    with pyro.get_param_store().scope():
+        trace = pyro.poutine.trace(model).get_trace(x, y)
+    assert trace.log_prob_sum().device.type == "cuda"

@@ -109,7 +109,7 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
     :raises DataError: for fewer than two log-weights, NaN or :math:`+\\infty` ones (:math:`-\\infty` is a zero
         weight), or all of them :math:`-\\infty`.
     """
-    lw = torch.as_tensor(log_weights, dtype=torch.float64).reshape(-1)
+    lw = torch.as_tensor(log_weights, dtype=torch.float64).detach().cpu().reshape(-1)
     if lw.numel() < 2:
         raise DataError(f"need at least 2 log-weights, got {lw.numel()}")
     if bool((torch.isnan(lw) | (lw == float("inf"))).any()) or not bool(torch.isfinite(lw).any()):
@@ -137,7 +137,7 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
     """
     from scipy.stats import norm
 
-    y, mean, std = (torch.as_tensor(a, dtype=torch.float64).reshape(-1).numpy() for a in (y, mean, std))
+    y, mean, std = (torch.as_tensor(a, dtype=torch.float64).detach().cpu().reshape(-1).numpy() for a in (y, mean, std))
     if not (len(y) == len(mean) == len(std)):
         raise DataError(f"y, mean and std must have one length; got {len(y)}, {len(mean)}, {len(std)}")
     if len(y) == 0:

@@ -138,6 +138,10 @@ class DeepKernelGP(gpytorch.Module):
         self.mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, self.gp)
         self.register_buffer("train_x", train_x, persistent=False)
         self.register_buffer("train_y", train_y, persistent=False)
+        # the GP's kernel, mean and likelihood (built here on the CPU by default) on the training data's device,
+        # as the extractor the probe ran: a model built from CUDA tensors is on CUDA throughout
+        self.gp.to(train_x.device)
+        self.scale_to_bounds.to(train_x.device)
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
         h = extract_features(self.feature_extractor, x)

@@ -126,6 +126,9 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.num_features, self.num_data = num_features, num_data
         self.name_prefix, self.beta = name_prefix, beta
         self.example_shape: tuple[int, ...] | None = None
+        if inducing_points is not None and grid_size is None:  # the GP's parts on the inducing points' device
+            for part in (self.variational_strategy, self.mean_module, self.covar_module, self.likelihood):
+                part.to(inducing_points.device)
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior over the latent function at features ``h`` (``B x F``)."""

@@ -106,7 +106,7 @@ class Table(CPD):
         else:
             self.register_buffer("logits", logits)
         if prior is not None and self._problem is None:
-            prior = torch.as_tensor(prior, dtype=probs.dtype)
+            prior = torch.as_tensor(prior, dtype=probs.dtype, device=probs.device)
             self.register_buffer("prior", prior.expand(probs.shape).clone())
         else:
             self.prior = None

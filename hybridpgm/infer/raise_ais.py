@@ -73,7 +73,7 @@ class RAISEResult:
     def stderr(self) -> torch.Tensor:
         """Standard error of the mean test log-likelihood over all test points."""
         n = self.log_likelihood.numel()
-        return self.log_likelihood.std() / math.sqrt(n) if n > 1 else torch.zeros(())
+        return self.log_likelihood.std() / math.sqrt(n) if n > 1 else self.log_likelihood.new_zeros(())
 
 
 class RAISE:

@@ -103,3 +103,21 @@ def test_sequence_marginals_refuse_labels_that_are_not_label_indices(labels, mat
 def test_log_weights_plot_refuses_nan_inf_and_all_zero(log_weights, match):
     with pytest.raises(DataError, match=match):
         plot_log_weights(log_weights)
+
+
+def test_tensors_that_require_grad_are_plotted():
+    """plot_log_weights and plot_coverage called .numpy() on the tensors as given, which fails for one that
+    requires grad (a GP's predictive mean outside no_grad, IWAE log-weights) as for one on CUDA."""
+    g = torch.Generator().manual_seed(0)
+    lw = torch.randn(40, generator=g, dtype=torch.float64).requires_grad_()
+    assert isinstance(plot_log_weights(lw), Figure)
+    y, mean = torch.randn(30, generator=g), torch.randn(30, generator=g).requires_grad_()
+    assert isinstance(plot_coverage(y, mean, torch.ones(30).requires_grad_()), Figure)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="plots CUDA tensors")
+def test_cuda_tensors_are_plotted():
+    g = torch.Generator().manual_seed(0)
+    assert isinstance(plot_log_weights(torch.randn(40, generator=g).cuda()), Figure)
+    y, mean = torch.randn(30, generator=g).cuda(), torch.randn(30, generator=g).cuda()
+    assert isinstance(plot_coverage(y, mean, torch.ones(30).cuda()), Figure)

@@ -408,3 +408,29 @@ def test_dkl_takes_gaussian_likelihood_subclasses_with_gpytorchs_exact_marginal_
         prediction = model.predict(x[:5])
     assert prediction.mean.shape == prediction.variance.shape == (5,)
     assert torch.isfinite(prediction.mean).all() and bool((prediction.variance > 0).all())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="builds models on CUDA")
+@pytest.mark.parametrize("grid_size", [None, 16])
+def test_a_model_built_from_cuda_tensors_is_on_cuda(grid_size):
+    """Found in a CUDA audit: the default kernel, mean and likelihood were built on the CPU beside CUDA training
+    data, so predicting before a fit (which moves the whole model) mixed devices."""
+    x, y = _toy(n=30, d=2, dtype=torch.float32)
+    torch.manual_seed(0)
+    net = mlp([2, 8, 1])
+    on_cpu = DeepKernelGP(x, y, copy.deepcopy(net), grid_size=grid_size)
+    model = DeepKernelGP(x.cuda(), y.cuda(), net.cuda(), grid_size=grid_size)
+    assert {p.device.type for p in model.parameters()} == {"cuda"}
+    assert {b.device.type for b in model.buffers()} == {"cuda"}
+    got, expected = model.predict(x[:5].cuda()), on_cpu.predict(x[:5])
+    assert got.mean.device.type == "cuda" and torch.allclose(got.mean.cpu(), expected.mean, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="builds a model on CUDA")
+def test_sv_dkl_from_cuda_inducing_points_is_on_cuda():
+    """The variational distribution, kernel, mean and likelihood go where the inducing points are."""
+    x, _ = _toy(n=30, d=2, dtype=torch.float32)
+    torch.manual_seed(0)
+    sv = SVDeepKernelGP(mlp([2, 8, 2]).cuda(), num_features=2, num_data=30, inducing_points=torch.randn(10, 2).cuda())
+    assert {p.device.type for p in sv.parameters()} == {"cuda"}
+    assert sv.predict(x[:4].cuda()).mean.device.type == "cuda"

@@ -250,3 +250,13 @@ def test_neural_broadcasts_a_context_input_over_the_batch_dims_of_a_continuous_p
         torch.testing.assert_close(table[s], bn.cpds["E"].log_table({"X": x[s], "u": u}))
     with pytest.raises(EvidenceError, match="node 'E'.*do not broadcast"):
         bn.cpds["E"].log_table({"X": x, "u": torch.randn(3, 2)})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="builds a table on CUDA")
+def test_a_table_from_a_cuda_tensor_keeps_its_prior_there():
+    """Found in a CUDA audit: a Dirichlet prior given as a number was stored on the CPU beside CUDA logits, so
+    log_prior failed ('Expected all tensors to be on the same device')."""
+    probs = torch.tensor([[0.2, 0.8], [0.6, 0.4]])
+    on_cpu, on_cuda = cpd.Table(probs, ["a"], prior=2.0), cpd.Table(probs.cuda(), ["a"], prior=2.0)
+    assert {t.device.type for t in on_cuda.state_dict().values()} == {"cuda"}
+    assert torch.allclose(on_cuda.log_prior().cpu(), on_cpu.log_prior())

@@ -160,3 +160,13 @@ def test_num_stderr_that_is_not_a_number_is_named(value):
     log_z = estimate_log_z(random_rbm(4, 2, seed=1), num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
     with pytest.raises(ConfigError, match=f"log_likelihood_bounds num_stderr .*got {value!r}"):
         log_likelihood_bounds(random_rbm(4, 2, seed=1), torch.ones(2, 4), log_z=log_z, num_stderr=value)
+
+
+def test_the_stderr_of_one_point_is_a_zero_of_the_estimates_dtype_and_device():
+    """With one test point the standard error was torch.zeros(()): float32 on the CPU whatever the estimates'
+    dtype (float64) and device."""
+    rbm = random_rbm(5, 3, seed=6)
+    torch.manual_seed(0)
+    result = RAISE(num_chains=3, num_steps=4)(rbm, torch.ones(5, dtype=torch.float64))
+    assert result.stderr.dtype == result.log_likelihood.dtype == torch.float64 and result.stderr == 0
+    assert result.stderr.device == result.log_likelihood.device

@@ -227,3 +227,30 @@ def test_a_model_file_is_not_taken_for_a_checkpoint(tmp_path):
 def test_save_checkpoint_to_a_directory_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="cannot write checkpoint .*: it is a directory"):
         save_checkpoint(tmp_path, {"step": 1})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="maps a checkpoint's RNG states onto CUDA")
+def test_rng_states_mapped_to_cuda_still_restore(tmp_path):
+    """Found in a CUDA audit: fit resumes with load_checkpoint(map_location=device), which puts the saved RNG
+    states on CUDA too, and torch takes RNG states only as CPU byte tensors ('RNG state must be a
+    torch.ByteTensor'); numpy's keys could not be read either."""
+    torch.rand(1, device="cuda")  # CUDA initialised: its generator's state is saved too
+    path = tmp_path / "rng.pt"
+    torch.save({"rng": rng_state()}, path)
+    draws = (torch.rand(3), torch.rand(3, device="cuda"), random.random(), np.random.rand())
+    set_rng_state(torch.load(path, map_location="cuda", weights_only=True)["rng"])
+    again = (torch.rand(3), torch.rand(3, device="cuda"), random.random(), np.random.rand())
+    assert torch.equal(draws[0], again[0]) and torch.equal(draws[1], again[1]) and draws[2:] == again[2:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="resumes a fit on CUDA")
+def test_a_fit_on_cuda_resumes_from_its_checkpoint(tmp_path):
+    """fit(device='cuda') reads its checkpoint onto CUDA; resuming restored the RNG states from there."""
+    options = dict(epochs=2, batch_size=16, progress=False, seed=0, device="cuda")
+    whole = LinearRegression()
+    fit(whole, regression_data(), **options)
+    resumed = LinearRegression()
+    fit(resumed, regression_data(), checkpoint=tmp_path / "c.pt", max_steps=3, **options)
+    result = fit(resumed, regression_data(), checkpoint=tmp_path / "c.pt", **options)
+    assert result.steps == 8
+    assert torch.allclose(resumed.module.weight.cpu(), whole.module.weight.cpu())
