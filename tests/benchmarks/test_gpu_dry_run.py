@@ -38,3 +38,15 @@ def test_gpu_suite_starts_nothing_once_its_budget_is_spent(tmp_path):
     assert {name: info["status"] for name, info in summary["benchmarks"].items()} == \
         {"crf_speed": "skipped (budget)", "vae_step": "skipped (budget)"}
     assert not (tmp_path / "crf_speed.json").exists()
+
+
+def test_every_benchmark_takes_the_suite_s_full_size_arguments(tmp_path):
+    """The device sizes are run only where a GPU is lent; their arguments must still parse everywhere."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_suite import SUITE
+
+    for name, module, full, _ in SUITE:
+        args = importlib.import_module(module).parse_args(full + ["--device", "cuda", "--out", str(tmp_path / name)])
+        assert args.device == "cuda", name
