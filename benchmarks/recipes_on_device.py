@@ -1,10 +1,11 @@
-"""Every ``hybridpgm train`` recipe for a few steps on one device, then ``evaluate``, ``sample`` and a reload.
+"""Every ``hybridpgm train`` recipe for a few steps on one device, resumed, then ``evaluate``, ``sample`` and a reload.
 
 Not a timing: a check that each model family's code path runs on the device a
 user trains on (CUDA above all), written to JSON like the benchmarks so a
 device session brings it back.  Each recipe is trained with tiny arguments
 through :func:`hybridpgm.cli.main` (so a failure is what a user would see: one
-line and exit 2, or a traceback), then its run folder is scored again
+line and exit 2, or a traceback), resumed from its checkpoint for one epoch
+more (``--resume``), then its run folder is scored again
 (``evaluate``), sampled from (``sample``) and its ``model.pt`` loaded with
 :func:`hybridpgm.load`.  The JSON records, per recipe and step, the exit code,
 the wall time, and the last line written to stderr or the traceback.
@@ -104,6 +105,10 @@ def run_recipe(label: str, model: str, extra: list[str], device: str, root: Path
     row["train"] = _call(["train", model, *extra, "--device", device, "--no-progress", "--out", str(run)])
     if row["train"]["rc"] != 0:
         return row
+    more = list(extra)
+    at = more.index("--epochs") + 1
+    more[at] = str(int(more[at]) + 1)  # one epoch more, from the checkpoint (its RNG states, on the device)
+    row["resume"] = _call(["train", model, *more, "--device", device, "--no-progress", "--out", str(run), "--resume"])
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     row["metrics_finite"] = all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
     row["evaluate"] = _call(["evaluate", str(run)])
