@@ -158,10 +158,25 @@ class Table(CPD):
     @classmethod
     def random(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
                *, concentration: float = 1.0, generator: torch.Generator | None = None, **kwargs) -> "Table":
-        """A table with rows drawn from :math:`\\mathrm{Dir}(\\alpha \\mathbf 1)`."""
-        g = torch.empty((*parent_cards, cardinality)).exponential_(generator=generator) if concentration == 1.0 \
-            else torch._standard_gamma(torch.full((*parent_cards, cardinality), float(concentration)))
-        return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
+        """A table with rows drawn from :math:`\\mathrm{Dir}(\\alpha \\mathbf 1)`.
+
+        :param generator: the draws' generator (else torch's global one), for every ``concentration``: torch's
+            gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds a forked global generator from it.
+        :raises ModelSpecError: ``concentration`` is not a finite number > 0.
+        """
+        concentration = positive_real(concentration, "Table.random concentration", error=ModelSpecError)
+        shape = (*parent_cards, cardinality)
+        if concentration == 1.0:  # Dir(1) rows: normalised Exp(1) draws
+            g = torch.empty(shape).exponential_(generator=generator)
+            return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
+        dirichlet = torch.distributions.Dirichlet(torch.full(shape, concentration))
+        if generator is None:
+            return cls(dirichlet.sample(), parents, **kwargs)
+        seed = int(torch.randint(2**62, (), generator=generator))
+        with torch.random.fork_rng(devices=[]):  # the caller's global stream is left as it was
+            torch.manual_seed(seed)
+            rows = dirichlet.sample()
+        return cls(rows, parents, **kwargs)
 
     def bind(self, node, parent_cards):
         self.validate(node)

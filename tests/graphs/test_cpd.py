@@ -260,3 +260,23 @@ def test_a_table_from_a_cuda_tensor_keeps_its_prior_there():
     on_cpu, on_cuda = cpd.Table(probs, ["a"], prior=2.0), cpd.Table(probs.cuda(), ["a"], prior=2.0)
     assert {t.device.type for t in on_cuda.state_dict().values()} == {"cuda"}
     assert torch.allclose(on_cuda.log_prior().cpu(), on_cpu.log_prior())
+
+
+def test_a_random_table_of_any_concentration_follows_its_generator_alone():
+    """Before, a concentration other than 1 drew from torch's global stream whatever the generator: two
+    tables from equal generators differed, and the caller's global stream moved."""
+    before = torch.get_rng_state()
+    first, second = (cpd.Table.random(4, [3], ["A"], concentration=0.5, generator=torch.Generator().manual_seed(7))
+                     for _ in range(2))
+    assert torch.equal(first.probs, second.probs)
+    assert torch.equal(torch.get_rng_state(), before)
+    other = cpd.Table.random(4, [3], ["A"], concentration=0.5, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(first.probs, other.probs)
+    assert torch.allclose(first.probs.sum(-1), torch.ones(3))
+
+
+@pytest.mark.parametrize("concentration", [0.0, -1.0, float("nan"), float("inf"), True])
+def test_a_random_table_refuses_a_concentration_that_is_not_positive(concentration):
+    """Before, 0, -1 and NaN gave a table of NaN probabilities without a word."""
+    with pytest.raises(ModelSpecError, match="Table.random concentration must be a finite number > 0"):
+        cpd.Table.random(3, concentration=concentration)
