@@ -29,6 +29,7 @@ import torch
 from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.checks import sample_count
+from hybridpgm.diagnostics.host_arrays import as_host_array
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_rng_state
@@ -76,7 +77,7 @@ def _check_log_weights(log_weights: np.ndarray) -> None:
         raise DataError(f"every log-weight is -inf (all weights zero) in row(s) {rows[:10]}; PSIS is undefined")
 
 
-def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
 
     PSIS replaces only the right tail, so the smallest weight of a row keeps
@@ -95,7 +96,7 @@ def pareto_khat(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     :raises ConfigError: for fewer than :data:`PSIS_MIN_DRAWS` (30) log-weights per row, under either ArviZ.
     :raises DataError: for NaN or :math:`+\\infty` log-weights, or a row whose weights are all zero.
     """
-    log_weights = np.asarray(log_weights, dtype=np.float64)
+    log_weights = as_host_array(log_weights, np.float64)
     if log_weights.ndim == 0:
         raise ConfigError("PSIS needs log-weights of shape (..., S), got a scalar")
     if log_weights.shape[-1] < PSIS_MIN_DRAWS:  # before the values' check, which an empty row would fail

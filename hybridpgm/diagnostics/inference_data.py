@@ -29,18 +29,13 @@ from pyro.infer import Predictive, infer_discrete
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import positive_int
+from hybridpgm.diagnostics.host_arrays import as_host_array
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
 
 _KEYWORD_STYLE = "posterior" in inspect.signature(az.from_dict).parameters
-
-
-def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[str, list[str]] | None = None,
@@ -53,7 +48,7 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
     :param dims: variable -> names of its dims after ``(chain, draw)``.
     :raises DataError: for a variable given more dim names than its array has dims after ``(chain, draw)``.
     """
-    groups = {g: {k: _numpy(v) for k, v in variables.items()} for g, variables in groups.items() if variables}
+    groups = {g: {k: as_host_array(v) for k, v in variables.items()} for g, variables in groups.items() if variables}
     _check_dims(groups, dims or {})
     if _KEYWORD_STYLE:  # ArviZ 0.x
         return az.from_dict(**groups, dims=dims, coords=coords)

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.errors import DataError  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
 
@@ -88,7 +89,7 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
 def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point") -> Figure:
     """Pareto :math:`\\hat k` per data point with ArviZ's 0.5 / 0.7 thresholds
     (see :func:`hybridpgm.diagnostics.check_vi`)."""
-    khat = np.asarray(khat, dtype=float).ravel()
+    khat = as_host_array(khat, float).ravel()
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     colors = np.where(khat < 0.5, "tab:green", np.where(khat < 0.7, "tab:orange", "tab:red"))
