@@ -197,9 +197,14 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         table = np.full(pcards + [card], np.nan)
         where = f"{path}: '{child}'"
         seen: set = set()
+        default = None
         for kind, key, nums in _statements(body, where):
-            if kind == "default":
-                table[...] = np.asarray(nums)
+            if kind == "default":  # fills the parent configurations no entry gives, wherever it stands
+                if len(nums) != card:
+                    raise ModelSpecError(f"{path}: default of '{child}' has {len(nums)} numbers, needs {card}")
+                if default is not None:
+                    raise ModelSpecError(f"{path}: '{child}' has two default entries")
+                default = np.asarray(nums)
             elif kind == "table":
                 if len(nums) != table.size:
                     raise ModelSpecError(f"{path}: table of '{child}' has {len(nums)} numbers, needs {table.size}")
@@ -220,6 +225,8 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                     raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' is given twice")
                 seen.add(idx)
                 table[idx] = nums
+        if default is not None:
+            table[np.isnan(table).all(-1)] = default
         if np.isnan(table).any():
             raise ModelSpecError(f"{path}: the table of '{child}' is incomplete")
         tables[child] = (table, parents)

@@ -141,6 +141,9 @@ GRAMMAR = {
                              {"b": [[0.1, 0.9], [0.5, 0.5]]}),
     "property and spaces": ("probability ( b | a ) { property note ; (table)0.1 0.9 ; (default) 0.3, 0.7; }",
                             {"b": [[0.1, 0.9], [0.3, 0.7]]}),
+    # before, a default after an entry overwrote it: [[0.5, 0.5], [0.5, 0.5]]
+    "entries then default": ("probability ( b | a ) { ( table ) 0.1, 0.9; default 0.5, 0.5; }",
+                             {"b": [[0.1, 0.9], [0.5, 0.5]]}),
 }
 
 
@@ -161,6 +164,8 @@ def test_probability_bodies_are_parsed_by_grammar(tmp_path, case):
     ("( table 0.1, 0.9;", "'b'.*unexpected ';'"),
     ("tabel 0.1, 0.9;", "'b'.*expected 'table'.*found 'tabel'"),
     ("( table ) 0.1, abc;", "'b'.*cannot parse numbers"),
+    ("default 0.2, 0.3, 0.5;", "default of 'b' has 3 numbers, needs 2"),  # before, numpy's broadcast error
+    ("default 0.2, 0.8; default 0.5, 0.5;", "'b' has two default entries"),
 ])
 def test_grammar_errors_name_file_and_variable(tmp_path, body, match):
     path = tmp_path / "bad.bif"
