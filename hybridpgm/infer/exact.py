@@ -90,7 +90,12 @@ def _stitch(parts: list, groups: list) -> torch.Tensor:
 
 
 def _query_names(facts, query) -> list[str]:
-    names = [query] if isinstance(query, str) else list(query)
+    try:
+        names = [query] if isinstance(query, str) else list(query)
+    except TypeError:  # not iterable: a number, say
+        names = None
+    if names is None or not all(isinstance(q, str) for q in names):
+        raise EvidenceError(f"query must be a node name, a list of node names or None, got {query!r:.80}")
     for q in names:
         if q not in facts.cards:
             raise EvidenceError(f"query names unknown variable '{q}' (nodes: {facts.nodes})")

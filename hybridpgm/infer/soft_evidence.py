@@ -53,7 +53,8 @@ def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, devic
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
     try:
-        t = torch.as_tensor(lik.values, device=device)
+        # numbers without a dtype of their own (a list) are read in the network's, as hard evidence is
+        t = torch.as_tensor(lik.values, device=device, dtype=None if hasattr(lik.values, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"Likelihood for '{name}' must be numbers, got {type(lik.values).__name__} "
                             f"{lik.values!r:.60}") from None

@@ -363,3 +363,10 @@ def test_map_under_inference_mode_equals_map_outside():
         match = (rows[:, nodes.index("x4")] == ev["x4"][r]) & (rows[:, nodes.index("x1")] == ev["x1"][r])
         best = rows[match][logp[match].argmax()]
         assert [int(want[v][r]) for v in nodes] == best.tolist()
+
+
+@pytest.mark.parametrize("query", [3, [0], ["rain", 1], 2.5])
+def test_a_query_that_is_not_node_names_is_named(query):
+    """Before, a number raised Python's TypeError ('int' object is not iterable)."""
+    with pytest.raises(EvidenceError, match="query must be a node name, a list of node names or None"):
+        sprinkler().posterior(query, {"wet": 1})

@@ -76,3 +76,11 @@ def test_a_likelihood_beyond_a_float32_networks_range_keeps_its_ratios(scale):
     torch.testing.assert_close(bn.posterior("rain", {"wet": Likelihood(lik * scale)}), expected)
     shift = bn.log_evidence({"wet": Likelihood(lik * scale)}) - bn.log_evidence({"wet": Likelihood(lik)})
     torch.testing.assert_close(shift, torch.tensor(math.log(scale), dtype=torch.float32))
+
+
+def test_a_likelihood_given_as_a_list_is_read_in_the_network_s_dtype():
+    """Before, a list was read as float32 and the float64 answers moved by about 1e-10."""
+    bn = sprinkler().double()
+    as_list = bn.posterior("rain", {"wet": Likelihood([0.3, 0.9])})
+    as_float64 = bn.posterior("rain", {"wet": Likelihood(torch.tensor([0.3, 0.9], dtype=torch.float64))})
+    assert as_list.dtype == torch.float64 and torch.equal(as_list, as_float64)
