@@ -32,7 +32,7 @@ from hybridpgm.checks import sample_count
 from hybridpgm.diagnostics.host_arrays import as_host_array
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
-from hybridpgm.infer.particle_elbo import keeping_rng_state
+from hybridpgm.infer.particle_elbo import keeping_module_state, keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["BAD", "GOOD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "pareto_khat"]
@@ -192,9 +192,9 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
         raise ConfigError("check_vi chunk_size must be at least 1, got 0")
     if num_samples < PSIS_MIN_DRAWS:
         raise ConfigError(f"check_vi needs num_samples >= {PSIS_MIN_DRAWS} for a Pareto fit, got {num_samples}")
-    _check_local_latents(guide, args, kwargs)
     chunks = []
-    with torch.no_grad():
+    with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
+        _check_local_latents(guide, args, kwargs)
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)
             log_w, _ = importance_log_weights(model, guide, *args, num_particles=k, **kwargs)

@@ -31,6 +31,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.host_arrays import as_host_array
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.param_store_scope import modules_own_their_params
 
 __all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
@@ -156,7 +157,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
-    with torch.no_grad():
+    with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         _refuse_subsampling(model_trace, guide_trace)

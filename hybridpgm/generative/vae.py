@@ -38,6 +38,7 @@ from hybridpgm.data.validation import (check_finite, check_model_input, check_nu
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
@@ -272,7 +273,8 @@ class VAE(PyroModule):
             ``batch_norm=True``."""
         like = self.decoder[0].weight
         z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, dtype=like.dtype, device=like.device)
-        out = self._net(self.decoder, z, "decoder")
+        with keeping_module_state(self):  # a batch norm's running statistics are left as training left them
+            out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out))
         return out if mean else out + self.log_scale.exp() * torch.randn_like(out)
@@ -281,7 +283,8 @@ class VAE(PyroModule):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`."""
         x = self._check(x)
-        out = self._net(self.decoder, self._encode(x)[0], "decoder")
+        with keeping_module_state(self):
+            out = self._net(self.decoder, self._encode(x)[0], "decoder")
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     @torch.no_grad()
@@ -301,10 +304,11 @@ class VAE(PyroModule):
         if not x.shape[0]:  # no rows: no plate to run, an empty answer
             return x.new_zeros((num_samples, 0))
         chunks = []
-        for start in range(0, num_samples, chunk_size):
-            k = min(chunk_size, num_samples - start)
-            log_w, _ = importance_log_weights(self.model, self.guide, x, num_particles=k, max_plate_nesting=1)
-            chunks.append(log_w)
+        with keeping_module_state(self):
+            for start in range(0, num_samples, chunk_size):
+                k = min(chunk_size, num_samples - start)
+                log_w, _ = importance_log_weights(self.model, self.guide, x, num_particles=k, max_plate_nesting=1)
+                chunks.append(log_w)
         return torch.cat(chunks, dim=0)
 
     @torch.no_grad()

@@ -378,3 +378,17 @@ def test_from_pyro_svi_conditions_on_every_latent_when_returning_a_few():
     mu = torch.as_tensor(idata.posterior["mu"].values[0])
     expected = dist.Normal(mu[:, None], math.exp(0.5)).log_prob(X)
     np.testing.assert_allclose(idata.log_likelihood["x"].values[0], expected.numpy(), rtol=1e-5)
+
+
+def test_from_pyro_svi_and_check_vi_leave_a_batch_norm_s_running_statistics_alone():
+    """Before, each diagnostic of a batch-norm VAE in training mode updated its running statistics."""
+    from hybridpgm import VAE
+    from hybridpgm.diagnostics import check_vi
+
+    torch.manual_seed(0)
+    vae = VAE(6, 2, hidden=[5], batch_norm=True)
+    x = torch.rand(8, 6).bernoulli()
+    before = {name: buf.clone() for name, buf in vae.named_buffers()}
+    from_pyro_svi(vae.model, vae.guide, x, num_samples=3)
+    check_vi(vae.model, vae.guide, x, num_samples=40)
+    assert all(torch.equal(before[name], buf) for name, buf in vae.named_buffers())

@@ -130,3 +130,24 @@ def test_a_batch_norm_vae_trains_with_particles(binary):
     result = fit(SVIObjective(vae.model, vae.guide, IWAE(3)), binary, epochs=2, batch_size=20, progress=False,
                  seed=0)
     assert all(torch.isfinite(torch.tensor(result.history.loss["elbo"])))
+
+
+def _buffers(module):
+    return {name: buf.clone() for name, buf in module.named_buffers()}
+
+
+def test_evaluation_methods_leave_a_batch_norm_s_running_statistics_alone():
+    """Before, log_likelihood, elbo, sample and reconstruct in training mode each counted their batch as a
+    training batch of the batch norms (running mean and variance, num_batches_tracked)."""
+    torch.manual_seed(0)
+    vae = VAE(6, 2, hidden=[5], batch_norm=True)
+    x = torch.rand(10, 6).bernoulli()
+    before = _buffers(vae)
+    vae.log_likelihood(x, num_samples=4)
+    vae.elbo(x)
+    vae.sample(3)
+    vae.reconstruct(x)
+    after = _buffers(vae)
+    assert vae.training and all(torch.equal(before[k], after[k]) for k in before)
+    SVIObjective(vae.model, vae.guide).loss("elbo", x)  # a training pass still updates them
+    assert not torch.equal(_buffers(vae)["encoder.1.num_batches_tracked"], before["encoder.1.num_batches_tracked"])
