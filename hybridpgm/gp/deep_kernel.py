@@ -138,10 +138,11 @@ class DeepKernelGP(gpytorch.Module):
         self.mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, self.gp)
         self.register_buffer("train_x", train_x, persistent=False)
         self.register_buffer("train_y", train_y, persistent=False)
-        # the GP's kernel, mean and likelihood (built here on the CPU by default) on the training data's device,
-        # as the extractor the probe ran: a model built from CUDA tensors is on CUDA throughout
-        self.gp.to(train_x.device)
-        self.scale_to_bounds.to(train_x.device)
+        # the GP's kernel, mean and likelihood (built here on the CPU, in float32, by default) on the training
+        # data's device and in the features' dtype: a model built from CUDA tensors is on CUDA throughout, and
+        # one whose features are float64 keeps float64 hyperparameters
+        self.gp.to(device=train_x.device, dtype=probe.dtype)
+        self.scale_to_bounds.to(device=train_x.device, dtype=probe.dtype)
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
         h = extract_features(self.feature_extractor, x)

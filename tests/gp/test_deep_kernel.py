@@ -434,3 +434,14 @@ def test_sv_dkl_from_cuda_inducing_points_is_on_cuda():
     sv = SVDeepKernelGP(mlp([2, 8, 2]).cuda(), num_features=2, num_data=30, inducing_points=torch.randn(10, 2).cuda())
     assert {p.device.type for p in sv.parameters()} == {"cuda"}
     assert sv.predict(x[:4].cuda()).mean.device.type == "cuda"
+
+
+@pytest.mark.parametrize("grid_size", [None, 16])
+def test_float64_features_give_float64_hyperparameters(grid_size):
+    """Before, the default kernel, mean and likelihood stayed float32 under float64 data: a lengthscale set
+    to 0.7 was stored as 0.699999988 and predictions moved by about 1e-8."""
+    torch.manual_seed(0)
+    x = torch.rand(20, 2, dtype=torch.float64)
+    model = DeepKernelGP(x, torch.sin(x[:, 0]), grid_size=grid_size)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert model.predict(x[:3]).mean.dtype == torch.float64
