@@ -218,10 +218,10 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     :param log_weights: ``K`` or ``K x N`` log-weights (``N`` independent
         targets, e.g. data points), kept as ``sample_stats.log_weight`` with one
         chain of ``K`` draws, ready for ``az.ess``-style and PSIS diagnostics.
-    :param samples: optional draws ``name -> K x ...`` kept as ``posterior``.
+    :param samples: optional draws ``name -> K x ...`` (tensors, arrays or lists) kept as ``posterior``.
     :raises DataError: for log-weights that are not floating point, not ``K`` or ``K x N`` with ``K >= 1``, or
         hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed); for draws whose count is not
-        ``K``.
+        ``K``, or that are not numbers.
     """
     log_weights = torch.as_tensor(log_weights)
     if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
@@ -236,7 +236,11 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     groups = {"sample_stats": {"log_weight": log_weights.unsqueeze(0)}}
     if samples:
         k = log_weights.shape[0]
-        bad = {n: tuple(v.shape) for n, v in samples.items() if v.shape[0] != k}
+        try:  # arrays and lists too, as the log-weights
+            samples = {n: torch.as_tensor(v) for n, v in samples.items()}
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise DataError(f"samples must be tensors or arrays of numbers ({error})") from None
+        bad = {n: tuple(v.shape) for n, v in samples.items() if v.dim() == 0 or v.shape[0] != k}
         if bad:
             raise DataError(f"samples must have {k} draws like the log-weights; got shapes {bad}")
         groups["posterior"] = {n: v.unsqueeze(0) for n, v in samples.items()}

@@ -392,3 +392,15 @@ def test_from_pyro_svi_and_check_vi_leave_a_batch_norm_s_running_statistics_alon
     from_pyro_svi(vae.model, vae.guide, x, num_samples=3)
     check_vi(vae.model, vae.guide, x, num_samples=40)
     assert all(torch.equal(before[name], buf) for name, buf in vae.named_buffers())
+
+
+def test_from_importance_takes_samples_as_lists_and_names_a_wrong_count():
+    """Before, a list of draws raised Python's AttributeError ('list' object has no attribute 'shape')."""
+    log_weights = torch.randn(3, dtype=torch.float64)
+    idata = from_importance(log_weights, {"z": [0.5, 1.0, 2.0]})
+    assert np.asarray(idata.posterior["z"]).reshape(-1).tolist() == [0.5, 1.0, 2.0]
+    for samples in ({"z": [1, 2]}, {"z": 1.0}):
+        with pytest.raises(DataError, match="samples must have 3 draws like the log-weights"):
+            from_importance(log_weights, samples)
+    with pytest.raises(DataError, match="samples must be tensors or arrays of numbers"):
+        from_importance(log_weights, {"z": ["a", "b", "c"]})
