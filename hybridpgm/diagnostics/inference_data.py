@@ -119,6 +119,39 @@ def _refuse_subsampling(*traces) -> None:
                                 f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
 
 
+def _vectorized_frames(site: dict) -> set:
+    return {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
+
+
+def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], model_trace,
+                        first_dim: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
+    """Per observed site ``y``, :math:`\\log p(y_n \\mid \\theta) = \\log \\sum_{c_n} p(c_n \\mid \\theta)
+    p(y_n \\mid c_n, \\theta)`: the model run with ``values`` (its continuous latents :math:`\\theta` and its
+    global discrete sites) and its ``local`` enumerated discrete sites enumerated in parallel; the local sites
+    in no plate but ``y``'s are summed out of ``y``'s log-likelihood (the others sum to one).  A mixture
+    assignment is summed out of its point's likelihood, as in the model, rather than fixed at a draw that has
+    seen the point, which would make ``az.loo`` optimistic.
+
+    :returns: ``name -> log-likelihood`` in the shape the site's own log-probability has."""
+    trace = poutine.trace(poutine.enum(poutine.condition(model, data=values), first_available_dim=first_dim)
+                          ).get_trace(*args, **kwargs)
+    plate_dims = -1 - first_dim
+    out = {}
+    for name, site in observed.items():
+        frames = _vectorized_frames(site)
+        enumerated = trace.nodes[name]
+        total = enumerated["fn"].log_prob(enumerated["value"])
+        for n in local:
+            if _vectorized_frames(trace.nodes[n]) <= frames:
+                total = total + trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"])
+        shape = model_trace.nodes[name]["fn"].log_prob(model_trace.nodes[name]["value"]).shape
+        kept = max(plate_dims, len(shape))  # the enumeration dims lie left of the plates and the site's batch
+        enum_dims = list(range(total.dim() - kept)) if total.dim() > kept else []
+        summed = torch.logsumexp(total, dim=enum_dims) if enum_dims else total
+        out[name] = summed.reshape(shape)
+    return out
+
+
 def _plate_nesting(*traces) -> int:
     dims = [frame.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
             for frame in site["cond_indep_stack"] if frame.vectorized]
@@ -141,7 +174,10 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
       values computed from each draw;
     * ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``), and ``observed_data``: one
       variable per observed site that holds data.  ``pyro.deterministic`` and ``pyro.factor`` sites (observed
-      sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.
+      sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.  The
+      log-likelihood of a draw is :math:`\\log p(y_n \\mid \\theta_s)`: an enumerated discrete site local to
+      the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
+      at its draw, as the continuous latents are.
 
     :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
         observed sites conditioned (``obs=``) on the full data.
@@ -178,16 +214,24 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         per_draw: dict[str, list[torch.Tensor]] = {n: [] for n in sites.discrete + sites.deterministic}
         log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
+        local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         for s in range(num_samples):
-            conditioned = poutine.condition(model, data={name: draws[name][s] for name in sites.latent})
+            latents = {name: draws[name][s] for name in sites.latent}
+            conditioned = poutine.condition(model, data=latents)
             if sites.discrete:
                 conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
             trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
             for name in per_draw:
                 per_draw[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
+            if local:  # the data's own likelihood: local discrete sites summed out, as the model does
+                held = {n: trace.nodes[n]["value"] for n in sites.discrete if n not in local}
+                point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, model_trace,
+                                                    first_dim, args, kwargs)
+            else:
+                point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"])
+                                 for name in observed}
             for name in observed:
-                site = trace.nodes[name]
-                log_lik[name].append(site["fn"].log_prob(site["value"]))
+                log_lik[name].append(point_log_lik[name])
         draws.update({n: torch.stack(v) for n, v in per_draw.items()})
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
