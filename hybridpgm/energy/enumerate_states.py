@@ -8,6 +8,7 @@ is ``2**n`` states: :func:`logsumexp_over_states` walks them in chunks so that
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -85,6 +86,10 @@ def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict) -> torch.
 
         options = dict(ais_kwargs)
         data = options.pop("data", None)
+        known = [n for n in inspect.signature(AIS).parameters if n != "self"]
+        if unknown := sorted(set(options) - set(known)):
+            raise ConfigError(f"{owner}.log_partition('ais') got unknown option(s) {unknown}; the AIS options are "
+                              f"{known + ['data']}")
         return AIS(**options)(model, data=data).log_z
     if method != "exact":
         raise ConfigError(f"{owner}.log_partition method must be 'exact' or 'ais', got {method!r}")

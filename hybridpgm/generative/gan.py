@@ -101,13 +101,20 @@ class MLPGenerator(nn.Module):
         :raises ConfigError: with batch norm in training mode, noise of one row (its batch statistics are not
             defined)."""
         _check_input(z, (self.noise_dim,), self, "noise 'z'")
-        if self.training and z.shape[:-1].numel() == 1 and any(isinstance(m, nn.BatchNorm1d) for m in self.net):
-            raise ConfigError(
-                f"MLPGenerator(batch_norm=True) got noise of one row{describe_origin()} (shape {tuple(z.shape)}): "
-                "batch normalisation needs at least two rows per batch in training mode; train with batch_size "
-                ">= 2 (in fit, a last incomplete batch of one row also does this: pass drop_last=True or another "
-                "batch_size), or call generator.eval() to use the running statistics")
+        if any(isinstance(m, nn.BatchNorm1d) for m in self.net):
+            _refuse_one_row(self, z, "MLPGenerator(batch_norm=True)")
         return on_rows(self.net, z).reshape(z.shape[:-1] + self.out_shape)
+
+
+def _refuse_one_row(generator: nn.Module, z: torch.Tensor, name: str) -> None:
+    """:class:`ConfigError` for noise ``z`` of one row given to a ``generator`` with batch norms in training mode.
+    """
+    if generator.training and z.shape[:-1].numel() == 1:
+        raise ConfigError(
+            f"{name} got noise of one row{describe_origin()} (shape {tuple(z.shape)}): batch normalisation needs "
+            "at least two rows per batch in training mode; train with batch_size >= 2 (in fit, a last incomplete "
+            "batch of one row also does this: pass drop_last=True or another batch_size), or call "
+            "generator.eval() to use the running statistics")
 
 
 @serializable
@@ -185,8 +192,10 @@ class ConvGenerator(nn.Module):
         """Flattened images ``batch x H*W`` from noise ``batch x noise_dim`` (any batch shape).
 
         :raises DataError: ``z`` of the wrong last dimension or dtype.
-        :raises DeviceError: ``z`` on another device than the network."""
+        :raises DeviceError: ``z`` on another device than the network.
+        :raises ConfigError: in training mode, noise of one row (its batch norms' statistics are not defined)."""
         _check_input(z, (self.noise_dim,), self, "noise 'z'")
+        _refuse_one_row(self, z, "ConvGenerator")
         batch = z.shape[:-1]
         h = self.project(z.reshape(-1, self.noise_dim)).reshape(-1, *self._base)
         return self.deconv(h).reshape(batch + self.out_shape)

@@ -181,7 +181,14 @@ class SigmoidBeliefNet(PyroModule):
     # ----------------------------------------------------------- Pyro programs
     @staticmethod
     def _check_temperature(temperature):
-        if temperature is not None and not isinstance(temperature, torch.Tensor):
+        if isinstance(temperature, torch.Tensor):  # inside fit, in the step's one host read
+            shown = temperature.detach()
+
+            def not_positive() -> ConfigError:
+                return ConfigError(f"SigmoidBeliefNet temperature must be finite numbers > 0, got {shown!r:.80}")
+
+            check_or_defer((torch.isfinite(shown) & (shown > 0)).all(), not_positive)
+        elif temperature is not None:
             positive_real(temperature, "SigmoidBeliefNet temperature")
 
     @staticmethod

@@ -197,3 +197,11 @@ def test_finetune_objectives_name_bad_batches(v):
         clf.loss("model", (v, torch.tensor([0, 1, 5, 0])))
     with pytest.raises(DataError, match=r"ClassificationObjective input 'x' is an empty batch"):
         clf.loss("model", (v[:0], y[:0]))
+
+
+@pytest.mark.parametrize("model", [RBM(4, 3), DBM([4, 3, 2])], ids=["RBM", "DBM"])
+def test_an_unknown_ais_option_is_named_with_the_known_ones(model):
+    """Before, AIS's own TypeError (unexpected keyword argument 'num_chain')."""
+    with pytest.raises(ConfigError, match=r"log_partition\('ais'\) got unknown option\(s\) \['num_chain'\]; the AIS "
+                                          r"options are \['num_chains', 'num_steps', 'schedule', 'betas', 'data'\]"):
+        model.log_partition("ais", num_chain=10)

@@ -113,3 +113,13 @@ def test_batch_norm_generator_names_a_training_batch_of_one_row():
                       progress=False, seed=0)
     gen.eval()  # the running statistics serve a single row
     assert gen(torch.randn(1, 2)).shape == (1, 2)
+
+
+def test_a_conv_generator_names_noise_of_one_row_in_training_mode():
+    """Before, BatchNorm's own ValueError ('Expected more than 1 value per channel when training')."""
+    from hybridpgm.errors import ConfigError
+
+    gen = ConvGenerator(3, (8, 8))
+    with pytest.raises(ConfigError, match=r"ConvGenerator got noise of one row \(shape \(1, 3\)\)"):
+        gen(torch.randn(1, 3))
+    assert gen.eval()(torch.randn(1, 3)).shape == (1, 64)

@@ -162,3 +162,14 @@ def test_float64_data_for_a_float32_sbn_is_refused_by_name():
     sbn = SigmoidBeliefNet([6, 3])
     with pytest.raises(DataError, match=r"SigmoidBeliefNet site 'x' has dtype torch.float64.*torch.float32"):
         sbn.exact_log_likelihood(torch.zeros(2, 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("temperature", [torch.tensor(0.0), torch.tensor(-1.0), torch.tensor(float("nan"))])
+def test_a_tensor_temperature_that_is_not_positive_is_named(temperature):
+    """Before, a tensor temperature was not checked: 0 and -1 gave NaN log-probabilities without a word."""
+    import pyro.poutine as poutine
+
+    sbn = SigmoidBeliefNet([4, 3])
+    x = torch.ones(2, 4)
+    with pytest.raises(ConfigError, match="SigmoidBeliefNet temperature must be finite numbers > 0"):
+        poutine.trace(sbn.model).get_trace(x, temperature=temperature)

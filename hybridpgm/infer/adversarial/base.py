@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import as_integer, check_player, positive_real, sample_count
-from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "log_q_from_logits",
@@ -226,7 +226,7 @@ class AdversarialObjective(AdversarialGame):
         :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
         float64 data for float32 networks are refused).
 
-        :raises DataError: no tensor of shape ``(batch, *event_shape)``, or an empty batch."""
+        :raises DataError: no tensor of shape ``(batch, *event_shape)``, an empty batch, or NaN/inf values."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -236,7 +236,8 @@ class AdversarialObjective(AdversarialGame):
         if x.shape[0] == 0:
             raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one row")
         ref = _first_param(self.discriminator)
-        return x if ref is None else as_model_dtype(x, ref.dtype, f"{type(self).__name__} data")
+        x = x if ref is None else as_model_dtype(x, ref.dtype, f"{type(self).__name__} data")
+        return defer_finite(x, f"{type(self).__name__} data")  # inside fit, in the step's one host read
 
 
 def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999):

@@ -114,3 +114,15 @@ def test_integer_scalars_pass_as_k_and_noise_dim():
     assert gan.noise_dim == 4 and gan.sample(3).shape == (3, 2)
     with pytest.raises(ModelSpecError, match="noise_dim must be a positive integer.*got True"):
         GAN(nn.Linear(1, 2), nn.Linear(2, 1), noise_dim=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_real_data_that_is_not_finite_is_named(bad):
+    """Before, the discriminator's loss was NaN and the generator's ignored the bad row."""
+    gan = GAN(*tiny_pair())
+    x = torch.randn(5, 2)
+    x[3, 1] = bad
+    for player in ("discriminator", "generator"):
+        with pytest.raises(DataError, match=r"GAN data \(shape \(5, 2\)\) holds 1 NaN/inf value\(s\), the first in "
+                                            r"row 3"):
+            gan.loss(player, x)
