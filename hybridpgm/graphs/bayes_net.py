@@ -141,6 +141,10 @@ class BayesNet(BayesNetData, PyroModule):
         if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
             raise ModelSpecError(f"node '{name}': states must be a list of {cpd.cardinality} names, got {states!r}")
         states = list(states)
+        if not_text := [s for s in states if not isinstance(s, str)]:  # evidence given as a number is an index
+            raise ModelSpecError(f"node '{name}': state names must be strings, got {not_text!r} in {states!r}; a "
+                                 "number given as evidence is read as a state's index, so a name 1 would be "
+                                 f"ambiguous: name the states {[str(s) for s in states]!r}")
         if len(states) != cpd.cardinality:
             raise ModelSpecError(f"node '{name}': {len(states)} state names {states!r} for cardinality "
                                  f"{cpd.cardinality}")

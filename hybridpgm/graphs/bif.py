@@ -295,12 +295,12 @@ def _bif_name(name, what: str) -> str:
 
 
 def write_bif(bn, path) -> None:
-    """Write a network of discrete CPDs (without context inputs) as a BIF file; states as ``str(state)``
+    """Write a network of discrete CPDs (without context inputs) as a BIF file, with its state names
     (``s0, s1, ...`` for a node without state names).  Every name is checked before anything is written.
 
     :raises ModelSpecError: a continuous or context-dependent node; or, naming the node and state, a name that
         :func:`read_bif` could not read back (empty, or holding whitespace, ``(``, ``)``, ``,``, ``;``, ``|``,
-        ``{``, ``}``, ``//`` or ``/*``), or two states written alike (``1`` and ``"1"``).
+        ``{``, ``}``, ``//`` or ``/*``).
     """
     bn.check()
     names, lines = {}, ["network unknown {", "}"]
@@ -310,10 +310,7 @@ def write_bif(bn, path) -> None:
             raise ModelSpecError(f"node '{v}' is continuous; BIF holds discrete networks only")
         _bif_name(v, "node name")
         given = bn.state_names.get(v) or [f"s{i}" for i in range(card)]
-        names[v] = [_bif_name(s, f"node '{v}': state") for s in given]
-        if len(set(names[v])) != len(names[v]):
-            raise ModelSpecError(f"write_bif: node '{v}' has states {list(given)!r} that are written alike "
-                                 f"({names[v]}); give each state a distinct name")
+        names[v] = [_bif_name(s, f"node '{v}': state") for s in given]  # distinct strings (BayesNet.add)
         lines.append(f"variable {v} {{\n  type discrete [ {len(names[v])} ] {{ {', '.join(names[v])} }};\n}}")
     for v in bn.nodes:
         table = _table(bn, v)

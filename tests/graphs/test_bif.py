@@ -234,12 +234,15 @@ def test_write_bif_refuses_state_names_read_bif_cannot_read(tmp_path, name, show
     assert not path.exists()
 
 
-def test_write_bif_refuses_states_written_alike(tmp_path):
+def test_state_names_that_are_not_strings_are_refused_at_declaration():
+    """Before, states=[1, 0] was accepted while evidence {"a": 1} is read as an index: it selected the state
+    named 0, silently (and [1, "1"] only failed at write_bif)."""
     bn = BayesNet()
-    bn.add("a", cpd.Table([0.5, 0.5]), states=[1, "1"])
-    with pytest.raises(ModelSpecError, match=r"node 'a' has states \[1, '1'\] that are written alike"):
-        write_bif(bn, tmp_path / "x.bif")
-    assert not (tmp_path / "x.bif").exists()
+    with pytest.raises(ModelSpecError, match=r"node 'a': state names must be strings, got \[1, 0\] in \[1, 0\]; .*"
+                                             r"name the states \['1', '0'\]"):
+        bn.add("a", cpd.Table([0.5, 0.5]), states=[1, 0])
+    with pytest.raises(ModelSpecError, match=r"state names must be strings, got \[1\]"):
+        bn.add("a", cpd.Table([0.5, 0.5]), states=[1, "1"])
 
 
 def test_write_bif_round_trips_every_allowed_name(tmp_path):
@@ -251,7 +254,7 @@ def test_write_bif_round_trips_every_allowed_name(tmp_path):
     bn.add("k", cpd.Table(torch.rand(len(roots), len(kids), generator=g, dtype=torch.float64).softmax(-1), ["r"]),
            states=kids)
     bn.add("leaf", cpd.Table(torch.rand(len(kids), 2, generator=g, dtype=torch.float64).softmax(-1), ["k"]),
-           states=[True, 7])
+           states=["True", "7"])
     path = tmp_path / "names.bif"
     write_bif(bn, path)
     back = read_bif(path)
