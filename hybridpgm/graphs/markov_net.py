@@ -32,6 +32,7 @@ Techniques*, 2009, ch. 4.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
 
@@ -56,6 +58,16 @@ def _no_options(method: str, kwargs: dict) -> None:
     """Raise :class:`ModelSpecError` for options passed to a method that takes none."""
     if kwargs:
         raise ModelSpecError(f"MarkovNet: method={method!r} takes no options, got {sorted(kwargs)}")
+
+
+def _check_options(method: str, algorithm: type, kwargs: dict) -> None:
+    """Raise :class:`ModelSpecError` for options that ``algorithm`` does not take, listing those it does."""
+    params = inspect.signature(algorithm).parameters
+    try:
+        inspect.signature(algorithm).bind(**kwargs)
+    except TypeError:
+        raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) {sorted(set(kwargs) - set(params))}; "
+                             f"its options: {list(params)}") from None
 
 
 def _names(scope) -> list:
@@ -216,8 +228,10 @@ class MarkovNet(nn.Module):
                 mod = self.potentials[name]
                 t = mod() if context is None else mod(context)
                 self._check_table(name, fam, t)
-            else:
+            else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
                 t = getattr(self, fam["key"])
+                check_or_defer(torch.isfinite(t).all(), functools.partial(
+                    ModelSpecError, f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)"))
             out[name] = t.unsqueeze(-len(fam["cards"]) - 1) if fam["single"] else t
         return out
 
@@ -253,12 +267,7 @@ class MarkovNet(nn.Module):
             _no_options(method, kwargs)
             return exact_marginals(fg)
         algorithm = BeliefPropagation if method == "bp" else MeanField
-        try:
-            inspect.signature(algorithm).bind(**kwargs)
-        except TypeError:
-            raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) "
-                                 f"{sorted(set(kwargs) - set(inspect.signature(algorithm).parameters))}; its options: "
-                                 f"{list(inspect.signature(algorithm).parameters)}") from None
+        _check_options(method, algorithm, kwargs)
         res = algorithm(**kwargs)(fg)
         return res.log_z, res.marginals
 
@@ -308,6 +317,10 @@ class MarkovNet(nn.Module):
             _no_options(method, kwargs)
             x = exact_map(fg)[0]
         else:
+            if "max_product" in kwargs:
+                raise ModelSpecError("MarkovNet.map_assignment: method 'bp' runs max-product BP; max_product is not "
+                                     "an option here (marginals('bp') runs sum-product)")
+            _check_options("bp", BeliefPropagation, kwargs)
             x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment
         x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}

@@ -348,3 +348,24 @@ def test_values_that_do_not_broadcast_are_named_with_their_shapes():
     for query in (mrf.score, mrf.log_prob):
         with pytest.raises(EvidenceError, match=r"must broadcast .*\{'a': \(2,\), 'b': \(3,\)\}"):
             query(values)
+
+
+def test_a_stored_table_that_turned_nan_is_named_on_every_query():
+    """Before, a Parameter table checked only at add: after it turned NaN (a diverged step) log Z and BP were NaN
+    and MAP and sampling returned plausible-looking states."""
+    table = torch.nn.Parameter(torch.zeros(2, 2))
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], table)
+    with torch.no_grad():
+        table[0, 0] = float("nan")
+    for query in (mrf.log_partition, mrf.map_assignment, lambda: mrf.marginals("bp"), lambda: mrf.sample(3)):
+        with pytest.raises(ModelSpecError, match="factor 'f' has non-finite log-potentials"):
+            query()
+
+
+@pytest.mark.parametrize("options, match", [({"nm_iters": 5}, r"no option\(s\) \['nm_iters'\]; its options: "),
+                                            ({"max_product": False}, "max_product is not an option here")])
+def test_map_assignment_names_an_option_bp_does_not_take(options, match):
+    """Before, BeliefPropagation's own TypeError (unexpected or repeated keyword argument)."""
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], torch.zeros(2, 2))
+    with pytest.raises(ModelSpecError, match=match):
+        mrf.map_assignment(method="bp", **options)
