@@ -83,6 +83,9 @@ class FlatGraph:
         dev = fg.unary.device
         self.edge_var = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=dev)
         self.num_edges = start
+        #: ``[B, E, C]`` the target variable's valid states: padding and states evidence rules out are not
+        #: states of the variable, so messages are normalised over the others (damping mixes those alone)
+        self.edge_valid = fg.valid[:, self.edge_var]
 
     def init(self, theta: torch.Tensor) -> torch.Tensor:
         """``[B, E, C]`` uniform (zero) log messages."""
@@ -111,7 +114,7 @@ class FlatGraph:
         if not outs:
             return incoming.new_zeros(incoming.shape)
         m = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-        return m - torch.logsumexp(m, dim=-1, keepdim=True)
+        return m - torch.logsumexp(m.masked_fill(~self.edge_valid, float("-inf")), dim=-1, keepdim=True)
 
     def factor_scores(self, incoming: torch.Tensor):
         """Per group: ``[B, F, C**k]`` log factor beliefs (unnormalised) and ``[B, F, C**k]`` tables."""
