@@ -163,6 +163,10 @@ class EvaluateEvery(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._last_step = int(state["last_step"])
 
+    def on_fit_start(self, start: FitStart) -> None:
+        if start.step == 0:  # a fresh run: nothing of an earlier fit's (this object reused) carries over
+            self._last_step = -1
+
     def on_step_end(self, info: StepInfo) -> None:
         if info.step % self.every == 0:
             self._evaluate(info)
@@ -230,6 +234,9 @@ class EarlyStopping(Callback):
 
     def on_fit_start(self, start: FitStart) -> None:
         self._deadline = None
+        if start.step == 0:  # a fresh run: an earlier fit's best value and patience (this object reused) go
+            self.best = math.inf if self.mode == "min" else -math.inf
+            self.bad_rounds = self._seen = 0
         if self.monitor in start.players or self.monitor in start.history.metrics:
             return
         evaluators = [c for c in start.callbacks if isinstance(c, EvaluateEvery)]

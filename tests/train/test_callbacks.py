@@ -180,3 +180,20 @@ def test_an_evaluator_after_the_stopper_and_a_users_callback_are_not_refused_ear
         fit(LinearRegression(), (x, y), batch_size=16, epochs=2, progress=False, seed=0,
             callbacks=[_counting_evaluator(x, y, every=1)[0], EarlyStopping("msee"), counter])
     assert counter.count == 8  # every step ran: 2 epochs of 4 batches
+
+
+def test_callbacks_reused_in_a_fresh_fit_start_afresh():
+    """Before, a second fit with the same EarlyStopping and EvaluateEvery objects (no checkpoint) kept the
+    first run's best value, bad rounds and count of values seen, and stopped at once."""
+    x, y = regression_data()
+    values = iter([5.0, 4.0, 4.5, 4.6] + [9.0, 8.0, 7.0, 6.0, 5.0, 4.5, 4.2, 4.1, 4.0, 3.9])
+    evaluate = EvaluateEvery(1, lambda obj: next(values), name="score")
+    stopper = EarlyStopping("score", patience=2)
+    options = dict(batch_size=16, progress=False, seed=0, callbacks=[evaluate, stopper],
+                   optim=functools.partial(torch.optim.SGD, lr=0.01))
+    first = fit(LinearRegression(), (x, y), epochs=50, max_steps=10, **options)
+    assert first.stopped_early and first.steps == 4
+    second = fit(LinearRegression(), (x, y), epochs=50, max_steps=10, **options)
+    assert not second.stopped_early and second.steps == 10
+    assert stopper.state_dict() == {"best": 3.9, "bad_rounds": 0, "seen": 10}
+    assert [step for step, _ in second.history.metrics["score"]] == list(range(1, 11))
