@@ -132,20 +132,34 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     if found:
         listed = "; ".join(f"{w}: checkpoint {a!r}, requested {b!r}" for w, a, b in found)
         raise CheckpointError(f"{where} was trained with other hyperparameters: {listed}. Pass "
-                              "override_hyperparameters=True to resume with the requested values, or overwrite=True "
-                              "(CLI: --overwrite) to start afresh")
+                              "override_hyperparameters=True (CLI: --override-hyperparameters) to resume with the "
+                              "requested values, or overwrite=True (CLI: --overwrite) to start afresh")
 
 
-def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, requested: dict[str, Any]) -> None:
-    """After loading a checkpoint's optimizer state, put the requested
-    hyperparameters back (``lr`` also resets a scheduler's base rate)."""
-    for group, wanted in zip(optimizer.param_groups, requested["param_groups"]):
+def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, requested: dict[str, Any],
+                             recorded: dict[str, Any] | None = None) -> None:
+    """After loading a checkpoint's optimizer state, put back the requested hyperparameters that differ from
+    those the checkpoint ``recorded`` (all of them for a checkpoint without a record).
+
+    A value the run's scheduler has moved since (``lr``) keeps its scheduled value unless a new one is asked
+    for; a new ``lr`` under a scheduler scales the scheduled rate by new / recorded and becomes the scheduler's
+    base rate, so the schedule goes on from where it was, at the new scale."""
+    was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
+    for group, wanted, was in zip(optimizer.param_groups, requested["param_groups"], was_groups):
         for key, value in wanted.items():
-            if key in group and not isinstance(group[key], torch.Tensor):
+            if key not in group or (was is not None and key in was and _same(was[key], value)):
+                continue
+            if key == "lr" and "initial_lr" in group and was is not None and was.get("lr"):
+                factor = value / was["lr"]  # the schedule, rescaled
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].mul_(factor)
+                else:
+                    group["lr"] = group["lr"] * factor
+            elif not isinstance(group[key], torch.Tensor):
                 group[key] = tuple(value) if isinstance(group[key], tuple) else value
-            elif key in group:
+            else:
                 group[key].fill_(value)
-        if "initial_lr" in group and "lr" in wanted:
-            group["initial_lr"] = wanted["lr"]
+            if key == "lr" and "initial_lr" in group:
+                group["initial_lr"] = value
     if scheduler is not None and hasattr(scheduler, "base_lrs"):
         scheduler.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]

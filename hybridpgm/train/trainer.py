@@ -279,7 +279,8 @@ def fit(
         for name, player in players.items():
             player.load_state_dict(resumed["players"][name])
             if override_hyperparameters:
-                override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name])
+                override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
+                                            ((resumed.get("config") or {}).get("optimizers") or {}).get(name))
         if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
             objective.load_state_dict(resumed["objective"])
         load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))

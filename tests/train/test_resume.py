@@ -123,3 +123,33 @@ def test_equivalent_spellings_and_implementation_switches_are_not_differences(tm
     run(ckpt, max_steps=2)
     _, result = run(ckpt, precision="fp32", optim=functools.partial(torch.optim.SGD, lr=0.05, foreach=False))
     assert result.steps == 8
+
+
+def test_overriding_another_hyperparameter_keeps_the_learning_rate_schedule(tmp_path):
+    """Before, override_hyperparameters=True put every requested value back, the scheduled lr too: a resume
+    that changed only clip_grad_norm restarted StepLR's rate at 0.1 (0.01 by then), ending at 0.01 instead of
+    0.001.  A new lr scales the schedule from where it was."""
+    step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=4, gamma=0.1)
+
+    def rates(ckpt, lr=0.1, **kwargs):
+        seen, made = [], []
+
+        def optim(params):
+            made.append(torch.optim.SGD(params, lr=lr))
+            return made[-1]
+
+        class Record:
+            def on_step_end(self, info):
+                seen.append(made[-1].param_groups[0]["lr"])
+
+        return seen, run(ckpt, optim=optim, lr_scheduler=step_lr, callbacks=[Record()], **kwargs)[1]
+
+    whole, _ = rates(None, epochs=3)
+    ckpt = tmp_path / "r.pt"
+    first, _ = rates(ckpt, epochs=3, max_steps=5)
+    rest, _ = rates(ckpt, epochs=3, clip_grad_norm=10.0, override_hyperparameters=True)
+    assert first + rest == pytest.approx(whole) and whole[4] < whole[0] and whole[-1] < whole[5]  # it decays
+    ckpt2 = tmp_path / "r2.pt"
+    first, _ = rates(ckpt2, epochs=3, max_steps=5)
+    rest, _ = rates(ckpt2, lr=0.2, epochs=3, override_hyperparameters=True)
+    assert first + rest == pytest.approx(whole[:5] + [2 * r for r in whole[5:]])
