@@ -151,6 +151,19 @@ def check_optimizer(optimizer, player: str):
     return optimizer
 
 
+def check_scheduler(scheduler, optimizer: torch.optim.Optimizer, player: str):
+    """``scheduler`` if the ``lr_scheduler`` factory returned a scheduler of ``optimizer`` for ``player`` (an
+    object with a ``step`` method, not an optimizer), else a :class:`ConfigError` naming what it returned."""
+    if isinstance(scheduler, torch.optim.Optimizer) or not callable(getattr(scheduler, "step", None)):
+        raise ConfigError(f"the lr_scheduler factory of player {player!r} returned {type(scheduler).__name__}, not a "
+                          "learning-rate scheduler; pass a factory such as "
+                          "functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1000)")
+    if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ConfigError(f"the lr_scheduler factory of player {player!r} returned a scheduler of another optimizer "
+                          "than the one it was given; build it on the optimizer passed to the factory")
+    return scheduler
+
+
 def callback_list(callbacks) -> list:
     """``callbacks`` as a list; :class:`ConfigError` for a single callback or a non-iterable."""
     if hasattr(callbacks, "on_step_end") or hasattr(callbacks, "on_fit_end") or not isinstance(callbacks, IterableABC):

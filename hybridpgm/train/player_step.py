@@ -192,11 +192,18 @@ class Player:
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
         if self.scaler:
+            # the scaler skips the optimizer's step where the gradients overflowed (and lowers its scale); the
+            # schedule follows the steps taken, as under skip_nonfinite (one read of the scale, with a scheduler)
+            scale = self.scaler.get_scale() if self.scheduler is not None else None
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if scale is not None and self.scaler.get_scale() < scale:
+                return value
         else:
             self.optimizer.step()
-        if self.scheduler is not None:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(value)  # on the step's loss, already on the host
+        elif self.scheduler is not None:
             self.scheduler.step()
         return value
 

@@ -33,8 +33,9 @@ from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, c
                                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_counts, check_decomposable,
-                                         check_factory, check_objective, check_optimizer, check_players, draw_seed,
-                                         keeps_callers_rngs_when_unseeded, per_player, rng_seed)
+                                         check_factory, check_objective, check_optimizer, check_players,
+                                         check_scheduler, draw_seed, keeps_callers_rngs_when_unseeded, per_player,
+                                         rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
@@ -62,7 +63,8 @@ def _build_players(objective: Objective, optim, lr_scheduler, precision: str | N
     for name, group in params.items():
         optimizer = check_optimizer(factories[name](group), name)
         hyperparameters[name] = optimizer_hyperparameters(optimizer)
-        scheduler = scheduler_factories[name](optimizer) if name in scheduler_factories else None
+        scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
+            if name in scheduler_factories else None
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         players[name] = Player(name, group, optimizer, scheduler, scaler, names=[names[id(p)] for p in group],
                                skip_nonfinite=skip_nonfinite)
@@ -131,7 +133,9 @@ def fit(
         or a dict player -> factory.  Default: Adam with ``lr=1e-3``.
     :param clip_grad_norm: clip each player's gradient norm to this value.
     :param lr_scheduler: a factory called with an optimizer (stepped once per
-        optimizer step), or a dict player -> factory.
+        optimizer step that is taken), or a dict player -> factory.
+        :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` is stepped with the
+        player's loss of the step.
     :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"``
         (autocast and a gradient scaler per player).
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under

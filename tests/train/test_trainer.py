@@ -270,3 +270,41 @@ def test_parameters_outside_the_module_are_refused():
 
 def test_public_api_exports_fit():
     assert hybridpgm.fit is fit
+
+
+@pytest.mark.parametrize("factory, returned", [(lambda optimizer: None, "NoneType"),
+                                               (lambda optimizer: optimizer, "SGD")])
+def test_an_lr_scheduler_factory_that_returns_no_scheduler_is_refused_before_the_first_step(factory, returned):
+    """Before, None failed after the first update and an optimizer was stepped twice a step (parameters moved
+    twice as far)."""
+    objective = LinearRegression()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(ConfigError, match=f"lr_scheduler factory of player 'fit' returned {returned}, not a "
+                                          "learning-rate scheduler"):
+        fit(objective, regression_data(), batch_size=16, optim=functools.partial(torch.optim.SGD, lr=0.1),
+            lr_scheduler=factory, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
+
+
+def test_reduce_lr_on_plateau_is_stepped_with_the_player_s_loss():
+    """Before, its step() was called without the metric: TypeError after the first update."""
+    plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.5)
+    result = fit(LinearRegression(), regression_data(), batch_size=16, epochs=20, progress=False, seed=0,
+                 optim=functools.partial(torch.optim.SGD, lr=0.2), lr_scheduler=plateau)
+    assert result.optimizers["fit"].param_groups[0]["lr"] < 0.2  # the loss stalled at least once: it halved
+
+
+class _Overflowing(LinearRegression):
+    """A loss whose gradients overflow float32 once scaled by fp16's gradient scaler (2**16)."""
+
+    def loss(self, player, batch):
+        return super().loss(player, batch) + 1e35 * self.module.bias.sum()
+
+
+def test_fp16_steps_the_scheduler_only_when_the_scaler_took_the_optimizer_step():
+    """Before, the scheduler stepped although the scaler skipped the optimizer's step (torch warned of the
+    order, and the schedule ran ahead); under skip_nonfinite it never did."""
+    step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    result = fit(_Overflowing(), regression_data(), batch_size=16, max_steps=3, progress=False, seed=0,
+                 precision="fp16", optim=functools.partial(torch.optim.SGD, lr=0.1), lr_scheduler=step_lr)
+    assert result.optimizers["fit"].param_groups[0]["lr"] == 0.1  # every step overflowed: none taken
