@@ -84,6 +84,13 @@ def as_dataset(data: Any) -> Dataset:
     raise ConfigError(f"data must be a Tensor, a tuple of Tensors or a map-style Dataset, got {type(data).__name__}")
 
 
+def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_last: bool) -> int:
+    """Steps of one epoch: each of ``world_size`` ranks takes ``floor(N / world_size)`` examples in batches of
+    ``batch_size`` (a last incomplete one dropped with ``drop_last``, unless it is the only one)."""
+    full, rest = divmod(num_examples // world_size, batch_size)
+    return full if (drop_last and full > 0) else full + (rest > 0)
+
+
 class BatchStream:
     """Batches of one rank's shard, addressed by step number.
 
@@ -112,7 +119,7 @@ class BatchStream:
             raise ConfigError(f"drop_last=True leaves no batch: batch_size {batch_size} is larger than the "
                               f"{self.shard_size} examples {'per rank ' if world_size > 1 else ''}of the data; "
                               "lower batch_size or pass drop_last=False")
-        self.batches_per_epoch = full if (drop_last and full > 0) else full + (rest > 0)
+        self.batches_per_epoch = steps_per_epoch(len(dataset), batch_size, world_size, drop_last)
         self._order: tuple[int, torch.Tensor] | None = None
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:

@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.distributed import differences
 
 __all__ = ["RESUME_MODES", "check_resumable", "optimizer_hyperparameters", "override_hyperparameters",
@@ -86,12 +87,15 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
     """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`).
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
-    run may resume on another number of ranks with the same global batch.
+    run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
+    which the number of ranks can change (each rank takes ``floor(N / world_size)`` examples), and which map
+    a step to its epoch and batch.
     """
     return {
         "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),
+        "steps_per_epoch": steps_per_epoch(num_examples, batch_size, world_size, drop_last),
     }
 
 
@@ -126,7 +130,8 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     if override:
         return
     recorded = saved.get("config")
-    found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)]
+    found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
+                                         and not (w == "steps_per_epoch" and a == "<absent>")]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):
         found.append(("seed", int(saved["seed"]), int(seed)))
     if found:

@@ -153,3 +153,25 @@ def test_overriding_another_hyperparameter_keeps_the_learning_rate_schedule(tmp_
     first, _ = rates(ckpt2, epochs=3, max_steps=5)
     rest, _ = rates(ckpt2, lr=0.2, epochs=3, override_hyperparameters=True)
     assert first + rest == pytest.approx(whole[:5] + [2 * r for r in whole[5:]])
+
+
+def test_a_checkpoint_of_another_epoch_length_is_refused_and_an_older_file_resumes(tmp_path):
+    """Before, a run resumed on another number of ranks whose epoch had another number of steps (N = 17,
+    global batch 8: 2 steps on 2 ranks, 3 on one) read the step as another epoch and batch, skipping or
+    repeating batches.  Files written before the record resume as they did."""
+    from hybridpgm.train import save_checkpoint
+
+    x, y = regression_data()
+    data = (x[:17], y[:17])
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, data=data, batch_size=8, max_steps=2)
+    state = load_checkpoint(ckpt)
+    assert state["config"]["steps_per_epoch"] == 3
+    state["config"]["steps_per_epoch"] = 2  # as two ranks of 4 rows would have recorded it
+    save_checkpoint(ckpt, state)
+    with pytest.raises(CheckpointError, match="steps_per_epoch: checkpoint 2, requested 3"):
+        run(ckpt, data=data, batch_size=8)
+    del state["config"]["steps_per_epoch"]
+    save_checkpoint(ckpt, state)
+    _, result = run(ckpt, data=data, batch_size=8)
+    assert result.steps == 6
