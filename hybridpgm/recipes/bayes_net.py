@@ -30,9 +30,8 @@ from hybridpgm.diagnostics import plot_loss_curves
 from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd, load_network
 from hybridpgm.infer import SVIObjective
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
+                                      save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "learner_for", "run", "sample"]
@@ -142,7 +141,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = {"model": "bayes-net", "network": saved.meta["network"],
               "test_log_likelihood": _held_out(saved.module, test_rows),
               **_query_scores(saved.module, truth, test_rows, saved.meta["seed"])}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -155,5 +154,5 @@ def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     for i in range(args.num_samples):
         lines.append(",".join(str(bn.state_names[v][int(draws[v][i])]) if v in bn.state_names
                               else str(int(draws[v][i])) for v in bn.nodes))
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n")
     return {"samples": str(path), "num_samples": args.num_samples}

@@ -36,7 +36,7 @@ from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
            "positive_float", "positive_int", "prepare_output", "save_model", "seed_int", "throughput", "train",
-           "write_metrics"]
+           "write_metrics", "write_text_atomically"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -185,10 +185,19 @@ def write_metrics(out: Path, metrics: dict[str, Any], units: dict[str, str] | No
     metrics["units"] = {k: v for k, v in known.items() if k in metrics}
     metrics["versions"] = versions()
     metrics["command"] = COMMAND or shlex.join(sys.argv)
-    path = out / "metrics.json"
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    return write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`, so a reader (or a
+    run stopped mid-write) never finds a half-written report."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -23,9 +23,8 @@ from hybridpgm.diagnostics import plot_loss_curves
 from hybridpgm.diagnostics.plots import plot_sequence_marginals
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
+                                      save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.recipes.models import CRFTagger
 from hybridpgm.train.distributed import current
 
@@ -105,5 +104,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger."""
     hmm, _, test_set = _task(saved.meta)
     report = {"model": "crf", "dataset": "hmm", **_scores(saved.module, hmm, test_set)}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report

@@ -29,11 +29,9 @@ from hybridpgm.data import load_dataset
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.energy import DBM, DBN
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
-from hybridpgm.recipes.common import (
-    add_common_arguments, checkpoint_options, machine_description, non_negative_float, positive_int, prepare_output,
-    save_model, train,
-    write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description,
+                                      non_negative_float, positive_int, prepare_output, save_model, train,
+                                      write_metrics, write_text_atomically)
 from hybridpgm.train import fit
 from hybridpgm.train.distributed import current
 
@@ -138,7 +136,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     else:
         report = _dbm_scores(model, data.train.x, data.test.x, meta["ais_chains"], meta["ais_steps"])
     report = {"model": meta["recipe"], "dataset": meta["dataset"], **report, "units": "nats per example"}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 

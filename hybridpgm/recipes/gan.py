@@ -26,10 +26,8 @@ from hybridpgm.diagnostics.gan_metrics import clustering_accuracy, inception_sco
 from hybridpgm.generative import VAE
 from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator, gan_networks
 from hybridpgm.infer.adversarial import AAVAE, GAN, IWGAN, InfoGAN, adversarial_optim
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, non_negative_float, positive_int, prepare_output, save_model, train,
-    write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
+                                      prepare_output, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "build", "evaluate", "run", "sample"]
@@ -156,7 +154,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(saved.module, VAE):
         static = load_dataset(meta["dataset"], binarize="static", root=meta.get("data_root"), seed=meta["seed"])
         report["test_elbo"] = saved.module.elbo(static.test.x, num_samples=10).mean().item()
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 

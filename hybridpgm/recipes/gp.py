@@ -41,10 +41,8 @@ from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective
 from hybridpgm.gp.gp_lstm import SemiStochasticObjective
 from hybridpgm.gp.validation import fit_validated, split_tail
 from hybridpgm.nn import mlp
-from hybridpgm.recipes.common import (
-    add_common_arguments, checkpoint_options, machine_description, positive_int, prepare_output, save_model,
-    write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description, positive_int,
+                                      prepare_output, save_model, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "load_regression", "run"]
@@ -186,5 +184,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``."""
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"],
               **_scores(saved.module, _data(saved.meta))}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report

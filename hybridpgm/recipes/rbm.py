@@ -23,10 +23,8 @@ from hybridpgm.diagnostics import plot_image_grid, plot_log_weights, plot_loss_c
 from hybridpgm.energy import RBM
 from hybridpgm.infer import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.log_z import estimate_log_z
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, non_negative_float, positive_int, prepare_output, save_model, train,
-    write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
+                                      prepare_output, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train import EvaluateEvery
 from hybridpgm.train.distributed import current
 
@@ -98,7 +96,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
               "log_z_stderr": float(estimate.stderr), "log_z_reliable": estimate.reliable,
               "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll,
               "units": {"log_z": "nats", "test_log_likelihood": "nats per example (higher is better)"}}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 

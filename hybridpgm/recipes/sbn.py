@@ -19,9 +19,8 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
+                                      save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["OBJECTIVES", "add_arguments", "evaluate", "run", "sample"]
@@ -101,7 +100,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                                for chunk in test.split(100)]).mean())
     report = {"model": "sbn", "dataset": meta["dataset"], "test_log_likelihood": test_ll,
               "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    Path(args.output or run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -25,9 +25,8 @@ from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import VAE
 from hybridpgm.infer import IWAE, SVIObjective
-from hybridpgm.recipes.common import (
-    add_common_arguments, machine_description, positive_int, prepare_output, save_model, train, write_metrics,
-)
+from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
+                                      save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
@@ -125,8 +124,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"], "test_elbo": test_elbo,
               "test_log_likelihood": test_ll, "baseline_test_log_likelihood": baseline,
               "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    path = Path(args.output or run_dir / "evaluation.json")
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -22,3 +22,23 @@ def test_throughput_counts_the_examples_each_rank_trains_on(world, monkeypatch):
     resumed = common.throughput(SimpleNamespace(steps=epochs * steps_per_epoch), n, batch,
                                 (epochs - 1) * steps_per_epoch, seconds=1.0)
     assert resumed == pytest.approx(world * shard)
+
+
+def test_a_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Before, evaluation.json and the bayes-net samples were written in place: a stopped write left half a
+    report where the last whole one had been."""
+    import os
+
+    from hybridpgm.recipes.common import write_text_atomically
+
+    path = tmp_path / "evaluation.json"
+    write_text_atomically(path, '{"a": 1}\n')
+    assert path.read_text() == '{"a": 1}\n' and os.listdir(tmp_path) == ["evaluation.json"]
+
+    def stopped(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_atomically(path, '{"a": 2}\n')
+    assert path.read_text() == '{"a": 1}\n' and os.listdir(tmp_path) == ["evaluation.json"]
