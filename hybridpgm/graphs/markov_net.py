@@ -35,6 +35,7 @@ import contextlib
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import pyro
@@ -321,9 +322,26 @@ class MarkovNet(nn.Module):
                 raise ModelSpecError("MarkovNet.map_assignment: method 'bp' runs max-product BP; max_product is not "
                                      "an option here (marginals('bp') runs sum-product)")
             _check_options("bp", BeliefPropagation, kwargs)
-            x = BeliefPropagation(max_product=True, **kwargs)(fg).assignment
+            result = BeliefPropagation(max_product=True, **kwargs)(fg)
+            x = result.assignment
+            self._warn_of_ties(result.marginals)
         x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}
+
+    def _warn_of_ties(self, max_marginals: torch.Tensor, rtol: float = 1e-6) -> None:
+        """Warn where max-product BP's max-marginals ``[B, V, C]`` tie: each variable is decoded by its own
+        argmax, and between tied states those choices need not agree with each other (even on a tree: a pair
+        rewarded for differing, with no field, gets both variables' first state)."""
+        top = max_marginals.topk(2, dim=-1).values if max_marginals.shape[-1] > 1 else None
+        if top is None:
+            return
+        tied = ((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any(0)
+        if bool(tied.any()):
+            names = [v for v, t in zip(self.cards, tied.tolist()) if t]
+            shown = ", ".join(map(repr, names[:5])) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            warnings.warn(f"MarkovNet.map_assignment: the max-marginals of {shown} tie, so decoding each variable "
+                          "by its own argmax may not give a most probable assignment (even on a tree); use "
+                          "method='exact' where it is affordable", UserWarning, stacklevel=3)
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
