@@ -187,11 +187,13 @@ class DBM(DBMLikelihood, nn.Module):
 
         :param v: ``batch x V`` visible data (see :meth:`check_visible`).
         :param int steps: sweeps, a positive integer (default ``mean_field_steps``).
-        :raises ConfigError: ``steps`` is not a positive integer.
+        :param float tol: stop once no mean moves by more than this (a finite number >= 0).
+        :raises ConfigError: ``steps`` is not a positive integer, or ``tol`` not a finite number >= 0.
         :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
         if steps is not None:
             steps = positive_int(steps, "DBM.mean_field steps")
+        tol = positive_real(tol, "DBM.mean_field tol", allow_zero=True)
         return self._mean_field(self.check_visible(v), steps, tol)
 
     def _mean_field(self, v: torch.Tensor, steps: int | None = None,

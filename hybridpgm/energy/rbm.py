@@ -91,6 +91,8 @@ class RBM(RBMLikelihood, nn.Module):
         num_hidden = positive_int(num_hidden, "RBM num_hidden", error=ModelSpecError)
         if visible not in _VISIBLE_TYPES:
             raise ModelSpecError(f"RBM visible units must be one of {_VISIBLE_TYPES}, got {visible!r}")
+        if not isinstance(probabilities, bool):
+            raise ModelSpecError(f"RBM probabilities must be True or False, got {probabilities!r}")
         sigma = positive_real(sigma, "RBM sigma", error=ModelSpecError)
         init_scale = positive_real(init_scale, "RBM init_scale", error=ModelSpecError, allow_zero=True)
         self.num_visible, self.num_hidden = num_visible, num_hidden

@@ -205,3 +205,13 @@ def test_an_unknown_ais_option_is_named_with_the_known_ones(model):
     with pytest.raises(ConfigError, match=r"log_partition\('ais'\) got unknown option\(s\) \['num_chain'\]; the AIS "
                                           r"options are \['num_chains', 'num_steps', 'schedule', 'betas', 'data'\]"):
         model.log_partition("ais", num_chain=10)
+
+
+def test_rbm_probabilities_and_dbm_mean_field_tol_are_checked():
+    """Before, probabilities="yes" was taken as true and a tol of -1 or NaN ran every sweep without a word."""
+    with pytest.raises(ModelSpecError, match="RBM probabilities must be True or False, got 'yes'"):
+        RBM(4, 3, probabilities="yes")
+    dbm = DBM([4, 3, 2])
+    for tol in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="DBM.mean_field tol must be a finite number >= 0"):
+            dbm.mean_field(torch.ones(2, 4), tol=tol)
