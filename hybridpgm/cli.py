@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             metrics = _after_training(args)
     except (HybridPGMError, OSError) as error:  # OSError: a report or figure the OS would not let us write
+        common.remove_output_left_empty(args)
         message = " ".join(str(error).split())
         print(f"hybridpgm: error: {message}", file=sys.stderr)
         return 2
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         first = _out_of_memory(error)
         if first is None:
             raise
+        common.remove_output_left_empty(args)
         print(f"hybridpgm: error: out of memory: {first[:300]} (ask for less: a smaller --hidden, --batch-size, "
               "--num-samples ...)", file=sys.stderr)
         return 2

@@ -265,3 +265,16 @@ def test_another_runtime_error_is_not_turned_into_a_line(tmp_path, monkeypatch):
     monkeypatch.setattr("hybridpgm.recipes.common.fit", broken)
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
         main(["train", "vae", "--out", str(tmp_path / "o"), "--no-progress"])
+
+
+def test_a_run_refused_before_writing_leaves_no_folder_behind(tmp_path, capsys):
+    """Before, a run that failed a check of fit's (accumulate larger than the batch) left the empty --out
+    folders it had created; one that wrote anything keeps its folder."""
+    out = tmp_path / "new" / "run"
+    assert main(["train", "vae", *TINY_VAE, "--epochs", "1", "--accumulate", "100", "--batch-size", "8",
+                 "--out", str(out)]) == 2
+    assert "accumulate" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    out.mkdir(parents=True)
+    assert main(["train", "vae", *TINY_VAE, "--epochs", "1", "--accumulate", "100", "--batch-size", "8",
+                 "--out", str(out)]) == 2
+    assert out.is_dir()  # it was there before the run

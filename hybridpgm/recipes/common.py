@@ -36,7 +36,7 @@ from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
            "positive_float", "positive_int", "prepare_output", "save_model", "seed_int", "throughput", "train",
-           "write_metrics", "write_text_atomically"]
+           "remove_output_left_empty", "write_metrics", "write_text_atomically"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -152,6 +152,7 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
         raise ConfigError(f"--resume: no checkpoint to resume from at {str(checkpoint)!r}")
     if checkpoint.exists() and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
         raise ConfigError(f"{str(checkpoint)!r} exists; pass --resume to continue it or --overwrite to replace it")
+    args.created_output = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, for a failed run
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".hybridpgm-write-test-{os.getpid()}"
@@ -160,6 +161,16 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
     except OSError as error:
         raise ConfigError(f"--out {str(out)!r} cannot be created or written: {error.strerror or error}") from None
     return out
+
+
+def remove_output_left_empty(args: argparse.Namespace) -> None:
+    """Remove the folders :func:`prepare_output` created for a run that failed before writing into them (a
+    folder that holds anything stays)."""
+    for folder in getattr(args, "created_output", ()):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): it and its parents stay
+            return
 
 
 def machine_description() -> dict[str, Any]:
