@@ -149,9 +149,19 @@ def explain_failure(error: BaseException, heartbeat: Heartbeat | None, rank: int
     if heartbeat is None or isinstance(error, HybridPGMError) or not (
             isinstance(error, dist.DistError) or "gloo" in text.lower() or "timed out" in text.lower()):
         return error
+    try:
+        heartbeat._beat()  # this rank's own record as of now, not of its last beat
+    except Exception:  # the store went away: the others' records may still be read
+        pass
     ranks, report = heartbeat.diagnose()
     named = ", ".join(f"rank {r}" for r in ranks) if ranks else "no rank could be named from the heartbeats"
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return CollectiveTimeoutError(f"rank {rank}: a collective failed in step {step + 1} (timeout "
-                                  f"{timeout_s:g} s): {first}. Stopped progressing: {named}. "
-                                  f"Heartbeats: {report}", ranks=ranks)
+    closed = any(word in text.lower() for word in _CLOSED)
+    cause = ("another rank closed its connection: it exited or crashed, and its own error is in its output"
+             if closed else f"timeout {timeout_s:g} s")
+    return CollectiveTimeoutError(f"rank {rank}: a collective failed in step {step + 1} ({cause}): {first}. "
+                                  f"Stopped progressing: {named}. Heartbeats: {report}", ranks=ranks)
+
+
+#: what gloo and NCCL say when a peer's end of a connection went away (not a timeout)
+_CLOSED = ("connection closed", "closed by peer", "reset by peer", "broken pipe", "connection refused")

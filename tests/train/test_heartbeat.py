@@ -90,3 +90,19 @@ def test_explain_failure_names_the_stopped_rank_for_a_collective_error_only():
     unrelated = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     assert explain_failure(unrelated, beats[0], rank=0, timeout_s=1.0, step=4) is unrelated
     assert explain_failure(timeout, None, rank=0, timeout_s=1.0, step=4) is timeout
+
+
+def test_a_peer_that_closed_its_connection_is_not_called_a_timeout():
+    """Before, a rank whose peer crashed after 2.7 s reported '(timeout 60 s)' and its own record as of its
+    last beat (step 1 while it was in step 3)."""
+    store = dist.HashStore()
+    beats = [Heartbeat(store, r, 2, timeout_s=60.0, run="closed") for r in range(2)]
+    for beat in beats:
+        beat._beat()
+    beats[0].progress(2)  # rank 0 moved on to step 3 since its last beat
+    closed = RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500")
+    error = explain_failure(closed, beats[0], rank=0, timeout_s=60.0, step=2)
+    assert isinstance(error, CollectiveTimeoutError)
+    assert str(error).startswith("rank 0: a collective failed in step 3 (another rank closed its connection: it "
+                                 "exited or crashed, and its own error is in its output): [gloo/transport/tcp/pair")
+    assert "timeout 60" not in str(error) and "rank 0: computing in step 3" in str(error)
