@@ -123,7 +123,7 @@ def _vectorized_frames(site: dict) -> set:
     return {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
 
 
-def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], model_trace,
+def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], shapes: dict,
                         first_dim: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
     """Per observed site ``y``, :math:`\\log p(y_n \\mid \\theta) = \\log \\sum_{c_n} p(c_n \\mid \\theta)
     p(y_n \\mid c_n, \\theta)`: the model run with ``values`` (its continuous latents :math:`\\theta` and its
@@ -132,7 +132,8 @@ def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: li
     assignment is summed out of its point's likelihood, as in the model, rather than fixed at a draw that has
     seen the point, which would make ``az.loo`` optimistic.
 
-    :returns: ``name -> log-likelihood`` in the shape the site's own log-probability has."""
+    :param shapes: ``name -> shape`` of each observed site's own log-probability (no enumeration dims).
+    :returns: ``name -> log-likelihood`` in that shape."""
     trace = poutine.trace(poutine.enum(poutine.condition(model, data=values), first_available_dim=first_dim)
                           ).get_trace(*args, **kwargs)
     plate_dims = -1 - first_dim
@@ -144,7 +145,7 @@ def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: li
         for n in local:
             if _vectorized_frames(trace.nodes[n]) <= frames:
                 total = total + trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"])
-        shape = model_trace.nodes[name]["fn"].log_prob(model_trace.nodes[name]["value"]).shape
+        shape = shapes[name]
         kept = max(plate_dims, len(shape))  # the enumeration dims lie left of the plates and the site's batch
         enum_dims = list(range(total.dim() - kept)) if total.dim() > kept else []
         summed = torch.logsumexp(total, dim=enum_dims) if enum_dims else total
@@ -215,6 +216,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
+        shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
         for s in range(num_samples):
             latents = {name: draws[name][s] for name in sites.latent}
             conditioned = poutine.condition(model, data=latents)
@@ -225,7 +227,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                 per_draw[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
             if local:  # the data's own likelihood: local discrete sites summed out, as the model does
                 held = {n: trace.nodes[n]["value"] for n in sites.discrete if n not in local}
-                point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, model_trace,
+                point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, shapes,
                                                     first_dim, args, kwargs)
             else:
                 point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"])

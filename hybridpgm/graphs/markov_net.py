@@ -63,9 +63,10 @@ def _no_options(method: str, kwargs: dict) -> None:
 
 def _check_options(method: str, algorithm: type, kwargs: dict) -> None:
     """Raise :class:`ModelSpecError` for options that ``algorithm`` does not take, listing those it does."""
-    params = inspect.signature(algorithm).parameters
+    signature = inspect.signature(algorithm)
+    params = signature.parameters
     try:
-        inspect.signature(algorithm).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError:
         raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) {sorted(set(kwargs) - set(params))}; "
                              f"its options: {list(params)}") from None

@@ -428,8 +428,6 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
             size = os.path.getsize(path)
             if size == 0:
                 reason = f"the file is empty (0 bytes), so it holds no {what} (a copy that did not finish?)"
-            elif isinstance(error, OSError) and _has_zip_signature(path) and not zipfile.is_zipfile(path):
-                reason = _zip_reason(path, size)  # torch gives EINVAL for a zip without its end record
             elif isinstance(error, OSError):
                 reason = _os_reason(error)
             elif "zip archive" in str(error) or not zipfile.is_zipfile(path):
