@@ -35,7 +35,6 @@ import contextlib
 import functools
 import inspect
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import pyro
@@ -302,7 +301,9 @@ class MarkovNet(nn.Module):
         """The most probable assignment, ``name -> batch_shape`` long.
 
         ``method="exact"``: the max-sum contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of
-        small treewidth); ``"bp"``: max-product BP (exact on trees; ``kwargs`` go to it); ``"auto"`` (default):
+        small treewidth); ``"bp"``: max-product BP (exact on trees; ``kwargs`` go to it; where max-marginals
+        tie, the variables are decoded a layer at a time, each given those before it, as
+        :attr:`~hybridpgm.infer.belief_propagation.BPResult.decoded_assignment` does); ``"auto"`` (default):
         exact where the contraction costs at most about a second of one CPU thread per model
         (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
         options in ``kwargs`` select BP.
@@ -324,25 +325,17 @@ class MarkovNet(nn.Module):
                                      "an option here (marginals('bp') runs sum-product)")
             _check_options("bp", BeliefPropagation, kwargs)
             result = BeliefPropagation(max_product=True, **kwargs)(fg)
-            x = result.assignment
-            self._warn_of_ties(result.marginals)
+            x = result.decoded_assignment if self._tied(result.marginals) else result.assignment
         x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 
-    def _warn_of_ties(self, max_marginals: torch.Tensor, rtol: float = 1e-6) -> None:
-        """Warn where max-product BP's max-marginals ``[B, V, C]`` tie: each variable is decoded by its own
-        argmax, and between tied states those choices need not agree with each other (even on a tree: a pair
-        rewarded for differing, with no field, gets both variables' first state)."""
-        top = max_marginals.topk(2, dim=-1).values if max_marginals.shape[-1] > 1 else None
-        if top is None:
-            return
-        tied = ((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any(0)
-        if bool(tied.any()):
-            names = [v for v, t in zip(self.cards, tied.tolist()) if t]
-            shown = ", ".join(map(repr, names[:5])) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            warnings.warn(f"MarkovNet.map_assignment: the max-marginals of {shown} tie, so decoding each variable "
-                          "by its own argmax may not give a most probable assignment (even on a tree); use "
-                          "method='exact' where it is affordable", UserWarning, stacklevel=3)
+    @staticmethod
+    def _tied(max_marginals: torch.Tensor, rtol: float = 1e-6) -> bool:
+        """Whether some variable's top two max-marginals ``[B, V, C]`` tie (to ``rtol``) in some row."""
+        if max_marginals.shape[-1] < 2:
+            return False
+        top = max_marginals.topk(2, dim=-1).values
+        return bool(((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any())
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``

@@ -54,6 +54,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
+from hybridpgm.infer.max_product_decoding import decode_in_layers
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
@@ -66,19 +67,34 @@ class BPResult:
     :ivar torch.Tensor marginals: ``[B, V, C]`` variable beliefs (max-marginals,
         normalised, for max-product).
     :ivar torch.Tensor assignment: ``[B, V]`` argmax of the beliefs; computed on first access.
+    :ivar torch.Tensor decoded_assignment: ``[B, V]`` (max-product only, else ``None``) the assignment decoded
+        a layer of variables at a time, each conditioned on those before it
+        (:func:`~hybridpgm.infer.max_product_decoding.decode_in_layers`): where max-marginals tie, the
+        per-variable argmax need not be a most probable assignment even on a tree, and this is; computed on
+        first access.
     :ivar bool converged: whether the largest message change fell below ``tol``
         at a check (always ``False`` when ``tol == 0``).
     :ivar int num_iters: steps run.
     """
 
     def __init__(self, marginals: torch.Tensor, assignment: torch.Tensor | Callable[[], torch.Tensor],
-                 converged: bool, num_iters: int, log_z_fn: Callable[[], torch.Tensor] | None = None):
+                 converged: bool, num_iters: int, log_z_fn: Callable[[], torch.Tensor] | None = None,
+                 decode_fn: Callable[[], torch.Tensor] | None = None):
         self.marginals = marginals
         self.converged = converged
         self.num_iters = num_iters
         self._assignment = assignment
         self._log_z_fn = log_z_fn
         self._log_z = None
+        self._decode_fn = decode_fn
+        self._decoded = None
+
+    @property
+    def decoded_assignment(self) -> torch.Tensor | None:
+        if self._decoded is None and self._decode_fn is not None:
+            self._decoded = self._decode_fn()
+            self._decode_fn = None
+        return self._decoded
 
     @property
     def assignment(self) -> torch.Tensor:
@@ -187,7 +203,8 @@ class BeliefPropagation:
         total = flat.beliefs(theta, msgs)
         log_b = torch.log_softmax(total, dim=-1)
         log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
-        return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn)
+        decode_fn = (lambda: decode_in_layers(fg, msgs.detach())) if self.max_product else None
+        return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn, decode_fn)
 
     def _binary(self, fg: FactorGraph, structure) -> BPResult:
         g = fg.groups[0]
@@ -210,7 +227,9 @@ class BeliefPropagation:
             log_b = torch.stack((ls(-L), ls(L)), dim=-1).transpose(0, 1)
             return _bethe(fg, flat, theta, log_b, odds_to_flat(d, F))
 
-        return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z)
+        decode_fn = (lambda: decode_in_layers(fg, odds_to_flat(d.detach(), F))) if self.max_product else None
+        return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z,
+                        decode_fn)
 
 
 def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor:

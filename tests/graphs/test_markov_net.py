@@ -369,20 +369,3 @@ def test_map_assignment_names_an_option_bp_does_not_take(options, match):
     mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], torch.zeros(2, 2))
     with pytest.raises(ModelSpecError, match=match):
         mrf.map_assignment(method="bp", **options)
-
-
-def test_max_product_bp_warns_where_max_marginals_tie():
-    """Found by an audit: on a pair rewarded for differing, with no field, both variables' max-marginals
-    tie and each argmax takes state 0, an assignment of score 0 where the MAP scores 1.  BP cannot break the
-    tie consistently, so it says so; without ties it is exact on a tree and silent."""
-    import warnings
-
-    tied = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
-    with pytest.warns(UserWarning, match=r"max-marginals of 'a', 'b' tie, so decoding each variable"):
-        tied.map_assignment(method="bp")
-    untied = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.tensor([[0.0, 1.0, 0.2],
-                                                                                   [1.5, 0.0, 0.3]]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        got = untied.map_assignment(method="bp")
-    assert {v: int(x) for v, x in got.items()} == {v: int(x) for v, x in untied.map_assignment(method="exact").items()}
