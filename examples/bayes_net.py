@@ -37,6 +37,7 @@ import hybridpgm
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs import BayesNet, cpd, load_network
 from hybridpgm.infer import SVIObjective
+from hybridpgm.recipes.common import seed_int
 
 FT = ["F", "T"]
 
@@ -153,7 +154,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--num-steps", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     p.add_argument("--device", default="auto")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--num-data", type=int, default=5000, help="rows sampled from the true sprinkler network")

@@ -28,6 +28,7 @@ import hybridpgm
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.graphs import CRFHead, LinearChainCRF
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
+from hybridpgm.recipes.common import seed_int
 
 
 class Tagger(nn.Module):
@@ -87,7 +88,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num-steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     p.add_argument("--device", default="auto")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--num-states", type=int, default=5)

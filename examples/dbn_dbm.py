@@ -27,6 +27,7 @@ import hybridpgm
 from hybridpgm.data import load_dataset
 from hybridpgm.energy import DBM, DBN, ClassificationObjective, ReconstructionObjective
 from hybridpgm.infer import AIS, PersistentCD
+from hybridpgm.recipes.common import seed_int
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
@@ -82,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ais-chains", type=int, default=100)
     parser.add_argument("--ais-steps", type=int, default=5000)
     parser.add_argument("--gibbs-steps", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

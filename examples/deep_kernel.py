@@ -33,6 +33,7 @@ from torch import nn
 import hybridpgm
 from hybridpgm.gp import DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
 from hybridpgm.nn import mlp
+from hybridpgm.recipes.common import seed_int
 
 
 def load(args) -> dict[str, torch.Tensor]:
@@ -171,7 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-inducing", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--no-sv", action="store_true", help="skip SV-DKL")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

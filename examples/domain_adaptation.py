@@ -28,6 +28,7 @@ from hybridpgm.diagnostics.gan_metrics import target_accuracy
 from hybridpgm.generative.gan import MLPDiscriminator
 from hybridpgm.infer.adversarial import ADA, adversarial_optim
 from hybridpgm.nn import mlp
+from hybridpgm.recipes.common import seed_int
 
 
 def shift(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -71,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

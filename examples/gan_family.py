@@ -29,6 +29,7 @@ from hybridpgm.data.toy import ring_of_gaussians
 from hybridpgm.diagnostics.gan_metrics import clustering_accuracy, inception_score, ring_coverage, train_classifier
 from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator, gan_networks
 from hybridpgm.infer.adversarial import AAVAE, GAN, IWGAN, InfoGAN, adversarial_optim
+from hybridpgm.recipes.common import seed_int
 
 VARIANTS = ("gan", "iwgan", "infogan", "aavae")
 NUM_CONTINUOUS = 2
@@ -140,7 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="GAN/IWGAN networks on digits")
     parser.add_argument("--classifier-steps", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

@@ -27,6 +27,7 @@ from torch import nn
 import hybridpgm
 from hybridpgm.data import load_series, make_windows
 from hybridpgm.gp import GPLSTM, LSTMFeatures, SemiStochasticObjective
+from hybridpgm.recipes.common import seed_int
 
 
 class LSTMRegressor(nn.Module):
@@ -163,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--forecast-samples", type=int, default=200)
     parser.add_argument("--no-compare-lstm", dest="compare_lstm", action="store_false")
     parser.add_argument("--out", default=None, help="directory for the forecast plot")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

@@ -38,6 +38,7 @@ from torch import nn
 import hybridpgm
 from hybridpgm.graphs import MarkovNet, ising_grid
 from hybridpgm.graphs.grids import grid_edges
+from hybridpgm.recipes.common import seed_int
 
 
 def load_clean_digits(seed: int):
@@ -151,7 +152,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num-steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     p.add_argument("--device", default="auto")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--inference", choices=["mean_field", "bp", "exact"], default="mean_field",

@@ -29,6 +29,7 @@ from hybridpgm.data import load_dataset
 from hybridpgm.energy import RBM
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
 from hybridpgm.train import EvaluateEvery
+from hybridpgm.recipes.common import seed_int
 
 
 @torch.no_grad()
@@ -96,7 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ais-steps", type=int, default=5000)
     parser.add_argument("--gibbs-steps", type=int, default=1000)
     parser.add_argument("--out", default=None, help="directory for samples and the model")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

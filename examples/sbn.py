@@ -29,6 +29,7 @@ import hybridpgm
 from hybridpgm.data import load_dataset
 from hybridpgm.generative import SBNGibbs, SigmoidBeliefNet
 from hybridpgm.infer import IWAE, NVIL, RWS, VIMCO, SVIObjective, WakeSleep
+from hybridpgm.recipes.common import seed_int
 
 OBJECTIVES = {
     "wake-sleep": lambda sbn, k: WakeSleep(sbn.model, sbn.guide),
@@ -77,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-samples", type=int, default=500)
     parser.add_argument("--num-test", type=int, default=360)
     parser.add_argument("--gibbs", action="store_true", help="also run Gibbs on a few test digits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

@@ -20,6 +20,7 @@ import torch
 
 import hybridpgm
 from hybridpgm.data import load_dataset, training_data
+from hybridpgm.recipes.common import seed_int
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
@@ -53,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-samples", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
     return parser.parse_args(argv)

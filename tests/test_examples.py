@@ -49,3 +49,14 @@ def test_example_runs(line, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("script", sorted({_script(line) for line in EXAMPLES}))
+def test_example_refuses_a_seed_torch_refuses(script, tmp_path):
+    """``--seed -1`` was parsed as an int and reached ``torch.manual_seed``: a traceback.  Now argparse's one
+    usage line and exit 2, as ``hybridpgm train`` gives."""
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--seed", "-1"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "--seed" in proc.stderr
