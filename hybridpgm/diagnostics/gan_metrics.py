@@ -65,10 +65,13 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
 
     :param x: ``N x D`` inputs.
     :param y: ``N`` int64 labels in ``[0, num_classes)``.
+    :param seed: the network's initialisation and the data order; the caller's global RNGs (torch, NumPy,
+        Python) are left as they were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).
     :returns: the trained network, in eval mode.
     :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, non-float inputs, labels
         that are not integers, or labels outside ``[0, num_classes)``.
     """
+    from hybridpgm.rng_scope import keeping_global_rngs
     from hybridpgm.train.trainer import fit
 
     if x.dim() != 2 or y.shape != x.shape[:1]:
@@ -82,10 +85,10 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise DataError(f"train_classifier labels y must lie in [0, {num_classes}), got values from {int(y.min())} "
                         f"to {int(y.max())}")
-    torch.manual_seed(seed)
-    net = mlp([x.shape[1], *hidden, num_classes], "relu", "he")
-    fit(_CrossEntropy(net), (x, y), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
-        device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
+    with keeping_global_rngs(seed):
+        net = mlp([x.shape[1], *hidden, num_classes], "relu", "he")
+        fit(_CrossEntropy(net), (x, y), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
+            device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
     return net.eval()
 
 

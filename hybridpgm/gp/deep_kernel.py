@@ -306,6 +306,8 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
     best weights restored, then the GP conditioned on every example (see
     :mod:`hybridpgm.gp.validation`).  Shuffle i.i.d. data first: the held-out examples are the last rows.
 
+    :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
+        were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
     :param model_kwargs: passed to :class:`DeepKernelGP` (``kernel``, ``grid_size``, ...).
     :returns: the trained :class:`DeepKernelGP` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
     :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
@@ -315,17 +317,17 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
 
     from hybridpgm.checks import positive_real
     from hybridpgm.gp.validation import fit_validated, split_tail
+    from hybridpgm.rng_scope import keeping_global_rngs
 
     positive_real(lr, "lr")
 
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
-    run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
-                        eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0], seed=seed,
-                        device=device, optim=functools.partial(torch.optim.Adam, lr=lr),
-                        shuffle=False)  # full batch: the order changes nothing but costs a copy per step
+    with keeping_global_rngs(seed):
+        model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
+        run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
+                            eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0],
+                            seed=seed, device=device, optim=functools.partial(torch.optim.Adam, lr=lr),
+                            shuffle=False)  # full batch: the order changes nothing but costs a copy per step
     return model, run
 
 

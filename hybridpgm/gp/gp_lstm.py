@@ -284,6 +284,8 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
     :param x: windows ``N x T x D`` in time order; ``y``: targets ``N``.
     :param float validation: the fraction of the most recent windows held out.
     :param int max_steps: at most this many steps; ``eval_every``/``patience`` set the stopping rule.
+    :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
+        were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
     :param model_kwargs: passed to :class:`GPLSTM` (``grid_size``, ``kernel``, ...).
     :returns: the trained :class:`GPLSTM` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
     :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
@@ -300,14 +302,14 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
 
     from hybridpgm.checks import positive_real
     from hybridpgm.gp.validation import fit_validated, split_tail
+    from hybridpgm.rng_scope import keeping_global_rngs
 
     positive_real(lr, "lr")
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = GPLSTM(x_fit, y_fit, hidden_size=hidden_size, num_features=num_features, **model_kwargs)
-    objective = SemiStochasticObjective(model)
-    run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=max_steps, eval_every=eval_every,
-                        patience=patience, refit=(x, y), batch_size=batch_size, seed=seed, device=device,
-                        optim=functools.partial(torch.optim.Adam, lr=lr))
+    with keeping_global_rngs(seed):
+        model = GPLSTM(x_fit, y_fit, hidden_size=hidden_size, num_features=num_features, **model_kwargs)
+        objective = SemiStochasticObjective(model)
+        run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=max_steps, eval_every=eval_every,
+                            patience=patience, refit=(x, y), batch_size=batch_size, seed=seed, device=device,
+                            optim=functools.partial(torch.optim.Adam, lr=lr))
     return model, run

@@ -36,8 +36,6 @@ decoding.
 
 from __future__ import annotations
 
-from collections import deque
-
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph

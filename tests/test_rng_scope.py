@@ -1,0 +1,72 @@
+"""The seeded one-call recipes leave the caller's random streams as they were (found by an audit: each reset
+torch's, NumPy's and Python's global streams to its default seed 0)."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from hybridpgm.data import make_windows, synthetic_series
+from hybridpgm.diagnostics import train_classifier
+from hybridpgm.gp import train_deep_kernel, train_gp_lstm
+from hybridpgm.rng_scope import keeping_global_rngs
+
+
+def _draws():
+    return float(torch.rand(())), float(np.random.rand()), random.random()
+
+
+def _classifier():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 3, generator=g)
+    return train_classifier(x, (x[:, 0] > 0).long(), hidden=(4,), num_steps=2, batch_size=8, device="cpu")
+
+
+def _deep_kernel():
+    x = torch.linspace(-1, 1, 30).unsqueeze(-1)
+    with torch.random.fork_rng(devices=[]):  # the caller's own draw, not the recipe's
+        extractor = torch.nn.Linear(1, 2)
+    return train_deep_kernel(x, torch.sin(3 * x).squeeze(-1), extractor, max_steps=2, eval_every=1)
+
+
+def _gp_lstm():
+    x, y = make_windows(synthetic_series(60, seed=0).float(), 6)
+    return train_gp_lstm(x, y, hidden_size=2, max_steps=2, eval_every=1)
+
+
+@pytest.mark.parametrize("recipe", [_classifier, _deep_kernel, _gp_lstm], ids=lambda f: f.__name__.strip("_"))
+def test_a_seeded_recipe_leaves_the_callers_streams_as_they_were(recipe):
+    for caller_seed in (3, 4):
+        torch.manual_seed(caller_seed)
+        np.random.seed(caller_seed)
+        random.seed(caller_seed)
+        expected = _draws()
+        torch.manual_seed(caller_seed)
+        np.random.seed(caller_seed)
+        random.seed(caller_seed)
+        recipe()
+        assert _draws() == expected
+
+
+def test_a_seeded_recipe_is_reproducible_whatever_the_callers_streams():
+    torch.manual_seed(5)
+    first = [p.detach().clone() for p in _classifier().parameters()]
+    torch.manual_seed(6)
+    second = list(_classifier().parameters())
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_the_scope_restores_after_an_exception_and_seed_none_is_no_scope():
+    torch.manual_seed(0)
+    expected = float(torch.rand(()))
+    torch.manual_seed(0)
+    with pytest.raises(ValueError):
+        with keeping_global_rngs(7):
+            torch.rand(5)
+            raise ValueError
+    assert float(torch.rand(())) == expected
+    torch.manual_seed(0)
+    with keeping_global_rngs(None):
+        inside = float(torch.rand(()))
+    assert inside == expected and float(torch.rand(())) != expected
