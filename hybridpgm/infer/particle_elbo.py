@@ -234,8 +234,11 @@ def _data_frame(traces, plate_name):
     if plate_name is None:
         common = set.intersection(*(set(frames) for frames in per_site.values())) if per_site else set()
         if common:
+            # outermost: the first in a site's cond_indep_stack (Pyro lists its frames outermost first); not the
+            # least negative dim, which is the outermost only where Pyro allocates the dims itself (an outer
+            # plate declared at dim=-2 around one at dim=-1 is the usual style)
             frames = next(iter(per_site.values()))
-            return max((frames[n] for n in common), key=lambda f: f.dim)  # outermost: least negative dim
+            return next(frame for name, frame in frames.items() if name in common)
         counts = {}
         for frames in per_site.values():
             for name in frames:

@@ -126,6 +126,8 @@ class RWS(ModelGuideObjective):
     :param bool wake_phi: see :class:`ReweightedWakeSleepELBO`.
     :param bool sleep_phi: see :class:`ReweightedWakeSleepELBO`.
     :param bool joint: one player instead of two.
+    :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
 
     >>> from hybridpgm.generative import SigmoidBeliefNet
     >>> sbn = SigmoidBeliefNet([64, 32])
@@ -135,10 +137,10 @@ class RWS(ModelGuideObjective):
 
     def __init__(self, model: Callable, guide: Callable, num_particles: int = 5, wake_phi: bool = True,
                  sleep_phi: bool = False, *, num_sleep_particles: int | None = None, joint: bool = True,
-                 max_plate_nesting: int | None = None, **options: Any):
+                 max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
         self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi, sleep_phi, num_sleep_particles,
-                                            max_plate_nesting=max_plate_nesting)
+                                            max_plate_nesting=max_plate_nesting, plate_name=plate_name)
         self.joint = joint
         self.schedule = ["rws"] if joint else ["wake", "sleep"]
 

@@ -85,14 +85,16 @@ class VIMCO(ModelGuideObjective):
     """VIMCO as an objective of :func:`hybridpgm.fit`, one player ``"elbo"``.
 
     :param int num_particles: :math:`K \\geq 2`.
+    :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     """
 
     schedule = ["elbo"]
 
     def __init__(self, model: Callable, guide: Callable, num_particles: int = 5, *,
-                 max_plate_nesting: int | None = None, **options: Any):
+                 max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
-        self.elbo = VIMCO_ELBO(num_particles, max_plate_nesting=max_plate_nesting)
+        self.elbo = VIMCO_ELBO(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": self.theta + self.phi}

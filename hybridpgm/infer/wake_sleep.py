@@ -125,6 +125,8 @@ class WakeSleep(ModelGuideObjective):
     :meth:`WakeSleepELBO.wake_loss`) then ``"sleep"`` (the guide's parameters
     :math:`\\phi`, loss :meth:`WakeSleepELBO.sleep_loss`), each divided by the
     batch size when ``per_example`` (see :class:`ModelGuideObjective`).
+    ``max_plate_nesting`` and ``plate_name`` (the data plate) are
+    :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`'s.
 
     >>> from hybridpgm.generative import SigmoidBeliefNet
     >>> sbn = SigmoidBeliefNet([64, 32, 16])
@@ -136,9 +138,10 @@ class WakeSleep(ModelGuideObjective):
     schedule = ["wake", "sleep"]
 
     def __init__(self, model: Callable, guide: Callable, num_particles: int = 1, num_sleep_particles: int = 1, *,
-                 max_plate_nesting: int | None = None, **options: Any):
+                 max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
-        self.elbo = WakeSleepELBO(num_particles, num_sleep_particles, max_plate_nesting=max_plate_nesting)
+        self.elbo = WakeSleepELBO(num_particles, num_sleep_particles, max_plate_nesting=max_plate_nesting,
+                                  plate_name=plate_name)
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"wake": self.theta, "sleep": self.phi}

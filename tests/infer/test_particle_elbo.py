@@ -126,3 +126,40 @@ def test_probing_keeps_the_random_state_and_the_buffers_of_a_wrapped_module():
     after = torch.rand(2)
     torch.manual_seed(0)
     assert counter.count.item() == 0 and torch.equal(after, torch.rand(2))
+
+
+def _plates_with_explicit_dims(x):
+    """x[b, d] = z[b, d] + noise, z and noise standard normal; the data plate declared at dim=-2 around a feature
+    plate at dim=-1 (Pyro's usual style), so log p(x_b) = sum_d log N(x_bd; 0, sqrt 2)."""
+    with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("features", x.shape[1], dim=-1):
+        z = pyro.sample("z", dist.Normal(torch.zeros((), dtype=x.dtype), 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def _exact_posterior(x):
+    with pyro.plate("data", x.shape[0], dim=-2), pyro.plate("features", x.shape[1], dim=-1):
+        pyro.sample("z", dist.Normal(0.5 * x, 0.5 ** 0.5))
+
+
+def test_the_data_plate_is_the_outermost_one_whatever_its_dim():
+    """Found by an audit: the plate of the least negative dim was taken as the outermost, here the feature plate,
+    so the estimate had one value per feature (shape (4,)), each a log-mean-exp across datapoints."""
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = dist.Normal(0.0, 2.0 ** 0.5).log_prob(x).sum(-1)
+    got = particle_elbo.importance_log_likelihood(_plates_with_explicit_dims, _exact_posterior, x, num_samples=7)
+    assert got.shape == (3,)
+    assert torch.allclose(got, exact, atol=1e-6)  # the exact posterior as guide: every weight is p(x_b)
+
+
+@pytest.mark.parametrize("objective", ["RWS", "VIMCO", "WakeSleep"])
+def test_the_fit_objectives_pass_the_data_plate_on(objective):
+    """RWS, VIMCO and WakeSleep took no plate_name, so a fit user could not name the data plate."""
+    import hybridpgm.infer as infer
+
+    x = torch.randn(3, 4, dtype=torch.float64)
+    net = torch.nn.Linear(1, 1)
+    obj = getattr(infer, objective)(_plates_with_explicit_dims, _exact_posterior, module=net,
+                                    model_parameters=[net.weight], guide_parameters=[net.bias], plate_name="elsewhere")
+    player = obj.schedule[0]
+    with pytest.raises(Exception, match="outside the data plate 'elsewhere'"):
+        obj.loss(player, (x,))
