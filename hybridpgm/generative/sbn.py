@@ -367,5 +367,8 @@ class SigmoidBeliefNet(PyroModule):
             ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
             tree.setdefault(ordinal, []).append(term)
             sum_dims.update(set(term._pyro_dims) - ordinal)
-        result = contract_to_tensor(tree, sum_dims, target_ordinal=frozenset({data_symbol}))
+        # a one-row batch: pack_tensors drops the size-1 data dim, so no term names its symbol, and the contraction
+        # cannot keep it (pyro.ops.contract raised KeyError); the whole sum is that row's log p(x)
+        target = frozenset({data_symbol}) if x.shape[-2] > 1 else frozenset()
+        result = contract_to_tensor(tree, sum_dims, target_ordinal=target)
         return result.expand(x.shape[-2])

@@ -24,6 +24,17 @@ def test_exact_log_likelihood_matches_brute_force(sizes, seed):
     assert torch.allclose(exact, bf.log_marginal(sbn, x), atol=1e-5)
 
 
+@pytest.mark.parametrize("sizes", [[4, 3], [3, 2, 2]])
+def test_exact_log_likelihood_of_a_one_row_batch(sizes):
+    """Found by an audit: one row raised pyro.ops.contract's KeyError (the packed terms drop the size-1 data dim)."""
+    sbn = random_sbn(sizes, 2)
+    x = binary(2, sizes[0], 2)
+    one = sbn.exact_log_likelihood(x[:1])
+    assert one.shape == (1,)
+    assert torch.allclose(one, bf.log_marginal(sbn, x[:1]), atol=1e-5)
+    assert torch.allclose(one, sbn.exact_log_likelihood(x)[:1], atol=1e-6)
+
+
 def test_exact_log_likelihood_normalises():
     sbn = random_sbn([3, 2, 2], 0)
     all_x = torch.tensor([[float(b) for b in f"{i:03b}"] for i in range(8)])
