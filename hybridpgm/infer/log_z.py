@@ -52,7 +52,7 @@ import torch
 
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError
-from hybridpgm.infer.ais import AIS, AISResult
+from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 
 __all__ = ["LogZEstimate", "estimate_log_z", "model_samples"]
 
@@ -154,7 +154,8 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
         dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]`` or ``num_stderr`` that is not
         a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced); the message names the
         option and the value.
-    :raises DataError: the start ``"data"`` without ``data``.
+    :raises DataError: the start ``"data"`` without ``data``, or ``data`` AIS refuses (not ``N x V``, empty,
+        NaN, values outside the units' range).
     """
     if starts is None:
         starts = ("data", "model") if data is not None else ("uniform", "model")
@@ -170,6 +171,9 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     if not min_ess_ok:
         raise ConfigError(f"estimate_log_z min_ess is a fraction of the chains in [0, 1], got {min_ess!r}")
     num_stderr = positive_real(num_stderr, "estimate_log_z num_stderr", allow_zero=True)
+    if data is not None:  # before a model chain starts from a row of it (torch's own errors there)
+        check_base_data(data, "estimate_log_z")
+        model.annealing_path(data)  # the width, emptiness and values, as AIS checks them
     bases: dict[str, torch.Tensor | None] = {}
     if isinstance(starts, dict):
         bases = dict(starts)

@@ -176,3 +176,15 @@ def test_interval_refuses_a_bad_number_of_standard_errors():
     assert lo < hi
     with pytest.raises(ConfigError, match="interval num_stderr .*got 'x'"):
         estimate.interval("x")
+
+
+@pytest.mark.parametrize("bad, match", [(lambda x: x[0], r"shape \(N, V\), got \(4,\)"),
+                                        (lambda x: torch.ones(5, 3), r"shape \(N, 4\), got \(5, 3\)"),
+                                        (lambda x: x[:0], "is empty"),
+                                        (lambda x: torch.full((5, 4), float("nan")), "NaN")])
+def test_bad_training_data_is_named_before_a_chain_starts_from_it(bad, match):
+    """Found by an audit: the model chains started from rows of the data before AIS checked it, so a 1-d row,
+    the wrong width or an empty tensor raised torch's own errors (cat, index, random_) instead of AIS's."""
+    x = torch.bernoulli(torch.full((5, 4), 0.5), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=match):
+        estimate_log_z(RBM(4, 3), bad(x), num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
