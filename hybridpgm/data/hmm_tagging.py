@@ -68,6 +68,35 @@ def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_l
 
 def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor, lengths: torch.Tensor) -> LinearChainCRF:
     """The HMM's exact posterior :math:`p(y \\mid x)` as a :class:`LinearChainCRF`
-    (batch ``N``, ``T`` steps, ``L`` labels): the Bayes-optimal tagger."""
+    (batch ``N``, ``T`` steps, ``L`` labels): the Bayes-optimal tagger.
+
+    :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`.
+    :param x: ``N x T`` integer symbols, each in ``0..V-1`` at positions ``t < lengths``; the padding beyond a
+        sequence's length may hold anything (it is ignored, as by :class:`LinearChainCRF`).
+    :param lengths: ``N`` sequence lengths (see :class:`LinearChainCRF`).
+    :raises DataError: ``x`` is not an integer tensor with a time dimension, ``lengths`` does not broadcast with
+        its batch shape, or a symbol within a sequence's length is outside ``0..V-1`` (named with its index).
+    :raises ModelSpecError: lengths that :class:`LinearChainCRF` refuses (not integers in ``1..T``).
+    """
     log_pi, log_a, log_b = hmm
-    return LinearChainCRF(log_b.T[x], log_a, start=log_pi, lengths=lengths)
+    num_symbols = log_b.shape[-1]
+    if not isinstance(x, torch.Tensor) or x.dim() < 1:
+        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"hmm_posterior: x must be an N x T tensor of integer symbols, got {got}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise DataError(f"hmm_posterior: x must hold integer symbols 0..{num_symbols - 1} (V = {num_symbols}), "
+                        f"got dtype {x.dtype}")
+    lengths = torch.as_tensor(lengths, device=x.device)
+    try:
+        inside = torch.arange(x.shape[-1], device=x.device) < lengths[..., None]  # positions t < lengths
+        x, inside = torch.broadcast_tensors(x, inside)
+    except RuntimeError:
+        raise DataError(f"hmm_posterior: lengths of shape {tuple(lengths.shape)} do not broadcast with the batch "
+                        f"shape of x {tuple(x.shape[:-1])}") from None
+    bad = inside & ((x < 0) | (x >= num_symbols))
+    if bool(bad.any()):
+        pos = bad.nonzero()[0].tolist()
+        raise DataError(f"hmm_posterior: x holds symbol {int(x[tuple(pos)])} at index {pos}, outside the HMM's "
+                        f"symbols 0..{num_symbols - 1} (V = {num_symbols})")
+    symbols = torch.where(inside, x, torch.zeros_like(x))  # any padding value reads symbol 0, then is ignored
+    return LinearChainCRF(log_b.T[symbols], log_a, start=log_pi, lengths=lengths)

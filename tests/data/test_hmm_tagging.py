@@ -44,3 +44,38 @@ def test_bad_sizes_name_the_numbers():
         random_hmm(1, 4, g)
     with pytest.raises(DataError, match="5 and 3"):
         sample_hmm(random_hmm(2, 2, g), 3, 5, 3, g)
+
+
+@pytest.mark.parametrize("symbol", [7, 4, -1])
+def test_a_symbol_outside_the_vocabulary_within_the_lengths_is_named(symbol):
+    """Before, a raw IndexError from the indexing log_B.T[x] (and -1 silently read the last symbol)."""
+    hmm = random_hmm(3, 4, torch.Generator().manual_seed(0))
+    x = torch.tensor([[0, 1, 2], [0, 1, symbol]])
+    with pytest.raises(DataError, match=rf"x holds symbol {symbol} at index \[1, 2\], outside the HMM's symbols "
+                                        r"0\.\.3 \(V = 4\)"):
+        hmm_posterior(hmm, x, torch.tensor([3, 3]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bool])
+def test_symbols_of_a_non_integer_dtype_are_refused_naming_it(dtype):
+    hmm = random_hmm(3, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=rf"x must hold integer symbols 0\.\.3 \(V = 4\), got dtype {dtype}"):
+        hmm_posterior(hmm, torch.tensor([[0, 1, 1]]).to(dtype), torch.tensor([3]))
+
+
+def test_the_padding_past_the_lengths_may_hold_anything():
+    g = torch.Generator().manual_seed(2)
+    hmm = random_hmm(3, 4, g)
+    x, y, lengths = sample_hmm(hmm, 6, 1, 5, g)
+    pad = torch.arange(5) >= lengths[:, None]
+    assert pad.any()
+    garbage = torch.where(pad, torch.tensor([-1, 7, 100, 4, -5]).expand(6, 5), x)
+    clean, dirty = hmm_posterior(hmm, x, lengths), hmm_posterior(hmm, garbage, lengths)
+    torch.testing.assert_close(dirty.log_prob(y), clean.log_prob(y))
+    torch.testing.assert_close(dirty.marginals, clean.marginals)
+
+
+def test_lengths_that_do_not_match_the_batch_are_named():
+    hmm = random_hmm(3, 4, torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=r"lengths of shape \(3,\) do not broadcast with the batch shape of x \(2,\)"):
+        hmm_posterior(hmm, torch.zeros(2, 3, dtype=torch.long), torch.tensor([1, 2, 3]))
