@@ -140,6 +140,9 @@ def split_series(values: torch.Tensor, num_test: int) -> tuple[torch.Tensor, tor
     return values[:-num_test], values[-num_test:]
 
 
+_SERIES_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, trend: float = 0.0,
                      seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A quasi-periodic series for scaling runs and tests:
@@ -149,7 +152,8 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
 
     :returns: a tensor of shape ``length``.
     :raises DataError: ``length`` is not a positive integer (``bool`` and floats refused), ``period`` is
-        not a finite number > 0, ``noise`` not a finite number >= 0, or ``trend`` not finite.
+        not a finite number > 0, ``noise`` not a finite number >= 0, ``trend`` not finite, or ``dtype`` not one
+        of the floating dtypes ``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ``torch.float64``.
     :raises ConfigError: ``seed`` is not an integer.
     """
     length = positive_int(length, "synthetic_series length", error=DataError)
@@ -157,6 +161,9 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
     noise = positive_real(noise, "synthetic_series noise", error=DataError, allow_zero=True)
     if isinstance(trend, bool) or not isinstance(trend, numbers.Real) or not math.isfinite(trend):
         raise DataError(f"synthetic_series trend must be a finite number, got {trend!r}")
+    if dtype not in _SERIES_DTYPES:  # an integer, bool or complex dtype: torch.randn / arange cannot make it
+        raise DataError(f"synthetic_series dtype must be a floating dtype ({', '.join(map(str, _SERIES_DTYPES))}), "
+                        f"got {dtype!r}")
     seed = seed_of(seed, "synthetic_series seed")
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(length, dtype=dtype)

@@ -62,3 +62,18 @@ def test_split_and_synthetic():
     assert torch.equal(s1, s2) and not torch.equal(s1, synthetic_series(200, seed=2))
     clean = synthetic_series(200, noise=0.0)
     assert (synthetic_series(200, noise=0.1, seed=1) - clean).std() == pytest.approx(0.1, rel=0.2)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64, "float64", None])
+def test_synthetic_series_refuses_a_non_floating_dtype_naming_it(dtype):
+    """Before, torch.randn / torch.arange raised a raw NotImplementedError (or TypeError)."""
+    with pytest.raises(DataError, match=rf"synthetic_series dtype must be a floating dtype .*got {dtype!r}"):
+        synthetic_series(10, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_synthetic_series_in_each_floating_dtype(dtype):
+    series = synthetic_series(50, seed=3, dtype=dtype)
+    assert series.dtype == dtype and series.shape == (50,) and torch.isfinite(series).all()
+    clean = synthetic_series(50, noise=0.0, dtype=dtype)
+    assert clean.dtype == dtype and float(clean.abs().max()) <= 1.3 + 1e-2  # |sin| (1 + 0.3 |sin|)
