@@ -18,8 +18,9 @@ with non-Gaussian likelihoods (classification).
 :meth:`SVDeepKernelGP.model` / :meth:`SVDeepKernelGP.guide` are the Pyro
 program of GPyTorch's Pyro integration (``pyro_model`` / ``pyro_guide`` and
 the likelihood's ``pyro_model``, as in :class:`gpytorch.models.PyroGP`), so a
-GP can be one block of a larger Pyro model.  Parameters stay in the module
-(``module_local_params``): nothing is registered in Pyro's global param store.
+GP can be one block of a larger Pyro model.  They register the module with
+``pyro.module``, so plain ``SVI`` finds its parameters in Pyro's param store;
+:func:`hybridpgm.fit` runs in a scope of the store of its own.
 
 References:
 
@@ -60,7 +61,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     :param int num_features: ``F``, the feature dimension.
     :param int num_data: ``N``, the number of training examples (scales the likelihood).
     :param inducing_points: initial inducing points ``M x F`` (learned unless
-        ``learn_inducing=False``); required unless ``grid_size`` is given.
+        ``learn_inducing=False``); required unless ``grid_size`` is given.  Their dtype and device are the
+        GP's: ``q(u)``, the mean, the kernel and the likelihood are put there (inputs must then share the dtype).
     :param grid_size: use :class:`~gpytorch.variational.GridInterpolationVariationalStrategy`
         with this many grid points per feature (features scaled into ``grid_bounds``).
     :param kernel: GPyTorch kernel on features (default ``ScaleKernel(RBF)``).
@@ -126,9 +128,11 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.num_features, self.num_data = num_features, num_data
         self.name_prefix, self.beta = name_prefix, beta
         self.example_shape: tuple[int, ...] | None = None
-        if inducing_points is not None and grid_size is None:  # the GP's parts on the inducing points' device
+        if inducing_points is not None and grid_size is None:
+            # the GP's parts (q(u), mean, kernel, likelihood) on the inducing points' device and in their dtype,
+            # as DeepKernelGP puts its GP in its features' dtype: float64 inducing points give a float64 GP
             for part in (self.variational_strategy, self.mean_module, self.covar_module, self.likelihood):
-                part.to(inducing_points.device)
+                part.to(device=inducing_points.device, dtype=inducing_points.dtype)
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior over the latent function at features ``h`` (``B x F``)."""
@@ -186,8 +190,9 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
 
         :param x: inputs ``B x ...`` (see :meth:`features`).
         :param y: targets ``B`` (``None`` samples them).
-        :raises DataError: ``y`` is not a tensor with ``B`` entries along its last dimension (see also
-            :meth:`features`)."""
+        :raises DataError: ``x`` holds no examples (``B = 0``), or ``y`` is not a tensor with ``B`` entries along
+            its last dimension (see also :meth:`features`)."""
+        self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
         function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
@@ -198,11 +203,20 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`.
 
         :raises DataError: as :meth:`model`."""
+        self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)
         function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
         self._check_targets(x, y, function_dist)
         self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
+
+    def _check_nonempty(self, x: Any) -> None:
+        # GPyTorch fails on an empty batch with a raw IndexError (grid interpolation) or ZeroDivisionError (the
+        # likelihood's N / B scale).  Only an x with no elements can have B = 0: then its features (cheap, and the
+        # checks of its shape, dtype and device) say whether the example dimension is the empty one.
+        if isinstance(x, torch.Tensor) and x.numel() == 0 and self.features(x).shape[-2] == 0:
+            raise DataError(f"x has shape {tuple(x.shape)}: an empty batch (no examples); the SVDeepKernelGP ELBO "
+                            "(model/guide, objective().loss) needs at least one example per batch")
 
     @staticmethod
     def _check_targets(x: torch.Tensor, y: Any, function_dist: Any) -> None:
@@ -227,7 +241,9 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         term of :math:`u` is analytic) with ``num_particles`` vectorized samples
         of :math:`f` for the expected log-likelihood.
 
-        :raises ConfigError: ``num_particles`` is not a positive integer (used when ``elbo`` is ``None``)."""
+        :raises ConfigError: ``num_particles`` is not a positive integer (used when ``elbo`` is ``None``).
+            The objective's ``loss`` raises :class:`~hybridpgm.errors.DataError` as :meth:`model` does (an empty
+            batch, bad inputs or targets)."""
         if elbo is None:
             num_particles = sample_count(num_particles, "SVDeepKernelGP.objective num_particles")
             if num_particles == 0:

@@ -445,3 +445,50 @@ def test_float64_features_give_float64_hyperparameters(grid_size):
     model = DeepKernelGP(x, torch.sin(x[:, 0]), grid_size=grid_size)
     assert {p.dtype for p in model.parameters()} == {torch.float64}
     assert model.predict(x[:3]).mean.dtype == torch.float64
+
+
+def test_sv_dkl_from_float64_inducing_points_computes_in_float64():
+    """Before, only the inducing points were float64: q(u), the mean, the kernel and the likelihood stayed
+    float32, so predict() and the loss failed with a raw dtype error.  The GP parts take the inducing points'
+    dtype (as DeepKernelGP's take its features'): the same model as one built in float32 then .double()."""
+    torch.manual_seed(0)
+    z = torch.randn(6, 2)  # float32 values, so the float64 copy and the float32 build agree exactly
+    x, y = _toy(n=12, d=2, dtype=torch.float64)
+    sv = SVDeepKernelGP(num_features=2, num_data=12, inducing_points=z.double())
+    reference = SVDeepKernelGP(num_features=2, num_data=12, inducing_points=z).double()
+    assert {p.dtype for p in sv.parameters()} == {torch.float64}
+    assert {b.dtype for b in sv.buffers() if b.is_floating_point()} == {torch.float64}
+    torch.manual_seed(1)  # q(u) is initialised (with noise) from the prior at the first call
+    got = sv.predict(x)
+    torch.manual_seed(1)
+    expected = reference.predict(x)
+    assert got.mean.dtype == got.variance.dtype == torch.float64
+    torch.testing.assert_close(got.mean, expected.mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.variance, expected.variance, rtol=1e-12, atol=1e-12)
+    loss = sv.objective(num_particles=2).loss("elbo", (x, y))
+    assert loss.dtype == torch.float64 and torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in sv.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float64 and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("grid_size", [None, 8])
+def test_sv_dkl_elbo_on_an_empty_batch_raises_a_named_data_error(grid_size):
+    """Before, GPyTorch raised a raw IndexError (grid interpolation) or ZeroDivisionError (the likelihood's
+    N / B scale); predict() on no examples still gives empty results."""
+    sv = SVDeepKernelGP(num_features=2, num_data=8, grid_size=grid_size,
+                        inducing_points=None if grid_size else torch.randn(4, 2))
+    x, y = torch.zeros(0, 2), torch.zeros(0)
+    empty = r"x has shape \(0, 2\): an empty batch"
+    with pytest.raises(DataError, match=empty):
+        sv.objective(num_particles=2).loss("elbo", (x, y))
+    with pytest.raises(DataError, match=empty):
+        sv.model(x, y)
+    with pytest.raises(DataError, match=empty):
+        sv.guide(x, y)
+    with pytest.raises(DataError, match=r"x has shape \(0, 3\), expected \(N, 2\)"):  # its shape still checked
+        sv.guide(torch.zeros(0, 3), y)
+    prediction = sv.predict(x)
+    assert prediction.mean.shape == prediction.variance.shape == (0,)
+    loss = sv.objective(num_particles=2).loss("elbo", (torch.rand(3, 2), torch.zeros(3)))  # a batch still trains
+    assert torch.isfinite(loss)
