@@ -50,7 +50,8 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         ``transition[i, j]`` scores label ``i`` followed by ``j``.
     :param torch.Tensor start: optional ``batch_shape + (L,)`` start scores.
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
-    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T``.
+    :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T`` (any integer dtype; with
+        validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`).
 
     The event shape is ``(T,)``; values are long label sequences.
 
@@ -90,8 +91,10 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
             for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
                 if not bool(torch.isfinite(t).all()):
                     raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf")
-            if lengths.dtype in (torch.float16, torch.float32, torch.float64) or bool(
-                    ((lengths < 1) | (lengths > T)).any()):
+            if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+                # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
+                raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype {lengths.dtype}")
+            if bool(((lengths < 1) | (lengths > T)).any()):
                 raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}")
         self.unary = unary.expand(batch_shape + (T, L))
         self.transition = transition.expand(batch_shape + (L, L))
@@ -136,14 +139,18 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         return self._forward(self.unary, self.transition, self.start, self.end)[0]
 
     def _grads(self):
-        """``log Z`` and its gradients = expected sufficient statistics (differentiable; also computed under
-        ``torch.no_grad()`` and ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`)."""
+        """``log Z`` and its gradients = expected sufficient statistics (also computed under ``torch.no_grad()``
+        and ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`).  Differentiable when
+        the caller's grad mode is on and a potential requires grad; otherwise plain tensors, no graph kept."""
+        grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
         return with_autograd(self._log_z_and_grads, [self.unary, self.transition, self.start, self.end],
-                             self.lengths)
+                             self.lengths, grad_mode)
 
-    def _log_z_and_grads(self, params, lengths):
+    def _log_z_and_grads(self, params, lengths, grad_mode):
         deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
-        create = any(p.requires_grad for p in params)
+        create = grad_mode and any(p.requires_grad for p in params)
+        if not create:  # first-order gradients only: no graph back to the potentials
+            params = [p.detach() for p in params]
         log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths)[0]
         grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
         grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]

@@ -232,3 +232,73 @@ def test_gradient_queries_under_inference_mode_equal_those_outside(requires_grad
             for w, x in zip(want, got):
                 torch.testing.assert_close(x, w)
     assert torch.all(want[0][1, 2:] == 0)  # padding
+
+
+def _brute_force_marginals(u, A, s, e, n):
+    """Unary and pairwise marginals of one sequence of length ``n`` by enumerating every labelling, from the
+    scores written out (no forward algorithm): a differentiable reference."""
+    L = u.shape[-1]
+    ys = torch.tensor(list(itertools.product(range(L), repeat=n)), dtype=torch.long)
+    steps = torch.arange(n)
+    scores = s[ys[:, 0]] + u[steps, ys].sum(-1) + A[ys[:, :-1], ys[:, 1:]].sum(-1) + e[ys[:, -1]]
+    p = torch.softmax(scores, dim=0)
+    onehot = torch.nn.functional.one_hot(ys, L).to(p.dtype)  # labellings x n x L
+    unary = torch.einsum("k,ktl->tl", p, onehot)
+    pairwise = torch.einsum("k,kti,ktj->ij", p, onehot[:, :-1], onehot[:, 1:])
+    return unary, pairwise
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_marginals_under_no_grad_are_plain_tensors_equal_to_the_differentiable_ones(mode):
+    """Before, marginals / pairwise_marginals read the grad mode inside with_autograd's enable_grad: under
+    no_grad or inference_mode they came back requiring grad, holding a double-backward graph."""
+    lengths = torch.tensor([4, 2])
+    args, crf = _random_crf(5, 2, 4, 3, lengths=lengths, requires_grad=True)
+    want = (crf.marginals, crf.pairwise_marginals)
+    assert all(w.requires_grad for w in want)
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode():
+        got = (crf.marginals, crf.pairwise_marginals)
+        head = CRFHead(3)  # parameters are leaves that require grad
+        from_head = head(torch.randn(2, 4, 3)).marginals
+    for g, w in zip(got, want):
+        assert not g.requires_grad and g.grad_fn is None
+        torch.testing.assert_close(g, w.detach(), rtol=0, atol=0)
+    assert not from_head.requires_grad and from_head.grad_fn is None
+
+
+def test_marginals_with_grad_enabled_are_differentiable_like_brute_force_enumeration():
+    lengths = torch.tensor([3, 2])
+    args, crf = _random_crf(6, 2, 3, 3, lengths=lengths, requires_grad=True)
+    g = torch.Generator().manual_seed(7)
+    w_unary, w_pair = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.double)  # batch x (T, L) and (L, L)
+    loss = (w_unary * crf.marginals).sum() + (w_pair * crf.pairwise_marginals).sum()
+    got = torch.autograd.grad(loss, args)
+    u, A, s, e = args
+    reference = 0
+    for b, n in enumerate(lengths.tolist()):
+        unary, pairwise = _brute_force_marginals(u[b], A, s, e, n)
+        torch.testing.assert_close(crf.marginals[b, :n], unary)
+        torch.testing.assert_close(crf.pairwise_marginals[b], pairwise)
+        reference = reference + (w_unary[b, :n] * unary).sum() + (w_pair[b] * pairwise).sum()
+    expected = torch.autograd.grad(reference, args)
+    for a, x in zip(got, expected):
+        torch.testing.assert_close(a, x)
+
+
+@pytest.mark.parametrize("lengths", [
+    torch.tensor([1.5, 3.0], dtype=torch.bfloat16),  # was truncated to [1, 3] silently
+    torch.tensor([1.0, 3.0], dtype=torch.bfloat16),  # integer-valued floats are refused as for float32
+    torch.tensor([1.5, 3.0], dtype=torch.float32),
+    torch.tensor([1.0, 3.0], dtype=torch.float16),
+    torch.tensor([True, True]),  # was read as lengths [1, 1]
+    torch.tensor([1 + 0j, 3 + 0j]),
+])
+def test_lengths_of_a_non_integer_dtype_are_refused(lengths):
+    with pytest.raises(ModelSpecError, match=re.escape(f"lengths must be integers in 1..3, got dtype {lengths.dtype}")):
+        LinearChainCRF(torch.randn(2, 3, 4), torch.randn(4, 4), lengths=lengths)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])
+def test_lengths_of_any_integer_dtype_are_taken(dtype):
+    crf = LinearChainCRF(torch.randn(2, 3, 4), torch.randn(4, 4), lengths=torch.tensor([1, 3], dtype=dtype))
+    assert crf.lengths.dtype == torch.long and crf.lengths.tolist() == [1, 3]
