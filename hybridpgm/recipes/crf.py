@@ -43,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
 
 def make_task(num_labels: int, num_symbols: int, num_train: int, num_test: int, max_len: int, seed: int):
     """``(hmm, train, test)``: the HMM ``(log_pi, log_A, log_B)`` and two tuples
-    ``(x [N, T], y [N, T], lengths [N])`` (padded with zeros past each length)."""
+    ``(x [N, T], y [N, T], lengths [N])`` (padded with zeros past each length), lengths uniform in
+    ``min_len..max_len`` with ``min_len = max(2, max_len // 3)``, capped at ``max_len`` (``max_len = 1``: every
+    sequence is one token long, a tiny but valid task)."""
     g = torch.Generator().manual_seed(seed)
     hmm = random_hmm(num_labels, num_symbols, g)
-    min_len = max(2, max_len // 3)
+    min_len = min(max_len, max(2, max_len // 3))
     return hmm, sample_hmm(hmm, num_train, min_len, max_len, g), sample_hmm(hmm, num_test, min_len, max_len, g)
 
 

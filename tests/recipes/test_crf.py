@@ -39,3 +39,23 @@ def test_the_tagger_scores_a_sequence_as_if_it_were_alone(pad):
     padded = tagger(batch_x, torch.tensor([3, 5]))
     torch.testing.assert_close(padded.log_prob(batch_y)[0], alone.log_prob(y)[0])
     torch.testing.assert_close(padded.marginals[0, :3], alone.marginals[0])
+
+
+def test_a_one_token_maximum_length_is_a_valid_task():
+    """Before, make_task set min_len = max(2, max_len // 3) = 2 > max_len = 1, and `hybridpgm train crf
+    --max-len 1` failed on a min_len the command has no option for."""
+    hmm, (x, y, lengths), test = make_task(3, 4, 20, 10, max_len=1, seed=0)
+    assert x.shape == y.shape == (20, 1) and bool((lengths == 1).all()) and bool((test[2] == 1).all())
+    for max_len in (2, 3, 9, 30):  # longer tasks keep their lengths max(2, max_len // 3)..max_len
+        lengths = make_task(3, 4, 200, 1, max_len=max_len, seed=0)[1][2]
+        assert int(lengths.min()) == max(2, max_len // 3) and int(lengths.max()) == max_len
+
+
+def test_the_recipe_trains_with_one_token_sequences(tmp_path):
+    args = ["--epochs", "1", "--num-train", "40", "--num-test", "20", "--max-len", "1", "--hidden", "4",
+            "--batch-size", "20"]
+    metrics, tagger = train_and_check("crf", tmp_path, args, plots=("marginals.png",))
+    assert isinstance(tagger, CRFTagger) and metrics["max_len"] == 1 and metrics["steps"] == 2
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and 0.0 <= metrics["bayes_test_accuracy"] <= 1.0
+    assert metrics["test_accuracy"] == metrics["test_viterbi_accuracy"]  # one token: the marginal argmax is the mode
+    assert 0.0 < metrics["bayes_test_loss"] < float("inf") and 0.0 < metrics["test_loss"] < float("inf")
