@@ -325,17 +325,19 @@ class MarkovNet(nn.Module):
                                      "an option here (marginals('bp') runs sum-product)")
             _check_options("bp", BeliefPropagation, kwargs)
             result = BeliefPropagation(max_product=True, **kwargs)(fg)
-            x = result.decoded_assignment if self._tied(result.marginals) else result.assignment
+            tied, x = self._tied_rows(result.marginals), result.assignment
+            if bool(tied.any()):  # those rows decoded a layer at a time; the others keep their argmaxes
+                x = torch.where(tied[:, None], result.decoded_assignment, x)
         x = fg.unflatten(x)
         return {v: x[..., i] for i, v in enumerate(self.cards)}
 
     @staticmethod
-    def _tied(max_marginals: torch.Tensor, rtol: float = 1e-6) -> bool:
-        """Whether some variable's top two max-marginals ``[B, V, C]`` tie (to ``rtol``) in some row."""
+    def _tied_rows(max_marginals: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
+        """``[B]`` bool: whether some variable's top two max-marginals ``[B, V, C]`` tie (to ``rtol``) in a row."""
         if max_marginals.shape[-1] < 2:
-            return False
+            return torch.zeros(max_marginals.shape[0], dtype=torch.bool, device=max_marginals.device)
         top = max_marginals.topk(2, dim=-1).values
-        return bool(((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any())
+        return ((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any(-1)
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
