@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
@@ -272,7 +273,8 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
         if free is not None:  # a tiny joint: enumerate it
             out = _dense(tensors, dims, free, ev, names, space, row_ids)
         else:
-            out = _by_gradient(bn, facts, ev, names, keep, tensors, dims, space, direct, row_ids)
+            # marginals as gradients: autograd also under torch.inference_mode (the caller's, on their evidence)
+            out = with_autograd(_by_gradient, bn, facts, ev, names, keep, tensors, dims, space, direct, row_ids)
         if space == "log":
             return out
         out, ok = out

@@ -370,3 +370,24 @@ def test_a_query_that_is_not_node_names_is_named(query):
     """Before, a number raised Python's TypeError ('int' object is not iterable)."""
     with pytest.raises(EvidenceError, match="query must be a node name, a list of node names or None"):
         sprinkler().posterior(query, {"wet": 1})
+
+
+@pytest.mark.parametrize("name", ["alarm", "water"])
+def test_posterior_under_inference_mode_equals_posterior_outside(name):
+    """Found by an audit: marginals are gradients of the contraction, and under torch.inference_mode() they raised
+    'element 0 of tensors does not require grad' (alarm through autograd, water's by-hand reverse pass where a
+    group has no large intermediate); compile_evidence, built on them, too."""
+    from hybridpgm.graphs import load_network
+
+    bn = load_network(name)
+    node = bn.nodes[-1]
+    ev = {bn.nodes[0]: torch.tensor([0, 1, -1])}
+    want = bn.posterior(None, ev)
+    with torch.inference_mode():
+        got = bn.posterior(None, {k: v.clone() for k, v in ev.items()})
+        table = bn.compile_evidence([bn.nodes[0]]) if name == "alarm" else None
+    assert list(got) == list(want)
+    for v in want:
+        torch.testing.assert_close(got[v], want[v], rtol=0, atol=1e-12)
+    if table is not None:
+        torch.testing.assert_close(table.posterior(node, ev), want[node], rtol=0, atol=1e-12)
