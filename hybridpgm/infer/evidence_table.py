@@ -198,7 +198,8 @@ class EvidenceTable:
         # per evidence node: the states stored (all but the dropped one in the compact layout), and the index
         # moves from its sum index to each of them
         self._stored = [torch.tensor([s for s in range(c) if self.dropped is None or s != self.dropped[i]],
-                                     device=device) for i, c in enumerate(self.cards)]
+                                     dtype=torch.long, device=device)  # a one-state node stores none: still long
+                        for i, c in enumerate(self.cards)]
         self._shifts = [(st - int(a)) * t for st, a, t in zip(self._stored, self._all, strides)]
         self._dtype = bn.dtype
         self._built_from = _snapshot(bn)

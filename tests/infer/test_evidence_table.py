@@ -263,3 +263,17 @@ def test_answers_computed_by_the_contraction_are_plain_tensors(monkeypatch):
     assert calls and not any(t.requires_grad for t in answers)
     [t.numpy() for t in answers]
     torch.testing.assert_close(answers[0], bn.log_evidence(cases).detach(), atol=1e-12, rtol=1e-12)
+
+
+def test_compact_layout_with_a_one_state_evidence_node():
+    """Found by an audit: a one-state node stores no state in the compact layout, and its empty index list was
+    a float tensor, later used as an index (IndexError)."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7], dtype=torch.float64)))
+    bn.add("one", cpd.Table(torch.tensor([[1.0], [1.0]], dtype=torch.float64), ["a"]))
+    bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64), ["a"]))
+    ev = {"b": torch.tensor([1, -1]), "one": torch.tensor([0, -1])}
+    want = bn.posterior(None, ev)
+    got = bn.compile_evidence(["b", "one"], layout="compact").posterior(None, ev)
+    for v in want:
+        torch.testing.assert_close(got[v], want[v], rtol=0, atol=1e-12)
