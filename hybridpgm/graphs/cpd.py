@@ -232,14 +232,22 @@ class Table(CPD):
             missing_keys.remove(key)
 
     def log_prior(self) -> torch.Tensor:
-        """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior)."""
+        """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior), each row's Dirichlet over
+        its support: a structural zero is not a state of the row (a row with one possible state has density 1)."""
         self._valid()
         if self.prior is None:
             return self.logits.new_zeros(())
         lp = self.log_table()
-        alpha = self.prior
-        norm = torch.lgamma(alpha.sum(-1)) - torch.lgamma(alpha).sum(-1)
-        return (norm + ((alpha - 1) * lp.clamp(min=torch.finfo(lp.dtype).min)).sum(-1)).sum()
+        alpha = self.prior.expand_as(lp)
+        if self._has_zero():  # the zeros' -inf and their alphas left out: the Dirichlet of the remaining states
+            support = self.support
+            lp = lp.masked_fill(~support, 0.0)
+            alpha = alpha.masked_fill(~support, 0.0)
+            log_gamma = torch.lgamma(alpha.masked_fill(~support, 1.0))  # lgamma(1) = 0 at the zeros
+        else:
+            log_gamma = torch.lgamma(alpha)
+        norm = torch.lgamma(alpha.sum(-1)) - log_gamma.sum(-1)
+        return (norm + ((alpha - 1).masked_fill(alpha == 0, 0.0) * lp).sum(-1)).sum()
 
 
 @serializable

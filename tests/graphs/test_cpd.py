@@ -70,6 +70,22 @@ def test_dirichlet_log_prior_matches_torch():
     assert cpd.Table(probs, ["p"]).log_prior() == 0
 
 
+@pytest.mark.parametrize("alpha", [0.5, 2.0, [1.5, 2.0, 3.0]])
+def test_dirichlet_log_prior_of_a_table_with_structural_zeros_is_over_each_rows_support(alpha):
+    """Found by an audit: the zeros' -inf entered (alpha - 1) log theta (clamped to the dtype's minimum), so the
+    prior was -inf for alpha > 1 and +1.8e308 below, and fit diverged at its first step."""
+    probs = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.4, 0.6]], dtype=torch.float64)
+    table = cpd.Table(probs, ["p"], prior=alpha)
+    a = torch.as_tensor(alpha, dtype=torch.float64).expand(3)
+    # row 0: one possible state (a point: density 1); row 1: Dir(a); row 2: Dir(a[1:]) over states 1 and 2
+    want = (torch.distributions.Dirichlet(a).log_prob(probs[1])
+            + torch.distributions.Dirichlet(a[1:]).log_prob(probs[2, 1:]))
+    got = table.log_prior()
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert bool(torch.isfinite(table.logits.grad).all())
+
+
 def test_neural_table_shapes_and_values():
     torch.manual_seed(0)
     net = torch.nn.Linear(2 + 3 + 1, 4)
