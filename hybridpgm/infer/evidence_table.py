@@ -130,7 +130,7 @@ class EvidenceTable:
 
     def __init__(self, bn: "BayesNet", nodes: Sequence[str], *, max_bytes: int = DEFAULT_MAX_BYTES,
                  layout: str = "auto"):
-        from hybridpgm.infer.exact import posterior
+        from hybridpgm.infer.exact import log_evidence, posterior
 
         facts = network_facts(bn)
         nodes = [nodes] if isinstance(nodes, str) else list(nodes)
@@ -173,6 +173,11 @@ class EvidenceTable:
             z = (posterior(bn, nodes, None, joint=True) if len(nodes) > 1 else posterior(bn, nodes[0]))
             z = z.double().reshape(-1)
             rows = max(1, BUILD_CHUNK_BYTES // entry)  # the configurations of one batched query
+            # p(e) under the dtype's smallest normal number (a float32 network: 1e-38) lost digits or underflowed
+            # to 0 in the joint; those configurations are scored again by log_evidence (log space where
+            # probabilities underflow) and exponentiated in float64
+            for chunk in (z < torch.finfo(bn.dtype).tiny).nonzero().flatten().split(rows):
+                z[chunk] = log_evidence(bn, {v: t[chunk] for v, t in evidence.items()}).double().exp()
             possible = (z > 0).nonzero().flatten()
             for chunk in possible.split(rows) if self.others else ():
                 post = posterior(bn, self.others, {v: t[chunk] for v, t in evidence.items()})

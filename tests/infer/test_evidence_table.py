@@ -277,3 +277,24 @@ def test_compact_layout_with_a_one_state_evidence_node():
     got = bn.compile_evidence(["b", "one"], layout="compact").posterior(None, ev)
     for v in want:
         torch.testing.assert_close(got[v], want[v], rtol=0, atol=1e-12)
+
+
+def _rare_alarms(dtype, n=12):
+    bn = BayesNet()
+    bn.add("h", cpd.Table(torch.tensor([0.5, 0.5], dtype=dtype)))
+    for i in range(n):  # p(s_i = 1 | h) = 1e-5 or 1e-4: all on, p(e) ~ 1e-49, under float32's range
+        bn.add(f"s{i}", cpd.Table(torch.tensor([[1 - 1e-5, 1e-5], [1 - 1e-4, 1e-4]], dtype=dtype), ["h"]))
+    return bn
+
+
+@pytest.mark.parametrize("layout", ["subsets", "compact"])
+def test_a_float32_table_keeps_evidence_whose_probability_underflows_float32(layout):
+    """Found by an audit: p(e) was read from the float32 joint, where 1e-49 is 0 (the evidence was called
+    impossible) and 1e-44 a subnormal of a few digits (log p(e) off by 0.11); the contraction answered both."""
+    nodes = [f"s{i}" for i in range(12)]
+    table = _rare_alarms(torch.float32).compile_evidence(nodes, layout=layout)
+    exact = _rare_alarms(torch.float64)
+    on = torch.tensor([1, 1, -1])
+    ev = {**{v: on for v in nodes[:11]}, "s11": torch.tensor([1, 0, 1])}  # 12 on, 11 on, 10 on and one missing
+    torch.testing.assert_close(table.log_evidence(ev).double(), exact.log_evidence(ev).detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(table.posterior("h", ev).double(), exact.posterior("h", ev), rtol=1e-4, atol=1e-12)
