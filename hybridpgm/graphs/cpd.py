@@ -75,6 +75,11 @@ class Table(CPD):
     know its node before then.  Using a malformed table that belongs to no
     network (``probs``, ``log_table``) raises the same error without a node.
 
+    Exact queries keep the log-table of a table that needs no gradient and recompute it when the logits'
+    version counter moves (an optimizer step, ``logits.copy_(...)`` under :func:`torch.no_grad`,
+    ``load_state_dict``).  An edit through ``logits.data`` moves no counter that the table can see, so queries
+    keep the old table: edit the logits themselves, or call ``bn.plan_cache.clear()`` after such an edit.
+
     :raises ModelSpecError: at once, for ``probs`` that are not a real-valued
         (float or integer) array.
     :raises ConfigError: for an ``atol`` that is not a finite number >= 0.

@@ -296,3 +296,20 @@ def test_a_random_table_refuses_a_concentration_that_is_not_positive(concentrati
     """Before, 0, -1 and NaN gave a table of NaN probabilities without a word."""
     with pytest.raises(ModelSpecError, match="Table.random concentration must be a finite number > 0"):
         cpd.Table.random(3, concentration=concentration)
+
+
+def test_an_in_place_edit_of_the_logits_reaches_the_next_query():
+    """The documented ways to change a table between queries (an audit found that an edit through ``.data``
+    is invisible to the version counter the query cache keys on; the docs say to clear the cache then)."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7], dtype=torch.float64)))
+    bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=torch.float64), ["a"]))
+    new = torch.tensor([0.8, 0.2], dtype=torch.float64)
+    joint = new * torch.tensor([0.1, 0.8], dtype=torch.float64)
+    with torch.no_grad():
+        bn.posterior("a", {"b": 1})  # cached
+        bn.cpds["a"].logits.copy_(new.log())
+        torch.testing.assert_close(bn.posterior("a", {"b": 1}), joint / joint.sum())
+        bn.cpds["a"].logits.data.copy_(torch.tensor([0.5, 0.5], dtype=torch.float64).log())
+        bn.plan_cache.clear()
+        torch.testing.assert_close(bn.posterior("a", {"b": 1}), torch.tensor([0.1, 0.8], dtype=torch.float64) / 0.9)
