@@ -4,8 +4,9 @@
 global batch size, accumulation, precision, clipping, data-order options, data-set
 size, seed and, per player, the optimizer's class and hyperparameters as
 requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
-scheduler moved them).  A later ``fit`` on the same path resumes only when its
-request agrees:
+scheduler moved them), and its learning-rate scheduler's class and settings
+(``gamma``, ``step_size`` ..., or none).  A later ``fit`` on the same path
+resumes only when its request agrees:
 
 * the module's ``state_dict`` keys and shapes must match the checkpoint's
   (otherwise :class:`~hybridpgm.errors.CheckpointError` lists the missing,
@@ -13,7 +14,9 @@ request agrees:
 * every recorded hyperparameter must match (otherwise the error lists each
   difference as ``name: checkpoint X, requested Y``), unless
   ``override_hyperparameters=True``, in which case the requested values
-  replace the saved ones after the optimizer state is loaded.
+  replace the saved ones after the optimizer state is loaded (a scheduler of
+  another class, or one where the checkpoint had none, starts afresh; without
+  one, the saved schedule is dropped).
 
 ``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
 is for.  The modes of ``fit``'s ``resume`` argument are:
@@ -40,7 +43,7 @@ from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.distributed import differences
 
 __all__ = ["RESUME_MODES", "check_resumable", "optimizer_hyperparameters", "override_hyperparameters",
-           "resume_mode", "run_config"]
+           "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
 
 RESUME_MODES = ("auto", "require", "never")
 
@@ -81,10 +84,56 @@ def optimizer_hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any
     }
 
 
+#: entries of a scheduler's state that are its progress, not its settings (torch's schedulers, including
+#: ReduceLROnPlateau's counters and CosineAnnealingWarmRestarts' position in its cycle)
+_SCHEDULER_PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "base_lrs", "verbose",
+                       "best", "num_bad_epochs", "cooldown_counter", "T_cur", "_is_initial"}
+
+
+def _settings_of(value: Any) -> Any:
+    """A scheduler state's settings as plain values: nested states (SequentialLR's) filtered alike, anything
+    else that is not plain (a lambda, a scale function) named by its type, never by its address."""
+    if isinstance(value, dict):
+        return {str(k): _settings_of(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+                if k not in _SCHEDULER_PROGRESS}
+    if isinstance(value, (list, tuple)):
+        return [_settings_of(v) for v in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # ReduceLROnPlateau's mode_worse: a checkpoint holds no non-finite number
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def scheduler_settings(scheduler: Any) -> dict[str, Any] | None:
+    """A scheduler's class and settings (``gamma``, ``step_size``, ``T_max``, ``patience`` ...), read when it is
+    built, before any step moves it; ``None`` without a scheduler."""
+    if scheduler is None:
+        return None
+    return {"class": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
+            "settings": _settings_of(scheduler.state_dict())}
+
+
+def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
+    """Under ``override_hyperparameters``, after the checkpoint's scheduler state is loaded into a scheduler of
+    the same class: put back the requested top-level settings that differ from those recorded (loading the
+    state replaced them with the checkpoint's)."""
+    if scheduler is None or requested is None or recorded is None:
+        return
+    was = recorded.get("settings") or {}
+    for key, value in (requested.get("settings") or {}).items():
+        if key in was and not _same(was[key], value) and hasattr(scheduler, key) \
+                and not isinstance(getattr(scheduler, key), (dict, list)):
+            setattr(scheduler, key, value)
+
+
 def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, world_size: int, accumulate: int,
                precision: str | None, clip_grad_norm: float | None, shuffle: bool, drop_last: bool,
-               num_examples: int) -> dict[str, Any]:
-    """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`).
+               num_examples: int, schedulers: Mapping[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`, ``schedulers``
+    per player from :func:`scheduler_settings`).
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -96,6 +145,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),
         "steps_per_epoch": steps_per_epoch(num_examples, batch_size, world_size, drop_last),
+        "schedulers": dict(schedulers or {}),
     }
 
 
@@ -111,6 +161,10 @@ def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, 
     out += [f"{k!r} has shape {tuple(saved[k].shape)} in the checkpoint, {tuple(current[k].shape)} in the model"
             for k in saved if k in current and tuple(saved[k].shape) != tuple(current[k].shape)]
     return out
+
+
+#: entries of the run configuration that older checkpoints do not record (not compared for those files)
+_RECORDED_LATER = ("steps_per_epoch", "schedulers")
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
@@ -131,7 +185,7 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
         return
     recorded = saved.get("config")
     found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
-                                         and not (w == "steps_per_epoch" and a == "<absent>")]  # older files
+                                         and not (w in _RECORDED_LATER and a == "<absent>")]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):
         found.append(("seed", int(saved["seed"]), int(seed)))
     if found:

@@ -41,8 +41,8 @@ from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for, check_finite_parameters
 from hybridpgm.train.rank_states import load_rank_state, rank_buffer_paths, rank_state, resume_plan
-from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters,
-                                    resume_mode, run_config)
+from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, override_scheduler,
+                                    resume_mode, run_config, scheduler_settings)
 from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
 from hybridpgm.train.signals import StopSignals, signal_name
 
@@ -52,23 +52,24 @@ OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
 def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
-                   skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any]]:
-    """The players, and each one's optimizer hyperparameters as requested
-    (read before a scheduler can move them)."""
+                   skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any], dict[str, Any]]:
+    """The players, each one's optimizer hyperparameters as requested (read before a scheduler can move them),
+    and each one's scheduler settings (:func:`~hybridpgm.train.resume.scheduler_settings`)."""
     params = check_players(objective)
     names = {id(p): n for n, p in objective.module.named_parameters()}
     factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
     scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
-    players, hyperparameters = {}, {}
+    players, hyperparameters, schedulers = {}, {}, {}
     for name, group in params.items():
         optimizer = check_optimizer(factories[name](group), name)
         hyperparameters[name] = optimizer_hyperparameters(optimizer)
         scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
             if name in scheduler_factories else None
+        schedulers[name] = scheduler_settings(scheduler)
         scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         players[name] = Player(name, group, optimizer, scheduler, scaler, names=[names[id(p)] for p in group],
                                skip_nonfinite=skip_nonfinite)
-    return players, hyperparameters
+    return players, hyperparameters, schedulers
 
 
 def _say(message: str) -> None:
@@ -243,10 +244,11 @@ def fit(
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
-    players, hyperparameters = _build_players(objective, optim, lr_scheduler, precision, device, skip_nonfinite)
+    players, hyperparameters, schedulers = _build_players(objective, optim, lr_scheduler, precision, device,
+                                                          skip_nonfinite)
     config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                         accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
-                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset))
+                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers)
     context.check_same("configuration", {
         **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
@@ -281,10 +283,17 @@ def fit(
         check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
         module.load_state_dict(resumed["module"])
         for name, player in players.items():
-            player.load_state_dict(resumed["players"][name])
+            state = resumed["players"][name]
+            recorded = resumed.get("config") or {}
+            was_scheduler = (recorded.get("schedulers") or {}).get(name)
+            if override_hyperparameters and "schedulers" in recorded and \
+                    (was_scheduler or {}).get("class") != (schedulers[name] or {}).get("class"):
+                state = {**state, "scheduler": None}  # another scheduler (or none before): it starts afresh
+            player.load_state_dict(state)
             if override_hyperparameters:
                 override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
-                                            ((resumed.get("config") or {}).get("optimizers") or {}).get(name))
+                                            (recorded.get("optimizers") or {}).get(name))
+                override_scheduler(player.scheduler, schedulers[name], was_scheduler)
         if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
             objective.load_state_dict(resumed["objective"])
         load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))

@@ -175,3 +175,47 @@ def test_a_checkpoint_of_another_epoch_length_is_refused_and_an_older_file_resum
     save_checkpoint(ckpt, state)
     _, result = run(ckpt, data=data, batch_size=8)
     assert result.steps == 6
+
+
+def _step_lr(gamma):
+    return functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2, gamma=gamma)
+
+
+@pytest.mark.parametrize("requested, difference", [
+    (_step_lr(0.1), r"schedulers\['fit'\]\['settings'\]\['gamma'\]: checkpoint 0.5, requested 0.1"),
+    (None, r"schedulers\['fit'\]: checkpoint \{'class': 'torch.optim.lr_scheduler.StepLR'.*requested None"),
+    (functools.partial(torch.optim.lr_scheduler.ExponentialLR, gamma=0.5),
+     r"schedulers\['fit'\]\['class'\]: checkpoint 'torch.optim.lr_scheduler.StepLR', requested "
+     r"'torch.optim.lr_scheduler.ExponentialLR'")])
+def test_another_scheduler_is_refused_naming_the_difference(tmp_path, requested, difference):
+    """Found by an audit: the scheduler was not recorded; a resume asking for gamma 0.1 ran the checkpoint's 0.5
+    (loading its state replaced the requested settings), and one asking for none silently stopped the schedule."""
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=4)
+    with pytest.raises(CheckpointError, match=difference):
+        run(ckpt, optim=sgd(lr=1.0), lr_scheduler=requested, max_steps=8)
+    _, result = run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=8)  # the same one resumes
+    assert result.optimizers["fit"].param_groups[0]["lr"] == pytest.approx(1.0 * 0.5 ** 4)
+
+
+@pytest.mark.parametrize("requested, lr", [(_step_lr(0.1), 0.25 * 0.1 ** 2),  # the new gamma from where it was
+                                           (None, 0.25),  # the schedule dropped: the rate stays where it was
+                                           (functools.partial(torch.optim.lr_scheduler.ExponentialLR, gamma=0.5),
+                                            0.25 * 0.5 ** 4)])  # another class starts afresh at the current rate
+def test_an_overridden_scheduler_is_the_one_that_runs(tmp_path, requested, lr):
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=4)  # lr 1 -> 0.25 after 4 steps
+    _, result = run(ckpt, optim=sgd(lr=1.0), lr_scheduler=requested, max_steps=8, override_hyperparameters=True)
+    assert result.optimizers["fit"].param_groups[0]["lr"] == pytest.approx(lr)
+
+
+def test_a_checkpoint_without_the_scheduler_record_resumes(tmp_path):
+    from hybridpgm.train import save_checkpoint
+
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=4)
+    state = load_checkpoint(ckpt)
+    del state["config"]["schedulers"]  # as written before the record
+    save_checkpoint(ckpt, state)
+    _, result = run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=8)
+    assert result.steps == 8
