@@ -285,8 +285,10 @@ class DBM(DBMLikelihood, nn.Module):
         :param checkpoints: one checkpoint path per layer's RBM (``resume``,
             ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
             pretraining resumes in the layer it stopped in, finished layers load.
-        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...).
+        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...) for each
+            layer; not ``checkpoint`` (use ``checkpoints``).
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
+        :raises ConfigError: ``checkpoints`` is not one path per layer, or ``fit_kwargs`` holds ``checkpoint``.
         """
         from hybridpgm.energy.doubled_rbm import DoubledRBM
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
@@ -294,7 +296,7 @@ class DBM(DBMLikelihood, nn.Module):
 
         x = self.check_visible(data, "data")
         results, rbms = [], []
-        paths = layer_checkpoints(checkpoints, self.num_layers, "DBM")
+        paths = layer_checkpoints(checkpoints, self.num_layers, "DBM", fit_kwargs)
         for l, path in zip(range(self.num_layers), paths):
             rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
             rbm.to(self.weights[0])

@@ -36,12 +36,20 @@ from hybridpgm.serialization import serializable
 __all__ = ["DBN", "DBNAutoencoder"]
 
 
-def layer_checkpoints(checkpoints: Sequence[str | os.PathLike] | None, layers: int, model: str) -> list[dict]:
+def layer_checkpoints(checkpoints: Sequence[str | os.PathLike] | None, layers: int, model: str,
+                      fit_kwargs: dict | None = None) -> list[dict]:
     """``fit``'s ``checkpoint=`` argument for each of ``layers`` greedy stages
     (empty dicts without ``checkpoints``).
 
-    :raises ConfigError: ``checkpoints`` is not one path per layer.
+    :param fit_kwargs: the keywords the stages pass on to :func:`hybridpgm.fit`; they must not hold
+        ``checkpoint`` (one path shared by every layer: each upper layer would resume the layer below's
+        finished run and end up a copy of it).
+    :raises ConfigError: ``checkpoints`` is not one path per layer, or ``fit_kwargs`` holds ``checkpoint``.
     """
+    if fit_kwargs and "checkpoint" in fit_kwargs:
+        raise ConfigError(f"{model}.pretrain trains one RBM per layer and takes checkpoints=[...] ({layers} paths, "
+                          f"one per layer), not checkpoint={fit_kwargs['checkpoint']!r}: a single path would "
+                          f"make every layer resume the first layer's run")
     if checkpoints is None:
         return [{}] * layers
     if isinstance(checkpoints, (str, os.PathLike)) or len(checkpoints) != layers:
@@ -142,15 +150,17 @@ class DBN(nn.Module):
         :param checkpoints: one checkpoint path per RBM (``resume``,
             ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
             pretraining resumes in the layer it stopped in, finished layers load.
-        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...).
+        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...) for each
+            layer; not ``checkpoint`` (use ``checkpoints``).
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
+        :raises ConfigError: ``checkpoints`` is not one path per RBM, or ``fit_kwargs`` holds ``checkpoint``.
         """
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
         from hybridpgm.train.trainer import fit
 
         x = self.rbms[0].check_visible(data, "data")
         results = []
-        paths = layer_checkpoints(checkpoints, len(self.rbms), "DBN")
+        paths = layer_checkpoints(checkpoints, len(self.rbms), "DBN", fit_kwargs)
         for rbm, path in zip(self.rbms, paths):
             objective = PersistentCD(rbm, k, num_chains) if persistent else ContrastiveDivergence(rbm, k)
             results.append(fit(objective, x, epochs=epochs, **path, **fit_kwargs))
@@ -194,9 +204,25 @@ class DBN(nn.Module):
     def sample(self, num_samples: int, steps: int = 1000, mean: bool = True) -> torch.Tensor:
         """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then a
         top-down pass through the sigmoid belief layers (probabilities if ``mean``,
-        the bottom layer sampled otherwise)."""
+        the bottom layer sampled otherwise).
+
+        With ``mean`` the result is the visible layer's probabilities (means for Gaussian units) given the
+        sample of the layer above it; for a one-RBM DBN ``[V, H]``, where the top RBM's visible layer is
+        the data, that is :math:`\\sigma(b + W h)` given the hidden sample :math:`h` of the last sweep (the
+        sweep's visible sample is drawn otherwise).
+
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``steps`` not a positive integer.
+        :raises ModelSpecError: a parameter of the top RBM holds NaN/inf.
+        """
         steps = positive_int(steps, "DBN.sample steps")
-        x = self.rbms[-1].sample(sample_count(num_samples, "DBN.sample num_samples"), steps)
+        num_samples = sample_count(num_samples, "DBN.sample num_samples")
+        if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
+            rbm = self.rbms[0]
+            rbm.check_parameters()
+            h = rbm._sample_hidden(rbm._gibbs(rbm.random_visible(num_samples), steps - 1))
+            param = rbm.visible_param(h)
+            return param if rbm.gaussian else torch.sigmoid(param)
+        x = self.rbms[-1].sample(num_samples, steps)
         for rbm in reversed(self.rbms[:-1]):
             h = x
             param = rbm.visible_param(h)

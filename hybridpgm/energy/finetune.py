@@ -30,6 +30,18 @@ from hybridpgm.train.deferred_checks import check_or_defer
 __all__ = ["ClassificationObjective", "ReconstructionObjective"]
 
 
+def _input_width(module: nn.Module) -> int | None:
+    """The input width of a network that starts with an :class:`nn.Linear` (itself, or the first layer of
+    nested :class:`nn.Sequential` containers, as :meth:`DBN.to_classifier
+    <hybridpgm.energy.DBN.to_classifier>` builds); ``None`` when the module does not tell it (another first
+    layer, a lazy one)."""
+    while isinstance(module, nn.Sequential) and len(module):
+        module = module[0]
+    if isinstance(module, nn.Linear) and not isinstance(module, nn.modules.lazy.LazyModuleMixin):
+        return module.in_features
+    return None
+
+
 class _OnePlayer:
     player = "model"
 
@@ -43,12 +55,17 @@ class _OnePlayer:
         check_player(player, (self.player,), type(self).__name__)
 
     def _inputs(self, x) -> torch.Tensor:
-        """``x`` checked for free (a non-empty tensor on the network's device) and in its dtype (the rule of
+        """``x`` checked for free (a non-empty tensor on the network's device, as wide as the network's first
+        :class:`nn.Linear` when it starts with one) and in its dtype (the rule of
         :func:`~hybridpgm.data.validation.as_model_dtype`)."""
         what = f"{type(self).__name__} input 'x'"
         if not isinstance(x, torch.Tensor) or x.dim() < 1:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise DataError(f"{what} must be a tensor of shape (batch, ...), got {shape}")
+        width = _input_width(self.module)
+        if width is not None and x.shape[-1] != width:  # a shape check: no host read
+            raise DataError(f"{what} must have shape (batch, {width}) (the network's input width), "
+                            f"got {tuple(x.shape)}")
         check_empty(x, what)
         weight = next(self.module.parameters(), None)
         if weight is None:
@@ -63,8 +80,9 @@ class ReconstructionObjective(_OnePlayer):
 
     :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not a non-empty tensor, of a
     dtype the network does not convert exactly, holding NaN/inf or (Bernoulli) values outside ``[0, 1]``
-    (the value check waits for :func:`hybridpgm.fit`'s one host read of the step), or whose reconstruction
-    has another shape; :class:`~hybridpgm.errors.DeviceError` for a batch on another device.
+    (the value check waits for :func:`hybridpgm.fit`'s one host read of the step), not as wide as the input of
+    a network that starts with an :class:`nn.Linear`, or whose reconstruction has another shape;
+    :class:`~hybridpgm.errors.DeviceError` for a batch on another device.
     """
 
     def __init__(self, autoencoder: nn.Module, likelihood: str = "bernoulli"):
@@ -102,7 +120,9 @@ class ClassificationObjective(_OnePlayer):
     """Cross-entropy of a classifier (``forward(x)`` returns ``batch x C`` logits) on batches ``(x, y)``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not ``(x, y)``, an empty
-    ``x`` or one of a dtype the network does not convert exactly, labels ``y`` that are not a 1-D integer
+    ``x``, one whose width is not the input width of a network that starts with an :class:`nn.Linear` (such
+    as :meth:`DBN.to_classifier <hybridpgm.energy.DBN.to_classifier>`'s), or of a dtype the network does
+    not convert exactly, labels ``y`` that are not a 1-D integer
     tensor with one label per row, or labels outside ``0..C-1`` (that check waits for :func:`hybridpgm.fit`'s
     one host read of the step; meanwhile the loss is computed with such labels replaced by 0).
     """

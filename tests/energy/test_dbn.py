@@ -109,3 +109,55 @@ def test_pretrain_checkpoints_must_be_one_path_per_layer(tmp_path):
         dbn.pretrain(torch.zeros(4, 6), checkpoints=[tmp_path / "only-one.pt"], batch_size=2, progress=False)
     with pytest.raises(ConfigError, match="one per layer"):
         dbn.pretrain(torch.zeros(4, 6), checkpoints=str(tmp_path / "a-string.pt"), batch_size=2, progress=False)
+
+
+def test_pretrain_refuses_one_checkpoint_for_every_layer(tmp_path):
+    """Before, ``checkpoint=`` went to every layer's fit: layer 2 resumed layer 1's finished run and became
+    a copy of it (with ``checkpoints=`` as well: a raw TypeError)."""
+    x, _ = _data(40)
+    dbn = DBN([10, 6, 6])
+    before = [rbm.weight.detach().clone() for rbm in dbn.rbms]
+    with pytest.raises(ConfigError, match=r"DBN.pretrain .*checkpoints=\[\.\.\.\] \(2 paths, one per layer\), "
+                                          r"not checkpoint="):
+        dbn.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(ConfigError, match="not checkpoint="):
+        dbn.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "c.pt",
+                     checkpoints=[tmp_path / "a.pt", tmp_path / "b.pt"])
+    assert not list(tmp_path.iterdir())  # refused before any training
+    assert all(torch.equal(rbm.weight, w) for rbm, w in zip(dbn.rbms, before))
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    results = dbn.pretrain(x, batch_size=10, epochs=2, progress=False, seed=0, checkpoints=paths)
+    assert all(p.exists() for p in paths) and all(r.steps == 8 for r in results)
+    assert not torch.equal(dbn.rbms[0].weight, dbn.rbms[1].weight)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_one_rbm_dbn_sample_mean_gives_the_visible_probabilities(steps):
+    """Before, ``DBN([V, H]).sample(mean=True)`` ignored ``mean`` and returned binary samples."""
+    torch.manual_seed(0)
+    dbn = DBN([6, 4], init_scale=1.0)
+    rbm = dbn.rbms[0]
+    with torch.no_grad():  # the hidden units are certain whatever v is: h = (1, 0, 1, 0)
+        rbm.hidden_bias.copy_(torch.tensor([100.0, -100.0, 100.0, -100.0]))
+        rbm.visible_bias.copy_(torch.linspace(-1, 1, 6))
+    h = torch.tensor([1.0, 0.0, 1.0, 0.0]).expand(5, 4)
+    means = dbn.sample(5, steps=steps, mean=True)
+    assert means.shape == (5, 6)
+    assert bool(((means > 0) & (means < 1)).all()) and not bool(((means == 0) | (means == 1)).all())
+    torch.testing.assert_close(means, torch.sigmoid(rbm.visible_param(h)).detach())
+    binary = dbn.sample(200, steps=steps, mean=False)
+    assert bool(((binary == 0) | (binary == 1)).all())
+    assert float((binary.mean(0) - means[0]).abs().max()) < 0.15  # the samples' frequencies are those means
+
+
+def test_classifier_objective_names_the_input_width():
+    """Before, data of the wrong width gave torch's raw 'mat1 and mat2 shapes cannot be multiplied'."""
+    dbn = DBN([5, 3])
+    x, y = torch.rand(8, 6), torch.arange(8) % 2
+    objective = ClassificationObjective(dbn.to_classifier(2))
+    match = r"ClassificationObjective input 'x' must have shape \(batch, 5\).*got \(8, 6\)"
+    with pytest.raises(DataError, match=match):
+        objective.loss("model", (x, y))
+    with pytest.raises(DataError, match=r"must have shape \(batch, 5\).*got \(4, 6\)"):
+        fit(objective, (x, y), batch_size=4, progress=False)
+    assert torch.isfinite(objective.loss("model", (x[:, :5], y)))
