@@ -75,11 +75,18 @@ class AAVAE(AdversarialGame):
         self.vae = vae
 
     def real(self, batch) -> torch.Tensor:
+        """The data of a batch (a tensor, or the first tensor of a tuple), ``batch x x_dim``, converted and
+        checked as :meth:`AdversarialObjective.real <hybridpgm.infer.adversarial.base.AdversarialObjective.real>`
+        does (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`): bool and integer data
+        become the networks' float dtype exactly.
+
+        :raises DataError: no tensor of shape ``(batch, x_dim)``, an empty batch, a dtype the networks do not
+            convert exactly, or NaN/inf values (inside :func:`hybridpgm.fit` in the step's one host read)."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.vae.x_dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {shape}")
-        return x
+        return self.checked_data(x)
 
     def sample(self, n: int) -> torch.Tensor:
         """``n x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE), detached."""

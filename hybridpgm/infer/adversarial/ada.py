@@ -86,7 +86,25 @@ class ADA(AdversarialGame):
     def paired_data(x_source: torch.Tensor, y_source: torch.Tensor, x_target: torch.Tensor,
                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x_source, y_source, x_target')`` with the target examples resampled
-        (a permutation, repeated as needed) to the source's length."""
+        (a permutation, repeated as needed) to the source's length.
+
+        :param x_source: ``N x input_shape`` source inputs, ``N >= 1``.
+        :param y_source: ``N`` source labels.
+        :param x_target: ``M x input_shape`` target inputs, ``M >= 1``.
+        :raises DataError: an input that is not a tensor with a batch dimension, an empty domain (naming its
+            shape), or not one source label per source example.
+        """
+        for name, t in (("x_source", x_source), ("x_target", x_target)):
+            if not isinstance(t, torch.Tensor) or t.dim() == 0:
+                got = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+                raise DataError(f"ADA.paired_data {name} must be a tensor of shape (batch, ...), got {got}")
+            if t.shape[0] == 0:
+                raise DataError(f"ADA.paired_data {name} of shape {tuple(t.shape)} is empty; each domain needs at "
+                                f"least one example")
+        if not isinstance(y_source, torch.Tensor) or tuple(y_source.shape) != tuple(x_source.shape[:1]):
+            got = tuple(y_source.shape) if isinstance(y_source, torch.Tensor) else type(y_source).__name__
+            raise DataError(f"ADA.paired_data y_source must have shape ({x_source.shape[0]},), one label per row of "
+                            f"x_source {tuple(x_source.shape)}, got {got}")
         g = torch.Generator().manual_seed(seed)
         n, m = x_source.shape[0], x_target.shape[0]
         index = torch.cat([torch.randperm(m, generator=g) for _ in range(-(-n // m))])[:n]

@@ -110,6 +110,16 @@ def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> 
     return shape
 
 
+def _unique(params) -> list[nn.Parameter]:
+    """The trainable ``params``, each once (by identity), in the order first met."""
+    seen, out = set(), []
+    for p in params:
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
 class AdversarialGame:
     """Players ``"discriminator"`` (stepped ``k`` times per step) and
     ``"generator"`` around a discriminator :math:`q_\\phi(y \\mid x)`.
@@ -135,9 +145,25 @@ class AdversarialGame:
         return ["discriminator"] * self.k + ["generator"]
 
     def players(self) -> dict[str, list[nn.Parameter]]:
-        disc = [p for n in self._discriminator_modules for p in self.module[n].parameters() if p.requires_grad]
-        gen = [p for n, m in self.module.items() if n not in self._discriminator_modules
-               for p in m.parameters() if p.requires_grad]
+        """``"discriminator"``: the trainable parameters of the discriminator's modules; ``"generator"``: those
+        of the others.  A parameter that several modules of one player share (InfoGAN's code posterior on the
+        discriminator's body [1 of :mod:`~hybridpgm.infer.adversarial.infogan`]) is listed once, in the order
+        first met, so that the player's optimizer steps it once.
+
+        :raises ConfigError: a parameter belongs to modules of both players: the generator's step would move
+            :math:`q_\\phi` itself, which the reversed objective holds fixed.
+        """
+        disc = _unique(p for n in self._discriminator_modules for p in self.module[n].parameters())
+        gen = _unique(p for n, m in self.module.items() if n not in self._discriminator_modules
+                      for p in m.parameters())
+        shared = {id(p) for p in disc} & {id(p) for p in gen}
+        if shared:
+            names = [name for name, p in self.module.named_parameters(remove_duplicate=False) if id(p) in shared]
+            raise ConfigError(f"{type(self).__name__}: {len(shared)} parameter(s) belong to both the "
+                              f"'discriminator' and the 'generator' players ({', '.join(names[:4])}"
+                              f"{', ...' if len(names) > 4 else ''}); the discriminator player's modules "
+                              f"{list(self._discriminator_modules)} may share parameters among themselves, not with "
+                              f"the generator's")
         return {"discriminator": disc, "generator": gen}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
@@ -152,6 +178,20 @@ class AdversarialGame:
 
     def generator_step_loss(self, batch: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def checked_data(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch's data tensor ``x`` (its shape already checked by the objective) refused when empty, in the
+        discriminator's dtype by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
+        integers exactly; float64 data for float32 networks are refused), and checked for NaN/inf (inside
+        :func:`hybridpgm.fit` in the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
+
+        :raises DataError: an empty batch, a dtype the networks do not convert exactly, or NaN/inf values."""
+        what = f"{type(self).__name__} data"
+        if x.shape[0] == 0:
+            raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one row")
+        ref = _first_param(self.discriminator)
+        x = x if ref is None else as_model_dtype(x, ref.dtype, what)
+        return defer_finite(x, what)
 
     # -- q_phi(y|x) and its reversal ------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,11 +273,7 @@ class AdversarialObjective(AdversarialGame):
             expected = ", ".join(map(str, self.event_shape))
             raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
                             f"output, got {shape}")
-        if x.shape[0] == 0:
-            raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one row")
-        ref = _first_param(self.discriminator)
-        x = x if ref is None else as_model_dtype(x, ref.dtype, f"{type(self).__name__} data")
-        return defer_finite(x, f"{type(self).__name__} data")  # inside fit, in the step's one host read
+        return self.checked_data(x)
 
 
 def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999):

@@ -95,3 +95,34 @@ def test_trains_a_float64_vae():
     result = hybridpgm.fit(aavae, x, epochs=2, batch_size=4, optim=adversarial_optim(), progress=False,
                            device="cpu", seed=0)
     assert_finite_history(result)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int64])
+def test_data_of_an_exactly_convertible_dtype_gives_the_float_loss(dtype):
+    """Before, AAVAE passed bool/uint8 data unconverted to the discriminator, which refused them (the VAE and
+    the GAN accept them through fit)."""
+    aavae = make()
+    x = binary(7)
+    for player in ("discriminator", "generator"):
+        pyro.set_rng_seed(3)
+        expected = aavae.loss(player, x)
+        pyro.set_rng_seed(3)
+        torch.testing.assert_close(aavae.loss(player, x.to(dtype)), expected, rtol=0, atol=0)
+    result = hybridpgm.fit(aavae, x.to(dtype), batch_size=7, max_steps=1, progress=False, seed=0, device="cpu")
+    assert_finite_history(result)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_data_that_is_not_finite_or_empty_is_named(bad):
+    """Before, NaN data gave a NaN loss."""
+    aavae = make()
+    x = binary(5)
+    x[2, 3] = bad
+    for player in ("discriminator", "generator"):
+        with pytest.raises(DataError, match=r"AAVAE data \(shape \(5, 6\)\) holds 1 NaN/inf value\(s\), the first "
+                                            r"in row 2"):
+            aavae.loss(player, x)
+    with pytest.raises(DataError, match=r"AAVAE got an empty batch \(shape \(0, 6\)\)"):
+        aavae.loss("generator", torch.zeros(0, 6))
+    with pytest.raises(DataError, match=r"AAVAE data has dtype torch.float64.*torch.float32"):
+        aavae.loss("discriminator", binary(5).double())

@@ -93,3 +93,16 @@ def test_improves_target_accuracy_over_source_only(digits):
     source_only = train_digits(digits, 0.0, 200)
     adapted = train_digits(digits, 1.0, 200)
     assert adapted > source_only + 0.05, (adapted, source_only)
+
+
+def test_paired_data_names_an_empty_domain_and_a_label_count():
+    """Before, an empty target domain raised a bare ZeroDivisionError (an empty source, torch's RuntimeError)."""
+    xs, ys = torch.randn(5, 3), torch.zeros(5, dtype=torch.long)
+    with pytest.raises(DataError, match=r"ADA.paired_data x_target of shape \(0, 3\) is empty"):
+        ADA.paired_data(xs, ys, torch.randn(0, 3))
+    with pytest.raises(DataError, match=r"ADA.paired_data x_source of shape \(0, 3\) is empty"):
+        ADA.paired_data(torch.randn(0, 3), torch.zeros(0, dtype=torch.long), torch.randn(4, 3))
+    with pytest.raises(DataError, match=r"y_source must have shape \(5,\).*got \(4,\)"):
+        ADA.paired_data(xs, ys[:4], torch.randn(4, 3))
+    a, b, t = ADA.paired_data(xs, ys, torch.randn(1, 3))  # one target example is repeated
+    assert t.shape == (5, 3) and bool((t == t[0]).all())

@@ -126,3 +126,63 @@ def test_real_data_that_is_not_finite_is_named(bad):
         with pytest.raises(DataError, match=r"GAN data \(shape \(5, 2\)\) holds 1 NaN/inf value\(s\), the first in "
                                             r"row 3"):
             gan.loss(player, x)
+
+
+class _Generator(nn.Module):
+    def __init__(self, noise_dim=6, dim=2):
+        super().__init__()
+        self.noise_dim, self.layer = noise_dim, nn.Linear(noise_dim, dim)
+
+    def forward(self, z):
+        return self.layer(z)
+
+
+class _Head(nn.Module):
+    """A head on a shared body: InfoGAN's code posterior shares the discriminator's layers (Chen et al., Sec. 6)."""
+
+    def __init__(self, body, out):
+        super().__init__()
+        self.body, self.head = body, nn.Linear(4, out)
+
+    def forward(self, x):
+        out = self.head(self.body(x))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+def test_parameters_shared_within_a_player_are_listed_and_stepped_once():
+    """Before, the discriminator's body was listed twice (by the discriminator and by the code posterior):
+    torch warned of duplicate parameters and SGD moved the shared weights by twice -lr * grad."""
+    import warnings
+
+    from hybridpgm.infer.adversarial import InfoGAN
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(2, 4), nn.Tanh())
+    info = InfoGAN(_Generator(), _Head(body, 1), _Head(body, 3), num_categories=2, num_continuous=1)
+    disc = info.players()["discriminator"]
+    expected = [*info.discriminator.parameters(), info.module["code_posterior"].head.weight,
+                info.module["code_posterior"].head.bias]
+    assert [id(p) for p in disc] == [id(p) for p in expected]  # each once, in the order first met
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "duplicate parameters" warning fails the test
+        opt = torch.optim.SGD(disc, lr=0.1)
+    w0 = body[0].weight.detach().clone()
+    torch.manual_seed(1)
+    loss = info.loss("discriminator", torch.randn(8, 2))
+    opt.zero_grad()
+    loss.backward(inputs=disc)
+    grad = body[0].weight.grad.clone()
+    assert float(grad.abs().max()) > 0
+    opt.step()
+    torch.testing.assert_close(body[0].weight.detach(), w0 - 0.1 * grad)
+
+
+def test_a_parameter_of_both_players_is_refused_by_name():
+    shared = nn.Linear(2, 2)
+    gen = nn.Sequential(nn.Linear(4, 2), shared)
+    disc = nn.Sequential(shared, nn.Linear(2, 1))
+    gan = GAN(gen, disc, noise_dim=4)
+    with pytest.raises(ConfigError, match=r"GAN: 2 parameter\(s\) belong to both the 'discriminator' and the "
+                                          r"'generator' players \(generator.1.weight, generator.1.bias, "
+                                          r"discriminator.0.weight, discriminator.0.bias\)"):
+        gan.players()
