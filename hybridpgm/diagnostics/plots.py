@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np  # noqa: E402
@@ -17,8 +19,9 @@ import torch  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from hybridpgm.checks import positive_int  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
-from hybridpgm.errors import DataError  # noqa: E402
+from hybridpgm.errors import ConfigError, DataError  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
 
 __all__ = ["plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves",
@@ -53,13 +56,30 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
     return _save(fig, path)
 
 
-def plot_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
+def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
                     title: str = "", columns: int | None = None) -> Figure:
     """Grid of ``N x (H * W)`` images in [0, 1] (grey scale).
 
-    :raises DataError: for images that do not match ``image_shape``, or no images.
+    :param images: ``N x (H * W)``, a tensor or an array-like (:func:`torch.as_tensor`).
+    :param image_shape: ``(H, W)``, two positive integers (a square image is ``(H, H)``).
+    :param columns: images per row, a positive integer (default: about :math:`\\sqrt N`).
+    :raises ConfigError: ``image_shape`` is not a pair of positive integers, or ``columns`` not a positive
+        integer.
+    :raises DataError: for images that are not numbers, do not match ``image_shape``, or no images.
     """
-    images = images.detach().cpu()
+    if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence) or len(image_shape) != 2:
+        raise ConfigError(f"plot_image_grid image_shape must be a pair (H, W) of positive integers, got "
+                          f"{image_shape!r}")
+    image_shape = tuple(positive_int(side, f"plot_image_grid image_shape[{i}]") for i, side in enumerate(image_shape))
+    if columns is not None:
+        columns = positive_int(columns, "plot_image_grid columns")
+    try:
+        images = torch.as_tensor(images).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"plot_image_grid images must be a tensor or an array of numbers, got "
+                        f"{type(images).__name__} ({err})") from None
+    if images.dtype == torch.bool:
+        images = images.to(torch.float32)  # exact: 0 and 1
     if images.dim() != 2 or images.shape[1] != image_shape[0] * image_shape[1]:
         raise DataError(f"images of shape {tuple(images.shape)} do not match image_shape {image_shape}")
     if images.shape[0] == 0:
@@ -88,15 +108,46 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
 
 def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point") -> Figure:
     """Pareto :math:`\\hat k` per data point with ArviZ's 0.5 / 0.7 thresholds
-    (see :func:`hybridpgm.diagnostics.check_vi`)."""
-    khat = as_host_array(khat, float).ravel()
+    (see :func:`hybridpgm.diagnostics.check_vi`).
+
+    :math:`\\hat k = -\\infty` (:func:`~hybridpgm.diagnostics.pareto_khat`'s answer for equal weights) and
+    :math:`+\\infty` are drawn as triangles at the bottom and top edges.  NaN k-hats among others are not
+    drawn: a :class:`UserWarning` and the axis label give their count.
+
+    :raises DataError: for no k-hats, values that are not numbers, or only NaN k-hats.
+    """
+    try:
+        khat = as_host_array(khat, float).ravel()
+    except (TypeError, ValueError) as err:
+        raise DataError(f"plot_khat needs numbers, got {type(khat).__name__} ({err})") from None
+    if khat.size == 0:
+        raise DataError("plot_khat needs at least one k-hat, got none")
+    nan = np.isnan(khat)
+    if nan.all():
+        raise DataError(f"plot_khat got {khat.size} k-hat(s), all NaN; nothing to plot")
+    xlabel = "data point"
+    if nan.any():
+        note = f"{int(nan.sum())} of {khat.size} k-hats are NaN (first at index {int(np.argmax(nan))})"
+        warnings.warn(f"plot_khat: {note}; they are not drawn", UserWarning, stacklevel=2)
+        xlabel += f" ({int(nan.sum())} NaN k-hat(s) not drawn)"
+    index = np.arange(khat.size)
+    finite = np.isfinite(khat)
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     colors = np.where(khat < 0.5, "tab:green", np.where(khat < 0.7, "tab:orange", "tab:red"))
-    ax.scatter(np.arange(len(khat)), khat, c=colors, s=12)
+    ax.scatter(index[finite], khat[finite], c=colors[finite], s=12)
+    values = np.concatenate([khat[finite], [0.0, 0.7]])
+    for sign, marker, color, label in ((-1, "v", "tab:green", "k-hat = -inf (equal weights)"),
+                                       (1, "^", "tab:red", "k-hat = +inf")):
+        edge = khat == sign * np.inf
+        if edge.any():
+            level = values.max() + 0.1 if sign > 0 else values.min() - 0.1
+            ax.scatter(index[edge], np.full(int(edge.sum()), level), marker=marker, color=color, s=20, label=label)
     for level, style in ((0.5, ":"), (0.7, "--")):
         ax.axhline(level, color="grey", linestyle=style, linewidth=1)
-    ax.set_xlabel("data point")
+    if np.isinf(khat).any():
+        ax.legend(loc="best")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("k-hat")
     ax.set_title(title)
     return _save(fig, path)
@@ -133,8 +184,8 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
     """Calibration of Gaussian predictive intervals: empirical coverage of the
     central intervals against their nominal level (``y``, ``mean``, ``std``: ``N``).
 
-    :raises DataError: for lengths that differ, no points, or a standard deviation that is not positive and
-        finite.
+    :raises DataError: for lengths that differ, no points, ``y`` or ``mean`` holding NaN/inf, or a standard
+        deviation that is not positive and finite.
     """
     from scipy.stats import norm
 
@@ -143,6 +194,11 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
         raise DataError(f"y, mean and std must have one length; got {len(y)}, {len(mean)}, {len(std)}")
     if len(y) == 0:
         raise DataError("plot_coverage needs at least one point, got none")
+    for name, values in (("y", y), ("mean", mean)):  # a NaN would count as a point outside every interval
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise DataError(f"{name} must be finite; {int(bad.sum())} of {len(values)} are not (first at index "
+                            f"{int(np.argmax(bad))}: {values[np.argmax(bad)]})")
     bad = ~(np.isfinite(std) & (std > 0))
     if bad.any():
         raise DataError(f"std must be positive and finite; {int(bad.sum())} of {len(std)} are not (first at "
