@@ -188,24 +188,3 @@ def test_visible_check_joins_fits_host_read():
         pending.raise_first_failure()
     with pytest.raises(DataError, match=r"DBM visible data 'v' holds NaN or inf"):
         dbm.check_visible(torch.tensor([[0.0, float("nan"), 1.0, 0.0]]))
-
-
-def test_pretrain_refuses_one_checkpoint_for_every_layer(tmp_path):
-    """Before, ``checkpoint=`` went to every layer's fit: layer 2 resumed layer 1's finished run and the DBM's
-    second weight matrix became a copy of the first."""
-    torch.manual_seed(0)
-    x = torch.bernoulli(torch.full((40, 6), 0.5))
-    dbm = DBM([6, 6, 6])
-    before = [w.detach().clone() for w in dbm.weights]
-    with pytest.raises(ConfigError, match=r"DBM.pretrain .*checkpoints=\[\.\.\.\] \(2 paths, one per layer\), "
-                                          r"not checkpoint="):
-        dbm.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "run.pt")
-    with pytest.raises(ConfigError, match="not checkpoint="):
-        dbm.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "c.pt",
-                     checkpoints=[tmp_path / "a.pt", tmp_path / "b.pt"])
-    assert not list(tmp_path.iterdir())
-    assert all(torch.equal(w, b) for w, b in zip(dbm.weights, before))
-    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
-    results = dbm.pretrain(x, batch_size=10, epochs=2, progress=False, seed=0, checkpoints=paths)
-    assert all(p.exists() for p in paths) and all(r.steps == 8 for r in results)
-    assert not torch.equal(dbm.weights[0], dbm.weights[1])

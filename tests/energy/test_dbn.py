@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from hybridpgm.energy import DBN, ClassificationObjective, ReconstructionObjective
+from hybridpgm.energy import DBM, DBN, ClassificationObjective, ReconstructionObjective
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train import fit
 from tests.energy.brute_force import single_thread  # noqa: F401
@@ -111,24 +111,29 @@ def test_pretrain_checkpoints_must_be_one_path_per_layer(tmp_path):
         dbn.pretrain(torch.zeros(4, 6), checkpoints=str(tmp_path / "a-string.pt"), batch_size=2, progress=False)
 
 
-def test_pretrain_refuses_one_checkpoint_for_every_layer(tmp_path):
+@pytest.mark.parametrize("kind", ["DBN", "DBM"])
+def test_pretrain_refuses_one_checkpoint_for_every_layer(tmp_path, kind):
     """Before, ``checkpoint=`` went to every layer's fit: layer 2 resumed layer 1's finished run and became
-    a copy of it (with ``checkpoints=`` as well: a raw TypeError)."""
+    a copy of it (with ``checkpoints=`` as well: a raw TypeError).  Both use ``layer_checkpoints``."""
     x, _ = _data(40)
-    dbn = DBN([10, 6, 6])
-    before = [rbm.weight.detach().clone() for rbm in dbn.rbms]
-    with pytest.raises(ConfigError, match=r"DBN.pretrain .*checkpoints=\[\.\.\.\] \(2 paths, one per layer\), "
+    model = DBN([10, 6, 6]) if kind == "DBN" else DBM([10, 6, 6])
+
+    def weights():
+        return [rbm.weight for rbm in model.rbms] if kind == "DBN" else list(model.weights)
+
+    before = [w.detach().clone() for w in weights()]
+    with pytest.raises(ConfigError, match=kind + r".pretrain .*checkpoints=\[\.\.\.\] \(2 paths, one per layer\), "
                                           r"not checkpoint="):
-        dbn.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "run.pt")
+        model.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "run.pt")
     with pytest.raises(ConfigError, match="not checkpoint="):
-        dbn.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "c.pt",
-                     checkpoints=[tmp_path / "a.pt", tmp_path / "b.pt"])
+        model.pretrain(x, batch_size=10, progress=False, seed=0, checkpoint=tmp_path / "c.pt",
+                       checkpoints=[tmp_path / "a.pt", tmp_path / "b.pt"])
     assert not list(tmp_path.iterdir())  # refused before any training
-    assert all(torch.equal(rbm.weight, w) for rbm, w in zip(dbn.rbms, before))
+    assert all(torch.equal(w, b) for w, b in zip(weights(), before))
     paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
-    results = dbn.pretrain(x, batch_size=10, epochs=2, progress=False, seed=0, checkpoints=paths)
+    results = model.pretrain(x, batch_size=10, epochs=2, progress=False, seed=0, checkpoints=paths)
     assert all(p.exists() for p in paths) and all(r.steps == 8 for r in results)
-    assert not torch.equal(dbn.rbms[0].weight, dbn.rbms[1].weight)
+    assert not torch.equal(weights()[0], weights()[1])
 
 
 @pytest.mark.parametrize("steps", [1, 3])
