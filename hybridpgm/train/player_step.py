@@ -147,6 +147,8 @@ class Player:
         self.optimizer.zero_grad(set_to_none=True)
         total = None
         written = self._gradients_written_by(objective)
+        # a frozen parameter (requires_grad=False) gets no gradient: autograd refuses it as an input
+        trainable = self.params if written else [p for p in self.params if p.requires_grad]
         with deferring_checks() as pending:
             for index, (micro, weight) in enumerate(micro_batches):
                 try:
@@ -162,9 +164,12 @@ class Player:
                         raise
                     raise better from error
                 _check_loss(objective, self.name, loss, grads is None)
-                weighted = loss.float() if weight == 1.0 else loss.float() * weight
+                # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
+                loss = loss.to(torch.promote_types(loss.dtype, torch.float32))
+                weighted = loss if weight == 1.0 else loss * weight
                 if grads is None:
-                    (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=self.params)
+                    if trainable:
+                        (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=trainable)
                 else:
                     self._accumulate(objective, grads, weight)
                 total = weighted.detach() if total is None else total + weighted.detach()

@@ -311,3 +311,39 @@ def test_parameters_whose_sum_overflows_are_finite_and_a_nan_among_them_is_found
         module.bias[1] = float("nan")
     with pytest.raises(TrainingDivergedError, match=r"parameters \['bias'\].*after step 5"):
         check_finite_parameters(module, {}, step=5, checkpoint=None)
+
+
+def test_a_frozen_parameter_stays_put_and_the_others_train():
+    """Found by an audit: a frozen parameter (requires_grad=False) in a player was passed to backward's
+    inputs, a raw 'can't retain_grad' RuntimeError; the docs say fit keeps to autograd for it."""
+    from hybridpgm.energy import RBM
+    from hybridpgm.infer import ContrastiveDivergence
+
+    x = torch.bernoulli(torch.full((32, 12), 0.3), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    rbm = RBM(12, 6)
+    frozen = rbm.visible_bias.requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in rbm.named_parameters()}
+    fit(ContrastiveDivergence(rbm), x, epochs=1, batch_size=8, seed=0, progress=False, accumulate=2)
+    assert torch.equal(frozen, before["visible_bias"])
+    assert not torch.equal(rbm.weight, before["weight"]) and not torch.equal(rbm.hidden_bias, before["hidden_bias"])
+
+
+def test_accumulation_keeps_a_float64_loss_in_float64():
+    """Found by an audit: each micro-batch's loss was cast to float32 before its weight m_i / B, so a float64
+    model with accumulate=3 landed 1.3e-8 from one step on the whole batch (1e-16 now), and the history's loss
+    was float32-rounded."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(48, 5, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(5, 1, generator=g, dtype=torch.float64) + 0.1
+
+    def run(accumulate):
+        objective = LinearRegression(d_in=5)
+        objective.module.double()
+        result = fit(objective, (x, y), batch_size=12, accumulate=accumulate, epochs=2, seed=0, shuffle=False,
+                     progress=False, optim=functools.partial(torch.optim.SGD, lr=0.1))
+        return objective.module.weight.detach(), result.history.loss["fit"]
+
+    (w1, l1), (w3, l3) = run(1), run(3)
+    assert (w1 - w3).abs().max() < 1e-14
+    assert max(abs(a - b) for a, b in zip(l1, l3)) < 1e-14
