@@ -136,8 +136,9 @@ class BayesianRegressor(PyroModule):
         noise = positive_real(noise, "BayesianRegressor noise", error=ModelSpecError)
         self.net = bayesianize(net, prior_scale)
         self.num_data = num_data
-        device = next(net.parameters()).device  # bayesianize refuses a net without parameters
-        self.raw_noise = nn.Parameter(torch.tensor(float(noise), device=device).log())
+        like = next(net.parameters())  # bayesianize refuses a net without parameters
+        # the network's device and dtype (a float64 network: 0.1 is not rounded to float32)
+        self.raw_noise = nn.Parameter(torch.tensor(float(noise), dtype=like.dtype, device=like.device).log())
 
     @property
     def noise(self) -> torch.Tensor:

@@ -264,3 +264,11 @@ def test_a_regressor_of_a_cuda_network_is_on_cuda():
     with pyro.get_param_store().scope():
         trace = pyro.poutine.trace(model).get_trace(x, y)
     assert trace.log_prob_sum().device.type == "cuda"
+
+
+def test_the_noise_of_a_float64_network_is_float64():
+    """Found by an audit: the noise parameter followed the network's device but not its dtype (0.1 stored as
+    0.099999994)."""
+    model = BayesianRegressor(nn.Linear(2, 1).double(), num_data=10, noise=0.1)
+    assert model.raw_noise.dtype == torch.float64
+    assert abs(float(model.noise) - 0.1) < 1e-16
