@@ -49,6 +49,7 @@ from torch import nn
 
 from hybridpgm.checks import check_empty, check_player, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.train.update_scope import current_update
 
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
 
@@ -195,7 +196,8 @@ class PersistentCD(ContrastiveDivergence):
     ``chain_1``, ...), so they move with the module and are saved in checkpoints.
 
     :param model: as for :class:`ContrastiveDivergence`.
-    :param int k: Gibbs sweeps per step.
+    :param int k: Gibbs sweeps per step (per optimizer step: under ``fit(accumulate=M)`` the M micro-batches
+        share one negative phase).
     :param int num_chains: persistent fantasy particles.
     :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer.
     """
@@ -208,6 +210,7 @@ class PersistentCD(ContrastiveDivergence):
         self.num_states = len(state)
         for i, tensor in enumerate(state):
             self.register_buffer(f"chain_{i}", tensor.detach().clone())
+        self._advanced_in = None  # the fit update whose k sweeps the chains have had
 
     @property
     def chains(self) -> tuple[torch.Tensor, ...]:
@@ -225,11 +228,18 @@ class PersistentCD(ContrastiveDivergence):
         return (loss, None) if gradients else loss
 
     def _advance_chains(self) -> tuple[torch.Tensor, ...]:
-        """The persistent chains after ``k`` more sweeps (stored back in the buffers)."""
+        """The persistent chains after ``k`` more sweeps (stored back in the buffers), once per optimizer step:
+        the micro-batches of one update under ``fit(accumulate=M)`` share one negative phase
+        (:func:`~hybridpgm.train.update_scope.current_update`), as one step on the whole batch would; outside
+        ``fit`` every call is a step."""
+        update = current_update()
+        if update is not None and self._advanced_in is update:
+            return self.chains
         negative = self.negative_samples(self.chains)
         for i, tensor in enumerate(negative):
             getattr(self, f"chain_{i}").copy_(tensor)
-        return negative
+        self._advanced_in = update
+        return self.chains
 
     def extra_repr(self) -> str:
         return f"k={self.k}, num_chains={self.num_chains}"

@@ -18,6 +18,7 @@ import torch
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
 from hybridpgm.train.batches import micro_batch_origin, one_row_micro_batch_error
+from hybridpgm.train.update_scope import one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 
@@ -149,7 +150,7 @@ class Player:
         written = self._gradients_written_by(objective)
         # a frozen parameter (requires_grad=False) gets no gradient: autograd refuses it as an input
         trainable = self.params if written else [p for p in self.params if p.requires_grad]
-        with deferring_checks() as pending:
+        with deferring_checks() as pending, one_update():
             for index, (micro, weight) in enumerate(micro_batches):
                 try:
                     with autocast_for(precision, device), \

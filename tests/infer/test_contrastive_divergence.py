@@ -197,3 +197,38 @@ def test_bad_configuration_raises():
         objective.loss("model", torch.ones(2, 3))
     with pytest.raises(DataError, match="binary"):
         PersistentCD(DBM([4, 3, 2])).loss("model", (torch.full((2, 4), 0.5), torch.zeros(2)))
+
+
+@pytest.mark.parametrize("make, exact", [(lambda: RBM(12, 6).double(), True),
+                                         (lambda: DBM([12, 6, 4]).double(), False)], ids=["rbm", "dbm"])
+def test_pcd_under_accumulation_advances_the_chains_k_sweeps_per_step(make, exact):
+    """Found by an audit: fit calls loss once per micro-batch, and each call advanced the persistent chains, so
+    accumulate=4 made 4k sweeps a step and averaged the negative phase over 4 chain states.  Now the
+    micro-batches of a step share one negative phase: for the RBM (a positive phase without draws) the same
+    update as one step on the whole batch, to rounding."""
+    x = torch.bernoulli(torch.full((32, 12), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    sweeps = {}
+    runs = {}
+    for accumulate in (1, 4):
+        torch.manual_seed(0)
+        model = make()
+        objective = PersistentCD(model, k=2, num_chains=10)
+        calls = []
+        original = objective.negative_samples
+        objective.negative_samples = lambda start: calls.append(1) or original(start)
+        fit(objective, x, epochs=1, batch_size=16, accumulate=accumulate, seed=0, progress=False, shuffle=False,
+            optim=functools.partial(torch.optim.SGD, lr=0.1))
+        sweeps[accumulate] = len(calls)
+        runs[accumulate] = [p.detach() for p in model.parameters()] + [c.clone() for c in objective.chains]
+    assert sweeps == {1: 2, 4: 2}  # one negative phase (k sweeps) per optimizer step, 2 steps
+    if exact:  # a DBM's positive phase draws per call: other random numbers, the same count of sweeps
+        for a, b in zip(runs[1], runs[4]):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    # outside fit, every call is a step of its own
+    objective = PersistentCD(RBM(12, 6).double(), k=1, num_chains=10)
+    before = [c.clone() for c in objective.chains]
+    objective.loss("model", x[:4])
+    after_one = [c.clone() for c in objective.chains]
+    objective.loss("model", x[:4])
+    assert any(not torch.equal(a, b) for a, b in zip(before, after_one))
+    assert any(not torch.equal(a, b) for a, b in zip(after_one, objective.chains))
