@@ -38,6 +38,7 @@ from torch import nn
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.param_store_scope import modules_own_their_params
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
@@ -213,14 +214,9 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     if not dropouts:
         raise ModelSpecError(f"{type(module).__name__} has no dropout layer; MC dropout needs one")
-    modes = [(m, m.training) for m in module.modules()]  # each one's own: a frozen batch norm stays frozen
-    module.eval()
-    for m in dropouts:
-        m.train()
-    try:
-        with torch.no_grad():
-            samples = torch.stack([module(x) for _ in range(num_samples)])
-    finally:
-        for m, training in modes:
-            m.training = training
+    with keeping_modes(module), torch.no_grad():  # each one's own mode after: a frozen batch norm stays frozen
+        module.eval()
+        for m in dropouts:
+            m.train()
+        samples = torch.stack([module(x) for _ in range(num_samples)])
     return samples.mean(0), samples.var(0)

@@ -32,6 +32,7 @@ import torch
 
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import CheckpointError, ConfigError
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.history import History
 
 __all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "FitStart", "StepInfo", "callback_states",
@@ -125,13 +126,9 @@ class EvaluateEvery(Callback):
 
     def _evaluate(self, info: StepInfo) -> None:
         module = info.objective.module
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad():
-                result = self.fn(info.objective)
-        finally:
-            module.train(was_training)
+        with keeping_modes(module), torch.no_grad():  # each sub-module back in its own mode (a frozen one too)
+            module.eval()
+            result = self.fn(info.objective)
         items = result.items() if isinstance(result, dict) else [(self.name, result)]
         values = [(key, self._number(key, value)) for key, value in items]
         for key, value in values:

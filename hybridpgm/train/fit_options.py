@@ -18,10 +18,12 @@ import torch
 
 from hybridpgm.checks import positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.objective import Objective
 
 __all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_counts", "check_decomposable", "check_factory",
-           "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "per_player", "rng_seed"]
+           "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "keeps_module_modes", "per_player",
+           "rng_seed"]
 
 #: seeds are below this bound (NumPy's RNG refuses larger ones)
 SEED_BOUND = 2**32
@@ -239,4 +241,18 @@ def keeps_callers_rngs_when_unseeded(fit_fn: Callable) -> Callable:
         finally:
             random.setstate(python)
             np.random.set_state(numpy)
+    return keeping
+
+
+def keeps_module_modes(fit_fn: Callable) -> Callable:
+    """Decorate ``fit``: every sub-module of the objective's module is back in its own training/evaluation mode
+    when ``fit`` returns or raises (:func:`~hybridpgm.module_modes.keeping_modes`); ``fit`` itself switches a
+    module in ``eval()`` to ``train()`` and leaves the sub-modules of a module in training mode as they are."""
+    @functools.wraps(fit_fn)
+    def keeping(objective: Any, *args: Any, **kwargs: Any) -> Any:
+        module = getattr(objective, "module", None)
+        if not isinstance(module, torch.nn.Module):  # fit names the bad objective itself
+            return fit_fn(objective, *args, **kwargs)
+        with keeping_modes(module):
+            return fit_fn(objective, *args, **kwargs)
     return keeping

@@ -34,8 +34,8 @@ from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, c
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_counts, check_decomposable,
                                          check_factory, check_objective, check_optimizer, check_players,
-                                         check_scheduler, draw_seed, keeps_callers_rngs_when_unseeded, per_player,
-                                         rng_seed)
+                                         check_scheduler, draw_seed, keeps_callers_rngs_when_unseeded,
+                                         keeps_module_modes, per_player, rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
@@ -79,6 +79,7 @@ def _say(message: str) -> None:
 
 @keeps_callers_rngs_when_unseeded  # fit(seed=None) leaves the caller's NumPy and Python RNG streams as they were
 @own_param_store  # two models trained side by side never share a name in Pyro's param store
+@keeps_module_modes  # each sub-module's train/eval mode as the caller left it (a frozen batch norm stays frozen)
 def fit(
     objective: Objective,
     data: Any,
@@ -237,7 +238,8 @@ def fit(
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     module = objective.module.to(device)
-    module.train()
+    if not module.training:  # a model in eval() as a whole trains; parts the caller froze in a training one stay
+        module.train()
     batch_norm = batch_norm_warning(module, accumulate, context.world_size)
     if batch_norm is not None and context.is_main:
         warnings.warn(batch_norm, UserWarning, stacklevel=4)
