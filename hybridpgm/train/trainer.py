@@ -48,6 +48,10 @@ from hybridpgm.train.signals import StopSignals, signal_name
 
 __all__ = ["fit"]
 
+#: the ``stacklevel`` of fit's warnings that points at fit's caller: fit's frame, its three decorators' wrappers,
+#: then the caller
+_CALLERS_LEVEL = 5
+
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 
@@ -242,7 +246,7 @@ def fit(
         module.train()
     batch_norm = batch_norm_warning(module, accumulate, context.world_size)
     if batch_norm is not None and context.is_main:
-        warnings.warn(batch_norm, UserWarning, stacklevel=4)
+        warnings.warn(batch_norm, UserWarning, stacklevel=_CALLERS_LEVEL)
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
@@ -311,7 +315,7 @@ def fit(
             _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                  + ("; it had stopped early, so no step is run" if finished else ""))
             if lost is not None:
-                warnings.warn(lost, UserWarning, stacklevel=4)
+                warnings.warn(lost, UserWarning, stacklevel=_CALLERS_LEVEL)
     # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
     context.broadcast_module_state(module, buffers=own_rank_states is None)
     if own_rank_states is not None:
@@ -448,7 +452,7 @@ def fit(
     explosions = loss_explosions(history)
     for player, (first, last) in explosions.items():
         warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
-                      "(lower the learning rate)", RuntimeWarning, stacklevel=4)
+                      "(lower the learning rate)", RuntimeWarning, stacklevel=_CALLERS_LEVEL)
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
                      device=device, stopped_early=bool(stopped),
                      skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)
