@@ -47,6 +47,7 @@ from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, grid_kernel)
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -236,12 +237,9 @@ class DeepKernelGP(gpytorch.Module):
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        was_training = self.training
-        self.condition()
-        try:
+        with keeping_modes(self):  # each sub-module's own mode after (a frozen one too)
+            self.condition()
             return self.gp(self.gp_inputs(self.features(x)))
-        finally:
-            self.train(was_training)
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),

@@ -44,6 +44,7 @@ from hybridpgm.checks import check_player, positive_int, sample_count, unit_frac
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -159,20 +160,16 @@ class GPLSTM(DeepKernelGP):
         if steps == 0:
             empty = context.new_empty(0)
             return Forecast(empty, empty.clone(), empty.clone(), context.new_empty(num_samples, 0))
-        was_training = self.training
-        self.condition()
-        try:
-            with torch.no_grad(), gpytorch.settings.fast_pred_var():
-                paths = context.expand(num_samples, window, 1).clone()
-                draws = []
-                for _ in range(steps):
-                    y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
-                    noise = torch.randn(y.mean.shape, generator=generator, dtype=y.mean.dtype).to(y.mean.device)
-                    draw = y.mean + y.variance.clamp_min(0).sqrt() * noise
-                    draws.append(draw)
-                    paths = torch.cat([paths[:, 1:], draw.reshape(-1, 1, 1)], dim=1)
-        finally:
-            self.train(was_training)
+        with keeping_modes(self), torch.no_grad(), gpytorch.settings.fast_pred_var():
+            self.condition()
+            paths = context.expand(num_samples, window, 1).clone()
+            draws = []
+            for _ in range(steps):
+                y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
+                noise = torch.randn(y.mean.shape, generator=generator, dtype=y.mean.dtype).to(y.mean.device)
+                draw = y.mean + y.variance.clamp_min(0).sqrt() * noise
+                draws.append(draw)
+                paths = torch.cat([paths[:, 1:], draw.reshape(-1, 1, 1)], dim=1)
         samples = torch.stack(draws, dim=-1)
         alpha = (1 - level) / 2
         quantiles = torch.quantile(samples, torch.tensor([alpha, 1 - alpha], dtype=samples.dtype,

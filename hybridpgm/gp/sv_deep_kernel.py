@@ -48,6 +48,7 @@ from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs_deferred,
                                      check_module, default_kernel)
 from hybridpgm.infer import SVIObjective
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 
 __all__ = ["SVDeepKernelGP"]
@@ -271,14 +272,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                h = self.features(x)
-                if h.shape[-2] == 0:  # no examples (GPyTorch's grid interpolation cannot take an empty batch)
-                    return GPPrediction(h.new_empty(h.shape[:-1]), h.new_empty(h.shape[:-1]))
-                y = self.likelihood(self.variational_strategy(h, prior=False))
-                return GPPrediction(y.mean, y.variance)
-        finally:
-            self.train(was_training)
+        with keeping_modes(self), torch.no_grad():  # each sub-module's own mode after (a frozen one too)
+            self.eval()
+            h = self.features(x)
+            if h.shape[-2] == 0:  # no examples (GPyTorch's grid interpolation cannot take an empty batch)
+                return GPPrediction(h.new_empty(h.shape[:-1]), h.new_empty(h.shape[:-1]))
+            y = self.likelihood(self.variational_strategy(h, prior=False))
+            return GPPrediction(y.mean, y.variance)

@@ -43,6 +43,7 @@ from torch.nn import functional as F
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 
 __all__ = ["CPD", "LinearGaussian", "Neural", "Table"]
@@ -302,11 +303,9 @@ class Neural(CPD):
         x = torch.zeros(1, width, dtype=p.dtype if p is not None else None,
                         device=p.device if p is not None else None)
         try:
-            was_training = self.net.training
-            self.net.eval()
-            with torch.no_grad():
+            with keeping_modes(self.net), torch.no_grad():  # each layer's own mode after (a frozen one too)
+                self.net.eval()
                 out = self.net(x)
-            self.net.train(was_training)
         except Exception as e:  # noqa: BLE001 - any failure means the net does not fit
             raise self._err(f"the network fails on an input of {width} features "
                             f"(one-hot parents {list(self.discrete_parents)} + continuous "

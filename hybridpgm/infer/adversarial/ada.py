@@ -43,6 +43,7 @@ from torch import nn
 from hybridpgm.checks import positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
+from hybridpgm.module_modes import keeping_modes
 
 __all__ = ["ADA"]
 
@@ -153,29 +154,24 @@ class ADA(AdversarialGame):
 def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,
                  input_shape: tuple[int, ...]) -> None:
     modules = (features, discriminator, classifier)
-    modes = [m.training for m in modules]
     ref = next((p for m in modules for p in m.parameters()), None)
     kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-    for m in modules:
-        m.eval()
-    try:
-        with torch.no_grad():
+    with keeping_modes(*modules), torch.no_grad():  # each sub-module's own mode after (a frozen one too)
+        for m in modules:
+            m.eval()
+        try:
+            h = features(torch.zeros(2, *input_shape, **kwargs))
+        except (RuntimeError, ValueError) as e:
+            raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
+        for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
+                              ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
+            in_shape = getattr(net, "in_shape", None)
+            if in_shape is not None and tuple(in_shape) != tuple(h.shape[1:]):
+                raise ModelSpecError(f"feature shape {tuple(h.shape[1:])} does not match the {name}'s input "
+                                     f"shape {tuple(in_shape)}")
             try:
-                h = features(torch.zeros(2, *input_shape, **kwargs))
+                out = net(h)
             except (RuntimeError, ValueError) as e:
-                raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
-            for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
-                                  ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
-                in_shape = getattr(net, "in_shape", None)
-                if in_shape is not None and tuple(in_shape) != tuple(h.shape[1:]):
-                    raise ModelSpecError(f"feature shape {tuple(h.shape[1:])} does not match the {name}'s input "
-                                         f"shape {tuple(in_shape)}")
-                try:
-                    out = net(h)
-                except (RuntimeError, ValueError) as e:
-                    raise ModelSpecError(f"the {name} cannot take features of shape {tuple(h.shape[1:])}: {e}") from e
-                if not ok(out):
-                    raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
+                raise ModelSpecError(f"the {name} cannot take features of shape {tuple(h.shape[1:])}: {e}") from e
+            if not ok(out):
+                raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")

@@ -44,6 +44,7 @@ from torch import nn
 from hybridpgm.checks import as_integer, check_player, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.module_modes import keeping_modes
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "log_q_from_logits",
            "weighted_mean"]
@@ -84,29 +85,25 @@ def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> 
     """Run both networks on two noise vectors; returns the generator's output shape."""
     ref = _first_param(generator, discriminator)
     kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-    modes = (generator.training, discriminator.training)
-    generator.eval(), discriminator.eval()
-    try:
-        with torch.no_grad():
-            try:
-                x = generator(torch.zeros(2, noise_dim, **kwargs))
-            except (RuntimeError, ValueError) as e:
-                raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
-            shape = tuple(x.shape[1:])
-            in_shape = getattr(discriminator, "in_shape", None)
-            if in_shape is not None and tuple(in_shape) != shape:
-                raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
-                                     f"input shape {tuple(in_shape)}")
-            try:
-                logits = discriminator(x)
-            except (RuntimeError, ValueError) as e:
-                raise ModelSpecError(f"the discriminator cannot take the generator's output of shape {shape}: "
-                                     f"{e}") from e
-            if logits.numel() != 2:
-                raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
-                                     f"(batch, 1)), got {tuple(logits.shape)} for a batch of 2")
-    finally:
-        generator.train(modes[0]), discriminator.train(modes[1])
+    with keeping_modes(generator, discriminator), torch.no_grad():  # each sub-module's own mode after
+        generator.eval(), discriminator.eval()
+        try:
+            x = generator(torch.zeros(2, noise_dim, **kwargs))
+        except (RuntimeError, ValueError) as e:
+            raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
+        shape = tuple(x.shape[1:])
+        in_shape = getattr(discriminator, "in_shape", None)
+        if in_shape is not None and tuple(in_shape) != shape:
+            raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
+                                 f"input shape {tuple(in_shape)}")
+        try:
+            logits = discriminator(x)
+        except (RuntimeError, ValueError) as e:
+            raise ModelSpecError(f"the discriminator cannot take the generator's output of shape {shape}: "
+                                 f"{e}") from e
+        if logits.numel() != 2:
+            raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
+                                 f"(batch, 1)), got {tuple(logits.shape)} for a batch of 2")
     return shape
 
 

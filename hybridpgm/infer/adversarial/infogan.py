@@ -44,6 +44,7 @@ from torch import nn
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.adversarial.gan import GAN
+from hybridpgm.module_modes import keeping_modes
 
 __all__ = ["InfoGAN"]
 
@@ -91,19 +92,15 @@ class InfoGAN(GAN):
 
     def _check_code_posterior(self, code_posterior: nn.Module) -> None:
         width = self.num_categories + self.num_continuous
-        mode = code_posterior.training
-        code_posterior.eval()
-        try:
-            with torch.no_grad():
-                p = next(self.generator.parameters())
-                x = torch.zeros((2, *self.event_shape), dtype=p.dtype, device=p.device)
-                try:
-                    out = code_posterior(x)
-                except (RuntimeError, ValueError) as e:
-                    raise ModelSpecError(f"the code posterior cannot take the generator's output of shape "
-                                         f"{self.event_shape}: {e}") from e
-        finally:
-            code_posterior.train(mode)
+        with keeping_modes(code_posterior), torch.no_grad():
+            code_posterior.eval()
+            p = next(self.generator.parameters())
+            x = torch.zeros((2, *self.event_shape), dtype=p.dtype, device=p.device)
+            try:
+                out = code_posterior(x)
+            except (RuntimeError, ValueError) as e:
+                raise ModelSpecError(f"the code posterior cannot take the generator's output of shape "
+                                     f"{self.event_shape}: {e}") from e
         if tuple(out.shape) != (2, width):
             raise ModelSpecError(f"the code posterior must return (batch, {width}) = (batch, num_categories + "
                                  f"num_continuous), got {tuple(out.shape)} for a batch of 2")

@@ -1,0 +1,66 @@
+"""keeping_modes puts each sub-module back in its own mode (found by an audit: fit, EvaluateEvery and the
+dry runs and predictions that switch a model to eval() called train(mode) afterwards, which unfroze the
+sub-modules the caller had frozen in eval())."""
+
+import pytest
+import torch
+from torch import nn
+
+from hybridpgm.module_modes import keeping_modes
+
+
+class _Counting(nn.Linear):
+    """A layer whose train() has a side effect (as GPyTorch's ExactGP drops its predictive cache)."""
+
+    def __init__(self):
+        super().__init__(2, 2)
+        self.calls = []
+
+    def train(self, mode=True):
+        self.calls.append(mode)
+        return super().train(mode)
+
+
+def _model():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.BatchNorm1d(2), _Counting()))
+    model[1][0].eval()  # frozen
+    return model
+
+
+def test_each_sub_module_gets_its_own_mode_back_also_after_an_error():
+    model = _model()
+    modes = [m.training for m in model.modules()]
+    with keeping_modes(model):
+        model.eval()
+    assert [m.training for m in model.modules()] == modes
+    with pytest.raises(ValueError), keeping_modes(model):
+        model.train()
+        raise ValueError
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_the_mode_goes_back_through_the_modules_own_train():
+    model = _model()
+    counting = model[1][1]
+    with keeping_modes(model):
+        model.eval()
+        counting.calls.clear()
+    assert counting.calls and counting.calls[-1] is True and counting.training
+    counting.calls.clear()
+    with keeping_modes(model):  # nothing changed: no call
+        pass
+    assert counting.calls == []
+
+
+def test_a_deep_kernel_gp_prediction_keeps_a_frozen_feature_norm_frozen():
+    from hybridpgm.gp import DeepKernelGP
+
+    x = torch.linspace(-1, 1, 20).unsqueeze(-1)
+    extractor = nn.Sequential(nn.Linear(1, 2), nn.BatchNorm1d(2))
+    extractor[1].eval()
+    model = DeepKernelGP(x, torch.sin(3 * x).squeeze(-1), extractor)
+    model.train()
+    extractor[1].eval()
+    model.predict(x[:3])
+    model.posterior(x[:3])
+    assert model.training and extractor[0].training and not extractor[1].training
