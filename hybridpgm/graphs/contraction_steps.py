@@ -6,7 +6,8 @@ A step contracts two operands (rarely one) over named dims, in one of three semi
   its maximum over the dims the step sums out (laid out by :func:`shift_plan`), exponentiated, contracted by
   ``torch.einsum`` and taken back to log space by :class:`LogOfSum` (exact gradient :math:`1/x`, zero for an
   impossible configuration), then the shifts are added back: the computation of
-  :func:`pyro.ops.einsum.torch_log.einsum` with its bookkeeping precomputed once per step;
+  :func:`pyro.ops.einsum.torch_log.einsum` with its bookkeeping precomputed once per step, except that the
+  entries whose shifted sum underflows (operands peaking on different terms) are redone exactly;
 * ``"prob"`` -- :func:`pair_product`, the probability-space product of two operands as one ``torch.bmm``,
   :math:`C_{b,l,r} = \\sum_k A_{b,l,k} B_{b,k,r}`, after summing out the dims only one operand holds;
   :func:`pair_plan` orders the result ``batch + left + right`` as the matmul returns it, so the larger operand
@@ -112,8 +113,51 @@ def log_einsum(equation, operands, shifts):
             shape[pos] = n
         shift = shift.reshape(shape)
         total = shift if total is None else total + shift
-    result = LogOfSum.apply(torch.einsum(equation, *exps))
-    return result + total
+    summed = torch.einsum(equation, *exps)
+    result = LogOfSum.apply(summed) + total
+    return _redo_underflowed(equation, operands, summed, result)
+
+
+def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
+    """``result`` with the entries whose max-shifted sum underflowed computed again exactly.
+
+    Shifting each operand by its own maximum keeps a sum near one only when the operands' maxima fall on the
+    same terms.  Where they disagree (a factor of -1000 on ``a = 1`` met by one of -1000 on ``a = 0``: every
+    term is :math:`e^{-1000}` after shifting) the shifted sum underflows to 0, or to a subnormal of a few
+    digits, and the step's log is :math:`-\\infty` or wrong by many nats.  An entry under
+    :math:`\\text{tiny} / \\epsilon` of the dtype (where the terms lost to underflow could matter) that has a
+    possible term is redone as a log-sum-exp of the broadcast sum of the operands over the summed dims, on
+    those entries only (differentiable).  A host read decides whether any entry needs it.
+    """
+    inputs, out = equation.split("->")
+    inputs = inputs.split(",")
+    letters = sorted({c for term in inputs for c in term if c not in out})
+    if not letters:
+        return result
+    dtype = summed.dtype
+    low = summed.detach() < torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+    if not bool(low.any()):
+        return result
+    # entries with at least one possible term (an impossible configuration stays -inf, at no cost)
+    possible = torch.einsum(equation, *[(t.detach() > float("-inf")).to(dtype) for t in operands]) > 0
+    idx = (low & possible).nonzero(as_tuple=True)
+    if idx[0].numel() == 0:
+        return result
+    n = idx[0].numel()
+    sizes = {c: t.shape[i] for term, t in zip(inputs, operands) for i, c in enumerate(term)}
+    total = 0
+    for term, t in zip(inputs, operands):
+        index = []
+        for c in term:
+            if c in out:
+                index.append(idx[out.index(c)].view(n, *[1] * len(letters)))
+            else:
+                shape = [1] * (1 + len(letters))
+                shape[1 + letters.index(c)] = sizes[c]
+                index.append(torch.arange(sizes[c], device=t.device).view(shape))
+        total = total + t[tuple(index)]
+    exact = total.reshape(n, -1).logsumexp(-1)
+    return result.index_put(idx, exact)
 
 
 class LogOfSum(torch.autograd.Function):

@@ -1,6 +1,9 @@
 """The kernels of a pairwise contraction step: probability-space steps as one batched matmul, log-space steps
 with exact gradients."""
 
+import copy
+import math
+
 import pytest
 import torch
 
@@ -51,3 +54,48 @@ def test_log_space_gradients_are_exact_where_a_shifted_sum_is_tiny():
     (gx,) = torch.autograd.grad(out, [x])
     assert out.item() == inf and torch.equal(gx, torch.zeros(2, dtype=torch.float64))
 
+
+
+def test_a_log_step_whose_operands_peak_on_different_terms_is_exact():
+    """Found by an audit: each operand shifted by its own maximum, so operands peaking on different terms
+    (-1000 on a = 1 against -1000 on a = 0) gave a shifted sum of 0 and a step of -inf; the entries that
+    underflow are redone as a log-sum-exp of the broadcast sum (values and gradients)."""
+    a = torch.tensor([[0.0, -1000.0], [-3.0, -1002.0]], dtype=torch.double, requires_grad=True)  # [i, k]
+    b = torch.tensor([[-1000.0, 5.0], [0.0, -2.0]], dtype=torch.double, requires_grad=True)  # [k, j]
+    plan = ContractionPlan([("i", "k"), ("k", "j")], ("i", "j"), {"i": 2, "j": 2, "k": 2})
+    got = plan([a, b], "log")
+    ref = (a[:, :, None] + b[None]).logsumexp(1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    assert bool(torch.isfinite(got).all())
+    w = torch.tensor([[0.3, -1.2], [0.7, 2.0]], dtype=torch.double)
+    ga, gb = torch.autograd.grad((got * w).sum(), [a, b])
+    ra, rb = torch.autograd.grad(((a[:, :, None] + b[None]).logsumexp(1) * w).sum(), [a, b])
+    torch.testing.assert_close(ga, ra, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gb, rb, rtol=0, atol=1e-12)
+    impossible = plan([a.detach().masked_fill(torch.tensor([[True, True], [False, False]]), float("-inf")),
+                       b.detach()], "log")
+    assert torch.equal(impossible[0], torch.full((2,), float("-inf"), dtype=torch.double))
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float64, 500.0), (torch.float32, 90.0)])
+def test_exact_mrf_queries_with_strongly_conflicting_factors_match_brute_force(dtype, scale):
+    """The audit's models: log Z was -inf (three binary variables with -1000 'forbidden' entries on opposite
+    states) or off by 550 nats (scale-500 random loopy factors; float32 from scale 90), marginals were zero and
+    exact sampling said the evidence had probability zero."""
+    from hybridpgm.graphs import MarkovNet
+    from tests.graphs.mrf_brute_force import brute_force, random_mrf
+
+    f1 = torch.tensor([[0.0, 0.0], [-1000.0, -1000.0]], dtype=torch.float64)
+    f2 = torch.tensor([[-1000.0, -1000.0], [0.0, 0.0]], dtype=torch.float64)
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2}).add_factor("f1", ["a", "b"], f1).add_factor("f2", ["a", "c"], f2)
+    torch.testing.assert_close(mrf.log_partition(), torch.tensor(-1000 + 3 * math.log(2), dtype=torch.float64))
+    torch.testing.assert_close(mrf.marginals()["a"], torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert mrf.sample(3, method="exact")["a"].shape == (3,)
+    for seed in range(3):
+        model = random_mrf(seed, 6, num_factors=7, batch=(2,), scale=scale, dtype=dtype)
+        want_z, want_marg = brute_force(copy.deepcopy(model).double(), batch_dims=1)  # the same tables, float64
+        tol = 1e-9 if dtype == torch.float64 else 1e-6
+        torch.testing.assert_close(model.log_partition().double(), want_z, rtol=tol, atol=0)
+        got = model.marginals()
+        for v in want_marg:
+            torch.testing.assert_close(got[v].double(), want_marg[v], rtol=0, atol=1e3 * tol)
