@@ -80,13 +80,21 @@ class MarkovNetDistribution(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(x \\mid e)`, ``sample_shape + batch_shape`` (``-inf`` where ``x`` contradicts the evidence).
 
-        :raises EvidenceError: when the last dim of ``value`` is not the number of variables, or a value is
-            not a state of its variable (``1.5``, ``-1``, ``card``), with or without Pyro's validation.
+        :param value: ``sample_shape + batch_shape + (V,)`` states; its leading dims broadcast against
+            ``batch_shape`` (one state ``(V,)`` is scored under every model and evidence row).
+        :raises EvidenceError: when the last dim of ``value`` is not the number of variables, its leading dims
+            do not broadcast with ``batch_shape``, or a value is not a state of its variable (``1.5``, ``-1``,
+            ``card``), with or without Pyro's validation.
         """
         V = self._fg.num_vars
         if value.dim() == 0 or value.shape[-1] != V:
             raise EvidenceError(f"MarkovNetDistribution.log_prob: values need a last dim of {V} (the variables "
                                 f"{self.mrf.variables}), got shape {tuple(value.shape)}")
+        try:
+            shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)  # sample_shape + batch_shape
+        except RuntimeError:
+            raise EvidenceError(f"MarkovNetDistribution.log_prob: values of shape {tuple(value.shape)} do not "
+                                f"broadcast with batch_shape {tuple(self.batch_shape)} + event_shape ({V},)") from None
         if self._validate_args:
             self._validate_sample(value)
         # states checked with validation off too (value.long() truncated 1.5 to 1, silently)
@@ -97,7 +105,8 @@ class MarkovNetDistribution(TorchDistribution):
         lp = score - self.log_partition
         if self.evidence:
             valid = self._fg.valid.reshape(self.batch_shape + self._fg.valid.shape[1:])  # batch + [V, C]
-            ok = torch.broadcast_to(valid, x.shape + valid.shape[-1:]).gather(-1, x.unsqueeze(-1)).all(-2)[..., 0]
+            x = x.expand(shape + (V,))
+            ok = valid.expand(shape + valid.shape[-2:]).gather(-1, x.unsqueeze(-1)).all(-2)[..., 0]
             lp = lp.masked_fill(~ok, -math.inf)
         return lp
 

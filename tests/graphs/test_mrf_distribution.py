@@ -169,3 +169,28 @@ def test_log_prob_names_a_value_that_is_not_a_state_without_validation_too(bad):
     whole = torch.tensor([[1.0, 2.0]])
     torch.testing.assert_close(MarkovNetDistribution(mrf, validate_args=False).log_prob(whole),
                                mrf.distribution().log_prob(whole.long()))
+
+
+def test_log_prob_broadcasts_values_against_the_batch_of_evidence_rows():
+    """Before: torch's raw RuntimeError from ``expand`` (the evidence mask was broadcast to the value's shape, not
+    to the value's batch dims broadcast with ``batch_shape``); a value must broadcast as for any distribution."""
+    mrf = random_mrf(3, 4, num_factors=4, batch=(3,))
+    ev = _evidence(mrf)
+    d = mrf.distribution(ev)
+    want, rows = _brute_log_probs(mrf, ev)  # [M, 3]
+    got = d.log_prob(rows[:, None, :])  # [M, 1, V] against batch_shape (3,)
+    assert got.shape == want.shape and torch.equal(torch.isinf(got), torch.isinf(want))
+    finite = torch.isfinite(want)
+    assert torch.allclose(got[finite], want[finite], atol=1e-12) and bool(finite.any()) and not bool(finite.all())
+    for m in range(rows.shape[0]):  # one state, event_shape only: scored under every evidence row
+        one = d.log_prob(rows[m])
+        assert one.shape == (3,) and torch.equal(one.isinf(), want[m].isinf())
+        assert torch.allclose(one[finite[m]], want[m][finite[m]], atol=1e-12)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_log_prob_names_values_that_do_not_broadcast_with_the_batch(validate):
+    mrf = random_mrf(3, 4, num_factors=4, batch=(3,))
+    d = MarkovNetDistribution(mrf, _evidence(mrf), validate_args=validate)
+    with pytest.raises(EvidenceError, match=r"values of shape \(2, 4\) do not broadcast with batch_shape \(3,\)"):
+        d.log_prob(torch.zeros(2, 4, dtype=torch.long))
