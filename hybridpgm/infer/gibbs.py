@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
@@ -64,17 +65,49 @@ class _EnumerateOnly(Messenger):
             msg["infer"] = {k: v for k, v in msg["infer"].items() if k != "enumerate"}
 
 
-def _check_batch_dims_in_plates(name: str, shape: tuple[int, ...], plate_dims: frozenset) -> None:
-    """Every non-singleton dim of a latent site must belong to a ``pyro.plate``:
-    the full conditional is computed per plate element, and a batch dim that no
-    plate declares would be mistaken for the enumeration dims."""
+def _site_kind(site) -> str:
+    """How a message names a sample site: ``latent``, ``observed`` or ``factor`` (a :func:`pyro.factor`)."""
+    if not site["is_observed"]:
+        return "latent"
+    return "factor" if isinstance(site["fn"], dist.Unit) else "observed"
+
+
+def _site_batch_shape(name: str, site) -> tuple[int, ...]:
+    """The batch shape of a sample site's ``log_prob``: its value's batch dims broadcast with its distribution's
+    ``batch_shape`` (an observed value may broadcast against the distribution, either way)."""
+    fn, value = site["fn"], site["value"]
+    event_dim = getattr(fn, "event_dim", 0)
+    shapes = [torch.Size(getattr(fn, "batch_shape", ()))]
+    if torch.is_tensor(value):
+        shapes.append(value.shape[:max(value.dim() - event_dim, 0)])
+    try:
+        return tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        raise ModelSpecError(f"Gibbs: {_site_kind(site)} site '{name}' has a value of shape "
+                             f"{tuple(value.shape)} that does not broadcast with its distribution's batch shape "
+                             f"{tuple(fn.batch_shape)} (event dim {event_dim})") from None
+
+
+def _check_batch_dims_in_plates(name: str, site) -> None:
+    """Every non-singleton batch dim of a sample site (latent, observed or :func:`pyro.factor`) must belong to a
+    ``pyro.plate``: the full conditional is computed per plate element, and a batch dim that no plate declares
+    would be mistaken for the enumeration dims (for an observed site: each latent state would be scored against
+    one data point only, a silently wrong posterior)."""
+    shape = _site_batch_shape(name, site)
+    plate_dims = frozenset(f.dim for f in site["cond_indep_stack"] if f.vectorized)
+    kind = _site_kind(site)
     for i, size in enumerate(shape):
         dim = i - len(shape)
         if size > 1 and dim not in plate_dims:
+            hint = {"latent": "(its elements are then resampled together), or sample one scalar site per element",
+                    "observed": "(its elements are then independent data points), or declare the dims of one "
+                                "data point with `.to_event(...)`",
+                    "factor": "(its elements are then independent terms), or sum the terms into one scalar "
+                              "factor"}[kind]
             raise ModelSpecError(
-                f"Gibbs: latent site '{name}' has batch shape {shape}, but its dim {dim} (size {size}) belongs to "
+                f"Gibbs: {kind} site '{name}' has batch shape {shape}, but its dim {dim} (size {size}) belongs to "
                 f"no pyro.plate; declare that batch dim with `with pyro.plate('{name}_plate', {size}, dim={dim}):` "
-                "around the site (its elements are then resampled together), or sample one scalar site per element")
+                f"around the site {hint}")
 
 
 def _check_blocks(blocks) -> list[list[str]]:
@@ -103,8 +136,10 @@ class Gibbs(MCMCKernel):
 
     :param callable model: a Pyro model; every latent site must be discrete with
         enumerable support (e.g. ``Categorical``, ``Bernoulli``), and every
-        batch dim of a latent site must be declared by a ``pyro.plate``
-        (else :class:`~hybridpgm.errors.ModelSpecError` names the site and dim).
+        batch dim of every sample site -- latent, observed or :func:`pyro.factor` --
+        must be declared by a ``pyro.plate`` (the dims of one observation go in its
+        event shape, ``.to_event(...)``); else :meth:`setup` raises
+        :class:`~hybridpgm.errors.ModelSpecError` naming the site, its batch shape and the dim.
     :param blocks: optional list of lists of site names drawn jointly; sites not
         listed form one block each, in model order.
     :param int max_plate_nesting: number of plate dims (found by tracing if ``None``).
@@ -145,7 +180,10 @@ class Gibbs(MCMCKernel):
         latent = []
         plates = {}
         for name, site in tr.nodes.items():
-            if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            if site["type"] != "sample" or site_is_subsample(site):
+                continue
+            _check_batch_dims_in_plates(name, site)  # every sample site: latent, observed, pyro.factor
+            if site["is_observed"]:
                 continue
             fn = site["fn"]
             if not getattr(fn, "has_enumerate_support", False) or fn.event_dim != 0:
@@ -153,7 +191,6 @@ class Gibbs(MCMCKernel):
                                      f"({type(fn).__name__}) is not")
             latent.append(name)
             plates[name] = frozenset(f.dim for f in site["cond_indep_stack"] if f.vectorized)
-            _check_batch_dims_in_plates(name, tuple(site["value"].shape), plates[name])
         if not latent:
             raise ModelSpecError("the model has no latent sites to sample")
         if self.max_plate_nesting is None:
