@@ -344,9 +344,10 @@ class MarkovNet(nn.Module):
         (or float tensors of whole states, as evidence may be; values broadcast together).
 
         :raises EvidenceError: a variable without a value, an unknown variable, a value that is not a state
-            ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step), or
-            values whose shapes do not broadcast, naming every variable's shape.
-        :raises ModelSpecError: a network of no variables.
+            ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step),
+            values whose shapes do not broadcast, naming every variable's shape, or values whose batch shape does
+            not broadcast with the tables' batch shape, naming both.
+        :raises ModelSpecError: a network of no variables, or tables whose batch shapes do not broadcast.
         """
         if not self.cards:
             raise ModelSpecError("MarkovNet.score: the network has no variables; declare at least one")
@@ -363,6 +364,18 @@ class MarkovNet(nn.Module):
             shapes = {v: tuple(vals[v].shape) for v in self.cards}
             raise EvidenceError(f"MarkovNet.score: the values of the variables must broadcast to one batch shape, "
                                 f"got shapes {shapes}") from None
+        table_shapes = {n: tuple(t.shape[: t.dim() - len(self.families[n]["cards"]) - 1]) for n, t in tables.items()}
+        try:
+            batch_shape = torch.broadcast_shapes(*table_shapes.values())
+        except RuntimeError:
+            raise ModelSpecError(f"MarkovNet.score: the batch shapes of the factors' tables do not broadcast: "
+                                 f"{table_shapes}") from None
+        try:
+            torch.broadcast_shapes(xs.shape[:-1], batch_shape)
+        except RuntimeError:
+            shapes = {v: tuple(vals[v].shape) for v in self.cards}
+            raise EvidenceError(f"MarkovNet.score: the values' batch shape {tuple(xs.shape[:-1])} (shapes {shapes}) "
+                                f"does not broadcast with the tables' batch shape {tuple(batch_shape)}") from None
         total = 0.0
         for name, t in tables.items():
             cards = self.families[name]["cards"]
@@ -378,7 +391,11 @@ class MarkovNet(nn.Module):
         return total
 
     def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
-        """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``)."""
+        """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``).
+
+        :raises EvidenceError: bad values, as :meth:`score` (values that do not broadcast with the tables' batch
+            shape included).
+        """
         return self.score(values, context) - self.log_partition(method, context=context, **kwargs)
 
     def sample(self, num_samples: int, method: str = "auto", evidence=None, context=None,
@@ -435,8 +452,9 @@ class MarkovNet(nn.Module):
             states; a value ``None`` leaves the variable latent).
         :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
             is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step).
-        :raises ModelSpecError: more than one batch dimension, a network of no variables, or a factor named like
-            a variable (both would be the same Pyro site), naming both, before any site is recorded.
+        :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
+            variable and its shape), a network of no variables, or a factor named like a variable (both would be
+            the same Pyro site), naming both, before any site is recorded.
         """
         clash = next((v for v in self.cards if v in self._factor_sites), None)
         if clash is not None:
@@ -452,12 +470,17 @@ class MarkovNet(nn.Module):
         unknown_names("MarkovNet.model", values, self.cards)
         values = {v: assignment_states(v, x, self.cards[v], "MarkovNet.model")
                   for v, x in values.items() if x is not None}
+        deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
+        if deep:
+            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got values of shapes {deep}; "
+                                 f"give each variable's states as a scalar or an (N,) tensor")
         tables = self.tables(context)
         log_z = self.log_partition(log_z_method, context=context, **kwargs)
         sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
         sizes |= {x.shape[0] for x in values.values() if x.dim()}
         if len(sizes) > 1 or log_z.dim() > 1:
-            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes}")
+            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes} "
+                                 f"(the tables' batch shape is {tuple(log_z.shape)})")
         N = sizes.pop() if sizes else None
         with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
             xs = {}

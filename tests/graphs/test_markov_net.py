@@ -369,3 +369,33 @@ def test_map_assignment_names_an_option_bp_does_not_take(options, match):
     mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], torch.zeros(2, 2))
     with pytest.raises(ModelSpecError, match=match):
         mrf.map_assignment(method="bp", **options)
+
+
+def test_values_that_do_not_broadcast_with_the_tables_batch_are_named():
+    """Before: torch's raw "Attempting to broadcast a dimension of length 3" from score's gather."""
+    table = torch.randn(4, 2, 3, dtype=torch.float64)  # a batch of 4 models
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], table)
+    values = {"a": torch.tensor([0, 1, 0]), "b": torch.tensor([0, 1, 2])}
+    for query in (mrf.score, mrf.log_prob):
+        with pytest.raises(EvidenceError, match=r"values' batch shape \(3,\) \(shapes \{'a': \(3,\), 'b': \(3,\)\}\) "
+                                                r"does not broadcast with the tables' batch shape \(4,\)"):
+            query(values)
+    # values that broadcast score every (value, model) pair, by hand
+    got = mrf.score({v: x[:, None] for v, x in values.items()})
+    want = torch.stack([table[:, a, b] for a, b in zip(values["a"].tolist(), values["b"].tolist())])
+    assert got.shape == (3, 4) and torch.equal(got, want)
+
+
+_ZEROS_2x3 = torch.zeros(2, 3, dtype=torch.long)
+
+
+@pytest.mark.parametrize("values", [{"a": _ZEROS_2x3}, {"a": _ZEROS_2x3, "b": _ZEROS_2x3},
+                                    {"a": torch.tensor([0, 1]), "b": torch.zeros(1, 2, dtype=torch.long)}])
+def test_model_names_values_of_more_than_one_batch_dimension(values):
+    """Before: a raw IndexError from the factors' indexing (or Pyro's plate shape mismatch) where the docstring
+    promises ModelSpecError."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
+    with pytest.raises(ModelSpecError, match=rf"needs at most one batch dimension, got values of shapes "
+                                             rf"{re.escape(str(deep))}"):
+        pyro.poutine.trace(mrf.model).get_trace(values)
