@@ -15,8 +15,9 @@ import torch
 
 from hybridpgm.errors import ConfigError, DataError, DeviceError
 
-__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "layer_sizes",
-           "positive_int", "positive_real", "sample_count", "sample_shape_of", "seed_of", "unit_fraction"]
+__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
+           "layer_sizes", "positive_int", "positive_real", "sample_count", "sample_shape_of", "seed_of",
+           "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -183,3 +184,14 @@ def check_player(player, players, owner: str) -> None:
     have = (f"one player {names[0]}" if len(names) == 1
             else f"players {', '.join(names[:-1])} and {names[-1]}")
     raise ConfigError(f"{owner} has {have}, got {player!r}")
+
+
+def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:
+    """An on/off option as ``bool``: ``True`` or ``False`` only (a string such as ``"no"`` is truthy, and ``1``
+    or ``None`` may be a slip for another argument; none of them is read as a switch).
+
+    :raises error: naming ``what`` and the value.
+    """
+    if not isinstance(value, bool):
+        raise error(f"{what} must be True or False, got {value!r}")
+    return value

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from hybridpgm.checks import layer_sizes
+from hybridpgm.checks import flag, layer_sizes
 from hybridpgm.errors import ModelSpecError
 
 __all__ = ["ACTIVATIONS", "bayesianize", "checkpointed_call", "checkpointing_saves_memory", "mlp", "on_rows"]
@@ -93,6 +93,7 @@ def mlp(
             raise ModelSpecError(f"unknown {what} {name!r}; choose from {sorted(ACTIVATIONS)}")
     if not (isinstance(init, str) and init in _INITS):
         raise ModelSpecError(f"unknown init {init!r}; choose from {_INITS}")
+    batch_norm = flag(batch_norm, "mlp batch_norm", error=ModelSpecError)
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         linear = nn.Linear(n_in, n_out)

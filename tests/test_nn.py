@@ -220,3 +220,10 @@ def test_on_rows_runs_a_batch_norm_mlp_on_all_batch_dimensions_as_one_batch(trai
     torch.testing.assert_close(on_rows(net.eval(), x2), net(x2))
     torch.testing.assert_close(on_rows(net, x2[0]), net(x2[:1])[0])  # a 1-d input is one row
     assert on_rows(net, torch.randn(3, 0, 3)).shape == (3, 0, 2)
+
+
+def test_batch_norm_must_be_true_or_false():
+    """Found by an audit: mlp(batch_norm="no") built a BatchNorm1d ("no" is truthy)."""
+    with pytest.raises(ModelSpecError, match="mlp batch_norm must be True or False, got 'no'"):
+        mlp([3, 4, 2], batch_norm="no")
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in mlp([3, 4, 2], batch_norm=True))

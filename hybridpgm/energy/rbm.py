@@ -44,7 +44,7 @@ from torch import nn
 
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, positive_int, positive_real
+from hybridpgm.checks import check_device, flag, positive_int, positive_real
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli
@@ -91,8 +91,7 @@ class RBM(RBMLikelihood, nn.Module):
         num_hidden = positive_int(num_hidden, "RBM num_hidden", error=ModelSpecError)
         if visible not in _VISIBLE_TYPES:
             raise ModelSpecError(f"RBM visible units must be one of {_VISIBLE_TYPES}, got {visible!r}")
-        if not isinstance(probabilities, bool):
-            raise ModelSpecError(f"RBM probabilities must be True or False, got {probabilities!r}")
+        probabilities = flag(probabilities, "RBM probabilities", error=ModelSpecError)
         sigma = positive_real(sigma, "RBM sigma", error=ModelSpecError)
         init_scale = positive_real(init_scale, "RBM init_scale", error=ModelSpecError, allow_zero=True)
         self.num_visible, self.num_hidden = num_visible, num_hidden

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real, sample_count
+from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -81,8 +81,9 @@ class VAE(PyroModule):
         hidden = layer_sizes(hidden, "VAE hidden", error=ModelSpecError)
         min_scale = positive_real(min_scale, "VAE min_scale", error=ModelSpecError, allow_zero=True)
         self.x_dim, self.z_dim, self.likelihood, self.min_scale = x_dim, z_dim, likelihood, min_scale
-        self.checkpoint_activations = checkpoint_activations
-        self.batch_norm = bool(batch_norm)
+        self.checkpoint_activations = flag(checkpoint_activations, "VAE checkpoint_activations", error=ModelSpecError)
+        # only hidden layers are normalised (mlp): without any there is no batch norm to need two rows
+        self.batch_norm = flag(batch_norm, "VAE batch_norm", error=ModelSpecError) and bool(hidden)
         hidden = list(hidden)
         self.encoder = mlp([x_dim, *hidden, 2 * z_dim], activation, init, batch_norm)
         self.decoder = mlp([z_dim, *reversed(hidden), x_dim], activation, init, batch_norm)
@@ -269,8 +270,9 @@ class VAE(PyroModule):
         """``n x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
         ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
 
-        :raises ConfigError: ``n`` is not a non-negative integer, or ``n == 1`` in training mode with
-            ``batch_norm=True``."""
+        :raises ConfigError: ``n`` is not a non-negative integer, ``mean`` not ``True`` or ``False``, or
+            ``n == 1`` in training mode with ``batch_norm=True``."""
+        mean = flag(mean, "VAE.sample mean")
         like = self.decoder[0].weight
         z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, dtype=like.dtype, device=like.device)
         with keeping_module_state(self):  # a batch norm's running statistics are left as training left them

@@ -49,8 +49,7 @@ from typing import Callable
 
 import torch
 
-from hybridpgm.checks import damping_of, positive_int, positive_real
-from hybridpgm.errors import ConfigError
+from hybridpgm.checks import damping_of, flag, positive_int, positive_real
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
@@ -140,8 +139,7 @@ class BeliefPropagation:
         check_every = positive_int(check_every, "BeliefPropagation check_every")
         damping = damping_of(damping, "BeliefPropagation damping")
         tol = positive_real(tol, "BeliefPropagation tol", allow_zero=True)
-        if not isinstance(max_product, bool):
-            raise ConfigError(f"BeliefPropagation max_product must be True or False, got {max_product!r}")
+        max_product = flag(max_product, "BeliefPropagation max_product")
         self.num_iters = num_iters
         self.damping = damping
         self.tol = tol

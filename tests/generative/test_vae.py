@@ -151,3 +151,27 @@ def test_evaluation_methods_leave_a_batch_norm_s_running_statistics_alone():
     assert vae.training and all(torch.equal(before[k], after[k]) for k in before)
     SVIObjective(vae.model, vae.guide).loss("elbo", x)  # a training pass still updates them
     assert not torch.equal(_buffers(vae)["encoder.1.num_batches_tracked"], before["encoder.1.num_batches_tracked"])
+
+
+def test_batch_norm_without_hidden_layers_takes_a_one_row_batch():
+    """Found by an audit: VAE(hidden=[], batch_norm=True) holds no batch norm (mlp normalises hidden layers
+    only), yet a one-row training batch was refused as if it did."""
+    torch.manual_seed(0)
+    plain = VAE(4, 2, hidden=[])
+    normed = VAE(4, 2, hidden=[], batch_norm=True)
+    normed.load_state_dict(plain.state_dict())
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    torch.testing.assert_close(normed.reconstruct(x), plain.reconstruct(x))
+    assert normed.sample(1).shape == (1, 4)
+
+
+@pytest.mark.parametrize("make", [lambda: VAE(4, 2, batch_norm="no"), lambda: VAE(4, 2, checkpoint_activations="no"),
+                                  lambda: VAE(4, 2).sample(3, mean="False")],
+                         ids=["batch_norm", "checkpoint_activations", "sample mean"])
+def test_switches_must_be_true_or_false(make):
+    """Found by an audit: "no" (truthy) built batch norm layers and turned checkpointing on, and
+    sample(mean="False") returned means."""
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises((ModelSpecError, ConfigError), match="must be True or False, got '"):
+        make()
