@@ -223,11 +223,16 @@ class SigmoidBeliefNet(PyroModule):
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="model", keywords=_KEYWORDS)
         self._check_temperature(temperature)
+        if batch_size is not None:
+            batch_size = positive_int(batch_size, "SigmoidBeliefNet.model batch_size")
         if x is not None:
-            x = self.check_data(x)
+            x = self._check_rows(x, "model")  # [B, D]: one hidden draw per row (a [K, B, D] x shared them)
             batch = x.shape[-2]
+            if batch_size is not None and batch_size != batch:
+                raise ConfigError(f"SigmoidBeliefNet.model batch_size={batch_size} contradicts x of "
+                                  f"{batch} rows; give one of them")
         else:
-            batch = 1 if batch_size is None else positive_int(batch_size, "SigmoidBeliefNet.model batch_size")
+            batch = 1 if batch_size is None else batch_size
         L = self.num_layers
         with self._plate(batch, num_data):
             t = temperature

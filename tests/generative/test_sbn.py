@@ -184,3 +184,21 @@ def test_a_tensor_temperature_that_is_not_positive_is_named(temperature):
     x = torch.ones(2, 4)
     with pytest.raises(ConfigError, match="SigmoidBeliefNet temperature must be finite numbers > 0"):
         poutine.trace(sbn.model).get_trace(x, temperature=temperature)
+
+
+def test_model_checks_batch_size_and_the_shape_of_x():
+    """Found by an audit: with x given, batch_size was never read (-1, 0, 'seven' and a contradicting 5 all ran),
+    and an x of shape [K, B, D] was taken, one hidden draw shared by the K copies (no model's joint)."""
+    from pyro import poutine
+
+    sbn = random_sbn([4, 3], 0)
+    x = binary(3, 4, 0)
+    for bad in (-1, 0, "seven"):
+        with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+            sbn.model(x, batch_size=bad)
+    with pytest.raises(ConfigError, match="batch_size=5 contradicts x of 3 rows"):
+        sbn.model(x, batch_size=5)
+    with pytest.raises(DataError, match=r"model expects x of shape \[B, 4\], got \(2, 3, 4\)"):
+        sbn.model(x.expand(2, 3, 4))
+    trace = poutine.trace(sbn.model).get_trace(x, batch_size=3)
+    assert trace.nodes["x"]["value"].shape == (3, 4)
