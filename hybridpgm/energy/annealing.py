@@ -33,6 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from hybridpgm.checks import flag
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError
 
@@ -45,9 +46,12 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     means for Bernoulli units, the data means for Gaussian units, zeros without data.
 
     :param data: ``N x V`` or ``None``; ``like``: a ``V`` tensor giving shape, dtype and device.
+    :param bool gaussian: the units are Gaussian (means) rather than Bernoulli (log-odds).
+    :raises ConfigError: ``gaussian`` that is not ``True`` or ``False``.
     :raises DataError: ``data`` of the wrong shape, complex, empty (no means to take), holding NaN/inf, or
         (Bernoulli units) holding values outside ``[0, 1]``.
     """
+    gaussian = flag(gaussian, "base_rate_bias gaussian")
     if data is None:
         return torch.zeros_like(like)
     if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != like.shape[-1]:
@@ -105,6 +109,12 @@ class RBMAnnealingPath:
 
     @torch.no_grad()
     def step(self, v: torch.Tensor, beta_prev: float, beta: float, transition: bool = True):
+        """The increment :math:`\\log f_\\beta(v) - \\log f_{\\beta_{prev}}(v)` (``n``) and, if ``transition``,
+        ``v`` after one block-Gibbs sweep at :math:`\\beta` (``v`` itself otherwise).
+
+        :raises ConfigError: ``transition`` that is not ``True`` or ``False``.
+        """
+        transition = flag(transition, "RBMAnnealingPath.step transition")
         rbm = self.rbm
         a = rbm.hidden_logits(v)
         inc = (beta - beta_prev) * self._visible_gap(v) + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
@@ -151,6 +161,12 @@ class DBMAnnealingPath:
 
     @torch.no_grad()
     def step(self, x: list[torch.Tensor], beta_prev: float, beta: float, transition: bool = True):
+        """The increment :math:`\\log f_\\beta(x) - \\log f_{\\beta_{prev}}(x)` (``n``) and, if ``transition``,
+        the layers ``x`` after one sweep at :math:`\\beta` (odd layers, then even ones; ``x`` itself otherwise).
+
+        :raises ConfigError: ``transition`` that is not ``True`` or ``False``.
+        """
+        transition = flag(transition, "DBMAnnealingPath.step transition")
         dbm = self.dbm
         layers = len(x)
         odd = range(1, layers, 2)

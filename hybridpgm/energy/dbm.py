@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import check_device, layer_sizes, positive_int, positive_real, sample_count
+from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
@@ -67,8 +67,8 @@ class DBM(DBMLikelihood, nn.Module):
     :param float init_scale: standard deviation of the initial weights.
     :param bool probabilities: accept visible data in ``[0, 1]``.
     :raises ModelSpecError: ``sizes`` is not a sequence of at least two positive integers (``bool`` and floats
-        are refused), ``mean_field_steps`` is not a positive integer, or ``init_scale`` is not a finite
-        non-negative number.
+        are refused), ``mean_field_steps`` is not a positive integer, ``init_scale`` is not a finite
+        non-negative number, or ``probabilities`` is not ``True`` or ``False``.
     """
 
     def __init__(self, sizes: Sequence[int], *, mean_field_steps: int = 10, init_scale: float = 0.01,
@@ -77,6 +77,7 @@ class DBM(DBMLikelihood, nn.Module):
         sizes = layer_sizes(sizes, "DBM sizes [V, H1, ...]", error=ModelSpecError, minimum_length=2)
         mean_field_steps = positive_int(mean_field_steps, "DBM mean_field_steps", error=ModelSpecError)
         init_scale = positive_real(init_scale, "DBM init_scale", error=ModelSpecError, allow_zero=True)
+        probabilities = flag(probabilities, "DBM probabilities", error=ModelSpecError)
         self.sizes, self.mean_field_steps, self.probabilities = sizes, mean_field_steps, probabilities
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.randn(sizes[l], sizes[l + 1]) * init_scale) for l in range(len(sizes) - 1)])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hybridpgm.checks import check_log_z
+from hybridpgm.checks import check_log_z, flag
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import DataError
 
@@ -49,9 +49,12 @@ class DBMLikelihood:
         """:math:`\\log Z`: ``"exact"`` enumerates the smaller of the even and odd layer sets
         (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`.
 
-        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
-            ``chunk_size`` that is not a positive integer.
+        :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
+            so that :math:`\\nabla \\log Z = -E_{p(x)}[\\nabla E(x)]` is exact; the result is a constant otherwise.
+        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, a
+            ``chunk_size`` that is not a positive integer, or ``differentiable`` that is not ``True`` or ``False``.
         """
+        differentiable = flag(differentiable, "DBM.log_partition differentiable")
         self.check_parameters()
         log_z = ais_unless_exact(self, "DBM", method, ais_kwargs)
         if log_z is not None:

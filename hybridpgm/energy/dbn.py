@@ -24,10 +24,10 @@ from typing import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
-from hybridpgm.checks import as_integer, sample_count
+from hybridpgm.checks import as_integer, check_device, flag, layer_sizes, positive_int, sample_count
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.checks import check_device, layer_sizes, positive_int
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -58,7 +58,9 @@ def layer_checkpoints(checkpoints: Sequence[str | os.PathLike] | None, layers: i
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0]).to(weight)
+    """A new ``nn.Linear`` holding copies of ``weight`` (``out x in``) and ``bias``, built without its random
+    initialisation (:func:`torch.nn.utils.skip_init`), which would draw from and advance the global RNG."""
+    layer = skip_init(nn.Linear, weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(weight)
         layer.bias.copy_(bias)
@@ -152,11 +154,15 @@ class DBN(nn.Module):
             pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...) for each
             layer; not ``checkpoint`` (use ``checkpoints``).
+        :param bool persistent: train each RBM by PCD (persistent chains) instead of CD-``k``.
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
-        :raises ConfigError: ``checkpoints`` is not one path per RBM, or ``fit_kwargs`` holds ``checkpoint``.
+        :raises ConfigError: ``checkpoints`` is not one path per RBM, ``fit_kwargs`` holds ``checkpoint``, or
+            ``persistent`` is not ``True`` or ``False``.
         """
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
         from hybridpgm.train.trainer import fit
+
+        persistent = flag(persistent, "DBN.pretrain persistent")
 
         x = self.rbms[0].check_visible(data, "data")
         results = []
@@ -169,7 +175,8 @@ class DBN(nn.Module):
         return results
 
     def encoder(self) -> nn.Sequential:
-        """A new :class:`nn.Sequential` of ``Linear + Sigmoid`` layers initialised from the RBMs."""
+        """A new :class:`nn.Sequential` of ``Linear + Sigmoid`` layers initialised from the RBMs (the global
+        torch RNG is not touched)."""
         layers = []
         for rbm in self.rbms:
             weight = rbm.weight.detach()
@@ -179,7 +186,8 @@ class DBN(nn.Module):
         return nn.Sequential(*layers)
 
     def to_autoencoder(self) -> DBNAutoencoder:
-        """Unroll into a deep autoencoder [2] (new, untied parameters)."""
+        """Unroll into a deep autoencoder [2] (new, untied parameters copied from the RBMs; the global torch
+        RNG is not touched)."""
         decoder = []
         for i, rbm in enumerate(reversed(self.rbms)):
             decoder.append(_linear(rbm.weight.detach(), rbm.visible_bias.detach()))
@@ -202,20 +210,25 @@ class DBN(nn.Module):
 
     @torch.no_grad()
     def sample(self, num_samples: int, steps: int = 1000, mean: bool = True) -> torch.Tensor:
-        """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then a
-        top-down pass through the sigmoid belief layers (probabilities if ``mean``,
-        the bottom layer sampled otherwise).
+        """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then one top-down pass
+        through the sigmoid belief layers, each hidden layer sampled,
+        :math:`x_l \\sim \\operatorname{Bernoulli}\\big(\\sigma(b_l + W_l x_{l+1})\\big)` for
+        :math:`l \\ge 1`.
 
-        With ``mean`` the result is the visible layer's probabilities (means for Gaussian units) given the
-        sample of the layer above it; for a one-RBM DBN ``[V, H]``, where the top RBM's visible layer is
-        the data, that is :math:`\\sigma(b + W h)` given the hidden sample :math:`h` of the last sweep (the
-        sweep's visible sample is drawn otherwise).
+        With ``mean`` the result is the visible layer's probabilities (means for Gaussian units),
+        :math:`E[v \\mid x_1] = \\sigma(b_0 + W_0 x_1)`, given the *sample* :math:`x_1` of the layer above it, so
+        its average over draws is :math:`E[v]` under the DBN; for a one-RBM DBN ``[V, H]``, where the top
+        RBM's visible layer is the data, that is :math:`\\sigma(b + W h)` given the hidden sample :math:`h` of
+        the last sweep.  Without ``mean`` the visible layer is sampled too (the sweep's visible sample for a
+        one-RBM DBN; :math:`b_0 + \\sigma \\odot W_0 x_1` plus Gaussian noise for Gaussian units).
 
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``steps`` not a positive integer.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, ``steps`` not a positive integer, or
+            ``mean`` not ``True`` or ``False``.
         :raises ModelSpecError: a parameter of the top RBM holds NaN/inf.
         """
         steps = positive_int(steps, "DBN.sample steps")
         num_samples = sample_count(num_samples, "DBN.sample num_samples")
+        mean = flag(mean, "DBN.sample mean")
         if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
             rbm = self.rbms[0]
             rbm.check_parameters()
@@ -224,10 +237,9 @@ class DBN(nn.Module):
             return param if rbm.gaussian else torch.sigmoid(param)
         x = self.rbms[-1].sample(num_samples, steps)
         for rbm in reversed(self.rbms[:-1]):
-            h = x
-            param = rbm.visible_param(h)
+            param = rbm.visible_param(x)
             x = param if rbm.gaussian else torch.sigmoid(param)
-            if not mean and rbm is not self.rbms[0]:
+            if rbm is not self.rbms[0]:  # a hidden layer: always a sample (only RBM 0 can be Gaussian)
                 x = bernoulli(x)
         if not mean and len(self.rbms) > 1:
             bottom = self.rbms[0]

@@ -12,6 +12,7 @@ import inspect
 from typing import Callable
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
@@ -50,7 +51,8 @@ def logsumexp_over_states(
         (``cost_per_state`` is the width of the largest intermediate ``log_f``
         builds per state, e.g. the size of the layer it sums out).
     :param what: name used in the error message.
-    :returns: a scalar tensor.
+    :returns: a scalar tensor; in grad mode, differentiable through ``log_f`` (with several chunks, each is
+        recomputed in the backward pass, so the graph never holds more than one chunk).
     :raises ModelSpecError: if ``num_units`` exceeds :data:`MAX_ENUMERATED_UNITS`.
     :raises ConfigError: ``chunk_size`` is not a positive integer.
     """
@@ -64,10 +66,17 @@ def logsumexp_over_states(
     total = 2**num_units
     if chunk_size is None:
         chunk_size = max(1, 2**24 // max(1, cost_per_state + num_units))
-    parts = []
-    for start in range(0, total, chunk_size):
+
+    def chunk(start: int) -> torch.Tensor:
         states = binary_states(start, min(start + chunk_size, total), num_units, dtype=dtype, device=device)
-        parts.append(torch.logsumexp(log_f(states), dim=0))
+        return torch.logsumexp(log_f(states), dim=0)
+
+    starts = range(0, total, chunk_size)
+    if torch.is_grad_enabled() and len(starts) > 1:
+        # recompute each chunk in the backward pass: a differentiable log Z keeps one chunk's graph at a time
+        parts = [checkpoint(chunk, start, use_reentrant=False, preserve_rng_state=False) for start in starts]
+    else:
+        parts = [chunk(start) for start in starts]
     return torch.logsumexp(torch.stack(parts), dim=0)
 
 

@@ -31,7 +31,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hybridpgm.checks import check_empty, check_log_z
+from hybridpgm.checks import check_empty, check_log_z, flag
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError
 
@@ -56,9 +56,13 @@ class RBMLikelihood:
         :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
         for its standard error and log-weights).
 
-        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, or a
-            ``chunk_size`` that is not a positive integer.
+        :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
+            so that :math:`\\nabla \\log Z = -E_{p(v,h)}[\\nabla E(v, h)]` is exact; the result is a constant
+            otherwise.
+        :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, a
+            ``chunk_size`` that is not a positive integer, or ``differentiable`` that is not ``True`` or ``False``.
         """
+        differentiable = flag(differentiable, "RBM.log_partition differentiable")
         self.check_parameters()
         log_z = ais_unless_exact(self, "RBM", method, ais_kwargs)
         if log_z is not None:
@@ -85,11 +89,23 @@ class RBMLikelihood:
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
         """:math:`\\log p(v) = -F(v) - \\log Z` for ``v: batch x V``; returns ``batch``.
 
-        :param log_z: a known (e.g. AIS) estimate of :math:`\\log Z`; exact by default.
+        Without ``log_z``, :math:`\\log Z` is enumerated exactly and, in grad mode, differentiably
+        (:meth:`log_partition` with ``differentiable=True``), so the gradient is the exact one,
+
+        .. math::
+
+            \\nabla_\\theta \\log p(v) = -\\nabla_\\theta F(v) + E_{p(v')}\\big[\\nabla_\\theta F(v')\\big],
+
+        and ``(-rbm.log_likelihood(x).mean()).backward()`` is maximum-likelihood training.
+
+        :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
+            without a graph is a constant, so the result's gradient is :math:`-\\nabla_\\theta F(v)` only (the
+            value is conditional on that constant and the gradient is *not* that of :math:`\\log p(v)`); a tensor
+            with a graph (``log_partition(differentiable=True)``) carries its own gradient.
         :raises ConfigError: ``log_z`` is not a finite scalar (a number or a one-element tensor).
         """
         if log_z is None:
-            log_z = self.log_partition("exact")
+            log_z = self.log_partition("exact", differentiable=torch.is_grad_enabled())
         else:
             log_z = check_log_z(log_z, "RBM.log_likelihood")
         return -self.free_energy(v) - log_z
@@ -102,7 +118,11 @@ class RBMLikelihood:
         :math:`V \log \sigma(F(\tilde v) - F(v))` with :math:`\tilde v` the
         example with that unit flipped (as scikit-learn does); ``exact=True``
         sums all ``V`` terms.  Returns ``batch``.
+
+        :raises ConfigError: Gaussian visible units, or ``exact`` that is not ``True`` or ``False``.
+        :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
+        exact = flag(exact, "RBM.pseudo_log_likelihood exact")
         if self.gaussian:
             raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
         v = self.check_visible(v)

@@ -46,7 +46,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 
 __all__ = ["AIS", "AISResult", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
@@ -94,7 +94,12 @@ class AISResult:
         return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
 
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
-        """``log_z -/+ num_stderr * stderr``."""
+        """``log_z -/+ num_stderr * stderr``.
+
+        :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool``, strings and NaN
+            are refused, not coerced).
+        """
+        num_stderr = positive_real(num_stderr, "AISResult.interval num_stderr", allow_zero=True)
         return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
 
 

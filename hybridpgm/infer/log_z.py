@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import flag, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 
@@ -148,12 +148,12 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     :param str schedule: the temperature schedule of each AIS run.
     :param float min_ess: smallest acceptable effective sample size, as a fraction of ``num_chains``.
     :param float num_stderr: starts further apart than this many combined standard errors disagree.
-    :param bool warn: raise a :class:`UserWarning` when the estimate is unreliable.
+    :param bool warn: issue a :class:`UserWarning` when the estimate is unreliable.
     :returns: a :class:`LogZEstimate`.
     :raises ConfigError: an unknown start name, ``starts`` that is neither a name, a sequence of names nor a
-        dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]`` or ``num_stderr`` that is not
-        a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced); the message names the
-        option and the value.
+        dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]``, ``num_stderr`` that is not
+        a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced), or ``warn`` that is not
+        ``True`` or ``False``; the message names the option and the value.
     :raises DataError: the start ``"data"`` without ``data``, or ``data`` AIS refuses (not ``N x V``, empty,
         NaN, values outside the units' range).
     """
@@ -171,6 +171,7 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     if not min_ess_ok:
         raise ConfigError(f"estimate_log_z min_ess is a fraction of the chains in [0, 1], got {min_ess!r}")
     num_stderr = positive_real(num_stderr, "estimate_log_z num_stderr", allow_zero=True)
+    warn = flag(warn, "estimate_log_z warn")
     if data is not None:  # before a model chain starts from a row of it (torch's own errors there)
         check_base_data(data, "estimate_log_z")
         model.annealing_path(data)  # the width, emptiness and values, as AIS checks them

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from hybridpgm.energy import DBM, DBN, RBM, ClassificationObjective, ReconstructionObjective
+from hybridpgm.energy.annealing import base_rate_bias
 from hybridpgm.energy.doubled_rbm import DoubledRBM
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
@@ -215,3 +216,34 @@ def test_rbm_probabilities_and_dbm_mean_field_tol_are_checked():
     for tol in (-1.0, float("nan")):
         with pytest.raises(ConfigError, match="DBM.mean_field tol must be a finite number >= 0"):
             dbm.mean_field(torch.ones(2, 4), tol=tol)
+
+
+FLAG_VALUES = ["no", "False", 1, None]
+
+
+@pytest.mark.parametrize("value", FLAG_VALUES)
+@pytest.mark.parametrize("call, match", [
+    (lambda x, value: DBN([6, 3, 2]).sample(4, steps=1, mean=value), "DBN.sample mean"),
+    (lambda x, value: RBM(6, 3).pseudo_log_likelihood(x, exact=value), "RBM.pseudo_log_likelihood exact"),
+    (lambda x, value: RBM(6, 3).log_partition(differentiable=value), "RBM.log_partition differentiable"),
+    (lambda x, value: DBM([6, 3, 2]).log_partition(differentiable=value), "DBM.log_partition differentiable"),
+    (lambda x, value: DBN([6, 3]).pretrain(x, persistent=value, batch_size=2, progress=False),
+     "DBN.pretrain persistent"),
+    (lambda x, value: RBM(6, 3).annealing_path().step(x, 0.0, 0.5, transition=value),
+     "RBMAnnealingPath.step transition"),
+    (lambda x, value: DBM([6, 3, 2]).annealing_path().step([x, torch.zeros(4, 3), torch.zeros(4, 2)], 0.0, 0.5,
+                                                           transition=value), "DBMAnnealingPath.step transition"),
+    (lambda x, value: base_rate_bias(x, torch.zeros(6), gaussian=value), "base_rate_bias gaussian"),
+], ids=["DBN.sample", "RBM.pseudo_log_likelihood", "RBM.log_partition", "DBM.log_partition", "DBN.pretrain",
+        "RBMAnnealingPath.step", "DBMAnnealingPath.step", "base_rate_bias"])
+def test_on_off_method_options_must_be_true_or_false(v, call, match, value):
+    """Before, a string such as 'False' or 'no' was truthy and switched the option on, and 1 or None passed."""
+    with pytest.raises(ConfigError, match=f"{match} must be True or False, got {value!r}"):
+        call(v, value)
+
+
+@pytest.mark.parametrize("value", FLAG_VALUES)
+def test_dbm_probabilities_must_be_true_or_false(value):
+    """Before, DBM stored 'no' (truthy) and accepted grey-level data; RBM and DBN refused it already."""
+    with pytest.raises(ModelSpecError, match=f"DBM probabilities must be True or False, got {value!r}"):
+        DBM([6, 3], probabilities=value)

@@ -185,3 +185,65 @@ def test_visible_data_of_an_exactly_convertible_dtype_gives_the_float_answer(dty
 def test_float64_visible_data_for_a_float32_rbm_is_refused_by_name():
     with pytest.raises(DataError, match=r"RBM visible data 'v' has dtype torch.float64.*torch.float32"):
         RBM(5, 3).free_energy(torch.zeros(2, 5, dtype=torch.float64))
+
+
+def _exact_log_likelihood_gradients(rbm: RBM, v: torch.Tensor) -> list[torch.Tensor]:
+    """:math:`\\nabla \\sum_n \\log p(v_n)` for (weight, visible_bias, hidden_bias) by enumeration:
+    the data term :math:`\\sum_n (v_n E[h|v_n]^T, v_n, E[h|v_n])` minus ``N`` times the model's expectations."""
+    joint = rbm_joint_log_weights(rbm)
+    p = torch.softmax(joint.flatten(), 0).reshape(joint.shape)  # p(v, h), 2**V x 2**H
+    vs, hs = all_states(rbm.num_visible), all_states(rbm.num_hidden)
+    model = [vs.T @ p @ hs, p.sum(1) @ vs, p.sum(0) @ hs]
+    mean_h = torch.sigmoid(rbm.hidden_bias.detach() + v @ rbm.weight.detach())
+    data = [v.T @ mean_h, v.sum(0), mean_h.sum(0)]
+    return [d - v.shape[0] * m for d, m in zip(data, model)]
+
+
+@pytest.mark.parametrize("num_visible,num_hidden", [(4, 3), (3, 5)])
+def test_log_likelihood_gradient_is_the_exact_one(num_visible, num_hidden):
+    """Before, log Z was a constant in the graph: the gradient of ``log_likelihood`` was that of ``-F(v)``
+    alone, and ``(-rbm.log_likelihood(x).mean()).backward()`` trained on the free energy only."""
+    rbm = random_rbm(num_visible, num_hidden, seed=7)
+    v = all_states(num_visible)[[1, 2, 2, -1]]
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    grads = torch.autograd.grad(rbm.log_likelihood(v).sum(), params)
+    for got, want in zip(grads, _exact_log_likelihood_gradients(rbm, v)):
+        torch.testing.assert_close(got, want)
+    with torch.no_grad():  # no graph to build outside grad mode
+        assert not rbm.log_likelihood(v).requires_grad
+
+
+def test_gaussian_log_likelihood_gradient_matches_finite_differences():
+    """The same for Gaussian visible units: autograd against central differences of the exact value."""
+    rbm = random_rbm(2, 3, seed=4, scale=0.7, visible="gaussian", sigma=0.8)
+    v = torch.tensor([[0.3, -1.2], [1.5, 0.4]], dtype=torch.float64)
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    grads = torch.autograd.grad(rbm.log_likelihood(v).sum(), params)
+    eps = 1e-6
+    for param, got in zip(params, grads):
+        want = torch.zeros_like(param)
+        for i in range(param.numel()):
+            with torch.no_grad():
+                flat = param.view(-1)
+                flat[i] += eps
+                up = rbm.log_likelihood(v).sum()
+                flat[i] -= 2 * eps
+                down = rbm.log_likelihood(v).sum()
+                flat[i] += eps
+            want.view(-1)[i] = (up - down) / (2 * eps)
+        torch.testing.assert_close(got, want, atol=1e-7, rtol=0)
+
+
+def test_a_given_log_z_is_used_as_it_is():
+    """A number is a constant (the gradient is that of ``-F(v)``); a differentiable log Z carries its gradient,
+    also when it is enumerated in several chunks (each recomputed in the backward pass)."""
+    rbm = random_rbm(4, 3, seed=7)
+    v = all_states(4)[[1, 2, 2, -1]]
+    params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
+    constant = torch.autograd.grad(rbm.log_likelihood(v, float(rbm.log_partition())).sum(), params)
+    for got, want in zip(constant, torch.autograd.grad(-rbm.free_energy(v).sum(), params)):
+        torch.testing.assert_close(got, want)
+    chunked = rbm.log_partition(differentiable=True, chunk_size=3)
+    for got, want in zip(torch.autograd.grad(rbm.log_likelihood(v, chunked).sum(), params),
+                         _exact_log_likelihood_gradients(rbm, v)):
+        torch.testing.assert_close(got, want)

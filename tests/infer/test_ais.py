@@ -9,7 +9,7 @@ import torch
 
 from hybridpgm.energy import DBM, RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from hybridpgm.infer import AIS
+from hybridpgm.infer import AIS, AISResult
 from hybridpgm.infer.ais import annealing_schedule
 from tests.energy.brute_force import random_dbm, single_thread  # noqa: F401
 
@@ -181,3 +181,16 @@ def test_data_with_an_annealing_path_is_refused():
     path = RBM(4, 2).annealing_path()
     with pytest.raises(ConfigError, match="has no annealing_path"):
         AIS(num_chains=2, num_steps=2)(path, data=torch.ones(3, 4))
+
+
+@pytest.mark.parametrize("num_stderr", [-3, float("nan"), float("inf"), True, "3", None])
+def test_interval_refuses_a_bad_number_of_standard_errors(num_stderr):
+    """Before, AISResult.interval(-3) returned a reversed interval and NaN, True and '3' were not refused
+    (LogZEstimate.interval refused them already)."""
+    zero = torch.zeros((), dtype=torch.float64)
+    result = AISResult(log_z=zero + 1.0, stderr=zero + 0.5, log_weights=torch.zeros(4, dtype=torch.float64),
+                       log_z0=zero, num_steps=1)
+    assert result.interval(2) == (0.0, 2.0) and result.interval(0.0) == (1.0, 1.0)
+    with pytest.raises(ConfigError, match=f"AISResult.interval num_stderr must be a finite number >= 0, "
+                                          f"got {num_stderr!r}"):
+        result.interval(num_stderr)

@@ -188,3 +188,10 @@ def test_bad_training_data_is_named_before_a_chain_starts_from_it(bad, match):
     x = torch.bernoulli(torch.full((5, 4), 0.5), generator=torch.Generator().manual_seed(0))
     with pytest.raises(DataError, match=match):
         estimate_log_z(RBM(4, 3), bad(x), num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
+
+
+@pytest.mark.parametrize("value", ["no", "False", 1, None])
+def test_warn_must_be_true_or_false(value):
+    """Before, warn='no' (truthy) warned and warn=None silenced the warning without a word."""
+    with pytest.raises(ConfigError, match=f"estimate_log_z warn must be True or False, got {value!r}"):
+        estimate_log_z(random_rbm(4, 2, seed=3), num_chains=4, num_steps=3, sample_sweeps=1, warn=value)
