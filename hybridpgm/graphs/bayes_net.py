@@ -94,7 +94,9 @@ class BayesNet(BayesNetData, PyroModule):
             continuous node), a CPD that does not match already-declared parents
             (shape, cardinality), a node that is the last missing parent of an
             already-declared child whose CPD does not match it, or the name ``"data"``
-            (the plate of :meth:`model`); the message names the node.
+            (the plate of :meth:`model`); the message names the node.  A refused
+            call changes nothing (no node, state names, or binding of a CPD), so the
+            corrected call can follow.
         """
         if not isinstance(name, str) or not name or "." in name:
             raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
@@ -118,12 +120,15 @@ class BayesNet(BayesNetData, PyroModule):
         # bind the new node, and every child for which it was the last undeclared parent
         ready = [(name, cpd)] + [(v, c) for v, c in self.cpds.items()
                                  if v != name and name in c.parents and all(p in self.cpds for p in c.parents)]
+        bound = [(c, c.node, c.parent_cards) for _, c in ready]  # a refused add leaves every CPD as it was
         for v, c in ready:
             if all(p in self.cpds for p in c.parents):
                 try:
                     c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
                 except ModelSpecError as e:
                     del self.cpds[name]
+                    for c_, node, parent_cards in bound:
+                        c_.node, c_.parent_cards = node, parent_cards
                     if v == name:
                         raise
                     raise ModelSpecError(f"adding node '{name}' (cardinality {cpd.cardinality}) conflicts with "

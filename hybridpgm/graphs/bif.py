@@ -39,8 +39,8 @@ _TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
 _UNREADABLE = re.compile(r"[\s(),;|{}]|//|/\*")
 
 
-def _blocks(text: str):
-    """Yield ``(keyword, header, body)`` for each top-level block."""
+def _blocks(text: str, path: str):
+    """Yield ``(keyword, header, body)`` for each top-level block of the file ``path`` (named by errors)."""
     pos = 0
     while True:
         m = _HEAD.search(text, pos)
@@ -51,7 +51,8 @@ def _blocks(text: str):
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth:
-            raise ModelSpecError(f"unbalanced braces in the block '{m.group(1)} {m.group(2).strip()}'")
+            raise ModelSpecError(f"{path}: unbalanced braces: the block '{m.group(1)} {m.group(2).strip()}' "
+                                 "lacks its closing '}'")
         yield m.group(1), m.group(2).strip(), text[m.end():i - 1]
         pos = i
 
@@ -140,8 +141,10 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     :raises DataError: if the path is not a path, does not exist, is not a
         regular file, cannot be read as (gzip-compressed) UTF-8 text, or
         declares no variable.
-    :raises ModelSpecError: naming the variable whose declaration or table is
-        malformed, declared twice, or given two probability blocks.
+    :raises ModelSpecError: naming the file and the variable whose declaration or
+        table is malformed (a state name listed twice, a parent listed twice, a
+        block without its closing brace), declared twice, or given two
+        probability blocks.
     """
     from hybridpgm.graphs.bayes_net import BayesNet
     from hybridpgm.graphs.cpd import Table
@@ -163,7 +166,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         raise DataError(f"cannot read the BIF file {path} as {kind}: {e}") from e
     states: dict[str, list[str]] = {}
     probs = []
-    for kind, head, body in _blocks(text):
+    for kind, head, body in _blocks(text, path):
         if kind == "variable" and head in states:
             raise ModelSpecError(f"{path}: variable '{head}' is declared twice")
         if kind == "variable":
@@ -173,6 +176,10 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             names = [x.strip() for x in t.group(2).split(",") if x.strip()]
             if len(names) != int(t.group(1)):
                 raise ModelSpecError(f"{path}: variable '{head}' declares {t.group(1)} states, lists {len(names)}")
+            dup = sorted({x for x in names if names.count(x) > 1})
+            if dup:
+                raise ModelSpecError(f"{path}: variable '{head}': state names must be distinct, {dup} repeat in "
+                                     f"{{ {', '.join(names)} }}")
             states[head] = names
         elif kind == "probability":
             probs.append((head, body))
@@ -192,6 +199,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                 raise ModelSpecError(f"{path}: probability of '{child}' names undeclared variable '{v}'")
         if child in tables:
             raise ModelSpecError(f"{path}: variable '{child}' has two probability blocks")
+        dup = sorted({p for p in parents if parents.count(p) > 1})
+        if dup:
+            raise ModelSpecError(f"{path}: probability of '{child}' lists the parent(s) {dup} more than once")
         card = len(states[child])
         pcards = [len(states[p]) for p in parents]
         table = np.full(pcards + [card], np.nan)
@@ -235,7 +245,10 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             raise ModelSpecError(f"{path}: variable '{v}' has no probability block")
         table, parents = tables[v]
         table = table / table.sum(-1, keepdims=True) if np.all(np.abs(table.sum(-1) - 1) <= atol) else table
-        c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
+        try:
+            c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
+        except ModelSpecError as e:
+            raise ModelSpecError(f"{path}: variable '{v}': {e}") from e
         try:
             bn.add(v, c, states=states[v])
         except ModelSpecError as e:

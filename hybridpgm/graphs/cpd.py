@@ -370,7 +370,14 @@ class LinearGaussian(CPD):
         for no continuous parents).
     :param scale: standard deviation(s) :math:`\\sigma_d`, broadcastable to ``bias``.
     :param parents: discrete parents, then continuous parents.
-    :raises ModelSpecError: non-numeric or non-finite ``bias``/``weight``, a
+
+    The CPD's dtype is that of the floating arrays among ``bias``, ``weight`` and ``scale`` (tensors or NumPy
+    arrays; a float64 NumPy bias gives a float64 CPD, as a float64 :class:`Table` stays float64); Python
+    numbers, lists and integer arrays are read straight in that dtype (the default dtype when no floating array
+    is given), so ``scale=0.4`` in a float64 CPD is the float64 0.4, not a float32 rounding of it.
+
+    :raises ModelSpecError: non-numeric, bool, complex or non-finite ``bias``/``weight``/``scale``,
+        floating arrays of different dtypes, a
         ``scale`` that is not positive and finite or does not broadcast to
         ``bias``, or a number of bias dims plus weights that is not the number
         of parents.
@@ -378,13 +385,7 @@ class LinearGaussian(CPD):
 
     def __init__(self, bias=0.0, weight=None, scale=1.0, parents: Sequence[str] = (), *, learnable: bool = True):
         super().__init__(parents)
-        try:
-            bias = torch.as_tensor(bias, dtype=torch.get_default_dtype()) if not torch.is_tensor(bias) else bias
-            bias = bias if torch.is_floating_point(bias) else bias.to(torch.get_default_dtype())
-            weight = bias.new_zeros(*bias.shape, 0) if weight is None else torch.as_tensor(weight).to(bias)
-            scale = torch.as_tensor(scale).to(bias)
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: {e}") from None
+        bias, weight, scale = self._read_inputs(bias, weight, scale)
         n_disc = bias.dim()
         for what, t in (("bias", bias), ("weight", weight), ("scale", scale)):
             if not bool(torch.isfinite(t).all()):
@@ -408,6 +409,43 @@ class LinearGaussian(CPD):
         reg("bias", bias.clone())
         reg("weight", weight.clone())
         reg("log_scale", scale.log().clone())
+
+    def _read_inputs(self, bias, weight, scale) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``bias``, ``weight``, ``scale`` as tensors of one floating dtype, on the bias's device.
+
+        The dtype is that of the floating arrays given (tensors, NumPy arrays or scalars), which must agree;
+        Python numbers, lists and integer arrays take it (the default dtype when no floating array is given).
+        Each value is read straight in that dtype, so a float64 model keeps ``scale=0.4`` exactly.
+
+        :raises ModelSpecError: a non-numeric, bool or complex input, or floating arrays of different dtypes.
+        """
+        given = {"bias": bias, "weight": weight, "scale": scale}
+        raw = {}
+        for what, x in given.items():
+            if x is None:
+                continue
+            try:
+                t = torch.as_tensor(x)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: "
+                                     f"{what} is {type(x).__name__}: {e}") from None
+            if t.dtype == torch.bool or t.is_complex():
+                raise ModelSpecError(f"LinearGaussian {what} must be real numbers, got dtype {t.dtype} "
+                                     f"(parents {list(self.parents)})")
+            raw[what] = t
+        own = {what: raw[what].dtype for what, x in given.items()
+               if what in raw and hasattr(x, "dtype") and torch.is_floating_point(raw[what])}
+        if len(set(own.values())) > 1:
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale have different dtypes {own} "
+                                 f"(parents {list(self.parents)}): give them in one dtype")
+        dtype = next(iter(own.values()), torch.get_default_dtype())
+        device = raw["bias"].device
+        try:
+            out = {what: torch.as_tensor(given[what], dtype=dtype, device=device) for what in raw}
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: {e}") from None
+        b = out["bias"]
+        return b, out.get("weight", b.new_zeros(*b.shape, 0)), out["scale"]
 
     def bind(self, node, parent_cards):
         self.validate(node)

@@ -41,6 +41,19 @@ def _names(height, width):
     return [f"x_{r}_{c}" for r in range(height) for c in range(width)]
 
 
+def _edgeless_coupling(beta: torch.Tensor, num_states: int, what: str) -> torch.Tensor:
+    """The ``batch_shape + (1, K)`` zero log-potentials that carry the coupling's batch shape on a 1x1 grid.
+
+    Such a grid has no edge, so the coupling adds nothing to the energy, but its batch dims still mean
+    independent models (as on any other grid).  Built from ``beta`` (``batch_shape + (1,)``), so a
+    non-float or non-finite coupling is refused as on a larger grid.
+    """
+    if beta.shape[-1] != 1:
+        raise ModelSpecError(f"{what} of shape {tuple(beta.shape)}: a 1x1 grid has no edge, so the coupling must "
+                             "be a number or a tensor batch_shape + (1,)")
+    return beta[..., None] * torch.zeros(num_states, dtype=beta.dtype, device=beta.device)
+
+
 def _size(height, width, what):
     return (positive_int(height, f"{what} height", error=ModelSpecError),
             positive_int(width, f"{what} width", error=ModelSpecError))
@@ -69,19 +82,26 @@ def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -
         ``nn.Module`` returning that from a context.
     :raises ModelSpecError: sizes that are not positive integers (``num_states`` >= 2; ``bool`` and floats
         refused), a coupling that is not a number or float tensor, or potentials of the wrong shape.
+
+    A 1x1 grid has no edge: a tensor coupling (``batch_shape + (1,)``) is still checked and its batch shape
+    kept, by a ``"coupling"`` family of zero log-potentials over the one variable.  A module coupling is not
+    called there, so it is not checked and not part of the net.
     """
     height, width = _size(height, width, "potts_grid")
     num_states = positive_int(num_states, "potts_grid num_states", error=ModelSpecError, minimum=2)
     names = _names(height, width)
     mrf = MarkovNet({n: num_states for n in names})
     edges = grid_edges(height, width)
+    if not isinstance(coupling, torch.nn.Module):  # checked, and its batch shape kept, with or without edges
+        beta = _as_tensor(coupling, unary if isinstance(unary, torch.Tensor) else None, "potts_grid coupling")
+        if beta.dim() == 0:
+            beta = beta.reshape(1)
+        if not edges:
+            mrf.add_factors("coupling", [[names[0]]], _edgeless_coupling(beta, num_states, "potts_grid coupling"))
     if edges:
         if isinstance(coupling, torch.nn.Module):
             pair = coupling
         else:
-            beta = _as_tensor(coupling, unary if isinstance(unary, torch.Tensor) else None, "potts_grid coupling")
-            if beta.dim() == 0:
-                beta = beta.reshape(1)
             eye = torch.eye(num_states, dtype=beta.dtype, device=beta.device)
             pair = beta[..., None, None] * eye
         mrf.add_factors("coupling", [[names[a], names[b]] for a, b in edges], pair)
@@ -95,7 +115,9 @@ def ising_grid(height: int, width: int, coupling, field=None) -> MarkovNet:
 
     :param coupling: float or tensor ``batch_shape + (E or 1,)``.
     :param field: ``None``, float, or tensor ``batch_shape + (H*W or 1,)``.
-    :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and ``"field"``.
+    :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and ``"field"`` (on a 1x1 grid, which
+        has no edge, ``"coupling"`` is zero log-potentials over the one variable that keep the coupling's
+        batch shape; the coupling is then ``batch_shape + (1,)``).
     :raises ModelSpecError: ``height``/``width`` not positive integers (``bool`` and floats refused), a
         coupling or field that is not a number or float tensor, or one of the wrong shape.
     """
@@ -116,6 +138,8 @@ def ising_grid(height: int, width: int, coupling, field=None) -> MarkovNet:
     edges = grid_edges(height, width)
     if edges:
         mrf.add_factors("coupling", [[names[a], names[b]] for a, b in edges], pair)
+    else:
+        mrf.add_factors("coupling", [[names[0]]], _edgeless_coupling(J, 2, "ising_grid coupling"))
     if unary is not None:
         mrf.add_factors("field", [[n] for n in names], unary)
     return mrf

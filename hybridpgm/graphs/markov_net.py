@@ -165,6 +165,10 @@ class MarkovNet(nn.Module):
                                      f"rename the factor")
 
     def _add(self, name, scopes, pot, single):
+        """Check the whole declaration, then register it: a refused call leaves the net as it was (no buffer,
+        parameter, module, family or site of the factor), so the corrected call can follow."""
+        if not isinstance(name, str) or not name:
+            raise ModelSpecError(f"MarkovNet: a factor needs a non-empty name (a str), got {name!r}")
         if name in self.families:
             raise ModelSpecError(f"MarkovNet: factor {name!r} is already defined")
         if not scopes or not scopes[0]:
@@ -172,7 +176,7 @@ class MarkovNet(nn.Module):
         arity = len(scopes[0])
         for s in scopes:
             for v in s:
-                if v not in self.cards:
+                if not isinstance(v, str) or v not in self.cards:
                     raise ModelSpecError(f"MarkovNet: factor {name!r} uses unknown variable {v!r}")
             if len(s) != arity or len(set(s)) != len(s):
                 raise ModelSpecError(f"MarkovNet: factor {name!r} has scope {s}: scopes of a family "
@@ -183,25 +187,28 @@ class MarkovNet(nn.Module):
                 raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
                                      f"{tuple(self.cards[v] for v in s)}")
         self._check_sites(name, len(scopes), single)
-        # on the device of a tensor table, so a model built from CUDA tensors is on CUDA throughout
-        device = pot.device if isinstance(pot, torch.Tensor) else None
-        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long, device=device)
-        key = f"_scope_{len(self.families)}"
-        self.register_buffer(key, idx, persistent=False)
-        fam = {"scope_key": key, "scopes": scopes, "cards": cards, "single": single}
+        fam = {"scopes": scopes, "cards": cards, "single": single}
         if isinstance(pot, nn.Module):
-            self.potentials[name] = pot
+            if "." in name:  # a ModuleDict key cannot hold a dot
+                raise ModelSpecError(f"MarkovNet: factor {name!r} has a neural potential, so its name cannot "
+                                     f"contain '.' (it names the module in the net's state dict)")
             fam["kind"] = "module"
         elif isinstance(pot, torch.Tensor):
-            key_p = f"_pot_{len(self.families)}"
-            if isinstance(pot, nn.Parameter):
-                self.register_parameter(key_p, pot)
-            else:
-                self.register_buffer(key_p, pot)
-            fam["kind"], fam["key"] = "tensor", key_p
             self._check_table(name, fam, pot)
+            fam["kind"], fam["key"] = "tensor", f"_pot_{len(self.families)}"
         else:
             raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
+        # checked: register.  On the device of a tensor table, so a model built from CUDA tensors is on CUDA
+        device = pot.device if isinstance(pot, torch.Tensor) else None
+        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long, device=device)
+        fam["scope_key"] = f"_scope_{len(self.families)}"
+        self.register_buffer(fam["scope_key"], idx, persistent=False)
+        if fam["kind"] == "module":
+            self.potentials[name] = pot
+        elif isinstance(pot, nn.Parameter):
+            self.register_parameter(fam["key"], pot)
+        else:
+            self.register_buffer(fam["key"], pot)
         self.families[name] = fam
         self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None

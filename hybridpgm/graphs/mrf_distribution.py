@@ -95,11 +95,12 @@ class MarkovNetDistribution(TorchDistribution):
         except RuntimeError:
             raise EvidenceError(f"MarkovNetDistribution.log_prob: values of shape {tuple(value.shape)} do not "
                                 f"broadcast with batch_shape {tuple(self.batch_shape)} + event_shape ({V},)") from None
-        if self._validate_args:
-            self._validate_sample(value)
-        # states checked with validation off too (value.long() truncated 1.5 to 1, silently)
+        # the named check first, with validation on or off: Pyro's validation would raise a plain ValueError that
+        # names no variable (and with it off, value.long() would truncate 1.5 to 1, silently)
         states = {v: assignment_states(v, value[..., i], self.mrf.cards[v], "MarkovNetDistribution.log_prob")
                   for i, v in enumerate(self.mrf.variables)}
+        if self._validate_args:
+            self._validate_sample(value)
         x = torch.stack(list(states.values()), -1)
         score = self.mrf.score(states, self.context)
         lp = score - self.log_partition

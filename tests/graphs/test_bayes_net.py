@@ -309,3 +309,23 @@ def test_names_that_clash_with_the_sites_of_model_are_refused_by_name():
     assert {"a", "a_observed"} <= set(trace.nodes)
     with pytest.raises(ModelSpecError, match="'a_observed' of node 'a' \\(its sites for a column with missing"):
         poutine.trace(net.model).get_trace(torch.tensor([[0, 1], [-1, 1]]))
+
+
+def test_a_refused_add_leaves_every_cpd_as_it_was():
+    """Binding the new node (and the children it completes) set their node and parent cardinalities before a
+    later check refused the call; the refused call kept those bindings to a node that is not in the net."""
+    x = cpd.Table([[0.5, 0.5]] * 2, ["d"])                    # fits d of cardinality 2: bound first
+    y = cpd.Table([[0.5, 0.5]] * 3, ["d"])                    # fits d of cardinality 3: refuses d
+    d = cpd.Table([0.4, 0.6])
+    bn = BayesNet().add("x", x).add("y", y)
+    with pytest.raises(ModelSpecError, match="adding node 'd' .*conflicts with its child: node 'y'"):
+        bn.add("d", d)
+    assert bn.nodes == ["x", "y"]
+    assert [(c.node, c.parent_cards) for c in (x, y, d)] == [(None, {})] * 3
+    bad = cpd.Table([[0.5, 0.5]] * 3, ["x"])                  # x has cardinality 2
+    with pytest.raises(ModelSpecError, match="node 'z': table dim 0 has size 3"):
+        bn.add("z", bad)
+    assert (bad.node, bad.parent_cards) == (None, {}) and bn.nodes == ["x", "y"]
+    ok = BayesNet().add("x", x).add("d", d)                   # the CPDs serve a corrected net
+    assert (x.node, x.parent_cards, d.node) == ("x", {"d": 2}, "d")
+    assert torch.allclose(ok.log_prob({"x": torch.tensor([1]), "d": torch.tensor([0])}), torch.tensor([0.2]).log())

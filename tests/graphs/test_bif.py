@@ -1,5 +1,6 @@
 """BIF reading/writing and pgmpy conversion, against pgmpy's own parser."""
 
+import re
 import warnings
 
 import numpy as np
@@ -276,3 +277,26 @@ def test_to_pgmpy_names_every_cpds_states_when_only_some_nodes_have_names():
     back = BayesNet.from_pgmpy(net)
     assert back.state_names == {"a": ["lo", "hi"], "b": ["0", "1"]}
     torch.testing.assert_close(back.cpds["b"].probs, bn.cpds["b"].probs.detach().double(), rtol=0, atol=1e-7)
+
+
+_HEAD_B = "network n { }\nvariable b { type discrete [ 2 ] { t, f }; }\n"
+
+
+@pytest.mark.parametrize("text, match", [
+    # Table(...) refused the duplicate parent outside the try that names the file: no file, no variable
+    ("variable a { type discrete [ 2 ] { yes, no }; }\nprobability ( a ) { table 0.3, 0.7; }\n"
+     "probability ( b | a, a ) { default 0.5, 0.5; }\n", r"probability of 'b' lists the parent\(s\) \['a'\] more"),
+    # _blocks did not know the file
+    ("variable a { type discrete [ 2 ] { yes, no }; }\nprobability ( a ) { table 0.3, 0.7; \n",
+     r"unbalanced braces: the block 'probability \( a \)' lacks its closing '}'"),
+    # a repeated state was accepted, and the error blamed the child 'b' ("names an unknown state")
+    ("variable a { type discrete [ 2 ] { yes, yes }; }\nprobability ( a ) { table 0.3, 0.7; }\n"
+     "probability ( b | a ) { (yes) 0.1, 0.9; (no) 0.5, 0.5; }\n",
+     r"variable 'a': state names must be distinct, \['yes'\] repeat in \{ yes, yes \}"),
+])
+def test_declaration_errors_name_the_file_and_the_variable_at_fault(tmp_path, text, match):
+    """Found by an audit: these three errors lacked the file (and the first the variable), or blamed the child."""
+    path = tmp_path / "names.bif"
+    path.write_text(_HEAD_B + text)
+    with pytest.raises(ModelSpecError, match=f"^{re.escape(str(path))}: {match}"):
+        read_bif(path)

@@ -313,3 +313,46 @@ def test_an_in_place_edit_of_the_logits_reaches_the_next_query():
         bn.cpds["a"].logits.data.copy_(torch.tensor([0.5, 0.5], dtype=torch.float64).log())
         bn.plan_cache.clear()
         torch.testing.assert_close(bn.posterior("a", {"b": 1}), torch.tensor([0.1, 0.8], dtype=torch.float64) / 0.9)
+
+
+def test_a_float64_linear_gaussian_keeps_python_number_weight_and_scale_exact():
+    """Found by an audit: ``scale=0.4`` and ``weight=[0.1]`` were read as float32 and then widened to the float64
+    bias, so the stored values (and every density) were off by float32 rounding (~1e-8)."""
+    import scipy.stats as st
+
+    c = cpd.LinearGaussian(bias=torch.tensor(0.3, dtype=torch.float64), weight=[0.1], scale=0.4, parents=["z"])
+    assert c.bias.dtype == c.weight.dtype == c.log_scale.dtype == torch.float64
+    assert c.scale.item() == 0.4 and c.weight.item() == 0.1
+    bn = BayesNet().add("z", cpd.LinearGaussian(bias=torch.tensor(0.0, dtype=torch.float64), scale=1.0)).add("y", c)
+    z, y = torch.tensor([2.0], dtype=torch.float64), torch.tensor([-3.0], dtype=torch.float64)
+    ref = st.norm(0, 1).logpdf(2.0) + st.norm(0.3 + 0.1 * 2.0, 0.4).logpdf(-3.0)
+    assert abs(bn.log_prob({"z": z, "y": y}).item() - ref) < 1e-12
+
+
+def test_a_numpy_float64_linear_gaussian_stays_float64_like_a_table():
+    """Found by an audit: a NumPy float64 bias was read in the default dtype (float32), unlike :class:`Table`."""
+    import numpy as np
+    import scipy.stats as st
+
+    t = cpd.Table(np.array([0.4, 0.6]), learnable=False)
+    lg = cpd.LinearGaussian(bias=np.array([0.1, 2.0]), scale=np.array([0.3, 1.7]), parents=["a"])
+    assert t.probs.dtype == lg.bias.dtype == lg.log_scale.dtype == torch.float64
+    assert lg.bias.tolist() == [0.1, 2.0] and lg.scale.tolist() == [0.3, 1.7]
+    bn = BayesNet().add("a", t).add("z", lg)
+    lp = bn.log_prob({"a": torch.tensor([0, 1]), "z": torch.tensor([0.7, -0.2], dtype=torch.float64)})
+    ref = torch.tensor([np.log(0.4) + st.norm(0.1, 0.3).logpdf(0.7), np.log(0.6) + st.norm(2.0, 1.7).logpdf(-0.2)])
+    assert lp.dtype == torch.float64 and (lp - ref).abs().max().item() < 1e-12
+
+
+def test_linear_gaussian_dtype_rules():
+    """Integers and Python numbers take the dtype of the floating arrays given (the default one without any);
+    floating arrays of different dtypes, bools and complex numbers are refused by name, never cast."""
+    assert cpd.LinearGaussian(bias=[1, 2], parents=["d"]).bias.dtype == torch.get_default_dtype()
+    c = cpd.LinearGaussian(weight=torch.tensor([0.5], dtype=torch.float64), scale=2, parents=["z"])
+    assert c.bias.dtype == c.log_scale.dtype == torch.float64 and c.weight.item() == 0.5
+    with pytest.raises(ModelSpecError, match=r"different dtypes .*'bias': torch.float32, 'scale': torch.float64"):
+        cpd.LinearGaussian(bias=torch.zeros(()), scale=torch.tensor(1.0, dtype=torch.float64))
+    with pytest.raises(ModelSpecError, match="LinearGaussian bias must be real numbers, got dtype torch.bool"):
+        cpd.LinearGaussian(bias=torch.tensor(True))
+    with pytest.raises(ModelSpecError, match="LinearGaussian scale must be real numbers, got dtype torch.complex"):
+        cpd.LinearGaussian(scale=1 + 1j)

@@ -1,3 +1,4 @@
+import functools
 import math
 import re
 
@@ -399,3 +400,70 @@ def test_model_names_values_of_more_than_one_batch_dimension(values):
     with pytest.raises(ModelSpecError, match=rf"needs at most one batch dimension, got values of shapes "
                                              rf"{re.escape(str(deep))}"):
         pyro.poutine.trace(mrf.model).get_trace(values)
+
+
+def _registered(mrf):
+    return (sorted(n for n, _ in mrf.named_parameters()), sorted(n for n, _ in mrf.named_buffers()),
+            sorted(mrf.state_dict()), dict(mrf.families), dict(mrf._factor_sites), dict(mrf.cards))
+
+
+@pytest.mark.parametrize("bad", [
+    nn.Parameter(torch.randn(3, 3)),                 # wrong shape
+    torch.full((2, 3), float("nan")),                # non-finite buffer
+    torch.zeros(2, 3, dtype=torch.long),             # non-float
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],              # not a tensor or module
+])
+def test_a_refused_add_factor_registers_nothing_and_the_corrected_call_succeeds(bad):
+    """Found by an audit: the table (and the scope buffer) were registered before the table was checked, so a
+    refused call left ``_pot_0`` on the net and the corrected call raised a raw KeyError."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("a", ["a"], torch.zeros(2))
+    before = _registered(mrf)
+    with pytest.raises(ModelSpecError, match="factor 'ab'"):
+        mrf.add_factor("ab", ["a", "b"], bad)
+    assert _registered(mrf) == before
+    good = torch.randn(2, 3)
+    mrf.add_factor("ab", ["a", "b"], nn.Parameter(good))
+    assert [n for n, _ in mrf.named_parameters()] == ["_pot_1"]
+    assert torch.allclose(mrf.log_partition(), (torch.zeros(2)[:, None] + good).logsumexp((0, 1)))
+
+
+def test_a_refused_family_or_neural_factor_registers_nothing():
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+    before = _registered(mrf)
+    with pytest.raises(ModelSpecError, match=r"factor 'e' has log-potentials of shape \(3, 2, 2\)"):
+        mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(3, 2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 'n.1' has a neural potential, so its name cannot contain"):
+        mrf.add_factor("n.1", ["a"], nn.Linear(1, 2))
+    with pytest.raises(ModelSpecError, match="a factor needs a non-empty name"):
+        mrf.add_factor(3, ["a"], torch.zeros(2))
+    with pytest.raises(ModelSpecError, match=r"factor 'u' uses unknown variable \['a'\]"):
+        mrf.add_factor("u", [["a"]], torch.zeros(2))
+    assert _registered(mrf) == before and len(mrf.potentials) == 0
+    mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(2, 2, 2))
+    assert torch.allclose(mrf.log_partition(), torch.tensor(3 * math.log(2.0)))
+
+
+def test_a_1x1_grid_keeps_the_couplings_batch_shape():
+    """Found by an audit: with no edge the coupling was dropped, so a batch of 3 models became one."""
+    J = torch.randn(3, 1, dtype=torch.float64)
+    h = torch.tensor([0.5], dtype=torch.float64)
+    log_z = ising_grid(1, 1, J, h).log_partition()
+    assert log_z.shape == (3,)
+    assert torch.allclose(log_z, torch.log(2 * torch.cosh(h)).expand(3))  # the coupling adds no energy
+    assert ising_grid(1, 1, J).log_partition().shape == (3,) and ising_grid(1, 1, 0.5).log_partition().shape == ()
+    assert potts_grid(1, 1, 3, torch.randn(4, 1)).log_partition().shape == (4,)
+    torch.testing.assert_close(potts_grid(1, 1, 3, torch.randn(4, 1)).log_partition(), torch.full((4,), math.log(3)))
+
+
+@pytest.mark.parametrize("grid", [functools.partial(ising_grid, 1, 1), functools.partial(potts_grid, 1, 1, 3)])
+@pytest.mark.parametrize("coupling, match", [
+    ("abc", "coupling must be a number or a float tensor, got 'abc'"),
+    (True, "coupling must be a number or a float tensor, got True"),
+    (torch.randn(5, 9), r"coupling of shape \(5, 9\): a 1x1 grid has no edge"),
+    (torch.tensor([1]), r"factor 'coupling' has non-float log-potentials \(torch.int64\)"),
+    (torch.tensor([float("nan")]), "factor 'coupling' has non-finite log-potentials"),
+])
+def test_a_1x1_grid_checks_its_coupling(grid, coupling, match):
+    """Found by an audit: with no edge the coupling was never converted or checked (``'abc'`` was accepted)."""
+    with pytest.raises(ModelSpecError, match=match):
+        grid(coupling)

@@ -84,7 +84,7 @@ def test_a_pyro_site_in_a_plate_with_validation_and_clear_errors():
         assert z.shape == (6, 4)
         tr.compute_log_prob()
         assert torch.allclose(tr.nodes["z"]["log_prob"], mrf.distribution().log_prob(z))
-        with pytest.raises(ValueError, match="support"):
+        with pytest.raises(EvidenceError, match=r"the values of 'x_0_1' .* not states 0..1"):  # a ValueError
             mrf.distribution().log_prob(torch.tensor([0, 2, 0, 0]))
     with pytest.raises(EvidenceError, match=r"last dim of 4 .* got shape \(3,\)"):
         mrf.distribution().log_prob(torch.tensor([0, 1, 0]))
@@ -194,3 +194,15 @@ def test_log_prob_names_values_that_do_not_broadcast_with_the_batch(validate):
     d = MarkovNetDistribution(mrf, _evidence(mrf), validate_args=validate)
     with pytest.raises(EvidenceError, match=r"values of shape \(2, 4\) do not broadcast with batch_shape \(3,\)"):
         d.log_prob(torch.zeros(2, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("bad, name", [([0, 3], "b"), ([-1, 0], "a"), ([0.0, 1.5], "b")])
+def test_log_prob_names_a_value_that_is_not_a_state_under_default_validation(bad, name):
+    """Found by an audit: with Pyro's validation on (the default), torch's ``_validate_sample`` ran before the
+    named check and raised a plain ValueError that names no variable, contradicting the docstring."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    d = mrf.distribution()
+    assert d._validate_args  # the default settings validate
+    with pytest.raises(EvidenceError, match=f"the values of '{name}' .* which are not states"):
+        d.log_prob(torch.tensor(bad))
+    assert issubclass(EvidenceError, ValueError)  # ``except ValueError`` still catches it
