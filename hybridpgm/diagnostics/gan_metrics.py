@@ -63,11 +63,11 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     """Train an MLP classifier ``batch x D`` -> logits ``batch x C`` on real data
     with :func:`hybridpgm.fit`; the reference network of :func:`inception_score`.
 
-    :param x: ``N x D`` inputs.
-    :param y: ``N`` int64 labels in ``[0, num_classes)``.
+    :param x: ``N x D`` floating-point inputs; the network is built and trained in their dtype.
+    :param y: ``N`` integer labels in ``[0, num_classes)`` (any integer dtype; the loss reads them as int64).
     :param seed: the network's initialisation and the data order; the caller's global RNGs (torch, NumPy,
         Python) are left as they were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).
-    :returns: the trained network, in eval mode.
+    :returns: the trained network, in ``x``'s dtype and in eval mode.
     :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, non-float inputs, labels
         that are not integers, or labels outside ``[0, num_classes)``.
     """
@@ -86,8 +86,8 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
         raise DataError(f"train_classifier labels y must lie in [0, {num_classes}), got values from {int(y.min())} "
                         f"to {int(y.max())}")
     with keeping_global_rngs(seed):
-        net = mlp([x.shape[1], *hidden, num_classes], "relu", "he")
-        fit(_CrossEntropy(net), (x, y), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
+        net = mlp([x.shape[1], *hidden, num_classes], "relu", "he").to(x.dtype)
+        fit(_CrossEntropy(net), (x, y.long()), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
             device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
     return net.eval()
 
@@ -106,13 +106,16 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
 
     :param classifier: maps ``batch x D`` to class logits ``batch x C``.
     :param samples: ``N x D`` samples to score.
+    :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
+        :math:`0 \\log 0 = 0` to that sample's divergence.
     :raises DataError: for no samples (the score of none is undefined).
     """
     if samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     logp = torch.cat([F.log_softmax(classifier(s), dim=-1) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
-    kl = (logp.exp() * (logp - log_marginal)).sum(-1)
+    p = logp.exp()
+    kl = torch.where(p > 0, p * (logp - log_marginal), 0.0).sum(-1)  # 0 log 0 = 0 (xlogy's convention)
     return float(kl.mean().exp())
 
 
@@ -165,10 +168,14 @@ def clustering_accuracy(clusters: torch.Tensor, labels: torch.Tensor) -> float:
     one-to-one map of clusters to labels (Hungarian algorithm); chance is about
     ``1 / num_classes`` for balanced classes.
 
-    :raises DataError: for shapes that differ, no items, or values that are not non-negative integers.
+    :raises DataError: for inputs that are not 1-D, shapes that differ, no items, or values that are not
+        non-negative integers.
     """
     _check_labels(clusters, "clustering_accuracy clusters")
     _check_labels(labels, "clustering_accuracy labels")
+    if clusters.dim() != 1 or labels.dim() != 1:
+        raise DataError(f"clustering_accuracy needs 1-D clusters and labels (N,), got shapes "
+                        f"{tuple(clusters.shape)} and {tuple(labels.shape)}")
     c, y = np.asarray(clusters.cpu()), np.asarray(labels.cpu())
     if c.shape != y.shape:
         raise DataError(f"clusters {c.shape} and labels {y.shape} must have the same shape")

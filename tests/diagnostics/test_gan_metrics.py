@@ -1,6 +1,7 @@
 """Inception score, ring coverage, target accuracy and clustering accuracy."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -119,3 +120,29 @@ def test_ring_coverage_refuses_empty_or_integer_samples(samples, match):
 def test_train_classifier_refuses_bad_labels_and_inputs(x, y, kwargs, match):
     with pytest.raises(DataError, match=match):
         train_classifier(x, y, num_steps=1, device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(1, 6), (6, 1), (2, 3)])
+def test_clustering_accuracy_refuses_inputs_that_are_not_1d(shape):
+    """Before, 2-D inputs were accepted and (2, 3) or (1, 6) gave an accuracy above 1."""
+    c, y = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([0, 1, 2, 1, 1, 2])
+    with pytest.raises(DataError, match=re.escape(f"1-D clusters and labels (N,), got shapes {shape} and {shape}")):
+        clustering_accuracy(c.reshape(shape), y.reshape(shape))
+
+
+@pytest.mark.parametrize("label_dtype", [torch.int64, torch.int32])
+def test_train_classifier_trains_in_the_inputs_float_dtype(label_dtype):
+    """Before, float64 inputs met a float32 network and fit raised a raw dtype error."""
+    x = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    clf = train_classifier(x, torch.tensor([0, 1] * 4, dtype=label_dtype), hidden=(4,), num_steps=2, device="cpu")
+    assert all(p.dtype == torch.float64 for p in clf.parameters()) and not clf.training
+    assert clf(x).dtype == torch.float64
+
+
+def test_inception_score_reads_zero_log_zero_as_zero():
+    """Before, a class ruled out by a -inf logit gave 0 * -inf = NaN."""
+    logits = torch.tensor([[0.0, -float("inf")], [0.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]], dtype=torch.float64)
+    marginal = p.mean(0)
+    expected = math.exp(float(((1.0 * (1.0 / marginal[0]).log()) + (p[1] * (p[1] / marginal).log()).sum()) / 2))
+    assert inception_score(lambda s: logits, torch.zeros(2, 5)) == pytest.approx(expected, rel=1e-6)

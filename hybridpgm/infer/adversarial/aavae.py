@@ -39,9 +39,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridpgm.checks import as_integer, positive_real
+from hybridpgm.checks import as_integer, flag, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.infer.adversarial.base import AdversarialGame
+from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
 from hybridpgm.infer.iwae import importance_log_weights
 
 __all__ = ["AAVAE"]
@@ -55,9 +55,14 @@ class AAVAE(AdversarialGame):
     :param discriminator: ``batch x x_dim`` -> logits ``batch`` of :math:`q_\\phi(y = 1 \\mid x)`.
     :param k: discriminator steps per generator step.
     :param fake_weight: scale of the model samples' term.
-    :param normalize_weights: divide the weights by their mean over each half of the batch.
-    :raises ModelSpecError: ``vae`` is not a VAE, or its data shape is not the discriminator's input shape.
-    :raises ConfigError: ``fake_weight`` is not a finite number >= 0, or ``k < 1``.
+    :param normalize_weights: divide the weights by their mean over each half of the batch (``True`` or
+        ``False``).  A row's weight then depends on the other rows of its batch, so the loss is not
+        *decomposable* (:mod:`hybridpgm.train.objective`): :attr:`decomposable` is ``False`` and
+        :func:`hybridpgm.fit` refuses ``accumulate > 1`` and several ranks; pass ``False`` to train so.
+    :raises ModelSpecError: ``vae`` is not a VAE, its data shape is not the discriminator's input shape, the
+        discriminator cannot take a ``2 x x_dim`` batch in the VAE's dtype, or does not return one logit per row.
+    :raises ConfigError: ``fake_weight`` is not a finite number >= 0, ``normalize_weights`` is not a ``bool``,
+        or ``k < 1``.
     """
 
     def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
@@ -70,9 +75,18 @@ class AAVAE(AdversarialGame):
             raise ModelSpecError(f"the VAE's data shape ({x_dim},) does not match the discriminator's input shape "
                                  f"{tuple(in_shape)}")
         fake_weight = positive_real(fake_weight, "AAVAE fake_weight", allow_zero=True)
+        normalize_weights = flag(normalize_weights, "AAVAE normalize_weights")
+        _check_discriminator(vae, discriminator, as_integer(x_dim))
         self.fake_weight, self.normalize_weights = fake_weight, normalize_weights
         super().__init__(nn.ModuleDict({"vae": vae, "discriminator": discriminator}), k=k)
         self.vae = vae
+
+    @property
+    def decomposable(self) -> bool:
+        """Whether the loss of a batch is the size-weighted mean of the losses of its parts
+        (:mod:`hybridpgm.train.objective`): not with ``normalize_weights``, whose weights are divided by
+        their mean over the batch."""
+        return not self.normalize_weights
 
     def real(self, batch) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), ``batch x x_dim``, converted and
@@ -115,3 +129,17 @@ class AAVAE(AdversarialGame):
             fake = self.sample(x.shape[0])
             loss = loss - self.fake_weight * (self.weights(fake) * self.elbo(fake)).mean()
         return loss
+
+
+def _check_discriminator(vae: nn.Module, discriminator: nn.Module, x_dim: int) -> None:
+    """Dry-run ``discriminator`` on a ``2 x x_dim`` batch of zeros in the VAE's dtype and device.
+
+    :raises ModelSpecError: the VAE and the discriminator compute in different dtypes, the discriminator
+        cannot take the batch, or does not return one logit per row (naming the shapes and dtypes)."""
+    ref, disc_ref = _first_param(vae), _first_param(discriminator)
+    if ref is not None and disc_ref is not None and ref.dtype != disc_ref.dtype:
+        raise ModelSpecError(f"the VAE computes in {ref.dtype}, the discriminator in {disc_ref.dtype}; move both "
+                             f"to one dtype (discriminator.to({ref.dtype}))")
+    ref = ref if ref is not None else disc_ref
+    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    dry_run_discriminator(discriminator, torch.zeros(2, x_dim, **kwargs), "the VAE's data")

@@ -40,10 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import positive_real
+from hybridpgm.checks import positive_real, seed_of
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ADA"]
 
@@ -67,7 +68,12 @@ class ADA(AdversarialGame):
     :raises ModelSpecError: the networks' shapes do not chain.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not three tensors
-    ``(x_source, y_source, x_target)`` of matching shapes with integer labels, or that is empty.
+    ``(x_source, y_source, x_target)`` of matching shapes with integer labels, that is empty, whose inputs
+    have a dtype the networks do not take exactly or NaN/inf values
+    (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`), or (the generator's loss) a
+    label outside ``[0, num_classes)``, ``-100`` included: every source example needs its class.  Inside
+    :func:`hybridpgm.fit` the value checks wait for the step's one host read
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).
     """
 
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
@@ -92,9 +98,12 @@ class ADA(AdversarialGame):
         :param x_source: ``N x input_shape`` source inputs, ``N >= 1``.
         :param y_source: ``N`` source labels.
         :param x_target: ``M x input_shape`` target inputs, ``M >= 1``.
+        :param seed: the seed of the permutations, an integer in torch's range ``[-2**63, 2**64)``.
         :raises DataError: an input that is not a tensor with a batch dimension, an empty domain (naming its
             shape), or not one source label per source example.
+        :raises ConfigError: ``seed`` is not an integer in torch's range (:func:`hybridpgm.checks.seed_of`).
         """
+        seed = seed_of(seed, "ADA.paired_data seed")
         for name, t in (("x_source", x_source), ("x_target", x_target)):
             if not isinstance(t, torch.Tensor) or t.dim() == 0:
                 got = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
@@ -127,7 +136,21 @@ class ADA(AdversarialGame):
             raise DataError(f"ADA: source labels must be integer class indices (int64), got dtype {ys.dtype}")
         if xs.shape[0] == 0 or xt.shape[0] == 0:
             raise DataError(f"ADA got an empty batch (source {tuple(xs.shape)}, target {tuple(xt.shape)})")
-        return xs, ys, xt
+        return self.checked_data(xs, "ADA x_source"), ys, self.checked_data(xt, "ADA x_target")
+
+    def data_networks(self) -> tuple[nn.Module, ...]:
+        """The feature extractor takes the inputs: its dtype is theirs (the discriminator's when it has no
+        parameters)."""
+        return self.feature_extractor, self.discriminator
+
+    def _inputs(self, x: torch.Tensor, what: str) -> torch.Tensor:
+        """``x`` checked as a batch of inputs ``batch x input_shape`` for :meth:`predict`."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or (
+                self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
+            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            expected = ", ".join(map(str, self.input_shape)) if self.input_shape is not None else "..."
+            raise DataError(f"{what} must be a tensor of shape (batch, {expected}), got {got}")
+        return self.checked_data(x, what)
 
     # -- the losses ---------------------------------------------------------------------
     def discriminator_step_loss(self, batch) -> torch.Tensor:
@@ -139,7 +162,8 @@ class ADA(AdversarialGame):
     def generator_step_loss(self, batch) -> torch.Tensor:
         xs, ys, xt = self._unpack(batch)
         hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
-        loss = F.cross_entropy(self.classifier(hs), ys)
+        logits = self.classifier(hs)
+        loss = F.cross_entropy(logits, _checked_labels(ys, logits.shape[-1]))
         if self.adversarial_weight:
             fool = 0.5 * (self.log_qr(hs, 1).mean() + self.log_qr(ht, 0).mean())
             loss = loss - self.adversarial_weight * fool
@@ -147,8 +171,40 @@ class ADA(AdversarialGame):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch`` predicted labels :math:`\\arg\\max_c f_\\psi(c \\mid G_\\theta(x))`."""
-        return self.classifier(self.feature_extractor(x)).argmax(-1)
+        """``batch`` predicted labels :math:`\\arg\\max_c f_\\psi(c \\mid G_\\theta(x))`.
+
+        The networks run in eval mode (batch norm uses its running statistics and does not update them,
+        dropout is off), each sub-module's own mode put back after
+        (:func:`~hybridpgm.module_modes.keeping_modes`): a row's label does not depend on the other rows.
+
+        :param x: ``batch x input_shape`` inputs, converted and checked as the batches of :meth:`loss` are.
+        :raises DataError: ``x`` is not a tensor of shape ``(batch, *input_shape)``, is empty, has a dtype the
+            networks do not take exactly, or holds NaN/inf values.
+        """
+        x = self._inputs(x, "ADA.predict x")
+        with keeping_modes(self.feature_extractor, self.classifier):
+            self.feature_extractor.eval(), self.classifier.eval()
+            return self.classifier(self.feature_extractor(x)).argmax(-1)
+
+
+def _checked_labels(ys: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The source labels ``ys`` (``batch``, integers) as int64 class indices of a classifier with
+    ``num_classes`` outputs; a label outside ``[0, num_classes)`` (``-100``, which
+    :func:`torch.nn.functional.cross_entropy` would silently ignore, included) raises
+    :class:`~hybridpgm.errors.DataError` naming its row and value, inside :func:`hybridpgm.fit` at the step's
+    one host read (:func:`~hybridpgm.train.deferred_checks.check_or_defer`; the loss is computed meanwhile with
+    such labels read as class 0)."""
+    in_range = (ys >= 0) & (ys < num_classes)
+
+    def out_of_range() -> DataError:
+        bad = (~in_range).nonzero().flatten()
+        row = int(bad[0])
+        return DataError(f"ADA source labels y_source must be class indices in 0..{num_classes - 1} (the "
+                         f"classifier's {num_classes} outputs); row {row} of the batch holds {int(ys[row])} "
+                         f"({bad.numel()} label(s) out of range; none is ignored, -100 included)")
+
+    check_or_defer(in_range.all(), out_of_range)
+    return torch.where(in_range, ys, 0).long()
 
 
 def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,

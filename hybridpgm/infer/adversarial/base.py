@@ -46,8 +46,8 @@ from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.module_modes import keeping_modes
 
-__all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "log_q_from_logits",
-           "weighted_mean"]
+__all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
+           "log_q_from_logits", "weighted_mean"]
 
 
 def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
@@ -96,15 +96,29 @@ def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> 
         if in_shape is not None and tuple(in_shape) != shape:
             raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
                                  f"input shape {tuple(in_shape)}")
+        dry_run_discriminator(discriminator, x, "the generator's output")
+    return shape
+
+
+def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str) -> None:
+    """Run ``discriminator`` on the ``2 x event_shape`` batch ``x`` (in eval mode, each sub-module's own mode
+    put back after, without gradients) and check that it gives one logit per example.
+
+    :param source: what ``x`` stands for, as the message names it (``"the generator's output"``).
+    :raises ModelSpecError: the discriminator fails on ``x`` (naming its shape and dtype) or does not return
+        two logits."""
+    shape = tuple(x.shape[1:])
+    with keeping_modes(discriminator), torch.no_grad():
+        discriminator.eval()
         try:
             logits = discriminator(x)
         except (RuntimeError, ValueError) as e:
-            raise ModelSpecError(f"the discriminator cannot take the generator's output of shape {shape}: "
+            raise ModelSpecError(f"the discriminator cannot take {source} of shape {shape} and dtype {x.dtype}: "
                                  f"{e}") from e
-        if logits.numel() != 2:
-            raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
-                                 f"(batch, 1)), got {tuple(logits.shape)} for a batch of 2")
-    return shape
+    if not isinstance(logits, torch.Tensor) or logits.numel() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
+                             f"(batch, 1)), got {got} for a batch of 2")
 
 
 def _unique(params) -> list[nn.Parameter]:
@@ -176,19 +190,27 @@ class AdversarialGame:
     def generator_step_loss(self, batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def checked_data(self, x: torch.Tensor) -> torch.Tensor:
+    def checked_data(self, x: torch.Tensor, what: str | None = None) -> torch.Tensor:
         """A batch's data tensor ``x`` (its shape already checked by the objective) refused when empty, in the
-        discriminator's dtype by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
-        integers exactly; float64 data for float32 networks are refused), and checked for NaN/inf (inside
-        :func:`hybridpgm.fit` in the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
+        dtype of the network that takes the data (the discriminator's, or that of the first network of
+        :meth:`data_networks` with parameters) by the rule of :func:`hybridpgm.data.validation.as_model_dtype`
+        (bool and integers exactly; float64 data for float32 networks are refused), and checked for NaN/inf
+        (inside :func:`hybridpgm.fit` in the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
 
+        :param what: the data, as messages name it (default ``"<class name> data"``).
         :raises DataError: an empty batch, a dtype the networks do not convert exactly, or NaN/inf values."""
-        what = f"{type(self).__name__} data"
+        what = f"{type(self).__name__} data" if what is None else what
         if x.shape[0] == 0:
-            raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give at least one row")
-        ref = _first_param(self.discriminator)
+            raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give {what} at "
+                            f"least one row")
+        ref = _first_param(*self.data_networks())
         x = x if ref is None else as_model_dtype(x, ref.dtype, what)
         return defer_finite(x, what)
+
+    def data_networks(self) -> tuple[nn.Module, ...]:
+        """The networks that take the data, in order: the first with parameters gives the data's dtype
+        (:meth:`checked_data`).  The discriminator here; ADA's feature extractor comes first."""
+        return (self.discriminator,)
 
     # -- q_phi(y|x) and its reversal ------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,9 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.infer.adversarial.base import _first_param
 from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["InfoGAN"]
 
@@ -90,12 +92,18 @@ class InfoGAN(GAN):
         self._discriminator_modules = ("discriminator", "code_posterior")
         self._check_code_posterior(code_posterior)
 
+    def _like(self) -> dict:
+        """``dtype`` and ``device`` of the codes: the generator's, else (a generator without parameters) the
+        discriminator's or the code posterior's, else torch's defaults."""
+        ref = _first_param(self.generator, self.discriminator, *self.module.values())
+        return {"device": ref.device, "dtype": ref.dtype} if ref is not None else {
+            "device": torch.device("cpu"), "dtype": torch.get_default_dtype()}
+
     def _check_code_posterior(self, code_posterior: nn.Module) -> None:
         width = self.num_categories + self.num_continuous
         with keeping_modes(code_posterior), torch.no_grad():
             code_posterior.eval()
-            p = next(self.generator.parameters())
-            x = torch.zeros((2, *self.event_shape), dtype=p.dtype, device=p.device)
+            x = torch.zeros((2, *self.event_shape), **self._like())
             try:
                 out = code_posterior(x)
             except (RuntimeError, ValueError) as e:
@@ -109,24 +117,56 @@ class InfoGAN(GAN):
     def sample_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(input, c_cat, c_cont)``: the generator input ``n x noise_dim``, the
         categories ``n`` (int64) and the continuous codes ``n x num_continuous``."""
-        p = next(self.generator.parameters())
+        like = self._like()
         noise = self.noise_dim - self.num_categories - self.num_continuous
-        z = torch.randn(n, noise, dtype=p.dtype, device=p.device)
-        cat = torch.randint(max(self.num_categories, 1), (n,), device=p.device)
-        cont = torch.rand(n, self.num_continuous, dtype=p.dtype, device=p.device) * 2 - 1
-        onehot = F.one_hot(cat, self.num_categories).to(p.dtype) if self.num_categories else z[:, :0]
+        z = torch.randn(n, noise, **like)
+        cat = torch.randint(max(self.num_categories, 1), (n,), device=like["device"])
+        cont = torch.rand(n, self.num_continuous, **like) * 2 - 1
+        onehot = F.one_hot(cat, self.num_categories).to(like["dtype"]) if self.num_categories else z[:, :0]
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 
     def sample(self, n: int) -> torch.Tensor:
         return self.generator(self.sample_codes(sample_count(n, "InfoGAN.sample n"))[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
-        """``batch`` values of :math:`\\log q_\\eta(c \\mid x)` (``x``: ``batch x event_shape``)."""
+        """``batch`` values of :math:`\\log q_\\eta(c \\mid x)`.
+
+        :param x: ``batch x event_shape`` samples.
+        :param cat: ``batch`` integer categories in ``[0, num_categories)`` (ignored without a categorical code).
+        :param cont: ``batch x num_continuous`` continuous codes.
+        :raises DataError: a shape other than these, integer-valued ``cont`` or non-integer ``cat``, or a
+            category outside ``[0, num_categories)`` (naming its row and value; inside :func:`hybridpgm.fit` at
+            the step's one host read, :func:`~hybridpgm.train.deferred_checks.check_or_defer`).
+        """
+        cats = self.num_categories
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise DataError(f"InfoGAN.code_log_prob x must have shape (batch, {', '.join(map(str, self.event_shape))})"
+                            f", got {got}")
+        n = x.shape[0]
+        if cats and (not isinstance(cat, torch.Tensor) or tuple(cat.shape) != (n,) or cat.is_floating_point()
+                     or cat.is_complex() or cat.dtype == torch.bool):
+            got = _described(cat)
+            raise DataError(f"InfoGAN.code_log_prob cat must be {n} integer categories (shape ({n},)), got {got}")
+        if self.num_continuous and (not isinstance(cont, torch.Tensor) or tuple(cont.shape) != (n, self.num_continuous)
+                                    or not cont.is_floating_point()):
+            got = _described(cont)
+            raise DataError(f"InfoGAN.code_log_prob cont must be floating codes of shape ({n}, {self.num_continuous}) "
+                            f"(batch, num_continuous), got {got}")
         out = self.module["code_posterior"](x)
         logits, mean = out[:, : self.num_categories], out[:, self.num_categories:]
         log_prob = x.new_zeros(x.shape[0])
-        if self.num_categories:
-            log_prob = log_prob + logits.log_softmax(-1).gather(-1, cat[:, None]).squeeze(-1)
+        if cats:
+            in_range = (cat >= 0) & (cat < cats)
+
+            def out_of_range() -> DataError:
+                row = int((~in_range).nonzero().flatten()[0])
+                return DataError(f"InfoGAN.code_log_prob cat must lie in 0..{cats - 1} (num_categories={cats}); "
+                                 f"row {row} holds {int(cat[row])}")
+
+            check_or_defer(in_range.all(), out_of_range)
+            index = torch.where(in_range, cat, 0).long()
+            log_prob = log_prob + logits.log_softmax(-1).gather(-1, index[:, None]).squeeze(-1)
         if self.num_continuous:
             log_prob = log_prob - 0.5 * ((cont - mean) ** 2).sum(-1) - 0.5 * self.num_continuous * math.log(2 * math.pi)
         return log_prob
@@ -134,8 +174,20 @@ class InfoGAN(GAN):
     @torch.no_grad()
     def infer_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probs, means)``: :math:`q_\\eta(c_\\text{cat} \\mid x)` ``batch x C`` and the
-        continuous codes' means ``batch x m``."""
-        out = self.module["code_posterior"](x)
+        continuous codes' means ``batch x m``.
+
+        The code posterior runs in eval mode (batch norm uses its running statistics and does not update them),
+        each sub-module's own mode put back after (:func:`~hybridpgm.module_modes.keeping_modes`).
+
+        :param x: ``batch x event_shape`` data, converted and checked as the training data are (:meth:`real`).
+        :raises DataError: ``x`` of another shape, empty, of a dtype the networks do not take exactly, or with
+            NaN/inf values.
+        """
+        x = self.real(x)
+        code_posterior = self.module["code_posterior"]
+        with keeping_modes(code_posterior):
+            code_posterior.eval()
+            out = code_posterior(x)
         return out[:, : self.num_categories].softmax(-1), out[:, self.num_categories:]
 
     # -- the losses --------------------------------------------------------------------
@@ -152,3 +204,8 @@ class InfoGAN(GAN):
         inputs, cat, cont = self.sample_codes(x.shape[0])
         fake = self.generator(inputs)
         return self.generator_loss(fake) - self.info_weight * self.code_log_prob(fake, cat, cont).mean()
+
+
+def _described(t) -> str:
+    """``t``'s shape and dtype for a message (its type when it is no tensor)."""
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__

@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridpgm.checks import flag
 from hybridpgm.infer.adversarial.base import check_k
 from hybridpgm.infer.adversarial.gan import GAN
 
@@ -53,14 +54,16 @@ class IWGAN(GAN):
     :param num_samples: importance samples :math:`K` per data point (``>= 1``).
     :param k: discriminator steps per generator step.
     :param weight_discriminator: weight the discriminator's generated-sample
-        term by :math:`\\tilde w` too.
+        term by :math:`\\tilde w` too (``True`` or ``False``).
     :param noise_dim: noise dimension (default ``generator.noise_dim``).
+    :raises ConfigError: ``num_samples`` or ``k`` is not an integer >= 1, or ``weight_discriminator`` is not
+        a ``bool``.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, num_samples: int = 4, k: int = 1,
                  weight_discriminator: bool = True, noise_dim: int | None = None):
         self.num_samples = check_k(num_samples, "num_samples")
-        self.weight_discriminator = weight_discriminator
+        self.weight_discriminator = flag(weight_discriminator, "IWGAN weight_discriminator")
         super().__init__(generator, discriminator, k=k, noise_dim=noise_dim)
 
     def grouped_samples(self, n: int) -> torch.Tensor:

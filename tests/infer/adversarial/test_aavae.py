@@ -126,3 +126,50 @@ def test_data_that_is_not_finite_or_empty_is_named(bad):
         aavae.loss("generator", torch.zeros(0, 6))
     with pytest.raises(DataError, match=r"AAVAE data has dtype torch.float64.*torch.float32"):
         aavae.loss("discriminator", binary(5).double())
+
+
+def test_normalized_weights_make_the_loss_not_decomposable():
+    """Before, AAVAE(normalize_weights=True) divided the weights by their mean over whatever (micro-)batch it got
+    but did not say so: fit(accumulate=2) silently trained another update."""
+    from hybridpgm.errors import ConfigError
+
+    assert make(normalize_weights=True).decomposable is False
+    assert make(normalize_weights=False).decomposable is True
+    x = binary(8)
+    with pytest.raises(ConfigError, match="AAVAE is not decomposable.*accumulate=2"):
+        hybridpgm.fit(make(normalize_weights=True), x, batch_size=8, max_steps=1, accumulate=2, progress=False,
+                      seed=0, device="cpu")
+    result = hybridpgm.fit(make(normalize_weights=False), x, batch_size=8, max_steps=1, accumulate=2, progress=False,
+                           seed=0, device="cpu")
+    assert_finite_history(result)
+
+
+@pytest.mark.parametrize("value", ["no", "False", None, 0, 1])
+def test_normalize_weights_must_be_a_bool(value):
+    """Before, any truthy value ("no" included) normalized the weights."""
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"AAVAE normalize_weights must be True or False, got {value!r}"):
+        make(normalize_weights=value)
+
+
+class _ThreeLogits(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :3]
+
+
+def test_the_discriminator_is_dry_run_at_construction():
+    """Before, a discriminator of another width (without in_shape), dtype, or output shape failed only at the first
+    loss, with a raw matmul error (or not at all)."""
+    vae = hybridpgm.VAE(3, z_dim=2, hidden=(4,))
+    with pytest.raises(ModelSpecError, match=r"discriminator cannot take the VAE's data of shape \(3,\) and dtype "
+                                             r"torch.float32"):
+        AAVAE(vae, torch.nn.Linear(5, 1))
+    with pytest.raises(ModelSpecError, match="VAE computes in torch.float64, the discriminator in torch.float32"):
+        AAVAE(hybridpgm.VAE(3, z_dim=2, hidden=(4,)).double(), MLPDiscriminator(3, (4,)))
+    with pytest.raises(ModelSpecError, match=r"one logit per example.*got \(2, 3\) for a batch of 2"):
+        AAVAE(vae, _ThreeLogits())
+    disc = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+    running_mean = disc[1].running_mean.clone()
+    AAVAE(vae, disc)  # the dry run leaves batch norm's statistics and the modules' modes as they were
+    assert disc.training and torch.equal(disc[1].running_mean, running_mean)

@@ -106,3 +106,87 @@ def test_paired_data_names_an_empty_domain_and_a_label_count():
         ADA.paired_data(xs, ys[:4], torch.randn(4, 3))
     a, b, t = ADA.paired_data(xs, ys, torch.randn(1, 3))  # one target example is repeated
     assert t.shape == (5, 3) and bool((t == t[0]).all())
+
+
+@pytest.mark.parametrize("label", [3, 7, -1, -100])
+def test_labels_outside_the_classes_are_named(label):
+    """Before, -100 was silently dropped by cross_entropy (all -100: a NaN loss) and other labels out of range
+    raised torch's raw IndexError."""
+    ada = make()
+    xs, ys, xt = batch()
+    ys[2] = label
+    with pytest.raises(DataError, match=f"0..2 \\(the classifier's 3 outputs\\); row 2 of the batch holds {label} "
+                                        f"\\(1 label"):
+        ada.loss("generator", (xs, ys, xt))
+    with pytest.raises(DataError, match=f"row 0 of the batch holds {label} \\(6 label"):
+        ada.loss("generator", (xs, torch.full((6,), label), xt))
+
+
+def test_label_check_waits_for_the_steps_host_read():
+    """Inside fit the label check is deferred (no host read of its own) and raises before the generator's update."""
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    ada = make()
+    xs, ys, xt = batch()
+    ys[4] = -100
+    with deferring_checks() as pending:
+        loss = ada.loss("generator", (xs, ys, xt))  # no raise yet
+    assert torch.isfinite(loss) and not bool(pending.all_passed(torch.device("cpu")))
+    with pytest.raises(DataError, match="row 4 of the batch holds -100"):
+        pending.raise_first_failure()
+    before = [p.detach().clone() for p in ada.players()["generator"]]
+    with pytest.raises(DataError, match="holds -100"):
+        hybridpgm.fit(ada, (xs, ys, xt), batch_size=6, max_steps=1, progress=False, seed=0, device="cpu")
+    assert all(torch.equal(a, p) for a, p in zip(before, ada.players()["generator"]))
+
+
+def test_inputs_are_checked_like_the_other_objectives_data():
+    """Before, ADA passed its inputs to the networks unchecked: float64 inputs met float32 networks in a raw matmul
+    error and NaN inputs gave a NaN loss."""
+    ada = make()
+    xs, ys, xt = batch()
+    for player in ("discriminator", "generator"):
+        with pytest.raises(DataError, match="ADA x_source has dtype torch.float64.*torch.float32"):
+            ada.loss(player, (xs.double(), ys, xt.double()))
+        bad = xt.clone()
+        bad[3, 1] = float("nan")
+        with pytest.raises(DataError, match=r"ADA x_target \(shape \(6, 5\)\) holds 1 NaN/inf value\(s\), the first "
+                                            r"in row 3"):
+            ada.loss(player, (xs, ys, bad))
+        xi, ti = xs.round().to(torch.int64), xt.round().to(torch.int64)
+        torch.testing.assert_close(ada.loss(player, (xi, ys, ti)), ada.loss(player, (xi.float(), ys, ti.float())),
+                                   rtol=0, atol=0)
+
+
+def test_predict_checks_its_inputs():
+    ada = make()
+    with pytest.raises(DataError, match=r"ADA.predict x must be a tensor of shape \(batch, 5\), got shape \(3, 4\)"):
+        ada.predict(torch.zeros(3, 4))
+    with pytest.raises(DataError, match="ADA.predict x has dtype torch.float64"):
+        ada.predict(torch.zeros(3, 5, dtype=torch.float64))
+    assert torch.equal(ada.predict(torch.ones(3, 5, dtype=torch.int64)), ada.predict(torch.ones(3, 5)))
+
+
+def test_predict_runs_the_networks_in_eval_mode():
+    """Before, predict ran in the networks' training mode: batch norm moved its running statistics, a row's label
+    depended on the other rows, and one row raised a raw ValueError."""
+    torch.manual_seed(0)
+    features = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU())
+    ada = ADA(features, MLPDiscriminator(4, (8,)), nn.Linear(4, 3), input_shape=(5,))
+    with torch.no_grad():
+        features[1].running_mean.fill_(0.5)
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(2)) * 3
+    labels = ada.predict(x)
+    assert torch.equal(features[1].running_mean, torch.full((4,), 0.5)) and features.training
+    assert torch.equal(ada.predict(x[:1]), labels[:1]) and torch.equal(ada.predict(x[3:]), labels[3:])
+    features.eval()
+    assert torch.equal(ada.classifier(features(x)).argmax(-1), labels)
+
+
+@pytest.mark.parametrize("seed", [1.5, 2**70, True, "0"])
+def test_paired_data_seed_is_checked(seed):
+    """Before, a float seed raised torch's raw TypeError, and one beyond torch's range a raw RuntimeError."""
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ADA.paired_data seed must be an integer"):
+        ADA.paired_data(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), torch.randn(3, 2), seed=seed)

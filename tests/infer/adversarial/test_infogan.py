@@ -93,3 +93,65 @@ def test_trains_without_nan_on_ring(ring):
     result = hybridpgm.fit(info, ring, batch_size=64, max_steps=20, epochs=100, seed=0, progress=False, device="cpu",
                            optim=adversarial_optim())
     assert_finite_history(result)
+
+
+class _NoParamGenerator(nn.Module):
+    noise_dim = 8
+
+    def forward(self, z):
+        return z[:, :2]
+
+
+def test_a_generator_without_parameters_takes_the_other_networks_dtype():
+    """Before, construction raised StopIteration (the codes' dtype was read from the generator's first parameter)."""
+    torch.manual_seed(0)
+    disc, posterior = MLPDiscriminator(2, (4,)).double(), MLPDiscriminator(2, (4,), out_dim=5).double()
+    info = InfoGAN(_NoParamGenerator(), disc, posterior, num_categories=3, num_continuous=2)
+    inputs, cat, cont = info.sample_codes(4)
+    assert inputs.dtype == cont.dtype == torch.float64 and info.sample(4).shape == (4, 2)
+    assert torch.isfinite(info.loss("generator", torch.randn(4, 2, dtype=torch.float64)))
+
+
+def test_code_log_prob_names_bad_codes():
+    """Before, a category out of [0, C) raised torch's raw RuntimeError and continuous codes of another width
+    broadcast silently."""
+    from hybridpgm.errors import DataError
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    torch.manual_seed(0)
+    info = make(cats=3, cont=2)
+    x = torch.randn(4, 2)
+    for bad in (3, -1):
+        with pytest.raises(DataError, match=f"cat must lie in 0..2 \\(num_categories=3\\); row 2 holds {bad}"):
+            info.code_log_prob(x, torch.tensor([0, 1, bad, 2]), torch.zeros(4, 2))
+    with deferring_checks() as pending:  # inside fit the range check waits for the step's host read
+        assert torch.isfinite(info.code_log_prob(x, torch.tensor([0, 1, 5, 2]), torch.zeros(4, 2))).all()
+    assert not bool(pending.all_passed(torch.device("cpu")))
+    with pytest.raises(DataError, match=r"cont must be floating codes of shape \(4, 2\).*got shape \(4, 1\)"):
+        info.code_log_prob(x, torch.tensor([0, 1, 1, 2]), torch.zeros(4, 1))
+    with pytest.raises(DataError, match=r"cont must be floating codes of shape \(4, 2\).*got shape \(2\,\)"):
+        info.code_log_prob(x, torch.tensor([0, 1, 1, 2]), torch.zeros(2))
+    with pytest.raises(DataError, match=r"cat must be 4 integer categories.*dtype torch.float32"):
+        info.code_log_prob(x, torch.tensor([0.0, 1, 1, 2]), torch.zeros(4, 2))
+    with pytest.raises(DataError, match=r"x must have shape \(batch, 2\), got \(4, 3\)"):
+        info.code_log_prob(torch.randn(4, 3), torch.tensor([0, 1, 1, 2]), torch.zeros(4, 2))
+
+
+def test_infer_codes_runs_the_code_posterior_in_eval_mode_on_checked_data():
+    """Before, infer_codes ran in training mode (batch norm moved its statistics; one row raised ValueError) and
+    passed data of the wrong width or dtype to the network unchecked."""
+    from hybridpgm.errors import DataError
+
+    torch.manual_seed(0)
+    posterior = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Linear(8, 5))
+    info = InfoGAN(MLPGenerator(8, 2, (4,)), MLPDiscriminator(2, (4,)), posterior, num_categories=3, num_continuous=2)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(1)) * 3
+    running_mean = posterior[1].running_mean.clone()
+    probs, means = info.infer_codes(x)
+    assert torch.equal(posterior[1].running_mean, running_mean) and posterior.training
+    one_probs, one_means = info.infer_codes(x[:1])
+    torch.testing.assert_close((one_probs, one_means), (probs[:1], means[:1]))
+    with pytest.raises(DataError, match=r"shape \(batch, 2\).*got \(4, 3\)"):
+        info.infer_codes(torch.randn(4, 3))
+    with pytest.raises(DataError, match="InfoGAN data has dtype torch.float64"):
+        info.infer_codes(torch.randn(4, 2, dtype=torch.float64))

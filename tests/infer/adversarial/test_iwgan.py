@@ -77,3 +77,11 @@ def test_covers_ring_modes(seed):
     result, coverage = train_on_ring(IWGAN, seed)
     assert_finite_history(result)
     assert coverage.modes_covered >= 6, coverage
+
+
+@pytest.mark.parametrize("value", ["no", "False", None, 0, 1])
+def test_weight_discriminator_must_be_a_bool(value):
+    """Before, any truthy value switched the weighting on ("no" included), any falsy one off."""
+    gen, disc = tiny_pair()
+    with pytest.raises(ConfigError, match=f"IWGAN weight_discriminator must be True or False, got {value!r}"):
+        IWGAN(gen, disc, weight_discriminator=value)
