@@ -98,8 +98,12 @@ def _sum_to_each(table: torch.Tensor, free: tuple, names) -> list:
 
 @functools.lru_cache(maxsize=64)
 def _marginaliser(cards: tuple, axes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``[prod(cards), sum(cards[a] for a in axes)]``: column ``(a, k)`` is 1 where axis ``a`` is in state ``k``."""
-    state = torch.arange(math.prod(cards), device=device)
-    strides = [math.prod(cards[i + 1:]) for i in range(len(cards))]
-    return torch.cat([torch.nn.functional.one_hot((state // strides[a]) % cards[a], cards[a]) for a in axes],
-                     dim=1).to(dtype)
+    """``[prod(cards), sum(cards[a] for a in axes)]``: column ``(a, k)`` is 1 where axis ``a`` is in state ``k``.
+
+    Built outside :func:`torch.inference_mode` even when called under it: the cached matrix is used by later
+    queries that autograd records, which cannot save an inference tensor."""
+    with torch.inference_mode(False):
+        state = torch.arange(math.prod(cards), device=device)
+        strides = [math.prod(cards[i + 1:]) for i in range(len(cards))]
+        return torch.cat([torch.nn.functional.one_hot((state // strides[a]) % cards[a], cards[a]) for a in axes],
+                         dim=1).to(dtype)

@@ -76,3 +76,20 @@ def test_every_marginal_of_a_table_in_one_product_equals_its_own_sum(expanded):
     for m, w in zip(got, want):
         torch.testing.assert_close(m, w, rtol=1e-14, atol=0)
     assert bn_dense._sum_to_each(table, free, []) == []
+
+
+def test_a_query_under_inference_mode_leaves_later_queries_differentiable():
+    """Found by a test-order failure: the cached marginalising matrix of the first query was an inference tensor
+    when that query ran under ``torch.inference_mode()``, and every later query of the same shape that autograd
+    records raised "Inference tensors cannot be saved for backward"."""
+    bn_dense._marginaliser.cache_clear()
+    bn = sprinkler().double()
+    for c in bn.cpds.values():
+        c.logits = torch.nn.Parameter(c.logits.detach().clone())
+    evidence = {"wet": torch.tensor([1, 0])}
+    with torch.inference_mode():
+        first = bn.posterior("sprinkler", evidence)
+    again = bn.posterior("sprinkler", evidence)
+    torch.testing.assert_close(again.detach(), first.clone())
+    grads = torch.autograd.grad(again[:, 1].sum(), list(bn.parameters()), allow_unused=True)
+    assert any(g is not None and bool(g.abs().sum() > 0) for g in grads)
