@@ -70,8 +70,9 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     :param module: any torch module.
     :param float prior_scale: :math:`s > 0`, finite.
     :returns: the Bayesian copy.
-    :raises ModelSpecError: ``module`` is not a module or has no parameters, or ``prior_scale`` is not a
-        finite number > 0 (``bool`` and strings refused).
+    :raises ModelSpecError: ``module`` is not a module or has no parameters, a parameter is shared by
+        several sub-modules (tied weights: each would get its own sample site, untying them; the message
+        names every path of it), or ``prior_scale`` is not a finite number > 0 (``bool`` and strings refused).
 
     >>> net = bayesianize(torch.nn.Linear(3, 1), prior_scale=1.0)
     >>> with pyro.poutine.trace() as tr:
@@ -84,6 +85,7 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     prior_scale = positive_real(prior_scale, "bayesianize prior_scale", error=ModelSpecError)
     if not any(True for _ in module.parameters()):
         raise ModelSpecError(f"{type(module).__name__} has no parameters to put priors on")
+    _refuse_shared_parameters(module)
     net = copy.deepcopy(module)
     to_pyro_module_(net)
     for sub in net.modules():
@@ -98,6 +100,19 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
             setattr(sub, name, PyroSample(_weight_prior(name, param.shape)))
     return net
 
+
+def _refuse_shared_parameters(module: nn.Module) -> None:
+    """Raise :class:`ModelSpecError` naming the paths of a parameter that ``module`` holds under several names."""
+    paths: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        paths.setdefault(id(param), []).append(name)
+    shared = [names for names in paths.values() if len(names) > 1]
+    if shared:
+        tied = "; ".join(" and ".join(repr(n) for n in names) for names in shared)
+        raise ModelSpecError(f"bayesianize: {type(module).__name__} shares a parameter between {tied} (tied "
+                             "weights); each path would get its own prior and sample site, untying them. "
+                             "Give each layer its own parameter, or write the Pyro model with one sample site "
+                             "used by both layers")
 
 
 class BayesianRegressor(PyroModule):
@@ -191,9 +206,21 @@ def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_sa
     """Network outputs under ``num_samples`` posterior draws of the guide,
     ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).
 
-    :raises ConfigError: ``num_samples`` is not a positive integer."""
+    :raises ConfigError: ``num_samples`` is not a positive integer.
+    :raises ModelSpecError: the model returns ``None`` (there is no output to sample)."""
     num_samples = positive_int(num_samples, "predictive_samples num_samples")
-    predictive = pyro.infer.Predictive(model, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
+
+    def returning(*args, **kwargs):
+        out = model(*args, **kwargs)
+        if out is None:  # else a bare TypeError from Predictive stacking the Nones
+            name = getattr(model, "__qualname__", type(model).__name__)
+            raise ModelSpecError(f"predictive_samples: the model {name} returned None; it must return the "
+                                 "network output (a tensor of shape B, e.g. `return mean` at its end), which is "
+                                 "what is sampled here. For its sample sites use pyro.infer.Predictive(model, "
+                                 "guide=guide, num_samples=...) directly")
+        return out
+
+    predictive = pyro.infer.Predictive(returning, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
     with torch.no_grad():
         return predictive(x)["_RETURN"]
 

@@ -272,3 +272,28 @@ def test_the_noise_of_a_float64_network_is_float64():
     model = BayesianRegressor(nn.Linear(2, 1).double(), num_data=10, noise=0.1)
     assert model.raw_noise.dtype == torch.float64
     assert abs(float(model.noise) - 0.1) < 1e-16
+
+
+def test_bayesianize_refuses_tied_parameters_naming_both_paths():
+    """Before, a weight shared by two layers got two independent sample sites (the tie was lost)."""
+    first = nn.Linear(3, 3)
+    net = nn.Sequential(first, nn.Tanh(), nn.Linear(3, 3))
+    net[2].weight = first.weight
+    with pytest.raises(ModelSpecError, match=r"shares a parameter between '0.weight' and '2.weight'"):
+        bayesianize(net)
+    assert net[2].weight is first.weight  # the original untouched
+
+
+def test_predictive_samples_of_a_model_returning_none_is_a_model_spec_error():
+    """Before, Predictive's stacking of the Nones raised a raw TypeError."""
+    from pyro.infer.autoguide import AutoNormal
+
+    def model(x):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(w * x, 1.0).to_event(1))
+
+    guide = AutoNormal(model)
+    with pyro.get_param_store().scope():
+        guide(torch.zeros(3))
+        with pytest.raises(ModelSpecError, match="the model .*model returned None; it must return the network"):
+            predictive_samples(model, guide, torch.zeros(3), 5)

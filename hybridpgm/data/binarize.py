@@ -60,7 +60,9 @@ class DynamicBinarized(Dataset):
 
     Draws use the global torch RNG, so :func:`hybridpgm.fit` runs seeded by
     ``seed`` (and resumed from a checkpoint) see the same draws.  Batched reads
-    (``__getitems__``) draw a whole batch at once.
+    (``__getitems__``) draw a whole batch at once and return it collated, not as
+    torch's list of examples (``getitems_returns_batch``, see
+    :func:`~hybridpgm.train.batches.getitems_returns_batch`).
 
     :param x: ``N x D`` grey levels in [0, 1]; NaN/inf or values outside
         [0, 1] raise :class:`~hybridpgm.errors.DataError`.
@@ -68,6 +70,9 @@ class DynamicBinarized(Dataset):
     :raises DataError: ``x`` is not a tensor with a leading example dimension, or ``y`` is not a
         tensor of ``N`` labels.
     """
+
+    #: ``__getitems__`` returns a collated batch (see :func:`~hybridpgm.train.batches.getitems_returns_batch`)
+    getitems_returns_batch = True
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None):
         x = _check_unit(x, "DynamicBinarized input")

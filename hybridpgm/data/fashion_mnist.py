@@ -7,7 +7,9 @@ there), else looked for in, in order: the ``HYBRIDPGM_DATA`` folder (and its
 ``fashion-mnist`` sub-folder), and Debian's ``/usr/share/datasets/fashion-mnist``
 (``apt-get install dataset-fashion-mnist``).
 Nothing is ever downloaded.  The last 10,000 training images form the
-validation split (50,000 / 10,000 / 10,000).
+validation split (50,000 / 10,000 / 10,000); a training file of at most 10,000
+images is all training data, with an empty validation split.  Labels must be
+unsigned bytes (IDX type 0x08) in ``0..9``.
 
 Reference: H. Xiao, K. Rasul, R. Vollgraf, *Fashion-MNIST: a Novel Image
 Dataset for Benchmarking Machine Learning Algorithms*, arXiv:1708.07747, 2017.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +39,15 @@ FILES = {
     "test_y": "t10k-labels-idx1-ubyte",
 }
 VALID = 10_000
+NUM_CLASSES = 10
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array.
 
-    :raises DataError: the path is not a path, the file is missing, truncated or not in IDX format
-        (the message names the file).
+    :raises DataError: the path is not a path, the file is missing, truncated, not in IDX format or a
+        damaged gzip file (the message names the file).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise DataError(f"read_idx needs a file path, got {type(path).__name__} {path!r}")
@@ -52,7 +56,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             raw = handle.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged .gz (a bad block or checksum)
         raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
@@ -133,14 +137,25 @@ def _labels(path: Path, n: int) -> torch.Tensor:
     labels = read_idx(path)
     if labels.shape != (n,):
         raise DataError(f"{str(path)!r} holds labels of shape {labels.shape}, expected ({n},)")
+    if labels.dtype != np.uint8:  # floats would be truncated, wider integers are not Fashion-MNIST's format
+        raise DataError(f"{str(path)!r} holds {labels.dtype} labels, expected unsigned bytes (IDX type 0x08) "
+                        "as in Fashion-MNIST's label files")
+    bad = np.flatnonzero(labels >= NUM_CLASSES)
+    if len(bad):
+        raise DataError(f"{str(path)!r} holds {len(bad)} label(s) outside the classes 0..{NUM_CLASSES - 1}, the "
+                        f"first {int(labels[bad[0]])} at index {int(bad[0])}")
     return torch.as_tensor(labels.astype(np.int64))
 
 
 def load_fashion_mnist_splits(root: str | os.PathLike | None = None) -> tuple[Split, Split, Split]:
-    """``(train, valid, test)`` with ``x`` as ``N x 784`` in [0, 1].
+    """``(train, valid, test)`` with ``x`` as ``N x 784`` in [0, 1] and ``y`` as ``N`` class indices.
+
+    The last 10,000 training images form the validation split.  A training file of at most 10,000 images
+    (a small user file, a test fixture) is all training data: its validation split is empty (zero rows).
 
     :raises DataError: the files are missing (see :func:`find_fashion_mnist`), unreadable, or hold
-        arrays other than ``N x 28 x 28`` unsigned-byte images with ``N`` labels.
+        arrays other than ``N x 28 x 28`` unsigned-byte images with ``N`` unsigned-byte labels in ``0..9``
+        (the message names the file).
     """
     paths = find_fashion_mnist(root)
     train_x = _images(paths["train_x"])

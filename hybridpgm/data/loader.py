@@ -7,9 +7,9 @@ sharding); use :func:`data_loader` elsewhere.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from hybridpgm.checks import positive_int, seed_of
+from hybridpgm.checks import flag, positive_int, seed_of
 
 __all__ = ["data_loader"]
 
@@ -22,21 +22,29 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shu
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` over a tensor, tuple of tensors
     or dataset; batched reads use the dataset's ``__getitems__`` when it has one
-    (one indexing operation per batch instead of one per example).
+    (one indexing operation per batch instead of one per example).  Its examples
+    are collated with :func:`~torch.utils.data.default_collate`, as torch's
+    ``DataLoader`` does, except for datasets whose ``__getitems__`` returns a
+    ready batch (:func:`~hybridpgm.train.batches.getitems_returns_batch`).
 
     :param int batch_size: examples per batch, a positive integer.
+    :param bool shuffle: permute the examples every epoch (``True`` or ``False``).
     :param seed: seeds the shuffling generator, so the order is reproducible.
-    :raises ConfigError: ``batch_size`` is not a positive integer or ``seed`` not an integer
-        (``bool`` and floats refused), or ``data`` is of an unsupported type.
+    :param bool drop_last: drop a last incomplete batch (``True`` or ``False``).
+    :raises ConfigError: ``batch_size`` is not a positive integer, ``seed`` not an integer
+        (``bool`` and floats refused), ``shuffle`` or ``drop_last`` not a ``bool``, or ``data``
+        is of an unsupported type.
     :raises DataError: the data hold NaN/inf or its tensors disagree on the number of examples.
     """
     batch_size = positive_int(batch_size, "data_loader batch_size")
     seed = seed_of(seed, "data_loader seed")
-    from hybridpgm.train.batches import as_dataset  # here: hybridpgm.train imports hybridpgm.data
+    shuffle = flag(shuffle, "data_loader shuffle")
+    drop_last = flag(drop_last, "data_loader drop_last")
+    # here: hybridpgm.train imports hybridpgm.data
+    from hybridpgm.train.batches import as_dataset, getitems_returns_batch
 
     dataset = as_dataset(data)
     generator = torch.Generator().manual_seed(seed)
-    if hasattr(dataset, "__getitems__"):
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          drop_last=drop_last, collate_fn=_collate_identity)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
+    collate = _collate_identity if getitems_returns_batch(dataset) else default_collate
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      drop_last=drop_last, collate_fn=collate)

@@ -11,7 +11,7 @@ from hybridpgm.data.digits import load_digits_splits
 from hybridpgm.data.fashion_mnist import load_fashion_mnist_splits
 from hybridpgm.data.splits import ImageDataset, Split
 from hybridpgm.data.validation import check_finite
-from hybridpgm.checks import seed_of
+from hybridpgm.checks import flag, seed_of
 from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["DATASETS", "load_dataset", "training_data"]
@@ -67,7 +67,10 @@ def training_data(dataset: ImageDataset, labels: bool = False) -> torch.Tensor |
     """What to hand :func:`hybridpgm.fit`: the training images (with labels if
     ``labels``), redrawn at every read when the data set is binarized dynamically.
 
-    :raises DataError: ``dataset`` is not an :class:`ImageDataset` (from :func:`load_dataset`)."""
+    :param bool labels: also return the labels (``True`` or ``False``).
+    :raises DataError: ``dataset`` is not an :class:`ImageDataset` (from :func:`load_dataset`).
+    :raises ConfigError: ``labels`` is not a ``bool``."""
+    labels = flag(labels, "training_data labels")
     if not isinstance(dataset, ImageDataset):
         raise DataError(f"training_data needs an ImageDataset from load_dataset(), got {type(dataset).__name__}")
     train = dataset.train

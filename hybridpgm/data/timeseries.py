@@ -105,7 +105,7 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
     :param int horizon: ``h >= 1``.
     :returns: ``(x, y)`` of shapes ``N x T x D`` (``D = 1`` for a vector) and
         ``N``, with ``N = L - T - h + 1``.
-    :raises DataError: a non-finite series, or a window that does not fit.
+    :raises DataError: a non-finite series, a series of shape ``L x 0``, or a window that does not fit.
     """
     if not isinstance(values, torch.Tensor) or values.dim() not in (1, 2):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
@@ -115,6 +115,9 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
                         "NaN/inf value(s)")
     if not all(as_integer(n) is not None and n >= 1 for n in (window, horizon)):
         raise DataError(f"window and horizon must be positive integers, got window={window!r}, horizon={horizon!r}")
+    if values.dim() == 2 and values.shape[1] == 0:
+        raise DataError(f"series has shape {tuple(values.shape)}: no column (D = 0); the first column is the "
+                        "target, so a multivariate series needs D >= 1")
     length = values.shape[0]
     if window + horizon > length:
         raise DataError(f"window {window} + horizon {horizon} is longer than the series of length {length}")
@@ -150,7 +153,8 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
     .. math:: v_t = \\sin(2\\pi t / p)\\,(1 + 0.3 \\sin(2\\pi t / 7p)) + \\text{trend}\\cdot t / L
         + \\epsilon_t, \\quad \\epsilon_t \\sim \\mathcal N(0, \\text{noise}^2).
 
-    :returns: a tensor of shape ``length``.
+    :returns: a tensor of shape ``length`` and dtype ``dtype``, computed in float64 and rounded once to
+        ``dtype`` (so a 16-bit series is the float64 one rounded, not a 16-bit computation).
     :raises DataError: ``length`` is not a positive integer (``bool`` and floats refused), ``period`` is
         not a finite number > 0, ``noise`` not a finite number >= 0, ``trend`` not finite, or ``dtype`` not one
         of the floating dtypes ``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ``torch.float64``.
@@ -166,6 +170,10 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
                         f"got {dtype!r}")
     seed = seed_of(seed, "synthetic_series seed")
     g = torch.Generator().manual_seed(seed)
-    t = torch.arange(length, dtype=dtype)
+    # computed in float64 and rounded once at the end: a 16-bit time index repeats (bfloat16 counts 256, 256,
+    # 258, ...) and 16-bit sines lose the signal; the noise is drawn as before in float32/float64
+    t = torch.arange(length, dtype=torch.float64)
     clean = torch.sin(2 * math.pi * t / period) * (1 + 0.3 * torch.sin(2 * math.pi * t / (7 * period)))
-    return clean + trend * t / length + noise * torch.randn(length, generator=g, dtype=dtype)
+    draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    eps = torch.randn(length, generator=g, dtype=draw_dtype).to(torch.float64)
+    return (clean + trend * t / length + noise * eps).to(dtype)

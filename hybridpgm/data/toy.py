@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import flag, positive_int, positive_real
 
 __all__ = ["ring_centers", "ring_of_gaussians"]
 
@@ -41,10 +41,11 @@ def ring_of_gaussians(n: int, num_modes: int = 8, radius: float = 2.0, std: floa
     """``n x 2`` draws from the ring mixture (float32, CPU; move them as needed).
 
     :param generator: a :class:`torch.Generator` for reproducible draws.
-    :param return_modes: also return the ``n`` component indices.
+    :param return_modes: also return the ``n`` component indices (``True`` or ``False``).
     :raises ConfigError: ``n`` or ``num_modes`` is not a positive integer (``bool`` and floats
-        refused), or ``radius`` or ``std`` is not a finite number > 0.
+        refused), ``radius`` or ``std`` is not a finite number > 0, or ``return_modes`` is not a ``bool``.
     """
+    return_modes = flag(return_modes, "ring_of_gaussians return_modes")
     n = positive_int(n, "ring_of_gaussians n")
     num_modes = positive_int(num_modes, "ring_of_gaussians num_modes")
     std = positive_real(std, "ring_of_gaussians std")

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import gpytorch
 import torch
 
-from hybridpgm.checks import as_integer
+from hybridpgm.checks import as_integer, unit_fraction
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
@@ -32,9 +32,12 @@ class GPPrediction(NamedTuple):
         return self.variance.clamp_min(0).sqrt()
 
     def interval(self, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
-        """Central Gaussian interval ``(lower, upper)`` of probability ``level``."""
-        if not 0 < level < 1:
-            raise ModelSpecError(f"interval level must lie in (0, 1), got {level}")
+        """Central Gaussian interval ``(lower, upper)`` of probability ``level``.
+
+        :param float level: a number strictly between 0 and 1.
+        :raises ConfigError: ``level`` is not a number in ``(0, 1)`` (a string, a ``bool``, NaN or a tensor of
+            several levels refused)."""
+        level = unit_fraction(level, "GPPrediction.interval level")
         z = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2)).item()
         return self.mean - z * self.stddev, self.mean + z * self.stddev
 

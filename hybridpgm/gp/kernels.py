@@ -54,10 +54,13 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     A model holding it (``DeepKernelGP(..., kernel=ArcCosineKernel(2))``) saves with :func:`hybridpgm.save`:
     the file records these constructor arguments, and the variances come back from the state dict.
 
-    Inputs are ``batch_shape x n x d`` with ``d >= 1``; the covariance is ``batch_shape x n x m``.
+    Inputs are ``batch_shape x n x d`` with ``d >= 1``; the covariance is ``batch_shape x n x m``.  With
+    ``last_dim_is_batch=True`` (as GPyTorch's kernels) each feature is a batch of 1-d inputs: the covariance is
+    ``batch_shape x d x n x m`` (``batch_shape x d x n`` with ``diag=True``).
 
     :raises ModelSpecError: ``num_layers`` not a non-negative integer, or a variance (here or set later through
-        the ``weight_variance``/``bias_variance`` properties) that is not finite and positive.
+        the ``weight_variance``/``bias_variance`` properties) that is not finite and positive, or a tensor one
+        whose shape does not fit ``batch_shape``.
 
     >>> k = ArcCosineKernel(num_layers=2)
     >>> k(torch.randn(5, 3)).to_dense().shape
@@ -80,7 +83,24 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         self.register_parameter("raw_bias_variance", torch.nn.Parameter(torch.zeros(shape)))
         self.register_constraint("raw_weight_variance", Positive())
         self.register_constraint("raw_bias_variance", Positive())
+        self._check_variance_shape("weight_variance", weight_variance)
+        self._check_variance_shape("bias_variance", bias_variance)
         self.initialize(weight_variance=weight_variance, bias_variance=bias_variance)
+
+    def _check_variance_shape(self, name: str, value) -> None:
+        """Raise :class:`ModelSpecError` unless a variance fits the kernel's ``batch_shape x 1 x 1`` parameter the
+        way GPyTorch's ``initialize`` takes it: broadcast to it, or the same number of entries."""
+        target = getattr(self, f"raw_{name}").shape
+        shape = torch.as_tensor(value).shape
+        try:
+            torch.broadcast_shapes(shape, target)
+            fits = torch.Size(torch.broadcast_shapes(shape, target)) == target
+        except RuntimeError:
+            fits = False
+        if not fits and math.prod(shape) != math.prod(target):
+            raise ModelSpecError(f"ArcCosineKernel {name} of shape {tuple(shape)} does not fit the kernel's "
+                                 f"batch_shape {tuple(self.batch_shape)}: give a number, or a tensor of shape "
+                                 f"{tuple(self.batch_shape)} or {tuple(target)}")
 
     @property
     def weight_variance(self) -> torch.Tensor:
@@ -90,6 +110,7 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     def weight_variance(self, value) -> None:
         if not _positive(value):
             raise ModelSpecError(f"ArcCosineKernel weight_variance must be positive and finite, got {value!r}")
+        self._check_variance_shape("weight_variance", value)
         value = torch.as_tensor(value, dtype=self.raw_weight_variance.dtype, device=self.raw_weight_variance.device)
         self.initialize(raw_weight_variance=self.raw_weight_variance_constraint.inverse_transform(value))
 
@@ -101,10 +122,12 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
     def bias_variance(self, value) -> None:
         if not _positive(value):
             raise ModelSpecError(f"ArcCosineKernel bias_variance must be positive and finite, got {value!r}")
+        self._check_variance_shape("bias_variance", value)
         value = torch.as_tensor(value, dtype=self.raw_bias_variance.dtype, device=self.raw_bias_variance.device)
         self.initialize(raw_bias_variance=self.raw_bias_variance_constraint.inverse_transform(value))
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, last_dim_is_batch: bool = False,
+                **params) -> torch.Tensor:
         if x1.shape[-1] != x2.shape[-1]:
             raise ModelSpecError(f"ArcCosineKernel inputs disagree on the dimension: {tuple(x1.shape)} vs "
                                  f"{tuple(x2.shape)}")
@@ -113,6 +136,9 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
             raise DataError(f"ArcCosineKernel inputs of shape {tuple(x1.shape)} have no features (d = 0); "
                             "the kernel divides by d")
         sw, sb = self.weight_variance, self.bias_variance
+        if last_dim_is_batch:  # as GPyTorch's kernels: each of the d features is a batch of 1-d inputs
+            x1, x2 = x1.transpose(-1, -2).unsqueeze(-1), x2.transpose(-1, -2).unsqueeze(-1)
+            sw, sb, d = sw.unsqueeze(-3), sb.unsqueeze(-3), 1
         if diag:
             sw, sb = sw[..., 0], sb[..., 0]
             k12 = sb + sw * (x1 * x2).sum(-1) / d

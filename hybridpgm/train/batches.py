@@ -16,7 +16,39 @@ from torch.utils.data import Dataset, default_collate
 from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
 
-__all__ = ["BatchStream", "TensorData", "as_dataset", "micro_batch_origin", "one_row_micro_batch_error", "split_batch"]
+__all__ = ["BatchStream", "TensorData", "as_dataset", "fetch_batch", "getitems_returns_batch", "micro_batch_origin",
+           "one_row_micro_batch_error", "split_batch"]
+
+
+def getitems_returns_batch(dataset: Dataset) -> bool:
+    """Whether ``dataset.__getitems__(indices)`` returns a ready (collated) batch rather than torch's list of
+    examples still to be collated.
+
+    torch's protocol (:class:`~torch.utils.data.Subset`, :class:`~torch.utils.data.StackDataset`) is a list of
+    examples, which :func:`~torch.utils.data.default_collate` turns into a batch.  A dataset opts out by the
+    class attribute ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` and
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` do): its ``__getitems__`` then gives the batch itself
+    and is used without collation.  A :class:`~torch.utils.data.Subset` (what
+    :func:`~torch.utils.data.random_split` returns) of such a dataset is one too, since its ``__getitems__``
+    hands the indices to its parent's.
+    """
+    while isinstance(dataset, torch.utils.data.Subset):
+        if not callable(getattr(dataset, "__getitems__", None)):
+            return False
+        dataset = dataset.dataset
+    return getattr(type(dataset), "getitems_returns_batch", False) is True and callable(
+        getattr(dataset, "__getitems__", None))
+
+
+def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
+    """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it: the dataset's
+    own batch where :func:`getitems_returns_batch` says so, else :func:`~torch.utils.data.default_collate` of
+    its examples (read with ``__getitems__`` when the dataset has one, else one by one)."""
+    if getitems_returns_batch(dataset):
+        return dataset.__getitems__(indices.tolist() if isinstance(dataset, torch.utils.data.Subset) else indices)
+    if callable(getattr(dataset, "__getitems__", None)):
+        return default_collate(dataset.__getitems__(indices.tolist()))
+    return default_collate([dataset[int(i)] for i in indices])
 
 
 def _surely_finite(t: torch.Tensor) -> bool:
@@ -33,11 +65,16 @@ def _surely_finite(t: torch.Tensor) -> bool:
 
 class TensorData(Dataset):
     """A map-style dataset over tensors sharing their first dimension, with a
-    fast batched ``__getitems__`` (one indexing operation per tensor).
+    fast batched ``__getitems__`` (one indexing operation per tensor) that returns
+    the batch itself, not torch's list of examples (``getitems_returns_batch``,
+    see :func:`getitems_returns_batch`).
 
     :param tensors: tensors of shapes ``N x ...``; NaN/inf in floating tensors
         raise :class:`~hybridpgm.errors.DataError`.
     """
+
+    #: ``__getitems__`` returns a collated batch (see :func:`getitems_returns_batch`)
+    getitems_returns_batch = True
 
     def __init__(self, *tensors: torch.Tensor, single: bool | None = None):
         if not tensors:
@@ -138,17 +175,12 @@ class BatchStream:
         """The batch used at ``step`` (and its epoch)."""
         epoch, position = divmod(step, self.batches_per_epoch)
         indices = self._epoch_order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
-        if hasattr(self.dataset, "__getitems__"):
-            return self.dataset.__getitems__(indices)
-        return default_collate([self.dataset[int(i)] for i in indices])
+        return fetch_batch(self.dataset, indices)
 
 
 def first_batch(dataset: Dataset, size: int):
     """The first ``size`` examples of ``dataset`` (fewer if it is smaller), collated as a training batch."""
-    indices = torch.arange(min(size, len(dataset)))
-    if hasattr(dataset, "__getitems__"):
-        return dataset.__getitems__(indices)
-    return default_collate([dataset[int(i)] for i in indices])
+    return fetch_batch(dataset, torch.arange(min(size, len(dataset))))
 
 
 def batch_size_of(batch: Any) -> int:

@@ -145,11 +145,27 @@ def check_objective(objective) -> None:
 
 
 def check_optimizer(optimizer, player: str):
-    """``optimizer`` if the ``optim`` factory returned a :class:`torch.optim.Optimizer` for ``player``, else a
-    :class:`ConfigError` naming what it returned."""
+    """``optimizer`` if the ``optim`` factory returned a :class:`torch.optim.Optimizer` for ``player`` whose
+    learning rates are finite and non-negative, else a :class:`ConfigError` naming what it returned, or the
+    player, the param group and its ``lr`` (a NaN, infinite or negative rate would turn the parameters into
+    NaN or climb the loss at the first step; it is refused before any).
+
+    ``pyro.optim`` wrappers (:class:`~pyro.optim.PyroOptim`, including
+    :class:`~hybridpgm.infer.grouped_optim.GroupedOptim`) never get here: :func:`check_factory` refuses them
+    as ``optim`` values, and a factory returning one is refused here as not a torch optimizer.
+    """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ConfigError(f"the optim factory of player {player!r} returned {type(optimizer).__name__}, not a "
                           f"torch.optim.Optimizer; pass a factory such as functools.partial(torch.optim.Adam, lr=1e-3)")
+    for index, group in enumerate(optimizer.param_groups):
+        if "lr" not in group:  # an optimizer without a learning rate: nothing to check
+            continue
+        lr = group["lr"]
+        where = "" if len(optimizer.param_groups) == 1 else f" (param group {index})"
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ConfigError(f"the optimizer of player {player!r} has lr{where} of shape {tuple(lr.shape)}, "
+                              "expected a number")
+        positive_real(lr, f"the lr of player {player!r}{where}", allow_zero=True)  # a tensor lr: one host read
     return optimizer
 
 

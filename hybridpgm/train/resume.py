@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 import torch
 
+from hybridpgm.checks import flag
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.distributed import differences
@@ -53,7 +54,12 @@ _NOT_HYPERPARAMETERS = {"params", "initial_lr", "foreach", "fused", "capturable"
 
 
 def resume_mode(resume: bool | str, overwrite: bool, checkpoint: Any) -> str:
-    """Normalise ``fit``'s ``resume``/``overwrite`` pair (see the module docstring)."""
+    """Normalise ``fit``'s ``resume``/``overwrite`` pair (see the module docstring).
+
+    :raises ConfigError: ``resume`` is not one of the modes, ``overwrite`` is not ``True`` or ``False``, or the
+        pair contradicts itself.
+    """
+    overwrite = flag(overwrite, "fit overwrite")
     mode = {True: "auto", False: "never"}.get(resume, resume) if isinstance(resume, bool) else resume
     if mode not in RESUME_MODES:
         raise ConfigError(f"resume must be True, False or one of {RESUME_MODES}, got {resume!r}")

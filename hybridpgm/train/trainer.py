@@ -23,6 +23,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from hybridpgm.checks import flag
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
@@ -211,7 +212,9 @@ def fit(
         infinity (naming the entries: module, optimizer or other state), or
         the path exists and is not a regular file (a directory, a symbolic
         link, a device node, a FIFO).
-    :raises ConfigError: a count that is not a positive integer (``epochs``,
+    :raises ConfigError: an on/off option (``overwrite``, ``override_hyperparameters``, ``skip_nonfinite``,
+        ``progress``, ``shuffle``, ``drop_last``) that is not ``True`` or ``False`` (checked before the
+        checkpoint is touched), a count that is not a positive integer (``epochs``,
         ``batch_size``, ``accumulate``, ``checkpoint_every``, ``max_steps``;
         ``bool`` and fractional values are refused, NumPy integers accepted), a
         seed outside ``[0, 2**32)``, a ``clip_grad_norm`` or
@@ -230,6 +233,13 @@ def fit(
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
         check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
                   collective_timeout)
+    # on/off options are bools, checked before anything touches a file ("no" is truthy: overwrite="no" would
+    # delete the checkpoint)
+    overwrite, override_hyperparameters, skip_nonfinite, progress, shuffle, drop_last = (
+        flag(value, f"fit {name}") for name, value in (
+            ("overwrite", overwrite), ("override_hyperparameters", override_hyperparameters),
+            ("skip_nonfinite", skip_nonfinite), ("progress", progress), ("shuffle", shuffle),
+            ("drop_last", drop_last)))
     check_objective(objective)
     for option, what in ((optim, "optim"), (lr_scheduler, "lr_scheduler")):
         if option is not None:

@@ -126,3 +126,75 @@ def test_data_loader_batches_with_seeded_shuffle():
     a = [b.tolist() for b in data_loader(x, 4, shuffle=True, seed=3)]
     b = [b.tolist() for b in data_loader(x, 4, shuffle=True, seed=3)]
     assert a == b and sorted(sum(a, [])) == list(range(10)) and len(a[0]) == 4
+
+
+@pytest.mark.parametrize("kind", ["random_split", "stack"])
+def test_data_loader_collates_subsets_and_stack_datasets_as_torch_does(kind):
+    """Before, a dataset with ``__getitems__`` (torch's Subset, StackDataset) got an identity collate: a batch
+    was a list of B (x, y) tuples instead of (x[B, D], y[B])."""
+    from torch.utils.data import StackDataset, TensorDataset, random_split
+
+    x, y = torch.randn(20, 3), torch.randn(20)
+    if kind == "random_split":
+        data, _ = random_split(TensorDataset(x, y), [16, 4], generator=torch.Generator().manual_seed(0))
+        rows = list(data.indices[:4])
+    else:
+        data, rows = StackDataset(x, y), [0, 1, 2, 3]
+    xb, yb = next(iter(data_loader(data, batch_size=4)))
+    assert xb.shape == (4, 3) and yb.shape == (4,)
+    assert torch.equal(xb, x[rows]) and torch.equal(yb, y[rows])
+    assert next(iter(data_loader(x, batch_size=4))).shape == (4, 3)  # hybridpgm's own datasets unchanged
+    xb, yb = next(iter(data_loader((x, y), batch_size=4)))
+    assert torch.equal(xb, x[:4]) and torch.equal(yb, y[:4])
+
+
+@pytest.mark.parametrize("option", ["shuffle", "drop_last"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_data_loader_switches_are_bools(option, value):
+    """Before, shuffle="no" shuffled and drop_last="no" dropped the last batch."""
+    with pytest.raises(ConfigError, match=f"data_loader {option} must be True or False, got {value!r}"):
+        data_loader(torch.zeros(5, 1), batch_size=2, **{option: value})
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_training_data_labels_is_a_bool(value):
+    """Before, training_data(d, labels="no") returned the labels."""
+    with pytest.raises(ConfigError, match=f"training_data labels must be True or False, got {value!r}"):
+        training_data(load_dataset("digits"), labels=value)
+
+
+@pytest.mark.parametrize("labels,code,match", [
+    (np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 200, 255, 9], dtype=np.uint8), 0x08,
+     r"holds 2 label\(s\) outside the classes 0..9, the first 200 at index 9"),
+    (np.array([0.5, 1.7] + [2.0] * 10, dtype=">f4"), 0x0D, r"holds >f4 labels, expected unsigned bytes"),
+    (np.arange(12, dtype=">i4") % 10, 0x0C, r"holds >i4 labels, expected unsigned bytes"),
+], ids=["out-of-range", "float", "int32"])
+def test_fashion_labels_must_be_bytes_naming_a_class(labels, code, match, tmp_path):
+    """Before, labels 200 and 255 were accepted, float labels truncated and int32 ones taken."""
+    _fake_fashion(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    header = bytes([0, 0, code, 1]) + struct.pack(">I", len(labels))
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + labels.tobytes())
+    with pytest.raises(DataError, match=match) as info:
+        load_dataset("fashion-mnist", root=tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_a_small_fashion_training_file_has_an_empty_validation_split(tmp_path):
+    """Documented: a training file of at most 10,000 images is all training data."""
+    _fake_fashion(tmp_path)
+    d = load_dataset("fashion-mnist", root=tmp_path)
+    assert len(d.train) == 12 and len(d.valid) == 0
+
+
+def test_read_idx_of_a_damaged_gzip_names_the_file(tmp_path):
+    """Before, a corrupt deflate stream raised a bare zlib.error."""
+    array = np.zeros((3, 28, 28), dtype=np.uint8)
+    _write_idx(tmp_path / "good.gz", array)
+    bad = bytearray((tmp_path / "good.gz").read_bytes())
+    bad[20] ^= 0xFF
+    bad[30] ^= 0xFF
+    (tmp_path / "damaged.gz").write_bytes(bytes(bad))
+    with pytest.raises(DataError, match=r"cannot read IDX file .*damaged\.gz"):
+        read_idx(tmp_path / "damaged.gz")

@@ -77,3 +77,19 @@ def test_synthetic_series_in_each_floating_dtype(dtype):
     assert series.dtype == dtype and series.shape == (50,) and torch.isfinite(series).all()
     clean = synthetic_series(50, noise=0.0, dtype=dtype)
     assert clean.dtype == dtype and float(clean.abs().max()) <= 1.3 + 1e-2  # |sin| (1 + 0.3 |sin|)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_a_low_precision_series_is_the_float64_one_rounded(dtype):
+    """Before, a 16-bit series was computed in 16 bits: bfloat16's time index repeats (256, 256, 258, ...)."""
+    reference = synthetic_series(1000, noise=0.0, trend=0.5, dtype=torch.float64)
+    series = synthetic_series(1000, noise=0.0, trend=0.5, dtype=dtype)
+    assert series.dtype == dtype and torch.equal(series, reference.to(dtype))
+    noisy = synthetic_series(300, noise=0.1, seed=3, dtype=dtype).double()
+    assert (noisy - synthetic_series(300, noise=0.1, seed=3, dtype=torch.float32).double()).abs().max() < 0.02
+
+
+def test_make_windows_of_a_series_without_columns():
+    """Before, an (L, 0) series raised a raw IndexError."""
+    with pytest.raises(DataError, match=r"series has shape \(10, 0\): no column"):
+        make_windows(torch.zeros(10, 0), 2)

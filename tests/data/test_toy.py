@@ -35,3 +35,10 @@ def test_reproducible_and_checked():
         ring_of_gaussians(0)
     with pytest.raises(ConfigError):
         ring_centers(0)
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_return_modes_is_a_bool(value):
+    """Before, return_modes="no" returned the modes too."""
+    with pytest.raises(ConfigError, match=f"ring_of_gaussians return_modes must be True or False, got {value!r}"):
+        ring_of_gaussians(5, return_modes=value)

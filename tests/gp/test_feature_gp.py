@@ -92,3 +92,16 @@ def test_feature_finiteness_joins_fits_host_read(make):
     assert not bool(pending.flags[0])
     with pytest.raises(DataError, match=r"x \(shape \(6, 2\)\) holds 1 NaN/inf"):
         pending.raise_first_failure()
+
+
+@pytest.mark.parametrize("level", ["0.9", True, float("nan"), 1.0, 0.0, torch.tensor([0.5, 0.9])])
+def test_interval_levels_are_checked_as_other_intervals(level):
+    """Before, interval("0.9") raised a raw TypeError."""
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.gp.feature_gp import GPPrediction
+
+    prediction = GPPrediction(torch.zeros(2), torch.ones(2))
+    with pytest.raises(ConfigError, match="GPPrediction.interval level must lie in"):
+        prediction.interval(level)
+    lower, upper = prediction.interval(0.95)
+    assert torch.allclose(upper, torch.full((2,), 1.959964), atol=1e-5) and torch.equal(lower, -upper)

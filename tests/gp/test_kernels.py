@@ -131,3 +131,40 @@ def test_a_batch_shape_given_as_a_list_is_a_torch_size():
     kernel = ArcCosineKernel(batch_shape=[2])
     assert kernel.batch_shape == torch.Size([2]) and isinstance(kernel.batch_shape, torch.Size)
     assert kernel(torch.randn(2, 4, 3)).to_dense().shape == (2, 4, 4)
+
+
+@pytest.mark.filterwarnings("ignore:The last_dim_is_batch argument is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("batch_shape", [(), (2,)])
+def test_last_dim_is_batch_treats_each_feature_as_a_batch_of_1d_inputs(batch_shape):
+    """Before, last_dim_is_batch was ignored: a diag of the wrong shape, a raw GPyTorch error for the matrix."""
+    import gpytorch
+
+    g = torch.Generator().manual_seed(0)
+    x1 = torch.randn(*batch_shape, 5, 3, generator=g, dtype=torch.float64)
+    x2 = torch.randn(*batch_shape, 4, 3, generator=g, dtype=torch.float64)
+    k = ArcCosineKernel(2, weight_variance=1.5, bias_variance=0.2, batch_shape=torch.Size(batch_shape)).double()
+    rbf = gpytorch.kernels.RBFKernel(batch_shape=torch.Size(batch_shape)).double()
+    with torch.no_grad():
+        full = k(x1, x2, last_dim_is_batch=True).to_dense()
+        diag = k(x1, diag=True, last_dim_is_batch=True)
+        assert full.shape == rbf(x1, x2, last_dim_is_batch=True).to_dense().shape == (*batch_shape, 3, 5, 4)
+        assert diag.shape == rbf(x1, diag=True, last_dim_is_batch=True).shape == (*batch_shape, 3, 5)
+        for j in range(3):
+            one = k(x1[..., j:j + 1], x2[..., j:j + 1]).to_dense()
+            assert torch.allclose(full[..., j, :, :], one)
+            assert torch.allclose(diag[..., j, :], k(x1[..., j:j + 1], diag=True))
+
+
+@pytest.mark.parametrize("batch_shape,shape", [((), (2,)), ((3,), (2,)), ((2,), (3, 1, 1))])
+def test_a_variance_tensor_that_does_not_fit_batch_shape_is_a_model_spec_error(batch_shape, shape):
+    """Before, GPyTorch's initialize raised a raw RuntimeError ("shape '[3, 1, 1]' is invalid ...")."""
+    value = torch.ones(shape)
+    with pytest.raises(ModelSpecError, match=r"ArcCosineKernel weight_variance of shape .* does not fit the "
+                                             r"kernel's batch_shape"):
+        ArcCosineKernel(1, weight_variance=value, batch_shape=torch.Size(batch_shape))
+    k = ArcCosineKernel(1, batch_shape=torch.Size(batch_shape))
+    with pytest.raises(ModelSpecError, match=r"ArcCosineKernel bias_variance of shape"):
+        k.bias_variance = value
+    if batch_shape == (2,):  # what fits: a batch_shape tensor or the parameter's own shape
+        k.weight_variance = torch.tensor([1.0, 5.0])
+        assert torch.allclose(k.weight_variance.flatten(), torch.tensor([1.0, 5.0]))

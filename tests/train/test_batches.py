@@ -68,3 +68,38 @@ def test_bad_tensor_data():
         TensorData(torch.zeros(3, 2), torch.zeros(4))
     with pytest.raises(DataError, match="fewer than"):
         BatchStream(TensorData(torch.zeros(1)), 1, seed=0, world_size=2)
+
+
+def _xy(n=20):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 3, generator=g), torch.randn(n, generator=g)
+
+
+def test_a_subset_and_a_stack_dataset_are_collated_as_torch_collates_them():
+    """Before, a dataset with ``__getitems__`` was taken to return a ready batch: a Subset (random_split)
+    or a StackDataset, which return torch's list of examples, gave a list of B tuples."""
+    from torch.utils.data import StackDataset, TensorDataset, random_split
+
+    x, y = _xy()
+    train, _ = random_split(TensorDataset(x, y), [16, 4], generator=torch.Generator().manual_seed(0))
+    stream = BatchStream(train, 4, seed=0, shuffle=False)
+    xb, yb = stream.batch(0)
+    rows = list(train.indices[:4])
+    assert xb.shape == (4, 3) and yb.shape == (4,)
+    assert torch.equal(xb, x[rows]) and torch.equal(yb, y[rows])
+    xb, yb = BatchStream(StackDataset(x, y), 5, seed=0, shuffle=False).batch(1)
+    assert torch.equal(xb, x[5:10]) and torch.equal(yb, y[5:10])
+
+
+def test_hybridpgm_datasets_and_their_subsets_give_their_own_batches():
+    from torch.utils.data import Subset, TensorDataset
+
+    from hybridpgm.data import DynamicBinarized
+    from hybridpgm.train.batches import getitems_returns_batch
+
+    x, y = _xy()
+    assert getitems_returns_batch(TensorData(x, y)) and getitems_returns_batch(DynamicBinarized(x.sigmoid()))
+    assert getitems_returns_batch(Subset(Subset(TensorData(x, y), range(10)), [1, 2]))
+    assert not getitems_returns_batch(Subset(TensorDataset(x, y), [1, 2]))
+    xb, yb = BatchStream(Subset(TensorData(x, y), [3, 1, 7]), 3, seed=0, shuffle=False).batch(0)
+    assert torch.equal(xb, x[[3, 1, 7]]) and torch.equal(yb, y[[3, 1, 7]])

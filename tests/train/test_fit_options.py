@@ -89,3 +89,33 @@ def test_a_model_given_to_fit_in_place_of_its_objective_is_named(family):
     objective = "ContrastiveDivergence" if family == "RBM" else "SVIObjective"
     with pytest.raises(ObjectiveError, match=f"fit takes an objective .*got a {family}.*{objective}"):
         hybridpgm.fit(model, torch.zeros(8, 6), epochs=1, batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), torch.tensor(float("nan"))],
+                         ids=["nan", "inf", "nan-tensor"])
+def test_a_non_finite_or_negative_lr_is_refused_before_any_step(lr):
+    """Before, fit stepped with lr=nan and turned every parameter into NaN."""
+    import functools
+
+    from hybridpgm import fit
+    from tests.train.helpers import LinearRegression, regression_data
+
+    objective = LinearRegression()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(ConfigError, match=r"the lr of player 'fit' must be a finite number >= 0, got "):
+        fit(objective, regression_data(16), batch_size=4, progress=False, seed=0,
+            optim=functools.partial(torch.optim.SGD, lr=lr))
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
+
+
+def test_the_lr_check_names_the_param_group_and_accepts_zero():
+    from hybridpgm.train.fit_options import check_optimizer
+
+    a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ConfigError, match=r"the lr of player 'gen' \(param group 1\) must be .* got nan"):
+        check_optimizer(torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": float("nan")}], lr=0.1), "gen")
+    optimizer = torch.optim.SGD([a], lr=0.0)
+    assert check_optimizer(optimizer, "gen") is optimizer
+    optimizer.param_groups[0]["lr"] = -0.1  # torch's own optimizers refuse it when built; others may not
+    with pytest.raises(ConfigError, match=r"the lr of player 'gen' must be a finite number >= 0, got -0.1"):
+        check_optimizer(optimizer, "gen")

@@ -219,3 +219,12 @@ def test_a_checkpoint_without_the_scheduler_record_resumes(tmp_path):
     save_checkpoint(ckpt, state)
     _, result = run(ckpt, optim=sgd(lr=1.0), lr_scheduler=_step_lr(0.5), max_steps=8)
     assert result.steps == 8
+
+
+def test_resume_mode_refuses_an_overwrite_that_is_not_a_bool():
+    """Before, resume_mode read overwrite="no" as True (start afresh, deleting the checkpoint)."""
+    from hybridpgm.train.resume import resume_mode
+
+    assert resume_mode("auto", False, "x.pt") == "auto" and resume_mode("auto", True, "x.pt") == "never"
+    with pytest.raises(ConfigError, match="fit overwrite must be True or False, got 'no'"):
+        resume_mode("auto", "no", "x.pt")

@@ -357,3 +357,55 @@ def test_a_model_in_eval_trains_in_training_mode_and_is_put_back_in_eval():
         fit(objective, regression_data(), epochs=1, batch_size=16, seed=0, progress=False,
             optim=functools.partial(torch.optim.SGD, lr=1e30))
     assert not objective.module.training and not objective.norm.training
+
+
+@pytest.mark.parametrize("kind", ["random_split", "stack"])
+def test_fit_trains_on_a_subset_and_a_stack_dataset(kind):
+    """Before, fit took a Subset's (random_split's) ``__getitems__`` list of examples as the batch: a list of B
+    tuples reached the loss, which failed with a raw error."""
+    from torch.utils.data import StackDataset, TensorDataset, random_split
+
+    x, y = regression_data(40)
+    if kind == "random_split":
+        data, _ = random_split(TensorDataset(x, y), [32, 8], generator=torch.Generator().manual_seed(0))
+    else:
+        data = StackDataset(x, y)
+    seen = []
+
+    class Recording(LinearRegression):
+        def loss(self, player, batch):
+            seen.append(tuple(t.shape for t in batch))
+            return super().loss(player, batch)
+
+    objective = Recording(d_in=5)
+    before = _params(objective.module)
+    result = fit(objective, data, batch_size=8, max_steps=3, optim=functools.partial(torch.optim.SGD, lr=0.1),
+                 seed=0, progress=False)
+    assert seen and all(shapes == ((8, 5), (8, 1)) for shapes in seen)
+    assert result.steps == 3 == len(result.history.loss["fit"])
+    assert not torch.equal(before["weight"], objective.module.weight.detach())
+
+
+def test_overwrite_no_is_refused_and_keeps_the_checkpoint(tmp_path):
+    """Before, overwrite="no" was truthy: fit deleted the finished run's checkpoint and trained afresh."""
+    ckpt = tmp_path / "run.pt"
+    x, y = regression_data(32)
+    fit(LinearRegression(), (x, y), epochs=2, batch_size=16, checkpoint=ckpt, progress=False, seed=0)
+    saved = ckpt.read_bytes()
+    with pytest.raises(ConfigError, match="fit overwrite must be True or False, got 'no'"):
+        fit(LinearRegression(), (x, y), epochs=2, batch_size=16, checkpoint=ckpt, progress=False, seed=0,
+            overwrite="no")
+    assert ckpt.read_bytes() == saved
+
+
+@pytest.mark.parametrize("option", ["overwrite", "override_hyperparameters", "skip_nonfinite", "progress",
+                                    "shuffle", "drop_last"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_fit_switches_are_bools_checked_before_any_step(option, value):
+    """Before, each took any truthy value (shuffle="no" shuffled, drop_last="no" dropped data)."""
+    objective = LinearRegression()
+    before = _params(objective.module)
+    with pytest.raises(ConfigError, match=f"fit {option} must be True or False, got {value!r}"):
+        fit(objective, regression_data(16), batch_size=4, progress=False if option != "progress" else value,
+            seed=0, **({option: value} if option != "progress" else {}))
+    assert all(torch.equal(v, objective.module.state_dict()[k]) for k, v in before.items())
