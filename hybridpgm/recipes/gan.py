@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
         parser.add_argument("--latent-dim", type=positive_int, default=16, help="VAE latent dimension (default 16)")
         parser.add_argument("--fake-weight", type=non_negative_float, default=1.0,
                             help="weight of the model samples' term (default 1)")
+        parser.add_argument("--unnormalized-weights", action="store_true",
+                            help="keep the discriminator's weights as they are rather than dividing them by their "
+                                 "batch mean; needed with --accumulate > 1 or several ranks, which need a loss "
+                                 "that is a sum over rows")
     parser.add_argument("--eval-samples", type=positive_int, default=2000,
                         help="samples scored by the inception score (default 2000)")
     parser.add_argument("--classifier-steps", type=positive_int, default=500,
@@ -70,7 +74,8 @@ def build(args: argparse.Namespace, dim: int, image_shape) -> Any:
         return InfoGAN(gen, MLPDiscriminator(dim, hidden), MLPDiscriminator(dim, hidden, out_dim=10 + NUM_CONTINUOUS),
                        num_categories=10, num_continuous=NUM_CONTINUOUS, k=args.k)
     vae = VAE(dim, args.latent_dim, list(hidden))
-    return AAVAE(vae, MLPDiscriminator(dim, hidden), k=args.k, fake_weight=args.fake_weight)
+    return AAVAE(vae, MLPDiscriminator(dim, hidden), k=args.k, fake_weight=args.fake_weight,
+                 normalize_weights=not args.unnormalized_weights)
 
 
 def _samples(objective, n: int) -> torch.Tensor:

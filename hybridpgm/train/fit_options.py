@@ -206,8 +206,8 @@ def check_decomposable(objective: Objective, accumulate: int, world_size: int) -
     raise ConfigError(
         f"{type(objective).__name__} is not decomposable (its decomposable attribute is False): its loss on a batch "
         f"is not the size-weighted mean of its losses on parts of the batch, yet {' and '.join(splits)}, which "
-        "would train the mean of the parts' losses instead of the loss of the batch; train it with accumulate=1 "
-        "in one process")
+        "would train the mean of the parts' losses instead of the loss of the batch; "
+        f"{getattr(objective, 'not_decomposable_remedy', None) or 'train it with accumulate=1 in one process'}")
 
 
 def batch_norm_warning(module: torch.nn.Module, accumulate: int, world_size: int) -> str | None:

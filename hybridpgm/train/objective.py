@@ -20,7 +20,9 @@ common losses are intensive but not decomposable:
 * a loss that couples the examples of a batch, such as the exact GP marginal
   likelihood (:class:`~hybridpgm.gp.ExactMLLObjective`), whose kernel matrix
   ties every pair of examples: such an objective sets ``decomposable = False``
-  and :func:`fit` refuses ``accumulate > 1`` and several ranks for it;
+  and :func:`fit` refuses ``accumulate > 1`` and several ranks for it (an
+  objective that has a decomposable variant says how to choose it in an optional
+  ``not_decomposable_remedy`` string, which the refusal quotes);
 * a model with batch normalisation in training mode, which normalises each
   micro-batch (and each rank's shard) with its own statistics: :func:`fit`
   warns when it meets one with ``accumulate > 1`` or several ranks.

@@ -25,3 +25,16 @@ def test_gan_family_recipes_write_the_report(model, extra, kind, tmp_path):
         assert evaluate(out)["test_elbo"] == pytest.approx(metrics["test_elbo"], abs=1.0)
     assert main(["sample", str(out), "--num-samples", "4"]) == 0
     assert (out / "samples-seed0.png").stat().st_size > 0
+
+
+def test_aavae_with_accumulation_needs_unnormalized_weights(tmp_path, capsys):
+    """Batch-normalized weights are not a sum over rows, so ``fit`` refuses micro-batches: a one-line usage
+    error that names the way out; ``--unnormalized-weights`` trains with them."""
+    args = ["train", "aavae", *TINY, "--latent-dim", "3", "--accumulate", "2", "--no-progress", "--device", "cpu"]
+    assert main(args + ["--out", str(tmp_path / "normalized")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "normalize_weights" in err
+    out = tmp_path / "unnormalized"
+    metrics, vae = train_and_check("aavae", out, TINY + ["--latent-dim", "3", "--accumulate", "2",
+                                                         "--unnormalized-weights"])
+    assert isinstance(vae, VAE) and metrics["steps"] == 5

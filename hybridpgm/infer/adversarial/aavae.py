@@ -81,6 +81,10 @@ class AAVAE(AdversarialGame):
         super().__init__(nn.ModuleDict({"vae": vae, "discriminator": discriminator}), k=k)
         self.vae = vae
 
+    #: quoted by :func:`hybridpgm.fit` when it refuses to split a batch of normalized weights
+    not_decomposable_remedy = ("pass normalize_weights=False (hybridpgm train aavae --unnormalized-weights), "
+                               "or train with accumulate=1 in one process")
+
     @property
     def decomposable(self) -> bool:
         """Whether the loss of a batch is the size-weighted mean of the losses of its parts
