@@ -77,29 +77,72 @@ def _check_log_weights(log_weights: np.ndarray) -> None:
         raise DataError(f"every log-weight is -inf (all weights zero) in row(s) {rows[:10]}; PSIS is undefined")
 
 
+def _tail_lengths(num_draws: int) -> tuple[int, int]:
+    """The fewest and the most draws ArviZ puts in the Pareto tail of a row of ``num_draws``:
+    :math:`\\lfloor M\\rfloor` (ArviZ 1.x) and :math:`\\lceil M\\rceil` (ArviZ 0.x), :math:`M = \\min(S/5,
+    3\\sqrt S)`."""
+    m = min(num_draws / 5.0, 3.0 * math.sqrt(num_draws))
+    return math.floor(m), math.ceil(m)
+
+
 def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
 
-    PSIS replaces only the right tail, so the smallest weight of a row keeps
-    its value; ArviZ 1.x returns normalized weights, and that weight restores
-    the row's constant, giving the same unnormalized weights under both ArviZ
-    generations.
+    PSIS [2] sorts a row's weights, takes the :math:`M` largest as its tail
+    and the next one, :math:`w_{(S-M)}`, as the threshold :math:`u`, fits a
+    generalized Pareto distribution to the exceedances :math:`w - u` of the
+    tail (its shape is :math:`\\hat k`) and replaces the tail by the fit's
+    quantiles at :math:`(j - \\tfrac12)/M`, capped at the largest raw weight.
+    ArviZ does the fit, and the two generations take different tails:
+    ArviZ 0.x :math:`M = \\lceil \\min(S/5, 3\\sqrt S)\\rceil`, ArviZ 1.x
+    :math:`\\lfloor S/5\\rfloor`, or :math:`\\lfloor 3\\sqrt S\\rfloor` beyond
+    :math:`S = 225`: the same length where that bound is an integer (40 at
+    :math:`S = 200`), else one draw apart (95 and 94 at :math:`S = 1000`).
+    So k-hat and the smoothed tail agree across the generations only as two
+    fits of nearly the same tail do, not to the last digit.  ArviZ 1.x
+    returns normalized weights; PSIS leaves the body below the tail alone, so
+    the smallest positive weight of a row keeps its raw value under either
+    generation and restores the row's constant: the result is on the scale
+    of the input weights.
 
-    A row whose log-weights are equal to within :math:`\\sqrt{\\epsilon_{32}}
-    \\max(1, |\\log w|)` (float32 rounding of a constant) comes from a guide
-    that matches the posterior there: its ratios are bounded, there is no tail
-    to fit, and k-hat is reported as :math:`-\\infty`.  (Passed to ArviZ, the
-    rounding ties leave fewer than five draws above the tail cut-off and ArviZ
-    reports :math:`+\\infty`, flagging an exact guide as bad.)  A log-weight of :math:`-\\infty` is a zero
-    weight: it is kept, and the test for equal weights looks only at the others.
+    Rows ArviZ cannot fit are answered here, identically under both generations:
 
+    * a row whose positive weights are equal to within :math:`\\sqrt{\\epsilon_{32}}
+      \\max(1, |\\log w|)` (float32 rounding of a constant) comes from a guide
+      that matches the posterior there: its ratios are bounded, there is no
+      tail to fit, and k-hat is :math:`-\\infty`, the weights unchanged.
+      (Passed to ArviZ, the rounding ties leave fewer than five draws above
+      the cut-off and ArviZ reports :math:`+\\infty`, flagging an exact guide as bad.)
+    * a log-weight of :math:`-\\infty` is a zero weight.  When a row has at
+      most :math:`\\lceil \\min(S/5, 3\\sqrt S)\\rceil` positive weights, the
+      threshold :math:`u` (under either generation) is a zero weight and the
+      tail holds zeros: the exceedances have an atom at zero, which no
+      generalized Pareto distribution has, and fitting them anyway gives zero
+      weights mass (under ArviZ 0.x a mean smoothed weight of 0.22 where the
+      expectation is 0.1, under ArviZ 1.x a NaN k-hat).  Such a row gets k-hat :math:`+\\infty`
+      (most draws of the proposal carry no weight: it is not a proposal to
+      trust) and its weights are left unsmoothed, so the importance estimate
+      is the raw, unbiased one.  With more positive weights than that the
+      tail and the threshold are all positive and PSIS runs as usual: the
+      zeros lie in the body, which it keeps.
+    * a row whose :math:`\\lfloor \\min(S/5, 3\\sqrt S)\\rfloor` largest weights
+      are all equal (a plateau: nothing to fit), and a row whose fit fails
+      (ArviZ 1.x answers NaN when the tail's weights underflow or tie after
+      exponentiation, as in a row spanning thousands of nats) get
+      :math:`+\\infty` and unsmoothed weights: ArviZ 0.x's answer to a tail
+      too short to fit.  No k-hat returned is NaN.
+
+    :param log_weights: ``... x S`` log-weights, :math:`S \\ge 30`; a tensor
+        in any floating-point dtype (``bfloat16`` included) or an array.
+    :returns: ``(smoothed, khat)``: ``... x S`` smoothed log-weights and ``...`` k-hats.
     :raises ConfigError: for fewer than :data:`PSIS_MIN_DRAWS` (30) log-weights per row, under either ArviZ.
     :raises DataError: for NaN or :math:`+\\infty` log-weights, or a row whose weights are all zero.
     """
     log_weights = as_host_array(log_weights, np.float64)
     if log_weights.ndim == 0:
         raise ConfigError("PSIS needs log-weights of shape (..., S), got a scalar")
-    if log_weights.shape[-1] < PSIS_MIN_DRAWS:  # before the values' check, which an empty row would fail
+    num_draws = log_weights.shape[-1]
+    if num_draws < PSIS_MIN_DRAWS:  # before the values' check, which an empty row would fail
         raise ConfigError(f"PSIS needs at least {PSIS_MIN_DRAWS} log-weights per row (the Pareto tail is fitted to "
                           f"the largest fifth, at least 6 of them), got shape {log_weights.shape}")
     _check_log_weights(log_weights)
@@ -110,14 +153,19 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
     scale = np.maximum(1.0, np.abs(np.where(finite, log_weights, 0.0)).max(axis=-1))
     # zero weights (-inf) do not count: equal weights and some zeros still have bounded ratios and no tail
     constant = spread <= np.sqrt(np.finfo(np.float32).eps) * scale
-    # constant rows are answered here: ArviZ 1.x raises on them ("All tail values are the same")
-    placeholder = np.linspace(-1.0, 0.0, log_weights.shape[-1])
-    smoothed, khat = _arviz_psislw(np.where(constant[..., None], placeholder, log_weights))
+    shortest, longest = _tail_lengths(num_draws)
+    few_positive = finite.sum(axis=-1) <= longest  # the threshold, and part of the tail, are zero weights
+    plateau = np.sort(log_weights, axis=-1)[..., -shortest] == top  # ArviZ 1.x raises on it
+    unfit = ~constant & (few_positive | plateau)
+    answered = constant | unfit
+    placeholder = np.linspace(-1.0, 0.0, num_draws)
+    smoothed, khat = _arviz_psislw(np.where(answered[..., None], placeholder, log_weights))
     smoothed, khat = np.array(smoothed, dtype=np.float64), np.array(khat, dtype=np.float64)
-    lowest = low.argmin(axis=-1)[..., None]  # the smallest finite weight: below the tail, so kept as it was
+    lowest = low.argmin(axis=-1)[..., None]  # the smallest positive weight: below the tail, so kept as it was
     smoothed += np.take_along_axis(log_weights, lowest, -1) - np.take_along_axis(smoothed, lowest, -1)
-    smoothed = np.where(constant[..., None], log_weights, smoothed)
-    khat = np.where(constant, -np.inf, khat)
+    failed = np.isnan(khat) & ~answered  # ArviZ 1.x's failed fit (it leaves such a row unsmoothed too)
+    smoothed = np.where((answered | failed)[..., None], log_weights, smoothed)
+    khat = np.where(constant, -np.inf, np.where(unfit | failed, np.inf, khat))
     return smoothed, khat
 
 
@@ -136,20 +184,31 @@ class VICheck:
 
     @property
     def counts(self) -> dict[str, int]:
-        """How many points are good (< 0.5), ok (< 0.7) and bad (>= 0.7)."""
-        k = self.khat
-        return {"good": int((k < GOOD).sum()), "ok": int(((k >= GOOD) & (k < BAD)).sum()), "bad": int((k >= BAD).sum())}
+        """How many points are good (< 0.5), ok (< 0.7) and bad (>= 0.7, or NaN).
+
+        :func:`pareto_khat` returns no NaN, but a :class:`VICheck` built by hand may hold one: a k-hat that
+        could not be estimated is no evidence that the guide is good, so it counts as bad and the three counts
+        always add up to the number of points."""
+        k = np.asarray(self.khat, dtype=np.float64)
+        good, ok = k < GOOD, (k >= GOOD) & (k < BAD)
+        return {"good": int(good.sum()), "ok": int(ok.sum()), "bad": int(k.size - good.sum() - ok.sum())}
 
     @property
     def verdict(self) -> str:
-        """``"good"``, ``"ok"`` or ``"bad"``: the class of the worst point."""
-        worst = float(np.max(self.khat))
-        return "good" if worst < GOOD else ("ok" if worst < BAD else "bad")
+        """``"good"``, ``"ok"`` or ``"bad"``: the class of the worst point (a NaN k-hat is bad)."""
+        c = self.counts
+        return "bad" if c["bad"] else ("ok" if c["ok"] else "good")
 
     def summary(self) -> str:
+        """One line: the counts of good, ok and bad points (with the NaN k-hats among the bad), the largest
+        k-hat and the mean PSIS :math:`\\log p(x_n)`."""
         c = self.counts
-        return (f"PSIS k-hat over {len(self.khat)} points ({self.num_samples} draws each): "
-                f"{c['good']} good (<{GOOD}), {c['ok']} ok (<{BAD}), {c['bad']} bad; max {np.max(self.khat):.3f}; "
+        k = np.asarray(self.khat, dtype=np.float64)
+        nan = int(np.isnan(k).sum())
+        worst = np.nanmax(k) if nan < k.size else np.nan
+        return (f"PSIS k-hat over {k.size} points ({self.num_samples} draws each): "
+                f"{c['good']} good (<{GOOD}), {c['ok']} ok (<{BAD}), {c['bad']} bad"
+                f"{f' ({nan} of them NaN)' if nan else ''}; max {worst:.3f}; "
                 f"mean log p(x) {np.mean(self.log_likelihood):.4f}")
 
 

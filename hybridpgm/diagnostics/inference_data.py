@@ -18,6 +18,7 @@ NumPy with the leading ``(chain, draw)`` dimensions ArviZ expects.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Mapping, NamedTuple
 
 import arviz as az
@@ -34,30 +35,75 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.param_store_scope import modules_own_their_params
 
-__all__ = ["from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi", "make_inference_data"]
+__all__ = ["GROUPS", "from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi",
+           "make_inference_data"]
 
 _KEYWORD_STYLE = "posterior" in inspect.signature(az.from_dict).parameters
 
 
+#: the ArviZ groups :func:`make_inference_data` takes: those ArviZ 0.x's ``from_dict`` takes as keywords, all of
+#: which ArviZ 1.x's takes too (0.x drops any other name without a word, 1.x keeps any name)
+GROUPS = ("posterior", "posterior_predictive", "predictions", "log_likelihood", "sample_stats", "prior",
+          "prior_predictive", "sample_stats_prior", "observed_data", "constant_data", "predictions_constant_data",
+          "warmup_posterior", "warmup_posterior_predictive", "warmup_predictions", "warmup_log_likelihood",
+          "warmup_sample_stats")
+
+#: groups whose arrays have no leading ``(chain, draw)`` dimensions (under ArviZ 1.x: those named ``*data*``)
+_UNSAMPLED_GROUPS = ("observed_data", "constant_data", "predictions_constant_data")
+
+#: ArviZ's sample dims, leading every array of the other groups
+_SAMPLE_DIMS = ("chain", "draw")
+
+
 def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[str, list[str]] | None = None,
                         coords: Mapping[str, Any] | None = None):
-    """``arviz.from_dict`` for both ArviZ generations.
+    """``arviz.from_dict`` for both ArviZ generations, refusing what it would silently drop or change.
 
-    :param groups: group name (``"posterior"``, ``"log_likelihood"``,
-        ``"sample_stats"``, ``"observed_data"``, ...) -> variable -> array whose
-        leading dimensions are ``(chain, draw)`` (not for ``observed_data`` and ``constant_data``).
-    :param dims: variable -> names of its dims after ``(chain, draw)``.
-    :raises DataError: for a variable given more dim names than its array has dims after ``(chain, draw)``.
+    The same call gives an ``InferenceData`` under ArviZ 0.x and a ``DataTree`` under ArviZ 1.x, with the same
+    groups, variables, dims and coords: ``dims`` and ``coords`` apply to the ``predictions`` groups too (ArviZ
+    1.x takes those from separate ``pred_dims``/``pred_coords``, ArviZ 0.x from ``dims``), and ``warmup_*``
+    groups are kept (both drop them by default).
+
+    :param groups: group name -> variable -> array (a tensor in any dtype, ``bfloat16`` included, or an array).
+        The group names are those of :data:`GROUPS` (the groups ArviZ 0.x's ``from_dict`` takes, all of which
+        ArviZ 1.x takes too).  Arrays have leading dimensions ``(chain, draw)``, except in ``observed_data``,
+        ``constant_data`` and ``predictions_constant_data``.  A group with no variables is left out.
+    :param dims: variable -> names of its dims after ``(chain, draw)``; an axis without a name gets ArviZ's
+        ``<variable>_dim_<i>``.
+    :param coords: dim name -> coordinate values.
+    :raises ConfigError: for a group name that is not in :data:`GROUPS` (such as a misspelt ``"posteriour"``).
+    :raises DataError: for an array of a sampled group with fewer than two dims (no ``(chain, draw)``); a
+        variable given more dim names than its array has dims after ``(chain, draw)``; a variable named like a
+        dim of its group (``chain``, ``draw``, a name in ``dims``, ``<other>_dim_0``), which xarray would turn
+        into a coordinate, losing the variable; a tensor in a dtype NumPy cannot hold.
     """
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise ConfigError(f"unknown ArviZ group(s) {unknown}; make_inference_data takes {list(GROUPS)}")
     groups = {g: {k: as_host_array(v) for k, v in variables.items()} for g, variables in groups.items() if variables}
-    _check_dims(groups, dims or {})
-    if _KEYWORD_STYLE:  # ArviZ 0.x
-        return az.from_dict(**groups, dims=dims, coords=coords)
-    return az.from_dict(groups, dims=dims, coords=coords)  # ArviZ >= 1.0
+    dims = dict(dims or {})
+    _check_lead_dims(groups)
+    _check_dims(groups, dims)
+    _check_names(groups, dims)
+    if _KEYWORD_STYLE:  # ArviZ 0.x: its predictions groups take `dims` (and `coords`) when pred_dims is not given
+        data = az.from_dict(**groups, dims=dims, coords=coords, save_warmup=True)
+    else:  # ArviZ >= 1.0: its predictions groups take pred_dims and pred_coords only
+        data = az.from_dict(groups, dims=dims, coords=coords, pred_dims=dims, pred_coords=coords, save_warmup=True)
+    _check_kept(data, groups)
+    return data
 
 
-#: groups whose arrays have no leading ``(chain, draw)`` dimensions
-_UNSAMPLED_GROUPS = ("observed_data", "constant_data")
+def _check_lead_dims(groups: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Raise :class:`DataError` for an array of a sampled group without ``(chain, draw)`` dims (ArviZ 0.x
+    silently reads a ``K`` array as one chain of ``K`` draws, ArviZ 1.x raises a bare ``ValueError``)."""
+    for group, variables in groups.items():
+        if group in _UNSAMPLED_GROUPS:
+            continue
+        for name, array in variables.items():
+            if array.ndim < 2:
+                raise DataError(f"variable {name!r} in group {group!r} has shape {array.shape}; the arrays of a "
+                                f"sampled group lead with (chain, draw) dims: for one chain of K draws pass shape "
+                                f"(1, K, ...)")
 
 
 def _check_dims(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[str, list[str]]) -> None:
@@ -70,6 +116,52 @@ def _check_dims(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[st
                 raise DataError(f"dims {list(dims[name])} name {len(dims[name])} dims of variable {name!r} in group "
                                 f"{group!r}, whose array of shape {array.shape} has {max(array.ndim - lead, 0)} "
                                 f"after {'(chain, draw)' if lead else 'none'}")
+
+
+def _group_dims(group: str, variables: Mapping[str, np.ndarray], dims: Mapping[str, list[str]]) -> dict[str, str]:
+    """Every dim name the variables of ``group`` may get -> the variable that brings it.  An unnamed axis is
+    ``<variable>_dim_<i>``, where ArviZ 0.x counts ``i`` over the axes after ``(chain, draw)`` and ArviZ 1.x
+    over the unnamed ones: both names are listed."""
+    lead = 0 if group in _UNSAMPLED_GROUPS else 2
+    out = {} if group in _UNSAMPLED_GROUPS else {d: "(every variable)" for d in _SAMPLE_DIMS}
+    for name, array in variables.items():
+        given = list(dims.get(name, []))
+        for i in range(array.ndim - lead):
+            if i < len(given) and given[i] is not None:
+                out.setdefault(given[i], name)
+            else:
+                unnamed = sum(1 for d in given[:i] if d is None) + max(i - len(given), 0)
+                out.setdefault(f"{name}_dim_{i}", name)
+                out.setdefault(f"{name}_dim_{unnamed}", name)
+    return out
+
+
+def _check_names(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[str, list[str]]) -> None:
+    """Raise :class:`DataError` for a variable named like a dim of its group: xarray makes it that dim's
+    coordinate, and the variable is lost without a word."""
+    for group, variables in groups.items():
+        group_dims = _group_dims(group, variables, dims)
+        for name in variables:
+            if name in group_dims:
+                owner = group_dims[name]
+                what = "ArviZ's sample dim" if owner == "(every variable)" else f"a dim of variable {owner!r}"
+                raise DataError(f"variable {name!r} in group {group!r} has the name of {what}, {name!r}; xarray "
+                                f"would make it that dim's coordinate and lose the variable: rename the variable "
+                                f"or the dim")
+
+
+def _check_kept(data, groups: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Raise :class:`DataError` if ArviZ left out a group or variable it was given (a safety net behind the
+    checks above)."""
+    for group, variables in groups.items():
+        try:
+            kept = set(data[group].data_vars)
+        except KeyError:
+            kept = set()
+        lost = [name for name in variables if name not in kept]
+        if lost:
+            raise DataError(f"ArviZ dropped variable(s) {lost} of group {group!r} (shapes "
+                            f"{ {n: variables[n].shape for n in lost} }); rename them")
 
 
 class _Sites(NamedTuple):
@@ -189,9 +281,12 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
         count), ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
         subsamples its rows (``subsample_size=``, or a ``subsample=`` shorter than the plate): the rows would
-        differ from draw to draw.
+        differ from draw to draw; a site is named like a dim of its ArviZ group (``chain``, ``draw``: see
+        :func:`make_inference_data`).
     :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
+    :warns UserWarning: when the pointwise log-likelihood is the same in every draw (a point-estimate guide such
+        as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary.
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
     with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
@@ -235,6 +330,12 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
             for name in observed:
                 log_lik[name].append(point_log_lik[name])
         draws.update({n: torch.stack(v) for n, v in per_draw.items()})
+        log_lik = {n: torch.stack(v) for n, v in log_lik.items()}
+        if num_samples > 1 and all(bool((v == v[:1]).all()) for v in log_lik.values()):
+            warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "
+                          "guide such as AutoDelta?); az.loo and az.waic need draws that vary: ArviZ 0.x reports "
+                          "k-hat = inf at every point, ArviZ 1.x raises 'All tail values are the same'",
+                          UserWarning, stacklevel=3)
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
                                 return_sites=list(observed))(*args, **kwargs)
@@ -242,7 +343,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
         "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)
                                  for n in observed},
-        "log_likelihood": {n: torch.stack(v).unsqueeze(0) for n, v in log_lik.items()},
+        "log_likelihood": {n: v.unsqueeze(0) for n, v in log_lik.items()},
         "observed_data": {n: site["value"] for n, site in observed.items()},
     })
 
@@ -253,8 +354,19 @@ from_svi = from_pyro_svi
 
 def from_mcmc(mcmc: pyro.infer.MCMC):
     """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's
-    Gibbs included): ``posterior`` with shape ``chains x draws x site_shape``."""
+    Gibbs included): ``posterior`` with shape ``chains x draws x site_shape``.
+
+    :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
+    :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
+        pass it to :func:`make_inference_data` as ``{"posterior": ...}`` with ``chain x draw`` leading dims), or
+        an MCMC that has not run (no samples).
+    """
+    if not isinstance(mcmc, pyro.infer.MCMC):
+        raise DataError(f"from_mcmc takes a pyro.infer.MCMC run, got {type(mcmc).__name__}; for a dict of samples "
+                        f"name -> chains x draws x ... use make_inference_data({{'posterior': samples}})")
     samples = mcmc.get_samples(group_by_chain=True)
+    if not samples:
+        raise DataError("the MCMC holds no samples: call mcmc.run(...) before from_mcmc")
     return make_inference_data({"posterior": samples})
 
 
@@ -317,14 +429,16 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
         probabilities, one row per evidence row, as returned by
         ``BayesNet.posterior``.
     :returns: ``posterior`` with one chain and one draw, variable dims
-        ``(row, <variable>_state)``.
-    :raises DataError: for no variables, a shape that is not ``N x cardinality``, or rows that are not
-        probability vectors (a non-float dtype, a negative or NaN entry, or a sum off one by more than
-        :math:`\\sqrt{\\epsilon}` of the dtype).
+        ``(row, <variable>_state)``.  A dim name that is also a variable's name (a node named ``row``, or nodes
+        ``x`` and ``x_state``) gets underscores appended until it is free (``row_``, ``x_state_``), so no
+        variable becomes a coordinate and is lost.
+    :raises DataError: for no variables, a variable named ``chain`` or ``draw`` (ArviZ's sample dims), a shape
+        that is not ``N x cardinality``, or rows that are not probability vectors (a non-float dtype, a negative
+        or NaN entry, or a sum off one by more than :math:`\\sqrt{\\epsilon}` of the dtype).
     """
     if not probabilities:
         raise DataError("from_categorical needs at least one variable's probabilities, got none")
-    posterior, dims = {}, {}
+    posterior = {}
     for name, probs in probabilities.items():
         probs = torch.as_tensor(probs)
         if probs.dim() == 1:
@@ -333,8 +447,20 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
             raise DataError(f"posterior of {name!r} must be N x cardinality, got shape {tuple(probs.shape)}")
         _check_probability_rows(name, probs)
         posterior[name] = probs.reshape((1, 1) + tuple(probs.shape))
-        dims[name] = ["row", f"{name}_state"]
     rows = {name: p.shape[2] for name, p in posterior.items()}
     if len(set(rows.values())) > 1:
         raise DataError(f"every variable needs the same number of evidence rows; got {rows}")
+    taken = set(posterior)
+    row = _free_name("row", taken)
+    dims = {}
+    for name in posterior:
+        dims[name] = [row, _free_name(f"{name}_state", taken | {row})]
+        taken.add(dims[name][1])
     return make_inference_data({"posterior": posterior}, dims=dims)
+
+
+def _free_name(name: str, taken: set) -> str:
+    """``name``, with underscores appended until it is not in ``taken``."""
+    while name in taken:
+        name += "_"
+    return name

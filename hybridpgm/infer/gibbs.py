@@ -15,12 +15,14 @@ given the other sites, so all of them are resampled at once.  A block of
 several sites (``blocks=[["tub", "lung", "either"]]``) is drawn jointly, which
 keeps the chain ergodic when a node is a deterministic function of others.
 The kernel plugs into :class:`pyro.infer.MCMC` (``num_chains``, progress,
-``get_samples(group_by_chain=True)`` for ArviZ diagnostics).
+``get_samples(group_by_chain=True)``); :func:`hybridpgm.diagnostics.from_mcmc`
+turns the run into ArviZ data under ArviZ 0.x and 1.x alike (ArviZ 1.x has no
+``arviz.from_pyro``).
 
 >>> kernel = Gibbs(bn.model, blocks=[["tub", "lung", "either"]])     # doctest: +SKIP
 >>> mcmc = pyro.infer.MCMC(kernel, num_samples=1000, warmup_steps=100, num_chains=4)  # doctest: +SKIP
 >>> mcmc.run({"asia": torch.tensor([0])})                          # doctest: +SKIP
->>> arviz.rhat(arviz.from_pyro(mcmc))                               # doctest: +SKIP
+>>> arviz.rhat(hybridpgm.diagnostics.from_mcmc(mcmc))                # doctest: +SKIP
 
 Samples are returned as floating point (Pyro's and ArviZ's diagnostics need
 it); the model sees each site's own dtype.

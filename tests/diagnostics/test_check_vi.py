@@ -172,3 +172,129 @@ def test_check_vi_refuses_a_guide_with_global_latents():
         with pytest.raises(ObjectiveError, match=r"the guide samples \['net.weight', 'net.bias'\] outside every "
                                                  r"plate.*from_pyro_svi"):
             check_vi(regressor, guide, x, y, num_samples=40)
+
+
+def _psis_mean(smoothed: np.ndarray) -> np.ndarray:
+    """The PSIS estimate of E_q[w] per row: the mean of the smoothed weights."""
+    return np.exp(np.logaddexp.reduce(smoothed, axis=-1) - np.log(smoothed.shape[-1]))
+
+
+@pytest.mark.parametrize("sd", [1000.0, 3000.0])
+def test_a_row_whose_tail_underflows_is_bad_under_either_arviz(sd):
+    """Log-weights spanning thousands of nats leave ArviZ 1.x's tail all zeros but one after exponentiation: it
+    answered k-hat = NaN, which pareto_khat passed on and VICheck counted as nothing (0 bad for a terrible
+    guide). ArviZ 0.x answers a large or infinite k-hat."""
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.diagnostics.check_vi import VICheck
+
+    rng = np.random.default_rng(0)
+    log_w = np.stack([rng.standard_normal(100), rng.normal(0.0, sd, size=100)])
+    smoothed, khat = pareto_khat(log_w)
+    assert not np.isnan(khat).any() and khat[1] >= 0.7
+    result = VICheck(khat=khat, log_likelihood=np.zeros(2), num_samples=100)
+    assert sum(result.counts.values()) == 2 and result.counts["bad"] >= 1 and result.verdict == "bad"
+
+
+def test_one_weight_above_equal_ones_is_plus_inf_under_either_arviz():
+    """99 equal weights and one larger: ArviZ 0.x gives +inf (a tail too short to fit), ArviZ 1.x gave NaN."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    log_w = np.r_[np.zeros(99), 5.0]
+    smoothed, khat = pareto_khat(log_w)
+    assert khat.shape == () and float(khat) == np.inf
+    np.testing.assert_array_equal(smoothed, log_w)  # not smoothed: there is no fit
+
+
+def test_a_tail_of_equal_weights_is_plus_inf_under_either_arviz():
+    """The 40 largest weights equal, above a lower body: ArviZ 1.x raised a bare ValueError ("All tail values
+    are the same"), ArviZ 0.x answered +inf."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    log_w = np.r_[np.zeros(150), np.ones(50)]
+    smoothed, khat = pareto_khat(np.stack([log_w, log_w[::-1]]))
+    assert khat.tolist() == [np.inf, np.inf]
+    np.testing.assert_array_equal(smoothed[0], log_w)
+
+
+def test_vicheck_counts_every_point_and_a_nan_k_hat_as_bad():
+    from hybridpgm.diagnostics.check_vi import VICheck
+
+    result = VICheck(khat=np.array([0.1, np.nan, 0.6]), log_likelihood=np.zeros(3), num_samples=100)
+    assert result.counts == {"good": 1, "ok": 1, "bad": 1}
+    assert result.verdict == "bad"
+    assert "1 bad (1 of them NaN)" in result.summary() and "max 0.600" in result.summary()
+
+
+def test_check_vi_flags_a_prior_guide_on_784_precise_pixels():
+    """A closer-to-life case of the NaN k-hat: the guide is the prior and the decoder's noise is 0.1 on 784
+    pixels, so a point's log-weights span thousands of nats. Under ArviZ 1.x check_vi reported 0 bad."""
+    import pyro.distributions as dist
+
+    g = torch.Generator().manual_seed(0)
+    weight = 0.3 * torch.randn(2, 784, generator=g)
+    x = torch.randn(4, 2, generator=g) @ weight + 0.1 * torch.randn(4, 784, generator=g)
+
+    def pixel_model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+            pyro.sample("x", dist.Normal(z @ weight, 0.1).to_event(1), obs=x)
+
+    def prior_guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(torch.zeros(len(x), 2), 1.0).to_event(1))
+
+    pyro.set_rng_seed(0)
+    result = check_vi(pixel_model, prior_guide, x, num_samples=200)
+    assert not np.isnan(result.khat).any()
+    assert result.counts == {"good": 0, "ok": 0, "bad": 4} and result.verdict == "bad"
+
+
+def zero_weight_rows(cut: float, scale: float, rows: int = 300, draws: int = 200) -> np.ndarray:
+    """Log-weights of q = U(0, 1) for w(z) = scale * z on z < cut, else 0 (a zero weight), from the audit's
+    khat_neginf_bias.py: E_q[w] = scale * cut**2 / 2."""
+    z = np.random.default_rng(0).uniform(size=(rows, draws))
+    with np.errstate(divide="ignore"):
+        return np.where(z < cut, np.log(scale * z), -np.inf)
+
+
+def test_pareto_khat_does_not_smooth_zero_weights_into_mass():
+    """About 20 of 200 weights are positive, fewer than the 40 of the Pareto tail, so the tail and its
+    threshold held zero weights: ArviZ 0.x's smoothing gave them mass (a PSIS mean of 0.223 where E_q[w] = 0.1)
+    with 'good' k-hats, ArviZ 1.x answered NaN k-hats. Such rows are now +inf and left unsmoothed."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    log_w = zero_weight_rows(0.1, 20.0)
+    smoothed, khat = pareto_khat(log_w)
+    estimate = _psis_mean(smoothed)
+    trusted = khat < 0.7  # a row's estimate must be right unless its k-hat flags it
+    assert not np.isnan(khat).any()
+    if trusted.any():
+        assert abs(estimate[trusted].mean() - 0.1) < 3 * estimate[trusted].std() / np.sqrt(trusted.sum())
+    assert abs(estimate.mean() - 0.1) < 3 * estimate.std() / np.sqrt(len(estimate))
+    assert np.isposinf(khat).all()  # the rule: at most ceil(min(S/5, 3 sqrt S)) = 40 positive weights
+    np.testing.assert_array_equal(smoothed, log_w)
+
+
+def test_pareto_khat_smooths_rows_with_zeros_in_the_body_as_arviz_does():
+    """About 100 of 200 weights positive: the tail and threshold are positive and the zeros lie in the body,
+    so the k-hat is ArviZ's and the zeros stay zeros."""
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.diagnostics.check_vi import _arviz_psislw
+
+    log_w = zero_weight_rows(0.5, 4.0, rows=20)  # E_q[w] = 0.5
+    smoothed, khat = pareto_khat(log_w)
+    assert np.isfinite(khat).all() and (khat < 0.5).all()  # bounded weights
+    np.testing.assert_allclose(khat, np.asarray(_arviz_psislw(log_w)[1]), rtol=1e-10)
+    np.testing.assert_array_equal(np.isneginf(smoothed), np.isneginf(log_w))
+    assert abs(_psis_mean(smoothed).mean() - 0.5) < 0.05
+
+
+def test_pareto_khat_of_bfloat16_equals_that_of_the_same_values_in_float32():
+    """Before: torch's raw TypeError 'Got unsupported ScalarType BFloat16'."""
+    from hybridpgm.diagnostics import pareto_khat
+
+    log_w = torch.randn(3, 200, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    smoothed, khat = pareto_khat(log_w)
+    expected_smoothed, expected_khat = pareto_khat(log_w.float())
+    np.testing.assert_array_equal(khat, expected_khat)
+    np.testing.assert_array_equal(smoothed, expected_smoothed)

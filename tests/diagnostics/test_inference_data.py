@@ -1,4 +1,5 @@
 import math
+import re
 import warnings
 
 import arviz as az
@@ -110,6 +111,7 @@ def hand_written_guide(x):
     pyro.sample("log_sigma", dist.Normal(pyro.param("ls_loc", torch.tensor(0.0)), 0.3))
 
 
+@pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # AutoDelta's
 @pytest.mark.parametrize("make_guide", [AutoNormal, AutoDelta, AutoDiagonalNormal, lambda m: hand_written_guide],
                          ids=["AutoNormal", "AutoDelta", "AutoDiagonalNormal", "hand-written"])
 def test_from_pyro_svi_keeps_the_model_sites_of_any_guide(make_guide):
@@ -419,3 +421,147 @@ def test_from_importance_takes_samples_as_lists_and_names_a_wrong_count():
             from_importance(log_weights, samples)
     with pytest.raises(DataError, match="samples must be tensors or arrays of numbers"):
         from_importance(log_weights, {"z": ["a", "b", "c"]})
+
+
+def _variables(data, group: str) -> list[str]:
+    return sorted(data[group].data_vars)
+
+
+def test_from_pyro_svi_refuses_a_site_named_like_a_sample_dim():
+    """A latent site named 'draw' (a card or urn model) became the 'draw' coordinate: its draws were lost."""
+    def urn_model(y):
+        m = pyro.sample("draw", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(m, 1.0), obs=y)
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoNormal(urn_model)
+    guide(X)
+    with pytest.raises(DataError, match="variable 'draw' in group 'posterior' has the name of ArviZ's sample dim"):
+        from_pyro_svi(urn_model, guide, X, num_samples=5)
+    pyro.clear_param_store()
+
+
+@pytest.mark.parametrize("probabilities, dims", [
+    ({"x": [[0.3, 0.7]], "x_state": [[0.2, 0.3, 0.5]]},
+     {"x": ("row", "x_state_"), "x_state": ("row", "x_state_state")}),
+    ({"row": [[0.3, 0.7]]}, {"row": ("row_", "row_state")}),
+    ({"result": [[0.2, 0.8]], "row_": [[0.5, 0.5]], "row": [[1.0, 0.0]]},
+     {"result": ("row__", "result_state"), "row_": ("row__", "row__state"), "row": ("row__", "row_state")}),
+], ids=["x-and-x_state", "row", "row-and-row_"])
+def test_from_categorical_keeps_every_node_whatever_its_name(probabilities, dims):
+    """A node named like a dim of another ('x_state' beside 'x', or 'row') became a coordinate and was lost."""
+    data = from_categorical({k: torch.tensor(v) for k, v in probabilities.items()})
+    assert _variables(data, "posterior") == sorted(probabilities)
+    for name, values in probabilities.items():
+        assert data["posterior"][name].dims == ("chain", "draw") + dims[name]
+        np.testing.assert_allclose(data["posterior"][name].values[0, 0], values)
+
+
+@pytest.mark.parametrize("name", ["chain", "draw"])
+def test_from_categorical_refuses_a_node_named_like_a_sample_dim(name):
+    with pytest.raises(DataError, match=f"variable '{name}' in group 'posterior'.*sample dim"):
+        from_categorical({name: torch.tensor([[0.3, 0.7]])})
+
+
+@pytest.mark.parametrize("groups, dims, match", [
+    ({"posterior": {"a": np.zeros((1, 4, 3)), "obs": np.zeros((1, 4))}}, {"a": ["obs"]},
+     "variable 'obs' in group 'posterior' has the name of a dim of variable 'a'"),
+    ({"posterior": {"a": np.zeros((1, 4, 3)), "a_dim_0": np.zeros((1, 4))}}, None,
+     "variable 'a_dim_0' in group 'posterior' has the name of a dim of variable 'a'"),
+    ({"observed_data": {"y": np.zeros(3), "y_dim_0": np.zeros(3)}}, None, "variable 'y_dim_0' in group "),
+    ({"sample_stats": {"chain": np.zeros((1, 4))}}, None, "variable 'chain' in group 'sample_stats'"),
+], ids=["named-dim", "default-dim", "observed-default-dim", "chain"])
+def test_make_inference_data_refuses_a_variable_named_like_a_dim_of_its_group(groups, dims, match):
+    from hybridpgm.diagnostics import make_inference_data
+
+    with pytest.raises(DataError, match=match):
+        make_inference_data(groups, dims=dims)
+
+
+def test_make_inference_data_allows_sample_dim_names_in_unsampled_groups():
+    from hybridpgm.diagnostics import make_inference_data
+
+    data = make_inference_data({"posterior": {"a": np.zeros((1, 4))}, "constant_data": {"draw": np.arange(3.0)}})
+    assert _variables(data, "constant_data") == ["draw"]
+
+
+def test_make_inference_data_takes_dims_of_predictions_constant_data():
+    """Its arrays have no (chain, draw) dims, but it was missing from the unsampled groups, so valid dims were
+    refused; and ArviZ 1.x took the predictions groups' dims from pred_dims only, dropping them."""
+    from hybridpgm.diagnostics import make_inference_data
+
+    groups = {"predictions": {"y": np.zeros((1, 4, 5))}, "predictions_constant_data": {"x": np.arange(5.0)}}
+    data = make_inference_data(groups, dims={"x": ["obs"], "y": ["obs"]}, coords={"obs": np.arange(10, 15)})
+    assert data["predictions_constant_data"]["x"].dims == ("obs",)
+    assert data["predictions"]["y"].dims == ("chain", "draw", "obs")
+    np.testing.assert_array_equal(data["predictions"]["obs"].values, np.arange(10, 15))
+
+
+@pytest.mark.parametrize("group", ["posteriour", "log_prior", "samples"])
+def test_make_inference_data_refuses_a_group_arviz_0_would_drop(group):
+    """ArviZ 0.x's from_dict dropped an unknown (or misspelt) group without a word; ArviZ 1.x kept it."""
+    from hybridpgm.diagnostics import make_inference_data
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"unknown ArviZ group\\(s\\) \\['{group}'\\]"):
+        make_inference_data({group: {"a": np.zeros((1, 5))}})
+
+
+def test_make_inference_data_keeps_warmup_groups():
+    """Both ArviZ generations drop warmup_* groups unless told to save them."""
+    from hybridpgm.diagnostics import make_inference_data
+
+    data = make_inference_data({"posterior": {"a": np.zeros((1, 5))}, "warmup_posterior": {"a": np.ones((1, 3))}})
+    assert data["warmup_posterior"]["a"].shape == (1, 3)
+
+
+@pytest.mark.parametrize("group", ["posterior", "log_likelihood", "sample_stats"])
+@pytest.mark.parametrize("shape", [(), (5,)])
+def test_make_inference_data_refuses_a_sampled_array_without_chain_and_draw(group, shape):
+    """ArviZ 0.x read a K array as one chain of K draws (a scalar as one draw), ArviZ 1.x raised a bare
+    ValueError."""
+    from hybridpgm.diagnostics import make_inference_data
+
+    with pytest.raises(DataError, match=f"variable 'a' in group '{group}' has shape {re.escape(str(shape))}"):
+        make_inference_data({group: {"a": np.zeros(shape)}})
+
+
+def test_from_mcmc_refuses_an_mcmc_that_has_not_run_and_a_dict_of_samples():
+    """An MCMC that has not run gave an empty object (KeyError on its posterior); get_samples()'s dict a raw
+    AttributeError."""
+    from pyro.infer import NUTS
+
+    mcmc = MCMC(NUTS(global_model), num_samples=5, warmup_steps=2, disable_progbar=True)
+    with pytest.raises(DataError, match="holds no samples: call mcmc.run"):
+        from_mcmc(mcmc)
+    with pytest.raises(DataError, match="takes a pyro.infer.MCMC run, got dict.*make_inference_data"):
+        from_mcmc({"mu": torch.randn(2, 5)})
+
+
+def test_from_pyro_svi_warns_that_a_point_estimate_guide_cannot_feed_loo():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoDelta(global_model)
+    guide(X)
+    with pytest.warns(UserWarning, match="every posterior draw has the same pointwise log-likelihood"):
+        data = from_pyro_svi(global_model, guide, X, num_samples=5)
+    assert data["posterior"]["mu"].shape == (1, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_pyro_svi(global_model, global_guide, X, num_samples=5)  # draws that vary: no warning
+    pyro.clear_param_store()
+
+
+def test_bfloat16_tensors_become_arviz_data():
+    """Before: torch's raw TypeError 'Got unsupported ScalarType BFloat16' from every converter."""
+    from hybridpgm.diagnostics import make_inference_data
+
+    lw = torch.randn(40, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    data = from_importance(lw, {"z": lw})
+    np.testing.assert_array_equal(data["sample_stats"]["log_weight"].values[0], lw.float().numpy())
+    np.testing.assert_array_equal(data["posterior"]["z"].values[0], lw.float().numpy())
+    probs = torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.bfloat16)
+    np.testing.assert_array_equal(from_categorical({"x": probs})["posterior"]["x"].values[0, 0], probs.float().numpy())
+    assert make_inference_data({"posterior": {"a": lw.reshape(1, 40)}})["posterior"]["a"].dtype == np.float32

@@ -180,3 +180,11 @@ def test_image_grid_refuses_a_bad_image_shape_or_columns(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         plot_image_grid(torch.rand(3, 16), **kwargs)
     assert plot_image_grid(torch.rand(3, 16), (np.int64(4), 4), columns=np.int64(2)).axes
+
+
+def test_khat_and_log_weights_plots_take_bfloat16():
+    """Before: plot_khat said 'needs numbers, got Tensor (Got unsupported ScalarType BFloat16)'."""
+    khat = torch.tensor([0.1, 0.6, 0.9, float("inf")]).to(torch.bfloat16)
+    fig = plot_khat(khat)
+    assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 2  # three points, one edge marker
+    assert isinstance(plot_log_weights(torch.randn(40).to(torch.bfloat16)), Figure)
