@@ -29,13 +29,13 @@ import hybridpgm
 from hybridpgm.data import load_dataset
 from hybridpgm.generative import SBNGibbs, SigmoidBeliefNet
 from hybridpgm.infer import IWAE, NVIL, RWS, VIMCO, SVIObjective, WakeSleep
-from hybridpgm.recipes.common import seed_int
+from hybridpgm.recipes.common import positive_int, seed_int
 
 OBJECTIVES = {
     "wake-sleep": lambda sbn, k: WakeSleep(sbn.model, sbn.guide),
     "rws": lambda sbn, k: RWS(sbn.model, sbn.guide, num_particles=k),
     "nvil": lambda sbn, k: NVIL(sbn.model, sbn.guide),
-    "vimco": lambda sbn, k: VIMCO(sbn.model, sbn.guide, num_particles=max(k, 2)),
+    "vimco": lambda sbn, k: VIMCO(sbn.model, sbn.guide, num_particles=k),
     # the IWAE bound of the Concrete-relaxed net (temperature 0.5); evaluated as the discrete net
     "iwae-concrete": lambda sbn, k: SVIObjective(sbn.model, sbn.guide, IWAE(k), temperature=0.5),
 }
@@ -73,7 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden", type=int, nargs="+", default=[32, 16], help="hidden layer sizes, bottom-up")
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
-    parser.add_argument("--particles", type=int, default=5, help="K for RWS, VIMCO and IWAE")
+    parser.add_argument("--particles", type=positive_int, default=5,
+                        help="K for RWS, VIMCO (at least 2) and IWAE (default 5)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--eval-samples", type=int, default=500)
     parser.add_argument("--num-test", type=int, default=360)
@@ -81,7 +82,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "vimco" in args.objectives and args.particles < 2:
+        parser.error(f"--particles {args.particles}: VIMCO needs at least 2 (its leave-one-out baselines); "
+                     "give --particles 2 or more, or leave vimco out of --objectives")
+    return args
 
 
 if __name__ == "__main__":

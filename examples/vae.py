@@ -20,7 +20,7 @@ import torch
 
 import hybridpgm
 from hybridpgm.data import load_dataset, training_data
-from hybridpgm.recipes.common import seed_int
+from hybridpgm.recipes.common import positive_int, seed_int
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--accumulate", type=int, default=1)
-    parser.add_argument("--particles", type=int, default=1, help="K > 1 trains with the IWAE bound")
+    parser.add_argument("--particles", type=positive_int, default=1,
+                        help="K: 1 trains with the ELBO, K > 1 with the IWAE bound of K samples")
     parser.add_argument("--latent-dim", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-3)

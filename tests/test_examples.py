@@ -60,3 +60,20 @@ def test_example_refuses_a_seed_torch_refuses(script, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "--seed" in proc.stderr
+
+
+@pytest.mark.parametrize("line", [
+    "vae.py --particles -5",  # was read as "not > 1": trained the ELBO without a word
+    "vae.py --particles 0",
+    "sbn.py --particles 1",  # was max(k, 2): VIMCO trained with K=2
+    "sbn.py --objectives rws vimco --particles 0",
+], ids=lambda line: line.replace(" ", "_"))
+def test_example_refuses_particles_it_would_not_use(line, tmp_path):
+    """Found by an audit: a --particles the example would not train with was taken and silently changed or
+    ignored.  Now argparse's usage line and exit 2, before anything runs."""
+    script, *args = line.split()
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "--particles" in proc.stderr

@@ -47,7 +47,7 @@ from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.checks import as_integer, check_device, positive_int, positive_real, sample_count
+from hybridpgm.checks import as_integer, check_device, flag, positive_int, positive_real, sample_count
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -97,7 +97,7 @@ class SigmoidBeliefNet(PyroModule):
     :param layer_sizes: ``(D, H_1, ..., H_L)``: visible size first, top layer last.
     :param bool validate_data: check that data are binary and of the right shape.
     :raises ModelSpecError: ``layer_sizes`` is not a sequence of at least two positive integers
-        (``bool`` and floats are refused).
+        (``bool`` and floats are refused), or ``validate_data`` is not ``True`` or ``False``.
 
     >>> sbn = SigmoidBeliefNet([64, 20, 10])
     >>> x = torch.bernoulli(torch.full((5, 64), 0.3))
@@ -113,7 +113,7 @@ class SigmoidBeliefNet(PyroModule):
         sizes = _layer_sizes(layer_sizes, "SigmoidBeliefNet layer_sizes", error=ModelSpecError)
         self.layer_sizes = sizes
         self.num_layers = len(sizes) - 1
-        self.validate_data = validate_data
+        self.validate_data = flag(validate_data, "SigmoidBeliefNet validate_data", error=ModelSpecError)
         #: logits :math:`b_L` of the factorized prior over the top layer
         self.prior_logits = nn.Parameter(torch.zeros(sizes[-1]))
         #: ``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1`` (``l = 1..L``)
@@ -313,7 +313,9 @@ class SigmoidBeliefNet(PyroModule):
             self._plate(0, None)  # raises: a plate cannot be empty
         self._check_enumerable()
         L = self.num_layers
-        states = [binary_states(self.layer_sizes[l], x) for l in range(L + 1)]
+        # the joint states of the hidden layers only (``states[l]`` for ``h_l``): the visible layer is observed,
+        # never enumerated (its 2**D states overflowed for a wide visible layer)
+        states = [None] + [binary_states(self.layer_sizes[l], x) for l in range(1, L + 1)]
         with pyro.plate("data", x.shape[-2], dim=-1):
             logits = self.prior_logits.unsqueeze(0)
             s = pyro.sample(f"h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),

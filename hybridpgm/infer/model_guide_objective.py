@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["ModelGuideObjective"]
@@ -48,6 +49,9 @@ class ModelGuideObjective:
     :param bool per_example: divide each loss by the number of examples in the
         batch (as :class:`~hybridpgm.infer.SVIObjective` does); pass ``False``
         when ``model_kwargs`` already scale the data plate to the full data size.
+    :raises ConfigError: ``model`` or ``guide`` is not callable, ``model_kwargs`` not a dict, ``module`` not a
+        module, ``per_example`` not ``True`` or ``False``, or the two parameter groups cannot be told apart
+        (or share a parameter).
     """
 
     def __init__(self, model: Callable, guide: Callable, *,
@@ -64,7 +68,7 @@ class ModelGuideObjective:
         self.model = model
         self.guide = guide
         self.model_kwargs = dict(model_kwargs or {})
-        self.per_example = per_example
+        self.per_example = flag(per_example, f"{type(self).__name__} per_example")
         owner_m, owner_g = _owner(model), _owner(guide)
         owners = [o for i, o in enumerate((owner_m, owner_g)) if o is not None and (i == 0 or o is not owner_m)]
         if module is None and not owners:

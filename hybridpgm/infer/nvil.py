@@ -42,22 +42,46 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
+import pyro
 import torch
 from pyro.distributions.util import detach, is_identically_zero
 from pyro.infer import TraceGraph_ELBO
 from pyro.infer.tracegraph_elbo import _get_baseline_options
 from pyro.infer.util import MultiFrameTensor
 from pyro.ops.provenance import detach_provenance, get_provenance
+from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import check_device, check_player, positive_int, positive_real
+from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
+
+#: The name under which :class:`NVIL_ELBO` registers the baseline networks with ``pyro.module``, so that
+#: plain :class:`pyro.infer.SVI` trains them: their parameters are ``"nvil_baselines$$$<site>.<param>"``
+#: in Pyro's param store (e.g. ``"nvil_baselines$$$h1.0.weight"``).
+BASELINES_MODULE_NAME = "nvil_baselines"
+
+
+def _register_baselines(baselines: NVILBaselines) -> None:
+    """Register the networks of ``baselines`` with ``pyro.module`` under :data:`BASELINES_MODULE_NAME`.
+
+    Called by :class:`NVIL_ELBO` inside the guide it runs, so that the param capture of
+    :class:`pyro.infer.SVI` sees the baselines' parameters and its optimizer steps them.  Entries of that
+    name left in the store by *other* baselines (an earlier ``NVIL_ELBO`` in the same session) are
+    replaced by these: Pyro would otherwise hand back the old tensors, and SVI would step those while these
+    baselines, which compute the loss, never changed.
+    """
+    store = pyro.get_param_store()
+    for local, param in baselines.nets.named_parameters():
+        name = param_with_module_name(BASELINES_MODULE_NAME, local)
+        if param.requires_grad and name in store and store.param_name(param) != name:
+            del store[name]
+    pyro.module(BASELINES_MODULE_NAME, baselines.nets)
 
 
 class NVILBaselines(nn.Module):
@@ -131,7 +155,13 @@ class NVIL_ELBO(TraceGraph_ELBO):
 
     Without ``baselines`` it is Pyro's estimator with whatever baselines the
     guide declares.  With them, every site named in ``baselines.sites`` gets the
-    learned baseline, centering and variance normalization.
+    learned baseline, centering and variance normalization, and each call
+    registers the baseline networks with ``pyro.module`` under the name
+    :data:`BASELINES_MODULE_NAME` (``"nvil_baselines"``; entries of that name left
+    in the store by other baselines are replaced), so that plain
+    :class:`pyro.infer.SVI` trains them with the model and guide.
+    (:class:`NVIL` under :func:`hybridpgm.fit` trains them as parameters of its
+    ``"elbo"`` player instead, and registers nothing.)
 
     :meth:`differentiable_loss` returns a scalar whose *value* is the negative
     ELBO estimate and whose *gradient* is that of the surrogate loss
@@ -140,7 +170,8 @@ class NVIL_ELBO(TraceGraph_ELBO):
     :param NVILBaselines baselines: the :math:`\\psi` networks and running statistics.
     :param bool variance_normalization: divide by :math:`\\max(1, \\sqrt{v_l})`.
     :param bool centering: subtract the running mean :math:`c_l`.
-    :raises ConfigError: ``num_particles`` is not a positive integer.
+    :raises ConfigError: ``num_particles`` is not a positive integer, or ``variance_normalization`` or
+        ``centering`` not ``True`` or ``False``.
     :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide.
     """
 
@@ -149,8 +180,10 @@ class NVIL_ELBO(TraceGraph_ELBO):
         num_particles = positive_int(num_particles, "NVIL num_particles")
         super().__init__(num_particles=num_particles, vectorize_particles=num_particles > 1, **kwargs)
         self.baselines = baselines
-        self.variance_normalization = variance_normalization
-        self.centering = centering
+        #: register the baselines with ``pyro.module`` on each call (what plain SVI needs to train them)
+        self.registers_baselines = True
+        self.variance_normalization = flag(variance_normalization, "NVIL variance_normalization")
+        self.centering = flag(centering, "NVIL centering")
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs, modules=()):
         """hybridpgm's guess (:func:`~hybridpgm.infer.particle_elbo.guess_plate_nesting`, the value Pyro's
@@ -178,7 +211,15 @@ class NVIL_ELBO(TraceGraph_ELBO):
         # the baselines read the data as the model does: bool and integers exactly in their dtype
         what = "NVIL baseline input (the guide's first argument)"
         check_device(args[0], ref, what)
-        return _AttachBaselines(self.baselines, as_model_dtype(args[0], ref.dtype, what))(guide)
+        attached = _AttachBaselines(self.baselines, as_model_dtype(args[0], ref.dtype, what))(guide)
+        if not self.registers_baselines:
+            return attached
+
+        def guide_with_baselines(*guide_args, **guide_kwargs):
+            _register_baselines(self.baselines)  # inside the guide: SVI's param capture sees the parameters
+            return attached(*guide_args, **guide_kwargs)
+
+        return guide_with_baselines
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         elbo, surrogate = self._loss_and_surrogate_loss(model, self._attach(guide, args), args, kwargs)
@@ -296,6 +337,9 @@ class NVIL(ModelGuideObjective):
         self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
         extra = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
         self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization, centering, **extra)
+        # the baselines are parameters of the "elbo" player, stepped by fit's optimizer: no second route
+        # through Pyro's param store (and no entries left in the user's store by a direct call of loss)
+        self.elbo.registers_baselines = False
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}

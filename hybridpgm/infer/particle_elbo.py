@@ -44,7 +44,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_if_enumerated, check_site_shape
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import flag, positive_int
 from hybridpgm.errors import ObjectiveError
 
 __all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "guess_plate_nesting", "importance_log_likelihood",
@@ -285,8 +285,8 @@ class ParticleELBO(ELBO):
     :param bool detach_guide: detach the sampled latent values, so gradients
         reach :math:`\\phi` only through :math:`\\log q` (score-function
         estimators and the wake/sleep updates).
-    :raises ConfigError: ``num_particles`` is not a positive integer, or ``max_plate_nesting``
-        not a non-negative one.
+    :raises ConfigError: ``num_particles`` is not a positive integer, ``max_plate_nesting``
+        not a non-negative one, or ``detach_guide`` not ``True`` or ``False``.
 
     Every objective built on it raises :class:`~hybridpgm.errors.ObjectiveError`, naming the sites, when
     the guide lacks a latent site of the model or samples one the model does not have.
@@ -300,7 +300,7 @@ class ParticleELBO(ELBO):
         super().__init__(num_particles=num_particles,
                          max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
         self.plate_name = plate_name
-        self.detach_guide = detach_guide
+        self.detach_guide = flag(detach_guide, f"{type(self).__name__} detach_guide")
 
     def plate_nesting(self, model, guide, args, kwargs, modules: Iterable[torch.nn.Module] = ()) -> int:
         """``max_plate_nesting`` (without the particle plate), guessed once by :func:`guess_plate_nesting`:

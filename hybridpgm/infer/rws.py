@@ -44,7 +44,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-from hybridpgm.checks import check_player, positive_int
+from hybridpgm.checks import check_player, flag, positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
@@ -78,14 +78,16 @@ class ReweightedWakeSleepELBO(ParticleELBO):
     :param bool sleep_phi: use the sleep-:math:`\\phi` update (averaged with
         wake-:math:`\\phi` when both are on, as in [1]).
     :param int num_sleep_particles: dreams per datapoint (default :math:`K`).
-    :raises ConfigError: a particle count that is not a positive integer, or neither ``wake_phi``
-        nor ``sleep_phi``.
+    :raises ConfigError: a particle count that is not a positive integer, ``wake_phi`` or ``sleep_phi``
+        not ``True`` or ``False``, or neither of them on.
     """
 
     def __init__(self, num_particles: int = 5, wake_phi: bool = True, sleep_phi: bool = False,
                  num_sleep_particles: int | None = None, max_plate_nesting: int | None = None,
                  plate_name: str | None = None):
         super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
+        wake_phi = flag(wake_phi, f"{type(self).__name__} wake_phi")
+        sleep_phi = flag(sleep_phi, f"{type(self).__name__} sleep_phi")
         if not (wake_phi or sleep_phi):
             raise ConfigError("RWS needs wake_phi=True, sleep_phi=True, or both")
         self.wake_phi = wake_phi
@@ -128,6 +130,8 @@ class RWS(ModelGuideObjective):
     :param bool joint: one player instead of two.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :raises ConfigError: as :class:`ReweightedWakeSleepELBO`; also ``joint`` (or ``per_example``) not
+        ``True`` or ``False``.
 
     >>> from hybridpgm.generative import SigmoidBeliefNet
     >>> sbn = SigmoidBeliefNet([64, 32])
@@ -139,9 +143,10 @@ class RWS(ModelGuideObjective):
                  sleep_phi: bool = False, *, num_sleep_particles: int | None = None, joint: bool = True,
                  max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
+        wake_phi, sleep_phi = flag(wake_phi, "RWS wake_phi"), flag(sleep_phi, "RWS sleep_phi")
+        self.joint = flag(joint, "RWS joint")
         self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi, sleep_phi, num_sleep_particles,
                                             max_plate_nesting=max_plate_nesting, plate_name=plate_name)
-        self.joint = joint
         self.schedule = ["rws"] if joint else ["wake", "sleep"]
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:

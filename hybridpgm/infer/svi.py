@@ -10,7 +10,7 @@ import torch
 from pyro.infer import ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 from pyro.infer.autoguide import AutoGuide
 
-from hybridpgm.checks import check_player
+from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
@@ -48,7 +48,8 @@ class SVIObjective:
     :param module: the module holding every parameter; found from ``model`` /
         ``guide`` when they are modules or bound methods of one.
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
-        instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found.
+        instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found, or ``per_example`` is
+        not ``True`` or ``False``.
     :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` and
@@ -80,7 +81,7 @@ class SVIObjective:
                 raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
             module = owners[0] if len(owners) == 1 else torch.nn.ModuleList(owners)
         self.module = module
-        self.per_example = per_example
+        self.per_example = flag(per_example, "SVIObjective per_example")
         self.model_kwargs = model_kwargs
 
     def setup(self, batch: Any) -> None:

@@ -4,6 +4,10 @@ Trains on the training split (dynamically binarized) with ``--objective``, then
 reports the importance-sampled test log-likelihood (``--eval-samples`` draws
 from the recognition network) on the statically binarized test split, and
 plots dreams and loss curves.
+
+``--particles K`` is the number of samples per datapoint of ``rws`` and ``vimco``
+(default 5; VIMCO needs at least 2); ``wake-sleep`` and ``nvil`` draw one, and
+refuse ``--particles``.  metrics.json records the :math:`K` the objective trained with.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 from hybridpgm.data import load_dataset, training_data
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
+from hybridpgm.errors import ConfigError
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
@@ -25,13 +30,20 @@ from hybridpgm.train.distributed import current
 
 __all__ = ["OBJECTIVES", "add_arguments", "evaluate", "run", "sample"]
 
-#: ``--objective`` name -> builder ``(sbn, particles) -> objective``
+#: ``--objective`` name -> builder ``(sbn, particles) -> objective``; ``wake-sleep`` and ``nvil`` ignore
+#: ``particles`` (one sample per datapoint), so :func:`run` refuses ``--particles`` for them
 OBJECTIVES = {
     "wake-sleep": lambda sbn, k: WakeSleep(sbn.model, sbn.guide, max_plate_nesting=1),
     "rws": lambda sbn, k: RWS(sbn.model, sbn.guide, num_particles=k, max_plate_nesting=1),
     "nvil": lambda sbn, k: NVIL(sbn.model, sbn.guide, max_plate_nesting=1),
-    "vimco": lambda sbn, k: VIMCO(sbn.model, sbn.guide, num_particles=max(k, 2), max_plate_nesting=1),
+    "vimco": lambda sbn, k: VIMCO(sbn.model, sbn.guide, num_particles=k, max_plate_nesting=1),
 }
+
+#: the objectives that take ``--particles``
+_WITH_PARTICLES = ("rws", "vimco")
+
+#: ``--particles`` when not given
+DEFAULT_PARTICLES = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
@@ -40,20 +52,43 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
                         help="training objective (default rws)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[200, 200],
                         help="hidden layer sizes, bottom-up (default 200 200)")
-    parser.add_argument("--particles", type=positive_int, default=5, help="K for RWS and VIMCO (default 5)")
+    parser.add_argument("--particles", type=positive_int, default=None,
+                        help=f"samples per datapoint K of rws and vimco (default {DEFAULT_PARTICLES}; vimco needs "
+                             "K >= 2); not taken by wake-sleep and nvil")
     parser.add_argument("--eval-samples", type=positive_int, default=1000,
                         help="importance samples for the test log-likelihood (default 1000)")
     parser.add_argument("--eval-size", type=positive_int, default=None, help="evaluate on the first N test images")
 
 
+def _particles(args: argparse.Namespace) -> int:
+    """The :math:`K` that ``--objective`` trains with, checked before anything runs.
+
+    :raises ConfigError: ``--particles`` given for an objective that draws one sample, or fewer than
+        2 for ``vimco`` (VIMCO's own error, naming the option).
+    """
+    k = args.particles
+    if args.objective not in _WITH_PARTICLES:
+        if k is not None:
+            raise ConfigError(f"--particles applies to --objective {' and '.join(_WITH_PARTICLES)}; "
+                              f"{args.objective} draws one sample per datapoint (leave --particles out)")
+        return 1
+    k = DEFAULT_PARTICLES if k is None else k
+    try:
+        OBJECTIVES[args.objective](SigmoidBeliefNet([1, 1]), k)  # the objective's own check of K, up front
+    except ConfigError as error:
+        raise ConfigError(f"--particles {k} with --objective {args.objective}: {error}") from None
+    return k
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, write the report; return the metrics."""
     context = current()
+    particles = _particles(args)
     out = prepare_output(args, f"runs/sbn-{args.objective}-{args.dataset}")
     data = load_dataset(args.dataset, binarize="dynamic", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     sbn = SigmoidBeliefNet([data.num_features, *args.hidden])
-    objective = OBJECTIVES[args.objective](sbn, args.particles)
+    objective = OBJECTIVES[args.objective](sbn, particles)
     result, train_seconds, examples_per_s = train(objective, training_data(data), args, out)
     if not context.is_main:
         return {}
@@ -74,7 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": result.steps,
         "batch_size": args.batch_size,
         "accumulate": args.accumulate,
-        "particles": args.particles,
+        "particles": objective.elbo.num_particles,  # the K trained with (1 for wake-sleep and nvil)
         "seed": args.seed,
         "device": str(result.device),
         "world_size": context.world_size,

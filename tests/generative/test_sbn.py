@@ -202,3 +202,26 @@ def test_model_checks_batch_size_and_the_shape_of_x():
         sbn.model(x.expand(2, 3, 4))
     trace = poutine.trace(sbn.model).get_trace(x, batch_size=3)
     assert trace.nodes["x"]["value"].shape == (3, 4)
+
+
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_validate_data_takes_only_true_or_false(value):
+    """Found by an audit: validate_data="no" was truthy and switched the check on; 0 or None were taken too."""
+    with pytest.raises(ModelSpecError, match=f"SigmoidBeliefNet validate_data must be True or False, got {value!r}"):
+        SigmoidBeliefNet([4, 3], validate_data=value)
+    assert SigmoidBeliefNet([4, 3], validate_data=False).validate_data is False
+
+
+def test_exact_log_likelihood_of_a_wide_visible_layer():
+    """Found by an audit: the enumerated model built the 2**D joint states of the visible layer too (never used),
+    so a [64, 2] net (4 hidden states) raised a raw OverflowError."""
+    sbn = random_sbn([64, 2], 3)
+    x = binary(3, 64, 3)
+    hidden = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with torch.no_grad():
+        log_prior = bf.bern(hidden, sbn.prior_logits)  # [4]
+        log_lik = bf.bern(x.unsqueeze(1), sbn.decoders[0](hidden))  # [3, 4]
+        expected = torch.logsumexp(log_prior + log_lik, -1)
+        exact = sbn.exact_log_likelihood(x)
+    assert exact.shape == (3,)
+    torch.testing.assert_close(exact, expected)

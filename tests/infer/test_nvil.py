@@ -190,3 +190,60 @@ def test_guessing_the_plate_nesting_with_vectorized_particles_leaves_no_mark_and
     given = trained(1)
     assert guessing.elbo.max_plate_nesting == given.elbo.max_plate_nesting == 2
     assert not guessed(records) and same_state(guessing.module, given.module)
+
+
+def test_plain_svi_trains_the_learned_baselines():
+    """Found by an audit: under plain pyro.infer.SVI the baseline networks were never registered with Pyro, so
+    SVI's param capture never saw them: they never changed and their .grad grew without bound."""
+    import pyro
+
+    from hybridpgm.infer.nvil import BASELINES_MODULE_NAME
+
+    with pyro.get_param_store().scope():
+        for run in range(2):  # a second NVIL_ELBO in the same session trains its own baselines, not the first's
+            sbn, x = _setup(run)
+            torch.manual_seed(run)
+            baselines = NVILBaselines(sbn.latent_sites, input_dim=3, hidden_dim=4)
+            before = {name: p.detach().clone() for name, p in baselines.named_parameters()}
+            svi = pyro.infer.SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.05}), NVIL_ELBO(baselines))
+            for _ in range(3):
+                assert math.isfinite(svi.step(x))
+            for name, p in baselines.named_parameters():
+                assert not torch.equal(before[name], p.detach()), name
+                assert p.grad is None or not p.grad.abs().sum(), name  # zeroed by SVI after each step
+            store = pyro.get_param_store()
+            for site in sbn.latent_sites:
+                weight = baselines.nets[site][0].weight
+                assert store.param_name(weight) == f"{BASELINES_MODULE_NAME}$$${site}.0.weight"
+
+
+def test_fit_steps_the_baselines_once_per_step_and_leaves_no_param_store_entry():
+    """Under fit the baselines are parameters of the "elbo" player, stepped once by fit's optimizer (not also
+    through Pyro's param store), and neither fit nor a direct call of loss registers them in the user's store."""
+    import functools
+
+    import pyro
+
+    from hybridpgm.infer.nvil import BASELINES_MODULE_NAME
+
+    lr = 0.1
+    sbn, x = _setup(7)
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=4)
+    params = list(objective.baselines.parameters())
+    assert sum(any(p is q for q in objective.players()["elbo"]) for p in params) == len(params)
+    assert len({id(p) for p in objective.players()["elbo"]}) == len(objective.players()["elbo"])
+    grads = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            grads.append([p.grad.clone() for p in params])
+            return super().step(closure)
+
+    before = [p.detach().clone() for p in params]
+    hybridpgm.fit(objective, x.repeat(2, 1), epochs=1, batch_size=4, progress=False, device="cpu", seed=0,
+                  optim=functools.partial(RecordingSGD, lr=lr))
+    assert len(grads) == 1 and all(g.abs().sum() > 0 for g in grads[0])
+    for p, b, g in zip(params, before, grads[0]):
+        torch.testing.assert_close(p.detach(), b - lr * g)
+    objective.loss("elbo", x)
+    assert not [name for name in pyro.get_param_store().keys() if name.startswith(BASELINES_MODULE_NAME)]

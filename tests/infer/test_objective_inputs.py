@@ -21,11 +21,11 @@ from hybridpgm.infer.crf_likelihood import CRFLikelihood
 from hybridpgm.infer.gibbs import Gibbs
 from hybridpgm.infer.grouped_optim import GroupedOptim
 from hybridpgm.infer.nvil import NVIL_ELBO
-from hybridpgm.infer.particle_elbo import importance_log_likelihood
+from hybridpgm.infer.particle_elbo import ParticleELBO, importance_log_likelihood
 from hybridpgm.infer.raise_ais import RAISE
 from hybridpgm.infer.rws import RWS, ReweightedWakeSleepELBO
-from hybridpgm.infer.vimco import VIMCO_ELBO
-from hybridpgm.infer.wake_sleep import WakeSleepELBO
+from hybridpgm.infer.vimco import VIMCO, VIMCO_ELBO
+from hybridpgm.infer.wake_sleep import WakeSleep, WakeSleepELBO
 
 
 class _Pair(nn.Module):
@@ -82,6 +82,34 @@ def _binary():
 def test_counts_that_are_not_positive_integers_are_refused(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+def _sbn_pair():
+    sbn = SigmoidBeliefNet([6, 3])
+    return sbn.model, sbn.guide
+
+
+# found by an audit: these on/off options took any truthy value ("no" switched an update on, 1 or None passed)
+@pytest.mark.parametrize("make, match", [
+    (lambda v: RWS(*_sbn_pair(), wake_phi=v), "RWS wake_phi"),
+    (lambda v: RWS(*_sbn_pair(), sleep_phi=v), "RWS sleep_phi"),
+    (lambda v: RWS(*_sbn_pair(), joint=v), "RWS joint"),
+    (lambda v: ReweightedWakeSleepELBO(2, wake_phi=v), "ReweightedWakeSleepELBO wake_phi"),
+    (lambda v: ReweightedWakeSleepELBO(2, sleep_phi=v), "ReweightedWakeSleepELBO sleep_phi"),
+    (lambda v: NVIL(*_sbn_pair(), centering=v), "NVIL centering"),
+    (lambda v: NVIL(*_sbn_pair(), variance_normalization=v), "NVIL variance_normalization"),
+    (lambda v: NVIL_ELBO(None, centering=v), "NVIL centering"),
+    (lambda v: NVIL_ELBO(None, variance_normalization=v), "NVIL variance_normalization"),
+    (lambda v: VIMCO(*_sbn_pair(), per_example=v), "VIMCO per_example"),
+    (lambda v: RWS(*_sbn_pair(), per_example=v), "RWS per_example"),
+    (lambda v: WakeSleep(*_sbn_pair(), per_example=v), "WakeSleep per_example"),
+    (lambda v: NVIL(*_sbn_pair(), per_example=v), "NVIL per_example"),
+    (lambda v: ParticleELBO(2, detach_guide=v), "ParticleELBO detach_guide"),
+])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_on_off_options_take_only_true_or_false(make, match, value):
+    with pytest.raises(ConfigError, match=f"{match} must be True or False, got {value!r}"):
+        make(value)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -27,6 +27,14 @@ def test_loss_is_per_example_elbo():
     torch.testing.assert_close(unscaled, 8 * loss)
 
 
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_per_example_must_be_true_or_false(value):
+    """``per_example="no"`` divided by the batch size, as any truthy value did."""
+    vae = VAE(6, 2, (4,))
+    with pytest.raises(ConfigError, match="per_example"):
+        SVIObjective(vae.model, vae.guide, per_example=value)
+
+
 def test_enumerated_discrete_model_learns_mixture_weights():
     class Mixture(torch.nn.Module):
         def __init__(self):
