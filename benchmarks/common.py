@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import time
@@ -37,6 +38,39 @@ def timed(fn: Any, device: Any) -> tuple[float, Any]:
     if cuda:
         torch.cuda.synchronize(device)
     return time.perf_counter() - start, out
+
+
+def tolerance(dtype: Any) -> float:
+    """The relative agreement tolerance of two implementations computing in ``dtype``: 1e-9 for float64, 1e-4
+    for float32 (each side's rounding, compounded over the operations of one step, stays well below these;
+    half precisions 1e-2)."""
+    import torch
+
+    dtype = getattr(dtype, "dtype", dtype)
+    return {torch.float64: 1e-9, torch.float32: 1e-4}.get(dtype, 1e-2)
+
+
+def relative_error(ours: Any, reference: Any) -> float:
+    """``max |ours - reference| / max |reference|`` over all entries (the absolute error where the reference
+    is all zero); ``inf`` where the shapes differ or a value is not finite."""
+    import torch
+
+    a, b = torch.as_tensor(ours).double().cpu(), torch.as_tensor(reference).double().cpu()
+    if a.shape != b.shape:
+        return math.inf
+    diff = float((a - b).abs().max()) if a.numel() else 0.0
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    err = diff / scale if scale > 0 else diff
+    return err if math.isfinite(err) else math.inf
+
+
+def check_agreement(quantity: str, value: float, tol: float) -> float:
+    """Raise ``RuntimeError`` naming ``quantity``, its ``value`` and ``tol`` unless ``value <= tol`` (so a NaN
+    fails too): a benchmark whose sides disagree measures nothing; returns ``value``."""
+    if not value <= tol:
+        raise RuntimeError(f"the benchmarked sides disagree: {quantity} = {value:.3g} exceeds the tolerance "
+                           f"{tol:.3g}")
+    return value
 
 
 def median_ms(seconds: list[float]) -> float:

@@ -7,7 +7,8 @@ the same random tensors.  pytorch-crf (``torchcrf.CRF``, 0.7.2) is installed
 into its own directory (``--crf-dir``, added to ``sys.path``) when it is not
 importable; it runs in this process on the same device and thread count.
 Rounds alternate A, B, A, B; medians; the ratio is hybridpgm / pytorch-crf
-(below 1: hybridpgm faster), and the two losses and gradients are compared.
+(below 1: hybridpgm faster); the two losses and gradients must agree to float32's relative
+tolerance (1e-4), else the script raises.
 
     python benchmarks/crf_speed.py --shapes 64x50x20 16x512x20 --rounds 7
     python benchmarks/crf_speed.py --device cuda --shapes 256x512x50
@@ -26,7 +27,7 @@ import torch
 
 from hybridpgm.graphs import LinearChainCRF
 
-from common import prepare_torch, timed, write_result
+from common import check_agreement, prepare_torch, relative_error, timed, tolerance, write_result
 
 DEFAULT_DIR = Path(os.environ.get("PYTORCH_CRF_DIR", Path.home() / ".cache" / "hybridpgm" / "pytorch-crf"))
 
@@ -79,6 +80,14 @@ def bench_shape(B: int, T: int, L: int, args, CRF) -> dict:
            "abs_diff_loss": float((l_a - l_b).abs()),
            "max_abs_diff_grad_unary": float((g_a[0] - g_b[0]).abs().max()),
            "max_abs_diff_grad_transition": float((g_a[1] - g_b[1]).abs().max())}
+    # both sides compute the same float32 loss and gradients: relative errors beyond float32's tolerance mean
+    # the two implementations answer different questions, and the speed ratio means nothing
+    tol = tolerance(unary.dtype)
+    row["tolerance_relative"] = tol
+    for quantity, a, b in (("loss", l_a, l_b), ("grad_unary", g_a[0], g_b[0]), ("grad_transition", g_a[1], g_b[1])):
+        row[f"relative_error_{quantity}"] = check_agreement(
+            f"relative error of hybridpgm's {quantity} against pytorch-crf's ({B}x{T}x{L})",
+            relative_error(a.detach(), b.detach()), tol)
     row["ratio_hybridpgm_over_pytorch_crf"] = row["hybridpgm_ms"] / row["pytorch_crf_ms"]
     print(row, flush=True)
     return row

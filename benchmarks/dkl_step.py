@@ -180,14 +180,27 @@ def hybridpgm_loop(x, y, net, args) -> HandLoop:
 
 
 class _Interleave:
-    """A ``fit`` callback: after each hybridpgm step, one step of every hand loop."""
+    """A ``fit`` callback: after each hybridpgm step, one step of every hand loop.  It also times ``fit``'s
+    steps: from ``on_fit_start`` (or the previous callback's exit) to the next ``on_step_end``, the device
+    synchronised at both ends (``history.examples_per_second`` is read off the host clock without a
+    synchronisation, so on CUDA it would leave the step's queued kernels to the next timing).  That is the
+    whole loop iteration: batch, update, loss read back, history and the loop's own bookkeeping."""
 
-    def __init__(self, loops):
-        self.loops = loops
+    def __init__(self, loops, device):
+        self.loops, self.device = loops, device
+        self.times, self.left = [], None
+
+    def on_fit_start(self, start) -> None:
+        _sync(self.device)
+        self.left = time.perf_counter()
 
     def on_step_end(self, info) -> None:
+        _sync(self.device)
+        self.times.append(time.perf_counter() - self.left)
         for loop in self.loops:
             loop.step()
+        _sync(self.device)
+        self.left = time.perf_counter()
 
 
 def run_round(model: DeepKernelGP, initial, loops, x, y, args, seed: int) -> tuple[list[float], list[float]]:
@@ -195,14 +208,16 @@ def run_round(model: DeepKernelGP, initial, loops, x, y, args, seed: int) -> tup
     :func:`~hybridpgm.gp.train_deep_kernel` runs it), each followed by one step of
     every hand loop: the sides alternate step by step (A, B, A, B ...).  ``fit``
     seeds torch with ``seed``; the hand loops draw from their own streams seeded alike.
-    Returns fit's per-step seconds (the step alone, callbacks excluded) and losses."""
+    Returns fit's per-step seconds (the step alone, callbacks excluded, synchronised: :class:`_Interleave`)
+    and losses."""
     model.load_state_dict(initial)
     for loop in loops:
         loop.start(args.lr, seed)
+    interleave = _Interleave(loops, x.device)
     result = hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=x.shape[0], epochs=10**6,
                            max_steps=args.steps, shuffle=False, progress=False, seed=seed, device=x.device,
-                           callbacks=[_Interleave(loops)], optim=functools.partial(torch.optim.Adam, lr=args.lr))
-    return [x.shape[0] / eps for eps in result.history.examples_per_second], result.history.loss["mll"]
+                           callbacks=[interleave], optim=functools.partial(torch.optim.Adam, lr=args.lr))
+    return interleave.times, result.history.loss["mll"]
 
 
 def check_same_model(ref: HandLoop, ours: DeepKernelGP, x, y, seed: int) -> tuple[float, float]:

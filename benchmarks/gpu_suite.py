@@ -79,7 +79,7 @@ SUITE = [
       "--junction-tree-rows", "0"],
      ["--networks", "cancer", "--rows", "4", "--rounds", "1", "--pgmpy-rows", "0"]),
     ("dkl_scaling", "gp_scaling",
-     ["--sizes", "16000", "64000", "--exact-max", "16000", "--iters", "3"],
+     ["--sizes", "16000", "64000", "--exact-max", "16000", "--iters", "3", "--threads", "0"],
      ["--sizes", "64", "--exact-max", "64", "--grid-size", "16", "--iters", "1", "--warmup", "0"]),
 ]
 

@@ -9,8 +9,7 @@ into the factors, a cached contraction order, probability space with per-factor 
 * **pgmpy** (``BeliefPropagation``: a junction tree, exact), the model built once outside the timing; each
   call calibrates the tree; log Z is the log of the sum of one calibrated clique belief, marginals are the
   clique beliefs summed down to each variable (cheaper than pgmpy's ``query``, whose variable elimination over
-  all variables runs out of memory from 8x8 grids on); the factors are given pairwise first, as in
-  ``mrf_inference.py``;
+  all variables runs out of memory from 8x8 grids on); the factors are given pairwise first;
 * hybridpgm with float64 taken out of the probability-space floors (``log_space``): the same cached plans in
   log space, so the gain of probability space alone shows.
 
@@ -37,7 +36,8 @@ import opt_einsum
 import torch
 from pyro.ops.einsum import contract
 
-from common import add_interleaved_arguments, interleaved_ways, prepare_torch, write_interleaved
+from common import (add_interleaved_arguments, check_agreement, interleaved_ways, prepare_torch, tolerance,
+                    write_interleaved)
 
 from hybridpgm.graphs import grid_edges, ising_grid, potts_grid
 from hybridpgm.infer import bn_contract, mrf_exact
@@ -176,6 +176,10 @@ def bench(label, mrf, B, with_pgmpy, args, found) -> dict:
             want = ref if kind == "marginals" else (ref,)
             n = 1 if w == "pgmpy" else B  # pgmpy answers the first model
             diffs[w] = max(float((a[:n] - b[:n]).abs().max()) for a, b in zip(got, want))
+            # float64 on every side: agreement to 1e-9 relative to the answers' size (log Z grows with the grid)
+            scale = max(1.0, max(float(b[:n].abs().max()) for b in want))
+            check_agreement(f"{label}: max |{w} - plain Pyro| {kind} / max(1, |plain Pyro|)", diffs[w] / scale,
+                            tolerance(want[0].dtype))
         res[kind]["max_abs_diff_vs_plain_pyro"] = diffs
     print(label, {k: {w: round(v, 2) for w, v in res[k].items() if w.startswith("speedup")} for k in kinds})
     return res

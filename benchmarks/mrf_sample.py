@@ -15,7 +15,9 @@ All ways run in one process in interleaved rounds (``common.interleaved_ways``: 
 round, each timing the mean of as many calls as fill ``--min-timing-s``, medians over ``--rounds``), one torch
 thread, float64, on random Ising grids (couplings ``N(0, 0.5^2)``, fields ``N(0, 1)``) and a 3-state Potts
 grid; times are per sample.  Each way's samples are checked against the exact marginals: the largest
-``|frequency - p| / sqrt(p (1 - p) / n)`` over every variable and state is written as ``max_z``.
+``|frequency - p| / sqrt(p (1 - p) / n)`` over every variable and state is written as ``max_z``, and the script
+raises when any state's ``|frequency - p|`` exceeds its Bernstein bound (:func:`frequency_bounds`: a correct
+sampler crosses one of them with probability below 1e-6, whatever ``n``).
 
     python benchmarks/mrf_sample.py            # -> results/mrf_sample.json
 """
@@ -23,6 +25,7 @@ grid; times are per sample.  Each way's samples are checked against the exact ma
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 
 import pyro
@@ -74,6 +77,50 @@ def max_z(samples: torch.Tensor, marginals: torch.Tensor) -> float:
     return float(z.max()) if z.numel() else 0.0
 
 
+#: the probability that a correct sampler fails :func:`check_frequencies` on one model (all ways and states)
+FALSE_ALARM = 1e-6
+
+
+def frequency_bounds(marginals: torch.Tensor, n: int, tests: int) -> torch.Tensor:
+    """``[V, C]`` bounds on ``|frequency - p|`` of ``n`` independent exact samples that all ``tests`` states
+    together cross with probability below :data:`FALSE_ALARM`.
+
+    A fixed z-score bound (``max_z < 5``, say) rests on the normal approximation, which fails for the sample
+    sizes this script also runs (10 samples in the GPU suite's dry run, 50 in the tests: a state of p = 0.01
+    seen once in 10 samples has z = 2.9, twice z = 6.1) and for hundreds of states tested at once.  Bernstein's
+    inequality holds at every ``n``: the mean of ``n`` indicators of variance ``v = p (1 - p)`` strays by ``t``
+    with probability at most ``2 exp(-n t^2 / (2 (v + t / 3)))``; with that set to ``FALSE_ALARM / tests``
+    (a union bound), ``t = (L / 3 + sqrt(L^2 / 9 + 2 n L v)) / n`` with ``L = log(2 tests / FALSE_ALARM)``.
+    At 1000 samples and ``p = 1/2`` on a 14x14 grid that is 6.9 standard errors, at 100,000 samples 6.6.
+    """
+    L = math.log(2 * tests / FALSE_ALARM)
+    v = (marginals * (1 - marginals)).double().clamp(min=0)
+    return (L / 3 + (L * L / 9 + 2 * n * L * v).sqrt()) / n
+
+
+def check_frequencies(label: str, answers: dict, marginals: torch.Tensor) -> dict:
+    """``way -> max |frequency - p| / bound`` (:func:`frequency_bounds`) over variables and states; raises
+    ``RuntimeError`` naming the way, the state, its frequency, ``p``, the bound and ``max_z`` where it is
+    above 1 (the way does not sample the model's joint, so its speed-up compares different work)."""
+    p = marginals.double()
+    V, C = p.shape
+    out = {}
+    for way, samples in answers.items():
+        n = samples.shape[0]
+        freq = torch.nn.functional.one_hot(samples, C).double().mean(0)
+        bound = frequency_bounds(p, n, V * C * len(answers))
+        excess = (freq - p).abs() / bound
+        out[way] = float(excess.max())
+        if not out[way] <= 1.0:
+            v, c = divmod(int(excess.argmax()), C)
+            raise RuntimeError(f"{label}: {way}'s samples disagree with the exact marginals: variable {v} state "
+                               f"{c} has frequency {float(freq[v, c]):.4f} in {n} samples against p = "
+                               f"{float(p[v, c]):.4f}; |frequency - p| = {float((freq - p).abs()[v, c]):.3g} exceeds "
+                               f"the tolerance {float(bound[v, c]):.3g} (false alarm {FALSE_ALARM:g}; max_z = "
+                               f"{max_z(samples, marginals):.2f})")
+    return out
+
+
 def workloads(args) -> list:
     """``(label, MarkovNet, plain Pyro too, sequential too)``: Ising grids of ``--sides``, a Potts grid."""
     g = torch.Generator().manual_seed(args.seed)
@@ -114,7 +161,9 @@ def bench(label, mrf, with_pyro, with_sequential, args) -> dict:
     res = {"model": label, "variables": len(mrf.cards), "samples_per_call": n, "calls_per_timing": per_call,
            **{f"{w}_s_per_sample": med[w] for w in ways},
            **{f"speedup_vs_{w}": med[w] / med["hybridpgm"] for w in ways if w != "hybridpgm"},
-           "max_z": {w: max_z(answers["sample", w].cpu(), marginals[0].cpu()) for w in ways}}
+           "max_z": {w: max_z(answers["sample", w].cpu(), marginals[0].cpu()) for w in ways},
+           "max_frequency_error_over_bound": check_frequencies(
+               label, {w: answers["sample", w].cpu() for w in ways}, marginals[0].cpu())}
     print(label, {k: round(v, 2) for k, v in res.items() if k.startswith("speedup")}, res["max_z"])
     return res
 

@@ -10,7 +10,13 @@ stdin and answers one JSON line on stdout:
 * ``{"cmd": "time"}``: one timed run (``block_until_ready``); answers seconds.
 * ``{"cmd": "marginals", "out": path}``: writes ``[B, H*W, 2]`` marginals.
 
-JAX is pinned to the CPU and one thread.  PGMax 0.6.1 calls
+JAX is pinned to the CPU (``JAX_PLATFORMS=cpu``) and to one core: XLA's multi-threaded Eigen kernels are
+turned off (``--xla_cpu_multi_thread_eigen=false``, an XLA ``DebugOptions`` flag, set in ``XLA_FLAGS`` before
+JAX is imported), and, as XLA has no flag for the size of its CPU client's thread pool, the process's CPU
+affinity is set to one core where the OS allows it (Linux), so that every thread XLA starts shares that core.
+(The ``intra_op_parallelism_threads=1`` often copied next to the Eigen flag is a TensorFlow session option,
+not an XLA flag: without leading dashes XLA skips it, with them it aborts.)  The core is reported by
+``setup`` (``cpu_affinity``).  PGMax 0.6.1 calls
 ``jax.lib.xla_bridge.get_backend``, which newer JAX only has as
 ``jax.extend.backend.get_backend``; the shim below adds the old name for this
 process only.
@@ -25,8 +31,9 @@ import time
 import types
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+if hasattr(os, "sched_setaffinity"):  # before JAX starts its threads: they inherit the one core
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -79,7 +86,8 @@ class Runner:
         self.args = (jnp.asarray(lp), jnp.asarray(ev))
         t = time.perf_counter()
         self.fn(*self.args).block_until_ready()
-        return {"compile_s": time.perf_counter() - t, "jax": jax.__version__}
+        affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return {"compile_s": time.perf_counter() - t, "jax": jax.__version__, "cpu_affinity": affinity}
 
     def time(self) -> dict:
         t = time.perf_counter()

@@ -136,7 +136,8 @@ def main(args: argparse.Namespace) -> dict:
             print(f"   {steps}", flush=True)
     failed = sorted(label for label, row in results.items()
                     if any(isinstance(v, dict) and v.get("rc") not in (0, None) for v in row.values())
-                    or row.get("metrics_finite") is False)
+                    or row.get("metrics_finite") is False
+                    or any(isinstance(v, dict) and v.get("finite") is False for v in row.values()))
     payload = {"reference": "none: a smoke check that every recipe trains, evaluates, samples and reloads",
                "device": device, "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda")
                else "cpu", "torch": torch.__version__, "failed": failed, "results": results}

@@ -36,7 +36,9 @@ alone (the fused Adam of ``svi_direct_fused`` takes the same time either way).
 Per-step times are medians over all steps of all ``--rounds`` rounds
 (``fit``'s step: the whole loop iteration, batch gather, update, finite guard,
 history; its per-call setup is reported apart), ratios are over
-``reference``.  Results go to ``results/vae_step.json``.
+``reference``.  Before the rounds, the reference and ``fit``'s objective are evaluated on the same batch with
+the same weights (``fit``'s copied into the reference) and the same noise; the script raises unless the two
+losses agree to float32's relative tolerance (1e-4).  Results go to ``results/vae_step.json``.
 
     python benchmarks/vae_step.py                                   # 784-400-50, batch 128
     python benchmarks/vae_step.py --rounds 2 --steps 20             # quick
@@ -45,6 +47,7 @@ history; its per-call setup is reported apart), ratios are over
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import statistics
 import time
@@ -59,7 +62,7 @@ import hybridpgm
 from hybridpgm.infer import DirectTrace_ELBO, GroupedAdam
 from hybridpgm.nn import mlp
 
-from common import write_result
+from common import check_agreement, tolerance, write_result
 
 
 class PlainVAE(torch.nn.Module):
@@ -78,6 +81,24 @@ class PlainVAE(torch.nn.Module):
         log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
         log_lik = -F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(-1)
         return -(log_lik + log_prior - log_q).mean()
+
+
+def check_same_objective(plain: PlainVAE, vae, x: torch.Tensor, seed: int) -> dict:
+    """The reference's loss and ``fit``'s (``SVIObjective(vae.model, vae.guide)``) on the same batch ``x``, the
+    reference given ``vae``'s weights (on a copy: the rows keep their own) and both the same noise (seeded
+    alike: both draw ``z`` from one ``randn`` of the guide's shape).  Raises ``RuntimeError`` unless they agree
+    to the dtype's relative tolerance: otherwise the rows time different objectives."""
+    ref = copy.deepcopy(plain)
+    ref.load_state_dict(vae.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        a = float(ref.loss(x))
+        torch.manual_seed(seed)
+        b = float(hybridpgm.SVIObjective(vae.model, vae.guide).loss("elbo", x))
+    tol = tolerance(x.dtype)
+    check_agreement("relative difference of the reference's loss and fit's at the same weights, batch and noise "
+                    f"(reference {a:.6g}, fit {b:.6g})", abs(a - b) / max(abs(a), 1e-30), tol)
+    return {"reference_loss": a, "fit_loss": b, "tolerance_relative": tol}
 
 
 def _sync(device: torch.device) -> None:
@@ -187,6 +208,7 @@ def main(args: argparse.Namespace) -> dict:
 
     calls = []
     with pyro.get_param_store().scope():  # SVI registers its parameters under the default settings
+        same_objective = check_same_objective(plain, fit_vae, x[:args.batch_size], args.seed)
         for row in fresh_rows().values():  # warm-up: lazy imports, allocator
             for _ in range(3):
                 row()
@@ -212,6 +234,7 @@ def main(args: argparse.Namespace) -> dict:
         "reference": "hand-written PyTorch VAE, same architecture and single-sample ELBO, one torch.optim.Adam",
         "interleaving": "per step: each fit step is followed by one step of every other row (order alternating); "
                         "every row starts each round (fit call) with a fresh optimizer, as fit does",
+        "same_objective_at_start": same_objective,
         "median_step_ms": median,
         "ratio_over_reference": {name: median[name] / median["reference"] for name in times if name != "reference"},
         "fit_call_overhead_ms": {

@@ -20,11 +20,31 @@ def test_gpu_suite_dry_run_runs_every_benchmark(tmp_path):
     from gpu_suite import SUITE
 
     assert set(summary["benchmarks"]) == {name for name, *_ in SUITE}
+    records = {}
     for name, info in summary["benchmarks"].items():
         assert info["status"] == "ok", name
-        record = json.loads((tmp_path / f"{name}.json").read_text())
+        records[name] = record = json.loads((tmp_path / f"{name}.json").read_text())
         assert "machine" in record  # every benchmark writes the machine (and CUDA device) description
     assert summary["nccl_2proc"]["status"] == "skipped"
+    # "ok" means each script's own agreement checks passed (they raise otherwise); the JSON says so too
+    for row in records["crf_speed"]["rows"]:
+        for quantity in ("loss", "grad_unary", "grad_transition"):
+            assert row[f"relative_error_{quantity}"] <= row["tolerance_relative"] == 1e-4
+    same = records["vae_step"]["same_objective_at_start"]
+    assert abs(same["reference_loss"] - same["fit_loss"]) <= 1e-4 * abs(same["reference_loss"])
+    dkl = records["dkl_step"]["same_model"]
+    assert abs(dkl["reference_loss_at_init"] - dkl["hybridpgm_loss_at_init"]) <= 1e-4 * abs(
+        dkl["reference_loss_at_init"]) + 1e-5
+    for r in records["mrf_sample"]["results"]:
+        assert max(r["max_frequency_error_over_bound"].values()) <= 1.0
+    for r in records["mrf_exact"]["results"]:
+        for what in ("log_z", "marginals"):
+            assert max(r[what]["max_abs_diff_vs_plain_pyro"].values()) <= 1e-9
+    for name in ("bn_inference", "bn_inference_barley"):
+        for r in records[name]["results"]:
+            assert r.get("max_abs_diff_compiled_vs_mixed", 0.0) <= 1e-9
+    assert records["recipes"]["failed"] == []
+    assert all(row["load"]["finite"] for row in records["recipes"]["results"].values())
 
 
 def test_gpu_suite_starts_nothing_once_its_budget_is_spent(tmp_path):

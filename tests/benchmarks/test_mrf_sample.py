@@ -29,7 +29,9 @@ def test_a_tiny_run_times_every_way_it_should(tmp_path):
     assert [set(r["max_z"]) for r in results] == [{"hybridpgm", "plain_pyro", "sequential"},
                                                   {"hybridpgm", "sequential"},
                                                   {"hybridpgm", "plain_pyro", "sequential"}]
-    for r in results:
+    for r in results:  # every way's frequencies within their bounds (the script raises otherwise)
+        assert set(r["max_frequency_error_over_bound"]) == set(r["max_z"])
+        assert max(r["max_frequency_error_over_bound"].values()) <= 1.0
         for w in set(r["max_z"]) - {"hybridpgm"}:
             assert r[f"speedup_vs_{w}"] == r[f"{w}_s_per_sample"] / r["hybridpgm_s_per_sample"]
 

@@ -64,3 +64,27 @@ def test_the_epoch_interleaved_protocol_times_every_loop_once_a_round(tmp_path):
     assert all(len(t) == 3 and min(t) > 0 for t in times.values())
     hand = sorted(times["hand_written_torch"])[1]
     assert record["ratio_hybridpgm_fit_over_hand_written_epoch"] == sorted(times["hybridpgm_fit"])[1] / hand
+
+
+def test_the_fit_epoch_equivalent_counts_the_first_step_once(tmp_path):
+    """fit's per-call overhead holds its first (untimed) step, so the epoch-equivalent adds the median step
+    for the other ``steps - 1`` steps only."""
+    import json
+
+    import pytest
+
+    from tests.data.test_data import HAVE_FASHION
+
+    if not HAVE_FASHION:
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    from rbm_speed import main, parse_args
+
+    out = tmp_path / "steps.json"
+    main(parse_args(["--num-examples", "300", "--hidden", "8", "--rounds", "2", "--skip-sklearn", "--out", str(out)]))
+    record = json.loads(out.read_text())
+    steps = record["config"]["steps_per_epoch"]
+    assert record["steps_timed_each"]["hybridpgm_fit"] == 2 * (steps - 1)
+    assert record["steps_timed_each"]["hand_written_torch"] == 2 * steps
+    fit = record["epoch_seconds_equivalent"]["hybridpgm_fit"]
+    expected = (steps - 1) * record["step_ms_median"]["hybridpgm_fit"] / 1000 + record["fit_call_overhead_s_median"]
+    assert fit == pytest.approx(expected, rel=1e-12)

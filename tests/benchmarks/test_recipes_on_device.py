@@ -34,3 +34,24 @@ def test_a_failing_recipe_is_named_and_the_others_still_run(tmp_path, monkeypatc
     assert record["results"]["broken"]["train"]["rc"] == 2
     assert "--epochs" in record["results"]["broken"]["train"]["stderr_tail"]
     assert record["results"]["crf"]["load"]["rc"] == 0
+
+
+def test_a_model_that_reloads_with_non_finite_weights_fails(tmp_path, monkeypatch):
+    """A run whose model file comes back with NaN weights is named as failed, not passed."""
+    import torch
+
+    import hybridpgm
+
+    def nan_load(path, map_location=None):  # stands in for a model file whose weights came back NaN
+        m = torch.nn.Linear(2, 2)
+        with torch.no_grad():
+            m.weight.fill_(float("nan"))
+        return m
+
+    monkeypatch.setattr(hybridpgm, "load", nan_load)
+    out = tmp_path / "recipes.json"
+    with pytest.raises(RuntimeError, match=r"failed on cpu: \['vae'\]"):
+        recipes_on_device.main(recipes_on_device.parse_args(["--device", "cpu", "--only", "vae", "--out", str(out)]))
+    record = json.loads(out.read_text())
+    assert record["failed"] == ["vae"]
+    assert record["results"]["vae"]["load"] == {**record["results"]["vae"]["load"], "rc": 0, "finite": False}
