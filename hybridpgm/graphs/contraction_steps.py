@@ -127,7 +127,8 @@ def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: tor
     digits, and the step's log is :math:`-\\infty` or wrong by many nats.  An entry under
     :math:`\\text{tiny} / \\epsilon` of the dtype (where the terms lost to underflow could matter) that has a
     possible term is redone as a log-sum-exp of the broadcast sum of the operands over the summed dims, on
-    those entries only (differentiable).  A host read decides whether any entry needs it.
+    those entries only (differentiable; shifted by its detached maximum, :func:`_shifted_logsumexp`, so that the
+    gradient stays exact where :math:`|\\log Z|` is large).  A host read decides whether any entry needs it.
     """
     inputs, out = equation.split("->")
     inputs = inputs.split(",")
@@ -156,8 +157,29 @@ def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: tor
                 shape[1 + letters.index(c)] = sizes[c]
                 index.append(torch.arange(sizes[c], device=t.device).view(shape))
         total = total + t[tuple(index)]
-    exact = total.reshape(n, -1).logsumexp(-1)
+    exact = _shifted_logsumexp(total.reshape(n, -1))
+    if result.dim() == 0:  # a step to a scalar: its one entry is the one redone
+        return exact.reshape(())
     return result.index_put(idx, exact)
+
+
+def _shifted_logsumexp(flat: torch.Tensor) -> torch.Tensor:
+    """:math:`m + \\log \\sum_j e^{x_j - m}` over the last dim, :math:`m = \\max_j x_j` held constant.
+
+    ``torch.logsumexp`` returns the same value, but its backward pass takes the weights as
+    :math:`e^{x_j - \\mathrm{lse}(x)}` from the rounded result: where :math:`|\\mathrm{lse}(x)|` is large
+    (forbidden states of :math:`-10^9` in float32, where one unit in the last place is 64) that difference is
+    off by the rounding of the result, and the weights come out as :math:`e^{\\pm\\text{roundoff}}` instead of
+    summing to one.  Shifted by the detached maximum, every :math:`x_j - m` is computed exactly near the top
+    (Sterbenz) and the weights :math:`e^{x_j - m} / \\sum_k e^{x_k - m}` are exact to the dtype's rounding.
+    A row with no finite term (finite terms whose sum overflowed to :math:`-\\infty`) stays :math:`-\\infty`
+    with a zero gradient, not NaN.
+    """
+    m = flat.detach().amax(-1, keepdim=True)
+    finite = m > float("-inf")
+    shifted = torch.where(finite, flat - torch.where(finite, m, torch.zeros_like(m)), torch.zeros_like(flat))
+    lse = shifted.logsumexp(-1) + m.squeeze(-1)
+    return torch.where(finite.squeeze(-1), lse, torch.full_like(lse, float("-inf")))
 
 
 class LogOfSum(torch.autograd.Function):

@@ -287,9 +287,15 @@ class MarkovNet(nn.Module):
         (``num_iters``, ``damping``, ``tol``).
 
         :raises EvidenceError: bad evidence (see :meth:`factor_graph`).
-        :raises ModelSpecError: an unknown method or option, or a network of no variables.
+        :raises ModelSpecError: an unknown method or option, a network of no variables, or ``method="bp"`` with
+            ``max_product=True`` (max-product BP has no :math:`\\log Z` estimate; also what :meth:`log_prob` and
+            :meth:`model` with ``log_z_method="bp"`` raise).
         :raises ConfigError: an option's value (``num_iters=2.5``), naming it.
         """
+        if method == "bp" and kwargs.get("max_product") is True:
+            raise ModelSpecError("MarkovNet.log_partition: method 'bp' with max_product=True runs max-product BP, "
+                                 "which gives max-marginals and no log Z estimate; leave max_product out (the Bethe "
+                                 "estimate of sum-product BP), or use map_assignment(method='bp') for the MAP")
         fg = self.factor_graph(evidence, context)
         if method == "exact":
             from hybridpgm.infer.mrf_exact import exact_log_partition
@@ -402,6 +408,7 @@ class MarkovNet(nn.Module):
 
         :raises EvidenceError: bad values, as :meth:`score` (values that do not broadcast with the tables' batch
             shape included).
+        :raises ModelSpecError: as :meth:`log_partition` (``method="bp"`` with ``max_product=True`` included).
         """
         return self.score(values, context) - self.log_partition(method, context=context, **kwargs)
 

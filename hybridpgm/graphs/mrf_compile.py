@@ -74,8 +74,9 @@ def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.T
     if card is not None and bool((t >= card).any()):  # +inf included
         raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[t >= card][:3].tolist()} "
                             f"outside 0..{card - 1} (NaN or a negative value means unobserved)")
-    # clamp before the cast: a value too large for int64 (+inf, 1e20) would wrap to a negative, 'unobserved', state
-    return torch.where(missing | (t < 0), -1.0, t.clamp_max(2.0 ** 62)).long()
+    # clamp before the cast: a value too large for int64 (+inf, 1e20) would wrap to a negative, 'unobserved', state.
+    # The bound is the dtype's own largest value where that is smaller (float16: 65504; 2**62 overflows it)
+    return torch.where(missing | (t < 0), -1.0, t.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max))).long()
 
 
 def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:

@@ -50,6 +50,7 @@ from typing import Callable
 import torch
 
 from hybridpgm.checks import damping_of, flag, positive_int, positive_real
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
@@ -119,11 +120,34 @@ class BeliefPropagation:
 
     :param int num_iters: number ``K`` of unrolled parallel message updates.
     :param float damping: :math:`\\alpha \\in [0, 1)`.
-    :param float tol: stop early once the largest change of any message (in
-        log space) is below ``tol``; ``0`` runs all ``K`` steps.
+    :param float tol: stop early once the largest change of any message at a check is below ``tol``; ``0`` runs
+        all ``K`` steps.  The quantity compared depends on the path that runs (both are taken between the
+        step before a check and the check's step, after damping):
+
+        * general path: :math:`\\max_{b, e, x} |m'_{b,e}(x) - m_{b,e}(x)|` over every model, edge (factor and
+          target variable) and padded state of the factor-to-variable log-messages ``[B, E, C]``, each normalised
+          so that :math:`\\log \\sum_{x \\text{ valid}} e^{m_{b,e}(x)} = 0` over the target's valid states (the
+          entries at the other states count too, though no belief uses them);
+        * binary fast path (all variables binary, pairwise factors only, nothing clamped;
+          :class:`~hybridpgm.infer.bp_engine.BinaryPairwise` and :mod:`~hybridpgm.infer.bp_fused`):
+          :math:`\\max_{b, e} |d'_{b,e} - d_{b,e}|` of the message log-odds :math:`d = m(1) - m(0)`.
+
+        A normalised binary log-message is :math:`m(1) = -\\operatorname{softplus}(-d)`,
+        :math:`m(0) = -\\operatorname{softplus}(d)`, whose slopes in :math:`d` lie in :math:`(0, 1)`, so each
+        moves by less than :math:`|\\Delta d|`: the fast path's test is the stricter one, and the same binary
+        graph may run more steps (and end closer to the fixed point) there than on the general path (which an
+        extra factor of arity 3, even an all-zero one, selects).  Both are kept as they are: the fast path
+        compares the state it holds, with no extra kernel or host read.
     :param int check_every: test convergence every this many steps (each test
         is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
+
+    Log-potentials must stay well inside the dtype's range: sums and differences of entries near
+    ``finfo.min`` (hard constraints written as ``finfo.min / 2``) overflow to :math:`\\pm\\infty` and the
+    messages to NaN.  A convergence check (``tol > 0``; the last step is always checked) that finds a NaN
+    message raises :class:`~hybridpgm.errors.ModelSpecError` naming the variable it goes to, at no extra host
+    read; with ``tol=0`` nothing is read and such beliefs come back NaN.
+
     :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
         ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, ``tol`` that is not
         a finite real number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused), or ``max_product`` that
@@ -147,13 +171,16 @@ class BeliefPropagation:
         self.check_every = check_every
         self._memo = None  # (weakrefs to the last graph and its tensors, their versions, binary structure)
 
-    def _iterate(self, msgs, step, damp):
-        """Run up to ``K`` steps of ``msgs <- damp(step(msgs), msgs)``; host sync only at checks."""
+    def _iterate(self, msgs, step, damp, nan_error: Callable[[torch.Tensor, int], Exception]):
+        """Run up to ``K`` steps of ``msgs <- damp(step(msgs), msgs)``; host sync only at checks, where a NaN
+        change raises ``nan_error(new messages, step)``."""
         converged, it = False, 0
         for it in range(1, self.num_iters + 1):
             new = damp(step(msgs), msgs, self.damping, it)
             if self.tol > 0 and (it % self.check_every == 0 or it == self.num_iters):
                 delta = float((new - msgs).detach().abs().max()) if new.numel() else 0.0
+                if delta != delta and bool(torch.isnan(new).any()):  # not an infinity met by the same one
+                    raise nan_error(new.detach(), it)
                 msgs = new
                 if delta < self.tol:
                     converged = True
@@ -197,7 +224,9 @@ class BeliefPropagation:
         def step(msgs):
             return flat.factor_to_var(flat.incoming(flat.beliefs(theta, msgs), msgs), self.max_product)
 
-        msgs, converged, it = self._iterate(flat.init(theta), step, damp_log)
+        msgs, converged, it = self._iterate(
+            flat.init(theta), step, damp_log,
+            lambda new, it: _nan_messages(fg, flat.edge_var[torch.isnan(new).any(-1).any(0)], it))
         total = flat.beliefs(theta, msgs)
         log_b = torch.log_softmax(total, dim=-1)
         log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
@@ -208,7 +237,9 @@ class BeliefPropagation:
         g = fg.groups[0]
         if torch.is_grad_enabled() and (g.log_potentials.requires_grad or fg.unary.requires_grad):
             eng = BinaryPairwise(fg, self.max_product)
-            shifted, converged, it = self._iterate(eng.init(), eng.step, eng.damp)
+            shifted, converged, it = self._iterate(
+                eng.init(), eng.step, eng.damp,
+                lambda new, it: _nan_messages(fg, eng.edge_var[torch.isnan(new).any(-1)], it))
             L = eng.beliefs(shifted)                               # [V, B] belief log-odds
             marginals = eng.probabilities(L)                       # [B, V, 2]
             d = eng.messages(shifted)                              # [2F, B] log-odds messages
@@ -216,6 +247,8 @@ class BeliefPropagation:
             marginals, L, d, converged, it = run_binary_forward(
                 g.log_potentials, fg.unary, structure, self.num_iters, self.max_product, self.damping, self.tol,
                 self.check_every)
+            if it == 0:  # a check found a NaN message (bp_fused's sentinel: no extra host read)
+                raise _nan_messages(fg, structure[0][torch.isnan(d).any(-1)], None)
         F = g.variables.shape[0]
 
         def log_z():
@@ -228,6 +261,16 @@ class BeliefPropagation:
         decode_fn = (lambda: decode_in_layers(fg, odds_to_flat(d.detach(), F))) if self.max_product else None
         return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z,
                         decode_fn)
+
+
+def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> ModelSpecError:
+    """The error for NaN messages, naming the variable the first one goes to (``targets``: their variables)."""
+    v = int(targets[0]) if targets.numel() else 0
+    when = f" at step {step}" if step is not None else ""
+    return ModelSpecError(f"BeliefPropagation: a message to variable {fg.names[v]!r} became NaN{when}: the "
+                          f"log-potentials' sums or differences overflow {fg.unary.dtype} (entries near finfo.min or "
+                          f"finfo.max, e.g. hard constraints); use penalties well inside the range (e.g. -1e4), or "
+                          f"method='exact'")
 
 
 def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor:

@@ -172,7 +172,8 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
     ``[2, E, B]`` (two-branch form), ``c0`` ``[E, B]`` the shift (used by
     damping only).
 
-    :returns: ``(d, converged, steps run)``.
+    :returns: ``(d, converged, steps run)``; steps run is 0 (a sentinel: at least one step always runs) when a
+        check found a NaN message, where the loop stops.
     """
     E = d.shape[0]
     use_pad = pad.numel() > 0 and d.shape[1] == 1
@@ -224,7 +225,11 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
         if damping > 0:
             d.copy_(damp_odds(d, prev, c0, damping, step))
         if check:
-            if d.numel() == 0 or float((d - prev).abs().max()) < tol:
+            delta = float((d - prev).abs().max()) if d.numel() > 0 else 0.0
+            if math.isnan(delta) and bool(torch.isnan(d).any()):  # a NaN message (not inf - inf): the sentinel
+                it = 0
+                break
+            if delta < tol:
                 converged = True
                 break
     return d, converged, it
@@ -239,7 +244,8 @@ def binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, edge_var: 
     """Coefficients, up to ``num_iters`` steps from zero messages, and the beliefs, in one call.
 
     :returns: ``(marginals [B, V, 2], L [V, B] belief log-odds, d [2F, B] final
-        log-odds messages, converged, steps run)``.
+        log-odds messages, converged, steps run)``; steps run is 0 when a check found a NaN message
+        (:func:`binary_loop`).
     """
     c0, h, bias, scale, sign, odds_form = binary_coefficients(log_potentials, unary, other_var, cols, offsets,
                                                               num_factors, max_product, limit)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 
 from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MeanField", "MeanFieldResult"]
 
@@ -104,9 +105,17 @@ class MeanField:
         :param FactorGraph fg: the graph.
         :param torch.Tensor init: an optional start ``q``, ``[B, V, C]`` (or ``[1, V, C]``, shared by the batch)
             in the dtype and on the device of ``fg``'s potentials; the softmax of the unary potentials if ``None``.
+            Non-negative weights, normalised here per variable over the states :attr:`FactorGraph.valid` allows
+            (:math:`q_v(x) = w_v(x)\\,[x \\text{ valid}] / \\sum_{y \\text{ valid}} w_v(y)`): mass on a state that
+            the evidence rules out, or on a padding state, is dropped, so :math:`\\mathcal L(q) \\le \\log Z`
+            holds from the first sweep (damping mixes only such ``q``).
         :raises DataError: an ``init`` that is not a tensor, or has another shape or dtype (the message gives the
-            expected and the actual one).
+            expected and the actual one); or one holding a negative or non-finite weight, or no weight on the valid
+            states of a variable (the message names the variable and the model).
         :raises DeviceError: an ``init`` on another device than ``fg``.
+        :raises ModelSpecError: when an update leaves no finite field on a variable's states (NaN :math:`q`: the
+            expected log-potentials of its factors sum past the dtype's range, as hard constraints written as
+            ``finfo.min`` do), naming the variable; found at the per-sweep convergence read, at no extra cost.
         """
         theta = fg.masked_unary()
         q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
@@ -121,7 +130,10 @@ class MeanField:
                 if self.damping > 0:
                     new = (1 - self.damping) * new + self.damping * q
                 q = torch.where(mask, new, q)
-            if float((q - q_old).detach().abs().max()) < self.tol:
+            delta = float((q - q_old).detach().abs().max())
+            if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
+                raise _diverged(fg, q)
+            if delta < self.tol:
                 converged = True
                 break
         return MeanFieldResult(self.elbo(fg, q), q, converged, it)
@@ -138,4 +150,26 @@ def _check_init(init, fg: FactorGraph) -> torch.Tensor:
     if init.dtype != fg.unary.dtype:
         raise DataError(f"MeanField init must have the potentials' dtype {fg.unary.dtype}, got {init.dtype}")
     check_device(init, fg.unary, "MeanField init")
-    return init
+    valid = fg.valid
+    kept = init.masked_fill(~valid, 0.0)                                           # [B, V, C]
+    mass = kept.sum(-1, keepdim=True)
+    bad = (~torch.isfinite(init) | (init < 0)).any(-1).expand(valid.shape[:2]) | (mass.squeeze(-1) <= 0)
+
+    def error() -> DataError:
+        b, v = bad.nonzero()[0].tolist()
+        row = init[min(b, init.shape[0] - 1), v]
+        return DataError(f"MeanField init for variable {fg.names[v]!r} (model {b}) holds {row.tolist()}: give "
+                         f"finite, non-negative weights with some mass on the states the evidence allows "
+                         f"({valid[b, v].nonzero().flatten().tolist()})")
+
+    check_or_defer(~bad.any(), error)
+    return kept / mass
+
+
+def _diverged(fg: FactorGraph, q: torch.Tensor) -> ModelSpecError:
+    """The error for a NaN ``q``, naming the first variable (and model) that holds one."""
+    b, v = torch.isnan(q).any(-1).nonzero()[0].tolist()
+    return ModelSpecError(f"MeanField: the update of variable {fg.names[v]!r} (model {b}) has no finite field on "
+                          f"any state it may take: the expected log-potentials of its factors sum past the range of "
+                          f"{q.dtype} (hard constraints near finfo.min?), or the evidence allows only such states; "
+                          f"use penalties well inside the range (e.g. -1e4) or method='exact'")

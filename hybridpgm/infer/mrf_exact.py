@@ -58,6 +58,7 @@ from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
            "exact_sample", "probability_dtype", "probability_floor"]
@@ -265,21 +266,54 @@ def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | No
     return None
 
 
-def _log_partition(fg: FactorGraph, unary: torch.Tensor) -> torch.Tensor:
+def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:
+    """``[B]`` :math:`\\log Z` of every model; with ``query`` (the caller, as an error names it), also
+    :func:`_check_possible`: a model whose :math:`\\log Z` is :math:`-\\infty` raises.  A probability-space batch
+    whose every :math:`\\tilde Z_b` and shift is in range (the one host read of that fast path) has only finite
+    :math:`\\log Z_b` and is not checked again; where the contraction ran in log space (which reads once per
+    underflow test of a step already), the check is one more read, deferred inside :func:`~hybridpgm.fit`'s step."""
     st = _fitting(_structure(fg), fg.batch_size, unary.dtype)
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
     if work is None:
-        return st.plan(_operands(st, stacks, alone), "log")
+        log_z = st.plan(_operands(st, stacks, alone), "log")
+        _check_possible(fg, log_z, query)
+        return log_z
     z, shift = _prob_contract(st, [t.to(work) for t in stacks], [t.to(work) for t in alone])
-    ok = (z.detach() > probability_floor(work, st.log_states)) & (z.detach() < math.inf)
+    # a shift of -inf (the maxima of the factors summing past the dtype's range) is redone, and checked, too
+    ok = (z.detach() > probability_floor(work, st.log_states)) & (z.detach() < math.inf) & (shift.detach() > -math.inf)
     log_z = (torch.where(ok, z, torch.ones_like(z)).log() + shift).to(unary.dtype)
     if bool(ok.all()):
         return log_z
     bad = (~ok).nonzero().flatten()
     again = st.plan(_operands(st, [t.index_select(0, bad) for t in stacks], [t.index_select(0, bad) for t in alone]),
                     "log")
-    return log_z.index_copy(0, bad, again)
+    log_z = log_z.index_copy(0, bad, again)
+    _check_possible(fg, log_z, query)
+    return log_z
+
+
+def _check_possible(fg: FactorGraph, score: torch.Tensor, query: str | None) -> None:
+    """Raise :class:`~hybridpgm.errors.EvidenceError` naming the models (and their evidence) whose ``score``
+    (``[B]`` :math:`\\log Z` or best score) is :math:`-\\infty`: every assignment the evidence allows scores
+    :math:`-\\infty` (hard constraints written as ``finfo.min`` summing past the range, or ``-inf`` unaries), so
+    the conditional distribution, its marginals and its most probable state are undefined.  Nothing for
+    ``query=None``.  The check waits for the one host read of :func:`~hybridpgm.fit`'s step where one is running
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
+    if query is None:
+        return
+    impossible = score.detach() == -math.inf
+
+    def error() -> EvidenceError:
+        rows = impossible.nonzero().flatten().tolist()
+        valid, cards = fg.valid[rows[0]], fg.cardinalities.tolist()
+        seen = [f"{fg.names[v]}={int(valid[v, :c].nonzero()[0])}" for v, c in enumerate(cards)
+                if c > 1 and int(valid[v, :c].sum()) == 1]
+        evidence = ", ".join(seen) if seen else "none"
+        return EvidenceError(f"{query}: the evidence of model(s) {rows[:10]} has probability zero (model {rows[0]}: "
+                             f"evidence {evidence}): every assignment it allows scores -inf")
+
+    check_or_defer(~impossible.any(), error)
 
 
 def exact_log_partition(fg: FactorGraph) -> torch.Tensor:
@@ -301,13 +335,15 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(log_z [B], marginals [B, V, C])`` with zeros at invalid states.
+    :raises EvidenceError: when the evidence of a model has probability zero (:math:`\\log Z_b = -\\infty`:
+        every assignment it allows scores :math:`-\\infty`), naming the model and its evidence.
     """
     return with_autograd(_marginals, fg)
 
 
 def _marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    log_z = _log_partition(fg, fg.unary + delta)
+    log_z = _log_partition(fg, fg.unary + delta, "exact marginals")
     create_graph = log_z.requires_grad and any(
         t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups]
     )
@@ -329,6 +365,8 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(assignment [B, V] long, max score [B])``.
+    :raises EvidenceError: when every assignment the evidence of a model allows scores :math:`-\\infty`, naming
+        the model and its evidence (checked at the step's one host read inside :func:`~hybridpgm.fit`).
     """
     st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
     return with_autograd(_map, fg, st)
@@ -338,6 +376,7 @@ def _map(fg: FactorGraph, st: _Structure) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
     best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
     (onehot,) = torch.autograd.grad(best.sum(), delta)
+    _check_possible(fg, best, "exact MAP")
     return onehot.argmax(-1), best.detach()
 
 

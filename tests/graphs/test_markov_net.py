@@ -467,3 +467,18 @@ def test_a_1x1_grid_checks_its_coupling(grid, coupling, match):
     """Found by an audit: with no edge the coupling was never converted or checked (``'abc'`` was accepted)."""
     with pytest.raises(ModelSpecError, match=match):
         grid(coupling)
+
+
+def test_a_log_partition_by_max_product_bp_is_refused():
+    """Found by an audit: max-product BP has no log Z (``BPResult.log_z`` is None), and asking for one raised a
+    raw AttributeError from ``log_partition``, ``log_prob`` and ``model``; now a ModelSpecError, as
+    ``map_assignment`` refuses the converse.  Sum-product BP (``max_product=False``) still answers."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    with pytest.raises(ModelSpecError, match="max_product"):
+        mrf.log_partition("bp", max_product=True)
+    with pytest.raises(ModelSpecError, match="max_product"):
+        mrf.log_prob({"a": torch.tensor(0), "b": torch.tensor(1)}, method="bp", max_product=True)
+    with pytest.raises(ModelSpecError, match="max_product"):
+        pyro.poutine.trace(mrf.model).get_trace({"a": torch.tensor(0), "b": torch.tensor(1)}, log_z_method="bp",
+                                                max_product=True)
+    torch.testing.assert_close(mrf.log_partition("bp", max_product=False), mrf.log_partition("exact"))

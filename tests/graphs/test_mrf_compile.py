@@ -51,3 +51,18 @@ def test_numbers_lists_and_arrays_are_still_evidence():
     for value in ([1, -1], np.array([1, -1]), (1.0, float("nan"))):
         assert torch.allclose(m.marginals(evidence={"a": value})["b"], want, atol=1e-12)
     assert torch.allclose(m.marginals(evidence={"a": 1})["b"], want[0], atol=1e-12)
+
+
+def test_float16_evidence_gives_float32s_answers():
+    """Found by an audit: float16 evidence crashed compiling (``clamp_max(2.0 ** 62)`` overflows float16); its
+    small whole states now read as float32's do."""
+    mrf = MarkovNet({"a": 3, "b": 2}).add_factor("ab", ["a", "b"], torch.randn(3, 2, generator=torch.Generator()
+                                                                               .manual_seed(0)))
+    want = mrf.marginals(evidence={"a": torch.tensor([1.0, float("nan")])})
+    got = mrf.marginals(evidence={"a": torch.tensor([1.0, float("nan")], dtype=torch.float16)})
+    for v in want:
+        torch.testing.assert_close(got[v], want[v], rtol=0, atol=0)
+    half = {"a": torch.tensor([2.0, -1.0], dtype=torch.float16)}
+    assert mrf.map_assignment(method="exact", evidence=half)["a"].tolist()[0] == 2
+    torch.testing.assert_close(mrf.log_partition(evidence=half),
+                               mrf.log_partition(evidence={"a": torch.tensor([2.0, -1.0])}), rtol=0, atol=0)

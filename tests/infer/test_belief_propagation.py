@@ -265,3 +265,32 @@ def test_damped_bp_after_k_steps_ignores_padding_states(damping, num_iters):
         assert torch.allclose(padded.marginals("bp", **options)[v], p, atol=1e-12)
     assert torch.allclose(padded.log_partition("bp", **options) - math.log(3), alone.log_partition("bp", **options),
                           atol=1e-12)
+
+
+def _overflowing_triangle(fraction, dtype=torch.float32):
+    """The audit's frustrated triangle (a, b, c told to differ, ab and bc twice) with hard constraints written as
+    ``fraction * finfo.min``: the messages' sums and differences overflow and became NaN."""
+    from hybridpgm.graphs import MarkovNet
+
+    neg = torch.finfo(dtype).min * fraction
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+    differ = torch.tensor([[neg, 0.0], [0.0, neg]], dtype=dtype)
+    for name, scope in (("ab", "ab"), ("bc", "bc"), ("ac", "ac"), ("ab2", "ab"), ("bc2", "bc")):
+        mrf.add_factor(name, list(scope), differ)
+    return mrf
+
+
+@pytest.mark.parametrize("path", ["fused", "autograd", "general"])
+def test_nan_messages_are_named_at_a_convergence_check(path):
+    """Found by an audit: BP marginals came back NaN at finfo.min / 2 penalties; the convergence check (the last
+    step is always checked) now raises naming the variable, on every path, at no extra host read."""
+    from hybridpgm.errors import ModelSpecError
+
+    mrf = _overflowing_triangle(0.5 if path != "general" else 1.0)
+    evidence = {"a": torch.tensor(0)} if path == "general" else None  # a clamped state selects the general path
+    fg = mrf.factor_graph(evidence)
+    if path == "autograd":
+        fg.groups[0].log_potentials.requires_grad_()
+    with pytest.raises(ModelSpecError, match=r"message to variable '[abc]' became NaN"):
+        BeliefPropagation(num_iters=20)(fg)
+    assert torch.isnan(BeliefPropagation(num_iters=20, tol=0.0)(fg).marginals).any()  # tol=0 reads nothing

@@ -157,3 +157,16 @@ def test_import_compiles_nothing_and_first_use_warns_nothing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("script", [True, False])
+def test_a_check_that_finds_a_nan_message_reports_zero_steps(script):
+    """The sentinel :class:`BeliefPropagation` turns into a named error (TorchScript compares ``math.isnan``:
+    ``x != x`` was not caught there)."""
+    from tests.infer.test_belief_propagation import _overflowing_triangle
+
+    fg = _overflowing_triangle(0.5).factor_graph()
+    g = fg.groups[0]
+    *_, converged, it = bp_fused.run_binary_forward(g.log_potentials, fg.unary, _structure(g.variables, fg.num_vars),
+                                                    20, False, 0.0, 1e-6, 10, script=script)
+    assert (converged, it) == (False, 0)

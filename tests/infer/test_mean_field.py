@@ -113,3 +113,52 @@ def test_an_init_shared_by_the_batch_is_still_accepted():
     got = MeanField(num_iters=3, tol=0.0)(fg, init=shared).marginals
     want = MeanField(num_iters=3, tol=0.0)(fg, init=shared.expand(3, 4, 2)).marginals
     assert got.shape == (3, 4, 2) and torch.allclose(got, want, atol=1e-12)
+
+
+def _two_variables():
+    """The audit's model: given a = 0, b is uniform and log Z = log 2; a = 1 would be worth e^20."""
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("ab", ["a", "b"], torch.tensor([[0.0, 0.0], [20.0, 20.0]], dtype=torch.float64))
+    return mrf, mrf.factor_graph({"a": torch.tensor(0)})
+
+
+@pytest.mark.parametrize("value, damping", [(0.5, 0.9), (3.0, 0.9), (0.5, 0.0)])
+def test_an_init_is_restricted_to_the_valid_states_and_normalised(value, damping):
+    """Found by an audit: an init with mass on a state the evidence rules out (a uniform start given a = 0) kept
+    it under damping and gave a 'lower bound' of 6.84 > log Z = log 2; an unnormalised one (3.0 everywhere)
+    gave 135.6 and q(b) = [1.98, 1.98]."""
+    mrf, fg = _two_variables()
+    init = torch.full((1, 2, 2), value, dtype=torch.float64)
+    res = MeanField(num_iters=5, damping=damping, tol=0.0)(fg, init=init)
+    log_z = mrf.log_partition("exact", evidence={"a": torch.tensor(0)})
+    assert res.log_z.item() <= log_z.item() + 1e-12
+    assert res.marginals[0, 0].tolist() == [1.0, 0.0]
+    torch.testing.assert_close(res.marginals.sum(-1), torch.ones(1, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("row, what", [([-0.5, 1.5], "negative"), ([float("nan"), 1.0], "NaN"),
+                                       ([float("inf"), 1.0], "inf"), ([0.0, 0.0], "no mass")])
+def test_an_init_that_is_not_a_distribution_is_refused_naming_the_variable(row, what):
+    _, fg = _two_variables()
+    init = torch.full((1, 2, 2), 0.5, dtype=torch.float64)
+    init[0, 1] = torch.tensor(row)
+    with pytest.raises(DataError, match=r"variable 'b' \(model 0\)"):
+        MeanField(num_iters=3)(fg, init=init)
+
+
+def test_an_init_with_mass_only_on_states_the_evidence_rules_out_is_refused():
+    _, fg = _two_variables()
+    init = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]], dtype=torch.float64)  # all of a's mass on a = 1; a = 0 observed
+    with pytest.raises(DataError, match=r"variable 'a' \(model 0\)"):
+        MeanField(num_iters=3)(fg, init=init)
+
+
+def test_mean_field_names_a_variable_left_with_no_finite_field():
+    """The audit's impossible evidence (finfo.min penalties summing to -inf on both states of b): q was NaN and
+    the bound NaN; now a named error."""
+    from hybridpgm.errors import ModelSpecError
+    from tests.infer.test_mrf_exact import _impossible_triangle
+
+    mrf, ev = _impossible_triangle()
+    with pytest.raises(ModelSpecError, match=r"variable 'b' \(model 0\)"):
+        mrf.marginals("mean_field", evidence=ev)

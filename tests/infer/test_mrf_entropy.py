@@ -45,3 +45,13 @@ def test_the_entropy_under_inference_mode_is_brute_forces():
     with torch.inference_mode():
         got = mrf.distribution().entropy()
     assert torch.allclose(got.clone(), _brute_entropy(mrf), atol=1e-10, rtol=0)
+
+
+def test_the_entropy_of_impossible_evidence_raises():
+    """Found by an audit: the entropy given evidence every allowed assignment of which scores -inf was -inf."""
+    from hybridpgm.errors import EvidenceError
+    from tests.infer.test_mrf_exact import _impossible_triangle
+
+    mrf, ev = _impossible_triangle()
+    with pytest.raises(EvidenceError, match=r"exact entropy.*a=0, c=1"):
+        mrf.distribution(evidence=ev).entropy()

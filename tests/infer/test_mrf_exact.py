@@ -386,3 +386,33 @@ def test_a_structure_first_built_in_inference_mode_still_serves_gradients():
         marg = mrf.marginals("exact")
         marg["a"][..., 0].sum().backward()
     assert mrf._pot_0.grad is not None and bool(mrf._pot_0.grad.abs().sum() > 0)
+
+
+def _impossible_triangle(dtype=torch.float32):
+    """The audit's model: a frustrated triangle of ``finfo.min`` 'differ' constraints (ab and bc twice); given
+    a = 0, c = 1 both states of b break a doubled constraint, whose two penalties sum to -inf."""
+    neg = torch.finfo(dtype).min
+    differ = torch.tensor([[neg, 0.0], [0.0, neg]], dtype=dtype)
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+    for name, scope in (("ab", "ab"), ("bc", "bc"), ("ac", "ac"), ("ab2", "ab"), ("bc2", "bc")):
+        mrf.add_factor(name, list(scope), differ)
+    return mrf, {"a": torch.tensor(0), "c": torch.tensor(1)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_marginals_and_map_of_evidence_every_assignment_of_which_scores_minus_inf_raise(dtype):
+    """Found by an audit: exact marginals were all zeros and the exact MAP returned b = 0 with a = c = 0,
+    contradicting the evidence c = 1; both now raise as exact sampling does, naming the model and its evidence.
+    A batch whose rows are all possible is unaffected."""
+    mrf, ev = _impossible_triangle(dtype)
+    assert mrf.log_partition("exact", evidence=ev).item() == -math.inf  # log p(e) = -inf is an answer
+    with pytest.raises(EvidenceError, match=r"exact marginals.*model\(s\) \[0\].*a=0, c=1"):
+        mrf.marginals("exact", evidence=ev)
+    with pytest.raises(EvidenceError, match=r"exact MAP.*model\(s\) \[0\].*a=0, c=1"):
+        mrf.map_assignment(method="exact", evidence=ev)
+    with pytest.raises(EvidenceError, match=r"model\(s\) \[1\]"):  # the second row of a batch
+        mrf.marginals("exact", evidence={"a": torch.tensor([0, 0]), "c": torch.tensor([0, 1])})
+    fine = {"a": torch.tensor([0, 1]), "c": torch.tensor([0, 1])}  # a = c: b differs from both, ac is broken once
+    x = mrf.map_assignment(method="exact", evidence=fine)
+    assert x["b"].tolist() == [1, 0]
+    assert torch.isfinite(mrf.marginals("exact", evidence=fine)["b"]).all()
