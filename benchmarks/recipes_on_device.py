@@ -30,7 +30,8 @@ from common import write_result
 
 TINY_VAE = ["--epochs", "1", "--batch-size", "256", "--latent-dim", "2", "--hidden", "8", "--eval-samples", "2",
             "--eval-size", "4"]
-TINY_GAN = ["--epochs", "1", "--batch-size", "256", "--hidden", "16", "--eval-samples", "50", "--classifier-steps", "5"]
+GAN_RUN = ["--epochs", "1", "--batch-size", "256", "--eval-samples", "50", "--classifier-steps", "5"]
+TINY_GAN = [*GAN_RUN, "--hidden", "16"]
 DEEP = ["--epochs", "1", "--batch-size", "256", "--gibbs-steps", "5"]
 
 #: (label, model, training arguments); ``--device``, ``--out`` and ``--no-progress`` are added.
@@ -54,7 +55,7 @@ RECIPES = [
     ("dkl", "dkl", ["--epochs", "10", "--hidden", "8"]),
     ("gp-lstm", "gp-lstm", ["--epochs", "1", "--hidden", "4", "--window", "6"]),
     ("gan", "gan", TINY_GAN),
-    ("gan-conv", "gan", [*TINY_GAN, "--arch", "conv"]),
+    ("gan-conv", "gan", [*GAN_RUN, "--arch", "conv"]),  # the conv networks have fixed widths: no --hidden
     ("iwgan", "iwgan", TINY_GAN),
     ("infogan", "infogan", TINY_GAN),
     ("aavae", "aavae", [*TINY_GAN, "--latent-dim", "3"]),

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("sample", "draw samples from a trained run (reads RUN/model.pt)")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("run", metavar="RUN", help="a run folder written by `hybridpgm train`")
-        sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
+        if name == "sample":  # evaluate draws what the run recorded (--eval-samples ...): it takes no count
+            sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
         sub.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")

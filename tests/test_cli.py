@@ -278,3 +278,15 @@ def test_a_run_refused_before_writing_leaves_no_folder_behind(tmp_path, capsys):
     assert main(["train", "vae", *TINY_VAE, "--epochs", "1", "--accumulate", "100", "--batch-size", "8",
                  "--out", str(out)]) == 2
     assert out.is_dir()  # it was there before the run
+
+
+def test_evaluate_refuses_num_samples_which_only_sample_takes(tmp_path, capsys):
+    """Before, ``evaluate RUN --num-samples K`` was accepted and read by no recipe (each evaluates with the
+    counts its run recorded, ``--eval-samples`` ...)."""
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", str(tmp_path), "--num-samples", "5"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "--num-samples" in err
+    from hybridpgm.cli import build_parser
+
+    assert build_parser().parse_args(["sample", str(tmp_path), "--num-samples", "5"]).num_samples == 5

@@ -31,7 +31,7 @@ from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd, load_network
 from hybridpgm.infer import SVIObjective
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "learner_for", "run", "sample"]
@@ -111,7 +111,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     learner = learner_for(truth, torch.Generator().manual_seed(args.seed + 1))
     initial = _held_out(learner, test_rows)
     objective = SVIObjective(learner.model, learner.guide, TraceEnum_ELBO(max_plate_nesting=1))
-    result, train_seconds, examples_per_s = train(objective, learner.split_missing(train_rows), args, out)
+    # --num-test only adds held-out rows, drawn after the training ones: it changes the report, not the run
+    config = recipe_config(args, reporting=("num_test",))
+    result, train_seconds, examples_per_s = train(objective, learner.split_missing(train_rows), args, out,
+                                                  config=config)
     if not context.is_main:
         return {}
     learner = learner.cpu().eval()
@@ -123,7 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      labels={"elbo": "loss = -log p(observed entries), nats per row"})
     save_model(learner, out, args, **{k: v for k, v in meta.items() if k != "seed"})
     metrics = {"model": "bayes-net", **meta, "nodes": len(truth.nodes), "epochs": args.epochs,
-               "steps": result.steps, "batch_size": args.batch_size, "lr": args.lr, "device": str(result.device),
+               "steps": result.steps, "batch_size": args.batch_size, "lr": args.lr,
+               "precision": args.precision or "fp32", "device": str(result.device),
                "world_size": context.world_size, **scores, "train_wall_time_s": train_seconds,
                "train_examples_per_s": examples_per_s, "machine": machine_description()}
     write_metrics(out, metrics, units={

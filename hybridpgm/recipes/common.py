@@ -11,6 +11,12 @@ Arguments are checked before anything runs: a bad number, a missing
 ``--data-root``, a device this machine lacks, an output path that cannot be a
 folder, or a checkpoint state that does not match ``--resume``/``--overwrite``
 is a one-line ``hybridpgm: error: ...`` and exit status 2.
+
+Every recipe passes its *run configuration* (:func:`recipe_config`: the
+options that shape its model, objective and data) to :func:`hybridpgm.fit`'s
+``config``, so ``--resume`` with another ``--hidden``, ``--particles``,
+``--max-len`` ... is refused (naming the option) unless
+``--override-hyperparameters``, like another ``--lr`` or ``--seed``.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ from hybridpgm.train.distributed import current
 from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
-           "positive_float", "positive_int", "prepare_output", "save_model", "seed_int", "throughput", "train",
-           "remove_output_left_empty", "write_metrics", "write_text_atomically"]
+           "positive_float", "positive_int", "prepare_output", "recipe_config", "save_model", "seed_int", "throughput",
+           "train", "remove_output_left_empty", "write_metrics", "write_text_atomically"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -97,9 +103,11 @@ def device_name(text: str) -> str:
 def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs: int, batch_size: int,
                          lr: float = 1e-3,
                          optimizer: str = "Adam", datasets: list[str] | None = None,
-                         dataset: str = "digits") -> None:
+                         dataset: str = "digits", epochs_help: str | None = None,
+                         batch_size_help: str | None = None) -> None:
     """Flags of ``hybridpgm train <model>`` shared by every model family;
-    ``lr`` and ``optimizer`` are the recipe's real defaults (shown in ``--help``)."""
+    ``lr`` and ``optimizer`` are the recipe's real defaults (shown in ``--help``); ``epochs_help`` and
+    ``batch_size_help`` replace the help of ``--epochs`` and ``--batch-size`` where the recipe says more."""
     from hybridpgm.data import DATASETS
 
     parser.set_defaults(model=model)
@@ -107,9 +115,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, model: str, *, epochs:
     parser.add_argument("--dataset", default=dataset, choices=choices, help=f"data set (default: {dataset})")
     parser.add_argument("--data-root", type=existing_dir, default=None,
                         help="folder holding the data set's files (must exist)")
-    parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the data (default {epochs})")
+    parser.add_argument("--epochs", type=positive_int, default=epochs,
+                        help=epochs_help or f"passes over the data (default {epochs})")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size,
-                        help=f"examples per step (default {batch_size})")
+                        help=batch_size_help or f"examples per step (default {batch_size})")
     parser.add_argument("--accumulate", type=positive_int, default=1, help="micro-batches per step (default 1)")
     parser.add_argument("--lr", type=positive_float, default=lr, help=f"{optimizer} learning rate (default {lr:g})")
     parser.add_argument("--device", type=device_name, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -136,8 +145,9 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
     ``--overwrite`` its presence refuses the run.
 
     :raises ConfigError: the path is empty, is a file or lies under one, cannot be
-        created or written, ``--resume`` finds no checkpoint, or a checkpoint
-        exists and neither ``--resume`` nor ``--overwrite`` was given.
+        created or written, ``--override-hyperparameters`` comes without ``--resume``,
+        ``--resume`` finds no checkpoint, or a checkpoint (``checkpoint.pt`` or any
+        ``checkpoint-stage<i>.pt``) exists and neither ``--resume`` nor ``--overwrite`` was given.
     """
     if args.out is not None and not str(args.out).strip():
         raise ConfigError(f"--out {args.out!r} is empty; give an output folder, or leave --out out for {default!r}")
@@ -147,11 +157,19 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"--out {str(out)!r} lies under {str(parent)!r}, which is a file")
+    if getattr(args, "override_hyperparameters", False) and not getattr(args, "resume", False):
+        raise ConfigError("--override-hyperparameters applies only with --resume (a fresh run has no checkpoint "
+                          "whose hyperparameters it could override)")
     checkpoint = out / first_checkpoint
     if getattr(args, "resume", False) and not checkpoint.is_file():
         raise ConfigError(f"--resume: no checkpoint to resume from at {str(checkpoint)!r}")
-    if checkpoint.exists() and not (getattr(args, "resume", False) or getattr(args, "overwrite", False)):
-        raise ConfigError(f"{str(checkpoint)!r} exists; pass --resume to continue it or --overwrite to replace it")
+    if not (getattr(args, "resume", False) or getattr(args, "overwrite", False)) and out.is_dir():
+        # any checkpoint of a run, also a staged run's later stage (a DBN with another number of layers), is
+        # refused before anything trains, not when its stage is reached
+        for existing in [checkpoint, out / "checkpoint.pt", *sorted(out.glob("checkpoint-stage*.pt"))]:
+            if existing.exists():
+                raise ConfigError(f"{str(existing)!r} exists; pass --resume to continue it or --overwrite to "
+                                  "replace it")
     args.created_output = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, for a failed run
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -236,26 +254,56 @@ def throughput(result: FitResult, num_examples: int, batch_size: int, steps_befo
     return seen * world / max(seconds, 1e-12)
 
 
+#: entries of a recipe's namespace that are not its run configuration: :func:`hybridpgm.fit`'s own settings
+#: (compared by ``fit`` itself: batch, accumulation, learning rate and the optimizer's momentum and weight
+#: decay, precision, seed; ``--epochs`` is not compared, since extending a run is what resuming is for), where
+#: the run goes, how it reports, and where the data set's files lie (the same data may move)
+NOT_RUN_CONFIG = frozenset({
+    "command", "epochs", "batch_size", "accumulate", "lr", "momentum", "weight_decay", "precision", "seed",
+    "device", "out", "resume", "overwrite", "override_hyperparameters", "checkpoint_every", "no_progress",
+    "data_root", "created_output"})
+
+
+def recipe_config(args: argparse.Namespace, reporting: tuple[str, ...] = (), **used: Any) -> dict[str, Any]:
+    """A recipe's run configuration, for :func:`hybridpgm.fit`'s ``config``: every option of ``args`` that is
+    not in :data:`NOT_RUN_CONFIG` nor in ``reporting`` (the recipe's options that change only its report:
+    ``--eval-samples``, ``--ais-steps`` ...), keyed by its flag (``"--max-len"``; ``"model"`` for the model
+    name), so that a refused resume names the option.  An option left out of ``reporting`` is compared: a new
+    one is on the safe side.
+
+    :param used: the value a recipe actually uses where it differs from the parsed one (a default resolved
+        from others, such as ``sbn``'s ``--particles``), by option name (``particles=5``).
+    """
+    values = {**vars(args), **used}
+    return {(key if key == "model" else "--" + key.replace("_", "-")): value
+            for key, value in sorted(values.items())
+            if key not in NOT_RUN_CONFIG and key not in reporting}
+
+
 def checkpoint_options(args: argparse.Namespace, out: Path, name: str = "checkpoint.pt",
-                       require: bool = True) -> tuple[dict[str, Any], int]:
+                       require: bool = True, *, config: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The checkpoint arguments of :func:`hybridpgm.fit` for the common flags (``out/<name>``:
     continued under ``--resume`` -- with ``resume="require"``, or, with ``require=False``, from the
-    checkpoint when there is one --, replaced under ``--overwrite``, otherwise never replaced), and
-    the steps the checkpoint already holds (0 for a fresh run)."""
+    checkpoint when there is one --, replaced under ``--overwrite``, otherwise never replaced) and the
+    recipe's run configuration ``config`` (:func:`recipe_config`, compared on resume), and the steps the
+    checkpoint already holds (0 for a fresh run)."""
     from hybridpgm.train.checkpoint import load_checkpoint
 
     checkpoint = out / name
     steps_before = int(load_checkpoint(checkpoint)["step"]) if args.resume and checkpoint.exists() else 0
     resume = ("require" if require else True) if args.resume else "never"
     return {"checkpoint": checkpoint, "checkpoint_every": args.checkpoint_every, "resume": resume,
-            "overwrite": args.overwrite, "override_hyperparameters": args.override_hyperparameters}, steps_before
+            "overwrite": args.overwrite, "override_hyperparameters": args.override_hyperparameters,
+            "config": config}, steps_before
 
 
 def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim: Any = None,
-          callbacks: tuple = (), require_checkpoint: bool = True, **fit_kwargs: Any) -> tuple[FitResult, float, float]:
-    """Run :func:`hybridpgm.fit` with the common flags, checkpointing to
+          callbacks: tuple = (), require_checkpoint: bool = True, *, config: dict[str, Any],
+          **fit_kwargs: Any) -> tuple[FitResult, float, float]:
+    """Run :func:`hybridpgm.fit` with the common flags and the recipe's run configuration ``config``
+    (:func:`recipe_config`), checkpointing to
     ``out/checkpoint.pt``: continued under ``--resume`` (``resume="require"``;
-    a checkpoint of another model or other hyperparameters is refused unless
+    a checkpoint of another model, other hyperparameters or another ``config`` is refused unless
     ``--override-hyperparameters``; with ``require_checkpoint=False`` a run
     whose earlier stages were preempted starts this one afresh), replaced under
     ``--overwrite``, and otherwise never replaced (``resume="never"``).  ``optim`` defaults to
@@ -263,7 +311,7 @@ def train(objective: Any, data: Any, args: argparse.Namespace, out: Path, optim:
     and the throughput (:func:`throughput`, examples per second)."""
     from hybridpgm.train.batches import batch_size_of
 
-    options, steps_before = checkpoint_options(args, out, require=require_checkpoint)
+    options, steps_before = checkpoint_options(args, out, require=require_checkpoint, config=config)
     started = time.perf_counter()
     result = fit(objective, data, epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate,
                  optim=optim or functools.partial(torch.optim.Adam, lr=args.lr), precision=args.precision,

@@ -24,7 +24,7 @@ from hybridpgm.diagnostics.plots import plot_sequence_marginals
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.recipes.models import CRFTagger
 from hybridpgm.train.distributed import current
 
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     hmm, train_set, test_set = _task(args)
     torch.manual_seed(args.seed)
     tagger = CRFTagger(args.num_symbols, args.num_labels, args.hidden)
-    result, train_seconds, examples_per_s = train(CRFLikelihood(tagger), train_set, args, out)
+    # --num-test only adds test sequences, drawn after the training ones: it changes the report, not the run
+    config = recipe_config(args, reporting=("num_test",))
+    result, train_seconds, examples_per_s = train(CRFLikelihood(tagger), train_set, args, out, config=config)
     if not context.is_main:
         return {}
     scores = _scores(tagger, hmm, test_set)
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     save_model(tagger, out, args, **task)
     metrics = {"model": "crf", "dataset": "hmm", **task, "hidden": args.hidden, "epochs": args.epochs,
                "steps": result.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-               "device": str(result.device), "world_size": context.world_size, **scores,
+               "precision": args.precision or "fp32", "device": str(result.device), "world_size": context.world_size,
+               **scores,
                "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s,
                "machine": machine_description()}
     write_metrics(out, metrics, units={

@@ -30,8 +30,8 @@ from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.energy import DBM, DBN
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description,
-                                      non_negative_float, positive_int, prepare_output, save_model, train,
-                                      write_metrics, write_text_atomically)
+                                      non_negative_float, positive_int, prepare_output, recipe_config, save_model,
+                                      train, write_metrics, write_text_atomically)
 from hybridpgm.train import fit
 from hybridpgm.train.distributed import current
 
@@ -79,9 +79,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stage = dict(epochs=args.epochs, batch_size=args.batch_size, accumulate=args.accumulate, precision=args.precision,
                  optim=sgd, device=args.device, seed=args.seed, progress=not args.no_progress)
     train_x = data.train.x
+    # every stage records the whole run's configuration; samples and the AIS estimate change the report only
+    config = recipe_config(args, reporting=("gibbs_steps", "ais_chains", "ais_steps"))
     # every greedy stage has its checkpoint; under --resume the first exists (prepare_output), the
     # later ones may not (the run was preempted before them) and start afresh
-    ckpt = [checkpoint_options(args, out, f"checkpoint-stage{i}.pt", require=False)[0] for i in range(stages)]
+    ckpt = [checkpoint_options(args, out, f"checkpoint-stage{i}.pt", require=False, config=config)[0]
+            for i in range(stages)]
     if args.model == "dbn":
         model = DBN(sizes)
         x = train_x
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.pretrain(train_x, k=args.k, checkpoints=[o["checkpoint"] for o in ckpt], **stage, **options)
         objective, x = PersistentCD(model, args.k, args.chains), train_x
     result, train_seconds, examples_per_s = train(objective, x, args, out, optim=sgd,
-                                                  require_checkpoint=not stages)
+                                                  require_checkpoint=not stages, config=config)
     if not context.is_main:
         return {}
     model = model.to(result.device).eval()
@@ -116,7 +119,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics = {
         "model": args.model, "dataset": args.dataset, "layer_sizes": sizes, "epochs": args.epochs,
         "steps": result.steps, "batch_size": args.batch_size, "lr": args.lr, "optimizer": "SGD",
-        "momentum": args.momentum, "k": args.k, "seed": args.seed, "device": str(result.device),
+        "momentum": args.momentum, "k": args.k, "seed": args.seed, "precision": args.precision or "fp32",
+        **({"chains": args.chains, "mean_field_steps": args.mean_field_steps} if args.model == "dbm" else {}),
+        "device": str(result.device),
         "world_size": context.world_size, **scores,
         "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s, "machine": machine_description(),
     }

@@ -23,23 +23,29 @@ import torch
 from hybridpgm.data import load_dataset
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.diagnostics.gan_metrics import clustering_accuracy, inception_score, train_classifier
+from hybridpgm.errors import ConfigError
 from hybridpgm.generative import VAE
 from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator, gan_networks
 from hybridpgm.infer.adversarial import AAVAE, GAN, IWGAN, InfoGAN, adversarial_optim
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
-                                      prepare_output, save_model, train, write_metrics, write_text_atomically)
+                                      prepare_output, recipe_config, save_model, train, write_metrics,
+                                      write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "build", "evaluate", "run", "sample"]
 
 NUM_CONTINUOUS = 2
 
+#: ``--hidden`` when not given (the MLP networks' widths)
+DEFAULT_HIDDEN = [128, 128]
+
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     add_common_arguments(parser, model, epochs=30, batch_size=128, lr=1e-3, optimizer="Adam (beta1 0.5)")
     parser.add_argument("--noise-dim", type=positive_int, default=16, help="generator noise dimension (default 16)")
-    parser.add_argument("--hidden", type=positive_int, nargs="+", default=[128, 128],
-                        help="hidden widths of the networks (default 128 128)")
+    parser.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                        help="hidden widths of the MLP networks (default 128 128)"
+                             + ("; not taken by --arch conv" if model in ("gan", "iwgan") else ""))
     parser.add_argument("--k", type=positive_int, default=1, help="discriminator steps per generator step")
     if model in ("gan", "iwgan"):
         parser.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="network kind (default mlp)")
@@ -60,9 +66,24 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
                         help="training steps of the reference classifier (default 500)")
 
 
+def hidden_widths(args: argparse.Namespace) -> list[int] | None:
+    """The MLP widths the networks are built with (``--hidden``, default 128 128), or ``None`` for
+    ``--arch conv``, whose networks have no such widths.
+
+    :raises ConfigError: ``--hidden`` given with ``--arch conv`` (it would be ignored).
+    """
+    if getattr(args, "arch", "mlp") == "conv":
+        if args.hidden is not None:
+            raise ConfigError("--hidden sets the widths of the MLP networks; --arch conv builds convolutional "
+                              "ones that do not take it (leave --hidden out, or use --arch mlp)")
+        return None
+    return list(DEFAULT_HIDDEN if args.hidden is None else args.hidden)
+
+
 def build(args: argparse.Namespace, dim: int, image_shape) -> Any:
     """The objective of ``args.model`` for ``dim``-pixel images."""
-    hidden = tuple(args.hidden)
+    widths = hidden_widths(args)
+    hidden = tuple(widths) if widths is not None else tuple(DEFAULT_HIDDEN)  # conv: not used
     if args.model in ("gan", "iwgan"):
         gen, disc = gan_networks(args.arch, dim, args.noise_dim, hidden, image_shape=image_shape,
                                  out_activation="sigmoid")
@@ -96,12 +117,16 @@ def _scores(samples: torch.Tensor, data, seed: int, classifier_steps: int) -> di
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, score, write the report; return the metrics."""
     context = current()
+    hidden = hidden_widths(args)  # before anything is written
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
     binarize = "static" if args.model == "aavae" else None
     data = load_dataset(args.dataset, binarize=binarize, root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     objective = build(args, data.num_features, data.image_shape)
-    result, train_seconds, examples_per_s = train(objective, data.train.x, args, out, optim=adversarial_optim(args.lr))
+    # the inception score's sample count and classifier change the report, not the run
+    config = recipe_config(args, reporting=("eval_samples", "classifier_steps"), hidden=hidden)
+    result, train_seconds, examples_per_s = train(objective, data.train.x, args, out, optim=adversarial_optim(args.lr),
+                                                  config=config)
     if not context.is_main:
         return {}
     samples = _samples(objective, args.eval_samples).cpu()
@@ -124,12 +149,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plot_image_grid(samples[:64], data.image_shape, out / "samples.png", title=f"{args.model} samples")
     metrics = {
         "model": args.model, "dataset": args.dataset, "epochs": args.epochs, "steps": result.steps,
-        "batch_size": args.batch_size, "lr": args.lr, "k": args.k, "hidden": args.hidden, "seed": args.seed,
+        "batch_size": args.batch_size, "lr": args.lr, "k": args.k, "arch": getattr(args, "arch", "mlp"),
+        "hidden": hidden, "noise_dim": args.noise_dim, "seed": args.seed, "precision": args.precision or "fp32",
         "device": str(result.device), "world_size": context.world_size,
         "final_train_loss": {p: v[-1] for p, v in result.history.loss.items()}, **report,
         "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
+    metrics.update({k: getattr(args, k) for k in ("importance_samples", "latent_dim", "fake_weight",
+                                                  "unnormalized_weights") if hasattr(args, k)})
     write_metrics(out, metrics, units={
         "inception_score": "exp(mean KL(p(c|x) || p(c))) of the reference classifier, in [1, 10]",
         "real_test_inception_score": "the same score of the real test images (the ceiling)",

@@ -13,7 +13,13 @@
 Both hold out the most recent / last ``--validation`` fraction of the
 training examples, stop early on its predictive NLL and keep the best weights
 (:func:`hybridpgm.gp.validation.fit_validated`), then condition the GP on all
-training examples.  ``--epochs`` bounds the steps.  Like every recipe they
+training examples.  ``--epochs`` bounds the passes over the examples trained on
+(the training part less the validation fraction): ``epochs * ceil(N / batch)``
+steps.  ``dkl``'s default batch (``10**6``) holds every example, so each of its
+steps is a full-data step of the exact marginal likelihood and one epoch is one
+step; a smaller ``--batch-size`` trains on subsets (Chen et al.'s
+subset-likelihood SGD, see :class:`~hybridpgm.gp.ExactMLLObjective`).
+metrics.json records the batch actually used (at most the number of examples).  Like every recipe they
 write ``checkpoint.pt`` (every ``--checkpoint-every`` steps, at the end and on
 SIGTERM/SIGINT) holding the early-stopping state too (best weights, best step,
 patience counter): ``--resume`` continues a preempted run to the result an
@@ -42,7 +48,8 @@ from hybridpgm.gp.gp_lstm import SemiStochasticObjective
 from hybridpgm.gp.validation import fit_validated, split_tail
 from hybridpgm.nn import mlp
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description, positive_int,
-                                      prepare_output, save_model, write_metrics, write_text_atomically)
+                                      prepare_output, recipe_config, save_model, write_metrics,
+                                      write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "load_regression", "run"]
@@ -61,13 +68,18 @@ def _fraction(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     if model == "dkl":
         add_common_arguments(parser, model, epochs=300, batch_size=10**6, lr=0.01, datasets=["diabetes"],
-                             dataset="diabetes")
+                             dataset="diabetes",
+                             epochs_help="passes over the data, at most (early stopping may end sooner); with the "
+                                         "default full batch one pass is one step (default 300)",
+                             batch_size_help="examples per step (default 10**6: all of them, the exact "
+                                             "marginal likelihood; fewer trains on subsets)")
         parser.add_argument("--hidden", type=positive_int, nargs="+", default=[32, 32],
                             help="feature extractor widths (default 32 32)")
         parser.add_argument("--num-features", type=positive_int, default=2, help="features F (default 2)")
     else:
         add_common_arguments(parser, model, epochs=20, batch_size=32, lr=0.01,
-                             datasets=["co2", "elnino", "nile", "sunspots"], dataset="sunspots")
+                             datasets=["co2", "elnino", "nile", "sunspots"], dataset="sunspots",
+                             epochs_help="passes over the data, at most (early stopping may end sooner; default 20)")
         parser.add_argument("--window", type=positive_int, default=12, help="window length T (default 12)")
         parser.add_argument("--hidden", type=positive_int, default=16, help="LSTM width (default 16)")
         parser.add_argument("--num-features", type=positive_int, default=2, help="features F (default 2)")
@@ -137,13 +149,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.model == "dkl":
         model = DeepKernelGP(x_fit, y_fit, mlp([x.shape[-1], *args.hidden, args.num_features]))
         objective, train_data = ExactMLLObjective(model), (x_fit, y_fit)
-        max_steps = args.epochs
     else:
         model = GPLSTM(x_fit, y_fit, hidden_size=args.hidden, num_features=args.num_features)
         objective = SemiStochasticObjective(model)
         train_data = objective.dataset()
-        max_steps = args.epochs * math.ceil(x_fit.shape[0] / args.batch_size)
-    options, steps_before = checkpoint_options(args, out)  # the checkpoint holds early stopping's state too
+    batch_size = min(args.batch_size, x_fit.shape[0])  # what a step takes: fit's batches hold at most N
+    max_steps = args.epochs * math.ceil(x_fit.shape[0] / batch_size)  # --epochs passes over the data
+    # the validation split, its checks and the patience define where training stops: all compared on resume
+    config = recipe_config(args)
+    options, steps_before = checkpoint_options(args, out, config=config)  # it holds early stopping's state too
     started = time.perf_counter()
     validated = fit_validated(objective, train_data, x_val, y_val, max_steps=max_steps, eval_every=args.eval_every,
                               patience=args.patience, refit=(x, y), batch_size=args.batch_size, seed=args.seed,
@@ -166,10 +180,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps = validated.steps
     metrics = {"model": args.model, "dataset": args.dataset, "steps": steps, "best_step": validated.best_step,
                "stopped_early": validated.stopped_early, "best_validation_nll": validated.best_validation_nll,
-               "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "device": str(args.device),
+               "epochs": args.epochs, "max_steps": max_steps, "lr": args.lr, "batch_size": batch_size,
+               "accumulate": args.accumulate, "precision": args.precision or "fp32", "seed": args.seed,
+               "device": str(validated.history.device), "hidden": args.hidden, "num_features": args.num_features,
+               "validation": args.validation, "eval_every": args.eval_every, "patience": args.patience,
+               **{k: getattr(args, k) for k in ("window", "num_test") if hasattr(args, k)},
                "train_size": int(x.shape[0]), "test_size": int(data["x_test"].shape[0]), **scores,
                "train_wall_time_s": seconds,
-               "train_examples_per_s": min(args.batch_size, x_fit.shape[0]) * (steps - steps_before)
+               "train_examples_per_s": batch_size * (steps - steps_before)
                / max(seconds, 1e-12),
                "machine": machine_description()}
     write_metrics(out, metrics, units={

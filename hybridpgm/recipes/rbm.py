@@ -21,14 +21,19 @@ import torch
 from hybridpgm.data import load_dataset
 from hybridpgm.diagnostics import plot_image_grid, plot_log_weights, plot_loss_curves
 from hybridpgm.energy import RBM
+from hybridpgm.errors import ConfigError
 from hybridpgm.infer import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.log_z import estimate_log_z
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
-                                      prepare_output, save_model, train, write_metrics, write_text_atomically)
+                                      prepare_output, recipe_config, save_model, train, write_metrics,
+                                      write_text_atomically)
 from hybridpgm.train import EvaluateEvery
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_arguments", "evaluate", "run", "sample"]
+__all__ = ["add_arguments", "evaluate", "persistent_chains", "run", "sample"]
+
+#: ``--chains`` of ``--persistent`` when not given
+DEFAULT_CHAINS = 100
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
@@ -36,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--hidden", type=positive_int, default=100, help="hidden units (default 100)")
     parser.add_argument("--k", type=positive_int, default=1, help="Gibbs sweeps per step (default 1)")
     parser.add_argument("--persistent", action="store_true", help="persistent chains (PCD) instead of CD-k")
-    parser.add_argument("--chains", type=positive_int, default=100, help="persistent chains (default 100)")
+    parser.add_argument("--chains", type=positive_int, default=None,
+                        help=f"persistent chains of --persistent (default {DEFAULT_CHAINS}); CD-k takes none")
     parser.add_argument("--momentum", type=non_negative_float, default=0.5, help="SGD momentum (default 0.5)")
     parser.add_argument("--weight-decay", type=non_negative_float, default=1e-4, help="L2 weight decay (default 1e-4)")
     parser.add_argument("--ais-chains", type=positive_int, default=100, help="AIS chains (default 100)")
@@ -44,18 +50,35 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--eval-every", type=positive_int, default=200, help="steps between validation monitors")
 
 
+def persistent_chains(args: argparse.Namespace) -> int | None:
+    """The persistent chains PCD runs (``--chains``, default :data:`DEFAULT_CHAINS`), ``None`` for CD-k.
+
+    :raises ConfigError: ``--chains`` without ``--persistent`` (CD-k starts its chains at the data, so the
+        option would be ignored).
+    """
+    if not args.persistent:
+        if args.chains is not None:
+            raise ConfigError("--chains sets the persistent chains of --persistent (PCD); CD-k starts each step's "
+                              "chains at the batch (add --persistent, or leave --chains out)")
+        return None
+    return DEFAULT_CHAINS if args.chains is None else args.chains
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, estimate log Z, write the report; return the metrics."""
     context = current()
+    chains = persistent_chains(args)  # before anything is written
     out = prepare_output(args, f"runs/rbm-{args.dataset}")
     data = load_dataset(args.dataset, binarize="static", root=args.data_root, seed=args.seed)
     torch.manual_seed(args.seed)
     rbm = RBM(data.num_features, args.hidden)
-    objective = PersistentCD(rbm, args.k, args.chains) if args.persistent else ContrastiveDivergence(rbm, args.k)
+    objective = PersistentCD(rbm, args.k, chains) if args.persistent else ContrastiveDivergence(rbm, args.k)
     optim = functools.partial(torch.optim.SGD, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     monitor = EvaluateEvery(args.eval_every, lambda o: o.monitor(data.valid.x.to(next(rbm.parameters()).device)))
+    # the AIS estimate and the validation monitor change the report, not the run
+    config = recipe_config(args, reporting=("ais_chains", "ais_steps", "eval_every"), chains=chains)
     result, train_seconds, examples_per_s = train(objective, data.train.x, args, out, optim=optim,
-                                                  callbacks=(monitor,))
+                                                  callbacks=(monitor,), config=config)
     if not context.is_main:
         return {}
     with torch.no_grad():
@@ -72,7 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     metrics = {
         "model": "rbm", "dataset": args.dataset, "objective": f"{'PCD' if args.persistent else 'CD'}-{args.k}",
         "hidden": args.hidden, "epochs": args.epochs, "steps": result.steps, "batch_size": args.batch_size,
-        "seed": args.seed, "device": str(result.device), "world_size": context.world_size,
+        **({"chains": chains} if args.persistent else {}), "seed": args.seed,
+        "precision": args.precision or "fp32", "device": str(result.device), "world_size": context.world_size,
         "log_z": float(estimate.log_z), "log_z_stderr": float(estimate.stderr), "ais_ess": ais.ess,
         "log_z_reliable": estimate.reliable, "log_z_reasons": estimate.reasons,
         "log_z_starts": estimate.to_dict()["starts"],

@@ -25,7 +25,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["OBJECTIVES", "add_arguments", "evaluate", "run", "sample"]
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     sbn = SigmoidBeliefNet([data.num_features, *args.hidden])
     objective = OBJECTIVES[args.objective](sbn, particles)
-    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out)
+    config = recipe_config(args, reporting=("eval_samples", "eval_size"), particles=particles)  # the K used
+    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out, config=config)
     if not context.is_main:
         return {}
     sbn.eval()
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": result.steps,
         "batch_size": args.batch_size,
         "accumulate": args.accumulate,
+        "precision": args.precision or "fp32",
         "particles": objective.elbo.num_particles,  # the K trained with (1 for wake-sleep and nvil)
         "seed": args.seed,
         "device": str(result.device),

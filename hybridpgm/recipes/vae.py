@@ -26,7 +26,7 @@ from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import VAE
 from hybridpgm.infer import IWAE, SVIObjective
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     vae = VAE(data.num_features, args.latent_dim, args.hidden, checkpoint_activations=args.checkpoint_activations)
     elbo = IWAE(args.particles) if args.model == "iwae" else None  # vae: the single-sample ELBO
     objective = SVIObjective(vae.model, vae.guide, elbo)
-    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out)
+    # --checkpoint-activations recomputes the same activations (memory, not maths); --eval-* change the report
+    config = recipe_config(args, reporting=("eval_samples", "eval_size", "checkpoint_activations"))
+    result, train_seconds, examples_per_s = train(objective, training_data(data), args, out, config=config)
     if not context.is_main:
         return {}
     test = data.test.x[: args.eval_size].to(result.device)

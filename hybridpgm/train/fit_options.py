@@ -21,9 +21,9 @@ from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.objective import Objective
 
-__all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_counts", "check_decomposable", "check_factory",
-           "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "keeps_module_modes", "per_player",
-           "rng_seed"]
+__all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_config", "check_counts", "check_decomposable",
+           "check_factory", "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "keeps_module_modes",
+           "per_player", "rng_seed"]
 
 #: seeds are below this bound (NumPy's RNG refuses larger ones)
 SEED_BOUND = 2**32
@@ -88,6 +88,42 @@ def check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, cl
     if collective_timeout is not None:
         collective_timeout = positive_real(collective_timeout, "collective_timeout")
     return epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout
+
+
+def _config_value(value: Any, where: str) -> Any:
+    """``value`` as a plain JSON-like value (tuples become lists), or a :class:`ConfigError` naming ``where``."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise ConfigError(f"fit config {where} is {float(value)!r}; values must be finite (JSON holds no "
+                              "NaN or infinity)")
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_config_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"fit config {where} is a {type(value).__name__}; values must be JSON-like: None, bool, int, "
+                      "float, str, or a list of these")
+
+
+def check_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``fit``'s ``config`` as a plain dict (``{}`` for ``None``): string keys, JSON-like values (``None``,
+    ``bool``, ``int``, finite ``float``, ``str``, and lists of these; tuples become lists).
+
+    :raises ConfigError: ``config`` is not a mapping, a key is not a string, or a value is not JSON-like.
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"fit config must be a mapping of str to JSON-like values or None, got a "
+                          f"{type(config).__name__}")
+    out = {}
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"fit config keys must be strings, got {key!r} ({type(key).__name__})")
+        out[key] = _config_value(value, repr(key))
+    return out
 
 
 def rng_seed(seed: int, rank: int, step: int) -> int:

@@ -4,19 +4,25 @@
 global batch size, accumulation, precision, clipping, data-order options, data-set
 size, seed and, per player, the optimizer's class and hyperparameters as
 requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
-scheduler moved them), and its learning-rate scheduler's class and settings
-(``gamma``, ``step_size`` ..., or none).  A later ``fit`` on the same path
-resumes only when its request agrees:
+scheduler moved them), its learning-rate scheduler's class and settings
+(``gamma``, ``step_size`` ..., or none), and the caller's own ``config`` (the
+settings that define the run beyond ``fit``'s: a model's width, an objective's
+number of particles, the data set; ``{}`` when none is given).  A later
+``fit`` on the same path resumes only when its request agrees:
 
 * the module's ``state_dict`` keys and shapes must match the checkpoint's
   (otherwise :class:`~hybridpgm.errors.CheckpointError` lists the missing,
   unexpected and reshaped entries; ``overwrite=True`` starts afresh instead);
-* every recorded hyperparameter must match (otherwise the error lists each
-  difference as ``name: checkpoint X, requested Y``), unless
+* every recorded hyperparameter and ``config`` entry must match (otherwise the
+  error lists each difference as ``name: checkpoint X, requested Y``, a
+  ``config`` entry as ``config['key']``), unless
   ``override_hyperparameters=True``, in which case the requested values
   replace the saved ones after the optimizer state is loaded (a scheduler of
   another class, or one where the checkpoint had none, starts afresh; without
-  one, the saved schedule is dropped).
+  one, the saved schedule is dropped) and the requested ``config`` is the one
+  recorded from then on.
+
+A checkpoint written before ``config`` was recorded resumes without that comparison.
 
 ``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
 is for.  The modes of ``fit``'s ``resume`` argument are:
@@ -137,9 +143,11 @@ def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorde
 
 def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, world_size: int, accumulate: int,
                precision: str | None, clip_grad_norm: float | None, shuffle: bool, drop_last: bool,
-               num_examples: int, schedulers: Mapping[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+               num_examples: int, schedulers: Mapping[str, dict[str, Any] | None] | None = None,
+               config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`, ``schedulers``
-    per player from :func:`scheduler_settings`).
+    per player from :func:`scheduler_settings`, ``config`` the caller's own settings, already checked by
+    :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -151,7 +159,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),
         "steps_per_epoch": steps_per_epoch(num_examples, batch_size, world_size, drop_last),
-        "schedulers": dict(schedulers or {}),
+        "schedulers": dict(schedulers or {}), "config": dict(config or {}),
     }
 
 
@@ -170,7 +178,7 @@ def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, 
 
 
 #: entries of the run configuration that older checkpoints do not record (not compared for those files)
-_RECORDED_LATER = ("steps_per_epoch", "schedulers")
+_RECORDED_LATER = ("steps_per_epoch", "schedulers", "config")
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,

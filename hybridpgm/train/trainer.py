@@ -33,10 +33,10 @@ from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths,
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
 from hybridpgm.train.device import resolve_device
-from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_counts, check_decomposable,
-                                         check_factory, check_objective, check_optimizer, check_players,
-                                         check_scheduler, draw_seed, keeps_callers_rngs_when_unseeded,
-                                         keeps_module_modes, per_player, rng_seed)
+from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
+                                         check_decomposable, check_factory, check_objective, check_optimizer,
+                                         check_players, check_scheduler, draw_seed,
+                                         keeps_callers_rngs_when_unseeded, keeps_module_modes, per_player, rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
@@ -110,6 +110,7 @@ def fit(
     max_steps: int | None = None,
     shuffle: bool = True,
     drop_last: bool = False,
+    config: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``objective`` on ``data``.
 
@@ -184,6 +185,16 @@ def fit(
     :param override_hyperparameters: resume even though the recorded
         hyperparameters (learning rates and other optimizer settings,
         ``batch_size``, ``accumulate``, ...) differ; the requested ones apply.
+    :param config: the caller's own settings that define the run beyond ``fit``'s arguments (a model's
+        widths, an objective's number of particles, the data set and how it was drawn): a mapping of ``str``
+        to JSON-like values (``None``, ``bool``, ``int``, finite ``float``, ``str``, or lists of these).  It
+        is recorded in the checkpoint's run configuration and compared on resume exactly like the
+        hyperparameters: a resume whose ``config`` differs (an entry changed, added or left out) raises
+        :class:`~hybridpgm.errors.CheckpointError` listing each difference as ``config['key']: checkpoint X,
+        requested Y``, unless ``override_hyperparameters=True``, after which the requested ``config`` is the
+        one recorded.  ``None`` records ``{}``; a checkpoint written before ``config`` was recorded resumes
+        without the comparison.  ``fit`` itself only records and compares it: the caller builds the model
+        and the data from these settings.
     :param skip_nonfinite: skip (and count, in ``FitResult.skipped_steps``) a
         player's step whose loss or averaged gradient is NaN/inf, as AMP's
         gradient scaler does, instead of raising :class:`TrainingDivergedError`.
@@ -212,7 +223,8 @@ def fit(
         infinity (naming the entries: module, optimizer or other state), or
         the path exists and is not a regular file (a directory, a symbolic
         link, a device node, a FIFO).
-    :raises ConfigError: an on/off option (``overwrite``, ``override_hyperparameters``, ``skip_nonfinite``,
+    :raises ConfigError: a ``config`` that is not a mapping of ``str`` to JSON-like values, an on/off
+        option (``overwrite``, ``override_hyperparameters``, ``skip_nonfinite``,
         ``progress``, ``shuffle``, ``drop_last``) that is not ``True`` or ``False`` (checked before the
         checkpoint is touched), a count that is not a positive integer (``epochs``,
         ``batch_size``, ``accumulate``, ``checkpoint_every``, ``max_steps``;
@@ -240,6 +252,7 @@ def fit(
             ("overwrite", overwrite), ("override_hyperparameters", override_hyperparameters),
             ("skip_nonfinite", skip_nonfinite), ("progress", progress), ("shuffle", shuffle),
             ("drop_last", drop_last)))
+    user_config = check_config(config)  # checked before anything touches a file
     check_objective(objective)
     for option, what in ((optim, "optim"), (lr_scheduler, "lr_scheduler")):
         if option is not None:
@@ -264,7 +277,8 @@ def fit(
                                                           skip_nonfinite)
     config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                         accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
-                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers)
+                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
+                        config=user_config)
     context.check_same("configuration", {
         **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},

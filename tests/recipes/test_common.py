@@ -42,3 +42,65 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_text_atomically(path, '{"a": 2}\n')
     assert path.read_text() == '{"a": 1}\n' and os.listdir(tmp_path) == ["evaluation.json"]
+
+
+#: per recipe: tiny arguments, and an option of the recipe's own that changes the run (not fit's settings)
+_TINY_RUNS = {
+    "iwae": (["--epochs", "1", "--batch-size", "256", "--latent-dim", "2", "--hidden", "8", "--eval-samples", "2",
+              "--eval-size", "4"], ["--particles", "3"], "--particles"),
+    "rbm": (["--epochs", "1", "--batch-size", "256", "--hidden", "8", "--ais-chains", "10", "--ais-steps", "20"],
+            ["--k", "2"], "--k"),
+    "bayes-net": (["--epochs", "1", "--num-data", "200", "--num-test", "50", "--batch-size", "200"],
+                  ["--missing", "0.5"], "--missing"),
+    "iwgan": (["--epochs", "1", "--batch-size", "512", "--hidden", "8", "--eval-samples", "20",
+               "--classifier-steps", "2"], ["--importance-samples", "2"], "--importance-samples"),
+    "sbn": (["--epochs", "1", "--batch-size", "512", "--hidden", "4", "--eval-samples", "2", "--eval-size", "4"],
+            ["--particles", "3"], "--particles"),
+    "dbn": (["--epochs", "1", "--batch-size", "512", "--hidden", "6", "4", "--gibbs-steps", "2"], ["--k", "2"],
+            "--k"),
+    "dkl": (["--epochs", "2", "--hidden", "4"], ["--patience", "3"], "--patience"),
+}
+
+
+@pytest.mark.parametrize("model", sorted(_TINY_RUNS))
+def test_resume_refuses_another_recipe_option_naming_it(model, tmp_path, capsys):
+    """Before, only fit's own settings were recorded: ``--resume`` with another ``--particles``, ``--k``,
+    ``--missing`` ... went on silently with the new value (a ``dbn`` refuses in its first greedy stage)."""
+    from hybridpgm.cli import main
+    from hybridpgm.train import load_checkpoint
+
+    tiny, change, flag = _TINY_RUNS[model]
+    base = ["train", model, *tiny, "--no-progress", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(base) == 0
+    first = "checkpoint-stage0.pt" if model == "dbn" else "checkpoint.pt"
+    steps = load_checkpoint(tmp_path / first)["step"]
+    capsys.readouterr()
+    assert main(base + change + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"config['{flag}']: checkpoint " in err and first in err
+    assert load_checkpoint(tmp_path / first)["step"] == steps  # untouched
+    assert main(base + change + ["--resume", "--override-hyperparameters"]) == 0
+
+
+def test_override_hyperparameters_without_resume_is_refused(tmp_path, capsys):
+    """Before, ``--override-hyperparameters`` without ``--resume`` was accepted and did nothing."""
+    from hybridpgm.cli import main
+
+    argv = ["train", "crf", "--epochs", "1", "--num-train", "20", "--num-test", "5", "--hidden", "4",
+            "--no-progress", "--device", "cpu", "--out", str(tmp_path / "run"), "--override-hyperparameters"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--override-hyperparameters" in err and "--resume" in err
+    assert not (tmp_path / "run").exists()
+    assert main(argv + ["--overwrite"]) == 2
+
+
+def test_the_run_configuration_leaves_out_fit_settings_and_reporting_options():
+    from types import SimpleNamespace
+
+    args = SimpleNamespace(model="crf", dataset="hmm", data_root=None, epochs=3, batch_size=8, accumulate=1,
+                           lr=0.1, precision=None, seed=0, device="auto", out="x", resume=True, overwrite=False,
+                           override_hyperparameters=False, checkpoint_every=100, no_progress=True, max_len=7,
+                           num_test=5, hidden=[4, 2])
+    assert common.recipe_config(args, reporting=("num_test",), hidden=[4]) == {
+        "model": "crf", "--dataset": "hmm", "--max-len": 7, "--hidden": [4]}

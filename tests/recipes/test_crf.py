@@ -59,3 +59,29 @@ def test_the_recipe_trains_with_one_token_sequences(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and 0.0 <= metrics["bayes_test_accuracy"] <= 1.0
     assert metrics["test_accuracy"] == metrics["test_viterbi_accuracy"]  # one token: the marginal argmax is the mode
     assert 0.0 < metrics["bayes_test_loss"] < float("inf") and 0.0 < metrics["test_loss"] < float("inf")
+
+
+def test_resume_with_another_max_len_is_refused_naming_it_unless_overridden(tmp_path, capsys):
+    """Before, the recipe's own options were not recorded in the checkpoint: ``--resume --max-len 7`` after a
+    run with ``--max-len 5`` trained on other sequences as if it continued the first run."""
+    import json
+
+    from hybridpgm.cli import main
+    from hybridpgm.train import load_checkpoint
+
+    base = ["train", "crf", "--num-train", "40", "--num-test", "20", "--hidden", "4", "--batch-size", "20",
+            "--no-progress", "--device", "cpu", "--out", str(tmp_path)]
+    assert main(base + ["--epochs", "1", "--max-len", "5"]) == 0
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["config"]["--max-len"] == 5
+    capsys.readouterr()
+    assert main(base + ["--epochs", "2", "--max-len", "7", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("hybridpgm: error: ")
+    assert "config['--max-len']: checkpoint 5, requested 7" in err and "--override-hyperparameters" in err
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2  # untouched
+    # an option that changes only the report (the test sequences, drawn after the training ones) is no difference
+    assert main(base + ["--num-test", "30", "--epochs", "2", "--max-len", "5", "--resume"]) == 0
+    assert main(base + ["--epochs", "3", "--max-len", "7", "--resume", "--override-hyperparameters"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["max_len"] == 7 and metrics["steps"] == 6 and metrics["precision"] == "fp32"
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["config"]["--max-len"] == 7

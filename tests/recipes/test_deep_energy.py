@@ -86,3 +86,19 @@ def test_greedy_stages_train_with_the_accumulate_and_precision_they_are_given(tm
     for name in ("checkpoint-stage0.pt", "checkpoint.pt"):
         config = load_checkpoint(tmp_path / name)["config"]
         assert (config["accumulate"], config["precision"]) == (2, "bf16"), name
+
+
+def test_an_existing_checkpoint_of_any_stage_is_refused_before_training(tmp_path, capsys):
+    """Before, ``dbn --hidden 8`` then ``dbn --hidden 8 6`` in the same folder looked only for
+    ``checkpoint-stage0.pt``: it trained the new first stage, then refused at the top one."""
+    assert main(["train", "dbn", *DEEP, "--hidden", "8", "--out", str(tmp_path)]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["train", "dbn", *DEEP, "--hidden", "8", "6", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "checkpoint.pt" in err and "--resume" in err and "--overwrite" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stage trained
+    (tmp_path / "checkpoint.pt").unlink()
+    (tmp_path / "checkpoint-stage1.pt").write_bytes(b"")  # a later stage of another run
+    assert main(["train", "dbn", *DEEP, "--hidden", "8", "6", "--out", str(tmp_path)]) == 2
+    assert "checkpoint-stage1.pt" in capsys.readouterr().err and not (tmp_path / "checkpoint-stage0.pt").exists()

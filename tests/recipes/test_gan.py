@@ -14,8 +14,11 @@ TINY = ["--epochs", "1", "--batch-size", "256", "--hidden", "16", "--eval-sample
 ])
 def test_gan_family_recipes_write_the_report(model, extra, kind, tmp_path):
     out = tmp_path / model
-    metrics, generator = train_and_check(model, out, TINY + extra, plots=("samples.png",))
+    tiny = [a for a in TINY if a not in ("--hidden", "16")] if "conv" in extra else TINY  # conv takes no --hidden
+    metrics, generator = train_and_check(model, out, tiny + extra, plots=("samples.png",))
     assert isinstance(generator, kind)
+    assert metrics["arch"] == ("conv" if "conv" in extra else "mlp")
+    assert metrics["hidden"] == (None if "conv" in extra else [16]) and metrics["precision"] == "fp32"
     assert 1.0 <= metrics["inception_score"] <= 10.0 and metrics["steps"] == 5
     assert set(metrics["final_train_loss"]) == {"discriminator", "generator"}
     if model == "infogan":
@@ -38,3 +41,15 @@ def test_aavae_with_accumulation_needs_unnormalized_weights(tmp_path, capsys):
     metrics, vae = train_and_check("aavae", out, TINY + ["--latent-dim", "3", "--accumulate", "2",
                                                          "--unnormalized-weights"])
     assert isinstance(vae, VAE) and metrics["steps"] == 5
+
+
+@pytest.mark.parametrize("model", ["gan", "iwgan"])
+def test_hidden_with_the_conv_arch_is_refused(model, tmp_path, capsys):
+    """Before, ``--arch conv --hidden 5`` trained the convolutional networks (which have no such widths),
+    ignored ``--hidden`` and recorded ``hidden: [5]`` in metrics.json."""
+    out = tmp_path / "run"
+    argv = ["train", model, *TINY, "--arch", "conv", "--no-progress", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--hidden" in err and "--arch conv" in err
+    assert not out.exists()

@@ -86,3 +86,22 @@ def test_gp_lstm_recipe_trains_with_the_accumulate_and_precision_it_is_given(tmp
     assert main(args) == 0  # (oneDNN has no reduced-precision LSTM on the CPU: bf16 is for CUDA)
     config = load_checkpoint(tmp_path / "checkpoint.pt")["config"]
     assert (config["accumulate"], config["precision"]) == (2, "fp32")
+
+
+def test_dkl_epochs_are_passes_and_metrics_record_what_ran(tmp_path):
+    """Before, dkl's ``--epochs`` counted steps (a smaller ``--batch-size`` still ran ``--epochs`` steps),
+    metrics.json recorded the device flag (``auto``) and the requested batch (``1000000``, of 266 rows), and
+    no precision."""
+    out = tmp_path / "run"
+    argv = ["train", "dkl", "--epochs", "2", "--hidden", "4", "--patience", "100", "--no-progress",
+            "--device", "auto", "--out", str(out)]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    fit_rows = load_checkpoint(out / "checkpoint.pt")["config"]["num_examples"]  # less the validation tail
+    assert 200 < fit_rows < metrics["train_size"]
+    assert metrics["steps"] == 2 and metrics["batch_size"] == fit_rows  # full batch: one step a pass
+    assert metrics["device"] == str(hybridpgm.train.device.resolve_device("auto")) != "auto"
+    assert metrics["precision"] == "fp32"
+    assert main(argv[:-1] + [str(tmp_path / "small"), "--batch-size", "100"]) == 0
+    metrics = json.loads((tmp_path / "small" / "metrics.json").read_text())
+    assert metrics["steps"] == 2 * -(-fit_rows // 100) and metrics["batch_size"] == 100

@@ -34,3 +34,18 @@ def test_rbm_recipe_reports_an_ais_estimate_close_to_exact(persistent, tmp_path)
     assert set(metrics["log_z_starts"]) == {"data", "model"} and isinstance(metrics["log_z_reliable"], bool)
     assert metrics["log_z"] == max(start["log_z"] for start in metrics["log_z_starts"].values())
     assert math.isfinite(metrics["test_log_likelihood"]) and metrics["test_log_likelihood"] < 0
+
+
+def test_chains_without_persistent_is_refused_and_recorded_only_when_used(tmp_path, capsys):
+    """Before, ``--chains N`` without ``--persistent`` was accepted and ignored (CD-k keeps no chains)."""
+    out = tmp_path / "rbm"
+    argv = ["train", "rbm", "--epochs", "1", "--batch-size", "256", "--hidden", "8", "--ais-chains", "10",
+            "--ais-steps", "20", "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert main(argv + ["--chains", "20"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--chains" in err and "--persistent" in err and not out.exists()
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "chains" not in metrics and metrics["objective"] == "CD-1" and metrics["precision"] == "fp32"
+    assert main(argv + ["--persistent", "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["chains"] == 100

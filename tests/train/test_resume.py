@@ -228,3 +228,59 @@ def test_resume_mode_refuses_an_overwrite_that_is_not_a_bool():
     assert resume_mode("auto", False, "x.pt") == "auto" and resume_mode("auto", True, "x.pt") == "never"
     with pytest.raises(ConfigError, match="fit overwrite must be True or False, got 'no'"):
         resume_mode("auto", "no", "x.pt")
+
+
+def test_a_changed_config_is_refused_naming_the_key_unless_overridden(tmp_path):
+    """Before, ``fit`` had no ``config``: the settings that shaped the model, objective and data (an IWAE's
+    particles, a CRF's longest sequence) were neither recorded nor compared, so a resume with others went
+    on silently."""
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2, config={"particles": 5, "hidden": (8, 4), "data": "digits"})
+    assert load_checkpoint(ckpt)["config"]["config"] == {"particles": 5, "hidden": [8, 4], "data": "digits"}
+    with pytest.raises(CheckpointError) as info:
+        run(ckpt, config={"particles": 10, "hidden": [8, 4], "data": "digits"})
+    message = str(info.value)
+    assert str(ckpt) in message and "config['particles']: checkpoint 5, requested 10" in message
+    assert "override_hyperparameters=True" in message and "hidden" not in message
+    with pytest.raises(CheckpointError, match=r"config\['extra'\]: checkpoint '<absent>', requested 1"):
+        run(ckpt, config={"particles": 5, "hidden": [8, 4], "data": "digits", "extra": 1})
+    with pytest.raises(CheckpointError, match=r"config\['particles'\]: checkpoint 5, requested '<absent>'"):
+        run(ckpt, config={"hidden": [8, 4], "data": "digits"})
+    assert load_checkpoint(ckpt)["step"] == 2  # untouched
+    _, result = run(ckpt, config={"particles": 10, "hidden": [8, 4], "data": "digits"},
+                    override_hyperparameters=True)
+    assert result.steps == 8 and load_checkpoint(ckpt)["config"]["config"]["particles"] == 10  # re-recorded
+    _, result = run(ckpt, epochs=3, config={"particles": 10, "hidden": [8, 4], "data": "digits"})
+    assert result.steps == 12
+
+
+def test_no_config_resumes_as_before_and_an_older_file_is_not_compared(tmp_path):
+    from hybridpgm.train import save_checkpoint
+
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    assert load_checkpoint(ckpt)["config"]["config"] == {}
+    _, result = run(ckpt, max_steps=4)
+    assert result.steps == 4
+    with pytest.raises(CheckpointError, match=r"config\['k'\]: checkpoint '<absent>', requested 1"):
+        run(ckpt, config={"k": 1})
+    state = load_checkpoint(ckpt)
+    del state["config"]["config"]  # as a checkpoint written before config was recorded
+    save_checkpoint(ckpt, state)
+    _, result = run(ckpt, config={"k": 1})
+    assert result.steps == 8 and load_checkpoint(ckpt)["config"]["config"] == {"k": 1}
+
+
+@pytest.mark.parametrize("config, message", [
+    ([("a", 1)], "must be a mapping"),
+    ({1: 2}, "keys must be strings"),
+    ({"a": {"b": 1}}, "'a' is a dict"),
+    ({"a": [1, object()]}, r"'a'\[1\] is a object"),
+    ({"a": float("nan")}, "'a' is nan"),
+    ({"a": torch.tensor(1.0)}, "'a' is a Tensor"),
+])
+def test_a_config_that_is_not_json_like_is_refused_before_the_checkpoint_is_touched(tmp_path, config, message):
+    ckpt = tmp_path / "r.pt"
+    with pytest.raises(ConfigError, match=message):
+        run(ckpt, config=config)
+    assert not ckpt.exists()
