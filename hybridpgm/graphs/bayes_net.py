@@ -271,12 +271,17 @@ class BayesNet(BayesNetData, PyroModule):
             For :func:`hybridpgm.fit` (which rejects NaN) pass integer data with
             ``-1`` for missing entries, or the pair ``(values, mask)`` of
             :meth:`split_missing`.
-        :param mask: ``[N, len(nodes)]`` bool (or dict of ``[N]``), true where observed.
+        :param mask: ``[N, len(nodes)]`` bool (or 0/1 integers; or a dict node -> ``[N]``), true where
+            observed; see :meth:`columns`.
         :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
             there is a single context name).
-        :param int num_data: size of the full data set (for the prior weight).
+        :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
-        :raises DataError: data of 0 rows, a value outside a node's states, a continuous node with a
+        :raises ConfigError: a ``num_data`` that is not a positive integer.
+        :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
+            ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
+            probability 0 given its parents (a structural zero; checked under Pyro's validation, naming the
+            rows), a value outside a node's states, a continuous node with a
             missing entry, or continuous data (a continuous node's column, a context input) of a floating dtype
             of higher precision than the network's: float64 data for a float32 network is refused, not rounded
             (the message names the column and both dtypes; convert the data, or the network with ``.to``).
@@ -287,13 +292,13 @@ class BayesNet(BayesNetData, PyroModule):
         self.check()
         cols = self.columns(data, mask)
         ctx = self._inputs(inputs)
-        sizes = {t.shape[0] for t in list(cols.values()) + list(ctx.values())}
-        n = sizes.pop() if sizes else (1 if num_samples is None else num_samples)
+        n = self._rows(cols, ctx, num_samples)
         if n == 0:
             raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
+        weight = self._prior_weight(num_data, n)
         for v, c in self.cpds.items():
             if getattr(c, "prior", None) is not None:
-                pyro.factor(f"{v}_prior", c.log_prior() * (n / (num_data or n)))
+                pyro.factor(f"{v}_prior", c.log_prior() * weight)
         x: dict = {}
         enum = {"enumerate": "parallel"}
         observed = self._observed_columns(cols)
@@ -311,10 +316,12 @@ class BayesNet(BayesNetData, PyroModule):
                     continue
                 fn = dist.Categorical(logits=c.select(c.log_table({**ctx, **x}), x, event_dims=1))
                 if obs_mask is None:
+                    self._check_possible(v, fn, obs, None, observed)
                     x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
                 elif obs_mask is False:
                     x[v] = pyro.sample(v, fn, infer=enum)
                 else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
+                    self._check_possible(v, fn, obs, obs_mask, observed)
                     with poutine.mask(mask=obs_mask):
                         seen = pyro.sample(f"{v}_observed", fn, obs=obs)
                     with poutine.mask(mask=~obs_mask):
@@ -324,7 +331,20 @@ class BayesNet(BayesNetData, PyroModule):
 
     @pyro_method
     def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
-        """The empty guide: every latent site of :meth:`model` is enumerated."""
+        """The empty guide: every latent site of :meth:`model` is enumerated.
+
+        It is exact only under enumeration (:class:`~pyro.infer.TraceEnum_ELBO`, also jitted or with vectorized
+        particles), which sums each missing discrete entry out: an ELBO that samples instead
+        (``Trace_ELBO``, :class:`SVIObjective`'s default) would draw the missing entries from the model, ignoring
+        the observed entries below them, and fit a biased model; so would ``pyro.infer.Predictive(bn.model,
+        guide=bn.guide)`` impute from the prior.  Data with missing discrete entries (or absent discrete
+        columns) are therefore refused when no enumeration is active; complete data and ``data=None`` pass.
+
+        :raises ConfigError: data with missing discrete entries and no enumeration active, saying to train with
+            ``TraceEnum_ELBO`` (for posterior samples of the missing entries: :meth:`sample` with ``evidence``,
+            or :func:`pyro.infer.infer_discrete`).
+        """
+        self._check_enumerated(data, mask)
 
     @own_param_store
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
@@ -366,7 +386,8 @@ class BayesNet(BayesNetData, PyroModule):
         if incomplete:
             raise DataError(f"log_prob scores complete rows; columns {incomplete} have missing entries "
                             "(NaN or -1): log_evidence sums them out")
-        tr = poutine.trace(self.model).get_trace(cols, None, inputs)
+        with self._scoring():  # a row of probability 0 scores -inf
+            tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
         return sum(tr.nodes[v]["log_prob"] for v in self.nodes)
 

@@ -3,10 +3,11 @@
 :class:`BayesNetData` is a mixin of :class:`~hybridpgm.graphs.BayesNet` that turns what a user passes as
 data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` nodes):
 
-* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` tensor, or an ``[N, V]`` tensor whose columns
-  follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, optionally with a mask (``True`` where
-  observed) or as the pair ``(values, mask)``, becomes a dict name -> ``[N]`` tensor on the network's
-  device, a missing entry being ``NaN`` (or ``-1`` in integer data);
+* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` column, an ``[N, V]`` tensor or NumPy array whose
+  columns follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, or a list of ``N`` rows of ``V``
+  values, optionally with a mask (``True`` where observed) or as the pair ``(values, mask)``, becomes a dict
+  name -> ``[N]`` tensor on the network's device, a missing entry being ``NaN`` (or ``-1`` in signed integer
+  data; unsigned integers such as ``uint8`` have no missing marker);
 * :meth:`~BayesNetData.split_missing` -- ``[N, V]`` data with missing entries becomes
   ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
 * :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
@@ -20,21 +21,57 @@ It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_name
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import contextvars
 
 import torch
+from pyro.infer.util import is_validation_enabled
+from pyro.poutine.block_messenger import BlockMessenger
+from pyro.poutine.enum_messenger import EnumMessenger
+from pyro.poutine.runtime import _PYRO_STACK
 
+from hybridpgm.checks import positive_int
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetData"]
 
+#: set while :meth:`BayesNet.log_prob` traces the model: a row of probability 0 then scores ``-inf``, not an error
+_SCORING: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_bn_scoring", default=False)
+
 
 def _missing(t: torch.Tensor) -> torch.Tensor:
-    """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in integer data (any other
-    negative integer is a bad value, refused by the range check, not a missing entry)."""
-    return torch.isnan(t) if torch.is_floating_point(t) else t == -1
+    """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in signed integer data (any
+    other negative integer is a bad value, refused by the range check, not a missing entry).  Unsigned integers
+    (``uint8``, ...) and ``bool`` cannot hold ``-1``: none of their entries is missing (comparing a ``uint8``
+    with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry)."""
+    if torch.is_floating_point(t):
+        return torch.isnan(t)
+    if not t.is_signed():
+        return torch.zeros_like(t, dtype=torch.bool)
+    return t == -1
+
+
+def _is_table(x) -> bool:
+    """Whether ``x`` is a whole data set (a mapping of columns, a 2-D array, a list of rows), not one row."""
+    return (hasattr(x, "items") or getattr(x, "ndim", None) == 2
+            or (isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (list, tuple))))
+
+
+def _length(x) -> int | None:
+    """``len(x)``, or ``None`` for a value without a length (a number, a 0-d tensor)."""
+    try:
+        return int(len(x))
+    except TypeError:
+        return None
+
+
+def _described(x) -> str:
+    """``x``'s type, with its shape and dtype when it has them, for an error message."""
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    return type(x).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
+        (f" and dtype {dtype}" if dtype is not None else "")
 
 
 def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
@@ -68,29 +105,37 @@ class BayesNetData:
         A continuous node's column comes back in the network's :attr:`dtype`, converted only where that is
         exact (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision
         floats are converted; a number list is built in the network's dtype); the states of a discrete node
-        may have any real dtype.
+        may have any real dtype.  A missing entry is ``NaN`` in floating-point data, ``-1`` in signed integer
+        data, ``None`` in a list of state names, or an entry where ``mask`` is false; unsigned integer data
+        (``uint8``, ...) has no missing marker (255 is a state, or a value out of range).
 
-        :param data: dict name -> ``[N]`` tensor (for a discrete node with :attr:`state_names` also a list of
-            names, ``None`` where missing), or a ``[N, len(nodes)]`` tensor whose columns follow :attr:`nodes`.
-        :param mask: optional dict name -> ``[N]`` bool (or ``[N, len(nodes)]``),
-            ``True`` where observed.
+        :param data: dict name -> ``[N]`` column (a tensor, an array, a list of numbers, or for a discrete node
+            with :attr:`state_names` a list of names, ``None`` where missing); or an ``[N, len(nodes)]`` tensor or
+            NumPy array whose columns follow :attr:`nodes`; or a list of ``N`` rows of ``len(nodes)`` values
+            (numbers or state names, in the order of :attr:`nodes`); or the pair ``(values, mask)`` of any of
+            these with its mask (a tuple or list of two whole data sets, as :meth:`split_missing` returns).
+        :param mask: ``True`` where observed: an ``[N, len(nodes)]`` bool tensor or array (or of the integers
+            0 and 1; ``N`` the rows of the data), or a dict node -> ``[N]`` such column whose keys are nodes
+            with a data column.  A node without a data column is missing in every row whatever the mask says.
         :raises DataError: a column that is not a node, a name that is not a state of its node, a column that
-            holds neither numbers nor names, columns of different lengths, tensor data that is not
-            ``[N, len(nodes)]``, or a continuous node's column of a floating dtype of higher precision than the
-            network's (float64 data for a float32 network: converting would round it; the message names the
-            node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
+            holds neither numbers nor names, columns of different lengths, array data that is not
+            ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
+            key that is not a node with a data column, or has a column of another length), a mask of a dtype
+            other than bool or integer (a float mask: ``0.5`` is neither observed nor missing), an integer mask
+            holding a value other than 0 and 1 (checked like a state's range: at once, or inside
+            :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column of a floating
+            dtype of higher precision than the network's (float64 data for a float32 network: converting
+            would round it; the message names the node, both dtypes and the fix, ``data.to(dtype)`` or
+            ``bn.to(dtype)``).
         """
         if data is None:
+            if mask is not None:
+                raise DataError(f"a mask ({_described(mask)}) was given without data")
             return {}
-        if isinstance(data, (tuple, list)) and len(data) == 2 and mask is None:
+        if isinstance(data, (tuple, list)) and len(data) == 2 and mask is None and all(map(_is_table, data)):
             data, mask = data
-        if torch.is_tensor(data):
-            if data.dim() != 2 or data.shape[1] != len(self.cpds):
-                raise DataError(f"tensor data must be [N, {len(self.cpds)}] (columns {self.nodes}), "
-                                f"got {tuple(data.shape)}")
-            data = {v: data[:, i] for i, v in enumerate(self.nodes)}
-        if torch.is_tensor(mask):
-            mask = {v: mask[:, i] for i, v in enumerate(self.nodes)}
+        data = self._data_columns(data)
+        masks = self._mask_columns(mask, data)
         out = {}
         dtype, device = self.dtype, self.device
         for v, t in data.items():
@@ -100,31 +145,114 @@ class BayesNetData:
                 t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
             else:
                 t = self._discrete_column(v, t, device)
-            if mask is not None and v in mask:
-                m = torch.as_tensor(mask[v], device=t.device, dtype=torch.bool)
-                t = torch.where(m, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
+            if v in masks:
+                m = self._mask_column(v, masks[v], t)
+                t = torch.where(m & ~_missing(t), t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
             out[v] = t
-        lengths = {t.shape[0] for t in out.values()}
-        if len(lengths) > 1:
-            raise DataError(f"data columns differ in length: { {v: t.shape[0] for v, t in out.items()} }")
+        lengths = {int(t.shape[0]) if t.dim() else None for t in out.values()}  # ints, also under a JIT trace
+        if len(lengths) > 1 or None in lengths:
+            raise DataError(f"data columns must be [N] and of one length N: "
+                            f"{ {v: tuple(t.shape) for v, t in out.items()} }")
         return out
+
+    def _data_columns(self, data) -> dict:
+        """``data`` as a dict name -> raw column: a mapping (anything with ``items``, a DataFrame too) as it is,
+        an ``[N, V]`` array-like split into its columns, a list of rows transposed."""
+        if hasattr(data, "items"):
+            return dict(data.items())
+        nodes = self.nodes
+        if isinstance(data, (list, tuple)):  # rows: transposed, so each column keeps its own kind of values
+            for i, row in enumerate(data):
+                if isinstance(row, (str, bytes)) or _length(row) != len(nodes):
+                    raise DataError(f"data given as a list of rows: row {i} is {row!r:.60}, not a row of "
+                                    f"{len(nodes)} values (one per node of {nodes})")
+            return {v: [row[j] for row in data] for j, v in enumerate(nodes)}
+        try:
+            t = torch.as_tensor(data)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"data must be a dict node -> [N] column, an [N, {len(nodes)}] tensor or array "
+                            f"(columns {nodes}) or a list of rows, got {_described(data)}") from None
+        if t.dim() != 2 or t.shape[1] != len(nodes) or t.is_complex():
+            raise DataError(f"tensor data must be [N, {len(nodes)}] real numbers (columns {nodes}), "
+                            f"got shape {tuple(t.shape)} and dtype {t.dtype}")
+        return {v: t[:, i] for i, v in enumerate(nodes)}
+
+    def _mask_columns(self, mask, data: dict) -> dict:
+        """``mask`` as a dict node -> raw ``[N]`` column (empty without a mask), its keys and shape checked."""
+        if mask is None:
+            return {}
+        nodes = self.nodes
+        if hasattr(mask, "items"):
+            mask = dict(mask.items())
+            stray = [k for k in mask if k not in data]
+            if stray:
+                raise DataError(f"mask names {stray!r}, which {'are' if len(stray) > 1 else 'is'} not a node with "
+                                f"a data column (nodes: {nodes}; data columns: {list(data)})")
+            return mask
+        try:
+            m = torch.as_tensor(mask)
+        except (TypeError, ValueError, RuntimeError):
+            m = None
+        rows = {_length(c) for c in data.values()}  # ints (a shape under a JIT trace holds tensors)
+        if m is None or m.dim() != 2 or m.shape[1] != len(nodes) or {int(m.shape[0])} != rows:
+            n = next(iter(rows)) if len(rows) == 1 else "N"
+            raise DataError(f"mask must be an [N, {len(nodes)}] = [{n}, {len(nodes)}] bool tensor or array (True "
+                            f"where observed; columns {nodes}) or a dict node -> [N] bool, got {_described(mask)}")
+        return {v: m[:, i] for i, v in enumerate(nodes) if v in data}
+
+    def _mask_column(self, v: str, m, t: torch.Tensor) -> torch.Tensor:
+        """The mask ``m`` of column ``v`` (data ``t``) as ``[N]`` bool on ``t``'s device.
+
+        :raises DataError: a mask that is not ``[N]``, of a dtype other than bool or integer, or an integer mask
+            holding a value other than 0 and 1 (a deferred check, like a state's range).
+        """
+        try:
+            m = torch.as_tensor(m, device=t.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"mask of column '{v}' must be [N] bool, got {_described(m)}") from None
+        if tuple(m.shape) != tuple(t.shape):
+            raise DataError(f"mask of column '{v}' has shape {tuple(m.shape)}, its data column {tuple(t.shape)}")
+        if m.dtype == torch.bool:
+            return m
+        if torch.is_floating_point(m) or m.is_complex():
+            raise DataError(f"mask of column '{v}' must be bool (or the integers 0 and 1), got dtype {m.dtype}: "
+                            "a mask says observed (True) or missing (False), nothing between")
+        check_or_defer(((m == 0) | (m == 1)).all(),
+                       lambda: DataError(f"mask of column '{v}' holds integers other than 0 and 1 (dtype {m.dtype})"))
+        return m == 1
 
     def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
 
         The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
-        :meth:`model` accepts as ``model(values, mask)``.
+        :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or array keeps its dtype; any
+        other form of :meth:`columns` goes through :meth:`to_tensor` (floats), its missing markers (``-1``,
+        ``None``) becoming mask ``False``.
+
+        :raises DataError: as :meth:`columns`.
         """
-        x = self.to_tensor(data) if not torch.is_tensor(data) else data
+        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")):
+            x = torch.as_tensor(data)
+            self._data_columns(x)  # the shape check
+        else:
+            x = self.to_tensor(data)
         mask = ~_missing(x)
         return torch.where(mask, x, torch.zeros_like(x)), mask
 
-    def to_tensor(self, values: Mapping) -> torch.Tensor:
-        """Stack a dict of ``[N]`` columns into ``[N, len(nodes)]`` floats (``NaN`` = missing)."""
+    def to_tensor(self, values) -> torch.Tensor:
+        """Stack the columns of ``values`` (any form of :meth:`columns`) into ``[N, len(nodes)]`` floats of the
+        network's dtype, every missing entry (``NaN``, ``-1`` in signed integer data, ``None``, mask false,
+        an absent column) as ``NaN``.
+
+        :raises DataError: as :meth:`columns`, or data of no column.
+        """
         cols = self.columns(values)
+        if not cols:
+            raise DataError(f"to_tensor got data of no column (nodes: {self.nodes})")
         n = next(iter(cols.values())).shape[0]
         nan = torch.full((n,), float("nan"), dtype=self.dtype, device=self.device)
-        return torch.stack([cols[v].to(self.dtype) if v in cols else nan for v in self.nodes], -1)
+        return torch.stack([torch.where(_missing(cols[v]), nan, cols[v].to(self.dtype)) if v in cols else nan
+                            for v in self.nodes], -1)
 
     def _observed_columns(self, cols: dict) -> dict:
         """Per column ``(values with missing entries filled by 0, observed mask)``.
@@ -143,18 +271,20 @@ class BayesNetData:
 
     def _discrete_column(self, v: str, t, device) -> torch.Tensor:
         """The column of discrete node ``v`` as a tensor of states: a tensor, an array or a list of numbers as
-        it is; a list of state names (``None`` for a missing entry) by :attr:`state_names`.
+        it is; a list of state names (or of names and state indices), ``None`` for a missing entry, by
+        :attr:`state_names`.
 
         :raises DataError: a name that is not a state of ``v`` (or ``v`` has no state names), or a value that is
             neither a number nor a name, naming the node and the value.
         """
-        if not isinstance(t, torch.Tensor) and isinstance(t, (list, tuple)) and any(isinstance(s, str) for s in t):
+        if isinstance(t, (list, tuple)) and any(s is None or isinstance(s, str) for s in t):
             states = self.state_names.get(v)
-            unknown = [s for s in t if s is not None and (states is None or s not in states)]
+            unknown = [s for s in t if isinstance(s, str) and (states is None or s not in states)]
             if unknown:
                 raise DataError(f"data column '{v}' holds {unknown[0]!r}, which is not a state of '{v}' "
                                 f"(states: {states})")
-            return torch.tensor([-1 if s is None else states.index(s) for s in t], device=device)
+            none = float("nan") if any(isinstance(s, float) for s in t) else -1  # the missing marker of the dtype
+            t = [none if s is None else states.index(s) if isinstance(s, str) else s for s in t]
         try:
             return torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
@@ -206,3 +336,103 @@ class BayesNetData:
             raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
         dtype, device = self.dtype, self.device
         return {k: _continuous(t, dtype, device, f"context input '{k}'") for k, t in inputs.items()}
+
+    def _rows(self, cols: dict, ctx: dict, num_samples: int | None) -> int:
+        """The number of rows ``N`` of :meth:`model`'s plate: that of the data and of the context inputs (a 0-d
+        input broadcasts), else ``num_samples`` (1 by default).
+
+        :raises DataError: context inputs with another number of rows than the data (or than each other),
+            naming every row count.
+        """
+        sizes = {f"data ({len(cols)} column{'s' if len(cols) != 1 else ''})": int(t.shape[0])
+                 for t in list(cols.values())[:1]}
+        sizes.update({f"context input '{k}'": int(t.shape[0]) for k, t in ctx.items() if t.dim() > 0})
+        if len(set(sizes.values())) > 1:
+            counts = ", ".join(f"{what}: {n}" for what, n in sizes.items())
+            raise DataError(f"BayesNet.model: the data and the context inputs must have one row each per example, "
+                            f"got different row counts ({counts})")
+        return next(iter(sizes.values()), 1 if num_samples is None else num_samples)
+
+    @staticmethod
+    def _prior_weight(num_data, n: int) -> float:
+        """The weight :math:`B / N_{\\rm data}` of the Dirichlet priors for a batch of ``n`` rows.
+
+        :raises ConfigError: a ``num_data`` that is not a positive integer (``bool``, float, string refused).
+        :raises DataError: a ``num_data`` smaller than the batch (the full data set holds every batch).
+        """
+        if num_data is None:
+            return 1.0
+        num_data = positive_int(num_data, "BayesNet.model num_data (the size of the full data set)",
+                                error=ConfigError)
+        if num_data < n:
+            raise DataError(f"BayesNet.model num_data={num_data} (the size of the full data set) is smaller than "
+                            f"the {n} rows of this batch")
+        return n / num_data
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _scoring():
+        """Within the block :meth:`_check_possible` lets impossible rows through (their score is ``-inf``)."""
+        token = _SCORING.set(True)
+        try:
+            yield
+        finally:
+            _SCORING.reset(token)
+
+    def _check_possible(self, v: str, fn, obs: torch.Tensor, seen: torch.Tensor | None, observed: dict) -> None:
+        """Under Pyro's validation, refuse rows in which ``v`` and its parents are observed and the observed state
+        of ``v`` has probability 0 given its parents' (a structural zero of a
+        :class:`~hybridpgm.graphs.cpd.Table`: the row's likelihood is 0, its loss ``+inf``;
+        :meth:`BayesNet.log_prob` scores such a row ``-inf``).  Only CPDs with structural zeros are checked; the
+        check is deferred inside :func:`hybridpgm.fit`'s step
+        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), so it costs no extra host read there.  A row
+        with a missing parent is not checked (the parent's value may be a sample, as under Gibbs, not every
+        value as under enumeration): if no value of it makes the row possible, its loss is ``+inf``.
+
+        :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
+        :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
+        :raises DataError: naming the rows (of the batch) and the node.
+        """
+        if _SCORING.get() or not is_validation_enabled() or not self.cpds[v]._has_zero():
+            return
+        for p in self.cpds[v].discrete_parents:
+            parent_seen = observed.get(p, (None, False))[1]
+            if parent_seen is False:
+                return
+            if parent_seen is not None:
+                seen = parent_seen if seen is None else seen & parent_seen
+        lp = fn.log_prob(obs)
+        impossible = (lp == float("-inf")).reshape(-1, lp.shape[-1]).all(0)
+        if seen is not None:
+            impossible = impossible & seen
+
+        def error():
+            rows = impossible.nonzero().flatten().tolist()
+            shown = rows[:10] + (["..."] if len(rows) > 10 else [])
+            plural = len(rows) > 1
+            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data (of the batch, "
+                             f"inside fit) {'are' if plural else 'is'} impossible under the model: node '{v}' is "
+                             f"observed in a state of probability 0 (a structural zero of its table) given its "
+                             f"parents' values in that row, so the likelihood is 0 and the loss +inf; fix or drop the "
+                             f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
+        check_or_defer(~impossible.any(), error)
+
+    def _check_enumerated(self, data, mask) -> None:
+        """:meth:`BayesNet.guide`'s check: the empty guide is right only when every missing discrete entry of
+        ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
+        :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
+        :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
+        no objective) is let through; it reads nothing from the device."""
+        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger)) for m in _PYRO_STACK):
+            return
+        cols = self.columns(data, mask)
+        latent = [v for v in self.nodes if self.cardinality(v) is not None
+                  and (v not in cols or bool(_missing(cols[v]).any()))]
+        if latent:
+            raise ConfigError(
+                f"BayesNet.guide is empty: it is exact only when the missing discrete entries are enumerated, and "
+                f"the data have missing entries in {latent} with no enumeration active, so an ELBO would sample "
+                f"them from the model instead of summing them out (a biased fit).  Train with "
+                f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
+                f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
+                f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")

@@ -61,16 +61,22 @@ class Table(CPD):
         trained by :func:`hybridpgm.fit` and saved).  The bool buffer ``support`` (false at the zeros) is in
         the state dict, so loading it into another table (a skeleton built by :meth:`uniform`, say) gives it
         the same zeros; an older state dict without ``support`` loads too, the receiving table keeping its own.
-    :param prior: optional Dirichlet concentration :math:`\\alpha` (scalar or
+    :param prior: optional Dirichlet concentration :math:`\\alpha \\ge 1` (scalar or
         broadcastable to ``probs``); the Pyro model then adds
-        :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates.
+        :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates: with
+        :math:`n_{jk}` the count of state :math:`k` in the rows with parents :math:`j`, the optimum is the mode
+        :math:`\\hat\\theta_{jk} = (n_{jk} + \\alpha_{jk} - 1) / (n_j + \\sum_k \\alpha_{jk} - K)`, so
+        :math:`\\alpha - 1` are pseudo-counts (pgmpy's ``BayesianEstimator(prior_type="dirichlet",
+        pseudo_counts=alpha - 1)``; :math:`\\alpha = 1` is maximum likelihood).  An :math:`\\alpha < 1` is
+        refused: the objective :math:`(\\alpha - 1) \\log \\theta` then has no maximum (it grows without bound
+        as a state without data goes to probability 0).
     :param float atol: tolerance of the row-sum check; it is widened to
         :math:`K \\cdot \\epsilon` of the table's dtype where that is larger
         (``float16`` / ``bfloat16`` tables cannot sum to 1 more closely).
 
     A malformed table (wrong number of dims, a dim of size 0, a negative, NaN
     or infinite entry, a row that does not sum to 1, a prior that is not
-    positive and finite or does not broadcast to the table) is reported when it is
+    finite and at least 1 or does not broadcast to the table) is reported when it is
     declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
     that names the node; a table built as ``bn.add("B", Table(...))`` cannot
     know its node before then.  Using a malformed table that belongs to no
@@ -144,6 +150,12 @@ class Table(CPD):
             if alpha.dim() > probs.dim() or not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
                 return ("Dirichlet prior concentration must be positive and finite and broadcast to the table's "
                         f"shape {tuple(probs.shape)}")
+            below = alpha.expand(probs.shape)[probs > 0]  # a structural zero's alpha is left out of its row
+            if bool((below < 1).any()):
+                return (f"Dirichlet prior concentration {below.min().item():.6g} < 1 (argument prior): the MAP "
+                        "objective (alpha - 1) log theta has no maximum for alpha < 1 (it grows without bound as a "
+                        "state without data goes to probability 0); use alpha >= 1 (alpha = 1 + pseudo-counts, "
+                        "alpha = 1 is maximum likelihood)")
         return None
 
     def validate(self, node: str) -> None:

@@ -73,6 +73,11 @@ class CPD(nn.Module):
         self.node = node
         self.parent_cards = {p: parent_cards[p] for p in self.parents}
 
+    def _has_zero(self) -> bool:
+        """Whether :meth:`log_table` can hold ``-inf`` (a structural zero); the kinds of CPD with such zeros
+        (:class:`~hybridpgm.graphs.cpd.Table`) say so, for the data checks of :meth:`BayesNet.model`."""
+        return False
+
     def _err(self, msg: str) -> ModelSpecError:
         return ModelSpecError(f"node '{self.node}': {msg}")
 

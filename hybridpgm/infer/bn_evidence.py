@@ -133,14 +133,14 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
             raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
-    if isinstance(v, str) or (isinstance(v, (list, tuple)) and v and isinstance(v[0], str)):
+    if isinstance(v, str) or (isinstance(v, (list, tuple)) and any(s is None or isinstance(s, str) for s in v)):
         items = [v] if isinstance(v, str) else list(v)
         idx = []
-        for s in items:
-            if states is None or s not in states:
+        for s in items:  # None: not observed in that row (-1), as in the data of BayesNet.model
+            if isinstance(s, str) and (states is None or s not in states):
                 raise EvidenceError(f"'{s}' is not a state of '{name}' (states: {states})")
-            idx.append(states.index(s))
-        t = torch.tensor(idx, device=device)
+            idx.append(-1 if s is None else states.index(s) if isinstance(s, str) else s)
+        t = _as_tensor(name, idx, device)
         return t[0] if isinstance(v, str) else t
     return _as_tensor(name, v, device)
 
@@ -186,8 +186,10 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     """Validate evidence and split it into observed / partially observed / continuous parts.
 
     A discrete value is a state index or state name, or a tensor of them with one
-    entry per row; ``NaN`` (float tensors) or ``-1`` (integer tensors) marks a row
-    where the variable is not observed.  Scalars broadcast over the rows.
+    entry per row; ``NaN`` (float tensors), ``-1`` (integer tensors) or ``None`` (in a
+    list of state names, as in the data of :meth:`BayesNet.model
+    <hybridpgm.graphs.BayesNet.model>`) marks a row where the variable is not
+    observed.  Scalars broadcast over the rows.
 
     :param evidence: a mapping node (or context input) name -> value(s), or ``None`` for no evidence.
     :raises EvidenceError: for evidence that is not a mapping (an ``[N, len(nodes)]`` data tensor: turn it

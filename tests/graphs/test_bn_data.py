@@ -1,5 +1,6 @@
 """BayesNetData: the dtypes of data columns and context inputs (continuous values are never rounded)."""
 
+import numpy as np
 import pytest
 import torch
 from pyro import poutine
@@ -81,3 +82,118 @@ def test_a_discrete_column_may_hold_state_names():
         bn.columns({"rain": ["no", "maybe"]})
     with pytest.raises(DataError, match="data column 'rain' must hold states"):
         bn.columns({"rain": [{"no": 1}]})
+
+
+# ---------------------------------------------------------------- audit 11: data forms, masks, missing markers
+def _loss(bn, *args):
+    return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, *args)
+
+
+def _pair(named: bool = False) -> BayesNet:
+    states = {"a": ["F", "T"], "b": ["no", "yes"]} if named else {}
+    return BayesNet().add("a", cpd.Table([0.3, 0.7]), states=states.get("a")).add(
+        "b", cpd.Table([[0.5, 0.5], [0.1, 0.9]], ["a"]), states=states.get("b"))
+
+
+def test_uint8_255_is_a_state_not_a_missing_entry():
+    """Before, ``t == -1`` wrapped to 255 for uint8: a 256-state node's rows in state 255 were dropped from the
+    likelihood (uint8 loss 11.58 for int64 loss 21.34), and 255 for a binary node was read as missing."""
+    g = torch.Generator().manual_seed(0)
+    bn = BayesNet().add("pixel", cpd.Table.random(256, generator=g))
+    x = torch.tensor([[3], [255], [255], [17]])
+    torch.testing.assert_close(_loss(bn, x.to(torch.uint8)), _loss(bn, x))
+    assert bn.split_missing(x.to(torch.uint8))[1].all()
+    torch.testing.assert_close(bn.log_prob(x.to(torch.uint8)), bn.log_prob(x))
+    binary = BayesNet().add("a", cpd.Table([0.5, 0.5]))
+    with pytest.raises(DataError, match=r"column 'a' holds a value outside 0..1"):
+        _loss(binary, torch.tensor([[0], [255]], dtype=torch.uint8))
+
+
+def test_numpy_and_list_masks_are_applied():
+    """Before, a NumPy or list mask was treated as a mapping and silently ignored (``v in mask`` False): the
+    filled-in zeros were trained on as observed values (loss 5.02 for the exact 1.07)."""
+    bn = _pair()
+    x = torch.tensor([[1.0, 1], [float("nan"), 1], [1, float("nan")]])
+    exact = -bn.log_evidence(dict(zip(bn.nodes, x.T))).sum()
+    values, mask = bn.split_missing(x)
+    for m in (mask, mask.numpy(), mask.tolist(), mask.long(), {"a": mask[:, 0].numpy(), "b": mask[:, 1].tolist()}):
+        torch.testing.assert_close(_loss(bn, values, m), exact)
+        torch.testing.assert_close(_loss(bn, (values, m)), exact)
+    torch.testing.assert_close(_loss(bn, (values.numpy(), mask.numpy())), exact)
+
+
+@pytest.mark.parametrize("mask, match", [
+    (torch.ones(3, 3, dtype=torch.bool), r"mask must be an \[N, 2\] = \[3, 2\].*shape \(3, 3\)"),
+    (torch.ones(2, 2, dtype=torch.bool), r"mask must be an \[N, 2\] = \[3, 2\].*shape \(2, 2\)"),
+    (torch.tensor([True, False, True]), r"mask must be an \[N, 2\].*shape \(3,\)"),
+    ("abc", r"mask must be an \[N, 2\].*got str"),
+    (torch.tensor([[1.0, 0.5], [1, 1], [0, 1]]), r"mask of column 'a' must be bool .*dtype torch.float32"),
+    (torch.tensor([[1, 2], [1, 1], [0, 1]]), r"mask of column 'b' holds integers other than 0 and 1"),
+    ({"zz": torch.tensor([False, True, True])}, r"mask names \['zz'\], which is not a node with a data column"),
+    ({"a": torch.tensor([True, False])}, r"mask of column 'a' has shape \(2,\), its data column \(3,\)"),
+])
+def test_a_bad_mask_is_refused_by_shape_dtype_or_key(mask, match):
+    """Before: [3, 3] and float / int-2 masks were accepted (0.5 and 2 read as True), a dict naming no node was
+    ignored, and [2, 2] or 1-D masks raised a raw RuntimeError / IndexError."""
+    with pytest.raises(DataError, match=match):
+        _loss(_pair(), torch.tensor([[0.0, 1], [1, 1], [1, 0]]), mask)
+
+
+def test_numpy_data_and_lists_of_rows_are_read_like_tensors():
+    """Before, [N, V] NumPy data or a list of rows raised a raw AttributeError (no ``items``), and a list of two
+    rows was unpacked as a (values, mask) pair."""
+    bn = _pair()
+    arr = np.array([[0, 1], [1, 1], [np.nan, 0]])
+    ref = bn.columns(torch.as_tensor(arr))
+    for data in (arr, arr.tolist()):
+        cols = bn.columns(data)
+        assert list(cols) == ["a", "b"]
+        for v in cols:
+            torch.testing.assert_close(cols[v].double(), ref[v].double(), equal_nan=True)
+    torch.testing.assert_close(_loss(bn, arr), _loss(bn, torch.as_tensor(arr)))
+    values, mask = bn.split_missing(arr)
+    assert mask.tolist() == [[True, True], [True, True], [False, True]]
+    two_rows = [[0, 1], [1, 0]]
+    torch.testing.assert_close(bn.log_prob(two_rows), bn.log_prob(torch.tensor(two_rows)))
+    torch.testing.assert_close(bn.log_prob(np.array(two_rows)), bn.log_prob(torch.tensor(two_rows)))
+    named = BayesNet().add("a", cpd.Table([0.5, 0.5]), states=["F", "T"]).add("b", cpd.Table([0.5, 0.5]))
+    assert named.columns([["T", 1], [None, 0]])["a"].tolist() == [1, -1]
+
+
+@pytest.mark.parametrize("data, match", [
+    (np.zeros((3, 3)), r"tensor data must be \[N, 2\].*shape \(3, 3\)"),
+    (np.zeros(3), r"tensor data must be \[N, 2\].*shape \(3,\)"),
+    ([[0, 1], [1]], r"row 1 is \[1\], not a row of 2 values"),
+    ([0, 1], r"row 0 is 0, not a row of 2 values"),
+    (object(), r"data must be a dict node -> \[N\] column, an \[N, 2\] tensor or array"),
+])
+def test_bad_array_data_is_refused_by_shape(data, match):
+    with pytest.raises(DataError, match=match):
+        _pair().columns(data)
+
+
+def test_the_documented_data_forms_still_read_the_same():
+    """dict of columns, [N, V] tensor with NaN, (values, mask) tuple, state-name lists, -1 in integer data."""
+    bn = _pair()
+    x = torch.tensor([[0.0, 1], [float("nan"), 1], [1, 0]])
+    want = _loss(bn, x)
+    values, mask = bn.split_missing(x)
+    for data in ({"a": x[:, 0], "b": x[:, 1]}, (values, mask), torch.tensor([[0, 1], [-1, 1], [1, 0]])):
+        torch.testing.assert_close(_loss(bn, data), want)
+    torch.testing.assert_close(_loss(bn, values, {"a": mask[:, 0], "b": mask[:, 1]}), want)
+    named = _pair(named=True)
+    torch.testing.assert_close(_loss(named, {"a": ["F", None, "T"], "b": ["yes", "yes", "no"]}), want)
+
+
+def test_to_tensor_and_split_missing_keep_the_missing_markers_of_dict_data():
+    """Before, to_tensor turned an integer -1 into the value -1.0 and split_missing gave an all-True mask for
+    state-name data with None; fit on that pair then failed with 'value outside 0..1'."""
+    bn = _pair(named=True)
+    nan = float("nan")
+    want = torch.tensor([[0, 1], [nan, 1], [1, nan]])
+    for data in ({"a": torch.tensor([0, -1, 1]), "b": torch.tensor([1, 1, -1])},
+                 {"a": ["F", None, "T"], "b": ["yes", "yes", None]}):
+        torch.testing.assert_close(bn.to_tensor(data), want, equal_nan=True)
+        values, mask = bn.split_missing(data)
+        assert mask.tolist() == [[True, True], [False, True], [True, False]]
+        torch.testing.assert_close(_loss(bn, values, mask), -bn.log_evidence(data).sum())

@@ -70,10 +70,11 @@ def test_dirichlet_log_prior_matches_torch():
     assert cpd.Table(probs, ["p"]).log_prior() == 0
 
 
-@pytest.mark.parametrize("alpha", [0.5, 2.0, [1.5, 2.0, 3.0]])
+@pytest.mark.parametrize("alpha", [1.0, 2.0, [1.5, 2.0, 3.0]])
 def test_dirichlet_log_prior_of_a_table_with_structural_zeros_is_over_each_rows_support(alpha):
     """Found by an audit: the zeros' -inf entered (alpha - 1) log theta (clamped to the dtype's minimum), so the
-    prior was -inf for alpha > 1 and +1.8e308 below, and fit diverged at its first step."""
+    prior was -inf for alpha > 1 and +1.8e308 below, and fit diverged at its first step.  (An alpha < 1, once
+    checked here too, is now refused: it has no MAP.)"""
     probs = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.4, 0.6]], dtype=torch.float64)
     table = cpd.Table(probs, ["p"], prior=alpha)
     a = torch.as_tensor(alpha, dtype=torch.float64).expand(3)
@@ -356,3 +357,16 @@ def test_linear_gaussian_dtype_rules():
         cpd.LinearGaussian(bias=torch.tensor(True))
     with pytest.raises(ModelSpecError, match="LinearGaussian scale must be real numbers, got dtype torch.complex"):
         cpd.LinearGaussian(scale=1 + 1j)
+
+
+@pytest.mark.parametrize("prior", [0.5, [1.0, 0.99], torch.tensor([2.0, 0.5])])
+def test_a_dirichlet_prior_below_one_is_refused_it_has_no_map(prior):
+    """Audit 11: with alpha < 1 the MAP objective (alpha - 1) log theta grows without bound as a state without data
+    goes to probability 0 (fit drove it to 7e-168 and the loss to -37).  alpha = 1 (maximum likelihood) and an
+    alpha < 1 at a structural zero (not a state of its row) are fine."""
+    with pytest.raises(ModelSpecError, match=r"node 'x': Dirichlet prior concentration (0.5|0.99) < 1 \(argument"):
+        BayesNet().add("x", cpd.Table([0.5, 0.5], prior=prior))
+    with pytest.raises(ModelSpecError, match=r"a Table not added to any network: Dirichlet prior .* < 1"):
+        cpd.Table([0.5, 0.5], prior=prior).probs
+    BayesNet().add("x", cpd.Table([0.5, 0.5], prior=1.0))
+    BayesNet().add("x", cpd.Table([0.0, 1.0], prior=[0.5, 1.0]))

@@ -149,3 +149,20 @@ def test_a_number_as_continuous_evidence_is_built_in_the_networks_dtype():
     ev = parse_evidence(bn, {"X": 0.1, "u": [[0.3]]})
     assert ev.values["X"].dtype == torch.float64 and ev.values["X"].item() == 0.1
     assert ev.values["u"].dtype == torch.float64 and ev.values["u"].item() == 0.3
+
+
+def test_none_in_a_list_of_state_names_is_not_observed_as_in_the_model():
+    """Audit 11: bn.model reads None in a state-name column as missing, log_evidence raised "'None' is not a
+    state"; now both read it as -1 (not observed in that row)."""
+    from pyro.infer import TraceEnum_ELBO
+
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5]), states=["F", "T"])
+    bn.add("b", cpd.Table([[0.5, 0.5], [0.1, 0.9]], ["a"]), states=["no", "yes"])
+    names = {"a": ["F", None, "T"], "b": ["yes", "yes", None]}
+    indices = {"a": torch.tensor([0, -1, 1]), "b": torch.tensor([1, 1, -1])}
+    torch.testing.assert_close(bn.log_evidence(names), bn.log_evidence(indices))
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, names)
+    torch.testing.assert_close(loss, -bn.log_evidence(names).sum())
+    assert parse_evidence(bn, {"a": [None, "T"]}).partial["a"].exp().tolist() == [[1.0, 1.0], [0.0, 1.0]]
+    with pytest.raises(EvidenceError, match="'maybe' is not a state of 'a'"):
+        bn.log_evidence({"a": [None, "maybe"]})
