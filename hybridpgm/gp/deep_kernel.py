@@ -21,8 +21,22 @@ so matrix-vector products and hence conjugate-gradient inference cost about
 :math:`O(n + m \\log m)`.  The features are then scaled into the grid's bounds
 (:class:`gpytorch.utils.grid.ScaleToBounds`, as
 :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, which also takes a batch of one
-example or of equal features: it goes to the grid's centre).  All of it is GPyTorch; this
-class adds the feature extractor, input checks and the training objective.
+example or of equal features: it goes to the grid's centre).  That scaling is part of the trained
+model: it is recorded from the training features when the model is built and by every training step
+(train mode), saved in the ``state_dict``, and kept when the GP is conditioned on other data
+(:meth:`DeepKernelGP.set_train_data`, the refit of :func:`~hybridpgm.gp.validation.fit_validated`), so the
+kernel does not change with the conditioning set; features outside the recorded range are clamped to it.
+All of it is GPyTorch; this class adds the feature extractor, input checks and the training objective.
+
+Above ``gpytorch.settings.max_cholesky_size`` (800 examples by default) GPyTorch computes the marginal
+likelihood by conjugate gradients and a *stochastic* Lanczos estimate of :math:`\\log|K + \\sigma^2 I|`
+(and, under ``fast_pred_var``, predictive variances from a random Lanczos start): the "exact" marginal
+likelihood is then an estimate.  Outside :func:`hybridpgm.fit`, :meth:`DeepKernelGP.marginal_log_likelihood`
+and :meth:`DeepKernelGP.predict` draw those probes from a generator seeded with 0
+(:func:`~hybridpgm.gp.feature_gp.fixed_rng`): the estimate is a fixed function of the model and the data,
+and the caller's random streams do not move.  Inside ``fit``, the training loss draws them from ``fit``'s
+seeded stream (fresh probes every step).  For the exact value (Cholesky, :math:`O(n^3)`) raise the threshold:
+``with gpytorch.settings.max_cholesky_size(n): model.marginal_log_likelihood()``.
 
 References:
 
@@ -40,14 +54,16 @@ from typing import Any
 import gpytorch
 import torch
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase  # what exact inference accepts
+from gpytorch.likelihoods.noise_models import _HomoskedasticNoiseBase
 
 from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
-                                     default_kernel, grid_kernel)
+                                     default_kernel, fixed_rng, grid_kernel)
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
@@ -68,10 +84,14 @@ class DeepKernelGP(gpytorch.Module):
         must then be stationary); a kernel that already holds a fixed grid of ``grid_size`` points per feature
         over ``grid_bounds`` is used as given (see :func:`~hybridpgm.gp.feature_gp.grid_kernel`).
     :param mean: a GPyTorch mean (default :class:`~gpytorch.means.ConstantMean`).
-    :param likelihood: a Gaussian likelihood, as exact inference needs: default
-        :class:`~gpytorch.likelihoods.GaussianLikelihood`; its subclasses and the other likelihoods
-        ``ExactMarginalLogLikelihood`` takes (:class:`~gpytorch.likelihoods.FixedNoiseGaussianLikelihood`, ...,
-        every ``_GaussianLikelihoodBase``) are accepted.  For a non-Gaussian one (classification,
+    :param likelihood: a Gaussian likelihood with one noise variance for every example, as exact inference
+        here needs: default :class:`~gpytorch.likelihoods.GaussianLikelihood`; its subclasses (homoskedastic
+        noise) are accepted.  A likelihood with per-example noise
+        (:class:`~gpytorch.likelihoods.FixedNoiseGaussianLikelihood`, its subclass
+        :class:`~gpytorch.likelihoods.DirichletClassificationLikelihood`, heteroskedastic noise) is refused:
+        GPyTorch adds its ``N`` training noises to any batch of ``N`` points (test points or a mini-batch)
+        and no noise to batches of other sizes, so predictions, mini-batch losses and conditioning on other
+        data (:meth:`set_train_data`) would be silently wrong.  For a non-Gaussian one (classification,
         counts) use :class:`hybridpgm.gp.SVDeepKernelGP`.
     :param grid_size: KISS-GP grid points per feature dimension (the features are then scaled into
         ``grid_bounds`` by :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`); ``None`` for an exact kernel.
@@ -84,12 +104,18 @@ class DeepKernelGP(gpytorch.Module):
     :param grid_bounds: the box features are scaled into when ``grid_size`` is set.
     :raises DataError: ``train_x`` is not ``N x ...`` with ``N >= 1`` and finite, ``train_y`` is not a finite
         floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
-        identity feature extractor is given inputs with no features.
-    :raises ModelSpecError: the feature extractor does not map ``B x ...`` to ``B x F`` with ``F >= 1``, a
-        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a non-Gaussian ``likelihood`` (the
-        message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`), an unusable
+        identity feature extractor is given inputs with no features or non-floating (integer, ``bool``)
+        inputs (give an extractor such as an ``nn.Embedding``, or convert them with ``.float()``).
+    :raises ModelSpecError: the feature extractor does not map ``B x ...`` to floating ``B x F`` with
+        ``F >= 1``, a ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a non-Gaussian
+        ``likelihood`` (the message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`) or
+        one with per-example noise (the message names its class), an unusable
         ``grid_size``/``grid_bounds``, or, with ``grid_size``, a ``kernel`` that is not stationary or holds a
         grid of another size or bounds.
+
+    Building the model runs the feature extractor once on the training inputs (to learn ``F`` and, with
+    ``grid_size``, the grid scaling) in eval mode, without gradients and outside the caller's random
+    streams: a batch norm's running statistics, the extractor's modes and the global RNGs are unchanged.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
@@ -111,12 +137,30 @@ class DeepKernelGP(gpytorch.Module):
                 "marginal likelihood and posterior) needs a Gaussian likelihood (GaussianLikelihood, "
                 "FixedNoiseGaussianLikelihood, ...); for a non-Gaussian likelihood use the variational "
                 "hybridpgm.gp.SVDeepKernelGP")
+        if likelihood is not None and not isinstance(getattr(likelihood, "noise_covar", None),
+                                                     _HomoskedasticNoiseBase):
+            raise ModelSpecError(
+                f"DeepKernelGP likelihood is a {type(likelihood).__name__}, whose noise is per example (noise "
+                f"model {type(getattr(likelihood, 'noise_covar', None)).__name__}): GPyTorch adds the N training "
+                "noises to any batch of N points (test points, a mini-batch) and none to batches of other sizes, "
+                "so predictions, mini-batch losses and set_train_data would be silently wrong; use "
+                "GaussianLikelihood (one learned noise variance)")
         if grid_size is not None:
             grid_bounds = check_grid_bounds(grid_bounds)
+        if feature_extractor is None and not train_x.is_floating_point():
+            raise DataError(f"train_x has dtype {train_x.dtype}: the identity feature extractor gives the GP "
+                            "non-floating features; give a feature extractor that takes them (e.g. an "
+                            "nn.Embedding for categories) or convert the inputs with .float()")
         self.example_shape = tuple(train_x.shape[1:])
         self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
-        with torch.no_grad():
-            probe = self._extract(train_x[:2])
+        # the probe (F, and with a grid the scaling of the training features) in eval mode, outside the
+        # caller's random streams: a batch norm's running statistics and the global RNGs stay as they were
+        with keeping_modes(self.feature_extractor), keeping_global_rngs(0), torch.no_grad():
+            self.feature_extractor.eval()
+            probe = self._extract(train_x if grid_size is not None else train_x[:2])
+        if not probe.is_floating_point():
+            raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} inputs to features of dtype "
+                                 f"{probe.dtype}; the GP needs floating features")
         num_features = probe.shape[-1]
         if num_features == 0:
             if isinstance(self.feature_extractor, torch.nn.Identity):
@@ -144,6 +188,9 @@ class DeepKernelGP(gpytorch.Module):
         # one whose features are float64 keeps float64 hyperparameters
         self.gp.to(device=train_x.device, dtype=probe.dtype)
         self.scale_to_bounds.to(device=train_x.device, dtype=probe.dtype)
+        if grid_size is not None:  # the grid scaling of the features as built (training steps re-record it)
+            with torch.no_grad():
+                self.scale_to_bounds(probe)
 
     def _extract(self, x: torch.Tensor) -> torch.Tensor:
         h = extract_features(self.feature_extractor, x)
@@ -170,12 +217,14 @@ class DeepKernelGP(gpytorch.Module):
         return self._extract(self.train_x)
 
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
-        """Features as the GP sees them (scaled into the grid under KISS-GP)."""
+        """Features as the GP sees them (scaled into the grid under KISS-GP).  In train mode (a training
+        step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one."""
         return self.scale_to_bounds(h)
 
     def set_train_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Replace the data the GP conditions on (``N x ...`` and ``N``, ``N >= 1``, of the current
-        training data's dtype and device).
+        training data's dtype and device).  The kernel is unchanged: under KISS-GP the grid scaling stays
+        the one recorded in training, and features of ``x`` outside its range are clamped to it.
 
         :raises DataError: a wrong shape or dtype, no examples, or NaN/inf values.
         :raises DeviceError: ``x`` or ``y`` is not on the model's device.
@@ -187,12 +236,22 @@ class DeepKernelGP(gpytorch.Module):
         self.train_x, self.train_y = x, y
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
-        """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values."""
-        return self.gp.forward(self.gp_inputs(self.features(x)))
+        """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values (under KISS-GP with
+        the recorded grid scaling, which ``x`` does not change)."""
+        h = self.features(x)
+        with keeping_modes(self.scale_to_bounds):
+            self.scale_to_bounds.eval()
+            return self.gp.forward(self.gp_inputs(h))
 
     def marginal_log_likelihood(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Exact log marginal likelihood per example, :math:`\\log p(y \\mid X) / n`
         (plus log-priors of the hyperparameters), on the training data by default.
+
+        Above ``gpytorch.settings.max_cholesky_size`` (800) it is GPyTorch's stochastic estimate (CG and
+        stochastic Lanczos quadrature), here with probe vectors from a generator seeded with 0, so two calls
+        agree and the global RNG does not move; for the exact value wrap the call in
+        ``gpytorch.settings.max_cholesky_size(n)`` with ``n >= N``.  In train mode under KISS-GP it records
+        the grid scaling of ``x``'s features, as a training step does.
 
         :param x: inputs ``N x ...`` (default: the training inputs).
         :param y: targets ``N`` (default: the training targets).
@@ -200,6 +259,10 @@ class DeepKernelGP(gpytorch.Module):
         :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values.
         :raises DeviceError: ``x`` or ``y`` is not on the model's device.
         """
+        with fixed_rng(self.train_x.device):
+            return self._marginal_log_likelihood(x, y)
+
+    def _marginal_log_likelihood(self, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
         x = self.train_x if x is None else x
         y = self.train_y if y is None else y
         # inside fit's step: no host sync of its own
@@ -220,35 +283,45 @@ class DeepKernelGP(gpytorch.Module):
         """Put the model in eval mode and condition the GP on the features of
         the training data; afterwards ``model.gp(model.gp_inputs(h))`` gives the
         posterior at features ``h`` cheaply (GPyTorch caches the prediction
-        strategy), as :meth:`GPLSTM.forecast` does step after step."""
+        strategy), as :meth:`GPLSTM.forecast` does step after step.  The training
+        features are computed without gradients; under KISS-GP they are scaled
+        into the grid as recorded in training (nothing is re-recorded here)."""
+        self._condition(grad=False)
+
+    def _condition(self, grad: bool) -> None:
         self.eval()
-        with torch.no_grad():
-            h = self.training_features()
-            # fix the grid scaling to the training features (ScaleToBounds
-            # records them in train mode), whatever the last batch was
-            self.scale_to_bounds.train()
-            h_train = self.gp_inputs(h)
-            self.scale_to_bounds.eval()
+        with torch.set_grad_enabled(grad):
+            h_train = self.gp_inputs(self.training_features())
         self.gp.set_train_data(h_train, self.train_y, strict=False)
 
     def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Posterior of the latent function at test inputs ``x`` (``B x ...``)
         given the training data (recomputes the training features).
 
+        With gradients enabled it is differentiable exactly: the training features
+        carry their graph and GPyTorch's test caches are not detached
+        (``gpytorch.settings.detach_test_caches(False)``), so its mean and covariance
+        give the gradients of the closed form in the network weights and the
+        hyperparameters (the graph is kept until the model is conditioned again).
+        Under ``torch.no_grad()`` (as :meth:`predict`) nothing of that is computed.
+
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        with keeping_modes(self):  # each sub-module's own mode after (a frozen one too)
-            self.condition()
+        grad = torch.is_grad_enabled()
+        with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
+            self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
             return self.gp(self.gp_inputs(self.features(x)))
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
         without gradients.  Wrap the call in :mod:`gpytorch.settings` contexts
         to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``).  ``B = 0`` gives empty results.
+        Random numbers GPyTorch's estimates need (Lanczos under ``fast_pred_var`` above
+        ``max_cholesky_size``) come from a generator seeded with 0, not the caller's streams.
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        with torch.no_grad():
+        with torch.no_grad(), fixed_rng(self.train_x.device):
             if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == 0:
                 # nothing to predict (and GPyTorch's grid interpolation cannot take an empty batch)
                 empty = self.features(x).new_empty(0)  # the checks of any x: shape, dtype, device
@@ -292,7 +365,7 @@ class ExactMLLObjective:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise DataError(f"ExactMLLObjective batches are (x, y), got {_describe(batch)}")
         x, y = batch
-        return -self.model.marginal_log_likelihood(x, y)
+        return -self.model._marginal_log_likelihood(x, y)  # fit's seeded stream draws GPyTorch's probes
 
 
 def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch.nn.Module | None = None, *,

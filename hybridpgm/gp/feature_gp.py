@@ -3,8 +3,9 @@ default kernels, input checks and the prediction record."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import gpytorch
 import torch
@@ -13,9 +14,9 @@ from hybridpgm.checks import as_integer, unit_fraction
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
-__all__ = ["FeatureGP", "GPPrediction", "ScaleToGrid", "check_grid_bounds", "check_inputs", "check_module",
-           "check_inputs_deferred", "check_targets", "check_training_batch",
-           "default_kernel", "grid_kernel"]
+__all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_grid_bounds", "check_inputs",
+           "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
+           "default_kernel", "fixed_rng", "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -70,6 +71,12 @@ class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
     one feature unit per grid unit (times GPyTorch's 0.95 margin), as if the features spanned the bounds.
     Batches with a range are mapped exactly as GPyTorch maps them (bit for bit).  The buffers and their
     names are GPyTorch's, so saved state loads either way.  Maps ``... x F`` to ``... x F``.
+
+    The recorded :math:`(a, b)` is part of the trained model (a kernel on the features seen through it):
+    :class:`~hybridpgm.gp.DeepKernelGP` records it when built and in its training steps (train mode), and
+    keeps it when conditioned on other data.  In eval mode a feature outside :math:`[a, b]` is *clamped* to
+    it, as GPyTorch's grid interpolation requires (a fixed grid refuses inputs outside its bounds): the GP
+    sees it at the edge of the recorded range, so its prediction there is the one at the nearest edge.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +98,71 @@ class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
             x = x.clamp(min_val, max_val)
         diff = max_val - min_val
         return (x - min_val) * (0.95 * (self.upper_bound - self.lower_bound) / diff) + 0.95 * self.lower_bound
+
+
+class RunningScaleToGrid(ScaleToGrid):
+    """:class:`ScaleToGrid` whose recorded range is the running minimum and maximum over every batch seen in
+    train mode (for mini-batch training: SV-DKL on a grid), not the last batch's.
+
+    In train mode a batch of range :math:`[a_B, b_B]` updates the record to
+    :math:`[\\min(a, a_B), \\max(b, b_B)]` (the batch's own range for the first batch) and is mapped with it;
+    eval mode maps (and clamps) with the record, so predictions do not depend on which batch came last (a
+    last batch of one example, of equal features, or of part of the range).  The range only grows: features
+    that drift during training keep the widest extent seen.  The buffer ``recorded`` (whether a batch was
+    seen) is saved with ``min_val`` and ``max_val``; state saved before it existed loads as recorded.  In
+    train mode the gradient flows through the batch's minimum or maximum where it sets the range (as it flows
+    through GPyTorch's batch range), and the first batch is mapped as :class:`ScaleToGrid` maps it.
+    """
+
+    def __init__(self, lower_bound: float, upper_bound: float):
+        super().__init__(lower_bound, upper_bound)
+        self.register_buffer("recorded", torch.tensor(False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.numel() == 0:
+            return x.clone()
+        if self.training:  # no host read: the union is taken with torch.where
+            recorded = self.recorded.clone()  # the flag is updated below, after autograd saved it
+            low = torch.where(recorded, torch.minimum(self.min_val, x.min()), x.min())
+            high = torch.where(recorded, torch.maximum(self.max_val, x.max()), x.max())
+            degenerate = high == low
+            pad = torch.clamp(low.abs().detach() * (4 * torch.finfo(x.dtype).eps),
+                              min=0.5 * (self.upper_bound - self.lower_bound))
+            low = torch.where(degenerate, low - pad, low)
+            high = torch.where(degenerate, high + pad, high)
+            self.min_val.data = low.detach()
+            self.max_val.data = high.detach()
+            self.recorded.fill_(True)
+        else:
+            low, high = self.min_val, self.max_val
+            x = x.clamp(low, high)
+        return (x - low) * (0.95 * (self.upper_bound - self.lower_bound) / (high - low)) + 0.95 * self.lower_bound
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "min_val" in state_dict and prefix + "recorded" not in state_dict:
+            state_dict[prefix + "recorded"] = torch.tensor(True)  # saved by ScaleToGrid: a last batch's range
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def fixed_rng(device: torch.device | str, seed: int = 0) -> Iterator[None]:
+    """Draw the random numbers of a numerical estimate (GPyTorch's CG/Lanczos probe vectors) from torch's
+    generator of ``device`` seeded with ``seed``, and leave the caller's generators as they were.
+
+    Above ``gpytorch.settings.max_cholesky_size`` GPyTorch estimates log-determinants (stochastic Lanczos
+    quadrature) and, under ``fast_pred_var``, predictive variances from random probe vectors of the global
+    generator: under this scope such an estimate is a fixed function of the model and its inputs.
+    """
+    device = torch.device(device)
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:

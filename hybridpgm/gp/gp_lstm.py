@@ -43,7 +43,7 @@ from torch import nn
 from hybridpgm.checks import check_player, positive_int, sample_count, unit_fraction
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
-from hybridpgm.gp.feature_gp import check_inputs
+from hybridpgm.gp.feature_gp import check_inputs, fixed_rng
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -102,15 +102,20 @@ class GPLSTM(DeepKernelGP):
     :param train_y: targets ``N`` (e.g. the value after each window).
     :param int hidden_size: LSTM width.
     :param int num_features: ``F``, the GP's input dimension.
+    :param int horizon: ``h``, how far after its window each target lies: ``y_i = v_{i+T-1+h}``, as
+        :func:`hybridpgm.data.make_windows` ``(values, window, horizon)`` builds them (default 1, the next
+        value).  It is saved with the model; :meth:`forecast` needs ``h = 1``.
     :param kwargs: passed on to :class:`~hybridpgm.gp.DeepKernelGP` (``kernel``,
         ``likelihood``, ``grid_size``, ...).
     :raises DataError: ``train_x`` is not floating windows ``N x T x D`` with ``D >= 1`` (and see
         :class:`~hybridpgm.gp.DeepKernelGP`).
-    :raises ModelSpecError: ``hidden_size``, ``num_features`` or ``num_layers`` is not a positive integer.
+    :raises ModelSpecError: ``hidden_size``, ``num_features``, ``num_layers`` or ``horizon`` is not a
+        positive integer.
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
-                 num_features: int = 2, num_layers: int = 1, **kwargs: Any):
+                 num_features: int = 2, num_layers: int = 1, horizon: int = 1, **kwargs: Any):
+        horizon = positive_int(horizon, "GPLSTM horizon", error=ModelSpecError)
         if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3 or train_x.shape[-1] == 0:
             shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__
             raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D) with D >= 1")
@@ -119,6 +124,7 @@ class GPLSTM(DeepKernelGP):
                             f"convert them with .to({torch.get_default_dtype()})")
         extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
         super().__init__(train_x, train_y, extractor.to(device=train_x.device, dtype=train_x.dtype), **kwargs)
+        self.horizon = horizon
 
     def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95,
                  generator: torch.Generator | None = None) -> Forecast:
@@ -126,7 +132,14 @@ class GPLSTM(DeepKernelGP):
 
         Each path feeds its own sampled value back into the window, so the
         spread of the paths carries the uncertainty of earlier steps forward
-        (each step draws from the GP predictive given that path's window).
+        (each step draws from the GP predictive given that path's window).  That
+        needs a model of the *next* value: ``horizon=1`` (the default).
+
+        The noise comes from ``generator`` (else from torch's global stream).  The random
+        numbers of GPyTorch's own estimates (Lanczos variances under ``fast_pred_var``,
+        above ``gpytorch.settings.max_cholesky_size`` training windows) come from a generator
+        seeded with 0 (:func:`~hybridpgm.gp.feature_gp.fixed_rng`): with a ``generator`` the
+        forecast is reproducible and leaves the global RNG where it was.
 
         :param context: the last ``T`` values of the series, shape ``T`` or ``T x 1``.
         :param int steps: horizon.
@@ -138,8 +151,14 @@ class GPLSTM(DeepKernelGP):
         :raises DataError: ``context`` of the wrong shape or dtype (that of the training windows), or not finite.
         :raises DeviceError: ``context`` is not on the model's device.
         :raises ConfigError: ``steps`` not a non-negative integer, ``num_samples`` not a positive integer,
-            ``level`` outside ``(0, 1)``, or a ``generator`` that is not a CPU one.
+            ``level`` outside ``(0, 1)``, a ``generator`` that is not a CPU one, or a model trained on targets
+            ``horizon > 1`` steps ahead (its predictions cannot be fed back as the next values).
         """
+        horizon = getattr(self, "horizon", 1)
+        if horizon != 1:
+            raise ConfigError(f"GPLSTM.forecast feeds each prediction back as the next value, but this model "
+                              f"predicts {horizon} steps after its window (horizon={horizon}); forecast with a "
+                              "model of horizon=1, or predict h steps ahead directly with model.predict(windows)")
         window = self.example_shape[0]
         if self.example_shape[1] != 1:
             raise ModelSpecError("forecast feeds predictions back as inputs; it needs univariate windows (D = 1)")
@@ -165,9 +184,11 @@ class GPLSTM(DeepKernelGP):
             paths = context.expand(num_samples, window, 1).clone()
             draws = []
             for _ in range(steps):
-                y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
-                noise = torch.randn(y.mean.shape, generator=generator, dtype=y.mean.dtype).to(y.mean.device)
-                draw = y.mean + y.variance.clamp_min(0).sqrt() * noise
+                with fixed_rng(self.train_x.device):
+                    y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
+                    mean, variance = y.mean, y.variance  # computed here (GPyTorch evaluates lazily)
+                noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
+                draw = mean + variance.clamp_min(0).sqrt() * noise
                 draws.append(draw)
                 paths = torch.cat([paths[:, 1:], draw.reshape(-1, 1, 1)], dim=1)
         samples = torch.stack(draws, dim=-1)

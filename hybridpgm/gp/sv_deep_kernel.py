@@ -45,7 +45,7 @@ from pyro.infer import ELBO, TraceMeanField_ELBO
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
-from hybridpgm.gp.feature_gp import (GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs_deferred,
+from hybridpgm.gp.feature_gp import (GPPrediction, RunningScaleToGrid, check_grid_bounds, check_inputs_deferred,
                                      check_module, default_kernel)
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
@@ -65,11 +65,16 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         ``learn_inducing=False``); required unless ``grid_size`` is given.  Their dtype and device are the
         GP's: ``q(u)``, the mean, the kernel and the likelihood are put there (inputs must then share the dtype).
     :param grid_size: use :class:`~gpytorch.variational.GridInterpolationVariationalStrategy`
-        with this many grid points per feature (features scaled into ``grid_bounds``).
+        with this many grid points per feature (features scaled into ``grid_bounds`` by
+        :class:`~hybridpgm.gp.feature_gp.RunningScaleToGrid`: the running minimum and maximum of the features
+        over the training batches, saved in the ``state_dict`` and used in eval mode, so predictions do not
+        depend on which mini-batch came last; features outside it are clamped to it).
     :param kernel: GPyTorch kernel on features (default ``ScaleKernel(RBF)``).
     :param mean: GPyTorch mean (default constant).
     :param likelihood: e.g. :class:`~gpytorch.likelihoods.GaussianLikelihood`
-        (default) or :class:`~gpytorch.likelihoods.BernoulliLikelihood`.
+        (default) or :class:`~gpytorch.likelihoods.BernoulliLikelihood`.  Targets are floating; ``bool``
+        labels are taken as 0/1 (cast exactly to the model's dtype); integer labels only by a likelihood
+        over classes (:class:`~gpytorch.likelihoods.SoftmaxLikelihood`).
     :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
     :param float beta: weight of the KL term (1 is exact variational inference).
     :raises ModelSpecError: ``num_features``/``num_data`` not positive integers, an unusable ``grid_size`` or
@@ -120,7 +125,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
                                                                 learn_inducing_locations=learn_inducing)
         super().__init__(strategy)
         self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
-        self.scale_to_bounds = ScaleToGrid(*grid_bounds) if grid_size is not None else torch.nn.Identity()
+        # the running range of the training batches' features, kept for eval (not the last batch's range)
+        self.scale_to_bounds = RunningScaleToGrid(*grid_bounds) if grid_size is not None else torch.nn.Identity()
         self.mean_module = mean if mean is not None else gpytorch.means.ConstantMean()
         self.covar_module = kernel if kernel is not None else default_kernel(num_features, None, grid_bounds)
         self.likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
@@ -190,14 +196,15 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         under a data plate scaled by :math:`N / B`.
 
         :param x: inputs ``B x ...`` (see :meth:`features`).
-        :param y: targets ``B`` (``None`` samples them).
+        :param y: targets ``B`` (``None`` samples them); ``bool`` labels are cast to the model's dtype.
         :raises DataError: ``x`` holds no examples (``B = 0``), or ``y`` is not a tensor with ``B`` entries along
-            its last dimension (see also :meth:`features`)."""
+            its last dimension, or has a dtype the likelihood cannot take (integer or complex targets, except
+            integer class labels for a ``SoftmaxLikelihood``; see also :meth:`features`)."""
         self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
         function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
-        self._check_targets(x, y, function_dist)
+        y = self._check_targets(x, y, function_dist)
         return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
@@ -208,7 +215,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self._fresh()
         pyro.module(self.name_prefix, self)
         function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
-        self._check_targets(x, y, function_dist)
+        y = self._check_targets(x, y, function_dist)
         self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
 
     def _check_nonempty(self, x: Any) -> None:
@@ -219,14 +226,22 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             raise DataError(f"x has shape {tuple(x.shape)}: an empty batch (no examples); the SVDeepKernelGP ELBO "
                             "(model/guide, objective().loss) needs at least one example per batch")
 
-    @staticmethod
-    def _check_targets(x: torch.Tensor, y: Any, function_dist: Any) -> None:
-        # shapes only (free): NaN/inf targets are refused by Pyro's validation of the likelihood site
+    def _check_targets(self, x: torch.Tensor, y: Any, function_dist: Any) -> Any:
+        # shapes and dtype only (free): NaN/inf targets are refused by Pyro's validation of the likelihood site
         n = function_dist.shape()[-1]
         if y is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[-1] != n):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise DataError(f"y has shape {shape}, expected ({n},): one target per example of x "
                             f"(shape {tuple(x.shape)})")
+        if y is None or y.is_floating_point():
+            return y
+        dtype = self.variational_strategy.inducing_points.dtype
+        if y.dtype == torch.bool:
+            return y.to(dtype)  # labels 0/1, exact in any floating dtype
+        if not y.is_complex() and isinstance(self.likelihood, gpytorch.likelihoods.SoftmaxLikelihood):
+            return y  # class labels
+        raise DataError(f"y has dtype {y.dtype}, but the {type(self.likelihood).__name__} takes floating targets "
+                        f"(or bool labels); convert them with .to({dtype})")
 
     def _fresh(self) -> None:
         # GPyTorch memoizes q(u) and p(u) on the strategy and clears the memo only

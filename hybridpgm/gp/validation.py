@@ -11,7 +11,8 @@ training set), score the predictive density on it every ``eval_every`` steps
 (:class:`~hybridpgm.train.EvaluateEvery`), stop when it has not improved for
 ``patience`` evaluations (:class:`~hybridpgm.train.EarlyStopping`), and restore
 the best weights.  The GP is then conditioned on training *and* validation
-data (hyperparameters and network fixed), so predictions use the newest values.
+data (hyperparameters, network and, under KISS-GP, the grid scaling recorded in
+training fixed: the kernel does not change), so predictions use the newest values.
 
 A preempted run loses nothing: with ``checkpoint=path`` the early-stopping
 state (the evaluations so far, the best validation NLL, its step and weights,
@@ -187,7 +188,8 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
 
     Every ``eval_every`` steps the validation NLL is logged as ``"validation_nll"``; the run
     stops after ``patience`` evaluations without improvement (or ``max_steps``), the best
-    weights are restored, and with ``refit=(x, y)`` the GP is conditioned on those data.
+    weights are restored, and with ``refit=(x, y)`` the GP is conditioned on those data (with the kernel as
+    trained: see :meth:`~hybridpgm.gp.DeepKernelGP.set_train_data`).
 
     :param objective: e.g. :class:`~hybridpgm.gp.SemiStochasticObjective` or
         :class:`~hybridpgm.gp.ExactMLLObjective`; its ``module`` has ``predict``.

@@ -386,12 +386,7 @@ class _MyGaussian(gpytorch.likelihoods.GaussianLikelihood):
     """A user's subclass of the Gaussian likelihood."""
 
 
-@pytest.mark.parametrize("make", [
-    lambda n: _MyGaussian(),
-    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64)),
-    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64),
-                                                               learn_additional_noise=True),
-], ids=["subclass", "fixed_noise", "fixed_noise_learned"])
+@pytest.mark.parametrize("make", [lambda n: _MyGaussian()], ids=["subclass"])
 def test_dkl_takes_gaussian_likelihood_subclasses_with_gpytorchs_exact_marginal_likelihood(make):
     x, y = _toy(n=20)
     model = DeepKernelGP(x, y, likelihood=make(20)).double()
@@ -492,3 +487,137 @@ def test_sv_dkl_elbo_on_an_empty_batch_raises_a_named_data_error(grid_size):
     assert prediction.mean.shape == prediction.variance.shape == (0,)
     loss = sv.objective(num_particles=2).loss("elbo", (torch.rand(3, 2), torch.zeros(3)))  # a batch still trains
     assert torch.isfinite(loss)
+
+
+# ------------------------------------------------------------------ audit 11
+@pytest.mark.parametrize("make", [
+    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64)),
+    lambda n: gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=torch.full((n,), 0.05, dtype=torch.float64),
+                                                               learn_additional_noise=True),
+    lambda n: gpytorch.likelihoods.DirichletClassificationLikelihood(torch.arange(n) % 2, dtype=torch.float64),
+], ids=["fixed_noise", "fixed_noise_learned", "dirichlet"])
+def test_dkl_refuses_a_likelihood_with_per_example_noise_naming_it(make):
+    """GPyTorch added the N training noises to test batches of N points and none otherwise (and none at all after
+    set_train_data with another N): such likelihoods are refused, by class name."""
+    x, y = _toy(n=20)
+    likelihood = make(20)
+    with pytest.raises(ModelSpecError, match=rf"DeepKernelGP likelihood is a {type(likelihood).__name__}\b.*"
+                                             r"per example.*GaussianLikelihood"):
+        DeepKernelGP(x, y, likelihood=likelihood)
+
+
+def test_posterior_gradients_are_the_closed_form_gradients():
+    """The training features were computed without gradients and GPyTorch detached its test caches: the
+    gradients of posterior(x).mean in the network weights and the hyperparameters were partial."""
+    x, y = _toy(n=12)
+    xt = _toy(n=3, seed=1)[0]
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 2).double()
+    model = DeepKernelGP(x, y, net)
+    with torch.no_grad():
+        model.likelihood.noise = 0.05
+
+    def closed_form():
+        h, ht = net(x), net(xt)
+        ls, scale = model.gp.covar_module.base_kernel.lengthscale, model.gp.covar_module.outputscale
+        k = lambda a, b: scale * torch.exp(-0.5 * (((a[:, None] - b[None]) / ls) ** 2).sum(-1))  # noqa: E731
+        K = k(h, h) + model.likelihood.noise * torch.eye(12, dtype=torch.float64)
+        c = model.gp.mean_module.constant
+        mean = c + k(ht, h) @ torch.linalg.solve(K, y - c)
+        cov = k(ht, ht) - k(ht, h) @ torch.linalg.solve(K, k(h, ht))
+        return mean, cov.diagonal()
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    want_mean, want_var = closed_form()
+    got = model.posterior(xt)
+    for a, b in ((got.mean, want_mean), (got.variance, want_var)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+        grads = torch.autograd.grad(a.sum(), params, allow_unused=True, retain_graph=True)
+        refs = torch.autograd.grad(b.sum(), params, allow_unused=True, retain_graph=True)
+        for p, g, r in zip(params, grads, refs):
+            g = torch.zeros_like(p) if g is None else g
+            r = torch.zeros_like(p) if r is None else r
+            torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-9)
+    with torch.no_grad():  # predict: no graph
+        assert not model.posterior(xt).mean.requires_grad
+
+
+def test_building_a_dkl_leaves_batch_norm_statistics_modes_and_the_global_rng_alone():
+    """Building ran the extractor on train_x[:2] in training mode: batch-norm running statistics moved and dropout
+    drew from the global RNG."""
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 3) * 5 + 10, torch.randn(20)
+    for grid_size in (None, 16):
+        net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5),
+                                  torch.nn.Linear(8, 1))
+        buffers = {k: v.clone() for k, v in net.state_dict().items()}
+        torch.manual_seed(123)
+        rng = torch.get_rng_state()
+        DeepKernelGP(x, y, net, grid_size=grid_size)
+        assert torch.equal(torch.get_rng_state(), rng)
+        assert all(torch.equal(net.state_dict()[k], v) for k, v in buffers.items())
+        assert all(m.training for m in net.modules())  # the extractor's modes as they were
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_integer_inputs_without_an_extractor_are_a_named_data_error(dtype):
+    """Was a raw TypeError from the GP's .to(dtype=int64)."""
+    x, y = torch.randint(0, 2, (10, 2)).to(dtype), torch.randn(10)
+    with pytest.raises(DataError, match=rf"train_x has dtype {dtype}.*feature extractor.*nn.Embedding.*\.float\(\)"):
+        DeepKernelGP(x, y)
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.e = torch.nn.Embedding(2, 2)
+
+        def forward(self, x):
+            return self.e(x.long()).sum(1)
+
+    model = DeepKernelGP(x, y, Embed())  # an extractor that takes them
+    assert model.predict(x[:2]).mean.shape == (2,)
+
+
+def test_mll_and_predict_above_max_cholesky_size_are_fixed_and_leave_the_global_rng_alone():
+    """Above max_cholesky_size GPyTorch's CG/Lanczos estimates drew probes from the global RNG: two calls of
+    marginal_log_likelihood differed and each moved the caller's stream."""
+    import gpytorch
+
+    x, y = _toy(n=60)
+    model = DeepKernelGP(x, y)
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(10):
+        a, b = model.marginal_log_likelihood(), model.marginal_log_likelihood()
+        with gpytorch.settings.fast_pred_var():
+            p, q = model.predict(x[:7]), model.predict(x[:7])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(a, b) and torch.equal(p.variance, q.variance) and torch.equal(p.mean, q.mean)
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(60):  # the exact value, by Cholesky
+        exact = model.marginal_log_likelihood()
+    with torch.no_grad():
+        K = model.gp.covar_module(x).to_dense() + model.likelihood.noise * torch.eye(60, dtype=x.dtype)
+        ref = torch.distributions.MultivariateNormal(model.gp.mean_module(x), K).log_prob(y) / 60
+    torch.testing.assert_close(exact, ref + model.marginal_log_likelihood().new_zeros(()), rtol=1e-10, atol=1e-10)
+
+
+def test_sv_dkl_bernoulli_takes_bool_labels_as_zero_one_and_refuses_integers():
+    """Bool labels reached torch's bool subtraction (a raw RuntimeError)."""
+    import pyro
+
+    torch.manual_seed(0)
+    x = torch.randn(20, 2)
+    labels = x[:, 0] > 0
+    sv = SVDeepKernelGP(None, num_features=2, num_data=20, inducing_points=torch.randn(5, 2),
+                        likelihood=gpytorch.likelihoods.BernoulliLikelihood())
+    elbo = pyro.infer.Trace_ELBO(num_particles=1)
+    elbo.differentiable_loss(sv.model, sv.guide, x, labels.float())  # the first call registers the parameters
+    losses = []
+    for y in (labels, labels.float()):
+        pyro.set_rng_seed(0)
+        losses.append(elbo.differentiable_loss(sv.model, sv.guide, x, y))
+    assert torch.equal(losses[0], losses[1])
+    with pytest.raises(DataError, match=r"y has dtype torch.int64.*BernoulliLikelihood"):
+        sv.model(x, labels.long())
+    result = hybridpgm.fit(sv.objective(), (x, labels), batch_size=10, epochs=1, progress=False, seed=0)
+    assert result.history.step == [1, 2]

@@ -210,3 +210,47 @@ def test_windows_on_cuda_give_a_model_on_cuda():
     model = GPLSTM(x.cuda(), y.cuda(), hidden_size=4, num_features=2)
     assert {p.device.type for p in model.parameters()} == {"cuda"}
     assert model.predict(x[:3].cuda()).mean.device.type == "cuda"
+
+
+def test_forecast_needs_a_model_of_the_next_value_and_the_horizon_is_saved(tmp_path):
+    """GPLSTM.forecast fed each prediction back as the next value whatever the targets were: a model of the value
+    3 steps ahead (make_windows(..., horizon=3)) forecast silently wrong."""
+    from hybridpgm.errors import ConfigError
+
+    z = synthetic_series(60, period=9.0, noise=0.1, seed=0).float()
+    x, y = make_windows(z, 8, horizon=3)
+    torch.manual_seed(0)
+    model = GPLSTM(x, y, hidden_size=4, horizon=3)
+    assert model.horizon == 3
+    with pytest.raises(ConfigError, match=r"horizon=3.*model.predict"):
+        model.forecast(z[-8:], steps=2, num_samples=4)
+    loaded = hybridpgm.load(hybridpgm.save(model, tmp_path / "h3.pt"))
+    assert loaded.horizon == 3
+    with pytest.raises(ConfigError, match=r"horizon=3"):
+        loaded.forecast(z[-8:], steps=2, num_samples=4)
+    assert torch.equal(loaded.predict(x[:3]).mean, model.predict(x[:3]).mean)  # h steps ahead, directly
+    for bad in (0, -1, 1.5, "3"):
+        with pytest.raises(ModelSpecError, match="GPLSTM horizon"):
+            GPLSTM(x, y, hidden_size=4, horizon=bad)
+    x1, y1 = make_windows(z, 8)
+    assert GPLSTM(x1, y1, hidden_size=4).forecast(z[-8:], steps=2, num_samples=4).samples.shape == (4, 2)
+
+
+def test_forecast_above_max_cholesky_size_is_reproducible_and_leaves_the_global_rng_alone():
+    """Above 800 windows GPyTorch's Lanczos variances (fast_pred_var) drew from the global RNG: forecast with a
+    seeded generator differed between calls and moved the caller's stream."""
+    z = synthetic_series(908, seed=0).float()
+    x, y = make_windows(z, 8)
+    assert x.shape[0] == 900
+    torch.manual_seed(0)
+    model = GPLSTM(x, y, hidden_size=4)
+
+    def run():
+        return model.forecast(z[-8:], steps=3, num_samples=6, generator=torch.Generator().manual_seed(5))
+
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    first = run()
+    assert torch.equal(torch.get_rng_state(), rng)
+    torch.manual_seed(999)
+    assert torch.equal(run().samples, first.samples)
