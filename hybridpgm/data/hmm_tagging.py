@@ -66,14 +66,16 @@ def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_l
     return x * mask, y * mask, lengths
 
 
-def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor, lengths: torch.Tensor) -> LinearChainCRF:
+def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
+                  lengths: torch.Tensor | None = None) -> LinearChainCRF:
     """The HMM's exact posterior :math:`p(y \\mid x)` as a :class:`LinearChainCRF`
     (batch ``N``, ``T`` steps, ``L`` labels): the Bayes-optimal tagger.
 
     :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`.
     :param x: ``N x T`` integer symbols, each in ``0..V-1`` at positions ``t < lengths``; the padding beyond a
         sequence's length may hold anything (it is ignored, as by :class:`LinearChainCRF`).
-    :param lengths: ``N`` sequence lengths (see :class:`LinearChainCRF`).
+    :param lengths: ``N`` sequence lengths (see :class:`LinearChainCRF`); None (the default): every sequence has
+        the full length ``T``.
     :raises DataError: ``x`` is not an integer tensor with a time dimension, ``lengths`` does not broadcast with
         its batch shape, or a symbol within a sequence's length is outside ``0..V-1`` (named with its index).
     :raises ModelSpecError: lengths that :class:`LinearChainCRF` refuses (not integers in ``1..T``).
@@ -86,6 +88,8 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor, lengths: torch
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise DataError(f"hmm_posterior: x must hold integer symbols 0..{num_symbols - 1} (V = {num_symbols}), "
                         f"got dtype {x.dtype}")
+    if lengths is None:  # every sequence full length, as LinearChainCRF takes it
+        lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
     lengths = torch.as_tensor(lengths, device=x.device)
     try:
         inside = torch.arange(x.shape[-1], device=x.device) < lengths[..., None]  # positions t < lengths

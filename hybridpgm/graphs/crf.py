@@ -12,9 +12,17 @@ of [1, 2]), a transition matrix :math:`A`, start/end scores :math:`\\pi, \\omega
 :math:`\\log Z` is the forward algorithm in log space; marginals, expected
 sufficient statistics and the entropy come from the gradient of
 :math:`\\log Z` (the approach of pytorch-struct [3]); the mode is Viterbi;
-samples come from forward-filtering backward-sampling.  Sequences of
-different lengths share one padded tensor: positions ``t >= lengths`` are
-ignored by :meth:`log_prob` and set to 0 by :meth:`sample` / :meth:`argmax`.
+samples come from forward-filtering backward-sampling.  The forward messages
+are normalised per step (shifted by their maximum, the shifts summed into
+:math:`\\log Z`), so float32 marginals and entropies stay accurate for confident
+CRFs.  Sequences of different lengths share one padded tensor: positions
+``t >= lengths`` are ignored by :meth:`log_prob`, :attr:`log_partition`, the
+marginals and :meth:`entropy` (they may hold anything, NaN and +-inf too) and
+set to 0 by :meth:`sample` / :meth:`argmax`.  A -inf score forbids a label
+(unary, start, end) or a label pair (transition, e.g. BIO constraints): every
+query stays exact and NaN-free; a sequence whose every labelling meets a -inf
+score has log Z = -inf, and with validation on its other queries raise
+:class:`~hybridpgm.errors.ModelSpecError`.
 
 **References**
 
@@ -42,16 +50,30 @@ from hybridpgm.serialization import serializable
 __all__ = ["CRFHead", "LinearChainCRF"]
 
 
+def _forbidden(dtype: torch.dtype) -> float:
+    """The finite stand-in for a -inf score inside the forward and Viterbi recursions: ``finfo.min / 8``.
+
+    ``torch.logsumexp``'s gradient is NaN where every entry is -inf (``exp(-inf + inf)``), and ``-inf - -inf`` is
+    NaN when a normalised message is shifted; with -inf clamped to this value neither happens, and every quantity
+    of a labelling that uses it is exactly 0 (``exp(finfo.min / 8 - m)`` underflows to 0), so the results equal
+    those of true -inf scores.  Normalised messages stay above about ``2 * finfo.min / 8``, and their sums with
+    a transition above ``3 * finfo.min / 8``: nothing overflows."""
+    return torch.finfo(dtype).min / 8
+
+
 class LinearChainCRF(Distribution, TorchDistributionMixin):
     """Distribution over label sequences of a linear-chain CRF.
 
-    :param torch.Tensor unary: ``batch_shape + (T, L)`` unary log-potentials.
+    :param torch.Tensor unary: ``batch_shape + (T, L)`` unary log-potentials (-inf forbids a label at a step;
+        anything past a sequence's length is ignored).
     :param torch.Tensor transition: ``batch_shape + (L, L)`` (broadcastable),
-        ``transition[i, j]`` scores label ``i`` followed by ``j``.
+        ``transition[i, j]`` scores label ``i`` followed by ``j`` (-inf forbids the pair).
     :param torch.Tensor start: optional ``batch_shape + (L,)`` start scores.
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
     :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T`` (any integer dtype; with
         validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`).
+    :raises ModelSpecError: (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
+        within a sequence's length, naming the index.
 
     The event shape is ``(T,)``; values are long label sequences.
 
@@ -88,14 +110,22 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
             raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
                                  "do not broadcast") from e
         if validate_args is not False and Distribution._validate_args or validate_args:
-            for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
-                if not bool(torch.isfinite(t).all()):
-                    raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf")
             if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
                 # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
                 raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype {lengths.dtype}")
             if bool(((lengths < 1) | (lengths > T)).any()):
                 raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}")
+            inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
+            for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
+                bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
+                if name == "unary":
+                    bad = bad & inside
+                if bool(bad.any()):
+                    pos = bad.nonzero()[0].tolist()
+                    raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
+                                         f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
+                                         + (" (within the sequence's length)" if name == "unary" else "")
+                                         + "; -inf (a forbidden label or transition) is allowed")
         self.unary = unary.expand(batch_shape + (T, L))
         self.transition = transition.expand(batch_shape + (L, L))
         self.start = start.expand(batch_shape + (L,))
@@ -121,37 +151,83 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         T = self.unary.shape[-2]
         return torch.arange(T, device=self.unary.device) < self.lengths[..., None]  # batch + (T,)
 
-    def _forward(self, unary, transition, start, end, lengths=None):
-        """Log-space forward recursion; returns ``(log_z, alphas [T] + batch + (L,))``."""
+    def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False):
+        """Log-space forward recursion, normalised per step; returns ``(log_z, alphas)``: ``batch_shape`` log Z
+        and, when ``keep``, the ``[T] + batch_shape + (L,)`` forward messages, each step's shifted by a
+        per-sequence constant (else None).
+
+        Each step's message is shifted by its maximum and the shifts are summed into log Z, so the recursion
+        and its gradients (the marginals) run at O(1) magnitudes; unnormalised, the messages grew to
+        ~T x score and float32 marginals carried errors ~ulp(T x score) (entropies off by nats).  The shift
+        is a constant to autograd unless ``attach``: attached (for :meth:`_grads`, whose gradients are the
+        answer), each step's backward re-projects the gradient onto the simplex, so its rounding errors do
+        not accumulate over the steps (float32 entropies within ~1e-3 nats instead of ~5e-2); detached (for
+        :meth:`log_prob`, the training step) it costs no autograd node.  Steps are not masked one by one
+        (no host read of the lengths either): padding reads 0, the recursion runs to ``T`` and each sequence's
+        message at its length - 1 is gathered at the end.  -inf scores are clamped to :func:`_forbidden` (see
+        there); a sequence with no labelling of finite score gets log Z = -inf.
+        """
         lengths = self.lengths if lengths is None else lengths
         T = unary.shape[-2]
+        neg = _forbidden(unary.dtype)
+        steps = torch.arange(T, device=unary.device).view((T,) + (1,) * lengths.dim())
+        inside = steps < lengths  # [T] + batch
+        # padding (which may hold anything) reads 0: the steps past a length run on, finite, and are then dropped
+        unary = torch.where(inside.movedim(0, -1)[..., None], unary.clamp(min=neg), 0.0)
+        transition, start, end = (p.clamp(min=neg) for p in (transition, start, end))
         alpha = start + unary[..., 0, :]
-        alphas = [alpha]
+        shift = (alpha if attach else alpha.detach()).amax(-1, keepdim=True)
+        alpha = alpha - shift
+        shifts, alphas = [shift], [alpha]
         for t in range(1, T):
             new = torch.logsumexp(alpha.unsqueeze(-1) + transition, dim=-2) + unary[..., t, :]
-            alpha = torch.where((t < lengths)[..., None], new, alpha)
+            shift = (new if attach else new.detach()).amax(-1, keepdim=True)
+            alpha = new - shift
+            shifts.append(shift)
             alphas.append(alpha)
-        return torch.logsumexp(alpha + end, dim=-1), torch.stack(alphas)
+        # each sequence's last message (at its length - 1) and its shifts: one gather, no per-step masking
+        alphas = torch.stack(alphas)
+        index = (lengths - 1).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
+        last = alphas.gather(0, index)
+        total = torch.where(inside[..., None], torch.stack(shifts), 0.0).sum(0).squeeze(-1)
+        log_z = total + torch.logsumexp(last.squeeze(0) + end, dim=-1)
+        log_z = torch.where(log_z < neg / 2, float("-inf"), log_z)  # every labelling meets a -inf score
+        if not keep:
+            return log_z, None
+        return log_z, torch.where(inside[..., None], alphas, last)  # padding steps hold the last message
 
     @property
     def log_partition(self) -> torch.Tensor:
-        """``batch_shape`` :math:`\\log Z`."""
+        """``batch_shape`` :math:`\\log Z`; -inf for a sequence with no labelling of finite score."""
         return self._forward(self.unary, self.transition, self.start, self.end)[0]
+
+    def _check_possible(self, log_z: torch.Tensor, what: str) -> None:
+        """With validation on, raise :class:`ModelSpecError` naming the first sequence whose every labelling
+        meets a -inf score (``log_z`` = -inf, or a Viterbi score as low): its distribution is undefined."""
+        if self._validate_args:
+            bad = log_z < _forbidden(log_z.dtype) / 2
+            if bool(bad.any()):
+                pos = bad.nonzero()[0].tolist()
+                raise ModelSpecError(f"LinearChainCRF: the sequence at batch index {pos} has no labelling of "
+                                     f"finite score (each meets a -inf unary, transition, start or end score "
+                                     f"within its length), so its {what} is undefined; its log_partition is -inf")
 
     def _grads(self):
         """``log Z`` and its gradients = expected sufficient statistics (also computed under ``torch.no_grad()``
         and ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`).  Differentiable when
         the caller's grad mode is on and a potential requires grad; otherwise plain tensors, no graph kept."""
         grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        return with_autograd(self._log_z_and_grads, [self.unary, self.transition, self.start, self.end],
-                             self.lengths, grad_mode)
+        log_z, grads = with_autograd(self._log_z_and_grads, [self.unary, self.transition, self.start, self.end],
+                                     self.lengths, grad_mode)
+        self._check_possible(log_z.detach(), "marginals and entropy are")
+        return log_z, grads
 
     def _log_z_and_grads(self, params, lengths, grad_mode):
         deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
         create = grad_mode and any(p.requires_grad for p in params)
         if not create:  # first-order gradients only: no graph back to the potentials
             params = [p.detach() for p in params]
-        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths)[0]
+        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, attach=True)[0]
         grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
         grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
         return (log_z if create else log_z.detach()), grads
@@ -170,7 +246,11 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """``batch_shape`` :math:`H = \\log Z - \\mathbb E[s(y)]`; :math:`s` is linear in the
         potentials, so :math:`\\mathbb E[s] = \\sum_\\theta \\theta \\cdot \\partial \\log Z / \\partial \\theta`."""
         log_z, grads = self._grads()
-        params = [self.unary, self.transition, self.start, self.end]
+        neg = _forbidden(self.unary.dtype)
+        # a -inf score has gradient (probability) exactly 0: its finite stand-in makes theta * g = 0, not NaN;
+        # padding (which may hold anything) is left out
+        unary = torch.where(self._mask()[..., None], self.unary.clamp(min=neg), 0.0)
+        params = [unary] + [p.clamp(min=neg) for p in (self.transition, self.start, self.end)]
         expected = sum((p * g).flatten(len(self.batch_shape)).sum(-1) for p, g in zip(params, grads))
         return log_z - expected
 
@@ -214,14 +294,14 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         shape = y.shape[:-1]
         T, L = self.unary.shape[-2:]
         s = self.unary.expand(shape + (T, L)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        s = (s * mask).sum(-1)
+        s = torch.where(mask, s, 0.0).sum(-1)  # padding may hold anything, -inf and NaN too
         s = s + self.start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1)
         last = (self.lengths - 1).expand(shape).unsqueeze(-1)
         s = s + self.end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1)
         if T > 1:
             trans = self.transition.expand(shape + (L, L)).reshape(shape + (L * L,))
             pair = trans.gather(-1, y[..., :-1] * L + y[..., 1:])
-            s = s + (pair * mask[..., 1:]).sum(-1)
+            s = s + torch.where(mask[..., 1:], pair, 0.0).sum(-1)
         return s
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
@@ -232,22 +312,32 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
             not integers, or (with validation on) that hold a label outside ``0..L-1``.
         """
-        return self.score(value) - self.log_partition
+        log_z = self.log_partition
+        self._check_possible(log_z.detach(), "log_prob is")
+        return self.score(value) - log_z
 
     # -- decoding and sampling ----------------------------------------------------------
     def argmax(self) -> torch.Tensor:
         """Viterbi decoding: ``batch_shape + (T,)`` most probable label sequences."""
         with torch.no_grad():
             T, L = self.unary.shape[-2:]
+            neg = _forbidden(self.unary.dtype)
+            unary, transition, start, end = (p.clamp(min=neg) for p in (self.unary, self.transition, self.start,
+                                                                       self.end))
             ident = torch.arange(L, device=self.unary.device).expand(self.batch_shape + (L,))
-            delta = self.start + self.unary[..., 0, :]
-            pointers = []
+            delta = start + unary[..., 0, :]
+            shift = delta.amax(-1, keepdim=True)  # normalised as the forward recursion, for float32 ties
+            delta, shifts, pointers = delta - shift, [shift], []
             for t in range(1, T):
-                best, arg = (delta.unsqueeze(-1) + self.transition).max(dim=-2)
+                best, arg = (delta.unsqueeze(-1) + transition).max(dim=-2)
+                new = best + unary[..., t, :]
+                shift = new.amax(-1, keepdim=True)
                 on = (t < self.lengths)[..., None]
-                delta = torch.where(on, best + self.unary[..., t, :], delta)
+                delta = torch.where(on, new - shift, delta)
+                shifts.append(torch.where(on, shift, 0.0))
                 pointers.append(torch.where(on, arg, ident))
-            y = (delta + self.end).argmax(-1)
+            best, y = (delta + end).max(-1)
+            self._check_possible(torch.stack(shifts).sum(0).squeeze(-1) + best, "most probable labelling is")
             out = [y]
             for ptr in reversed(pointers):
                 y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
@@ -266,7 +356,8 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
             T, L = self.unary.shape[-2:]
             if (sample_shape + self.batch_shape).numel() == 0:
                 return torch.zeros(sample_shape + self.batch_shape + (T,), dtype=torch.long, device=self.unary.device)
-            _, alphas = self._forward(self.unary, self.transition, self.start, self.end)
+            log_z, alphas = self._forward(self.unary, self.transition, self.start, self.end, keep=True)
+            self._check_possible(log_z, "sample is")
             shape = sample_shape + self.batch_shape
             y = torch.distributions.Categorical(logits=(alphas[-1] + self.end).expand(shape + (L,))).sample()
             out = [y]

@@ -79,3 +79,14 @@ def test_lengths_that_do_not_match_the_batch_are_named():
     hmm = random_hmm(3, 4, torch.Generator().manual_seed(0))
     with pytest.raises(DataError, match=r"lengths of shape \(3,\) do not broadcast with the batch shape of x \(2,\)"):
         hmm_posterior(hmm, torch.zeros(2, 3, dtype=torch.long), torch.tensor([1, 2, 3]))
+
+
+def test_lengths_none_means_every_sequence_has_the_full_length():
+    """lengths=None reached torch.as_tensor(None): a raw RuntimeError 'Could not infer dtype of NoneType'."""
+    g = torch.Generator().manual_seed(0)
+    hmm = random_hmm(3, 4, g)
+    x, _, _ = sample_hmm(hmm, 5, 4, 4, g)
+    full = hmm_posterior(hmm, x, torch.full((5,), 4))
+    for crf in (hmm_posterior(hmm, x, None), hmm_posterior(hmm, x)):
+        assert crf.batch_shape == (5,) and crf.lengths.tolist() == [4] * 5
+        torch.testing.assert_close(crf.log_partition, full.log_partition)
