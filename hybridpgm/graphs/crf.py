@@ -61,6 +61,20 @@ def _forbidden(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min / 8
 
 
+def _working(*scores: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """``scores`` in the dtype the recursions run in: their promoted dtype, at least float32.
+
+    Scores of mixed dtypes (float16 unary scores from autocast into a float32 :class:`CRFHead`, float64 ones
+    into it) meet in one dtype, whose :func:`_forbidden` bound each of them fits; half precisions run in float32,
+    as a sum over ``T`` steps of scores of order 10 leaves float16's range well before ``T = 1000`` and a
+    float16 stand-in for -inf (about -8188) would be within reach of ordinary scores."""
+    dtype = torch.float32
+    for t in scores:
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(None if t is None else t.to(dtype) for t in scores)
+
+
 class LinearChainCRF(Distribution, TorchDistributionMixin):
     """Distribution over label sequences of a linear-chain CRF.
 
@@ -169,6 +183,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """
         lengths = self.lengths if lengths is None else lengths
         T = unary.shape[-2]
+        unary, transition, start, end = _working(unary, transition, start, end)
         neg = _forbidden(unary.dtype)
         steps = torch.arange(T, device=unary.device).view((T,) + (1,) * lengths.dim())
         inside = steps < lengths  # [T] + batch
@@ -246,11 +261,12 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """``batch_shape`` :math:`H = \\log Z - \\mathbb E[s(y)]`; :math:`s` is linear in the
         potentials, so :math:`\\mathbb E[s] = \\sum_\\theta \\theta \\cdot \\partial \\log Z / \\partial \\theta`."""
         log_z, grads = self._grads()
-        neg = _forbidden(self.unary.dtype)
+        unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)
+        neg = _forbidden(unary.dtype)
         # a -inf score has gradient (probability) exactly 0: its finite stand-in makes theta * g = 0, not NaN;
         # padding (which may hold anything) is left out
-        unary = torch.where(self._mask()[..., None], self.unary.clamp(min=neg), 0.0)
-        params = [unary] + [p.clamp(min=neg) for p in (self.transition, self.start, self.end)]
+        unary = torch.where(self._mask()[..., None], unary.clamp(min=neg), 0.0)
+        params = [unary] + [p.clamp(min=neg) for p in (transition, start, end)]
         expected = sum((p * g).flatten(len(self.batch_shape)).sum(-1) for p, g in zip(params, grads))
         return log_z - expected
 
@@ -293,13 +309,14 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         y = torch.where(mask, value.long(), torch.zeros_like(value, dtype=torch.long))
         shape = y.shape[:-1]
         T, L = self.unary.shape[-2:]
-        s = self.unary.expand(shape + (T, L)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)  # sums of T
+        s = unary.expand(shape + (T, L)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
         s = torch.where(mask, s, 0.0).sum(-1)  # padding may hold anything, -inf and NaN too
-        s = s + self.start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1)
+        s = s + start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1)
         last = (self.lengths - 1).expand(shape).unsqueeze(-1)
-        s = s + self.end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1)
+        s = s + end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1)
         if T > 1:
-            trans = self.transition.expand(shape + (L, L)).reshape(shape + (L * L,))
+            trans = transition.expand(shape + (L, L)).reshape(shape + (L * L,))
             pair = trans.gather(-1, y[..., :-1] * L + y[..., 1:])
             s = s + torch.where(mask[..., 1:], pair, 0.0).sum(-1)
         return s
@@ -321,9 +338,9 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """Viterbi decoding: ``batch_shape + (T,)`` most probable label sequences."""
         with torch.no_grad():
             T, L = self.unary.shape[-2:]
-            neg = _forbidden(self.unary.dtype)
-            unary, transition, start, end = (p.clamp(min=neg) for p in (self.unary, self.transition, self.start,
-                                                                       self.end))
+            working = _working(self.unary, self.transition, self.start, self.end)
+            neg = _forbidden(working[0].dtype)
+            unary, transition, start, end = (p.clamp(min=neg) for p in working)
             ident = torch.arange(L, device=self.unary.device).expand(self.batch_shape + (L,))
             delta = start + unary[..., 0, :]
             shift = delta.amax(-1, keepdim=True)  # normalised as the forward recursion, for float32 ties

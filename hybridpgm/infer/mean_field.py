@@ -152,6 +152,10 @@ def _check_init(init, fg: FactorGraph) -> torch.Tensor:
     check_device(init, fg.unary, "MeanField init")
     valid = fg.valid
     kept = init.masked_fill(~valid, 0.0)                                           # [B, V, C]
+    # a variable the evidence (or its cardinality) fixes to one state has that q whatever the init says: a warm
+    # start shared by batches with other evidence may put its mass elsewhere
+    fixed = valid.sum(-1, keepdim=True) == 1                                       # [B, V, 1]
+    kept = torch.where(fixed, valid.to(kept.dtype), kept)
     mass = kept.sum(-1, keepdim=True)
     bad = (~torch.isfinite(init) | (init < 0)).any(-1).expand(valid.shape[:2]) | (mass.squeeze(-1) <= 0)
 

@@ -213,3 +213,34 @@ def test_the_docs_crf_snippet_trains_under_plain_svi():
     losses, head = namespace["losses"], namespace["head"]
     assert head.transition.abs().sum() > 0  # CRFHead starts from zeros
     assert losses[-1] < losses[0]
+
+
+# -- mixed and half precision -------------------------------------------------------------------------------
+def _long_crf_scores(dtype):
+    """T = 600 steps of scores around -10 (log Z about -4800, beyond float16's stand-in for -inf, about -8188/2)."""
+    g = torch.Generator().manual_seed(0)
+    return (-10 + torch.randn(2, 600, 5, generator=g, dtype=torch.float64)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_scores_of_another_dtype_than_the_heads_give_the_promoted_answer(dtype):
+    """Found by a review: float64 scores into a float32 CRFHead raised "value cannot be converted to type float
+    without overflow" (float64's -inf stand-in clamped onto float32 transitions), and float16 scores gave log Z
+    = -inf and "no labelling of finite score" once a sum passed float16's stand-in; the recursion now runs in the
+    promoted dtype, half precisions in float32."""
+    from hybridpgm.graphs.crf import CRFHead
+
+    torch.manual_seed(0)
+    head = CRFHead(5)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_()
+    unary = _long_crf_scores(dtype)
+    crf = head(unary)
+    reference = LinearChainCRF(unary.double(), *(p.double() for p in (head.transition, head.start, head.end)))
+    log_z = crf.log_partition
+    assert log_z.dtype == torch.promote_types(dtype, torch.float32)
+    torch.testing.assert_close(log_z.double(), reference.log_partition, atol=0.05, rtol=0)
+    y = reference.argmax()
+    torch.testing.assert_close(crf.log_prob(y).double(), reference.log_prob(y), atol=2.0, rtol=0)
+    assert torch.isfinite(crf.entropy()).all() and (crf.marginals.sum(-1) - 1).abs().max() < 1e-2

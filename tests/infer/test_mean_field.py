@@ -146,9 +146,25 @@ def test_an_init_that_is_not_a_distribution_is_refused_naming_the_variable(row, 
         MeanField(num_iters=3)(fg, init=init)
 
 
-def test_an_init_with_mass_only_on_states_the_evidence_rules_out_is_refused():
+def test_a_variable_the_evidence_fixes_takes_its_state_whatever_the_init():
+    """Found by a review: a warm start shared by batches with other evidence (all of a's mass on a = 1 while a = 0
+    is observed) was refused, though the one state a may take decides its q; before the init checks it gave the
+    default init's answer, and does again."""
     _, fg = _two_variables()
-    init = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]], dtype=torch.float64)  # all of a's mass on a = 1; a = 0 observed
+    init = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]], dtype=torch.float64)
+    got = MeanField(num_iters=5, tol=0.0)(fg, init=init)
+    want = MeanField(num_iters=5, tol=0.0)(fg)
+    torch.testing.assert_close(got.marginals, want.marginals)
+    torch.testing.assert_close(got.log_z, want.log_z)
+
+
+def test_an_init_with_mass_only_on_states_a_variable_cannot_take_is_refused():
+    """a has two states in a model padded to three: an init all on the padding state says nothing about q(a)."""
+    mrf = MarkovNet({"a": 2, "b": 3})
+    mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3, dtype=torch.float64))
+    fg = mrf.factor_graph()
+    init = torch.full((1, 2, 3), 1 / 3, dtype=torch.float64)
+    init[0, 0] = torch.tensor([0.0, 0.0, 1.0])
     with pytest.raises(DataError, match=r"variable 'a' \(model 0\)"):
         MeanField(num_iters=3)(fg, init=init)
 
