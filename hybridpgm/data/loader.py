@@ -7,7 +7,7 @@ sharding); use :func:`data_loader` elsewhere.
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset
 
 from hybridpgm.checks import flag, positive_int, seed_of
 
@@ -22,10 +22,15 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shu
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` over a tensor, tuple of tensors
     or dataset; batched reads use the dataset's ``__getitems__`` when it has one
-    (one indexing operation per batch instead of one per example).  Its examples
-    are collated with :func:`~torch.utils.data.default_collate`, as torch's
-    ``DataLoader`` does, except for datasets whose ``__getitems__`` returns a
-    ready batch (:func:`~hybridpgm.train.batches.getitems_returns_batch`).
+    (one indexing operation per batch instead of one per example).  Examples read
+    one by one, and a ``__getitems__`` result that is a ``list`` (torch's list of
+    examples, as :class:`~torch.utils.data.Subset` and
+    :class:`~torch.utils.data.StackDataset` return), are collated with
+    :func:`~torch.utils.data.default_collate`, as torch's ``DataLoader`` does; a
+    ``__getitems__`` result of any other type (a tuple, dict or tensor) is a ready
+    batch and is used as it is, as is any result of a dataset whose class sets
+    ``getitems_returns_batch = True``
+    (:func:`~hybridpgm.train.batches.getitems_returns_batch`).
 
     :param int batch_size: examples per batch, a positive integer.
     :param bool shuffle: permute the examples every epoch (``True`` or ``False``).
@@ -41,10 +46,11 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shu
     shuffle = flag(shuffle, "data_loader shuffle")
     drop_last = flag(drop_last, "data_loader drop_last")
     # here: hybridpgm.train imports hybridpgm.data
-    from hybridpgm.train.batches import as_dataset, getitems_returns_batch
+    from hybridpgm.train.batches import as_dataset, collate_getitems, getitems_returns_batch
 
     dataset = as_dataset(data)
     generator = torch.Generator().manual_seed(seed)
-    collate = _collate_identity if getitems_returns_batch(dataset) else default_collate
+    # module-level functions, so that worker processes can unpickle them
+    collate = _collate_identity if getitems_returns_batch(dataset) else collate_getitems
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       drop_last=drop_last, collate_fn=collate)

@@ -39,6 +39,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
@@ -75,13 +76,25 @@ def _register_baselines(baselines: NVILBaselines) -> None:
     name left in the store by *other* baselines (an earlier ``NVIL_ELBO`` in the same session) are
     replaced by these: Pyro would otherwise hand back the old tensors, and SVI would step those while these
     baselines, which compute the loss, never changed.
+
+    Frozen parameters (``requires_grad=False``) are not registered, and Pyro's warning about each of them
+    (which advises ``.train(False)``, a switch that would also stop the baselines' running statistics) is
+    silenced; with no trainable parameter at all nothing is registered.
     """
     store = pyro.get_param_store()
+    trainable = False
     for local, param in baselines.nets.named_parameters():
+        if not param.requires_grad:
+            continue
+        trainable = True
         name = param_with_module_name(BASELINES_MODULE_NAME, local)
-        if param.requires_grad and name in store and store.param_name(param) != name:
+        if name in store and store.param_name(param) != name:
             del store[name]
-    pyro.module(BASELINES_MODULE_NAME, baselines.nets)
+    if not trainable:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*was not registered in the param store because requires_grad=False")
+        pyro.module(BASELINES_MODULE_NAME, baselines.nets)
 
 
 class NVILBaselines(nn.Module):

@@ -16,21 +16,23 @@ from torch.utils.data import Dataset, default_collate
 from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
 
-__all__ = ["BatchStream", "TensorData", "as_dataset", "fetch_batch", "getitems_returns_batch", "micro_batch_origin",
-           "one_row_micro_batch_error", "split_batch"]
+__all__ = ["BatchStream", "TensorData", "as_dataset", "collate_getitems", "fetch_batch", "getitems_returns_batch",
+           "micro_batch_origin", "one_row_micro_batch_error", "split_batch"]
 
 
 def getitems_returns_batch(dataset: Dataset) -> bool:
-    """Whether ``dataset.__getitems__(indices)`` returns a ready (collated) batch rather than torch's list of
-    examples still to be collated.
+    """Whether ``dataset`` declares that its ``__getitems__(indices)`` returns a ready (collated) batch of any
+    type, even a ``list``.
 
-    torch's protocol (:class:`~torch.utils.data.Subset`, :class:`~torch.utils.data.StackDataset`) is a list of
-    examples, which :func:`~torch.utils.data.default_collate` turns into a batch.  A dataset opts out by the
-    class attribute ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` and
-    :class:`~hybridpgm.data.binarize.DynamicBinarized` do): its ``__getitems__`` then gives the batch itself
-    and is used without collation.  A :class:`~torch.utils.data.Subset` (what
-    :func:`~torch.utils.data.random_split` returns) of such a dataset is one too, since its ``__getitems__``
-    hands the indices to its parent's.
+    The rule for a ``__getitems__`` result (see :func:`fetch_batch` and
+    :func:`~hybridpgm.data.data_loader`): a ``list`` is torch's list of examples, one per index (what
+    :class:`~torch.utils.data.Subset` and :class:`~torch.utils.data.StackDataset` return), and is collated
+    with :func:`~torch.utils.data.default_collate`; anything else (a tuple, a dict, a tensor) is a ready batch
+    and is used as it is.  A dataset whose ready batch is itself a ``list`` says so by the class attribute
+    ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` and
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` set it): its ``__getitems__`` result is then never
+    collated.  A :class:`~torch.utils.data.Subset` (what :func:`~torch.utils.data.random_split` returns) of
+    such a dataset is one too, since its ``__getitems__`` hands the indices to its parent's.
     """
     while isinstance(dataset, torch.utils.data.Subset):
         if not callable(getattr(dataset, "__getitems__", None)):
@@ -40,14 +42,37 @@ def getitems_returns_batch(dataset: Dataset) -> bool:
         getattr(dataset, "__getitems__", None))
 
 
+def collate_getitems(items: Any) -> Any:
+    """One batch from what a dataset's ``__getitems__`` returned: a ``list`` is torch's list of examples,
+    collated with :func:`~torch.utils.data.default_collate`; anything else (tuple, dict, tensor) is a ready
+    batch, returned as it is (see :func:`getitems_returns_batch`)."""
+    return default_collate(items) if isinstance(items, list) else items
+
+
 def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
-    """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it: the dataset's
-    own batch where :func:`getitems_returns_batch` says so, else :func:`~torch.utils.data.default_collate` of
-    its examples (read with ``__getitems__`` when the dataset has one, else one by one)."""
+    """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it.
+
+    A dataset with ``__getitems__`` is read with it, once per batch.  Its result is used as it is where
+    :func:`getitems_returns_batch` says it is a ready batch (``getitems_returns_batch = True``), or where it
+    is not a ``list`` (a tuple, dict or tensor is a ready batch); a ``list`` is torch's list of examples, one
+    per index, and is collated with :func:`~torch.utils.data.default_collate`.  A dataset without
+    ``__getitems__`` is read one example at a time and collated.
+
+    :raises DataError: ``__getitems__`` returned a ``list`` whose length is not the number of indices (a
+        ready batch given as a list: return a tuple or dict instead, or set ``getitems_returns_batch = True``
+        on the dataset class).
+    """
     if getitems_returns_batch(dataset):
         return dataset.__getitems__(indices.tolist() if isinstance(dataset, torch.utils.data.Subset) else indices)
     if callable(getattr(dataset, "__getitems__", None)):
-        return default_collate(dataset.__getitems__(indices.tolist()))
+        items = dataset.__getitems__(indices.tolist())
+        if isinstance(items, list) and len(items) != len(indices):
+            raise DataError(
+                f"{type(dataset).__name__}.__getitems__ returned a list of {len(items)} items for {len(indices)} "
+                "indices; a list is taken as torch's list of examples, one per index. If it is a ready batch, "
+                "return it as a tuple or dict instead, or set the class attribute getitems_returns_batch = True "
+                f"on {type(dataset).__name__}")
+        return collate_getitems(items)
     return default_collate([dataset[int(i)] for i in indices])
 
 

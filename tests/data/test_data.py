@@ -148,6 +148,47 @@ def test_data_loader_collates_subsets_and_stack_datasets_as_torch_does(kind):
     assert torch.equal(xb, x[:4]) and torch.equal(yb, y[:4])
 
 
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+def test_data_loader_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
+    """Found by a review: every ``__getitems__`` result was passed to default_collate unless the class set
+    getitems_returns_batch = True, so a custom dataset returning (x[idx], y[idx]) or a dict of batched
+    tensors crashed data_loader with a raw torch error.  A list (torch's list of examples) is still collated."""
+    import pickle
+
+    class Pairs(torch.utils.data.Dataset):
+        def __init__(self):
+            self.x, self.y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return self.x[i], self.y[i]
+
+        def __getitems__(self, idx):
+            idx = torch.as_tensor(idx)
+            return (self.x[idx], self.y[idx]) if kind == "tuple" else {"x": self.x[idx], "y": self.y[idx]}
+
+    data = Pairs()
+    loader = data_loader(data, batch_size=4, shuffle=True, seed=1)
+    pickle.dumps(loader.collate_fn)  # worker processes get it pickled
+    seen = []
+    for batch in loader:
+        x, y = batch if kind == "tuple" else (batch["x"], batch["y"])
+        assert isinstance(batch, tuple if kind == "tuple" else dict) and torch.equal(x, data.x[y])
+        seen += y.tolist()
+    assert sorted(seen) == list(range(6))
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for batch in loader:  # the batches train a model
+        x, y = batch if kind == "tuple" else (batch["x"], batch["y"])
+        opt.zero_grad()
+        ((model(x).squeeze(-1) - y) ** 2).mean().backward()
+        opt.step()
+    assert not torch.equal(before, model.weight.detach())
+
+
 @pytest.mark.parametrize("option", ["shuffle", "drop_last"])
 @pytest.mark.parametrize("value", ["no", 1, None])
 def test_data_loader_switches_are_bools(option, value):

@@ -217,6 +217,41 @@ def test_plain_svi_trains_the_learned_baselines():
                 assert store.param_name(weight) == f"{BASELINES_MODULE_NAME}$$${site}.0.weight"
 
 
+@pytest.mark.parametrize("frozen", ["all", "one_site"])
+def test_plain_svi_with_frozen_baselines_warns_nothing(frozen):
+    """Found by a review: frozen baseline parameters (requires_grad=False) were handed to pyro.module, which
+    warned once per parameter per step, advising .train(False), a switch that would also stop the baselines'
+    running statistics.  Trainable baselines next to frozen ones are still registered and trained."""
+    import warnings
+
+    import pyro
+
+    with pyro.get_param_store().scope():
+        sbn, x = _setup(0)
+        torch.manual_seed(0)
+        baselines = NVILBaselines(sbn.latent_sites, input_dim=3, hidden_dim=4)
+        frozen_sites = sbn.latent_sites if frozen == "all" else sbn.latent_sites[:1]
+        for site in frozen_sites:
+            baselines.nets[site].requires_grad_(False)
+        before = {name: p.detach().clone() for name, p in baselines.named_parameters()}
+        svi = pyro.infer.SVI(sbn.model, sbn.guide, pyro.optim.Adam({"lr": 0.05}), NVIL_ELBO(baselines))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                assert math.isfinite(svi.step(x))
+        assert not [str(w.message) for w in caught if "registered" in str(w.message)]
+        assert baselines.training and baselines.mean.abs().sum() > 0  # running statistics still updated
+        for name, p in baselines.named_parameters():
+            site = name.split(".")[1] if name.startswith("nets.") else None
+            if site in frozen_sites:
+                assert torch.equal(before[name], p.detach()), name
+            elif site is not None:
+                assert not torch.equal(before[name], p.detach()), name
+        keys = [k for k in pyro.get_param_store().keys() if "nvil" in k]
+        assert all(k.split("$$$")[1].split(".")[0] not in frozen_sites for k in keys)
+        assert bool(keys) == (frozen != "all")
+
+
 def test_fit_steps_the_baselines_once_per_step_and_leaves_no_param_store_entry():
     """Under fit the baselines are parameters of the "elbo" player, stepped once by fit's optimizer (not also
     through Pyro's param store), and neither fit nor a direct call of loss registers them in the user's store."""

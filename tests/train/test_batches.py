@@ -103,3 +103,87 @@ def test_hybridpgm_datasets_and_their_subsets_give_their_own_batches():
     assert not getitems_returns_batch(Subset(TensorDataset(x, y), [1, 2]))
     xb, yb = BatchStream(Subset(TensorData(x, y), [3, 1, 7]), 3, seed=0, shuffle=False).batch(0)
     assert torch.equal(xb, x[[3, 1, 7]]) and torch.equal(yb, y[[3, 1, 7]])
+
+
+class _TupleBatch(torch.utils.data.Dataset):
+    """A custom dataset whose ``__getitems__`` returns a ready batch, a tuple ``(x[idx], y[idx])``."""
+
+    def __init__(self):
+        self.x, self.y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def __getitems__(self, idx):
+        idx = torch.as_tensor(idx)
+        return self.x[idx], self.y[idx]
+
+
+class _DictBatch(_TupleBatch):
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
+
+    def __getitems__(self, idx):
+        idx = torch.as_tensor(idx)
+        return {"x": self.x[idx], "y": self.y[idx]}
+
+
+class _ListBatch(_TupleBatch):
+    """A ready batch given as a list ``[x[idx], y[idx]]``: taken for torch's list of examples."""
+
+    def __getitems__(self, idx):
+        return list(super().__getitems__(idx))
+
+
+class _Recorder:
+    def __init__(self):
+        self.module, self.seen = torch.nn.Linear(1, 1), []
+
+    def players(self):
+        return {"main": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        self.seen.append(batch)
+        return (self.module.weight ** 2).sum()
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+def test_fit_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
+    """Found by a review: every ``__getitems__`` result was passed to default_collate unless the class set
+    getitems_returns_batch = True, so a custom dataset returning (x[idx], y[idx]) or a dict of batched
+    tensors crashed fit with a raw torch error."""
+    import hybridpgm
+
+    data = _TupleBatch() if kind == "tuple" else _DictBatch()
+    xb = BatchStream(data, 4, seed=0, shuffle=False).batch(0)
+    if kind == "tuple":
+        assert isinstance(xb, tuple) and torch.equal(xb[0], data.x[:4]) and torch.equal(xb[1], data.y[:4])
+    else:
+        assert torch.equal(xb["x"], data.x[:4]) and torch.equal(xb["y"], data.y[:4])
+    objective = _Recorder()
+    before = objective.module.weight.detach().clone()
+    hybridpgm.fit(objective, data, epochs=2, batch_size=3, shuffle=True, progress=False, device="cpu", seed=0)
+    assert objective.seen and not torch.equal(before, objective.module.weight.detach())
+    for batch in objective.seen:
+        x, y = batch if kind == "tuple" else (batch["x"], batch["y"])
+        assert x.shape[1:] == (2,) and y.shape == x.shape[:1] and torch.equal(x, data.x[y])
+
+
+def test_a_getitems_list_of_the_wrong_length_is_a_data_error_saying_what_to_do():
+    data = _ListBatch()
+    with pytest.raises(DataError, match=r"_ListBatch.*list of 2 items for 4 indices.*tuple or dict.*"
+                                        r"getitems_returns_batch = True"):
+        BatchStream(data, 4, seed=0, shuffle=False).batch(0)
+    import hybridpgm
+
+    with pytest.raises(DataError, match="_ListBatch"):
+        hybridpgm.fit(_Recorder(), data, epochs=1, batch_size=4, progress=False, device="cpu", seed=0)
+    type(data).getitems_returns_batch = True  # the opt-in marks a ready batch of any type, a list too
+    try:
+        xb, yb = BatchStream(data, 4, seed=0, shuffle=False).batch(0)
+        assert torch.equal(xb, data.x[:4]) and torch.equal(yb, data.y[:4])
+    finally:
+        del type(data).getitems_returns_batch
