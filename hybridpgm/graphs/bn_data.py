@@ -120,7 +120,9 @@ class BayesNetData:
         :raises DataError: a column that is not a node, a name that is not a state of its node, a column that
             holds neither numbers nor names, columns of different lengths, array data that is not
             ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
-            key that is not a node with a data column, or has a column of another length), a mask of a dtype
+            key that is not a node, or has a column of another length), a dict mask marking a node without a
+            data column observed (an entry True: checked like an integer mask's values; an all-False entry for
+            such a node agrees with the data and is accepted), a mask of a dtype
             other than bool or integer (a float mask: ``0.5`` is neither observed nor missing), an integer mask
             holding a value other than 0 and 1 (checked like a state's range: at once, or inside
             :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column of a floating
@@ -184,10 +186,12 @@ class BayesNetData:
         nodes = self.nodes
         if hasattr(mask, "items"):
             mask = dict(mask.items())
-            stray = [k for k in mask if k not in data]
+            stray = [k for k in mask if k not in self.cpds]
             if stray:
-                raise DataError(f"mask names {stray!r}, which {'are' if len(stray) > 1 else 'is'} not a node with "
-                                f"a data column (nodes: {nodes}; data columns: {list(data)})")
+                raise DataError(f"mask names {stray!r}, which {'are' if len(stray) > 1 else 'is'} not a node "
+                                f"(nodes: {nodes}; data columns: {list(data)})")
+            for v in [k for k in mask if k not in data]:  # no column: missing everywhere, as its mask must say
+                self._absent_mask(v, mask.pop(v), {_length(c) for c in data.values()})
             return mask
         try:
             m = torch.as_tensor(mask)
@@ -199,6 +203,28 @@ class BayesNetData:
             raise DataError(f"mask must be an [N, {len(nodes)}] = [{n}, {len(nodes)}] bool tensor or array (True "
                             f"where observed; columns {nodes}) or a dict node -> [N] bool, got {_described(mask)}")
         return {v: m[:, i] for i, v in enumerate(nodes) if v in data}
+
+    @staticmethod
+    def _absent_mask(v: str, m, rows: set) -> None:
+        """Check the dict-mask entry ``m`` of node ``v``, which has no data column: ``[N]`` (``N`` the data's
+        rows), bool or 0/1 integers, and all False (missing, as the absent column is).  The "all False" check
+        is deferred inside :func:`hybridpgm.fit`'s step like an integer mask's values (no host read there).
+
+        :raises DataError: naming the node, for a mask that is not ``[N]`` bool/integer or marks a row observed.
+        """
+        try:
+            m = torch.as_tensor(m)
+        except (TypeError, ValueError, RuntimeError):
+            raise DataError(f"mask of node '{v}' must be [N] bool, got {_described(m)}") from None
+        if m.dim() != 1 or (len(rows) == 1 and None not in rows and {int(m.shape[0])} != rows):
+            raise DataError(f"mask of node '{v}' has shape {tuple(m.shape)}, the data columns "
+                            f"{sorted(r for r in rows if r is not None)} rows")
+        if m.dtype != torch.bool and (torch.is_floating_point(m) or m.is_complex()):
+            raise DataError(f"mask of node '{v}' must be bool (or the integers 0 and 1), got dtype {m.dtype}: "
+                            "a mask says observed (True) or missing (False), nothing between")
+        check_or_defer(~(m != 0).any(),
+                       lambda: DataError(f"mask of node '{v}' marks rows observed (True) but the data has no "
+                                         f"column '{v}': give its column, or mark it missing (False)"))
 
     def _mask_column(self, v: str, m, t: torch.Tensor) -> torch.Tensor:
         """The mask ``m`` of column ``v`` (data ``t``) as ``[N]`` bool on ``t``'s device.

@@ -36,6 +36,7 @@ from __future__ import annotations
 import itertools
 from typing import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -47,6 +48,13 @@ from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 
 __all__ = ["CPD", "LinearGaussian", "Neural", "Table"]
+
+
+def _scoring() -> bool:
+    """Whether :meth:`BayesNet.log_prob` is tracing the model (imported late: ``bn_data`` is a sibling module)."""
+    from hybridpgm.graphs.bn_data import _SCORING
+
+    return _SCORING.get()
 
 
 @serializable
@@ -61,22 +69,24 @@ class Table(CPD):
         trained by :func:`hybridpgm.fit` and saved).  The bool buffer ``support`` (false at the zeros) is in
         the state dict, so loading it into another table (a skeleton built by :meth:`uniform`, say) gives it
         the same zeros; an older state dict without ``support`` loads too, the receiving table keeping its own.
-    :param prior: optional Dirichlet concentration :math:`\\alpha \\ge 1` (scalar or
+    :param prior: optional Dirichlet concentration :math:`\\alpha > 0` (scalar or
         broadcastable to ``probs``); the Pyro model then adds
         :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates: with
         :math:`n_{jk}` the count of state :math:`k` in the rows with parents :math:`j`, the optimum is the mode
         :math:`\\hat\\theta_{jk} = (n_{jk} + \\alpha_{jk} - 1) / (n_j + \\sum_k \\alpha_{jk} - K)`, so
         :math:`\\alpha - 1` are pseudo-counts (pgmpy's ``BayesianEstimator(prior_type="dirichlet",
-        pseudo_counts=alpha - 1)``; :math:`\\alpha = 1` is maximum likelihood).  An :math:`\\alpha < 1` is
-        refused: the objective :math:`(\\alpha - 1) \\log \\theta` then has no maximum (it grows without bound
-        as a state without data goes to probability 0).
+        pseudo_counts=alpha - 1)``; :math:`\\alpha = 1` is maximum likelihood).  An :math:`\\alpha < 1` (on a state
+        of the support) can be declared, saved and loaded, and plays no part in exact queries or sampling, but it
+        has no MAP: the objective :math:`(\\alpha - 1) \\log \\theta` then has no maximum (it grows without
+        bound as a state without data goes to probability 0), so :meth:`log_prior` -- the prior term of the
+        Pyro model, hence of fitting -- raises a :class:`ModelSpecError` naming the node.
     :param float atol: tolerance of the row-sum check; it is widened to
         :math:`K \\cdot \\epsilon` of the table's dtype where that is larger
         (``float16`` / ``bfloat16`` tables cannot sum to 1 more closely).
 
     A malformed table (wrong number of dims, a dim of size 0, a negative, NaN
     or infinite entry, a row that does not sum to 1, a prior that is not
-    finite and at least 1 or does not broadcast to the table) is reported when it is
+    finite and positive or does not broadcast to the table) is reported when it is
     declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
     that names the node; a table built as ``bn.add("B", Table(...))`` cannot
     know its node before then.  Using a malformed table that belongs to no
@@ -112,6 +122,7 @@ class Table(CPD):
         # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
         self.register_buffer("support", support)
         self._zeros: tuple | None = None  # ((version, data pointer) of support, whether it has a zero)
+        self._below: tuple | None = None  # ((versions, data pointers) of prior and support, why alpha < 1 or None)
         logits = logits.masked_fill(~support, 0.0)
         if learnable:
             self.logits = nn.Parameter(logits)
@@ -120,6 +131,7 @@ class Table(CPD):
         if prior is not None and self._problem is None:
             prior = torch.as_tensor(prior, dtype=probs.dtype, device=probs.device)
             self.register_buffer("prior", prior.expand(probs.shape).clone())
+            self._prior_below_one()  # the host read is done here, so log_prior adds none per step
         else:
             self.prior = None
         self._shape = tuple(probs.shape)
@@ -150,13 +162,29 @@ class Table(CPD):
             if alpha.dim() > probs.dim() or not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
                 return ("Dirichlet prior concentration must be positive and finite and broadcast to the table's "
                         f"shape {tuple(probs.shape)}")
-            below = alpha.expand(probs.shape)[probs > 0]  # a structural zero's alpha is left out of its row
-            if bool((below < 1).any()):
-                return (f"Dirichlet prior concentration {below.min().item():.6g} < 1 (argument prior): the MAP "
-                        "objective (alpha - 1) log theta has no maximum for alpha < 1 (it grows without bound as a "
-                        "state without data goes to probability 0); use alpha >= 1 (alpha = 1 + pseudo-counts, "
-                        "alpha = 1 is maximum likelihood)")
         return None
+
+    def _prior_below_one(self) -> str | None:
+        """Why the prior has no MAP (an alpha < 1 on a state of the support), else ``None``.  Read from the
+        device once per change of ``prior`` or ``support`` (construction, a load, a copy, a move), not on every
+        call of :meth:`log_prior`."""
+        prior, support = self.prior, self.support
+        if prior.is_inference() or support.is_inference():  # no version counter: read each time
+            key = None
+        else:
+            key = (prior._version, prior.data_ptr(), support._version, support.data_ptr())
+        if key is None or self._below is None or self._below[0] != key:
+            below = prior.expand(support.shape)[support]  # a structural zero's alpha is left out of its row
+            problem = None
+            if below.numel() and bool((below < 1).any()):
+                problem = (f"Dirichlet prior concentration {below.min().item():.6g} < 1 (argument prior): the MAP "
+                           "objective (alpha - 1) log theta has no maximum for alpha < 1 (it grows without bound as "
+                           "a state without data goes to probability 0), so the table cannot be fitted with it; "
+                           "use alpha >= 1 (alpha = 1 + pseudo-counts, alpha = 1 is maximum likelihood)")
+            if key is None:
+                return problem
+            self._below = (key, problem)
+        return self._below[1]
 
     def validate(self, node: str) -> None:
         if self._problem is not None:
@@ -251,10 +279,20 @@ class Table(CPD):
 
     def log_prior(self) -> torch.Tensor:
         """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior), each row's Dirichlet over
-        its support: a structural zero is not a state of the row (a row with one possible state has density 1)."""
+        its support: a structural zero is not a state of the row (a row with one possible state has density 1).
+
+        :raises ModelSpecError: naming the node, for an :math:`\\alpha < 1` on a state of the support (the MAP
+            objective has no maximum, so fitting with it is refused); checked on the host once per change of the
+            prior or the support.  Where the term cannot be optimised -- under :func:`torch.no_grad` (as
+            :meth:`BayesNet.sample` runs the model) or while :meth:`BayesNet.log_prob` scores rows (which leaves
+            the prior out) -- its value is returned instead."""
         self._valid()
         if self.prior is None:
             return self.logits.new_zeros(())
+        below = self._prior_below_one()
+        if below is not None and torch.is_grad_enabled() and not _scoring():
+            where = f"node '{self.node}'" if self.node else "a Table not added to any network"
+            raise ModelSpecError(f"{where}: {below}")
         lp = self.log_table()
         alpha = self.prior.expand_as(lp)
         if self._has_zero():  # the zeros' -inf and their alphas left out: the Dirichlet of the remaining states
@@ -383,13 +421,15 @@ class LinearGaussian(CPD):
     :param scale: standard deviation(s) :math:`\\sigma_d`, broadcastable to ``bias``.
     :param parents: discrete parents, then continuous parents.
 
-    The CPD's dtype is that of the floating arrays among ``bias``, ``weight`` and ``scale`` (tensors or NumPy
-    arrays; a float64 NumPy bias gives a float64 CPD, as a float64 :class:`Table` stays float64); Python
-    numbers, lists and integer arrays are read straight in that dtype (the default dtype when no floating array
-    is given), so ``scale=0.4`` in a float64 CPD is the float64 0.4, not a float32 rounding of it.
+    The CPD's dtype is that of the floating torch tensors among ``bias``, ``weight`` and ``scale``, else that
+    of the floating NumPy arrays among them (a float64 NumPy bias gives a float64 CPD, as a float64
+    :class:`Table` stays float64), else the default dtype.  Python numbers, lists, NumPy scalars (``np.std(x)``,
+    0-d arrays) and integer arrays are read straight in that dtype, so ``scale=0.4`` in a float64 CPD is the
+    float64 0.4, not a float32 rounding of it; a floating NumPy array beside a floating tensor is read in the
+    tensor's dtype (a float64 array rounded to float32, as ``torch.as_tensor(x, dtype=torch.float32)`` does).
 
     :raises ModelSpecError: non-numeric, bool, complex or non-finite ``bias``/``weight``/``scale``,
-        floating arrays of different dtypes, a
+        floating torch tensors of different dtypes (or, without one, NumPy arrays of different dtypes), a
         ``scale`` that is not positive and finite or does not broadcast to
         ``bias``, or a number of bias dims plus weights that is not the number
         of parents.
@@ -425,11 +465,15 @@ class LinearGaussian(CPD):
     def _read_inputs(self, bias, weight, scale) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``bias``, ``weight``, ``scale`` as tensors of one floating dtype, on the bias's device.
 
-        The dtype is that of the floating arrays given (tensors, NumPy arrays or scalars), which must agree;
-        Python numbers, lists and integer arrays take it (the default dtype when no floating array is given).
-        Each value is read straight in that dtype, so a float64 model keeps ``scale=0.4`` exactly.
+        The CPD's dtype is that of the floating torch tensors given, else that of the floating NumPy arrays
+        given, else the default dtype.  Python numbers, lists, NumPy scalars (``np.float64(0.5)``, as
+        ``np.std`` gives, and 0-d arrays) and integer arrays are read in that dtype; a floating NumPy array
+        beside floating tensors is read in the tensors' dtype (as ``torch.as_tensor(x, dtype=...)`` would: a
+        float64 array is rounded to a float32 model).  Each value is read straight in that dtype, so a float64
+        model keeps ``scale=0.4`` exactly.
 
-        :raises ModelSpecError: a non-numeric, bool or complex input, or floating arrays of different dtypes.
+        :raises ModelSpecError: a non-numeric, bool or complex input; floating torch tensors of different
+            dtypes; or, with no floating tensor, floating NumPy arrays of different dtypes.
         """
         given = {"bias": bias, "weight": weight, "scale": scale}
         raw = {}
@@ -445,11 +489,15 @@ class LinearGaussian(CPD):
                 raise ModelSpecError(f"LinearGaussian {what} must be real numbers, got dtype {t.dtype} "
                                      f"(parents {list(self.parents)})")
             raw[what] = t
-        own = {what: raw[what].dtype for what, x in given.items()
-               if what in raw and hasattr(x, "dtype") and torch.is_floating_point(raw[what])}
+        floating = [what for what in raw if torch.is_floating_point(raw[what])]  # in argument order
+        tensors = {what: raw[what].dtype for what in floating if isinstance(given[what], torch.Tensor)}
+        arrays = {what: raw[what].dtype for what in floating
+                  if isinstance(given[what], np.ndarray) and given[what].ndim > 0}
+        own = tensors or arrays  # NumPy scalars, numbers and lists take the dtype of these
         if len(set(own.values())) > 1:
-            raise ModelSpecError(f"LinearGaussian bias, weight and scale have different dtypes {own} "
-                                 f"(parents {list(self.parents)}): give them in one dtype")
+            kind = "torch tensors" if tensors else "NumPy arrays"
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale are floating {kind} of different dtypes "
+                                 f"{own} (parents {list(self.parents)}): give them in one dtype")
         dtype = next(iter(own.values()), torch.get_default_dtype())
         device = raw["bias"].device
         try:

@@ -74,7 +74,7 @@ def test_dirichlet_log_prior_matches_torch():
 def test_dirichlet_log_prior_of_a_table_with_structural_zeros_is_over_each_rows_support(alpha):
     """Found by an audit: the zeros' -inf entered (alpha - 1) log theta (clamped to the dtype's minimum), so the
     prior was -inf for alpha > 1 and +1.8e308 below, and fit diverged at its first step.  (An alpha < 1, once
-    checked here too, is now refused: it has no MAP.)"""
+    checked here too, is now refused by log_prior: it has no MAP.)"""
     probs = torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.5, 0.3], [0.0, 0.4, 0.6]], dtype=torch.float64)
     table = cpd.Table(probs, ["p"], prior=alpha)
     a = torch.as_tensor(alpha, dtype=torch.float64).expand(3)
@@ -360,13 +360,61 @@ def test_linear_gaussian_dtype_rules():
 
 
 @pytest.mark.parametrize("prior", [0.5, [1.0, 0.99], torch.tensor([2.0, 0.5])])
-def test_a_dirichlet_prior_below_one_is_refused_it_has_no_map(prior):
+def test_a_dirichlet_prior_below_one_is_refused_where_it_is_used_it_has_no_map(prior):
     """Audit 11: with alpha < 1 the MAP objective (alpha - 1) log theta grows without bound as a state without data
-    goes to probability 0 (fit drove it to 7e-168 and the loss to -37).  alpha = 1 (maximum likelihood) and an
+    goes to probability 0 (fit drove it to 7e-168 and the loss to -37), so log_prior (the MAP term) and hence
+    fitting refuse it, naming the node.  Review A: declaring such a table (for inference only) is accepted again;
+    refusing it there also refused loading a model saved before.  alpha = 1 (maximum likelihood) and an
     alpha < 1 at a structural zero (not a state of its row) are fine."""
+    from pyro.infer import TraceEnum_ELBO
+
+    bn = BayesNet().add("x", cpd.Table([0.5, 0.5], prior=prior))
     with pytest.raises(ModelSpecError, match=r"node 'x': Dirichlet prior concentration (0.5|0.99) < 1 \(argument"):
-        BayesNet().add("x", cpd.Table([0.5, 0.5], prior=prior))
+        bn.cpds["x"].log_prior()
+    with pytest.raises(ModelSpecError, match=r"node 'x': Dirichlet prior .* < 1"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, {"x": torch.tensor([0, 1])})
     with pytest.raises(ModelSpecError, match=r"a Table not added to any network: Dirichlet prior .* < 1"):
-        cpd.Table([0.5, 0.5], prior=prior).probs
-    BayesNet().add("x", cpd.Table([0.5, 0.5], prior=1.0))
-    BayesNet().add("x", cpd.Table([0.0, 1.0], prior=[0.5, 1.0]))
+        cpd.Table([0.5, 0.5], prior=prior).log_prior()
+    torch.testing.assert_close(bn.log_evidence({"x": torch.tensor([1])}), torch.tensor([0.5]).log())
+    assert bn.sample(4)["x"].shape == (4,)
+    torch.testing.assert_close(bn.log_prob({"x": torch.tensor([0])}), torch.tensor([0.5]).log())
+    BayesNet().add("x", cpd.Table([0.5, 0.5], prior=1.0)).cpds["x"].log_prior()
+    BayesNet().add("x", cpd.Table([0.0, 1.0], prior=[0.5, 1.0])).cpds["x"].log_prior()
+
+
+def test_a_network_with_a_prior_below_one_saves_loads_and_answers_exact_queries(tmp_path):
+    """Review A: a BayesNet saved with Table(prior=0.5) could not be loaded (the table's rebuild refused the
+    prior), although the prior plays no part in exact queries."""
+    import hybridpgm
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7], prior=0.5))
+    bn.add("b", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    hybridpgm.save(bn, tmp_path / "bn.pt")
+    loaded = hybridpgm.load(tmp_path / "bn.pt")
+    evidence = {"b": torch.tensor([1])}
+    torch.testing.assert_close(loaded.log_evidence(evidence), torch.tensor([0.3 * 0.1 + 0.7 * 0.8]).log())
+    torch.testing.assert_close(loaded.posterior(["a"], evidence)["a"], bn.posterior(["a"], evidence)["a"])
+    with pytest.raises(ModelSpecError, match=r"node 'a': Dirichlet prior concentration 0.5 < 1"):
+        loaded.cpds["a"].log_prior()
+
+
+def test_linear_gaussian_reads_numpy_scalars_like_numbers():
+    """Review A: a NumPy scalar (np.std of the data) beside a float32 tensor was refused as a float64 array; a
+    float64 NumPy array beside a float32 tensor too.  Scalars, numbers and lists take the CPD's dtype, which is
+    the floating tensors', else the floating NumPy arrays', else the default one."""
+    import numpy as np
+
+    c = cpd.LinearGaussian(torch.zeros(2), scale=np.float64(0.5), parents=["a"])
+    assert c.bias.dtype == c.log_scale.dtype == torch.float32
+    c = cpd.LinearGaussian(torch.zeros(2), scale=np.array(0.5), parents=["a"])
+    assert c.log_scale.dtype == torch.float32
+    c = cpd.LinearGaussian(torch.zeros(2), weight=np.array([[0.1], [1.0]]), parents=["a", "z"])
+    assert c.weight.dtype == torch.float32 and c.weight.flatten().tolist() == [np.float32(0.1), 1.0]
+    c = cpd.LinearGaussian(np.zeros(2), scale=np.float64(0.5), parents=["a"])
+    assert c.bias.dtype == c.log_scale.dtype == torch.float64 and c.scale.tolist() == [0.5, 0.5]
+    c = cpd.LinearGaussian(np.zeros(2), scale=torch.tensor(0.5), parents=["a"])
+    assert c.bias.dtype == torch.float32
+    with pytest.raises(ModelSpecError, match=r"tensors of different dtypes .*'bias': torch.float32"):
+        cpd.LinearGaussian(torch.zeros(2), scale=torch.tensor(0.5, dtype=torch.float64), parents=["a"])
+    with pytest.raises(ModelSpecError, match=r"NumPy arrays of different dtypes"):
+        cpd.LinearGaussian(np.zeros(2, dtype=np.float32), scale=np.full(2, 0.5), parents=["a"])
