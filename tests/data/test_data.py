@@ -9,6 +9,7 @@ from hybridpgm.data import (DynamicBinarized, binarize_static, check_features, c
                             find_fashion_mnist, load_dataset, read_idx, training_data)
 from hybridpgm.data.fashion_mnist import DEBIAN_PATH, FILES
 from hybridpgm.errors import ConfigError, DataError
+from tests.data.ready_batches import DictBatch, TupleBatch
 
 HAVE_FASHION = all((DEBIAN_PATH / (stem + ".gz")).is_file() for stem in FILES.values())
 
@@ -155,21 +156,7 @@ def test_data_loader_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
     tensors crashed data_loader with a raw torch error.  A list (torch's list of examples) is still collated."""
     import pickle
 
-    class Pairs(torch.utils.data.Dataset):
-        def __init__(self):
-            self.x, self.y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
-
-        def __len__(self):
-            return 6
-
-        def __getitem__(self, i):
-            return self.x[i], self.y[i]
-
-        def __getitems__(self, idx):
-            idx = torch.as_tensor(idx)
-            return (self.x[idx], self.y[idx]) if kind == "tuple" else {"x": self.x[idx], "y": self.y[idx]}
-
-    data = Pairs()
+    data = TupleBatch() if kind == "tuple" else DictBatch()
     loader = data_loader(data, batch_size=4, shuffle=True, seed=1)
     pickle.dumps(loader.collate_fn)  # worker processes get it pickled
     seen = []

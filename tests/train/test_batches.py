@@ -3,6 +3,7 @@ import torch
 
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.batches import BatchStream, TensorData, split_batch
+from tests.data.ready_batches import DictBatch, TupleBatch
 
 
 def _all_indices(stream, epoch):
@@ -105,33 +106,7 @@ def test_hybridpgm_datasets_and_their_subsets_give_their_own_batches():
     assert torch.equal(xb, x[[3, 1, 7]]) and torch.equal(yb, y[[3, 1, 7]])
 
 
-class _TupleBatch(torch.utils.data.Dataset):
-    """A custom dataset whose ``__getitems__`` returns a ready batch, a tuple ``(x[idx], y[idx])``."""
-
-    def __init__(self):
-        self.x, self.y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
-
-    def __len__(self):
-        return 6
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-    def __getitems__(self, idx):
-        idx = torch.as_tensor(idx)
-        return self.x[idx], self.y[idx]
-
-
-class _DictBatch(_TupleBatch):
-    def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i]}
-
-    def __getitems__(self, idx):
-        idx = torch.as_tensor(idx)
-        return {"x": self.x[idx], "y": self.y[idx]}
-
-
-class _ListBatch(_TupleBatch):
+class _ListBatch(TupleBatch):
     """A ready batch given as a list ``[x[idx], y[idx]]``: taken for torch's list of examples."""
 
     def __getitems__(self, idx):
@@ -157,7 +132,7 @@ def test_fit_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
     tensors crashed fit with a raw torch error."""
     import hybridpgm
 
-    data = _TupleBatch() if kind == "tuple" else _DictBatch()
+    data = TupleBatch() if kind == "tuple" else DictBatch()
     xb = BatchStream(data, 4, seed=0, shuffle=False).batch(0)
     if kind == "tuple":
         assert isinstance(xb, tuple) and torch.equal(xb[0], data.x[:4]) and torch.equal(xb[1], data.y[:4])
