@@ -53,7 +53,12 @@ def test_crf_speed_fails_on_a_wrong_crf(tmp_path, monkeypatch):
             super().__init__(u, 0.5 * trans, start, end)
 
     monkeypatch.setattr(crf_speed, "LinearChainCRF", Wrong)
-    with pytest.raises(RuntimeError, match="relative error of hybridpgm's loss against the float64 step"):
+    # pytorch-crf draws its transitions from the global stream: how far the halved ones move the loss depends on
+    # them (a run where the loss stayed within 1e-4 failed on the gradients instead), so any quantity may be first
+    with torch.random.fork_rng(), pytest.raises(
+            RuntimeError, match=r"relative error of hybridpgm's (loss|grad_unary|grad_transition) against the "
+                                r"float64 step"):
+        torch.manual_seed(0)
         crf_speed.main(_crf_args(tmp_path))
     assert not (tmp_path / "crf.json").exists()
 
