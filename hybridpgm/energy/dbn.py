@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Sequence
 
@@ -65,6 +66,18 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
         layer.weight.copy_(weight)
         layer.bias.copy_(bias)
     return layer
+
+
+def _random_linear(in_features: int, out_features: int, generator: torch.Generator,
+                   like: torch.Tensor) -> nn.Linear:
+    """A new ``nn.Linear(in_features, out_features)`` on ``like``'s device and dtype with ``nn.Linear``'s
+    initialisation, :math:`U(-1/\\sqrt{in}, 1/\\sqrt{in})` for weight and bias (what its Kaiming-uniform
+    rule with :math:`a = \\sqrt 5` amounts to), drawn from ``generator`` on its own device."""
+    bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+    draws = dict(device=generator.device, dtype=like.dtype)
+    weight = torch.empty(out_features, in_features, **draws).uniform_(-bound, bound, generator=generator)
+    bias = torch.empty(out_features, **draws).uniform_(-bound, bound, generator=generator)
+    return _linear(weight.to(like.device), bias.to(like.device))
 
 
 @serializable
@@ -198,14 +211,33 @@ class DBN(nn.Module):
                 decoder[-1].weight.mul_(self.rbms[0].sigma.unsqueeze(-1))
         return DBNAutoencoder(self.encoder(), nn.Sequential(*decoder))
 
-    def to_classifier(self, num_classes: int) -> nn.Sequential:
-        """The encoder followed by a new ``Linear(H_top, num_classes)`` returning logits."""
+    def to_classifier(self, num_classes: int, *, generator: torch.Generator | None = None) -> nn.Sequential:
+        """The encoder followed by a new ``Linear(H_top, num_classes)`` returning logits (``batch x
+        num_classes``).
+
+        The head is initialised as :class:`nn.Linear` does, weight and bias uniform on
+        :math:`[-1/\\sqrt{H_{top}}, 1/\\sqrt{H_{top}}]`.  Its draws come from ``generator`` when one is given
+        (the same seed gives the same head, and torch's global RNG is neither read nor advanced), else from
+        torch's global RNG, as a plain ``nn.Linear`` would.
+
+        :param int num_classes: the number of classes, at least 2.
+        :param generator: a :class:`torch.Generator` for the head's initial weights, on any device (the draws
+            are made on its device, then copied to the model's).
+        :raises ConfigError: ``num_classes`` is not an integer ``>= 2``, or ``generator`` is not a
+            :class:`torch.Generator`.
+        """
         n = as_integer(num_classes)  # integer scalars (NumPy's) pass; bool and floats do not
         if n is None or n < 2:
             raise ConfigError(f"to_classifier needs num_classes >= 2, got {num_classes!r}")
         num_classes = n
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(f"to_classifier generator must be a torch.Generator or None, got "
+                              f"{type(generator).__name__}")
         top = self.rbms[-1].weight
-        head = nn.Linear(top.shape[1], num_classes).to(top)
+        if generator is None:
+            head = nn.Linear(top.shape[1], num_classes).to(top)
+        else:
+            head = _random_linear(top.shape[1], num_classes, generator, top)
         return nn.Sequential(*self.encoder(), head)
 
     @torch.no_grad()

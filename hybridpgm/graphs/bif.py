@@ -1,4 +1,4 @@
-"""Read and write BIF files, and convert to and from pgmpy networks.
+"""Read and write BIF files.
 
 The Bayesian Interchange Format [1] declares discrete variables and their
 conditional probability tables::
@@ -8,7 +8,9 @@ conditional probability tables::
 
 :func:`read_bif` parses it directly (plain or gzip-compressed, such as the
 ``.bif.gz`` networks bundled with pgmpy and the bnlearn repository [2]) into a
-:class:`~hybridpgm.graphs.BayesNet` of :class:`~hybridpgm.graphs.cpd.Table` CPDs.
+:class:`~hybridpgm.graphs.BayesNet` of :class:`~hybridpgm.graphs.cpd.Table` CPDs, and
+:func:`write_bif` writes one back.  The conversions to and from pgmpy networks, :func:`from_pgmpy` and
+:func:`to_pgmpy`, live in :mod:`hybridpgm.graphs.bif_pgmpy` (re-exported here).
 
 **References**
 
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
+# re-exported: the pgmpy conversions this module held before they moved to hybridpgm.graphs.bif_pgmpy
+from hybridpgm.graphs.bif_pgmpy import discrete_table, from_pgmpy, to_pgmpy
 
 __all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 
@@ -326,7 +330,7 @@ def write_bif(bn, path) -> None:
         names[v] = [_bif_name(s, f"node '{v}': state") for s in given]  # distinct strings (BayesNet.add)
         lines.append(f"variable {v} {{\n  type discrete [ {len(names[v])} ] {{ {', '.join(names[v])} }};\n}}")
     for v in bn.nodes:
-        table = _table(bn, v)
+        table = discrete_table(bn, v)
         parents = list(bn.parents(v))
         head = f"probability ( {v}{' | ' + ', '.join(parents) if parents else ''} ) {{"
         lines.append(head)
@@ -341,86 +345,3 @@ def write_bif(bn, path) -> None:
     opener = gzip.open if os.fspath(path).endswith(".gz") else open
     with opener(path, "wt", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-
-
-def _table(bn, v) -> np.ndarray:
-    c = bn.cpds[v]
-    if c.cardinality is None or c.is_batched:
-        raise ModelSpecError(f"node '{v}' has no fixed table (continuous or context-dependent CPD)")
-    with torch.no_grad():
-        return c.log_table().exp().detach().cpu().double().numpy()
-
-
-def _parent_state_order(values: np.ndarray, axis: int, child, parent, cpd, parent_cpd) -> np.ndarray:
-    """``values`` with its ``axis`` in the order of the parent's own CPD (a child's CPD may list the parent's
-    states in another order: pgmpy's ``check_model`` refuses that, but the model can be built)."""
-    own = (getattr(parent_cpd, "state_names", None) or {}).get(parent)
-    listed = (cpd.state_names or {}).get(parent)
-    if own is None or listed is None or list(listed) == list(own):
-        return values
-    if len(listed) != len(own) or set(listed) != set(own) or len(set(own)) != len(own):
-        raise ModelSpecError(f"from_pgmpy: the CPD of '{child}' lists the states of its parent '{parent}' as "
-                             f"{list(listed)!r}, the CPD of '{parent}' as {list(own)!r}; they must be the same states")
-    return np.take(values, [list(listed).index(s) for s in own], axis=axis)
-
-
-def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = False, cls=None):
-    """Convert a pgmpy discrete Bayesian network (``TabularCPD`` s) to a :class:`~hybridpgm.graphs.BayesNet`.
-
-    A child's CPD listing a parent's states in another order than the parent's own has its table reordered.
-
-    :raises ModelSpecError: not a pgmpy network, a CPD that is not a ``TabularCPD``, a node without a CPD, or a
-        child's CPD listing other states for a parent than the parent's CPD (naming child, parent, both lists).
-    """
-    from hybridpgm.graphs.bayes_net import BayesNet
-    from hybridpgm.graphs.cpd import Table
-
-    cls = cls or BayesNet
-    if not all(callable(getattr(model, a, None)) for a in ("get_cpds", "nodes")):
-        raise ModelSpecError(f"from_pgmpy needs a pgmpy Bayesian network (with get_cpds() and nodes()), "
-                             f"got {type(model).__name__}")
-    bn = cls()
-    cpds = {}
-    for c in model.get_cpds():
-        if not hasattr(c, "state_names") or not hasattr(c, "get_evidence"):
-            raise ModelSpecError(f"CPD of '{getattr(c, 'variable', '?')}' is not a pgmpy TabularCPD")
-        cpds[c.variable] = c
-    missing = [v for v in model.nodes() if v not in cpds]
-    if missing:
-        raise ModelSpecError(f"pgmpy model has no CPD for node(s) {missing}")
-    for v in model.nodes():
-        c = cpds[v]
-        parents = list(c.variables[1:])
-        values = np.moveaxis(np.asarray(c.values, dtype=np.float64), 0, -1)
-        for axis, p in enumerate(parents):
-            values = _parent_state_order(values, axis, v, p, c, cpds.get(p))
-        bn.add(str(v), Table(torch.as_tensor(values, dtype=dtype), [str(p) for p in parents], learnable=learnable),
-               states=[str(s) for s in c.state_names[v]] if c.state_names else None)
-    return bn.check()
-
-
-def to_pgmpy(bn):
-    """Convert a :class:`~hybridpgm.graphs.BayesNet` of discrete CPDs to a pgmpy network.
-
-    Every CPD names the states of its variables (a node without state names gets pgmpy's default ``0..k-1``), so
-    a named parent's states are listed alike in its children's CPDs and the model passes pgmpy's ``check_model``.
-    """
-    try:
-        from pgmpy.models import DiscreteBayesianNetwork as Net
-    except ImportError:  # older pgmpy
-        from pgmpy.models import BayesianNetwork as Net
-    from pgmpy.factors.discrete import TabularCPD
-
-    net = Net(bn.edges)
-    net.add_nodes_from(bn.nodes)
-    cpds = []
-    for v in bn.nodes:
-        table = _table(bn, v)
-        parents = list(bn.parents(v))
-        card = bn.cardinality(v)
-        values = np.moveaxis(table, -1, 0).reshape(card, -1)
-        names = {u: list(bn.state_names.get(u) or range(bn.cardinality(u))) for u in [v] + parents}
-        cpds.append(TabularCPD(v, card, values, evidence=parents or None,
-                               evidence_card=[bn.cardinality(p) for p in parents] or None, state_names=names))
-    net.add_cpds(*cpds)
-    return net

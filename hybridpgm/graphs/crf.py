@@ -12,7 +12,8 @@ of [1, 2]), a transition matrix :math:`A`, start/end scores :math:`\\pi, \\omega
 :math:`\\log Z` is the forward algorithm in log space; marginals, expected
 sufficient statistics and the entropy come from the gradient of
 :math:`\\log Z` (the approach of pytorch-struct [3]); the mode is Viterbi;
-samples come from forward-filtering backward-sampling.  The forward messages
+samples come from forward-filtering backward-sampling.  The forward and
+Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`.  The forward messages
 are normalised per step (shifted by their maximum, the shifts summed into
 :math:`\\log Z`), so float32 marginals and entropies stay accurate for confident
 CRFs.  Sequences of different lengths share one padded tensor: positions
@@ -45,34 +46,13 @@ from torch.distributions import Distribution, constraints
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.checks import sample_shape_of
 from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
+from hybridpgm.graphs.crf_recursions import forward as forward_recursion
+from hybridpgm.graphs.crf_recursions import viterbi
+from hybridpgm.graphs.crf_recursions import working as _working
 from hybridpgm.serialization import serializable
 
 __all__ = ["CRFHead", "LinearChainCRF"]
-
-
-def _forbidden(dtype: torch.dtype) -> float:
-    """The finite stand-in for a -inf score inside the forward and Viterbi recursions: ``finfo.min / 8``.
-
-    ``torch.logsumexp``'s gradient is NaN where every entry is -inf (``exp(-inf + inf)``), and ``-inf - -inf`` is
-    NaN when a normalised message is shifted; with -inf clamped to this value neither happens, and every quantity
-    of a labelling that uses it is exactly 0 (``exp(finfo.min / 8 - m)`` underflows to 0), so the results equal
-    those of true -inf scores.  Normalised messages stay above about ``2 * finfo.min / 8``, and their sums with
-    a transition above ``3 * finfo.min / 8``: nothing overflows."""
-    return torch.finfo(dtype).min / 8
-
-
-def _working(*scores: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-    """``scores`` in the dtype the recursions run in: their promoted dtype, at least float32.
-
-    Scores of mixed dtypes (float16 unary scores from autocast into a float32 :class:`CRFHead`, float64 ones
-    into it) meet in one dtype, whose :func:`_forbidden` bound each of them fits; half precisions run in float32,
-    as a sum over ``T`` steps of scores of order 10 leaves float16's range well before ``T = 1000`` and a
-    float16 stand-in for -inf (about -8188) would be within reach of ordinary scores."""
-    dtype = torch.float32
-    for t in scores:
-        if t is not None:
-            dtype = torch.promote_types(dtype, t.dtype)
-    return tuple(None if t is None else t.to(dtype) for t in scores)
 
 
 class LinearChainCRF(Distribution, TorchDistributionMixin):
@@ -166,50 +146,10 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         return torch.arange(T, device=self.unary.device) < self.lengths[..., None]  # batch + (T,)
 
     def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False):
-        """Log-space forward recursion, normalised per step; returns ``(log_z, alphas)``: ``batch_shape`` log Z
-        and, when ``keep``, the ``[T] + batch_shape + (L,)`` forward messages, each step's shifted by a
-        per-sequence constant (else None).
-
-        Each step's message is shifted by its maximum and the shifts are summed into log Z, so the recursion
-        and its gradients (the marginals) run at O(1) magnitudes; unnormalised, the messages grew to
-        ~T x score and float32 marginals carried errors ~ulp(T x score) (entropies off by nats).  The shift
-        is a constant to autograd unless ``attach``: attached (for :meth:`_grads`, whose gradients are the
-        answer), each step's backward re-projects the gradient onto the simplex, so its rounding errors do
-        not accumulate over the steps (float32 entropies within ~1e-3 nats instead of ~5e-2); detached (for
-        :meth:`log_prob`, the training step) it costs no autograd node.  Steps are not masked one by one
-        (no host read of the lengths either): padding reads 0, the recursion runs to ``T`` and each sequence's
-        message at its length - 1 is gathered at the end.  -inf scores are clamped to :func:`_forbidden` (see
-        there); a sequence with no labelling of finite score gets log Z = -inf.
-        """
-        lengths = self.lengths if lengths is None else lengths
-        T = unary.shape[-2]
-        unary, transition, start, end = _working(unary, transition, start, end)
-        neg = _forbidden(unary.dtype)
-        steps = torch.arange(T, device=unary.device).view((T,) + (1,) * lengths.dim())
-        inside = steps < lengths  # [T] + batch
-        # padding (which may hold anything) reads 0: the steps past a length run on, finite, and are then dropped
-        unary = torch.where(inside.movedim(0, -1)[..., None], unary.clamp(min=neg), 0.0)
-        transition, start, end = (p.clamp(min=neg) for p in (transition, start, end))
-        alpha = start + unary[..., 0, :]
-        shift = (alpha if attach else alpha.detach()).amax(-1, keepdim=True)
-        alpha = alpha - shift
-        shifts, alphas = [shift], [alpha]
-        for t in range(1, T):
-            new = torch.logsumexp(alpha.unsqueeze(-1) + transition, dim=-2) + unary[..., t, :]
-            shift = (new if attach else new.detach()).amax(-1, keepdim=True)
-            alpha = new - shift
-            shifts.append(shift)
-            alphas.append(alpha)
-        # each sequence's last message (at its length - 1) and its shifts: one gather, no per-step masking
-        alphas = torch.stack(alphas)
-        index = (lengths - 1).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
-        last = alphas.gather(0, index)
-        total = torch.where(inside[..., None], torch.stack(shifts), 0.0).sum(0).squeeze(-1)
-        log_z = total + torch.logsumexp(last.squeeze(0) + end, dim=-1)
-        log_z = torch.where(log_z < neg / 2, float("-inf"), log_z)  # every labelling meets a -inf score
-        if not keep:
-            return log_z, None
-        return log_z, torch.where(inside[..., None], alphas, last)  # padding steps hold the last message
+        """:func:`~hybridpgm.graphs.crf_recursions.forward` on these scores and ``lengths`` (default: the
+        distribution's): ``(log_z, alphas)``."""
+        return forward_recursion(unary, transition, start, end, self.lengths if lengths is None else lengths,
+                                 keep=keep, attach=attach)
 
     @property
     def log_partition(self) -> torch.Tensor:
@@ -337,29 +277,8 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
     def argmax(self) -> torch.Tensor:
         """Viterbi decoding: ``batch_shape + (T,)`` most probable label sequences."""
         with torch.no_grad():
-            T, L = self.unary.shape[-2:]
-            working = _working(self.unary, self.transition, self.start, self.end)
-            neg = _forbidden(working[0].dtype)
-            unary, transition, start, end = (p.clamp(min=neg) for p in working)
-            ident = torch.arange(L, device=self.unary.device).expand(self.batch_shape + (L,))
-            delta = start + unary[..., 0, :]
-            shift = delta.amax(-1, keepdim=True)  # normalised as the forward recursion, for float32 ties
-            delta, shifts, pointers = delta - shift, [shift], []
-            for t in range(1, T):
-                best, arg = (delta.unsqueeze(-1) + transition).max(dim=-2)
-                new = best + unary[..., t, :]
-                shift = new.amax(-1, keepdim=True)
-                on = (t < self.lengths)[..., None]
-                delta = torch.where(on, new - shift, delta)
-                shifts.append(torch.where(on, shift, 0.0))
-                pointers.append(torch.where(on, arg, ident))
-            best, y = (delta + end).max(-1)
-            self._check_possible(torch.stack(shifts).sum(0).squeeze(-1) + best, "most probable labelling is")
-            out = [y]
-            for ptr in reversed(pointers):
-                y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-                out.append(y)
-            path = torch.stack(out[::-1], dim=-1)
+            score, path = viterbi(self.unary, self.transition, self.start, self.end, self.lengths)
+            self._check_possible(score, "most probable labelling is")
             return torch.where(self._mask(), path, torch.zeros_like(path))
 
     @property

@@ -158,7 +158,7 @@ class IWAE(ELBO):
 
     def plate_nesting(self, model, guide, args, kwargs, modules=()) -> int:
         """The model's plate nesting (without the particle plate), guessed once by
-        :func:`~hybridpgm.infer.particle_elbo.guess_plate_nesting` when not given: without Pyro's log line,
+        :func:`~hybridpgm.infer.particle_probe.guess_plate_nesting` when not given: without Pyro's log line,
         without using up random numbers, and leaving the buffers of the modules behind ``model`` and
         ``guide`` (and of ``modules``, e.g. an objective's ``module``) as they were -- a resumed run
         guesses again, and a batch-norm layer must not count that probe as a training batch.

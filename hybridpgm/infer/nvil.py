@@ -199,7 +199,7 @@ class NVIL_ELBO(TraceGraph_ELBO):
         self.centering = flag(centering, "NVIL centering")
 
     def _guess_max_plate_nesting(self, model, guide, args, kwargs, modules=()):
-        """hybridpgm's guess (:func:`~hybridpgm.infer.particle_elbo.guess_plate_nesting`, the value Pyro's
+        """hybridpgm's guess (:func:`~hybridpgm.infer.particle_probe.guess_plate_nesting`, the value Pyro's
         would find, with the particle plate of ``vectorize_particles`` added) in place of Pyro's: it logs no
         ``"Guessed max_plate_nesting"`` line, uses up no random numbers and leaves the buffers of the modules
         behind ``model`` and ``guide``, of ``modules`` and of the baselines as they were (a resumed run

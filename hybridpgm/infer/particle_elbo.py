@@ -24,157 +24,34 @@ mini-batches) changes the estimator.
 
 :class:`ParticleELBO` runs the guide and the model once under an outer
 ``pyro.plate`` of :math:`K` particles (Pyro's ``vectorize_particles``) and
-reduces each site's log-density to shape ``[K, B]``.
+reduces each site's log-density to shape ``[K, B]``.  The probe trace that finds a
+program's plate nesting without side effects lives in
+:mod:`hybridpgm.infer.particle_probe` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Iterable, NamedTuple
 
 import pyro
-import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
-from pyro.infer.util import is_validation_enabled
-from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_if_enumerated, check_site_shape
+from pyro.poutine.util import site_is_subsample
+from pyro.util import check_if_enumerated
 
 from hybridpgm.checks import flag, positive_int
 from hybridpgm.errors import ObjectiveError
+# re-exported: the probe-trace helpers this module held before they moved to hybridpgm.infer.particle_probe
+from hybridpgm.infer.particle_probe import (guess_plate_nesting, keeping_module_state, keeping_rng_state,
+                                            probed_modules, probing)
 
 __all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "guess_plate_nesting", "importance_log_likelihood",
            "keeping_module_state", "keeping_rng_state", "probing", "probed_modules"]
 
 _PARTICLE_PLATE = "num_particles_vectorized"
-
-
-def keeping_rng_state():
-    """A context whose random draws leave torch's generators (the CPU's and the current CUDA device's) as they
-    were: a trace run only to learn the model's structure must not shift the draws of training, or a resumed
-    run would differ from an uninterrupted one."""
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    return torch.random.fork_rng(devices=cuda)
-
-
-def probed_modules(*owners: Any) -> list[torch.nn.Module]:
-    """The :class:`torch.nn.Module` s behind ``owners``: a module itself, the module a bound method belongs to
-    (``vae.model``), and those found the same way inside :func:`functools.partial` objects and Pyro's handler
-    wrappers (``poutine.scale(vae.model, 2.0)``) or behind ``__wrapped__``; each once, in order.
-
-    A plain function that reaches a module through a closure or a global is not seen: pass the module itself
-    (as :class:`~hybridpgm.infer.SVIObjective` and the ``fit`` objectives pass their ``module``).
-    """
-    found: dict[int, torch.nn.Module] = {}
-
-    def visit(obj: Any, depth: int) -> None:
-        if obj is None or depth > 8:
-            return
-        if isinstance(obj, torch.nn.Module):
-            found.setdefault(id(obj), obj)
-            return
-        owner = getattr(obj, "__self__", None)
-        if isinstance(owner, torch.nn.Module):
-            found.setdefault(id(owner), owner)
-        if isinstance(obj, functools.partial):
-            for inner in (obj.func, *obj.args, *obj.keywords.values()):
-                if callable(inner):
-                    visit(inner, depth + 1)
-        inner = getattr(obj, "__wrapped__", None)
-        if inner is not None and inner is not obj:
-            visit(inner, depth + 1)
-
-    for owner in owners:
-        visit(owner, 0)
-    return list(found.values())
-
-
-@contextlib.contextmanager
-def keeping_module_state(*owners: Any) -> Iterator[None]:
-    """A context that leaves the buffers of the modules behind ``owners`` (see :func:`probed_modules`, and
-    every submodule of those) exactly as they were: batch-norm running statistics and ``num_batches_tracked``,
-    NVIL's running moments, any buffer a forward pass in training mode updates.
-
-    Each buffer is cloned on entry and, where it changed, copied back on exit (also when the body raises),
-    into the same tensor object, so views and references to it stay valid; a buffer the body replaced by
-    another tensor is put back.  The cost is one copy of the buffers, small next to the parameters.  A
-    forward pass in :meth:`~torch.nn.Module.eval` mode would also leave them alone, but could take other
-    paths (dropout, ``if self.training``) than the training pass whose structure a probe trace is meant to
-    learn; restoring is exact whatever the module does.
-    Buffers the body registers anew (a lazy module's) are kept.
-    """
-    saved = []
-    seen: set[int] = set()
-    with torch.no_grad():
-        for module in probed_modules(*owners):
-            for sub in module.modules():
-                if id(sub) in seen:
-                    continue
-                seen.add(id(sub))
-                buffers = [(name, buf, None if buf is None else buf.detach().clone())
-                           for name, buf in sub._buffers.items()]
-                if buffers:
-                    saved.append((sub, buffers))
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for sub, buffers in saved:
-                for name, buf, copy in buffers:
-                    if buf is not None:
-                        if buf.shape != copy.shape or buf.dtype != copy.dtype or buf.device != copy.device:
-                            buf.set_(copy)
-                        elif not torch.equal(buf, copy):  # untouched buffers keep their autograd version
-                            buf.copy_(copy)
-                    sub._buffers[name] = buf
-
-
-@contextlib.contextmanager
-def probing(*owners: Any) -> Iterator[None]:
-    """A context for a trace run only to learn a program's structure (its plate nesting, its sites): it
-    leaves torch's random generators (:func:`keeping_rng_state`) and the buffers of the modules behind
-    ``owners`` (:func:`keeping_module_state`) as they were.  Such a trace is run once per
-    :func:`hybridpgm.fit` call, so a resumed run runs it once more than an uninterrupted one: anything it
-    left behind would make the two differ."""
-    with keeping_rng_state(), keeping_module_state(*owners):
-        yield
-
-
-def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict,
-                        modules: Iterable[torch.nn.Module] = ()) -> int:
-    """The deepest vectorized plate of one (guide, model) trace pair, as
-    :meth:`pyro.infer.ELBO._guess_max_plate_nesting` finds it (the same traces, subsample sites pruned, and
-    the same site-shape validation when Pyro's validation is on), without its ``"Guessed max_plate_nesting"``
-    log line and without the particle plate that Pyro adds for ``vectorize_particles``.
-
-    The traces run under :func:`probing`: no random numbers are used up and no module buffer changes.
-
-    :param args: the model's and guide's positional arguments.
-    :param kwargs: their keyword arguments.
-    :param modules: modules whose state must be left alone besides those behind ``model`` and ``guide``
-        (see :func:`probed_modules`).
-    :returns: ``max_plate_nesting`` (0 for a program without vectorized plates).
-    """
-    with probing(model, guide, *modules):
-        # Ignore validation to allow model-enumerated sites absent from the guide (as Pyro does).
-        with poutine.block():
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-        guide_trace = prune_subsample_sites(guide_trace)
-        model_trace = prune_subsample_sites(model_trace)
-        sites = [site for trace in (model_trace, guide_trace) for site in trace.nodes.values()
-                 if site["type"] == "sample"]
-        if is_validation_enabled():
-            guide_trace.compute_log_prob()
-            model_trace.compute_log_prob()
-            for site in sites:
-                check_site_shape(site, max_plate_nesting=float("inf"))
-    dims = [frame.dim for site in sites for frame in site["cond_indep_stack"] if frame.vectorized]
-    return -min(dims) if dims else 0
 
 
 class LogWeights(NamedTuple):

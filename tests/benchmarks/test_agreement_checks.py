@@ -12,6 +12,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import bn_inference  # noqa: E402
+import bn_sample  # noqa: E402
 import bp_vs_pgmax  # noqa: E402
 import common  # noqa: E402
 import crf_speed  # noqa: E402
@@ -162,6 +163,42 @@ def test_bn_inference_fails_when_the_one_row_query_is_not_pgmpy_s(tmp_path, monk
     monkeypatch.setattr(bn_inference, "_one_row_queries", fully_observed)
     with pytest.raises(RuntimeError, match="answer different queries"):
         bn_inference.main(_bn_args(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------------ bn_sample
+def _bn_sample_args(tmp_path):
+    return bn_sample.parse_args(["--networks", "asia", "--rows", "20", "--samples", "200", "--row-samples", "5",
+                                 "--rounds", "1", "--min-timing-s", "0", "--max-calls", "1",
+                                 "--out", str(tmp_path / "bs.json")])
+
+
+def test_bn_sample_passes_exact_samplers_and_records_the_check(tmp_path):
+    torch.manual_seed(0)
+    (res,) = bn_sample.main(_bn_sample_args(tmp_path))["results"]
+    for kind in ("one_row", "imputation"):
+        assert set(res[kind]["max_error_over_bound"]) == {"hybridpgm", "plain_pyro"}
+        assert max(res[kind]["max_error_over_bound"].values()) <= 1.0
+
+
+def test_bn_sample_fails_on_a_sampler_that_ignores_the_evidence(tmp_path, monkeypatch):
+    """Before, ``max_z`` was only written: samples of the prior, the evidence copied in, passed."""
+    real = BayesNet.sample
+
+    def prior(self, n, evidence=None, **kw):  # draws the unobserved nodes from the prior
+        out = real(self, n, evidence=evidence, **kw)
+        if evidence is None:
+            return out
+        shape = next(iter(out.values())).shape
+        free = {v: x.reshape(shape) for v, x in real(self, shape.numel()).items()}
+        return {v: torch.where(evidence[v].reshape(-1) >= 0, evidence[v].reshape(-1), x) if v in evidence else x
+                for v, x in free.items()}
+
+    monkeypatch.setattr(BayesNet, "sample", prior)
+    torch.manual_seed(0)
+    with pytest.raises(RuntimeError, match=r"asia one_row: hybridpgm's samples against bn.posterior, max \|count - "
+                                           r"expected\| / Bernstein bound = [0-9.]+ exceeds the tolerance 1"):
+        bn_sample.main(_bn_sample_args(tmp_path))
+    assert not (tmp_path / "bs.json").exists()
 
 
 # ----------------------------------------------------------------------------------------------- mrf_sample

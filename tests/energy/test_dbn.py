@@ -203,3 +203,39 @@ def test_unrolling_does_not_touch_the_global_rng():
     assert torch.equal(torch.get_rng_state(), state)
     torch.testing.assert_close(encoder[0].weight.detach(), (dbn.rbms[0].weight / dbn.rbms[0].sigma[:, None]).T.detach())
     torch.testing.assert_close(autoencoder.decoder[0].bias.detach(), dbn.rbms[1].visible_bias.detach())
+
+
+def test_to_classifier_head_from_a_generator_is_reproducible_and_leaves_the_global_rng():
+    """Before, the head came from ``nn.Linear``'s init on the global RNG: no ``generator`` keyword, the global
+    stream advanced, and two calls gave different heads unless the caller reseeded the whole process."""
+    dbn = DBN([6, 5, 4])
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    first = dbn.to_classifier(3, generator=torch.Generator().manual_seed(7))
+    second = dbn.to_classifier(3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), state)
+    head, other = first[-1], second[-1]
+    assert torch.equal(head.weight, other.weight) and torch.equal(head.bias, other.bias)
+    assert head.weight.shape == (3, 4) and head.bias.shape == (3,)
+    bound = 1 / 4**0.5  # nn.Linear's init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert bool((head.weight.abs() <= bound).all()) and bool((head.bias.abs() <= bound).all())
+    assert head.weight.std() > 0.1 * bound  # drawn, not zeros
+    third = dbn.to_classifier(3, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(third[-1].weight, head.weight)
+
+
+def test_to_classifier_without_a_generator_draws_from_the_global_rng_like_nn_linear():
+    dbn = DBN([6, 5, 4])
+    torch.manual_seed(3)
+    head = dbn.to_classifier(3)[-1]
+    torch.manual_seed(3)
+    reference = torch.nn.Linear(4, 3)
+    assert torch.equal(head.weight, reference.weight) and torch.equal(head.bias, reference.bias)
+
+
+def test_to_classifier_generator_matches_the_model_dtype_and_refuses_non_generators():
+    dbn = DBN([6, 5, 4]).double()
+    head = dbn.to_classifier(2, generator=torch.Generator().manual_seed(0))[-1]
+    assert head.weight.dtype == torch.float64
+    with pytest.raises(ConfigError, match="generator must be a torch.Generator"):
+        dbn.to_classifier(2, generator=0)

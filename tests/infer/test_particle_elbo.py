@@ -1,11 +1,9 @@
-"""The probe trace that guesses ``max_plate_nesting`` (hybridpgm/infer/particle_elbo.py): Pyro's value, no
-log line, no random numbers used up and no module buffer changed."""
-
-import functools
+"""ParticleELBO's guess of ``max_plate_nesting`` (hybridpgm/infer/particle_elbo.py, through the probe trace of
+hybridpgm/infer/particle_probe.py): Pyro's value, no log line, no random numbers used up and no module buffer
+changed; the data plate of the importance-weighted estimates."""
 
 import pyro
 import pyro.distributions as dist
-import pyro.poutine as poutine
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
@@ -78,54 +76,12 @@ def test_the_guess_uses_no_random_numbers_and_leaves_batch_norm_statistics_alone
     assert set(batches_tracked(vae).values()) == {0}
 
 
-class _Counter(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("count", torch.zeros(()))
-        self.register_buffer("empty", None)
+def test_the_probe_helpers_are_still_importable_from_particle_elbo():
+    """They moved to hybridpgm.infer.particle_probe (tested in tests/infer/test_particle_probe.py)."""
+    from hybridpgm.infer import particle_probe
 
-    def forward(self, x):
-        self.count += 1
-        return x
-
-
-def test_module_state_is_restored_in_place_even_when_the_body_raises():
-    counter = _Counter()
-    count = counter.count
-    with pytest.raises(RuntimeError, match="boom"):
-        with particle_elbo.keeping_module_state(counter):
-            counter(1.0)
-            counter.count = torch.full((), 7.0)  # replaced by another tensor
-            counter.register_buffer("lazy", torch.ones(2))  # a buffer made in the body stays
-            raise RuntimeError("boom")
-    assert counter.count is count and count.item() == 0 and counter.empty is None
-    assert torch.equal(counter.lazy, torch.ones(2))
-
-
-def test_untouched_buffers_keep_their_autograd_version():
-    counter = _Counter()
-    version = counter.count._version
-    with particle_elbo.keeping_module_state(counter):
-        pass
-    assert counter.count._version == version
-
-
-def test_modules_are_found_behind_methods_wrappers_and_partials():
-    vae, counter, other = batch_norm_vae(), _Counter(), _Counter()
-    wrapped = poutine.scale(vae.model, 2.0)
-    partial = functools.partial(counter.forward)
-    assert particle_elbo.probed_modules(wrapped, vae.guide, partial, other, None, lambda x: x) == [vae, counter, other]
-    assert particle_elbo.probed_modules(vae.model, vae, vae.guide) == [vae]
-
-
-def test_probing_keeps_the_random_state_and_the_buffers_of_a_wrapped_module():
-    counter = _Counter()
-    torch.manual_seed(0)
-    with particle_elbo.probing(poutine.block(counter)):
-        counter(torch.rand(2))
-    after = torch.rand(2)
-    torch.manual_seed(0)
-    assert counter.count.item() == 0 and torch.equal(after, torch.rand(2))
+    for name in particle_probe.__all__:
+        assert getattr(particle_elbo, name) is getattr(particle_probe, name) and name in particle_elbo.__all__
 
 
 def _plates_with_explicit_dims(x):

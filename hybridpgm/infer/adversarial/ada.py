@@ -63,25 +63,32 @@ class ADA(AdversarialGame):
     :param k: discriminator steps per generator step.
     :param adversarial_weight: :math:`\\lambda` (``0``: source-only).
     :param input_shape: the inputs' event shape, for the shape check at
-        construction (default ``feature_extractor.in_shape`` when present).
+        construction (default ``feature_extractor.in_shape`` when present).  Without it the chain of networks
+        is dry-run (two rows of zeros, eval mode, no gradients) the first time a batch of a new event shape
+        arrives, in whichever player's loss sees it first.
     :raises ConfigError: ``adversarial_weight`` is not a finite number >= 0, or ``k < 1``.
     :raises ModelSpecError: the networks' shapes do not chain.
 
-    :meth:`loss` raises :class:`~hybridpgm.errors.DataError` for a batch that is not three tensors
-    ``(x_source, y_source, x_target)`` of matching shapes with integer labels, that is empty, whose inputs
-    have a dtype the networks do not take exactly or NaN/inf values
-    (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`), or (the generator's loss) a
-    label outside ``[0, num_classes)``, ``-100`` included: every source example needs its class.  Inside
+    :meth:`loss` -- both players' -- raises :class:`~hybridpgm.errors.DataError` for a batch that is not three
+    tensors ``(x_source, y_source, x_target)`` of matching shapes with integer labels, whose event shape is not
+    ``input_shape`` (or, without it, one the feature extractor cannot take), that is empty, whose inputs have a
+    dtype the networks do not take exactly or NaN/inf values
+    (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`), or a label outside
+    ``[0, num_classes)``, ``-100`` included: every source example needs its class.  Inside
     :func:`hybridpgm.fit` the value checks wait for the step's one host read
-    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).
+    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), so the discriminator's steps, which come first,
+    raise before any update as the generator's does.
     """
 
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
                  k: int = 1, adversarial_weight: float = 1.0, input_shape: Sequence[int] | None = None):
         input_shape = input_shape if input_shape is not None else getattr(feature_extractor, "in_shape", None)
         self.input_shape = None if input_shape is None else tuple(input_shape)
+        #: the number of classes the classifier gives for inputs of each event shape checked so far
+        self._num_classes: dict[tuple[int, ...], int] = {}
         if self.input_shape is not None:
-            _check_chain(feature_extractor, domain_discriminator, classifier, self.input_shape)
+            self._num_classes[self.input_shape] = _check_chain(feature_extractor, domain_discriminator, classifier,
+                                                               self.input_shape)
         self.adversarial_weight = positive_real(adversarial_weight, "ADA adversarial_weight", allow_zero=True)
         module = nn.ModuleDict({"feature_extractor": feature_extractor, "classifier": classifier,
                                 "discriminator": domain_discriminator})
@@ -136,7 +143,23 @@ class ADA(AdversarialGame):
             raise DataError(f"ADA: source labels must be integer class indices (int64), got dtype {ys.dtype}")
         if xs.shape[0] == 0 or xt.shape[0] == 0:
             raise DataError(f"ADA got an empty batch (source {tuple(xs.shape)}, target {tuple(xt.shape)})")
-        return self.checked_data(xs, "ADA x_source"), ys, self.checked_data(xt, "ADA x_target")
+        num_classes = self._classes_for(xs, "ADA x_source")
+        xs, xt = self.checked_data(xs, "ADA x_source"), self.checked_data(xt, "ADA x_target")
+        return xs, _checked_labels(ys, num_classes), xt
+
+    def _classes_for(self, x: torch.Tensor, what: str) -> int:
+        """The classifier's number of outputs for inputs like ``x`` (``batch x event_shape``), from the
+        construction's dry run or, the first time that event shape is seen without ``input_shape``, from a dry
+        run of the chain now (shapes only: no host read).
+
+        :param what: the inputs, as the message names them.
+        :raises DataError: the feature extractor cannot take inputs of ``x``'s event shape (naming ``x``'s
+            shape)."""
+        event_shape = tuple(x.shape[1:])
+        if event_shape not in self._num_classes:
+            self._num_classes[event_shape] = _check_chain(self.feature_extractor, self.discriminator,
+                                                          self.classifier, event_shape, data=(what, tuple(x.shape)))
+        return self._num_classes[event_shape]
 
     def data_networks(self) -> tuple[nn.Module, ...]:
         """The feature extractor takes the inputs: its dtype is theirs (the discriminator's when it has no
@@ -150,6 +173,7 @@ class ADA(AdversarialGame):
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             expected = ", ".join(map(str, self.input_shape)) if self.input_shape is not None else "..."
             raise DataError(f"{what} must be a tensor of shape (batch, {expected}), got {got}")
+        self._classes_for(x, what)
         return self.checked_data(x, what)
 
     # -- the losses ---------------------------------------------------------------------
@@ -163,7 +187,7 @@ class ADA(AdversarialGame):
         xs, ys, xt = self._unpack(batch)
         hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
         logits = self.classifier(hs)
-        loss = F.cross_entropy(logits, _checked_labels(ys, logits.shape[-1]))
+        loss = F.cross_entropy(logits, ys)
         if self.adversarial_weight:
             fool = 0.5 * (self.log_qr(hs, 1).mean() + self.log_qr(ht, 0).mean())
             loss = loss - self.adversarial_weight * fool
@@ -208,7 +232,17 @@ def _checked_labels(ys: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,
-                 input_shape: tuple[int, ...]) -> None:
+                 input_shape: tuple[int, ...], data: tuple[str, tuple[int, ...]] | None = None) -> int:
+    """Dry-run the chain on two rows of zeros of ``input_shape`` (eval mode, each sub-module's own mode put back
+    after, no gradients): the feature extractor, then the domain discriminator (one logit per row) and the
+    classifier (``2 x num_classes``) on its features.
+
+    :param data: when the check runs on data, their name and the shape of the batch whose event shape
+        ``input_shape`` is; ``None`` at construction.
+    :returns: the classifier's number of outputs, ``num_classes``.
+    :raises DataError: (``data`` given) the feature extractor cannot take inputs of ``input_shape``.
+    :raises ModelSpecError: (no ``data``) the same; or the networks' shapes do not chain.
+    """
     modules = (features, discriminator, classifier)
     ref = next((p for m in modules for p in m.parameters()), None)
     kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
@@ -218,6 +252,10 @@ def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.M
         try:
             h = features(torch.zeros(2, *input_shape, **kwargs))
         except (RuntimeError, ValueError) as e:
+            if data is not None:
+                raise DataError(f"{data[0]} has shape {data[1]}: the feature extractor cannot take inputs of event "
+                                f"shape {input_shape} ({e}); give inputs of the shape it was built for, or pass "
+                                f"input_shape= to check them at construction") from e
             raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
         for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
                               ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
@@ -231,3 +269,4 @@ def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.M
                 raise ModelSpecError(f"the {name} cannot take features of shape {tuple(h.shape[1:])}: {e}") from e
             if not ok(out):
                 raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")
+    return out.shape[-1]

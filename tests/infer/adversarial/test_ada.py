@@ -190,3 +190,65 @@ def test_paired_data_seed_is_checked(seed):
 
     with pytest.raises(ConfigError, match="ADA.paired_data seed must be an integer"):
         ADA.paired_data(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), torch.randn(3, 2), seed=seed)
+
+
+def make_without_input_shape(d=5, f=4, c=3):
+    torch.manual_seed(0)
+    return ADA(mlp([d, 8, f]), MLPDiscriminator(f, (8,)), nn.Linear(f, c))
+
+
+@pytest.mark.parametrize("player", ["discriminator", "generator"])
+def test_without_input_shape_a_wrong_width_is_named_in_every_players_loss(player):
+    """Before, without ``input_shape`` inputs of the wrong width reached the feature extractor's matmul: a raw
+    RuntimeError, in the discriminator's step first."""
+    ada = make_without_input_shape()
+    xs, ys, xt = batch(d=7)
+    with pytest.raises(DataError, match=r"ADA x_source has shape \(6, 7\): the feature extractor cannot take "
+                                        r"inputs of event shape \(7,\)"):
+        ada.loss(player, (xs, ys, xt))
+    with pytest.raises(DataError, match=r"ADA.predict x has shape \(6, 7\)"):
+        ada.predict(xs)
+    good = batch()
+    torch.testing.assert_close(ada.loss(player, good), make(weight=1.0).loss(player, good), rtol=0, atol=0)
+
+
+def test_without_input_shape_the_chain_is_dry_run_once_per_event_shape():
+    ada = make_without_input_shape()
+    calls = []
+    ada.feature_extractor.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape)))
+    data = batch()
+    ada.loss("discriminator", data)
+    assert calls == [(2, 5), (6, 5), (6, 5)]  # the dry run on two rows of zeros, then the two domains
+    calls.clear()
+    ada.loss("generator", data), ada.loss("discriminator", data)
+    assert calls == [(6, 5)] * 4
+
+
+@pytest.mark.parametrize("shaped", [True, False])
+@pytest.mark.parametrize("label", [3, -100])
+def test_labels_outside_the_classes_are_named_in_the_discriminators_loss(shaped, label):
+    """Before, only the generator's loss checked the labels: the discriminator's steps, which come first, trained
+    on the bad batch (and without ``input_shape`` nothing knew the number of classes before the classifier ran)."""
+    ada = make() if shaped else make_without_input_shape()
+    xs, ys, xt = batch()
+    ys[2] = label
+    with pytest.raises(DataError, match=f"0..2 \\(the classifier's 3 outputs\\); row 2 of the batch holds {label}"):
+        ada.loss("discriminator", (xs, ys, xt))
+
+
+def test_discriminator_label_check_waits_for_the_steps_host_read_and_raises_before_its_update():
+    from hybridpgm.train.deferred_checks import deferring_checks
+
+    ada = make_without_input_shape()
+    xs, ys, xt = batch()
+    ys[1] = 5
+    with deferring_checks() as pending:
+        loss = ada.loss("discriminator", (xs, ys, xt))  # no host read of its own: no raise yet
+    assert torch.isfinite(loss) and not bool(pending.all_passed(torch.device("cpu")))
+    with pytest.raises(DataError, match="row 1 of the batch holds 5"):
+        pending.raise_first_failure()
+    before = [p.detach().clone() for p in ada.module.parameters()]
+    with pytest.raises(DataError, match="row 1 of the batch holds 5"):
+        hybridpgm.fit(ada, (xs, ys, xt), batch_size=6, max_steps=1, shuffle=False, progress=False, seed=0,
+                      device="cpu")
+    assert all(torch.equal(a, p) for a, p in zip(before, ada.module.parameters()))

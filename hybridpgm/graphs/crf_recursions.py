@@ -1,0 +1,139 @@
+"""The dynamic programs of :class:`~hybridpgm.graphs.LinearChainCRF`: the forward algorithm and Viterbi.
+
+For unary scores :math:`\\phi_t(l)` (``batch_shape + (T, L)``), transitions :math:`A` (``batch_shape + (L, L)``)
+and start/end scores :math:`\\pi, \\omega` (``batch_shape + (L,)``), over a sequence of length :math:`n`,
+
+.. math::
+
+    \\alpha_0 = \\pi + \\phi_0, \\qquad
+    \\alpha_t(j) = \\phi_t(j) + \\log\\sum_i \\exp\\big(\\alpha_{t-1}(i) + A_{ij}\\big), \\qquad
+    \\log Z = \\log\\sum_l \\exp\\big(\\alpha_{n-1}(l) + \\omega_l\\big);
+
+Viterbi is the same recursion in the max-plus semiring, with back-pointers.  Both run in log space, each
+step's message shifted by its maximum (the shifts summed back in), in the dtype of :func:`working`, with -inf
+scores clamped to :func:`forbidden`; positions ``t >= lengths`` may hold anything.  The marginals, the entropy
+and the samples of the distribution are built on :func:`forward` (its gradient, its messages) [1].
+
+References:
+
+1. A. M. Rush, *Torch-Struct: Deep Structured Prediction Library*, 2020.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["forbidden", "forward", "viterbi", "working"]
+
+
+def forbidden(dtype: torch.dtype) -> float:
+    """The finite stand-in for a -inf score inside the forward and Viterbi recursions: ``finfo.min / 8``.
+
+    ``torch.logsumexp``'s gradient is NaN where every entry is -inf (``exp(-inf + inf)``), and ``-inf - -inf`` is
+    NaN when a normalised message is shifted; with -inf clamped to this value neither happens, and every quantity
+    of a labelling that uses it is exactly 0 (``exp(finfo.min / 8 - m)`` underflows to 0), so the results equal
+    those of true -inf scores.  Normalised messages stay above about ``2 * finfo.min / 8``, and their sums with
+    a transition above ``3 * finfo.min / 8``: nothing overflows."""
+    return torch.finfo(dtype).min / 8
+
+
+def working(*scores: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """``scores`` in the dtype the recursions run in: their promoted dtype, at least float32.
+
+    Scores of mixed dtypes (float16 unary scores from autocast into a float32 :class:`~hybridpgm.graphs.CRFHead`,
+    float64 ones into it) meet in one dtype, whose :func:`forbidden` bound each of them fits; half precisions run
+    in float32, as a sum over ``T`` steps of scores of order 10 leaves float16's range well before ``T = 1000``
+    and a float16 stand-in for -inf (about -8188) would be within reach of ordinary scores."""
+    dtype = torch.float32
+    for t in scores:
+        if t is not None:
+            dtype = torch.promote_types(dtype, t.dtype)
+    return tuple(None if t is None else t.to(dtype) for t in scores)
+
+
+def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+            lengths: torch.Tensor, keep: bool = False, attach: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-space forward recursion, normalised per step; returns ``(log_z, alphas)``: ``batch_shape`` log Z
+    and, when ``keep``, the ``[T] + batch_shape + (L,)`` forward messages, each step's shifted by a
+    per-sequence constant (else None).
+
+    :param unary: ``batch_shape + (T, L)`` unary scores (anything past a sequence's length is ignored).
+    :param transition: ``batch_shape + (L, L)`` transition scores.
+    :param start: ``batch_shape + (L,)`` start scores.
+    :param end: ``batch_shape + (L,)`` end scores.
+    :param lengths: ``batch_shape`` long lengths, each in ``1..T``.
+
+    Each step's message is shifted by its maximum and the shifts are summed into log Z, so the recursion
+    and its gradients (the marginals) run at O(1) magnitudes; unnormalised, the messages grew to
+    ~T x score and float32 marginals carried errors ~ulp(T x score) (entropies off by nats).  The shift
+    is a constant to autograd unless ``attach``: attached (for the marginals, whose gradients are the
+    answer), each step's backward re-projects the gradient onto the simplex, so its rounding errors do
+    not accumulate over the steps (float32 entropies within ~1e-3 nats instead of ~5e-2); detached (for
+    ``log_prob``, the training step) it costs no autograd node.  Steps are not masked one by one
+    (no host read of the lengths either): padding reads 0, the recursion runs to ``T`` and each sequence's
+    message at its length - 1 is gathered at the end.  -inf scores are clamped to :func:`forbidden` (see
+    there); a sequence with no labelling of finite score gets log Z = -inf.
+    """
+    T = unary.shape[-2]
+    unary, transition, start, end = working(unary, transition, start, end)
+    neg = forbidden(unary.dtype)
+    steps = torch.arange(T, device=unary.device).view((T,) + (1,) * lengths.dim())
+    inside = steps < lengths  # [T] + batch
+    # padding (which may hold anything) reads 0: the steps past a length run on, finite, and are then dropped
+    unary = torch.where(inside.movedim(0, -1)[..., None], unary.clamp(min=neg), 0.0)
+    transition, start, end = (p.clamp(min=neg) for p in (transition, start, end))
+    alpha = start + unary[..., 0, :]
+    shift = (alpha if attach else alpha.detach()).amax(-1, keepdim=True)
+    alpha = alpha - shift
+    shifts, alphas = [shift], [alpha]
+    for t in range(1, T):
+        new = torch.logsumexp(alpha.unsqueeze(-1) + transition, dim=-2) + unary[..., t, :]
+        shift = (new if attach else new.detach()).amax(-1, keepdim=True)
+        alpha = new - shift
+        shifts.append(shift)
+        alphas.append(alpha)
+    # each sequence's last message (at its length - 1) and its shifts: one gather, no per-step masking
+    alphas = torch.stack(alphas)
+    index = (lengths - 1).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
+    last = alphas.gather(0, index)
+    total = torch.where(inside[..., None], torch.stack(shifts), 0.0).sum(0).squeeze(-1)
+    log_z = total + torch.logsumexp(last.squeeze(0) + end, dim=-1)
+    log_z = torch.where(log_z < neg / 2, float("-inf"), log_z)  # every labelling meets a -inf score
+    if not keep:
+        return log_z, None
+    return log_z, torch.where(inside[..., None], alphas, last)  # padding steps hold the last message
+
+
+@torch.no_grad()
+def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
+            lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Viterbi decoding of scores already expanded to one ``batch_shape`` (shapes as :func:`forward`'s).
+
+    :returns: ``(score, path)``: the ``batch_shape`` best score :math:`\\max_y s(y)` (below ``forbidden / 2``
+        where every labelling meets a -inf score) and the ``batch_shape + (T,)`` best label sequences, whose
+        positions past a sequence's length repeat its last label (the caller masks them).
+    """
+    T, L = unary.shape[-2:]
+    batch_shape = unary.shape[:-2]
+    scores = working(unary, transition, start, end)
+    neg = forbidden(scores[0].dtype)
+    unary, transition, start, end = (p.clamp(min=neg) for p in scores)
+    ident = torch.arange(L, device=unary.device).expand(batch_shape + (L,))
+    delta = start + unary[..., 0, :]
+    shift = delta.amax(-1, keepdim=True)  # normalised as the forward recursion, for float32 ties
+    delta, shifts, pointers = delta - shift, [shift], []
+    for t in range(1, T):
+        best, arg = (delta.unsqueeze(-1) + transition).max(dim=-2)
+        new = best + unary[..., t, :]
+        shift = new.amax(-1, keepdim=True)
+        on = (t < lengths)[..., None]
+        delta = torch.where(on, new - shift, delta)
+        shifts.append(torch.where(on, shift, 0.0))
+        pointers.append(torch.where(on, arg, ident))
+    best, y = (delta + end).max(-1)
+    out = [y]
+    for ptr in reversed(pointers):
+        y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        out.append(y)
+    return torch.stack(shifts).sum(0).squeeze(-1) + best, torch.stack(out[::-1], dim=-1)
