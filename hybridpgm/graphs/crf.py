@@ -228,14 +228,14 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
             raise EvidenceError(f"LinearChainCRF: labels of shape {tuple(value.shape)} do not broadcast with the "
                                 f"batch shape {tuple(self.batch_shape)} + event shape {tuple(self.event_shape)}"
                                 ) from None
-        if value.dtype.is_floating_point and bool((value != value.round()).any()):
-            raise EvidenceError("LinearChainCRF: labels must be integers")
+        if value.dtype.is_floating_point and bool(((value != value.round()) | value.isinf()).any()):
+            raise EvidenceError("LinearChainCRF: labels must be integers (finite, integer-valued)")
         if self._validate_args:
             value, mask = torch.broadcast_tensors(value, self._mask())
             bad = mask & ((value < 0) | (value >= self.num_labels))
             if bool(bad.any()):
                 pos = bad.nonzero()[0].tolist()
-                raise EvidenceError(f"LinearChainCRF: label {int(value[tuple(pos)])} at index {pos} is outside "
+                raise EvidenceError(f"LinearChainCRF: label {value[tuple(pos)].item()} at index {pos} is outside "
                                     f"the label set 0..{self.num_labels - 1}")
 
     def score(self, value: torch.Tensor) -> torch.Tensor:

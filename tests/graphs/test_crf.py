@@ -141,6 +141,22 @@ def test_label_outside_label_set_raises():
     crf.log_prob(torch.tensor([[0, 1, 0], [1, 1, 9]]))  # padding may hold anything
 
 
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf"), float("nan"), 0.5])
+def test_a_non_finite_or_fractional_float_label_is_named(bad, validate):
+    """``int(inf)`` in the message crashed with ``OverflowError``; with validation off an infinite label
+    reached ``.long()`` (an arbitrary integer)."""
+    crf = LinearChainCRF(torch.zeros(3, 2), torch.zeros(2, 2), validate_args=validate)
+    with pytest.raises(EvidenceError, match="labels must be integers"):
+        crf.log_prob(torch.tensor([1.0, bad, 0.0]))
+
+
+def test_a_float_label_outside_the_label_set_is_named_with_its_value():
+    crf = LinearChainCRF(torch.zeros(3, 2), torch.zeros(2, 2), validate_args=True)
+    with pytest.raises(EvidenceError, match=r"label 7.0 at index \[1\]"):
+        crf.log_prob(torch.tensor([1.0, 7.0, 0.0]))
+
+
 def test_a_label_outside_the_label_set_is_named_inside_a_plate_too():
     """Pyro's plate expands the distribution; the expanded CRF validated nothing, and the label reached
     torch's gather ('index 3 is out of bounds for dimension 2 with size 3')."""
