@@ -26,7 +26,9 @@ model: it is recorded from the training features when the model is built and by 
 (train mode), saved in the ``state_dict``, and kept when the GP is conditioned on other data
 (:meth:`DeepKernelGP.set_train_data`, the refit of :func:`~hybridpgm.gp.validation.fit_validated`), so the
 kernel does not change with the conditioning set; features outside the recorded range are clamped to it.
-All of it is GPyTorch; this class adds the feature extractor, input checks and the training objective.
+All of it is GPyTorch; this class adds the feature extractor and input checks.  The training objective,
+:class:`~hybridpgm.gp.exact_mll.ExactMLLObjective`, and the recipe :func:`~hybridpgm.gp.exact_mll.train_deep_kernel`
+live in :mod:`hybridpgm.gp.exact_mll` (importable from here as well).
 
 Above ``gpytorch.settings.max_cholesky_size`` (800 examples by default) GPyTorch computes the marginal
 likelihood by conjugate gradients and a *stochastic* Lanczos estimate of :math:`\\log|K + \\sigma^2 I|`
@@ -43,21 +45,17 @@ References:
 1. A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Deep Kernel Learning*, AISTATS 2016.
 2. A. G. Wilson, H. Nickisch, *Kernel Interpolation for Scalable Structured
    Gaussian Processes (KISS-GP)*, ICML 2015.
-3. H. Chen, L. Zheng, R. Al Kontar, G. Raskutti, *Stochastic Gradient Descent
-   in Correlated Settings: A Study on Gaussian Processes*, NeurIPS 2020.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import gpytorch
 import torch
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase  # what exact inference accepts
 from gpytorch.likelihoods.noise_models import _HomoskedasticNoiseBase
 
-from hybridpgm.checks import check_player
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
@@ -330,89 +328,9 @@ class DeepKernelGP(gpytorch.Module):
             return GPPrediction(y.mean, y.variance)
 
 
-class ExactMLLObjective:
-    """Negative exact log marginal likelihood per example of a :class:`DeepKernelGP`,
-    one player ``"mll"`` (network weights and hyperparameters together).
-
-    The batch is ``(x, y)``.  With ``batch_size >= N`` in :func:`hybridpgm.fit`
-    every step is a full-data step of the exact objective (the marginal
-    likelihood does not depend on the order of the examples); smaller batches
-    give the subset-likelihood SGD of Chen et al. [3], biased but consistent.
-
-    The marginal likelihood couples every pair of examples of the batch through
-    the kernel matrix, so it is not the mean of the likelihoods of parts of the
-    batch: the objective is not *decomposable* (``decomposable = False``, see
-    :mod:`hybridpgm.train.objective`), and :func:`hybridpgm.fit` refuses
-    ``accumulate > 1`` and multi-process (``torchrun``) runs for it with a
-    :class:`~hybridpgm.errors.ConfigError`, instead of silently training the
-    mean of the micro-batches' or the ranks' likelihoods.
-    """
-
-    #: the loss of a batch is not the mean of its parts' losses: fit neither accumulates nor shards it
-    decomposable = False
-
-    def __init__(self, model: DeepKernelGP):
-        self.model = model
-        self.module = model
-
-    def players(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"mll": [p for p in self.model.parameters() if p.requires_grad]}
-
-    def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """:raises ConfigError: an unknown ``player``.
-        :raises DataError: a batch that is not ``(x, y)`` (see :meth:`DeepKernelGP.marginal_log_likelihood`)."""
-        check_player(player, ("mll",), "ExactMLLObjective")
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise DataError(f"ExactMLLObjective batches are (x, y), got {_describe(batch)}")
-        x, y = batch
-        return -self.model._marginal_log_likelihood(x, y)  # fit's seeded stream draws GPyTorch's probes
-
-
-def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch.nn.Module | None = None, *,
-                      validation: float = 0.2, max_steps: int = 300, eval_every: int = 5, patience: int = 10,
-                      lr: float = 0.01, seed: int | None = 0, device: str = "cpu",
-                      **model_kwargs: Any) -> tuple[DeepKernelGP, Any]:
-    """The DKL recipe: full-batch exact marginal likelihood (:class:`ExactMLLObjective`) on all
-    but the last ``validation`` fraction of the examples, early stopping on their predictive NLL,
-    best weights restored, then the GP conditioned on every example (see
-    :mod:`hybridpgm.gp.validation`).  Shuffle i.i.d. data first: the held-out examples are the last rows.
-
-    :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
-        were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
-    :param model_kwargs: passed to :class:`DeepKernelGP` (``kernel``, ``grid_size``, ...).
-    :returns: the trained :class:`DeepKernelGP` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
-    :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
-    :raises DataError: see :class:`DeepKernelGP` and :func:`~hybridpgm.gp.validation.split_tail`.
-    """
-    import functools
-
-    from hybridpgm.checks import positive_real
-    from hybridpgm.gp.validation import fit_validated, split_tail
-    from hybridpgm.rng_scope import keeping_global_rngs
-
-    positive_real(lr, "lr")
-
-    x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    with keeping_global_rngs(seed):
-        model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
-        run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
-                            eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0],
-                            seed=seed, device=device, optim=functools.partial(torch.optim.Adam, lr=lr),
-                            shuffle=False)  # full batch: the order changes nothing but costs a copy per step
-    return model, run
-
-
 def _data_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The dtype targets must share with inputs ``x``: theirs when floating (else any floating dtype)."""
     return x.dtype if x.is_floating_point() else None
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} element(s)"
-    return f"a {type(value).__name__}"
 
 
 def _rename_legacy_outputscale(state_dict: dict, prefix: str, scale: gpytorch.kernels.ScaleKernel,

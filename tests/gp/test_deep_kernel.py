@@ -347,27 +347,6 @@ def test_nonfinite_batch_inside_fit_raises_the_data_error_not_gpytorchs():
             model.marginal_log_likelihood(bad_x, y)
 
 
-@pytest.mark.parametrize("accumulate, world_size, split", [(2, 1, r"accumulate=2 would split each batch into 2 "
-                                                                  r"micro-batches"),
-                                                           (1, 2, r"2 ranks \(torchrun\) would each take a shard")])
-def test_the_exact_marginal_likelihood_is_not_split_over_micro_batches_or_ranks(monkeypatch, accumulate, world_size,
-                                                                                 split):
-    from hybridpgm.errors import ConfigError
-    from hybridpgm.train import distributed
-
-    monkeypatch.setattr(distributed, "current",
-                        lambda timeout_s=None: distributed.DistributedContext(rank=0, world_size=world_size))
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(20, 1, generator=g)
-    y = torch.sin(6 * x[:, 0])
-    model = DeepKernelGP(x, y)
-    before = copy.deepcopy(model.state_dict())
-    assert ExactMLLObjective.decomposable is False
-    with pytest.raises(ConfigError, match=rf"^ExactMLLObjective is not decomposable .*{split}"):
-        hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=20, accumulate=accumulate, progress=False, seed=0)
-    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # refused before any step
-
-
 class _StudentLike(gpytorch.likelihoods.StudentTLikelihood):
     """A user's subclass of a non-Gaussian likelihood."""
 

@@ -89,20 +89,6 @@ def test_fit_validated_trains_a_dkl_with_a_custom_score_and_refit():
         fit_validated(ExactMLLObjective(model), (x, y), x_val, y_val, max_steps=0)
 
 
-def test_train_deep_kernel_recipe_holds_out_and_refits():
-    from hybridpgm.gp import train_deep_kernel
-
-    torch.manual_seed(1)
-    x = torch.rand(80, 2) * 2 - 1
-    y = torch.sin(3 * x[:, 0]) + 0.1 * torch.randn(80)
-    model, run = train_deep_kernel(x, y, torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(),
-                                                             torch.nn.Linear(8, 2)), max_steps=10, eval_every=5)
-    assert model.train_x.shape[0] == 80 and run.best_step in (5, 10)
-    pred = model.predict(x[:5])
-    assert pred.mean.shape == (5,) and bool((pred.variance > 0).all())
-
-
-
 def _lstm_run(checkpoint=None, callbacks=(), lr=0.1, max_steps=60, **kwargs):
     """The early-stopping GP-LSTM run above, from a fixed initialisation."""
     x, y = _windows()
