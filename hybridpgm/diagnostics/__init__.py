@@ -13,8 +13,10 @@ from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat  # noq
 _MODULES = {
     "gan_metrics": ("RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",
                     "train_classifier"),
-    "inference_data": ("from_categorical", "from_importance", "from_mcmc", "from_pyro_svi", "from_svi",
-                       "make_inference_data"),
+    "arviz_data": ("make_inference_data",),
+    "categorical_data": ("from_categorical",),
+    "sampler_data": ("from_importance", "from_mcmc"),
+    "svi_data": ("from_pyro_svi", "from_svi"),
     "plots": ("plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves",
               "plot_sequence_marginals"),
 }

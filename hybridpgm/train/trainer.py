@@ -11,7 +11,6 @@ See :mod:`hybridpgm.train.objective` for the contract and
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -24,27 +23,25 @@ import torch
 from tqdm.auto import tqdm
 
 from hybridpgm.checks import flag
-from hybridpgm.errors import CheckpointError, TrainingInterrupted
+from hybridpgm.errors import TrainingInterrupted
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
                                      split_batch)
-from hybridpgm.train.callbacks import FitStart, StepInfo, callback_buffer_paths, callback_states, load_callback_states
-from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
-                                        remove_stale_temporaries, rng_state, save_checkpoint, set_rng_state)
+from hybridpgm.train.callbacks import FitStart, StepInfo
+from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
-                                         check_decomposable, check_factory, check_objective, check_optimizer,
-                                         check_players, check_scheduler, draw_seed,
-                                         keeps_callers_rngs_when_unseeded, keeps_module_modes, per_player, rng_seed)
+                                         check_decomposable, check_factory, check_objective, draw_seed,
+                                         keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
 from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
-from hybridpgm.train.player_step import Player, autocast_for, check_finite_parameters
-from hybridpgm.train.rank_states import load_rank_state, rank_buffer_paths, rank_state, resume_plan
-from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, override_scheduler,
-                                    resume_mode, run_config, scheduler_settings)
-from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
+from hybridpgm.train.player_step import autocast_for
+from hybridpgm.train.rank_states import load_rank_state
+from hybridpgm.train.resume import resume_mode, run_config
+from hybridpgm.train.run_checkpoint import RunCheckpoint
+from hybridpgm.train.run_start import build_players, open_checkpoint, restore
 from hybridpgm.train.signals import StopSignals, signal_name
 
 __all__ = ["fit"]
@@ -55,26 +52,6 @@ _CALLERS_LEVEL = 5
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-def _build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
-                   skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any], dict[str, Any]]:
-    """The players, each one's optimizer hyperparameters as requested (read before a scheduler can move them),
-    and each one's scheduler settings (:func:`~hybridpgm.train.resume.scheduler_settings`)."""
-    params = check_players(objective)
-    names = {id(p): n for n, p in objective.module.named_parameters()}
-    factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
-    scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
-    players, hyperparameters, schedulers = {}, {}, {}
-    for name, group in params.items():
-        optimizer = check_optimizer(factories[name](group), name)
-        hyperparameters[name] = optimizer_hyperparameters(optimizer)
-        scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
-            if name in scheduler_factories else None
-        schedulers[name] = scheduler_settings(scheduler)
-        scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        players[name] = Player(name, group, optimizer, scheduler, scaler, names=[names[id(p)] for p in group],
-                               skip_nonfinite=skip_nonfinite)
-    return players, hyperparameters, schedulers
 
 
 def _say(message: str) -> None:
@@ -273,8 +250,8 @@ def fit(
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
-    players, hyperparameters, schedulers = _build_players(objective, optim, lr_scheduler, precision, device,
-                                                          skip_nonfinite)
+    players, hyperparameters, schedulers = build_players(objective, optim, lr_scheduler, precision, device,
+                                                         skip_nonfinite)
     config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                         accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
                         shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
@@ -284,62 +261,22 @@ def fit(
         "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
     })
 
-    history, start_step, elapsed, resumed, finished, fit_end_pending = History(), 0, 0.0, None, False, False
-    if checkpoint is not None:
-        if os.path.isdir(checkpoint):
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
-        check_replaceable(checkpoint, "checkpoint")  # a link, a device, a FIFO: refused before any step
-        if context.is_main:
-            remove_stale_temporaries(checkpoint)
-            if overwrite and os.path.exists(checkpoint):
-                os.unlink(checkpoint)
-        exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
-        if mode == "require" and not exists:
-            raise CheckpointError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
-        if mode == "never" and exists:
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} exists and this run would replace it: pass "
-                                  "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
-        if exists:
-            resumed = load_checkpoint(checkpoint, map_location=device)
+    history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
     own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
+    resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
     if resumed is not None:
-        module_buffers = buffer_paths(module)
-        check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers
-                                | callback_buffer_paths(resumed.get("callbacks") or [], module_buffers)
-                                | rank_buffer_paths(module, len(resumed.get("rank_states") or [])))
-        if sorted(resumed["players"]) != sorted(players):
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
-                                  f"the objective has {sorted(players)}")
-        check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
-        module.load_state_dict(resumed["module"])
-        for name, player in players.items():
-            state = resumed["players"][name]
-            recorded = resumed.get("config") or {}
-            was_scheduler = (recorded.get("schedulers") or {}).get(name)
-            if override_hyperparameters and "schedulers" in recorded and \
-                    (was_scheduler or {}).get("class") != (schedulers[name] or {}).get("class"):
-                state = {**state, "scheduler": None}  # another scheduler (or none before): it starts afresh
-            player.load_state_dict(state)
-            if override_hyperparameters:
-                override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
-                                            (recorded.get("optimizers") or {}).get(name))
-                override_scheduler(player.scheduler, schedulers[name], was_scheduler)
-        if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
-            objective.load_state_dict(resumed["objective"])
-        load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))
-        finished = bool(resumed.get("stopped_early", False))  # a callback ended it: nothing is left to run
-        fit_end_pending = bool(resumed.get("fit_end_pending", False))  # its on_fit_end failed: run it again
-        history = History.from_state_dict(resumed["history"])
-        start_step = int(resumed["step"])
-        if seed is None or not override_hyperparameters:
-            seed = int(resumed["seed"])
-        elapsed = history.wall_time[-1] if history.wall_time else 0.0
-        own_rank_states, lost = resume_plan(checkpoint, resumed, context.world_size, module, objective)
+        restored = restore(checkpoint, resumed, module=module, objective=objective, players=players,
+                           hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
+                           config=config, seed=seed, override_hyperparameters=override_hyperparameters,
+                           world_size=context.world_size)
+        history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
+        finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
+                                                      restored.own_rank_states)
         if context.is_main:
             _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                  + ("; it had stopped early, so no step is run" if finished else ""))
-            if lost is not None:
-                warnings.warn(lost, UserWarning, stacklevel=_CALLERS_LEVEL)
+            if restored.lost is not None:
+                warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
     # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
     context.broadcast_module_state(module, buffers=own_rank_states is None)
     if own_rank_states is not None:
@@ -356,40 +293,9 @@ def fit(
     else:  # a fresh run, or a resume on another number of ranks
         pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
 
-    def write_checkpoint(step: int, stopped: bool = False, pending: bool = False) -> None:
-        check_finite_parameters(module, players, step, checkpoint)
-        # every rank's RNG states and, on several ranks, its own buffers and objective state, in one collective
-        gathered = context.gather_to_main((rng_state(), rank_state(module, objective) if context.world_size > 1
-                                           else None))
-        failure = None
-        if checkpoint is not None and context.is_main:
-            try:
-                callback_state = callback_states(callbacks)
-                buffers = buffer_paths(module)
-                per_rank = {} if context.world_size == 1 else {"rank_states": [g[1] for g in gathered]}
-                save_checkpoint(checkpoint, {
-                    "module": module.state_dict(),
-                    "players": {name: player.state_dict() for name, player in players.items()},
-                    "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
-                    "history": history.state_dict(),
-                    "rng": [g[0] for g in gathered],
-                    "step": step,
-                    "seed": seed,
-                    "world_size": context.world_size,
-                    "config": config,
-                    "callbacks": callback_state,
-                    "stopped_early": stopped,
-                    "fit_end_pending": pending,  # on_fit_end has yet to run
-                    **per_rank,
-                }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers)
-                   | rank_buffer_paths(module, len(per_rank.get("rank_states", ()))))
-            except CheckpointError as error:
-                if context.world_size == 1:
-                    raise
-                failure = str(error)
-        failure = context.broadcast_object(failure)  # also the barrier: every rank fails with rank 0's write
-        if failure is not None:
-            raise CheckpointError(failure if context.is_main else f"rank 0 could not write the checkpoint: {failure}")
+    write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
+                                     callbacks=callbacks, history=history, seed=seed, config=config,
+                                     context=context).write
 
     bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and context.is_main),
                desc=type(objective).__name__, unit="step", dynamic_ncols=True)

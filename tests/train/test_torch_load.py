@@ -1,10 +1,9 @@
-"""What a checkpoint or model file path may be, the permissions of the file written there, and the reasons
-given for a file that cannot be read (hybridpgm/train/checkpoint.py, shared by hybridpgm.save / load)."""
+"""The reasons given for a checkpoint or model file that cannot be read (hybridpgm/train/torch_load.py,
+shared by load_checkpoint and hybridpgm.load)."""
 
 import builtins
 import errno
 import os
-import stat
 import struct
 import zipfile
 
@@ -15,52 +14,9 @@ import hybridpgm
 from hybridpgm import fit
 from hybridpgm.errors import CheckpointError
 from hybridpgm.generative import VAE
-from hybridpgm.train.checkpoint import load_checkpoint, read_torch_file, save_checkpoint
+from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
+from hybridpgm.train.torch_load import read_torch_file
 from tests.train.helpers import LinearRegression, regression_data
-
-
-class CountSteps:
-    def __init__(self):
-        self.steps = 0
-
-    def on_step_end(self, info):
-        self.steps += 1
-
-
-def _special(tmp_path, kind):
-    """A path in ``tmp_path`` that is not a regular file, and a check that it is still what it was."""
-    path = tmp_path / "c.pt"
-    if kind == "fifo":
-        os.mkfifo(path)
-        return path, lambda: stat.S_ISFIFO(os.lstat(path).st_mode)
-    target = tmp_path / "target.pt"
-    if kind == "symlink":
-        target.write_bytes(b"")
-    os.symlink(target.name, path)  # "dangling symlink": its target does not exist
-    return path, lambda: os.path.islink(path) and os.readlink(path) == target.name and \
-        (kind == "dangling symlink") != target.exists()
-
-
-@pytest.mark.parametrize("kind, match", [("fifo", r"it is a FIFO \(named pipe\), not a regular file"),
-                                         ("symlink", "it is a symbolic link to 'target.pt'"),
-                                         ("dangling symlink", "it is a symbolic link to 'target.pt'")])
-def test_a_path_that_is_not_a_regular_file_is_never_replaced(tmp_path, kind, match):
-    """Before, the temporary file was renamed over whatever was at the path: a FIFO or a device node became a
-    regular file, a symbolic link was replaced and its target left stale."""
-    path, unchanged = _special(tmp_path, kind)
-    with pytest.raises(CheckpointError, match=rf"cannot write checkpoint '.*c.pt': {match}"):
-        save_checkpoint(path, {"step": 1})
-    with pytest.raises(CheckpointError, match=rf"cannot write model file '.*c.pt': {match}"):
-        hybridpgm.save(VAE(8, 2, [4]), path)
-    for overwrite in (False, True):  # overwrite=True deleted any path
-        steps = CountSteps()
-        with pytest.raises(CheckpointError, match=rf"cannot write checkpoint '.*c.pt': {match}"):
-            fit(LinearRegression(), regression_data(), checkpoint=path, overwrite=overwrite, progress=False,
-                callbacks=[steps])
-        assert steps.steps == 0  # refused before training, not at the end of the run
-    assert unchanged()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c.pt"] + (["target.pt"] if kind == "symlink"
-                                                                              else []))
 
 
 def test_reading_a_fifo_is_refused_instead_of_waiting_for_a_writer(tmp_path):
@@ -70,41 +26,6 @@ def test_reading_a_fifo_is_refused_instead_of_waiting_for_a_writer(tmp_path):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match=r"model file '.*c.pt' is a FIFO \(named pipe\), not a regular file"):
         hybridpgm.load(path)
-
-
-@pytest.fixture
-def umask():
-    """Set the process umask for a test, restoring it afterwards."""
-    old = os.umask(0o022)
-    os.umask(old)
-    yield lambda mask: os.umask(mask)
-    os.umask(old)
-
-
-@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
-def test_a_new_file_gets_the_permissions_open_would_give(tmp_path, umask, mask):
-    """Before, checkpoints and model files were 0600 (mkstemp's mode) whatever the umask."""
-    umask(mask)
-    save_checkpoint(tmp_path / "c.pt", {"step": 1})
-    hybridpgm.save(VAE(8, 2, [4]), tmp_path / "m.pt")
-    fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "run.pt", progress=False, seed=0)
-    with open(tmp_path / "plain", "wb"):
-        pass
-    expected = 0o666 & ~mask
-    assert stat.S_IMODE(os.stat(tmp_path / "plain").st_mode) == expected
-    for name in ("c.pt", "m.pt", "run.pt"):
-        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name
-
-
-def test_a_replaced_file_keeps_its_permissions(tmp_path, umask):
-    umask(0o022)
-    for name, write in (("c.pt", lambda p: save_checkpoint(p, {"step": 1})),
-                        ("m.pt", lambda p: hybridpgm.save(VAE(8, 2, [4]), p))):
-        path = tmp_path / name
-        write(path)
-        os.chmod(path, 0o640)
-        write(path)
-        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def _truncated(tmp_path):
@@ -239,3 +160,11 @@ def test_an_os_error_on_reading_keeps_its_reason(tmp_path, monkeypatch, code):
     name = errno.errorcode[code]
     with pytest.raises(CheckpointError, match=rf"cannot read model file '.*vae.pt': {os.strerror(code)} \({name}\)$"):
         hybridpgm.load(path)
+
+
+def test_the_readers_are_importable_from_checkpoint_where_they_lived():
+    """hybridpgm.serialization and users import them from hybridpgm.train.checkpoint."""
+    from hybridpgm.train import checkpoint, torch_load
+
+    assert checkpoint.read_torch_file is torch_load.read_torch_file
+    assert checkpoint.check_readable is torch_load.check_readable

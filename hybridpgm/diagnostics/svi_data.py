@@ -1,0 +1,212 @@
+"""ArviZ data of a Pyro model and guide after variational inference: :func:`from_pyro_svi`.
+
+Posterior draws come from the guide through :class:`pyro.infer.Predictive`, model-enumerated discrete sites the
+guide lacks from :func:`pyro.infer.infer_discrete`, and the pointwise log-likelihood (with local discrete sites
+summed out) is ready for ``az.loo`` / ``az.waic``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Predictive, infer_discrete
+from pyro.poutine.util import site_is_factor, site_is_subsample
+
+from hybridpgm.checks import positive_int
+from hybridpgm.diagnostics.arviz_data import make_inference_data
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.particle_elbo import keeping_module_state
+from hybridpgm.param_store_scope import modules_own_their_params
+
+__all__ = ["from_pyro_svi", "from_svi"]
+
+
+class _Sites(NamedTuple):
+    """The sample sites of one model trace, by the ArviZ group they go to."""
+
+    latent: list[str]  #: latent sites drawn by the guide (``Predictive``)
+    discrete: list[str]  #: enumerated latent sites the guide lacks, drawn by ``infer_discrete``
+    deterministic: list[str]  #: ``pyro.deterministic`` sites, computed per posterior draw
+    observed: dict[str, dict]  #: observed sites that hold data (no factor, no deterministic site)
+
+
+def _sort_sites(model_trace, guide_trace) -> _Sites:
+    latent, discrete, sequential, deterministic, observed = [], [], [], [], {}
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["infer"].get("_deterministic"):
+            deterministic.append(name)
+        elif site["is_observed"]:
+            if not site_is_factor(site) and not site["infer"].get("is_auxiliary", False):
+                observed[name] = site
+        elif site["infer"].get("is_auxiliary", False):
+            continue
+        elif name in guide_trace.nodes or site["infer"].get("enumerate") is None:
+            latent.append(name)
+        elif site["infer"]["enumerate"] == "parallel":
+            discrete.append(name)
+        else:
+            sequential.append(name)
+    if sequential:
+        raise ConfigError(f"from_pyro_svi draws the model-enumerated sites that the guide lacks from their "
+                          f"posterior with infer_discrete, which needs parallel enumeration; sites {sequential} are "
+                          f"enumerated {model_trace.nodes[sequential[0]]['infer']['enumerate']!r}: mark them "
+                          f"infer={{'enumerate': 'parallel'}} or sample them in the guide")
+    return _Sites(latent, discrete, deterministic, observed)
+
+
+def _refuse_subsampling(*traces) -> None:
+    """Raise :class:`DataError` for a plate that runs on fewer rows than its size: each trace would hold other
+    rows, so draws, log-likelihoods and observed data would not line up."""
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if site_is_subsample(site) and site["fn"].size >= 0 and len(site["value"]) < site["fn"].size:
+                raise DataError(f"from_pyro_svi needs every row, but plate {name!r} subsamples "
+                                f"{len(site['value'])} of its {site['fn'].size} rows, so each draw would hold other "
+                                f"rows; pass the full data, with pyro.plate({name!r}, {site['fn'].size}) without "
+                                f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
+
+
+def _vectorized_frames(site: dict) -> set:
+    return {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
+
+
+def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], shapes: dict,
+                        first_dim: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
+    """Per observed site ``y``, :math:`\\log p(y_n \\mid \\theta) = \\log \\sum_{c_n} p(c_n \\mid \\theta)
+    p(y_n \\mid c_n, \\theta)`: the model run with ``values`` (its continuous latents :math:`\\theta` and its
+    global discrete sites) and its ``local`` enumerated discrete sites enumerated in parallel; the local sites
+    in no plate but ``y``'s are summed out of ``y``'s log-likelihood (the others sum to one).  A mixture
+    assignment is summed out of its point's likelihood, as in the model, rather than fixed at a draw that has
+    seen the point, which would make ``az.loo`` optimistic.
+
+    :param shapes: ``name -> shape`` of each observed site's own log-probability (no enumeration dims).
+    :returns: ``name -> log-likelihood`` in that shape."""
+    trace = poutine.trace(poutine.enum(poutine.condition(model, data=values), first_available_dim=first_dim)
+                          ).get_trace(*args, **kwargs)
+    plate_dims = -1 - first_dim
+    out = {}
+    for name, site in observed.items():
+        frames = _vectorized_frames(site)
+        enumerated = trace.nodes[name]
+        total = enumerated["fn"].log_prob(enumerated["value"])
+        for n in local:
+            if _vectorized_frames(trace.nodes[n]) <= frames:
+                total = total + trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"])
+        shape = shapes[name]
+        kept = max(plate_dims, len(shape))  # the enumeration dims lie left of the plates and the site's batch
+        enum_dims = list(range(total.dim() - kept)) if total.dim() > kept else []
+        summed = torch.logsumexp(total, dim=enum_dims) if enum_dims else total
+        out[name] = summed.reshape(shape)
+    return out
+
+
+def _plate_nesting(*traces) -> int:
+    dims = [frame.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
+            for frame in site["cond_indep_stack"] if frame.vectorized]
+    return -min(dims) if dims else 0
+
+
+@modules_own_their_params
+def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
+                  return_sites: list[str] | None = None, **kwargs: Any):
+    """ArviZ data of a Pyro model/guide pair after variational inference.
+
+    Works with any guide: Pyro's autoguides (``AutoNormal``, ``AutoDelta``,
+    ``AutoDiagonalNormal``, ...) and hand-written ones.  The groups hold:
+
+    * ``posterior`` (``1 x S x site_shape``): the *model's* latent sample sites, drawn from the guide; a guide's
+      auxiliary sites (such as ``AutoDiagonalNormal``'s joint ``_AutoDiagonalNormal_latent``) are left out.  A
+      discrete site that the model enumerates (``infer={"enumerate": "parallel"}``) and the guide does not sample
+      is drawn from its conditional posterior given each draw of the other latents, with
+      :func:`pyro.infer.infer_discrete` (``temperature=1``).  The ``pyro.deterministic`` sites are here too, their
+      values computed from each draw;
+    * ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``), and ``observed_data``: one
+      variable per observed site that holds data.  ``pyro.deterministic`` and ``pyro.factor`` sites (observed
+      sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.  The
+      log-likelihood of a draw is :math:`\\log p(y_n \\mid \\theta_s)`: an enumerated discrete site local to
+      the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
+      at its draw, as the continuous latents are.
+
+    :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
+        observed sites conditioned (``obs=``) on the full data.
+    :param guide: the trained guide.
+    :param num_samples: posterior draws (one chain).
+    :param return_sites: latent and deterministic sites of the model to keep in ``posterior`` (default: all of
+        them); every latent site is drawn either way.
+    :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
+        count), ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
+        subsamples its rows (``subsample_size=``, or a ``subsample=`` shorter than the plate): the rows would
+        differ from draw to draw; a site is named like a dim of its ArviZ group (``chain``, ``draw``: see
+        :func:`make_inference_data`).
+    :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
+        lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
+    :warns UserWarning: when the pointwise log-likelihood is the same in every draw (a point-estimate guide such
+        as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary.
+    """
+    num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
+    with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        _refuse_subsampling(model_trace, guide_trace)
+        sites = _sort_sites(model_trace, guide_trace)
+        observed = sites.observed
+        if not observed:
+            raise DataError("the model has no observed sample site: nothing to check against "
+                            "(pyro.factor and pyro.deterministic sites hold no data)")
+        returnable = [n for n in model_trace.nodes if n in sites.latent + sites.discrete + sites.deterministic]
+        unknown = [n for n in (return_sites or []) if n not in returnable]
+        if unknown:
+            raise DataError(f"return_sites {unknown} are not latent or deterministic sample sites of the model "
+                            f"(its latent and deterministic sites: {returnable})")
+        draws = Predictive(model, guide=guide, num_samples=num_samples,
+                           return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
+        # Predictive pads draws with plate dims on the left: restore each site's own shape
+        draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in sites.latent}
+        per_draw: dict[str, list[torch.Tensor]] = {n: [] for n in sites.discrete + sites.deterministic}
+        log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
+        first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
+        local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
+        shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
+        for s in range(num_samples):
+            latents = {name: draws[name][s] for name in sites.latent}
+            conditioned = poutine.condition(model, data=latents)
+            if sites.discrete:
+                conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+            trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
+            for name in per_draw:
+                per_draw[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
+            if local:  # the data's own likelihood: local discrete sites summed out, as the model does
+                held = {n: trace.nodes[n]["value"] for n in sites.discrete if n not in local}
+                point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, shapes,
+                                                    first_dim, args, kwargs)
+            else:
+                point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"])
+                                 for name in observed}
+            for name in observed:
+                log_lik[name].append(point_log_lik[name])
+        draws.update({n: torch.stack(v) for n, v in per_draw.items()})
+        log_lik = {n: torch.stack(v) for n, v in log_lik.items()}
+        if num_samples > 1 and all(bool((v == v[:1]).all()) for v in log_lik.values()):
+            warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "
+                          "guide such as AutoDelta?); az.loo and az.waic need draws that vary: ArviZ 0.x reports "
+                          "k-hat = inf at every point, ArviZ 1.x raises 'All tail values are the same'",
+                          UserWarning, stacklevel=3)
+        predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
+                                posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
+                                return_sites=list(observed))(*args, **kwargs)
+    return make_inference_data({
+        "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
+        "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)
+                                 for n in observed},
+        "log_likelihood": {n: v.unsqueeze(0) for n, v in log_lik.items()},
+        "observed_data": {n: site["value"] for n, site in observed.items()},
+    })
+
+
+#: the former name of :func:`from_pyro_svi`, kept so existing code runs
+from_svi = from_pyro_svi

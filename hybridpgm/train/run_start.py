@@ -1,0 +1,151 @@
+"""Where a run of :func:`~hybridpgm.train.trainer.fit` starts: its players, and the state a checkpoint restores.
+
+:func:`build_players` makes each player's optimizer (and scheduler) from the factories ``fit`` was given;
+:func:`open_checkpoint` decides, from ``resume`` and ``overwrite``, whether an existing checkpoint is read;
+:func:`restore` puts a read checkpoint back into the module, the players, the objective and the callbacks, after
+:func:`~hybridpgm.train.resume.check_resumable` has compared the recorded run with the requested one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+
+from hybridpgm.errors import CheckpointError
+from hybridpgm.train.callbacks import callback_buffer_paths, load_callback_states
+from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
+                                        remove_stale_temporaries)
+from hybridpgm.train.fit_options import check_optimizer, check_players, check_scheduler, per_player
+from hybridpgm.train.history import History
+from hybridpgm.train.objective import Objective
+from hybridpgm.train.player_step import Player
+from hybridpgm.train.rank_states import rank_buffer_paths, resume_plan
+from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, override_scheduler,
+                                    scheduler_settings)
+from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
+
+__all__ = ["Restored", "build_players", "open_checkpoint", "restore"]
+
+
+def build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
+                  skip_nonfinite: bool) -> tuple[dict[str, Player], dict[str, Any], dict[str, Any]]:
+    """The players, each one's optimizer hyperparameters as requested (read before a scheduler can move them),
+    and each one's scheduler settings (:func:`~hybridpgm.train.resume.scheduler_settings`).
+
+    :param optim: a factory called with a player's parameters, a dict player -> factory, or ``None`` (Adam,
+        ``lr=1e-3``).
+    :param lr_scheduler: a factory called with a player's optimizer, a dict player -> factory, or ``None``.
+    :param precision: ``"fp16"`` gives each player a gradient scaler.
+    """
+    params = check_players(objective)
+    names = {id(p): n for n, p in objective.module.named_parameters()}
+    factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
+    scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
+    players, hyperparameters, schedulers = {}, {}, {}
+    for name, group in params.items():
+        optimizer = check_optimizer(factories[name](group), name)
+        hyperparameters[name] = optimizer_hyperparameters(optimizer)
+        scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
+            if name in scheduler_factories else None
+        schedulers[name] = scheduler_settings(scheduler)
+        scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        players[name] = Player(name, group, optimizer, scheduler, scaler, names=[names[id(p)] for p in group],
+                               skip_nonfinite=skip_nonfinite)
+    return players, hyperparameters, schedulers
+
+
+def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, context,
+                    device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint state to resume from, or ``None`` to start afresh.
+
+    Refuses a ``checkpoint`` that is a directory, a symbolic link, a device or a FIFO before any step; rank 0
+    removes the temporaries a killed write left and, with ``overwrite``, the checkpoint; every rank then takes
+    rank 0's view of whether it exists.
+
+    :param mode: :func:`~hybridpgm.train.resume.resume_mode`'s ``"auto"``, ``"require"`` or ``"never"``.
+    :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext`.
+    :raises CheckpointError: the path is not a regular file, ``mode`` is ``"require"`` and there is no
+        checkpoint, or ``"never"`` and there is one; or the file cannot be read
+        (:func:`~hybridpgm.train.checkpoint.load_checkpoint`).
+    """
+    if os.path.isdir(checkpoint):
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
+    check_replaceable(checkpoint, "checkpoint")  # a link, a device, a FIFO: refused before any step
+    if context.is_main:
+        remove_stale_temporaries(checkpoint)
+        if overwrite and os.path.exists(checkpoint):
+            os.unlink(checkpoint)
+    exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
+    if mode == "require" and not exists:
+        raise CheckpointError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
+    if mode == "never" and exists:
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} exists and this run would replace it: pass "
+                              "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
+    return load_checkpoint(checkpoint, map_location=device) if exists else None
+
+
+@dataclass
+class Restored:
+    """Where a resumed run continues (what :func:`restore` gives back)."""
+
+    history: History  #: the steps run so far
+    start_step: int  #: the first step to run
+    elapsed: float  #: seconds the run had taken when the checkpoint was written
+    seed: int  #: the run's seed (the checkpoint's, unless hyperparameters are overridden with a new one)
+    finished: bool  #: a callback had stopped the run: no step is left to run
+    fit_end_pending: bool  #: the callbacks' ``on_fit_end`` failed or had not run: run it again
+    own_rank_states: list | None  #: each rank's saved buffers and objective state, on as many ranks
+    lost: str | None  #: a warning naming the per-rank state a resume on another number of ranks loses
+
+
+def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: torch.nn.Module,
+            objective: Objective, players: dict[str, Player], hyperparameters: dict[str, Any],
+            schedulers: dict[str, Any], callbacks: Iterable[Any], config: dict[str, Any], seed: int | None,
+            override_hyperparameters: bool, world_size: int) -> Restored:
+    """Put the checkpoint state ``resumed`` back: the module, each player's optimizer and scheduler (the
+    requested hyperparameters applied over them with ``override_hyperparameters``), the objective's and the
+    callbacks' states.
+
+    :param config: the requested run configuration (:func:`~hybridpgm.train.resume.run_config`).
+    :param seed: the requested seed, kept only with ``override_hyperparameters``.
+    :raises CheckpointError: the checkpoint holds non-finite values, other players, another model or other
+        hyperparameters (:func:`~hybridpgm.train.resume.check_resumable`).
+    """
+    module_buffers = buffer_paths(module)
+    check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers
+                            | callback_buffer_paths(resumed.get("callbacks") or [], module_buffers)
+                            | rank_buffer_paths(module, len(resumed.get("rank_states") or [])))
+    if sorted(resumed["players"]) != sorted(players):
+        raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
+                              f"the objective has {sorted(players)}")
+    check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
+    module.load_state_dict(resumed["module"])
+    for name, player in players.items():
+        state = resumed["players"][name]
+        recorded = resumed.get("config") or {}
+        was_scheduler = (recorded.get("schedulers") or {}).get(name)
+        if override_hyperparameters and "schedulers" in recorded and \
+                (was_scheduler or {}).get("class") != (schedulers[name] or {}).get("class"):
+            state = {**state, "scheduler": None}  # another scheduler (or none before): it starts afresh
+        player.load_state_dict(state)
+        if override_hyperparameters:
+            override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
+                                        (recorded.get("optimizers") or {}).get(name))
+            override_scheduler(player.scheduler, schedulers[name], was_scheduler)
+    if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
+        objective.load_state_dict(resumed["objective"])
+    load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))
+    finished = bool(resumed.get("stopped_early", False))  # a callback ended it: nothing is left to run
+    fit_end_pending = bool(resumed.get("fit_end_pending", False))  # its on_fit_end failed: run it again
+    history = History.from_state_dict(resumed["history"])
+    start_step = int(resumed["step"])
+    if seed is None or not override_hyperparameters:
+        seed = int(resumed["seed"])
+    elapsed = history.wall_time[-1] if history.wall_time else 0.0
+    own_rank_states, lost = resume_plan(checkpoint, resumed, world_size, module, objective)
+    return Restored(history=history, start_step=start_step, elapsed=elapsed, seed=seed, finished=finished,
+                    fit_end_pending=fit_end_pending, own_rank_states=own_rank_states, lost=lost)

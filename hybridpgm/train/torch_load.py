@@ -1,0 +1,163 @@
+"""Reading a file that ``torch.save`` wrote, with ``weights_only=True``, and one clear reason when it fails.
+
+``torch.load`` does not check the CRC-32 that a zip archive stores for each member, so a damaged file could
+load as damaged tensors: :func:`read_torch_file` checks every member first.  Used by
+:func:`~hybridpgm.train.checkpoint.load_checkpoint` and :func:`hybridpgm.load`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hybridpgm.errors import CheckpointError
+from hybridpgm.train.atomic_write import file_kind, os_reason
+
+__all__ = ["check_readable", "read_torch_file"]
+
+
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_CHUNK = 1 << 20
+#: What :mod:`zipfile` raises for an archive whose headers or member bytes are damaged.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, KeyError, IndexError,
+               NotImplementedError, OverflowError, struct.error)
+
+
+def _has_zip_signature(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(len(_ZIP_SIGNATURE)) == _ZIP_SIGNATURE
+
+
+def _zip_reason(path: Path, size: int) -> str:
+    if not _has_zip_signature(path):
+        return (f"it is not a file written by torch.save (its {size} bytes do not start with the zip signature "
+                "torch.save writes)")
+    return (f"it is truncated or corrupt: a zip archive as torch.save writes, but its {size} bytes hold no "
+            "complete archive (a copy or a write that stopped early?)")
+
+
+def _is_damage(error: Exception) -> bool:
+    """Whether ``error``, raised by :mod:`zipfile` while reading an archive, means the bytes are damaged (a
+    seek to an offset a damaged header gives fails with ``EINVAL``) rather than that the file cannot be read."""
+    return isinstance(error, _ZIP_DAMAGE) or (isinstance(error, OSError) and error.errno == errno.EINVAL)
+
+
+def _zip_damage(path: Path) -> str | None:
+    """Why the zip archive that ``torch.save`` wrote at ``path`` is damaged, or ``None``.
+
+    ``torch.load`` never checks the CRC-32 that the archive stores for each member, so a bit flipped in a
+    tensor's bytes (a damaged disk, download or copy) loads silently as a wrong weight.  This reads every
+    member once, as :meth:`zipfile.ZipFile.testzip` does, and checks each one's CRC-32.  A file that is no
+    zip archive (empty, a legacy non-zip torch file, or no torch file at all) gives ``None``: ``torch.load``
+    then says what it is.
+
+    :raises OSError: the file cannot be read (not a damaged archive).
+    """
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        head = file.read(len(_ZIP_SIGNATURE))
+        if head != _ZIP_SIGNATURE:
+            if len(head) == len(_ZIP_SIGNATURE) and zipfile.is_zipfile(file):  # a legacy file holds no zip
+                return (f"it is corrupt: its {size} bytes end as a zip archive as torch.save writes, but do not "
+                        f"start with the zip signature (its first bytes {head!r} are damaged)")
+            return None
+        file.seek(0)
+        try:
+            archive = zipfile.ZipFile(file)
+        except Exception as error:  # noqa: BLE001 - zipfile raises several types for a damaged directory
+            if not _is_damage(error):
+                raise
+            return _zip_reason(path, size)
+        with archive:
+            for info in archive.infolist():
+                try:
+                    with archive.open(info) as member:
+                        while member.read(_CHUNK):
+                            pass
+                except Exception as error:  # noqa: BLE001 - as above, for a damaged member
+                    if not _is_damage(error):
+                        raise
+                    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    return (f"it is corrupt: its member {info.filename!r} is damaged ({type(error).__name__}: "
+                            f"{first[:200]}); its bytes changed after torch.save wrote them (a damaged disk, "
+                            "download or copy?)")
+    return None
+
+
+def _load_reason(error: Exception) -> str:
+    """What went wrong, in a line, without torch's advice to load with ``weights_only=False``."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = " ".join(text.split(marker, 1)[1].split())
+        detail = detail.split(" Please use `torch.serialization", 1)[0].split(" Check the documentation", 1)[0]
+        return (f"it holds objects that loading with weights_only=True (tensors and plain data only) refuses "
+                f"({detail.strip() or type(error).__name__}); it was not written by hybridpgm")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"it is corrupt ({type(error).__name__}: {first[:200]})"
+
+
+def check_readable(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a regular file (through a symbolic link is fine).
+
+    :raises CheckpointError: it does not exist, or is a directory, a FIFO, a device node ... (opening a
+        FIFO would wait for a writer forever).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {os_reason(error)}") from error
+    if stat.S_ISDIR(mode):
+        noun = what if what.endswith("file") else f"{what} file"
+        raise CheckpointError(f"{what} {str(path)!r} is a directory, not a {noun}")
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{what} {str(path)!r} is {file_kind(mode)}, not a regular file")
+    return path
+
+
+def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, turning any failure into one clear reason.
+
+    A zip archive (what ``torch.save`` writes) is checked first: every member is read once and its CRC-32
+    compared with the one the archive stores, which ``torch.load`` does not do, so a damaged file is refused
+    instead of giving damaged tensors.  A legacy non-zip torch file is read by ``torch.load`` as before.
+
+    :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
+        damaged (naming the member whose CRC-32 fails), holding objects that ``weights_only`` loading refuses,
+        or the OS reason.
+    """
+    path = check_readable(path, what)
+    try:
+        damage = _zip_damage(path)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {os_reason(error)}") from error
+    if damage is not None:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {damage}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable file
+        try:
+            size = os.path.getsize(path)
+            if size == 0:
+                reason = f"the file is empty (0 bytes), so it holds no {what} (a copy that did not finish?)"
+            elif isinstance(error, OSError):
+                reason = os_reason(error)
+            elif "zip archive" in str(error) or not zipfile.is_zipfile(path):
+                reason = _zip_reason(path, size)
+            else:
+                reason = _load_reason(error)
+        except OSError as os_error:
+            reason = os_reason(os_error)
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {reason}") from error
