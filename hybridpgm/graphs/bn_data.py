@@ -3,7 +3,8 @@
 :class:`BayesNetData` is a mixin of :class:`~hybridpgm.graphs.BayesNet` that turns what a user passes as
 data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` nodes):
 
-* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` column, an ``[N, V]`` tensor or NumPy array whose
+* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` column or a pandas DataFrame (state names read by the
+  nodes' :attr:`state_names <hybridpgm.graphs.BayesNet.state_names>`), an ``[N, V]`` tensor or NumPy array whose
   columns follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, or a list of ``N`` rows of ``V``
   values, optionally with a mask (``True`` where observed) or as the pair ``(values, mask)``, becomes a dict
   name -> ``[N]`` tensor on the network's device, a missing entry being ``NaN`` (or ``-1`` in signed integer
@@ -16,73 +17,32 @@ data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` n
 * :attr:`~BayesNetData.dtype` and :attr:`~BayesNetData.device` -- where data is placed: those of the
   network's floating-point parameters and buffers (the default dtype and the CPU without any).
 
-It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``.
+It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``.  The masks are read by
+:class:`~hybridpgm.graphs.bn_masks.BayesNetMasks`, the checks :meth:`BayesNet.model
+<hybridpgm.graphs.BayesNet.model>` makes of the data are :class:`~hybridpgm.graphs.bn_checks.BayesNetChecks`
+(both mixins of this one), and the missing markers are :mod:`hybridpgm.graphs.bn_values`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
+import numpy as np
 import torch
-from pyro.infer.util import is_validation_enabled
-from pyro.poutine.block_messenger import BlockMessenger
-from pyro.poutine.enum_messenger import EnumMessenger
-from pyro.poutine.runtime import _PYRO_STACK
 
 from hybridpgm.checks import positive_int
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
+from hybridpgm.graphs.bn_masks import BayesNetMasks
+from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
+                                        _plain, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetData"]
-
-#: set while :meth:`BayesNet.log_prob` traces the model: a row of probability 0 then scores ``-inf``, not an error
-_SCORING: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_bn_scoring", default=False)
-
-
-def _missing(t: torch.Tensor) -> torch.Tensor:
-    """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in signed integer data (any
-    other negative integer is a bad value, refused by the range check, not a missing entry).  Unsigned integers
-    (``uint8``, ...) and ``bool`` cannot hold ``-1``: none of their entries is missing (comparing a ``uint8``
-    with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry)."""
-    if torch.is_floating_point(t):
-        return torch.isnan(t)
-    if not t.is_signed():
-        return torch.zeros_like(t, dtype=torch.bool)
-    return t == -1
+# re-exported: the names this module held before the masks, checks and value helpers moved out
+_REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing)
 
 
-def _is_table(x) -> bool:
-    """Whether ``x`` is a whole data set (a mapping of columns, a 2-D array, a list of rows), not one row."""
-    return (hasattr(x, "items") or getattr(x, "ndim", None) == 2
-            or (isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (list, tuple))))
-
-
-def _length(x) -> int | None:
-    """``len(x)``, or ``None`` for a value without a length (a number, a 0-d tensor)."""
-    try:
-        return int(len(x))
-    except TypeError:
-        return None
-
-
-def _described(x) -> str:
-    """``x``'s type, with its shape and dtype when it has them, for an error message."""
-    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
-    return type(x).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
-        (f" and dtype {dtype}" if dtype is not None else "")
-
-
-def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
-    """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array) keeps its own dtype,
-    which is converted only where that is exact (:func:`~hybridpgm.data.validation.as_model_dtype`, whose
-    :class:`DataError` names ``what``); a number or list of numbers is built in ``dtype``."""
-    t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
-    return as_model_dtype(t, dtype, what)
-
-
-class BayesNetData:
+class BayesNetData(BayesNetChecks, BayesNetMasks):
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: normalising data, missing entries and context inputs."""
 
     @property
@@ -106,18 +66,23 @@ class BayesNetData:
         exact (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision
         floats are converted; a number list is built in the network's dtype); the states of a discrete node
         may have any real dtype.  A missing entry is ``NaN`` in floating-point data, ``-1`` in signed integer
-        data, ``None`` in a list of state names, or an entry where ``mask`` is false; unsigned integer data
-        (``uint8``, ...) has no missing marker (255 is a state, or a value out of range).
+        data, ``None``, ``NaN``, ``pd.NA`` or ``pd.NaT`` in a column of state names or objects, or an entry where
+        ``mask`` is false; unsigned integer data (``uint8``, ...) has no missing marker (255 is a state, or a
+        value out of range).  A column of state names (a list, a NumPy string or object array, a pandas
+        ``Series`` of strings or a ``Categorical``) is read by :attr:`state_names`.
 
         :param data: dict name -> ``[N]`` column (a tensor, an array, a list of numbers, or for a discrete node
-            with :attr:`state_names` a list of names, ``None`` where missing); or an ``[N, len(nodes)]`` tensor or
-            NumPy array whose columns follow :attr:`nodes`; or a list of ``N`` rows of ``len(nodes)`` values
+            with :attr:`state_names` a column of names, ``None`` where missing), or a pandas DataFrame of such
+            columns (anything with ``items()``, or with ``columns`` and ``data[name]``: pandas is not imported);
+            or an ``[N, len(nodes)]`` tensor or NumPy array (numbers, or a string or object array of names)
+            whose columns follow :attr:`nodes`; or a list of ``N`` rows of ``len(nodes)`` values
             (numbers or state names, in the order of :attr:`nodes`); or the pair ``(values, mask)`` of any of
             these with its mask (a tuple or list of two whole data sets, as :meth:`split_missing` returns).
         :param mask: ``True`` where observed: an ``[N, len(nodes)]`` bool tensor or array (or of the integers
             0 and 1; ``N`` the rows of the data), or a dict node -> ``[N]`` such column whose keys are nodes
             with a data column.  A node without a data column is missing in every row whatever the mask says.
-        :raises DataError: a column that is not a node, a name that is not a state of its node, a column that
+        :raises DataError: a column that is not a node, a name that is not a state of its node (naming the node,
+            the value and the states), a name in the column of a node without state names, a column that
             holds neither numbers nor names, columns of different lengths, array data that is not
             ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
             key that is not a node, or has a column of another length), a dict mask marking a node without a
@@ -158,11 +123,19 @@ class BayesNetData:
         return out
 
     def _data_columns(self, data) -> dict:
-        """``data`` as a dict name -> raw column: a mapping (anything with ``items``, a DataFrame too) as it is,
-        an ``[N, V]`` array-like split into its columns, a list of rows transposed."""
+        """``data`` as a dict name -> raw column: a mapping (anything with ``items``, a pandas DataFrame too) as it
+        is, a data frame without ``items`` (an object with ``columns``, each column read by ``data[name]``) by its
+        columns, an ``[N, V]`` array-like split into its columns (a NumPy string or object array too: names,
+        numbers and missing markers), a list of rows transposed."""
         if hasattr(data, "items"):
             return dict(data.items())
+        if hasattr(data, "columns") and not torch.is_tensor(data) and not isinstance(data, np.ndarray):
+            return {c: data[c] for c in data.columns}
         nodes = self.nodes
+        if isinstance(data, np.ndarray) and data.dtype.kind in "OUS":  # names: each column is read by its node
+            if data.ndim != 2 or data.shape[1] != len(nodes):
+                raise DataError(f"array data must be [N, {len(nodes)}] (columns {nodes}), got {_described(data)}")
+            return {v: data[:, i] for i, v in enumerate(nodes)}
         if isinstance(data, (list, tuple)):  # rows: transposed, so each column keeps its own kind of values
             for i, row in enumerate(data):
                 if isinstance(row, (str, bytes)) or _length(row) != len(nodes):
@@ -179,74 +152,6 @@ class BayesNetData:
                             f"got shape {tuple(t.shape)} and dtype {t.dtype}")
         return {v: t[:, i] for i, v in enumerate(nodes)}
 
-    def _mask_columns(self, mask, data: dict) -> dict:
-        """``mask`` as a dict node -> raw ``[N]`` column (empty without a mask), its keys and shape checked."""
-        if mask is None:
-            return {}
-        nodes = self.nodes
-        if hasattr(mask, "items"):
-            mask = dict(mask.items())
-            stray = [k for k in mask if k not in self.cpds]
-            if stray:
-                raise DataError(f"mask names {stray!r}, which {'are' if len(stray) > 1 else 'is'} not a node "
-                                f"(nodes: {nodes}; data columns: {list(data)})")
-            for v in [k for k in mask if k not in data]:  # no column: missing everywhere, as its mask must say
-                self._absent_mask(v, mask.pop(v), {_length(c) for c in data.values()})
-            return mask
-        try:
-            m = torch.as_tensor(mask)
-        except (TypeError, ValueError, RuntimeError):
-            m = None
-        rows = {_length(c) for c in data.values()}  # ints (a shape under a JIT trace holds tensors)
-        if m is None or m.dim() != 2 or m.shape[1] != len(nodes) or {int(m.shape[0])} != rows:
-            n = next(iter(rows)) if len(rows) == 1 else "N"
-            raise DataError(f"mask must be an [N, {len(nodes)}] = [{n}, {len(nodes)}] bool tensor or array (True "
-                            f"where observed; columns {nodes}) or a dict node -> [N] bool, got {_described(mask)}")
-        return {v: m[:, i] for i, v in enumerate(nodes) if v in data}
-
-    @staticmethod
-    def _absent_mask(v: str, m, rows: set) -> None:
-        """Check the dict-mask entry ``m`` of node ``v``, which has no data column: ``[N]`` (``N`` the data's
-        rows), bool or 0/1 integers, and all False (missing, as the absent column is).  The "all False" check
-        is deferred inside :func:`hybridpgm.fit`'s step like an integer mask's values (no host read there).
-
-        :raises DataError: naming the node, for a mask that is not ``[N]`` bool/integer or marks a row observed.
-        """
-        try:
-            m = torch.as_tensor(m)
-        except (TypeError, ValueError, RuntimeError):
-            raise DataError(f"mask of node '{v}' must be [N] bool, got {_described(m)}") from None
-        if m.dim() != 1 or (len(rows) == 1 and None not in rows and {int(m.shape[0])} != rows):
-            raise DataError(f"mask of node '{v}' has shape {tuple(m.shape)}, the data columns "
-                            f"{sorted(r for r in rows if r is not None)} rows")
-        if m.dtype != torch.bool and (torch.is_floating_point(m) or m.is_complex()):
-            raise DataError(f"mask of node '{v}' must be bool (or the integers 0 and 1), got dtype {m.dtype}: "
-                            "a mask says observed (True) or missing (False), nothing between")
-        check_or_defer(~(m != 0).any(),
-                       lambda: DataError(f"mask of node '{v}' marks rows observed (True) but the data has no "
-                                         f"column '{v}': give its column, or mark it missing (False)"))
-
-    def _mask_column(self, v: str, m, t: torch.Tensor) -> torch.Tensor:
-        """The mask ``m`` of column ``v`` (data ``t``) as ``[N]`` bool on ``t``'s device.
-
-        :raises DataError: a mask that is not ``[N]``, of a dtype other than bool or integer, or an integer mask
-            holding a value other than 0 and 1 (a deferred check, like a state's range).
-        """
-        try:
-            m = torch.as_tensor(m, device=t.device)
-        except (TypeError, ValueError, RuntimeError):
-            raise DataError(f"mask of column '{v}' must be [N] bool, got {_described(m)}") from None
-        if tuple(m.shape) != tuple(t.shape):
-            raise DataError(f"mask of column '{v}' has shape {tuple(m.shape)}, its data column {tuple(t.shape)}")
-        if m.dtype == torch.bool:
-            return m
-        if torch.is_floating_point(m) or m.is_complex():
-            raise DataError(f"mask of column '{v}' must be bool (or the integers 0 and 1), got dtype {m.dtype}: "
-                            "a mask says observed (True) or missing (False), nothing between")
-        check_or_defer(((m == 0) | (m == 1)).all(),
-                       lambda: DataError(f"mask of column '{v}' holds integers other than 0 and 1 (dtype {m.dtype})"))
-        return m == 1
-
     def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
 
@@ -257,7 +162,8 @@ class BayesNetData:
 
         :raises DataError: as :meth:`columns`.
         """
-        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")):
+        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")
+                                     and not hasattr(data, "columns") and not _holds_names(data)):
             x = torch.as_tensor(data)
             self._data_columns(x)  # the shape check
         else:
@@ -297,43 +203,23 @@ class BayesNetData:
 
     def _discrete_column(self, v: str, t, device) -> torch.Tensor:
         """The column of discrete node ``v`` as a tensor of states: a tensor, an array or a list of numbers as
-        it is; a list of state names (or of names and state indices), ``None`` for a missing entry, by
-        :attr:`state_names`.
+        it is; a column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or
+        a ``Categorical``: its values, not its codes), which may mix names with state indices, read by
+        :attr:`state_names`, a missing entry (``None``, ``NaN``, ``pd.NA``, ``pd.NaT``) becoming ``-1``
+        (:func:`~hybridpgm.graphs.bn_values.state_indices`).
 
-        :raises DataError: a name that is not a state of ``v`` (or ``v`` has no state names), or a value that is
-            neither a number nor a name, naming the node and the value.
+        :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
+            name in the column of a node without state names, or a value that is neither a number nor a name,
+            naming the node and the value.
         """
-        if isinstance(t, (list, tuple)) and any(s is None or isinstance(s, str) for s in t):
-            states = self.state_names.get(v)
-            unknown = [s for s in t if isinstance(s, str) and (states is None or s not in states)]
-            if unknown:
-                raise DataError(f"data column '{v}' holds {unknown[0]!r}, which is not a state of '{v}' "
-                                f"(states: {states})")
-            none = float("nan") if any(isinstance(s, float) for s in t) else -1  # the missing marker of the dtype
-            t = [none if s is None else states.index(s) if isinstance(s, str) else s for s in t]
+        t = _plain(t)
+        if _holds_names(t):
+            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, self.state_names.get(v))
         try:
             return torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
-
-    def _check_site_names(self, observed: dict) -> None:
-        """Refuse a node named like a site :meth:`model` derives from another node's name for these data (Pyro
-        refuses two sites of one name): ``"<v>_prior"`` (the prior factor of a node with a Dirichlet prior),
-        ``"<v>_observed"`` and ``"<v>_unobserved"`` (a column with some entries missing).
-
-        :raises ModelSpecError: naming the node, the site and the node it derives from.
-        """
-        derived = {f"{v}_prior": v for v, c in self.cpds.items() if getattr(c, "prior", None) is not None}
-        for v, (_, mask) in observed.items():
-            if isinstance(mask, torch.Tensor):
-                derived.update({f"{v}_observed": v, f"{v}_unobserved": v})
-        clash = next((site for site in derived if site in self.cpds), None)
-        if clash is not None:
-            v = derived[clash]
-            why = "its prior factor" if clash.endswith("_prior") else "its sites for a column with missing entries"
-            raise ModelSpecError(f"BayesNet.model: node {clash!r} has the name of the Pyro site {clash!r} of node "
-                                 f"{v!r} ({why}); Pyro refuses two sites of one name, so rename node {clash!r}")
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``; a discrete column's range check is deferred."""
@@ -395,70 +281,3 @@ class BayesNetData:
                             f"the {n} rows of this batch")
         return n / num_data
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _scoring():
-        """Within the block :meth:`_check_possible` lets impossible rows through (their score is ``-inf``)."""
-        token = _SCORING.set(True)
-        try:
-            yield
-        finally:
-            _SCORING.reset(token)
-
-    def _check_possible(self, v: str, fn, obs: torch.Tensor, seen: torch.Tensor | None, observed: dict) -> None:
-        """Under Pyro's validation, refuse rows in which ``v`` and its parents are observed and the observed state
-        of ``v`` has probability 0 given its parents' (a structural zero of a
-        :class:`~hybridpgm.graphs.cpd.Table`: the row's likelihood is 0, its loss ``+inf``;
-        :meth:`BayesNet.log_prob` scores such a row ``-inf``).  Only CPDs with structural zeros are checked; the
-        check is deferred inside :func:`hybridpgm.fit`'s step
-        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`), so it costs no extra host read there.  A row
-        with a missing parent is not checked (the parent's value may be a sample, as under Gibbs, not every
-        value as under enumeration): if no value of it makes the row possible, its loss is ``+inf``.
-
-        :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
-        :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
-        :raises DataError: naming the rows (of the batch) and the node.
-        """
-        if _SCORING.get() or not is_validation_enabled() or not self.cpds[v]._has_zero():
-            return
-        for p in self.cpds[v].discrete_parents:
-            parent_seen = observed.get(p, (None, False))[1]
-            if parent_seen is False:
-                return
-            if parent_seen is not None:
-                seen = parent_seen if seen is None else seen & parent_seen
-        lp = fn.log_prob(obs)
-        impossible = (lp == float("-inf")).reshape(-1, lp.shape[-1]).all(0)
-        if seen is not None:
-            impossible = impossible & seen
-
-        def error():
-            rows = impossible.nonzero().flatten().tolist()
-            shown = rows[:10] + (["..."] if len(rows) > 10 else [])
-            plural = len(rows) > 1
-            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data (of the batch, "
-                             f"inside fit) {'are' if plural else 'is'} impossible under the model: node '{v}' is "
-                             f"observed in a state of probability 0 (a structural zero of its table) given its "
-                             f"parents' values in that row, so the likelihood is 0 and the loss +inf; fix or drop the "
-                             f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
-        check_or_defer(~impossible.any(), error)
-
-    def _check_enumerated(self, data, mask) -> None:
-        """:meth:`BayesNet.guide`'s check: the empty guide is right only when every missing discrete entry of
-        ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
-        :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
-        :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
-        no objective) is let through; it reads nothing from the device."""
-        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger)) for m in _PYRO_STACK):
-            return
-        cols = self.columns(data, mask)
-        latent = [v for v in self.nodes if self.cardinality(v) is not None
-                  and (v not in cols or bool(_missing(cols[v]).any()))]
-        if latent:
-            raise ConfigError(
-                f"BayesNet.guide is empty: it is exact only when the missing discrete entries are enumerated, and "
-                f"the data have missing entries in {latent} with no enumeration active, so an ELBO would sample "
-                f"them from the model instead of summing them out (a biased fit).  Train with "
-                f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
-                f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
-                f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")

@@ -1,9 +1,10 @@
-"""CPDs: validation at declaration, normalised tables, neural and linear-Gaussian conditionals."""
+"""CPDs: Table (validation at declaration, normalised tables, structural zeros, priors) and the cpd module's names;
+Neural and LinearGaussian in test_cpd_neural.py and test_cpd_gaussian.py."""
 
 import pytest
 import torch
 
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import BayesNet, cpd
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
 
@@ -85,53 +86,6 @@ def test_dirichlet_log_prior_of_a_table_with_structural_zeros_is_over_each_rows_
     torch.testing.assert_close(got, want)
     got.backward()
     assert bool(torch.isfinite(table.logits.grad).all())
-
-
-def test_neural_table_shapes_and_values():
-    torch.manual_seed(0)
-    net = torch.nn.Linear(2 + 3 + 1, 4)
-    bn = BayesNet().add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Table([0.2, 0.3, 0.5]))
-    bn.add("y", cpd.LinearGaussian(0.0))
-    bn.add("c", cpd.Neural(net, ["a", "b", "y"], 4))
-    c = bn.cpds["c"]
-    assert c.discrete_parents == ("a", "b") and c.inputs == ("y",) and c.is_batched
-    y = torch.tensor([0.5, -1.0])
-    lt = c.log_table({"y": y})
-    assert lt.shape == (2, 2, 3, 4)
-    x = torch.cat([torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0, 1.0]), y[1:]])  # a=1, b=2, y=-1
-    torch.testing.assert_close(lt[1, 1, 2], net(x).log_softmax(-1))
-    with pytest.raises(EvidenceError, match="'y'"):
-        c.log_table({})
-
-
-def test_neural_declaration_is_checked_by_a_dry_run():
-    bn = BayesNet().add("a", cpd.Table([0.5, 0.5]))
-    with pytest.raises(ModelSpecError, match="node 'b'.*2 features"):
-        bn.add("b", cpd.Neural(torch.nn.Linear(5, 3), ["a"], 3))
-    with pytest.raises(ModelSpecError, match="node 'b'.*outputs 4 logits"):
-        bn.add("b", cpd.Neural(torch.nn.Linear(2, 4), ["a"], 3))
-    with pytest.raises(ModelSpecError, match="cardinality"):
-        cpd.Neural(torch.nn.Linear(2, 4), ["a"], 0)
-
-
-def test_linear_gaussian_density_and_checks():
-    lg = cpd.LinearGaussian(torch.tensor([1.0, -2.0]), torch.tensor([[0.5, 2.0], [1.0, 0.0]]),
-                            torch.tensor([1.0, 3.0]), ["d", "u", "v"])
-    BayesNet().add("d", cpd.Table([0.4, 0.6])).add("u", cpd.LinearGaussian(0.0)) \
-        .add("v", cpd.LinearGaussian(1.0)).add("x", lg)
-    vals = {"u": torch.tensor([0.3]), "v": torch.tensor([-1.0])}
-    dens = lg.log_density(torch.tensor([0.7]), vals)
-    assert dens.shape == (1, 2)
-    mean = torch.tensor([1.0 + 0.5 * 0.3 - 2.0, -2.0 + 0.3])
-    ref = torch.distributions.Normal(mean, torch.tensor([1.0, 3.0])).log_prob(torch.tensor(0.7))
-    torch.testing.assert_close(dens[0], ref)
-    with pytest.raises(ModelSpecError, match="parents"):
-        cpd.LinearGaussian(torch.zeros(2), torch.zeros(2, 1), parents=["d"])
-    with pytest.raises(ModelSpecError, match="positive"):
-        cpd.LinearGaussian(0.0, scale=-1.0)
-    bn = BayesNet().add("u", cpd.LinearGaussian(0.0)).add("d", cpd.Table([0.5, 0.5]))
-    with pytest.raises(ModelSpecError, match="node 'x'.*discrete parents first"):
-        bn.add("x", cpd.LinearGaussian(torch.zeros(2), torch.zeros(2, 1), parents=["u", "d"]))
 
 
 def test_the_cpd_base_class_is_importable_from_cpd():
@@ -232,43 +186,6 @@ def test_a_support_mask_with_an_impossible_row_is_refused():
     assert dst.cpds["B"].support.all()  # not copied
 
 
-# -- leading batch dims (Pyro's particle plate) -----------------------------------------------------------
-def test_linear_gaussian_and_neural_keep_every_batch_dim_of_a_continuous_parent():
-    """Values of a continuous parent of shape [S, N] (what Predictive(parallel=True) gives) make tables with the
-    leading dims [S, N], each slice the table of that slice's values.  Before, [S, N] was read as N = S rows of
-    N features: a wrong mean table, or an error."""
-    bn = BayesNet()
-    bn.add("D", cpd.Table([0.4, 0.6]))
-    bn.add("X", cpd.LinearGaussian())
-    bn.add("Y", cpd.LinearGaussian(bias=[0.5, -0.5], weight=[[1.5], [-2.0]], scale=[0.3, 0.2], parents=["D", "X"]))
-    torch.manual_seed(0)
-    bn.add("E", cpd.Neural(torch.nn.Linear(3, 3), ["D", "X"], cardinality=3))
-    x = torch.randn(4, 5)  # [S, N]
-    for node, extra in (("Y", ()), ("E", (3,))):
-        c = bn.cpds[node]
-        table = c.mean_table({"X": x}) if node == "Y" else c.log_table({"X": x})
-        assert table.shape == (4, 5, 2, *extra)
-        for s in range(4):
-            one = c.mean_table({"X": x[s]}) if node == "Y" else c.log_table({"X": x[s]})
-            torch.testing.assert_close(table[s], one)
-    dens = bn.cpds["Y"].log_density(x + 1, {"X": x})
-    assert dens.shape == (4, 5, 2)
-    torch.testing.assert_close(dens[2], bn.cpds["Y"].log_density(x[2] + 1, {"X": x[2]}))
-
-
-def test_neural_broadcasts_a_context_input_over_the_batch_dims_of_a_continuous_parent():
-    torch.manual_seed(0)
-    bn = BayesNet().add("X", cpd.LinearGaussian())
-    bn.add("E", cpd.Neural(torch.nn.Linear(3, 2), ["X"], cardinality=2, context=["u"]))
-    x, u = torch.randn(4, 5), torch.randn(5, 2)  # parent [S, N], context [N, d]
-    table = bn.cpds["E"].log_table({"X": x, "u": u})
-    assert table.shape == (4, 5, 2)
-    for s in range(4):
-        torch.testing.assert_close(table[s], bn.cpds["E"].log_table({"X": x[s], "u": u}))
-    with pytest.raises(EvidenceError, match="node 'E'.*do not broadcast"):
-        bn.cpds["E"].log_table({"X": x, "u": torch.randn(3, 2)})
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="builds a table on CUDA")
 def test_a_table_from_a_cuda_tensor_keeps_its_prior_there():
     """Found in a CUDA audit: a Dirichlet prior given as a number was stored on the CPU beside CUDA logits, so
@@ -316,49 +233,6 @@ def test_an_in_place_edit_of_the_logits_reaches_the_next_query():
         torch.testing.assert_close(bn.posterior("a", {"b": 1}), torch.tensor([0.1, 0.8], dtype=torch.float64) / 0.9)
 
 
-def test_a_float64_linear_gaussian_keeps_python_number_weight_and_scale_exact():
-    """Found by an audit: ``scale=0.4`` and ``weight=[0.1]`` were read as float32 and then widened to the float64
-    bias, so the stored values (and every density) were off by float32 rounding (~1e-8)."""
-    import scipy.stats as st
-
-    c = cpd.LinearGaussian(bias=torch.tensor(0.3, dtype=torch.float64), weight=[0.1], scale=0.4, parents=["z"])
-    assert c.bias.dtype == c.weight.dtype == c.log_scale.dtype == torch.float64
-    assert c.scale.item() == 0.4 and c.weight.item() == 0.1
-    bn = BayesNet().add("z", cpd.LinearGaussian(bias=torch.tensor(0.0, dtype=torch.float64), scale=1.0)).add("y", c)
-    z, y = torch.tensor([2.0], dtype=torch.float64), torch.tensor([-3.0], dtype=torch.float64)
-    ref = st.norm(0, 1).logpdf(2.0) + st.norm(0.3 + 0.1 * 2.0, 0.4).logpdf(-3.0)
-    assert abs(bn.log_prob({"z": z, "y": y}).item() - ref) < 1e-12
-
-
-def test_a_numpy_float64_linear_gaussian_stays_float64_like_a_table():
-    """Found by an audit: a NumPy float64 bias was read in the default dtype (float32), unlike :class:`Table`."""
-    import numpy as np
-    import scipy.stats as st
-
-    t = cpd.Table(np.array([0.4, 0.6]), learnable=False)
-    lg = cpd.LinearGaussian(bias=np.array([0.1, 2.0]), scale=np.array([0.3, 1.7]), parents=["a"])
-    assert t.probs.dtype == lg.bias.dtype == lg.log_scale.dtype == torch.float64
-    assert lg.bias.tolist() == [0.1, 2.0] and lg.scale.tolist() == [0.3, 1.7]
-    bn = BayesNet().add("a", t).add("z", lg)
-    lp = bn.log_prob({"a": torch.tensor([0, 1]), "z": torch.tensor([0.7, -0.2], dtype=torch.float64)})
-    ref = torch.tensor([np.log(0.4) + st.norm(0.1, 0.3).logpdf(0.7), np.log(0.6) + st.norm(2.0, 1.7).logpdf(-0.2)])
-    assert lp.dtype == torch.float64 and (lp - ref).abs().max().item() < 1e-12
-
-
-def test_linear_gaussian_dtype_rules():
-    """Integers and Python numbers take the dtype of the floating arrays given (the default one without any);
-    floating arrays of different dtypes, bools and complex numbers are refused by name, never cast."""
-    assert cpd.LinearGaussian(bias=[1, 2], parents=["d"]).bias.dtype == torch.get_default_dtype()
-    c = cpd.LinearGaussian(weight=torch.tensor([0.5], dtype=torch.float64), scale=2, parents=["z"])
-    assert c.bias.dtype == c.log_scale.dtype == torch.float64 and c.weight.item() == 0.5
-    with pytest.raises(ModelSpecError, match=r"different dtypes .*'bias': torch.float32, 'scale': torch.float64"):
-        cpd.LinearGaussian(bias=torch.zeros(()), scale=torch.tensor(1.0, dtype=torch.float64))
-    with pytest.raises(ModelSpecError, match="LinearGaussian bias must be real numbers, got dtype torch.bool"):
-        cpd.LinearGaussian(bias=torch.tensor(True))
-    with pytest.raises(ModelSpecError, match="LinearGaussian scale must be real numbers, got dtype torch.complex"):
-        cpd.LinearGaussian(scale=1 + 1j)
-
-
 @pytest.mark.parametrize("prior", [0.5, [1.0, 0.99], torch.tensor([2.0, 0.5])])
 def test_a_dirichlet_prior_below_one_is_refused_where_it_is_used_it_has_no_map(prior):
     """Audit 11: with alpha < 1 the MAP objective (alpha - 1) log theta grows without bound as a state without data
@@ -398,23 +272,21 @@ def test_a_network_with_a_prior_below_one_saves_loads_and_answers_exact_queries(
         loaded.cpds["a"].log_prior()
 
 
-def test_linear_gaussian_reads_numpy_scalars_like_numbers():
-    """Review A: a NumPy scalar (np.std of the data) beside a float32 tensor was refused as a float64 array; a
-    float64 NumPy array beside a float32 tensor too.  Scalars, numbers and lists take the CPD's dtype, which is
-    the floating tensors', else the floating NumPy arrays', else the default one."""
-    import numpy as np
+def test_the_cpd_classes_keep_their_saved_names_after_the_split(tmp_path):
+    """The CPD classes moved to cpd_table / cpd_neural / cpd_gaussian; model files and pickles name them
+    ``hybridpgm.graphs.cpd.<class>`` (as files saved before the split do), and such a file loads."""
+    import hybridpgm
+    from hybridpgm.serialization import _REGISTRY
 
-    c = cpd.LinearGaussian(torch.zeros(2), scale=np.float64(0.5), parents=["a"])
-    assert c.bias.dtype == c.log_scale.dtype == torch.float32
-    c = cpd.LinearGaussian(torch.zeros(2), scale=np.array(0.5), parents=["a"])
-    assert c.log_scale.dtype == torch.float32
-    c = cpd.LinearGaussian(torch.zeros(2), weight=np.array([[0.1], [1.0]]), parents=["a", "z"])
-    assert c.weight.dtype == torch.float32 and c.weight.flatten().tolist() == [np.float32(0.1), 1.0]
-    c = cpd.LinearGaussian(np.zeros(2), scale=np.float64(0.5), parents=["a"])
-    assert c.bias.dtype == c.log_scale.dtype == torch.float64 and c.scale.tolist() == [0.5, 0.5]
-    c = cpd.LinearGaussian(np.zeros(2), scale=torch.tensor(0.5), parents=["a"])
-    assert c.bias.dtype == torch.float32
-    with pytest.raises(ModelSpecError, match=r"tensors of different dtypes .*'bias': torch.float32"):
-        cpd.LinearGaussian(torch.zeros(2), scale=torch.tensor(0.5, dtype=torch.float64), parents=["a"])
-    with pytest.raises(ModelSpecError, match=r"NumPy arrays of different dtypes"):
-        cpd.LinearGaussian(np.zeros(2, dtype=np.float32), scale=np.full(2, 0.5), parents=["a"])
+    for cls in (cpd.Table, cpd.Neural, cpd.LinearGaussian):
+        assert cls.__module__ == "hybridpgm.graphs.cpd" and _REGISTRY[f"hybridpgm.graphs.cpd.{cls.__name__}"] is cls
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("x", cpd.LinearGaussian([0.0, 1.0], parents=["a"]))
+    bn.add("b", cpd.Neural(torch.nn.Sequential(torch.nn.Linear(3, 2)), ["a", "x"], 2))
+    path = tmp_path / "bn.pt"
+    hybridpgm.save(bn, path)
+    saved = str(torch.load(path, weights_only=True))
+    assert all(f"'hybridpgm.graphs.cpd.{k}'" in saved for k in ("Table", "Neural", "LinearGaussian"))
+    loaded = hybridpgm.load(path)
+    assert [type(c) for c in loaded.cpds.values()] == [cpd.Table, cpd.LinearGaussian, cpd.Neural]
+    torch.save(bn, tmp_path / "pickled.pt")
+    assert type(torch.load(tmp_path / "pickled.pt", weights_only=False).cpds["a"]) is cpd.Table

@@ -1,0 +1,163 @@
+"""The checks :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` makes of its data before Pyro sees it.
+
+:class:`BayesNetChecks` is a mixin of :class:`~hybridpgm.graphs.bn_data.BayesNetData`:
+
+* rows that are impossible under the model -- an observed state of probability 0 (a structural zero of a
+  :class:`~hybridpgm.graphs.cpd.Table`) given the parents' observed values and, under enumeration, whatever the
+  values of its missing parents -- are refused, naming the rows and the nodes, without a host read inside
+  :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`);
+  :meth:`BayesNet.log_prob <hybridpgm.graphs.BayesNet.log_prob>` scores them ``-inf`` instead (:data:`_SCORING`);
+* a node named like a site the model derives from another node's name is refused;
+* the empty guide refuses data with missing discrete entries when no enumeration is active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import torch
+from pyro.infer.util import is_validation_enabled
+from pyro.poutine.block_messenger import BlockMessenger
+from pyro.poutine.enum_messenger import EnumMessenger
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
+
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.graphs.bn_values import _missing
+from hybridpgm.train.deferred_checks import check_or_defer
+
+__all__ = ["BayesNetChecks"]
+
+#: set while :meth:`BayesNet.log_prob` traces the model: a row of probability 0 then scores ``-inf``, not an error
+_SCORING: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_bn_scoring", default=False)
+
+
+class _Enumerated(Messenger):
+    """Records the sample sites that Pyro's enumeration (``EnumMessenger``) gave every value of their support: the
+    site has an enumeration dim and its value spans it (a value replayed from a guide or conditioned, as under
+    Gibbs, is one draw per row and is not recorded).  Entered by :meth:`BayesNet.model` around its plate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def _pyro_post_sample(self, msg) -> None:
+        dim = msg["infer"].get("_enumerate_dim")
+        if dim is not None and not msg["is_observed"] and msg["value"].dim() >= -dim:
+            self.names.add(msg["name"])
+
+
+class BayesNetChecks:
+    """Mixin of :class:`~hybridpgm.graphs.bn_data.BayesNetData`: the data checks of :meth:`BayesNet.model`."""
+
+    def _check_site_names(self, observed: dict) -> None:
+        """Refuse a node named like a site :meth:`model` derives from another node's name for these data (Pyro
+        refuses two sites of one name): ``"<v>_prior"`` (the prior factor of a node with a Dirichlet prior),
+        ``"<v>_observed"`` and ``"<v>_unobserved"`` (a column with some entries missing).
+
+        :raises ModelSpecError: naming the node, the site and the node it derives from.
+        """
+        derived = {f"{v}_prior": v for v, c in self.cpds.items() if getattr(c, "prior", None) is not None}
+        for v, (_, mask) in observed.items():
+            if isinstance(mask, torch.Tensor):
+                derived.update({f"{v}_observed": v, f"{v}_unobserved": v})
+        clash = next((site for site in derived if site in self.cpds), None)
+        if clash is not None:
+            v = derived[clash]
+            why = "its prior factor" if clash.endswith("_prior") else "its sites for a column with missing entries"
+            raise ModelSpecError(f"BayesNet.model: node {clash!r} has the name of the Pyro site {clash!r} of node "
+                                 f"{v!r} ({why}); Pyro refuses two sites of one name, so rename node {clash!r}")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _scoring():
+        """Within the block :meth:`_check_possible` lets impossible rows through (their score is ``-inf``)."""
+        token = _SCORING.set(True)
+        try:
+            yield
+        finally:
+            _SCORING.reset(token)
+
+    def _zero_checks(self) -> _Enumerated | None:
+        """The recorder of enumerated sites :meth:`_check_possible` needs (entered around the model's plate), or
+        ``None`` where no check runs: while scoring, without Pyro's validation, or without structural zeros."""
+        if _SCORING.get() or not is_validation_enabled() or not any(c._has_zero() for c in self.cpds.values()):
+            return None
+        return _Enumerated()
+
+    def _check_possible(self, v: str, fn, obs: torch.Tensor, seen: torch.Tensor | None, observed: dict,
+                        enumerated: _Enumerated | None) -> None:
+        """Refuse rows in which ``v`` is observed in a state of probability 0 whatever the values of its parents
+        that the row leaves open (a structural zero of a :class:`~hybridpgm.graphs.cpd.Table`): the row's
+        likelihood :math:`p(x_{\\rm obs}) = \\sum_{x_{\\rm mis}} \\prod_u p(x_u \\mid x_{\\mathrm{pa}(u)})` is 0 and its
+        loss ``+inf`` (:meth:`BayesNet.log_prob` scores such a row ``-inf``).
+
+        A parent observed in the row takes its value; a parent missing in the row counts only where Pyro's
+        enumeration gave it every value (``enumerated`` recorded its site, as under
+        :class:`~pyro.infer.TraceEnum_ELBO`): the row is refused when :math:`p(x_v \\mid \\mathrm{pa}) = 0` for every
+        completion of its missing parents.  A missing parent whose value is one draw (replayed from a guide,
+        conditioned as under Gibbs) leaves the row unjudged.  The check is local to ``v``'s table: a row made
+        impossible only by several tables together (a missing node that one observed child rules out in one
+        state and another in the other) is not named here; its loss is ``+inf`` (``bn.log_evidence`` of the row
+        is ``-inf``).  It costs one ``log_prob`` of ``v``'s distribution, already built, and is deferred inside
+        :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`): no extra host read.
+
+        :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
+        :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
+        :param enumerated: :meth:`_zero_checks`' recorder (``None``: no check).
+        :raises DataError: naming the rows (of the batch), the node and the missing parents involved.
+        """
+        if enumerated is None or not self.cpds[v]._has_zero():
+            return
+        open_parents = []  # missing in some rows and enumerated: every completion is tried
+        for p in self.cpds[v].discrete_parents:
+            parent_seen = observed.get(p, (None, False))[1]
+            if parent_seen is None:
+                continue
+            if p in enumerated.names or f"{p}_unobserved" in enumerated.names:
+                open_parents.append((p, parent_seen))
+                continue
+            if parent_seen is False:
+                return
+            seen = parent_seen if seen is None else seen & parent_seen
+        lp = fn.log_prob(obs)  # [*enumeration dims, N]
+        impossible = (lp == float("-inf")).reshape(-1, lp.shape[-1]).all(0)
+        if seen is not None:
+            impossible = impossible & seen
+
+        def error():
+            rows = impossible.nonzero().flatten().tolist()
+            shown = rows[:10] + (["..."] if len(rows) > 10 else [])
+            plural = len(rows) > 1
+            flagged = torch.zeros_like(impossible)
+            flagged[rows] = True
+            missing = [p for p, m in open_parents if m is False or bool((flagged & ~m).any())]
+            given = (f"given its observed parents' values and whatever the values of its missing parent"
+                     f"{'s' if len(missing) > 1 else ''} {missing}" if missing else "given its parents' values")
+            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data (of the batch, "
+                             f"inside fit) {'are' if plural else 'is'} impossible under the model: node '{v}' is "
+                             f"observed in a state of probability 0 (a structural zero of its table) {given} in "
+                             f"that row, so the likelihood is 0 and the loss +inf; fix or drop the "
+                             f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
+        check_or_defer(~impossible.any(), error)
+
+    def _check_enumerated(self, data, mask) -> None:
+        """:meth:`BayesNet.guide`'s check: the empty guide is right only when every missing discrete entry of
+        ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
+        :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
+        :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
+        no objective) is let through; it reads nothing from the device."""
+        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger)) for m in _PYRO_STACK):
+            return
+        cols = self.columns(data, mask)
+        latent = [v for v in self.nodes if self.cardinality(v) is not None
+                  and (v not in cols or bool(_missing(cols[v]).any()))]
+        if latent:
+            raise ConfigError(
+                f"BayesNet.guide is empty: it is exact only when the missing discrete entries are enumerated, and "
+                f"the data have missing entries in {latent} with no enumeration active, so an ELBO would sample "
+                f"them from the model instead of summing them out (a biased fit).  Train with "
+                f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
+                f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
+                f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")

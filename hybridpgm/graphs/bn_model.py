@@ -1,0 +1,173 @@
+"""The Pyro view of a :class:`~hybridpgm.graphs.BayesNet`: :meth:`~BayesNetModel.model`, its empty guide,
+ancestral sampling and the joint log-probability of complete rows.
+
+:class:`BayesNetModel` is a mixin of :class:`~hybridpgm.graphs.BayesNet`.  The model is a Pyro program over a
+data plate ``"data"`` in which every missing discrete entry is a latent site marked for parallel enumeration,
+so :class:`pyro.infer.TraceEnum_ELBO` with the empty guide is the exact negative log-likelihood of the observed
+entries,
+
+.. math:: -\\log p(x_{\\rm obs}) = -\\log \\sum_{x_{\\rm mis}} \\prod_v p(x_v \\mid x_{\\mathrm{pa}(v)}),
+
+and gradient steps on it learn the CPDs from incomplete data.  It relies on the declaration
+(``cpds``, ``nodes``, ``check``) and on the data view :class:`~hybridpgm.graphs.bn_data.BayesNetData`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import pyro_method
+
+from hybridpgm.checks import sample_count
+from hybridpgm.errors import DataError
+from hybridpgm.param_store_scope import own_param_store
+
+__all__ = ["BayesNetModel"]
+
+
+class BayesNetModel:
+    """Mixin of :class:`~hybridpgm.graphs.BayesNet`: its Pyro model and guide, sampling and scoring."""
+
+    @pyro_method
+    def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
+              num_data: int | None = None) -> dict:
+        """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
+
+        Observed entries are conditioned on; missing discrete entries (``NaN``,
+        ``-1``, ``mask`` false, or absent columns) are latent sites marked for
+        parallel enumeration (``"<node>"`` when the whole column is missing, else
+        ``"<node>_unobserved"`` next to ``"<node>_observed"``, as with Pyro's
+        ``obs_mask``); continuous entries must be observed when data is given.
+        Tables with a Dirichlet ``prior`` add
+        :math:`\\tfrac{B}{N_{\\rm data}} \\log \\mathrm{Dir}(\\theta; \\alpha)` so the
+        loss per example estimates the full-data MAP objective.
+
+        :param data: see :meth:`columns`; ``None`` to sample ``num_samples`` rows.
+            For :func:`hybridpgm.fit` (which rejects NaN) pass integer data with
+            ``-1`` for missing entries, or the pair ``(values, mask)`` of
+            :meth:`split_missing`.
+        :param mask: ``[N, len(nodes)]`` bool (or 0/1 integers; or a dict node -> ``[N]``), true where
+            observed; see :meth:`columns`.
+        :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
+            there is a single context name).
+        :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
+        :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
+        :raises ConfigError: a ``num_data`` that is not a positive integer.
+        :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
+            ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
+            probability 0 given its parents' observed values and, under enumeration, whatever the values of its
+            missing parents (a structural zero; checked under Pyro's validation, naming the rows and the nodes),
+            a value outside a node's states, a continuous node with a missing entry, or continuous data (a
+            continuous node's column, a context input) of a floating dtype of higher precision than the network's:
+            float64 data for a float32 network is refused, not rounded
+            (the message names the column and both dtypes; convert the data, or the network with ``.to``).
+            Discrete columns may have any real dtype.
+        :raises ModelSpecError: a node named like a site derived from another node's name for these data
+            (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both.
+        """
+        self.check()
+        cols = self.columns(data, mask)
+        ctx = self._inputs(inputs)
+        n = self._rows(cols, ctx, num_samples)
+        if n == 0:
+            raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
+        weight = self._prior_weight(num_data, n)
+        for v, c in self.cpds.items():
+            if getattr(c, "prior", None) is not None:
+                pyro.factor(f"{v}_prior", c.log_prior() * weight)
+        x: dict = {}
+        enum = {"enumerate": "parallel"}
+        observed = self._observed_columns(cols)
+        self._check_site_names(observed)
+        enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
+        with pyro.plate("data", n, dim=-1), contextlib.nullcontext() if enumerated is None else enumerated:
+            for v in self._order:
+                c = self.cpds[v]
+                obs, obs_mask = observed.get(v, (None, False))
+                if c.cardinality is None:
+                    if data is not None and obs_mask is not None:
+                        raise DataError(f"continuous node '{v}' must be observed in every row of the data")
+                    loc = c.select(c.mean_table({**ctx, **x}), x)
+                    scale = c.select(c.scale, x, batched=False)
+                    x[v] = pyro.sample(v, dist.Normal(loc, scale), obs=obs)
+                    continue
+                fn = dist.Categorical(logits=c.select(c.log_table({**ctx, **x}), x, event_dims=1))
+                if obs_mask is None:
+                    self._check_possible(v, fn, obs, None, observed, enumerated)
+                    x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
+                elif obs_mask is False:
+                    x[v] = pyro.sample(v, fn, infer=enum)
+                else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
+                    self._check_possible(v, fn, obs, obs_mask, observed, enumerated)
+                    with poutine.mask(mask=obs_mask):
+                        seen = pyro.sample(f"{v}_observed", fn, obs=obs)
+                    with poutine.mask(mask=~obs_mask):
+                        hidden = pyro.sample(f"{v}_unobserved", fn, infer=enum)
+                    x[v] = torch.where(obs_mask, seen, hidden)
+        return x
+
+    @pyro_method
+    def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
+        """The empty guide: every latent site of :meth:`model` is enumerated.
+
+        It is exact only under enumeration (:class:`~pyro.infer.TraceEnum_ELBO`, also jitted or with vectorized
+        particles), which sums each missing discrete entry out: an ELBO that samples instead
+        (``Trace_ELBO``, :class:`SVIObjective`'s default) would draw the missing entries from the model, ignoring
+        the observed entries below them, and fit a biased model; so would ``pyro.infer.Predictive(bn.model,
+        guide=bn.guide)`` impute from the prior.  Data with missing discrete entries (or absent discrete
+        columns) are therefore refused when no enumeration is active; complete data and ``data=None`` pass.
+
+        :raises ConfigError: data with missing discrete entries and no enumeration active, saying to train with
+            ``TraceEnum_ELBO`` (for posterior samples of the missing entries: :meth:`sample` with ``evidence``,
+            or :func:`pyro.infer.infer_discrete`).
+        """
+        self._check_enumerated(data, mask)
+
+    @own_param_store
+    def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
+        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
+
+        With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
+        row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
+        join the evidence; the continuous ancestors of the evidence must be observed).
+
+        :raises EvidenceError: evidence that is not a mapping node -> value(s) (an ``[N, len(nodes)]`` tensor:
+            pass :meth:`columns` of it), or evidence the query refuses.
+        :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
+            round (float64 for a float32 network; see :meth:`columns`).
+        """
+        num_samples = sample_count(num_samples, "BayesNet.sample num_samples")
+        if evidence is not None or generator is not None:
+            from hybridpgm.infer.bn_evidence import evidence_mapping
+            from hybridpgm.infer.exact import posterior_sample
+
+            return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
+                                                                **evidence_mapping(self, evidence)},
+                                    generator=generator)
+        with torch.no_grad():  # a Pyro plate cannot be empty: zero samples are one, sliced away
+            tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
+        return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}
+
+    @own_param_store
+    def log_prob(self, values, inputs=None) -> torch.Tensor:
+        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor).
+
+        :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
+            floating dtype the network's would round among them).
+        """
+        cols = self.columns(values)
+        missing = [v for v in self.nodes if v not in cols]
+        if missing:
+            raise DataError(f"log_prob needs every node; missing {missing}")
+        incomplete = [v for v, (_, observed) in self._observed_columns(cols).items() if observed is not None]
+        if incomplete:
+            raise DataError(f"log_prob scores complete rows; columns {incomplete} have missing entries "
+                            "(NaN or -1): log_evidence sums them out")
+        with self._scoring():  # a row of probability 0 scores -inf
+            tr = poutine.trace(self.model).get_trace(cols, None, inputs)
+        tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
+        return sum(tr.nodes[v]["log_prob"] for v in self.nodes)

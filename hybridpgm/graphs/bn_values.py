@@ -1,0 +1,144 @@
+"""Raw data values of a :class:`~hybridpgm.graphs.BayesNet` as tensors: the missing markers and the shapes.
+
+A missing entry is ``NaN`` in floating-point data and ``-1`` in signed integer data (:func:`_missing`); unsigned
+integers and ``bool`` have no missing marker.  The helpers here say what a raw value is (a whole data set or one
+row, its length, a description for an error message), build continuous columns in the network's dtype, and read
+columns of state names: a list, a NumPy string or object array, or a pandas ``Series`` / ``Categorical``
+(anything with ``to_numpy()``; pandas itself is never imported) whose entries are state names, state indices or
+missing markers -- ``None``, ``NaN``, ``pd.NA``, ``pd.NaT`` -- becomes the node's state indices, a missing entry
+``-1`` (``NaN`` when the column also holds floats; a non-integral one is refused by the range check).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.errors import DataError
+
+__all__ = ["state_indices"]
+
+
+def _plain(x):
+    """``x`` as NumPy when it is a pandas-like column (a ``Series``, an ``Index``, a ``Categorical``: anything
+    with ``to_numpy()`` that is not a tensor), else ``x`` itself.  A pandas column gives its values, not its
+    codes (a ``Categorical`` of names gives the names), and a read-only array (pandas' copy-on-write views) is
+    copied, which torch would otherwise warn about."""
+    if torch.is_tensor(x) or not callable(getattr(x, "to_numpy", None)):
+        return x
+    a = x.to_numpy()
+    return a if a.flags.writeable else a.copy()
+
+
+def _is_missing_entry(s) -> bool:
+    """Whether one entry of an object column marks a missing value: ``None``, ``NaN`` (Python or NumPy),
+    ``pd.NA`` (its truth value is ambiguous) or ``pd.NaT`` (like ``NaN``, unequal to itself)."""
+    if s is None:
+        return True
+    if isinstance(s, (str, bytes, numbers.Integral)):
+        return False
+    try:
+        return bool(s != s)
+    except (TypeError, ValueError):  # pd.NA: "boolean value of NA is ambiguous"
+        return True
+
+
+def _holds_names(t) -> bool:
+    """Whether the column ``t`` must be read entry by entry (state names or missing markers in it): a NumPy
+    string, bytes or object array, or a list or tuple holding a string or a missing marker other than ``NaN``
+    (a list of numbers with ``NaN`` is read by torch as it is)."""
+    if isinstance(t, np.ndarray):
+        return t.dtype.kind in "OUS"
+    return isinstance(t, (list, tuple)) and any(isinstance(s, str) or (
+        _is_missing_entry(s) and not isinstance(s, float)) for s in t)
+
+
+def state_indices(v: str, column, states: list | None) -> list:
+    """The entries of a column of node ``v`` read one by one: a state name becomes its index in ``states``, a
+    missing marker (:func:`_is_missing_entry`) ``-1`` (``NaN`` where the column holds floats), and
+    any other entry (a state index) is kept.
+
+    :raises DataError: a name that is not in ``states``, or a name in the column of a node without state names,
+        naming the node, the value and the allowed states.
+    """
+    index = {s: i for i, s in enumerate(states or ())}
+    out, fractional = [], False
+    for s in column:
+        if isinstance(s, (str, bytes)):
+            if states is None:
+                raise DataError(f"data column '{v}' holds the name {s!r}, but node '{v}' has no state names: "
+                                f"declare them (BayesNet(..., state_names={{'{v}': [...]}}) or bn.add('{v}', ..., "
+                                f"states=[...])) or give the states as indices 0..K-1")
+            i = index.get(s)
+            if i is None:
+                raise DataError(f"data column '{v}' holds {s!r}, which is not a state of '{v}' (states: {states})")
+            out.append(i)
+        elif _is_missing_entry(s):
+            out.append(None)
+        else:
+            fractional = fractional or (isinstance(s, numbers.Real) and not isinstance(s, numbers.Integral))
+            out.append(s)
+    none = float("nan") if fractional else -1  # the missing marker of the column's dtype
+    return [none if s is None else s for s in out]
+
+
+def _missing(t: torch.Tensor) -> torch.Tensor:
+    """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in signed integer data (any
+    other negative integer is a bad value, refused by the range check, not a missing entry).  Unsigned integers
+    (``uint8``, ...) and ``bool`` cannot hold ``-1``: none of their entries is missing (comparing a ``uint8``
+    with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry)."""
+    if torch.is_floating_point(t):
+        return torch.isnan(t)
+    if not t.is_signed():
+        return torch.zeros_like(t, dtype=torch.bool)
+    return t == -1
+
+
+def _is_table(x) -> bool:
+    """Whether ``x`` is a whole data set (a mapping of columns, a 2-D array, a list of rows), not one row."""
+    return (hasattr(x, "items") or getattr(x, "ndim", None) == 2
+            or (isinstance(x, (list, tuple)) and len(x) > 0 and isinstance(x[0], (list, tuple))))
+
+
+def _length(x) -> int | None:
+    """``len(x)``, or ``None`` for a value without a length (a number, a 0-d tensor)."""
+    try:
+        return int(len(x))
+    except TypeError:
+        return None
+
+
+def _described(x) -> str:
+    """``x``'s type, with its shape and dtype when it has them, for an error message."""
+    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
+    return type(x).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
+        (f" and dtype {dtype}" if dtype is not None else "")
+
+
+def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
+    """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array) keeps its own dtype,
+    which is converted only where that is exact (:func:`~hybridpgm.data.validation.as_model_dtype`, whose
+    :class:`DataError` names ``what``); a number or list of numbers is built in ``dtype``."""
+    t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
+    return as_model_dtype(t, dtype, what)
+
+
+def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
+    """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array, or pandas column)
+    keeps its own dtype, which is converted only where that is exact
+    (:func:`~hybridpgm.data.validation.as_model_dtype`, whose :class:`DataError` names ``what``); a number, a
+    list of numbers or an object array (``None`` / ``pd.NA`` in it as ``NaN``) is built in ``dtype``.
+
+    :raises DataError: values that are not numbers, naming ``what``.
+    """
+    t = _plain(t)
+    if isinstance(t, np.ndarray) and t.dtype.kind == "O":
+        t = [float("nan") if _is_missing_entry(s) else s for s in t.tolist()]
+    try:
+        t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"{what} must hold numbers, got {_described(t)}: {t!r:.60}") from None
+    return as_model_dtype(t, dtype, what)

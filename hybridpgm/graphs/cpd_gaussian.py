@@ -1,0 +1,161 @@
+"""The conditional linear Gaussian CPD :class:`~hybridpgm.graphs.cpd.LinearGaussian` of a continuous node,
+
+.. math:: x \\mid \\mathrm{pa}(x) \\sim \\mathcal N(b_d + w_d^\\top \\mathrm{pa}_c, \\sigma_d^2),
+
+where :math:`d` is the configuration of the discrete parents.  Import it from :mod:`hybridpgm.graphs.cpd`
+(``cpd.LinearGaussian``), the name under which it is documented and saved in model files.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.serialization import serializable
+
+__all__ = ["LinearGaussian"]
+
+
+@serializable
+class LinearGaussian(CPD):
+    """A continuous node, Gaussian with a mean linear in its continuous parents.
+
+    .. math:: x \\mid d, z \\sim \\mathcal N(b_d + w_d^\\top z, \\sigma_d^2)
+
+    where :math:`d` indexes the configuration of the discrete parents and
+    :math:`z` are the continuous parents.  List the discrete parents first.
+
+    :param bias: ``[*discrete_parent_cards]`` intercepts :math:`b_d`.
+    :param weight: ``[*discrete_parent_cards, num_continuous_parents]`` (or ``None``
+        for no continuous parents).
+    :param scale: standard deviation(s) :math:`\\sigma_d`, broadcastable to ``bias``.
+    :param parents: discrete parents, then continuous parents.
+
+    The CPD's dtype is that of the floating torch tensors among ``bias``, ``weight`` and ``scale``, else that
+    of the floating NumPy arrays among them (a float64 NumPy bias gives a float64 CPD, as a float64
+    :class:`Table` stays float64), else the default dtype.  Python numbers, lists, NumPy scalars (``np.std(x)``,
+    0-d arrays) and integer arrays are read straight in that dtype, so ``scale=0.4`` in a float64 CPD is the
+    float64 0.4, not a float32 rounding of it; a floating NumPy array beside a floating tensor is read in the
+    tensor's dtype (a float64 array rounded to float32, as ``torch.as_tensor(x, dtype=torch.float32)`` does).
+
+    :raises ModelSpecError: non-numeric, bool, complex or non-finite ``bias``/``weight``/``scale``,
+        floating torch tensors of different dtypes (or, without one, NumPy arrays of different dtypes), a
+        ``scale`` that is not positive and finite or does not broadcast to
+        ``bias``, or a number of bias dims plus weights that is not the number
+        of parents.
+    """
+
+    # the module named in saved model files and pickles, and where the class is documented: it moved out of
+    # :mod:`hybridpgm.graphs.cpd`, which re-exports it, so files saved before the split load unchanged
+    __module__ = "hybridpgm.graphs.cpd"
+
+    def __init__(self, bias=0.0, weight=None, scale=1.0, parents: Sequence[str] = (), *, learnable: bool = True):
+        super().__init__(parents)
+        bias, weight, scale = self._read_inputs(bias, weight, scale)
+        n_disc = bias.dim()
+        for what, t in (("bias", bias), ("weight", weight), ("scale", scale)):
+            if not bool(torch.isfinite(t).all()):
+                raise ModelSpecError(f"LinearGaussian {what} has NaN or infinite entries "
+                                     f"(parents {list(self.parents)})")
+        if weight.dim() == 0 or weight.shape[:-1] != bias.shape:
+            raise ModelSpecError(f"weight of shape {tuple(weight.shape)} must be [*{tuple(bias.shape)}, "
+                                 "num_continuous_parents]")
+        if n_disc + weight.shape[-1] != len(self.parents):
+            raise ModelSpecError(f"{n_disc} discrete dims of bias + {weight.shape[-1]} continuous weights "
+                                 f"!= {len(self.parents)} parents {list(self.parents)}")
+        try:
+            scale = scale.expand(bias.shape)
+        except RuntimeError:
+            raise ModelSpecError(f"LinearGaussian scale of shape {tuple(scale.shape)} does not broadcast to the "
+                                 f"bias shape {tuple(bias.shape)}") from None
+        if (scale <= 0).any():
+            raise ModelSpecError(f"LinearGaussian scale must be positive, got {scale.min().item():.6g}")
+        self._n_disc = n_disc
+        reg = (lambda n, t: setattr(self, n, nn.Parameter(t))) if learnable else self.register_buffer
+        reg("bias", bias.clone())
+        reg("weight", weight.clone())
+        reg("log_scale", scale.log().clone())
+
+    def _read_inputs(self, bias, weight, scale) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``bias``, ``weight``, ``scale`` as tensors of one floating dtype, on the bias's device.
+
+        The CPD's dtype is that of the floating torch tensors given, else that of the floating NumPy arrays
+        given, else the default dtype.  Python numbers, lists, NumPy scalars (``np.float64(0.5)``, as
+        ``np.std`` gives, and 0-d arrays) and integer arrays are read in that dtype; a floating NumPy array
+        beside floating tensors is read in the tensors' dtype (as ``torch.as_tensor(x, dtype=...)`` would: a
+        float64 array is rounded to a float32 model).  Each value is read straight in that dtype, so a float64
+        model keeps ``scale=0.4`` exactly.
+
+        :raises ModelSpecError: a non-numeric, bool or complex input; floating torch tensors of different
+            dtypes; or, with no floating tensor, floating NumPy arrays of different dtypes.
+        """
+        given = {"bias": bias, "weight": weight, "scale": scale}
+        raw = {}
+        for what, x in given.items():
+            if x is None:
+                continue
+            try:
+                t = torch.as_tensor(x)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: "
+                                     f"{what} is {type(x).__name__}: {e}") from None
+            if t.dtype == torch.bool or t.is_complex():
+                raise ModelSpecError(f"LinearGaussian {what} must be real numbers, got dtype {t.dtype} "
+                                     f"(parents {list(self.parents)})")
+            raw[what] = t
+        floating = [what for what in raw if torch.is_floating_point(raw[what])]  # in argument order
+        tensors = {what: raw[what].dtype for what in floating if isinstance(given[what], torch.Tensor)}
+        arrays = {what: raw[what].dtype for what in floating
+                  if isinstance(given[what], np.ndarray) and given[what].ndim > 0}
+        own = tensors or arrays  # NumPy scalars, numbers and lists take the dtype of these
+        if len(set(own.values())) > 1:
+            kind = "torch tensors" if tensors else "NumPy arrays"
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale are floating {kind} of different dtypes "
+                                 f"{own} (parents {list(self.parents)}): give them in one dtype")
+        dtype = next(iter(own.values()), torch.get_default_dtype())
+        device = raw["bias"].device
+        try:
+            out = {what: torch.as_tensor(given[what], dtype=dtype, device=device) for what in raw}
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: {e}") from None
+        b = out["bias"]
+        return b, out.get("weight", b.new_zeros(*b.shape, 0)), out["scale"]
+
+    def bind(self, node, parent_cards):
+        self.validate(node)
+        super().bind(node, parent_cards)
+        for i, p in enumerate(self.parents):
+            card = parent_cards[p]
+            if i < self._n_disc:
+                if card is None:
+                    raise self._err(f"parent '{p}' is continuous but bias has a dim for it (discrete parents first)")
+                if self.bias.shape[i] != card:
+                    raise self._err(f"bias dim {i} has size {self.bias.shape[i]}, parent '{p}' has "
+                                    f"cardinality {card}")
+            elif card is not None:
+                raise self._err(f"parent '{p}' is discrete: list discrete parents before continuous ones")
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def mean_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[(*B,) *discrete_parent_cards]`` means, with the batch dims ``B`` of the continuous parents' values
+        (``[N]``, or ``[S, N]`` under a particle plate) when there are continuous parents."""
+        z = self._input_features(values)
+        if z is None:
+            return self.bias
+        flat = z.reshape(-1, z.shape[-1]).to(self.weight)
+        return self.bias + torch.einsum("...k,nk->n...", self.weight, flat).reshape(*z.shape[:-1], *self.bias.shape)
+
+    def log_density(self, value: torch.Tensor, values=None) -> torch.Tensor:
+        """``[*B, *discrete_parent_cards]`` :math:`\\log \\mathcal N(x_n; \\mu_{n,d}, \\sigma_d^2)` for values
+        ``[*B]`` (``[N]``: one per row)."""
+        mean = self.mean_table(values)
+        value = value.to(self.bias).reshape(*value.shape, *([1] * self._n_disc))
+        return torch.distributions.Normal(mean, self.scale).log_prob(value)

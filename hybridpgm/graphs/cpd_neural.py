@@ -1,0 +1,130 @@
+"""The neural CPD :class:`~hybridpgm.graphs.cpd.Neural`: a discrete node whose logits a network computes,
+
+.. math:: \\mathrm{logits} = f_\\phi([\\mathrm{onehot}(\\mathrm{pa}_d), \\mathrm{pa}_c, u]),
+
+from the one-hot discrete parents, the continuous parents and optional continuous *context* inputs :math:`u`
+that are not nodes of the graph.  Import it from :mod:`hybridpgm.graphs.cpd` (``cpd.Neural``), the name under
+which it is documented and saved in model files.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hybridpgm.checks import positive_int
+from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.module_modes import keeping_modes
+from hybridpgm.serialization import serializable
+
+__all__ = ["Neural"]
+
+
+@serializable
+class Neural(CPD):
+    """A discrete node whose logits come from a network.
+
+    The input of ``net`` is the concatenation (in this order) of the one-hot
+    discrete parents, the continuous parents and the ``context`` inputs; its
+    output is ``[..., cardinality]`` logits.
+
+    :param nn.Module net: maps ``[M, in_features]`` to ``[M, cardinality]``.
+    :param parents: names of the parents (discrete or continuous nodes).
+    :param int cardinality: number of states of the node.
+    :param context: names of continuous inputs that are not nodes (supplied in
+        the data / evidence dict as ``[N]`` or ``[N, d]`` tensors).
+    :raises ModelSpecError: ``net`` is not an ``nn.Module``, ``cardinality`` is
+        not a positive integer, or the context names are not distinct strings;
+        when the node is added, a network whose output is not
+        ``[M, cardinality]`` (checked again on every call when it has context
+        inputs, whose sizes are only known then).
+    """
+
+    # the module named in saved model files and pickles, and where the class is documented: it moved out of
+    # :mod:`hybridpgm.graphs.cpd`, which re-exports it, so files saved before the split load unchanged
+    __module__ = "hybridpgm.graphs.cpd"
+
+    def __init__(self, net: nn.Module, parents: Sequence[str] = (), cardinality: int = 2, *,
+                 context: Sequence[str] = ()):
+        super().__init__(parents)
+        cardinality = positive_int(cardinality, "Neural cardinality", error=ModelSpecError)
+        if not isinstance(net, nn.Module):
+            raise ModelSpecError(f"Neural net must be a torch.nn.Module, got {type(net).__name__}")
+        self.net = net
+        self.cardinality = cardinality
+        self.context = (context,) if isinstance(context, str) else tuple(context)
+        if any(not isinstance(u, str) or not u for u in self.context) or len(set(self.context)) != len(self.context):
+            raise ModelSpecError(f"Neural context must be distinct non-empty names, got {list(self.context)!r}")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.continuous_parents + self.context
+
+    def bind(self, node, parent_cards):
+        super().bind(node, parent_cards)
+        # a dry run on one input row checks the net's sizes now, not at training time
+        if self.context:
+            return  # context sizes unknown until data arrives
+        cards = [c for c in self.parent_cards.values() if c is not None]
+        width = sum(cards) + len(self.continuous_parents)
+        p = next(iter(self.net.parameters()), None)
+        x = torch.zeros(1, width, dtype=p.dtype if p is not None else None,
+                        device=p.device if p is not None else None)
+        try:
+            with keeping_modes(self.net), torch.no_grad():  # each layer's own mode after (a frozen one too)
+                self.net.eval()
+                out = self.net(x)
+        except Exception as e:  # noqa: BLE001 - any failure means the net does not fit
+            raise self._err(f"the network fails on an input of {width} features "
+                            f"(one-hot parents {list(self.discrete_parents)} + continuous "
+                            f"{list(self.continuous_parents)}): {e}") from e
+        self._check_output(out, 1)
+
+    def _check_output(self, out: torch.Tensor, rows: int) -> None:
+        """Shape check only (no device read): the net must give ``[rows, cardinality]``."""
+        if tuple(out.shape) != (rows, self.cardinality):
+            raise self._err(f"the network outputs {out.shape[-1] if out.dim() else 0} logits (shape "
+                            f"{tuple(out.shape)} for {rows} input row(s)); expected [{rows}, {self.cardinality}] "
+                            f"for cardinality {self.cardinality}")
+
+    def log_table(self, values: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``[(*B,) *discrete_parent_cards, cardinality]`` log-probabilities.
+
+        The leading batch dims ``B`` are present when the CPD has continuous parents or context: ``[N]`` for
+        values with one entry per row, every batch dim of the inputs otherwise (``[S, N]`` for continuous
+        parents under a particle plate); see :meth:`CPD._input_features`.
+
+        :raises DataError: the network fails on the inputs (a context input of the wrong width).
+        """
+        cards = [self.parent_cards[p] for p in self.discrete_parents]
+        ref = next(iter(self.net.parameters()), None)
+        kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {}
+        configs = torch.tensor(list(itertools.product(*[range(c) for c in cards])), dtype=torch.long,
+                               device=kw.get("device")).reshape(-1, len(cards)) if cards else \
+            torch.zeros(1, 0, dtype=torch.long, device=kw.get("device"))
+        onehot = [F.one_hot(configs[:, i], c).to(**kw) for i, c in enumerate(cards)]
+        x = torch.cat(onehot, -1) if onehot else torch.zeros(configs.shape[0], 0, **kw)  # [C, sum cards]
+        u = self._input_features(values)
+        if u is None:
+            out = self.net(x)
+            self._check_output(out, x.shape[0])
+            return out.log_softmax(-1).reshape(*cards, self.cardinality)
+        batch = u.shape[:-1]
+        u = u.reshape(-1, u.shape[-1])
+        n = u.shape[0]
+        x = torch.cat([x.expand(n, *x.shape), u.to(x)[:, None, :].expand(n, x.shape[0], u.shape[-1])], -1)
+        try:
+            out = self.net(x.reshape(-1, x.shape[-1]))
+        except RuntimeError as e:  # a context input of the wrong width: name what the input is made of
+            raise DataError(f"node '{self.node}': the network fails on inputs of {x.shape[-1]} features "
+                            f"({sum(cards)} one-hot for the parents {list(self.discrete_parents)}, {u.shape[-1]} "
+                            f"for the continuous parents and context {list(self.continuous_parents)} + "
+                            f"{list(self.context)}): {e}") from e
+        self._check_output(out, x.shape[0] * x.shape[1])
+        return out.log_softmax(-1).reshape(*batch, *cards, self.cardinality)
+

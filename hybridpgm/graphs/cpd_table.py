@@ -1,0 +1,282 @@
+"""The conditional probability table :class:`~hybridpgm.graphs.cpd.Table` of a discrete node.
+
+:math:`p(x \\mid \\mathrm{pa}(x)) = \\theta_{\\mathrm{pa}(x), x}`, parameterised by logits (so gradient steps keep
+every row on the simplex), with structural zeros that stay zero under training and an optional Dirichlet prior
+for MAP learning.  Import it from :mod:`hybridpgm.graphs.cpd` (``cpd.Table``), the name under which it is
+documented and saved in model files.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from hybridpgm.checks import positive_real
+from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.serialization import serializable
+
+__all__ = ["Table"]
+
+
+def _scoring() -> bool:
+    """Whether :meth:`BayesNet.log_prob` is tracing the model (imported late: ``bn_checks`` is a sibling module)."""
+    from hybridpgm.graphs.bn_checks import _SCORING
+
+    return _SCORING.get()
+
+
+@serializable
+class Table(CPD):
+    """A conditional probability table over a discrete node of any cardinality.
+
+    :param probs: ``[*parent_cards, cardinality]`` table; entry ``[j..., k]`` is
+        :math:`p(x = k \\mid \\mathrm{pa} = j)`.  Rows must be non-negative and sum to 1.
+    :param parents: names of the (discrete) parents, in the order of the leading dims.
+    :param bool learnable: store the logits as a parameter (else a buffer).  The zeros of ``probs`` are
+        structural: they stay zero under training (the stored logits stay finite, so the table can be
+        trained by :func:`hybridpgm.fit` and saved).  The bool buffer ``support`` (false at the zeros) is in
+        the state dict, so loading it into another table (a skeleton built by :meth:`uniform`, say) gives it
+        the same zeros; an older state dict without ``support`` loads too, the receiving table keeping its own.
+    :param prior: optional Dirichlet concentration :math:`\\alpha > 0` (scalar or
+        broadcastable to ``probs``); the Pyro model then adds
+        :math:`\\log \\mathrm{Dir}(\\theta_j; \\alpha)` for every row, giving MAP estimates: with
+        :math:`n_{jk}` the count of state :math:`k` in the rows with parents :math:`j`, the optimum is the mode
+        :math:`\\hat\\theta_{jk} = (n_{jk} + \\alpha_{jk} - 1) / (n_j + \\sum_k \\alpha_{jk} - K)`, so
+        :math:`\\alpha - 1` are pseudo-counts (pgmpy's ``BayesianEstimator(prior_type="dirichlet",
+        pseudo_counts=alpha - 1)``; :math:`\\alpha = 1` is maximum likelihood).  An :math:`\\alpha < 1` (on a state
+        of the support) can be declared, saved and loaded, and plays no part in exact queries or sampling, but it
+        has no MAP: the objective :math:`(\\alpha - 1) \\log \\theta` then has no maximum (it grows without
+        bound as a state without data goes to probability 0), so :meth:`log_prior` -- the prior term of the
+        Pyro model, hence of fitting -- raises a :class:`ModelSpecError` naming the node.
+    :param float atol: tolerance of the row-sum check; it is widened to
+        :math:`K \\cdot \\epsilon` of the table's dtype where that is larger
+        (``float16`` / ``bfloat16`` tables cannot sum to 1 more closely).
+
+    A malformed table (wrong number of dims, a dim of size 0, a negative, NaN
+    or infinite entry, a row that does not sum to 1, a prior that is not
+    finite and positive or does not broadcast to the table) is reported when it is
+    declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
+    that names the node; a table built as ``bn.add("B", Table(...))`` cannot
+    know its node before then.  Using a malformed table that belongs to no
+    network (``probs``, ``log_table``) raises the same error without a node.
+
+    Exact queries keep the log-table of a table that needs no gradient and recompute it when the logits'
+    version counter moves (an optimizer step, ``logits.copy_(...)`` under :func:`torch.no_grad`,
+    ``load_state_dict``).  An edit through ``logits.data`` moves no counter that the table can see, so queries
+    keep the old table: edit the logits themselves, or call ``bn.plan_cache.clear()`` after such an edit.
+
+    :raises ModelSpecError: at once, for ``probs`` that are not a real-valued
+        (float or integer) array.
+    :raises ConfigError: for an ``atol`` that is not a finite number >= 0.
+    """
+
+    # the module named in saved model files and pickles, and where the class is documented: it moved out of
+    # :mod:`hybridpgm.graphs.cpd`, which re-exports it, so files saved before the split load unchanged
+    __module__ = "hybridpgm.graphs.cpd"
+
+    def __init__(self, probs, parents: Sequence[str] = (), *, learnable: bool = True,
+                 prior=None, atol: float = 1e-4):
+        super().__init__(parents)
+        atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
+        try:
+            probs = torch.as_tensor(probs)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ModelSpecError(f"Table probs must be a numeric array, got {type(probs).__name__}: {e}") from None
+        if probs.dtype == torch.bool or probs.is_complex():
+            raise ModelSpecError(f"Table probs must be real numbers, got dtype {probs.dtype}")
+        if not torch.is_floating_point(probs):
+            probs = probs.to(torch.get_default_dtype())
+        self._problem = self._find_problem(probs, prior, atol)
+        self.cardinality = int(probs.shape[-1]) if probs.dim() else 1
+        logits = probs.log()
+        support = probs > 0 if self._problem is None else torch.ones_like(probs, dtype=torch.bool)
+        # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay finite: a
+        # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
+        self.register_buffer("support", support)
+        self._zeros: tuple | None = None  # ((version, data pointer) of support, whether it has a zero)
+        self._below: tuple | None = None  # ((versions, data pointers) of prior and support, why alpha < 1 or None)
+        logits = logits.masked_fill(~support, 0.0)
+        if learnable:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+        if prior is not None and self._problem is None:
+            prior = torch.as_tensor(prior, dtype=probs.dtype, device=probs.device)
+            self.register_buffer("prior", prior.expand(probs.shape).clone())
+            self._prior_below_one()  # the host read is done here, so log_prior adds none per step
+        else:
+            self.prior = None
+        self._shape = tuple(probs.shape)
+
+    def _find_problem(self, probs: torch.Tensor, prior, atol: float) -> str | None:
+        """What is wrong with the table (``None`` if nothing); reported by
+        :meth:`validate` with the node's name."""
+        if probs.dim() != len(self.parents) + 1:
+            return (f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
+                    f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
+        if 0 in probs.shape:
+            return (f"table of shape {tuple(probs.shape)} has a dim of size 0; every variable needs at least "
+                    "one state")
+        if not torch.isfinite(probs).all() or (probs < 0).any():
+            return f"table has negative, NaN or infinite entries (parents {list(self.parents)})"
+        sums = probs.sum(-1)
+        atol = max(atol, torch.finfo(probs.dtype).eps * probs.shape[-1])
+        if ((sums - 1).abs() > atol).any():
+            bad = (sums - 1).abs().argmax()
+            return f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}"
+        if prior is not None:
+            try:
+                alpha = torch.as_tensor(prior, dtype=probs.dtype)
+                torch.broadcast_shapes(alpha.shape, probs.shape)
+            except (TypeError, ValueError, RuntimeError):
+                shape = tuple(getattr(prior, "shape", ())) or prior
+                return f"Dirichlet prior {shape!r} must be a number or broadcast to the table's {tuple(probs.shape)}"
+            if alpha.dim() > probs.dim() or not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
+                return ("Dirichlet prior concentration must be positive and finite and broadcast to the table's "
+                        f"shape {tuple(probs.shape)}")
+        return None
+
+    def _prior_below_one(self) -> str | None:
+        """Why the prior has no MAP (an alpha < 1 on a state of the support), else ``None``.  Read from the
+        device once per change of ``prior`` or ``support`` (construction, a load, a copy, a move), not on every
+        call of :meth:`log_prior`."""
+        prior, support = self.prior, self.support
+        if prior.is_inference() or support.is_inference():  # no version counter: read each time
+            key = None
+        else:
+            key = (prior._version, prior.data_ptr(), support._version, support.data_ptr())
+        if key is None or self._below is None or self._below[0] != key:
+            below = prior.expand(support.shape)[support]  # a structural zero's alpha is left out of its row
+            problem = None
+            if below.numel() and bool((below < 1).any()):
+                problem = (f"Dirichlet prior concentration {below.min().item():.6g} < 1 (argument prior): the MAP "
+                           "objective (alpha - 1) log theta has no maximum for alpha < 1 (it grows without bound as "
+                           "a state without data goes to probability 0), so the table cannot be fitted with it; "
+                           "use alpha >= 1 (alpha = 1 + pseudo-counts, alpha = 1 is maximum likelihood)")
+            if key is None:
+                return problem
+            self._below = (key, problem)
+        return self._below[1]
+
+    def validate(self, node: str) -> None:
+        if self._problem is not None:
+            raise ModelSpecError(f"node '{node}': {self._problem}")
+
+    def _valid(self) -> None:
+        if self._problem is not None:
+            where = f"node '{self.node}'" if self.node else "a Table not added to any network"
+            raise ModelSpecError(f"{where}: {self._problem}")
+
+    @classmethod
+    def uniform(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
+                **kwargs) -> "Table":
+        """A uniform table (a starting point for learning)."""
+        return cls(torch.full((*parent_cards, cardinality), 1.0 / cardinality), parents, **kwargs)
+
+    @classmethod
+    def random(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
+               *, concentration: float = 1.0, generator: torch.Generator | None = None, **kwargs) -> "Table":
+        """A table with rows drawn from :math:`\\mathrm{Dir}(\\alpha \\mathbf 1)`.
+
+        :param generator: the draws' generator (else torch's global one), for every ``concentration``: torch's
+            gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds a forked global generator from it.
+        :raises ModelSpecError: ``concentration`` is not a finite number > 0.
+        """
+        concentration = positive_real(concentration, "Table.random concentration", error=ModelSpecError)
+        shape = (*parent_cards, cardinality)
+        if concentration == 1.0:  # Dir(1) rows: normalised Exp(1) draws
+            g = torch.empty(shape).exponential_(generator=generator)
+            return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
+        dirichlet = torch.distributions.Dirichlet(torch.full(shape, concentration))
+        if generator is None:
+            return cls(dirichlet.sample(), parents, **kwargs)
+        seed = int(torch.randint(2**62, (), generator=generator))
+        with torch.random.fork_rng(devices=[]):  # the caller's global stream is left as it was
+            torch.manual_seed(seed)
+            rows = dirichlet.sample()
+        return cls(rows, parents, **kwargs)
+
+    def bind(self, node, parent_cards):
+        self.validate(node)
+        super().bind(node, parent_cards)
+        for i, p in enumerate(self.parents):
+            card = parent_cards[p]
+            if card is None:
+                raise self._err(f"a Table cannot have the continuous parent '{p}' (use Neural)")
+            if self._shape[i] != card:
+                raise self._err(f"table dim {i} has size {self._shape[i]} but parent '{p}' has cardinality {card}")
+
+    def log_table(self, values=None) -> torch.Tensor:
+        """``[*parent_cards, cardinality]`` normalised log-probabilities (``-inf`` at the structural zeros of
+        the table it was built from)."""
+        self._valid()
+        return self._logits().log_softmax(-1)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        self._valid()
+        return self._logits().softmax(-1)
+
+    def _logits(self) -> torch.Tensor:
+        return self.logits.masked_fill(~self.support, float("-inf")) if self._has_zero() else self.logits
+
+    def _has_zero(self) -> bool:
+        """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
+        a copy, a move), not on every call."""
+        support = self.support
+        if support.is_inference():  # no version counter to tell a change by: read the mask each time
+            return not bool(support.all())
+        key = (support._version, support.data_ptr())
+        if self._zeros is None or self._zeros[0] != key:
+            self._zeros = (key, not bool(support.all()))
+        return self._zeros[1]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Load the logits and the ``support`` mask of a saved table.  A state dict without ``support`` (older
+        than the saved mask) keeps this table's own mask, without a missing key; a mask with a row of no
+        possible state is an error of ``load_state_dict`` naming the key (and is not copied)."""
+        key = prefix + "support"
+        saved = state_dict.get(key)
+        refused = isinstance(saved, torch.Tensor) and tuple(saved.shape) == tuple(self.support.shape) and \
+            saved.numel() > 0 and not bool(saved.any(-1).all())
+        if refused:
+            error_msgs.append(f"{key}: a row of the table's support mask has no possible state (every entry "
+                              "False), so the table could not be normalised")
+            state_dict = {k: v for k, v in state_dict.items() if k != key}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if (saved is None or refused) and key in missing_keys:  # an older state dict: the table's own mask stands
+            missing_keys.remove(key)
+
+    def log_prior(self) -> torch.Tensor:
+        """:math:`\\sum_j \\log \\mathrm{Dir}(\\theta_j; \\alpha_j)` (0 without a prior), each row's Dirichlet over
+        its support: a structural zero is not a state of the row (a row with one possible state has density 1).
+
+        :raises ModelSpecError: naming the node, for an :math:`\\alpha < 1` on a state of the support (the MAP
+            objective has no maximum, so fitting with it is refused); checked on the host once per change of the
+            prior or the support.  Where the term cannot be optimised -- under :func:`torch.no_grad` (as
+            :meth:`BayesNet.sample` runs the model) or while :meth:`BayesNet.log_prob` scores rows (which leaves
+            the prior out) -- its value is returned instead."""
+        self._valid()
+        if self.prior is None:
+            return self.logits.new_zeros(())
+        below = self._prior_below_one()
+        if below is not None and torch.is_grad_enabled() and not _scoring():
+            where = f"node '{self.node}'" if self.node else "a Table not added to any network"
+            raise ModelSpecError(f"{where}: {below}")
+        lp = self.log_table()
+        alpha = self.prior.expand_as(lp)
+        if self._has_zero():  # the zeros' -inf and their alphas left out: the Dirichlet of the remaining states
+            support = self.support
+            lp = lp.masked_fill(~support, 0.0)
+            alpha = alpha.masked_fill(~support, 0.0)
+            log_gamma = torch.lgamma(alpha.masked_fill(~support, 1.0))  # lgamma(1) = 0 at the zeros
+        else:
+            log_gamma = torch.lgamma(alpha)
+        norm = torch.lgamma(alpha.sum(-1)) - log_gamma.sum(-1)
+        return (norm + ((alpha - 1).masked_fill(alpha == 0, 0.0) * lp).sum(-1)).sum()
+

@@ -1,0 +1,89 @@
+"""BayesNetChecks: rows impossible under the model (structural zeros) are named before any update."""
+
+import functools
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO
+
+import hybridpgm
+from hybridpgm.errors import DataError
+from hybridpgm.graphs import BayesNet, cpd
+from hybridpgm.infer import SVIObjective
+from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
+
+FIT = dict(epochs=2, batch_size=5, device="cpu", seed=0, progress=False, shuffle=False,
+           optim=functools.partial(torch.optim.Adam, lr=0.1))
+
+
+def _ab(b=((0.5, 0.5), (0.5, 0.5))) -> BayesNet:
+    return BayesNet().add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Table(list(map(list, b)), ["a"]))
+
+
+def _abc() -> BayesNet:
+    """a -> c <- b, where c = 1 has probability 0 given a = 0, whatever b is."""
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Table([0.5, 0.5]))
+    return bn.add("c", cpd.Table([[[1.0, 0.0], [1.0, 0.0]], [[0.5, 0.5], [0.3, 0.7]]], ["a", "b"]))
+
+
+def _loss(bn, data, elbo=None):
+    return (elbo or TraceEnum_ELBO(max_plate_nesting=1)).differentiable_loss(bn.model, bn.guide, data)
+
+
+def test_a_row_contradicting_a_structural_zero_is_named():
+    """Before, fit raised TrainingDivergedError advising skip_nonfinite=True, which then skipped every step."""
+    bn = _ab(b=((1.0, 0.0), (0.5, 0.5)))
+    data = torch.tensor([[0, 1], [1, 1], [0, 0], [1, 0], [1, 1]])  # row 0: b = 1 given a = 0 has probability 0
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    with pytest.raises(DataError, match=r"row \[0\] of the data .*impossible under the model: node 'b'"):
+        hybridpgm.fit(objective, data, **FIT)
+    with pytest.raises(DataError, match=r"rows \[0, 2\] of the data"):
+        _loss(bn, torch.tensor([[0, 1], [-1, 1], [0, 1]]))
+    # a row with a missing parent that some value of the parent makes possible is not refused
+    assert torch.isfinite(_loss(bn, torch.tensor([[-1, 1]])))
+    assert bn.log_prob(data[:2]).tolist()[0] == float("-inf")  # scoring an impossible row: -inf, no error
+
+
+def test_a_row_impossible_for_every_value_of_a_missing_parent_is_named_by_fit():
+    """Before, the row passed the check (a missing parent left it unjudged) and fit stopped with
+    TrainingDivergedError ('loss of player 'elbo' is inf at step 0 ... pass skip_nonfinite=True')."""
+    bn = _abc()
+    data = torch.tensor([[1, 0, 1], [1, 1, 0], [0, -1, 1], [1, -1, 1], [0, 0, 0]])  # row 2: c = 1, a = 0, b = ?
+    assert bn.log_evidence(bn.columns(data)).isinf().tolist() == [False, False, True, False, False]
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    named = (r"row \[2\] of the data .*impossible under the model: node 'c' is observed in a state of probability 0 "
+             r".* whatever the values of its missing parent \['b'\]")
+    for batch in (data, bn.split_missing(data)):  # -1 markers, and the (values, mask) pair
+        with pytest.raises(DataError, match=named):
+            hybridpgm.fit(objective, batch, **FIT)
+
+
+@pytest.mark.parametrize("elbo", [TraceEnum_ELBO(max_plate_nesting=1), JitTraceEnum_ELBO(max_plate_nesting=1),
+                                  TraceEnum_ELBO(max_plate_nesting=1, num_particles=2, vectorize_particles=True)])
+def test_every_enumerating_elbo_names_rows_open_through_missing_parents(elbo):
+    bn = _abc()
+    # b missing in every row (one latent site "b"), a in row 1 (possible with a = 1): only row 0 is impossible
+    with pyro.get_param_store().scope(), pytest.raises(DataError, match=r"row \[0\] of the data .*node 'c'.*"
+                                                                        r"missing parent \['b'\] in that row"):
+        _loss(bn, {"a": torch.tensor([0, -1, 1]), "c": torch.tensor([1, 1, 1])}, elbo)
+    # a row that a value of the missing parents makes possible is left to the loss, which is finite
+    with pyro.get_param_store().scope():
+        assert torch.isfinite(_loss(bn, {"a": torch.tensor([-1, 1]), "c": torch.tensor([1, 1])}, elbo))
+
+
+def test_a_drawn_value_of_a_missing_parent_leaves_the_row_unjudged():
+    """A parent whose value is one draw (conditioned, as under Gibbs) is not every value: the row is not refused
+    for it (its log-probability under that draw is -inf, what a sampler's conditional sees)."""
+    bn = _abc()
+    data = {"a": torch.tensor([0]), "c": torch.tensor([1])}
+    tr = poutine.trace(poutine.condition(bn.model, {"b": torch.tensor([1])})).get_trace(data)
+    tr.compute_log_prob()
+    assert tr.nodes["c"]["log_prob"].tolist() == [float("-inf")]
+
+
+def test_no_check_without_validation():
+    bn = _abc()
+    with pyro.validation_enabled(False):
+        assert _loss(bn, {"a": torch.tensor([0]), "c": torch.tensor([1])}).item() == float("inf")

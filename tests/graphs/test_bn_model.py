@@ -1,0 +1,115 @@
+"""BayesNetModel: the Pyro model and the empty guide of a BayesNet (enumeration, num_data, context inputs, MAP)."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO
+
+import hybridpgm
+from hybridpgm.errors import DataError
+from hybridpgm.graphs import BayesNet, cpd
+from hybridpgm.infer import SVIObjective
+from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
+
+
+def _fit(bn, data, steps, lr=0.1, **model_kwargs):
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1), **model_kwargs)
+    hybridpgm.fit(objective, bn.split_missing(data), epochs=steps, batch_size=len(data), device="cpu", seed=0,
+                  progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
+
+
+_NAN = float("nan")
+_DATA = torch.tensor([[0.0, 1], [_NAN, 1], [1, 0], [_NAN, 0]])
+
+
+def _ab(b=((0.5, 0.5), (0.5, 0.5)), **kw) -> BayesNet:
+    return BayesNet().add("a", cpd.Table([0.5, 0.5], **kw)).add("b", cpd.Table(list(map(list, b)), ["a"], **kw))
+
+
+def test_the_empty_guide_refuses_missing_entries_without_enumeration():
+    """Before, SVIObjective's default ELBO (and Trace_ELBO) drew the missing entries from the model instead of
+    summing them out and silently fitted a biased model (b's table 0.69/0.30 for the true 0.9/0.2)."""
+    import pyro
+    from pyro.infer import JitTraceEnum_ELBO, Predictive, Trace_ELBO
+
+    from hybridpgm.errors import ConfigError
+
+    fit_kw = dict(epochs=2, batch_size=4, device="cpu", seed=0, progress=False,
+                  optim=functools.partial(torch.optim.Adam, lr=0.05))
+    for elbo in (None, Trace_ELBO()):
+        bn = _ab()
+        with pytest.raises(ConfigError, match=r"missing entries in \['a'\].*TraceEnum_ELBO"):
+            hybridpgm.fit(SVIObjective(bn.model, bn.guide, elbo), bn.split_missing(_DATA), **fit_kw)
+    with pytest.raises(ConfigError, match="BayesNet.guide is empty"):  # it would impute from the prior
+        Predictive(_ab().model, guide=_ab().guide, num_samples=2)(_DATA)
+    # every enumerating route still gives the exact loss; complete data pass any ELBO
+    exact = -_ab().log_evidence({"a": _DATA[:, 0], "b": _DATA[:, 1]}).sum().detach()
+    for elbo in (TraceEnum_ELBO(max_plate_nesting=1), TraceEnum_ELBO(), JitTraceEnum_ELBO(max_plate_nesting=1),
+                 TraceEnum_ELBO(max_plate_nesting=1, num_particles=3, vectorize_particles=True)):
+        bn = _ab()
+        with pyro.get_param_store().scope():  # a fresh store: no parameter of the networks above
+            torch.testing.assert_close(elbo.differentiable_loss(bn.model, bn.guide, _DATA).detach(), exact)
+    for elbo in (TraceEnum_ELBO(), TraceEnum_ELBO(max_plate_nesting=1)):
+        bn = _ab()
+        hybridpgm.fit(SVIObjective(bn.model, bn.guide, elbo), bn.split_missing(_DATA), **fit_kw)
+    complete = torch.tensor([[0, 1], [1, 1]])
+    torch.testing.assert_close(torch.tensor(Trace_ELBO().loss(bn.model, bn.guide, complete)),
+                               -bn.log_prob(complete).sum().detach())
+    assert set(Predictive(bn.model, num_samples=2)(_DATA)) >= {"a_unobserved"}  # no guide: prior samples
+    assert pyro.infer.infer_discrete(bn.model, first_available_dim=-2)(_DATA)["a"].shape == (4,)
+
+
+@pytest.mark.parametrize("num_data, error, match", [
+    (0, "ConfigError", "must be a positive integer, got 0"),
+    (-4, "ConfigError", "must be a positive integer, got -4"),
+    (True, "ConfigError", "got True"),
+    (2.5, "ConfigError", "got 2.5"),
+    (float("nan"), "ConfigError", "got nan"),
+    ("40", "ConfigError", "got '40'"),
+    (3, "DataError", r"num_data=3 \(the size of the full data set\) is smaller than the 4 rows of this batch"),
+])
+def test_num_data_is_checked(num_data, error, match):
+    """Before: 0 acted as not given, -4 flipped the prior's sign, True was N = 1, 2.5 and N < B were taken, NaN
+    and '40' gave raw Pyro / Python errors."""
+    import hybridpgm.errors
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7], prior=3.0))
+    x = torch.tensor([[0], [1], [1], [1]])
+    with pytest.raises(getattr(hybridpgm.errors, error), match=match):
+        TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, x, num_data=num_data)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, x, num_data=np.int64(40))
+    torch.testing.assert_close(loss, -bn.log_prob(x).sum() - 0.1 * bn.cpds["a"].log_prior())
+
+
+def test_context_inputs_with_another_number_of_rows_are_refused_by_count():
+    """Before, Pyro's raw 'Shape mismatch inside plate' ValueError (whichever size ``sizes.pop()`` gave)."""
+    torch.manual_seed(0)
+    bn = BayesNet()
+    bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
+    bn.add("y", cpd.Table([[0.7, 0.3], [0.2, 0.8]], ["z"]))
+    data = torch.tensor([[0, 1], [1, 1], [-1, 0]])
+    for m in (5, 1, 2):
+        with pytest.raises(DataError, match=rf"different row counts \(data \(2 columns\): 3, context input 'u': {m}\)"):
+            TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data, None, torch.randn(m))
+    assert bn.log_prob(data[:2], torch.randn(2)).shape == (2,)
+
+
+def test_dirichlet_map_matches_pgmpy_bayesian_estimator_with_alpha_minus_one_pseudo_counts():
+    """The convention of Table(prior=alpha): alpha - 1 pseudo-counts (the mode of the Dirichlet posterior)."""
+    pytest.importorskip("pgmpy")
+    import pandas as pd
+    from pgmpy.estimators import BayesianEstimator
+    from pgmpy.models import DiscreteBayesianNetwork
+
+    data = torch.tensor([[0, 0], [0, 0], [0, 1], [1, 1], [1, 1], [1, 0], [1, 1]])
+    alpha = 3.0
+    bn = _ab(prior=alpha).double()
+    _fit(bn, data.double(), steps=300, lr=0.1, num_data=len(data))
+    df = pd.DataFrame(data.numpy(), columns=["a", "b"])
+    est = BayesianEstimator(DiscreteBayesianNetwork([("a", "b")]), df, state_names={"a": [0, 1], "b": [0, 1]})
+    for v, shape in (("a", (2,)), ("b", (2, 2))):
+        ref = est.estimate_cpd(v, prior_type="dirichlet", pseudo_counts=np.full((2, 1 if v == "a" else 2), alpha - 1))
+        ref = torch.tensor(ref.get_values()).T.reshape(shape)  # pgmpy: [card, parent configs]
+        torch.testing.assert_close(bn.cpds[v].probs.detach(), ref, atol=2e-3, rtol=0)

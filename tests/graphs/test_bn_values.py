@@ -1,0 +1,120 @@
+"""Columns of state names: pandas DataFrames, NumPy string / object arrays, missing markers (bn_values, bn_data)."""
+
+import numpy as np
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, TraceEnum_ELBO
+
+from hybridpgm.errors import DataError
+from hybridpgm.graphs import BayesNet, cpd
+from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
+
+STATES = {"rain": ["no", "yes"], "sprinkler": ["off", "on"], "wet": ["dry", "damp", "soaked"]}
+
+
+def _named(seed: int = 0) -> BayesNet:
+    g = torch.Generator().manual_seed(seed)
+    bn = BayesNet()
+    bn.add("rain", cpd.Table.random(2, generator=g), states=STATES["rain"])
+    bn.add("sprinkler", cpd.Table.random(2, [2], ["rain"], generator=g), states=STATES["sprinkler"])
+    bn.add("wet", cpd.Table.random(3, [2, 2], ["rain", "sprinkler"], generator=g), states=STATES["wet"])
+    return bn
+
+
+def _data(n: int = 120, missing: float = 0.25):
+    """``[n, 3]`` integer states with ``-1`` where missing, and the same data as a pandas DataFrame of names
+    (``None`` / ``NaN`` / ``pd.NA`` where missing; ``wet`` a Categorical)."""
+    pd = pytest.importorskip("pandas")
+    x = _named(seed=7).to_tensor(_named(seed=7).sample(n)).long()
+    g = torch.Generator().manual_seed(3)
+    x = torch.where(torch.rand(x.shape, generator=g) < missing, -1, x)
+    markers = [None, float("nan"), pd.NA]
+    cols = {}
+    for j, v in enumerate(STATES):
+        cols[v] = [markers[i % 3] if s < 0 else STATES[v][s] for i, s in enumerate(x[:, j].tolist())]
+    df = pd.DataFrame({"rain": pd.Series(cols["rain"], dtype=object),
+                       "sprinkler": pd.Series(cols["sprinkler"], dtype="string"),
+                       "wet": pd.Categorical(cols["wet"], categories=["soaked", "dry", "damp"])})
+    return x, df
+
+
+def _svi_fit(data, steps: int = 40) -> dict:
+    """The tables learned by plain Pyro SVI (TraceEnum_ELBO, the empty guide) from ``data``."""
+    bn = _named(seed=1)
+    pyro.clear_param_store()
+    svi = SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+    for _ in range(steps):
+        svi.step(data)
+    return {v: bn.cpds[v].probs.detach() for v in bn.nodes}
+
+
+def test_a_dataframe_of_state_names_reads_like_integer_data():
+    """Before, a DataFrame column of names (object, string or Categorical dtype) was refused: 'data column
+    'rain' must hold states ... got Series'."""
+    x, df = _data()
+    cols = _named().columns(df)
+    for j, v in enumerate(STATES):
+        assert cols[v].dtype == torch.int64 and torch.equal(cols[v], x[:, j]), v
+
+
+def test_tables_learned_from_a_dataframe_equal_those_from_integer_data_with_missing_entries():
+    x, df = _data()
+    assert (x == -1).any(0).all()  # every column has missing entries
+    from_tensor, from_frame = _svi_fit(x), _svi_fit(df)
+    assert not torch.equal(from_tensor["wet"], _named(seed=1).cpds["wet"].probs.detach())  # it learned
+    for v in STATES:
+        assert torch.equal(from_frame[v], from_tensor[v]), v
+    # the (values, mask) pair that hybridpgm.fit batches is the same too
+    bn = _named()
+    for a, b in zip(bn.split_missing(df), bn.split_missing(x)):
+        assert torch.equal(a, b.to(a.dtype))
+
+
+def test_numpy_string_and_object_arrays_are_read_by_state_names():
+    bn = _named()
+    names = np.array([["no", "on", "soaked"], ["yes", "off", "dry"]])
+    assert bn.columns(names)["wet"].tolist() == [2, 0]
+    objects = np.array([["no", None, "damp"], [float("nan"), "off", 1]], dtype=object)  # names, indices, markers
+    assert {v: c.tolist() for v, c in bn.columns(objects).items()} == \
+        {"rain": [0, -1], "sprinkler": [-1, 0], "wet": [1, 1]}
+    assert bn.to_tensor(objects)[1].isnan().tolist() == [True, False, False]
+    values, mask = bn.split_missing(objects)
+    assert mask.tolist() == [[True, False, True], [False, True, True]] and values[0].tolist() == [0.0, 0.0, 1.0]
+
+
+def test_every_missing_marker_of_an_object_column_is_missing():
+    pd = pytest.importorskip("pandas")
+    column = pd.Series(["yes", None, float("nan"), pd.NA, pd.NaT, np.float32("nan"), "no"], dtype=object)
+    assert _named().columns({"rain": column})["rain"].tolist() == [1, -1, -1, -1, -1, -1, 0]
+
+
+def test_an_unknown_state_name_is_refused_naming_the_node_value_and_states():
+    pd = pytest.importorskip("pandas")
+    bn = _named()
+    for frame in (pd.DataFrame({"wet": ["dry", "flooded"]}), pd.DataFrame({"wet": pd.Categorical(["flooded"])}),
+                  {"wet": np.array(["dry", "flooded"])}):
+        with pytest.raises(DataError, match=r"column 'wet' holds 'flooded', which is not a state of 'wet' "
+                                            r"\(states: \['dry', 'damp', 'soaked'\]\)"):
+            bn.columns(frame)
+
+
+def test_names_in_the_column_of_a_node_without_state_names_are_refused_by_name():
+    pd = pytest.importorskip("pandas")
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5]))
+    with pytest.raises(DataError, match=r"column 'a' holds the name 'x', but node 'a' has no state names"):
+        bn.columns(pd.DataFrame({"a": ["x", None]}))
+
+
+def test_a_dataframe_mask_and_continuous_columns_are_read():
+    pd = pytest.importorskip("pandas")
+    bn = BayesNet()
+    bn.add("A", cpd.Table([0.5, 0.5]), states=["x", "y"])
+    bn.add("X", cpd.LinearGaussian(bias=[0.0, 1.0], parents=["A"]))
+    df = pd.DataFrame({"A": ["x", "y", "y"], "X": np.array([0.5, 1.0, 2.0], dtype=np.float32)})
+    cols = bn.columns(df, pd.DataFrame({"A": [True, False, True], "X": [True, True, True]}))
+    assert cols["A"].isnan().tolist() == [False, True, False] and cols["X"].dtype == torch.float32
+    nullable = bn.columns(pd.DataFrame({"X": pd.array([0.5, None], dtype="Float32")}))["X"]
+    assert nullable.dtype == torch.float32 and nullable.isnan().tolist() == [False, True]
+    with pytest.raises(DataError, match=r"data column 'X' \(a continuous node\) must hold numbers"):
+        bn.columns(pd.DataFrame({"X": ["u", "v"]}))
