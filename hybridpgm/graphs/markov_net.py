@@ -22,6 +22,8 @@ Inference (``method=``): ``"exact"`` (tensor contraction,
 (:class:`~hybridpgm.infer.ChromaticGibbs`) or exactly; :meth:`MarkovNet.model` puts the
 MRF into a Pyro program with :func:`pyro.factor`, one enumerated site per variable, and
 :meth:`MarkovNet.distribution` makes it one Pyro distribution over the joint state.
+The declaration checks live in :mod:`~hybridpgm.graphs.mrf_declare`, the score in
+:mod:`~hybridpgm.graphs.mrf_score` and the Pyro program in :mod:`~hybridpgm.graphs.mrf_pyro_model`.
 
 **References**
 
@@ -31,49 +33,24 @@ Techniques*, 2009, ch. 4.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 
-import pyro
-import pyro.distributions as dist
 import torch
 from torch import nn
 
 from hybridpgm.checks import sample_count
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
-from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
-from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
+from hybridpgm.graphs.mrf_compile import compile_factor_graph
+from hybridpgm.graphs.mrf_declare import _check_options, _names, _no_options, check_factor, check_table
+from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
 
 _METHODS = ("exact", "bp", "mean_field")
-
-
-def _no_options(method: str, kwargs: dict) -> None:
-    """Raise :class:`ModelSpecError` for options passed to a method that takes none."""
-    if kwargs:
-        raise ModelSpecError(f"MarkovNet: method={method!r} takes no options, got {sorted(kwargs)}")
-
-
-def _check_options(method: str, algorithm: type, kwargs: dict) -> None:
-    """Raise :class:`ModelSpecError` for options that ``algorithm`` does not take, listing those it does."""
-    signature = inspect.signature(algorithm)
-    params = signature.parameters
-    try:
-        signature.bind(**kwargs)
-    except TypeError:
-        raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) {sorted(set(kwargs) - set(params))}; "
-                             f"its options: {list(params)}") from None
-
-
-def _names(scope) -> list:
-    """A factor's scope as a list of names: a bare string is one name, as a CPD's parents take it."""
-    return [scope] if isinstance(scope, str) else list(scope)
 
 
 class MarkovNet(nn.Module):
@@ -153,51 +130,11 @@ class MarkovNet(nn.Module):
         """
         return self._add(name, [_names(s) for s in scopes], log_potentials, single=False)
 
-    def _check_sites(self, name, count, single):
-        """Refuse factor sites of :meth:`model` that are another factor's or its own (variables: in ``model``)."""
-        for f in range(count):
-            site = factor_site(name, f, single)
-            clash = internal_clash(site)
-            if clash is None and site in self._factor_sites:
-                clash = f"{factor_what(*self._factor_sites[site])}, the same Pyro site of MarkovNet.model"
-            if clash is not None:
-                raise ModelSpecError(f"MarkovNet: {factor_what(name, f, single)} clashes with {clash}; "
-                                     f"rename the factor")
-
     def _add(self, name, scopes, pot, single):
-        """Check the whole declaration, then register it: a refused call leaves the net as it was (no buffer,
-        parameter, module, family or site of the factor), so the corrected call can follow."""
-        if not isinstance(name, str) or not name:
-            raise ModelSpecError(f"MarkovNet: a factor needs a non-empty name (a str), got {name!r}")
-        if name in self.families:
-            raise ModelSpecError(f"MarkovNet: factor {name!r} is already defined")
-        if not scopes or not scopes[0]:
-            raise ModelSpecError(f"MarkovNet: factor {name!r} has an empty scope")
-        arity = len(scopes[0])
-        for s in scopes:
-            for v in s:
-                if not isinstance(v, str) or v not in self.cards:
-                    raise ModelSpecError(f"MarkovNet: factor {name!r} uses unknown variable {v!r}")
-            if len(s) != arity or len(set(s)) != len(s):
-                raise ModelSpecError(f"MarkovNet: factor {name!r} has scope {s}: scopes of a family "
-                                     f"need the same arity {arity} and no repeated variable")
-        cards = tuple(self.cards[v] for v in scopes[0])
-        for s in scopes:
-            if tuple(self.cards[v] for v in s) != cards:
-                raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
-                                     f"{tuple(self.cards[v] for v in s)}")
-        self._check_sites(name, len(scopes), single)
-        fam = {"scopes": scopes, "cards": cards, "single": single}
-        if isinstance(pot, nn.Module):
-            if "." in name:  # a ModuleDict key cannot hold a dot
-                raise ModelSpecError(f"MarkovNet: factor {name!r} has a neural potential, so its name cannot "
-                                     f"contain '.' (it names the module in the net's state dict)")
-            fam["kind"] = "module"
-        elif isinstance(pot, torch.Tensor):
-            self._check_table(name, fam, pot)
-            fam["kind"], fam["key"] = "tensor", f"_pot_{len(self.families)}"
-        else:
-            raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
+        """Check the whole declaration (:func:`~hybridpgm.graphs.mrf_declare.check_factor`), then register it: a
+        refused call leaves the net as it was (no buffer, parameter, module, family or site of the factor), so the
+        corrected call can follow."""
+        fam = check_factor(self, name, scopes, pot, single)
         # checked: register.  On the device of a tensor table, so a model built from CUDA tensors is on CUDA
         device = pot.device if isinstance(pot, torch.Tensor) else None
         idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long, device=device)
@@ -215,18 +152,7 @@ class MarkovNet(nn.Module):
         return self
 
     def _check_table(self, name, fam, t):
-        tail = (() if fam["single"] else (None,)) + fam["cards"]
-        ok = t.dim() >= len(tail) and all(
-            want is None and got in (1, len(fam["scopes"])) or got == want
-            for got, want in zip(t.shape[t.dim() - len(tail):], tail))
-        if not ok:
-            want = "batch_shape + " + ("" if fam["single"] else f"({len(fam['scopes'])} or 1,) + ") + str(fam["cards"])
-            raise ModelSpecError(f"MarkovNet: factor {name!r} has log-potentials of shape {tuple(t.shape)}, "
-                                 f"expected {want}")
-        if not torch.is_floating_point(t):
-            raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
-        if not bool(torch.isfinite(t).all()):
-            raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
+        check_table(name, fam, t)
 
     def tables(self, context=None) -> dict[str, torch.Tensor]:
         """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``."""
@@ -362,46 +288,9 @@ class MarkovNet(nn.Module):
             not broadcast with the tables' batch shape, naming both.
         :raises ModelSpecError: a network of no variables, or tables whose batch shapes do not broadcast.
         """
-        if not self.cards:
-            raise ModelSpecError("MarkovNet.score: the network has no variables; declare at least one")
-        missing = [v for v in self.cards if v not in values]
-        if missing:
-            raise EvidenceError(f"MarkovNet.score: no value for variables {missing}")
-        unknown_names("MarkovNet.score", values, self.cards)
-        vals = {v: assignment_states(v, values[v], c, "MarkovNet.score") for v, c in self.cards.items()}
-        tables = self.tables(context)
-        device = next(iter(tables.values())).device if tables else None
-        try:
-            xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]
-        except RuntimeError:
-            shapes = {v: tuple(vals[v].shape) for v in self.cards}
-            raise EvidenceError(f"MarkovNet.score: the values of the variables must broadcast to one batch shape, "
-                                f"got shapes {shapes}") from None
-        table_shapes = {n: tuple(t.shape[: t.dim() - len(self.families[n]["cards"]) - 1]) for n, t in tables.items()}
-        try:
-            batch_shape = torch.broadcast_shapes(*table_shapes.values())
-        except RuntimeError:
-            raise ModelSpecError(f"MarkovNet.score: the batch shapes of the factors' tables do not broadcast: "
-                                 f"{table_shapes}") from None
-        try:
-            torch.broadcast_shapes(xs.shape[:-1], batch_shape)
-        except RuntimeError:
-            shapes = {v: tuple(vals[v].shape) for v in self.cards}
-            raise EvidenceError(f"MarkovNet.score: the values' batch shape {tuple(xs.shape[:-1])} (shapes {shapes}) "
-                                f"does not broadcast with the tables' batch shape {tuple(batch_shape)}") from None
-        total = 0.0
-        for name, t in tables.items():
-            cards = self.families[name]["cards"]
-            k = len(cards)
-            sel = xs[..., getattr(self, self.families[name]["scope_key"])]  # [..., F, k]
-            strides = torch.tensor([math.prod(cards[i + 1:]) for i in range(k)], device=sel.device)
-            lin = (sel * strides).sum(-1)  # [..., F]: flat index into the table
-            flat = t.flatten(-k)  # batch + (F or 1, prod(cards))
-            flat = flat.expand(flat.shape[:-2] + (lin.shape[-1], flat.shape[-1]))
-            shape = torch.broadcast_shapes(flat.shape[:-1], lin.shape)
-            picked = flat.expand(shape + flat.shape[-1:]).gather(-1, lin.expand(shape).unsqueeze(-1))
-            total = total + picked.squeeze(-1).sum(-1)
-        return total
+        from hybridpgm.graphs.mrf_score import score
+
+        return score(self, values, context)
 
     def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
         """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``).
@@ -410,7 +299,10 @@ class MarkovNet(nn.Module):
             shape included).
         :raises ModelSpecError: as :meth:`log_partition` (``method="bp"`` with ``max_product=True`` included).
         """
-        return self.score(values, context) - self.log_partition(method, context=context, **kwargs)
+        score = self.score(values, context)
+        lp = score - self.log_partition(method, context=context, **kwargs)
+        # a value scoring -inf has probability zero: -inf, not -inf - log Z (NaN where every value scores -inf)
+        return torch.where(score == -math.inf, torch.full_like(lp, -math.inf), lp)
 
     def sample(self, num_samples: int, method: str = "auto", evidence=None, context=None,
                num_sweeps: int | None = None, generator=None) -> dict[str, torch.Tensor]:
@@ -470,46 +362,6 @@ class MarkovNet(nn.Module):
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
             the same Pyro site), naming both, before any site is recorded.
         """
-        clash = next((v for v in self.cards if v in self._factor_sites), None)
-        if clash is not None:
-            name, f, single = self._factor_sites[clash]
-            raise ModelSpecError(f"MarkovNet.model: {factor_what(name, f, single)} and the variable {clash!r} would "
-                                 f"both be the Pyro site {prefix + clash!r}; variables and factors share Pyro's site "
-                                 f"names, so rename the {'factor' if single else 'family'} (e.g. {name + '_f'!r})")
-        pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
-        if values is not None and not isinstance(values, Mapping):
-            raise EvidenceError(f"MarkovNet.model: values must be a mapping name -> states, got "
-                                f"{type(values).__name__} {values!r:.60}")
-        values = dict(values or {})
-        unknown_names("MarkovNet.model", values, self.cards)
-        values = {v: assignment_states(v, x, self.cards[v], "MarkovNet.model")
-                  for v, x in values.items() if x is not None}
-        deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
-        if deep:
-            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got values of shapes {deep}; "
-                                 f"give each variable's states as a scalar or an (N,) tensor")
-        tables = self.tables(context)
-        log_z = self.log_partition(log_z_method, context=context, **kwargs)
-        sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
-        sizes |= {x.shape[0] for x in values.values() if x.dim()}
-        if len(sizes) > 1 or log_z.dim() > 1:
-            raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes} "
-                                 f"(the tables' batch shape is {tuple(log_z.shape)})")
-        N = sizes.pop() if sizes else None
-        with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
-            xs = {}
-            for v, c in self.cards.items():
-                logits = torch.zeros(c, dtype=log_z.dtype, device=log_z.device)
-                xs[v] = pyro.sample(prefix + v, dist.Categorical(logits=logits), obs=values.get(v),
-                                    infer={"enumerate": "parallel"})
-            for name, t in tables.items():
-                fam = self.families[name]
-                k = len(fam["cards"])
-                batched = t.dim() > k + 1
-                for f, scope in enumerate(fam["scopes"]):
-                    tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
-                    index = ((torch.arange(N, device=tf.device),) if batched else ()) + tuple(xs[v] for v in scope)
-                    pyro.factor(prefix + factor_site(name, f, fam["single"]), tf[index])
-            lognorm = sum(math.log(c) for c in self.cards.values())
-            pyro.factor(prefix + "log_partition", lognorm - log_z)
-        return xs
+        from hybridpgm.graphs.mrf_pyro_model import pyro_model
+
+        return pyro_model(self, values, context, log_z_method, prefix, **kwargs)

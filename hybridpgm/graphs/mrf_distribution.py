@@ -82,9 +82,14 @@ class MarkovNetDistribution(TorchDistribution):
 
         :param value: ``sample_shape + batch_shape + (V,)`` states; its leading dims broadcast against
             ``batch_shape`` (one state ``(V,)`` is scored under every model and evidence row).
+        A value whose score is :math:`-\\infty` (finite penalties summing past the dtype's range) gets
+        ``-inf`` too, never NaN.
+
         :raises EvidenceError: when the last dim of ``value`` is not the number of variables, its leading dims
             do not broadcast with ``batch_shape``, or a value is not a state of its variable (``1.5``, ``-1``,
-            ``card``), with or without Pyro's validation.
+            ``card``), with or without Pyro's validation; or when the evidence of a model has probability zero
+            (:math:`\\log Z_e = -\\infty`: every assignment it allows scores :math:`-\\infty`), naming the model and
+            its evidence (deferred to the one host read of :func:`~hybridpgm.fit`'s step inside it).
         """
         V = self._fg.num_vars
         if value.dim() == 0 or value.shape[-1] != V:
@@ -102,8 +107,15 @@ class MarkovNetDistribution(TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         x = torch.stack(list(states.values()), -1)
+        from hybridpgm.infer.mrf_exact import _check_possible
+
         score = self.mrf.score(states, self.context)
-        lp = score - self.log_partition
+        log_z = self.log_partition
+        _check_possible(self._fg, log_z.reshape(-1), "MarkovNetDistribution.log_prob")
+        # a value that scores -inf (finite penalties summing past the dtype's range) has probability zero: -inf,
+        # not -inf - log Z (NaN where log Z is -inf too, inside fit's step before its deferred check raises); the
+        # branch not taken gets a zero gradient, so masked rows leave the potentials' gradients finite
+        lp = torch.where(score == -math.inf, torch.full_like(score, -math.inf), score - log_z)
         if self.evidence:
             valid = self._fg.valid.reshape(self.batch_shape + self._fg.valid.shape[1:])  # batch + [V, C]
             x = x.expand(shape + (V,))

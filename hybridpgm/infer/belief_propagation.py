@@ -142,11 +142,14 @@ class BeliefPropagation:
         is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
 
-    Log-potentials must stay well inside the dtype's range: sums and differences of entries near
-    ``finfo.min`` (hard constraints written as ``finfo.min / 2``) overflow to :math:`\\pm\\infty` and the
-    messages to NaN.  A convergence check (``tol > 0``; the last step is always checked) that finds a NaN
-    message raises :class:`~hybridpgm.errors.ModelSpecError` naming the variable it goes to, at no extra host
-    read; with ``tol=0`` nothing is read and such beliefs come back NaN.
+    Hard constraints may be written as huge finite penalties (``-1e30``): binary pairwise graphs whose tables or
+    fields exceed :func:`~hybridpgm.infer.bp_fused.odds_max_spread` (about 90 in ``float32``, :math:`2 \\cdot 10^6`
+    in ``float64``) run on the general path, whose per-state messages keep the finite parts next to a penalty, so
+    the answer is the one of ``-inf`` penalties (the log-odds path kept only :math:`\\epsilon H` of them).  Sums
+    of entries near ``finfo.min`` (several violated constraints of ``finfo.min`` each) still overflow to
+    :math:`-\\infty` and the messages to NaN. A convergence check (``tol > 0``; the last step is always checked)
+    that finds a NaN message raises :class:`~hybridpgm.errors.ModelSpecError` naming the variable it goes to, at no
+    extra host read; with ``tol=0`` nothing is read and such beliefs come back NaN.
 
     :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
         ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, ``tol`` that is not
@@ -216,8 +219,11 @@ class BeliefPropagation:
     def __call__(self, fg: FactorGraph) -> BPResult:
         """Run BP on ``fg`` and return a :class:`BPResult`."""
         plan = self._binary_plan(fg)
-        if plan is not None:
-            return self._binary(fg, plan)
+        result = self._binary(fg, plan) if plan is not None else None
+        return result if result is not None else self._general(fg)
+
+    def _general(self, fg: FactorGraph) -> BPResult:
+        """The general path: log messages ``[B, E, C]`` on :class:`FlatGraph`."""
         flat = FlatGraph(fg)
         theta = fg.masked_unary()
 
@@ -233,10 +239,14 @@ class BeliefPropagation:
         decode_fn = (lambda: decode_in_layers(fg, msgs.detach())) if self.max_product else None
         return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn, decode_fn)
 
-    def _binary(self, fg: FactorGraph, structure) -> BPResult:
+    def _binary(self, fg: FactorGraph, structure) -> BPResult | None:
+        """The log-odds fast path; ``None`` (nothing run) where the tables or fields are beyond
+        :func:`~hybridpgm.infer.bp_fused.odds_max_spread`, which the general path then takes."""
         g = fg.groups[0]
         if torch.is_grad_enabled() and (g.log_potentials.requires_grad or fg.unary.requires_grad):
             eng = BinaryPairwise(fg, self.max_product)
+            if not eng.precise:
+                return None
             shifted, converged, it = self._iterate(
                 eng.init(), eng.step, eng.damp,
                 lambda new, it: _nan_messages(fg, eng.edge_var[torch.isnan(new).any(-1)], it))
@@ -247,6 +257,8 @@ class BeliefPropagation:
             marginals, L, d, converged, it = run_binary_forward(
                 g.log_potentials, fg.unary, structure, self.num_iters, self.max_product, self.damping, self.tol,
                 self.check_every)
+            if it < 0:  # huge finite penalties: the coefficients' one host read said so, before any step
+                return None
             if it == 0:  # a check found a NaN message (bp_fused's sentinel: no extra host read)
                 raise _nan_messages(fg, structure[0][torch.isnan(d).any(-1)], None)
         F = g.variables.shape[0]

@@ -53,7 +53,7 @@ from collections import OrderedDict
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
-from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others
+from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others, odds_max_spread
 
 __all__ = ["BinaryPairwise", "FlatGraph", "damp_log", "odds_to_flat"]
 
@@ -203,6 +203,9 @@ class BinaryPairwise:
 
     :ivar torch.Tensor edge_var: ``[2F]`` long, the variable each message goes to.
     :ivar bool odds_form: whether the one-pair sum-product form is used.
+    :ivar bool precise: whether the tables and fields are within
+        :func:`~hybridpgm.infer.bp_fused.odds_max_spread` (else :class:`~hybridpgm.infer.BeliefPropagation`
+        runs the general path: huge finite penalties lose their neighbours' finite parts in one log-odds number).
     :ivar torch.Tensor bias: ``[2, F, B]`` :math:`\\beta` of the selected branch
         (odds form) or ``[2, 2F, B]`` :math:`(\\beta_1, \\beta_2)`.
     :ivar torch.Tensor scale: ``[F, B]`` :math:`e^{|\\Delta|} - 1` (odds form).
@@ -222,8 +225,9 @@ class BinaryPairwise:
         self.F = F
         self.edge_var, other_var, self.cols, self.offsets, self.pad = _structure(g.variables, fg.num_vars)
         self.threshold, limit = dtype_limits(fg.unary.dtype)
-        self.c0, self.h, self.bias, self.scale, self.sign, self.odds_form = binary_coefficients(
-            g.log_potentials, fg.unary, other_var, self.cols, self.offsets, F, max_product, limit)
+        self.c0, self.h, self.bias, self.scale, self.sign, self.odds_form, self.precise = binary_coefficients(
+            g.log_potentials, fg.unary, other_var, self.cols, self.offsets, F, max_product, limit,
+            odds_max_spread(fg.unary.dtype))
         self.shape = (2 * F, max(self.h.shape[1], self.c0.shape[1]))
 
     def _gather_sum(self, d: torch.Tensor) -> torch.Tensor:

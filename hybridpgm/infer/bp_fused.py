@@ -58,7 +58,9 @@ only device-to-host synchronisation in the loop) follow
 :meth:`BeliefPropagation._iterate <hybridpgm.infer.BeliefPropagation>`
 exactly.  Couplings so strong that :math:`e^{|\\Delta|}` overflows the dtype,
 and max-product, use the two-branch step :math:`f(x_1) - f(x_2)` with
-:math:`f` = ``softplus`` or ``relu`` instead.
+:math:`f` = ``softplus`` or ``relu`` instead; tables or fields beyond
+:func:`odds_max_spread` (huge finite penalties as hard constraints) return at
+once, no step run, for the general path.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "damp_odds", "gather_others", "run_binary_forward"]
+__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "damp_odds", "gather_others", "odds_max_spread",
+           "run_binary_forward"]
 
 
 def damp_odds(new: torch.Tensor, old: torch.Tensor, c0: torch.Tensor, damping: float, it: int) -> torch.Tensor:
@@ -109,8 +112,8 @@ def gather_others(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pa
 
 def binary_coefficients(log_potentials: torch.Tensor, unary: torch.Tensor, other_var: torch.Tensor,
                         cols: torch.Tensor, offsets: torch.Tensor, num_factors: int, max_product: bool,
-                        limit: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                               torch.Tensor, bool]:
+                        limit: float, max_spread: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor, torch.Tensor, bool, bool]:
     """The constants of the binary pairwise step, batch last.
 
     :param torch.Tensor log_potentials: ``[B, F, 2, 2]`` (``B`` may be 1).
@@ -119,11 +122,14 @@ def binary_coefficients(log_potentials: torch.Tensor, unary: torch.Tensor, other
     :param cols: CSR pattern of :math:`G` (``include_last_offset`` form, with ``offsets``).
     :param float limit: the largest :math:`|\\Delta|` for which :math:`e^{|\\Delta|}`
         is finite in the dtype.
-    :returns: ``(c0 [2F, B], h [V, B], bias, scale, sign, odds_form)``: the
+    :param float max_spread: :func:`odds_max_spread` of the dtype.
+    :returns: ``(c0 [2F, B], h [V, B], bias, scale, sign, odds_form, precise)``: the
         shift :math:`c_0`, the fields in log-odds, and either (odds form)
         ``bias [2, F, B]``, ``scale`` :math:`e^{|\\Delta|} - 1` and ``sign``
         ``[F, B]``, or (two-branch form) ``bias [2, 2F, B]`` and empty ``scale``,
-        ``sign``.  Deciding the form is one host check, outside any loop.
+        ``sign``; ``precise``: whether every :math:`|c_0|`, :math:`|\\Delta|` and field :math:`|h|` is at most
+        ``max_spread`` (else the step would lose the finite parts next to a huge penalty, and the caller runs the
+        general path).  Deciding both is one host read, outside any loop.
     """
     F = num_factors
     # Message to x0: theta_ab = t[b, a] (a: the other argument's state, b: the target's); to x1:
@@ -141,22 +147,26 @@ def binary_coefficients(log_potentials: torch.Tensor, unary: torch.Tensor, other
     # once per call: embedding_bag directly (one kernel; the same sums as the padded gather)
     gathered = torch.embedding_bag(c0, cols, offsets, False, 0, False, None, True, None)[0]
     hb = (h.index_select(0, other_var) + gathered).view(2, F, -1)    # [2, F, B]
-    odds_form = False
     sign = delta.new_zeros(())
     mag = sign
     if not max_product:
         sign = torch.copysign(torch.ones([], dtype=delta.dtype, device=delta.device), delta)
         mag = delta * sign                                           # |Delta|, gradient +-1 at Delta = 0
-        odds_form = float(mag.detach().max()) < limit
+    # one host read for both decisions: -1 where a magnitude is beyond max_spread, else max |Delta| (sum-product)
+    top = torch.maximum(torch.maximum(c0.detach().abs().amax(), h.detach().abs().amax()),
+                        delta.detach().abs().amax())
+    code = float(torch.where(top <= max_spread, mag.detach().amax(), -torch.ones_like(top)))
+    precise = code >= 0.0
+    odds_form = precise and not max_product and code < limit
     c0x = c0.view(2, F, Bt)
     if odds_form:
         low = delta.clamp(max=0.0)                                   # bias: c2 if Delta >= 0, c1 = c2 + Delta if < 0
         bias = hb + torch.stack([c0x[1] + low, c0x[0] + low])        # [2, F, B]
-        return c0, h, bias, torch.expm1(mag), sign, True
+        return c0, h, bias, torch.expm1(mag), sign, True, precise
     c2 = torch.stack([c0x[1], c0x[0]])
     bias = torch.stack([hb + (c2 + delta), hb + c2]).view(2, 2 * F, -1)   # [2, 2F, B]: c1, c2
     empty = bias.new_zeros(())
-    return c0, h, bias, empty, empty, False
+    return c0, h, bias, empty, empty, False, precise
 
 
 def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor, bias: torch.Tensor,
@@ -239,16 +249,19 @@ def binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, edge_var: 
                    other_var: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor,
                    num_factors: int,
                    num_iters: int, max_product: bool, threshold: float, limit: float, damping: float,
-                   tol: float, check_every: int
+                   tol: float, check_every: int, max_spread: float
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool, int]:
     """Coefficients, up to ``num_iters`` steps from zero messages, and the beliefs, in one call.
 
     :returns: ``(marginals [B, V, 2], L [V, B] belief log-odds, d [2F, B] final
         log-odds messages, converged, steps run)``; steps run is 0 when a check found a NaN message
-        (:func:`binary_loop`).
+        (:func:`binary_loop`), and -1, with no step run, where the coefficients are not precise
+        (:func:`binary_coefficients`; the caller runs the general path).
     """
-    c0, h, bias, scale, sign, odds_form = binary_coefficients(log_potentials, unary, other_var, cols, offsets,
-                                                              num_factors, max_product, limit)
+    c0, h, bias, scale, sign, odds_form, precise = binary_coefficients(
+        log_potentials, unary, other_var, cols, offsets, num_factors, max_product, limit, max_spread)
+    if not precise:
+        return h, h, c0, False, -1
     batch = max(h.shape[1], c0.shape[1])
     d = (-c0).expand(2 * num_factors, batch).contiguous()
     d, converged, it = binary_loop(d, cols, offsets, pad, bias, scale, sign, c0, num_iters, odds_form,
@@ -286,6 +299,22 @@ def dtype_limits(dtype: torch.dtype) -> Tuple[float, float]:
     return (20.0 if finfo.bits <= 32 else 40.0), math.log(finfo.max) - 1.0
 
 
+def odds_max_spread(dtype: torch.dtype) -> float:
+    """The largest :math:`|c_0|`, :math:`|\\Delta|` or field :math:`|h|` the log-odds path takes in ``dtype``:
+    :math:`\\epsilon^{-1/2} / 32`.
+
+    A binary message is one number, so a state a factor forbids and the state it allows share it: with a penalty
+    :math:`-H` (``-1e30`` as "forbidden") the step forms :math:`H + a - H` and keeps only :math:`\\epsilon H` of the
+    finite part :math:`a` (in ``float32`` nothing of it from :math:`H \\approx 10^8`: finite, wrong marginals).
+    Under this bound that error stays below :math:`\\sqrt\\epsilon / 32` (``float32``: magnitudes up to 90, error
+    about :math:`10^{-5}`; ``float64``: up to :math:`2 \\cdot 10^6`, about :math:`5 \\cdot 10^{-10}`); beyond it
+    (hard constraints written as large finite penalties, couplings of :math:`|J| > 22` in ``float32``)
+    :class:`~hybridpgm.infer.BeliefPropagation` runs the general path, which keeps the states apart and loses
+    precision only at the states ruled out.
+    """
+    return torch.finfo(dtype).eps ** -0.5 / 32
+
+
 def run_binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, structure, num_iters: int,
                        max_product: bool, damping: float, tol: float, check_every: int, script: bool = True):
     """:func:`binary_forward` through TorchScript (``script=True``) or eagerly.
@@ -297,4 +326,5 @@ def run_binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, struct
     threshold, limit = dtype_limits(unary.dtype)
     fn = _compiled() if script else binary_forward
     return fn(log_potentials, unary, edge_var, other_var, cols, offsets, pad, edge_var.shape[0] // 2, int(num_iters),
-              bool(max_product), threshold, limit, float(damping), float(tol), int(check_every))
+              bool(max_product), threshold, limit, float(damping), float(tol), int(check_every),
+              odds_max_spread(unary.dtype))

@@ -19,7 +19,9 @@ is a second derivative of :math:`\\log Z`).
 about the dtype's rounding times :math:`|\\log Z|` (float32: :math:`10^{-5}` at :math:`|\\log Z| = 100`, about
 :math:`10^{-3}` at :math:`10^4`; a model whose :math:`|\\log Z|` reaches :math:`1/\\epsilon`, hard constraints of
 :math:`-10^9` in float32 or :math:`-10^{16}` in float64, has no significant digit of :math:`H` left, though its
-marginals stay exact).
+marginals stay exact).  Where that bound, :math:`\\epsilon (|\\log Z| + |\\mathbb E_p[s]|)`, exceeds
+:math:`0.01 \\max(1, |H|)` :func:`exact_entropy` raises :class:`~hybridpgm.errors.ModelSpecError` instead of a
+number.
 
 **References**
 
@@ -33,8 +35,10 @@ import dataclasses
 import torch
 
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.infer.mrf_exact import _log_partition
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["exact_entropy"]
 
@@ -45,7 +49,8 @@ def exact_entropy(fg: FactorGraph) -> torch.Tensor:
 
     :param FactorGraph fg: the model, batch size ``B``.
     :raises ModelSpecError: when the contraction is too large (as
-        :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`).
+        :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`), or when :math:`H` keeps no significant digit
+        (huge finite penalties every allowed assignment pays; see **Precision** above), naming the models.
     :raises EvidenceError: when the evidence of a model has probability zero (:math:`\\log Z_b = -\\infty`: every
         assignment it allows scores :math:`-\\infty`, so :math:`p` is undefined), naming the model and its evidence.
     """
@@ -66,4 +71,25 @@ def _entropy(fg: FactorGraph, grad_enabled: bool) -> torch.Tensor:
     log_z = _log_partition(tempered, tempered.unary, "exact entropy")
     (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
     entropy = log_z - mean_score
+    _check_precise(fg, log_z.detach(), mean_score.detach(), entropy.detach())
     return entropy if create_graph and grad_enabled else entropy.detach()
+
+
+def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tensor, entropy: torch.Tensor) -> None:
+    """Raise :class:`~hybridpgm.errors.ModelSpecError` where the rounding bound
+    :math:`\\epsilon (|\\log Z| + |\\mathbb E_p[s]|)` of :math:`H = \\log Z - \\mathbb E_p[s]` exceeds
+    :math:`0.01 \\max(1, |H|)`: huge finite penalties every allowed assignment pays (``-1e30`` as "forbidden"),
+    where the difference keeps no significant digit and came back as any number (``-1.5e284``), not an entropy.
+    Deferred to the one host read of :func:`~hybridpgm.fit`'s step inside it."""
+    bound = torch.finfo(log_z.dtype).eps * (log_z.abs() + mean_score.abs())
+    bad = bound > 0.01 * entropy.abs().clamp(min=1.0)
+
+    def error() -> ModelSpecError:
+        rows = bad.nonzero().flatten().tolist()
+        return ModelSpecError(f"exact entropy: model(s) {rows[:10]} have log Z = {float(log_z[rows[0]]):.3g} "
+                              f"({log_z.dtype}), so H = log Z - E[score] keeps no significant digit (rounding "
+                              f"bound {float(bound[rows[0]]):.3g}): every assignment the evidence allows pays a "
+                              f"huge penalty; use penalties well inside the dtype's precision (e.g. -1e4) or "
+                              f"evidence that leaves an assignment without one")
+
+    check_or_defer(~bad.any(), error)

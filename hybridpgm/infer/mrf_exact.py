@@ -10,7 +10,8 @@ of each model ``b`` of a batch is one contraction over all factors, so the cost
 is exponential only in the treewidth of the elimination order found.  Each
 variable's unary term is first folded into one factor that holds it (fewer
 operands, fewer steps), and the pairwise order is searched once per structure
-by ``opt_einsum`` [2] and cached (:class:`~hybridpgm.graphs.contraction.ContractionPlan`).
+by ``opt_einsum`` [2] and cached (:class:`~hybridpgm.graphs.contraction.ContractionPlan`;
+:mod:`hybridpgm.infer.mrf_plan`; the operands and the probability space: :mod:`hybridpgm.infer.mrf_operands`).
 
 **Probability space.**  Float64 and float32 models are contracted on
 max-shifted potentials :math:`\\tilde\\phi_{b,f} = \\exp(\\theta_{b,f} - m_{b,f})`,
@@ -44,146 +45,30 @@ contraction order for einsum-like expressions*, 2018.
 [3] F. Obermeyer et al., *Tensor Variable Elimination for Plated Factor Graphs*, 2019.
 """
 
+
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import torch
 
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
-from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.plan_sampling import sample_plan
-from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 from hybridpgm.autograd_scope import with_autograd
+from hybridpgm.infer.mrf_operands import (_folded, _operands, _prob_contract, _prob_operands, probability_dtype,
+                                          probability_floor)
+from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
            "exact_sample", "probability_dtype", "probability_floor"]
 
-#: the row (batch) dim of every operand
-_ROWS = "\x00rows"
-
-#: compiled structures kept (plans and fold indices), least recently used dropped first
-_MAX_STRUCTURES = 64
-
-_STRUCTURES: OrderedDict = OrderedDict()
-
-#: flops per model of the greedy order above which the contraction order is also searched (:func:`_searched_plan`):
-#: about a second of one CPU thread, so a search of seconds pays within a few calls; also the most that the
-#: ``"auto"`` methods of ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` spend on an exact contraction
-SEARCH_ABOVE = 1e9
-
 #: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
 #: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 26x26 binary grid needs 8 GiB
 #: per model) instead of exhausting the memory.  Raise it on a machine that has the memory.
 EXACT_MAX_BYTES = 4 * 2**30
-
-
-def probability_floor(dtype: torch.dtype, log_states: float) -> float:
-    """The probability-space :math:`\\tilde Z` below which a model is contracted again in log space.
-
-    :math:`\\max(f_{\\mathrm{dtype}},\\ t\\,S/\\epsilon)`: the floor of
-    :data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR` (1e-250, 1e-15), raised for models whose
-    :math:`S` joint states could lose more than the dtype's rounding :math:`\\epsilon` to underflow
-    (:math:`t` its smallest normal number); ``inf`` (log space only) for the dtypes without a floor, and where
-    the bound exceeds the dtype's range (float32 models of :math:`2^{231}` joint states or more).
-
-    :param float log_states: :math:`\\log S`.
-    """
-    if dtype not in PROBABILITY_FLOOR:
-        return math.inf
-    info = torch.finfo(dtype)
-    log_bound = math.log(info.tiny) + log_states - math.log(info.eps)
-    return max(PROBABILITY_FLOOR[dtype], math.exp(log_bound) if log_bound < math.log(info.max) else math.inf)
-
-
-class _Structure:
-    """What one factor-graph structure needs at every call: the plan, and where each unary is folded.
-
-    Each variable's unary joins the first factor that holds it (``fold[g][i]``: ``[F_g]`` the variable folded in
-    at argument ``i`` of each factor of group ``g``, or ``V``, a row of zeros); variables in no factor stay
-    operands of their own (``alone``).
-    """
-
-    def __init__(self, cards: tuple, num_states: int, scopes: tuple, device, search: bool = True):
-        V = len(cards)
-        self.cards = cards
-        host: dict = {}
-        for g, group in enumerate(scopes):
-            for f, scope in enumerate(group):
-                for i, v in enumerate(scope):
-                    host.setdefault(v, (g, f, i))
-        self.fold = []
-        for g, group in enumerate(scopes):
-            arity = len(group[0])
-            rows = [[V] * len(group) for _ in range(arity)]
-            for v, (hg, f, i) in host.items():
-                if hg == g:
-                    rows[i][f] = v
-            self.fold.append([torch.tensor(r, device=device) for r in rows])
-        self.alone = [v for v in range(V) if v not in host]
-        dims = [(_ROWS,) + tuple(scope) for group in scopes for scope in group]
-        dims += [(_ROWS, v) for v in self.alone]
-        sizes = {v: c for v, c in enumerate(cards)}
-        sizes[_ROWS] = 1  # every operand carries the rows: the order found for one row is the order for any
-        self.plan = _searched_plan(dims, sizes, search)
-        #: per group, the slices that drop padding states (``None`` when no variable of the group is padded)
-        self.crop = [None if all(cards[v] == num_states for scope in group for v in scope)
-                     else [tuple(slice(0, cards[v]) for v in scope) for scope in group] for group in scopes]
-        self.log_states = sum(math.log(c) for c in cards)
-
-
-def _searched_plan(dims: list, sizes: dict, search: bool = True) -> ContractionPlan:
-    """opt_einsum's greedy order; for a contraction of more than :data:`SEARCH_ABOVE` flops per model (and
-    ``search``), the better of it and a 128-trial random-greedy search's (:class:`ContractionPlan`'s ``"auto"``).
-    The search takes seconds on grids of a few hundred factors (3 s at 12x12, 8 s at 20x20); it finds orders of 6
-    times fewer flops on a 20x20 Ising grid, while on the grids up to 16x16 the greedy order runs about as fast
-    (Python's cost per step dominates there) or needs fewer flops."""
-    try:
-        plan = ContractionPlan(dims, (_ROWS,), sizes, "greedy")
-        if search and _flops(plan) > SEARCH_ABOVE:
-            searched = ContractionPlan(dims, (_ROWS,), sizes, "auto")
-            plan = searched if searched.opt_cost < plan.opt_cost else plan
-    except NotImplementedError as e:
-        raise ModelSpecError(f"exact MRF inference over {len(sizes) - 1} variables: {e}; the model's treewidth is "
-                             f"too large for exact contraction, use method='bp' or 'mean_field'") from None
-    return plan
-
-
-def _flops(plan: ContractionPlan) -> int:
-    """opt_einsum's flop count per model (0 for a single operand)."""
-    return getattr(plan, "opt_cost", 0)
-
-
-def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
-    """The cached structure of ``fg`` (built, and its order searched, on first use); with ``cheap_only``, ``None``
-    instead of a contraction of more than :data:`SEARCH_ABOVE` flops per model (no search run, nothing cached)
-    or of too large a treewidth."""
-    cards = tuple(fg.cardinalities.tolist())
-    scopes = tuple(tuple(map(tuple, g.variables.tolist())) for g in fg.groups)
-    key = (cards, fg.num_states, scopes, str(fg.unary.device))
-    s = _STRUCTURES.get(key)
-    if s is None:
-        try:
-            with torch.inference_mode(False):  # cached index tensors must stay usable by autograd later
-                s = _Structure(cards, fg.num_states, scopes, fg.unary.device, search=not cheap_only)
-        except ModelSpecError:
-            if cheap_only:
-                return None
-            raise
-        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
-            return None
-        _STRUCTURES[key] = s
-        if len(_STRUCTURES) > _MAX_STRUCTURES:
-            _STRUCTURES.popitem(last=False)
-    else:
-        _STRUCTURES.move_to_end(key)
-        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
-            return None
-    return s
 
 
 def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
@@ -199,71 +84,6 @@ def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
                              f"method='bp' or 'mean_field', fewer models per call, or raise the limit")
     return st
 
-
-def _folded(fg: FactorGraph, st: _Structure, unary: torch.Tensor) -> tuple[list, list]:
-    """Each group's log-potentials with the unaries folded in, ``[B, F_g] + [C] * k``, and the lone variables'
-    unaries ``[B, |v|]`` (``-inf`` at the states the evidence rules out)."""
-    masked = unary.masked_fill(~fg.valid, float("-inf"))
-    padded = torch.cat([masked, masked.new_zeros(masked.shape[0], 1, masked.shape[2])], dim=1)  # [B, V + 1, C]
-    stacks = []
-    for group, fold in zip(fg.groups, st.fold):
-        t, k = group.log_potentials, group.arity
-        for i, idx in enumerate(fold):
-            t = t + padded[:, idx].reshape(t.shape[:2] + (1,) * i + padded.shape[-1:] + (1,) * (k - 1 - i))
-        stacks.append(t)
-    return stacks, [masked[:, v, : st.cards[v]] for v in st.alone]
-
-
-def _operands(st: _Structure, stacks: list, alone: list) -> list:
-    """The plan's operands: every factor of every stack (padding cropped), then the lone unaries."""
-    ops = []
-    for t, crop in zip(stacks, st.crop):
-        factors = t.unbind(1)
-        ops += factors if crop is None else [x[(slice(None),) + c] for x, c in zip(factors, crop)]
-    return ops + alone
-
-
-def _shifted(t: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(exp(t - m), m)`` with ``m`` the maximum over the last ``dims`` dims (held constant, kept finite)."""
-    m = t.detach().flatten(-dims).amax(-1).clamp(min=torch.finfo(t.dtype).min)
-    return (t - m.reshape(m.shape + (1,) * dims)).exp(), m
-
-
-def _prob_operands(st: _Structure, stacks: list, alone: list) -> tuple[list, torch.Tensor]:
-    """``(operands, shift [B])``: the plan's max-shifted probability-space operands and the sum of the shifts."""
-    exps, total = [], 0.0
-    for t in stacks:
-        e, m = _shifted(t, t.dim() - 2)
-        exps.append(e)
-        total = total + m.sum(1)
-    lone = []
-    for t in alone:
-        e, m = _shifted(t, 1)
-        lone.append(e)
-        total = total + m
-    return _operands(st, exps, lone), total
-
-
-def _prob_contract(st: _Structure, stacks: list, alone: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(z̃ [B], shift [B])``: the contraction of the max-shifted potentials and the sum of the shifts."""
-    ops, total = _prob_operands(st, stacks, alone)
-    return st.plan(ops, "prob"), total
-
-
-def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | None:
-    """The dtype a model of ``dtype`` and :math:`\\log S` joint states is contracted in, in probability space:
-    its own while :func:`probability_floor` is the dtype's fixed floor; float64 for a float32 model whose joint
-    states raise the float32 floor (:math:`S > 10^{16}`, binary grids from 8x8 on: in the random Ising grids
-    measured, couplings of scale 0.5, the shifted sum fell under the raised floor from 9x9 on, and float64
-    probability space is about as fast as float32's on a CPU, and 2-4 times faster than log space); ``None``
-    (log space) for the others."""
-    if dtype not in PROBABILITY_FLOOR:
-        return None
-    if probability_floor(dtype, log_states) <= PROBABILITY_FLOOR[dtype]:
-        return dtype
-    if torch.float64 in PROBABILITY_FLOOR and probability_floor(torch.float64, log_states) < math.inf:
-        return torch.float64
-    return None
 
 
 def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:

@@ -1,6 +1,5 @@
 import functools
 import math
-import re
 
 import pyro
 import pytest
@@ -11,7 +10,8 @@ from torch import nn
 
 from hybridpgm.errors import ConfigError, EvidenceError, ModelSpecError
 from hybridpgm.graphs import MarkovNet, grid_edges, ising_grid, potts_grid
-from tests.graphs.mrf_brute_force import brute_force, random_mrf
+from tests.graphs.mrf_brute_force import assignments, brute_force, random_mrf
+from tests.graphs.test_mrf_declare import _pair
 
 
 @settings(deadline=None, max_examples=15)
@@ -39,20 +39,6 @@ def test_exact_with_batched_partial_evidence(seed, num_vars):
     for v in mrf.variables:
         assert torch.allclose(got[v], marg[v], atol=1e-10)
     assert torch.allclose(got[v1][0], torch.nn.functional.one_hot(torch.tensor(0), mrf.cards[v1]).double())
-
-
-def test_score_by_hand_and_log_prob_normalised():
-    mrf = MarkovNet({"a": 2, "b": 3})
-    t = torch.arange(6.0).reshape(2, 3)
-    mrf.add_factor("ab", ["a", "b"], t)
-    mrf.add_factor("a", ["a"], torch.tensor([0.5, -1.0]))
-    s = mrf.score({"a": torch.tensor([1, 0]), "b": torch.tensor([2, 1])})
-    assert torch.allclose(s, torch.tensor([5.0 - 1.0, 1.0 + 0.5]))
-    s = mrf.score({"a": torch.tensor(1), "b": torch.tensor([0, 2])})  # values broadcast
-    assert torch.allclose(s, torch.tensor([3.0 - 1.0, 5.0 - 1.0]))
-    a = torch.tensor([0, 0, 0, 1, 1, 1])
-    b = torch.tensor([0, 1, 2, 0, 1, 2])
-    assert torch.allclose(mrf.log_prob({"a": a, "b": b}).exp().sum(), torch.tensor(1.0))
 
 
 def test_independent_models_batched_like_separate():
@@ -151,48 +137,6 @@ def test_gibbs_respects_evidence():
     assert torch.equal(s["x_0_0"], torch.tensor([0, 1]).expand(50, 2))
 
 
-def test_pyro_model_gives_exact_log_likelihood():
-    mrf = random_mrf(7, 4, num_factors=4, dtype=torch.float)
-    obs = {mrf.variables[0]: torch.tensor([0, 0, 1 % mrf.cards[mrf.variables[0]]])}
-    elbo = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
-    loss = elbo.loss(lambda: mrf.model(obs), lambda: None)
-    log_z = mrf.log_partition()
-    log_ze = mrf.log_partition(evidence=obs)
-    assert loss == pytest.approx(-float((log_ze - log_z).sum()), abs=1e-4)
-
-
-def test_pyro_model_fully_observed_matches_log_prob():
-    mrf = ising_grid(2, 2, coupling=0.3, field=torch.tensor([0.1, -0.2, 0.3, 0.0]))
-    values = {v: torch.tensor([0, 1, 1]) for v in mrf.variables}
-    tr = pyro.poutine.trace(mrf.model).get_trace(values)
-    assert torch.allclose(tr.log_prob_sum(), mrf.log_prob(values).sum(), atol=1e-5)
-
-
-def _pair(t):
-    m = MarkovNet({"a": 2, "b": 2})
-    m.add_factor("ab", ["a", "b"], t)
-    return m
-
-
-@pytest.mark.parametrize("build, match", [
-    (lambda: _pair(torch.tensor([[0.0, float("inf")], [0.0, 0.0]])), "'ab'.*non-finite"),
-    (lambda: _pair(torch.tensor([[0.0, float("nan")], [0.0, 0.0]])), "'ab'.*non-finite"),
-    (lambda: _pair(torch.zeros(3, 2)), "'ab'.*shape"),
-    (lambda: MarkovNet({"a": 2}).add_factor("ax", ["a", "x"], torch.zeros(2, 2)), "'ax'.*unknown variable 'x'"),
-    (lambda: MarkovNet({"a": 2}).add_factor("aa", ["a", "a"], torch.zeros(2, 2)), "'aa'"),
-    (lambda: MarkovNet({"a": 2, "b": 3}).add_factors("fam", [["a"], ["b"]], torch.zeros(2, 2)), "'fam'.*cardinalities"),
-    (lambda: _pair(torch.zeros(2, 2)).add_factor("ab", ["a"], torch.zeros(2)), "'ab'.*already"),
-    (lambda: MarkovNet({"a": 0}), "'a'"),
-    (lambda: MarkovNet([("a", 2), ("a", 3)]), "variable 'a' is declared twice.*2 and 3"),
-    (lambda: MarkovNet([("a", 2), ("b", 2.5)]), "variable 'b'.*integer cardinality.*2.5"),
-    (lambda: MarkovNet([("a", 2), "b"]), "pairs.*'b'"),
-    (lambda: _pair(torch.zeros(2, 2)).log_partition("loopy"), "unknown inference method"),
-])
-def test_bad_model_raises_model_spec_error(build, match):
-    with pytest.raises(ModelSpecError, match=match):
-        build()
-
-
 def test_variables_as_pairs_keep_their_order():
     assert MarkovNet([("b", 3), ("a", 2)]).variables == ["b", "a"]
     assert MarkovNet([("b", 3), ("a", 2)]).cards == {"b": 3, "a": 2}
@@ -286,71 +230,6 @@ def test_options_a_method_does_not_take_and_evidence_that_is_not_a_mapping_are_n
         mrf.sample(2, num_sweeps=2.5)
 
 
-# -- Pyro site names of MarkovNet.model ---------------------------------------------------------------
-def test_a_factor_named_like_a_variable_serves_queries_and_model_refuses_it_by_name():
-    """Factor sites and variable sites share Pyro's namespace: model() raised Pyro's raw 'Multiple sample
-    sites named' RuntimeError; now a ModelSpecError naming both, before any site is recorded."""
-    mrf = MarkovNet({"a": 2, "b": 2})
-    mrf.add_factor("a", ["a"], torch.tensor([0.3, -0.2]))  # a unary potential named after its variable
-    mrf.add_factor("ab", ["a", "b"], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
-    assert torch.isfinite(mrf.log_partition())  # queries are unaffected
-    values = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 1])}
-    tracer = pyro.poutine.trace(mrf.model)
-    with pytest.raises(ModelSpecError, match=r"factor 'a' and the variable 'a' would both be the Pyro site 'p/a'"):
-        tracer.get_trace(values, prefix="p/")
-    assert not tracer.msngr.trace.nodes or set(tracer.msngr.trace.nodes) <= {"_INPUT"}
-
-    fam = MarkovNet({"e[1]": 2, "b": 2}).add_factors("e", [["b"], ["e[1]"]], torch.zeros(2, 2))
-    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) and the variable"):
-        pyro.poutine.trace(fam.model).get_trace({"b": torch.tensor([0, 1])})
-
-    # a valid model keeps its site names: variables, factors, the plate and the -log Z factor
-    ok = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], torch.zeros(2, 2))
-    ok.add_factors("u", [["a"], ["b"]], torch.zeros(2, 2))
-    tr = pyro.poutine.trace(ok.model).get_trace(values, prefix="p/")
-    assert [n for n in tr.nodes if not n.startswith("_")] == ["p/data", "p/a", "p/b", "p/ab", "p/u[0]", "p/u[1]",
-                                                              "p/log_partition"]
-
-
-@pytest.mark.parametrize("name, what", [("data", "the plate 'data'"),
-                                        ("log_partition", "the -log Z factor site 'log_partition'"),
-                                        ("markov_net$$$_pot_0", "the parameter sites")])
-def test_names_of_the_internal_sites_of_model_are_refused_at_declaration(name, what):
-    """A variable or factor named like a site MarkovNet.model declares itself was accepted, and model() then
-    crashed with Pyro's raw duplicate-site error."""
-    with pytest.raises(ModelSpecError, match=rf"variable '{re.escape(name)}' clashes with {re.escape(what)}"):
-        MarkovNet({"a": 2, name: 2})
-    mrf = MarkovNet({"a": 2})
-    with pytest.raises(ModelSpecError, match=rf"factor '{re.escape(name)}' clashes with {re.escape(what)}"):
-        mrf.add_factor(name, ["a"], torch.zeros(2))
-    assert not mrf.families and not list(mrf.buffers())  # nothing half-declared
-    if name in ("data", "log_partition"):
-        mrf.add_factors(name, [["a"]], torch.zeros(1, 2))  # a family's sites are f"{name}[f]": no clash
-
-
-def test_a_factor_named_like_a_factor_of_a_family_is_refused_at_declaration():
-    """Factor f of a family 'e' is the site 'e[f]' of model(); a single factor of that name clashed there."""
-    mrf = MarkovNet({"a": 2, "b": 2}).add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
-    with pytest.raises(ModelSpecError, match=r"factor 'e\[1\]' clashes with factor 1 of the family 'e'"):
-        mrf.add_factor("e[1]", ["a"], torch.zeros(2))
-    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("e[1]", ["a"], torch.zeros(2))
-    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) clashes with factor "
-                                             r"'e\[1\]'"):
-        mrf.add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
-    assert list(mrf.families) == ["e[1]"]
-    mrf.add_factor("e[2]", ["b"], torch.zeros(2))  # no family 'e' was declared
-
-
-def test_values_that_do_not_broadcast_are_named_with_their_shapes():
-    """Before: torch's raw "The size of tensor a (2) must match the size of tensor b (3)", naming no variable."""
-    mrf = MarkovNet({"a": 2, "b": 3})
-    mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))
-    values = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 2, 0])}
-    for query in (mrf.score, mrf.log_prob):
-        with pytest.raises(EvidenceError, match=r"must broadcast .*\{'a': \(2,\), 'b': \(3,\)\}"):
-            query(values)
-
-
 def test_a_stored_table_that_turned_nan_is_named_on_every_query():
     """Before, a Parameter table checked only at add: after it turned NaN (a diverged step) log Z and BP were NaN
     and MAP and sampling returned plausible-looking states."""
@@ -370,77 +249,6 @@ def test_map_assignment_names_an_option_bp_does_not_take(options, match):
     mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], torch.zeros(2, 2))
     with pytest.raises(ModelSpecError, match=match):
         mrf.map_assignment(method="bp", **options)
-
-
-def test_values_that_do_not_broadcast_with_the_tables_batch_are_named():
-    """Before: torch's raw "Attempting to broadcast a dimension of length 3" from score's gather."""
-    table = torch.randn(4, 2, 3, dtype=torch.float64)  # a batch of 4 models
-    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], table)
-    values = {"a": torch.tensor([0, 1, 0]), "b": torch.tensor([0, 1, 2])}
-    for query in (mrf.score, mrf.log_prob):
-        with pytest.raises(EvidenceError, match=r"values' batch shape \(3,\) \(shapes \{'a': \(3,\), 'b': \(3,\)\}\) "
-                                                r"does not broadcast with the tables' batch shape \(4,\)"):
-            query(values)
-    # values that broadcast score every (value, model) pair, by hand
-    got = mrf.score({v: x[:, None] for v, x in values.items()})
-    want = torch.stack([table[:, a, b] for a, b in zip(values["a"].tolist(), values["b"].tolist())])
-    assert got.shape == (3, 4) and torch.equal(got, want)
-
-
-_ZEROS_2x3 = torch.zeros(2, 3, dtype=torch.long)
-
-
-@pytest.mark.parametrize("values", [{"a": _ZEROS_2x3}, {"a": _ZEROS_2x3, "b": _ZEROS_2x3},
-                                    {"a": torch.tensor([0, 1]), "b": torch.zeros(1, 2, dtype=torch.long)}])
-def test_model_names_values_of_more_than_one_batch_dimension(values):
-    """Before: a raw IndexError from the factors' indexing (or Pyro's plate shape mismatch) where the docstring
-    promises ModelSpecError."""
-    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
-    deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
-    with pytest.raises(ModelSpecError, match=rf"needs at most one batch dimension, got values of shapes "
-                                             rf"{re.escape(str(deep))}"):
-        pyro.poutine.trace(mrf.model).get_trace(values)
-
-
-def _registered(mrf):
-    return (sorted(n for n, _ in mrf.named_parameters()), sorted(n for n, _ in mrf.named_buffers()),
-            sorted(mrf.state_dict()), dict(mrf.families), dict(mrf._factor_sites), dict(mrf.cards))
-
-
-@pytest.mark.parametrize("bad", [
-    nn.Parameter(torch.randn(3, 3)),                 # wrong shape
-    torch.full((2, 3), float("nan")),                # non-finite buffer
-    torch.zeros(2, 3, dtype=torch.long),             # non-float
-    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],              # not a tensor or module
-])
-def test_a_refused_add_factor_registers_nothing_and_the_corrected_call_succeeds(bad):
-    """Found by an audit: the table (and the scope buffer) were registered before the table was checked, so a
-    refused call left ``_pot_0`` on the net and the corrected call raised a raw KeyError."""
-    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("a", ["a"], torch.zeros(2))
-    before = _registered(mrf)
-    with pytest.raises(ModelSpecError, match="factor 'ab'"):
-        mrf.add_factor("ab", ["a", "b"], bad)
-    assert _registered(mrf) == before
-    good = torch.randn(2, 3)
-    mrf.add_factor("ab", ["a", "b"], nn.Parameter(good))
-    assert [n for n, _ in mrf.named_parameters()] == ["_pot_1"]
-    assert torch.allclose(mrf.log_partition(), (torch.zeros(2)[:, None] + good).logsumexp((0, 1)))
-
-
-def test_a_refused_family_or_neural_factor_registers_nothing():
-    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
-    before = _registered(mrf)
-    with pytest.raises(ModelSpecError, match=r"factor 'e' has log-potentials of shape \(3, 2, 2\)"):
-        mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(3, 2, 2))
-    with pytest.raises(ModelSpecError, match=r"factor 'n.1' has a neural potential, so its name cannot contain"):
-        mrf.add_factor("n.1", ["a"], nn.Linear(1, 2))
-    with pytest.raises(ModelSpecError, match="a factor needs a non-empty name"):
-        mrf.add_factor(3, ["a"], torch.zeros(2))
-    with pytest.raises(ModelSpecError, match=r"factor 'u' uses unknown variable \['a'\]"):
-        mrf.add_factor("u", [["a"]], torch.zeros(2))
-    assert _registered(mrf) == before and len(mrf.potentials) == 0
-    mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(2, 2, 2))
-    assert torch.allclose(mrf.log_partition(), torch.tensor(3 * math.log(2.0)))
 
 
 def test_a_1x1_grid_keeps_the_couplings_batch_shape():
@@ -482,3 +290,18 @@ def test_a_log_partition_by_max_product_bp_is_refused():
         pyro.poutine.trace(mrf.model).get_trace({"a": torch.tensor(0), "b": torch.tensor(1)}, log_z_method="bp",
                                                 max_product=True)
     torch.testing.assert_close(mrf.log_partition("bp", max_product=False), mrf.log_partition("exact"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_prob_of_a_value_scoring_minus_inf_is_minus_inf_never_nan(dtype):
+    """Penalties of finfo.min summing past the range score -inf: log_prob is -inf there (brute force), and where
+    every value scores -inf (log Z = -inf too) -inf, not -inf - (-inf) = NaN."""
+    neg = torch.finfo(dtype).min
+    hard = torch.tensor([[0.0, neg], [0.0, 0.0]], dtype=dtype)
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], hard).add_factor("f2", ["a", "b"], hard.clone())
+    values, rows = assignments(mrf)
+    scores = mrf.score(values)
+    assert torch.equal(mrf.log_prob(values), scores - scores.logsumexp(0))
+    dead = torch.full((2, 2), neg, dtype=dtype)
+    never = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], dead).add_factor("f2", ["a", "b"], dead.clone())
+    assert torch.equal(never.log_prob(values), torch.full((4,), -math.inf, dtype=dtype))

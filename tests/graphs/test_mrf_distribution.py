@@ -206,3 +206,51 @@ def test_log_prob_names_a_value_that_is_not_a_state_under_default_validation(bad
     with pytest.raises(EvidenceError, match=f"the values of '{name}' .* which are not states"):
         d.log_prob(torch.tensor(bad))
     assert issubclass(EvidenceError, ValueError)  # ``except ValueError`` still catches it
+
+
+def _hard_pair(dtype, table=None):
+    """a, b binary; two factors put ``finfo.min`` at (a=0, b=1): their sum is -inf there (probability zero)."""
+    neg = torch.finfo(dtype).min
+    hard = torch.tensor([[0.0, neg], [0.0, 0.0]], dtype=dtype)
+    first = hard.clone() if table is None else table
+    return MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], first).add_factor("f2", ["a", "b"], hard)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_prob_of_a_value_of_probability_zero_is_minus_inf_as_brute_force(dtype):
+    """A value scoring -inf is -inf (brute force: three states of equal score), under evidence rows too, and
+    never NaN."""
+    mrf = _hard_pair(dtype)
+    values, rows = assignments(mrf)
+    want = mrf.score(values)
+    want = want - want.logsumexp(0)
+    got = mrf.distribution().log_prob(rows)
+    assert torch.equal(got, want.to(got.dtype)) and got[1] == -math.inf
+    ev = {"a": torch.tensor([0, -1]), "b": torch.tensor([-1, 1])}  # rows a=0 and b=1: one state each
+    got = mrf.distribution(ev).log_prob(rows[:, None, :].expand(-1, 2, -1))
+    assert not bool(got.isnan().any())
+    assert torch.equal(got.exp(), torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]], dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_prob_under_evidence_of_probability_zero_raises_naming_it(dtype):
+    """Evidence whose only state scores -inf makes log Z = -inf: EvidenceError naming the evidence (was NaN)."""
+    d = _hard_pair(dtype).distribution({"a": torch.tensor(0), "b": torch.tensor(1)})
+    with pytest.raises(EvidenceError, match=r"MarkovNetDistribution.log_prob: .*probability zero.*a=0, b=1"):
+        d.log_prob(torch.tensor([0, 1]))
+
+
+def test_log_prob_gradients_stay_finite_at_values_of_probability_zero():
+    """d log p / d theta is enumeration's at the possible values and zero (not NaN) at the impossible one."""
+    neg = torch.finfo(torch.float64).min
+    table = torch.nn.Parameter(torch.tensor([[0.2, neg], [0.3, -0.4]], dtype=torch.float64))
+    mrf = _hard_pair(torch.float64, table)
+    values, rows = assignments(mrf)
+    lp = mrf.distribution().log_prob(rows)
+    (dead,) = torch.autograd.grad(lp[1], table, retain_graph=True)
+    assert torch.equal(dead, torch.zeros_like(dead))
+    (got,) = torch.autograd.grad(lp[[0, 2, 3]].sum(), table)
+    scores = mrf.score(values)
+    possible = scores[[0, 2, 3]]
+    (want,) = torch.autograd.grad((possible - possible.logsumexp(0)).sum(), table)
+    assert bool(torch.isfinite(got).all()) and torch.allclose(got, want, atol=1e-12)

@@ -280,17 +280,25 @@ def _overflowing_triangle(fraction, dtype=torch.float32):
     return mrf
 
 
-@pytest.mark.parametrize("path", ["fused", "autograd", "general"])
-def test_nan_messages_are_named_at_a_convergence_check(path):
-    """Found by an audit: BP marginals came back NaN at finfo.min / 2 penalties; the convergence check (the last
-    step is always checked) now raises naming the variable, on every path, at no extra host read."""
+def test_nan_messages_are_named_at_a_convergence_check():
+    """Found by an audit: BP marginals came back NaN at finfo.min penalties; the convergence check (the last
+    step is always checked) now raises naming the variable, at no extra host read.  (The fused path's own
+    NaN check: tests/infer/test_bp_fused.py; binary graphs of such penalties run on the general path.)"""
     from hybridpgm.errors import ModelSpecError
 
-    mrf = _overflowing_triangle(0.5 if path != "general" else 1.0)
-    evidence = {"a": torch.tensor(0)} if path == "general" else None  # a clamped state selects the general path
-    fg = mrf.factor_graph(evidence)
-    if path == "autograd":
-        fg.groups[0].log_potentials.requires_grad_()
+    fg = _overflowing_triangle(1.0).factor_graph({"a": torch.tensor(0)})  # a clamped state: the general path
     with pytest.raises(ModelSpecError, match=r"message to variable '[abc]' became NaN"):
         BeliefPropagation(num_iters=20)(fg)
     assert torch.isnan(BeliefPropagation(num_iters=20, tol=0.0)(fg).marginals).any()  # tol=0 reads nothing
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_binary_penalties_near_finfo_min_give_the_exact_marginals(grad):
+    """The triangle at finfo.min / 2 is binary pairwise, but its spread is beyond the log-odds path's
+    (:func:`~hybridpgm.infer.bp_engine.odds_max_spread`): it ran there and raised NaN messages, and now runs on the
+    general path, which gives the exact marginals (every one [0.5, 0.5])."""
+    fg = _overflowing_triangle(0.5).factor_graph()
+    if grad:
+        fg.groups[0].log_potentials.requires_grad_()
+    got = BeliefPropagation(num_iters=20)(fg).marginals
+    assert torch.equal(got.detach(), torch.full((1, 3, 2), 0.5))

@@ -7,6 +7,7 @@ batched (``embedding_bag``), damping, max-product, convergence checks.
 """
 
 import dataclasses
+import math
 import subprocess
 import sys
 import textwrap
@@ -167,6 +168,15 @@ def test_a_check_that_finds_a_nan_message_reports_zero_steps(script):
 
     fg = _overflowing_triangle(0.5).factor_graph()
     g = fg.groups[0]
-    *_, converged, it = bp_fused.run_binary_forward(g.log_potentials, fg.unary, _structure(g.variables, fg.num_vars),
-                                                    20, False, 0.0, 1e-6, 10, script=script)
+    structure = _structure(g.variables, fg.num_vars)
+    edge_var, other_var, cols, offsets, pad = structure
+    threshold, limit = bp_fused.dtype_limits(fg.unary.dtype)
+    fn = bp_fused._compiled() if script else bp_fused.binary_forward
+    # with the precision bound lifted (math.inf) the loop runs on the overflowing tables and meets the NaN
+    *_, converged, it = fn(g.log_potentials, fg.unary, edge_var, other_var, cols, offsets, pad, 5, 20, False,
+                           threshold, limit, 0.0, 1e-6, 10, math.inf)
     assert (converged, it) == (False, 0)
+    # as run: tables beyond odds_max_spread return at once, no step run (BeliefPropagation runs the general path)
+    *_, converged, it = bp_fused.run_binary_forward(g.log_potentials, fg.unary, structure, 20, False, 0.0, 1e-6, 10,
+                                                    script=script)
+    assert (converged, it) == (False, -1)

@@ -55,3 +55,22 @@ def test_the_entropy_of_impossible_evidence_raises():
     mrf, ev = _impossible_triangle()
     with pytest.raises(EvidenceError, match=r"exact entropy.*a=0, c=1"):
         mrf.distribution(evidence=ev).entropy()
+
+
+@pytest.mark.parametrize("dtype, penalty", [(torch.float32, -1e30), (torch.float64, -1e30), (torch.float64, -1e300)])
+def test_huge_penalties_give_the_minus_inf_entropy_or_a_named_error(dtype, penalty):
+    """Found by an audit: where every allowed assignment pays a huge finite penalty, H = log Z - E[score] kept no
+    digit and came back as any number (-1.5e284); that raises now, naming the model, and where some assignment
+    pays none the entropy is the one of the -inf model (brute force at -1e4 in float64, exp(-1e4) = 0)."""
+    from hybridpgm.graphs import MarkovNet
+
+    def net(h, dt):
+        return MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], torch.tensor([[0.3, h], [h, -0.2]], dtype=dt))
+
+    got = net(penalty, dtype).distribution().entropy()
+    want = _brute_entropy(net(-1e4, torch.float64))
+    assert torch.allclose(got.double(), want.reshape(()), atol=1e-6, rtol=0)
+    ev = {"a": torch.tensor([0, -1]), "b": torch.tensor([1, -1])}  # row 0 allows only (0, 1), which pays it
+    with pytest.raises(ModelSpecError, match=r"exact entropy: model\(s\) \[0\] have log Z = -1e\+[0-9]+ .*no "
+                                             r"significant digit"):
+        net(penalty, dtype).distribution(ev).entropy()

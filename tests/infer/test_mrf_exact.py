@@ -15,6 +15,7 @@ from hybridpgm.graphs import MarkovNet, ising_grid
 from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.infer import bn_contract, mrf_exact
 from tests.graphs.bn_helpers import in_space
+from tests.infer.test_mrf_plan import plans_built  # noqa: F401 (a fixture)
 from tests.graphs.mrf_brute_force import assignments, brute_force, random_mrf
 
 
@@ -35,20 +36,6 @@ def _contractions():
 def semirings():
     with _contractions() as seen:
         yield seen
-
-
-@pytest.fixture
-def plans_built(monkeypatch):
-    """``[(optimizer, plan)]`` of every :class:`ContractionPlan` made, with the structure cache emptied first."""
-    built, real = [], ContractionPlan.__init__
-
-    def spy(plan, dims, output, sizes, optimize="auto"):
-        real(plan, dims, output, sizes, optimize)
-        built.append((optimize, plan))
-
-    monkeypatch.setattr(ContractionPlan, "__init__", spy)
-    mrf_exact._STRUCTURES.clear()
-    return built
 
 
 def _random_evidence(mrf, seed: int, batch: int):
@@ -113,19 +100,6 @@ def test_gradients_through_a_redone_model_equal_log_space():
     assert torch.allclose(grad(), want, atol=1e-12)
 
 
-@pytest.mark.parametrize("log_states,dtype,want", [
-    (4 * math.log(2), torch.float64, 1e-250),
-    (4 * math.log(2), torch.float32, 1e-15),
-    (200.0, torch.float64, math.exp(200.0) * torch.finfo(torch.float64).tiny / torch.finfo(torch.float64).eps),
-    (64 * math.log(2), torch.float32, 2.0 ** 64 * torch.finfo(torch.float32).tiny / torch.finfo(torch.float32).eps),
-    (230 * math.log(2), torch.float32, 2.0 ** 230 * torch.finfo(torch.float32).tiny / torch.finfo(torch.float32).eps),
-    (231 * math.log(2), torch.float32, math.inf),  # 2^231 tiny / eps = 2^128: past float32's range
-    (4 * math.log(2), torch.bfloat16, math.inf),
-])
-def test_floor_rises_with_the_joint_states(log_states, dtype, want):
-    got = mrf_exact.probability_floor(dtype, log_states)
-    assert got == want if math.isinf(want) else math.isclose(got, want, rel_tol=1e-12)
-
 
 def test_float32_models_of_many_states_are_contracted_in_float64(semirings):
     """A float32 chain of 2^240 joint states (past float32's floor, and its range) is contracted in float64
@@ -142,61 +116,6 @@ def test_float32_models_of_many_states_are_contracted_in_float64(semirings):
     # 239 steps, each rounding a running log-sum of size up to log Z to float32
     assert math.isclose(float(log_z), want, abs_tol=239 * torch.finfo(torch.float32).eps * want)
 
-
-@pytest.mark.parametrize("dtype,log_states,floors,want", [
-    (torch.float64, 400 * math.log(2), None, torch.float64),
-    (torch.float32, 53 * math.log(2), None, torch.float32),  # S = 2^53 < 1e16
-    (torch.float32, 54 * math.log(2), None, torch.float64),
-    (torch.float32, 54 * math.log(2), {torch.float32: 1e-15}, None),
-    (torch.bfloat16, 4 * math.log(2), None, None),
-])
-def test_the_probability_dtype(dtype, log_states, floors, want):
-    with mock.patch.dict(bn_contract.PROBABILITY_FLOOR, floors or {}, clear=floors is not None):
-        assert mrf_exact.probability_dtype(dtype, log_states) == want
-
-
-def test_the_order_is_searched_once_per_structure(plans_built):
-    """New potentials, evidence or batch sizes reuse the plan; another structure gets its own."""
-    for J in (0.2, -0.4):
-        ising_grid(3, 3, J).marginals("exact")
-    ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64)).log_partition("exact", {"x_0_0": torch.tensor(1)})
-    assert [o for o, _ in plans_built] == ["greedy"] and len(mrf_exact._STRUCTURES) == 1
-    ising_grid(3, 4, 0.2).log_partition("exact")
-    assert [o for o, _ in plans_built] == ["greedy", "greedy"] and len(mrf_exact._STRUCTURES) == 2
-
-
-def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_better(plans_built, monkeypatch):
-    """Above :data:`SEARCH_ABOVE` flops per model the 128-trial search runs too, and the order of fewer flops is
-    the one used."""
-    monkeypatch.setattr(mrf_exact, "SEARCH_ABOVE", 100.0)
-    mrf = ising_grid(4, 4, 0.3)
-    want, _ = brute_force(mrf)
-    assert torch.allclose(mrf.log_partition("exact"), want, atol=1e-12)
-    assert [o for o, _ in plans_built] == ["greedy", "auto"]
-    best = min((p for _, p in plans_built), key=lambda p: p.opt_cost)
-    assert mrf_exact._structure(mrf.factor_graph()).plan is best
-
-
-def test_unaries_are_folded_into_one_factor_each():
-    """Every variable's unary joins the first factor holding it; a variable in no factor is an operand alone."""
-    mrf = MarkovNet({"a": 2, "b": 3, "c": 2, "lone": 3})
-    mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 3, dtype=torch.float64))
-    mrf.add_factor("bc", ["b", "c"], torch.zeros(3, 2, dtype=torch.float64))
-    s = mrf_exact._structure(mrf.factor_graph())
-    # group 0 holds ab and bc: a folds at argument 0 of ab, b at argument 1 of ab, c at argument 1 of bc
-    assert [r.tolist() for r in s.fold[0]] == [[0, 4], [1, 2]]
-    assert s.alone == [3]
-    assert len(s.plan.steps) == 2  # three operands (two factors, the lone unary)
-
-
-def test_a_treewidth_beyond_the_contraction_raises_model_spec_error():
-    """A complete graph of 60 variables needs a step over more dims than an einsum has letters."""
-    names = [f"x{i}" for i in range(60)]
-    mrf = MarkovNet({n: 2 for n in names})
-    pairs = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]]
-    mrf.add_factors("all_pairs", pairs, torch.zeros(len(pairs), 2, 2))
-    with pytest.raises(ModelSpecError, match=r"exact MRF inference over 60 variables: .*treewidth.*method='bp'"):
-        mrf.log_partition("exact")
 
 
 @settings(deadline=None, max_examples=20)
@@ -237,7 +156,7 @@ def test_exact_map_on_a_loopy_grid_where_max_product_bp_need_not_be_exact():
 
 
 @pytest.mark.parametrize("side,cheap", [(6, True), (20, False), (40, False)])
-def test_auto_map_takes_the_exact_contraction_only_where_it_is_cheap(plans_built, side, cheap):
+def test_auto_map_takes_the_exact_contraction_only_where_it_is_cheap(plans_built, side, cheap):  # noqa: F811
     """6x6: exact (the structure cached for it); 20x20: greedy costs 4.6e9 flops per model, so BP, without the
     order search (seconds) and without caching; 40x40: a treewidth beyond the contraction, so BP, no error."""
     mrf = ising_grid(side, side, 0.3)

@@ -1,0 +1,111 @@
+"""The declaration checks of a :class:`~hybridpgm.graphs.MarkovNet`: factor names, scopes, tables, options.
+
+Everything :meth:`MarkovNet.add_factor <hybridpgm.graphs.MarkovNet.add_factor>` refuses is refused here, before
+anything is registered (a refused call leaves the net as it was), with a
+:class:`~hybridpgm.errors.ModelSpecError` naming the factor; and the options of the query methods are checked
+against the algorithm's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
+
+__all__ = ["check_factor", "check_table"]
+
+
+def _no_options(method: str, kwargs: dict) -> None:
+    """Raise :class:`ModelSpecError` for options passed to a method that takes none."""
+    if kwargs:
+        raise ModelSpecError(f"MarkovNet: method={method!r} takes no options, got {sorted(kwargs)}")
+
+
+def _check_options(method: str, algorithm: type, kwargs: dict) -> None:
+    """Raise :class:`ModelSpecError` for options that ``algorithm`` does not take, listing those it does."""
+    signature = inspect.signature(algorithm)
+    params = signature.parameters
+    try:
+        signature.bind(**kwargs)
+    except TypeError:
+        raise ModelSpecError(f"MarkovNet: method {method!r} has no option(s) {sorted(set(kwargs) - set(params))}; "
+                             f"its options: {list(params)}") from None
+
+
+def _names(scope) -> list:
+    """A factor's scope as a list of names: a bare string is one name, as a CPD's parents take it."""
+    return [scope] if isinstance(scope, str) else list(scope)
+
+
+def _check_sites(self, name, count, single):
+    """Refuse factor sites of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>` that are another factor's or
+    its own (variables: in ``model``)."""
+    for f in range(count):
+        site = factor_site(name, f, single)
+        clash = internal_clash(site)
+        if clash is None and site in self._factor_sites:
+            clash = f"{factor_what(*self._factor_sites[site])}, the same Pyro site of MarkovNet.model"
+        if clash is not None:
+            raise ModelSpecError(f"MarkovNet: {factor_what(name, f, single)} clashes with {clash}; "
+                                 f"rename the factor")
+
+
+def check_factor(self, name, scopes, pot, single) -> dict:
+    """The family record ``{"scopes", "cards", "single", "kind"[, "key"]}`` of a factor declaration on the
+    MarkovNet ``self``, after every check of :meth:`~hybridpgm.graphs.MarkovNet.add_factors` (nothing registered).
+
+    :raises ModelSpecError: naming the factor (see :meth:`~hybridpgm.graphs.MarkovNet.add_factor`).
+    """
+    if not isinstance(name, str) or not name:
+        raise ModelSpecError(f"MarkovNet: a factor needs a non-empty name (a str), got {name!r}")
+    if name in self.families:
+        raise ModelSpecError(f"MarkovNet: factor {name!r} is already defined")
+    if not scopes or not scopes[0]:
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has an empty scope")
+    arity = len(scopes[0])
+    for s in scopes:
+        for v in s:
+            if not isinstance(v, str) or v not in self.cards:
+                raise ModelSpecError(f"MarkovNet: factor {name!r} uses unknown variable {v!r}")
+        if len(s) != arity or len(set(s)) != len(s):
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has scope {s}: scopes of a family "
+                                 f"need the same arity {arity} and no repeated variable")
+    cards = tuple(self.cards[v] for v in scopes[0])
+    for s in scopes:
+        if tuple(self.cards[v] for v in s) != cards:
+            raise ModelSpecError(f"MarkovNet: factor {name!r} mixes cardinalities {cards} and "
+                                 f"{tuple(self.cards[v] for v in s)}")
+    _check_sites(self, name, len(scopes), single)
+    fam = {"scopes": scopes, "cards": cards, "single": single}
+    if isinstance(pot, nn.Module):
+        if "." in name:  # a ModuleDict key cannot hold a dot
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has a neural potential, so its name cannot "
+                                 f"contain '.' (it names the module in the net's state dict)")
+        fam["kind"] = "module"
+    elif isinstance(pot, torch.Tensor):
+        check_table(name, fam, pot)
+        fam["kind"], fam["key"] = "tensor", f"_pot_{len(self.families)}"
+    else:
+        raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
+    return fam
+
+
+def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
+    """Raise :class:`ModelSpecError` naming factor ``name`` for a table ``t`` of the wrong shape, dtype, or with
+    NaN or inf entries."""
+    tail = (() if fam["single"] else (None,)) + fam["cards"]
+    ok = t.dim() >= len(tail) and all(
+        want is None and got in (1, len(fam["scopes"])) or got == want
+        for got, want in zip(t.shape[t.dim() - len(tail):], tail))
+    if not ok:
+        want = "batch_shape + " + ("" if fam["single"] else f"({len(fam['scopes'])} or 1,) + ") + str(fam["cards"])
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has log-potentials of shape {tuple(t.shape)}, "
+                             f"expected {want}")
+    if not torch.is_floating_point(t):
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
+    if not bool(torch.isfinite(t).all()):
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")

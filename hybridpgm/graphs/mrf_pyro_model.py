@@ -1,0 +1,73 @@
+"""A :class:`~hybridpgm.graphs.MarkovNet` as a Pyro program: one enumerated site per variable.
+
+Each variable is a ``pyro.sample`` site (observed from ``values``; latent ones marked for parallel
+enumeration), each factor a :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`, so under
+``TraceEnum_ELBO`` the loss is :math:`-\\log p(\\text{observed})`; :meth:`MarkovNet.model
+<hybridpgm.graphs.MarkovNet.model>` is this function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs.mrf_compile import assignment_states, unknown_names
+from hybridpgm.graphs.mrf_sites import factor_site, factor_what
+
+__all__ = ["pyro_model"]
+
+
+def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=None, log_z_method: str = "exact",
+               prefix: str = "", **kwargs):
+    """The Pyro program of the MarkovNet ``self``; see :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`
+    (arguments, errors).  Returns ``name -> states`` of every variable's site."""
+    clash = next((v for v in self.cards if v in self._factor_sites), None)
+    if clash is not None:
+        name, f, single = self._factor_sites[clash]
+        raise ModelSpecError(f"MarkovNet.model: {factor_what(name, f, single)} and the variable {clash!r} would "
+                             f"both be the Pyro site {prefix + clash!r}; variables and factors share Pyro's site "
+                             f"names, so rename the {'factor' if single else 'family'} (e.g. {name + '_f'!r})")
+    pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
+    if values is not None and not isinstance(values, Mapping):
+        raise EvidenceError(f"MarkovNet.model: values must be a mapping name -> states, got "
+                            f"{type(values).__name__} {values!r:.60}")
+    values = dict(values or {})
+    unknown_names("MarkovNet.model", values, self.cards)
+    values = {v: assignment_states(v, x, self.cards[v], "MarkovNet.model")
+              for v, x in values.items() if x is not None}
+    deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
+    if deep:
+        raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got values of shapes {deep}; "
+                             f"give each variable's states as a scalar or an (N,) tensor")
+    tables = self.tables(context)
+    log_z = self.log_partition(log_z_method, context=context, **kwargs)
+    sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
+    sizes |= {x.shape[0] for x in values.values() if x.dim()}
+    if len(sizes) > 1 or log_z.dim() > 1:
+        raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes} "
+                             f"(the tables' batch shape is {tuple(log_z.shape)})")
+    N = sizes.pop() if sizes else None
+    with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
+        xs = {}
+        for v, c in self.cards.items():
+            logits = torch.zeros(c, dtype=log_z.dtype, device=log_z.device)
+            xs[v] = pyro.sample(prefix + v, dist.Categorical(logits=logits), obs=values.get(v),
+                                infer={"enumerate": "parallel"})
+        for name, t in tables.items():
+            fam = self.families[name]
+            k = len(fam["cards"])
+            batched = t.dim() > k + 1
+            for f, scope in enumerate(fam["scopes"]):
+                tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
+                index = ((torch.arange(N, device=tf.device),) if batched else ()) + tuple(xs[v] for v in scope)
+                pyro.factor(prefix + factor_site(name, f, fam["single"]), tf[index])
+        lognorm = sum(math.log(c) for c in self.cards.values())
+        pyro.factor(prefix + "log_partition", lognorm - log_z)
+    return xs
+

@@ -1,0 +1,106 @@
+"""MarkovNet declaration checks (:mod:`hybridpgm.graphs.mrf_declare`)."""
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import MarkovNet
+
+
+def _pair(t):
+    m = MarkovNet({"a": 2, "b": 2})
+    m.add_factor("ab", ["a", "b"], t)
+    return m
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: _pair(torch.tensor([[0.0, float("inf")], [0.0, 0.0]])), "'ab'.*non-finite"),
+    (lambda: _pair(torch.tensor([[0.0, float("nan")], [0.0, 0.0]])), "'ab'.*non-finite"),
+    (lambda: _pair(torch.zeros(3, 2)), "'ab'.*shape"),
+    (lambda: MarkovNet({"a": 2}).add_factor("ax", ["a", "x"], torch.zeros(2, 2)), "'ax'.*unknown variable 'x'"),
+    (lambda: MarkovNet({"a": 2}).add_factor("aa", ["a", "a"], torch.zeros(2, 2)), "'aa'"),
+    (lambda: MarkovNet({"a": 2, "b": 3}).add_factors("fam", [["a"], ["b"]], torch.zeros(2, 2)), "'fam'.*cardinalities"),
+    (lambda: _pair(torch.zeros(2, 2)).add_factor("ab", ["a"], torch.zeros(2)), "'ab'.*already"),
+    (lambda: MarkovNet({"a": 0}), "'a'"),
+    (lambda: MarkovNet([("a", 2), ("a", 3)]), "variable 'a' is declared twice.*2 and 3"),
+    (lambda: MarkovNet([("a", 2), ("b", 2.5)]), "variable 'b'.*integer cardinality.*2.5"),
+    (lambda: MarkovNet([("a", 2), "b"]), "pairs.*'b'"),
+    (lambda: _pair(torch.zeros(2, 2)).log_partition("loopy"), "unknown inference method"),
+])
+def test_bad_model_raises_model_spec_error(build, match):
+    with pytest.raises(ModelSpecError, match=match):
+        build()
+
+
+@pytest.mark.parametrize("name, what", [("data", "the plate 'data'"),
+                                        ("log_partition", "the -log Z factor site 'log_partition'"),
+                                        ("markov_net$$$_pot_0", "the parameter sites")])
+def test_names_of_the_internal_sites_of_model_are_refused_at_declaration(name, what):
+    """A variable or factor named like a site MarkovNet.model declares itself was accepted, and model() then
+    crashed with Pyro's raw duplicate-site error."""
+    with pytest.raises(ModelSpecError, match=rf"variable '{re.escape(name)}' clashes with {re.escape(what)}"):
+        MarkovNet({"a": 2, name: 2})
+    mrf = MarkovNet({"a": 2})
+    with pytest.raises(ModelSpecError, match=rf"factor '{re.escape(name)}' clashes with {re.escape(what)}"):
+        mrf.add_factor(name, ["a"], torch.zeros(2))
+    assert not mrf.families and not list(mrf.buffers())  # nothing half-declared
+    if name in ("data", "log_partition"):
+        mrf.add_factors(name, [["a"]], torch.zeros(1, 2))  # a family's sites are f"{name}[f]": no clash
+
+
+def test_a_factor_named_like_a_factor_of_a_family_is_refused_at_declaration():
+    """Factor f of a family 'e' is the site 'e[f]' of model(); a single factor of that name clashed there."""
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 'e\[1\]' clashes with factor 1 of the family 'e'"):
+        mrf.add_factor("e[1]", ["a"], torch.zeros(2))
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("e[1]", ["a"], torch.zeros(2))
+    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) clashes with factor "
+                                             r"'e\[1\]'"):
+        mrf.add_factors("e", [["a"], ["b"]], torch.zeros(2, 2))
+    assert list(mrf.families) == ["e[1]"]
+    mrf.add_factor("e[2]", ["b"], torch.zeros(2))  # no family 'e' was declared
+
+
+def _registered(mrf):
+    return (sorted(n for n, _ in mrf.named_parameters()), sorted(n for n, _ in mrf.named_buffers()),
+            sorted(mrf.state_dict()), dict(mrf.families), dict(mrf._factor_sites), dict(mrf.cards))
+
+
+@pytest.mark.parametrize("bad", [
+    nn.Parameter(torch.randn(3, 3)),                 # wrong shape
+    torch.full((2, 3), float("nan")),                # non-finite buffer
+    torch.zeros(2, 3, dtype=torch.long),             # non-float
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],              # not a tensor or module
+])
+def test_a_refused_add_factor_registers_nothing_and_the_corrected_call_succeeds(bad):
+    """Found by an audit: the table (and the scope buffer) were registered before the table was checked, so a
+    refused call left ``_pot_0`` on the net and the corrected call raised a raw KeyError."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("a", ["a"], torch.zeros(2))
+    before = _registered(mrf)
+    with pytest.raises(ModelSpecError, match="factor 'ab'"):
+        mrf.add_factor("ab", ["a", "b"], bad)
+    assert _registered(mrf) == before
+    good = torch.randn(2, 3)
+    mrf.add_factor("ab", ["a", "b"], nn.Parameter(good))
+    assert [n for n, _ in mrf.named_parameters()] == ["_pot_1"]
+    assert torch.allclose(mrf.log_partition(), (torch.zeros(2)[:, None] + good).logsumexp((0, 1)))
+
+
+def test_a_refused_family_or_neural_factor_registers_nothing():
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+    before = _registered(mrf)
+    with pytest.raises(ModelSpecError, match=r"factor 'e' has log-potentials of shape \(3, 2, 2\)"):
+        mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(3, 2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 'n.1' has a neural potential, so its name cannot contain"):
+        mrf.add_factor("n.1", ["a"], nn.Linear(1, 2))
+    with pytest.raises(ModelSpecError, match="a factor needs a non-empty name"):
+        mrf.add_factor(3, ["a"], torch.zeros(2))
+    with pytest.raises(ModelSpecError, match=r"factor 'u' uses unknown variable \['a'\]"):
+        mrf.add_factor("u", [["a"]], torch.zeros(2))
+    assert _registered(mrf) == before and len(mrf.potentials) == 0
+    mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(2, 2, 2))
+    assert torch.allclose(mrf.log_partition(), torch.tensor(3 * math.log(2.0)))

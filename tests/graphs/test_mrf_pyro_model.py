@@ -1,0 +1,69 @@
+"""MarkovNet.model: the MRF as a Pyro program (:mod:`hybridpgm.graphs.mrf_pyro_model`)."""
+
+import re
+
+import pyro
+import pytest
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import MarkovNet, ising_grid
+from tests.graphs.mrf_brute_force import random_mrf
+
+
+def test_pyro_model_gives_exact_log_likelihood():
+    mrf = random_mrf(7, 4, num_factors=4, dtype=torch.float)
+    obs = {mrf.variables[0]: torch.tensor([0, 0, 1 % mrf.cards[mrf.variables[0]]])}
+    elbo = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
+    loss = elbo.loss(lambda: mrf.model(obs), lambda: None)
+    log_z = mrf.log_partition()
+    log_ze = mrf.log_partition(evidence=obs)
+    assert loss == pytest.approx(-float((log_ze - log_z).sum()), abs=1e-4)
+
+
+def test_pyro_model_fully_observed_matches_log_prob():
+    mrf = ising_grid(2, 2, coupling=0.3, field=torch.tensor([0.1, -0.2, 0.3, 0.0]))
+    values = {v: torch.tensor([0, 1, 1]) for v in mrf.variables}
+    tr = pyro.poutine.trace(mrf.model).get_trace(values)
+    assert torch.allclose(tr.log_prob_sum(), mrf.log_prob(values).sum(), atol=1e-5)
+
+
+# -- Pyro site names of MarkovNet.model ---------------------------------------------------------------
+def test_a_factor_named_like_a_variable_serves_queries_and_model_refuses_it_by_name():
+    """Factor sites and variable sites share Pyro's namespace: model() raised Pyro's raw 'Multiple sample
+    sites named' RuntimeError; now a ModelSpecError naming both, before any site is recorded."""
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("a", ["a"], torch.tensor([0.3, -0.2]))  # a unary potential named after its variable
+    mrf.add_factor("ab", ["a", "b"], torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert torch.isfinite(mrf.log_partition())  # queries are unaffected
+    values = {"a": torch.tensor([0, 1]), "b": torch.tensor([1, 1])}
+    tracer = pyro.poutine.trace(mrf.model)
+    with pytest.raises(ModelSpecError, match=r"factor 'a' and the variable 'a' would both be the Pyro site 'p/a'"):
+        tracer.get_trace(values, prefix="p/")
+    assert not tracer.msngr.trace.nodes or set(tracer.msngr.trace.nodes) <= {"_INPUT"}
+
+    fam = MarkovNet({"e[1]": 2, "b": 2}).add_factors("e", [["b"], ["e[1]"]], torch.zeros(2, 2))
+    with pytest.raises(ModelSpecError, match=r"factor 1 of the family 'e' \(site 'e\[1\]'\) and the variable"):
+        pyro.poutine.trace(fam.model).get_trace({"b": torch.tensor([0, 1])})
+
+    # a valid model keeps its site names: variables, factors, the plate and the -log Z factor
+    ok = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], torch.zeros(2, 2))
+    ok.add_factors("u", [["a"], ["b"]], torch.zeros(2, 2))
+    tr = pyro.poutine.trace(ok.model).get_trace(values, prefix="p/")
+    assert [n for n in tr.nodes if not n.startswith("_")] == ["p/data", "p/a", "p/b", "p/ab", "p/u[0]", "p/u[1]",
+                                                              "p/log_partition"]
+
+
+_ZEROS_2x3 = torch.zeros(2, 3, dtype=torch.long)
+
+
+@pytest.mark.parametrize("values", [{"a": _ZEROS_2x3}, {"a": _ZEROS_2x3, "b": _ZEROS_2x3},
+                                    {"a": torch.tensor([0, 1]), "b": torch.zeros(1, 2, dtype=torch.long)}])
+def test_model_names_values_of_more_than_one_batch_dimension(values):
+    """Before: a raw IndexError from the factors' indexing (or Pyro's plate shape mismatch) where the docstring
+    promises ModelSpecError."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    deep = {v: tuple(x.shape) for v, x in values.items() if x.dim() > 1}
+    with pytest.raises(ModelSpecError, match=rf"needs at most one batch dimension, got values of shapes "
+                                             rf"{re.escape(str(deep))}"):
+        pyro.poutine.trace(mrf.model).get_trace(values)

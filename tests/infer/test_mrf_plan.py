@@ -1,0 +1,69 @@
+"""The cached contraction plan of the exact MRF queries (:mod:`hybridpgm.infer.mrf_plan`)."""
+
+import pytest
+import torch
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.graphs.contraction import ContractionPlan
+from hybridpgm.infer import mrf_plan
+from tests.graphs.mrf_brute_force import brute_force
+
+
+@pytest.fixture
+def plans_built(monkeypatch):
+    """``[(optimizer, plan)]`` of every :class:`ContractionPlan` made, with the structure cache emptied first."""
+    built, real = [], ContractionPlan.__init__
+
+    def spy(plan, dims, output, sizes, optimize="auto"):
+        real(plan, dims, output, sizes, optimize)
+        built.append((optimize, plan))
+
+    monkeypatch.setattr(ContractionPlan, "__init__", spy)
+    mrf_plan._STRUCTURES.clear()
+    return built
+
+
+
+def test_the_order_is_searched_once_per_structure(plans_built):
+    """New potentials, evidence or batch sizes reuse the plan; another structure gets its own."""
+    for J in (0.2, -0.4):
+        ising_grid(3, 3, J).marginals("exact")
+    ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64)).log_partition("exact", {"x_0_0": torch.tensor(1)})
+    assert [o for o, _ in plans_built] == ["greedy"] and len(mrf_plan._STRUCTURES) == 1
+    ising_grid(3, 4, 0.2).log_partition("exact")
+    assert [o for o, _ in plans_built] == ["greedy", "greedy"] and len(mrf_plan._STRUCTURES) == 2
+
+
+def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_better(plans_built, monkeypatch):
+    """Above :data:`SEARCH_ABOVE` flops per model the 128-trial search runs too, and the order of fewer flops is
+    the one used."""
+    monkeypatch.setattr(mrf_plan, "SEARCH_ABOVE", 100.0)
+    mrf = ising_grid(4, 4, 0.3)
+    want, _ = brute_force(mrf)
+    assert torch.allclose(mrf.log_partition("exact"), want, atol=1e-12)
+    assert [o for o, _ in plans_built] == ["greedy", "auto"]
+    best = min((p for _, p in plans_built), key=lambda p: p.opt_cost)
+    assert mrf_plan._structure(mrf.factor_graph()).plan is best
+
+
+def test_unaries_are_folded_into_one_factor_each():
+    """Every variable's unary joins the first factor holding it; a variable in no factor is an operand alone."""
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2, "lone": 3})
+    mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 3, dtype=torch.float64))
+    mrf.add_factor("bc", ["b", "c"], torch.zeros(3, 2, dtype=torch.float64))
+    s = mrf_plan._structure(mrf.factor_graph())
+    # group 0 holds ab and bc: a folds at argument 0 of ab, b at argument 1 of ab, c at argument 1 of bc
+    assert [r.tolist() for r in s.fold[0]] == [[0, 4], [1, 2]]
+    assert s.alone == [3]
+    assert len(s.plan.steps) == 2  # three operands (two factors, the lone unary)
+
+
+def test_a_treewidth_beyond_the_contraction_raises_model_spec_error():
+    """A complete graph of 60 variables needs a step over more dims than an einsum has letters."""
+    names = [f"x{i}" for i in range(60)]
+    mrf = MarkovNet({n: 2 for n in names})
+    pairs = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]]
+    mrf.add_factors("all_pairs", pairs, torch.zeros(len(pairs), 2, 2))
+    with pytest.raises(ModelSpecError, match=r"exact MRF inference over 60 variables: .*treewidth.*method='bp'"):
+        mrf.log_partition("exact")
