@@ -37,6 +37,7 @@ from torch import nn
 
 from hybridpgm.data.toy import ring_centers
 from hybridpgm.errors import DataError
+from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.nn import mlp
 
 __all__ = ["RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",
@@ -104,7 +105,9 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
     """:math:`\\exp \\frac1N \\sum_n \\mathrm{KL}(p(c \\mid x_n) \\| \\bar p(c))`,
     :math:`\\bar p(c) = \\frac1N \\sum_n p(c \\mid x_n)` [1].
 
-    :param classifier: maps ``batch x D`` to class logits ``batch x C``.
+    :param classifier: maps ``batch x D`` to class logits ``batch x C``; a network (or a bound method of
+        one) keeps its buffers (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: a batch norm in
+        training mode scores with batch statistics but its running statistics do not move).
     :param samples: ``N x D`` samples to score.
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
@@ -112,7 +115,8 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
     """
     if samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
-    logp = torch.cat([F.log_softmax(classifier(s), dim=-1) for s in samples.split(batch_size)]).double()
+    with keeping_module_state(classifier):
+        logp = torch.cat([F.log_softmax(classifier(s), dim=-1) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
     p = logp.exp()
     kl = torch.where(p > 0, p * (logp - log_marginal), 0.0).sum(-1)  # 0 log 0 = 0 (xlogy's convention)
@@ -151,11 +155,13 @@ def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0
 
 @torch.no_grad()
 def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``.
+    """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``; a network
+    ``predict`` (or a bound method of one) keeps its buffers, as in :func:`inception_score`.
 
     :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none.
     """
-    out = predict(x)
+    with keeping_module_state(predict):
+        out = predict(x)
     labels = out.argmax(-1) if out.dim() == 2 else out
     if labels.shape != y.shape or y.numel() == 0:
         raise DataError(f"target_accuracy needs one prediction per label: predictions of shape {tuple(out.shape)} "

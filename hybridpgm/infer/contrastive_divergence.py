@@ -42,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -194,6 +195,10 @@ class PersistentCD(ContrastiveDivergence):
 
     The ``num_chains`` persistent chains are registered buffers (``chain_0``,
     ``chain_1``, ...), so they move with the module and are saved in checkpoints.
+    They also follow the model alone: after ``model.double()`` or ``model.to(device)`` the next
+    :meth:`loss` (or a read of :attr:`chains`) converts them to the dtype and device of the model's
+    parameters, values kept (binary states are exact in every floating dtype), and a checkpoint loads into
+    chains already in the model's dtype, so a run resumes exactly after such a move.
 
     :param model: as for :class:`ContrastiveDivergence`.
     :param int k: Gibbs sweeps per step (per optimizer step: under ``fit(accumulate=M)`` the M micro-batches
@@ -214,8 +219,36 @@ class PersistentCD(ContrastiveDivergence):
 
     @property
     def chains(self) -> tuple[torch.Tensor, ...]:
-        """The persistent chain states."""
+        """The persistent chain states (``num_chains x`` layer width each), in the dtype and on the device of
+        the model's parameters (converted on access where the model moved by itself)."""
+        self._follow_model()
         return tuple(getattr(self, f"chain_{i}") for i in range(self.num_states))
+
+    def _follow_model(self) -> None:
+        """Convert the chain buffers to the floating dtype and the device of the model's first floating-point
+        parameter (or buffer) where they differ, values kept: the model moved by itself (``model.double()``,
+        ``model.to("cuda")``) leaves the objective's buffers behind.  Integer chain states keep their dtype and
+        only change device.  Only tensor metadata is compared: no host synchronisation, no copy when nothing
+        moved."""
+        tensors = itertools.chain(self.model.parameters(), self.model.buffers())
+        like = next((t for t in tensors if t.is_floating_point()), None)
+        if like is None:
+            return
+        for i in range(self.num_states):
+            name = f"chain_{i}"
+            chain = getattr(self, name)
+            dtype = like.dtype if chain.is_floating_point() else chain.dtype
+            if chain.dtype != dtype or chain.device != like.device:
+                setattr(self, name, chain.detach().to(device=like.device, dtype=dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Load the chains into buffers already in the model's dtype and on its device (``_follow_model``):
+        saved chains of a model moved to ``float64`` resume in ``float64``, not rounded through the ``float32``
+        the objective's buffers were built in."""
+        self._follow_model()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _surrogate(self, player: str, batch: Any, gradients: bool):
         v = self._visible(player, batch)

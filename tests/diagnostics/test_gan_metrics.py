@@ -146,3 +146,18 @@ def test_inception_score_reads_zero_log_zero_as_zero():
     marginal = p.mean(0)
     expected = math.exp(float(((1.0 * (1.0 / marginal[0]).log()) + (p[1] * (p[1] / marginal).log()).sum()) / 2))
     assert inception_score(lambda s: logits, torch.zeros(2, 5)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_scoring_leaves_a_classifiers_batch_norm_statistics():
+    """A classifier in training mode scores with batch statistics but its running statistics do not move: an
+    evaluation is not a training batch (a network or a bound method of one)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 4))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(50, 3) + 2, torch.randint(4, (50,))
+    score = inception_score(net, x, batch_size=20)
+    accuracy = target_accuracy(net.forward, x, y)
+    assert 1 <= score <= 4 and 0 <= accuracy <= 1
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    net(x)  # a forward pass of its own moves them
+    assert not torch.equal(before["1.running_mean"], net.state_dict()["1.running_mean"])

@@ -137,6 +137,48 @@ def test_pcd_chains_survive_fit_checkpoint(tmp_path):
     assert torch.equal(resumed.model.weight, objective.model.weight)
 
 
+@pytest.mark.parametrize("make", [lambda: RBM(6, 3), lambda: DBM([6, 3, 2])], ids=["rbm", "dbm"])
+def test_pcd_chains_follow_the_model_moved_by_itself(make):
+    """``model.double()`` after building the objective -- what the float64-data DataError advises -- leaves the
+    chains (the objective's buffers) behind: they follow the model, values kept, in fit and outside it."""
+    torch.manual_seed(0)
+    model = make()
+    objective = PersistentCD(model, k=1, num_chains=4)
+    before = [c.clone() for c in objective.chains]
+    model.double()
+    assert all(c.dtype == torch.float64 and torch.equal(c, b.double()) for c, b in zip(objective.chains, before))
+    x = torch.bernoulli(torch.full((16, 6), 0.5, dtype=torch.float64))
+    fit(objective, x, batch_size=8, epochs=1, progress=False, seed=0)
+    assert objective.chain_0.dtype == torch.float64
+    assert all(getattr(objective, f"chain_{i}").dtype == torch.float64 for i in range(objective.num_states))
+    assert torch.isfinite(objective.loss("model", x))
+    states = [getattr(objective, f"chain_{i}").clone() for i in range(objective.num_states)]
+    model.float()  # and back to float32: binary states are exact there too
+    assert all(c.dtype == torch.float32 and torch.equal(c.double(), s) for c, s in zip(objective.chains, states))
+    assert torch.isfinite(objective.loss("model", x.float()))
+
+
+def test_pcd_resumes_exactly_after_model_double(tmp_path):
+    """Gaussian visible chains of a model moved to float64 are saved in float64 and load into float64 chains of a
+    fresh objective whose model was moved the same way: not rounded through the float32 the buffers were built in."""
+    torch.manual_seed(1)
+    data = torch.randn(40, 5, dtype=torch.float64)
+    path = tmp_path / "pcd64.pt"
+    objective = PersistentCD(RBM(5, 3, visible="gaussian"), k=1, num_chains=6)
+    objective.model.double()
+    fit(objective, data, epochs=1, batch_size=10, checkpoint=path, progress=False, seed=0)
+    chain = objective.chain_0
+    assert chain.dtype == torch.float64 and not torch.equal(chain, chain.float().double())  # float32 would round
+    resumed = PersistentCD(RBM(5, 3, visible="gaussian"), k=1, num_chains=6)
+    resumed.model.double()
+    fit(resumed, data, epochs=1, batch_size=10, checkpoint=path, progress=False, seed=0)  # nothing left to do
+    assert resumed.chain_0.dtype == torch.float64 and torch.equal(resumed.chain_0, chain)
+    other = PersistentCD(RBM(5, 3, visible="gaussian"), k=1, num_chains=6)
+    other.model.double()
+    other.load_state_dict(objective.state_dict())
+    assert torch.equal(other.chain_0, chain)
+
+
 @pytest.mark.parametrize("make", [lambda m: ContrastiveDivergence(m, 1), lambda m: PersistentCD(m, 1, 50)],
                          ids=["cd1", "pcd"])
 def test_training_with_fit_improves_exact_log_likelihood(make):

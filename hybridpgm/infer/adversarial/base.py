@@ -44,6 +44,7 @@ from torch import nn
 from hybridpgm.checks import as_integer, check_player, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.module_modes import keeping_modes
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
@@ -275,9 +276,26 @@ class AdversarialObjective(AdversarialGame):
         kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
         return torch.randn(n, self.noise_dim, **kwargs)
 
-    def sample(self, n: int) -> torch.Tensor:
-        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)`."""
+    def generate(self, n: int) -> torch.Tensor:
+        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` as the training
+        losses draw them: differentiable in :math:`\\theta`, and a generator in training mode counts them as a
+        training batch (a batch norm's running statistics move).
+
+        :raises ConfigError: ``n`` is not a non-negative integer."""
         return self.generator(self.noise(sample_count(n, f"{type(self).__name__}.sample n")))
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` to look at or
+        score, without gradients.  The generator runs in the mode it is in (in training mode, the mode
+        :func:`hybridpgm.fit` hands it back in, a batch norm normalises by the batch's statistics) and its
+        buffers are left as they were (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: the running
+        statistics training gathered do not move, as for :meth:`hybridpgm.VAE.sample`); :meth:`generate` is the
+        training losses' draw.
+
+        :raises ConfigError: ``n`` is not a non-negative integer."""
+        with keeping_module_state(self.generator):
+            return self.generate(n)
 
     def real(self, batch: Any) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and

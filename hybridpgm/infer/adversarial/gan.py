@@ -78,9 +78,9 @@ class GAN(AdversarialObjective):
     def discriminator_step_loss(self, batch) -> torch.Tensor:
         x = self.real(batch)
         with torch.no_grad():
-            fake = self.sample(x.shape[0])
+            fake = self.generate(x.shape[0])
         return self.discriminator_loss(x, fake)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
         x = self.real(batch)
-        return self.generator_loss(self.sample(x.shape[0]))
+        return self.generator_loss(self.generate(x.shape[0]))

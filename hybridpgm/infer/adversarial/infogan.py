@@ -125,7 +125,11 @@ class InfoGAN(GAN):
         onehot = F.one_hot(cat, self.num_categories).to(like["dtype"]) if self.num_categories else z[:, :0]
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 
-    def sample(self, n: int) -> torch.Tensor:
+    def generate(self, n: int) -> torch.Tensor:
+        """``n x event_shape`` samples :math:`G_\\theta(z, c)` with fresh codes (:meth:`sample_codes`),
+        differentiable; :meth:`sample` draws them without gradients and leaves the generator's buffers alone.
+
+        :raises ConfigError: ``n`` is not a non-negative integer."""
         return self.generator(self.sample_codes(sample_count(n, "InfoGAN.sample n"))[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:

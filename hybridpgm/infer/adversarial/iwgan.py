@@ -67,8 +67,9 @@ class IWGAN(GAN):
         super().__init__(generator, discriminator, k=k, noise_dim=noise_dim)
 
     def grouped_samples(self, n: int) -> torch.Tensor:
-        """``(num_samples * n) x event_shape`` samples, group ``i`` at rows ``i, i + n, ...``."""
-        return self.sample(self.num_samples * n)
+        """``(num_samples * n) x event_shape`` samples, group ``i`` at rows ``i, i + n, ...``: the training losses'
+        draw (:meth:`~hybridpgm.infer.adversarial.base.AdversarialObjective.generate`), differentiable."""
+        return self.generate(self.num_samples * n)
 
     def normalized_weights(self, logits: torch.Tensor) -> torch.Tensor:
         """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one) from

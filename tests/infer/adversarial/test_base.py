@@ -186,3 +186,43 @@ def test_a_parameter_of_both_players_is_refused_by_name():
                                           r"'generator' players \(generator.1.weight, generator.1.bias, "
                                           r"discriminator.0.weight, discriminator.0.bias\)"):
         gan.players()
+
+
+def _bn_objectives():
+    from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator
+    from hybridpgm.infer.adversarial import IWGAN, InfoGAN
+
+    return {
+        "gan": lambda: GAN(MLPGenerator(4, 2, (8,), batch_norm=True), MLPDiscriminator(2, (8,))),
+        "iwgan": lambda: IWGAN(MLPGenerator(4, 2, (8,), batch_norm=True), MLPDiscriminator(2, (8,)), num_samples=3),
+        "infogan": lambda: InfoGAN(MLPGenerator(4 + 3 + 2, 2, (8,), batch_norm=True), MLPDiscriminator(2, (8,)),
+                                   MLPDiscriminator(2, (8,), out_dim=5), num_categories=3, num_continuous=2),
+    }
+
+
+def _buffers(module):
+    return {name: b.clone() for name, b in module.named_buffers()}
+
+
+@pytest.mark.parametrize("name", ["gan", "iwgan", "infogan"])
+def test_sample_in_training_mode_leaves_batch_norm_statistics(name):
+    """``sample`` -- to look at or score samples, often in the training mode ``fit`` hands back -- normalises by the
+    batch's statistics but does not count as a training batch: the running statistics, and so later eval-mode
+    samples, stay as training left them (as ``VAE.sample``); the training losses' draw still updates them."""
+    torch.manual_seed(0)
+    objective = _bn_objectives()[name]()
+    assert objective.generator.training
+    before = _buffers(objective.generator)
+    torch.manual_seed(1)
+    drawn = objective.sample(64)
+    after = _buffers(objective.generator)
+    assert before.keys() == after.keys() and any("running_mean" in k for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in before), name
+    assert not drawn.requires_grad
+    torch.manual_seed(1)
+    trained = objective.generate(64)  # the same noise: the same batch-statistics samples, differentiable
+    assert trained.requires_grad and torch.equal(drawn, trained.detach())
+    assert not torch.equal(_buffers(objective.generator)["net.1.running_mean"], before["net.1.running_mean"])
+    moved = _buffers(objective.generator)
+    objective.loss("generator", torch.randn(16, 2))  # training moves them
+    assert not torch.equal(_buffers(objective.generator)["net.1.running_mean"], moved["net.1.running_mean"])
