@@ -119,14 +119,6 @@ def _described(x) -> str:
 
 
 def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
-    """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array) keeps its own dtype,
-    which is converted only where that is exact (:func:`~hybridpgm.data.validation.as_model_dtype`, whose
-    :class:`DataError` names ``what``); a number or list of numbers is built in ``dtype``."""
-    t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
-    return as_model_dtype(t, dtype, what)
-
-
-def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
     """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array, or pandas column)
     keeps its own dtype, which is converted only where that is exact
     (:func:`~hybridpgm.data.validation.as_model_dtype`, whose :class:`DataError` names ``what``); a number, a
