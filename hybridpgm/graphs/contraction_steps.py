@@ -26,7 +26,7 @@ import math
 
 import torch
 
-__all__ = ["LogOfSum", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan"]
+__all__ = ["LogOfSum", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan", "shifted_logsumexp"]
 
 
 def pair_plan(ins, out, sizes):
@@ -127,7 +127,7 @@ def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: tor
     digits, and the step's log is :math:`-\\infty` or wrong by many nats.  An entry under
     :math:`\\text{tiny} / \\epsilon` of the dtype (where the terms lost to underflow could matter) that has a
     possible term is redone as a log-sum-exp of the broadcast sum of the operands over the summed dims, on
-    those entries only (differentiable; shifted by its detached maximum, :func:`_shifted_logsumexp`, so that the
+    those entries only (differentiable; shifted by its detached maximum, :func:`shifted_logsumexp`, so that the
     gradient stays exact where :math:`|\\log Z|` is large).  A host read decides whether any entry needs it.
     """
     inputs, out = equation.split("->")
@@ -157,13 +157,13 @@ def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: tor
                 shape[1 + letters.index(c)] = sizes[c]
                 index.append(torch.arange(sizes[c], device=t.device).view(shape))
         total = total + t[tuple(index)]
-    exact = _shifted_logsumexp(total.reshape(n, -1))
+    exact = shifted_logsumexp(total.reshape(n, -1))
     if result.dim() == 0:  # a step to a scalar: its one entry is the one redone
         return exact.reshape(())
     return result.index_put(idx, exact)
 
 
-def _shifted_logsumexp(flat: torch.Tensor) -> torch.Tensor:
+def shifted_logsumexp(flat: torch.Tensor) -> torch.Tensor:
     """:math:`m + \\log \\sum_j e^{x_j - m}` over the last dim, :math:`m = \\max_j x_j` held constant.
 
     ``torch.logsumexp`` returns the same value, but its backward pass takes the weights as
@@ -180,6 +180,10 @@ def _shifted_logsumexp(flat: torch.Tensor) -> torch.Tensor:
     shifted = torch.where(finite, flat - torch.where(finite, m, torch.zeros_like(m)), torch.zeros_like(flat))
     lse = shifted.logsumexp(-1) + m.squeeze(-1)
     return torch.where(finite.squeeze(-1), lse, torch.full_like(lse, float("-inf")))
+
+
+#: the name used before :func:`shifted_logsumexp` was public
+_shifted_logsumexp = shifted_logsumexp
 
 
 class LogOfSum(torch.autograd.Function):

@@ -39,7 +39,7 @@ from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
-from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_marginals
+from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
 from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, row_scaled,
@@ -287,7 +287,12 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
 
 
 def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.Tensor:
-    """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep`` (``spaces`` as for :func:`marginals`)."""
+    """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep`` (``spaces`` as for :func:`marginals`).
+
+    A row of impossible evidence is :math:`-\\infty` with a zero gradient (in log space too:
+    :func:`~hybridpgm.infer.bn_dense.dense_log_evidence`, :class:`~hybridpgm.graphs.contraction_steps.LogOfSum`), so
+    the gradient of any other row is the one it has alone.
+    """
     facts = network_facts(bn)
     dims = factor_dims(facts, ev.observed, ev.partial, keep)
     free = dense_free_dims(dims, facts.cards, ev.n)
@@ -310,7 +315,7 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
                                      lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
-        return dense_joint(tensors, dims, free, ev.n, "log").reshape(ev.n, -1).logsumexp(-1)
+        return dense_log_evidence(dense_joint(tensors, dims, free, ev.n, "log"))
     return contract(bn, ev, tensors, dims, (BATCH,), "log")
 
 

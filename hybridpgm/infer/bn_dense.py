@@ -12,7 +12,9 @@ than to contract pairwise and differentiate: a handful of tensor operations
 instead of two passes of small einsums, which is what a one-row query on a
 small network costs.  The answers are the same numbers (the tests compare them
 with the contraction); gradients flow through the product as usual.  Log space
-uses sums and ``logsumexp`` instead.
+uses sums and a log-sum-exp instead (:func:`dense_log_evidence`: a row whose states are all impossible
+gives :math:`\\log Z_n = -\\infty` with a zero gradient, so it leaves the gradients of the other rows of its
+batch as they are alone).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import math
 
 import torch
 
+from hybridpgm.graphs.contraction_steps import shifted_logsumexp
 from hybridpgm.infer.bn_evidence import BATCH
 
-__all__ = ["DENSE_MAX", "DENSE_TOTAL", "dense_free_dims", "dense_joint", "dense_marginals"]
+__all__ = ["DENSE_MAX", "DENSE_TOTAL", "dense_free_dims", "dense_joint", "dense_log_evidence", "dense_marginals"]
 
 #: the largest number of joint states per row answered by the dense joint
 DENSE_MAX = 256
@@ -66,12 +69,25 @@ def dense_joint(tensors, dims_list, free: tuple, n: int, space: str) -> torch.Te
     return joint.expand(n, *joint.shape[1:]) if joint.shape[0] != n else joint
 
 
+def dense_log_evidence(joint: torch.Tensor) -> torch.Tensor:
+    """``[N]`` :math:`\\log Z_n = \\log \\sum_x e^{J_n(x)}` of a log-space joint ``[N, c_1, ..., c_m]`` from
+    :func:`dense_joint`.
+
+    Shifted by each row's detached maximum
+    (:func:`~hybridpgm.graphs.contraction_steps.shifted_logsumexp`): a row of impossible evidence (every
+    :math:`J_n(x) = -\\infty`) is :math:`-\\infty` with a zero gradient.  ``torch.logsumexp``'s backward pass
+    gives NaN there, even under a zero upstream gradient, and NaN times the zero weight of that row spreads
+    into the gradients of the tables every row shares.
+    """
+    return shifted_logsumexp(joint.reshape(joint.shape[0], -1))
+
+
 def dense_marginals(joint: torch.Tensor, free: tuple, names, space: str):
     """``(marginals [N, card] of names, Z or log Z [N])`` of a joint from :func:`dense_joint`."""
     n = joint.shape[0]
     if space == "prob":
         return _sum_to_each(joint, free, names), joint.reshape(n, -1).sum(-1)
-    log_z = joint.reshape(n, -1).logsumexp(-1)
+    log_z = dense_log_evidence(joint)
     # normalise once, then sum: a logsumexp over states that are all impossible would give NaN gradients
     post = (joint - log_z.reshape(n, *[1] * len(free))).exp()
     return _sum_to_each(post, free, names), log_z

@@ -25,7 +25,7 @@ import torch
 
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import EvidenceError
-from hybridpgm.infer.soft_evidence import Likelihood, soft_log_likelihood
+from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -108,6 +108,10 @@ class Evidence:
         evidence observed in some rows (all 0 where missing), any log-likelihood for soft evidence.
     :ivar dict values: continuous nodes and context inputs -> ``[N]`` or ``[N, d]`` tensors.
     :ivar set soft: the nodes of ``partial`` that hold soft evidence.
+    :ivar dict likelihoods: soft node -> ``[N, card]`` likelihood :math:`\\lambda_n` in probability space, for
+        soft evidence given as probabilities (``Likelihood(log=False)``): the operand of probability-space
+        queries in place of ``partial[node].exp()``, so that a zero entry keeps its exact, finite gradient
+        (:mod:`~hybridpgm.infer.soft_evidence`).
     """
 
     n: int
@@ -118,13 +122,15 @@ class Evidence:
     partial: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
     soft: set = field(default_factory=set)
+    likelihoods: dict = field(default_factory=dict)
 
     def subset(self, idx: torch.Tensor) -> "Evidence":
         """The rows ``idx`` (``[n_g]`` long) of this evidence."""
         return Evidence(n=idx.numel(), batched=True, dtype=self.dtype, device=self.device,
                         observed={k: t[idx] for k, t in self.observed.items()},
                         partial={k: t[idx] for k, t in self.partial.items()},
-                        values={k: t[idx] for k, t in self.values.items()}, soft=set(self.soft))
+                        values={k: t[idx] for k, t in self.values.items()}, soft=set(self.soft),
+                        likelihoods={k: t[idx] for k, t in self.likelihoods.items()})
 
 
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
@@ -207,17 +213,19 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         if name not in facts.cards and name not in facts.inputs:
             raise EvidenceError(f"evidence names unknown variable '{name}' (nodes: {facts.nodes})")
         if isinstance(v, Likelihood):
-            soft[name] = soft_log_likelihood(bn, name, v, dtype, device)
+            soft[name] = soft_likelihood(bn, name, v, dtype, device)
             continue
         tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device, dtype)
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
-    lengths.update({name: t.shape[0] for name, t in soft.items() if t.dim() == 2})
+    lengths.update({name: t.shape[0] for name, (t, _) in soft.items() if t.dim() == 2})
     if len(set(lengths.values())) > 1:
         raise EvidenceError(f"evidence rows differ in length: {lengths}")
     n = next(iter(lengths.values()), 1)
     ev = Evidence(n=n, batched=bool(lengths), dtype=dtype, device=device)
-    for name, log_lik in soft.items():
+    for name, (log_lik, lik) in soft.items():
         ev.partial[name] = log_lik.expand(n, log_lik.shape[-1])
+        if lik is not None:
+            ev.likelihoods[name] = lik.expand(n, lik.shape[-1])
         ev.soft.add(name)
     for name, t in tensors.items():
         card = facts.cards.get(name)

@@ -113,7 +113,8 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
 def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tuple[list, list]:
     """Conditioned factors ``(tensors, dims)`` of the kept nodes plus the partial evidence.
 
-    :param str space: ``"log"`` (log-probabilities) or ``"prob"`` (probabilities).
+    :param str space: ``"log"`` (log-probabilities) or ``"prob"`` (probabilities; a soft-evidence likelihood
+        given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm).
     """
     prob = space == "prob"
     tensors, dims_list = [], []
@@ -137,6 +138,9 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
     for v, lik in ev.partial.items():
         if v in keep:
             lik = lik.to(ev.dtype)
-            tensors.append(lik.exp() if prob else lik)
+            if prob:  # soft evidence given as probabilities enters as it is: exact gradients at a zero entry
+                given = ev.likelihoods.get(v)
+                lik = lik.exp() if given is None else given
+            tensors.append(lik)
             dims_list.append((BATCH, v))
     return tensors, dims_list

@@ -3,8 +3,20 @@
 A :class:`Likelihood` passed as an evidence value,
 ``bn.posterior(q, {"wet": Likelihood([0.2, 0.9])})``, conditions on a
 likelihood :math:`\\lambda(x_v)` rather than a state [1]; :mod:`hybridpgm.infer.exact`
-adds :math:`\\log \\lambda` as a per-row factor over :math:`x_v`, the same way
-it adds the indicator of a node observed in some rows only.
+adds it as a per-row factor over :math:`x_v`, the same way it adds the indicator of a
+node observed in some rows only: :math:`\\lambda` itself where the query runs in
+probability space, :math:`\\log \\lambda` in log space.
+
+**Gradients at a zero likelihood.**  :math:`p(e) = \\sum_k \\lambda_k\\, p(x_v = k, e')` is linear in
+:math:`\\lambda`, so :math:`\\partial \\log p(e) / \\partial \\lambda_k = p(x_v = k, e') / p(e)` is finite at
+:math:`\\lambda_k = 0` too (:math:`e'` the rest of the evidence).  Through :math:`\\log \\lambda` autograd would
+multiply a zero posterior weight by :math:`1/\\lambda_k = \\infty`: NaN, which also reaches every other row
+sharing :math:`\\lambda` or the network that produced it.  So a likelihood given as probabilities
+(``log=False``) also enters probability-space queries as it is (:func:`soft_likelihood`), where the gradient is
+exact, and its logarithm (for log space) is taken by :class:`ZeroSafeLog`, whose gradient at an exact zero is
+0 rather than NaN.  Log space answers only the rows whose evidence probability is under the dtype's floor
+(:data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR`), and every row of a network in another dtype
+(float16, bfloat16): there the derivative in a zero entry comes out 0, the others' exact.
 
 **References**
 
@@ -23,7 +35,7 @@ from hybridpgm.errors import EvidenceError
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["Likelihood", "soft_log_likelihood"]
+__all__ = ["Likelihood", "ZeroSafeLog", "soft_likelihood", "soft_log_likelihood"]
 
 _INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -37,7 +49,9 @@ class Likelihood:
     :func:`log_evidence` returns :math:`\\log \\sum_x p(x) \\lambda(x_v)`.
 
     :param values: ``[card]`` (every row) or ``[N, card]`` (one likelihood per row),
-        non-negative, not all zero in any row.
+        non-negative, not all zero in any row.  Differentiable: the gradient of a query with respect to
+        ``values`` is exact, at an entry of exactly 0 too (probability space; see the module docstring for the
+        rows answered in log space).
     :param bool log: ``values`` are log-likelihoods (``-inf`` allowed).
 
     >>> bn.posterior("xray", {"smoke": Likelihood([0.3, 0.7])})  # doctest: +SKIP
@@ -47,8 +61,45 @@ class Likelihood:
     log: bool = False
 
 
+class ZeroSafeLog(torch.autograd.Function):
+    """:math:`\\log \\lambda` of a non-negative likelihood, with the gradient :math:`1/\\lambda` where
+    :math:`\\lambda > 0` and 0 where :math:`\\lambda = 0` (``torch.log`` gives :math:`\\infty`, and NaN once a
+    zero upstream gradient meets it).
+
+    A log-space query's gradient in :math:`\\log \\lambda_k` is the posterior weight of state :math:`k`, exactly 0
+    where :math:`\\lambda_k = 0`, so the true derivative there cannot be recovered from it; 0 keeps the other
+    entries, rows and parameters exact.  Probability-space queries take :math:`\\lambda` directly instead
+    (see the module docstring).
+    """
+
+    @staticmethod
+    def forward(ctx, t):
+        ctx.save_for_backward(t)
+        return t.log()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return torch.where(t > 0, grad / torch.where(t > 0, t, torch.ones_like(t)), torch.zeros_like(grad))
+
+
 def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> torch.Tensor:
-    """Validated ``[card]`` or ``[N, card]`` log-likelihood of soft evidence on ``name``."""
+    """Validated ``[card]`` or ``[N, card]`` log-likelihood of soft evidence on ``name`` (the first of
+    :func:`soft_likelihood`)."""
+    return soft_likelihood(bn, name, lik, dtype, device)[0]
+
+
+def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
+    """Validated soft evidence on ``name``: ``(log_lik, lik)``, each ``[card]`` or ``[N, card]`` in ``dtype``.
+
+    ``log_lik`` is the log-likelihood (the values themselves for ``log=True``, else their
+    :class:`ZeroSafeLog`); ``lik`` the likelihood in probability space for ``log=False`` (the values as
+    given, cast to ``dtype``: the operand of probability-space queries, exact in its gradient at a zero
+    entry), ``None`` for ``log=True`` (those queries exponentiate ``log_lik``).
+
+    :raises EvidenceError: for a continuous node, values that are not real numbers, a wrong shape, NaN or
+        :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods, or a row that is zero in every state.
+    """
     card = bn.cardinality(name)
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
@@ -67,15 +118,16 @@ def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, devic
     if lik.log:
         if torch.isnan(t).any() or (t == float("inf")).any():
             raise EvidenceError(f"Likelihood for '{name}' holds NaN or +inf log-likelihoods")
-        log_lik = t
+        log_lik, prob = t, None
     else:
         if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
             raise EvidenceError(f"Likelihood for '{name}' must be finite and non-negative")
-        log_lik = t.log()
+        log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
+        prob = t.to(dtype)
     dead = ~torch.isfinite(log_lik).any(-1)
     if bool(dead.any()):
         raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
                             f"{' in row(s) ' + str(dead.nonzero().flatten().tolist()[:10]) if t.dim() == 2 else ''}")
     # the logarithm is taken before the cast: values beyond the network dtype's range (1e39 or 1e-46 in
     # float32) have logarithms well within it
-    return log_lik.to(dtype)
+    return log_lik.to(dtype), prob
