@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import EvidenceError
+from hybridpgm.graphs.bn_values import _is_missing_entry, _plain
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,13 +141,17 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
             raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
-    if isinstance(v, str) or (isinstance(v, (list, tuple)) and any(s is None or isinstance(s, str) for s in v)):
+    v = _plain(v)  # a pandas Series or Categorical: its values (names, not codes)
+    if isinstance(v, np.ndarray) and v.dtype.kind in "OUS":  # a NumPy string or object array: entry by entry
+        v = v.tolist()
+    if isinstance(v, str) or (isinstance(v, (list, tuple)) and any(
+            isinstance(s, str) or (_is_missing_entry(s) and not isinstance(s, float)) for s in v)):
         items = [v] if isinstance(v, str) else list(v)
         idx = []
-        for s in items:  # None: not observed in that row (-1), as in the data of BayesNet.model
+        for s in items:  # None, NaN, pd.NA: not observed in that row (-1), as in the data of BayesNet.model
             if isinstance(s, str) and (states is None or s not in states):
                 raise EvidenceError(f"'{s}' is not a state of '{name}' (states: {states})")
-            idx.append(-1 if s is None else states.index(s) if isinstance(s, str) else s)
+            idx.append(-1 if _is_missing_entry(s) else states.index(s) if isinstance(s, str) else s)
         t = _as_tensor(name, idx, device)
         return t[0] if isinstance(v, str) else t
     return _as_tensor(name, v, device)
@@ -156,6 +162,7 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
 
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
+    v = _plain(v)
     try:
         t = torch.as_tensor(v, device=device, dtype=None if hasattr(v, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
@@ -177,6 +184,8 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
         return {}
     if isinstance(evidence, Mapping):
         return dict(evidence)
+    if hasattr(evidence, "columns") and not isinstance(evidence, torch.Tensor):  # a pandas DataFrame: its columns
+        return {name: evidence[name] for name in evidence.columns}
     shape = getattr(evidence, "shape", None)
     given = type(evidence).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
         (f" and dtype {evidence.dtype}" if isinstance(evidence, torch.Tensor) else "")

@@ -166,3 +166,23 @@ def test_none_in_a_list_of_state_names_is_not_observed_as_in_the_model():
     assert parse_evidence(bn, {"a": [None, "T"]}).partial["a"].exp().tolist() == [[1.0, 1.0], [0.0, 1.0]]
     with pytest.raises(EvidenceError, match="'maybe' is not a state of 'a'"):
         bn.log_evidence({"a": [None, "maybe"]})
+
+
+# -- pandas evidence -------------------------------------------------------------------------------------------
+def test_a_dataframe_or_series_of_state_names_as_evidence_gives_the_tensor_answer():
+    """A DataFrame was refused as "not a mapping", and a Series of names (or a NumPy object array) as "not a
+    number, a state or a tensor"; their missing markers (None, NaN, pd.NA) are rows without that evidence."""
+    pd = pytest.importorskip("pandas")
+    bn = _ab()
+    bn.state_names = {**bn.state_names, "A": ["no", "yes"], "B": ["lo", "mid", "hi"]}
+    want = bn.posterior("A", {"B": torch.tensor([2, -1, 0, -1])})
+    names = ["hi", None, "lo", pd.NA]
+    for evidence in (pd.DataFrame({"B": pd.Series(names, dtype=object)}),
+                     {"B": pd.Series(["hi", None, "lo", None], dtype="string")},
+                     {"B": pd.Categorical(["hi", None, "lo", None], categories=["lo", "hi", "mid"])},
+                     {"B": __import__("numpy").array(["hi", None, "lo", float("nan")], dtype=object)}):
+        assert torch.equal(bn.posterior("A", evidence), want)
+    assert torch.equal(bn.log_evidence(pd.DataFrame({"A": [1, 0], "B": [0, 2]})),
+                       bn.log_evidence({"A": torch.tensor([1, 0]), "B": torch.tensor([0, 2])}))
+    with pytest.raises(EvidenceError, match="'huge' is not a state of 'B'"):
+        bn.posterior("A", pd.DataFrame({"B": ["huge", "lo"]}))
