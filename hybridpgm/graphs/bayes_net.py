@@ -35,6 +35,7 @@ Incomplete Data via the EM Algorithm*, 1977.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Mapping, Sequence
 
 import torch
@@ -59,6 +60,11 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping,
         ``state_names`` names a node not in ``cpds``, or any check of :meth:`add`
         and :meth:`check` fails.
+
+    **Networks in training mode** (the mode :func:`~hybridpgm.fit` hands back): the queries (:meth:`posterior`,
+    :meth:`log_evidence`, :meth:`map`, :meth:`sample`, :meth:`compile_evidence`) in train mode use batch statistics
+    but leave running statistics unchanged (every buffer of a CPD's network is restored); the training losses
+    (:meth:`model`, :meth:`log_prob`) update them as any forward pass does.
     """
 
     def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None):
@@ -261,29 +267,56 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         """
         from hybridpgm.infer.exact import posterior
 
-        return posterior(self.check(), query, evidence, joint=joint)
+        with self._query():
+            return posterior(self.check(), query, evidence, joint=joint)
 
     def log_evidence(self, evidence=None) -> torch.Tensor:
         """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (``evidence`` and the
         errors: as for :meth:`posterior`)."""
         from hybridpgm.infer.exact import log_evidence
 
-        return log_evidence(self.check(), evidence)
+        with self._query():
+            return log_evidence(self.check(), evidence)
 
     def compile_evidence(self, nodes, *, max_bytes: int | None = None, layout: str = "auto"):
         """Precompute the answers to every hard-evidence query over ``nodes``; see
         :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row)."""
-        from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable
+        from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable, _snapshot
 
-        return EvidenceTable(self.check(), nodes, max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
-                             layout=layout)
+        with self._query():
+            table = EvidenceTable(self.check(), nodes, layout=layout,
+                                  max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        if self._query_restores():  # the restored buffers have new in-place versions: the table's network is this
+            table._built_from = _snapshot(self)
+        return table
 
     def map(self, evidence=None, *, return_log_prob: bool = False):
         """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (``evidence`` and the
         errors: as for :meth:`posterior`)."""
         from hybridpgm.infer.exact import map_assignment
 
-        return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)
+        with self._query():
+            return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)
+
+    @contextlib.contextmanager
+    def _query(self):
+        """The context of a query (:meth:`posterior`, :meth:`log_evidence`, :meth:`map`, :meth:`sample`,
+        :meth:`compile_evidence`): the CPDs' networks run in the mode they are in (in training mode a batch norm
+        normalises with the batch's statistics), but their buffers (its running statistics) are left as they were
+        (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`).  The training losses (:meth:`model`,
+        :meth:`log_prob`) update them as any forward pass does."""
+        nets = self._query_restores()
+        if not nets:
+            yield
+            return
+        from hybridpgm.infer.particle_probe import keeping_module_state
+
+        with keeping_module_state(*nets):
+            yield
+
+    def _query_restores(self) -> list:
+        """The CPDs whose buffers a query restores: those holding a network (a module of their own)."""
+        return [c for c in self.cpds.values() if next(c.children(), None) is not None]
 
     # ------------------------------------------------------------------ pgmpy interop
     @classmethod

@@ -145,10 +145,11 @@ class BayesNetModel:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
 
-            return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
-                                                                **evidence_mapping(self, evidence)},
-                                    generator=generator)
-        with torch.no_grad():  # a Pyro plate cannot be empty: zero samples are one, sliced away
+            with self._query():  # the networks' running statistics are left as they were
+                return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
+                                                                    **evidence_mapping(self, evidence)},
+                                        generator=generator)
+        with torch.no_grad(), self._query():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}
 

@@ -33,6 +33,7 @@ Techniques*, 2009, ch. 4.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -44,7 +45,8 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
-from hybridpgm.graphs.mrf_declare import _check_options, _names, _no_options, check_factor, check_table
+from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
+                                          check_table)
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -64,6 +66,13 @@ class MarkovNet(nn.Module):
 
     A network of no variables can be declared (and saved), but every query of it raises
     :class:`~hybridpgm.errors.ModelSpecError`: there is nothing to infer.
+
+    **Neural potentials in training mode.**  Each call evaluates the networks once and takes the score and
+    :math:`\\log Z` from those tables (one dropout mask, one batch-norm update per training loss).  The queries
+    (:meth:`log_partition`, :meth:`marginals`, :meth:`map_assignment`, :meth:`sample`) in train mode use batch
+    statistics but leave running statistics unchanged (every buffer of the potentials is restored); the training
+    losses (:meth:`score`, :meth:`log_prob`, :meth:`model`, and :meth:`distribution`, which evaluates the networks
+    when built) update them as any forward pass does.
 
     >>> mrf = MarkovNet({"a": 2, "b": 3})
     >>> mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3))  # returns the net, so calls chain
@@ -104,6 +113,19 @@ class MarkovNet(nn.Module):
 
     def __repr__(self) -> str:
         return f"MarkovNet(variables={self.cards}, factors={list(self.families)})"
+
+    @contextlib.contextmanager
+    def _query(self):
+        """The context of a query (:meth:`log_partition`, :meth:`marginals`, :meth:`map_assignment`,
+        :meth:`sample`): the neural potentials run in the mode they are in, but their buffers (batch-norm running
+        statistics) are left as they were (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`)."""
+        if not len(self.potentials):
+            yield
+            return
+        from hybridpgm.infer.particle_probe import keeping_module_state
+
+        with keeping_module_state(self.potentials):
+            yield
 
     # -- declaration --------------------------------------------------------------
     @property
@@ -155,12 +177,22 @@ class MarkovNet(nn.Module):
         check_table(name, fam, t)
 
     def tables(self, context=None) -> dict[str, torch.Tensor]:
-        """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``."""
+        """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``.
+
+        A tensor ``context`` reaches each neural potential in that potential's floating dtype (that of its first
+        floating parameter or buffer) where the conversion is exact (:func:`~hybridpgm.data.validation.as_model_dtype`:
+        a lower-precision float is widened); an integer or ``bool`` context is passed as it is (category indices
+        for an ``nn.Embedding``).
+
+        :raises DataError: a floating context of higher precision than a potential's (float64 into a float32
+            network: rounding it is the caller's decision), or a potential that fails on an integer context,
+            naming the factor and both dtypes.
+        """
         out = {}
         for name, fam in self.families.items():
             if fam["kind"] == "module":
                 mod = self.potentials[name]
-                t = mod() if context is None else mod(context)
+                t = mod() if context is None else call_potential(name, mod, context)
                 self._check_table(name, fam, t)
             else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
                 t = getattr(self, fam["key"])
@@ -217,12 +249,23 @@ class MarkovNet(nn.Module):
             ``max_product=True`` (max-product BP has no :math:`\\log Z` estimate; also what :meth:`log_prob` and
             :meth:`model` with ``log_z_method="bp"`` raise).
         :raises ConfigError: an option's value (``num_iters=2.5``), naming it.
+        :raises DataError: a ``context`` a neural potential does not take (see :meth:`tables`), naming the factor.
         """
+        self._refuse_max_product(method, kwargs)
+        with self._query():
+            return self._log_z(method, self.factor_graph(evidence, context), kwargs)
+
+    @staticmethod
+    def _refuse_max_product(method: str, kwargs: dict) -> None:
+        """Raise :class:`ModelSpecError` for ``method="bp"`` with ``max_product=True``: no :math:`\\log Z` there."""
         if method == "bp" and kwargs.get("max_product") is True:
             raise ModelSpecError("MarkovNet.log_partition: method 'bp' with max_product=True runs max-product BP, "
                                  "which gives max-marginals and no log Z estimate; leave max_product out (the Bethe "
                                  "estimate of sum-product BP), or use map_assignment(method='bp') for the MAP")
-        fg = self.factor_graph(evidence, context)
+
+    def _log_z(self, method: str, fg: FactorGraph, kwargs: dict) -> torch.Tensor:
+        """``batch_shape`` :math:`\\log Z` of the compiled ``fg`` by ``method`` (options ``kwargs``)."""
+        self._refuse_max_product(method, kwargs)
         if method == "exact":
             from hybridpgm.infer.mrf_exact import exact_log_partition
 
@@ -232,8 +275,9 @@ class MarkovNet(nn.Module):
 
     def marginals(self, method: str = "exact", evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
         """Single-variable marginals ``name -> batch_shape + (card,)``."""
-        fg = self.factor_graph(evidence, context)
-        marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
+        with self._query():
+            fg = self.factor_graph(evidence, context)
+            marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
     def map_assignment(self, evidence=None, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
@@ -247,12 +291,16 @@ class MarkovNet(nn.Module):
         (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
         options in ``kwargs`` select BP.
         """
+        if method not in ("auto", "bp", "exact"):
+            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")
+        with self._query():
+            return self._map(self.factor_graph(evidence, context), method, kwargs)
+
+    def _map(self, fg: FactorGraph, method: str, kwargs: dict) -> dict[str, torch.Tensor]:
+        """:meth:`map_assignment` of the compiled ``fg``."""
         from hybridpgm.infer.belief_propagation import BeliefPropagation
         from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_map
 
-        if method not in ("auto", "bp", "exact"):
-            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")
-        fg = self.factor_graph(evidence, context)
         if method == "auto":
             method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
         if method == "exact":
@@ -287,6 +335,7 @@ class MarkovNet(nn.Module):
             values whose shapes do not broadcast, naming every variable's shape, or values whose batch shape does
             not broadcast with the tables' batch shape, naming both.
         :raises ModelSpecError: a network of no variables, or tables whose batch shapes do not broadcast.
+        :raises DataError: a ``context`` a neural potential does not take (see :meth:`tables`), naming the factor.
         """
         from hybridpgm.graphs.mrf_score import score
 
@@ -298,9 +347,16 @@ class MarkovNet(nn.Module):
         :raises EvidenceError: bad values, as :meth:`score` (values that do not broadcast with the tables' batch
             shape included).
         :raises ModelSpecError: as :meth:`log_partition` (``method="bp"`` with ``max_product=True`` included).
+        :raises DataError: as :meth:`score`.
+
+        The networks run once: the score and :math:`\\log Z` come from the same tables.
         """
-        score = self.score(values, context)
-        lp = score - self.log_partition(method, context=context, **kwargs)
+        from hybridpgm.graphs.mrf_score import score as score_of
+
+        self._refuse_max_product(method, kwargs)
+        tables = self.tables(context)  # one forward pass of the networks for the score and log Z alike
+        score = score_of(self, values, context, tables=tables)
+        lp = score - self._log_z(method, compile_factor_graph(self, None, context, tables=tables), kwargs)
         # a value scoring -inf has probability zero: -inf, not -inf - log Z (NaN where every value scores -inf)
         return torch.where(score == -math.inf, torch.full_like(lp, -math.inf), lp)
 
@@ -323,7 +379,8 @@ class MarkovNet(nn.Module):
         num_samples = sample_count(num_samples, "MarkovNet.sample num_samples")
         if method not in ("auto", "exact", "gibbs"):
             raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
-        fg = self.factor_graph(evidence, context)
+        with self._query():
+            fg = self.factor_graph(evidence, context)
         if method == "auto":
             method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
         if method == "exact":
@@ -357,7 +414,9 @@ class MarkovNet(nn.Module):
         :param values: ``name -> states`` of the observed variables (integer tensors, or float tensors of whole
             states; a value ``None`` leaves the variable latent).
         :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
-            is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step).
+            is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step);
+            values whose rows differ from the tables' (one context row per data row), naming both.
+        :raises DataError: as :meth:`score`.
         :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
             the same Pyro site), naming both, before any site is recorded.

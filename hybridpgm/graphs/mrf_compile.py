@@ -117,13 +117,17 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
 
 
 def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | None = None,
-                         context=None) -> FactorGraph:
+                         context=None, tables: Mapping[str, torch.Tensor] | None = None) -> FactorGraph:
     """Compile ``mrf`` to a padded, batched :class:`FactorGraph` (what
     :meth:`MarkovNet.factor_graph <hybridpgm.graphs.MarkovNet.factor_graph>` returns).
 
     :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
         a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
     :param context: passed to neural potentials.
+    :param tables: the families' log-potentials, already evaluated (:meth:`MarkovNet.tables
+        <hybridpgm.graphs.MarkovNet.tables>` of ``context``): a caller that also scores values passes the tables
+        it scores with, so the networks run once and the score and :math:`\\log Z` come from one forward pass
+        (one dropout mask, one batch-norm update).  ``None`` evaluates them here.
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
         non-number (a string, ``None``, a dict or another object; the message names the variable and the
         value), a non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` included),
@@ -134,7 +138,8 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     if not mrf.cards:
         raise ModelSpecError("MarkovNet: the network has no variables, so there is nothing to infer or sample; "
                              "declare at least one, e.g. MarkovNet({'a': 2})")
-    tables = mrf.tables(context)
+    if tables is None:
+        tables = mrf.tables(context)
     if evidence is not None and not isinstance(evidence, Mapping):
         raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
                             f"{evidence!r:.60}")

@@ -2,21 +2,24 @@
 
 Everything :meth:`MarkovNet.add_factor <hybridpgm.graphs.MarkovNet.add_factor>` refuses is refused here, before
 anything is registered (a refused call leaves the net as it was), with a
-:class:`~hybridpgm.errors.ModelSpecError` naming the factor; and the options of the query methods are checked
-against the algorithm's signature.
+:class:`~hybridpgm.errors.ModelSpecError` naming the factor; the options of the query methods are checked
+against the algorithm's signature; and :func:`call_potential` hands a neural potential its context in the network's
+dtype (or a :class:`~hybridpgm.errors.DataError` naming the factor).
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 
 import torch
 from torch import nn
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 
-__all__ = ["check_factor", "check_table"]
+__all__ = ["call_potential", "check_factor", "check_table"]
 
 
 def _no_options(method: str, kwargs: dict) -> None:
@@ -109,3 +112,30 @@ def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
         raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
     if not bool(torch.isfinite(t).all()):
         raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
+
+
+def call_potential(name: str, mod: nn.Module, context):
+    """``mod(context)``: the neural potential of factor ``name`` on ``context``, a tensor ``context`` first brought
+    to the network's floating dtype (its first floating parameter's or buffer's) where that is exact
+    (:func:`~hybridpgm.data.validation.as_model_dtype`); an integer or ``bool`` context is passed as it is.
+
+    :raises DataError: a floating context of higher precision than the network's, or a network that fails on an
+        integer context, naming the factor and both dtypes (see :meth:`MarkovNet.tables
+        <hybridpgm.graphs.MarkovNet.tables>`).
+    """
+    if not isinstance(context, torch.Tensor):
+        return mod(context)
+    ref = next((t for t in itertools.chain(mod.parameters(), mod.buffers()) if t.is_floating_point()), None)
+    if ref is None or context.dtype == ref.dtype:
+        return mod(context)
+    if context.is_floating_point() or context.is_complex():
+        return mod(as_model_dtype(context, ref.dtype, f"MarkovNet: the context of factor {name!r}"))
+    try:  # integers or bool: category indices (an embedding) or numbers; the network decides
+        return mod(context)
+    except RuntimeError as e:
+        if isinstance(e, torch.OutOfMemoryError):
+            raise
+        raise DataError(f"MarkovNet: the neural potential of factor {name!r} fails on a context of dtype "
+                        f"{context.dtype} (its parameters are {ref.dtype}): {e}; pass a floating context "
+                        f"(context.to({ref.dtype})), or give the network a layer that takes {context.dtype} "
+                        f"(an nn.Embedding for category indices)") from e

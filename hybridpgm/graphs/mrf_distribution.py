@@ -17,6 +17,13 @@ structure, or a structured guide for one (its samples are not reparameterisable,
 score-function estimator [1] for it).  :meth:`~hybridpgm.graphs.MarkovNet.model` is the other view, one enumerated
 site per variable.
 
+**One forward pass.**  The networks of neural potentials run once, when the distribution is built; ``log_prob``
+(the score read from the compiled graph, :func:`~hybridpgm.graphs.mrf_score.factor_graph_score`), ``sample``,
+``mode`` and ``entropy`` all use those tables, so a score and its :math:`\\log Z_e` come from one dropout mask, and an
+in-place update of the potentials afterwards (an optimizer step) cannot mix a new score with the old
+:math:`\\log Z_e`.  Inside a :class:`pyro.plate`, :meth:`~MarkovNetDistribution.expand` gives a
+:class:`MarkovNetDistribution` of the wider batch shape (``entropy`` and ``mode`` kept).
+
 **Shapes.**  ``batch_shape`` is the model's (independent models, evidence rows and contexts broadcast together);
 ``event_shape`` is ``(V,)``; values are integer states (any integer dtype; float values of whole numbers pass
 Pyro's validation too).
@@ -36,8 +43,10 @@ from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import lazy_property
 
 from hybridpgm.checks import sample_shape_of
-from hybridpgm.errors import EvidenceError
+from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_compile import assignment_states
+from hybridpgm.graphs.mrf_score import factor_graph_score
 
 __all__ = ["MarkovNetDistribution"]
 
@@ -62,20 +71,55 @@ class MarkovNetDistribution(TorchDistribution):
 
     def __init__(self, mrf, evidence=None, context=None, validate_args=None):
         self.mrf, self.evidence, self.context = mrf, evidence, context
+        # the networks run once, here: log_prob, sample, mode and entropy all read this compiled graph, so a score
+        # and its log Z come from one forward pass (one dropout mask) and from the potentials as they were now,
+        # whatever in-place update (an optimizer step) follows
         self._fg = mrf.factor_graph(evidence, context)
         self._cards = self._fg.cardinalities.to(self._fg.unary.device)
         super().__init__(self._fg.batch_shape, torch.Size([self._fg.num_vars]), validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None) -> "MarkovNetDistribution":
+        """The same joint under a wider ``batch_shape`` (what a :class:`pyro.plate` asks for): the compiled graph is
+        shared, the batch dims it lacks are repeats of it (``log_prob``, ``entropy``, ``mode`` computed once and
+        broadcast; ``sample`` draws independently in every entry).  Unlike Pyro's generic
+        :class:`~pyro.distributions.torch_distribution.ExpandedDistribution`, it keeps ``entropy`` and ``mode``.
+
+        :raises ModelSpecError: a ``batch_shape`` the distribution's does not broadcast to, naming both.
+        """
+        batch_shape = torch.Size(batch_shape)
+        try:
+            wide = torch.broadcast_shapes(self._fg.batch_shape, batch_shape) == batch_shape
+        except RuntimeError:
+            wide = False
+        if not wide:
+            raise ModelSpecError(f"MarkovNetDistribution.expand: batch_shape {tuple(self._fg.batch_shape)} does not "
+                                 f"broadcast to {tuple(batch_shape)}")
+        new = self._get_checked_instance(MarkovNetDistribution, _instance)
+        new.mrf, new.evidence, new.context = self.mrf, self.evidence, self.context
+        new._fg, new._cards = self._fg, self._cards
+        super(MarkovNetDistribution, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def _wide(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` of the compiled graph's ``batch_shape + rest`` broadcast to this distribution's batch shape."""
+        return t.expand(self.batch_shape + t.shape[len(self._fg.batch_shape):])
 
     @property
     def support(self):
         return constraints.independent(constraints.integer_interval(0, self._cards - 1), 1)
 
     @lazy_property
-    def log_partition(self) -> torch.Tensor:
-        """``batch_shape`` exact :math:`\\log Z_e`."""
+    def _base_log_partition(self) -> torch.Tensor:
+        """The compiled graph's ``batch_shape`` exact :math:`\\log Z_e` (before :meth:`expand`)."""
         from hybridpgm.infer.mrf_exact import exact_log_partition
 
         return self._fg.unflatten(exact_log_partition(self._fg))
+
+    @property
+    def log_partition(self) -> torch.Tensor:
+        """``batch_shape`` exact :math:`\\log Z_e`."""
+        return self._wide(self._base_log_partition)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(x \\mid e)`, ``sample_shape + batch_shape`` (``-inf`` where ``x`` contradicts the evidence).
@@ -109,15 +153,15 @@ class MarkovNetDistribution(TorchDistribution):
         x = torch.stack(list(states.values()), -1)
         from hybridpgm.infer.mrf_exact import _check_possible
 
-        score = self.mrf.score(states, self.context)
+        score = factor_graph_score(self._fg, x)  # the compiled graph's potentials: those of log Z
+        _check_possible(self._fg, self._base_log_partition.reshape(-1), "MarkovNetDistribution.log_prob")
         log_z = self.log_partition
-        _check_possible(self._fg, log_z.reshape(-1), "MarkovNetDistribution.log_prob")
         # a value that scores -inf (finite penalties summing past the dtype's range) has probability zero: -inf,
         # not -inf - log Z (NaN where log Z is -inf too, inside fit's step before its deferred check raises); the
         # branch not taken gets a zero gradient, so masked rows leave the potentials' gradients finite
         lp = torch.where(score == -math.inf, torch.full_like(score, -math.inf), score - log_z)
         if self.evidence:
-            valid = self._fg.valid.reshape(self.batch_shape + self._fg.valid.shape[1:])  # batch + [V, C]
+            valid = self._wide(self._fg.valid.reshape(self._fg.batch_shape + self._fg.valid.shape[1:]))  # + [V, C]
             x = x.expand(shape + (V,))
             ok = valid.expand(shape + valid.shape[-2:]).gather(-1, x.unsqueeze(-1)).all(-2)[..., 0]
             lp = lp.masked_fill(~ok, -math.inf)
@@ -128,7 +172,13 @@ class MarkovNetDistribution(TorchDistribution):
         from hybridpgm.infer.mrf_exact import exact_sample
 
         shape = sample_shape_of(sample_shape, "MarkovNetDistribution.sample")
-        x = exact_sample(self._fg, math.prod(shape))  # [N, B, V]
+        base, fg = self._fg.batch_shape, self._fg
+        extra = self.batch_shape[: len(self.batch_shape) - len(base)]
+        if self.batch_shape[len(extra):] == base:  # unexpanded, or new leading dims (a plate): more draws of fg
+            x = exact_sample(fg, math.prod(shape) * extra.numel())  # [N * R, B, V]
+        else:  # a size-1 dim widened: the models of the wider batch, each drawn independently
+            rows = torch.arange(base.numel(), device=fg.unary.device).reshape(base).expand(self.batch_shape)
+            x = exact_sample(_rows_of(fg, rows.reshape(-1), self.batch_shape), math.prod(shape))
         return x.reshape(shape + self.batch_shape + self.event_shape)
 
     def entropy(self) -> torch.Tensor:
@@ -136,11 +186,18 @@ class MarkovNetDistribution(TorchDistribution):
         the potentials (:func:`~hybridpgm.infer.mrf_entropy.exact_entropy`)."""
         from hybridpgm.infer.mrf_entropy import exact_entropy
 
-        return self._fg.unflatten(exact_entropy(self._fg))
+        return self._wide(self._fg.unflatten(exact_entropy(self._fg)))
 
     @property
     def mode(self) -> torch.Tensor:
         """The exact most probable state, ``batch_shape + (V,)`` long."""
         from hybridpgm.infer.mrf_exact import exact_map
 
-        return exact_map(self._fg)[0].reshape(self.batch_shape + self.event_shape)
+        return self._wide(exact_map(self._fg)[0].reshape(self._fg.batch_shape + self.event_shape))
+
+
+def _rows_of(fg: FactorGraph, rows: torch.Tensor, batch_shape: torch.Size) -> FactorGraph:
+    """The factor graph of the models ``rows`` (``[B']`` indices into ``fg``'s ``B``), of batch shape
+    ``batch_shape``."""
+    groups = [FactorGroup(g.variables, g.log_potentials[rows]) for g in fg.groups]
+    return FactorGraph(fg.names, fg.cardinalities, fg.unary[rows], fg.valid[rows], groups, fg.colors, batch_shape)

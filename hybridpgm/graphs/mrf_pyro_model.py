@@ -17,7 +17,7 @@ import pyro.distributions as dist
 import torch
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
-from hybridpgm.graphs.mrf_compile import assignment_states, unknown_names
+from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
 
 __all__ = ["pyro_model"]
@@ -45,13 +45,24 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
     if deep:
         raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got values of shapes {deep}; "
                              f"give each variable's states as a scalar or an (N,) tensor")
+    self._refuse_max_product(log_z_method, kwargs)
+    # the networks run once: the factor sites and log Z read the same tables (one dropout mask, one batch-norm
+    # update per step, as any forward pass of a training loss)
     tables = self.tables(context)
-    log_z = self.log_partition(log_z_method, context=context, **kwargs)
-    sizes = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
-    sizes |= {x.shape[0] for x in values.values() if x.dim()}
-    if len(sizes) > 1 or log_z.dim() > 1:
-        raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got sizes {sizes} "
-                             f"(the tables' batch shape is {tuple(log_z.shape)})")
+    log_z = self._log_z(log_z_method, compile_factor_graph(self, None, context, tables=tables), kwargs)
+    rows = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
+    data_rows = {x.shape[0] for x in values.values() if x.dim()}
+    if log_z.dim() > 1 or len(rows) > 1:
+        raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got tables of {sorted(rows)} "
+                             f"rows (the tables' batch shape is {tuple(log_z.shape)})")
+    if len(rows | data_rows) > 1:
+        shapes = {v: tuple(x.shape) for v, x in values.items()}
+        where = "" if context is None else (f" (from a context of shape {tuple(context.shape)})"
+                                            if isinstance(context, torch.Tensor) else " (from the context)")
+        raise EvidenceError(f"MarkovNet.model: the values (shapes {shapes}) and the factors' tables{where}, of "
+                            f"{sorted(rows) or 'no'} row(s), need one number of rows, got {sorted(rows | data_rows)}; "
+                            f"give one context row per data row")
+    sizes = rows | data_rows
     N = sizes.pop() if sizes else None
     with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
         xs = {}

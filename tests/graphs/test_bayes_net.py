@@ -3,6 +3,7 @@
 import functools
 import math
 
+import pyro
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
@@ -332,3 +333,46 @@ def test_a_refused_add_leaves_every_cpd_as_it_was():
 
 
 # ---------------------------------------------------------------- audit 11: learning
+
+
+def _batch_norm_net(inputs: int = 3):
+    """A BayesNet ``c -> w`` whose ``w`` is a Neural CPD with a batch norm (context ``u``), in training mode."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(inputs, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    bn = BayesNet()
+    bn.add("c", cpd.Table([0.3, 0.7]))
+    bn.add("w", cpd.Neural(net, ["c"], 2, context=["u"] if inputs == 3 else ()))
+    return bn.train(), net[1]
+
+
+@pytest.mark.parametrize("query", ["posterior", "log_evidence", "map", "sample", "sample_evidence",
+                                   "compile_evidence"])
+def test_queries_in_training_mode_leave_the_running_statistics_as_they_were(query):
+    """Queries use the batch's statistics in training mode but leave the running statistics (posterior moved them
+    by 0.0975); the training losses (model, log_prob) still update them."""
+    bn, norm = _batch_norm_net(2 if query == "compile_evidence" else 3)
+    ev = {"w": torch.ones(5, dtype=torch.long), "u": torch.randn(5, 1) * 3 + 2}
+    run = {"posterior": lambda: bn.posterior("c", ev),
+           "log_evidence": lambda: bn.log_evidence(ev),
+           "map": lambda: bn.map(ev),
+           "sample": lambda: bn.sample(5, {"u": ev["u"]}),
+           "sample_evidence": lambda: bn.sample(3, evidence=ev),
+           "compile_evidence": lambda: bn.compile_evidence(["w"]).posterior("c", {"w": 1})}[query]
+    before = {n: b.clone() for n, b in norm.named_buffers()}
+    run()
+    assert all(torch.equal(b, norm.get_buffer(n)) for n, b in before.items()), query
+    assert norm.training
+
+
+def test_a_training_step_still_updates_the_running_statistics():
+    bn, norm = _batch_norm_net()
+    data = {"c": torch.tensor([0, 1, 1, 0]), "w": torch.tensor([1, 1, 0, 0])}
+    u = torch.randn(4, 1) * 3 + 2
+    bn.log_prob(data, {"u": u})
+    assert int(norm.num_batches_tracked) == 1
+    mean = norm.running_mean.clone()
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
+    svi.step(torch.stack([data["c"], data["w"]], 1), None, {"u": u})  # a training step of the Pyro model
+    assert int(norm.num_batches_tracked) == 2 and not torch.equal(norm.running_mean, mean)

@@ -7,7 +7,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from hybridpgm.errors import EvidenceError
+from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs import MarkovNet, ising_grid
 from hybridpgm.graphs.mrf_distribution import MarkovNetDistribution
 from tests.graphs.mrf_brute_force import assignments, random_mrf
@@ -254,3 +254,96 @@ def test_log_prob_gradients_stay_finite_at_values_of_probability_zero():
     possible = scores[[0, 2, 3]]
     (want,) = torch.autograd.grad((possible - possible.logsumexp(0)).sum(), table)
     assert bool(torch.isfinite(got).all()) and torch.allclose(got, want, atol=1e-12)
+
+
+class _DropoutPotential(torch.nn.Module):
+    """A pairwise potential ``context [N, 3] -> [N, 2, 3]`` with dropout; counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                       torch.nn.Linear(16, 6))
+        self.calls = 0
+
+    def forward(self, context):
+        self.calls += 1
+        return self.net(context).reshape(context.shape[:-1] + (2, 3))
+
+
+def test_a_dropout_potential_in_training_mode_gives_a_normalised_log_prob_from_one_forward_pass():
+    """The score and log Z come from the tables of one forward pass (one dropout mask): the probabilities of all
+    states sum to one in training mode (two passes, two masks, gave 0.88)."""
+    torch.manual_seed(0)
+    pot = _DropoutPotential().train()
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], pot)
+    d = mrf.distribution(context=torch.randn(4, 3))
+    rows = torch.tensor([[a, b] for a in range(2) for b in range(3)])  # [6, 2]
+    pot.calls = 0
+    total = d.log_prob(rows[:, None, :]).exp().sum(0)  # [4]
+    assert torch.allclose(total, torch.ones(4), atol=1e-5), total
+    assert pot.calls == 0  # the network ran once, when the distribution was built
+
+
+def test_log_prob_after_an_in_place_update_of_the_tables_stays_normalised():
+    """A distribution kept across an optimizer step scores with the tables it was built from, as its log Z, mode
+    and samples do (the live score with the old log Z summed to 1.34), like torch's Categorical(logits=param)."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(2, 3))
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], p)
+    d = mrf.distribution()
+    before = d.log_prob(torch.tensor([[a, b] for a in range(2) for b in range(3)])).detach()
+    opt = torch.optim.SGD([p], lr=1.0)
+    p.grad = torch.randn(2, 3) * 3
+    opt.step()
+    after = d.log_prob(torch.tensor([[a, b] for a in range(2) for b in range(3)]))
+    assert torch.allclose(after.exp().sum(), torch.tensor(1.0), atol=1e-6)
+    assert torch.equal(after.detach(), before)
+    best = int(before.argmax())
+    assert d.mode.tolist() == [best // 3, best % 3]
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_inside_a_plate_the_distribution_keeps_entropy_mode_log_prob_and_samples(batch):
+    """pyro.plate expands the site's distribution: MarkovNetDistribution.expand keeps it a MarkovNetDistribution
+    (Pyro's generic ExpandedDistribution raised NotImplementedError for entropy and mode)."""
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2}).add_factor("ab", ["a", "b"], torch.randn(batch + (2, 3)))
+    mrf.add_factor("bc", ["b", "c"], torch.randn(3, 2))
+    base = mrf.distribution()
+
+    def guide():
+        with pyro.plate("data", 4, dim=-1 - len(batch)):
+            pyro.sample("z", mrf.distribution())
+
+    fn = pyro.poutine.trace(guide).get_trace().nodes["z"]["fn"]
+    assert isinstance(fn, MarkovNetDistribution) and fn.batch_shape == (4,) + batch
+    assert torch.allclose(fn.entropy(), base.entropy().expand((4,) + batch))
+    assert torch.equal(fn.mode, base.mode.expand((4,) + batch + (3,)))
+    x = fn.sample((500,))
+    assert x.shape == (500, 4) + batch + (3,)
+    assert torch.allclose(fn.log_prob(x), base.log_prob(x))
+    # independent draws in every plate entry, each with the unplated model's frequencies
+    assert not torch.equal(x[:, 0], x[:, 1])
+    rows = torch.tensor([[a, b, c] for a in range(2) for b in range(3) for c in range(2)])  # [12, 3]
+    if batch:
+        p, seen = base.log_prob(rows[:, None, :]).exp(), x[:, :, None] == rows[:, None, :]  # [12, 3]
+    else:
+        p, seen = base.log_prob(rows).exp(), x[..., None, :] == rows  # [12]
+    freq = seen.all(-1).float().mean((0, 1))
+    assert torch.allclose(freq, p, atol=0.05)
+    with pytest.raises(ModelSpecError, match=r"batch_shape \(3,\) does not broadcast to \(5, 4\)"):
+        mrf.distribution(evidence={"a": torch.tensor([0, 1, -1])}).expand((5, 4))
+
+
+def test_an_expanded_size_one_batch_draws_independently_in_every_entry():
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(1, 2, 3))
+    base = mrf.distribution()
+    wide = base.expand((2, 5))
+    x = wide.sample((400,))
+    assert x.shape == (400, 2, 5, 2)
+    assert not torch.equal(x[:, 0, 0], x[:, 1, 3])
+    rows = torch.tensor([[a, b] for a in range(2) for b in range(3)])
+    freq = (x[..., None, :] == rows).all(-1).float().mean((0, 1, 2))
+    assert torch.allclose(freq, base.log_prob(rows[:, None, :]).exp()[:, 0], atol=0.04)
+    assert torch.equal(wide.mode, base.mode.expand(2, 5, 2)) and wide.entropy().shape == (2, 5)
