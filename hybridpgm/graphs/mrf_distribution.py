@@ -123,11 +123,11 @@ class MarkovNetDistribution(TorchDistribution):
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(x \\mid e)`, ``sample_shape + batch_shape`` (``-inf`` where ``x`` contradicts the evidence).
+        A value whose score is :math:`-\\infty` (finite penalties summing past the dtype's range) gets
+        ``-inf`` too, never NaN.
 
         :param value: ``sample_shape + batch_shape + (V,)`` states; its leading dims broadcast against
             ``batch_shape`` (one state ``(V,)`` is scored under every model and evidence row).
-        A value whose score is :math:`-\\infty` (finite penalties summing past the dtype's range) gets
-        ``-inf`` too, never NaN.
 
         :raises EvidenceError: when the last dim of ``value`` is not the number of variables, its leading dims
             do not broadcast with ``batch_shape``, or a value is not a state of its variable (``1.5``, ``-1``,
