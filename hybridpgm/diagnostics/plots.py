@@ -1,9 +1,11 @@
 """Plots written by the command line and used in notebooks (matplotlib).
 
 Every helper builds a :class:`matplotlib.figure.Figure` with the object-oriented
-API (no pyplot state, no backend change) and returns it, so a notebook shows it
-inline; it is written to disk only when ``path`` is given (PNG at 100 dpi; missing
-folders of ``path`` are created).
+API (no pyplot state, no backend change) and returns it; it is written to disk
+only when ``path`` is given (PNG at 100 dpi; missing folders of ``path`` are
+created).  A notebook shows the returned figure inline as a PNG, with or without
+``%matplotlib inline`` (:func:`~hybridpgm.diagnostics.figure_display.displayable`;
+where the inline backend is active, its own printer draws it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hybridpgm.checks import positive_int  # noqa: E402
+from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.errors import ConfigError, DataError  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
@@ -99,11 +102,12 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
+    """Lay ``fig`` out, write it to ``path`` (if given) and make it show itself in a notebook."""
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)  # as checkpoints and reports are written
         fig.savefig(Path(path), dpi=100)
-    return fig
+    return displayable(fig)
 
 
 def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point") -> Figure:

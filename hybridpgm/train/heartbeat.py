@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from hybridpgm.errors import CollectiveTimeoutError, HybridPGMError
 
-__all__ = ["Heartbeat", "default_store", "explain_failure"]
+__all__ = ["Heartbeat", "beating", "default_store", "explain_failure"]
 
 _runs = 0  # fit calls so far in this process: every rank counts the same, so keys of one run match
 
@@ -138,6 +138,31 @@ class Heartbeat:
             else:
                 lines.append(f"rank {rank}: {phase} in step {step + 1} for {busy:.1f} s")
         return culprits, "; ".join(lines)
+
+
+@contextlib.contextmanager
+def beating(context: Any) -> Iterator[Heartbeat | None]:
+    """The heartbeat of a run, for the length of a ``with`` block.
+
+    On several ranks with a store (:func:`default_store`), a started :class:`Heartbeat` published as
+    ``context.heartbeat`` (the collectives mark their waits on it); else ``None``.  However the block ends
+    -- a return, an exception, a :class:`KeyboardInterrupt` -- the beating thread is stopped and
+    ``context.heartbeat`` reset to ``None``, so a failed ``fit`` leaves no thread behind.
+
+    :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext` (``world_size``,
+        ``rank``, ``timeout_s`` and the ``heartbeat`` attribute it sets).
+    """
+    store = default_store() if context.world_size > 1 else None
+    if store is None:
+        yield None
+        return
+    heartbeat = Heartbeat(store, context.rank, context.world_size, context.timeout_s or 300.0)
+    try:
+        context.heartbeat = heartbeat.start()
+        yield heartbeat
+    finally:
+        heartbeat.stop()  # idempotent: fit stops it earlier, when its steps end
+        context.heartbeat = None
 
 
 def explain_failure(error: BaseException, heartbeat: Heartbeat | None, rank: int, timeout_s: float | None,

@@ -213,6 +213,18 @@ class Player:
             self.scheduler.step()
         return value
 
+    def clear_gradients(self) -> None:
+        """Set every parameter's ``.grad`` to ``None`` (``zero_grad(set_to_none=True)`` over :attr:`params`,
+        whatever the optimizer holds): no device work and no host synchronisation.
+
+        :func:`~hybridpgm.train.trainer.fit` calls it for every player when it returns or raises, so no
+        gradient of a step -- the last one's, or the partial sum of an interrupted one -- outlives the run: a
+        plain ``pyro.infer.SVI.step`` afterwards, which adds to ``.grad`` and zeroes it only after stepping,
+        starts from its own gradient alone.
+        """
+        for p in self.params:
+            p.grad = None
+
     def _gradients_written_by(self, objective: Any) -> bool:
         """Whether to take the objective's written-out gradients (its optional ``loss_and_gradients``)
         instead of autograd's: only where they are the whole story, that is where ``loss`` is not

@@ -11,6 +11,7 @@ See :mod:`hybridpgm.train.objective` for the contract and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -34,10 +35,10 @@ from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
                                          check_decomposable, check_factory, check_objective, draw_seed,
                                          keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
-from hybridpgm.train.heartbeat import Heartbeat, default_store, explain_failure
+from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
-from hybridpgm.train.player_step import autocast_for
+from hybridpgm.train.player_step import Player, autocast_for
 from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
@@ -57,6 +58,12 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
 def _say(message: str) -> None:
     """One line on stderr (rank 0 only, by the callers)."""
     print(f"hybridpgm: {message}", file=sys.stderr, flush=True)
+
+
+def _clear_gradients(players: Mapping[str, Player]) -> None:
+    """Every player's ``.grad`` back to ``None`` (:meth:`~hybridpgm.train.player_step.Player.clear_gradients`)."""
+    for player in players.values():
+        player.clear_gradients()
 
 
 @keeps_callers_rngs_when_unseeded  # fit(seed=None) leaves the caller's NumPy and Python RNG streams as they were
@@ -90,6 +97,14 @@ def fit(
     config: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``objective`` on ``data``.
+
+    However it ends -- a return, an exception, a :class:`KeyboardInterrupt` (also one between a micro-batch's
+    ``backward`` and the optimizer's step) -- once its players are built ``fit`` leaves every player's parameter
+    with ``.grad`` ``None`` (``zero_grad(set_to_none=True)``): a plain ``pyro.infer.SVI.step`` afterwards adds to
+    ``.grad`` and zeroes it only after stepping, so a gradient left behind would move its first step.
+    Parameters in no player keep their ``.grad``, which ``fit`` never writes.  The progress bar and the
+    heartbeat thread of a ``torchrun`` run are closed however the call ends (a callback's ``on_fit_start``
+    raising included).
 
     :param objective: an :class:`~hybridpgm.train.objective.Objective`.
     :param data: a tensor ``N x ...``, a tuple of tensors sharing ``N``, or a
@@ -252,122 +267,123 @@ def fit(
         objective.setup(move_to(first_batch(dataset, batch_size), device))
     players, hyperparameters, schedulers = build_players(objective, optim, lr_scheduler, precision, device,
                                                          skip_nonfinite)
-    config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
-                        accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
-                        shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
-                        config=user_config)
-    context.check_same("configuration", {
-        **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
-        "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
-    })
+    # whatever ends the call from here on (a return, any exception, a KeyboardInterrupt), on_exit releases what fit
+    # holds, in reverse order: the heartbeat thread, the progress bar, and every player's gradients
+    with contextlib.ExitStack() as on_exit:
+        on_exit.callback(_clear_gradients, players)
+        config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
+                            accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
+                            shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
+                            config=user_config)
+        context.check_same("configuration", {
+            **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
+            "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
+        })
 
-    history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
-    own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
-    resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
-    if resumed is not None:
-        restored = restore(checkpoint, resumed, module=module, objective=objective, players=players,
-                           hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
-                           config=config, seed=seed, override_hyperparameters=override_hyperparameters,
-                           world_size=context.world_size)
-        history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
-        finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
-                                                      restored.own_rank_states)
-        if context.is_main:
-            _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
-                 + ("; it had stopped early, so no step is run" if finished else ""))
-            if restored.lost is not None:
-                warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
-    # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
-    context.broadcast_module_state(module, buffers=own_rank_states is None)
-    if own_rank_states is not None:
-        load_rank_state(checkpoint, module, objective, own_rank_states[context.rank])
-    if seed is None:
-        seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
-    seed = context.agree_on_seed(seed)
+        history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
+        own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
+        resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
+        if resumed is not None:
+            restored = restore(checkpoint, resumed, module=module, objective=objective, players=players,
+                               hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
+                               config=config, seed=seed, override_hyperparameters=override_hyperparameters,
+                               world_size=context.world_size)
+            history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
+            finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
+                                                          restored.own_rank_states)
+            if context.is_main:
+                _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
+                     + ("; it had stopped early, so no step is run" if finished else ""))
+                if restored.lost is not None:
+                    warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
+        # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
+        context.broadcast_module_state(module, buffers=own_rank_states is None)
+        if own_rank_states is not None:
+            load_rank_state(checkpoint, module, objective, own_rank_states[context.rank])
+        if seed is None:
+            seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
+        seed = context.agree_on_seed(seed)
 
-    stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                         rank=context.rank, world_size=context.world_size)
-    total_steps = num_steps(stream.batches_per_epoch, epochs, max_steps)
-    if resumed is not None and len(resumed["rng"]) == context.world_size:
-        set_rng_state(resumed["rng"][context.rank])
-    else:  # a fresh run, or a resume on another number of ranks
-        pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
+        stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
+                             rank=context.rank, world_size=context.world_size)
+        total_steps = num_steps(stream.batches_per_epoch, epochs, max_steps)
+        if resumed is not None and len(resumed["rng"]) == context.world_size:
+            set_rng_state(resumed["rng"][context.rank])
+        else:  # a fresh run, or a resume on another number of ranks
+            pyro.set_rng_seed(rng_seed(seed, context.rank, start_step))
 
-    write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
-                                     callbacks=callbacks, history=history, seed=seed, config=config,
-                                     context=context).write
+        write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
+                                         callbacks=callbacks, history=history, seed=seed, config=config,
+                                         context=context).write
 
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (progress and context.is_main),
-               desc=type(objective).__name__, unit="step", dynamic_ncols=True)
-    info, interrupted, step, stopped = None, 0, start_step, finished
-    heartbeat = None
-    if context.world_size > 1 and default_store() is not None:
-        heartbeat = Heartbeat(default_store(), context.rank, context.world_size, context.timeout_s or 300.0)
-        context.heartbeat = heartbeat.start()
-    started = time.perf_counter() - elapsed
-    start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
-    for callback in callbacks:
-        if hasattr(callback, "on_fit_start"):
-            callback.on_fit_start(start)
-    with StopSignals() as stop_signals:
-        try:
-            for step in range(start_step, start_step if finished else total_steps):
-                if heartbeat is not None:
-                    heartbeat.progress(step)
-                step_started = time.perf_counter()
-                batch = move_to(stream.batch(step), device)
-                micro_batches = split_batch(batch, accumulate)
-                losses: dict[str, list[float]] = {}
-                for name in schedule:
-                    value = players[name].update(objective, micro_batches, step=step, context=context,
-                                                 precision=precision, device=device, clip_grad_norm=clip_grad_norm,
-                                                 checkpoint=checkpoint, accumulate=accumulate, batch_size=batch_size)
-                    losses.setdefault(name, []).append(value)
-                if hasattr(objective, "train_step_end"):
-                    objective.train_step_end(step)
-                step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
-                now = time.perf_counter()
-                history.record(step + 1, step_losses, now - started,
-                               batch_size_of(batch) / max(now - step_started, 1e-12))
-                if not bar.disable:  # a hidden bar would still format its postfix
-                    bar.update(1)
-                    bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
-                info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
-                                objective=objective, history=history, device=device, is_main=context.is_main,
-                                reduce_mean=context.mean_of)
+        # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
+        running = on_exit.enter_context(contextlib.ExitStack())
+        bar = running.enter_context(tqdm(total=total_steps, initial=start_step, desc=type(objective).__name__,
+                                         disable=not (progress and context.is_main), unit="step", dynamic_ncols=True))
+        heartbeat = running.enter_context(beating(context))  # None in a single process
+        info, interrupted, step, stopped = None, 0, start_step, finished
+        started = time.perf_counter() - elapsed
+        start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
+        for callback in callbacks:
+            if hasattr(callback, "on_fit_start"):
+                callback.on_fit_start(start)
+        with StopSignals() as stop_signals:
+            try:
+                for step in range(start_step, start_step if finished else total_steps):
+                    if heartbeat is not None:
+                        heartbeat.progress(step)
+                    step_started = time.perf_counter()
+                    batch = move_to(stream.batch(step), device)
+                    micro_batches = split_batch(batch, accumulate)
+                    losses: dict[str, list[float]] = {}
+                    for name in schedule:
+                        value = players[name].update(objective, micro_batches, step=step, context=context,
+                                                     precision=precision, device=device,
+                                                     clip_grad_norm=clip_grad_norm, checkpoint=checkpoint,
+                                                     accumulate=accumulate, batch_size=batch_size)
+                        losses.setdefault(name, []).append(value)
+                    if hasattr(objective, "train_step_end"):
+                        objective.train_step_end(step)
+                    step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
+                    now = time.perf_counter()
+                    history.record(step + 1, step_losses, now - started,
+                                   batch_size_of(batch) / max(now - step_started, 1e-12))
+                    if not bar.disable:  # a hidden bar would still format its postfix
+                        bar.update(1)
+                        bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
+                    info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
+                                    objective=objective, history=history, device=device, is_main=context.is_main,
+                                    reduce_mean=context.mean_of)
+                    for callback in callbacks:
+                        callback.on_step_end(info)
+                    # one collective: a callback's stop request and any rank's signal, so all ranks stop together
+                    stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
+                    if stopped or interrupted:
+                        break
+                    if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
+                        write_checkpoint(step + 1)
+            except Exception as error:
+                failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
+                if failure is error:
+                    raise
+                raise failure from error
+            finally:
+                running.close()  # the bar is gone before the end-of-run checkpoint and on_fit_end
+            steps_done = history.step[-1] if history.step else start_step
+            ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) \
+                and any(hasattr(callback, "on_fit_end") for callback in callbacks)
+            if ending and info is None:  # resumed after its on_fit_end failed, with no step left: run it now
+                info = StepInfo(step=steps_done, epoch=(steps_done - 1) // stream.batches_per_epoch,
+                                losses={p: v[-1] for p, v in history.loss.items() if v}, objective=objective,
+                                history=history, device=device, is_main=context.is_main, reduce_mean=context.mean_of)
+            # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again
+            write_checkpoint(steps_done, bool(stopped), pending=ending)
+            if ending:
                 for callback in callbacks:
-                    callback.on_step_end(info)
-                # one collective: a callback's stop request and any rank's signal, so all ranks stop together
-                stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
-                if stopped or interrupted:
-                    break
-                if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
-                    write_checkpoint(step + 1)
-        except Exception as error:
-            failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
-            if failure is error:
-                raise
-            raise failure from error
-        finally:
-            bar.close()
-            if heartbeat is not None:
-                heartbeat.stop()
-                context.heartbeat = None
-        steps_done = history.step[-1] if history.step else start_step
-        ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) \
-            and any(hasattr(callback, "on_fit_end") for callback in callbacks)
-        if ending and info is None:  # resumed after its on_fit_end failed, with no step left: run it now
-            info = StepInfo(step=steps_done, epoch=(steps_done - 1) // stream.batches_per_epoch,
-                            losses={p: v[-1] for p, v in history.loss.items() if v}, objective=objective,
-                            history=history, device=device, is_main=context.is_main, reduce_mean=context.mean_of)
-        # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again
-        write_checkpoint(steps_done, bool(stopped), pending=ending)
-        if ending:
-            for callback in callbacks:
-                if hasattr(callback, "on_fit_end"):
-                    callback.on_fit_end(info)
-            write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
-        late_signal = stop_signals.signum if not interrupted else 0
+                    if hasattr(callback, "on_fit_end"):
+                        callback.on_fit_end(info)
+                write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
+            late_signal = stop_signals.signum if not interrupted else 0
     if interrupted:
         again = ("run again with the same arguments to resume" if mode != "never" else  # "never" would refuse it
                  "run again with resume=True (CLI: --resume) to continue it")

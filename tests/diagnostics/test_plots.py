@@ -45,6 +45,19 @@ def test_every_plot_returns_a_figure_and_writes_only_when_given_a_path(name, tmp
     assert _is_png(nested)
 
 
+@pytest.mark.parametrize("name", sorted(PLOTS) + ["sequence_marginals"])
+def test_every_plot_is_an_image_in_ipython_without_the_inline_backend(name):
+    """Before, IPython showed these pyplot-less figures as '<Figure size ...>' unless %matplotlib inline ran."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from hybridpgm.diagnostics.plots import plot_sequence_marginals
+
+    fig = plot_sequence_marginals(torch.full((4, 3), 1 / 3), [0, 1, 2, 0]) if name == "sequence_marginals" \
+        else PLOTS[name](None)
+    data, _ = DisplayFormatter().format(fig)
+    assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n" and data["text/plain"].startswith("<Figure size")
+
+
 def test_loss_legend_names_the_negative_elbo_a_loss():
     labels = [t.get_text() for t in plot_loss_curves(_history()).axes[0].get_legend().get_texts()]
     assert labels == ["wake loss", "sleep loss", "loss = -ELBO (nats per example)", "eval"]

@@ -6,13 +6,15 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 import torch.distributed as dist
 
 from hybridpgm.errors import CollectiveTimeoutError
-from hybridpgm.train.heartbeat import Heartbeat, explain_failure
+from hybridpgm.train import heartbeat as heartbeat_module
+from hybridpgm.train.heartbeat import Heartbeat, beating, explain_failure
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "train" / "ddp_worker.py"
@@ -49,6 +51,21 @@ def test_a_rank_computing_past_the_timeout_is_named_and_one_never_heard_of_too()
         beats[1].stop()
     assert ranks == [1, 2]
     assert "rank 1: alive but computing step 3 for 10." in report and "rank 2: no heartbeat at all" in report
+
+
+def test_beating_stops_its_thread_and_unpublishes_it_however_the_block_ends(monkeypatch):
+    store = dist.HashStore()
+    monkeypatch.setattr(heartbeat_module, "default_store", lambda: store)
+    context = types.SimpleNamespace(world_size=2, rank=1, timeout_s=1.0, heartbeat=None)
+    with pytest.raises(KeyboardInterrupt):
+        with beating(context) as beat:
+            assert context.heartbeat is beat and beat._thread.is_alive()
+            assert store.get(beat._prefix + "1").decode().startswith("0|starting|")
+            raise KeyboardInterrupt  # a Ctrl-C in a callback's on_fit_start
+    assert context.heartbeat is None and not beat._thread.is_alive()
+    context.world_size = 1  # one process: no heartbeat at all
+    with beating(context) as beat:
+        assert beat is None and context.heartbeat is None
 
 
 def _free_port():
