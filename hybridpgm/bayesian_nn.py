@@ -38,6 +38,7 @@ from torch import nn
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.param_store_scope import modules_own_their_params
 
@@ -201,10 +202,13 @@ class BayesianRegressor(PyroModule):
         return mean
 
 
+@isolated_from_handlers
 @modules_own_their_params
 def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
     """Network outputs under ``num_samples`` posterior draws of the guide,
-    ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).
+    ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).  The model and guide
+    run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): no handler of the
+    caller sees or alters their sites.
 
     :raises ConfigError: ``num_samples`` is not a positive integer.
     :raises ModelSpecError: the model returns ``None`` (there is no output to sample)."""

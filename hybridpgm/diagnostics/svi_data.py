@@ -18,6 +18,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.param_store_scope import modules_own_their_params
 
@@ -105,12 +106,45 @@ def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: li
     return out
 
 
+def _masked_pairs(model_trace, sites: _Sites) -> dict[str, str]:
+    """``"<node>_unobserved" -> "<node>"`` for each latent site that is the missing half of an ``obs_mask`` split
+    (Pyro's ``pyro.sample(..., obs_mask=)``, a :class:`~hybridpgm.graphs.BayesNet`'s missing entries): its
+    sibling ``"<node>_observed"`` is an observed site under a tensor mask.  Where the mask is true the latent
+    half is masked out of the model, so its draws there are noise, not posterior draws."""
+    pairs = {}
+    for name in sites.latent + sites.discrete:
+        stem = name[: -len("_unobserved")] if name.endswith("_unobserved") else None
+        seen = sites.observed.get(f"{stem}_observed") if stem else None
+        if seen is not None and isinstance(seen["mask"], torch.Tensor):
+            pairs[name] = stem
+    return pairs
+
+
+def _observed_where_observed(site: dict, draws: torch.Tensor) -> torch.Tensor:
+    """``draws`` (``S x value_shape``) of an ``obs_mask`` split's latent half, with the observed values of its
+    observed half ``site`` where that one's mask is true: the node's values in every row."""
+    mask = site["mask"]
+    mask = mask.reshape(mask.shape + (1,) * site["fn"].event_dim)
+    return torch.where(mask, site["value"], draws).reshape(draws.shape)
+
+
+def _masked_to_zero(site: dict, log_lik: torch.Tensor) -> torch.Tensor:
+    """``log_lik`` of an observed ``site`` with the entries its mask hides at 0, as the model counts them."""
+    mask = site["mask"]
+    if mask is None:
+        return log_lik
+    if not isinstance(mask, torch.Tensor):
+        return log_lik if mask else torch.zeros_like(log_lik)
+    return torch.where(mask.expand(log_lik.shape), log_lik, torch.zeros_like(log_lik))
+
+
 def _plate_nesting(*traces) -> int:
     dims = [frame.dim for trace in traces for site in trace.nodes.values() if site["type"] == "sample"
             for frame in site["cond_indep_stack"] if frame.vectorized]
     return -min(dims) if dims else 0
 
 
+@isolated_from_handlers
 @modules_own_their_params
 def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
                   return_sites: list[str] | None = None, **kwargs: Any):
@@ -132,6 +166,22 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
       the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
       at its draw, as the continuous latents are.
 
+    A site observed only in some entries -- Pyro's ``pyro.sample(name, d, obs=y, obs_mask=m)``, which splits it
+    into an observed ``"<name>_observed"`` masked by ``m`` and a latent ``"<name>_unobserved"`` masked by ``~m``,
+    and a :class:`~hybridpgm.graphs.BayesNet`'s node with missing entries -- is reported as the node: the
+    posterior variable ``"<name>"`` holds the drawn values where ``m`` is false and the observed value where it
+    is true (the latent half's draws there are masked out of the model: noise, not posterior draws), in place of
+    ``"<name>_unobserved"`` (Pyro's ``obs_mask`` already records ``"<name>"`` as a deterministic site; it is
+    kept, and ``"<name>_unobserved"`` left out).  The log-likelihood of an observed site is 0 in the entries its
+    mask hides (``m`` false for ``"<name>_observed"``, or a ``poutine.mask``: the model counts nothing there);
+    its ``observed_data`` holds there whatever placeholder the data had.  An empty guide such as
+    :meth:`BayesNet.guide <hybridpgm.graphs.BayesNet.guide>` is right here,
+    since the missing entries are drawn from their exact posterior (it runs under
+    :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly`).
+
+    The model and guide run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`):
+    no handler of the caller sees or alters their sites.
+
     :param model: the Pyro model, run as ``model(*args, **kwargs)`` with its
         observed sites conditioned (``obs=``) on the full data.
     :param guide: the trained guide.
@@ -149,7 +199,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary.
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
-    with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
+    # a diagnostic leaves the model's buffers alone; the missing entries that the guide lacks are drawn exactly here
+    with torch.no_grad(), keeping_module_state(model, guide), DiscreteSitesDrawnExactly():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         _refuse_subsampling(model_trace, guide_trace)
@@ -158,11 +209,17 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         if not observed:
             raise DataError("the model has no observed sample site: nothing to check against "
                             "(pyro.factor and pyro.deterministic sites hold no data)")
-        returnable = [n for n in model_trace.nodes if n in sites.latent + sites.discrete + sites.deterministic]
+        pairs = _masked_pairs(model_trace, sites)
+        returnable = [pairs.get(n, n) for n in model_trace.nodes
+                      if n in sites.latent + sites.discrete + sites.deterministic]
+        returnable = list(dict.fromkeys(returnable))  # Pyro's obs_mask has a deterministic site of the node's name
         unknown = [n for n in (return_sites or []) if n not in returnable]
         if unknown:
+            split = [f"{n!r} (the missing entries of {pairs[n]!r}: ask for {pairs[n]!r})" for n in unknown
+                     if n in pairs]
             raise DataError(f"return_sites {unknown} are not latent or deterministic sample sites of the model "
-                            f"(its latent and deterministic sites: {returnable})")
+                            f"(its latent and deterministic sites: {returnable})"
+                            + (f"; {', '.join(split)}" if split else ""))
         draws = Predictive(model, guide=guide, num_samples=num_samples,
                            return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
         # Predictive pads draws with plate dims on the left: restore each site's own shape
@@ -188,17 +245,21 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                 point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"])
                                  for name in observed}
             for name in observed:
-                log_lik[name].append(point_log_lik[name])
+                log_lik[name].append(_masked_to_zero(observed[name], point_log_lik[name]))
         draws.update({n: torch.stack(v) for n, v in per_draw.items()})
         log_lik = {n: torch.stack(v) for n, v in log_lik.items()}
         if num_samples > 1 and all(bool((v == v[:1]).all()) for v in log_lik.values()):
             warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "
-                          "guide such as AutoDelta?); az.loo and az.waic need draws that vary: ArviZ 0.x reports "
-                          "k-hat = inf at every point, ArviZ 1.x raises 'All tail values are the same'",
-                          UserWarning, stacklevel=3)
+                          "guide such as AutoDelta, or a model whose latents are all summed out of it?); az.loo and "
+                          "az.waic need draws that vary: ArviZ 0.x reports k-hat = inf at every point, ArviZ 1.x "
+                          "raises 'All tail values are the same'",
+                          UserWarning, stacklevel=4)  # from_pyro_svi, its two decorators, the caller
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
                                 return_sites=list(observed))(*args, **kwargs)
+        for name, stem in pairs.items():  # the node's values: observed where observed, drawn where missing
+            combined = _observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
+            draws.setdefault(stem, combined)
     return make_inference_data({
         "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
         "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)

@@ -51,6 +51,7 @@ from hybridpgm.checks import as_integer, check_device, flag, positive_int, posit
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -272,19 +273,26 @@ class SigmoidBeliefNet(PyroModule):
     def forward(self, x: torch.Tensor | None = None, **kwargs):
         return self.model(x, **kwargs)
 
+    @isolated_from_handlers
     @own_param_store
     @torch.no_grad()
     def sample(self, num_samples: int) -> torch.Tensor:
-        """Ancestral samples of the visible units, ``[num_samples, D]``."""
+        """Ancestral samples of the visible units, ``[num_samples, D]``.
+
+        A prior draw whatever handlers the caller runs under: the model runs as a program of its own
+        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), so an outer ``poutine.condition`` does not
+        condition it and an outer trace records none of its sites."""
         n = sample_count(num_samples, "SigmoidBeliefNet.sample num_samples")
         return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
 
     # -------------------------------------------------------------- evaluation
+    @isolated_from_handlers
     @own_param_store
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x)` with the recognition network as proposal.
 
-        See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.
+        See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.  Isolated from the caller's
+        effect handlers (:func:`~hybridpgm.handler_scope.isolated_from_handlers`).
 
         :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.
@@ -345,6 +353,7 @@ class SigmoidBeliefNet(PyroModule):
                     f"(limit {MAX_ENUM_STATES}); use log_likelihood() (importance sampling) instead"
                 )
 
+    @isolated_from_handlers
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """Exact :math:`\\log p(x) = \\log \\sum_{h} p(x, h)` per datapoint.
 
@@ -352,6 +361,12 @@ class SigmoidBeliefNet(PyroModule):
         enumerated layers with Pyro's tensor-variable elimination
         (``pyro.ops.contract``), keeping the data plate.  Cost grows as
         :math:`\\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.
+
+        The enumerated program runs as one of its own
+        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): the value is the same under any handler of the
+        caller (``poutine.scale``, ``condition``, an outer ``pyro.plate``), and a user's model can score data
+        with it, ``pyro.factor("ll", sbn.exact_log_likelihood(x).sum())``, without its enumerated sites leaking
+        into the model's trace.
 
         :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.

@@ -37,6 +37,7 @@ from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, posi
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
@@ -289,11 +290,18 @@ class VAE(PyroModule):
             out = self._net(self.decoder, self._encode(x)[0], "decoder")
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
+    @isolated_from_handlers
     @torch.no_grad()
     @own_param_store
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128) -> torch.Tensor:
         """``num_samples x batch`` importance log-weights
         :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`.
+
+        :meth:`model` and :meth:`guide` run as a program of their own
+        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), as do :meth:`log_likelihood` and :meth:`elbo`:
+        the same values under any handler of the caller (``poutine.scale``, ``condition``, an outer
+        ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a
+        ``pyro.factor``.
 
         :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
         :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
@@ -313,6 +321,7 @@ class VAE(PyroModule):
                 chunks.append(log_w)
         return torch.cat(chunks, dim=0)
 
+    @isolated_from_handlers
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x_n)` per data point (``batch``),
@@ -321,6 +330,7 @@ class VAE(PyroModule):
         log_w = self.log_weights(x, num_samples, chunk_size)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
+    @isolated_from_handlers
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
         """Monte Carlo ELBO per data point (``batch``), averaged over ``num_samples`` draws."""

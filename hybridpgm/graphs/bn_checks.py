@@ -25,6 +25,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.bn_values import _missing
+from hybridpgm.handler_scope import DiscreteSitesDrawnExactly
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetChecks"]
@@ -147,8 +148,11 @@ class BayesNetChecks:
         ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
         :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
         :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
-        no objective) is let through; it reads nothing from the device."""
-        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger)) for m in _PYRO_STACK):
+        no objective) is let through, and so is one under
+        :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly` (:func:`~hybridpgm.diagnostics.from_pyro_svi`
+        draws the missing entries from their exact posterior itself); it reads nothing from the device."""
+        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger, DiscreteSitesDrawnExactly))
+                               for m in _PYRO_STACK):
             return
         cols = self.columns(data, mask)
         latent = [v for v in self.nodes if self.cardinality(v) is not None

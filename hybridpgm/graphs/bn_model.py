@@ -24,6 +24,7 @@ from pyro.nn import pyro_method
 
 from hybridpgm.checks import sample_count
 from hybridpgm.errors import DataError
+from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
 
 __all__ = ["BayesNetModel"]
@@ -127,6 +128,7 @@ class BayesNetModel:
         """
         self._check_enumerated(data, mask)
 
+    @isolated_from_handlers  # a program of its own: the caller's handlers neither see nor alter its sites
     @own_param_store
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
         """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
@@ -153,6 +155,7 @@ class BayesNetModel:
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}
 
+    @isolated_from_handlers
     @own_param_store
     def log_prob(self, values, inputs=None) -> torch.Tensor:
         """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor).

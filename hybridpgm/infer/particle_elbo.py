@@ -44,6 +44,7 @@ from pyro.util import check_if_enumerated
 
 from hybridpgm.checks import flag, positive_int
 from hybridpgm.errors import ObjectiveError
+from hybridpgm.handler_scope import isolated_from_handlers
 # re-exported: the probe-trace helpers this module held before they moved to hybridpgm.infer.particle_probe
 from hybridpgm.infer.particle_probe import (guess_plate_nesting, keeping_module_state, keeping_rng_state,
                                             probed_modules, probing)
@@ -270,6 +271,7 @@ class ParticleELBO(ELBO):
 
 
 @torch.no_grad()
+@isolated_from_handlers
 def importance_log_likelihood(model, guide, *args, num_samples: int = 1000, chunk_size: int = 100,
                               plate_name: str | None = None, max_plate_nesting: int | None = None, **kwargs):
     """Importance-sampled :math:`\\log p(x_b)` per datapoint, with the guide as proposal:
@@ -281,7 +283,9 @@ def importance_log_likelihood(model, guide, *args, num_samples: int = 1000, chun
 
     A stochastic lower bound in expectation that tightens to :math:`\\log p(x_b)`
     as :math:`S` grows [1].  Particles are drawn in chunks of ``chunk_size`` to
-    bound memory.
+    bound memory.  ``model`` and ``guide`` run as programs of their own
+    (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): no handler of the caller (a trace, ``scale``,
+    ``condition``, an outer ``pyro.plate``) sees or alters their sites.
 
     :param int num_samples: :math:`S`.
     :param int chunk_size: particles per vectorized pass.
@@ -301,7 +305,7 @@ def importance_log_likelihood(model, guide, *args, num_samples: int = 1000, chun
     while done < num_samples:
         k = min(chunk_size, num_samples - done)
         estimator = ParticleELBO(k, max_plate_nesting=nesting, plate_name=plate_name)
-        with pyro.poutine.block():
+        with pyro.poutine.block():  # kept inside the isolation: BayesNet.guide lets a blocked (probe) run through
             lw = estimator.log_weights(model, guide, *args, **kwargs)
         nesting = int(estimator.max_plate_nesting)  # reuse the guess
         chunk = torch.logsumexp(lw.log_p - lw.log_q, 0)

@@ -352,3 +352,91 @@ def test_from_pyro_svi_warns_that_a_point_estimate_guide_cannot_feed_loo():
         warnings.simplefilter("error")
         from_pyro_svi(global_model, global_guide, X, num_samples=5)  # draws that vary: no warning
     pyro.clear_param_store()
+
+
+# ---------------------------------------------------------------- obs_mask splits: a BayesNet with missing entries
+PA, PB, PC = torch.tensor([0.3, 0.7]), torch.tensor([[0.8, 0.2], [0.1, 0.9]]), torch.tensor([[0.6, 0.4], [0.25, 0.75]])
+BN_DATA = torch.tensor([[-1, 0, 1], [-1, 1, 0], [1, 1, 1], [0, -1, 1], [1, -1, 0]])  # -1: missing
+
+
+def _chain_net():
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet()
+    bn.add("a", cpd.Table(PA.tolist()))
+    bn.add("b", cpd.Table(PB.tolist(), ["a"]))
+    bn.add("c", cpd.Table(PC.tolist(), ["b"]))
+    return bn
+
+
+@pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # no continuous latent
+def test_from_pyro_svi_takes_a_bayes_net_s_own_guide_and_reports_each_node_s_posterior():
+    """Before: bn.guide refused the data ('BayesNet.guide is empty ...'), and with an empty guide the posterior
+    held 'a_unobserved', whose entries in the rows where 'a' is observed were uniform noise."""
+    bn = _chain_net()
+    pyro.set_rng_seed(0)
+    num_samples = 800
+    idata = from_pyro_svi(bn.model, bn.guide, BN_DATA, num_samples=num_samples)
+    assert set(idata.posterior.data_vars) == {"a", "b"}
+    exact = bn.posterior(["a", "b"], evidence=bn.columns(BN_DATA))
+    for node in ("a", "b"):
+        draws = torch.as_tensor(idata.posterior[node].values[0])  # S x N
+        assert draws.shape == (num_samples, len(BN_DATA))
+        observed = BN_DATA[:, "abc".index(node)] >= 0
+        assert (draws[:, observed] == BN_DATA[observed, "abc".index(node)]).all()  # the observed value, always
+        frequency = draws.double().mean(0)
+        p = exact[node][:, 1].double().detach()
+        tolerance = 4 * (p * (1 - p) / num_samples).sqrt() + 1e-9  # 4 standard errors
+        assert ((frequency - p).abs() <= tolerance).all(), (node, frequency, p)
+
+
+@pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # no continuous latent
+def test_from_pyro_svi_gives_a_masked_entry_no_log_likelihood():
+    """Before: the missing entries of 'a_observed' scored log p(a = placeholder), as if observed."""
+    bn = _chain_net()
+    pyro.set_rng_seed(0)
+    idata = from_pyro_svi(bn.model, bn.guide, BN_DATA, num_samples=20)
+    log_lik = torch.as_tensor(idata.log_likelihood["a_observed"].values[0])
+    observed = BN_DATA[:, 0] >= 0
+    assert (log_lik[:, ~observed] == 0).all()
+    torch.testing.assert_close(log_lik[:, observed], PA.log()[BN_DATA[observed, 0]].expand(20, -1))
+    # b's pointwise log-likelihood sums its missing parent out: log p(b_n) where a_n is missing
+    log_lik_b = torch.as_tensor(idata.log_likelihood["b_observed"].values[0])
+    torch.testing.assert_close(log_lik_b[0, 0], (PA @ PB[:, 0]).log())
+    assert (log_lik_b[:, 3:] == 0).all()
+
+
+def obs_mask_model(y, mask):
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    with pyro.plate("data", y.shape[0]):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=mask)
+
+
+def obs_mask_guide(y, mask):
+    mu = pyro.sample("mu", dist.Normal(1.0, 0.1))
+    with pyro.plate("data", y.shape[0]):
+        pyro.sample("y_unobserved", dist.Normal(mu, 1.0))
+
+
+def test_from_pyro_svi_reports_a_pyro_obs_mask_site_as_its_node():
+    y, mask = torch.tensor([0.5, 9.0, 1.5]), torch.tensor([True, False, True])  # 9.0: a placeholder
+    pyro.set_rng_seed(0)
+    idata = from_pyro_svi(obs_mask_model, obs_mask_guide, y, mask, num_samples=200)
+    assert set(idata.posterior.data_vars) == {"mu", "y"}
+    draws = torch.as_tensor(idata.posterior["y"].values[0])
+    assert (draws[:, mask] == y[mask]).all()
+    assert abs(float(draws[:, 1].mean()) - 1.0) < 0.3 and float(draws[:, 1].std()) > 0.5  # drawn, ~N(mu, 1)
+    assert (torch.as_tensor(idata.log_likelihood["y_observed"].values[0])[:, 1] == 0).all()
+    with pytest.raises(DataError, match=r"'y_unobserved' \(the missing entries of 'y': ask for 'y'\)"):
+        from_pyro_svi(obs_mask_model, obs_mask_guide, y, mask, num_samples=5, return_sites=["y_unobserved"])
+
+
+def test_from_pyro_svi_is_isolated_from_the_caller_s_handlers():
+    pyro.set_rng_seed(0)
+    plain = from_pyro_svi(global_model, global_guide, X, num_samples=20)
+    pyro.set_rng_seed(0)
+    with pyro.poutine.trace() as outer, pyro.poutine.scale(scale=3.0), pyro.plate("rows", 5, dim=-1):
+        got = from_pyro_svi(global_model, global_guide, X, num_samples=20)
+    np.testing.assert_array_equal(got.log_likelihood["x"].values, plain.log_likelihood["x"].values)
+    np.testing.assert_array_equal(got.posterior["mu"].values, plain.posterior["mu"].values)
+    assert not {"mu", "x", "data"} & set(outer.trace.nodes)

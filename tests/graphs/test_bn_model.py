@@ -3,6 +3,7 @@
 import functools
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
@@ -113,3 +114,31 @@ def test_dirichlet_map_matches_pgmpy_bayesian_estimator_with_alpha_minus_one_pse
         ref = est.estimate_cpd(v, prior_type="dirichlet", pseudo_counts=np.full((2, 1 if v == "a" else 2), alpha - 1))
         ref = torch.tensor(ref.get_values()).T.reshape(shape)  # pgmpy: [card, parent configs]
         torch.testing.assert_close(bn.cpds[v].probs.detach(), ref, atol=2e-3, rtol=0)
+
+
+def test_log_prob_and_sample_are_programs_of_their_own_under_the_callers_handlers():
+    """They traced bn.model under the caller's handlers: as a factor in a user's model the rows were counted
+    twice (the leaked sites), poutine.scale scaled the returned values, and poutine.condition fixed the draws."""
+    import pyro.poutine as poutine
+    from pyro.infer import Trace_ELBO
+
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    bn.add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
+    rows = torch.tensor([[0, 1], [1, 1]])
+    lp = bn.log_prob(rows)
+
+    def model():
+        pyro.factor("bn", bn.log_prob(rows).sum())
+
+    assert Trace_ELBO().loss(model, lambda: None) == pytest.approx(-float(lp.sum()), rel=1e-6)
+    trace = poutine.trace(model).get_trace()
+    assert [n for n, site in trace.nodes.items() if site["type"] == "sample"] == ["bn"]
+    with poutine.scale(scale=5.0):
+        assert torch.equal(bn.log_prob(rows), lp)
+    with pyro.plate("particles", 3, dim=-2):
+        assert bn.log_prob(rows).shape == (2,)
+    torch.manual_seed(0)
+    with poutine.condition(data={"a": torch.ones(400, dtype=torch.long)}):
+        draws = bn.sample(400)["a"].double()
+    assert abs(float(draws.mean()) - 0.7) < 4 * (0.21 / 400) ** 0.5  # prior draws of a, not the conditioned 1s
