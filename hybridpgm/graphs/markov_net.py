@@ -181,12 +181,11 @@ class MarkovNet(nn.Module):
 
         A tensor ``context`` reaches each neural potential in that potential's floating dtype (that of its first
         floating parameter or buffer) where the conversion is exact (:func:`~hybridpgm.data.validation.as_model_dtype`:
-        a lower-precision float is widened); an integer or ``bool`` context is passed as it is (category indices
-        for an ``nn.Embedding``).
+        a lower-precision float is widened); any other context is passed as it is (integers or ``bool``: category
+        indices for an ``nn.Embedding``; a float of higher precision, which the potential may cast itself).
 
-        :raises DataError: a floating context of higher precision than a potential's (float64 into a float32
-            network: rounding it is the caller's decision), or a potential that fails on an integer context,
-            naming the factor and both dtypes.
+        :raises DataError: a potential that fails on a context of another dtype than its own, naming the factor
+            and both dtypes.
         """
         out = {}
         for name, fam in self.families.items():

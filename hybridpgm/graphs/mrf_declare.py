@@ -115,27 +115,29 @@ def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
 
 
 def call_potential(name: str, mod: nn.Module, context):
-    """``mod(context)``: the neural potential of factor ``name`` on ``context``, a tensor ``context`` first brought
-    to the network's floating dtype (its first floating parameter's or buffer's) where that is exact
-    (:func:`~hybridpgm.data.validation.as_model_dtype`); an integer or ``bool`` context is passed as it is.
+    """``mod(context)``: the neural potential of factor ``name`` on ``context``.  A floating ``context`` of lower
+    precision than the network's floating dtype (its first floating parameter's or buffer's) is widened to it
+    first, which is exact (:func:`~hybridpgm.data.validation.as_model_dtype`); any other context (integers or
+    ``bool``: category indices for an embedding, or numbers; a floating context of higher precision, which the
+    network may cast itself) is passed as it is, and a network that fails on it is named.
 
-    :raises DataError: a floating context of higher precision than the network's, or a network that fails on an
-        integer context, naming the factor and both dtypes (see :meth:`MarkovNet.tables
-        <hybridpgm.graphs.MarkovNet.tables>`).
+    :raises DataError: the network fails on a context of a dtype other than its own, naming the factor and both
+        dtypes (see :meth:`MarkovNet.tables <hybridpgm.graphs.MarkovNet.tables>`).
     """
     if not isinstance(context, torch.Tensor):
         return mod(context)
     ref = next((t for t in itertools.chain(mod.parameters(), mod.buffers()) if t.is_floating_point()), None)
     if ref is None or context.dtype == ref.dtype:
         return mod(context)
-    if context.is_floating_point() or context.is_complex():
+    if context.is_floating_point() and torch.promote_types(context.dtype, ref.dtype) == ref.dtype:
         return mod(as_model_dtype(context, ref.dtype, f"MarkovNet: the context of factor {name!r}"))
-    try:  # integers or bool: category indices (an embedding) or numbers; the network decides
+    try:  # the network decides: an embedding takes indices, a forward may cast its input
         return mod(context)
     except RuntimeError as e:
         if isinstance(e, torch.OutOfMemoryError):
             raise
+        fix = ("convert it exactly or pass a context of the network's dtype" if context.is_floating_point()
+               else f"pass a floating context (context.to({ref.dtype})), or give the network a layer that takes "
+               f"{context.dtype} (an nn.Embedding for category indices)")
         raise DataError(f"MarkovNet: the neural potential of factor {name!r} fails on a context of dtype "
-                        f"{context.dtype} (its parameters are {ref.dtype}): {e}; pass a floating context "
-                        f"(context.to({ref.dtype})), or give the network a layer that takes {context.dtype} "
-                        f"(an nn.Embedding for category indices)") from e
+                        f"{context.dtype} (its parameters are {ref.dtype}): {e}; {fix}") from e

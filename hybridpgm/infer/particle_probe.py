@@ -70,12 +70,13 @@ def keeping_module_state(*owners: Any) -> Iterator[None]:
     every submodule of those) exactly as they were: batch-norm running statistics and ``num_batches_tracked``,
     NVIL's running moments, any buffer a forward pass in training mode updates.
 
-    Each buffer is cloned on entry and, where it changed, copied back on exit (also when the body raises),
-    into the same tensor object, so views and references to it stay valid; a buffer the body replaced by
-    another tensor is put back.  The cost is one copy of the buffers, small next to the parameters.  A
-    forward pass in :meth:`~torch.nn.Module.eval` mode would also leave them alone, but could take other
-    paths (dropout, ``if self.training``) than the training pass whose structure a probe trace is meant to
-    learn; restoring is exact whatever the module does.
+    Each buffer is cloned on entry and copied back on exit (also when the body raises), into the same tensor
+    object and through ``.data``, so views and references to it stay valid and its autograd version does not
+    move (a loss computed in the body, through a batch norm in training mode, still backpropagates after it);
+    a buffer the body replaced by another tensor is put back.  The cost is one copy of the buffers, small next
+    to the parameters.  A forward pass in :meth:`~torch.nn.Module.eval` mode would also leave them alone, but
+    could take other paths (dropout, ``if self.training``) than the training pass whose structure a probe trace
+    is meant to learn; restoring is exact whatever the module does.
     Buffers the body registers anew (a lazy module's) are kept.
     """
     saved = []
@@ -99,8 +100,10 @@ def keeping_module_state(*owners: Any) -> Iterator[None]:
                     if buf is not None:
                         if buf.shape != copy.shape or buf.dtype != copy.dtype or buf.device != copy.device:
                             buf.set_(copy)
-                        elif not torch.equal(buf, copy):  # untouched buffers keep their autograd version
-                            buf.copy_(copy)
+                        else:  # through .data: no autograd version bump, so a graph that saved the buffer (batch
+                            # norm saves its running statistics in training mode) still backpropagates, and no
+                            # host read (an equality test would be one per buffer)
+                            buf.data.copy_(copy)
                     sub._buffers[name] = buf
 
 

@@ -109,7 +109,8 @@ def test_queries_in_training_mode_leave_the_running_statistics_as_they_were(quer
 @pytest.mark.parametrize("query", ["log_partition_exact", "log_partition_bp", "sample", "score", "log_prob",
                                    "model", "distribution"])
 def test_a_context_of_higher_precision_than_the_potential_is_a_named_data_error(query):
-    """float64 context into a float32 network: torch's 'mat1 and mat2 must have the same dtype' before."""
+    """float64 context into a float32 network that does not cast it: torch's 'mat1 and mat2 must have the same
+    dtype' before."""
     torch.manual_seed(0)
     mrf, _ = _net(nn.Identity())
     context = torch.randn(3, 3, dtype=torch.float64)
@@ -121,9 +122,29 @@ def test_a_context_of_higher_precision_than_the_potential_is_a_named_data_error(
            "log_prob": lambda: mrf.log_prob(values, context=context),
            "model": lambda: mrf.model(values, context=context),
            "distribution": lambda: mrf.distribution(context=context)}[query]
-    with pytest.raises(DataError, match=r"context of factor 'ab' has dtype torch.float64, the model computes in "
-                                        r"torch.float32"):
+    with pytest.raises(DataError, match=r"potential of factor 'ab' fails on a context of dtype torch.float64 \(its "
+                                        r"parameters are torch.float32\)"):
         run()
+
+
+class _Casting(nn.Module):
+    """A potential that casts its context to its own dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 6)
+
+    def forward(self, ctx):
+        return self.lin(ctx.to(self.lin.weight.dtype)).view(-1, 2, 3)
+
+
+def test_a_context_of_higher_precision_reaches_a_potential_that_casts_it():
+    """The first fix refused every float64 context of a float32 network, also one the network casts itself."""
+    torch.manual_seed(0)
+    mrf = MarkovNet({"a": 2, "b": 3})
+    mrf.add_factor("ab", ["a", "b"], _Casting())
+    context = torch.randn(5, 3, dtype=torch.float64)
+    assert torch.equal(mrf.log_partition(context=context), mrf.log_partition(context=context.float()))
 
 
 def test_a_context_of_lower_precision_is_widened_exactly():

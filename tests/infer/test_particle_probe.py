@@ -43,6 +43,40 @@ def test_untouched_buffers_keep_their_autograd_version():
     assert counter.count._version == version
 
 
+def test_restored_buffers_keep_their_autograd_version_so_a_loss_from_the_body_backpropagates():
+    """The restore bumped the versions of changed buffers: a batch norm in training mode saves its running
+    statistics for backward, so a loss computed in the body (a train-mode BayesNet or MarkovNet query) failed
+    "modified by an inplace operation"."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with particle_probe.keeping_module_state(net):
+        loss = net(torch.randn(5, 2)).square().sum()
+    loss.backward()
+    assert net[0].weight.grad is not None and bool(net[0].weight.grad.abs().sum() > 0)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_train_mode_query_through_a_batch_norm_potential_backpropagates():
+    from hybridpgm.graphs import BayesNet, MarkovNet, cpd
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    bn.add("c", cpd.Neural(net, ["a"], 3))
+    bn.train()
+    bn.log_evidence({"c": torch.tensor([0, 2, 1, 1])}).sum().backward()
+    assert bool(net[0].weight.grad.abs().sum() > 0)
+    pot = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.Unflatten(-1, (3, 2)))
+    mrf = MarkovNet({"v": 3, "w": 2})
+    mrf.add_factor("vw", ["v", "w"], pot)
+    mrf.train()
+    running = pot[1].running_mean.clone()
+    mrf.marginals(context=torch.randn(5, 4))["v"][..., 0].sum().backward()
+    assert bool(pot[0].weight.grad.abs().sum() > 0) and torch.equal(pot[1].running_mean, running)
+
+
 def test_modules_are_found_behind_methods_wrappers_and_partials():
     vae, counter, other = batch_norm_vae(), _Counter(), _Counter()
     wrapped = poutine.scale(vae.model, 2.0)
