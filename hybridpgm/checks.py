@@ -13,11 +13,11 @@ from typing import Sequence
 
 import torch
 
-from hybridpgm.errors import ConfigError, DataError, DeviceError
+from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
-           "layer_sizes", "positive_int", "positive_real", "sample_count", "sample_shape_of", "seed_of",
-           "unit_fraction"]
+           "layer_sizes", "module_name", "positive_int", "positive_real", "sample_count", "sample_shape_of",
+           "seed_of", "site_prefix", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -195,3 +195,24 @@ def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:
     if not isinstance(value, bool):
         raise error(f"{what} must be True or False, got {value!r}")
     return value
+
+
+def site_prefix(prefix, where: str) -> str:
+    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names.
+
+    :raises ConfigError: a ``prefix`` that is not a ``str``, naming ``where``."""
+    if not isinstance(prefix, str):
+        raise ConfigError(f"{where} prefix must be a string (prepended to its Pyro site and plate names), got "
+                          f"{type(prefix).__name__} {prefix!r:.60}")
+    return prefix
+
+
+def module_name(name, where: str) -> str:
+    """``name`` checked: the ``name`` a :class:`~pyro.nn.PyroModule` gives its parameters in Pyro's param store
+    (``"<name>.<attribute>"``, or ``"<name>.<submodule>$$$<parameter>"``; ``""``: the attribute names alone).
+
+    :raises ModelSpecError: a ``name`` that is not a ``str``, naming ``where``."""
+    if not isinstance(name, str):
+        raise ModelSpecError(f"{where} name must be a string (the prefix of its parameters' names in Pyro's param "
+                             f"store), got {type(name).__name__} {name!r:.60}")
+    return name

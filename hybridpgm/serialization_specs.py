@@ -34,13 +34,16 @@ __all__ = ["BUILTIN_SPECS"]
 
 
 def _bayes_net_spec(bn, where: str) -> dict:
-    return {"cpds": dict(bn.cpds.items()), "state_names": dict(bn.state_names)}
+    spec = {"cpds": dict(bn.cpds.items()), "state_names": dict(bn.state_names)}
+    if getattr(bn, "_module_name", ""):  # a network of a name (unnamed ones, and older files, have no entry)
+        spec["name"] = bn._module_name
+    return spec
 
 
 def _bayes_net_from_spec(spec: dict):
     from hybridpgm.graphs.bayes_net import BayesNet
 
-    return BayesNet(spec["cpds"], state_names=spec["state_names"])
+    return BayesNet(spec["cpds"], state_names=spec["state_names"], name=spec.get("name", ""))
 
 
 def _markov_net_spec(mrf, where: str) -> dict:

@@ -45,9 +45,11 @@ from pyro.nn import PyroModule, pyro_method
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from pyro.ops.contract import contract_to_tensor
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.checks import as_integer, check_device, flag, positive_int, positive_real, sample_count
+from hybridpgm.checks import (as_integer, check_device, flag, module_name, positive_int, positive_real,
+                              sample_count, site_prefix)
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -63,6 +65,14 @@ _KEYWORDS = "batch_size=..., num_data=..., temperature=..."
 
 #: Largest number of joint states of two adjacent layers that exact enumeration accepts.
 MAX_ENUM_STATES = 2**24
+
+#: Largest number of elements of one enumerated tensor that :meth:`SigmoidBeliefNet.exact_log_likelihood` builds
+#: at a time (read at each call, so it can be changed, e.g. monkeypatched in a test): the observed site's
+#: log-density has :math:`2^{H_1} \cdot B \cdot D` elements for a batch of ``B`` rows (and the site of
+#: :math:`h_l`, :math:`2^{H_l + H_{l+1}} \cdot B`), so the rows go through in chunks of at most
+#: ``MAX_ENUM_ELEMENTS // (2**H_1 * D)`` rows (rows are independent: the result is that of one pass).
+#: 2**26 elements are 256 MiB in float32 per tensor.
+MAX_ENUM_ELEMENTS = 2**26
 
 
 def binary_states(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -93,12 +103,18 @@ class SigmoidBeliefNet(PyroModule):
     """A sigmoid belief net with a recognition network, as one ``PyroModule``.
 
     Sample sites: ``"h{L}"``, ..., ``"h1"`` (latent, ``[B, H_l]``) and ``"x"``
-    (observed, ``[B, D]``), all inside ``pyro.plate("data")``.
+    (observed, ``[B, D]``), all inside ``pyro.plate("data")``; with the ``prefix`` keyword of :meth:`model`,
+    :meth:`guide` and :meth:`enumerated_model`, ``prefix + "h1"``, ... inside ``pyro.plate(prefix + "data")``.
 
     :param layer_sizes: ``(D, H_1, ..., H_L)``: visible size first, top layer last.
     :param bool validate_data: check that data are binary and of the right shape.
+    :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
+        :class:`pyro.infer.SVI`) the parameters are ``"<name>.prior_logits"``, ``"<name>.decoders$$$0.weight"``,
+        ... instead of ``"prior_logits"``, ..., so two nets keep their parameters apart in one program (see
+        :doc:`/pyro_native`).  Saved and loaded with the net.
     :raises ModelSpecError: ``layer_sizes`` is not a sequence of at least two positive integers
-        (``bool`` and floats are refused), or ``validate_data`` is not ``True`` or ``False``.
+        (``bool`` and floats are refused), ``validate_data`` is not ``True`` or ``False``, or ``name`` is not a
+        string.
 
     >>> sbn = SigmoidBeliefNet([64, 20, 10])
     >>> x = torch.bernoulli(torch.full((5, 64), 0.3))
@@ -106,8 +122,8 @@ class SigmoidBeliefNet(PyroModule):
     torch.Size([5])
     """
 
-    def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True):
-        super().__init__()
+    def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True, name: str = ""):
+        super().__init__(module_name(name, "SigmoidBeliefNet"))
         if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, str) and len(layer_sizes) < 2:
             raise ModelSpecError(f"layer_sizes needs the visible size and at least one hidden layer, "
                                  f"got {list(layer_sizes)}")
@@ -168,16 +184,17 @@ class SigmoidBeliefNet(PyroModule):
             x = torch.where(binary, x, 0.0)
         return x
 
-    def _plate(self, batch: int, num_data: int | None):
+    def _plate(self, batch: int, num_data: int | None, prefix: str = ""):
         if not batch:
             raise DataError("SigmoidBeliefNet site 'x' got an empty batch (0 rows): a Pyro plate needs at least "
                             "one row")
         if num_data is None:
-            return pyro.plate("data", batch, dim=-1)
+            return pyro.plate(prefix + "data", batch, dim=-1)
         if as_integer(num_data) is not None and num_data < batch:
             raise ConfigError(f"num_data={num_data} is smaller than the batch size {batch}")
         num_data = check_num_data(num_data, batch, model="SigmoidBeliefNet")
-        return pyro.plate("data", num_data, subsample=torch.arange(batch, device=self.prior_logits.device), dim=-1)
+        rows = torch.arange(batch, device=self.prior_logits.device)
+        return pyro.plate(prefix + "data", num_data, subsample=rows, dim=-1)
 
     # ----------------------------------------------------------- Pyro programs
     @staticmethod
@@ -205,7 +222,7 @@ class SigmoidBeliefNet(PyroModule):
 
     @pyro_method
     def model(self, x: torch.Tensor | None = None, *labels, batch_size: int | None = None,
-              num_data: int | None = None, temperature: float | None = None):
+              num_data: int | None = None, temperature: float | None = None, prefix: str = ""):
         """Generative model :math:`p(x, h)`.
 
         :param x: observed data ``[B, D]``, or ``None`` to dream ``batch_size`` samples.
@@ -216,13 +233,17 @@ class SigmoidBeliefNet(PyroModule):
             holds the *logits* :math:`y_l` and the layer below sees
             :math:`\\sigma(y_l)`; reparameterizable, so the
             :class:`~hybridpgm.infer.IWAE` bound trains it.  Must match the guide's.
+        :param str prefix: prepended to the names of the sites and of the plate (``prefix + "h1"``, ...,
+            ``prefix + "x"``, ``prefix + "data"``), so that two models can share one Pyro program; the guide
+            takes the same ``prefix``.  ``""`` (the default): the names above.
         :returns: the visible units ``[B, D]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
             positional argument after ``x`` (a batch ``(x, labels)`` unpacked into the call).
         :raises ConfigError: ``batch_size`` is not a positive integer, ``num_data`` is smaller than the batch,
-            or ``temperature`` is not a finite positive number.
+            ``temperature`` is not a finite positive number, or ``prefix`` is not a string.
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="model", keywords=_KEYWORDS)
+        prefix = site_prefix(prefix, "SigmoidBeliefNet.model")
         self._check_temperature(temperature)
         if batch_size is not None:
             batch_size = positive_int(batch_size, "SigmoidBeliefNet.model batch_size")
@@ -235,39 +256,41 @@ class SigmoidBeliefNet(PyroModule):
         else:
             batch = 1 if batch_size is None else batch_size
         L = self.num_layers
-        with self._plate(batch, num_data):
+        with self._plate(batch, num_data, prefix):
             t = temperature
-            h = pyro.sample(f"h{L}", self._latent(self.prior_logits.expand(batch, -1), t))
+            h = pyro.sample(f"{prefix}h{L}", self._latent(self.prior_logits.expand(batch, -1), t))
             for l in range(L, 0, -1):
                 logits = self.decoders[l - 1](self._unit_values(h, t))
                 if l > 1:
-                    h = pyro.sample(f"h{l - 1}", self._latent(logits, t))
+                    h = pyro.sample(f"{prefix}h{l - 1}", self._latent(logits, t))
                 else:
-                    h = pyro.sample("x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
+                    h = pyro.sample(prefix + "x", dist.Bernoulli(logits=logits).to_event(1), obs=x)
         return h
 
     @pyro_method
     def guide(self, x: torch.Tensor, *labels, batch_size: int | None = None, num_data: int | None = None,
-              temperature: float | None = None):
+              temperature: float | None = None, prefix: str = ""):
         """Recognition model :math:`q(h \\mid x) = \\prod_l q(h_l \\mid h_{l-1})`.
 
         :param x: data ``[..., B, D]`` (leading dims allowed for dreamed particles).
         :param int batch_size: ignored (model and guide take the same keywords).
         :param int num_data: as in :meth:`model`.
         :param float temperature: Concrete relaxation, as in :meth:`model`.
+        :param str prefix: as in :meth:`model`.
         :returns: the top layer's sample ``[..., B, H_L]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
             positional argument after ``x`` (see :meth:`model`).
         :raises ConfigError: as :meth:`model`.
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="guide", keywords=_KEYWORDS)
+        prefix = site_prefix(prefix, "SigmoidBeliefNet.guide")
         self._check_temperature(temperature)
         x = self.check_data(x)
         h = x
-        with self._plate(x.shape[-2], num_data):
+        with self._plate(x.shape[-2], num_data, prefix):
             for l in range(1, self.num_layers + 1):
                 below = h if l == 1 else self._unit_values(h, temperature)
-                h = pyro.sample(f"h{l}", self._latent(self.encoders[l - 1](below), temperature))
+                h = pyro.sample(f"{prefix}h{l}", self._latent(self.encoders[l - 1](below), temperature))
         return h
 
     def forward(self, x: torch.Tensor | None = None, **kwargs):
@@ -306,16 +329,23 @@ class SigmoidBeliefNet(PyroModule):
         return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
                                          chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
-    def enumerated_model(self, x: torch.Tensor):
+    def enumerated_model(self, x: torch.Tensor, *, prefix: str = ""):
         """The same model with each hidden layer as one ``Categorical`` site over its
         :math:`2^{H_l}` joint states, marked for parallel enumeration, so that
         ``TraceEnum_ELBO`` (with an empty guide) or :meth:`exact_log_likelihood`
-        sums the hidden layers out exactly.
+        sums the hidden layers out exactly.  Under ``TraceEnum_ELBO`` the whole batch is one enumerated tensor
+        of :math:`2^{H_1} B D` elements (:meth:`exact_log_likelihood` chunks the rows; a training batch is
+        the caller's to size).
 
         :param x: ``[B, D]`` binary data.
+        :param str prefix: as in :meth:`model` (sites ``prefix + "h1"``, ..., ``prefix + "x"``, plate
+            ``prefix + "data"``).
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included), or ``x`` not
             two-dimensional.
+        :raises ConfigError: a model too wide to enumerate (see :meth:`exact_log_likelihood`), or a ``prefix``
+            that is not a string.
         """
+        prefix = site_prefix(prefix, "SigmoidBeliefNet.enumerated_model")
         x = self._check_rows(x, "enumerated_model")
         if not x.shape[0]:
             self._plate(0, None)  # raises: a plate cannot be empty
@@ -324,16 +354,17 @@ class SigmoidBeliefNet(PyroModule):
         # the joint states of the hidden layers only (``states[l]`` for ``h_l``): the visible layer is observed,
         # never enumerated (its 2**D states overflowed for a wide visible layer)
         states = [None] + [binary_states(self.layer_sizes[l], x) for l in range(1, L + 1)]
-        with pyro.plate("data", x.shape[-2], dim=-1):
+        with pyro.plate(prefix + "data", x.shape[-2], dim=-1):
             logits = self.prior_logits.unsqueeze(0)
-            s = pyro.sample(f"h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),
+            s = pyro.sample(f"{prefix}h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),
                             infer={"enumerate": "parallel"})
             h = states[L][s]
             for l in range(L, 1, -1):
                 table = bernoulli_state_logits(self.decoders[l - 1](h), states[l - 1])
-                s = pyro.sample(f"h{l - 1}", dist.Categorical(logits=table), infer={"enumerate": "parallel"})
+                s = pyro.sample(f"{prefix}h{l - 1}", dist.Categorical(logits=table),
+                                infer={"enumerate": "parallel"})
                 h = states[l - 1][s]
-            pyro.sample("x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
+            pyro.sample(prefix + "x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
 
     def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
         """:meth:`check_data`, and ``x`` must be ``[B, D]`` (these methods take no leading dimensions)."""
@@ -343,7 +374,12 @@ class SigmoidBeliefNet(PyroModule):
                             f"got {tuple(x.shape)}")
         return x
 
-    def _check_enumerable(self):
+    def _check_enumerable(self) -> int:
+        """Check that exact enumeration fits the limits; returns the elements one row adds to the largest
+        enumerated tensor, :math:`\\max(2^{H_1} D, \\max_l 2^{H_l + H_{l+1}})`.
+
+        :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or one row
+            whose enumerated tensor exceeds :data:`MAX_ENUM_ELEMENTS` (naming ``H_1``, ``D`` and the limit)."""
         sizes = self.layer_sizes
         for l in range(1, self.num_layers + 1):
             pair = 2 ** sizes[l] * (2 ** sizes[l + 1] if l < self.num_layers else 1)
@@ -352,6 +388,15 @@ class SigmoidBeliefNet(PyroModule):
                     f"exact enumeration of layer h{l} ({sizes[l]} units) needs {pair} joint states "
                     f"(limit {MAX_ENUM_STATES}); use log_likelihood() (importance sampling) instead"
                 )
+        observed = 2 ** sizes[1] * sizes[0]
+        per_row = max([observed] + [2 ** (sizes[l] + sizes[l + 1]) for l in range(1, self.num_layers)])
+        if per_row > MAX_ENUM_ELEMENTS:
+            raise ConfigError(
+                f"exact enumeration of one data row needs a tensor of {per_row} elements (2**{sizes[1]} states "
+                f"of h1 x D={sizes[0]} visible units, or two adjacent hidden layers), more than "
+                f"hybridpgm.generative.sbn.MAX_ENUM_ELEMENTS={MAX_ENUM_ELEMENTS}; use log_likelihood() "
+                f"(importance sampling) instead, or raise that limit")
+        return per_row
 
     @isolated_from_handlers
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
@@ -360,7 +405,12 @@ class SigmoidBeliefNet(PyroModule):
         Runs :meth:`enumerated_model` under ``poutine.enum`` and contracts the
         enumerated layers with Pyro's tensor-variable elimination
         (``pyro.ops.contract``), keeping the data plate.  Cost grows as
-        :math:`\\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.
+        :math:`2^{H_1} D + \\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.  The rows go through
+        in chunks of at most ``MAX_ENUM_ELEMENTS // per_row`` rows (:data:`MAX_ENUM_ELEMENTS`, ``per_row`` the
+        larger of :math:`2^{H_1} D` and :math:`\\max_l 2^{H_l + H_{l+1}}`), so the memory is bounded whatever
+        the batch; rows are independent, so the result is the same as in one pass.  With gradients enabled and
+        several chunks, each chunk is recomputed in the backward pass (:func:`torch.utils.checkpoint.checkpoint`)
+        instead of keeping its enumerated tensors for it: the gradients are those of one pass too.
 
         The enumerated program runs as one of its own
         (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): the value is the same under any handler of the
@@ -371,10 +421,22 @@ class SigmoidBeliefNet(PyroModule):
         :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
+        :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or a single
+            row beyond :data:`MAX_ENUM_ELEMENTS`.
         """
         x = self._check_rows(x, "exact_log_likelihood")
         if not x.shape[0]:
             return x.new_zeros(0)
+        chunks = x.split(max(1, MAX_ENUM_ELEMENTS // self._check_enumerable()))
+        if len(chunks) == 1:
+            return self._exact_rows(x)
+        if torch.is_grad_enabled():  # the autograd graph would keep every chunk's enumerated tensors
+            return torch.cat([checkpoint(self._exact_rows, chunk, use_reentrant=False) for chunk in chunks])
+        return torch.cat([self._exact_rows(chunk) for chunk in chunks])
+
+    @isolated_from_handlers  # also when the backward pass recomputes it, under whatever handlers are active then
+    def _exact_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`exact_log_likelihood` of one chunk of rows ``[B, D]`` (checked), in one enumerated pass."""
         enum_model = poutine.enum(self.enumerated_model, first_available_dim=-2)
         trace = poutine.trace(enum_model).get_trace(x)
         trace.compute_log_prob()

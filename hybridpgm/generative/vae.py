@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count
+from hybridpgm.checks import (check_device, flag, layer_sizes, module_name, positive_int, positive_real,
+                              sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -66,15 +67,20 @@ class VAE(PyroModule):
     :param checkpoint_activations: recompute the encoder's and decoder's
         activations in the backward pass instead of storing them
         (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
+    :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
+        :class:`pyro.infer.SVI`) the parameters are ``"<name>.encoder$$$0.weight"``, ... instead of
+        ``"encoder$$$0.weight"``, so two VAEs keep their parameters apart in one program (with the ``prefix``
+        of :meth:`model` and :meth:`guide` for the site names; see :doc:`/pyro_native`).  Saved and loaded
+        with the model.
     :raises ModelSpecError: ``x_dim``, ``z_dim`` or a hidden width that is not a positive integer (``bool``
-        and floats are refused; ``hidden`` must be a sequence), an unknown likelihood, or a ``min_scale``
-        that is not a finite non-negative number.
+        and floats are refused; ``hidden`` must be a sequence), an unknown likelihood, a ``min_scale``
+        that is not a finite non-negative number, or a ``name`` that is not a string.
     """
 
     def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), likelihood: str = "bernoulli",
                  activation: str = "relu", init: str = "xavier", batch_norm: bool = False, min_scale: float = 1e-4,
-                 checkpoint_activations: bool = False):
-        super().__init__()
+                 checkpoint_activations: bool = False, name: str = ""):
+        super().__init__(module_name(name, "VAE"))
         if likelihood not in LIKELIHOODS:
             raise ModelSpecError(f"VAE likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         x_dim = positive_int(x_dim, "VAE x_dim", error=ModelSpecError)
@@ -139,15 +145,15 @@ class VAE(PyroModule):
             defer_finite(x, f"VAE argument 'x'{origin}")
         return x
 
-    def _plate(self, x: torch.Tensor, num_data: int | None):
+    def _plate(self, x: torch.Tensor, num_data: int | None, prefix: str = ""):
         batch = x.shape[-2]
         if not x.numel():
             raise DataError(f"VAE argument 'x'{describe_origin()} is an empty batch (shape {tuple(x.shape)}): a "
                             "Pyro plate needs at least one row")
         if num_data is None:
-            return pyro.plate("data", batch, dim=-1)
+            return pyro.plate(prefix + "data", batch, dim=-1)
         num_data = check_num_data(num_data, batch, model="VAE")
-        return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
+        return pyro.plate(prefix + "data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
 
     def _likelihood(self, out: torch.Tensor, validate: bool | None = None) -> dist.TorchDistribution:
         if self.likelihood == "bernoulli":
@@ -180,7 +186,7 @@ class VAE(PyroModule):
 
     # -- the Pyro program -------------------------------------------------------
     @pyro_method
-    def model(self, x: torch.Tensor | None = None, num_data: int | None = None) -> torch.Tensor:
+    def model(self, x: torch.Tensor | None = None, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
         """:math:`p_\\theta(x, z)` over a data plate.
 
         :param x: observations, ``batch x D``; ``None`` generates (Pyro's
@@ -188,46 +194,54 @@ class VAE(PyroModule):
         :param num_data: full data size when ``x`` is a mini-batch; scales the
             plate by ``num_data / batch`` (the loss then estimates the full-data
             one).  With ``x=None``: how many rows to generate (default 1).
+        :param str prefix: prepended to the names of the sites and of the plate (``prefix + "z"``,
+            ``prefix + "x"``, ``prefix + "data"``), so that two models can share one Pyro program; the guide
+            takes the same ``prefix``.  ``""`` (the default): ``"z"``, ``"x"``, ``"data"``.
         :raises DataError: bad ``x`` (shape, dtype, values; an empty batch), or a ``num_data`` that is not an
             integer of at least the batch size (at least 1 with ``x=None``).
+        :raises ConfigError: a ``prefix`` that is not a string.
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
+        prefix = site_prefix(prefix, "VAE.model")
         if x is None:
             rows = 1 if num_data is None else positive_int(
                 num_data, "VAE.model(None, num_data=...): num_data, the number of rows to generate,", error=DataError)
             like = next(self.decoder.parameters())
-            plate = pyro.plate("data", rows, dim=-1)
+            plate = pyro.plate(prefix + "data", rows, dim=-1)
             zeros = like.new_zeros((rows, self.z_dim))
         else:
             x = self._check(x)
-            plate = self._plate(x, num_data)
+            plate = self._plate(x, num_data, prefix)
             zeros = x.new_zeros(x.shape[:-1] + (self.z_dim,))
         with plate:
             # unvalidated where the deferred checks stand in: inside fit's step torch's support checks
             # would raise on bad data (or a guide's NaN z) before the step's read names them
-            z = pyro.sample("z", dist.Normal(zeros, 1.0, validate_args=False).to_event(1))
+            z = pyro.sample(prefix + "z", dist.Normal(zeros, 1.0, validate_args=False).to_event(1))
             out = self._net(self.decoder, z, "decoder")
-            return pyro.sample("x", self._likelihood(out, validate=False if x is not None else None), obs=x)
+            return pyro.sample(prefix + "x", self._likelihood(out, validate=False if x is not None else None), obs=x)
 
     @pyro_method
-    def guide(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+    def guide(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder.
 
         :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions,
             as the sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` then has
             shape ``[..., batch, z_dim]``.
         :param num_data: as in :meth:`model`.
+        :param str prefix: as in :meth:`model` (the site ``prefix + "z"`` in the plate ``prefix + "data"``).
         :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
-        :raises ConfigError: a training batch of one row with ``batch_norm=True``.
+        :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` that is not a
+            string.
         :raises DeviceError: ``x`` is not on the parameters' device."""
+        prefix = site_prefix(prefix, "VAE.guide")
         x = self._check(x, values=False, leading_dims=True)  # finite (the model checks the values)
-        with self._plate(x, num_data):
+        with self._plate(x, num_data, prefix):
             loc, scale = self._encode(x)
             # unvalidated, as on the direct path: NaN data reach the loss, and the deferred check names them
-            return pyro.sample("z", dist.Normal(loc, scale, validate_args=False).to_event(1))
+            return pyro.sample(prefix + "z", dist.Normal(loc, scale, validate_args=False).to_event(1))
 
     # -- the direct path of DirectTrace_ELBO ---------------------------------------
-    def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None) -> torch.Tensor:
+    def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
         """The single-sample negative ELBO of :meth:`model`/:meth:`guide`, as
         :class:`~pyro.infer.Trace_ELBO` computes it, without tracing (the
         direct path of :class:`~hybridpgm.infer.DirectTrace_ELBO`).
@@ -244,9 +258,11 @@ class VAE(PyroModule):
 
         :param x: observations, ``batch x D``.
         :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
+        :param str prefix: the site names' prefix of :meth:`model` (the loss does not depend on it).
         :returns: a 0-d tensor.
         :raises DataError: as :meth:`model` (an empty batch included).
         """
+        site_prefix(prefix, "VAE.model")
         x = self._check(x)
         batch = x.shape[0]
         if not batch:

@@ -43,6 +43,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from hybridpgm.errors import ModelSpecError
+from hybridpgm.checks import module_name
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_model import BayesNetModel
 from hybridpgm.graphs.contraction import PlanCache
@@ -57,7 +58,12 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd_base.CPD`,
         added in order (parents may be declared after their children).
     :param dict state_names: optional node -> list of state names (for string evidence).
-    :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping,
+    :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
+        :class:`pyro.infer.SVI`) the CPDs' parameters are ``"<name>.cpds$$$<node>.<parameter>"`` instead of
+        ``"cpds$$$<node>.<parameter>"``, so two networks of the same node names keep their parameters apart in
+        one program (with :meth:`model`'s ``prefix`` for the site names; see :doc:`/pyro_native`).  Saved and
+        loaded with the network.
+    :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping, ``name`` is not a string,
         ``state_names`` names a node not in ``cpds``, or any check of :meth:`add`
         and :meth:`check` fails.
 
@@ -67,8 +73,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     (:meth:`model`, :meth:`log_prob`) update them as any forward pass does.
     """
 
-    def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None):
-        super().__init__()
+    def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None,
+                 name: str = ""):
+        super().__init__(module_name(name, "BayesNet"))
+        self._module_name = name  # the constructor's (a supermodule renames _pyro_name), for serialization
         self.cpds = nn.ModuleDict()
         self.state_names: dict[str, list] = {}
         self.plan_cache = PlanCache()

@@ -52,12 +52,13 @@ class _Enumerated(Messenger):
 class BayesNetChecks:
     """Mixin of :class:`~hybridpgm.graphs.bn_data.BayesNetData`: the data checks of :meth:`BayesNet.model`."""
 
-    def _check_site_names(self, observed: dict) -> None:
+    def _check_site_names(self, observed: dict, prefix: str = "") -> None:
         """Refuse a node named like a site :meth:`model` derives from another node's name for these data (Pyro
         refuses two sites of one name): ``"<v>_prior"`` (the prior factor of a node with a Dirichlet prior),
-        ``"<v>_observed"`` and ``"<v>_unobserved"`` (a column with some entries missing).
+        ``"<v>_observed"`` and ``"<v>_unobserved"`` (a column with some entries missing).  Every site carries
+        the model's ``prefix``, so the clash is the same whatever it is; the message names the prefixed site.
 
-        :raises ModelSpecError: naming the node, the site and the node it derives from.
+        :raises ModelSpecError: naming the node, the (prefixed) site and the node it derives from.
         """
         derived = {f"{v}_prior": v for v, c in self.cpds.items() if getattr(c, "prior", None) is not None}
         for v, (_, mask) in observed.items():
@@ -67,8 +68,10 @@ class BayesNetChecks:
         if clash is not None:
             v = derived[clash]
             why = "its prior factor" if clash.endswith("_prior") else "its sites for a column with missing entries"
-            raise ModelSpecError(f"BayesNet.model: node {clash!r} has the name of the Pyro site {clash!r} of node "
-                                 f"{v!r} ({why}); Pyro refuses two sites of one name, so rename node {clash!r}")
+            own = f" (its site {prefix + clash!r} under prefix {prefix!r})" if prefix else ""
+            raise ModelSpecError(f"BayesNet.model: node {clash!r}{own} has the name of the Pyro site "
+                                 f"{prefix + clash!r} of node {v!r} ({why}); Pyro refuses two sites of one name, so "
+                                 f"rename node {clash!r}")
 
     @staticmethod
     @contextlib.contextmanager
@@ -88,7 +91,7 @@ class BayesNetChecks:
         return _Enumerated()
 
     def _check_possible(self, v: str, fn, obs: torch.Tensor, seen: torch.Tensor | None, observed: dict,
-                        enumerated: _Enumerated | None) -> None:
+                        enumerated: _Enumerated | None, prefix: str = "") -> None:
         """Refuse rows in which ``v`` is observed in a state of probability 0 whatever the values of its parents
         that the row leaves open (a structural zero of a :class:`~hybridpgm.graphs.cpd.Table`): the row's
         likelihood :math:`p(x_{\\rm obs}) = \\sum_{x_{\\rm mis}} \\prod_u p(x_u \\mid x_{\\mathrm{pa}(u)})` is 0 and its
@@ -107,6 +110,7 @@ class BayesNetChecks:
         :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
         :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
         :param enumerated: :meth:`_zero_checks`' recorder (``None``: no check).
+        :param prefix: the model's ``prefix`` (the recorder holds prefixed site names).
         :raises DataError: naming the rows (of the batch), the node and the missing parents involved.
         """
         if enumerated is None or not self.cpds[v]._has_zero():
@@ -116,7 +120,7 @@ class BayesNetChecks:
             parent_seen = observed.get(p, (None, False))[1]
             if parent_seen is None:
                 continue
-            if p in enumerated.names or f"{p}_unobserved" in enumerated.names:
+            if prefix + p in enumerated.names or f"{prefix}{p}_unobserved" in enumerated.names:
                 open_parents.append((p, parent_seen))
                 continue
             if parent_seen is False:
@@ -143,19 +147,20 @@ class BayesNetChecks:
                              f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
         check_or_defer(~impossible.any(), error)
 
-    def _check_enumerated(self, data, mask) -> None:
+    def _check_enumerated(self, data, mask, prefix: str = "") -> None:
         """:meth:`BayesNet.guide`'s check: the empty guide is right only when every missing discrete entry of
         ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
         :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
         :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
         no objective) is let through, and so is one under
         :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly` (:func:`~hybridpgm.diagnostics.from_pyro_svi`
-        draws the missing entries from their exact posterior itself); it reads nothing from the device."""
+        draws the missing entries from their exact posterior itself); it reads nothing from the device.  The
+        message names the model's latent sites with the model's ``prefix``."""
         if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger, DiscreteSitesDrawnExactly))
                                for m in _PYRO_STACK):
             return
         cols = self.columns(data, mask)
-        latent = [v for v in self.nodes if self.cardinality(v) is not None
+        latent = [prefix + v for v in self.nodes if self.cardinality(v) is not None
                   and (v not in cols or bool(_missing(cols[v]).any()))]
         if latent:
             raise ConfigError(

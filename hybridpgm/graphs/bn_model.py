@@ -22,7 +22,7 @@ import torch
 from pyro import poutine
 from pyro.nn import pyro_method
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
@@ -35,7 +35,7 @@ class BayesNetModel:
 
     @pyro_method
     def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
-              num_data: int | None = None) -> dict:
+              num_data: int | None = None, prefix: str = "") -> dict:
         """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
 
         Observed entries are conditioned on; missing discrete entries (``NaN``,
@@ -56,8 +56,12 @@ class BayesNetModel:
         :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
             there is a single context name).
         :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
-        :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated).
-        :raises ConfigError: a ``num_data`` that is not a positive integer.
+        :param str prefix: prepended to the name of every sample site and of the plate (``prefix + "data"``,
+            ``prefix + "<node>"``, ...), so that two networks, even with the same node names, can share one Pyro
+            program (see :doc:`/pyro_native`); ``""`` (the default) keeps the names above.  The parameters'
+            names in Pyro's param store come from the network's ``name`` (see :class:`BayesNet`), not from it.
+        :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated), keyed by node name.
+        :raises ConfigError: a ``num_data`` that is not a positive integer, or a ``prefix`` that is not a string.
         :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
             ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
             probability 0 given its parents' observed values and, under enumeration, whatever the values of its
@@ -70,6 +74,7 @@ class BayesNetModel:
         :raises ModelSpecError: a node named like a site derived from another node's name for these data
             (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both.
         """
+        prefix = site_prefix(prefix, "BayesNet.model")
         self.check()
         cols = self.columns(data, mask)
         ctx = self._inputs(inputs)
@@ -79,13 +84,13 @@ class BayesNetModel:
         weight = self._prior_weight(num_data, n)
         for v, c in self.cpds.items():
             if getattr(c, "prior", None) is not None:
-                pyro.factor(f"{v}_prior", c.log_prior() * weight)
+                pyro.factor(f"{prefix}{v}_prior", c.log_prior() * weight)
         x: dict = {}
         enum = {"enumerate": "parallel"}
         observed = self._observed_columns(cols)
-        self._check_site_names(observed)
+        self._check_site_names(observed, prefix)
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
-        with pyro.plate("data", n, dim=-1), contextlib.nullcontext() if enumerated is None else enumerated:
+        with pyro.plate(prefix + "data", n, dim=-1), contextlib.nullcontext() if enumerated is None else enumerated:
             for v in self._order:
                 c = self.cpds[v]
                 obs, obs_mask = observed.get(v, (None, False))
@@ -94,25 +99,25 @@ class BayesNetModel:
                         raise DataError(f"continuous node '{v}' must be observed in every row of the data")
                     loc = c.select(c.mean_table({**ctx, **x}), x)
                     scale = c.select(c.scale, x, batched=False)
-                    x[v] = pyro.sample(v, dist.Normal(loc, scale), obs=obs)
+                    x[v] = pyro.sample(prefix + v, dist.Normal(loc, scale), obs=obs)
                     continue
                 fn = dist.Categorical(logits=c.select(c.log_table({**ctx, **x}), x, event_dims=1))
                 if obs_mask is None:
-                    self._check_possible(v, fn, obs, None, observed, enumerated)
-                    x[v] = pyro.sample(v, fn, obs=obs, infer=enum)
+                    self._check_possible(v, fn, obs, None, observed, enumerated, prefix)
+                    x[v] = pyro.sample(prefix + v, fn, obs=obs, infer=enum)
                 elif obs_mask is False:
-                    x[v] = pyro.sample(v, fn, infer=enum)
+                    x[v] = pyro.sample(prefix + v, fn, infer=enum)
                 else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
-                    self._check_possible(v, fn, obs, obs_mask, observed, enumerated)
+                    self._check_possible(v, fn, obs, obs_mask, observed, enumerated, prefix)
                     with poutine.mask(mask=obs_mask):
-                        seen = pyro.sample(f"{v}_observed", fn, obs=obs)
+                        seen = pyro.sample(f"{prefix}{v}_observed", fn, obs=obs)
                     with poutine.mask(mask=~obs_mask):
-                        hidden = pyro.sample(f"{v}_unobserved", fn, infer=enum)
+                        hidden = pyro.sample(f"{prefix}{v}_unobserved", fn, infer=enum)
                     x[v] = torch.where(obs_mask, seen, hidden)
         return x
 
     @pyro_method
-    def guide(self, data=None, mask=None, inputs=None, **kwargs) -> None:
+    def guide(self, data=None, mask=None, inputs=None, *, prefix: str = "", **kwargs) -> None:
         """The empty guide: every latent site of :meth:`model` is enumerated.
 
         It is exact only under enumeration (:class:`~pyro.infer.TraceEnum_ELBO`, also jitted or with vectorized
@@ -122,11 +127,13 @@ class BayesNetModel:
         guide=bn.guide)`` impute from the prior.  Data with missing discrete entries (or absent discrete
         columns) are therefore refused when no enumeration is active; complete data and ``data=None`` pass.
 
+        :param str prefix: as in :meth:`model` (the guide takes the model's arguments); the message of the
+            check names the model's prefixed latent sites.
         :raises ConfigError: data with missing discrete entries and no enumeration active, saying to train with
             ``TraceEnum_ELBO`` (for posterior samples of the missing entries: :meth:`sample` with ``evidence``,
             or :func:`pyro.infer.infer_discrete`).
         """
-        self._check_enumerated(data, mask)
+        self._check_enumerated(data, mask, site_prefix(prefix, "BayesNet.guide"))
 
     @isolated_from_handlers  # a program of its own: the caller's handlers neither see nor alter its sites
     @own_param_store
