@@ -34,7 +34,7 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
-                                        _plain, state_indices)
+                                        _plain, refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["BayesNetData"]
@@ -212,6 +212,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             name in the column of a node without state names, or a value that is neither a number nor a name,
             naming the node and the value.
         """
+        refuse_ambiguous_numbers(v, t, self.state_names.get(v))
         t = _plain(t)
         if _holds_names(t):
             t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, self.state_names.get(v))

@@ -19,7 +19,7 @@ import torch
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
-__all__ = ["state_indices"]
+__all__ = ["refuse_ambiguous_numbers", "state_indices"]
 
 
 def _plain(x):
@@ -31,6 +31,32 @@ def _plain(x):
         return x
     a = x.to_numpy()
     return a if a.flags.writeable else a.copy()
+
+
+def _numeric_name(s) -> bool:
+    """Whether the state name ``s`` reads as a number (``"1"``, ``"2.5"``)."""
+    try:
+        float(s)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "data column") -> None:
+    """Refuse a pandas column of numbers (anything with ``to_numpy()`` and a numeric dtype: what
+    ``pd.read_csv`` makes of a column ``1, 2, 1``) for node ``v`` whose state names all read as numbers
+    (``["1", "2", "3"]``): its entries could be the names or the state indices (``1`` is state ``"2"``), and
+    reading them one way silently answers another question.
+
+    :raises DataError: naming the node, the states and the two ways to say which is meant.
+    """
+    if not states or torch.is_tensor(column) or not callable(getattr(column, "to_numpy", None)):
+        return
+    kind = getattr(getattr(column, "dtype", None), "kind", None)
+    if kind in ("i", "u", "f") and all(_numeric_name(s) for s in states):
+        raise DataError(f"{what} '{v}' holds numbers and the states of '{v}' are named by numbers {states}: "
+                        f"the entries could be names or state indices; pass names (column.astype(str)) or "
+                        f"indices 0..{len(states) - 1} as a tensor (torch.as_tensor(column.to_numpy()))")
 
 
 def _is_missing_entry(s) -> bool:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs.bn_values import _is_missing_entry, _plain
+from hybridpgm.errors import DataError, EvidenceError
+from hybridpgm.graphs.bn_values import _is_missing_entry, _plain, refuse_ambiguous_numbers
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,6 +141,10 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
             raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
+    try:
+        refuse_ambiguous_numbers(name, v, states, what="evidence")
+    except DataError as e:
+        raise EvidenceError(str(e)) from None
     v = _plain(v)  # a pandas Series or Categorical: its values (names, not codes)
     if isinstance(v, np.ndarray) and v.dtype.kind in "OUS":  # a NumPy string or object array: entry by entry
         v = v.tolist()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from pyro.infer import SVI, TraceEnum_ELBO
 
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs import BayesNet, cpd
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
 
@@ -118,3 +118,24 @@ def test_a_dataframe_mask_and_continuous_columns_are_read():
     assert nullable.dtype == torch.float32 and nullable.isnan().tolist() == [False, True]
     with pytest.raises(DataError, match=r"data column 'X' \(a continuous node\) must hold numbers"):
         bn.columns(pd.DataFrame({"X": ["u", "v"]}))
+
+
+def test_a_pandas_column_of_numbers_for_states_named_by_numbers_is_refused_as_ambiguous():
+    """pd.read_csv reads a column 1, 2, 1 as int64: for states named "1", "2", "3" it was silently read as the
+    indices 1, 2, 1 (the states "2", "3", "2")."""
+    pd = pytest.importorskip("pandas")
+    import io
+
+    bn = BayesNet()
+    bn.add("grade", cpd.Table([0.2, 0.5, 0.3]), states=["1", "2", "3"])
+    df = pd.read_csv(io.StringIO("grade\n1\n2\n1\n"))
+    with pytest.raises(DataError, match=r"'grade' holds numbers and the states of 'grade' are named by numbers"):
+        bn.columns(df)
+    with pytest.raises(EvidenceError, match=r"evidence 'grade' holds numbers"):
+        bn.log_evidence(df)
+    names = bn.columns(df.astype(str))["grade"]
+    assert names.tolist() == [0, 1, 0]
+    assert bn.columns({"grade": torch.tensor([1, 2, 1])})["grade"].tolist() == [1, 2, 1]  # a tensor: indices
+    other = BayesNet()
+    other.add("g", cpd.Table([0.5, 0.5]), states=["low", "high"])
+    assert other.columns(pd.DataFrame({"g": [1, 0]}))["g"].tolist() == [1, 0]  # names are not numbers: indices
