@@ -85,6 +85,13 @@ def _tail_lengths(num_draws: int) -> tuple[int, int]:
     return math.floor(m), math.ceil(m)
 
 
+def _constant_tolerance(magnitude: np.ndarray) -> np.ndarray:
+    """The largest spread (nats) of a row's log-weights that is rounding of a constant, given the row's largest
+    :math:`|\\log w|`: :math:`\\max(\\sqrt{\\epsilon_{32}}, 8\\epsilon_{32} m)` (see :func:`pareto_khat`)."""
+    eps = float(np.finfo(np.float32).eps)
+    return np.maximum(math.sqrt(eps), 8.0 * eps * magnitude)
+
+
 def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
 
@@ -107,12 +114,27 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
 
     Rows ArviZ cannot fit are answered here, identically under both generations:
 
-    * a row whose positive weights are equal to within :math:`\\sqrt{\\epsilon_{32}}
-      \\max(1, |\\log w|)` (float32 rounding of a constant) comes from a guide
+    * a row whose positive weights are equal up to rounding comes from a guide
       that matches the posterior there: its ratios are bounded, there is no
       tail to fit, and k-hat is :math:`-\\infty`, the weights unchanged.
       (Passed to ArviZ, the rounding ties leave fewer than five draws above
       the cut-off and ArviZ reports :math:`+\\infty`, flagging an exact guide as bad.)
+      "Equal" is judged on the spread :math:`\\max_s \\log w_s - \\min_s \\log w_s`
+      (the log-weights less the row's largest: adding a constant to a row, which changes no
+      ratio, leaves it as it is, and k-hat with it, while the tolerance grows only by the
+      float32 rounding of the new magnitude) against
+      :math:`\\tau = \\max(\\sqrt{\\epsilon_{32}},\\ 8\\,\\epsilon_{32} \\max_s |\\log w_s|)`.
+      The second term is float32 rounding of the values present: a log-weight
+      :math:`\\log p - \\log q` of magnitude :math:`m` computed in float32 carries an
+      error of a few units in its last place, :math:`\\epsilon_{32} m / 2` each, so eight
+      :math:`\\epsilon_{32}` of the magnitude bound the spread of a rounded constant
+      (0.03 nats at :math:`m = 3 \\cdot 10^4`, where a heavy tail spans nats).
+      The first, :math:`3.5 \\cdot 10^{-4}` nats, covers rounding in the terms
+      :math:`\\log p` and :math:`\\log q` themselves when they cancel to a small
+      :math:`\\log w`; every ratio of such a row lies within :math:`e^{\\tau}` of 1, bounded
+      whatever produced it.  (A tolerance proportional to the magnitude alone, as
+      :math:`\\sqrt{\\epsilon_{32}} |\\log w|` once was, is 10 nats at :math:`|\\log w| =
+      3 \\cdot 10^4` and called heavy tails constant.)
     * a log-weight of :math:`-\\infty` is a zero weight.  When a row has at
       most :math:`\\lceil \\min(S/5, 3\\sqrt S)\\rceil` positive weights, the
       threshold :math:`u` (under either generation) is a zero weight and the
@@ -149,10 +171,10 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
     finite = np.isfinite(log_weights)
     top = np.where(finite, log_weights, -np.inf).max(axis=-1)
     low = np.where(finite, log_weights, np.inf)
-    spread = top - low.min(axis=-1)
-    scale = np.maximum(1.0, np.abs(np.where(finite, log_weights, 0.0)).max(axis=-1))
-    # zero weights (-inf) do not count: equal weights and some zeros still have bounded ratios and no tail
-    constant = spread <= np.sqrt(np.finfo(np.float32).eps) * scale
+    # the spread below the row's largest log-weight: unchanged by a constant added to the row. Zero weights
+    # (-inf) do not count: equal weights and some zeros still have bounded ratios and no tail
+    spread = np.where(finite, top[..., None] - log_weights, 0.0).max(axis=-1)
+    constant = spread <= _constant_tolerance(np.abs(np.where(finite, log_weights, 0.0)).max(axis=-1))
     shortest, longest = _tail_lengths(num_draws)
     few_positive = finite.sum(axis=-1) <= longest  # the threshold, and part of the tail, are zero weights
     plateau = np.sort(log_weights, axis=-1)[..., -shortest] == top  # ArviZ 1.x raises on it

@@ -202,6 +202,9 @@ class AbsorbingPlan:
         self.row_elements = sum(per_row)
         #: elements per row of the largest intermediate that carries the row dim (0 without one)
         self.largest_row_elements = max(per_row, default=0)
+        #: elements of the largest intermediate that does not carry the row dim (its size whatever the rows)
+        self.largest_free_elements = max((math.prod(sizes[d] for d in out) for p in plans
+                                          for _, _, out, *_ in p.steps if batch_dim not in out), default=0)
 
     @property
     def steps(self) -> list:

@@ -14,7 +14,8 @@ A step contracts two operands (rarely one) over named dims, in one of three semi
   ``A`` is not copied when its dims are already grouped that way (an outer product, ``k`` empty, is a
   broadcast multiply);
 * ``"max"`` -- :func:`max_sum`, the maximum over the summed-out dims of the broadcast sum of the operands
-  (MAP; back-propagating through it recovers the argmax).
+  (MAP; back-propagating through it recovers the argmax), found block by block so that the step holds about as
+  much memory as its output (:data:`MAX_SUM_CHUNK_ELEMENTS`), not the whole broadcast sum.
 
 :class:`~hybridpgm.graphs.contraction.ContractionPlan` precomputes :func:`pair_plan` and :func:`shift_plan` for
 every step when it is built and replays the kernels on every call.
@@ -22,11 +23,13 @@ every step when it is built and replays the kernels on every call.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 
-__all__ = ["LogOfSum", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan", "shifted_logsumexp"]
+__all__ = ["LogOfSum", "MAX_SUM_CHUNK_ELEMENTS", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan",
+           "shifted_logsumexp"]
 
 
 def pair_plan(ins, out, sizes):
@@ -209,10 +212,33 @@ class LogOfSum(torch.autograd.Function):
         return torch.where(x > 0, grad / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(grad))
 
 
+#: elements of the broadcast sum :func:`max_sum` forms at a time, beyond the step's output: a step whose
+#: output and summed-out configurations together exceed it is reduced in chunks of its summed-out dims
+MAX_SUM_CHUNK_ELEMENTS = 1 << 20
+
+
 def max_sum(args, ins, out):
-    """Max over the dims not in ``out`` of the broadcast sum of ``args``."""
+    """Max over the dims not in ``out`` of the broadcast sum of ``args``, without forming that sum whole.
+
+    With the output dims :math:`o` and the summed-out dims :math:`r` of the step (in ``out`` order, then sorted
+    by name, the union of the operands' dims), the step is
+
+    .. math:: m_o = \\max_r \\sum_i a_i(o, r), \\qquad r^*_o = \\text{the first } r
+        \\text{ (row-major) attaining it}.
+
+    The union :math:`|o| \\cdot |r|` can be many times the output (16 times for four binary summed-out dims),
+    and the memory guards of the exact queries count outputs only; so :math:`r` is walked in row-major blocks
+    of its leading dims, each block's broadcast sum holding at most
+    :math:`\\max(|o|, \\text{MAX\\_SUM\\_CHUNK\\_ELEMENTS})` entries, keeping the running maximum and the
+    first index attaining it (a later block replaces it only when strictly larger, or NaN: the answer and
+    the tie-breaking of one ``max`` over the whole union).  This search runs without autograd; the result is
+    then the sum of each operand's entry at :math:`(o, r^*_o)`, in operand order (the same additions as the
+    broadcast sum, so the same value to the last bit), and back-propagating through it sends each output's
+    gradient to exactly the entries of its maximising configuration, as back-propagating through ``max``
+    does: the argmax back-tracking of MAP.
+    """
     union = list(out) + sorted({d for dims in ins for d in dims} - set(out), key=str)
-    total = None
+    aligned = []
     for t, dims in zip(args, ins):
         perm = sorted(range(len(dims)), key=lambda i: union.index(dims[i]))
         t = t.permute(perm) if perm != list(range(len(dims))) else t
@@ -220,9 +246,66 @@ def max_sum(args, ins, out):
         pos = {dims[i] for i in perm}
         for d in union:
             shape.append(next(it) if d in pos else 1)
-        t = t.reshape(shape)
-        total = t if total is None else total + t
+        aligned.append(t.reshape(shape))
     n_out = len(out)
-    if total.dim() == n_out:
+    if len(union) == n_out:
+        total = aligned[0]
+        for t in aligned[1:]:
+            total = total + t
         return total.clone() if len(args) == 1 else total
-    return total.reshape(*total.shape[:n_out], -1).max(-1).values
+    sizes = [max(t.shape[k] for t in aligned) for k in range(len(union))]
+    best = _first_argmax(aligned, sizes, n_out)
+    return _gathered_sum(aligned, sizes, n_out, best)
+
+
+def _first_argmax(aligned: list, sizes: list, n_out: int) -> torch.Tensor:
+    """``[*out]`` row-major index over the summed-out dims of the first maximum of the broadcast sum of
+    ``aligned`` (laid out over ``sizes``: the output dims, then the summed-out ones), block by block."""
+    out_shape, red = sizes[:n_out], sizes[n_out:]
+    budget = max(math.prod(out_shape), MAX_SUM_CHUNK_ELEMENTS)
+    lead = 0  # leading summed-out dims walked one configuration at a time; the rest are reduced in a block
+    while lead < len(red) and math.prod(out_shape) * math.prod(red[lead:]) > budget:
+        lead += 1
+    inner = math.prod(red[lead:])
+    best_val = best_idx = None
+    with torch.no_grad():
+        for block, fixed in enumerate(itertools.product(*[range(n) for n in red[:lead]])):
+            total = None
+            for t in aligned:
+                at = tuple(0 if t.shape[n_out + k] == 1 else i for k, i in enumerate(fixed))
+                part = t.detach()[(slice(None),) * n_out + at]
+                total = part if total is None else total + part
+            vals, idx = total.expand((*out_shape, *red[lead:])).reshape(*out_shape, inner).max(-1)
+            if best_val is None:
+                best_val, best_idx = vals, idx
+                continue
+            better = (vals > best_val) | (vals.isnan() & ~best_val.isnan())
+            best_val = torch.where(better, vals, best_val)
+            best_idx = torch.where(better, idx + block * inner, best_idx)
+    return best_idx
+
+
+def _gathered_sum(aligned: list, sizes: list, n_out: int, best: torch.Tensor) -> torch.Tensor:
+    """``sum_i aligned[i][o, best[o]]`` (``best``: row-major indices over the summed-out dims), differentiable in
+    the operands, added in operand order."""
+    out_shape, red = sizes[:n_out], sizes[n_out:]
+    coords, rest = [], best
+    for n in reversed(red):  # the summed-out coordinates of each output's maximising configuration
+        coords.append(rest % n)
+        rest = rest // n
+    coords.reverse()
+    total = None
+    for t in aligned:
+        t = t.contiguous()
+        index = torch.zeros((), dtype=torch.long, device=t.device)
+        for k, n in enumerate(out_shape):
+            if t.shape[k] != 1:
+                view = [1] * n_out
+                view[k] = n
+                index = index + torch.arange(n, device=t.device).view(view) * t.stride(k)
+        for k, c in enumerate(coords):
+            if t.shape[n_out + k] != 1:
+                index = index + c * t.stride(n_out + k)
+        part = t.reshape(-1)[index.expand(out_shape)]
+        total = part if total is None else total + part
+    return total

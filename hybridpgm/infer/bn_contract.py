@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.errors import EvidenceError
+from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
@@ -48,9 +48,9 @@ from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, fac
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "TINY", "check_possible", "contract",
-           "contract_with_gradients", "factor_owners", "in_row_chunks", "marginals", "plan_for", "row_scaled",
-           "rows_in_prob", "rows_per_chunk", "spaces_for", "use_prob", "with_rows_redone"]
+__all__ = ["EXACT_MAX_BYTES", "PLAN_ROWS", "PROBABILITY_FLOOR", "ROW_CHUNK_BYTES", "SCALED_ROWS", "TINY", "check_fits",
+           "check_possible", "contract", "contract_with_gradients", "factor_owners", "in_row_chunks", "marginals",
+           "plan_for", "row_scaled", "rows_in_prob", "rows_per_chunk", "spaces_for", "use_prob", "with_rows_redone"]
 
 #: the row count the contraction order is optimised for: a plan is cached per query shape and reused
 #: for any number of rows, and a small nominal count keeps the order close to the per-row optimum
@@ -68,6 +68,16 @@ ROW_CHUNK_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 #: forward value kept for the backward pass, its gradient, and a permuted copy
 _ROW_COPIES = 3
 
+#: bytes one evidence row of an exact query's contraction may take (:func:`check_fits`); a query beyond it
+#: raises :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 30x30 grid network, each node a child
+#: of the nodes above and to its left, needs hundreds of GiB) instead of exhausting the memory.  Raise it on a
+#: machine that has the memory.
+EXACT_MAX_BYTES = 4 * 2**30
+
+_REMEDIES = ("use approximate inference instead: Gibbs sampling of bn.model (hybridpgm.infer.Gibbs with "
+             "pyro.infer.MCMC), ancestral sampling (bn.sample without evidence) or SVI with a guide; query fewer "
+             "nodes jointly; or raise hybridpgm.infer.bn_contract.EXACT_MAX_BYTES on a machine with the memory")
+
 
 def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     """``z`` with the rows not ``ok`` set to one: a divisor that gives those rows (redone) finite values and
@@ -75,11 +85,16 @@ def _safe(z: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, z, torch.ones_like(z))
 
 
-def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None):
-    """The cached plan contracting operands ``dims_list`` (plus the row anchor) to ``output``.
+def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=None,
+             dtype: torch.dtype = torch.float64):
+    """The cached plan contracting operands ``dims_list`` (plus the row anchor) to ``output``, after checking
+    that one row of it fits :data:`EXACT_MAX_BYTES` (:func:`check_fits`).
 
     :param dict cards: node -> cardinality (every named dim but the row dim).
     :param optimize: ``None`` (the cache's search) or an opt_einsum optimizer name such as ``"greedy"``.
+    :param dtype: the dtype the contraction runs in (its size enters the memory check).
+    :raises ModelSpecError: when one row of the contraction needs more than :data:`EXACT_MAX_BYTES`, or a step
+        joins more dims than a step's einsum can name (the network's treewidth is too large).
     """
     dims_list = list(dims_list) + [(BATCH,)]
 
@@ -88,7 +103,38 @@ def plan_for(bn: "BayesNet", dims_list, output, n: int, cards: dict, optimize=No
         s[BATCH] = min(n, PLAN_ROWS)
         return s
 
-    return bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize)
+    try:
+        plan = bn.plan_cache.get(dims_list, output, sizes, key_extra=(n > 1,), batch_dim=BATCH, optimize=optimize)
+    except NotImplementedError as e:
+        raise ModelSpecError(f"{_query(len(cards), output)}: {e}; {_REMEDIES}") from None
+    check_fits(plan, output, dtype, len(cards))
+    return plan
+
+
+def _query(num_nodes: int, output) -> str:
+    """What the error messages call the query: the network's size, and a joint's nodes."""
+    joint = [d for d in output if d != BATCH]
+    return (f"exact inference in a Bayesian network of {num_nodes} nodes"
+            + (f" (the joint posterior of {len(joint)} nodes {joint[:6]}{' ...' if len(joint) > 6 else ''})"
+               if joint else ""))
+
+
+def check_fits(plan, output, dtype: torch.dtype, num_nodes: int) -> None:
+    """Raise :class:`ModelSpecError` when one evidence row of ``plan`` needs more than :data:`EXACT_MAX_BYTES`.
+
+    :func:`rows_per_chunk` bounds the rows a contraction takes at once, but not below one: one row holds
+    :math:`3\\, s\\, m` bytes of row-carrying intermediates (:math:`m` their elements per row, :math:`s` the
+    dtype's size, kept for the backward pass with their gradients and a copy) and the largest intermediate
+    without the row dim, :math:`s\\, m_0`; the check is on :math:`s \\max(3 m, m_0)`.  (A max-sum step holds
+    no more than its output: :func:`~hybridpgm.graphs.contraction_steps.max_sum`.)
+    """
+    elements = max(_ROW_COPIES * plan.row_elements, plan.largest_free_elements)
+    need = elements * dtype.itemsize
+    if need > EXACT_MAX_BYTES:
+        raise ModelSpecError(f"{_query(num_nodes, output)} needs intermediates of {elements:.3g} elements of "
+                             f"{dtype} per evidence row ({need / 2**30:.3g} GiB), more than "
+                             f"hybridpgm.infer.bn_contract.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB): its "
+                             f"treewidth is too large; {_REMEDIES}")
 
 
 def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:
@@ -100,7 +146,7 @@ def rows_per_chunk(bn: "BayesNet", ev: Evidence, dims_list, output) -> int:
     """
     if ev.n <= 1:
         return ev.n
-    plan = plan_for(bn, dims_list, output, ev.n, network_facts(bn).cards)
+    plan = plan_for(bn, dims_list, output, ev.n, network_facts(bn).cards, dtype=ev.dtype)
     device = torch.device(ev.device) if ev.device is not None else torch.device("cpu")
     per_row = _ROW_COPIES * ev.dtype.itemsize * max(plan.row_elements, 1)
     budget = ROW_CHUNK_BYTES.get(device.type, ROW_CHUNK_BYTES["cpu"])
@@ -123,7 +169,7 @@ def in_row_chunks(ev: Evidence, chunk: int, fn, row_ids=None):
 def contract(bn, ev: Evidence, tensors, dims_list, output, semiring: str, extra=(), extra_dims=()):
     """Contract ``tensors`` (already in the semiring's space: probabilities for ``"prob"``, logs otherwise)
     plus ``extra`` operands to the dims ``output``."""
-    plan = plan_for(bn, list(dims_list) + list(extra_dims), output, ev.n, network_facts(bn).cards)
+    plan = plan_for(bn, list(dims_list) + list(extra_dims), output, ev.n, network_facts(bn).cards, dtype=ev.dtype)
     return plan(list(tensors) + list(extra) + [_anchor(ev, tensors, semiring)], semiring)
 
 
@@ -189,7 +235,8 @@ def _workspace_plan(bn, ev: Evidence, dims, rest):
     more than autograd's engine saves); ``None`` otherwise."""
     if ev.device is not None and torch.device(ev.device).type != "cpu":
         return None  # the CUDA caching allocator already reuses memory
-    plan = plan_for(bn, list(dims) + [(BATCH, q) for q in rest], (BATCH,), ev.n, network_facts(bn).cards)
+    plan = plan_for(bn, list(dims) + [(BATCH, q) for q in rest], (BATCH,), ev.n, network_facts(bn).cards,
+                    dtype=ev.dtype)
     return plan if plan.largest_row_elements * ev.n >= reverse_pass.LARGE else None
 
 

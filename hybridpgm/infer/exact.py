@@ -313,7 +313,7 @@ def _sample_rows(bn: "BayesNet", facts, order: list, ev: Evidence, num_samples: 
 
     def in_space(sub: Evidence, space: str):
         tensors, dims = factors(facts, sub, keep, space)
-        plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards)
+        plan = plan_for(bn, dims, (BATCH,), sub.n, facts.cards, dtype=sub.dtype)
         anchor = (torch.ones if space == "prob" else torch.zeros)(sub.n, dtype=sub.dtype, device=sub.device)
         got = sample_plan(plan, list(tensors) + [anchor], names, num_samples, generator, with_log_prob, space)
         return got, [got.x.transpose(0, 1)] + ([got.log_p.T] if with_log_prob else [])  # rows first

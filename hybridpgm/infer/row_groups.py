@@ -27,6 +27,7 @@ node of :math:`S` is indexed away (observed there) or dropped (missing there).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import opt_einsum
@@ -82,7 +83,8 @@ def _patterns(seen: torch.Tensor):
 
 
 def _estimate(bn, facts, observed: frozenset, partial: frozenset, queries: tuple, log_evidence_only: bool):
-    """``(steps, flops per row)`` of a contraction with this evidence structure (searched path, memoised)."""
+    """``(steps, flops per row)`` of a contraction with this evidence structure (searched path, memoised);
+    infinite flops for a structure no plan can contract (a step over more dims than an einsum names)."""
     memo = bn.plan_cache.memo.setdefault("split_estimates", {})
     key = (observed, partial, queries, log_evidence_only)
     if key not in memo:
@@ -97,7 +99,11 @@ def _estimate(bn, facts, observed: frozenset, partial: frozenset, queries: tuple
         dims += [(BATCH, q) for q in free if q not in partial and dims[own[q]][0] != BATCH] + [(BATCH,)]
         sizes = {d: facts.cards[d] for ds in dims for d in ds if d != BATCH}
         sizes[BATCH] = 4
-        plan = AbsorbingPlan(dims, (BATCH,), sizes, opt_einsum.RandomGreedy(max_repeats=_ESTIMATE_TRIALS), BATCH)
+        try:
+            plan = AbsorbingPlan(dims, (BATCH,), sizes, opt_einsum.RandomGreedy(max_repeats=_ESTIMATE_TRIALS), BATCH)
+        except NotImplementedError:  # a step over too many dims: not contractible (the query's plan_for says so)
+            memo[key] = (0, math.inf)
+            return memo[key]
         steps = len(plan.main.steps) + sum(len(p.steps) for _, p in plan.groups)
         memo[key] = (steps, plan.opt_cost / sizes[BATCH])
     return memo[key]

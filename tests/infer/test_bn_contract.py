@@ -114,7 +114,7 @@ def test_rows_per_chunk_follows_the_budget_and_uneven_chunks_join_in_order(monke
     class Plan:
         row_elements = 100
 
-    monkeypatch.setattr(bn_contract, "plan_for", lambda *args: Plan)
+    monkeypatch.setattr(bn_contract, "plan_for", lambda *args, **kwargs: Plan)
     per_row = 3 * 8 * 100  # three float64 copies of each row element
     for budget, rows in [(per_row * 3 + 5, 3), (per_row - 1, 1), (per_row * 100, 7)]:
         monkeypatch.setattr(bn_contract, "ROW_CHUNK_BYTES", {"cpu": budget})
