@@ -19,7 +19,9 @@ A Helmholtz machine [2] pairs it with an amortized, bottom-up recognition model
 
 trained by wake-sleep [2], reweighted wake-sleep [3] or NVIL [4]
 (:mod:`hybridpgm.infer`).  The model and guide are ordinary Pyro programs, so
-Pyro's own inference (``TraceGraph_ELBO``, ``ReweightedWakeSleep``) runs on them.
+Pyro's own inference (``TraceGraph_ELBO``, ``ReweightedWakeSleep``) runs on them.  The exact
+:math:`\\log p(x)` of small nets, by enumerating the hidden layers, is the mixin
+:class:`~hybridpgm.generative.sbn_exact.SBNExactLikelihood`.
 
 References:
 
@@ -34,18 +36,14 @@ References:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Sequence
 
 import pyro
 import pyro.distributions as dist
-import pyro.poutine as poutine
 import torch
 from pyro.nn import PyroModule, pyro_method
 from pyro.distributions.torch_distribution import TorchDistributionMixin
-from pyro.ops.contract import contract_to_tensor
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
 from hybridpgm.checks import (as_integer, check_device, flag, module_name, positive_int, positive_real,
@@ -53,6 +51,9 @@ from hybridpgm.checks import (as_integer, check_device, flag, module_name, posit
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+# the exact enumeration part; the names stay importable from here (the budgets are read from sbn_exact)
+from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
+                                            bernoulli_state_logits, binary_states)
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.serialization import serializable
@@ -63,34 +64,6 @@ __all__ = ["SigmoidBeliefNet"]
 #: the keyword options of :meth:`SigmoidBeliefNet.model` and ``guide``, named when positional ones are refused
 _KEYWORDS = "batch_size=..., num_data=..., temperature=..."
 
-#: Largest number of joint states of two adjacent layers that exact enumeration accepts.
-MAX_ENUM_STATES = 2**24
-
-#: Largest number of elements of one enumerated tensor that :meth:`SigmoidBeliefNet.exact_log_likelihood` builds
-#: at a time (read at each call, so it can be changed, e.g. monkeypatched in a test): the observed site's
-#: log-density has :math:`2^{H_1} \cdot B \cdot D` elements for a batch of ``B`` rows (and the site of
-#: :math:`h_l`, :math:`2^{H_l + H_{l+1}} \cdot B`), so the rows go through in chunks of at most
-#: ``MAX_ENUM_ELEMENTS // (2**H_1 * D)`` rows (rows are independent: the result is that of one pass).
-#: 2**26 elements are 256 MiB in float32 per tensor.
-MAX_ENUM_ELEMENTS = 2**26
-
-
-def binary_states(n: int, like: torch.Tensor) -> torch.Tensor:
-    """All :math:`2^n` binary vectors of length ``n``, shape ``[2**n, n]`` (bit 0 first)."""
-    codes = torch.arange(2**n, device=like.device)
-    bits = torch.arange(n, device=like.device)
-    return ((codes.unsqueeze(-1) >> bits) & 1).to(like.dtype)
-
-
-def bernoulli_state_logits(logits: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-    """:math:`\\log \\prod_i \\mathrm{Bern}(s_i; \\sigma(a_i))` for every state ``s``.
-
-    :param logits: ``[..., n]``.
-    :param states: ``[S, n]``.
-    :returns: ``[..., S]``.
-    """
-    return nn.functional.logsigmoid(logits) @ states.T + nn.functional.logsigmoid(-logits) @ (1 - states).T
-
 
 class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin):
     """Concrete relaxation of a Bernoulli in logit space [5] (torch's, made a reparameterized Pyro distribution)."""
@@ -99,7 +72,7 @@ class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin)
 
 
 @serializable
-class SigmoidBeliefNet(PyroModule):
+class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
     """A sigmoid belief net with a recognition network, as one ``PyroModule``.
 
     Sample sites: ``"h{L}"``, ..., ``"h1"`` (latent, ``[B, H_l]``) and ``"x"``
@@ -329,43 +302,6 @@ class SigmoidBeliefNet(PyroModule):
         return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
                                          chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
-    def enumerated_model(self, x: torch.Tensor, *, prefix: str = ""):
-        """The same model with each hidden layer as one ``Categorical`` site over its
-        :math:`2^{H_l}` joint states, marked for parallel enumeration, so that
-        ``TraceEnum_ELBO`` (with an empty guide) or :meth:`exact_log_likelihood`
-        sums the hidden layers out exactly.  Under ``TraceEnum_ELBO`` the whole batch is one enumerated tensor
-        of :math:`2^{H_1} B D` elements (:meth:`exact_log_likelihood` chunks the rows; a training batch is
-        the caller's to size).
-
-        :param x: ``[B, D]`` binary data.
-        :param str prefix: as in :meth:`model` (sites ``prefix + "h1"``, ..., ``prefix + "x"``, plate
-            ``prefix + "data"``).
-        :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included), or ``x`` not
-            two-dimensional.
-        :raises ConfigError: a model too wide to enumerate (see :meth:`exact_log_likelihood`), or a ``prefix``
-            that is not a string.
-        """
-        prefix = site_prefix(prefix, "SigmoidBeliefNet.enumerated_model")
-        x = self._check_rows(x, "enumerated_model")
-        if not x.shape[0]:
-            self._plate(0, None)  # raises: a plate cannot be empty
-        self._check_enumerable()
-        L = self.num_layers
-        # the joint states of the hidden layers only (``states[l]`` for ``h_l``): the visible layer is observed,
-        # never enumerated (its 2**D states overflowed for a wide visible layer)
-        states = [None] + [binary_states(self.layer_sizes[l], x) for l in range(1, L + 1)]
-        with pyro.plate(prefix + "data", x.shape[-2], dim=-1):
-            logits = self.prior_logits.unsqueeze(0)
-            s = pyro.sample(f"{prefix}h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),
-                            infer={"enumerate": "parallel"})
-            h = states[L][s]
-            for l in range(L, 1, -1):
-                table = bernoulli_state_logits(self.decoders[l - 1](h), states[l - 1])
-                s = pyro.sample(f"{prefix}h{l - 1}", dist.Categorical(logits=table),
-                                infer={"enumerate": "parallel"})
-                h = states[l - 1][s]
-            pyro.sample(prefix + "x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
-
     def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
         """:meth:`check_data`, and ``x`` must be ``[B, D]`` (these methods take no leading dimensions)."""
         x = self.check_data(x)
@@ -373,86 +309,3 @@ class SigmoidBeliefNet(PyroModule):
             raise DataError(f"SigmoidBeliefNet.{method} expects x of shape [B, {self.layer_sizes[0]}], "
                             f"got {tuple(x.shape)}")
         return x
-
-    def _check_enumerable(self) -> int:
-        """Check that exact enumeration fits the limits; returns the elements one row adds to the largest
-        enumerated tensor, :math:`\\max(2^{H_1} D, \\max_l 2^{H_l + H_{l+1}})`.
-
-        :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or one row
-            whose enumerated tensor exceeds :data:`MAX_ENUM_ELEMENTS` (naming ``H_1``, ``D`` and the limit)."""
-        sizes = self.layer_sizes
-        for l in range(1, self.num_layers + 1):
-            pair = 2 ** sizes[l] * (2 ** sizes[l + 1] if l < self.num_layers else 1)
-            if pair > MAX_ENUM_STATES:
-                raise ConfigError(
-                    f"exact enumeration of layer h{l} ({sizes[l]} units) needs {pair} joint states "
-                    f"(limit {MAX_ENUM_STATES}); use log_likelihood() (importance sampling) instead"
-                )
-        observed = 2 ** sizes[1] * sizes[0]
-        per_row = max([observed] + [2 ** (sizes[l] + sizes[l + 1]) for l in range(1, self.num_layers)])
-        if per_row > MAX_ENUM_ELEMENTS:
-            raise ConfigError(
-                f"exact enumeration of one data row needs a tensor of {per_row} elements (2**{sizes[1]} states "
-                f"of h1 x D={sizes[0]} visible units, or two adjacent hidden layers), more than "
-                f"hybridpgm.generative.sbn.MAX_ENUM_ELEMENTS={MAX_ENUM_ELEMENTS}; use log_likelihood() "
-                f"(importance sampling) instead, or raise that limit")
-        return per_row
-
-    @isolated_from_handlers
-    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact :math:`\\log p(x) = \\log \\sum_{h} p(x, h)` per datapoint.
-
-        Runs :meth:`enumerated_model` under ``poutine.enum`` and contracts the
-        enumerated layers with Pyro's tensor-variable elimination
-        (``pyro.ops.contract``), keeping the data plate.  Cost grows as
-        :math:`2^{H_1} D + \\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.  The rows go through
-        in chunks of at most ``MAX_ENUM_ELEMENTS // per_row`` rows (:data:`MAX_ENUM_ELEMENTS`, ``per_row`` the
-        larger of :math:`2^{H_1} D` and :math:`\\max_l 2^{H_l + H_{l+1}}`), so the memory is bounded whatever
-        the batch; rows are independent, so the result is the same as in one pass.  With gradients enabled and
-        several chunks, each chunk is recomputed in the backward pass (:func:`torch.utils.checkpoint.checkpoint`)
-        instead of keeping its enumerated tensors for it: the gradients are those of one pass too.
-
-        The enumerated program runs as one of its own
-        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): the value is the same under any handler of the
-        caller (``poutine.scale``, ``condition``, an outer ``pyro.plate``), and a user's model can score data
-        with it, ``pyro.factor("ll", sbn.exact_log_likelihood(x).sum())``, without its enumerated sites leaking
-        into the model's trace.
-
-        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
-        :returns: ``[B]``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
-        :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or a single
-            row beyond :data:`MAX_ENUM_ELEMENTS`.
-        """
-        x = self._check_rows(x, "exact_log_likelihood")
-        if not x.shape[0]:
-            return x.new_zeros(0)
-        chunks = x.split(max(1, MAX_ENUM_ELEMENTS // self._check_enumerable()))
-        if len(chunks) == 1:
-            return self._exact_rows(x)
-        if torch.is_grad_enabled():  # the autograd graph would keep every chunk's enumerated tensors
-            return torch.cat([checkpoint(self._exact_rows, chunk, use_reentrant=False) for chunk in chunks])
-        return torch.cat([self._exact_rows(chunk) for chunk in chunks])
-
-    @isolated_from_handlers  # also when the backward pass recomputes it, under whatever handlers are active then
-    def _exact_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`exact_log_likelihood` of one chunk of rows ``[B, D]`` (checked), in one enumerated pass."""
-        enum_model = poutine.enum(self.enumerated_model, first_available_dim=-2)
-        trace = poutine.trace(enum_model).get_trace(x)
-        trace.compute_log_prob()
-        trace.pack_tensors()
-        data_symbol = trace.plate_to_symbol["data"]
-        tree: OrderedDict = OrderedDict()
-        sum_dims = set()
-        for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            term = site["packed"]["log_prob"]
-            ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
-            tree.setdefault(ordinal, []).append(term)
-            sum_dims.update(set(term._pyro_dims) - ordinal)
-        # a one-row batch: pack_tensors drops the size-1 data dim, so no term names its symbol, and the contraction
-        # cannot keep it (pyro.ops.contract raised KeyError); the whole sum is that row's log p(x)
-        target = frozenset({data_symbol}) if x.shape[-2] > 1 else frozenset()
-        result = contract_to_tensor(tree, sum_dims, target_ordinal=target)
-        return result.expand(x.shape[-2])

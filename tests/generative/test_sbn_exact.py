@@ -1,0 +1,144 @@
+"""The exact log-likelihood of a sigmoid belief net (:mod:`hybridpgm.generative.sbn_exact`): the enumerated model,
+``exact_log_likelihood`` against brute force, and the enumeration budgets.
+
+``exact_log_likelihood`` goes through the rows in chunks within ``MAX_ENUM_ELEMENTS``.  Before, the limit counted
+only the hidden layers' joint states: ``SigmoidBeliefNet([64, 20])`` with 500 rows asked torch for one
+``[2**20, 500, 64]`` tensor (134 GB, a raw RuntimeError)."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyro.infer import TraceEnum_ELBO
+
+import hybridpgm.generative.sbn as sbn_module
+import hybridpgm.generative.sbn_exact as sbn_exact
+from hybridpgm.errors import ConfigError
+from hybridpgm.generative import SigmoidBeliefNet
+from tests.generative import sbn_brute_force as bf
+from tests.generative.sbn_brute_force import binary, random_sbn, single_thread  # noqa: F401
+
+
+@settings(max_examples=8, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3), min_size=2, max_size=4), seed=st.integers(0, 1000))
+def test_exact_log_likelihood_matches_brute_force(sizes, seed):
+    sbn = random_sbn(sizes, seed)
+    x = binary(3, sizes[0], seed)
+    exact = sbn.exact_log_likelihood(x)
+    assert exact.shape == (3,)
+    assert torch.allclose(exact, bf.log_marginal(sbn, x), atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes", [[4, 3], [3, 2, 2]])
+def test_exact_log_likelihood_of_a_one_row_batch(sizes):
+    """Found by an audit: one row raised pyro.ops.contract's KeyError (the packed terms drop the size-1 data dim)."""
+    sbn = random_sbn(sizes, 2)
+    x = binary(2, sizes[0], 2)
+    one = sbn.exact_log_likelihood(x[:1])
+    assert one.shape == (1,)
+    assert torch.allclose(one, bf.log_marginal(sbn, x[:1]), atol=1e-5)
+    assert torch.allclose(one, sbn.exact_log_likelihood(x)[:1], atol=1e-6)
+
+
+def test_exact_log_likelihood_normalises():
+    sbn = random_sbn([3, 2, 2], 0)
+    all_x = torch.tensor([[float(b) for b in f"{i:03b}"] for i in range(8)])
+    total = torch.logsumexp(sbn.exact_log_likelihood(all_x), 0)
+    assert abs(total.item()) < 1e-5
+
+
+def test_enumerated_model_with_trace_enum_elbo():
+    sbn = random_sbn([4, 3, 2], 1)
+    x = binary(5, 4, 1)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(sbn.enumerated_model, lambda x: None, x)
+    assert torch.allclose(-loss, sbn.exact_log_likelihood(x).sum(), atol=1e-4)
+
+
+def test_enumeration_refuses_large_layers():
+    sbn = SigmoidBeliefNet([4, 20, 10])
+    with pytest.raises(ConfigError, match="h1"):
+        sbn.exact_log_likelihood(binary(2, 4, 0))
+
+
+def test_exact_log_likelihood_of_a_wide_visible_layer():
+    """Found by an audit: the enumerated model built the 2**D joint states of the visible layer too (never used),
+    so a [64, 2] net (4 hidden states) raised a raw OverflowError."""
+    sbn = random_sbn([64, 2], 3)
+    x = binary(3, 64, 3)
+    hidden = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with torch.no_grad():
+        log_prior = bf.bern(hidden, sbn.prior_logits)  # [4]
+        log_lik = bf.bern(x.unsqueeze(1), sbn.decoders[0](hidden))  # [3, 4]
+        expected = torch.logsumexp(log_prior + log_lik, -1)
+        exact = sbn.exact_log_likelihood(x)
+    assert exact.shape == (3,)
+    torch.testing.assert_close(exact, expected)
+
+
+def _net():
+    torch.manual_seed(0)
+    return SigmoidBeliefNet([5, 3, 2]).double()
+
+
+def test_rows_go_through_in_chunks_within_the_budget_and_equal_a_row_by_row_loop(monkeypatch):
+    net = _net()
+    x = torch.bernoulli(torch.full((500, 5), 0.4, dtype=torch.float64))
+    rows = []
+    enumerated = SigmoidBeliefNet.enumerated_model
+
+    def spy(self, x, **kwargs):
+        rows.append(x.shape[0])
+        return enumerated(self, x, **kwargs)
+
+    monkeypatch.setattr(SigmoidBeliefNet, "enumerated_model", spy)
+    per_row = max(2**3 * 5, 2 ** (3 + 2))  # 2**H1 * D = 40, the pair h1, h2: 32
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_ELEMENTS", 7 * per_row + 3)
+    chunked = net.exact_log_likelihood(x)
+    assert max(rows) == 7 and sum(rows) == 500
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_ELEMENTS", 2**26)
+    loop = torch.cat([net.exact_log_likelihood(x[i:i + 1]) for i in range(500)])
+    torch.testing.assert_close(chunked, loop, rtol=0, atol=1e-12)
+    whole = net.exact_log_likelihood(x)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
+    # the gradients too: with several chunks each is recomputed in the backward pass
+    grad_whole = torch.autograd.grad(whole.sum(), list(net.parameters()), allow_unused=True)
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_ELEMENTS", 7 * per_row + 3)
+    chunked = net.exact_log_likelihood(x)
+    grad_chunked = torch.autograd.grad(chunked.sum(), list(net.parameters()), allow_unused=True)
+    for g, h in zip(grad_chunked, grad_whole):
+        assert (g is None) == (h is None)
+        if g is not None:
+            torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-10)
+
+
+def test_a_single_row_beyond_the_budget_is_refused_by_name(monkeypatch):
+    net = SigmoidBeliefNet([8, 4])  # one row: 2**4 states of h1 x D=8 = 128 elements
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_ELEMENTS", 100)
+    with pytest.raises(ConfigError, match=r"128 elements.*D=8.*MAX_ENUM_ELEMENTS=100"):
+        net.exact_log_likelihood(torch.zeros(1, 8))
+
+
+def test_the_old_import_paths_name_the_same_objects():
+    """The split kept ``hybridpgm.generative.sbn``'s names: the saved class path and the re-exported helpers."""
+    assert SigmoidBeliefNet.__module__ == "hybridpgm.generative.sbn"
+    assert issubclass(SigmoidBeliefNet, sbn_exact.SBNExactLikelihood)
+    for name in ("binary_states", "bernoulli_state_logits", "MAX_ENUM_STATES", "MAX_ENUM_ELEMENTS"):
+        assert getattr(sbn_module, name) is getattr(sbn_exact, name)
+
+
+def test_binary_states_and_their_bernoulli_log_probabilities():
+    states = sbn_exact.binary_states(2, torch.zeros(1, dtype=torch.float64))
+    assert states.dtype == torch.float64
+    assert states.tolist() == [[0, 0], [1, 0], [0, 1], [1, 1]]  # bit 0 first
+    logits = torch.tensor([[0.3, -1.2], [2.0, 0.5]], dtype=torch.float64)
+    expected = torch.stack([bf.bern(states, row) for row in logits])  # [2 rows, 4 states]
+    torch.testing.assert_close(sbn_exact.bernoulli_state_logits(logits, states), expected)
+
+
+def test_the_layer_pair_budget_is_read_from_sbn_exact_at_call_time(monkeypatch):
+    net = SigmoidBeliefNet([3, 2, 2])  # the pair h1, h2 has 2**4 = 16 joint states
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_STATES", 15)
+    with pytest.raises(ConfigError, match=r"h1 \(2 units\) needs 16 joint states \(limit 15\)"):
+        net.exact_log_likelihood(torch.zeros(2, 3))
+    monkeypatch.setattr(sbn_exact, "MAX_ENUM_STATES", 16)
+    assert net.exact_log_likelihood(torch.zeros(2, 3)).shape == (2,)
