@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from hybridpgm.errors import EvidenceError
+from hybridpgm.graphs.contraction_steps import LogOfSum
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -61,26 +62,13 @@ class Likelihood:
     log: bool = False
 
 
-class ZeroSafeLog(torch.autograd.Function):
-    """:math:`\\log \\lambda` of a non-negative likelihood, with the gradient :math:`1/\\lambda` where
-    :math:`\\lambda > 0` and 0 where :math:`\\lambda = 0` (``torch.log`` gives :math:`\\infty`, and NaN once a
-    zero upstream gradient meets it).
-
-    A log-space query's gradient in :math:`\\log \\lambda_k` is the posterior weight of state :math:`k`, exactly 0
-    where :math:`\\lambda_k = 0`, so the true derivative there cannot be recovered from it; 0 keeps the other
-    entries, rows and parameters exact.  Probability-space queries take :math:`\\lambda` directly instead
-    (see the module docstring).
-    """
-
-    @staticmethod
-    def forward(ctx, t):
-        ctx.save_for_backward(t)
-        return t.log()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (t,) = ctx.saved_tensors
-        return torch.where(t > 0, grad / torch.where(t > 0, t, torch.ones_like(t)), torch.zeros_like(grad))
+#: :math:`\log \lambda` of a non-negative likelihood with the gradient :math:`1/\lambda` where :math:`\lambda > 0`
+#: and 0 where :math:`\lambda = 0` (``torch.log`` gives :math:`\infty` there, and NaN once a zero upstream gradient
+#: meets it): the contraction steps' :class:`~hybridpgm.graphs.contraction_steps.LogOfSum`.  A log-space query's
+#: gradient in :math:`\log \lambda_k` is the posterior weight of state :math:`k`, exactly 0 where
+#: :math:`\lambda_k = 0`, so the true derivative there cannot be recovered from it; 0 keeps the other entries, rows
+#: and parameters exact.  Probability-space queries take :math:`\lambda` directly (see the module docstring).
+ZeroSafeLog = LogOfSum
 
 
 def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> torch.Tensor:
