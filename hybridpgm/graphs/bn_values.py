@@ -43,17 +43,20 @@ def _numeric_name(s) -> bool:
 
 
 def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "data column") -> None:
-    """Refuse a pandas column of numbers (anything with ``to_numpy()`` and a numeric dtype: what
-    ``pd.read_csv`` makes of a column ``1, 2, 1``) for node ``v`` whose state names all read as numbers
-    (``["1", "2", "3"]``): its entries could be the names or the state indices (``1`` is state ``"2"``), and
-    reading them one way silently answers another question.
+    """Refuse a pandas column of numbers (anything with ``to_numpy()`` that gives numbers: what ``pd.read_csv``
+    makes of a column ``1, 2, 1``, a ``category`` column of numbers too) for node ``v`` whose state names read as
+    numbers other than the state indices (``["1", "2", "3"]``): its entries could be the names or the indices
+    (``1`` is state ``"2"``), and reading them one way silently answers another question.  Names ``"0"`` ..
+    ``"K-1"`` in order (as pgmpy names the states of integer-coded data) read the same both ways and pass.
 
     :raises DataError: naming the node, the states and the two ways to say which is meant.
     """
     if not states or torch.is_tensor(column) or not callable(getattr(column, "to_numpy", None)):
         return
-    kind = getattr(getattr(column, "dtype", None), "kind", None)
-    if kind in ("i", "u", "f") and all(_numeric_name(s) for s in states):
+    if not all(_numeric_name(s) for s in states) or [float(s) for s in states] == list(range(len(states))):
+        return
+    values = _plain(column)
+    if getattr(getattr(values, "dtype", None), "kind", None) in ("i", "u", "f"):
         raise DataError(f"{what} '{v}' holds numbers and the states of '{v}' are named by numbers {states}: "
                         f"the entries could be names or state indices; pass names (column.astype(str)) or "
                         f"indices 0..{len(states) - 1} as a tensor (torch.as_tensor(column.to_numpy()))")

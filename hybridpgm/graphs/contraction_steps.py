@@ -226,8 +226,9 @@ def max_sum(args, ins, out):
     .. math:: m_o = \\max_r \\sum_i a_i(o, r), \\qquad r^*_o = \\text{the first } r
         \\text{ (row-major) attaining it}.
 
-    The union :math:`|o| \\cdot |r|` can be many times the output (16 times for four binary summed-out dims),
-    and the memory guards of the exact queries count outputs only; so :math:`r` is walked in row-major blocks
+    A union :math:`|o| \\cdot |r|` within one block (below) is summed whole and maximised in one ``max``.  But
+    it can be many times the output (16 times for four binary summed-out dims), and the memory guards of the
+    exact queries count outputs only; so a larger :math:`r` is walked in row-major blocks
     of its leading dims, each block's broadcast sum holding at most
     :math:`\\max(|o|, \\text{MAX\\_SUM\\_CHUNK\\_ELEMENTS})` entries, keeping the running maximum and the
     first index attaining it (a later block replaces it only when strictly larger, or NaN: the answer and
@@ -254,6 +255,11 @@ def max_sum(args, ins, out):
             total = total + t
         return total.clone() if len(args) == 1 else total
     sizes = [max(t.shape[k] for t in aligned) for k in range(len(union))]
+    if math.prod(sizes) <= max(math.prod(sizes[:n_out]), MAX_SUM_CHUNK_ELEMENTS):  # one block: the sum whole
+        total = aligned[0]
+        for t in aligned[1:]:
+            total = total + t
+        return total.expand(sizes).reshape(*sizes[:n_out], -1).max(-1).values
     best = _first_argmax(aligned, sizes, n_out)
     return _gathered_sum(aligned, sizes, n_out, best)
 

@@ -104,14 +104,19 @@ class NVILBaselines(nn.Module):
     :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
     :param int hidden_dim: width of each baseline's hidden layer (0: linear).
     :param float decay: decay :math:`\\alpha` of the running mean and variance.
-    :raises ConfigError: no site names (or a string instead of a sequence of them), a size that is
-        not a positive integer (``hidden_dim`` may be 0), or ``decay`` outside ``[0, 1)``.
+    :raises ConfigError: no site names (or a string instead of a sequence of them), a site name with a ``.``
+        (a module name cannot hold one), a size that is not a positive integer (``hidden_dim`` may be 0), or
+        ``decay`` outside ``[0, 1)``.
     """
 
     def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
         super().__init__()
         if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
             raise ConfigError(f"NVILBaselines sites must be a non-empty sequence of site names, got {sites!r}")
+        dotted = [s for s in sites if "." in s]
+        if dotted:  # the baselines are an nn.ModuleDict keyed by site, and torch refuses "." in a module's name
+            raise ConfigError(f"NVILBaselines: site names {dotted} contain '.', which a module name cannot hold; "
+                              f"use another separator in the model's prefix= (e.g. 'left/' rather than 'left.')")
         input_dim = positive_int(input_dim, "NVIL input_dim")
         hidden_dim = positive_int(hidden_dim, "NVIL hidden_dim", minimum=0)
         decay = positive_real(decay, "NVIL decay", allow_zero=True)
