@@ -38,17 +38,25 @@ def _elbo():
     return TraceEnum_ELBO(max_plate_nesting=1)
 
 
+def _side_by_side(*parts):
+    """A model and a guide running each ``(hybridpgm model, prefix)`` of ``parts`` on its own argument, in
+    order."""
+    def model(*data):
+        for (m, prefix), d in zip(parts, data):
+            m.model(d, prefix=prefix)
+
+    def guide(*data):
+        for (m, prefix), d in zip(parts, data):
+            m.guide(d, prefix=prefix)
+
+    return model, guide
+
+
 # ------------------------------------------------------------------------------------------------ BayesNet
 def test_two_bayes_nets_with_the_same_node_names_give_the_sum_of_their_losses():
     bn1, bn2 = _bn(), _bn(pa=(0.6, 0.4), pb=((0.5, 0.5), (0.2, 0.8)))
 
-    def model(d1, d2):
-        bn1.model(d1, prefix="one/")
-        bn2.model(d2, prefix="two/")
-
-    def guide(d1, d2):
-        bn1.guide(d1, prefix="one/")
-        bn2.guide(d2, prefix="two/")
+    model, guide = _side_by_side((bn1, "one/"), (bn2, "two/"))
 
     both = _elbo().loss(model, guide, B1, B2)
     apart = _elbo().loss(bn1.model, bn1.guide, B1) + _elbo().loss(bn2.model, bn2.guide, B2)
@@ -123,13 +131,7 @@ def _vaes():
 def test_two_vaes_under_trace_elbo_give_the_sum_of_their_losses():
     v1, v2, x1, x2 = _vaes()
 
-    def model(a, b):
-        v1.model(a, prefix="v1/")
-        v2.model(b, prefix="v2/")
-
-    def guide(a, b):
-        v1.guide(a, prefix="v1/")
-        v2.guide(b, prefix="v2/")
+    model, guide = _side_by_side((v1, "v1/"), (v2, "v2/"))
 
     pyro.set_rng_seed(3)
     both = Trace_ELBO().loss(model, guide, x1, x2)
@@ -147,13 +149,7 @@ def test_two_vaes_train_independently_under_plain_svi():
     v1, v2, x1, x2 = _vaes()
     before = [v.decoder[2].weight.detach().clone() for v in (v1, v2)]
 
-    def model(a, b):
-        v1.model(a, prefix="v1/")
-        v2.model(b, prefix="v2/")
-
-    def guide(a, b):
-        v1.guide(a, prefix="v1/")
-        v2.guide(b, prefix="v2/")
+    model, guide = _side_by_side((v1, "v1/"), (v2, "v2/"))
 
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
     for _ in range(3):
@@ -205,13 +201,7 @@ def test_a_bayes_net_and_a_vae_in_one_model():
     v1 = v1.float()
     x1 = x1.float()
 
-    def model(d, x):
-        bn.model(d, prefix="bn/")
-        v1.model(x, prefix="vae/")
-
-    def guide(d, x):
-        bn.guide(d, prefix="bn/")
-        v1.guide(x, prefix="vae/")
+    model, guide = _side_by_side((bn, "bn/"), (v1, "vae/"))
 
     pyro.set_rng_seed(5)
     both = _elbo().loss(model, guide, B2, x1)
