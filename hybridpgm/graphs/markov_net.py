@@ -419,6 +419,7 @@ class MarkovNet(nn.Module):
         :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
             the same Pyro site), naming both, before any site is recorded.
+        :raises ConfigError: a ``prefix`` that is not a string.
         """
         from hybridpgm.graphs.mrf_pyro_model import pyro_model
 

@@ -16,6 +16,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from hybridpgm.checks import site_prefix
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
@@ -27,6 +28,7 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
                prefix: str = "", **kwargs):
     """The Pyro program of the MarkovNet ``self``; see :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`
     (arguments, errors).  Returns ``name -> states`` of every variable's site."""
+    prefix = site_prefix(prefix, "MarkovNet.model")
     clash = next((v for v in self.cards if v in self._factor_sites), None)
     if clash is not None:
         name, f, single = self._factor_sites[clash]

@@ -6,7 +6,7 @@ import pyro
 import pytest
 import torch
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.graphs import MarkovNet, ising_grid
 from tests.graphs.mrf_brute_force import random_mrf
 
@@ -52,6 +52,8 @@ def test_a_factor_named_like_a_variable_serves_queries_and_model_refuses_it_by_n
     tr = pyro.poutine.trace(ok.model).get_trace(values, prefix="p/")
     assert [n for n in tr.nodes if not n.startswith("_")] == ["p/data", "p/a", "p/b", "p/ab", "p/u[0]", "p/u[1]",
                                                               "p/log_partition"]
+    with pytest.raises(ConfigError, match="MarkovNet.model prefix must be a string"):  # TypeError before
+        ok.model(values, prefix=1)
 
 
 _ZEROS_2x3 = torch.zeros(2, 3, dtype=torch.long)
