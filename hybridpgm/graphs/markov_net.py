@@ -45,8 +45,8 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
-from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
-                                          check_table)
+from hybridpgm.graphs.mrf_declare import _check_options, _names, _no_options, call_potential, check_factor, check_table
+from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -293,37 +293,7 @@ class MarkovNet(nn.Module):
         if method not in ("auto", "bp", "exact"):
             raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")
         with self._query():
-            return self._map(self.factor_graph(evidence, context), method, kwargs)
-
-    def _map(self, fg: FactorGraph, method: str, kwargs: dict) -> dict[str, torch.Tensor]:
-        """:meth:`map_assignment` of the compiled ``fg``."""
-        from hybridpgm.infer.belief_propagation import BeliefPropagation
-        from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_map
-
-        if method == "auto":
-            method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
-        if method == "exact":
-            _no_options(method, kwargs)
-            x = exact_map(fg)[0]
-        else:
-            if "max_product" in kwargs:
-                raise ModelSpecError("MarkovNet.map_assignment: method 'bp' runs max-product BP; max_product is not "
-                                     "an option here (marginals('bp') runs sum-product)")
-            _check_options("bp", BeliefPropagation, kwargs)
-            result = BeliefPropagation(max_product=True, **kwargs)(fg)
-            tied, x = self._tied_rows(result.marginals), result.assignment
-            if bool(tied.any()):  # those rows decoded a layer at a time; the others keep their argmaxes
-                x = torch.where(tied[:, None], result.decoded_assignment, x)
-        x = fg.unflatten(x)
-        return {v: x[..., i] for i, v in enumerate(self.cards)}
-
-    @staticmethod
-    def _tied_rows(max_marginals: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
-        """``[B]`` bool: whether some variable's top two max-marginals ``[B, V, C]`` tie (to ``rtol``) in a row."""
-        if max_marginals.shape[-1] < 2:
-            return torch.zeros(max_marginals.shape[0], dtype=torch.bool, device=max_marginals.device)
-        top = max_marginals.topk(2, dim=-1).values
-        return ((top[..., 0] - top[..., 1]) <= rtol * top[..., 0]).any(-1)
+            return map_of(self.factor_graph(evidence, context), method, kwargs, list(self.cards))
 
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
