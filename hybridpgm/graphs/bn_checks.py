@@ -7,6 +7,9 @@
   values of its missing parents -- are refused, naming the rows and the nodes, without a host read inside
   :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`);
   :meth:`BayesNet.log_prob <hybridpgm.graphs.BayesNet.log_prob>` scores them ``-inf`` instead (:data:`_SCORING`);
+* rows impossible only through several tables together, which no one-table check sees, are named on
+  :func:`hybridpgm.fit`'s error path, once the loss is infinite (:meth:`BayesNetChecks.explain_nonfinite_loss`,
+  by the rows' exact log-evidence);
 * a node named like a site the model derives from another node's name is refused;
 * the empty guide refuses data with missing discrete entries when no enumeration is active.
 """
@@ -104,8 +107,10 @@ class BayesNetChecks:
         conditioned as under Gibbs) leaves the row unjudged.  The check is local to ``v``'s table: a row made
         impossible only by several tables together (a missing node that one observed child rules out in one
         state and another in the other) is not named here; its loss is ``+inf`` (``bn.log_evidence`` of the row
-        is ``-inf``).  It costs one ``log_prob`` of ``v``'s distribution, already built, and is deferred inside
-        :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`): no extra host read.
+        is ``-inf``), and :func:`hybridpgm.fit`'s :class:`~hybridpgm.errors.TrainingDivergedError` names it
+        (:meth:`explain_nonfinite_loss`, on that error path only).  It costs one ``log_prob`` of ``v``'s
+        distribution, already built, and is deferred inside :func:`hybridpgm.fit`'s step
+        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`): no extra host read.
 
         :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
         :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
@@ -147,6 +152,63 @@ class BayesNetChecks:
                              f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
         check_or_defer(~impossible.any(), error)
 
+    def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:
+        """The rows of ``data`` whose likelihood under the network is 0 (or NaN), with their observed values:
+        why the loss of :meth:`model` on them is not finite.
+
+        Each row's exact log-evidence :math:`\\log p(x_{\\rm obs}) = \\log \\sum_{x_{\\rm mis}} \\prod_u
+        p(x_u \\mid x_{\\mathrm{pa}(u)})` is computed (:meth:`log_evidence`, the missing entries summed out), so
+        a row that several tables make impossible only together is named too (a missing node ruled out in one
+        state by one observed child and in the other by another), which the one-table check of :meth:`model`
+        (:meth:`_check_possible`) cannot see.  :class:`~hybridpgm.infer.SVIObjective` over :meth:`model` calls it
+        on :func:`hybridpgm.fit`'s error path, when a loss is not finite, and the
+        :class:`~hybridpgm.errors.TrainingDivergedError` quotes it; it costs one exact query of the batch.
+
+        :param data: :meth:`model`'s ``data`` (see :meth:`columns`), ``mask`` and context ``inputs``;
+            ``model_kwargs`` (``num_data``, ``prefix``) play no part.
+        :returns: a sentence naming the rows (numbered from 0 in ``data``, at most 10 shown) and their observed
+            values, or ``None`` when every row has a finite log-evidence (or ``data`` is ``None``).
+        :raises DataError: data :meth:`columns` refuses; :class:`~hybridpgm.errors.EvidenceError`: evidence the
+            exact query refuses (a continuous node with a missing entry).
+        """
+        if data is None:
+            return None
+        cols = self.columns(data, mask)
+        with torch.no_grad():
+            lp = self.log_evidence({**self._inputs(inputs), **cols}).reshape(-1)
+        zero, nan = (lp == float("-inf")).nonzero().flatten().tolist(), lp.isnan().nonzero().flatten().tolist()
+        if not zero and not nan:
+            return None
+        parts = []
+        if zero:
+            parts.append(f"{_rows_named(zero)} {'have' if len(zero) > 1 else 'has'} probability 0 under the network "
+                         f"(exact log-evidence -inf, its missing entries summed out: no completion of the row is "
+                         f"possible, possibly through several tables together): {self._row_values(cols, zero)}; "
+                         f"fix or drop the row{'s' if len(zero) > 1 else ''}, or give the table entries that rule "
+                         f"{'them' if len(zero) > 1 else 'it'} out a non-zero probability")
+        if nan:
+            parts.append(f"{_rows_named(nan)} {'have' if len(nan) > 1 else 'has'} a NaN log-evidence (non-finite "
+                         f"parameters or inputs?): {self._row_values(cols, nan)}")
+        return "BayesNet: " + "; ".join(parts)
+
+    def _row_values(self, cols: dict, rows: list[int]) -> str:
+        """``"row 2 (a=0, c='yes')"`` for each of the first 10 ``rows``: the observed entries, by state name where
+        the node has them (missing entries left out)."""
+        shown = []
+        for i in rows[:10]:
+            values = []
+            for v in self.nodes:
+                if v not in cols or bool(_missing(cols[v][i : i + 1]).any()):
+                    continue
+                x = cols[v][i].item()
+                names = self.state_names.get(v)
+                if self.cardinality(v) is not None:
+                    x = int(x)
+                    x = repr(names[x]) if names and 0 <= x < len(names) else x
+                values.append(f"{v}={x}")
+            shown.append(f"row {i} ({', '.join(values)})")
+        return ", ".join(shown) + (", ..." if len(rows) > 10 else "")
+
     def _check_enumerated(self, data, mask, prefix: str = "") -> None:
         """:meth:`BayesNet.guide`'s check: the empty guide is right only when every missing discrete entry of
         ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
@@ -170,3 +232,9 @@ class BayesNetChecks:
                 f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
                 f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
                 f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")
+
+
+def _rows_named(rows: list[int]) -> str:
+    """``"row [2] of the data"`` / ``"rows [0, 3, ...] of the data"`` (at most 10 indices)."""
+    shown = rows[:10] + (["..."] if len(rows) > 10 else [])
+    return f"row{'s' if len(rows) > 1 else ''} {shown} of the data"

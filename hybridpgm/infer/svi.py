@@ -157,6 +157,27 @@ class SVIObjective:
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
 
+    def explain_nonfinite(self, player: str, batch: Any) -> str | None:
+        """Why the loss of ``batch`` is NaN/inf, as the model's owner tells: the optional hook of the
+        :class:`~hybridpgm.train.objective.Objective` protocol, which :func:`hybridpgm.fit` calls only when it is
+        about to raise :class:`~hybridpgm.errors.TrainingDivergedError` (no cost to a step that does not diverge).
+
+        When ``model`` is a bound method of an object with an ``explain_nonfinite_loss`` method, that method is
+        called with the model's arguments, ``owner.explain_nonfinite_loss(*batch, **model_kwargs)``: for
+        ``SVIObjective(bn.model, bn.guide, ...)``, :meth:`BayesNet.explain_nonfinite_loss
+        <hybridpgm.graphs.BayesNet.explain_nonfinite_loss>` names the rows of the batch of probability 0 under the
+        network (by their exact log-evidence), rows that several tables rule out only together among them.
+
+        :param player: the player whose loss is not finite (``"elbo"``).
+        :param batch: the (micro-)batch, as :meth:`loss` got it.
+        :returns: a sentence naming the rows at fault, or ``None`` (no such owner, or nothing to say).
+        """
+        explain = getattr(getattr(self.model, "__self__", None), "explain_nonfinite_loss", None)
+        if not callable(explain):
+            return None
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        return explain(*args, **self.model_kwargs)
+
 
 def _guesses_plate_nesting(elbo: ELBO) -> bool:
     """Whether Pyro's ``elbo`` would guess ``max_plate_nesting`` on this call by tracing the model and guide,

@@ -66,6 +66,20 @@ class Objective(Protocol):
       a hook or one does not require a gradient, or fp16 scales the loss
       (:class:`hybridpgm.infer.ContrastiveDivergence` on an RBM: the CD update in
       closed form, no graph to build and traverse).
+    * ``explain_nonfinite(player, batch) -> str | None`` -- why the loss of ``player``
+      on ``batch`` (a micro-batch, as :meth:`loss` got it) is NaN/inf: a sentence naming
+      the rows of ``batch`` (numbered from 0) and the values at fault, or ``None`` when it
+      has nothing to say.  ``fit`` calls it only on the error path, once a player's
+      loss is not finite and it is about to raise
+      :class:`~hybridpgm.errors.TrainingDivergedError` (never under
+      ``skip_nonfinite``), under :func:`torch.no_grad`, and appends the text to the
+      error's message (prefixed with the micro-batch's rows in the batch when the
+      batch was split): it costs the steps that do not diverge nothing, and may read
+      the device freely.  An exception inside it is reported as "could not explain"
+      and never masks the divergence.  :class:`~hybridpgm.infer.SVIObjective` has one
+      that asks its model's owner (:meth:`BayesNet.explain_nonfinite_loss
+      <hybridpgm.graphs.BayesNet.explain_nonfinite_loss>`: the rows of probability 0
+      under the network, by their exact log-evidence).
     """
 
     module: torch.nn.Module

@@ -17,7 +17,7 @@ import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
-from hybridpgm.train.batches import micro_batch_origin, one_row_micro_batch_error
+from hybridpgm.train.batches import batch_size_of, micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
@@ -141,7 +141,8 @@ class Player:
         :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
             ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
         :raises TrainingDivergedError: the loss or a gradient is NaN/inf (unless
-            ``skip_nonfinite``); no update has been applied.
+            ``skip_nonfinite``); no update has been applied.  For a non-finite loss the message ends with the
+            objective's ``explain_nonfinite`` of the micro-batches, where it has one (the error path only).
         :raises ConfigError: accumulation left a micro-batch of one row, which the model's batch
             normalisation refused (:func:`~hybridpgm.train.batches.one_row_micro_batch_error`).
         """
@@ -192,7 +193,7 @@ class Player:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
                 return value
-            raise self._diverged(value, step, checkpoint)
+            raise self._diverged(value, step, checkpoint, objective, micro_batches, context)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if clip_grad_norm is not None:
@@ -259,18 +260,27 @@ class Player:
             raise ConfigError(f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave gradients for "
                               f"{len(grads) - taken} parameter(s) outside player {self.name!r}")
 
-    def _diverged(self, value: float, step: int, checkpoint: Any) -> TrainingDivergedError:
-        """The error for a non-finite loss or gradient (the error path may sync freely)."""
+    def _diverged(self, value: float, step: int, checkpoint: Any, objective: Any = None,
+                  micro_batches: list[tuple[Any, float]] = (), context: DistributedContext | None = None,
+                  ) -> TrainingDivergedError:
+        """The error for a non-finite loss or gradient (the error path may sync freely).
+
+        For a non-finite loss, the message ends with what the objective's optional ``explain_nonfinite`` says
+        of the step's micro-batches (:func:`_explain_nonfinite`): the only place it is called, so it costs the
+        steps that do not diverge nothing.
+        """
         where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
         advice = "; pass skip_nonfinite=True to fit to skip such steps instead"
+        explained = ""
         if not math.isfinite(value):
             what = f"loss of player {self.name!r} is {value}"
+            explained = _explain_nonfinite(objective, self.name, micro_batches, context)
         else:
             names = self.names or [f"#{i}" for i in range(len(self.params))]
             bad = [n for n, p in zip(names, self.params)
                    if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
             what = f"gradient of player {self.name!r} is not finite in {bad} (the loss, {value:.6g}, is finite)"
-        return TrainingDivergedError(f"{what} at step {step}; no update was applied{where}{advice}",
+        return TrainingDivergedError(f"{what} at step {step}; no update was applied{where}{advice}{explained}",
                                      step=step, player=self.name)
 
     def state_dict(self) -> dict[str, Any]:
@@ -288,6 +298,50 @@ class Player:
         if self.scaler and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.skipped = int(state.get("skipped", 0))
+
+
+def _explain_nonfinite(objective: Any, player: str, micro_batches: list[tuple[Any, float]],
+                       context: DistributedContext | None = None) -> str:
+    """What ``objective.explain_nonfinite(player, micro_batch)`` (an optional member of the
+    :class:`~hybridpgm.train.objective.Objective` protocol) says of each micro-batch of a step whose loss is
+    not finite, as the tail of the :class:`TrainingDivergedError` (``""``: no hook, or nothing to say).
+
+    Each text is prefixed with the micro-batch and its rows in the batch (``rows 4..7``) when the batch was
+    split, and with the rank when several processes train: the hook names rows of the micro-batch it is given.
+    The hook runs without gradients; an exception inside it ends the explanation with ``"could not explain"``
+    and its type and message, never masking the divergence itself.
+    """
+    explain = getattr(objective, "explain_nonfinite", None)
+    if not callable(explain):
+        return ""
+    texts, start, count = [], 0, len(micro_batches)
+    for index, (micro, _) in enumerate(micro_batches):
+        rows, failed = None, False
+        try:
+            rows = batch_size_of(micro)
+            with torch.no_grad():
+                text = explain(player, micro)
+            text = None if text is None else str(text)
+        except Exception as error:  # noqa: BLE001 - the divergence is the error to raise; the hook only explains
+            text, failed = f"could not explain the non-finite loss ({_describe(error)})", True
+        if text:
+            span = "" if rows is None else f" (rows {start}..{start + rows - 1} of the batch, numbered from 0 in it)"
+            texts.append(f"micro-batch {index + 1} of {count}{span}: {text}" if count > 1 else text)
+        if failed:  # once is enough: the other micro-batches would most likely fail alike
+            break
+        start += rows
+    if not texts:
+        return ""
+    rank = f" (on rank {context.rank} of {context.world_size})" if context and context.world_size > 1 else ""
+    return f".  {type(objective).__name__}.explain_nonfinite{rank}: " + "; ".join(texts)
+
+
+def _describe(error: Exception) -> str:
+    """``"Type: message"`` of an exception, or its type alone where its message cannot be formed."""
+    try:
+        return f"{type(error).__name__}: {error}"
+    except Exception:  # noqa: BLE001 - a broken __str__ must not mask the divergence either
+        return type(error).__name__
 
 
 def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Player], step: int,

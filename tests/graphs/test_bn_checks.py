@@ -9,7 +9,7 @@ from pyro import poutine
 from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO
 
 import hybridpgm
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, TrainingDivergedError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import SVIObjective
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
@@ -87,3 +87,60 @@ def test_no_check_without_validation():
     bn = _abc()
     with pyro.validation_enabled(False):
         assert _loss(bn, {"a": torch.tensor([0]), "c": torch.tensor([1])}).item() == float("inf")
+
+
+def _two_children() -> BayesNet:
+    """m -> c1, m -> c2, where c1 = 'yes' is impossible given m = 0 and c2 = 1 given m = 1: a row with m missing
+    and c1 = 'yes', c2 = 1 has probability 0 through the two tables together, which no one-table check sees."""
+    bn = BayesNet().add("m", cpd.Table([0.5, 0.5]))
+    bn.add("c1", cpd.Table([[1.0, 0.0], [0.5, 0.5]], ["m"]), states=["no", "yes"])
+    return bn.add("c2", cpd.Table([[0.5, 0.5], [1.0, 0.0]], ["m"]))
+
+
+_TWO_CHILDREN_DATA = torch.tensor([[0, 0, 0], [-1, 1, 0], [-1, 1, 1], [1, 1, 0], [-1, 0, 1]])  # row 2: m = ?
+
+
+def test_a_row_impossible_only_through_two_tables_is_named_by_fit():
+    """Before, fit stopped with a bare TrainingDivergedError ('loss of player 'elbo' is inf at step 0 ... pass
+    skip_nonfinite=True'), naming no row: each child's table alone leaves one state of m possible."""
+    bn = _two_children()
+    assert bn.log_evidence(bn.columns(_TWO_CHILDREN_DATA)).isinf().tolist() == [False, False, True, False, False]
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    named = (r"loss of player 'elbo' is inf at step 0; no update was applied.*SVIObjective\.explain_nonfinite: "
+             r"BayesNet: row \[2\] of the data has probability 0 under the network .*row 2 \(c1='yes', c2=1\)")
+    for batch in (_TWO_CHILDREN_DATA, bn.split_missing(_TWO_CHILDREN_DATA)):  # -1 markers, and the (values, mask)
+        with pytest.raises(TrainingDivergedError, match=named) as caught:
+            hybridpgm.fit(objective, batch, **FIT)
+        assert caught.value.step == 0 and caught.value.player == "elbo"
+    # split into micro-batches of 3 and 2 rows: the row is the third of the first
+    with pytest.raises(TrainingDivergedError,
+                       match=r"micro-batch 1 of 2 \(rows 0\.\.2 of the batch, numbered from 0 in it\): BayesNet: "
+                             r"row \[2\] of the data") as caught:
+        hybridpgm.fit(objective, _TWO_CHILDREN_DATA, accumulate=2, **FIT)
+    assert "micro-batch 2 of 2" not in str(caught.value)  # the second micro-batch is possible: nothing said
+
+
+def test_explain_nonfinite_loss_names_only_impossible_rows():
+    bn = _two_children()
+    assert bn.explain_nonfinite_loss(_TWO_CHILDREN_DATA[[0, 1, 3, 4]]) is None
+    assert bn.explain_nonfinite_loss(None) is None
+    text = bn.explain_nonfinite_loss(torch.tensor([[-1, 1, 1], [0, 0, 0], [-1, 1, 1], [0, 1, 0]]))
+    # rows 0 and 2 through the two tables; row 3 through c1's table alone (named as well: the exact evidence)
+    assert "rows [0, 2, 3] of the data have probability 0" in text
+    assert "row 0 (c1='yes', c2=1), row 2 (c1='yes', c2=1), row 3 (m=0, c1='yes', c2=0)" in text
+
+
+def test_a_failing_explanation_still_raises_the_divergence(monkeypatch):
+    """The explanation runs on the error path; its own failure is reported, never raised in place of the
+    TrainingDivergedError."""
+    bn = _two_children()
+
+    def broken(evidence=None):
+        raise RuntimeError("exact query out of memory")
+
+    monkeypatch.setattr(bn, "log_evidence", broken)
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    with pytest.raises(TrainingDivergedError,
+                       match=r"loss of player 'elbo' is inf at step 0.*could not explain the non-finite loss "
+                             r"\(RuntimeError: exact query out of memory\)"):
+        hybridpgm.fit(objective, _TWO_CHILDREN_DATA, **FIT)

@@ -347,3 +347,74 @@ def test_accumulation_keeps_a_float64_loss_in_float64():
     (w1, l1), (w3, l3) = run(1), run(3)
     assert (w1 - w3).abs().max() < 1e-14
     assert max(abs(a - b) for a, b in zip(l1, l3)) < 1e-14
+
+
+class LogOfRows:
+    """``mean_i log(w * x_i)``: ``-inf`` at a zero row, which its ``explain_nonfinite`` names (within the
+    micro-batch it is given, as the hook's contract says); ``calls`` records the micro-batches it was shown."""
+
+    def __init__(self, explain=None):
+        self.module = torch.nn.Module()
+        self.module.w = torch.nn.Parameter(torch.ones(()))
+        self.calls = []
+        self._explain = explain
+
+    def players(self):
+        return {"fit": [self.module.w]}
+
+    def loss(self, player, batch):
+        return (self.module.w * batch).log().mean()
+
+    def explain_nonfinite(self, player, batch):
+        self.calls.append((player, batch.shape[0], torch.is_grad_enabled()))
+        if self._explain is not None:
+            return self._explain(batch)
+        rows = (batch == 0).nonzero().flatten().tolist()
+        return f"rows {rows} are 0" if rows else None
+
+
+def _rows(zero_row=None, n=8):
+    x = torch.arange(1.0, n + 1)
+    if zero_row is not None:
+        x[zero_row] = 0.0
+    return x
+
+
+FIT_ONE = dict(epochs=1, batch_size=8, progress=False, seed=0, shuffle=False, optim=SGD)
+
+
+@pytest.mark.parametrize("accumulate, said", [
+    (1, r"LogOfRows\.explain_nonfinite: rows \[5\] are 0$"),
+    (2, r"LogOfRows\.explain_nonfinite: micro-batch 2 of 2 \(rows 4\.\.7 of the batch, numbered from 0 in it\): "
+        r"rows \[1\] are 0$"),
+])
+def test_the_objectives_explanation_ends_the_divergence_message(accumulate, said):
+    """Before, the message said only 'loss of player 'fit' is -inf at step 0; ...' and named no row."""
+    objective = LogOfRows()
+    with pytest.raises(TrainingDivergedError, match=r"loss of player 'fit' is -inf at step 0; no update was applied"
+                                                    r".*" + said):
+        fit(objective, _rows(5), accumulate=accumulate, **FIT_ONE)
+    # once per micro-batch, on the error path, without gradients
+    assert objective.calls == [("fit", 8 // accumulate, False)] * accumulate
+    assert float(objective.module.w.detach()) == 1.0
+
+
+def test_the_explanation_costs_nothing_unless_the_loss_diverges():
+    objective = LogOfRows()
+    fit(objective, _rows(), **FIT_ONE)
+    result = fit(objective, _rows(2), skip_nonfinite=True, **FIT_ONE)
+    assert objective.calls == [] and result.skipped_steps == {"fit": 1}
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_failing_explanation_never_masks_the_divergence(accumulate):
+    """The hook raising (here a KeyError, a bug of the hook) still gives the TrainingDivergedError, saying it
+    could not explain; it is asked once only."""
+    def broken(batch):
+        raise KeyError("no such column")
+
+    objective = LogOfRows(broken)
+    with pytest.raises(TrainingDivergedError, match=r"loss of player 'fit' is -inf at step 0.*could not explain the "
+                                                    r"non-finite loss \(KeyError: 'no such column'\)$") as caught:
+        fit(objective, _rows(0), accumulate=accumulate, **FIT_ONE)
+    assert caught.value.step == 0 and caught.value.player == "fit" and len(objective.calls) == 1
