@@ -312,14 +312,17 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         :meth:`compile_evidence`): the CPDs' networks run in the mode they are in (in training mode a batch norm
         normalises with the batch's statistics), but their buffers (its running statistics) are left as they were
         (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`).  The training losses (:meth:`model`,
-        :meth:`log_prob`) update them as any forward pass does."""
+        :meth:`log_prob`) update them as any forward pass does.  The query functions of
+        :mod:`hybridpgm.infer.exact` and :class:`~hybridpgm.infer.Gibbs` on :meth:`model` enter it too; nested in
+        another query of this network it does nothing (the outermost one copies and restores the buffers once:
+        :func:`~hybridpgm.infer.particle_probe.keeping_module_state_once`)."""
         nets = self._query_restores()
         if not nets:
             yield
             return
-        from hybridpgm.infer.particle_probe import keeping_module_state
+        from hybridpgm.infer.particle_probe import keeping_module_state_once
 
-        with keeping_module_state(*nets):
+        with keeping_module_state_once(self, *nets):
             yield
 
     def _query_restores(self) -> list:

@@ -31,7 +31,10 @@ says so the rows are split by which evidence nodes *with children* they
 observe (:mod:`~hybridpgm.infer.row_groups`); a batch too big for the memory budget
 :data:`~hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES` is contracted a chunk of rows at a time.  Float64 and float32
 networks are contracted in probability space, other dtypes and rows of tiny evidence probability in log
-space (:mod:`~hybridpgm.infer.bn_contract`).  The modules: evidence parsing
+space (:mod:`~hybridpgm.infer.bn_contract`).  A query runs the CPDs' networks in the mode they are in (in
+training mode a batch norm normalises with the query batch's statistics) and leaves their buffers (running
+statistics, ``num_batches_tracked``) as they were, as the :class:`~hybridpgm.graphs.BayesNet` query methods do
+(the network's query context, entered once when a method calls a function here).  The modules: evidence parsing
 (:mod:`~hybridpgm.infer.bn_evidence`), factors (:mod:`~hybridpgm.infer.bn_factors`),
 contraction and marginals (:mod:`~hybridpgm.infer.bn_contract`), the public
 queries (here).
@@ -51,7 +54,9 @@ queries (here).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+import contextlib
+import functools
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -73,6 +78,25 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BATCH", "Evidence", "Likelihood", "log_evidence", "map_assignment", "parse_evidence", "posterior",
            "posterior_sample"]
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def _keeping_module_state(query: _F) -> _F:
+    """``query(bn, ...)`` run in the network's query context (:meth:`BayesNet._query
+    <hybridpgm.graphs.BayesNet._query>`): its CPDs' networks run in the mode they are in (in training mode a batch
+    norm normalises with the query batch's statistics) but their buffers (running statistics,
+    ``num_batches_tracked``) are left as they were, restored through ``.data`` so that an answer computed through
+    them still backpropagates.  Called from a :class:`~hybridpgm.graphs.BayesNet` method, which is already in
+    that context, it copies nothing more."""
+
+    @functools.wraps(query)
+    def kept(bn, *args, **kwargs):
+        context = getattr(bn, "_query", None)
+        with context() if callable(context) else contextlib.nullcontext():
+            return query(bn, *args, **kwargs)
+
+    return kept  # type: ignore[return-value]
 
 
 def _split(bn: "BayesNet", ev: Evidence, targets: set, queries=()):
@@ -135,6 +159,7 @@ def _targets(facts, ev: Evidence, names=()) -> set:
     return set(names) | set(ev.observed) | set(ev.partial) | {v for v in ev.values if v in facts.cards}
 
 
+@_keeping_module_state
 def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tensor:
     """:math:`\\log p(e_n)` for each evidence row (a log-density when continuous nodes are observed).
 
@@ -151,6 +176,7 @@ def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tenso
     return _unbatch(_stitch(parts, groups), ev)
 
 
+@_keeping_module_state
 def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence: Mapping | None = None, *,
               joint: bool = False):
     """Posterior marginals :math:`p(x_q \\mid e_n)` of the query variables, for every row.
@@ -224,6 +250,7 @@ def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> l
     return [g.argmax(-1) for g in grads] + [best.detach()]
 
 
+@_keeping_module_state
 def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_log_prob: bool = False):
     """Most probable explanation: :math:`\\arg\\max_{x \\setminus e} p(x, e_n)` for every row.
 
@@ -257,6 +284,7 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     return out
 
 
+@_keeping_module_state
 def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None = None, *,
                      generator: torch.Generator | None = None, return_log_prob: bool = False):
     """Exact joint samples of every unobserved node given each evidence row,

@@ -27,6 +27,13 @@ turns the run into ArviZ data under ArviZ 0.x and 1.x alike (ArviZ 1.x has no
 Samples are returned as floating point (Pyro's and ArviZ's diagnostics need
 it); the model sees each site's own dtype.
 
+The kernel samples, it does not train: the networks behind the model run in
+the mode they are in (in training mode a batch norm normalises with the batch's
+statistics), but their buffers (running statistics, ``num_batches_tracked``) are
+left as they were after every model run -- for a
+:class:`~hybridpgm.graphs.BayesNet`'s :meth:`~hybridpgm.graphs.BayesNet.model`
+in the network's query context, as its exact queries do.
+
 **References**
 
 [1] S. Geman, D. Geman, *Stochastic Relaxation, Gibbs Distributions, and the
@@ -38,7 +45,8 @@ Marginal Densities*, 1990.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import pyro.distributions as dist
 import torch
@@ -49,6 +57,7 @@ from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
 
 __all__ = ["Gibbs"]
 
@@ -141,7 +150,9 @@ class Gibbs(MCMCKernel):
         batch dim of every sample site -- latent, observed or :func:`pyro.factor` --
         must be declared by a ``pyro.plate`` (the dims of one observation go in its
         event shape, ``.to_event(...)``); else :meth:`setup` raises
-        :class:`~hybridpgm.errors.ModelSpecError` naming the site, its batch shape and the dim.
+        :class:`~hybridpgm.errors.ModelSpecError` naming the site, its batch shape and the dim.  The buffers
+        of the modules behind it (a bound method's module, see
+        :func:`~hybridpgm.infer.particle_probe.probed_modules`) are left as they were by every model run.
     :param blocks: optional list of lists of site names drawn jointly; sites not
         listed form one block each, in model order.
     :param int max_plate_nesting: number of plate dims (found by tracing if ``None``).
@@ -177,7 +188,7 @@ class Gibbs(MCMCKernel):
 
     def setup(self, warmup_steps, *args, **kwargs):
         self._args, self._kwargs = args, kwargs
-        with poutine.block():
+        with poutine.block(), self._leaving_module_state():
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
         latent = []
         plates = {}
@@ -235,6 +246,20 @@ class Gibbs(MCMCKernel):
             params.update(self._resample(block, params))
         return {k: v.to(self._out_dtype) for k, v in params.items()}
 
+    @contextlib.contextmanager
+    def _leaving_module_state(self) -> Iterator[None]:
+        """The context of a model run: the buffers of the modules behind the model are left as they were, by a
+        :class:`~hybridpgm.graphs.BayesNet`'s own query context (its networks' buffers, copied once when the run
+        is nested in another query of the network), else by
+        :func:`~hybridpgm.infer.particle_probe.keeping_module_state` (restored through ``.data``: no autograd
+        version moves)."""
+        from hybridpgm.graphs.bayes_net import BayesNet
+
+        with contextlib.ExitStack() as stack:
+            for module in probed_modules(self.model):
+                stack.enter_context(module._query() if isinstance(module, BayesNet) else keeping_module_state(module))
+            yield
+
     # ------------------------------------------------------------------ the full conditional
     def log_conditional(self, block: Sequence[str], params: dict) -> tuple[torch.Tensor, list]:
         """Joint log full conditional of a block (up to a constant).
@@ -247,9 +272,9 @@ class Gibbs(MCMCKernel):
         others = {k: v for k, v in params.items() if k not in block}
         model = poutine.condition(self.model, data=others)
         model = poutine.enum(_EnumerateOnly(block)(model), first_available_dim=-1 - mpn)
-        with poutine.block():
+        with poutine.block(), self._leaving_module_state():
             tr = poutine.trace(model).get_trace(*self._args, **self._kwargs)
-        tr.compute_log_prob()
+            tr.compute_log_prob()
         keep = self._plates[tuple(block)]
         enum_dims = [tr.nodes[s]["infer"].get("_enumerate_dim") for s in block]
         num_enum = -min(enum_dims) - mpn  # enum dims in use: -mpn-1 .. -mpn-num_enum

@@ -12,6 +12,7 @@ statistics, running moments), together :func:`probing`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from typing import Any, Callable, Iterable, Iterator
 
@@ -21,7 +22,11 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_site_shape
 
-__all__ = ["guess_plate_nesting", "keeping_module_state", "keeping_rng_state", "probed_modules", "probing"]
+__all__ = ["guess_plate_nesting", "keeping_module_state", "keeping_module_state_once", "keeping_rng_state",
+           "probed_modules", "probing"]
+
+#: the keys of the :func:`keeping_module_state_once` contexts open in this thread (or asyncio task), outermost first
+_KEPT_FOR: contextvars.ContextVar[tuple] = contextvars.ContextVar("hybridpgm_kept_for", default=())
 
 
 def keeping_rng_state():
@@ -105,6 +110,31 @@ def keeping_module_state(*owners: Any) -> Iterator[None]:
                             # host read (an equality test would be one per buffer)
                             buf.data.copy_(copy)
                     sub._buffers[name] = buf
+
+
+@contextlib.contextmanager
+def keeping_module_state_once(key: Any, *owners: Any) -> Iterator[None]:
+    """:func:`keeping_module_state` of ``owners``, entered only by the outermost of nested contexts with the same
+    ``key`` (compared by identity) in this thread or asyncio task; an inner one does nothing.
+
+    A query method that calls a query function which keeps the same buffers itself
+    (``bn.posterior`` -> :func:`hybridpgm.infer.exact.posterior`) thus copies them once, and they are restored
+    when the outermost context exits (a body in between sees them as the inner query left them).  Another thread
+    keeps its own copy: the contexts are tracked per :mod:`contextvars` context.
+
+    :param key: the object whose queries nest (a :class:`~hybridpgm.graphs.BayesNet`); held while open.
+    :param owners: as for :func:`keeping_module_state`.
+    """
+    open_keys = _KEPT_FOR.get()
+    if any(k is key for k in open_keys):
+        yield
+        return
+    token = _KEPT_FOR.set(open_keys + (key,))
+    try:
+        with keeping_module_state(*owners):
+            yield
+    finally:
+        _KEPT_FOR.reset(token)
 
 
 @contextlib.contextmanager

@@ -253,3 +253,61 @@ def test_observations_in_a_plate_or_an_event_dim_give_the_exact_posterior(model)
     pyro.set_rng_seed(0)
     z = _run(Gibbs(model), 1, 1000, 10, x).get_samples()["z"]
     assert abs(float(z.mean()) - exact) < 0.03  # 1000 independent exact draws: sd 0.007
+
+
+# ---------------------------------------------------------------- networks in training mode
+
+
+def _batch_norm_net():
+    """``c -> w``: ``w`` a Neural CPD with a batch norm (context ``u``), the network in training mode."""
+    from hybridpgm.graphs import BayesNet, cpd
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
+    return bn.train(), net
+
+
+def test_gibbs_on_a_bayes_net_leaves_the_running_statistics_and_conditions_as_the_posterior():
+    """Old code: every model run (setup, one per block and sweep) counted a batch and moved the running mean
+    (num_batches_tracked 0 -> 9 here).  The full conditional of the only latent ``c`` is the exact
+    posterior, computed with the same batch statistics."""
+    bn, net = _batch_norm_net()
+    w = torch.tensor([1, 0, 1, 1, 0])
+    u = torch.randn(5, 1, generator=torch.Generator().manual_seed(1)) * 3 + 2
+    before = {n: b.clone() for n, b in net.named_buffers()}
+    kernel = Gibbs(bn.model)
+    pyro.set_rng_seed(0)
+    samples = _run(kernel, 1, 5, 1, {"w": w}, None, {"u": u}).get_samples()
+    assert samples["c"].shape == (5, 5)
+    kernel.setup(0, {"w": w}, None, {"u": u})
+    logits, supports = kernel.log_conditional(["c"], {})
+    assert int(net[1].num_batches_tracked) == 0 and net.training
+    assert all(torch.equal(b, net.get_buffer(n)) for n, b in before.items())
+    assert [s.tolist() for s in supports] == [[0, 1]]
+    exact = bn.posterior("c", {"w": w, "u": u})
+    assert torch.allclose(logits.softmax(-1), exact, rtol=1e-6, atol=1e-9)
+
+
+class _Normed(torch.nn.Module):
+    """A hand-written Pyro model, a method of a module with a batch norm in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(1)
+
+    def model(self, x):
+        z = pyro.sample("z", dist.Bernoulli(0.5))
+        with pyro.plate("data", len(x)):
+            pyro.sample("y", dist.Normal(3.0 * z, 1.0), obs=self.norm(x[:, None])[:, 0])
+
+
+def test_gibbs_leaves_the_buffers_of_the_module_behind_any_model():
+    module = _Normed().train()
+    pyro.set_rng_seed(0)
+    samples = _run(Gibbs(module.model), 1, 4, 1, torch.tensor([0.5, 2.0, 4.0, 1.0])).get_samples()
+    assert samples["z"].shape == (4,)
+    assert int(module.norm.num_batches_tracked) == 0 and module.norm.training
+    assert torch.equal(module.norm.running_mean, torch.zeros(1))
+    assert torch.equal(module.norm.running_var, torch.ones(1))
