@@ -14,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 import warnings
 from typing import Any, Callable, Iterable, Mapping
 
 import pyro
 import torch
-from tqdm.auto import tqdm
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import TrainingInterrupted
@@ -39,6 +37,7 @@ from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for
+from hybridpgm.train.progress import advance, progress_bar, say
 from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
@@ -53,11 +52,6 @@ _CALLERS_LEVEL = 5
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-
-def _say(message: str) -> None:
-    """One line on stderr (rank 0 only, by the callers)."""
-    print(f"hybridpgm: {message}", file=sys.stderr, flush=True)
 
 
 def _clear_gradients(players: Mapping[str, Player]) -> None:
@@ -194,7 +188,7 @@ def fit(
         wait (default 60 s on gloo/CPU, 300 s on NCCL, or
         ``HYBRIDPGM_DIST_TIMEOUT``); on a timeout, the error names the rank
         that stopped progressing.
-    :param progress: show a tqdm progress bar (rank 0 only).
+    :param progress: show a tqdm progress bar (rank 0 only; notebook or text, :mod:`hybridpgm.train.progress`).
     :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``,
         see :mod:`hybridpgm.train.callbacks`; the state of those with
         ``state_dict()``/``load_state_dict()`` is checkpointed and restored on
@@ -292,8 +286,8 @@ def fit(
             finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
                                                           restored.own_rank_states)
             if context.is_main:
-                _say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
-                     + ("; it had stopped early, so no step is run" if finished else ""))
+                say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
+                    + ("; it had stopped early, so no step is run" if finished else ""))
                 if restored.lost is not None:
                     warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
         # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
@@ -318,8 +312,8 @@ def fit(
 
         # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
         running = on_exit.enter_context(contextlib.ExitStack())
-        bar = running.enter_context(tqdm(total=total_steps, initial=start_step, desc=type(objective).__name__,
-                                         disable=not (progress and context.is_main), unit="step", dynamic_ncols=True))
+        bar = running.enter_context(progress_bar(total=total_steps, initial=start_step, desc=type(objective).__name__,
+                                                 show=progress and context.is_main))
         heartbeat = running.enter_context(beating(context))  # None in a single process
         info, interrupted, step, stopped = None, 0, start_step, finished
         started = time.perf_counter() - elapsed
@@ -348,9 +342,7 @@ def fit(
                     now = time.perf_counter()
                     history.record(step + 1, step_losses, now - started,
                                    batch_size_of(batch) / max(now - step_started, 1e-12))
-                    if not bar.disable:  # a hidden bar would still format its postfix
-                        bar.update(1)
-                        bar.set_postfix({f"{p}_loss": f"{v:.4g}" for p, v in step_losses.items()}, refresh=False)
+                    advance(bar, step_losses)
                     info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
                                     objective=objective, history=history, device=device, is_main=context.is_main,
                                     reduce_mean=context.mean_of)
@@ -391,7 +383,7 @@ def fit(
                  if checkpoint is not None else "no checkpoint path was given, so nothing was saved")
         message = f"interrupted by {signal_name(interrupted)} at step {steps_done}; {where}"
         if context.is_main:
-            _say(message)
+            say(message)
         raise TrainingInterrupted(message, signum=interrupted, step=steps_done, checkpoint=checkpoint)
     if late_signal:  # arrived after the last step: the run is complete and saved; let the signal act as usual
         signal.raise_signal(late_signal)
