@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridpgm.checks import as_integer, flag, positive_real
+from hybridpgm.checks import as_integer, flag, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
 from hybridpgm.infer.iwae import importance_log_weights
@@ -107,7 +107,10 @@ class AAVAE(AdversarialGame):
         return self.checked_data(x)
 
     def sample(self, n: int) -> torch.Tensor:
-        """``n x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE), detached."""
+        """``n x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE), detached.
+
+        :raises ConfigError: ``n`` is not a non-negative integer."""
+        n = sample_count(n, "AAVAE.sample n")
         with torch.no_grad():
             return self.vae.sample(n, mean=False)
 

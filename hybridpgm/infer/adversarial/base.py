@@ -282,7 +282,7 @@ class AdversarialObjective(AdversarialGame):
         training batch (a batch norm's running statistics move).
 
         :raises ConfigError: ``n`` is not a non-negative integer."""
-        return self.generator(self.noise(sample_count(n, f"{type(self).__name__}.sample n")))
+        return self.generator(self.noise(sample_count(n, f"{type(self).__name__}.generate n")))
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
@@ -294,6 +294,7 @@ class AdversarialObjective(AdversarialGame):
         training losses' draw.
 
         :raises ConfigError: ``n`` is not a non-negative integer."""
+        n = sample_count(n, f"{type(self).__name__}.sample n")  # named for this call, not generate's
         with keeping_module_state(self.generator):
             return self.generate(n)
 

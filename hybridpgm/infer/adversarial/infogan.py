@@ -116,7 +116,10 @@ class InfoGAN(GAN):
     # -- codes -----------------------------------------------------------------------
     def sample_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(input, c_cat, c_cont)``: the generator input ``n x noise_dim``, the
-        categories ``n`` (int64) and the continuous codes ``n x num_continuous``."""
+        categories ``n`` (int64) and the continuous codes ``n x num_continuous``.
+
+        :raises ConfigError: ``n`` is not a non-negative integer."""
+        n = sample_count(n, "InfoGAN.sample_codes n")
         like = self._like()
         noise = self.noise_dim - self.num_categories - self.num_continuous
         z = torch.randn(n, noise, **like)
@@ -130,7 +133,7 @@ class InfoGAN(GAN):
         differentiable; :meth:`sample` draws them without gradients and leaves the generator's buffers alone.
 
         :raises ConfigError: ``n`` is not a non-negative integer."""
-        return self.generator(self.sample_codes(sample_count(n, "InfoGAN.sample n"))[0])
+        return self.generator(self.sample_codes(sample_count(n, "InfoGAN.generate n"))[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """``batch`` values of :math:`\\log q_\\eta(c \\mid x)`.

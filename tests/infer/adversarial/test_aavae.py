@@ -173,3 +173,11 @@ def test_the_discriminator_is_dry_run_at_construction():
     running_mean = disc[1].running_mean.clone()
     AAVAE(vae, disc)  # the dry run leaves batch norm's statistics and the modules' modes as they were
     assert disc.training and torch.equal(disc[1].running_mean, running_mean)
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, "3"])
+def test_bad_n_names_aavae_sample(n):
+    from hybridpgm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^AAVAE\.sample n must be a non-negative integer"):
+        make().sample(n)

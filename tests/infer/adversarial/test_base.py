@@ -226,3 +226,15 @@ def test_sample_in_training_mode_leaves_batch_norm_statistics(name):
     moved = _buffers(objective.generator)
     objective.loss("generator", torch.randn(16, 2))  # training moves them
     assert not torch.equal(_buffers(objective.generator)["net.1.running_mean"], moved["net.1.running_mean"])
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, True, "3"])
+def test_bad_n_names_the_method_called(n):
+    """A bad ``n`` is reported under the name of the method the caller used: ``generate`` (the training losses'
+    draw) and ``sample`` each name themselves, not each other."""
+    torch.manual_seed(0)
+    gan = GAN(*tiny_pair())
+    with pytest.raises(ConfigError, match=r"^GAN\.generate n must be a non-negative integer"):
+        gan.generate(n)
+    with pytest.raises(ConfigError, match=r"^GAN\.sample n must be a non-negative integer"):
+        gan.sample(n)

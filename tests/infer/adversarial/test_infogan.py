@@ -155,3 +155,14 @@ def test_infer_codes_runs_the_code_posterior_in_eval_mode_on_checked_data():
         info.infer_codes(torch.randn(4, 3))
     with pytest.raises(DataError, match="InfoGAN data has dtype torch.float64"):
         info.infer_codes(torch.randn(4, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n", [-1, 2.5, "3"])
+def test_bad_n_names_the_method_called(n):
+    from hybridpgm.errors import ConfigError
+
+    infogan = make()
+    for call, name in [(infogan.generate, "generate"), (infogan.sample, "sample"),
+                       (infogan.sample_codes, "sample_codes")]:
+        with pytest.raises(ConfigError, match=rf"^InfoGAN\.{name} n must be a non-negative integer"):
+            call(n)
