@@ -114,7 +114,9 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
     # ---------------------------------------------------------------- helpers
     @property
     def latent_sites(self) -> list[str]:
-        """Names of the latent sample sites, bottom-up: ``["h1", ..., "hL"]``."""
+        """Names of the latent sample sites, bottom-up: ``["h1", ..., "hL"]``; :meth:`model` and :meth:`guide`
+        called with ``prefix=`` name them ``prefix + "h1"``, ... (as :class:`~hybridpgm.infer.NVIL`'s default
+        ``sites`` do, see :func:`~hybridpgm.infer.nvil.default_sites`)."""
         return [f"h{l}" for l in range(1, self.num_layers + 1)]
 
     def model_parameters(self) -> list[nn.Parameter]:

@@ -39,6 +39,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import defaultdict
 from typing import Any, Callable, Sequence
@@ -54,7 +55,7 @@ from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real
+from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real, site_prefix
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
@@ -315,19 +316,42 @@ class NVIL_ELBO(TraceGraph_ELBO):
         return (centred / scale).detach(), loss_term
 
 
+def default_sites(owner: nn.Module, model: Callable, guide: Callable, model_kwargs: dict) -> list[str]:
+    """The sites :class:`NVIL` gives baselines to without ``sites=``: ``owner.latent_sites`` (``[]`` without
+    one), each under the prefix ``model`` and ``guide`` are called with -- ``model_kwargs["prefix"]`` (passed
+    to both on every call), else the ``prefix`` keyword both are bound with by :func:`functools.partial`, else
+    ``""`` -- as the models' ``prefix=`` names them (:meth:`SigmoidBeliefNet.model`: ``"a/h1", ..., "a/hL"``).
+
+    :raises ConfigError: the prefix is not a string, or ``model`` and ``guide`` are bound with different ones.
+    """
+    def bound(fn):  # the prefix keyword of (nested) partials, else None
+        while isinstance(fn, functools.partial) and "prefix" not in fn.keywords:
+            fn = fn.func
+        return fn.keywords["prefix"] if isinstance(fn, functools.partial) else None
+
+    prefix = model_kwargs["prefix"] if "prefix" in model_kwargs else bound(model)
+    if "prefix" not in model_kwargs and prefix != bound(guide):
+        raise ConfigError(f"NVIL: the model is bound with prefix={prefix!r} and the guide with prefix="
+                          f"{bound(guide)!r}; their sites must have the same names (or pass sites=)")
+    prefix = site_prefix("" if prefix is None else prefix, "NVIL model/guide")
+    return [prefix + site for site in getattr(owner, "latent_sites", [])]
+
+
 class NVIL(ModelGuideObjective):
     """NVIL as an objective of :func:`hybridpgm.fit`, with one player ``"elbo"``
     updating the model, the guide and the baselines together.
 
     :param model: Pyro model, called as ``model(*batch)``.
     :param guide: Pyro guide with non-reparameterizable latent sites, called the same way.
-    :param sites: latent sites to give baselines to (default: the owning module's
-        ``latent_sites``, e.g. :attr:`SigmoidBeliefNet.latent_sites`).
+    :param sites: latent sites to give baselines to.  Default (:func:`default_sites`): the owning module's
+        ``latent_sites`` under the ``prefix`` that ``model`` and ``guide`` are called with, e.g.
+        ``model_kwargs={"prefix": "a/"}`` gives ``["a/h1", ..., "a/hL"]`` for a :class:`SigmoidBeliefNet`.
     :param int input_dim: size of the baseline input (the batch's first tensor's
         last dim; default: the owning module's ``layer_sizes[0]``).
     :param int hidden_dim: hidden width of each baseline network (100 in [1]).
     :param int num_particles: score-function samples per datapoint (vectorized).
-    :raises ConfigError: see :class:`NVILBaselines` and :class:`NVIL_ELBO`; also an unknown player.
+    :raises ConfigError: see :class:`NVILBaselines`, :class:`NVIL_ELBO` and :func:`default_sites`; also an
+        unknown player.
 
     The baselines are built in the dtype and on the device of the model's parameters, and follow them when
     the model alone is converted or moved afterwards (``sbn.double()``); ``module`` holds both, so
@@ -343,7 +367,7 @@ class NVIL(ModelGuideObjective):
         super().__init__(model, guide, **options)
         owner = self.module
         if sites is None:
-            sites = list(getattr(owner, "latent_sites", []))
+            sites = default_sites(owner, model, guide, self.model_kwargs)
         elif not isinstance(sites, (str, bytes)):
             sites = list(sites)
         if input_dim is None:
