@@ -289,6 +289,10 @@ class MarkovNet(nn.Module):
         exact where the contraction costs at most about a second of one CPU thread per model
         (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
         options in ``kwargs`` select BP.
+
+        :raises ModelSpecError: an unknown method or an option it does not take; for ``"exact"``, before any
+            work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` or a max-sum over
+            :data:`~hybridpgm.infer.mrf_exact.EXACT_MAP_MAX_WORK` operations per model.
         """
         if method not in ("auto", "bp", "exact"):
             raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")

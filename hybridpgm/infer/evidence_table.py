@@ -125,6 +125,10 @@ class EvidenceTable:
         does not store (its least probable one), ``None`` for ``"subsets"``.
     :raises ConfigError: for a network with continuous nodes or inputs, an unknown layout, or a table over
         ``max_bytes``.
+    :raises ModelSpecError: before the table is allocated, when an exact query of the build (the joint of
+        ``nodes``, the posterior of the other nodes given them) needs more than
+        :data:`hybridpgm.infer.bn_contract.EXACT_MAX_BYTES` per evidence row (the network's treewidth is too
+        large, or the joint of ``nodes`` is), as those queries raise it.
     :raises EvidenceError: for an unknown or repeated node.
     """
 
@@ -165,22 +169,26 @@ class EvidenceTable:
                               f"{self.nbytes / 2**20:.1f} MiB in the {layout} layout{also}, over "
                               f"max_bytes={max_bytes / 2**20:.1f} MiB; pass fewer nodes or a larger max_bytes")
         device = bn.device
-        grid = torch.cartesian_prod(*[torch.arange(c, device=device) for c in self.cards]).reshape(-1, len(nodes))
-        evidence = {v: grid[:, i] for i, v in enumerate(nodes)}
-        table = torch.zeros(self.configurations, self._width + 1, dtype=torch.float64, device=device)
+        # the exact queries of the build run before the table is allocated: a network whose contraction the
+        # exact guard refuses (hybridpgm.infer.bn_contract.EXACT_MAX_BYTES) raises its ModelSpecError up front
         with torch.no_grad():
             # p(E = e) for every configuration: one contraction with the evidence nodes as output dims
             z = (posterior(bn, nodes, None, joint=True) if len(nodes) > 1 else posterior(bn, nodes[0]))
             z = z.double().reshape(-1)
+            grid = torch.cartesian_prod(*[torch.arange(c, device=device) for c in self.cards]).reshape(-1, len(nodes))
+            evidence = {v: grid[:, i] for i, v in enumerate(nodes)}
             rows = max(1, BUILD_CHUNK_BYTES // entry)  # the configurations of one batched query
             # p(e) under the dtype's smallest normal number (a float32 network: 1e-38) lost digits or underflowed
             # to 0 in the joint; those configurations are scored again by log_evidence (log space where
             # probabilities underflow) and exponentiated in float64
             for chunk in (z < torch.finfo(bn.dtype).tiny).nonzero().flatten().split(rows):
                 z[chunk] = log_evidence(bn, {v: t[chunk] for v, t in evidence.items()}).double().exp()
-            possible = (z > 0).nonzero().flatten()
-            for chunk in possible.split(rows) if self.others else ():
-                post = posterior(bn, self.others, {v: t[chunk] for v, t in evidence.items()})
+            chunks = (z > 0).nonzero().flatten().split(rows) if self.others else ()
+            post = posterior(bn, self.others, {v: t[chunks[0]] for v, t in evidence.items()}) if chunks else None
+            table = torch.zeros(self.configurations, self._width + 1, dtype=torch.float64, device=device)
+            for i, chunk in enumerate(chunks):
+                if i:
+                    post = posterior(bn, self.others, {v: t[chunk] for v, t in evidence.items()})
                 table[chunk, :-1] = torch.cat([post[v].double() for v in self.others], dim=1) * z[chunk, None]
             table[:, -1] = z
         table = table.reshape(*self.cards, self._width + 1)

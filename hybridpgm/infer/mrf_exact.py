@@ -62,13 +62,21 @@ from hybridpgm.infer.mrf_operands import (_folded, _operands, _prob_contract, _p
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
 from hybridpgm.train.deferred_checks import check_or_defer
 
-__all__ = ["EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition", "exact_map", "exact_marginals",
-           "exact_sample", "probability_dtype", "probability_floor"]
+__all__ = ["EXACT_MAP_MAX_WORK", "EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition",
+           "exact_map", "exact_map_work", "exact_marginals", "exact_sample", "probability_dtype", "probability_floor"]
 
 #: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
 #: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 26x26 binary grid needs 8 GiB
 #: per model) instead of exhausting the memory.  Raise it on a machine that has the memory.
 EXACT_MAX_BYTES = 4 * 2**30
+
+#: element operations per model the max-sum contraction of :func:`exact_map` (``map_assignment(method="exact")``)
+#: may take (:func:`exact_map_work`); a model beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before
+#: contracting.  The max-sum steps run at 10^7 to 10^8 operations a second on one CPU thread (a 20x20 binary
+#: grid's 1.3e9 took 39 s; a 22x22 grid's 1.0e10, which fits in memory, takes minutes), so 4e9 is up to a couple
+#: of minutes.  It is at least twice :data:`SEARCH_ABOVE` flops, so the models ``"auto"`` gives the exact
+#: contraction are never refused.  Raise it to wait for a larger model.
+EXACT_MAP_MAX_WORK = 4e9
 
 
 def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
@@ -84,6 +92,40 @@ def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
                              f"method='bp' or 'mean_field', fewer models per call, or raise the limit")
     return st
 
+
+
+def exact_map_work(fg: FactorGraph, st: _Structure | None = None) -> int:
+    """Element operations per model of the max-sum contraction of :func:`exact_map`, from the cached plan alone.
+
+    A max-sum step over operands :math:`a_1, \\dots, a_k` forms the broadcast sum over the union :math:`U` of
+    their dims and maximises it over the dims it sums out (:func:`~hybridpgm.graphs.contraction_steps.max_sum`):
+    :math:`k \\prod_{d \\in U} |d|` operations (:math:`k - 1` additions and a comparison per term); the work is
+    the sum over the plan's steps.  It is within a factor of two of ``opt_einsum``'s flop count.
+
+    :param FactorGraph fg: the model (its structure is built and cached if it is not yet).
+    :param st: its structure, where the caller has it.
+    :returns: the operations for one model of the batch.
+    """
+    st = _structure(fg) if st is None else st
+    cards = st.cards
+    work = 0
+    for _, ins, *_ in st.plan.steps:
+        union = {d for dims in ins for d in dims}
+        work += len(ins) * math.prod(cards[d] for d in union if isinstance(d, int))
+    return work
+
+
+def _map_fitting(st: _Structure, fg: FactorGraph) -> _Structure:
+    """``st``, after checking that the max-sum contraction of one model takes at most :data:`EXACT_MAP_MAX_WORK`
+    element operations (:class:`ModelSpecError` naming the estimate, the limit and the remedies otherwise)."""
+    work = exact_map_work(fg, st)
+    if work > EXACT_MAP_MAX_WORK:
+        raise ModelSpecError(f"exact MAP over {len(st.cards)} variables needs about {work:.3g} element operations "
+                             f"per model (max-sum contraction), more than "
+                             f"hybridpgm.infer.mrf_exact.EXACT_MAP_MAX_WORK ({EXACT_MAP_MAX_WORK:.3g}: minutes of "
+                             f"one CPU thread); use map_assignment(method='bp') or method='auto' (max-product BP), "
+                             f"or raise EXACT_MAP_MAX_WORK to wait for it")
+    return st
 
 
 def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:
@@ -187,8 +229,10 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :returns: ``(assignment [B, V] long, max score [B])``.
     :raises EvidenceError: when every assignment the evidence of a model allows scores :math:`-\\infty`, naming
         the model and its evidence (checked at the step's one host read inside :func:`~hybridpgm.fit`).
+    :raises ModelSpecError: before contracting, when the largest intermediate is over :data:`EXACT_MAX_BYTES`
+        or the max-sum work per model (:func:`exact_map_work`) over :data:`EXACT_MAP_MAX_WORK`.
     """
-    st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
+    st = _map_fitting(_fitting(_structure(fg), fg.batch_size, fg.unary.dtype), fg)
     return with_autograd(_map, fg, st)
 
 
@@ -251,14 +295,16 @@ def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None
 
 def exact_is_cheap(fg: FactorGraph) -> bool:
     """Whether an exact contraction of ``fg`` costs at most :data:`SEARCH_ABOVE` flops per model (about a second
-    of one CPU thread) and fits :data:`EXACT_MAX_BYTES`: what the ``"auto"`` methods of
-    ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` ask.
-    Finding out costs a greedy order at most (no search); a cheap structure is cached for the contraction."""
+    of one CPU thread), fits :data:`EXACT_MAX_BYTES` and (implied at the default limits) takes at most
+    :data:`EXACT_MAP_MAX_WORK` max-sum operations per model: what the ``"auto"`` methods of
+    ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` ask, so ``"auto"`` never picks an exact query that
+    refuses.  Finding out costs a greedy order at most (no search); a cheap structure is cached for the
+    contraction."""
     st = _structure(fg, cheap_only=True)
     if st is None:
         return False
     try:
-        _fitting(st, fg.batch_size, fg.unary.dtype)
+        _map_fitting(_fitting(st, fg.batch_size, fg.unary.dtype), fg)
     except ModelSpecError:
         return False
     return True

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.graphs.contraction import ContractionPlan
 
@@ -180,3 +181,55 @@ def test_a_redone_entry_whose_terms_all_overflow_to_minus_inf_has_no_nan_gradien
     grads = torch.autograd.grad(out, ops)
     assert out.item() == -math.inf
     assert all(torch.equal(g, torch.zeros(2)) for g in grads)
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the most elements of any tensor an operation returns while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def _conflicting(g, o=3, a=4, c=5, b=6):
+    """Operands of ``osac,osb->o`` peaking on different ``s`` (every shifted term underflows), one term
+    impossible."""
+    x = torch.randn(o, 2, a, c, generator=g, dtype=torch.float64)
+    y = torch.randn(o, 2, b, generator=g, dtype=torch.float64)
+    x[:, 1] -= 1000.0
+    y[:, 0] -= 1000.0
+    x[0, :, 0, 0] = -math.inf
+    return x.requires_grad_(), y.requires_grad_()
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 24, 16, 4, 1])
+def test_redone_log_steps_stay_within_the_block_budget(monkeypatch, chunk):
+    """The redo of underflowed entries forms at most max(|out|, MAX_SUM_CHUNK_ELEMENTS) terms at once (old code:
+    the whole n |r| = 3 x 240 joined sum), with the values of the whole sum and the same first and second
+    derivatives: chunks of entries (24, 16), the leading summed dims walked one configuration at a time (4, 1)."""
+    from hybridpgm.graphs import contraction_steps as steps
+
+    monkeypatch.setattr(steps, "MAX_SUM_CHUNK_ELEMENTS", chunk)
+    eq, ins = "osac,osb->o", [tuple("osac"), tuple("osb")]
+    x, y = _conflicting(torch.Generator().manual_seed(0))
+    with _LargestTensor() as seen:
+        got = steps.log_einsum(eq, [x, y], steps.shift_plan(ins, tuple("o")))
+    assert seen.largest <= max(3, chunk, x.numel())
+    ref = (x[:, :, :, :, None] + y[:, :, None, None, :]).reshape(3, -1).logsumexp(-1)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    grads = torch.autograd.grad((got * w).sum(), [x, y], create_graph=True)
+    grads_ref = torch.autograd.grad((ref * w).sum(), [x, y], create_graph=True)
+    for u, v in zip(grads, grads_ref):
+        torch.testing.assert_close(u, v)
+    second = torch.autograd.grad(sum((u ** 2).sum() for u in grads), [x, y])
+    second_ref = torch.autograd.grad(sum((v ** 2).sum() for v in grads_ref), [x, y])
+    for u, v in zip(second, second_ref):
+        torch.testing.assert_close(u, v)

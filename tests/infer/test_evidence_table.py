@@ -298,3 +298,34 @@ def test_a_float32_table_keeps_evidence_whose_probability_underflows_float32(lay
     ev = {**{v: on for v in nodes[:11]}, "s11": torch.tensor([1, 0, 1])}  # 12 on, 11 on, 10 on and one missing
     torch.testing.assert_close(table.log_evidence(ev).double(), exact.log_evidence(ev).detach(), rtol=1e-6, atol=0)
     torch.testing.assert_close(table.posterior("h", ev).double(), exact.posterior("h", ev), rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize("limit,query", [(256, "the joint posterior of 5 nodes"), (1024, "25 nodes needs")])
+def test_a_network_the_exact_guard_refuses_raises_before_the_table_is_allocated(monkeypatch, limit, query):
+    """The bottom row of a 5x5 grid network: under bn_contract.EXACT_MAX_BYTES of 256 bytes the joint of the
+    evidence nodes is refused, under 1 KiB the posterior of the others given them; either way the build raises
+    that query's ModelSpecError without making any tensor as large as the table (10496 bytes: 32 configurations
+    by 41 float64 columns; the old build allocated it first)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import hybridpgm.infer.bn_contract as bn_contract
+    from hybridpgm.errors import ModelSpecError
+    from tests.infer.test_bn_size_guard import grid_network
+
+    class Largest(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.largest = max(self.largest, t.numel() * t.element_size())
+            return out
+
+    bn, nodes = grid_network(5), [f"x4_{c}" for c in range(5)]
+    assert bn.compile_evidence(nodes, layout="compact").nbytes == 32 * 41 * 8  # the first array the build fills
+    monkeypatch.setattr(bn_contract, "EXACT_MAX_BYTES", limit)
+    bn.plan_cache.clear()
+    with Largest() as seen, pytest.raises(ModelSpecError, match=f"{query}.*EXACT_MAX_BYTES"):
+        bn.compile_evidence(nodes, max_bytes=2**30)
+    assert seen.largest < 32 * 41 * 8

@@ -190,6 +190,54 @@ def test_a_contraction_beyond_the_memory_limit_raises_before_any_work(monkeypatc
     assert seen == []
 
 
+def test_exact_map_beyond_the_work_limit_raises_before_any_work(monkeypatch):
+    """A 4x4 grid's max-sum contraction takes 680 element operations per model (each step: its operands times the
+    states of the dims they join); under a limit one lower, ``map_assignment(method="exact")`` raises naming the
+    estimate, the limit and the remedies before contracting, ``"auto"`` takes BP, and the sum-product queries
+    (no max-sum) still run."""
+    mrf = ising_grid(4, 4, 0.3 * torch.randn(16, 24), torch.randn(16, 16))
+    fg = mrf.factor_graph()
+    steps = mrf_exact._structure(fg).plan.steps
+    assert mrf_exact.exact_map_work(fg) == sum(len(ins) * 2 ** len({d for dims in ins for d in dims} - {"\x00rows"})
+                                               for _, ins, *_ in steps) == 680
+    monkeypatch.setattr(mrf_exact, "EXACT_MAP_MAX_WORK", 680)
+    mrf.map_assignment(method="exact")  # exactly at the limit
+    monkeypatch.setattr(mrf_exact, "EXACT_MAP_MAX_WORK", 679)
+    message = (r"exact MAP over 16 variables needs about 680 element operations per model .*"
+               r"EXACT_MAP_MAX_WORK \(679: .*method='bp'\) or method='auto'.*raise EXACT_MAP_MAX_WORK")
+    with _contractions() as seen:
+        with pytest.raises(ModelSpecError, match=message):
+            mrf.map_assignment(method="exact")
+        with pytest.raises(ModelSpecError, match=message):
+            mrf_exact.exact_map(fg)
+        assert seen == []
+        assert not mrf_exact.exact_is_cheap(fg)
+        bp = mrf.map_assignment()
+        mrf.log_partition("exact")
+    assert [semiring for semiring, *_ in seen] == ["prob"]
+    assert bp["x_0_0"].shape == (16,)
+
+
+def test_the_default_work_limit_refuses_a_22x22_grid_map(monkeypatch, plans_built):  # noqa: F811
+    """A 22x22 binary grid fits in memory but its max-sum contraction would run for minutes: refused at once from
+    the plan (the greedy order's 1.5e11 operations here; the searched order's is 1.0e10), with no contraction
+    run.  Every model ``"auto"`` gives the exact contraction (at most SEARCH_ABOVE flops, within a factor of two of
+    the max-sum work) is under the limit."""
+    from hybridpgm.infer import mrf_plan
+
+    assert mrf_exact.EXACT_MAP_MAX_WORK >= 2 * mrf_exact.SEARCH_ABOVE
+    monkeypatch.setattr(mrf_plan, "SEARCH_ABOVE", math.inf)  # the greedy order only: no search of seconds
+    fg = ising_grid(22, 22, 0.3).factor_graph()
+    try:
+        with _contractions() as seen:
+            with pytest.raises(ModelSpecError, match=r"about 1\.53e\+11 element operations per model .*"
+                                                     r"EXACT_MAP_MAX_WORK \(4e\+09"):
+                mrf_exact.exact_map(fg)
+        assert seen == []
+    finally:
+        mrf_plan._STRUCTURES.clear()
+
+
 @settings(deadline=None, max_examples=20)
 @given(seed=st.integers(0, 10_000), num_vars=st.integers(1, 5), num_factors=st.integers(1, 6),
        dtype=st.sampled_from([torch.float64, torch.float32]), prob=st.booleans(), evidence=st.booleans())
