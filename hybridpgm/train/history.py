@@ -9,7 +9,7 @@ import torch
 
 __all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "loss_explosions"]
 
-#: a loss whose last value exceeds this many times its first (in magnitude, floored at 1) has exploded
+#: a loss whose last value rises above this many times its first's magnitude (floored at 1) has exploded
 EXPLOSION_FACTOR = 1e3
 
 
@@ -65,12 +65,16 @@ def loss_explosions(history: History, factor: float = EXPLOSION_FACTOR) -> dict[
 
     Over a player's finite losses :math:`\\ell_1, \\dots, \\ell_T` (non-finite
     ones are steps skipped with ``skip_nonfinite``, counted apart), the loss
-    has exploded when :math:`|\\ell_T| > \\text{factor} \\cdot \\max(|\\ell_1|, 1)`.
+    has exploded when it *rose* that far:
+    :math:`\\ell_T > \\text{factor} \\cdot \\max(|\\ell_1|, 1)`.  The comparison is
+    signed: a loss that falls far below zero (a negative log-likelihood of
+    tightly clustered data, say, from about 0 to -2000) has improved, not
+    exploded, while one rising from -5 to 6000 has exploded.
     """
     out = {}
     for player, values in history.loss.items():
         finite = [v for v in values if math.isfinite(v)]
-        if len(finite) >= 2 and abs(finite[-1]) > factor * max(abs(finite[0]), 1.0):
+        if len(finite) >= 2 and finite[-1] > factor * max(abs(finite[0]), 1.0):
             out[player] = (finite[0], finite[-1])
     return out
 
@@ -87,8 +91,9 @@ class FitResult:
     :ivar skipped_steps: player -> steps skipped for a non-finite loss or
         gradient (only with ``fit(..., skip_nonfinite=True)``; else all zero).
     :ivar loss_explosions: player -> ``(first loss, last loss)`` for players
-        whose loss grew by more than :data:`EXPLOSION_FACTOR` (see
-        :func:`loss_explosions`); empty for a healthy run.
+        whose loss rose above :data:`EXPLOSION_FACTOR` times the first loss's
+        magnitude (floored at 1; see :func:`loss_explosions`: a loss falling
+        far below zero is not an explosion); empty for a healthy run.
     """
 
     history: History

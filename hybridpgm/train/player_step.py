@@ -130,7 +130,9 @@ class Player:
         sum that overflows is settled exactly); the loss, those sums and the data checks the models
         deferred (:mod:`hybridpgm.train.deferred_checks`) reach the host
         together, in the one device-host synchronisation a step already needs
-        to report its loss.  A failed data check raises its own error, before
+        to report its loss.  They are stacked in ``promote_types(loss dtype, float32)``, so the
+        returned loss of a float64 objective is its float64 value (not rounded to float32, and
+        finite above float32's largest value, about ``3.4e38``).  A failed data check raises its own error, before
         any update.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
@@ -177,9 +179,13 @@ class Player:
                 total = weighted.detach() if total is None else total + weighted.detach()
         total = context.all_reduce_gradients(self.params, extra=total)
         grads = [] if self.scaler else [p.grad for p in self.params if p.grad is not None]
-        flags = [total.float(), *_sums(grads)]
+        # read in the loss's own precision (at least float32): a float64 loss reaches the history, the callbacks
+        # and ReduceLROnPlateau unrounded, and a finite one above 3.4e38 does not read as inf; the float32 sums
+        # convert exactly, so the finiteness test of the gradients is unchanged
+        dtype = torch.promote_types(total.dtype, torch.float32)
+        flags = [total.to(dtype), *(part.to(dtype) for part in _sums(grads))]
         if pending.flags:  # the models' deferred data checks ride along in the same read
-            flags.append(pending.all_passed(device).float())
+            flags.append(pending.all_passed(device).to(dtype))
         value, *read = torch.stack(flags).tolist()
         if pending.flags and not read.pop():
             self.optimizer.zero_grad(set_to_none=True)

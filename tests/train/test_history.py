@@ -1,7 +1,12 @@
 """The run's record and its health check (hybridpgm/train/history.py)."""
 
+import functools
 import math
+import warnings
 
+import torch
+
+from hybridpgm import fit
 from hybridpgm.train.history import EXPLOSION_FACTOR, History, loss_explosions
 
 
@@ -10,10 +15,41 @@ def test_loss_explosions_compare_the_last_finite_loss_with_the_first():
         "steady": [2.0, 1.0, 0.5],
         "exploded": [2.0, float("nan"), 2.0 * EXPLOSION_FACTOR + 1],   # the NaN step was skipped
         "small_start": [1e-4, 900.0],                                   # floored at 1: 900 < 1000
-        "negative": [-3.0, -1e5],                                        # magnitude, either sign
+        "rose_from_negative": [-5.0, 6000.0],                            # 6000 > 1000 * |-5|
+        "fell_far_below_zero": [-3.0, -1e5],                             # an improvement, not an explosion
+        "fell_from_about_zero": [0.0167, -2195.7],                       # the audit's NLL (r9)
+        "rose_not_far_enough": [-5.0, 4999.0],
         "skipped_last": [2.0, 1.0, float("inf")],
         "one_step": [1e9],
     })
     found = loss_explosions(history)
-    assert found == {"exploded": (2.0, 2001.0), "negative": (-3.0, -1e5)}
+    assert found == {"exploded": (2.0, 2001.0), "rose_from_negative": (-5.0, 6000.0)}
     assert all(math.isfinite(v) for pair in found.values() for v in pair)
+
+
+class TightGaussianNLL:
+    """The mean Gaussian negative log-likelihood of data clustered within 1e-3 of 0 in ``d`` dimensions, with a
+    learned log-scale: about 0 at the start, far below -1000 at the optimum (a legitimate improvement)."""
+
+    def __init__(self, d):
+        self.module = torch.nn.Module()
+        self.module.log_scale = torch.nn.Parameter(torch.full((d,), -0.9189))
+
+    def players(self):
+        return {"nll": [self.module.log_scale]}
+
+    def loss(self, player, batch):
+        return -torch.distributions.Normal(0.0, self.module.log_scale.exp()).log_prob(batch).sum(-1).mean()
+
+
+def test_a_loss_that_improves_far_below_zero_is_not_an_explosion():
+    """Found by an audit: the NLL falling from 0.017 to -2196 was reported as exploded (diverged=True, and a
+    RuntimeWarning), since the health check compared magnitudes."""
+    x = 0.001 * torch.randn(256, 400, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = fit(TightGaussianNLL(400), x, epochs=60, batch_size=256, progress=False, seed=0,
+                     optim=functools.partial(torch.optim.Adam, lr=0.2))
+    losses = result.history.loss["nll"]
+    assert abs(losses[0]) < 1.0 and losses[-1] < -1000.0
+    assert not result.diverged and result.loss_explosions == {}

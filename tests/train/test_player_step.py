@@ -9,6 +9,7 @@ import torch
 from hybridpgm import fit
 from hybridpgm.errors import TrainingDivergedError
 from hybridpgm.train import load_checkpoint
+from hybridpgm.train.callbacks import EarlyStopping
 from hybridpgm.train.player_step import _all_finite
 from tests.train.helpers import LinearRegression, regression_data
 
@@ -418,3 +419,65 @@ def test_a_failing_explanation_never_masks_the_divergence(accumulate):
                                                     r"non-finite loss \(KeyError: 'no such column'\)$") as caught:
         fit(objective, _rows(0), accumulate=accumulate, **FIT_ONE)
     assert caught.value.step == 0 and caught.value.player == "fit" and len(objective.calls) == 1
+
+
+class Float64Offset:
+    """``offset + w^2`` in float64 (one weight, ``w = 1`` at the start): under SGD with learning rate ``lr`` the
+    loss falls strictly, by less than float32's spacing at ``1e6`` (0.0625) per step, and its exact values
+    replay on the host as ``w <- (1 - 2 lr) w``."""
+
+    def __init__(self, offset):
+        self.offset = offset
+        self.module = torch.nn.Module()
+        self.module.w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+
+    def players(self):
+        return {"p": [self.module.w]}
+
+    def loss(self, player, batch):
+        return self.offset + (self.module.w ** 2).sum() + 0 * batch.sum()
+
+    @staticmethod
+    def replay(offset, steps, lr=0.01):
+        w, out = 1.0, []
+        for _ in range(steps):
+            out.append(offset + w * w)
+            w -= lr * 2 * w
+        return out
+
+
+FIT_F64 = dict(batch_size=10, progress=False, seed=0, optim=functools.partial(torch.optim.SGD, lr=0.01))
+
+
+def test_a_float64_loss_reaches_the_history_the_callbacks_and_the_scheduler_unrounded():
+    """Found by an audit: the step's loss was read on the host as float32, so the history of ``1e6 + w^2`` was
+    off by up to 0.024 and repeated values; ReduceLROnPlateau and EarlyStopping saw a strictly falling loss
+    stall (EarlyStopping(patience=2) stopped after 16 of 50 steps)."""
+    seen = []
+
+    class Record:
+        def on_step_end(self, info):
+            seen.append(info.losses["p"])
+
+    steps = 50
+    x = torch.zeros(10, 1, dtype=torch.float64)
+    plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=0, threshold=0.0)
+    result = fit(Float64Offset(1e6), x, epochs=steps, lr_scheduler=plateau,
+                 callbacks=[Record(), EarlyStopping("p", patience=2)], **FIT_F64)
+    exact = Float64Offset.replay(1e6, steps)
+    assert result.steps == steps and not result.stopped_early
+    assert max(abs(a - b) for a, b in zip(result.history.loss["p"], exact)) < 1e-9
+    assert seen == result.history.loss["p"]
+    assert result.optimizers["p"].param_groups[0]["lr"] == 0.01  # never reduced: every step improved
+
+
+@pytest.mark.parametrize("skip_nonfinite", [False, True])
+def test_a_finite_float64_loss_beyond_float32s_range_is_not_a_divergence(skip_nonfinite):
+    """Found by an audit: a float64 loss of 1e300 read as inf on the host (float32 overflows at 3.4e38), so the
+    history recorded inf for a finite, healthy run."""
+    objective = Float64Offset(1e300)
+    result = fit(objective, torch.zeros(10, 1, dtype=torch.float64), epochs=3, skip_nonfinite=skip_nonfinite,
+                 **FIT_F64)
+    assert result.history.loss["p"] == [1e300] * 3
+    assert not result.diverged and result.skipped_steps == {"p": 0}
+    assert objective.module.w.item() == pytest.approx(0.98 ** 3, rel=1e-12)  # every step was taken
