@@ -166,8 +166,8 @@ class MarkovNet(nn.Module):
             self.potentials[name] = pot
         elif isinstance(pot, nn.Parameter):
             self.register_parameter(fam["key"], pot)
-        else:
-            self.register_buffer(fam["key"], pot)
+        else:  # a copy (differentiable, dense): the caller's tensor is not the buffer load_state_dict writes into
+            self.register_buffer(fam["key"], pot.clone())
         self.families[name] = fam
         self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None

@@ -305,3 +305,21 @@ def test_log_prob_of_a_value_scoring_minus_inf_is_minus_inf_never_nan(dtype):
     dead = torch.full((2, 2), neg, dtype=dtype)
     never = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], dead).add_factor("f2", ["a", "b"], dead.clone())
     assert torch.equal(never.log_prob(values), torch.full((4,), -math.inf, dtype=dtype))
+
+
+def test_a_tensor_table_is_copied_so_loading_leaves_the_callers_tensor_alone():
+    """A fixed table is the net's own buffer: load_state_dict writes into it, not into the tensor the caller
+    declared (which other code may hold), and a table expanded over the factors (one memory location for all)
+    loads and reloads."""
+    t = torch.zeros(2, 3)
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], t)
+    other = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    mrf.load_state_dict(other.state_dict())
+    assert torch.equal(t, torch.zeros(2, 3))
+    assert torch.equal(mrf.tables()["ab"], other.tables()["ab"])
+
+    shared = torch.randn(2, 2).expand(3, 2, 2)
+    grid = MarkovNet({f"x{i}": 2 for i in range(4)})
+    grid.add_factors("pair", [["x0", "x1"], ["x1", "x2"], ["x2", "x3"]], shared)
+    grid.load_state_dict(grid.state_dict())
+    assert torch.equal(grid.tables()["pair"].reshape(3, 2, 2), shared)
