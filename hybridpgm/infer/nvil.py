@@ -29,6 +29,11 @@ depends on the current sample and the expected gradient of :math:`\\theta` is
 exactly the ELBO gradient, and that of each guide layer is the ELBO gradient
 divided by the constant :math:`\\max(1, \\sqrt{v_l})`.
 
+Under :func:`hybridpgm.fit` with ``accumulate = M`` the statistics belong to the optimizer update, not to
+the micro-batch: all M micro-batches of one update are centred and scaled with :math:`c_l, v_l` as they
+were before it, and :math:`c_l, v_l` then take one decay step with the mean and variance pooled over the
+update's signals (:meth:`NVILBaselines.update`), exactly what ``accumulate=1`` computes on the whole batch.
+
 References:
 
 1. A. Mnih, K. Gregor, *Neural Variational Inference and Learning in Belief
@@ -40,134 +45,26 @@ References:
 from __future__ import annotations
 
 import functools
-import warnings
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
-import pyro
 import torch
 from pyro.distributions.util import detach, is_identically_zero
 from pyro.infer import TraceGraph_ELBO
 from pyro.infer.tracegraph_elbo import _get_baseline_options
 from pyro.infer.util import MultiFrameTensor
 from pyro.ops.provenance import detach_provenance, get_provenance
-from pyro.params import param_with_module_name
-from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real, site_prefix
+from hybridpgm.checks import check_device, check_player, flag, positive_int, site_prefix
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
+                                            _register_baselines)
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
-
-#: The name under which :class:`NVIL_ELBO` registers the baseline networks with ``pyro.module``, so that
-#: plain :class:`pyro.infer.SVI` trains them: their parameters are ``"nvil_baselines$$$<site>.<param>"``
-#: in Pyro's param store (e.g. ``"nvil_baselines$$$h1.0.weight"``).
-BASELINES_MODULE_NAME = "nvil_baselines"
-
-
-def _register_baselines(baselines: NVILBaselines) -> None:
-    """Register the networks of ``baselines`` with ``pyro.module`` under :data:`BASELINES_MODULE_NAME`.
-
-    Called by :class:`NVIL_ELBO` inside the guide it runs, so that the param capture of
-    :class:`pyro.infer.SVI` sees the baselines' parameters and its optimizer steps them.  Entries of that
-    name left in the store by *other* baselines (an earlier ``NVIL_ELBO`` in the same session) are
-    replaced by these: Pyro would otherwise hand back the old tensors, and SVI would step those while these
-    baselines, which compute the loss, never changed.
-
-    Frozen parameters (``requires_grad=False``) are not registered, and Pyro's warning about each of them
-    (which advises ``.train(False)``, a switch that would also stop the baselines' running statistics) is
-    silenced; with no trainable parameter at all nothing is registered.
-    """
-    store = pyro.get_param_store()
-    trainable = False
-    for local, param in baselines.nets.named_parameters():
-        if not param.requires_grad:
-            continue
-        trainable = True
-        name = param_with_module_name(BASELINES_MODULE_NAME, local)
-        if name in store and store.param_name(param) != name:
-            del store[name]
-    if not trainable:
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was not registered in the param store because requires_grad=False")
-        pyro.module(BASELINES_MODULE_NAME, baselines.nets)
-
-
-class NVILBaselines(nn.Module):
-    """Input-dependent baselines :math:`C_{\\psi_l}(x)` and running statistics per latent site.
-
-    :param sites: names of the guide's latent sites.
-    :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
-    :param int hidden_dim: width of each baseline's hidden layer (0: linear).
-    :param float decay: decay :math:`\\alpha` of the running mean and variance.
-    :raises ConfigError: no site names (or a string instead of a sequence of them), a site name with a ``.``
-        (a module name cannot hold one), a size that is not a positive integer (``hidden_dim`` may be 0), or
-        ``decay`` outside ``[0, 1)``.
-    """
-
-    def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
-        super().__init__()
-        if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
-            raise ConfigError(f"NVILBaselines sites must be a non-empty sequence of site names, got {sites!r}")
-        dotted = [s for s in sites if "." in s]
-        if dotted:  # the baselines are an nn.ModuleDict keyed by site, and torch refuses "." in a module's name
-            raise ConfigError(f"NVILBaselines: site names {dotted} contain '.', which a module name cannot hold; "
-                              f"use another separator in the model's prefix= (e.g. 'left/' rather than 'left.')")
-        input_dim = positive_int(input_dim, "NVIL input_dim")
-        hidden_dim = positive_int(hidden_dim, "NVIL hidden_dim", minimum=0)
-        decay = positive_real(decay, "NVIL decay", allow_zero=True)
-        if decay >= 1.0:
-            raise ConfigError(f"NVIL decay must be in [0, 1), got {decay!r}")
-        self.sites = list(sites)
-        self.decay = decay
-
-        def net():
-            if hidden_dim:
-                return nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1),
-                                     nn.Flatten(-2))
-            return nn.Sequential(nn.Linear(input_dim, 1), nn.Flatten(-2))
-
-        self.nets = nn.ModuleDict({name: net() for name in self.sites})
-        self.register_buffer("mean", torch.zeros(len(self.sites)))
-        self.register_buffer("var", torch.ones(len(self.sites)))
-
-    def index(self, site: str) -> int:
-        return self.sites.index(site)
-
-    def reference(self) -> torch.Tensor:
-        """A parameter of the networks: their dtype and device."""
-        return self.nets[self.sites[0]][0].weight
-
-    @torch.no_grad()
-    def update(self, site: str, signal: torch.Tensor) -> None:
-        """Fold the centred signal :math:`\\ell_l - C_{\\psi_l}(x)` into the running statistics."""
-        i = self.index(site)
-        a = self.decay
-        self.mean[i] = a * self.mean[i] + (1 - a) * signal.mean()
-        self.var[i] = a * self.var[i] + (1 - a) * signal.var(unbiased=False)
-
-
-class _AttachBaselines(Messenger):
-    """Sets ``infer["baseline"]`` of the guide's latent sites to the NVIL networks."""
-
-    def __init__(self, baselines: NVILBaselines, baseline_input: torch.Tensor):
-        super().__init__()
-        self.baselines = baselines
-        self.baseline_input = baseline_input
-
-    def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["name"] not in self.baselines.nets:
-            return
-        if "baseline" in msg["infer"]:
-            raise ObjectiveError(f"guide site {msg['name']!r} already sets infer['baseline']; NVIL sets its own")
-        msg["infer"] = dict(msg["infer"], baseline={"nn_baseline": self.baselines.nets[msg["name"]],
-                                                    "nn_baseline_input": self.baseline_input})
-
 
 class NVIL_ELBO(TraceGraph_ELBO):
     """:class:`~pyro.infer.TraceGraph_ELBO` with NVIL's centering and variance normalization.
@@ -304,11 +201,11 @@ class NVIL_ELBO(TraceGraph_ELBO):
         tracked = self.baselines is not None and node in self.baselines.nets
         c, scale = 0.0, 1.0
         if tracked:
-            i = self.baselines.index(node)
+            mean, var = self.baselines.statistics(node)  # the values before this batch's (fit update's) update
             if self.centering:
-                c = self.baselines.mean[i].clone()  # the value before this batch's update
+                c = mean
             if self.variance_normalization:
-                scale = self.baselines.var[i].sqrt().clamp(min=1.0)
+                scale = var.sqrt().clamp(min=1.0)
         centred = cost - baseline - c
         loss_term = centred.pow(2).sum() if isinstance(baseline, torch.Tensor) and baseline.requires_grad else 0.0
         if tracked and self.baselines.training:

@@ -333,3 +333,84 @@ def test_default_sites_refuse_a_bad_or_disagreeing_prefix():
     explicit = NVIL(functools.partial(sbn.model, prefix="a/"), functools.partial(sbn.guide, prefix="b/"),
                     sites=["b/h1"], **parameters)  # explicit sites are taken as given
     assert explicit.baselines.sites == ["b/h1"]
+
+
+def _micro_updates(baselines, elbo, x, cost, accumulate, steps=3):
+    """Drive ``elbo._learning_signal`` as ``fit(accumulate=...)`` does: per step one update scope, the batch
+    (``x [B, D]``, per-row ``cost [B]``, shifted each step) split into ``accumulate`` micro-batches.
+    Returns the signals and baseline losses of every step and the buffers after each step."""
+    from hybridpgm.train.update_scope import one_update
+
+    signals, losses, buffers = [], [], []
+    for step in range(steps):
+        with one_update():
+            parts = [elbo._learning_signal("h", {"infer": {"baseline": {"nn_baseline": baselines.nets["h"],
+                                                                          "nn_baseline_input": xs}}}, cs + 3.0 * step)
+                     for xs, cs in zip(x.chunk(accumulate), cost.chunk(accumulate))]
+        signals.append(torch.cat([s for s, _ in parts]))
+        losses.append(sum(l for _, l in parts).detach())
+        buffers.append(torch.cat([baselines.mean, baselines.var]).clone())
+    return signals, losses, buffers
+
+
+@pytest.mark.parametrize("accumulate", [4, 16])
+def test_micro_batches_of_one_fit_update_share_the_statistics_and_pool_them(accumulate):
+    """Under fit's update scope, every micro-batch is centred and scaled with the statistics from before the
+    update, and the buffers take one decay step per update with the pooled mean and variance: signals, the
+    baselines' loss and the buffers equal those of one micro-batch (accumulate=1), in float64."""
+    g = torch.Generator().manual_seed(0)
+    x, cost = torch.randn(16, 3, generator=g, dtype=torch.float64), 5.0 * torch.randn(16, generator=g).double()
+    runs = []
+    for acc in (1, accumulate):
+        torch.manual_seed(0)
+        baselines = NVILBaselines(["h"], 3, hidden_dim=2, decay=0.6).double()
+        with torch.no_grad():
+            baselines.mean.fill_(0.5), baselines.var.fill_(4.0)  # the scale max(1, sqrt(v)) = 2 is in play
+        runs.append(_micro_updates(baselines, NVIL_ELBO(baselines), x, cost, acc))
+    for whole, micro in zip(*runs):
+        for a, b in zip(whole, micro):
+            torch.testing.assert_close(b, a, rtol=0.0, atol=1e-12)
+    assert (runs[0][2][-1][1] > 1.0).all()  # the variance stays above 1: scaling matters at every step
+
+
+def test_fit_with_accumulate_gives_the_buffers_and_parameters_of_one_micro_batch():
+    """fit(batch_size=16) with accumulate 1, 4 and 16 (one-row micro-batches) leaves the same running
+    statistics and parameters (float64).  The guide is made deterministic (encoder logits +100) so that
+    all runs see the same samples whatever order they draw them in; the baselines' squared-error gradient
+    still depends on the centring constant of each micro-batch."""
+    import functools
+
+    results = []
+    for accumulate in (1, 4, 16):
+        sbn = random_sbn([6, 4, 3], 5, scale=1.0).double()
+        with torch.no_grad():
+            for encoder in sbn.encoders:
+                encoder.weight.zero_(), encoder.bias.fill_(100.0)
+        torch.manual_seed(0)
+        objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, decay=0.5)
+        hybridpgm.fit(objective, binary(48, 6, 5).double(), epochs=1, batch_size=16, accumulate=accumulate,
+                      progress=False, device="cpu", seed=0, optim=functools.partial(torch.optim.SGD, lr=0.05))
+        results.append({k: v.detach().clone() for k, v in objective.module.state_dict().items()})
+    assert not torch.equal(results[0]["baselines.mean"], torch.zeros(2, dtype=torch.float64))
+    for other in results[1:]:
+        assert other.keys() == results[0].keys()
+        for key, value in results[0].items():
+            torch.testing.assert_close(other[key], value, rtol=0.0, atol=1e-12, msg=key)
+
+
+def test_a_resumed_accumulating_run_ends_with_the_state_of_an_uninterrupted_one(tmp_path):
+    """The running statistics are checkpointed; the per-update pooling state is not needed across steps: a
+    run with accumulate=4 stopped after 2 steps and resumed ends bitwise as the uninterrupted one."""
+    def train(path, max_steps=None):
+        sbn = random_sbn([6, 4, 3], 6, scale=1.0)
+        torch.manual_seed(0)
+        objective = NVIL(sbn.model, sbn.guide, hidden_dim=4)
+        hybridpgm.fit(objective, binary(64, 6, 6), epochs=1, batch_size=16, accumulate=4, progress=False,
+                      device="cpu", seed=0, checkpoint=path, max_steps=max_steps)
+        return objective.module.state_dict()
+
+    whole = train(tmp_path / "whole.pt")
+    train(tmp_path / "cut.pt", max_steps=2)
+    resumed = train(tmp_path / "cut.pt")
+    assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
+    assert not torch.equal(whole["baselines.var"], torch.ones(2))
