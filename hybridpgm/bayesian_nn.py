@@ -102,6 +102,20 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     return net
 
 
+def _refuse_outer_plates() -> None:
+    """Raise :class:`ModelSpecError` when :class:`BayesianRegressor` runs inside a vectorized ``pyro.plate``
+    (``vectorize_particles=True``, ``Predictive(parallel=True)``, a plate of the caller's): each weight would
+    be drawn with the plate's dims, ``[P, out, in]``, which a torch layer cannot apply to ``x``."""
+    from pyro.poutine.indep_messenger import IndepMessenger
+    from pyro.poutine.runtime import _PYRO_STACK
+
+    plates = [m.name for m in _PYRO_STACK if isinstance(m, IndepMessenger) and getattr(m, "_vectorized", None)]
+    if plates:
+        raise ModelSpecError(f"BayesianRegressor runs inside the vectorized plate(s) {plates}: its weights would be "
+                             f"drawn with the plates' dims, which torch layers cannot apply; use num_particles "
+                             f"without vectorize_particles, Predictive(..., parallel=False), or no outer plate")
+
+
 def _refuse_shared_parameters(module: nn.Module) -> None:
     """Raise :class:`ModelSpecError` naming the paths of a parameter that ``module`` holds under several names."""
     paths: dict[int, list[str]] = {}
@@ -188,6 +202,7 @@ class BayesianRegressor(PyroModule):
         if x.dtype != weights:
             raise DataError(f"BayesianRegressor x has dtype {x.dtype}, the network's weights {weights}: convert x "
                             f"(x.to({weights})) or the model (.to({x.dtype}))")
+        _refuse_outer_plates()
         out = self.net(x)
         if tuple(out.shape) not in ((x.shape[0],), (x.shape[0], 1)):
             raise ModelSpecError(f"BayesianRegressor: the network maps x of shape {tuple(x.shape)} to "

@@ -29,6 +29,7 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
+from pyro.nn import pyro_method
 from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -73,6 +74,7 @@ class SBNExactLikelihood:
     :math:`\\log p(x)`.  It relies on the net's ``layer_sizes``, ``num_layers``, ``prior_logits``, ``decoders``,
     ``_check_rows`` and ``_plate``."""
 
+    @pyro_method
     def enumerated_model(self, x: torch.Tensor, *, prefix: str = ""):
         """The same model with each hidden layer as one ``Categorical`` site over its
         :math:`2^{H_l}` joint states, marked for parallel enumeration, so that
@@ -88,7 +90,15 @@ class SBNExactLikelihood:
             two-dimensional.
         :raises ConfigError: a model too wide to enumerate (see :meth:`exact_log_likelihood`), or a ``prefix``
             that is not a string.
+
+        It is a ``pyro_method``: the net's parameters are Pyro parameters inside it, so plain ``SVI`` (jitted or
+        not) trains them, as with :meth:`model`.
         """
+        return self._enumerated_program(x, prefix=prefix)
+
+    def _enumerated_program(self, x: torch.Tensor, *, prefix: str = ""):
+        """:meth:`enumerated_model`'s program, reading the parameters as plain tensors (no param-store entry):
+        what :meth:`exact_log_likelihood` contracts."""
         prefix = site_prefix(prefix, "SigmoidBeliefNet.enumerated_model")
         x = self._check_rows(x, "enumerated_model")
         if not x.shape[0]:
@@ -173,7 +183,7 @@ class SBNExactLikelihood:
     @isolated_from_handlers  # also when the backward pass recomputes it, under whatever handlers are active then
     def _exact_rows(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`exact_log_likelihood` of one chunk of rows ``[B, D]`` (checked), in one enumerated pass."""
-        enum_model = poutine.enum(self.enumerated_model, first_available_dim=-2)
+        enum_model = poutine.enum(self._enumerated_program, first_available_dim=-2)
         trace = poutine.trace(enum_model).get_trace(x)
         trace.compute_log_prob()
         trace.pack_tensors()

@@ -52,8 +52,9 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
     # update per step, as any forward pass of a training loss)
     tables = self.tables(context)
     log_z = self._log_z(log_z_method, compile_factor_graph(self, None, context, tables=tables), kwargs)
-    rows = {t.shape[0] for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
-    data_rows = {x.shape[0] for x in values.values() if x.dim()}
+    # int(): under torch.jit.trace (JitTraceEnum_ELBO) a size is a 0-d tensor, hashed by identity
+    rows = {int(t.shape[0]) for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
+    data_rows = {int(x.shape[0]) for x in values.values() if x.dim()}
     if log_z.dim() > 1 or len(rows) > 1:
         raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got tables of {sorted(rows)} "
                              f"rows (the tables' batch shape is {tuple(log_z.shape)})")

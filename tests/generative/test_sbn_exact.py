@@ -84,13 +84,13 @@ def test_rows_go_through_in_chunks_within_the_budget_and_equal_a_row_by_row_loop
     net = _net()
     x = torch.bernoulli(torch.full((500, 5), 0.4, dtype=torch.float64))
     rows = []
-    enumerated = SigmoidBeliefNet.enumerated_model
+    enumerated = SigmoidBeliefNet._enumerated_program
 
     def spy(self, x, **kwargs):
         rows.append(x.shape[0])
         return enumerated(self, x, **kwargs)
 
-    monkeypatch.setattr(SigmoidBeliefNet, "enumerated_model", spy)
+    monkeypatch.setattr(SigmoidBeliefNet, "_enumerated_program", spy)
     per_row = max(2**3 * 5, 2 ** (3 + 2))  # 2**H1 * D = 40, the pair h1, h2: 32
     monkeypatch.setattr(sbn_exact, "MAX_ENUM_ELEMENTS", 7 * per_row + 3)
     chunked = net.exact_log_likelihood(x)
@@ -142,3 +142,30 @@ def test_the_layer_pair_budget_is_read_from_sbn_exact_at_call_time(monkeypatch):
         net.exact_log_likelihood(torch.zeros(2, 3))
     monkeypatch.setattr(sbn_exact, "MAX_ENUM_STATES", 16)
     assert net.exact_log_likelihood(torch.zeros(2, 3)).shape == (2,)
+
+
+def test_enumerated_model_trains_under_plain_svi_and_jit_and_exact_ll_leaves_the_store_empty():
+    """enumerated_model reads the net's parameters through Pyro (a pyro_method), so plain SVI trains them,
+    jitted or not; exact_log_likelihood keeps them out of the caller's global param store."""
+    import warnings
+
+    import pyro
+    from pyro.infer import SVI, JitTraceEnum_ELBO
+
+    x = torch.randint(0, 2, (6, 5), generator=torch.Generator().manual_seed(1)).float()
+    losses = {}
+    for elbo in (TraceEnum_ELBO, JitTraceEnum_ELBO):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        sbn = SigmoidBeliefNet([5, 3])
+        before = sbn.prior_logits.detach().clone()
+        svi = SVI(sbn.enumerated_model, lambda x: None, pyro.optim.Adam({"lr": 0.05}), elbo(max_plate_nesting=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            losses[elbo] = [svi.step(x) for _ in range(5)]
+        assert not torch.equal(sbn.prior_logits.detach(), before)
+        assert losses[elbo][-1] < losses[elbo][0]
+    assert losses[JitTraceEnum_ELBO] == pytest.approx(losses[TraceEnum_ELBO], rel=1e-5)
+    pyro.clear_param_store()
+    sbn.exact_log_likelihood(x)
+    assert list(pyro.get_param_store().keys()) == []

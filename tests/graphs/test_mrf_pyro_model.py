@@ -69,3 +69,26 @@ def test_model_names_values_of_more_than_one_batch_dimension(values):
     with pytest.raises(ModelSpecError, match=rf"needs at most one batch dimension, got values of shapes "
                                              rf"{re.escape(str(deep))}"):
         pyro.poutine.trace(mrf.model).get_trace(values)
+
+
+def test_model_trains_under_jit_trace_enum_elbo_as_under_trace_enum_elbo():
+    """Under torch.jit.trace a size is a 0-d tensor: the row-count check compared two 4s as different tensors
+    and refused every step with two observed variables (a false EvidenceError)."""
+    import warnings
+
+    from pyro.infer import SVI, JitTraceEnum_ELBO, TraceEnum_ELBO
+
+    values = {"a": torch.tensor([0, 1, 1, 1]), "b": torch.tensor([1, 1, 1, 0])}
+    losses = {}
+    for elbo in (TraceEnum_ELBO, JitTraceEnum_ELBO):
+        pyro.clear_param_store()
+        mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+        mrf.add_factor("ab", ["a", "b"], torch.nn.Parameter(torch.zeros(2, 2)))
+        mrf.add_factor("bc", ["b", "c"], torch.nn.Parameter(torch.zeros(2, 2)))
+        svi = SVI(mrf.model, lambda v: None, pyro.optim.Adam({"lr": 0.1}), elbo(max_plate_nesting=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            losses[elbo] = [svi.step(values) for _ in range(5)]
+    pyro.clear_param_store()
+    assert losses[JitTraceEnum_ELBO] == pytest.approx(losses[TraceEnum_ELBO], rel=1e-5)
+    assert losses[TraceEnum_ELBO][-1] < losses[TraceEnum_ELBO][0]
