@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 from hybridpgm.serialization_ties import retie, tie_record
@@ -321,7 +322,9 @@ def _restore_dtypes(module: nn.Module, saved: dict[str, torch.dtype]) -> None:
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
     """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model, in the floating
-    dtypes it was saved in (a float64 model loads as float64).
+    dtypes it was saved in (a float64 model loads as float64).  The caller's random streams (torch's CPU and
+    CUDA generators, NumPy's, Python's) are left as they were: the constructor's random initialisation, which
+    the saved weights replace, runs inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`.
 
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
@@ -340,7 +343,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a hybridpgm model file (write one with hybridpgm.save)")
     try:
-        module = _build(payload["model"], payload["tensors"])
+        # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
+        devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
+        with restoring_global_rngs(devices + ([map_location] if isinstance(map_location, torch.device) else [])):
+            module = _build(payload["model"], payload["tensors"])
         if "ties" in payload:  # files written before shared parameters were recorded hold none
             retie(module, payload["ties"], path)
         state = payload["state_dict"]
@@ -361,5 +367,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode."""
+    """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode (the caller's random streams
+    do not move, see :func:`load_model`)."""
     return load_model(path, map_location).module

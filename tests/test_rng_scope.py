@@ -70,3 +70,18 @@ def test_the_scope_restores_after_an_exception_and_seed_none_is_no_scope():
     with keeping_global_rngs(None):
         inside = float(torch.rand(()))
     assert inside == expected and float(torch.rand(())) != expected
+
+
+def test_restoring_scope_draws_from_the_callers_streams_and_puts_them_back():
+    from hybridpgm.rng_scope import cuda_indices, restoring_global_rngs
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    expected = _draws()
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    with pytest.raises(ValueError):
+        with restoring_global_rngs(["cpu"]):
+            assert _draws() == expected  # the caller's streams, not a seeded one
+            raise ValueError
+    assert _draws() == expected
+    assert cuda_indices(["cpu", torch.device("cpu")]) == []
+    assert cuda_indices([torch.device("cuda", 1), "cuda:0", 1]) == [0, 1]  # no CUDA needed for an explicit index

@@ -37,17 +37,19 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count
+from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count, seed_of
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import reading_is_free
 
@@ -287,9 +289,12 @@ class DBM(DBMLikelihood, nn.Module):
             ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
             pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...) for each
-            layer; not ``checkpoint`` (use ``checkpoints``).
+            layer; not ``checkpoint`` (use ``checkpoints``).  With a ``seed`` each layer's RBM is also
+            initialised from it (and the layer's index), outside the caller's streams, so the result depends only
+            on the seed; without one the initialisation draws from torch's global generator.
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
-        :raises ConfigError: ``checkpoints`` is not one path per layer, or ``fit_kwargs`` holds ``checkpoint``.
+        :raises ConfigError: ``checkpoints`` is not one path per layer, ``fit_kwargs`` holds ``checkpoint``, or
+            a ``seed`` that is not an integer.
         """
         from hybridpgm.energy.doubled_rbm import DoubledRBM
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
@@ -299,7 +304,8 @@ class DBM(DBMLikelihood, nn.Module):
         results, rbms = [], []
         paths = layer_checkpoints(checkpoints, self.num_layers, "DBM", fit_kwargs)
         for l, path in zip(range(self.num_layers), paths):
-            rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
+            with keeping_global_rngs(_layer_seed(fit_kwargs.get("seed"), l)):  # its init: from seed, not the caller
+                rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
             rbm.to(self.weights[0])
             doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
             results.append(fit(ContrastiveDivergence(doubled, k), x, epochs=epochs, **path, **fit_kwargs))
@@ -333,3 +339,16 @@ class DBM(DBMLikelihood, nn.Module):
         self.biases[-1].copy_(rbms[-1].hidden_bias)
         for l in range(1, self.num_layers):
             self.biases[l].copy_((rbms[l - 1].hidden_bias + rbms[l].visible_bias) / 2)
+
+
+def _layer_seed(seed, layer: int) -> int | None:
+    """The seed of the initial weights of :meth:`DBM.pretrain`'s RBM ``layer`` for a pretraining of ``seed``
+    (``None``: none, the caller's stream): ``(seed, layer)`` hashed by NumPy's
+    :class:`~numpy.random.SeedSequence`, so layers differ and no layer's seed is another run's ``seed``.
+
+    :raises ConfigError: ``seed`` is not an integer (a range :func:`hybridpgm.fit` refuses is left to it).
+    """
+    if seed is None:
+        return None
+    seed = seed_of(seed, "DBM.pretrain seed")
+    return int(np.random.SeedSequence([seed % 2**64, layer]).generate_state(1, np.uint32)[0])

@@ -36,8 +36,10 @@ likelihood by conjugate gradients and a *stochastic* Lanczos estimate of :math:`
 likelihood is then an estimate.  Outside :func:`hybridpgm.fit`, :meth:`DeepKernelGP.marginal_log_likelihood`
 and :meth:`DeepKernelGP.predict` draw those probes from a generator seeded with 0
 (:func:`~hybridpgm.gp.feature_gp.fixed_rng`): the estimate is a fixed function of the model and the data,
-and the caller's random streams do not move.  Inside ``fit``, the training loss draws them from ``fit``'s
-seeded stream (fresh probes every step).  For the exact value (Cholesky, :math:`O(n^3)`) raise the threshold:
+and the caller's random streams do not move for them.  Only the probes are fixed: a feature extractor in train
+mode draws its dropout masks from the caller's streams, a fresh mask each call.  Inside ``fit``, the training
+loss draws the probes from ``fit``'s seeded stream (fresh probes every step).  For the exact value (Cholesky,
+:math:`O(n^3)`) raise the threshold:
 ``with gpytorch.settings.max_cholesky_size(n): model.marginal_log_likelihood()``.
 
 References:
@@ -48,6 +50,9 @@ References:
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager
 
 import gpytorch
 import torch
@@ -247,9 +252,11 @@ class DeepKernelGP(gpytorch.Module):
 
         Above ``gpytorch.settings.max_cholesky_size`` (800) it is GPyTorch's stochastic estimate (CG and
         stochastic Lanczos quadrature), here with probe vectors from a generator seeded with 0, so two calls
-        agree and the global RNG does not move; for the exact value wrap the call in
-        ``gpytorch.settings.max_cholesky_size(n)`` with ``n >= N``.  In train mode under KISS-GP it records
-        the grid scaling of ``x``'s features, as a training step does.
+        agree and the global RNG does not move for them; for the exact value wrap the call in
+        ``gpytorch.settings.max_cholesky_size(n)`` with ``n >= N``.  Only those probes are fixed: the feature
+        extractor runs on the caller's streams, so in train mode its dropout draws a fresh mask each call
+        (from, and advancing, torch's global generator), as in a training step.  In train mode under KISS-GP
+        it records the grid scaling of ``x``'s features, as a training step does.
 
         :param x: inputs ``N x ...`` (default: the training inputs).
         :param y: targets ``N`` (default: the training targets).
@@ -257,16 +264,21 @@ class DeepKernelGP(gpytorch.Module):
         :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values.
         :raises DeviceError: ``x`` or ``y`` is not on the model's device.
         """
-        with fixed_rng(self.train_x.device):
-            return self._marginal_log_likelihood(x, y)
+        return self._marginal_log_likelihood(x, y, probes=lambda: fixed_rng(self.train_x.device))
 
-    def _marginal_log_likelihood(self, x: torch.Tensor | None, y: torch.Tensor | None) -> torch.Tensor:
+    def _marginal_log_likelihood(self, x: torch.Tensor | None, y: torch.Tensor | None,
+                                 probes: Callable[[], ContextManager] = contextlib.nullcontext) -> torch.Tensor:
+        """:meth:`marginal_log_likelihood` with GPyTorch's probe vectors drawn inside ``probes()`` (default: from
+        the caller's streams, as :func:`hybridpgm.fit`'s step does).  The features are computed outside it:
+        a dropout extractor draws its masks from the caller's streams either way."""
         x = self.train_x if x is None else x
         y = self.train_y if y is None else y
         # inside fit's step: no host sync of its own
         check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         try:
-            return self.mll(self.gp.forward(self.gp_inputs(self._extract(x))), y)
+            h = self.gp_inputs(self._extract(x))
+            with probes():
+                return self.mll(self.gp.forward(h), y)
         except Exception:  # bad data that broke GPyTorch first (a deferred check has not been read yet)
             check_inputs(x, self.example_shape, "x")
             check_targets(y, x.shape[0], "y")

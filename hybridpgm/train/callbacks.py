@@ -33,6 +33,7 @@ import torch
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.train.history import History
 
 __all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "FitStart", "StepInfo", "callback_states",
@@ -102,7 +103,10 @@ class EvaluateEvery(Callback):
     result in ``history.metrics`` under ``name`` (a dict result logs each key),
     averaged over ranks under data parallelism.
 
-    The module is put in ``eval()`` mode and gradients are off while ``fn`` runs.  ``fn`` returns a
+    The module is put in ``eval()`` mode and gradients are off while ``fn`` runs, and the random streams it
+    draws from (torch's CPU generator and those of the CUDA devices of the module and of the run, NumPy's,
+    Python's; :func:`~hybridpgm.rng_scope.restoring_global_rngs`) are put back afterwards: an ``fn`` that
+    draws (a Monte Carlo ELBO, samples) does not change the trained model.  ``fn`` returns a
     real number (a Python or NumPy number, or a one-element real tensor) or a dict of them.
 
     The end-of-run evaluation runs in ``on_fit_end``, after :func:`hybridpgm.fit` has written its
@@ -126,7 +130,10 @@ class EvaluateEvery(Callback):
 
     def _evaluate(self, info: StepInfo) -> None:
         module = info.objective.module
-        with keeping_modes(module), torch.no_grad():  # each sub-module back in its own mode (a frozen one too)
+        devices = [info.device, *(t.device for t in module.parameters()), *(t.device for t in module.buffers())]
+        # each sub-module back in its own mode (a frozen one too); a Monte Carlo metric's draws leave training's
+        # random streams as they were
+        with keeping_modes(module), torch.no_grad(), restoring_global_rngs(devices):
             module.eval()
             result = self.fn(info.objective)
         items = result.items() if isinstance(result, dict) else [(self.name, result)]

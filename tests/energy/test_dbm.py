@@ -92,6 +92,28 @@ def test_pretraining_uses_doubled_conditionals(monkeypatch):
     assert all(float(w.detach().abs().max()) > 0.011 for w in dbm.weights)  # every layer was trained
 
 
+def test_pretraining_depends_only_on_its_seed_not_on_the_callers_stream():
+    """pretrain built each layer's RBM (random init) from the caller's global stream before fit seeded it: the
+    same seed gave different DBMs under two caller streams."""
+    import copy
+
+    data = torch.bernoulli(torch.full((40, 6), 0.5), generator=torch.Generator().manual_seed(0))
+    base = DBM([6, 4, 3])
+
+    def run(caller_seed, seed=1):
+        dbm = copy.deepcopy(base)
+        torch.manual_seed(caller_seed)
+        dbm.pretrain(data, epochs=2, batch_size=10, progress=False, seed=seed,
+                     optim=functools.partial(torch.optim.SGD, lr=0.1))
+        return torch.cat([p.detach().flatten() for p in dbm.parameters()])
+
+    first = run(100)
+    assert torch.equal(first, run(200))
+    assert not torch.equal(first, run(100, seed=2))
+    with pytest.raises(ConfigError, match="DBM.pretrain seed must be an integer"):
+        base.pretrain(data, progress=False, seed=1.5)
+
+
 def test_load_rbms_copies_weights_and_averages_biases():
     rbms = [random_rbm(4, 3, seed=10), random_rbm(3, 2, seed=11)]
     dbm = DBM([4, 3, 2]).double()

@@ -600,3 +600,28 @@ def test_sv_dkl_bernoulli_takes_bool_labels_as_zero_one_and_refuses_integers():
         sv.model(x, labels.long())
     result = hybridpgm.fit(sv.objective(), (x, labels), batch_size=10, epochs=1, progress=False, seed=0)
     assert result.history.step == [1, 2]
+
+
+def test_mll_in_train_mode_draws_a_fresh_dropout_mask_from_the_callers_stream():
+    """marginal_log_likelihood seeded torch's global generator with 0 around the feature extractor as well as
+    GPyTorch's probes: a dropout extractor in train mode had the same mask on every call, whatever the seed."""
+    import pyro
+
+    x, y = _toy(n=30, d=4, dtype=torch.float32)
+    torch.manual_seed(0)
+    masks = []
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    net[1].register_forward_hook(lambda module, inputs, out: masks.append(out == 0))
+    model = DeepKernelGP(x, y, net)
+    model.train()
+    values = []
+    for seed in (0, 1, 0):
+        pyro.set_rng_seed(seed)
+        values.append(model.marginal_log_likelihood().detach())
+    assert not torch.equal(masks[-3], masks[-2]) and not torch.equal(values[0], values[1])
+    assert torch.equal(masks[-3], masks[-1]) and torch.equal(values[0], values[2])  # the caller's stream decides
+    model.eval()  # no dropout: a fixed function of the model and the data, whatever the caller's stream
+    pyro.set_rng_seed(0)
+    a = model.marginal_log_likelihood()
+    pyro.set_rng_seed(1)
+    assert torch.equal(a, model.marginal_log_likelihood())

@@ -197,3 +197,34 @@ def test_callbacks_reused_in_a_fresh_fit_start_afresh():
     assert not second.stopped_early and second.steps == 10
     assert stopper.state_dict() == {"best": 3.9, "bad_rounds": 0, "seen": 10}
     assert [step for step, _ in second.history.metrics["score"]] == list(range(1, 11))
+
+
+def test_an_evaluation_that_draws_random_numbers_does_not_change_the_trained_model():
+    """EvaluateEvery isolated modes and gradients but not the RNGs: a Monte Carlo metric (a VAE's ELBO) moved
+    torch's stream, so fit(seed=1) trained a different model with the callback than without it."""
+    import random
+
+    import numpy as np
+
+    from hybridpgm.generative import VAE
+    from hybridpgm.infer import SVIObjective
+
+    x = (torch.rand(32, 6, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+
+    def run(with_callback):
+        torch.manual_seed(0)
+        vae = VAE(6, 2, hidden=[4])
+
+        def evaluate(objective):
+            np.random.rand(), random.random()  # the other streams fit seeds are left alone too
+            return {"elbo": float(vae.elbo(x[:4]).mean())}
+
+        callbacks = [EvaluateEvery(2, evaluate)] if with_callback else []
+        fit(SVIObjective(vae.model, vae.guide), x, epochs=3, batch_size=8, seed=1, progress=False,
+            optim=functools.partial(torch.optim.Adam, lr=0.01), callbacks=callbacks)
+        after = torch.rand(()), np.random.rand(), random.random()  # where training left the streams
+        return torch.cat([p.detach().flatten() for p in vae.parameters()]), after
+
+    (plain, plain_after), (evaluated, evaluated_after) = run(False), run(True)
+    assert torch.equal(plain, evaluated)
+    assert torch.equal(plain_after[0], evaluated_after[0]) and plain_after[1:] == evaluated_after[1:]
