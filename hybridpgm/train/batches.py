@@ -8,7 +8,9 @@ global RNG.  Step ``s`` always uses batch ``s mod B`` of epoch ``s // B``.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import copy
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset, default_collate
@@ -141,9 +143,13 @@ def as_dataset(data: Any) -> Dataset:
             "fit takes the dataset, not a DataLoader: it owns batching so that runs resume "
             "exactly and shard across ranks; pass loader.dataset"
         )
+    refused = f"data must be a Tensor, a tuple of Tensors or a map-style Dataset, got {type(data).__name__}"
+    if isinstance(data, torch.utils.data.IterableDataset):  # with a __len__ too: it has no __getitem__
+        raise ConfigError(f"{refused} (an IterableDataset: fit draws examples by index, so that runs resume "
+                          "exactly and shard across ranks; wrap the examples in a map-style Dataset)")
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
         return data
-    raise ConfigError(f"data must be a Tensor, a tuple of Tensors or a map-style Dataset, got {type(data).__name__}")
+    raise ConfigError(refused)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_last: bool) -> int:
@@ -208,38 +214,106 @@ def first_batch(dataset: Dataset, size: int):
     return fetch_batch(dataset, torch.arange(min(size, len(dataset))))
 
 
+def _is_field(batch: Any) -> bool:
+    """Whether ``batch`` is a list of per-example values that are not tensors (no tensor, tuple, list or mapping
+    in it), such as the list of ``B`` strings :func:`~torch.utils.data.default_collate` makes of a string field."""
+    return isinstance(batch, list) and not any(isinstance(v, (torch.Tensor, tuple, list, Mapping)) for v in batch)
+
+
+def _first_size(batch: Any, size_of: Callable[[Any], int | None]) -> int | None:
+    """The first non-``None`` ``size_of(leaf)`` of a nested batch, depth first in the batch's order."""
+    size = size_of(batch)
+    if size is not None or _is_field(batch):
+        return size
+    if isinstance(batch, (tuple, list, Mapping)):
+        for part in batch.values() if isinstance(batch, Mapping) else batch:
+            size = _first_size(part, size_of)
+            if size is not None:
+                return size
+    return None
+
+
 def batch_size_of(batch: Any) -> int:
-    """Number of examples in a batch (leading size of its first tensor)."""
-    if isinstance(batch, torch.Tensor):
-        return batch.shape[0]
-    if isinstance(batch, (tuple, list)) and batch:
-        return batch_size_of(batch[0])
-    if isinstance(batch, dict) and batch:
-        return batch_size_of(next(iter(batch.values())))
-    raise DataError(f"cannot tell the number of examples of a batch of type {type(batch).__name__}")
+    """Number of examples ``B`` in a (nested) batch: the leading size of its first tensor of one dimension or
+    more, depth first through tuples (named ones too), lists and mappings (any
+    :class:`collections.abc.Mapping`, a :class:`dict` or a :class:`collections.UserDict`), in their order;
+    without one, the length of its first list of non-tensor values (a string field).  Other leaves (scalars,
+    0-d tensors, ``None``) are not counted.
+
+    :raises DataError: the batch holds neither (its type is named).
+    """
+    size = _first_size(batch, lambda b: b.shape[0] if isinstance(b, torch.Tensor) and b.dim() > 0 else None)
+    if size is None:
+        size = _first_size(batch, lambda b: len(b) if _is_field(b) else None)
+    if size is None:
+        raise DataError(f"cannot tell the number of examples of a batch of type {type(batch).__name__}: it holds "
+                        "no tensor of one dimension or more and no list of per-example values")
+    return size
 
 
-def _chunk(batch: Any, sections: int) -> list:
+def _like_sequence(batch: tuple | list, items: list) -> tuple | list:
+    """``items`` as a sequence of ``batch``'s type: a named tuple from its fields (``type(batch)(*items)``), a
+    tuple or list from the items; a subclass that cannot be built from them becomes a plain tuple or list."""
+    if isinstance(batch, tuple) and hasattr(type(batch), "_fields"):
+        return type(batch)(*items)
+    try:
+        return type(batch)(items)
+    except TypeError:
+        return tuple(items) if isinstance(batch, tuple) else list(items)
+
+
+def _like_mapping(batch: Mapping, items: dict) -> Mapping:
+    """``items`` as a mapping of ``batch``'s type, as :func:`~torch.utils.data.default_collate` rebuilds one: a
+    mutable mapping is copied and updated (a :class:`collections.UserDict` keeps its class), another is built
+    from a dict; one that cannot be becomes a :class:`dict`."""
+    if type(batch) is dict:
+        return items
+    try:
+        if isinstance(batch, MutableMapping):
+            clone = copy.copy(batch)
+            clone.update(items)
+            return clone
+        return type(batch)(items)
+    except TypeError:
+        return items
+
+
+def _chunk(batch: Any, sections: int, rows: int) -> list:
+    """``sections`` parts of a batch of ``rows`` examples: each tensor of one dimension or more split along
+    its first as :func:`torch.tensor_split` does (the first ``rows % sections`` parts one row longer), each list
+    of ``rows`` non-tensor values likewise; other leaves (scalars, 0-d tensors, ``None``, strings, a list of
+    another length) are in every part unchanged."""
     if isinstance(batch, torch.Tensor):
-        return list(torch.tensor_split(batch, sections))
+        return list(torch.tensor_split(batch, sections)) if batch.dim() > 0 else [batch] * sections
+    if _is_field(batch):
+        if len(batch) != rows:
+            return [batch] * sections
+        size, longer = divmod(rows, sections)
+        bounds = [i * size + min(i, longer) for i in range(sections + 1)]
+        return [batch[bounds[i]:bounds[i + 1]] for i in range(sections)]
+    if isinstance(batch, Mapping):
+        parts = {k: _chunk(v, sections, rows) for k, v in batch.items()}
+        return [_like_mapping(batch, {k: v[i] for k, v in parts.items()}) for i in range(sections)]
     if isinstance(batch, (tuple, list)):
-        parts = [_chunk(b, sections) for b in batch]
-        return [type(batch)(p[i] for p in parts) for i in range(sections)]
-    if isinstance(batch, dict):
-        parts = {k: _chunk(v, sections) for k, v in batch.items()}
-        return [{k: v[i] for k, v in parts.items()} for i in range(sections)]
-    raise DataError(f"cannot split a batch of type {type(batch).__name__} into micro-batches")
+        parts = [_chunk(b, sections, rows) for b in batch]
+        return [_like_sequence(batch, [p[i] for p in parts]) for i in range(sections)]
+    return [batch] * sections
 
 
 def split_batch(batch: Any, accumulate: int) -> list[tuple[Any, float]]:
-    """Split a batch into ``accumulate`` micro-batches with weights ``m_i / B``.
+    """Split a batch of ``B`` examples (:func:`batch_size_of`) into ``accumulate`` micro-batches of ``m_i``
+    examples with weights ``m_i / B``, keeping the batch's structure (tuples, named tuples, lists, mappings):
+    its tensors and its lists of ``B`` non-tensor values are split along the first dimension, other leaves are
+    in every micro-batch unchanged.
 
     Empty micro-batches (a last batch smaller than ``accumulate``) are left out.
+
+    :raises DataError: the batch cannot be sized (:func:`batch_size_of`).
     """
     if accumulate == 1:
         return [(batch, 1.0)]
     total = batch_size_of(batch)
-    micro = [m for m in _chunk(batch, accumulate) if batch_size_of(m) > 0]
+    micro = [m for m in _chunk(batch, accumulate, total) if batch_size_of(m) > 0]
     return [(m, batch_size_of(m) / total) for m in micro]
 
 
@@ -299,16 +373,23 @@ def one_row_micro_batch_error(error: Exception, module: torch.nn.Module, micro_b
 
 
 def move_to(batch: Any, device: torch.device):
-    """Move every tensor of a (nested) batch to ``device``."""
+    """Move every tensor of a (nested) batch to ``device``, keeping the type of its tuples (named ones too),
+    lists and mappings (any :class:`collections.abc.Mapping`); other leaves are kept as they are."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
+    if _is_field(batch):
+        return batch
+    if isinstance(batch, Mapping):
+        return _like_mapping(batch, {k: move_to(v, device) for k, v in batch.items()})
     if isinstance(batch, (tuple, list)):
-        return type(batch)(move_to(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
+        return _like_sequence(batch, [move_to(b, device) for b in batch])
     return batch
 
 
-def num_steps(batches_per_epoch: int, epochs: int, max_steps: int | None) -> int:
+def num_steps(batches_per_epoch: int, epochs: int | None, max_steps: int | None) -> int:
+    """Steps of a run: ``batches_per_epoch * epochs``, at most ``max_steps``.  ``epochs=None`` (``fit``'s
+    default) is one epoch without ``max_steps`` and no bound on the epochs with it (``max_steps`` steps)."""
+    if epochs is None:
+        return batches_per_epoch if max_steps is None else max_steps
     total = batches_per_epoch * epochs
     return total if max_steps is None else min(total, max_steps)

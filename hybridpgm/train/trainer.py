@@ -67,7 +67,7 @@ def fit(
     objective: Objective,
     data: Any,
     *,
-    epochs: int = 1,
+    epochs: int | None = None,
     batch_size: int = 128,
     accumulate: int = 1,
     optim: OptimFactory | Mapping[str, OptimFactory] | None = None,
@@ -103,7 +103,10 @@ def fit(
     :param objective: an :class:`~hybridpgm.train.objective.Objective`.
     :param data: a tensor ``N x ...``, a tuple of tensors sharing ``N``, or a
         map-style :class:`torch.utils.data.Dataset`.
-    :param epochs: passes over the data (per rank).
+    :param epochs: passes over the data (per rank).  ``None`` (the default) is one pass without ``max_steps``,
+        and no bound with it: ``fit(..., max_steps=1000)`` runs 1000 steps however many epochs that takes (as
+        PyTorch Lightning's ``max_epochs`` does when ``max_steps`` is set).  Given with ``max_steps``, the run
+        ends at whichever bound comes first.
     :param batch_size: examples per optimizer step (per rank).
     :param shuffle: draw each epoch's batches in a new random order (from ``seed`` and the epoch); else in
         the data's order.
@@ -193,10 +196,11 @@ def fit(
         see :mod:`hybridpgm.train.callbacks`; the state of those with
         ``state_dict()``/``load_state_dict()`` is checkpointed and restored on
         resume.  A run a callback stopped is finished: resuming it runs no step.
-    :param max_steps: stop after this many steps (over the whole run).
+    :param max_steps: stop after this many steps (over the whole run, a resumed one included); with the default
+        ``epochs=None`` it alone bounds the run.
     :returns: a :class:`~hybridpgm.train.history.FitResult`; its
-        ``loss_explosions`` names players whose loss grew by orders of
-        magnitude (a :class:`RuntimeWarning` is issued too).
+        ``loss_explosions`` names players whose loss rose by orders of
+        magnitude (a :class:`RuntimeWarning` is issued too; a loss falling far below zero is no explosion).
     :raises TrainingDivergedError: a loss or gradient became NaN/inf (no update
         is applied) or the parameters overflowed; no checkpoint is ever written
         with non-finite values, so the one on disk is the last good state.
@@ -228,9 +232,11 @@ def fit(
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
     """
+    unbounded = epochs is None  # one epoch without max_steps, none (max_steps bounds the run) with it
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
-        check_counts(epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed,
-                  collective_timeout)
+        check_counts(1 if unbounded else epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm,
+                     seed, collective_timeout)
+    epochs = None if unbounded and max_steps is not None else epochs
     # on/off options are bools, checked before anything touches a file ("no" is truthy: overwrite="no" would
     # delete the checkpoint)
     overwrite, override_hyperparameters, skip_nonfinite, progress, shuffle, drop_last = (

@@ -162,3 +162,28 @@ def test_a_getitems_list_of_the_wrong_length_is_a_data_error_saying_what_to_do()
         assert torch.equal(xb, data.x[:4]) and torch.equal(yb, data.y[:4])
     finally:
         del type(data).getitems_returns_batch
+
+
+class _Iterable(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(torch.zeros(8, 2))
+
+
+class _IterableWithLen(_Iterable):
+    def __len__(self):
+        return 8
+
+
+@pytest.mark.parametrize("data", [_Iterable(), _IterableWithLen()], ids=["without __len__", "with __len__"])
+def test_an_iterable_dataset_is_refused_by_name_with_or_without_len(data):
+    """Before, an IterableDataset with ``__len__`` passed as map-style and fit raised torch's raw
+    NotImplementedError ("Subclasses of Dataset should implement __getitem__")."""
+    import hybridpgm
+    from hybridpgm.train.batches import as_dataset
+
+    name = type(data).__name__
+    with pytest.raises(ConfigError, match=f"map-style Dataset, got {name} \\(an IterableDataset: fit draws examples "
+                                          "by index"):
+        as_dataset(data)
+    with pytest.raises(ConfigError, match=f"got {name} "):
+        hybridpgm.fit(_Recorder(), data, batch_size=4, progress=False, device="cpu", seed=0)

@@ -409,3 +409,24 @@ def test_fit_switches_are_bools_checked_before_any_step(option, value):
         fit(objective, regression_data(16), batch_size=4, progress=False if option != "progress" else value,
             seed=0, **({option: value} if option != "progress" else {}))
     assert all(torch.equal(v, objective.module.state_dict()[k]) for k, v in before.items())
+
+
+def test_max_steps_alone_bounds_the_run_and_epochs_alone_is_one_pass_by_default():
+    """Before, ``epochs`` defaulted to 1, so ``max_steps=10`` on 4 batches an epoch silently ran 4 steps."""
+    data = regression_data(n=64)  # 4 batches of 16
+    assert fit(LinearRegression(), data, batch_size=16, max_steps=10, progress=False, seed=0).steps == 10
+    assert fit(LinearRegression(), data, batch_size=16, progress=False, seed=0).steps == 4
+    assert fit(LinearRegression(), data, batch_size=16, epochs=2, max_steps=10, progress=False, seed=0).steps == 8
+    assert fit(LinearRegression(), data, batch_size=16, epochs=3, max_steps=10, progress=False, seed=0).steps == 10
+
+
+def test_a_run_with_max_steps_and_a_huge_epochs_resumes_under_the_default_epochs(tmp_path):
+    """A checkpoint of the old idiom (``epochs=10**6, max_steps=...``) extends with the default ``epochs``."""
+    data, path = regression_data(n=64), tmp_path / "run.pt"
+    full, part = LinearRegression(), LinearRegression()
+    fit(full, data, batch_size=16, max_steps=10, progress=False, seed=0)
+    fit(part, data, batch_size=16, epochs=10**6, max_steps=6, checkpoint=path, progress=False, seed=0)
+    resumed = fit(part, data, batch_size=16, max_steps=10, checkpoint=path, progress=False, seed=0)
+    assert resumed.steps == 10 and len(resumed.history.loss["fit"]) == 10
+    for name, value in _params(full.module).items():
+        assert torch.equal(_params(part.module)[name], value)
