@@ -11,13 +11,14 @@ import math
 import operator
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
-           "layer_sizes", "module_name", "positive_int", "positive_real", "sample_count", "sample_shape_of",
-           "seed_of", "site_prefix", "unit_fraction"]
+           "layer_sizes", "module_name", "positive_int", "positive_real", "positive_strides", "sample_count",
+           "sample_shape_of", "seed_of", "site_prefix", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -29,6 +30,20 @@ def as_integer(value) -> int | None:
         return operator.index(value)
     except TypeError:
         return None
+
+
+def positive_strides(value):
+    """``value`` ready for :func:`torch.as_tensor`: a NumPy array with a negative stride (``a[::-1]``,
+    :func:`numpy.flip`, a reversed pandas frame's ``to_numpy()``) as a C-contiguous copy of the same values,
+    dtype and shape (:func:`numpy.ascontiguousarray`); anything else unchanged.
+
+    torch cannot view memory read backwards (``torch.as_tensor`` raises ``ValueError: At least one stride in the
+    given numpy array is negative``), so user arrays pass through this before reaching torch.  Arrays without a
+    negative stride are not copied, and nothing is coerced (no dtype, device or shape change).
+    """
+    if isinstance(value, np.ndarray) and any(s < 0 for s in value.strides):
+        return np.ascontiguousarray(value)
+    return value
 
 
 def sample_count(value, what: str) -> int:

@@ -44,7 +44,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.checks import sample_shape_of
+from hybridpgm.checks import positive_strides, sample_shape_of
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
@@ -96,7 +96,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                 raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
         if lengths is None:
             lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
-        lengths = torch.as_tensor(lengths, device=unary.device)
+        lengths = torch.as_tensor(positive_strides(lengths), device=unary.device)
         try:
             batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
                                                  end.shape[:-1], lengths.shape)

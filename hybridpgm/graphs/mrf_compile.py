@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hybridpgm.checks import positive_strides
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -40,7 +41,7 @@ def _numbers(v: str, x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
     try:
-        return torch.as_tensor(x)
+        return torch.as_tensor(positive_strides(x))
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"{what}: the value of {v!r} must be a state number or a tensor of states, got "
                             f"{type(x).__name__} {x!r:.60}") from None

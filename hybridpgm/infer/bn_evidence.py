@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import _is_missing_entry, _plain, refuse_ambiguous_numbers
@@ -166,7 +167,7 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
 
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
-    v = _plain(v)
+    v = positive_strides(_plain(v))
     try:
         t = torch.as_tensor(v, device=device, dtype=None if hasattr(v, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
