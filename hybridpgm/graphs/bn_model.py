@@ -61,7 +61,9 @@ class BayesNetModel:
             program (see :doc:`/pyro_native`); ``""`` (the default) keeps the names above.  The parameters'
             names in Pyro's param store come from the network's ``name`` (see :class:`BayesNet`), not from it.
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated), keyed by node name.
-        :raises ConfigError: a ``num_data`` that is not a positive integer, or a ``prefix`` that is not a string.
+        :raises ConfigError: a ``num_data`` that is not a positive integer, a ``prefix`` that is not a string, or
+            no ``num_data`` for a network with a Dirichlet prior that :func:`hybridpgm.fit` trains with
+            ``accumulate > 1`` (the prior would count once per micro-batch; pass ``num_data``).
         :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
             ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
             probability 0 given its parents' observed values and, under enumeration, whatever the values of its
