@@ -45,7 +45,8 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
-from hybridpgm.graphs.mrf_declare import _check_options, _names, _no_options, call_potential, check_factor, check_table
+from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
+                                          check_table, table_buffer)
 from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -167,7 +168,7 @@ class MarkovNet(nn.Module):
         elif isinstance(pot, nn.Parameter):
             self.register_parameter(fam["key"], pot)
         else:  # a copy (differentiable, dense): the caller's tensor is not the buffer load_state_dict writes into
-            self.register_buffer(fam["key"], pot.clone())
+            self.register_buffer(fam["key"], table_buffer(self, pot, fam["key"]))
         self.families[name] = fam
         self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None

@@ -19,7 +19,7 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 
-__all__ = ["call_potential", "check_factor", "check_table"]
+__all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
 
 
 def _no_options(method: str, kwargs: dict) -> None:
@@ -141,3 +141,18 @@ def call_potential(name: str, mod: nn.Module, context):
                f"{context.dtype} (an nn.Embedding for category indices)")
         raise DataError(f"MarkovNet: the neural potential of factor {name!r} fails on a context of dtype "
                         f"{context.dtype} (its parameters are {ref.dtype}): {e}; {fix}") from e
+
+
+def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
+    """The buffer ``key`` of :class:`~hybridpgm.graphs.MarkovNet` ``net`` for the fixed table ``pot``: a copy
+    (differentiable, dense), so the caller's tensor is not what ``load_state_dict`` writes into and an expanded
+    table loads; one copy per tensor the caller declares, so that a table given to several factors stays one
+    buffer (saved and loaded tied, :mod:`hybridpgm.serialization_ties`).  The net remembers which buffer copied
+    which tensor by ``id`` (a plain int: it pickles) and reuses that buffer only while it still equals ``pot``."""
+    sources = net.__dict__.setdefault("_table_sources", {})
+    earlier = net._buffers.get(sources.get(id(pot), ""))
+    if earlier is not None and earlier.shape == pot.shape and earlier.dtype == pot.dtype \
+            and earlier.device == pot.device and torch.equal(earlier, pot):
+        return earlier
+    sources[id(pot)] = key
+    return pot.clone()

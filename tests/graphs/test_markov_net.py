@@ -323,3 +323,14 @@ def test_a_tensor_table_is_copied_so_loading_leaves_the_callers_tensor_alone():
     grid.add_factors("pair", [["x0", "x1"], ["x1", "x2"], ["x2", "x3"]], shared)
     grid.load_state_dict(grid.state_dict())
     assert torch.equal(grid.tables()["pair"].reshape(3, 2, 2), shared)
+
+
+def test_a_table_given_to_two_factors_stays_one_buffer_apart_from_the_callers_tensor():
+    field = torch.randn(2)
+    mrf = MarkovNet({"a": 2, "c": 2}).add_factor("a", ["a"], field).add_factor("c", ["c"], field)
+    tables = [b for n, b in mrf.named_buffers(remove_duplicate=False) if n.startswith("_pot")]
+    assert len(tables) == 2 and tables[0] is tables[1] and tables[0] is not field
+    changed = field.clone()
+    changed[0] += 1.0  # another tensor, or the same one changed in between, gets its own copy
+    mrf.add_factor("a2", ["a"], changed)
+    assert mrf._buffers["_pot_2"] is not tables[0]

@@ -80,7 +80,9 @@ def test_the_probe_helpers_are_still_importable_from_particle_elbo():
     """They moved to hybridpgm.infer.particle_probe (tested in tests/infer/test_particle_probe.py)."""
     from hybridpgm.infer import particle_probe
 
-    for name in particle_probe.__all__:
+    moved = ["guess_plate_nesting", "keeping_module_state", "keeping_rng_state", "probed_modules", "probing"]
+    assert set(moved) <= set(particle_probe.__all__)
+    for name in moved:
         assert getattr(particle_elbo, name) is getattr(particle_probe, name) and name in particle_elbo.__all__
 
 
