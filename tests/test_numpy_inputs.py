@@ -125,3 +125,123 @@ def test_crf_lengths_read_reversed_arrays():
     ref = LinearChainCRF(u, tr, lengths=lengths.copy())
     _same(d.lengths, ref.lengths)
     _same(d.log_partition, ref.log_partition)
+
+
+def _bn(prep, arrays: dict) -> BayesNet:
+    """A network ``a -> b``, ``a -> y``, ``(a, y) -> z``, ``(a, y) -> c`` from ``prep`` of ``arrays``."""
+    a = {k: prep(v) for k, v in arrays.items()}
+    torch.manual_seed(0)
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    bn.add("b", cpd.Table(a["table"], ["a"]))
+    bn.add("y", cpd.LinearGaussian(a["bias"], None, a["scale"], ["a"]))
+    bn.add("z", cpd.LinearGaussian(a["bias"], a["weight"], a["scale"], ["a", "y"]))
+    bn.add("c", cpd.Neural(torch.nn.Linear(3, 2), ["a", "y"], 2))
+    return bn.double()
+
+
+CPD_ARRAYS = {"table": np.array([[0.2, 0.8], [0.6, 0.4]]), "bias": np.array([-1.0, 2.0]),
+              "scale": np.array([0.5, 1.5]), "weight": np.array([[0.3], [-0.7]])}
+DATA = {"a": np.array([0, 1, 1, 0]), "b": np.array([1, 1, 0, 0]), "y": np.array([0.5, -1.0, 2.0, 0.1]),
+        "z": np.array([1.0, 0.0, -2.0, 3.0]), "c": np.array([0, 1, 0, 1])}
+
+
+def test_table_and_linear_gaussian_read_reversed_arrays():
+    flipped, ref = _bn(_flipped, CPD_ARRAYS), _bn(np.copy, CPD_ARRAYS)
+    _same(flipped.log_prob(DATA), ref.log_prob(DATA))
+    _same(dict(flipped.named_parameters()), dict(ref.named_parameters()))
+
+
+def test_bayes_net_reads_a_reversed_continuous_column():
+    bn = _bn(np.copy, CPD_ARRAYS)
+    data = {k: _flipped(v) for k, v in DATA.items()}
+    _same(bn.columns(data), bn.columns({k: v.copy() for k, v in DATA.items()}))
+    _same(bn.log_prob(data), bn.log_prob(DATA))
+
+
+def test_neural_cpd_reads_reversed_inputs():
+    c = _bn(np.copy, CPD_ARRAYS).cpds["c"]
+    _same(c.log_table({"y": _flipped(DATA["y"])}), c.log_table({"y": DATA["y"].copy()}))
+
+
+def test_masks_read_reversed_arrays():
+    bn = _net()
+    mask = np.array([[True, False, True], [True, True, False], [False, True, True], [True, True, True]])
+    _same(bn.columns(ROWS, mask=_flipped(mask)), bn.columns(ROWS, mask=mask.copy()))
+    columns = {"a": ROWS[:, 0], "b": ROWS[:, 1]}
+    m = {"a": _flipped(mask[:, 0]), "c": _flipped(np.zeros(4, dtype=bool))}
+    _same(bn.columns(columns, mask=m), bn.columns(columns, mask={"a": mask[:, 0].copy(), "c": np.zeros(4, bool)}))
+
+
+def test_likelihood_reads_reversed_arrays():
+    from hybridpgm.infer.soft_evidence import Likelihood
+
+    bn = _net()
+    lik = np.array([[0.2, 0.9], [0.7, 0.1]])
+    _same(bn.posterior(["a"], {"c": Likelihood(_flipped(lik))}), bn.posterior(["a"], {"c": Likelihood(lik.copy())}))
+
+
+def test_ising_grid_reads_reversed_arrays():
+    from hybridpgm.graphs import ising_grid
+
+    coupling, field = np.array([0.5, -0.2, 0.3, 0.1]), np.array([0.1, -0.4, 0.2, 0.0])
+    m = ising_grid(2, 2, _flipped(coupling), _flipped(field))
+    ref = ising_grid(2, 2, coupling.copy(), field.copy())
+    _same(m.marginals(), ref.marginals())
+
+
+def test_hmm_posterior_reads_reversed_lengths():
+    from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm
+
+    hmm = random_hmm(2, 3, torch.Generator().manual_seed(1))
+    x, lengths = torch.tensor([[2, 0, 1], [1, 1, 0], [0, 2, 2]]), np.array([3, 1, 2])
+    crf, ref = hmm_posterior(hmm, x, _flipped(lengths)), hmm_posterior(hmm, x, lengths.copy())
+    _same(crf.lengths, ref.lengths)
+    _same(crf.log_partition, ref.log_partition)
+
+
+def _dataset_values(idata) -> dict:
+    return {(g, v): torch.as_tensor(idata[g][v].values) for g in idata.groups() for v in idata[g].data_vars}
+
+
+def test_arviz_converters_read_reversed_arrays():
+    from hybridpgm.diagnostics import from_categorical, from_importance
+
+    lw, draws = np.array([-1.0, -0.5, -np.inf, -2.0]), np.array([[0.1, 1.0], [0.4, 2.0], [0.3, 3.0], [0.2, 4.0]])
+    _same(_dataset_values(from_importance(_flipped(lw), {"x": _flipped(draws)})),
+          _dataset_values(from_importance(lw.copy(), {"x": draws.copy()})))
+    probs = np.array([[0.25, 0.75], [0.5, 0.5], [0.9, 0.1]])
+    _same(_dataset_values(from_categorical({"v": _flipped(probs)})),
+          _dataset_values(from_categorical({"v": probs.copy()})))
+
+
+def _figure_data(fig) -> list:
+    """What the figure's axes draw: images, line and bar data, and texts."""
+    out = []
+    for ax in fig.axes:
+        out += [torch.as_tensor(np.asarray(im.get_array())) for im in ax.images]
+        out += [torch.as_tensor(np.asarray(line.get_xydata())) for line in ax.lines]
+        out += [torch.as_tensor([p.get_height() for p in ax.patches])]
+        out += [t.get_text() for t in ax.texts + ([] if ax.get_legend() is None else ax.get_legend().get_texts())]
+    return out
+
+
+def _same_figure(x, y) -> None:
+    a, b = _figure_data(x), _figure_data(y)
+    assert len(a) == len(b) and len(a) > 1
+    for u, v in zip(a, b):
+        assert u == v if isinstance(u, str) else torch.equal(u, v)
+
+
+def test_plots_read_reversed_arrays():
+    from hybridpgm.diagnostics.plots import plot_coverage, plot_image_grid, plot_log_weights, plot_sequence_marginals
+
+    images = np.linspace(0, 1, 24).reshape(4, 6)
+    _same_figure(plot_image_grid(_flipped(images), (2, 3)), plot_image_grid(images.copy(), (2, 3)))
+    lw = np.array([-1.0, -0.5, -3.0, -2.0])
+    _same_figure(plot_log_weights(_flipped(lw)), plot_log_weights(lw.copy()))
+    y, mean, std = np.array([0.1, 0.5, -1.0]), np.array([0.0, 0.4, -0.5]), np.array([1.0, 0.2, 0.3])
+    _same_figure(plot_coverage(_flipped(y), _flipped(mean), _flipped(std)), plot_coverage(y, mean, std))
+    marginals, labels = np.array([[0.2, 0.8], [0.6, 0.4], [0.5, 0.5]]), np.array([1, 0, 1])
+    _same_figure(plot_sequence_marginals(_flipped(marginals), _flipped(labels)),
+                 plot_sequence_marginals(marginals.copy(), labels.copy()))

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from hybridpgm.checks import as_integer, positive_int
+from hybridpgm.checks import as_integer, positive_int, positive_strides
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
 
@@ -90,7 +90,7 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
                         f"got dtype {x.dtype}")
     if lengths is None:  # every sequence full length, as LinearChainCRF takes it
         lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
-    lengths = torch.as_tensor(lengths, device=x.device)
+    lengths = torch.as_tensor(positive_strides(lengths), device=x.device)
     try:
         inside = torch.arange(x.shape[-1], device=x.device) < lengths[..., None]  # positions t < lengths
         x, inside = torch.broadcast_tensors(x, inside)

@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 import torch
 
+from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
@@ -159,7 +160,7 @@ def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
     if isinstance(t, np.ndarray) and t.dtype.kind == "O":
         t = [float("nan") if _is_missing_entry(s) else s for s in t.tolist()]
     try:
-        t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
+        t = torch.as_tensor(positive_strides(t), device=device, dtype=None if hasattr(t, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise DataError(f"{what} must hold numbers, got {_described(t)}: {t!r:.60}") from None
     return as_model_dtype(t, dtype, what)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hybridpgm.checks import positive_strides
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.contraction_steps import LogOfSum
 
@@ -93,7 +94,8 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
     try:
         # numbers without a dtype of their own (a list) are read in the network's, as hard evidence is
-        t = torch.as_tensor(lik.values, device=device, dtype=None if hasattr(lik.values, "dtype") else dtype)
+        values = positive_strides(lik.values)
+        t = torch.as_tensor(values, device=device, dtype=None if hasattr(values, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"Likelihood for '{name}' must be numbers, got {type(lik.values).__name__} "
                             f"{lik.values!r:.60}") from None
