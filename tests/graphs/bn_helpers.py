@@ -25,6 +25,16 @@ def single_thread():
     torch.set_num_threads(n)
 
 
+def batch_norm_net():
+    """``c -> w``: ``w`` a Neural CPD with a batch norm (context ``u``), the network in training mode; returns
+    ``(bn, the CPD's network)``."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
+    return bn.train(), net
+
+
 def sprinkler() -> BayesNet:
     """The rain -> sprinkler -> wet-grass network (rain also wets the grass), with state names for rain."""
     bn = BayesNet()

@@ -4,18 +4,8 @@ the :class:`~hybridpgm.graphs.BayesNet` query methods do, and give the methods' 
 import pytest
 import torch
 
-from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import exact, particle_probe
-from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
-
-
-def _batch_norm_net():
-    """``c -> w``: ``w`` a Neural CPD with a batch norm (context ``u``), the network in training mode."""
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
-                              torch.nn.Linear(8, 2))
-    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
-    return bn.train(), net
+from tests.graphs.bn_helpers import batch_norm_net, single_thread  # noqa: F401 (autouse fixture)
 
 
 def _evidence():
@@ -55,7 +45,7 @@ def _flat(answer):
 @pytest.mark.parametrize("query", sorted(QUERIES))
 def test_query_functions_leave_the_running_statistics_and_answer_as_the_methods(query):
     """Old code: each function call moved ``running_mean`` and counted one more batch (0 -> 1)."""
-    bn, net = _batch_norm_net()
+    bn, net = batch_norm_net()
     function, method = QUERIES[query]
     ev = _evidence()
     before = _buffers(net)
@@ -74,7 +64,7 @@ def test_query_functions_leave_the_running_statistics_and_answer_as_the_methods(
 
 def test_a_query_method_copies_the_buffers_once(monkeypatch):
     """``bn.posterior`` calls :func:`exact.posterior`: the buffers are kept by one context, not one per level."""
-    bn, net = _batch_norm_net()
+    bn, net = batch_norm_net()
     entered = []
     keep = particle_probe.keeping_module_state
 
@@ -103,7 +93,7 @@ def test_a_query_method_copies_the_buffers_once(monkeypatch):
 def test_a_training_mode_query_function_still_backpropagates(query):
     """The buffers are restored through ``.data``: the batch norm's graph (which saved them) still runs backward,
     and the gradients are the method's."""
-    bn, net = _batch_norm_net()
+    bn, net = batch_norm_net()
     function, method = QUERIES[query]
     ev = _evidence()
     grads = []

@@ -258,22 +258,13 @@ def test_observations_in_a_plate_or_an_event_dim_give_the_exact_posterior(model)
 # ---------------------------------------------------------------- networks in training mode
 
 
-def _batch_norm_net():
-    """``c -> w``: ``w`` a Neural CPD with a batch norm (context ``u``), the network in training mode."""
-    from hybridpgm.graphs import BayesNet, cpd
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
-                              torch.nn.Linear(8, 2))
-    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
-    return bn.train(), net
-
-
 def test_gibbs_on_a_bayes_net_leaves_the_running_statistics_and_conditions_as_the_posterior():
     """Old code: every model run (setup, one per block and sweep) counted a batch and moved the running mean
     (num_batches_tracked 0 -> 9 here).  The full conditional of the only latent ``c`` is the exact
     posterior, computed with the same batch statistics."""
-    bn, net = _batch_norm_net()
+    from tests.graphs.bn_helpers import batch_norm_net
+
+    bn, net = batch_norm_net()
     w = torch.tensor([1, 0, 1, 1, 0])
     u = torch.randn(5, 1, generator=torch.Generator().manual_seed(1)) * 3 + 2
     before = {n: b.clone() for n, b in net.named_buffers()}
