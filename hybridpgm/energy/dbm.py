@@ -274,7 +274,7 @@ class DBM(DBMLikelihood, nn.Module):
         return DBMAnnealingPath(self, data)
 
     # ------------------------------------------------------------ pretraining
-    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1,
+    def pretrain(self, data: torch.Tensor, *, epochs: int | None = None, k: int = 1,
                  checkpoints: Sequence[str | os.PathLike] | None = None, **fit_kwargs) -> list:
         """Greedy layer-wise pretraining with the weight-doubling scheme of [1].
 
@@ -285,6 +285,8 @@ class DBM(DBMLikelihood, nn.Module):
         layer's bias is the mean of the hidden bias below and the visible bias above.
 
         :param data: ``N x V`` training data.
+        :param epochs: passes over the data per layer, as :func:`hybridpgm.fit`'s ``epochs`` (``None``: one
+            pass, or ``max_steps`` steps per layer where ``fit_kwargs`` give it).
         :param checkpoints: one checkpoint path per layer's RBM (``resume``,
             ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
             pretraining resumes in the layer it stopped in, finished layers load.

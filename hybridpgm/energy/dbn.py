@@ -155,13 +155,15 @@ class DBN(nn.Module):
             v = torch.sigmoid(rbm.hidden_logits(v))
         return v
 
-    def pretrain(self, data: torch.Tensor, *, epochs: int = 1, k: int = 1, persistent: bool = False,
+    def pretrain(self, data: torch.Tensor, *, epochs: int | None = None, k: int = 1, persistent: bool = False,
                  num_chains: int = 100, checkpoints: Sequence[str | os.PathLike] | None = None,
                  **fit_kwargs) -> list:
         """Greedy layer-wise training: RBM ``l`` by CD-``k`` (or PCD) on the
         probabilities of layer ``l`` given the data [1].
 
         :param data: ``N x V``.
+        :param epochs: passes over the data per RBM, as :func:`hybridpgm.fit`'s ``epochs`` (``None``: one pass,
+            or ``max_steps`` steps per RBM where ``fit_kwargs`` give it).
         :param checkpoints: one checkpoint path per RBM (``resume``,
             ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
             pretraining resumes in the layer it stopped in, finished layers load.

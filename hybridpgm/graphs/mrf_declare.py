@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import weakref
 
 import torch
 from torch import nn
@@ -20,6 +21,9 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 
 __all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
+
+#: per MarkovNet, ``id(tensor) -> (weak reference to it, key of its buffer copy)`` (see :func:`table_buffer`)
+_TABLE_SOURCES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def _no_options(method: str, kwargs: dict) -> None:
@@ -144,15 +148,21 @@ def call_potential(name: str, mod: nn.Module, context):
 
 
 def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
-    """The buffer ``key`` of :class:`~hybridpgm.graphs.MarkovNet` ``net`` for the fixed table ``pot``: a copy
-    (differentiable, dense), so the caller's tensor is not what ``load_state_dict`` writes into and an expanded
-    table loads; one copy per tensor the caller declares, so that a table given to several factors stays one
-    buffer (saved and loaded tied, :mod:`hybridpgm.serialization_ties`).  The net remembers which buffer copied
-    which tensor by ``id`` (a plain int: it pickles) and reuses that buffer only while it still equals ``pot``."""
-    sources = net.__dict__.setdefault("_table_sources", {})
-    earlier = net._buffers.get(sources.get(id(pot), ""))
-    if earlier is not None and earlier.shape == pot.shape and earlier.dtype == pot.dtype \
-            and earlier.device == pot.device and torch.equal(earlier, pot):
-        return earlier
-    sources[id(pot)] = key
-    return pot.clone()
+    """The buffer ``key`` of :class:`~hybridpgm.graphs.MarkovNet` ``net`` for the table tensor ``pot``.
+
+    A fixed table (no ``requires_grad``) is copied (dense), so the caller's tensor is not what
+    ``load_state_dict`` writes into and an expanded table loads; one copy per tensor object the caller
+    declares, so that a table given to several factors stays one buffer (saved and loaded tied,
+    :mod:`hybridpgm.serialization_ties`).  The net's record of which tensor each copy came from holds weak
+    references, outside the module (nothing to pickle): a tensor freed since cannot be mistaken for another
+    that reuses its ``id``.  A tensor that requires grad (a leaf the caller optimises, or computed from one)
+    is registered as it is, so the model sees the caller's updates and gradients reach it.
+    """
+    if pot.requires_grad:
+        return pot
+    sources = _TABLE_SOURCES.setdefault(net, {})
+    earlier = sources.get(id(pot))
+    if earlier is not None and earlier[0]() is pot and earlier[1] in net._buffers:
+        return net._buffers[earlier[1]]
+    sources[id(pot)] = (weakref.ref(pot), key)
+    return pot.detach().clone(memory_format=torch.contiguous_format)

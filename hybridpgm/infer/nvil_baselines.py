@@ -81,6 +81,13 @@ class NVILBaselines(nn.Module):
         ``decay`` outside ``[0, 1)``.
     """
 
+    #: the ``fit`` update (:func:`~hybridpgm.train.update_scope.current_update`) the buffers hold so far, the
+    #: buffers ``(mean, var)`` before it, and per site index the pooled ``(count, mean, sum of squared
+    #: deviations)`` of its signals; class-level defaults, so that an instance pickled before they existed loads
+    _update: object | None = None
+    _before: tuple[torch.Tensor, torch.Tensor] | None = None
+    _pooled: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}  # replaced, never mutated, per instance
+
     def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
         super().__init__()
         if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
@@ -106,12 +113,7 @@ class NVILBaselines(nn.Module):
         self.nets = nn.ModuleDict({name: net() for name in self.sites})
         self.register_buffer("mean", torch.zeros(len(self.sites)))
         self.register_buffer("var", torch.ones(len(self.sites)))
-        #: the ``fit`` update (:func:`~hybridpgm.train.update_scope.current_update`) the buffers hold so far,
-        #: the buffers ``(mean, var)`` before it, and per site index the pooled ``(count, mean, sum of squared
-        #: deviations)`` of its signals
-        self._update: object | None = None
-        self._before: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._pooled: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
+        self._update, self._before, self._pooled = None, None, {}
 
     def index(self, site: str) -> int:
         return self.sites.index(site)

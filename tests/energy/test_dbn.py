@@ -239,3 +239,14 @@ def test_to_classifier_generator_matches_the_model_dtype_and_refuses_non_generat
     assert head.weight.dtype == torch.float64
     with pytest.raises(ConfigError, match="generator must be a torch.Generator"):
         dbn.to_classifier(2, generator=0)
+
+
+def test_pretrain_with_max_steps_runs_that_many_steps_per_layer_as_fit_does():
+    from hybridpgm.energy import DBM
+
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((16, 6), 0.5))
+    for model in (DBN([6, 4, 3]), DBM([6, 4, 3])):
+        results = model.pretrain(x, max_steps=10, batch_size=4, progress=False, seed=0)
+        assert [r.steps for r in results] == [10, 10]
+        assert [r.steps for r in model.pretrain(x, batch_size=4, progress=False, seed=0)] == [4, 4]

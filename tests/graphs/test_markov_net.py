@@ -334,3 +334,32 @@ def test_a_table_given_to_two_factors_stays_one_buffer_apart_from_the_callers_te
     changed[0] += 1.0  # another tensor, or the same one changed in between, gets its own copy
     mrf.add_factor("a2", ["a"], changed)
     assert mrf._buffers["_pot_2"] is not tables[0]
+
+
+def test_equal_temporary_tables_stay_apart_and_a_requires_grad_table_is_the_callers():
+    """Two tables declared from temporaries (whose ids CPython reuses) are two buffers, so loading different
+    tables into them gives the right model; a table that requires grad is registered as it is, so the caller's
+    optimiser changes the model (and the net deep-copies)."""
+    import copy
+
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
+    mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 2)).add_factor("bc", ["b", "c"], torch.zeros(2, 2))
+    assert mrf._buffers["_pot_0"] is not mrf._buffers["_pot_1"]
+    ab, bc = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.0, -3.0], [-3.0, 0.0]])
+    mrf.load_state_dict({"_pot_0": ab, "_pot_1": bc})
+    brute = torch.logsumexp((ab[:, :, None] + bc[None, :, :]).reshape(-1), 0)
+    assert torch.allclose(mrf.log_partition(), brute, atol=1e-5)
+
+    w = torch.zeros(2, 2, requires_grad=True)
+    net = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], w)
+    x = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([0, 1, 1])}
+    optimizer = torch.optim.SGD([w], lr=0.5)
+    losses = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss = -net.log_prob(x).mean()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[2] < losses[1] < losses[0]
+    assert torch.equal(copy.deepcopy(net).tables()["f"].detach(), net.tables()["f"].detach())

@@ -414,3 +414,27 @@ def test_a_resumed_accumulating_run_ends_with_the_state_of_an_uninterrupted_one(
     resumed = train(tmp_path / "cut.pt")
     assert whole.keys() == resumed.keys() and all(torch.equal(whole[k], resumed[k]) for k in whole)
     assert not torch.equal(whole["baselines.var"], torch.ones(2))
+
+
+def test_baselines_pickled_before_the_per_update_statistics_still_train():
+    """An NVILBaselines saved whole (pickle) before it kept per-update statistics has none of those attributes;
+    fit with accumulation still runs on it."""
+    import io
+
+    from hybridpgm.generative import SigmoidBeliefNet
+    from hybridpgm.infer import SVIObjective
+
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([6, 3])
+    baselines = NVILBaselines(sbn.latent_sites, 6, hidden_dim=4)
+    for name in ("_update", "_before", "_pooled"):
+        baselines.__dict__.pop(name, None)  # as unpickled from a file written before they existed
+    buffer = io.BytesIO()
+    torch.save(baselines, buffer)
+    buffer.seek(0)
+    old = torch.load(buffer, weights_only=False)
+    assert "_update" not in old.__dict__
+    x = torch.bernoulli(torch.full((8, 6), 0.5))
+    result = hybridpgm.fit(SVIObjective(sbn.model, sbn.guide, NVIL_ELBO(old)), x, batch_size=8, accumulate=2,
+                           progress=False, seed=0)
+    assert result.steps == 1 and math.isfinite(result.history.loss["elbo"][0])
