@@ -214,7 +214,7 @@ def run_round(model: DeepKernelGP, initial, loops, x, y, args, seed: int) -> tup
     for loop in loops:
         loop.start(args.lr, seed)
     interleave = _Interleave(loops, x.device)
-    result = hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=x.shape[0], epochs=10**6,
+    result = hybridpgm.fit(ExactMLLObjective(model), (x, y), batch_size=x.shape[0],
                            max_steps=args.steps, shuffle=False, progress=False, seed=seed, device=x.device,
                            callbacks=[interleave], optim=functools.partial(torch.optim.Adam, lr=args.lr))
     return interleave.times, result.history.loss["mll"]

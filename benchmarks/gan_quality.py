@@ -50,7 +50,7 @@ def summary(values: list[float]) -> dict:
 def fit(objective, x, steps: int, args, seed: int, batch_size: int | None = None) -> float:
     """Train; returns seconds per step."""
     start = time.perf_counter()
-    hybridpgm.fit(objective, x, batch_size=batch_size or args.batch_size, epochs=10**6, max_steps=steps, seed=seed,
+    hybridpgm.fit(objective, x, batch_size=batch_size or args.batch_size, max_steps=steps, seed=seed,
                   device=args.device, optim=adversarial_optim(args.lr), progress=False)
     return (time.perf_counter() - start) / steps
 

@@ -74,7 +74,7 @@ def part1(args) -> dict:
     objective = SVIObjective(learner.model, learner.guide, TraceEnum_ELBO(max_plate_nesting=1))
     values, mask = learner.split_missing(data)
     nll0 = -learner.log_evidence(dict(zip(learner.nodes, data.T))).mean().item()
-    result = hybridpgm.fit(objective, (values, mask), epochs=10**6, max_steps=args.num_steps,
+    result = hybridpgm.fit(objective, (values, mask), max_steps=args.num_steps,
                            batch_size=args.batch_size, optim=functools.partial(torch.optim.Adam, lr=args.lr),
                            device=args.device, seed=args.seed, progress=not args.quiet)
     learner = learner.to("cpu")

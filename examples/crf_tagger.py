@@ -62,7 +62,7 @@ def main(args):
     test = sample_hmm(hmm, args.num_test, args.min_len, args.max_len, gen)
 
     tagger = Tagger(args.num_symbols, args.num_states, args.hidden, args.encoder)
-    result = hybridpgm.fit(CRFLikelihood(tagger), train, epochs=10**6, max_steps=args.num_steps,
+    result = hybridpgm.fit(CRFLikelihood(tagger), train, max_steps=args.num_steps,
                            batch_size=args.batch_size, device=args.device, seed=args.seed,
                            optim=functools.partial(torch.optim.Adam, lr=args.lr), progress=False)
     tagger = tagger.cpu().eval()

@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     data = load_dataset("digits", binarize="static", seed=args.seed)
     train, test = data.train.x, data.test.x
     sizes = [train.shape[1], *args.hidden]
-    common = dict(batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps, device=args.device,
+    common = dict(batch_size=args.batch_size, max_steps=args.num_steps, device=args.device,
                   seed=args.seed, progress=not args.quiet)
     sgd = functools.partial(torch.optim.SGD, lr=args.lr, momentum=0.5)
     adam = functools.partial(torch.optim.Adam, lr=1e-3)

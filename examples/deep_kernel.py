@@ -87,7 +87,7 @@ def train_sv_dkl(data, args) -> SVDeepKernelGP:
     with torch.no_grad():
         inducing = extractor(x[torch.randperm(x.shape[0])[:args.num_inducing]])
     model = SVDeepKernelGP(extractor, num_features=args.features, num_data=x.shape[0], inducing_points=inducing)
-    hybridpgm.fit(model.objective(), (x, y), batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps,
+    hybridpgm.fit(model.objective(), (x, y), batch_size=args.batch_size, max_steps=args.num_steps,
                   device=args.device, seed=args.seed, progress=not args.quiet, optim=_adam(args.lr))
     return model
 
@@ -123,7 +123,7 @@ def train_mlp(data, args) -> GaussianMLP:
     torch.manual_seed(args.seed)
     x, y = data["x_train"], data["y_train"]
     model = GaussianMLP([x.shape[1], args.hidden, args.hidden, 1])
-    hybridpgm.fit(GaussianNLL(model), (x, y), batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps,
+    hybridpgm.fit(GaussianNLL(model), (x, y), batch_size=args.batch_size, max_steps=args.num_steps,
                   device=args.device, seed=args.seed, progress=not args.quiet, optim=_adam(args.lr))
     return model
 

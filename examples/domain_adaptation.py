@@ -44,7 +44,7 @@ def train_ada(data, weight: float, args: argparse.Namespace) -> ADA:
               nn.Linear(args.features, 10), k=args.k, adversarial_weight=weight, input_shape=(64,))
     # source (x, y) and unlabelled target x; in practice the target would be another sample of digits
     paired = ADA.paired_data(data.train.x, data.train.y, shift(data.train.x, args.shift), seed=args.seed)
-    hybridpgm.fit(ada, paired, batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps, seed=args.seed,
+    hybridpgm.fit(ada, paired, batch_size=args.batch_size, max_steps=args.num_steps, seed=args.seed,
                   device=args.device, optim=adversarial_optim(args.lr), progress=not args.quiet)
     return ada
 

@@ -99,7 +99,7 @@ def evaluate(objective, dataset: str, test, classifier=None, num_samples: int = 
 
 
 def train(objective, x, args: argparse.Namespace):
-    return hybridpgm.fit(objective, x, batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps,
+    return hybridpgm.fit(objective, x, batch_size=args.batch_size, max_steps=args.num_steps,
                          device=args.device, seed=args.seed, optim=adversarial_optim(args.lr),
                          progress=not args.quiet)
 

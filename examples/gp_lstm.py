@@ -85,7 +85,7 @@ def train_gp_lstm(data: dict, args) -> GPLSTM:
     model = GPLSTM(data["x_train"], data["y_train"], hidden_size=args.hidden, num_features=args.features,
                    grid_size=args.grid_size)
     objective = SemiStochasticObjective(model)
-    hybridpgm.fit(objective, objective.dataset(), batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps,
+    hybridpgm.fit(objective, objective.dataset(), batch_size=args.batch_size, max_steps=args.num_steps,
                   device=args.device, seed=args.seed, progress=not args.quiet,
                   optim=functools.partial(torch.optim.Adam, lr=args.lr))
     return model
@@ -94,7 +94,7 @@ def train_gp_lstm(data: dict, args) -> GPLSTM:
 def train_lstm(data: dict, args) -> LSTMRegressor:
     torch.manual_seed(args.seed)
     model = LSTMRegressor(args.hidden, args.features)
-    hybridpgm.fit(GaussianNLL(model), (data["x_train"], data["y_train"]), batch_size=args.batch_size, epochs=10**6,
+    hybridpgm.fit(GaussianNLL(model), (data["x_train"], data["y_train"]), batch_size=args.batch_size,
                   max_steps=args.num_steps, device=args.device, seed=args.seed, progress=not args.quiet,
                   optim=functools.partial(torch.optim.Adam, lr=args.lr))
     return model

@@ -126,7 +126,7 @@ def main(args):
 
     with torch.no_grad():
         untrained = pixel_error(objective.beliefs(noisy_test).argmax(-1), test)
-    hybridpgm.fit(objective, train, epochs=10**6, max_steps=args.num_steps, batch_size=args.batch_size,
+    hybridpgm.fit(objective, train, max_steps=args.num_steps, batch_size=args.batch_size,
                   device=args.device, seed=args.seed, progress=False,
                   optim=functools.partial(torch.optim.Adam, lr=args.lr))
     mrf.cpu()

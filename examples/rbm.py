@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     report["untrained"], _, _ = test_log_likelihood(rbm, test, train, args)
     objective = PersistentCD(rbm, args.k, args.chains) if args.pcd else ContrastiveDivergence(rbm, args.k)
     monitor = EvaluateEvery(max(1, args.num_steps // 5), lambda o: o.monitor(test.to(o.model.weight.device)))
-    result = hybridpgm.fit(objective, train, batch_size=args.batch_size, epochs=10**6, max_steps=args.num_steps,
+    result = hybridpgm.fit(objective, train, batch_size=args.batch_size, max_steps=args.num_steps,
                            device=args.device, seed=args.seed, callbacks=[monitor], progress=not args.quiet,
                            optim=functools.partial(torch.optim.SGD, lr=args.lr, momentum=args.momentum,
                                                    weight_decay=args.weight_decay))

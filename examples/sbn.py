@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if "untrained" not in report:
             report["untrained"] = sbn.log_likelihood(test, num_samples=args.eval_samples).mean().item()
         objective = OBJECTIVES[name](sbn, args.particles)
-        result = hybridpgm.fit(objective, data.train.x, batch_size=args.batch_size, epochs=10**6,
+        result = hybridpgm.fit(objective, data.train.x, batch_size=args.batch_size,
                                max_steps=args.num_steps, device=args.device, seed=args.seed,
                                optim=functools.partial(torch.optim.Adam, lr=args.lr), progress=not args.quiet)
         sbn.eval()

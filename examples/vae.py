@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     elbo = hybridpgm.IWAE(args.particles) if args.particles > 1 else None
     objective = hybridpgm.SVIObjective(vae.model, vae.guide, elbo)
     result = hybridpgm.fit(objective, training_data(data), batch_size=args.batch_size, accumulate=args.accumulate,
-                           epochs=10**6, max_steps=args.num_steps, device=args.device, seed=args.seed,
+                           max_steps=args.num_steps, device=args.device, seed=args.seed,
                            optim=functools.partial(torch.optim.Adam, lr=args.lr), progress=not args.quiet)
     vae.eval()
     test = data.test.x.to(result.device)

@@ -88,7 +88,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
                         f"to {int(y.max())}")
     with keeping_global_rngs(seed):
         net = mlp([x.shape[1], *hidden, num_classes], "relu", "he").to(x.dtype)
-        fit(_CrossEntropy(net), (x, y.long()), batch_size=batch_size, epochs=10**6, max_steps=num_steps, seed=seed,
+        fit(_CrossEntropy(net), (x, y.long()), batch_size=batch_size, max_steps=num_steps, seed=seed,
             device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
     return net.eval()
 

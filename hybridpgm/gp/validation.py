@@ -226,7 +226,7 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     keep = _KeepBest("validation_nll")
     callbacks = [evaluate, stopper, keep, *fit_kwargs.pop("callbacks", ())]
     fit_kwargs.setdefault("progress", False)
-    result = fit(objective, data, epochs=fit_kwargs.pop("epochs", 10**6), max_steps=max_steps,
+    result = fit(objective, data, epochs=fit_kwargs.pop("epochs", None), max_steps=max_steps,
                  callbacks=callbacks, checkpoint=checkpoint, resume=resume, overwrite=overwrite, **fit_kwargs)
     if keep.state is not None:
         model.load_state_dict(keep.state)
