@@ -14,18 +14,23 @@ which are put back on exit.  :func:`hybridpgm.load` rebuilds a model inside it (
 initialisation, overwritten by the saved weights, does not move the caller's streams), and
 :class:`~hybridpgm.train.EvaluateEvery` runs its evaluation inside it (a Monte Carlo metric does not change the
 trained model).
+
+:func:`seeded_from_generator` is the scope of a sampler given a ``torch.Generator``: the networks it evaluates
+(dropout in training mode) draw from torch's global streams, which it seeds from the generator and restores, so
+the samples repeat for the same generator and the caller's streams do not move.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-__all__ = ["cuda_indices", "keeping_global_rngs", "restoring_global_rngs"]
+__all__ = ["cuda_indices", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
 
 
 def cuda_indices(devices: Iterable[torch.device | str | int] | None) -> list[int]:
@@ -67,10 +72,51 @@ def keeping_global_rngs(seed: int | None = None) -> Iterator[None]:
     initialised, NumPy's global ``RandomState`` and Python's ``random`` on exit, also by an exception.
 
     ``seed=None`` is no scope at all: the draws inside come from the caller's streams and advance them.
+    Only the generators it restores are seeded (not ``torch.manual_seed``, which, where CUDA is available but
+    not started, queues a seed for every device that would run at CUDA's start-up, after the scope).
     """
     if seed is None:
         yield
         return
-    with restoring_global_rngs():
-        torch.manual_seed(seed)
+    devices = cuda_indices(None)
+    with restoring_global_rngs(devices):
+        _seed_torch(seed, devices)
+        yield
+
+
+def _seed_torch(seed: int, devices: list[int]) -> None:
+    """Seed torch's CPU generator and the CUDA generators of ``devices`` (indices) with ``seed``."""
+    torch.default_generator.manual_seed(seed)
+    for index in devices:
+        torch.cuda.default_generators[index].manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[torch.nn.Module]) -> Iterator[None]:
+    """Evaluate ``modules`` with torch's global streams seeded from ``generator``, restored on exit.
+
+    Networks draw their random numbers (dropout masks) from torch's global streams, not from the generator a
+    sampler is given.  When some module of ``modules`` (or of their submodules) is in training mode, this scope
+    takes one draw :math:`s \\sim \\mathcal{U}\\{0, \\dots, 2^{62}-1\\}` from ``generator``, seeds torch's CPU
+    generator and the CUDA generators of the generator's device and of the modules' parameters and buffers with
+    :math:`s`, and restores them, NumPy's and Python's global states on exit
+    (:func:`restoring_global_rngs`): the draws inside repeat for the same ``generator`` state and the caller's
+    streams do not move.
+
+    With no ``generator``, or every module in evaluation mode, it is no scope at all: nothing is drawn from the
+    generator (the samples are those of the code without it) and the networks' draws, if any, come from and
+    advance the global streams, as Pyro's do.
+
+    :param generator: the sampler's generator (CPU or CUDA), or ``None``.
+    :param modules: the networks the code inside evaluates.
+    """
+    modules = list(modules)
+    if generator is None or not any(m.training for module in modules for m in module.modules()):
+        yield
+        return
+    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+    tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
+    devices = cuda_indices([generator.device, *{t.device for t in tensors}])
+    with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
+        _seed_torch(seed, devices)
         yield

@@ -85,3 +85,40 @@ def test_restoring_scope_draws_from_the_callers_streams_and_puts_them_back():
     assert _draws() == expected
     assert cuda_indices(["cpu", torch.device("cpu")]) == []
     assert cuda_indices([torch.device("cuda", 1), "cuda:0", 1]) == [0, 1]  # no CUDA needed for an explicit index
+
+
+def _dropout_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+
+
+def test_seeded_from_generator_repeats_for_the_same_generator_and_keeps_the_global_streams():
+    from hybridpgm.rng_scope import seeded_from_generator
+
+    net, x = _dropout_net(), torch.ones(50, 2)
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    outputs = []
+    for seed in (1, 1, 2):
+        with seeded_from_generator(torch.Generator().manual_seed(seed), [net]):
+            outputs.append(net(x))
+    assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+
+
+def test_seeded_from_generator_is_no_scope_in_eval_mode_or_without_a_generator():
+    from hybridpgm.rng_scope import seeded_from_generator
+
+    net = _dropout_net().eval()
+    g = torch.Generator().manual_seed(1)
+    with seeded_from_generator(g, [net]):
+        pass
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(1).get_state())  # nothing drawn from g
+    net.train()
+    torch.manual_seed(0)
+    expected = float(torch.rand(()))
+    torch.manual_seed(0)
+    with seeded_from_generator(None, [net]):
+        assert float(torch.rand(())) == expected  # the caller's stream, advanced
+    assert float(torch.rand(())) != expected

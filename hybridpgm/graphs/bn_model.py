@@ -26,6 +26,7 @@ from hybridpgm.checks import sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.rng_scope import seeded_from_generator
 
 __all__ = ["BayesNetModel"]
 
@@ -144,7 +145,11 @@ class BayesNetModel:
 
         With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
         row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
-        join the evidence; the continuous ancestors of the evidence must be observed).
+        join the evidence; the continuous ancestors of the evidence must be observed).  With a ``generator`` the
+        samples are a function of its state alone: when a CPD's network has a module in training mode (dropout),
+        torch's global streams are seeded from one draw of the generator while the networks run and restored
+        afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`); without one, the networks draw from the
+        global streams, as in Pyro.
 
         :raises EvidenceError: evidence that is not a mapping node -> value(s) (an ``[N, len(nodes)]`` tensor:
             pass :meth:`columns` of it), or evidence the query refuses.
@@ -156,7 +161,9 @@ class BayesNetModel:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
 
-            with self._query():  # the networks' running statistics are left as they were
+            nets = [net for c in self._query_restores() for net in c.children()]
+            # the networks' running statistics are left as they were; their dropout draws come from the generator
+            with self._query(), seeded_from_generator(generator, nets):
                 return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
                                                                     **evidence_mapping(self, evidence)},
                                         generator=generator)

@@ -49,6 +49,7 @@ from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, c
                                           check_table, table_buffer)
 from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
+from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -343,7 +344,9 @@ class MarkovNet(nn.Module):
         ``num_samples`` independent chromatic Gibbs chains run for ``num_sweeps`` sweeps (100 by default;
         approximate); ``"auto"`` (default): exact where the contraction costs at most about a second of one CPU
         thread per model (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`), else Gibbs; ``num_sweeps`` selects
-        Gibbs.
+        Gibbs.  With a ``generator`` the samples are a function of its state alone: when a neural potential
+        has a module in training mode (dropout), torch's global streams are seeded from one draw of the generator
+        while the potentials run and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
 
         :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
         """
@@ -353,7 +356,7 @@ class MarkovNet(nn.Module):
         num_samples = sample_count(num_samples, "MarkovNet.sample num_samples")
         if method not in ("auto", "exact", "gibbs"):
             raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
-        with self._query():
+        with self._query(), seeded_from_generator(generator, self.potentials.values()):
             fg = self.factor_graph(evidence, context)
         if method == "auto":
             method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
