@@ -25,32 +25,22 @@ It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_name
 
 from __future__ import annotations
 
-import contextvars
-
 import numpy as np
 import torch
 
 from hybridpgm.checks import positive_int, positive_strides
-from hybridpgm.data.validation import as_model_dtype, describe_origin
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
                                         _plain, refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
-from hybridpgm.train.update_scope import current_update
+from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
 _REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing)
-#: the last ``(fit update token, data origin)`` a model call with Dirichlet priors and no ``num_data`` saw
-_PRIOR_SEEN: contextvars.ContextVar[tuple[object, str] | None] = contextvars.ContextVar(
-    "hybridpgm_bn_prior_seen", default=None)
-
-
-def _names(nodes: list[str]) -> str:
-    """``"node 'a'"`` or ``"nodes 'a', 'b'"``."""
-    return ("node " if len(nodes) == 1 else "nodes ") + ", ".join(repr(v) for v in nodes)
 
 
 class BayesNetData(BayesNetChecks, BayesNetMasks):
@@ -278,61 +268,41 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         return next(iter(sizes.values()), 1 if num_samples is None else num_samples)
 
     def _prior_weight(self, num_data, n: int) -> float:
-        """The weight of the Dirichlet priors (:math:`\\log \\mathrm{Dir}(\\theta; \\alpha)`) in a model call
-        on a batch of ``n`` rows: :math:`B / N_{\\rm data}` with ``num_data`` (:math:`B = n`), so that the
-        per-batch losses, summed over an epoch or over the micro-batches of one update, count the prior once per
-        pass over the data; 1 without ``num_data``, the batch then standing for the whole data set.
+        r"""The weight :math:`w` of the Dirichlet priors (:math:`w \log \mathrm{Dir}(\theta; \alpha)`) in a model call
+        on a batch of ``n`` rows.
 
-        Without ``num_data`` the prior is thus added once per model call.  That is once per optimizer step of
-        plain SVI, and of :func:`hybridpgm.fit` with one micro-batch per update; but ``fit`` with
-        ``accumulate = M > 1`` calls the model on each of the ``M`` micro-batches of one update, weighting
-        micro-batch :math:`i` of :math:`m_i` rows by :math:`m_i / B`, and would so add the prior once per
-        micro-batch, :math:`M` times per step, moving the fitted tables away from the MAP estimate.  That is
-        refused (:meth:`_refuse_prior_per_micro_batch`); with ``num_data`` the weights :math:`m_i / N` sum to
-        :math:`B / N`, exact under accumulation.
+        * With ``num_data`` (:math:`N`): :math:`w = n / N`, so that the per-batch losses, summed over an epoch or
+          over the micro-batches of one update, count the prior once per pass over the data.
+        * Without it, the batch stands for the whole data set: :math:`w = 1` per model call outside
+          :func:`hybridpgm.fit` (plain SVI: once per step), and inside ``fit`` the share
+          :math:`w_i = m_i / B` of the micro-batch (:func:`~hybridpgm.train.update_scope.micro_batch_share`:
+          1 for a batch that is not split), so that ``accumulate = M`` trains exactly as ``accumulate = 1``; on
+          :math:`R` ranks, whose gradients ``fit`` averages, :math:`m_i / (B R)`, so that they train as one
+          process with the batch of :math:`B R` rows.
+
+        Why :math:`m_i / B`: ``fit`` weights the loss :math:`L_i` of micro-batch :math:`i` by :math:`m_i / B`
+        (:math:`m_i` of the step's :math:`B` rows; :math:`S_i` its data term, :math:`\sum_i S_i = S`;
+        :math:`\ell = -\log \mathrm{Dir}(\theta; \alpha)`).  With :class:`~hybridpgm.infer.SVIObjective`'s
+        ``per_example=True``, :math:`L_i = (S_i + w_i \ell) / m_i`, so the step minimises
+        :math:`(S + \ell \sum_i w_i) / B`, the loss :math:`(S + \ell) / B` of the unsplit batch exactly when
+        :math:`\sum_i w_i = 1`; :math:`w_i = m_i / B` is also what ``num_data = B`` gives, the batch being the
+        whole data set.  With ``per_example=False``, :math:`L_i = S_i + w_i \ell` and the step minimises
+        :math:`\sum_i (m_i / B) (S_i + w_i \ell)`: again what ``num_data = B`` gives, the prior weighing as much
+        as the mean weight of a row (:math:`\sum_i m_i^2 / B^2` both), and for :math:`M` micro-batches of
+        :math:`B / M` rows exactly :math:`1 / M` times the loss of the unsplit batch (such a summed loss is not
+        intensive: ``fit``'s weights scale its data term as well).
 
         :param num_data: the size of the full data set, ``None`` for none given.
         :param n: the rows of this (micro-)batch.
-        :raises ConfigError: a ``num_data`` that is not a positive integer (``bool``, float, string refused), or
-            no ``num_data`` for a network with a Dirichlet prior whose model ``fit`` calls on several
-            micro-batches of one update (``accumulate > 1``), naming the nodes with a prior.
+        :raises ConfigError: a ``num_data`` that is not a positive integer (``bool``, float, string refused).
         :raises DataError: a ``num_data`` smaller than the batch (the full data set holds every batch).
         """
         if num_data is None:
-            self._refuse_prior_per_micro_batch()
-            return 1.0
+            share = micro_batch_share()
+            return 1.0 if share is None else share
         num_data = positive_int(num_data, "BayesNet.model num_data (the size of the full data set)",
                                 error=ConfigError)
         if num_data < n:
             raise DataError(f"BayesNet.model num_data={num_data} (the size of the full data set) is smaller than "
                             f"the {n} rows of this batch")
         return n / num_data
-
-    def _refuse_prior_per_micro_batch(self) -> None:
-        """Refuse a model call without ``num_data`` on the second micro-batch of one :func:`hybridpgm.fit` update
-        of a network with Dirichlet priors (see :meth:`_prior_weight`).
-
-        The update is :func:`~hybridpgm.train.update_scope.current_update`'s token (``None`` outside ``fit``:
-        plain SVI passes); its micro-batches are told apart by the data origin ``fit`` names for each
-        (:func:`~hybridpgm.data.validation.describe_origin`, one per micro-batch, the same for every call of the
-        model on one micro-batch: ELBO particles, plate-nesting probes).  The last ``(token, origin)`` seen is
-        kept in a context variable, so a second origin under the same token is a second micro-batch.
-
-        :raises ConfigError: a second micro-batch of one update, naming the nodes with a prior and the fix.
-        """
-        update = current_update()
-        priors = [v for v, c in self.cpds.items() if getattr(c, "prior", None) is not None]
-        if update is None or not priors:
-            return
-        origin = describe_origin()
-        seen = _PRIOR_SEEN.get()
-        if seen is None or seen[0] is not update:
-            _PRIOR_SEEN.set((update, origin))
-        elif seen[1] != origin:
-            raise ConfigError(
-                f"BayesNet.model without num_data adds the Dirichlet prior of {_names(priors)} once per call, and "
-                f"fit calls it on several micro-batches of one optimizer update (accumulate > 1){origin}, so the "
-                f"prior would count once per micro-batch and move the MAP estimate; pass num_data=N, the size of "
-                f"the full data set, as a model keyword (SVIObjective(bn.model, bn.guide, elbo, num_data=N)), which "
-                f"weights the prior by B/N per batch of B rows, exactly under accumulation, or fit with accumulate=1")
-

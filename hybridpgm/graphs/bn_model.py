@@ -46,7 +46,9 @@ class BayesNetModel:
         ``obs_mask``); continuous entries must be observed when data is given.
         Tables with a Dirichlet ``prior`` add
         :math:`\\tfrac{B}{N_{\\rm data}} \\log \\mathrm{Dir}(\\theta; \\alpha)` so the
-        loss per example estimates the full-data MAP objective.
+        loss per example estimates the full-data MAP objective; without ``num_data`` the batch stands for the
+        data set (weight 1; under :func:`hybridpgm.fit` a micro-batch's share of the update, so ``accumulate``
+        and ranks change nothing).
 
         :param data: see :meth:`columns`; ``None`` to sample ``num_samples`` rows.
             For :func:`hybridpgm.fit` (which rejects NaN) pass integer data with
@@ -62,9 +64,7 @@ class BayesNetModel:
             program (see :doc:`/pyro_native`); ``""`` (the default) keeps the names above.  The parameters'
             names in Pyro's param store come from the network's ``name`` (see :class:`BayesNet`), not from it.
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated), keyed by node name.
-        :raises ConfigError: a ``num_data`` that is not a positive integer, a ``prefix`` that is not a string, or
-            no ``num_data`` for a network with a Dirichlet prior that :func:`hybridpgm.fit` trains with
-            ``accumulate > 1`` (the prior would count once per micro-batch; pass ``num_data``).
+        :raises ConfigError: a ``num_data`` that is not a positive integer, or a ``prefix`` that is not a string.
         :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
             ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
             probability 0 given its parents' observed values and, under enumeration, whatever the values of its

@@ -18,7 +18,7 @@ import torch
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
 from hybridpgm.train.batches import batch_size_of, micro_batch_origin, one_row_micro_batch_error
-from hybridpgm.train.update_scope import one_update
+from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 
@@ -139,6 +139,8 @@ class Player:
 
         The models' messages name the step, the player and, when the batch was
         split, the micro-batch (:func:`~hybridpgm.train.batches.micro_batch_origin`).
+        Each micro-batch's loss runs under its share ``m_i / (B R)`` of the update over ``R`` ranks
+        (:func:`~hybridpgm.train.update_scope.micro_batch_share`), for terms a model adds once per step.
 
         :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
             ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
@@ -156,7 +158,7 @@ class Player:
         with deferring_checks() as pending, one_update():
             for index, (micro, weight) in enumerate(micro_batches):
                 try:
-                    with autocast_for(precision, device), \
+                    with autocast_for(precision, device), micro_batch(weight / context.world_size), \
                             batch_origin(micro_batch_origin(step, self.name, index, micro_batches)):
                         loss, grads = objective.loss_and_gradients(self.name, micro) if written \
                             else (objective.loss(self.name, micro), None)

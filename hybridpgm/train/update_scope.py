@@ -1,4 +1,4 @@
-"""Which optimizer update of which player :func:`hybridpgm.fit` is running.
+"""Which optimizer update of which player :func:`hybridpgm.fit` is running, and which share of it a micro-batch is.
 
 With ``accumulate = M``, ``fit`` calls an objective's ``loss`` once per
 micro-batch, M times for one optimizer step of a player.  An objective whose
@@ -7,6 +7,13 @@ loss advances state that belongs to the step rather than to the data
 :func:`current_update` for a token, the same object for every micro-batch of
 one update and another one for the next, and ``None`` outside ``fit``, where
 each call is a step of its own.
+
+A model that adds a term once per step rather than once per example (a
+:class:`~hybridpgm.graphs.BayesNet`'s Dirichlet prior without ``num_data``) asks
+:func:`micro_batch_share` for the share :math:`w_i = m_i / (B R)` of the micro-batch ``fit`` runs in the
+update: ``fit`` weights its loss by :math:`m_i / B` (:math:`m_i` of the rank's :math:`B` examples of the
+step) and averages the gradients over the :math:`R` ranks.  The shares of one update sum to 1 over the
+micro-batches of all ranks (a batch that is not split, on one process, has share 1); ``None`` outside ``fit``.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import contextlib
 import contextvars
 from typing import Iterator
 
-__all__ = ["current_update", "one_update"]
+__all__ = ["current_update", "micro_batch", "micro_batch_share", "one_update"]
 
 _UPDATE: contextvars.ContextVar["object | None"] = contextvars.ContextVar("hybridpgm_update", default=None)
+_SHARE: contextvars.ContextVar["float | None"] = contextvars.ContextVar("hybridpgm_micro_batch_share",
+                                                                         default=None)
 
 
 def current_update() -> object | None:
@@ -34,3 +43,21 @@ def one_update() -> Iterator[object]:
         yield token
     finally:
         _UPDATE.reset(reset)
+
+
+def micro_batch_share() -> float | None:
+    """The share :math:`w_i = m_i / (B R)` of the micro-batch ``fit`` is running in its player's update: the weight
+    ``fit`` multiplies that micro-batch's loss by, :math:`m_i / B`, over the :math:`R` ranks whose gradients it
+    averages (1.0 for a batch that is not split, on one process); ``None`` outside one."""
+    return _SHARE.get()
+
+
+@contextlib.contextmanager
+def micro_batch(share: float) -> Iterator[float]:
+    """Mark the loss computed inside as that of a micro-batch of share ``share`` (:math:`m_i / (B R)`) in its
+    update (``fit``'s :class:`~hybridpgm.train.player_step.Player`, around each micro-batch's ``loss``)."""
+    reset = _SHARE.set(float(share))
+    try:
+        yield share
+    finally:
+        _SHARE.reset(reset)
