@@ -26,7 +26,6 @@ from hybridpgm.checks import sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
-from hybridpgm.rng_scope import seeded_from_generator
 
 __all__ = ["BayesNetModel"]
 
@@ -161,9 +160,9 @@ class BayesNetModel:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
 
-            nets = [net for c in self._query_restores() for net in c.children()]
-            # the networks' running statistics are left as they were; their dropout draws come from the generator
-            with self._query(), seeded_from_generator(generator, nets):
+            # the networks' running statistics are left as they were (their dropout draws come from the generator:
+            # posterior_sample's scope)
+            with self._query():
                 return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
                                                                     **evidence_mapping(self, evidence)},
                                         generator=generator)

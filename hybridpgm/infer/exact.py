@@ -72,6 +72,7 @@ from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
+from hybridpgm.rng_scope import seeded_from_generator
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -302,7 +303,10 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     :func:`posterior`.
 
     :param int num_samples: ``S`` samples per row.
-    :param generator: the source of randomness (on the network's device).
+    :param generator: the source of randomness (on the network's device).  The samples are a function of its
+        state alone: when a CPD's network has a module in training mode (dropout), torch's global streams are
+        seeded from one draw of it while the networks run and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
     :param bool return_log_prob: also return :math:`\\log p(x^{(s)} \\mid e_n)` of each sample (a log-density
         when continuous nodes are drawn).
     :returns: dict node -> ``[S, N]`` for every node (long for a discrete node; observed nodes hold their
@@ -312,6 +316,13 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
         of probability zero (naming the rows).
     """
     num_samples = sample_count(num_samples, "posterior_sample num_samples")
+    nets = [net for cpd in bn._query_restores() for net in cpd.children()] if hasattr(bn, "_query_restores") else []
+    with seeded_from_generator(generator, nets):  # a train-mode dropout draws from the generator too
+        return _posterior_sample(bn, num_samples, evidence, generator, return_log_prob)
+
+
+def _posterior_sample(bn: "BayesNet", num_samples: int, evidence, generator, return_log_prob: bool):
+    """:func:`posterior_sample` after its checks, inside its random-stream scope."""
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
     order = bn.topological_order

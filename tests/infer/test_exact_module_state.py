@@ -107,3 +107,17 @@ def test_a_training_mode_query_function_still_backpropagates(query):
     assert any(bool(g.abs().sum() > 0) for g in grads[0])
     for g, w in zip(*grads):
         assert torch.allclose(g, w, rtol=1e-6, atol=1e-9), query
+
+
+def test_posterior_sample_with_a_generator_repeats_under_dropout_and_keeps_the_global_stream():
+    """Called directly (not through bn.sample), the function seeds the networks' dropout from the generator too."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"])).train()
+    ev = {"u": torch.randn(6, 1, generator=torch.Generator().manual_seed(2))}
+    state = torch.get_rng_state()
+    draws = [exact.posterior_sample(bn, 50, ev, generator=torch.Generator().manual_seed(3))["w"] for _ in range(2)]
+    assert torch.equal(draws[0], draws[1])
+    assert torch.equal(torch.get_rng_state(), state)
