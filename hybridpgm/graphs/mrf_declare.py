@@ -155,8 +155,10 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     declares, so that a table given to several factors stays one buffer (saved and loaded tied,
     :mod:`hybridpgm.serialization_ties`).  The net's record of which tensor each copy came from holds weak
     references, outside the module (nothing to pickle): a tensor freed since cannot be mistaken for another
-    that reuses its ``id``.  A tensor that requires grad (a leaf the caller optimises, or computed from one)
-    is registered as it is, so the model sees the caller's updates and gradients reach it.
+    that reuses its ``id``.  A tensor that requires grad is registered as it is: a leaf the caller optimises
+    is the table itself, so the model sees the optimiser's updates; a tensor computed from one
+    (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph backpropagates once -- to train,
+    declare an :class:`~torch.nn.Parameter` or a neural potential, which are evaluated at every call.
     """
     if pot.requires_grad:
         return pot
