@@ -261,6 +261,16 @@ def gp(lines: list[str]) -> None:
             lines.append(f"| {model} | {row(m)} |")
         dk, eg = r["models"]["dkl"], r["models"]["exact_gp"]
         lines += ["", f"DKL RMSE below the exact GP's: {verdict(dk['rmse'] < eg['rmse'])}."]
+        stopped = [model for model, m in r["models"].items()
+                   if "best_step" in m and m["best_step"] >= cfg["max_steps"] - cfg["eval_every"]]
+        if stopped:
+            lines += ["", f"{' and '.join(stopped)} were still improving at the step limit ({cfg['max_steps']} "
+                      "steps: training ended by `max_steps`, not by early stopping)."]
+        unvalidated = {model: m["steps"] for model, m in r["models"].items() if "best_step" not in m}
+        if unvalidated:
+            lines += ["", "Without a validation tail, " + ", ".join(f"{model} trains a fixed {steps:g} steps"
+                                                                    for model, steps in unvalidated.items())
+                      + "."]
     lines += ["", source(d, "gp_quality"), "", "Regenerate: `python benchmarks/gp_quality.py --seeds "
               + " ".join(map(str, d["seeds"])) + "`", ""]
 
