@@ -18,6 +18,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.param_store_scope import modules_own_their_params
@@ -32,17 +33,29 @@ class _Sites(NamedTuple):
     discrete: list[str]  #: enumerated latent sites the guide lacks, drawn by ``infer_discrete``
     deterministic: list[str]  #: ``pyro.deterministic`` sites, computed per posterior draw
     observed: dict[str, dict]  #: observed sites that hold data (no factor, no deterministic site)
+    placeholders: dict[str, str]  #: observed placeholder sites (``infer={PLACEHOLDER: hint}``) -> hint
+
+
+def _placeholder_warning(placeholders: dict[str, str]) -> str:
+    """The warning for observed placeholder sites left out of the data groups: their names and their hints."""
+    hints = "; ".join(dict.fromkeys(placeholders.values()))
+    return (f"from_pyro_svi leaves the observed sites {list(placeholders)} out of posterior_predictive, "
+            f"log_likelihood and observed_data: they are placeholders whose own distribution is not the data's "
+            f"likelihood (its log-probability is the same for every value, the likelihood lies in pyro.factor "
+            f"sites), so az.loo/az.waic and posterior predictive checks on them would be wrong. {hints}")
 
 
 def _sort_sites(model_trace, guide_trace) -> _Sites:
-    latent, discrete, sequential, deterministic, observed = [], [], [], [], {}
+    latent, discrete, sequential, deterministic, observed, placeholders = [], [], [], [], {}, {}
     for name, site in model_trace.nodes.items():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
         if site["infer"].get("_deterministic"):
             deterministic.append(name)
         elif site["is_observed"]:
-            if not site_is_factor(site) and not site["infer"].get("is_auxiliary", False):
+            if site["infer"].get(PLACEHOLDER):
+                placeholders[name] = str(site["infer"][PLACEHOLDER])
+            elif not site_is_factor(site) and not site["infer"].get("is_auxiliary", False):
                 observed[name] = site
         elif site["infer"].get("is_auxiliary", False):
             continue
@@ -57,7 +70,7 @@ def _sort_sites(model_trace, guide_trace) -> _Sites:
                           f"posterior with infer_discrete, which needs parallel enumeration; sites {sequential} are "
                           f"enumerated {model_trace.nodes[sequential[0]]['infer']['enumerate']!r}: mark them "
                           f"infer={{'enumerate': 'parallel'}} or sample them in the guide")
-    return _Sites(latent, discrete, deterministic, observed)
+    return _Sites(latent, discrete, deterministic, observed, placeholders)
 
 
 def _refuse_subsampling(*traces) -> None:
@@ -164,7 +177,13 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
       sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.  The
       log-likelihood of a draw is :math:`\\log p(y_n \\mid \\theta_s)`: an enumerated discrete site local to
       the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
-      at its draw, as the continuous latents are.
+      at its draw, as the continuous latents are.  An observed *placeholder* site, marked
+      ``infer={"hybridpgm_placeholder": hint}`` (:data:`~hybridpgm.graphs.mrf_pyro_model.PLACEHOLDER`) -- each
+      variable of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, a uniform ``Categorical`` whose
+      likelihood lies in ``pyro.factor`` sites -- is left out of these three groups with a ``UserWarning`` naming
+      it (its own log-likelihood would be :math:`-\\log c` in every row and draw, its predictive uniform); the
+      posterior keeps the latent sites, drawn with the factors counted.  For ArviZ diagnostics of a Markov
+      network, observe its variables as one site, ``pyro.sample(name, mrf.distribution(context=...), obs=y)``.
 
     A site observed only in some entries -- Pyro's ``pyro.sample(name, d, obs=y, obs_mask=m)``, which splits it
     into an observed ``"<name>_observed"`` masked by ``m`` and a latent ``"<name>_unobserved"`` masked by ``~m``,
@@ -189,14 +208,16 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     :param return_sites: latent and deterministic sites of the model to keep in ``posterior`` (default: all of
         them); every latent site is drawn either way.
     :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
-        count), ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
+        count; a model that observes only placeholder sites gets the warning and a ``posterior`` alone),
+        ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
         subsamples its rows (``subsample_size=``, or a ``subsample=`` shorter than the plate): the rows would
         differ from draw to draw; a site is named like a dim of its ArviZ group (``chain``, ``draw``: see
         :func:`make_inference_data`).
     :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
-    :warns UserWarning: when the pointwise log-likelihood is the same in every draw (a point-estimate guide such
-        as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary.
+    :warns UserWarning: naming the observed placeholder sites left out (see above), and pointing to
+        ``mrf.distribution(...)``; when the pointwise log-likelihood is the same in every draw (a point-estimate
+        guide such as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary.
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
     # a diagnostic leaves the model's buffers alone; the missing entries that the guide lacks are drawn exactly here
@@ -206,7 +227,9 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         _refuse_subsampling(model_trace, guide_trace)
         sites = _sort_sites(model_trace, guide_trace)
         observed = sites.observed
-        if not observed:
+        if sites.placeholders:
+            warnings.warn(_placeholder_warning(sites.placeholders), UserWarning, stacklevel=4)
+        if not observed and not sites.placeholders:
             raise DataError("the model has no observed sample site: nothing to check against "
                             "(pyro.factor and pyro.deterministic sites hold no data)")
         pairs = _masked_pairs(model_trace, sites)
@@ -248,7 +271,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                 log_lik[name].append(_masked_to_zero(observed[name], point_log_lik[name]))
         draws.update({n: torch.stack(v) for n, v in per_draw.items()})
         log_lik = {n: torch.stack(v) for n, v in log_lik.items()}
-        if num_samples > 1 and all(bool((v == v[:1]).all()) for v in log_lik.values()):
+        if num_samples > 1 and log_lik and all(bool((v == v[:1]).all()) for v in log_lik.values()):
             warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "
                           "guide such as AutoDelta, or a model whose latents are all summed out of it?); az.loo and "
                           "az.waic need draws that vary: ArviZ 0.x reports k-hat = inf at every point, ArviZ 1.x "
@@ -256,7 +279,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                           UserWarning, stacklevel=4)  # from_pyro_svi, its two decorators, the caller
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
-                                return_sites=list(observed))(*args, **kwargs)
+                                return_sites=list(observed))(*args, **kwargs) if observed else {}
         for name, stem in pairs.items():  # the node's values: observed where observed, drawn where missing
             combined = _observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
             draws.setdefault(stem, combined)

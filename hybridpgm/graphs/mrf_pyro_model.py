@@ -1,7 +1,9 @@
 """A :class:`~hybridpgm.graphs.MarkovNet` as a Pyro program: one enumerated site per variable.
 
 Each variable is a ``pyro.sample`` site (observed from ``values``; latent ones marked for parallel
-enumeration), each factor a :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`, so under
+enumeration) of a uniform placeholder ``Categorical`` marked ``infer={PLACEHOLDER: hint}`` (:data:`PLACEHOLDER`:
+the site alone is not the variable's likelihood), each factor a :func:`pyro.factor`, and one more factor carries
+:math:`-\\log Z + \\sum_v \\log c_v` (the placeholders' :math:`-\\log c_v` taken back), so under
 ``TraceEnum_ELBO`` the loss is :math:`-\\log p(\\text{observed})`; :meth:`MarkovNet.model
 <hybridpgm.graphs.MarkovNet.model>` is this function.
 """
@@ -21,7 +23,17 @@ from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
 
-__all__ = ["pyro_model"]
+__all__ = ["PLACEHOLDER", "pyro_model"]
+
+#: the ``infer`` key that marks a variable's ``pyro.sample`` site as a placeholder: its ``Categorical(logits=0)``
+#: is not the variable's distribution (the factors and :math:`-\log Z` are, as ``pyro.factor`` sites), so the
+#: site's own ``log_prob`` is :math:`-\log c` for every state.  The value says what to use where a per-site
+#: likelihood is needed; :func:`~hybridpgm.diagnostics.from_pyro_svi` reads it.
+PLACEHOLDER = "hybridpgm_placeholder"
+_HINT = ("MarkovNet.model's variable sites are placeholders (Categorical(logits=0), the factors are separate "
+         "pyro.factor sites): for a pointwise log-likelihood and posterior predictive, observe the variables "
+         "jointly as one site, pyro.sample(name, mrf.distribution(context=...), obs=states) with states (N, V) "
+         "in mrf.variables order")
 
 
 def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=None, log_z_method: str = "exact",
@@ -72,7 +84,7 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
         for v, c in self.cards.items():
             logits = torch.zeros(c, dtype=log_z.dtype, device=log_z.device)
             xs[v] = pyro.sample(prefix + v, dist.Categorical(logits=logits), obs=values.get(v),
-                                infer={"enumerate": "parallel"})
+                                infer={"enumerate": "parallel", PLACEHOLDER: _HINT})
         for name, t in tables.items():
             fam = self.families[name]
             k = len(fam["cards"])

@@ -92,3 +92,17 @@ def test_model_trains_under_jit_trace_enum_elbo_as_under_trace_enum_elbo():
     pyro.clear_param_store()
     assert losses[JitTraceEnum_ELBO] == pytest.approx(losses[TraceEnum_ELBO], rel=1e-5)
     assert losses[TraceEnum_ELBO][-1] < losses[TraceEnum_ELBO][0]
+
+
+def test_model_marks_every_variable_site_a_placeholder_that_points_to_distribution():
+    """Before: the sites were unmarked, so ``from_pyro_svi`` took a placeholder ``Categorical(logits=0)`` for the
+    variable's likelihood."""
+    from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
+
+    mrf = ising_grid(2, 2, coupling=0.3)
+    values = {mrf.variables[0]: torch.tensor([0, 1, 1])}
+    tr = pyro.poutine.trace(mrf.model).get_trace(values, prefix="m/")
+    marked = {n for n, s in tr.nodes.items() if s["type"] == "sample" and PLACEHOLDER in s["infer"]}
+    assert marked == {"m/" + v for v in mrf.variables}
+    assert all("mrf.distribution" in tr.nodes["m/" + v]["infer"][PLACEHOLDER] for v in mrf.variables)
+    assert tr.nodes["m/" + mrf.variables[1]]["infer"]["enumerate"] == "parallel"
