@@ -254,7 +254,9 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
              **kwargs: Any) -> VICheck:
     """Per-data-point PSIS diagnostic of a guide [1].
 
-    :param model: Pyro model with its data plate, run as ``model(*args, **kwargs)``.
+    :param model: Pyro model with its data plate, run as ``model(*args, **kwargs)``.  Two models of one
+        program over the same rows, each under a plate of its own at one dim with the same size (``"vae/data"``
+        and ``"bn/data"``), share the data index: row :math:`n` is one point, its weight the product of theirs.
     :param guide: its (amortized) guide; latents must be local to the plate
         and reparameterizable (as for :class:`~hybridpgm.infer.IWAE`).
     :param num_samples: :math:`S`, draws per point (>= 100 for a stable
@@ -265,7 +267,9 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     :raises ConfigError: for ``num_samples`` below :data:`PSIS_MIN_DRAWS` (30), or counts that are not
         integers (``chunk_size`` at least 1).
     :raises DataError: when the model and guide give NaN or :math:`+\\infty` log-weights.
-    :raises ObjectiveError: the guide samples a latent outside every plate (a global one, shared by all points).
+    :raises ObjectiveError: the guide samples a latent outside every plate (a global one, shared by all points),
+        or the sites lie in plates that share no data index (two models over batches of different sizes, or
+        plates at different dims; see :func:`~hybridpgm.infer.iwae.importance_log_weights`).
     """
     num_samples = sample_count(num_samples, "check_vi num_samples")
     chunk_size = sample_count(chunk_size, "check_vi chunk_size")

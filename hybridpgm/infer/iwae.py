@@ -14,7 +14,13 @@ non-decreasing in :math:`K` and tending to :math:`\\log p(x)` [1].
 
 The log-mean-exp is taken **per data point** (per element of the plates that
 every sample site shares) and only then scaled by the plate's subsampling
-factor :math:`N / B`.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
+factor :math:`N / B`.  Sibling plates at the same ``dim`` with the same size
+count as one data index: two models of one program over the same rows, each
+under its own prefixed plate (``"vae/data"`` and ``"bn/data"``), get one weight
+:math:`w_n = \\prod_m w_{mn}` per row :math:`n`, the product over the models
+:math:`m`.  Sites in plates that share no index (two data sets of different
+sizes, or at different dims) are refused by name; a site outside every plate
+(a global latent) makes the whole batch one weight.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
 log-mean-exp to the already scaled total, which estimates
 :math:`\\log \\frac1K \\sum_k \\prod_n w_{nk}^{N/B}` -- not the IWAE bound --
 as soon as a plate is subsampled.
@@ -50,13 +56,43 @@ def _sample_sites(trace):
     return [s for s in trace.nodes.values() if s["type"] == "sample" and s["name"] != _PARTICLES]
 
 
-def _local_frames(sites) -> list:
-    """Vectorized plates (other than the particles) shared by every site."""
-    frames = None
-    for site in sites:
-        here = {f for f in site["cond_indep_stack"] if f.vectorized and f.name != _PARTICLES}
-        frames = here if frames is None else frames & here
-    return sorted(frames or [], key=lambda f: f.dim)
+def _plates(site) -> dict:
+    """The vectorized plates (other than the particles) of ``site``, as ``{(dim, size): name}``."""
+    return {(f.dim, f.size): f.name for f in site["cond_indep_stack"] if f.vectorized and f.name != _PARTICLES}
+
+
+def _data_dims(sites) -> list[int]:
+    """The dims of the data index: the plates every site lies in, where sibling plates at the same ``dim`` with
+    the same ``size`` (two models' ``"v1/data"`` and ``"v2/data"`` over one batch) count as one index.
+
+    With no such plate the whole batch is one importance weight: right for a global latent outside every plate,
+    and the only case allowed.
+
+    :raises ObjectiveError: the sites that lie in plates share none (plates of different sizes or dims: two
+        data sets, or a global latent in a plate of its own), naming the plates and their sites.
+    """
+    plates = [(site["name"], _plates(site)) for site in sites]
+    in_plates = [(name, here) for name, here in plates if here]
+    common = set.intersection(*(set(here) for _, here in in_plates)) if in_plates else set()
+    if in_plates and not common:
+        held: dict = {}
+        for name, here in in_plates:
+            outer = max(here, key=lambda key: key[0])  # the outermost (least negative dim) names the group
+            names = held.setdefault((here[outer],) + outer, [])
+            if name not in names:  # a latent is a site of the model and of the guide
+                names.append(name)
+        listed = "; ".join(f"plate {plate!r} (dim {dim}, size {size}) holds {names}"
+                           for (plate, dim, size), names in held.items())
+        raise ObjectiveError(
+            f"IWAE: no plate index is shared by every site that lies in a plate ({listed}); the importance-"
+            "weighted bound takes one log-mean-exp per data point and needs one data index for the whole "
+            "program: plates at the same dim with the same size count as one (row n of each is one data point). "
+            "Two models over different data: compute the bound of each model on its own and add them; a global "
+            "latent vector: sample it outside the plates with .to_event(1)"
+        )
+    if len(in_plates) < len(plates):
+        return []  # a site outside every plate (a global latent): one weight for the whole batch
+    return sorted(dim for dim, _ in common)
 
 
 def _common_scale(sites):
@@ -85,11 +121,13 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         ``pyro.plate`` at ``dim = -(max_plate_nesting + 1)``).
     :returns: ``(log_w, scale)`` where ``log_w`` has shape
         ``K x local_shape`` (``local_shape`` is the shape of the plates all sites
-        share, e.g. ``B`` for one data plate) holding
+        share, e.g. ``B`` for one data plate, or for sibling plates at one dim
+        of the same size ``B``; ``()`` when a site lies outside every plate) holding
         :math:`\\log p(x_n, z_n^{(k)}) - \\log q(z_n^{(k)} \\mid x_n)` unscaled,
         and ``scale`` the plate subsampling factor shared by every site.
     :raises ObjectiveError: the guide lacks a latent site of the model or samples one the model does not
-        have, a guide site is not reparameterizable, or the sites are scaled differently.
+        have, a guide site is not reparameterizable, the sites are scaled differently, or the sites that lie
+        in plates share no plate index (sibling plates of different sizes or at different dims).
     """
     if max_plate_nesting is None:
         max_plate_nesting = guess_plate_nesting(model, guide, args, kwargs)
@@ -105,9 +143,9 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
                 f"guide site {site['name']!r} ({type(site['fn']).__name__}) is not reparameterizable; "
                 "IWAE needs reparameterized latents: use hybridpgm.infer.RWS or a continuous relaxation"
             )
-    frames = _local_frames(model_sites + guide_sites)
+    data_dims = _data_dims(model_sites + guide_sites)
     scale = _common_scale(model_sites + guide_sites)
-    keep = {particle_dim} | {f.dim for f in frames}
+    keep = {particle_dim} | set(data_dims)
     full = particle_dim * -1
     log_w = None
     for sign, sites in ((1.0, model_sites), (-1.0, guide_sites)):

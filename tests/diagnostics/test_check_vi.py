@@ -298,3 +298,30 @@ def test_pareto_khat_of_bfloat16_equals_that_of_the_same_values_in_float32():
     expected_smoothed, expected_khat = pareto_khat(log_w.float())
     np.testing.assert_array_equal(khat, expected_khat)
     np.testing.assert_array_equal(smoothed, expected_smoothed)
+
+
+def test_check_vi_gives_one_khat_per_row_of_two_models_over_the_same_rows():
+    """Two VAEs over the same three rows (plates "v1/data" and "v2/data"): three k-hats, PSIS of each row's
+    product weight; check_vi once gave one k-hat for all six points."""
+    from hybridpgm.diagnostics import pareto_khat
+    from hybridpgm.infer.iwae import importance_log_weights
+    from tests.infer.test_iwae import two_vaes
+
+    _, _, x1, x2, model, guide = two_vaes()
+    pyro.set_rng_seed(0)
+    result = check_vi(model, guide, x1, x2, num_samples=200)
+    assert result.khat.shape == (3,) and result.log_likelihood.shape == (3,)
+    pyro.set_rng_seed(0)
+    with torch.no_grad():
+        log_w, _ = importance_log_weights(model, guide, x1, x2, num_particles=200)
+    np.testing.assert_allclose(result.khat, pareto_khat(log_w.T)[1], rtol=1e-10)
+
+
+def test_check_vi_refuses_two_models_over_different_rows():
+    from hybridpgm.errors import ObjectiveError
+    from tests.infer.test_iwae import two_vaes
+
+    _, _, x1, x2, model, guide = two_vaes(2, 3)
+    with pytest.raises(ObjectiveError, match=r"plate 'v1/data' \(dim -1, size 2\).*plate 'v2/data' \(dim -1, "
+                                             r"size 3\)"):
+        check_vi(model, guide, x1, x2, num_samples=50)

@@ -183,3 +183,67 @@ def test_the_plate_nesting_guess_under_plain_svi_leaves_batch_norm_statistics_al
     one_pass.guide(X)
     assert not torch.equal(first, vae.encoder[1].running_mean)
     assert torch.equal(one_pass.encoder[1].running_mean, vae.encoder[1].running_mean)
+
+
+def two_vaes(rows_left=3, rows_right=3):
+    """Two VAEs in one program (docs/pyro_native.md, "Two models in one program"): plates "v1/data" and
+    "v2/data", both at dim -1."""
+    torch.manual_seed(0)
+    v1, v2 = VAE(6, 2, (5,), name="v1").double(), VAE(6, 2, (5,), name="v2").double()
+    x1 = torch.bernoulli(torch.full((rows_left, 6), 0.4, dtype=torch.float64))
+    x2 = torch.bernoulli(torch.full((rows_right, 6), 0.6, dtype=torch.float64))
+
+    def model(a, b):
+        v1.model(a, prefix="v1/")
+        v2.model(b, prefix="v2/")
+
+    def guide(a, b):
+        v1.guide(a, prefix="v1/")
+        v2.guide(b, prefix="v2/")
+
+    return v1, v2, x1, x2, model, guide
+
+
+def test_sibling_plates_of_one_size_are_one_data_index():
+    """Two models over the same rows: one weight per row, the product of the models' weights, and the bound
+    takes its log-mean-exp per row. The weights were once summed over all six points into one per particle
+    (loss 27.580 where the per-row bound is 27.169 on the audit's draws)."""
+    v1, v2, x1, x2, model, guide = two_vaes()
+    k = 8
+    with torch.no_grad():
+        pyro.set_rng_seed(0)
+        log_w, scale = importance_log_weights(model, guide, x1, x2, num_particles=k, max_plate_nesting=1)
+        pyro.set_rng_seed(0)  # the same draws, one model at a time (the guide samples v1/z, then v2/z)
+        left, _ = importance_log_weights(v1.model, v1.guide, x1, num_particles=k, max_plate_nesting=1)
+        right, _ = importance_log_weights(v2.model, v2.guide, x2, num_particles=k, max_plate_nesting=1)
+        pyro.set_rng_seed(0)
+        loss = IWAE(num_particles=k, max_plate_nesting=1).loss(model, guide, x1, x2)
+    assert log_w.shape == (k, 3) and scale == 1.0
+    torch.testing.assert_close(log_w, left + right)
+    per_row = torch.logsumexp(left + right, 0) - math.log(k)
+    assert loss == pytest.approx(-float(per_row.sum()), rel=1e-12)
+    assert loss != pytest.approx(-float(torch.logsumexp((left + right).sum(-1), 0) - math.log(k)), rel=1e-3)
+
+
+@pytest.mark.parametrize("dims", [(-1, -1), (-1, -2)])
+def test_sibling_plates_that_share_no_index_are_refused_by_name(dims):
+    """Plates of different sizes (two data sets), or at different dims: no per-point bound; it once summed
+    every site into one weight per particle without a word."""
+    def model(a, b):
+        with pyro.plate("v1/data", 2, dim=dims[0]):
+            pyro.sample("v1/x", dist.Normal(pyro.sample("v1/z", dist.Normal(0.0, 1.0)), 1.0), obs=a)
+        with pyro.plate("v2/data", 3, dim=dims[1]):
+            pyro.sample("v2/x", dist.Normal(pyro.sample("v2/z", dist.Normal(0.0, 1.0)), 1.0), obs=b)
+
+    def guide(a, b):
+        with pyro.plate("v1/data", 2, dim=dims[0]):
+            pyro.sample("v1/z", dist.Normal(0.5 * a, 1.0))
+        with pyro.plate("v2/data", 3, dim=dims[1]):
+            pyro.sample("v2/z", dist.Normal(0.5 * b, 1.0))
+
+    a, b = torch.zeros(2), torch.zeros(3)
+    if dims[1] == -2:
+        b = b[:, None]
+    with pytest.raises(ObjectiveError, match=r"plate 'v1/data' \(dim -1, size 2\) holds \['v1/z', 'v1/x'\].*"
+                                             rf"plate 'v2/data' \(dim {dims[1]}, size 3\)"):
+        IWAE(4, max_plate_nesting=2).loss(model, guide, a, b)
