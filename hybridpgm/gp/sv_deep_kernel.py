@@ -22,6 +22,11 @@ GP can be one block of a larger Pyro model.  They register the module with
 ``pyro.module``, so plain ``SVI`` finds its parameters in Pyro's param store;
 :func:`hybridpgm.fit` runs in a scope of the store of its own.
 
+Under autocast (``fit(precision="bf16"|"fp16")``) only the feature extractor runs in the low precision: its
+features are cast to the GP's dtype (that of the inducing points) and the GP -- :math:`q(u)`, the Cholesky
+factors, the sampling of :math:`f` and the likelihood -- computes with autocast off (in bfloat16 the inducing
+covariance is not even numerically positive definite).
+
 References:
 
 1. A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Stochastic Variational
@@ -35,7 +40,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import gpytorch
 import pyro
@@ -52,6 +58,21 @@ from hybridpgm.module_modes import keeping_modes
 from hybridpgm.serialization import serializable
 
 __all__ = ["SVDeepKernelGP"]
+
+
+def _autocast_dtype(kind: str) -> torch.dtype | None:
+    """The dtype autocast computes in on device type ``kind``, or ``None`` where autocast is off."""
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
+class _SVDKLObjective(SVIObjective):
+    """:meth:`SVDeepKernelGP.objective`: an :class:`~hybridpgm.infer.SVIObjective` whose loss -- the traces
+    and the ELBO's log-densities and KL terms, evaluated after the programs ran -- keeps the GP out of autocast
+    (:meth:`SVDeepKernelGP._gp_precision`); the feature extractor runs under it."""
+
+    def loss(self, player: str, batch: Any) -> torch.Tensor:
+        with self.module._gp_precision():
+            return super().loss(player, batch)
 
 
 @serializable
@@ -135,6 +156,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.num_features, self.num_data = num_features, num_data
         self.name_prefix, self.beta = name_prefix, beta
         self.example_shape: tuple[int, ...] | None = None
+        self._network_autocast: torch.dtype | None = None  # set by _gp_precision only
         if inducing_points is not None and grid_size is None:
             # the GP's parts (q(u), mean, kernel, likelihood) on the inducing points' device and in their dtype,
             # as DeepKernelGP puts its GP in its features' dtype: float64 inducing points give a float64 GP
@@ -155,7 +177,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :raises DataError: ``x`` of the wrong shape, NaN/inf values, inputs the feature extractor cannot take,
             or (identity extractor) a dtype other than the model's.
         :raises DeviceError: ``x`` is not on the model's device.
-        :raises ModelSpecError: the extractor's output has the wrong shape or another dtype than the GP.
+        :raises ModelSpecError: the extractor's output has the wrong shape or another dtype than the GP (features
+            in autocast's dtype, the extractor having run under autocast, are cast to the GP's dtype instead).
         """
         inducing = self.variational_strategy.inducing_points
         check_inputs_deferred(x, None, device=inducing.device)  # finiteness: read with fit's step
@@ -164,7 +187,11 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             dims = ", ".join(map(str, known))
             raise DataError(f"x has shape {tuple(x.shape)}, expected (N, {dims}) "
                             f"(or (..., N, {dims}) with leading particle dimensions)")
-        h = extract_features(self.feature_extractor, x)
+        kind, low = inducing.device.type, self._network_autocast  # the caller's autocast, inside _gp_precision
+        with torch.autocast(kind, dtype=low) if low is not None else contextlib.nullcontext():
+            h = extract_features(self.feature_extractor, x)
+        if h.dtype != inducing.dtype and h.dtype == (low or _autocast_dtype(kind)):
+            h = h.to(inducing.dtype)  # the network ran under autocast (fit's precision): the GP takes its own dtype
         if h.dtype != inducing.dtype:
             if isinstance(self.feature_extractor, torch.nn.Identity):
                 raise DataError(f"x has dtype {x.dtype}, the model computes in {inducing.dtype}; convert x "
@@ -187,8 +214,27 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         return self.scale_to_bounds(h)
 
     def __call__(self, x: torch.Tensor, prior: bool = False, **kwargs: Any):
-        """``q(f)`` (or ``p(f)`` when ``prior``) at inputs ``x``: an MVN over ``B`` values."""
-        return self.variational_strategy(self.features(x), prior=prior, **kwargs)
+        """``q(f)`` (or ``p(f)`` when ``prior``) at inputs ``x``: an MVN over ``B`` values (the GP in its own dtype
+        under autocast, see :meth:`_gp_precision`)."""
+        with self._gp_precision():
+            return self.variational_strategy(self.features(x), prior=prior, **kwargs)
+
+    @contextlib.contextmanager
+    def _gp_precision(self) -> Iterator[None]:
+        """Autocast off for the GP (on the inducing points' device type) where the caller has it on; the
+        feature extractor still runs under the caller's autocast (:meth:`features` re-enables it) and its
+        features are cast to the GP's dtype.  A no-op without autocast, or nested in itself."""
+        kind = self.variational_strategy.inducing_points.device.type
+        low = _autocast_dtype(kind)
+        if low is None or self._network_autocast is not None:
+            yield
+            return
+        self._network_autocast = low
+        try:
+            with torch.autocast(kind, enabled=False):
+                yield
+        finally:
+            self._network_autocast = None
 
     # ----------------------------------------------------------------- Pyro
     def model(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -203,9 +249,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
-        function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
-        y = self._check_targets(x, y, function_dist)
-        return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
+        with self._gp_precision():
+            function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
+            y = self._check_targets(x, y, function_dist)
+            return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`.
@@ -214,9 +261,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)
-        function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
-        y = self._check_targets(x, y, function_dist)
-        self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
+        with self._gp_precision():
+            function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
+            y = self._check_targets(x, y, function_dist)
+            self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
 
     def _check_nonempty(self, x: Any) -> None:
         # GPyTorch fails on an empty batch with a raw IndexError (grid interpolation) or ZeroDivisionError (the
@@ -276,8 +324,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             with pyro.poutine.scale(scale=scale):
                 return self.guide(x, y)
 
-        return SVIObjective(model, guide, elbo, module=self,
-                            per_example=False)
+        return _SVDKLObjective(model, guide, elbo, module=self, per_example=False)
 
     # ----------------------------------------------------------- prediction
     def predict(self, x: torch.Tensor) -> GPPrediction:
@@ -287,7 +334,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        with keeping_modes(self), torch.no_grad():  # each sub-module's own mode after (a frozen one too)
+        with keeping_modes(self), torch.no_grad(), self._gp_precision():  # each sub-module's own mode after
             self.eval()
             h = self.features(x)
             if h.shape[-2] == 0:  # no examples (GPyTorch's grid interpolation cannot take an empty batch)

@@ -90,3 +90,45 @@ def test_sv_dkl_on_a_grid_trains_on_with_the_analytic_kl():
     losses, model = _grid_run(_ours, pyro.infer.TraceMeanField_ELBO(), steps=12)
     assert all(map(math.isfinite, losses)) and losses[-1] < losses[0]
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+# ------------------------------------------------------------------ mixed precision (fit's precision="bf16")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("kind", ["inducing", "grid"])
+def test_sv_dkl_trains_under_fit_precision_with_the_float32_loss(kind, precision):
+    """Before, every mixed precision was refused with a ModelSpecError ("feature extractor returns bfloat16
+    features, the GP computes in float32"); a cast alone then broke the grid's bfloat16 covariance (NotPSDError).
+    Now the network runs under autocast, the GP in float32: the losses are within 1e-2 of float32's."""
+    import copy
+
+    from hybridpgm import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = torch.sin(x.sum(-1))
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    model = (SVDeepKernelGP(net, num_features=2, num_data=64, inducing_points=net(x[:16]).detach())
+             if kind == "inducing" else _ours(net))
+    losses = {}
+    for prec in (None, precision):
+        sv = copy.deepcopy(model)
+        losses[prec] = fit(sv.objective(), (x, y), batch_size=32, max_steps=2, precision=prec, progress=False,
+                           seed=0).history.loss["elbo"]
+        assert all(bool(torch.isfinite(p).all()) for p in sv.parameters())
+    assert len(losses[precision]) == 2
+    for got, want in zip(losses[precision], losses[None]):
+        assert abs(got - want) < 1e-2
+
+
+def test_features_under_autocast_come_in_the_gps_dtype():
+    """Outside ``fit`` too: ``features`` and ``predict`` under autocast give the GP's float32."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 3)
+    model = SVDeepKernelGP(torch.nn.Linear(3, 2), num_features=2, num_data=8, inducing_points=torch.randn(4, 2))
+    want = model.predict(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = model.features(x)
+        got = model.predict(x)
+    assert h.dtype == torch.float32 and got.mean.dtype == torch.float32
+    torch.testing.assert_close(got.mean, want.mean, atol=1e-3, rtol=0)
+    torch.testing.assert_close(got.variance, want.variance, atol=1e-3, rtol=0)
