@@ -13,7 +13,8 @@ data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` n
   ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
 * :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
 * per column, the observed values (states ``0..K-1`` of a discrete node, checked) with the observed
-  mask, and the context inputs of neural CPDs as a dict name -> ``[N, ...]``;
+  mask, and the context inputs of neural CPDs as a dict name -> ``[N]`` or ``[*B, N, F]`` (particle dims ``B``
+  of the enclosing Pyro program in front, features flattened);
 * :attr:`~BayesNetData.dtype` and :attr:`~BayesNetData.device` -- where data is placed: those of the
   network's floating-point parameters and buffers (the default dtype and the CPU without any).
 
@@ -34,7 +35,8 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
-                                        _plain, refuse_ambiguous_numbers, state_indices)
+                                        _plain, context_batch_features, outer_batch_dims, refuse_ambiguous_numbers,
+                                        state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.update_scope import micro_batch_share
 
@@ -238,6 +240,18 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         return filled, missing
 
     def _inputs(self, inputs) -> dict:
+        """The context inputs as a dict name -> ``[N]`` or ``[*B, N, F]`` tensor in the network's dtype.
+
+        A context input is ``batch_shape + feature_shape``: its leading dims are the batch dims the enclosing Pyro
+        program claims left of the data plate (:func:`~hybridpgm.graphs.bn_values.outer_batch_dims`: the particle
+        plate of a vectorized ELBO, IWAE or ``Predictive(..., parallel=True)``), then the row dim ``N``; the
+        trailing dims are features, flattened to ``F``
+        (:func:`~hybridpgm.graphs.bn_values.context_batch_features`).  The batch dims broadcast with those of the
+        continuous parents in the CPDs.
+
+        :raises DataError: inputs that are not a dict of known context names (or one tensor for the single one),
+            or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
+        """
         names = self.input_names
         if inputs is None:
             return {}
@@ -248,19 +262,23 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         unknown = set(inputs) - set(names)
         if unknown:
             raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
-        dtype, device = self.dtype, self.device
-        return {k: _continuous(t, dtype, device, f"context input '{k}'") for k, t in inputs.items()}
+        dtype, device, outer = self.dtype, self.device, outer_batch_dims()
+        return {k: context_batch_features(_continuous(t, dtype, device, f"context input '{k}'"), outer)
+                for k, t in inputs.items()}
 
     def _rows(self, cols: dict, ctx: dict, num_samples: int | None) -> int:
         """The number of rows ``N`` of :meth:`model`'s plate: that of the data and of the context inputs (a 0-d
-        input broadcasts), else ``num_samples`` (1 by default).
+        input broadcasts), else ``num_samples`` (1 by default).  A context input's rows are read at the data
+        plate's dim, the last of its batch dims (``[N]``, or ``[*B, N, F]`` as :meth:`_inputs` gives it): the
+        particle dims ``S`` of an ``[S, N, d]`` latent drawn under a vectorized ELBO are not rows.
 
         :raises DataError: context inputs with another number of rows than the data (or than each other),
             naming every row count.
         """
         sizes = {f"data ({len(cols)} column{'s' if len(cols) != 1 else ''})": int(t.shape[0])
                  for t in list(cols.values())[:1]}
-        sizes.update({f"context input '{k}'": int(t.shape[0]) for k, t in ctx.items() if t.dim() > 0})
+        sizes.update({f"context input '{k}'": int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in ctx.items()
+                      if t.dim() > 0})  # [N] or [*B, N, F] (_inputs): the rows at the data plate's dim
         if len(set(sizes.values())) > 1:
             counts = ", ".join(f"{what}: {n}" for what, n in sizes.items())
             raise DataError(f"BayesNet.model: the data and the context inputs must have one row each per example, "

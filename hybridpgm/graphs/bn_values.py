@@ -11,6 +11,7 @@ missing markers -- ``None``, ``NaN``, ``pd.NA``, ``pd.NaT`` -- becomes the node'
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -20,7 +21,7 @@ from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
-__all__ = ["refuse_ambiguous_numbers", "state_indices"]
+__all__ = ["context_batch_features", "outer_batch_dims", "refuse_ambiguous_numbers", "state_indices"]
 
 
 def _plain(x):
@@ -164,3 +165,44 @@ def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         raise DataError(f"{what} must hold numbers, got {_described(t)}: {t!r:.60}") from None
     return as_model_dtype(t, dtype, what)
+
+
+def outer_batch_dims() -> int:
+    """How many tensor dims left of the data plate's (dim ``-1``) the enclosing Pyro program claims.
+
+    They are the dims of the vectorized plates on Pyro's handler stack (the particle plate of a vectorized ELBO
+    or of ``pyro.infer.Predictive(..., parallel=True)`` at dim ``-2`` gives 1) and the enumeration dims already
+    allocated by an active ``poutine.enum`` (those of sites enumerated before the call); 0 outside any.  A
+    context input computed in the same program (a VAE's latent ``z``, ``[S, N, d]`` under the particle plate)
+    carries these dims in front of its row dim.
+    """
+    from pyro.poutine.enum_messenger import EnumMessenger
+    from pyro.poutine.indep_messenger import IndepMessenger
+    from pyro.poutine.runtime import _ENUM_ALLOCATOR, _PYRO_STACK
+
+    depth = 1
+    for m in _PYRO_STACK:
+        if isinstance(m, IndepMessenger) and m.dim is not None:
+            depth = max(depth, -m.dim)
+        elif isinstance(m, EnumMessenger):  # the dims of the sites enumerated so far (model and guide)
+            depth = max([depth, *(-d for d in getattr(_ENUM_ALLOCATOR, "dim_to_id", {}))])
+    return depth - 1
+
+
+def context_batch_features(t: torch.Tensor, outer: int) -> torch.Tensor:
+    r"""A context input ``t`` as ``[*B, N, F]``: its batch dims (the particle or enumeration dims of the enclosing
+    program, then the row dim ``N``, aligned at the right with the data plate) and its features flattened.
+
+    A 0-dim value (one row, one feature) and an ``[N]`` column (one feature per row) are returned as they are.  A
+    value of ``k >= 2`` dims has :math:`b = \min(k - 1, 1 + \mathrm{outer})` batch dims: ``[N, d...]`` outside
+    any plate (``outer = 0``: ``prod(d)`` features), ``[S, N, d...]`` under one particle plate, and an ``[N, d]``
+    value that does not vary across particles stays ``[N, d]`` (it broadcasts).  Under ``outer`` such dims a
+    context with several feature dims must carry them all (size 1 where it does not vary): ``[N, d1, d2]`` would
+    read as ``[S, N]`` batch dims.  A scalar per row with particle dims is ``[S, N, 1]``.
+
+    :param outer: :func:`outer_batch_dims` at the call of :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>`.
+    """
+    if t.dim() < 2:
+        return t
+    b = min(t.dim() - 1, 1 + outer)
+    return t.reshape(*t.shape[:b], math.prod(t.shape[b:]))

@@ -6,8 +6,9 @@ A CPD names the parents of its node and says its cardinality (``None`` for a con
 from then on it splits its parents into discrete ones (the leading dims of its tables, in order) and
 continuous ones, and gathers the continuous values its table depends on (continuous parents, then any
 context inputs) from a dict name -> ``[N]`` or ``[N, d]`` tensor into one ``[N, sum d]`` feature matrix
-(``[*B, sum d]`` when a continuous parent's value has more batch dims, e.g. ``[S, N]`` under the particle
-plate of ``pyro.infer.Predictive(..., parallel=True)``: the CPDs keep every leading batch dim).
+(``[*B, sum d]`` when a value has more batch dims, e.g. a continuous parent's ``[S, N]`` or a context input's
+``[S, N, d]`` under the particle plate of a vectorized ELBO or of ``pyro.infer.Predictive(..., parallel=True)``:
+the CPDs keep every leading batch dim; a context input's features are its last dim).
 The kinds of CPD (:class:`~hybridpgm.graphs.cpd.Table`, :class:`~hybridpgm.graphs.cpd.Neural`,
 :class:`~hybridpgm.graphs.cpd.LinearGaussian`) live in :mod:`hybridpgm.graphs.cpd`.
 """
@@ -92,9 +93,11 @@ class CPD(nn.Module):
 
         A continuous parent holds one value per row, so every dim of its value is a batch dim: ``[N]``, or
         ``[S, N]`` under a particle plate (Pyro's ``Predictive(..., parallel=True)`` adds one), gives one
-        feature.  A context input is ``[N]`` (one feature) or ``[N, d...]`` (``prod(d)`` features).  The batch
-        shapes of the inputs broadcast (aligned at the right, the data plate's dim) into ``B``; a 0-dim value is
-        one row.
+        feature.  A context input is ``[N]`` (one feature) or ``[*B, N, d]`` (``d`` features, the last dim; ``B``
+        the particle dims, e.g. ``[S, N, d]`` for a VAE's latent drawn under a vectorized ELBO's particle plate):
+        :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` hands it over in this form, its feature dims
+        flattened.  The batch shapes of the inputs broadcast (aligned at the right, the data plate's dim) into
+        ``B``; a 0-dim value is one row.
 
         :raises EvidenceError: an input that is absent or holds NaN, or inputs whose batch shapes do not
             broadcast (naming the node and the shapes).
@@ -111,10 +114,8 @@ class CPD(nn.Module):
                 raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
             if v.dim() == 0:
                 v = v.reshape(1, 1)
-            elif name in parents:
+            elif name in parents or v.dim() == 1:
                 v = v[..., None]
-            else:
-                v = v.reshape(v.shape[0], -1)
             cols.append(v)
         if len(cols) == 1:
             return cols[0]

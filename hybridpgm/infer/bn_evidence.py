@@ -27,7 +27,7 @@ import torch
 from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
-from hybridpgm.graphs.bn_values import _is_missing_entry, _plain, refuse_ambiguous_numbers
+from hybridpgm.graphs.bn_values import _is_missing_entry, _plain, context_batch_features, refuse_ambiguous_numbers
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,6 +249,8 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             t = as_model_dtype(t, dtype, what)
             if t.dim() == 0:
                 t = t.expand(n)
+            if name not in facts.cards:  # a context input [N, d...]: prod(d) features per row
+                t = context_batch_features(t, 0)
             if name in facts.cards and t.dim() != 1:
                 raise EvidenceError(f"evidence for the continuous node '{name}' must be a scalar or [N], "
                                     f"got shape {tuple(t.shape)}")

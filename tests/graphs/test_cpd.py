@@ -290,3 +290,17 @@ def test_the_cpd_classes_keep_their_saved_names_after_the_split(tmp_path):
     assert [type(c) for c in loaded.cpds.values()] == [cpd.Table, cpd.LinearGaussian, cpd.Neural]
     torch.save(bn, tmp_path / "pickled.pt")
     assert type(torch.load(tmp_path / "pickled.pt", weights_only=False).cpds["a"]) is cpd.Table
+
+
+def test_neural_reads_a_context_input_with_particle_dims_as_batch_dims_and_its_last_dim_as_features():
+    """A context ``[S, N, d]`` (a VAE's latent under a particle plate) gives ``[S, N, K]`` logits, each particle's
+    rows those of the ``[N, d]`` slice, not one row per particle of ``N * d`` features."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 3)
+    bn = BayesNet().add("y", cpd.Neural(net, [], 3, context=["z"]))
+    z = torch.randn(4, 5, 2)
+    table = bn.cpds["y"].log_table({"z": z})
+    assert table.shape == (4, 5, 3)
+    torch.testing.assert_close(table, net(z).log_softmax(-1))
+    for s in range(4):
+        torch.testing.assert_close(table[s], bn.cpds["y"].log_table({"z": z[s]}))
