@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["MAX_ENUMERATED_UNITS", "ais_unless_exact", "binary_states", "logsumexp_over_states"]
 
@@ -51,8 +52,11 @@ def logsumexp_over_states(
         (``cost_per_state`` is the width of the largest intermediate ``log_f``
         builds per state, e.g. the size of the layer it sums out).
     :param what: name used in the error message.
-    :returns: a scalar tensor; in grad mode, differentiable through ``log_f`` (with several chunks, each is
-        recomputed in the backward pass, so the graph never holds more than one chunk).
+    :returns: a scalar tensor, in ``dtype``: ``log_f`` runs with autocast off (a float32 model's
+        :math:`\log Z` is not summed in half precision under ``fit(precision="bf16")``;
+        :class:`~hybridpgm.precision_scope.exact_precision`); in grad mode, differentiable through ``log_f``
+        (with several chunks, each is recomputed in the backward pass, so the graph never holds more than one
+        chunk).
     :raises ModelSpecError: if ``num_units`` exceeds :data:`MAX_ENUMERATED_UNITS`.
     :raises ConfigError: ``chunk_size`` is not a positive integer.
     """
@@ -69,7 +73,8 @@ def logsumexp_over_states(
 
     def chunk(start: int) -> torch.Tensor:
         states = binary_states(start, min(start + chunk_size, total), num_units, dtype=dtype, device=device)
-        return torch.logsumexp(log_f(states), dim=0)
+        with exact_precision(states):
+            return torch.logsumexp(log_f(states), dim=0)
 
     starts = range(0, total, chunk_size)
     if torch.is_grad_enabled() and len(starts) > 1:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from hybridpgm.checks import check_empty, check_log_z, flag
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["RBMLikelihood"]
 
@@ -55,6 +56,9 @@ class RBMLikelihood:
         Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
         :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
         for its standard error and log-weights).
+
+        Under :func:`torch.autocast` the enumeration runs with autocast off, in the model's dtype
+        (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).
 
         :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
             so that :math:`\\nabla \\log Z = -E_{p(v,h)}[\\nabla E(v, h)]` is exact; the result is a constant
@@ -102,13 +106,18 @@ class RBMLikelihood:
             without a graph is a constant, so the result's gradient is :math:`-\\nabla_\\theta F(v)` only (the
             value is conditional on that constant and the gradient is *not* that of :math:`\\log p(v)`); a tensor
             with a graph (``log_partition(differentiable=True)``) carries its own gradient.
+        Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) it is computed with autocast off
+        (:class:`~hybridpgm.precision_scope.exact_precision`), in the model's dtype: float32, not bfloat16, for a
+        float32 RBM (:meth:`log_partition` too).
+
         :raises ConfigError: ``log_z`` is not a finite scalar (a number or a one-element tensor).
         """
-        if log_z is None:
-            log_z = self.log_partition("exact", differentiable=torch.is_grad_enabled())
-        else:
-            log_z = check_log_z(log_z, "RBM.log_likelihood")
-        return -self.free_energy(v) - log_z
+        with exact_precision(device=self.weight.device):
+            if log_z is None:
+                log_z = self.log_partition("exact", differentiable=torch.is_grad_enabled())
+            else:
+                log_z = check_log_z(log_z, "RBM.log_likelihood")
+            return -self.free_energy(v) - log_z
 
     @torch.no_grad()
     def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False) -> torch.Tensor:

@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["MAX_ENUM_ELEMENTS", "MAX_ENUM_STATES", "SBNExactLikelihood", "bernoulli_state_logits", "binary_states"]
 
@@ -165,6 +166,9 @@ class SBNExactLikelihood:
         into the model's trace.
 
         :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
+        Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the enumeration runs with autocast off
+        (:class:`~hybridpgm.precision_scope.exact_precision`), in the net's dtype: float32 for a float32 net.
+
         :returns: ``[B]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
         :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or a single
@@ -182,7 +186,13 @@ class SBNExactLikelihood:
 
     @isolated_from_handlers  # also when the backward pass recomputes it, under whatever handlers are active then
     def _exact_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`exact_log_likelihood` of one chunk of rows ``[B, D]`` (checked), in one enumerated pass."""
+        """:meth:`exact_log_likelihood` of one chunk of rows ``[B, D]`` (checked), in one enumerated pass, with
+        autocast off."""
+        with exact_precision(device=x.device):
+            return self._contract_rows(x)
+
+    def _contract_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The enumerated contraction of :meth:`_exact_rows`."""
         enum_model = poutine.enum(self._enumerated_program, first_available_dim=-2)
         trace = poutine.trace(enum_model).get_trace(x)
         trace.compute_log_prob()

@@ -20,6 +20,10 @@ A step contracts two operands (rarely one) over named dims, in one of three semi
 
 :class:`~hybridpgm.graphs.contraction.ContractionPlan` precomputes :func:`pair_plan` and :func:`shift_plan` for
 every step when it is built and replays the kernels on every call.
+
+Under :func:`torch.autocast` the ``"prob"`` and ``"log"`` kernels run with autocast off, on operands promoted to
+at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`): autocast would run their ``torch.bmm``
+and ``torch.einsum`` in half precision, which costs a float32 Bayesian network's log-evidence nats.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import math
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from hybridpgm.precision_scope import any_autocast, exact_precision
 
 __all__ = ["LogOfSum", "MAX_SUM_CHUNK_ELEMENTS", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan",
            "shifted_logsumexp"]
@@ -60,7 +66,15 @@ def pair_plan(ins, out, sizes):
 
 
 def pair_product(args, spec):
-    """``einsum`` of two probability-space operands as one ``bmm`` (see :func:`pair_plan`)."""
+    """``einsum`` of two probability-space operands as one ``bmm`` (see :func:`pair_plan`); in at least
+    float32 under autocast (:class:`~hybridpgm.precision_scope.exact_precision`)."""
+    if not any_autocast():  # the usual case: no scope to open at each step
+        return _pair_product(args, spec)
+    with exact_precision(*args) as args:
+        return _pair_product(args, spec)
+
+
+def _pair_product(args, spec):
     big, sum_a, sum_b, perm_a, perm_b, nb, nl, nk = spec
     a, b = args[big], args[1 - big]
     if sum_a:
@@ -97,8 +111,16 @@ def log_einsum(equation, operands, shifts):
 
     The same computation as :func:`pyro.ops.einsum.torch_log.einsum`, with the
     bookkeeping precomputed by the plan (one small kernel sequence per step), and
-    exact gradients where a shifted sum is small (:class:`LogOfSum`).
+    exact gradients where a shifted sum is small (:class:`LogOfSum`).  Under autocast it runs with autocast off,
+    on operands in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`).
     """
+    if not any_autocast():
+        return _log_einsum(equation, operands, shifts)
+    with exact_precision(*operands) as operands:
+        return _log_einsum(equation, operands, shifts)
+
+
+def _log_einsum(equation, operands, shifts):
     if len(operands) == 1 and not shifts[0][0]:
         t = operands[0]
         return t.permute(shifts[0][1]) if shifts[0][1] != tuple(range(t.dim())) else t.clone()

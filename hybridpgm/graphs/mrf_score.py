@@ -20,6 +20,7 @@ import torch
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_compile import assignment_states, unknown_names
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["factor_graph_score", "score"]
 
@@ -42,6 +43,8 @@ def score(self, values: Mapping[str, torch.Tensor], context=None,
     vals = {v: assignment_states(v, values[v], c, "MarkovNet.score") for v, c in self.cards.items()}
     if tables is None:
         tables = self.tables(context)
+    with exact_precision(*tables.values()) as promoted:  # at least float32 under autocast (a half sum overflows)
+        tables = dict(zip(tables, promoted))
     device = next(iter(tables.values())).device if tables else None
     try:
         xs = torch.stack(torch.broadcast_tensors(*[vals[v].to(device) for v in self.cards]), -1)  # [..., V]

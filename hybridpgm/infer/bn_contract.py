@@ -18,7 +18,10 @@ large intermediates runs by hand in the network's reused workspace,
 below the dtype's :data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR` are answered again, alone, in log space
 (max-shifted, as Pyro's ``torch_log`` einsum), the only space used for other dtypes (the choice of space, row
 scaling and redone rows: :mod:`hybridpgm.infer.bn_spaces`).  The pairwise
-order is searched once per query shape and cached in ``bn.plan_cache``.
+order is searched once per query shape and cached in ``bn.plan_cache``.  Under :func:`torch.autocast`
+(``fit(precision="bf16"/"fp16")``) the queries (:func:`log_evidence_rows`, :func:`marginals`, :func:`joint_rows`)
+run with autocast off (:class:`~hybridpgm.precision_scope.exact_precision`): a float32 or float64 network, its
+neural CPDs included, is answered in its own dtype, not in half precision.
 
 **References**
 
@@ -31,6 +34,7 @@ order is searched once per query shape and cached in ``bn.plan_cache``.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,6 +48,7 @@ from hybridpgm.infer.bn_factors import factor_dims, factors
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
 from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, row_scaled,
                                        rows_in_prob, spaces_for, use_prob, with_rows_redone)
+from hybridpgm.precision_scope import exact_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -285,6 +290,17 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     return [got[q] for q in names]
 
 
+def _exactly(query):
+    """``query(bn, ev, ...)`` with autocast off for ``ev``'s device
+    (:class:`~hybridpgm.precision_scope.exact_precision`; nothing changes outside autocast)."""
+    @functools.wraps(query)
+    def run(bn, ev: Evidence, *args, **kwargs):
+        with exact_precision(device=ev.device):
+            return query(bn, ev, *args, **kwargs)
+    return run
+
+
+@_exactly
 def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, direct: bool = True,
               spaces=None) -> list:
     """``[N, card]`` posterior marginals of ``names``: derivatives of the evidence [1].
@@ -333,6 +349,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@_exactly
 def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.Tensor:
     """``[N]`` :math:`\\log Z_n` of the relevant factors ``keep`` (``spaces`` as for :func:`marginals`).
 
@@ -366,6 +383,7 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
     return contract(bn, ev, tensors, dims, (BATCH,), "log")
 
 
+@_exactly
 def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> torch.Tensor:
     """``[N, card_1, ..., card_k]`` posterior joint of ``names`` (``spaces`` as for :func:`marginals`)."""
     facts = network_facts(bn)

@@ -48,6 +48,7 @@ contraction order for einsum-like expressions*, 2018.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -60,6 +61,7 @@ from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.mrf_operands import (_folded, _operands, _prob_contract, _prob_operands, probability_dtype,
                                           probability_floor)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
+from hybridpgm.precision_scope import exact_precision
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["EXACT_MAP_MAX_WORK", "EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition",
@@ -72,11 +74,11 @@ EXACT_MAX_BYTES = 4 * 2**30
 
 #: element operations per model the max-sum contraction of :func:`exact_map` (``map_assignment(method="exact")``)
 #: may take (:func:`exact_map_work`); a model beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before
-#: contracting.  The max-sum steps run at 10^7 to 10^8 operations a second on one CPU thread (a 20x20 binary
-#: grid's 1.3e9 took 39 s; a 22x22 grid's 1.0e10, which fits in memory, takes minutes), so 4e9 is up to a couple
-#: of minutes.  It is at least twice :data:`SEARCH_ABOVE` flops, so the models ``"auto"`` gives the exact
+#: contracting.  The max-sum steps run at about 10^8 operations a second on one CPU thread (a 20x20 binary
+#: grid's 4.6e9 took 39 s; a 22x22 grid's 5.5e10, which fits in memory, would take minutes), so 1e10 is about a
+#: minute and a half.  It is far above :data:`SEARCH_ABOVE` flops, so the models ``"auto"`` gives the exact
 #: contraction are never refused.  Raise it to wait for a larger model.
-EXACT_MAP_MAX_WORK = 4e9
+EXACT_MAP_MAX_WORK = 1e10
 
 
 def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
@@ -100,7 +102,7 @@ def exact_map_work(fg: FactorGraph, st: _Structure | None = None) -> int:
     A max-sum step over operands :math:`a_1, \\dots, a_k` forms the broadcast sum over the union :math:`U` of
     their dims and maximises it over the dims it sums out (:func:`~hybridpgm.graphs.contraction_steps.max_sum`):
     :math:`k \\prod_{d \\in U} |d|` operations (:math:`k - 1` additions and a comparison per term); the work is
-    the sum over the plan's steps.  It is within a factor of two of ``opt_einsum``'s flop count.
+    the sum over the plan's steps: ``opt_einsum``'s cost of the same path.
 
     :param FactorGraph fg: the model (its structure is built and cached if it is not yet).
     :param st: its structure, where the caller has it.
@@ -128,12 +130,37 @@ def _map_fitting(st: _Structure, fg: FactorGraph) -> _Structure:
     return st
 
 
+def _with_potentials(fg: FactorGraph, unary: torch.Tensor, pots) -> FactorGraph:
+    """``fg`` with ``unary`` and the groups' log-potentials ``pots`` (``fg`` itself where they are its own)."""
+    if unary is fg.unary and all(p is g.log_potentials for p, g in zip(pots, fg.groups)):
+        return fg
+    groups = [dataclasses.replace(g, log_potentials=p) for g, p in zip(fg.groups, pots)]
+    return dataclasses.replace(fg, unary=unary, groups=groups)
+
+
+def _exactly(fn, fg: FactorGraph, *args):
+    """``fn(fg, *args)`` under :class:`~hybridpgm.precision_scope.exact_precision` of ``fg``'s log-potentials:
+    under autocast, with autocast off and the potentials (half precision from networks run under it) in at least
+    float32; ``fn(fg, *args)`` itself otherwise."""
+    with exact_precision(fg.unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
+        return fn(_with_potentials(fg, unary, pots), *args)
+
+
 def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:
     """``[B]`` :math:`\\log Z` of every model; with ``query`` (the caller, as an error names it), also
     :func:`_check_possible`: a model whose :math:`\\log Z` is :math:`-\\infty` raises.  A probability-space batch
     whose every :math:`\\tilde Z_b` and shift is in range (the one host read of that fast path) has only finite
     :math:`\\log Z_b` and is not checked again; where the contraction ran in log space (which reads once per
-    underflow test of a step already), the check is one more read, deferred inside :func:`~hybridpgm.fit`'s step."""
+    underflow test of a step already), the check is one more read, deferred inside :func:`~hybridpgm.fit`'s step.
+
+    Under autocast it runs in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`; ``unary`` may
+    differ from ``fg.unary``, e.g. offset for marginals), and returns that dtype."""
+    with exact_precision(unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
+        return _log_partition_exact(_with_potentials(fg, fg.unary, pots), unary, query)
+
+
+def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None) -> torch.Tensor:
+    """:func:`_log_partition` in the dtype of ``unary`` (and the potentials), the autocast state as it is."""
     st = _fitting(_structure(fg), fg.batch_size, unary.dtype)
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
@@ -181,6 +208,10 @@ def _check_possible(fg: FactorGraph, score: torch.Tensor, query: str | None) -> 
 def exact_log_partition(fg: FactorGraph) -> torch.Tensor:
     """Exact :math:`\\log Z` (restricted to the valid states, i.e. given evidence).
 
+    Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the contraction runs, and returns, in at
+    least float32 (:class:`~hybridpgm.precision_scope.exact_precision`), as do :func:`exact_marginals`,
+    :func:`exact_map` and :func:`exact_sample`; outside autocast, in the potentials' dtype.
+
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``[B]`` log-partition values.
     """
@@ -200,7 +231,7 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :raises EvidenceError: when the evidence of a model has probability zero (:math:`\\log Z_b = -\\infty`:
         every assignment it allows scores :math:`-\\infty`), naming the model and its evidence.
     """
-    return with_autograd(_marginals, fg)
+    return _exactly(lambda g: with_autograd(_marginals, g), fg)
 
 
 def _marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,6 +263,10 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :raises ModelSpecError: before contracting, when the largest intermediate is over :data:`EXACT_MAX_BYTES`
         or the max-sum work per model (:func:`exact_map_work`) over :data:`EXACT_MAP_MAX_WORK`.
     """
+    return _exactly(_map_exact, fg)
+
+
+def _map_exact(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     st = _map_fitting(_fitting(_structure(fg), fg.batch_size, fg.unary.dtype), fg)
     return with_autograd(_map, fg, st)
 
@@ -265,7 +300,12 @@ def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None
             with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``: the forward contraction in probability space
     where queries use it (:func:`probability_dtype`), the models under the floor (or underflowing in a conditional)
-    sampled again, alone, in log space."""
+    sampled again, alone, in log space; under autocast in at least float32 (as :func:`_log_partition`)."""
+    return _exactly(_sample_exact, fg, num_samples, generator, with_log_prob)
+
+
+def _sample_exact(fg: FactorGraph, num_samples: int, generator: torch.Generator | None,
+                  with_log_prob: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
     names = range(fg.num_vars)
     with torch.no_grad():
