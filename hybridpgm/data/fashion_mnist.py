@@ -88,10 +88,14 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
     names is never silently replaced by another copy), else from the first of ``HYBRIDPGM_DATA``
     (and its ``fashion-mnist`` sub-folder) and Debian's folder that has them all.
 
-    :raises DataError: ``root`` is given but is not a folder or lacks a file (the message names
-        it and the missing files), or without ``root`` no folder has them; the message lists
-        where it looked and how to install the data.
+    :raises DataError: ``root`` is given but is not a path (``str`` or ``os.PathLike``; the message
+        names the value), is not a folder or lacks a file (the message names it and the missing files),
+        or without ``root`` no folder has them; the message lists where it looked and how to install the data.
     """
+    if root is not None and not (isinstance(root, (str, os.PathLike)) and isinstance(os.fspath(root), str)):
+        # as read_idx does: a DataError naming the value, not pathlib's raw TypeError (bytes paths included)
+        raise DataError(f"the Fashion-MNIST root must be a folder path (str or os.PathLike), got "
+                        f"{type(root).__name__} {root!r}")
     folders = _candidates(root)
     if root is not None:  # a folder the caller named is used, or refused; never silently replaced
         folders = folders[:1]

@@ -41,18 +41,72 @@ def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator) ->
     return log_pi, log_a, log_b
 
 
+def _tolerance(dtype: torch.dtype) -> float:
+    """How far a normalised table's log-sums may sit from 0 in ``dtype``: :math:`\\sqrt{\\varepsilon}`,
+    at least ``1e-6`` (a float32 table widened to float64 keeps float32's rounding)."""
+    return max(torch.finfo(dtype).eps ** 0.5, 1e-6)
+
+
+def _check_hmm(hmm, caller: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``hmm`` as ``(log_pi [L], log_A [L, L], log_B [L, V])``, checked to be a normalised HMM.
+
+    Each table must be a floating tensor of its shape (``L, V >= 1``), and each of its rows a log-distribution:
+    :math:`|\\log\\sum_j \\exp(\\text{row}_j)| \\le \\sqrt{\\varepsilon}` of its dtype (at least ``1e-6``);
+    ``-inf`` entries (probability 0) are allowed, NaN and ``+inf`` are not.
+
+    :param str caller: the function, for the message.
+    :raises DataError: not three tensors, a non-floating table, shapes that disagree (a transposed ``log_B``, a
+        ``log_pi`` of another length), or a table whose rows are not normalised (raw scores, or probabilities
+        given instead of log-probabilities); the message names the table, its shape and the largest
+        :math:`|\\mathrm{logsumexp}|` of its rows.
+    """
+    names = ("log_pi", "log_A", "log_B")
+    if not isinstance(hmm, (tuple, list)) or len(hmm) != 3 or not all(isinstance(t, torch.Tensor) for t in hmm):
+        got = (f"a {type(hmm).__name__} of {len(hmm)}" if isinstance(hmm, (tuple, list)) else f"a {type(hmm).__name__}")
+        raise DataError(f"{caller}: the HMM must be three tensors (log_pi [L], log_A [L, L], log_B [L, V]), got {got}")
+    for name, table in zip(names, hmm):
+        if not table.is_floating_point():
+            raise DataError(f"{caller}: the HMM's {name} has dtype {table.dtype}, expected floating log-probabilities")
+    log_pi, log_a, log_b = hmm
+    if log_a.dim() != 2 or log_a.shape[0] != log_a.shape[1] or not log_a.shape[0]:
+        raise DataError(f"{caller}: the HMM's log_A has shape {tuple(log_a.shape)}, expected (L, L) with L >= 1 labels")
+    num_labels = log_a.shape[0]
+    if tuple(log_pi.shape) != (num_labels,):
+        raise DataError(f"{caller}: the HMM's log_pi has shape {tuple(log_pi.shape)}, expected ({num_labels},): "
+                        f"L = {num_labels} labels, as log_A {tuple(log_a.shape)} has")
+    if log_b.dim() != 2 or log_b.shape[0] != num_labels or not log_b.shape[1]:
+        hint = " (transposed? log_B is labels x symbols)" if log_b.dim() == 2 and log_b.shape[1] == num_labels else ""
+        raise DataError(f"{caller}: the HMM's log_B has shape {tuple(log_b.shape)}, expected ({num_labels}, V): "
+                        f"L = {num_labels} labels, as log_A {tuple(log_a.shape)} has, by V >= 1 symbols{hint}")
+    for name, table in zip(names, hmm):
+        worst = float(torch.logsumexp(table, -1).abs().max())  # NaN or +inf propagate; a row of -inf gives inf
+        tolerance = _tolerance(table.dtype)
+        if not worst <= tolerance:
+            looks = bool(((table >= 0) & (table <= 1)).all()) and abs(float(table.sum(-1).max()) - 1) <= tolerance
+            hint = ("; its rows sum to 1: probabilities? pass their log (table.log())" if looks else
+                    "; normalise the scores (torch.log_softmax(scores, -1))")
+            size = (f"is {worst:.4g}, above the tolerance {tolerance:.2g}" if math.isfinite(worst) else
+                    f"is {worst} (NaN or +inf entries, or a row of -inf)")
+            raise DataError(f"{caller}: the HMM's {name} (shape {tuple(table.shape)}, {table.dtype}) is not a table of "
+                            f"normalised log-probabilities: the largest |logsumexp| of its rows {size}{hint}")
+    return log_pi, log_a, log_b
+
+
 def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_len: int,
                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``num_seqs`` sequences padded with zeros to ``max_len``: ``(x [N, T], y [N, T], lengths [N])``,
     lengths uniform in ``min_len..max_len``.
 
-    :raises DataError: ``num_seqs`` is not an integer >= 0, or the lengths are not integers with
-        ``1 <= min_len <= max_len`` (``bool`` and floats refused).
+    :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`: normalised
+        log-probabilities (each row's ``logsumexp`` is 0).
+    :raises DataError: ``num_seqs`` is not an integer >= 0, the lengths are not integers with
+        ``1 <= min_len <= max_len`` (``bool`` and floats refused), or ``hmm`` is not a normalised HMM of
+        consistent shapes (the message names the table, its shape and its rows' largest ``|logsumexp|``).
     """
     num_seqs = positive_int(num_seqs, "sample_hmm num_seqs", error=DataError, minimum=0)
     if as_integer(min_len) is None or as_integer(max_len) is None or not 1 <= min_len <= max_len:
         raise DataError(f"sequence lengths need integers 1 <= min_len <= max_len, got {min_len!r} and {max_len!r}")
-    log_pi, log_a, log_b = hmm
+    log_pi, log_a, log_b = _check_hmm(hmm, "sample_hmm")
     lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
     y = torch.zeros(num_seqs, max_len, dtype=torch.long)
     x = torch.zeros(num_seqs, max_len, dtype=torch.long)
@@ -71,16 +125,18 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     """The HMM's exact posterior :math:`p(y \\mid x)` as a :class:`LinearChainCRF`
     (batch ``N``, ``T`` steps, ``L`` labels): the Bayes-optimal tagger.
 
-    :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`.
-    :param x: ``N x T`` integer symbols, each in ``0..V-1`` at positions ``t < lengths``; the padding beyond a
-        sequence's length may hold anything (it is ignored, as by :class:`LinearChainCRF`).
+    :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`: normalised
+        log-probabilities (each row's ``logsumexp`` is 0), or the CRF would not be the HMM's posterior.
+    :param x: ``N x T`` integer symbols (any integer dtype), each in ``0..V-1`` at positions ``t < lengths``; the
+        padding beyond a sequence's length may hold anything (it is ignored, as by :class:`LinearChainCRF`).
     :param lengths: ``N`` sequence lengths (see :class:`LinearChainCRF`); None (the default): every sequence has
         the full length ``T``.
-    :raises DataError: ``x`` is not an integer tensor with a time dimension, ``lengths`` does not broadcast with
-        its batch shape, or a symbol within a sequence's length is outside ``0..V-1`` (named with its index).
+    :raises DataError: ``hmm`` is not a normalised HMM of consistent shapes (as for :func:`sample_hmm`), ``x`` is
+        not an integer tensor with a time dimension, ``lengths`` does not broadcast with its batch shape, or a
+        symbol within a sequence's length is outside ``0..V-1`` (named with its index).
     :raises ModelSpecError: lengths that :class:`LinearChainCRF` refuses (not integers in ``1..T``).
     """
-    log_pi, log_a, log_b = hmm
+    log_pi, log_a, log_b = _check_hmm(hmm, "hmm_posterior")
     num_symbols = log_b.shape[-1]
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
         got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
@@ -88,6 +144,9 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise DataError(f"hmm_posterior: x must hold integer symbols 0..{num_symbols - 1} (V = {num_symbols}), "
                         f"got dtype {x.dtype}")
+    # int64 indices: torch reads a uint8 index as a boolean mask, refuses int8/int16 ones, and has no comparisons
+    # for uint16/32/64 (a uint64 symbol >= 2**63 wraps negative here, and is refused as outside 0..V-1)
+    x = x.to(torch.int64)
     if lengths is None:  # every sequence full length, as LinearChainCRF takes it
         lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
     lengths = torch.as_tensor(positive_strides(lengths), device=x.device)

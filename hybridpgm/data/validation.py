@@ -6,7 +6,7 @@ dtype (its parameters' dtype, float32 by default).  Data of another dtype are
 converted when the conversion is *exact*, and refused otherwise:
 
 * ``bool`` is converted (``False``/``True`` become 0/1);
-* integers (``uint8``, ``int8``, ... ``int64``) are converted when every value
+* integers (``uint8`` ... ``uint64``, ``int8`` ... ``int64``) are converted when every value
   lies within :math:`\\pm 2^{p}`, where :math:`p` is the number of significand
   bits of the model dtype (:math:`2^{24}` for float32, :math:`2^{53}` for
   float64), the range in which a float holds every integer exactly;
@@ -180,11 +180,35 @@ def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data") -> t
     if x.is_complex() or not _significand_bits(dtype):
         raise DataError(f"{name} has dtype {x.dtype}; the model expects {dtype}")
     limit = 2 ** _significand_bits(dtype)
-    if x.numel() and (int(x.min()) < -limit or int(x.max()) > limit):
-        raise DataError(f"{name} has dtype {x.dtype} with values in [{int(x.min())}, {int(x.max())}], "
-                        f"outside the range of integers {dtype} (the model's dtype) holds exactly "
-                        f"(+-2^{_significand_bits(dtype)}); scale the data and pass {dtype}")
+    if x.numel():
+        low, high = _integer_range(x)
+        if low < -limit or high > limit:
+            raise DataError(f"{name} has dtype {x.dtype} with values in [{low}, {high}], outside the range of "
+                            f"integers {dtype} (the model's dtype) holds exactly (+-2^{_significand_bits(dtype)}); "
+                            f"scale the data and pass {dtype}")
     return x.to(dtype)
+
+
+#: unsigned integer dtypes for which torch implements no ``min``/``max`` (nor comparisons), only conversions
+_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
+
+
+def _integer_range(x: torch.Tensor) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty integer tensor ``x``, exactly, as Python ints.
+
+    ``uint16``/``uint32``/``uint64`` are read through ``x.to(torch.int64)`` (torch has no reductions
+    for them).  A ``uint64`` value :math:`v \\ge 2^{63}` wraps to :math:`v - 2^{64} < 0` there; the
+    wrapped values are mapped back, so the range is the true one (and beyond any float's exact range).
+    """
+    if x.dtype not in _UNSIGNED_WIDE:
+        return int(x.min()), int(x.max())
+    x = x.to(torch.int64)
+    wrapped = x < 0
+    if not bool(wrapped.any()):
+        return int(x.min()), int(x.max())
+    high = 2 ** 64 + int(x[wrapped].max())
+    low = int(x[~wrapped].min()) if not bool(wrapped.all()) else 2 ** 64 + int(x[wrapped].min())
+    return low, high
 
 
 def check_unit_values(v: torch.Tensor, what: str, *, gaussian: bool, probabilities: bool, model: str) -> None:

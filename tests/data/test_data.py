@@ -226,3 +226,14 @@ def test_read_idx_of_a_damaged_gzip_names_the_file(tmp_path):
     (tmp_path / "damaged.gz").write_bytes(bytes(bad))
     with pytest.raises(DataError, match=r"cannot read IDX file .*damaged\.gz"):
         read_idx(tmp_path / "damaged.gz")
+
+
+@pytest.mark.parametrize("root", [b"/usr/share/datasets/fashion-mnist", 5, ["/usr/share/datasets/fashion-mnist"]])
+@pytest.mark.parametrize("load", ["load_dataset", "find_fashion_mnist"])
+def test_a_fashion_root_that_is_not_a_path_is_a_data_error_naming_it(root, load):
+    """Before, pathlib's raw TypeError (Path(root)); read_idx already refused the same values with a DataError."""
+    with pytest.raises(DataError, match=rf"Fashion-MNIST root must be a folder path.*got {type(root).__name__} "):
+        if load == "load_dataset":
+            load_dataset("fashion-mnist", root=root)
+        else:
+            find_fashion_mnist(root)

@@ -90,3 +90,62 @@ def test_lengths_none_means_every_sequence_has_the_full_length():
     for crf in (hmm_posterior(hmm, x, None), hmm_posterior(hmm, x)):
         assert crf.batch_shape == (5,) and crf.lengths.tolist() == [4] * 5
         torch.testing.assert_close(crf.log_partition, full.log_partition)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8, torch.uint16, torch.uint32,
+                                   torch.uint64])
+def test_symbols_of_every_integer_dtype_give_int64s_posterior(dtype):
+    """Before, log_B.T[x] indexed with the caller's dtype: int8/int16 raised a raw IndexError, and uint8 was read
+    as a boolean mask (a raw IndexError, or a wrong-shaped selection where N = V and T = L)."""
+    hmm = random_hmm(4, 4, torch.Generator().manual_seed(1))
+    x = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 1, 1], [2, 0, 3, 1]])  # N = V = 4, T = L = 4
+    lengths = torch.tensor([4, 3, 4, 2])
+    ref = hmm_posterior(hmm, x, lengths)
+    got = hmm_posterior(hmm, x.to(dtype), lengths)
+    assert got.batch_shape == ref.batch_shape == (4,)
+    torch.testing.assert_close(got.log_partition, ref.log_partition, rtol=0, atol=0)
+    torch.testing.assert_close(got.marginals, ref.marginals, rtol=0, atol=0)
+
+
+def _bad_hmms():
+    log_pi, log_a, log_b = random_hmm(3, 5, torch.Generator().manual_seed(0))
+    return {
+        "rows of log_A shifted": ((log_pi, log_a + torch.tensor([[0.0], [2.0], [-3.0]]), log_b),
+                                  r"log_A \(shape \(3, 3\), torch.float32\).*largest \|logsumexp\| of its rows is 3\b"),
+        "log_B shifted": ((log_pi, log_a, log_b + 1), r"log_B \(shape \(3, 5\).*rows is 1\b"),
+        "log_pi shifted": ((log_pi + 0.5, log_a, log_b), r"log_pi \(shape \(3,\).*rows is 0.5\b"),
+        "probabilities": ((log_pi.exp(), log_a.exp(), log_b.exp()), r"log_pi \(shape \(3,\).*probabilities\?"),
+        "probabilities in B only": ((log_pi, log_a, log_b.exp()), r"log_B \(shape \(3, 5\).*probabilities\?"),
+        "NaN in log_A": ((log_pi, log_a.masked_fill(torch.eye(3, dtype=torch.bool), float("nan")), log_b),
+                         r"log_A \(shape \(3, 3\).*rows is nan"),
+        "transposed log_B": ((log_pi, log_a, log_b.T.contiguous()), r"log_B has shape \(5, 3\), expected \(3, V\).*"
+                                                                     r"transposed"),
+        "log_pi of 4 labels": ((torch.zeros(4).log_softmax(0), log_a, log_b),
+                               r"log_pi has shape \(4,\), expected \(3,\)"),
+        "integer log_A": ((log_pi, log_a.long(), log_b), r"log_A has dtype torch.int64"),
+        "two tables": ((log_pi, log_a), r"three tensors.*a tuple of 2"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_hmms()))
+@pytest.mark.parametrize("caller", ["sample_hmm", "hmm_posterior"])
+def test_a_bad_hmm_is_refused_naming_the_table_its_shape_and_its_logsumexp(case, caller):
+    """Before, unnormalised tables (or probabilities) were accepted silently, sample_hmm renormalising them and
+    hmm_posterior using the raw scores (not the generating HMM's posterior); wrong shapes met raw torch errors or
+    were accepted (a transposed log_B in sample_hmm)."""
+    hmm, match = _bad_hmms()[case]
+    with pytest.raises(DataError, match=rf"{caller}: the HMM.*{match}" if "three" not in match else match):
+        if caller == "sample_hmm":
+            sample_hmm(hmm, 50, 2, 3, torch.Generator().manual_seed(0))
+        else:
+            hmm_posterior(hmm, torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_a_normalised_hmm_passes_in_float64_and_with_impossible_entries():
+    log_pi, log_a, log_b = random_hmm(3, 5, torch.Generator().manual_seed(0))
+    log_b = log_b.clone()
+    log_b[0, 0] = float("-inf")  # probability 0: allowed once the row is renormalised
+    log_b = log_b.log_softmax(-1)
+    for hmm in [(log_pi, log_a, log_b), tuple(t.double() for t in (log_pi, log_a, log_b))]:
+        x, y, lengths = sample_hmm(hmm, 20, 2, 4, torch.Generator().manual_seed(3))
+        assert bool(torch.isfinite(hmm_posterior(hmm, x, lengths).log_prob(y)).all())

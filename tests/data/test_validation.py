@@ -1,5 +1,6 @@
 """Data checks at the door: the dtype rule, the memory-lean NaN scan, NaN in binarizers."""
 
+import numpy as np
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -26,6 +27,24 @@ def test_integers_beyond_the_exact_range_are_refused():
     with pytest.raises(DataError, match=r"counts has dtype torch.int64.*torch.float32"):
         as_model_dtype(big, torch.float32, "counts")
     assert as_model_dtype(big, torch.float64).tolist() == [0.0, 2.0 ** 24 + 1]
+
+
+@pytest.mark.parametrize("source", [torch.uint16, torch.uint32, torch.uint64])
+def test_wide_unsigned_integers_are_converted_as_signed_ones_are(source):
+    """torch has no min/max for uint16/32/64: the range is read through int64, not a raw NotImplementedError."""
+    x = torch.tensor([[0, 1, 1], [1, 0, 1]]).to(source)
+    y = as_model_dtype(x, torch.float32, "x")
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, torch.tensor([[0.0, 1, 1], [1, 0, 1]]))
+
+
+def test_wide_unsigned_integers_beyond_the_exact_range_are_refused_with_their_true_range():
+    with pytest.raises(DataError, match=r"counts has dtype torch.uint32 with values in \[0, 33554432\].*float32"):
+        as_model_dtype(torch.tensor([0, 2 ** 25]).to(torch.uint32), torch.float32, "counts")
+    # uint64 values >= 2**63 wrap negative in int64: still refused, and named by their unsigned value
+    huge = torch.from_numpy(np.array([3, 2 ** 64 - 1], dtype=np.uint64))
+    with pytest.raises(DataError, match=r"torch.uint64 with values in \[3, 18446744073709551615\]"):
+        as_model_dtype(huge, torch.float64, "counts")
 
 
 @pytest.mark.parametrize("source,target", [(torch.float64, torch.float32), (torch.float32, torch.float16),
