@@ -26,6 +26,7 @@ from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
 
+from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.bn_values import _missing
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly
@@ -116,7 +117,10 @@ class BayesNetChecks:
         :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
         :param enumerated: :meth:`_zero_checks`' recorder (``None``: no check).
         :param prefix: the model's ``prefix`` (the recorder holds prefixed site names).
-        :raises DataError: naming the rows (of the batch), the node and the missing parents involved.
+        :raises DataError: naming the rows, the node and the missing parents involved; inside
+            :func:`hybridpgm.fit` the rows are numbered within the micro-batch (or rank shard) that the message
+            names with its step (:func:`~hybridpgm.data.validation.describe_origin`, read when the check is made,
+            since a deferred error is built after the step) and, under several ranks, the rank.
         """
         if enumerated is None or not self.cpds[v]._has_zero():
             return
@@ -135,6 +139,13 @@ class BayesNetChecks:
         impossible = (lp == float("-inf")).reshape(-1, lp.shape[-1]).all(0)
         if seen is not None:
             impossible = impossible & seen
+        # read now: a deferred error is built after the step, outside fit's batch_origin of this micro-batch
+        origin = describe_origin()[2:-1]
+        if origin and torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:  # fit's ranks: each holds a shard of the batch
+            origin += (f", the shard of rank {torch.distributed.get_rank()} of "
+                       f"{torch.distributed.get_world_size()}")
+        numbered = f" ({origin}; rows numbered from 0 within it)" if origin else " (of the batch, inside fit)"
 
         def error():
             rows = impossible.nonzero().flatten().tolist()
@@ -145,8 +156,8 @@ class BayesNetChecks:
             missing = [p for p, m in open_parents if m is False or bool((flagged & ~m).any())]
             given = (f"given its observed parents' values and whatever the values of its missing parent"
                      f"{'s' if len(missing) > 1 else ''} {missing}" if missing else "given its parents' values")
-            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data (of the batch, "
-                             f"inside fit) {'are' if plural else 'is'} impossible under the model: node '{v}' is "
+            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data{numbered} "
+                             f"{'are' if plural else 'is'} impossible under the model: node '{v}' is "
                              f"observed in a state of probability 0 (a structural zero of its table) {given} in "
                              f"that row, so the likelihood is 0 and the loss +inf; fix or drop the "
                              f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")

@@ -74,6 +74,7 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
     dream = model_trace.nodes[observed[0]]["value"]
     guide_args = (dream,) + tuple(args[1:])
     guide_trace = poutine.trace(poutine.replay(wrap(guide), trace=model_trace)).get_trace(*guide_args, **kwargs)
+    _check_guide_plates(model_trace, guide_trace, observed[0], dream)
     guide_trace = prune_subsample_sites(guide_trace)
     latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and n not in observed}
     missing = [n for n, s in guide_trace.nodes.items()
@@ -83,6 +84,41 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
                              f"{sorted(latent)}")
     guide_trace.compute_log_prob()
     return -guide_trace.log_prob_sum() / num_particles
+
+
+def _plate_sizes(trace) -> dict[str, tuple[int, int]]:
+    """``{plate name: (full size, subsample size)}`` over the vectorised plates of ``trace``'s sample sites."""
+    sizes = {}
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            for frame in site["cond_indep_stack"]:
+                if frame.vectorized:
+                    sizes[frame.name] = (frame.size if frame.full_size is None else frame.full_size, frame.size)
+    return sizes
+
+
+def _check_guide_plates(model_trace, guide_trace, observed: str, dream: torch.Tensor) -> None:
+    """Refuse a guide whose plate is not the size of the model's plate of the same name on the dreams.
+
+    The guide gets the dreams with the sleep particles in front, :math:`[K, B, \\dots]` (even for
+    :math:`K = 1`).  A guide that sizes its data plate by ``x.shape[0]`` makes a plate of size :math:`K`
+    over the :math:`B` replayed rows, which Pyro takes for a subsample of scale :math:`K / B`: the sleep
+    loss would come out :math:`B / K` times too small, silently.
+
+    :raises ObjectiveError: naming the plate, the guide's size, the dreams' rows and the fix."""
+    model_sizes = _plate_sizes(model_trace)
+    for name, (size, _) in _plate_sizes(guide_trace).items():
+        if name not in model_sizes or model_sizes[name][0] == size:
+            continue
+        full, rows = model_sizes[name]
+        drawn = "" if rows == full else f", {rows} of them in this batch"
+        raise ObjectiveError(
+            f"the sleep phase's guide has plate {name!r} of size {size}, but the model's plate {name!r} holds "
+            f"{full} rows of the dreams of {observed!r} (shape {tuple(dream.shape)}{drawn}): the "
+            f"guide gets the dreams as its first argument x with the sleep particles in front ([K, B, ...], even "
+            f"for K = 1), so a plate sized by x.shape[0] takes the B rows for a subsample and scales the sleep loss "
+            f"by {size}/{full}; size the guide's plate by x.shape[-2] (the guide must accept [..., B, D] inputs, "
+            f"see docs/sbn.md)")
 
 
 class WakeSleepELBO(ParticleELBO):

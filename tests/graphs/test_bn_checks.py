@@ -144,3 +144,18 @@ def test_a_failing_explanation_still_raises_the_divergence(monkeypatch):
                        match=r"loss of player 'elbo' is inf at step 0.*could not explain the non-finite loss "
                              r"\(RuntimeError: exact query out of memory\)"):
         hybridpgm.fit(objective, _TWO_CHILDREN_DATA, **FIT)
+
+
+def test_an_impossible_row_under_accumulation_names_the_step_and_the_micro_batch():
+    """The deferred DataError numbered the row within its micro-batch without saying which: under accumulate=2
+    the batch's row 4 was reported as "row [0] of the data (of the batch, inside fit)"."""
+    bn = _ab(b=((1.0, 0.0), (0.5, 0.5)))
+    data = torch.tensor([[1, 1], [0, 0], [1, 0], [0, 0], [0, 1], [1, 1], [0, 0], [1, 0]])  # batch row 4: impossible
+    objective = SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    with pytest.raises(DataError) as caught:
+        hybridpgm.fit(objective, data, **{**FIT, "batch_size": 8}, accumulate=2, max_steps=1)
+    assert str(caught.value).startswith(
+        "BayesNet.model: row [0] of the data (training data, step 0, player 'elbo', micro-batch 2 of 2 (4 rows); "
+        "rows numbered from 0 within it) is impossible under the model: node 'b'"), str(caught.value)
+    with pytest.raises(DataError, match=r"row \[4\] of the data \(training data, step 0, player 'elbo'; rows"):
+        hybridpgm.fit(objective, data, **{**FIT, "batch_size": 8}, max_steps=1)

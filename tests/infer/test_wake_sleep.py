@@ -1,5 +1,6 @@
 import functools
 import math
+import re
 
 import pyro
 import pyro.distributions as dist
@@ -170,3 +171,52 @@ def test_a_resumed_batch_norm_run_ends_with_the_buffers_of_an_uninterrupted_one(
 
     whole, resumed = whole_and_resumed(lambda vae: WakeSleep(vae.model, vae.guide), tmp_path)
     assert same_state(whole, resumed)
+
+
+class _ShapeZeroGuideSBN(torch.nn.Module):
+    """A one-layer SBN whose guide sizes its data plate by ``x.shape[0]`` (``rows_dim=0``) or, as docs/sbn.md
+    asks, by ``x.shape[-2]`` (``rows_dim=-2``)."""
+
+    def __init__(self, rows_dim):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rows_dim = rows_dim
+        self.prior = torch.nn.Parameter(torch.zeros(3))
+        self.dec, self.enc = torch.nn.Linear(3, 6), torch.nn.Linear(6, 3)
+
+    def model_parameters(self):
+        return [self.prior, *self.dec.parameters()]
+
+    def guide_parameters(self):
+        return list(self.enc.parameters())
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[-2], dim=-1):
+            h = pyro.sample("h", dist.Bernoulli(logits=self.prior).expand([x.shape[-2], 3]).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=self.dec(h)).to_event(1), obs=x)
+
+    def guide(self, x):
+        with pyro.plate("data", x.shape[self.rows_dim], dim=-1):
+            pyro.sample("h", dist.Bernoulli(logits=self.enc(x)).to_event(1))
+
+
+@pytest.mark.parametrize("make", [lambda m, g: WakeSleep(m, g),
+                                  lambda m, g: RWS(m, g, num_particles=2, sleep_phi=True, joint=False)],
+                         ids=["WakeSleep", "RWS-sleep_phi"])
+def test_a_guide_plate_sized_by_shape_0_is_refused_in_the_sleep_phase(make):
+    """The sleep phase hands the guide dreams [K, B, D] (K = 1 too): a plate of x.shape[0] = 1 over the B
+    replayed rows was taken for a subsample of scale 1/B, so the sleep loss came out B times too small,
+    silently."""
+    x = torch.bernoulli(torch.full((8, 6), 0.4), generator=torch.Generator().manual_seed(0))
+    wrong = _ShapeZeroGuideSBN(0)
+    with pytest.raises(ObjectiveError) as caught:
+        make(wrong.model, wrong.guide).loss("sleep", x)
+    message = str(caught.value)
+    k = int(re.search(r"plate 'data' of size (\d+),", message).group(1))  # the sleep particles in front
+    assert f"holds 8 rows of the dreams of 'x' (shape ({k}, 8, 6))" in message and f"by {k}/8" in message
+    assert "x.shape[-2]" in message
+    right = _ShapeZeroGuideSBN(-2)
+    pyro.set_rng_seed(0)
+    loss = make(right.model, right.guide).loss("sleep", x)
+    # per example, -log q of a dream's 3 Bernoulli units near 1/2 (about 3 log 2; 1/8 of it with the old scale)
+    assert 3 * math.log(2) / 2 < float(loss.detach()) < 3 * math.log(2) * 2

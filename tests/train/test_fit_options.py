@@ -119,3 +119,50 @@ def test_the_lr_check_names_the_param_group_and_accepts_zero():
     optimizer.param_groups[0]["lr"] = -0.1  # torch's own optimizers refuse it when built; others may not
     with pytest.raises(ConfigError, match=r"the lr of player 'gen' must be a finite number >= 0, got -0.1"):
         check_optimizer(optimizer, "gen")
+
+
+GRID = "the model scales its features onto the KISS-GP grid with the batch's range"
+
+
+def _grid_sv_dkl():
+    from hybridpgm.gp import SVDeepKernelGP
+
+    torch.manual_seed(0)
+    return SVDeepKernelGP(torch.nn.Sequential(torch.nn.Linear(3, 2)), num_features=2, num_data=16, grid_size=8)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_fit_warns_when_accumulation_splits_the_grid_range_of_an_sv_dkl(accumulate):
+    """RunningScaleToGrid maps a training batch with a range that includes the batch's own minimum and maximum:
+    with accumulate=2 each micro-batch sees its own range, so the update is not that of one pass over the
+    batch.  Before, fit warned for batch norm only and trained such a model silently."""
+    import warnings
+
+    from hybridpgm import fit
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, generator=g) * torch.linspace(0.2, 3, 16)[:, None]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(_grid_sv_dkl().objective(num_particles=2), (x, x.sum(-1)), batch_size=16, accumulate=accumulate,
+            max_steps=1, seed=0, progress=False)
+    ours = [str(w.message) for w in caught if GRID in str(w.message)]
+    if accumulate == 1:
+        assert not ours
+        return
+    assert len(ours) == 1, [str(w.message) for w in caught]
+    assert "'scale_to_bounds'" in ours[0] and "RunningScaleToGrid" in ours[0] and "accumulate=2" in ours[0]
+    assert "batch normalisation" not in ours[0]
+
+
+def test_the_grid_warning_names_ranks_and_spares_eval_mode_and_one_process():
+    from hybridpgm.train.fit_options import batch_norm_warning
+
+    sv = _grid_sv_dkl().train()
+    message = batch_norm_warning(sv, 1, 2)
+    assert GRID in message and "with 2 ranks each rank maps its own shard" in message
+    assert "micro-batch" not in message
+    assert batch_norm_warning(sv, 1, 1) is None
+    assert batch_norm_warning(sv.eval(), 2, 2) is None  # the recorded range: no batch's own range
+    both = batch_norm_warning(torch.nn.ModuleDict({"bn": torch.nn.BatchNorm1d(2), "gp": _grid_sv_dkl()}), 2, 1)
+    assert "('bn')" in both and "('gp.scale_to_bounds'" in both  # both causes in one warning
