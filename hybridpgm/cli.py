@@ -2,6 +2,11 @@
 
 Multi-process: ``torchrun --nproc_per_node=N -m hybridpgm train <model> ...``.
 
+A run records its ``--data-root`` (and bayes-net its ``--network`` file) as an
+absolute path, so ``evaluate RUN`` works from any working directory;
+``evaluate RUN --data-root DIR`` reads the data set from ``DIR`` instead
+(the data moved).
+
 Every error the user can fix (a bad flag, a missing data set or folder, a
 device this machine lacks) is one line, ``hybridpgm: error: ...``, on standard
 error with exit status 2, reported before any training starts.  So is a size
@@ -63,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("run", metavar="RUN", help="a run folder written by `hybridpgm train`")
         if name == "sample":  # evaluate draws what the run recorded (--eval-samples ...): it takes no count
             sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
+        else:  # only evaluate reads the data set again (sample draws from the model alone)
+            sub.add_argument("--data-root", type=_existing_dir, default=None,
+                             help="folder holding the data set's files now (default: the folder the run recorded, "
+                                  "its --data-root as an absolute path); for a data set read from disk")
         sub.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")
@@ -73,6 +82,12 @@ def _positive(text: str) -> int:
     from hybridpgm.recipes.common import positive_int
 
     return positive_int(text)
+
+
+def _existing_dir(text: str) -> str:
+    from hybridpgm.recipes.common import existing_dir
+
+    return existing_dir(text)
 
 
 def _seed(text: str) -> int:
@@ -113,12 +128,31 @@ def _after_training(args: argparse.Namespace) -> dict:
     recipe_name = saved.meta.get("recipe")
     if recipe_name not in RECIPES:
         raise ConfigError(f"{str(run / 'model.pt')!r} was not written by a `hybridpgm train` recipe")
+    if getattr(args, "data_root", None) is not None:
+        _override_data_root(saved.meta, args.data_root, run)
     recipe = RECIPES[recipe_name][0]
     action = getattr(recipe, args.command, None)
     if action is None:
         raise ConfigError(f"model {recipe_name!r} has no `{args.command}` command")
     torch.manual_seed(args.seed)
     return action(saved, run, args)
+
+
+def _override_data_root(meta: dict, data_root: str, run: Path) -> None:
+    """``evaluate --data-root``: read the run's data set from ``data_root`` instead of the folder it recorded
+    (``meta["data_root"]``, replaced in place).
+
+    :raises ConfigError: the run's data set reads no folder (it would be silently ignored).
+    """
+    from hybridpgm.data.registry import READ_FROM_DISK
+    from hybridpgm.errors import ConfigError
+
+    dataset = meta.get("dataset")
+    if dataset not in READ_FROM_DISK:
+        raise ConfigError(f"--data-root {data_root!r} was given, but the run {str(run)!r} ({meta.get('recipe')}) "
+                          f"trained on {'no data set read from disk' if dataset is None else repr(dataset)}, which "
+                          f"reads no folder; --data-root applies to {', '.join(READ_FROM_DISK)}")
+    meta["data_root"] = data_root
 
 
 def _check_output(path: Path, command: str) -> None:

@@ -290,3 +290,39 @@ def test_evaluate_refuses_num_samples_which_only_sample_takes(tmp_path, capsys):
     from hybridpgm.cli import build_parser
 
     assert build_parser().parse_args(["sample", str(tmp_path), "--num-samples", "5"]).num_samples == 5
+
+
+def test_evaluate_finds_the_data_from_any_folder_and_data_root_points_it_elsewhere(tmp_path, capsys, monkeypatch):
+    """Before, a run recorded ``--data-root`` as typed: a relative folder was looked up again from the working
+    directory of ``evaluate``, which then could not find the data, and ``evaluate`` had no ``--data-root``."""
+    from hybridpgm.serialization import load_model
+    from tests.recipes.fashion_fixture import tiny_fashion
+
+    (tmp_path / "elsewhere").mkdir()
+    tiny_fashion(tmp_path / "work" / "fm")
+    monkeypatch.chdir(tmp_path / "work")
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--dataset", "fashion-mnist", "--data-root", "fm", "--epochs", "1", "--out",
+                 str(run), "--device", "cpu", *TINY_VAE]) == 0
+    recorded = load_model(run / "model.pt").meta["data_root"]
+    assert os.path.isabs(recorded) and Path(recorded).resolve() == (tmp_path / "work" / "fm").resolve()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["evaluate", str(run)]) == 0
+    first = json.loads((run / "evaluation.json").read_text())
+    (tmp_path / "work" / "fm").rename(tmp_path / "moved")  # the data moved: the recorded folder is gone
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert main(["evaluate", str(run), "--data-root", "../moved"]) == 0
+    assert json.loads((run / "evaluation.json").read_text())["test_size"] == first["test_size"] == 4
+    assert _run(["evaluate", str(run), "--data-root", "../gone"]) == 2
+    assert "'../gone' does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_data_root_for_a_data_set_read_from_no_folder_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--epochs", "1", "--out", str(run), "--device", "cpu", *TINY_VAE]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--data-root" in err and "'digits'" in err and "reads no folder" in err

@@ -264,7 +264,9 @@ def load_network(name: str, **kwargs):
     """Read a BIF file by path, or a network bundled with pgmpy by name (``"alarm"``, ``"child"``, ...).
 
     :param name: a path to a ``.bif``/``.bif.gz`` file, or the name of one of
-        pgmpy's bundled bnlearn networks.
+        pgmpy's bundled bnlearn networks.  It is read as a path when it names a regular file or holds a path
+        separator or a ``.bif``/``.bif.gz`` suffix, and as a bundled name otherwise: a folder called ``asia``
+        in the working directory does not hide the bundled ``asia``.
     :param kwargs: passed to :func:`read_bif`.
     :raises DataError: naming where it looked, the bundled networks, and how to
         get the file; or for a ``name`` that is neither a string nor a path.
@@ -275,10 +277,11 @@ def load_network(name: str, **kwargs):
         raise DataError(f"load_network needs a file path or a network name, got {name!r}") from None
     if isinstance(name, bytes):
         name = os.fsdecode(name)
-    if os.path.exists(name):
-        return read_bif(name, **kwargs)
-    if os.sep in name or (os.altsep and os.altsep in name) or name.endswith((".bif", ".bif.gz")):
-        raise DataError(f"BIF file not found: {name}")
+    # a path when it is a regular file or reads like one (a separator, a .bif/.bif.gz suffix); otherwise a
+    # bundled name, so that a folder or other entry of the working directory called "asia" hides nothing
+    if os.path.isfile(name) or os.sep in name or (os.altsep and os.altsep in name) \
+            or name.endswith((".bif", ".bif.gz")):
+        return read_bif(name, **kwargs)  # DataError for a path that does not exist or is not a regular file
     looked = []
     try:
         import pgmpy

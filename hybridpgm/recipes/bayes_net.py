@@ -1,9 +1,10 @@
 """``hybridpgm train bayes-net``: learn a Bayesian network's tables from incomplete data.
 
 The true network is a BIF network bundled with pgmpy (``--network``, default
-``asia``; any ``.bif`` path works).  Rows are sampled from it (``--num-data``
-for training, ``--num-test`` held out) and a fraction ``--missing`` of the
-entries hidden.  A network of the same structure with random tables learns
+``asia``; any ``.bif`` path works, recorded as an absolute path so that
+``hybridpgm evaluate`` finds it from any working directory).  Rows are
+sampled from it (``--num-data`` for training, ``--num-test`` held out) and a
+fraction ``--missing`` of the entries hidden.  A network of the same structure with random tables learns
 from the incomplete rows by gradient steps on the exact marginal likelihood
 of the observed entries (the missing ones enumerated in parallel by
 :class:`pyro.infer.TraceEnum_ELBO`; the fixed points of EM, Dempster et al. 1977).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,26 @@ def _query_scores(learned: BayesNet, truth: BayesNet, rows: torch.Tensor, seed: 
             "queries": count, "query_evidence_nodes": observed}
 
 
-def _setup(meta) -> tuple[BayesNet, torch.Tensor, torch.Tensor]:
-    truth = load_network(meta["network"])
+def _true_network(network: str) -> BayesNet:
+    """The network ``--network`` names (:func:`~hybridpgm.graphs.load_network`).
+
+    :raises DataError: it cannot be read, or has continuous nodes.
+    """
+    truth = load_network(network)
     if any(getattr(truth.cpds[v], "cardinality", None) is None for v in truth.nodes):
-        raise DataError(f"network {meta['network']!r} has continuous nodes; bayes-net needs a discrete BIF network")
+        raise DataError(f"network {network!r} has continuous nodes; bayes-net needs a discrete BIF network")
+    return truth
+
+
+def _recorded_network(network: str) -> str:
+    """What a run records for ``--network``: the absolute path of a BIF file (``load_network`` reads ``network``
+    as a path exactly when it is a regular file, once it has loaded), so that ``hybridpgm evaluate RUN`` finds
+    it from any working directory; a bundled name as given."""
+    return os.path.abspath(network) if os.path.isfile(network) else network
+
+
+def _setup(meta, truth: BayesNet | None = None) -> tuple[BayesNet, torch.Tensor, torch.Tensor]:
+    truth = _true_network(meta["network"]) if truth is None else truth
     torch.manual_seed(meta["seed"])
     g = torch.Generator().manual_seed(meta["seed"])
     return truth, _rows(truth, meta["num_data"], meta["missing"], g), _rows(truth, meta["num_test"], meta["missing"], g)
@@ -105,14 +123,17 @@ def _setup(meta) -> tuple[BayesNet, torch.Tensor, torch.Tensor]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Sample, learn, evaluate, write the report; return the metrics."""
     context = current()
+    truth = _true_network(args.network)  # before --out is created: a folder --out asia must not hide asia
+    network = _recorded_network(args.network)
     out = prepare_output(args, f"runs/bayes-net-{Path(args.network).stem}")
     meta = {k: getattr(args, k) for k in ("network", "num_data", "num_test", "missing", "seed")}
-    truth, train_rows, test_rows = _setup(meta)
+    meta["network"] = network
+    truth, train_rows, test_rows = _setup(meta, truth)
     learner = learner_for(truth, torch.Generator().manual_seed(args.seed + 1))
     initial = _held_out(learner, test_rows)
     objective = SVIObjective(learner.model, learner.guide, TraceEnum_ELBO(max_plate_nesting=1))
     # --num-test only adds held-out rows, drawn after the training ones: it changes the report, not the run
-    config = recipe_config(args, reporting=("num_test",))
+    config = recipe_config(args, reporting=("num_test",), network=network)
     result, train_seconds, examples_per_s = train(objective, learner.split_missing(train_rows), args, out,
                                                   config=config)
     if not context.is_main:

@@ -84,9 +84,14 @@ seed_int = _checked_number(int, lambda v: 0 <= v < SEED_BOUND, "a seed, an integ
 
 
 def existing_dir(text: str) -> str:
+    """``--data-root``: a folder that exists, as an absolute path, so that a run records where its data lie
+    whatever the working directory of a later ``hybridpgm evaluate RUN``.
+
+    :raises argparse.ArgumentTypeError: the folder does not exist (named as typed).
+    """
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"folder {text!r} does not exist")
-    return text
+    return os.path.abspath(text)
 
 
 def device_name(text: str) -> str:
@@ -231,12 +236,13 @@ def write_text_atomically(path: Path, text: str) -> Path:
 
 
 def save_model(module: torch.nn.Module, out: Path, args: argparse.Namespace, **meta: Any) -> Path:
-    """``out/model.pt`` with the recipe's name and data set in its metadata (for
-    ``hybridpgm evaluate|sample RUN``)."""
+    """``out/model.pt`` with the recipe's name, data set and the absolute path of ``--data-root`` in its
+    metadata (for ``hybridpgm evaluate|sample RUN``; ``evaluate --data-root`` overrides the recorded folder)."""
     from hybridpgm.serialization import save
 
+    data_root = getattr(args, "data_root", None)
     return save(module, out / "model.pt", recipe=args.model, dataset=getattr(args, "dataset", None),
-                data_root=getattr(args, "data_root", None), seed=args.seed, **meta)
+                data_root=None if data_root is None else os.path.abspath(data_root), seed=args.seed, **meta)
 
 
 def throughput(result: FitResult, num_examples: int, batch_size: int, steps_before: int, seconds: float) -> float:

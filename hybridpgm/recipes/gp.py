@@ -43,6 +43,7 @@ import torch
 
 from hybridpgm.data import load_series, make_windows
 from hybridpgm.diagnostics import plot_coverage, plot_loss_curves
+from hybridpgm.errors import ConfigError
 from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective
 from hybridpgm.gp.gp_lstm import SemiStochasticObjective
 from hybridpgm.gp.validation import fit_validated, split_tail
@@ -108,8 +109,23 @@ def load_regression(seed: int) -> dict[str, Any]:
 
 
 def load_windows(name: str, window: int, num_test: int) -> dict[str, Any]:
-    """Windows of a statsmodels series, standardized on the training part; the last ``num_test`` are test."""
+    """Windows of a statsmodels series, standardized on the training part; the last ``num_test`` are test.
+
+    A series of length :math:`L` gives :math:`L - T` windows of length :math:`T` (``window``), each with the
+    next value as target; the test part holds the last ``num_test`` of them, the training part the
+    :math:`L - T - n_{test}` before, so :math:`n_{test} + T + 1 \\le L` is needed for one training window.
+
+    :raises ConfigError: ``--num-test`` and ``--window`` leave no training window, naming both and the
+        series' length.
+    """
     values = load_series(name).values.float()
+    length = int(values.shape[0])
+    if num_test + window + 1 > length:
+        most = length - window - 1
+        hint = f"--num-test {most} or less, or a shorter --window" if most >= 1 else "a shorter --window"
+        raise ConfigError(f"--num-test {num_test} with --window {window} leaves no training window: series "
+                          f"{name!r} has {length} values, and --num-test + --window + 1 must be at most {length} "
+                          f"(use {hint})")
     train_part = values[: -num_test]
     loc, scale = train_part.mean(), train_part.std()
     z = (values - loc) / scale

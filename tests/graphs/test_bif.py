@@ -88,6 +88,21 @@ def test_load_network_by_name_or_path(tmp_path):
         load_network("no_such_net")
 
 
+def test_a_folder_named_like_a_bundled_network_does_not_hide_it(tmp_path, monkeypatch):
+    """Before, any entry of the working directory named like a bundled network (a folder ``alarm``, the output
+    folder of ``--network asia --out asia``) was read as a path: "BIF path asia is not a regular file"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "asia").mkdir()
+    assert load_network("asia").nodes == read_bif(bundled_bif("asia")).nodes
+    # a regular file is a path, with or without the suffix; a name with a separator or suffix is never bundled
+    write_bif(random_bn(0, 2), tmp_path / "mynet")
+    assert load_network("mynet").nodes == ["x0", "x1"]
+    with pytest.raises(DataError, match="not a regular file"):
+        load_network("./asia")
+    with pytest.raises(DataError, match="BIF file not found: asia.bif"):
+        load_network("asia.bif")
+
+
 def _keyword_states_model():
     """A pgmpy network whose states are named like BIF keywords (``table``, ``default``, ``property``)."""
     from pgmpy.factors.discrete import TabularCPD

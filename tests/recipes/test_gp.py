@@ -105,3 +105,25 @@ def test_dkl_epochs_are_passes_and_metrics_record_what_ran(tmp_path):
     assert main(argv[:-1] + [str(tmp_path / "small"), "--batch-size", "100"]) == 0
     metrics = json.loads((tmp_path / "small" / "metrics.json").read_text())
     assert metrics["steps"] == 2 * -(-fit_rows // 100) and metrics["batch_size"] == 100
+
+
+@pytest.mark.parametrize("num_test,window", [(150, 2), (99, 2), (98, 2)])
+def test_gp_lstm_num_test_leaving_no_training_window_is_one_line_naming_it(num_test, window, tmp_path, capsys):
+    """Before, ``--num-test`` >= the series' length gave torch's ``std()`` UserWarning and an error about "a
+    series of length 0" or NaN values, naming neither ``--num-test`` nor the length (nile has 100 values)."""
+    import warnings
+
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.recipes.gp import load_windows
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["train", "gp-lstm", "--dataset", "nile", "--num-test", str(num_test), "--window", str(window),
+                     "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"--num-test {num_test}" in err and "100 values" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="at most 100"):
+        load_windows("nile", window, num_test)
+    data = load_windows("nile", window, 97)  # the largest --num-test: one training window
+    assert data["x_train"].shape[0] == 1 and data["x_test"].shape[0] == 97

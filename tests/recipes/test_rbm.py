@@ -7,6 +7,7 @@ from hybridpgm.cli import main
 from hybridpgm.energy import RBM
 from hybridpgm.infer import PersistentCD
 from hybridpgm.train import load_checkpoint
+from tests.recipes.fashion_fixture import tiny_fashion
 
 
 @pytest.mark.parametrize("persistent", [False, True])
@@ -49,3 +50,20 @@ def test_chains_without_persistent_is_refused_and_recorded_only_when_used(tmp_pa
     assert "chains" not in metrics and metrics["objective"] == "CD-1" and metrics["precision"] == "fp32"
     assert main(argv + ["--persistent", "--overwrite"]) == 0
     assert json.loads((out / "metrics.json").read_text())["chains"] == 100
+
+
+def test_rbm_trains_on_a_small_fashion_copy_without_a_validation_split(tmp_path, capsys):
+    """Before, a Fashion-MNIST copy of <= 10,000 training images (all training data, an empty validation split)
+    trained, then failed with exit 2 at the validation monitor ("... 'v' is an empty batch"), leaving no
+    model.pt."""
+    data = tiny_fashion(tmp_path / "fm")
+    out = tmp_path / "rbm"
+    argv = ["train", "rbm", "--dataset", "fashion-mnist", "--data-root", str(data), "--epochs", "1",
+            "--batch-size", "10", "--eval-every", "1", "--hidden", "4", "--ais-chains", "4", "--ais-steps", "20",
+            "--device", "cpu", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["validation"] == {}  # nothing to monitor
+    assert (out / "model.pt").stat().st_size > 0 and math.isfinite(metrics["test_log_likelihood"])
+    assert main(["evaluate", str(out)]) == 0
+    assert math.isfinite(json.loads((out / "evaluation.json").read_text())["test_log_likelihood"])
