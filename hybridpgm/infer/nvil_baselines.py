@@ -9,7 +9,8 @@ with [1].  :class:`_AttachBaselines` hands the networks to Pyro's
 :class:`pyro.infer.SVI` trains them.
 
 Under :func:`hybridpgm.fit` with ``accumulate = M`` the statistics belong to the optimizer update, not to
-the micro-batch (:meth:`NVILBaselines.update`).
+the micro-batch (:meth:`NVILBaselines.update`); on several ranks (``torchrun``) they pool the signals of
+every rank's micro-batches, as one process does on the union batch.
 
 References:
 
@@ -24,6 +25,7 @@ from typing import Sequence
 
 import pyro
 import torch
+import torch.distributed as dist
 from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
@@ -69,6 +71,30 @@ def _register_baselines(baselines: NVILBaselines) -> None:
         pyro.module(BASELINES_MODULE_NAME, baselines.nets)
 
 
+def _ranks() -> int:
+    """The number of ranks whose signals one :func:`hybridpgm.fit` update pools: the world size of
+    ``torch.distributed`` inside an update (:func:`~hybridpgm.train.update_scope.current_update` not ``None``),
+    else 1."""
+    if current_update() is None or not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size()
+
+
+def _chan(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Pool two sets of ``(count, mean, sum of squared deviations)`` (tensors of one shape, counts may be 0) as
+    in Chan et al.'s parallel variance:
+
+    .. math:: n = n_a + n_b, \\qquad \\bar s = \\bar s_a + \\frac{n_b}{n} (\\bar s_b - \\bar s_a), \\qquad
+              M = M_a + M_b + \\frac{n_a n_b}{n} (\\bar s_b - \\bar s_a)^2.
+
+    Where both counts are 0 the result is ``(0, 0, 0)``."""
+    (count_a, mean_a, squares_a), (count_b, mean_b, squares_b) = a, b
+    count = count_a + count_b
+    safe = count.clamp(min=1)
+    delta = mean_b - mean_a
+    return count, mean_a + delta * (count_b / safe), squares_a + squares_b + delta.pow(2) * (count_a * count_b / safe)
+
+
 class NVILBaselines(nn.Module):
     """Input-dependent baselines :math:`C_{\\psi_l}(x)` and running statistics per latent site.
 
@@ -87,6 +113,8 @@ class NVILBaselines(nn.Module):
     _update: object | None = None
     _before: tuple[torch.Tensor, torch.Tensor] | None = None
     _pooled: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}  # replaced, never mutated, per instance
+    #: on several ranks, the update's pooled ``(count, mean, sum of squared deviations)`` of all ranks, ``[S]`` each
+    _pooled_ranks: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
         super().__init__()
@@ -113,7 +141,7 @@ class NVILBaselines(nn.Module):
         self.nets = nn.ModuleDict({name: net() for name in self.sites})
         self.register_buffer("mean", torch.zeros(len(self.sites)))
         self.register_buffer("var", torch.ones(len(self.sites)))
-        self._update, self._before, self._pooled = None, None, {}
+        self._update, self._before, self._pooled, self._pooled_ranks = None, None, {}, None
 
     def index(self, site: str) -> int:
         return self.sites.index(site)
@@ -153,7 +181,8 @@ class NVILBaselines(nn.Module):
         pooled (count, mean and sum of squared deviations, combined as in Chan et al.'s parallel variance)
         and the buffers hold one step from their values before the update with the pooled mean and
         (biased) variance: after the last micro-batch, exactly the step ``accumulate=1`` takes on the whole
-        batch.
+        batch.  On several ranks (``torchrun``), see :meth:`_update_across_ranks`: the buffers pool the signals of
+        every rank, as one process does on the union of the ranks' batches.
         """
         i = self.index(site)
         a = self.decay
@@ -163,10 +192,15 @@ class NVILBaselines(nn.Module):
             self.var[i] = a * self.var[i] + (1 - a) * signal.var(unbiased=False)
             return
         if update is not self._update:  # the first micro-batch of this update: keep the statistics before it
-            self._update, self._before, self._pooled = update, (self.mean.clone(), self.var.clone()), {}
+            self._update, self._before = update, (self.mean.clone(), self.var.clone())
+            self._pooled, self._pooled_ranks = {}, None
         n = signal.numel()
         mean = signal.mean()
         squares = (signal - mean).pow(2).sum()
+        ranks = _ranks()
+        if ranks > 1:
+            self._update_across_ranks(i, n, mean, squares, ranks)
+            return
         if i in self._pooled:
             count, pooled_mean, pooled_squares = self._pooled[i]
             total = count + n
@@ -178,6 +212,36 @@ class NVILBaselines(nn.Module):
         before_mean, before_var = self._before
         self.mean[i] = a * before_mean[i].to(self.mean) + (1 - a) * mean
         self.var[i] = a * before_var[i].to(self.var) + (1 - a) * squares / n
+
+    def _update_across_ranks(self, i: int, n: int, mean: torch.Tensor, squares: torch.Tensor, ranks: int) -> None:
+        """:meth:`update` inside a ``fit`` update on :math:`R > 1` ranks: pool this micro-batch's statistics of
+        site ``i`` with those of the other ranks' calls.
+
+        The ranks call :meth:`update` equally often in an update, but not necessarily for the sites in the
+        same order (NVIL visits them in an order that depends on Python's per-process string hashing).  So
+        every call sends a ``[S, 3]`` table -- this rank's ``(count, mean, sum of squared deviations)`` in row
+        ``i``, zeros elsewhere -- and one ``all_gather`` hands every rank all :math:`R` tables.  Their rows
+        are pooled per site, in rank order, into the update's ``[S]`` triples (:func:`_chan`; a zero count
+        changes nothing), and every site that has signals gets the step of :meth:`update` from its value before
+        the update.  After the update's last call every rank has folded every rank's signals, in the same
+        order: the buffers are identical on all ranks and equal (up to rounding) those of one process on the
+        union batch.  Everything stays on the signals' device (no host synchronisation).
+        """
+        local = torch.zeros(len(self.sites), 3, dtype=mean.dtype, device=mean.device)
+        local[i, 0], local[i, 1], local[i, 2] = n, mean, squares
+        tables = [torch.empty_like(local) for _ in range(ranks)]
+        dist.all_gather(tables, local)
+        pooled = self._pooled_ranks
+        for table in tables:
+            pooled = tuple(table.unbind(-1)) if pooled is None else _chan(pooled, tuple(table.unbind(-1)))
+        self._pooled_ranks = pooled
+        count, pooled_mean, pooled_squares = pooled
+        a = self.decay
+        before_mean, before_var = (t.to(self.mean) for t in self._before)
+        seen = count > 0
+        self.mean.copy_(torch.where(seen, a * before_mean + (1 - a) * pooled_mean.to(self.mean), before_mean))
+        variance = (pooled_squares / count.clamp(min=1)).to(self.var)
+        self.var.copy_(torch.where(seen, a * before_var + (1 - a) * variance, before_var))
 
 
 class _AttachBaselines(Messenger):

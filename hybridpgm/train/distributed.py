@@ -211,16 +211,16 @@ class DistributedContext:
         happens only on a rank that lacks a gradient itself (a parameter with a gradient here is reached
         by some rank).
 
-        :param extra: a float scalar averaged in the same bucket (the loss), so
-            the step needs one collective, not two.
-        :returns: the rank average of ``extra`` (``extra`` itself on one rank).
+        :param extra: a float tensor averaged in the same bucket (the loss, and with it the per-rank
+            flags of :meth:`in_rank_slots`), so the step needs one collective, not two.
+        :returns: the rank average of ``extra``, of its shape and dtype (``extra`` itself on one rank).
         """
         if self.world_size == 1:
             return extra
         local = [p.grad is not None for p in params]
         parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
         if extra is not None:
-            parts.append(extra.detach().reshape(1))
+            parts.append(extra.detach().reshape(-1))
         dtype = functools.reduce(torch.promote_types, (t.dtype for t in parts))
         parts.append(torch.tensor(local, dtype=dtype, device=parts[0].device))  # 0/1: exact in any float dtype
         flat = torch.cat(parts)  # promotes to the widest dtype of the bucket
@@ -238,7 +238,21 @@ class DistributedContext:
             n = p.numel()
             p.grad = flat[offset : offset + n].view_as(p).to(p.dtype).clone() if reached[i] else None
             offset += n
-        return flat[offset].to(extra.dtype) if extra is not None else None
+        if extra is None:
+            return None
+        return flat[offset : offset + extra.numel()].view_as(extra).to(extra.dtype)
+
+    def in_rank_slots(self, values: torch.Tensor) -> torch.Tensor:
+        r"""``values`` (shape ``(k,)``) in this rank's column of a ``(k, world_size)`` matrix of zeros,
+        flattened to ``(k * world_size,)``, with no device synchronisation.
+
+        Summed over ranks, entry :math:`i \cdot W + r` is rank :math:`r`'s ``values[i]``: one all-reduce
+        tells every rank whose flag is set (as part of :meth:`all_reduce_gradients`'s ``extra``, which
+        averages, it is rank :math:`r`'s value over :math:`W`: a set flag stays positive).
+        """
+        slots = torch.zeros(values.numel(), self.world_size, dtype=values.dtype, device=values.device)
+        slots[:, self.rank] = values.reshape(-1)
+        return slots.reshape(-1)
 
 
 def current(timeout_s: float | None = None) -> DistributedContext:

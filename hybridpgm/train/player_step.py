@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 
 from hybridpgm.data.validation import batch_origin
-from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.errors import ConfigError, DataError, TrainingDivergedError
 from hybridpgm.train.batches import batch_size_of, micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
@@ -134,6 +134,10 @@ class Player:
         returned loss of a float64 objective is its float64 value (not rounded to float32, and
         finite above float32's largest value, about ``3.4e38``).  A failed data check raises its own error, before
         any update.
+        On several ranks each rank's failed check and non-finite loss ride in the one all-reduce of the
+        gradients (:meth:`~hybridpgm.train.distributed.DistributedContext.in_rank_slots`), so a rank whose
+        own data passed raises a :class:`~hybridpgm.errors.DataError`, or a :class:`TrainingDivergedError`,
+        that names the rank at fault ("see rank r's error") rather than a bare non-finite loss.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
 
@@ -147,6 +151,7 @@ class Player:
         :raises TrainingDivergedError: the loss or a gradient is NaN/inf (unless
             ``skip_nonfinite``); no update has been applied.  For a non-finite loss the message ends with the
             objective's ``explain_nonfinite`` of the micro-batches, where it has one (the error path only).
+        :raises DataError: (several ranks) another rank's data failed a deferred check; no update applied.
         :raises ConfigError: accumulation left a micro-batch of one row, which the model's batch
             normalisation refused (:func:`~hybridpgm.train.batches.one_row_micro_batch_error`).
         """
@@ -179,17 +184,36 @@ class Player:
                 else:
                     self._accumulate(objective, grads, weight)
                 total = weighted.detach() if total is None else total + weighted.detach()
-        total = context.all_reduce_gradients(self.params, extra=total)
+        ranks = context.world_size
+        if ranks > 1:  # this rank's failed data check and non-finite loss ride in the gradients' bucket
+            faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total)]).to(total.dtype)
+            total, faults = context.all_reduce_gradients(
+                self.params, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 2 * ranks])
+            total = total.reshape(())
+        else:
+            total = context.all_reduce_gradients(self.params, extra=total)
         grads = [] if self.scaler else [p.grad for p in self.params if p.grad is not None]
         # read in the loss's own precision (at least float32): a float64 loss reaches the history, the callbacks
         # and ReduceLROnPlateau unrounded, and a finite one above 3.4e38 does not read as inf; the float32 sums
         # convert exactly, so the finiteness test of the gradients is unchanged
         dtype = torch.promote_types(total.dtype, torch.float32)
-        flags = [total.to(dtype), *(part.to(dtype) for part in _sums(grads))]
-        if pending.flags:  # the models' deferred data checks ride along in the same read
-            flags.append(pending.all_passed(device).to(dtype))
-        value, *read = torch.stack(flags).tolist()
-        if pending.flags and not read.pop():
+        flags = torch.stack([total.to(dtype), *(part.to(dtype) for part in _sums(grads))])
+        if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: slot W + r), in the same read
+            flags = torch.cat([flags, faults.to(dtype)])
+        elif pending.flags:  # the models' deferred data checks ride along in the same read
+            flags = torch.cat([flags, pending.all_passed(device).to(dtype).reshape(1)])
+        value, *read = flags.tolist()
+        diverged: list[int] = []
+        if ranks > 1:
+            read, faults = read[:-2 * ranks], read[-2 * ranks:]
+            failed = [r for r in range(ranks) if faults[r] > 0]
+            diverged = [r for r in range(ranks) if faults[ranks + r] > 0]
+            if failed:
+                self.optimizer.zero_grad(set_to_none=True)
+                if context.rank in failed:
+                    pending.raise_first_failure()
+                raise _failed_elsewhere(failed, context, self.name, step)
+        elif pending.flags and not read.pop():
             self.optimizer.zero_grad(set_to_none=True)
             pending.raise_first_failure()
         # every sum finite: every gradient is; else (NaN/inf, or a rare overflow of huge finite
@@ -201,7 +225,7 @@ class Player:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
                 return value
-            raise self._diverged(value, step, checkpoint, objective, micro_batches, context)
+            raise self._diverged(value, step, checkpoint, objective, micro_batches, context, diverged)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if clip_grad_norm is not None:
@@ -270,18 +294,26 @@ class Player:
 
     def _diverged(self, value: float, step: int, checkpoint: Any, objective: Any = None,
                   micro_batches: list[tuple[Any, float]] = (), context: DistributedContext | None = None,
-                  ) -> TrainingDivergedError:
+                  diverged: list[int] = ()) -> TrainingDivergedError:
         """The error for a non-finite loss or gradient (the error path may sync freely).
 
         For a non-finite loss, the message ends with what the objective's optional ``explain_nonfinite`` says
         of the step's micro-batches (:func:`_explain_nonfinite`): the only place it is called, so it costs the
-        steps that do not diverge nothing.
+        steps that do not diverge nothing.  On several ranks, ``diverged`` lists the ranks whose own loss was
+        not finite; a rank not among them says so and points to the first one's error (its own micro-batches
+        are not explained: they are not at fault).
         """
         where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
         advice = "; pass skip_nonfinite=True to fit to skip such steps instead"
         explained = ""
-        if not math.isfinite(value):
+        if not math.isfinite(value) and diverged and context is not None and context.rank not in diverged:
+            what = (f"loss of player {self.name!r} is {value} (the average over {context.world_size} ranks): "
+                    f"the loss of rank(s) {diverged} is not finite, this rank's ({context.rank}) is; "
+                    f"see rank {diverged[0]}'s error for its micro-batches")
+        elif not math.isfinite(value):
             what = f"loss of player {self.name!r} is {value}"
+            if diverged and context is not None:
+                what += f" (on rank {context.rank} of {context.world_size}, whose own loss is not finite)"
             explained = _explain_nonfinite(objective, self.name, micro_batches, context)
         else:
             names = self.names or [f"#{i}" for i in range(len(self.params))]
@@ -342,6 +374,14 @@ def _explain_nonfinite(objective: Any, player: str, micro_batches: list[tuple[An
         return ""
     rank = f" (on rank {context.rank} of {context.world_size})" if context and context.world_size > 1 else ""
     return f".  {type(objective).__name__}.explain_nonfinite{rank}: " + "; ".join(texts)
+
+
+def _failed_elsewhere(failed: list[int], context: DistributedContext, player: str, step: int) -> DataError:
+    """The error of a rank whose data passed the models' deferred checks when the data of the ranks
+    ``failed`` did not: the failing check and row are in those ranks' own errors."""
+    return DataError(f"the data of rank(s) {failed} failed a check of the model at step {step} (player {player!r}); "
+                     f"see rank {failed[0]}'s error for the check and the row: this rank's ({context.rank} of "
+                     f"{context.world_size}) data passed; no update was applied")
 
 
 def _describe(error: Exception) -> str:

@@ -438,3 +438,58 @@ def test_baselines_pickled_before_the_per_update_statistics_still_train():
     result = hybridpgm.fit(SVIObjective(sbn.model, sbn.guide, NVIL_ELBO(old)), x, batch_size=8, accumulate=2,
                            progress=False, seed=0)
     assert result.steps == 1 and math.isfinite(result.history.loss["elbo"][0])
+
+
+def test_ranks_pool_their_signals_whatever_order_they_visit_the_sites(monkeypatch):
+    """Under fit on 2 ranks (collectives faked: the other rank's tables come from its own calls), one
+    ``all_gather`` per ``update`` call pools both ranks' signals, even though the other rank visits the sites
+    in the opposite order: the buffers after each update equal one process's on the union batch (float64,
+    2 micro-batches per update, 2 updates).  Outside fit no collective runs."""
+    from hybridpgm.train.update_scope import one_update
+
+    g = torch.Generator().manual_seed(0)
+    # signals[update][micro-batch][rank][site]: per-rank micro-batches of 3 and 5 rows with different scales
+    signals = [[[[(2.0 + site) * torch.randn(3 + 2 * rank, generator=g, dtype=torch.float64) + 4.0 * rank
+                  for site in range(2)] for rank in range(2)] for _ in range(2)] for _ in range(2)]
+
+    def fresh():
+        torch.manual_seed(0)
+        return NVILBaselines(["h1", "h2"], 3, hidden_dim=2, decay=0.6).double()
+
+    single, expected = fresh(), []
+    for update in signals:
+        with one_update():
+            for micro in update:
+                for site in (0, 1):
+                    single.update(f"h{site + 1}", torch.cat([micro[0][site], micro[1][site]]))
+        expected.append(torch.cat([single.mean, single.var]).clone())
+
+    other = []  # the tables the other rank sends: it visits h2 before h1
+    for update in signals:
+        for micro in update:
+            for site in (1, 0):
+                s = micro[1][site]
+                table = torch.zeros(2, 3, dtype=torch.float64)
+                table[site] = torch.stack([torch.tensor(float(s.numel()), dtype=torch.float64), s.mean(),
+                                           (s - s.mean()).pow(2).sum()])
+                other.append(table)
+    sent = iter(other)
+
+    def fake_all_gather(tables, local):
+        assert len(tables) == 2 and local.shape == (2, 3)
+        tables[0].copy_(local)
+        tables[1].copy_(next(sent))
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "all_gather", fake_all_gather)
+    ranks = fresh()
+    for update, want in zip(signals, expected):
+        with one_update():
+            for micro in update:
+                for site in (0, 1):
+                    ranks.update(f"h{site + 1}", micro[0][site])
+        torch.testing.assert_close(torch.cat([ranks.mean, ranks.var]), want, rtol=0.0, atol=1e-12)
+    assert next(sent, None) is None  # one collective per call
+    assert (expected[-1][2:] > 1.5).all()  # the variances moved far from their start
+    ranks.update("h1", signals[0][0][0][0])  # outside fit: a step of its own, no collective (none is left)

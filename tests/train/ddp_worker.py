@@ -2,7 +2,8 @@
 
     torchrun --standalone --nproc_per_node=2 tests/train/ddp_worker.py MODE OUT [CHECKPOINT]
 
-Per-rank modes (``per_rank_init``, ``sigterm_rank1``, ``pcd_resume``) write ``OUT.rank<R>`` on every rank.
+Per-rank modes (``per_rank_init``, ``sigterm_rank1``, ``pcd_resume``, ``bad_rank0``) write ``OUT.rank<R>``
+on every rank.
 """
 
 import functools
@@ -69,6 +70,45 @@ def pcd(batch, checkpoint=None, max_steps=None):
     return {k: v.clone() for k, v in objective.module.state_dict().items()}
 
 
+def bad_rank0():
+    """Rank 0's data fails a deferred check, then rank 0's loss alone is NaN: each rank's error (type, message)."""
+    from hybridpgm.graphs import BayesNet, cpd
+
+    class NanOnRank0(LinearRegression):
+        def loss(self, player, batch):
+            loss = super().loss(player, batch)
+            return loss + float("nan") if int(os.environ["RANK"]) == 0 else loss
+
+    net = BayesNet()
+    net.add("a", cpd.Table([0.5, 0.5]))
+    net.add("b", cpd.Table([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]], ["a"]))
+    rows = torch.tensor([[0, 0], [1, 2], [0, 1], [1, 1], [0, 2], [1, 0], [0, 0], [1, 1]])  # [0, 2]: impossible
+    errors = []
+    for objective, data in ((SVIObjective(net.model, net.guide), rows), (NanOnRank0(), regression_data())):
+        try:
+            fit(objective, data, batch_size=4, max_steps=2, seed=0, shuffle=False, progress=False)
+        except Exception as error:  # noqa: BLE001 - the test reads every rank's error
+            errors.append((type(error).__name__, str(error)))
+    return errors
+
+
+def nvil(batch, accumulate=1):
+    """NVIL on a small SBN in float64, 3 steps; the guide is deterministic (encoder logits +100), so that the ranks
+    and one process draw the same latents.  Its running statistics must pool the signals of every rank."""
+    from hybridpgm.infer import NVIL
+    from tests.generative.sbn_brute_force import binary, random_sbn
+
+    sbn = random_sbn([6, 4, 3], 5, scale=1.0).double()
+    with torch.no_grad():
+        for encoder in sbn.encoders:
+            encoder.weight.zero_(), encoder.bias.fill_(100.0)
+    torch.manual_seed(0)
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, decay=0.5)
+    fit(objective, binary(48, 6, 5).double(), epochs=1, batch_size=batch, accumulate=accumulate, progress=False,
+        seed=0, optim=functools.partial(torch.optim.SGD, lr=0.05))
+    return {k: v.detach().clone() for k, v in objective.module.state_dict().items()}
+
+
 class KillRank:
     def __init__(self, rank, step):
         self.rank, self.step = rank, step
@@ -97,6 +137,9 @@ def main(mode, out, checkpoint=None):
         pcd(4, checkpoint=checkpoint, max_steps=3)
         torch.save({"full": full, "resumed": pcd(4, checkpoint=checkpoint)}, f"{out}.rank{rank}")
         return
+    if mode == "bad_rank0":
+        torch.save(bad_rank0(), f"{out}.rank{rank}")
+        return
     if mode == "per_rank_lr":
         run("accumulate", 8, lr=0.05 * (1 + rank))
         return
@@ -119,6 +162,8 @@ def main(mode, out, checkpoint=None):
         results = {"vae": run("vae", 8, checkpoint=checkpoint)}
     elif mode == "vae_kill":
         results = {"vae": run("vae", 8, checkpoint=checkpoint, callbacks=[KillRank(1, 5)])}
+    elif mode == "nvil":
+        results = {"nvil": nvil(8), "nvil_acc": nvil(8, accumulate=2)}
     elif mode == "mismatch":
         results = {"x": run("two_player", 8 + int(os.environ["RANK"]))}
     else:

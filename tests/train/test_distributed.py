@@ -73,6 +73,20 @@ def test_distributed_checkpoint_resumes_on_two_or_one_process(tmp_path):
     assert_same(torch.load(tmp_path / "resumed.pt", weights_only=True)["vae"], uninterrupted)
 
 
+def test_nvil_running_statistics_pool_every_ranks_signals(tmp_path):
+    """NVIL's running mean and variance on 2 ranks of batch 8 are those of one process of batch 16 (the ranks
+    pool their signals in each update), and so are the parameters: float64, 3 steps, accumulate 1 and 2."""
+    proc = torchrun("nvil", tmp_path / "nvil.pt")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = torch.load(tmp_path / "nvil.pt", weights_only=True)
+    for key, accumulate in (("nvil", 1), ("nvil_acc", 2)):
+        single = ddp_worker.nvil(16, accumulate)
+        assert (single["baselines.var"] - 1.0).abs().min() > 0.1  # the statistics moved from their start
+        assert ranks[key].keys() == single.keys()
+        for name, value in single.items():
+            torch.testing.assert_close(ranks[key][name], value, rtol=0.0, atol=1e-10, msg=f"{key}: {name}")
+
+
 def test_each_rank_resumes_its_own_buffers_and_another_world_size_warns(tmp_path):
     ckpt = tmp_path / "pcd.pt"
     proc = torchrun("pcd_resume", tmp_path / "pcd", ckpt)
@@ -122,6 +136,20 @@ def test_cli_under_torchrun_writes_one_report(tmp_path):
     assert proc.stdout.count('"test_log_likelihood"') == 1  # rank 0 alone reports
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "loss.png", "metrics.json", "model.pt",
                                                       "reconstructions.png", "samples.png"]
+
+
+def test_a_rank_whose_data_is_fine_names_the_rank_whose_data_failed_or_diverged(tmp_path):
+    proc = torchrun("bad_rank0", tmp_path / "bad", timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (check0, nan0), (check1, nan1) = [torch.load(tmp_path / f"bad.rank{r}", weights_only=True) for r in (0, 1)]
+    assert check0[0] == "DataError" and "is impossible under the model: node 'b'" in check0[1]
+    assert check1 == ("DataError", "the data of rank(s) [0] failed a check of the model at step 0 (player 'elbo'); "
+                                   "see rank 0's error for the check and the row: this rank's (1 of 2) data passed; "
+                                   "no update was applied")
+    assert nan0[0] == "TrainingDivergedError" and "is nan (on rank 0 of 2, whose own loss is not finite)" in nan0[1]
+    assert nan1[0] == "TrainingDivergedError" and nan1[1].startswith(
+        "loss of player 'fit' is nan (the average over 2 ranks): the loss of rank(s) [0] is not finite, this rank's "
+        "(1) is; see rank 0's error for its micro-batches at step 0; no update was applied")
 
 
 @pytest.mark.slow
@@ -199,6 +227,19 @@ def test_gradient_all_reduce_of_identical_ranks_keeps_missing_gradients_missing(
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda flat: flat.mul_(2))  # both ranks alike
     DistributedContext(rank=0, world_size=2).all_reduce_gradients(params)
     assert torch.equal(params[0].grad, torch.tensor([1.0, 2.0])) and params[1].grad is None
+
+
+def test_flags_in_rank_slots_tell_every_rank_whose_flag_is_set(monkeypatch):
+    context = DistributedContext(rank=1, world_size=2)
+    mine = context.in_rank_slots(torch.tensor([0.0, 1.0]))  # rank 1: check passed, loss not finite
+    assert torch.equal(mine, torch.tensor([0.0, 0.0, 0.0, 1.0]))  # (flag, rank) row-major
+    other = torch.tensor([2.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0])  # rank 0's: grad, loss, its check failed, had a grad
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda flat: flat.add_(other))
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    params[0].grad = torch.tensor([4.0])
+    extra = context.all_reduce_gradients(params, extra=torch.cat([torch.tensor([3.0]), mine]))
+    assert torch.equal(extra, torch.tensor([2.0, 0.5, 0.0, 0.0, 0.5]))  # loss averaged; flags over W, still > 0
+    assert torch.equal(params[0].grad, torch.tensor([3.0]))
 
 
 def test_broadcast_module_state_copies_rank_zeros_parameters_and_buffers(monkeypatch):
