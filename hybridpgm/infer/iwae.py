@@ -63,32 +63,42 @@ def _plates(site) -> dict:
 
 def _data_dims(sites) -> list[int]:
     """The dims of the data index: the plates every site lies in, where sibling plates at the same ``dim`` with
-    the same ``size`` (two models' ``"v1/data"`` and ``"v2/data"`` over one batch) count as one index.
+    the same ``size`` that each hold an observed site (two models' ``"v1/data"`` and ``"v2/data"`` over one
+    batch) count as one index.  A plate that holds only latent sites beside a data plate of the same dim and size
+    (a global latent vector in a ``"components"`` plate) is no data index.
 
-    With no such plate the whole batch is one importance weight: right for a global latent outside every plate,
-    and the only case allowed.
+    With no such index the whole batch is one importance weight: right for a global latent outside every plate
+    or in a plate of its own.
 
-    :raises ObjectiveError: the sites that lie in plates share none (plates of different sizes or dims: two
-        data sets, or a global latent in a plate of its own), naming the plates and their sites.
+    :raises ObjectiveError: data plates (each holding an observed site) that share no index: plates of different
+        sizes or dims, two data sets -- naming the plates and their sites.
     """
-    plates = [(site["name"], _plates(site)) for site in sites]
-    in_plates = [(name, here) for name, here in plates if here]
+    plates = [(site, _plates(site)) for site in sites]
+    in_plates = [(site, here) for site, here in plates if here]
+    observed = {name for site, here in in_plates if site.get("is_observed") for name in here.values()}
+    names_at: dict = {}
+    for _, here in in_plates:
+        for key, name in here.items():
+            names_at.setdefault(key, set()).add(name)
     common = set.intersection(*(set(here) for _, here in in_plates)) if in_plates else set()
+    # one plate at a key, or sibling data plates: one index; a latent-only sibling makes the key no data index
+    common = {key for key in common if len(names_at[key]) == 1 or names_at[key] <= observed}
     if in_plates and not common:
+        if any(name not in observed for names in names_at.values() for name in names):
+            return []  # a latent in a plate of its own (a global latent vector): one weight for the whole batch
         held: dict = {}
-        for name, here in in_plates:
+        for site, here in in_plates:
             outer = max(here, key=lambda key: key[0])  # the outermost (least negative dim) names the group
             names = held.setdefault((here[outer],) + outer, [])
-            if name not in names:  # a latent is a site of the model and of the guide
-                names.append(name)
+            if site["name"] not in names:  # a latent is a site of the model and of the guide
+                names.append(site["name"])
         listed = "; ".join(f"plate {plate!r} (dim {dim}, size {size}) holds {names}"
                            for (plate, dim, size), names in held.items())
         raise ObjectiveError(
             f"IWAE: no plate index is shared by every site that lies in a plate ({listed}); the importance-"
             "weighted bound takes one log-mean-exp per data point and needs one data index for the whole "
-            "program: plates at the same dim with the same size count as one (row n of each is one data point). "
-            "Two models over different data: compute the bound of each model on its own and add them; a global "
-            "latent vector: sample it outside the plates with .to_event(1)"
+            "program: data plates at the same dim with the same size count as one (row n of each is one data "
+            "point). Two models over different data: compute the bound of each model on its own and add them"
         )
     if len(in_plates) < len(plates):
         return []  # a site outside every plate (a global latent): one weight for the whole batch

@@ -247,3 +247,28 @@ def test_sibling_plates_that_share_no_index_are_refused_by_name(dims):
     with pytest.raises(ObjectiveError, match=r"plate 'v1/data' \(dim -1, size 2\) holds \['v1/z', 'v1/x'\].*"
                                              rf"plate 'v2/data' \(dim {dims[1]}, size 3\)"):
         IWAE(4, max_plate_nesting=2).loss(model, guide, a, b)
+
+
+@pytest.mark.parametrize("components", [3, 2])
+def test_a_global_latent_in_a_plate_of_its_own_is_one_weight_whatever_its_size(components):
+    """A global latent vector sampled in a "components" plate beside the data plate at the same dim: every row
+    depends on all of it, so the batch is one importance weight.  A review found the sibling-plate rule pairing
+    component k with row k when the sizes matched (a "bound" above log p(x)) and refusing other sizes."""
+    x = torch.tensor([0.5, -1.0, 2.0])
+
+    def model(x):
+        with pyro.plate("components", components):
+            mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 3):
+            pyro.sample("x", dist.Normal(mu.sum(-1, keepdim=True).expand(mu.shape[:-1] + (3,)), 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("components", components):
+            pyro.sample("mu", dist.Normal(torch.linspace(0.1, 0.3, components), 0.7))
+
+    pyro.set_rng_seed(0)
+    log_w, _ = importance_log_weights(model, guide, x, num_particles=4000, max_plate_nesting=1)
+    assert log_w.shape == (4000,)
+    bound = float(torch.logsumexp(log_w, 0) - math.log(4000))
+    exact = float(dist.MultivariateNormal(torch.zeros(3), torch.eye(3) + components * torch.ones(3, 3)).log_prob(x))
+    assert abs(bound - exact) < 0.05  # 4000 particles: within Monte Carlo error (the mis-paired one was 1.0 above)
