@@ -239,7 +239,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")
         return filled, missing
 
-    def _inputs(self, inputs) -> dict:
+    def _inputs(self, inputs, rows: int | None = None) -> dict:
         """The context inputs as a dict name -> ``[N]`` or ``[*B, N, F]`` tensor in the network's dtype.
 
         A context input is ``batch_shape + feature_shape``: its leading dims are the batch dims the enclosing Pyro
@@ -247,7 +247,10 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         plate of a vectorized ELBO, IWAE or ``Predictive(..., parallel=True)``), then the row dim ``N``; the
         trailing dims are features, flattened to ``F``
         (:func:`~hybridpgm.graphs.bn_values.context_batch_features`).  The batch dims broadcast with those of the
-        continuous parents in the CPDs.
+        continuous parents in the CPDs.  Where the data's row count ``rows`` is known, that reading is taken only
+        when the dim it puts at the data plate holds ``rows`` entries; else the input is ``[N, d...]`` (its first
+        dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a plate of the
+        caller's keeps its ``d1 * d2`` features.
 
         :raises DataError: inputs that are not a dict of known context names (or one tensor for the single one),
             or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
@@ -263,8 +266,14 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         if unknown:
             raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")
         dtype, device, outer = self.dtype, self.device, outer_batch_dims()
-        return {k: context_batch_features(_continuous(t, dtype, device, f"context input '{k}'"), outer)
-                for k, t in inputs.items()}
+        out = {}
+        for k, t in inputs.items():
+            t = _continuous(t, dtype, device, f"context input '{k}'")
+            batched = context_batch_features(t, outer)
+            if rows is not None and t.dim() > 2 and batched.shape[-2] != rows and t.shape[0] == rows:
+                batched = context_batch_features(t, 0)  # [N, d...]: the rows first, the features flattened
+            out[k] = batched
+        return out
 
     def _rows(self, cols: dict, ctx: dict, num_samples: int | None) -> int:
         """The number of rows ``N`` of :meth:`model`'s plate: that of the data and of the context inputs (a 0-d

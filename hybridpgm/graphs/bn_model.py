@@ -79,7 +79,7 @@ class BayesNetModel:
         prefix = site_prefix(prefix, "BayesNet.model")
         self.check()
         cols = self.columns(data, mask)
-        ctx = self._inputs(inputs)
+        ctx = self._inputs(inputs, int(next(iter(cols.values())).shape[0]) if cols else num_samples)
         n = self._rows(cols, ctx, num_samples)
         if n == 0:
             raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")

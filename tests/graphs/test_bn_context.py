@@ -178,3 +178,30 @@ def test_exact_queries_flatten_a_context_of_several_feature_dims_as_documented()
     got = bn.posterior("c", {"w": torch.tensor([0, 1, 1, 0, 1]), "u": u})
     want = bn.posterior("c", {"w": torch.tensor([0, 1, 1, 0, 1]), "u": u.reshape(5, 6)})
     torch.testing.assert_close(got, want)
+
+
+def test_an_image_context_keeps_its_rows_first_under_enumeration_and_plates():
+    """A context of several feature dims ``[N, 2, 3]`` (no particle dims) is N rows of 6 features under an
+    enumerated site before the network, a vectorized ELBO and Predictive(parallel=True), as in a plain trace
+    (a review found it read as batch dims [N, 2] there)."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
+
+    from hybridpgm.graphs import BayesNet, cpd
+
+    torch.manual_seed(0)
+    bn = BayesNet(name="img_bn").add("y", cpd.Neural(torch.nn.Linear(6, 3), [], 3, context=["img"]))
+    img, y = torch.randn(4, 2, 3), torch.tensor([0, 1, 2, 1])
+    want = -float(pyro.poutine.trace(bn.model).get_trace({"y": y}, inputs={"img": img}).log_prob_sum())
+
+    def enumerated(y):
+        pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])), infer={"enumerate": "parallel"})
+        bn.model({"y": y}, inputs={"img": img})
+
+    assert TraceEnum_ELBO(max_plate_nesting=1).loss(enumerated, lambda y: None, y) == pytest.approx(want, rel=1e-6)
+    vectorized = Trace_ELBO(num_particles=2, vectorize_particles=True, max_plate_nesting=1)
+    assert vectorized.loss(lambda y: bn.model({"y": y}, inputs={"img": img}), lambda y: None, y) == \
+        pytest.approx(want, rel=1e-6)
+    draws = Predictive(lambda: bn.model(None, inputs={"img": img}, num_samples=4), num_samples=3, parallel=True)()
+    assert draws["y"].shape == (3, 4)
