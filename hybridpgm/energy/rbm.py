@@ -168,8 +168,11 @@ class RBM(RBMLikelihood, nn.Module):
 
     # ------------------------------------------------------------- the maths
     def _in_dtype(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        """``x`` in the parameters' dtype (a low-precision tensor made under autocast, converted up)."""
-        return x if x is None or x.dtype == self.weight.dtype else x.to(self.weight.dtype)
+        """``x`` in the parameters' dtype where autocast made it in half precision (converted up, exactly for
+        0/1 states); any other dtype is left to the checks of the maths that reads it."""
+        if x is None or x.dtype == self.weight.dtype or x.dtype not in (torch.float16, torch.bfloat16):
+            return x
+        return x.to(self.weight.dtype)
 
     def _scaled(self, v: torch.Tensor) -> torch.Tensor:
         return v / self.sigma if self.gaussian else v
