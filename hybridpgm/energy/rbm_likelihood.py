@@ -101,14 +101,14 @@ class RBMLikelihood:
             \\nabla_\\theta \\log p(v) = -\\nabla_\\theta F(v) + E_{p(v')}\\big[\\nabla_\\theta F(v')\\big],
 
         and ``(-rbm.log_likelihood(x).mean()).backward()`` is maximum-likelihood training.
+        Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) it is computed with autocast off
+        (:class:`~hybridpgm.precision_scope.exact_precision`), in the model's dtype: float32, not bfloat16, for a
+        float32 RBM (:meth:`log_partition` too).
 
         :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
             without a graph is a constant, so the result's gradient is :math:`-\\nabla_\\theta F(v)` only (the
             value is conditional on that constant and the gradient is *not* that of :math:`\\log p(v)`); a tensor
             with a graph (``log_partition(differentiable=True)``) carries its own gradient.
-        Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) it is computed with autocast off
-        (:class:`~hybridpgm.precision_scope.exact_precision`), in the model's dtype: float32, not bfloat16, for a
-        float32 RBM (:meth:`log_partition` too).
 
         :raises ConfigError: ``log_z`` is not a finite scalar (a number or a one-element tensor).
         """

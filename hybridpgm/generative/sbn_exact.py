@@ -164,11 +164,10 @@ class SBNExactLikelihood:
         caller (``poutine.scale``, ``condition``, an outer ``pyro.plate``), and a user's model can score data
         with it, ``pyro.factor("ll", sbn.exact_log_likelihood(x).sum())``, without its enumerated sites leaking
         into the model's trace.
-
-        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the enumeration runs with autocast off
         (:class:`~hybridpgm.precision_scope.exact_precision`), in the net's dtype: float32 for a float32 net.
 
+        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
         :returns: ``[B]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
         :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or a single
