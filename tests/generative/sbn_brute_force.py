@@ -132,3 +132,13 @@ def posterior(sbn, x):
 
 def grads(value, params):
     return torch.autograd.grad(value, params, allow_unused=True)
+
+
+def deterministic_guide_sbn():
+    """A float64 ``[6, 4, 3]`` SBN (seed 5) whose guide is deterministic (encoder logits +100): runs that draw
+    their random numbers in different orders (micro-batches, ranks) see the same latents."""
+    sbn = random_sbn([6, 4, 3], 5, scale=1.0).double()
+    with torch.no_grad():
+        for encoder in sbn.encoders:
+            encoder.weight.zero_(), encoder.bias.fill_(100.0)
+    return sbn

@@ -7,7 +7,8 @@ import hybridpgm  # noqa: F401
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer import NVIL, NVIL_ELBO, NVILBaselines
 from tests.generative import sbn_brute_force as bf
-from tests.generative.sbn_brute_force import binary, flat_grads, mc_check, random_sbn, single_thread  # noqa: F401
+from tests.generative.sbn_brute_force import (binary, deterministic_guide_sbn, flat_grads, mc_check,  # noqa: F401
+                                             random_sbn, single_thread)
 
 
 def _setup(seed=0):
@@ -382,10 +383,7 @@ def test_fit_with_accumulate_gives_the_buffers_and_parameters_of_one_micro_batch
 
     results = []
     for accumulate in (1, 4, 16):
-        sbn = random_sbn([6, 4, 3], 5, scale=1.0).double()
-        with torch.no_grad():
-            for encoder in sbn.encoders:
-                encoder.weight.zero_(), encoder.bias.fill_(100.0)
+        sbn = deterministic_guide_sbn()
         torch.manual_seed(0)
         objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, decay=0.5)
         hybridpgm.fit(objective, binary(48, 6, 5).double(), epochs=1, batch_size=16, accumulate=accumulate,

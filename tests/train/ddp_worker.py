@@ -96,12 +96,9 @@ def nvil(batch, accumulate=1):
     """NVIL on a small SBN in float64, 3 steps; the guide is deterministic (encoder logits +100), so that the ranks
     and one process draw the same latents.  Its running statistics must pool the signals of every rank."""
     from hybridpgm.infer import NVIL
-    from tests.generative.sbn_brute_force import binary, random_sbn
+    from tests.generative.sbn_brute_force import binary, deterministic_guide_sbn
 
-    sbn = random_sbn([6, 4, 3], 5, scale=1.0).double()
-    with torch.no_grad():
-        for encoder in sbn.encoders:
-            encoder.weight.zero_(), encoder.bias.fill_(100.0)
+    sbn = deterministic_guide_sbn()
     torch.manual_seed(0)
     objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, decay=0.5)
     fit(objective, binary(48, 6, 5).double(), epochs=1, batch_size=batch, accumulate=accumulate, progress=False,
