@@ -16,11 +16,12 @@ from typing import Any, Mapping
 import torch
 
 from hybridpgm.data.validation import batch_origin
-from hybridpgm.errors import ConfigError, DataError, TrainingDivergedError
-from hybridpgm.train.batches import batch_size_of, micro_batch_origin, one_row_micro_batch_error
+from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.train.batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
+from hybridpgm.train.divergence import diverged_error, failed_elsewhere
 
 __all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
 
@@ -212,7 +213,7 @@ class Player:
                 self.optimizer.zero_grad(set_to_none=True)
                 if context.rank in failed:
                     pending.raise_first_failure()
-                raise _failed_elsewhere(failed, context, self.name, step)
+                raise failed_elsewhere(failed, context, self.name, step)
         elif pending.flags and not read.pop():
             self.optimizer.zero_grad(set_to_none=True)
             pending.raise_first_failure()
@@ -225,7 +226,7 @@ class Player:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
                 return value
-            raise self._diverged(value, step, checkpoint, objective, micro_batches, context, diverged)
+            raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if clip_grad_norm is not None:
@@ -292,37 +293,6 @@ class Player:
             raise ConfigError(f"{type(objective).__name__}.loss_and_gradients({self.name!r}) gave gradients for "
                               f"{len(grads) - taken} parameter(s) outside player {self.name!r}")
 
-    def _diverged(self, value: float, step: int, checkpoint: Any, objective: Any = None,
-                  micro_batches: list[tuple[Any, float]] = (), context: DistributedContext | None = None,
-                  diverged: list[int] = ()) -> TrainingDivergedError:
-        """The error for a non-finite loss or gradient (the error path may sync freely).
-
-        For a non-finite loss, the message ends with what the objective's optional ``explain_nonfinite`` says
-        of the step's micro-batches (:func:`_explain_nonfinite`): the only place it is called, so it costs the
-        steps that do not diverge nothing.  On several ranks, ``diverged`` lists the ranks whose own loss was
-        not finite; a rank not among them says so and points to the first one's error (its own micro-batches
-        are not explained: they are not at fault).
-        """
-        where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
-        advice = "; pass skip_nonfinite=True to fit to skip such steps instead"
-        explained = ""
-        if not math.isfinite(value) and diverged and context is not None and context.rank not in diverged:
-            what = (f"loss of player {self.name!r} is {value} (the average over {context.world_size} ranks): "
-                    f"the loss of rank(s) {diverged} is not finite, this rank's ({context.rank}) is; "
-                    f"see rank {diverged[0]}'s error for its micro-batches")
-        elif not math.isfinite(value):
-            what = f"loss of player {self.name!r} is {value}"
-            if diverged and context is not None:
-                what += f" (on rank {context.rank} of {context.world_size}, whose own loss is not finite)"
-            explained = _explain_nonfinite(objective, self.name, micro_batches, context)
-        else:
-            names = self.names or [f"#{i}" for i in range(len(self.params))]
-            bad = [n for n, p in zip(names, self.params)
-                   if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-            what = f"gradient of player {self.name!r} is not finite in {bad} (the loss, {value:.6g}, is finite)"
-        return TrainingDivergedError(f"{what} at step {step}; no update was applied{where}{advice}{explained}",
-                                     step=step, player=self.name)
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
@@ -338,58 +308,6 @@ class Player:
         if self.scaler and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.skipped = int(state.get("skipped", 0))
-
-
-def _explain_nonfinite(objective: Any, player: str, micro_batches: list[tuple[Any, float]],
-                       context: DistributedContext | None = None) -> str:
-    """What ``objective.explain_nonfinite(player, micro_batch)`` (an optional member of the
-    :class:`~hybridpgm.train.objective.Objective` protocol) says of each micro-batch of a step whose loss is
-    not finite, as the tail of the :class:`TrainingDivergedError` (``""``: no hook, or nothing to say).
-
-    Each text is prefixed with the micro-batch and its rows in the batch (``rows 4..7``) when the batch was
-    split, and with the rank when several processes train: the hook names rows of the micro-batch it is given.
-    The hook runs without gradients; an exception inside it ends the explanation with ``"could not explain"``
-    and its type and message, never masking the divergence itself.
-    """
-    explain = getattr(objective, "explain_nonfinite", None)
-    if not callable(explain):
-        return ""
-    texts, start, count = [], 0, len(micro_batches)
-    for index, (micro, _) in enumerate(micro_batches):
-        rows, failed = None, False
-        try:
-            rows = batch_size_of(micro)
-            with torch.no_grad():
-                text = explain(player, micro)
-            text = None if text is None else str(text)
-        except Exception as error:  # noqa: BLE001 - the divergence is the error to raise; the hook only explains
-            text, failed = f"could not explain the non-finite loss ({_describe(error)})", True
-        if text:
-            span = "" if rows is None else f" (rows {start}..{start + rows - 1} of the batch, numbered from 0 in it)"
-            texts.append(f"micro-batch {index + 1} of {count}{span}: {text}" if count > 1 else text)
-        if failed:  # once is enough: the other micro-batches would most likely fail alike
-            break
-        start += rows
-    if not texts:
-        return ""
-    rank = f" (on rank {context.rank} of {context.world_size})" if context and context.world_size > 1 else ""
-    return f".  {type(objective).__name__}.explain_nonfinite{rank}: " + "; ".join(texts)
-
-
-def _failed_elsewhere(failed: list[int], context: DistributedContext, player: str, step: int) -> DataError:
-    """The error of a rank whose data passed the models' deferred checks when the data of the ranks
-    ``failed`` did not: the failing check and row are in those ranks' own errors."""
-    return DataError(f"the data of rank(s) {failed} failed a check of the model at step {step} (player {player!r}); "
-                     f"see rank {failed[0]}'s error for the check and the row: this rank's ({context.rank} of "
-                     f"{context.world_size}) data passed; no update was applied")
-
-
-def _describe(error: Exception) -> str:
-    """``"Type: message"`` of an exception, or its type alone where its message cannot be formed."""
-    try:
-        return f"{type(error).__name__}: {error}"
-    except Exception:  # noqa: BLE001 - a broken __str__ must not mask the divergence either
-        return type(error).__name__
 
 
 def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Player], step: int,
