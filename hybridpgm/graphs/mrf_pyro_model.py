@@ -20,6 +20,7 @@ import torch
 
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
 
@@ -34,6 +35,26 @@ _HINT = ("MarkovNet.model's variable sites are placeholders (Categorical(logits=
          "pyro.factor sites): for a pointwise log-likelihood and posterior predictive, observe the variables "
          "jointly as one site, pyro.sample(name, mrf.distribution(context=...), obs=states) with states (N, V) "
          "in mrf.variables order")
+
+
+def _too_deep(shape: tuple, outer: int, context) -> str:
+    """The message for tables of ``shape`` with more batch dims than the rows and the ``outer`` dims of the
+    enclosing program (:func:`~hybridpgm.graphs.bn_values.outer_batch_dims`)."""
+    ctx = f"a context of shape {tuple(context.shape)}" if isinstance(context, torch.Tensor) else "the context"
+    claimed = (f"after the {outer} dim(s) the enclosing Pyro program claims (particle plates, enumeration)"
+               if outer else "and no particle dims: the enclosing Pyro program claims none here")
+    return (f"MarkovNet.model: the factors' tables (from {ctx}) have batch shape {shape}, but the model takes at "
+            f"most {1 + outer} batch dim(s): the rows N last, {claimed}; give one context row per data row, with "
+            f"a vectorized ELBO's particle dims in front ([S, N, d]) only inside that ELBO, or observe the "
+            f"variables jointly as one site, pyro.sample(name, mrf.distribution(context=...), obs=states)")
+
+
+def _batch_index(shape, device) -> tuple:
+    """Index tensors that pick, for every entry of the batch ``shape`` (``[*B, N]``), that entry's own table:
+    ``arange(n_i)`` laid along dim ``i`` (``[n_i, 1, ..., 1]``), so with the variables' states they broadcast to
+    the sites' batch shape (the particle dims ``B``, the rows ``N``, and enumeration dims left of them)."""
+    b = len(shape)
+    return tuple(torch.arange(n, device=device).reshape((-1,) + (1,) * (b - 1 - i)) for i, n in enumerate(shape))
 
 
 def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=None, log_z_method: str = "exact",
@@ -64,12 +85,18 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
     # update per step, as any forward pass of a training loss)
     tables = self.tables(context)
     log_z = self._log_z(log_z_method, compile_factor_graph(self, None, context, tables=tables), kwargs)
+    # the tables' batch dims: the rows N last, and in front of them at most the `outer` dims the enclosing program
+    # claims (a context [S, N, d] drawn under a vectorized ELBO's particle plate gives tables [S, N, ...])
+    outer = outer_batch_dims()
+    dims = {n: t.dim() - len(self.families[n]["cards"]) - 1 for n, t in tables.items()}
     # int(): under torch.jit.trace (JitTraceEnum_ELBO) a size is a 0-d tensor, hashed by identity
-    rows = {int(t.shape[0]) for n, t in tables.items() if t.dim() > len(self.families[n]["cards"]) + 1}
+    rows = {int(t.shape[dims[n] - 1]) for n, t in tables.items() if dims[n] > 0}
     data_rows = {int(x.shape[0]) for x in values.values() if x.dim()}
-    if log_z.dim() > 1 or len(rows) > 1:
-        raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got tables of {sorted(rows)} "
-                             f"rows (the tables' batch shape is {tuple(log_z.shape)})")
+    if log_z.dim() > 1 + outer:
+        raise ModelSpecError(_too_deep(tuple(log_z.shape), outer, context))
+    if len(rows) > 1:
+        raise ModelSpecError(f"MarkovNet.model: the factors' tables hold different numbers of rows {sorted(rows)} "
+                             f"(their batch shape is {tuple(log_z.shape)}); give every potential one row per data row")
     if len(rows | data_rows) > 1:
         shapes = {v: tuple(x.shape) for v, x in values.items()}
         where = "" if context is None else (f" (from a context of shape {tuple(context.shape)})"
@@ -88,10 +115,10 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
         for name, t in tables.items():
             fam = self.families[name]
             k = len(fam["cards"])
-            batched = t.dim() > k + 1
+            batch = _batch_index(t.shape[: dims[name]], t.device)
             for f, scope in enumerate(fam["scopes"]):
                 tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
-                index = ((torch.arange(N, device=tf.device),) if batched else ()) + tuple(xs[v] for v in scope)
+                index = batch + tuple(xs[v] for v in scope)
                 pyro.factor(prefix + factor_site(name, f, fam["single"]), tf[index])
         lognorm = sum(math.log(c) for c in self.cards.values())
         pyro.factor(prefix + "log_partition", lognorm - log_z)

@@ -1,5 +1,6 @@
 """MarkovNet.model: the MRF as a Pyro program (:mod:`hybridpgm.graphs.mrf_pyro_model`)."""
 
+import math
 import re
 
 import pyro
@@ -8,7 +9,8 @@ import torch
 
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.graphs import MarkovNet, ising_grid
-from tests.graphs.mrf_brute_force import random_mrf
+from hybridpgm.infer import IWAE
+from tests.graphs.mrf_brute_force import brute_force, random_mrf
 
 
 def test_pyro_model_gives_exact_log_likelihood():
@@ -106,3 +108,88 @@ def test_model_marks_every_variable_site_a_placeholder_that_points_to_distributi
     assert marked == {"m/" + v for v in mrf.variables}
     assert all("mrf.distribution" in tr.nodes["m/" + v]["infer"][PLACEHOLDER] for v in mrf.variables)
     assert tr.nodes["m/" + mrf.variables[1]]["infer"]["enumerate"] == "parallel"
+
+
+# -- a context drawn in the same program, under a vectorized ELBO's particle plate ------------------------
+class _PairNet(torch.nn.Module):
+    """A neural pairwise potential ``[..., d] -> [..., 2, 3]``."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.lin = torch.nn.Linear(d, 6)
+
+    def forward(self, z):
+        return self.lin(z).unflatten(-1, (2, 3))
+
+
+def _latent_context_models(c_latent: bool, N: int = 5, d: int = 2):
+    """A MarkovNet ``a - b - c`` (``c`` latent or observed) with neural potentials of a latent ``z`` ``[N, d]``
+    drawn in the same program; ``MarkovNet.model``, the same joint written by hand (the 12 joint states scored and
+    normalised per particle and row, a latent ``c`` summed out) and a guide for ``z``."""
+    torch.manual_seed(0)
+    pair, una = _PairNet(d), torch.nn.Linear(d, 2)
+    bc = torch.randn(3, 2)
+    mrf = MarkovNet({"a": 2, "b": 3, "c": 2}).add_factor("ab", ["a", "b"], pair).add_factor("ua", ["a"], una)
+    mrf.add_factor("bc", ["b", "c"], bc)
+    a, b, c = torch.tensor([0, 1, 1, 0, 1]), torch.tensor([2, 0, 1, 1, 0]), torch.tensor([1, 1, 0, 0, 1])
+    loc = torch.randn(N, d)
+
+    def prior():
+        with pyro.plate("z_data", N, dim=-1):
+            return pyro.sample("z", pyro.distributions.Normal(torch.zeros(N, d), 1.0).to_event(1))
+
+    def model():
+        mrf.model({"a": a, "b": b, "c": None if c_latent else c}, context=prior(), prefix="m/")
+
+    def hand():
+        z = prior()  # [*S, N, d]
+        joint = (pair(z)[..., :, :, None] + una(z)[..., :, None, None] + bc[:, :])  # [*S, N, a, b, c]
+        log_z = joint.flatten(-3).logsumexp(-1)
+        with pyro.plate("m/data", N, dim=-1):
+            rows = joint[..., torch.arange(N), a, b, :]  # [*S, N, c]
+            pyro.factor("m/ab", (rows.logsumexp(-1) if c_latent else rows[..., torch.arange(N), c]) - log_z)
+
+    def guide():
+        with pyro.plate("z_data", N, dim=-1):
+            pyro.sample("z", pyro.distributions.Normal(loc, 1.0).to_event(1))
+
+    return mrf, model, hand, guide
+
+
+@pytest.mark.parametrize("make_elbo,c_latent", [
+    (lambda: pyro.infer.TraceEnum_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1), True),
+    (lambda: pyro.infer.Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1), False),
+    (lambda: IWAE(num_particles=4, max_plate_nesting=1), False),
+], ids=["vectorized TraceEnum_ELBO, c enumerated", "vectorized Trace_ELBO", "IWAE"])
+def test_model_takes_a_context_with_the_particle_dims_in_front_as_a_hand_written_model(make_elbo, c_latent):
+    """A latent ``z`` ``[S, N, d]`` drawn under a vectorized ELBO's particle plate as the context: each particle's
+    rows are scored with that particle's context and normalised by its own log Z.  Before: ModelSpecError 'needs
+    at most one batch dimension, got tables of [4] rows (the tables' batch shape is (4, 5))'."""
+    mrf, model, hand, guide = _latent_context_models(c_latent)
+    losses = []
+    for m in (model, hand):
+        pyro.set_rng_seed(3)
+        losses.append(make_elbo().loss(m, guide))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+    # the per-particle, per-row sites under the particle plate: tables [S, N], log Z [S, N]
+    pyro.set_rng_seed(3)
+    with pyro.plate("particles", 4, dim=-2):
+        tr = pyro.poutine.trace(pyro.poutine.enum(model, first_available_dim=-3)).get_trace()
+    assert tr.nodes["m/log_partition"]["fn"].batch_shape == (4, 5)
+    assert tr.nodes["m/ua"]["fn"].batch_shape == (4, 5)
+    assert tr.nodes["m/ab"]["fn"].batch_shape == (4, 5)
+    z = tr.nodes["z"]["value"]  # [4, 5, 2]: a log Z per particle and row, that of the brute-force sum
+    log_z, _ = brute_force(mrf, batch_dims=2, context=z)
+    assert torch.allclose(math.log(12) - tr.nodes["m/log_partition"]["fn"].log_factor, log_z, atol=1e-5)
+    assert not torch.allclose(log_z[0], log_z[1])
+
+
+def test_model_names_tables_of_more_batch_dims_than_the_program_claims():
+    """An ``[S, N, d]`` context outside any particle plate: a ModelSpecError naming the context's shape and the
+    dims the model takes, and pointing to mrf.distribution (before: 'got tables of [4] rows', the particles read
+    as rows)."""
+    mrf = MarkovNet({"a": 2}).add_factor("ua", ["a"], torch.nn.Linear(2, 2))
+    with pytest.raises(ModelSpecError, match=r"from a context of shape \(4, 5, 2\)\) have batch shape \(4, 5\), but "
+                                             r"the model takes at most 1 batch dim.*mrf\.distribution"):
+        pyro.poutine.trace(mrf.model).get_trace({"a": torch.zeros(5, dtype=torch.long)}, context=torch.randn(4, 5, 2))
