@@ -23,7 +23,8 @@ Inference (``method=``): ``"exact"`` (tensor contraction,
 MRF into a Pyro program with :func:`pyro.factor`, one enumerated site per variable, and
 :meth:`MarkovNet.distribution` makes it one Pyro distribution over the joint state.
 The declaration checks live in :mod:`~hybridpgm.graphs.mrf_declare`, the score in
-:mod:`~hybridpgm.graphs.mrf_score` and the Pyro program in :mod:`~hybridpgm.graphs.mrf_pyro_model`.
+:mod:`~hybridpgm.graphs.mrf_score`, sampling in :mod:`~hybridpgm.graphs.mrf_sampling` and the Pyro program in
+:mod:`~hybridpgm.graphs.mrf_pyro_model`.
 
 **References**
 
@@ -41,15 +42,14 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
 from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
                                           check_table, table_buffer)
 from hybridpgm.graphs.mrf_map import map_of
+from hybridpgm.graphs.mrf_sampling import sample_markov_net
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
-from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -349,26 +349,9 @@ class MarkovNet(nn.Module):
         while the potentials run and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
 
         :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
+        :raises ModelSpecError: an unknown ``method``, or ``num_sweeps`` with ``method="exact"``.
         """
-        from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_sample
-        from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
-
-        num_samples = sample_count(num_samples, "MarkovNet.sample num_samples")
-        if method not in ("auto", "exact", "gibbs"):
-            raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
-        with self._query(), seeded_from_generator(generator, self.potentials.values()):
-            fg = self.factor_graph(evidence, context)
-        if method == "auto":
-            method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
-        if method == "exact":
-            if num_sweeps is not None:
-                raise ModelSpecError("MarkovNet.sample: method='exact' takes no num_sweeps")
-            x = exact_sample(fg, num_samples, generator=generator)
-        else:
-            x = ChromaticGibbs(num_sweeps=100 if num_sweeps is None else num_sweeps)(fg, num_samples,
-                                                                                     generator=generator)
-        x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
-        return {v: x[..., i] for i, v in enumerate(self.cards)}
+        return sample_markov_net(self, num_samples, method, evidence, context, num_sweeps, generator)
 
     def distribution(self, evidence=None, context=None):
         """The joint over all variables (given evidence) as one Pyro distribution, event shape ``(V,)``: exact
@@ -386,7 +369,9 @@ class MarkovNet(nn.Module):
         latent ones are marked for parallel enumeration), each factor a
         :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`.
         Supports an unbatched model, or a batch of one dimension (``N`` data
-        points / contexts) run inside ``pyro.plate(prefix + "data", N)``.
+        points / contexts) run inside ``pyro.plate(prefix + "data", N)``; a context drawn in the same program
+        may carry the enclosing particle plate's dims in front of its rows (``[S, N, d]``: tables and
+        :math:`\\log Z` per particle and row).
 
         :param values: ``name -> states`` of the observed variables (integer tensors, or float tensors of whole
             states; a value ``None`` leaves the variable latent).

@@ -20,7 +20,7 @@ below the dtype's :data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR` are answe
 scaling and redone rows: :mod:`hybridpgm.infer.bn_spaces`).  The pairwise
 order is searched once per query shape and cached in ``bn.plan_cache``.  Under :func:`torch.autocast`
 (``fit(precision="bf16"/"fp16")``) the queries (:func:`log_evidence_rows`, :func:`marginals`, :func:`joint_rows`)
-run with autocast off (:class:`~hybridpgm.precision_scope.exact_precision`): a float32 or float64 network, its
+run with autocast off (:func:`~hybridpgm.infer.bn_exactly.exactly`): a float32 or float64 network, its
 neural CPDs included, is answered in its own dtype, not in half precision.
 
 **References**
@@ -34,7 +34,6 @@ neural CPDs included, is answered in its own dtype, not in half precision.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,12 +42,12 @@ from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
+from hybridpgm.infer.bn_exactly import exactly as _exactly
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
 from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, row_scaled,
                                        rows_in_prob, spaces_for, use_prob, with_rows_redone)
-from hybridpgm.precision_scope import exact_precision
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -288,16 +287,6 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
         zd = _safe(z if create_graph else z.detach(), ok)
         return [got[q] / zd[:, None] for q in names], ok
     return [got[q] for q in names]
-
-
-def _exactly(query):
-    """``query(bn, ev, ...)`` with autocast off for ``ev``'s device
-    (:class:`~hybridpgm.precision_scope.exact_precision`; nothing changes outside autocast)."""
-    @functools.wraps(query)
-    def run(bn, ev: Evidence, *args, **kwargs):
-        with exact_precision(device=ev.device):
-            return query(bn, ev, *args, **kwargs)
-    return run
 
 
 @_exactly

@@ -74,7 +74,7 @@ def dense_log_evidence(joint: torch.Tensor) -> torch.Tensor:
     :func:`dense_joint`.
 
     Shifted by each row's detached maximum
-    (:func:`~hybridpgm.graphs.contraction_steps.shifted_logsumexp`): a row of impossible evidence (every
+    (:func:`~hybridpgm.graphs.underflow_redo.shifted_logsumexp`): a row of impossible evidence (every
     :math:`J_n(x) = -\\infty`) is :math:`-\\infty` with a zero gradient.  ``torch.logsumexp``'s backward pass
     gives NaN there, even under a zero upstream gradient, and NaN times the zero weight of that row spreads
     into the gradients of the tables every row shares.

@@ -22,7 +22,6 @@ import pyro
 import torch
 
 from hybridpgm.checks import flag
-from hybridpgm.errors import TrainingInterrupted
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
@@ -35,6 +34,7 @@ from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, chec
                                          keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
 from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
+from hybridpgm.train.interruption import interruption
 from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for
 from hybridpgm.train.progress import advance, progress_bar, say
@@ -42,7 +42,7 @@ from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
 from hybridpgm.train.run_start import build_players, open_checkpoint, restore
-from hybridpgm.train.signals import StopSignals, signal_name
+from hybridpgm.train.signals import StopSignals
 
 __all__ = ["fit"]
 
@@ -383,14 +383,10 @@ def fit(
                 write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
             late_signal = stop_signals.signum if not interrupted else 0
     if interrupted:
-        again = ("run again with the same arguments to resume" if mode != "never" else  # "never" would refuse it
-                 "run again with resume=True (CLI: --resume) to continue it")
-        where = (f"checkpoint written to {str(checkpoint)!r}; {again}"
-                 if checkpoint is not None else "no checkpoint path was given, so nothing was saved")
-        message = f"interrupted by {signal_name(interrupted)} at step {steps_done}; {where}"
+        error = interruption(interrupted, steps_done, checkpoint, mode)
         if context.is_main:
-            say(message)
-        raise TrainingInterrupted(message, signum=interrupted, step=steps_done, checkpoint=checkpoint)
+            say(str(error))
+        raise error
     if late_signal:  # arrived after the last step: the run is complete and saved; let the signal act as usual
         signal.raise_signal(late_signal)
     explosions = loss_explosions(history)
