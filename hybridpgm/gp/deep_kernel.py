@@ -42,6 +42,12 @@ loss draws the probes from ``fit``'s seeded stream (fresh probes every step).  F
 :math:`O(n^3)`) raise the threshold:
 ``with gpytorch.settings.max_cholesky_size(n): model.marginal_log_likelihood()``.
 
+Under :func:`torch.autocast` (``fit(precision="bf16"|"fp16")``) only the feature extractor runs in the half
+precision: its features are cast to the GP's dtype and the GP -- the grid scaling, the kernel, the marginal
+likelihood and the posterior -- runs with autocast off (:class:`~hybridpgm.precision_scope.exact_precision`), as
+:class:`~hybridpgm.gp.SVDeepKernelGP` does.  GPyTorch's sparse KISS-GP interpolation has no bfloat16 kernel, and
+a Cholesky factor or conjugate gradients in half precision lose the marginal likelihood's digits.
+
 References:
 
 1. A. G. Wilson, Z. Hu, R. Salakhutdinov, E. P. Xing, *Deep Kernel Learning*, AISTATS 2016.
@@ -66,6 +72,7 @@ from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, fixed_rng, grid_kernel)
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
 
@@ -219,6 +226,12 @@ class DeepKernelGP(gpytorch.Module):
         (construction or :meth:`set_train_data`).  ``N x F``."""
         return self._extract(self.train_x)
 
+    def _gp_precision(self, h: torch.Tensor) -> exact_precision:
+        """The GP's scope for features ``h``: where autocast is on, autocast off and ``h`` in the GP's dtype
+        (at least float32; a float64 GP stays float64); nothing otherwise.
+        ``with self._gp_precision(h) as (h, _): ...``."""
+        return exact_precision(h, self.likelihood.noise_covar.raw_noise)
+
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
         """Features as the GP sees them (scaled into the grid under KISS-GP).  In train mode (a training
         step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one."""
@@ -242,7 +255,7 @@ class DeepKernelGP(gpytorch.Module):
         """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values (under KISS-GP with
         the recorded grid scaling, which ``x`` does not change)."""
         h = self.features(x)
-        with keeping_modes(self.scale_to_bounds):
+        with keeping_modes(self.scale_to_bounds), self._gp_precision(h) as (h, _):
             self.scale_to_bounds.eval()
             return self.gp.forward(self.gp_inputs(h))
 
@@ -276,9 +289,8 @@ class DeepKernelGP(gpytorch.Module):
         # inside fit's step: no host sync of its own
         check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         try:
-            h = self.gp_inputs(self._extract(x))
-            with probes():
-                return self.mll(self.gp.forward(h), y)
+            with self._gp_precision(self._extract(x)) as (h, _), probes():  # the network under autocast, not the GP
+                return self.mll(self.gp.forward(self.gp_inputs(h)), y)
         except Exception:  # bad data that broke GPyTorch first (a deferred check has not been read yet)
             check_inputs(x, self.example_shape, "x")
             check_targets(y, x.shape[0], "y")
@@ -300,8 +312,8 @@ class DeepKernelGP(gpytorch.Module):
 
     def _condition(self, grad: bool) -> None:
         self.eval()
-        with torch.set_grad_enabled(grad):
-            h_train = self.gp_inputs(self.training_features())
+        with torch.set_grad_enabled(grad), self._gp_precision(self.training_features()) as (h_train, _):
+            h_train = self.gp_inputs(h_train)
         self.gp.set_train_data(h_train, self.train_y, strict=False)
 
     def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
@@ -320,7 +332,8 @@ class DeepKernelGP(gpytorch.Module):
         grad = torch.is_grad_enabled()
         with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
             self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
-            return self.gp(self.gp_inputs(self.features(x)))
+            with self._gp_precision(self.features(x)) as (h, _):
+                return self.gp(self.gp_inputs(h))
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
