@@ -184,8 +184,8 @@ class GPLSTM(DeepKernelGP):
             paths = context.expand(num_samples, window, 1).clone()
             draws = []
             for _ in range(steps):
-                with fixed_rng(self.train_x.device):
-                    y = self.likelihood(self.gp(self.gp_inputs(self.features(paths))))
+                with fixed_rng(self.train_x.device), self._gp_precision(self.features(paths)) as (h, _):
+                    y = self.likelihood(self.gp(self.gp_inputs(h)))
                     mean, variance = y.mean, y.variance  # computed here (GPyTorch evaluates lazily)
                 noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
                 draw = mean + variance.clamp_min(0).sqrt() * noise
@@ -232,8 +232,11 @@ class SemiStochasticObjective:
         return m.train_x, m.train_y, torch.arange(m.train_x.shape[0], device=m.train_x.device)
 
     def _full_loss(self, h: torch.Tensor) -> torch.Tensor:
+        """The full-data negative marginal log-likelihood at features ``h`` (``N x F``), the GP in its own dtype
+        under autocast (:meth:`DeepKernelGP._gp_precision <hybridpgm.gp.DeepKernelGP._gp_precision>`)."""
         m = self.model
-        return -m.mll(m.gp.forward(m.gp_inputs(h)), m.train_y)
+        with m._gp_precision(h) as (h, _):
+            return -m.mll(m.gp.forward(m.gp_inputs(h)), m.train_y)
 
     def _feature_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""

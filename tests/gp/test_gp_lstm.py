@@ -254,3 +254,25 @@ def test_forecast_above_max_cholesky_size_is_reproducible_and_leaves_the_global_
     assert torch.equal(torch.get_rng_state(), rng)
     torch.manual_seed(999)
     assert torch.equal(run().samples, first.samples)
+
+
+@pytest.mark.parametrize("grid", [None, 16])
+def test_semi_stochastic_training_under_bf16_keeps_the_gp_in_float32(grid):
+    """Under fit(precision="bf16") the LSTM runs in bfloat16 and the GP in its own dtype: a KISS-GP grid raised
+    GPyTorch's 'Unsupported dtype BFloat16', and without a grid the loss was 6e-4 off float32's."""
+    import warnings
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 5, 1)
+    y = x.sum((1, 2)) * 0.3 + 0.1 * torch.randn(40)
+    losses = {}
+    for precision in (None, "bf16"):
+        torch.manual_seed(0)
+        model = GPLSTM(x, y, hidden_size=4, **({"grid_size": grid} if grid else {}))
+        objective = SemiStochasticObjective(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = hybridpgm.fit(objective, objective.dataset(), batch_size=10, max_steps=1, precision=precision,
+                                   progress=False, seed=0, device="cpu")
+        losses[precision] = result.history.loss["gp"][0]
+    assert losses["bf16"] == pytest.approx(losses[None], abs=2e-4)
