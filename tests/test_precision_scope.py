@@ -211,3 +211,18 @@ def test_mrf_log_prob_beyond_float16_range_under_autocast():
         lp = mrf.log_prob(values, context=ctx)
     assert lp.dtype == torch.float32 and bool(torch.isfinite(lp).all())
     torch.testing.assert_close(lp, fp32, rtol=1e-5, atol=1e-2)
+
+
+def test_dbm_log_likelihood_and_its_bound_under_autocast():
+    torch.manual_seed(0)
+    dbm = hybridpgm.DBM([8, 6, 4])
+    with torch.no_grad():
+        for p in dbm.parameters():
+            p.normal_(0, 1.0)
+    v = torch.bernoulli(torch.full((5, 8), 0.5), generator=torch.Generator().manual_seed(1))
+    ref = copy.deepcopy(dbm).double()
+    with _autocast():
+        ll, bound = dbm.log_likelihood(v), dbm.log_likelihood_bound(v)
+    assert ll.dtype == bound.dtype == torch.float32
+    assert (ll.double() - ref.log_likelihood(v.double())).abs().max().item() < 1e-4
+    assert (bound.double() - ref.log_likelihood_bound(v.double())).abs().max().item() < 1e-3

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from hybridpgm.checks import check_log_z, flag
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import DataError
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["DBMLikelihood"]
 
@@ -103,20 +104,23 @@ class DBMLikelihood:
                                      cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v)` (``batch``) on small models.
+        """Exact :math:`\\log p(v)` (``batch``) on small models; under :func:`torch.autocast` computed with
+        autocast off, in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`).
 
         :raises ConfigError: ``log_z`` is not a finite scalar.
         :raises DataError: bad ``v`` (see :meth:`unnormalized_log_prob`).
         """
-        if log_z is None:
-            log_z = self.log_partition("exact")
-        else:
-            log_z = check_log_z(log_z, "DBM.log_likelihood")
-        return self.unnormalized_log_prob(v) - log_z
+        with exact_precision(device=self.weights[0].device):
+            if log_z is None:
+                log_z = self.log_partition("exact")
+            else:
+                log_z = check_log_z(log_z, "DBM.log_likelihood")
+            return self.unnormalized_log_prob(v) - log_z
 
     @torch.no_grad()
     def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``).
+        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``); under :func:`torch.autocast`
+        computed with autocast off, in the model's dtype.
 
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.
@@ -124,10 +128,11 @@ class DBMLikelihood:
         :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
         v = self.check_visible(v)
-        if log_z is None:
-            log_z = self.log_partition("exact")
-        else:
-            log_z = check_log_z(log_z, "DBM.log_likelihood_bound")
-        mu = self._mean_field(v)
-        entropy = sum(F.binary_cross_entropy(m, m, reduction="none").sum(-1) for m in mu[1:])
-        return -self._energy(mu) + entropy - log_z
+        with exact_precision(device=self.weights[0].device):
+            if log_z is None:
+                log_z = self.log_partition("exact")
+            else:
+                log_z = check_log_z(log_z, "DBM.log_likelihood_bound")
+            mu = self._mean_field(v)
+            entropy = sum(F.binary_cross_entropy(m, m, reduction="none").sum(-1) for m in mu[1:])
+            return -self._energy(mu) + entropy - log_z
