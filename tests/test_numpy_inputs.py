@@ -15,6 +15,7 @@ import torch
 from hybridpgm import LinearChainCRF, MarkovNet
 from hybridpgm.checks import positive_strides
 from hybridpgm.graphs import BayesNet, cpd
+from tests.diagnostics.arviz_groups import group_names
 
 ROWS = np.array([[0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 0]])
 
@@ -201,7 +202,7 @@ def test_hmm_posterior_reads_reversed_lengths():
 
 
 def _dataset_values(idata) -> dict:
-    return {(g, v): torch.as_tensor(idata[g][v].values) for g in idata.groups() for v in idata[g].data_vars}
+    return {(g, v): torch.as_tensor(idata[g][v].values) for g in group_names(idata) for v in idata[g].data_vars}
 
 
 def test_arviz_converters_read_reversed_arrays():

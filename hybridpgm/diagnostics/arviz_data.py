@@ -55,7 +55,8 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
     :raises DataError: for an array of a sampled group with fewer than two dims (no ``(chain, draw)``); a
         variable given more dim names than its array has dims after ``(chain, draw)``; a variable named like a
         dim of its group (``chain``, ``draw``, a name in ``dims``, ``<other>_dim_0``), which xarray would turn
-        into a coordinate, losing the variable; a tensor in a dtype NumPy cannot hold.
+        into a coordinate, losing the variable; a tensor in a dtype NumPy cannot hold; under ArviZ 1.x, a name
+        holding ``/`` (a ``DataTree`` path separator).
     """
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
@@ -65,6 +66,8 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
     _check_lead_dims(groups)
     _check_dims(groups, dims)
     _check_names(groups, dims)
+    if not _KEYWORD_STYLE:
+        _check_no_slash(groups, dims)
     if _KEYWORD_STYLE:  # ArviZ 0.x: its predictions groups take `dims` (and `coords`) when pred_dims is not given
         data = az.from_dict(**groups, dims=dims, coords=coords, save_warmup=True)
     else:  # ArviZ >= 1.0: its predictions groups take pred_dims and pred_coords only
@@ -128,6 +131,18 @@ def _check_names(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[s
                 raise DataError(f"variable {name!r} in group {group!r} has the name of {what}, {name!r}; xarray "
                                 f"would make it that dim's coordinate and lose the variable: rename the variable "
                                 f"or the dim")
+
+
+def _check_no_slash(groups: Mapping[str, Mapping[str, np.ndarray]], dims: Mapping[str, list[str]]) -> None:
+    """Raise :class:`DataError` for a variable or dim name holding ``/``, which ArviZ 1.x's ``DataTree`` cannot
+    store (a path separator there; xarray raises a bare ``ValueError``), naming them: Pyro site names from a
+    ``prefix="left/"`` have one."""
+    names = sorted({name for variables in groups.values() for name in variables if "/" in name}
+                   | {d for names in dims.values() for d in names if "/" in d})
+    if names:
+        raise DataError(f"ArviZ 1.x (a DataTree) cannot hold '/' in a variable or dim name: {names}; give the "
+                        f"models a prefix with another separator (prefix='left_' rather than 'left/'), or use "
+                        f"ArviZ 0.x")
 
 
 def _check_kept(data, groups: Mapping[str, Mapping[str, np.ndarray]]) -> None:

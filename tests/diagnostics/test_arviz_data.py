@@ -85,3 +85,18 @@ def test_make_inference_data_refuses_a_sampled_array_without_chain_and_draw(grou
 
     with pytest.raises(DataError, match=f"variable 'a' in group '{group}' has shape {re.escape(str(shape))}"):
         make_inference_data({group: {"a": np.zeros(shape)}})
+
+
+def test_a_slash_in_a_name_is_refused_by_name_under_arviz_1(monkeypatch):
+    """ArviZ 1.x's DataTree takes '/' as a path separator (xarray raised a bare ValueError for a prefixed site
+    such as "mrf/b"); the names are refused with what to do.  The check runs before ArviZ is called, so the
+    ArviZ 1.x branch is exercised here by its flag."""
+    import numpy as np
+
+    from hybridpgm.diagnostics import arviz_data
+    from hybridpgm.errors import DataError
+
+    monkeypatch.setattr(arviz_data, "_KEYWORD_STYLE", False)
+    with pytest.raises(DataError, match=r"cannot hold '/'.*\['left/a', 'left/d'\].*prefix='left_'"):
+        arviz_data.make_inference_data({"posterior": {"left/a": np.zeros((1, 3, 2)), "b": np.zeros((1, 3))}},
+                                       dims={"left/a": ["left/d"]})

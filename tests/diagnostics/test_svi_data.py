@@ -14,6 +14,7 @@ from pyro.infer.autoguide import AutoDelta, AutoDiagonalNormal, AutoNormal
 
 from hybridpgm.diagnostics import from_pyro_svi, from_svi
 from hybridpgm.errors import DataError
+from tests.diagnostics.arviz_groups import group_names
 from tests.diagnostics.conjugate import guide_with_width, model as local_model
 
 
@@ -463,7 +464,7 @@ def test_from_pyro_svi_leaves_markov_net_placeholder_sites_out_and_keeps_the_pos
     with pytest.warns(UserWarning, match=r"\['a'\].*placeholders.*mrf\.distribution") as record:
         idata = from_pyro_svi(lambda a: mrf.model({"a": a}), lambda a: None, A, num_samples=400)
     assert not [w for w in record if "same pointwise log-likelihood" in str(w.message)]
-    assert list(idata.groups()) == ["posterior"]
+    assert group_names(idata) == ["posterior"]
     # b's draws are from p(b | a_n), the factors counted
     exact = mrf.marginals(evidence={"a": A})["b"][:, 1].numpy()
     drawn = idata.posterior["b"].values[0].mean(0)
@@ -475,14 +476,14 @@ def joint_normal_and_mrf_model(x, a, mrf):
     mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
     with pyro.plate("data", x.shape[0]):
         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-    mrf.model({"a": a}, prefix="mrf/")
+    mrf.model({"a": a}, prefix="mrf_")  # not "mrf/": ArviZ 1.x cannot hold "/" in a name
 
 
 def test_from_pyro_svi_keeps_real_data_next_to_a_markov_net_placeholder():
     mrf = mrf_ab()
     x = X[:4]
     pyro.set_rng_seed(0)
-    with pytest.warns(UserWarning, match=r"\['mrf/a'\]"):
+    with pytest.warns(UserWarning, match=r"\['mrf_a'\]"):
         idata = from_pyro_svi(joint_normal_and_mrf_model, lambda x, a, mrf: global_guide(x), x, A, mrf,
                               num_samples=50)
     for group in ("observed_data", "posterior_predictive", "log_likelihood"):
@@ -490,7 +491,7 @@ def test_from_pyro_svi_keeps_real_data_next_to_a_markov_net_placeholder():
     mu = idata.posterior["mu"].values[0]
     expected = dist.Normal(torch.as_tensor(mu)[:, None], 1.0).log_prob(x).numpy()
     np.testing.assert_allclose(idata.log_likelihood["x"].values[0], expected, rtol=1e-5)
-    assert idata.posterior["mrf/b"].shape == (1, 50, 4)
+    assert idata.posterior["mrf_b"].shape == (1, 50, 4)
 
 
 def test_from_pyro_svi_gives_the_exact_log_likelihood_of_a_markov_net_distribution_site():
