@@ -123,7 +123,8 @@ class NVILBaselines(nn.Module):
         dotted = [s for s in sites if "." in s]
         if dotted:  # the baselines are an nn.ModuleDict keyed by site, and torch refuses "." in a module's name
             raise ConfigError(f"NVILBaselines: site names {dotted} contain '.', which a module name cannot hold; "
-                              f"use another separator in the model's prefix= (e.g. 'left/' rather than 'left.')")
+                              f"use another separator in the model's prefix= (e.g. 'left_' rather than 'left.'; "
+                              f"not '/', which ArviZ 1.x cannot hold)")
         input_dim = positive_int(input_dim, "NVIL input_dim")
         hidden_dim = positive_int(hidden_dim, "NVIL hidden_dim", minimum=0)
         decay = positive_real(decay, "NVIL decay", allow_zero=True)
