@@ -188,12 +188,18 @@ def test_rbm_log_partition_and_log_likelihood_under_autocast():
     assert (ll.double() - ref.log_likelihood(x.double())).abs().max().item() < 1e-4
 
 
-def test_dbm_log_partition_under_autocast():
+def _random_dbm():
+    """A float32 DBM [8, 6, 4] with N(0, 1) weights and biases (seed 0)."""
     torch.manual_seed(0)
     dbm = hybridpgm.DBM([8, 6, 4])
     with torch.no_grad():
         for p in dbm.parameters():
             p.normal_(0, 1.0)
+    return dbm
+
+
+def test_dbm_log_partition_under_autocast():
+    dbm = _random_dbm()
     ref = copy.deepcopy(dbm).double().log_partition()
     with _autocast():
         log_z = dbm.log_partition()
@@ -214,11 +220,7 @@ def test_mrf_log_prob_beyond_float16_range_under_autocast():
 
 
 def test_dbm_log_likelihood_and_its_bound_under_autocast():
-    torch.manual_seed(0)
-    dbm = hybridpgm.DBM([8, 6, 4])
-    with torch.no_grad():
-        for p in dbm.parameters():
-            p.normal_(0, 1.0)
+    dbm = _random_dbm()
     v = torch.bernoulli(torch.full((5, 8), 0.5), generator=torch.Generator().manual_seed(1))
     ref = copy.deepcopy(dbm).double()
     with _autocast():

@@ -5,10 +5,11 @@ import random
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+
 
 import hybridpgm.graphs.contraction_steps as steps
 from hybridpgm.graphs.contraction_steps import max_sum
+from tests.graphs.largest_tensor import LargestTensor
 
 
 def naive_max_sum(args, ins, out):
@@ -68,21 +69,6 @@ def test_max_sum_equals_one_max_over_the_broadcast_sum(monkeypatch, chunk):
         g_want = torch.autograd.grad((want[finite] * weights[finite]).sum(), args, allow_unused=True)
         for a, b in zip(g_got, g_want):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
-
-
-class LargestTensor(TorchDispatchMode):
-    """Records the most elements of any tensor an operation returns while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        result = func(*args, **(kwargs or {}))
-        for t in torch.utils._pytree.tree_leaves(result):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return result
 
 
 @pytest.mark.parametrize("chunk", [1 << 12, 1 << 14])

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.graphs.underflow_redo import redo_underflowed, shifted_logsumexp
+from tests.graphs.largest_tensor import LargestTensor
 
 
 @pytest.mark.parametrize("dtype, neg, noise", [(torch.float64, -1e9, 1.0), (torch.float64, -1e16, 0.0),
@@ -62,21 +62,6 @@ def test_a_redone_entry_whose_terms_all_overflow_to_minus_inf_has_no_nan_gradien
     assert all(torch.equal(g, torch.zeros(2)) for g in grads)
 
 
-class _LargestTensor(TorchDispatchMode):
-    """Records the most elements of any tensor an operation returns while it is active."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 def _conflicting(g, o=3, a=4, c=5, b=6):
     """Operands of ``osac,osb->o`` peaking on different ``s`` (every shifted term underflows), one term
     impossible."""
@@ -98,7 +83,7 @@ def test_redone_log_steps_stay_within_the_block_budget(monkeypatch, chunk):
     monkeypatch.setattr(steps, "MAX_SUM_CHUNK_ELEMENTS", chunk)
     eq, ins = "osac,osb->o", [tuple("osac"), tuple("osb")]
     x, y = _conflicting(torch.Generator().manual_seed(0))
-    with _LargestTensor() as seen:
+    with LargestTensor() as seen:
         got = steps.log_einsum(eq, [x, y], steps.shift_plan(ins, tuple("o")))
     assert seen.largest <= max(3, chunk, x.numel())
     ref = (x[:, :, :, :, None] + y[:, :, None, None, :]).reshape(3, -1).logsumexp(-1)
