@@ -49,8 +49,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     :raises DataError: the path is not a path, the file is missing, truncated, not in IDX format or a
         damaged gzip file (the message names the file).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise DataError(f"read_idx needs a file path, got {type(path).__name__} {path!r}")
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise DataError(f"read_idx needs a file path (str or a PathLike of str), got {type(path).__name__} {path!r}")
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:

@@ -84,8 +84,17 @@ def test_fashion_files_of_the_wrong_format(images, code, word, tmp_path):
 
 
 def test_read_idx_of_a_non_path():
-    with pytest.raises(DataError, match="read_idx needs a file path, got NoneType"):
+    with pytest.raises(DataError, match=r"read_idx needs a file path \(str or a PathLike of str\), got NoneType"):
         read_idx(None)
+
+
+def test_read_idx_of_a_pathlike_of_bytes():
+    class BytesPath:
+        def __fspath__(self):
+            return b"/tmp/images.idx"
+
+    with pytest.raises(DataError, match="got BytesPath"):
+        read_idx(BytesPath())
 
 
 def test_dynamic_binarized_checks_its_shapes():
