@@ -112,6 +112,21 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
     return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
 
 
+def splittable_size(fraction: float, min_size: int = 5) -> int:
+    """The fewest examples :func:`split_tail` can split with this ``fraction`` and ``min_size``.
+
+    The smallest :math:`n` with :math:`\\max(1, \\operatorname{round}(n f)) \\ge m` and
+    :math:`n - \\max(1, \\operatorname{round}(n f)) \\ge m`.
+
+    :raises ConfigError: ``fraction`` not a number in ``(0, 1)``.
+    """
+    unit_fraction(fraction, "validation fraction")
+    n = 2 * min_size
+    while not min_size <= max(1, round(n * fraction)) <= n - min_size:
+        n += 1
+    return n
+
+
 def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean negative log predictive density of ``y`` at ``x`` under ``model.predict`` (a
     :class:`~hybridpgm.gp.DeepKernelGP`), conditioned on the model's training data."""

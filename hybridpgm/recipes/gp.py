@@ -46,7 +46,7 @@ from hybridpgm.diagnostics import plot_coverage, plot_loss_curves
 from hybridpgm.errors import ConfigError
 from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective
 from hybridpgm.gp.gp_lstm import SemiStochasticObjective
-from hybridpgm.gp.validation import fit_validated, split_tail
+from hybridpgm.gp.validation import fit_validated, split_tail, splittable_size
 from hybridpgm.nn import mlp
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description, positive_int,
                                       prepare_output, recipe_config, save_model, write_metrics,
@@ -108,24 +108,27 @@ def load_regression(seed: int) -> dict[str, Any]:
             "y_test": (y[:n_test] - loc) / scale, "scale": float(scale)}
 
 
-def load_windows(name: str, window: int, num_test: int) -> dict[str, Any]:
+def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> dict[str, Any]:
     """Windows of a statsmodels series, standardized on the training part; the last ``num_test`` are test.
 
     A series of length :math:`L` gives :math:`L - T` windows of length :math:`T` (``window``), each with the
     next value as target; the test part holds the last ``num_test`` of them, the training part the
-    :math:`L - T - n_{test}` before, so :math:`n_{test} + T + 1 \\le L` is needed for one training window.
+    :math:`L - T - n_{test}` before, so :math:`n_{test} + T + m \\le L` is needed for ``min_train`` (:math:`m`)
+    training windows.
 
-    :raises ConfigError: ``--num-test`` and ``--window`` leave no training window, naming both and the
-        series' length.
+    :param int min_train: training windows needed (``run`` asks for enough to split off its validation tail).
+    :raises ConfigError: ``--num-test`` and ``--window`` leave fewer than ``min_train`` training windows,
+        naming both and the series' length.
     """
     values = load_series(name).values.float()
     length = int(values.shape[0])
-    if num_test + window + 1 > length:
-        most = length - window - 1
+    if num_test + window + min_train > length:
+        most = length - window - min_train
         hint = f"--num-test {most} or less, or a shorter --window" if most >= 1 else "a shorter --window"
-        raise ConfigError(f"--num-test {num_test} with --window {window} leaves no training window: series "
-                          f"{name!r} has {length} values, and --num-test + --window + 1 must be at most {length} "
-                          f"(use {hint})")
+        need = "no training window" if min_train == 1 else f"fewer than the {min_train} training windows needed"
+        raise ConfigError(f"--num-test {num_test} with --window {window} leaves {need}: series "
+                          f"{name!r} has {length} values, and --num-test + --window + {min_train} must be at most "
+                          f"{length} (use {hint})")
     train_part = values[: -num_test]
     loc, scale = train_part.mean(), train_part.std()
     z = (values - loc) / scale
@@ -158,7 +161,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
     meta = {"recipe": args.model, "seed": args.seed, "dataset": args.dataset,
             "window": getattr(args, "window", None), "num_test": getattr(args, "num_test", None)}
-    data = _data(meta)
+    if args.model == "dkl":
+        data = _data(meta)
+    else:
+        data = load_windows(args.dataset, args.window, args.num_test, min_train=splittable_size(args.validation))
     x, y = data["x_train"], data["y_train"]
     x_fit, y_fit, x_val, y_val = split_tail(x, y, args.validation)
     torch.manual_seed(args.seed)

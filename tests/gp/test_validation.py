@@ -10,7 +10,7 @@ import torch
 from hybridpgm.data import make_windows, synthetic_series
 from hybridpgm.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
 from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective, calibration, fit_validated
-from hybridpgm.gp.validation import split_tail, validation_nll
+from hybridpgm.gp.validation import split_tail, splittable_size, validation_nll
 from tests.train.helpers import KillAt, TermAt
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -46,6 +46,17 @@ def test_split_tail_keeps_order():
         split_tail(x, y, 0.2)  # 2 held out < min_size 5
     with pytest.raises(DataError, match="10 examples but y has 9"):
         split_tail(x, y[:9])
+
+
+@pytest.mark.parametrize("fraction,min_size", [(0.2, 5), (0.5, 5), (0.01, 5), (0.9, 2), (0.3, 1)])
+def test_splittable_size_is_the_fewest_examples_split_tail_splits(fraction, min_size):
+    n = splittable_size(fraction, min_size)
+    split_tail(torch.zeros(n), torch.zeros(n), fraction, min_size=min_size)
+    for smaller in range(1, n):
+        with pytest.raises(DataError, match="validation tail"):
+            split_tail(torch.zeros(smaller), torch.zeros(smaller), fraction, min_size=min_size)
+    with pytest.raises(ConfigError, match="fraction"):
+        splittable_size(1.5)
 
 
 def _windows(n=80, seed=0):

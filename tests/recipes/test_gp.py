@@ -107,7 +107,7 @@ def test_dkl_epochs_are_passes_and_metrics_record_what_ran(tmp_path):
     assert metrics["steps"] == 2 * -(-fit_rows // 100) and metrics["batch_size"] == 100
 
 
-@pytest.mark.parametrize("num_test,window", [(150, 2), (99, 2), (98, 2)])
+@pytest.mark.parametrize("num_test,window", [(150, 2), (99, 2), (98, 2), (76, 2)])
 def test_gp_lstm_num_test_leaving_no_training_window_is_one_line_naming_it(num_test, window, tmp_path, capsys):
     """Before, ``--num-test`` >= the series' length gave torch's ``std()`` UserWarning and an error about "a
     series of length 0" or NaN values, naming neither ``--num-test`` nor the length (nile has 100 values)."""
@@ -122,8 +122,11 @@ def test_gp_lstm_num_test_leaving_no_training_window_is_one_line_naming_it(num_t
                      "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and f"--num-test {num_test}" in err and "100 values" in err
+    # the validation tail (0.2 by default) needs 23 training windows: the hint names the largest --num-test
+    # that leaves them (before, it named 97, which split_tail then refused)
+    assert "leaves fewer than the 23 training windows needed" in err and "use --num-test 75 or less" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="at most 100"):
-        load_windows("nile", window, num_test)
+        load_windows("nile", window, max(num_test, 98))
     data = load_windows("nile", window, 97)  # the largest --num-test: one training window
     assert data["x_train"].shape[0] == 1 and data["x_test"].shape[0] == 97
