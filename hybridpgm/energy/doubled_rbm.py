@@ -16,7 +16,7 @@ with replicated units of [1]; its CD gradient :math:`v\mu^\top - \tilde v
 with :math:`\mu = p(h = 1 \mid v)`.
 
 The chain protocol runs in the RBM parameters' dtype with autocast off, as the RBM's own does (its
-``_without_autocast``): under ``fit(precision="bf16")`` the CD surrogate
+``without_autocast``): under ``fit(precision="bf16")`` the CD surrogate
 :math:`\overline{E(v, \mu)} - \overline{E(\tilde v, \tilde\mu)}`, a small difference of two energies of tens
 of nats, would otherwise be rounded to the bfloat16 grid (``-0.5`` for a float32 ``-0.316``).
 
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from hybridpgm.checks import positive_real
-from hybridpgm.energy.rbm import RBM, _without_autocast
+from hybridpgm.energy.rbm import RBM
+from hybridpgm.energy.rbm_chains import without_autocast
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import ModelSpecError
 
@@ -63,7 +64,7 @@ class DoubledRBM(nn.Module):
     def hidden_mean(self, v: torch.Tensor) -> torch.Tensor:
         """:math:`\\sigma(c + s_{up} v^\\top W)`, ``batch x H`` (in the parameters' dtype, autocast or not)."""
         r = self.rbm
-        with _without_autocast(v.device):
+        with without_autocast(v.device):
             return torch.sigmoid(self.up * (r._in_dtype(v) @ r.weight) + r.hidden_bias)
 
     def _energy_at(self, v: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,7 @@ class DoubledRBM(nn.Module):
     def positive_phase(self, v: torch.Tensor):
         """The surrogate energy :math:`E(v, \\operatorname{sg}[\\mu])` (``batch``) and the chain state
         ``(v, h ~ p(h|v))``, in the parameters' dtype with autocast off."""
-        with _without_autocast(v.device):
+        with without_autocast(v.device):
             v = self.rbm._in_dtype(v)
             with torch.no_grad():
                 mu = self.hidden_mean(v)
@@ -83,7 +84,7 @@ class DoubledRBM(nn.Module):
     def negative_phase(self, state):
         """The surrogate energy of the chains' visible states (``batch``), in the parameters' dtype with
         autocast off."""
-        with _without_autocast(state[0].device):
+        with without_autocast(state[0].device):
             v = self.rbm._in_dtype(state[0])
             with torch.no_grad():
                 mu = self.hidden_mean(v)
@@ -96,7 +97,7 @@ class DoubledRBM(nn.Module):
     def gibbs_chain(self, state, steps: int):
         """``steps`` doubled block-Gibbs sweeps from ``state`` (in the parameters' dtype, autocast or not)."""
         r = self.rbm
-        with _without_autocast(state[0].device):
+        with without_autocast(state[0].device):
             v = r._in_dtype(state[0])
             h = r._in_dtype(state[1]) if len(state) > 1 else None
             for _ in range(steps):

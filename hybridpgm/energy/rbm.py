@@ -37,8 +37,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
@@ -47,7 +45,7 @@ from torch import nn
 from hybridpgm.checks import sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, flag, positive_int, positive_real
-from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
+from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
@@ -58,28 +56,13 @@ __all__ = ["RBM"]
 _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
-def _logits_and_probs(cache) -> tuple:
-    """``(logits, probs)`` of :meth:`RBM.clamped_state`'s cache, given whole, as the logits alone, or absent."""
-    return cache if isinstance(cache, tuple) else (cache, None)
-
-
-def _without_autocast(device: torch.device):
-    """Autocast switched off on ``device``'s type where it is on (a no-op context otherwise).  The CD/PCD
-    surrogate :math:`\\overline{F(v)} - \\overline{F(\\tilde v)}` is a small difference of two large means
-    (:math:`|F| \\approx 35` for 64 visible units): in bfloat16 it reads ``-0.5`` for a float32 ``-0.3164``, and
-    bfloat16 products with float32 reductions still leave it ``3e-3`` off and the hidden-bias gradient ``12%`` off.
-    So the RBM's CD/PCD step runs in the parameters' dtype under ``fit(precision="bf16"|"fp16")``."""
-    if torch.is_autocast_enabled(device.type):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
 @serializable
-class RBM(RBMLikelihood, nn.Module):
+class RBM(RBMLikelihood, RBMChains, nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 
     :math:`\log Z`, :math:`\log p(v)`, the pseudo-log-likelihood and the reconstruction error come from
-    :class:`~hybridpgm.energy.rbm_likelihood.RBMLikelihood`.
+    :class:`~hybridpgm.energy.rbm_likelihood.RBMLikelihood`; the chain protocol of contrastive divergence
+    (positive and negative phases, the CD/PCD surrogate) from :class:`~hybridpgm.energy.rbm_chains.RBMChains`.
 
     :param int num_visible: ``V``.
     :param int num_hidden: ``H``.
@@ -309,85 +292,6 @@ class RBM(RBMLikelihood, nn.Module):
                 raise DataError(f"RBM.sample init must have shape ({num_samples}, {self.num_visible}) for "
                                 f"num_samples={num_samples}, got {tuple(v.shape)}")
         return self._gibbs(v, steps)
-
-    # ------------- chain protocol (contrastive divergence): autocast off, in the parameters' dtype (_without_autocast)
-    def positive_phase(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """Differentiable positive-phase energy :math:`F(v)` (``batch``) and a chain
-        state clamped to the data, ``(v, h ~ p(h|v))``, sharing one matrix product
-        (in the parameters' dtype, autocast or not)."""
-        with _without_autocast(v.device):
-            v = self._in_dtype(v)
-            logits = self.hidden_logits(v)
-            free = -self._visible_term(v) - F.softplus(logits).sum(-1)
-            with torch.no_grad():
-                h = bernoulli(torch.sigmoid(logits))
-        return free, (v, h)
-
-    @torch.no_grad()
-    def clamped_state(self, v: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor]]:
-        """The chain state clamped to the data, ``(v, h ~ p(h|v))``, and the cache
-        ``(logits, probs)``: the hidden pre-activations ``B x H`` and the probabilities
-        :math:`\\sigma(\\text{logits})` it was drawn from (no gradient; the same draw as
-        :meth:`positive_phase`), for :meth:`contrastive_gap`; in the parameters' dtype, autocast or not."""
-        with _without_autocast(v.device):
-            v = self._in_dtype(v)
-            logits = self.hidden_logits(v)
-            probs = torch.sigmoid(logits)
-            return (v, bernoulli(probs)), (logits, probs)
-
-    def contrastive_gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
-                        cache: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """The CD/PCD surrogate :math:`\\overline{F(v)} - \\overline{F(\\tilde v)}` (0-d), differentiable
-        in the parameters; for Bernoulli units on ``B x V`` data its gradient is
-        written out (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap`).  Computed in the
-        parameters' dtype with autocast off (under ``fit(precision="bf16")`` too: a bfloat16 gap of free
-        energies :math:`\\approx -35` is quantised to steps of :math:`0.125`); low-precision arguments are
-        converted up.
-
-        :param v: the data ``B x V``; ``negative``: the chain state after the
-            Gibbs sweeps; ``cache``: :meth:`clamped_state`'s ``(logits, probs)``
-            (or the logits alone), if at hand: the surrogate then reuses them.
-        """
-        with _without_autocast(v.device):
-            v, v_neg = self._in_dtype(v), self._in_dtype(negative[0])
-            if not self._gap_in_closed_form(v, v_neg):
-                return self._free_energy(v).mean() - self._free_energy(v_neg).mean()
-            logits, probs = map(self._in_dtype, _logits_and_probs(cache))
-            return free_energy_gap(self.weight, self.visible_bias, self.hidden_bias, v, v_neg, logits, probs)
-
-    def contrastive_gap_and_gradients(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...],
-                                      cache: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None):
-        """:meth:`contrastive_gap`'s value and gradients at once, without autograd, where they are written
-        out (Bernoulli units, ``B x V`` data; else ``None``), in the parameters' dtype with autocast off:
-        ``(value, {parameter: gradient})``
-        (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap_and_gradients`).  Arguments as for
-        :meth:`contrastive_gap`."""
-        with _without_autocast(v.device):
-            v, v_neg = self._in_dtype(v), self._in_dtype(negative[0])
-            if not self._gap_in_closed_form(v, v_neg):
-                return None
-            params = (self.weight, self.visible_bias, self.hidden_bias)
-            logits, probs = map(self._in_dtype, _logits_and_probs(cache))
-            value, grads = free_energy_gap_and_gradients(*params, v, v_neg, logits, probs)
-        return value, dict(zip(params, grads))
-
-    def _gap_in_closed_form(self, v: torch.Tensor, v_neg: torch.Tensor) -> bool:
-        """Whether the surrogate's gradient is written out: Bernoulli units, ``B x V`` rows."""
-        return not (self.gaussian or v.dim() != 2 or v_neg.dim() != 2)
-
-    def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Free energy of the chains' visible states (``batch``), in the parameters' dtype, autocast or not."""
-        with _without_autocast(state[0].device):
-            return self._free_energy(self._in_dtype(state[0]))
-
-    def init_chains(self, num_chains: int) -> tuple[torch.Tensor, ...]:
-        return (self.random_visible(num_chains),)
-
-    def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int) -> tuple[torch.Tensor, ...]:
-        """``steps`` block-Gibbs sweeps from ``state`` (in the parameters' dtype, autocast or not)."""
-        with _without_autocast(state[0].device):
-            h = self._in_dtype(state[1]) if len(state) > 1 else None
-            return (self._gibbs(self._in_dtype(state[0]), steps, h=h),)
 
     # ------------------------------- features and AIS (log Z, likelihoods: RBMLikelihood)
     @torch.no_grad()
