@@ -5,7 +5,7 @@ Multi-process: ``torchrun --nproc_per_node=N -m hybridpgm train <model> ...``.
 A run records its ``--data-root`` (and bayes-net its ``--network`` file) as an
 absolute path, so ``evaluate RUN`` works from any working directory;
 ``evaluate RUN --data-root DIR`` reads the data set from ``DIR`` instead
-(the data moved).
+(the data moved), ``evaluate RUN --network FILE`` a bayes-net run's network.
 
 Every error the user can fix (a bad flag, a missing data set or folder, a
 device this machine lacks) is one line, ``hybridpgm: error: ...``, on standard
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--data-root", type=_existing_dir, default=None,
                              help="folder holding the data set's files now (default: the folder the run recorded, "
                                   "its --data-root as an absolute path); for a data set read from disk")
+            sub.add_argument("--network", default=None,
+                             help="bayes-net runs: the network's .bif file now (default: the file or bundled name "
+                                  "the run recorded); it must hold the trained network's nodes, parents and states")
         sub.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")
@@ -130,6 +133,11 @@ def _after_training(args: argparse.Namespace) -> dict:
         raise ConfigError(f"{str(run / 'model.pt')!r} was not written by a `hybridpgm train` recipe")
     if getattr(args, "data_root", None) is not None:
         _override_data_root(saved.meta, args.data_root, run)
+    if getattr(args, "network", None) is not None:
+        if recipe_name != "bayes-net":
+            raise ConfigError(f"--network {args.network!r} was given, but the run {str(run)!r} is a {recipe_name} "
+                              "run; --network applies to bayes-net runs")
+        saved.meta["network"] = args.network
     recipe = RECIPES[recipe_name][0]
     action = getattr(recipe, args.command, None)
     if action is None:

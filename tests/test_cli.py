@@ -326,3 +326,6 @@ def test_evaluate_data_root_for_a_data_set_read_from_no_folder_is_one_line(tmp_p
     assert main(["evaluate", str(run), "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "--data-root" in err and "'digits'" in err and "reads no folder" in err
+    assert main(["evaluate", str(run), "--network", "asia"]) == 2  # --network only for bayes-net runs
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "is a vae run; --network applies to bayes-net runs" in err

@@ -160,9 +160,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+def _check_same_structure(truth: BayesNet, learned: BayesNet, network: str) -> None:
+    """Refuse a true network (``evaluate --network``) whose nodes, parents or states differ from the trained one's.
+
+    :raises DataError: naming the network and the first node that differs.
+    """
+    if list(truth.nodes) != list(learned.nodes):
+        raise DataError(f"network {network!r} has nodes {list(truth.nodes)}, the trained network "
+                        f"{list(learned.nodes)}; give the network the run was trained on")
+    for v in truth.nodes:
+        got = (list(truth.parents(v)), truth.cardinality(v))
+        want = (list(learned.parents(v)), learned.cardinality(v))
+        if got != want:
+            raise DataError(f"network {network!r}: node {v!r} has parents {got[0]} and {got[1]} states, in the "
+                            f"trained network parents {want[0]} and {want[1]} states; give the network the run was "
+                            "trained on")
+
+
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: regenerate the held-out rows from the run's seed and score again."""
-    truth, _, test_rows = _setup(saved.meta)
+    """``hybridpgm evaluate RUN``: regenerate the held-out rows from the run's seed and score again (the true
+    network from ``--network`` where given, checked to have the trained network's structure)."""
+    truth = _true_network(saved.meta["network"])
+    _check_same_structure(truth, saved.module, saved.meta["network"])
+    truth, _, test_rows = _setup(saved.meta, truth)
     report = {"model": "bayes-net", "network": saved.meta["network"],
               "test_log_likelihood": _held_out(saved.module, test_rows),
               **_query_scores(saved.module, truth, test_rows, saved.meta["seed"])}

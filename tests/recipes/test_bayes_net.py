@@ -45,3 +45,50 @@ def test_out_named_like_the_network_and_a_relative_bif_path_evaluated_from_elsew
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     report = evaluate(tmp_path / "run")
     assert report["test_log_likelihood"] == pytest.approx(metrics["test_log_likelihood"], rel=1e-5)
+
+
+def test_evaluate_network_reads_a_moved_bif_file_and_refuses_another_network(tmp_path, capsys):
+    """Before, a run whose .bif file had moved could not be evaluated again: ``evaluate`` had no ``--network``
+    (only ``--data-root``), and the recorded absolute path gave "BIF file not found"."""
+    from hybridpgm.graphs import load_network, write_bif
+
+    tiny = ["--epochs", "1", "--num-data", "50", "--num-test", "20", "--no-progress", "--device", "cpu"]
+    write_bif(load_network("asia"), tmp_path / "mynet.bif")
+    run = tmp_path / "run"
+    assert main(["train", "bayes-net", "--network", str(tmp_path / "mynet.bif"), "--out", str(run), *tiny]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    (tmp_path / "mynet.bif").rename(tmp_path / "moved.bif")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 2
+    assert "BIF file not found" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--network", str(tmp_path / "moved.bif")]) == 0
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["test_log_likelihood"] == pytest.approx(metrics["test_log_likelihood"], rel=1e-5)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--network", "cancer"]) == 2  # another bundled network: other nodes
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "network 'cancer' has nodes" in err and "trained network" in err
+    write_bif(_with_an_extra_state(load_network("asia"), "smoke"), tmp_path / "other.bif")
+    assert main(["evaluate", str(run), "--network", str(tmp_path / "other.bif")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "node 'smoke' has parents [] and 3 states" in err
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--network", "asia"]) == 0  # the bundled original: the same structure
+
+
+def _with_an_extra_state(bn, node):
+    """``bn`` with one state more at the root ``node`` (its children's tables repeat their last slice for it)."""
+    import torch
+
+    from hybridpgm.graphs import BayesNet, cpd
+
+    cpds = {}
+    for v in bn.nodes:
+        probs, parents = bn.cpds[v].probs.detach(), list(bn.parents(v))
+        if v == node:
+            probs = torch.cat([probs * 0.9, torch.full((1,), 0.1, dtype=probs.dtype)])
+        elif node in parents:
+            axis = parents.index(node)
+            probs = torch.cat([probs, probs.narrow(axis, probs.shape[axis] - 1, 1)], dim=axis)
+        cpds[v] = cpd.Table(probs, parents)
+    return BayesNet(cpds)
