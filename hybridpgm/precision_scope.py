@@ -25,13 +25,18 @@ torch.float32
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["any_autocast", "exact_dtype", "exact_precision"]
+__all__ = ["any_autocast", "autocast_states", "autocast_switched", "exact_dtype", "exact_precision"]
+
+#: the device types whose autocast state :func:`autocast_states` reads
+_AUTOCAST_KINDS = ("cpu", "cuda", "xpu", "mps")
 
 
 def _any_autocast_fallback() -> bool:
-    return any(torch.is_autocast_enabled(kind) for kind in ("cpu", "cuda", "xpu", "mps"))
+    return any(torch.is_autocast_enabled(kind) for kind in _AUTOCAST_KINDS)
 
 
 #: ``any_autocast()``: whether autocast is on for any device type, in one C call (torch's
@@ -97,3 +102,22 @@ class exact_precision:
     def __exit__(self, *exc) -> None:
         if self._scope is not None:
             self._scope.__exit__(*exc)
+
+
+def autocast_states() -> tuple[tuple[str, torch.dtype], ...]:
+    """The device types with autocast on, each with its autocast dtype (``()`` outside autocast): what
+    :func:`autocast_switched` turns back on, or off, elsewhere."""
+    if not any_autocast():
+        return ()
+    return tuple((kind, torch.get_autocast_dtype(kind)) for kind in _AUTOCAST_KINDS
+                 if torch.is_autocast_enabled(kind))
+
+
+@contextlib.contextmanager
+def autocast_switched(states: tuple[tuple[str, torch.dtype], ...], enabled: bool):
+    """Autocast turned on (``enabled=True``, with each state's dtype) or off for the device types of ``states``
+    (:func:`autocast_states`) inside the block, as they were after it."""
+    with contextlib.ExitStack() as stack:
+        for kind, dtype in states:
+            stack.enter_context(torch.autocast(kind, dtype=dtype, enabled=enabled))
+        yield

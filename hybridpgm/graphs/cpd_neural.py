@@ -20,6 +20,7 @@ from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.precision_scope import exact_precision
 from hybridpgm.serialization import serializable
 
 __all__ = ["Neural"]
@@ -113,7 +114,7 @@ class Neural(CPD):
         if u is None:
             out = self.net(x)
             self._check_output(out, x.shape[0])
-            return out.log_softmax(-1).reshape(*cards, self.cardinality)
+            return _log_normalised(out).reshape(*cards, self.cardinality)
         batch = u.shape[:-1]
         u = u.reshape(-1, u.shape[-1])
         n = u.shape[0]
@@ -126,5 +127,13 @@ class Neural(CPD):
                             f"for the continuous parents and context {list(self.continuous_parents)} + "
                             f"{list(self.context)}): {e}") from e
         self._check_output(out, x.shape[0] * x.shape[1])
-        return out.log_softmax(-1).reshape(*batch, *cards, self.cardinality)
+        return _log_normalised(out).reshape(*batch, *cards, self.cardinality)
+
+
+def _log_normalised(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.log_softmax(-1)``, in at least float32 under autocast (:class:`~hybridpgm.precision_scope.
+    exact_precision`): CPU autocast keeps a bfloat16 network output's ``log_softmax`` in bfloat16 (CUDA's runs it
+    in float32), so the table's normalisation, and every exact contraction over it, would lose nats."""
+    with exact_precision(logits) as (logits,):
+        return logits.log_softmax(-1)
 

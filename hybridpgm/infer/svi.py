@@ -7,7 +7,7 @@ from typing import Any, Callable
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import ELBO, TraceEnum_ELBO, TraceTMC_ELBO
+from pyro.infer import ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 from pyro.infer.autoguide import AutoGuide
 
 from hybridpgm.checks import check_player, flag
@@ -15,6 +15,7 @@ from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
+from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.train.batches import batch_size_of
 
 __all__ = ["SVIObjective"]
@@ -154,7 +155,11 @@ class SVIObjective:
         elif _guesses_plate_nesting(self.elbo):
             with probing(self.model, self.guide, self.module):
                 self.elbo._guess_max_plate_nesting(self.model, self.guide, args, self.model_kwargs)
-        loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
+        states = autocast_states()
+        if states and isinstance(self.elbo, TraceEnum_ELBO) and not isinstance(self.elbo, JitTraceEnum_ELBO):
+            loss = _contracted_without_autocast(self.elbo, states, self.model, self.guide, args, self.model_kwargs)
+        else:
+            loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
 
     def explain_nonfinite(self, player: str, batch: Any) -> str | None:
@@ -177,6 +182,33 @@ class SVIObjective:
             return None
         args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         return explain(*args, **self.model_kwargs)
+
+
+def _contracted_without_autocast(elbo: TraceEnum_ELBO, states: tuple, model: Callable, guide: Callable,
+                                 args: tuple, kwargs: dict) -> torch.Tensor:
+    """``elbo.differentiable_loss(model, guide, *args, **kwargs)`` under ``fit(precision="bf16"|"fp16")``: the
+    programs run under autocast (``states``, :func:`~hybridpgm.precision_scope.autocast_states`: their networks
+    in half precision) and Pyro's contraction of the enumerated log-probability tensors with autocast off.
+
+    Under autocast, Pyro's ``einsum`` over the enumerated tables ran in the half precision: a Bayesian network's
+    exact negative log-likelihood of incomplete rows (alarm, 30% missing) was ``4.5e-3`` nats per row off in
+    bfloat16.  The traces are made by Pyro's ``TraceEnum_ELBO._get_trace`` (one call per particle), which this
+    runs under autocast; the rest of the loss, the contraction, runs with autocast off, on the log-probability
+    tensors as the programs made them (at least float32 for the Categorical tables of a network CPD, whose
+    ``log_softmax`` autocast runs in float32).
+    """
+    traced = elbo._get_trace
+
+    def trace_under_autocast(*trace_args, **trace_kwargs):
+        with autocast_switched(states, enabled=True):
+            return traced(*trace_args, **trace_kwargs)
+
+    elbo._get_trace = trace_under_autocast
+    try:
+        with autocast_switched(states, enabled=False):
+            return elbo.differentiable_loss(model, guide, *args, **kwargs)
+    finally:
+        del elbo._get_trace
 
 
 def _guesses_plate_nesting(elbo: ELBO) -> bool:

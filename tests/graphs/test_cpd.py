@@ -304,3 +304,23 @@ def test_neural_reads_a_context_input_with_particle_dims_as_batch_dims_and_its_l
     torch.testing.assert_close(table, net(z).log_softmax(-1))
     for s in range(4):
         torch.testing.assert_close(table[s], bn.cpds["y"].log_table({"z": z[s]}))
+
+
+def test_a_network_cpd_table_under_cpu_autocast_is_normalised_in_float32():
+    """Before, CPU autocast kept a bfloat16 network output's ``log_softmax`` in bfloat16 (CUDA autocast runs it
+    in float32): the table's rows summed to 1 only to about 1e-2, and Pyro's enumeration then mixed bfloat16 and
+    float32 tables ("expected scalar type BFloat16 but found Float").  The network still runs in bfloat16."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 5))
+    node = cpd.Neural(net, ["a"], 5)
+    node.bind("b", {"a": 3})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(torch.eye(3)).dtype == torch.bfloat16
+        table = node.log_table()
+    assert table.dtype == torch.float32 and table.shape == (3, 5)
+    torch.testing.assert_close(table.logsumexp(-1), torch.zeros(3), atol=1e-6, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = net(torch.eye(3)).float().log_softmax(-1)
+    torch.testing.assert_close(table, rounded, atol=1e-6, rtol=0)  # the bfloat16 logits, normalised in float32
