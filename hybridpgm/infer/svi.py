@@ -192,16 +192,20 @@ def _contracted_without_autocast(elbo: TraceEnum_ELBO, states: tuple, model: Cal
 
     Under autocast, Pyro's ``einsum`` over the enumerated tables ran in the half precision: a Bayesian network's
     exact negative log-likelihood of incomplete rows (alarm, 30% missing) was ``4.5e-3`` nats per row off in
-    bfloat16.  The traces are made by Pyro's ``TraceEnum_ELBO._get_trace`` (one call per particle), which this
-    runs under autocast; the rest of the loss, the contraction, runs with autocast off, on the log-probability
-    tensors as the programs made them (at least float32 for the Categorical tables of a network CPD, whose
-    ``log_softmax`` autocast runs in float32).
+    bfloat16; and a guide whose log-densities came out in half precision (a VAE's encoder) met float32 costs in
+    Pyro's ``Dice`` (torch's raw "both inputs should have same dtype").  The traces are made by Pyro's
+    ``TraceEnum_ELBO._get_trace`` (one call per particle), which this runs under autocast, and their
+    log-probability tensors are then promoted to at least float32 (:func:`_promote_log_probs`); the rest of the
+    loss, the contraction, runs with autocast off.
     """
     traced = elbo._get_trace
 
     def trace_under_autocast(*trace_args, **trace_kwargs):
         with autocast_switched(states, enabled=True):
-            return traced(*trace_args, **trace_kwargs)
+            traces = traced(*trace_args, **trace_kwargs)
+        for trace in traces:
+            _promote_log_probs(trace)
+        return traces
 
     elbo._get_trace = trace_under_autocast
     try:
@@ -209,6 +213,32 @@ def _contracted_without_autocast(elbo: TraceEnum_ELBO, states: tuple, model: Cal
             return elbo.differentiable_loss(model, guide, *args, **kwargs)
     finally:
         del elbo._get_trace
+
+
+def _promoted(tensor: Any) -> Any:
+    """A half-precision floating tensor in float32, keeping the ``_pyro_dims`` Pyro's packed tensors carry;
+    anything else as it is."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype not in (torch.float16, torch.bfloat16):
+        return tensor
+    promoted = tensor.float()
+    if hasattr(tensor, "_pyro_dims"):
+        promoted._pyro_dims = tensor._pyro_dims
+    return promoted
+
+
+def _promote_log_probs(trace: poutine.Trace) -> None:
+    """Promote, in place, every half-precision log-probability of ``trace``'s sample sites to float32: the
+    ``log_prob``, ``unscaled_log_prob`` and ``score_parts`` Pyro's ``compute_log_prob`` / ``compute_score_parts``
+    write, and their packed versions (``site["packed"]``, made by ``Trace.pack_tensors``)."""
+    for site in trace.nodes.values():
+        if site["type"] != "sample":
+            continue
+        for fields in (site, site.get("packed", {})):
+            for key in ("log_prob", "unscaled_log_prob"):
+                if key in fields:
+                    fields[key] = _promoted(fields[key])
+            if "score_parts" in fields:
+                fields["score_parts"] = type(fields["score_parts"])(*map(_promoted, fields["score_parts"]))
 
 
 def _guesses_plate_nesting(elbo: ELBO) -> bool:

@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pyro
 import pyro.distributions as dist
@@ -337,3 +338,24 @@ def test_a_network_cpd_still_runs_under_autocast_in_an_enumerated_loss():
     fit(objective, bn.split_missing(rows), batch_size=4, max_steps=1, precision="bf16", progress=False, seed=0)
     assert seen[-1] == torch.bfloat16  # the step's forward pass (fit's probes before it run outside autocast)
     assert "_get_trace" not in vars(elbo)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_vae_under_trace_enum_elbo_trains_in_mixed_precision(precision):
+    """Before, ``TraceEnum_ELBO`` under ``fit(precision=...)`` raised torch's raw "both inputs should have same
+    dtype" in Pyro's ``Dice``: the encoder's half-precision log-densities met float32 costs.  They are promoted
+    now; with no enumerated site the loss is ``Trace_ELBO``'s for the same draws (which sums in half precision)."""
+    import warnings
+
+    x = torch.bernoulli(torch.rand(40, 6, generator=torch.Generator().manual_seed(1)))
+    losses = {}
+    for elbo in (Trace_ELBO(), TraceEnum_ELBO(max_plate_nesting=1)):
+        torch.manual_seed(0)
+        vae = VAE(6, 2, [5])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "TraceEnum_ELBO found no sample sites ... enumeration"
+            result = fit(SVIObjective(vae.model, vae.guide, elbo), x, max_steps=2, batch_size=12, seed=0,
+                         progress=False, precision=precision)
+        losses[type(elbo).__name__] = result.history.loss["elbo"]
+    assert all(map(math.isfinite, losses["TraceEnum_ELBO"]))
+    assert losses["TraceEnum_ELBO"] == pytest.approx(losses["Trace_ELBO"], rel=1e-2)
