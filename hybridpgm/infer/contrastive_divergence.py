@@ -201,7 +201,7 @@ class PersistentCD(ContrastiveDivergence):
     chains already in the model's dtype, so a run resumes exactly after such a move.
     Under ``torchrun`` each of the :math:`R` ranks keeps its own ``num_chains`` chains: they start from rank 0's
     (``fit`` broadcasts the buffers at a fresh start) and then move with each rank's own random numbers, so the
-    negative phase averages :math:`R \cdot` ``num_chains`` fantasy particles; checkpoints hold every rank's
+    negative phase averages :math:`R \\cdot` ``num_chains`` fantasy particles; checkpoints hold every rank's
     chains (:mod:`hybridpgm.train.rank_states`).
 
     :param model: as for :class:`ContrastiveDivergence`.
