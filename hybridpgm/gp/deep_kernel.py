@@ -64,6 +64,7 @@ import gpytorch
 import torch
 from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase  # what exact inference accepts
 from gpytorch.likelihoods.noise_models import _HomoskedasticNoiseBase
+from gpytorch.utils.memoize import clear_cache_hook
 
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
@@ -324,16 +325,22 @@ class DeepKernelGP(gpytorch.Module):
         carry their graph and GPyTorch's test caches are not detached
         (``gpytorch.settings.detach_test_caches(False)``), so its mean and covariance
         give the gradients of the closed form in the network weights and the
-        hyperparameters (the graph is kept until the model is conditioned again).
+        hyperparameters.  The graph lives in the returned distribution and goes with it,
+        back-propagated or not; the prediction strategy's caches are released on return
+        (:func:`_release_test_caches`), so a following ``model.gp(...)`` recomputes them.
         Under ``torch.no_grad()`` (as :meth:`predict`) nothing of that is computed.
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         grad = torch.is_grad_enabled()
         with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
-            self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
-            with self._gp_precision(self.features(x)) as (h, _):
-                return self.gp(self.gp_inputs(h))
+            try:
+                self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
+                with self._gp_precision(self.features(x)) as (h, _):
+                    return self.gp(self.gp_inputs(h))
+            finally:
+                if grad:  # before keeping_modes drops the strategy (a model that was training)
+                    _release_test_caches(self.gp)
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
@@ -351,6 +358,16 @@ class DeepKernelGP(gpytorch.Module):
                 return GPPrediction(empty, empty.clone())
             y = self.likelihood(self.posterior(x))
             return GPPrediction(y.mean, y.variance)
+
+
+def _release_test_caches(gp: gpytorch.models.ExactGP) -> None:
+    """Empty the memo cache of ``gp``'s prediction strategy (if any).  Under ``detach_test_caches(False)`` GPyTorch
+    hooks ``partial(clear_cache_hook, strategy)`` on the ``grad_fn`` of the cached ``O(n^2)`` training-covariance
+    factors: *strategy -> cache -> grad_fn -> hook -> strategy*, a cycle through a C++ autograd node that :mod:`gc`
+    cannot collect, one per call kept for good.  Returned distributions keep their own tensors and graph."""
+    strategy = getattr(gp, "prediction_strategy", None)
+    if strategy is not None:
+        clear_cache_hook(strategy)
 
 
 def _data_dtype(x: torch.Tensor) -> torch.dtype | None:

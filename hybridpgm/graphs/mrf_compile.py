@@ -18,6 +18,7 @@ algorithms consume (``V`` variables, ``C`` the largest cardinality):
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,36 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
     return torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
 
 
+#: per network: ``(arity, device) -> (scope buffers, their versions, [F, k] variables)``.  Weak keys: what a network
+#: compiled goes with it
+_GROUP_VARIABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _group_variables(mrf: MarkovNet, k: int, scopes: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The ``[F, k]`` variable indices of the arity-``k`` group: the families' scope buffers ``[F_i, k]`` stacked
+    and moved to ``device``, as the *same* tensor at every compile of ``mrf`` while those buffers are unchanged
+    (same objects, same version counters).
+
+    The structures the inference engines cache per ``variables`` tensor
+    (:func:`hybridpgm.infer.bp_engine._structure`) are then built once per network, not once per query; one
+    family on its own device is its buffer itself.
+    """
+    if len(scopes) == 1 and scopes[0].device == device:
+        return scopes[0]
+    versions = tuple(s._version for s in scopes)
+    cached = _GROUP_VARIABLES.get(mrf, {})
+    hit = cached.get((k, str(device)))
+    if hit is not None and len(hit[0]) == len(scopes) and all(a is b for a, b in zip(hit[0], scopes)) \
+            and hit[1] == versions:
+        return hit[2]
+    with torch.inference_mode(False):  # the kept tensor must stay usable outside inference mode
+        variables = torch.cat([s.to(device) for s in scopes])
+    if not any(s.is_inference() for s in scopes):  # an inference tensor has no version counter to check
+        cached[(k, str(device))] = (tuple(scopes), versions, variables)
+        _GROUP_VARIABLES[mrf] = cached
+    return variables
+
+
 def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | None = None,
                          context=None, tables: Mapping[str, torch.Tensor] | None = None) -> FactorGraph:
     """Compile ``mrf`` to a padded, batched :class:`FactorGraph` (what
@@ -184,12 +215,12 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
             pad += [0, C - c]
         if any(pad):
             t = torch.nn.functional.pad(t, pad)
-        idx = getattr(mrf, fam["scope_key"]).to(device)  # a module-held potential may sit elsewhere
+        scope = getattr(mrf, fam["scope_key"])
         if k == 1:
-            unary = unary.index_add(1, idx[:, 0], t)
+            unary = unary.index_add(1, scope.to(device)[:, 0], t)  # a module-held potential may sit elsewhere
         else:
-            by_arity.setdefault(k, []).append((idx, t))
-    groups = [FactorGroup(torch.cat([i for i, _ in g]), torch.cat([t for _, t in g], dim=1))
-              for _, g in sorted(by_arity.items())]
+            by_arity.setdefault(k, []).append((scope, t))
+    groups = [FactorGroup(_group_variables(mrf, k, [i for i, _ in g], device), torch.cat([t for _, t in g], dim=1))
+              for k, g in sorted(by_arity.items())]
     colors = torch.tensor(mrf.colors(), dtype=torch.long, device=device)
     return FactorGraph(list(mrf.cards), card_t, unary, valid, groups, colors, batch_shape)

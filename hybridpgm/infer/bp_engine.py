@@ -48,6 +48,7 @@ and Loopy Belief Propagation in JAX*, 2022.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 
 import torch
@@ -169,7 +170,7 @@ class BinaryPairwise:
     ``embedding_bag`` sum over the rows of the CSR pattern.  The loop state is
     the shifted message :math:`d' = d - c_0`, whose constant parts fold into
     the biases :math:`\\beta_{1,2} = h_u + \\sum_t c_{0,t} + c_{1,2}`.  The
-    pattern depends only on the graph and is cached per ``variables`` tensor.
+    pattern depends only on the graph and is cached per ``variables`` tensor (weakly: see :func:`_structure`).
 
     **Sum-product in one transcendental pair.**  With
     :math:`x_i = \\nu' + \\beta_i` and :math:`\\Delta = \\beta_1 - \\beta_2 = c_1 - c_2`
@@ -287,9 +288,25 @@ def odds_to_flat(d: torch.Tensor, F: int) -> torch.Tensor:
     return m.view(2, F, -1, 2).permute(2, 1, 0, 3).reshape(-1, 2 * F, 2)
 
 
-#: graph structure of the binary fast path, keyed by the identity and version of ``variables``
+#: graph structure of the binary fast path: ``(id(variables), num_vars) -> (weak reference to variables, its state,
+#: structure)``, least recently used dropped first.  Only a weak reference is held: an entry goes when its
+#: ``variables`` tensor (a :class:`~hybridpgm.graphs.MarkovNet`'s scope buffer) is freed, so the cache never keeps a
+#: network's tensors alive, and the structures hold no view of ``variables``
 _STRUCTURES: OrderedDict = OrderedDict()
 _MAX_STRUCTURES = 8
+
+
+def _state(variables: torch.Tensor) -> tuple:
+    """What must not have changed for a cached structure of ``variables`` to hold: its version counter (bumped by
+    an in-place change), storage, shape and device."""
+    return variables._version, variables.data_ptr(), tuple(variables.shape), str(variables.device)
+
+
+def _forget(key, ref) -> None:
+    """The weak reference's callback: drop the entry of a freed ``variables`` tensor (if it is still that one's)."""
+    entry = _STRUCTURES.get(key)
+    if entry is not None and entry[0] is ref:
+        _STRUCTURES.pop(key, None)
 
 
 def _structure(variables: torch.Tensor, num_vars: int):
@@ -299,19 +316,21 @@ def _structure(variables: torch.Tensor, num_vars: int):
     of length ``2F + 1``: the ``include_last_offset`` form of ``embedding_bag``,
     which spares the kernel a copy of the offsets on every call) lists the
     edges into edge ``s``'s other variable, except the factor's own.  Cached
-    per ``variables`` tensor (identity and version); an inference-mode tensor
+    per ``variables`` tensor (identity and version, held by a weak reference:
+    the entry is dropped when the tensor is freed); an inference-mode tensor
     has no version counter and is not cached.
     """
     if variables.is_inference():
         return _build_structure(variables, num_vars)
-    key = (variables.data_ptr(), variables._version, tuple(variables.shape), str(variables.device), num_vars)
+    key = (id(variables), num_vars)
     hit = _STRUCTURES.get(key)
-    if hit is not None and hit[0] is variables:
+    if hit is not None and hit[0]() is variables and hit[1] == _state(variables):
         _STRUCTURES.move_to_end(key)
-        return hit[1]
+        return hit[2]
     with torch.inference_mode(False):  # cached tensors must stay usable outside inference mode
         out = _build_structure(variables, num_vars)
-    _STRUCTURES[key] = (variables, out)
+    _STRUCTURES[key] = (weakref.ref(variables, lambda ref, key=key: _forget(key, ref)), _state(variables), out)
+    _STRUCTURES.move_to_end(key)
     if len(_STRUCTURES) > _MAX_STRUCTURES:
         _STRUCTURES.popitem(last=False)
     return out
@@ -321,6 +340,8 @@ def _build_structure(variables: torch.Tensor, num_vars: int):
     F = variables.shape[0]
     dev = variables.device
     edge_var = variables.t().reshape(-1)                                  # [2F]
+    if edge_var._base is not None:  # a view (F <= 1): it would keep ``variables`` alive from the cache
+        edge_var = edge_var.clone()
     other_var = variables.flip(1).t().reshape(-1)                         # [2F]
     E = 2 * F
     slot = torch.arange(E, device=dev)

@@ -159,9 +159,15 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode = _new_file_mode(path)
         handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle, mode)
-        with os.fdopen(handle, "wb") as tmp:
+        try:
+            tmp = os.fdopen(handle, "wb")
+        except BaseException:
+            os.close(handle)
+            raise
+        # the file object owns the descriptor from here on: an fchmod refused (EPERM on CIFS/FUSE) closes it
+        with tmp:
+            if hasattr(os, "fchmod"):
+                os.fchmod(tmp.fileno(), mode)
             writer = _RecordingWriter(tmp)
             torch.save(payload, writer)
             tmp.flush()

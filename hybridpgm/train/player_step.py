@@ -8,8 +8,8 @@ must be exactly right for accumulation, mixed precision and data parallelism
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -78,8 +78,23 @@ def _writes_its_loss_gradients(objective: Any) -> bool:
     return _pairs_loss_with_gradients(type(objective))
 
 
-@functools.lru_cache(maxsize=None)
+#: objective class -> :func:`_pairs_loss_with_gradients`; weak keys, so a class (a notebook cell re-run defines a
+#: new one each time) and what it holds are freed with it rather than kept for the life of the process
+_PAIRS_CACHE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
 def _pairs_loss_with_gradients(cls: type) -> bool:
+    """Whether ``cls`` defines (or inherits) a ``loss_and_gradients`` that goes with its ``loss``, cached per class
+    in :data:`_PAIRS_CACHE` without keeping the class alive."""
+    try:
+        return _PAIRS_CACHE[cls]
+    except KeyError:
+        pass
+    _PAIRS_CACHE[cls] = pairs = _find_pairs_loss_with_gradients(cls)
+    return pairs
+
+
+def _find_pairs_loss_with_gradients(cls: type) -> bool:
     owner = {name: next((k for k in cls.__mro__ if name in vars(k)), None) for name in ("loss", "loss_and_gradients")}
     if owner["loss_and_gradients"] is None:
         return False

@@ -2,12 +2,15 @@
 are refused with an :class:`~hybridpgm.errors.EvidenceError` naming the variable and the value (the checks of
 values that are numbers but not states are in ``test_mrf_evidence_checks.py``)."""
 
+import gc
+import weakref
+
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 
 from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs import MarkovNet
+from hybridpgm.graphs import MarkovNet, mrf_compile
 
 
 def _net():
@@ -66,3 +69,35 @@ def test_float16_evidence_gives_float32s_answers():
     assert mrf.map_assignment(method="exact", evidence=half)["a"].tolist()[0] == 2
     torch.testing.assert_close(mrf.log_partition(evidence=half),
                                mrf.log_partition(evidence={"a": torch.tensor([2.0, -1.0])}), rtol=0, atol=0)
+
+
+def _pairwise_families(families: int) -> MarkovNet:
+    g = torch.Generator().manual_seed(0)
+    net = MarkovNet({v: 2 for v in "abcd"}).add_factors("ring", [["a", "b"], ["b", "c"], ["c", "d"]],
+                                                           torch.randn(3, 2, 2, generator=g))
+    return net.add_factor("chord", ["d", "a"], torch.randn(2, 2, generator=g)) if families == 2 else net
+
+
+@pytest.mark.parametrize("families", [1, 2])
+def test_every_compile_of_a_net_gives_the_same_variables_tensor(families):
+    """Before, ``torch.cat`` built a new ``[F, k]`` tensor at every compile, so the engines' caches keyed on it
+    (:func:`hybridpgm.infer.bp_engine._structure`) missed at every query."""
+    net = _pairwise_families(families)
+    variables = net.factor_graph().groups[0].variables
+    assert net.factor_graph().groups[0].variables is variables
+    assert net.factor_graph({"a": torch.tensor([0, 1])}).groups[0].variables is variables
+    assert variables.tolist() == [[0, 1], [1, 2], [2, 3]] + ([[3, 0]] if families == 2 else [])
+
+
+def test_a_changed_scope_is_compiled_afresh_and_nothing_outlives_the_net():
+    net = _pairwise_families(2)
+    before = net.factor_graph().groups[0].variables
+    with torch.no_grad():
+        net._scope_1[0] = torch.tensor([3, 1])  # an in-place change (its version counter moves)
+    after = net.factor_graph().groups[0].variables
+    assert after is not before and after.tolist() == [[0, 1], [1, 2], [2, 3], [3, 1]]
+    assert any(entry[2] is after for entry in mrf_compile._GROUP_VARIABLES[net].values())
+    refs = [weakref.ref(net), weakref.ref(after)]
+    del net, before, after
+    gc.collect()
+    assert all(ref() is None for ref in refs)  # the compiled variables went with the net

@@ -1,8 +1,14 @@
 """The flat BP engine's index structures (the algorithm itself: tests/infer/test_belief_propagation.py)."""
 
+import gc
+import weakref
+from collections import OrderedDict
+
+import pytest
 import torch
 
 from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.infer import bp_engine
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure
 
 
@@ -79,3 +85,51 @@ def test_no_padded_pattern_where_padding_would_waste():
     fg = mrf.factor_graph()
     _, _, cols, offsets, pad = _structure(fg.groups[0].variables, fg.num_vars)
     assert cols.numel() == 90 and pad.numel() == 0
+
+
+def _two_pairwise_families():
+    """Binary variables, two pairwise families: compiled to one group whose ``variables`` is a concatenation."""
+    g = torch.Generator().manual_seed(0)
+    net = MarkovNet({v: 2 for v in "abcd"})
+    net.add_factors("ring", [["a", "b"], ["b", "c"], ["c", "d"]], torch.randn(3, 2, 2, generator=g, dtype=torch.double))
+    return net.add_factor("chord", ["d", "a"], torch.randn(2, 2, generator=g, dtype=torch.double))
+
+
+@pytest.mark.parametrize("make", [lambda: ising_grid(4, 4, coupling=0.3), _two_pairwise_families],
+                         ids=["one family", "two families"])
+def test_bp_queries_on_one_net_share_one_structure_which_goes_with_the_net(make, monkeypatch):
+    """Before, every compile built a new ``variables`` tensor (``torch.cat``), so each BP query missed the cache and
+    added an entry (8 of them, 97 MiB for a 200x200 grid), and the cache held those tensors after the net was
+    deleted."""
+    monkeypatch.setattr(bp_engine, "_STRUCTURES", OrderedDict())
+    net = make()
+    assert BinaryPairwise.applies(net.factor_graph())
+    first = net.marginals("bp", num_iters=5)
+    for _ in range(2):
+        again = net.marginals("bp", num_iters=5)
+        assert all(torch.equal(again[v], first[v]) for v in first)
+    assert len(bp_engine._STRUCTURES) <= 1
+    bp_engine._STRUCTURES.clear()  # a structure built afresh gives the same answers
+    fresh = net.marginals("bp", num_iters=5)
+    assert all(torch.equal(fresh[v], first[v]) for v in first)
+    refs = [weakref.ref(net)] + [weakref.ref(t) for t in net.buffers()]
+    del net, first, again, fresh
+    gc.collect()
+    assert all(ref() is None for ref in refs)
+    assert len(bp_engine._STRUCTURES) == 0  # no tensor of the net is held
+
+
+def test_the_structure_cache_holds_no_reference_to_its_keys():
+    """Only weak references: a structure of one factor (whose ``edge_var`` would be a view) does not keep its
+    ``variables`` alive, and the cache stays bounded."""
+    variables = torch.tensor([[0, 1]])
+    out = _structure(variables, 2)
+    assert all(t._base is not variables for t in out)
+    ref = weakref.ref(variables)
+    del variables
+    gc.collect()
+    assert ref() is None
+    kept = [torch.tensor([[0, 1], [1, i]]) for i in range(2, 2 + 2 * bp_engine._MAX_STRUCTURES)]
+    for variables in kept:
+        _structure(variables, 2 + 2 * bp_engine._MAX_STRUCTURES)
+    assert len(bp_engine._STRUCTURES) == bp_engine._MAX_STRUCTURES

@@ -1,6 +1,7 @@
 """What a checkpoint or model file path may be, and the permissions of the file written there
 (hybridpgm/train/atomic_write.py, shared by save_checkpoint and hybridpgm.save)."""
 
+import errno
 import os
 import stat
 
@@ -10,6 +11,7 @@ import hybridpgm
 from hybridpgm import fit
 from hybridpgm.errors import CheckpointError
 from hybridpgm.generative import VAE
+from hybridpgm.train.atomic_write import write_atomically
 from hybridpgm.train.checkpoint import save_checkpoint
 from tests.train.helpers import LinearRegression, regression_data
 
@@ -99,3 +101,19 @@ def test_the_writers_are_importable_from_checkpoint_where_they_lived():
 
     for name in ("write_atomically", "check_replaceable", "remove_stale_temporaries"):
         assert getattr(checkpoint, name) is getattr(atomic_write, name)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to count open descriptors")
+def test_a_refused_chmod_closes_the_temporary_file(tmp_path, monkeypatch):
+    """Before, the ``mkstemp`` descriptor was wrapped in a file object only after ``os.fchmod``: a file system
+    that refuses chmod (CIFS/SMB, some FUSE mounts: ``EPERM``) leaked one descriptor per write."""
+    def refusing_fchmod(fd, mode):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refusing_fchmod, raising=False)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(CheckpointError, match=r"cannot write checkpoint '.*c\.pt': .*\(EPERM\)"):
+            write_atomically(tmp_path / "c.pt", {"step": 1}, "checkpoint")
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert list(tmp_path.iterdir()) == []  # the temporary files are removed too

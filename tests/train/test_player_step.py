@@ -481,3 +481,26 @@ def test_a_finite_float64_loss_beyond_float32s_range_is_not_a_divergence(skip_no
     assert result.history.loss["p"] == [1e300] * 3
     assert not result.diverged and result.skipped_steps == {"p": 0}
     assert objective.module.w.item() == pytest.approx(0.98 ** 3, rel=1e-12)  # every step was taken
+
+
+def test_fit_keeps_no_objective_class_alive():
+    """Before, ``functools.lru_cache(maxsize=None)`` on the per-class check of written-out gradients kept every
+    objective class ``fit`` had seen (and its closure and globals) for the life of the process: a notebook cell
+    that defines and fits an objective, re-run, kept one class per run."""
+    import gc
+    import weakref
+
+    from hybridpgm.train.player_step import _writes_its_loss_gradients
+
+    refs = []
+    for _ in range(3):  # the cell, re-run
+        class CellObjective(LinearRegression):
+            pass
+
+        objective = CellObjective()
+        fit(objective, regression_data(), epochs=1, batch_size=16, progress=False, seed=0)
+        assert not _writes_its_loss_gradients(objective)  # the cached answer is the right one
+        refs.append(weakref.ref(CellObjective))
+        del CellObjective, objective
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
