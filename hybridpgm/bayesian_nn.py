@@ -40,7 +40,7 @@ from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
-from hybridpgm.param_store_scope import modules_own_their_params
+from hybridpgm.param_store_scope import frozen_aware_parameter, modules_own_their_params
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
 
@@ -160,6 +160,10 @@ class BayesianRegressor(PyroModule):
     ...     _ = restored(x, y)
     ...     _ = restored.load_state_dict(state)
     """
+
+    raw_noise = frozen_aware_parameter("raw_noise", """:math:`\\log \\sigma`, a scalar parameter (frozen by
+        ``requires_grad_(False)``, it stays frozen under ``fit`` and Pyro: see
+        :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
     def __init__(self, net: nn.Module, num_data: int, prior_scale: float = 1.0, noise: float = 0.1):
         super().__init__()

@@ -23,10 +23,11 @@ import functools
 from typing import Any, Callable, TypeVar
 
 import pyro
+import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import _make_name
 
-__all__ = ["module_param_names", "modules_own_their_params", "own_param_store"]
+__all__ = ["frozen_aware_parameter", "module_param_names", "modules_own_their_params", "own_param_store"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,3 +75,33 @@ def modules_own_their_params(fn: F) -> F:
         with store.scope(state=state):
             return fn(model, guide, *args, **kwargs)
     return scoped  # type: ignore[return-value]
+
+
+def frozen_aware_parameter(name: str, doc: str) -> property:
+    """A read-only property for the :class:`torch.nn.Parameter` ``name`` that a :class:`~pyro.nn.PyroModule`
+    holds directly (``self.<name> = nn.Parameter(...)``), so that a parameter the caller froze stays frozen.
+
+    Read as a plain attribute, such a parameter goes through ``PyroModule.__getattr__``, which under Pyro's
+    global parameter mode registers it with ``pyro.param``; the param store's ``__setitem__`` calls
+    ``requires_grad_(True)`` on it, so one trace of the model unfreezes what ``requires_grad_(False)`` froze and
+    :func:`hybridpgm.fit` or :class:`pyro.infer.SVI` trains it.  The property reads a trainable parameter
+    exactly so (Pyro registers it and plain ``SVI`` trains it), and a frozen one past Pyro, unregistered: what
+    :func:`pyro.module` does with the frozen parameters of a network.  Under ``module_local_params`` Pyro
+    registers nothing and the read goes through it unchanged.  The parameter stays in the module's
+    ``_parameters``, so its state-dict key and its name in the param store are those of a plain attribute.
+
+    :param name: the attribute name.
+    :param doc: the property's docstring.
+    :returns: the property, to be assigned in the class body (``log_scale = frozen_aware_parameter(...)``).
+    """
+
+    def read(self: PyroModule) -> torch.Tensor:
+        param = self.__dict__["_parameters"].get(name)
+        if param is None:  # not (yet) set: PyroModule.__getattr__ raises nn.Module's AttributeError
+            raise AttributeError(name)
+        if param.requires_grad or pyro.settings.get("module_local_params"):
+            return PyroModule.__getattr__(self, name)
+        return param
+
+    read.__name__ = name
+    return property(read, doc=doc)

@@ -324,7 +324,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model, in the floating
     dtypes it was saved in (a float64 model loads as float64).  The caller's random streams (torch's CPU and
     CUDA generators, NumPy's, Python's) are left as they were: the constructor's random initialisation, which
-    the saved weights replace, runs inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`.
+    the saved weights replace, runs inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`.  Called inside
+    :func:`torch.inference_mode`, it reads and builds the model outside that mode (with autograd still off): the
+    module it returns holds ordinary tensors, which work after the block as well (inference tensors would make
+    autograd and in-place updates raise there).
 
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
@@ -334,6 +337,14 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         parameters that hold NaN or infinity (naming the file and the entries).
     :raises DeviceError: for a device that is unknown or not on this machine.
     """
+    if torch.is_inference_mode_enabled():
+        with torch.inference_mode(False), torch.no_grad():
+            return _load_model(path, map_location)
+    return _load_model(path, map_location)
+
+
+def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> SavedModel:
+    """:func:`load_model`, in the caller's inference mode."""
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise CheckpointError(f"no model file at {path}")

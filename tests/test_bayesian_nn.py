@@ -317,3 +317,40 @@ def test_vectorized_particles_and_parallel_predictive_are_refused_by_name():
         Predictive(model, guide=guide, num_samples=5, parallel=True)(x)
     assert Predictive(model, guide=guide, num_samples=5)(x)["y"].shape == (5, 20)
     pyro.clear_param_store()
+
+
+def test_a_frozen_noise_stays_frozen_under_pyro_and_fit():
+    """``raw_noise``, a parameter of the PyroModule itself, was unfrozen by one trace under Pyro's global param
+    store (its ``__setitem__`` calls ``requires_grad_(True)``) and then trained by ``fit``."""
+    from pyro.infer.autoguide import AutoNormal
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 2), torch.randn(8)
+    model = BayesianRegressor(nn.Linear(2, 1), num_data=8, noise=1.0)
+    model.raw_noise.requires_grad_(False)
+    before = model.raw_noise.detach().clone()
+    with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+        pyro.poutine.trace(model).get_trace(x, y)
+        assert not model.raw_noise.requires_grad and "raw_noise" not in pyro.get_param_store()
+        guide = AutoNormal(model)
+        guide(x, y)
+        hybridpgm.fit(hybridpgm.SVIObjective(model, guide, per_example=False), (x, y), batch_size=8, max_steps=3,
+                      seed=0, progress=False, device="cpu", optim=lambda ps: torch.optim.SGD(ps, lr=1e-3))
+    assert torch.equal(model.raw_noise, before) and not model.raw_noise.requires_grad
+    assert set(model.state_dict()) == {"raw_noise", "net._prior_scale"} and torch.equal(model.noise, before.exp())
+
+
+def test_a_trainable_noise_is_trained_by_plain_svi():
+    from pyro.infer.autoguide import AutoNormal
+
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 2), torch.randn(8)
+    model = BayesianRegressor(nn.Linear(2, 1), num_data=8, noise=1.0)
+    before = model.raw_noise.detach().clone()
+    with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+        svi = pyro.infer.SVI(model, AutoNormal(model), pyro.optim.SGD({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+        svi.step(x, y)
+        assert pyro.get_param_store()["raw_noise"] is model.raw_noise
+    assert not torch.equal(model.raw_noise, before)
+    model.load_state_dict({"raw_noise": torch.tensor(-1.0), "net._prior_scale": torch.tensor(1.0)})  # saved keys
+    assert torch.equal(model.noise, torch.tensor(-1.0).exp())

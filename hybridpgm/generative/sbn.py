@@ -55,7 +55,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
                                             bernoulli_state_logits, binary_states)
 from hybridpgm.handler_scope import isolated_from_handlers
-from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -95,6 +95,10 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
     torch.Size([5])
     """
 
+    prior_logits = frozen_aware_parameter("prior_logits", """Logits :math:`b_L` of the factorized prior over the top
+        layer, ``[H_L]`` (a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit`` and Pyro: see
+        :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
+
     def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True, name: str = ""):
         super().__init__(module_name(name, "SigmoidBeliefNet"))
         if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, str) and len(layer_sizes) < 2:
@@ -104,7 +108,6 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         self.layer_sizes = sizes
         self.num_layers = len(sizes) - 1
         self.validate_data = flag(validate_data, "SigmoidBeliefNet validate_data", error=ModelSpecError)
-        #: logits :math:`b_L` of the factorized prior over the top layer
         self.prior_logits = nn.Parameter(torch.zeros(sizes[-1]))
         #: ``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1`` (``l = 1..L``)
         self.decoders = nn.ModuleList(nn.Linear(sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))

@@ -42,7 +42,7 @@ from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
-from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -76,6 +76,10 @@ class VAE(PyroModule):
         and floats are refused; ``hidden`` must be a sequence), an unknown likelihood, a ``min_scale``
         that is not a finite non-negative number, or a ``name`` that is not a string.
     """
+
+    log_scale = frozen_aware_parameter("log_scale", """Log standard deviations of the Gaussian likelihood, ``[D]`` (only
+        with ``likelihood="gaussian"``; a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit``
+        and Pyro: :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
     def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), likelihood: str = "bernoulli",
                  activation: str = "relu", init: str = "xavier", batch_norm: bool = False, min_scale: float = 1e-4,

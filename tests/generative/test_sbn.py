@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro.infer import ReweightedWakeSleep, TraceGraph_ELBO
@@ -8,6 +9,7 @@ from pyro.infer import ReweightedWakeSleep, TraceGraph_ELBO
 import hybridpgm  # noqa: F401
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative import SigmoidBeliefNet
+from hybridpgm.infer import SVIObjective
 from tests.generative.sbn_brute_force import binary, random_sbn, single_thread  # noqa: F401
 
 
@@ -166,3 +168,63 @@ def test_validate_data_takes_only_true_or_false(value):
     with pytest.raises(ModelSpecError, match=f"SigmoidBeliefNet validate_data must be True or False, got {value!r}"):
         SigmoidBeliefNet([4, 3], validate_data=value)
     assert SigmoidBeliefNet([4, 3], validate_data=False).validate_data is False
+
+
+def _fit_sgd(sbn, x, steps=3):
+    hybridpgm.fit(SVIObjective(sbn.model, sbn.guide, pyro.infer.Trace_ELBO()), x, max_steps=steps, batch_size=8,
+                  progress=False, device="cpu", seed=0, optim=lambda ps: torch.optim.SGD(ps, lr=0.5))
+
+
+def test_fit_leaves_frozen_model_parameters_frozen_and_unmoved():
+    """Freezing theta (``model_parameters``) to train the recognition network only: ``prior_logits``, a
+    parameter of the PyroModule itself, was unfrozen by Pyro's param store and trained."""
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([6, 3])
+    for p in sbn.model_parameters():
+        p.requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in sbn.named_parameters()}
+    _fit_sgd(sbn, binary(16, 6, 0))
+    params = dict(sbn.named_parameters())
+    for name in ("prior_logits", "decoders.0.weight", "decoders.0.bias"):
+        assert torch.equal(params[name], before[name]) and not params[name].requires_grad, name
+    assert not torch.equal(params["encoders.0.weight"], before["encoders.0.weight"])  # phi trains
+
+
+def test_fit_refuses_a_net_frozen_whole_and_leaves_it_frozen():
+    sbn = SigmoidBeliefNet([6, 3])
+    sbn.requires_grad_(False)
+    with pytest.raises(ConfigError, match="player 'elbo' of SVIObjective has no parameters"):
+        _fit_sgd(sbn, binary(16, 6, 0))
+    assert not any(p.requires_grad for p in sbn.parameters())
+
+
+def test_plain_pyro_registers_prior_logits_only_while_they_are_trainable():
+    """Under Pyro's global param store a trace of the model leaves a frozen ``prior_logits`` frozen and out of
+    the store (as ``pyro.module`` does with a network's frozen weights); trainable, plain SVI trains them."""
+    torch.manual_seed(0)
+    x = binary(8, 6, 1)
+    with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+        sbn = SigmoidBeliefNet([6, 3])
+        sbn.prior_logits.requires_grad_(False)
+        trace = pyro.poutine.trace(sbn.model).get_trace(x)
+        assert not sbn.prior_logits.requires_grad
+        assert "prior_logits" not in pyro.get_param_store() and "prior_logits" not in trace.nodes
+        assert "decoders$$$0.weight" in trace.nodes
+        sbn.prior_logits.requires_grad_(True)
+        before = sbn.prior_logits.detach().clone()
+        svi = pyro.infer.SVI(sbn.model, sbn.guide, pyro.optim.SGD({"lr": 0.5}), pyro.infer.Trace_ELBO())
+        svi.step(x)
+        assert pyro.get_param_store()["prior_logits"] is sbn.prior_logits
+        assert not torch.equal(sbn.prior_logits, before)
+
+
+def test_a_state_dict_with_the_saved_keys_loads():
+    """The keys of a state dict (model files, checkpoints) are the attribute names, ``prior_logits`` included."""
+    sbn = SigmoidBeliefNet([4, 2])
+    state = {"prior_logits": torch.tensor([0.5, -1.0]),
+             "decoders.0.weight": torch.full((4, 2), 0.25), "decoders.0.bias": torch.zeros(4),
+             "encoders.0.weight": torch.full((2, 4), -0.5), "encoders.0.bias": torch.ones(2)}
+    sbn.load_state_dict(state)
+    assert list(sbn.state_dict()) == list(state)
+    assert all(torch.equal(sbn.state_dict()[k], v) for k, v in state.items())
+    assert isinstance(sbn.prior_logits, torch.nn.Parameter) and torch.equal(sbn.prior_logits, state["prior_logits"])

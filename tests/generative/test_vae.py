@@ -6,7 +6,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 
 from hybridpgm import IWAE, SVIObjective, VAE, fit
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 
 
 @pytest.fixture
@@ -175,3 +175,52 @@ def test_switches_must_be_true_or_false(make):
 
     with pytest.raises((ModelSpecError, ConfigError), match="must be True or False, got '"):
         make()
+
+
+def test_fit_leaves_a_frozen_decoder_and_log_scale_frozen_and_unmoved():
+    """Training a Gaussian VAE's encoder only: ``log_scale``, a parameter of the PyroModule itself, was
+    unfrozen by Pyro's param store and trained with it."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(1))
+    vae = VAE(6, 2, hidden=[4], likelihood="gaussian")
+    for p in vae.model_parameters():
+        p.requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in vae.named_parameters()}
+    fit(SVIObjective(vae.model, vae.guide, Trace_ELBO()), x, max_steps=3, batch_size=8, progress=False,
+        device="cpu", seed=0, optim=lambda ps: torch.optim.SGD(ps, lr=0.1))
+    params = dict(vae.named_parameters())
+    frozen = ["log_scale"] + [n for n in params if n.startswith("decoder")]
+    for name in frozen:
+        assert torch.equal(params[name], before[name]) and not params[name].requires_grad, name
+    assert not torch.equal(params["encoder.0.weight"], before["encoder.0.weight"])
+    vae.requires_grad_(False)
+    with pytest.raises(ConfigError, match="player 'elbo' of SVIObjective has no parameters"):
+        fit(SVIObjective(vae.model, vae.guide, Trace_ELBO()), x, max_steps=1, batch_size=8, progress=False,
+            device="cpu", seed=0)
+    assert not vae.log_scale.requires_grad
+
+
+def test_plain_pyro_registers_log_scale_only_while_it_is_trainable():
+    torch.manual_seed(0)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(2))
+    with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+        vae = VAE(6, 2, hidden=[4], likelihood="gaussian")
+        vae.log_scale.requires_grad_(False)
+        pyro.poutine.trace(vae.model).get_trace(x)
+        assert not vae.log_scale.requires_grad and "log_scale" not in pyro.get_param_store()
+        vae.log_scale.requires_grad_(True)
+        before = vae.log_scale.detach().clone()
+        SVI(vae.model, vae.guide, pyro.optim.SGD({"lr": 0.1}), Trace_ELBO()).step(x)
+        assert pyro.get_param_store()["log_scale"] is vae.log_scale
+        assert not torch.equal(vae.log_scale, before)
+
+
+def test_a_state_dict_with_the_saved_keys_loads_log_scale():
+    vae = VAE(3, 1, hidden=[], likelihood="gaussian")
+    state = {"encoder.0.weight": torch.full((2, 3), 0.5), "encoder.0.bias": torch.zeros(2),
+             "decoder.0.weight": torch.full((3, 1), -0.5), "decoder.0.bias": torch.ones(3),
+             "log_scale": torch.tensor([0.1, 0.2, 0.3])}
+    vae.load_state_dict(state)
+    assert sorted(vae.state_dict()) == sorted(state)
+    assert isinstance(vae.log_scale, torch.nn.Parameter) and torch.equal(vae.log_scale, state["log_scale"])
+    assert not hasattr(VAE(3, 1, hidden=[]), "log_scale")  # a Bernoulli VAE has none
