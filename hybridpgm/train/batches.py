@@ -169,10 +169,14 @@ class BatchStream:
     :param bool drop_last: drop a last incomplete batch.
     :param int rank: this process's rank; ``world_size`` the number of ranks.
         Every rank sees ``floor(N / world_size)`` examples per epoch.
+    :param layout: ``(step, epoch)``: where the current layout of the epochs began (``(0, 0)`` but for a run
+        resumed with another batch size, data size or ``drop_last``: there epoch ``epoch`` starts at step
+        ``step``, :func:`~hybridpgm.train.resume.epoch_layout`).  Step ``s >= step`` takes batch ``p`` of epoch
+        ``epoch + e``, where ``e, p = divmod(s - step, batches_per_epoch)``.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int, shuffle: bool = True,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1):
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1, layout: tuple[int, int] = (0, 0)):
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
@@ -188,6 +192,7 @@ class BatchStream:
                               f"{self.shard_size} examples {'per rank ' if world_size > 1 else ''}of the data; "
                               "lower batch_size or pass drop_last=False")
         self.batches_per_epoch = steps_per_epoch(len(dataset), batch_size, world_size, drop_last)
+        self.layout = (int(layout[0]), int(layout[1]))
         self._order: tuple[int, torch.Tensor] | None = None
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
@@ -202,9 +207,20 @@ class BatchStream:
             self._order = (epoch, order)
         return self._order[1]
 
+    def epoch_and_position(self, step: int) -> tuple[int, int]:
+        """The epoch (0-based) of the batch used at ``step`` and its position in that epoch (for a step of
+        the current layout: ``step >= layout[0]``)."""
+        origin, first_epoch = self.layout
+        epoch, position = divmod(step - origin, self.batches_per_epoch)
+        return first_epoch + epoch, position
+
+    def epoch_of(self, step: int) -> int:
+        """The epoch (0-based) of the batch used at ``step``."""
+        return self.epoch_and_position(step)[0]
+
     def batch(self, step: int):
-        """The batch used at ``step`` (and its epoch)."""
-        epoch, position = divmod(step, self.batches_per_epoch)
+        """The batch used at ``step``."""
+        epoch, position = self.epoch_and_position(step)
         indices = self._epoch_order(epoch)[position * self.batch_size : (position + 1) * self.batch_size]
         return fetch_batch(self.dataset, indices)
 
@@ -386,10 +402,15 @@ def move_to(batch: Any, device: torch.device):
     return batch
 
 
-def num_steps(batches_per_epoch: int, epochs: int | None, max_steps: int | None) -> int:
+def num_steps(batches_per_epoch: int, epochs: int | None, max_steps: int | None,
+              layout: tuple[int, int] = (0, 0)) -> int:
     """Steps of a run: ``batches_per_epoch * epochs``, at most ``max_steps``.  ``epochs=None`` (``fit``'s
-    default) is one epoch without ``max_steps`` and no bound on the epochs with it (``max_steps`` steps)."""
+    default) is one epoch without ``max_steps`` and no bound on the epochs with it (``max_steps`` steps).
+
+    :param layout: ``(step, epoch)`` where the current layout of the epochs began (see :class:`BatchStream`):
+        the run then ends after ``step + batches_per_epoch * (epochs - epoch)`` steps."""
     if epochs is None:
         return batches_per_epoch if max_steps is None else max_steps
-    total = batches_per_epoch * epochs
+    origin, first_epoch = layout
+    total = origin + batches_per_epoch * max(epochs - first_epoch, 0)
     return total if max_steps is None else min(total, max_steps)

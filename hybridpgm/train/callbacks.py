@@ -18,6 +18,16 @@ key ``"module"``; its buffers may hold infinity as the module's may (a
 GPyTorch constraint's bound).  On resume the stateful callbacks are matched in
 order and by class with those in the checkpoint; a mismatch is a
 :class:`~hybridpgm.errors.CheckpointError`.
+
+**Settings that define a state.**  A callback may also have ``settings()``, a dict of the plain values its
+state only makes sense under (:class:`EvaluateEvery`'s ``every``; :class:`EarlyStopping`'s ``monitor``,
+``mode``, ``min_delta`` and ``patience``); they are saved next to the state, and a resume whose callback has
+other settings is refused (:func:`check_callback_settings`) unless ``override_hyperparameters=True``: then the
+state is loaded as the callback's ``state_for_settings(state, saved_settings)`` gives it, if it has that method
+(an :class:`EarlyStopping` that watches another monitor, or in another mode, starts afresh).  A state that its
+callback's ``shaped_by_settings(state)`` says owes nothing to them (an :class:`EarlyStopping` that has not
+observed a value yet: a misspelt monitor, corrected to resume) and a checkpoint written before settings were
+saved are not compared.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.train.history import History
 
 __all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "FitStart", "StepInfo", "callback_states",
-           "callback_buffer_paths", "load_callback_states"]
+           "callback_buffer_paths", "check_callback_settings", "load_callback_states"]
 
 
 @dataclass
@@ -160,6 +170,11 @@ class EvaluateEvery(Callback):
         raise ConfigError(f"EvaluateEvery(name={self.name!r}): fn returned {what} for the metric {key!r}; it must "
                           "return a real number, a one-element real tensor, or a dict of them")
 
+    def settings(self) -> dict[str, Any]:
+        """What the state is counted in (saved next to it; a resume with another ``every`` is refused unless
+        hyperparameters are overridden)."""
+        return {"every": self.every}
+
     def state_dict(self) -> dict[str, Any]:
         """The step of the last evaluation (so the end-of-run one is not repeated after a resume)."""
         return {"last_step": self._last_step}
@@ -218,6 +233,25 @@ class EarlyStopping(Callback):
         if self.monitor in history.loss:
             return history.loss[self.monitor][-1]
         return None  # not logged yet
+
+    def settings(self) -> dict[str, Any]:
+        """What the best value and the counters mean (saved next to them; a resume with other settings is refused
+        unless hyperparameters are overridden)."""
+        return {"monitor": self.monitor, "mode": self.mode, "min_delta": self.min_delta, "patience": self.patience}
+
+    @staticmethod
+    def shaped_by_settings(state: dict[str, Any]) -> bool:
+        """Whether a saved ``state`` has observed a value (a state that has not, as after a misspelt monitor,
+        resumes under any settings)."""
+        return state.get("best") is not None or bool(state.get("bad_rounds")) or bool(state.get("seen"))
+
+    def state_for_settings(self, state: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+        """The saved ``state`` to load under this callback's settings, which differ from the ``saved`` ones
+        (``override_hyperparameters=True``): the best value and the counters of another monitor, or of the
+        other mode, are not this one's, so it starts afresh; another ``patience`` or ``min_delta`` keeps them."""
+        if (saved.get("monitor"), saved.get("mode")) != (self.monitor, self.mode):
+            return {"best": None, "bad_rounds": 0, "seen": 0}
+        return state
 
     def state_dict(self) -> dict[str, Any]:
         """Best value so far (``None`` before the first observation), bad rounds, values seen."""
@@ -289,9 +323,14 @@ def _nonfinite_floats(state: Any, prefix: str = "") -> list[str]:
     return [bad for key, value in items for bad in _nonfinite_floats(value, f"{prefix}[{key!r}]")]
 
 
+def _settings(callback: Any) -> dict[str, Any] | None:
+    return callback.settings() if callable(getattr(callback, "settings", None)) else None
+
+
 def callback_states(callbacks: list[Any]) -> list[dict[str, Any] | None]:
     """What ``fit`` saves under ``"callbacks"``: per callback, ``None`` when it has no
-    ``state_dict``, else ``{"class": "module.Name", "state": callback.state_dict()}``.
+    ``state_dict``, else ``{"class": "module.Name", "state": callback.state_dict()}``, with
+    ``"settings": callback.settings()`` where it has them.
 
     :raises CheckpointError: a state holds a non-finite float (naming the callback and the entry).
     """
@@ -305,7 +344,11 @@ def callback_states(callbacks: list[Any]) -> list[dict[str, Any] | None]:
         if bad:
             raise CheckpointError(f"{type(callback).__name__}.state_dict() holds a non-finite float at "
                                   f"{', '.join(bad)}; checkpoints hold finite values only (store None instead)")
-        out.append({"class": _class_name(callback), "state": state})
+        entry = {"class": _class_name(callback), "state": state}
+        settings = _settings(callback)
+        if settings is not None:
+            entry["settings"] = settings
+        out.append(entry)
     return out
 
 
@@ -341,3 +384,47 @@ def load_callback_states(path: str | os.PathLike | None, callbacks: list[Any],
                               "(CLI: --overwrite) to start afresh")
     for callback, entry in zip(stateful, entries):
         callback.load_state_dict(entry["state"])
+
+
+def check_callback_settings(path: str | os.PathLike | None, callbacks: list[Any],
+                            saved: list[dict[str, Any] | None] | None,
+                            override: bool = False) -> list[dict[str, Any] | None] | None:
+    """Compare the settings saved with each stateful callback's state (see the module docstring) with those of
+    the run's callback matched to it, before :func:`load_callback_states` loads them.
+
+    A saved entry without settings (an older checkpoint), a callback without ``settings()``, and a state its
+    callback's ``shaped_by_settings(state)`` finds blank are not compared; nor is anything when the stateful
+    callbacks differ in class or order (:func:`load_callback_states` refuses that).
+
+    :param override: ``override_hyperparameters``: accept other settings; the state to load is then what the
+        callback's ``state_for_settings(state, saved_settings)`` gives, where it has that method.
+    :returns: ``saved``, with the states to load (a new list; ``saved`` itself is not changed).
+    :raises CheckpointError: without ``override``, a callback's settings differ from the saved ones (naming the
+        file, the callback, and each setting with its value in the checkpoint and the requested one).
+    """
+    if saved is None:
+        return None
+    out = list(saved)
+    indices = [index for index, entry in enumerate(saved) if entry is not None]
+    stateful = [callback for callback in callbacks if _is_stateful(callback)]
+    if [_class_name(c) for c in stateful] != [saved[i]["class"] for i in indices]:
+        return out
+    found = []
+    for callback, index in zip(stateful, indices):
+        was, now = saved[index].get("settings"), _settings(callback)
+        shaped = getattr(callback, "shaped_by_settings", None)
+        if was is None or now is None or (callable(shaped) and not shaped(saved[index]["state"])):
+            continue
+        differing = [(key, was.get(key, "<absent>"), value) for key, value in now.items()
+                     if was.get(key, "<absent>") != value]
+        if not differing:
+            continue
+        found += [f"{type(callback).__name__} {key}: checkpoint {a!r}, requested {b!r}" for key, a, b in differing]
+        if override and callable(getattr(callback, "state_for_settings", None)):
+            out[index] = {**saved[index], "state": callback.state_for_settings(saved[index]["state"], was)}
+    if found and not override:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds callback states kept under other settings: "
+                              f"{'; '.join(found)}. Pass the same callbacks, override_hyperparameters=True (CLI: "
+                              "--override-hyperparameters) to resume with the requested settings, or overwrite=True "
+                              "(CLI: --overwrite) to start afresh")
+    return out

@@ -18,10 +18,18 @@ through :func:`~hybridpgm.train.torch_load.read_torch_file` (``weights_only=True
 each zip member's CRC-32 checked).  A state holding a non-finite floating-point
 tensor is never written, and one read back is checked the same way
 (:func:`check_finite_checkpoint`).
+
+A checkpoint holds no non-finite *Python float* either: those a state may hold outside tensors (a
+``ReduceLROnPlateau``'s ``best`` and ``mode_worse``, infinite before its first step; the history's NaN loss of
+a step skipped under ``skip_nonfinite``) are written as the tagged dict ``{"__hybridpgm_float__": "inf"}``
+(``"-inf"``, ``"nan"``; :func:`encode_nonfinite_floats`) and decoded back by :func:`load_checkpoint`, so a
+raw ``torch.load(path, weights_only=True)`` of any checkpoint finds only finite numbers.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import random
 from pathlib import Path
@@ -35,11 +43,72 @@ from hybridpgm.errors import CheckpointError
 from hybridpgm.train.atomic_write import check_replaceable, remove_stale_temporaries, write_atomically
 from hybridpgm.train.torch_load import check_readable, read_torch_file
 
-__all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable", "load_checkpoint",
-           "nonfinite_entries", "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint",
-           "set_rng_state", "write_atomically"]
+__all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable",
+           "decode_nonfinite_floats", "encode_nonfinite_floats", "load_checkpoint", "nonfinite_entries",
+           "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint", "set_rng_state",
+           "write_atomically"]
 
 FORMAT_VERSION = 1
+
+#: the key of the one-entry dict that stands for a non-finite Python float in a checkpoint
+FLOAT_TAG = "__hybridpgm_float__"
+_DECODED = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _rebuilt(container: Any, changed: dict[Any, Any]) -> Any:
+    """``container`` with the entries ``changed`` replaced, of the same type (a copy; an ``OrderedDict``
+    state_dict keeps its ``_metadata``, a named tuple its fields)."""
+    if isinstance(container, dict):
+        out = copy.copy(container)
+        out.update(changed)
+        return out
+    items = [changed.get(index, value) for index, value in enumerate(container)]
+    if isinstance(container, list):
+        return items
+    return type(container)(*items) if hasattr(container, "_fields") else type(container)(items)
+
+
+def _mapped(state: Any, leaf) -> Any:
+    """``state`` with ``leaf(value)`` (``None``: unchanged) put for its non-container values; the containers
+    on no changed path are the very same objects."""
+    replaced = leaf(state)
+    if replaced is not None:
+        return replaced
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return state
+    changed = {}
+    for key, value in items:
+        new = _mapped(value, leaf)
+        if new is not value:
+            changed[key] = new
+    return _rebuilt(state, changed) if changed else state
+
+
+def _encoded(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {FLOAT_TAG: "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    return None
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and value.get(FLOAT_TAG) in _DECODED:
+        return _DECODED[value[FLOAT_TAG]]
+    return None
+
+
+def encode_nonfinite_floats(state: Any) -> Any:
+    """``state`` with each non-finite Python float (outside tensors) replaced by ``{FLOAT_TAG: "inf"}``,
+    ``"-inf"`` or ``"nan"`` (a copy of the containers on the way; ``state`` is not changed)."""
+    return _mapped(state, _encoded)
+
+
+def decode_nonfinite_floats(state: Any) -> Any:
+    """The inverse of :func:`encode_nonfinite_floats`."""
+    return _mapped(state, _decoded)
 
 
 def rng_state() -> dict[str, Any]:
@@ -127,7 +196,8 @@ def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
                     infinite_ok: frozenset[str] = frozenset()) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename), its non-finite Python floats
+    (outside tensors) in tagged form (:func:`encode_nonfinite_floats`).
 
     :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
         :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
@@ -142,11 +212,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
     if bad:
         raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {_shown(bad)} hold(s) NaN or infinity; "
                               "the previous checkpoint is kept")
-    return write_atomically(path, {"format_version": FORMAT_VERSION, **state}, "checkpoint")
+    # non-finite Python floats (a scheduler's infinite ``best``, a skipped step's NaN loss) go in tagged form
+    return write_atomically(path, encode_nonfinite_floats({"format_version": FORMAT_VERSION, **state}), "checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``.
+    """Read a checkpoint with ``weights_only=True``, its tagged non-finite floats decoded
+    (:func:`decode_nonfinite_floats`).
 
     :raises CheckpointError: the file is missing (or a directory, a FIFO ...), empty, truncated, not a
         checkpoint, of an unknown format version, or holds NaN (:func:`check_finite_checkpoint`; whether an
@@ -160,4 +232,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "format" in state:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format {FORMAT_VERSION}")
     check_finite_checkpoint(path, state, nan_only=True)
-    return state
+    return decode_nonfinite_floats(state)

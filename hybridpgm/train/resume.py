@@ -1,8 +1,8 @@
 """Explicit resume: what a checkpoint was trained with, and whether a request matches it.
 
 ``fit(checkpoint=path)`` records, next to the state, the *run configuration*:
-global batch size, accumulation, precision, clipping, data-order options, data-set
-size, seed and, per player, the optimizer's class and hyperparameters as
+the objective's class (``module.QualifiedName``), global batch size, accumulation, precision, clipping,
+data-order options, data-set size, seed and, per player, the optimizer's class and hyperparameters as
 requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
 scheduler moved them), its learning-rate scheduler's class and settings
 (``gamma``, ``step_size`` ..., or none), and the caller's own ``config`` (the
@@ -22,7 +22,7 @@ number of particles, the data set; ``{}`` when none is given).  A later
   one, the saved schedule is dropped) and the requested ``config`` is the one
   recorded from then on.
 
-A checkpoint written before ``config`` was recorded resumes without that comparison.
+A checkpoint written before ``config`` (or the objective's class) was recorded resumes without that comparison.
 
 ``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
 is for.  The modes of ``fit``'s ``resume`` argument are:
@@ -49,7 +49,7 @@ from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.distributed import differences
 
-__all__ = ["RESUME_MODES", "check_resumable", "optimizer_hyperparameters", "override_hyperparameters",
+__all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters", "override_hyperparameters",
            "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
 
 RESUME_MODES = ("auto", "require", "never")
@@ -144,10 +144,12 @@ def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorde
 def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, world_size: int, accumulate: int,
                precision: str | None, clip_grad_norm: float | None, shuffle: bool, drop_last: bool,
                num_examples: int, schedulers: Mapping[str, dict[str, Any] | None] | None = None,
-               config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+               config: Mapping[str, Any] | None = None, objective: Any = None) -> dict[str, Any]:
     """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`, ``schedulers``
     per player from :func:`scheduler_settings`, ``config`` the caller's own settings, already checked by
-    :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).
+    :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).  ``objective`` (the
+    objective trained) is recorded by its class, ``module.QualifiedName`` (a GAN's checkpoint does not resume
+    as an IWGAN's); ``None`` when not given.
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -155,6 +157,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
     a step to its epoch and batch.
     """
     return {
+        "objective": None if objective is None else f"{type(objective).__module__}.{type(objective).__qualname__}",
         "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),
@@ -178,7 +181,7 @@ def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, 
 
 
 #: entries of the run configuration that older checkpoints do not record (not compared for those files)
-_RECORDED_LATER = ("steps_per_epoch", "schedulers", "config")
+_RECORDED_LATER = ("steps_per_epoch", "schedulers", "config", "objective")
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
@@ -207,6 +210,42 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
         raise CheckpointError(f"{where} was trained with other hyperparameters: {listed}. Pass "
                               "override_hyperparameters=True (CLI: --override-hyperparameters) to resume with the "
                               "requested values, or overwrite=True (CLI: --overwrite) to start afresh")
+
+
+#: the run configuration's entries that lay out the steps of an epoch
+_LAYOUT = ("global_batch_size", "num_examples", "drop_last", "steps_per_epoch")
+
+
+def epoch_layout(saved: Mapping[str, Any], requested: Mapping[str, Any], start_step: int) -> \
+        tuple[tuple[int, int], str | None]:
+    """Where the epochs of a resumed run are laid out from: ``((step, epoch), note)``.
+
+    The checkpoint ``saved`` records (``"epoch_layout"``, ``(0, 0)`` when absent) the step at which its
+    layout of the epochs began and that epoch.  A resume with the same global batch size, data size,
+    ``drop_last`` and steps per epoch keeps it (``note`` ``None``): step ``s`` takes the same batch as without the
+    interruption.  One that changes them (``override_hyperparameters=True``) starts a new layout at the next
+    epoch boundary: at ``start_step`` with the epoch the old layout would have started there, or, when the
+    checkpoint is in the middle of an epoch, with the next one; the rest of the interrupted epoch is skipped,
+    so no example is seen twice in an epoch and ``epochs`` counts whole epochs (:func:`~hybridpgm.train.batches.
+    num_steps`).  ``note`` says so, for the resume message.
+
+    :param requested: the request's :func:`run_config`.
+    """
+    origin, first_epoch = (int(v) for v in saved.get("epoch_layout", (0, 0)))
+    recorded = saved.get("config") or {}
+    if "steps_per_epoch" not in recorded or all(_same(recorded.get(k), requested[k]) for k in _LAYOUT):
+        return (origin, first_epoch), None  # a checkpoint without a record resumes as it always did
+    old = int(recorded["steps_per_epoch"])
+    epoch, position = divmod(start_step - origin, old)
+    epoch += first_epoch
+    changed = ", ".join(f"{k} {recorded[k]!r} -> {requested[k]!r}" for k in _LAYOUT
+                        if k in recorded and not _same(recorded[k], requested[k]))
+    if position == 0:
+        return (start_step, epoch), f"the epochs are laid out anew ({changed}); epoch {epoch} starts at step " \
+            f"{start_step}"
+    return (start_step, epoch + 1), (f"the epochs are laid out anew ({changed}): the last {old - position} of the "
+                                     f"{old} steps of epoch {epoch} are skipped, and epoch {epoch + 1} starts at "
+                                     f"step {start_step}")
 
 
 def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, requested: dict[str, Any],

@@ -35,12 +35,15 @@ class RunCheckpoint:
     :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext`.
     :param history: the run's :class:`~hybridpgm.train.history.History`, saved as it stands at each write.
     :param config: the run configuration (:func:`~hybridpgm.train.resume.run_config`).
+    :param layout: ``(step, epoch)`` where the run's layout of the epochs began
+        (:func:`~hybridpgm.train.resume.epoch_layout`), saved as ``"epoch_layout"``.
     """
 
     def __init__(self, path: str | os.PathLike | None, *, module: torch.nn.Module, objective: Objective,
                  players: dict[str, Player], callbacks: Sequence[Any], history: History, seed: int,
-                 config: dict[str, Any], context) -> None:
+                 config: dict[str, Any], context, layout: tuple[int, int] = (0, 0)) -> None:
         self.path, self.module, self.objective, self.players = path, module, objective, players
+        self.layout = layout
         self.callbacks, self.history, self.seed, self.config, self.context = callbacks, history, seed, config, context
 
     def write(self, step: int, stopped: bool = False, pending: bool = False) -> None:
@@ -73,6 +76,7 @@ class RunCheckpoint:
                     "seed": self.seed,
                     "world_size": context.world_size,
                     "config": self.config,
+                    "epoch_layout": list(self.layout),
                     "callbacks": callback_state,
                     "stopped_early": stopped,
                     "fit_end_pending": pending,  # on_fit_end has yet to run

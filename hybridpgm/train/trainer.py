@@ -26,7 +26,7 @@ from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
                                      split_batch)
-from hybridpgm.train.callbacks import FitStart, StepInfo
+from hybridpgm.train.callbacks import FitStart, StepInfo, check_callback_settings
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
@@ -39,7 +39,7 @@ from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for
 from hybridpgm.train.progress import advance, progress_bar, say
 from hybridpgm.train.rank_states import load_rank_state
-from hybridpgm.train.resume import resume_mode, run_config
+from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
 from hybridpgm.train.run_start import build_players, open_checkpoint, restore
 from hybridpgm.train.signals import StopSignals
@@ -173,7 +173,10 @@ def fit(
     :param overwrite: start afresh, deleting an existing checkpoint (a regular file) first.
     :param override_hyperparameters: resume even though the recorded
         hyperparameters (learning rates and other optimizer settings,
-        ``batch_size``, ``accumulate``, ...) differ; the requested ones apply.
+        ``batch_size``, ``accumulate``, the objective's class, the callbacks' settings ...) differ; the requested
+        ones apply.  One that changes the steps of an epoch (another batch size, data size or ``drop_last``)
+        starts a new layout of the epochs at the next epoch boundary, skipping the rest of the interrupted epoch
+        (:func:`~hybridpgm.train.resume.epoch_layout`).
     :param config: the caller's own settings that define the run beyond ``fit``'s arguments (a model's
         widths, an objective's number of particles, the data set and how it was drawn): a mapping of ``str``
         to JSON-like values (``None``, ``bool``, ``int``, finite ``float``, ``str``, or lists of these).  It
@@ -274,7 +277,7 @@ def fit(
         config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                             accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
                             shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
-                            config=user_config)
+                            config=user_config, objective=objective)
         context.check_same("configuration", {
             **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
@@ -282,8 +285,12 @@ def fit(
 
         history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
         own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
+        layout = (0, 0)  # (step, epoch) where the epochs' layout began: moved by a resume with another batch size
         resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
         if resumed is not None:
+            # the callbacks' settings (an EarlyStopping's monitor ...) are compared before restore loads their states
+            resumed["callbacks"] = check_callback_settings(checkpoint, callbacks, resumed.get("callbacks"),
+                                                           override_hyperparameters)
             restored = restore(checkpoint, resumed, module=module, objective=objective, players=players,
                                hyperparameters=hyperparameters, schedulers=schedulers, callbacks=callbacks,
                                config=config, seed=seed, override_hyperparameters=override_hyperparameters,
@@ -291,9 +298,11 @@ def fit(
             history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
             finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
                                                           restored.own_rank_states)
+            layout, relaid = epoch_layout(resumed, config, start_step)
             if context.is_main:
                 say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
-                    + ("; it had stopped early, so no step is run" if finished else ""))
+                    + ("; it had stopped early, so no step is run" if finished else "")
+                    + (f"; {relaid}" if relaid and not finished else ""))
                 if restored.lost is not None:
                     warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
         # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
@@ -305,8 +314,8 @@ def fit(
         seed = context.agree_on_seed(seed)
 
         stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
-                             rank=context.rank, world_size=context.world_size)
-        total_steps = num_steps(stream.batches_per_epoch, epochs, max_steps)
+                             rank=context.rank, world_size=context.world_size, layout=layout)
+        total_steps = num_steps(stream.batches_per_epoch, epochs, max_steps, layout)
         if resumed is not None and len(resumed["rng"]) == context.world_size:
             set_rng_state(resumed["rng"][context.rank])
         else:  # a fresh run, or a resume on another number of ranks
@@ -314,7 +323,7 @@ def fit(
 
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
                                          callbacks=callbacks, history=history, seed=seed, config=config,
-                                         context=context).write
+                                         context=context, layout=layout).write
 
         # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
         running = on_exit.enter_context(contextlib.ExitStack())
@@ -322,6 +331,7 @@ def fit(
                                                  show=progress and context.is_main))
         heartbeat = running.enter_context(beating(context))  # None in a single process
         info, interrupted, step, stopped = None, 0, start_step, finished
+        has_fit_end = any(hasattr(callback, "on_fit_end") for callback in callbacks)
         started = time.perf_counter() - elapsed
         start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
         for callback in callbacks:
@@ -349,7 +359,7 @@ def fit(
                     history.record(step + 1, step_losses, now - started,
                                    batch_size_of(batch) / max(now - step_started, 1e-12))
                     advance(bar, step_losses)
-                    info = StepInfo(step=step + 1, epoch=step // stream.batches_per_epoch, losses=step_losses,
+                    info = StepInfo(step=step + 1, epoch=stream.epoch_of(step), losses=step_losses,
                                     objective=objective, history=history, device=device, is_main=context.is_main,
                                     reduce_mean=context.mean_of)
                     for callback in callbacks:
@@ -359,7 +369,8 @@ def fit(
                     if stopped or interrupted:
                         break
                     if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
-                        write_checkpoint(step + 1)
+                        # the last step's periodic checkpoint: on_fit_end has yet to run for it
+                        write_checkpoint(step + 1, pending=has_fit_end and step + 1 >= total_steps)
             except Exception as error:
                 failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
                 if failure is error:
@@ -368,14 +379,15 @@ def fit(
             finally:
                 running.close()  # the bar is gone before the end-of-run checkpoint and on_fit_end
             steps_done = history.step[-1] if history.step else start_step
-            ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) \
-                and any(hasattr(callback, "on_fit_end") for callback in callbacks)
+            ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) and has_fit_end
             if ending and info is None:  # resumed after its on_fit_end failed, with no step left: run it now
-                info = StepInfo(step=steps_done, epoch=(steps_done - 1) // stream.batches_per_epoch,
+                info = StepInfo(step=steps_done, epoch=stream.epoch_of(steps_done - 1),
                                 losses={p: v[-1] for p, v in history.loss.items() if v}, objective=objective,
                                 history=history, device=device, is_main=context.is_main, reduce_mean=context.mean_of)
-            # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again
-            write_checkpoint(steps_done, bool(stopped), pending=ending)
+            # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again.
+            # An interrupted run has not run it either: a resume with steps left runs it after them, one with no
+            # step left (the signal came during the last step, or with a callback's stop) runs it at once
+            write_checkpoint(steps_done, bool(stopped), pending=ending or (bool(interrupted) and has_fit_end))
             if ending:
                 for callback in callbacks:
                     if hasattr(callback, "on_fit_end"):

@@ -146,6 +146,31 @@ def test_a_preempted_run_resumes_to_the_uninterrupted_result(tmp_path, stop_at, 
 
 
 
+def test_a_run_preempted_in_its_last_step_keeps_the_end_of_run_validation(tmp_path):
+    """SIGTERM during the last step (7, not a multiple of eval_every): the resume has no step left and runs
+    on_fit_end, whose validation (and _KeepBest's look at it) picks step 7's weights, as without the signal.
+    Before, the checkpoint did not mark on_fit_end pending: the resumed run kept step 6's weights."""
+    x, y = make_windows(synthetic_series(60, seed=0).float(), 6)
+    x_fit, y_fit, x_val, y_val = split_tail(x, y, 0.2)
+
+    def run(checkpoint, callbacks=()):
+        torch.manual_seed(0)
+        model = GPLSTM(x_fit, y_fit, hidden_size=3, num_features=2)
+        objective = SemiStochasticObjective(model)
+        result = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=7, eval_every=2,
+                               patience=10, batch_size=8, seed=0, checkpoint=checkpoint, checkpoint_every=1,
+                               callbacks=list(callbacks))
+        return model, result
+
+    uninterrupted = run(tmp_path / "whole.pt")
+    assert [s for s, _ in uninterrupted[1].history.history.metrics["validation_nll"]] == [2, 4, 6, 7]
+    assert uninterrupted[1].best_step == 7
+    ckpt = tmp_path / "gp.pt"
+    with pytest.raises(TrainingInterrupted):
+        run(ckpt, [TermAt(7)])
+    _same_run(run(ckpt), uninterrupted)
+
+
 def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
     uninterrupted = _lstm_run()
     ckpt = tmp_path / "gp.pt"

@@ -284,3 +284,27 @@ def test_a_config_that_is_not_json_like_is_refused_before_the_checkpoint_is_touc
     with pytest.raises(ConfigError, match=message):
         run(ckpt, config=config)
     assert not ckpt.exists()
+
+
+class _OtherRegression(LinearRegression):
+    """Another objective class over the same module and players (a GAN's checkpoint read by an IWGAN)."""
+
+
+def test_another_objective_class_is_refused_unless_overridden_and_an_older_file_is_not_compared(tmp_path):
+    """Before, the objective's class was not recorded: a checkpoint resumed silently under another objective."""
+    from hybridpgm.train import save_checkpoint
+
+    ckpt = tmp_path / "r.pt"
+    run(ckpt, max_steps=2)
+    assert load_checkpoint(ckpt)["config"]["objective"] == "tests.train.helpers.LinearRegression"
+    with pytest.raises(CheckpointError, match=r"objective: checkpoint 'tests.train.helpers.LinearRegression', "
+                                              r"requested 'tests.train.test_resume._OtherRegression'"):
+        run(ckpt, objective=_OtherRegression(), max_steps=4)
+    assert load_checkpoint(ckpt)["step"] == 2  # untouched
+    _, result = run(ckpt, objective=_OtherRegression(), max_steps=4, override_hyperparameters=True)
+    assert result.steps == 4 and load_checkpoint(ckpt)["config"]["objective"].endswith("._OtherRegression")
+    state = load_checkpoint(ckpt)
+    del state["config"]["objective"]  # as a checkpoint written before the objective's class was recorded
+    save_checkpoint(ckpt, state)
+    _, result = run(ckpt, max_steps=6)
+    assert result.steps == 6
