@@ -17,7 +17,7 @@ import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
-from hybridpgm.train.batches import micro_batch_origin, one_row_micro_batch_error
+from hybridpgm.train.micro_batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext

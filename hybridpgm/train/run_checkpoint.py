@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from hybridpgm.errors import CheckpointError
-from hybridpgm.train.callbacks import callback_buffer_paths, callback_states
+from hybridpgm.train.callback_states import callback_buffer_paths, callback_states
 from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
 from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import torch
 
 from hybridpgm.errors import CheckpointError
-from hybridpgm.train.callbacks import callback_buffer_paths, load_callback_states
+from hybridpgm.train.callback_states import callback_buffer_paths, load_callback_states
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries)
 from hybridpgm.train.fit_options import check_optimizer, check_players, check_scheduler, per_player

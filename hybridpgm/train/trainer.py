@@ -24,9 +24,9 @@ import torch
 from hybridpgm.checks import flag
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
-from hybridpgm.train.batches import (BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps,
-                                     split_batch)
-from hybridpgm.train.callbacks import FitStart, StepInfo, check_callback_settings
+from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps
+from hybridpgm.train.callback_states import check_callback_settings
+from hybridpgm.train.callbacks import FitStart, StepInfo
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
@@ -35,6 +35,7 @@ from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, chec
 from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.interruption import interruption
+from hybridpgm.train.micro_batches import split_batch
 from hybridpgm.train.objective import Objective, player_schedule
 from hybridpgm.train.player_step import Player, autocast_for
 from hybridpgm.train.progress import advance, progress_bar, say

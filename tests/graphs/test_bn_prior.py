@@ -127,7 +127,7 @@ def _gradients_of_an_update(bn: BayesNet, rows: torch.Tensor, accumulate: int, c
     """The gradients ``Player.update`` leaves (after its rank average) for one step on ``rows``, with SGD at
     learning rate 0 so the parameters stay; a 2-rank ``context`` reduces with ``other_bucket`` (the other rank's
     gradient bucket), captured into ``other_bucket`` instead when that is an empty list."""
-    from hybridpgm.train.batches import split_batch
+    from hybridpgm.train.micro_batches import split_batch
     from hybridpgm.train.player_step import Player
 
     if other_bucket is not None:

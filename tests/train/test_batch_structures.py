@@ -10,7 +10,8 @@ import torch
 
 import hybridpgm
 from hybridpgm.errors import DataError
-from hybridpgm.train.batches import batch_size_of, move_to, split_batch
+from hybridpgm.train.batches import batch_size_of, move_to
+from hybridpgm.train.micro_batches import split_batch
 
 Pair = collections.namedtuple("Pair", "x y")
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hybridpgm.errors import ConfigError, DataError
-from hybridpgm.train.batches import BatchStream, TensorData, split_batch
+from hybridpgm.train.batches import BatchStream, TensorData
 from tests.data.ready_batches import DictBatch, TupleBatch
 
 
@@ -41,15 +41,6 @@ def test_drop_last_with_no_full_batch_is_refused():
         BatchStream(TensorData(torch.arange(7)), 8, seed=0, drop_last=True)
     with pytest.raises(ConfigError, match="than the 3 examples per rank"):
         BatchStream(TensorData(torch.arange(7)), 4, seed=0, drop_last=True, rank=1, world_size=2)
-
-
-def test_split_batch_weights_sum_to_one():
-    batch = (torch.arange(10), torch.arange(10) * 2)
-    parts = split_batch(batch, 4)
-    assert [len(m[0]) for m, _ in parts] == [3, 3, 2, 2]
-    assert sum(w for _, w in parts) == pytest.approx(1.0)
-    assert torch.equal(torch.cat([m[1] for m, _ in parts]), batch[1])
-    assert len(split_batch(torch.arange(2), 4)) == 2  # empty micro-batches are left out
 
 
 def test_finite_data_whose_sum_overflows_is_accepted():

@@ -60,7 +60,7 @@ def test_fit_gives_each_micro_batch_its_share_of_the_update():
 def test_on_two_ranks_the_share_is_divided_by_the_world_size(monkeypatch):
     """Player.update on rank 0 of 2 (the all-reduce faked as a sum with an identical rank) runs each micro-batch
     under share m_i / (B R): 20 rows in micro-batches of 10 have share 1/4."""
-    from hybridpgm.train.batches import split_batch
+    from hybridpgm.train.micro_batches import split_batch
     from hybridpgm.train.distributed import DistributedContext
     from hybridpgm.train.player_step import Player
 

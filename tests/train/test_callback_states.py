@@ -10,7 +10,7 @@ import torch
 from hybridpgm import fit
 from hybridpgm.errors import CheckpointError, TrainingInterrupted
 from hybridpgm.train import EarlyStopping, EvaluateEvery
-from hybridpgm.train.callbacks import callback_states, check_callback_settings
+from hybridpgm.train.callback_states import callback_states, check_callback_settings
 from hybridpgm.train.checkpoint import load_checkpoint
 from tests.train.helpers import LinearRegression, TermAt, regression_data
 
