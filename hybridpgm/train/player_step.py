@@ -158,7 +158,7 @@ class Player:
         skip (it lowers its scale), so only the loss is checked.
 
         The models' messages name the step, the player and, when the batch was
-        split, the micro-batch (:func:`~hybridpgm.train.batches.micro_batch_origin`).
+        split, the micro-batch (:func:`~hybridpgm.train.micro_batches.micro_batch_origin`).
         Each micro-batch's loss runs under its share ``m_i / (B R)`` of the update over ``R`` ranks
         (:func:`~hybridpgm.train.update_scope.micro_batch_share`), for terms a model adds once per step.
 
@@ -169,7 +169,7 @@ class Player:
             objective's ``explain_nonfinite`` of the micro-batches, where it has one (the error path only).
         :raises DataError: (several ranks) another rank's data failed a deferred check; no update applied.
         :raises ConfigError: accumulation left a micro-batch of one row, which the model's batch
-            normalisation refused (:func:`~hybridpgm.train.batches.one_row_micro_batch_error`).
+            normalisation refused (:func:`~hybridpgm.train.micro_batches.one_row_micro_batch_error`).
         """
         self.optimizer.zero_grad(set_to_none=True)
         total = None
