@@ -17,8 +17,8 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
-           "layer_sizes", "module_name", "positive_int", "positive_real", "positive_strides", "sample_count",
-           "sample_shape_of", "seed_of", "site_prefix", "unit_fraction"]
+           "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real", "positive_strides",
+           "sample_count", "sample_shape_of", "seed_of", "site_prefix", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -32,16 +32,46 @@ def as_integer(value) -> int | None:
         return None
 
 
-def positive_strides(value):
-    """``value`` ready for :func:`torch.as_tensor`: a NumPy array with a negative stride (``a[::-1]``,
-    :func:`numpy.flip`, a reversed pandas frame's ``to_numpy()``) as a C-contiguous copy of the same values,
-    dtype and shape (:func:`numpy.ascontiguousarray`); anything else unchanged.
+def positive_strides(value, what: str = "an array argument"):
+    """``value`` ready for :func:`torch.as_tensor`: array-likes torch cannot read as they are become a NumPy array
+    of the same values, dtype (in native byte order) and shape; a tensor, a writable native NumPy array with
+    positive strides and anything else (numbers, lists) are returned unchanged, without a copy.
 
-    torch cannot view memory read backwards (``torch.as_tensor`` raises ``ValueError: At least one stride in the
-    given numpy array is negative``), so user arrays pass through this before reaching torch.  Arrays without a
-    negative stride are not copied, and nothing is coerced (no dtype, device or shape change).
+    - a pandas ``Series`` / ``DataFrame`` / ``Index`` / ``Categorical`` (anything with ``to_numpy()`` that is not
+      a tensor) becomes ``to_numpy()``: its values, whatever its index (torch would read a ``Series`` with the
+      index ``7, 8, 9`` by label and fail on label ``0``), a ``Categorical`` its values, not its codes;
+    - a NumPy masked array (:class:`numpy.ma.MaskedArray`) without a masked entry becomes its data; one with a
+      masked entry is refused (torch would silently read the hidden values as data);
+    - a big-endian (non-native byte order) array is converted exactly to native order (torch refuses it);
+    - an array with a negative stride (``a[::-1]``, :func:`numpy.flip`) becomes a C-contiguous copy (torch cannot
+      view memory read backwards);
+    - a read-only array (pandas' copy-on-write ``to_numpy()``, :func:`numpy.broadcast_to`) is copied (torch warns
+      that it does not support non-writable tensors, at the caller's line).
+
+    :param what: the argument as the error message names it (``"data column 'a'"``).
+    :raises DataError: for a masked array with masked entries, naming ``what``, the shape and the count.
     """
-    if isinstance(value, np.ndarray) and any(s < 0 for s in value.strides):
+    if isinstance(value, torch.Tensor):
+        return value
+    if not isinstance(value, np.ndarray):
+        if not callable(getattr(value, "to_numpy", None)):
+            return value
+        value = value.to_numpy()
+        if not isinstance(value, np.ndarray):
+            return value
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(value)))
+        if masked:
+            raise DataError(f"{what} is a NumPy masked array of shape {value.shape} with {masked} masked "
+                            f"entr{'y' if masked == 1 else 'ies'}: mark missing values as documented (NaN in "
+                            f"floats, -1 in state indices, None in a list of names), e.g. "
+                            f"array.astype(float).filled(np.nan)")
+        value = np.ma.getdata(value)
+    if not value.dtype.isnative:
+        return value.astype(value.dtype.newbyteorder("="))
+    if not value.flags.writeable:
+        return np.array(value, order="C")
+    if any(s < 0 for s in value.strides):
         return np.ascontiguousarray(value)
     return value
 
@@ -80,6 +110,21 @@ def seed_of(value, what: str, *, draws: int = 1) -> int:
         raise ConfigError(f"{what} must be an integer in [-2**63, 2**64 - {draws}] (the seeds torch accepts{also}), "
                           f"got {n}")
     return n
+
+
+def generator_or_none(value, what: str) -> torch.Generator | None:
+    """``value`` checked as a sampler's ``generator=``: a :class:`torch.Generator` (on any device) or ``None``.
+
+    A seed passed where a generator is asked for (``generator=3``) would otherwise reach torch as a raw
+    ``TypeError`` (or an ``AttributeError``) deep inside the sampler; this names the argument instead.
+
+    :param what: the argument, as the message names it (``"BayesNet.sample generator"``).
+    :raises ConfigError: for anything else, naming ``what`` and the type received.
+    """
+    if value is None or isinstance(value, torch.Generator):
+        return value
+    raise ConfigError(f"{what} must be a torch.Generator or None, got {type(value).__name__} {value!r:.60} "
+                      "(for a seed, pass torch.Generator().manual_seed(seed))")
 
 
 def sample_shape_of(sample_shape, what: str) -> torch.Size:

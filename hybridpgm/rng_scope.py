@@ -30,6 +30,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from hybridpgm.checks import generator_or_none, seed_of
+
 __all__ = ["cuda_indices", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
 
 
@@ -67,17 +69,24 @@ def restoring_global_rngs(devices: Iterable[torch.device | str | int] | None = N
 
 
 @contextlib.contextmanager
-def keeping_global_rngs(seed: int | None = None) -> Iterator[None]:
+def keeping_global_rngs(seed: int | None = None, *, what: str = "seed") -> Iterator[None]:
     """Seed torch with ``seed`` inside, and restore torch's CPU generator and those of the CUDA devices already
     initialised, NumPy's global ``RandomState`` and Python's ``random`` on exit, also by an exception.
 
     ``seed=None`` is no scope at all: the draws inside come from the caller's streams and advance them.
     Only the generators it restores are seeded (not ``torch.manual_seed``, which, where CUDA is available but
     not started, queues a seed for every device that would run at CUDA's start-up, after the scope).
+
+    :param seed: an integer torch accepts as a seed (:func:`~hybridpgm.checks.seed_of`: ``[-2**63, 2**64)``),
+        or ``None``.
+    :param what: the argument, as an error names it (``"train_gp_lstm seed"``).
+    :raises ConfigError: ``seed`` is not ``None`` nor an integer in torch's range (a ``bool``, a float, a
+        string), checked before anything is seeded.
     """
     if seed is None:
         yield
         return
+    seed = seed_of(seed, what)
     devices = cuda_indices(None)
     with restoring_global_rngs(devices):
         _seed_torch(seed, devices)
@@ -109,7 +118,10 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
 
     :param generator: the sampler's generator (CPU or CUDA), or ``None``.
     :param modules: the networks the code inside evaluates.
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``
+        (:func:`~hybridpgm.checks.generator_or_none`).
     """
+    generator = generator_or_none(generator, "generator")
     modules = list(modules)
     if generator is None or not any(m.training for module in modules for m in module.modules()):
         yield

@@ -329,6 +329,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     module it returns holds ordinary tensors, which work after the block as well (inference tensors would make
     autograd and in-place updates raise there).
 
+    :param path: the model file.
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
     :raises CheckpointError: a missing or foreign file (or a directory, a FIFO ...), an empty, truncated or

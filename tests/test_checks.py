@@ -185,3 +185,66 @@ def test_every_objective_refuses_an_unknown_player_with_a_config_error(name):
     assert "bogus" not in objective.players()
     with pytest.raises(ConfigError, match=rf"{type(objective).__name__} has (one player|players) .*got 'bogus'"):
         objective.loss("bogus", None)
+
+
+@pytest.mark.parametrize("value", [None, torch.Generator(), torch.Generator().manual_seed(3)])
+def test_generator_or_none_passes_a_generator_or_none(value):
+    from hybridpgm.checks import generator_or_none
+
+    assert generator_or_none(value, "f generator") is value
+
+
+@pytest.mark.parametrize("value", [3, np.int64(3), 1.5, "g", torch.tensor(3), True])
+def test_generator_or_none_refuses_the_rest(value):
+    from hybridpgm.checks import generator_or_none
+
+    with pytest.raises(ConfigError, match=rf"f generator must be a torch.Generator or None, got "
+                                          rf"{type(value).__name__}"):
+        generator_or_none(value, "f generator")
+
+
+def _generator_entry_points():
+    from hybridpgm import BayesNet
+    from hybridpgm.generative import SBNGibbs
+    from hybridpgm.gp import GPLSTM
+    from hybridpgm.graphs.cpd import Table
+    from hybridpgm.infer import ChromaticGibbs
+
+    bn = BayesNet({"a": Table([0.3, 0.7]), "b": Table([[0.9, 0.1], [0.2, 0.8]], parents=["a"])})
+    mn = ising_grid(2, 2, 0.5)
+    sbn = SigmoidBeliefNet([3, 2])
+    g = torch.Generator().manual_seed(0)
+    lstm = GPLSTM(torch.randn(5, 3, 1, generator=g), torch.randn(5, generator=g), hidden_size=2, num_features=1)
+    return {
+        "GPLSTM.forecast": lambda gen: lstm.forecast(torch.zeros(3), 2, generator=gen),
+        "MarkovNet.sample(gibbs)": lambda gen: mn.sample(3, method="gibbs", generator=gen),
+        "MarkovNet.sample(exact)": lambda gen: mn.sample(3, method="exact", generator=gen),
+        "ChromaticGibbs": lambda gen: ChromaticGibbs(num_sweeps=2)(mn.factor_graph(), 3, generator=gen),
+        "exact_sample": lambda gen: exact_sample(mn.factor_graph(), 3, generator=gen),
+        "BayesNet.sample": lambda gen: bn.sample(3, generator=gen),
+        "BayesNet.sample(evidence)": lambda gen: bn.sample(3, evidence={"b": torch.tensor([0, 1])}, generator=gen),
+        "posterior_sample": lambda gen: posterior_sample(bn, 3, {"b": torch.tensor([0, 1])}, generator=gen),
+        "Table.random": lambda gen: Table.random(2, concentration=0.5, generator=gen),
+        "SBNGibbs.sweep": lambda gen: SBNGibbs(sbn).sweep(torch.zeros(2, 3), [torch.zeros(2, 2)], generator=gen),
+    }
+
+
+_GENERATOR_NAMES = {"GPLSTM.forecast": "GPLSTM.forecast", "MarkovNet.sample(gibbs)": "MarkovNet.sample",
+                    "MarkovNet.sample(exact)": "MarkovNet.sample", "ChromaticGibbs": "ChromaticGibbs",
+                    "exact_sample": "generator of the exact sampler", "BayesNet.sample": "BayesNet.sample",
+                    "BayesNet.sample(evidence)": "BayesNet.sample", "posterior_sample": "generator",
+                    "Table.random": "Table.random", "SBNGibbs.sweep": "SBNGibbs.sweep"}
+
+
+@pytest.mark.parametrize("name", list(_GENERATOR_NAMES))
+def test_every_sampler_refuses_a_seed_given_as_its_generator(name):
+    """A seed passed as ``generator=`` raised torch's TypeError (``rand() received an invalid combination of
+    arguments``) or an AttributeError (GPLSTM.forecast) from inside the sampler; it is a ConfigError naming the
+    argument and the type, and a real generator still works."""
+    call = _generator_entry_points()[name]
+    what = re.escape(_GENERATOR_NAMES[name])
+    for seed in (3, np.int64(3)):
+        with pytest.raises(ConfigError, match=rf"{what}( generator)? must be a torch.Generator or None, got "
+                                              rf"{type(seed).__name__}"):
+            call(seed)
+    call(torch.Generator().manual_seed(1))

@@ -9,6 +9,7 @@ import torch
 
 from hybridpgm.data import make_windows, synthetic_series
 from hybridpgm.diagnostics import train_classifier
+from hybridpgm.errors import ConfigError
 from hybridpgm.gp import train_deep_kernel, train_gp_lstm
 from hybridpgm.rng_scope import keeping_global_rngs
 
@@ -122,3 +123,32 @@ def test_seeded_from_generator_is_no_scope_in_eval_mode_or_without_a_generator()
     with seeded_from_generator(None, [net]):
         assert float(torch.rand(())) == expected  # the caller's stream, advanced
     assert float(torch.rand(())) != expected
+
+
+@pytest.mark.parametrize("seed", [1.5, "7", True, 2**64, -2**63 - 1])
+def test_the_seeded_scope_refuses_a_seed_torch_refuses_with_a_config_error(seed):
+    """Before, the seed reached ``torch.default_generator.manual_seed``: a raw RuntimeError (a float, a string)
+    or ValueError (out of range)."""
+    torch.manual_seed(0)
+    expected = float(torch.rand(()))
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match=r"^recipe seed must be an integer"):
+        with keeping_global_rngs(seed, what="recipe seed"):
+            pass
+    assert float(torch.rand(())) == expected  # nothing was seeded
+
+
+def _recipe_with_seed(name, seed):
+    x = torch.linspace(-1, 1, 30).unsqueeze(-1)
+    windows, targets = make_windows(synthetic_series(30, seed=0).float(), 4)
+    return {"train_classifier": lambda: train_classifier(x, (x[:, 0] > 0).long(), hidden=(2,), num_steps=1,
+                                                         device="cpu", seed=seed),
+            "train_deep_kernel": lambda: train_deep_kernel(x, x[:, 0], max_steps=1, seed=seed),
+            "train_gp_lstm": lambda: train_gp_lstm(windows, targets, hidden_size=2, max_steps=1, seed=seed)}[name]
+
+
+@pytest.mark.parametrize("name", ["train_classifier", "train_deep_kernel", "train_gp_lstm"])
+@pytest.mark.parametrize("seed", [1.5, "7", 2**64])
+def test_a_recipe_refuses_a_bad_seed_with_a_config_error(name, seed):
+    with pytest.raises(ConfigError, match=rf"^{name} seed must be an integer"):
+        _recipe_with_seed(name, seed)()

@@ -132,8 +132,9 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     :param lengths: ``N`` sequence lengths (see :class:`LinearChainCRF`); None (the default): every sequence has
         the full length ``T``.
     :raises DataError: ``hmm`` is not a normalised HMM of consistent shapes (as for :func:`sample_hmm`), ``x`` is
-        not an integer tensor with a time dimension, ``lengths`` does not broadcast with its batch shape, or a
-        symbol within a sequence's length is outside ``0..V-1`` (named with its index).
+        not an integer tensor with a time dimension, ``lengths`` is not numbers (an object array) or a masked
+        array with masked entries, or does not broadcast with its batch shape, or a symbol within a sequence's
+        length is outside ``0..V-1`` (named with its index).
     :raises ModelSpecError: lengths that :class:`LinearChainCRF` refuses (not integers in ``1..T``).
     """
     log_pi, log_a, log_b = _check_hmm(hmm, "hmm_posterior")
@@ -149,7 +150,12 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     x = x.to(torch.int64)
     if lengths is None:  # every sequence full length, as LinearChainCRF takes it
         lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
-    lengths = torch.as_tensor(positive_strides(lengths), device=x.device)
+    lengths = positive_strides(lengths, "hmm_posterior lengths")  # a pandas Series: its values, whatever its index
+    try:
+        lengths = torch.as_tensor(lengths, device=x.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"hmm_posterior: lengths must be integers in 1..{x.shape[-1]}, got {type(lengths).__name__}"
+                        f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
     try:
         inside = torch.arange(x.shape[-1], device=x.device) < lengths[..., None]  # positions t < lengths
         x, inside = torch.broadcast_tensors(x, inside)

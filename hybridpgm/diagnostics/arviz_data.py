@@ -52,12 +52,15 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
         ``<variable>_dim_<i>``.
     :param coords: dim name -> coordinate values.
     :raises ConfigError: for a group name that is not in :data:`GROUPS` (such as a misspelt ``"posteriour"``).
-    :raises DataError: for an array of a sampled group with fewer than two dims (no ``(chain, draw)``); a
+    :raises DataError: for ``groups`` that is not a mapping group -> mapping, or a group that is not a mapping
+        variable -> array (an array given directly as ``{"posterior": array}``); an array of a sampled group with
+        fewer than two dims (no ``(chain, draw)``); a
         variable given more dim names than its array has dims after ``(chain, draw)``; a variable named like a
         dim of its group (``chain``, ``draw``, a name in ``dims``, ``<other>_dim_0``), which xarray would turn
         into a coordinate, losing the variable; a tensor in a dtype NumPy cannot hold; under ArviZ 1.x, a name
         holding ``/`` (a ``DataTree`` path separator).
     """
+    _check_mappings(groups)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ConfigError(f"unknown ArviZ group(s) {unknown}; make_inference_data takes {list(GROUPS)}")
@@ -74,6 +77,18 @@ def make_inference_data(groups: Mapping[str, Mapping[str, Any]], dims: Mapping[s
         data = az.from_dict(groups, dims=dims, coords=coords, pred_dims=dims, pred_coords=coords, save_warmup=True)
     _check_kept(data, groups)
     return data
+
+
+def _check_mappings(groups) -> None:
+    """Raise :class:`DataError` unless ``groups`` is a mapping of group names to mappings (an array in place of
+    either would reach ``if variables`` as NumPy's or torch's truth-value error)."""
+    if not isinstance(groups, Mapping):
+        raise DataError(f"make_inference_data needs a mapping group -> (variable -> array), got "
+                        f"{type(groups).__name__}")
+    for group, variables in groups.items():
+        if not isinstance(variables, Mapping):
+            raise DataError(f"make_inference_data group {group!r} must be a mapping variable -> array, got "
+                            f"{type(variables).__name__} (for one variable: {{{group!r}: {{'x': array}}}})")
 
 
 def _check_lead_dims(groups: Mapping[str, Mapping[str, np.ndarray]]) -> None:

@@ -40,10 +40,16 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
         ``(row, <variable>_state)``.  A dim name that is also a variable's name (a node named ``row``, or nodes
         ``x`` and ``x_state``) gets underscores appended until it is free (``row_``, ``x_state_``), so no
         variable becomes a coordinate and is lost.
-    :raises DataError: for no variables, a variable named ``chain`` or ``draw`` (ArviZ's sample dims), a shape
-        that is not ``N x cardinality``, or rows that are not probability vectors (a non-float dtype, a negative
-        or NaN entry, or a sum off one by more than :math:`\\sqrt{\\epsilon}` of the dtype).
+    :raises DataError: for ``probabilities`` that is not a mapping (one tensor, as ``BayesNet.posterior`` returns
+        for a single name: wrap it as ``{name: tensor}``), no variables, a variable named ``chain`` or ``draw``
+        (ArviZ's sample dims), a shape that is not ``N x cardinality``, or rows that are not probability vectors
+        (a non-float dtype, a negative or NaN entry, or a sum off one by more than :math:`\\sqrt{\\epsilon}` of
+        the dtype).
     """
+    if not isinstance(probabilities, Mapping):
+        raise DataError(f"from_categorical needs a mapping variable -> N x cardinality probabilities, got "
+                        f"{type(probabilities).__name__} (BayesNet.posterior returns a tensor for one name: pass "
+                        "{name: probs})")
     if not probabilities:
         raise DataError("from_categorical needs at least one variable's probabilities, got none")
     posterior = {}

@@ -66,9 +66,18 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
 
     :param x: ``N x D`` floating-point inputs; the network is built and trained in their dtype.
     :param y: ``N`` integer labels in ``[0, num_classes)`` (any integer dtype; the loss reads them as int64).
-    :param seed: the network's initialisation and the data order; the caller's global RNGs (torch, NumPy,
-        Python) are left as they were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).
+    :param int num_classes: ``C``; ``None``: one more than the largest label.
+    :param hidden: the widths of the MLP's hidden layers (ReLU, He initialisation), ``D -> *hidden -> C``.
+    :param int num_steps: optimizer steps (:func:`hybridpgm.fit`'s ``max_steps``) of the cross-entropy loss.
+    :param int batch_size: examples per step.
+    :param float lr: the learning rate of :class:`torch.optim.Adam`.
+    :param seed: the network's initialisation and the data order (an integer in ``[0, 2**32)``, as
+        :func:`hybridpgm.fit` takes); the caller's global RNGs (torch, NumPy, Python) are left as they were
+        (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).
+    :param str device: where to train, as :func:`hybridpgm.fit`'s ``device`` (``"auto"``: CUDA when available).
     :returns: the trained network, in ``x``'s dtype and in eval mode.
+    :raises ConfigError: a ``seed`` that is not an integer torch or :func:`hybridpgm.fit` accepts, or a bad
+        option of :func:`hybridpgm.fit` (``num_steps``, ``batch_size``, ``device``).
     :raises DataError: for shapes other than ``(N, D)`` and ``(N,)`` with ``N >= 1``, non-float inputs, labels
         that are not integers, or labels outside ``[0, num_classes)``.
     """
@@ -86,7 +95,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise DataError(f"train_classifier labels y must lie in [0, {num_classes}), got values from {int(y.min())} "
                         f"to {int(y.max())}")
-    with keeping_global_rngs(seed):
+    with keeping_global_rngs(seed, what="train_classifier seed"):
         net = mlp([x.shape[1], *hidden, num_classes], "relu", "he").to(x.dtype)
         fit(_CrossEntropy(net), (x, y.long()), batch_size=batch_size, max_steps=num_steps, seed=seed,
             device=device, progress=False, optim=functools.partial(torch.optim.Adam, lr=lr))
@@ -109,6 +118,7 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
         one) keeps its buffers (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: a batch norm in
         training mode scores with batch statistics but its running statistics do not move).
     :param samples: ``N x D`` samples to score.
+    :param int batch_size: samples per call of ``classifier`` (bounds the memory, not the score).
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
     :raises DataError: for no samples (the score of none is undefined).

@@ -61,14 +61,17 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
 
 def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
                     title: str = "", columns: int | None = None) -> Figure:
-    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale).
+    """Grid of ``N x (H * W)`` images in [0, 1] (grey scale, drawn with 0 black and 1 white).
 
-    :param images: ``N x (H * W)``, a tensor or an array-like (:func:`torch.as_tensor`).
+    :param images: ``N x (H * W)`` grey levels in [0, 1], a tensor or an array-like (:func:`torch.as_tensor`);
+        8-bit pixels (``uint8`` 0..255, as IDX files and PIL give them) are refused rather than drawn clipped:
+        pass ``images / 255``.
     :param image_shape: ``(H, W)``, two positive integers (a square image is ``(H, H)``).
     :param columns: images per row, a positive integer (default: about :math:`\\sqrt N`).
     :raises ConfigError: ``image_shape`` is not a pair of positive integers, or ``columns`` not a positive
         integer.
-    :raises DataError: for images that are not numbers, do not match ``image_shape``, or no images.
+    :raises DataError: for images that are not real numbers, hold a value outside [0, 1], do not match
+        ``image_shape``, or no images.
     """
     if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence) or len(image_shape) != 2:
         raise ConfigError(f"plot_image_grid image_shape must be a pair (H, W) of positive integers, got "
@@ -76,8 +79,9 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
     image_shape = tuple(positive_int(side, f"plot_image_grid image_shape[{i}]") for i, side in enumerate(image_shape))
     if columns is not None:
         columns = positive_int(columns, "plot_image_grid columns")
+    images = positive_strides(images, "plot_image_grid images")
     try:
-        images = torch.as_tensor(positive_strides(images)).detach().cpu()
+        images = torch.as_tensor(images).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"plot_image_grid images must be a tensor or an array of numbers, got "
                         f"{type(images).__name__} ({err})") from None
@@ -87,6 +91,7 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
         raise DataError(f"images of shape {tuple(images.shape)} do not match image_shape {image_shape}")
     if images.shape[0] == 0:
         raise DataError(f"plot_image_grid needs at least one image, got shape {tuple(images.shape)}")
+    _check_grey_levels(images)
     n = images.shape[0]
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -99,6 +104,22 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def _check_grey_levels(images: torch.Tensor) -> None:
+    """Refuse images that are not real grey levels in [0, 1] (``NaN`` passes: drawn as a gap): imshow with
+    ``vmin=0, vmax=1`` would draw every pixel >= 1 white, a thresholded silhouette of a 0..255 image.
+
+    :raises DataError: for complex images or a value outside [0, 1], naming the range found (and ``/ 255``
+        when it looks like 8-bit pixels).
+    """
+    if images.is_complex():
+        raise DataError(f"plot_image_grid images must be real grey levels in [0, 1], got dtype {images.dtype}")
+    low, high = float(images.min()), float(images.max())
+    if low < 0 or high > 1:
+        hint = "; 8-bit pixels 0..255? pass images / 255" if 0 <= low and high <= 255 else ""
+        raise DataError(f"plot_image_grid images must be grey levels in [0, 1], got values in [{low}, {high}] "
+                        f"(dtype {images.dtype}){hint}")
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:

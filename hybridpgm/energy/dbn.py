@@ -117,6 +117,8 @@ class DBN(nn.Module):
     :param sizes: layer sizes, at least two.
     :param str visible: ``"bernoulli"`` or ``"gaussian"`` units of the bottom RBM.
     :param bool probabilities: the bottom RBM accepts data in ``[0, 1]``.
+    :param float init_scale: standard deviation of every RBM's initial weights (``0.01``; see
+        :class:`~hybridpgm.energy.RBM`).
     :raises ModelSpecError: ``sizes`` is not a sequence of at least two positive integers (``bool`` and floats
         are refused), or a bad option of the RBMs.
     :ivar rbms: the :class:`~hybridpgm.energy.RBM` of each pair of layers
@@ -169,7 +171,10 @@ class DBN(nn.Module):
             pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ...) for each
             layer; not ``checkpoint`` (use ``checkpoints``).
+        :param int k: Gibbs sweeps per step of CD-``k`` (or of PCD).
         :param bool persistent: train each RBM by PCD (persistent chains) instead of CD-``k``.
+        :param int num_chains: the persistent fantasy particles of each RBM's PCD (with ``persistent`` only; see
+            :class:`~hybridpgm.infer.PersistentCD`).
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
         :raises ConfigError: ``checkpoints`` is not one path per RBM, ``fit_kwargs`` holds ``checkpoint``, or
             ``persistent`` is not ``True`` or ``False``.

@@ -246,7 +246,17 @@ def gan_networks(kind: str, data_shape: int | Sequence[int], noise_dim: int = 16
 
     :param kind: ``"mlp"`` or ``"conv"`` (``image_shape`` required for ``"conv"``).
     :param data_shape: event shape of the data (``2`` for the ring, ``64`` for digits).
+    :param int noise_dim: the generator's input (noise) dimension.
+    :param hidden: hidden widths of both ``"mlp"`` networks (:class:`MLPGenerator`, :class:`MLPDiscriminator`);
+        unused by ``"conv"``.
+    :param image_shape: ``(H, W)`` of the ``"conv"`` networks, both divisible by 4, with ``H * W`` the data's
+        size; unused by ``"mlp"``.
+    :param int width: channels of the last hidden layer of both ``"conv"`` networks (:class:`ConvGenerator`,
+        :class:`ConvDiscriminator`); unused by ``"mlp"``.
     :param out_activation: the generator's output non-linearity (``"sigmoid"`` for images).
+    :returns: ``(generator, discriminator)``.
+    :raises ModelSpecError: an unknown ``kind``, ``"conv"`` without ``image_shape`` or with one whose pixels
+        are not the data's, or a bad size (see the networks' classes).
     """
     if kind == "mlp":
         return (MLPGenerator(noise_dim, data_shape, hidden, out_activation=out_activation),

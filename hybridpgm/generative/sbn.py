@@ -296,8 +296,13 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         effect handlers (:func:`~hybridpgm.handler_scope.isolated_from_handlers`).
 
         :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
+        :param int num_samples: :math:`S`, the importance samples per datapoint,
+            :math:`\\log \\frac1S \\sum_s p(x, h_s) / q(h_s \\mid x)` (a lower bound in expectation that tightens
+            as :math:`S` grows).
+        :param int chunk_size: particles per vectorized pass (bounds the memory, not the result).
         :returns: ``[B]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
         """
         from hybridpgm.infer.particle_elbo import importance_log_likelihood
 

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import generator_or_none, positive_int, seed_of
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
 
@@ -126,8 +126,12 @@ class SBNGibbs:
 
         :param x: ``[..., B, D]``.
         :param hs: current states, updated in place and returned.
+        :param generator: a :class:`torch.Generator` on ``x``'s device for the uniform draws of the updates (else
+            torch's global one): the sweep is then a function of ``x``, ``hs`` and the generator's state.
         :raises DataError: ``x`` or ``hs`` of the wrong widths or number of layers.
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
         """
+        generator = generator_or_none(generator, "SBNGibbs.sweep generator")
         self._check_state(x, hs, "sweep")
         for layer in range(1, self.sbn.num_layers + 1):
             below = x if layer == 1 else hs[layer - 2]
@@ -157,10 +161,11 @@ class SBNGibbs:
         :param int num_chains: independent chains per datapoint (vectorized).
         :param int thin: sweeps between kept samples.
         :param str init: ``"guide"`` (a sample of the recognition network) or ``"zeros"``.
-        :param int seed: seed of a private generator (the global RNG when ``None``).
+        :param int seed: seed of a private generator on ``x``'s device (the global RNG when ``None``): any integer
+            torch accepts, ``[-2**63, 2**64)`` (:func:`~hybridpgm.checks.seed_of`).
         :returns: :class:`GibbsSamples`.
         :raises ConfigError: ``num_samples``, ``num_chains`` or ``thin`` not a positive integer, ``warmup``
-            not a non-negative integer, ``seed`` not an integer, or an unknown ``init``.
+            not a non-negative integer, ``seed`` not an integer in torch's range, or an unknown ``init``.
         :raises DataError: bad ``x`` (see :meth:`SigmoidBeliefNet.check_data`), or ``x`` not ``[B, D]``.
         """
         x = self.sbn.check_data(x)
@@ -172,7 +177,7 @@ class SBNGibbs:
         thin = positive_int(thin, "SBNGibbs.sample thin")
         gen = None
         if seed is not None:
-            seed = positive_int(seed, "SBNGibbs.sample seed", minimum=0)
+            seed = seed_of(seed, "SBNGibbs.sample seed")
             gen = torch.Generator(device=x.device)
             gen.manual_seed(seed)
         xs = x.expand(num_chains, *x.shape)

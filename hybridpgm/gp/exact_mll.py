@@ -85,8 +85,15 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
     best weights restored, then the GP conditioned on every example (see
     :mod:`hybridpgm.gp.validation`).  Shuffle i.i.d. data first: the held-out examples are the last rows.
 
+    :param x: inputs ``N x ...``; ``y`` the targets ``N``.
+    :param feature_extractor: the network :math:`g_w` of the deep kernel (``None``: the identity, a plain GP).
+    :param float validation: the held-out fraction (the last rows).
+    :param int max_steps: optimizer steps at most; ``eval_every`` steps between two validation checks, and
+        ``patience`` checks without improvement end the run early.
+    :param float lr: Adam's learning rate.
     :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
         were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
+    :param device: where to train (``"cpu"``, ``"cuda"``, ``"auto"``, as :func:`hybridpgm.fit` takes it).
     :param model_kwargs: passed to :class:`~hybridpgm.gp.DeepKernelGP` (``kernel``, ``grid_size``, ...).
     :returns: the trained :class:`~hybridpgm.gp.DeepKernelGP` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
     :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
@@ -98,7 +105,7 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
     positive_real(lr, "lr")
 
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    with keeping_global_rngs(seed):
+    with keeping_global_rngs(seed, what="train_deep_kernel seed"):
         model = DeepKernelGP(x_fit, y_fit, feature_extractor, **model_kwargs)
         run = fit_validated(ExactMLLObjective(model), (x_fit, y_fit), x_val, y_val, max_steps=max_steps,
                             eval_every=eval_every, patience=patience, refit=(x, y), batch_size=x_fit.shape[0],

@@ -40,7 +40,7 @@ import gpytorch
 import torch
 from torch import nn
 
-from hybridpgm.checks import check_player, positive_int, sample_count, unit_fraction
+from hybridpgm.checks import check_player, generator_or_none, positive_int, sample_count, unit_fraction
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs, fixed_rng
@@ -151,8 +151,8 @@ class GPLSTM(DeepKernelGP):
         :raises DataError: ``context`` of the wrong shape or dtype (that of the training windows), or not finite.
         :raises DeviceError: ``context`` is not on the model's device.
         :raises ConfigError: ``steps`` not a non-negative integer, ``num_samples`` not a positive integer,
-            ``level`` outside ``(0, 1)``, a ``generator`` that is not a CPU one, or a model trained on targets
-            ``horizon > 1`` steps ahead (its predictions cannot be fed back as the next values).
+            ``level`` outside ``(0, 1)``, a ``generator`` that is not a CPU :class:`torch.Generator`, or a model
+            trained on targets ``horizon > 1`` steps ahead (its predictions cannot be fed back as the next values).
         """
         horizon = getattr(self, "horizon", 1)
         if horizon != 1:
@@ -172,6 +172,7 @@ class GPLSTM(DeepKernelGP):
         if num_samples == 0:
             raise ConfigError("GPLSTM.forecast num_samples must be positive: the interval of zero paths is undefined")
         level = unit_fraction(level, "GPLSTM.forecast level")
+        generator = generator_or_none(generator, "GPLSTM.forecast generator")
         if generator is not None and generator.device.type != "cpu":
             raise ConfigError(f"GPLSTM.forecast draws its noise on the CPU; generator is on {generator.device}")
         check_inputs(context.unsqueeze(0), self.example_shape, "forecast context", dtype=self.train_x.dtype,
@@ -304,12 +305,19 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
 
     :param x: windows ``N x T x D`` in time order; ``y``: targets ``N``.
     :param float validation: the fraction of the most recent windows held out.
+    :param int hidden_size: LSTM width (:class:`GPLSTM`).
+    :param int num_features: ``F``, the GP's input dimension (:class:`GPLSTM`).
     :param int max_steps: at most this many steps; ``eval_every``/``patience`` set the stopping rule.
+    :param float lr: the learning rate of :class:`torch.optim.Adam` (both players).
+    :param int batch_size: windows per mini-batch of the network player's gradient estimate
+        (:class:`SemiStochasticObjective`; the GP player uses every window).
     :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
         were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
+    :param str device: where to train, as :func:`hybridpgm.fit`'s ``device``.
     :param model_kwargs: passed to :class:`GPLSTM` (``grid_size``, ``kernel``, ...).
     :returns: the trained :class:`GPLSTM` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
-    :raises ConfigError: ``lr`` is not a positive finite number, or a bad ``validation``/``max_steps``/...
+    :raises ConfigError: ``lr`` is not a positive finite number, ``seed`` is not ``None`` nor an integer torch
+        accepts, or a bad ``validation``/``max_steps``/...
     :raises DataError: see :class:`GPLSTM` and :func:`~hybridpgm.gp.validation.split_tail`.
     :raises ModelSpecError: see :class:`GPLSTM`.
 
@@ -327,7 +335,7 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
 
     positive_real(lr, "lr")
     x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    with keeping_global_rngs(seed):
+    with keeping_global_rngs(seed, what="train_gp_lstm seed"):
         model = GPLSTM(x_fit, y_fit, hidden_size=hidden_size, num_features=num_features, **model_kwargs)
         objective = SemiStochasticObjective(model)
         run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=max_steps, eval_every=eval_every,

@@ -97,6 +97,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     def add(self, name: str, cpd: CPD, *, states: Sequence | None = None) -> "BayesNet":
         """Declare node ``name`` with its CPD; returns ``self`` for chaining.
 
+        :param name: the node's name (a non-empty string without ``.``, not ``"data"``).
+        :param cpd: its conditional distribution (:class:`~hybridpgm.graphs.cpd.Table`,
+            :class:`~hybridpgm.graphs.cpd.Neural`, :class:`~hybridpgm.graphs.cpd.LinearGaussian`), whose
+            ``parents`` are the node's parents.
         :param states: optional names of the node's states, one per state, distinct
             (a list or tuple, not a string).
         :raises ModelSpecError: duplicate name, a cycle, a malformed table
@@ -267,8 +271,13 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     def posterior(self, query=None, evidence=None, *, joint: bool = False):
         """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`.
 
+        :param query: a node name, a list of names, or ``None`` for every unobserved discrete node.
         :param evidence: a dict node -> value(s) (see :func:`~hybridpgm.infer.bn_evidence.parse_evidence`), or
             ``None``; for an ``[N, len(nodes)]`` data tensor pass :meth:`columns` of it.
+        :param bool joint: return the joint ``[N, card_1, ..., card_k]`` over the query variables (in the given
+            order) instead of the marginals.
+        :returns: ``[N, card]`` for one name, else a dict name -> ``[N, card]`` (without ``N`` when no evidence
+            value has a row dim); with ``joint``, one tensor ``[N, card_1, ..., card_k]``.
         :raises EvidenceError: evidence that is not a mapping (naming its type and shape), or one the query
             refuses.
         :raises DataError: a continuous value of a floating dtype the network's would round.

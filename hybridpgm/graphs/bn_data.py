@@ -35,14 +35,30 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
-                                        _plain, context_batch_features, outer_batch_dims, refuse_ambiguous_numbers,
-                                        state_indices)
+                                        _plain, bool_states, context_batch_features, outer_batch_dims,
+                                        refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
-_REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing)
+_REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing, _plain)
+
+
+def _refuse_duplicates(labels: list) -> None:
+    """Refuse data whose column labels repeat (``pd.concat([left, right], axis=1)``, a join without suffixes):
+    two columns for one node, of which a dict would silently keep the last.
+
+    :raises DataError: naming the repeated labels.
+    """
+    seen, repeated = set(), []
+    for k in labels:
+        if k in seen and k not in repeated:
+            repeated.append(k)
+        seen.add(k)
+    if repeated:
+        raise DataError(f"data has more than one column labelled {', '.join(map(repr, repeated))} (columns "
+                        f"{labels}): keep one per node (df.loc[:, ~df.columns.duplicated()] keeps the first)")
 
 
 class BayesNetData(BayesNetChecks, BayesNetMasks):
@@ -131,8 +147,11 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         columns, an ``[N, V]`` array-like split into its columns (a NumPy string or object array too: names,
         numbers and missing markers), a list of rows transposed."""
         if hasattr(data, "items"):
-            return dict(data.items())
+            items = list(data.items())
+            _refuse_duplicates([k for k, _ in items])
+            return dict(items)
         if hasattr(data, "columns") and not torch.is_tensor(data) and not isinstance(data, np.ndarray):
+            _refuse_duplicates(list(data.columns))
             return {c: data[c] for c in data.columns}
         nodes = self.nodes
         if isinstance(data, np.ndarray) and data.dtype.kind in "OUS":  # names: each column is read by its node
@@ -145,8 +164,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                     raise DataError(f"data given as a list of rows: row {i} is {row!r:.60}, not a row of "
                                     f"{len(nodes)} values (one per node of {nodes})")
             return {v: [row[j] for row in data] for j, v in enumerate(nodes)}
+        data = positive_strides(data, "data")
         try:
-            t = torch.as_tensor(positive_strides(data))
+            t = torch.as_tensor(data)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data must be a dict node -> [N] column, an [N, {len(nodes)}] tensor or array "
                             f"(columns {nodes}) or a list of rows, got {_described(data)}") from None
@@ -167,7 +187,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         """
         if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")
                                      and not hasattr(data, "columns") and not _holds_names(data)):
-            x = torch.as_tensor(positive_strides(data))
+            x = torch.as_tensor(positive_strides(data, "data"))
             self._data_columns(x)  # the shape check
         else:
             x = self.to_tensor(data)
@@ -209,18 +229,23 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         it is; a column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or
         a ``Categorical``: its values, not its codes), which may mix names with state indices, read by
         :attr:`state_names`, a missing entry (``None``, ``NaN``, ``pd.NA``, ``pd.NaT``) becoming ``-1``
-        (:func:`~hybridpgm.graphs.bn_values.state_indices`).
+        (:func:`~hybridpgm.graphs.bn_values.state_indices`).  ``True`` / ``False`` (a ``bool`` column of
+        ``pd.read_csv``) read as the states named true / false
+        (:func:`~hybridpgm.graphs.bn_values.bool_states`); numbers for a node whose states are named by other
+        numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).
 
         :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
             name in the column of a node without state names, or a value that is neither a number nor a name,
             naming the node and the value.
         """
-        refuse_ambiguous_numbers(v, t, self.state_names.get(v))
-        t = _plain(t)
+        states = self.state_names.get(v)
+        t = bool_states(v, t, states)
+        refuse_ambiguous_numbers(v, t, states)
+        t = positive_strides(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
         if _holds_names(t):
-            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, self.state_names.get(v))
+            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)
         try:
-            return torch.as_tensor(positive_strides(t), device=device)
+            return torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None

@@ -22,7 +22,7 @@ import torch
 from pyro import poutine
 from pyro.nn import pyro_method
 
-from hybridpgm.checks import sample_count, site_prefix
+from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
@@ -154,8 +154,11 @@ class BayesNetModel:
             pass :meth:`columns` of it), or evidence the query refuses.
         :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
             round (float64 for a float32 network; see :meth:`columns`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``.
         """
         num_samples = sample_count(num_samples, "BayesNet.sample num_samples")
+        generator = generator_or_none(generator, "BayesNet.sample generator")
         if evidence is not None or generator is not None:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample

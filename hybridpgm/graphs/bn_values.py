@@ -21,18 +21,18 @@ from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
-__all__ = ["context_batch_features", "outer_batch_dims", "refuse_ambiguous_numbers", "state_indices"]
+__all__ = ["bool_states", "context_batch_features", "outer_batch_dims", "refuse_ambiguous_numbers", "state_indices"]
 
 
 def _plain(x):
     """``x`` as NumPy when it is a pandas-like column (a ``Series``, an ``Index``, a ``Categorical``: anything
     with ``to_numpy()`` that is not a tensor), else ``x`` itself.  A pandas column gives its values, not its
-    codes (a ``Categorical`` of names gives the names), and a read-only array (pandas' copy-on-write views) is
-    copied, which torch would otherwise warn about."""
+    codes (a ``Categorical`` of names gives the names), whatever its index; a read-only array (pandas'
+    copy-on-write views) is copied, which torch would otherwise warn about
+    (:func:`~hybridpgm.checks.positive_strides`)."""
     if torch.is_tensor(x) or not callable(getattr(x, "to_numpy", None)):
         return x
-    a = x.to_numpy()
-    return a if a.flags.writeable else a.copy()
+    return positive_strides(x)
 
 
 def _numeric_name(s) -> bool:
@@ -44,21 +44,105 @@ def _numeric_name(s) -> bool:
     return True
 
 
+def _names_are_indices(states: list) -> bool:
+    """Whether the state names read as the state indices: ``"0"`` .. ``"K-1"`` in order (how pgmpy names the
+    states of integer-coded data), so a number means the same state read as a name or as an index."""
+    return all(_numeric_name(s) for s in states) and [float(s) for s in states] == list(range(len(states)))
+
+
+def _is_bool(s) -> bool:
+    """Whether ``s`` is a Python or NumPy ``bool`` (``numbers.Integral`` includes Python's ``bool``)."""
+    return isinstance(s, (bool, np.bool_))
+
+
+def _entries(values):
+    """The entries of a column (a NumPy array, a list or a tuple) as an iterable, or ``None`` for anything else
+    (a tensor, a number)."""
+    if isinstance(values, np.ndarray):
+        return values.flat
+    return values if isinstance(values, (list, tuple)) else None
+
+
+def _holds_bools(values) -> bool:
+    """Whether the column ``values`` holds ``True`` / ``False``: a NumPy ``bool`` array, or an object array (a
+    pandas column of bools with a gap, a nullable ``boolean`` column), a list or a tuple with a ``bool`` in it."""
+    if isinstance(values, np.ndarray) and values.dtype.kind != "O":
+        return values.dtype.kind == "b" and values.size > 0
+    entries = _entries(values)
+    return entries is not None and any(_is_bool(s) for s in entries)
+
+
+def _truth_states(states: list | None) -> tuple[int, int] | None:
+    """``(index of the state named "true", index of the state named "false")`` (names compared without case
+    or surrounding blanks), or ``None`` unless ``states`` has exactly one of each."""
+    names = [str(s).strip().lower() for s in states or ()]
+    if names.count("true") != 1 or names.count("false") != 1:
+        return None
+    return names.index("true"), names.index("false")
+
+
+def bool_states(v: str, column, states: list | None, what: str = "data column"):
+    """The column of node ``v`` with its ``True`` / ``False`` entries read as the states named ``"true"`` /
+    ``"false"`` (any case: BIF networks name them ``"TRUE"``, ``"FALSE"`` in that order, and ``pd.read_csv``
+    turns such a column into ``bool``): the state indices of those names, a missing entry kept as it is.  A
+    column without ``bool`` entries, a tensor, and a node without state names (a bool is the index 0 or 1) are
+    returned as they are; so is a node whose names read as indices (``["0", "1"]``).
+
+    :returns: ``column`` itself, or a NumPy integer array (a ``bool`` array) or a list (an object column, a
+        list: missing entries kept) of state indices.
+    :raises DataError: ``bool`` entries for a node with state names other than ``true`` / ``false`` or the
+        indices, naming ``what``, the node and its states.
+    """
+    if not states or torch.is_tensor(column):
+        return column
+    values = _plain(column)
+    if not _holds_bools(values):
+        return column
+    truth = _truth_states(states)
+    if truth is None:
+        if _names_are_indices(states):
+            return column
+        raise DataError(f"{what} '{v}' holds True/False, but the states of '{v}' are {states}, not named "
+                        f"true/false: pass state names or state indices 0..{len(states) - 1}")
+    true, false = truth
+    if isinstance(values, np.ndarray) and values.dtype.kind == "b":
+        return np.where(values, true, false)
+    return [(true if s else false) if _is_bool(s) else s for s in _entries(values)]
+
+
+def _is_number_entry(s) -> bool:
+    """Whether one entry of a column is a number that could be a state index (not a ``bool``, not a missing
+    marker such as ``NaN``)."""
+    return isinstance(s, numbers.Real) and not _is_bool(s) and not _is_missing_entry(s)
+
+
 def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "data column") -> None:
-    """Refuse a pandas column of numbers (anything with ``to_numpy()`` that gives numbers: what ``pd.read_csv``
-    makes of a column ``1, 2, 1``, a ``category`` column of numbers too) for node ``v`` whose state names read as
-    numbers other than the state indices (``["1", "2", "3"]``): its entries could be the names or the indices
-    (``1`` is state ``"2"``), and reading them one way silently answers another question.  Names ``"0"`` ..
-    ``"K-1"`` in order (as pgmpy names the states of integer-coded data) read the same both ways and pass.
+    """Refuse a column of numbers for node ``v`` whose state names read as numbers other than the state indices
+    (``["1", "2", "3"]``): its entries could be the names or the indices (``1`` is state ``"2"``), and reading
+    them one way silently answers another question.  The column is a pandas column (what ``pd.read_csv``
+    makes of a column ``1, 2, 1``, a ``category`` column of numbers too), a NumPy array (``df.to_numpy()``, an
+    object array when the frame mixes names and numbers), a list or a tuple (``.tolist()``) holding a number
+    (missing markers aside); a tensor is state indices by definition, and a single number is left to the
+    caller.  Names ``"0"`` .. ``"K-1"`` in order (as pgmpy names the states of integer-coded data) read the same
+    both ways and pass.  ``True`` / ``False`` entries are refused likewise unless the states are named
+    true/false (:func:`bool_states` reads those by name) or read as indices.
 
     :raises DataError: naming the node, the states and the two ways to say which is meant.
     """
-    if not states or torch.is_tensor(column) or not callable(getattr(column, "to_numpy", None)):
-        return
-    if not all(_numeric_name(s) for s in states) or [float(s) for s in states] == list(range(len(states))):
+    if not states or torch.is_tensor(column) or _names_are_indices(states):
         return
     values = _plain(column)
-    if getattr(getattr(values, "dtype", None), "kind", None) in ("i", "u", "f"):
+    if _holds_bools(values) and _truth_states(states) != (1, 0):  # ["False", "True"] read as indices too
+        raise DataError(f"{what} '{v}' holds True/False and the states of '{v}' are {states}: the entries would "
+                        f"be read as state indices 0 and 1, not as names; pass state names")
+    if not all(_numeric_name(s) for s in states):
+        return
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
+        numeric = values.size > 0
+    else:
+        entries = _entries(values) if not isinstance(values, np.ndarray) or values.dtype.kind == "O" else None
+        numeric = entries is not None and any(_is_number_entry(s) for s in entries)
+    if numeric:
         raise DataError(f"{what} '{v}' holds numbers and the states of '{v}' are named by numbers {states}: "
                         f"the entries could be names or state indices; pass names (column.astype(str)) or "
                         f"indices 0..{len(states) - 1} as a tensor (torch.as_tensor(column.to_numpy()))")
@@ -157,11 +241,11 @@ def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
 
     :raises DataError: values that are not numbers, naming ``what``.
     """
-    t = _plain(t)
+    t = positive_strides(t, what)
     if isinstance(t, np.ndarray) and t.dtype.kind == "O":
         t = [float("nan") if _is_missing_entry(s) else s for s in t.tolist()]
     try:
-        t = torch.as_tensor(positive_strides(t), device=device, dtype=None if hasattr(t, "dtype") else dtype)
+        t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise DataError(f"{what} must hold numbers, got {_described(t)}: {t!r:.60}") from None
     return as_model_dtype(t, dtype, what)

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_real, positive_strides
+from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, positive_strides
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.serialization import serializable
@@ -173,20 +173,39 @@ class Table(CPD):
     @classmethod
     def uniform(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
                 **kwargs) -> "Table":
-        """A uniform table (a starting point for learning)."""
-        return cls(torch.full((*parent_cards, cardinality), 1.0 / cardinality), parents, **kwargs)
+        """A uniform table (a starting point for learning): every row :math:`1 / K`, shape
+        ``[*parent_cards, cardinality]``.
+
+        :param int cardinality: :math:`K`, the node's number of states (a positive integer).
+        :param parent_cards: the parents' cardinalities (positive integers), in the order of ``parents``.
+        :param parents: the parents' names.
+        :param kwargs: passed to :class:`Table` (``learnable``, ``prior``, ...).
+        :raises ModelSpecError: ``cardinality`` or an entry of ``parent_cards`` is not a positive integer.
+        """
+        shape = _table_shape(cardinality, parent_cards, "Table.uniform")
+        return cls(torch.full(shape, 1.0 / shape[-1]), parents, **kwargs)
 
     @classmethod
     def random(cls, cardinality: int, parent_cards: Sequence[int] = (), parents: Sequence[str] = (),
                *, concentration: float = 1.0, generator: torch.Generator | None = None, **kwargs) -> "Table":
         """A table with rows drawn from :math:`\\mathrm{Dir}(\\alpha \\mathbf 1)`.
 
-        :param generator: the draws' generator (else torch's global one), for every ``concentration``: torch's
-            gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds a forked global generator from it.
-        :raises ModelSpecError: ``concentration`` is not a finite number > 0.
+        :param int cardinality: :math:`K`, the node's number of states (a positive integer).
+        :param parent_cards: the parents' cardinalities (positive integers), in the order of ``parents``.
+        :param parents: the parents' names.
+        :param float concentration: :math:`\\alpha > 0`.
+        :param generator: the draws' (CPU) generator (else torch's global one), for every ``concentration``:
+            torch's gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds torch's CPU generator from
+            one draw of it inside a fork of that generator (no CUDA generator is seeded or queued a seed), so the
+            caller's global streams are left as they were.
+        :param kwargs: passed to :class:`Table` (``learnable``, ``prior``, ...).
+        :raises ModelSpecError: ``concentration`` is not a finite number > 0, or ``cardinality`` or an entry of
+            ``parent_cards`` is not a positive integer.
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
         """
         concentration = positive_real(concentration, "Table.random concentration", error=ModelSpecError)
-        shape = (*parent_cards, cardinality)
+        shape = _table_shape(cardinality, parent_cards, "Table.random")
+        generator = generator_or_none(generator, "Table.random generator")
         if concentration == 1.0:  # Dir(1) rows: normalised Exp(1) draws
             g = torch.empty(shape).exponential_(generator=generator)
             return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
@@ -195,7 +214,7 @@ class Table(CPD):
             return cls(dirichlet.sample(), parents, **kwargs)
         seed = int(torch.randint(2**62, (), generator=generator))
         with torch.random.fork_rng(devices=[]):  # the caller's global stream is left as it was
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU generator alone: torch.manual_seed seeds CUDA too
             rows = dirichlet.sample()
         return cls(rows, parents, **kwargs)
 
@@ -280,3 +299,13 @@ class Table(CPD):
         norm = torch.lgamma(alpha.sum(-1)) - log_gamma.sum(-1)
         return (norm + ((alpha - 1).masked_fill(alpha == 0, 0.0) * lp).sum(-1)).sum()
 
+
+def _table_shape(cardinality, parent_cards, where: str) -> tuple[int, ...]:
+    """``(*parent_cards, cardinality)`` of a table factory, every size checked a positive integer.
+
+    :raises ModelSpecError: naming ``where``'s argument and the value.
+    """
+    if not isinstance(parent_cards, (list, tuple)) and hasattr(parent_cards, "tolist"):  # a NumPy array, a tensor
+        parent_cards = parent_cards.tolist()
+    cards = layer_sizes(parent_cards, f"{where} parent_cards", error=ModelSpecError)
+    return (*cards, positive_int(cardinality, f"{where} cardinality", error=ModelSpecError))

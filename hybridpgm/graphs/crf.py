@@ -66,6 +66,9 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
     :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T`` (any integer dtype; with
         validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`).
+    :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
+        (:meth:`torch.distributions.Distribution.set_default_validate_args`), as every torch distribution.  With
+        it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob`.
     :raises ModelSpecError: (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
         within a sequence's length, naming the index.
 
@@ -81,6 +84,10 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
     has_rsample = False
 
     def __init__(self, unary, transition, start=None, end=None, lengths=None, validate_args=None):
+        for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
+            if t is not None and not torch.is_tensor(t):
+                raise ModelSpecError(f"LinearChainCRF: {name} must be a torch.Tensor of log-potentials, got "
+                                     f"{type(t).__name__} (convert it: torch.as_tensor(x, dtype=torch.float32))")
         if unary.dim() < 2:
             raise ModelSpecError(f"LinearChainCRF: unary must be batch_shape + (T, L), got {tuple(unary.shape)}")
         T, L = unary.shape[-2:]
@@ -96,7 +103,12 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                 raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
         if lengths is None:
             lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
-        lengths = torch.as_tensor(positive_strides(lengths), device=unary.device)
+        lengths = positive_strides(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
+        try:
+            lengths = torch.as_tensor(lengths, device=unary.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got {type(lengths).__name__}"
+                                 f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
         try:
             batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
                                                  end.shape[:-1], lengths.shape)
@@ -217,8 +229,12 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
 
         :raises EvidenceError: a value that does not end in ``(T,)``, does not broadcast with the batch shape,
             is not integer, or (with validation on) holds a label outside ``0..L-1`` at a position within its
-            sequence's length, naming the shapes or the label and its index.
+            sequence's length, naming the shapes or the label and its index; a value that is not a tensor, naming
+            its type.
         """
+        if not torch.is_tensor(value):
+            raise EvidenceError(f"LinearChainCRF: labels must be a torch.Tensor of label indices, got "
+                                f"{type(value).__name__} (convert it: torch.as_tensor(labels))")
         if value.shape[-1:] != self.event_shape:
             raise EvidenceError(f"LinearChainCRF: labels must end in {tuple(self.event_shape)}, "
                                 f"got shape {tuple(value.shape)}")

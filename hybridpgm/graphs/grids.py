@@ -75,6 +75,8 @@ def _as_tensor(x, like=None, what="coupling"):
 def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -> MarkovNet:
     """A Potts grid.
 
+    :param int height: rows of the grid; ``width`` its columns (``H * W`` variables).
+    :param int num_states: :math:`K \\ge 2` states per variable.
     :param coupling: :math:`\\beta`, a float or tensor ``batch_shape + (E,)`` or
         ``batch_shape + (1,)`` (``E = grid_edges`` count), or an ``nn.Module``
         returning ``batch_shape + (E or 1, K, K)`` pairwise log-potentials.

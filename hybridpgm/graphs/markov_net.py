@@ -375,6 +375,11 @@ class MarkovNet(nn.Module):
 
         :param values: ``name -> states`` of the observed variables (integer tensors, or float tensors of whole
             states; a value ``None`` leaves the variable latent).
+        :param context: passed to the neural potentials (see :meth:`tables`).
+        :param str log_z_method: how the :math:`-\\log Z` factor is computed, as :meth:`log_partition`'s
+            ``method``: ``"exact"`` (default), ``"bp"`` (the Bethe estimate) or ``"mean_field"`` (a lower bound);
+            ``kwargs`` are that algorithm's options (none for ``"exact"``).
+        :param str prefix: prepended to every site and plate name (two networks in one program).
         :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
             is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step);
             values whose rows differ from the tables' (one context row per data row), naming both.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import generator_or_none, sample_count
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.rng_scope import seeded_from_generator
 
@@ -38,11 +38,13 @@ def sample_markov_net(net: "MarkovNet", num_samples: int, method: str = "auto", 
     :param generator: a :class:`torch.Generator`; the samples are then a function of its state alone.
     :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
     :raises ModelSpecError: an unknown ``method``, or ``num_sweeps`` with ``method="exact"``.
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
     """
     from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_sample
     from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
 
     num_samples = sample_count(num_samples, "MarkovNet.sample num_samples")
+    generator = generator_or_none(generator, "MarkovNet.sample generator")
     if method not in ("auto", "exact", "gibbs"):
         raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
     with net._query(), seeded_from_generator(generator, net.potentials.values()):

@@ -45,6 +45,7 @@ from typing import Hashable, NamedTuple, Sequence
 
 import torch
 
+from hybridpgm.checks import generator_or_none
 from hybridpgm.graphs.contraction import AbsorbingPlan, ContractionPlan
 
 __all__ = ["PlanSamples", "inverse_cdf", "sample_plan"]
@@ -81,13 +82,18 @@ def sample_plan(plan: ContractionPlan | AbsorbingPlan, operands: Sequence[torch.
     :param dims: the sampled dims, in the order of the last axis of the result (every non-batch dim of the plan,
         each once).
     :param int num_samples: ``N``.
-    :param generator: the source of randomness (on the operands' device).
+    :param generator: the source of randomness (a :class:`torch.Generator` on the operands' device), or ``None``
+        for torch's global one.
     :param bool with_log_prob: also return :math:`\\log p(x)` of each sample, the sum of the log conditionals
         drawn from (its normaliser :math:`Z` included).
     :param str space: ``"log"``, or ``"prob"``: the forward contraction in probability space (one batched matmul
         per step), the conditionals from the logs of the gathered entries; a row whose contraction or one of whose
         conditionals underflows comes back not ``ok``.
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed given by mistake;
+        the public samplers that reach this, :func:`~hybridpgm.infer.mrf_exact.exact_sample` and
+        :func:`~hybridpgm.infer.exact.posterior_sample`, pass their ``generator`` through).
     """
+    generator = generator_or_none(generator, "generator of the exact sampler")
     batch = plan.output_dims
     if len(batch) > 1:
         raise ValueError(f"sample_plan: the plan's output must be one batch dim or none, got {batch}")

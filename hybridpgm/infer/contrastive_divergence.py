@@ -208,6 +208,8 @@ class PersistentCD(ContrastiveDivergence):
     :param int k: Gibbs sweeps per step (per optimizer step: under ``fit(accumulate=M)`` the M micro-batches
         share one negative phase).
     :param int num_chains: persistent fantasy particles.
+    :param bool check_data: validate every batch with ``model.check_visible`` (as for
+        :class:`ContrastiveDivergence`).
     :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer.
     """
 

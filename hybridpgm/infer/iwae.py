@@ -211,6 +211,9 @@ class IWAE(ELBO):
         ``guide`` (and of ``modules``, e.g. an objective's ``module``) as they were -- a resumed run
         guesses again, and a batch-norm layer must not count that probe as a training batch.
 
+        :param model: the Pyro model; ``guide`` its guide.
+        :param tuple args: the positional arguments the programs are called with; ``kwargs`` (a dict) the
+            keyword ones.
         :param modules: further :class:`torch.nn.Module` s the programs use.
         """
         if self._nesting is None:

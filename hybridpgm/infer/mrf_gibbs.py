@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridpgm.checks import as_integer, check_device, sample_count
+from hybridpgm.checks import as_integer, check_device, generator_or_none, sample_count
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
 
@@ -82,12 +82,14 @@ class ChromaticGibbs:
             within its variable's cardinality; default: a draw from the unary potentials alone.
         :returns: the final state ``[N, B, V]`` (long), or with ``return_trace``
             the kept states ``[S, N, B, V]``.
-        :raises ConfigError: ``num_chains`` that is not a non-negative integer (``bool`` and floats included).
+        :raises ConfigError: ``num_chains`` that is not a non-negative integer (``bool`` and floats included), or a
+            ``generator`` that is neither a :class:`torch.Generator` nor ``None``.
         :raises DataError: an ``init`` that is not an integer tensor, has another shape, or holds a state
             outside its variable's ``0 .. cardinality - 1`` (the message names the variable and the state).
         :raises DeviceError: an ``init`` on another device than ``fg``.
         """
         num_chains = sample_count(num_chains, "ChromaticGibbs num_chains")
+        generator = generator_or_none(generator, "ChromaticGibbs generator")
         with torch.no_grad():
             theta = fg.masked_unary()
             if init is None:

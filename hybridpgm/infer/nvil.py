@@ -247,6 +247,16 @@ class NVIL(ModelGuideObjective):
         last dim; default: the owning module's ``layer_sizes[0]``).
     :param int hidden_dim: hidden width of each baseline network (100 in [1]).
     :param int num_particles: score-function samples per datapoint (vectorized).
+    :param float decay: decay :math:`\\alpha \\in [0, 1)` of the running mean :math:`c_l` and variance
+        :math:`v_l` of the centred signals (0.8; see :class:`NVILBaselines`).
+    :param bool variance_normalization: divide each signal by :math:`\\max(1, \\sqrt{v_l})` (see
+        :class:`NVIL_ELBO`).
+    :param bool centering: subtract the running mean :math:`c_l` from each signal (see :class:`NVIL_ELBO`).
+    :param max_plate_nesting: the number of nested plates in the model and guide, passed to Pyro's
+        :class:`~pyro.infer.TraceGraph_ELBO`; ``None``: guessed at the first :meth:`loss` (without using up
+        random numbers or changing the modules' buffers).
+    :param options: passed to :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`
+        (``model_kwargs``, ...).
     :raises ConfigError: see :class:`NVILBaselines`, :class:`NVIL_ELBO` and :func:`default_sites`; also an
         unknown player.
 

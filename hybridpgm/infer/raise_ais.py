@@ -152,8 +152,9 @@ class LikelihoodBounds:
 
     :ivar lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
     :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\\log Z`
-        (:math:`\\log\\widehat Z - 3\\,\\mathrm{se}`): above the log-likelihood unless AIS misses by
-        more than its reported error.
+        (:math:`\\log\\widehat Z - k\\,\\mathrm{se}`, with :math:`k` the ``num_stderr`` of
+        :func:`log_likelihood_bounds`, 3 by default): above the log-likelihood unless AIS misses by more than
+        :math:`k` of its reported standard errors.
     :ivar estimate: the AIS point estimate, mean :math:`-F(v) - \\log\\widehat Z`.
     :ivar log_z: the multi-start AIS :class:`~hybridpgm.infer.log_z.LogZEstimate`.
     :ivar raise_result: the :class:`RAISEResult`.
@@ -182,10 +183,14 @@ def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None
                           num_stderr: float = 3.0, **log_z_kwargs: Any) -> LikelihoodBounds:
     """Lower (RAISE) and upper (AIS) estimates of the mean log-likelihood of test points ``v``.
 
+    :param model: an RBM (a model with ``annealing_path`` and ``free_energy``, as :class:`RAISE` takes).
+    :param v: the test points, ``N x V`` (a batch shape ``N`` of any number of dimensions, as :class:`RAISE`
+        takes); the bounds are means over them.
     :param data: training data (base rates of both estimators, and the AIS ``"data"`` start).
     :param log_z: a precomputed :func:`~hybridpgm.infer.log_z.estimate_log_z` result.
     :param raise\\_: the :class:`RAISE` estimator (default ``RAISE()``).
-    :param num_stderr: the upper estimate uses :math:`\\log\\widehat Z -` this many standard errors.
+    :param num_stderr: the upper estimate uses :math:`\\log\\widehat Z -` this many standard errors (3 by
+        default).
     :param log_z_kwargs: passed to :func:`~hybridpgm.infer.log_z.estimate_log_z`.
     :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool`` and strings are
         refused), naming the value.

@@ -78,6 +78,8 @@ class ReweightedWakeSleepELBO(ParticleELBO):
     :param bool sleep_phi: use the sleep-:math:`\\phi` update (averaged with
         wake-:math:`\\phi` when both are on, as in [1]).
     :param int num_sleep_particles: dreams per datapoint (default :math:`K`).
+    :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :raises ConfigError: a particle count that is not a positive integer, ``wake_phi`` or ``sleep_phi``
         not ``True`` or ``False``, or neither of them on.
     """
@@ -127,6 +129,8 @@ class RWS(ModelGuideObjective):
     :param int num_particles: :math:`K` (5 in [1]'s experiments).
     :param bool wake_phi: see :class:`ReweightedWakeSleepELBO`.
     :param bool sleep_phi: see :class:`ReweightedWakeSleepELBO`.
+    :param int num_sleep_particles: dreams per datapoint of the sleep-:math:`\\phi` update (default
+        :math:`K`); see :class:`ReweightedWakeSleepELBO`.
     :param bool joint: one player instead of two.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.

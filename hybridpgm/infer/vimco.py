@@ -63,6 +63,8 @@ class VIMCO_ELBO(ParticleELBO):
     :math:`-\\frac{N}{B}\\sum_b \\mathcal L_K(x_b)` and the VIMCO gradient.
 
     :param int num_particles: :math:`K \\geq 2`.
+    :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     """
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int | None = None, plate_name: str | None = None):
@@ -84,6 +86,9 @@ class VIMCO_ELBO(ParticleELBO):
 class VIMCO(ModelGuideObjective):
     """VIMCO as an objective of :func:`hybridpgm.fit`, one player ``"elbo"``.
 
+    :param model: the Pyro model, called as ``model(*batch)``; ``guide`` its guide, called the same way (as for
+        :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`, which takes the further ``options``:
+        ``model_parameters``, ``guide_parameters``, ``model_kwargs``, ``module``, ``per_example``).
     :param int num_particles: :math:`K \\geq 2`.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.

@@ -132,6 +132,7 @@ class WakeSleepELBO(ParticleELBO):
     :param int num_particles: wake samples per datapoint.
     :param int num_sleep_particles: dreams per datapoint.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :raises ConfigError: a particle count that is not a positive integer.
     """
 

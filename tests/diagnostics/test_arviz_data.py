@@ -100,3 +100,17 @@ def test_a_slash_in_a_name_is_refused_by_name_under_arviz_1(monkeypatch):
     with pytest.raises(DataError, match=r"cannot hold '/'.*\['left/a', 'left/d'\].*prefix='left_'"):
         arviz_data.make_inference_data({"posterior": {"left/a": np.zeros((1, 3, 2)), "b": np.zeros((1, 3))}},
                                        dims={"left/a": ["left/d"]})
+
+
+@pytest.mark.parametrize("groups, message", [
+    ({"posterior": np.zeros((1, 3))}, "group 'posterior' must be a mapping variable -> array, got ndarray"),
+    ({"posterior": [1.0, 2.0]}, "group 'posterior' must be a mapping variable -> array, got list"),
+    (np.zeros((1, 3)), "needs a mapping group -> \\(variable -> array\\), got ndarray"),
+])
+def test_groups_that_are_not_mappings_are_a_data_error_naming_the_type(groups, message):
+    """An array in place of a group's mapping raised NumPy's ``The truth value of an array with more than one
+    element is ambiguous``."""
+    from hybridpgm.diagnostics import make_inference_data
+
+    with pytest.raises(DataError, match=f"make_inference_data {message}"):
+        make_inference_data(groups)

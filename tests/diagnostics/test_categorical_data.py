@@ -65,3 +65,11 @@ def test_from_categorical_keeps_every_node_whatever_its_name(probabilities, dims
 def test_from_categorical_refuses_a_node_named_like_a_sample_dim(name):
     with pytest.raises(DataError, match=f"variable '{name}' in group 'posterior'.*sample dim"):
         from_categorical({name: torch.tensor([[0.3, 0.7]])})
+
+
+@pytest.mark.parametrize("value", [torch.tensor([[0.2, 0.8], [0.6, 0.4]]), np.array([[0.2, 0.8]]), [0.2, 0.8]])
+def test_a_posterior_that_is_not_a_mapping_is_a_data_error_naming_its_type(value):
+    """``BayesNet.posterior`` with one name returns a tensor; passed on directly it raised torch's ``Boolean
+    value of Tensor with more than one value is ambiguous`` (NumPy's truth-value ValueError for an array)."""
+    with pytest.raises(DataError, match=rf"from_categorical needs a mapping .* got {type(value).__name__}"):
+        from_categorical(value)

@@ -201,3 +201,14 @@ def test_khat_and_log_weights_plots_take_bfloat16():
     fig = plot_khat(khat)
     assert isinstance(fig, Figure) and len(fig.axes[0].collections) == 2  # three points, one edge marker
     assert isinstance(plot_log_weights(torch.randn(40).to(torch.bfloat16)), Figure)
+
+
+@pytest.mark.parametrize("scale", ["uint8", "float255", "negative"])
+def test_image_grid_refuses_grey_levels_outside_the_unit_interval(scale):
+    # before, 0..255 pixels were drawn clipped at vmax=1: a white silhouette instead of the image
+    grey = np.random.default_rng(0).uniform(0, 1, size=(4, 64))
+    images = {"uint8": (grey * 255).astype(np.uint8), "float255": grey * 255, "negative": grey - 0.5}[scale]
+    hint = r"pass images / 255" if scale != "negative" else r"dtype torch.float64\)$"
+    with pytest.raises(DataError, match=r"grey levels in \[0, 1\], got values in .*" + hint):
+        plot_image_grid(images, (8, 8))
+    assert plot_image_grid(grey, (8, 8)).axes and plot_image_grid(np.array([[0, 1, 1, 0]], np.uint8), (2, 2)).axes

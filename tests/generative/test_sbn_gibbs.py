@@ -111,3 +111,22 @@ def test_generic_gibbs_kernel_on_the_enumerated_model():
     empirical = (flat.unsqueeze(1) == configs.unsqueeze(0).unsqueeze(2)).all(-1).float().mean(0)
     tv = 0.5 * (empirical - post).abs().sum(0)
     assert (tv < 0.15).all(), tv
+
+
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1, 1.5, "3", True])
+def test_sample_refuses_a_seed_torch_refuses_with_a_config_error(seed):
+    """Before: 2**64 reached ``torch.Generator.manual_seed`` (a raw ValueError ``Overflow when unpacking long
+    long``)."""
+    with pytest.raises(ConfigError, match="SBNGibbs.sample seed must be an integer"):
+        SBNGibbs(SigmoidBeliefNet([3, 2])).sample(torch.zeros(2, 3), 2, warmup=1, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64 - 1])
+def test_sample_takes_every_seed_torch_takes(seed):
+    """Before, ``-1`` was refused (``an integer >= 0``), though torch takes it (as every other ``seed=``)."""
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([3, 2])
+    x = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    first = SBNGibbs(sbn).sample(x, 3, warmup=1, seed=seed).layers[0]
+    again = SBNGibbs(sbn).sample(x, 3, warmup=1, seed=seed).layers[0]
+    assert first.shape == (3, 1, 2, 2) and torch.equal(first, again)

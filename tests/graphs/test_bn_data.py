@@ -214,3 +214,16 @@ def test_a_dict_mask_may_mark_a_node_without_a_data_column_missing():
         _loss(bn, data, {**mask, "b": torch.tensor([False, True, False])})
     with pytest.raises(DataError, match=r"mask of node 'b' has shape \(2,\)"):
         _loss(bn, data, {**mask, "b": torch.zeros(2, dtype=torch.bool)})
+
+
+def test_duplicated_column_labels_are_refused_not_the_last_kept():
+    # pd.concat([left, right], axis=1) holds two columns 'a'; before, dict(df.items()) silently kept the last
+    pd = pytest.importorskip("pandas")
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]))
+    bn.add("b", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    df = pd.concat([pd.DataFrame({"a": [0, 0, 0], "b": [1, 0, 1]}), pd.DataFrame({"a": [1, 1, 1]})], axis=1)
+    for call in (bn.split_missing, bn.columns, bn.to_tensor):
+        with pytest.raises(DataError, match=r"more than one column labelled 'a' \(columns \['a', 'b', 'a'\]\)"):
+            call(df)
+    assert bn.columns(df.loc[:, ~df.columns.duplicated()])["a"].tolist() == [0, 0, 0]

@@ -146,3 +146,71 @@ def test_a_pandas_column_of_numbers_for_states_named_by_numbers_is_refused_as_am
     frame = pd.DataFrame({"g": [1, 0, 1]})
     assert coded.columns(frame)["g"].tolist() == [1, 0, 1]
     assert torch.equal(coded.log_evidence(frame), coded.log_evidence({"g": torch.tensor([1, 0, 1])}))
+
+
+def _truth_net(states=("TRUE", "FALSE")) -> BayesNet:
+    """A node ``h`` with states named like pgmpy's BIF networks (alarm's HISTORY: ``["TRUE", "FALSE"]``) and a
+    child ``c``."""
+    bn = BayesNet()
+    bn.add("h", cpd.Table([0.2, 0.8]), states=list(states))
+    bn.add("c", cpd.Table([[0.9, 0.1], [0.3, 0.7]], ["h"]), states=["lo", "hi"])
+    return bn
+
+
+def test_a_read_csv_bool_column_reads_by_state_name_not_as_indices():
+    # pd.read_csv turns TRUE/FALSE into a bool column; before, True read as index 1, the state named "FALSE"
+    pd = pytest.importorskip("pandas")
+    import io
+
+    bn = _truth_net()
+    df = pd.read_csv(io.StringIO("h,c\nTRUE,lo\nFALSE,hi\n"))
+    assert df["h"].dtype == bool
+    assert bn.columns(df)["h"].tolist() == [0, 1]
+    values, mask = bn.split_missing(df)
+    assert values[:, 0].tolist() == [0.0, 1.0] and mask.all()
+    gap = pd.read_csv(io.StringIO("h,c\nTRUE,lo\n,lo\nFALSE,hi\n"))  # an object column: True, NaN, False
+    values, mask = bn.split_missing(gap)
+    assert values[:, 0].tolist() == [0.0, 0.0, 1.0] and mask[:, 0].tolist() == [True, False, True]
+    assert bn.columns({"h": gap["h"].astype("boolean")})["h"].tolist() == [0, -1, 1]
+    assert bn.columns({"h": np.array([False, True])})["h"].tolist() == [1, 0]
+    assert bn.columns({"h": [False, True, None]})["h"].tolist() == [1, 0, -1]
+
+
+def test_bools_for_states_not_named_true_false_are_refused_or_read_as_indices():
+    bn = _truth_net(["yes", "no"])
+    with pytest.raises(DataError, match=r"data column 'h' holds True/False.*\['yes', 'no'\]"):
+        bn.columns({"h": np.array([True, False])})
+    with pytest.raises(EvidenceError, match=r"evidence 'h' holds True/False.*\['yes', 'no'\]"):
+        bn.posterior("c", {"h": np.array([True, False])})
+    assert bn.columns({"h": torch.tensor([True, False])})["h"].tolist() == [True, False]  # a tensor: indices
+    for states in (["False", "True"], ["0", "1"]):  # names that read as the indices: the same either way
+        assert _truth_net(states).columns({"h": [True, False]})["h"].tolist() == [1, 0]
+
+
+def test_bool_evidence_for_true_false_states_in_bif_order_is_refused_not_inverted():
+    # the evidence parser reads no bools by name: refused (before: True read as the state "FALSE")
+    with pytest.raises(EvidenceError, match="holds True/False"):
+        _truth_net().posterior("c", {"h": np.array([True, False])})
+
+
+def test_numbers_for_states_named_by_other_numbers_are_refused_in_any_container():
+    # before, only a pandas column was refused; df.to_numpy() (an object array) or .tolist() read as indices
+    pd = pytest.importorskip("pandas")
+    bn = BayesNet()
+    bn.add("weather", cpd.Table([0.5, 0.5]), states=["dry", "wet"])
+    bn.add("grade", cpd.Table([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]], ["weather"]), states=["1", "2", "3"])
+    df = pd.DataFrame({"weather": ["dry", "wet", "dry"], "grade": [1, 2, 1]})
+    arr = df.to_numpy()
+    assert arr.dtype == object
+    for data in (arr, {"weather": ["dry", "wet", "dry"], "grade": [1, 2, 1]},
+                 {"grade": np.array([1, 2, 1])}, {"grade": [1.0, float("nan")]}):
+        with pytest.raises(DataError, match=r"'grade' holds numbers .* named by numbers \['1', '2', '3'\]"):
+            bn.columns(data)
+    with pytest.raises(DataError, match="named by numbers"):
+        bn.split_missing(arr)
+    with pytest.raises(EvidenceError, match="named by numbers"):
+        bn.posterior("weather", {"grade": [1, 2]})
+    # names, tensors (indices by definition) and missing markers alone pass
+    assert bn.columns({"grade": ["1", None, "3"]})["grade"].tolist() == [0, -1, 2]
+    assert bn.columns({"grade": torch.tensor([1, 2])})["grade"].tolist() == [1, 2]
+    assert bn.columns({"grade": [None, float("nan")], "weather": ["dry", "wet"]})["grade"].tolist() == [-1, -1]

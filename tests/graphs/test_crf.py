@@ -318,3 +318,22 @@ def test_lengths_of_a_non_integer_dtype_are_refused(lengths):
 def test_lengths_of_any_integer_dtype_are_taken(dtype):
     crf = LinearChainCRF(torch.randn(2, 3, 4), torch.randn(4, 4), lengths=torch.tensor([1, 3], dtype=dtype))
     assert crf.lengths.dtype == torch.long and crf.lengths.tolist() == [1, 3]
+
+
+def test_numpy_potentials_labels_and_object_lengths_raise_named_errors():
+    # before: AttributeError ('numpy.ndarray' has no attribute 'dim' / dtype 'is_floating_point') or a raw
+    # TypeError from torch for an object array of lengths
+    np = pytest.importorskip("numpy")
+    u, tr = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(0)), torch.zeros(2, 2)
+    with pytest.raises(ModelSpecError, match="unary must be a torch.Tensor .* got ndarray"):
+        LinearChainCRF(u.numpy(), tr)
+    with pytest.raises(ModelSpecError, match="transition must be a torch.Tensor .* got ndarray"):
+        LinearChainCRF(u, tr.numpy())
+    with pytest.raises(ModelSpecError, match="lengths must be integers in 1..4, got ndarray of dtype object"):
+        LinearChainCRF(u, tr, lengths=np.array([2, 3, 1], dtype=object))
+    crf = LinearChainCRF(u, tr)
+    labels = torch.randint(0, 2, (3, 4), generator=torch.Generator().manual_seed(1))
+    for call in (crf.log_prob, crf.score):
+        with pytest.raises(EvidenceError, match="labels must be a torch.Tensor .* got ndarray"):
+            call(labels.numpy())
+    assert LinearChainCRF(u, tr, lengths=np.array([2, 3, 1])).lengths.tolist() == [2, 3, 1]

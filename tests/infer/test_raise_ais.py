@@ -170,3 +170,20 @@ def test_the_stderr_of_one_point_is_a_zero_of_the_estimates_dtype_and_device():
     result = RAISE(num_chains=3, num_steps=4)(rbm, torch.ones(5, dtype=torch.float64))
     assert result.stderr.dtype == result.log_likelihood.dtype == torch.float64 and result.stderr == 0
     assert result.stderr.device == result.log_likelihood.device
+
+
+@pytest.mark.parametrize("num_stderr", [0.0, 1.0, 3.0])
+def test_upper_is_log_z_lowered_by_num_stderr_standard_errors_as_documented(num_stderr):
+    """``LikelihoodBounds.upper`` said ``log Z - 3 se`` whatever ``num_stderr`` was; the bound uses
+    ``num_stderr`` (3 by default) and the docstring now says so."""
+    from hybridpgm.infer.raise_ais import LikelihoodBounds
+
+    rbm = random_rbm(4, 2, seed=1)
+    log_z = estimate_log_z(rbm, num_chains=4, num_steps=3, sample_sweeps=2, warn=False)
+    torch.manual_seed(0)
+    bounds = log_likelihood_bounds(rbm, torch.ones(2, 4), log_z=log_z, raise_=RAISE(num_chains=2, num_steps=3),
+                                   num_stderr=num_stderr)
+    assert bounds.upper == pytest.approx(bounds.estimate + num_stderr * float(log_z.stderr), rel=1e-12, abs=1e-12)
+    doc = LikelihoodBounds.__doc__
+    upper = doc[doc.index(":ivar upper:"):doc.index(":ivar estimate:")]
+    assert "num_stderr" in upper and "3\\,\\mathrm{se}" not in upper

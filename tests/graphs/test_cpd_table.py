@@ -1,0 +1,63 @@
+"""The factories of :class:`~hybridpgm.graphs.cpd.Table` (:mod:`hybridpgm.graphs.cpd_table`): ``uniform`` and
+``random`` check their sizes, and ``random`` with a generator leaves every global generator alone."""
+
+import numpy as np
+import pytest
+import torch
+
+from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.graphs.cpd import Table
+
+
+def _random_recording_cuda_seeds(monkeypatch, *args, **kwargs):
+    """``(Table.random(*args, **kwargs), the seeds it gave CUDA's generators)``: ``torch.manual_seed`` seeds
+    them (or, before CUDA starts, queues a seed for every device), recorded without a GPU."""
+    calls = []
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(("all", seed)))
+        patch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(("current", seed)))
+        table = Table.random(*args, **kwargs)
+    return table, calls
+
+
+@pytest.mark.parametrize("concentration", [1.0, 0.5, 2.0])
+def test_random_with_a_generator_seeds_no_cuda_generator(monkeypatch, concentration):
+    """Before, ``concentration != 1`` ran ``torch.manual_seed`` inside ``fork_rng(devices=[])``: the CUDA
+    generators were seeded (or queued a seed) and not restored."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    first, calls = _random_recording_cuda_seeds(monkeypatch, 4, [3], ["a"], concentration=concentration,
+                                                generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.rand(3), expected)  # the caller's CPU stream did not move
+    assert calls == []
+    again = Table.random(4, [3], ["a"], concentration=concentration, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first.probs, again.probs)
+    assert torch.allclose(first.probs.sum(-1), torch.ones(3, dtype=first.probs.dtype))
+
+
+FACTORIES = {"uniform": Table.uniform, "random": Table.random}
+
+
+@pytest.mark.parametrize("factory", sorted(FACTORIES))
+@pytest.mark.parametrize("args, argument", [
+    ((0,), "cardinality"), ((-1,), "cardinality"), ((2.5,), "cardinality"), ((True,), "cardinality"),
+    (("3",), "cardinality"), ((2, [-1], ["p"]), r"parent_cards\[0\]"), ((2, [3, 0], ["p", "q"]), r"parent_cards\[1\]"),
+    ((2, [2.5], ["p"]), r"parent_cards\[0\]"), ((2, 3, ["p"]), "parent_cards"),
+])
+def test_bad_sizes_raise_a_named_model_spec_error(factory, args, argument):
+    """Before: ZeroDivisionError, TypeError or RuntimeError from torch."""
+    with pytest.raises(ModelSpecError, match=rf"Table\.{factory} {argument} must be"):
+        FACTORIES[factory](*args)
+
+
+@pytest.mark.parametrize("parent_cards", [[3], (3,), torch.Size([3]), np.array([3]), torch.tensor([3])])
+def test_sizes_of_any_integer_sequence_pass(parent_cards):
+    for factory in FACTORIES.values():
+        assert factory(np.int64(2), parent_cards, ["p"]).probs.shape == (3, 2)
+    assert torch.allclose(Table.uniform(2, parent_cards, ["p"]).probs, torch.full((3, 2), 0.5))
+
+
+def test_random_refuses_a_generator_that_is_not_one():
+    with pytest.raises(ConfigError, match="Table.random generator must be a torch.Generator or None, got int"):
+        Table.random(2, generator=3)
