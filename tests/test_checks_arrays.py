@@ -100,8 +100,15 @@ def test_masked_arrays_are_refused_not_read_by_their_hidden_values():
         bn.columns({"a": a})
     mrf = MarkovNet({"a": 2, "b": 2})
     mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 2))
-    with pytest.raises((DataError, EvidenceError), match="MaskedArray|masked array"):
+    # each names the argument and the mask (before, MarkovNet and Likelihood said "must be a state number")
+    with pytest.raises(EvidenceError, match="MarkovNet evidence: the value of 'a' is a NumPy masked array"):
         mrf.marginals("exact", evidence={"a": a})
+    with pytest.raises(EvidenceError, match="evidence for 'a' is a NumPy masked array"):
+        bn.posterior(None, {"a": a})
+    from hybridpgm.infer.soft_evidence import Likelihood
+
+    with pytest.raises(EvidenceError, match="Likelihood for 'a' is a NumPy masked array"):
+        bn.posterior(None, {"a": Likelihood(np.ma.masked_array([0.2, 0.8], mask=[False, True]))})
 
 
 _READ_ONLY = """

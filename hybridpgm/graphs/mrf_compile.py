@@ -42,7 +42,11 @@ def _numbers(v: str, x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
     try:
-        return torch.as_tensor(positive_strides(x))
+        x = positive_strides(x, f"{what}: the value of {v!r}")
+    except ValueError as error:  # a masked array with masked entries: its own message
+        raise EvidenceError(str(error)) from None
+    try:
+        return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"{what}: the value of {v!r} must be a state number or a tensor of states, got "
                             f"{type(x).__name__} {x!r:.60}") from None

@@ -27,7 +27,8 @@ import torch
 from hybridpgm.checks import positive_strides
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
-from hybridpgm.graphs.bn_values import _is_missing_entry, _plain, context_batch_features, refuse_ambiguous_numbers
+from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
+                                        refuse_ambiguous_numbers)
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -142,7 +143,9 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
             raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
-    try:
+    try:  # True / False for states named true / false: those states (BIF orders them TRUE, FALSE), not 1 / 0
+        v = bool_states(name, [v], states, what="evidence")[0] if isinstance(v, (bool, np.bool_)) \
+            else bool_states(name, v, states, what="evidence")
         refuse_ambiguous_numbers(name, v, states, what="evidence")
     except DataError as e:
         raise EvidenceError(str(e)) from None
@@ -167,7 +170,10 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
 
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
-    v = positive_strides(_plain(v))
+    try:
+        v = positive_strides(_plain(v), f"evidence for '{name}'")
+    except DataError as e:  # a masked array with masked entries
+        raise EvidenceError(str(e)) from None
     try:
         t = torch.as_tensor(v, device=device, dtype=None if hasattr(v, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):

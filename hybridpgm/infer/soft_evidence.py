@@ -93,8 +93,11 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
     try:
+        values = positive_strides(lik.values, f"Likelihood for '{name}'")
+    except ValueError as error:  # a masked array with masked entries: its own message
+        raise EvidenceError(str(error)) from None
+    try:
         # numbers without a dtype of their own (a list) are read in the network's, as hard evidence is
-        values = positive_strides(lik.values)
         t = torch.as_tensor(values, device=device, dtype=None if hasattr(values, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"Likelihood for '{name}' must be numbers, got {type(lik.values).__name__} "

@@ -187,10 +187,16 @@ def test_bools_for_states_not_named_true_false_are_refused_or_read_as_indices():
         assert _truth_net(states).columns({"h": [True, False]})["h"].tolist() == [1, 0]
 
 
-def test_bool_evidence_for_true_false_states_in_bif_order_is_refused_not_inverted():
-    # the evidence parser reads no bools by name: refused (before: True read as the state "FALSE")
-    with pytest.raises(EvidenceError, match="holds True/False"):
-        _truth_net().posterior("c", {"h": np.array([True, False])})
+def test_bool_evidence_for_true_false_states_reads_by_state_name_not_as_indices():
+    # before, True read as index 1, the state named "FALSE" (alarm's HISTORY is ["TRUE", "FALSE"])
+    bn = _truth_net()
+    by_name = bn.posterior("c", {"h": ["TRUE", "FALSE"]})
+    for evidence in (np.array([True, False]), [True, False], [np.bool_(True), False]):
+        torch.testing.assert_close(bn.posterior("c", {"h": evidence}), by_name)
+    torch.testing.assert_close(bn.posterior("c", {"h": True}), bn.posterior("c", {"h": "TRUE"}))
+    torch.testing.assert_close(bn.log_evidence({"h": [False, None]}), bn.log_evidence({"h": ["FALSE", None]}))
+    with pytest.raises(EvidenceError, match="holds True/False"):  # states not named true/false: refused
+        _truth_net(("yes", "no")).posterior("c", {"h": True})
 
 
 def test_numbers_for_states_named_by_other_numbers_are_refused_in_any_container():
