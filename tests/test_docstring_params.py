@@ -20,14 +20,6 @@ import pytest
 PACKAGES = ("hybridpgm", "hybridpgm.graphs", "hybridpgm.infer", "hybridpgm.energy", "hybridpgm.generative",
             "hybridpgm.gp", "hybridpgm.diagnostics", "hybridpgm.data", "hybridpgm.train", "hybridpgm.serialization")
 
-#: gaps found by the docstring audit in modules outside the change that added this test, to be documented
-#: there; this list may only shrink (an entry that is no longer a gap fails :func:`test_known_gaps_are_gaps`)
-KNOWN_GAPS = frozenset({
-    "hybridpgm.diagnostics.plot_image_grid(path=)", "hybridpgm.diagnostics.plot_image_grid(title=)",  # plots.py
-    "hybridpgm.diagnostics.plot_loss_curves(history=)", "hybridpgm.diagnostics.plot_loss_curves(path=)",
-    "hybridpgm.diagnostics.plot_loss_curves(title=)",
-})
-
 
 def public_callables() -> list[tuple[str, object, str]]:
     """``(qualified name, callable whose signature is checked, docstring)`` of every public callable."""
@@ -94,13 +86,8 @@ def test_the_check_covers_the_public_api():
 
 
 def test_every_parameter_is_documented():
-    gaps = sorted(all_gaps() - KNOWN_GAPS)
+    gaps = sorted(all_gaps())
     assert not gaps, "parameters named nowhere in a docstring that has a :param list:\n" + "\n".join(gaps)
-
-
-def test_known_gaps_are_gaps():
-    fixed = sorted(KNOWN_GAPS - all_gaps())
-    assert not fixed, f"documented now, remove from KNOWN_GAPS: {fixed}"
 
 
 def _example(a, b, *args, c=1, **kwargs):

@@ -40,8 +40,13 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
     """One curve per player: its loss (the quantity minimized) against step,
     and the metrics callbacks logged.
 
+    :param history: a :class:`~hybridpgm.train.history.History` (``fit(...).history``).
+    :param path: an image file to write the figure to (its folder is created; format from the suffix), or
+        ``None`` to write nothing.
+    :param str title: the axes' title.
     :param labels: player -> legend label; the default names the SVI player's
         loss ``-ELBO`` (:data:`LOSS_LABELS`).
+    :returns: the :class:`matplotlib.figure.Figure` (shown by itself in a notebook).
     """
     labels = {**LOSS_LABELS, **(labels or {})}
     fig = Figure(figsize=(6, 4))
@@ -67,7 +72,10 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
         8-bit pixels (``uint8`` 0..255, as IDX files and PIL give them) are refused rather than drawn clipped:
         pass ``images / 255``.
     :param image_shape: ``(H, W)``, two positive integers (a square image is ``(H, H)``).
+    :param path: an image file to write the figure to (its folder is created), or ``None``.
+    :param str title: the figure's title.
     :param columns: images per row, a positive integer (default: about :math:`\\sqrt N`).
+    :returns: the :class:`matplotlib.figure.Figure`.
     :raises ConfigError: ``image_shape`` is not a pair of positive integers, or ``columns`` not a positive
         integer.
     :raises DataError: for images that are not real numbers, hold a value outside [0, 1], do not match
