@@ -17,8 +17,8 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
-           "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real", "positive_strides",
-           "sample_count", "sample_shape_of", "seed_of", "site_prefix", "unit_fraction"]
+           "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real", "sample_count",
+           "sample_shape_of", "seed_of", "site_prefix", "torch_readable", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -32,7 +32,7 @@ def as_integer(value) -> int | None:
         return None
 
 
-def positive_strides(value, what: str = "an array argument"):
+def torch_readable(value, what: str = "an array argument"):
     """``value`` ready for :func:`torch.as_tensor`: array-likes torch cannot read as they are become a NumPy array
     of the same values, dtype (in native byte order) and shape; a tensor, a writable native NumPy array with
     positive strides and anything else (numbers, lists) are returned unchanged, without a copy.

@@ -1,4 +1,4 @@
-"""Array-likes on their way to torch (:func:`hybridpgm.checks.positive_strides`): pandas objects whatever their
+"""Array-likes on their way to torch (:func:`hybridpgm.checks.torch_readable`): pandas objects whatever their
 index, NumPy masked arrays, big-endian and read-only arrays.  Before, a ``Series`` with the index ``7, 8, 9``
 reached ``torch.as_tensor`` raw (a bare ``ValueError``: torch looked up label 0), a masked array's hidden values
 were read as data, a big-endian array raised torch's byte-order ``ValueError`` and a read-only one leaked
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs import BayesNet, LinearChainCRF, MarkovNet, cpd
@@ -22,20 +22,20 @@ pd = pytest.importorskip("pandas")
 
 def test_tensors_and_plain_writable_arrays_pass_without_a_copy():
     t, a = torch.arange(3), np.arange(6).reshape(2, 3)
-    assert positive_strides(t) is t and positive_strides(a) is a
-    assert positive_strides([1, 2]) == [1, 2] and positive_strides(3) == 3
+    assert torch_readable(t) is t and torch_readable(a) is a
+    assert torch_readable([1, 2]) == [1, 2] and torch_readable(3) == 3
 
 
 def test_a_series_with_a_non_default_index_gives_its_values():
     s = pd.Series([3, 1, 2], index=[7, 8, 9])
-    assert torch.as_tensor(positive_strides(s)).tolist() == [3, 1, 2]  # torch would look up the label 0
-    np.testing.assert_array_equal(positive_strides(pd.DataFrame({"a": [1, 2]}, index=[5, 6])), [[1], [2]])
+    assert torch.as_tensor(torch_readable(s)).tolist() == [3, 1, 2]  # torch would look up the label 0
+    np.testing.assert_array_equal(torch_readable(pd.DataFrame({"a": [1, 2]}, index=[5, 6])), [[1], [2]])
 
 
 def test_masked_arrays_are_refused_with_a_masked_entry_and_read_without():
     with pytest.raises(DataError, match=r"data column 'a' is a NumPy masked array of shape \(3,\) with 1 masked"):
-        positive_strides(np.ma.masked_array([1, 0, 1], mask=[False, True, False]), "data column 'a'")
-    got = positive_strides(np.ma.masked_array([1, 0, 1], mask=False))
+        torch_readable(np.ma.masked_array([1, 0, 1], mask=[False, True, False]), "data column 'a'")
+    got = torch_readable(np.ma.masked_array([1, 0, 1], mask=False))
     assert type(got) is np.ndarray
     np.testing.assert_array_equal(got, [1, 0, 1])
 
@@ -43,7 +43,7 @@ def test_masked_arrays_are_refused_with_a_masked_entry_and_read_without():
 @pytest.mark.parametrize("dtype", [">i8", ">f4", ">i2"])
 def test_big_endian_arrays_are_converted_exactly(dtype):
     a = np.array([[3, -1], [2, 5]], dtype=dtype)[:, ::-1]
-    got = positive_strides(a)
+    got = torch_readable(a)
     assert got.dtype == a.dtype.newbyteorder("=") and got.dtype.isnative
     np.testing.assert_array_equal(got, a)
     torch.testing.assert_close(torch.as_tensor(got), torch.as_tensor(a.astype(got.dtype)))
@@ -51,7 +51,7 @@ def test_big_endian_arrays_are_converted_exactly(dtype):
 
 def test_read_only_arrays_are_copied():
     a = np.broadcast_to(np.array([0.25, 0.5]), (3, 2))
-    got = positive_strides(a)
+    got = torch_readable(a)
     assert got.flags.writeable
     np.testing.assert_array_equal(got, a)
 

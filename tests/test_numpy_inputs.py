@@ -1,7 +1,7 @@
 """NumPy inputs with negative strides (``a[::-1]``, ``np.flip``, a reversed pandas frame's ``to_numpy()``).
 
 torch cannot view such arrays (``torch.as_tensor`` raises ``ValueError``), so every entry point that accepts a
-NumPy array passes it through :func:`hybridpgm.checks.positive_strides` first; each must give the result of the
+NumPy array passes it through :func:`hybridpgm.checks.torch_readable` first; each must give the result of the
 same values in a contiguous copy.
 """
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hybridpgm import LinearChainCRF, MarkovNet
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.graphs import BayesNet, cpd
 from tests.diagnostics.arviz_groups import group_names
 
@@ -60,21 +60,21 @@ def _same(x, y) -> None:
 
 def test_positive_strides_copies_only_negative_strides():
     a = np.arange(6, dtype=np.int32).reshape(2, 3)
-    assert positive_strides(a) is a  # no copy of a contiguous array
+    assert torch_readable(a) is a  # no copy of a contiguous array
     view = a[:, ::2]  # positive strides, not contiguous: torch views it as it is
-    assert positive_strides(view) is view
+    assert torch_readable(view) is view
     for f in (a[::-1], np.flip(a, 1), a[::-1, ::-2], pd.DataFrame(a).iloc[::-1].to_numpy()):
-        out = positive_strides(f)
+        out = torch_readable(f)
         assert all(s >= 0 for s in out.strides) and out.dtype == f.dtype and np.array_equal(out, f)
         assert torch.equal(torch.as_tensor(out), torch.as_tensor(f.copy()))
     for other in (3, [1, 2], torch.arange(3).flip(0), np.array(2.5), None):
-        assert positive_strides(other) is other
+        assert torch_readable(other) is other
 
 
 def test_positive_strides_keeps_the_dtype():
     for dtype in (np.float16, np.float32, np.int8, np.uint8, np.bool_):
         f = np.zeros(4, dtype=dtype)[::-1]
-        assert positive_strides(f).dtype == np.dtype(dtype)
+        assert torch_readable(f).dtype == np.dtype(dtype)
 
 
 @pytest.mark.parametrize("call", [

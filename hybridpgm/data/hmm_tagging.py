@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from hybridpgm.checks import as_integer, positive_int, positive_strides
+from hybridpgm.checks import as_integer, positive_int, torch_readable
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
 
@@ -150,7 +150,7 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     x = x.to(torch.int64)
     if lengths is None:  # every sequence full length, as LinearChainCRF takes it
         lengths = torch.full(x.shape[:-1], x.shape[-1], dtype=torch.long, device=x.device)
-    lengths = positive_strides(lengths, "hmm_posterior lengths")  # a pandas Series: its values, whatever its index
+    lengths = torch_readable(lengths, "hmm_posterior lengths")  # a pandas Series: its values, whatever its index
     try:
         lengths = torch.as_tensor(lengths, device=x.device)
     except (TypeError, ValueError, RuntimeError):

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.errors import DataError
 
@@ -54,7 +54,7 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
         raise DataError("from_categorical needs at least one variable's probabilities, got none")
     posterior = {}
     for name, probs in probabilities.items():
-        probs = torch.as_tensor(positive_strides(probs))
+        probs = torch.as_tensor(torch_readable(probs))
         if probs.dim() == 1:
             probs = probs.unsqueeze(0)
         if probs.dim() != 2:

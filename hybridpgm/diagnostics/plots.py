@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from hybridpgm.checks import positive_int, positive_strides  # noqa: E402
+from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
 from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.errors import ConfigError, DataError  # noqa: E402
@@ -87,7 +87,7 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
     image_shape = tuple(positive_int(side, f"plot_image_grid image_shape[{i}]") for i, side in enumerate(image_shape))
     if columns is not None:
         columns = positive_int(columns, "plot_image_grid columns")
-    images = positive_strides(images, "plot_image_grid images")
+    images = torch_readable(images, "plot_image_grid images")
     try:
         images = torch.as_tensor(images).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as err:
@@ -194,7 +194,7 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
     :raises DataError: for fewer than two log-weights, NaN or :math:`+\\infty` ones (:math:`-\\infty` is a zero
         weight), or all of them :math:`-\\infty`.
     """
-    lw = torch.as_tensor(positive_strides(log_weights), dtype=torch.float64).detach().cpu().reshape(-1)
+    lw = torch.as_tensor(torch_readable(log_weights), dtype=torch.float64).detach().cpu().reshape(-1)
     if lw.numel() < 2:
         raise DataError(f"need at least 2 log-weights, got {lw.numel()}")
     if bool((torch.isnan(lw) | (lw == float("inf"))).any()) or not bool(torch.isfinite(lw).any()):
@@ -222,7 +222,7 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
     """
     from scipy.stats import norm
 
-    y, mean, std = (torch.as_tensor(positive_strides(a), dtype=torch.float64).detach().cpu().reshape(-1).numpy()
+    y, mean, std = (torch.as_tensor(torch_readable(a), dtype=torch.float64).detach().cpu().reshape(-1).numpy()
                     for a in (y, mean, std))
     if not (len(y) == len(mean) == len(std)):
         raise DataError(f"y, mean and std must have one length; got {len(y)}, {len(mean)}, {len(std)}")
@@ -254,7 +254,7 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
 def _integer_labels(labels) -> torch.Tensor:
     """``labels`` as a flat CPU integer tensor; :class:`DataError` for anything else (strings, floats)."""
     try:
-        y = torch.as_tensor(positive_strides(labels)).reshape(-1).cpu()
+        y = torch.as_tensor(torch_readable(labels)).reshape(-1).cpu()
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"labels must be integers, got {type(labels).__name__} ({err})") from None
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
@@ -269,7 +269,7 @@ def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | No
 
     :raises DataError: for marginals that are not ``T x L``, or labels that are not ``T`` integers in ``[0, L)``.
     """
-    m = torch.as_tensor(positive_strides(marginals), dtype=torch.float64).detach().cpu()
+    m = torch.as_tensor(torch_readable(marginals), dtype=torch.float64).detach().cpu()
     if m.dim() != 2:
         raise DataError(f"marginals must be T x L, got shape {tuple(m.shape)}")
     fig = Figure(figsize=(max(4, 0.25 * m.shape[0] + 1.5), 0.35 * m.shape[1] + 1.5))

@@ -8,7 +8,7 @@ from typing import Mapping
 import pyro
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.errors import DataError
 
@@ -44,7 +44,7 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed); for draws whose count is not
         ``K``, or that are not numbers.
     """
-    log_weights = torch.as_tensor(positive_strides(log_weights))
+    log_weights = torch.as_tensor(torch_readable(log_weights))
     if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
         raise DataError(f"log_weights must be K or K x N with K >= 1 draws, got shape {tuple(log_weights.shape)}")
     if not log_weights.is_floating_point():
@@ -58,7 +58,7 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     if samples:
         k = log_weights.shape[0]
         try:  # arrays and lists too, as the log-weights
-            samples = {n: torch.as_tensor(positive_strides(v)) for n, v in samples.items()}
+            samples = {n: torch.as_tensor(torch_readable(v)) for n, v in samples.items()}
         except (TypeError, ValueError, RuntimeError) as error:
             raise DataError(f"samples must be tensors or arrays of numbers ({error})") from None
         bad = {n: tuple(v.shape) for n, v in samples.items() if v.dim() == 0 or v.shape[0] != k}

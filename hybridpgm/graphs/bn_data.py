@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hybridpgm.checks import positive_int, positive_strides
+from hybridpgm.checks import positive_int, torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
@@ -164,7 +164,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                     raise DataError(f"data given as a list of rows: row {i} is {row!r:.60}, not a row of "
                                     f"{len(nodes)} values (one per node of {nodes})")
             return {v: [row[j] for row in data] for j, v in enumerate(nodes)}
-        data = positive_strides(data, "data")
+        data = torch_readable(data, "data")
         try:
             t = torch.as_tensor(data)
         except (TypeError, ValueError, RuntimeError):
@@ -187,7 +187,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         """
         if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")
                                      and not hasattr(data, "columns") and not _holds_names(data)):
-            x = torch.as_tensor(positive_strides(data, "data"))
+            x = torch.as_tensor(torch_readable(data, "data"))
             self._data_columns(x)  # the shape check
         else:
             x = self.to_tensor(data)
@@ -241,7 +241,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         states = self.state_names.get(v)
         t = bool_states(v, t, states)
         refuse_ambiguous_numbers(v, t, states)
-        t = positive_strides(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
+        t = torch_readable(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
         if _holds_names(t):
             t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_values import _described, _length, _plain
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -36,7 +36,7 @@ class BayesNetMasks:
                 self._absent_mask(v, mask.pop(v), {_length(c) for c in data.values()})
             return mask
         try:
-            m = torch.as_tensor(positive_strides(_plain(mask)))
+            m = torch.as_tensor(torch_readable(_plain(mask)))
         except (TypeError, ValueError, RuntimeError):
             m = None
         rows = {_length(c) for c in data.values()}  # ints (a shape under a JIT trace holds tensors)
@@ -55,7 +55,7 @@ class BayesNetMasks:
         :raises DataError: naming the node, for a mask that is not ``[N]`` bool/integer or marks a row observed.
         """
         try:
-            m = torch.as_tensor(positive_strides(_plain(m)))
+            m = torch.as_tensor(torch_readable(_plain(m)))
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"mask of node '{v}' must be [N] bool, got {_described(m)}") from None
         if m.dim() != 1 or (len(rows) == 1 and None not in rows and {int(m.shape[0])} != rows):
@@ -75,7 +75,7 @@ class BayesNetMasks:
             holding a value other than 0 and 1 (a deferred check, like a state's range).
         """
         try:
-            m = torch.as_tensor(positive_strides(_plain(m)), device=t.device)
+            m = torch.as_tensor(torch_readable(_plain(m)), device=t.device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"mask of column '{v}' must be [N] bool, got {_described(m)}") from None
         if tuple(m.shape) != tuple(t.shape):

@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
@@ -29,10 +29,10 @@ def _plain(x):
     with ``to_numpy()`` that is not a tensor), else ``x`` itself.  A pandas column gives its values, not its
     codes (a ``Categorical`` of names gives the names), whatever its index; a read-only array (pandas'
     copy-on-write views) is copied, which torch would otherwise warn about
-    (:func:`~hybridpgm.checks.positive_strides`)."""
+    (:func:`~hybridpgm.checks.torch_readable`)."""
     if torch.is_tensor(x) or not callable(getattr(x, "to_numpy", None)):
         return x
-    return positive_strides(x)
+    return torch_readable(x)
 
 
 def _numeric_name(s) -> bool:
@@ -241,7 +241,7 @@ def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
 
     :raises DataError: values that are not numbers, naming ``what``.
     """
-    t = positive_strides(t, what)
+    t = torch_readable(t, what)
     if isinstance(t, np.ndarray) and t.dtype.kind == "O":
         t = [float("nan") if _is_missing_entry(s) else s for s in t.tolist()]
     try:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 
 __all__ = ["CPD"]
@@ -109,7 +109,7 @@ class CPD(nn.Module):
         for name in self.inputs:
             if values is None or name not in values:
                 raise EvidenceError(f"node '{self.node}' needs the continuous input '{name}'")
-            v = torch.as_tensor(positive_strides(values[name]))
+            v = torch.as_tensor(torch_readable(values[name]))
             if torch.is_floating_point(v) and torch.isnan(v).any():
                 raise EvidenceError(f"continuous input '{name}' of node '{self.node}' has missing (NaN) values")
             if v.dim() == 0:

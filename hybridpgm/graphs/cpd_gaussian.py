@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.serialization import serializable
@@ -101,7 +101,7 @@ class LinearGaussian(CPD):
             if x is None:
                 continue
             try:
-                t = torch.as_tensor(positive_strides(x))
+                t = torch.as_tensor(torch_readable(x))
             except (TypeError, ValueError, RuntimeError) as e:
                 raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: "
                                      f"{what} is {type(x).__name__}: {e}") from None
@@ -121,7 +121,7 @@ class LinearGaussian(CPD):
         dtype = next(iter(own.values()), torch.get_default_dtype())
         device = raw["bias"].device
         try:
-            out = {what: torch.as_tensor(positive_strides(given[what]), dtype=dtype, device=device) for what in raw}
+            out = {what: torch.as_tensor(torch_readable(given[what]), dtype=dtype, device=device) for what in raw}
         except (TypeError, ValueError, RuntimeError) as e:
             raise ModelSpecError(f"LinearGaussian bias, weight and scale must be numeric arrays: {e}") from None
         b = out["bias"]

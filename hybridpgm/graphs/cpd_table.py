@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, positive_strides
+from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, torch_readable
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.serialization import serializable
@@ -82,7 +82,7 @@ class Table(CPD):
         super().__init__(parents)
         atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
         try:
-            probs = torch.as_tensor(positive_strides(probs))
+            probs = torch.as_tensor(torch_readable(probs))
         except (TypeError, ValueError, RuntimeError) as e:
             raise ModelSpecError(f"Table probs must be a numeric array, got {type(probs).__name__}: {e}") from None
         if probs.dtype == torch.bool or probs.is_complex():

@@ -44,7 +44,7 @@ from torch import nn
 from torch.distributions import Distribution, constraints
 
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.checks import positive_strides, sample_shape_of
+from hybridpgm.checks import torch_readable, sample_shape_of
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
@@ -103,7 +103,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                 raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
         if lengths is None:
             lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
-        lengths = positive_strides(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
+        lengths = torch_readable(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
         try:
             lengths = torch.as_tensor(lengths, device=unary.device)
         except (TypeError, ValueError, RuntimeError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_strides
+from hybridpgm.checks import positive_int, torch_readable
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.markov_net import MarkovNet
 
@@ -67,7 +67,7 @@ def _as_tensor(x, like=None, what="coupling"):
     if isinstance(x, (bool, str, bytes)):
         raise ModelSpecError(f"{what} must be a number or a float tensor, got {x!r}")
     try:
-        return torch.as_tensor(positive_strides(x), dtype=dtype, device=device)
+        return torch.as_tensor(torch_readable(x), dtype=dtype, device=device)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ModelSpecError(f"{what} must be a number or a float tensor, got {type(x).__name__}: {e}") from None
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -42,7 +42,7 @@ def _numbers(v: str, x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x
     try:
-        x = positive_strides(x, f"{what}: the value of {v!r}")
+        x = torch_readable(x, f"{what}: the value of {v!r}")
     except ValueError as error:  # a masked array with masked entries: its own message
         raise EvidenceError(str(error)) from None
     try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
@@ -171,7 +171,7 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
     try:
-        v = positive_strides(_plain(v), f"evidence for '{name}'")
+        v = torch_readable(_plain(v), f"evidence for '{name}'")
     except DataError as e:  # a masked array with masked entries
         raise EvidenceError(str(e)) from None
     try:

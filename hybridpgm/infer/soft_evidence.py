@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hybridpgm.checks import positive_strides
+from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.contraction_steps import LogOfSum
 
@@ -93,7 +93,7 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")
     try:
-        values = positive_strides(lik.values, f"Likelihood for '{name}'")
+        values = torch_readable(lik.values, f"Likelihood for '{name}'")
     except ValueError as error:  # a masked array with masked entries: its own message
         raise EvidenceError(str(error)) from None
     try:
