@@ -154,7 +154,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             _refuse_duplicates(list(data.columns))
             return {c: data[c] for c in data.columns}
         nodes = self.nodes
-        if isinstance(data, np.ndarray) and data.dtype.kind in "OUS":  # names: each column is read by its node
+        # names, or bools (True / False may name states): each column is read by its node
+        if isinstance(data, np.ndarray) and data.dtype.kind in "OUSb":
             if data.ndim != 2 or data.shape[1] != len(nodes):
                 raise DataError(f"array data must be [N, {len(nodes)}] (columns {nodes}), got {_described(data)}")
             return {v: data[:, i] for i, v in enumerate(nodes)}
@@ -185,7 +186,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
 
         :raises DataError: as :meth:`columns`.
         """
-        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items")
+        bools = isinstance(data, np.ndarray) and data.dtype.kind == "b"  # read by state name where so named
+        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items") and not bools
                                      and not hasattr(data, "columns") and not _holds_names(data)):
             x = torch.as_tensor(torch_readable(data, "data"))
             self._data_columns(x)  # the shape check

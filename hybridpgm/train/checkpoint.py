@@ -48,7 +48,10 @@ __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_r
            "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint", "set_rng_state",
            "write_atomically"]
 
-FORMAT_VERSION = 1
+#: the checkpoint format written: 2 tags non-finite Python floats (:func:`encode_nonfinite_floats`), which a
+#: reader of format 1 would take for dicts; format 1 (raw non-finite floats) is still read
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 #: the key of the one-entry dict that stands for a non-finite Python float in a checkpoint
 FLOAT_TAG = "__hybridpgm_float__"
@@ -229,7 +232,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if isinstance(state, dict) and state.get("format") == "hybridpgm-model":  # serialization.FORMAT
         raise CheckpointError(f"{str(path)!r} is a model file written by hybridpgm.save, not a training checkpoint; "
                               f"read it with hybridpgm.load")
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "format" in state:
-        raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format {FORMAT_VERSION}")
+    if not isinstance(state, dict) or state.get("format_version") not in _READABLE_VERSIONS or "format" in state:
+        raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format "
+                              f"{' or '.join(map(str, _READABLE_VERSIONS))}")
     check_finite_checkpoint(path, state, nan_only=True)
     return decode_nonfinite_floats(state)

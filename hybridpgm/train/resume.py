@@ -1,7 +1,7 @@
 """Explicit resume: what a checkpoint was trained with, and whether a request matches it.
 
 ``fit(checkpoint=path)`` records, next to the state, the *run configuration*:
-the objective's class (``module.QualifiedName``), global batch size, accumulation, precision, clipping,
+the objective's class (its qualified name, without the module), global batch size, accumulation, precision, clipping,
 data-order options, data-set size, seed and, per player, the optimizer's class and hyperparameters as
 requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
 scheduler moved them), its learning-rate scheduler's class and settings
@@ -148,8 +148,9 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
     """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`, ``schedulers``
     per player from :func:`scheduler_settings`, ``config`` the caller's own settings, already checked by
     :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).  ``objective`` (the
-    objective trained) is recorded by its class, ``module.QualifiedName`` (a GAN's checkpoint does not resume
-    as an IWGAN's); ``None`` when not given.
+    objective trained) is recorded by its class's qualified name without the module (a GAN's checkpoint does not
+    resume as an IWGAN's; one written by ``python train.py`` resumes where ``train`` is imported); ``None`` when not
+    given.
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -157,7 +158,9 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
     a step to its epoch and batch.
     """
     return {
-        "objective": None if objective is None else f"{type(objective).__module__}.{type(objective).__qualname__}",
+        # the qualified name without the module: a run started as ``python train.py`` (``__main__``) resumes from a
+        # notebook importing ``train``, and a class moved between modules keeps its checkpoints
+        "objective": None if objective is None else type(objective).__qualname__,
         "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),

@@ -220,3 +220,19 @@ def test_numbers_for_states_named_by_other_numbers_are_refused_in_any_container(
     assert bn.columns({"grade": ["1", None, "3"]})["grade"].tolist() == [0, -1, 2]
     assert bn.columns({"grade": torch.tensor([1, 2])})["grade"].tolist() == [1, 2]
     assert bn.columns({"grade": [None, float("nan")], "weather": ["dry", "wet"]})["grade"].tolist() == [-1, -1]
+
+
+def test_a_2d_bool_array_reads_by_state_name_as_its_frame_does():
+    # df.to_numpy() of read_csv's bool columns: before, the array read True as index 1 ("FALSE") while the frame
+    # it came from read it by name, so log_prob differed silently
+    bn = BayesNet()
+    bn.add("h", cpd.Table([0.2, 0.8]), states=["TRUE", "FALSE"])
+    bn.add("g", cpd.Table([[0.6, 0.4], [0.1, 0.9]], ["h"]), states=["TRUE", "FALSE"])
+    rows = np.array([[True, True], [False, False], [True, False]])
+    names = np.where(rows, "TRUE", "FALSE").astype(object)
+    torch.testing.assert_close(bn.log_prob(rows), bn.log_prob(names))
+    torch.testing.assert_close(bn.to_tensor(rows), torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+                                                                dtype=bn.to_tensor(rows).dtype))
+    values, mask = bn.split_missing(rows)
+    assert values.tolist() == [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]] and bool(mask.all())
+    assert bn.to_tensor(torch.tensor(rows)).tolist() == [[1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]  # a tensor: indices

@@ -6,6 +6,7 @@ import collections
 import functools
 import math
 
+import pytest
 import torch
 
 from hybridpgm import fit
@@ -92,3 +93,19 @@ def test_save_checkpoint_writes_the_tagged_form(tmp_path):
     save_checkpoint(tmp_path / "c.pt", {"best": math.inf, "step": 1})
     assert torch.load(tmp_path / "c.pt", weights_only=True)["best"] == {FLOAT_TAG: "inf"}
     assert load_checkpoint(tmp_path / "c.pt")["best"] == math.inf
+
+
+def test_the_tagged_form_is_format_2_and_format_1_is_still_read(tmp_path):
+    """A reader of format 1 would take the tagged floats for dicts (an older hybridpgm crashed inside
+    ReduceLROnPlateau on ``best``): the tagged checkpoints are format 2; files of format 1, with raw non-finite
+    floats, still load (``tests/test_golden_files.py`` resumes one), and an unknown format is refused."""
+    from hybridpgm.errors import CheckpointError
+    from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "new.pt", {"best": math.inf})
+    assert torch.load(tmp_path / "new.pt", weights_only=True)["format_version"] == 2
+    torch.save({"format_version": 1, "best": math.inf}, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")["best"] == math.inf
+    torch.save({"format_version": 3, "best": 0.0}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="not a hybridpgm checkpoint of format 1 or 2"):
+        load_checkpoint(tmp_path / "future.pt")

@@ -296,15 +296,28 @@ def test_another_objective_class_is_refused_unless_overridden_and_an_older_file_
 
     ckpt = tmp_path / "r.pt"
     run(ckpt, max_steps=2)
-    assert load_checkpoint(ckpt)["config"]["objective"] == "tests.train.helpers.LinearRegression"
-    with pytest.raises(CheckpointError, match=r"objective: checkpoint 'tests.train.helpers.LinearRegression', "
-                                              r"requested 'tests.train.test_resume._OtherRegression'"):
+    assert load_checkpoint(ckpt)["config"]["objective"] == "LinearRegression"
+    with pytest.raises(CheckpointError, match=r"objective: checkpoint 'LinearRegression', "
+                                              r"requested '_OtherRegression'"):
         run(ckpt, objective=_OtherRegression(), max_steps=4)
     assert load_checkpoint(ckpt)["step"] == 2  # untouched
     _, result = run(ckpt, objective=_OtherRegression(), max_steps=4, override_hyperparameters=True)
-    assert result.steps == 4 and load_checkpoint(ckpt)["config"]["objective"].endswith("._OtherRegression")
+    assert result.steps == 4 and load_checkpoint(ckpt)["config"]["objective"] == "_OtherRegression"
     state = load_checkpoint(ckpt)
     del state["config"]["objective"]  # as a checkpoint written before the objective's class was recorded
     save_checkpoint(ckpt, state)
     _, result = run(ckpt, max_steps=6)
     assert result.steps == 6
+
+
+def test_the_objective_class_is_recorded_without_its_module(tmp_path):
+    """A run started as ``python train.py`` (its objective class in ``__main__``) resumes where ``train`` is
+    imported (the review of the first version, which recorded ``module.QualifiedName``, found it refused)."""
+    from tests.train.helpers import LinearRegression
+
+    ckpt = tmp_path / "r.pt"
+    as_main = type("LinearRegression", (LinearRegression,), {"__module__": "__main__"})
+    run(ckpt, objective=as_main(), max_steps=2)
+    imported = type("LinearRegression", (LinearRegression,), {"__module__": "train"})
+    _, result = run(ckpt, objective=imported(), max_steps=4)
+    assert result.steps == 4
