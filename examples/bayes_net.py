@@ -151,7 +151,7 @@ def main(args) -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     p.add_argument("--num-steps", type=int, default=400)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")

@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--num-steps", type=int, default=2000, help="optimizer steps of each training stage")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--hidden", type=int, nargs="+", default=[100, 50], help="hidden layer sizes, bottom-up")

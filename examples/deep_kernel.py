@@ -161,7 +161,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--dataset", default="synthetic", choices=["synthetic", "diabetes"])
     parser.add_argument("--num-data", type=int, default=800, help="size of the synthetic set")
     parser.add_argument("--num-steps", type=int, default=200)

@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--num-steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--shift", choices=["rotate", "invert"], default="rotate")

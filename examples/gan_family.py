@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     for v in VARIANTS:
         parser.add_argument(f"--{v}", action="store_true", help=f"run {v} (no variant flag: run all)")
     parser.add_argument("--dataset", choices=["ring", "digits", "both"], default="both")

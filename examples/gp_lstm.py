@@ -150,7 +150,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--series", default="sunspots", choices=["sunspots", "co2", "nile", "elnino"])
     parser.add_argument("--num-steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -1,5 +1,5 @@
 """A restricted Boltzmann machine on binarized 8x8 digits: CD-k or PCD training
-with :func:`hybridpgm.fit`, AIS test log-likelihood before and after training,
+with hybridpgm.fit, AIS test log-likelihood before and after training,
 and samples from block Gibbs chains.
 
 Shows: :class:`hybridpgm.energy.RBM`, the :class:`hybridpgm.infer.ContrastiveDivergence`
@@ -77,13 +77,14 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         save_samples(samples, data.image_shape, out / "rbm_samples.png")
-        torch.save(rbm.state_dict(), out / "rbm.pt")
-        print(f"wrote {out / 'rbm_samples.png'}")
+        # the class, its arguments and the weights: ``hybridpgm.load(out / "rbm.pt")`` rebuilds the RBM
+        hybridpgm.save(rbm, out / "rbm.pt", dataset="digits", feature_shape=[train.shape[1]])
+        print(f"wrote {out / 'rbm_samples.png'} and {out / 'rbm.pt'} (read it with hybridpgm.load)")
     return report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--num-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--hidden", type=int, default=100)
@@ -96,7 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ais-chains", type=int, default=100)
     parser.add_argument("--ais-steps", type=int, default=5000)
     parser.add_argument("--gibbs-steps", type=int, default=1000)
-    parser.add_argument("--out", default=None, help="directory for samples and the model")
+    parser.add_argument("--out", default=None,
+                        help="directory for the samples (rbm_samples.png) and the model (rbm.pt, for hybridpgm.load)")
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed, in [0, 2**32 - 1]")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quiet", action="store_true")

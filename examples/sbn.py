@@ -4,7 +4,7 @@ relaxation, then compared by importance-sampled test log-likelihood.
 
 Shows: one :class:`hybridpgm.generative.SigmoidBeliefNet` (a Helmholtz
 machine: generative SBN plus bottom-up recognition network) trained by
-:func:`hybridpgm.fit` with four objectives from :mod:`hybridpgm.infer`; the
+:func:`hybridpgm.fit` with five objectives from :mod:`hybridpgm.infer` (``--objectives``); the
 test log-likelihood of each (and of the untrained model) estimated with the
 recognition network as proposal; and, with ``--gibbs``, posterior samples of
 the first hidden layer by Gibbs sampling with exact per-unit conditionals.
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     parser.add_argument("--num-steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden", type=int, nargs="+", default=[32, 16], help="hidden layer sizes, bottom-up")
