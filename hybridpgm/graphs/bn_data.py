@@ -154,6 +154,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             _refuse_duplicates(list(data.columns))
             return {c: data[c] for c in data.columns}
         nodes = self.nodes
+        if not torch.is_tensor(data) and not isinstance(data, (list, tuple)):
+            data = torch_readable(data, "data")  # an xarray DataArray, a masked or big-endian array: NumPy
         # names, or bools (True / False may name states): each column is read by its node
         if isinstance(data, np.ndarray) and data.dtype.kind in "OUSb":
             if data.ndim != 2 or data.shape[1] != len(nodes):
@@ -165,7 +167,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                     raise DataError(f"data given as a list of rows: row {i} is {row!r:.60}, not a row of "
                                     f"{len(nodes)} values (one per node of {nodes})")
             return {v: [row[j] for row in data] for j, v in enumerate(nodes)}
-        data = torch_readable(data, "data")
+        if isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == len(nodes):
+            for i, v in enumerate(nodes):  # numbers for states named by other numbers: ambiguous, refused
+                refuse_ambiguous_numbers(v, data[:, i], self.state_names.get(v))
         try:
             t = torch.as_tensor(data)
         except (TypeError, ValueError, RuntimeError):
@@ -180,17 +184,19 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
 
         The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
-        :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or array keeps its dtype; any
-        other form of :meth:`columns` goes through :meth:`to_tensor` (floats), its missing markers (``-1``,
-        ``None``) becoming mask ``False``.
+        :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or numeric array keeps its dtype;
+        a ``bool`` array (whose ``True`` / ``False`` may name states) and any other form of :meth:`columns` go
+        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.
 
         :raises DataError: as :meth:`columns`.
         """
+        if not torch.is_tensor(data) and hasattr(data, "__array__") and not hasattr(data, "items") \
+                and not hasattr(data, "columns"):
+            data = torch_readable(data, "data")  # an xarray DataArray, a masked or big-endian array: NumPy
         bools = isinstance(data, np.ndarray) and data.dtype.kind == "b"  # read by state name where so named
-        if torch.is_tensor(data) or (hasattr(data, "__array__") and not hasattr(data, "items") and not bools
-                                     and not hasattr(data, "columns") and not _holds_names(data)):
-            x = torch.as_tensor(torch_readable(data, "data"))
-            self._data_columns(x)  # the shape check
+        if torch.is_tensor(data) or (isinstance(data, np.ndarray) and not bools and not _holds_names(data)):
+            self._data_columns(data)  # the shape check; for an array, numbers for number-named states refused
+            x = torch.as_tensor(data)
         else:
             x = self.to_tensor(data)
         mask = ~_missing(x)

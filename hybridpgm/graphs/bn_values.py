@@ -95,7 +95,8 @@ def bool_states(v: str, column, states: list | None, what: str = "data column"):
     """
     if not states or torch.is_tensor(column):
         return column
-    values = _plain(column)
+    # a masked array is refused here, before its mask could be lost (its hidden values read as data)
+    values = torch_readable(column, f"{what} '{v}'") if isinstance(column, np.ndarray) else _plain(column)
     if not _holds_bools(values):
         return column
     truth = _truth_states(states)

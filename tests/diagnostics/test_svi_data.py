@@ -50,7 +50,7 @@ def test_svi_round_trip_and_arviz_diagnostics():
         assert float(az.ess(idata)["mu"]) > 50
 
 
-@pytest.mark.filterwarnings("ignore:from_pyro_svi. every latent site of the model")  # local latents: no loo
+@pytest.mark.filterwarnings("ignore:from_pyro_svi. the latent site")  # local latents: no loo
 def test_svi_with_local_latents_keeps_their_shape():
     pyro.set_rng_seed(0)
     idata = from_svi(local_model, guide_with_width(1.0), X, num_samples=30)
@@ -312,7 +312,7 @@ def test_from_pyro_svi_conditions_on_every_latent_when_returning_a_few():
     np.testing.assert_allclose(idata.log_likelihood["x"].values[0], expected.numpy(), rtol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore:from_pyro_svi. every latent site of the model")  # a VAE: no loo
+@pytest.mark.filterwarnings("ignore:from_pyro_svi. the latent site")  # a VAE: no loo
 def test_from_pyro_svi_and_check_vi_leave_a_batch_norm_s_running_statistics_alone():
     """Before, each diagnostic of a batch-norm VAE in training mode updated its running statistics."""
     from hybridpgm import VAE

@@ -236,3 +236,29 @@ def test_a_2d_bool_array_reads_by_state_name_as_its_frame_does():
     values, mask = bn.split_missing(rows)
     assert values.tolist() == [[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]] and bool(mask.all())
     assert bn.to_tensor(torch.tensor(rows)).tolist() == [[1.0, 1.0], [0.0, 0.0], [1.0, 0.0]]  # a tensor: indices
+
+
+def test_bool_masked_xarray_and_number_named_2d_arrays_are_read_as_their_columns(tmp_path):
+    # review B: a masked bool column passed the masked-array refusal (its hidden values read as data); an [N, V]
+    # bool array that is not NumPy (an xarray DataArray) read True as index 1; an [N, V] numeric array for states
+    # named by numbers was read as indices though its columns are refused
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.2, 0.8]), states=["TRUE", "FALSE"])
+    bn.add("b", cpd.Table([[0.6, 0.4], [0.1, 0.9]], ["a"]), states=["TRUE", "FALSE"])
+    masked = np.ma.masked_array([True, True], mask=[False, True])
+    with pytest.raises(EvidenceError, match="masked array"):
+        bn.log_evidence({"a": masked})
+    with pytest.raises(DataError, match="masked array"):
+        bn.split_missing(np.ma.column_stack([masked, np.array([True, False])]))
+    xr = pytest.importorskip("xarray")
+    rows = np.array([[True, True], [False, False], [True, False]])
+    torch.testing.assert_close(bn.log_prob(xr.DataArray(rows)), bn.log_prob(rows))
+    assert bn.split_missing(xr.DataArray(rows))[0].tolist() == bn.split_missing(rows)[0].tolist()
+    numbered = BayesNet()
+    numbered.add("g", cpd.Table([0.2, 0.3, 0.5]), states=["1", "2", "3"])
+    for data in (np.array([[1], [2]]), np.array([[1.0], [np.nan]])):
+        with pytest.raises(DataError, match="named by numbers"):
+            numbered.log_prob(data)
+        with pytest.raises(DataError, match="named by numbers"):
+            numbered.split_missing(data)
+    assert numbered.split_missing(torch.tensor([[1], [2]]))[0].tolist() == [[1], [2]]  # a tensor: indices
