@@ -41,6 +41,8 @@ from typing import Any, Callable, Iterator, TypeVar
 from pyro.poutine import runtime
 from pyro.poutine.messenger import Messenger
 
+from hybridpgm.interrupt_scope import restored_on_error
+
 __all__ = ["DiscreteSitesDrawnExactly", "isolated_from_handlers", "outside_handlers"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,7 +77,7 @@ def isolated_from_handlers(fn: F) -> F:
     :func:`outside_handlers`: the caller's effect handlers neither see nor alter its sites."""
     @functools.wraps(fn)
     def isolated(*args: Any, **kwargs: Any) -> Any:
-        with outside_handlers():
+        with restored_on_error(), outside_handlers():  # an interrupt leaves no grad/autocast state behind
             return fn(*args, **kwargs)
     return isolated  # type: ignore[return-value]
 

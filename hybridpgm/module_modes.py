@@ -19,14 +19,48 @@ __all__ = ["keeping_modes"]
 
 @contextlib.contextmanager
 def keeping_modes(*modules: nn.Module) -> Iterator[None]:
-    """Restore the ``training`` flag of every sub-module of ``modules`` on exit, also by an exception."""
+    """Restore the ``training`` flag of every sub-module of ``modules`` on exit, also by an exception.
+
+    Each module's flag is set directly (``m.training = flag``), so no step of the restore flips a module that is
+    to stay as it was (a parent's recursive ``train(True)`` would unfreeze a frozen batch norm until its own turn
+    came).  A module whose class overrides :meth:`~torch.nn.Module.train` and whose mode changed also gets its own
+    ``train(flag)`` call, for its side effects (GPyTorch's ExactGP drops its cached predictive strategy when it
+    goes back to training), after which every flag is set again.  The restore finishes also when one of those
+    calls, or an interrupt, raises: the exception is re-raised after it.
+    """
     modes = [(m, m.training) for module in modules for m in module.modules()]  # pre-order: parents first
     try:
         yield
     finally:
-        # through each module's own train(), parents before their children (train() recurses, so each child's
-        # call comes last for it): side effects run, such as GPyTorch's ExactGP dropping its cached predictive
-        # strategy when it goes back to training, which setting the flag would skip
-        for m, training in modes:
-            if m.training != training:  # a parent's call set its descendants: theirs come after it
-                m.train(training)
+        _restore(modes)
+
+
+def _overrides_train(module: nn.Module) -> bool:
+    return type(module).train is not nn.Module.train
+
+
+def _set_flags(modes: list[tuple[nn.Module, bool]]) -> None:
+    for m, training in modes:
+        m.training = training
+
+
+def _restore(modes: list[tuple[nn.Module, bool]]) -> None:
+    """Put every recorded flag back (see :func:`keeping_modes`); the first exception is re-raised at the end."""
+    error: BaseException | None = None
+    hooks = [(m, training) for m, training in modes if m.training != training and _overrides_train(m)]
+    for _attempt in range(3):  # an interrupt anywhere below: all steps are idempotent, start again
+        try:
+            _set_flags(modes)
+            for m, training in hooks:
+                try:
+                    m.train(training)
+                except BaseException as e:  # the other modules first, re-raised below
+                    if error is None:
+                        error = e
+            _set_flags(modes)  # what those calls set on their descendants
+            break
+        except BaseException as e:
+            if error is None:
+                error = e
+    if error is not None:
+        raise error

@@ -64,3 +64,31 @@ def test_a_deep_kernel_gp_prediction_keeps_a_frozen_feature_norm_frozen():
     model.predict(x[:3])
     model.posterior(x[:3])
     assert model.training and extractor[0].training and not extractor[1].training
+
+
+class _RaisingTrain(nn.Linear):
+    """A layer whose train() fails once armed (a side effect that raises, or a Ctrl-C arriving there)."""
+
+    def __init__(self):
+        super().__init__(2, 2)
+        self.armed = False
+
+    def train(self, mode=True):
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt("Ctrl-C")
+        return super().train(mode)
+
+
+def test_an_exception_during_the_restore_leaves_no_frozen_module_unfrozen():
+    """The restore called the parent's recursive train(True), which unfroze the frozen batch norm until its own
+    turn came: an exception in between (a Ctrl-C) left it in training mode.  Now each flag is set directly, the
+    restore finishes and the exception follows."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.BatchNorm1d(2), _RaisingTrain()))
+    model[1][0].eval()  # frozen
+    modes = [m.training for m in model.modules()]
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C"), keeping_modes(model):
+        model.eval()
+        model[1][1].armed = True
+    assert [m.training for m in model.modules()] == modes
+    assert not model[1][1].armed  # its own train() was called, for its side effects

@@ -23,10 +23,13 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
 
     :param x: the inputs, ``B x ...``.
     :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error).
+    :raises torch.OutOfMemoryError: the network ran out of memory (re-raised as it is).
     """
     try:
         return extractor(x)
     except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):  # not the inputs' fault: a caller's retry catches it as it is
+            raise
         kind = x.device.type
         autocast = ""
         if torch.is_autocast_enabled(kind):

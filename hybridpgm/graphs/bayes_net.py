@@ -48,6 +48,7 @@ from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_model import BayesNetModel
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.interrupt_scope import restored_on_error
 
 __all__ = ["BayesNet"]
 
@@ -326,13 +327,14 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         another query of this network it does nothing (the outermost one copies and restores the buffers once:
         :func:`~hybridpgm.infer.particle_probe.keeping_module_state_once`)."""
         nets = self._query_restores()
-        if not nets:
-            yield
-            return
-        from hybridpgm.infer.particle_probe import keeping_module_state_once
+        with restored_on_error():  # an interrupted query leaves no grad mode or autocast nesting behind
+            if not nets:
+                yield
+                return
+            from hybridpgm.infer.particle_probe import keeping_module_state_once
 
-        with keeping_module_state_once(self, *nets):
-            yield
+            with keeping_module_state_once(self, *nets):
+                yield
 
     def _query_restores(self) -> list:
         """The CPDs whose buffers a query restores: those holding a network (a module of their own)."""

@@ -122,6 +122,8 @@ class Neural(CPD):
         try:
             out = self.net(x.reshape(-1, x.shape[-1]))
         except RuntimeError as e:  # a context input of the wrong width: name what the input is made of
+            if isinstance(e, torch.OutOfMemoryError):  # not the data's fault: a caller's retry catches it as it is
+                raise
             raise DataError(f"node '{self.node}': the network fails on inputs of {x.shape[-1]} features "
                             f"({sum(cards)} one-hot for the parents {list(self.discrete_parents)}, {u.shape[-1]} "
                             f"for the continuous parents and context {list(self.continuous_parents)} + "

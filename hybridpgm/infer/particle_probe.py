@@ -99,17 +99,45 @@ def keeping_module_state(*owners: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        with torch.no_grad():
-            for sub, buffers in saved:
-                for name, buf, copy in buffers:
-                    if buf is not None:
-                        if buf.shape != copy.shape or buf.dtype != copy.dtype or buf.device != copy.device:
-                            buf.set_(copy)
-                        else:  # through .data: no autograd version bump, so a graph that saved the buffer (batch
-                            # norm saves its running statistics in training mode) still backpropagates, and no
-                            # host read (an equality test would be one per buffer)
-                            buf.data.copy_(copy)
-                    sub._buffers[name] = buf
+        _restore_buffers(saved)
+
+
+def _restore_buffers(saved: list) -> None:
+    """Put back every buffer :func:`keeping_module_state` saved, ``(sub, [(name, buffer, copy), ...])`` each.
+
+    Every restore is idempotent, so an exception that arrives meanwhile (a Ctrl-C) starts them again, and the
+    first one is re-raised once all are done: no buffer is left as the body set it.
+    """
+    error: BaseException | None = None
+    for _attempt in range(3):
+        interrupted = False  # an exception that is no Exception (KeyboardInterrupt): a buffer may be left over
+        try:
+            with torch.no_grad():
+                for sub, buffers in saved:
+                    for name, buf, copy in buffers:
+                        try:
+                            _restore_buffer(sub, name, buf, copy)
+                        except BaseException as e:  # the other buffers first, re-raised below
+                            error = e if error is None else error
+                            interrupted = interrupted or not isinstance(e, Exception)
+        except BaseException as e:
+            error, interrupted = (e if error is None else error), True
+        if not interrupted:
+            break
+    if error is not None:
+        raise error
+
+
+def _restore_buffer(sub: torch.nn.Module, name: str, buf: torch.Tensor | None, copy: torch.Tensor | None) -> None:
+    """Put ``copy``'s values back into the saved tensor ``buf`` and ``buf`` back as ``sub``'s buffer ``name``."""
+    if buf is not None:
+        if buf.shape != copy.shape or buf.dtype != copy.dtype or buf.device != copy.device:
+            buf.set_(copy)
+        else:  # through .data: no autograd version bump, so a graph that saved the buffer (batch norm saves its
+            # running statistics in training mode) still backpropagates, and no host read (an equality test
+            # would be one per buffer)
+            buf.data.copy_(copy)
+    sub._buffers[name] = buf
 
 
 @contextlib.contextmanager

@@ -207,12 +207,12 @@ def _contracted_without_autocast(elbo: TraceEnum_ELBO, states: tuple, model: Cal
             _promote_log_probs(trace)
         return traces
 
-    elbo._get_trace = trace_under_autocast
-    try:
+    try:  # patched inside the try: an interrupt right after the assignment still removes it
+        elbo._get_trace = trace_under_autocast
         with autocast_switched(states, enabled=False):
             return elbo.differentiable_loss(model, guide, *args, **kwargs)
     finally:
-        del elbo._get_trace
+        vars(elbo).pop("_get_trace", None)
 
 
 def _promoted(tensor: Any) -> Any:

@@ -65,10 +65,31 @@ class StopSignals:
         self.restore()
 
     def restore(self) -> None:
-        """Put the handlers back that were installed before :meth:`__enter__`."""
-        previous, self._previous = self._previous, {}
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        """Put the handlers back that were installed before :meth:`__enter__`.
+
+        SIGTERM's comes first and SIGINT's last: once SIGINT's previous handler (Python's default, raising
+        :class:`KeyboardInterrupt`) is back, a Ctrl-C can raise at any bytecode, and by then nothing is left to
+        restore.  Each entry is dropped only after its handler is back, and an exception raised meanwhile (by a
+        signal handler that runs between two calls) does not stop the others from being restored: it is
+        re-raised after them.
+        """
+        error: BaseException | None = None
+        for signum in sorted(self._previous, key=lambda s: s == signal.SIGINT):  # SIGINT last
+            for _attempt in range(3):  # a signal handler's exception may arrive before the call took effect: again
+                if signum not in self._previous:  # restored meanwhile (a second signal's handler restores them all)
+                    break
+                handler = self._previous[signum]
+                try:
+                    signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+                    del self._previous[signum]
+                    break
+                except BaseException as e:  # restore the rest first, re-raise below
+                    if error is None:
+                        error = e
+                    if isinstance(e, Exception):  # signal.signal itself failed: retrying will not help
+                        break
+        if error is not None:
+            raise error
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum:

@@ -22,6 +22,7 @@ import pyro
 import torch
 
 from hybridpgm.checks import flag
+from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps
@@ -47,9 +48,9 @@ from hybridpgm.train.signals import StopSignals
 
 __all__ = ["fit"]
 
-#: the ``stacklevel`` of fit's warnings that points at fit's caller: fit's frame, its three decorators' wrappers,
+#: the ``stacklevel`` of fit's warnings that points at fit's caller: fit's frame, its four decorators' wrappers,
 #: then the caller
-_CALLERS_LEVEL = 5
+_CALLERS_LEVEL = 6
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -61,6 +62,7 @@ def _clear_gradients(players: Mapping[str, Player]) -> None:
         player.clear_gradients()
 
 
+@restores_on_error  # an interrupted fit leaves no grad mode, autocast nesting or Pyro plate dimension behind
 @keeps_callers_rngs_when_unseeded  # fit(seed=None) leaves the caller's NumPy and Python RNG streams as they were
 @own_param_store  # two models trained side by side never share a name in Pyro's param store
 @keeps_module_modes  # each sub-module's train/eval mode as the caller left it (a frozen batch norm stays frozen)

@@ -35,3 +35,32 @@ def test_a_shape_failure_names_the_shape_only():
     with pytest.raises(DataError, match=r"shape \(3, 5\) and dtype torch.float32: mat1 and mat2") as info:
         extract_features(torch.nn.Linear(4, 2), torch.randn(3, 5))
     assert "autocast" not in str(info.value)
+
+
+class _OutOfMemory(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+        self.fail = False
+
+    def forward(self, x):
+        if self.fail:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.lin(x)
+
+
+def test_out_of_memory_reaches_the_caller_as_it_is():
+    """Before, a torch.OutOfMemoryError became a DataError blaming the inputs: a caller's
+    ``except torch.OutOfMemoryError`` (retry with a smaller batch) no longer caught it."""
+    from hybridpgm.gp import DeepKernelGP
+
+    net = _OutOfMemory()
+    gen = torch.Generator().manual_seed(0)
+    gp = DeepKernelGP(torch.randn(10, 2, generator=gen), torch.randn(10, generator=gen), net).eval()
+    net.fail = True
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory") as info:
+        gp.predict(torch.randn(3, 2, generator=gen))
+    assert not isinstance(info.value, DataError)
+    with pytest.raises(torch.OutOfMemoryError) as info:
+        extract_features(net, torch.zeros(3, 2))
+    assert not isinstance(info.value, DataError)

@@ -324,3 +324,23 @@ def test_a_network_cpd_table_under_cpu_autocast_is_normalised_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         rounded = net(torch.eye(3)).float().log_softmax(-1)
     torch.testing.assert_close(table, rounded, atol=1e-6, rtol=0)  # the bfloat16 logits, normalised in float32
+
+
+def test_a_network_cpd_lets_out_of_memory_reach_the_caller_as_it_is():
+    """Before, any RuntimeError of a network with a context input became a DataError blaming the number of input
+    features, torch.OutOfMemoryError included (a caller's retry on it no longer worked)."""
+
+    class OutOfMemory(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(OutOfMemory(), ["c"], 2, context=["u"]))
+    evidence = {"w": torch.tensor([0, 1]), "u": torch.randn(2, 1, generator=torch.Generator().manual_seed(0))}
+    for query in (lambda: bn.log_evidence(evidence), lambda: bn.posterior(["c"], evidence)):
+        with pytest.raises(torch.OutOfMemoryError, match="out of memory") as info:
+            query()
+        assert not isinstance(info.value, ValueError)

@@ -93,3 +93,27 @@ def test_probing_keeps_the_random_state_and_the_buffers_of_a_wrapped_module():
     after = torch.rand(2)
     torch.manual_seed(0)
     assert counter.count.item() == 0 and torch.equal(after, torch.rand(2))
+
+
+def test_every_buffer_comes_back_when_an_interrupt_arrives_during_the_restore(monkeypatch):
+    """The restore stopped at the first exception (a Ctrl-C while copying a buffer back): the buffers after it
+    kept the values the body gave them.  Now all are restored and the exception follows."""
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    real_copy = torch.Tensor.copy_
+    armed = [False]
+
+    def copy_then_ctrl_c(self, *args, **kwargs):
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt("Ctrl-C")
+        return real_copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "copy_", copy_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C"):
+        with particle_probe.keeping_module_state(net):
+            net(torch.randn(5, 3, generator=torch.Generator().manual_seed(0)))
+            armed[0] = True
+    monkeypatch.undo()
+    assert not armed[0]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -359,3 +359,28 @@ def test_a_vae_under_trace_enum_elbo_trains_in_mixed_precision(precision):
         losses[type(elbo).__name__] = result.history.loss["elbo"]
     assert all(map(math.isfinite, losses["TraceEnum_ELBO"]))
     assert losses["TraceEnum_ELBO"] == pytest.approx(losses["Trace_ELBO"], rel=1e-2)
+
+
+def test_an_interrupt_as_the_autocast_trace_is_patched_in_leaves_the_elbo_as_it_was():
+    """The patch of ``elbo._get_trace`` was assigned before its ``try``: an interrupt right after the assignment
+    left it on the ELBO, and later float32 uses of it traced the model under autocast."""
+    from hybridpgm.graphs import BayesNet, cpd
+
+    class InterruptedELBO(TraceEnum_ELBO):
+        armed = True
+
+        def __setattr__(self, name, value):
+            super().__setattr__(name, value)
+            if name == "_get_trace" and InterruptedELBO.armed:
+                InterruptedELBO.armed = False
+                raise KeyboardInterrupt("Ctrl-C")
+
+    bn = BayesNet({"a": cpd.Table(torch.tensor([0.3, 0.7])), "b": cpd.Table(torch.tensor([[0.6, 0.4], [0.1, 0.9]]),
+                                                                            ["a"])}).check()
+    elbo = InterruptedELBO(max_plate_nesting=1)
+    objective = SVIObjective(bn.model, bn.guide, elbo)
+    rows = bn.split_missing(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))
+    with pytest.raises(KeyboardInterrupt, match="Ctrl-C"), torch.autocast("cpu", dtype=torch.bfloat16):
+        objective.loss("elbo", rows)
+    assert not InterruptedELBO.armed
+    assert "_get_trace" not in vars(elbo)

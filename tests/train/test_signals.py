@@ -143,3 +143,41 @@ def test_an_ignored_signal_stays_ignored(tmp_path):
         assert result.steps == 16 and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("interrupted_after", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_while_the_handlers_go_back_leaves_none_of_fits_installed(monkeypatch, interrupted_after):
+    """restore() emptied its record first and put SIGINT's handler back before SIGTERM's: a Ctrl-C right after
+    Python's default SIGINT handler was back raised there, and fit's SIGTERM handler stayed installed for good
+    (a later SIGTERM was swallowed).  Now every handler goes back, SIGINT's last, and the interrupt follows."""
+    from hybridpgm.train.signals import StopSignals
+
+    def previous_int(signum, frame):
+        pass
+
+    def previous_term(signum, frame):
+        pass
+
+    real = signal.signal
+    before = {signal.SIGINT: real(signal.SIGINT, previous_int), signal.SIGTERM: real(signal.SIGTERM, previous_term)}
+    try:
+        stop = StopSignals().__enter__()
+        armed = [True]
+
+        def signal_then_ctrl_c(signum, handler):  # a Ctrl-C delivered just after this handler went back
+            old = real(signum, handler)
+            if armed[0] and signum == interrupted_after:
+                armed[0] = False
+                raise KeyboardInterrupt("Ctrl-C")
+            return old
+
+        monkeypatch.setattr(signal, "signal", signal_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt, match="Ctrl-C"):
+            stop.restore()
+        monkeypatch.undo()
+        assert signal.getsignal(signal.SIGTERM) is previous_term
+        assert signal.getsignal(signal.SIGINT) is previous_int
+        assert not armed[0]
+    finally:
+        for signum, handler in before.items():
+            real(signum, handler)
