@@ -18,9 +18,12 @@ Python context managers, whose restore is several calls:
 
 :func:`restored_on_error` takes a snapshot of that state when a public call starts (a handful of C calls, no
 host synchronisation) and, only when an exception leaves the call, puts it back: the grad mode, autocast's
-enabled flag and dtype per device type, its nesting level (with the cast cache cleared when it is back at 0),
-and Pyro's handler stack and allocators.  ``fit`` runs under it, and so do the methods that run a Pyro program
-internally (:func:`~hybridpgm.handler_scope.isolated_from_handlers`) and the Bayesian-network queries.
+enabled flag and dtype per device type and its nesting level (with the cast cache cleared when it is back at
+0), all per thread.  ``fit`` runs under it, and so do the methods that run a Pyro program internally
+(:func:`~hybridpgm.handler_scope.isolated_from_handlers`, which also restores Pyro's handler stack and
+allocators in any case) and the Bayesian-network queries.  ``fit`` also drops the Pyro handlers and plate
+dimensions pushed during the call, and only those (Pyro's stack and allocator are process-wide: a review found
+a first version, which wrote the snapshot back wholesale, emptying another thread's running program's stack).
 """
 
 from __future__ import annotations
@@ -41,14 +44,13 @@ _KINDS = ("cpu", "cuda")
 
 
 class RuntimeState(NamedTuple):
-    """What :func:`runtime_state` records."""
+    """What :func:`runtime_state` records (``pyro_stack`` and ``plate_dims`` are ``None`` when not asked for)."""
 
     grad_enabled: bool
     autocast_level: int
     autocast: tuple[tuple[str, bool, torch.dtype], ...]
-    pyro_stack: list
-    plate_dims: list
-    enum_allocator: dict
+    pyro_stack: list | None
+    plate_dims: list | None
 
 
 def _autocast_level() -> int:
@@ -58,17 +60,25 @@ def _autocast_level() -> int:
     return level
 
 
-def runtime_state() -> RuntimeState:
-    """The grad mode, autocast's state and Pyro's handler stack and allocators, now."""
-    enum = vars(runtime._ENUM_ALLOCATOR)
+def runtime_state(pyro: bool = False) -> RuntimeState:
+    """The grad mode and autocast's state (per thread) now, and with ``pyro`` Pyro's handler stack and plate
+    allocator (process-wide)."""
     return RuntimeState(torch.is_grad_enabled(), _autocast_level(),
                         tuple((k, torch.is_autocast_enabled(k), torch.get_autocast_dtype(k)) for k in _KINDS),
-                        list(runtime._PYRO_STACK), list(runtime._DIM_ALLOCATOR._stack),
-                        {k: dict(v) if isinstance(v, dict) else v for k, v in enum.items()})
+                        list(runtime._PYRO_STACK) if pyro else None,
+                        list(runtime._DIM_ALLOCATOR._stack) if pyro else None)
+
+
+def _truncate(current: list, saved: list) -> None:
+    """Drop what was pushed onto ``current`` beyond ``saved``, only when ``current`` still begins with ``saved``
+    (Pyro's stack and allocator are process-wide: another thread's entries are never touched)."""
+    if len(current) > len(saved) and all(a is b for a, b in zip(current, saved)):
+        del current[len(saved):]
 
 
 def restore_runtime_state(state: RuntimeState) -> None:
-    """Put ``state`` (:func:`runtime_state`) back."""
+    """Put ``state`` (:func:`runtime_state`) back: the grad mode, autocast's flags, dtypes and nesting level (the
+    cast cache cleared at level 0), and, where recorded, the handlers and plate dimensions pushed since."""
     torch.set_grad_enabled(state.grad_enabled)
     for kind, enabled, dtype in state.autocast:
         if torch.is_autocast_enabled(kind) != enabled:
@@ -82,18 +92,17 @@ def restore_runtime_state(state: RuntimeState) -> None:
         level = torch.autocast_increment_nesting()
     if level == 0:  # what torch does when the outermost autocast region exits: no stale half-precision copies
         torch.clear_autocast_cache()
-    runtime._PYRO_STACK[:] = state.pyro_stack
-    runtime._DIM_ALLOCATOR._stack = list(state.plate_dims)
-    enum = vars(runtime._ENUM_ALLOCATOR)
-    enum.clear()
-    enum.update(state.enum_allocator)
+    if state.pyro_stack is not None:
+        _truncate(runtime._PYRO_STACK, state.pyro_stack)
+        _truncate(runtime._DIM_ALLOCATOR._stack, state.plate_dims)
 
 
 @contextlib.contextmanager
-def restored_on_error() -> Iterator[None]:
+def restored_on_error(pyro: bool = False) -> Iterator[None]:
     """Run the block; if an exception (a ``KeyboardInterrupt`` too) leaves it, restore the state it began in
-    (:func:`restore_runtime_state`) before the exception goes on."""
-    state = runtime_state()
+    (:func:`restore_runtime_state`; with ``pyro``, Pyro's handlers and plate dimensions pushed inside it are
+    dropped too) before the exception goes on."""
+    state = runtime_state(pyro)
     try:
         yield
     except BaseException:
@@ -102,9 +111,9 @@ def restored_on_error() -> Iterator[None]:
 
 
 def restores_on_error(fn: F) -> F:
-    """Decorate ``fn`` to run under :func:`restored_on_error`."""
+    """Decorate ``fn`` (:func:`hybridpgm.fit`) to run under ``restored_on_error(pyro=True)``."""
     @functools.wraps(fn)
     def restoring(*args: Any, **kwargs: Any) -> Any:
-        with restored_on_error():
+        with restored_on_error(pyro=True):
             return fn(*args, **kwargs)
     return restoring  # type: ignore[return-value]

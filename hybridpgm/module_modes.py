@@ -23,9 +23,9 @@ def keeping_modes(*modules: nn.Module) -> Iterator[None]:
 
     Each module's flag is set directly (``m.training = flag``), so no step of the restore flips a module that is
     to stay as it was (a parent's recursive ``train(True)`` would unfreeze a frozen batch norm until its own turn
-    came).  A module whose class overrides :meth:`~torch.nn.Module.train` and whose mode changed also gets its own
-    ``train(flag)`` call, for its side effects (GPyTorch's ExactGP drops its cached predictive strategy when it
-    goes back to training), after which every flag is set again.  The restore finishes also when one of those
+    came).  A module whose class overrides :meth:`~torch.nn.Module.train` and whose mode changed first gets its
+    own ``train(flag)`` call, while its flag still differs, for its side effects (GPyTorch's modules drop their
+    caches on a change of mode), after which every flag is set.  The restore finishes also when one of those
     calls, or an interrupt, raises: the exception is re-raised after it.
     """
     modes = [(m, m.training) for module in modules for m in module.modules()]  # pre-order: parents first
@@ -50,14 +50,17 @@ def _restore(modes: list[tuple[nn.Module, bool]]) -> None:
     hooks = [(m, training) for m, training in modes if m.training != training and _overrides_train(m)]
     for _attempt in range(3):  # an interrupt anywhere below: all steps are idempotent, start again
         try:
-            _set_flags(modes)
+            # the overriding train() first, while the module's flag still differs: GPyTorch clears its caches
+            # (a variational strategy's Cholesky factor) only on a change of mode, which setting the flag
+            # first would hide (review C: an SVGP left in eval() predicted from the factor of before fit's step)
             for m, training in hooks:
-                try:
-                    m.train(training)
-                except BaseException as e:  # the other modules first, re-raised below
-                    if error is None:
-                        error = e
-            _set_flags(modes)  # what those calls set on their descendants
+                if m.training != training:  # not done by an earlier attempt or by a parent's call
+                    try:
+                        m.train(training)
+                    except BaseException as e:  # the other modules first, re-raised below
+                        if error is None:
+                            error = e
+            _set_flags(modes)  # every flag, including what those calls set on their descendants
             break
         except BaseException as e:
             if error is None:

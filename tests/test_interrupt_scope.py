@@ -129,3 +129,56 @@ def test_an_interrupted_fit_frees_the_plate_dimensions_it_held():
     assert runtime._DIM_ALLOCATOR._stack == [] and len(runtime._PYRO_STACK) == 0
     assert fit().steps == 2
     del model
+
+
+def test_a_failing_query_leaves_another_thread_s_pyro_program_alone():
+    """Review C: the first version wrote Pyro's process-wide handler stack and plate allocator back wholesale when
+    a query raised, so a BayesNet query failing in one thread emptied the stack of a Pyro program running in
+    another (its sample escaped the trace and the plate, whose exit then raised ``IndexError``)."""
+    import collections.abc
+    import threading
+
+    from pyro import poutine
+
+    from hybridpgm.errors import EvidenceError
+
+    bn = BayesNet()
+    bn.add("c", cpd.Table([0.3, 0.7]))
+    reading, entered, done = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    class SlowEvidence(collections.abc.Mapping):  # read while the other thread is inside its plate
+        def __iter__(self):
+            reading.set()
+            entered.wait(10)
+            return iter(["not a node"])
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, key):
+            return torch.tensor([0])
+
+    def query():
+        try:
+            bn.posterior("c", SlowEvidence())
+        except EvidenceError as error:
+            seen["query"] = type(error).__name__
+        finally:
+            done.set()
+
+    def program():
+        reading.wait(10)
+        with poutine.trace() as tr, pyro.plate("data", 3):
+            entered.set()
+            done.wait(10)
+            seen["dims"] = list(runtime._DIM_ALLOCATOR._stack)
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+        seen["z"] = tuple(tr.trace.nodes["z"]["value"].shape)
+
+    threads = [threading.Thread(target=query), threading.Thread(target=program)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"query": "EvidenceError", "dims": ["data"], "z": (3,)}

@@ -92,3 +92,21 @@ def test_an_exception_during_the_restore_leaves_no_frozen_module_unfrozen():
         model[1][1].armed = True
     assert [m.training for m in model.modules()] == modes
     assert not model[1][1].armed  # its own train() was called, for its side effects
+
+
+def test_an_overriding_train_is_called_while_its_mode_still_differs():
+    """Review C: the restore first set every flag, then called the overriding ``train(flag)`` on a module already
+    in that mode; GPyTorch clears its caches only on a change of mode, so an SVGP left in ``eval()`` predicted from
+    a Cholesky factor of before ``fit``'s last step."""
+    calls = []
+
+    class Cached(torch.nn.Linear):
+        def train(self, mode=True):
+            calls.append((self.training, mode))
+            return super().train(mode)
+
+    net = torch.nn.Sequential(Cached(2, 2)).eval()
+    with keeping_modes(net):
+        net.train()
+        calls.clear()
+    assert calls == [(True, False)] and not net[0].training
