@@ -204,8 +204,6 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     if override:
         return
     recorded = saved.get("config")
-    if isinstance(recorded, dict) and _objective_with_module(recorded.get("objective"), requested.get("objective")):
-        recorded = {**recorded, "objective": requested["objective"]}
     found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
                                          and not (w in _RECORDED_LATER and a == "<absent>")]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):
@@ -215,12 +213,6 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
         raise CheckpointError(f"{where} was trained with other hyperparameters: {listed}. Pass "
                               "override_hyperparameters=True (CLI: --override-hyperparameters) to resume with the "
                               "requested values, or overwrite=True (CLI: --overwrite) to start afresh")
-
-
-def _objective_with_module(recorded: Any, requested: Any) -> bool:
-    """Whether ``recorded`` is ``requested`` (an objective's qualified name) with a module in front: the form of
-    the checkpoints written for a while before the module was left out (``"train.Obj"`` for ``"Obj"``)."""
-    return isinstance(recorded, str) and isinstance(requested, str) and recorded.endswith("." + requested)
 
 
 #: the run configuration's entries that lay out the steps of an epoch
