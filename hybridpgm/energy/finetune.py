@@ -91,6 +91,10 @@ class ReconstructionObjective(_OnePlayer):
             raise ConfigError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         self.likelihood = likelihood
 
+    def settings(self) -> dict[str, Any]:
+        """The ``likelihood``, compared when ``fit`` resumes a checkpoint."""
+        return {"likelihood": self.likelihood}
+
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         self._check_player(player)
         x = self._inputs(batch[0] if isinstance(batch, (tuple, list)) else batch)

@@ -123,6 +123,11 @@ class ContrastiveDivergence(nn.Module):
     def players(self) -> dict[str, list[nn.Parameter]]:
         return {self.player: list(self.model.parameters())}
 
+    def settings(self) -> dict[str, Any]:
+        """What defines the objective beyond its parameters, compared when ``fit`` resumes a checkpoint: the
+        Gibbs sweeps ``k``."""
+        return {"k": self.k}
+
     def _visible(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, (self.player,), type(self).__name__)
         v = _as_visible(batch)
@@ -222,6 +227,10 @@ class PersistentCD(ContrastiveDivergence):
         for i, tensor in enumerate(state):
             self.register_buffer(f"chain_{i}", tensor.detach().clone())
         self._advanced_in = None  # the fit update whose k sweeps the chains have had
+
+    def settings(self) -> dict[str, Any]:
+        """``k`` and the number of persistent chains."""
+        return {**super().settings(), "num_chains": self.num_chains}
 
     @property
     def chains(self) -> tuple[torch.Tensor, ...]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.train.objective import elbo_settings
 
 __all__ = ["ModelGuideObjective"]
 
@@ -107,6 +108,12 @@ class ModelGuideObjective:
         if args[0].shape[0] == 0:
             raise DataError(f"empty batch (shape {tuple(args[0].shape)}); give at least one example")
         return args, args[0].shape[0]
+
+    def settings(self) -> dict[str, Any]:
+        """What defines the objective beyond its parameters, compared when ``fit`` resumes a checkpoint: the
+        class and settings of its ELBO (:func:`~hybridpgm.train.objective.elbo_settings`)."""
+        elbo = getattr(self, "elbo", None)
+        return {} if elbo is None else elbo_settings(elbo)
 
     def state_dict(self) -> dict:
         """Extra state kept in checkpoints (none by default)."""

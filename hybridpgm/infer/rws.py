@@ -156,6 +156,10 @@ class RWS(ModelGuideObjective):
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"rws": self.theta + self.phi} if self.joint else {"wake": self.theta, "sleep": self.phi}
 
+    def settings(self) -> dict[str, Any]:
+        """The ELBO's settings (:meth:`ModelGuideObjective.settings`) and ``joint``."""
+        return {**super().settings(), "joint": self.joint}
+
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("rws",) if self.joint else ("wake", "sleep"), "RWS")
         args, size = self.batch_args(batch)

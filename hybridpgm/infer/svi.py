@@ -17,6 +17,7 @@ from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.train.batches import batch_size_of
+from hybridpgm.train.objective import elbo_settings
 
 __all__ = ["SVIObjective"]
 
@@ -139,6 +140,11 @@ class SVIObjective:
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}
+
+    def settings(self) -> dict[str, Any]:
+        """What defines the objective beyond its parameters, compared when ``fit`` resumes a checkpoint: the
+        class and settings of its ELBO (:func:`~hybridpgm.train.objective.elbo_settings`)."""
+        return elbo_settings(self.elbo)
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         check_player(player, ("elbo",), "SVIObjective")

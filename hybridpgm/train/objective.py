@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Objective", "player_schedule"]
+__all__ = ["Objective", "elbo_settings", "objective_settings", "player_schedule"]
 
 
 @runtime_checkable
@@ -80,6 +80,10 @@ class Objective(Protocol):
       that asks its model's owner (:meth:`BayesNet.explain_nonfinite_loss
       <hybridpgm.graphs.BayesNet.explain_nonfinite_loss>`: the rows of probability 0
       under the network, by their exact log-evidence).
+    * ``settings() -> dict`` -- the plain values (numbers, strings, booleans) that define the objective beyond its
+      module's parameters, such as contrastive divergence's ``k`` or an ELBO's number of particles
+      (:func:`objective_settings`).  ``fit`` records them in its checkpoint and refuses to resume one recorded
+      with other settings, unless ``override_hyperparameters=True``.
     """
 
     module: torch.nn.Module
@@ -103,3 +107,27 @@ def player_schedule(objective: Objective) -> list[str]:
 
         raise ConfigError(f"schedule names unknown players {unknown}; players are {names}")
     return schedule
+
+
+def objective_settings(objective: Any) -> dict[str, Any] | None:
+    """The objective's ``settings()`` as a dict, or ``None`` for an objective without them (not compared on
+    resume)."""
+    settings = getattr(objective, "settings", None)
+    return dict(settings()) if callable(settings) else None
+
+
+#: the ELBO attributes that change what is trained (``max_plate_nesting`` is left out: Pyro guesses it on the
+#: first call when it is not given, so it is not a setting of the run)
+_ELBO_SETTINGS = ("num_particles", "vectorize_particles", "num_sleep_particles", "wake_phi", "sleep_phi",
+                  "tail_adaptive_beta", "variance_normalization", "centering")
+
+
+def elbo_settings(elbo: Any) -> dict[str, Any]:
+    """The settings of a Pyro ELBO (or one of :mod:`hybridpgm.infer`'s) that define what it estimates: its class's
+    qualified name and the plain values among :data:`_ELBO_SETTINGS` it has (``num_particles``...)."""
+    out: dict[str, Any] = {"elbo": type(elbo).__qualname__}
+    for name in _ELBO_SETTINGS:
+        value = getattr(elbo, name, None)
+        if isinstance(value, (bool, int, float, str)):
+            out[name] = value
+    return out

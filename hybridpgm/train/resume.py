@@ -1,7 +1,9 @@
 """Explicit resume: what a checkpoint was trained with, and whether a request matches it.
 
 ``fit(checkpoint=path)`` records, next to the state, the *run configuration*:
-the objective's class (its qualified name, without the module), global batch size, accumulation, precision, clipping,
+the objective's class (its qualified name, without the module) and its ``settings()`` (contrastive divergence's
+``k``, an ELBO's class and number of particles, a GAN's ``k``: :func:`~hybridpgm.train.objective.objective_settings`),
+global batch size, accumulation, precision, clipping,
 data-order options, data-set size, seed and, per player, the optimizer's class and hyperparameters as
 requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
 scheduler moved them), its learning-rate scheduler's class and settings
@@ -22,7 +24,8 @@ number of particles, the data set; ``{}`` when none is given).  A later
   one, the saved schedule is dropped) and the requested ``config`` is the one
   recorded from then on.
 
-A checkpoint written before ``config`` (or the objective's class) was recorded resumes without that comparison.
+A checkpoint written before ``config`` (or the objective's class or settings) was recorded resumes without that
+comparison.
 
 ``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
 is for.  The modes of ``fit``'s ``resume`` argument are:
@@ -48,6 +51,7 @@ from hybridpgm.checks import flag
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.distributed import differences
+from hybridpgm.train.objective import objective_settings
 
 __all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters", "override_hyperparameters",
            "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
@@ -150,7 +154,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
     :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).  ``objective`` (the
     objective trained) is recorded by its class's qualified name without the module (a GAN's checkpoint does not
     resume as an IWGAN's; one written by ``python train.py`` resumes where ``train`` is imported); ``None`` when not
-    given.
+    given.  Its ``settings()`` are recorded as ``"objective_settings"`` (``None`` for an objective without them).
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -161,6 +165,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
         # the qualified name without the module: a run started as ``python train.py`` (``__main__``) resumes from a
         # notebook importing ``train``, and a class moved between modules keeps its checkpoints
         "objective": None if objective is None else type(objective).__qualname__,
+        "objective_settings": None if objective is None else objective_settings(objective),
         "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),
@@ -184,7 +189,13 @@ def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, 
 
 
 #: entries of the run configuration that older checkpoints do not record (not compared for those files)
-_RECORDED_LATER = ("steps_per_epoch", "schedulers", "config", "objective")
+_RECORDED_LATER = ("steps_per_epoch", "schedulers", "config", "objective", "objective_settings")
+
+
+def _recorded_later(where: str) -> bool:
+    """Whether a checkpoint may lack the entry ``where`` of the run configuration because it was written before
+    hybridpgm recorded it (an objective's setting included: a later version may record one more)."""
+    return where in _RECORDED_LATER or where.startswith("objective_settings[")
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
@@ -205,7 +216,7 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
         return
     recorded = saved.get("config")
     found = [] if recorded is None else [(w, a, b) for w, a, b in differences(recorded, requested) if not _same(a, b)
-                                         and not (w in _RECORDED_LATER and a == "<absent>")]  # older files
+                                         and not (a == "<absent>" and _recorded_later(w))]  # older files
     if seed is not None and int(saved["seed"]) != int(seed):
         found.append(("seed", int(saved["seed"]), int(seed)))
     if found:

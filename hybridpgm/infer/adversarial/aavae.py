@@ -65,6 +65,8 @@ class AAVAE(AdversarialGame):
         or ``k < 1``.
     """
 
+    _SETTINGS = ("fake_weight", "normalize_weights")
+
     def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
                  normalize_weights: bool = True):
         x_dim = getattr(vae, "x_dim", None)

@@ -80,6 +80,8 @@ class ADA(AdversarialGame):
     raise before any update as the generator's does.
     """
 
+    _SETTINGS = ("adversarial_weight",)
+
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
                  k: int = 1, adversarial_weight: float = 1.0, input_shape: Sequence[int] | None = None):
         input_shape = input_shape if input_shape is not None else getattr(feature_extractor, "in_shape", None)

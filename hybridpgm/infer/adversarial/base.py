@@ -151,7 +151,15 @@ class AdversarialGame:
         self.discriminator = module["discriminator"]
         self._discriminator_modules = ("discriminator", *discriminator_modules)
 
+    #: the attributes, beyond ``k``, that define a game of this class (:meth:`settings`)
+    _SETTINGS: tuple[str, ...] = ()
+
     # -- the training contract ----------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """What defines the game beyond its parameters, compared when ``fit`` resumes a checkpoint: ``k`` and the
+        class's own weights and switches (``num_samples``, ``info_weight``...)."""
+        return {"k": self.k, **{name: getattr(self, name) for name in self._SETTINGS}}
+
     @property
     def schedule(self) -> list[str]:
         return ["discriminator"] * self.k + ["generator"]

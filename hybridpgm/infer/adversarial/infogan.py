@@ -73,6 +73,8 @@ class InfoGAN(GAN):
     :raises ConfigError: ``info_weight`` is not a finite number >= 0, or ``k < 1``.
     """
 
+    _SETTINGS = ("num_categories", "num_continuous", "info_weight")
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, code_posterior: nn.Module, *,
                  num_categories: int = 10, num_continuous: int = 2, info_weight: float = 1.0, k: int = 1,
                  noise_dim: int | None = None):

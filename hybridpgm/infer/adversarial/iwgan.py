@@ -60,6 +60,8 @@ class IWGAN(GAN):
         a ``bool``.
     """
 
+    _SETTINGS = ("num_samples", "weight_discriminator")
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, num_samples: int = 4, k: int = 1,
                  weight_discriminator: bool = True, noise_dim: int | None = None):
         self.num_samples = check_k(num_samples, "num_samples")
