@@ -48,10 +48,20 @@ def per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]
 def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     """The objective's players as lists of parameters, each non-empty and inside ``objective.module``.
 
-    :raises ConfigError: no players, a player without parameters, or parameters outside the module."""
+    :raises ConfigError: no players, a player without parameters, parameters outside the module, or a module
+        holding tensors made under :func:`torch.inference_mode` (autograd cannot train them, nor update such a
+        buffer in place)."""
     players = objective.players()
     if not players:
         raise ConfigError(f"{type(objective).__name__}.players() is empty")
+    made_in_inference_mode = [n for n, t in (*objective.module.named_parameters(), *objective.module.named_buffers())
+                              if t.is_inference()]
+    if made_in_inference_mode:
+        listed = ", ".join(repr(n) for n in made_in_inference_mode[:4]) + (" ..." if len(made_in_inference_mode) > 4
+                                                                              else "")
+        raise ConfigError(f"{type(objective).__name__}.module holds tensors created under torch.inference_mode() "
+                          f"({listed}), which autograd cannot train: build the model outside inference mode "
+                          "(torch.no_grad() builds without gradients), or load it with hybridpgm.load")
     owned = {id(p) for p in objective.module.parameters()}
     for name, params in players.items():
         params = list(params)

@@ -166,3 +166,22 @@ def test_the_grid_warning_names_ranks_and_spares_eval_mode_and_one_process():
     assert batch_norm_warning(sv.eval(), 2, 2) is None  # the recorded range: no batch's own range
     both = batch_norm_warning(torch.nn.ModuleDict({"bn": torch.nn.BatchNorm1d(2), "gp": _grid_sv_dkl()}), 2, 1)
     assert "('bn')" in both and "('gp.scale_to_bounds'" in both  # both causes in one warning
+
+
+def test_a_module_made_under_inference_mode_is_refused_naming_its_tensors():
+    """Before, fit failed inside the first backward pass with torch's "Inference tensors cannot be saved for
+    backward", naming no tensor."""
+    from hybridpgm.train.fit_options import check_players
+    from tests.train.helpers import LinearRegression
+
+    objective = LinearRegression()
+    assert check_players(objective)  # built normally: accepted
+    with torch.inference_mode():
+        objective.module = torch.nn.Linear(5, 1)
+    with pytest.raises(ConfigError, match=r"inference_mode\(\) \('weight', 'bias'\)"):
+        check_players(objective)
+    objective.module = torch.nn.Linear(5, 1)
+    with torch.inference_mode():  # a buffer alone: fit would fail updating it in place
+        objective.module.register_buffer("scale", torch.ones(1))
+    with pytest.raises(ConfigError, match=r"inference_mode\(\) \('scale'\)"):
+        check_players(objective)
