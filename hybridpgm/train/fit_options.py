@@ -48,12 +48,17 @@ def per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]
 def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     """The objective's players as lists of parameters, each non-empty and inside ``objective.module``.
 
-    :raises ConfigError: no players, a player without parameters, parameters outside the module, or a module
+    :raises ConfigError: no players, a player without parameters or listing one twice, parameters outside the
+        module, an objective with ``state_dict`` but no ``load_state_dict`` (or the reverse), or a module
         holding tensors made under :func:`torch.inference_mode` (autograd cannot train them, nor update such a
         buffer in place)."""
     players = objective.players()
     if not players:
         raise ConfigError(f"{type(objective).__name__}.players() is empty")
+    state_methods = [m for m in ("state_dict", "load_state_dict") if callable(getattr(objective, m, None))]
+    if len(state_methods) == 1:
+        raise ConfigError(f"{type(objective).__name__} has {state_methods[0]}() but not its pair: checkpoints "
+                          "keep an objective's extra state only with both state_dict() and load_state_dict(state)")
     made_in_inference_mode = [n for n, t in (*objective.module.named_parameters(), *objective.module.named_buffers())
                               if t.is_inference()]
     if made_in_inference_mode:
@@ -72,6 +77,11 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
                 f"player {name!r} has parameters outside {type(objective).__name__}.module; "
                 "checkpoints and data parallelism only see the module's parameters"
             )
+        if len({id(p) for p in params}) < len(params):
+            names = {id(p): n for n, p in objective.module.named_parameters()}
+            twice = sorted({names[id(p)] for i, p in enumerate(params) if any(p is q for q in params[:i])})
+            raise ConfigError(f"player {name!r} of {type(objective).__name__} lists {twice} more than once: "
+                              "its optimizer would step them once per listing")
         players[name] = params
     return players
 

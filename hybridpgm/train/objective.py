@@ -34,6 +34,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from hybridpgm.errors import ConfigError
+
 __all__ = ["Objective", "elbo_settings", "objective_settings", "player_schedule"]
 
 
@@ -98,22 +100,40 @@ class Objective(Protocol):
 
 
 def player_schedule(objective: Objective) -> list[str]:
-    """The players of one training step, in order and with repeats."""
+    """The players of one training step, in order and with repeats.
+
+    :raises ConfigError: ``schedule`` is not a list (or tuple) of player names, or names an unknown player."""
     names = list(objective.players())
-    schedule = list(getattr(objective, "schedule", None) or names)
+    schedule = getattr(objective, "schedule", None)
+    if schedule is not None and (not isinstance(schedule, (list, tuple))
+                                 or not all(isinstance(p, str) for p in schedule)):
+        raise ConfigError(f"{type(objective).__name__}.schedule must be a list of player names (an attribute or a "
+                          f"property), got {_described(schedule)}")
+    schedule = list(schedule or names)
     unknown = [p for p in schedule if p not in names]
     if unknown:
-        from hybridpgm.errors import ConfigError
-
         raise ConfigError(f"schedule names unknown players {unknown}; players are {names}")
     return schedule
 
 
+def _described(value: Any) -> str:
+    """What a wrong value is, for an error message: a method by that word, a string by its text."""
+    return "a method" if callable(value) else repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
+
+
 def objective_settings(objective: Any) -> dict[str, Any] | None:
     """The objective's ``settings()`` as a dict, or ``None`` for an objective without them (not compared on
-    resume)."""
+    resume).
+
+    :raises ConfigError: ``settings()`` returns something other than a dict keyed by strings."""
     settings = getattr(objective, "settings", None)
-    return dict(settings()) if callable(settings) else None
+    if not callable(settings):
+        return None
+    values = settings()
+    if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+        raise ConfigError(f"{type(objective).__name__}.settings() must return a dict keyed by names, got "
+                          f"{_described(values)}")
+    return dict(values)
 
 
 #: the ELBO attributes that change what is trained (``max_plate_nesting`` is left out: Pyro guesses it on the

@@ -185,3 +185,39 @@ def test_a_module_made_under_inference_mode_is_refused_naming_its_tensors():
         objective.module.register_buffer("scale", torch.ones(1))
     with pytest.raises(ConfigError, match=r"inference_mode\(\) \('scale'\)"):
         check_players(objective)
+
+
+class _Listed:
+    """A one-player objective over a module, listing the parameters ``listed`` gives."""
+
+    def __init__(self, listed):
+        self.module = torch.nn.Linear(3, 1)
+        self.listed = listed
+
+    def players(self):
+        return {"fit": self.listed(self.module)}
+
+    def loss(self, player, batch):
+        return self.module(batch).pow(2).mean()
+
+
+def test_a_parameter_listed_twice_in_a_player_is_refused_naming_it():
+    """Before, the optimizer stepped it twice per step (SGD: exactly twice the update), with only torch's warning."""
+    from hybridpgm.train.fit_options import check_players
+
+    assert check_players(_Listed(lambda m: [m.weight, m.bias]))
+    with pytest.raises(ConfigError, match=r"player 'fit' of _Listed lists \['weight'\] more than once"):
+        check_players(_Listed(lambda m: [m.weight, m.bias, m.weight]))
+
+
+def test_an_objective_state_dict_without_its_pair_is_refused():
+    """Before, an objective with ``state_dict()`` but no ``load_state_dict`` was saved in every checkpoint and
+    silently never restored."""
+    from hybridpgm.train.fit_options import check_players
+
+    objective = _Listed(lambda m: list(m.parameters()))
+    objective.state_dict = lambda: {"count": 3}
+    with pytest.raises(ConfigError, match=r"_Listed has state_dict\(\) but not its pair"):
+        check_players(objective)
+    objective.load_state_dict = lambda state: None
+    assert check_players(objective)

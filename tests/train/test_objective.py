@@ -102,3 +102,37 @@ def test_another_gan_k_is_refused(tmp_path):
     torch.manual_seed(0)
     with pytest.raises(CheckpointError, match=r"objective_settings\['k'\]: checkpoint 1, requested 2"):
         _run(ckpt, GAN(*tiny_pair(), k=2), data, max_steps=2, optim=functools.partial(torch.optim.Adam, lr=1e-3))
+
+
+class _Scheduled:
+    def __init__(self, schedule):
+        self.module = torch.nn.Linear(2, 1)
+        self.schedule = schedule
+
+    def players(self):
+        return {"p": list(self.module.parameters())}
+
+
+class _Set(_Scheduled):
+    def __init__(self, values):
+        super().__init__(None)
+        self.values = values
+
+    def settings(self):
+        return self.values
+
+
+def test_a_schedule_or_settings_of_the_wrong_kind_is_refused_naming_the_objective():
+    """Before, a ``schedule`` written as a method and ``settings()`` returning a list raised raw TypeErrors, and
+    ``schedule = "p"`` was split into characters."""
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.train.objective import player_schedule
+
+    assert player_schedule(_Scheduled(["p", "p"])) == ["p", "p"] and player_schedule(_Scheduled(None)) == ["p"]
+    with pytest.raises(ConfigError, match=r"_Scheduled.schedule must be a list of player names .*got 'p'"):
+        player_schedule(_Scheduled("p"))
+    with pytest.raises(ConfigError, match=r"got a method"):
+        player_schedule(_Scheduled(_Scheduled.players.__get__(_Scheduled(None))))
+    with pytest.raises(ConfigError, match=r"_Set.settings\(\) must return a dict keyed by names, got a list"):
+        objective_settings(_Set([("k", 1)]))
+    assert objective_settings(_Set({"k": 1})) == {"k": 1}
