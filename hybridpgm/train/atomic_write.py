@@ -13,7 +13,8 @@ or replaced: replacing it would leave its target stale, and writing through it
 would put the file somewhere the path does not say.  The written file
 gets the permissions a plain ``open()`` would give it (``0o666`` less the
 umask), or keeps those of the file it replaces.  Used by
-:func:`~hybridpgm.train.checkpoint.save_checkpoint` and :func:`hybridpgm.save`.
+:func:`~hybridpgm.train.checkpoint.save_checkpoint` and :func:`hybridpgm.save`; :func:`write_text_atomically` writes
+text files (the CLI's reports) the same way.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import torch
 
 from hybridpgm.errors import CheckpointError
 
-__all__ = ["check_replaceable", "file_kind", "os_reason", "remove_stale_temporaries", "write_atomically"]
+__all__ = ["check_replaceable", "file_kind", "os_reason", "remove_stale_temporaries", "write_atomically",
+           "write_text_atomically"]
 
 
 def _temporary_prefix(path: Path) -> str:
@@ -141,12 +143,14 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
-def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
-    """``torch.save(payload)`` to ``path`` through a temporary file beside it, fsync and rename: a crash or a
-    full disk leaves the previous file intact.  The file gets the permissions of the one it replaces, or
-    those ``open()`` gives a new file (``0o666`` less the umask).
+def write_atomically(path: str | os.PathLike, payload: Any, what: str,
+                     save: Callable[[Any, BinaryIO], None] = torch.save) -> Path:
+    """``save(payload, file)`` (``torch.save`` by default) to ``path`` through a temporary file beside it, fsync
+    and rename: a crash or a full disk leaves the previous file intact.  The file gets the permissions of the one
+    it replaces, or those ``open()`` gives a new file (``0o666`` less the umask).
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :param save: writes ``payload`` to a binary file object (:func:`write_text_atomically` writes text).
     :raises CheckpointError: ``path`` exists and is not a regular file (a directory, a symbolic link, a
         device node, a FIFO: :func:`check_replaceable`), or the file system refused the write (the message
         names the file and the OS reason; the temporary file is removed).
@@ -169,7 +173,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
             if hasattr(os, "fchmod"):
                 os.fchmod(tmp.fileno(), mode)
             writer = _RecordingWriter(tmp)
-            torch.save(payload, writer)
+            save(payload, writer)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
@@ -184,3 +188,11 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str) -> Path:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
+
+
+def write_text_atomically(path: str | os.PathLike, text: str, what: str) -> Path:
+    """:func:`write_atomically` for ``text``, encoded as UTF-8: a reader, a second writer or a run stopped
+    mid-write never finds a half-written file, and only a regular file is replaced.
+
+    :raises CheckpointError: as :func:`write_atomically`."""
+    return write_atomically(path, text.encode("utf-8"), what, save=lambda data, file: file.write(data))
