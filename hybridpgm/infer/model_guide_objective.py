@@ -79,6 +79,7 @@ class ModelGuideObjective:
         if model_parameters is None or guide_parameters is None:
             if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
                 theta, phi = list(owner_m.model_parameters()), list(owner_m.guide_parameters())
+                _check_covered(owner_m, theta + phi)
             elif owner_m is not None and owner_g is not None and owner_m is not owner_g:
                 theta, phi = list(owner_m.parameters()), list(owner_g.parameters())
             else:
@@ -121,3 +122,16 @@ class ModelGuideObjective:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
+
+
+def _check_covered(owner: nn.Module, listed: list[nn.Parameter]) -> None:
+    """Refuse an ``owner`` whose ``model_parameters()`` and ``guide_parameters()`` leave out a trainable parameter
+    of its own (a subclass's learnable prior mean): no player would train it.
+
+    :raises ConfigError: naming the parameters left out."""
+    ids = {id(p) for p in listed}
+    left_out = [n for n, p in owner.named_parameters() if p.requires_grad and id(p) not in ids]
+    if left_out:
+        raise ConfigError(f"{type(owner).__name__}.model_parameters() and guide_parameters() leave out {left_out}, "
+                          "which would never be trained: override them in the subclass to list it, or pass "
+                          "model_parameters= and guide_parameters=")
