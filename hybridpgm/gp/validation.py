@@ -130,9 +130,18 @@ def splittable_size(fraction: float, min_size: int = 5) -> int:
 def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
     """Mean negative log predictive density of ``y`` at ``x`` under ``model.predict`` (a
     :class:`~hybridpgm.gp.DeepKernelGP`), conditioned on the model's training data."""
-    pred = model.predict(x.to(model.train_x.device))
+    pred = model.predict(x.to(_reference(model).device))
     sd = pred.variance.clamp_min(1e-12).sqrt()
     return float(-torch.distributions.Normal(pred.mean, sd).log_prob(y.to(pred.mean)).mean())
+
+
+def _reference(model: Any) -> torch.Tensor:
+    """The tensor whose dtype and device held-out data must match: an exact GP's training inputs, else (a
+    variational :class:`~hybridpgm.gp.SVDeepKernelGP`, which holds no data) its first floating-point parameter."""
+    train_x = getattr(model, "train_x", None)
+    if isinstance(train_x, torch.Tensor):
+        return train_x
+    return next(p for p in model.parameters() if p.is_floating_point())
 
 
 def _check_held_out(model: Any, x: Any, y: Any, what: str) -> None:
@@ -140,10 +149,11 @@ def _check_held_out(model: Any, x: Any, y: Any, what: str) -> None:
     from hybridpgm.gp.feature_gp import check_inputs, check_targets
 
     # no device check: validation_nll and the refit move the data to the model's device
-    check_inputs(x, model.example_shape, f"{what} x", dtype=model.train_x.dtype)
+    dtype = _reference(model).dtype
+    check_inputs(x, model.example_shape, f"{what} x", dtype=dtype)
     if x.shape[0] == 0:
         raise DataError(f"{what} x has shape {tuple(x.shape)}: no examples")
-    check_targets(y, x.shape[0], f"{what} y", dtype=model.train_y.dtype)
+    check_targets(y, x.shape[0], f"{what} y", dtype=dtype)
 
 
 class _KeepBest(Callback):
@@ -219,7 +229,8 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed``, ``device``,
         ``checkpoint_every``...).
     :raises CheckpointError: the checkpoint belongs to another run (see :mod:`hybridpgm.train.resume`).
-    :raises ConfigError: ``max_steps`` not a positive integer, ``refit`` not a pair ``(x, y)``.
+    :raises ConfigError: ``max_steps`` not a positive integer, ``refit`` not a pair ``(x, y)``, or ``refit`` for a
+        model that holds no training data (an :class:`~hybridpgm.gp.SVDeepKernelGP`).
     :raises DataError: (before any step) without ``score``, ``x_val``/``y_val`` that are empty, non-finite or of
         another example shape, dtype or length than the model's training data; likewise ``refit``.
     """
@@ -233,6 +244,9 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
         if not isinstance(refit, (tuple, list)) or len(refit) != 2:
             raise ConfigError(f"refit must be a pair (x, y), got a {type(refit).__name__}"
                               + (f" of {len(refit)} elements" if isinstance(refit, (tuple, list)) else ""))
+        if not callable(getattr(model, "set_train_data", None)):
+            raise ConfigError(f"refit conditions an exact GP on new data; {type(model).__name__} holds no training "
+                              "data to replace (its variational posterior is trained on the data itself)")
         _check_held_out(model, refit[0], refit[1], "refit")
     if score is None:
         score = functools.partial(validation_nll, x=x_val, y=y_val)

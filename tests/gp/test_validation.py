@@ -198,3 +198,20 @@ def test_fit_validated_passes_resume_and_overwrite(tmp_path):
     assert fresh[1].steps == 2 and torch.load(ckpt, weights_only=True)["step"] == 2
     with pytest.raises(CheckpointError, match="does not exist"):
         _lstm_run(tmp_path / "none.pt", resume="require")
+
+
+def test_a_variational_deep_kernel_gp_is_validated_and_refit_is_refused_for_it():
+    """Before, ``fit_validated`` on an :class:`SVDeepKernelGP` (whose module has ``predict``, as the docs ask)
+    raised a raw ``AttributeError`` (``train_x``) before any step."""
+    from hybridpgm.gp import SVDeepKernelGP
+
+    torch.manual_seed(0)
+    x, y = torch.rand(64, 3), torch.rand(64)
+    gp = SVDeepKernelGP(torch.nn.Linear(3, 2), num_features=2, num_data=64, grid_size=8)
+    run = fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=3, eval_every=1, batch_size=16, seed=0)
+    assert run.best_step in (1, 2, 3) and run.best_validation_nll == pytest.approx(
+        min(v for _, v in run.history.history.metrics["validation_nll"]))
+    with pytest.raises(DataError, match="validation x"):
+        fit_validated(gp.objective(), (x, y), x[:16].double(), y[:16], max_steps=1, batch_size=16)
+    with pytest.raises(ConfigError, match="SVDeepKernelGP holds no training data"):
+        fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=1, batch_size=16, refit=(x, y))
