@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Sequence
 
@@ -118,6 +119,22 @@ class VAE(PyroModule):
         return list(self.encoder.parameters())
 
     # -- checks -----------------------------------------------------------------
+    def _reference(self, role: str) -> torch.Tensor:
+        """The tensor whose dtype and device the VAE computes in: the first floating-point parameter of the
+        ``role`` network (``"encoder"`` or ``"decoder"``, whatever module replaced it: a custom
+        :class:`torch.nn.Module`, a ``Sequential`` starting with ``Dropout``), else the first of the VAE's
+        (a parameter-free network).  Read past :class:`~pyro.nn.PyroModule` (``_modules``), so no
+        ``pyro.module`` is announced.
+
+        :raises ModelSpecError: the VAE has no floating-point parameter at all."""
+        own = torch.nn.Module.parameters(self)
+        like = next((p for p in itertools.chain(self._modules[role].parameters(), own) if p.is_floating_point()),
+                    None)
+        if like is None:
+            raise ModelSpecError(f"VAE: the {role} ({type(self._modules[role]).__name__}) and the rest of the VAE "
+                                 "have no floating-point parameter to take the dtype and device from")
+        return like
+
     def _check(self, x: torch.Tensor, values: bool = True, leading_dims: bool = False) -> torch.Tensor:
         """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
         the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
@@ -127,7 +144,7 @@ class VAE(PyroModule):
         for the training step's one host read inside :func:`hybridpgm.fit`
         (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
         accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``."""
-        weight = self._modules["encoder"][0].weight  # read past PyroModule: no pyro.module announcement
+        weight = self._reference("encoder")
         if isinstance(x, torch.Tensor):
             check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
         x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False,
@@ -210,7 +227,7 @@ class VAE(PyroModule):
         if x is None:
             rows = 1 if num_data is None else positive_int(
                 num_data, "VAE.model(None, num_data=...): num_data, the number of rows to generate,", error=DataError)
-            like = next(self.decoder.parameters())
+            like = self._reference("decoder")
             plate = pyro.plate(prefix + "data", rows, dim=-1)
             zeros = like.new_zeros((rows, self.z_dim))
         else:
@@ -294,7 +311,7 @@ class VAE(PyroModule):
         :raises ConfigError: ``n`` is not a non-negative integer, ``mean`` not ``True`` or ``False``, or
             ``n == 1`` in training mode with ``batch_norm=True``."""
         mean = flag(mean, "VAE.sample mean")
-        like = self.decoder[0].weight
+        like = self._reference("decoder")
         z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, dtype=like.dtype, device=like.device)
         with keeping_module_state(self):  # a batch norm's running statistics are left as training left them
             out = self._net(self.decoder, z, "decoder")

@@ -146,11 +146,26 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         return constraints.independent(constraints.integer_interval(0, self.num_labels - 1), 1)
 
     def expand(self, batch_shape, _instance=None):
+        """The distribution with its potentials and lengths broadcast to ``batch_shape`` (views, no copy, no
+        re-validation), as :meth:`torch.distributions.Distribution.expand`: of the same class as ``self`` (a
+        subclass stays itself under a Pyro plate), or filled into ``_instance``, which a subclass with its own
+        ``__init__`` creates in its own ``expand`` (``new = self._get_checked_instance(Sub, _instance)``, its
+        fields set, then ``super().expand(batch_shape, _instance=new)``).
+
+        :raises NotImplementedError: ``self`` is of a subclass that defines ``__init__`` but not ``expand``
+            (torch's rule: its fields could not be filled in)."""
+        new = self._get_checked_instance(LinearChainCRF, _instance)
         batch_shape = torch.Size(batch_shape)
         T, L = self.unary.shape[-2:]
-        return LinearChainCRF(self.unary.expand(batch_shape + (T, L)), self.transition.expand(batch_shape + (L, L)),
-                              self.start.expand(batch_shape + (L,)), self.end.expand(batch_shape + (L,)),
-                              self.lengths.expand(batch_shape), validate_args=self._validate_args)
+        new.unary = self.unary.expand(batch_shape + (T, L))
+        new.transition = self.transition.expand(batch_shape + (L, L))
+        new.start = self.start.expand(batch_shape + (L,))
+        new.end = self.end.expand(batch_shape + (L,))
+        new.lengths = self.lengths.expand(batch_shape)
+        new.num_labels = self.num_labels
+        Distribution.__init__(new, batch_shape, torch.Size([T]), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     # -- the one quantity: the forward algorithm ------------------------------------
     def _mask(self):

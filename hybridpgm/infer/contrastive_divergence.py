@@ -27,7 +27,11 @@ The objectives are generic over models with the *chain protocol* (RBM, DBM):
 where a state is a tuple of tensors; a model may add ``clamped_state(v) ->
 (state, cache)`` and ``contrastive_gap(v, negative_state, cache) -> loss`` to
 compute :math:`\mathcal L` with its gradient in closed form (the RBM does,
-:mod:`hybridpgm.energy.free_energy_gap`).  For a DBM the positive phase is the
+:mod:`hybridpgm.energy.free_energy_gap`), and ``contrastive_gap_and_gradients`` to write that gradient
+out.  The fast surrogate is used only where it stands for the protocol: a subclass that overrides
+``positive_phase`` or ``negative_phase`` but not ``contrastive_gap`` trains through its phases, and one that
+overrides ``contrastive_gap`` but not ``contrastive_gap_and_gradients`` is differentiated by autograd
+(``hybridpgm.method_owners.goes_with``).  For a DBM the positive phase is the
 energy at the mean-field posterior and the negative phase the free energy of
 the even layers [3].
 
@@ -50,6 +54,7 @@ from torch import nn
 
 from hybridpgm.checks import check_empty, check_player, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.method_owners import goes_with
 from hybridpgm.train.update_scope import current_update
 
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
@@ -57,11 +62,35 @@ __all__ = ["ContrastiveDivergence", "PersistentCD"]
 _PROTOCOL = ("positive_phase", "negative_phase", "init_chains", "gibbs_chain")
 
 
-def _has_gap(model: nn.Module) -> bool:
-    """Whether ``model`` offers the optional fast surrogate: ``clamped_state(v) -> (state,
-    cache)`` and ``contrastive_gap(v, negative_state, cache=None) -> loss`` (the RBM's,
-    with its gradient written out)."""
-    return hasattr(model, "contrastive_gap") and hasattr(model, "clamped_state")
+_PHASES = ("positive_phase", "negative_phase")
+
+
+def _closed_form(model: nn.Module) -> tuple[bool, bool]:
+    """``(gap, written)``: whether ``model``'s optional fast surrogate stands for its chain protocol, and whether
+    its gradients written out stand for that surrogate.
+
+    ``gap``: the model has ``clamped_state(v) -> (state, cache)`` and ``contrastive_gap(v, negative_state,
+    cache=None) -> loss`` (the RBM's), and the class that defines ``contrastive_gap`` is the class that defines
+    ``positive_phase`` and ``negative_phase`` or a subclass of it
+    (:func:`~hybridpgm.method_owners.goes_with`): a subclass that overrides a phase and not the gap is
+    trained through its phases.  ``written``: ``gap``, and ``contrastive_gap_and_gradients`` goes with
+    ``contrastive_gap`` in the same sense: a subclass that overrides ``contrastive_gap`` alone is
+    differentiated by autograd.  Methods set on the instance count as the most derived: a phase set there
+    turns the surrogate off, a ``contrastive_gap`` set there is used (with a ``contrastive_gap_and_gradients``
+    only if one is set there too).
+    """
+    if not (hasattr(model, "contrastive_gap") and hasattr(model, "clamped_state")):
+        return False, False
+    own = getattr(model, "__dict__", {})
+    if any(name in own for name in _PHASES):
+        return False, False
+    if "contrastive_gap" in own:
+        return True, "contrastive_gap_and_gradients" in own
+    cls = type(model)
+    if not all(goes_with(cls, "contrastive_gap", phase) for phase in _PHASES):
+        return False, False
+    return True, ("contrastive_gap_and_gradients" in own
+                  or goes_with(cls, "contrastive_gap_and_gradients", "contrastive_gap"))
 
 
 def _as_visible(batch: Any) -> torch.Tensor:
@@ -156,24 +185,27 @@ class ContrastiveDivergence(nn.Module):
 
     def _surrogate(self, player: str, batch: Any, gradients: bool):
         v = self._visible(player, batch)
-        if _has_gap(self.model):
+        gap, written = _closed_form(self.model)
+        if gap:
             start, cache = self.model.clamped_state(v)
             negative = self.negative_samples(start)
             self._last_pair = (v, negative[0]) if self.k == 1 else None
-            return self._gap(v, negative, cache, gradients)
+            return self._gap(v, negative, cache, gradients, written)
         positive, start = self.model.positive_phase(v)
         negative = self.negative_samples(start)
         self._last_pair = (v, negative[0]) if self.k == 1 else None
         loss = positive.mean() - self.model.negative_phase(negative).mean()
         return (loss, None) if gradients else loss
 
-    def _gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...], cache, gradients: bool):
-        """The model's surrogate: its value with gradients written out (``gradients``, where it can), or
-        differentiable."""
-        if gradients and hasattr(self.model, "contrastive_gap_and_gradients"):
-            written = self.model.contrastive_gap_and_gradients(v, negative, cache)
-            if written is not None:
-                return written
+    def _gap(self, v: torch.Tensor, negative: tuple[torch.Tensor, ...], cache, gradients: bool, written: bool):
+        """The model's surrogate: its value with gradients written out (``gradients`` and ``written``: its
+        ``contrastive_gap_and_gradients`` goes with its ``contrastive_gap``, see :func:`_closed_form`; where
+        that returns ``None`` the value is differentiable), or differentiable ``(loss, None)`` (``gradients``)
+        or the loss alone."""
+        if gradients and written:
+            out = self.model.contrastive_gap_and_gradients(v, negative, cache)
+            if out is not None:
+                return out
         loss = self.model.contrastive_gap(v, negative, cache)
         return (loss, None) if gradients else loss
 
@@ -267,9 +299,10 @@ class PersistentCD(ContrastiveDivergence):
 
     def _surrogate(self, player: str, batch: Any, gradients: bool):
         v = self._visible(player, batch)
-        if _has_gap(self.model):
+        gap, written = _closed_form(self.model)
+        if gap:
             negative = self._advance_chains()
-            return self._gap(v, negative, None, gradients)
+            return self._gap(v, negative, None, gradients, written)
         positive, _ = self.model.positive_phase(v)
         negative = self._advance_chains()
         loss = positive.mean() - self.model.negative_phase(negative).mean()

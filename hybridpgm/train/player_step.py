@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,6 +16,7 @@ import torch
 
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.method_owners import goes_with
 from hybridpgm.train.micro_batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
@@ -75,30 +75,7 @@ def _writes_its_loss_gradients(objective: Any) -> bool:
     class that defines ``loss`` or by a subclass of it (not shadowed by a ``loss`` set on the instance)."""
     if "loss" in getattr(objective, "__dict__", ()):
         return False
-    return _pairs_loss_with_gradients(type(objective))
-
-
-#: objective class -> :func:`_pairs_loss_with_gradients`; weak keys, so a class (a notebook cell re-run defines a
-#: new one each time) and what it holds are freed with it rather than kept for the life of the process
-_PAIRS_CACHE: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
-
-
-def _pairs_loss_with_gradients(cls: type) -> bool:
-    """Whether ``cls`` defines (or inherits) a ``loss_and_gradients`` that goes with its ``loss``, cached per class
-    in :data:`_PAIRS_CACHE` without keeping the class alive."""
-    try:
-        return _PAIRS_CACHE[cls]
-    except KeyError:
-        pass
-    _PAIRS_CACHE[cls] = pairs = _find_pairs_loss_with_gradients(cls)
-    return pairs
-
-
-def _find_pairs_loss_with_gradients(cls: type) -> bool:
-    owner = {name: next((k for k in cls.__mro__ if name in vars(k)), None) for name in ("loss", "loss_and_gradients")}
-    if owner["loss_and_gradients"] is None:
-        return False
-    return owner["loss"] is None or issubclass(owner["loss_and_gradients"], owner["loss"])
+    return goes_with(type(objective), "loss_and_gradients", "loss")
 
 
 def _check_loss(objective, player: str, loss, needs_graph: bool) -> None:

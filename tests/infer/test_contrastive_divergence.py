@@ -179,6 +179,106 @@ def test_pcd_resumes_exactly_after_model_double(tmp_path):
     assert torch.equal(other.chain_0, chain)
 
 
+class _L2RBM(RBM):
+    """A positive phase with a weight-decay term: the surrogate gains ``||W||^2``."""
+
+    def positive_phase(self, v):
+        free, state = super().positive_phase(v)
+        return free + (self.weight ** 2).sum(), state
+
+
+class _DoubledNegativeRBM(RBM):
+    def negative_phase(self, state):
+        return 2.0 * super().negative_phase(state)
+
+
+class _GapL2RBM(RBM):
+    """Overrides the closed-form surrogate alone; ``contrastive_gap_and_gradients`` is inherited."""
+
+    def contrastive_gap(self, v, negative, cache=None):
+        return super().contrastive_gap(v, negative, cache) + (self.weight ** 2).sum()
+
+
+def _like(cls, rbm):
+    """A ``cls`` instance with ``rbm``'s parameters (float64)."""
+    model = cls(rbm.num_visible, rbm.num_hidden).double()
+    model.load_state_dict(rbm.state_dict())
+    return model
+
+
+def _gradients(objective, v, seed):
+    """``loss_and_gradients``' value and gradients (autograd of its value where it writes none out)."""
+    torch.manual_seed(seed)
+    loss, grads = objective.loss_and_gradients("model", v)
+    params = objective.players()["model"]
+    return loss.detach(), list(grads.values()) if grads is not None else torch.autograd.grad(loss, params)
+
+
+@pytest.mark.parametrize("cls", [_L2RBM, _DoubledNegativeRBM, _GapL2RBM])
+@pytest.mark.parametrize("make", [lambda m: ContrastiveDivergence(m, 1), lambda m: PersistentCD(m, 2, num_chains=5)],
+                         ids=["cd1", "pcd2"])
+def test_an_rbm_subclass_is_trained_on_the_loss_it_defines(cls, make):
+    """Before, any RBM subclass took the RBM's closed-form surrogate and its written-out gradients, bypassing an
+    overridden ``positive_phase`` / ``negative_phase`` / ``contrastive_gap``: ``fit`` trained the plain RBM's
+    loss (and for a ``contrastive_gap`` override, another loss than ``loss()`` reported)."""
+    base = random_rbm(6, 4, seed=0, scale=0.5)
+    model = _like(cls, base)
+    v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    objective = make(model)
+    chains = [b.clone() for b in objective.buffers()]
+    loss, grads = _gradients(objective, v, seed=2)
+    for b, saved in zip(objective.buffers(), chains):
+        b.copy_(saved)
+    torch.manual_seed(2)
+    expected = objective.loss("model", v)
+    for g, e in zip(grads, torch.autograd.grad(expected, objective.players()["model"])):
+        torch.testing.assert_close(g, e)
+    torch.testing.assert_close(loss, expected.detach())
+    # the loss the subclass defines, on the same draws
+    for b, saved in zip(objective.buffers(), chains):
+        b.copy_(saved)
+    torch.manual_seed(2)
+    if cls is _GapL2RBM:
+        start = objective.chains if isinstance(objective, PersistentCD) else model.clamped_state(v)[0]
+        defined = model.contrastive_gap(v, objective.negative_samples(start))
+    else:
+        positive, start = model.positive_phase(v)
+        start = objective.chains if isinstance(objective, PersistentCD) else start
+        defined = positive.mean() - model.negative_phase(objective.negative_samples(start)).mean()
+    torch.testing.assert_close(loss, defined.detach())
+    plain, _ = _gradients(make(_like(RBM, base)), v, seed=2)
+    assert not torch.allclose(loss, plain)
+
+
+def test_an_rbm_subclass_with_weight_decay_in_its_positive_phase_ends_fit_with_smaller_weights():
+    data = torch.bernoulli(torch.full((32, 6), 0.5), generator=torch.Generator().manual_seed(0))
+
+    def trained(cls):
+        torch.manual_seed(1)
+        model = cls(6, 4)
+        fit(ContrastiveDivergence(model), data, max_steps=20, batch_size=8, seed=0, progress=False,
+            optim=functools.partial(torch.optim.SGD, lr=0.05))
+        return model.weight.detach().norm()
+
+    plain, decayed = trained(RBM), trained(_L2RBM)
+    assert decayed < 0.5 * plain, (decayed, plain)
+
+
+def test_the_plain_rbm_keeps_its_written_gradients_and_instance_overrides_count():
+    from hybridpgm.infer.contrastive_divergence import _closed_form
+
+    rbm = RBM(6, 4)
+    assert _closed_form(rbm) == (True, True)
+    assert _closed_form(_GapL2RBM(6, 4)) == (True, False)
+    assert _closed_form(_L2RBM(6, 4)) == (False, False) == _closed_form(_DoubledNegativeRBM(6, 4))
+    assert _closed_form(random_dbm([5, 4, 3])) == (False, False)
+    rbm.negative_phase = lambda state: 2.0 * RBM.negative_phase(rbm, state)
+    assert _closed_form(rbm) == (False, False)
+    del rbm.negative_phase
+    rbm.contrastive_gap = lambda v, negative, cache=None: RBM.contrastive_gap(rbm, v, negative, cache)
+    assert _closed_form(rbm) == (True, False)
+
+
 @pytest.mark.parametrize("make", [lambda m: ContrastiveDivergence(m, 1), lambda m: PersistentCD(m, 1, 50)],
                          ids=["cd1", "pcd"])
 def test_training_with_fit_improves_exact_log_likelihood(make):
