@@ -20,7 +20,6 @@ References:
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import pyro
@@ -43,7 +42,8 @@ BASELINES_MODULE_NAME = "nvil_baselines"
 
 
 def _register_baselines(baselines: NVILBaselines) -> None:
-    """Register the networks of ``baselines`` with ``pyro.module`` under :data:`BASELINES_MODULE_NAME`.
+    """Register the trainable parameters of the networks of ``baselines`` with ``pyro.param``, each under
+    ``"<BASELINES_MODULE_NAME>$$$<site>.<param>"`` (the names ``pyro.module`` gives).
 
     Called by :class:`NVIL_ELBO` inside the guide it runs, so that the param capture of
     :class:`pyro.infer.SVI` sees the baselines' parameters and its optimizer steps them.  Entries of that
@@ -51,24 +51,19 @@ def _register_baselines(baselines: NVILBaselines) -> None:
     replaced by these: Pyro would otherwise hand back the old tensors, and SVI would step those while these
     baselines, which compute the loss, never changed.
 
-    Frozen parameters (``requires_grad=False``) are not registered, and Pyro's warning about each of them
-    (which advises ``.train(False)``, a switch that would also stop the baselines' running statistics) is
-    silenced; with no trainable parameter at all nothing is registered.
+    Frozen parameters (``requires_grad=False``) are not registered.  ``pyro.module`` is not used: it warns
+    about each frozen one (advising ``.train(False)``, a switch that would also stop the baselines' running
+    statistics), and silencing that with :func:`warnings.catch_warnings` on every step reset Python's record
+    of the warnings already shown, so that a warning of the user's model printed at every step.
     """
     store = pyro.get_param_store()
-    trainable = False
     for local, param in baselines.nets.named_parameters():
         if not param.requires_grad:
             continue
-        trainable = True
         name = param_with_module_name(BASELINES_MODULE_NAME, local)
         if name in store and store.param_name(param) != name:
             del store[name]
-    if not trainable:
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*was not registered in the param store because requires_grad=False")
-        pyro.module(BASELINES_MODULE_NAME, baselines.nets)
+        pyro.param(name, param)
 
 
 def _ranks() -> int:
@@ -148,8 +143,8 @@ class NVILBaselines(nn.Module):
         return self.sites.index(site)
 
     def reference(self) -> torch.Tensor:
-        """A parameter of the networks: their dtype and device."""
-        return self.nets[self.sites[0]][0].weight
+        """A floating-point parameter of the networks (the first): their dtype and device."""
+        return next(p for p in self.nets.parameters() if p.is_floating_point())
 
     def statistics(self, site: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The running mean :math:`c_l` and variance :math:`v_l` to centre and scale ``site``'s signal with.

@@ -1,5 +1,6 @@
 import math
 
+import pyro
 import pytest
 import torch
 
@@ -491,3 +492,42 @@ def test_ranks_pool_their_signals_whatever_order_they_visit_the_sites(monkeypatc
     assert next(sent, None) is None  # one collective per call
     assert (expected[-1][2:] > 1.5).all()  # the variances moved far from their start
     ranks.update("h1", signals[0][0][0][0])  # outside fit: a step of its own, no collective (none is left)
+
+
+def _times_a_per_step_warning_shows(make_elbo) -> int:
+    """Under Python's default filters, how many of 10 SVI steps show a warning the model raises at every step."""
+    import warnings
+
+    from pyro.infer import SVI
+
+    from hybridpgm.generative import SigmoidBeliefNet
+
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([6, 3])
+    x = torch.randint(0, 2, (8, 6)).float()
+
+    def model(x):
+        warnings.warn("a note of the user's model")
+        return sbn.model(x)
+
+    shown = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))
+        svi = SVI(model, sbn.guide, pyro.optim.Adam({"lr": 1e-3}), make_elbo(sbn))
+        for _ in range(10):
+            svi.step(x)
+    pyro.clear_param_store()
+    return sum("a note of the user's model" in s for s in shown)
+
+
+def test_the_baselines_do_not_make_a_once_shown_warning_show_at_every_step():
+    """Before, registering the baselines entered ``warnings.catch_warnings()`` at every step, which resets Python's
+    record of the warnings shown: a warning shown once under Pyro's own ELBO showed at all 10 steps."""
+    from pyro.infer import TraceGraph_ELBO
+
+    reference = _times_a_per_step_warning_shows(lambda sbn: TraceGraph_ELBO())
+    assert 1 <= reference < 10
+    assert _times_a_per_step_warning_shows(
+        lambda sbn: NVIL_ELBO(NVILBaselines(sbn.latent_sites, input_dim=6, hidden_dim=4))) == reference
