@@ -23,6 +23,7 @@ from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.param_store_scope import modules_own_their_params
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["from_pyro_svi", "from_svi"]
 
@@ -259,7 +260,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         sites = _sort_sites(model_trace, guide_trace)
         observed = sites.observed
         if sites.placeholders:
-            warnings.warn(_placeholder_warning(sites.placeholders), UserWarning, stacklevel=4)
+            warnings.warn(_placeholder_warning(sites.placeholders), UserWarning, stacklevel=users_stacklevel())
         if not observed and not sites.placeholders:
             raise DataError("the model has no observed sample site: nothing to check against "
                             "(pyro.factor and pyro.deterministic sites hold no data)")
@@ -284,7 +285,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         local_latents = _local_to_the_data(model_trace, sites, local)
         if local_latents:
-            warnings.warn(_local_latents_warning(local_latents, list(observed)), UserWarning, stacklevel=4)
+            warnings.warn(_local_latents_warning(local_latents, list(observed)), UserWarning,
+                          stacklevel=users_stacklevel())
         shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
         for s in range(num_samples):
             latents = {name: draws[name][s] for name in sites.latent}
@@ -310,7 +312,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                           "guide such as AutoDelta, or a model whose latents are all summed out of it?); az.loo and "
                           "az.waic need draws that vary: ArviZ 0.x reports k-hat = inf at every point, ArviZ 1.x "
                           "raises 'All tail values are the same'",
-                          UserWarning, stacklevel=4)  # from_pyro_svi, its two decorators, the caller
+                          UserWarning, stacklevel=users_stacklevel())
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
                                 return_sites=list(observed))(*args, **kwargs) if observed else {}

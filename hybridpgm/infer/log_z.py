@@ -53,6 +53,7 @@ import torch
 from hybridpgm.checks import flag, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["LogZEstimate", "estimate_log_z", "model_samples"]
 
@@ -206,5 +207,5 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     if reasons and warn:
         warnings.warn(f"AIS estimate of log Z for {type(model).__name__} is unreliable: " + "; ".join(reasons)
                       + ". Use more steps (num_steps) or chains, or read the result as a lower bound.",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=users_stacklevel())
     return estimate

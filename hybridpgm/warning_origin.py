@@ -1,0 +1,29 @@
+"""Where hybridpgm's warnings point: at the line of the user's code that called into hybridpgm.
+
+:func:`warnings.warn` attributes a warning to the frame ``stacklevel`` levels up; a fixed level is right only for
+one call path (``fit`` called by the user, not by :func:`hybridpgm.gp.fit_validated`; ``estimate_log_z`` called
+by the user, not by ``log_likelihood_bounds``).  :func:`users_stacklevel` counts the levels to the first frame
+outside the package (and outside :mod:`contextlib`, whose frames sit between a ``with`` statement and the
+context manager's generator), as pandas' ``find_stack_level`` does, so that Python's default filter shows a
+warning once per line of the user's code, at that line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+__all__ = ["users_stacklevel"]
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_INSIDE = (_PACKAGE, os.path.abspath(contextlib.__file__))
+
+
+def users_stacklevel() -> int:
+    """The ``stacklevel`` that makes a :func:`warnings.warn` in the function calling this point at the first frame
+    outside hybridpgm (``1`` when the caller is itself outside it)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    return level

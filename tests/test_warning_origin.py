@@ -1,0 +1,37 @@
+"""hybridpgm's warnings point at the user's line, whatever path inside hybridpgm raised them
+(hybridpgm/warning_origin.py)."""
+
+import warnings
+
+import torch
+
+import hybridpgm
+from hybridpgm.infer import estimate_log_z
+from hybridpgm.infer.raise_ais import log_likelihood_bounds
+from hybridpgm.warning_origin import users_stacklevel
+
+
+def test_a_function_outside_the_package_gets_level_one():
+    assert users_stacklevel() == 1
+
+
+def _unreliable_rbm():
+    torch.manual_seed(0)
+    rbm = hybridpgm.RBM(20, 10)
+    with torch.no_grad():
+        for p in rbm.parameters():
+            p.normal_(0, 3)
+    return rbm, (torch.rand(50, 20, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+
+
+def test_the_ais_warning_points_at_the_caller_directly_and_through_log_likelihood_bounds():
+    """Before, ``log_likelihood_bounds`` (which calls ``estimate_log_z``) reported it at a line of
+    hybridpgm/infer/raise_ais.py: Python's default filter then showed it once per process, not per call site."""
+    rbm, data = _unreliable_rbm()
+    for call in (lambda: estimate_log_z(rbm, data, num_chains=4, num_steps=5),
+                 lambda: log_likelihood_bounds(rbm, data[:5], data, num_chains=4, num_steps=5)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        unreliable = [w for w in caught if "unreliable" in str(w.message)]
+        assert unreliable and all(w.filename == __file__ for w in unreliable)
