@@ -240,11 +240,21 @@ def check_scheduler(scheduler, optimizer: torch.optim.Optimizer, player: str):
 
 
 def callback_list(callbacks) -> list:
-    """``callbacks`` as a list; :class:`ConfigError` for a single callback or a non-iterable."""
+    """``callbacks`` as a list, each with a callable ``on_step_end`` (the one member the callback protocol of
+    :mod:`hybridpgm.train.callbacks` requires).
+
+    :raises ConfigError: a single callback or a non-iterable; a member without ``on_step_end`` (a function, an
+        object with only ``on_fit_end``), naming its position and class, before any step runs."""
     if hasattr(callbacks, "on_step_end") or hasattr(callbacks, "on_fit_end") or not isinstance(callbacks, IterableABC):
         raise ConfigError(f"callbacks must be an iterable of callbacks (a list), got {type(callbacks).__name__}; "
                           f"wrap a single one in a list")
-    return list(callbacks)
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(getattr(callback, "on_step_end", None)):
+            raise ConfigError(f"callbacks[{i}] ({type(callback).__name__}) has no on_step_end(info) method, which "
+                              "every callback needs; subclass hybridpgm.train.Callback, whose hooks do nothing by "
+                              "default, and override the ones you use")
+    return callbacks
 
 
 def check_decomposable(objective: Objective, accumulate: int, world_size: int) -> None:

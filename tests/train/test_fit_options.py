@@ -221,3 +221,23 @@ def test_an_objective_state_dict_without_its_pair_is_refused():
         check_players(objective)
     objective.load_state_dict = lambda state: None
     assert check_players(objective)
+
+
+def test_a_callback_without_on_step_end_is_refused_before_any_step():
+    """Before, a callback with only ``on_fit_end`` (or a plain function) raised a raw AttributeError after the
+    first optimizer step had already changed the parameters."""
+    from hybridpgm.train import Callback
+
+    class EndOnly:
+        def on_fit_end(self, info):
+            pass
+
+    class Kept(Callback):
+        def on_fit_end(self, info):
+            pass
+
+    with pytest.raises(ConfigError, match=r"callbacks\[1\] \(EndOnly\) has no on_step_end"):
+        callback_list([Kept(), EndOnly()])
+    with pytest.raises(ConfigError, match=r"callbacks\[0\] \(function\) has no on_step_end"):
+        callback_list([lambda info: None])
+    assert len(callback_list([Kept()])) == 1
