@@ -55,11 +55,14 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 from hybridpgm.serialization_ties import retie, tie_record
-from hybridpgm.train.checkpoint import nonfinite_entries, read_torch_file, write_atomically
+from hybridpgm.train.atomic_write import os_reason
+from hybridpgm.train.checkpoint import (NOT_PLAIN, nonfinite_entries, plain_data, plain_scalar, read_torch_file,
+                                        unreadable_reason, write_atomically)
 from hybridpgm.train.device import resolve_device
 
 __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", "register_spec", "save",
@@ -141,10 +144,13 @@ def versions() -> dict[str, str | None]:
 
 # ---------------------------------------------------------------- encoding
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or type(value) in (bool, int, float, str):
         return value
-    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == () and value.dtype.kind in "biuf":
-        return value.item()  # a NumPy scalar (np.int64(16), as the constructors accept): its Python number
+    # a NumPy scalar or 0-d array (np.int64(16), np.float64 from np.std, np.str_), an IntEnum: the builtin value,
+    # which loading with weights_only=True reads back (the subclass itself would be pickled with its class)
+    scalar = plain_scalar(value)
+    if scalar is not NOT_PLAIN and type(scalar) in (bool, int, float, str):
+        return scalar
     if isinstance(value, torch.Tensor):
         key = f"t{len(tensors)}"
         tensors[key] = value.detach().cpu().clone()
@@ -158,8 +164,8 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(value, nn.Module):
         # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
         return {"__module__": {**_module_spec(value, tensors, where), "dtypes": _dtype_names(value)}}
-    raise CheckpointError(f"cannot save {where}: a {type(value).__name__} is not plain data "
-                          "(int, float, str, bool, list, dict, None, tensor or a serializable module)")
+    raise CheckpointError(f"cannot save {where}: a {type(value).__module__}.{type(value).__qualname__} is not "
+                          "plain data (int, float, str, bool, list, dict, None, tensor or a serializable module)")
 
 
 def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
@@ -256,7 +262,8 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
 
     :param model: a module of a class decorated with :func:`serializable` (every
         hybridpgm model family) or registered with :func:`register_spec`.
-    :param path: the file to write (``.pt`` by convention).
+    :param path: the file to write (``.pt`` by convention; a str or ``os.PathLike``, ``~`` expanded,
+        :func:`~hybridpgm.paths.file_path`).
     :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
         feature_shape=[64]``.
     :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer of an
@@ -270,13 +277,19 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     """
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
+    path = file_path(path, "model file", CheckpointError)
     tensors: dict[str, torch.Tensor] = {}
     spec = _module_spec(model, tensors, type(model).__name__)
     meta_tensors: dict[str, torch.Tensor] = {}
     encoded_meta = _encode(dict(meta), meta_tensors, "meta")
     if meta_tensors:
         raise CheckpointError("save: meta values must be plain data, not tensors")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # a module's extra state (torch's get_extra_state) may be plain data: its tensors go to the CPU, its scalars
+    # become builtins that weights_only loading reads back (a Path or an object there is refused by name)
+    state, refused = plain_data({k: v.detach().cpu() if isinstance(v, torch.Tensor) else _cpu_tensors(v)
+                                 for k, v in model.state_dict().items()}, "state_dict")
+    if refused:
+        raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {unreadable_reason(refused)}")
     # buffers may be infinite by design (GPyTorch constraints' bounds); parameters must be finite
     bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
                                                          model.named_buffers(remove_duplicate=False)))
@@ -287,6 +300,17 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
                "ties": tie_record(model), "state_dict": state, "meta": encoded_meta, "versions": versions()}
     return write_atomically(path, payload, "model file")
+
+
+def _cpu_tensors(value: Any) -> Any:
+    """``value`` (a module's extra state) with each tensor in its lists, tuples and dicts detached, on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if type(value) in (list, tuple):
+        return type(value)(_cpu_tensors(v) for v in value)
+    if type(value) is dict:
+        return {k: _cpu_tensors(v) for k, v in value.items()}
+    return value
 
 
 def _floating(t: Any) -> bool:
@@ -346,9 +370,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
 def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> SavedModel:
     """:func:`load_model`, in the caller's inference mode."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        raise CheckpointError(f"no model file at {path}")
+    path = file_path(path, "model file", CheckpointError)
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"no model file at {path}") from None
+    except OSError as error:  # a name too long, a folder on the way that cannot be searched
+        raise CheckpointError(f"cannot read model file {str(path)!r}: {os_reason(error)}") from error
     if isinstance(map_location, (str, torch.device)):
         map_location = resolve_device(map_location)
     payload = read_torch_file(path, "model file", map_location)

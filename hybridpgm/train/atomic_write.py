@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, Callable
 import torch
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.paths import file_path
 
 __all__ = ["check_replaceable", "file_kind", "os_reason", "remove_stale_temporaries", "write_atomically",
            "write_text_atomically"]
@@ -41,8 +42,11 @@ def _temporary_prefix(path: Path) -> str:
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files a killed write of the checkpoint ``path`` left
-    behind (``.NAME.XXXXXXXX.tmp`` beside it).  Returns the removed paths."""
-    path = Path(path)
+    behind (``.NAME.XXXXXXXX.tmp`` beside it).  Returns the removed paths.
+
+    A temporary that cannot be removed (another user's, in a sticky folder such as ``/tmp``; a read-only
+    folder) is left where it is: it is not in the way, since each write makes a temporary of its own name."""
+    path = file_path(path, "checkpoint", CheckpointError)
     pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(_temporary_prefix(path)) + "*.tmp")
     removed = []
     for stale in glob.glob(pattern):
@@ -51,7 +55,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
                 continue  # not a file a write of ours left: never remove it
             os.unlink(stale)
             removed.append(Path(stale))
-        except FileNotFoundError:
+        except OSError:  # gone already, or not ours to remove (EPERM, EACCES, EROFS): left as it is
             pass
     return removed
 
@@ -151,11 +155,12 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :param save: writes ``payload`` to a binary file object (:func:`write_text_atomically` writes text).
-    :raises CheckpointError: ``path`` exists and is not a regular file (a directory, a symbolic link, a
-        device node, a FIFO: :func:`check_replaceable`), or the file system refused the write (the message
-        names the file and the OS reason; the temporary file is removed).
+    :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` or ends with a separator
+        (:func:`~hybridpgm.paths.file_path`; ``~`` is expanded), exists and is not a regular file (a directory,
+        a symbolic link, a device node, a FIFO: :func:`check_replaceable`), or the file system refused the write
+        (the message names the file and the OS reason; the temporary file is removed).
     """
-    path = Path(path)
+    path = file_path(path, what, CheckpointError)
     check_replaceable(path, what)
     tmp_name = None
     writer = None

@@ -24,10 +24,20 @@ A checkpoint holds no non-finite *Python float* either: those a state may hold o
 a step skipped under ``skip_nonfinite``) are written as the tagged dict ``{"__hybridpgm_float__": "inf"}``
 (``"-inf"``, ``"nan"``; :func:`encode_nonfinite_floats`) and decoded back by :func:`load_checkpoint`, so a
 raw ``torch.load(path, weights_only=True)`` of any checkpoint finds only finite numbers.
+
+Outside tensors a checkpoint holds only the plain data that ``weights_only`` loading reads back (``None``,
+``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, ``torch.Size``/``device``/``dtype``, and lists,
+tuples, sets and dicts of them; :func:`plain_data`).  What a state may hold that is a number or a string in another
+type is stored as the builtin one: a NumPy scalar or 0-d array (a learning rate from ``np.logspace``, a
+``LambdaLR`` returning ``np.exp(...)``) as its ``.item()``, an ``IntEnum`` or another subclass of ``int``,
+``float`` or ``str`` as that builtin.  Anything else (a ``Path``, an ``Enum``, a NumPy array, an object) is
+refused at the first write, naming its place in the checkpoint: written, it would make the checkpoint
+unreadable.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 import os
@@ -39,14 +49,15 @@ import numpy as np
 import torch
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
 from hybridpgm.train.atomic_write import check_replaceable, remove_stale_temporaries, write_atomically
 from hybridpgm.train.torch_load import check_readable, read_torch_file
 
 __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable",
            "decode_nonfinite_floats", "encode_nonfinite_floats", "load_checkpoint", "nonfinite_entries",
-           "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint", "set_rng_state",
-           "write_atomically"]
+           "plain_data", "plain_scalar", "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint",
+           "set_rng_state", "unreadable_reason", "write_atomically"]
 
 #: the checkpoint format written: 2 tags non-finite Python floats (:func:`encode_nonfinite_floats`), which a
 #: reader of format 1 would take for dicts; format 1 (raw non-finite floats) is still read
@@ -112,6 +123,77 @@ def encode_nonfinite_floats(state: Any) -> Any:
 def decode_nonfinite_floats(state: Any) -> Any:
     """The inverse of :func:`encode_nonfinite_floats`."""
     return _mapped(state, _decoded)
+
+
+#: the scalar types ``torch.load(weights_only=True)`` reads back: exactly these (a subclass is pickled with its
+#: class, which that loading refuses), checked against :func:`torch._weights_only_unpickler._get_allowed_globals`
+PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes, bytearray)
+_TORCH_VALUES = (torch.Size, torch.device, torch.dtype)
+_PLAIN_DICTS = (dict, collections.OrderedDict, collections.Counter)
+#: what :func:`plain_scalar` gives for a value that is no plain scalar
+NOT_PLAIN = object()
+
+
+def plain_scalar(value: Any) -> Any:
+    """``value`` as a builtin scalar of :data:`PLAIN_SCALARS`, or :data:`NOT_PLAIN`.
+
+    A NumPy scalar or 0-d array gives its ``.item()`` (``np.float64(0.1)`` -> ``0.1``, ``np.str_("a")`` ->
+    ``"a"``), a subclass of ``bool``/``int``/``float``/``complex``/``str``/``bytes`` (an ``IntEnum``) the builtin
+    value; a value of another type (a ``Path``, an ``Enum``, a ``datetime64``) is :data:`NOT_PLAIN`.
+    """
+    if type(value) in PLAIN_SCALARS:
+        return value
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        item = value.item()
+        return item if type(item) in PLAIN_SCALARS else NOT_PLAIN
+    for base in (int, float, complex, bytes):  # bool cannot be subclassed; an IntEnum is an int
+        if isinstance(value, base):
+            return base(value)
+    if isinstance(value, str):
+        return str.__str__(value)  # its characters (str() of a ``class E(str, Enum)`` member is ``"E.A"``)
+    return NOT_PLAIN
+
+
+def _plain(value: Any, where: str, refused: list[str]) -> Any:
+    if isinstance(value, torch.Tensor) or type(value) in _TORCH_VALUES:
+        return value
+    if type(value) in _PLAIN_DICTS:
+        pairs = [(_plain(k, f"{where}<key {k!r}>", refused), _plain(v, f"{where}[{k!r}]", refused))
+                 for k, v in value.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(pairs, value.items())):
+            return value
+        out = copy.copy(value)  # same type; a state_dict keeps its ``_metadata``
+        out.clear()
+        out.update(pairs)
+        return out
+    if type(value) in (list, tuple, set):
+        items = [_plain(v, f"{where}[{i}]", refused) for i, v in enumerate(value)]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(items)
+    scalar = plain_scalar(value)
+    if scalar is NOT_PLAIN:
+        refused.append(f"{where or '<state>'} (a {type(value).__module__}.{type(value).__qualname__})")
+        return value
+    return scalar
+
+
+def plain_data(state: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``state`` with its scalars as :func:`plain_scalar` gives them (a copy of the containers on a changed
+    path; tensors are kept as they are), and the places (``where`` followed by ``[key]``/``[index]``) of the
+    values ``torch.load(weights_only=True)`` could not read back: those of other types, and containers other than
+    ``list``, ``tuple``, ``set``, ``dict``, ``OrderedDict`` and ``Counter`` (a named tuple, a ``defaultdict``).
+    """
+    refused: list[str] = []
+    return _plain(state, where, refused), refused
+
+
+def unreadable_reason(refused: list[str]) -> str:
+    """The message part naming the ``refused`` places of :func:`plain_data`."""
+    return (f"{_shown(refused)} cannot be read back by torch.load(weights_only=True), which takes tensors and plain "
+            "data only (None, bool, int, float, complex, str, bytes, and lists, tuples, sets and dicts of them; "
+            "NumPy scalars are stored as Python numbers): give such values as plain data (str(path), enum.value, "
+            "array.tolist())")
 
 
 def rng_state() -> dict[str, Any]:
@@ -200,21 +282,30 @@ def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
                     infinite_ok: frozenset[str] = frozenset()) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename), its non-finite Python floats
-    (outside tensors) in tagged form (:func:`encode_nonfinite_floats`).
+    (outside tensors) in tagged form (:func:`encode_nonfinite_floats`) and its other scalars as the builtins
+    ``weights_only`` loading reads back (:func:`plain_data`: a NumPy ``float64`` as a ``float``).
 
     :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
         :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
 
-    :raises CheckpointError: ``state`` holds a non-finite tensor (nothing is
-        written), ``path`` exists and is not a regular file (a directory, a
+    :raises CheckpointError: ``state`` holds a non-finite tensor or a value ``torch.load(weights_only=True)``
+        could not read back (a ``Path``, an ``Enum``, a NumPy array: naming its place, such as
+        ``callbacks[0]['state']['x']``; nothing is written), ``path`` is not a str or ``os.PathLike``
+        (:func:`~hybridpgm.paths.file_path`), ``path`` exists and is not a regular file (a directory, a
         symbolic link, a device node, a FIFO), or the file system refused the
         write (:func:`write_atomically`); the previous checkpoint at ``path`` is kept.
     """
-    path = Path(path)
+    path = file_path(path, "checkpoint", CheckpointError)
     bad = nonfinite_entries(state, infinite_ok=infinite_ok)
     if bad:
         raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {_shown(bad)} hold(s) NaN or infinity; "
                               "the previous checkpoint is kept")
+    converted = {key: plain_data(value, str(key)) for key, value in state.items()}
+    state = {key: value for key, (value, _) in converted.items()}
+    refused = [where for _, places in converted.values() for where in places]
+    if refused:
+        raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {unreadable_reason(refused)}; nothing "
+                              "is written and the previous checkpoint is kept")
     # non-finite Python floats (a scheduler's infinite ``best``, a skipped step's NaN loss) go in tagged form
     return write_atomically(path, encode_nonfinite_floats({"format_version": FORMAT_VERSION, **state}), "checkpoint")
 
@@ -227,7 +318,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         checkpoint, of an unknown format version, or holds NaN (:func:`check_finite_checkpoint`; whether an
         infinity is allowed depends on the module, which ``fit`` checks when it resumes).
     """
-    path = Path(path)
+    path = file_path(path, "checkpoint", CheckpointError)
     state = read_torch_file(path, "checkpoint", map_location)
     if isinstance(state, dict) and state.get("format") == "hybridpgm-model":  # serialization.FORMAT
         raise CheckpointError(f"{str(path)!r} is a model file written by hybridpgm.save, not a training checkpoint; "

@@ -180,11 +180,20 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _model_differences(saved: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> list[str]:
+def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """How the state dict ``saved`` does not fit the model's ``current`` one: a name only in one of them, a
+    tensor of another shape, or a tensor in one where the other holds plain data (a module's extra state from
+    torch's ``get_extra_state``, such as ``{"updates": 7}``: its value is state, which the resume restores, so
+    two plain values never differ here)."""
     out = [f"{k!r} is in the checkpoint but not in the model" for k in saved if k not in current]
     out += [f"{k!r} is in the model but not in the checkpoint" for k in current if k not in saved]
-    out += [f"{k!r} has shape {tuple(saved[k].shape)} in the checkpoint, {tuple(current[k].shape)} in the model"
-            for k in saved if k in current and tuple(saved[k].shape) != tuple(current[k].shape)]
+    for k in (k for k in saved if k in current):
+        was, now = saved[k], current[k]
+        if isinstance(was, torch.Tensor) and isinstance(now, torch.Tensor):
+            if tuple(was.shape) != tuple(now.shape):
+                out.append(f"{k!r} has shape {tuple(was.shape)} in the checkpoint, {tuple(now.shape)} in the model")
+        elif isinstance(was, torch.Tensor) or isinstance(now, torch.Tensor):
+            out.append(f"{k!r} is a {type(was).__name__} in the checkpoint, a {type(now).__name__} in the model")
     return out
 
 

@@ -16,7 +16,9 @@ from typing import Any, Iterable
 import torch
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.paths import file_path
 from hybridpgm.train.callback_states import callback_buffer_paths, load_callback_states
+from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries)
 from hybridpgm.train.fit_options import check_optimizer, check_players, check_scheduler, per_player
@@ -28,7 +30,18 @@ from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, 
                                     scheduler_settings)
 from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
 
-__all__ = ["Restored", "build_players", "open_checkpoint", "restore"]
+__all__ = ["Restored", "build_players", "checkpoint_path", "open_checkpoint", "restore"]
+
+
+def checkpoint_path(checkpoint: str | os.PathLike) -> str:
+    """``fit``'s ``checkpoint`` as the absolute path it names now (``~`` expanded,
+    :func:`~hybridpgm.paths.file_path`): a relative path is resolved once, when the run starts, so a change of
+    the working folder during the run (a notebook's ``%cd``, a callback) does not send later checkpoints elsewhere.
+
+    :raises CheckpointError: ``checkpoint`` is not a str or ``os.PathLike`` (``bytes``), is empty or ends with a
+        separator.
+    """
+    return os.path.abspath(file_path(checkpoint, "checkpoint", CheckpointError))
 
 
 def build_players(objective: Objective, optim, lr_scheduler, precision: str | None, device: torch.device,
@@ -63,22 +76,32 @@ def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, c
     """The checkpoint state to resume from, or ``None`` to start afresh.
 
     Refuses a ``checkpoint`` that is a directory, a symbolic link, a device or a FIFO before any step; rank 0
-    removes the temporaries a killed write left and, with ``overwrite``, the checkpoint; every rank then takes
-    rank 0's view of whether it exists.
+    removes the temporaries a killed write left (those it may remove) and, with ``overwrite``, the checkpoint;
+    every rank then takes rank 0's view of whether it exists.  A relative ``checkpoint`` is taken relative to the
+    working folder now (:func:`checkpoint_path`).
 
     :param mode: :func:`~hybridpgm.train.resume.resume_mode`'s ``"auto"``, ``"require"`` or ``"never"``.
     :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext`.
-    :raises CheckpointError: the path is not a regular file, ``mode`` is ``"require"`` and there is no
-        checkpoint, or ``"never"`` and there is one; or the file cannot be read
+    :raises CheckpointError: the path is not a str or ``os.PathLike``, or not a regular file, ``overwrite`` could
+        not remove the checkpoint (naming the OS reason: another user's file in a sticky folder), ``mode`` is
+        ``"require"`` and there is no checkpoint, or ``"never"`` and there is one; or the file cannot be read
         (:func:`~hybridpgm.train.checkpoint.load_checkpoint`).
     """
+    checkpoint = checkpoint_path(checkpoint)
     if os.path.isdir(checkpoint):
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
     check_replaceable(checkpoint, "checkpoint")  # a link, a device, a FIFO: refused before any step
     if context.is_main:
         remove_stale_temporaries(checkpoint)
         if overwrite and os.path.exists(checkpoint):
-            os.unlink(checkpoint)
+            try:
+                os.unlink(checkpoint)
+            except FileNotFoundError:
+                pass  # removed meanwhile: nothing to overwrite
+            except OSError as error:
+                raise CheckpointError(f"overwrite=True cannot remove checkpoint {str(checkpoint)!r}: "
+                                      f"{os_reason(error)}; remove it yourself or pass another checkpoint path"
+                                      ) from error
     exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
     if mode == "require" and not exists:
         raise CheckpointError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.paths import file_path
 from hybridpgm.train.atomic_write import file_kind, os_reason
 
 __all__ = ["check_readable", "read_torch_file"]
@@ -106,12 +107,14 @@ def _load_reason(error: Exception) -> str:
 
 
 def check_readable(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as a :class:`~pathlib.Path` if it is a regular file (through a symbolic link is fine).
+    """``path`` as a :class:`~pathlib.Path` (``~`` expanded, :func:`~hybridpgm.paths.file_path`) if it is a
+    regular file (through a symbolic link is fine).
 
-    :raises CheckpointError: it does not exist, or is a directory, a FIFO, a device node ... (opening a
-        FIFO would wait for a writer forever).
+    :raises CheckpointError: it is not a str or ``os.PathLike`` (``bytes``) or ends with a separator, does not
+        exist, cannot be examined (a name too long, a folder on the way not searchable: the OS reason), or is a
+        directory, a FIFO, a device node ... (opening a FIFO would wait for a writer forever).
     """
-    path = Path(path)
+    path = file_path(path, what, CheckpointError)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -36,12 +36,12 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"step": 1})
 
-    class Unpicklable:
-        def __reduce__(self):
+    class Unpicklable(torch.Tensor):  # a tensor (kept as it is) that fails mid-write
+        def __reduce_ex__(self, protocol):
             raise RuntimeError("cannot pickle")
 
     with pytest.raises(RuntimeError, match="cannot pickle"):
-        save_checkpoint(path, {"step": 2, "bad": Unpicklable()})
+        save_checkpoint(path, {"step": 2, "bad": torch.zeros(1).as_subclass(Unpicklable)})
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
