@@ -64,6 +64,8 @@ from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (NOT_PLAIN, nonfinite_entries, plain_data, plain_scalar, read_torch_file,
                                         unreadable_reason, write_atomically)
 from hybridpgm.train.device import resolve_device
+# re-exported: the versions recorded in model files were defined here, and callers import them from this module
+from hybridpgm.versions import versions
 
 __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", "register_spec", "save",
            "serializable", "versions"]
@@ -126,20 +128,6 @@ def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable
     everything: ``to_spec(module) -> dict`` of savable values and
     ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
     _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of hybridpgm, Pyro, torch and GPyTorch (``None`` when not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, str | None] = {}
-    for label, dist in (("hybridpgm", "hybridpgm"), ("pyro", "pyro-ppl"), ("torch", "torch"),
-                        ("gpytorch", "gpytorch")):
-        try:
-            found[label] = version(dist)
-        except PackageNotFoundError:
-            found[label] = None
-    return found
 
 
 # ---------------------------------------------------------------- encoding
