@@ -12,11 +12,18 @@ device this machine lacks) is one line, ``hybridpgm: error: ...``, on standard
 error with exit status 2, reported before any training starts.  So is a size
 too large to allocate (``--hidden``, ``--num-samples``): the allocator's
 error, in one line, instead of its traceback.
+
+``evaluate|sample RUN --output FILE`` is checked before any work: a folder, a
+missing folder, and a FIFO, symbolic link or device node (which hybridpgm would
+replace by a regular file) are refused, and ``sample``'s suffix must name a
+format the run's recipe writes (``.csv`` for bayes-net, else an image format
+matplotlib writes: ``.png``, ``.pdf``, ``.svg`` ...).  ``~`` is the home folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -28,7 +35,35 @@ __all__ = ["build_parser", "main", "version_line"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``hybridpgm: error: <message>``, exit 2."""
+    """argparse with one-line errors: ``hybridpgm: error: <message>``, exit 2.
+
+    A ``train <model>`` parser gets its recipe's arguments when it is first used (:meth:`defer_arguments`),
+    so that ``hybridpgm --version`` or ``hybridpgm evaluate RUN`` imports no recipe it does not run (the GP
+    recipe imports GPyTorch, whose import warns under ``python -W error``)."""
+
+    _add_later = None
+
+    def defer_arguments(self, add) -> None:
+        """Call ``add(self)`` (which adds this parser's arguments) before this parser first parses or
+        formats its help."""
+        self._add_later = add
+
+    def _add_deferred(self) -> None:
+        add, self._add_later = self._add_later, None
+        if add is not None:
+            add(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._add_deferred()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_deferred()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_deferred()
+        return super().format_usage()
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"hybridpgm: error: {message}\n")
@@ -61,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = train.add_subparsers(dest="model", required=True, metavar="model", parser_class=_Parser)
     for name, (recipe, description) in sorted(RECIPES.items()):
         sub = models.add_parser(name, help=description, description=description)
-        recipe.add_arguments(sub, name)
+        sub.defer_arguments(functools.partial(_add_recipe_arguments, recipe, name))
     for name, text in (("evaluate", "score a trained run again (reads RUN/model.pt)"),
                        ("sample", "draw samples from a trained run (reads RUN/model.pt)")):
         sub = commands.add_parser(name, help=text, description=text)
@@ -79,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")
     return parser
+
+
+def _add_recipe_arguments(recipe, name: str, parser: argparse.ArgumentParser) -> None:
+    recipe.add_arguments(parser, name)
 
 
 def _positive(text: str) -> int:
@@ -126,7 +165,10 @@ def _after_training(args: argparse.Namespace) -> dict:
         problem = "is a file, not a folder" if run.exists() else "does not exist"
         raise ConfigError(f"run folder {str(run)!r} {problem}")
     if args.output is not None:  # before any work: a path that cannot be written is named at once
-        _check_output(Path(args.output), args.command)
+        from hybridpgm.paths import file_path
+
+        args.output = str(file_path(args.output, "--output", ConfigError))
+        _check_output(Path(args.output))
     saved = load_model(run / "model.pt")
     recipe_name = saved.meta.get("recipe")
     if recipe_name not in RECIPES:
@@ -142,6 +184,8 @@ def _after_training(args: argparse.Namespace) -> dict:
     action = getattr(recipe, args.command, None)
     if action is None:
         raise ConfigError(f"model {recipe_name!r} has no `{args.command}` command")
+    if args.output is not None and args.command == "sample":
+        _check_sample_format(Path(args.output), recipe_name)
     torch.manual_seed(args.seed)
     return action(saved, run, args)
 
@@ -163,21 +207,43 @@ def _override_data_root(meta: dict, data_root: str, run: Path) -> None:
     meta["data_root"] = data_root
 
 
-def _check_output(path: Path, command: str) -> None:
-    """Refuse an ``--output`` that names a folder, lies in a folder that does not exist, or (``sample``) has
-    no extension, which would make matplotlib write ``<path>.png`` while the report named ``<path>``.
+def _check_output(path: Path) -> None:
+    """Refuse an ``--output`` that names a folder, lies in a folder that does not exist, or exists as something
+    other than a regular file (a FIFO, a symbolic link, a device node: hybridpgm would replace the node itself
+    by a regular file, see :func:`~hybridpgm.train.atomic_write.check_replaceable`).
 
     :raises ConfigError: naming the path and what is wrong with it.
+    :raises CheckpointError: ``path`` exists and is not a regular file.
     """
     from hybridpgm.errors import ConfigError
+    from hybridpgm.train.atomic_write import check_replaceable
 
     if path.is_dir():
         raise ConfigError(f"--output {str(path)!r} is a folder; give the path of a file")
     if not path.parent.is_dir():
         raise ConfigError(f"--output {str(path)!r}: the folder {str(path.parent)!r} does not exist")
-    if command == "sample" and not path.suffix:
-        raise ConfigError(f"--output {str(path)!r} has no extension; name the file with one (.png, or .csv for "
-                          "bayes-net)")
+    check_replaceable(path, "--output file")
+
+
+def _check_sample_format(path: Path, recipe_name: str) -> None:
+    """Refuse a ``sample --output`` whose suffix names a format the run's recipe does not write: ``.csv`` for
+    bayes-net (rows of sampled states), else an image format matplotlib writes
+    (:func:`~hybridpgm.diagnostics.plots.figure_formats`: ``.png``, ``.pdf``, ``.svg`` ...).
+
+    :raises ConfigError: naming the path, its suffix and the suffixes that would do.
+    """
+    from hybridpgm.errors import ConfigError
+
+    if recipe_name == "bayes-net":
+        formats = ["csv"]
+    else:
+        from hybridpgm.diagnostics.plots import figure_formats
+
+        formats = figure_formats()
+    if path.suffix[1:].lower() not in formats:
+        found = f"has the suffix {path.suffix!r}" if path.suffix else "has no extension"
+        raise ConfigError(f"--output {str(path)!r} {found}, but a {recipe_name} run's samples are written as "
+                          f"{', '.join('.' + f for f in formats)}; name the file with one of them")
 
 
 def _check_data_root(args: argparse.Namespace) -> None:

@@ -2,14 +2,20 @@
 
 Every helper builds a :class:`matplotlib.figure.Figure` with the object-oriented
 API (no pyplot state, no backend change) and returns it; it is written to disk
-only when ``path`` is given (PNG at 100 dpi; missing folders of ``path`` are
-created).  A notebook shows the returned figure inline as a PNG, with or without
+only when ``path`` is given (at 100 dpi, in the format its suffix names: ``.png``,
+``.pdf``, ``.svg`` ...; missing folders of ``path`` are created).  A ``path`` that is
+a folder, has no suffix or one matplotlib does not write, or exists as something
+other than a regular file (a FIFO, a symbolic link) is refused with
+:class:`~hybridpgm.errors.DataError` naming it, as is a write the OS refuses; the
+figure is written to a temporary file and renamed, so a full disk leaves no
+partial image.  A notebook shows the returned figure inline as a PNG, with or without
 ``%matplotlib inline`` (:func:`~hybridpgm.diagnostics.figure_display.displayable`;
 where the inline backend is active, its own printer draws it).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import warnings
@@ -24,8 +30,11 @@ from matplotlib.figure import Figure  # noqa: E402
 from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
 from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
-from hybridpgm.errors import ConfigError, DataError  # noqa: E402
+from hybridpgm.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from hybridpgm.paths import file_path  # noqa: E402
+from hybridpgm.train.atomic_write import check_replaceable, os_reason, write_atomically  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
+from hybridpgm.warning_origin import users_stacklevel  # noqa: E402
 
 __all__ = ["plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", "plot_loss_curves",
            "plot_sequence_marginals"]
@@ -130,12 +139,56 @@ def _check_grey_levels(images: torch.Tensor) -> None:
                         f"(dtype {images.dtype}){hint}")
 
 
+def figure_formats() -> list[str]:
+    """The file suffixes matplotlib can write a figure as (``"png"``, ``"pdf"``, ``"svg"`` ...: its canvas'
+    ``get_supported_filetypes()``), sorted."""
+    return sorted(Figure().canvas.get_supported_filetypes())
+
+
+def figure_path(path: str | os.PathLike) -> Path:
+    """``path`` checked as the file a figure is written to (:func:`~hybridpgm.paths.file_path`'s policy): its
+    suffix names a format matplotlib writes (:func:`figure_formats`; the format is never guessed, so a folder
+    or ``"khat"`` is not silently written as ``khat.png`` beside it), and it is absent or a regular file.
+
+    :raises DataError: naming the path and what is wrong with it.
+    """
+    path = file_path(path, "figure")
+    if path.is_dir():
+        raise DataError(f"cannot write figure {str(path)!r}: it is a folder; pass the path of an image file in it")
+    formats = figure_formats()
+    suffix = path.suffix[1:].lower()
+    if suffix not in formats:
+        found = f"has the suffix {path.suffix!r}" if suffix else "has no suffix"
+        raise DataError(f"cannot write figure {str(path)!r}: it {found}; name the file with one matplotlib "
+                        f"writes ({', '.join('.' + f for f in formats)})")
+    try:
+        check_replaceable(path, "figure")
+    except CheckpointError as error:
+        raise DataError(str(error)) from None
+    return path
+
+
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
-    """Lay ``fig`` out, write it to ``path`` (if given) and make it show itself in a notebook."""
+    """Lay ``fig`` out, write it to ``path`` (if given; :func:`figure_path`) through a temporary file and a
+    rename, and make it show itself in a notebook.
+
+    :raises DataError: ``path`` is refused by :func:`figure_path`, or the OS refused the write (naming the path
+        and the reason: no such folder possible, permission denied, no space ...; no partial file is left).
+    """
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)  # as checkpoints and reports are written
-        fig.savefig(Path(path), dpi=100)
+        path = figure_path(path)
+        image = io.BytesIO()  # drawn first, so that nothing is written for a figure matplotlib cannot draw
+        fig.savefig(image, format=path.suffix[1:].lower(), dpi=100)
+        try:  # its folders are created, as checkpoints and reports are written
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"cannot write figure {str(path)!r}: cannot create its folder {str(path.parent)!r}: "
+                            f"{os_reason(error)}") from error
+        try:
+            write_atomically(path, image.getvalue(), "figure", save=lambda data, file: file.write(data))
+        except CheckpointError as error:
+            raise DataError(str(error)) from error.__cause__
     return displayable(fig)
 
 
@@ -161,7 +214,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
     xlabel = "data point"
     if nan.any():
         note = f"{int(nan.sum())} of {khat.size} k-hats are NaN (first at index {int(np.argmax(nan))})"
-        warnings.warn(f"plot_khat: {note}; they are not drawn", UserWarning, stacklevel=2)
+        warnings.warn(f"plot_khat: {note}; they are not drawn", UserWarning, stacklevel=users_stacklevel())
         xlabel += f" ({int(nan.sum())} NaN k-hat(s) not drawn)"
     index = np.arange(khat.size)
     finite = np.isfinite(khat)

@@ -29,9 +29,11 @@ import re
 import numpy as np
 import torch
 
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import CheckpointError, DataError, ModelSpecError
 # re-exported: the pgmpy conversions this module held before they moved to hybridpgm.graphs.bif_pgmpy
 from hybridpgm.graphs.bif_pgmpy import discrete_table, from_pgmpy, to_pgmpy
+from hybridpgm.paths import file_path
+from hybridpgm.train.atomic_write import write_atomically
 
 __all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 
@@ -138,7 +140,7 @@ def _floats(s: str, where: str) -> list[float]:
 def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = False, atol: float = 1e-4):
     """Read a BIF file (``.bif`` or ``.bif.gz``) into a :class:`~hybridpgm.graphs.BayesNet`.
 
-    :param path: file path.
+    :param path: file path, a ``str`` or :class:`os.PathLike` (``~`` expanded; ``bytes`` refused).
     :param dtype: dtype of the tables (float64 by default, as in the file).
     :param bool learnable: make the tables trainable parameters.
     :param float atol: row-sum tolerance (rows are renormalised).
@@ -153,10 +155,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     from hybridpgm.graphs.bayes_net import BayesNet
     from hybridpgm.graphs.cpd import Table
 
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise DataError(f"read_bif needs a file path, got {path!r}") from None
+    path = str(file_path(path, "BIF file", DataError))  # bytes refused by name, ~ expanded
     if not os.path.exists(path):
         raise DataError(f"BIF file not found: {path}")
     if not os.path.isfile(path):
@@ -318,10 +317,23 @@ def write_bif(bn, path) -> None:
     """Write a network of discrete CPDs (without context inputs) as a BIF file, with its state names
     (``s0, s1, ...`` for a node without state names).  Every name is checked before anything is written.
 
+    The file (gzip-compressed when ``path`` ends with ``.gz``) is built in memory, written to a temporary file
+    beside ``path`` and renamed over it (:func:`~hybridpgm.train.atomic_write.write_atomically`): a full disk or
+    a stopped run leaves the previous file, never a partial one.  Missing folders of ``path`` are created, as
+    checkpoints, reports and figures are.
+
+    :param bn: the :class:`~hybridpgm.graphs.BayesNet` to write (discrete :class:`~hybridpgm.graphs.cpd.Table`
+        CPDs, or any CPD with a discrete table and no context input).
+    :param path: the file to write, a ``str`` or :class:`os.PathLike` (:func:`~hybridpgm.paths.file_path`:
+        ``~`` expanded, ``bytes`` refused).
+    :raises DataError: naming the path: it is not a ``str``/``os.PathLike``, exists as something other than a
+        regular file (a folder, a symbolic link, a FIFO, a device node), or the OS refused the write (with its
+        reason: no permission, no space ...).
     :raises ModelSpecError: a continuous or context-dependent node; or, naming the node and state, a name that
         :func:`read_bif` could not read back (empty, or holding whitespace, ``(``, ``)``, ``,``, ``;``, ``|``,
         ``{``, ``}``, ``//`` or ``/*``).
     """
+    path = file_path(path, "BIF file", DataError)
     bn.check()
     names, lines = {}, ["network unknown {", "}"]
     for v in bn.nodes:
@@ -345,6 +357,10 @@ def write_bif(bn, path) -> None:
                 key = ", ".join(pstates[i][j] for i, j in enumerate(idx))
                 lines.append(f"  ({key}) " + ", ".join(repr(float(p)) for p in table[idx]) + ";")
         lines.append("}")
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)  # mtime 0: the same network gives the same bytes
+    try:
+        write_atomically(path, data, "BIF file", save=lambda payload, file: file.write(payload))
+    except CheckpointError as error:
+        raise DataError(str(error)) from error.__cause__

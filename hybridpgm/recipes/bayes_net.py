@@ -20,7 +20,6 @@ variation distance between them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd, load_network
 from hybridpgm.infer import SVIObjective
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_evaluation, write_metrics)
+from hybridpgm.train.atomic_write import write_text_atomically
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "learner_for", "run", "sample"]
@@ -186,7 +186,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = {"model": "bayes-net", "network": saved.meta["network"],
               "test_log_likelihood": _held_out(saved.module, test_rows),
               **_query_scores(saved.module, truth, test_rows, saved.meta["seed"])}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 
@@ -199,5 +199,5 @@ def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     for i in range(args.num_samples):
         lines.append(",".join(str(bn.state_names[v][int(draws[v][i])]) if v in bn.state_names
                               else str(int(draws[v][i])) for v in bn.nodes))
-    write_text_atomically(path, "\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n", "samples file")
     return {"samples": str(path), "num_samples": args.num_samples}

@@ -37,12 +37,13 @@ import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.train import FitResult, fit
+from hybridpgm.train.atomic_write import write_text_atomically
 from hybridpgm.train.distributed import current
 from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
            "positive_float", "positive_int", "prepare_output", "recipe_config", "save_model", "seed_int", "throughput",
-           "train", "remove_output_left_empty", "write_metrics", "write_text_atomically"]
+           "train", "remove_output_left_empty", "write_evaluation", "write_metrics"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
@@ -219,20 +220,19 @@ def write_metrics(out: Path, metrics: dict[str, Any], units: dict[str, str] | No
     metrics["units"] = {k: v for k, v in known.items() if k in metrics}
     metrics["versions"] = versions()
     metrics["command"] = COMMAND or shlex.join(sys.argv)
-    return write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n",
+                                 "metrics file")
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it and :func:`os.replace`, so a reader (or a
-    run stopped mid-write) never finds a half-written report."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+def write_evaluation(report: dict[str, Any], run_dir: Path, args: argparse.Namespace) -> Path:
+    """Write ``evaluate``'s ``report`` as JSON to ``--output`` (``args.output``) or ``run_dir/evaluation.json``,
+    atomically (:func:`~hybridpgm.train.atomic_write.write_text_atomically`: a reader or a second writer never
+    finds a half-written report, and only a regular file is replaced).
+
+    :raises CheckpointError: the path exists and is not a regular file (a folder, a symbolic link, a FIFO, a
+        device node), or the file system refused the write (naming the file and the OS reason)."""
+    return write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n",
+                                 "report")
 
 
 def save_model(module: torch.nn.Module, out: Path, args: argparse.Namespace, **meta: Any) -> Path:

@@ -13,7 +13,6 @@ Viterbi) beside the Bayes-optimal ones (Lafferty et al. 2001).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from hybridpgm.diagnostics.plots import plot_sequence_marginals
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_evaluation, write_metrics)
 from hybridpgm.recipes.models import CRFTagger
 from hybridpgm.train.distributed import current
 
@@ -109,5 +108,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger."""
     hmm, _, test_set = _task(saved.meta)
     report = {"model": "crf", "dataset": "hmm", **_scores(saved.module, hmm, test_set)}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report

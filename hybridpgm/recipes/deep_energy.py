@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from hybridpgm.energy import DBM, DBN
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description,
                                       non_negative_float, positive_int, prepare_output, recipe_config, save_model,
-                                      train, write_metrics, write_text_atomically)
+                                      train, write_evaluation, write_metrics)
 from hybridpgm.train import fit
 from hybridpgm.train.distributed import current
 
@@ -141,7 +140,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     else:
         report = _dbm_scores(model, data.train.x, data.test.x, meta["ais_chains"], meta["ais_steps"])
     report = {"model": meta["recipe"], "dataset": meta["dataset"], **report, "units": "nats per example"}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 

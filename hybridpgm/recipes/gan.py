@@ -14,7 +14,6 @@ The run folder holds ``model.pt``: the generator (the VAE for AAVAE), which
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator, gan_network
 from hybridpgm.infer.adversarial import AAVAE, GAN, IWGAN, InfoGAN, adversarial_optim
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
                                       prepare_output, recipe_config, save_model, train, write_metrics,
-                                      write_text_atomically)
+                                      write_evaluation)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "build", "evaluate", "run", "sample"]
@@ -187,7 +186,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if isinstance(saved.module, VAE):
         static = load_dataset(meta["dataset"], binarize="static", root=meta.get("data_root"), seed=meta["seed"])
         report["test_elbo"] = saved.module.elbo(static.test.x, num_samples=10).mean().item()
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 

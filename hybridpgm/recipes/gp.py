@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from hybridpgm.gp.validation import fit_validated, split_tail, splittable_size
 from hybridpgm.nn import mlp
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description, positive_int,
                                       prepare_output, recipe_config, save_model, write_metrics,
-                                      write_text_atomically)
+                                      write_evaluation)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "load_regression", "run"]
@@ -224,5 +223,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``."""
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"],
               **_scores(saved.module, _data(saved.meta))}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from hybridpgm.infer import ContrastiveDivergence, PersistentCD
 from hybridpgm.infer.log_z import estimate_log_z
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, non_negative_float, positive_int,
                                       prepare_output, recipe_config, save_model, train, write_metrics,
-                                      write_text_atomically)
+                                      write_evaluation)
 from hybridpgm.train import EvaluateEvery
 from hybridpgm.train.distributed import current
 
@@ -126,7 +125,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
               "log_z_stderr": float(estimate.stderr), "log_z_reliable": estimate.reliable,
               "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll,
               "units": {"log_z": "nats", "test_log_likelihood": "nats per example (higher is better)"}}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 

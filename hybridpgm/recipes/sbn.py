@@ -13,7 +13,6 @@ refuse ``--particles``.  metrics.json records the :math:`K` the objective traine
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import NVIL, RWS, VIMCO, WakeSleep
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_evaluation, write_metrics)
 from hybridpgm.train.distributed import current
 
 __all__ = ["OBJECTIVES", "add_arguments", "evaluate", "run", "sample"]
@@ -137,7 +136,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                                for chunk in test.split(100)]).mean())
     report = {"model": "sbn", "dataset": meta["dataset"], "test_log_likelihood": test_ll,
               "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 

@@ -15,7 +15,6 @@ beat that baseline by several nats per image.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.generative import VAE
 from hybridpgm.infer import IWAE, SVIObjective
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
-                                      recipe_config, save_model, train, write_metrics, write_text_atomically)
+                                      recipe_config, save_model, train, write_evaluation, write_metrics)
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
@@ -131,7 +130,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"], "test_elbo": test_elbo,
               "test_log_likelihood": test_ll, "baseline_test_log_likelihood": baseline,
               "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n")
+    write_evaluation(report, run_dir, args)
     return report
 
 

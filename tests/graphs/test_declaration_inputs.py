@@ -217,9 +217,11 @@ def test_unknown_network_lists_the_bundled_ones():
         load_network("no_such_net")
 
 
-@pytest.mark.parametrize("call", [lambda: read_bif(None), lambda: load_network(3)])
-def test_bif_path_of_the_wrong_type(call):
-    with pytest.raises(DataError, match="needs a file path"):
+@pytest.mark.parametrize("call, message", [
+    (lambda: read_bif(None), "the BIF file path must be a str or os.PathLike, got NoneType"),
+    (lambda: load_network(3), "needs a file path")])
+def test_bif_path_of_the_wrong_type(call, message):
+    with pytest.raises(DataError, match=message):
         call()
 
 

@@ -24,26 +24,6 @@ def test_throughput_counts_the_examples_each_rank_trains_on(world, monkeypatch):
     assert resumed == pytest.approx(world * shard)
 
 
-def test_a_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    """Before, evaluation.json and the bayes-net samples were written in place: a stopped write left half a
-    report where the last whole one had been."""
-    import os
-
-    from hybridpgm.recipes.common import write_text_atomically
-
-    path = tmp_path / "evaluation.json"
-    write_text_atomically(path, '{"a": 1}\n')
-    assert path.read_text() == '{"a": 1}\n' and os.listdir(tmp_path) == ["evaluation.json"]
-
-    def stopped(src, dst):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "replace", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        write_text_atomically(path, '{"a": 2}\n')
-    assert path.read_text() == '{"a": 1}\n' and os.listdir(tmp_path) == ["evaluation.json"]
-
-
 #: per recipe: tiny arguments, and an option of the recipe's own that changes the run (not fit's settings)
 _TINY_RUNS = {
     "iwae": (["--epochs", "1", "--batch-size", "256", "--latent-dim", "2", "--hidden", "8", "--eval-samples", "2",

@@ -1,0 +1,76 @@
+"""The plot helpers' ``path`` (hybridpgm/diagnostics/plots.py): refused with a DataError naming it.  Before, a
+folder or a path without suffix was silently written as '<path>.png' beside it, and an unknown suffix, a FIFO,
+a path under a file or a read-only folder raised matplotlib's or the OS's raw error."""
+
+import errno
+import os
+import stat
+
+import pytest
+import torch
+
+from hybridpgm.diagnostics import plot_khat
+from hybridpgm.errors import DataError
+
+KHAT = torch.linspace(-0.2, 0.9, 8)
+
+
+@pytest.mark.parametrize("name,word", [("khat", "has no suffix"), ("k.jpgg", "has the suffix '.jpgg'")])
+def test_a_missing_or_unknown_suffix_is_refused(tmp_path, name, word):
+    with pytest.raises(DataError, match=f"{name}'.*{word}.*\\.png"):
+        plot_khat(KHAT, tmp_path / name)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_folder_is_refused(tmp_path):
+    (tmp_path / "figs").mkdir()
+    with pytest.raises(DataError, match="figs'.*folder"):
+        plot_khat(KHAT, tmp_path / "figs")
+    assert sorted(os.listdir(tmp_path)) == ["figs"] and os.listdir(tmp_path / "figs") == []
+
+
+def test_a_fifo_is_refused_at_once_and_kept(tmp_path):
+    fifo = tmp_path / "fig.png"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that the old code's open() returned, not blocked
+    try:
+        with pytest.raises(DataError, match="fig.png'.*FIFO"):
+            plot_khat(KHAT, fifo)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_path_under_a_file_is_refused(tmp_path):
+    (tmp_path / "khat.png").write_bytes(b"kept")
+    with pytest.raises(DataError, match="khat.png/x.png'.*folder"):
+        plot_khat(KHAT, tmp_path / "khat.png" / "x.png")
+    assert (tmp_path / "khat.png").read_bytes() == b"kept"
+
+
+def test_a_refused_write_names_the_path_and_reason(tmp_path, monkeypatch):
+    """A read-only folder (as root, a permission check would pass: the OS error is simulated)."""
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(DataError, match="ro.png'.*EACCES"):
+        plot_khat(KHAT, tmp_path / "ro.png")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bytes_path_is_refused_by_name(tmp_path):
+    with pytest.raises(DataError, match="got bytes"):
+        plot_khat(KHAT, os.fsencode(tmp_path / "k.png"))
+
+
+@pytest.mark.parametrize("name", ["k.png", "k.PDF", "sub/k.svg"])
+def test_a_supported_suffix_is_written(tmp_path, name):
+    from hybridpgm.diagnostics.plots import figure_formats
+
+    assert {"png", "pdf", "svg"} <= set(figure_formats())
+    plot_khat(KHAT, tmp_path / name)
+    assert (tmp_path / name).stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / name).parent.iterdir()) == [os.path.basename(name)]
