@@ -26,6 +26,12 @@ returned the conditioned value.
 * The enumeration-dimension allocator (``_ENUM_ALLOCATOR``), which an internal ``poutine.enum`` resets, is
   restored, so an enclosing ``TraceEnum_ELBO`` keeps allocating where it was.
 
+The whole region, from the snapshot to the restore, runs while holding hybridpgm's process-wide lock
+(:func:`~hybridpgm.global_state_lock.holding_global_state`): the stack and allocators are Pyro's module globals,
+one per process, so two threads emptying and refilling them at once wiped each other's handlers and wrote back
+snapshots that held the other thread's (``Messenger is not on the bottom of the stack``, a ``TraceMessenger``
+left on the stack after both calls returned).
+
 The returned tensor stays differentiable: used as ``pyro.factor("ll", value)`` in a model, the factor is the
 caller's one site.  Since the internal ``pyro.param`` sites are hidden as well, a ``pyro.infer.SVI`` that should
 *train* the network through such a factor must see its parameters, e.g. with ``pyro.module("sbn", sbn)`` in the
@@ -41,6 +47,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from pyro.poutine import runtime
 from pyro.poutine.messenger import Messenger
 
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.interrupt_scope import restored_on_error
 
 __all__ = ["DiscreteSitesDrawnExactly", "isolated_from_handlers", "outside_handlers"]
@@ -52,24 +59,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 def outside_handlers() -> Iterator[None]:
     """A context in which Pyro code runs as if no effect handler were active: an empty handler stack, a fresh
     plate-dimension allocator and, on exit (also by an exception), the caller's stack, plate dimensions and
-    enumeration allocator restored exactly as they were."""
-    stack = runtime._PYRO_STACK  # the one list every Messenger pushes onto: emptied and refilled in place
-    saved_stack = list(stack)
-    dims = runtime._DIM_ALLOCATOR
-    saved_dims = dims._stack
-    enum = runtime._ENUM_ALLOCATOR
-    saved_enum = dict(vars(enum))
-    if "dim_to_id" in saved_enum:
-        saved_enum["dim_to_id"] = dict(saved_enum["dim_to_id"])
-    stack.clear()
-    dims._stack = []
-    try:
-        yield
-    finally:
-        stack[:] = saved_stack
-        dims._stack = saved_dims
-        vars(enum).clear()
-        vars(enum).update(saved_enum)
+    enumeration allocator restored exactly as they were.  It holds hybridpgm's process-wide lock throughout
+    (:func:`~hybridpgm.global_state_lock.holding_global_state`): no other thread's hybridpgm call changes the
+    stack between the snapshot and the restore."""
+    with holding_global_state():
+        stack = runtime._PYRO_STACK  # the one list every Messenger pushes onto: emptied and refilled in place
+        saved_stack = list(stack)
+        dims = runtime._DIM_ALLOCATOR
+        saved_dims = dims._stack
+        enum = runtime._ENUM_ALLOCATOR
+        saved_enum = dict(vars(enum))
+        if "dim_to_id" in saved_enum:
+            saved_enum["dim_to_id"] = dict(saved_enum["dim_to_id"])
+        stack.clear()
+        dims._stack = []
+        try:
+            yield
+        finally:
+            stack[:] = saved_stack
+            dims._stack = saved_dims
+            vars(enum).clear()
+            vars(enum).update(saved_enum)
 
 
 def isolated_from_handlers(fn: F) -> F:
@@ -77,7 +87,9 @@ def isolated_from_handlers(fn: F) -> F:
     :func:`outside_handlers`: the caller's effect handlers neither see nor alter its sites."""
     @functools.wraps(fn)
     def isolated(*args: Any, **kwargs: Any) -> Any:
-        with restored_on_error(), outside_handlers():  # an interrupt leaves no grad/autocast state behind
+        # the lock first (restored_on_error's snapshot then sees no other thread's call); an interrupt leaves no
+        # grad/autocast state behind
+        with holding_global_state(), restored_on_error(), outside_handlers():
             return fn(*args, **kwargs)
     return isolated  # type: ignore[return-value]
 

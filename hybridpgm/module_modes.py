@@ -5,6 +5,12 @@ switches a model to ``eval()`` for a moment and then calls ``train()``
 unfreezes the parts the user froze (a pretrained batch norm in ``eval()``
 inside a model being fine-tuned: its running statistics then move).
 :func:`keeping_modes` records each sub-module's own flag and restores it.
+
+It does so holding hybridpgm's process-wide lock
+(:func:`~hybridpgm.global_state_lock.holding_global_state`): two threads querying one model at once (a
+:class:`~hybridpgm.gp.DeepKernelGP` in training mode) each recorded the modes the other had set for its query,
+and the last restore left the model in ``eval()``.  :func:`hybridpgm.fit` keeps the modes of its model for the
+whole run and gives the lock up between its steps.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import contextlib
 from typing import Iterator
 
 from torch import nn
+
+from hybridpgm.global_state_lock import holding_global_state
 
 __all__ = ["keeping_modes"]
 
@@ -26,13 +34,15 @@ def keeping_modes(*modules: nn.Module) -> Iterator[None]:
     came).  A module whose class overrides :meth:`~torch.nn.Module.train` and whose mode changed first gets its
     own ``train(flag)`` call, while its flag still differs, for its side effects (GPyTorch's modules drop their
     caches on a change of mode), after which every flag is set.  The restore finishes also when one of those
-    calls, or an interrupt, raises: the exception is re-raised after it.
+    calls, or an interrupt, raises: the exception is re-raised after it.  The whole scope holds hybridpgm's
+    process-wide lock (see the module's docstring).
     """
-    modes = [(m, m.training) for module in modules for m in module.modules()]  # pre-order: parents first
-    try:
-        yield
-    finally:
-        _restore(modes)
+    with holding_global_state():  # from the snapshot to the restore: no other thread's call in between
+        modes = [(m, m.training) for module in modules for m in module.modules()]  # pre-order: parents first
+        try:
+            yield
+        finally:
+            _restore(modes)
 
 
 def _overrides_train(module: nn.Module) -> bool:

@@ -15,31 +15,100 @@ store, since a hand-written guide keeps its ``pyro.param`` values only there.  T
 the user's store less the names of the given modules' own parameters (:func:`modules_own_their_params`):
 Pyro copies a store entry over a module's parameter of the same name, so an entry left by an earlier module
 (a notebook cell run twice) would silently replace the trained guide's parameters with the old ones.
+
+The store is one per process.  Both scopes hold hybridpgm's process-wide lock
+(:func:`~hybridpgm.global_state_lock.holding_global_state`) from the snapshot of the store to its restore: two
+threads swapping it at once cleared each other's scope and wrote back each other's snapshot (a query's
+parameters left in the user's store, the user's own parameters lost).  :func:`hybridpgm.fit` lets other threads
+in between its steps with :func:`let_other_threads_in`, which puts the caller's store back for the gap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable, TypeVar
+import threading
+from typing import Any, Callable, Iterator, TypeVar
 
 import pyro
 import torch
 from pyro.nn import PyroModule
 from pyro.nn.module import _make_name
 
-__all__ = ["frozen_aware_parameter", "module_param_names", "modules_own_their_params", "own_param_store"]
+from hybridpgm.global_state_lock import held_depth, holding_global_state, others_waiting, released_global_state
+
+__all__ = ["frozen_aware_parameter", "let_other_threads_in", "module_param_names", "modules_own_their_params",
+           "own_param_store"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: .open: the :func:`own_param_store` scopes open in this thread, innermost last, each a dict with the store's
+#: state found on entry ("outer") and the lock depth before the scope took the lock ("depth")
+_SCOPES = threading.local()
+
 
 def own_param_store(fn: F) -> F:
-    """Run ``fn`` in a fresh scope of Pyro's param store (``pyro.get_param_store().scope()``), restored
-    afterwards, so that nothing it registers reaches the user's store."""
+    """Run ``fn`` in a fresh scope of Pyro's param store (as ``pyro.get_param_store().scope()`` does), restored
+    afterwards, so that nothing it registers reaches the user's store.  The call holds hybridpgm's process-wide
+    lock (see the module's docstring); :func:`let_other_threads_in` gives it up for a while."""
     @functools.wraps(fn)
     def scoped(*args: Any, **kwargs: Any) -> Any:
-        with pyro.get_param_store().scope():
+        with _fresh_store():
             return fn(*args, **kwargs)
     return scoped  # type: ignore[return-value]
+
+
+def _open_scopes() -> list[dict]:
+    opened = getattr(_SCOPES, "open", None)
+    if opened is None:
+        opened = _SCOPES.open = []
+    return opened
+
+
+@contextlib.contextmanager
+def _fresh_store() -> Iterator[None]:
+    """An empty param store for the body, the one found put back on exit (also by an exception), all under the
+    lock."""
+    depth = held_depth()
+    with holding_global_state():
+        store = pyro.get_param_store()
+        scope = {"outer": store.get_state(), "depth": depth}
+        opened = _open_scopes()
+        opened.append(scope)
+        try:
+            store.clear()
+            yield
+        finally:
+            del opened[next(i for i in range(len(opened) - 1, -1, -1) if opened[i] is scope)]
+            store.clear()
+            store.set_state(scope["outer"])
+
+
+def let_other_threads_in() -> None:
+    """Inside the innermost :func:`own_param_store` call of this thread (``fit``, between two steps): put the
+    store that call found back, give up the lock that call took (and what this thread took after it; not a
+    caller's hold) until another thread blocked on it has had it, then take the lock and the call's own store
+    back (:func:`~hybridpgm.global_state_lock.released_global_state`).
+
+    Another thread's hybridpgm calls thus run in the gap, each in its own scope, and what the user's own code
+    registered in the caller's store meanwhile is kept.  Outside such a call, or when no other thread is waiting
+    for the lock (:func:`~hybridpgm.global_state_lock.others_waiting`: a single-threaded ``fit`` pays one read per
+    step), it does nothing."""
+    opened = _open_scopes()
+    if not opened or not others_waiting():
+        return
+    scope = opened[-1]
+    store = pyro.get_param_store()
+    own = store.get_state()
+    store.clear()
+    store.set_state(scope["outer"])
+    try:
+        with released_global_state(scope["depth"]):
+            pass
+    finally:  # the lock is held again
+        scope["outer"] = store.get_state()
+        store.clear()
+        store.set_state(own)
 
 
 def module_param_names(*programs: Any) -> set[str]:
@@ -67,13 +136,14 @@ def modules_own_their_params(fn: F) -> F:
     and the user's store is left as it was."""
     @functools.wraps(fn)
     def scoped(model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
-        store = pyro.get_param_store()
-        state = store.get_state()
-        for name in module_param_names(model, guide):
-            state["params"].pop(name, None)
-            state["constraints"].pop(name, None)
-        with store.scope(state=state):
-            return fn(model, guide, *args, **kwargs)
+        with holding_global_state():
+            store = pyro.get_param_store()
+            state = store.get_state()
+            for name in module_param_names(model, guide):
+                state["params"].pop(name, None)
+                state["constraints"].pop(name, None)
+            with store.scope(state=state):
+                return fn(model, guide, *args, **kwargs)
     return scoped  # type: ignore[return-value]
 
 

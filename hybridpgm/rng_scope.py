@@ -18,6 +18,12 @@ trained model).
 :func:`seeded_from_generator` is the scope of a sampler given a ``torch.Generator``: the networks it evaluates
 (dropout in training mode) draw from torch's global streams, which it seeds from the generator and restores, so
 the samples repeat for the same generator and the caller's streams do not move.
+
+These streams are one per process.  Each scope holds hybridpgm's process-wide lock
+(:func:`~hybridpgm.global_state_lock.holding_global_state`) from its snapshot to its restore: two threads seeding
+and restoring them at once drew from each other's seeds and rewound each other's streams (the samples of a
+generator did not repeat, and the caller's stream moved).  A scope around a whole training run
+(:func:`~hybridpgm.gp.train_deep_kernel` with a seed) thus holds the lock for the whole run.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 
 from hybridpgm.checks import generator_or_none, seed_of
+from hybridpgm.global_state_lock import holding_global_state
 
 __all__ = ["cuda_indices", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
 
@@ -59,13 +66,14 @@ def restoring_global_rngs(devices: Iterable[torch.device | str | int] | None = N
     :param devices: the devices whose CUDA generators the code inside may draw from (see :func:`cuda_indices`;
         CPU entries are ignored); ``None``: the CUDA devices already initialised.
     """
-    python, numpy = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=cuda_indices(devices)):
-            yield
-    finally:
-        random.setstate(python)
-        np.random.set_state(numpy)
+    with holding_global_state():
+        python, numpy = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=cuda_indices(devices)):
+                yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
 
 
 @contextlib.contextmanager
@@ -87,10 +95,11 @@ def keeping_global_rngs(seed: int | None = None, *, what: str = "seed") -> Itera
         yield
         return
     seed = seed_of(seed, what)
-    devices = cuda_indices(None)
-    with restoring_global_rngs(devices):
-        _seed_torch(seed, devices)
-        yield
+    with holding_global_state():  # before cuda_indices reads which devices are started
+        devices = cuda_indices(None)
+        with restoring_global_rngs(devices):
+            _seed_torch(seed, devices)
+            yield
 
 
 def _seed_torch(seed: int, devices: list[int]) -> None:
@@ -126,9 +135,10 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
     if generator is None or not any(m.training for module in modules for m in module.modules()):
         yield
         return
-    seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
-    tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
-    devices = cuda_indices([generator.device, *{t.device for t in tensors}])
-    with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
-        _seed_torch(seed, devices)
-        yield
+    with holding_global_state():  # the whole scope: no other thread's call seeds or restores in between
+        seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
+        tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
+        devices = cuda_indices([generator.device, *{t.device for t in tensors}])
+        with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
+            _seed_torch(seed, devices)
+            yield

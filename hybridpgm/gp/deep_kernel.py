@@ -72,6 +72,7 @@ from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, fixed_rng, grid_kernel)
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import keeping_global_rngs
@@ -333,7 +334,7 @@ class DeepKernelGP(gpytorch.Module):
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         grad = torch.is_grad_enabled()
-        with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
+        with holding_global_state(), keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
             try:
                 self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
                 with self._gp_precision(self.features(x)) as (h, _):
@@ -351,7 +352,7 @@ class DeepKernelGP(gpytorch.Module):
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
-        with torch.no_grad(), fixed_rng(self.train_x.device):
+        with holding_global_state(), torch.no_grad(), fixed_rng(self.train_x.device):  # one thread at a time
             if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == 0:
                 # nothing to predict (and GPyTorch's grid interpolation cannot take an empty batch)
                 empty = self.features(x).new_empty(0)  # the checks of any x: shape, dtype, device

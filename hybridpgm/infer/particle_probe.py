@@ -7,6 +7,12 @@ to its left), its latent sites -- and learn it from one (guide, model) trace pai
 so a resumed run runs it once more than an uninterrupted one: to keep the two alike, a probe here uses up no
 random numbers (:func:`keeping_rng_state`) and changes no module buffer (:func:`keeping_module_state`; batch-norm
 statistics, running moments), together :func:`probing`.
+
+Each of these scopes holds hybridpgm's process-wide lock (:func:`~hybridpgm.global_state_lock.holding_global_state`)
+from its snapshot to its restore: two threads querying one network at once (two
+:meth:`BayesNet.posterior <hybridpgm.graphs.BayesNet.posterior>` calls on a network whose neural CPD is in
+training mode) each copied buffers the other's batch norm had just updated, and the last restore left them
+changed.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_site_shape
 
+from hybridpgm.global_state_lock import holding_global_state
+
 __all__ = ["guess_plate_nesting", "keeping_module_state", "keeping_module_state_once", "keeping_rng_state",
            "probed_modules", "probing"]
 
@@ -29,12 +37,15 @@ __all__ = ["guess_plate_nesting", "keeping_module_state", "keeping_module_state_
 _KEPT_FOR: contextvars.ContextVar[tuple] = contextvars.ContextVar("hybridpgm_kept_for", default=())
 
 
-def keeping_rng_state():
+@contextlib.contextmanager
+def keeping_rng_state() -> Iterator[None]:
     """A context whose random draws leave torch's generators (the CPU's and the current CUDA device's) as they
     were: a trace run only to learn the model's structure must not shift the draws of training, or a resumed
-    run would differ from an uninterrupted one."""
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
-    return torch.random.fork_rng(devices=cuda)
+    run would differ from an uninterrupted one.  It holds the process-wide lock."""
+    with holding_global_state():
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            yield
 
 
 def probed_modules(*owners: Any) -> list[torch.nn.Module]:
@@ -82,24 +93,25 @@ def keeping_module_state(*owners: Any) -> Iterator[None]:
     to the parameters.  A forward pass in :meth:`~torch.nn.Module.eval` mode would also leave them alone, but
     could take other paths (dropout, ``if self.training``) than the training pass whose structure a probe trace
     is meant to learn; restoring is exact whatever the module does.
-    Buffers the body registers anew (a lazy module's) are kept.
+    Buffers the body registers anew (a lazy module's) are kept.  The whole scope holds the process-wide lock.
     """
-    saved = []
-    seen: set[int] = set()
-    with torch.no_grad():
-        for module in probed_modules(*owners):
-            for sub in module.modules():
-                if id(sub) in seen:
-                    continue
-                seen.add(id(sub))
-                buffers = [(name, buf, None if buf is None else buf.detach().clone())
-                           for name, buf in sub._buffers.items()]
-                if buffers:
-                    saved.append((sub, buffers))
-    try:
-        yield
-    finally:
-        _restore_buffers(saved)
+    with holding_global_state():  # before the copies, until they are back: no other thread's query in between
+        saved = []
+        seen: set[int] = set()
+        with torch.no_grad():
+            for module in probed_modules(*owners):
+                for sub in module.modules():
+                    if id(sub) in seen:
+                        continue
+                    seen.add(id(sub))
+                    buffers = [(name, buf, None if buf is None else buf.detach().clone())
+                               for name, buf in sub._buffers.items()]
+                    if buffers:
+                        saved.append((sub, buffers))
+        try:
+            yield
+        finally:
+            _restore_buffers(saved)
 
 
 def _restore_buffers(saved: list) -> None:
@@ -148,21 +160,24 @@ def keeping_module_state_once(key: Any, *owners: Any) -> Iterator[None]:
     A query method that calls a query function which keeps the same buffers itself
     (``bn.posterior`` -> :func:`hybridpgm.infer.exact.posterior`) thus copies them once, and they are restored
     when the outermost context exits (a body in between sees them as the inner query left them).  Another thread
-    keeps its own copy: the contexts are tracked per :mod:`contextvars` context.
+    keeps its own copy: the contexts are tracked per :mod:`contextvars` context, and the process-wide lock
+    (:func:`~hybridpgm.global_state_lock.holding_global_state`, held by the whole context) runs the threads'
+    queries one after the other.
 
     :param key: the object whose queries nest (a :class:`~hybridpgm.graphs.BayesNet`); held while open.
     :param owners: as for :func:`keeping_module_state`.
     """
-    open_keys = _KEPT_FOR.get()
-    if any(k is key for k in open_keys):
-        yield
-        return
-    token = _KEPT_FOR.set(open_keys + (key,))
-    try:
-        with keeping_module_state(*owners):
+    with holding_global_state():  # an inner context too: one re-entry, whoever copies the buffers
+        open_keys = _KEPT_FOR.get()
+        if any(k is key for k in open_keys):
             yield
-    finally:
-        _KEPT_FOR.reset(token)
+            return
+        token = _KEPT_FOR.set(open_keys + (key,))
+        try:
+            with keeping_module_state(*owners):
+                yield
+        finally:
+            _KEPT_FOR.reset(token)
 
 
 @contextlib.contextmanager
@@ -171,8 +186,8 @@ def probing(*owners: Any) -> Iterator[None]:
     leaves torch's random generators (:func:`keeping_rng_state`) and the buffers of the modules behind
     ``owners`` (:func:`keeping_module_state`) as they were.  Such a trace is run once per
     :func:`hybridpgm.fit` call, so a resumed run runs it once more than an uninterrupted one: anything it
-    left behind would make the two differ."""
-    with keeping_rng_state(), keeping_module_state(*owners):
+    left behind would make the two differ.  It holds the process-wide lock throughout."""
+    with holding_global_state(), keeping_rng_state(), keeping_module_state(*owners):
         yield
 
 

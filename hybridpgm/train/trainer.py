@@ -23,7 +23,7 @@ import torch
 
 from hybridpgm.checks import flag
 from hybridpgm.interrupt_scope import restores_on_error
-from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps
 from hybridpgm.train.callback_states import check_callback_settings
@@ -343,6 +343,9 @@ def fit(
         with StopSignals() as stop_signals:
             try:
                 for step in range(start_step, start_step if finished else total_steps):
+                    if step > start_step:  # fit holds hybridpgm's process-wide lock (Pyro's handler stack and
+                        # param store, torch's streams) for each step with its callbacks: other threads' calls here
+                        let_other_threads_in()
                     if heartbeat is not None:
                         heartbeat.progress(step)
                     step_started = time.perf_counter()
