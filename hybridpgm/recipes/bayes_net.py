@@ -160,28 +160,42 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def _check_same_structure(truth: BayesNet, learned: BayesNet, network: str) -> None:
-    """Refuse a true network (``evaluate --network``) whose nodes, parents or states differ from the trained one's.
+def _as_trained(truth: BayesNet, learned: BayesNet, network: str) -> BayesNet:
+    """The true network (``evaluate --network``) checked to be the trained one's: the same nodes, each with the
+    same parents, cardinality and state names in the same order (the held-out rows and queries are coded by state
+    index), and declared in the trained network's node order (the rows' columns follow it), whatever order the
+    file lists them in.
 
     :raises DataError: naming the network and the first node that differs.
     """
-    if list(truth.nodes) != list(learned.nodes):
-        raise DataError(f"network {network!r} has nodes {list(truth.nodes)}, the trained network "
-                        f"{list(learned.nodes)}; give the network the run was trained on")
-    for v in truth.nodes:
-        got = (list(truth.parents(v)), truth.cardinality(v))
-        want = (list(learned.parents(v)), learned.cardinality(v))
+    if set(truth.nodes) != set(learned.nodes):
+        raise DataError(f"network {network!r} has nodes {sorted(truth.nodes)}, the trained network "
+                        f"{sorted(learned.nodes)}; give the network the run was trained on")
+    for v in learned.nodes:
+        got = (sorted(truth.parents(v)), truth.cardinality(v))
+        want = (sorted(learned.parents(v)), learned.cardinality(v))
         if got != want:
             raise DataError(f"network {network!r}: node {v!r} has parents {got[0]} and {got[1]} states, in the "
                             f"trained network parents {want[0]} and {want[1]} states; give the network the run was "
                             "trained on")
+    for v in learned.nodes:  # after the structure: a differing structure is the more telling message
+        got_states, want_states = truth.state_names.get(v), learned.state_names.get(v)
+        if got_states is not None and want_states is not None and list(got_states) != list(want_states):
+            raise DataError(f"network {network!r}: node {v!r} has the states {list(got_states)}, the trained network "
+                            f"{list(want_states)} (in this order: rows and queries are coded by state index); give "
+                            "the network the run was trained on")
+    if list(truth.nodes) == list(learned.nodes):
+        return truth
+    ordered = BayesNet()
+    for v in learned.nodes:
+        ordered.add(v, truth.cpds[v], states=truth.state_names.get(v))
+    return ordered.check()
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the held-out rows from the run's seed and score again (the true
     network from ``--network`` where given, checked to have the trained network's structure)."""
-    truth = _true_network(saved.meta["network"])
-    _check_same_structure(truth, saved.module, saved.meta["network"])
+    truth = _as_trained(_true_network(saved.meta["network"]), saved.module, saved.meta["network"])
     truth, _, test_rows = _setup(saved.meta, truth)
     report = {"model": "bayes-net", "network": saved.meta["network"],
               "test_log_likelihood": _held_out(saved.module, test_rows),
