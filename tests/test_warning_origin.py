@@ -35,3 +35,34 @@ def test_the_ais_warning_points_at_the_caller_directly_and_through_log_likelihoo
             call()
         unreliable = [w for w in caught if "unreliable" in str(w.message)]
         assert unreliable and all(w.filename == __file__ for w in unreliable)
+
+
+class _BatchNormRegression:
+    def __init__(self):
+        torch.manual_seed(0)
+        self.module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+
+    def players(self):
+        return {"fit": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        return self.module(batch).pow(2).mean()
+
+
+def test_fits_warning_points_at_the_caller_directly_and_through_fit_validated():
+    """Before, ``fit`` warned at a fixed stack level, right only when the user called it: through
+    ``gp.fit_validated`` the batch-norm warning pointed at hybridpgm/gp/validation.py."""
+    from hybridpgm.gp import SVDeepKernelGP, fit_validated
+
+    x = torch.rand(32, 3, generator=torch.Generator().manual_seed(0))
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    gp = SVDeepKernelGP(net, num_features=2, num_data=32, grid_size=8)
+    for call in (lambda: hybridpgm.fit(_BatchNormRegression(), x, max_steps=1, batch_size=8, accumulate=2,
+                                       progress=False, seed=0),
+                 lambda: fit_validated(gp.objective(), (x, x[:, 0]), x[:8], x[:8, 0], max_steps=1, batch_size=16,
+                                       accumulate=2, seed=0)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        batch_norm = [w for w in caught if "batch normalisation" in str(w.message)]
+        assert batch_norm and all(w.filename == __file__ for w in batch_norm)

@@ -45,12 +45,9 @@ from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
 from hybridpgm.train.run_start import build_players, open_checkpoint, restore
 from hybridpgm.train.signals import StopSignals
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["fit"]
-
-#: the ``stacklevel`` of fit's warnings that points at fit's caller: fit's frame, its four decorators' wrappers,
-#: then the caller
-_CALLERS_LEVEL = 6
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -267,7 +264,7 @@ def fit(
         module.train()
     batch_norm = batch_norm_warning(module, accumulate, context.world_size)
     if batch_norm is not None and context.is_main:
-        warnings.warn(batch_norm, UserWarning, stacklevel=_CALLERS_LEVEL)
+        warnings.warn(batch_norm, UserWarning, stacklevel=users_stacklevel())
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
@@ -307,7 +304,7 @@ def fit(
                     + ("; it had stopped early, so no step is run" if finished else "")
                     + (f"; {relaid}" if relaid and not finished else ""))
                 if restored.lost is not None:
-                    warnings.warn(restored.lost, UserWarning, stacklevel=_CALLERS_LEVEL)
+                    warnings.warn(restored.lost, UserWarning, stacklevel=users_stacklevel())
         # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
         context.broadcast_module_state(module, buffers=own_rank_states is None)
         if own_rank_states is not None:
@@ -410,7 +407,7 @@ def fit(
     explosions = loss_explosions(history)
     for player, (first, last) in explosions.items():
         warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
-                      "(lower the learning rate)", RuntimeWarning, stacklevel=_CALLERS_LEVEL)
+                      "(lower the learning rate)", RuntimeWarning, stacklevel=users_stacklevel())
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
                      device=device, stopped_early=bool(stopped),
                      skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)
