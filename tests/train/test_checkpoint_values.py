@@ -64,9 +64,9 @@ def test_numpy_values_load_back_with_weights_only(tmp_path):
     assert load_checkpoint(path)["step"] == 1
 
 
-def _run(path, steps, **kw):
+def _run(path, steps, objective=None, **kw):
     x, y = regression_data()
-    objective = LinearRegression()
+    objective = objective or LinearRegression()
     return fit(objective, (x, y), batch_size=16, max_steps=steps, seed=0, progress=False, checkpoint=path, **kw)
 
 
@@ -95,11 +95,15 @@ class PathState(Callback):
         pass
 
 
-def test_path_in_callback_state_is_refused_at_the_first_write(tmp_path):
+def test_path_in_callback_state_is_refused_before_the_first_step(tmp_path):
     path = tmp_path / "run.pt"
-    with pytest.raises(CheckpointError, match=r"run\.pt.*callbacks\[0\]\['state'\]\['x'\] \(a pathlib\.PosixPath\)"):
-        _run(path, 2, callbacks=[PathState()])
+    objective = LinearRegression()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(CheckpointError, match=r"run\.pt.*callbacks\[0\]\['state'\]\['x'\] \(a pathlib\.PosixPath\)"
+                                              r".*nothing was trained"):
+        _run(path, 2, objective=objective, callbacks=[PathState()])
     assert not path.exists()  # the old code wrote a checkpoint that its resume could not read
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
 
 
 @serializable
