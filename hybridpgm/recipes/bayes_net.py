@@ -120,6 +120,16 @@ def _setup(meta, truth: BayesNet | None = None) -> tuple[BayesNet, torch.Tensor,
     return truth, _rows(truth, meta["num_data"], meta["missing"], g), _rows(truth, meta["num_test"], meta["missing"], g)
 
 
+#: the units of the figures of metrics.json and evaluation.json
+_UNITS = {
+    "test_log_likelihood": "log p(observed entries) of held-out rows, nats per row (higher is better)",
+    "initial_test_log_likelihood": "the same, before training",
+    "true_network_test_log_likelihood": "the same under the true network (the ceiling, in expectation)",
+    "query_accuracy": "fraction of held-out queries whose most probable state matches the exact answer",
+    "query_total_variation": "mean total variation distance to the exact posterior",
+    "queries": "(held-out row, query node) pairs scored"}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Sample, learn, evaluate, write the report; return the metrics."""
     context = current()
@@ -151,12 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "precision": args.precision or "fp32", "device": str(result.device),
                "world_size": context.world_size, **scores, "train_wall_time_s": train_seconds,
                "train_examples_per_s": examples_per_s, "machine": machine_description()}
-    write_metrics(out, metrics, units={
-        "test_log_likelihood": "log p(observed entries) of held-out rows, nats per row (higher is better)",
-        "initial_test_log_likelihood": "the same, before training",
-        "true_network_test_log_likelihood": "the same under the true network (the ceiling, in expectation)",
-        "query_accuracy": "fraction of held-out queries whose most probable state matches the exact answer",
-        "query_total_variation": "mean total variation distance to the exact posterior"})
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -200,7 +205,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = {"model": "bayes-net", "network": saved.meta["network"],
               "test_log_likelihood": _held_out(saved.module, test_rows),
               **_query_scores(saved.module, truth, test_rows, saved.meta["seed"])}
-    write_evaluation(report, run_dir, args)
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
 

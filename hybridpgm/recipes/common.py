@@ -43,12 +43,15 @@ from hybridpgm.train.fit_options import SEED_BOUND
 
 __all__ = ["add_common_arguments", "checkpoint_options", "existing_dir", "machine_description", "non_negative_float",
            "positive_float", "positive_int", "prepare_output", "recipe_config", "save_model", "seed_int", "throughput",
-           "train", "remove_output_left_empty", "write_evaluation", "write_metrics"]
+           "train", "remove_output_left_empty", "unit_of", "write_evaluation", "write_metrics"]
 
 #: the full command line, set by :func:`hybridpgm.cli.main` (recorded in metrics.json)
 COMMAND: str | None = None
 
-#: units of the figures recipes report (merged into ``metrics["units"]``)
+#: units of the figures recipes report (merged into the ``"units"`` of metrics.json and evaluation.json).  A unit
+#: is a string, or, for a figure that is a dict, a dict of its members' units (``"*"``: any member), so that every
+#: number of a report that is not one of the :data:`SETTINGS` has one (:func:`unit_of`); a string unit of a dict
+#: covers all its members
 UNITS = {
     "test_log_likelihood": "nats per example (higher is better)",
     "test_elbo": "nats per example (higher is better)",
@@ -57,7 +60,44 @@ UNITS = {
     "train_wall_time_s": "seconds",
     "train_examples_per_s": "training examples / training wall time (all ranks)",
     "log_z": "nats",
+    "log_z_stderr": "nats (standard error of log_z)",
+    "ais_ess": "AIS chains: effective sample size (sum w)^2 / sum w^2 of the final weights",
+    "log_z_starts": {"*": {"log_z": "nats", "stderr": "nats (standard error of log_z)",
+                           "ess": "AIS chains: effective sample size (sum w)^2 / sum w^2 of the final weights",
+                           "num_chains": "AIS chains", "num_steps": "AIS temperatures"}},
+    "steps": "optimizer steps (of each player)",
+    "test_size": "test examples",
+    "train_size": "training examples",
+    "elbo_samples": "samples from the guide per example of the test ELBO",
 }
+
+#: number-valued entries of a report that are the run's settings (as given, or as resolved from the options),
+#: not measured figures: they carry no unit.  Every other number of metrics.json and evaluation.json does.
+SETTINGS = frozenset({
+    "epochs", "max_steps", "batch_size", "accumulate", "lr", "momentum", "weight_decay", "seed",
+    "world_size", "k", "hidden", "layer_sizes", "latent_dim", "noise_dim", "num_features", "particles", "chains",
+    "mean_field_steps", "importance_samples", "fake_weight", "window", "num_test", "num_train", "num_data",
+    "num_labels", "num_symbols", "max_len", "missing", "nodes", "eval_every", "patience",
+    "ais_chains", "ais_steps", "machine"})
+
+
+def unit_of(units: dict[str, Any], path: tuple[str, ...]) -> str | None:
+    """The unit of the figure at ``path`` (keys from the report's top level down) in a report's ``units``:
+    a string unit of a dict covers its members, a dict unit is looked up member by member (``"*"``: any
+    member); ``None`` where there is none."""
+    unit = units.get(path[0])
+    for key in path[1:]:
+        if not isinstance(unit, dict):
+            break
+        unit = unit.get(key, unit.get("*"))
+    return unit if isinstance(unit, str) else None
+
+
+def _with_units(report: dict[str, Any], units: dict[str, Any] | None) -> dict[str, Any]:
+    """``report`` with ``"units"``: those of :data:`UNITS` and the recipe's ``units`` (which win) of the figures
+    ``report`` holds."""
+    known = {**UNITS, **(units or {})}
+    return {**report, "units": {k: v for k, v in known.items() if k in report}}
 
 
 # ---------------------------------------------------------------- argument types
@@ -210,27 +250,29 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def write_metrics(out: Path, metrics: dict[str, Any], units: dict[str, str] | None = None) -> Path:
+def write_metrics(out: Path, metrics: dict[str, Any], units: dict[str, Any] | None = None) -> Path:
     """Write ``out/metrics.json`` atomically, adding the units of the figures
-    present, the library versions and the full command."""
-    from hybridpgm.serialization import versions
+    present (:data:`UNITS` and the recipe's ``units``, which win), the library versions and the full command."""
+    from hybridpgm.versions import versions
 
-    metrics = dict(metrics)
-    known = {**UNITS, **(units or {})}
-    metrics["units"] = {k: v for k, v in known.items() if k in metrics}
+    metrics = _with_units(metrics, units)
     metrics["versions"] = versions()
     metrics["command"] = COMMAND or shlex.join(sys.argv)
     return write_text_atomically(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n",
                                  "metrics file")
 
 
-def write_evaluation(report: dict[str, Any], run_dir: Path, args: argparse.Namespace) -> Path:
-    """Write ``evaluate``'s ``report`` as JSON to ``--output`` (``args.output``) or ``run_dir/evaluation.json``,
+def write_evaluation(report: dict[str, Any], run_dir: Path, args: argparse.Namespace,
+                     units: dict[str, Any] | None = None) -> Path:
+    """Write ``evaluate``'s ``report`` with the units of its figures (as :func:`write_metrics` adds them: those
+    of :data:`UNITS` and ``units``, set as ``report["units"]`` too, so that what ``evaluate`` returns is what
+    it wrote) as JSON to ``--output`` (``args.output``) or ``run_dir/evaluation.json``,
     atomically (:func:`~hybridpgm.train.atomic_write.write_text_atomically`: a reader or a second writer never
     finds a half-written report, and only a regular file is replaced).
 
     :raises CheckpointError: the path exists and is not a regular file (a folder, a symbolic link, a FIFO, a
         device node), or the file system refused the write (naming the file and the OS reason)."""
+    report["units"] = _with_units(report, units)["units"]
     return write_text_atomically(Path(args.output or run_dir / "evaluation.json"), json.dumps(report, indent=2) + "\n",
                                  "report")
 

@@ -29,6 +29,16 @@ from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "make_task", "run"]
 
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {
+    "test_loss": "-log p(y|x), nats per sequence (lower is better)",
+    "bayes_test_loss": "the true HMM posterior's -log p(y|x), nats per sequence",
+    "test_accuracy": "fraction of tokens (posterior-marginal argmax)",
+    "test_viterbi_accuracy": "fraction of tokens (Viterbi path)",
+    "bayes_test_accuracy": "fraction of tokens of the Bayes-optimal tagger",
+    "train_examples_per_s": "sequences / training wall time",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     add_common_arguments(parser, model, epochs=5, batch_size=64, lr=1e-2, datasets=["hmm"], dataset="hmm")
@@ -94,13 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                **scores,
                "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s,
                "machine": machine_description()}
-    write_metrics(out, metrics, units={
-        "test_loss": "-log p(y|x), nats per sequence (lower is better)",
-        "bayes_test_loss": "the true HMM posterior's -log p(y|x), nats per sequence",
-        "test_accuracy": "fraction of tokens (posterior-marginal argmax)",
-        "test_viterbi_accuracy": "fraction of tokens (Viterbi path)",
-        "bayes_test_accuracy": "fraction of tokens of the Bayes-optimal tagger",
-        "train_examples_per_s": "sequences / training wall time"})
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -108,5 +112,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger."""
     hmm, _, test_set = _task(saved.meta)
     report = {"model": "crf", "dataset": "hmm", **_scores(saved.module, hmm, test_set)}
-    write_evaluation(report, run_dir, args)
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report

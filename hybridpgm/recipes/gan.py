@@ -3,9 +3,10 @@
 Trains on the training split (grey levels in [0, 1]; AAVAE on the statically
 binarized images), players ``"discriminator"`` then ``"generator"``, Adam
 with :math:`\\beta_1 = 0.5`.  Reports the classifier-based inception score of
-2,000 samples (the reference classifier is an MLP trained on the real
-training images with the same seed), InfoGAN's unsupervised clustering
-accuracy of its categorical code on the test split, and AAVAE's test ELBO.
+``--eval-samples`` samples (default 2,000; the reference classifier is an MLP trained for
+``--classifier-steps`` steps on the real training images with the same seed; metrics.json and
+evaluation.json record both), InfoGAN's unsupervised clustering accuracy of its categorical code on the test
+split, and AAVAE's test ELBO (10 samples from the guide per image, recorded as ``elbo_samples``).
 
 The run folder holds ``model.pt``: the generator (the VAE for AAVAE), which
 ``hybridpgm sample RUN`` draws from; InfoGAN adds ``code_posterior.pt``.
@@ -37,6 +38,18 @@ NUM_CONTINUOUS = 2
 
 #: ``--hidden`` when not given (the MLP networks' widths)
 DEFAULT_HIDDEN = [128, 128]
+
+#: samples from the guide per test image of AAVAE's test ELBO (recorded as ``elbo_samples``)
+ELBO_SAMPLES = 10
+
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {
+    "inception_score": "exp(mean KL(p(c|x) || p(c))) of the reference classifier, in [1, 10]",
+    "real_test_inception_score": "the same score of the real test images (the ceiling)",
+    "cluster_accuracy": "fraction of test images whose code maps to their label (best one-to-one map)",
+    "eval_samples": "generated samples scored by the inception score",
+    "classifier_steps": "training steps of the reference classifier",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
@@ -110,7 +123,8 @@ def _samples(objective, n: int) -> torch.Tensor:
 def _scores(samples: torch.Tensor, data, seed: int, classifier_steps: int) -> dict[str, float]:
     classifier = train_classifier(data.train.x, data.train.y, num_steps=classifier_steps, seed=seed, device="cpu")
     return {"inception_score": inception_score(classifier, samples.cpu()),
-            "real_test_inception_score": inception_score(classifier, data.test.x)}
+            "real_test_inception_score": inception_score(classifier, data.test.x),
+            "eval_samples": int(samples.shape[0]), "classifier_steps": classifier_steps}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +155,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         save(objective.module["code_posterior"].cpu(), out / "code_posterior.pt")
     if isinstance(objective, AAVAE):
-        report["test_elbo"] = objective.vae.elbo(data.test.x.to(result.device), num_samples=10).mean().item()
+        report["test_elbo"] = objective.vae.elbo(data.test.x.to(result.device),
+                                                 num_samples=ELBO_SAMPLES).mean().item()
+        report["elbo_samples"] = ELBO_SAMPLES
     model = objective.vae if isinstance(objective, AAVAE) else objective.generator
     save_model(model.cpu(), out, args, **meta)
     plot_loss_curves(result.history, out / "loss.png", title=f"{args.model} on {args.dataset}")
@@ -157,10 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     metrics.update({k: getattr(args, k) for k in ("importance_samples", "latent_dim", "fake_weight",
                                                   "unnormalized_weights") if hasattr(args, k)})
-    write_metrics(out, metrics, units={
-        "inception_score": "exp(mean KL(p(c|x) || p(c))) of the reference classifier, in [1, 10]",
-        "real_test_inception_score": "the same score of the real test images (the ceiling)",
-        "cluster_accuracy": "fraction of test images whose code maps to their label (best one-to-one map)"})
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -185,8 +198,9 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
               **_scores(_draw(saved, meta["eval_samples"]), data, meta["seed"], meta["classifier_steps"])}
     if isinstance(saved.module, VAE):
         static = load_dataset(meta["dataset"], binarize="static", root=meta.get("data_root"), seed=meta["seed"])
-        report["test_elbo"] = saved.module.elbo(static.test.x, num_samples=10).mean().item()
-    write_evaluation(report, run_dir, args)
+        report["test_elbo"] = saved.module.elbo(static.test.x, num_samples=ELBO_SAMPLES).mean().item()
+        report["elbo_samples"] = ELBO_SAMPLES
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
 

@@ -54,6 +54,16 @@ from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "load_regression", "run"]
 
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {
+    "test_rmse": "data units", "test_nlpd": "nats per example, data units (lower is better)",
+    "test_coverage_95": "fraction of test targets inside the central 95% interval",
+    "best_validation_nll": "nats per example, standardized units",
+    "best_step": "optimizer steps (the weights kept)",
+    "validation": "fraction of the training examples held out for early stopping",
+    "train_examples_per_s": "examples in the steps run / training wall time (validation checks included)",
+}
+
 
 def _fraction(text: str) -> float:
     try:
@@ -211,11 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "train_examples_per_s": batch_size * (steps - steps_before)
                / max(seconds, 1e-12),
                "machine": machine_description()}
-    write_metrics(out, metrics, units={
-        "test_rmse": "data units", "test_nlpd": "nats per example, data units (lower is better)",
-        "test_coverage_95": "fraction of test targets inside the central 95% interval",
-        "best_validation_nll": "nats per example, standardized units",
-        "train_examples_per_s": "examples in the steps run / training wall time (validation checks included)"})
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -223,5 +229,5 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``."""
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"],
               **_scores(saved.module, _data(saved.meta))}
-    write_evaluation(report, run_dir, args)
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report

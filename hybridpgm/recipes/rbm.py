@@ -37,6 +37,15 @@ __all__ = ["add_arguments", "evaluate", "persistent_chains", "run", "sample"]
 #: ``--chains`` of ``--persistent`` when not given
 DEFAULT_CHAINS = 100
 
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {
+    "validation": {
+        "reconstruction_error": "squared error ||v - E[v | h = E[h | v]]||^2 per example (a monitor, lower is "
+                                "better)",
+        "pseudo_log_likelihood": "nats per example (one flipped unit per example, times the visible units; higher "
+                                 "is better)"},
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     add_common_arguments(parser, model, epochs=10, batch_size=100, lr=0.05, optimizer="SGD (with --momentum)")
@@ -109,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.lr, "optimizer": "SGD", "momentum": args.momentum, "weight_decay": args.weight_decay,
         "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s, "machine": machine_description(),
     }
-    write_metrics(out, metrics)
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -123,9 +132,8 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         test_ll = rbm.log_likelihood(data.test.x, estimate.log_z).mean().item()
     report = {"model": "rbm", "dataset": meta["dataset"], "log_z": float(estimate.log_z),
               "log_z_stderr": float(estimate.stderr), "log_z_reliable": estimate.reliable,
-              "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll,
-              "units": {"log_z": "nats", "test_log_likelihood": "nats per example (higher is better)"}}
-    write_evaluation(report, run_dir, args)
+              "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll}
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
 

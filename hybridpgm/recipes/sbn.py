@@ -44,6 +44,9 @@ _WITH_PARTICLES = ("rws", "vimco")
 #: ``--particles`` when not given
 DEFAULT_PARTICLES = 5
 
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {"eval_samples": "importance samples from the recognition network per test example"}
+
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     add_common_arguments(parser, model, epochs=10, batch_size=100)
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
-    write_metrics(out, metrics)
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -135,8 +138,8 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     test_ll = float(torch.cat([saved.module.log_likelihood(chunk, num_samples=meta["eval_samples"])
                                for chunk in test.split(100)]).mean())
     report = {"model": "sbn", "dataset": meta["dataset"], "test_log_likelihood": test_ll,
-              "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    write_evaluation(report, run_dir, args)
+              "eval_samples": meta["eval_samples"], "test_size": int(test.shape[0])}
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
 

@@ -1,7 +1,8 @@
 """``hybridpgm train vae|iwae``: a VAE trained with the ELBO or the IWAE bound.
 
 Trains on the training split (dynamically binarized), then reports on the
-statically binarized test split: the ELBO and the importance-sampled
+statically binarized test split: the ELBO (10 samples from the guide per image,
+recorded as ``elbo_samples``) and the importance-sampled
 log-likelihood (``--eval-samples`` draws from the guide), beside the
 per-pixel Bernoulli baseline fitted to the same training split (each pixel
 on with its Laplace-smoothed training mean, :math:`\\hat p_j = (\\sum_n x_{nj}
@@ -28,7 +29,18 @@ from hybridpgm.recipes.common import (add_common_arguments, machine_description,
                                       recipe_config, save_model, train, write_evaluation, write_metrics)
 from hybridpgm.train.distributed import current
 
-__all__ = ["add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
+__all__ = ["ELBO_SAMPLES", "add_arguments", "bernoulli_baseline", "evaluate", "run", "sample"]
+
+#: samples from the guide per test example of the reported test ELBO (recorded as ``elbo_samples``)
+ELBO_SAMPLES = 10
+
+#: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
+_UNITS = {
+    "final_train_loss": "training loss = -ELBO (IWAE: -bound), nats per example (lower is better)",
+    "test_log_likelihood_gain_over_baseline": "nats per example",
+    "baseline_test_log_likelihood": "per-pixel Bernoulli baseline, nats per example (higher is better)",
+    "eval_samples": "importance samples from the guide per test example (test_log_likelihood)",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
@@ -59,7 +71,7 @@ def _evaluate(vae: VAE, x: torch.Tensor, samples: int, batch: int = 100) -> tupl
     vae.eval()
     elbo, ll = [], []
     for chunk in x.split(batch):
-        elbo.append(vae.elbo(chunk, num_samples=10))
+        elbo.append(vae.elbo(chunk, num_samples=ELBO_SAMPLES))
         ll.append(vae.log_likelihood(chunk, num_samples=samples))
     return float(torch.cat(elbo).mean()), float(torch.cat(ll).mean())
 
@@ -105,14 +117,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "test_log_likelihood": test_ll,
         "baseline_test_log_likelihood": baseline,
         "test_log_likelihood_gain_over_baseline": test_ll - baseline,
-        "eval_samples": args.eval_samples, "test_size": int(test.shape[0]),
+        "eval_samples": args.eval_samples, "elbo_samples": ELBO_SAMPLES, "test_size": int(test.shape[0]),
         "train_wall_time_s": train_seconds, "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
-    write_metrics(out, metrics, units={
-        "final_train_loss": "training loss = -ELBO (IWAE: -bound), nats per example (lower is better)",
-        "test_log_likelihood_gain_over_baseline": "nats per example",
-        "baseline_test_log_likelihood": "per-pixel Bernoulli baseline, nats per example (higher is better)"})
+    write_metrics(out, metrics, units=_UNITS)
     return metrics
 
 
@@ -129,8 +138,8 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     baseline = bernoulli_baseline(data.train.x, test)
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"], "test_elbo": test_elbo,
               "test_log_likelihood": test_ll, "baseline_test_log_likelihood": baseline,
-              "test_size": int(test.shape[0]), "units": "nats per example (higher is better)"}
-    write_evaluation(report, run_dir, args)
+              "eval_samples": saved.meta["eval_samples"], "elbo_samples": ELBO_SAMPLES, "test_size": int(test.shape[0])}
+    write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
 
