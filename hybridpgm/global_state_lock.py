@@ -29,7 +29,10 @@ while holding **one** re-entrant lock (:func:`holding_global_state`), taken *bef
   takes no lock and is outside hybridpgm's control: Pyro itself is not thread-safe.
 
 The lock is cheap: one acquire per call (or per training step), none per operation.  Nothing hybridpgm runs
-while holding it waits for another thread that needs it (``DataLoader`` workers are processes).  A process
+while holding it waits for another thread that needs it (``DataLoader`` workers are processes).  The caller's
+code that runs inside a hybridpgm call must not either: a ``fit`` callback (or a network's ``forward``) that waits
+for *another* thread's hybridpgm call (a thread pool evaluating in parallel) waits forever, since the call it waits
+for needs the lock its own thread holds.  Such calls belong in the callback's own thread (docs: "Threads").  A process
 forked while another thread held it starts with a free lock (:func:`os.register_at_fork`), held only as often as
 the forking thread held it.
 """
@@ -119,9 +122,28 @@ def released_global_state(down_to: int) -> Iterator[None]:
                 _HANDOVER.wait_for(lambda: _QUEUE[0] == 0 or _QUEUE[1] != served, timeout=_HANDOVER_TIMEOUT_S)
         yield
     finally:
-        for _ in range(released):
-            _LOCK.acquire()
+        _take_back(released)
         _HELD.depth = depth
+
+
+def _take_back(levels: int) -> None:
+    """Take ``levels`` levels of the lock back.  A wait for it is counted like any other
+    (:func:`_acquire_blocked`), so that the thread that has it hands it back in turn (two ``fit`` runs in two
+    threads alternate their steps); an interrupt (a second Ctrl-C) during the wait does not leave the lock
+    untaken: the levels are taken all the same, and the interrupt is raised after."""
+    interrupt = None
+    taken = 0
+    while taken < levels:
+        try:
+            if taken:
+                _LOCK.acquire()  # held already: at once
+            elif not _LOCK.acquire(blocking=False):
+                _acquire_blocked()
+            taken += 1
+        except BaseException as error:  # noqa: BLE001 - re-raised once the lock is held again
+            interrupt = interrupt or error
+    if interrupt is not None:
+        raise interrupt
 
 
 def _after_fork_in_child() -> None:

@@ -76,10 +76,11 @@ class ModelGuideObjective:
             raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
         #: the module :func:`hybridpgm.fit` moves, wraps and checkpoints
         self.module = module if module is not None else owners[0] if len(owners) == 1 else nn.ModuleList(owners)
+        grouped_by_owner = False  # the groups (or one of them) are the owner's model_/guide_parameters()
         if model_parameters is None or guide_parameters is None:
             if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
                 theta, phi = list(owner_m.model_parameters()), list(owner_m.guide_parameters())
-                _check_covered(owner_m, theta + phi)
+                grouped_by_owner = True
             elif owner_m is not None and owner_g is not None and owner_m is not owner_g:
                 theta, phi = list(owner_m.parameters()), list(owner_g.parameters())
             else:
@@ -91,6 +92,8 @@ class ModelGuideObjective:
             guide_parameters = phi if guide_parameters is None else guide_parameters
         self.theta = list(model_parameters)
         self.phi = list(guide_parameters)
+        if grouped_by_owner:  # the groups trained, as given or defaulted, must cover the owner's parameters
+            _check_covered(owner_m, self.theta + self.phi)
         shared = {id(p) for p in self.theta} & {id(p) for p in self.phi}
         if shared:
             raise ConfigError(f"{len(shared)} parameter(s) belong to both the model and the guide")

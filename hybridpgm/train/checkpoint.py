@@ -164,7 +164,8 @@ def _plain(value: Any, where: str, refused: list[str]) -> Any:
             return value
         out = copy.copy(value)  # same type; a state_dict keeps its ``_metadata``
         out.clear()
-        out.update(pairs)
+        for k, v in pairs:  # item by item: Counter.update(pairs) would count the pairs themselves
+            out[k] = v
         return out
     if type(value) in (list, tuple, set):
         items = [_plain(v, f"{where}[{i}]", refused) for i, v in enumerate(value)]

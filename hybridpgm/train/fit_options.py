@@ -50,17 +50,22 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
 
     :raises ConfigError: no players, a player without parameters or listing one twice, parameters outside the
         module, an objective with ``state_dict`` but no ``load_state_dict`` (or the reverse), or a module
-        holding tensors made under :func:`torch.inference_mode` (autograd cannot train them, nor update such a
-        buffer in place)."""
+        whose trained parameters, or the buffers of whose sub-modules in training mode, were made under
+        :func:`torch.inference_mode` (autograd cannot train them, nor update such a buffer in place; a frozen part
+        made so is fine)."""
     players = objective.players()
     if not players:
         raise ConfigError(f"{type(objective).__name__}.players() is empty")
+    players = {name: list(params) for name, params in players.items()}  # an iterator is read once
     state_methods = [m for m in ("state_dict", "load_state_dict") if callable(getattr(objective, m, None))]
     if len(state_methods) == 1:
         raise ConfigError(f"{type(objective).__name__} has {state_methods[0]}() but not its pair: checkpoints "
                           "keep an objective's extra state only with both state_dict() and load_state_dict(state)")
-    made_in_inference_mode = [n for n, t in (*objective.module.named_parameters(), *objective.module.named_buffers())
-                              if t.is_inference()]
+    trained = {id(p) for params in players.values() for p in params}
+    made_in_inference_mode = [  # the parameters trained, and the buffers a module in training mode updates in place
+        *(n for n, p in objective.module.named_parameters() if id(p) in trained and p.is_inference()),
+        *(f"{m}.{b}" if m else b for m, module in objective.module.named_modules() if module.training
+          for b, t in module.named_buffers(recurse=False) if t is not None and t.is_inference())]
     if made_in_inference_mode:
         listed = ", ".join(repr(n) for n in made_in_inference_mode[:4]) + (" ..." if len(made_in_inference_mode) > 4
                                                                               else "")

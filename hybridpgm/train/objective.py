@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from hybridpgm.errors import ConfigError
@@ -125,7 +126,8 @@ def objective_settings(objective: Any) -> dict[str, Any] | None:
     """The objective's ``settings()`` as a dict, or ``None`` for an objective without them (not compared on
     resume).
 
-    :raises ConfigError: ``settings()`` returns something other than a dict keyed by strings."""
+    :raises ConfigError: ``settings()`` returns something other than a dict keyed by strings, or a value that is
+        not plain (:func:`_plain_setting`: a tensor, a ``Path``)."""
     settings = getattr(objective, "settings", None)
     if not callable(settings):
         return None
@@ -133,7 +135,23 @@ def objective_settings(objective: Any) -> dict[str, Any] | None:
     if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
         raise ConfigError(f"{type(objective).__name__}.settings() must return a dict keyed by names, got "
                           f"{_described(values)}")
-    return dict(values)
+    return {key: _plain_setting(value, f"{type(objective).__name__}.settings()[{key!r}]")
+            for key, value in values.items()}
+
+
+def _plain_setting(value: Any, where: str) -> Any:
+    """A setting as a plain value, compared with ``==`` on resume and kept in the checkpoint: ``None``, ``bool``,
+    ``int``, ``float``, ``str`` (a NumPy scalar as its Python number), or a list of these (a tuple becomes one).
+
+    :raises ConfigError: naming ``where`` and the type of anything else (a tensor, a ``Path``)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, np.generic) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain_setting(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; settings must be plain "
+                      "values (None, bool, int, float, str, or lists of these)")
 
 
 #: the ELBO attributes that change what is trained (``max_plate_nesting`` is left out: Pyro guesses it on the

@@ -148,13 +148,16 @@ def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorde
 def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, world_size: int, accumulate: int,
                precision: str | None, clip_grad_norm: float | None, shuffle: bool, drop_last: bool,
                num_examples: int, schedulers: Mapping[str, dict[str, Any] | None] | None = None,
-               config: Mapping[str, Any] | None = None, objective: Any = None) -> dict[str, Any]:
+               config: Mapping[str, Any] | None = None, objective: Any = None,
+               settings: bool = True) -> dict[str, Any]:
     """The recorded configuration of a run (``optimizers`` from :func:`optimizer_hyperparameters`, ``schedulers``
     per player from :func:`scheduler_settings`, ``config`` the caller's own settings, already checked by
     :func:`~hybridpgm.train.fit_options.check_config`; recorded as ``{}`` when ``None``).  ``objective`` (the
     objective trained) is recorded by its class's qualified name without the module (a GAN's checkpoint does not
     resume as an IWGAN's; one written by ``python train.py`` resumes where ``train`` is imported); ``None`` when not
-    given.  Its ``settings()`` are recorded as ``"objective_settings"`` (``None`` for an objective without them).
+    given.  Its ``settings()`` are recorded as ``"objective_settings"`` (``None`` for an objective without them, or
+    without ``settings``: a run without a checkpoint compares nothing, and a ``settings`` method of the caller's that
+    means something else is then not called).
 
     The batch is recorded as the global batch ``batch_size * world_size``, so a
     run may resume on another number of ranks with the same global batch; so are the steps of an epoch,
@@ -165,7 +168,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
         # the qualified name without the module: a run started as ``python train.py`` (``__main__``) resumes from a
         # notebook importing ``train``, and a class moved between modules keeps its checkpoints
         "objective": None if objective is None else type(objective).__qualname__,
-        "objective_settings": None if objective is None else objective_settings(objective),
+        "objective_settings": objective_settings(objective) if objective is not None and settings else None,
         "global_batch_size": batch_size * world_size, "accumulate": accumulate, "precision": precision or "fp32",
         "clip_grad_norm": clip_grad_norm, "shuffle": shuffle, "drop_last": drop_last,
         "num_examples": num_examples, "optimizers": dict(optimizers),

@@ -16,7 +16,7 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.train.callback_states import callback_buffer_paths, callback_states
-from hybridpgm.train.checkpoint import buffer_paths, plain_data, rng_state, save_checkpoint, unreadable_reason
+from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
 from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
 from hybridpgm.train.player_step import Player, check_finite_parameters
@@ -49,21 +49,6 @@ class RunCheckpoint:
         self.module, self.objective, self.players = module, objective, players
         self.layout = layout
         self.callbacks, self.history, self.seed, self.config, self.context = callbacks, history, seed, config, context
-        if self.path is not None:
-            self._check_plain()
-
-    def _check_plain(self) -> None:
-        """Refuse, before the first step, a run configuration, objective state or callback state that holds a value
-        the checkpoint could not be read back with (a ``Path``, an ``Enum``, an array: :func:`plain_data`), rather
-        than at the first write, after steps that would then be lost.  Every rank checks its own (alike on all).
-
-        :raises CheckpointError: naming the file and each place."""
-        objective = self.objective.state_dict() if hasattr(self.objective, "state_dict") else None
-        parts = {"config": self.config, "objective": objective, "callbacks": callback_states(self.callbacks)}
-        refused = [where for key, part in parts.items() for where in plain_data(part, key)[1]]
-        if refused:
-            raise CheckpointError(f"refusing to train into checkpoint {str(self.path)!r}: {unreadable_reason(refused)};"
-                                  " nothing was trained")
 
     def write(self, step: int, stopped: bool = False, pending: bool = False) -> None:
         """Save the run as it stands after ``step`` steps.

@@ -277,7 +277,7 @@ def fit(
         config = run_config(hyperparameters, batch_size=batch_size, world_size=context.world_size,
                             accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
                             shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
-                            config=user_config, objective=objective)
+                            config=user_config, objective=objective, settings=checkpoint is not None)
         context.check_same("configuration", {
             **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},

@@ -241,3 +241,21 @@ def test_a_callback_without_on_step_end_is_refused_before_any_step():
     with pytest.raises(ConfigError, match=r"callbacks\[0\] \(function\) has no on_step_end"):
         callback_list([lambda info: None])
     assert len(callback_list([Kept()])) == 1
+
+
+def test_a_frozen_part_made_under_inference_mode_is_accepted():
+    """The review of the first version of the check found it refusing a frozen backbone built under inference mode
+    (plain torch trains the head through it): only trained parameters and the buffers of modules in training mode
+    count."""
+    from hybridpgm.train.fit_options import check_players
+    from tests.train.helpers import LinearRegression
+
+    objective = LinearRegression()
+    with torch.inference_mode():
+        backbone = torch.nn.Sequential(torch.nn.Linear(5, 5), torch.nn.BatchNorm1d(5)).requires_grad_(False).eval()
+    objective.module = torch.nn.Sequential(backbone, torch.nn.Linear(5, 1))
+    objective.players = lambda: {"fit": (p for p in objective.module.parameters() if p.requires_grad)}
+    assert [p.shape for p in check_players(objective)["fit"]] == [(1, 5), (1,)]
+    backbone.train()  # its batch norm would now update its inference-mode statistics in place
+    with pytest.raises(ConfigError, match=r"\('0.1.running_mean', '0.1.running_var', '0.1.num_batches_tracked'\)"):
+        check_players(objective)

@@ -6,6 +6,7 @@ ELBO with another number of particles, a GAN with another ``k``, all silently.
 
 import functools
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -136,3 +137,20 @@ def test_a_schedule_or_settings_of_the_wrong_kind_is_refused_naming_the_objectiv
     with pytest.raises(ConfigError, match=r"_Set.settings\(\) must return a dict keyed by names, got a list"):
         objective_settings(_Set([("k", 1)]))
     assert objective_settings(_Set({"k": 1})) == {"k": 1}
+
+
+def test_settings_must_be_plain_and_are_read_only_for_a_checkpoint(tmp_path):
+    """The review of the first version found a tensor in ``settings()`` recorded, then a raw torch error on resume
+    (``==`` of two tensors), and a caller's own ``settings`` method of another meaning breaking ``fit`` without any
+    checkpoint."""
+    from hybridpgm.errors import ConfigError
+
+    ckpt, data = tmp_path / "cd.pt", _binary()
+    cd = ContrastiveDivergence(_rbm(), k=1)
+    cd.settings = lambda: {"weights": torch.ones(3)}
+    with pytest.raises(ConfigError, match=r"ContrastiveDivergence.settings\(\)\['weights'\] is a torch.Tensor"):
+        _run(ckpt, cd, data, max_steps=1)
+    cd.settings = lambda: {"k": np.int64(1), "sizes": (2, 3)}
+    assert objective_settings(cd) == {"k": 1, "sizes": [2, 3]}
+    cd.settings = lambda: "not a dict"  # a method of the caller's own, with another meaning
+    assert _run(None, cd, data, max_steps=2).steps == 2
