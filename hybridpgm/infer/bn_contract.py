@@ -46,8 +46,8 @@ from hybridpgm.infer.bn_exactly import exactly as _exactly
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
-from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, row_scaled,
-                                       rows_in_prob, spaces_for, use_prob, with_rows_redone)
+from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, factor_shifts,
+                                       row_scaled, rows_in_prob, spaces_for, use_prob, with_rows_redone)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -193,7 +193,7 @@ def contract_with_gradients(bn, ev: Evidence, plan, tensors, extra, wrt):
 
 def check_possible(value: torch.Tensor, what: str, row_ids: torch.Tensor | None = None) -> None:
     """Raise :class:`EvidenceError` naming the rows whose ``value`` is not finite (evidence of probability 0)."""
-    bad = ~torch.isfinite(value.detach()).reshape(value.shape[0], -1).all(-1) if value.dim() else None
+    bad = ~torch.isfinite(value.detach()).reshape(value.shape[0], -1).all(-1) if value.dim() and value.numel() else None
     if bad is not None and bad.any():
         rows = bad.nonzero().flatten()
         rows = (row_ids[rows] if row_ids is not None else rows).tolist()
@@ -320,7 +320,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
                                  row_ids)
     for space in spaces or spaces_for(ev):
         tensors, dims = factors(facts, ev, keep, space)
-        if space == "prob":
+        if space == "prob":  # scaled row by row (bn_spaces), the scales unused: marginals are ratios in a row
             tensors, _ = row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
         if free is not None:  # a tiny joint: enumerate it
             out = _dense(tensors, dims, free, ev, names, space, row_ids)
@@ -355,16 +355,16 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
             return in_row_chunks(ev, chunk, lambda sub, _: log_evidence_rows(bn, sub, keep, spaces))
     if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
-        tensors, log_c = row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
+        shift, (tensors, log_c) = factor_shifts(tensors), row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
         if free is not None:
             z = dense_joint(tensors, dims, free, ev.n, "prob").reshape(ev.n, -1).sum(-1)
         else:
             z = contract(bn, ev, tensors, dims, (BATCH,), "prob")
         ok = rows_in_prob(z, ev)
         if bool(ok.all()):
-            return z.log() + log_c
+            return z.log() + log_c + shift
         if bool(ok.any()):
-            return with_rows_redone(_safe(z, ok).log() + log_c, ok, ev, None,
+            return with_rows_redone(_safe(z, ok).log() + log_c + shift, ok, ev, None,
                                      lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
@@ -373,13 +373,13 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
 
 
 @_exactly
-def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> torch.Tensor:
-    """``[N, card_1, ..., card_k]`` posterior joint of ``names`` (``spaces`` as for :func:`marginals`)."""
+def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None, row_ids=None) -> torch.Tensor:
+    """``[N, card_1, ..., card_k]`` posterior joint of ``names`` (``spaces``, ``row_ids`` as for :func:`marginals`)."""
     facts = network_facts(bn)
     tail = [1] * len(names)
     chunk = rows_per_chunk(bn, ev, factor_dims(facts, ev.observed, ev.partial, keep), (BATCH, *names))
     if chunk < ev.n:
-        return in_row_chunks(ev, chunk, lambda sub, _: joint_rows(bn, sub, names, keep, spaces))
+        return in_row_chunks(ev, chunk, lambda sub, ids: joint_rows(bn, sub, names, keep, spaces, ids), row_ids)
     if "prob" in (spaces or spaces_for(ev)):
         tensors, dims = factors(facts, ev, keep, "prob")
         p = contract(bn, ev, row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))[0], dims,
@@ -390,9 +390,10 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None) -> 
         if bool(ok.all()):
             return joint
         if bool(ok.any()):
-            return with_rows_redone(joint, ok, ev, None, lambda sub, _: joint_rows(bn, sub, names, keep, ("log",)))
+            return with_rows_redone(joint, ok, ev, row_ids,
+                                     lambda sub, ids: joint_rows(bn, sub, names, keep, ("log",), ids))
     tensors, dims = factors(facts, ev, keep, "log")
     log_joint = contract(bn, ev, tensors, dims, (BATCH, *names), "log")
     log_z = log_joint.reshape(ev.n, -1).logsumexp(-1)
-    check_possible(log_z, "the posterior")
+    check_possible(log_z, "the posterior", row_ids)
     return (log_joint - log_z.reshape(-1, *tail)).exp()

@@ -29,7 +29,7 @@ from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 
-__all__ = ["condition", "factor_dims", "factors", "node_table", "relevant"]
+__all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table", "relevant"]
 
 
 def relevant(facts: NetworkFacts, targets) -> frozenset:
@@ -110,29 +110,61 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
     return t.exp() if prob else t
 
 
+class ScaledFactors(list):
+    """The tensors of :func:`factors` in probability space, with ``log_scale``: the ``[N]`` :math:`c_{f,n}` of
+    each factor scaled in log space, whose sum is :math:`\\log Z_n - \\log \\tilde Z_n` (added back by
+    :func:`~hybridpgm.infer.bn_spaces.row_scaled`)."""
+
+    def __init__(self, tensors, log_scale: list):
+        super().__init__(tensors)
+        self.log_scale = log_scale
+
+
+def _log_scaled(log_t: torch.Tensor, scales: list) -> torch.Tensor:
+    """``exp(log_t - c_n)`` with :math:`c_n` the detached largest entry of row ``n`` of ``log_t`` (``0`` in a row
+    with none finite); :math:`c_n` (``[N]``) appended to ``scales``.  The shift is taken in log space,
+    before any entry is exponentiated, so the factor keeps its digits however far its values lie from one (a
+    float32 density of :math:`e^{-103}` or a likelihood of :math:`10^{-300}`)."""
+    c = log_t.detach()
+    c = c.amax(tuple(range(1, c.dim()))) if c.dim() > 1 else c
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+    scales.append(c)
+    return (log_t - c.reshape(-1, *([1] * (log_t.dim() - 1)))).exp()
+
+
 def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tuple[list, list]:
     """Conditioned factors ``(tensors, dims)`` of the kept nodes plus the partial evidence.
 
+    In probability space a factor of soft evidence or a continuous density is scaled row by row in log space,
+    :math:`\\phi_f(\\cdot; e_n) = \\exp(\\log \\phi_f - c_{f,n})` with :math:`c_{f,n}` its row's largest
+    log-entry (detached), so that its largest entry is one whatever the scale of the likelihood or density:
+    the contraction then gives :math:`\\tilde Z_n = Z_n / \\exp(\\sum_f c_{f,n})` (:math:`Z_n` is linear in each
+    factor; marginals are unchanged): the tensors come as :class:`ScaledFactors`, whose ``log_scale`` holds the
+    ``[N]`` :math:`c_{f,n}`.
+
     :param str space: ``"log"`` (log-probabilities) or ``"prob"`` (probabilities; a soft-evidence likelihood
-        given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm).
+        given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm:
+        :func:`~hybridpgm.infer.soft_evidence.soft_likelihood` divided it by its row maxima already).
     """
     prob = space == "prob"
-    tensors, dims_list = [], []
+    tensors, dims_list, scales = [], [], []
     for v in facts.nodes:
         if v not in keep:
             continue
         cpd = facts.cpds[v]
         dims = _raw_dims(facts, v)
-        if facts.cards[v] is None:
+        continuous = facts.cards[v] is None
+        if continuous:
             if v not in ev.values:
                 raise EvidenceError(f"continuous node '{v}' must be observed for exact inference")
-            t = cpd.log_density(ev.values[v], ev.values)
-            t = t.exp() if prob else t
+            t = cpd.log_density(ev.values[v], ev.values)  # exponentiated once conditioned and scaled
         else:
             t = node_table(facts, v, ev.values, prob)
         if dims and dims[0] == BATCH and t.shape[0] != ev.n:
             t = t.expand(ev.n, *t.shape[1:])
         t, dims = condition(t, dims, ev)
+        if continuous and prob:
+            t = _log_scaled(t, scales)
         tensors.append(t)
         dims_list.append(dims)
     for v, lik in ev.partial.items():
@@ -140,7 +172,13 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
             lik = lik.to(ev.dtype)
             if prob:  # soft evidence given as probabilities enters as it is: exact gradients at a zero entry
                 given = ev.likelihoods.get(v)
-                lik = lik.exp() if given is None else given
+                if v not in ev.soft:  # a hard-evidence indicator (observed in some rows only): 0 or 1
+                    lik = lik.exp()
+                elif given is None:
+                    lik = _log_scaled(lik, scales)
+                else:  # already divided by its row maxima, whose logarithms are those of the log-likelihood's
+                    lik = given
+                    scales.append(ev.partial[v].detach().amax(-1).to(ev.dtype))
             tensors.append(lik)
             dims_list.append((BATCH, v))
-    return tensors, dims_list
+    return (ScaledFactors(tensors, scales) if prob else tensors), dims_list

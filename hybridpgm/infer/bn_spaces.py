@@ -11,7 +11,10 @@ takes one batched matmul per step, and a row is answered there when
     \\log Z_n = \\log \\tilde Z_n + \\log C_n,
 
 with :math:`t` the dtype's floor and :math:`C_n` the product of the row maxima of the factors that can be
-small (:func:`row_scaled`; float32 only, :data:`SCALED_ROWS`; else :math:`C_n = 1`), ``[N]`` tensors.  The
+small or large, ``[N]`` tensors: in every dtype the soft-evidence likelihoods and continuous densities,
+scaled in log space before they are exponentiated (:func:`~hybridpgm.infer.bn_factors.factors`,
+:func:`factor_shifts`), and in float32 (:data:`SCALED_ROWS`) also the tables whose own variable was observed
+(:func:`row_scaled`).  The
 rows outside (:func:`rows_in_prob`) are answered again, alone, in log space (:func:`with_rows_redone`),
 max-shifted as Pyro's ``torch_log`` einsum: the only space used for other dtypes (:func:`spaces_for`).
 """
@@ -22,23 +25,25 @@ import torch
 
 from hybridpgm.infer.bn_evidence import BATCH, Evidence
 
-__all__ = ["PROBABILITY_FLOOR", "SCALED_ROWS", "TINY", "factor_owners", "row_scaled", "rows_in_prob", "spaces_for",
-           "use_prob", "with_rows_redone"]
+__all__ = ["PROBABILITY_FLOOR", "SCALED_ROWS", "TINY", "factor_owners", "factor_shifts", "row_scaled",
+           "rows_in_prob", "spaces_for", "use_prob", "with_rows_redone"]
 
 #: the dtypes contracted in probability space, each with the evidence probability below which a row sends the
 #: query to log space.  An intermediate entry that falls below the dtype's smallest normal number :math:`t`
 #: (2.2e-308, 1.2e-38) loses at most :math:`t\,S` of :math:`Z_n`, :math:`S` the joint states summed over (the
-#: factors are conditional probabilities, at most one; soft evidence aside), so these floors keep the relative
+#: factors are conditional probabilities, at most one, and the likelihoods and densities are scaled to a largest
+#: entry of one per row, :func:`factor_shifts`), so these floors keep the relative
 #: loss below the dtype's rounding for :math:`S` up to about :math:`5 \cdot 10^{15}` in float32 and
 #: :math:`10^{41}` in float64 (a loose bound).  Float32 rows whose row-scaled evidence (:func:`row_scaled`)
 #: stays under :math:`10^{-15}` (evidence that conflicts across many nodes) are answered in log space, the others
 #: of their batch stay in probability space.
 PROBABILITY_FLOOR = {torch.float64: 1e-250, torch.float32: 1e-15}
 
-#: the dtypes whose probability-space factors that can be small are scaled row by row before a contraction
+#: the dtypes whose probability-space tables that can be small are scaled row by row before a contraction
 #: (:func:`row_scaled`): float32, whose narrow range would otherwise send rows of heavy evidence (half the nodes of
 #: hailfinder or barley observed) to log space; float64's floor leaves 58 orders of magnitude, and the scaling's
-#: few small operations per factor would show on its smallest networks
+#: few small operations per factor would show on its smallest networks.  Soft-evidence likelihoods and continuous
+#: densities are scaled in every dtype (:func:`factor_shifts`): their range is unbounded
 SCALED_ROWS = frozenset({torch.float32})
 
 #: float64's floor (:data:`PROBABILITY_FLOOR`)
@@ -93,6 +98,15 @@ def row_scaled(tensors, dims, ev: Evidence, owners) -> tuple[list, torch.Tensor 
             maxima.append(c)
         out.append(t)
     return out, (torch.stack(maxima).log().sum(0) if maxima else 0.0)
+
+
+def factor_shifts(tensors) -> torch.Tensor | float:
+    """``[N]`` :math:`\\sum_f c_{f,n}`: the row maxima that :func:`~hybridpgm.infer.bn_factors.factors` took out of
+    the soft-evidence likelihoods and continuous densities in log space, in every dtype (``log_scale`` of its
+    :class:`~hybridpgm.infer.bn_factors.ScaledFactors`; ``0.0`` when none).  With :func:`row_scaled`'s maxima,
+    :math:`\\log C_n` = that sum plus its ``[N]`` logs."""
+    shifts = list(getattr(tensors, "log_scale", ()))
+    return torch.stack(shifts).sum(0) if shifts else 0.0
 
 
 def factor_owners(facts, ev: Evidence, keep) -> list:

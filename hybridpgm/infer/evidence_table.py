@@ -62,6 +62,7 @@ network has changed (build it again).  Build it with
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
@@ -151,6 +152,9 @@ class EvidenceTable:
                               f"continuous nodes {continuous} and inputs {sorted(facts.inputs)}")
         if layout not in LAYOUTS:
             raise ConfigError(f"unknown evidence table layout {layout!r}; expected one of {LAYOUTS}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, numbers.Real) or max_bytes != max_bytes:
+            raise ConfigError(f"evidence table max_bytes must be a number of bytes (an int), got "
+                              f"{type(max_bytes).__name__} {max_bytes!r:.40}")
         self.bn, self.nodes = bn, nodes
         self.others = [v for v in facts.nodes if v not in nodes]
         self.cards = [facts.cards[v] for v in nodes]
@@ -216,6 +220,20 @@ class EvidenceTable:
         self._shifts = [(st - int(a)) * t for st, a, t in zip(self._stored, self._all, strides)]
         self._dtype = bn.dtype
         self._built_from = _snapshot(bn)
+
+    def __getstate__(self) -> dict:
+        """The table's state, with whether it still matched its network (a snapshot holds storage addresses,
+        which a copy does not keep)."""
+        state = dict(self.__dict__)
+        state["_built_from"] = _same(_snapshot(self.bn), self._built_from)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """A pickled or deep-copied table answers for the copy of its network that travelled with it (its
+        snapshot is taken again), unless the network had already changed when it was copied."""
+        fresh = state.pop("_built_from")
+        self.__dict__.update(state)
+        self._built_from = _snapshot(self.bn) if fresh else (None, [])
 
     def __repr__(self) -> str:
         return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, layout={self.layout!r}, "

@@ -7,15 +7,15 @@ adds it as a per-row factor over :math:`x_v`, the same way it adds the indicator
 node observed in some rows only: :math:`\\lambda` itself where the query runs in
 probability space, :math:`\\log \\lambda` in log space.
 
-**Gradients at a zero likelihood.**  :math:`p(e) = \\sum_k \\lambda_k\\, p(x_v = k, e')` is linear in
+**Gradients at a zero likelihood.** :math:`p(e) = \\sum_k \\lambda_k\\, p(x_v = k, e')` is linear in
 :math:`\\lambda`, so :math:`\\partial \\log p(e) / \\partial \\lambda_k = p(x_v = k, e') / p(e)` is finite at
-:math:`\\lambda_k = 0` too (:math:`e'` the rest of the evidence).  Through :math:`\\log \\lambda` autograd would
+:math:`\\lambda_k = 0` too (:math:`e'` the rest of the evidence). Through :math:`\\log \\lambda` autograd would
 multiply a zero posterior weight by :math:`1/\\lambda_k = \\infty`: NaN, which also reaches every other row
-sharing :math:`\\lambda` or the network that produced it.  So a likelihood given as probabilities
-(``log=False``) also enters probability-space queries as it is (:func:`soft_likelihood`), where the gradient is
-exact, and its logarithm (for log space) is taken by :class:`ZeroSafeLog`, whose gradient at an exact zero is
-0 rather than NaN.  Log space answers only the rows whose evidence probability is under the dtype's floor
-(:data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR`), and every row of a network in another dtype
+sharing :math:`\\lambda` or the network that produced it. So a likelihood given as probabilities (``log=False``)
+also enters probability-space queries as it is, up to a constant per row (:func:`soft_likelihood`), where the
+gradient is exact, and its logarithm (for log space) is taken by :class:`ZeroSafeLog`, whose gradient at an
+exact zero is 0 rather than NaN. Log space answers only the rows whose evidence probability is under the dtype's
+floor (:data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR`), and every row of a network in another dtype
 (float16, bfloat16): there the derivative in a zero entry comes out 0, the others' exact.
 
 **References**
@@ -82,9 +82,12 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
     """Validated soft evidence on ``name``: ``(log_lik, lik)``, each ``[card]`` or ``[N, card]`` in ``dtype``.
 
     ``log_lik`` is the log-likelihood (the values themselves for ``log=True``, else their
-    :class:`ZeroSafeLog`); ``lik`` the likelihood in probability space for ``log=False`` (the values as
-    given, cast to ``dtype``: the operand of probability-space queries, exact in its gradient at a zero
-    entry), ``None`` for ``log=True`` (those queries exponentiate ``log_lik``).
+    :class:`ZeroSafeLog`); ``lik`` the likelihood in probability space for ``log=False``: the values as
+    given, divided row by row by their (detached) largest value :math:`m_n` in their own precision and then cast
+    to ``dtype`` (the operand of probability-space queries, exact in its gradient at a zero entry, and kept
+    away from the narrow dtype's underflow; the queries add back :math:`\\log m_n`, the row maximum of
+    ``log_lik``: :func:`~hybridpgm.infer.bn_factors.factors`); ``None`` for ``log=True`` (those queries
+    exponentiate ``log_lik`` shifted by its row maxima).
 
     :raises EvidenceError: for a continuous node, values that are not real numbers, a wrong shape, NaN or
         :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods, or a row that is zero in every state.
@@ -116,7 +119,10 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
         if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
             raise EvidenceError(f"Likelihood for '{name}' must be finite and non-negative")
         log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
-        prob = t.to(dtype)
+        # divided by its row maxima in the input's precision, then narrowed: a float64 likelihood of 1e-45 keeps
+        # its digits in a float32 network (the maxima's logarithms, those of log_lik, are added back by the query)
+        m = t.detach().amax(-1, keepdim=True).clamp_min(torch.finfo(t.dtype).tiny)
+        prob = (t / m).to(dtype)
     dead = ~torch.isfinite(log_lik).any(-1)
     if bool(dead.any()):
         raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
