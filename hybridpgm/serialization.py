@@ -200,6 +200,14 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def _resolve(name: str) -> type:
+    """The registered class of the qualified ``name`` a file records: its own hybridpgm module is imported first
+    (loading an RBM imports no GPyTorch), then every module of :data:`MODEL_MODULES`."""
+    own = name.rpartition(".")[0]
+    if name not in _REGISTRY and own.startswith("hybridpgm."):  # never a module outside the package
+        try:
+            importlib.import_module(own)
+        except ImportError:  # a nested class's outer name, or a module since moved
+            pass
     if name not in _REGISTRY:
         for module in MODEL_MODULES:
             importlib.import_module(module)

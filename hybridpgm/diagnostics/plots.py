@@ -139,10 +139,15 @@ def _check_grey_levels(images: torch.Tensor) -> None:
                         f"(dtype {images.dtype}){hint}")
 
 
+#: formats matplotlib lists that cannot be drawn into memory: PGF writes its raster images beside a named file
+#: (and needs LaTeX)
+_NOT_IN_MEMORY = frozenset({"pgf"})
+
+
 def figure_formats() -> list[str]:
-    """The file suffixes matplotlib can write a figure as (``"png"``, ``"pdf"``, ``"svg"`` ...: its canvas'
-    ``get_supported_filetypes()``), sorted."""
-    return sorted(Figure().canvas.get_supported_filetypes())
+    """The file suffixes a figure can be written as (``"png"``, ``"pdf"``, ``"svg"`` ...: matplotlib's canvas'
+    ``get_supported_filetypes()`` less PGF, which cannot be drawn into memory first), sorted."""
+    return sorted(set(Figure().canvas.get_supported_filetypes()) - _NOT_IN_MEMORY)
 
 
 def figure_path(path: str | os.PathLike) -> Path:
@@ -179,7 +184,10 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     if path is not None:
         path = figure_path(path)
         image = io.BytesIO()  # drawn first, so that nothing is written for a figure matplotlib cannot draw
-        fig.savefig(image, format=path.suffix[1:].lower(), dpi=100)
+        try:
+            fig.savefig(image, format=path.suffix[1:].lower(), dpi=100)
+        except (ValueError, RuntimeError, OSError) as error:  # a format's own needs (a program it runs)
+            raise DataError(f"cannot draw figure {str(path)!r} as {path.suffix[1:].lower()}: {error}") from error
         try:  # its folders are created, as checkpoints and reports are written
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:

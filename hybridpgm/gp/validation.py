@@ -136,8 +136,8 @@ def validation_nll(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _reference(model: Any) -> torch.Tensor:
-    """The tensor whose dtype and device held-out data must match: an exact GP's training inputs, else (a
-    variational :class:`~hybridpgm.gp.SVDeepKernelGP`, which holds no data) its first floating-point parameter."""
+    """The tensor on whose device held-out data are scored: an exact GP's training inputs, else (a variational
+    :class:`~hybridpgm.gp.SVDeepKernelGP`, which holds no data) its first floating-point parameter."""
     train_x = getattr(model, "train_x", None)
     if isinstance(train_x, torch.Tensor):
         return train_x
@@ -145,15 +145,20 @@ def _reference(model: Any) -> torch.Tensor:
 
 
 def _check_held_out(model: Any, x: Any, y: Any, what: str) -> None:
-    """Check ``(x, y)`` held out for, or conditioned on by, a GP ``model`` before any training step runs."""
+    """Check ``(x, y)`` held out for, or conditioned on by, a GP ``model`` before any training step runs: ``x`` of
+    the training inputs' dtype where the model holds them (an integer-input GP included; a variational GP's inputs
+    are checked by its feature extractor when scored), ``y`` of the training targets' dtype, else of the model's
+    floating-point dtype."""
     from hybridpgm.gp.feature_gp import check_inputs, check_targets
 
     # no device check: validation_nll and the refit move the data to the model's device
-    dtype = _reference(model).dtype
-    check_inputs(x, model.example_shape, f"{what} x", dtype=dtype)
+    train_x, train_y = getattr(model, "train_x", None), getattr(model, "train_y", None)
+    check_inputs(x, model.example_shape, f"{what} x",
+                 dtype=train_x.dtype if isinstance(train_x, torch.Tensor) else None)
     if x.shape[0] == 0:
         raise DataError(f"{what} x has shape {tuple(x.shape)}: no examples")
-    check_targets(y, x.shape[0], f"{what} y", dtype=dtype)
+    check_targets(y, x.shape[0], f"{what} y",
+                  dtype=train_y.dtype if isinstance(train_y, torch.Tensor) else _reference(model).dtype)
 
 
 class _KeepBest(Callback):

@@ -41,7 +41,12 @@ class LazyRecipe:
         return importlib.import_module(self.module_name)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in LazyRecipe.__slots__:  # copy/pickle probes, an unset slot
+            raise AttributeError(name)
         return getattr(self.module, name)
+
+    def __reduce__(self):
+        return LazyRecipe, (self.module_name,)
 
     def __repr__(self) -> str:
         return f"LazyRecipe({self.module_name!r})"

@@ -74,3 +74,23 @@ def test_a_supported_suffix_is_written(tmp_path, name):
     plot_khat(KHAT, tmp_path / name)
     assert (tmp_path / name).stat().st_size > 0
     assert sorted(p.name for p in (tmp_path / name).parent.iterdir()) == [os.path.basename(name)]
+
+
+def test_pgf_is_not_offered_and_a_format_that_cannot_be_drawn_is_named(tmp_path, monkeypatch):
+    """The review of the first version found ``.pgf`` listed (matplotlib's PGF backend writes raster images beside
+    a named file, so drawing it into memory raised a raw ValueError)."""
+    from matplotlib.figure import Figure
+
+    from hybridpgm.diagnostics.plots import figure_formats
+
+    assert "pgf" not in figure_formats() and "png" in figure_formats()
+    with pytest.raises(DataError, match=r"k\.pgf"):
+        plot_khat(torch.tensor([0.1, 0.8]), tmp_path / "k.pgf")
+
+    def cannot_draw(self, *args, **kwargs):
+        raise RuntimeError("'xelatex' not found")
+
+    monkeypatch.setattr(Figure, "savefig", cannot_draw)
+    with pytest.raises(DataError, match=r"cannot draw figure .*k\.pdf' as pdf: 'xelatex' not found"):
+        plot_khat(torch.tensor([0.1, 0.8]), tmp_path / "k.pdf")
+    assert os.listdir(tmp_path) == []

@@ -211,7 +211,35 @@ def test_a_variational_deep_kernel_gp_is_validated_and_refit_is_refused_for_it()
     run = fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=3, eval_every=1, batch_size=16, seed=0)
     assert run.best_step in (1, 2, 3) and run.best_validation_nll == pytest.approx(
         min(v for _, v in run.history.history.metrics["validation_nll"]))
-    with pytest.raises(DataError, match="validation x"):
+    with pytest.raises(DataError, match=r"feature extractor cannot take inputs of shape \(16, 3\) and dtype "
+                                        r"torch.float64"):
         fit_validated(gp.objective(), (x, y), x[:16].double(), y[:16], max_steps=1, batch_size=16)
     with pytest.raises(ConfigError, match="SVDeepKernelGP holds no training data"):
         fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=1, batch_size=16, refit=(x, y))
+
+
+class _Embedded(torch.nn.Module):
+    """A feature extractor of integer inputs (a category's embedding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(10, 2)
+
+    def forward(self, x):
+        return self.embedding(x[..., 0])
+
+
+def test_a_gp_of_integer_inputs_is_validated():
+    """The review of the first variational version found integer inputs refused: x and y were both checked against
+    one floating dtype (an exact GP's ``y`` against ``train_x``'s int64)."""
+    from hybridpgm.gp import SVDeepKernelGP
+
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 10, (32, 1)), torch.randn(32)
+    exact = DeepKernelGP(x, y, _Embedded())
+    assert fit_validated(ExactMLLObjective(exact), (x, y), x[:8], y[:8], max_steps=2, eval_every=1).steps == 2
+    variational = SVDeepKernelGP(_Embedded(), num_features=2, num_data=32, grid_size=8)
+    run = fit_validated(variational.objective(), (x, y), x[:8], y[:8], max_steps=2, eval_every=1, batch_size=16)
+    assert run.steps == 2
+    with pytest.raises(DataError, match="validation y"):
+        fit_validated(ExactMLLObjective(exact), (x, y), x[:8], y[:8].double(), max_steps=1)

@@ -64,3 +64,16 @@ def test_recipes_resolve_their_modules_on_first_use():
     assert getattr(RECIPES["dkl"][0], "sample", None) is None  # the GP recipe has no `sample`
     with pytest.raises(AttributeError):
         RECIPES["rbm"][0].no_such_function
+
+
+def test_a_lazy_recipe_pickles_and_copies():
+    """The review of the first version found a pickled or copied recipe recursing in ``__getattr__`` (its slot unset
+    on the new instance): a spawn pool handed one hung."""
+    import copy
+    import pickle
+
+    from hybridpgm.recipes import RECIPES
+
+    recipe = RECIPES["crf"][0]
+    for copied in (pickle.loads(pickle.dumps(recipe)), copy.copy(recipe), copy.deepcopy(recipe)):
+        assert copied.module_name == "hybridpgm.recipes.crf" and callable(copied.run)
