@@ -11,6 +11,7 @@ import torch
 
 from hybridpgm.diagnostics import plot_khat
 from hybridpgm.errors import DataError
+from tests.fifos import fifo_with_reader
 
 KHAT = torch.linspace(-0.2, 0.9, 8)
 
@@ -31,13 +32,9 @@ def test_a_folder_is_refused(tmp_path):
 
 def test_a_fifo_is_refused_at_once_and_kept(tmp_path):
     fifo = tmp_path / "fig.png"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that the old code's open() returned, not blocked
-    try:
+    with fifo_with_reader(fifo):  # the old code's open() returned, not blocked
         with pytest.raises(DataError, match="fig.png'.*FIFO"):
             plot_khat(KHAT, fifo)
-    finally:
-        os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from hybridpgm.errors import DataError
 from hybridpgm.graphs import read_bif, write_bif
+from tests.fifos import fifo_with_reader
 from tests.graphs.bn_helpers import random_bn, single_thread  # noqa: F401 (autouse fixture)
 
 
@@ -47,14 +48,10 @@ def test_a_folder_is_refused_by_name(tmp_path):
 
 def test_a_fifo_is_refused_at_once_and_kept(tmp_path):
     fifo = tmp_path / "net.bif"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that the old code's open() returned, not blocked
-    try:
+    with fifo_with_reader(fifo) as reader:  # the old code's open() returned, not blocked
         with pytest.raises(DataError, match="FIFO"):
             write_bif(random_bn(3, 3, max_card=2), fifo)
         assert os.read(reader, 100) == b""  # nothing was written into the pipe
-    finally:
-        os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
