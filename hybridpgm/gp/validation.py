@@ -146,15 +146,16 @@ def _reference(model: Any) -> torch.Tensor:
 
 def _check_held_out(model: Any, x: Any, y: Any, what: str) -> None:
     """Check ``(x, y)`` held out for, or conditioned on by, a GP ``model`` before any training step runs: ``x`` of
-    the training inputs' dtype where the model holds them (an integer-input GP included; a variational GP's inputs
-    are checked by its feature extractor when scored), ``y`` of the training targets' dtype, else of the model's
-    floating-point dtype."""
+    the training inputs' dtype where the model holds them (an integer-input GP included), else, when floating, of
+    the model's floating-point dtype (a variational GP's integer inputs go to its feature extractor as they are);
+    ``y`` of the training targets' dtype, else of the model's floating-point dtype."""
     from hybridpgm.gp.feature_gp import check_inputs, check_targets
 
     # no device check: validation_nll and the refit move the data to the model's device
     train_x, train_y = getattr(model, "train_x", None), getattr(model, "train_y", None)
-    check_inputs(x, model.example_shape, f"{what} x",
-                 dtype=train_x.dtype if isinstance(train_x, torch.Tensor) else None)
+    floating = isinstance(x, torch.Tensor) and x.is_floating_point()
+    check_inputs(x, model.example_shape, f"{what} x", dtype=train_x.dtype if isinstance(train_x, torch.Tensor)
+                 else _reference(model).dtype if floating else None)
     if x.shape[0] == 0:
         raise DataError(f"{what} x has shape {tuple(x.shape)}: no examples")
     check_targets(y, x.shape[0], f"{what} y",

@@ -76,11 +76,12 @@ class ModelGuideObjective:
             raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
         #: the module :func:`hybridpgm.fit` moves, wraps and checkpoints
         self.module = module if module is not None else owners[0] if len(owners) == 1 else nn.ModuleList(owners)
-        grouped_by_owner = False  # the groups (or one of them) are the owner's model_/guide_parameters()
+        # both groups are the owner's model_/guide_parameters(): what they leave out would silently never be trained
+        # (a group given explicitly says what the caller means to train: leaving a layer out freezes it)
+        grouped_by_owner = model_parameters is None and guide_parameters is None
         if model_parameters is None or guide_parameters is None:
             if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
                 theta, phi = list(owner_m.model_parameters()), list(owner_m.guide_parameters())
-                grouped_by_owner = True
             elif owner_m is not None and owner_g is not None and owner_m is not owner_g:
                 theta, phi = list(owner_m.parameters()), list(owner_g.parameters())
             else:
@@ -92,7 +93,7 @@ class ModelGuideObjective:
             guide_parameters = phi if guide_parameters is None else guide_parameters
         self.theta = list(model_parameters)
         self.phi = list(guide_parameters)
-        if grouped_by_owner:  # the groups trained, as given or defaulted, must cover the owner's parameters
+        if grouped_by_owner and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
             _check_covered(owner_m, self.theta + self.phi)
         shared = {id(p) for p in self.theta} & {id(p) for p in self.phi}
         if shared:
@@ -136,5 +137,5 @@ def _check_covered(owner: nn.Module, listed: list[nn.Parameter]) -> None:
     left_out = [n for n, p in owner.named_parameters() if p.requires_grad and id(p) not in ids]
     if left_out:
         raise ConfigError(f"{type(owner).__name__}.model_parameters() and guide_parameters() leave out {left_out}, "
-                          "which would never be trained: override them in the subclass to list it, or pass "
-                          "model_parameters= and guide_parameters=")
+                          "which would never be trained: override them in the subclass to list it, or pass the group "
+                          "that trains it (model_parameters= or guide_parameters=)")

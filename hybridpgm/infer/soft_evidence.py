@@ -121,8 +121,9 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
         log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
         # divided by its row maxima in the input's precision, then narrowed: a float64 likelihood of 1e-45 keeps
         # its digits in a float32 network (the maxima's logarithms, those of log_lik, are added back by the query)
-        m = t.detach().amax(-1, keepdim=True).clamp_min(torch.finfo(t.dtype).tiny)
-        prob = (t / m).to(dtype)
+        # (a subnormal maximum too: its logarithm is the one added back; a zero row, refused below, divides by 1)
+        m = t.detach().amax(-1, keepdim=True)
+        prob = (t / torch.where(m > 0, m, torch.ones_like(m))).to(dtype)
     dead = ~torch.isfinite(log_lik).any(-1)
     if bool(dead.any()):
         raise EvidenceError(f"Likelihood for '{name}' is zero for every state"

@@ -45,6 +45,19 @@ def per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]
     return {p: option for p in players}
 
 
+def inference_mode_error(objective: Objective, names: list[str] | None = None) -> ConfigError:
+    """The error for a module holding tensors made under :func:`torch.inference_mode` that autograd meets: those
+    ``names``, or (``None``) every such parameter and buffer of ``objective.module`` (a frozen layer made so, through
+    which a trained one upstream gets its gradient: autograd must save its weights, which it refuses)."""
+    if names is None:
+        names = [n for n, t in (*objective.module.named_parameters(), *objective.module.named_buffers())
+                 if t.is_inference()]
+    listed = ", ".join(repr(n) for n in names[:4]) + (" ..." if len(names) > 4 else "")
+    return ConfigError(f"{type(objective).__name__}.module holds tensors created under torch.inference_mode() "
+                       f"({listed}), which autograd cannot train or differentiate through: build the model outside "
+                       "inference mode (torch.no_grad() builds without gradients), or load it with hybridpgm.load")
+
+
 def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     """The objective's players as lists of parameters, each non-empty and inside ``objective.module``.
 
@@ -67,11 +80,7 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
         *(f"{m}.{b}" if m else b for m, module in objective.module.named_modules() if module.training
           for b, t in module.named_buffers(recurse=False) if t is not None and t.is_inference())]
     if made_in_inference_mode:
-        listed = ", ".join(repr(n) for n in made_in_inference_mode[:4]) + (" ..." if len(made_in_inference_mode) > 4
-                                                                              else "")
-        raise ConfigError(f"{type(objective).__name__}.module holds tensors created under torch.inference_mode() "
-                          f"({listed}), which autograd cannot train: build the model outside inference mode "
-                          "(torch.no_grad() builds without gradients), or load it with hybridpgm.load")
+        raise inference_mode_error(objective, made_in_inference_mode)
     owned = {id(p) for p in objective.module.parameters()}
     for name, params in players.items():
         params = list(params)

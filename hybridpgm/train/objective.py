@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import torch
 
 from hybridpgm.errors import ConfigError
@@ -141,13 +140,16 @@ def objective_settings(objective: Any) -> dict[str, Any] | None:
 
 def _plain_setting(value: Any, where: str) -> Any:
     """A setting as a plain value, compared with ``==`` on resume and kept in the checkpoint: ``None``, ``bool``,
-    ``int``, ``float``, ``str`` (a NumPy scalar as its Python number), or a list of these (a tuple becomes one).
+    ``int``, ``float``, ``str`` (a NumPy scalar or 0-d array as its ``.item()``, an ``IntEnum`` or another subclass
+    of these as the builtin, as checkpoints store them: :func:`~hybridpgm.train.checkpoint.plain_scalar`), or a
+    list of these (a tuple becomes one).
 
     :raises ConfigError: naming ``where`` and the type of anything else (a tensor, a ``Path``)."""
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if isinstance(value, np.generic) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return value.item()
+    from hybridpgm.train.checkpoint import plain_scalar
+
+    scalar = plain_scalar(value)
+    if scalar is None or type(scalar) in (bool, int, float, str):
+        return scalar
     if isinstance(value, (list, tuple)):
         return [_plain_setting(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise ConfigError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; settings must be plain "

@@ -22,6 +22,7 @@ from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
+from hybridpgm.train.fit_options import inference_mode_error
 
 __all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
 
@@ -167,6 +168,10 @@ class Player:
                     if better is None:
                         raise
                     raise better from error
+                except RuntimeError as error:  # autograd met a frozen layer made under inference mode
+                    if "Inference tensors cannot be saved for backward" not in str(error):
+                        raise
+                    raise inference_mode_error(objective) from error
                 _check_loss(objective, self.name, loss, grads is None)
                 # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
                 loss = loss.to(torch.promote_types(loss.dtype, torch.float32))

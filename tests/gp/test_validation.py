@@ -211,9 +211,10 @@ def test_a_variational_deep_kernel_gp_is_validated_and_refit_is_refused_for_it()
     run = fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=3, eval_every=1, batch_size=16, seed=0)
     assert run.best_step in (1, 2, 3) and run.best_validation_nll == pytest.approx(
         min(v for _, v in run.history.history.metrics["validation_nll"]))
-    with pytest.raises(DataError, match=r"feature extractor cannot take inputs of shape \(16, 3\) and dtype "
-                                        r"torch.float64"):
-        fit_validated(gp.objective(), (x, y), x[:16].double(), y[:16], max_steps=1, batch_size=16)
+    before = {k: v.clone() for k, v in gp.state_dict().items()}
+    with pytest.raises(DataError, match=r"validation x has dtype torch.float64, expected torch.float32"):
+        fit_validated(gp.objective(), (x, y), x[:16].double(), y[:16], max_steps=4, eval_every=4, batch_size=16)
+    assert all(torch.equal(v, gp.state_dict()[k]) for k, v in before.items())  # refused before any step
     with pytest.raises(ConfigError, match="SVDeepKernelGP holds no training data"):
         fit_validated(gp.objective(), (x, y), x[:16], y[:16], max_steps=1, batch_size=16, refit=(x, y))
 

@@ -33,5 +33,8 @@ def test_an_owner_whose_parameter_groups_leave_one_out_is_refused_naming_it():
             objective(vae.model, vae.guide)
         theta = [*vae.model_parameters(), vae.prior_loc]
         assert objective(vae.model, vae.guide, model_parameters=theta, guide_parameters=vae.guide_parameters())
+        assert objective(vae.model, vae.guide, model_parameters=theta)  # the other group defaulted (review A)
+        # a group given explicitly says what is trained: leaving a layer out freezes it (review C)
+        assert objective(vae.model, vae.guide, model_parameters=vae.model_parameters()[:-2])
         vae.prior_loc.requires_grad_(False)  # frozen: no player needs it
         assert objective(vae.model, vae.guide)

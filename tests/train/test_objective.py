@@ -4,6 +4,7 @@ Before, an objective's own settings were not recorded: a contrastive-divergence 
 ELBO with another number of particles, a GAN with another ``k``, all silently.
 """
 
+import enum
 import functools
 
 import numpy as np
@@ -150,7 +151,9 @@ def test_settings_must_be_plain_and_are_read_only_for_a_checkpoint(tmp_path):
     cd.settings = lambda: {"weights": torch.ones(3)}
     with pytest.raises(ConfigError, match=r"ContrastiveDivergence.settings\(\)\['weights'\] is a torch.Tensor"):
         _run(ckpt, cd, data, max_steps=1)
-    cd.settings = lambda: {"k": np.int64(1), "sizes": (2, 3)}
-    assert objective_settings(cd) == {"k": 1, "sizes": [2, 3]}
+    cd.settings = lambda: {"k": np.int64(1), "sizes": (2, 3), "a": np.array(0.5), "s": np.str_("x"),
+                           "m": enum.IntEnum("Mode", "X")["X"]}
+    assert objective_settings(cd) == {"k": 1, "sizes": [2, 3], "a": 0.5, "s": "x", "m": 1}
+    assert [type(v) for v in objective_settings(cd).values()] == [int, list, float, str, int]
     cd.settings = lambda: "not a dict"  # a method of the caller's own, with another meaning
     assert _run(None, cd, data, max_steps=2).steps == 2

@@ -504,3 +504,34 @@ def test_fit_keeps_no_objective_class_alive():
         del CellObjective, objective
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
+
+
+class _FrozenDecoder:
+    """A trained encoder whose gradient comes through a frozen decoder made under inference mode."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        with torch.inference_mode():
+            dec = torch.nn.Linear(2, 3).requires_grad_(False)
+        self.module = torch.nn.ModuleDict({"enc": torch.nn.Linear(3, 2), "dec": dec})
+
+    def players(self):
+        return {"fit": list(self.module["enc"].parameters())}
+
+    def loss(self, player, batch):
+        return (self.module["dec"](self.module["enc"](batch)) - batch).pow(2).mean()
+
+
+def test_a_frozen_layer_made_under_inference_mode_in_the_gradients_path_is_named():
+    """Review C: once the check at the start counted only trained parameters, a frozen layer made under inference
+    mode *downstream* of the trained one (autograd must save its weights) failed with torch's raw "Inference
+    tensors cannot be saved for backward"."""
+    from hybridpgm import fit
+    from hybridpgm.errors import ConfigError
+
+    objective = _FrozenDecoder()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(ConfigError, match=r"_FrozenDecoder.module holds tensors created under torch.inference_mode"
+                                          r"\(\) \('dec.weight', 'dec.bias'\)"):
+        fit(objective, torch.randn(16, 3), max_steps=1, batch_size=16, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
