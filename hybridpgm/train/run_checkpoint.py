@@ -21,7 +21,6 @@ from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
 from hybridpgm.train.player_step import Player, check_finite_parameters
 from hybridpgm.train.rank_states import rank_buffer_paths, rank_state
-from hybridpgm.train.run_start import checkpoint_path
 
 __all__ = ["RunCheckpoint"]
 
@@ -32,9 +31,8 @@ class RunCheckpoint:
     Every rank calls :meth:`write` at the same step: the ranks' RNG states (and their own buffers) come to
     rank 0 in one collective, rank 0 writes, and its failure, broadcast, makes every rank fail alike.
 
-    :param path: the checkpoint path, or ``None`` for a run that saves nothing; a relative path is resolved here,
-        once (:func:`~hybridpgm.train.run_start.checkpoint_path`), so every write goes to the same file whatever
-        the working folder is then.
+    :param path: the checkpoint path (absolute: :func:`~hybridpgm.train.run_start.checkpoint_path`, so every write
+        goes to the same file whatever the working folder is then), or ``None`` for a run that saves nothing.
     :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext`.
     :param history: the run's :class:`~hybridpgm.train.history.History`, saved as it stands at each write.
     :param config: the run configuration (:func:`~hybridpgm.train.resume.run_config`).
@@ -45,8 +43,7 @@ class RunCheckpoint:
     def __init__(self, path: str | os.PathLike | None, *, module: torch.nn.Module, objective: Objective,
                  players: dict[str, Player], callbacks: Sequence[Any], history: History, seed: int,
                  config: dict[str, Any], context, layout: tuple[int, int] = (0, 0)) -> None:
-        self.path = None if path is None else checkpoint_path(path)
-        self.module, self.objective, self.players = module, objective, players
+        self.path, self.module, self.objective, self.players = path, module, objective, players
         self.layout = layout
         self.callbacks, self.history, self.seed, self.config, self.context = callbacks, history, seed, config, context
 

@@ -43,7 +43,7 @@ from hybridpgm.train.progress import advance, progress_bar, say
 from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
-from hybridpgm.train.run_start import build_players, open_checkpoint, restore
+from hybridpgm.train.run_start import build_players, checkpoint_path, open_checkpoint, restore
 from hybridpgm.train.signals import StopSignals
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -286,6 +286,8 @@ def fit(
         history, start_step, elapsed, finished, fit_end_pending = History(), 0, 0.0, False, False
         own_rank_states = None  # each rank's saved buffers and objective state, on a resume on as many ranks
         layout = (0, 0)  # (step, epoch) where the epochs' layout began: moved by a resume with another batch size
+        if checkpoint is not None:  # resolved once: a change of the working folder during the run moves nothing
+            checkpoint = checkpoint_path(checkpoint)
         resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
         if resumed is not None:
             # the callbacks' settings (an EarlyStopping's monitor ...) are compared before restore loads their states
