@@ -153,7 +153,8 @@ class BayesNetModel:
         :raises EvidenceError: evidence that is not a mapping node -> value(s) (an ``[N, len(nodes)]`` tensor:
             pass :meth:`columns` of it), or evidence the query refuses.
         :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
-            round (float64 for a float32 network; see :meth:`columns`).
+            round (float64 for a float32 network; see :meth:`columns`), or (without evidence and generator) context
+            inputs of another number of rows than ``num_samples``.
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``generator`` is neither a
             :class:`torch.Generator` nor ``None``.
         """
@@ -169,6 +170,11 @@ class BayesNetModel:
                 return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
                                                                     **evidence_mapping(self, evidence)},
                                         generator=generator)
+        rows = {k: int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in self._inputs(inputs).items() if t.dim() > 0}
+        if any(n != num_samples for n in rows.values()):  # would set the number of draws by itself
+            raise DataError(f"BayesNet.sample: {num_samples} samples asked for, but the context inputs have "
+                            f"{', '.join(f'{k!r}: {n} row(s)' for k, n in rows.items())}; give each input "
+                            f"{num_samples} rows (or one value for all, without a row dimension)")
         with torch.no_grad(), self._query():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}

@@ -262,7 +262,9 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
                                     f"got shape {tuple(t.shape)}")
             if name in facts.cards and torch.isnan(t).any():
                 raise EvidenceError(f"continuous node '{name}' has missing (NaN) evidence; exact inference "
-                                    "needs every continuous node observed")
+                                    "needs every continuous node it keeps observed in every row (a continuous node "
+                                    "with no evidence below it is drawn, or left out, when it is not given at "
+                                    "all)")
             ev.values[name] = t
             continue
         if t.dim() > 1:

@@ -306,7 +306,9 @@ class Gibbs(MCMCKernel):
     def _resample(self, block, params):
         logits, supports = self.log_conditional(block, params)
         if not torch.isfinite(logits.logsumexp(-1)).all():
-            raise ModelSpecError(f"the full conditional of {block} has no support (impossible evidence?)")
+            raise ModelSpecError(f"the full conditional of {block} has no support: the evidence is impossible, or the "
+                                 "chain's state has probability zero (a deterministic node that single-site moves "
+                                 "cannot leave: sample it with its parents in one block, blocks=[[...]])")
         idx = torch.distributions.Categorical(logits=logits).sample()
         out = {}
         for s, vals in zip(reversed(block), reversed(supports)):

@@ -178,3 +178,14 @@ def test_sample_with_a_generator_in_eval_mode_draws_as_the_exact_query():
     expected = posterior_sample(bn, 300, evidence, generator=reference)
     assert all(torch.equal(got[v], expected[v]) for v in bn.nodes)
     assert torch.equal(g.get_state(), reference.get_state())
+
+
+def test_sample_refuses_context_inputs_of_another_row_count():
+    """Before, ``sample(1000, inputs)`` with one input row returned 1 draw (50 rows: 50 draws), silently."""
+    bn = BayesNet()
+    bn.add("z", cpd.Neural(torch.nn.Linear(1, 2), [], 2, context=["u"]))
+    assert bn.sample(5, inputs=torch.randn(5, 1))["z"].shape == (5,)
+    for rows in (1, 50):
+        with pytest.raises(DataError, match=rf"1000 samples asked for, but the context inputs have 'u': {rows} "
+                                            r"row\(s\)"):
+            bn.sample(1000, inputs=torch.randn(rows, 1))

@@ -302,3 +302,30 @@ def test_gibbs_leaves_the_buffers_of_the_module_behind_any_model():
     assert int(module.norm.num_batches_tracked) == 0 and module.norm.training
     assert torch.equal(module.norm.running_mean, torch.zeros(1))
     assert torch.equal(module.norm.running_var, torch.ones(1))
+
+
+def test_a_zero_probability_start_is_named_as_such_not_as_impossible_evidence():
+    """Before, single-site Gibbs started in a state of probability zero under possible evidence (C = A xor B with
+    D = C observed: p(e) = 0.5) said "impossible evidence?"; the message now names the stuck state and the remedy,
+    blocks, with which the same evidence samples."""
+    from hybridpgm.graphs import BayesNet, cpd
+    from hybridpgm.infer import Gibbs
+
+    bn = BayesNet()
+    bn.add("A", cpd.Table(torch.tensor([0.5, 0.5])))
+    bn.add("B", cpd.Table(torch.tensor([0.5, 0.5])))
+    bn.add("C", cpd.Table(torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]]), ["A", "B"]))
+    bn.add("D", cpd.Table(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), ["C"]))
+    evidence = {"D": torch.ones(4, dtype=torch.long)}
+    pyro.set_rng_seed(0)
+    kernel = Gibbs(bn.model, blocks=None)
+    kernel.setup(0, evidence)
+    with pytest.raises(ModelSpecError, match=r"has no support: the evidence is impossible, or the chain's state has "
+                                             r"probability zero .* blocks=\[\[\.\.\.\]\]"):
+        for _ in range(5):
+            kernel.sample(dict(kernel.initial_params))
+    pyro.set_rng_seed(0)
+    kernel = Gibbs(bn.model, blocks=[["A", "B", "C"]])
+    kernel.setup(0, evidence)
+    state = kernel.sample(dict(kernel.initial_params))
+    assert torch.equal(state["C"], torch.ones(4, dtype=state["C"].dtype))
