@@ -171,10 +171,10 @@ class BayesNetModel:
                                                                     **evidence_mapping(self, evidence)},
                                         generator=generator)
         rows = {k: int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in self._inputs(inputs).items() if t.dim() > 0}
-        if any(n != num_samples for n in rows.values()):  # would set the number of draws by itself
+        if num_samples and any(n != num_samples for n in rows.values()):  # would set the number of draws itself
             raise DataError(f"BayesNet.sample: {num_samples} samples asked for, but the context inputs have "
                             f"{', '.join(f'{k!r}: {n} row(s)' for k, n in rows.items())}; give each input "
-                            f"{num_samples} rows (or one value for all, without a row dimension)")
+                            f"{num_samples} rows (a single-feature input may be one 0-d value for all)")
         with torch.no_grad(), self._query():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}

@@ -45,13 +45,16 @@ def per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]
     return {p: option for p in players}
 
 
-def inference_mode_error(objective: Objective, names: list[str] | None = None) -> ConfigError:
+def inference_mode_error(objective: Objective, names: list[str] | None = None) -> ConfigError | None:
     """The error for a module holding tensors made under :func:`torch.inference_mode` that autograd meets: those
     ``names``, or (``None``) every such parameter and buffer of ``objective.module`` (a frozen layer made so, through
-    which a trained one upstream gets its gradient: autograd must save its weights, which it refuses)."""
+    which a trained one upstream gets its gradient: autograd must save its weights, which it refuses); ``None``
+    when the module holds none (the tensor autograd met is not the module's)."""
     if names is None:
         names = [n for n, t in (*objective.module.named_parameters(), *objective.module.named_buffers())
                  if t.is_inference()]
+    if not names:
+        return None
     listed = ", ".join(repr(n) for n in names[:4]) + (" ..." if len(names) > 4 else "")
     return ConfigError(f"{type(objective).__name__}.module holds tensors created under torch.inference_mode() "
                        f"({listed}), which autograd cannot train or differentiate through: build the model outside "

@@ -169,9 +169,11 @@ class Player:
                         raise
                     raise better from error
                 except RuntimeError as error:  # autograd met a frozen layer made under inference mode
-                    if "Inference tensors cannot be saved for backward" not in str(error):
+                    named = inference_mode_error(objective) if "Inference tensors cannot be saved for backward" \
+                        in str(error) else None
+                    if named is None:  # another error, or an inference tensor of the loss's own, not the module's
                         raise
-                    raise inference_mode_error(objective) from error
+                    raise named from error
                 _check_loss(objective, self.name, loss, grads is None)
                 # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
                 loss = loss.to(torch.promote_types(loss.dtype, torch.float32))

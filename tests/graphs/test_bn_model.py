@@ -189,3 +189,4 @@ def test_sample_refuses_context_inputs_of_another_row_count():
         with pytest.raises(DataError, match=rf"1000 samples asked for, but the context inputs have 'u': {rows} "
                                             r"row\(s\)"):
             bn.sample(1000, inputs=torch.randn(rows, 1))
+    assert bn.sample(0, inputs=torch.randn(5, 1))["z"].shape == (0,)  # zero samples: empty, whatever the inputs

@@ -535,3 +535,24 @@ def test_a_frozen_layer_made_under_inference_mode_in_the_gradients_path_is_named
                                           r"\(\) \('dec.weight', 'dec.bias'\)"):
         fit(objective, torch.randn(16, 3), max_steps=1, batch_size=16, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, objective.module.parameters()))
+
+
+class _InferenceConstant(LinearRegression):
+    """A loss using a constant of the objective's own (not the module's) made under inference mode."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.inference_mode():
+            self.scale = torch.tensor(2.0)
+
+    def loss(self, player, batch):
+        x, y = batch
+        return ((self.module(x) * self.scale - y) ** 2).mean()
+
+
+def test_an_inference_tensor_outside_the_module_is_not_blamed_on_the_module():
+    """Review D: the first version named ``.module`` (with an empty list) for any "Inference tensors cannot be saved"
+    error; a tensor of the loss's own is torch's error to report."""
+    with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward") as caught:
+        fit(_InferenceConstant(), regression_data(), max_steps=1, batch_size=16, progress=False)
+    assert "module holds" not in str(caught.value)
