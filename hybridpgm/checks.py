@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
            "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real", "sample_count",
-           "sample_shape_of", "seed_of", "site_prefix", "torch_readable", "unit_fraction"]
+           "sample_shape_of", "seed_of", "site_prefix", "torch_readable", "type_name", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -276,3 +276,16 @@ def module_name(name, where: str) -> str:
         raise ModelSpecError(f"{where} name must be a string (the prefix of its parameters' names in Pyro's param "
                              f"store), got {type(name).__name__} {name!r:.60}")
     return name
+
+
+def type_name(value: Any) -> str:
+    """The type of ``value`` as messages name it: its public module path and qualified name, the private modules
+    under it left out (``pathlib.PosixPath``, which Python 3.13 defines in ``pathlib._local``; ``numpy.ndarray``).
+    """
+    cls = type(value)
+    module = []
+    for part in cls.__module__.split("."):
+        if part.startswith("_"):
+            break
+        module.append(part)
+    return f"{'.'.join(module)}.{cls.__qualname__}" if module and module != ["builtins"] else cls.__qualname__

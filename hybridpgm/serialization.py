@@ -54,6 +54,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
+from hybridpgm.checks import type_name
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
@@ -152,7 +153,7 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(value, nn.Module):
         # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
         return {"__module__": {**_module_spec(value, tensors, where), "dtypes": _dtype_names(value)}}
-    raise CheckpointError(f"cannot save {where}: a {type(value).__module__}.{type(value).__qualname__} is not "
+    raise CheckpointError(f"cannot save {where}: a {type_name(value)} is not "
                           "plain data (int, float, str, bool, list, dict, None, tensor or a serializable module)")
 
 

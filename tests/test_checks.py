@@ -248,3 +248,14 @@ def test_every_sampler_refuses_a_seed_given_as_its_generator(name):
                                               rf"{type(seed).__name__}"):
             call(seed)
     call(torch.Generator().manual_seed(1))
+
+
+def test_type_name_leaves_out_private_modules():
+    """Python 3.13 defines ``PosixPath`` in ``pathlib._local``: messages name ``pathlib.PosixPath`` on every
+    version (CI's 3.13 run caught the first version naming the private module)."""
+    from hybridpgm.checks import type_name
+
+    local = type("PosixPath", (), {"__module__": "pathlib._local"})
+    assert type_name(local()) == "pathlib.PosixPath"
+    assert type_name(np.zeros(2)) == "numpy.ndarray" and type_name(3) == "int"
+    assert type_name(type("Cls", (), {"__module__": "_private"})()) == "Cls"

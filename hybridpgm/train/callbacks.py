@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import positive_int, positive_real, type_name
 from hybridpgm.errors import ConfigError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.rng_scope import restoring_global_rngs
@@ -147,7 +147,7 @@ class EvaluateEvery(Callback):
         elif type(value).__module__ == "builtins":
             what = f"a {type(value).__name__}"
         else:
-            what = f"a {type(value).__module__}.{type(value).__qualname__}"
+            what = f"a {type_name(value)}"
         raise ConfigError(f"EvaluateEvery(name={self.name!r}): fn returned {what} for the metric {key!r}; it must "
                           "return a real number, a one-element real tensor, or a dict of them")
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hybridpgm.checks import type_name
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
@@ -174,7 +175,7 @@ def _plain(value: Any, where: str, refused: list[str]) -> Any:
         return type(value)(items)
     scalar = plain_scalar(value)
     if scalar is NOT_PLAIN:
-        refused.append(f"{where or '<state>'} (a {type(value).__module__}.{type(value).__qualname__})")
+        refused.append(f"{where or '<state>'} (a {type_name(value)})")
         return value
     return scalar
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from hybridpgm.checks import type_name
 from hybridpgm.errors import ConfigError
 
 __all__ = ["Objective", "elbo_settings", "objective_settings", "player_schedule"]
@@ -152,7 +153,7 @@ def _plain_setting(value: Any, where: str) -> Any:
         return scalar
     if isinstance(value, (list, tuple)):
         return [_plain_setting(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ConfigError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}; settings must be plain "
+    raise ConfigError(f"{where} is a {type_name(value)}; settings must be plain "
                       "values (None, bool, int, float, str, or lists of these)")
 
 
