@@ -149,6 +149,11 @@ class DeepKernelGP(gpytorch.Module):
                 "marginal likelihood and posterior) needs a Gaussian likelihood (GaussianLikelihood, "
                 "FixedNoiseGaussianLikelihood, ...); for a non-Gaussian likelihood use the variational "
                 "hybridpgm.gp.SVDeepKernelGP")
+        if isinstance(likelihood, gpytorch.likelihoods.MultitaskGaussianLikelihood):
+            raise ModelSpecError(
+                f"DeepKernelGP likelihood is a {type(likelihood).__name__}, a likelihood of several outputs per "
+                "example: DeepKernelGP is a single-output GP (train_y of shape N); use GaussianLikelihood, or "
+                "one DeepKernelGP per output")
         if likelihood is not None and not isinstance(getattr(likelihood, "noise_covar", None),
                                                      _HomoskedasticNoiseBase):
             raise ModelSpecError(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import gpytorch
 import torch
 from torch import nn
 
@@ -135,7 +134,9 @@ class GPLSTM(DeepKernelGP):
         (each step draws from the GP predictive given that path's window).  That
         needs a model of the *next* value: ``horizon=1`` (the default).
 
-        The noise comes from ``generator`` (else from torch's global stream).  The random
+        The noise comes from ``generator`` (else from torch's global stream).  Each step's predictive is
+        :meth:`predict`'s, under the caller's GPyTorch settings (exact variances unless the caller asks for
+        ``gpytorch.settings.fast_pred_var()``).  The random
         numbers of GPyTorch's own estimates (Lanczos variances under ``fast_pred_var``,
         above ``gpytorch.settings.max_cholesky_size`` training windows) come from a generator
         seeded with 0 (:func:`~hybridpgm.gp.feature_gp.fixed_rng`): with a ``generator`` the
@@ -180,7 +181,7 @@ class GPLSTM(DeepKernelGP):
         if steps == 0:
             empty = context.new_empty(0)
             return Forecast(empty, empty.clone(), empty.clone(), context.new_empty(num_samples, 0))
-        with keeping_modes(self), torch.no_grad(), gpytorch.settings.fast_pred_var():
+        with keeping_modes(self), torch.no_grad():
             self.condition()
             paths = context.expand(num_samples, window, 1).clone()
             draws = []

@@ -705,3 +705,14 @@ def test_posterior_with_gradients_keeps_no_prediction_strategy_and_its_gradients
     assert all(g is not None and r is not None for g, r in zip(grads, refs))  # every weight, every hyperparameter
     for g, r in zip(grads, refs):
         assert torch.isfinite(g).all() and torch.equal(g, r)
+
+
+def test_dkl_refuses_a_multitask_likelihood_as_single_output_not_as_per_example_noise():
+    """A ``MultitaskGaussianLikelihood`` was refused as a likelihood "whose noise is per example (noise model
+    NoneType)": its noise is per task, and the reason is that DeepKernelGP has one output per example."""
+    x, y = _toy(n=20)
+    likelihood = gpytorch.likelihoods.MultitaskGaussianLikelihood(num_tasks=2).double()
+    with pytest.raises(ModelSpecError, match=r"MultitaskGaussianLikelihood, a likelihood of several outputs.*"
+                                             r"single-output") as caught:
+        DeepKernelGP(x, y, likelihood=likelihood)
+    assert "NoneType" not in str(caught.value) and "noise is per example" not in str(caught.value)

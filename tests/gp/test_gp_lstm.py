@@ -2,6 +2,7 @@ import functools
 import importlib.util
 from pathlib import Path
 
+import gpytorch
 import pytest
 import torch
 
@@ -246,7 +247,8 @@ def test_forecast_above_max_cholesky_size_is_reproducible_and_leaves_the_global_
     model = GPLSTM(x, y, hidden_size=4)
 
     def run():
-        return model.forecast(z[-8:], steps=3, num_samples=6, generator=torch.Generator().manual_seed(5))
+        with gpytorch.settings.fast_pred_var():
+            return model.forecast(z[-8:], steps=3, num_samples=6, generator=torch.Generator().manual_seed(5))
 
     torch.manual_seed(123)
     rng = torch.get_rng_state()
@@ -276,3 +278,26 @@ def test_semi_stochastic_training_under_bf16_keeps_the_gp_in_float32(grid):
                                    progress=False, seed=0, device="cpu")
         losses[precision] = result.history.loss["gp"][0]
     assert losses["bf16"] == pytest.approx(losses[None], abs=2e-4)
+
+
+def test_forecast_keeps_the_callers_exact_predictive_variances():
+    """``forecast`` turned on ``fast_pred_var`` itself: above ``max_cholesky_size`` (1294 windows) its first step's
+    standard deviation was LOVE's, 1.9% below :meth:`predict`'s at the same window, whatever the caller set.  Each
+    draw is ``mean + sd * noise`` with the noise from a known generator, so two draws recover the step's mean and
+    standard deviation, which must be ``predict``'s (the same GPyTorch computation: agreement to rounding)."""
+    z = synthetic_series(1300, seed=0).double()
+    x, y = make_windows(z, window=6)
+    assert x.shape[0] > gpytorch.settings.max_cholesky_size.value()
+    torch.manual_seed(0)
+    model = GPLSTM(x, y, hidden_size=4, num_features=2)
+    model.likelihood.noise = torch.tensor(1e-4, dtype=torch.float64)
+    context = z[-6:]
+    with gpytorch.settings.eval_cg_tolerance(1e-12):  # both solve by CG here: to rounding, not to CG's 1e-2
+        draws = model.forecast(context, steps=1, num_samples=2,
+                               generator=torch.Generator().manual_seed(1)).samples[:, 0]
+        predicted = model.predict(context.reshape(1, 6, 1))
+    noise = torch.randn(2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    sd = (draws[0] - draws[1]) / (noise[0] - noise[1])
+    mean = draws[0] - sd * noise[0]
+    assert mean.item() == pytest.approx(predicted.mean.item(), rel=1e-9)
+    assert sd.item() == pytest.approx(predicted.stddev.item(), rel=1e-7)
