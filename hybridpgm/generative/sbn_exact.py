@@ -10,8 +10,19 @@ visible units :math:`x \\in \\{0,1\\}^D` and hidden layers :math:`h_l \\in \\{0,
 is a sum over :math:`\\prod_l 2^{H_l}` joint states.  :meth:`~SBNExactLikelihood.enumerated_model` makes each hidden
 layer one ``Categorical`` site over its :math:`2^{H_l}` states (:func:`binary_states`, scored by
 :func:`bernoulli_state_logits`), marked for parallel enumeration, and
-:meth:`~SBNExactLikelihood.exact_log_likelihood` sums them out layer by layer with Pyro's tensor-variable
-elimination, so one row costs :math:`2^{H_1} D + \\sum_l 2^{H_l + H_{l+1}}` numbers instead of the product.
+:meth:`~SBNExactLikelihood.exact_log_likelihood` sums them out layer by layer, keeping the data plate, so one row
+costs :math:`2^{H_1} D + \\sum_l 2^{H_l + H_{l+1}}` numbers instead of the product.
+
+The sum is hybridpgm's exact log-space contraction (a cached
+:class:`~hybridpgm.graphs.contraction.ContractionPlan` in the ``"log"`` semiring, as for
+:class:`~hybridpgm.graphs.markov_net.MarkovNet` and :class:`~hybridpgm.graphs.bayes_net.BayesNet`), not Pyro's
+``pyro.ops.contract``: Pyro's ``torch_log`` einsum shifts each term by its own maximum, so where the prior
+and the likelihood peak on different hidden states (a near-deterministic net, or data explained only by a state
+the prior calls rare) its shifted sum underflows to :math:`-\\infty`, and its ``safe_log`` clamps
+:math:`d \\log s / d s` at :math:`1/\\epsilon`, which shrank the gradient (0.02 for 1.0).  The steps of
+:mod:`hybridpgm.graphs.contraction_steps` redo underflowed entries exactly and take the gradient of the log
+as exactly :math:`1/s`.  (``TraceEnum_ELBO`` on :meth:`~SBNExactLikelihood.enumerated_model` is Pyro's own
+contraction, with Pyro's limits.)
 
 Memory budget: two adjacent layers may have at most :data:`MAX_ENUM_STATES` joint states, and the rows go
 through in chunks of at most ``MAX_ENUM_ELEMENTS // per_row`` rows, ``per_row`` the larger of
@@ -23,19 +34,17 @@ default values under the old names, but assigning there changes nothing).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.nn import pyro_method
-from pyro.ops.contract import contract_to_tensor
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError
+from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.precision_scope import exact_precision
 
@@ -51,6 +60,10 @@ MAX_ENUM_STATES = 2**24
 #: ``MAX_ENUM_ELEMENTS // (2**H_1 * D)`` rows (rows are independent: the result is that of one pass).
 #: 2**26 elements are 256 MiB in float32 per tensor.
 MAX_ENUM_ELEMENTS = 2**26
+
+#: the contraction plans of the enumerated terms, one per pattern (the terms' dims and sizes: a net's layer
+#: sizes and a chunk's row count), least recently used dropped first; a plan holds no tensors
+_PLANS = PlanCache(maxsize=64)
 
 
 def binary_states(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -150,8 +163,9 @@ class SBNExactLikelihood:
         """Exact :math:`\\log p(x) = \\log \\sum_{h} p(x, h)` per datapoint.
 
         Runs :meth:`enumerated_model` under ``poutine.enum`` and contracts the
-        enumerated layers with Pyro's tensor-variable elimination
-        (``pyro.ops.contract``), keeping the data plate.  Cost grows as
+        enumerated layers with hybridpgm's exact log-space contraction (see the module docstring: exact where
+        the prior and the likelihood peak on different states, value and gradient), keeping the data plate.
+        Cost grows as
         :math:`2^{H_1} D + \\sum_l 2^{H_l + H_{l+1}}` per datapoint: small models only.  The rows go through
         in chunks of at most ``MAX_ENUM_ELEMENTS // per_row`` rows (:data:`MAX_ENUM_ELEMENTS`, ``per_row`` the
         larger of :math:`2^{H_1} D` and :math:`\\max_l 2^{H_l + H_{l+1}}`), so the memory is bounded whatever
@@ -191,23 +205,28 @@ class SBNExactLikelihood:
             return self._contract_rows(x)
 
     def _contract_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """The enumerated contraction of :meth:`_exact_rows`."""
+        """The enumerated contraction of :meth:`_exact_rows`: every sample site's packed log-density (all of them
+        in the one data plate, over the enumerated dims of its layers and the data dim) is an operand of
+
+        .. math:: \\log p(x_b) = \\log \\sum_{h} \\exp \\sum_{s} \\log p(s \\mid \\mathrm{pa}(s)) \\quad
+            (s \\text{ over the sites}),
+
+        contracted in the ``"log"`` semiring of a cached :class:`~hybridpgm.graphs.contraction.ContractionPlan`
+        (:mod:`hybridpgm.graphs.contraction_steps`).  Returns ``[B]``."""
         enum_model = poutine.enum(self._enumerated_program, first_available_dim=-2)
         trace = poutine.trace(enum_model).get_trace(x)
         trace.compute_log_prob()
         trace.pack_tensors()
         data_symbol = trace.plate_to_symbol["data"]
-        tree: OrderedDict = OrderedDict()
-        sum_dims = set()
+        operands, dims = [], []
         for site in trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            term = site["packed"]["log_prob"]
-            ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"] if f.vectorized)
-            tree.setdefault(ordinal, []).append(term)
-            sum_dims.update(set(term._pyro_dims) - ordinal)
-        # a one-row batch: pack_tensors drops the size-1 data dim, so no term names its symbol, and the contraction
-        # cannot keep it (pyro.ops.contract raised KeyError); the whole sum is that row's log p(x)
-        target = frozenset({data_symbol}) if x.shape[-2] > 1 else frozenset()
-        result = contract_to_tensor(tree, sum_dims, target_ordinal=target)
-        return result.expand(x.shape[-2])
+            if site["type"] == "sample":
+                term = site["packed"]["log_prob"]
+                operands.append(term)
+                dims.append(tuple(term._pyro_dims))
+        sizes = {d: n for names, term in zip(dims, operands) for d, n in zip(names, term.shape)}
+        # a one-row batch: pack_tensors drops the size-1 data dim, so no term names its symbol; the whole sum is
+        # that row's log p(x)
+        target = (data_symbol,) if data_symbol in sizes else ()
+        plan = _PLANS.get(dims, target, sizes, key_extra=tuple(sorted(sizes.items())))
+        return plan(operands, "log").expand(x.shape[-2])
