@@ -39,15 +39,18 @@ from typing import TYPE_CHECKING
 import torch
 
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import reverse_pass
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_exactly import exactly as _exactly
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
+# defined in bn_impossible, still importable from here (__all__)
+from hybridpgm.infer.bn_impossible import check_possible
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
 from hybridpgm.infer.bn_spaces import (PROBABILITY_FLOOR, SCALED_ROWS, TINY, factor_owners, factor_shifts,
-                                       row_scaled, rows_in_prob, spaces_for, use_prob, with_rows_redone)
+                                       row_scaled, rows_in_prob, spaces_for, use_prob, with_rows_redone,
+                                       with_shift)
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -172,9 +175,12 @@ def in_row_chunks(ev: Evidence, chunk: int, fn, row_ids=None):
 
 def contract(bn, ev: Evidence, tensors, dims_list, output, semiring: str, extra=(), extra_dims=()):
     """Contract ``tensors`` (already in the semiring's space: probabilities for ``"prob"``, logs otherwise)
-    plus ``extra`` operands to the dims ``output``."""
+    plus ``extra`` operands to the dims ``output``.  In log space (``"log"``, ``"max"``) a contraction to the rows
+    alone, ``(BATCH,)``, adds back the row maxima the factors took out (:func:`factor_shifts`): it is
+    :math:`\\log Z_n` (:math:`\\max_x \\log p(x, e_n)`), not that of the scaled factors."""
     plan = plan_for(bn, list(dims_list) + list(extra_dims), output, ev.n, network_facts(bn).cards, dtype=ev.dtype)
-    return plan(list(tensors) + list(extra) + [_anchor(ev, tensors, semiring)], semiring)
+    out = plan(list(tensors) + list(extra) + [_anchor(ev, tensors, semiring)], semiring)
+    return with_shift(out, factor_shifts(tensors), ev.dtype) if semiring != "prob" and output == (BATCH,) else out
 
 
 def _anchor(ev: Evidence, tensors, semiring: str) -> torch.Tensor:
@@ -191,17 +197,6 @@ def contract_with_gradients(bn, ev: Evidence, plan, tensors, extra, wrt):
     return reverse_pass.value_and_gradients(plan, operands, wrt, bn.plan_cache.workspace)
 
 
-def check_possible(value: torch.Tensor, what: str, row_ids: torch.Tensor | None = None) -> None:
-    """Raise :class:`EvidenceError` naming the rows whose ``value`` is not finite (evidence of probability 0)."""
-    bad = ~torch.isfinite(value.detach()).reshape(value.shape[0], -1).all(-1) if value.dim() and value.numel() else None
-    if bad is not None and bad.any():
-        rows = bad.nonzero().flatten()
-        rows = (row_ids[rows] if row_ids is not None else rows).tolist()
-        shown = rows[:10]
-        raise EvidenceError(f"evidence has probability zero under the model in row(s) {shown}"
-                            f"{' ...' if len(rows) > 10 else ''}; {what} is undefined")
-
-
 def _family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
     """``[N or 1, card]``: the family joint ``fam`` over ``dims`` summed down to ``q`` (the CPD's own dim)."""
     red = [i for i, d in enumerate(dims) if d not in (BATCH, q)]
@@ -209,14 +204,14 @@ def _family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
     return m if dims[0] == BATCH else m.unsqueeze(0)
 
 
-def _dense(tensors, dims, free, ev: Evidence, names, space: str, row_ids):
+def _dense(bn, tensors, dims, free, ev: Evidence, names, space: str, row_ids):
     """The marginals off the dense joint; in probability space ``(marginals, rows_in_prob)``."""
     outs, z = dense_marginals(dense_joint(tensors, dims, free, ev.n, space), free, names, space)
     if space == "prob":
         ok = rows_in_prob(z, ev)
         zs = _safe(z, ok)[:, None]
         return [m / zs for m in outs], ok
-    check_possible(z, "the posterior", row_ids)
+    check_possible(z, "the posterior", row_ids, bn, ev)
     return outs
 
 
@@ -274,7 +269,7 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
         with torch.enable_grad():
             z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, [(BATCH, q) for q in rest])
             if space == "log":
-                check_possible(z, "the posterior", row_ids)
+                check_possible(z, "the posterior", row_ids, bn, ev)
             grads = torch.autograd.grad(z.sum(), wrt, create_graph=create_graph) if names else ()
     got = {}
     for q, g in zip(on_factor, grads):
@@ -323,7 +318,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
         if space == "prob":  # scaled row by row (bn_spaces), the scales unused: marginals are ratios in a row
             tensors, _ = row_scaled(tensors, dims, ev, factor_owners(facts, ev, keep))
         if free is not None:  # a tiny joint: enumerate it
-            out = _dense(tensors, dims, free, ev, names, space, row_ids)
+            out = _dense(bn, tensors, dims, free, ev, names, space, row_ids)
         else:
             # marginals as gradients: autograd also under torch.inference_mode (the caller's, on their evidence)
             out = with_autograd(_by_gradient, bn, facts, ev, names, keep, tensors, dims, space, direct, row_ids)
@@ -362,13 +357,14 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
             z = contract(bn, ev, tensors, dims, (BATCH,), "prob")
         ok = rows_in_prob(z, ev)
         if bool(ok.all()):
-            return z.log() + log_c + shift
+            return with_shift(z.log() + log_c, shift, ev.dtype)
         if bool(ok.any()):
-            return with_rows_redone(_safe(z, ok).log() + log_c + shift, ok, ev, None,
+            return with_rows_redone(with_shift(_safe(z, ok).log() + log_c, shift, ev.dtype), ok, ev, None,
                                      lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
-        return dense_log_evidence(dense_joint(tensors, dims, free, ev.n, "log"))
+        return with_shift(dense_log_evidence(dense_joint(tensors, dims, free, ev.n, "log")), factor_shifts(tensors),
+                          ev.dtype)
     return contract(bn, ev, tensors, dims, (BATCH,), "log")
 
 
@@ -395,5 +391,5 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None, row
     tensors, dims = factors(facts, ev, keep, "log")
     log_joint = contract(bn, ev, tensors, dims, (BATCH, *names), "log")
     log_z = log_joint.reshape(ev.n, -1).logsumexp(-1)
-    check_possible(log_z, "the posterior", row_ids)
+    check_possible(log_z, "the posterior", row_ids, bn, ev)
     return (log_joint - log_z.reshape(-1, *tail)).exp()

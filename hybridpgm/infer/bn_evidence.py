@@ -109,13 +109,21 @@ class Evidence:
     :ivar bool batched: whether the caller passed tensors (results keep the ``N`` dim).
     :ivar dict observed: discrete node -> ``[N]`` long values, observed in every row.
     :ivar dict partial: discrete node -> ``[N, card]`` log-likelihood: one-hot (0 / -inf) for hard
-        evidence observed in some rows (all 0 where missing), any log-likelihood for soft evidence.
+        evidence observed in some rows (all 0 where missing), for soft evidence the log-likelihood less its row
+        maximum (largest entry 0; the maximum is in ``shifts``).
     :ivar dict values: continuous nodes and context inputs -> ``[N]`` or ``[N, d]`` tensors.
     :ivar set soft: the nodes of ``partial`` that hold soft evidence.
     :ivar dict likelihoods: soft node -> ``[N, card]`` likelihood :math:`\\lambda_n` in probability space, for
         soft evidence given as probabilities (``Likelihood(log=False)``): the operand of probability-space
         queries in place of ``partial[node].exp()``, so that a zero entry keeps its exact, finite gradient
         (:mod:`~hybridpgm.infer.soft_evidence`).
+    :ivar dict shifts: soft node -> ``[N]`` detached :math:`m_n = \\max_k \\log \\lambda_{n,k}`, in the working
+        precision of :func:`~hybridpgm.infer.soft_evidence.working_dtype` (float32 or float64): taken out of
+        ``partial`` and ``likelihoods`` before they were narrowed to ``dtype``, added back to :math:`\\log p(e_n)`
+        by the queries (:func:`~hybridpgm.infer.bn_spaces.with_shift`).
+    :ivar whole: the caller's whole batch when these rows are a part of it (a group, chunk or redone subset:
+        :meth:`subset`), else ``None``; an error about impossible rows names all of the whole batch's
+        (:func:`~hybridpgm.infer.bn_impossible.check_possible`).
     """
 
     n: int
@@ -127,14 +135,18 @@ class Evidence:
     values: dict = field(default_factory=dict)
     soft: set = field(default_factory=set)
     likelihoods: dict = field(default_factory=dict)
+    shifts: dict = field(default_factory=dict)
+    whole: "Evidence | None" = field(default=None, repr=False, compare=False)
 
     def subset(self, idx: torch.Tensor) -> "Evidence":
-        """The rows ``idx`` (``[n_g]`` long) of this evidence."""
+        """The rows ``idx`` (``[n_g]`` long) of this evidence (its ``whole`` batch: this one's, or this one)."""
         return Evidence(n=idx.numel(), batched=True, dtype=self.dtype, device=self.device,
                         observed={k: t[idx] for k, t in self.observed.items()},
                         partial={k: t[idx] for k, t in self.partial.items()},
                         values={k: t[idx] for k, t in self.values.items()}, soft=set(self.soft),
-                        likelihoods={k: t[idx] for k, t in self.likelihoods.items()})
+                        likelihoods={k: t[idx] for k, t in self.likelihoods.items()},
+                        shifts={k: t[idx] for k, t in self.shifts.items()},
+                        whole=self if self.whole is None else self.whole)
 
 
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
@@ -237,15 +249,16 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             continue
         tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device, dtype)
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
-    lengths.update({name: t.shape[0] for name, (t, _) in soft.items() if t.dim() == 2})
+    lengths.update({name: s.log_lik.shape[0] for name, s in soft.items() if s.log_lik.dim() == 2})
     if len(set(lengths.values())) > 1:
         raise EvidenceError(f"evidence rows differ in length: {lengths}")
     n = next(iter(lengths.values()), 1)
     ev = Evidence(n=n, batched=bool(lengths), dtype=dtype, device=device)
-    for name, (log_lik, lik) in soft.items():
+    for name, (log_lik, lik, shift) in soft.items():
         ev.partial[name] = log_lik.expand(n, log_lik.shape[-1])
         if lik is not None:
             ev.likelihoods[name] = lik.expand(n, lik.shape[-1])
+        ev.shifts[name] = shift.expand(n)
         ev.soft.add(name)
     for name, t in tensors.items():
         card = facts.cards.get(name)

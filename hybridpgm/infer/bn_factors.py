@@ -111,9 +111,10 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
 
 
 class ScaledFactors(list):
-    """The tensors of :func:`factors` in probability space, with ``log_scale``: the ``[N]`` :math:`c_{f,n}` of
-    each factor scaled in log space, whose sum is :math:`\\log Z_n - \\log \\tilde Z_n` (added back by
-    :func:`~hybridpgm.infer.bn_spaces.row_scaled`)."""
+    """The tensors of :func:`factors`, with ``log_scale``: the ``[N]`` :math:`c_{f,n}` of each factor scaled in
+    log space, whose sum is :math:`\\log Z_n - \\log \\tilde Z_n` (added back by the queries:
+    :func:`~hybridpgm.infer.bn_spaces.factor_shifts`, :func:`~hybridpgm.infer.bn_spaces.with_shift`).  In log
+    space only the soft-evidence likelihoods' are there (``ev.shifts``)."""
 
     def __init__(self, tensors, log_scale: list):
         super().__init__(tensors)
@@ -135,16 +136,19 @@ def _log_scaled(log_t: torch.Tensor, scales: list) -> torch.Tensor:
 def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tuple[list, list]:
     """Conditioned factors ``(tensors, dims)`` of the kept nodes plus the partial evidence.
 
-    In probability space a factor of soft evidence or a continuous density is scaled row by row in log space,
-    :math:`\\phi_f(\\cdot; e_n) = \\exp(\\log \\phi_f - c_{f,n})` with :math:`c_{f,n}` its row's largest
-    log-entry (detached), so that its largest entry is one whatever the scale of the likelihood or density:
-    the contraction then gives :math:`\\tilde Z_n = Z_n / \\exp(\\sum_f c_{f,n})` (:math:`Z_n` is linear in each
-    factor; marginals are unchanged): the tensors come as :class:`ScaledFactors`, whose ``log_scale`` holds the
-    ``[N]`` :math:`c_{f,n}`.
+    A factor of soft evidence, in either space, and in probability space that of a continuous density, is
+    scaled row by row in log space, :math:`\\phi_f(\\cdot; e_n) = \\exp(\\log \\phi_f - c_{f,n})` with
+    :math:`c_{f,n}` its row's largest log-entry (detached), so that its largest entry is one (its largest
+    log-entry 0) whatever the scale of the likelihood or density: the contraction then gives
+    :math:`\\tilde Z_n = Z_n / \\exp(\\sum_f c_{f,n})` (:math:`Z_n` is linear in each factor; marginals are
+    unchanged): the tensors come as :class:`ScaledFactors`, whose ``log_scale`` holds the ``[N]``
+    :math:`c_{f,n}`.  A soft-evidence likelihood was scaled so by
+    :func:`~hybridpgm.infer.soft_evidence.soft_likelihood` in its working precision, before it was narrowed to
+    the network's dtype (its :math:`c_{f,n}` is ``ev.shifts[node]``, in that precision).
 
     :param str space: ``"log"`` (log-probabilities) or ``"prob"`` (probabilities; a soft-evidence likelihood
-        given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm:
-        :func:`~hybridpgm.infer.soft_evidence.soft_likelihood` divided it by its row maxima already).
+        given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm, for
+        its exact gradient at a zero entry).
     """
     prob = space == "prob"
     tensors, dims_list, scales = [], [], []
@@ -170,15 +174,11 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
     for v, lik in ev.partial.items():
         if v in keep:
             lik = lik.to(ev.dtype)
+            if v in ev.soft:  # its row maxima, taken out in the working precision (a soft log_lik's largest is 0)
+                scales.append(ev.shifts[v])
             if prob:  # soft evidence given as probabilities enters as it is: exact gradients at a zero entry
                 given = ev.likelihoods.get(v)
-                if v not in ev.soft:  # a hard-evidence indicator (observed in some rows only): 0 or 1
-                    lik = lik.exp()
-                elif given is None:
-                    lik = _log_scaled(lik, scales)
-                else:  # already divided by its row maxima, whose logarithms are those of the log-likelihood's
-                    lik = given
-                    scales.append(ev.partial[v].detach().amax(-1).to(ev.dtype))
+                lik = lik.exp() if given is None else given  # hard evidence's 0 / 1, or a largest entry of one
             tensors.append(lik)
             dims_list.append((BATCH, v))
-    return (ScaledFactors(tensors, scales) if prob else tensors), dims_list
+    return ScaledFactors(tensors, scales), dims_list

@@ -21,12 +21,14 @@ max-shifted as Pyro's ``torch_log`` einsum: the only space used for other dtypes
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from hybridpgm.infer.bn_evidence import BATCH, Evidence
 
 __all__ = ["PROBABILITY_FLOOR", "SCALED_ROWS", "TINY", "factor_owners", "factor_shifts", "row_scaled",
-           "rows_in_prob", "spaces_for", "use_prob", "with_rows_redone"]
+           "rows_in_prob", "spaces_for", "use_prob", "with_rows_redone", "with_shift"]
 
 #: the dtypes contracted in probability space, each with the evidence probability below which a row sends the
 #: query to log space.  An intermediate entry that falls below the dtype's smallest normal number :math:`t`
@@ -103,10 +105,24 @@ def row_scaled(tensors, dims, ev: Evidence, owners) -> tuple[list, torch.Tensor 
 def factor_shifts(tensors) -> torch.Tensor | float:
     """``[N]`` :math:`\\sum_f c_{f,n}`: the row maxima that :func:`~hybridpgm.infer.bn_factors.factors` took out of
     the soft-evidence likelihoods and continuous densities in log space, in every dtype (``log_scale`` of its
-    :class:`~hybridpgm.infer.bn_factors.ScaledFactors`; ``0.0`` when none).  With :func:`row_scaled`'s maxima,
-    :math:`\\log C_n` = that sum plus its ``[N]`` logs."""
+    :class:`~hybridpgm.infer.bn_factors.ScaledFactors`; ``0.0`` when none), in the widest dtype among them (a
+    likelihood's is that of its working precision, :func:`~hybridpgm.infer.soft_evidence.working_dtype`).  With
+    :func:`row_scaled`'s maxima, :math:`\\log C_n` = that sum plus its ``[N]`` logs."""
     shifts = list(getattr(tensors, "log_scale", ()))
-    return torch.stack(shifts).sum(0) if shifts else 0.0
+    if not shifts:
+        return 0.0
+    wide = functools.reduce(torch.promote_types, (c.dtype for c in shifts))
+    return torch.stack([c.to(wide) for c in shifts]).sum(0)
+
+
+def with_shift(log_z: torch.Tensor, shift, dtype: torch.dtype) -> torch.Tensor:
+    """``log_z + shift`` in ``dtype``: :math:`\\log Z_n = \\log \\tilde Z_n + \\sum_f c_{f,n}` for the ``[N]``
+    ``log_z`` of a scaled contraction and the ``shift`` of :func:`factor_shifts`.  The sum is taken in the wider
+    of the two dtypes and rounded once to ``dtype`` (a float16 network's :math:`\\log p(e)` of -460.9 is its
+    nearest float16, not -460.9 rounded twice); the gradient reaches ``log_z`` (``shift`` is detached)."""
+    if not isinstance(shift, torch.Tensor):
+        return log_z if shift == 0.0 else log_z + shift
+    return (log_z + shift).to(dtype)
 
 
 def factor_owners(facts, ev: Evidence, keep) -> list:

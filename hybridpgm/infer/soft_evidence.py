@@ -18,6 +18,13 @@ exact zero is 0 rather than NaN. Log space answers only the rows whose evidence 
 floor (:data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR`), and every row of a network in another dtype
 (float16, bfloat16): there the derivative in a zero entry comes out 0, the others' exact.
 
+**Scale and precision.** Only the ratios of :math:`\\lambda` within a row matter to the posterior, and its
+scale adds :math:`\\log` of it to :math:`\\log p(e)`.  :func:`soft_likelihood` takes the row maximum
+:math:`m_n` of :math:`\\log \\lambda_n` out in the working precision (the likelihood's own dtype or the
+network's, at least float32) before narrowing to the network's dtype, so a likelihood of :math:`10^{-200}` in
+a float16 or bfloat16 network keeps that dtype's relative precision; the queries add :math:`m_n` back to
+:math:`\\log p(e_n)`.
+
 **References**
 
 [1] J. Pearl, *Probabilistic Reasoning in Intelligent Systems*, 1988, §2.2.2 (virtual evidence).
@@ -26,7 +33,7 @@ floor (:data:`~hybridpgm.infer.bn_spaces.PROBABILITY_FLOOR`), and every row of a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
@@ -37,7 +44,7 @@ from hybridpgm.graphs.contraction_steps import LogOfSum
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["Likelihood", "ZeroSafeLog", "soft_likelihood", "soft_log_likelihood"]
+__all__ = ["Likelihood", "SoftEvidence", "ZeroSafeLog", "soft_likelihood", "soft_log_likelihood", "working_dtype"]
 
 _INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -72,22 +79,53 @@ class Likelihood:
 ZeroSafeLog = LogOfSum
 
 
+class SoftEvidence(NamedTuple):
+    """Validated soft evidence on one node (:func:`soft_likelihood`), each tensor ``[card]`` or ``[N, card]``
+    (``shift``: ``[]`` or ``[N]``)."""
+
+    #: :math:`\log \lambda_n - m_n` in the network's dtype: the log-likelihood less its row maximum, taken in the
+    #: working precision (:func:`working_dtype`) before the narrowing, so its largest entry is exactly 0
+    log_lik: torch.Tensor
+    #: :math:`\lambda_n / e^{m_n}` in the network's dtype for ``log=False`` (the operand of probability-space
+    #: queries, exact in its gradient at a zero entry), ``None`` for ``log=True``
+    lik: torch.Tensor | None
+    #: :math:`m_n`, the detached row maximum of :math:`\log \lambda_n` in the working precision: what a query adds
+    #: back to :math:`\log p(e_n)` (:func:`~hybridpgm.infer.bn_spaces.with_shift`)
+    shift: torch.Tensor
+
+
+def working_dtype(given: torch.dtype, network: torch.dtype) -> torch.dtype:
+    """The precision a likelihood is validated and row-scaled in: the wider of its own dtype and the network's,
+    at least float32 (a float16 or bfloat16 network's own range and digits are what the scaling protects)."""
+    wide = torch.promote_types(given, network)
+    return wide if wide in (torch.float32, torch.float64) else torch.promote_types(wide, torch.float32)
+
+
 def soft_log_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> torch.Tensor:
-    """Validated ``[card]`` or ``[N, card]`` log-likelihood of soft evidence on ``name`` (the first of
-    :func:`soft_likelihood`)."""
-    return soft_likelihood(bn, name, lik, dtype, device)[0]
+    """Validated ``[card]`` or ``[N, card]`` log-likelihood of soft evidence on ``name``, less its row maxima
+    (the ``log_lik`` of :func:`soft_likelihood`)."""
+    return soft_likelihood(bn, name, lik, dtype, device).log_lik
 
 
-def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
-    """Validated soft evidence on ``name``: ``(log_lik, lik)``, each ``[card]`` or ``[N, card]`` in ``dtype``.
+def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> SoftEvidence:
+    """Validated soft evidence on ``name``: a :class:`SoftEvidence` ``(log_lik, lik, shift)``.
 
-    ``log_lik`` is the log-likelihood (the values themselves for ``log=True``, else their
-    :class:`ZeroSafeLog`); ``lik`` the likelihood in probability space for ``log=False``: the values as
-    given, divided row by row by their (detached) largest value :math:`m_n` in their own precision and then cast
-    to ``dtype`` (the operand of probability-space queries, exact in its gradient at a zero entry, and kept
-    away from the narrow dtype's underflow; the queries add back :math:`\\log m_n`, the row maximum of
-    ``log_lik``: :func:`~hybridpgm.infer.bn_factors.factors`); ``None`` for ``log=True`` (those queries
-    exponentiate ``log_lik`` shifted by its row maxima).
+    The values are read and validated in the working precision :math:`w` (:func:`working_dtype`: the wider of
+    their dtype and the network's ``dtype``, at least float32; numbers without a dtype of their own, a list, are
+    read in it), and scaled row by row there before anything is narrowed to ``dtype``:
+
+    .. math::
+
+        m_n = \\max_k \\log \\lambda_{n,k}, \\qquad
+        \\texttt{log\\_lik}_{n,k} = \\mathrm{fl}_{\\mathtt{dtype}}(\\log \\lambda_{n,k} - m_n), \\qquad
+        \\texttt{lik}_{n,k} = \\mathrm{fl}_{\\mathtt{dtype}}(\\lambda_{n,k} / \\max_j \\lambda_{n,j}),
+
+    all in :math:`w` until the rounding :math:`\\mathrm{fl}`.  The scaled values lie in :math:`[0, 1]` (in
+    :math:`(-\\infty, 0]`), where the network's dtype keeps its relative precision: a float64 likelihood of
+    :math:`10^{-200}` in a float16 network would underflow, and its logarithm, :math:`-460.5`, rounded to float16's
+    spacing of 0.25 there, would move the posterior by 25%.  :math:`m_n` (detached) is ``shift``, kept in
+    :math:`w`; the queries add it back to :math:`\\log p(e_n)` (marginals are ratios within a row and do not see
+    it).  ``lik`` is ``None`` for ``log=True`` (probability-space queries exponentiate ``log_lik``).
 
     :raises EvidenceError: for a continuous node, values that are not real numbers, a wrong shape, NaN or
         :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods, or a row that is zero in every state.
@@ -100,8 +138,10 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
     except ValueError as error:  # a masked array with masked entries: its own message
         raise EvidenceError(str(error)) from None
     try:
-        # numbers without a dtype of their own (a list) are read in the network's, as hard evidence is
-        t = torch.as_tensor(values, device=device, dtype=None if hasattr(values, "dtype") else dtype)
+        # numbers without a dtype of their own (a list) are read in the working precision: the network's dtype
+        # (as hard evidence is) when that is float32 or float64
+        t = torch.as_tensor(values, device=device,
+                            dtype=None if hasattr(values, "dtype") else working_dtype(dtype, dtype))
     except (TypeError, ValueError, RuntimeError):
         raise EvidenceError(f"Likelihood for '{name}' must be numbers, got {type(lik.values).__name__} "
                             f"{lik.values!r:.60}") from None
@@ -110,7 +150,7 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
     if t.dim() not in (1, 2) or t.shape[-1] != card:
         raise EvidenceError(f"Likelihood for '{name}' must have shape [{card}] or [N, {card}], "
                             f"got {tuple(t.shape)}")
-    t = t.to(torch.promote_types(t.dtype, dtype))  # validated before any narrowing to the network's dtype
+    t = t.to(working_dtype(t.dtype, dtype))  # validated and scaled before any narrowing to the network's dtype
     if lik.log:
         if torch.isnan(t).any() or (t == float("inf")).any():
             raise EvidenceError(f"Likelihood for '{name}' holds NaN or +inf log-likelihoods")
@@ -119,15 +159,16 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device):
         if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
             raise EvidenceError(f"Likelihood for '{name}' must be finite and non-negative")
         log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
-        # divided by its row maxima in the input's precision, then narrowed: a float64 likelihood of 1e-45 keeps
-        # its digits in a float32 network (the maxima's logarithms, those of log_lik, are added back by the query)
-        # (a subnormal maximum too: its logarithm is the one added back; a zero row, refused below, divides by 1)
+        # divided by its row maxima in the working precision, then narrowed: a float64 likelihood of 1e-45 keeps
+        # its digits in a float32 network (a subnormal maximum too; a zero row, refused below, divides by 1)
         m = t.detach().amax(-1, keepdim=True)
         prob = (t / torch.where(m > 0, m, torch.ones_like(m))).to(dtype)
     dead = ~torch.isfinite(log_lik).any(-1)
     if bool(dead.any()):
         raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
                             f"{' in row(s) ' + str(dead.nonzero().flatten().tolist()[:10]) if t.dim() == 2 else ''}")
-    # the logarithm is taken before the cast: values beyond the network dtype's range (1e39 or 1e-46 in
-    # float32) have logarithms well within it
-    return log_lik.to(dtype), prob
+    # the row maxima of the logarithms (finite: a row of -inf was refused), taken out before the cast: values
+    # beyond the network dtype's range (1e39 or 1e-46 in float32) have logarithms well within it, and the
+    # differences of the remaining ones from 0 keep the dtype's relative precision
+    shift = log_lik.detach().amax(-1)
+    return SoftEvidence((log_lik - shift[..., None]).to(dtype), prob, shift)
