@@ -85,12 +85,19 @@ def to_pgmpy(bn):
 
     Every CPD names the states of its variables (a node without state names gets pgmpy's default ``0..k-1``), so
     a named parent's states are listed alike in its children's CPDs and the model passes pgmpy's ``check_model``.
+
+    :raises ModuleNotFoundError: pgmpy is not installed (the message names the extra:
+        ``pip install 'hybridpgm[pgmpy]'``).
     """
+    try:
+        from pgmpy.factors.discrete import TabularCPD
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError("BayesNet.to_pgmpy needs pgmpy, which is not installed: "
+                                  "pip install 'hybridpgm[pgmpy]' (or pip install pgmpy)", name="pgmpy") from err
     try:
         from pgmpy.models import DiscreteBayesianNetwork as Net
     except ImportError:  # older pgmpy
         from pgmpy.models import BayesianNetwork as Net
-    from pgmpy.factors.discrete import TabularCPD
 
     net = Net(bn.edges)
     net.add_nodes_from(bn.nodes)

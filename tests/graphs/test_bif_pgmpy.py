@@ -81,3 +81,20 @@ def test_to_pgmpy_names_every_cpds_states_when_only_some_nodes_have_names():
     back = BayesNet.from_pgmpy(net)
     assert back.state_names == {"a": ["lo", "hi"], "b": ["0", "1"]}
     torch.testing.assert_close(back.cpds["b"].probs, bn.cpds["b"].probs.detach().double(), rtol=0, atol=1e-7)
+
+
+def test_to_pgmpy_without_pgmpy_names_the_extra(monkeypatch):
+    """Without pgmpy, ``to_pgmpy`` raised a bare ``No module named 'pgmpy'``; the loaders name the extra, so must
+    it (still a ``ModuleNotFoundError``, for ``except ImportError``)."""
+    import sys
+
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.4, 0.6]))
+    for name in [m for m in sys.modules if m == "pgmpy" or m.startswith("pgmpy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pgmpy", None)  # import pgmpy now fails as where it is not installed
+    with pytest.raises(ModuleNotFoundError, match=r"to_pgmpy needs pgmpy.*hybridpgm\[pgmpy\]") as caught:
+        bn.to_pgmpy()
+    assert caught.value.name == "pgmpy"
