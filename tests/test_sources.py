@@ -32,3 +32,13 @@ def test_an_invalid_escape_is_caught():
     with warnings.catch_warnings(), pytest.raises((SyntaxError, DeprecationWarning, SyntaxWarning)):
         warnings.simplefilter("error")
         compile('"""math: \\sqrt{x}"""\n', "<docstring>", "exec")
+
+
+def test_the_version_is_the_installed_distributions():
+    """``hybridpgm.__version__`` is typed in ``__init__.py`` and the distribution's version in pyproject.toml:
+    nothing else keeps the two alike."""
+    import importlib.metadata
+
+    import hybridpgm
+
+    assert hybridpgm.__version__ == importlib.metadata.version("hybridpgm")
