@@ -7,18 +7,20 @@ shapes, devices; no device-host reads) unless their docstring says otherwise, so
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
-__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "damping_of", "flag",
-           "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real", "sample_count",
-           "sample_shape_of", "seed_of", "site_prefix", "torch_readable", "type_name", "unit_fraction"]
+__all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
+           "flag", "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real",
+           "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix", "torch_readable", "type_name",
+           "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -289,3 +291,29 @@ def type_name(value: Any) -> str:
             break
         module.append(part)
     return f"{'.'.join(module)}.{cls.__qualname__}" if module and module != ["builtins"] else cls.__qualname__
+
+
+def shown_items(items: Iterable, limit: int = 10, *, quote: Callable[[Any], str] = repr) -> str:
+    """The first ``limit`` of ``items``, each written by ``quote``, joined by ``", "``, and the count of the others:
+    ``"'a', 'b', 'c' and 1997 more"``, so that a message about a long list stays short.
+
+    :param items: any iterable (a list, a tuple, dict keys ...); read once.
+    :param limit: how many items to show (``>= 1``).
+    :param quote: how to write one item: :func:`repr` (the default) for names, so that a newline or a quote in one
+        cannot split or garble the message; :class:`str` for items that are already written out.
+    """
+    items = list(items)
+    shown = ", ".join(quote(item) for item in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def close_match(name: Any, choices: Iterable) -> str:
+    """``"; did you mean 'x'?"`` for the string in ``choices`` closest to ``name`` (:func:`difflib.get_close_matches`,
+    its default cutoff 0.6), or ``""`` when none is close, ``name`` is not a string or there are more than
+    10,000 choices (to keep it cheap).  Meant to follow the
+    "unknown name" part of a message."""
+    choices = [c for c in choices if isinstance(c, str)]
+    if not isinstance(name, str) or len(choices) > 10_000:  # kept cheap: an error message, not a search
+        return ""
+    found = difflib.get_close_matches(name, choices, n=1)
+    return f"; did you mean {found[0]!r}?" if found else ""

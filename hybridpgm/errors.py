@@ -1,26 +1,65 @@
-"""Exception types raised by hybridpgm.
+"""Exception and warning types raised by hybridpgm.
 
 Every error subclasses :class:`HybridPGMError` and one of the built-in
 :class:`ValueError` (bad input given by the caller) or :class:`RuntimeError`
 (something that went wrong while running), so ``except ValueError`` keeps
 working in user code.  Messages name the node, site, shape or file at fault.
+The built-in base of each kind:
+
+- :class:`ValueError`: :class:`ModelSpecError`, :class:`EvidenceError`, :class:`DataError`,
+  :class:`ConfigError` (a malformed or unsupported ``device`` name too), :class:`ObjectiveError`;
+- :class:`RuntimeError`: :class:`DeviceError` (a device this machine does not have),
+  :class:`TrainingDivergedError`, :class:`CheckpointError`, :class:`CollectiveTimeoutError`;
+- :class:`ValueError` and :class:`FileNotFoundError`: :class:`DataNotFoundError` (a :class:`DataError`);
+- :class:`RuntimeError` and :class:`FileNotFoundError`: :class:`CheckpointNotFoundError` (a
+  :class:`CheckpointError`);
+- :class:`KeyboardInterrupt`: :class:`TrainingInterrupted` (not a :class:`HybridPGMError`, see there).
+
+A file or folder that does not exist (a model file, a checkpoint, a BIF file, a data set) raises the
+``...NotFoundError`` of its family, so ``except CheckpointError`` / ``except DataError`` and ``except
+FileNotFoundError`` / ``except OSError`` all catch it; its ``errno`` is ``None`` and ``str()`` is the message.
+Every error survives :mod:`pickle`, :func:`copy.copy` and :func:`copy.deepcopy` with its type, message and
+attributes, so it reaches the parent of a process pool as itself.
+
+Warnings subclass :class:`HybridPGMWarning` (a :class:`UserWarning`) and keep the built-in category they had
+before among their bases, so filters on :class:`UserWarning` / :class:`RuntimeWarning` keep working and
+``warnings.filterwarnings("ignore", category=HybridPGMWarning)`` silences hybridpgm's warnings alone.  They point
+at the caller's line, so a ``module=`` filter sees the caller's module, not hybridpgm's: filter by category.
+
+- :class:`TrainingWarning` (:class:`UserWarning`): :func:`hybridpgm.fit` runs, but not as the caller may think;
+- :class:`DivergenceWarning` (:class:`UserWarning` and :class:`RuntimeWarning`): a loss exploded during a fit;
+- :class:`EstimateWarning` (:class:`UserWarning`): an estimate (AIS's log Z) is unreliable;
+- :class:`DiagnosticsWarning` (:class:`UserWarning`): a diagnostic leaves something out.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CheckpointError",
+    "CheckpointNotFoundError",
     "CollectiveTimeoutError",
     "ConfigError",
     "DataError",
+    "DataNotFoundError",
     "DeviceError",
+    "DiagnosticsWarning",
+    "DivergenceWarning",
+    "EstimateWarning",
     "EvidenceError",
     "HybridPGMError",
+    "HybridPGMWarning",
     "ModelSpecError",
     "ObjectiveError",
     "TrainingDivergedError",
     "TrainingInterrupted",
+    "TrainingWarning",
 ]
+
+
+def _rebuild(cls: type, args: tuple, keywords: dict):
+    """``cls(*args, **keywords)``: how :mod:`pickle` and :mod:`copy` rebuild an error whose ``__init__`` takes
+    keyword-only arguments (``BaseException.__reduce__`` passes back ``args`` alone)."""
+    return cls(*args, **keywords)
 
 
 class HybridPGMError(Exception):
@@ -44,14 +83,22 @@ class DataError(HybridPGMError, ValueError):
     gives the expected and the actual shape)."""
 
 
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A data file or folder (a BIF file, a data set's files) does not exist.  The message names the path (and,
+    for a data set, where it looked and how to get it).  It is also a :class:`FileNotFoundError` (an
+    :class:`OSError`, with ``errno`` ``None``)."""
+
+
 class ConfigError(HybridPGMError, ValueError):
     """An option of :func:`hybridpgm.fit`, an objective or the command line is
-    invalid (for example ``accumulate=0`` or an unknown optimizer)."""
+    invalid (for example ``accumulate=0``, an unknown optimizer or a malformed
+    device name such as ``device="gpu"``)."""
 
 
 class DeviceError(HybridPGMError, RuntimeError):
     """A device was asked for that this machine does not have (for example
-    ``device="cuda"`` without CUDA)."""
+    ``device="cuda"`` without CUDA), or a tensor is on another device than the
+    model.  A malformed device name is a :class:`ConfigError`."""
 
 
 class ObjectiveError(HybridPGMError, ValueError):
@@ -73,10 +120,18 @@ class TrainingDivergedError(HybridPGMError, RuntimeError):
         self.step = step
         self.player = player
 
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, {"step": self.step, "player": self.player}), self.__dict__
+
 
 class CheckpointError(HybridPGMError, RuntimeError):
     """A checkpoint cannot be read, or does not belong to the run that tries to
     resume from it.  The message names the file."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A model file or checkpoint does not exist.  The message names the path.  It is also a
+    :class:`FileNotFoundError` (an :class:`OSError`, with ``errno`` ``None``), as :func:`torch.load` raises."""
 
 
 class CollectiveTimeoutError(HybridPGMError, RuntimeError):
@@ -91,6 +146,9 @@ class CollectiveTimeoutError(HybridPGMError, RuntimeError):
     def __init__(self, message: str, *, ranks: list[int]):
         super().__init__(message)
         self.ranks = list(ranks)
+
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, {"ranks": self.ranks}), self.__dict__
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -115,3 +173,33 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step = step
         self.checkpoint = checkpoint
         self.exit_code = 128 + self.signum
+
+    def __reduce__(self):
+        keywords = {"signum": self.signum, "step": self.step, "checkpoint": self.checkpoint}
+        return _rebuild, (type(self), self.args, keywords), self.__dict__
+
+
+class HybridPGMWarning(UserWarning):
+    """Base class of every warning hybridpgm issues; ``warnings.filterwarnings("ignore",
+    category=HybridPGMWarning)`` silences them and no one else's."""
+
+
+class TrainingWarning(HybridPGMWarning):
+    """:func:`hybridpgm.fit` runs, but not as the caller may expect: layers whose output on a row depends on the
+    other rows when the batch is split (``accumulate > 1`` or several ranks), or state a resume could not
+    restore."""
+
+
+class DivergenceWarning(TrainingWarning, RuntimeWarning):
+    """A player's loss exploded during :func:`hybridpgm.fit` (see ``FitResult.loss_explosions``).  It is a
+    :class:`RuntimeWarning` too, as it was before this class existed."""
+
+
+class EstimateWarning(HybridPGMWarning):
+    """An estimate is unreliable (AIS's log Z: its starts disagree or their effective sample size is small); the
+    result says so too (``reliable=False``)."""
+
+
+class DiagnosticsWarning(HybridPGMWarning):
+    """A diagnostic leaves part of its input out or cannot be read as usual (NaN k-hats not drawn, placeholder or
+    local latent sites, draws with identical log-likelihoods)."""

@@ -54,8 +54,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
-from hybridpgm.checks import type_name
-from hybridpgm.errors import CheckpointError
+from hybridpgm.checks import shown_items, type_name
+from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
@@ -291,7 +291,7 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
                                                          model.named_buffers(remove_duplicate=False)))
     if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        shown = shown_items(bad, 5, quote=str)
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {shown} hold(s) NaN or "
                               f"infinity")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
@@ -353,11 +353,14 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     :param path: the model file.
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
-    :raises CheckpointError: a missing or foreign file (or a directory, a FIFO ...), an empty, truncated or
+    :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
+        :class:`FileNotFoundError`).
+    :raises CheckpointError: a foreign file (or a directory, a FIFO ...), an empty, truncated or
         corrupt file (naming the file and which of these it is), an unknown class or torch layer option,
         weights that do not fit the rebuilt module, a record of shared parameters that does not fit it, or
         parameters that hold NaN or infinity (naming the file and the entries).
-    :raises DeviceError: for a device that is unknown or not on this machine.
+    :raises ConfigError: for a malformed or unsupported device name (``"gpu"``).
+    :raises DeviceError: for a device this machine does not have.
     """
     if torch.is_inference_mode_enabled():
         with torch.inference_mode(False), torch.no_grad():
@@ -371,14 +374,14 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
     try:
         os.lstat(path)
     except FileNotFoundError:
-        raise CheckpointError(f"no model file at {path}") from None
+        raise CheckpointNotFoundError(f"no model file at {str(path)!r}") from None
     except OSError as error:  # a name too long, a folder on the way that cannot be searched
         raise CheckpointError(f"cannot read model file {str(path)!r}: {os_reason(error)}") from error
     if isinstance(map_location, (str, torch.device)):
         map_location = resolve_device(map_location)
     payload = read_torch_file(path, "model file", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a hybridpgm model file (write one with hybridpgm.save)")
+        raise CheckpointError(f"{str(path)!r} is not a hybridpgm model file (write one with hybridpgm.save)")
     try:
         # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
         devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
@@ -390,7 +393,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
         bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
                                                              module.named_buffers(remove_duplicate=False)))
         if bad:
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            shown = shown_items(bad, 5, quote=str)
             raise CheckpointError(f"model file {str(path)!r} holds NaN or infinity in {shown}; hybridpgm.save "
                                   "never writes such a file, so it was changed or damaged")
         _restore_dtypes(module, {name: t.dtype for name, t in state.items() if _floating(t)})
@@ -398,7 +401,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
     except CheckpointError:
         raise
     except (RuntimeError, TypeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {path}: {error}") from error
+        raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {str(path)!r}: {error}") from error
     (module.to(map_location) if isinstance(map_location, torch.device) else module).eval()
     return SavedModel(module, payload["model"]["class"], _decode(payload["meta"], {}), payload["versions"])
 

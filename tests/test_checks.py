@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybridpgm import checks
 from hybridpgm.checks import sample_count
 from hybridpgm.energy import DBM, DBN, RBM
 from hybridpgm.errors import ConfigError
@@ -259,3 +260,29 @@ def test_type_name_leaves_out_private_modules():
     assert type_name(local()) == "pathlib.PosixPath"
     assert type_name(np.zeros(2)) == "numpy.ndarray" and type_name(3) == "int"
     assert type_name(type("Cls", (), {"__module__": "_private"})()) == "Cls"
+
+
+@pytest.mark.parametrize("items, limit, quote, expected", [
+    (["a", "b"], 10, repr, "'a', 'b'"),
+    ([], 10, repr, ""),
+    (["a", "b", "c"], 3, repr, "'a', 'b', 'c'"),
+    (["a", "b", "c", "d"], 3, repr, "'a', 'b', 'c' and 1 more"),
+    ((f"n{i}" for i in range(2000)), 2, repr, "'n0', 'n1' and 1998 more"),
+    (["x\ny", "it's"], 10, repr, "'x\\ny', \"it's\""),
+    (["['w']", "['b']"], 1, str, "['w'] and 1 more"),
+])
+def test_shown_items_gives_the_first_items_and_a_count(items, limit, quote, expected):
+    assert checks.shown_items(items, limit, quote=quote) == expected
+
+
+def test_shown_items_keeps_a_long_list_short():
+    names = [f"node_{i:04d}" for i in range(100_000)]
+    text = checks.shown_items(names)
+    assert text.endswith("'node_0009' and 99990 more") and len(text) < 200
+
+
+def test_close_match_suggests_the_nearest_name_or_nothing():
+    assert checks.close_match("rian", ["rain", "sprinkler", "wet"]) == "; did you mean 'rain'?"
+    assert checks.close_match("zzz", ["rain", "wet"]) == ""
+    assert checks.close_match(3, ["rain"]) == ""
+    assert checks.close_match("a", [1, 2]) == ""

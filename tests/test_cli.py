@@ -138,7 +138,7 @@ BAD = [
     ("accumulate-zero", lambda t: ["train", "vae", "--accumulate", "0"], "--accumulate"),
     ("hidden-negative", lambda t: ["train", "sbn", "--hidden", "8", "-3"], "--hidden"),
     ("data-root-missing", lambda t: ["train", "vae", "--data-root", "/nonexistent"], "/nonexistent"),
-    ("device-unknown", lambda t: ["train", "vae", "--device", "tpu"], "tpu"),
+    ("device-unknown", lambda t: ["train", "vae", "--device", "tpu"], "unknown device 'tpu'; use 'auto'"),
     ("device-cuda-missing", lambda t: ["train", "vae", "--device", "cuda:99"], "cuda:99"),
     ("resume-nothing", lambda t: ["train", "vae", "--resume", "--out", str(t / "fresh")], "no checkpoint"),
     ("checkpoint-exists", lambda t: ["train", "vae", "--out", _checkpointed(t)], "--overwrite"),

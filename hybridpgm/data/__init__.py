@@ -2,7 +2,8 @@
 statsmodels' bundled time series (:mod:`hybridpgm.data.timeseries`).
 
 Nothing is downloaded at run time; a missing data set raises a
-:class:`~hybridpgm.errors.DataError` that says where it looked and how to get it.
+:class:`~hybridpgm.errors.DataNotFoundError` (a :class:`~hybridpgm.errors.DataError` and a
+:class:`FileNotFoundError`) that says where it looked and how to get it.
 """
 
 from hybridpgm.data.binarize import DynamicBinarized, binarize_static

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hybridpgm.data.splits import Split
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, DataNotFoundError
 
 __all__ = ["DEBIAN_PATH", "find_fashion_mnist", "load_fashion_mnist_splits", "read_idx"]
 
@@ -46,8 +46,9 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array.
 
-    :raises DataError: the path is not a path, the file is missing, truncated, not in IDX format or a
-        damaged gzip file (the message names the file).
+    :raises DataNotFoundError: the file does not exist (a :class:`DataError` and a :class:`FileNotFoundError`).
+    :raises DataError: the path is not a path, the file is truncated, not in IDX format or a damaged gzip file
+        (the message names the file).
     """
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
         raise DataError(f"read_idx needs a file path (str or a PathLike of str), got {type(path).__name__} {path!r}")
@@ -56,6 +57,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             raw = handle.read()
+    except FileNotFoundError as error:
+        raise DataNotFoundError(f"IDX file {str(path)!r} does not exist") from error
     except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged .gz (a bad block or checksum)
         raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
@@ -88,9 +91,11 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
     names is never silently replaced by another copy), else from the first of ``HYBRIDPGM_DATA``
     (and its ``fashion-mnist`` sub-folder) and Debian's folder that has them all.
 
-    :raises DataError: ``root`` is given but is not a path (``str`` or ``os.PathLike``; the message
-        names the value), is not a folder or lacks a file (the message names it and the missing files),
-        or without ``root`` no folder has them; the message lists where it looked and how to install the data.
+    :raises DataNotFoundError: (a :class:`DataError` and a :class:`FileNotFoundError`) ``root`` is given but
+        does not exist or lacks a file (the message names it and the missing files), or without ``root`` no
+        folder has them; the message lists where it looked and how to install the data.
+    :raises DataError: ``root`` is given but is not a path (``str`` or ``os.PathLike``; the message names the
+        value) or is a file, not a folder.
     """
     if root is not None and not (isinstance(root, (str, os.PathLike)) and isinstance(os.fspath(root), str)):
         # as read_idx does: a DataError naming the value, not pathlib's raw TypeError (bytes paths included)
@@ -110,17 +115,19 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
             return found
     if root is not None:
         folder = folders[0]
+        error = DataNotFoundError  # a folder or a file that does not exist: a FileNotFoundError too
         if not folder.is_dir():
             problem = "is a file, not a folder" if folder.exists() else "does not exist"
+            error = DataError if folder.exists() else DataNotFoundError
         else:
             missing = [s for s in FILES.values() if not any((folder / n).is_file() for n in (s + ".gz", s))]
             problem = f"lacks {', '.join(missing)} (.gz or not)"
-        others = ", ".join(str(f) for f in _candidates(None))
-        raise DataError(
+        others = ", ".join(repr(str(f)) for f in _candidates(None))
+        raise error(
             f"Fashion-MNIST root {str(folder)!r} {problem}; give the folder holding the four IDX files, or no "
             f"root to look in: {others}. On Debian/Ubuntu run `apt-get install dataset-fashion-mnist`")
-    looked = ", ".join(str(f) for f in folders)
-    raise DataError(
+    looked = ", ".join(repr(str(f)) for f in folders)
+    raise DataNotFoundError(
         f"Fashion-MNIST IDX files not found; looked in: {looked}. On Debian/Ubuntu run "
         "`apt-get install dataset-fashion-mnist`, or put the four files "
         f"({', '.join(s + '.gz' for s in FILES.values())}) in a folder and pass root= or set HYBRIDPGM_DATA"

@@ -38,7 +38,8 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
     :param root: folder holding the files, for data sets read from disk.
     :param int seed: seeds the static binarization (an integer).
     :raises DataError: unknown name (the message lists the known ones), an unknown ``binarize``, or
-        the files are missing (the message says where it looked and how to get them).
+        the files are missing (a :class:`~hybridpgm.errors.DataNotFoundError`, also a
+        :class:`FileNotFoundError`; the message says where it looked and how to get them).
     :raises ConfigError: ``seed`` is not an integer (``bool`` and floats refused) or is outside
         ``[-2**63, 2**64 - 3]`` (torch's seed range, less the two seeds the validation and test splits
         take), or ``root`` is given for a bundled data set (``"digits"``), which reads no folder.

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
 from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
-from hybridpgm.errors import CheckpointError, ConfigError, DataError  # noqa: E402
+from hybridpgm.errors import CheckpointError, ConfigError, DataError, DiagnosticsWarning  # noqa: E402
 from hybridpgm.paths import file_path  # noqa: E402
 from hybridpgm.train.atomic_write import check_replaceable, os_reason, write_atomically  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
@@ -206,7 +206,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
 
     :math:`\\hat k = -\\infty` (:func:`~hybridpgm.diagnostics.pareto_khat`'s answer for equal weights) and
     :math:`+\\infty` are drawn as triangles at the bottom and top edges.  NaN k-hats among others are not
-    drawn: a :class:`UserWarning` and the axis label give their count.
+    drawn: a :class:`~hybridpgm.errors.DiagnosticsWarning` and the axis label give their count.
 
     :raises DataError: for no k-hats, values that are not numbers, or only NaN k-hats.
     """
@@ -222,7 +222,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
     xlabel = "data point"
     if nan.any():
         note = f"{int(nan.sum())} of {khat.size} k-hats are NaN (first at index {int(np.argmax(nan))})"
-        warnings.warn(f"plot_khat: {note}; they are not drawn", UserWarning, stacklevel=users_stacklevel())
+        warnings.warn(f"plot_khat: {note}; they are not drawn", DiagnosticsWarning, stacklevel=users_stacklevel())
         xlabel += f" ({int(nan.sum())} NaN k-hat(s) not drawn)"
     index = np.arange(khat.size)
     finite = np.isfinite(khat)

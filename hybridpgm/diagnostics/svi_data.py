@@ -18,7 +18,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
 from hybridpgm.infer.particle_elbo import keeping_module_state
@@ -241,7 +241,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         :func:`make_inference_data`).
     :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
-    :warns UserWarning: naming the observed placeholder sites left out (see above), and pointing to
+    :warns DiagnosticsWarning: (a :class:`UserWarning`) naming the observed placeholder sites left out (see
+        above), and pointing to
         ``mrf.distribution(...)``; when the pointwise log-likelihood is the same in every draw (a point-estimate
         guide such as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary;
         and when a latent site held in the log-likelihood lies inside every plate of an observed site (one
@@ -260,7 +261,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         sites = _sort_sites(model_trace, guide_trace)
         observed = sites.observed
         if sites.placeholders:
-            warnings.warn(_placeholder_warning(sites.placeholders), UserWarning, stacklevel=users_stacklevel())
+            warnings.warn(_placeholder_warning(sites.placeholders), DiagnosticsWarning, stacklevel=users_stacklevel())
         if not observed and not sites.placeholders:
             raise DataError("the model has no observed sample site: nothing to check against "
                             "(pyro.factor and pyro.deterministic sites hold no data)")
@@ -285,7 +286,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         local_latents = _local_to_the_data(model_trace, sites, local)
         if local_latents:
-            warnings.warn(_local_latents_warning(local_latents, list(observed)), UserWarning,
+            warnings.warn(_local_latents_warning(local_latents, list(observed)), DiagnosticsWarning,
                           stacklevel=users_stacklevel())
         shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
         for s in range(num_samples):
@@ -312,7 +313,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                           "guide such as AutoDelta, or a model whose latents are all summed out of it?); az.loo and "
                           "az.waic need draws that vary: ArviZ 0.x reports k-hat = inf at every point, ArviZ 1.x "
                           "raises 'All tail values are the same'",
-                          UserWarning, stacklevel=users_stacklevel())
+                          DiagnosticsWarning, stacklevel=users_stacklevel())
         predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
                                 return_sites=list(observed))(*args, **kwargs) if observed else {}

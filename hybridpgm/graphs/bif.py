@@ -21,6 +21,7 @@ conditional probability tables::
 
 from __future__ import annotations
 
+import collections
 import gzip
 import itertools
 import os
@@ -29,7 +30,8 @@ import re
 import numpy as np
 import torch
 
-from hybridpgm.errors import CheckpointError, DataError, ModelSpecError
+from hybridpgm.checks import shown_items
+from hybridpgm.errors import CheckpointError, DataError, DataNotFoundError, ModelSpecError
 # re-exported: the pgmpy conversions this module held before they moved to hybridpgm.graphs.bif_pgmpy
 from hybridpgm.graphs.bif_pgmpy import discrete_table, from_pgmpy, to_pgmpy
 from hybridpgm.paths import file_path
@@ -46,7 +48,7 @@ _UNREADABLE = re.compile(r"[\s(),;|{}]|//|/\*")
 
 
 def _blocks(text: str, path: str):
-    """Yield ``(keyword, header, body)`` for each top-level block of the file ``path`` (named by errors)."""
+    """Yield ``(keyword, header, body)`` for each top-level block of a file; ``path`` names it in errors."""
     pos = 0
     while True:
         m = _HEAD.search(text, pos)
@@ -57,7 +59,7 @@ def _blocks(text: str, path: str):
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth:
-            raise ModelSpecError(f"{path}: unbalanced braces: the block '{m.group(1)} {m.group(2).strip()}' "
+            raise ModelSpecError(f"{path}: unbalanced braces: the block {m.group(1) + ' ' + m.group(2).strip()!r} "
                                  "lacks its closing '}'")
         yield m.group(1), m.group(2).strip(), text[m.end():i - 1]
         pos = i
@@ -73,7 +75,7 @@ def _tokens(body: str, where: str) -> list[str]:
     while pos < len(body):
         m = _TOKEN.match(body, pos)
         if m is None or m.end() == pos:
-            raise ModelSpecError(f"{where}: cannot read '{body[pos:pos + 40].strip()}'")
+            raise ModelSpecError(f"{where}: cannot read {body[pos:pos + 40].strip()!r}")
         tokens.append(m.group(1) or m.group(2))
         pos = m.end()
     return tokens
@@ -101,7 +103,7 @@ def _statements(body: str, where: str):
                 out.append(tokens[j])
             j += 1
         if j == n:
-            raise ModelSpecError(f"{where}: a statement lacks its closing ';' after '{' '.join(out)[:60]}'")
+            raise ModelSpecError(f"{where}: a statement lacks its closing ';' after {' '.join(out)[:60]!r}")
         return out, j + 1
 
     while i < n:
@@ -113,10 +115,10 @@ def _statements(body: str, where: str):
                 if tokens[j] not in (",", ";", "(", "|"):
                     states.append(tokens[j])
                 elif tokens[j] != ",":
-                    raise ModelSpecError(f"{where}: unexpected '{tokens[j]}' in the parent states of an entry")
+                    raise ModelSpecError(f"{where}: unexpected {tokens[j]!r} in the parent states of an entry")
                 j += 1
             if j == n:
-                raise ModelSpecError(f"{where}: an entry '( {' '.join(states)}' lacks its ')'")
+                raise ModelSpecError(f"{where}: an entry {'( ' + ' '.join(states)!r} lacks its ')'")
             words, i = until_semicolon(j + 1)
             yield "entry", states, _floats(" ".join(words), where)
         elif head in ("table", "default"):
@@ -127,14 +129,14 @@ def _statements(body: str, where: str):
         elif head == ";":
             i += 1
         else:
-            raise ModelSpecError(f"{where}: expected 'table', 'default', '(' or 'property', found '{head}'")
+            raise ModelSpecError(f"{where}: expected 'table', 'default', '(' or 'property', found {head!r}")
 
 
 def _floats(s: str, where: str) -> list[float]:
     try:
         return [float(t) for t in _split_list(s)]
     except ValueError as e:
-        raise ModelSpecError(f"{where}: cannot parse numbers in '{s.strip()[:60]}'") from e
+        raise ModelSpecError(f"{where}: cannot parse numbers in {s.strip()[:60]!r}") from e
 
 
 def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = False, atol: float = 1e-4):
@@ -156,106 +158,108 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     from hybridpgm.graphs.cpd import Table
 
     path = str(file_path(path, "BIF file", DataError))  # bytes refused by name, ~ expanded
+    at = repr(path)  # the file as messages name it: quoted, a newline in its name escaped
     if not os.path.exists(path):
-        raise DataError(f"BIF file not found: {path}")
+        raise DataNotFoundError(f"BIF file not found: {at}")
     if not os.path.isfile(path):
-        raise DataError(f"BIF path {path} is not a regular file (a directory?)")
+        raise DataError(f"BIF path {at} is not a regular file (a directory?)")
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
     except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         kind = "gzip-compressed UTF-8 text" if path.endswith(".gz") else "UTF-8 text"
-        raise DataError(f"cannot read the BIF file {path} as {kind}: {e}") from e
+        raise DataError(f"cannot read the BIF file {at} as {kind}: {e}") from e
     states: dict[str, list[str]] = {}
     probs = []
-    for kind, head, body in _blocks(text, path):
+    for kind, head, body in _blocks(text, at):
         if kind == "variable" and head in states:
-            raise ModelSpecError(f"{path}: variable '{head}' is declared twice")
+            raise ModelSpecError(f"{at}: variable {head!r} is declared twice")
         if kind == "variable":
             t = _TYPE.search(body)
             if t is None:
-                raise ModelSpecError(f"{path}: variable '{head}' is not 'type discrete [k] {{...}}'")
+                raise ModelSpecError(f"{at}: variable {head!r} is not 'type discrete [k] {{...}}'")
             names = [x.strip() for x in t.group(2).split(",") if x.strip()]
             if len(names) != int(t.group(1)):
-                raise ModelSpecError(f"{path}: variable '{head}' declares {t.group(1)} states, lists {len(names)}")
-            dup = sorted({x for x in names if names.count(x) > 1})
+                raise ModelSpecError(f"{at}: variable {head!r} declares {t.group(1)} states, lists {len(names)}")
+            counts = collections.Counter(names)
+            dup = sorted(x for x, n in counts.items() if n > 1)
             if dup:
-                raise ModelSpecError(f"{path}: variable '{head}': state names must be distinct, {dup} repeat in "
-                                     f"{{ {', '.join(names)} }}")
+                raise ModelSpecError(f"{at}: variable {head!r}: state names must be distinct, [{shown_items(dup)}] "
+                                     f"repeat in {{ {shown_items(names, quote=str)} }}")
             states[head] = names
         elif kind == "probability":
             probs.append((head, body))
     if not states:
-        raise DataError(f"{path} declares no variable; is it a BIF file ('variable x {{ type discrete [k] "
+        raise DataError(f"{at} declares no variable; is it a BIF file ('variable x {{ type discrete [k] "
                         "{ ... }; }')?")
     bn = BayesNet()
     tables = {}
     for head, body in probs:
         m = _PROB.match(head)
         if m is None:
-            raise ModelSpecError(f"{path}: cannot parse 'probability {head}'")
+            raise ModelSpecError(f"{at}: cannot parse {'probability ' + head!r}")
         child = m.group(1).strip()
         parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
         for v in [child] + parents:
             if v not in states:
-                raise ModelSpecError(f"{path}: probability of '{child}' names undeclared variable '{v}'")
+                raise ModelSpecError(f"{at}: probability of {child!r} names undeclared variable {v!r}")
         if child in tables:
-            raise ModelSpecError(f"{path}: variable '{child}' has two probability blocks")
+            raise ModelSpecError(f"{at}: variable {child!r} has two probability blocks")
         dup = sorted({p for p in parents if parents.count(p) > 1})
         if dup:
-            raise ModelSpecError(f"{path}: probability of '{child}' lists the parent(s) {dup} more than once")
+            raise ModelSpecError(f"{at}: probability of {child!r} lists the parent(s) {dup} more than once")
         card = len(states[child])
         pcards = [len(states[p]) for p in parents]
         table = np.full(pcards + [card], np.nan)
-        where = f"{path}: '{child}'"
+        where = f"{at}: {child!r}"
         seen: set = set()
         default = None
         for kind, key, nums in _statements(body, where):
             if kind == "default":  # fills the parent configurations no entry gives, wherever it stands
                 if len(nums) != card:
-                    raise ModelSpecError(f"{path}: default of '{child}' has {len(nums)} numbers, needs {card}")
+                    raise ModelSpecError(f"{at}: default of {child!r} has {len(nums)} numbers, needs {card}")
                 if default is not None:
-                    raise ModelSpecError(f"{path}: '{child}' has two default entries")
+                    raise ModelSpecError(f"{at}: {child!r} has two default entries")
                 default = np.asarray(nums)
             elif kind == "table":
                 if len(nums) != table.size:
-                    raise ModelSpecError(f"{path}: table of '{child}' has {len(nums)} numbers, needs {table.size}")
+                    raise ModelSpecError(f"{at}: table of {child!r} has {len(nums)} numbers, needs {table.size}")
                 # as pgmpy reads it: the child's state slowest, then the parents in C order
                 table = np.moveaxis(np.asarray(nums).reshape([card] + pcards), 0, -1)
             else:
                 cond = ", ".join(key)
                 if len(key) != len(parents):
-                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' does not list "
+                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} does not list "
                                          f"{len(parents)} parent states")
                 try:
                     idx = tuple(states[p].index(s) for p, s in zip(parents, key))
                 except ValueError as e:
-                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' names an unknown state") from e
+                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} names an unknown state") from e
                 if len(nums) != card:
-                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' has {len(nums)} numbers, needs {card}")
+                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} has {len(nums)} numbers, needs {card}")
                 if idx in seen:
-                    raise ModelSpecError(f"{path}: entry ({cond}) of '{child}' is given twice")
+                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} is given twice")
                 seen.add(idx)
                 table[idx] = nums
         if default is not None:
             table[np.isnan(table).all(-1)] = default
         if np.isnan(table).any():
-            raise ModelSpecError(f"{path}: the table of '{child}' is incomplete")
+            raise ModelSpecError(f"{at}: the table of {child!r} is incomplete")
         tables[child] = (table, parents)
     for v in states:
         if v not in tables:
-            raise ModelSpecError(f"{path}: variable '{v}' has no probability block")
+            raise ModelSpecError(f"{at}: variable {v!r} has no probability block")
         table, parents = tables[v]
         table = table / table.sum(-1, keepdims=True) if np.all(np.abs(table.sum(-1) - 1) <= atol) else table
         try:
             c = Table(torch.as_tensor(table, dtype=dtype), parents, learnable=learnable, atol=atol)
         except ModelSpecError as e:
-            raise ModelSpecError(f"{path}: variable '{v}': {e}") from e
+            raise ModelSpecError(f"{at}: variable {v!r}: {e}") from e
         try:
             bn.add(v, c, states=states[v])
         except ModelSpecError as e:
-            raise ModelSpecError(f"{path}: {e}") from e
+            raise ModelSpecError(f"{at}: {e}") from e
     return bn.check()
 
 
@@ -296,7 +300,7 @@ def load_network(name: str, **kwargs):
         known = f"the bundled networks are {bundled}" if bundled else f"pgmpy bundles no BIF network in {base}"
     except ImportError:
         known = "pgmpy is not installed (pip install 'hybridpgm[pgmpy]' for the bnlearn networks)"
-    raise DataError(f"no BIF network '{name}': it is not a file, and {known} (looked in {looked}); pass a path "
+    raise DataError(f"no BIF network {name!r}: it is not a file, and {known} (looked in {looked}); pass a path "
                     "to a BIF file, or a bundled name (install pgmpy, pip install 'hybridpgm[pgmpy]', for the "
                     "bnlearn networks)")
 
@@ -339,10 +343,10 @@ def write_bif(bn, path) -> None:
     for v in bn.nodes:
         card = bn.cardinality(v)
         if card is None:
-            raise ModelSpecError(f"node '{v}' is continuous; BIF holds discrete networks only")
+            raise ModelSpecError(f"node {v!r} is continuous; BIF holds discrete networks only")
         _bif_name(v, "node name")
         given = bn.state_names.get(v) or [f"s{i}" for i in range(card)]
-        names[v] = [_bif_name(s, f"node '{v}': state") for s in given]  # distinct strings (BayesNet.add)
+        names[v] = [_bif_name(s, f"node {v!r}: state") for s in given]  # distinct strings (BayesNet.add)
         lines.append(f"variable {v} {{\n  type discrete [ {len(names[v])} ] {{ {', '.join(names[v])} }};\n}}")
     for v in bn.nodes:
         table = discrete_table(bn, v)

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
 import torch
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import close_match, sample_count, shown_items
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.infer.bn_barren import draw_barren, forward_marginals, forward_nodes
@@ -123,12 +123,13 @@ def _query_names(facts, query) -> list[str]:
         raise EvidenceError(f"query must be a node name, a list of node names or None, got {query!r:.80}")
     for q in names:
         if q not in facts.cards:
-            raise EvidenceError(f"query names unknown variable '{q}' (nodes: {facts.nodes})")
+            raise EvidenceError(f"query names unknown variable {q!r}{close_match(q, facts.nodes)} (nodes: "
+                                f"{shown_items(facts.nodes)})")
         if facts.cards[q] is None:
-            raise EvidenceError(f"query variable '{q}' is continuous; exact queries are over discrete nodes")
+            raise EvidenceError(f"query variable {q!r} is continuous; exact queries are over discrete nodes")
     repeated = sorted({q for q in names if names.count(q) > 1})
     if repeated:
-        raise EvidenceError(f"query names {repeated} more than once: {names}")
+        raise EvidenceError(f"query names [{shown_items(repeated)}] more than once: [{shown_items(names)}]")
     return names
 
 
@@ -143,7 +144,7 @@ def posterior_names(facts, query, observed) -> list[str]:
     names = _query_names(facts, query)
     for q in names:
         if q in observed:
-            raise EvidenceError(f"query variable '{q}' is also observed in every evidence row")
+            raise EvidenceError(f"query variable {q!r} is also observed in every evidence row")
     return names
 
 

@@ -29,8 +29,8 @@ adds the spread between starts to the chosen start's own:
     \mathrm{se} = \sqrt{\mathrm{se}_{s^*}^2
                  + \big(\tfrac12 \max_{s,s'} |\log\widehat Z_s - \log\widehat Z_{s'}|\big)^2}.
 
-The result is flagged ``reliable=False`` (and a :class:`UserWarning` naming AIS
-is raised) when two starts disagree by more than ``3`` combined standard errors,
+The result is flagged ``reliable=False`` (and an :class:`~hybridpgm.errors.EstimateWarning`, a
+:class:`UserWarning`, naming AIS is raised) when two starts disagree by more than ``3`` combined standard errors,
 or when a start's effective sample size is below ``min_ess`` of its chains.
 
 References:
@@ -51,7 +51,7 @@ from typing import Any, Sequence
 import torch
 
 from hybridpgm.checks import flag, positive_int, positive_real
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -149,7 +149,7 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     :param str schedule: the temperature schedule of each AIS run.
     :param float min_ess: smallest acceptable effective sample size, as a fraction of ``num_chains``.
     :param float num_stderr: starts further apart than this many combined standard errors disagree.
-    :param bool warn: issue a :class:`UserWarning` when the estimate is unreliable.
+    :param bool warn: issue an :class:`~hybridpgm.errors.EstimateWarning` when the estimate is unreliable.
     :returns: a :class:`LogZEstimate`.
     :raises ConfigError: an unknown start name, ``starts`` that is neither a name, a sequence of names nor a
         dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]``, ``num_stderr`` that is not
@@ -207,5 +207,5 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     if reasons and warn:
         warnings.warn(f"AIS estimate of log Z for {type(model).__name__} is unreliable: " + "; ".join(reasons)
                       + ". Use more steps (num_steps) or chains, or read the result as a lower bound.",
-                      UserWarning, stacklevel=users_stacklevel())
+                      EstimateWarning, stacklevel=users_stacklevel())
     return estimate

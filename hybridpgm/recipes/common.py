@@ -136,12 +136,12 @@ def existing_dir(text: str) -> str:
 
 
 def device_name(text: str) -> str:
-    from hybridpgm.errors import DeviceError
+    from hybridpgm.errors import ConfigError, DeviceError
     from hybridpgm.train.device import resolve_device
 
     try:
         resolve_device(text)
-    except DeviceError as error:
+    except (ConfigError, DeviceError) as error:  # a malformed name, or a device this machine lacks
         raise argparse.ArgumentTypeError(str(error)) from None
     return text
 

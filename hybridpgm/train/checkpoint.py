@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridpgm.checks import type_name
+from hybridpgm.checks import shown_items, type_name
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
@@ -256,7 +256,8 @@ def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] 
 
 
 def _shown(entries: list[str]) -> str:
-    return ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    """At most five places, as written (:func:`~hybridpgm.checks.shown_items`)."""
+    return shown_items(entries, 5, quote=str)
 
 
 def check_finite_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 
-from hybridpgm.checks import positive_int, positive_real, sample_count
+from hybridpgm.checks import positive_int, positive_real, sample_count, shown_items
 from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.objective import Objective
@@ -342,8 +342,7 @@ def _grid_scaling_causes(module: torch.nn.Module, accumulate: int, world_size: i
 
 def _shown(names: list[str]) -> str:
     """At most three module names, quoted (``''`` is the module itself)."""
-    names = [name or "the module itself" for name in names]
-    return ", ".join(map(repr, names[:3])) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return shown_items([name or "the module itself" for name in names], 3)
 
 
 def batch_norm_warning(module: torch.nn.Module, accumulate: int, world_size: int) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from hybridpgm.checks import shown_items
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.batches import _is_field, _like_mapping, _like_sequence, batch_size_of
 
@@ -94,7 +95,7 @@ def one_row_micro_batch_error(error: Exception, module: torch.nn.Module, micro_b
               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
     if not layers:
         return None
-    shown = ", ".join(map(repr, layers[:3])) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+    shown = shown_items(layers, 3)
     split = (f"accumulate={accumulate} splits it into micro-batches of {', '.join(map(str, sizes))} rows"
              if len(sizes) == accumulate else
              f"accumulate={accumulate} splits it into {len(sizes)} micro-batches of one row")

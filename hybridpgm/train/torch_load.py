@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from hybridpgm.errors import CheckpointError
+from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.train.atomic_write import file_kind, os_reason
 
@@ -110,15 +110,17 @@ def check_readable(path: str | os.PathLike, what: str) -> Path:
     """``path`` as a :class:`~pathlib.Path` (``~`` expanded, :func:`~hybridpgm.paths.file_path`) if it is a
     regular file (through a symbolic link is fine).
 
-    :raises CheckpointError: it is not a str or ``os.PathLike`` (``bytes``) or ends with a separator, does not
-        exist, cannot be examined (a name too long, a folder on the way not searchable: the OS reason), or is a
+    :raises CheckpointNotFoundError: it does not exist (a :class:`CheckpointError` and a
+        :class:`FileNotFoundError`).
+    :raises CheckpointError: it is not a str or ``os.PathLike`` (``bytes``) or ends with a separator, cannot be
+        examined (a name too long, a folder on the way not searchable: the OS reason), or is a
         directory, a FIFO, a device node ... (opening a FIFO would wait for a writer forever).
     """
     path = file_path(path, what, CheckpointError)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
+        raise CheckpointNotFoundError(f"{what} {str(path)!r} does not exist") from None
     except OSError as error:
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {os_reason(error)}") from error
     if stat.S_ISDIR(mode):

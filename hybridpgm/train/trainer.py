@@ -22,6 +22,7 @@ import pyro
 import torch
 
 from hybridpgm.checks import flag
+from hybridpgm.errors import DivergenceWarning, TrainingWarning
 from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
@@ -119,7 +120,8 @@ def fit(
         loss of an example depends on the others of its batch: batch
         normalisation in training mode normalises each micro-batch (and each
         rank's shard) with its own statistics, so ``fit`` warns
-        (:class:`UserWarning`, once per call) when ``accumulate > 1`` or several
+        (:class:`~hybridpgm.errors.TrainingWarning`, a :class:`UserWarning`,
+        once per call) when ``accumulate > 1`` or several
         ranks meet a model holding a torch batch norm in training mode; an
         objective marked ``decomposable = False`` (the exact GP marginal
         likelihood) is refused with :class:`ConfigError`.  A micro-batch of one
@@ -163,7 +165,7 @@ def fit(
         each rank's own buffers and objective state, see
         :mod:`hybridpgm.train.rank_states`; on another number of ranks the
         RNGs are reseeded and every rank takes rank 0's buffers, with a
-        :class:`UserWarning` naming those that differed between the saved
+        :class:`~hybridpgm.errors.TrainingWarning` naming those that differed between the saved
         ranks) and starts afresh otherwise;
         ``"require"`` makes a missing checkpoint an error; ``"never"``/``False``
         starts afresh and refuses to replace an existing checkpoint.  Resuming
@@ -203,7 +205,8 @@ def fit(
         ``epochs=None`` it alone bounds the run.
     :returns: a :class:`~hybridpgm.train.history.FitResult`; its
         ``loss_explosions`` names players whose loss rose by orders of
-        magnitude (a :class:`RuntimeWarning` is issued too; a loss falling far below zero is no explosion).
+        magnitude (a :class:`~hybridpgm.errors.DivergenceWarning`, a :class:`RuntimeWarning`, is issued
+        too; a loss falling far below zero is no explosion).
     :raises TrainingDivergedError: a loss or gradient became NaN/inf (no update
         is applied) or the parameters overflowed; no checkpoint is ever written
         with non-finite values, so the one on disk is the last good state.
@@ -264,7 +267,7 @@ def fit(
         module.train()
     batch_norm = batch_norm_warning(module, accumulate, context.world_size)
     if batch_norm is not None and context.is_main:
-        warnings.warn(batch_norm, UserWarning, stacklevel=users_stacklevel())
+        warnings.warn(batch_norm, TrainingWarning, stacklevel=users_stacklevel())
     dataset = as_dataset(data)
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
@@ -306,7 +309,7 @@ def fit(
                     + ("; it had stopped early, so no step is run" if finished else "")
                     + (f"; {relaid}" if relaid and not finished else ""))
                 if restored.lost is not None:
-                    warnings.warn(restored.lost, UserWarning, stacklevel=users_stacklevel())
+                    warnings.warn(restored.lost, TrainingWarning, stacklevel=users_stacklevel())
         # every rank starts from rank 0's weights, as DDP does, and from its buffers unless it restores its own
         context.broadcast_module_state(module, buffers=own_rank_states is None)
         if own_rank_states is not None:
@@ -409,7 +412,7 @@ def fit(
     explosions = loss_explosions(history)
     for player, (first, last) in explosions.items():
         warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
-                      "(lower the learning rate)", RuntimeWarning, stacklevel=users_stacklevel())
+                      "(lower the learning rate)", DivergenceWarning, stacklevel=users_stacklevel())
     return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
                      device=device, stopped_early=bool(stopped),
                      skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)

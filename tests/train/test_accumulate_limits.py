@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hybridpgm import VAE, SVIObjective, fit
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, TrainingWarning
 from hybridpgm.train import distributed
 from hybridpgm.train.distributed import DistributedContext
 from tests.train.helpers import LinearRegression, regression_data
@@ -51,7 +51,7 @@ def test_accumulating_over_batch_norm_warns_once_per_fit():
     assert len(ours) == 1, [str(w.message) for w in caught]
     message = str(ours[0].message)
     assert "'encoder.1'" in message and "accumulate=2" in message and "LayerNorm" in message
-    assert ours[0].category is UserWarning and ours[0].filename == __file__  # points at the caller
+    assert ours[0].category is TrainingWarning and ours[0].filename == __file__  # points at the caller
 
 
 @pytest.mark.parametrize("batch_norm, accumulate", [(True, 1), (False, 2)])
