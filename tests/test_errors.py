@@ -115,8 +115,20 @@ def _missing_checkpoint(tmp_path):
     load_checkpoint(tmp_path / "none.pt")
 
 
+def _missing_checkpoint_to_resume(tmp_path):
+    import pyro.infer
+
+    from hybridpgm.generative import VAE
+    from hybridpgm.infer import SVIObjective
+
+    vae = VAE(4, 2, hidden=(4,))
+    hybridpgm.fit(SVIObjective(vae.model, vae.guide, pyro.infer.Trace_ELBO()), torch.rand(8, 4).round(),
+                  batch_size=4, epochs=1, checkpoint=tmp_path / "none.pt", resume="require", progress=False)
+
+
 @pytest.mark.parametrize("call, family", [
     (_missing_model_file, errors.CheckpointError), (_missing_checkpoint, errors.CheckpointError),
+    (_missing_checkpoint_to_resume, errors.CheckpointError),
     (_missing_bif, errors.DataError), (_missing_network, errors.DataError), (_missing_fashion_root, errors.DataError),
     (_fashion_root_lacking_files, errors.DataError), (_missing_dataset, errors.DataError),
     (_missing_idx, errors.DataError)])

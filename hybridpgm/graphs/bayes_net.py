@@ -35,6 +35,7 @@ Incomplete Data via the EM Algorithm*, 1977.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from typing import Mapping, Sequence
 
@@ -43,7 +44,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.checks import module_name
+from hybridpgm.checks import module_name, shown_items
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_model import BayesNetModel
 from hybridpgm.graphs.contraction import PlanCache
@@ -120,19 +121,19 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             raise ModelSpecError("node name 'data' is the name of the plate of BayesNet.model (Pyro refuses a "
                                  "sample site of that name); rename the node")
         if name in self.cpds:
-            raise ModelSpecError(f"node '{name}' is already declared")
+            raise ModelSpecError(f"node {name!r} is already declared")
         if not isinstance(cpd, CPD):
-            raise ModelSpecError(f"node '{name}': expected a CPD, got {type(cpd).__name__}")
+            raise ModelSpecError(f"node {name!r}: expected a CPD, got {type(cpd).__name__}")
         cpd.validate(name)  # a malformed table, named now that its node is known
         if name in cpd.parents:
-            raise ModelSpecError(f"node '{name}' cannot be its own parent")
+            raise ModelSpecError(f"node {name!r} cannot be its own parent")
         if states is not None:
             states = self._check_states(name, cpd, states)
         self.cpds[name] = cpd
         cycle = self._find_cycle()
         if cycle:
             del self.cpds[name]
-            raise ModelSpecError(f"adding node '{name}' creates the cycle {' -> '.join(cycle)}")
+            raise ModelSpecError(f"adding node {name!r} creates the cycle {' -> '.join(cycle)}")
         # bind the new node, and every child for which it was the last undeclared parent
         ready = [(name, cpd)] + [(v, c) for v, c in self.cpds.items()
                                  if v != name and name in c.parents and all(p in self.cpds for p in c.parents)]
@@ -147,7 +148,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
                         c_.node, c_.parent_cards = node, parent_cards
                     if v == name:
                         raise
-                    raise ModelSpecError(f"adding node '{name}' (cardinality {cpd.cardinality}) conflicts with "
+                    raise ModelSpecError(f"adding node {name!r} (cardinality {cpd.cardinality}) conflicts with "
                                          f"its child: {e}") from e
         if states is not None:
             self.state_names[name] = states
@@ -158,24 +159,26 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     @staticmethod
     def _check_states(name: str, cpd: CPD, states) -> list:
         if cpd.cardinality is None:
-            raise ModelSpecError(f"node '{name}' is continuous; state names are for discrete nodes only")
+            raise ModelSpecError(f"node {name!r} is continuous; state names are for discrete nodes only")
         if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
-            raise ModelSpecError(f"node '{name}': states must be a list of {cpd.cardinality} names, got {states!r}")
+            raise ModelSpecError(f"node {name!r}: states must be a list of {cpd.cardinality} names, got {states!r}")
         states = list(states)
         if not_text := [s for s in states if not isinstance(s, str)]:  # evidence given as a number is an index
-            raise ModelSpecError(f"node '{name}': state names must be strings, got {not_text!r} in {states!r}; a "
-                                 "number given as evidence is read as a state's index, so a name 1 would be "
-                                 f"ambiguous: name the states {[str(s) for s in states]!r}")
+            raise ModelSpecError(f"node {name!r}: state names must be strings, got [{shown_items(not_text)}] in "
+                                 f"[{shown_items(states)}]; a number given as evidence is read as a state's "
+                                 "index, so a name 1 would be ambiguous: name the states "
+                                 f"[{shown_items([str(s) for s in states])}]")
         if len(states) != cpd.cardinality:
-            raise ModelSpecError(f"node '{name}': {len(states)} state names {states!r} for cardinality "
-                                 f"{cpd.cardinality}")
+            raise ModelSpecError(f"node {name!r}: {len(states)} state names [{shown_items(states)}] for "
+                                 f"cardinality {cpd.cardinality}")
         try:
             distinct = len(set(states)) == len(states)
         except TypeError:
-            raise ModelSpecError(f"node '{name}': state names must be hashable, got {states!r}") from None
+            raise ModelSpecError(f"node {name!r}: state names must be hashable, got [{shown_items(states)}]") from None
         if not distinct:
-            dup = sorted({str(s) for s in states if states.count(s) > 1})
-            raise ModelSpecError(f"node '{name}': state names must be distinct, {dup} repeat in {states!r}")
+            dup = sorted(str(s) for s, count in collections.Counter(states).items() if count > 1)
+            raise ModelSpecError(f"node {name!r}: state names must be distinct, [{shown_items(dup)}] repeat in "
+                                 f"[{shown_items(states)}]")
         return states
 
     def _find_cycle(self) -> list[str] | None:
@@ -214,7 +217,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         for v, c in self.cpds.items():
             unknown = [p for p in c.parents if p not in self.cpds]
             if unknown:
-                raise ModelSpecError(f"node '{v}' has unknown parent(s) {unknown}")
+                raise ModelSpecError(f"node {v!r} has unknown parent(s) {unknown}")
             c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
         clash = set(self.input_names) & set(self.cpds)
         if clash:

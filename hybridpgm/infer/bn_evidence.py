@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hybridpgm.checks import torch_readable
+from hybridpgm.checks import close_match, shown_items, torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
@@ -152,7 +152,7 @@ class Evidence:
 def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         if v.is_complex():
-            raise EvidenceError(f"evidence for '{name}' must be real, got dtype {v.dtype}")
+            raise EvidenceError(f"evidence for {name!r} must be real, got dtype {v.dtype}")
         return v if v.device == device else v.to(device)
     states = bn.state_names.get(name)
     try:  # True / False for states named true / false: those states (BIF orders them TRUE, FALSE), not 1 / 0
@@ -170,7 +170,8 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
         idx = []
         for s in items:  # None, NaN, pd.NA: not observed in that row (-1), as in the data of BayesNet.model
             if isinstance(s, str) and (states is None or s not in states):
-                raise EvidenceError(f"'{s}' is not a state of '{name}' (states: {states})")
+                raise EvidenceError(f"{s!r} is not a state of {name!r}{close_match(s, states or [])} (states: "
+                                    f"{'none named' if states is None else '[' + shown_items(states) + ']'})")
             idx.append(-1 if _is_missing_entry(s) else states.index(s) if isinstance(s, str) else s)
         t = _as_tensor(name, idx, device)
         return t[0] if isinstance(v, str) else t
@@ -183,16 +184,16 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
     :param dtype: the dtype to build a number or list of numbers in (a tensor or array keeps its own).
     """
     try:
-        v = torch_readable(_plain(v), f"evidence for '{name}'")
+        v = torch_readable(_plain(v), f"evidence for {name!r}")
     except DataError as e:  # a masked array with masked entries
         raise EvidenceError(str(e)) from None
     try:
         t = torch.as_tensor(v, device=device, dtype=None if hasattr(v, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
-        raise EvidenceError(f"evidence for '{name}' must be a number, a state or a tensor of them, "
+        raise EvidenceError(f"evidence for {name!r} must be a number, a state or a tensor of them, "
                             f"got {type(v).__name__} {v!r:.60}") from None
     if t.is_complex():
-        raise EvidenceError(f"evidence for '{name}' must be real, got dtype {t.dtype}")
+        raise EvidenceError(f"evidence for {name!r} must be real, got dtype {t.dtype}")
     return t
 
 
@@ -243,7 +244,8 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     for name, v in evidence.items():
         card = facts.cards.get(name)
         if name not in facts.cards and name not in facts.inputs:
-            raise EvidenceError(f"evidence names unknown variable '{name}' (nodes: {facts.nodes})")
+            raise EvidenceError(f"evidence names unknown variable {name!r}{close_match(name, facts.nodes)} (nodes: "
+                                f"[{shown_items(facts.nodes)}])")
         if isinstance(v, Likelihood):
             soft[name] = soft_likelihood(bn, name, v, dtype, device)
             continue
@@ -263,34 +265,34 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     for name, t in tensors.items():
         card = facts.cards.get(name)
         if card is None:  # continuous node or context input: in the network's dtype, never rounded
-            what = f"evidence for the continuous node '{name}'" if name in facts.cards else \
-                f"the context input '{name}'"
+            what = f"evidence for the continuous node {name!r}" if name in facts.cards else \
+                f"the context input {name!r}"
             t = as_model_dtype(t, dtype, what)
             if t.dim() == 0:
                 t = t.expand(n)
             if name not in facts.cards:  # a context input [N, d...]: prod(d) features per row
                 t = context_batch_features(t, 0)
             if name in facts.cards and t.dim() != 1:
-                raise EvidenceError(f"evidence for the continuous node '{name}' must be a scalar or [N], "
+                raise EvidenceError(f"evidence for the continuous node {name!r} must be a scalar or [N], "
                                     f"got shape {tuple(t.shape)}")
             if name in facts.cards and torch.isnan(t).any():
-                raise EvidenceError(f"continuous node '{name}' has missing (NaN) evidence; exact inference "
+                raise EvidenceError(f"continuous node {name!r} has missing (NaN) evidence; exact inference "
                                     "needs every continuous node it keeps observed in every row (a continuous node "
                                     "with no evidence below it is drawn, or left out, when it is not given at "
                                     "all)")
             ev.values[name] = t
             continue
         if t.dim() > 1:
-            raise EvidenceError(f"evidence for '{name}' must be a scalar or [N], got shape {tuple(t.shape)}")
+            raise EvidenceError(f"evidence for {name!r} must be a scalar or [N], got shape {tuple(t.shape)}")
         if torch.is_floating_point(t):
             missing = torch.isnan(t)
             # with float evidence only NaN means "missing"; the range is checked before the cast to long,
             # which would wrap an infinity or 1e20 round to a negative ("missing") index
             bad = ~missing & ((t < 0) | (t >= card))
             if bad.any():
-                raise EvidenceError(f"value {t[bad][0].item()} out of range for '{name}' (cardinality {card})")
+                raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card})")
             if (t[~missing] != t[~missing].round()).any():
-                raise EvidenceError(f"evidence for '{name}' holds non-integer values")
+                raise EvidenceError(f"evidence for {name!r} holds non-integer values")
             t = torch.where(missing, -1.0, t).long()
         else:
             t = t.long()
@@ -299,7 +301,7 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         lo, hi = int(lo), int(hi)
         if lo < -1 or hi >= card:
             bad = (t < -1) | (t >= card)
-            raise EvidenceError(f"value {t[bad][0].item()} out of range for '{name}' (cardinality {card})")
+            raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card})")
         t = t.expand(n) if t.dim() == 0 else t
         if lo >= 0:
             ev.observed[name] = t

@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
+from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
@@ -143,9 +144,10 @@ class EvidenceTable:
             raise EvidenceError("an evidence table needs at least one evidence node")
         for v in nodes:
             if v not in facts.cards:
-                raise EvidenceError(f"evidence table names unknown variable '{v}' (nodes: {facts.nodes})")
+                raise EvidenceError(f"evidence table names unknown variable {v!r}{close_match(v, facts.nodes)} "
+                                    f"(nodes: [{shown_items(facts.nodes)}])")
         if len(set(nodes)) != len(nodes):
-            raise EvidenceError(f"evidence table nodes repeat: {nodes}")
+            raise EvidenceError(f"evidence table nodes repeat: [{shown_items(nodes)}]")
         continuous = [v for v in facts.nodes if facts.cards[v] is None]
         if continuous or facts.inputs:
             raise ConfigError(f"an evidence table needs a network of discrete nodes without inputs; this one has "

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import torch
 
-from hybridpgm.errors import CheckpointError
+from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.train.callback_states import callback_buffer_paths, load_callback_states
 from hybridpgm.train.atomic_write import os_reason
@@ -104,7 +104,7 @@ def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, c
                                       ) from error
     exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
     if mode == "require" and not exists:
-        raise CheckpointError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
+        raise CheckpointNotFoundError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
     if mode == "never" and exists:
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} exists and this run would replace it: pass "
                               "resume=True to continue it or overwrite=True (CLI: --overwrite) to start afresh")
