@@ -171,7 +171,7 @@ def _as_index_tensor(bn: "BayesNet", name: str, v, device) -> torch.Tensor:
         for s in items:  # None, NaN, pd.NA: not observed in that row (-1), as in the data of BayesNet.model
             if isinstance(s, str) and (states is None or s not in states):
                 raise EvidenceError(f"{s!r} is not a state of {name!r}{close_match(s, states or [])} (states: "
-                                    f"{'none named' if states is None else '[' + shown_items(states) + ']'})")
+                                    f"{'none named' if states is None else shown_items(states)})")
             idx.append(-1 if _is_missing_entry(s) else states.index(s) if isinstance(s, str) else s)
         t = _as_tensor(name, idx, device)
         return t[0] if isinstance(v, str) else t
@@ -245,7 +245,7 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         card = facts.cards.get(name)
         if name not in facts.cards and name not in facts.inputs:
             raise EvidenceError(f"evidence names unknown variable {name!r}{close_match(name, facts.nodes)} (nodes: "
-                                f"[{shown_items(facts.nodes)}])")
+                                f"{shown_items(facts.nodes)})")
         if isinstance(v, Likelihood):
             soft[name] = soft_likelihood(bn, name, v, dtype, device)
             continue

@@ -145,7 +145,7 @@ class EvidenceTable:
         for v in nodes:
             if v not in facts.cards:
                 raise EvidenceError(f"evidence table names unknown variable {v!r}{close_match(v, facts.nodes)} "
-                                    f"(nodes: [{shown_items(facts.nodes)}])")
+                                    f"(nodes: {shown_items(facts.nodes)})")
         if len(set(nodes)) != len(nodes):
             raise EvidenceError(f"evidence table nodes repeat: [{shown_items(nodes)}]")
         continuous = [v for v in facts.nodes if facts.cards[v] is None]
