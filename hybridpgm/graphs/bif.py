@@ -43,6 +43,8 @@ _HEAD = re.compile(r"\b(network|variable|probability)\b([^{]*)\{")
 _TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
 _PROB = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
 _TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
+# a quoted string (kept whole: a property may hold "http://...") or a comment (// to the end of the line, /* */)
+_COMMENT = re.compile(r'("(?:[^"\\\n]|\\.)*")|//[^\n]*|/\*.*?\*/', re.S)
 # what read_bif cannot read back in a name: an entry's token separators, braces, the openings of comments
 _UNREADABLE = re.compile(r"[\s(),;|{}]|//|/\*")
 
@@ -166,7 +168,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            text = re.sub(r"//[^\n]*|/\*.*?\*/", "", f.read(), flags=re.S)
+            text = _COMMENT.sub(lambda m: m.group(1) or "", f.read())  # comments out, quoted strings kept
     except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         kind = "gzip-compressed UTF-8 text" if path.endswith(".gz") else "UTF-8 text"
         raise DataError(f"cannot read the BIF file {at} as {kind}: {e}") from e

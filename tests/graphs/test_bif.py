@@ -249,3 +249,37 @@ def test_declaration_errors_name_the_file_and_the_variable_at_fault(tmp_path, te
     path.write_text(_HEAD_B + text)
     with pytest.raises(ModelSpecError, match=f"^{re.escape(repr(str(path)))}: {match}"):
         read_bif(path)
+
+
+_QUOTED_URL_IN_A_VARIABLE = """network x { }
+variable A { type discrete [ 2 ] { yes, no }; property "source = http://www.bnlearn.com"; }
+variable B { type discrete [ 2 ] { yes, no }; }
+probability ( A ) { table 0.3, 0.7; }
+probability ( B | A ) { (yes) 0.9, 0.1; (no) 0.2, 0.8; } // a comment "with a quote
+/* a block comment with "http://x" in it */
+"""
+
+_QUOTED_URL_BEFORE_AN_ENTRY = """network x { }
+variable A { type discrete [ 2 ] { yes, no }; }
+variable B { type discrete [ 2 ] { yes, no }; }
+probability ( A ) { table 0.3, 0.7; }
+probability ( B | A ) {
+  property "elicited from http://example.org/expert";
+  (yes) 0.9, 0.1;
+  default 0.5, 0.5;
+}
+"""
+
+
+@pytest.mark.parametrize("text", [_QUOTED_URL_IN_A_VARIABLE, _QUOTED_URL_BEFORE_AN_ENTRY],
+                         ids=["one_line_variable", "entry_after_property"])
+def test_a_double_slash_inside_a_quoted_string_is_not_a_comment(tmp_path, text):
+    """``//`` was stripped to the end of the line inside quoted property strings: the one-line variable failed with
+    "unbalanced braces", and the entry after the property line was swallowed, its row silently replaced by the
+    ``default`` one (p(B | A=yes) = [0.5, 0.5] for [0.9, 0.1])."""
+    path = tmp_path / "x.bif"
+    path.write_text(text)
+    bn = read_bif(path)
+    table = bn.cpds["B"].log_table().exp()
+    assert torch.allclose(table, torch.tensor([[0.9, 0.1], [0.2, 0.8] if "(no)" in text else [0.5, 0.5]],
+                                              dtype=table.dtype))
