@@ -76,10 +76,11 @@ class DBMLikelihood:
             return logsumexp_over_states(log_f, min(even, odd), dtype=w.dtype, device=w.device,
                                          chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM")
 
-    @torch.no_grad()
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
-        layers (feasible for small ``H2 + H4 + ...``).
+        layers (feasible for small ``H2 + H4 + ...``); in grad mode differentiable in the parameters (and in
+        ``v``), with several chunks each recomputed in the backward pass
+        (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).
 
         :param v: ``batch x V`` (two dimensions).
         :raises DataError: bad ``v`` (see :meth:`check_visible`), or ``v`` not two-dimensional.
@@ -104,23 +105,41 @@ class DBMLikelihood:
                                      cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v)` (``batch``) on small models; under :func:`torch.autocast` computed with
-        autocast off, in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`).
+        """Exact :math:`\\log p(v) = \\log \\sum_h e^{-E(v,h)} - \\log Z` (``batch``) on small models; under
+        :func:`torch.autocast` computed with autocast off, in the model's dtype
+        (:class:`~hybridpgm.precision_scope.exact_precision`).
 
+        Without ``log_z``, :math:`\\log Z` is enumerated exactly and, in grad mode, differentiably
+        (:meth:`log_partition` with ``differentiable=True``), as is the sum over :math:`h`, so the gradient is the
+        exact one,
+
+        .. math::
+
+            \\nabla_\\theta \\log p(v) = -E_{p(h \\mid v)}\\big[\\nabla_\\theta E(v, h)\\big]
+            + E_{p(v', h')}\\big[\\nabla_\\theta E(v', h')\\big],
+
+        and ``(-dbm.log_likelihood(x).mean()).backward()`` is maximum-likelihood training (as for
+        :meth:`RBM.log_likelihood <hybridpgm.energy.RBM.log_likelihood>`).
+
+        :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
+            without a graph is a constant, so the result's gradient is that of :math:`\\log \\sum_h e^{-E(v,h)}`
+            only (*not* that of :math:`\\log p(v)`); a tensor with a graph (``log_partition(differentiable=True)``)
+            carries its own gradient.
         :raises ConfigError: ``log_z`` is not a finite scalar.
         :raises DataError: bad ``v`` (see :meth:`unnormalized_log_prob`).
         """
         with exact_precision(device=self.weights[0].device):
             if log_z is None:
-                log_z = self.log_partition("exact")
+                log_z = self.log_partition("exact", differentiable=torch.is_grad_enabled())
             else:
                 log_z = check_log_z(log_z, "DBM.log_likelihood")
             return self.unnormalized_log_prob(v) - log_z
 
     @torch.no_grad()
     def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``); under :func:`torch.autocast`
-        computed with autocast off, in the model's dtype.
+        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``), a monitor computed without
+        gradients (the result carries no graph); under :func:`torch.autocast` computed with autocast off, in the
+        model's dtype.
 
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.

@@ -17,7 +17,7 @@ whose gradient is the CD update of [1] (section 3 of [2]) with
     \nabla_b \mathcal L = -\bar v + \bar{\tilde v},\quad
     \nabla_c \mathcal L = -\bar p + \bar{\tilde p}.
 
-Autograd reaches the same numbers through the softplus graph; written out,
+Autograd reaches the same first derivatives through the softplus graph; written out,
 the weight gradient is the second product accumulated in place into the first
 (``addmm_``: the hand-written CD loop's two products and a difference, with no
 temporary for either product and no stacked copy of the rows), the hidden
@@ -26,6 +26,10 @@ probabilities of the data are the ones already computed to sample :math:`h`
 :math:`\nabla_b \mathcal L` is computed once, for the value and the gradient.
 :meth:`hybridpgm.energy.RBM.contrastive_gap` uses it for Bernoulli units;
 tests compare it with autograd on the surrogate.
+Second derivatives are exact too: a backward pass that records a graph (``create_graph=True``:
+:func:`torch.autograd.functional.hessian`, a gradient penalty, an inner optimisation step) differentiates the
+surrogate written with plain operations instead (:func:`_surrogate`), the closed form being constant in the
+parameters as autograd sees it; a first-order backward pass keeps the closed form.
 :func:`free_energy_gap_and_gradients` returns the value and the three
 gradients at once, with no autograd graph: :func:`hybridpgm.fit` applies them
 as they are (:meth:`hybridpgm.energy.RBM.contrastive_gap_and_gradients`).
@@ -39,6 +43,8 @@ References:
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +66,19 @@ def _value_and_gaps(weight, visible_bias, hidden_bias, v, v_neg, logits_pos, pro
     return value, probs_neg, visible_gap, hidden_gap
 
 
+def _surrogate(weight, visible_bias, hidden_bias, v, v_neg):
+    r""":math:`\mathcal L` written with plain differentiable operations, for second derivatives:
+    :math:`\frac1B \sum_b F(v_b) - \frac1S \sum_s F(\tilde v_s)` (0-d), in the parameters' dtype with
+    autocast off (as :meth:`hybridpgm.energy.RBM.contrastive_gap` computes the value)."""
+    def free_energy(x):  # F(x), rows
+        return -(x @ visible_bias) - F.softplus(torch.addmm(hidden_bias, x, weight)).sum(-1)
+
+    device = weight.device.type
+    off = torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+    with off:
+        return free_energy(v).mean() - free_energy(v_neg).mean()
+
+
 class _FreeEnergyGap(torch.autograd.Function):
     r"""``forward`` computes :math:`\mathcal L` and the bias gradients (the
     visible one enters the value anyway); ``backward`` weights the hidden
@@ -68,6 +87,12 @@ class _FreeEnergyGap(torch.autograd.Function):
     :math:`\nabla_W = \tilde v^\top (\tfrac gS \tilde p) + v^\top (-\tfrac gB p)`
     (one output, no stacked copies of the rows).  Few operations on purpose:
     the elementwise work is small next to the products, and each call costs.
+
+    The saved probabilities and gaps are constants, so a backward pass that records a graph (grad mode on
+    in ``backward``: exactly ``create_graph=True``) would give zero second derivatives; it differentiates
+    :func:`_surrogate` of the saved parameters instead, with the graph (and :math:`g` in it, for
+    :func:`torch.autograd.gradgradcheck`).  The parameters are saved for that (no copy; modifying them in
+    place between the forward and the backward pass raises torch's version-counter error).
     """
 
     @staticmethod
@@ -75,12 +100,15 @@ class _FreeEnergyGap(torch.autograd.Function):
         value, probs_neg, visible_gap, hidden_gap = _value_and_gaps(
             weight, visible_bias, hidden_bias, v, v_neg, logits_pos, probs_pos)
         ctx.scales = (-1.0 / v.shape[0], 1.0 / v_neg.shape[0])
-        ctx.save_for_backward(v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap)
+        ctx.save_for_backward(v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap,
+                              weight, visible_bias, hidden_bias)
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap = ctx.saved_tensors
+        v, v_neg, probs_pos, probs_neg, visible_gap, hidden_gap, *params = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must carry its own graph
+            return _gradients_with_graph(ctx, grad, params, v, v_neg)
         grad_weight = None
         if ctx.needs_input_grad[0]:
             scale_pos, scale_neg = ctx.scales
@@ -89,6 +117,18 @@ class _FreeEnergyGap(torch.autograd.Function):
         grad_visible = visible_gap * grad if ctx.needs_input_grad[1] else None
         grad_hidden = hidden_gap * grad if ctx.needs_input_grad[2] else None
         return grad_weight, grad_visible, grad_hidden, None, None, None, None
+
+
+def _gradients_with_graph(ctx, grad, params, v, v_neg):
+    r"""``backward``'s seven gradients under ``create_graph=True``: :math:`g\,\nabla \mathcal L` of
+    :func:`_surrogate` in the parameters that need it, differentiable in them and in ``grad``."""
+    wanted = [i for i in range(3) if ctx.needs_input_grad[i]]
+    grads = torch.autograd.grad(_surrogate(*params, v, v_neg), [params[i] for i in wanted], grad,
+                                create_graph=True)
+    out = [None] * 7
+    for i, g in zip(wanted, grads):
+        out[i] = g
+    return tuple(out)
 
 
 def _inputs(weight, hidden_bias, v, v_neg, logits_pos, probs_pos):
