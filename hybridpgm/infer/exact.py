@@ -235,21 +235,23 @@ def _checked_evidence(bn: "BayesNet", facts, ev: Evidence) -> dict:
     return {}
 
 
-def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
+def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differentiable: bool) -> list:
     """``[argmax [N] of each of names..., max log p(x, e_n) [N]]``: max-sum contraction, then back-tracking (by a
-    gradient: :func:`~hybridpgm.autograd_scope.with_autograd`, so it works under ``torch.inference_mode()``)."""
-    return with_autograd(_backtracked, bn, facts, ev, names, row_ids)
+    gradient: :func:`~hybridpgm.autograd_scope.with_autograd`, so it works under ``torch.inference_mode()``).
+    With ``differentiable`` the maximum keeps its graph to the CPDs' parameters (and soft-evidence likelihoods)."""
+    return with_autograd(_backtracked, bn, facts, ev, names, row_ids, differentiable)
 
 
-def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids) -> list:
-    with torch.no_grad():  # constants of the max-sum contraction
+def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differentiable: bool) -> list:
+    with torch.set_grad_enabled(differentiable):  # else constants of the max-sum contraction
         tensors, dims = factors(facts, ev, set(facts.nodes), "log")
     indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
                   for q in names]
     best = contract(bn, ev, tensors, dims, (BATCH,), "max", indicators, [(BATCH, q) for q in names])
-    check_possible(best, "the MAP assignment", row_ids)
-    grads = torch.autograd.grad(best.sum(), indicators) if names else ()
-    return [g.argmax(-1) for g in grads] + [best.detach()]
+    check_possible(best, "the MAP assignment", row_ids, bn, ev)
+    keep_graph = differentiable and best.requires_grad
+    grads = torch.autograd.grad(best.sum(), indicators, retain_graph=keep_graph) if names else ()
+    return [g.argmax(-1) for g in grads] + [best if keep_graph else best.detach()]
 
 
 @_keeping_module_state
@@ -261,7 +263,10 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
 
     :returns: dict node -> ``[N]`` long state indices of every discrete node not
         observed in all rows (observed ones keep their value); with
-        ``return_log_prob`` also ``[N]`` :math:`\\max_x \\log p(x, e_n)`.
+        ``return_log_prob`` also ``[N]`` :math:`\\max_x \\log p(x, e_n)`.  In grad mode that maximum is
+        differentiable in the CPDs' parameters (and soft-evidence likelihoods): its gradient is that of
+        :math:`\\log p(x^*, e_n)` at the returned assignment :math:`x^*` (the max-sum contraction's gradient, as for
+        a structured perceptron or max-margin loss); under ``torch.no_grad()`` it carries no graph.
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
@@ -271,12 +276,14 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     names = [v for v in facts.nodes if facts.cards[v] is not None and v not in ev.observed]
     dims = factor_dims(facts, ev.observed, ev.partial, set(facts.nodes)) + [(BATCH, q) for q in names]
     chunk = rows_per_chunk(bn, ev, dims, (BATCH,))
+    differentiable = return_log_prob and torch.is_grad_enabled()  # False under no_grad and inference_mode
     if ev.n == 0:
         *states, best = [_empty(ev).long() for _ in names] + [_empty(ev)]
     elif chunk < ev.n:
-        *states, best = in_row_chunks(ev, chunk, lambda sub, ids: _map_rows(bn, facts, sub, names, ids))
+        *states, best = in_row_chunks(ev, chunk,
+                                      lambda sub, ids: _map_rows(bn, facts, sub, names, ids, differentiable))
     else:
-        *states, best = _map_rows(bn, facts, ev, names, None)
+        *states, best = _map_rows(bn, facts, ev, names, None, differentiable)
     out = {q: _unbatch(x, ev) for q, x in zip(names, states)}
     for v, t in ev.observed.items():
         out[v] = _unbatch(t, ev)
@@ -360,7 +367,7 @@ def _sample_rows(bn: "BayesNet", facts, order: list, ev: Evidence, num_samples: 
 
     def in_log_space(sub: Evidence, ids) -> list:
         got, rows = in_space(sub, "log")
-        check_possible(got.log_z, "posterior sampling", ids)
+        check_possible(got.log_z, "posterior sampling", ids, bn, sub)
         return rows
 
     def draw(sub: Evidence, ids) -> list:

@@ -82,3 +82,24 @@ def test_possible_evidence_is_not_recomputed(monkeypatch):
     monkeypatch.setattr(bn_contract, "log_evidence_rows", fail)
     bn, ev = _hub(), _evidence(bad=[])
     assert bn.posterior("a", ev).shape == (4000, 60)
+
+
+def test_posterior_sampling_of_a_batch_split_into_row_groups_names_every_impossible_row():
+    """Before, sampling named one group's rows, [10, 3998]."""
+    from hybridpgm.infer.exact import posterior_sample
+
+    bn, ev = _hub(), _evidence()
+    with pytest.raises(EvidenceError, match=r"probability zero .*; posterior sampling is undefined") as info:
+        posterior_sample(bn, 1, ev, generator=torch.Generator().manual_seed(0))
+    assert _named(str(info.value)) == IMPOSSIBLE
+
+
+def test_map_in_chunks_of_rows_names_every_impossible_row(monkeypatch):
+    """Before, the MAP assignment named the first chunk's rows, [5, 10]."""
+    from hybridpgm.infer import exact
+
+    bn, ev = _hub(), {"c": _evidence()["c"]}
+    monkeypatch.setattr(exact, "rows_per_chunk", lambda *args, **kwargs: 1000)
+    with pytest.raises(EvidenceError, match=r"probability zero .*; the MAP assignment is undefined") as info:
+        bn.map(ev)
+    assert _named(str(info.value)) == IMPOSSIBLE
