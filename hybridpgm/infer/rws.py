@@ -124,7 +124,9 @@ class RWS(ModelGuideObjective):
     [1]).  With ``joint=False`` the players are ``"wake"`` (the model's
     :math:`\\theta`, the wake-:math:`\\theta` loss) and ``"sleep"`` (the guide's
     :math:`\\phi`, the wake-/sleep-:math:`\\phi` loss), named as in
-    :class:`~hybridpgm.infer.WakeSleep`, each with fresh particles and its own optimizer.
+    :class:`~hybridpgm.infer.WakeSleep`, each with fresh particles and its own optimizer.  With all of
+    :math:`\\theta` frozen (``requires_grad_(False)``), :func:`hybridpgm.fit` trains :math:`\\phi` alone: the
+    ``"wake"`` loss is recorded but that player is not stepped (the joint player trains the unfrozen part).
 
     :param int num_particles: :math:`K` (5 in [1]'s experiments).
     :param bool wake_phi: see :class:`ReweightedWakeSleepELBO`.

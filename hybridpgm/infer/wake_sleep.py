@@ -165,6 +165,10 @@ class WakeSleep(ModelGuideObjective):
     ``max_plate_nesting`` and ``plate_name`` (the data plate) are
     :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`'s.
 
+    With all of :math:`\\theta` frozen (``requires_grad_(False)``), :func:`hybridpgm.fit` trains the recognition
+    network alone: it computes the ``"wake"`` loss for the history but does not step that player
+    (:meth:`~hybridpgm.train.player_step.Player.update`), and the sleep phase dreams from the fixed model.
+
     >>> from hybridpgm.generative import SigmoidBeliefNet
     >>> sbn = SigmoidBeliefNet([64, 32, 16])
     >>> objective = WakeSleep(sbn.model, sbn.guide)

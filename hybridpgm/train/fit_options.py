@@ -9,6 +9,7 @@ come in a list, and per-player options name exactly the objective's players.  Ev
 from __future__ import annotations
 
 import functools
+import inspect
 import random
 import sys
 from collections.abc import Iterable as IterableABC
@@ -22,9 +23,9 @@ from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.objective import Objective
 
-__all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_config", "check_counts", "check_decomposable",
-           "check_factory", "check_players", "draw_seed", "keeps_callers_rngs_when_unseeded", "keeps_module_modes",
-           "per_player", "rng_seed"]
+__all__ = ["SEED_BOUND", "batch_norm_warning", "callback_list", "check_closure_optimizer", "check_config",
+           "check_counts", "check_decomposable", "check_factory", "check_players", "draw_seed",
+           "keeps_callers_rngs_when_unseeded", "keeps_module_modes", "needs_closure", "per_player", "rng_seed"]
 
 #: seeds are below this bound (NumPy's RNG refuses larger ones)
 SEED_BOUND = 2**32
@@ -64,11 +65,15 @@ def inference_mode_error(objective: Objective, names: list[str] | None = None) -
 def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     """The objective's players as lists of parameters, each non-empty and inside ``objective.module``.
 
+    A player whose parameters are all frozen (``requires_grad=False``) is accepted (``fit`` computes its loss
+    for the history and does not step it: :meth:`~hybridpgm.train.player_step.Player.update`), unless every
+    player's are.
+
     :raises ConfigError: no players, a player without parameters or listing one twice, parameters outside the
-        module, an objective with ``state_dict`` but no ``load_state_dict`` (or the reverse), or a module
-        whose trained parameters, or the buffers of whose sub-modules in training mode, were made under
-        :func:`torch.inference_mode` (autograd cannot train them, nor update such a buffer in place; a frozen part
-        made so is fine)."""
+        module, every parameter of every player frozen, an objective with ``state_dict`` but no
+        ``load_state_dict`` (or the reverse), or a module whose trained parameters, or the buffers of whose
+        sub-modules in training mode, were made under :func:`torch.inference_mode` (autograd cannot train them,
+        nor update such a buffer in place; a frozen part made so is fine)."""
     players = objective.players()
     if not players:
         raise ConfigError(f"{type(objective).__name__}.players() is empty")
@@ -100,6 +105,10 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
             raise ConfigError(f"player {name!r} of {type(objective).__name__} lists {twice} more than once: "
                               "its optimizer would step them once per listing")
         players[name] = params
+    if not any(p.requires_grad for params in players.values() for p in params):
+        raise ConfigError(f"every parameter of every player of {type(objective).__name__} ({', '.join(players)}) is "
+                          "frozen (requires_grad=False): there is nothing to train; unfreeze the parameters to train "
+                          "(a player whose parameters are all frozen is not stepped, the others train)")
     return players
 
 
@@ -240,6 +249,39 @@ def check_optimizer(optimizer, player: str):
             raise ConfigError(f"the optimizer of player {player!r} has lr{where} of shape {tuple(lr.shape)}, "
                               "expected a number")
         positive_real(lr, f"the lr of player {player!r}{where}", allow_zero=True)  # a tensor lr: one host read
+    return optimizer
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step`` takes a required ``closure`` argument (:class:`torch.optim.LBFGS`), so that
+    ``fit`` must step it with one (:meth:`~hybridpgm.train.player_step.Player.update`)."""
+    try:
+        parameter = inspect.signature(optimizer.step).parameters.get("closure")
+    except (TypeError, ValueError):  # a step without a signature (a builtin): the usual step()
+        return False
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def check_closure_optimizer(optimizer: torch.optim.Optimizer, player: str, *, precision: str | None,
+                            world_size: int) -> torch.optim.Optimizer:
+    """``optimizer`` if ``fit`` can step it: any optimizer whose ``step`` needs no closure, and one that needs
+    a closure (:func:`needs_closure`: :class:`torch.optim.LBFGS`, which re-evaluates the loss and its gradients
+    several times per step) in one process without fp16's gradient scaler.  Accumulation and clipping apply to
+    every evaluation of the closure.
+
+    :raises ConfigError: naming the player and the optimizer, for ``precision="fp16"`` (torch's
+        ``GradScaler`` cannot step an optimizer with a closure) or ``world_size > 1`` (each evaluation would
+        need its own all-reduce, in lock-step on every rank: not supported)."""
+    if not needs_closure(optimizer):
+        return optimizer
+    what = f"the optimizer of player {player!r} ({type(optimizer).__name__}) needs a closure to step (it " \
+        "re-evaluates the loss several times per step)"
+    if precision == "fp16":
+        raise ConfigError(f"{what}, which torch's fp16 gradient scaler cannot step: train it with precision=None "
+                          "or 'bf16', or pick an optimizer whose step() takes no closure (Adam, SGD)")
+    if world_size > 1:
+        raise ConfigError(f"{what}, which fit does not support on {world_size} ranks (torchrun): train it in one "
+                          "process, or pick an optimizer whose step() takes no closure (Adam, SGD)")
     return optimizer
 
 

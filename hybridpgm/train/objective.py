@@ -92,7 +92,10 @@ class Objective(Protocol):
     module: torch.nn.Module
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
-        """Map each player's name to the parameters its optimizer updates."""
+        """Map each player's name to the parameters its optimizer updates.  A frozen parameter
+        (``requires_grad=False``) gets no gradient; a player all of whose parameters are frozen has its loss
+        computed and recorded by ``fit`` but is not stepped, and an objective none of whose parameters is
+        trainable is refused."""
         ...
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:

@@ -8,9 +8,10 @@ must be exactly right for accumulation, mixed precision and data parallelism
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -22,7 +23,7 @@ from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
-from hybridpgm.train.fit_options import inference_mode_error
+from hybridpgm.train.fit_options import inference_mode_error, needs_closure
 
 __all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
 
@@ -99,6 +100,8 @@ class Player:
     :ivar names: the parameters' names in the module (for error messages).
     :ivar skip_nonfinite: skip (and count in :attr:`skipped`) a step whose loss
         or gradient is not finite, instead of raising.
+    :ivar closure_step: whether the optimizer's ``step`` needs a closure
+        (:func:`~hybridpgm.train.fit_options.needs_closure`), read once here rather than at every step.
     """
 
     name: str
@@ -109,6 +112,10 @@ class Player:
     names: list[str] = field(default_factory=list)
     skip_nonfinite: bool = False
     skipped: int = 0
+    closure_step: bool = field(init=False, default=False)
+
+    def __post_init__(self):
+        self.closure_step = needs_closure(self.optimizer)
 
     def update(self, objective: Any, micro_batches: list[tuple[Any, float]], *, step: int,
                context: DistributedContext, precision: str | None, device: torch.device,
@@ -140,6 +147,15 @@ class Player:
         Each micro-batch's loss runs under its share ``m_i / (B R)`` of the update over ``R`` ranks
         (:func:`~hybridpgm.train.update_scope.micro_batch_share`), for terms a model adds once per step.
 
+        A player all of whose parameters are frozen (``requires_grad=False``: the generative model of a wake-sleep
+        objective frozen to train its recognition network alone) has its loss computed, checked and returned
+        for the history like any other, but nothing is back-propagated and neither its optimizer nor its
+        scheduler steps: the random numbers its loss draws are drawn as when it trains, so the other players
+        see the same stream.  An optimizer whose ``step`` needs a closure
+        (:func:`~hybridpgm.train.fit_options.needs_closure`: :class:`torch.optim.LBFGS`) is stepped with one
+        (:meth:`_closure`) that re-runs the micro-batches; the returned loss is the one at the parameters before
+        the step.
+
         :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
             ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
         :raises TrainingDivergedError: the loss or a gradient is NaN/inf (unless
@@ -150,40 +166,14 @@ class Player:
             normalisation refused (:func:`~hybridpgm.train.micro_batches.one_row_micro_batch_error`).
         """
         self.optimizer.zero_grad(set_to_none=True)
-        total = None
         written = self._gradients_written_by(objective)
         # a frozen parameter (requires_grad=False) gets no gradient: autograd refuses it as an input
         trainable = self.params if written else [p for p in self.params if p.requires_grad]
+        evaluate = functools.partial(self._evaluate, objective, micro_batches, written=written, trainable=trainable,
+                                     step=step, context=context, precision=precision, device=device,
+                                     accumulate=accumulate, batch_size=batch_size)
         with deferring_checks() as pending, one_update():
-            for index, (micro, weight) in enumerate(micro_batches):
-                try:
-                    with autocast_for(precision, device), micro_batch(weight / context.world_size), \
-                            batch_origin(micro_batch_origin(step, self.name, index, micro_batches)):
-                        loss, grads = objective.loss_and_gradients(self.name, micro) if written \
-                            else (objective.loss(self.name, micro), None)
-                except ValueError as error:  # a batch norm that cannot take a micro-batch of one row?
-                    better = one_row_micro_batch_error(error, objective.module, micro_batches, index, step=step,
-                                                       accumulate=accumulate or len(micro_batches),
-                                                       batch_size=batch_size)
-                    if better is None:
-                        raise
-                    raise better from error
-                except RuntimeError as error:  # autograd met a frozen layer made under inference mode
-                    named = inference_mode_error(objective) if "Inference tensors cannot be saved for backward" \
-                        in str(error) else None
-                    if named is None:  # another error, or an inference tensor of the loss's own, not the module's
-                        raise
-                    raise named from error
-                _check_loss(objective, self.name, loss, grads is None)
-                # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
-                loss = loss.to(torch.promote_types(loss.dtype, torch.float32))
-                weighted = loss if weight == 1.0 else loss * weight
-                if grads is None:
-                    if trainable:
-                        (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=trainable)
-                else:
-                    self._accumulate(objective, grads, weight)
-                total = weighted.detach() if total is None else total + weighted.detach()
+            total = evaluate()
         ranks = context.world_size
         if ranks > 1:  # this rank's failed data check and non-finite loss ride in the gradients' bucket
             faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total)]).to(total.dtype)
@@ -226,11 +216,15 @@ class Player:
                 self.skipped += 1
                 return value
             raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged)
+        if not trainable:  # every parameter frozen: nothing to step, and no step for its scheduler to follow
+            return value
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
-        if self.scaler:
+        if self.closure_step:  # L-BFGS: re-evaluates the loss and gradients as it searches
+            self.optimizer.step(self._closure(evaluate, total, context, clip_grad_norm))
+        elif self.scaler:
             # the scaler skips the optimizer's step where the gradients overflowed (and lowers its scale); the
             # schedule follows the steps taken, as under skip_nonfinite (one read of the scale, with a scheduler)
             scale = self.scaler.get_scale() if self.scheduler is not None else None
@@ -245,6 +239,74 @@ class Player:
         elif self.scheduler is not None:
             self.scheduler.step()
         return value
+
+    def _evaluate(self, objective: Any, micro_batches: list[tuple[Any, float]], *, written: bool,
+                  trainable: list[torch.nn.Parameter], step: int, context: DistributedContext,
+                  precision: str | None, device: torch.device, accumulate: int | None,
+                  batch_size: int | None) -> torch.Tensor:
+        """Run the micro-batches once: return :math:`\\sum_i \\frac{m_i}{B}\\,\\ell_i` (detached, at least float32)
+        and add :math:`\\frac{m_i}{B} \\nabla \\ell_i` to the ``trainable`` parameters' ``.grad`` (autograd, or the
+        objective's written-out gradients when ``written``).  A player none of whose parameters is trainable
+        gets its loss only (no graph is asked of it, none is back-propagated)."""
+        total = None
+        for index, (micro, weight) in enumerate(micro_batches):
+            try:
+                with autocast_for(precision, device), micro_batch(weight / context.world_size), \
+                        batch_origin(micro_batch_origin(step, self.name, index, micro_batches)):
+                    loss, grads = objective.loss_and_gradients(self.name, micro) if written \
+                        else (objective.loss(self.name, micro), None)
+            except ValueError as error:  # a batch norm that cannot take a micro-batch of one row?
+                better = one_row_micro_batch_error(error, objective.module, micro_batches, index, step=step,
+                                                   accumulate=accumulate or len(micro_batches),
+                                                   batch_size=batch_size)
+                if better is None:
+                    raise
+                raise better from error
+            except RuntimeError as error:  # autograd met a frozen layer made under inference mode
+                named = inference_mode_error(objective) if "Inference tensors cannot be saved for backward" \
+                    in str(error) else None
+                if named is None:  # another error, or an inference tensor of the loss's own, not the module's
+                    raise
+                raise named from error
+            _check_loss(objective, self.name, loss, grads is None and bool(trainable))
+            # in at least float32 (a float64 loss keeps its precision: the weights m_i / B are not rounded)
+            loss = loss.to(torch.promote_types(loss.dtype, torch.float32))
+            weighted = loss if weight == 1.0 else loss * weight
+            if grads is None:
+                if trainable:
+                    (self.scaler.scale(weighted) if self.scaler else weighted).backward(inputs=trainable)
+            else:
+                self._accumulate(objective, grads, weight)
+            total = weighted.detach() if total is None else total + weighted.detach()
+        return total
+
+    def _closure(self, evaluate: Callable[[], torch.Tensor], first: torch.Tensor, context: DistributedContext,
+                 clip_grad_norm: float | None) -> Callable[[], torch.Tensor]:
+        """The closure of an optimizer whose ``step`` takes one (:func:`needs_closure`: L-BFGS).
+
+        Its first call returns ``first``, the loss of the evaluation :meth:`update` already ran, whose
+        (checked, clipped) gradients are in ``.grad``; each later call clears the gradients and runs the
+        micro-batches again at the parameters the optimizer tries, under a fresh
+        :func:`~hybridpgm.train.update_scope.one_update`, clipping as the first evaluation was.  Its
+        models' data checks raise at once (the data passed them at the first evaluation); a non-finite
+        loss there is the optimizer's to handle (L-BFGS's line search backs off), and parameters that
+        overflow are caught by :func:`check_finite_parameters`.  Only in one process with no gradient
+        scaler (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
+        calls = 0
+
+        def closure() -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return first
+            self.optimizer.zero_grad(set_to_none=True)
+            with one_update():
+                loss = evaluate()
+            loss = context.all_reduce_gradients(self.params, extra=loss)
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
+            return loss
+        return closure
 
     def clear_gradients(self) -> None:
         """Set every parameter's ``.grad`` to ``None`` (``zero_grad(set_to_none=True)`` over :attr:`params`,

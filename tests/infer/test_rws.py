@@ -181,3 +181,13 @@ def test_guessing_the_plate_nesting_leaves_no_mark_and_no_pyro_log_line(joint):
         lambda vae, nesting: RWS(vae.model, vae.guide, num_particles=3, sleep_phi=True, joint=joint,
                                  max_plate_nesting=nesting))
     assert not guessed(records) and same_state(guessing, given)
+
+
+def test_rws_two_players_with_theta_frozen_train_the_recognition_network_alone():
+    """Found by an audit: RWS(joint=False) with all of theta frozen (docs/sbn.md: to train the recognition network
+    alone) stopped at the first step with a ConfigError blaming no_grad or detaching; RWS(joint=True) trained."""
+    from tests.infer.test_wake_sleep import check_frozen_theta_trains_phi_alone
+
+    check_frozen_theta_trains_phi_alone(lambda sbn: RWS(sbn.model, sbn.guide, num_particles=3, joint=False))
+    check_frozen_theta_trains_phi_alone(lambda sbn: RWS(sbn.model, sbn.guide, num_particles=3, sleep_phi=True,
+                                                        joint=False))

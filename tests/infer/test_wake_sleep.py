@@ -220,3 +220,54 @@ def test_a_guide_plate_sized_by_shape_0_is_refused_in_the_sleep_phase(make):
     loss = make(right.model, right.guide).loss("sleep", x)
     # per example, -log q of a dream's 3 Bernoulli units near 1/2 (about 3 log 2; 1/8 of it with the old scale)
     assert 3 * math.log(2) / 2 < float(loss.detach()) < 3 * math.log(2) * 2
+
+
+def _train_phi(make, *, freeze_theta, steps=6):
+    """Train the objective ``make(sbn)`` of a fixed SBN with fit, the wake player under SGD with lr 0 and the sleep
+    player under Adam; with ``freeze_theta`` all of theta is frozen by ``requires_grad_(False)`` instead.  Returns
+    the SBN's theta and phi before and after, and the history."""
+    sbn = random_sbn([5, 3, 2], 3, scale=1.0)
+    if freeze_theta:
+        for p in sbn.model_parameters():
+            p.requires_grad_(False)
+    before = [p.detach().clone() for p in sbn.model_parameters() + sbn.guide_parameters()]
+    optim = {"wake": functools.partial(torch.optim.SGD, lr=0.0),
+             "sleep": functools.partial(torch.optim.Adam, lr=0.05)}
+    result = hybridpgm.fit(make(sbn), binary(48, 5, 0), batch_size=16, max_steps=steps, seed=0, optim=optim,
+                           accumulate=2, progress=False, device="cpu")
+    return sbn, before, result
+
+
+def check_frozen_theta_trains_phi_alone(make):
+    """Shared by the WakeSleep and RWS(joint=False) tests: with theta frozen, fit trains phi (it moves), leaves
+    theta bit-identical, and phi ends exactly where a run with theta trainable but a learning rate of 0 for its
+    player ends.  That reference is independent of the frozen path: its wake player back-propagates and steps
+    (with a zero step), and its losses draw the same random numbers, so the sleep player sees the same dreams;
+    the two runs agree bit for bit, losses of both players included."""
+    frozen, before, result = _train_phi(make, freeze_theta=True)
+    reference, _, reference_result = _train_phi(make, freeze_theta=False)
+    theta, phi = frozen.model_parameters(), frozen.guide_parameters()
+    assert all(not p.requires_grad for p in theta)  # still frozen
+    assert all(torch.equal(p, b) for p, b in zip(theta, before))  # unmoved
+    assert any(not torch.equal(p, b) for p, b in zip(phi, before[len(theta):]))  # phi trained
+    assert all(torch.equal(p, q) for p, q in zip(phi, reference.guide_parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(theta, reference.model_parameters()))
+    assert result.steps == 6 and result.history.loss == reference_result.history.loss  # the wake loss is recorded
+    assert len(result.history.loss["wake"]) == 6 and all(math.isfinite(v) for v in result.history.loss["wake"])
+    assert result.optimizers["wake"].state == {}  # the frozen player was never stepped
+
+
+def test_wake_sleep_with_theta_frozen_trains_the_recognition_network_alone():
+    """Found by an audit: docs/sbn.md says all of theta may be frozen to train the recognition network alone, but
+    fit stopped at the first step with a ConfigError blaming no_grad or detaching (the wake player, all of whose
+    parameters were frozen, gave a loss without a gradient)."""
+    check_frozen_theta_trains_phi_alone(lambda sbn: WakeSleep(sbn.model, sbn.guide, num_particles=2))
+
+
+def test_a_wake_sleep_net_frozen_whole_is_refused_naming_the_frozen_players():
+    """docs/sbn.md: a net frozen whole is refused by fit with a ConfigError (before, its message blamed no_grad)."""
+    sbn = random_sbn([5, 3], 0)
+    sbn.requires_grad_(False)
+    with pytest.raises(ConfigError, match=r"every parameter of every player of WakeSleep \(wake, sleep\) is frozen"):
+        hybridpgm.fit(WakeSleep(sbn.model, sbn.guide), binary(8, 5, 0), batch_size=8, max_steps=1, seed=0,
+                      progress=False, device="cpu")

@@ -259,3 +259,65 @@ def test_a_frozen_part_made_under_inference_mode_is_accepted():
     backbone.train()  # its batch norm would now update its inference-mode statistics in place
     with pytest.raises(ConfigError, match=r"\('0.1.running_mean', '0.1.running_var', '0.1.num_batches_tracked'\)"):
         check_players(objective)
+
+
+def test_needs_closure_tells_lbfgs_from_the_optimizers_whose_step_takes_none():
+    from hybridpgm.train.fit_options import needs_closure
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+
+    class Custom(torch.optim.SGD):
+        def step(self, closure):
+            return super().step(closure)
+
+    assert needs_closure(torch.optim.LBFGS(params)) and needs_closure(Custom(params, lr=0.1))
+    assert not any(needs_closure(cls(params, lr=0.1)) for cls in (torch.optim.SGD, torch.optim.Adam))
+
+
+def test_an_optimizer_needing_a_closure_is_refused_with_fp16_or_on_several_ranks():
+    """torch's GradScaler cannot step an optimizer with a closure, and fit does not run a closure's evaluations in
+    lock-step over ranks: both are refused, naming the player and the optimizer; one process in fp32 or bf16 is
+    accepted, and an optimizer whose step takes no closure is never refused here."""
+    from hybridpgm.train.fit_options import check_closure_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    lbfgs = torch.optim.LBFGS(params)
+    with pytest.raises(ConfigError, match=r"player 'elbo' \(LBFGS\) needs a closure.*fp16 gradient scaler"):
+        check_closure_optimizer(lbfgs, "elbo", precision="fp16", world_size=1)
+    with pytest.raises(ConfigError, match=r"player 'elbo' \(LBFGS\) needs a closure.*on 2 ranks"):
+        check_closure_optimizer(lbfgs, "elbo", precision=None, world_size=2)
+    for precision in (None, "fp32", "bf16"):
+        assert check_closure_optimizer(lbfgs, "elbo", precision=precision, world_size=1) is lbfgs
+    adam = torch.optim.Adam(params)
+    assert check_closure_optimizer(adam, "elbo", precision="fp16", world_size=4) is adam
+
+
+def test_fit_refuses_lbfgs_in_fp16_before_any_step():
+    """Before, the first step failed with a raw TypeError (step() missing its closure)."""
+    import functools
+
+    from hybridpgm import fit
+    from tests.train.helpers import LinearRegression, regression_data
+
+    objective = LinearRegression()
+    before = [p.detach().clone() for p in objective.module.parameters()]
+    with pytest.raises(ConfigError, match=r"player 'fit' \(LBFGS\) needs a closure.*fp16"):
+        fit(objective, regression_data(), batch_size=16, max_steps=2, seed=0, progress=False, precision="fp16",
+            device="cpu", optim=functools.partial(torch.optim.LBFGS, lr=1))
+    assert all(torch.equal(p, b) and p.grad is None for p, b in zip(objective.module.parameters(), before))
+
+
+def test_a_player_all_of_whose_parameters_are_frozen_passes_unless_every_player_is():
+    """A frozen player is accepted (fit does not step it; found by an audit of WakeSleep with theta frozen), but an
+    objective none of whose parameters is trainable is refused with a message that says they are all frozen
+    (before, the first step's message blamed no_grad or detaching)."""
+    from hybridpgm.train.fit_options import check_players
+    from tests.train.helpers import TwoPlayer
+
+    objective = TwoPlayer()
+    objective.module["a"].requires_grad_(False)
+    assert list(check_players(objective)) == ["a", "b"]
+    objective.module["b"].requires_grad_(False)
+    with pytest.raises(ConfigError, match=r"every parameter of every player of TwoPlayer \(a, b\) is frozen "
+                                          r"\(requires_grad=False\)"):
+        check_players(objective)
