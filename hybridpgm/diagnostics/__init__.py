@@ -8,7 +8,7 @@ a trained Pyro guide is :func:`from_pyro_svi` (named like ArviZ's
 
 from hybridpgm._lazy import lazy_exports
 # eager: the function check_vi shares its module's name
-from hybridpgm.diagnostics.check_vi import VICheck, check_vi, pareto_khat  # noqa: F401 (re-exported)
+from hybridpgm.diagnostics.check_vi import VICheck, check_vi, good_khat, pareto_khat  # noqa: F401 (re-exported)
 
 _MODULES = {
     "gan_metrics": ("RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",
@@ -23,4 +23,5 @@ _MODULES = {
 __getattr__, __dir__ = lazy_exports(
     __name__, {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}, globals())
 
-__all__ = sorted(["VICheck", "check_vi", "pareto_khat"] + [name for names in _MODULES.values() for name in names])
+__all__ = sorted(["VICheck", "check_vi", "good_khat", "pareto_khat"]
+                 + [name for names in _MODULES.values() for name in names])

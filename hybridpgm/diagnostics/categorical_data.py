@@ -40,6 +40,18 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
         ``(row, <variable>_state)``.  A dim name that is also a variable's name (a node named ``row``, or nodes
         ``x`` and ``x_state``) gets underscores appended until it is free (``row_``, ``x_state_``), so no
         variable becomes a coordinate and is lost.
+
+    The values are exact probabilities :math:`P(X = j \\mid e_n)`, not draws: ArviZ keeps them in
+    ``posterior`` as one chain of one draw so that they travel with other ArviZ data and are selected by name,
+    row and state (``idata.posterior["rain"].sel(chain=0, draw=0)`` is the ``N x cardinality`` table, and
+    ``az.summary(idata, kind="stats")``'s ``mean`` column lists them).  What ArviZ computes *across draws* does
+    not apply to them: in ``az.summary`` the ``sd`` (and ``mcse``, ``ess_*``, ``r_hat``) is NaN, with ArviZ's
+    "Shape validation failed" and NumPy's "Degrees of freedom <= 0" warnings, and ``hdi_*`` equals the
+    probability; ``az.hdi``, ``az.ess``, ``az.rhat``, ``az.loo`` say nothing about an exact answer; and
+    ``az.plot_posterior`` / ``az.plot_trace`` draw point masses at the probabilities, not distributions over
+    states.  To check a sampler against them, compare its posterior mean of the indicator :math:`[X = j]` (e.g.
+    ``from_mcmc(mcmc).posterior["rain"].mean()`` for a binary node sampled by
+    :class:`~hybridpgm.infer.Gibbs`, evidence fixed) with the probability of state 1.
     :raises DataError: for ``probabilities`` that is not a mapping (one tensor, as ``BayesNet.posterior`` returns
         for a single name: wrap it as ``{name: tensor}``), no variables, a variable named ``chain`` or ``draw``
         (ArviZ's sample dims), a shape that is not ``N x cardinality``, or rows that are not probability vectors

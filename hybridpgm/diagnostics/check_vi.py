@@ -4,10 +4,13 @@ For each data point :math:`x_n` with a local latent :math:`z_n` and guide
 :math:`q(z_n \\mid x_n)`, draw :math:`S` samples from the guide and form the
 importance ratios :math:`r_s = p(x_n, z_s) / q(z_s \\mid x_n)`.  Fitting a
 generalized Pareto distribution to the largest ratios gives the shape
-:math:`\\hat k` [1, 2]: below 0.5 the guide is a good proposal and the
-importance-sampled :math:`\\log p(x_n)` is reliable; between 0.5 and 0.7 it is
-usable; above 0.7 the guide misses mass of the posterior (it is typically too
-narrow) and neither it nor the estimate should be trusted.
+:math:`\\hat k` [1, 2].  PSIS is reliable, and the guide a good proposal, where
+:math:`\\hat k \\le \\min(1 - 1/\\log_{10} S,\\ 0.7)` [2], the sample-size dependent
+threshold ArviZ (0.x and 1.x) uses to flag a point in ``az.loo``: 0.5 at :math:`S = 100`, 0.57 at
+:math:`S = 200`, 0.7 from :math:`S = 2155` on.  Above it and up to 0.7 the estimate is unreliable
+at this :math:`S` (more draws may make it reliable); above 0.7 the guide misses mass of the posterior (it is
+typically too narrow) and neither it nor the estimate should be trusted, whatever :math:`S`.  (Yao et al. [1]
+used the fixed thresholds 0.5 and 0.7.)
 
 References:
 
@@ -35,15 +38,27 @@ from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state, keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
 
-__all__ = ["BAD", "GOOD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "pareto_khat"]
+__all__ = ["BAD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "good_khat", "pareto_khat"]
 
 #: Fewest draws per row PSIS takes: ArviZ 1.x fits the generalized Pareto tail to the largest
 #: :math:`\lfloor S/5\rfloor` draws (:math:`\lfloor 3\sqrt S\rfloor` beyond 225), raises below 5 of
 #: them and returns a NaN k-hat below 6 (its fit's first quartile is then the minimum); ArviZ 0.x answers.
 PSIS_MIN_DRAWS = 30
 
-#: ArviZ's thresholds on k-hat
-GOOD, BAD = 0.5, 0.7
+#: k-hat above which PSIS is unreliable whatever the number of draws [2]
+BAD = 0.7
+
+
+def good_khat(num_draws: int) -> float:
+    """The largest k-hat at which PSIS with ``num_draws`` draws :math:`S` is reliable,
+    :math:`\\min(1 - 1/\\log_{10} S,\\ 0.7)` [2]: ArviZ's ``good_k`` (0.x and 1.x), above which
+    ``az.loo`` flags a point.
+
+    :raises ConfigError: for fewer than 2 draws (no threshold: :math:`\\log_{10} S \\le 0`).
+    """
+    if num_draws < 2:
+        raise ConfigError(f"the k-hat threshold needs at least 2 draws, got {num_draws}")
+    return min(1.0 - 1.0 / math.log10(num_draws), BAD)
 
 
 def _arviz_psislw(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,32 +220,42 @@ class VICheck:
     num_samples: int
 
     @property
+    def threshold(self) -> float:
+        """:func:`good_khat` of :attr:`num_samples`: :math:`\\min(1 - 1/\\log_{10} S,\\ 0.7)`."""
+        return good_khat(self.num_samples)
+
+    @property
     def counts(self) -> dict[str, int]:
-        """How many points are good (< 0.5), ok (< 0.7) and bad (>= 0.7, or NaN).
+        """How many points are good (:math:`\\hat k \\le` :attr:`threshold`: ArviZ's ``good_k``) and bad
+        (above it, or NaN: ArviZ flags them in ``az.loo``), as ArviZ classes them.  Of the bad points, those
+        with :math:`\\hat k \\le 0.7` are unreliable at this :math:`S` only, and more draws may make them good
+        (:meth:`summary` counts them); at :math:`S \\ge 2155` the threshold is 0.7 and there are none.
 
         :func:`pareto_khat` returns no NaN, but a :class:`VICheck` built by hand may hold one: a k-hat that
-        could not be estimated is no evidence that the guide is good, so it counts as bad and the three counts
+        could not be estimated is no evidence that the guide is good, so it counts as bad and the two counts
         always add up to the number of points."""
         k = np.asarray(self.khat, dtype=np.float64)
-        good, ok = k < GOOD, (k >= GOOD) & (k < BAD)
-        return {"good": int(good.sum()), "ok": int(ok.sum()), "bad": int(k.size - good.sum() - ok.sum())}
+        good = int((k <= self.threshold).sum())
+        return {"good": good, "bad": k.size - good}
 
     @property
     def verdict(self) -> str:
-        """``"good"``, ``"ok"`` or ``"bad"``: the class of the worst point (a NaN k-hat is bad)."""
-        c = self.counts
-        return "bad" if c["bad"] else ("ok" if c["ok"] else "good")
+        """``"good"`` when every point is good, else ``"bad"`` (see :attr:`counts`)."""
+        return "bad" if self.counts["bad"] else "good"
 
     def summary(self) -> str:
-        """One line: the counts of good, ok and bad points (with the NaN k-hats among the bad), the largest
-        k-hat and the mean PSIS :math:`\\log p(x_n)`."""
+        """One line: the counts of good and bad points (with those that more draws may help, and the NaN k-hats,
+        among the bad), the largest k-hat and the mean PSIS :math:`\\log p(x_n)`."""
         c = self.counts
         k = np.asarray(self.khat, dtype=np.float64)
         nan = int(np.isnan(k).sum())
+        more_draws = int(((k > self.threshold) & (k <= BAD)).sum())
+        notes = ([f"{more_draws} of them <= {BAD}: more draws may help"] if more_draws else []) + \
+            ([f"{nan} of them NaN"] if nan else [])
         worst = np.nanmax(k) if nan < k.size else np.nan
+        noted = f" ({'; '.join(notes)})" if notes else ""
         return (f"PSIS k-hat over {k.size} points ({self.num_samples} draws each): "
-                f"{c['good']} good (<{GOOD}), {c['ok']} ok (<{BAD}), {c['bad']} bad"
-                f"{f' ({nan} of them NaN)' if nan else ''}; max {worst:.3f}; "
+                f"{c['good']} good (<= {self.threshold:.2f}), {c['bad']} bad{noted}; max {worst:.3f}; "
                 f"mean log p(x) {np.mean(self.log_likelihood):.4f}")
 
 

@@ -8,11 +8,12 @@ importable from here too:
 
 * :func:`~hybridpgm.diagnostics.svi_data.from_pyro_svi` -- a model and guide after SVI (any guide,
   autoguides included): posterior draws from the guide (via :class:`pyro.infer.Predictive`), posterior
-  predictive, observed data, and the pointwise log-likelihood for ``az.loo`` / ``az.waic``;
+  predictive, observed data, and the pointwise log-likelihood for ``az.loo`` (and ``az.waic`` under ArviZ
+  0.x; ArviZ 1.x has no ``waic``);
 * :func:`~hybridpgm.diagnostics.sampler_data.from_mcmc` -- a :class:`pyro.infer.MCMC` run, chains kept
-  (R-hat, ESS);
+  (R-hat, ESS), with the pointwise log-likelihood, observed data and NUTS/HMC divergences;
 * :func:`~hybridpgm.diagnostics.sampler_data.from_importance` -- importance-sampling or AIS log-weights (and
-  optional draws) for ESS and PSIS diagnostics;
+  optional draws): posterior draws resampled by the weights, the proposal draws and log-weights kept for PSIS;
 * :func:`~hybridpgm.diagnostics.categorical_data.from_categorical` -- exact categorical posteriors (e.g. of a
   ``BayesNet``), one probability vector per query variable and evidence row;
 * :func:`~hybridpgm.diagnostics.arviz_data.make_inference_data` -- any groups of arrays, checked.

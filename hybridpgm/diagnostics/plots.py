@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
+from hybridpgm.diagnostics.check_vi import BAD, good_khat  # noqa: E402
 from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.errors import CheckpointError, ConfigError, DataError, DiagnosticsWarning  # noqa: E402
@@ -200,16 +201,24 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     return displayable(fig)
 
 
-def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point") -> Figure:
-    """Pareto :math:`\\hat k` per data point with ArviZ's 0.5 / 0.7 thresholds
-    (see :func:`hybridpgm.diagnostics.check_vi`).
+def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point",
+              num_samples: int | None = None) -> Figure:
+    """Pareto :math:`\\hat k` per data point with the thresholds of :func:`hybridpgm.diagnostics.check_vi`:
+    green up to :math:`\\min(1 - 1/\\log_{10} S,\\ 0.7)` for ``num_samples`` :math:`S` draws (ArviZ's
+    ``good_k``, Vehtari et al. 2024: :func:`~hybridpgm.diagnostics.check_vi.good_khat`), orange above it up to
+    0.7 (unreliable at this :math:`S`), red above 0.7; dotted and dashed lines mark the two.  Without
+    ``num_samples`` the lower line is Yao et al. (2018)'s fixed 0.5, which is ArviZ's at :math:`S = 100` only.
 
     :math:`\\hat k = -\\infty` (:func:`~hybridpgm.diagnostics.pareto_khat`'s answer for equal weights) and
     :math:`+\\infty` are drawn as triangles at the bottom and top edges.  NaN k-hats among others are not
     drawn: a :class:`~hybridpgm.errors.DiagnosticsWarning` and the axis label give their count.
 
+    :param num_samples: the draws per point behind the k-hats (:attr:`VICheck.num_samples
+        <hybridpgm.diagnostics.check_vi.VICheck.num_samples>`).
     :raises DataError: for no k-hats, values that are not numbers, or only NaN k-hats.
+    :raises ConfigError: for ``num_samples`` that is not an integer of at least 2.
     """
+    good = 0.5 if num_samples is None else good_khat(positive_int(num_samples, "plot_khat num_samples", minimum=2))
     try:
         khat = as_host_array(khat, float).ravel()
     except (TypeError, ValueError) as err:
@@ -228,7 +237,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
     finite = np.isfinite(khat)
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
-    colors = np.where(khat < 0.5, "tab:green", np.where(khat < 0.7, "tab:orange", "tab:red"))
+    colors = np.where(khat <= good, "tab:green", np.where(khat <= BAD, "tab:orange", "tab:red"))
     ax.scatter(index[finite], khat[finite], c=colors[finite], s=12)
     values = np.concatenate([khat[finite], [0.0, 0.7]])
     for sign, marker, color, label in ((-1, "v", "tab:green", "k-hat = -inf (equal weights)"),
@@ -237,7 +246,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
         if edge.any():
             level = values.max() + 0.1 if sign > 0 else values.min() - 0.1
             ax.scatter(index[edge], np.full(int(edge.sum()), level), marker=marker, color=color, s=20, label=label)
-    for level, style in ((0.5, ":"), (0.7, "--")):
+    for level, style in ((good, ":"), (BAD, "--")):
         ax.axhline(level, color="grey", linestyle=style, linewidth=1)
     if np.isinf(khat).any():
         ax.legend(loc="best")

@@ -1,28 +1,60 @@
 """ArviZ data of sampler runs: a :class:`pyro.infer.MCMC` run (:func:`from_mcmc`) and importance-sampling or
-AIS log-weights with optional draws (:func:`from_importance`)."""
+AIS log-weights with optional draws (:func:`from_importance`, resampled in
+:mod:`~hybridpgm.diagnostics.importance_resampling`)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import operator
+from typing import Any, Callable, Mapping
 
 import pyro
 import torch
+from pyro import poutine
 
 from hybridpgm.checks import torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
-from hybridpgm.errors import DataError
+from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
+from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
+from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
+from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.infer.particle_probe import keeping_module_state
 
 __all__ = ["from_importance", "from_mcmc"]
 
 
-def from_mcmc(mcmc: pyro.infer.MCMC):
-    """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's
-    Gibbs included): ``posterior`` with shape ``chains x draws x site_shape``.
+def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True):
+    """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's :class:`~hybridpgm.infer.Gibbs`
+    included), as ``arviz.from_pyro`` gives under ArviZ 0.x (ArviZ 1.x has none).  The groups hold:
+
+    * ``posterior`` (``C x D x site_shape``, ``C`` chains of ``D`` draws, chains kept in order, for
+      ``az.rhat``): the sites of :meth:`~pyro.infer.MCMC.get_samples` (``group_by_chain=True``);
+    * ``log_likelihood`` (``C x D x log_prob_shape``) and ``observed_data``: one variable per observed site
+      that holds data (as in :func:`~hybridpgm.diagnostics.from_pyro_svi`: no ``pyro.factor``,
+      ``pyro.deterministic`` or placeholder site), for ``az.loo`` (and ``az.waic`` under ArviZ 0.x; ArviZ 1.x
+      has only ``loo``) and ``az.compare``.  The log-likelihood of draw :math:`\\theta_{c,d}` is
+      :math:`\\log p(y_n \\mid \\theta_{c,d})` per element :math:`n` of the site's plates, computed by
+      running the kernel's model on ``mcmc.run``'s arguments conditioned on the draw
+      (:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws`, the code of ``from_pyro_svi``): a
+      discrete site the model enumerates and the sampler summed out (NUTS and HMC with
+      ``infer={"enumerate": "parallel"}``) is summed out of its plate's likelihood where it is local to the
+      data, and drawn from its conditional posterior where it is global.  A scalar ``obs=`` broadcast across a
+      plate is stored broadcast, one value per plate element;
+    * ``sample_stats.diverging`` (``C x D`` bool), when the kernel reports divergences (:class:`~pyro.infer.NUTS`,
+      :class:`~pyro.infer.HMC`): true at the draws whose trajectory diverged after warmup, as
+      ``az.plot_trace`` and ``az.summary`` expect.
+
+    Replaying the model costs one model run per draw (``C * D`` in all); the draws are taken as they are, the
+    model's buffers are left alone and no gradient is recorded.
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
+    :param log_likelihood: ``False`` keeps ``posterior`` and ``sample_stats`` only (no model runs); also the
+        case of a kernel built from a ``potential_fn`` (no model to replay).
     :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
         pass it to :func:`make_inference_data` as ``{"posterior": ...}`` with ``chain x draw`` leading dims), or
-        an MCMC that has not run (no samples).
+        an MCMC that has not run (no samples); an observed value that does not broadcast to its distribution's
+        shape (see :func:`~hybridpgm.diagnostics.pointwise_log_lik.observed_shape`).
     """
     if not isinstance(mcmc, pyro.infer.MCMC):
         raise DataError(f"from_mcmc takes a pyro.infer.MCMC run, got {type(mcmc).__name__}; for a dict of samples "
@@ -30,19 +62,116 @@ def from_mcmc(mcmc: pyro.infer.MCMC):
     samples = mcmc.get_samples(group_by_chain=True)
     if not samples:
         raise DataError("the MCMC holds no samples: call mcmc.run(...) before from_mcmc")
-    return make_inference_data({"posterior": samples})
+    chains, draws = next(iter(samples.values())).shape[:2]
+    groups = {"posterior": samples}
+    diverging = _diverging(mcmc, chains, draws)
+    if diverging is not None:
+        groups["sample_stats"] = {"diverging": diverging}
+    model = getattr(mcmc.kernel, "model", None)
+    if log_likelihood and model is not None:
+        groups.update(_mcmc_data_groups(model, samples, mcmc._args or (), mcmc._kwargs or {}))
+    return make_inference_data(groups)
 
 
-def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None):
-    """ArviZ data of an importance-sampling or AIS run.
+class _DrawnSites:
+    """The sites a sampler drew, in the place of a guide's trace for
+    :func:`~hybridpgm.diagnostics.svi_data._sort_sites` (which reads ``nodes``)."""
 
-    :param log_weights: ``K`` or ``K x N`` log-weights (``N`` independent
-        targets, e.g. data points), kept as ``sample_stats.log_weight`` with one
-        chain of ``K`` draws, ready for ``az.ess``-style and PSIS diagnostics.
-    :param samples: optional draws ``name -> K x ...`` (tensors, arrays or lists) kept as ``posterior``.
+    def __init__(self, names):
+        self.nodes = dict.fromkeys(names)
+
+
+@isolated_from_handlers
+def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple,
+                      kwargs: dict) -> dict[str, dict[str, torch.Tensor]]:
+    """``log_likelihood`` and ``observed_data`` of ``C x D`` MCMC ``samples`` of ``model(*args, **kwargs)`` (none
+    for a model that observes no data)."""
+    chains, draws = next(iter(samples.values())).shape[:2]
+    with torch.no_grad(), keeping_module_state(model):
+        model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
+        _refuse_subsampling(model_trace)
+        sites = _sort_sites(model_trace, _DrawnSites(samples))
+        if not sites.observed:
+            return {}
+        undrawn = [n for n in sites.latent if n not in samples]
+        if undrawn:
+            raise DataError(f"from_mcmc: the latent site(s) {undrawn} of the model are not in the MCMC samples "
+                            f"(sampled sites: {list(samples)}), so the log-likelihood of a draw is undefined; "
+                            f"pass log_likelihood=False")
+        shapes = {n: model_trace.nodes[n]["value"].shape for n in sites.latent}
+        flat = {n: samples[n].reshape((chains * draws,) + shapes[n]).to(model_trace.nodes[n]["value"].dtype)
+                for n in sites.latent}  # Gibbs returns discrete draws as floats; the model takes its own dtype
+        first_dim = -1 - _plate_nesting(model_trace)
+        _, log_lik = replay_draws(model, flat, sites, model_trace, first_dim, chains * draws, args, kwargs)
+    return {"log_likelihood": {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()},
+            "observed_data": {n: site["value"].expand(observed_shape(n, site)) for n, site in sites.observed.items()}}
+
+
+def _diverging(mcmc: pyro.infer.MCMC, chains: int, draws: int) -> torch.Tensor | None:
+    """``C x D`` bool: the post-warmup draws Pyro's kernel reported divergent (``mcmc.diagnostics()``'s
+    ``"divergences"``, draw indices per ``"chain <c>"``; warmup ones, negative, are left out), or ``None``
+    for a kernel that reports none."""
+    reported = mcmc.diagnostics().get("divergences")
+    if reported is None:
+        return None
+    diverging = torch.zeros(chains, draws, dtype=torch.bool)
+    for key, indices in reported.items():
+        chain = int(str(key).split()[-1])  # "chain 10" after "chain 9", not after "chain 1"
+        kept = [i for i in indices if 0 <= i < draws]
+        diverging[chain, kept] = True
+    return diverging
+
+
+def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None, *,
+                    resampling: str = "systematic", psis: bool = True, generator: torch.Generator | int = 0):
+    """ArviZ data of an importance-sampling or AIS run: ``posterior`` holds draws from the (approximate)
+    posterior, resampled from the weighted proposal draws; the proposal draws and their log-weights are kept in
+    ``sample_stats``.
+
+    Importance sampling draws :math:`x_1, \\ldots, x_K \\sim q` and weighs them by :math:`w_k \\propto
+    p(x_k) / q(x_k)`; the self-normalised estimate of a posterior expectation is :math:`E_p[f] \\approx
+    \\sum_k \\bar w_k f(x_k)`, :math:`\\bar w_k = w_k / \\sum_j w_j`.  Every ArviZ function reads the
+    ``posterior`` group as equally weighted posterior draws (``az.summary``, ``az.hdi``,
+    ``az.plot_posterior``), and ArviZ has no weights, so the proposal draws themselves are not put there (their
+    ArviZ summary would be the proposal's, not the posterior's).  Instead ``posterior`` holds :math:`K` draws
+    resampled from them with probabilities :math:`\\bar w_k` (sampling-importance-resampling, Rubin 1988;
+    :func:`~hybridpgm.diagnostics.importance_resampling.resample_indices`), whose plain mean is unbiased for the
+    weighted mean given the weights, with a conditional variance of at most about
+    :math:`\\mathrm{Var}_{\\bar w}(f) / K` (that of multinomial resampling).  With ``psis`` and :math:`K \\ge`
+    :data:`~hybridpgm.diagnostics.check_vi.PSIS_MIN_DRAWS` the weights are first Pareto-smoothed
+    (:func:`~hybridpgm.diagnostics.pareto_khat`; Vehtari et al., *Pareto Smoothed Importance Sampling*, JMLR
+    2024), which lowers the variance of the estimate where the weights have a heavy tail; a row PSIS cannot fit
+    (k-hat :math:`\\pm\\infty`) keeps its raw weights.  Resampled draws repeat proposal draws, so
+    ``az.ess`` and ``az.rhat`` of ``posterior`` describe the resampling, not the importance sampler: for that
+    use k-hat (above 0.7 the weights are not to be trusted, see :func:`~hybridpgm.diagnostics.check_vi`) and the
+    importance ESS :math:`(\\sum_k w_k)^2 / \\sum_k w_k^2`.
+
+    The groups (one chain, :math:`K` draws):
+
+    * ``posterior``: ``name -> 1 x K x ...`` resampled draws (only with ``samples``).  For ``K x N``
+      log-weights each of the ``N`` targets has its own draws, ``samples`` ``name -> K x N x ...``, and column
+      :math:`n` is resampled by its own weights;
+    * ``sample_stats``: ``log_weight`` (``1 x K`` or ``1 x K x N``), the raw log-weights as given, and
+      ``proposal_<name>`` (``1 x K x ...``), the proposal draws as given; both indexed by *proposal* draw, not
+      by the resampled ``posterior`` draw.  k-hat per target, under ArviZ 0.x and 1.x alike:
+      ``pareto_khat(idata["sample_stats"]["log_weight"].values[0].T)[1]`` (ArviZ 0.x's ``az.psislw`` refuses
+      the ``(chain, draw)`` layout).
+
+    :param log_weights: ``K`` or ``K x N`` log-weights (``N`` independent targets, e.g. data points), up to a
+        constant per target.
+    :param samples: optional proposal draws ``name -> K x ...`` (``K x N x ...`` for ``K x N`` log-weights;
+        tensors, arrays or lists).
+    :param resampling: ``"systematic"`` (default; lower variance) or ``"multinomial"`` (independent picks).
+    :param psis: Pareto-smooth the weights before resampling (when :math:`K \\ge 30`).
+    :param generator: the resampling's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which
+        the call advances.  So the same input gives the same ``posterior``, as other ArviZ converters do, and
+        torch's global generator is left alone; pass other seeds for independent resamplings.
     :raises DataError: for log-weights that are not floating point, not ``K`` or ``K x N`` with ``K >= 1``, or
-        hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed); for draws whose count is not
-        ``K``, or that are not numbers.
+        hold NaN or :math:`+\\infty` (:math:`-\\infty`, a zero weight, is allowed, but not a target whose
+        weights are all zero when there are draws to resample); for draws whose count is not ``K`` (or whose
+        second dim is not ``N``), or that are not numbers.
+    :raises ConfigError: for a ``resampling`` other than the two above, or a ``generator`` that is neither an
+        int nor a :class:`torch.Generator`.
     """
     log_weights = torch.as_tensor(torch_readable(log_weights))
     if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
@@ -54,15 +183,62 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         where = bad.nonzero().tolist()
         raise DataError(f"log_weights hold {len(where)} NaN or +inf value(s) (at {where[:5]}"
                         f"{' ...' if len(where) > 5 else ''}); a log-weight is finite, or -inf for a zero weight")
+    if resampling not in RESAMPLING:
+        raise ConfigError(f"from_importance resampling must be one of {list(RESAMPLING)}, got {resampling!r}")
     groups = {"sample_stats": {"log_weight": log_weights.unsqueeze(0)}}
     if samples:
-        k = log_weights.shape[0]
-        try:  # arrays and lists too, as the log-weights
-            samples = {n: torch.as_tensor(torch_readable(v)) for n, v in samples.items()}
-        except (TypeError, ValueError, RuntimeError) as error:
-            raise DataError(f"samples must be tensors or arrays of numbers ({error})") from None
-        bad = {n: tuple(v.shape) for n, v in samples.items() if v.dim() == 0 or v.shape[0] != k}
-        if bad:
-            raise DataError(f"samples must have {k} draws like the log-weights; got shapes {bad}")
-        groups["posterior"] = {n: v.unsqueeze(0) for n, v in samples.items()}
+        samples = _checked_draws(samples, tuple(log_weights.shape))
+        columns = log_weights.reshape(log_weights.shape[0], -1)  # K x N (N = 1 for K log-weights)
+        if not isinstance(generator, torch.Generator):
+            generator = torch.Generator().manual_seed(_seed(generator))
+        index = resample_indices(_smoothed(columns) if psis else columns, resampling, generator)
+        groups["posterior"] = {n: _picked(v, index, log_weights.dim()).unsqueeze(0) for n, v in samples.items()}
+        groups["sample_stats"].update({f"proposal_{n}": v.unsqueeze(0) for n, v in samples.items()})
     return make_inference_data(groups)
+
+
+def _seed(seed: Any) -> int:
+    """``seed`` as an int: :class:`ConfigError` for anything else (a float, a string)."""
+    try:
+        return operator.index(seed)
+    except TypeError:
+        raise ConfigError(f"from_importance generator must be an int seed or a torch.Generator, got "
+                          f"{type(seed).__name__} {seed!r}") from None
+
+
+def _checked_draws(samples: Mapping[str, Any], shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """``samples`` as tensors, each of ``K`` draws (``K x N`` for ``K x N`` log-weights): :class:`DataError`
+    otherwise."""
+    try:  # arrays and lists too, as the log-weights
+        samples = {n: torch.as_tensor(torch_readable(v)) for n, v in samples.items()}
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"samples must be tensors or arrays of numbers ({error})") from None
+    bad = {n: tuple(v.shape) for n, v in samples.items() if v.dim() == 0 or v.shape[0] != shape[0]}
+    if bad:
+        raise DataError(f"samples must have {shape[0]} draws like the log-weights; got shapes {bad}")
+    if len(shape) == 2:
+        bad = {n: tuple(v.shape) for n, v in samples.items() if v.dim() < 2 or v.shape[1] != shape[1]}
+        if bad:
+            raise DataError(f"with K x N log-weights of shape {shape} (N = {shape[1]} targets, each weighing its "
+                            f"own draws) samples must be K x N x ..., got shapes {bad}; for draws shared by one "
+                            f"target pass K log-weights")
+    return samples
+
+
+def _smoothed(columns: torch.Tensor) -> torch.Tensor:
+    """``K x N`` log-weights Pareto-smoothed per column (:func:`pareto_khat`) when ``K`` is enough for a fit, else
+    as they are.  Columns with a zero-weight-only target are left to :func:`resample_indices` to refuse."""
+    if columns.shape[0] < PSIS_MIN_DRAWS or bool(torch.isneginf(columns).all(dim=0).any()):
+        return columns
+    smoothed, _ = pareto_khat(columns.T)
+    return torch.as_tensor(smoothed).T
+
+
+def _picked(draws: torch.Tensor, index: torch.Tensor, weight_dims: int) -> torch.Tensor:
+    """The resampled draws: ``draws[index[m, 0]]`` for ``K`` log-weights, ``draws[index[m, n], n]`` per column
+    ``n`` for ``K x N``."""
+    index = index.to(draws.device)
+    if weight_dims == 1:
+        return draws[index[:, 0]]
+    columns = torch.arange(draws.shape[1], device=draws.device)
+    return draws[index, columns]

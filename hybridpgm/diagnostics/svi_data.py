@@ -2,22 +2,25 @@
 
 Posterior draws come from the guide through :class:`pyro.infer.Predictive`, model-enumerated discrete sites the
 guide lacks from :func:`pyro.infer.infer_discrete`, and the pointwise log-likelihood (with local discrete sites
-summed out) is ready for ``az.loo`` / ``az.waic`` where the model's latents are global (it warns where a latent
-is local to the data, as a VAE's).
+summed out) is ready for ``az.loo`` (and ``az.waic`` under ArviZ 0.x; ArviZ 1.x has no ``waic``) where the
+model's latents are global (it warns where a latent is local to the data, as a VAE's).  The per-draw replay of the
+model is :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws`, shared with
+:func:`~hybridpgm.diagnostics.from_mcmc`.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Predictive, infer_discrete
+from pyro.infer import Predictive
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
+from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
@@ -26,16 +29,6 @@ from hybridpgm.param_store_scope import modules_own_their_params
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["from_pyro_svi", "from_svi"]
-
-
-class _Sites(NamedTuple):
-    """The sample sites of one model trace, by the ArviZ group they go to."""
-
-    latent: list[str]  #: latent sites drawn by the guide (``Predictive``)
-    discrete: list[str]  #: enumerated latent sites the guide lacks, drawn by ``infer_discrete``
-    deterministic: list[str]  #: ``pyro.deterministic`` sites, computed per posterior draw
-    observed: dict[str, dict]  #: observed sites that hold data (no factor, no deterministic site)
-    placeholders: dict[str, str]  #: observed placeholder sites (``infer={PLACEHOLDER: hint}``) -> hint
 
 
 def _placeholder_warning(placeholders: dict[str, str]) -> str:
@@ -87,40 +80,6 @@ def _refuse_subsampling(*traces) -> None:
                                 f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
 
 
-def _vectorized_frames(site: dict) -> set:
-    return {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
-
-
-def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], shapes: dict,
-                        first_dim: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
-    """Per observed site ``y``, :math:`\\log p(y_n \\mid \\theta) = \\log \\sum_{c_n} p(c_n \\mid \\theta)
-    p(y_n \\mid c_n, \\theta)`: the model run with ``values`` (its continuous latents :math:`\\theta` and its
-    global discrete sites) and its ``local`` enumerated discrete sites enumerated in parallel; the local sites
-    in no plate but ``y``'s are summed out of ``y``'s log-likelihood (the others sum to one).  A mixture
-    assignment is summed out of its point's likelihood, as in the model, rather than fixed at a draw that has
-    seen the point, which would make ``az.loo`` optimistic.
-
-    :param shapes: ``name -> shape`` of each observed site's own log-probability (no enumeration dims).
-    :returns: ``name -> log-likelihood`` in that shape."""
-    trace = poutine.trace(poutine.enum(poutine.condition(model, data=values), first_available_dim=first_dim)
-                          ).get_trace(*args, **kwargs)
-    plate_dims = -1 - first_dim
-    out = {}
-    for name, site in observed.items():
-        frames = _vectorized_frames(site)
-        enumerated = trace.nodes[name]
-        total = enumerated["fn"].log_prob(enumerated["value"])
-        for n in local:
-            if _vectorized_frames(trace.nodes[n]) <= frames:
-                total = total + trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"])
-        shape = shapes[name]
-        kept = max(plate_dims, len(shape))  # the enumeration dims lie left of the plates and the site's batch
-        enum_dims = list(range(total.dim() - kept)) if total.dim() > kept else []
-        summed = torch.logsumexp(total, dim=enum_dims) if enum_dims else total
-        out[name] = summed.reshape(shape)
-    return out
-
-
 def _masked_pairs(model_trace, sites: _Sites) -> dict[str, str]:
     """``"<node>_unobserved" -> "<node>"`` for each latent site that is the missing half of an ``obs_mask`` split
     (Pyro's ``pyro.sample(..., obs_mask=)``, a :class:`~hybridpgm.graphs.BayesNet`'s missing entries): its
@@ -141,16 +100,6 @@ def _observed_where_observed(site: dict, draws: torch.Tensor) -> torch.Tensor:
     mask = site["mask"]
     mask = mask.reshape(mask.shape + (1,) * site["fn"].event_dim)
     return torch.where(mask, site["value"], draws).reshape(draws.shape)
-
-
-def _masked_to_zero(site: dict, log_lik: torch.Tensor) -> torch.Tensor:
-    """``log_lik`` of an observed ``site`` with the entries its mask hides at 0, as the model counts them."""
-    mask = site["mask"]
-    if mask is None:
-        return log_lik
-    if not isinstance(mask, torch.Tensor):
-        return log_lik if mask else torch.zeros_like(log_lik)
-    return torch.where(mask.expand(log_lik.shape), log_lik, torch.zeros_like(log_lik))
 
 
 def _local_to_the_data(model_trace, sites: _Sites, local: list[str]) -> list[str]:
@@ -200,7 +149,10 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
       values computed from each draw;
     * ``posterior_predictive`` and ``log_likelihood`` (``1 x S x obs_shape``), and ``observed_data``: one
       variable per observed site that holds data.  ``pyro.deterministic`` and ``pyro.factor`` sites (observed
-      sites to Pyro) are not data and are left out, so ``az.loo`` and ``az.waic`` see the data only.  The
+      sites to Pyro) are not data and are left out, so ``az.loo`` (and ArviZ 0.x's ``az.waic``) see the data
+      only.  An observed value with fewer elements than its distribution (a scalar ``obs=`` under a
+      ``pyro.plate``) is broadcast to the distribution's ``batch_shape + event_shape``, as Pyro broadcasts it,
+      so the three groups have one entry per plate element.  The
       log-likelihood of a draw is :math:`\\log p(y_n \\mid \\theta_s)`: an enumerated discrete site local to
       the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
       at its draw, as the continuous latents are.  An observed *placeholder* site, marked
@@ -238,7 +190,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
         subsamples its rows (``subsample_size=``, or a ``subsample=`` shorter than the plate): the rows would
         differ from draw to draw; a site is named like a dim of its ArviZ group (``chain``, ``draw``: see
-        :func:`make_inference_data`).
+        :func:`make_inference_data`); an observed value that does not broadcast to its distribution's shape
+        (:func:`~hybridpgm.diagnostics.pointwise_log_lik.observed_shape`).
     :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
     :warns DiagnosticsWarning: (a :class:`UserWarning`) naming the observed placeholder sites left out (see
@@ -280,34 +233,15 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                            return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
         # Predictive pads draws with plate dims on the left: restore each site's own shape
         draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in sites.latent}
-        per_draw: dict[str, list[torch.Tensor]] = {n: [] for n in sites.discrete + sites.deterministic}
-        log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
         first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         local_latents = _local_to_the_data(model_trace, sites, local)
         if local_latents:
             warnings.warn(_local_latents_warning(local_latents, list(observed)), DiagnosticsWarning,
                           stacklevel=users_stacklevel())
-        shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
-        for s in range(num_samples):
-            latents = {name: draws[name][s] for name in sites.latent}
-            conditioned = poutine.condition(model, data=latents)
-            if sites.discrete:
-                conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
-            trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
-            for name in per_draw:
-                per_draw[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
-            if local:  # the data's own likelihood: local discrete sites summed out, as the model does
-                held = {n: trace.nodes[n]["value"] for n in sites.discrete if n not in local}
-                point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, shapes,
-                                                    first_dim, args, kwargs)
-            else:
-                point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"])
-                                 for name in observed}
-            for name in observed:
-                log_lik[name].append(_masked_to_zero(observed[name], point_log_lik[name]))
-        draws.update({n: torch.stack(v) for n, v in per_draw.items()})
-        log_lik = {n: torch.stack(v) for n, v in log_lik.items()}
+        data_shapes = {n: observed_shape(n, site) for n, site in observed.items()}  # a scalar obs: one per element
+        per_draw, log_lik = replay_draws(model, draws, sites, model_trace, first_dim, num_samples, args, kwargs)
+        draws.update(per_draw)
         if num_samples > 1 and log_lik and all(bool((v == v[:1]).all()) for v in log_lik.values()):
             warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "
                           "guide such as AutoDelta, or a model whose latents are all summed out of it?); az.loo and "
@@ -322,10 +256,10 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
             draws.setdefault(stem, combined)
     return make_inference_data({
         "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
-        "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + observed[n]["value"].shape)
+        "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + data_shapes[n])
                                  for n in observed},
         "log_likelihood": {n: v.unsqueeze(0) for n, v in log_lik.items()},
-        "observed_data": {n: site["value"] for n, site in observed.items()},
+        "observed_data": {n: site["value"].expand(data_shapes[n]) for n, site in observed.items()},
     })
 
 

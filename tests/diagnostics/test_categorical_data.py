@@ -73,3 +73,21 @@ def test_a_posterior_that_is_not_a_mapping_is_a_data_error_naming_its_type(value
     value of Tensor with more than one value is ambiguous`` (NumPy's truth-value ValueError for an array)."""
     with pytest.raises(DataError, match=rf"from_categorical needs a mapping .* got {type(value).__name__}"):
         from_categorical(value)
+
+
+def test_what_arviz_gives_on_exact_probabilities_is_what_the_docstring_says():
+    """A named guard of from_categorical's docstring (the layout is unchanged, so it passes on the old code too):
+    the probabilities are selected by chain 0 / draw 0 and listed in az.summary's mean column, and the
+    across-draw statistics are NaN, under ArviZ 0.x and 1.x."""
+    import warnings
+
+    import arviz as az
+
+    probs = torch.tensor([[0.2, 0.8], [0.6, 0.4]], dtype=torch.float64)
+    idata = from_categorical({"rain": probs})
+    np.testing.assert_array_equal(idata.posterior["rain"].sel(chain=0, draw=0).values, probs.numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.summary(idata, kind="stats", round_to="none")
+    np.testing.assert_allclose(table["mean"].to_numpy(), probs.reshape(-1).numpy())
+    assert table["sd"].isna().all()

@@ -1,11 +1,12 @@
 import re
+import warnings
 
 import numpy as np
 import pyro
 import pytest
 import torch
 
-from hybridpgm.diagnostics import check_vi
+from hybridpgm.diagnostics import check_vi, pareto_khat
 from hybridpgm.errors import ConfigError
 from tests.diagnostics.conjugate import exact_log_likelihood, guide_with_width, model
 
@@ -18,7 +19,7 @@ def test_exact_posterior_guide_is_good_and_its_estimate_exact():
     assert result.khat.shape == (8,) and result.verdict == "good"
     assert np.all(result.khat < 0.5)
     np.testing.assert_allclose(result.log_likelihood, exact_log_likelihood(X).numpy(), atol=1e-8)
-    assert result.counts == {"good": 8, "ok": 0, "bad": 0}
+    assert result.counts == {"good": 8, "bad": 0}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -52,7 +53,7 @@ def test_exact_guide_is_never_bad_in_float32(seed):
     pyro.set_rng_seed(seed)
     x = 1.5 * torch.randn(32, generator=torch.Generator().manual_seed(seed))
     result = check_vi(model, guide_with_width(1.0), x, num_samples=1000)
-    assert result.counts["bad"] == 0 and result.counts["ok"] == 0
+    assert result.counts["bad"] == 0
     assert np.all(result.khat < 0.5) and not np.any(np.isposinf(result.khat))
     np.testing.assert_allclose(result.log_likelihood, exact_log_likelihood(x).numpy(), atol=1e-4)
 
@@ -220,9 +221,10 @@ def test_vicheck_counts_every_point_and_a_nan_k_hat_as_bad():
     from hybridpgm.diagnostics.check_vi import VICheck
 
     result = VICheck(khat=np.array([0.1, np.nan, 0.6]), log_likelihood=np.zeros(3), num_samples=100)
-    assert result.counts == {"good": 1, "ok": 1, "bad": 1}
+    assert result.counts == {"good": 1, "bad": 2}  # 0.6 > 0.5, the threshold at S = 100
     assert result.verdict == "bad"
-    assert "1 bad (1 of them NaN)" in result.summary() and "max 0.600" in result.summary()
+    assert "2 bad (1 of them <= 0.7: more draws may help; 1 of them NaN)" in result.summary()
+    assert "max 0.600" in result.summary()
 
 
 def test_check_vi_flags_a_prior_guide_on_784_precise_pixels():
@@ -246,7 +248,7 @@ def test_check_vi_flags_a_prior_guide_on_784_precise_pixels():
     pyro.set_rng_seed(0)
     result = check_vi(pixel_model, prior_guide, x, num_samples=200)
     assert not np.isnan(result.khat).any()
-    assert result.counts == {"good": 0, "ok": 0, "bad": 4} and result.verdict == "bad"
+    assert result.counts == {"good": 0, "bad": 4} and result.verdict == "bad"
 
 
 def zero_weight_rows(cut: float, scale: float, rows: int = 300, draws: int = 200) -> np.ndarray:
@@ -325,3 +327,54 @@ def test_check_vi_refuses_two_models_over_different_rows():
     with pytest.raises(ObjectiveError, match=r"plate 'v1/data' \(dim -1, size 2\).*plate 'v2/data' \(dim -1, "
                                              r"size 3\)"):
         check_vi(model, guide, x1, x2, num_samples=50)
+
+
+def _pareto_row(num_draws: int, low: float, high: float) -> np.ndarray:
+    """A row of ``num_draws`` heavy-tailed log-weights whose k-hat lies in ``(low, high)`` (the first one found
+    from a fixed seed)."""
+    rng = np.random.default_rng(1)
+    while True:
+        log_w = np.log(rng.pareto(1.8, size=(1, num_draws)) + 1e-3)
+        if low < pareto_khat(log_w)[1][0] < high:
+            return log_w
+
+
+def _arviz_flags(log_w: np.ndarray) -> tuple[np.ndarray, float]:
+    """``az.loo``'s k-hat and its ``good_k`` for a log-likelihood whose PSIS-LOO weights are ``exp(log_w)``."""
+    import arviz as az
+
+    from hybridpgm.diagnostics import make_inference_data
+
+    num_draws = log_w.shape[-1]
+    data = make_inference_data({"log_likelihood": {"y": -log_w.T[None]},
+                                "posterior": {"mu": np.random.default_rng(0).normal(size=(1, num_draws))}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = az.loo(data, pointwise=True, reff=1.0)
+    return np.asarray(result.pareto_k).reshape(-1), float(result.good_k)
+
+
+@pytest.mark.parametrize("num_draws, low, high, verdict", [(100, 0.5, 0.6, "bad"), (200, 0.5, 0.55, "good")])
+def test_vicheck_thresholds_are_arviz_sample_size_dependent_ones(num_draws, low, high, verdict):
+    """ArviZ (0.x and 1.x) and the PSIS paper flag k-hat > min(1 - 1/log10 S, 0.7): 0.5 at S = 100, 0.57 at
+    S = 200.  Before, VICheck used fixed 0.5 / 0.7: a k-hat of 0.53 was "ok" at S = 100, where az.loo flags it,
+    and "ok" at S = 200, where az.loo calls it good."""
+    from hybridpgm.diagnostics.check_vi import VICheck
+
+    log_w = _pareto_row(num_draws, low, high)
+    khat = pareto_khat(log_w)[1]
+    arviz_khat, good_k = _arviz_flags(log_w)
+    assert good_k == pytest.approx(1 - 1 / np.log10(num_draws))
+    np.testing.assert_allclose(arviz_khat, khat, atol=1e-5)  # the same fit (ArviZ 1.x in float32)
+    result = VICheck(khat=khat, log_likelihood=np.zeros(1), num_samples=num_draws)
+    assert result.verdict == verdict == ("bad" if arviz_khat[0] > good_k else "good")
+
+
+def test_good_khat_is_min_of_one_minus_inverse_log10_s_and_0_7():
+    from hybridpgm.diagnostics.check_vi import VICheck, good_khat
+
+    assert good_khat(100) == pytest.approx(0.5) and good_khat(200) == pytest.approx(1 - 1 / np.log10(200))
+    assert good_khat(2154) < 0.7 and good_khat(2155) == good_khat(10_000) == 0.7
+    assert VICheck(khat=np.zeros(1), log_likelihood=np.zeros(1), num_samples=200).threshold == good_khat(200)
+    with pytest.raises(ConfigError, match="at least 2 draws, got 1"):
+        good_khat(1)

@@ -212,3 +212,19 @@ def test_image_grid_refuses_grey_levels_outside_the_unit_interval(scale):
     with pytest.raises(DataError, match=r"grey levels in \[0, 1\], got values in .*" + hint):
         plot_image_grid(images, (8, 8))
     assert plot_image_grid(grey, (8, 8)).axes and plot_image_grid(np.array([[0, 1, 1, 0]], np.uint8), (2, 2)).axes
+
+
+def test_khat_plot_draws_the_sample_size_dependent_threshold():
+    """With num_samples the lower line and the colours follow check_vi's min(1 - 1/log10 S, 0.7) (ArviZ's
+    good_k): at S = 200 a k-hat of 0.55 is green and the line is at 0.565; before, the line was a fixed 0.5 and
+    0.55 was orange."""
+    from matplotlib.colors import to_rgba
+
+    fig = plot_khat([0.1, 0.55, 0.65, 0.9], num_samples=200)
+    ax = fig.axes[0]
+    levels = sorted(line.get_ydata()[0] for line in ax.get_lines())
+    assert levels == pytest.approx([1 - 1 / np.log10(200), 0.7])
+    colours = [tuple(c) for c in ax.collections[0].get_facecolors()]
+    assert colours == [to_rgba(c) for c in ("tab:green", "tab:green", "tab:orange", "tab:red")]
+    with pytest.raises(ConfigError, match="num_samples"):
+        plot_khat([0.1], num_samples=1)

@@ -521,3 +521,36 @@ def test_from_pyro_svi_warns_of_no_placeholder_in_a_plain_model_with_factor_site
         warnings.simplefilter("error")
         idata = from_pyro_svi(deterministic_and_factor_model, global_guide, X, num_samples=20)
     assert list(idata.log_likelihood.data_vars) == ["x"]
+
+
+def test_from_pyro_svi_broadcasts_a_scalar_observation_across_its_plate():
+    """The audit (t12_bcast.py): obs=torch.tensor(0.5) under pyro.plate("data", 10) runs under plain Predictive,
+    but from_pyro_svi raised a raw RuntimeError "shape '[1, 20]' is invalid for input of size 200".  The value
+    is now broadcast as Pyro broadcasts it: one observation, log-likelihood and replicate per plate element."""
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", 10):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y):
+        pyro.sample("mu", dist.Normal(0.4, 0.3))
+
+    pyro.set_rng_seed(0)
+    idata = from_pyro_svi(model, guide, torch.tensor(0.5), num_samples=20)
+    assert np.asarray(idata["observed_data"]["y"]).tolist() == [0.5] * 10
+    assert idata["posterior_predictive"]["y"].shape == (1, 20, 10)
+    mu = torch.as_tensor(np.asarray(idata["posterior"]["mu"]))[0]
+    expected = dist.Normal(mu[:, None], 1.0).log_prob(torch.full((10,), 0.5)).numpy()
+    np.testing.assert_allclose(np.asarray(idata["log_likelihood"]["y"])[0], expected, rtol=1e-6)
+
+
+def test_from_pyro_svi_names_an_observation_larger_than_its_distribution():
+    """A value with dims its distribution lacks (no plate, no to_event) has no likelihood per element: a
+    DataError naming the site and both shapes, where a raw reshape error came before."""
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    with pytest.raises(DataError, match=r"observed site 'y': its value of shape \(5,\) does not broadcast to its "
+                                        r"distribution's batch \+ event shape \(\)"):
+        from_pyro_svi(model, global_guide, X, num_samples=4)

@@ -1,0 +1,68 @@
+"""Importance resampling: equally weighted draws from weighted ones (sampling-importance-resampling, SIR [1]).
+
+Given :math:`K` draws :math:`x_k \\sim q` with log-weights :math:`\\log w_k` (:math:`w_k \\propto p(x_k) /
+q(x_k)`, known up to a constant), the self-normalised weights :math:`\\bar w_k = w_k / \\sum_j w_j` estimate
+:math:`E_p[f] \\approx \\sum_k \\bar w_k f(x_k)`.  Resampling picks :math:`K` indices :math:`i_1, \\ldots,
+i_K` with :math:`E[\\#\\{m : i_m = k\\}] = K \\bar w_k`, so the plain mean :math:`\\frac1K \\sum_m f(x_{i_m})`
+is unbiased for that weighted mean given the weights, and the resampled draws are (approximately, as
+:math:`K \\to \\infty`) draws from :math:`p`:
+
+* ``"multinomial"``: :math:`i_m` independent with :math:`P(i_m = k) = \\bar w_k`; the resampled mean has
+  conditional variance :math:`\\mathrm{Var}_{\\bar w}(f) / K`, where :math:`\\mathrm{Var}_{\\bar w}(f) =
+  \\sum_k \\bar w_k (f(x_k) - \\sum_j \\bar w_j f(x_j))^2`;
+* ``"systematic"`` [2]: one :math:`u \\sim U[0, 1)`, and :math:`i_m` the :math:`k` with :math:`C_{k-1} \\le
+  (m - 1 + u) / K < C_k`, :math:`C_k = \\sum_{j \\le k} \\bar w_j`: each draw is kept :math:`\\lfloor K \\bar
+  w_k\\rfloor` or :math:`\\lceil K \\bar w_k\\rceil` times, which in practice gives a smaller variance than
+  multinomial resampling.
+
+A zero weight (:math:`\\log w_k = -\\infty`) is never picked.
+
+[1] D. B. Rubin, *Using the SIR algorithm to simulate posterior distributions*, Bayesian Statistics 3, 1988.
+
+[2] G. Kitagawa, *Monte Carlo filter and smoother for non-Gaussian nonlinear state space models*, Journal of
+Computational and Graphical Statistics 5(1), 1996.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybridpgm.errors import ConfigError, DataError
+
+__all__ = ["RESAMPLING", "resample_indices"]
+
+#: the resampling schemes :func:`resample_indices` takes
+RESAMPLING = ("systematic", "multinomial")
+
+
+def resample_indices(log_weights: torch.Tensor, method: str = "systematic",
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """``K x N`` indices into the ``K`` draws of each of ``N`` columns of log-weights, picked by ``method``
+    (see the module's docstring), one column at a time.
+
+    :param log_weights: ``K x N`` log-weights (finite, or :math:`-\\infty` for a zero weight), on any device;
+        the picking runs in float64 on the CPU.
+    :param method: ``"systematic"`` or ``"multinomial"``.
+    :param generator: a CPU :class:`torch.Generator` for a reproducible pick (``None``: torch's global one).
+    :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n``.
+    :raises ConfigError: for another ``method``.
+    :raises DataError: for a column whose weights are all zero (nothing to pick).
+    """
+    if method not in RESAMPLING:
+        raise ConfigError(f"resampling must be one of {list(RESAMPLING)}, got {method!r}")
+    lw = log_weights.detach().to("cpu", torch.float64)
+    empty = torch.isneginf(lw).all(dim=0)
+    if bool(empty.any()):
+        columns = empty.nonzero().flatten().tolist()
+        raise DataError(f"every log-weight is -inf (all weights zero) in column(s) {columns[:10]} of the "
+                        f"{tuple(lw.shape)} log-weights: no draw to resample")
+    k = lw.shape[0]
+    probs = torch.softmax(lw, dim=0).T.contiguous()  # N x K, each row sums to one
+    if method == "multinomial":
+        return torch.multinomial(probs, k, replacement=True, generator=generator).T.contiguous()
+    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, generator=generator)
+    points = (torch.arange(k, dtype=torch.float64) + u) / k  # N x K, in [0, 1)
+    cdf = probs.cumsum(dim=1)
+    cdf[:, -1] = 1.0  # rounding must not leave a point above the last draw
+    index = torch.searchsorted(cdf, points, right=True)  # the k with C_{k-1} <= point < C_k
+    return index.clamp_(max=k - 1).T.contiguous()

@@ -1,0 +1,138 @@
+"""The pointwise log-likelihood of posterior draws, by replaying the model on each draw: shared by
+:func:`~hybridpgm.diagnostics.from_pyro_svi` (draws from a guide) and :func:`~hybridpgm.diagnostics.from_mcmc`
+(draws of a :class:`pyro.infer.MCMC` run).
+
+For draws :math:`\\theta_1, \\ldots, \\theta_S` of the latent sites and an observed site :math:`y`,
+:func:`replay_draws` runs the model conditioned on each :math:`\\theta_s` (:func:`pyro.poutine.condition`) and
+returns :math:`\\log p(y_n \\mid \\theta_s)` per draw and per element :math:`n` of :math:`y`'s plates, the
+``log_likelihood`` group that ``az.loo`` reads [1]: model-enumerated discrete sites the draws lack are drawn
+from their conditional posterior (:func:`pyro.infer.infer_discrete`) where they are global and summed out of
+:math:`y_n`'s likelihood where they are local to its plates.
+
+[1] A. Vehtari, A. Gelman, J. Gabry, *Practical Bayesian model evaluation using leave-one-out
+cross-validation and WAIC*, Statistics and Computing 27, 2017.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from pyro import poutine
+from pyro.infer import infer_discrete
+
+from hybridpgm.errors import DataError
+
+__all__ = ["observed_shape", "replay_draws"]
+
+
+class _Sites(NamedTuple):
+    """The sample sites of one model trace, by the ArviZ group they go to."""
+
+    latent: list[str]  #: latent sites drawn by the guide (``Predictive``)
+    discrete: list[str]  #: enumerated latent sites the guide lacks, drawn by ``infer_discrete``
+    deterministic: list[str]  #: ``pyro.deterministic`` sites, computed per posterior draw
+    observed: dict[str, dict]  #: observed sites that hold data (no factor, no deterministic site)
+    placeholders: dict[str, str]  #: observed placeholder sites (``infer={PLACEHOLDER: hint}``) -> hint
+
+
+def _vectorized_frames(site: dict) -> set:
+    return {frame.name for frame in site["cond_indep_stack"] if frame.vectorized}
+
+
+def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], shapes: dict,
+                        first_dim: int, args: tuple, kwargs: dict) -> dict[str, torch.Tensor]:
+    """Per observed site ``y``, :math:`\\log p(y_n \\mid \\theta) = \\log \\sum_{c_n} p(c_n \\mid \\theta)
+    p(y_n \\mid c_n, \\theta)`: the model run with ``values`` (its continuous latents :math:`\\theta` and its
+    global discrete sites) and its ``local`` enumerated discrete sites enumerated in parallel; the local sites
+    in no plate but ``y``'s are summed out of ``y``'s log-likelihood (the others sum to one).  A mixture
+    assignment is summed out of its point's likelihood, as in the model, rather than fixed at a draw that has
+    seen the point, which would make ``az.loo`` optimistic.
+
+    :param shapes: ``name -> shape`` of each observed site's own log-probability (no enumeration dims).
+    :returns: ``name -> log-likelihood`` in that shape."""
+    trace = poutine.trace(poutine.enum(poutine.condition(model, data=values), first_available_dim=first_dim)
+                          ).get_trace(*args, **kwargs)
+    plate_dims = -1 - first_dim
+    out = {}
+    for name, site in observed.items():
+        frames = _vectorized_frames(site)
+        enumerated = trace.nodes[name]
+        total = enumerated["fn"].log_prob(enumerated["value"])
+        for n in local:
+            if _vectorized_frames(trace.nodes[n]) <= frames:
+                total = total + trace.nodes[n]["fn"].log_prob(trace.nodes[n]["value"])
+        shape = shapes[name]
+        kept = max(plate_dims, len(shape))  # the enumeration dims lie left of the plates and the site's batch
+        enum_dims = list(range(total.dim() - kept)) if total.dim() > kept else []
+        summed = torch.logsumexp(total, dim=enum_dims) if enum_dims else total
+        out[name] = summed.reshape(shape)
+    return out
+
+
+def _masked_to_zero(site: dict, log_lik: torch.Tensor) -> torch.Tensor:
+    """``log_lik`` of an observed ``site`` with the entries its mask hides at 0, as the model counts them."""
+    mask = site["mask"]
+    if mask is None:
+        return log_lik
+    if not isinstance(mask, torch.Tensor):
+        return log_lik if mask else torch.zeros_like(log_lik)
+    return torch.where(mask.expand(log_lik.shape), log_lik, torch.zeros_like(log_lik))
+
+
+def observed_shape(name: str, site: dict) -> torch.Size:
+    """The shape of observed ``site``'s data per draw: its distribution's ``batch_shape + event_shape``, which a
+    value given with fewer elements (a scalar ``obs=`` under a plate) is broadcast to, as Pyro's ``log_prob``
+    and ``Predictive`` broadcast it.
+
+    :raises DataError: for an observed value that does not broadcast to that shape, or has dims the
+        distribution lacks (its posterior predictive draws would not have the data's shape).
+    """
+    value_shape, own = tuple(site["value"].shape), tuple(site["fn"].batch_shape + site["fn"].event_shape)
+    try:
+        shape = torch.broadcast_shapes(value_shape, own)
+    except RuntimeError:
+        shape = None
+    if shape != own:
+        raise DataError(f"observed site {name!r}: its value of shape {value_shape} does not broadcast to its "
+                        f"distribution's batch + event shape {own}; put the data's dims in the distribution "
+                        f"(a pyro.plate or .to_event) so that each observed element has a likelihood of its own")
+    return torch.Size(own)
+
+
+def replay_draws(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, first_dim: int,
+                 num_draws: int, args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Run ``model`` once per draw, conditioned on it: the discrete and deterministic sites' values and the
+    pointwise log-likelihood of each observed site.
+
+    :param draws: latent site -> ``S x site_shape`` draws (``sites.latent``).
+    :param sites: the model's sites by group (``sites.discrete``: enumerated sites the draws lack, drawn here
+        with :func:`~pyro.infer.infer_discrete` at ``temperature=1``; those inside a plate are summed out of the
+        log-likelihood instead, as the model does).
+    :param model_trace: a trace of the model, for each site's own shape.
+    :param first_dim: the first dim free for enumeration (left of every plate).
+    :returns: ``(values, log_lik)``: discrete and deterministic site -> ``S x site_shape``, and observed site ->
+        ``S x log_prob_shape``, :math:`\\log p(y_n \\mid \\theta_s)`, 0 where the site's mask hides an entry.
+    """
+    observed = sites.observed
+    local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
+    shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
+    values: dict[str, list[torch.Tensor]] = {n: [] for n in sites.discrete + sites.deterministic}
+    log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in observed}
+    for s in range(num_draws):
+        latents = {name: draws[name][s] for name in sites.latent}
+        conditioned = poutine.condition(model, data=latents)
+        if sites.discrete:
+            conditioned = infer_discrete(conditioned, first_available_dim=first_dim, temperature=1)
+        trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
+        for name in values:
+            values[name].append(trace.nodes[name]["value"].reshape(model_trace.nodes[name]["value"].shape))
+        if local:  # the data's own likelihood: local discrete sites summed out, as the model does
+            held = {n: trace.nodes[n]["value"] for n in sites.discrete if n not in local}
+            point_log_lik = _summed_out_log_lik(model, {**latents, **held}, observed, local, shapes, first_dim,
+                                                args, kwargs)
+        else:
+            point_log_lik = {name: trace.nodes[name]["fn"].log_prob(trace.nodes[name]["value"]) for name in observed}
+        for name in observed:
+            log_lik[name].append(_masked_to_zero(observed[name], point_log_lik[name]))
+    return ({n: torch.stack(v) for n, v in values.items()}, {n: torch.stack(v) for n, v in log_lik.items()})
