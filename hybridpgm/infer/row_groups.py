@@ -23,6 +23,19 @@ for splitting on a set :math:`S` of such nodes (:math:`n_g` rows, a plan of
 random-greedy search), growing :math:`S` greedily from the empty set (one shared contraction)
 while :math:`T` falls.  :func:`row_groups` then forms the groups: in each, a
 node of :math:`S` is indexed away (observed there) or dropped (missing there).
+
+Each estimate is a plan search, so the search is bounded: with :math:`G` distinct
+row patterns over the inner nodes, at most
+
+.. math:: B = 8 \\min(G, 2\\,g_{\\max}) + 16
+
+estimates per call (:func:`search_budget`; :math:`g_{\\max}` the most groups).
+A greedy step tries each distinct grouping of the rows once, its split closed
+under the nodes that are observed in all or none of each group's rows (they
+split no further and indexing or dropping them only saves work), so three rows
+over 60 evidence nodes need a handful of estimates, not thousands.  Where
+:math:`B` ends the greedy early, the split by the full pattern (when there are
+at most :math:`g_{\\max}` patterns) is costed too, in estimates kept for it.
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ from hybridpgm.infer.bn_factors import factor_dims, relevant
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["choose_split", "inner_nodes", "row_groups"]
+__all__ = ["choose_split", "inner_nodes", "row_groups", "search_budget"]
 
 #: at most this many contractions for one call split by evidence pattern
 _MAX_GROUPS = 16
@@ -55,6 +68,12 @@ _ESTIMATE_TRIALS = 4
 
 #: cost estimates kept per network (evidence structures seen), before the memo starts afresh
 _MAX_ESTIMATES = 4096
+
+#: cost estimates per distinct row pattern (up to ``2 * max_groups`` patterns) and in all, :func:`search_budget`:
+#: an estimate's search is a few to tens of times cheaper than the plan of a query (4 trials, not 128), so the
+#: split costs about what planning the patterns one by one would
+_SEARCHES_PER_PATTERN = 8
+_SEARCHES_EXTRA = 16
 
 
 def inner_nodes(bn: "BayesNet", ev: Evidence, targets) -> list:
@@ -109,8 +128,27 @@ def _estimate(bn, facts, observed: frozenset, partial: frozenset, queries: tuple
     return memo[key]
 
 
+def search_budget(patterns: int, max_groups: int = _MAX_GROUPS) -> int:
+    """The most cost estimates (plan searches) :func:`choose_split` runs for a batch of ``patterns`` distinct row
+    patterns of its inner evidence nodes: :math:`B = 8 \\min(G, 2\\,g_{\\max}) + 16`."""
+    return _SEARCHES_PER_PATTERN * min(patterns, 2 * max_groups) + _SEARCHES_EXTRA
+
+
+def _weight(facts, v, keep) -> int:
+    """Entries of the tables that hold ``v`` (its own and its relevant children's): the candidates' order."""
+    def size(u):
+        return math.prod(facts.cards[p] for p in (u, *facts.discrete[u]) if facts.cards[p])
+    return size(v) + sum(size(c) for c in facts.children[v] if c in keep)
+
+
 def choose_split(bn: "BayesNet", ev: Evidence, targets, queries=(), max_groups: int | None = None) -> list:
     """The inner evidence nodes to split the rows on (empty: one shared contraction), by :math:`T(S)`.
+
+    Runs at most :func:`search_budget` cost estimates (cached ones count too, so that a repeated call chooses
+    as the first did).  Each greedy step tries one split per distinct grouping of the rows, closed (every inner
+    node observed in all or none of each group's rows joins it), candidates in order of promise (the last
+    step's estimate, else :func:`_weight`); where the budget ends mid-way, the greedy keeps what it found and,
+    with at most ``max_groups`` patterns, the split by the full pattern is costed too.
 
     :param targets: the nodes the query needs (queried, observed, partially observed).
     :param queries: the queried nodes (those whose factor has no row dim get indicator vectors).
@@ -121,42 +159,67 @@ def choose_split(bn: "BayesNet", ev: Evidence, targets, queries=(), max_groups: 
         return []
     facts = network_facts(bn)
     max_groups = _MAX_GROUPS if max_groups is None else max_groups
-    seen = _seen(ev, inner)
-    observed0 = frozenset(ev.observed)
-    queries = tuple(queries)
-    log_ev = not queries
+    full, _, counts = _patterns(_seen(ev, inner).cpu())  # [G, m] distinct patterns and their rows
+    observed0, queries = frozenset(ev.observed), tuple(queries)
+    left = [search_budget(full.shape[0], max_groups) - 1]  # estimates still allowed (the shared one spent)
 
-    def cost(split):
-        cols = [inner.index(v) for v in split]
-        if cols:
-            patterns, _, counts = _patterns(seen[:, cols])
-        else:
-            patterns, counts = seen[:1, :0], torch.tensor([ev.n])
-        if patterns.shape[0] > max_groups:
+    def cost(split):  # T(split) for the inner columns ``split`` (at most max_groups groups); None: out of budget
+        blocks, inverse, _ = _patterns(full[:, list(split)])
+        if blocks.shape[0] > left[0]:
             return None
+        left[0] -= blocks.shape[0]
+        rows = torch.zeros(blocks.shape[0], dtype=counts.dtype).index_add_(0, inverse, counts)
+        partial = frozenset(ev.partial).difference(inner[j] for j in split)
         total = 0.0
-        for pattern, n_g in zip(patterns.tolist(), counts.tolist()):
-            obs = observed0 | {v for v, o in zip(split, pattern) if o}
-            partial = frozenset(v for v in ev.partial if v not in split)
-            steps, flops = _estimate(bn, facts, obs, partial, queries, log_ev)
+        for pattern, n_g in zip(blocks.tolist(), rows.tolist()):
+            obs = observed0.union(inner[j] for j, o in zip(split, pattern) if o)
+            steps, flops = _estimate(bn, facts, obs, partial, queries, not queries)
             total += _C_CALL + _C_STEP * steps + _C_FLOP * n_g * flops
         return total
 
-    steps0, flops0 = _estimate(bn, facts, observed0, frozenset(ev.partial), queries, log_ev)
+    def closed(split, j):  # ``split`` + ``j``, then every other column constant on each group; None: too many groups
+        blocks, inverse, _ = _patterns(full[:, list(split) + [j]])
+        if blocks.shape[0] > max_groups:
+            return None
+        per = torch.zeros(blocks.shape[0], full.shape[1], dtype=torch.long).index_add_(0, inverse, full.long())
+        size = torch.bincount(inverse, minlength=blocks.shape[0])[:, None]
+        const = ((per == 0) | (per == size)).all(0).tolist()
+        return tuple(split) + tuple(k for k in range(len(inner)) if const[k] and k not in split)
+
+    steps0, flops0 = _estimate(bn, facts, observed0, frozenset(ev.partial), queries, not queries)
     if _C_FLOP * ev.n * flops0 < _C_CALL + _C_STEP * steps0:
         return []  # a second contraction would cost more than all the flops of the shared one
-    split, best = [], cost([])
-    while len(split) < len(inner):
-        trials = [(cost(split + [v]), v) for v in inner if v not in split]
-        trials = [(c, v) for c, v in trials if c is not None]
+    keep = relevant(facts, targets)
+    promise = {j: (1, -_weight(facts, v, keep), j) for j, v in enumerate(inner)}
+    split, best, cut = (), _C_CALL + _C_STEP * steps0 + _C_FLOP * ev.n * flops0, False
+    reserve = full.shape[0] if full.shape[0] <= max_groups else 0  # for the full-pattern split
+    left[0] -= reserve
+    while len(split) < len(inner) and not cut:
+        candidates = {}
+        for j in range(len(inner)):
+            if j not in split and (c := closed(split, j)) is not None:
+                candidates.setdefault(c, min((promise[k] for k in c[len(split):]), key=lambda p: p[:2]))
+        trials = []
+        for c in sorted(candidates, key=candidates.get):
+            t = cost(c)
+            if t is None:  # out of budget
+                cut = True
+                break
+            trials.append((t, min(c[len(split):]), c))
+            for k in c[len(split):]:
+                promise[k] = (0, t, k)
         if not trials:
             break
-        c, v = min(trials, key=lambda cv: cv[0])
-        if c >= 0.95 * best:  # a clear gain only: the estimates are rough
+        t, _, c = min(trials)
+        if t >= 0.95 * best:  # a clear gain only: the estimates are rough
             break
-        split.append(v)
-        best = c
-    return split
+        split, best = c, t
+    left[0] += reserve
+    if cut and reserve and len(split) < len(inner):
+        t = cost(tuple(range(len(inner))))
+        if t is not None and t < 0.95 * best:
+            split = tuple(range(len(inner)))
+    return [inner[j] for j in split]
 
 
 def row_groups(bn: "BayesNet", ev: Evidence, targets: set, max_groups: int | None = None, split_on=None):

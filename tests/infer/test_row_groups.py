@@ -73,3 +73,103 @@ def test_choose_split_keeps_one_contraction_when_it_is_cheap():
     few = _hub()
     ev = parse_evidence(few, {"b": torch.tensor([3, -1])})  # two rows: a second contraction costs more
     assert choose_split(few, ev, set(few.nodes), ("a", "b", "c")) == []
+
+
+def _ladder(k, card):
+    """a -> b0 -> b1 -> ... with every b_i also a child of a: each b_i has children (an inner evidence node)."""
+    g = torch.Generator().manual_seed(0)
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.full((card,), 1.0 / card, dtype=torch.float64)))
+    for i in range(k):
+        pa = ["a"] + ([f"b{i - 1}"] if i else [])
+        t = torch.rand(*(card for _ in pa), card, generator=g, dtype=torch.float64) + 0.1
+        bn.add(f"b{i}", cpd.Table(t / t.sum(-1, keepdim=True), pa))
+    return bn
+
+
+def _repeated_patterns(bn, k, patterns, reps):
+    """``patterns`` random observation patterns of b0..b{k-1}, each in ``reps`` rows (``-1``: not observed)."""
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    x = bn.sample(patterns * reps)
+    seen = (torch.rand(patterns, k, generator=g) < 0.5).repeat(reps, 1)
+    return {f"b{i}": torch.where(seen[:, i], x[f"b{i}"].reshape(-1), -1) for i in range(k)}, seen
+
+
+def _count_searches(monkeypatch):
+    """Count the plan searches of the split's cost estimates (one AbsorbingPlan each)."""
+    from hybridpgm.infer import row_groups as module
+
+    count = [0]
+
+    class Counting(module.AbsorbingPlan):
+        def __init__(self, *args, **kwargs):
+            count[0] += 1
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(module, "AbsorbingPlan", Counting)
+    return count
+
+
+def _assert_rows_answered_alone(bn, evidence, rows):
+    """The batch's marginals of each row in ``rows`` equal that row's evidence asked alone (float64, 1e-12)."""
+    with torch.no_grad():
+        post = bn.posterior(None, evidence)
+        for i in rows:
+            row = {v: t[i:i + 1] for v, t in evidence.items() if int(t[i]) >= 0}
+            alone = bn.posterior(None, row)
+            for v in post:
+                want = torch.nn.functional.one_hot(row[v][0], post[v].shape[-1]).double() if v in row else alone[v][0]
+                torch.testing.assert_close(post[v][i], want, rtol=0, atol=1e-12)
+
+
+def test_split_search_few_patterns_many_nodes_stays_within_budget(monkeypatch):
+    """Three row patterns over 16 inner nodes (andes' mixed batch in small): at most 8 * 3 + 16 plan searches,
+    one per distinct grouping of the patterns; the greedy over single nodes ran 183."""
+    bn = _ladder(16, 30)
+    evidence, seen = _repeated_patterns(bn, 16, patterns=3, reps=30)
+    ev = parse_evidence(bn, evidence)
+    count = _count_searches(monkeypatch)
+    split = choose_split(bn, ev, set(bn.nodes), tuple(bn.nodes))
+    assert count[0] <= 8 * 3 + 16
+    assert split  # splitting pays here (30 rows per pattern, 30-state nodes)
+    monkeypatch.undo()
+    _assert_rows_answered_alone(bn, evidence, rows=range(3))
+
+
+def test_split_search_cut_by_the_budget_stays_within_it(monkeypatch):
+    """Ten row patterns over 20 inner nodes: the greedy runs out of its 8 * 10 + 16 searches and the split by
+    the full pattern is costed from the searches kept for it (the unbounded greedy ran 190); the answers are
+    those of each row alone."""
+    bn = _ladder(20, 14)
+    evidence, seen = _repeated_patterns(bn, 20, patterns=10, reps=100)
+    ev = parse_evidence(bn, evidence)
+    assert len({tuple(r) for r in seen.tolist()}) == 10
+    count = _count_searches(monkeypatch)
+    split = choose_split(bn, ev, set(bn.nodes), tuple(bn.nodes))
+    assert count[0] <= 8 * 10 + 16
+    again = choose_split(bn, ev, set(bn.nodes), tuple(bn.nodes))  # cached estimates count too: the same split
+    assert again == split
+    monkeypatch.undo()
+    _assert_rows_answered_alone(bn, evidence, rows=range(10))
+    from hybridpgm.infer.row_groups import search_budget
+
+    assert search_budget(10) == 8 * 10 + 16 and search_budget(1000) == 8 * 32 + 16  # the documented bound
+
+
+def test_split_search_budget_keeps_estimates_for_the_full_pattern(monkeypatch):
+    """With 2 estimates per pattern and none extra (3 patterns: 6), the shared estimate and the 3 kept for the
+    split by the full pattern leave 2 to the greedy: the searches stay within 6 and the split is one the greedy
+    could cost or the full pattern's."""
+    from hybridpgm.infer import row_groups as module
+
+    bn = _ladder(16, 30)
+    evidence, _ = _repeated_patterns(bn, 16, patterns=3, reps=30)
+    ev = parse_evidence(bn, evidence)
+    monkeypatch.setattr(module, "_SEARCHES_PER_PATTERN", 2)
+    monkeypatch.setattr(module, "_SEARCHES_EXTRA", 0)
+    count = _count_searches(monkeypatch)
+    split = choose_split(bn, ev, set(bn.nodes), tuple(bn.nodes))
+    assert count[0] <= 6
+    groups = row_groups(bn, ev, set(bn.nodes), split_on=split) if split else [None]
+    assert len(groups) <= 3
