@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import random
 import string
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Hashable, Sequence
 
 import opt_einsum
@@ -61,41 +61,42 @@ class ContractionPlan:
                  sizes: dict, optimize="auto"):
         names = sorted({d for dims in operand_dims for d in dims} | set(output_dims), key=str)
         sym = {d: opt_einsum.get_symbol(i) for i, d in enumerate(names)}
-        back = {s: d for d, s in sym.items()}
         eq = ",".join("".join(sym[d] for d in dims) for dims in operand_dims)
         eq += "->" + "".join(sym[d] for d in output_dims)
-        shapes = [tuple(sizes[d] for d in dims) for dims in operand_dims]
         self.output_dims = tuple(output_dims)
         self.equation = eq
         if len(operand_dims) == 1:
-            contraction_list = [((0,), None, eq, None, None)]
+            walk = [((0,), dict.fromkeys(operand_dims[0]), tuple(output_dims), 0, 0)]
         else:
             if optimize == "auto" and len(operand_dims) > 12:
                 # worth a search: the plan is cached and replayed.  A fixed number of trials (no time limit)
                 # gives the same plan on a loaded machine as on a quiet one.
                 optimize = opt_einsum.RandomGreedy(max_repeats=128)
             path = _search_path(operand_dims, output_dims, names, sizes, optimize)
-            _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=path)
-            contraction_list = info.contraction_list
-            self.opt_cost = int(info.opt_cost)
-            self.largest_intermediate = int(info.largest_intermediate)
+            walk = _path_steps(operand_dims, output_dims, path, sizes)
         # steps: (positions popped in order, input dim tuples, output dims, local einsum equation)
         self.steps = []
         current = [tuple(d) for d in operand_dims]
-        for inds, _, einsum_str, _, _ in contraction_list:
+        flops, results = 0, []
+        for inds, joined, out, step_flops, size in walk:
+            if len(joined) > len(_LETTERS):  # refused at the first such step: the path's rest is never walked
+                raise NotImplementedError(f"a contraction step joins {len(joined)} dims (treewidth too large)")
+            flops += step_flops
+            results.append(size)
             ins = [current.pop(i) for i in inds]
-            out_syms = einsum_str.split("->")[1]
-            out = tuple(back[s] for s in out_syms)
             pair = None
             if len(ins) == 2:  # lay the result out as the batched matmul gives it: no copy
                 pair, out = pair_plan(ins, out, sizes)
             local = sorted({d for dims in ins for d in dims}, key=str)
-            if len(local) > len(_LETTERS):
-                raise NotImplementedError(f"a contraction step joins {len(local)} dims (treewidth too large)")
             loc = {d: _LETTERS[i] for i, d in enumerate(local)}
             step_eq = ",".join("".join(loc[d] for d in dims) for dims in ins) + "->" + "".join(loc[d] for d in out)
             self.steps.append((tuple(inds), tuple(ins), out, step_eq, shift_plan(ins, out), pair))
             current.append(out)
+        if len(operand_dims) > 1:
+            #: opt_einsum's flop count of the path (:func:`opt_einsum.helpers.flop_count`, summed over the steps)
+            self.opt_cost = flops
+            #: elements of the largest step result
+            self.largest_intermediate = max(results, default=1)
         assert len(current) == 1 and set(current[0]) == set(output_dims), (current, output_dims)
         self._final_perm = tuple(current[0].index(d) for d in output_dims)
 
@@ -149,6 +150,49 @@ def _search_path(operand_dims, output_dims, names: list, sizes: dict, optimize) 
         return list(search(inputs, output, size_dict, None))
     finally:
         random.setstate(state)
+
+
+def _path_steps(operand_dims, output_dims, path, sizes: dict):
+    """Walk ``path`` (a pairwise path in opt_einsum's linear form) step by step, as
+    :func:`opt_einsum.contract_path` lists it, without building the steps after the one the caller stops at.
+
+    Each step pops the operands at its positions (highest first) and appends their contraction, whose dims
+    are those of the step's operands still held by another operand or by the output,
+
+    .. math:: \\mathrm{out}_k = J_k \\cap \\Big(O \\cup \\bigcup_{j \\text{ remaining}} D_j\\Big),
+        \\qquad J_k = \\bigcup_{i \\in \\text{step } k} D_i,
+
+    ordered as the dims first occur in the step's operands (opt_einsum's order: it fixes the next steps'
+    layouts), and for the last step the output's dims in the output's order.  A count of the operands
+    holding each dim decides membership in the union in :math:`O(|J_k|)`, where ``contract_path``
+    re-forms the union over all remaining operands at every step (:math:`O(n)` per step,
+    :math:`O(n^2)` for ``n`` operands).
+
+    :param operand_dims: for each operand, the tuple of its dim names.
+    :param output_dims: dim names of the result, in order.
+    :param path: the positions contracted at each step (:func:`_search_path`).
+    :param dict sizes: size of every dim.
+    :return: an iterator of ``(positions, joined, out, flops, size)`` per step: the positions popped
+        (descending), the dims :math:`J_k` the step joins (a dict, keys in order of first occurrence),
+        the result's dims, opt_einsum's flop count of the step (:func:`opt_einsum.helpers.flop_count`) and
+        the result's number of elements.
+    """
+    output = set(output_dims)
+    held = Counter(d for dims in operand_dims for d in set(dims))  # dim -> operands holding it
+    layout = [tuple(dims) for dims in operand_dims]  # each operand's dims as opt_einsum orders them
+    last = len(path) - 1
+    for k, step in enumerate(path):
+        inds = tuple(sorted(step, reverse=True))
+        ins = [layout.pop(i) for i in inds]
+        for dims in ins:
+            held.subtract(set(dims))
+        joined = dict.fromkeys(d for dims in ins for d in dims)
+        kept = tuple(d for d in joined if d in output or held[d] > 0)
+        flops = opt_einsum.helpers.flop_count(joined, len(kept) < len(joined), len(inds), sizes)
+        out = tuple(output_dims) if k == last else kept
+        held.update(set(out))
+        layout.append(out)
+        yield inds, joined, out, flops, opt_einsum.helpers.compute_size_by_dict(kept, sizes)
 
 
 class AbsorbingPlan:
