@@ -46,6 +46,7 @@ from torch import nn
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.checks import module_name, shown_items
 from hybridpgm.graphs.bn_data import BayesNetData
+from hybridpgm.graphs.bn_graph import DagIndex, topological_order
 from hybridpgm.graphs.bn_model import BayesNetModel
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
@@ -83,6 +84,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         self.state_names: dict[str, list] = {}
         self.plan_cache = PlanCache()
         self._order: list[str] | None = None
+        self._dag = DagIndex()
         for what, arg in (("cpds", cpds), ("state_names", state_names)):
             if arg is not None and not isinstance(arg, Mapping):
                 raise ModelSpecError(f"BayesNet {what} must be a mapping node name -> value, got {type(arg).__name__}")
@@ -129,21 +131,23 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             raise ModelSpecError(f"node {name!r} cannot be its own parent")
         if states is not None:
             states = self._check_states(name, cpd, states)
-        self.cpds[name] = cpd
-        cycle = self._find_cycle()
+        dag = self._dag_index()
+        cycle = dag.cycle_through(name, cpd.parents)
         if cycle:
-            del self.cpds[name]
             raise ModelSpecError(f"adding node {name!r} creates the cycle {' -> '.join(cycle)}")
+        self.cpds[name] = cpd
+        dag.insert(name, cpd.parents)
         # bind the new node, and every child for which it was the last undeclared parent
-        ready = [(name, cpd)] + [(v, c) for v, c in self.cpds.items()
-                                 if v != name and name in c.parents and all(p in self.cpds for p in c.parents)]
+        ready = [(name, cpd)] + [(v, self.cpds[v]) for v in dag.declared_children(name)
+                                 if all(p in dag.parents for p in dag.parents[v])]
         bound = [(c, c.node, c.parent_cards) for _, c in ready]  # a refused add leaves every CPD as it was
         for v, c in ready:
-            if all(p in self.cpds for p in c.parents):
+            if all(p in dag.parents for p in dag.parents[v]):
                 try:
-                    c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
+                    c.bind(v, {p: self.cpds[p].cardinality for p in dag.parents[v]})
                 except ModelSpecError as e:
                     del self.cpds[name]
+                    dag.remove(name)
                     for c_, node, parent_cards in bound:
                         c_.node, c_.parent_cards = node, parent_cards
                     if v == name:
@@ -181,29 +185,15 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
                                  f"[{shown_items(states)}]")
         return states
 
-    def _find_cycle(self) -> list[str] | None:
-        color: dict[str, int] = {}
-        for start in self.cpds:
-            if color.get(start):
-                continue
-            stack = [(start, iter(self.cpds[start].parents))]
-            path = [start]
-            color[start] = 1
-            while stack:
-                v, it = stack[-1]
-                p = next(it, None)
-                if p is None:
-                    color[v] = 2
-                    stack.pop()
-                    path.pop()
-                elif p in self.cpds:
-                    if color.get(p) == 1:
-                        return list(reversed(path[path.index(p):] + [p]))
-                    if not color.get(p):
-                        color[p] = 1
-                        stack.append((p, iter(self.cpds[p].parents)))
-                        path.append(p)
-        return None
+    def _dag_index(self) -> DagIndex:
+        """The parents/children index of the declared nodes (:class:`~hybridpgm.graphs.bn_graph.DagIndex`),
+        kept by :meth:`add`; rebuilt from the CPDs when it does not cover them (a network pickled by a version
+        without it)."""
+        dag = self.__dict__.get("_dag")
+        if dag is None or len(dag) != len(self.cpds):
+            dag = DagIndex({v: c.parents for v, c in self.cpds.items()})
+            self._dag = dag
+        return dag
 
     def check(self) -> "BayesNet":
         """Validate the whole network (unknown parents, CPD shapes) and fix a topological order.
@@ -222,18 +212,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         clash = set(self.input_names) & set(self.cpds)
         if clash:
             raise ModelSpecError(f"context input(s) {sorted(clash)} clash with node names")
-        order, done = [], set()
-
-        def visit(v):
-            if v not in done:
-                for p in self.cpds[v].parents:
-                    visit(p)
-                done.add(v)
-                order.append(v)
-
-        for v in self.cpds:
-            visit(v)
-        self._order = order
+        self._order = topological_order(self.cpds, {v: c.parents for v, c in self.cpds.items()})
         return self
 
     # ------------------------------------------------------------------ structure
