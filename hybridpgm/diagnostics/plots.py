@@ -213,6 +213,9 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
     :math:`+\\infty` are drawn as triangles at the bottom and top edges.  NaN k-hats among others are not
     drawn: a :class:`~hybridpgm.errors.DiagnosticsWarning` and the axis label give their count.
 
+    :param khat: the k-hats, one per data point (a tensor, array or list of numbers, any shape: flattened).
+    :param path: an image file to write the figure to (its folder is created; format from the suffix), or ``None``.
+    :param title: the axes' title.
     :param num_samples: the draws per point behind the k-hats (:attr:`VICheck.num_samples
         <hybridpgm.diagnostics.check_vi.VICheck.num_samples>`).
     :raises DataError: for no k-hats, values that are not numbers, or only NaN k-hats.
