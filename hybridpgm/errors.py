@@ -21,13 +21,13 @@ FileNotFoundError`` / ``except OSError`` all catch it; its ``errno`` is ``None``
 Every error survives :mod:`pickle`, :func:`copy.copy` and :func:`copy.deepcopy` with its type, message and
 attributes, so it reaches the parent of a process pool as itself.
 
-Warnings subclass :class:`HybridPGMWarning` (a :class:`UserWarning`) and keep the built-in category they had
-before among their bases, so filters on :class:`UserWarning` / :class:`RuntimeWarning` keep working and
+Warnings subclass :class:`HybridPGMWarning` and the one built-in category they had before (:class:`UserWarning`
+or :class:`RuntimeWarning`), so filters on :class:`UserWarning` / :class:`RuntimeWarning` catch what they did and
 ``warnings.filterwarnings("ignore", category=HybridPGMWarning)`` silences hybridpgm's warnings alone.  They point
 at the caller's line, so a ``module=`` filter sees the caller's module, not hybridpgm's: filter by category.
 
 - :class:`TrainingWarning` (:class:`UserWarning`): :func:`hybridpgm.fit` runs, but not as the caller may think;
-- :class:`DivergenceWarning` (:class:`UserWarning` and :class:`RuntimeWarning`): a loss exploded during a fit;
+- :class:`DivergenceWarning` (:class:`RuntimeWarning`): a loss exploded during a fit;
 - :class:`EstimateWarning` (:class:`UserWarning`): an estimate (AIS's log Z) is unreliable;
 - :class:`DiagnosticsWarning` (:class:`UserWarning`): a diagnostic leaves something out.
 """
@@ -179,27 +179,30 @@ class TrainingInterrupted(KeyboardInterrupt):
         return _rebuild, (type(self), self.args, keywords), self.__dict__
 
 
-class HybridPGMWarning(UserWarning):
+class HybridPGMWarning(Warning):
     """Base class of every warning hybridpgm issues; ``warnings.filterwarnings("ignore",
-    category=HybridPGMWarning)`` silences them and no one else's."""
+    category=HybridPGMWarning)`` silences them and no one else's.  Each subclass is also the built-in category
+    its warnings had before these classes existed (:class:`UserWarning` or :class:`RuntimeWarning`), and only
+    that one, so a filter on either catches exactly what it caught before."""
 
 
-class TrainingWarning(HybridPGMWarning):
+class TrainingWarning(HybridPGMWarning, UserWarning):
     """:func:`hybridpgm.fit` runs, but not as the caller may expect: layers whose output on a row depends on the
     other rows when the batch is split (``accumulate > 1`` or several ranks), or state a resume could not
     restore."""
 
 
-class DivergenceWarning(TrainingWarning, RuntimeWarning):
-    """A player's loss exploded during :func:`hybridpgm.fit` (see ``FitResult.loss_explosions``).  It is a
-    :class:`RuntimeWarning` too, as it was before this class existed."""
+class DivergenceWarning(HybridPGMWarning, RuntimeWarning):
+    """A player's loss exploded during :func:`hybridpgm.fit` (see ``FitResult.loss_explosions``).  A
+    :class:`RuntimeWarning`, as before this class existed, and not a :class:`UserWarning` (a filter on
+    ``UserWarning`` does not hide it)."""
 
 
-class EstimateWarning(HybridPGMWarning):
+class EstimateWarning(HybridPGMWarning, UserWarning):
     """An estimate is unreliable (AIS's log Z: its starts disagree or their effective sample size is small); the
     result says so too (``reliable=False``)."""
 
 
-class DiagnosticsWarning(HybridPGMWarning):
+class DiagnosticsWarning(HybridPGMWarning, UserWarning):
     """A diagnostic leaves part of its input out or cannot be read as usual (NaN k-hats not drawn, placeholder or
     local latent sites, draws with identical log-likelihoods)."""
