@@ -243,15 +243,36 @@ def _map_rows(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differe
 
 
 def _backtracked(bn: "BayesNet", facts, ev: Evidence, names: list, row_ids, differentiable: bool) -> list:
-    with torch.set_grad_enabled(differentiable):  # else constants of the max-sum contraction
+    with torch.no_grad():  # constants of the max-sum contraction
         tensors, dims = factors(facts, ev, set(facts.nodes), "log")
     indicators = [torch.zeros(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=True)
                   for q in names]
     best = contract(bn, ev, tensors, dims, (BATCH,), "max", indicators, [(BATCH, q) for q in names])
     check_possible(best, "the MAP assignment", row_ids, bn, ev)
-    keep_graph = differentiable and best.requires_grad
-    grads = torch.autograd.grad(best.sum(), indicators, retain_graph=keep_graph) if names else ()
-    return [g.argmax(-1) for g in grads] + [best if keep_graph else best.detach()]
+    grads = torch.autograd.grad(best.sum(), indicators) if names else ()
+    states = [g.argmax(-1) for g in grads]
+    best = best.detach()
+    if differentiable:  # the value of the contraction, the gradient of log p(x*, e_n) at the assignment found
+        score = _log_joint_at(facts, ev, dict(zip(names, states)))
+        if score.requires_grad:
+            best = best + (score - score.detach())
+    return states + [best]
+
+
+def _log_joint_at(facts, ev: Evidence, assignment: dict) -> torch.Tensor:
+    """``[N]`` :math:`\\log p(x^*_n, e_n)` up to the factors' detached row shifts: the sum of every conditioned
+    log-factor's entry at the assignment (``assignment``: unobserved discrete node -> ``[N]`` states), with the
+    factors' graph to the CPDs' parameters and the soft-evidence likelihoods.  Its gradient is that of the MAP
+    value (the max-sum contraction's, at its argmax), for the memory of the factors and ``N`` entries each
+    rather than of the contraction's intermediates."""
+    tensors, dims = factors(facts, ev, set(facts.nodes), "log")
+    rows = torch.arange(ev.n, device=ev.device)
+    total = torch.zeros(ev.n, dtype=ev.dtype, device=ev.device)
+    for t, d in zip(tensors, dims):
+        index = tuple((rows if t.shape[i] == ev.n else torch.zeros_like(rows)) if x == BATCH else assignment[x]
+                      for i, x in enumerate(d))
+        total = total + (t[index] if index else t)
+    return total
 
 
 @_keeping_module_state
@@ -266,7 +287,9 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
         ``return_log_prob`` also ``[N]`` :math:`\\max_x \\log p(x, e_n)`.  In grad mode that maximum is
         differentiable in the CPDs' parameters (and soft-evidence likelihoods): its gradient is that of
         :math:`\\log p(x^*, e_n)` at the returned assignment :math:`x^*` (the max-sum contraction's gradient, as for
-        a structured perceptron or max-margin loss); under ``torch.no_grad()`` it carries no graph.
+        a structured perceptron or max-margin loss), through the factors' entries at :math:`x^*` (a graph of
+        the factors and :math:`N` entries each, not of the contraction); under ``torch.no_grad()`` it carries no
+        graph.
     """
     ev = parse_evidence(bn, evidence)
     facts = network_facts(bn)
