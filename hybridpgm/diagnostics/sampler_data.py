@@ -160,7 +160,9 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
     :param log_weights: ``K`` or ``K x N`` log-weights (``N`` independent targets, e.g. data points), up to a
         constant per target.
     :param samples: optional proposal draws ``name -> K x ...`` (``K x N x ...`` for ``K x N`` log-weights;
-        tensors, arrays or lists).
+        tensors, arrays or lists).  With ``K x N`` log-weights a draw's second dim is always read as the target:
+        draws shared by all targets (``K x D``) must be given per target, ``x[:, None].expand(K, N, D)`` (a
+        ``K x D`` tensor is refused unless ``D == N``, when it is read as one scalar per target).
     :param resampling: ``"systematic"`` (default; lower variance) or ``"multinomial"`` (independent picks).
     :param psis: Pareto-smooth the weights before resampling (when :math:`K \\ge 30`).
     :param generator: the resampling's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which
