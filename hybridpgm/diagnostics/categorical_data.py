@@ -33,14 +33,6 @@ def _check_probability_rows(name: str, probs: torch.Tensor) -> None:
 def from_categorical(probabilities: Mapping[str, torch.Tensor]):
     """ArviZ data of exact categorical posteriors.
 
-    :param probabilities: variable -> ``N x cardinality`` (or ``cardinality``)
-        probabilities, one row per evidence row, as returned by
-        ``BayesNet.posterior``.
-    :returns: ``posterior`` with one chain and one draw, variable dims
-        ``(row, <variable>_state)``.  A dim name that is also a variable's name (a node named ``row``, or nodes
-        ``x`` and ``x_state``) gets underscores appended until it is free (``row_``, ``x_state_``), so no
-        variable becomes a coordinate and is lost.
-
     The values are exact probabilities :math:`P(X = j \\mid e_n)`, not draws: ArviZ keeps them in
     ``posterior`` as one chain of one draw so that they travel with other ArviZ data and are selected by name,
     row and state (``idata.posterior["rain"].sel(chain=0, draw=0)`` is the ``N x cardinality`` table, and
@@ -52,6 +44,14 @@ def from_categorical(probabilities: Mapping[str, torch.Tensor]):
     states.  To check a sampler against them, compare its posterior mean of the indicator :math:`[X = j]` (e.g.
     ``from_mcmc(mcmc).posterior["rain"].mean()`` for a binary node sampled by
     :class:`~hybridpgm.infer.Gibbs`, evidence fixed) with the probability of state 1.
+
+    :param probabilities: variable -> ``N x cardinality`` (or ``cardinality``)
+        probabilities, one row per evidence row, as returned by
+        ``BayesNet.posterior``.
+    :returns: ``posterior`` with one chain and one draw, variable dims
+        ``(row, <variable>_state)``.  A dim name that is also a variable's name (a node named ``row``, or nodes
+        ``x`` and ``x_state``) gets underscores appended until it is free (``row_``, ``x_state_``), so no
+        variable becomes a coordinate and is lost.
     :raises DataError: for ``probabilities`` that is not a mapping (one tensor, as ``BayesNet.posterior`` returns
         for a single name: wrap it as ``{name: tensor}``), no variables, a variable named ``chain`` or ``draw``
         (ArviZ's sample dims), a shape that is not ``N x cardinality``, or rows that are not probability vectors
