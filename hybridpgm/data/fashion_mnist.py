@@ -18,6 +18,7 @@ Dataset for Benchmarking Machine Learning Algorithms*, arXiv:1708.07747, 2017.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -69,10 +70,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"IDX file {str(path)!r} is truncated in its header")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod wraps past 2**63 (2**64 gave 0)
     if len(raw) - header != expected:
         raise DataError(f"IDX file {str(path)!r} holds {len(raw) - header} data bytes, its header says {expected}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    except ValueError as error:  # no data (a 0 dimension) beside dimensions whose product numpy cannot index
+        raise DataError(f"IDX file {str(path)!r} declares the impossible shape {shape}: {error}") from error
 
 
 def _candidates(root: str | os.PathLike | None) -> list[Path]:

@@ -101,7 +101,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     def add(self, name: str, cpd: CPD, *, states: Sequence | None = None) -> "BayesNet":
         """Declare node ``name`` with its CPD; returns ``self`` for chaining.
 
-        :param name: the node's name (a non-empty string without ``.``, not ``"data"``).
+        :param name: the node's name: a non-empty string without ``.``, not ``"data"``, and not the name of an
+            attribute of :class:`torch.nn.ModuleDict`, in which the CPDs are held (its methods and ``training``:
+            ``"type"``, ``"train"``, ``"eval"``, ``"float"``, ``"to"``, ``"keys"``, ``"values"``, ``"items"``,
+            ``"update"``, ``"parameters"``, ``"children"`` ..., each name ``n`` with ``hasattr(nn.ModuleDict(), n)``).
         :param cpd: its conditional distribution (:class:`~hybridpgm.graphs.cpd.Table`,
             :class:`~hybridpgm.graphs.cpd.Neural`, :class:`~hybridpgm.graphs.cpd.LinearGaussian`), whose
             ``parents`` are the node's parents.
@@ -112,9 +115,9 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             are not distinct names matching the cardinality (or given for a
             continuous node), a CPD that does not match already-declared parents
             (shape, cardinality), a node that is the last missing parent of an
-            already-declared child whose CPD does not match it, or the name ``"data"``
-            (the plate of :meth:`model`); the message names the node.  A refused
-            call changes nothing (no node, state names, or binding of a CPD), so the
+            already-declared child whose CPD does not match it, the name ``"data"``
+            (the plate of :meth:`model`), or a name that :class:`torch.nn.ModuleDict` reserves; the message names
+            the node.  A refused call changes nothing (no node, state names, or binding of a CPD), so the
             corrected call can follow.
         """
         if not isinstance(name, str) or not name or "." in name:
@@ -124,6 +127,13 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
                                  "sample site of that name); rename the node")
         if name in self.cpds:
             raise ModelSpecError(f"node {name!r} is already declared")
+        if hasattr(self.cpds, name):  # nn.ModuleDict would refuse it with a raw KeyError
+            other = name + "_"
+            while hasattr(self.cpds, other):
+                other += "_"
+            raise ModelSpecError(f"node name {name!r} is reserved: BayesNet holds its CPDs in a torch.nn.ModuleDict, "
+                                 f"of which {name!r} is an attribute ({type(getattr(self.cpds, name)).__name__}); "
+                                 f"rename the node, e.g. {other!r}")
         if not isinstance(cpd, CPD):
             raise ModelSpecError(f"node {name!r}: expected a CPD, got {type(cpd).__name__}")
         cpd.validate(name)  # a malformed table, named now that its node is known

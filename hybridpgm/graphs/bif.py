@@ -39,31 +39,93 @@ from hybridpgm.train.atomic_write import write_atomically
 
 __all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 
-_HEAD = re.compile(r"\b(network|variable|probability)\b([^{]*)\{")
+# The patterns are linear in the text they scan: no unbounded repeat inside another, and every unbounded
+# repeat stops at a character that what follows it cannot start with (a failing attempt gives each character
+# back once).  The ones searched through a whole file (_HEAD, _COMMENT_OPEN, _BLOCK_END) hold no unbounded
+# repeat, which a failing attempt from each of many starts would run to the end of the file; _strip_comments
+# runs _STRING_BODY over each character once.  tests/graphs/test_bif_scanning.py checks all three.
+#: a block's keyword; its header runs to the next "{" (:func:`_blocks`)
+_HEAD = re.compile(r"\b(network|variable|probability)\b")
 _TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
-_PROB = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
+#: a probability block's (stripped) header, ``( child | parent, ... )``, matched whole; the groups are stripped
+_PROB = re.compile(r"\(([^|)]+)(?:\|([^)]*))?\)")
 _TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
-# a quoted string (kept whole: a property may hold "http://...") or a comment (// to the end of the line, /* */)
-_COMMENT = re.compile(r'("(?:[^"\\\n]|\\.)*")|//[^\n]*|/\*.*?\*/', re.S)
+# what may open a quoted string (kept whole: a property may hold "http://...") or a comment (// to the end of the
+# line, /* */): see _strip_comments
+_COMMENT_OPEN = re.compile(r'"|//|/\*')
+#: the inside of a quoted string: no raw newline, a backslash escapes any character (a newline too)
+_STRING_BODY = re.compile(r'(?:[^"\\\n]|\\.)*', re.S)
+_BLOCK_END = re.compile(r"\*/")
 # what read_bif cannot read back in a name: an entry's token separators, braces, the openings of comments
 _UNREADABLE = re.compile(r"[\s(),;|{}]|//|/\*")
 
 
+def _strip_comments(text: str) -> str:
+    """``text`` without its comments (``//`` to the end of the line, ``/* ... */``), its quoted strings kept whole
+    (a ``//`` inside one is no comment).
+
+    Scanning from the start, the first ``"``, ``//`` or ``/*`` opens a string or a comment.  A string runs to
+    its closing ``"``; one that meets a raw newline (or the end) first is no string, and its ``"`` stays as text.
+    A ``/*`` that no ``*/`` closes stays as text too, and the scan goes on from the character after it (as the
+    regular expression this replaces did).  Linear in ``len(text)``: a failed string fails for every ``"`` up
+    to where it failed (each was escaped in it), and a ``/*`` with no ``*/`` after it means none after a later
+    one either, so neither is scanned again.
+    """
+    out, pos, n = [], 0, len(text)
+    string_fails_before = 0  # a '"' before this position opens no string (it lies inside a failed one)
+    block_end = -2  # the last "*/" found (its index), or -1: there is none after it
+    while True:
+        m = _COMMENT_OPEN.search(text, pos)
+        if m is None:
+            out.append(text[pos:])
+            return "".join(out)
+        start = m.start()
+        if m.group() == '"':
+            close = start if start < string_fails_before else _STRING_BODY.match(text, start + 1).end()
+            if start < close < n and text[close] == '"':
+                out.append(text[pos:close + 1])
+                pos = close + 1
+                continue
+            string_fails_before = max(string_fails_before, close)
+        elif m.group() == "//":
+            line_end = text.find("\n", start)
+            out.append(text[pos:start])
+            pos = n if line_end < 0 else line_end
+            continue
+        else:
+            if block_end != -1 and block_end < start + 2:
+                found = _BLOCK_END.search(text, start + 2)
+                block_end = -1 if found is None else found.start()
+            if block_end != -1:
+                out.append(text[pos:start])
+                pos = block_end + 2
+                continue
+        out.append(text[pos:start + 1])  # an opening that opens nothing: kept as text
+        pos = start + 1
+
+
 def _blocks(text: str, path: str):
-    """Yield ``(keyword, header, body)`` for each top-level block of a file; ``path`` names it in errors."""
+    """Yield ``(keyword, header, body)`` for each top-level block of a file; ``path`` names it in errors.
+
+    A block is a keyword, its header up to the next ``{``, and its body up to the matching ``}``.
+    """
     pos = 0
     while True:
         m = _HEAD.search(text, pos)
         if m is None:
             return
-        depth, i = 1, m.end()
+        brace = text.find("{", m.end())
+        if brace < 0:  # no block follows (a later keyword would find no "{" either)
+            return
+        header = text[m.end():brace]
+        depth, i = 1, brace + 1
         while depth and i < len(text):
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth:
-            raise ModelSpecError(f"{path}: unbalanced braces: the block {m.group(1) + ' ' + m.group(2).strip()!r} "
+            raise ModelSpecError(f"{path}: unbalanced braces: the block {m.group(1) + ' ' + header.strip()!r} "
                                  "lacks its closing '}'")
-        yield m.group(1), m.group(2).strip(), text[m.end():i - 1]
+        yield m.group(1), header.strip(), text[brace + 1:i - 1]
         pos = i
 
 
@@ -168,7 +230,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as f:
-            text = _COMMENT.sub(lambda m: m.group(1) or "", f.read())  # comments out, quoted strings kept
+            text = _strip_comments(f.read())  # comments out, quoted strings kept
     except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
         kind = "gzip-compressed UTF-8 text" if path.endswith(".gz") else "UTF-8 text"
         raise DataError(f"cannot read the BIF file {at} as {kind}: {e}") from e
@@ -198,9 +260,11 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     bn = BayesNet()
     tables = {}
     for head, body in probs:
-        m = _PROB.match(head)
+        m = _PROB.fullmatch(head)
         if m is None:
-            raise ModelSpecError(f"{at}: cannot parse {'probability ' + head!r}")
+            shown = "probability " + head
+            shown = repr(shown) if len(shown) <= 80 else f"{shown[:60]!r}... ({len(shown)} characters)"
+            raise ModelSpecError(f"{at}: cannot parse {shown}")
         child = m.group(1).strip()
         parents = [x.strip() for x in (m.group(2) or "").split(",") if x.strip()]
         for v in [child] + parents:

@@ -51,12 +51,48 @@ def _is_damage(error: Exception) -> bool:
     return isinstance(error, _ZIP_DAMAGE) or (isinstance(error, OSError) and error.errno == errno.EINVAL)
 
 
+#: the MS-DOS "directory" bit of a zip entry's external attributes, which torch's reader (miniz) obeys
+_DOS_DIRECTORY = 0x10
+#: the general-purpose flag bit of an encrypted zip entry
+_ENCRYPTED = 0x1
+
+
+def _directory_flaw(infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why the central directory ``infos`` cannot be what ``torch.save`` wrote, or ``None``.
+
+    :mod:`zipfile` and torch's reader (miniz) read some fields differently, so a member can pass the CRC-32
+    check and still load wrong; ``torch.save`` never writes any of these:
+
+    * an entry flagged as a directory (external attribute bit ``0x10``) or named with a trailing ``/``:
+      :mod:`zipfile` reads its bytes, but torch takes it for a directory and leaves the tensor's storage
+      unfilled (uninitialised memory loaded as weights);
+    * two entries with one name: both pass the CRC-32 check, torch reads only one of them;
+    * an encrypted entry (general-purpose flag bit 0): :mod:`zipfile` cannot check it.
+    """
+    seen: set[str] = set()
+    for info in infos:
+        name = info.filename
+        if info.external_attr & _DOS_DIRECTORY or name.endswith("/"):
+            return (f"it is corrupt: its member {name!r} is marked as a directory (external attributes "
+                    f"{info.external_attr:#x}), which torch.save never writes and torch.load would read as no "
+                    "data (a damaged disk, download or copy?)")
+        if name in seen:
+            return (f"it is corrupt: it holds two members named {name!r}, which torch.save never writes; "
+                    "which one torch.load reads is ambiguous")
+        seen.add(name)
+        if info.flag_bits & _ENCRYPTED:
+            return (f"it is corrupt: its member {name!r} is marked as encrypted (zip flags {info.flag_bits:#x}), "
+                    "which torch.save never writes (a damaged disk, download or copy?)")
+    return None
+
+
 def _zip_damage(path: Path) -> str | None:
     """Why the zip archive that ``torch.save`` wrote at ``path`` is damaged, or ``None``.
 
     ``torch.load`` never checks the CRC-32 that the archive stores for each member, so a bit flipped in a
     tensor's bytes (a damaged disk, download or copy) loads silently as a wrong weight.  This reads every
-    member once, as :meth:`zipfile.ZipFile.testzip` does, and checks each one's CRC-32.  A file that is no
+    member once, as :meth:`zipfile.ZipFile.testzip` does, and checks each one's CRC-32, after refusing the
+    entries that torch would read differently from :mod:`zipfile` (:func:`_directory_flaw`).  A file that is no
     zip archive (empty, a legacy non-zip torch file, or no torch file at all) gives ``None``: ``torch.load``
     then says what it is.
 
@@ -78,6 +114,9 @@ def _zip_damage(path: Path) -> str | None:
                 raise
             return _zip_reason(path, size)
         with archive:
+            flaw = _directory_flaw(archive.infolist())
+            if flaw is not None:
+                return flaw
             for info in archive.infolist():
                 try:
                     with archive.open(info) as member:
@@ -140,8 +179,9 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
-        damaged (naming the member whose CRC-32 fails), holding objects that ``weights_only`` loading refuses,
-        or the OS reason.
+        damaged (naming the member whose CRC-32 fails, or whose zip entry torch would read differently: one
+        marked as a directory or encrypted, or a name given twice), holding objects that ``weights_only`` loading
+        refuses, or the OS reason.
     """
     path = check_readable(path, what)
     try:

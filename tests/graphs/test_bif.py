@@ -283,3 +283,15 @@ def test_a_double_slash_inside_a_quoted_string_is_not_a_comment(tmp_path, text):
     table = bn.cpds["B"].log_table().exp()
     assert torch.allclose(table, torch.tensor([[0.9, 0.1], [0.2, 0.8] if "(no)" in text else [0.5, 0.5]],
                                               dtype=table.dtype))
+
+
+@pytest.mark.parametrize("name", ["type", "train", "eval", "float", "keys", "values", "items", "update", "training"])
+def test_a_variable_named_as_a_module_dict_attribute_is_refused_naming_the_file_and_the_node(tmp_path, name):
+    """Before, a raw ``KeyError: "attribute 'type' already exists"`` from torch's nn.ModuleDict, without the file
+    (found by a fuzzing audit; pgmpy reads such a file)."""
+    path = tmp_path / "reserved.bif"
+    path.write_text(f"network x {{ }}\nvariable {name} {{ type discrete [ 2 ] {{ yes, no }}; }}\n"
+                    f"probability ( {name} ) {{ table 0.3, 0.7; }}\n")
+    with pytest.raises(ModelSpecError, match=rf"^{re.escape(repr(str(path)))}: node name '{name}' is reserved: "
+                                             r"BayesNet holds its CPDs in a torch.nn.ModuleDict"):
+        read_bif(path)

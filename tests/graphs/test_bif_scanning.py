@@ -1,0 +1,273 @@
+"""read_bif scans a file in time linear in its length (hybridpgm/graphs/bif.py): its regular expressions cannot
+backtrack catastrophically, and comments and quoted strings are scanned once.
+
+Found by a fuzzing audit: a ``probability (`` header with a long run of spaces and no ``)`` took 4.4 s at 2.1 kB
+(cubic), and unterminated strings, unterminated ``/*`` and keywords with no ``{`` after them took 47 s, 16 s and
+5 s at 100 kB (quadratic).  No test here measures time: the patterns are checked by their structure, and the
+scanning by the characters the searches run over, counted.
+"""
+
+import functools
+import itertools
+import re
+
+import pytest
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs import bif, read_bif
+
+try:  # Python >= 3.11
+    from re import _constants as sre
+    from re import _parser as sre_parse
+except ImportError:  # Python 3.10
+    import sre_constants as sre
+    import sre_parse
+
+#: the characters the sets are compared on: ASCII, Latin and more, and every Unicode space up to U+3000
+_SAMPLE = frozenset(chr(i) for i in range(0x3001))
+_CATEGORIES = {"CATEGORY_SPACE": r"\s", "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_DIGIT": r"\d",
+               "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W"}
+_REPEATS = tuple(getattr(sre, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(sre, name))
+
+
+@functools.lru_cache(maxsize=None)
+def _category(name: str) -> frozenset:
+    return frozenset(c for c in _SAMPLE if re.fullmatch(_CATEGORIES[name], c))
+
+
+def _chars(op, av, flags) -> frozenset | None:
+    """The sample characters that the one-character item ``(op, av)`` matches; ``None`` for any other item."""
+    if op == sre.LITERAL:
+        return frozenset({chr(av)})
+    if op == sre.NOT_LITERAL:
+        return _SAMPLE - {chr(av)}
+    if op == sre.ANY:
+        return _SAMPLE if flags & re.S else _SAMPLE - {"\n"}
+    if op == sre.IN:
+        chars, negate = set(), False
+        for item, value in av:
+            if item == sre.NEGATE:
+                negate = True
+            elif item == sre.LITERAL:
+                chars.add(chr(value))
+            elif item == sre.RANGE:
+                chars |= {chr(i) for i in range(value[0], value[1] + 1)}
+            elif item == sre.CATEGORY:
+                chars |= _category(str(value))
+            else:
+                raise AssertionError(f"the check does not know the set item {item}")
+        return _SAMPLE - chars if negate else frozenset(chars)
+    return None
+
+
+def _first(items, flags) -> tuple[frozenset, bool]:
+    """The characters a match of the sequence ``items`` can start with, and whether it can match empty."""
+    out: set = set()
+    for op, av in items:
+        chars, nullable = _first_of(op, av, flags)
+        out |= chars
+        if not nullable:
+            return frozenset(out), False
+    return frozenset(out), True
+
+
+def _first_of(op, av, flags) -> tuple[frozenset, bool]:
+    chars = _chars(op, av, flags)
+    if chars is not None:
+        return chars, False
+    if op == sre.AT:
+        return frozenset(), True
+    if op == sre.SUBPATTERN:
+        return _first(av[-1], flags)
+    if op == sre.BRANCH:
+        firsts = [_first(alternative, flags) for alternative in av[1]]
+        return frozenset().union(*(f for f, _ in firsts)), any(n for _, n in firsts)
+    if op in _REPEATS:
+        chars, nullable = _first(av[2], flags)
+        return chars, nullable or av[0] == 0
+    raise AssertionError(f"the check does not know the item {op}")
+
+
+def _problems(items, after: frozenset, flags, in_unbounded: bool, out: list) -> list:
+    """Append to ``out`` what could make the sequence ``items`` (followed by a match starting with one of
+    ``after``) backtrack more than linearly: an unbounded repeat inside another or of something that matches
+    empty; an unbounded repeat whose item can also start what follows it (then a failing match tries every
+    split between them: the cubic ``\\s*([^|)]+?)\\s*`` of the old header pattern); alternatives inside an
+    unbounded repeat that can start with one character."""
+    for k, (op, av) in enumerate(items):
+        rest, rest_nullable = _first(items[k + 1:], flags)
+        follow = rest | after if rest_nullable else rest
+        if op in _REPEATS:
+            low, high, body = av
+            body_first, body_nullable = _first(body, flags)
+            unbounded = high == sre.MAXREPEAT
+            if unbounded and in_unbounded:
+                out.append(f"an unbounded repeat inside another: {body}")
+            if unbounded and body_nullable:
+                out.append(f"an unbounded repeat of what can match empty: {body}")
+            if unbounded and body_first & follow:
+                shown = sorted(body_first & follow)[:4]
+                out.append(f"an unbounded repeat of {body} can stop or go on at {shown}: the two overlap")
+            _problems(body, follow | body_first if high > 1 else follow, flags, in_unbounded or unbounded, out)
+        elif op == sre.SUBPATTERN:
+            _problems(av[-1], follow, flags, in_unbounded, out)
+        elif op == sre.BRANCH:
+            firsts = [_first(alternative, flags)[0] for alternative in av[1]]
+            if in_unbounded and any(a & b for a, b in itertools.combinations(firsts, 2)):
+                out.append(f"alternatives inside an unbounded repeat start alike: {av[1]}")
+            for alternative in av[1]:
+                _problems(alternative, follow, flags, in_unbounded, out)
+    return out
+
+
+def _parsed(pattern: re.Pattern):
+    return sre_parse.parse(pattern.pattern, pattern.flags)
+
+
+def _unbounded_repeats(items) -> int:
+    count = 0
+    for op, av in items:
+        if op in _REPEATS:
+            count += (av[1] == sre.MAXREPEAT) + _unbounded_repeats(av[2])
+        elif op == sre.SUBPATTERN:
+            count += _unbounded_repeats(av[-1])
+        elif op == sre.BRANCH:
+            count += sum(_unbounded_repeats(alternative) for alternative in av[1])
+    return count
+
+
+_PATTERNS = sorted(name for name, value in vars(bif).items() if isinstance(value, re.Pattern))
+
+
+def test_the_check_finds_the_backtracking_it_is_for():
+    """Guard (passes before and after): the check itself flags the old header pattern (cubic), the old comment
+    pattern's lazy ``.*?\\*/`` and nested or ambiguous repeats, and passes simple linear patterns."""
+    def flagged(source, flags=0):
+        pattern = re.compile(source, flags)
+        return _problems(_parsed(pattern), frozenset(), pattern.flags, False, [])
+
+    assert flagged(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
+    assert flagged(r'("(?:[^"\\\n]|\\.)*")|//[^\n]*|/\*.*?\*/', re.S)
+    assert flagged(r"(a+)+b") and flagged(r"(?:\wb|\db)*x") and flagged(r"(?:a?)*")
+    assert not flagged(r"\(([^|)]+)(?:\|([^)]*))?\)") and not flagged(r"[^{]*\{") and not flagged(r"\s*x")
+
+
+@pytest.mark.parametrize("name", _PATTERNS)
+def test_no_pattern_can_backtrack_more_than_linearly(name):
+    """Before, _PROB (cubic: three adjacent repeats that all match spaces) and _COMMENT (a lazy ``.*?`` before
+    ``*/``) failed this; for _TOKEN, _TYPE and _UNREADABLE (unchanged) it is a guard."""
+    pattern = getattr(bif, name)
+    assert _problems(_parsed(pattern), frozenset(), pattern.flags, False, []) == []
+
+
+@pytest.mark.parametrize("name", ["_HEAD", "_COMMENT_OPEN", "_BLOCK_END"])
+def test_the_patterns_searched_through_a_whole_file_hold_no_unbounded_repeat(name):
+    """A search tries every start; an unbounded repeat in the pattern could run to the end of the file from each
+    (before, _HEAD's ``[^{]*`` did from every keyword when no ``{`` followed: 5 s at 100 kB)."""
+    assert _unbounded_repeats(_parsed(getattr(bif, name))) == 0
+
+
+class _Counting:
+    """A pattern that counts the characters its searches and matches run over (to their match's end, or to
+    the end of the text when a search fails)."""
+
+    def __init__(self, pattern: re.Pattern):
+        self.pattern, self.scanned = pattern, 0
+
+    def search(self, text, pos=0):
+        found = self.pattern.search(text, pos)
+        self.scanned += (found.end() if found else len(text)) - pos
+        return found
+
+    def match(self, text, pos=0):
+        found = self.pattern.match(text, pos)
+        assert found is not None  # the patterns counted by match() match empty
+        self.scanned += found.end() - pos
+        return found
+
+
+_GOOD = "variable A { type discrete [ 2 ] { yes, no }; }\nprobability ( A ) { table 0.5, 0.5; }\n"
+_N = 100_000
+_ADVERSARIAL = {
+    "keywords_without_a_brace": (_GOOD + "variable " * (_N // 9), None),
+    "header_of_spaces_without_a_paren": (_GOOD + "probability ( A" + " " * _N + "A {}", "cannot parse"),
+    "header_of_bars": (_GOOD + "probability ( A |" + " |" * (_N // 2) + " {}", "cannot parse"),
+    "header_of_parens": (_GOOD + "probability " + "(" * _N + " {}", "cannot parse"),
+    "unterminated_block_comments": (_GOOD + "/*" * (_N // 2), None),
+    "unterminated_block_comments_spaced": (_GOOD + "/* " * (_N // 3), None),
+    "unterminated_strings_of_escapes": (_GOOD + '"\\' * (_N // 2), None),
+    "unterminated_strings_with_line_comments": (_GOOD + '"a // b\\"' * (_N // 9), None),
+    "unterminated_strings_and_comments": (_GOOD + '"/*\\"' * (_N // 5), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ADVERSARIAL))
+def test_adversarial_100_kb_files_are_read_scanning_each_character_a_bounded_number_of_times(tmp_path, monkeypatch,
+                                                                                              name):
+    """The crafted 100 kB files of the audit are read (the garbage after the network's blocks is ignored, as
+    before) or refused naming the file, and the whole-file searches run over at most twice the text."""
+    counters = {key: _Counting(getattr(bif, key)) for key in ("_HEAD", "_COMMENT_OPEN", "_STRING_BODY", "_BLOCK_END")}
+    for key, counter in counters.items():
+        monkeypatch.setattr(bif, key, counter)
+    text, error = _ADVERSARIAL[name]
+    path = tmp_path / "x.bif"
+    path.write_text(text)
+    if error is None:
+        assert read_bif(path).nodes == ["A"]
+    else:
+        with pytest.raises(ModelSpecError, match=rf"^{re.escape(repr(str(path)))}: {error} 'probability .*\.\.\. "
+                                                 rf"\(\d+ characters\)$") as caught:
+            read_bif(path)
+        assert len(str(caught.value)) < 200 + len(str(path))
+    for key, counter in counters.items():
+        assert counter.scanned <= 2 * len(text), (key, counter.scanned, len(text))
+
+
+#: the comment-and-string pattern read_bif used before, on which the scanner's behaviour is specified
+_OLD_COMMENT = re.compile(r'("(?:[^"\\\n]|\\.)*")|//[^\n]*|/\*.*?\*/', re.S)
+
+
+def test_comments_and_strings_are_removed_and_kept_exactly_as_before():
+    """Every text of up to 7 characters from ``"``, ``\\``, newline, ``/``, ``*`` and ``a`` (335,923 of them):
+    comments removed, strings kept, and an unterminated string or ``/*`` kept as text with the scan going on
+    after its first character, as the old pattern did (which is linear on texts this short)."""
+    for length in range(8):
+        for chars in itertools.product('"\\\n/*a', repeat=length):
+            text = "".join(chars)
+            assert bif._strip_comments(text) == _OLD_COMMENT.sub(lambda m: m.group(1) or "", text), repr(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('a "x // y" b // c\nd', 'a "x // y" b \nd'),
+    ('a /* b */ c /* d', "a  c /* d"),
+    ('"open // comment\nnext', '"open \nnext'),
+    ('"escaped \\" quote" /* x */', '"escaped \\" quote" '),
+    ('"line \\\ncontinued" // x', '"line \\\ncontinued" '),
+    ('/* "unterminated */ "x"', ' "x"'),
+])
+def test_comments_are_removed_around_strings(text, expected):
+    """The cases the exhaustive test above covers only in part, spelled out (as the old pattern gave them)."""
+    assert bif._strip_comments(text) == expected
+
+
+def test_an_unterminated_block_comment_is_read_as_text_as_before(tmp_path):
+    """Guard (passes before and after): a ``/*`` that nothing closes is no comment, so the blocks after it are
+    read."""
+    path = tmp_path / "open.bif"
+    path.write_text(_GOOD + "/* unterminated\nvariable B { type discrete [ 2 ] { y, n }; }\n"
+                    "probability ( B | A ) { (yes) 0.1, 0.9; (no) 0.5, 0.5; }\n")
+    assert read_bif(path).nodes == ["A", "B"]
+
+
+@pytest.mark.parametrize("length", range(7))
+def test_a_probability_header_is_split_exactly_as_before(length):
+    """Guard (passes before and after): every stripped header of ``length`` characters from ``( ) | , a``, space
+    and newline gives the same child and parents (or the same refusal) as the old, cubic pattern."""
+    old = re.compile(r"\(\s*([^|)]+?)\s*(?:\|\s*([^)]*?))?\s*\)\s*$", re.S)
+
+    def split(m):
+        return None if m is None else (m.group(1).strip(), [x.strip() for x in (m.group(2) or "").split(",")])
+
+    for chars in itertools.product("()|,a \n", repeat=length):
+        head = "".join(chars).strip()
+        assert split(bif._PROB.fullmatch(head)) == split(old.match(head)), repr(head)
