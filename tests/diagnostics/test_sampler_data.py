@@ -24,13 +24,19 @@ def global_model(x):
         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
 
 
-def test_gibbs_mcmc_keeps_chains_for_rhat():
+def _gibbs_on_two_nodes(num_samples, warmup_steps, num_chains):
+    """``(bn, mcmc, from_mcmc(mcmc))`` of Gibbs on a -> b with b = 1 observed."""
     bn = BayesNet()
     bn.add("a", cpd.Table(torch.tensor([0.3, 0.7])))
     bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), parents=["a"]))
-    mcmc = MCMC(Gibbs(bn.model), num_samples=300, warmup_steps=20, num_chains=2, disable_progbar=True)
+    mcmc = MCMC(Gibbs(bn.model), num_samples=num_samples, warmup_steps=warmup_steps, num_chains=num_chains,
+                disable_progbar=True)
     mcmc.run({"b": torch.tensor([1])})
-    idata = from_mcmc(mcmc)
+    return bn, mcmc, from_mcmc(mcmc)
+
+
+def test_gibbs_mcmc_keeps_chains_for_rhat():
+    bn, _, idata = _gibbs_on_two_nodes(300, 20, 2)
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 300
     exact = bn.posterior(["a"], {"b": torch.tensor([1])})["a"][0, 1].item()
     assert float(idata.posterior["a"].mean()) == pytest.approx(exact, abs=0.1)
@@ -252,12 +258,7 @@ def test_from_mcmc_broadcasts_a_scalar_observation_across_its_plate():
 
 def test_gibbs_mcmc_has_the_log_likelihood_of_the_evidence():
     """hybridpgm's Gibbs kernel returns discrete draws as floats; the replay gives the model its own dtype."""
-    bn = BayesNet()
-    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7])))
-    bn.add("b", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), parents=["a"]))
-    mcmc = MCMC(Gibbs(bn.model), num_samples=50, warmup_steps=5, num_chains=1, disable_progbar=True)
-    mcmc.run({"b": torch.tensor([1])})
-    idata = from_mcmc(mcmc)
+    bn, mcmc, idata = _gibbs_on_two_nodes(50, 5, 1)
     a = np.asarray(idata["posterior"]["a"]).reshape(-1).astype(int)
     log_lik = np.asarray(next(iter(idata["log_likelihood"].data_vars.values()))).reshape(-1)
     np.testing.assert_allclose(log_lik, np.log(np.array([0.1, 0.8]))[a], rtol=1e-6)
