@@ -177,8 +177,9 @@ class Player:
         ranks = context.world_size
         if ranks > 1:  # this rank's failed data check and non-finite loss ride in the gradients' bucket
             faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total)]).to(total.dtype)
+            # only the trainable parameters: a frozen one has no gradient on any rank, so it would ride as zeros
             total, faults = context.all_reduce_gradients(
-                self.params, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 2 * ranks])
+                trainable, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 2 * ranks])
             total = total.reshape(())
         else:
             total = context.all_reduce_gradients(self.params, extra=total)

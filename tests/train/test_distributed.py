@@ -296,3 +296,33 @@ def test_exit_wait_returns_once_the_named_threads_are_idle_and_not_before():
         done.set()
         thread.join()
     assert _wait_for_idle_threads(("no_such_thread",), timeout_s=0.0)  # none: nothing to wait for
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_a_frozen_player_all_reduces_its_loss_alone_not_zeros_for_its_parameters(monkeypatch, frozen):
+    """Found by a review: on several ranks a player whose parameters are all frozen sent a bucket of zeros the
+    size of its parameters with every step's all-reduce; now only the loss and the per-rank flags travel.
+    The trainable case is the guard that the bucket still carries every parameter then."""
+    from hybridpgm.train.player_step import Player
+
+    weight = torch.nn.Parameter(torch.ones(1000), requires_grad=not frozen)
+
+    class Objective:
+        def loss(self, player, batch):
+            return (batch * weight).sum()
+
+    sizes = []
+
+    def fake_all_reduce(flat):  # two identical ranks
+        sizes.append(flat.numel())
+        flat.mul_(2)
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", fake_all_reduce)
+    player = Player("fit", [weight], torch.optim.SGD([weight], lr=0.1))
+    loss = player.update(Objective(), [(torch.full((1000,), 0.5), 1.0)], step=0,
+                         context=DistributedContext(rank=0, world_size=2), precision=None,
+                         device=torch.device("cpu"), clip_grad_norm=None)
+    assert loss == 500.0
+    # the parameters' gradients and their had-a-gradient flags (trainable only), the loss, 2 flags in 2 rank slots
+    assert sizes == ([1 + 4] if frozen else [1000 + 1 + 4 + 1])
+    assert torch.equal(weight.detach(), torch.ones(1000) if frozen else torch.full((1000,), 0.95))
