@@ -32,8 +32,8 @@ SETUP = {
     ("docs/bayes_nets.md", 4): ('bn = sprinkler\n'
                                 'data_with_nans = bn.to_tensor(bn.sample(600))\n'
                                 'data_with_nans[::3, 1] = float("nan")'),
-    ("docs/bayes_nets.md", 5): GRAPHS + 'asia = load_network("asia")',
-    ("docs/bayes_nets.md", 6): (GRAPHS + 'from hybridpgm.graphs import write_bif\n'
+    ("docs/bayes_nets.md", 6): GRAPHS + 'asia = load_network("asia")',
+    ("docs/bayes_nets.md", 7): (GRAPHS + 'from hybridpgm.graphs import write_bif\n'
                                 'write_bif(load_network("asia"), "asia.bif.gz")\n'
                                 'pgmpy_model = load_network("asia").to_pgmpy()'),
     ("docs/gaussian_processes.md", 0): ('import torch\n'

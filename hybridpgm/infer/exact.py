@@ -54,9 +54,7 @@ queries (here).
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
@@ -69,6 +67,7 @@ from hybridpgm.infer.bn_contract import (check_possible, contract, in_row_chunks
                                          with_rows_redone)
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
+from hybridpgm.infer.bn_query_scope import exact_query
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.row_groups import choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
@@ -79,25 +78,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BATCH", "Evidence", "Likelihood", "log_evidence", "map_assignment", "parse_evidence", "posterior",
            "posterior_sample"]
-
-_F = TypeVar("_F", bound=Callable)
-
-
-def _keeping_module_state(query: _F) -> _F:
-    """``query(bn, ...)`` run in the network's query context (:meth:`BayesNet._query
-    <hybridpgm.graphs.BayesNet._query>`): its CPDs' networks run in the mode they are in (in training mode a batch
-    norm normalises with the query batch's statistics) but their buffers (running statistics,
-    ``num_batches_tracked``) are left as they were, restored through ``.data`` so that an answer computed through
-    them still backpropagates.  Called from a :class:`~hybridpgm.graphs.BayesNet` method, which is already in
-    that context, it copies nothing more."""
-
-    @functools.wraps(query)
-    def kept(bn, *args, **kwargs):
-        context = getattr(bn, "_query", None)
-        with context() if callable(context) else contextlib.nullcontext():
-            return query(bn, *args, **kwargs)
-
-    return kept  # type: ignore[return-value]
 
 
 def _split(bn: "BayesNet", ev: Evidence, targets: set, queries=()):
@@ -161,7 +141,7 @@ def _targets(facts, ev: Evidence, names=()) -> set:
     return set(names) | set(ev.observed) | set(ev.partial) | {v for v in ev.values if v in facts.cards}
 
 
-@_keeping_module_state
+@exact_query
 def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tensor:
     """:math:`\\log p(e_n)` for each evidence row (a log-density when continuous nodes are observed).
 
@@ -178,7 +158,7 @@ def log_evidence(bn: "BayesNet", evidence: Mapping | None = None) -> torch.Tenso
     return _unbatch(_stitch(parts, groups), ev)
 
 
-@_keeping_module_state
+@exact_query
 def posterior(bn: "BayesNet", query: str | Sequence[str] | None = None, evidence: Mapping | None = None, *,
               joint: bool = False):
     """Posterior marginals :math:`p(x_q \\mid e_n)` of the query variables, for every row.
@@ -275,7 +255,7 @@ def _log_joint_at(facts, ev: Evidence, assignment: dict) -> torch.Tensor:
     return total
 
 
-@_keeping_module_state
+@exact_query
 def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_log_prob: bool = False):
     """Most probable explanation: :math:`\\arg\\max_{x \\setminus e} p(x, e_n)` for every row.
 
@@ -316,7 +296,7 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
     return out
 
 
-@_keeping_module_state
+@exact_query
 def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None = None, *,
                      generator: torch.Generator | None = None, return_log_prob: bool = False):
     """Exact joint samples of every unobserved node given each evidence row,

@@ -1,10 +1,14 @@
 """Factors of exact BN queries: barren pruning, dims without tensors, and the cached tables."""
 
+import copy
+
+import pytest
 import torch
 
+from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
 from hybridpgm.infer.bn_factors import factor_dims, factors, relevant
-from tests.graphs.bn_helpers import random_bn, sprinkler
+from tests.graphs.bn_helpers import brute_joint, brute_posterior, random_bn, sprinkler
 
 
 def test_relevant_is_the_ancestral_closure():
@@ -80,3 +84,121 @@ def test_a_network_built_under_inference_mode_answers_queries():
     exact = torch.tensor([0.2 * 0.1, 0.8 * 0.7])
     for got in (inside, outside):
         torch.testing.assert_close(got[0].double(), (exact / exact.sum()).double(), atol=1e-6, rtol=0)
+
+
+# ---- hard evidence in half precision: the observed rows shifted in log space (bn_factors._log_shifted)
+
+#: float16 and bfloat16 networks are answered in log space.  A log-entry l carries a rounding error of about
+#: eps/2 * |l|: a row of hard evidence on a state of probability 1e-23 (l = -53, float16's spacing 2**-5 there,
+#: bfloat16's 2**-2) entered the contraction's sums with relative errors of 1.6% (float16) to 12% (bfloat16),
+#: and the posteriors came out 12-14 eps off, not summing to one.  Shifted by its row maximum (taken out and added
+#: back in float32), each factor's entries that matter are within a few nats of 0, each rounding is eps/2
+#: relative, and these three- to six-node networks take under a dozen roundings per answer (a log-sum-exp per
+#: step, its softmax for a marginal): 4 eps bounds a posterior probability's error.  log p(e) is returned in the
+#: network's dtype: within its own rounding of the true value (eps/2 relative) plus the contraction's 4 eps.
+HALF = [torch.float16, torch.bfloat16]
+
+
+def _unlikely_chain(dtype=torch.float64) -> BayesNet:
+    """a -> b -> {c, d}: b = 1 has probability 1e-23 under a = 0, c = 1 about 2e-23 or 3e-23 whatever b."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7], dtype=dtype)))
+    bn.add("b", cpd.Table(torch.tensor([[1 - 1e-23, 1e-23], [0.4, 0.6]], dtype=dtype), ["a"]))
+    bn.add("c", cpd.Table(torch.tensor([[1 - 2e-23, 2e-23], [1 - 3e-23, 3e-23]], dtype=dtype), ["b"]))
+    bn.add("d", cpd.Table(torch.tensor([[0.9, 0.1], [0.2, 0.8]], dtype=dtype), ["b"]))
+    return bn
+
+
+#: the nodes :func:`_extreme_random` observes
+OBSERVED = ("x1", "x4", "x5")
+
+
+def _extreme_random(seed: int, dtype) -> BayesNet:
+    """Six binary or ternary nodes, up to two parents; the tables of :data:`OBSERVED` softmax(15 z) (entries down
+    to about e^-60), the others softmax(z)."""
+    g = torch.Generator().manual_seed(seed)
+    bn = BayesNet()
+    cards = [2, 3, 2, 3, 2, 2]
+    for i, k in enumerate(cards):
+        parents = sorted(torch.randperm(i, generator=g)[:min(i, 2)].tolist()) if i else []
+        spread = 15 if f"x{i}" in OBSERVED else 1
+        logits = spread * torch.randn([cards[p] for p in parents] + [k], generator=g, dtype=torch.float64)
+        bn.add(f"x{i}", cpd.Table(logits.softmax(-1).to(dtype), [f"x{p}" for p in parents]))
+    return bn
+
+
+def _enumerated(bn_half: BayesNet, evidence: dict, queries: list):
+    """float64 enumeration of the half-precision network (its rounded tables widened): ``(log p(e) [N],
+    {query: [N, card]})``."""
+    wide = copy.deepcopy(bn_half).to(torch.float64)
+    rows, logp = brute_joint(wide)
+    n = len(next(iter(evidence.values())))
+    log_e, post = [], {q: [] for q in queries}
+    for i in range(n):
+        row = {v: int(x[i]) for v, x in evidence.items()}
+        keep = torch.ones(len(rows), dtype=torch.bool)
+        for v, x in row.items():
+            keep &= rows[:, wide.nodes.index(v)] == x
+        log_e.append(logp[keep].logsumexp(0))
+        for q in queries:
+            post[q].append(brute_posterior(wide, rows, logp, row, q))
+    return torch.stack(log_e), {q: torch.stack(p) for q, p in post.items()}
+
+
+def _check_half(bn: BayesNet, evidence: dict, queries: list, dtype) -> None:
+    eps = torch.finfo(dtype).eps
+    want_e, want_post = _enumerated(bn, evidence, queries)
+    got = bn.posterior(queries, evidence)
+    for q in queries:
+        assert got[q].dtype == dtype
+        err = (got[q].double() - want_post[q]).abs().max().item()
+        assert err <= 4 * eps, (q, err / eps)
+    got_e = bn.log_evidence(evidence).double()
+    assert ((got_e - want_e).abs() <= eps / 2 * want_e.abs() + 4 * eps).all(), ((got_e - want_e) / eps).tolist()
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_hard_evidence_on_unlikely_states(dtype):
+    """Before: float16 posteriors 14 eps off ([0.053, 0.960] for a, summing to 1.013), bfloat16's 12 eps
+    ([0.050, 1.047]); log p(e) of -52.86 came out -52.875 in float16 (the nearest float16 is -52.84)."""
+    bn = copy.deepcopy(_unlikely_chain()).to(dtype)
+    _check_half(bn, {"c": torch.tensor([1, 1, 0]), "d": torch.tensor([1, 0, 1])}, ["a", "b"], dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_half_precision_hard_evidence_on_extreme_tables(dtype, seed):
+    """Half the nodes observed, every combination of their states, their tables with entries down to about e^-60
+    (the old code: 4.5-15 eps off in float16, 6-11 in bfloat16; now under 3)."""
+    bn = _extreme_random(seed, torch.float64).to(dtype)
+    observed = list(OBSERVED)
+    states = torch.cartesian_prod(*[torch.arange(bn.cardinality(v)) for v in observed])
+    evidence = {v: states[:, i] for i, v in enumerate(observed)}
+    _check_half(bn, evidence, ["x0", "x2", "x3"], dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_map_log_prob_gets_the_shifts_back(dtype):
+    """Guard (passes before and after): the MAP's max log p(x, e) is that of the unshifted factors (the shifts
+    added back, as for log p(e)), and the assignment is float64's."""
+    bn = copy.deepcopy(_unlikely_chain()).to(dtype)
+    ev = {"c": torch.tensor([1, 0]), "d": torch.tensor([1, 1])}
+    best, log_p = bn.map(ev, return_log_prob=True)
+    wide = copy.deepcopy(bn).to(torch.float64)
+    full = {v: best[v] for v in wide.nodes}
+    want = wide.log_prob(full)
+    eps = torch.finfo(dtype).eps
+    assert ((log_p.double() - want).abs() <= eps / 2 * want.abs() + 4 * eps).all()
+    assert torch.equal(torch.stack([best[v] for v in "ab"]), torch.stack(
+        [wide.map(ev)[v] for v in "ab"]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_full_precision_log_factors_are_not_shifted(dtype):
+    """Guard (passes before and after): float32 and float64 networks, answered in probability space and redone in
+    log space only for rows under the floor, keep their log factors as they are (no shift, no cost)."""
+    bn = copy.deepcopy(_unlikely_chain()).to(dtype)
+    facts = network_facts(bn)
+    ev = parse_evidence(bn, {"c": torch.tensor([1, 1])})
+    tensors, _ = factors(facts, ev, relevant(facts, {"a", "b", "c"}), "log")
+    assert tensors.log_scale == []

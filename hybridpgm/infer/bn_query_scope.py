@@ -1,0 +1,71 @@
+"""The scope every exact Bayesian-network query of :mod:`hybridpgm.infer.exact` runs in.
+
+:func:`exact_query` wraps :func:`~hybridpgm.infer.exact.posterior`, :func:`~hybridpgm.infer.exact.log_evidence`,
+:func:`~hybridpgm.infer.exact.map_assignment` and :func:`~hybridpgm.infer.exact.posterior_sample`:
+
+* it runs them in the network's query context (:meth:`BayesNet._query <hybridpgm.graphs.BayesNet._query>`), which
+  leaves the CPDs' networks' buffers as they were;
+* it refuses to run them under :func:`torch.func.vmap`.  A query reads values on the host (the evidence's
+  validation, the choice of probability or log space per row, the groups of rows with the same observed nodes),
+  which ``vmap``'s batched tensors cannot give (``.item()`` on a batched tensor is an error), and it is already
+  batched: ``N`` evidence rows ``{node: [N] tensor}`` are answered together, in one contraction per group of
+  rows.  So a ``vmap`` over a query raises :class:`~hybridpgm.errors.ConfigError` naming the query and saying
+  what to pass instead, not torch's error from deep inside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Callable, TypeVar
+
+import torch
+
+from hybridpgm.errors import ConfigError
+
+__all__ = ["QUERY_METHODS", "exact_query", "refuse_vmap"]
+
+_F = TypeVar("_F", bound=Callable)
+
+#: the :class:`~hybridpgm.graphs.BayesNet` method that calls each query function (named in the errors)
+QUERY_METHODS = {"posterior": "posterior", "log_evidence": "log_evidence", "map_assignment": "map",
+                 "posterior_sample": "sample"}
+
+
+def _under_vmap() -> bool:
+    """Whether a :func:`torch.func.vmap` transform is active (at any level of torch.func's transform stack)."""
+    stack = torch._C._functorch.get_interpreter_stack() or ()
+    return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+
+
+def refuse_vmap(name: str) -> None:
+    """Raise :class:`~hybridpgm.errors.ConfigError` when called under :func:`torch.func.vmap`.
+
+    :param str name: the query function's name (a key of :data:`QUERY_METHODS`)."""
+    if not _under_vmap():
+        return
+    method = QUERY_METHODS.get(name, name)
+    raise ConfigError(
+        f"BayesNet.{method} (hybridpgm.infer.exact.{name}) does not support torch.func.vmap: an exact query "
+        f"reads its evidence on the host, which vmap's batched tensors cannot give.  It is batched already: pass "
+        f"the rows as one batch of evidence, {{node: tensor of shape [N]}} (-1 where a row leaves the node "
+        f"unobserved), and it answers all N rows at once (a [N, ...] result); for gradients per row, take "
+        f"torch.autograd.grad of the [N] result's entries, or of its sum (the rows are independent)")
+
+
+def exact_query(query: _F) -> _F:
+    """``query(bn, ...)`` run in the network's query context (:meth:`BayesNet._query
+    <hybridpgm.graphs.BayesNet._query>`): its CPDs' networks run in the mode they are in (in training mode a batch
+    norm normalises with the query batch's statistics) but their buffers (running statistics,
+    ``num_batches_tracked``) are left as they were, restored through ``.data`` so that an answer computed through
+    them still backpropagates.  Called from a :class:`~hybridpgm.graphs.BayesNet` method, which is already in
+    that context, it copies nothing more.  Under :func:`torch.func.vmap` it raises (:func:`refuse_vmap`)."""
+
+    @functools.wraps(query)
+    def kept(bn, *args, **kwargs):
+        refuse_vmap(query.__name__)
+        context = getattr(bn, "_query", None)
+        with context() if callable(context) else contextlib.nullcontext():
+            return query(bn, *args, **kwargs)
+
+    return kept  # type: ignore[return-value]

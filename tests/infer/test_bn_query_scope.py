@@ -1,0 +1,54 @@
+"""The scope of the exact BN queries: torch.func.vmap is refused with a clear error (bn_query_scope)."""
+
+import pytest
+import torch
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.infer import exact
+from tests.graphs.bn_helpers import single_thread, sprinkler  # noqa: F401 (autouse fixture)
+
+ROWS = torch.tensor([0, 1, 1])
+
+QUERIES = {
+    "posterior": lambda bn, x: bn.posterior("rain", {"wet": x}),
+    "log_evidence": lambda bn, x: bn.log_evidence({"wet": x}),
+    "map": lambda bn, x: bn.map({"wet": x})["rain"],
+    "sample": lambda bn, x: bn.sample(2, evidence={"wet": x}, generator=torch.Generator().manual_seed(0))["rain"],
+}
+
+
+@pytest.mark.parametrize("method", sorted(QUERIES))
+def test_vmap_over_a_query_names_it_and_says_to_pass_a_batch(method):
+    """Before: torch's RuntimeError from deep inside the query ("vmap: It looks like you're calling .item() on a
+    Tensor ...")."""
+    bn = sprinkler()
+    with pytest.raises(ConfigError, match=rf"BayesNet\.{method} .*torch\.func\.vmap.*shape \[N\]"):
+        torch.func.vmap(lambda x: QUERIES[method](bn, x))(ROWS)
+
+
+def test_vmap_over_the_functions_of_exact_names_them():
+    """The functions of hybridpgm.infer.exact, called directly, are refused the same way."""
+    bn = sprinkler()
+    with pytest.raises(ConfigError, match=r"hybridpgm\.infer\.exact\.map_assignment"):
+        torch.func.vmap(lambda x: exact.map_assignment(bn, {"wet": x})["rain"])(ROWS)
+
+
+def test_vmap_nested_under_grad_is_refused_too():
+    """A vmap anywhere in torch.func's transform stack (here under torch.func.grad) is refused."""
+    bn = sprinkler()
+    logits = bn.cpds["rain"].logits.detach()
+
+    def total(theta):
+        return torch.func.vmap(lambda x: bn.log_evidence({"wet": x}))(ROWS).sum() + theta.sum()
+
+    with pytest.raises(ConfigError, match=r"BayesNet\.log_evidence"):
+        torch.func.grad(total)(logits)
+
+
+def test_the_batch_of_rows_the_error_suggests_answers_each_row():
+    """Guard (passes before and after): the batch the message points to gives, row by row, the answers of the
+    rows queried one at a time."""
+    bn = sprinkler()
+    batched = bn.log_evidence({"wet": ROWS})
+    single = torch.stack([bn.log_evidence({"wet": x}) for x in ROWS])
+    torch.testing.assert_close(batched, single)
