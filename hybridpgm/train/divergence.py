@@ -24,7 +24,7 @@ __all__ = ["diverged_error", "explain_nonfinite", "failed_elsewhere"]
 
 def diverged_error(player: Any, value: float, step: int, checkpoint: Any, objective: Any = None,
                    micro_batches: list[tuple[Any, float]] = (), context: DistributedContext | None = None,
-                   diverged: list[int] = ()) -> TrainingDivergedError:
+                   diverged: list[int] = (), gradient_ranks: list[int] = ()) -> TrainingDivergedError:
     """The error of ``player`` (a :class:`~hybridpgm.train.player_step.Player`) for a non-finite loss or gradient
     at ``step`` (the error path may sync freely).
 
@@ -32,7 +32,9 @@ def diverged_error(player: Any, value: float, step: int, checkpoint: Any, object
     of the step's micro-batches (:func:`explain_nonfinite`): the only place it is called, so it costs the
     steps that do not diverge nothing.  On several ranks, ``diverged`` lists the ranks whose own loss was
     not finite; a rank not among them says so and points to the first one's error (its own micro-batches
-    are not explained: they are not at fault).
+    are not explained: they are not at fault).  Likewise ``gradient_ranks`` lists the ranks whose own
+    gradient (before the average over ranks) was not finite, by a screen of one sum per gradient; where it is
+    empty on several ranks, every rank's own gradient was finite and their average overflowed.
     """
     where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
     advice = "; pass skip_nonfinite=True to fit to skip such steps instead"
@@ -51,8 +53,20 @@ def diverged_error(player: Any, value: float, step: int, checkpoint: Any, object
         bad = [n for n, p in zip(names, player.params)
                if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
         what = f"gradient of player {player.name!r} is not finite in {bad} (the loss, {value:.6g}, is finite)"
+        if context is not None and context.world_size > 1:
+            what += _gradient_ranks(context, gradient_ranks)
     return TrainingDivergedError(f"{what} at step {step}; no update was applied{where}{advice}{explained}",
                                  step=step, player=player.name)
+
+
+def _gradient_ranks(context: DistributedContext, ranks: list[int]) -> str:
+    """Which ranks' own gradients were not finite, as the tail of the message of a non-finite gradient."""
+    if not ranks:
+        return f" (each rank's own gradient is finite: their average over {context.world_size} ranks overflowed)"
+    if context.rank in ranks:
+        return f" (on rank {context.rank} of {context.world_size}, whose own gradient is not finite)"
+    return (f"; the gradient of rank(s) {list(ranks)} is not finite, this rank's ({context.rank}) is: "
+            f"see rank {ranks[0]}'s error")
 
 
 def explain_nonfinite(objective: Any, player: str, micro_batches: list[tuple[Any, float]],

@@ -72,6 +72,14 @@ def _sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [t.sum(dtype=torch.float32) for t in tensors if t.numel()]
 
 
+def _screened_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """A 0-d bool on the device (no sync): whether every :func:`_sums` of ``tensors`` is finite.  A screen for
+    messages only: a sum of huge finite values that overflows reads as not finite."""
+    if not tensors:
+        return torch.ones((), dtype=torch.bool, device=device)
+    return torch.isfinite(torch.stack(_sums(tensors))).all()
+
+
 def _writes_its_loss_gradients(objective: Any) -> bool:
     """Whether ``objective`` has a ``loss_and_gradients`` that goes with its ``loss``: defined by the
     class that defines ``loss`` or by a subclass of it (not shadowed by a ``loss`` set on the instance)."""
@@ -135,10 +143,11 @@ class Player:
         returned loss of a float64 objective is its float64 value (not rounded to float32, and
         finite above float32's largest value, about ``3.4e38``).  A failed data check raises its own error, before
         any update.
-        On several ranks each rank's failed check and non-finite loss ride in the one all-reduce of the
+        On several ranks each rank's failed check, non-finite loss and non-finite gradient (screened by one
+        sum per gradient before the average) ride in the one all-reduce of the
         gradients (:meth:`~hybridpgm.train.distributed.DistributedContext.in_rank_slots`), so a rank whose
         own data passed raises a :class:`~hybridpgm.errors.DataError`, or a :class:`TrainingDivergedError`,
-        that names the rank at fault ("see rank r's error") rather than a bare non-finite loss.
+        that names the rank at fault ("see rank r's error") rather than a bare non-finite loss or gradient.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
 
@@ -175,11 +184,13 @@ class Player:
         with deferring_checks() as pending, one_update():
             total = evaluate()
         ranks = context.world_size
-        if ranks > 1:  # this rank's failed data check and non-finite loss ride in the gradients' bucket
-            faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total)]).to(total.dtype)
+        if ranks > 1:  # this rank's failed data check, non-finite loss and gradient ride in the gradients' bucket
+            own = [] if self.scaler else [p.grad for p in trainable if p.grad is not None]
+            faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total),
+                                  ~_screened_finite(own, device)]).to(total.dtype)
             # only the trainable parameters: a frozen one has no gradient on any rank, so it would ride as zeros
             total, faults = context.all_reduce_gradients(
-                trainable, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 2 * ranks])
+                trainable, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 3 * ranks])
             total = total.reshape(())
         else:
             total = context.all_reduce_gradients(self.params, extra=total)
@@ -189,16 +200,18 @@ class Player:
         # convert exactly, so the finiteness test of the gradients is unchanged
         dtype = torch.promote_types(total.dtype, torch.float32)
         flags = torch.stack([total.to(dtype), *(part.to(dtype) for part in _sums(grads))])
-        if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: slot W + r), in the same read
+        if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: W + r, gradient: 2W + r)
             flags = torch.cat([flags, faults.to(dtype)])
         elif pending.flags:  # the models' deferred data checks ride along in the same read
             flags = torch.cat([flags, pending.all_passed(device).to(dtype).reshape(1)])
         value, *read = flags.tolist()
         diverged: list[int] = []
+        gradient_ranks: list[int] = []
         if ranks > 1:
-            read, faults = read[:-2 * ranks], read[-2 * ranks:]
+            read, faults = read[:-3 * ranks], read[-3 * ranks:]
             failed = [r for r in range(ranks) if faults[r] > 0]
             diverged = [r for r in range(ranks) if faults[ranks + r] > 0]
+            gradient_ranks = [r for r in range(ranks) if faults[2 * ranks + r] > 0]
             if failed:
                 self.optimizer.zero_grad(set_to_none=True)
                 if context.rank in failed:
@@ -216,7 +229,8 @@ class Player:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
                 return value
-            raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged)
+            raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged,
+                                 gradient_ranks)
         if not trainable:  # every parameter frozen: nothing to step, and no step for its scheduler to follow
             return value
         if self.scaler:

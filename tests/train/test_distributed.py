@@ -323,6 +323,42 @@ def test_a_frozen_player_all_reduces_its_loss_alone_not_zeros_for_its_parameters
                          context=DistributedContext(rank=0, world_size=2), precision=None,
                          device=torch.device("cpu"), clip_grad_norm=None)
     assert loss == 500.0
-    # the parameters' gradients and their had-a-gradient flags (trainable only), the loss, 2 flags in 2 rank slots
-    assert sizes == ([1 + 4] if frozen else [1000 + 1 + 4 + 1])
+    # the parameters' gradients and their had-a-gradient flags (trainable only), the loss, 3 flags in 2 rank slots
+    assert sizes == ([1 + 6] if frozen else [1000 + 1 + 6 + 1])
     assert torch.equal(weight.detach(), torch.ones(1000) if frozen else torch.full((1000,), 0.95))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_non_finite_gradient_on_one_rank_is_named_on_every_rank(monkeypatch, rank):
+    """Carried from earlier reviews: a gradient that was not finite on one rank only (the loss finite everywhere)
+    reached every rank as a non-finite average with a bare message; each rank now says whose gradient it was.
+    Rank 1's own gradient is NaN in its first entry; this process plays ``rank`` and the other rank is faked."""
+    from hybridpgm.errors import TrainingDivergedError
+    from hybridpgm.train.player_step import Player
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    nan = float("nan")
+
+    class Objective:
+        def loss(self, player, batch):  # finite, but torch.where's gradient of a NaN entry is NaN
+            return torch.where(batch.isfinite(), batch * weight, 0.0).sum()
+
+    def slots(grad_flag_of_rank_1):  # (check, loss, gradient) flags x (rank 0, rank 1), flag-major
+        return [0.0, 0.0, 0.0, 0.0, 0.0, grad_flag_of_rank_1]
+
+    other = {0: [nan, 1.0, 1.0, 2.0, *slots(1.0), 1.0],  # rank 1's bucket, seen from rank 0
+             1: [1.0, 1.0, 1.0, 3.0, *slots(0.0), 1.0]}[rank]  # rank 0's bucket, seen from rank 1
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda flat: flat.add_(torch.tensor(other)))
+    batch = torch.tensor([nan, 1.0, 1.0]) if rank == 1 else torch.ones(3)
+    player = Player("fit", [weight], torch.optim.SGD([weight], lr=0.1), names=["weight"])
+    with pytest.raises(TrainingDivergedError) as info:
+        player.update(Objective(), [(batch, 1.0)], step=4,
+                      context=DistributedContext(rank=rank, world_size=2), precision=None,
+                      device=torch.device("cpu"), clip_grad_norm=None)
+    message = str(info.value)
+    assert "gradient of player 'fit' is not finite in ['weight']" in message
+    if rank == 1:
+        assert "(on rank 1 of 2, whose own gradient is not finite)" in message
+    else:
+        assert "the gradient of rank(s) [1] is not finite, this rank's (0) is: see rank 1's error" in message
+    assert torch.equal(weight.detach(), torch.ones(3))  # no update
