@@ -28,7 +28,9 @@ model: it is recorded from the training features when the model is built and by 
 kernel does not change with the conditioning set; features outside the recorded range are clamped to it.
 All of it is GPyTorch; this class adds the feature extractor and input checks.  The training objective,
 :class:`~hybridpgm.gp.exact_mll.ExactMLLObjective`, and the recipe :func:`~hybridpgm.gp.exact_mll.train_deep_kernel`
-live in :mod:`hybridpgm.gp.exact_mll` (importable from here as well).
+live in :mod:`hybridpgm.gp.exact_mll` (importable from here as well); the likelihoods exact inference accepts
+are checked by :mod:`hybridpgm.gp.exact_likelihood`, and state saved with the former default KISS-GP kernel is
+converted on load by :mod:`hybridpgm.gp.legacy_kiss_state`.
 
 Above ``gpytorch.settings.max_cholesky_size`` (800 examples by default) GPyTorch computes the marginal
 likelihood by conjugate gradients and a *stochastic* Lanczos estimate of :math:`\\log|K + \\sigma^2 I|`
@@ -62,16 +64,16 @@ from typing import Callable, ContextManager
 
 import gpytorch
 import torch
-from gpytorch.likelihoods.gaussian_likelihood import _GaussianLikelihoodBase  # what exact inference accepts
-from gpytorch.likelihoods.noise_models import _HomoskedasticNoiseBase
 from gpytorch.utils.memoize import clear_cache_hook
 
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, fixed_rng, grid_kernel)
+from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import exact_precision
@@ -143,25 +145,7 @@ class DeepKernelGP(gpytorch.Module):
         check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "DeepKernelGP likelihood")
-        if likelihood is not None and not isinstance(likelihood, _GaussianLikelihoodBase):
-            raise ModelSpecError(
-                f"DeepKernelGP likelihood is a {type(likelihood).__name__}: exact GP inference (the exact "
-                "marginal likelihood and posterior) needs a Gaussian likelihood (GaussianLikelihood, "
-                "FixedNoiseGaussianLikelihood, ...); for a non-Gaussian likelihood use the variational "
-                "hybridpgm.gp.SVDeepKernelGP")
-        if isinstance(likelihood, gpytorch.likelihoods.MultitaskGaussianLikelihood):
-            raise ModelSpecError(
-                f"DeepKernelGP likelihood is a {type(likelihood).__name__}, a likelihood of several outputs per "
-                "example: DeepKernelGP is a single-output GP (train_y of shape N); use GaussianLikelihood, or "
-                "one DeepKernelGP per output")
-        if likelihood is not None and not isinstance(getattr(likelihood, "noise_covar", None),
-                                                     _HomoskedasticNoiseBase):
-            raise ModelSpecError(
-                f"DeepKernelGP likelihood is a {type(likelihood).__name__}, whose noise is per example (noise "
-                f"model {type(getattr(likelihood, 'noise_covar', None)).__name__}): GPyTorch adds the N training "
-                "noises to any batch of N points (test points, a mini-batch) and none to batches of other sizes, "
-                "so predictions, mini-batch losses and set_train_data would be silently wrong; use "
-                "GaussianLikelihood (one learned noise variance)")
+        check_exact_likelihood(likelihood)
         if grid_size is not None:
             grid_bounds = check_grid_bounds(grid_bounds)
         if feature_extractor is None and not train_x.is_floating_point():
@@ -305,7 +289,7 @@ class DeepKernelGP(gpytorch.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if getattr(self, "_default_kiss", False):
-            _rename_legacy_outputscale(state_dict, prefix, self.gp.covar_module.base_kernel, self.num_features)
+            convert_legacy_kiss_state(state_dict, prefix, self.gp.covar_module.base_kernel, self.num_features)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def condition(self) -> None:
@@ -379,29 +363,3 @@ def _release_test_caches(gp: gpytorch.models.ExactGP) -> None:
 def _data_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The dtype targets must share with inputs ``x``: theirs when floating (else any floating dtype)."""
     return x.dtype if x.is_floating_point() else None
-
-
-def _rename_legacy_outputscale(state_dict: dict, prefix: str, scale: gpytorch.kernels.ScaleKernel,
-                               num_features: int) -> None:
-    """Convert, in place, the entries of the former default KISS-GP kernel,
-    ``ScaleKernel(GridInterpolationKernel(RBF))``, to the layout of
-    ``GridInterpolationKernel(ScaleKernel(RBF))`` (``scale`` is its
-    ``ScaleKernel``): the grid moves one level up, the outputscale one level
-    down and becomes its ``num_features``-th root (the inner outputscale enters
-    once per grid axis, see :func:`~hybridpgm.gp.feature_gp.default_kernel`),
-    so the loaded model has the same covariance."""
-    constraint = scale.raw_outputscale_constraint
-    for owner in (prefix + "gp.covar_module.", prefix + "mll.model.covar_module."):
-        if owner + "raw_outputscale" not in state_dict:
-            continue  # today's layout
-        inner = owner + "base_kernel."
-        raw = state_dict.pop(owner + "raw_outputscale")
-        state_dict[inner + "raw_outputscale"] = constraint.inverse_transform(
-            constraint.transform(raw) ** (1.0 / num_features))
-        for leaf in ("raw_outputscale_constraint.lower_bound", "raw_outputscale_constraint.upper_bound"):
-            if owner + leaf in state_dict:
-                state_dict[inner + leaf] = state_dict.pop(owner + leaf)
-        for key in [k for k in state_dict if k.startswith(inner)]:
-            leaf = key[len(inner):]
-            if leaf.startswith("grid_") or leaf == "has_initialized_grid":
-                state_dict[owner + leaf] = state_dict.pop(key)

@@ -26,14 +26,14 @@ from hybridpgm.errors import DivergenceWarning, TrainingWarning
 from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
+from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decomposable
 from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps
 from hybridpgm.train.callback_states import check_callback_settings
 from hybridpgm.train.callbacks import FitStart, StepInfo
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.device import resolve_device
-from hybridpgm.train.fit_options import (batch_norm_warning, callback_list, check_config, check_counts,
-                                         check_decomposable, check_factory, check_objective, draw_seed,
-                                         keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
+from hybridpgm.train.fit_options import (callback_list, check_config, check_counts, check_factory, check_objective,
+                                         draw_seed, keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
 from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History, loss_explosions
 from hybridpgm.train.interruption import interruption

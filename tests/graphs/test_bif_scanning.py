@@ -1,5 +1,5 @@
-"""read_bif scans a file in time linear in its length (hybridpgm/graphs/bif.py): its regular expressions cannot
-backtrack catastrophically, and comments and quoted strings are scanned once.
+"""read_bif scans a file in time linear in its length (hybridpgm/graphs/bif_scanning.py): its regular expressions
+cannot backtrack catastrophically, and comments and quoted strings are scanned once.
 
 Found by a fuzzing audit: a ``probability (`` header with a long run of spaces and no ``)`` took 4.4 s at 2.1 kB
 (cubic), and unterminated strings, unterminated ``/*`` and keywords with no ``{`` after them took 47 s, 16 s and
@@ -14,7 +14,8 @@ import re
 import pytest
 
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.graphs import bif, read_bif
+from hybridpgm.graphs import bif_scanning  # the scanner's patterns and functions, read and patched
+from hybridpgm.graphs import read_bif
 
 try:  # Python >= 3.11
     from re import _constants as sre
@@ -136,7 +137,7 @@ def _unbounded_repeats(items) -> int:
     return count
 
 
-_PATTERNS = sorted(name for name, value in vars(bif).items() if isinstance(value, re.Pattern))
+_PATTERNS = sorted(name for name, value in vars(bif_scanning).items() if isinstance(value, re.Pattern))
 
 
 def test_the_check_finds_the_backtracking_it_is_for():
@@ -156,7 +157,7 @@ def test_the_check_finds_the_backtracking_it_is_for():
 def test_no_pattern_can_backtrack_more_than_linearly(name):
     """Before, _PROB (cubic: three adjacent repeats that all match spaces) and _COMMENT (a lazy ``.*?`` before
     ``*/``) failed this; for _TOKEN, _TYPE and _UNREADABLE (unchanged) it is a guard."""
-    pattern = getattr(bif, name)
+    pattern = getattr(bif_scanning, name)
     assert _problems(_parsed(pattern), frozenset(), pattern.flags, False, []) == []
 
 
@@ -164,7 +165,7 @@ def test_no_pattern_can_backtrack_more_than_linearly(name):
 def test_the_patterns_searched_through_a_whole_file_hold_no_unbounded_repeat(name):
     """A search tries every start; an unbounded repeat in the pattern could run to the end of the file from each
     (before, _HEAD's ``[^{]*`` did from every keyword when no ``{`` followed: 5 s at 100 kB)."""
-    assert _unbounded_repeats(_parsed(getattr(bif, name))) == 0
+    assert _unbounded_repeats(_parsed(getattr(bif_scanning, name))) == 0
 
 
 class _Counting:
@@ -206,9 +207,10 @@ def test_adversarial_100_kb_files_are_read_scanning_each_character_a_bounded_num
                                                                                               name):
     """The crafted 100 kB files of the audit are read (the garbage after the network's blocks is ignored, as
     before) or refused naming the file, and the whole-file searches run over at most twice the text."""
-    counters = {key: _Counting(getattr(bif, key)) for key in ("_HEAD", "_COMMENT_OPEN", "_STRING_BODY", "_BLOCK_END")}
+    counters = {key: _Counting(getattr(bif_scanning, key))
+                for key in ("_HEAD", "_COMMENT_OPEN", "_STRING_BODY", "_BLOCK_END")}
     for key, counter in counters.items():
-        monkeypatch.setattr(bif, key, counter)
+        monkeypatch.setattr(bif_scanning, key, counter)
     text, error = _ADVERSARIAL[name]
     path = tmp_path / "x.bif"
     path.write_text(text)
@@ -234,7 +236,7 @@ def test_comments_and_strings_are_removed_and_kept_exactly_as_before():
     for length in range(8):
         for chars in itertools.product('"\\\n/*a', repeat=length):
             text = "".join(chars)
-            assert bif._strip_comments(text) == _OLD_COMMENT.sub(lambda m: m.group(1) or "", text), repr(text)
+            assert bif_scanning._strip_comments(text) == _OLD_COMMENT.sub(lambda m: m.group(1) or "", text), repr(text)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -247,7 +249,7 @@ def test_comments_and_strings_are_removed_and_kept_exactly_as_before():
 ])
 def test_comments_are_removed_around_strings(text, expected):
     """The cases the exhaustive test above covers only in part, spelled out (as the old pattern gave them)."""
-    assert bif._strip_comments(text) == expected
+    assert bif_scanning._strip_comments(text) == expected
 
 
 def test_an_unterminated_block_comment_is_read_as_text_as_before(tmp_path):
@@ -270,4 +272,4 @@ def test_a_probability_header_is_split_exactly_as_before(length):
 
     for chars in itertools.product("()|,a \n", repeat=length):
         head = "".join(chars).strip()
-        assert split(bif._PROB.fullmatch(head)) == split(old.match(head)), repr(head)
+        assert split(bif_scanning._PROB.fullmatch(head)) == split(old.match(head)), repr(head)

@@ -63,7 +63,7 @@ def test_no_batch_norm_warning_without_both_batch_norm_and_accumulation(batch_no
 
 
 def test_the_batch_norm_warning_names_several_ranks_and_spares_running_statistics():
-    from hybridpgm.train.fit_options import batch_norm_warning
+    from hybridpgm.train.batch_split_checks import batch_norm_warning
 
     message = batch_norm_warning(BatchNormRegression().module.train(), 1, 2)
     assert "with 2 ranks each rank normalises its own shard" in message and "('1')" in message

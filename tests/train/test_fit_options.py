@@ -156,7 +156,7 @@ def test_fit_warns_when_accumulation_splits_the_grid_range_of_an_sv_dkl(accumula
 
 
 def test_the_grid_warning_names_ranks_and_spares_eval_mode_and_one_process():
-    from hybridpgm.train.fit_options import batch_norm_warning
+    from hybridpgm.train.batch_split_checks import batch_norm_warning
 
     sv = _grid_sv_dkl().train()
     message = batch_norm_warning(sv, 1, 2)
