@@ -49,6 +49,7 @@ from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable
 
 __all__ = ["RBM"]
@@ -226,13 +227,19 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
             return param + self.sigma * torch.randn_like(param)
         return bernoulli(param.sigmoid_())
 
-    def random_visible(self, num: int) -> torch.Tensor:
-        """``num x V`` initial states: fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`."""
+    @renamed_keyword(num="num_samples")
+    def random_visible(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x V`` initial states: fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`.
+
+        :param num_samples: the number of states (the old keyword ``num=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``num`` are given."""
+        num_samples = sample_count(num_samples, "RBM.random_visible num_samples")
         w = self.weight
         if self.gaussian:
-            return self.visible_bias.detach() + self.sigma * torch.randn(num, self.num_visible, dtype=w.dtype,
-                                                                          device=w.device)
-        return bernoulli(torch.full((num, self.num_visible), 0.5, dtype=w.dtype, device=w.device))
+            return self.visible_bias.detach() + self.sigma * torch.randn(num_samples, self.num_visible,
+                                                                          dtype=w.dtype, device=w.device)
+        return bernoulli(torch.full((num_samples, self.num_visible), 0.5, dtype=w.dtype, device=w.device))
 
     @torch.no_grad()
     def gibbs(self, v: torch.Tensor, steps: int = 1, h: torch.Tensor | None = None) -> torch.Tensor:

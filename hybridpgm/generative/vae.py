@@ -42,6 +42,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.serialization import serializable
@@ -303,16 +304,21 @@ class VAE(PyroModule):
         return -(log_prior + log_lik - log_q)
 
     # -- utilities --------------------------------------------------------------
+    @renamed_keyword(n="num_samples")
     @torch.no_grad()
-    def sample(self, n: int, mean: bool = True) -> torch.Tensor:
-        """``n x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
+    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+        """``num_samples x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
         ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
 
-        :raises ConfigError: ``n`` is not a non-negative integer, ``mean`` not ``True`` or ``False``, or
-            ``n == 1`` in training mode with ``batch_norm=True``."""
+        :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, ``mean`` not ``True`` or ``False``,
+            ``num_samples == 1`` in training mode with ``batch_norm=True``, or both ``num_samples`` and ``n``
+            are given."""
         mean = flag(mean, "VAE.sample mean")
         like = self._reference("decoder")
-        z = torch.randn(sample_count(n, "VAE.sample n"), self.z_dim, dtype=like.dtype, device=like.device)
+        z = torch.randn(sample_count(num_samples, "VAE.sample num_samples"), self.z_dim, dtype=like.dtype,
+                        device=like.device)
         with keeping_module_state(self):  # a batch norm's running statistics are left as training left them
             out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":

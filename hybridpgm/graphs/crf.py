@@ -74,6 +74,14 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
 
     The event shape is ``(T,)``; values are long label sequences.
 
+    Potentials of different dtypes (float16 or bfloat16 scores from a network under autocast into a float32
+    :class:`CRFHead`, float32 scores into a ``.double()`` head) are widened at construction to one dtype, their
+    promoted one and at least float32 (:func:`~hybridpgm.graphs.crf_recursions.working`); widening is exact, as
+    :func:`~hybridpgm.data.validation.as_model_dtype` widens data, and nothing is ever narrowed.  The attributes
+    ``unary``, ``transition``, ``start``, ``end`` and every floating output (:attr:`log_partition`,
+    :meth:`log_prob`, :meth:`score`, :attr:`marginals`, :attr:`pairwise_marginals`, :meth:`entropy`) have that
+    one dtype; gradients reach the given tensors in their own dtypes.
+
     >>> crf = LinearChainCRF(torch.randn(4, 7, 3), torch.randn(3, 3))
     >>> y = crf.sample()            # [4, 7]
     >>> crf.log_prob(y).shape
@@ -132,6 +140,8 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                                          f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
                                          + (" (within the sequence's length)" if name == "unary" else "")
                                          + "; -inf (a forbidden label or transition) is allowed")
+        # one dtype for every potential and so every output (marginals are d log Z / d unary: unary's dtype)
+        unary, transition, start, end = _working(unary, transition, start, end)
         self.unary = unary.expand(batch_shape + (T, L))
         self.transition = transition.expand(batch_shape + (L, L))
         self.start = start.expand(batch_shape + (L,))
@@ -356,5 +366,13 @@ class CRFHead(nn.Module):
         self.start = nn.Parameter(torch.zeros(num_labels)) if boundary else None
         self.end = nn.Parameter(torch.zeros(num_labels)) if boundary else None
 
+    def extra_repr(self) -> str:
+        """``num_labels=L, boundary=True``: what defines the head, as ``repr`` shows it."""
+        return f"num_labels={self.transition.shape[-1]}, boundary={self.start is not None}"
+
     def forward(self, unary: torch.Tensor, lengths: torch.Tensor | None = None) -> LinearChainCRF:
+        """The :class:`LinearChainCRF` of ``unary`` (``batch + (T, L)``) with this head's scores; potentials of
+        different dtypes (the network's and the head's) meet in their promoted dtype, as the CRF documents.
+
+        :param lengths: optional ``batch`` sequence lengths, as for :class:`LinearChainCRF`."""
         return LinearChainCRF(unary, self.transition, self.start, self.end, lengths)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from tests.keyword_checks import assert_renamed
 from tests.energy.brute_force import all_states, random_rbm, rbm_joint_log_weights, single_thread, total_variation  # noqa: F401
 
 
@@ -250,3 +251,9 @@ def test_a_given_log_z_is_used_as_it_is():
 
 
 # ------------------------------------------------------------------ mixed precision (fit's precision="bf16")
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_random_visible_takes_num_samples_and_num_warns(visible):
+    """``num_samples`` as ``RBM.sample`` (it was ``num``); ``num=`` still works for a release, with a warning."""
+    assert_renamed(RBM(5, 3, visible=visible).random_visible, "num")

@@ -7,6 +7,7 @@ from pyro.infer import SVI, Trace_ELBO
 
 from hybridpgm import IWAE, SVIObjective, VAE, fit
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from tests.keyword_checks import assert_renamed
 
 
 @pytest.fixture
@@ -224,3 +225,11 @@ def test_a_state_dict_with_the_saved_keys_loads_log_scale():
     assert sorted(vae.state_dict()) == sorted(state)
     assert isinstance(vae.log_scale, torch.nn.Parameter) and torch.equal(vae.log_scale, state["log_scale"])
     assert not hasattr(VAE(3, 1, hidden=[]), "log_scale")  # a Bernoulli VAE has none
+
+
+@pytest.mark.parametrize("mean", [True, False])
+def test_sample_count_is_num_samples_and_n_warns(mean):
+    """``num_samples`` as in ``VAE.log_likelihood`` and every other family (``vae.sample(num_samples=3)`` raised a
+    TypeError); ``n=`` still works for a release, with a FutureWarning."""
+    torch.manual_seed(0)
+    assert_renamed(functools.partial(VAE(6, 2, [4]).sample, mean=mean), "n")

@@ -337,3 +337,10 @@ def test_numpy_potentials_labels_and_object_lengths_raise_named_errors():
         with pytest.raises(EvidenceError, match="labels must be a torch.Tensor .* got ndarray"):
             call(labels.numpy())
     assert LinearChainCRF(u, tr, lengths=np.array([2, 3, 1])).lengths.tolist() == [2, 3, 1]
+
+
+def test_crf_head_repr_names_its_labels_and_boundary():
+    """It was ``CRFHead()``: nothing told two heads apart."""
+    assert repr(CRFHead(5)) == "CRFHead(num_labels=5, boundary=True)"
+    assert repr(CRFHead(2, boundary=False)) == "CRFHead(num_labels=2, boundary=False)"
+    assert "(head): CRFHead(num_labels=4, boundary=True)" in repr(torch.nn.ModuleDict({"head": CRFHead(4)}))

@@ -43,6 +43,7 @@ from hybridpgm.checks import as_integer, flag, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
 from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.keyword_alias import renamed_keyword
 
 __all__ = ["AAVAE"]
 
@@ -66,6 +67,7 @@ class AAVAE(AdversarialGame):
     """
 
     _SETTINGS = ("fake_weight", "normalize_weights")
+    _REPR_EXTRAS = ("x_dim",)
 
     def __init__(self, vae: nn.Module, discriminator: nn.Module, *, k: int = 1, fake_weight: float = 1.0,
                  normalize_weights: bool = True):
@@ -88,6 +90,11 @@ class AAVAE(AdversarialGame):
                                "or train with accumulate=1 in one process")
 
     @property
+    def x_dim(self) -> int:
+        """The VAE's data dimension: the discriminator takes ``batch x x_dim``."""
+        return self.vae.x_dim
+
+    @property
     def decomposable(self) -> bool:
         """Whether the loss of a batch is the size-weighted mean of the losses of its parts
         (:mod:`hybridpgm.train.objective`): not with ``normalize_weights``, whose weights are divided by
@@ -108,13 +115,17 @@ class AAVAE(AdversarialGame):
             raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {shape}")
         return self.checked_data(x)
 
-    def sample(self, n: int) -> torch.Tensor:
-        """``n x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE), detached.
+    @renamed_keyword(n="num_samples")
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE),
+        detached.
 
-        :raises ConfigError: ``n`` is not a non-negative integer."""
-        n = sample_count(n, "AAVAE.sample n")
+        :param num_samples: the number of draws (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        num_samples = sample_count(num_samples, "AAVAE.sample num_samples")
         with torch.no_grad():
-            return self.vae.sample(n, mean=False)
+            return self.vae.sample(num_samples, mean=False)
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """``batch`` single-sample ELBOs :math:`\\log p_\\theta(x, z) - \\log q_\\eta(z \\mid x)`, differentiable."""

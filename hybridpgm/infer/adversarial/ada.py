@@ -81,6 +81,7 @@ class ADA(AdversarialGame):
     """
 
     _SETTINGS = ("adversarial_weight",)
+    _REPR_EXTRAS = ("input_shape",)
 
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
                  k: int = 1, adversarial_weight: float = 1.0, input_shape: Sequence[int] | None = None):

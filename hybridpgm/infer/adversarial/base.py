@@ -45,6 +45,7 @@ from hybridpgm.checks import as_integer, check_player, positive_real, sample_cou
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.infer.particle_probe import keeping_module_state
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
@@ -122,6 +123,16 @@ def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str
                              f"(batch, 1)), got {got} for a batch of 2")
 
 
+#: the longest ``repr`` of one value that :meth:`AdversarialGame.__repr__` shows whole
+_REPR_VALUE_CHARS = 40
+
+
+def _short_repr(value: Any) -> str:
+    """``repr(value)``, cut to :data:`_REPR_VALUE_CHARS` characters (ending in ``...``) when longer."""
+    text = repr(value)
+    return text if len(text) <= _REPR_VALUE_CHARS else text[:_REPR_VALUE_CHARS - 3] + "..."
+
+
 def _unique(params) -> list[nn.Parameter]:
     """The trainable ``params``, each once (by identity), in the order first met."""
     seen, out = set(), []
@@ -153,6 +164,16 @@ class AdversarialGame:
 
     #: the attributes, beyond ``k``, that define a game of this class (:meth:`settings`)
     _SETTINGS: tuple[str, ...] = ()
+    #: the attributes, beyond :meth:`settings`, that ``repr`` shows (the shapes the networks were checked for)
+    _REPR_EXTRAS: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        """``GAN(k=1, noise_dim=8, event_shape=(2,))``: the class, ``k``, the class's settings (:meth:`settings`)
+        and shapes, each value's repr cut to 40 characters; the networks are left out (``repr(game.module)``
+        shows them)."""
+        names = ("k", *self._SETTINGS, *self._REPR_EXTRAS)
+        fields = ", ".join(f"{name}={_short_repr(getattr(self, name, '?'))}" for name in names)
+        return f"{type(self).__name__}({fields})"
 
     # -- the training contract ----------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -264,6 +285,8 @@ class AdversarialObjective(AdversarialGame):
     :raises ModelSpecError: the generator's output shape is not the discriminator's input shape.
     """
 
+    _REPR_EXTRAS = ("noise_dim", "event_shape")
+
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, k: int = 1, noise_dim: int | None = None,
                  modules: dict[str, nn.Module] | None = None, discriminator_modules: Sequence[str] = ()):
         check_k(k)
@@ -278,33 +301,46 @@ class AdversarialObjective(AdversarialGame):
         super().__init__(module, k=k, discriminator_modules=discriminator_modules)
 
     # -- sampling and data ---------------------------------------------------------
-    def noise(self, n: int) -> torch.Tensor:
-        """``n x noise_dim`` standard normal noise on the generator's device."""
+    @renamed_keyword(n="num_samples")
+    def noise(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device.
+
+        :param num_samples: the number of rows (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        num_samples = sample_count(num_samples, f"{type(self).__name__}.noise num_samples")
         ref = _first_param(self.generator)
         kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        return torch.randn(n, self.noise_dim, **kwargs)
+        return torch.randn(num_samples, self.noise_dim, **kwargs)
 
-    def generate(self, n: int) -> torch.Tensor:
-        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` as the training
-        losses draw them: differentiable in :math:`\\theta`, and a generator in training mode counts them as a
-        training batch (a batch norm's running statistics move).
+    @renamed_keyword(n="num_samples")
+    def generate(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` as
+        the training losses draw them: differentiable in :math:`\\theta`, and a generator in training mode counts
+        them as a training batch (a batch norm's running statistics move).
 
-        :raises ConfigError: ``n`` is not a non-negative integer."""
-        return self.generator(self.noise(sample_count(n, f"{type(self).__name__}.generate n")))
+        :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        return self.generator(self.noise(sample_count(num_samples, f"{type(self).__name__}.generate num_samples")))
 
+    @renamed_keyword(n="num_samples")
     @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        """``n x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` to look at or
-        score, without gradients.  The generator runs in the mode it is in (in training mode, the mode
+    def sample(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` to look
+        at or score, without gradients.  The generator runs in the mode it is in (in training mode, the mode
         :func:`hybridpgm.fit` hands it back in, a batch norm normalises by the batch's statistics) and its
         buffers are left as they were (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: the running
         statistics training gathered do not move, as for :meth:`hybridpgm.VAE.sample`); :meth:`generate` is the
         training losses' draw.
 
-        :raises ConfigError: ``n`` is not a non-negative integer."""
-        n = sample_count(n, f"{type(self).__name__}.sample n")  # named for this call, not generate's
+        :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        # named for this call, not generate's
+        num_samples = sample_count(num_samples, f"{type(self).__name__}.sample num_samples")
         with keeping_module_state(self.generator):
-            return self.generate(n)
+            return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
 
     def real(self, batch: Any) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and

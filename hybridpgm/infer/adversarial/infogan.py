@@ -45,6 +45,7 @@ from hybridpgm.checks import as_integer, positive_int, positive_real, sample_cou
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import _first_param
 from hybridpgm.infer.adversarial.gan import GAN
+from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -116,12 +117,15 @@ class InfoGAN(GAN):
                                  f"num_continuous), got {tuple(out.shape)} for a batch of 2")
 
     # -- codes -----------------------------------------------------------------------
-    def sample_codes(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(input, c_cat, c_cont)``: the generator input ``n x noise_dim``, the
-        categories ``n`` (int64) and the continuous codes ``n x num_continuous``.
+    @renamed_keyword(n="num_samples")
+    def sample_codes(self, num_samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(input, c_cat, c_cont)``: the generator input ``num_samples x noise_dim``, the
+        categories ``num_samples`` (int64) and the continuous codes ``num_samples x num_continuous``.
 
-        :raises ConfigError: ``n`` is not a non-negative integer."""
-        n = sample_count(n, "InfoGAN.sample_codes n")
+        :param num_samples: the number of codes (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        n = sample_count(num_samples, "InfoGAN.sample_codes num_samples")
         like = self._like()
         noise = self.noise_dim - self.num_categories - self.num_continuous
         z = torch.randn(n, noise, **like)
@@ -130,12 +134,15 @@ class InfoGAN(GAN):
         onehot = F.one_hot(cat, self.num_categories).to(like["dtype"]) if self.num_categories else z[:, :0]
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 
-    def generate(self, n: int) -> torch.Tensor:
-        """``n x event_shape`` samples :math:`G_\\theta(z, c)` with fresh codes (:meth:`sample_codes`),
+    @renamed_keyword(n="num_samples")
+    def generate(self, num_samples: int) -> torch.Tensor:
+        """``num_samples x event_shape`` samples :math:`G_\\theta(z, c)` with fresh codes (:meth:`sample_codes`),
         differentiable; :meth:`sample` draws them without gradients and leaves the generator's buffers alone.
 
-        :raises ConfigError: ``n`` is not a non-negative integer."""
-        return self.generator(self.sample_codes(sample_count(n, "InfoGAN.generate n"))[0])
+        :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
+            :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        return self.generator(self.sample_codes(sample_count(num_samples, "InfoGAN.generate num_samples"))[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """``batch`` values of :math:`\\log q_\\eta(c \\mid x)`.

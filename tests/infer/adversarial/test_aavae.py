@@ -10,6 +10,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.generative.gan import MLPDiscriminator
 from hybridpgm.infer.adversarial import AAVAE, adversarial_optim
 from tests.infer.adversarial.conftest import assert_finite_history
+from tests.keyword_checks import assert_renamed
 
 
 def make(x_dim=6, **kwargs):
@@ -179,5 +180,13 @@ def test_the_discriminator_is_dry_run_at_construction():
 def test_bad_n_names_aavae_sample(n):
     from hybridpgm.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"^AAVAE\.sample n must be a non-negative integer"):
+    with pytest.raises(ConfigError, match=r"^AAVAE\.sample num_samples must be a non-negative integer"):
         make().sample(n)
+
+
+def test_the_sample_count_is_num_samples_and_n_warns():
+    assert_renamed(make().sample, "n")
+
+
+def test_repr_shows_the_weights_and_the_data_dimension():
+    assert repr(make(k=2, fake_weight=0.5)) == "AAVAE(k=2, fake_weight=0.5, normalize_weights=True, x_dim=6)"

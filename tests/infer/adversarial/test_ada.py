@@ -252,3 +252,8 @@ def test_discriminator_label_check_waits_for_the_steps_host_read_and_raises_befo
         hybridpgm.fit(ada, (xs, ys, xt), batch_size=6, max_steps=1, shuffle=False, progress=False, seed=0,
                       device="cpu")
     assert all(torch.equal(a, p) for a, p in zip(before, ada.module.parameters()))
+
+
+def test_repr_shows_the_weight_and_the_input_shape():
+    assert repr(make(weight=0.25)) == "ADA(k=1, adversarial_weight=0.25, input_shape=(5,))"
+    assert repr(make_without_input_shape()) == "ADA(k=1, adversarial_weight=1.0, input_shape=None)"

@@ -8,6 +8,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.adversarial import GAN
 from hybridpgm.infer.adversarial.base import check_k, log_q_from_logits, weighted_mean
 from tests.infer.adversarial.conftest import tiny_pair
+from tests.keyword_checks import assert_renamed
 
 
 @pytest.mark.parametrize("logit", [-50.0, -2.0, 0.0, 0.7, 50.0])
@@ -230,11 +231,39 @@ def test_sample_in_training_mode_leaves_batch_norm_statistics(name):
 
 @pytest.mark.parametrize("n", [-1, 2.5, True, "3"])
 def test_bad_n_names_the_method_called(n):
-    """A bad ``n`` is reported under the name of the method the caller used: ``generate`` (the training losses'
-    draw) and ``sample`` each name themselves, not each other."""
+    """A bad ``num_samples`` is reported under the name of the method the caller used: ``generate`` (the training
+    losses' draw) and ``sample`` each name themselves, not each other."""
     torch.manual_seed(0)
     gan = GAN(*tiny_pair())
-    with pytest.raises(ConfigError, match=r"^GAN\.generate n must be a non-negative integer"):
+    with pytest.raises(ConfigError, match=r"^GAN\.generate num_samples must be a non-negative integer"):
         gan.generate(n)
-    with pytest.raises(ConfigError, match=r"^GAN\.sample n must be a non-negative integer"):
+    with pytest.raises(ConfigError, match=r"^GAN\.sample num_samples must be a non-negative integer"):
         gan.sample(n)
+
+
+@pytest.mark.parametrize("method", ["noise", "generate", "sample"])
+def test_the_sample_count_is_num_samples_and_n_warns(method):
+    """``num_samples`` as in every other family (it was ``n`` alone: ``gan.sample(num_samples=3)`` raised a
+    TypeError); ``n=`` still works for a release, with a FutureWarning."""
+    torch.manual_seed(0)
+    assert_renamed(getattr(GAN(*tiny_pair()), method), "n")
+
+
+def test_repr_shows_the_class_k_and_the_shapes():
+    """It was the default ``<...GAN object at 0x...>``."""
+    torch.manual_seed(0)
+    assert repr(GAN(*tiny_pair(noise=4), k=2)) == "GAN(k=2, noise_dim=4, event_shape=(2,))"
+
+
+def test_repr_of_a_subclass_is_bounded_and_names_its_own_settings():
+    from hybridpgm.infer.adversarial import AdversarialGame
+
+    class Game(AdversarialGame):
+        _SETTINGS = ("weights",)
+
+        def __init__(self):
+            self.weights = list(range(1000))
+            super().__init__(nn.ModuleDict({"discriminator": nn.Linear(2, 1)}), k=3)
+
+    text = repr(Game())
+    assert text.startswith("Game(k=3, weights=[0, 1, 2,") and text.endswith("...)") and len(text) < 80

@@ -11,6 +11,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator
 from hybridpgm.infer.adversarial import InfoGAN, adversarial_optim
 from tests.infer.adversarial.conftest import assert_finite_history
+from tests.keyword_checks import assert_renamed
 
 
 def make(dim=2, noise=3, cats=4, cont=2, hidden=(16,), **kwargs):
@@ -164,5 +165,17 @@ def test_bad_n_names_the_method_called(n):
     infogan = make()
     for call, name in [(infogan.generate, "generate"), (infogan.sample, "sample"),
                        (infogan.sample_codes, "sample_codes")]:
-        with pytest.raises(ConfigError, match=rf"^InfoGAN\.{name} n must be a non-negative integer"):
+        with pytest.raises(ConfigError, match=rf"^InfoGAN\.{name} num_samples must be a non-negative integer"):
             call(n)
+
+
+@pytest.mark.parametrize("method", ["sample_codes", "generate", "sample"])
+def test_the_sample_count_is_num_samples_and_n_warns(method):
+    torch.manual_seed(0)
+    assert_renamed(getattr(make(), method), "n")
+
+
+def test_repr_shows_the_codes_and_the_shapes():
+    torch.manual_seed(0)
+    assert repr(make(info_weight=0.5)) == ("InfoGAN(k=1, num_categories=4, num_continuous=2, info_weight=0.5, "
+                                           "noise_dim=9, event_shape=(2,))")

@@ -85,3 +85,9 @@ def test_weight_discriminator_must_be_a_bool(value):
     gen, disc = tiny_pair()
     with pytest.raises(ConfigError, match=f"IWGAN weight_discriminator must be True or False, got {value!r}"):
         IWGAN(gen, disc, weight_discriminator=value)
+
+
+def test_repr_shows_the_importance_samples_and_the_shapes():
+    torch.manual_seed(0)
+    text = repr(IWGAN(*tiny_pair(noise=4), num_samples=5, weight_discriminator=False))
+    assert text == "IWGAN(k=1, num_samples=5, weight_discriminator=False, noise_dim=4, event_shape=(2,))"
