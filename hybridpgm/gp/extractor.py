@@ -19,7 +19,7 @@ __all__ = ["extract_features"]
 
 def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``extractor(x)``, or a :class:`DataError` naming the shape and dtype of ``x`` (and the autocast precision,
-    where one is on) with the network's own message.
+    where one is on, or else the network's parameters' dtype where it is another) with the network's own message.
 
     :param x: the inputs, ``B x ...``.
     :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error).
@@ -37,4 +37,15 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
             autocast = (f" under autocast to {low} on {kind} (fit's precision): the network may have no {low} "
                         f"kernel there, train it in full precision (precision=None, CLI --precision fp32)")
         raise DataError(f"feature extractor cannot take inputs of shape {tuple(x.shape)} and dtype {x.dtype}"
-                        f"{autocast}: {err}") from err
+                        f"{autocast or _other_dtype(extractor, x)}: {err}") from err
+
+
+def _other_dtype(extractor: torch.nn.Module, x: torch.Tensor) -> str:
+    """Where the network's floating parameters share one dtype that is not the inputs' (a ``.double()`` model
+    given float32 inputs): that dtype and the cast that fixes it, else ``""``."""
+    dtypes = {p.dtype for p in extractor.parameters() if p.is_floating_point()}
+    if len(dtypes) != 1 or x.dtype in dtypes or not x.is_floating_point():
+        return ""
+    (dtype,) = dtypes
+    return f" (the network's parameters are {dtype}: pass the inputs in that dtype, x.to({dtype}))"
+

@@ -37,6 +37,14 @@ def test_a_shape_failure_names_the_shape_only():
     assert "autocast" not in str(info.value)
 
 
+def test_float32_inputs_to_a_double_network_name_the_networks_dtype_and_the_cast():
+    """Found by an API audit: an SVDeepKernelGP made ``.double()`` and given float32 inputs said only torch's
+    'mat1 and mat2 must have the same dtype'; the message now says which dtype the network holds."""
+    with pytest.raises(DataError, match=r"dtype torch.float32 \(the network's parameters are torch.float64: pass "
+                                        r"the inputs in that dtype, x.to\(torch.float64\)\): mat1 and mat2"):
+        extract_features(torch.nn.Linear(4, 2).double(), torch.randn(3, 4))
+
+
 class _OutOfMemory(torch.nn.Module):
     def __init__(self):
         super().__init__()
