@@ -39,7 +39,7 @@ import torch
 from hybridpgm.checks import generator_or_none, seed_of
 from hybridpgm.global_state_lock import holding_global_state
 
-__all__ = ["cuda_indices", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
+__all__ = ["cuda_indices", "fixed_rng", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
 
 
 def cuda_indices(devices: Iterable[torch.device | str | int] | None) -> list[int]:
@@ -142,3 +142,23 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
         with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
             _seed_torch(seed, devices)
             yield
+
+
+@contextlib.contextmanager
+def fixed_rng(device: torch.device | str, seed: int = 0) -> Iterator[None]:
+    """Draw the random numbers inside from torch's generator of ``device`` (and the CPU's) seeded with ``seed``,
+    and leave the caller's generators as they were: the draws of a numerical estimate or of a replay are then a
+    fixed function of its inputs.  Only the CUDA generator of ``device`` is forked and seeded (not
+    ``torch.manual_seed``, which would seed every CUDA device).
+
+    For one: above ``gpytorch.settings.max_cholesky_size`` GPyTorch estimates log-determinants (stochastic Lanczos
+    quadrature) and, under ``fast_pred_var``, predictive variances from random probe vectors of the global
+    generator: under this scope such an estimate is a fixed function of the model and its inputs.
+    """
+    cuda = cuda_indices([device])
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield

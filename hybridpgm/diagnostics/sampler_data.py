@@ -5,11 +5,12 @@ AIS log-weights with optional draws (:func:`from_importance`, resampled in
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer import Predictive
 
 from hybridpgm.checks import torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
@@ -20,11 +21,14 @@ from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, 
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.particle_probe import keeping_module_state
+from hybridpgm.rng_scope import fixed_rng
 
 __all__ = ["from_importance", "from_mcmc"]
 
 
-def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True):
+def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args: Sequence[Any] | None = None,
+              model_kwargs: Mapping[str, Any] | None = None, posterior_predictive: bool = False,
+              generator: torch.Generator | int = 0):
     """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's :class:`~hybridpgm.infer.Gibbs`
     included), as ``arviz.from_pyro`` gives under ArviZ 0.x (ArviZ 1.x has none).  The groups hold:
 
@@ -35,26 +39,47 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True):
       ``pyro.deterministic`` or placeholder site), for ``az.loo`` (and ``az.waic`` under ArviZ 0.x; ArviZ 1.x
       has only ``loo``) and ``az.compare``.  The log-likelihood of draw :math:`\\theta_{c,d}` is
       :math:`\\log p(y_n \\mid \\theta_{c,d})` per element :math:`n` of the site's plates, computed by
-      running the kernel's model on ``mcmc.run``'s arguments conditioned on the draw
+      running the kernel's model on its arguments (``model_args``, ``model_kwargs``) conditioned on the draw
       (:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws`, the code of ``from_pyro_svi``): a
       discrete site the model enumerates and the sampler summed out (NUTS and HMC with
       ``infer={"enumerate": "parallel"}``) is summed out of its plate's likelihood where it is local to the
       data, and drawn from its conditional posterior where it is global.  A scalar ``obs=`` broadcast across a
       plate is stored broadcast, one value per plate element;
+    * ``posterior_predictive`` (``C x D x obs_shape``, with ``posterior_predictive=True``): one replicate
+      :math:`\\tilde y_{c,d} \\sim p(y \\mid \\theta_{c,d})` of each observed site (with ``observed_data``)
+      per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed
+      (:func:`pyro.poutine.uncondition`) and the draws (and the discrete sites drawn as above) held, for
+      ``az.plot_ppc`` and other posterior predictive checks;
     * ``sample_stats.diverging`` (``C x D`` bool), when the kernel reports divergences (:class:`~pyro.infer.NUTS`,
       :class:`~pyro.infer.HMC`): true at the draws whose trajectory diverged after warmup, as
       ``az.plot_trace`` and ``az.summary`` expect.
 
-    Replaying the model costs one model run per draw (``C * D`` in all); the draws are taken as they are, the
-    model's buffers are left alone and no gradient is recorded.
+    Replaying the model costs one model run per draw (``C * D`` in all), and as many again for the
+    posterior predictive; the draws are taken as they are, the model's buffers are left alone and no gradient
+    is recorded.  The randomness of the replay (the discrete sites drawn from their conditional posterior, the
+    predictive replicates) comes from ``generator``: the same run and seed give the same groups, and torch's
+    global generators are left as they were.
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
-    :param log_likelihood: ``False`` keeps ``posterior`` and ``sample_stats`` only (no model runs); also the
-        case of a kernel built from a ``potential_fn`` (no model to replay).
+    :param log_likelihood: ``False`` keeps ``posterior``, ``sample_stats`` (and ``posterior_predictive`` where
+        asked for) only; also the case of a kernel built from a ``potential_fn`` (no model to replay).
+    :param model_args: the positional arguments the model was run with, ``mcmc.run(*model_args,
+        **model_kwargs)`` (the names of Pyro's :func:`~pyro.infer.mcmc.util.initialize_model`).  Given either
+        of the two, the other defaults to empty; given neither, they are read from the arguments the MCMC
+        object recorded in its last ``run`` (a private attribute of Pyro's, as ``arviz.from_pyro`` reads it).
+    :param model_kwargs: the keyword arguments of that call.
+    :param posterior_predictive: add the ``posterior_predictive`` group (``C * D`` more model runs).
+    :param generator: the replay's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which the
+        call advances by one draw (a seed for the replay), as for :func:`from_importance`.
     :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
         pass it to :func:`make_inference_data` as ``{"posterior": ...}`` with ``chain x draw`` leading dims), or
         an MCMC that has not run (no samples); an observed value that does not broadcast to its distribution's
         shape (see :func:`~hybridpgm.diagnostics.pointwise_log_lik.observed_shape`).
+    :raises ConfigError: ``posterior_predictive`` that is not a bool; the model is to be replayed and neither
+        ``model_args``/``model_kwargs`` are given nor the MCMC object records its run's arguments;
+        ``model_args`` that is not a sequence or ``model_kwargs`` that is not a mapping;
+        ``posterior_predictive`` for a kernel without a model (a ``potential_fn``); a ``generator`` that is
+        neither an int nor a :class:`torch.Generator`.
     """
     if not isinstance(mcmc, pyro.infer.MCMC):
         raise DataError(f"from_mcmc takes a pyro.infer.MCMC run, got {type(mcmc).__name__}; for a dict of samples "
@@ -68,9 +93,41 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True):
     if diverging is not None:
         groups["sample_stats"] = {"diverging": diverging}
     model = getattr(mcmc.kernel, "model", None)
-    if log_likelihood and model is not None:
-        groups.update(_mcmc_data_groups(model, samples, mcmc._args or (), mcmc._kwargs or {}))
+    if not isinstance(posterior_predictive, bool):
+        raise ConfigError(f"from_mcmc posterior_predictive must be True (one replicate per posterior draw) or "
+                          f"False, got {posterior_predictive!r}")
+    if posterior_predictive and model is None:
+        raise ConfigError(f"from_mcmc posterior_predictive replays the kernel's model, but the "
+                          f"{type(mcmc.kernel).__name__} kernel was built from a potential_fn and has none")
+    if (log_likelihood or posterior_predictive) and model is not None:
+        args, kwargs = _model_inputs(mcmc, model_args, model_kwargs)
+        seed = _seed(generator, "from_mcmc generator")
+        with fixed_rng(next(iter(samples.values())).device, seed):
+            replayed = _mcmc_data_groups(model, samples, args, kwargs, posterior_predictive)
+        if not log_likelihood:
+            replayed.pop("log_likelihood", None)
+        groups.update(replayed)
     return make_inference_data(groups)
+
+
+def _model_inputs(mcmc: pyro.infer.MCMC, model_args, model_kwargs) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` to replay the model with: the ones given (either alone: the other empty), else the
+    ones the MCMC object recorded in its last run (Pyro's private ``_args``/``_kwargs``)."""
+    if model_args is None and model_kwargs is None:
+        args, kwargs = getattr(mcmc, "_args", None), getattr(mcmc, "_kwargs", None)
+        if args is None and kwargs is None:
+            raise ConfigError("from_mcmc replays the kernel's model on each draw but this MCMC object does not "
+                              "record the arguments of its run: pass them, from_mcmc(mcmc, model_args=(...), "
+                              "model_kwargs={...}) as in mcmc.run(*model_args, **model_kwargs)")
+        return tuple(args or ()), dict(kwargs or {})
+    if model_args is not None and (isinstance(model_args, (str, bytes, Mapping))
+                                   or not isinstance(model_args, Sequence)):
+        raise ConfigError(f"from_mcmc model_args must be a tuple or list of the model's positional arguments, got "
+                          f"{type(model_args).__name__}")
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise ConfigError(f"from_mcmc model_kwargs must be a dict of the model's keyword arguments, got "
+                          f"{type(model_kwargs).__name__}")
+    return tuple(model_args or ()), dict(model_kwargs or {})
 
 
 class _DrawnSites:
@@ -82,10 +139,10 @@ class _DrawnSites:
 
 
 @isolated_from_handlers
-def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple,
-                      kwargs: dict) -> dict[str, dict[str, torch.Tensor]]:
-    """``log_likelihood`` and ``observed_data`` of ``C x D`` MCMC ``samples`` of ``model(*args, **kwargs)`` (none
-    for a model that observes no data)."""
+def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple, kwargs: dict,
+                      posterior_predictive: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+    """``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``) of ``C x D`` MCMC ``samples`` of
+    ``model(*args, **kwargs)`` (none for a model that observes no data)."""
     chains, draws = next(iter(samples.values())).shape[:2]
     with torch.no_grad(), keeping_module_state(model):
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
@@ -102,9 +159,17 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
         flat = {n: samples[n].reshape((chains * draws,) + shapes[n]).to(model_trace.nodes[n]["value"].dtype)
                 for n in sites.latent}  # Gibbs returns discrete draws as floats; the model takes its own dtype
         first_dim = -1 - _plate_nesting(model_trace)
-        _, log_lik = replay_draws(model, flat, sites, model_trace, first_dim, chains * draws, args, kwargs)
-    return {"log_likelihood": {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()},
-            "observed_data": {n: site["value"].expand(observed_shape(n, site)) for n, site in sites.observed.items()}}
+        per_draw, log_lik = replay_draws(model, flat, sites, model_trace, first_dim, chains * draws, args, kwargs)
+        data_shapes = {n: observed_shape(n, site) for n, site in sites.observed.items()}
+        groups = {"log_likelihood": {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()},
+                  "observed_data": {n: site["value"].expand(data_shapes[n]) for n, site in sites.observed.items()}}
+        if posterior_predictive:
+            held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
+            replicates = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
+                                    return_sites=list(sites.observed))(*args, **kwargs)
+            groups["posterior_predictive"] = {n: replicates[n].reshape((chains, draws) + data_shapes[n])
+                                              for n in sites.observed}
+    return groups
 
 
 def _diverging(mcmc: pyro.infer.MCMC, chains: int, draws: int) -> torch.Tensor | None:
@@ -192,19 +257,22 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         samples = _checked_draws(samples, tuple(log_weights.shape))
         columns = log_weights.reshape(log_weights.shape[0], -1)  # K x N (N = 1 for K log-weights)
         if not isinstance(generator, torch.Generator):
-            generator = torch.Generator().manual_seed(_seed(generator))
+            generator = torch.Generator().manual_seed(_seed(generator, "from_importance generator"))
         index = resample_indices(_smoothed(columns) if psis else columns, resampling, generator)
         groups["posterior"] = {n: _picked(v, index, log_weights.dim()).unsqueeze(0) for n, v in samples.items()}
         groups["sample_stats"].update({f"proposal_{n}": v.unsqueeze(0) for n, v in samples.items()})
     return make_inference_data(groups)
 
 
-def _seed(seed: Any) -> int:
-    """``seed`` as an int: :class:`ConfigError` for anything else (a float, a string)."""
+def _seed(seed: Any, what: str) -> int:
+    """``seed`` as an int (for a :class:`torch.Generator`, a seed drawn from it): :class:`ConfigError` naming
+    ``what`` for anything else (a float, a string)."""
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(2**62, (), generator=seed))
     try:
         return operator.index(seed)
     except TypeError:
-        raise ConfigError(f"from_importance generator must be an int seed or a torch.Generator, got "
+        raise ConfigError(f"{what} must be an int seed or a torch.Generator, got "
                           f"{type(seed).__name__} {seed!r}") from None
 
 

@@ -37,7 +37,7 @@ likelihood by conjugate gradients and a *stochastic* Lanczos estimate of :math:`
 (and, under ``fast_pred_var``, predictive variances from a random Lanczos start): the "exact" marginal
 likelihood is then an estimate.  Outside :func:`hybridpgm.fit`, :meth:`DeepKernelGP.marginal_log_likelihood`
 and :meth:`DeepKernelGP.predict` draw those probes from a generator seeded with 0
-(:func:`~hybridpgm.gp.feature_gp.fixed_rng`): the estimate is a fixed function of the model and the data,
+(:func:`~hybridpgm.rng_scope.fixed_rng`): the estimate is a fixed function of the model and the data,
 and the caller's random streams do not move for them.  Only the probes are fixed: a feature extractor in train
 mode draws its dropout masks from the caller's streams, a fresh mask each call.  Inside ``fit``, the training
 loss draws the probes from ``fit``'s seeded stream (fresh probes every step).  For the exact value (Cholesky,
@@ -72,12 +72,12 @@ from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-ex
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
-                                     default_kernel, fixed_rng, grid_kernel)
+                                     default_kernel, grid_kernel)
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import exact_precision
-from hybridpgm.rng_scope import keeping_global_rngs
+from hybridpgm.rng_scope import fixed_rng, keeping_global_rngs
 from hybridpgm.serialization import serializable
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]

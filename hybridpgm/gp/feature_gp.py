@@ -3,9 +3,8 @@ default kernels, input checks and the prediction record."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import gpytorch
 import torch
@@ -16,7 +15,7 @@ from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
 __all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_grid_bounds", "check_inputs",
            "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
-           "default_kernel", "fixed_rng", "grid_kernel"]
+           "default_kernel", "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -142,27 +141,6 @@ class RunningScaleToGrid(ScaleToGrid):
         if prefix + "min_val" in state_dict and prefix + "recorded" not in state_dict:
             state_dict[prefix + "recorded"] = torch.tensor(True)  # saved by ScaleToGrid: a last batch's range
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def fixed_rng(device: torch.device | str, seed: int = 0) -> Iterator[None]:
-    """Draw the random numbers of a numerical estimate (GPyTorch's CG/Lanczos probe vectors) from torch's
-    generator of ``device`` seeded with ``seed``, and leave the caller's generators as they were.
-
-    Above ``gpytorch.settings.max_cholesky_size`` GPyTorch estimates log-determinants (stochastic Lanczos
-    quadrature) and, under ``fast_pred_var``, predictive variances from random probe vectors of the global
-    generator: under this scope such an estimate is a fixed function of the model and its inputs.
-    """
-    device = torch.device(device)
-    cuda = []
-    if device.type == "cuda":
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
-        for index in cuda:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-        yield
 
 
 def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:

@@ -42,8 +42,9 @@ from torch import nn
 from hybridpgm.checks import check_player, generator_or_none, positive_int, sample_count, unit_fraction
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
-from hybridpgm.gp.feature_gp import check_inputs, fixed_rng
+from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -139,7 +140,7 @@ class GPLSTM(DeepKernelGP):
         ``gpytorch.settings.fast_pred_var()``).  The random
         numbers of GPyTorch's own estimates (Lanczos variances under ``fast_pred_var``,
         above ``gpytorch.settings.max_cholesky_size`` training windows) come from a generator
-        seeded with 0 (:func:`~hybridpgm.gp.feature_gp.fixed_rng`): with a ``generator`` the
+        seeded with 0 (:func:`~hybridpgm.rng_scope.fixed_rng`): with a ``generator`` the
         forecast is reproducible and leaves the global RNG where it was.
 
         :param context: the last ``T`` values of the series, shape ``T`` or ``T x 1``.

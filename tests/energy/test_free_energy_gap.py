@@ -190,7 +190,8 @@ def test_a_first_order_backward_keeps_the_closed_form(monkeypatch):
     def refuse(*args):
         raise AssertionError("the first-order backward pass evaluated the plain-op surrogate")
 
-    monkeypatch.setattr(module, "_surrogate", refuse, raising=False)
+    for name in ("_surrogate", "_plain_gradients", "_plain_outputs"):  # the old name and the new ones
+        monkeypatch.setattr(module, name, refuse, raising=False)
     rbm, v, v_neg = _rbm_and_samples(6, 11)
     params = [rbm.weight, rbm.visible_bias, rbm.hidden_bias]
     grads = torch.autograd.grad(-1.5 * rbm.contrastive_gap(v, (v_neg,), rbm.clamped_state(v)[1]), params)
