@@ -98,6 +98,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                         "{ ... }; }')?")
     bn = BayesNet()
     tables = {}
+    positions = {v: {s: i for i, s in enumerate(names)} for v, names in states.items()}  # names are distinct
     for head, body in probs:
         m = _PROB.fullmatch(head)
         if m is None:
@@ -137,9 +138,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                 if len(key) != len(parents):
                     raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} does not list "
                                          f"{len(parents)} parent states")
-                try:
-                    idx = tuple(states[p].index(s) for p, s in zip(parents, key))
-                except ValueError as e:
+                try:  # a dict per variable: a list's index() per entry made a table of k entries O(k^2)
+                    idx = tuple(positions[p][s] for p, s in zip(parents, key))
+                except KeyError as e:
                     raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} names an unknown state") from e
                 if len(nums) != card:
                     raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} has {len(nums)} numbers, needs {card}")

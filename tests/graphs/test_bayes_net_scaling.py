@@ -186,3 +186,30 @@ def test_declaration_after_save_and_load(tmp_path):
     _assert_refused(back, "z", ["b", "y"], ["z", "y"])
     back.add("z", _table(["b"]))
     assert back.topological_order == ["a", "b", "z", "y"] and back.cpds["y"].parent_cards == {"z": 2}
+
+
+def test_read_bif_looks_up_each_entrys_parent_states_without_searching_the_state_lists(tmp_path):
+    """Found by a scaling audit: each entry ``(s_i) p, q;`` of a probability block was located with
+    ``list.index`` over the parent's states, so a table of k entries cost O(k^2) (64k entries: 37 s).  The
+    lookups are counted, not timed: no ``list.index`` call at all, and the table is read right."""
+    import cProfile
+    import pstats
+
+    k = 3000
+    states = ", ".join(f"s{i}" for i in range(k))
+    entries = "\n".join(f"  (s{i}) {0.25 if i % 2 else 0.75}, {0.75 if i % 2 else 0.25};" for i in range(k))
+    path = tmp_path / "wide.bif"
+    path.write_text(f"network n {{ }}\nvariable A {{ type discrete [ {k} ] {{ {states} }}; }}\n"
+                    f"variable B {{ type discrete [ 2 ] {{ no, yes }}; }}\n"
+                    f"probability ( A ) {{ table {', '.join([repr(1 / k)] * k)}; }}\n"
+                    f"probability ( B | A ) {{\n{entries}\n}}\n")
+    profile = cProfile.Profile()
+    profile.enable()
+    bn = read_bif(path)
+    profile.disable()
+    index_calls = sum(stat[1] for key, stat in pstats.Stats(profile).stats.items()
+                      if key[2] == "<method 'index' of 'list' objects>")
+    assert index_calls == 0
+    table = bn.cpds["B"].probs  # stored as logits: the probabilities come back to float64 rounding
+    torch.testing.assert_close(table[0], torch.tensor([0.75, 0.25], dtype=torch.float64), rtol=1e-14, atol=0)
+    torch.testing.assert_close(table[k - 1], torch.tensor([0.25, 0.75], dtype=torch.float64), rtol=1e-14, atol=0)
