@@ -4,9 +4,9 @@ A model file holds what is needed to rebuild the module without the script
 that made it:
 
 * ``class``: the qualified name of a hybridpgm class.  It is resolved through
-  the registry that :func:`serializable` fills, never by importing a name read
-  from the file (only the fixed hybridpgm modules of :data:`MODEL_MODULES` are
-  imported to fill the registry);
+  the registry that :func:`serializable` fills (:mod:`hybridpgm.serialization_registry`),
+  never by importing a name read from the file (only the fixed hybridpgm modules
+  of :data:`MODEL_MODULES` are imported to fill the registry);
 * ``spec``: the constructor arguments as plain JSON-like data (ints, floats,
   strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
   a tensor (stored beside the spec in ``tensors``), a nested serializable
@@ -44,12 +44,9 @@ pair (:func:`register_spec`).  Saving anything else raises a
 
 from __future__ import annotations
 
-import functools
-import importlib
-import inspect
 import os
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -59,7 +56,8 @@ from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
-from hybridpgm.serialization_specs import BUILTIN_SPECS
+from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
+                                             register_spec, serializable)
 from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (NOT_PLAIN, nonfinite_entries, plain_data, plain_scalar, read_torch_file,
@@ -73,62 +71,6 @@ __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", 
 
 FORMAT = "hybridpgm-model"
 FORMAT_VERSION = 1
-
-#: modules imported (only these) to resolve a class name read from a model file
-MODEL_MODULES = (
-    "hybridpgm.energy.rbm", "hybridpgm.energy.dbn", "hybridpgm.energy.dbm",
-    "hybridpgm.generative.vae", "hybridpgm.generative.sbn", "hybridpgm.generative.gan",
-    "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm", "hybridpgm.gp.kernels",
-    "hybridpgm.graphs.bayes_net", "hybridpgm.graphs.cpd", "hybridpgm.graphs.crf", "hybridpgm.recipes.models",
-)
-
-_REGISTRY: dict[str, type] = {}
-#: qualified class name -> (``to_spec(module, where)``, ``from_spec(dict)``); the built-in ones are the graphs
-#: declared by ``add`` calls, gpytorch's BernoulliLikelihood and the BayesianRegressor
-_SPECS: dict[str, tuple[Callable, Callable]] = dict(BUILTIN_SPECS)
-_SPEC_ATTR = "_hybridpgm_init"
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def serializable(cls: type) -> type:
-    """Class decorator: register ``cls`` and record each instance's constructor arguments.
-
-    Only instances of exactly ``cls`` are recorded (a subclass calling
-    ``super().__init__`` keeps its own arguments), so decorate every class
-    that should be loadable.
-    """
-    init = cls.__init__
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        if type(self) is cls:
-            bound = signature.bind(self, *args, **kwargs)
-            arguments = {}
-            for name, value in list(bound.arguments.items())[1:]:
-                kind = signature.parameters[name].kind
-                if kind is inspect.Parameter.VAR_KEYWORD:
-                    arguments.update(value)
-                elif kind is inspect.Parameter.VAR_POSITIONAL:
-                    arguments[f"*{name}"] = value
-                else:
-                    arguments[name] = value
-            object.__setattr__(self, _SPEC_ATTR, arguments)
-
-    cls.__init__ = __init__
-    _REGISTRY[_qualname(cls)] = cls
-    return cls
-
-
-def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable[[dict], Any]) -> None:
-    """Register how to save ``cls`` when its constructor arguments do not say
-    everything: ``to_spec(module) -> dict`` of savable values and
-    ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
-    _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
 
 
 # ---------------------------------------------------------------- encoding
@@ -198,23 +140,6 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if "__module__" in value:
             return _build(value["__module__"], tensors)
     return value
-
-
-def _resolve(name: str) -> type:
-    """The registered class of the qualified ``name`` a file records: its own hybridpgm module is imported first
-    (loading an RBM imports no GPyTorch), then every module of :data:`MODEL_MODULES`."""
-    own = name.rpartition(".")[0]
-    if name not in _REGISTRY and own.startswith("hybridpgm."):  # never a module outside the package
-        try:
-            importlib.import_module(own)
-        except ImportError:  # a nested class's outer name, or a module since moved
-            pass
-    if name not in _REGISTRY:
-        for module in MODEL_MODULES:
-            importlib.import_module(module)
-    if name not in _REGISTRY:
-        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class")
-    return _REGISTRY[name]
 
 
 def _build(spec: dict, tensors: dict) -> nn.Module:

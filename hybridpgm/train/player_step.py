@@ -2,7 +2,8 @@
 
 Kept apart from :func:`hybridpgm.fit` so the update rule -- the part that
 must be exactly right for accumulation, mixed precision and data parallelism
--- reads in one place.
+-- reads in one place.  The finiteness tests it reads with the loss are
+:mod:`hybridpgm.train.finite_checks`'s.
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from typing import Any, Callable, Mapping
 import torch
 
 from hybridpgm.data.validation import batch_origin
-from hybridpgm.errors import ConfigError, TrainingDivergedError
+from hybridpgm.errors import ConfigError
 from hybridpgm.method_owners import goes_with
 from hybridpgm.train.micro_batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
+from hybridpgm.train.finite_checks import _all_finite, _screened_finite, _sums
 from hybridpgm.train.fit_options import inference_mode_error, needs_closure
 
-__all__ = ["PRECISIONS", "Player", "autocast_for", "check_finite_parameters"]
+__all__ = ["PRECISIONS", "Player", "autocast_for"]
 
 #: precision name -> autocast dtype (``None``: full precision, no autocast)
 PRECISIONS = {None: None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -43,41 +45,6 @@ def autocast_for(precision: str | None, device: torch.device):
     if dtype is None:
         return _FULL_PRECISION
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _all_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """A 0-d bool tensor on ``device``: whether every tensor is finite (no sync).
-
-    NaN propagates through ``amax``/``amin`` and an infinity is an extreme, so
-    the extremes are finite exactly when every element is; two reductions
-    without temporaries cost about a tenth of ``isfinite(t).all()`` on a CPU.
-    """
-    extremes = [e for t in tensors if t.numel() for e in (t.amax(), t.amin())]
-    if not extremes:
-        return torch.ones((), dtype=torch.bool, device=device)
-    return torch.isfinite(torch.stack(extremes)).all()
-
-
-def _sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    r"""One 0-d float32 sum per non-empty tensor (no sync): a *sufficient* test of finiteness.
-
-    NaN and :math:`\pm\infty` propagate through a sum (:math:`\infty - \infty` is NaN), so
-    if every sum is finite, every element is: one pass over each tensor, half the
-    memory traffic of :func:`_all_finite`'s two extremes.  The converse fails only
-    when finite values overflow the float32 sum (magnitudes near ``3e38``); a
-    caller that finds a non-finite sum settles the question with :func:`_all_finite`.
-    Summing in float32 keeps half-precision sums from overflowing at ordinary
-    gradients and lets every sum share one read with the loss.
-    """
-    return [t.sum(dtype=torch.float32) for t in tensors if t.numel()]
-
-
-def _screened_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """A 0-d bool on the device (no sync): whether every :func:`_sums` of ``tensors`` is finite.  A screen for
-    messages only: a sum of huge finite values that overflows reads as not finite."""
-    if not tensors:
-        return torch.ones((), dtype=torch.bool, device=device)
-    return torch.isfinite(torch.stack(_sums(tensors))).all()
 
 
 def _writes_its_loss_gradients(objective: Any) -> bool:
@@ -305,8 +272,8 @@ class Player:
         :func:`~hybridpgm.train.update_scope.one_update`, clipping as the first evaluation was.  Its
         models' data checks raise at once (the data passed them at the first evaluation); a non-finite
         loss there is the optimizer's to handle (L-BFGS's line search backs off), and parameters that
-        overflow are caught by :func:`check_finite_parameters`.  Only in one process with no gradient
-        scaler (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
+        overflow are caught by :func:`~hybridpgm.train.finite_checks.check_finite_parameters`.  Only in one
+        process with no gradient scaler (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
         calls = 0
 
         def closure() -> torch.Tensor:
@@ -384,26 +351,3 @@ class Player:
         if self.scaler and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.skipped = int(state.get("skipped", 0))
-
-
-def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Player], step: int,
-                            checkpoint: Any) -> None:
-    """Raise :class:`TrainingDivergedError` if a parameter is NaN/inf.
-
-    ``fit`` calls it before each checkpoint is written and at the end (one
-    host sync each time): finite losses and gradients can still overflow the
-    parameters (a huge learning rate), which the next loss would only show
-    after the checkpoint was written, or never on the last step.
-    """
-    named = list(module.named_parameters())
-    params = [p.detach() for _, p in named]
-    sums = _sums(params)  # one pass; only a non-finite sum needs the exact scan below
-    if not sums or all(map(math.isfinite, torch.stack(sums).tolist())):
-        return
-    bad = [n for (n, _), p in zip(named, params) if not bool(torch.isfinite(p).all())]
-    if bad:
-        owner = next((pl.name for pl in players.values() for n in pl.names if n == bad[0]), "?")
-        kept = f"; {str(checkpoint)!r} keeps the last checkpoint written" if checkpoint is not None else ""
-        raise TrainingDivergedError(f"parameters {bad} (player {owner!r}) are not finite after step {step} although "
-                                    f"every loss and gradient was (the updates overflowed: lower the learning rate)"
-                                    f"{kept}", step=step, player=owner)

@@ -19,7 +19,8 @@ from hybridpgm.train.callback_states import callback_buffer_paths, callback_stat
 from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
 from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
-from hybridpgm.train.player_step import Player, check_finite_parameters
+from hybridpgm.train.finite_checks import check_finite_parameters
+from hybridpgm.train.player_step import Player
 from hybridpgm.train.rank_states import rank_buffer_paths, rank_state
 
 __all__ = ["RunCheckpoint"]

@@ -4,16 +4,15 @@ One *step* takes one batch.  For each player of the objective's schedule it
 clears that player's gradients, splits the batch into ``accumulate``
 micro-batches, back-propagates each micro-batch's loss (weighted by its share
 of the batch) into that player's parameters only, optionally clips, and steps
-the player's optimizer once (:class:`~hybridpgm.train.player_step.Player`).
-See :mod:`hybridpgm.train.objective` for the contract and
-:mod:`hybridpgm.train.distributed` for multi-process runs.
+the player's optimizer once (:mod:`hybridpgm.train.fit_step`, :class:`~hybridpgm.train.player_step.Player`).
+The end of a run is :mod:`hybridpgm.train.fit_end`'s.  See :mod:`hybridpgm.train.objective` for the contract
+and :mod:`hybridpgm.train.distributed` for multi-process runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import time
 import warnings
 from typing import Any, Callable, Iterable, Mapping
@@ -22,25 +21,25 @@ import pyro
 import torch
 
 from hybridpgm.checks import flag
-from hybridpgm.errors import DivergenceWarning, TrainingWarning
+from hybridpgm.errors import TrainingWarning
 from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decomposable
-from hybridpgm.train.batches import BatchStream, as_dataset, batch_size_of, first_batch, move_to, num_steps
+from hybridpgm.train.batches import BatchStream, as_dataset, first_batch, move_to, num_steps
 from hybridpgm.train.callback_states import check_callback_settings
-from hybridpgm.train.callbacks import FitStart, StepInfo
+from hybridpgm.train.callbacks import FitStart
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.device import resolve_device
+from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
 from hybridpgm.train.fit_options import (callback_list, check_config, check_counts, check_factory, check_objective,
                                          draw_seed, keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
+from hybridpgm.train.fit_step import take_step
 from hybridpgm.train.heartbeat import beating, explain_failure
-from hybridpgm.train.history import FitResult, History, loss_explosions
-from hybridpgm.train.interruption import interruption
-from hybridpgm.train.micro_batches import split_batch
+from hybridpgm.train.history import FitResult, History
 from hybridpgm.train.objective import Objective, player_schedule
-from hybridpgm.train.player_step import Player, autocast_for
-from hybridpgm.train.progress import advance, progress_bar, say
+from hybridpgm.train.player_step import autocast_for
+from hybridpgm.train.progress import progress_bar, say
 from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
@@ -52,12 +51,6 @@ __all__ = ["fit"]
 
 OptimFactory = Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
-
-
-def _clear_gradients(players: Mapping[str, Player]) -> None:
-    """Every player's ``.grad`` back to ``None`` (:meth:`~hybridpgm.train.player_step.Player.clear_gradients`)."""
-    for player in players.values():
-        player.clear_gradients()
 
 
 @restores_on_error  # an interrupted fit leaves no grad mode, autocast nesting or Pyro plate dimension behind
@@ -350,26 +343,10 @@ def fit(
                         let_other_threads_in()
                     if heartbeat is not None:
                         heartbeat.progress(step)
-                    step_started = time.perf_counter()
-                    batch = move_to(stream.batch(step), device)
-                    micro_batches = split_batch(batch, accumulate)
-                    losses: dict[str, list[float]] = {}
-                    for name in schedule:
-                        value = players[name].update(objective, micro_batches, step=step, context=context,
-                                                     precision=precision, device=device,
-                                                     clip_grad_norm=clip_grad_norm, checkpoint=checkpoint,
-                                                     accumulate=accumulate, batch_size=batch_size)
-                        losses.setdefault(name, []).append(value)
-                    if hasattr(objective, "train_step_end"):
-                        objective.train_step_end(step)
-                    step_losses = {p: sum(v) / len(v) for p, v in losses.items()}
-                    now = time.perf_counter()
-                    history.record(step + 1, step_losses, now - started,
-                                   batch_size_of(batch) / max(now - step_started, 1e-12))
-                    advance(bar, step_losses)
-                    info = StepInfo(step=step + 1, epoch=stream.epoch_of(step), losses=step_losses,
-                                    objective=objective, history=history, device=device, is_main=context.is_main,
-                                    reduce_mean=context.mean_of)
+                    info = take_step(step, objective=objective, players=players, schedule=schedule, stream=stream,
+                                     device=device, context=context, accumulate=accumulate, precision=precision,
+                                     clip_grad_norm=clip_grad_norm, checkpoint=checkpoint, batch_size=batch_size,
+                                     history=history, started=started, bar=bar)
                     for callback in callbacks:
                         callback.on_step_end(info)
                     # one collective: a callback's stop request and any rank's signal, so all ranks stop together
@@ -386,33 +363,12 @@ def fit(
                 raise failure from error
             finally:
                 running.close()  # the bar is gone before the end-of-run checkpoint and on_fit_end
-            steps_done = history.step[-1] if history.step else start_step
-            ending = not interrupted and (info is not None or (fit_end_pending and start_step > 0)) and has_fit_end
-            if ending and info is None:  # resumed after its on_fit_end failed, with no step left: run it now
-                info = StepInfo(step=steps_done, epoch=stream.epoch_of(steps_done - 1),
-                                losses={p: v[-1] for p, v in history.loss.items() if v}, objective=objective,
-                                history=history, device=device, is_main=context.is_main, reduce_mean=context.mean_of)
-            # the run is on disk before any on_fit_end can fail; marked so that a resume runs on_fit_end again.
-            # An interrupted run has not run it either: a resume with steps left runs it after them, one with no
-            # step left (the signal came during the last step, or with a callback's stop) runs it at once
-            write_checkpoint(steps_done, bool(stopped), pending=ending or (bool(interrupted) and has_fit_end))
-            if ending:
-                for callback in callbacks:
-                    if hasattr(callback, "on_fit_end"):
-                        callback.on_fit_end(info)
-                write_checkpoint(steps_done, bool(stopped))  # with what on_fit_end added (an end-of-run evaluation)
+            steps_done = write_end_of_run(history=history, start_step=start_step, info=info, stopped=stopped,
+                                          interrupted=interrupted, fit_end_pending=fit_end_pending,
+                                          has_fit_end=has_fit_end, callbacks=callbacks, stream=stream,
+                                          objective=objective, device=device, context=context,
+                                          write_checkpoint=write_checkpoint)
             late_signal = stop_signals.signum if not interrupted else 0
-    if interrupted:
-        error = interruption(interrupted, steps_done, checkpoint, mode)
-        if context.is_main:
-            say(str(error))
-        raise error
-    if late_signal:  # arrived after the last step: the run is complete and saved; let the signal act as usual
-        signal.raise_signal(late_signal)
-    explosions = loss_explosions(history)
-    for player, (first, last) in explosions.items():
-        warnings.warn(f"the loss of player {player!r} exploded from {first:.4g} to {last:.4g}: the run diverged "
-                      "(lower the learning rate)", DivergenceWarning, stacklevel=users_stacklevel())
-    return FitResult(history=history, steps=steps_done, optimizers={p: pl.optimizer for p, pl in players.items()},
-                     device=device, stopped_early=bool(stopped),
-                     skipped_steps={p: pl.skipped for p, pl in players.items()}, loss_explosions=explosions)
+    return fit_outcome(history=history, players=players, steps_done=steps_done, stopped=stopped,
+                       interrupted=interrupted, late_signal=late_signal, checkpoint=checkpoint, mode=mode,
+                       context=context, device=device)

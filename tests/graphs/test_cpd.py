@@ -276,7 +276,7 @@ def test_the_cpd_classes_keep_their_saved_names_after_the_split(tmp_path):
     """The CPD classes moved to cpd_table / cpd_neural / cpd_gaussian; model files and pickles name them
     ``hybridpgm.graphs.cpd.<class>`` (as files saved before the split do), and such a file loads."""
     import hybridpgm
-    from hybridpgm.serialization import _REGISTRY
+    from hybridpgm.serialization_registry import _REGISTRY
 
     for cls in (cpd.Table, cpd.Neural, cpd.LinearGaussian):
         assert cls.__module__ == "hybridpgm.graphs.cpd" and _REGISTRY[f"hybridpgm.graphs.cpd.{cls.__name__}"] is cls

@@ -1,0 +1,101 @@
+"""Which classes a model file may name: the registry of :func:`serializable` and :func:`register_spec`.
+
+:func:`~hybridpgm.serialization.save` records a model as the qualified name of its class and the data that
+rebuilds it; :func:`~hybridpgm.serialization.load` turns that name back into a class through this registry
+alone, never by importing a name read from the file:
+
+* :func:`serializable`, a class decorator, registers a class and records each instance's constructor
+  arguments (bound through :func:`inspect.signature`), for instances of exactly that class;
+* :func:`register_spec` registers a ``to_spec`` / ``from_spec`` pair for a class whose constructor does not
+  say everything (the built-in pairs are :data:`hybridpgm.serialization_specs.BUILTIN_SPECS`);
+* :func:`_resolve` finds the class of a recorded name, importing only the name's own hybridpgm module and
+  then the fixed modules of :data:`MODEL_MODULES`, whose import fills the registry.
+
+:mod:`hybridpgm.serialization` re-exports :func:`serializable`, :func:`register_spec` and
+:data:`MODEL_MODULES`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from typing import Any, Callable
+
+from hybridpgm.errors import CheckpointError
+from hybridpgm.serialization_specs import BUILTIN_SPECS
+
+__all__ = ["MODEL_MODULES", "register_spec", "serializable"]
+
+#: modules imported (only these) to resolve a class name read from a model file
+MODEL_MODULES = (
+    "hybridpgm.energy.rbm", "hybridpgm.energy.dbn", "hybridpgm.energy.dbm",
+    "hybridpgm.generative.vae", "hybridpgm.generative.sbn", "hybridpgm.generative.gan",
+    "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm", "hybridpgm.gp.kernels",
+    "hybridpgm.graphs.bayes_net", "hybridpgm.graphs.cpd", "hybridpgm.graphs.crf", "hybridpgm.recipes.models",
+)
+
+_REGISTRY: dict[str, type] = {}
+#: qualified class name -> (``to_spec(module, where)``, ``from_spec(dict)``); the built-in ones are the graphs
+#: declared by ``add`` calls, gpytorch's BernoulliLikelihood and the BayesianRegressor
+_SPECS: dict[str, tuple[Callable, Callable]] = dict(BUILTIN_SPECS)
+_SPEC_ATTR = "_hybridpgm_init"
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def serializable(cls: type) -> type:
+    """Class decorator: register ``cls`` and record each instance's constructor arguments.
+
+    Only instances of exactly ``cls`` are recorded (a subclass calling
+    ``super().__init__`` keeps its own arguments), so decorate every class
+    that should be loadable.
+    """
+    init = cls.__init__
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if type(self) is cls:
+            bound = signature.bind(self, *args, **kwargs)
+            arguments = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(value)
+                elif kind is inspect.Parameter.VAR_POSITIONAL:
+                    arguments[f"*{name}"] = value
+                else:
+                    arguments[name] = value
+            object.__setattr__(self, _SPEC_ATTR, arguments)
+
+    cls.__init__ = __init__
+    _REGISTRY[_qualname(cls)] = cls
+    return cls
+
+
+def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable[[dict], Any]) -> None:
+    """Register how to save ``cls`` when its constructor arguments do not say
+    everything: ``to_spec(module) -> dict`` of savable values and
+    ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
+    _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
+
+
+def _resolve(name: str) -> type:
+    """The registered class of the qualified ``name`` a file records: its own hybridpgm module is imported first
+    (loading an RBM imports no GPyTorch), then every module of :data:`MODEL_MODULES`."""
+    own = name.rpartition(".")[0]
+    if name not in _REGISTRY and own.startswith("hybridpgm."):  # never a module outside the package
+        try:
+            importlib.import_module(own)
+        except ImportError:  # a nested class's outer name, or a module since moved
+            pass
+    if name not in _REGISTRY:
+        for module in MODEL_MODULES:
+            importlib.import_module(module)
+    if name not in _REGISTRY:
+        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class")
+    return _REGISTRY[name]
