@@ -59,6 +59,7 @@ from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, seque
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              register_spec, serializable)
 from hybridpgm.serialization_ties import retie, tie_record
+from hybridpgm.state_renames import upgrade_ties
 from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (NOT_PLAIN, nonfinite_entries, plain_data, plain_scalar, read_torch_file,
                                         unreadable_reason, write_atomically)
@@ -313,7 +314,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
         with restoring_global_rngs(devices + ([map_location] if isinstance(map_location, torch.device) else [])):
             module = _build(payload["model"], payload["tensors"])
         if "ties" in payload:  # files written before shared parameters were recorded hold none
-            retie(module, payload["ties"], path)
+            retie(module, upgrade_ties(module, payload["ties"]), path)  # names of the file's time
         state = payload["state_dict"]
         bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
                                                              module.named_buffers(remove_duplicate=False)))

@@ -49,7 +49,7 @@ def _bayes_net_from_spec(spec: dict):
 def _markov_net_spec(mrf, where: str) -> dict:
     factors = []
     for name, fam in mrf.families.items():
-        potential = mrf.potentials[name] if fam["kind"] == "module" else getattr(mrf, fam["key"])
+        potential = mrf.potentials[name] if fam["kind"] == "module" else mrf.table_potentials.table(fam["key"])
         factors.append({"name": name, "scopes": fam["scopes"], "single": fam["single"], "potential": potential,
                         "parameter": isinstance(potential, nn.Parameter)})
     return {"variables": dict(mrf.cards), "factors": factors}

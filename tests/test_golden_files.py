@@ -25,6 +25,10 @@ GOLDEN = Path(__file__).parent / "golden"
 ANSWERS = json.loads((GOLDEN / "answers.json").read_text())
 MODELS = {name: answer for name, answer in ANSWERS.items() if not name.startswith("checkpoint:")}
 
+#: state-dict entries renamed since a golden file was written; the file still loads (the module converts the old
+#: names on load), and its loaded state dict holds today's names
+RENAMED = {"markov_net_ising": {"_pot_0": "table_potentials.coupling", "_pot_1": "table_potentials.field"}}
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -38,7 +42,9 @@ def test_a_golden_file_loads_and_answers_as_when_it_was_saved(name):
     path = GOLDEN / "models" / f"{name}.pt"
     torch.load(path, weights_only=True)  # the file itself stays readable without unpickling code
     model = hybridpgm.load(path)
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == want["state_dict"]
+    renamed = RENAMED.get(name, {})
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == {renamed.get(k, k): shape for k, shape
+                                                                          in want["state_dict"].items()}
     with torch.no_grad():
         got = QUERIES[name](model)
     assert sorted(got) == sorted(want["query"])

@@ -27,7 +27,8 @@ def _markov_net():
         return -m.log_prob(x).sum()
 
     def shared(m):
-        return [(m._pot_0, m._pot_1), (m._pot_2, m._pot_3)]
+        tables = m.table_potentials
+        return [(tables.ab, tables.bc), (tables.a, tables.c)]
 
     return mrf, loss, shared
 
@@ -96,19 +97,21 @@ def test_the_tie_record_is_plain_data_and_optional(tmp_path):
     model, _, _ = _markov_net()
     path = hybridpgm.save(model, tmp_path / "mrf.pt")
     payload = torch.load(path, weights_only=True)
-    assert payload["ties"] == {"modules": [], "parameters": [["_pot_0", "_pot_1"]], "buffers": [["_pot_2", "_pot_3"]]}
+    assert payload["ties"] == {"modules": [], "parameters": [["table_potentials.ab", "table_potentials.bc"]],
+                               "buffers": [["table_potentials.a", "table_potentials.c"]]}
     # a file written before ties were recorded loads as it did (one copy per use)
     del payload["ties"]
     torch.save(payload, path)
     loaded = hybridpgm.load(path)
-    assert loaded._pot_0 is not loaded._pot_1 and torch.equal(loaded._pot_0, loaded._pot_1)
+    tables = loaded.table_potentials
+    assert tables.ab is not tables.bc and torch.equal(tables.ab, tables.bc)
 
 
 @pytest.mark.parametrize("ties, match", [
-    ({"modules": [], "parameters": [["_pot_0", "_pot_9"]], "buffers": []},
-     r"shares parameters under the name '_pot_9', which the rebuilt MarkovNet does not have"),
-    ({"modules": [], "parameters": [["_pot_0"]], "buffers": []}, "malformed record of shared parameters"),
-    ([["_pot_0", "_pot_1"]], "malformed record of shared parameters"),
+    ({"modules": [], "parameters": [["table_potentials.ab", "table_potentials.zz"]], "buffers": []},
+     r"shares parameters under the name 'table_potentials.zz', which the rebuilt MarkovNet does not have"),
+    ({"modules": [], "parameters": [["table_potentials.ab"]], "buffers": []}, "malformed record of shared parameters"),
+    ([["table_potentials.ab", "table_potentials.bc"]], "malformed record of shared parameters"),
 ])
 def test_a_damaged_tie_record_is_named(ties, match, tmp_path):
     model, _, _ = _markov_net()

@@ -50,6 +50,7 @@ from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, c
 from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_sampling import sample_markov_net
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
+from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -57,7 +58,7 @@ __all__ = ["MarkovNet"]
 _METHODS = ("exact", "bp", "mean_field")
 
 
-class MarkovNet(nn.Module):
+class MarkovNet(LegacyTableNames, nn.Module):
     """A Markov random field over named discrete variables.
 
     :param variables: mapping ``name -> cardinality``, or a sequence of
@@ -68,6 +69,10 @@ class MarkovNet(nn.Module):
 
     A network of no variables can be declared (and saved), but every query of it raises
     :class:`~hybridpgm.errors.ModelSpecError`: there is nothing to infer.
+
+    **Names.**  A table factor ``f`` is the entry ``table_potentials.f`` of ``state_dict()`` (escaped where torch
+    would refuse the name, :mod:`~hybridpgm.graphs.mrf_tables`), a neural one ``potentials.f``: a state dict loads
+    by factor name.  State saved with the former entries ``_pot_i`` (the ``i``-th family) still loads.
 
     **Neural potentials in training mode.**  Each call evaluates the networks once and takes the score and
     :math:`\\log Z` from those tables (one dropout mask, one batch-norm update per training loss).  The queries
@@ -110,6 +115,7 @@ class MarkovNet(nn.Module):
         self._index = {n: i for i, n in enumerate(self.cards)}
         self.families: dict[str, dict] = {}
         self._factor_sites: dict[str, tuple] = {}  # site name in model() -> (family, factor index, single)
+        self.table_potentials = TablePotentials()  # tensor families by name; first: parameters keep their order
         self.potentials = nn.ModuleDict()  # neural families
         self._colors = None
 
@@ -167,9 +173,9 @@ class MarkovNet(nn.Module):
         if fam["kind"] == "module":
             self.potentials[name] = pot
         elif isinstance(pot, nn.Parameter):
-            self.register_parameter(fam["key"], pot)
+            self.table_potentials.register_parameter(fam["key"], pot)
         else:  # a copy (differentiable, dense): the caller's tensor is not the buffer load_state_dict writes into
-            self.register_buffer(fam["key"], table_buffer(self, pot, fam["key"]))
+            self.table_potentials.register_buffer(fam["key"], table_buffer(self, pot, fam["key"]))
         self.families[name] = fam
         self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None
@@ -196,7 +202,7 @@ class MarkovNet(nn.Module):
                 t = mod() if context is None else call_potential(name, mod, context)
                 self._check_table(name, fam, t)
             else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
-                t = getattr(self, fam["key"])
+                t = self.table_potentials.table(fam["key"])
                 check_or_defer(torch.isfinite(t).all(), functools.partial(
                     ModelSpecError, f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)"))
             out[name] = t.unsqueeze(-len(fam["cards"]) - 1) if fam["single"] else t

@@ -19,6 +19,7 @@ from torch import nn
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
+from hybridpgm.graphs.mrf_tables import table_key
 
 __all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
 
@@ -63,7 +64,8 @@ def _check_sites(self, name, count, single):
 
 def check_factor(self, name, scopes, pot, single) -> dict:
     """The family record ``{"scopes", "cards", "single", "kind"[, "key"]}`` of a factor declaration on the
-    MarkovNet ``self``, after every check of :meth:`~hybridpgm.graphs.MarkovNet.add_factors` (nothing registered).
+    MarkovNet ``self``, after every check of :meth:`~hybridpgm.graphs.MarkovNet.add_factors` (nothing registered);
+    ``"key"``, of a table, is its name in ``self.table_potentials`` (:func:`~hybridpgm.graphs.mrf_tables.table_key`).
 
     :raises ModelSpecError: naming the factor (see :meth:`~hybridpgm.graphs.MarkovNet.add_factor`).
     """
@@ -92,10 +94,15 @@ def check_factor(self, name, scopes, pot, single) -> dict:
         if "." in name:  # a ModuleDict key cannot hold a dot
             raise ModelSpecError(f"MarkovNet: factor {name!r} has a neural potential, so its name cannot "
                                  f"contain '.' (it names the module in the net's state dict)")
+        if hasattr(self.potentials, name):  # nn.ModuleDict would refuse it with a raw KeyError
+            raise ModelSpecError(f"MarkovNet: factor {name!r} has a neural potential, so its name cannot be "
+                                 f"{name!r}: MarkovNet holds the networks in a torch.nn.ModuleDict, of which "
+                                 f"{name!r} is an attribute ({type(getattr(self.potentials, name)).__name__}); "
+                                 f"rename the factor")
         fam["kind"] = "module"
     elif isinstance(pot, torch.Tensor):
         check_table(name, fam, pot)
-        fam["kind"], fam["key"] = "tensor", f"_pot_{len(self.families)}"
+        fam["kind"], fam["key"] = "tensor", table_key(name)  # the entry table_potentials.<key>
     else:
         raise ModelSpecError(f"MarkovNet: factor {name!r} needs a Tensor or nn.Module, got {type(pot).__name__}")
     return fam
@@ -148,7 +155,8 @@ def call_potential(name: str, mod: nn.Module, context):
 
 
 def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
-    """The buffer ``key`` of :class:`~hybridpgm.graphs.MarkovNet` ``net`` for the table tensor ``pot``.
+    """The buffer ``key`` of :class:`~hybridpgm.graphs.MarkovNet` ``net``'s ``table_potentials`` for the table
+    tensor ``pot``.
 
     A fixed table (no ``requires_grad``) is copied (dense), so the caller's tensor is not what
     ``load_state_dict`` writes into and an expanded table loads; one copy per tensor object the caller
@@ -164,7 +172,8 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
         return pot
     sources = _TABLE_SOURCES.setdefault(net, {})
     earlier = sources.get(id(pot))
-    if earlier is not None and earlier[0]() is pot and earlier[1] in net._buffers:
-        return net._buffers[earlier[1]]
+    buffers = net.table_potentials._buffers
+    if earlier is not None and earlier[0]() is pot and earlier[1] in buffers:
+        return buffers[earlier[1]]
     sources[id(pot)] = (weakref.ref(pot), key)
     return pot.detach().clone(memory_format=torch.contiguous_format)

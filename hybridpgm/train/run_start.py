@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
+from hybridpgm.state_renames import upgrade_state
 from hybridpgm.train.callback_states import callback_buffer_paths, load_callback_states
 from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
@@ -147,6 +148,7 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
     :raises CheckpointError: the checkpoint holds non-finite values, other players, another model or other
         hyperparameters (:func:`~hybridpgm.train.resume.check_resumable`).
     """
+    resumed["module"] = upgrade_state(module, resumed["module"])  # entries renamed since it was written
     module_buffers = buffer_paths(module)
     check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers
                             | callback_buffer_paths(resumed.get("callbacks") or [], module_buffers)

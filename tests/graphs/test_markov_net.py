@@ -328,12 +328,12 @@ def test_a_tensor_table_is_copied_so_loading_leaves_the_callers_tensor_alone():
 def test_a_table_given_to_two_factors_stays_one_buffer_apart_from_the_callers_tensor():
     field = torch.randn(2)
     mrf = MarkovNet({"a": 2, "c": 2}).add_factor("a", ["a"], field).add_factor("c", ["c"], field)
-    tables = [b for n, b in mrf.named_buffers(remove_duplicate=False) if n.startswith("_pot")]
+    tables = [b for n, b in mrf.named_buffers(remove_duplicate=False) if n.startswith("table_potentials.")]
     assert len(tables) == 2 and tables[0] is tables[1] and tables[0] is not field
     changed = field.clone()
     changed[0] += 1.0  # another tensor, or the same one changed in between, gets its own copy
     mrf.add_factor("a2", ["a"], changed)
-    assert mrf._buffers["_pot_2"] is not tables[0]
+    assert mrf.table_potentials._buffers["a2"] is not tables[0]
 
 
 def test_equal_temporary_tables_stay_apart_and_a_requires_grad_table_is_the_callers():
@@ -344,9 +344,9 @@ def test_equal_temporary_tables_stay_apart_and_a_requires_grad_table_is_the_call
 
     mrf = MarkovNet({"a": 2, "b": 2, "c": 2})
     mrf.add_factor("ab", ["a", "b"], torch.zeros(2, 2)).add_factor("bc", ["b", "c"], torch.zeros(2, 2))
-    assert mrf._buffers["_pot_0"] is not mrf._buffers["_pot_1"]
+    assert mrf.table_potentials.ab is not mrf.table_potentials.bc
     ab, bc = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([[0.0, -3.0], [-3.0, 0.0]])
-    mrf.load_state_dict({"_pot_0": ab, "_pot_1": bc})
+    mrf.load_state_dict({"table_potentials.ab": ab, "table_potentials.bc": bc})
     brute = torch.logsumexp((ab[:, :, None] + bc[None, :, :]).reshape(-1), 0)
     assert torch.allclose(mrf.log_partition(), brute, atol=1e-5)
 

@@ -78,7 +78,7 @@ def _registered(mrf):
 ])
 def test_a_refused_add_factor_registers_nothing_and_the_corrected_call_succeeds(bad):
     """Found by an audit: the table (and the scope buffer) were registered before the table was checked, so a
-    refused call left ``_pot_0`` on the net and the corrected call raised a raw KeyError."""
+    refused call left its table (then ``_pot_0``) on the net and the corrected call raised a raw KeyError."""
     mrf = MarkovNet({"a": 2, "b": 3}).add_factor("a", ["a"], torch.zeros(2))
     before = _registered(mrf)
     with pytest.raises(ModelSpecError, match="factor 'ab'"):
@@ -86,7 +86,7 @@ def test_a_refused_add_factor_registers_nothing_and_the_corrected_call_succeeds(
     assert _registered(mrf) == before
     good = torch.randn(2, 3)
     mrf.add_factor("ab", ["a", "b"], nn.Parameter(good))
-    assert [n for n, _ in mrf.named_parameters()] == ["_pot_1"]
+    assert [n for n, _ in mrf.named_parameters()] == ["table_potentials.ab"]
     assert torch.allclose(mrf.log_partition(), (torch.zeros(2)[:, None] + good).logsumexp((0, 1)))
 
 
