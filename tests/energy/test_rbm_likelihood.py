@@ -1,0 +1,125 @@
+"""RBM pseudo-log-likelihood (``exact=True``): equal to the flip-each-unit definition, and O(batch V H) in the
+work and the memory of its operations (no ``batch x V x V`` flipped copies)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from hybridpgm.energy import RBM, rbm_likelihood
+from tests.energy.brute_force import random_rbm, single_thread  # noqa: F401
+
+
+def _free_energy(rbm: RBM, u: torch.Tensor) -> torch.Tensor:
+    """:math:`F(u) = -b^\\top u - \\sum_j \\operatorname{softplus}(c_j + u^\\top W_{:j})`, from the formula."""
+    w, b, c = rbm.weight.detach(), rbm.visible_bias.detach(), rbm.hidden_bias.detach()
+    return -(u @ b) - F.softplus(u @ w + c).sum(-1)
+
+
+def _reference_pll(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
+    """:math:`\\sum_i \\log \\sigma(F(\\tilde v^{(i)}) - F(v))` by flipping each unit (:math:`v_i \\to 1 - v_i`) of
+    a full copy of ``v`` and computing both free energies from the formula."""
+    total = torch.zeros(v.shape[:-1], dtype=v.dtype)
+    for i in range(v.shape[-1]):
+        flipped = v.clone()
+        flipped[..., i] = 1 - flipped[..., i]
+        total = total + F.logsigmoid(_free_energy(rbm, flipped) - _free_energy(rbm, v))
+    return total
+
+
+def _tolerance(rbm: RBM) -> float:
+    """A bound on the float64 rounding of either computation.
+
+    Each gap is a difference of two sums of ``V + H`` terms (the implementation's: ``H`` term-by-term
+    differences and one product), every term at most :math:`M = \\sum_i |b_i| + \\sum_j (|c_j| + \\sum_i |W_{ij}|
+    + \\log 2)` in size for data in :math:`[0, 1]` (:math:`\\operatorname{softplus}(a) \\le |a| + \\log 2`); recursive
+    summation of ``n`` terms errs by at most :math:`n \\epsilon` times their absolute sum, softplus/logsigmoid add a
+    few :math:`\\epsilon` relative (factor 4 for those, both sides), logsigmoid is 1-Lipschitz, and the ``V`` terms
+    are summed once more: :math:`4 V (V + H + 2) \\epsilon M`."""
+    w, b, c = rbm.weight.detach(), rbm.visible_bias.detach(), rbm.hidden_bias.detach()
+    size = float(b.abs().sum() + (c.abs() + w.abs().sum(0)).sum()) + rbm.num_hidden * 0.6931471805599453
+    num_visible, num_hidden = w.shape
+    return 4 * num_visible * (num_visible + num_hidden + 2) * torch.finfo(torch.float64).eps * size
+
+
+@pytest.mark.parametrize("num_visible,num_hidden,shape,probabilities", [
+    (1, 1, (3,), False),
+    (5, 3, (7,), False),
+    (6, 9, (2, 4), False),  # leading batch shape
+    (4, 2, (), False),  # one example without a batch dimension
+    (7, 5, (0,), False),  # an empty batch
+    (6, 4, (5,), True),  # grey levels in [0, 1] flip to 1 - v_i
+])
+def test_exact_pll_matches_flip_definition(num_visible, num_hidden, shape, probabilities):
+    """A guard (the ``batch x V x V`` implementation passed it too): the gaps from the moved pre-activations
+    are the definition's, to float64 rounding, for any batch shape and for grey-level data."""
+    rbm = random_rbm(num_visible, num_hidden, seed=num_visible + 10 * num_hidden, scale=1.5,
+                     probabilities=probabilities)
+    gen = torch.Generator().manual_seed(3)
+    data = torch.rand(*shape, num_visible, generator=gen, dtype=torch.float64)
+    v = data if probabilities else (data < 0.5).to(torch.float64)
+    got = rbm.pseudo_log_likelihood(v, exact=True)
+    expected = _reference_pll(rbm, v)
+    assert got.shape == shape and got.dtype == torch.float64 and not got.requires_grad
+    torch.testing.assert_close(got, expected, rtol=0, atol=_tolerance(rbm))
+
+
+def test_exact_pll_in_chunks_matches_flip_definition(monkeypatch):
+    """Chunks of a few units each (and single units, when one unit's ``batch x H`` is over the budget) give the
+    same gaps as the definition."""
+    rbm = random_rbm(11, 6, seed=5, scale=1.5)
+    v = (torch.rand(4, 11, generator=torch.Generator().manual_seed(1), dtype=torch.float64) < 0.5).double()
+    expected = _reference_pll(rbm, v)
+    for budget in (1, 4 * 6 * 3, 4 * 6 * 3 + 5, 10**6):
+        monkeypatch.setattr(rbm_likelihood, "_FLIP_CHUNK_ELEMENTS", budget)
+        torch.testing.assert_close(rbm.pseudo_log_likelihood(v, exact=True), expected, rtol=0,
+                                   atol=_tolerance(rbm))
+
+
+class _Outputs(TorchDispatchMode):
+    """Records, over the operations run inside it, the largest new tensor one returns (``largest``; views of
+    their inputs are not new memory) and the elements all of them write (``written``, a clock-free count of the
+    work)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = self.written = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        views = [r.alias_info is not None for r in func._schema.returns]
+        outs = result if isinstance(result, (tuple, list)) else (result,)
+        for out, view in zip(outs, views + [False] * len(outs)):
+            if isinstance(out, torch.Tensor) and not view:
+                self.largest = max(self.largest, out.numel())
+                self.written += out.numel()
+        return result
+
+
+def test_exact_pll_work_and_memory_are_linear_in_visible_units():
+    """No operation returns more than ``batch x V x H`` elements and all of them write ``O(batch V H)``; the
+    flipped copies of every example (``batch x V x V``, 5x ``batch x V x H`` here) are gone."""
+    batch, num_visible, num_hidden = 3, 200, 40
+    rbm = RBM(num_visible, num_hidden).double()
+    v = (torch.rand(batch, num_visible, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    with _Outputs() as outputs:
+        rbm.pseudo_log_likelihood(v, exact=True)
+    cube = batch * num_visible * num_hidden
+    assert outputs.largest <= cube, (outputs.largest, cube)
+    # the moved pre-activations, their softplus (the difference is in place) and a few batch x V / batch x H
+    assert outputs.written <= 3 * cube, (outputs.written, cube)
+
+
+def test_exact_pll_memory_is_bounded_by_the_chunk_budget(monkeypatch):
+    """With a budget of 60 elements a chunk holds ``60 // (batch x H)`` units: no tensor is larger than the
+    budget or the ``batch x V`` / ``batch x H`` ones the result needs anyway."""
+    batch, num_visible, num_hidden = 3, 50, 7
+    # raising=False: were the budget renamed, the default (2**18 elements, one chunk of 1050) fails the bound
+    monkeypatch.setattr(rbm_likelihood, "_FLIP_CHUNK_ELEMENTS", 60, raising=False)
+    rbm = RBM(num_visible, num_hidden).double()
+    v = (torch.rand(batch, num_visible, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    with _Outputs() as outputs:
+        rbm.pseudo_log_likelihood(v, exact=True)
+    assert outputs.largest <= max(60, batch * num_visible, batch * num_hidden), outputs.largest
