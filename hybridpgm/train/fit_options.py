@@ -262,16 +262,17 @@ def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     return parameter is not None and parameter.default is inspect.Parameter.empty
 
 
-def check_closure_optimizer(optimizer: torch.optim.Optimizer, player: str, *, precision: str | None,
-                            world_size: int) -> torch.optim.Optimizer:
+def check_closure_optimizer(optimizer: torch.optim.Optimizer, player: str, *,
+                            precision: str | None) -> torch.optim.Optimizer:
     """``optimizer`` if ``fit`` can step it: any optimizer whose ``step`` needs no closure, and one that needs
     a closure (:func:`needs_closure`: :class:`torch.optim.LBFGS`, which re-evaluates the loss and its gradients
-    several times per step) in one process without fp16's gradient scaler.  Accumulation and clipping apply to
-    every evaluation of the closure.
+    several times per step) without fp16's gradient scaler.  Accumulation and clipping apply to every evaluation
+    of the closure; on several ranks each evaluation averages the loss and the gradients over the ranks in one
+    all-reduce, so every rank's optimizer sees the same numbers and takes the same evaluations, in lock-step
+    (:meth:`~hybridpgm.train.player_step.Player.update`).
 
     :raises ConfigError: naming the player and the optimizer, for ``precision="fp16"`` (torch's
-        ``GradScaler`` cannot step an optimizer with a closure) or ``world_size > 1`` (each evaluation would
-        need its own all-reduce, in lock-step on every rank: not supported)."""
+        ``GradScaler`` cannot step an optimizer with a closure)."""
     if not needs_closure(optimizer):
         return optimizer
     what = f"the optimizer of player {player!r} ({type(optimizer).__name__}) needs a closure to step (it " \
@@ -279,9 +280,6 @@ def check_closure_optimizer(optimizer: torch.optim.Optimizer, player: str, *, pr
     if precision == "fp16":
         raise ConfigError(f"{what}, which torch's fp16 gradient scaler cannot step: train it with precision=None "
                           "or 'bf16', or pick an optimizer whose step() takes no closure (Adam, SGD)")
-    if world_size > 1:
-        raise ConfigError(f"{what}, which fit does not support on {world_size} ranks (torchrun): train it in one "
-                          "process, or pick an optimizer whose step() takes no closure (Adam, SGD)")
     return optimizer
 
 

@@ -205,7 +205,7 @@ class Player:
         if clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
         if self.closure_step:  # L-BFGS: re-evaluates the loss and gradients as it searches
-            self.optimizer.step(self._closure(evaluate, total, context, clip_grad_norm))
+            self.optimizer.step(self._closure(evaluate, total, context, clip_grad_norm, trainable))
         elif self.scaler:
             # the scaler skips the optimizer's step where the gradients overflowed (and lowers its scale); the
             # schedule follows the steps taken, as under skip_nonfinite (one read of the scale, with a scheduler)
@@ -263,7 +263,7 @@ class Player:
         return total
 
     def _closure(self, evaluate: Callable[[], torch.Tensor], first: torch.Tensor, context: DistributedContext,
-                 clip_grad_norm: float | None) -> Callable[[], torch.Tensor]:
+                 clip_grad_norm: float | None, trainable: list[torch.nn.Parameter]) -> Callable[[], torch.Tensor]:
         """The closure of an optimizer whose ``step`` takes one (:func:`needs_closure`: L-BFGS).
 
         Its first call returns ``first``, the loss of the evaluation :meth:`update` already ran, whose
@@ -272,8 +272,11 @@ class Player:
         :func:`~hybridpgm.train.update_scope.one_update`, clipping as the first evaluation was.  Its
         models' data checks raise at once (the data passed them at the first evaluation); a non-finite
         loss there is the optimizer's to handle (L-BFGS's line search backs off), and parameters that
-        overflow are caught by :func:`~hybridpgm.train.finite_checks.check_finite_parameters`.  Only in one
-        process with no gradient scaler (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
+        overflow are caught by :func:`~hybridpgm.train.finite_checks.check_finite_parameters`.  On several ranks
+        each evaluation averages the loss and the ``trainable`` parameters' gradients over the ranks in one
+        all-reduce, as the first did: every rank's optimizer sees the same numbers, so all take the same
+        evaluations in lock-step.  Never with a gradient scaler
+        (:func:`~hybridpgm.train.fit_options.check_closure_optimizer`)."""
         calls = 0
 
         def closure() -> torch.Tensor:
@@ -284,7 +287,7 @@ class Player:
             self.optimizer.zero_grad(set_to_none=True)
             with one_update():
                 loss = evaluate()
-            loss = context.all_reduce_gradients(self.params, extra=loss)
+            loss = context.all_reduce_gradients(trainable, extra=loss)
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
             return loss

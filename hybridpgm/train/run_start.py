@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
-import torch.distributed as dist
 
 from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
@@ -59,18 +58,15 @@ def build_players(objective: Objective, optim, lr_scheduler, precision: str | No
     :raises ConfigError: the checks of :func:`~hybridpgm.train.fit_options.check_players`,
         :func:`~hybridpgm.train.fit_options.check_optimizer`,
         :func:`~hybridpgm.train.fit_options.check_closure_optimizer` (an optimizer needing a closure, L-BFGS,
-        with fp16 or on several ranks) and :func:`~hybridpgm.train.fit_options.check_scheduler`, before any step.
+        with fp16) and :func:`~hybridpgm.train.fit_options.check_scheduler`, before any step.
     """
     params = check_players(objective)
     names = {id(p): n for n, p in objective.module.named_parameters()}
     factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
     scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler") if lr_scheduler is not None else {}
     players, hyperparameters, schedulers = {}, {}, {}
-    # fit has set up the process group of a torchrun run by now (distributed.current)
-    world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     for name, group in params.items():
-        optimizer = check_closure_optimizer(check_optimizer(factories[name](group), name), name,
-                                            precision=precision, world_size=world_size)
+        optimizer = check_closure_optimizer(check_optimizer(factories[name](group), name), name, precision=precision)
         hyperparameters[name] = optimizer_hyperparameters(optimizer)
         scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
             if name in scheduler_factories else None

@@ -51,6 +51,13 @@ def run(mode, batch, checkpoint=None, max_steps=None, callbacks=(), init_seed=0,
         optim = functools.partial(torch.optim.SGD, lr=lr, momentum=0.9)
         fit(objective, regression_data(), epochs=2, batch_size=batch, accumulate=4, optim=optim, **common)
         return objective.module.state_dict()
+    if mode == "lbfgs":  # every evaluation of L-BFGS's closure all-reduces, in lock-step on every rank
+        objective = LinearRegression(seed=init_seed)
+        objective.module.double()
+        x, y = (t.double() for t in regression_data())
+        optim = functools.partial(torch.optim.LBFGS, lr=0.5, max_iter=6, history_size=4)
+        fit(objective, (x, y), epochs=2, batch_size=batch, optim=optim, **common)
+        return objective.module.state_dict()
     raise ValueError(mode)
 
 
@@ -152,7 +159,7 @@ def main(mode, out, checkpoint=None):
         run("vae", 8, callbacks=[SignalRank(1, 3, signal.SIGSTOP)], collective_timeout=float(checkpoint))
         return
     if mode == "all":
-        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate", "unused")}
+        results = {m: run(m, 8) for m in ("vae", "two_player", "accumulate", "unused", "lbfgs")}
     elif mode == "vae_part":  # stop after 3 of 8 steps, leaving a checkpoint
         results = {"vae": run("vae", 8, checkpoint=checkpoint, max_steps=3)}
     elif mode == "vae_resume":
