@@ -107,7 +107,13 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
     if cls is nn.Sequential:
         return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
     arguments = module.__dict__.get(_SPEC_ATTR)
-    if arguments is None or _REGISTRY.get(_qualname(cls)) is not cls:
+    registered = _REGISTRY.get(_qualname(cls))
+    if arguments is not None and registered is not None and registered is not cls:  # a re-run cell, a reload
+        raise CheckpointError(
+            f"cannot save {where}: its class {_qualname(cls)} was defined again after it was built (a notebook "
+            "cell re-run, importlib.reload, %autoreload), and a model file names the class, which now means the "
+            "new one: build the object again from the current class (and load_state_dict its weights) to save it")
+    if arguments is None or registered is not cls:
         raise CheckpointError(
             f"cannot save {where}: class {_qualname(cls)} is not serializable (decorate it with "
             "hybridpgm.serialization.serializable, or register a spec with register_spec)")

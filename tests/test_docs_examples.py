@@ -42,8 +42,8 @@ SETUP = {
     ("docs/gaussian_processes.md", 1): ('import pyro, pyro.distributions as dist\n'
                                         'from hybridpgm.gp import SVDeepKernelGP\n'
                                         'net, N = mlp([3, 8, 2]), len(x)'),
-    ("docs/gaussian_processes.md", 3): 'x_test, y_test = x[-16:], y[-16:]',
-    ("docs/gaussian_processes.md", 4): 'x, y, x_test = torch.rand(64, 1), torch.rand(64), torch.rand(16, 1)',
+    ("docs/gaussian_processes.md", 4): 'x_test, y_test = x[-16:], y[-16:]',
+    ("docs/gaussian_processes.md", 5): 'x, y, x_test = torch.rand(64, 1), torch.rand(64), torch.rand(16, 1)',
     ("docs/pyro_native.md", 0): 'import torch\nx = torch.randint(0, 2, (32, 64)).float()',
     ("docs/sbn.md", 0): ('import torch\nfrom hybridpgm.generative import SigmoidBeliefNet\n'
                          'sbn, x = SigmoidBeliefNet([6, 3]), torch.randint(0, 2, (5, 6)).float()'),

@@ -196,6 +196,25 @@ def test_unsavable_models_raise_an_error_naming_the_class(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_object_whose_class_was_defined_again_is_refused_naming_the_redefinition(tmp_path):
+    """Found by an audit of notebook workflows: a cell defining a @serializable class run twice (or a module
+    reloaded), then the object built by the first run saved: the message said the class was not decorated.
+    An object of the current class still saves and loads."""
+    from hybridpgm.serialization import serializable
+
+    cell = "@serializable\nclass Head(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n" \
+           "        self.lin = nn.Linear(n, 1)\n"
+    scope = {"serializable": serializable, "nn": nn, "__name__": "notebook_cell"}
+    exec(cell, scope)
+    old = scope["Head"](3)
+    exec(cell, scope)  # the cell run again
+    with pytest.raises(CheckpointError, match=r"its class notebook_cell.Head was defined again after it was built "
+                                              r"\(a notebook cell re-run, importlib.reload"):
+        hybridpgm.save(old, tmp_path / "old.pt")
+    hybridpgm.save(scope["Head"](3), tmp_path / "new.pt")
+    assert type(hybridpgm.load(tmp_path / "new.pt")) is scope["Head"]
+
+
 def test_load_refuses_missing_foreign_and_tampered_files(tmp_path):
     with pytest.raises(CheckpointError, match="no model file"):
         hybridpgm.load(tmp_path / "none.pt")

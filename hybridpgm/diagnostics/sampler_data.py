@@ -5,6 +5,7 @@ AIS log-weights with optional draws (:func:`from_importance`, resampled in
 from __future__ import annotations
 
 import operator
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import pyro
@@ -18,10 +19,11 @@ from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
 from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.rng_scope import fixed_rng
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["from_importance", "from_mcmc"]
 
@@ -44,7 +46,11 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
       discrete site the model enumerates and the sampler summed out (NUTS and HMC with
       ``infer={"enumerate": "parallel"}``) is summed out of its plate's likelihood where it is local to the
       data, and drawn from its conditional posterior where it is global.  A scalar ``obs=`` broadcast across a
-      plate is stored broadcast, one value per plate element;
+      plate is stored broadcast, one value per plate element.  An observed placeholder site (the evidence of
+      :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>` run by :class:`~hybridpgm.infer.Gibbs`: a
+      uniform ``Categorical`` whose likelihood lies in ``pyro.factor`` sites) is left out with a
+      :class:`~hybridpgm.errors.DiagnosticsWarning` naming it, as ``from_pyro_svi`` leaves it out; a model that
+      observes only such sites, or no site at all, gets neither group (nor ``posterior_predictive``);
     * ``posterior_predictive`` (``C x D x obs_shape``, with ``posterior_predictive=True``): one replicate
       :math:`\\tilde y_{c,d} \\sim p(y \\mid \\theta_{c,d})` of each observed site (with ``observed_data``)
       per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed
@@ -80,6 +86,11 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
         ``model_args`` that is not a sequence or ``model_kwargs`` that is not a mapping;
         ``posterior_predictive`` for a kernel without a model (a ``potential_fn``); a ``generator`` that is
         neither an int nor a :class:`torch.Generator`.
+    :warns DiagnosticsWarning: (a :class:`UserWarning`) when the model is replayed (``log_likelihood`` or
+        ``posterior_predictive``) and observes placeholder sites: it names them, says they are left out of
+        ``log_likelihood``, ``observed_data`` and ``posterior_predictive``, and points to
+        ``mrf.distribution(...)`` (an observed site whose log-probability is the data's likelihood) or
+        ``log_likelihood=False``.
     """
     if not isinstance(mcmc, pyro.infer.MCMC):
         raise DataError(f"from_mcmc takes a pyro.infer.MCMC run, got {type(mcmc).__name__}; for a dict of samples "
@@ -130,6 +141,19 @@ def _model_inputs(mcmc: pyro.infer.MCMC, model_args, model_kwargs) -> tuple[tupl
     return tuple(model_args or ()), dict(model_kwargs or {})
 
 
+def _placeholder_warning(placeholders: Mapping[str, str]) -> str:
+    """The warning for observed placeholder sites (:data:`~hybridpgm.graphs.mrf_pyro_model.PLACEHOLDER`, the
+    evidence of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`) left out of the data groups: their
+    names, why, and their hints (what :func:`~hybridpgm.diagnostics.from_pyro_svi` says in that case)."""
+    hints = "; ".join(dict.fromkeys(placeholders.values()))
+    return (f"from_mcmc leaves the observed sites {list(placeholders)} out of log_likelihood, observed_data and "
+            f"posterior_predictive (az.loo will find no log likelihood): they are placeholders whose own "
+            f"distribution is not the data's likelihood (its log-probability is the same for every value, the "
+            f"likelihood lies in pyro.factor sites), so az.loo and posterior predictive checks on them would be "
+            f"wrong; the posterior is kept (az.rhat, az.ess, az.summary). {hints}. For the posterior alone, "
+            f"without this warning, pass log_likelihood=False (and no posterior_predictive)")
+
+
 class _DrawnSites:
     """The sites a sampler drew, in the place of a guide's trace for
     :func:`~hybridpgm.diagnostics.svi_data._sort_sites` (which reads ``nodes``)."""
@@ -148,6 +172,8 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
         _refuse_subsampling(model_trace)
         sites = _sort_sites(model_trace, _DrawnSites(samples))
+        if sites.placeholders:
+            warnings.warn(_placeholder_warning(sites.placeholders), DiagnosticsWarning, stacklevel=users_stacklevel())
         if not sites.observed:
             return {}
         undrawn = [n for n in sites.latent if n not in samples]

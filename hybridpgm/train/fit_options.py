@@ -93,7 +93,10 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     for name, params in players.items():
         params = list(params)
         if not params:
-            raise ConfigError(f"player {name!r} of {type(objective).__name__} has no parameters")
+            fixed = "" if owned or not any(True for _ in objective.module.buffers()) else (
+                f": its module ({type(objective.module).__name__}) holds fixed values (buffers) and no parameters, "
+                "as a BayesNet read by read_bif/load_network/from_pgmpy does unless given learnable=True")
+            raise ConfigError(f"player {name!r} of {type(objective).__name__} has no parameters{fixed}")
         if any(id(p) not in owned for p in params):
             raise ConfigError(
                 f"player {name!r} has parameters outside {type(objective).__name__}.module; "

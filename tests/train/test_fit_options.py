@@ -319,3 +319,19 @@ def test_a_player_all_of_whose_parameters_are_frozen_passes_unless_every_player_
     with pytest.raises(ConfigError, match=r"every parameter of every player of TwoPlayer \(a, b\) is frozen "
                                           r"\(requires_grad=False\)"):
         check_players(objective)
+
+
+def test_a_bayes_net_with_fixed_tables_says_to_read_it_learnable():
+    """Found by a task walkthrough of the docs: fitting a network read from a BIF file (fixed tables, buffers)
+    said only 'has no parameters'; the message now says why and names learnable=True."""
+    from hybridpgm import fit
+    from hybridpgm.graphs import load_network
+    from hybridpgm.infer import SVIObjective
+
+    bn = load_network("asia")
+    data = torch.zeros(4, len(bn.nodes), dtype=torch.long)
+    with pytest.raises(ConfigError, match=r"player 'elbo' of SVIObjective has no parameters: its module \(BayesNet\) "
+                                          r"holds fixed values \(buffers\) and no parameters.*learnable=True"):
+        fit(SVIObjective(bn.model, bn.guide, module=bn), data, max_steps=1, progress=False, seed=0)
+    learnable = load_network("asia", learnable=True)
+    fit(SVIObjective(learnable.model, learnable.guide, module=learnable), data, max_steps=1, progress=False, seed=0)
