@@ -184,6 +184,7 @@ class DeepKernelGP(gpytorch.Module):
         self.mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, self.gp)
         self.register_buffer("train_x", train_x, persistent=False)
         self.register_buffer("train_y", train_y, persistent=False)
+        self._train_data_lost = False  # True once the data went to the meta device, until set_train_data
         # the GP's kernel, mean and likelihood (built here on the CPU, in float32, by default) on the training
         # data's device and in the features' dtype: a model built from CUDA tensors is on CUDA throughout, and
         # one whose features are float64 keeps float64 hyperparameters
@@ -214,8 +215,35 @@ class DeepKernelGP(gpytorch.Module):
 
     def training_features(self) -> torch.Tensor:
         """:meth:`features` of the training inputs, unchecked: they were checked when set
-        (construction or :meth:`set_train_data`).  ``N x F``."""
-        return self._extract(self.train_x)
+        (construction or :meth:`set_train_data`).  ``N x F``.
+
+        :raises DataError: the training data went to the meta device (see :meth:`training_data`)."""
+        return self._extract(self.training_data()[0])
+
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The data the GP conditions on, ``(train_x, train_y)`` (``N x ...`` and ``N``).
+
+        The data are buffers outside the ``state_dict`` (non-persistent: the model's state is its parameters and
+        the grid scaling, not its data).  ``model.to("meta")`` keeps their shapes only, and a later
+        ``model.to_empty(device=...)`` gives them storage but no values, which ``load_state_dict`` does not
+        bring back: from the move to the meta device until :meth:`set_train_data` the data are refused here.
+
+        :raises DataError: the training data went to the meta device and were not set again since."""
+        if getattr(self, "_train_data_lost", False):
+            raise DataError(f"{type(self).__name__}'s training data (train_x, train_y) were moved to the meta "
+                            f"device, which holds no values, and are not part of the state dict, so to_empty and "
+                            f"load_state_dict do not bring them back; give them again with "
+                            f"model.set_train_data(x, y) ({tuple(self.train_x.shape)} and "
+                            f"{tuple(self.train_y.shape)} before)")
+        return self.train_x, self.train_y
+
+    def _apply(self, fn, recurse=True):
+        """:meth:`torch.nn.Module._apply` (``to``, ``to_empty``, ``float``, ...), recording a move of the training
+        data to the meta device: they have no values from then on (see :meth:`training_data`)."""
+        super()._apply(fn, recurse)
+        if self.train_x.is_meta or self.train_y.is_meta:
+            self._train_data_lost = True
+        return self
 
     def _gp_precision(self, h: torch.Tensor) -> exact_precision:
         """The GP's scope for features ``h``: where autocast is on, autocast off and ``h`` in the GP's dtype
@@ -241,6 +269,7 @@ class DeepKernelGP(gpytorch.Module):
             raise DataError(f"train_x has shape {tuple(x.shape)}: no training examples (the GP needs at least one)")
         check_targets(y, x.shape[0], "train_y", dtype=self.train_y.dtype, device=self.train_x.device)
         self.train_x, self.train_y = x, y
+        self._train_data_lost = False
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values (under KISS-GP with
@@ -265,7 +294,8 @@ class DeepKernelGP(gpytorch.Module):
         :param x: inputs ``N x ...`` (default: the training inputs).
         :param y: targets ``N`` (default: the training targets).
         :returns: a scalar.
-        :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values.
+        :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values; by
+            default, training data that went to the meta device (see :meth:`training_data`).
         :raises DeviceError: ``x`` or ``y`` is not on the model's device.
         """
         return self._marginal_log_likelihood(x, y, probes=lambda: fixed_rng(self.train_x.device))
@@ -275,8 +305,10 @@ class DeepKernelGP(gpytorch.Module):
         """:meth:`marginal_log_likelihood` with GPyTorch's probe vectors drawn inside ``probes()`` (default: from
         the caller's streams, as :func:`hybridpgm.fit`'s step does).  The features are computed outside it:
         a dropout extractor draws its masks from the caller's streams either way."""
-        x = self.train_x if x is None else x
-        y = self.train_y if y is None else y
+        if x is None or y is None:
+            train_x, train_y = self.training_data()
+            x = train_x if x is None else x
+            y = train_y if y is None else y
         # inside fit's step: no host sync of its own
         check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
         try:
@@ -305,7 +337,7 @@ class DeepKernelGP(gpytorch.Module):
         self.eval()
         with torch.set_grad_enabled(grad), self._gp_precision(self.training_features()) as (h_train, _):
             h_train = self.gp_inputs(h_train)
-        self.gp.set_train_data(h_train, self.train_y, strict=False)
+        self.gp.set_train_data(h_train, self.training_data()[1], strict=False)
 
     def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Posterior of the latent function at test inputs ``x`` (``B x ...``)

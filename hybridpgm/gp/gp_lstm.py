@@ -230,16 +230,19 @@ class SemiStochasticObjective:
         return {"gp": gp, "network": network}
 
     def dataset(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(train_x, train_y, index)`` for :func:`hybridpgm.fit`."""
-        m = self.model
-        return m.train_x, m.train_y, torch.arange(m.train_x.shape[0], device=m.train_x.device)
+        """``(train_x, train_y, index)`` for :func:`hybridpgm.fit`.
+
+        :raises DataError: the model's training data went to the meta device (see
+            :meth:`DeepKernelGP.training_data <hybridpgm.gp.DeepKernelGP.training_data>`)."""
+        x, y = self.model.training_data()
+        return x, y, torch.arange(x.shape[0], device=x.device)
 
     def _full_loss(self, h: torch.Tensor) -> torch.Tensor:
         """The full-data negative marginal log-likelihood at features ``h`` (``N x F``), the GP in its own dtype
         under autocast (:meth:`DeepKernelGP._gp_precision <hybridpgm.gp.DeepKernelGP._gp_precision>`)."""
         m = self.model
         with m._gp_precision(h) as (h, _):
-            return -m.mll(m.gp.forward(m.gp_inputs(h)), m.train_y)
+            return -m.mll(m.gp.forward(m.gp_inputs(h)), m.training_data()[1])
 
     def _feature_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""

@@ -50,6 +50,7 @@ from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, c
 from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_sampling import sample_markov_net
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
+from hybridpgm.graphs.mrf_scopes import ScopeIndices
 from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -58,7 +59,7 @@ __all__ = ["MarkovNet"]
 _METHODS = ("exact", "bp", "mean_field")
 
 
-class MarkovNet(LegacyTableNames, nn.Module):
+class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
     """A Markov random field over named discrete variables.
 
     :param variables: mapping ``name -> cardinality``, or a sequence of
@@ -166,10 +167,7 @@ class MarkovNet(LegacyTableNames, nn.Module):
         corrected call can follow."""
         fam = check_factor(self, name, scopes, pot, single)
         # checked: register.  On the device of a tensor table, so a model built from CUDA tensors is on CUDA
-        device = pot.device if isinstance(pot, torch.Tensor) else None
-        idx = torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=torch.long, device=device)
-        fam["scope_key"] = f"_scope_{len(self.families)}"
-        self.register_buffer(fam["scope_key"], idx, persistent=False)
+        self._register_scopes(fam, scopes, pot.device if isinstance(pot, torch.Tensor) else None)
         if fam["kind"] == "module":
             self.potentials[name] = pot
         elif isinstance(pot, nn.Parameter):
