@@ -21,9 +21,13 @@ tensor is never written, and one read back is checked the same way
 
 A checkpoint holds no non-finite *Python float* either: those a state may hold outside tensors (a
 ``ReduceLROnPlateau``'s ``best`` and ``mode_worse``, infinite before its first step; the history's NaN loss of
-a step skipped under ``skip_nonfinite``) are written as the tagged dict ``{"__hybridpgm_float__": "inf"}``
-(``"-inf"``, ``"nan"``; :func:`encode_nonfinite_floats`) and decoded back by :func:`load_checkpoint`, so a
-raw ``torch.load(path, weights_only=True)`` of any checkpoint finds only finite numbers.
+a step skipped under ``skip_nonfinite`` in a checkpoint of format 2) are written as the tagged dict
+``{"__hybridpgm_float__": "inf"}`` (``"-inf"``, ``"nan"``; :func:`encode_nonfinite_floats`) and decoded back by
+:func:`load_checkpoint`, so a raw ``torch.load(path, weights_only=True)`` of any checkpoint finds only finite numbers.
+A run's history is written (by :class:`~hybridpgm.train.run_checkpoint.RunCheckpoint`) as one tensor per series,
+its non-finite values coded apart (:mod:`hybridpgm.train.checkpoint_history`: a write costs O(1) Python work per
+series, not per step), and :func:`load_checkpoint` gives it back as the lists of
+:meth:`~hybridpgm.train.history.History.state_dict`, as it reads the lists of an older checkpoint.
 
 Outside tensors a checkpoint holds only the plain data that ``weights_only`` loading reads back (``None``,
 ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, ``torch.Size``/``device``/``dtype``, and lists,
@@ -53,6 +57,7 @@ from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
 from hybridpgm.train.atomic_write import check_replaceable, remove_stale_temporaries, write_atomically
+from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
 from hybridpgm.train.torch_load import check_readable, read_torch_file
 
 __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable",
@@ -61,9 +66,11 @@ __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_r
            "set_rng_state", "unreadable_reason", "write_atomically"]
 
 #: the checkpoint format written: 2 tags non-finite Python floats (:func:`encode_nonfinite_floats`), which a
-#: reader of format 1 would take for dicts; format 1 (raw non-finite floats) is still read
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: reader of format 1 would take for dicts; 3 holds a run's history as one tensor per series
+#: (:mod:`hybridpgm.train.checkpoint_history`), which a reader of format 2 would take for lists of tensors;
+#: formats 1 (raw non-finite floats) and 2 (the history as lists) are still read
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
 #: the key of the one-entry dict that stands for a non-finite Python float in a checkpoint
 FLOAT_TAG = "__hybridpgm_float__"
@@ -315,11 +322,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``, its tagged non-finite floats decoded
-    (:func:`decode_nonfinite_floats`).
+    (:func:`decode_nonfinite_floats`) and a history of tensors given as lists
+    (:func:`~hybridpgm.train.checkpoint_history.unpacked_history`: the same values, bit for bit).
 
     :raises CheckpointError: the file is missing (or a directory, a FIFO ...), empty, truncated, not a
-        checkpoint, of an unknown format version, or holds NaN (:func:`check_finite_checkpoint`; whether an
-        infinity is allowed depends on the module, which ``fit`` checks when it resumes).
+        checkpoint, of an unknown format version, holds NaN (:func:`check_finite_checkpoint`; whether an
+        infinity is allowed depends on the module, which ``fit`` checks when it resumes), or its history of
+        tensors lacks an entry or holds one of another dtype or shape (naming it).
     """
     path = file_path(path, "checkpoint", CheckpointError)
     state = read_torch_file(path, "checkpoint", map_location)
@@ -328,6 +337,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"read it with hybridpgm.load")
     if not isinstance(state, dict) or state.get("format_version") not in _READABLE_VERSIONS or "format" in state:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format "
-                              f"{' or '.join(map(str, _READABLE_VERSIONS))}")
+                              f"{', '.join(map(str, _READABLE_VERSIONS[:-1]))} or {_READABLE_VERSIONS[-1]}")
     check_finite_checkpoint(path, state, nan_only=True)
-    return decode_nonfinite_floats(state)
+    state = decode_nonfinite_floats(state)
+    if is_packed_history(state.get("history")):
+        state["history"] = unpacked_history(state["history"], path)
+    return state

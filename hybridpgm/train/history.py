@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
+
 __all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "loss_explosions"]
 
 #: a loss whose last value rises above this many times its first's magnitude (floored at 1) has exploded
@@ -51,6 +53,10 @@ class History:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "History":
+        """The history of :meth:`state_dict`, or of a checkpoint's packed form (one tensor per series,
+        :func:`~hybridpgm.train.checkpoint_history.packed_history`, as a raw ``torch.load`` of it gives)."""
+        if is_packed_history(state):
+            state = unpacked_history(state)
         return cls(
             step=list(state["step"]),
             loss={k: list(v) for k, v in state["loss"].items()},

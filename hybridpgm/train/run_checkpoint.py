@@ -3,8 +3,9 @@
 The checkpoint holds the module's ``state_dict``, each player's optimizer and scheduler state, the objective's
 and the callbacks' states, the history, every rank's RNG states (and, on several ranks, each rank's own buffers
 and objective state, :mod:`hybridpgm.train.rank_states`), the step, the seed and the run configuration, and
-whether a callback stopped the run or its ``on_fit_end`` has yet to run.  The file itself is written by
-:func:`~hybridpgm.train.checkpoint.save_checkpoint`.
+whether a callback stopped the run or its ``on_fit_end`` has yet to run.  The history is saved as one tensor per
+series (:func:`~hybridpgm.train.checkpoint_history.packed_history`), so that a write's cost does not grow with the
+number of steps run.  The file itself is written by :func:`~hybridpgm.train.checkpoint.save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from hybridpgm.errors import CheckpointError
 from hybridpgm.train.callback_states import callback_buffer_paths, callback_states
 from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
+from hybridpgm.train.checkpoint_history import packed_history
 from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
 from hybridpgm.train.finite_checks import check_finite_parameters
@@ -72,7 +74,7 @@ class RunCheckpoint:
                     "module": module.state_dict(),
                     "players": {name: player.state_dict() for name, player in players.items()},
                     "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
-                    "history": self.history.state_dict(),
+                    "history": packed_history(self.history, checkpoint),  # one tensor per series
                     "rng": [g[0] for g in gathered],
                     "step": step,
                     "seed": self.seed,

@@ -130,3 +130,27 @@ class KillAt:
     def on_step_end(self, info) -> None:
         if info.step == self.step:
             raise KeyboardInterrupt("simulated kill")
+
+
+class NanOnLargeRows:
+    """One player ``"m"``: the mean squared distance of a linear map's output from ``target``, NaN for a batch
+    holding a row with ``x[0] > 100`` (a step skipped under ``skip_nonfinite``, its NaN loss in the history)."""
+
+    def __init__(self, target: float = 0.0):
+        torch.manual_seed(0)
+        self.module = torch.nn.Linear(2, 1)
+        self.target = target
+
+    def players(self):
+        return {"m": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        out = (self.module(batch) - self.target).pow(2).mean()
+        return out * float("nan") if bool((batch[:, 0] > 100).any()) else out
+
+
+def data_with_a_large_row():
+    """8 rows of 2 features, the first row's first feature 1000 (see :class:`NanOnLargeRows`)."""
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
+    x[0, 0] = 1000.0
+    return x

@@ -12,6 +12,7 @@ import torch
 from hybridpgm import fit
 from hybridpgm.train.checkpoint import (FLOAT_TAG, decode_nonfinite_floats, encode_nonfinite_floats,
                                         load_checkpoint, save_checkpoint)
+from tests.train.helpers import NanOnLargeRows, data_with_a_large_row
 
 
 def _nonfinite_floats(state, path=""):
@@ -22,31 +23,12 @@ def _nonfinite_floats(state, path=""):
     return [bad for key, value in items for bad in _nonfinite_floats(value, f"{path}[{key!r}]")]
 
 
-class _BadFirstBatch:
-    """One player; the loss of a batch holding a row with x[0] > 100 is NaN (skipped under skip_nonfinite)."""
-
-    def __init__(self):
-        torch.manual_seed(0)
-        self.module = torch.nn.Linear(2, 1)
-
-    def players(self):
-        return {"m": list(self.module.parameters())}
-
-    def loss(self, player, batch):
-        out = self.module(batch).pow(2).mean()
-        return out * float("nan") if bool((batch[:, 0] > 100).any()) else out
-
-
-def _data():
-    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
-    x[0, 0] = 1000.0
-    return x
 
 
 def _fit(path, max_steps):
-    objective = _BadFirstBatch()
-    result = fit(objective, _data(), max_steps=max_steps, batch_size=4, shuffle=False, seed=0, progress=False,
-                 checkpoint=path, skip_nonfinite=True, optim=functools.partial(torch.optim.SGD, lr=0.1),
+    objective = NanOnLargeRows()
+    result = fit(objective, data_with_a_large_row(), max_steps=max_steps, batch_size=4, shuffle=False, seed=0,
+                 progress=False, checkpoint=path, skip_nonfinite=True, optim=functools.partial(torch.optim.SGD, lr=0.1),
                  lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
     return objective, result
 
@@ -57,7 +39,9 @@ def test_a_checkpoint_holds_no_non_finite_float_and_resumes_exactly(tmp_path):
     raw = torch.load(tmp_path / "one.pt", weights_only=True)
     assert _nonfinite_floats(raw) == []
     assert raw["players"]["m"]["scheduler"]["mode_worse"] == {FLOAT_TAG: "inf"}
-    assert raw["history"]["loss"]["m"] == [{FLOAT_TAG: "nan"}]
+    # the history is one tensor per series, the NaN loss coded apart (hybridpgm/train/checkpoint_history.py)
+    assert torch.equal(raw["history"]["loss"]["m"], torch.tensor([0.0], dtype=torch.float64))
+    assert torch.equal(raw["history"]["nonfinite"]["loss"]["m"], torch.tensor([1], dtype=torch.int8))
     loaded = load_checkpoint(tmp_path / "one.pt")
     assert loaded["players"]["m"]["scheduler"]["best"] == math.inf and math.isnan(loaded["history"]["loss"]["m"][0])
     whole, reference = _fit(tmp_path / "whole.pt", 4)
@@ -95,17 +79,20 @@ def test_save_checkpoint_writes_the_tagged_form(tmp_path):
     assert load_checkpoint(tmp_path / "c.pt")["best"] == math.inf
 
 
-def test_the_tagged_form_is_format_2_and_format_1_is_still_read(tmp_path):
+def test_the_tagged_form_is_read_in_formats_2_and_3_and_format_1_is_still_read(tmp_path):
     """A reader of format 1 would take the tagged floats for dicts (an older hybridpgm crashed inside
-    ReduceLROnPlateau on ``best``): the tagged checkpoints are format 2; files of format 1, with raw non-finite
-    floats, still load (``tests/test_golden_files.py`` resumes one), and an unknown format is refused."""
+    ReduceLROnPlateau on ``best``): the tagged checkpoints are format 2, and 3 since the history is held as tensors
+    (which a reader of format 2 would take for lists); files of format 1, with raw non-finite floats, and of
+    format 2 still load (``tests/test_golden_files.py`` resumes one), and an unknown format is refused."""
     from hybridpgm.errors import CheckpointError
     from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "new.pt", {"best": math.inf})
-    assert torch.load(tmp_path / "new.pt", weights_only=True)["format_version"] == 2
+    assert torch.load(tmp_path / "new.pt", weights_only=True)["format_version"] == 3
     torch.save({"format_version": 1, "best": math.inf}, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt")["best"] == math.inf
-    torch.save({"format_version": 3, "best": 0.0}, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="not a hybridpgm checkpoint of format 1 or 2"):
+    torch.save({"format_version": 2, "best": {FLOAT_TAG: "-inf"}}, tmp_path / "two.pt")
+    assert load_checkpoint(tmp_path / "two.pt")["best"] == -math.inf
+    torch.save({"format_version": 4, "best": 0.0}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="not a hybridpgm checkpoint of format 1, 2 or 3"):
         load_checkpoint(tmp_path / "future.pt")
