@@ -45,6 +45,7 @@ from torch import nn
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
+from hybridpgm.graphs.mrf_convergence import warn_unconverged
 from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
                                           check_table, table_buffer)
 from hybridpgm.graphs.mrf_map import map_of
@@ -239,7 +240,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
             return exact_marginals(fg)
         algorithm = BeliefPropagation if method == "bp" else MeanField
         _check_options(method, algorithm, kwargs)
-        res = algorithm(**kwargs)(fg)
+        res = (algorithm := algorithm(**kwargs))(fg)
+        warn_unconverged(method, algorithm, res)
         return res.log_z, res.marginals
 
     def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
