@@ -45,7 +45,9 @@ from torch.distributions import Distribution, constraints
 
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.checks import torch_readable, sample_shape_of
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.graphs.crf_recursions import ACCUMULATE
+from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
 from hybridpgm.graphs.crf_recursions import viterbi
@@ -182,11 +184,12 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         T = self.unary.shape[-2]
         return torch.arange(T, device=self.unary.device) < self.lengths[..., None]  # batch + (T,)
 
-    def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False):
+    def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False, wide=False):
         """:func:`~hybridpgm.graphs.crf_recursions.forward` on these scores and ``lengths`` (default: the
-        distribution's): ``(log_z, alphas)``."""
+        distribution's): ``(log_z, alphas)``; ``log_z`` in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`
+        when ``wide``."""
         return forward_recursion(unary, transition, start, end, self.lengths if lengths is None else lengths,
-                                 keep=keep, attach=attach)
+                                 keep=keep, attach=attach, wide=wide)
 
     @property
     def log_partition(self) -> torch.Tensor:
@@ -204,25 +207,31 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                                      f"finite score (each meets a -inf unary, transition, start or end score "
                                      f"within its length), so its {what} is undefined; its log_partition is -inf")
 
-    def _grads(self):
-        """``log Z`` and its gradients = expected sufficient statistics (also computed under ``torch.no_grad()``
-        and ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`).  Differentiable when
-        the caller's grad mode is on and a potential requires grad; otherwise plain tensors, no graph kept."""
+    def _grads(self, keep=False):
+        """``(log_z, grads, alphas)``: log Z (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its
+        gradients = expected sufficient statistics, and, when ``keep``, the forward messages (else None); also
+        computed under ``torch.no_grad()`` and ``torch.inference_mode()``, by
+        :func:`~hybridpgm.autograd_scope.with_autograd`.  Differentiable when the caller's grad mode is on and a
+        potential requires grad; otherwise plain tensors, no graph kept."""
         grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        log_z, grads = with_autograd(self._log_z_and_grads, [self.unary, self.transition, self.start, self.end],
-                                     self.lengths, grad_mode)
+        log_z, grads, alphas = with_autograd(self._log_z_and_grads,
+                                             [self.unary, self.transition, self.start, self.end],
+                                             self.lengths, grad_mode, keep)
         self._check_possible(log_z.detach(), "marginals and entropy are")
-        return log_z, grads
+        return log_z, grads, alphas
 
-    def _log_z_and_grads(self, params, lengths, grad_mode):
+    def _log_z_and_grads(self, params, lengths, grad_mode, keep):
         deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
         create = grad_mode and any(p.requires_grad for p in params)
         if not create:  # first-order gradients only: no graph back to the potentials
             params = [p.detach() for p in params]
-        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, attach=True)[0]
+        log_z, alphas = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, keep=keep,
+                                      attach=True, wide=True)
         grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
         grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
-        return (log_z if create else log_z.detach()), grads
+        if not create:
+            log_z, alphas = log_z.detach(), None if alphas is None else alphas.detach()
+        return log_z, grads, alphas
 
     @property
     def marginals(self) -> torch.Tensor:
@@ -236,83 +245,76 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
 
     def entropy(self) -> torch.Tensor:
         """``batch_shape`` :math:`H = \\log Z - \\mathbb E[s(y)]`; :math:`s` is linear in the
-        potentials, so :math:`\\mathbb E[s] = \\sum_\\theta \\theta \\cdot \\partial \\log Z / \\partial \\theta`."""
-        log_z, grads = self._grads()
+        potentials, so :math:`\\mathbb E[s] = \\sum_\\theta \\theta \\cdot \\partial \\log Z / \\partial \\theta`.
+
+        Both terms are ~T x score and nearly cancel, so :math:`\\mathbb E[s]` is summed step by step:
+        :math:`\\mathbb E[s] = \\pi \\cdot p_0 + \\omega \\cdot p_{n-1} + \\sum_t \\phi_t \\cdot p_t +
+        \\sum_{0<t<n} \\sum_{ij} A_{ij}\\, p_t(j)\\, q_t(i \\mid j)`, with the marginals :math:`p_t` and
+        :math:`q_t(i \\mid j) = p(y_{t-1}=i \\mid y_t=j) = \\mathrm{softmax}_i(\\alpha_{t-1}(i) + A_{ij})` from the
+        forward messages (the pairwise marginal of step ``t`` is :math:`p_t(j)\\, q_t(i \\mid j)`).  Each step's
+        terms (over ``L`` or ``L x L`` labels) are summed in the working dtype, the ``T`` step totals in
+        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from the unrounded log Z
+        there and rounded once.  (:math:`\\sum_{ij} A_{ij} \\cdot` :attr:`pairwise_marginals` is the same
+        number, but its counts are sums over ``T`` steps rounded in the working dtype by autograd.)"""
+        log_z, grads, alphas = self._grads(keep=True)
         unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)
         neg = _forbidden(unary.dtype)
         # a -inf score has gradient (probability) exactly 0: its finite stand-in makes theta * g = 0, not NaN;
         # padding (which may hold anything) is left out
         unary = torch.where(self._mask()[..., None], unary.clamp(min=neg), 0.0)
         params = [unary] + [p.clamp(min=neg) for p in (transition, start, end)]
-        expected = sum((p * g).flatten(len(self.batch_shape)).sum(-1) for p, g in zip(params, grads))
-        return log_z - expected
+        # per step (batch + (T,) scalars) in the working dtype, over the steps in ACCUMULATE
+        marginals = grads[0]
+        expected = (unary * marginals).sum(-1).to(ACCUMULATE).sum(-1)
+        expected = expected + sum((p * g).sum(-1).to(ACCUMULATE) for p, g in zip(params[2:], grads[2:]))
+        if unary.shape[-2] > 1:  # the transitions, step by step: p_t(j) sum_i A_ij q_t(i | j); 0 at padding
+            transition = params[1]
+            cond = torch.softmax(alphas[:-1].unsqueeze(-1) + transition, dim=-2)  # [T-1] + batch + (L, L)
+            steps = (marginals.movedim(-2, 0)[1:] * (cond * transition).sum(-2)).sum(-1)  # [T-1] + batch
+            expected = expected + steps.to(ACCUMULATE).sum(0)
+        return (log_z - expected).to(unary.dtype)
 
     # -- scoring -------------------------------------------------------------------------
-    def _check_value(self, value):
-        """Check labels ``value`` that broadcast with ``batch_shape + (T,)`` (extra leading dims are sample or
-        particle dims), as :meth:`score` takes them.
-
-        :raises EvidenceError: a value that does not end in ``(T,)``, does not broadcast with the batch shape,
-            is not integer, or (with validation on) holds a label outside ``0..L-1`` at a position within its
-            sequence's length, naming the shapes or the label and its index; a value that is not a tensor, naming
-            its type.
-        """
-        if not torch.is_tensor(value):
-            raise EvidenceError(f"LinearChainCRF: labels must be a torch.Tensor of label indices, got "
-                                f"{type(value).__name__} (convert it: torch.as_tensor(labels))")
-        if value.shape[-1:] != self.event_shape:
-            raise EvidenceError(f"LinearChainCRF: labels must end in {tuple(self.event_shape)}, "
-                                f"got shape {tuple(value.shape)}")
-        try:
-            torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
-        except RuntimeError:
-            raise EvidenceError(f"LinearChainCRF: labels of shape {tuple(value.shape)} do not broadcast with the "
-                                f"batch shape {tuple(self.batch_shape)} + event shape {tuple(self.event_shape)}"
-                                ) from None
-        if value.dtype.is_floating_point and bool(((value != value.round()) | value.isinf()).any()):
-            raise EvidenceError("LinearChainCRF: labels must be integers (finite, integer-valued)")
-        if self._validate_args:
-            value, mask = torch.broadcast_tensors(value, self._mask())
-            bad = mask & ((value < 0) | (value >= self.num_labels))
-            if bool(bad.any()):
-                pos = bad.nonzero()[0].tolist()
-                raise EvidenceError(f"LinearChainCRF: label {value[tuple(pos)].item()} at index {pos} is outside "
-                                    f"the label set 0..{self.num_labels - 1}")
-
     def score(self, value: torch.Tensor) -> torch.Tensor:
         """Unnormalised log-score :math:`s(y)` of labels ``value`` that broadcast with ``batch_shape + (T,)``
         (``sample_shape + batch_shape + (T,)``, or fewer batch dims); the result has the broadcast batch shape.
 
         :raises EvidenceError: as :meth:`log_prob`.
         """
-        self._check_value(value)
+        return self._score(value).to(self.unary.dtype)
+
+    def _score(self, value: torch.Tensor) -> torch.Tensor:
+        """:meth:`score` in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, unrounded: its ``T`` unary and
+        ``T - 1`` transition scores are summed there (the sum of float32 scores is then exact to ~T x 1e-16)."""
+        check_labels(self, value)
         mask = self._mask()
         y = torch.where(mask, value.long(), torch.zeros_like(value, dtype=torch.long))
         shape = y.shape[:-1]
         T, L = self.unary.shape[-2:]
         unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)  # sums of T
         s = unary.expand(shape + (T, L)).gather(-1, y.unsqueeze(-1)).squeeze(-1)
-        s = torch.where(mask, s, 0.0).sum(-1)  # padding may hold anything, -inf and NaN too
-        s = s + start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1)
+        s = torch.where(mask, s, 0.0).to(ACCUMULATE).sum(-1)  # padding may hold anything, -inf and NaN too
+        s = s + start.expand(shape + (L,)).gather(-1, y[..., :1]).squeeze(-1).to(ACCUMULATE)
         last = (self.lengths - 1).expand(shape).unsqueeze(-1)
-        s = s + end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1)
+        s = s + end.expand(shape + (L,)).gather(-1, y.gather(-1, last)).squeeze(-1).to(ACCUMULATE)
         if T > 1:
             trans = transition.expand(shape + (L, L)).reshape(shape + (L * L,))
             pair = trans.gather(-1, y[..., :-1] * L + y[..., 1:])
-            s = s + torch.where(mask[..., 1:], pair, 0.0).sum(-1)
+            s = s + torch.where(mask[..., 1:], pair, 0.0).to(ACCUMULATE).sum(-1)
         return s
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(y) = s(y) - \\log Z` of labels ``value`` that broadcast with ``batch_shape + (T,)``, of the
         broadcast batch shape (``sample_shape + batch_shape`` for ``sample_shape + batch_shape + (T,)`` labels), as
-        torch distributions do.
+        torch distributions do.  Both terms are ~T x score and nearly cancel: each is summed over the steps in
+        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and their difference is rounded once.
 
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
             not integers, or (with validation on) that hold a label outside ``0..L-1``.
         """
-        log_z = self.log_partition
+        log_z = self._forward(self.unary, self.transition, self.start, self.end, wide=True)[0]
         self._check_possible(log_z.detach(), "log_prob is")
-        return self.score(value) - log_z
+        return (self._score(value) - log_z).to(self.unary.dtype)
 
     # -- decoding and sampling ----------------------------------------------------------
     def argmax(self) -> torch.Tensor:
