@@ -186,7 +186,8 @@ class DBM(DBMLikelihood, nn.Module):
 
         Initialised by a bottom-up pass with doubled weights below the top layer [1],
         then ``steps`` sweeps updating odd then even hidden layers (stops early when
-        no mean moves by more than ``tol``).
+        no mean of any row moves by more than ``tol``: a row's means in a batch differ from its means alone by
+        about ``tol``; ``tol=0`` runs every sweep and makes each row's answer independent of the others).
 
         :param v: ``batch x V`` visible data (see :meth:`check_visible`).
         :param int steps: sweeps, a positive integer (default ``mean_field_steps``).

@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 from hybridpgm.graphs.mrf_tables import table_key
+from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of one row under batch norm
 
 __all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
 
@@ -134,7 +135,22 @@ def call_potential(name: str, mod: nn.Module, context):
 
     :raises DataError: the network fails on a context of a dtype other than its own, naming the factor and both
         dtypes (see :meth:`MarkovNet.tables <hybridpgm.graphs.MarkovNet.tables>`).
+    :raises ConfigError: the network normalises its batch (a torch batch norm in training mode) and the context
+        has one row, which torch refuses: naming the factor and the fixes (``mrf.eval()``, more rows).
     """
+    try:
+        return _called(name, mod, context)
+    except ValueError as e:
+        if type(e) is not ValueError or _TORCH_ONE_ROW not in str(e):
+            raise
+        raise ConfigError(f"MarkovNet: the neural potential of factor {name!r} normalises its batch (batch norm in "
+                          f"training mode) and got a context of one row, whose batch statistics are not defined; "
+                          f"call mrf.eval() to query with the running statistics, or pass two rows or more "
+                          f"(in fit: batch_size >= 2, drop_last=True)") from e
+
+
+def _called(name: str, mod: nn.Module, context):
+    """:func:`call_potential` but for torch's refusal of one row under batch norm."""
     if not isinstance(context, torch.Tensor):
         return mod(context)
     ref = next((t for t in itertools.chain(mod.parameters(), mod.buffers()) if t.is_floating_point()), None)

@@ -104,3 +104,19 @@ def test_a_refused_family_or_neural_factor_registers_nothing():
     assert _registered(mrf) == before and len(mrf.potentials) == 0
     mrf.add_factors("e", [["a", "b"], ["b", "c"]], torch.zeros(2, 2, 2))
     assert torch.allclose(mrf.log_partition(), torch.tensor(3 * math.log(2.0)))
+
+
+def test_a_one_row_context_to_a_batch_norm_potential_in_training_mode_names_the_factor_and_eval():
+    """Found by a batch-invariance audit: torch's raw 'Expected more than 1 value per channel when training'
+    named no factor; two rows, or eval mode with the running statistics, answer."""
+    from hybridpgm.errors import ConfigError
+
+    torch.manual_seed(0)
+    mrf = MarkovNet({"x": 3, "y": 2})
+    mrf.add_factor("xy", ["x", "y"], torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.BatchNorm1d(8),
+                                                         torch.nn.Linear(8, 6), torch.nn.Unflatten(-1, (3, 2))))
+    with pytest.raises(ConfigError, match=r"factor 'xy' normalises its batch \(batch norm in training mode\) and got "
+                                          r"a context of one row.*mrf.eval\(\)"):
+        mrf.log_partition(context=torch.randn(1, 5))
+    assert mrf.log_partition(context=torch.randn(2, 5)).shape == (2,)
+    assert mrf.eval().log_partition(context=torch.randn(1, 5)).shape == (1,)
