@@ -5,8 +5,8 @@ as a non-persistent buffer ``_scope_i`` so that it follows the net to its device
 from the declaration, not state, so it is not in the ``state_dict``.  That is why a move that leaves buffers
 without values (``net.to("meta")`` then ``net.to_empty(device=...)``, the way to build a model without
 memory) must not keep them: :class:`ScopeIndices` rebuilds them from the declaration after every
-:meth:`~torch.nn.Module._apply` (``to``, ``to_empty``, ``cuda``, ``float`` ...), on the device and with the
-dtype each buffer has then, except on the meta device, where there are no values to give.
+:meth:`~torch.nn.Module._apply` that replaced them (``to``, ``to_empty``, ``cuda`` ...), on the device and with
+the dtype each buffer has then, except on the meta device, where there are no values to give.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ class ScopeIndices(nn.Module):
         return torch.tensor([[self._index[v] for v in s] for s in scopes], dtype=dtype, device=device)
 
     def _apply(self, fn, recurse=True):
-        """:meth:`torch.nn.Module._apply`, then every family's scope indices rebuilt from the declaration where
-        they have a device with values (after ``to_empty`` they would hold uninitialised memory)."""
+        """:meth:`torch.nn.Module._apply`, then the scope indices that it replaced rebuilt from the declaration
+        where they have a device with values (after ``to_empty`` they would hold uninitialised memory); a move
+        that changes nothing (``fn`` returned the same tensor) rebuilds nothing."""
+        families = getattr(self, "families", {})
+        before = {fam["scope_key"]: self._buffers[fam["scope_key"]] for fam in families.values()}
         super()._apply(fn, recurse)
-        for fam in getattr(self, "families", {}).values():
-            old = self._buffers[fam["scope_key"]]
-            if not old.is_meta:
-                self._buffers[fam["scope_key"]] = self._scope_tensor(fam["scopes"], old.dtype, old.device)
+        for fam in families.values():
+            moved = self._buffers[fam["scope_key"]]
+            if moved is not before[fam["scope_key"]] and not moved.is_meta:
+                self._buffers[fam["scope_key"]] = self._scope_tensor(fam["scopes"], moved.dtype, moved.device)
         return self

@@ -37,3 +37,16 @@ def test_moves_keep_the_indices_exact_and_on_the_nets_device():
         assert scope.dtype == torch.long and scope.device.type == "cpu"
     assert torch.equal(mrf._scope_0,
                        torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4]]))
+
+
+def test_a_move_that_changes_nothing_rebuilds_no_index(monkeypatch):
+    """Found by a review: every .to() or .float() rebuilt all scope indices from Python lists (1.1 ms on a
+    32 x 32 grid for a move that changed nothing); only the indices a move replaced are rebuilt."""
+    mrf = _chain()
+    built = []
+    real = type(mrf)._scope_tensor
+    monkeypatch.setattr(type(mrf), "_scope_tensor", lambda self, *a: built.append(a) or real(self, *a))
+    mrf.to("cpu").float().requires_grad_(False)
+    assert built == []
+    mrf.to_empty(device="cpu")
+    assert len(built) == len(mrf.families)
