@@ -96,9 +96,10 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
         logits = cpd._parameters.get("logits")
         if logits is None:
             logits = cpd._buffers.get("logits")
-        # an inference tensor (a table built under torch.inference_mode) has no version counter: not cached
+        # an inference tensor (a table built under torch.inference_mode) has no version counter, and a tensor of
+        # a torch.func transform (vmap over the weights) no storage of its own: neither is cached
         if logits is not None and not (logits.requires_grad and torch.is_grad_enabled()) \
-                and not logits.is_inference():
+                and not logits.is_inference() and not torch._C._functorch.is_functorch_wrapped_tensor(logits):
             cache = facts.tables
             hit = cache.get(v)
             # the version counts in-place updates; the storage pointer catches `.data =` (as `module.to` does)

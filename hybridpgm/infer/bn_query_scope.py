@@ -5,12 +5,14 @@
 
 * it runs them in the network's query context (:meth:`BayesNet._query <hybridpgm.graphs.BayesNet._query>`), which
   leaves the CPDs' networks' buffers as they were;
-* it refuses to run them under :func:`torch.func.vmap`.  A query reads values on the host (the evidence's
-  validation, the choice of probability or log space per row, the groups of rows with the same observed nodes),
-  which ``vmap``'s batched tensors cannot give (``.item()`` on a batched tensor is an error), and it is already
-  batched: ``N`` evidence rows ``{node: [N] tensor}`` are answered together, in one contraction per group of
-  rows.  So a ``vmap`` over a query raises :class:`~hybridpgm.errors.ConfigError` naming the query and saying
-  what to pass instead, not torch's error from deep inside it.
+* it names a :func:`torch.func.vmap` over the evidence.  A query reads its evidence on the host (the
+  evidence's validation, the choice of probability or log space per row, the groups of rows with the same
+  observed nodes), which ``vmap``'s batched tensors cannot give (``.item()`` on a batched tensor is an error),
+  and it is already batched: ``N`` evidence rows ``{node: [N] tensor}`` are answered together, in one
+  contraction per group of rows.  So where torch refuses such a read under ``vmap``, the query raises
+  :class:`~hybridpgm.errors.ConfigError` naming itself and saying what to pass instead, not torch's error from
+  deep inside it.  A transform that batches only the parameters (:func:`torch.func.hessian`, whose forward
+  mode runs under a ``vmap``; a ``vmap`` over the CPDs' weights) reads nothing batched and runs as it did.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def _under_vmap() -> bool:
     return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
 
 
-def refuse_vmap(name: str) -> None:
-    """Raise :class:`~hybridpgm.errors.ConfigError` when called under :func:`torch.func.vmap`.
+def refuse_vmap(name: str, error: Exception | None = None) -> None:
+    """Raise :class:`~hybridpgm.errors.ConfigError` (from ``error``, torch's) when called under
+    :func:`torch.func.vmap`.
 
     :param str name: the query function's name (a key of :data:`QUERY_METHODS`)."""
     if not _under_vmap():
@@ -63,9 +66,13 @@ def exact_query(query: _F) -> _F:
 
     @functools.wraps(query)
     def kept(bn, *args, **kwargs):
-        refuse_vmap(query.__name__)
         context = getattr(bn, "_query", None)
-        with context() if callable(context) else contextlib.nullcontext():
-            return query(bn, *args, **kwargs)
+        try:
+            with context() if callable(context) else contextlib.nullcontext():
+                return query(bn, *args, **kwargs)
+        except RuntimeError as error:  # a batched evidence tensor read on the host: torch's vmap error
+            if "vmap" in str(error):
+                refuse_vmap(query.__name__, error)
+            raise
 
     return kept  # type: ignore[return-value]

@@ -52,3 +52,23 @@ def test_the_batch_of_rows_the_error_suggests_answers_each_row():
     batched = bn.log_evidence({"wet": ROWS})
     single = torch.stack([bn.log_evidence({"wet": x}) for x in ROWS])
     torch.testing.assert_close(batched, single)
+
+
+def test_forward_mode_and_hessian_over_the_weights_run():
+    """Found by a review: the first version refused any query under a vmap, so torch.func.hessian (whose forward
+    mode runs under one) was refused where it had given autograd's Hessian.  jacfwd and jvp failed before on the
+    table cache (a transformed tensor has no storage to key it by): they run and agree with autograd now."""
+    bn = sprinkler()
+    logits = bn.cpds["rain"].logits.detach().clone()
+
+    def log_evidence_at(theta):
+        with torch.nn.utils.stateless._reparametrize_module(bn, {"cpds.rain.logits": theta}):
+            return bn.log_evidence({"wet": ROWS}).sum()
+
+    want = torch.autograd.functional.hessian(log_evidence_at, logits)
+    torch.testing.assert_close(torch.func.hessian(log_evidence_at)(logits), want)
+    gradient = torch.autograd.functional.jacobian(log_evidence_at, logits)
+    torch.testing.assert_close(torch.func.jacfwd(log_evidence_at)(logits), gradient)
+    tangent = torch.ones_like(logits)
+    _, directional = torch.func.jvp(log_evidence_at, (logits,), (tangent,))
+    torch.testing.assert_close(directional, (gradient * tangent).sum())
