@@ -14,7 +14,8 @@ enumerating the smaller layer in chunks (:func:`~hybridpgm.energy.enumerate_stat
 :class:`~hybridpgm.infer.AIS` [1].  The pseudo-log-likelihood of binary data is
 :math:`\sum_i \log p(v_i \mid v_{-i}) = \sum_i \log \sigma\big(F(\tilde v^{(i)}) - F(v)\big)`,
 :math:`\tilde v^{(i)}` the example with unit :math:`i` flipped (each gap from the change that the flip makes to
-the hidden pre-activations), and the reconstruction error
+the hidden pre-activations, or, for a subclass that overrides the free energy, from flipped copies through its
+own), and the reconstruction error
 :math:`\|v - E[v \mid h = E[h \mid v]]\|^2` is a monitor of training [2].  Data are ``batch x V``.
 
 References:
@@ -43,6 +44,11 @@ __all__ = ["RBMLikelihood"]
 #: larger chunks fall out of cache and run slower at 784 x 500, batch 100).
 _FLIP_CHUNK_ELEMENTS = 2**18
 
+#: The host's methods whose :class:`~hybridpgm.energy.rbm.RBM` definitions :func:`_flip_gaps` writes out: a class
+#: (or an instance) that replaces one of them gets the gaps from flipped copies through its own ``_free_energy``
+#: (:func:`_flip_gaps_through`).
+_FREE_ENERGY_HOOKS = ("_free_energy", "_visible_term", "hidden_logits", "_scaled")
+
 
 class RBMLikelihood:
     """:math:`\\log Z`, :math:`\\log p(v)`, the pseudo-log-likelihood and the reconstruction error of an RBM.
@@ -50,7 +56,9 @@ class RBMLikelihood:
     A mixin of :class:`~hybridpgm.energy.rbm.RBM` (see the module docstring for the maths): it uses the host's
     parameters ``weight`` (``V x H``), ``visible_bias``, ``hidden_bias``, buffer ``sigma``, sizes
     ``num_visible`` / ``num_hidden``, ``gaussian``, and its ``check_parameters``, ``check_visible``,
-    ``hidden_logits``, ``visible_param`` and ``_free_energy``.
+    ``hidden_logits``, ``visible_param`` and ``_free_energy``.  A subclass may override ``_free_energy`` (or
+    ``_visible_term``, ``hidden_logits``, ``_scaled``, which the RBM's uses): every result here then follows the
+    override; :meth:`pseudo_log_likelihood` writes out the RBM's free energy only where none is overridden.
     """
 
     def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
@@ -135,8 +143,11 @@ class RBMLikelihood:
         :math:`a = c + v^\top W`: with :math:`d_i = 1 - 2 v_i`,
         :math:`F(\tilde v^{(i)}) - F(v) = -d_i b_i - \sum_j [\operatorname{softplus}(a_j + d_i W_{ij})
         - \operatorname{softplus}(a_j)]`, :math:`O(\text{batch} \cdot V \cdot H)` time and memory bounded by
-        chunks of units (no ``batch x V x V`` copies).  Data in :math:`[0, 1]` (``probabilities=True``) flip to
-        :math:`1 - v_i`.  Returns ``batch``, without a gradient.
+        chunks of units (no ``batch x V x V`` copies).  A subclass (or an instance) that overrides
+        ``_free_energy``, ``_visible_term``, ``hidden_logits`` or ``_scaled`` gets the gaps from flipped copies
+        through its own ``_free_energy`` instead, in chunks of units under the same memory budget
+        (:math:`O(\text{batch} \cdot V \cdot (V + H))` time).  Data in :math:`[0, 1]` (``probabilities=True``)
+        flip to :math:`1 - v_i`.  Returns ``batch``, without a gradient.
 
         :raises ConfigError: Gaussian visible units, or ``exact`` that is not ``True`` or ``False``.
         :raises DataError: bad ``v`` (see :meth:`check_visible`).
@@ -146,7 +157,11 @@ class RBMLikelihood:
             raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
         v = self.check_visible(v)
         if exact:
-            return F.logsigmoid(_flip_gaps(v, self.hidden_logits(v), self.weight, self.visible_bias)).sum(-1)
+            if _plain_free_energy(self):
+                gaps = _flip_gaps(v, self.hidden_logits(v), self.weight, self.visible_bias)
+            else:
+                gaps = _flip_gaps_through(self._free_energy, v, self.num_hidden)
+            return F.logsigmoid(gaps).sum(-1)
         free = self._free_energy(v)
         index = torch.randint(self.num_visible, v.shape[:-1], device=v.device)
         flip = F.one_hot(index, self.num_visible).to(v.dtype)
@@ -164,6 +179,43 @@ class RBMLikelihood:
         param = self.visible_param(h)
         mean = param if self.gaussian else torch.sigmoid(param)
         return ((v - mean) ** 2).sum(-1).mean()
+
+
+def _plain_free_energy(model) -> bool:
+    """Whether ``model``'s free energy is the :class:`~hybridpgm.energy.rbm.RBM`'s, the one :func:`_flip_gaps`
+    writes out: each of :data:`_FREE_ENERGY_HOOKS` is the RBM's own function on ``type(model)`` (not overridden
+    by a subclass) and not replaced by an attribute of the instance."""
+    from hybridpgm.energy.rbm import RBM  # here, not at the top: rbm.py imports this module
+
+    cls, own = type(model), vars(model)
+    return all(getattr(cls, name, None) is getattr(RBM, name) and name not in own for name in _FREE_ENERGY_HOOKS)
+
+
+def _flip_gaps_through(free_energy, v: torch.Tensor, num_hidden: int) -> torch.Tensor:
+    r"""The gaps :math:`F(\tilde v^{(i)}) - F(v)` for every unit :math:`i` from ``free_energy`` of flipped copies
+    (:math:`v_i \to 1 - v_i`, also for data in :math:`[0, 1]`), for a free energy that :func:`_flip_gaps` does not
+    write out (a subclass's).
+
+    The copies are formed for a chunk of ``k`` units at a time, ``batch x k x V``, with ``k`` such that they and
+    an RBM free energy's ``batch x k x H`` pre-activations hold at most ``max(_FLIP_CHUNK_ELEMENTS, batch x V,
+    batch x H)`` elements (one unit per chunk where one unit is over the budget): no ``batch x V x V`` tensor.
+
+    :param free_energy: :math:`F`, ``... x V -> ...`` (any leading shape).
+    :param v: ``batch x V``, checked, in the model's dtype (``batch`` any leading shape, or none).
+    :param num_hidden: ``H``, for the size of a chunk.
+    :returns: ``batch x V``.
+    """
+    num_visible = v.shape[-1]
+    free = free_energy(v).unsqueeze(-1)  # batch x 1
+    rows = max(1, v[..., :1].numel() * max(num_visible, num_hidden))  # what one unit adds to a chunk
+    step = max(1, _FLIP_CHUNK_ELEMENTS // rows)
+    gaps = []
+    for start in range(0, num_visible, step):
+        units = torch.arange(start, min(start + step, num_visible), device=v.device)
+        flips = F.one_hot(units, num_visible).to(v.dtype)  # k x V: row j flips unit start + j
+        flipped = (v.unsqueeze(-2) - flips).abs()  # batch x k x V; |v_i - 1| = 1 - v_i exactly
+        gaps.append(free_energy(flipped) - free)
+    return torch.cat(gaps, -1)
 
 
 def _flip_gaps(v: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

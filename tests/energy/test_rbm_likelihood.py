@@ -29,7 +29,7 @@ def _reference_pll(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _tolerance(rbm: RBM) -> float:
+def _tolerance(rbm: RBM, extra: float = 0.0) -> float:
     """A bound on the float64 rounding of either computation.
 
     Each gap is a difference of two sums of ``V + H`` terms (the implementation's: ``H`` term-by-term
@@ -37,9 +37,10 @@ def _tolerance(rbm: RBM) -> float:
     + \\log 2)` in size for data in :math:`[0, 1]` (:math:`\\operatorname{softplus}(a) \\le |a| + \\log 2`); recursive
     summation of ``n`` terms errs by at most :math:`n \\epsilon` times their absolute sum, softplus/logsigmoid add a
     few :math:`\\epsilon` relative (factor 4 for those, both sides), logsigmoid is 1-Lipschitz, and the ``V`` terms
-    are summed once more: :math:`4 V (V + H + 2) \\epsilon M`."""
+    are summed once more: :math:`4 V (V + H + 2) \\epsilon M`.  ``extra`` bounds the size of one more term that
+    a subclass adds to the free energy (the ``+ 2`` terms of the count leave room for it)."""
     w, b, c = rbm.weight.detach(), rbm.visible_bias.detach(), rbm.hidden_bias.detach()
-    size = float(b.abs().sum() + (c.abs() + w.abs().sum(0)).sum()) + rbm.num_hidden * 0.6931471805599453
+    size = float(b.abs().sum() + (c.abs() + w.abs().sum(0)).sum()) + rbm.num_hidden * 0.6931471805599453 + extra
     num_visible, num_hidden = w.shape
     return 4 * num_visible * (num_visible + num_hidden + 2) * torch.finfo(torch.float64).eps * size
 
@@ -123,3 +124,131 @@ def test_exact_pll_memory_is_bounded_by_the_chunk_budget(monkeypatch):
     with _Outputs() as outputs:
         rbm.pseudo_log_likelihood(v, exact=True)
     assert outputs.largest <= max(60, batch * num_visible, batch * num_hidden), outputs.largest
+
+
+# ------------------------------------------------- subclasses that override the free energy (or what it uses)
+#: The weight of a lateral term :math:`L v_0 v_1` that two of the subclasses add to :math:`-F` (bounded by
+#: :math:`|L|` for data in :math:`[0, 1]`).
+_LATERAL = 2.0
+
+
+class _LateralFreeEnergyRBM(RBM):
+    """Lateral visible connection :math:`L v_0 v_1` added to :math:`-F` through ``_free_energy``."""
+
+    def _free_energy(self, v):
+        return super()._free_energy(v) - _LATERAL * v[..., 0] * v[..., 1]
+
+
+class _LateralVisibleTermRBM(RBM):
+    """The same model through ``_visible_term`` (the RBM's ``_free_energy`` calls it)."""
+
+    def _visible_term(self, v):
+        return super()._visible_term(v) + _LATERAL * v[..., 0] * v[..., 1]
+
+
+class _HalvedLogitsRBM(RBM):
+    """Pre-activations :math:`(c + v^\\top W) / 2` through ``hidden_logits`` (halved: no larger, exactly)."""
+
+    def hidden_logits(self, v):
+        return super().hidden_logits(v) / 2
+
+
+class _HalvedInputRBM(RBM):
+    """Input :math:`v / 2` to the hidden units through ``_scaled`` (as a fixed :math:`\\sigma = 2` would)."""
+
+    def _scaled(self, v):
+        return v / 2
+
+
+class _SameRBM(RBM):
+    """A subclass that overrides none of the free energy's methods."""
+
+
+def _instance_override(rbm: RBM) -> RBM:
+    """``rbm`` with the lateral term set on the instance (``rbm._free_energy = ...``), not on a class."""
+    plain = rbm._free_energy
+    rbm._free_energy = lambda v: plain(v) - _LATERAL * v[..., 0] * v[..., 1]
+    return rbm
+
+
+def _subclass_rbm(make, num_visible: int, num_hidden: int, seed: int, probabilities: bool = False) -> RBM:
+    """``make`` (a subclass, or :func:`_instance_override` of an RBM) with :func:`random_rbm`'s parameters."""
+    rbm = random_rbm(num_visible, num_hidden, seed=seed, scale=1.5, probabilities=probabilities)
+    if isinstance(make, type):
+        subclassed = make(num_visible, num_hidden, probabilities=probabilities).double()
+        subclassed.load_state_dict(rbm.state_dict())
+        return subclassed
+    return make(rbm)
+
+
+def _reference_pll_through(rbm: RBM, v: torch.Tensor) -> torch.Tensor:
+    """:math:`\\sum_i \\log \\sigma(F(\\tilde v^{(i)}) - F(v))` by flipping each unit of a full copy of ``v``, with
+    ``rbm``'s own :meth:`free_energy` (whatever its class or instance overrides)."""
+    total = torch.zeros(v.shape[:-1], dtype=v.dtype)
+    for i in range(v.shape[-1]):
+        flipped = v.clone()
+        flipped[..., i] = 1 - flipped[..., i]
+        total = total + F.logsigmoid(rbm.free_energy(flipped) - rbm.free_energy(v))
+    return total
+
+
+_OVERRIDES = [_LateralFreeEnergyRBM, _LateralVisibleTermRBM, _HalvedLogitsRBM, _HalvedInputRBM, _instance_override]
+
+
+@pytest.mark.parametrize("make", _OVERRIDES, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("shape,probabilities", [((5,), False), ((2, 3), False), ((), False), ((0,), False),
+                                                 ((4,), True)])
+def test_exact_pll_of_an_overridden_free_energy_is_the_flip_definition(make, shape, probabilities):
+    """A subclass that overrides ``_free_energy`` (or ``_visible_term``, ``hidden_logits``, ``_scaled``, which the
+    RBM's uses), or an instance given its own ``_free_energy``, gets the flip definition with *its* free energy,
+    the one ``exact=False`` samples from (the shortcut wrote out the plain RBM's free energy for them).  The empty
+    batch cases are guards (nothing to differ on; they passed before the fix too) of the copies' shapes."""
+    rbm = _subclass_rbm(make, 6, 4, seed=7, probabilities=probabilities)
+    data = torch.rand(*shape, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    v = data if probabilities else (data < 0.5).to(torch.float64)
+    got = rbm.pseudo_log_likelihood(v, exact=True)
+    expected = _reference_pll_through(rbm, v)
+    assert got.shape == shape and got.dtype == torch.float64 and not got.requires_grad
+    torch.testing.assert_close(got, expected, rtol=0, atol=_tolerance(rbm, extra=_LATERAL))
+
+
+def test_exact_pll_of_an_overridden_free_energy_differs_from_the_plain_rbm():
+    """A guard of the tests above (it passed before the fix too): their models are other models, whose PLL is not
+    the plain RBM's (else those tests could not fail)."""
+    plain = random_rbm(6, 4, seed=7, scale=1.5)
+    v = (torch.rand(5, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64) < 0.5).double()
+    for make in _OVERRIDES:
+        gap = (_reference_pll_through(_subclass_rbm(make, 6, 4, seed=7), v) - _reference_pll(plain, v)).abs().max()
+        assert gap > 0.1, (make.__name__, float(gap))
+
+
+def test_exact_pll_of_an_overridden_free_energy_in_chunks_of_the_budget(monkeypatch):
+    """The flipped copies come in chunks of units under the fast path's budget (one unit per chunk below
+    ``batch x max(V, H)``): the same PLL for every budget, and no tensor larger than the budget or the
+    ``batch x V`` / ``batch x H`` ones the result needs anyway (no ``batch x V x V`` copies)."""
+    batch, num_visible, num_hidden = 3, 20, 7
+    rbm = _subclass_rbm(_LateralFreeEnergyRBM, num_visible, num_hidden, seed=4)
+    v = (torch.rand(batch, num_visible, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+         < 0.5).double()
+    expected = _reference_pll_through(rbm, v)
+    for budget in (1, 60, batch * num_visible * 3 + 5, 10**6):
+        monkeypatch.setattr(rbm_likelihood, "_FLIP_CHUNK_ELEMENTS", budget)
+        with _Outputs() as outputs:
+            got = rbm.pseudo_log_likelihood(v, exact=True)
+        torch.testing.assert_close(got, expected, rtol=0, atol=_tolerance(rbm, extra=_LATERAL))
+        if budget < batch * num_visible * num_visible:
+            assert outputs.largest <= max(budget, batch * num_visible, batch * num_hidden), (budget, outputs.largest)
+
+
+def test_a_subclass_that_overrides_nothing_keeps_the_fast_path():
+    """A guard (passes on the code before the check too): a subclass that overrides none of the free energy's
+    methods still gets the shortcut (O(batch V H) work, as the plain RBM in
+    :func:`test_exact_pll_work_and_memory_are_linear_in_visible_units`), not the flipped copies
+    (``batch x V x V``, 5x ``batch x V x H`` here)."""
+    batch, num_visible, num_hidden = 3, 200, 40
+    rbm = _SameRBM(num_visible, num_hidden).double()
+    v = (torch.rand(batch, num_visible, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    with _Outputs() as outputs:
+        rbm.pseudo_log_likelihood(v, exact=True)
+    cube = batch * num_visible * num_hidden
+    assert outputs.largest <= cube and outputs.written <= 3 * cube, (outputs.largest, outputs.written, cube)
