@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.toy import ring_centers
 from hybridpgm.errors import DataError
 from hybridpgm.infer.particle_probe import keeping_module_state
@@ -102,6 +103,18 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int | None =
     return net.eval()
 
 
+def _as_tensor(value, what: str) -> torch.Tensor:
+    """``value`` as a tensor, as the other diagnostics read array-likes
+    (``torch.as_tensor(torch_readable(value))``: a tensor as it is, a NumPy array without a copy where torch can
+    view it, a pandas object by its values); :class:`DataError` naming ``what`` for anything that is not numbers."""
+    value = torch_readable(value, what)  # its own DataError for a masked array with masked entries
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise DataError(f"{what} must be a tensor or an array of numbers, got {type(value).__name__} "
+                        f"({error})") from None
+
+
 def _check_labels(values: torch.Tensor, what: str) -> None:
     """Raise :class:`DataError` unless ``values`` is an integer tensor (class labels, cluster ids)."""
     if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
@@ -149,8 +162,12 @@ def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0
                   num_std: float = 3.0, min_fraction: float = 0.01) -> RingCoverage:
     """Mode coverage and high-quality-sample rate of ``N x 2`` ``samples`` on the ring [2, 3].
 
-    :raises DataError: for samples that are not ``N x 2`` floats with ``N >= 1``.
+    :param samples: ``N x 2`` floating-point samples: a tensor or an array-like (a NumPy array, flipped or
+        read-only ones too, a DataFrame, a list), read as the other diagnostics read them
+        (:func:`~hybridpgm.checks.torch_readable`).
+    :raises DataError: for samples that are not ``N x 2`` floats with ``N >= 1``, or not numbers.
     """
+    samples = _as_tensor(samples, "ring_coverage samples")
     if samples.dim() != 2 or samples.shape[1] != 2 or samples.shape[0] == 0:
         raise DataError(f"ring_coverage needs samples of shape (N, 2) with N >= 1, got {tuple(samples.shape)}")
     if not samples.is_floating_point():
@@ -184,9 +201,14 @@ def clustering_accuracy(clusters: torch.Tensor, labels: torch.Tensor) -> float:
     one-to-one map of clusters to labels (Hungarian algorithm); chance is about
     ``1 / num_classes`` for balanced classes.
 
+    :param clusters: ``N`` cluster ids; ``labels``: ``N`` class labels.  Each a tensor or an array-like (a NumPy
+        array, a pandas Series, a list), read as the other diagnostics read them
+        (:func:`~hybridpgm.checks.torch_readable`).
     :raises DataError: for inputs that are not 1-D, shapes that differ, no items, or values that are not
         non-negative integers.
     """
+    clusters = _as_tensor(clusters, "clustering_accuracy clusters")
+    labels = _as_tensor(labels, "clustering_accuracy labels")
     _check_labels(clusters, "clustering_accuracy clusters")
     _check_labels(labels, "clustering_accuracy labels")
     if clusters.dim() != 1 or labels.dim() != 1:

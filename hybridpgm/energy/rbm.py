@@ -151,12 +151,19 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         return h
 
     # ------------------------------------------------------------- the maths
-    def _in_dtype(self, x: torch.Tensor | None) -> torch.Tensor | None:
-        """``x`` in the parameters' dtype where autocast made it in half precision (converted up, exactly for
-        0/1 states); any other dtype is left to the checks of the maths that reads it."""
-        if x is None or x.dtype == self.weight.dtype or x.dtype not in (torch.float16, torch.bfloat16):
+    def _in_dtype(self, x: torch.Tensor | None, what: str = "RBM chain state") -> torch.Tensor | None:
+        """``x`` in the parameters' dtype, for the chain protocol (:meth:`positive_phase`, :meth:`clamped_state`,
+        :meth:`contrastive_gap`, ...).  A half-precision ``x`` (what autocast makes) is converted as it is (up,
+        exactly for 0/1 states); any other dtype by :func:`~hybridpgm.data.validation.as_model_dtype`, the rule
+        of :meth:`check_visible`: ``bool`` and integer states exactly, a wider float refused.
+
+        :raises DataError: for a dtype that rule refuses (``float64`` states for a ``float32`` model, integers
+            beyond the dtype's exact range, complex), naming ``what``."""
+        if x is None or x.dtype == self.weight.dtype:
             return x
-        return x.to(self.weight.dtype)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            return x.to(self.weight.dtype)
+        return as_model_dtype(x, self.weight.dtype, what)
 
     def _scaled(self, v: torch.Tensor) -> torch.Tensor:
         return v / self.sigma if self.gaussian else v

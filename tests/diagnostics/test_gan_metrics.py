@@ -161,3 +161,30 @@ def test_scoring_leaves_a_classifiers_batch_norm_statistics():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     net(x)  # a forward pass of its own moves them
     assert not torch.equal(before["1.running_mean"], net.state_dict()["1.running_mean"])
+
+
+def test_ring_coverage_and_clustering_accuracy_take_arrays_as_the_other_diagnostics_do():
+    """NumPy arrays (flipped and read-only ones too) and lists give the tensor's answer.  Before:
+    ``AttributeError: 'numpy.ndarray' object has no attribute 'dim'`` (and ``'is_floating_point'``)."""
+    import numpy as np
+
+    x = ring_of_gaussians(500, generator=torch.Generator().manual_seed(0)).double()
+    expected = ring_coverage(x)
+    flipped = np.flip(x.numpy(), 0)  # a negative stride: torch cannot view it
+    read_only = x.numpy().copy()
+    read_only.flags.writeable = False
+    for samples in (x.numpy(), flipped, read_only, x.tolist()):
+        got = ring_coverage(samples)
+        assert (got.modes_covered, got.counts, got.high_quality_rate) == \
+            (expected.modes_covered, expected.counts, expected.high_quality_rate)
+    y = torch.tensor([0, 1, 2, 2, 1, 0, 0])
+    clusters = torch.tensor([2, 0, 1, 1, 0, 2, 1])
+    expected = clustering_accuracy(clusters, y)
+    assert expected == pytest.approx(6 / 7)
+    for c, labels in ((clusters.numpy(), y.numpy()), (np.flip(clusters.numpy()), np.flip(y.numpy())),
+                      (clusters.tolist(), y.numpy().astype(np.int8)), (clusters.numpy(), y)):
+        assert clustering_accuracy(c, labels) == expected
+    with pytest.raises(DataError, match="clustering_accuracy labels must be integers, got dtype torch.float64"):
+        clustering_accuracy(clusters.numpy(), y.numpy().astype(float))
+    with pytest.raises(DataError, match="ring_coverage samples must be a tensor or an array of numbers, got str"):
+        ring_coverage("not samples")

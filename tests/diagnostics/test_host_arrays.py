@@ -57,3 +57,113 @@ def test_complex32_becomes_complex64_and_a_quantized_tensor_is_named():
     with pytest.raises(DataError, match=r"dtype torch.qint8 \(shape \(2,\)\) has no NumPy equivalent"):
         as_host_array(quantized)
 
+
+
+# --------------------------------------------------------------------------- the result owns its memory
+def _alias_cases():
+    """``(convert, make, read)``: a converter run on the caller's tensor ``make()``, and where the result holds
+    it (``read(idata)`` -> the array)."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer.autoguide import AutoNormal
+
+    from hybridpgm.diagnostics import from_categorical, from_importance, from_pyro_svi, make_inference_data
+
+    def model(y):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("n", y.shape[0]):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    def svi(y):
+        with pyro.settings.context(module_local_params=True):
+            guide = AutoNormal(model)
+            guide(y)
+            return from_pyro_svi(model, guide, y, num_samples=5)
+
+    return {
+        "make_inference_data": (lambda t: make_inference_data({"posterior": {"a": t}}), lambda: torch.randn(1, 4, 2),
+                                lambda d: d.posterior["a"].values),
+        "make_inference_data (array)": (lambda t: make_inference_data({"posterior": {"a": t.numpy()}}),
+                                        lambda: torch.randn(1, 4, 2), lambda d: d.posterior["a"].values),
+        "from_categorical": (lambda t: from_categorical({"x": t}), lambda: torch.softmax(torch.randn(4, 3), -1),
+                             lambda d: d.posterior["x"].values),
+        "from_pyro_svi observed_data": (svi, lambda: torch.randn(6), lambda d: d.observed_data["y"].values),
+        "from_importance log_weight": (lambda t: from_importance(t, {"z": torch.randn(40, 2)}),
+                                       lambda: torch.randn(40), lambda d: d.sample_stats["log_weight"].values),
+        "from_importance proposal draws": (lambda t: from_importance(torch.randn(40), {"z": t}),
+                                           lambda: torch.randn(40, 2), lambda d: d.sample_stats["proposal_z"].values),
+    }
+
+
+_CASES = _alias_cases()
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_a_later_edit_of_the_callers_tensor_does_not_reach_the_inference_data(case):
+    """Before: a CPU tensor reached ArviZ as ``Tensor.numpy()``, a view of its storage, so ``t.add_(1)`` after
+    the call changed the InferenceData (on CUDA the move to the host copied: device-dependent)."""
+    convert, make, read = _CASES[case]
+    torch.manual_seed(0)
+    given = make()
+    idata = convert(given)
+    kept = read(idata).copy()
+    given.mul_(0.5).add_(1.0)  # the caller reuses the tensor, e.g. standardises it in place
+    assert np.array_equal(read(idata), kept)
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_editing_the_inference_data_does_not_write_into_the_callers_tensor(case):
+    """Before: ``idata.posterior["x"].values[...] = 0`` wrote zeros into the caller's tensor (say a
+    ``BayesNet.posterior`` result still in use)."""
+    convert, make, read = _CASES[case]
+    torch.manual_seed(0)
+    given = make()
+    before = given.clone()
+    idata = convert(given)
+    read(idata)[...] = 0.0
+    assert torch.equal(given, before)
+
+
+def test_as_host_array_copies_a_cpu_tensor_and_an_array_once():
+    """Before: a view of the tensor's storage (``Tensor.numpy()``) and the array itself (``numpy.asarray``).
+    The result owns its memory: one copy, not a view of a copy."""
+    t = torch.arange(6.0).reshape(2, 3)
+    expected = np.arange(6.0).reshape(2, 3)
+    # t's storage as a tensor, an array, a transposed view and a tensor that requires grad
+    for value, want in ((t, expected), (t.numpy(), expected), (t.T, expected.T),
+                        (t.detach().requires_grad_(), expected)):
+        got = as_host_array(value)
+        assert not np.shares_memory(got, t.numpy()) and got.flags.owndata
+        assert np.array_equal(got, want)
+    got = as_host_array(t, np.float64)  # the dtype conversion is the one copy
+    assert got.dtype == np.float64 and got.flags.owndata
+
+
+def _numpy_peak_bytes(call) -> int:
+    """The peak of the memory NumPy (and Python) allocate during ``call()``, which :mod:`tracemalloc` traces (a
+    tensor's storage is torch's, not traced)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_large_draws_are_copied_once_on_their_way_to_arviz():
+    """8 MB of draws cost one 8 MB NumPy copy in make_inference_data and from_importance's proposal draws (not
+    two: a copy in the converter and another in as_host_array); and a bfloat16 tensor, already copied by its
+    conversion to float32, is not copied again.  Before: no copy (a view of the caller's tensor)."""
+    from hybridpgm.diagnostics import from_importance, make_inference_data
+
+    make_inference_data({"posterior": {"warm": torch.zeros(1, 2)}})  # ArviZ's imports, outside the measure
+    draws = torch.randn(1, 1000, 1000, dtype=torch.float64)
+    peak = _numpy_peak_bytes(lambda: make_inference_data({"posterior": {"a": draws}}))
+    assert draws.nbytes <= peak < 1.5 * draws.nbytes
+    z = draws[0]
+    peak = _numpy_peak_bytes(lambda: from_importance(torch.zeros(1000), {"z": z}, psis=False))
+    assert 2 * z.nbytes <= peak < 2.5 * z.nbytes  # the proposal draws and the resampled ones, once each
+    half = torch.randn(1000, 1000).to(torch.bfloat16)
+    assert _numpy_peak_bytes(lambda: as_host_array(half)) < 0.1 * half.nbytes

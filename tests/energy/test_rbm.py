@@ -257,3 +257,38 @@ def test_a_given_log_z_is_used_as_it_is():
 def test_random_visible_takes_num_samples_and_num_warns(visible):
     """``num_samples`` as ``RBM.sample`` (it was ``num``); ``num=`` still works for a release, with a warning."""
     assert_renamed(RBM(5, 3, visible=visible).random_visible, "num")
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int8, torch.int64])
+def test_the_chain_protocol_converts_bool_and_integer_states_as_free_energy_does(dtype):
+    """positive_phase, clamped_state and contrastive_gap read 0/1 states of any integer dtype (or bool) exactly,
+    as free_energy, transform and gibbs do.  Before: torch's raw 'mat1 and mat2 must have the same dtype, but
+    got Bool and Float' (``_in_dtype`` converted only float16/bfloat16)."""
+    torch.manual_seed(0)
+    rbm = RBM(6, 4)
+    v = torch.rand(8, 6) > 0.5
+    v_neg = torch.rand(5, 6) > 0.5
+    given, as_float = v.to(dtype), v.float()
+    torch.manual_seed(1)
+    free, (state_v, h) = rbm.positive_phase(given)
+    torch.manual_seed(1)
+    expected_free, (_, expected_h) = rbm.positive_phase(as_float)
+    assert state_v.dtype == torch.float32 and torch.equal(state_v, as_float)
+    assert torch.equal(free, expected_free) and torch.equal(h, expected_h)
+    torch.manual_seed(1)
+    (state_v, h), (logits, probs) = rbm.clamped_state(given)
+    torch.manual_seed(1)
+    _, (expected_logits, _) = rbm.clamped_state(as_float)
+    assert torch.equal(state_v, as_float) and torch.equal(logits, expected_logits)
+    assert torch.equal(rbm.contrastive_gap(given, (v_neg.to(dtype),)), rbm.contrastive_gap(as_float, (v_neg.float(),)))
+
+
+def test_the_chain_protocol_refuses_states_it_would_round_naming_them():
+    """float64 states for a float32 RBM: the DataError of check_visible's rule, not torch's raw dtype error."""
+    rbm = RBM(6, 4)
+    v = (torch.rand(3, 6) > 0.5).double()
+    with pytest.raises(DataError, match=r"RBM chain state has dtype torch.float64, the model computes in "
+                                        r"torch.float32"):
+        rbm.positive_phase(v)
+    with pytest.raises(DataError, match="RBM chain state has dtype torch.float64"):
+        rbm.contrastive_gap(v.float(), (v,))
