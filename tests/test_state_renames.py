@@ -42,3 +42,21 @@ def test_a_tie_record_is_renamed_and_a_malformed_one_left_for_retie_to_name():
     record = {"modules": [], "parameters": [["0.old_w", "x"]]}
     assert upgrade_ties(model, record) == {"modules": [], "parameters": [["0.w", "x"]]}
     assert upgrade_ties(model, [["0.old_w"]]) == [["0.old_w"]]
+
+
+def test_a_checkpoint_is_renamed_in_its_module_state_each_ranks_buffers_and_callback_module_states():
+    """Found by a review: an old checkpoint written on 2 ranks kept each rank's own buffers under the old names,
+    so resuming it failed ('... is not a buffer of the model'); every place a checkpoint keeps names by entry is
+    renamed now (a rank state or callback entry of another shape is left alone)."""
+    from hybridpgm.train.run_start import upgrade_checkpoint_names
+
+    model = nn.Sequential(Renamed())
+    resumed = {"module": {"0.old_w": torch.ones(2)},
+               "rank_states": [{"buffers": {"0.old_w": torch.ones(2)}}, {"buffers": {"0.old_w": torch.zeros(2)}},
+                               None],
+               "callbacks": [{"state": {"module": {"0.old_w": torch.ones(2)}, "best": 1.0}}, None, {"state": 3}]}
+    upgrade_checkpoint_names(model, resumed)
+    assert list(resumed["module"]) == ["0.w"]
+    assert [list(r["buffers"]) for r in resumed["rank_states"][:2]] == [["0.w"], ["0.w"]]
+    assert torch.equal(resumed["rank_states"][1]["buffers"]["0.w"], torch.zeros(2))
+    assert list(resumed["callbacks"][0]["state"]["module"]) == ["0.w"] and resumed["callbacks"][0]["state"]["best"]

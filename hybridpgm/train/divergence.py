@@ -65,8 +65,8 @@ def _gradient_ranks(context: DistributedContext, ranks: list[int]) -> str:
         return f" (each rank's own gradient is finite: their average over {context.world_size} ranks overflowed)"
     if context.rank in ranks:
         return f" (on rank {context.rank} of {context.world_size}, whose own gradient is not finite)"
-    return (f"; the gradient of rank(s) {list(ranks)} is not finite, this rank's ({context.rank}) is: "
-            f"see rank {ranks[0]}'s error")
+    return (f"; the gradient of rank(s) {list(ranks)} is not finite, this rank's own (rank {context.rank}) is "
+            f"finite: see rank {ranks[0]}'s error")
 
 
 def explain_nonfinite(objective: Any, player: str, micro_batches: list[tuple[Any, float]],

@@ -94,8 +94,9 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
         params = list(params)
         if not params:
             fixed = "" if owned or not any(True for _ in objective.module.buffers()) else (
-                f": its module ({type(objective.module).__name__}) holds fixed values (buffers) and no parameters, "
-                "as a BayesNet read by read_bif/load_network/from_pgmpy does unless given learnable=True")
+                f": its module ({type(objective.module).__name__}) holds fixed values (buffers) and no parameters; "
+                "declare what should train as parameters (a BayesNet read by read_bif/load_network/from_pgmpy "
+                "with learnable=True, a MarkovNet table given as an nn.Parameter)")
             raise ConfigError(f"player {name!r} of {type(objective).__name__} has no parameters{fixed}")
         if any(id(p) not in owned for p in params):
             raise ConfigError(

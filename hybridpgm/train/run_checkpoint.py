@@ -4,8 +4,9 @@ The checkpoint holds the module's ``state_dict``, each player's optimizer and sc
 and the callbacks' states, the history, every rank's RNG states (and, on several ranks, each rank's own buffers
 and objective state, :mod:`hybridpgm.train.rank_states`), the step, the seed and the run configuration, and
 whether a callback stopped the run or its ``on_fit_end`` has yet to run.  The history is saved as one tensor per
-series (:func:`~hybridpgm.train.checkpoint_history.packed_history`), so that a write's cost does not grow with the
-number of steps run.  The file itself is written by :func:`~hybridpgm.train.checkpoint.save_checkpoint`.
+series (:func:`~hybridpgm.train.checkpoint_history.packed_history`), so that a write's Python work does not grow
+with the number of steps run (only the copy of the series does, in C).  The file itself is written by
+:func:`~hybridpgm.train.checkpoint.save_checkpoint`.
 """
 
 from __future__ import annotations

@@ -131,6 +131,21 @@ class Restored:
     lost: str | None  #: a warning naming the per-rank state a resume on another number of ranks loses
 
 
+def upgrade_checkpoint_names(module: torch.nn.Module, resumed: dict) -> None:
+    """Rename, in place, the entries of ``module`` renamed since the checkpoint ``resumed`` was written
+    (:func:`~hybridpgm.state_renames.upgrade_state`) wherever the checkpoint keeps them by name: its module state,
+    each rank's own buffers (``rank_states``, on several ranks) and the module states callbacks keep under
+    ``"module"``."""
+    resumed["module"] = upgrade_state(module, resumed["module"])
+    for rank_state in resumed.get("rank_states") or []:
+        if isinstance(rank_state, dict) and isinstance(rank_state.get("buffers"), dict):
+            rank_state["buffers"] = upgrade_state(module, rank_state["buffers"])
+    for entry in resumed.get("callbacks") or []:
+        state = entry.get("state") if isinstance(entry, dict) else None
+        if isinstance(state, dict) and isinstance(state.get("module"), dict):
+            state["module"] = upgrade_state(module, state["module"])
+
+
 def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: torch.nn.Module,
             objective: Objective, players: dict[str, Player], hyperparameters: dict[str, Any],
             schedulers: dict[str, Any], callbacks: Iterable[Any], config: dict[str, Any], seed: int | None,
@@ -144,7 +159,7 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
     :raises CheckpointError: the checkpoint holds non-finite values, other players, another model or other
         hyperparameters (:func:`~hybridpgm.train.resume.check_resumable`).
     """
-    resumed["module"] = upgrade_state(module, resumed["module"])  # entries renamed since it was written
+    upgrade_checkpoint_names(module, resumed)  # entries renamed since it was written
     module_buffers = buffer_paths(module)
     check_finite_checkpoint(checkpoint, resumed, infinite_ok=module_buffers
                             | callback_buffer_paths(resumed.get("callbacks") or [], module_buffers)

@@ -360,5 +360,6 @@ def test_a_non_finite_gradient_on_one_rank_is_named_on_every_rank(monkeypatch, r
     if rank == 1:
         assert "(on rank 1 of 2, whose own gradient is not finite)" in message
     else:
-        assert "the gradient of rank(s) [1] is not finite, this rank's (0) is: see rank 1's error" in message
+        assert "the gradient of rank(s) [1] is not finite, this rank's own (rank 0) is finite: see rank 1's error" \
+            in message
     assert torch.equal(weight.detach(), torch.ones(3))  # no update
