@@ -1,7 +1,10 @@
 """The warning a :class:`~hybridpgm.graphs.MarkovNet` query gives when its iterative estimate did not converge.
 
 Loopy belief propagation and mean field run at most ``num_iters`` steps and stop early once the largest change of
-a message (of :math:`q`) falls below ``tol``.  On a strongly coupled graph loopy BP may oscillate rather than
+a message (of :math:`q`) falls below ``tol``, or below the dtype's rounding floor where that is larger
+(:mod:`hybridpgm.infer.rounding_floor`: a ``float32`` message of magnitude 50 moves by about one ulp,
+:math:`8 \\cdot 10^{-6}`, forever, so a tree, where BP is exact, would otherwise never meet ``tol = 1e-6``
+and warn).  On a strongly coupled graph loopy BP may oscillate rather than
 converge: on a 10 x 10 Ising grid with couplings 1, 50 steps of undamped BP gave :math:`\\log Z = -46.9` where the
 exact value is 182.0 (below even mean field's lower bound), and damping 0.5 converged in 130 steps to 181.94.
 The algorithms report it (``converged`` on their results); a query of the net, which returns the estimate alone,
@@ -30,6 +33,7 @@ def warn_unconverged(method: str, algorithm, result) -> None:
         return
     advice = "add damping (damping=0.5), raise num_iters" if method == "bp" else "raise num_iters"
     warnings.warn(f"MarkovNet: {_NAMES.get(method, method)} (method={method!r}) did not converge in "
-                  f"{algorithm.num_iters} iterations (a change above tol={algorithm.tol:g} at the last check), so "
-                  f"its estimate may be far off (loopy BP can oscillate on strongly coupled graphs); {advice}, "
+                  f"{algorithm.num_iters} iterations (a change above tol={algorithm.tol:g} and the dtype's rounding "
+                  f"floor at the last check), so its estimate may be far off (loopy BP can oscillate on strongly "
+                  f"coupled graphs); {advice}, "
                   f"or use method='exact' where the graph allows", EstimateWarning, stacklevel=users_stacklevel())

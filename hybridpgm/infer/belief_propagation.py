@@ -53,8 +53,9 @@ from hybridpgm.checks import damping_of, flag, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
-from hybridpgm.infer.bp_fused import run_binary_forward
+from hybridpgm.infer.bp_fused import change_and_scale, run_binary_forward
 from hybridpgm.infer.max_product_decoding import decode_in_layers
+from hybridpgm.infer.rounding_floor import rounding_floor, scale_cap
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
@@ -72,8 +73,8 @@ class BPResult:
         (:func:`~hybridpgm.infer.max_product_decoding.decode_in_layers`): where max-marginals tie, the
         per-variable argmax need not be a most probable assignment even on a tree, and this is; computed on
         first access.
-    :ivar bool converged: whether the largest message change fell below ``tol``
-        at a check (always ``False`` when ``tol == 0``).
+    :ivar bool converged: whether the largest message change fell below ``tol`` (or float rounding's floor,
+        see :class:`BeliefPropagation`) at a check (always ``False`` when ``tol == 0``).
     :ivar int num_iters: steps run.
     """
 
@@ -138,6 +139,17 @@ class BeliefPropagation:
         graph may run more steps (and end closer to the fixed point) there than on the general path (which an
         extra factor of arity 3, even an all-zero one, selects).  Both are kept as they are: the fast path
         compares the state it holds, with no extra kernel or host read.
+
+        **Rounding floor.**  A check passes when the change is below :math:`\\max(\\mathrm{tol}, c\\,\\epsilon\\,s)`
+        (:mod:`~hybridpgm.infer.rounding_floor`): :math:`\\epsilon` the dtype's machine epsilon, :math:`c = 16`
+        (about the roundings one update makes, each half an ulp, twice for a difference), :math:`s` the largest
+        magnitude of the compared messages (log-messages or shifted log-odds), read with the change in the same
+        host read (entries beyond :math:`\\epsilon^{-1/2}`, finite stand-ins for hard constraints, left out of
+        :math:`s`).  Recomputing a message rounds it, and the general path's :math:`b_v - m_{f \\to v}` feeds
+        each message back into its own update, so in ``float32`` messages of magnitude 50 keep moving by about
+        :math:`8 \\cdot 10^{-6}` forever, even on a tree where BP is exact: an absolute ``tol = 1e-6`` would never
+        be met there.  In ``float64`` the floor is at most :math:`c \\sqrt{\\epsilon} = 2.4 \\cdot 10^{-7}`, so the
+        default ``tol`` is the test, unchanged.
     :param int check_every: test convergence every this many steps (each test
         is one device-to-host synchronisation); the last step is always tested.
     :param bool max_product: run max-product (MAP) instead of sum-product.
@@ -174,18 +186,27 @@ class BeliefPropagation:
         self.check_every = check_every
         self._memo = None  # (weakrefs to the last graph and its tensors, their versions, binary structure)
 
-    def _iterate(self, msgs, step, damp, nan_error: Callable[[torch.Tensor, int], Exception]):
+    def _iterate(self, msgs, step, damp, nan_error: Callable[[torch.Tensor, int], Exception],
+                 capped: bool = False):
         """Run up to ``K`` steps of ``msgs <- damp(step(msgs), msgs)``; host sync only at checks, where a NaN
-        change raises ``nan_error(new messages, step)``."""
+        change raises ``nan_error(new messages, step)``.
+
+        A check passes when the largest change is below ``max(tol, c * eps * s)``
+        (:mod:`~hybridpgm.infer.rounding_floor`), ``s`` the largest ``|new|``, read with the change in one host
+        read; ``capped`` (the general path) leaves entries beyond
+        :func:`~hybridpgm.infer.rounding_floor.scale_cap` (finite stand-ins for hard constraints) out of ``s``.
+        """
         converged, it = False, 0
+        floor = rounding_floor(msgs.dtype)
+        cap = scale_cap(msgs.dtype) if capped else None
         for it in range(1, self.num_iters + 1):
             new = damp(step(msgs), msgs, self.damping, it)
             if self.tol > 0 and (it % self.check_every == 0 or it == self.num_iters):
-                delta = float((new - msgs).detach().abs().max()) if new.numel() else 0.0
+                delta, size = _change_and_scale(new.detach(), msgs.detach(), cap)
                 if delta != delta and bool(torch.isnan(new).any()):  # not an infinity met by the same one
                     raise nan_error(new.detach(), it)
                 msgs = new
-                if delta < self.tol:
+                if delta < max(self.tol, floor * size):
                     converged = True
                     break
             else:
@@ -232,7 +253,7 @@ class BeliefPropagation:
 
         msgs, converged, it = self._iterate(
             flat.init(theta), step, damp_log,
-            lambda new, it: _nan_messages(fg, flat.edge_var[torch.isnan(new).any(-1).any(0)], it))
+            lambda new, it: _nan_messages(fg, flat.edge_var[torch.isnan(new).any(-1).any(0)], it), capped=True)
         total = flat.beliefs(theta, msgs)
         log_b = torch.log_softmax(total, dim=-1)
         log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
@@ -273,6 +294,18 @@ class BeliefPropagation:
         decode_fn = (lambda: decode_in_layers(fg, odds_to_flat(d.detach(), F))) if self.max_product else None
         return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z,
                         decode_fn)
+
+
+def _change_and_scale(new: torch.Tensor, old: torch.Tensor, cap: float | None) -> tuple[float, float]:
+    """``(max |new - old|, s)`` in one host read: ``s = max |new|`` (the binary paths, the same numbers as
+    :func:`~hybridpgm.infer.bp_fused.change_and_scale` in the scripted loop), or with ``cap`` the largest
+    ``|new|`` entry not beyond ``cap``."""
+    if cap is None or not new.numel():
+        return change_and_scale(new, old)
+    lo, hi = torch.aminmax(new - old)
+    size = new.abs()
+    v = torch.stack([lo, hi, size.masked_fill(size > cap, 0.0).amax()]).tolist()
+    return (v[1] if v[1] >= -v[0] else -v[0]), v[2]                # NaN (both ends are NaN then) stays NaN
 
 
 def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> ModelSpecError:

@@ -54,7 +54,8 @@ per-entry cost grows), and a CSR sparse ``addmm`` (slower than
 ``embedding_bag``).
 
 Damping and convergence checks (``tol > 0``, every ``check_every`` steps, the
-only device-to-host synchronisation in the loop) follow
+only device-to-host synchronisation in the loop; a check passes below
+``max(tol, c * eps * max|d'|)``, :mod:`hybridpgm.infer.rounding_floor`) follow
 :meth:`BeliefPropagation._iterate <hybridpgm.infer.BeliefPropagation>`
 exactly.  Couplings so strong that :math:`e^{|\\Delta|}` overflows the dtype,
 and max-product, use the two-branch step :math:`f(x_1) - f(x_2)` with
@@ -67,12 +68,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
-__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "damp_odds", "gather_others", "odds_max_spread",
-           "run_binary_forward"]
+from hybridpgm.infer.rounding_floor import rounding_floor
+
+__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "change_and_scale", "damp_odds", "gather_others",
+           "odds_max_spread", "run_binary_forward"]
 
 
 def damp_odds(new: torch.Tensor, old: torch.Tensor, c0: torch.Tensor, damping: float, it: int) -> torch.Tensor:
@@ -169,10 +172,23 @@ def binary_coefficients(log_potentials: torch.Tensor, unary: torch.Tensor, other
     return c0, h, bias, empty, empty, False, precise
 
 
+def change_and_scale(new: torch.Tensor, old: torch.Tensor, overwrite: bool = False) -> Tuple[float, float]:
+    """``(max |new - old|, max |new|)`` in one host read (``(0, 0)`` for empty tensors): two ``aminmax`` kernels,
+    cheaper than the ``abs`` and ``max`` of the change alone.  A NaN anywhere in the change makes the first NaN.
+    ``overwrite``: the change is written into ``old`` (no allocation; the scripted loop's scratch copy)."""
+    if new.numel() == 0:
+        return 0.0, 0.0
+    lo, hi = torch.aminmax(torch.sub(new, old, out=old) if overwrite else new - old)
+    slo, shi = torch.aminmax(new)
+    v: List[float] = torch.stack([lo, hi, slo, shi]).tolist()
+    delta = v[1] if v[1] >= -v[0] else -v[0]                       # NaN (both ends are NaN then) stays NaN
+    return delta, max(v[3], -v[2])
+
+
 def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor, bias: torch.Tensor,
                 scale: torch.Tensor, sign: torch.Tensor, c0: torch.Tensor, num_iters: int, odds_form: bool,
                 max_product: bool, threshold: float, damping: float, tol: float,
-                check_every: int) -> Tuple[torch.Tensor, bool, int]:
+                check_every: int, floor: float = 0.0) -> Tuple[torch.Tensor, bool, int]:
     """Run up to ``num_iters`` steps on the shifted messages ``d [E, B]``, overwriting ``d``.
 
     The arguments are :class:`~hybridpgm.infer.bp_engine.BinaryPairwise`'s
@@ -180,7 +196,9 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
     ``include_last_offset`` form), ``bias`` ``[2, F, B]`` (odds form, with
     ``scale`` :math:`e^{|\\Delta|} - 1` and ``sign`` ``[F, B]``) or
     ``[2, E, B]`` (two-branch form), ``c0`` ``[E, B]`` the shift (used by
-    damping only).
+    damping only); ``floor`` :math:`c\\,\\epsilon` of the dtype
+    (:func:`~hybridpgm.infer.rounding_floor.rounding_floor`): a check passes when the largest change is below
+    ``max(tol, floor * max|d|)``, both read in one host read (:func:`change_and_scale`).
 
     :returns: ``(d, converged, steps run)``; steps run is 0 (a sentinel: at least one step always runs) when a
         check found a NaN message, where the loop stops.
@@ -235,11 +253,11 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
         if damping > 0:
             d.copy_(damp_odds(d, prev, c0, damping, step))
         if check:
-            delta = float((d - prev).abs().max()) if d.numel() > 0 else 0.0
+            delta, size = change_and_scale(d, prev, True)
             if math.isnan(delta) and bool(torch.isnan(d).any()):  # a NaN message (not inf - inf): the sentinel
                 it = 0
                 break
-            if delta < tol:
+            if delta < max(tol, floor * size):
                 converged = True
                 break
     return d, converged, it
@@ -249,7 +267,7 @@ def binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, edge_var: 
                    other_var: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor,
                    num_factors: int,
                    num_iters: int, max_product: bool, threshold: float, limit: float, damping: float,
-                   tol: float, check_every: int, max_spread: float
+                   tol: float, check_every: int, max_spread: float, floor: float = 0.0
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool, int]:
     """Coefficients, up to ``num_iters`` steps from zero messages, and the beliefs, in one call.
 
@@ -265,7 +283,7 @@ def binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, edge_var: 
     batch = max(h.shape[1], c0.shape[1])
     d = (-c0).expand(2 * num_factors, batch).contiguous()
     d, converged, it = binary_loop(d, cols, offsets, pad, bias, scale, sign, c0, num_iters, odds_form,
-                                   max_product, threshold, damping, tol, check_every)
+                                   max_product, threshold, damping, tol, check_every, floor)
     d.add_(c0)                                                       # shifted state -> log-odds messages
     L = h.index_add(0, edge_var, d)
     Lt = L.t().unsqueeze(-1)
@@ -327,4 +345,4 @@ def run_binary_forward(log_potentials: torch.Tensor, unary: torch.Tensor, struct
     fn = _compiled() if script else binary_forward
     return fn(log_potentials, unary, edge_var, other_var, cols, offsets, pad, edge_var.shape[0] // 2, int(num_iters),
               bool(max_product), threshold, limit, float(damping), float(tol), int(check_every),
-              odds_max_spread(unary.dtype))
+              odds_max_spread(unary.dtype), rounding_floor(unary.dtype))
