@@ -52,6 +52,7 @@ from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
 from hybridpgm.graphs.crf_recursions import viterbi
 from hybridpgm.graphs.crf_recursions import working as _working
+from hybridpgm.method_owners import goes_with
 from hybridpgm.serialization import serializable
 
 __all__ = ["CRFHead", "LinearChainCRF"]
@@ -184,12 +185,13 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         T = self.unary.shape[-2]
         return torch.arange(T, device=self.unary.device) < self.lengths[..., None]  # batch + (T,)
 
-    def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False, wide=False):
+    def _forward(self, unary, transition, start, end, lengths=None, keep=False, attach=False, wide=False,
+                 hook=None):
         """:func:`~hybridpgm.graphs.crf_recursions.forward` on these scores and ``lengths`` (default: the
         distribution's): ``(log_z, alphas)``; ``log_z`` in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`
         when ``wide``."""
         return forward_recursion(unary, transition, start, end, self.lengths if lengths is None else lengths,
-                                 keep=keep, attach=attach, wide=wide)
+                                 keep=keep, attach=attach, wide=wide, hook=hook)
 
     @property
     def log_partition(self) -> torch.Tensor:
@@ -207,31 +209,41 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                                      f"finite score (each meets a -inf unary, transition, start or end score "
                                      f"within its length), so its {what} is undefined; its log_partition is -inf")
 
-    def _grads(self, keep=False):
-        """``(log_z, grads, alphas)``: log Z (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its
-        gradients = expected sufficient statistics, and, when ``keep``, the forward messages (else None); also
-        computed under ``torch.no_grad()`` and ``torch.inference_mode()``, by
-        :func:`~hybridpgm.autograd_scope.with_autograd`.  Differentiable when the caller's grad mode is on and a
-        potential requires grad; otherwise plain tensors, no graph kept."""
+    def _grads(self, steps=False):
+        """``(log_z, grads, per_step)``: log Z (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its
+        gradients = expected sufficient statistics, and, when ``steps`` (``T > 1``), the expected transition score
+        summed step by step (see :meth:`entropy`; else None); also computed under ``torch.no_grad()`` and
+        ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`.  log Z and the gradients
+        are differentiable when the caller's grad mode is on and a potential requires grad; otherwise plain
+        tensors, no graph kept.  ``per_step`` is never differentiable."""
         grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        log_z, grads, alphas = with_autograd(self._log_z_and_grads,
-                                             [self.unary, self.transition, self.start, self.end],
-                                             self.lengths, grad_mode, keep)
+        log_z, grads, per_step = with_autograd(self._log_z_and_grads,
+                                               [self.unary, self.transition, self.start, self.end],
+                                               self.lengths, grad_mode, steps)
         self._check_possible(log_z.detach(), "marginals and entropy are")
-        return log_z, grads, alphas
+        return log_z, grads, per_step
 
-    def _log_z_and_grads(self, params, lengths, grad_mode, keep):
+    def _log_z_and_grads(self, params, lengths, grad_mode, steps):
         deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
         create = grad_mode and any(p.requires_grad for p in params)
         if not create:  # first-order gradients only: no graph back to the potentials
             params = [p.detach() for p in params]
-        log_z, alphas = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, keep=keep,
-                                      attach=True, wide=True)
+        hook, seen = None, []
+        if steps:  # each step's sum_ij A_ij p(y_{t-1}=i, y_t=j), from the pairwise marginal the backward computes
+            fixed = params[1].detach().clamp(min=_forbidden(params[1].dtype))
+
+            def hook(pairwise):
+                with torch.no_grad():
+                    seen.append((pairwise.detach() * fixed).flatten(-2).sum(-1))  # batch, in the working dtype
+        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, attach=True, wide=True,
+                              hook=hook)[0]
         grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
         grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
-        if not create:
-            log_z, alphas = log_z.detach(), None if alphas is None else alphas.detach()
-        return log_z, grads, alphas
+        per_step = None
+        if steps:  # the step totals in ACCUMULATE (a step without a gradient adds 0)
+            per_step = (torch.stack(seen).to(ACCUMULATE).sum(0) if seen
+                        else log_z.new_zeros(log_z.shape, dtype=ACCUMULATE).detach())
+        return (log_z if create else log_z.detach()), grads, per_step
 
     @property
     def marginals(self) -> torch.Tensor:
@@ -251,28 +263,33 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         :math:`\\mathbb E[s] = \\pi \\cdot p_0 + \\omega \\cdot p_{n-1} + \\sum_t \\phi_t \\cdot p_t +
         \\sum_{0<t<n} \\sum_{ij} A_{ij}\\, p_t(j)\\, q_t(i \\mid j)`, with the marginals :math:`p_t` and
         :math:`q_t(i \\mid j) = p(y_{t-1}=i \\mid y_t=j) = \\mathrm{softmax}_i(\\alpha_{t-1}(i) + A_{ij})` from the
-        forward messages (the pairwise marginal of step ``t`` is :math:`p_t(j)\\, q_t(i \\mid j)`).  Each step's
-        terms (over ``L`` or ``L x L`` labels) are summed in the working dtype, the ``T`` step totals in
-        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from the unrounded log Z
-        there and rounded once.  (:math:`\\sum_{ij} A_{ij} \\cdot` :attr:`pairwise_marginals` is the same
-        number, but its counts are sums over ``T`` steps rounded in the working dtype by autograd.)"""
-        log_z, grads, alphas = self._grads(keep=True)
+        forward messages.  Each step's terms (over ``L`` or ``L x L`` labels) are summed in the working dtype, the
+        ``T`` step totals in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from
+        the unrounded log Z there and rounded once.  A step's transition term is read off its pairwise marginal
+        :math:`p_t(j)\\, q_t(i \\mid j)` as the backward pass that computes the marginals produces it (the ``hook``
+        of :func:`~hybridpgm.graphs.crf_recursions.forward`): one ``L x L`` product a step, nothing kept.
+
+        :math:`\\sum_{ij} A_{ij} \\cdot` :attr:`pairwise_marginals` is the same number, but its counts are sums
+        over ``T`` steps rounded in the working dtype by autograd.  A float64 CRF (whose working dtype is
+        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`) and a one-step sequence use it as it is; otherwise the
+        step-by-step value, which carries no graph, replaces it as a constant added to it (their difference, a
+        rounding error).  The gradient (and the Hessian) is therefore always that of this sum, the same function
+        of the potentials, and the transition always receives one (zeros for ``T = 1``)."""
         unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)
+        steps = unary.dtype != ACCUMULATE and unary.shape[-2] > 1
+        log_z, grads, per_step = self._grads(steps=steps)
         neg = _forbidden(unary.dtype)
         # a -inf score has gradient (probability) exactly 0: its finite stand-in makes theta * g = 0, not NaN;
         # padding (which may hold anything) is left out
         unary = torch.where(self._mask()[..., None], unary.clamp(min=neg), 0.0)
         params = [unary] + [p.clamp(min=neg) for p in (transition, start, end)]
         # per step (batch + (T,) scalars) in the working dtype, over the steps in ACCUMULATE
-        marginals = grads[0]
-        expected = (unary * marginals).sum(-1).to(ACCUMULATE).sum(-1)
+        expected = (unary * grads[0]).sum(-1).to(ACCUMULATE).sum(-1)
         expected = expected + sum((p * g).sum(-1).to(ACCUMULATE) for p, g in zip(params[2:], grads[2:]))
-        if unary.shape[-2] > 1:  # the transitions, step by step: p_t(j) sum_i A_ij q_t(i | j); 0 at padding
-            transition = params[1]
-            cond = torch.softmax(alphas[:-1].unsqueeze(-1) + transition, dim=-2)  # [T-1] + batch + (L, L)
-            steps = (marginals.movedim(-2, 0)[1:] * (cond * transition).sum(-2)).sum(-1)  # [T-1] + batch
-            expected = expected + steps.to(ACCUMULATE).sum(0)
-        return (log_z - expected).to(unary.dtype)
+        whole = (params[1] * grads[1]).flatten(-2).sum(-1).to(ACCUMULATE)  # sum(A * pairwise_marginals)
+        if steps:  # its value step by step, as a constant: the difference is a rounding error
+            whole = whole + (per_step - whole).detach()
+        return (log_z - (expected + whole)).to(unary.dtype)
 
     # -- scoring -------------------------------------------------------------------------
     def score(self, value: torch.Tensor) -> torch.Tensor:
@@ -307,11 +324,19 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """:math:`\\log p(y) = s(y) - \\log Z` of labels ``value`` that broadcast with ``batch_shape + (T,)``, of the
         broadcast batch shape (``sample_shape + batch_shape`` for ``sample_shape + batch_shape + (T,)`` labels), as
         torch distributions do.  Both terms are ~T x score and nearly cancel: each is summed over the steps in
-        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and their difference is rounded once.
+        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and their difference is rounded once.  A subclass that
+        overrides :meth:`score` or :attr:`log_partition` (without overriding ``_score`` or ``_forward`` with it)
+        gets ``self.score(value) - self.log_partition``, its own terms, each rounded to the working dtype first.
 
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
             not integers, or (with validation on) that hold a label outside ``0..L-1``.
         """
+        cls = type(self)
+        if not (goes_with(cls, "_score", "score") and goes_with(cls, "_forward", "log_partition")):
+            # a subclass's own score or log_partition: log_prob is theirs, as the definition says
+            log_z = self.log_partition
+            self._check_possible(log_z.detach(), "log_prob is")
+            return self.score(value) - log_z
         log_z = self._forward(self.unary, self.transition, self.start, self.end, wide=True)[0]
         self._check_possible(log_z.detach(), "log_prob is")
         return (self._score(value) - log_z).to(self.unary.dtype)

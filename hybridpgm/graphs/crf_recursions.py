@@ -95,8 +95,8 @@ def _stack_steps(steps: list[torch.Tensor]) -> torch.Tensor:
 
 
 def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
-            lengths: torch.Tensor, keep: bool = False, attach: bool = False, wide: bool = False
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+            lengths: torch.Tensor, keep: bool = False, attach: bool = False, wide: bool = False,
+            hook=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-space forward recursion, normalised per step; returns ``(log_z, alphas)``: ``batch_shape`` log Z
     (in the working dtype of :func:`working`, or, when ``wide``, in :data:`ACCUMULATE`, unrounded) and, when
     ``keep``, the ``[T] + batch_shape + (L,)`` forward messages, each step's shifted by a per-sequence constant
@@ -107,6 +107,11 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     :param start: ``batch_shape + (L,)`` start scores.
     :param end: ``batch_shape + (L,)`` end scores.
     :param lengths: ``batch_shape`` long lengths, each in ``1..T``.
+    :param hook: optional, registered (:meth:`torch.Tensor.register_hook`) on each step's ``batch_shape + (L, L)``
+        :math:`\\alpha_{t-1}(i) + A_{ij}`, ``t = 1 .. T - 1``: differentiating log Z, it is called with
+        :math:`\\partial \\log Z / \\partial (\\alpha_{t-1}(i) + A_{ij}) = p(y_{t-1}=i, y_t=j)`, step ``t``'s
+        pairwise marginal, which the backward pass computes anyway (:meth:`LinearChainCRF.entropy` sums its
+        expected transition score per step from it).
 
     Each step's message is shifted by its maximum and the shifts are summed into log Z, so the recursion
     and its gradients (the marginals) run at O(1) magnitudes; unnormalised, the messages grew to
@@ -153,7 +158,10 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     alpha = alpha - shift
     shifts, alphas = [shift], [alpha]
     for t in range(1, T):
-        new = torch.logsumexp(alpha.unsqueeze(-1) + transition, dim=-2) + steps_unary[t]
+        pair = alpha.unsqueeze(-1) + transition
+        if hook is not None:
+            pair.register_hook(hook)
+        new = torch.logsumexp(pair, dim=-2) + steps_unary[t]
         shift = (new if attach else new.detach()).amax(-1, keepdim=True)
         alpha = new - shift
         shifts.append(shift)

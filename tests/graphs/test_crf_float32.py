@@ -15,6 +15,7 @@ step, at the same magnitudes (twice the allowance), and the float32 output is ro
 
 import math
 
+import pytest
 import torch
 
 from hybridpgm.graphs import LinearChainCRF
@@ -90,3 +91,37 @@ def test_float32_log_prob_keeps_its_gradient_and_float64_is_unchanged():
     assert (grad.double() - want).abs().max() < 1e-4
     lp = c64.log_prob(y)
     torch.testing.assert_close(lp, c64.score(y) - c64.log_partition, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_entropy_of_one_step_sequences_has_a_zero_gradient_for_the_transition(dtype):
+    """T = 1: the transition takes no part in the entropy, yet it is one of its inputs, so its gradient is zeros
+    (torch.autograd.grad and .backward() alike).  Skipping the transition term at T = 1 left it out of the graph:
+    'appears to not have been used in the graph', and transition.grad stayed None."""
+    g = torch.Generator().manual_seed(0)
+    unary = torch.randn(3, 1, 2, generator=g, dtype=dtype, requires_grad=True)
+    transition = torch.randn(2, 2, generator=g, dtype=dtype, requires_grad=True)
+    _, grad = torch.autograd.grad(LinearChainCRF(unary, transition).entropy().sum(), [unary, transition])
+    assert torch.equal(grad, torch.zeros_like(transition))
+    LinearChainCRF(unary, transition).entropy().sum().backward()
+    assert transition.grad is not None and torch.equal(transition.grad, torch.zeros_like(transition))
+
+
+def test_float32_entropy_gradient_is_that_of_the_float64_entropy():
+    """Guard (passes on the old code too): the float32 entropy's value is summed step by step from the backward
+    pass, without a graph; its gradient (and its Hessian) is that of log Z - E[s], against float64."""
+    c32, c64, _ = _long_crfs(batch=2, T=40, scale=3.0)
+    grads = []
+    for c in (c32, c64):
+        u, A = c.unary.detach().clone().requires_grad_(), c.transition[0].detach().clone().requires_grad_()
+        grads.append(torch.autograd.grad(LinearChainCRF(u, A, c.start, c.end).entropy().sum(), [u, A]))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    A = c64.transition[0]
+
+    def entropy(A, dtype):
+        return LinearChainCRF(c64.unary[:, :5].to(dtype), A.to(dtype)).entropy().sum()
+
+    h32 = torch.func.hessian(entropy)(A.float(), torch.float32)
+    h64 = torch.autograd.functional.hessian(lambda a: entropy(a, torch.float64), A)
+    torch.testing.assert_close(h32.double(), h64, rtol=1e-4, atol=1e-4)

@@ -84,3 +84,32 @@ def test_a_subclass_with_its_own_init_and_no_expand_is_refused_as_torch_refuses_
     unary, transition, _ = _potentials()
     with pytest.raises(NotImplementedError, match="_InitOnly"):
         _InitOnly(unary, transition).expand([5])
+
+
+class _PathBonus(LinearChainCRF):
+    """``score`` overridden: every labelling gets 1 more (a path feature a subclass adds)."""
+
+    def score(self, value):
+        return super().score(value) + 1.0
+
+
+class _ShiftedPartition(LinearChainCRF):
+    """``log_partition`` overridden: 5 added (a subclass's fixed normaliser term)."""
+
+    @property
+    def log_partition(self):
+        return super().log_partition + 5.0
+
+
+@pytest.mark.parametrize("cls, shift", [(_PathBonus, 1.0), (_ShiftedPartition, -5.0)])
+def test_log_prob_uses_an_overridden_score_or_log_partition(cls, shift):
+    """log p(y) = s(y) - log Z with the subclass's own ``score`` / ``log_partition``: a float32 log_prob summed
+    in float64 from the private ``_score`` and forward recursion left both overrides out (a shift of 0)."""
+    g = torch.Generator().manual_seed(0)
+    unary, transition = torch.randn(2, T, L, generator=g), torch.randn(L, L, generator=g)
+    y = torch.randint(0, L, (2, T), generator=g)
+    base = LinearChainCRF(unary, transition).log_prob(y)
+    crf = cls(unary, transition)
+    got = crf.log_prob(y)
+    torch.testing.assert_close(got, base + shift, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got, crf.score(y) - crf.log_partition, rtol=0, atol=0)
