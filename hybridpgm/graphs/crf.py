@@ -46,7 +46,7 @@ from torch.distributions import Distribution, constraints
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.checks import torch_readable, sample_shape_of
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.graphs.crf_recursions import ACCUMULATE
+from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
@@ -362,17 +362,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                 return torch.zeros(sample_shape + self.batch_shape + (T,), dtype=torch.long, device=self.unary.device)
             log_z, alphas = self._forward(self.unary, self.transition, self.start, self.end, keep=True)
             self._check_possible(log_z, "sample is")
-            shape = sample_shape + self.batch_shape
-            y = torch.distributions.Categorical(logits=(alphas[-1] + self.end).expand(shape + (L,))).sample()
-            out = [y]
-            for t in range(T - 1, 0, -1):
-                # p(y_{t-1} | y_t) ∝ alpha_{t-1} * A[:, y_t]; identity while t is padding
-                col = self.transition.expand(shape + (L, L)).gather(
-                    -1, y[..., None, None].expand(shape + (L, 1))).squeeze(-1)
-                prev = torch.distributions.Categorical(logits=alphas[t - 1] + col).sample()
-                y = torch.where(t < self.lengths, prev, y)
-                out.append(y)
-            path = torch.stack(out[::-1], dim=-1)
+            path = backward_sample(alphas, self.transition, self.end, self.lengths, sample_shape + self.batch_shape)
             return torch.where(self._mask(), path, torch.zeros_like(path))
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACCUMULATE", "forbidden", "forward", "viterbi", "working"]
+__all__ = ["ACCUMULATE", "backward_sample", "forbidden", "forward", "viterbi", "working"]
 
 #: The dtype of the sums over a sequence's ``T`` steps (the forward recursion's shifts, a path's score, the
 #: expected score): ``O(batch)`` or ``O(batch * T)`` scalars, never the ``batch + (L,)`` messages themselves.
@@ -214,3 +214,21 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
         y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         out.append(y)
     return torch.stack(shifts).sum(0).squeeze(-1) + best, torch.stack(out[::-1], dim=-1)
+
+
+def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor,
+                    shape: torch.Size) -> torch.Tensor:
+    """The backward-sampling half of forward-filtering backward-sampling: ``shape + (T,)`` label sequences drawn
+    from the forward messages ``alphas`` (``[T] + batch + (L,)``, :func:`forward` with ``keep``), each with the
+    probability the CRF gives it, :math:`y_{n-1} \sim \alpha_{n-1} + \omega` and
+    :math:`p(y_{t-1} \mid y_t) \propto \exp(\alpha_{t-1}(y_{t-1}) + A_{y_{t-1} y_t})`; a position past a
+    sequence's length repeats the label after it (the caller zeroes padding)."""
+    T, L = alphas.shape[0], alphas.shape[-1]
+    y = torch.distributions.Categorical(logits=(alphas[-1] + end).expand(shape + (L,))).sample()
+    out = [y]
+    for t in range(T - 1, 0, -1):  # identity while t is padding
+        col = transition.expand(shape + (L, L)).gather(-1, y[..., None, None].expand(shape + (L, 1))).squeeze(-1)
+        prev = torch.distributions.Categorical(logits=alphas[t - 1] + col).sample()
+        y = torch.where(t < lengths, prev, y)
+        out.append(y)
+    return torch.stack(out[::-1], dim=-1)
