@@ -165,6 +165,12 @@ def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0
     :param samples: ``N x 2`` floating-point samples: a tensor or an array-like (a NumPy array, flipped or
         read-only ones too, a DataFrame, a list), read as the other diagnostics read them
         (:func:`~hybridpgm.checks.torch_readable`).
+    :param num_modes: the number of Gaussian modes, evenly spaced on the circle.
+    :param radius: the circle's radius (the modes' distance from the origin).
+    :param std: the modes' standard deviation.
+    :param num_std: a sample is of high quality within ``num_std * std`` of its nearest mode.
+    :param min_fraction: a mode is covered by at least this fraction of the samples (and at least one) of high
+        quality near it.
     :raises DataError: for samples that are not ``N x 2`` floats with ``N >= 1``, or not numbers.
     """
     samples = _as_tensor(samples, "ring_coverage samples")

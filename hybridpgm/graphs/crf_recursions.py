@@ -218,7 +218,7 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
 
 def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor,
                     shape: torch.Size) -> torch.Tensor:
-    """The backward-sampling half of forward-filtering backward-sampling: ``shape + (T,)`` label sequences drawn
+    r"""The backward-sampling half of forward-filtering backward-sampling: ``shape + (T,)`` label sequences drawn
     from the forward messages ``alphas`` (``[T] + batch + (L,)``, :func:`forward` with ``keep``), each with the
     probability the CRF gives it, :math:`y_{n-1} \sim \alpha_{n-1} + \omega` and
     :math:`p(y_{t-1} \mid y_t) \propto \exp(\alpha_{t-1}(y_{t-1}) + A_{y_{t-1} y_t})`; a position past a
