@@ -55,7 +55,7 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
       :math:`\\tilde y_{c,d} \\sim p(y \\mid \\theta_{c,d})` of each observed site (with ``observed_data``)
       per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed
       (:func:`pyro.poutine.uncondition`) and the draws (and the discrete sites drawn as above) held, for
-      ``az.plot_ppc`` and other posterior predictive checks;
+      ``az.plot_ppc`` (ArviZ 0.x; arviz-plots' under 1.x) and other posterior predictive checks;
     * ``sample_stats.diverging`` (``C x D`` bool), when the kernel reports divergences (:class:`~pyro.infer.NUTS`,
       :class:`~pyro.infer.HMC`): true at the draws whose trajectory diverged after warmup, as
       ``az.plot_trace`` and ``az.summary`` expect.
