@@ -357,7 +357,7 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)``."""
         sample_shape = sample_shape_of(sample_shape, "LinearChainCRF.sample")
         with torch.no_grad():
-            T, L = self.unary.shape[-2:]
+            T = self.unary.shape[-2]
             if (sample_shape + self.batch_shape).numel() == 0:
                 return torch.zeros(sample_shape + self.batch_shape + (T,), dtype=torch.long, device=self.unary.device)
             log_z, alphas = self._forward(self.unary, self.transition, self.start, self.end, keep=True)
