@@ -2,8 +2,9 @@
 
 hybridpgm spells a count of draws ``num_samples`` in every family (``RBM.sample``, ``BayesNet.sample``,
 ``VAE.log_likelihood``, ...).  Methods that spelled it otherwise (``VAE.sample(n)``, the adversarial objectives'
-``sample(n)`` / ``generate(n)``, ``RBM.random_visible(num)``) take ``num_samples`` now; :func:`renamed_keyword`
-keeps the old keyword working for one release:
+``sample(n)`` / ``generate(n)``, ``RBM.random_visible(num)``) take ``num_samples`` now, and
+``IWGAN.grouped_samples(n)``, whose ``n`` counts groups, takes ``num_groups``; :func:`renamed_keyword` keeps the
+old keyword working for one release:
 
 >>> class Model:
 ...     @renamed_keyword(n="num_samples")

@@ -41,6 +41,7 @@ from torch import nn
 from hybridpgm.checks import flag
 from hybridpgm.infer.adversarial.base import check_k
 from hybridpgm.infer.adversarial.gan import GAN
+from hybridpgm.keyword_alias import renamed_keyword
 
 __all__ = ["IWGAN"]
 
@@ -68,10 +69,17 @@ class IWGAN(GAN):
         self.weight_discriminator = flag(weight_discriminator, "IWGAN weight_discriminator")
         super().__init__(generator, discriminator, k=k, noise_dim=noise_dim)
 
-    def grouped_samples(self, n: int) -> torch.Tensor:
-        """``(num_samples * n) x event_shape`` samples, group ``i`` at rows ``i, i + n, ...``: the training losses'
-        draw (:meth:`~hybridpgm.infer.adversarial.base.AdversarialObjective.generate`), differentiable."""
-        return self.generate(self.num_samples * n)
+    @renamed_keyword(n="num_groups")
+    def grouped_samples(self, num_groups: int) -> torch.Tensor:
+        """``(num_samples * num_groups) x event_shape`` samples, one group of ``num_samples`` per data point:
+        group ``i`` at rows ``i, i + num_groups, ...``.  The training losses' draw
+        (:meth:`~hybridpgm.infer.adversarial.base.AdversarialObjective.generate`), differentiable.
+
+        :param num_groups: the number of groups (data points) ``n``; the old keyword ``n=`` warns
+            (:func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :raises ConfigError: ``num_groups`` is not an integer >= 1.
+        """
+        return self.generate(self.num_samples * check_k(num_groups, "IWGAN.grouped_samples num_groups"))
 
     def normalized_weights(self, logits: torch.Tensor) -> torch.Tensor:
         """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one) from

@@ -91,3 +91,17 @@ def test_repr_shows_the_importance_samples_and_the_shapes():
     torch.manual_seed(0)
     text = repr(IWGAN(*tiny_pair(noise=4), num_samples=5, weight_discriminator=False))
     assert text == "IWGAN(k=1, num_samples=5, weight_discriminator=False, noise_dim=4, event_shape=(2,))"
+
+
+def test_grouped_samples_counts_groups_as_num_groups_and_warns_on_the_old_keyword():
+    """``grouped_samples`` takes ``num_groups`` (its old keyword ``n=`` warns, the same draw), and refuses a count
+    below one by name."""
+    iwgan = IWGAN(*tiny_pair(), num_samples=4)
+    torch.manual_seed(2)
+    new = iwgan.grouped_samples(num_groups=3)
+    torch.manual_seed(2)
+    with pytest.warns(FutureWarning, match="num_groups"):
+        old = iwgan.grouped_samples(n=3)
+    assert new.shape[0] == 12 and torch.equal(new, old)
+    with pytest.raises(ConfigError, match="num_groups"):
+        iwgan.grouped_samples(0)
