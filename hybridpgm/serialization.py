@@ -33,6 +33,11 @@ built by :meth:`~hybridpgm.graphs.BayesNet.add` calls, a
 :class:`~hybridpgm.graphs.MarkovNet` built by ``add_factor`` calls) has a spec
 pair (:func:`register_spec`).  Saving anything else raises a
 :class:`~hybridpgm.errors.CheckpointError` naming the class and the argument.
+A module may also refuse to be saved as it is, through a method
+``_hybridpgm_save_refusal()`` that returns why (``None``: it may be saved): a
+:class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device
+would be rebuilt from garbage, so :func:`save` raises a ``CheckpointError`` with
+that reason and writes nothing, as it does for a model on the meta device.
 
 >>> import hybridpgm, tempfile, os
 >>> vae = hybridpgm.VAE(64, 4, [16])
@@ -72,6 +77,9 @@ __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", 
 
 FORMAT = "hybridpgm-model"
 FORMAT_VERSION = 1
+#: the method by which a module refuses :func:`save`: ``module._hybridpgm_save_refusal()`` returns ``None``, or why
+#: its file would not rebuild it (see :meth:`hybridpgm.gp.DeepKernelGP.training_data`)
+_REFUSAL_ATTR = "_hybridpgm_save_refusal"
 
 
 # ---------------------------------------------------------------- encoding
@@ -102,6 +110,12 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
 
 def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
     cls = type(module)
+    # a module whose constructor arguments no longer hold what rebuilds it (a GP's training data lost to the meta
+    # device) says why: the file would load as a model built from garbage
+    refusal = getattr(module, _REFUSAL_ATTR, None)
+    reason = refusal() if callable(refusal) else None
+    if reason is not None:
+        raise CheckpointError(f"cannot save {where}: {reason}")
     if _qualname(cls) in _SPECS:
         return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
     if cls is nn.Sequential:
@@ -197,9 +211,11 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         feature_shape=[64]``.
     :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer of an
         ``nn.Sequential`` whose constructor options would not rebuild it as it is: its path and the option),
-        the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), or the file when
-        ``path`` is a directory or the write fails (the previous file at ``path`` is kept).  Nothing is written
-        then.
+        the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), the parameters
+        and buffers on torch's meta device (no values), a module that refuses to be saved as it is (a
+        :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device: call its
+        ``set_train_data`` first), or the file when ``path`` is a directory or the write fails (the previous file
+        at ``path`` is kept).  Nothing is written then.
 
     Parameters, buffers and sub-modules the model holds under several names (one ``nn.Parameter`` in several
     factors, one network in several CPDs) are recorded and shared again by :func:`load`.
@@ -207,6 +223,13 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
     path = file_path(path, "model file", CheckpointError)
+    on_meta = [name for name, t in [*model.named_parameters(remove_duplicate=False),
+                                    *model.named_buffers(remove_duplicate=False)] if t.is_meta]
+    if on_meta:
+        raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {len(on_meta)} "
+                              f"parameter(s)/buffer(s) on torch's meta device, which holds no values "
+                              f"({shown_items(on_meta, 5)}); give the model storage (model.to_empty(device=...)) "
+                              "and its weights (load_state_dict) first")
     tensors: dict[str, torch.Tensor] = {}
     spec = _module_spec(model, tensors, type(model).__name__)
     meta_tensors: dict[str, torch.Tensor] = {}

@@ -226,16 +226,31 @@ class DeepKernelGP(gpytorch.Module):
         The data are buffers outside the ``state_dict`` (non-persistent: the model's state is its parameters and
         the grid scaling, not its data).  ``model.to("meta")`` keeps their shapes only, and a later
         ``model.to_empty(device=...)`` gives them storage but no values, which ``load_state_dict`` does not
-        bring back: from the move to the meta device until :meth:`set_train_data` the data are refused here.
+        bring back: from the move to the meta device until :meth:`set_train_data` the data are refused here, and
+        :func:`hybridpgm.save` refuses the model (its file would rebuild it from them).  The state survives
+        ``copy.deepcopy``; ``load_state_dict`` does not clear it.  The features :meth:`condition` gave the GP
+        are refused likewise (:class:`~hybridpgm.gp.feature_gp.FeatureGP`) until :meth:`condition` runs again.
 
         :raises DataError: the training data went to the meta device and were not set again since."""
         if getattr(self, "_train_data_lost", False):
-            raise DataError(f"{type(self).__name__}'s training data (train_x, train_y) were moved to the meta "
-                            f"device, which holds no values, and are not part of the state dict, so to_empty and "
-                            f"load_state_dict do not bring them back; give them again with "
-                            f"model.set_train_data(x, y) ({tuple(self.train_x.shape)} and "
-                            f"{tuple(self.train_y.shape)} before)")
+            raise DataError(self._lost_data_reason(""))
         return self.train_x, self.train_y
+
+    def _lost_data_reason(self, when: str) -> str:
+        """What :meth:`training_data` and :func:`hybridpgm.save` (``when``: ``" before saving it"``) say of
+        training data lost to the meta device."""
+        return (f"{type(self).__name__}'s training data (train_x, train_y) were moved to the meta device, which "
+                f"holds no values, and are not part of the state dict, so to_empty and load_state_dict do not bring "
+                f"them back; give them again with model.set_train_data(x, y){when} (they had shapes "
+                f"{tuple(self.train_x.shape)} and {tuple(self.train_y.shape)})")
+
+    def _hybridpgm_save_refusal(self) -> str | None:
+        """Why :func:`hybridpgm.save` must not write this model, or ``None``: a model file rebuilds the model from
+        its training data (constructor arguments), and training data lost to the meta device hold whatever memory
+        ``to_empty`` handed out, so the file would load as a model conditioned on garbage."""
+        if getattr(self, "_train_data_lost", False):
+            return self._lost_data_reason(" before saving it")
+        return None
 
     def _apply(self, fn, recurse=True):
         """:meth:`torch.nn.Module._apply` (``to``, ``to_empty``, ``float``, ...), recording a move of the training

@@ -44,16 +44,54 @@ class GPPrediction(NamedTuple):
 
 class FeatureGP(gpytorch.models.ExactGP):
     """An exact GP whose inputs are already features ``n x F``:
-    :math:`f \\sim \\mathcal{GP}(m(h), k(h, h'))`."""
+    :math:`f \\sim \\mathcal{GP}(m(h), k(h, h'))`.
+
+    The data it is conditioned on (``train_inputs``/``train_targets``, set by ``set_train_data``: the training
+    features that :meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` gives it) are not part of
+    the state dict.  ``gp.to("meta")`` keeps their shapes only, and ``to_empty`` plus ``load_state_dict`` do not
+    bring their values back: from that move until ``set_train_data`` (``model.condition()`` of the deep-kernel
+    model, once its own data are set again) a posterior call in eval mode raises :class:`DataError` instead of
+    conditioning on whatever memory ``to_empty`` handed out.  Train mode and ``gpytorch.settings.prior_mode`` do
+    not read those data and work as before."""
 
     def __init__(self, likelihood: gpytorch.likelihoods.Likelihood, mean: gpytorch.means.Mean,
                  kernel: gpytorch.kernels.Kernel):
         super().__init__(None, None, likelihood)
         self.mean_module = mean
         self.covar_module = kernel
+        self._conditioning_lost = False  # True once the conditioning data went to the meta device
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """GPyTorch's call (the prior in train mode, the posterior in eval mode).
+
+        :raises DataError: in eval mode (outside ``prior_mode``), when the conditioning data went to the meta
+            device and were not set again since."""
+        if (getattr(self, "_conditioning_lost", False) and not self.training
+                and not gpytorch.settings.prior_mode.on()):
+            raise DataError("FeatureGP's (model.gp's) conditioning data (the training features model.condition() "
+                            "gave it) were moved to the meta device, which holds no values, and are not part of the "
+                            "state dict, so to_empty and load_state_dict do not bring them back; give the model its "
+                            "training data (model.set_train_data(x, y)) and call model.condition() again")
+        return super().__call__(*args, **kwargs)
+
+    def _apply(self, fn):
+        """GPyTorch's ``_apply`` (``to``, ``to_empty``, ...), which moves the conditioning data too, recording a
+        move of them to the meta device."""
+        result = super()._apply(fn)
+        data = [*(self.train_inputs or ()), *([self.train_targets] if self.train_targets is not None else [])]
+        if any(t.is_meta for t in data):
+            self._conditioning_lost = True
+        return result
+
+    def set_train_data(self, inputs: Any = None, targets: Any = None, strict: bool = True) -> None:
+        """GPyTorch's ``set_train_data``; inputs and targets given together clear the refusal of data lost to the
+        meta device (one of them alone leaves the other's lost values in place)."""
+        super().set_train_data(inputs, targets, strict)
+        if inputs is not None and targets is not None:
+            self._conditioning_lost = False
 
 
 class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):

@@ -1,0 +1,53 @@
+"""``hybridpgm.save`` of a model on torch's meta device, and of a module that refuses to be saved as it is
+(``_hybridpgm_save_refusal``, hybridpgm.serialization)."""
+
+import pytest
+import torch
+from torch import nn
+
+import hybridpgm
+from hybridpgm.errors import CheckpointError
+from hybridpgm.generative import VAE
+from hybridpgm.serialization import serializable
+
+
+def test_a_model_on_the_meta_device_is_refused_naming_its_entries(tmp_path):
+    """Found by an audit: saving a model moved to the meta device (``model.to("meta")``, no values) raised
+    torch's ``NotImplementedError: Cannot copy out of meta tensor`` with no model or file named."""
+    vae = VAE(8, 2, [4]).to("meta")
+    count = len(list(vae.parameters())) + len(list(vae.buffers()))
+    with pytest.raises(CheckpointError, match=rf"refusing to save VAE to '.*vae.pt': {count} "
+                                              r"parameter\(s\)/buffer\(s\) on torch's meta device, which holds no "
+                                              rf"values \('encoder\..*' and {count - 5} more\); .*to_empty.*"
+                                              r"load_state_dict"):
+        hybridpgm.save(vae, tmp_path / "vae.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_model_given_storage_and_weights_again_saves_and_loads(tmp_path):
+    """Guard (passes before the fix too): after ``to_empty`` and ``load_state_dict`` the model saves as usual."""
+    vae = VAE(8, 2, [4])
+    state = vae.state_dict()
+    vae.to("meta").to_empty(device="cpu")
+    vae.load_state_dict(state)
+    loaded = hybridpgm.load(hybridpgm.save(vae, tmp_path / "vae.pt"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), state.values()))
+
+
+def test_a_module_refusing_to_be_saved_is_refused_with_its_reason_and_where_it_is(tmp_path):
+    """A module whose ``_hybridpgm_save_refusal()`` gives a reason is not written, alone or as a module argument of
+    another (the message names where it is); ``None`` lets it save."""
+    cell = ("@serializable\nclass Part(nn.Module):\n    def __init__(self, n, reason=None):\n"
+            "        super().__init__()\n        self.lin = nn.Linear(n, 1)\n        self.reason = reason\n"
+            "    def _hybridpgm_save_refusal(self):\n        return self.reason\n"
+            "@serializable\nclass Whole(nn.Module):\n    def __init__(self, part):\n        super().__init__()\n"
+            "        self.part = part\n")
+    scope = {"serializable": serializable, "nn": nn, "__name__": "refusal_cell"}
+    exec(cell, scope)
+    part, whole = scope["Part"], scope["Whole"]
+    with pytest.raises(CheckpointError, match=r"^cannot save Part: its data are gone$"):
+        hybridpgm.save(part(3, "its data are gone"), tmp_path / "p.pt")
+    with pytest.raises(CheckpointError, match=r"^cannot save Whole\(part=\.\.\.\): its data are gone$"):
+        hybridpgm.save(whole(part(3, "its data are gone")), tmp_path / "w.pt")
+    assert not list(tmp_path.iterdir())
+    assert type(hybridpgm.load(hybridpgm.save(whole(part(3)), tmp_path / "w.pt")).part) is part
