@@ -53,6 +53,7 @@ from hybridpgm.graphs.mrf_sampling import sample_markov_net
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.graphs.mrf_scopes import ScopeIndices
 from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
+from hybridpgm.graphs.mrf_vmap import vmap_refused
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -244,6 +245,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
         warn_unconverged(method, algorithm, res)
         return res.log_z, res.marginals
 
+    @vmap_refused
     def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
         """:math:`\\log Z` (given evidence: :math:`\\log \\sum_{x \\sim e} e^{\\theta(x)}`), shape ``batch_shape``.
 
@@ -280,6 +282,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
             return fg.unflatten(exact_log_partition(fg))
         return fg.unflatten(self._run(method, fg, **kwargs)[0])
 
+    @vmap_refused
     def marginals(self, method: str = "exact", evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
         """Single-variable marginals ``name -> batch_shape + (card,)``."""
         with self._query():
@@ -287,6 +290,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
             marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
+    @vmap_refused
     def map_assignment(self, evidence=None, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
         """The most probable assignment, ``name -> batch_shape`` long.
 
@@ -307,6 +311,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
         with self._query():
             return map_of(self.factor_graph(evidence, context), method, kwargs, list(self.cards))
 
+    @vmap_refused
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
         (or float tensors of whole states, as evidence may be; values broadcast together).
@@ -322,6 +327,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
 
         return score(self, values, context)
 
+    @vmap_refused
     def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
         """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``).
 
@@ -341,6 +347,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
         # a value scoring -inf has probability zero: -inf, not -inf - log Z (NaN where every value scores -inf)
         return torch.where(score == -math.inf, torch.full_like(lp, -math.inf), lp)
 
+    @vmap_refused
     def sample(self, num_samples: int, method: str = "auto", evidence=None, context=None,
                num_sweeps: int | None = None, generator=None) -> dict[str, torch.Tensor]:
         """Draw ``num_samples`` samples.
@@ -359,6 +366,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
         """
         return sample_markov_net(self, num_samples, method, evidence, context, num_sweeps, generator)
 
+    @vmap_refused
     def distribution(self, evidence=None, context=None):
         """The joint over all variables (given evidence) as one Pyro distribution, event shape ``(V,)``: exact
         ``log_prob``, ``sample`` and ``mode``; see :class:`~hybridpgm.graphs.mrf_distribution.MarkovNetDistribution`.

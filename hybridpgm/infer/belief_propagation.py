@@ -309,9 +309,20 @@ def _change_and_scale(new: torch.Tensor, old: torch.Tensor, cap: float | None) -
 
 
 def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> ModelSpecError:
-    """The error for NaN messages, naming the variable the first one goes to (``targets``: their variables)."""
+    """The error for NaN messages, naming the variable the first one goes to (``targets``: their variables).
+
+    A :class:`FactorGraph` built by hand with ``-inf`` log-potentials (its contract asks for finite ones;
+    :class:`~hybridpgm.graphs.MarkovNet` refuses them) makes NaN at once: a message :math:`m_{f \\to v}(x) = -\\infty`
+    meets itself in :math:`n_{v \\to f} = b_v - m_{f \\to v}`, :math:`-\\infty - (-\\infty)`.  The error says so
+    (a host read on the error path only)."""
     v = int(targets[0]) if targets.numel() else 0
     when = f" at step {step}" if step is not None else ""
+    tables = [fg.unary] + [g.log_potentials for g in fg.groups]
+    if any(bool(torch.isneginf(t.detach()).any()) for t in tables):
+        return ModelSpecError(f"BeliefPropagation: a message to variable {fg.names[v]!r} became NaN{when}: the "
+                              f"factor graph holds -inf log-potentials, which belief propagation does not take "
+                              f"(a -inf message meets itself in b_v - m_f->v, -inf - -inf); write a hard constraint "
+                              f"as a finite penalty (e.g. -1e4, or -1e30: the same answer), or use method='exact'")
     return ModelSpecError(f"BeliefPropagation: a message to variable {fg.names[v]!r} became NaN{when}: the "
                           f"log-potentials' sums or differences overflow {fg.unary.dtype} (entries near finfo.min or "
                           f"finfo.max, e.g. hard constraints); use penalties well inside the range (e.g. -1e4), or "
@@ -324,7 +335,8 @@ def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor
     b = log_b.exp()
     unary = fg.unary.masked_fill(~valid, 0.0)
     deg = fg.degrees()
-    ent_v = -_entropy_term(b, log_b, valid).sum(-1)  # [B, V]
+    # a valid state whose belief overflowed to -inf (two finfo.min penalties on it) has b = 0: 0 log 0 = 0 there
+    ent_v = -_entropy_term(b, log_b, valid & ~torch.isneginf(log_b)).sum(-1)  # [B, V]
     log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
     incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
     for scores, table in flat.factor_scores(incoming):

@@ -48,7 +48,7 @@ class MeanFieldResult:
     :ivar torch.Tensor log_z: ``[B]`` the evidence lower bound :math:`\\mathcal L(q) \\le \\log Z`.
     :ivar torch.Tensor marginals: ``[B, V, C]`` the factors :math:`q_v`.
     :ivar bool converged: whether the largest change of ``q`` fell below ``tol`` (or float rounding's floor
-        :math:`c\\,\\epsilon`, see :class:`MeanField`).
+        :math:`c\\,\\epsilon`, see :class:`MeanField`); always ``False`` when ``tol == 0``.
     :ivar int num_iters: sweeps run.
     """
 
@@ -140,7 +140,7 @@ class MeanField:
             delta = float((q - q_old).detach().abs().max())
             if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
                 raise _diverged(fg, q)
-            if delta < max(self.tol, floor):
+            if self.tol > 0 and delta < max(self.tol, floor):  # tol=0: every sweep, as documented
                 converged = True
                 break
         return MeanFieldResult(self.elbo(fg, q), q, converged, it)
