@@ -11,7 +11,8 @@ with unary scores :math:`\\phi` from any network (a BiLSTM, a CNN: the NN+CRF
 of [1, 2]), a transition matrix :math:`A`, start/end scores :math:`\\pi, \\omega`.
 :math:`\\log Z` is the forward algorithm in log space; marginals, expected
 sufficient statistics and the entropy come from the gradient of
-:math:`\\log Z` (the approach of pytorch-struct [3]); the mode is Viterbi;
+:math:`\\log Z` (the approach of pytorch-struct [3]), or, under a ``torch.func`` transform or forward-mode AD,
+from an explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward`); the mode is Viterbi;
 samples come from forward-filtering backward-sampling.  The forward and
 Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`.  The forward messages
 are normalised per step (shifted by their maximum, the shifts summed into
@@ -48,6 +49,7 @@ from hybridpgm.checks import torch_readable, sample_shape_of
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
+from hybridpgm.graphs.crf_forward_backward import forward_backward, use_forward_backward
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
 from hybridpgm.graphs.crf_recursions import viterbi
@@ -84,6 +86,15 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
     ``unary``, ``transition``, ``start``, ``end`` and every floating output (:attr:`log_partition`,
     :meth:`log_prob`, :meth:`score`, :attr:`marginals`, :attr:`pairwise_marginals`, :meth:`entropy`) have that
     one dtype; gradients reach the given tensors in their own dtypes.
+
+    Derivatives: :attr:`marginals`, :attr:`pairwise_marginals` and :meth:`entropy` are gradients of
+    :math:`\\log Z`, taken with ``torch.autograd.grad``; reverse mode (``backward``, ``torch.autograd.grad``, any
+    order) differentiates them through it.  Under a ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``,
+    ``vmap``, ``grad``, ``jacrev``) or with :mod:`torch.autograd.forward_ad` tangents on a potential they are
+    computed instead by the explicit forward-backward recursion of
+    :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward` (ordinary differentiable ops, equal values to
+    rounding), so forward-mode derivatives are exact as well.  Under ``vmap`` construct the CRF with
+    ``validate_args=False``: validation reads values, which ``vmap`` cannot.
 
     >>> crf = LinearChainCRF(torch.randn(4, 7, 3), torch.randn(3, 3))
     >>> y = crf.sample()            # [4, 7]
@@ -215,11 +226,16 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
         summed step by step (see :meth:`entropy`; else None); also computed under ``torch.no_grad()`` and
         ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`.  log Z and the gradients
         are differentiable when the caller's grad mode is on and a potential requires grad; otherwise plain
-        tensors, no graph kept.  ``per_step`` is never differentiable."""
+        tensors, no graph kept.  ``per_step`` is never differentiable.  Under a ``torch.func`` transform or with
+        forward-mode tangents, all three come from :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`
+        instead (ordinary differentiable ops)."""
+        params = [self.unary, self.transition, self.start, self.end]
+        if use_forward_backward(*params):  # forward mode, torch.func: explicit alpha-beta, ordinary ops
+            log_z, grads, per_step = forward_backward(self._forward, *params, self.lengths)
+            self._check_possible(log_z.detach(), "marginals and entropy are")
+            return log_z, grads, (per_step if steps else None)
         grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        log_z, grads, per_step = with_autograd(self._log_z_and_grads,
-                                               [self.unary, self.transition, self.start, self.end],
-                                               self.lengths, grad_mode, steps)
+        log_z, grads, per_step = with_autograd(self._log_z_and_grads, params, self.lengths, grad_mode, steps)
         self._check_possible(log_z.detach(), "marginals and entropy are")
         return log_z, grads, per_step
 
