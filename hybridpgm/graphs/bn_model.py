@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -48,6 +49,17 @@ class BayesNetModel:
         loss per example estimates the full-data MAP objective; without ``num_data`` the batch stands for the
         data set (weight 1; under :func:`hybridpgm.fit` a micro-batch's share of the update, so ``accumulate``
         and ranks change nothing).
+
+        **Only parameters train.**  A :class:`~hybridpgm.graphs.cpd.Table` is learnable by default, but a network
+        read by :func:`~hybridpgm.graphs.read_bif`, :func:`~hybridpgm.graphs.load_network` or
+        :meth:`from_pgmpy` holds fixed tables (buffers) unless read with ``learnable=True``.  Training such a
+        network alone with plain :class:`pyro.infer.SVI` does nothing, silently: each ``svi.step`` returns the
+        loss and updates the parameters the step's trace saw, none (Pyro does not warn of an empty set);
+        :func:`hybridpgm.fit` stops before its first step with :class:`~hybridpgm.errors.ConfigError`.  This
+        model does not warn either: a network with fixed tables is a legitimate part of a program that does
+        train (a fixed prior under a learned guide or decoder) and of evaluation (``Predictive``,
+        ``infer_discrete``, ``TraceEnum_ELBO().loss``), and from inside the program those calls cannot be told
+        from a training step with nothing to train.  ``list(bn.parameters())`` is empty for such a network.
 
         :param data: see :meth:`columns`; ``None`` to sample ``num_samples`` rows.
             For :func:`hybridpgm.fit` (which rejects NaN) pass integer data with
@@ -182,11 +194,21 @@ class BayesNetModel:
     @isolated_from_handlers
     @own_param_store
     def log_prob(self, values, inputs=None) -> torch.Tensor:
-        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor).
+        """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor); a 0-d result for
+        a single example, a dict whose every value is 0-d (a 0-d tensor, a number or a state name), as
+        :meth:`MarkovNet.log_prob <hybridpgm.graphs.MarkovNet.log_prob>` scores one.  A single example's context
+        ``inputs`` are that one row's features (a row dim is put in front: ``[d]``, ``[1, d]`` and, for a
+        single-feature input, a 0-d value all describe one row).
 
         :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
             floating dtype the network's would round among them).
         """
+        single = _single_example(values)
+        if single:
+            values = {v: _one_row(x) for v, x in values.items()}
+            if inputs is not None:
+                inputs = _one_row(inputs) if torch.is_tensor(inputs) else \
+                    {k: _one_row(x) for k, x in dict(inputs).items()}
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:
@@ -198,4 +220,22 @@ class BayesNetModel:
         with self._scoring():  # a row of probability 0 scores -inf
             tr = poutine.trace(self.model).get_trace(cols, None, inputs)
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
-        return sum(tr.nodes[v]["log_prob"] for v in self.nodes)
+        out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
+        return out[..., 0] if single else out
+
+
+def _single_example(values) -> bool:
+    """Whether ``values`` is one example: a dict (anything with ``items`` but no ``columns``: not a data frame)
+    holding at least one value, every value 0-d (a 0-d tensor or array, a number, a state name, a missing
+    marker)."""
+    if not hasattr(values, "items") or hasattr(values, "columns"):
+        return False
+    items = list(values.values())
+    return bool(items) and all(x.dim() == 0 if torch.is_tensor(x) else np.ndim(x) == 0 for x in items)
+
+
+def _one_row(x):
+    """``x`` with a row dim of one in front: ``x[None]`` for a tensor or array, ``[x]`` for anything else (a
+    number or state name: a column of one entry, built as :meth:`~hybridpgm.graphs.BayesNet.columns` builds
+    lists)."""
+    return x[None] if torch.is_tensor(x) or isinstance(x, np.ndarray) else [x]

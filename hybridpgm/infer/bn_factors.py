@@ -135,7 +135,7 @@ def _log_scaled(log_t: torch.Tensor, scales: list) -> torch.Tensor:
     return (log_t - c.reshape(-1, *([1] * (log_t.dim() - 1)))).exp()
 
 
-def _log_shifted(log_t: torch.Tensor, scales: list) -> torch.Tensor:
+def _log_shifted(log_t: torch.Tensor, scales: list, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``log_t - c_n`` with :math:`c_n` the detached largest entry of row ``n`` of ``log_t`` (``0`` in a row with
     none finite), the difference taken in at least float32 and rounded once to ``log_t``'s dtype; :math:`c_n`
     (``[N]``, in that wider dtype) appended to ``scales``.
@@ -148,13 +148,43 @@ def _log_shifted(log_t: torch.Tensor, scales: list) -> torch.Tensor:
     is exactly 0 and the entries that matter (within a few nats of it) keep the dtype's relative precision; the
     shift is added back to :math:`\\log p(e_n)` in the wider dtype (:func:`~hybridpgm.infer.bn_spaces.with_shift`).
     Entries of magnitude that dominate a sum without being shifted (a small entry of an unobserved node's table
-    that the evidence makes likely) still carry their :math:`\\epsilon |\\ell| / 2`."""
+    that the evidence makes likely) still carry their :math:`\\epsilon |\\ell| / 2`.
+
+    :param dtype: the dtype the difference is rounded to (default ``log_t``'s: a factor already widened, the
+        indicator of :func:`_columns_shifted`, passes the network's)."""
     wide = torch.promote_types(log_t.dtype, torch.float32)
     c = log_t.detach().to(wide)
     c = c.amax(tuple(range(1, c.dim()))) if c.dim() > 1 else c
     c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
     scales.append(c)
-    return (log_t.to(wide) - c.reshape(-1, *([1] * (log_t.dim() - 1)))).to(log_t.dtype)
+    return (log_t.to(wide) - c.reshape(-1, *([1] * (log_t.dim() - 1)))).to(log_t.dtype if dtype is None else dtype)
+
+
+def _columns_shifted(log_t: torch.Tensor, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_t - c, c)``: the log-table ``[(N,) *pa, card]`` of a node with hard evidence in some rows only,
+    less :math:`c_{(n,) k}`, the detached largest entry of each of its own states ``k`` over the parents'
+    states (``0`` where none is finite), the difference taken in at least float32 and rounded once to
+    ``log_t``'s dtype; ``c`` (``[(N,) card]``, in that wider dtype) is added to the node's indicator.
+
+    For half precision only (:func:`factors`).  Such a node keeps its own dim (the rows that leave it
+    unobserved sum over it), so its table cannot be shifted row by row as an observed node's is
+    (:func:`_log_shifted`); each column is shifted instead, and the shift moves into the node's per-row
+    indicator :math:`\\log \\lambda_n(x_v)` (``0`` / ``-inf`` in a row that observes the node, ``0`` in a row
+    that does not), whose sum with the table's entries, :math:`\\log p(x_v \\mid x_{\\mathrm{pa}(v)}) +
+    \\log \\lambda_n(x_v)`, is unchanged.  That indicator, :math:`\\log \\lambda_n + c`, is then shifted by
+    its row maximum (:func:`_log_shifted`): :math:`c_{k_n}` in a row observing state :math:`k_n`, so its
+    entry there is exactly 0 and the table's entries on :math:`k_n` that matter (within a few nats of their
+    largest) keep the dtype's relative precision, as in a fully observed column; :math:`\\max_k c_k` in a row
+    that observes nothing, whose two parts (both :math:`\\le 0`, summing to :math:`\\log p - \\max_k c_k`)
+    round no worse than :math:`\\log p` did."""
+    wide = torch.promote_types(log_t.dtype, torch.float32)
+    c = log_t.detach().to(wide)
+    over = tuple(range(1 if batched else 0, c.dim() - 1))  # the parents' dims
+    c = c.amax(over) if over else c
+    c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+    lead = (c.shape[0],) if batched else ()
+    shifted = (log_t.to(wide) - c.reshape(*lead, *([1] * len(over)), c.shape[-1])).to(log_t.dtype)
+    return shifted, c
 
 
 def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tuple[list, list]:
@@ -172,7 +202,8 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
     dtypes contracted there only (float16, bfloat16), the factors whose own variable was observed (hard evidence,
     indexed away) and continuous densities are shifted row by row the same way, in log space
     (:func:`_log_shifted`), so that half-precision queries keep the dtype's relative precision however unlikely
-    the evidence.
+    the evidence; the table of a node with hard evidence in some rows only is shifted column by column, the
+    shift moved into its indicator and that shifted by its row maximum (:func:`_columns_shifted`).
 
     :param str space: ``"log"`` (log-probabilities) or ``"prob"`` (probabilities; a soft-evidence likelihood
         given as probabilities is taken from ``ev.likelihoods``, not exponentiated back from its logarithm, for
@@ -181,6 +212,7 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
     prob = space == "prob"
     narrow = not prob and ev.dtype not in PROBABILITY_FLOOR  # a half-precision network, contracted in log space
     tensors, dims_list, scales = [], [], []
+    columns = {}  # half precision: node with hard evidence in some rows -> its table's column shift
     for v in facts.nodes:
         if v not in keep:
             continue
@@ -200,11 +232,15 @@ def factors(facts: NetworkFacts, ev: Evidence, keep, space: str = "log") -> tupl
             t = _log_scaled(t, scales)
         elif narrow and dims and dims[0] == BATCH and v not in dims:  # a row of hard evidence (or a density)
             t = _log_shifted(t, scales)
+        elif narrow and v in ev.partial and v not in ev.soft:  # hard evidence in some rows
+            t, columns[v] = _columns_shifted(t, bool(dims) and dims[0] == BATCH)
         tensors.append(t)
         dims_list.append(dims)
     for v, lik in ev.partial.items():
         if v in keep:
             lik = lik.to(ev.dtype)
+            if v in columns:  # 0 / -inf, exact in any dtype: plus the column shift, less its row maximum
+                lik = _log_shifted(lik.to(columns[v].dtype) + columns[v], scales, ev.dtype)
             if v in ev.soft:  # its row maxima, taken out in the working precision (a soft log_lik's largest is 0)
                 scales.append(ev.shifts[v])
             if prob:  # soft evidence given as probabilities enters as it is: exact gradients at a zero entry

@@ -11,8 +11,21 @@
   and it is already batched: ``N`` evidence rows ``{node: [N] tensor}`` are answered together, in one
   contraction per group of rows.  So where torch refuses such a read under ``vmap``, the query raises
   :class:`~hybridpgm.errors.ConfigError` naming itself and saying what to pass instead, not torch's error from
-  deep inside it.  A transform that batches only the parameters (:func:`torch.func.hessian`, whose forward
-  mode runs under a ``vmap``; a ``vmap`` over the CPDs' weights) reads nothing batched and runs as it did.
+  deep inside it.  A transform that batches only the tangents of the parameters (:func:`torch.func.hessian`,
+  whose forward mode runs under a ``vmap``) reads nothing batched and runs as it did.
+
+  A ``vmap`` over the CPDs' weights (:func:`torch.func.functional_call` with stacked parameters) is refused
+  too, the message saying so: the evidence is not batched then, but the query's host reads depend on the
+  weights as well, so one answer per weight set would need each of them made per weight set.  They are: in
+  float32/float64 the choice of probability or log space per row (:func:`~hybridpgm.infer.bn_spaces.rows_in_prob`,
+  a row whose :math:`p(e_n)` is under the floor is redone in log space); the check for evidence of probability
+  zero, which raises :class:`~hybridpgm.errors.EvidenceError` (:func:`~hybridpgm.infer.bn_impossible.check_possible`:
+  under ``vmap`` it could neither raise for one weight set nor read which); the MAP's back-tracking gradient
+  and a sample's draws.  Answering the first two in log space alone, without the check, gives
+  :meth:`BayesNet.log_evidence` and :meth:`BayesNet.posterior` the loop's answers on small networks, but an
+  impossible row would then be a silent ``NaN`` posterior, and :meth:`BayesNet.map` fails deeper (its
+  max-sum contraction's result carries no gradient to back-track under ``vmap``); so the loop over weight sets
+  is what the message asks for.
 """
 
 from __future__ import annotations
@@ -53,7 +66,10 @@ def refuse_vmap(name: str, error: Exception | None = None) -> None:
         f"reads its evidence on the host, which vmap's batched tensors cannot give.  It is batched already: pass "
         f"the rows as one batch of evidence, {{node: tensor of shape [N]}} (-1 where a row leaves the node "
         f"unobserved), and it answers all N rows at once (a [N, ...] result); for gradients per row, take "
-        f"torch.autograd.grad of the [N] result's entries, or of its sum (the rows are independent)")
+        f"torch.autograd.grad of the [N] result's entries, or of its sum (the rows are independent).  A vmap "
+        f"over the CPDs' weights (stacked parameters through torch.func.functional_call) is refused too: the "
+        f"query's host reads (probability or log space per row, the check for evidence of probability zero) "
+        f"depend on the weights; loop over the weight sets, one query each")
 
 
 def exact_query(query: _F) -> _F:

@@ -190,3 +190,61 @@ def test_sample_refuses_context_inputs_of_another_row_count():
                                             r"row\(s\)"):
             bn.sample(1000, inputs=torch.randn(rows, 1))
     assert bn.sample(0, inputs=torch.randn(5, 1))["z"].shape == (0,)  # zero samples: empty, whatever the inputs
+
+
+def test_log_prob_of_a_single_zero_d_example_is_zero_d():
+    """One example, one 0-d value per node, as MarkovNet.log_prob scores one: before, a DataError ("data
+    columns must be [N] and of one length N: {'a': (), ...}").  A 0-d result equal to the one-row answer, for
+    0-d tensors, Python numbers, NumPy scalars and state names alike, a continuous node included; a neural CPD's
+    context input for the one row may come without its row dim."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]), states=["off", "on"])
+    bn.add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
+    bn.add("x", cpd.LinearGaussian([0.5, -1.0], parents=["a"], scale=2.0))
+    row = bn.log_prob({"a": torch.tensor([1]), "b": torch.tensor([0]), "x": torch.tensor([0.25])})
+    for one in ({"a": torch.tensor(1), "b": torch.tensor(0), "x": torch.tensor(0.25)},
+                {"a": 1, "b": 0, "x": 0.25}, {"a": "on", "b": np.int64(0), "x": np.float32(0.25)}):
+        got = bn.log_prob(one)
+        assert got.shape == ()
+        torch.testing.assert_close(got, row[0])
+    with pytest.raises(DataError, match="complete rows"):
+        bn.log_prob({"a": None, "b": 0, "x": 0.25})  # a missing entry: refused as in a row
+
+    torch.manual_seed(0)
+    net = BayesNet()
+    net.add("z", cpd.Neural(torch.nn.Linear(3, 2), [], 2, context=["u"]))
+    u = torch.randn(3)
+    want = net.log_prob({"z": torch.tensor([1])}, {"u": u[None]})[0]
+    for inputs in (u, {"u": u}, {"u": u[None]}):
+        got = net.log_prob({"z": torch.tensor(1)}, inputs)
+        assert got.shape == ()
+        torch.testing.assert_close(got, want)
+
+
+def test_plain_svi_on_fixed_tables_trains_nothing_and_the_model_says_so():
+    """Plain ``SVI`` over a network of fixed tables (buffers, as read_bif gives without learnable=True) returns
+    a loss and changes nothing, silently: Pyro steps the parameters its trace saw, none, and warns of nothing;
+    ``bn.model`` does not warn either (a fixed prior under a trained guide, and evaluation, are legitimate).
+    Part guard (the behaviour: passes before and after); the docstring part failed before (the model's
+    docstring did not say it)."""
+    import warnings
+
+    from pyro.infer import SVI
+
+    from hybridpgm.graphs import BayesNet as BN
+
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7], learnable=False))
+    bn.add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"], learnable=False))
+    assert list(bn.parameters()) == []
+    before = {v: bn.cpds[v].log_table().clone() for v in bn.nodes}
+    data = torch.tensor([[-1, 1], [0, 0], [1, -1]])
+    pyro.clear_param_store()
+    svi = SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.5}), TraceEnum_ELBO(max_plate_nesting=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = [svi.step(data) for _ in range(3)]
+    assert losses[0] == losses[1] == losses[2]
+    assert all(torch.equal(bn.cpds[v].log_table(), before[v]) for v in bn.nodes)
+    doc = " ".join(BN.model.__doc__.split())
+    assert "learnable=True" in doc and "pyro.infer.SVI" in doc and "ConfigError" in doc

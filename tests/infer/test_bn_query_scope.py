@@ -72,3 +72,30 @@ def test_forward_mode_and_hessian_over_the_weights_run():
     tangent = torch.ones_like(logits)
     _, directional = torch.func.jvp(log_evidence_at, (logits,), (tangent,))
     torch.testing.assert_close(directional, (gradient * tangent).sum())
+
+
+@pytest.mark.parametrize("method", sorted(QUERIES))
+def test_vmap_over_the_weights_is_refused_naming_the_weights(method):
+    """A vmap over stacked CPD weights (the evidence unbatched) is refused as well: the query's host reads (the
+    space per row, the check for impossible evidence) depend on the weights.  Before, the same ConfigError
+    spoke of the evidence only, which was not batched; now it names the weights and says to loop over them.
+    The loop it asks for answers each weight set (checked against the query with those weights loaded)."""
+    bn = sprinkler()
+    params = dict(bn.named_parameters())
+    g = torch.Generator().manual_seed(0)
+    stacked = {k: torch.stack([p.detach() + 0.5 * i * torch.randn(p.shape, generator=g) for i in range(3)])
+               for k, p in params.items()}
+
+    def query(weights):
+        with torch.nn.utils.stateless._reparametrize_module(bn, weights):
+            return QUERIES[method](bn, ROWS)
+
+    with pytest.raises(ConfigError, match=rf"BayesNet\.{method} .*vmap over the CPDs' weights .*loop over the "
+                                          r"weight sets"):
+        torch.func.vmap(query)(stacked)
+    looped = [query({k: t[i] for k, t in stacked.items()}) for i in range(3)]
+    for i, got in enumerate(looped):
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(stacked[k][i])
+        torch.testing.assert_close(got, QUERIES[method](bn, ROWS))
