@@ -211,6 +211,10 @@ class DistributedContext:
         happens only on a rank that lacks a gradient itself (a parameter with a gradient here is reached
         by some rank).
 
+        Each parameter gets a new ``.grad``: the tensor that was its ``.grad`` is read, never written, so a
+        caller holding it still has this rank's own gradient afterwards (which
+        :class:`~hybridpgm.train.player_step.Player` inspects only when the average is not finite).
+
         :param extra: a float tensor averaged in the same bucket (the loss, and with it the per-rank
             flags of :meth:`in_rank_slots`), so the step needs one collective, not two.
         :returns: the rank average of ``extra``, of its shape and dtype (``extra`` itself on one rank).
@@ -241,6 +245,17 @@ class DistributedContext:
         if extra is None:
             return None
         return flat[offset : offset + extra.numel()].view_as(extra).to(extra.dtype)
+
+    def flagged_ranks(self, flag: torch.Tensor) -> list[int]:
+        """The ranks whose ``flag`` (a 0-d bool or number, nonzero: set) is set, on every rank, in rank order: one
+        all-reduce of the flags in rank slots (:meth:`in_rank_slots`) and one read.  Every rank must call it
+        (for the error path of a step, which every rank takes together); ``[r]`` or ``[]`` on one rank."""
+        if self.world_size == 1:
+            return [self.rank] if bool(flag) else []
+        slots = self.in_rank_slots(flag.reshape(1).to(torch.float32))
+        with self._waiting("all_reduce (flags of the ranks)"):
+            dist.all_reduce(slots)
+        return [r for r, value in enumerate(slots.tolist()) if value > 0]
 
     def in_rank_slots(self, values: torch.Tensor) -> torch.Tensor:
         r"""``values`` (shape ``(k,)``) in this rank's column of a ``(k, world_size)`` matrix of zeros,

@@ -33,8 +33,9 @@ def diverged_error(player: Any, value: float, step: int, checkpoint: Any, object
     steps that do not diverge nothing.  On several ranks, ``diverged`` lists the ranks whose own loss was
     not finite; a rank not among them says so and points to the first one's error (its own micro-batches
     are not explained: they are not at fault).  Likewise ``gradient_ranks`` lists the ranks whose own
-    gradient (before the average over ranks) was not finite, by a screen of one sum per gradient; where it is
-    empty on several ranks, every rank's own gradient was finite and their average overflowed.
+    gradient (before the average over ranks) held a NaN or infinity, an exact test made on this error path only
+    (:meth:`~hybridpgm.train.player_step.Player._gradient_ranks`); where it is empty on several ranks, every
+    rank's own gradient was finite and their average overflowed.
     """
     where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
     advice = "; pass skip_nonfinite=True to fit to skip such steps instead"

@@ -9,7 +9,6 @@ step's loss:
 * :func:`_all_finite`, the extremes (``amax``, ``amin``) of each tensor: *exact*, run only when a sum was not
   finite, to tell a true NaN/inf from finite values whose sum overflowed.
 
-:func:`_screened_finite` is the sums' screen as one 0-d bool (the faults a rank shares with the others), and
 :func:`check_finite_parameters` applies the same two tests to the parameters after the updates, before a
 checkpoint is written.  Used by :class:`~hybridpgm.train.player_step.Player` and
 :class:`~hybridpgm.train.run_checkpoint.RunCheckpoint`.
@@ -55,14 +54,6 @@ def _sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     gradients and lets every sum share one read with the loss.
     """
     return [t.sum(dtype=torch.float32) for t in tensors if t.numel()]
-
-
-def _screened_finite(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """A 0-d bool on the device (no sync): whether every :func:`_sums` of ``tensors`` is finite.  A screen for
-    messages only: a sum of huge finite values that overflows reads as not finite."""
-    if not tensors:
-        return torch.ones((), dtype=torch.bool, device=device)
-    return torch.isfinite(torch.stack(_sums(tensors))).all()
 
 
 def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Player], step: int,

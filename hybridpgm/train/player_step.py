@@ -24,7 +24,7 @@ from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
 from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
-from hybridpgm.train.finite_checks import _all_finite, _screened_finite, _sums
+from hybridpgm.train.finite_checks import _all_finite, _sums
 from hybridpgm.train.fit_options import inference_mode_error, needs_closure
 
 __all__ = ["PRECISIONS", "Player", "autocast_for"]
@@ -110,11 +110,13 @@ class Player:
         returned loss of a float64 objective is its float64 value (not rounded to float32, and
         finite above float32's largest value, about ``3.4e38``).  A failed data check raises its own error, before
         any update.
-        On several ranks each rank's failed check, non-finite loss and non-finite gradient (screened by one
-        sum per gradient before the average) ride in the one all-reduce of the
+        On several ranks each rank's failed check and non-finite loss ride in the one all-reduce of the
         gradients (:meth:`~hybridpgm.train.distributed.DistributedContext.in_rank_slots`), so a rank whose
         own data passed raises a :class:`~hybridpgm.errors.DataError`, or a :class:`TrainingDivergedError`,
         that names the rank at fault ("see rank r's error") rather than a bare non-finite loss or gradient.
+        Whose own gradient was not finite is asked only when the averaged gradients are (:meth:`_gradient_ranks`,
+        the error path): each rank keeps a reference to its own gradients, which the all-reduce replaces
+        without writing into them, so the steps that do not diverge pay no pass over them and no collective.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
         skip (it lowers its scale), so only the loss is checked.
 
@@ -151,13 +153,14 @@ class Player:
         with deferring_checks() as pending, one_update():
             total = evaluate()
         ranks = context.world_size
-        if ranks > 1:  # this rank's failed data check, non-finite loss and gradient ride in the gradients' bucket
+        own: list[torch.Tensor] = []  # this rank's own gradients (several ranks), read on the error path only
+        if ranks > 1:  # this rank's failed data check and non-finite loss ride in the gradients' bucket
+            # references, no copy: the all-reduce gives each parameter a new .grad and leaves these unwritten
             own = [] if self.scaler else [p.grad for p in trainable if p.grad is not None]
-            faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total),
-                                  ~_screened_finite(own, device)]).to(total.dtype)
+            faults = torch.stack([~pending.all_passed(device), ~torch.isfinite(total)]).to(total.dtype)
             # only the trainable parameters: a frozen one has no gradient on any rank, so it would ride as zeros
             total, faults = context.all_reduce_gradients(
-                trainable, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 3 * ranks])
+                trainable, extra=torch.cat([total.reshape(1), context.in_rank_slots(faults)])).split([1, 2 * ranks])
             total = total.reshape(())
         else:
             total = context.all_reduce_gradients(self.params, extra=total)
@@ -167,18 +170,16 @@ class Player:
         # convert exactly, so the finiteness test of the gradients is unchanged
         dtype = torch.promote_types(total.dtype, torch.float32)
         flags = torch.stack([total.to(dtype), *(part.to(dtype) for part in _sums(grads))])
-        if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: W + r, gradient: 2W + r)
+        if ranks > 1:  # every rank's faults (failed check: slot r, non-finite loss: W + r)
             flags = torch.cat([flags, faults.to(dtype)])
         elif pending.flags:  # the models' deferred data checks ride along in the same read
             flags = torch.cat([flags, pending.all_passed(device).to(dtype).reshape(1)])
         value, *read = flags.tolist()
         diverged: list[int] = []
-        gradient_ranks: list[int] = []
         if ranks > 1:
-            read, faults = read[:-3 * ranks], read[-3 * ranks:]
+            read, faults = read[:-2 * ranks], read[-2 * ranks:]
             failed = [r for r in range(ranks) if faults[r] > 0]
             diverged = [r for r in range(ranks) if faults[ranks + r] > 0]
-            gradient_ranks = [r for r in range(ranks) if faults[2 * ranks + r] > 0]
             if failed:
                 self.optimizer.zero_grad(set_to_none=True)
                 if context.rank in failed:
@@ -197,7 +198,8 @@ class Player:
                 self.skipped += 1
                 return value
             raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged,
-                                 gradient_ranks)
+                                 self._gradient_ranks(value, own, context, device))
+        del own  # this rank's own gradients: freed before the optimizer allocates its own
         if not trainable:  # every parameter frozen: nothing to step, and no step for its scheduler to follow
             return value
         if self.scaler:
@@ -221,6 +223,23 @@ class Player:
         elif self.scheduler is not None:
             self.scheduler.step()
         return value
+
+    @staticmethod
+    def _gradient_ranks(value: float, own: list[torch.Tensor], context: DistributedContext,
+                        device: torch.device) -> list[int]:
+        """The ranks whose own gradients ``own`` (before the average over ranks) hold a NaN or infinity, for the
+        message of a non-finite averaged gradient; ``[]`` on one rank, or where the loss ``value`` is not finite
+        (that message names the ranks of the loss instead).
+
+        The error path only, where every rank arrives together: the averaged loss and gradients, and so the
+        decision that they are not finite, are the same on every rank.  Each rank's flag is exact
+        (:func:`~hybridpgm.train.finite_checks._all_finite`: a sum of huge finite values that overflows is
+        no fault of the rank's), and one all-reduce of the flags in rank slots
+        (:meth:`~hybridpgm.train.distributed.DistributedContext.flagged_ranks`) tells every rank all of them.
+        """
+        if context.world_size == 1 or not math.isfinite(value):
+            return []
+        return context.flagged_ranks(~_all_finite(own, device))
 
     def _evaluate(self, objective: Any, micro_batches: list[tuple[Any, float]], *, written: bool,
                   trainable: list[torch.nn.Parameter], step: int, context: DistributedContext,

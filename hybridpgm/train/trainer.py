@@ -274,8 +274,9 @@ def fit(
                             accumulate=accumulate, precision=precision, clip_grad_norm=clip_grad_norm,
                             shuffle=shuffle, drop_last=drop_last, num_examples=len(dataset), schedulers=schedulers,
                             config=user_config, objective=objective, settings=checkpoint is not None)
-        context.check_same("configuration", {
+        context.check_same("configuration", {  # skip_nonfinite too: the error path of a step is collective
             **config, "batch_size": batch_size, "epochs": epochs, "max_steps": max_steps,
+            "skip_nonfinite": skip_nonfinite,
             "players": {p: sum(x.numel() for x in pl.params) for p, pl in players.items()},
         })
 

@@ -78,7 +78,9 @@ def pcd(batch, checkpoint=None, max_steps=None):
 
 
 def bad_rank0():
-    """Rank 0's data fails a deferred check, then rank 0's loss alone is NaN: each rank's error (type, message)."""
+    """Rank 0's data fails a deferred check, then rank 0's loss alone is NaN, then (the losses finite) rank 1's
+    gradient alone is NaN, then each rank's gradient is huge but finite and their sum overflows: each rank's
+    error (type, message)."""
     from hybridpgm.graphs import BayesNet, cpd
 
     class NanOnRank0(LinearRegression):
@@ -86,12 +88,23 @@ def bad_rank0():
             loss = super().loss(player, batch)
             return loss + float("nan") if int(os.environ["RANK"]) == 0 else loss
 
+    class NanGradientOnRank1(LinearRegression):
+        def loss(self, player, batch):  # sqrt's derivative at 0 is inf, times 0: NaN, on rank 1 only
+            scale = 0.0 if int(os.environ["RANK"]) == 1 else 1.0
+            return super().loss(player, batch) + (self.module.weight * scale).pow(2).sum().sqrt()
+
+    class HugeGradients(LinearRegression):
+        def loss(self, player, batch):  # adds 0 to the loss and 3e38 to each weight's gradient, on every rank
+            weight = self.module.weight
+            return super().loss(player, batch) + 3e38 * (weight - weight.detach()).sum()
+
     net = BayesNet()
     net.add("a", cpd.Table([0.5, 0.5]))
     net.add("b", cpd.Table([[0.5, 0.5, 0.0], [0.3, 0.3, 0.4]], ["a"]))
     rows = torch.tensor([[0, 0], [1, 2], [0, 1], [1, 1], [0, 2], [1, 0], [0, 0], [1, 1]])  # [0, 2]: impossible
     errors = []
-    for objective, data in ((SVIObjective(net.model, net.guide), rows), (NanOnRank0(), regression_data())):
+    for objective, data in ((SVIObjective(net.model, net.guide), rows), (NanOnRank0(), regression_data()),
+                            (NanGradientOnRank1(), regression_data()), (HugeGradients(), regression_data())):
         try:
             fit(objective, data, batch_size=4, max_steps=2, seed=0, shuffle=False, progress=False)
         except Exception as error:  # noqa: BLE001 - the test reads every rank's error
@@ -170,6 +183,8 @@ def main(mode, out, checkpoint=None):
         results = {"nvil": nvil(8), "nvil_acc": nvil(8, accumulate=2)}
     elif mode == "mismatch":
         results = {"x": run("two_player", 8 + int(os.environ["RANK"]))}
+    elif mode == "mismatch_skip":  # a rank that skips a non-finite step would leave the others in its error path
+        results = {"x": run("two_player", 8, skip_nonfinite=int(os.environ["RANK"]) == 1)}
     else:
         raise ValueError(mode)
     if int(os.environ.get("RANK", 0)) == 0:

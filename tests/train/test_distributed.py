@@ -121,6 +121,14 @@ def test_ranks_that_disagree_on_the_configuration_fail_with_a_named_error(tmp_pa
     assert "ranks disagree on the configuration" in proc.stderr and "rank 1 has" in proc.stderr
 
 
+def test_ranks_that_disagree_on_skip_nonfinite_fail_before_the_first_step(tmp_path):
+    """A step's error path (whose gradient was not finite) holds a collective of its own: a rank that skipped
+    the step instead would leave the others waiting in it, so the ranks must agree on skip_nonfinite."""
+    proc = torchrun("mismatch_skip", tmp_path / "m.pt", timeout=240)
+    assert proc.returncode != 0
+    assert "ranks disagree on the configuration: skip_nonfinite: rank 0 has False, rank 1 has True" in proc.stderr
+
+
 def test_cli_under_torchrun_writes_one_report(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     out = tmp_path / "report"
@@ -141,7 +149,8 @@ def test_cli_under_torchrun_writes_one_report(tmp_path):
 def test_a_rank_whose_data_is_fine_names_the_rank_whose_data_failed_or_diverged(tmp_path):
     proc = torchrun("bad_rank0", tmp_path / "bad", timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    (check0, nan0), (check1, nan1) = [torch.load(tmp_path / f"bad.rank{r}", weights_only=True) for r in (0, 1)]
+    (check0, nan0, grad0, huge0), (check1, nan1, grad1, huge1) = [
+        torch.load(tmp_path / f"bad.rank{r}", weights_only=True) for r in (0, 1)]
     assert check0[0] == "DataError" and "is impossible under the model: node 'b'" in check0[1]
     assert check1 == ("DataError", "the data of rank(s) [0] failed a check of the model at step 0 (player 'elbo'); "
                                    "see rank 0's error for the check and the row: this rank's (1 of 2) data passed; "
@@ -150,6 +159,17 @@ def test_a_rank_whose_data_is_fine_names_the_rank_whose_data_failed_or_diverged(
     assert nan1[0] == "TrainingDivergedError" and nan1[1].startswith(
         "loss of player 'fit' is nan (the average over 2 ranks): the loss of rank(s) [0] is not finite, this rank's "
         "(1) is; see rank 0's error for its micro-batches at step 0; no update was applied")
+    # the ranks of a non-finite gradient are asked on the error path, in a collective of its own, on every rank
+    for (kind, message), tail in ((grad0, "; the gradient of rank(s) [1] is not finite, this rank's own (rank 0) is "
+                                          "finite: see rank 1's error"),
+                                  (grad1, " (on rank 1 of 2, whose own gradient is not finite)"),
+                                  (huge0, " (each rank's own gradient is finite: their average over 2 ranks "
+                                          "overflowed)"),
+                                  (huge1, " (each rank's own gradient is finite: their average over 2 ranks "
+                                          "overflowed)")):
+        assert kind == "TrainingDivergedError"
+        assert message.startswith("gradient of player 'fit' is not finite in ['weight'] (the loss, "), message
+        assert f"is finite){tail} at step 0; no update was applied" in message, message
 
 
 @pytest.mark.slow
@@ -323,8 +343,8 @@ def test_a_frozen_player_all_reduces_its_loss_alone_not_zeros_for_its_parameters
                          context=DistributedContext(rank=0, world_size=2), precision=None,
                          device=torch.device("cpu"), clip_grad_norm=None)
     assert loss == 500.0
-    # the parameters' gradients and their had-a-gradient flags (trainable only), the loss, 3 flags in 2 rank slots
-    assert sizes == ([1 + 6] if frozen else [1000 + 1 + 6 + 1])
+    # the parameters' gradients and their had-a-gradient flags (trainable only), the loss, 2 flags in 2 rank slots
+    assert sizes == ([1 + 4] if frozen else [1000 + 1 + 4 + 1])
     assert torch.equal(weight.detach(), torch.ones(1000) if frozen else torch.full((1000,), 0.95))
 
 
@@ -332,7 +352,9 @@ def test_a_frozen_player_all_reduces_its_loss_alone_not_zeros_for_its_parameters
 def test_a_non_finite_gradient_on_one_rank_is_named_on_every_rank(monkeypatch, rank):
     """Carried from earlier reviews: a gradient that was not finite on one rank only (the loss finite everywhere)
     reached every rank as a non-finite average with a bare message; each rank now says whose gradient it was.
-    Rank 1's own gradient is NaN in its first entry; this process plays ``rank`` and the other rank is faked."""
+    Rank 1's own gradient is NaN in its first entry; this process plays ``rank`` and the other rank is faked:
+    the step's all-reduce, then (the averaged gradient not finite) the error path's all-reduce of the ranks'
+    gradient flags."""
     from hybridpgm.errors import TrainingDivergedError
     from hybridpgm.train.player_step import Player
 
@@ -343,12 +365,17 @@ def test_a_non_finite_gradient_on_one_rank_is_named_on_every_rank(monkeypatch, r
         def loss(self, player, batch):  # finite, but torch.where's gradient of a NaN entry is NaN
             return torch.where(batch.isfinite(), batch * weight, 0.0).sum()
 
-    def slots(grad_flag_of_rank_1):  # (check, loss, gradient) flags x (rank 0, rank 1), flag-major
-        return [0.0, 0.0, 0.0, 0.0, 0.0, grad_flag_of_rank_1]
+    no_faults = [0.0, 0.0, 0.0, 0.0]  # (check, loss) flags x (rank 0, rank 1), flag-major
+    other = {0: [nan, 1.0, 1.0, 2.0, *no_faults, 1.0],  # rank 1's bucket, seen from rank 0
+             1: [1.0, 1.0, 1.0, 3.0, *no_faults, 1.0]}[rank]  # rank 0's bucket, seen from rank 1
+    other_gradient_flag = {0: [0.0, 1.0], 1: [0.0, 0.0]}[rank]  # the other rank's slot of the error path's
+    sizes = []
 
-    other = {0: [nan, 1.0, 1.0, 2.0, *slots(1.0), 1.0],  # rank 1's bucket, seen from rank 0
-             1: [1.0, 1.0, 1.0, 3.0, *slots(0.0), 1.0]}[rank]  # rank 0's bucket, seen from rank 1
-    monkeypatch.setattr(torch.distributed, "all_reduce", lambda flat: flat.add_(torch.tensor(other)))
+    def fake_all_reduce(flat):
+        sizes.append(flat.numel())
+        flat.add_(torch.tensor(other if len(sizes) == 1 else other_gradient_flag))
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", fake_all_reduce)
     batch = torch.tensor([nan, 1.0, 1.0]) if rank == 1 else torch.ones(3)
     player = Player("fit", [weight], torch.optim.SGD([weight], lr=0.1), names=["weight"])
     with pytest.raises(TrainingDivergedError) as info:
@@ -363,3 +390,36 @@ def test_a_non_finite_gradient_on_one_rank_is_named_on_every_rank(monkeypatch, r
         assert "the gradient of rank(s) [1] is not finite, this rank's own (rank 0) is finite: see rank 1's error" \
             in message
     assert torch.equal(weight.detach(), torch.ones(3))  # no update
+    assert sizes == [3 + 1 + 4 + 1, 2]  # the step's bucket; the gradient flags in 2 rank slots (error path)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_huge_finite_gradients_whose_average_overflows_blame_no_rank(monkeypatch, rank):
+    """Each rank's own gradient is finite (3e38 in every entry) but their sum over 2 ranks overflows float32.
+    The per-rank screen of one sum per gradient, which the step used to make, overflowed too and blamed every
+    rank; the ranks' own gradients are now tested exactly, on the error path, and none is blamed."""
+    from hybridpgm.errors import TrainingDivergedError
+    from hybridpgm.train.player_step import Player
+
+    weight = torch.nn.Parameter(torch.ones(5))
+
+    class Objective:
+        def loss(self, player, batch):  # the value 0 (finite); the gradient 3e38 in each entry
+            return 3e38 * (weight - weight.detach()).sum()
+
+    sizes = []
+
+    def fake_all_reduce(flat):  # two identical ranks (the gradients' bucket, then the error path's flags)
+        sizes.append(flat.numel())
+        flat.mul_(2)
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", fake_all_reduce)
+    player = Player("fit", [weight], torch.optim.SGD([weight], lr=0.1), names=["weight"])
+    with pytest.raises(TrainingDivergedError) as info:
+        player.update(Objective(), [(torch.ones(1), 1.0)], step=2, context=DistributedContext(rank=rank, world_size=2),
+                      precision=None, device=torch.device("cpu"), clip_grad_norm=None)
+    assert str(info.value).startswith(
+        "gradient of player 'fit' is not finite in ['weight'] (the loss, 0, is finite) (each rank's own gradient is "
+        "finite: their average over 2 ranks overflowed) at step 2; no update was applied")
+    assert sizes == [5 + 1 + 4 + 1, 2]
+    assert torch.equal(weight.detach(), torch.ones(5))
