@@ -21,6 +21,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
+from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers, replay_vectorized
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
@@ -132,6 +133,37 @@ def _plate_nesting(*traces) -> int:
     return -min(dims) if dims else 0
 
 
+def _posterior_draws(model: Callable, guide: Callable, sites: _Sites, model_trace, nesting: int, num_samples: int,
+                     args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], tuple | None]:
+    """``(draws, replayed)``: the latent sites' ``S x site_shape`` draws, and where the model given its latents
+    draws no random number, its :func:`replay_draws` done in one run for all draws
+    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`; ``None`` otherwise, or where the draws
+    do not stack: the caller replays draw by draw).
+
+    The guide runs once per draw (:class:`pyro.infer.Predictive`).  Then ``Predictive(model, guide=guide)`` would
+    run the model once per draw conditioned on the guide's draws; where every latent is the guide's and the model
+    draws no random number given them, those runs return the guide's draws unchanged and are skipped (the runs
+    Predictive makes before its draws, which draw from the prior, are kept, so a seed gives the same draws and
+    replicates as the full run did)."""
+    guide_draws = Predictive(guide, num_samples=num_samples)(*args, **kwargs) if sites.latent else {}
+    own = {n: model_trace.nodes[n]["value"].shape for n in sites.latent}
+    fast, first = False, None
+    if not sites.discrete and all(n in guide_draws for n in sites.latent):
+        # Predictive pads draws with plate dims on the left: each site's own shape
+        draws = {n: guide_draws[n].reshape((num_samples,) + own[n]) for n in sites.latent}
+        fast, first = draws_no_random_numbers(lambda: replay_draws(
+            model, {n: v[:1] for n, v in draws.items()}, sites, model_trace, -1 - nesting, 1, args, kwargs))
+    if fast:
+        if sites.latent:
+            Predictive(model, posterior_samples={n: v[:1] for n, v in guide_draws.items()},
+                       return_sites=sites.latent)(*args, **kwargs)
+        replayed = replay_vectorized(model, draws, sites, model_trace, nesting, num_samples, first, args, kwargs)
+        return draws, replayed
+    draws = Predictive(model, posterior_samples=guide_draws, num_samples=num_samples,
+                       return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
+    return {n: draws[n].reshape((num_samples,) + own[n]) for n in sites.latent}, None
+
+
 @isolated_from_handlers
 @modules_own_their_params
 def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
@@ -175,6 +207,11 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     :meth:`BayesNet.guide <hybridpgm.graphs.BayesNet.guide>` is right here,
     since the missing entries are drawn from their exact posterior (it runs under
     :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly`).
+
+    The guide runs once per draw, and the model once per draw for the replicates; where the model given its
+    latents draws no random number, the log-likelihood and deterministic sites of all draws come from one run
+    with the draws stacked (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`, the same numbers
+    up to float rounding), else the model is replayed on each draw.
 
     The model and guide run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`):
     no handler of the caller sees or alters their sites.
@@ -229,18 +266,17 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
             raise DataError(f"return_sites {unknown} are not latent or deterministic sample sites of the model "
                             f"(its latent and deterministic sites: {returnable})"
                             + (f"; {', '.join(split)}" if split else ""))
-        draws = Predictive(model, guide=guide, num_samples=num_samples,
-                           return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
-        # Predictive pads draws with plate dims on the left: restore each site's own shape
-        draws = {n: draws[n].reshape((num_samples,) + model_trace.nodes[n]["value"].shape) for n in sites.latent}
-        first_dim = -1 - _plate_nesting(model_trace, guide_trace)  # infer_discrete's enumeration dims go left of it
+        nesting = _plate_nesting(model_trace, guide_trace)
+        first_dim = -1 - nesting  # infer_discrete's enumeration dims go left of it
+        draws, replayed = _posterior_draws(model, guide, sites, model_trace, nesting, num_samples, args, kwargs)
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         local_latents = _local_to_the_data(model_trace, sites, local)
         if local_latents:
             warnings.warn(_local_latents_warning(local_latents, list(observed)), DiagnosticsWarning,
                           stacklevel=users_stacklevel())
         data_shapes = {n: observed_shape(n, site) for n, site in observed.items()}  # a scalar obs: one per element
-        per_draw, log_lik = replay_draws(model, draws, sites, model_trace, first_dim, num_samples, args, kwargs)
+        per_draw, log_lik = replayed or replay_draws(model, draws, sites, model_trace, first_dim, num_samples, args,
+                                                     kwargs)
         draws.update(per_draw)
         if num_samples > 1 and log_lik and all(bool((v == v[:1]).all()) for v in log_lik.values()):
             warnings.warn("from_pyro_svi: every posterior draw has the same pointwise log-likelihood (a point-estimate "

@@ -1,0 +1,132 @@
+"""The replay of :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` in one model run for all draws,
+where that gives the same numbers: the fast path of :func:`~hybridpgm.diagnostics.from_pyro_svi` and
+:func:`~hybridpgm.diagnostics.from_mcmc`.
+
+:func:`replay_draws` runs the model once per draw :math:`\\theta_s`, :math:`s = 1, \\ldots, S`, conditioned on
+it.  Where the conditioned model draws no random number (:func:`draws_no_random_numbers`: no discrete site left
+to :func:`~pyro.infer.infer_discrete`, no dropout), each run is a deterministic function of :math:`\\theta_s`, so
+the ``S`` runs can be one run with the draws stacked along an outer :func:`pyro.plate` of size ``S`` left of the
+model's plates (as :class:`pyro.infer.Predictive` does with ``parallel=True``): each latent of shape
+``batch_shape + event_shape`` is passed as ``S x 1 ... 1 x batch_shape x event_shape`` (ones up to the model's
+plate nesting), and each deterministic value and pointwise log-likelihood comes back with ``S`` on the left.
+
+A model need not be written for that: one that indexes, sums or reshapes a latent without regard for its
+leading dims (``mu.sum()``, ``w @ x`` with a vector ``w``) fails or mixes the draws.  So
+:func:`replay_vectorized` gives ``None`` -- and its caller replays draw by draw -- where the stacked run raises,
+returns a value whose shape is not ``S x 1 ... 1 x own_shape``, or differs from the draw-by-draw replay at the
+first or the last draw (compared with a relative tolerance of :data:`RTOL`, at which float rounding of batched
+kernels passes and a mixed-up draw does not).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pyro
+import torch
+from pyro import poutine
+
+from hybridpgm.diagnostics.pointwise_log_lik import _masked_to_zero, _Sites, replay_draws
+from hybridpgm.infer.particle_probe import keeping_rng_state
+
+__all__ = ["RTOL", "draws_no_random_numbers", "replay_vectorized"]
+
+#: the relative tolerance at which the stacked run's first and last draws must match the draw-by-draw replay
+RTOL = 1e-6
+
+_DRAWS_PLATE = "_hybridpgm_replay_draws"
+
+
+def _rng_states() -> list[torch.Tensor]:
+    """torch's generator states: the CPU's and those of the CUDA devices already initialised."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return [torch.get_rng_state(), *cuda]
+
+
+def draws_no_random_numbers(fn: Callable[[], object]) -> tuple[bool, object]:
+    """Run ``fn()`` and say whether it drew from torch's generators: ``(True, result)`` when their states are
+    the same before and after.  Either way the generators are put back as they were, so the check moves no
+    stream."""
+    with keeping_rng_state():
+        before = _rng_states()
+        result = fn()
+        after = _rng_states()
+    return all(torch.equal(a, b) for a, b in zip(before, after)), result
+
+
+def _per_draw(value: torch.Tensor, num_draws: int, shape: torch.Size) -> torch.Tensor | None:
+    """``value`` of the stacked run as ``S x shape``, or ``None`` unless it is ``S x 1 ... 1 x shape`` (a value
+    that does not depend on the draws, of ``shape`` alone, is the same in each)."""
+    if not isinstance(value, torch.Tensor):
+        return None
+    if value.shape == shape:
+        return value.expand((num_draws,) + tuple(shape))
+    extra = value.dim() - len(shape)
+    if extra < 1 or value.shape[extra:] != shape or value.shape[0] != num_draws or any(
+            d != 1 for d in value.shape[1:extra]):
+        return None
+    return value.reshape((num_draws,) + tuple(shape))
+
+
+def _stacked_run(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
+                 num_draws: int, shapes: dict, args: tuple, kwargs: dict):
+    """``(values, log_lik)`` of one model run on all draws, or ``None`` where the draws do not stack."""
+    data = {}
+    for name in sites.latent:
+        site = model_trace.nodes[name]
+        own = site["value"].shape
+        batch_dims = len(own) - site["fn"].event_dim
+        if batch_dims > nesting:  # batch dims outside every plate: the draws' plate would collide with them
+            return None
+        data[name] = draws[name].reshape((num_draws,) + (1,) * (nesting - batch_dims) + tuple(own))
+    stacked = pyro.plate(_DRAWS_PLATE, num_draws, dim=-nesting - 1)(poutine.condition(model, data=data))
+    trace = poutine.trace(stacked).get_trace(*args, **kwargs)
+    values, log_lik = {}, {}
+    for name in sites.deterministic:
+        values[name] = _per_draw(trace.nodes[name]["value"], num_draws, model_trace.nodes[name]["value"].shape)
+    for name, site in sites.observed.items():
+        node = trace.nodes[name]
+        per_draw = _per_draw(node["fn"].log_prob(node["value"]), num_draws, shapes[name])
+        log_lik[name] = None if per_draw is None else _masked_to_zero(site, per_draw)
+    if any(v is None for v in [*values.values(), *log_lik.values()]):
+        return None
+    return values, log_lik
+
+
+def _matches(stacked: dict, reference: dict, row: int) -> bool:
+    return all(stacked[n][row].shape == v[0].shape and stacked[n][row].dtype == v.dtype
+               and bool(torch.allclose(stacked[n][row], v[0], rtol=RTOL, atol=0.0, equal_nan=True))
+               for n, v in reference.items())
+
+
+def replay_vectorized(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
+                      num_draws: int, first: tuple[dict, dict], args: tuple,
+                      kwargs: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+    """:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` of a model that draws no random number
+    given its latents and has no enumerated discrete site (``sites.discrete`` empty), in one run, or ``None``
+    where the draws do not stack (see the module's notes); the caller then replays draw by draw.
+
+    :param draws: latent site -> ``S x site_shape`` draws (``sites.latent``).
+    :param nesting: the model's plate nesting (the draws' plate goes at dim ``-nesting - 1``).
+    :param first: ``replay_draws`` of the first draw alone (``1 x ...`` values and log-likelihoods), which the
+        caller ran to check that the model draws no random number
+        (:func:`draws_no_random_numbers`); the last draw is replayed here, and both are compared.
+    :returns: ``(values, log_lik)`` as :func:`replay_draws` gives them.
+    """
+    if sites.discrete:
+        return None
+    observed = sites.observed
+    shapes = {n: model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]).shape for n in observed}
+    with keeping_rng_state():  # no stream moves here, also where a model draws in some code path only
+        try:
+            stacked = _stacked_run(model, draws, sites, model_trace, nesting, num_draws, shapes, args, kwargs)
+        except Exception:  # noqa: BLE001 -- a model that does not take stacked draws is replayed draw by draw
+            return None
+        if stacked is None:
+            return None
+        last = replay_draws(model, {n: v[-1:] for n, v in draws.items()}, sites, model_trace, -1 - nesting, 1,
+                            args, kwargs)
+    for row, reference in ((0, first), (num_draws - 1, last)):
+        if not all(_matches(s, r, row) for s, r in zip(stacked, reference)):
+            return None
+    return stacked
