@@ -3,14 +3,15 @@
 :func:`~hybridpgm.graphs.bif.read_bif` reads a file in four steps, the first three of them here:
 :func:`_strip_comments` removes the comments (``//`` to the end of the line, ``/* ... */``) and keeps quoted
 strings whole; :func:`_blocks` cuts the text into its top-level ``network``, ``variable`` and ``probability``
-blocks; :func:`_statements` tokenises the body of a ``probability`` block and parses it by the BIF grammar into
-``table``, ``default`` and entry statements.  The last step, building the network from the variables' states and
+blocks; :func:`_statements` reads the body of a ``probability`` block statement by statement by the BIF grammar
+into ``table``, ``default`` and entry statements.  The last step, building the network from the variables' states and
 the statements' numbers, is :mod:`hybridpgm.graphs.bif`'s.
 
 The regular expressions of the format are here too, with ``_UNREADABLE``, what a name cannot hold for the
 reader to read it back (:func:`~hybridpgm.graphs.bif.write_bif` refuses such names).  Every pattern and every
-scan is linear in the text it reads: ``tests/graphs/test_bif_scanning.py`` checks their structure and counts the
-characters the scans run over.
+scan is linear in the text it reads, and no Python loop runs per character or per number (braces are found by a
+search, a statement's numbers split in C): ``tests/graphs/test_bif_scanning.py`` checks the patterns' structure, counts
+the characters the scans run over, and counts the calls the scanner makes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ _HEAD = re.compile(r"\b(network|variable|probability)\b")
 _TYPE = re.compile(r"type\s+discrete\s*\[\s*(\d+)\s*\]\s*\{([^}]*)\}")
 #: a probability block's (stripped) header, ``( child | parent, ... )``, matched whole; the groups are stripped
 _PROB = re.compile(r"\(([^|)]+)(?:\|([^)]*))?\)")
+#: a token of a probability block's body after any whitespace: a punctuation character or a word
 _TOKEN = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))")
+#: the tokens of a statement's part that holds no ";", its commas left out (found, not matched: no repeat is
+#: tried from a comma or a space)
+_WORDS = re.compile(r"[()|]|[^\s(),;|]+")
+#: what ends the parent states of an entry: its ")", or a ";", "(" or "|", which cannot stand in them
+_ENTRY_STOP = re.compile(r"[();|]")
+#: a brace, for matching a block's braces (:func:`_blocks`)
+_BRACE = re.compile(r"[{}]")
 # what may open a quoted string (kept whole: a property may hold "http://...") or a comment (// to the end of the
 # line, /* */): see _strip_comments
 _COMMENT_OPEN = re.compile(r'"|//|/\*')
@@ -99,9 +108,11 @@ def _blocks(text: str, path: str):
             return
         header = text[m.end():brace]
         depth, i = 1, brace + 1
-        while depth and i < len(text):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
+        for found in _BRACE.finditer(text, brace + 1):  # brace by brace, not character by character
+            depth += 1 if found.group() == "{" else -1
+            if not depth:
+                i = found.end()
+                break
         if depth:
             raise ModelSpecError(f"{path}: unbalanced braces: the block {m.group(1) + ' ' + header.strip()!r} "
                                  "lacks its closing '}'")
@@ -109,20 +120,25 @@ def _blocks(text: str, path: str):
         pos = i
 
 
-def _split_list(s: str) -> list[str]:
-    return [t.strip() for t in re.split(r"[,\s]+", s) if t.strip()]
+def _words(segment: str) -> list[str]:
+    """The tokens of ``segment`` but its commas, in order (``segment`` holds no ``;``).
+
+    A segment without ``(``, ``)`` or ``|`` (the numbers of a statement, as a rule) is split by ``str.split``,
+    three times faster than :data:`_WORDS`: its tokens are then the runs of what is neither whitespace nor a
+    comma, and ``str.split``'s whitespace is ``\\s``'s (both are ``str.isspace``; the tests check every code
+    point)."""
+    if "(" in segment or ")" in segment or "|" in segment:
+        return _WORDS.findall(segment)
+    return segment.replace(",", " ").split()
 
 
-def _tokens(body: str, where: str) -> list[str]:
-    tokens, pos = [], 0
-    body = body.rstrip()
-    while pos < len(body):
-        m = _TOKEN.match(body, pos)
-        if m is None or m.end() == pos:
-            raise ModelSpecError(f"{where}: cannot read {body[pos:pos + 40].strip()!r}")
-        tokens.append(m.group(1) or m.group(2))
-        pos = m.end()
-    return tokens
+def _until_semicolon(body: str, pos: int, where: str) -> tuple[list[str], int]:
+    """The tokens from ``pos`` to the next ``;`` but the commas, and the position after that ``;``."""
+    end = body.find(";", pos)
+    if end < 0:
+        out = _words(body[pos:])
+        raise ModelSpecError(f"{where}: a statement lacks its closing ';' after {' '.join(out)[:60]!r}")
+    return _words(body[pos:end]), end + 1
 
 
 def _statements(body: str, where: str):
@@ -136,48 +152,44 @@ def _statements(body: str, where: str):
     and yield ``(kind, states, numbers)`` with ``kind`` ``"table"``,
     ``"default"`` or ``"entry"``.  A word is a keyword only where a statement
     starts, so states named ``table`` or ``default`` are read as states.
+
+    The tokens are the punctuation ``( ) , ; |`` and the words between them and whitespace (:data:`_TOKEN`); a
+    ``;`` always ends a statement.  The body is read statement by statement, each found with a search in C
+    (the next ``;``, the ``)`` of an entry) and its numbers split by one ``findall`` and converted by one
+    ``map``: the Python work is a constant per statement, however many numbers a statement holds
+    (``tests/graphs/test_bif_scanning.py`` counts the calls).
     """
-    tokens = _tokens(body, where)
-    i, n = 0, len(tokens)
-
-    def until_semicolon(j: int) -> tuple[list[str], int]:
-        out = []
-        while j < n and tokens[j] != ";":
-            if tokens[j] != ",":
-                out.append(tokens[j])
-            j += 1
-        if j == n:
-            raise ModelSpecError(f"{where}: a statement lacks its closing ';' after {' '.join(out)[:60]!r}")
-        return out, j + 1
-
-    while i < n:
-        head = tokens[i]
+    pos = 0
+    while True:
+        m = _TOKEN.match(body, pos)
+        if m is None:  # only whitespace is left
+            return
+        head = m.group(1) or m.group(2)
         if head == "(":
-            j = i + 1
-            states = []
-            while j < n and tokens[j] != ")":
-                if tokens[j] not in (",", ";", "(", "|"):
-                    states.append(tokens[j])
-                elif tokens[j] != ",":
-                    raise ModelSpecError(f"{where}: unexpected {tokens[j]!r} in the parent states of an entry")
-                j += 1
-            if j == n:
+            close = _ENTRY_STOP.search(body, m.end())
+            if close is not None and close.group() != ")":
+                raise ModelSpecError(f"{where}: unexpected {close.group()!r} in the parent states of an entry")
+            if close is None:
+                states = _words(body[m.end():])
                 raise ModelSpecError(f"{where}: an entry {'( ' + ' '.join(states)!r} lacks its ')'")
-            words, i = until_semicolon(j + 1)
-            yield "entry", states, _floats(" ".join(words), where)
+            states = _words(body[m.end():close.start()])
+            words, pos = _until_semicolon(body, close.end(), where)
+            yield "entry", states, _floats(words, where)
         elif head in ("table", "default"):
-            words, i = until_semicolon(i + 1)
-            yield head, [], _floats(" ".join(words), where)
+            words, pos = _until_semicolon(body, m.end(), where)
+            yield head, [], _floats(words, where)
         elif head == "property":
-            _, i = until_semicolon(i + 1)
+            _, pos = _until_semicolon(body, m.end(), where)
         elif head == ";":
-            i += 1
+            pos = m.end()
         else:
             raise ModelSpecError(f"{where}: expected 'table', 'default', '(' or 'property', found {head!r}")
 
 
-def _floats(s: str, where: str) -> list[float]:
+def _floats(words: list[str], where: str) -> list[float]:
+    """``words`` as floats (Python's ``float``), or :class:`ModelSpecError` showing them (``where`` names the
+    file and the variable)."""
     try:
-        return [float(t) for t in _split_list(s)]
+        return list(map(float, words))
     except ValueError as e:
-        raise ModelSpecError(f"{where}: cannot parse numbers in {s.strip()[:60]!r}") from e
+        raise ModelSpecError(f"{where}: cannot parse numbers in {' '.join(words)[:60]!r}") from e

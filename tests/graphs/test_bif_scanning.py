@@ -12,6 +12,7 @@ import itertools
 import re
 
 import pytest
+import torch
 
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import bif_scanning  # the scanner's patterns and functions, read and patched
@@ -273,3 +274,121 @@ def test_a_probability_header_is_split_exactly_as_before(length):
     for chars in itertools.product("()|,a \n", repeat=length):
         head = "".join(chars).strip()
         assert split(bif_scanning._PROB.fullmatch(head)) == split(old.match(head)), repr(head)
+
+
+def _scanner_calls(path) -> int:
+    """The calls :func:`read_bif` makes into and from the scanner's functions (bif_scanning.py), counted by
+    cProfile: a generator's every resumption counts, and every call its code makes (``len``, ``dict.get``,
+    ``re.Pattern.match``, ``str.split`` ...); ``float``, a type, is not counted."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    read_bif(path)
+    profile.disable()
+    ours, calls = bif_scanning.__file__, 0
+    for (file, _, _), (_, primitive_and_recursive, _, _, callers) in pstats.Stats(profile).stats.items():
+        calls += primitive_and_recursive if file == ours else 0  # calls into the scanner
+        calls += sum(counts[1] for caller, counts in callers.items() if caller[0] == ours)  # calls it makes
+    return calls
+
+
+def _wide_entries_file(path, k: int, spaces: int):
+    """A network ``B | A``: ``A`` with 4 states, ``B`` with ``k``, one entry of ``k`` numbers per state of ``A``
+    and ``spaces`` spaces after each number."""
+    gap = "," + " " * spaces
+    states = ", ".join(f"b{i}" for i in range(k))
+    row = gap.join([repr(1 / k)] * k)
+    entries = "\n".join(f"  (a{j}) {row};" for j in range(4))
+    path.write_text(f"network n {{ }}\nvariable A {{ type discrete [ 4 ] {{ a0, a1, a2, a3 }}; }}\n"
+                    f"variable B {{ type discrete [ {k} ] {{ {states} }}; }}\n"
+                    f"probability ( A ) {{ table 0.25, 0.25, 0.25, 0.25; }}\n"
+                    f"probability ( B | A ) {{\n{entries}\n}}\n")
+    return path
+
+
+def test_the_scanners_calls_do_not_grow_with_the_numbers_or_characters_of_a_statement(tmp_path):
+    """Found by a speed audit (pgmpy's diabetes, 5.5 MB of text: 2.2 s): _blocks matched a block's braces one
+    character at a time (two calls a character), and _statements tokenised a body one regular-expression match at
+    a time (four calls a token).  Counted, not timed: the same four entries with 3 or 3000 numbers each, 1 or 20
+    spaces after each number, make the same number of scanner calls (before: 1,230 against 1,240,168)."""
+    small = _scanner_calls(_wide_entries_file(tmp_path / "small.bif", 3, 1))
+    large_path = _wide_entries_file(tmp_path / "large.bif", 3000, 20)
+    assert large_path.stat().st_size > 250_000
+    assert _scanner_calls(large_path) == small
+    table = read_bif(large_path).cpds["B"].probs
+    torch.testing.assert_close(table, torch.full((4, 3000), 1 / 3000, dtype=torch.float64), rtol=1e-14, atol=0)
+
+
+def test_str_split_whitespace_is_the_patterns_whitespace():
+    """Guard (passes before and after): _words splits numbers with ``str.split`` where the token pattern splits
+    with ``\\s``; they agree on every code point."""
+    every = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF)
+    assert re.findall(r"\s", every) == [c for c in every if c.isspace()]
+
+
+def _reference_statements(body: str, where: str):
+    """The token-by-token parse read_bif used before (one match a token), on which _statements is specified."""
+    tokens, pos, body = [], 0, body.rstrip()
+    while pos < len(body):
+        m = re.compile(r"\s*(?:([(),;|])|([^\s(),;|]+))").match(body, pos)
+        tokens.append(m.group(1) or m.group(2))
+        pos = m.end()
+    i, n = 0, len(tokens)
+
+    def until_semicolon(j):
+        out = []
+        while j < n and tokens[j] != ";":
+            out += [tokens[j]] if tokens[j] != "," else []
+            j += 1
+        if j == n:
+            raise ModelSpecError(f"{where}: a statement lacks its closing ';' after {' '.join(out)[:60]!r}")
+        return out, j + 1
+
+    def floats(words):
+        try:
+            return [float(t) for t in words]
+        except ValueError as e:
+            raise ModelSpecError(f"{where}: cannot parse numbers in {' '.join(words)[:60]!r}") from e
+
+    while i < n:
+        head = tokens[i]
+        if head == "(":
+            j, states = i + 1, []
+            while j < n and tokens[j] != ")":
+                if tokens[j] in (";", "(", "|"):
+                    raise ModelSpecError(f"{where}: unexpected {tokens[j]!r} in the parent states of an entry")
+                states += [tokens[j]] if tokens[j] != "," else []
+                j += 1
+            if j == n:
+                raise ModelSpecError(f"{where}: an entry {'( ' + ' '.join(states)!r} lacks its ')'")
+            words, i = until_semicolon(j + 1)
+            yield "entry", states, floats(words)
+        elif head in ("table", "default"):
+            words, i = until_semicolon(i + 1)
+            yield head, [], floats(words)
+        elif head == "property":
+            _, i = until_semicolon(i + 1)
+        elif head == ";":
+            i += 1
+        else:
+            raise ModelSpecError(f"{where}: expected 'table', 'default', '(' or 'property', found {head!r}")
+
+
+def _outcome(statements, body):
+    try:
+        return "read", repr(list(statements(body, "'f.bif': 'b'")))
+    except ModelSpecError as e:
+        return "refused", str(e)
+
+
+@pytest.mark.parametrize("length", range(5))
+def test_every_short_body_is_read_or_refused_as_token_by_token(length):
+    """Guard (passes before and after): every body of ``length`` items from the punctuation, spaces (a Unicode
+    one too), keywords, numbers and words gives the same statements, or the same message, as the token-by-token
+    reference."""
+    items = ["(", ")", ",", ";", "|", " ", "\n\u2003", "table", "default", "property", "0.5", "1e-3", "x", "nan"]
+    for chosen in itertools.product(items, repeat=length):
+        body = "".join(chosen)
+        assert _outcome(bif_scanning._statements, body) == _outcome(_reference_statements, body), repr(body)
