@@ -67,6 +67,7 @@ import torch
 from gpytorch.utils.memoize import clear_cache_hook
 
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.gp.conditioning_data import ConditioningData
 from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
@@ -84,7 +85,7 @@ __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
 
 
 @serializable
-class DeepKernelGP(gpytorch.Module):
+class DeepKernelGP(ConditioningData, gpytorch.Module):
     """Exact GP regression on network features, optionally with KISS-GP.
 
     :param train_x: training inputs ``N x ...`` (any example shape the
@@ -220,46 +221,6 @@ class DeepKernelGP(gpytorch.Module):
         :raises DataError: the training data went to the meta device (see :meth:`training_data`)."""
         return self._extract(self.training_data()[0])
 
-    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The data the GP conditions on, ``(train_x, train_y)`` (``N x ...`` and ``N``).
-
-        The data are buffers outside the ``state_dict`` (non-persistent: the model's state is its parameters and
-        the grid scaling, not its data).  ``model.to("meta")`` keeps their shapes only, and a later
-        ``model.to_empty(device=...)`` gives them storage but no values, which ``load_state_dict`` does not
-        bring back: from the move to the meta device until :meth:`set_train_data` the data are refused here, and
-        :func:`hybridpgm.save` refuses the model (its file would rebuild it from them).  The state survives
-        ``copy.deepcopy``; ``load_state_dict`` does not clear it.  The features :meth:`condition` gave the GP
-        are refused likewise (:class:`~hybridpgm.gp.feature_gp.FeatureGP`) until :meth:`condition` runs again.
-
-        :raises DataError: the training data went to the meta device and were not set again since."""
-        if getattr(self, "_train_data_lost", False):
-            raise DataError(self._lost_data_reason(""))
-        return self.train_x, self.train_y
-
-    def _lost_data_reason(self, when: str) -> str:
-        """What :meth:`training_data` and :func:`hybridpgm.save` (``when``: ``" before saving it"``) say of
-        training data lost to the meta device."""
-        return (f"{type(self).__name__}'s training data (train_x, train_y) were moved to the meta device, which "
-                f"holds no values, and are not part of the state dict, so to_empty and load_state_dict do not bring "
-                f"them back; give them again with model.set_train_data(x, y){when} (they had shapes "
-                f"{tuple(self.train_x.shape)} and {tuple(self.train_y.shape)})")
-
-    def _hybridpgm_save_refusal(self) -> str | None:
-        """Why :func:`hybridpgm.save` must not write this model, or ``None``: a model file rebuilds the model from
-        its training data (constructor arguments), and training data lost to the meta device hold whatever memory
-        ``to_empty`` handed out, so the file would load as a model conditioned on garbage."""
-        if getattr(self, "_train_data_lost", False):
-            return self._lost_data_reason(" before saving it")
-        return None
-
-    def _apply(self, fn, recurse=True):
-        """:meth:`torch.nn.Module._apply` (``to``, ``to_empty``, ``float``, ...), recording a move of the training
-        data to the meta device: they have no values from then on (see :meth:`training_data`)."""
-        super()._apply(fn, recurse)
-        if self.train_x.is_meta or self.train_y.is_meta:
-            self._train_data_lost = True
-        return self
-
     def _gp_precision(self, h: torch.Tensor) -> exact_precision:
         """The GP's scope for features ``h``: where autocast is on, autocast off and ``h`` in the GP's dtype
         (at least float32; a float64 GP stays float64); nothing otherwise.
@@ -270,21 +231,6 @@ class DeepKernelGP(gpytorch.Module):
         """Features as the GP sees them (scaled into the grid under KISS-GP).  In train mode (a training
         step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one."""
         return self.scale_to_bounds(h)
-
-    def set_train_data(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Replace the data the GP conditions on (``N x ...`` and ``N``, ``N >= 1``, of the current
-        training data's dtype and device).  The kernel is unchanged: under KISS-GP the grid scaling stays
-        the one recorded in training, and features of ``x`` outside its range are clamped to it.
-
-        :raises DataError: a wrong shape or dtype, no examples, or NaN/inf values.
-        :raises DeviceError: ``x`` or ``y`` is not on the model's device.
-        """
-        check_inputs(x, self.example_shape, "train_x", dtype=self.train_x.dtype, device=self.train_x.device)
-        if x.shape[0] == 0:
-            raise DataError(f"train_x has shape {tuple(x.shape)}: no training examples (the GP needs at least one)")
-        check_targets(y, x.shape[0], "train_y", dtype=self.train_y.dtype, device=self.train_x.device)
-        self.train_x, self.train_y = x, y
-        self._train_data_lost = False
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values (under KISS-GP with

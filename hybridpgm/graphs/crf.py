@@ -14,7 +14,8 @@ sufficient statistics and the entropy come from the gradient of
 :math:`\\log Z` (the approach of pytorch-struct [3]), or, under a ``torch.func`` transform or forward-mode AD,
 from an explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward`); the mode is Viterbi;
 samples come from forward-filtering backward-sampling.  The forward and
-Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`.  The forward messages
+Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`, the marginals and the entropy in
+:mod:`hybridpgm.graphs.crf_marginals`.  The forward messages
 are normalised per step (shifted by their maximum, the shifts summed into
 :math:`\\log Z`), so float32 marginals and entropies stay accurate for confident
 CRFs.  Sequences of different lengths share one padded tensor: positions
@@ -44,12 +45,11 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.checks import torch_readable, sample_shape_of
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
-from hybridpgm.graphs.crf_forward_backward import forward_backward, use_forward_backward
+from hybridpgm.graphs.crf_marginals import CRFMarginals
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
 from hybridpgm.graphs.crf_recursions import viterbi
@@ -60,7 +60,7 @@ from hybridpgm.serialization import serializable
 __all__ = ["CRFHead", "LinearChainCRF"]
 
 
-class LinearChainCRF(Distribution, TorchDistributionMixin):
+class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
     """Distribution over label sequences of a linear-chain CRF.
 
     :param torch.Tensor unary: ``batch_shape + (T, L)`` unary log-potentials (-inf forbids a label at a step;
@@ -219,93 +219,6 @@ class LinearChainCRF(Distribution, TorchDistributionMixin):
                 raise ModelSpecError(f"LinearChainCRF: the sequence at batch index {pos} has no labelling of "
                                      f"finite score (each meets a -inf unary, transition, start or end score "
                                      f"within its length), so its {what} is undefined; its log_partition is -inf")
-
-    def _grads(self, steps=False):
-        """``(log_z, grads, per_step)``: log Z (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its
-        gradients = expected sufficient statistics, and, when ``steps`` (``T > 1``), the expected transition score
-        summed step by step (see :meth:`entropy`; else None); also computed under ``torch.no_grad()`` and
-        ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`.  log Z and the gradients
-        are differentiable when the caller's grad mode is on and a potential requires grad; otherwise plain
-        tensors, no graph kept.  ``per_step`` is never differentiable.  Under a ``torch.func`` transform or with
-        forward-mode tangents, all three come from :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`
-        instead (ordinary differentiable ops)."""
-        params = [self.unary, self.transition, self.start, self.end]
-        if use_forward_backward(*params):  # forward mode, torch.func: explicit alpha-beta, ordinary ops
-            log_z, grads, per_step = forward_backward(self._forward, *params, self.lengths)
-            self._check_possible(log_z.detach(), "marginals and entropy are")
-            return log_z, grads, (per_step if steps else None)
-        grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        log_z, grads, per_step = with_autograd(self._log_z_and_grads, params, self.lengths, grad_mode, steps)
-        self._check_possible(log_z.detach(), "marginals and entropy are")
-        return log_z, grads, per_step
-
-    def _log_z_and_grads(self, params, lengths, grad_mode, steps):
-        deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
-        create = grad_mode and any(p.requires_grad for p in params)
-        if not create:  # first-order gradients only: no graph back to the potentials
-            params = [p.detach() for p in params]
-        hook, seen = None, []
-        if steps:  # each step's sum_ij A_ij p(y_{t-1}=i, y_t=j), from the pairwise marginal the backward computes
-            fixed = params[1].detach().clamp(min=_forbidden(params[1].dtype))
-
-            def hook(pairwise):
-                with torch.no_grad():
-                    seen.append((pairwise.detach() * fixed).flatten(-2).sum(-1))  # batch, in the working dtype
-        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, attach=True, wide=True,
-                              hook=hook)[0]
-        grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
-        grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
-        per_step = None
-        if steps:  # the step totals in ACCUMULATE (a step without a gradient adds 0)
-            per_step = (torch.stack(seen).to(ACCUMULATE).sum(0) if seen
-                        else log_z.new_zeros(log_z.shape, dtype=ACCUMULATE).detach())
-        return (log_z if create else log_z.detach()), grads, per_step
-
-    @property
-    def marginals(self) -> torch.Tensor:
-        """``batch_shape + (T, L)`` :math:`p(y_t = l)` (0 at padding)."""
-        return self._grads()[1][0]
-
-    @property
-    def pairwise_marginals(self) -> torch.Tensor:
-        """``batch_shape + (L, L)`` expected transition counts :math:`\\sum_t p(y_{t-1}=i, y_t=j)`."""
-        return self._grads()[1][1]
-
-    def entropy(self) -> torch.Tensor:
-        """``batch_shape`` :math:`H = \\log Z - \\mathbb E[s(y)]`; :math:`s` is linear in the
-        potentials, so :math:`\\mathbb E[s] = \\sum_\\theta \\theta \\cdot \\partial \\log Z / \\partial \\theta`.
-
-        Both terms are ~T x score and nearly cancel, so :math:`\\mathbb E[s]` is summed step by step:
-        :math:`\\mathbb E[s] = \\pi \\cdot p_0 + \\omega \\cdot p_{n-1} + \\sum_t \\phi_t \\cdot p_t +
-        \\sum_{0<t<n} \\sum_{ij} A_{ij}\\, p_t(j)\\, q_t(i \\mid j)`, with the marginals :math:`p_t` and
-        :math:`q_t(i \\mid j) = p(y_{t-1}=i \\mid y_t=j) = \\mathrm{softmax}_i(\\alpha_{t-1}(i) + A_{ij})` from the
-        forward messages.  Each step's terms (over ``L`` or ``L x L`` labels) are summed in the working dtype, the
-        ``T`` step totals in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from
-        the unrounded log Z there and rounded once.  A step's transition term is read off its pairwise marginal
-        :math:`p_t(j)\\, q_t(i \\mid j)` as the backward pass that computes the marginals produces it (the ``hook``
-        of :func:`~hybridpgm.graphs.crf_recursions.forward`): one ``L x L`` product a step, nothing kept.
-
-        :math:`\\sum_{ij} A_{ij} \\cdot` :attr:`pairwise_marginals` is the same number, but its counts are sums
-        over ``T`` steps rounded in the working dtype by autograd.  A float64 CRF (whose working dtype is
-        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`) and a one-step sequence use it as it is; otherwise the
-        step-by-step value, which carries no graph, replaces it as a constant added to it (their difference, a
-        rounding error).  The gradient (and the Hessian) is therefore always that of this sum, the same function
-        of the potentials, and the transition always receives one (zeros for ``T = 1``)."""
-        unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)
-        steps = unary.dtype != ACCUMULATE and unary.shape[-2] > 1
-        log_z, grads, per_step = self._grads(steps=steps)
-        neg = _forbidden(unary.dtype)
-        # a -inf score has gradient (probability) exactly 0: its finite stand-in makes theta * g = 0, not NaN;
-        # padding (which may hold anything) is left out
-        unary = torch.where(self._mask()[..., None], unary.clamp(min=neg), 0.0)
-        params = [unary] + [p.clamp(min=neg) for p in (transition, start, end)]
-        # per step (batch + (T,) scalars) in the working dtype, over the steps in ACCUMULATE
-        expected = (unary * grads[0]).sum(-1).to(ACCUMULATE).sum(-1)
-        expected = expected + sum((p * g).sum(-1).to(ACCUMULATE) for p, g in zip(params[2:], grads[2:]))
-        whole = (params[1] * grads[1]).flatten(-2).sum(-1).to(ACCUMULATE)  # sum(A * pairwise_marginals)
-        if steps:  # its value step by step, as a constant: the difference is a rounding error
-            whole = whole + (per_step - whole).detach()
-        return (log_z - (expected + whole)).to(unary.dtype)
 
     # -- scoring -------------------------------------------------------------------------
     def score(self, value: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ import torch
 from torch.autograd import forward_ad
 
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, forbidden, working
+from hybridpgm.transform_scope import under_torch_func
 
 __all__ = ["forward_backward", "use_forward_backward"]
 
@@ -39,8 +40,9 @@ def use_forward_backward(*tensors: torch.Tensor) -> bool:
     """Whether a ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``, ``vmap``, ``grad``, ``jacrev``) is
     active, or one of ``tensors`` carries a forward-mode tangent (:mod:`torch.autograd.forward_ad`): then the
     marginals come from :func:`forward_backward`.  Otherwise (plain ``torch.autograd``, ``no_grad``,
-    ``inference_mode``) ``False``, and the CRF keeps its gradient-of-log-Z path and its speed."""
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    ``inference_mode``) ``False``, and the CRF keeps its gradient-of-log-Z path and its speed.  The transforms are
+    read by :func:`~hybridpgm.transform_scope.under_torch_func`."""
+    if under_torch_func():
         return True
     return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 

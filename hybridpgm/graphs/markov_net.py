@@ -22,7 +22,8 @@ Inference (``method=``): ``"exact"`` (tensor contraction,
 (:class:`~hybridpgm.infer.ChromaticGibbs`) or exactly; :meth:`MarkovNet.model` puts the
 MRF into a Pyro program with :func:`pyro.factor`, one enumerated site per variable, and
 :meth:`MarkovNet.distribution` makes it one Pyro distribution over the joint state.
-The declaration checks live in :mod:`~hybridpgm.graphs.mrf_declare`, the score in
+The declaration checks live in :mod:`~hybridpgm.graphs.mrf_declare`, the inference queries (:math:`\\log Z`,
+marginals, the MAP state) in :mod:`~hybridpgm.graphs.mrf_inference`, the score in
 :mod:`~hybridpgm.graphs.mrf_score`, sampling in :mod:`~hybridpgm.graphs.mrf_sampling` and the Pyro program in
 :mod:`~hybridpgm.graphs.mrf_pyro_model`.
 
@@ -34,7 +35,6 @@ Techniques*, 2009, ch. 4.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -45,10 +45,8 @@ from torch import nn
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
-from hybridpgm.graphs.mrf_convergence import warn_unconverged
-from hybridpgm.graphs.mrf_declare import (_check_options, _names, _no_options, call_potential, check_factor,
-                                          check_table, table_buffer)
-from hybridpgm.graphs.mrf_map import map_of
+from hybridpgm.graphs.mrf_declare import _names, call_potential, check_factor, check_table, table_buffer
+from hybridpgm.graphs.mrf_inference import MarkovNetInference
 from hybridpgm.graphs.mrf_sampling import sample_markov_net
 from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.graphs.mrf_scopes import ScopeIndices
@@ -58,10 +56,8 @@ from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
 
-_METHODS = ("exact", "bp", "mean_field")
 
-
-class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
+class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
     """A Markov random field over named discrete variables.
 
     :param variables: mapping ``name -> cardinality``, or a sequence of
@@ -124,19 +120,6 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
 
     def __repr__(self) -> str:
         return f"MarkovNet(variables={self.cards}, factors={list(self.families)})"
-
-    @contextlib.contextmanager
-    def _query(self):
-        """The context of a query (:meth:`log_partition`, :meth:`marginals`, :meth:`map_assignment`,
-        :meth:`sample`): the neural potentials run in the mode they are in, but their buffers (batch-norm running
-        statistics) are left as they were (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`)."""
-        if not len(self.potentials):
-            yield
-            return
-        from hybridpgm.infer.particle_probe import keeping_module_state
-
-        with keeping_module_state(self.potentials):
-            yield
 
     # -- declaration --------------------------------------------------------------
     @property
@@ -229,88 +212,6 @@ class MarkovNet(LegacyTableNames, ScopeIndices, nn.Module):
         return compile_factor_graph(self, evidence, context)
 
     # -- queries ----------------------------------------------------------------------
-    def _run(self, method, fg, **kwargs):
-        from hybridpgm.infer.belief_propagation import BeliefPropagation
-        from hybridpgm.infer.mean_field import MeanField
-        from hybridpgm.infer.mrf_exact import exact_marginals
-
-        if method not in _METHODS:
-            raise ModelSpecError(f"MarkovNet: unknown inference method {method!r}; use one of {_METHODS}")
-        if method == "exact":
-            _no_options(method, kwargs)
-            return exact_marginals(fg)
-        algorithm = BeliefPropagation if method == "bp" else MeanField
-        _check_options(method, algorithm, kwargs)
-        res = (algorithm := algorithm(**kwargs))(fg)
-        warn_unconverged(method, algorithm, res)
-        return res.log_z, res.marginals
-
-    @vmap_refused
-    def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
-        """:math:`\\log Z` (given evidence: :math:`\\log \\sum_{x \\sim e} e^{\\theta(x)}`), shape ``batch_shape``.
-
-        ``"exact"`` is exact; ``"bp"`` is the Bethe estimate (exact on trees);
-        ``"mean_field"`` a lower bound.  ``kwargs`` go to the algorithm
-        (``num_iters``, ``damping``, ``tol``).
-
-        :raises EvidenceError: bad evidence (see :meth:`factor_graph`).
-        :raises ModelSpecError: an unknown method or option, a network of no variables, or ``method="bp"`` with
-            ``max_product=True`` (max-product BP has no :math:`\\log Z` estimate; also what :meth:`log_prob` and
-            :meth:`model` with ``log_z_method="bp"`` raise).
-        :raises ConfigError: an option's value (``num_iters=2.5``), naming it.
-        :raises DataError: a ``context`` a neural potential does not take (see :meth:`tables`), naming the factor.
-        """
-        self._refuse_max_product(method, kwargs)
-        with self._query():
-            return self._log_z(method, self.factor_graph(evidence, context), kwargs)
-
-    @staticmethod
-    def _refuse_max_product(method: str, kwargs: dict) -> None:
-        """Raise :class:`ModelSpecError` for ``method="bp"`` with ``max_product=True``: no :math:`\\log Z` there."""
-        if method == "bp" and kwargs.get("max_product") is True:
-            raise ModelSpecError("MarkovNet.log_partition: method 'bp' with max_product=True runs max-product BP, "
-                                 "which gives max-marginals and no log Z estimate; leave max_product out (the Bethe "
-                                 "estimate of sum-product BP), or use map_assignment(method='bp') for the MAP")
-
-    def _log_z(self, method: str, fg: FactorGraph, kwargs: dict) -> torch.Tensor:
-        """``batch_shape`` :math:`\\log Z` of the compiled ``fg`` by ``method`` (options ``kwargs``)."""
-        self._refuse_max_product(method, kwargs)
-        if method == "exact":
-            from hybridpgm.infer.mrf_exact import exact_log_partition
-
-            _no_options(method, kwargs)
-            return fg.unflatten(exact_log_partition(fg))
-        return fg.unflatten(self._run(method, fg, **kwargs)[0])
-
-    @vmap_refused
-    def marginals(self, method: str = "exact", evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
-        """Single-variable marginals ``name -> batch_shape + (card,)``."""
-        with self._query():
-            fg = self.factor_graph(evidence, context)
-            marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
-        return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
-
-    @vmap_refused
-    def map_assignment(self, evidence=None, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
-        """The most probable assignment, ``name -> batch_shape`` long.
-
-        ``method="exact"``: the max-sum contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of
-        small treewidth); ``"bp"``: max-product BP (exact on trees; ``kwargs`` go to it; where max-marginals
-        tie, the variables are decoded a layer at a time, each given those before it, as
-        :attr:`~hybridpgm.infer.belief_propagation.BPResult.decoded_assignment` does); ``"auto"`` (default):
-        exact where the contraction costs at most about a second of one CPU thread per model
-        (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
-        options in ``kwargs`` select BP.
-
-        :raises ModelSpecError: an unknown method or an option it does not take; for ``"exact"``, before any
-            work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` or a max-sum over
-            :data:`~hybridpgm.infer.mrf_exact.EXACT_MAP_MAX_WORK` operations per model.
-        """
-        if method not in ("auto", "bp", "exact"):
-            raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")
-        with self._query():
-            return map_of(self.factor_graph(evidence, context), method, kwargs, list(self.cards))
-
     @vmap_refused
     def score(self, values: Mapping[str, torch.Tensor], context=None) -> torch.Tensor:
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``

@@ -19,6 +19,7 @@ import functools
 from typing import Callable, TypeVar
 
 from hybridpgm.errors import ConfigError, HybridPGMError
+from hybridpgm.transform_scope import under_vmap
 
 __all__ = ["vmap_refused"]
 
@@ -27,17 +28,15 @@ _F = TypeVar("_F", bound=Callable)
 
 def vmap_refused(query: _F) -> _F:
     """``query`` (a :class:`~hybridpgm.graphs.MarkovNet` method), with torch's ``vmap`` error from a host read
-    turned into :class:`~hybridpgm.errors.ConfigError` naming ``MarkovNet.<query>``; outside ``vmap``, and for
-    hybridpgm's own errors, nothing changes."""
+    turned into :class:`~hybridpgm.errors.ConfigError` naming ``MarkovNet.<query>``; outside ``vmap``
+    (:func:`~hybridpgm.transform_scope.under_vmap`), and for hybridpgm's own errors, nothing changes."""
 
     @functools.wraps(query)
     def named(net, *args, **kwargs):
         try:
             return query(net, *args, **kwargs)
         except RuntimeError as error:
-            from hybridpgm.infer.bn_query_scope import _under_vmap  # here: hybridpgm.infer imports the graphs
-
-            if isinstance(error, HybridPGMError) or "vmap" not in str(error) or not _under_vmap():
+            if isinstance(error, HybridPGMError) or "vmap" not in str(error) or not under_vmap():
                 raise
             raise ConfigError(
                 f"MarkovNet.{query.__name__} does not support torch.func.vmap: a query reads its evidence, values "

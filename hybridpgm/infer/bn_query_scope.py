@@ -34,9 +34,8 @@ import contextlib
 import functools
 from typing import Callable, TypeVar
 
-import torch
-
 from hybridpgm.errors import ConfigError
+from hybridpgm.transform_scope import under_vmap
 
 __all__ = ["QUERY_METHODS", "exact_query", "refuse_vmap"]
 
@@ -47,18 +46,12 @@ QUERY_METHODS = {"posterior": "posterior", "log_evidence": "log_evidence", "map_
                  "posterior_sample": "sample"}
 
 
-def _under_vmap() -> bool:
-    """Whether a :func:`torch.func.vmap` transform is active (at any level of torch.func's transform stack)."""
-    stack = torch._C._functorch.get_interpreter_stack() or ()
-    return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
-
-
 def refuse_vmap(name: str, error: Exception | None = None) -> None:
     """Raise :class:`~hybridpgm.errors.ConfigError` (from ``error``, torch's) when called under
     :func:`torch.func.vmap`.
 
     :param str name: the query function's name (a key of :data:`QUERY_METHODS`)."""
-    if not _under_vmap():
+    if not under_vmap():
         return
     method = QUERY_METHODS.get(name, name)
     raise ConfigError(
