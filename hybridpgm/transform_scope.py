@@ -11,6 +11,9 @@ last):
 * :func:`under_torch_func`: any level at all (``vmap``, ``grad``, ``vjp``, ``jvp``, ``jacrev``, ``jacfwd``,
   ``hessian``, ``functionalize``).
 
+and :func:`vmap_reads_refused` turns torch's error for a host read under ``vmap`` into a
+:class:`~hybridpgm.errors.ConfigError` that names the query and what to do instead.
+
 Plain ``torch.autograd`` (``backward``, ``torch.autograd.grad``), :mod:`torch.autograd.forward_ad` dual tensors
 outside a transform, ``torch.no_grad()`` and ``torch.inference_mode()`` are no transform: both answer ``False``
 there.
@@ -18,9 +21,14 @@ there.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 
-__all__ = ["under_torch_func", "under_vmap"]
+from hybridpgm.errors import ConfigError, HybridPGMError
+
+__all__ = ["under_torch_func", "under_vmap", "vmap_reads_refused"]
 
 
 def under_vmap() -> bool:
@@ -39,3 +47,22 @@ def under_torch_func() -> bool:
     :returns: ``True`` inside a transformed function, ``False`` under plain ``torch.autograd``,
         :mod:`torch.autograd.forward_ad`, ``torch.no_grad()`` or ``torch.inference_mode()`` alone."""
     return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+@contextlib.contextmanager
+def vmap_reads_refused(message: str) -> Iterator[None]:
+    """Run the block; where torch refuses a host read in it under :func:`torch.func.vmap` (its
+    ``RuntimeError`` naming ``vmap``: a value read in data-dependent control flow, ``.item()``), raise
+    :class:`~hybridpgm.errors.ConfigError` with ``message`` instead, from torch's error.
+
+    Nothing is refused up front: a ``vmap`` whose batched inputs the block never reads runs as it did, and
+    outside ``vmap``, and for hybridpgm's own errors, nothing changes.
+
+    :param message: what the query is and what to pass instead (the whole text of the ``ConfigError``).
+    :raises ConfigError: as above."""
+    try:
+        yield
+    except RuntimeError as error:
+        if isinstance(error, HybridPGMError) or "vmap" not in str(error) or not under_vmap():
+            raise
+        raise ConfigError(message) from error

@@ -56,8 +56,15 @@ from hybridpgm.graphs.crf_recursions import viterbi
 from hybridpgm.graphs.crf_recursions import working as _working
 from hybridpgm.method_owners import goes_with
 from hybridpgm.serialization import serializable
+from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["CRFHead", "LinearChainCRF"]
+
+#: the error of a validating CRF under ``vmap`` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)
+_VMAP_VALIDATION = ("LinearChainCRF: validation (validate_args, on by torch's default) reads the potentials, "
+                    "lengths and labels on the host, which torch.func.vmap's batched tensors cannot give; under "
+                    "vmap build the CRF with validate_args=False (the queries themselves run under vmap), or pass "
+                    "the batch as the CRF's leading batch dimensions instead")
 
 
 class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
@@ -94,7 +101,8 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
     computed instead by the explicit forward-backward recursion of
     :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward` (ordinary differentiable ops, equal values to
     rounding), so forward-mode derivatives are exact as well.  Under ``vmap`` construct the CRF with
-    ``validate_args=False``: validation reads values, which ``vmap`` cannot.
+    ``validate_args=False``: validation reads values, which ``vmap`` cannot (a validating CRF raises
+    :class:`~hybridpgm.errors.ConfigError` saying so where ``vmap`` batches what it reads).
 
     >>> crf = LinearChainCRF(torch.randn(4, 7, 3), torch.randn(3, 3))
     >>> y = crf.sample()            # [4, 7]
@@ -138,22 +146,24 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
             raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
                                  "do not broadcast") from e
         if validate_args is not False and Distribution._validate_args or validate_args:
-            if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-                # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
-                raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype {lengths.dtype}")
-            if bool(((lengths < 1) | (lengths > T)).any()):
-                raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}")
-            inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
-            for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
-                bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
-                if name == "unary":
-                    bad = bad & inside
-                if bool(bad.any()):
-                    pos = bad.nonzero()[0].tolist()
-                    raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
-                                         f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
-                                         + (" (within the sequence's length)" if name == "unary" else "")
-                                         + "; -inf (a forbidden label or transition) is allowed")
+            with vmap_reads_refused(_VMAP_VALIDATION):  # the checks read values
+                if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+                    # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
+                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype "
+                                         f"{lengths.dtype}")
+                if bool(((lengths < 1) | (lengths > T)).any()):
+                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}")
+                inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
+                for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
+                    bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
+                    if name == "unary":
+                        bad = bad & inside
+                    if bool(bad.any()):
+                        pos = bad.nonzero()[0].tolist()
+                        raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
+                                             f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
+                                             + (" (within the sequence's length)" if name == "unary" else "")
+                                             + "; -inf (a forbidden label or transition) is allowed")
         # one dtype for every potential and so every output (marginals are d log Z / d unary: unary's dtype)
         unary, transition, start, end = _working(unary, transition, start, end)
         self.unary = unary.expand(batch_shape + (T, L))
@@ -214,7 +224,9 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         meets a -inf score (``log_z`` = -inf, or a Viterbi score as low): its distribution is undefined."""
         if self._validate_args:
             bad = log_z < _forbidden(log_z.dtype) / 2
-            if bool(bad.any()):
+            with vmap_reads_refused(_VMAP_VALIDATION):
+                found = bool(bad.any())
+            if found:
                 pos = bad.nonzero()[0].tolist()
                 raise ModelSpecError(f"LinearChainCRF: the sequence at batch index {pos} has no labelling of "
                                      f"finite score (each meets a -inf unary, transition, start or end score "
@@ -232,7 +244,8 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
     def _score(self, value: torch.Tensor) -> torch.Tensor:
         """:meth:`score` in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, unrounded: its ``T`` unary and
         ``T - 1`` transition scores are summed there (the sum of float32 scores is then exact to ~T x 1e-16)."""
-        check_labels(self, value)
+        with vmap_reads_refused(_VMAP_VALIDATION):
+            check_labels(self, value)
         mask = self._mask()
         y = torch.where(mask, value.long(), torch.zeros_like(value, dtype=torch.long))
         shape = y.shape[:-1]

@@ -18,8 +18,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, TypeVar
 
-from hybridpgm.errors import ConfigError, HybridPGMError
-from hybridpgm.transform_scope import under_vmap
+from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["vmap_refused"]
 
@@ -28,23 +27,21 @@ _F = TypeVar("_F", bound=Callable)
 
 def vmap_refused(query: _F) -> _F:
     """``query`` (a :class:`~hybridpgm.graphs.MarkovNet` method), with torch's ``vmap`` error from a host read
-    turned into :class:`~hybridpgm.errors.ConfigError` naming ``MarkovNet.<query>``; outside ``vmap``
-    (:func:`~hybridpgm.transform_scope.under_vmap`), and for hybridpgm's own errors, nothing changes."""
+    turned into :class:`~hybridpgm.errors.ConfigError` naming ``MarkovNet.<query>``
+    (:func:`~hybridpgm.transform_scope.vmap_reads_refused`); outside ``vmap``, and for hybridpgm's own errors,
+    nothing changes."""
+
+    message = (f"MarkovNet.{query.__name__} does not support torch.func.vmap: a query reads its evidence, "
+               f"values and tables on the host (their checks, the choice of the inference path), which vmap's batched "
+               f"tensors cannot give.  It is batched already: pass the rows as one batch, evidence or values "
+               f"{{variable: tensor of shape [N]}} (evidence -1 where a row leaves the variable unobserved), or "
+               f"tables with a leading batch dimension (batch_shape + (F,) + cards: N independent models), and it "
+               f"answers all N at once (a [N, ...] result); for gradients per row, take torch.autograd.grad of "
+               f"the result's entries, or of its sum (the rows are independent)")
 
     @functools.wraps(query)
     def named(net, *args, **kwargs):
-        try:
+        with vmap_reads_refused(message):
             return query(net, *args, **kwargs)
-        except RuntimeError as error:
-            if isinstance(error, HybridPGMError) or "vmap" not in str(error) or not under_vmap():
-                raise
-            raise ConfigError(
-                f"MarkovNet.{query.__name__} does not support torch.func.vmap: a query reads its evidence, values "
-                f"and tables on the host (their checks, the choice of the inference path), which vmap's batched "
-                f"tensors cannot give.  It is batched already: pass the rows as one batch, evidence or values "
-                f"{{variable: tensor of shape [N]}} (evidence -1 where a row leaves the variable unobserved), or "
-                f"tables with a leading batch dimension (batch_shape + (F,) + cards: N independent models), and it "
-                f"answers all N at once (a [N, ...] result); for gradients per row, take torch.autograd.grad of "
-                f"the result's entries, or of its sum (the rows are independent)") from error
 
     return named  # type: ignore[return-value]

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.autograd import forward_ad
 
+from hybridpgm.errors import ConfigError
 from hybridpgm.graphs import LinearChainCRF
 from hybridpgm.graphs.crf_recursions import forward
 
@@ -168,3 +169,23 @@ def test_the_explicit_path_is_taken_only_under_a_transform_or_a_tangent():
         seen.append(use_forward_backward(torch.ones(3), forward_ad.make_dual(torch.ones(3), torch.ones(3))))
         seen.append(use_forward_backward(torch.ones(3)))
     assert seen == [True, True, True, False]
+
+
+def test_a_validating_crf_under_vmap_names_validate_args():
+    """Validation reads values, which vmap cannot: a validating CRF built, or asked for ``log_prob`` of labels,
+    under vmap raises ``ConfigError`` naming ``validate_args=False`` (torch's raw "data-dependent control flow"
+    ``RuntimeError`` before); with ``validate_args=False`` the same vmap runs and equals a loop, and a vmap that
+    batches nothing the CRF reads keeps validation."""
+    torch.manual_seed(0)
+    unary, transition = torch.randn(3, 2, 5, 4, dtype=torch.float64), torch.randn(4, 4, dtype=torch.float64)
+    labels = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ConfigError, match="validate_args=False"):
+        torch.func.vmap(lambda u: LinearChainCRF(u, transition).entropy())(unary)
+    built = LinearChainCRF(unary[0], transition)  # validation at construction passed: labels checked under vmap
+    with pytest.raises(ConfigError, match="validate_args=False"):
+        torch.func.vmap(lambda y: built.log_prob(y))(labels[None].expand(3, 2, 5))
+    plain = torch.func.vmap(lambda u: LinearChainCRF(u, transition, validate_args=False).entropy())(unary)
+    loop = torch.stack([LinearChainCRF(u, transition).entropy() for u in unary])
+    assert torch.allclose(plain, loop, rtol=1e-12, atol=1e-12)
+    scaled = torch.func.vmap(lambda c: c * LinearChainCRF(unary[0], transition).log_partition)(torch.ones(3))
+    assert torch.allclose(scaled, LinearChainCRF(unary[0], transition).log_partition.expand(3, 2))
