@@ -8,7 +8,8 @@ data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` n
   columns follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, or a list of ``N`` rows of ``V``
   values, optionally with a mask (``True`` where observed) or as the pair ``(values, mask)``, becomes a dict
   name -> ``[N]`` tensor on the network's device, a missing entry being ``NaN`` (or ``-1`` in signed integer
-  data; unsigned integers such as ``uint8`` have no missing marker);
+  data, and in a discrete node's floating column, where it becomes ``NaN``; unsigned integers such as ``uint8``
+  have no missing marker);
 * :meth:`~BayesNetData.split_missing` -- ``[N, V]`` data with missing entries becomes
   ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
 * :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
@@ -26,6 +27,8 @@ It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_name
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -35,7 +38,7 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
-                                        _plain, bool_states, context_batch_features, outer_batch_dims,
+                                        _plain, bool_states, context_batch_features, missing_as_nan, outer_batch_dims,
                                         refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.update_scope import micro_batch_share
@@ -59,6 +62,20 @@ def _refuse_duplicates(labels: list) -> None:
     if repeated:
         raise DataError(f"data has more than one column labelled {', '.join(map(repr, repeated))} (columns "
                         f"{labels}): keep one per node (df.loc[:, ~df.columns.duplicated()] keeps the first)")
+
+
+def _bad_state(v: str, t: torch.Tensor, card: int, bad: torch.Tensor) -> DataError:
+    """The error for discrete column ``v`` (``[N]``) of ``card`` states, naming its first ``bad`` value and its
+    row: a non-integer (``0.5``), or a value outside ``0..card-1`` (an infinity, or a whole number other than the
+    missing marker ``-1``).  Built on the error path only (it reads the values)."""
+    i = int(bad.nonzero()[0, 0])
+    value = t[i].item()
+    missing = " (NaN or -1 where missing)" if torch.is_floating_point(t) else \
+        " (-1 where missing)" if t.is_signed() else ""  # an unsigned or bool column has no missing marker
+    if math.isfinite(value) and value != round(value):
+        return DataError(f"column '{v}' holds a non-integer value: {value} in row {i} of the data; the states of "
+                         f"'{v}' are the whole numbers 0..{card - 1}{missing}")
+    return DataError(f"column '{v}' holds a value outside 0..{card - 1}: {value} in row {i} of the data{missing}")
 
 
 class BayesNetData(BayesNetChecks, BayesNetMasks):
@@ -85,10 +102,12 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         exact (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision
         floats are converted; a number list is built in the network's dtype); the states of a discrete node
         may have any real dtype.  A missing entry is ``NaN`` in floating-point data, ``-1`` in signed integer
-        data, ``None``, ``NaN``, ``pd.NA`` or ``pd.NaT`` in a column of state names or objects, or an entry where
-        ``mask`` is false; unsigned integer data (``uint8``, ...) has no missing marker (255 is a state, or a
-        value out of range).  A column of state names (a list, a NumPy string or object array, a pandas
-        ``Series`` of strings or a ``Categorical``) is read by :attr:`state_names`.
+        data and in a discrete node's floating column (returned as ``NaN``; in a continuous node's column
+        ``-1.0`` is a value; any other negative state is refused by :meth:`model`), ``None``, ``NaN``,
+        ``pd.NA`` or ``pd.NaT`` in a column of state names or objects, or an entry where ``mask`` is false;
+        unsigned integer data (``uint8``, ...) has no missing marker (255 is a state, or a value out of range).
+        A column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or a
+        ``Categorical``) is read by :attr:`state_names`.
 
         :param data: dict name -> ``[N]`` column (a tensor, an array, a list of numbers, or for a discrete node
             with :attr:`state_names` a column of names, ``None`` where missing), or a pandas DataFrame of such
@@ -186,7 +205,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
         :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or numeric array keeps its dtype;
         a ``bool`` array (whose ``True`` / ``False`` may name states) and any other form of :meth:`columns` go
-        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.
+        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.  In
+        a discrete node's column ``-1`` is missing in a floating tensor too (in a continuous node's, a value).
 
         :raises DataError: as :meth:`columns`.
         """
@@ -199,13 +219,17 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             x = torch.as_tensor(data)
         else:
             x = self.to_tensor(data)
-        mask = ~_missing(x)
+        missing = _missing(x)
+        if torch.is_floating_point(x):  # -1 in a discrete node's column: missing too (a continuous -1 is a value)
+            discrete = torch.tensor([self.cardinality(v) is not None for v in self.nodes], device=x.device)
+            missing = missing | ((x == -1) & discrete)
+        mask = ~missing
         return torch.where(mask, x, torch.zeros_like(x)), mask
 
     def to_tensor(self, values) -> torch.Tensor:
         """Stack the columns of ``values`` (any form of :meth:`columns`) into ``[N, len(nodes)]`` floats of the
-        network's dtype, every missing entry (``NaN``, ``-1`` in signed integer data, ``None``, mask false,
-        an absent column) as ``NaN``.
+        network's dtype, every missing entry (``NaN``, ``-1`` in signed integer data or in a discrete node's
+        column, ``None``, mask false, an absent column) as ``NaN``.
 
         :raises DataError: as :meth:`columns`, or data of no column.
         """
@@ -240,7 +264,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         (:func:`~hybridpgm.graphs.bn_values.state_indices`).  ``True`` / ``False`` (a ``bool`` column of
         ``pd.read_csv``) read as the states named true / false
         (:func:`~hybridpgm.graphs.bn_values.bool_states`); numbers for a node whose states are named by other
-        numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).
+        numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).  In a floating column
+        ``-1`` marks a missing entry as ``NaN`` does, and comes back as ``NaN``
+        (:func:`~hybridpgm.graphs.bn_values.missing_as_nan`).
 
         :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
             name in the column of a node without state names, or a value that is neither a number nor a name,
@@ -253,20 +279,26 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         if _holds_names(t):
             t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)
         try:
-            return torch.as_tensor(t, device=device)
+            t = torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
+        return missing_as_nan(t)  # a float -1: missing, as NaN is (evidence's convention; a continuous -1 is a value)
 
     def _fill_missing(self, v, t):
-        """``(values with missing filled by 0, missing mask)``; a discrete column's range check is deferred."""
+        """``(values with missing filled by 0, missing mask)``.
+
+        A discrete column's check (whole states ``0..card-1`` where observed) is one flag, deferred inside
+        :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`); only its error path
+        reads the values, to name the first bad one and its row (:func:`_bad_state`).
+        """
         missing = _missing(t)
         card = self.cardinality(v)
         filled = torch.where(missing, torch.zeros_like(t), t)
         if card is not None:
             filled = filled.long()
-            bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))
-            check_or_defer(~bad.any(), lambda: DataError(f"column '{v}' holds a value outside 0..{card - 1}"))
+            bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))  # 0.5, -2, inf, 1e20
+            check_or_defer(~bad.any(), lambda: _bad_state(v, t, card, bad))
             filled = filled.clamp(0, card - 1)  # until a deferred check is read (an index out of range asserts)
         else:  # columns() gave it the network's dtype already: this refuses only a column that bypassed it
             filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")

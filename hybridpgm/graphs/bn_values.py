@@ -1,7 +1,8 @@
 """Raw data values of a :class:`~hybridpgm.graphs.BayesNet` as tensors: the missing markers and the shapes.
 
-A missing entry is ``NaN`` in floating-point data and ``-1`` in signed integer data (:func:`_missing`); unsigned
-integers and ``bool`` have no missing marker.  The helpers here say what a raw value is (a whole data set or one
+A missing entry is ``NaN`` in floating-point data and ``-1`` in signed integer data (:func:`_missing`), and ``-1``
+in a discrete node's floating column too (:func:`missing_as_nan`); unsigned integers and ``bool`` have no missing
+marker.  The helpers here say what a raw value is (a whole data set or one
 row, its length, a description for an error message), build continuous columns in the network's dtype, and read
 columns of state names: a list, a NumPy string or object array, or a pandas ``Series`` / ``Categorical``
 (anything with ``to_numpy()``; pandas itself is never imported) whose entries are state names, state indices or
@@ -21,7 +22,8 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 
-__all__ = ["bool_states", "context_batch_features", "outer_batch_dims", "refuse_ambiguous_numbers", "state_indices"]
+__all__ = ["bool_states", "context_batch_features", "missing_as_nan", "outer_batch_dims", "refuse_ambiguous_numbers",
+           "state_indices"]
 
 
 def _plain(x):
@@ -205,12 +207,24 @@ def _missing(t: torch.Tensor) -> torch.Tensor:
     """Where ``t`` marks a missing entry: ``NaN`` in floating-point data, ``-1`` in signed integer data (any
     other negative integer is a bad value, refused by the range check, not a missing entry).  Unsigned integers
     (``uint8``, ...) and ``bool`` cannot hold ``-1``: none of their entries is missing (comparing a ``uint8``
-    with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry)."""
+    with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry).  A discrete
+    node's floating column has its ``-1`` entries turned into ``NaN`` first (:func:`missing_as_nan`); in a
+    continuous node's column ``-1.0`` is a value."""
     if torch.is_floating_point(t):
         return torch.isnan(t)
     if not t.is_signed():
         return torch.zeros_like(t, dtype=torch.bool)
     return t == -1
+
+
+def missing_as_nan(t: torch.Tensor) -> torch.Tensor:
+    """A discrete node's column (or evidence) ``t`` with the missing marker ``-1`` of a floating tensor as ``NaN``
+    (``t`` itself where it is not floating): ``-1`` or ``NaN`` marks a missing state in an integer or a floating
+    tensor alike, the convention of :class:`~hybridpgm.graphs.MarkovNet`'s evidence too.  Any other negative value
+    stays, for the range check to refuse."""
+    if not torch.is_floating_point(t):
+        return t
+    return torch.where(t == -1, torch.full((), float("nan"), dtype=t.dtype, device=t.device), t)
 
 
 def _is_table(x) -> bool:

@@ -8,7 +8,7 @@ algorithms consume (``V`` variables, ``C`` the largest cardinality):
 * ``unary`` ``[B, V, C]`` -- the sum of all one-variable log-potentials, zero-padded;
 * ``valid`` ``[B, V, C]`` -- the states each variable may take: not a padding state
   (``c < card``), and the observed state only where the evidence observes the variable
-  (a negative value, or NaN in a float tensor, leaves it unobserved in that batch entry);
+  (``-1``, or NaN in a float tensor, leaves it unobserved in that batch entry; :func:`evidence_states`);
 * one :class:`FactorGroup` per arity ``k >= 2``, every family of that arity stacked into
   ``[B, F] + [C] * k`` log-potentials (zero-padded) with their ``[F, k]`` variable indices;
 * the cached proper colouring of the interaction graph (:meth:`MarkovNet.colors
@@ -52,37 +52,53 @@ def _numbers(v: str, x, what: str) -> torch.Tensor:
                             f"{type(x).__name__} {x!r:.60}") from None
 
 
+def _first_at(bad: torch.Tensor) -> str:
+    """Where the first (row-major) entry marked by ``bad`` lies: ``"the first in row i"`` (a 1-D tensor),
+    ``"the first at index (i, j)"`` (more dims) or ``"a scalar"`` (0-d); a host read, for the error path only."""
+    if bad.dim() == 0:
+        return "a scalar"
+    where = tuple(bad.nonzero()[0].tolist())
+    return f"the first in row {where[0]}" if len(where) == 1 else f"the first at index {where}"
+
+
 def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.Tensor:
     """Evidence values as long states, ``-1`` where unobserved.
 
-    An integer (or bool) tensor holds states, a negative value meaning unobserved; a float tensor holds whole
-    numbers, with ``NaN`` or a negative whole number for unobserved.  Infinities are not states (``+inf`` used
-    to overflow the conversion to a negative number and so read as unobserved).
+    The convention of BayesNet's evidence too: a state is a whole number ``0..card-1`` (an integer or bool
+    tensor, or a float tensor of whole numbers); ``-1`` (in an integer or a float tensor) or ``NaN`` (float)
+    means unobserved.  Any other value is refused, never read as unobserved: another negative number (``-2``),
+    a non-integer (``0.5``, ``-1.5``, ``-inf``) or a value ``>= card`` (``+inf`` included; it used to overflow
+    the conversion to a negative number and so read as unobserved).  The check costs one host read; the
+    error path reads the bad entries.
 
     :param card: the variable's cardinality; when given, an observed value ``>= card`` is refused.
-    :raises EvidenceError: naming ``v`` and the bad values: a dtype that holds no states (complex), a non-integer
-        float or ``-inf``, or a value ``>= card`` (``+inf`` included).
+    :raises EvidenceError: naming ``v``, the bad values and the row (index) of the first: a dtype that holds no
+        states (complex), a non-integer float (``-inf`` included), a negative value other than ``-1``, or a
+        value ``>= card`` (``+inf`` included).
     """
     if t.is_complex():
         raise EvidenceError(f"MarkovNet: evidence for {v!r} has dtype {t.dtype}; give integer states, or a float "
-                            f"tensor of whole states with NaN for unobserved")
-    if not torch.is_floating_point(t):
-        t = t.long()
-        if card is not None and bool((t >= card).any()):
-            raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[t >= card][:3].tolist()} "
-                                f"outside 0..{card - 1} (a negative value means unobserved)")
+                            f"tensor of whole states with -1 or NaN for unobserved")
+    floating = torch.is_floating_point(t)
+    if not floating:
+        t = t.long()  # before comparing with -1: a uint8 255 would equal it
+    missing = (torch.isnan(t) | (t == -1)) if floating else t == -1
+    fraction = ~missing & ((t != t.round()) | (t == -math.inf)) if floating else torch.zeros_like(missing)
+    outside = ~missing & ~fraction & ((t < 0) if card is None else ((t < 0) | (t >= card)))  # +inf included
+    if bool((fraction | outside).any()):  # the one host read
+        if bool(fraction.any()):
+            raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[fraction][:3].tolist()} "
+                                f"({_first_at(fraction)}); give whole states, and -1 or NaN where "
+                                f"unobserved")
+        states = "0, 1, ..." if card is None else f"0..{card - 1}"
+        raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[outside][:3].tolist()} outside {states} "
+                            f"({_first_at(outside)}); only -1 (or NaN in a float tensor) means "
+                            f"unobserved")
+    if not floating:
         return t
-    missing = torch.isnan(t)
-    bad = ~missing & ((t != t.round()) | (t == -math.inf))
-    if bool(bad.any()):
-        raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[bad][:3].tolist()}; "
-                            f"give whole states, or NaN (or a negative whole number) for unobserved")
-    if card is not None and bool((t >= card).any()):  # +inf included
-        raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[t >= card][:3].tolist()} "
-                            f"outside 0..{card - 1} (NaN or a negative value means unobserved)")
-    # clamp before the cast: a value too large for int64 (+inf, 1e20) would wrap to a negative, 'unobserved', state.
-    # The bound is the dtype's own largest value where that is smaller (float16: 65504; 2**62 overflows it)
-    return torch.where(missing | (t < 0), -1.0, t.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max))).long()
+    # clamp before the cast: a value too large for int64 (1e20) would wrap to a negative number.  The bound is the
+    # dtype's own largest value where that is smaller (float16: 65504; 2**62 overflows it)
+    return torch.where(missing, -1.0, t.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max))).long()
 
 
 def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:
@@ -158,7 +174,8 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     :meth:`MarkovNet.factor_graph <hybridpgm.graphs.MarkovNet.factor_graph>` returns).
 
     :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
-        a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
+        ``-1`` (or NaN in a float tensor) means "unobserved" in that batch entry; any other negative value is
+        refused (:func:`evidence_states`).
     :param context: passed to neural potentials.
     :param tables: the families' log-potentials, already evaluated (:meth:`MarkovNet.tables
         <hybridpgm.graphs.MarkovNet.tables>` of ``context``): a caller that also scores values passes the tables
@@ -166,7 +183,8 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         (one dropout mask, one batch-norm update).  ``None`` evaluates them here.
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
         non-number (a string, ``None``, a dict or another object; the message names the variable and the
-        value), a non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` included),
+        value), a non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` and negative
+        values other than ``-1`` included; the message names the variable, the values and the first one's row),
         or a batch shape holding no model.
     :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
         variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).

@@ -221,19 +221,62 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
                         f"for the nodes {bn.nodes}, or None for no evidence; got {given}{hint}")
 
 
+def _row_of(bad: torch.Tensor) -> str:
+    """``"row i"`` of the first entry marked by ``bad`` (``[N]``), ``"a scalar"`` for a 0-d one (error path)."""
+    return "a scalar" if bad.dim() == 0 else f"row {int(bad.nonzero()[0, 0])}"
+
+
+def _states(name: str, t: torch.Tensor, card: int) -> tuple[torch.Tensor, bool, bool]:
+    """``(states, observed in every row, observed in none)``: the evidence ``t`` (``[N]`` or 0-d, any real dtype)
+    of discrete node ``name`` as long states, ``-1`` where a row does not observe it.
+
+    The convention MarkovNet's evidence follows too: a state is a whole number ``0..card-1``; ``-1`` (in an integer
+    or a floating tensor) or ``NaN`` (floating) marks a row that does not observe the node.  Any other value is
+    refused, never read as "not observed": another negative number, a non-integer, an infinity.  Floats are
+    checked before the cast to long, which would wrap an infinity or ``1e20`` to a negative ("missing") index.
+    The checks and the two flags cost one host read; the message reads the first bad entry.
+
+    :raises EvidenceError: naming the node, the first bad value and its row: a non-integer value (``0.5``,
+        ``-1.5``), or a value outside ``0..card-1`` other than ``-1`` (``-2``, ``+inf``, ``-inf``).
+    """
+    if torch.is_floating_point(t):
+        missing = torch.isnan(t) | (t == -1)
+        fraction = ~missing & (t != t.round())  # an infinity is whole: out of range below
+        bad = ~missing & ~fraction & ((t < 0) | (t >= card))
+        flags = torch.stack([fraction.any(), bad.any(), missing.any(), missing.all()]).tolist()  # one host read
+        if flags[0]:
+            raise EvidenceError(f"evidence for {name!r} holds non-integer values: {t[fraction][0].item()} in "
+                                f"{_row_of(fraction)}; give whole states 0..{card - 1}, and -1 or NaN where a row "
+                                f"does not observe {name!r}")
+        if flags[1]:
+            raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
+                                f"{_row_of(bad)}; only -1 or NaN means not observed")
+        return torch.where(missing, -1.0, t).long(), not flags[2], flags[3]
+    t = t.long()  # unsigned and bool hold no -1: their values are states (a uint8 255 is out of range below)
+    lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
+    lo, hi = int(lo), int(hi)  # one host read: the range check and the flags
+    if lo < -1 or hi >= card:
+        bad = (t < -1) | (t >= card)
+        raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
+                            f"{_row_of(bad)}; only -1 means not observed")
+    return t, lo >= 0, hi < 0
+
+
 def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     """Validate evidence and split it into observed / partially observed / continuous parts.
 
     A discrete value is a state index or state name, or a tensor of them with one
-    entry per row; ``NaN`` (float tensors), ``-1`` (integer tensors) or ``None`` (in a
+    entry per row; ``-1`` (integer or float tensors), ``NaN`` (float tensors) or ``None`` (in a
     list of state names, as in the data of :meth:`BayesNet.model
     <hybridpgm.graphs.BayesNet.model>`) marks a row where the variable is not
-    observed.  Scalars broadcast over the rows.
+    observed, as in :class:`~hybridpgm.graphs.MarkovNet`'s evidence; any other negative value is refused.
+    Scalars broadcast over the rows.
 
     :param evidence: a mapping node (or context input) name -> value(s), or ``None`` for no evidence.
     :raises EvidenceError: for evidence that is not a mapping (an ``[N, len(nodes)]`` data tensor: turn it
         into columns with :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` first), an unknown
-        name, a value out of range, or rows of different lengths.
+        name, a value out of range (a negative one other than ``-1`` included) or not a whole number (naming the
+        node, the value and its row), or rows of different lengths.
     :raises DataError: for a continuous value (node or context input) of a floating dtype the network's
         dtype would round (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`).
     """
@@ -284,29 +327,12 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             continue
         if t.dim() > 1:
             raise EvidenceError(f"evidence for {name!r} must be a scalar or [N], got shape {tuple(t.shape)}")
-        if torch.is_floating_point(t):
-            missing = torch.isnan(t)
-            # with float evidence only NaN means "missing"; the range is checked before the cast to long,
-            # which would wrap an infinity or 1e20 round to a negative ("missing") index
-            bad = ~missing & ((t < 0) | (t >= card))
-            if bad.any():
-                raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card})")
-            if (t[~missing] != t[~missing].round()).any():
-                raise EvidenceError(f"evidence for {name!r} holds non-integer values")
-            t = torch.where(missing, -1.0, t).long()
-        else:
-            t = t.long()
-        # one reduction for the range check and the missing count: -1 is "missing", below it or >= card is bad
-        lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
-        lo, hi = int(lo), int(hi)
-        if lo < -1 or hi >= card:
-            bad = (t < -1) | (t >= card)
-            raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card})")
+        t, everywhere, nowhere = _states(name, t, card)
         t = t.expand(n) if t.dim() == 0 else t
-        if lo >= 0:
+        if everywhere:
             ev.observed[name] = t
             continue
-        if hi < 0:  # missing in every row
+        if nowhere:  # missing in every row
             continue
         missing = (t == -1)[:, None]
         lik = torch.nn.functional.one_hot(t.clamp(min=0), card).to(dtype)

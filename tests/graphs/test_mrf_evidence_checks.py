@@ -37,13 +37,17 @@ def test_evidence_too_large_for_a_state_is_out_of_range(query, value, shown):
                                    else torch.tensor([1.0, value], dtype=torch.float64)})
 
 
-def test_minus_inf_is_not_a_state_and_negative_whole_numbers_are_unobserved():
+def test_minus_inf_is_not_a_state_and_only_minus_one_or_nan_is_unobserved():
+    """-1 (integer or float) and NaN are unobserved, as in BayesNet's evidence.  Before: any negative whole number
+    (-1e20, -2) was unobserved too."""
     m = _net()
-    with pytest.raises(EvidenceError, match=r"evidence for 'a' holds non-integer values \[-inf\]"):
+    with pytest.raises(EvidenceError, match=r"evidence for 'a' holds non-integer values \[-inf\] \(a scalar\)"):
         m.marginals(evidence={"a": torch.tensor(-math.inf)})
     log_z, _ = brute_force(m, 0)
-    for unobserved in (torch.tensor(-1e20), torch.tensor(float("nan")), torch.tensor(-1)):
+    for unobserved in (torch.tensor(-1.0), torch.tensor(float("nan")), torch.tensor(-1)):
         assert torch.allclose(m.log_partition(evidence={"a": unobserved}), log_z, atol=1e-12)
+    with pytest.raises(EvidenceError, match=r"evidence for 'a' has value\(s\) \[-1e\+20\] outside 0..1 \(a scalar\)"):
+        m.log_partition(evidence={"a": torch.tensor(-1e20, dtype=torch.float64)})
     log_z1, _ = brute_force(m, 0, {"a": torch.tensor(1)})
     assert torch.allclose(m.log_partition(evidence={"a": torch.tensor(1.0)}), log_z1, atol=1e-12)
 

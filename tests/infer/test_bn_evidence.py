@@ -28,7 +28,8 @@ def test_rows_split_into_observed_partial_and_soft():
 
 @pytest.mark.parametrize("value,match", [(torch.tensor([0, 2]), "out of range for 'wet'"),
                                          (torch.tensor([0, -2]), "out of range for 'wet'"),
-                                         (torch.tensor([-1.0, 1.0]), "out of range for 'wet'"),
+                                         # -1.0 is "not observed" (the convention of MarkovNet too); -2.0 not
+                                         (torch.tensor([-2.0, 1.0]), "value -2.0 out of range for 'wet'"),
                                          (torch.tensor([0.5, 1.0]), "non-integer"),
                                          (torch.zeros(2, 2, dtype=torch.long), "scalar or \\[N\\]"),
                                          # before, these were cast to a wrapped (negative) index: unobserved

@@ -1,0 +1,87 @@
+"""A discrete column of BayesNet data (what ``bn.model`` -- so ``fit`` -- and ``bn.log_prob`` read) holds whole
+states ``0..K-1``, with ``-1`` (integer or float) or ``NaN`` where missing, the convention of the evidence of the
+exact queries and of MarkovNet.  A non-integer and a value outside the states get their own ``DataError``, naming
+the column, the first bad value and its row; inside ``fit``'s step the check waits for the step's host read."""
+
+import math
+
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO
+
+from hybridpgm.errors import DataError
+from hybridpgm.graphs import BayesNet, cpd
+from hybridpgm.train.deferred_checks import deferring_checks
+
+
+def _net():
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.2, 0.8], [0.6, 0.4]], ["a"]))
+    return bn.add("x", cpd.LinearGaussian(bias=[0.0, 1.0], parents=["b"])).double()
+
+
+def _loss(bn, data, mask=None):
+    return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, data, mask)
+
+
+ENTRIES = {"model": lambda bn, d: _loss(bn, d), "log_prob": lambda bn, d: bn.log_prob(d)}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize("value, row, shown", [
+    (0.5, 1, r"column 'b' holds a non-integer value: 0.5 in row 1 of the data; the states of 'b' are the whole "
+             r"numbers 0..1 \(NaN or -1 where missing\)"),
+    (-1.5, 2, r"column 'b' holds a non-integer value: -1.5 in row 2 of the data"),
+    (2.0, 0, r"column 'b' holds a value outside 0..1: 2.0 in row 0 of the data \(NaN or -1 where missing\)"),
+    (-2.0, 1, r"column 'b' holds a value outside 0..1: -2.0 in row 1 of the data"),
+    (math.inf, 2, r"column 'b' holds a value outside 0..1: inf in row 2 of the data"),
+])
+def test_bad_states_name_the_column_value_and_row(entry, value, row, shown):
+    """Before: every one of them read "column 'b' holds a value outside 0..1", 0.5 (inside 0..1) included, with
+    no value and no row."""
+    data = torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.0, -1.0], [1.0, 1.0, 2.0]], dtype=torch.float64)
+    data[row, 1] = value
+    with pytest.raises(DataError, match=shown):
+        ENTRIES[entry](_net(), data)
+
+
+def test_integer_data_names_the_value_and_row():
+    """Before: "column 'a' holds a value outside 0..1" (no value, no row); a uint8 column has no missing marker,
+    so its message names none."""
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5]))
+    with pytest.raises(DataError, match=r"column 'a' holds a value outside 0..1: -2 in row 1 of the data "
+                                        r"\(-1 where missing\)(\n|$)"):
+        _loss(bn, torch.tensor([[0], [-2]]))
+    with pytest.raises(DataError, match=r"column 'a' holds a value outside 0..1: 255 in row 0 of the data(\n|$)"):
+        _loss(bn, torch.tensor([[255], [1]], dtype=torch.uint8))
+
+
+def test_the_check_waits_for_the_training_steps_read_and_keeps_its_message():
+    """Inside fit's step (deferring_checks) the loss is computed without a host read of the data; the recorded
+    check raises the specific message when the step reads it."""
+    data = torch.tensor([[0.0, 0.5, 0.3], [1.0, 1.0, -1.0]], dtype=torch.float64)
+    with deferring_checks() as pending:
+        loss = _loss(_net(), data)
+    assert torch.isfinite(loss) and [bool(f) for f in pending.flags].count(False) == 1
+    with pytest.raises(DataError, match=r"column 'b' holds a non-integer value: 0.5 in row 0 of the data"):
+        pending.raise_first_failure()
+
+
+def test_float_minus_one_in_a_discrete_column_is_missing_and_in_a_continuous_one_a_value():
+    """-1.0 in a discrete column is missing, as NaN is (and as -1 is in integer data and in evidence); in the
+    continuous column 'x' it is a value.  Before: bn.model refused the discrete -1.0 ("outside 0..1") and
+    split_missing kept it as an observed entry."""
+    bn = _net()
+    minus_one = torch.tensor([[0.0, -1.0, 0.3], [-1.0, 1.0, -1.0]], dtype=torch.float64)
+    nan = torch.tensor([[0.0, math.nan, 0.3], [math.nan, 1.0, -1.0]], dtype=torch.float64)
+    torch.testing.assert_close(_loss(bn, minus_one), _loss(bn, nan), rtol=0, atol=0)
+    values, mask = bn.split_missing(minus_one)
+    assert mask.tolist() == [[True, False, True], [False, True, True]]
+    assert values.tolist() == [[0.0, 0.0, 0.3], [0.0, 1.0, -1.0]]
+    torch.testing.assert_close(_loss(bn, values, mask), _loss(bn, nan), rtol=0, atol=0)
+    assert bn.columns(minus_one)["b"].isnan().tolist() == [True, False]
+    assert bn.columns(minus_one)["x"].tolist() == [0.3, -1.0]
+    with pytest.raises(DataError, match=r"log_prob scores complete rows; columns \['a', 'b'\] have missing entries"):
+        bn.log_prob(minus_one)
+    # the exact queries read the column as evidence the same way
+    cols = {k: t for k, t in bn.columns(minus_one).items()}
+    torch.testing.assert_close(bn.log_evidence(cols).sum(), -_loss(bn, nan), rtol=1e-12, atol=1e-12)
