@@ -203,7 +203,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         """Compile to a padded, batched :class:`FactorGraph` (:func:`~.mrf_compile.compile_factor_graph`).
 
         :param evidence: ``name -> LongTensor`` broadcastable to a batch shape;
-            a negative value (or NaN in a float tensor) means "unobserved" in that batch entry.
+            ``-1`` (or NaN in a float tensor) means "unobserved" in that batch entry; any other negative value is
+            refused (:func:`~hybridpgm.graphs.mrf_compile.evidence_states`).
         :param context: passed to neural potentials.
         :raises EvidenceError: an unknown variable, a non-integer value, or a state outside ``0..card-1``
             (``+inf`` included).

@@ -47,7 +47,7 @@ def brute_force(mrf: MarkovNet, batch_dims: int = 0, evidence=None, context=None
     if evidence:
         for v, val in evidence.items():
             val = torch.as_tensor(val)
-            ok = (val < 0) | (values[v] == val)
+            ok = (val == -1) | torch.isnan(val.double()) | (values[v] == val)  # the evidence convention
             scores = scores.masked_fill(~ok, float("-inf"))
             scores = scores.expand(torch.broadcast_shapes(scores.shape, ok.shape))
     log_z = torch.logsumexp(scores, 0)
