@@ -27,6 +27,7 @@ from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["BayesNetModel"]
 
@@ -202,7 +203,13 @@ class BayesNetModel:
 
         :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
             floating dtype the network's would round among them).
+        :raises ConfigError: under :func:`torch.func.vmap` over the rows or the CPDs' weights, which the checks
+            of the data read on the host: pass the rows as one batch instead.
         """
+        with vmap_reads_refused(_VMAP_LOG_PROB):
+            return self._log_prob(values, inputs)
+
+    def _log_prob(self, values, inputs) -> torch.Tensor:
         single = _single_example(values)
         if single:
             values = {v: _one_row(x) for v, x in values.items()}
@@ -222,6 +229,13 @@ class BayesNetModel:
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
         out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
         return out[..., 0] if single else out
+
+
+#: the error of :meth:`BayesNetModel.log_prob` under ``vmap`` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)
+_VMAP_LOG_PROB = ("BayesNet.log_prob does not support torch.func.vmap: it reads the rows (their states' checks) and "
+                  "the tables on the host, which vmap's batched tensors cannot give.  It is batched already: pass the "
+                  "rows as one batch, {node: tensor of shape [N]} or an [N, len(nodes)] tensor, and it scores all N "
+                  "at once (an [N] result); for several weight sets, loop over them")
 
 
 def _single_example(values) -> bool:

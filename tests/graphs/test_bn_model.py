@@ -9,7 +9,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 
 import hybridpgm
-from hybridpgm.errors import DataError
+from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import SVIObjective
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
@@ -248,3 +248,16 @@ def test_plain_svi_on_fixed_tables_trains_nothing_and_the_model_says_so():
     assert all(torch.equal(bn.cpds[v].log_table(), before[v]) for v in bn.nodes)
     doc = " ".join(BN.model.__doc__.split())
     assert "learnable=True" in doc and "pyro.infer.SVI" in doc and "ConfigError" in doc
+
+
+def test_log_prob_under_vmap_names_the_batch_to_pass_instead():
+    """``log_prob`` reads its rows and tables on the host: under ``vmap`` over the rows it raises
+    ``ConfigError`` naming ``BayesNet.log_prob`` and the batch to pass (torch's raw "data-dependent control flow"
+    ``RuntimeError`` before), and the batch it asks for scores each row as a loop does."""
+    bn = _ab(b=((0.9, 0.1), (0.2, 0.8)))
+    a, b = torch.tensor([[0, 1], [1, 1]]), torch.tensor([[1, 0], [0, 0]])
+    with pytest.raises(ConfigError, match=r"BayesNet\.log_prob does not support torch\.func\.vmap"):
+        torch.func.vmap(lambda x, y: bn.log_prob({"a": x, "b": y}))(a, b)
+    batched = bn.log_prob({"a": a.reshape(-1), "b": b.reshape(-1)}).reshape(2, 2)
+    loop = torch.stack([bn.log_prob({"a": x, "b": y}) for x, y in zip(a, b)])
+    assert torch.equal(batched, loop)
