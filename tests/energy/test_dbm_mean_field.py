@@ -6,6 +6,9 @@ of ``steps`` sweeps.  A sweep now stops below ``max(tol, 16 * eps)``
 (:mod:`hybridpgm.infer.rounding_floor`), as :class:`~hybridpgm.infer.MeanField` does.
 """
 
+import copy
+
+import pytest
 import torch
 
 from hybridpgm.energy import DBM
@@ -55,3 +58,25 @@ def test_tol_zero_runs_every_sweep_and_a_tol_above_the_floor_is_unchanged():
     dbm, v = _dbm(torch.float64)
     assert _sweeps(dbm, v, steps=1000, tol=1e-5)[1] == 199
     assert _sweeps(dbm, v, steps=1000, tol=1e-7)[1] < 1000
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_has_no_floor_and_settles_within_a_few_ulps(dtype):
+    """In float16 / bfloat16, 16 eps (0.0156 / 0.125) is far above the changes of sweeps that still converge: a
+    floor stopped them 1e-2 (float16) and 7e-2 (bfloat16) from the fixed point.  Without one, the default
+    ``tol`` ends the sweeps at the dtype's own fixed point: within 4 eps of the float64 means (a recomputed mean
+    rounds by eps/2 at most; a few such roundings)."""
+    torch.manual_seed(0)
+    sizes = [20, 40, 40, 10]
+    dbm = DBM(sizes)
+    with torch.no_grad():
+        for w in dbm.weights:
+            w.copy_(torch.randn_like(w) * 0.25)
+        for b in dbm.biases:
+            b.zero_()
+    v = (torch.rand(16, 20) < 0.5).double()
+    reference = [m.detach() for m in copy.deepcopy(dbm).double()._mean_field(v, steps=2000, tol=0.0)]
+    half = copy.deepcopy(dbm).to(dtype)
+    means = half.mean_field(v.to(dtype), steps=300)
+    error = max(float((m.double() - r).abs().max()) for m, r in zip(means[1:], reference[1:]))
+    assert error < 4 * torch.finfo(dtype).eps, error
