@@ -41,6 +41,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -50,17 +51,41 @@ from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
 
 
 @dataclass
 class RAISEResult:
-    """Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
+    r"""Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
 
-    :ivar log_likelihood: ``N`` conservative estimates :math:`\\log\\widehat p(v)`.
-    :ivar log_z: ``N`` upper estimates :math:`\\log\\widehat Z_{RAISE}(v)`.
-    :ivar log_weights: ``N x M`` reverse-chain log-weights :math:`-\\sum_k \\Delta_k`.
+    Two standard errors describe the mean :math:`\bar\ell = \frac1N\sum_i \log\widehat p(v_i)`, and they
+    answer different questions:
+
+    * :attr:`mc_stderr`, the *Monte Carlo* error of :math:`\bar\ell` for these test points: how much it would
+      move if RAISE were run again with other random numbers.  Point :math:`i`'s estimate is
+      :math:`\log\widehat p(v_i) = c_i + \log \bar w_i`, :math:`\bar w_i = \frac1M \sum_m w_{im}`,
+      :math:`c_i` fixed, so by the delta method
+      :math:`\operatorname{Var}\log\bar w_i \approx \operatorname{Var}(w_{i\cdot}) / (M \bar w_i^2)`:
+      :attr:`point_stderr` is :math:`\mathrm{se}_i = \operatorname{sd}_m(w_{im} / \bar w_i) / \sqrt M`
+      (the sample sd over the ``M`` chains, as :class:`~hybridpgm.infer.AIS` computes its own).  The points'
+      chains are independent, so :math:`\operatorname{Var}\bar\ell = \frac1{N^2} \sum_i \operatorname{Var}
+      \log\widehat p(v_i)` and :math:`\mathrm{se}(\bar\ell) = \sqrt{\sum_i \mathrm{se}_i^2} / N`.  It
+      needs ``M >= 2`` chains per point (``nan`` otherwise, and for no points).
+    * :attr:`test_set_stderr`, :math:`\operatorname{sd}_i \log\widehat p(v_i) / \sqrt N`: how well the ``N``
+      points estimate the mean log-likelihood of the population they were drawn from.  It is dominated by how
+      much :math:`\log p(v)` varies between points (tens of nats between images), not by RAISE's noise, and
+      is the wrong scale for comparing RAISE with AIS on the *same* points.  It is still an upper bound of
+      :attr:`mc_stderr` in expectation: with :math:`\log\widehat p(v_i) = \mu_i + \varepsilon_i`
+      (independent noise of variance :math:`\sigma_i^2`),
+      :math:`E[\operatorname{sd}_i^2] = \frac1{N-1}\sum_i(\mu_i - \bar\mu)^2 + \frac1N\sum_i\sigma_i^2
+      \ge \frac1N \sum_i \sigma_i^2`, so :math:`E[\text{test\_set\_stderr}^2] \ge
+      \operatorname{Var}\bar\ell`; :class:`LikelihoodBounds` falls back on it when ``M = 1``.
+
+    :ivar log_likelihood: ``N`` conservative estimates :math:`\log\widehat p(v)`.
+    :ivar log_z: ``N`` upper estimates :math:`\log\widehat Z_{RAISE}(v)`.
+    :ivar log_weights: ``N x M`` reverse-chain log-weights :math:`-\sum_k \Delta_k`.
     :ivar num_steps: :math:`K`.
     """
 
@@ -70,10 +95,41 @@ class RAISEResult:
     num_steps: int
 
     @property
-    def stderr(self) -> torch.Tensor:
-        """Standard error of the mean test log-likelihood over all test points."""
+    def point_stderr(self) -> torch.Tensor:
+        r"""``N`` delta-method Monte Carlo standard errors of each :math:`\log\widehat p(v_i)` (``nan`` if
+        ``M < 2``)."""
+        log_w = self.log_weights.to(torch.float64)
+        m = log_w.shape[-1]
+        if m < 2:
+            return torch.full(log_w.shape[:-1], math.nan, dtype=torch.float64, device=log_w.device)
+        w = torch.exp(log_w - torch.logsumexp(log_w, -1, keepdim=True) + math.log(m))  # w_im / w_bar_i
+        return w.std(-1, unbiased=True) / math.sqrt(m)
+
+    @property
+    def mc_stderr(self) -> torch.Tensor:
+        r"""Monte Carlo standard error of the mean :math:`\frac1N\sum_i\log\widehat p(v_i)`,
+        :math:`\sqrt{\sum_i \mathrm{se}_i^2} / N` (scalar; ``nan`` if ``M < 2`` or ``N = 0``)."""
+        se = self.point_stderr
+        n = se.numel()
+        if n == 0:
+            return se.new_full((), math.nan)
+        return se.pow(2).sum().sqrt() / n
+
+    @property
+    def test_set_stderr(self) -> torch.Tensor:
+        r"""Spread of the estimates between test points, :math:`\operatorname{sd}_i / \sqrt N` (scalar; zero for
+        ``N <= 1``): the sampling error of the test set, not RAISE's Monte Carlo error (class docstring)."""
         n = self.log_likelihood.numel()
         return self.log_likelihood.std() / math.sqrt(n) if n > 1 else self.log_likelihood.new_zeros(())
+
+    @property
+    def stderr(self) -> torch.Tensor:
+        """Deprecated name of :attr:`test_set_stderr` (removed in the next release), with a
+        :class:`FutureWarning`: it is not the Monte Carlo error of the estimate, which is :attr:`mc_stderr`."""
+        warnings.warn("RAISEResult.stderr is renamed test_set_stderr (the spread between test points, not the "
+                      "Monte Carlo error of RAISE, which is mc_stderr); stderr will be removed in a future release",
+                      FutureWarning, stacklevel=users_stacklevel())
+        return self.test_set_stderr
 
 
 class RAISE:
@@ -146,16 +202,58 @@ class RAISE:
                            log_weights=log_w.reshape(batch_shape + (m,)), num_steps=len(self.betas) - 1)
 
 
+class _Report(dict):
+    """A plain ``dict`` (JSON-serialisable as one) whose deprecated keys warn when read by ``[]`` or ``get``."""
+
+    _renamed = {"lower_stderr": "test_set_stderr"}
+
+    def _warn(self, key: Any) -> None:
+        if key in self._renamed:
+            warnings.warn(f"LikelihoodBounds.to_dict()[{key!r}] is renamed {self._renamed[key]!r} (the spread between "
+                          f"test points, not the Monte Carlo error of the lower estimate, which is 'lower_mc_stderr'); "
+                          f"{key!r} will be removed in a future release", FutureWarning, stacklevel=3)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._warn(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._warn(key)
+        return super().get(key, default)
+
+
+#: how many standard errors of the gap :meth:`LikelihoodBounds.reliable` tolerates
+RELIABLE_NUM_STDERR = 3.0
+
+
 @dataclass
 class LikelihoodBounds:
-    """Sandwich of the mean test log-likelihood from :func:`log_likelihood_bounds`.
+    r"""Sandwich of the mean test log-likelihood from :func:`log_likelihood_bounds`.
+
+    **Reliability.**  :math:`-F(v_i)` is common to both estimates, so the gap between the lower (RAISE) and the
+    point (AIS) estimate compares two estimates of :math:`\log Z` only:
+    :math:`D = \text{lower} - \text{estimate} = \log\widehat Z_{AIS} - \frac1N\sum_i
+    \log\widehat Z_{RAISE}(v_i)`.  Both are conservative (RAISE's :math:`\log\widehat Z` is high in
+    expectation, a single AIS run's low), so :math:`E[D] \le 0` (the multi-start maximum of
+    :func:`~hybridpgm.infer.log_z.estimate_log_z` can overshoot :math:`\log Z` by about its noise, which its
+    standard error covers), and the test points do not enter the noise of :math:`D`: the two runs are
+    independent, so :math:`\operatorname{sd}(D) = \sqrt{\mathrm{se}_{lower}^2 + \mathrm{se}_{upper}^2}`
+    (:attr:`gap_stderr`), with :math:`\mathrm{se}_{lower}` RAISE's Monte Carlo error
+    (:attr:`RAISEResult.mc_stderr`; with one chain per point, which cannot measure it, the larger
+    :attr:`RAISEResult.test_set_stderr`, see :class:`RAISEResult`) and :math:`\mathrm{se}_{upper}` the
+    standard error of the AIS :math:`\log\widehat Z` (``log_z.stderr``).  :attr:`reliable` is ``False`` when
+    the multi-start AIS is itself unreliable, or when :math:`D > 3\,\mathrm{sd}(D)`, which a sound pair does
+    with probability at most about 0.13% (normal noise): then RAISE's lower estimate lies above AIS's by more
+    than their noise allows, and one of them (typically AIS, whose :math:`\log Z` overshot) is wrong.  Since
+    :math:`\text{upper} = \text{estimate} + k\,\mathrm{se}_{upper}` with :math:`k \le 3` (the default), a pair
+    that fails this test always has ``lower > upper``.
 
     :ivar lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
-    :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\\log Z`
-        (:math:`\\log\\widehat Z - k\\,\\mathrm{se}`, with :math:`k` the ``num_stderr`` of
+    :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`
+        (:math:`\log\widehat Z - k\,\mathrm{se}`, with :math:`k` the ``num_stderr`` of
         :func:`log_likelihood_bounds`, 3 by default): above the log-likelihood unless AIS misses by more than
         :math:`k` of its reported standard errors.
-    :ivar estimate: the AIS point estimate, mean :math:`-F(v) - \\log\\widehat Z`.
+    :ivar estimate: the AIS point estimate, mean :math:`-F(v) - \log\widehat Z`.
     :ivar log_z: the multi-start AIS :class:`~hybridpgm.infer.log_z.LogZEstimate`.
     :ivar raise_result: the :class:`RAISEResult`.
     """
@@ -167,15 +265,38 @@ class LikelihoodBounds:
     raise_result: RAISEResult
 
     @property
+    def lower_mc_stderr(self) -> float:
+        """Monte Carlo standard error of :attr:`lower`: :attr:`RAISEResult.mc_stderr` with ``M >= 2`` chains per
+        point, else the conservative :attr:`RAISEResult.test_set_stderr`."""
+        se = float(self.raise_result.mc_stderr)
+        return se if math.isfinite(se) else float(self.raise_result.test_set_stderr)
+
+    @property
+    def upper_mc_stderr(self) -> float:
+        r"""Standard error of :attr:`upper` and :attr:`estimate`: that of the AIS :math:`\log\widehat Z`."""
+        return float(self.log_z.stderr)
+
+    @property
+    def gap_stderr(self) -> float:
+        r""":math:`\sqrt{\mathrm{se}_{lower}^2 + \mathrm{se}_{upper}^2}`, the noise of ``lower - estimate``."""
+        return math.hypot(self.lower_mc_stderr, self.upper_mc_stderr)
+
+    @property
     def reliable(self) -> bool:
-        return self.log_z.reliable and self.lower <= self.upper + 3 * float(self.raise_result.stderr)
+        """AIS reliable and ``lower - estimate <= 3 * gap_stderr`` (class docstring)."""
+        return self.log_z.reliable and self.lower - self.estimate <= RELIABLE_NUM_STDERR * self.gap_stderr
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lower_raise": self.lower, "upper_ais": self.upper, "estimate_ais": self.estimate,
-                "lower_stderr": float(self.raise_result.stderr), "raise_steps": self.raise_result.num_steps,
-                "raise_chains": int(self.raise_result.log_weights.shape[-1]),
-                "num_test": self.raise_result.log_likelihood.numel(), "reliable": self.reliable,
-                "ais": self.log_z.to_dict()}
+        """Plain numbers for JSON reports.  ``"lower_stderr"``, the old name of ``"test_set_stderr"``, is kept
+        for one release and warns (:class:`FutureWarning`) when read."""
+        test_set = float(self.raise_result.test_set_stderr)
+        return _Report({"lower_raise": self.lower, "upper_ais": self.upper, "estimate_ais": self.estimate,
+                        "lower_mc_stderr": self.lower_mc_stderr, "upper_mc_stderr": self.upper_mc_stderr,
+                        "gap_stderr": self.gap_stderr, "test_set_stderr": test_set, "lower_stderr": test_set,
+                        "raise_steps": self.raise_result.num_steps,
+                        "raise_chains": int(self.raise_result.log_weights.shape[-1]),
+                        "num_test": self.raise_result.log_likelihood.numel(), "reliable": self.reliable,
+                        "ais": self.log_z.to_dict()})
 
 
 def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None = None, *,

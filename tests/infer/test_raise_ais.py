@@ -168,8 +168,10 @@ def test_the_stderr_of_one_point_is_a_zero_of_the_estimates_dtype_and_device():
     rbm = random_rbm(5, 3, seed=6)
     torch.manual_seed(0)
     result = RAISE(num_chains=3, num_steps=4)(rbm, torch.ones(5, dtype=torch.float64))
-    assert result.stderr.dtype == result.log_likelihood.dtype == torch.float64 and result.stderr == 0
-    assert result.stderr.device == result.log_likelihood.device
+    se = result.test_set_stderr  # the between-point spread, called ``stderr`` before
+    assert se.dtype == result.log_likelihood.dtype == torch.float64 and se == 0
+    assert se.device == result.log_likelihood.device
+    assert result.mc_stderr.dtype == torch.float64 and result.mc_stderr.device == result.log_likelihood.device
 
 
 @pytest.mark.parametrize("num_stderr", [0.0, 1.0, 3.0])
