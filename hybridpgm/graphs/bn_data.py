@@ -27,8 +27,6 @@ It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_name
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -37,9 +35,9 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
-from hybridpgm.graphs.bn_values import (_continuous, _described, _holds_names, _is_table, _length, _missing,
-                                        _plain, bool_states, context_batch_features, missing_as_nan, outer_batch_dims,
-                                        refuse_ambiguous_numbers, state_indices)
+from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_table, _length,
+                                        _missing, _plain, bool_states, context_batch_features, missing_as_nan,
+                                        outer_batch_dims, refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.update_scope import micro_batch_share
 
@@ -62,20 +60,6 @@ def _refuse_duplicates(labels: list) -> None:
     if repeated:
         raise DataError(f"data has more than one column labelled {', '.join(map(repr, repeated))} (columns "
                         f"{labels}): keep one per node (df.loc[:, ~df.columns.duplicated()] keeps the first)")
-
-
-def _bad_state(v: str, t: torch.Tensor, card: int, bad: torch.Tensor) -> DataError:
-    """The error for discrete column ``v`` (``[N]``) of ``card`` states, naming its first ``bad`` value and its
-    row: a non-integer (``0.5``), or a value outside ``0..card-1`` (an infinity, or a whole number other than the
-    missing marker ``-1``).  Built on the error path only (it reads the values)."""
-    i = int(bad.nonzero()[0, 0])
-    value = t[i].item()
-    missing = " (NaN or -1 where missing)" if torch.is_floating_point(t) else \
-        " (-1 where missing)" if t.is_signed() else ""  # an unsigned or bool column has no missing marker
-    if math.isfinite(value) and value != round(value):
-        return DataError(f"column '{v}' holds a non-integer value: {value} in row {i} of the data; the states of "
-                         f"'{v}' are the whole numbers 0..{card - 1}{missing}")
-    return DataError(f"column '{v}' holds a value outside 0..{card - 1}: {value} in row {i} of the data{missing}")
 
 
 class BayesNetData(BayesNetChecks, BayesNetMasks):
@@ -290,7 +274,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
 
         A discrete column's check (whole states ``0..card-1`` where observed) is one flag, deferred inside
         :func:`hybridpgm.fit`'s step (:func:`~hybridpgm.train.deferred_checks.check_or_defer`); only its error path
-        reads the values, to name the first bad one and its row (:func:`_bad_state`).
+        reads the values, to name the first bad one and its row (:func:`~hybridpgm.graphs.bn_values._bad_state`).
         """
         missing = _missing(t)
         card = self.cardinality(v)
@@ -317,16 +301,20 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a plate of the
         caller's keeps its ``d1 * d2`` features.
 
-        :raises DataError: inputs that are not a dict of known context names (or one tensor for the single one),
+        :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
+            single one),
             or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
         """
         names = self.input_names
         if inputs is None:
             return {}
-        if torch.is_tensor(inputs):
+        if torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
             if len(names) != 1:
                 raise DataError(f"pass inputs as a dict; the network has context inputs {names}")
             inputs = {names[0]: inputs}
+        if not hasattr(inputs, "items"):
+            raise DataError(f"context inputs must be a tensor or array (a network's one context input) or a dict "
+                            f"name -> tensor, got {type(inputs).__name__}; the network's context inputs: {names}")
         unknown = set(inputs) - set(names)
         if unknown:
             raise DataError(f"unknown context input(s) {sorted(unknown)}; expected {names}")

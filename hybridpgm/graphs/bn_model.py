@@ -213,9 +213,10 @@ class BayesNetModel:
         single = _single_example(values)
         if single:
             values = {v: _one_row(x) for v, x in values.items()}
-            if inputs is not None:
-                inputs = _one_row(inputs) if torch.is_tensor(inputs) else \
-                    {k: _one_row(x) for k, x in dict(inputs).items()}
+            if hasattr(inputs, "items"):  # input name -> that row's features
+                inputs = {k: _one_row(x) for k, x in inputs.items()}
+            elif torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
+                inputs = _one_row(inputs)  # anything else goes on as given, to be read (or refused) as a batch's
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:

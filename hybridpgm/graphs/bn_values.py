@@ -227,6 +227,20 @@ def missing_as_nan(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t == -1, torch.full((), float("nan"), dtype=t.dtype, device=t.device), t)
 
 
+def _bad_state(v: str, t: torch.Tensor, card: int, bad: torch.Tensor) -> DataError:
+    """The error for discrete column ``v`` (``[N]``) of ``card`` states, naming its first ``bad`` value and its
+    row: a non-integer (``0.5``), or a value outside ``0..card-1`` (an infinity, or a whole number other than the
+    missing marker ``-1``).  Built on the error path only (it reads the values)."""
+    i = int(bad.nonzero()[0, 0])
+    value = t[i].item()
+    missing = " (NaN or -1 where missing)" if torch.is_floating_point(t) else \
+        " (-1 where missing)" if t.is_signed() else ""  # an unsigned or bool column has no missing marker
+    if math.isfinite(value) and value != round(value):
+        return DataError(f"column '{v}' holds a non-integer value: {value} in row {i} of the data; the states of "
+                         f"'{v}' are the whole numbers 0..{card - 1}{missing}")
+    return DataError(f"column '{v}' holds a value outside 0..{card - 1}: {value} in row {i} of the data{missing}")
+
+
 def _is_table(x) -> bool:
     """Whether ``x`` is a whole data set (a mapping of columns, a 2-D array, a list of rows), not one row."""
     return (hasattr(x, "items") or getattr(x, "ndim", None) == 2

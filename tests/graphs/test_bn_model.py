@@ -261,3 +261,17 @@ def test_log_prob_under_vmap_names_the_batch_to_pass_instead():
     batched = bn.log_prob({"a": a.reshape(-1), "b": b.reshape(-1)}).reshape(2, 2)
     loop = torch.stack([bn.log_prob({"a": x, "b": y}) for x, y in zip(a, b)])
     assert torch.equal(batched, loop)
+
+
+def test_log_prob_reads_a_numpy_context_input_as_a_tensor_and_refuses_a_list_by_name():
+    """A NumPy array is the one context input as a tensor is, in a batch and for one 0-d example (a raw
+    ``TypeError: unhashable type`` before); a list names the accepted forms (it was read as a dict of names)."""
+    torch.manual_seed(0)
+    net = BayesNet().add("z", cpd.Neural(torch.nn.Linear(3, 2), [], 2, context=["u"]))
+    u = torch.randn(3)
+    batch = net.log_prob({"z": torch.tensor([1])}, u[None])
+    assert torch.equal(net.log_prob({"z": torch.tensor([1])}, u[None].numpy()), batch)
+    single = net.log_prob({"z": torch.tensor(1)}, u.numpy())
+    assert single.shape == () and torch.equal(single, batch[0])
+    with pytest.raises(DataError, match=r"context inputs must be a tensor or array .* got list.*\['u'\]"):
+        net.log_prob({"z": 1}, u.tolist())
