@@ -17,6 +17,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
+from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
 from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
@@ -50,7 +51,12 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
       :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>` run by :class:`~hybridpgm.infer.Gibbs`: a
       uniform ``Categorical`` whose likelihood lies in ``pyro.factor`` sites) is left out with a
       :class:`~hybridpgm.errors.DiagnosticsWarning` naming it, as ``from_pyro_svi`` leaves it out; a model that
-      observes only such sites, or no site at all, gets neither group (nor ``posterior_predictive``);
+      observes only such sites, or no site at all, gets neither group (nor ``posterior_predictive``).  A site
+      observed in some entries only (Pyro's ``obs_mask``, a tensor ``poutine.mask``) holds the entries the model
+      counts only, ``y[m]``, in these groups and ``posterior_predictive``
+      (:func:`~hybridpgm.diagnostics.masked_data.data_groups`), as in ``from_pyro_svi``: named ``"<name>"`` for
+      an ``obs_mask`` split, whose latent half ``"<name>_unobserved"`` the ``posterior`` reports as the node
+      ``"<name>"`` (the observed value where observed, the draw where missing), whenever the kernel has a model;
     * ``posterior_predictive`` (``C x D x obs_shape``, with ``posterior_predictive=True``): one replicate
       :math:`\\tilde y_{c,d} \\sim p(y \\mid \\theta_{c,d})` of each observed site (with ``observed_data``)
       per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed
@@ -68,7 +74,9 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
     :param log_likelihood: ``False`` keeps ``posterior``, ``sample_stats`` (and ``posterior_predictive`` where
-        asked for) only; also the case of a kernel built from a ``potential_fn`` (no model to replay).
+        asked for) only; also the case of a kernel built from a ``potential_fn`` (no model to replay).  Where
+        the samples hold an ``obs_mask`` split's ``"<name>_unobserved"``, the model still runs once (for its
+        mask and observed values) to report the node ``"<name>"``.
     :param model_args: the positional arguments the model was run with, ``mcmc.run(*model_args,
         **model_kwargs)`` (the names of Pyro's :func:`~pyro.infer.mcmc.util.initialize_model`).  Given either
         of the two, the other defaults to empty; given neither, they are read from the arguments the MCMC
@@ -110,11 +118,13 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
     if posterior_predictive and model is None:
         raise ConfigError(f"from_mcmc posterior_predictive replays the kernel's model, but the "
                           f"{type(mcmc.kernel).__name__} kernel was built from a potential_fn and has none")
-    if (log_likelihood or posterior_predictive) and model is not None:
+    replay = log_likelihood or posterior_predictive
+    if model is not None and (replay or any(n.endswith(UNOBSERVED) for n in samples)):
         args, kwargs = _model_inputs(mcmc, model_args, model_kwargs)
         seed = _seed(generator, "from_mcmc generator")
         with fixed_rng(next(iter(samples.values())).device, seed):
-            replayed = _mcmc_data_groups(model, samples, args, kwargs, posterior_predictive)
+            groups["posterior"], replayed = _mcmc_data_groups(model, samples, args, kwargs, posterior_predictive,
+                                                              replay)
         if not log_likelihood:
             replayed.pop("log_likelihood", None)
         groups.update(replayed)
@@ -162,20 +172,46 @@ class _DrawnSites:
         self.nodes = dict.fromkeys(names)
 
 
+def _posterior_of_nodes(samples: Mapping[str, torch.Tensor], sites, pairs: Mapping[str, str],
+                        model_trace) -> dict[str, torch.Tensor]:
+    """``samples`` with each drawn ``obs_mask`` latent half ``"<node>_unobserved"`` replaced, in its place, by
+    ``"<node>"``: the observed value where the mask is true, the draw where it is false
+    (:func:`~hybridpgm.diagnostics.masked_data.observed_where_observed`), in the model's dtype."""
+    out = {}
+    for name, value in samples.items():
+        stem = pairs.get(name)
+        if stem is None or stem in samples:
+            out[name] = value
+            continue
+        site = model_trace.nodes[name]["value"]
+        flat = value.reshape((-1,) + site.shape).to(site.dtype)
+        out[stem] = observed_where_observed(sites.observed[f"{stem}{OBSERVED}"], flat).reshape(value.shape[:2]
+                                                                                               + site.shape)
+    return out
+
+
 @isolated_from_handlers
 def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple, kwargs: dict,
-                      posterior_predictive: bool = False) -> dict[str, dict[str, torch.Tensor]]:
-    """``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``) of ``C x D`` MCMC ``samples`` of
-    ``model(*args, **kwargs)`` (none for a model that observes no data)."""
+                      posterior_predictive: bool = False, replay: bool = True
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+    """``(posterior, groups)``: the ``posterior`` group of ``C x D`` MCMC ``samples`` of ``model(*args,
+    **kwargs)``, each ``obs_mask`` split reported as its node (:func:`_posterior_of_nodes`), and, with
+    ``replay``, its ``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``), of the entries the
+    model counts (:func:`~hybridpgm.diagnostics.masked_data.data_groups`; none for a model that observes no
+    data)."""
     chains, draws = next(iter(samples.values())).shape[:2]
     with torch.no_grad(), keeping_module_state(model):
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
         _refuse_subsampling(model_trace)
         sites = _sort_sites(model_trace, _DrawnSites(samples))
+        pairs = masked_pairs(model_trace, sites)
+        posterior = _posterior_of_nodes(samples, sites, pairs, model_trace)
+        if not replay:
+            return posterior, {}
         if sites.placeholders:
             warnings.warn(_placeholder_warning(sites.placeholders), DiagnosticsWarning, stacklevel=users_stacklevel())
         if not sites.observed:
-            return {}
+            return posterior, {}
         undrawn = [n for n in sites.latent if n not in samples]
         if undrawn:
             raise DataError(f"from_mcmc: the latent site(s) {undrawn} of the model are not in the MCMC samples "
@@ -187,15 +223,16 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
         first_dim = -1 - _plate_nesting(model_trace)
         per_draw, log_lik = replay_draws(model, flat, sites, model_trace, first_dim, chains * draws, args, kwargs)
         data_shapes = {n: observed_shape(n, site) for n, site in sites.observed.items()}
-        groups = {"log_likelihood": {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()},
-                  "observed_data": {n: site["value"].expand(data_shapes[n]) for n, site in sites.observed.items()}}
+        replicates = None
         if posterior_predictive:
             held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
-            replicates = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
-                                    return_sites=list(sites.observed))(*args, **kwargs)
-            groups["posterior_predictive"] = {n: replicates[n].reshape((chains, draws) + data_shapes[n])
-                                              for n in sites.observed}
-    return groups
+            drawn = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
+                               return_sites=list(sites.observed))(*args, **kwargs)
+            replicates = {n: drawn[n].reshape((chains, draws) + data_shapes[n]) for n in sites.observed}
+        groups = data_groups(sites.observed, data_shapes,
+                             {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()}, replicates,
+                             pairs)
+    return posterior, groups
 
 
 def _diverging(mcmc: pyro.infer.MCMC, chains: int, draws: int) -> torch.Tensor | None:

@@ -20,6 +20,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
+from hybridpgm.diagnostics.masked_data import data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
 from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers, replay_vectorized
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
@@ -79,28 +80,6 @@ def _refuse_subsampling(*traces) -> None:
                                 f"{len(site['value'])} of its {site['fn'].size} rows, so each draw would hold other "
                                 f"rows; pass the full data, with pyro.plate({name!r}, {site['fn'].size}) without "
                                 f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
-
-
-def _masked_pairs(model_trace, sites: _Sites) -> dict[str, str]:
-    """``"<node>_unobserved" -> "<node>"`` for each latent site that is the missing half of an ``obs_mask`` split
-    (Pyro's ``pyro.sample(..., obs_mask=)``, a :class:`~hybridpgm.graphs.BayesNet`'s missing entries): its
-    sibling ``"<node>_observed"`` is an observed site under a tensor mask.  Where the mask is true the latent
-    half is masked out of the model, so its draws there are noise, not posterior draws."""
-    pairs = {}
-    for name in sites.latent + sites.discrete:
-        stem = name[: -len("_unobserved")] if name.endswith("_unobserved") else None
-        seen = sites.observed.get(f"{stem}_observed") if stem else None
-        if seen is not None and isinstance(seen["mask"], torch.Tensor):
-            pairs[name] = stem
-    return pairs
-
-
-def _observed_where_observed(site: dict, draws: torch.Tensor) -> torch.Tensor:
-    """``draws`` (``S x value_shape``) of an ``obs_mask`` split's latent half, with the observed values of its
-    observed half ``site`` where that one's mask is true: the node's values in every row."""
-    mask = site["mask"]
-    mask = mask.reshape(mask.shape + (1,) * site["fn"].event_dim)
-    return torch.where(mask, site["value"], draws).reshape(draws.shape)
 
 
 def _local_to_the_data(model_trace, sites: _Sites, local: list[str]) -> list[str]:
@@ -201,9 +180,11 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     posterior variable ``"<name>"`` holds the drawn values where ``m`` is false and the observed value where it
     is true (the latent half's draws there are masked out of the model: noise, not posterior draws), in place of
     ``"<name>_unobserved"`` (Pyro's ``obs_mask`` already records ``"<name>"`` as a deterministic site; it is
-    kept, and ``"<name>_unobserved"`` left out).  The log-likelihood of an observed site is 0 in the entries its
-    mask hides (``m`` false for ``"<name>_observed"``, or a ``poutine.mask``: the model counts nothing there);
-    its ``observed_data`` holds there whatever placeholder the data had.  An empty guide such as
+    kept, and ``"<name>_unobserved"`` left out).  Its ``observed_data``, ``log_likelihood`` and
+    ``posterior_predictive`` are named ``"<name>"`` too and hold the entries the model counts only, ``y[m]``
+    (:func:`~hybridpgm.diagnostics.masked_data.data_groups`: ArviZ counts every entry as a data point), as for
+    any observed site under a tensor ``poutine.mask``, which keeps its own name.
+ An empty guide such as
     :meth:`BayesNet.guide <hybridpgm.graphs.BayesNet.guide>` is right here,
     since the missing entries are drawn from their exact posterior (it runs under
     :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly`).
@@ -255,7 +236,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         if not observed and not sites.placeholders:
             raise DataError("the model has no observed sample site: nothing to check against "
                             "(pyro.factor and pyro.deterministic sites hold no data)")
-        pairs = _masked_pairs(model_trace, sites)
+        pairs = masked_pairs(model_trace, sites)
         returnable = [pairs.get(n, n) for n in model_trace.nodes
                       if n in sites.latent + sites.discrete + sites.deterministic]
         returnable = list(dict.fromkeys(returnable))  # Pyro's obs_mask has a deterministic site of the node's name
@@ -288,15 +269,12 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                                 posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
                                 return_sites=list(observed))(*args, **kwargs) if observed else {}
         for name, stem in pairs.items():  # the node's values: observed where observed, drawn where missing
-            combined = _observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
+            combined = observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
             draws.setdefault(stem, combined)
-    return make_inference_data({
-        "posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
-        "posterior_predictive": {n: predictive[n].reshape((1, num_samples) + data_shapes[n])
-                                 for n in observed},
-        "log_likelihood": {n: v.unsqueeze(0) for n, v in log_lik.items()},
-        "observed_data": {n: site["value"].expand(data_shapes[n]) for n, site in observed.items()},
-    })
+    data = data_groups(observed, data_shapes, {n: v.unsqueeze(0) for n, v in log_lik.items()},
+                       {n: predictive[n].reshape((1, num_samples) + data_shapes[n]) for n in observed}, pairs)
+    return make_inference_data({"posterior": {n: draws[n].unsqueeze(0) for n in (return_sites or returnable)},
+                                **data})
 
 
 #: the former name of :func:`from_pyro_svi`, kept so existing code runs
