@@ -18,7 +18,7 @@ import torch
 from pyro.infer import Predictive
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
-from hybridpgm.checks import positive_int
+from hybridpgm.checks import flag, positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.masked_data import data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
@@ -113,9 +113,9 @@ def _plate_nesting(*traces) -> int:
 
 
 def _posterior_draws(model: Callable, guide: Callable, sites: _Sites, model_trace, nesting: int, num_samples: int,
-                     args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], tuple | None]:
-    """``(draws, replayed)``: the latent sites' ``S x site_shape`` draws, and where the model given its latents
-    draws no random number, its :func:`replay_draws` done in one run for all draws
+                     parallel: bool, args: tuple, kwargs: dict) -> tuple[dict[str, torch.Tensor], tuple | None]:
+    """``(draws, replayed)``: the latent sites' ``S x site_shape`` draws, and with ``parallel`` where the model
+    given its latents draws no random number, its :func:`replay_draws` done in one run for all draws
     (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`; ``None`` otherwise, or where the draws
     do not stack: the caller replays draw by draw).
 
@@ -136,8 +136,9 @@ def _posterior_draws(model: Callable, guide: Callable, sites: _Sites, model_trac
         if sites.latent:
             Predictive(model, posterior_samples={n: v[:1] for n, v in guide_draws.items()},
                        return_sites=sites.latent)(*args, **kwargs)
-        replayed = replay_vectorized(model, draws, sites, model_trace, nesting, num_samples, first, args, kwargs)
-        return draws, replayed
+        if not parallel:
+            return draws, None
+        return draws, replay_vectorized(model, draws, sites, model_trace, nesting, num_samples, first, args, kwargs)
     draws = Predictive(model, posterior_samples=guide_draws, num_samples=num_samples,
                        return_sites=sites.latent)(*args, **kwargs) if sites.latent else {}
     return {n: draws[n].reshape((num_samples,) + own[n]) for n in sites.latent}, None
@@ -146,7 +147,7 @@ def _posterior_draws(model: Callable, guide: Callable, sites: _Sites, model_trac
 @isolated_from_handlers
 @modules_own_their_params
 def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
-                  return_sites: list[str] | None = None, **kwargs: Any):
+                  return_sites: list[str] | None = None, parallel: bool = False, **kwargs: Any):
     """ArviZ data of a Pyro model/guide pair after variational inference.
 
     Works with any guide: Pyro's autoguides (``AutoNormal``, ``AutoDelta``,
@@ -183,16 +184,21 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     kept, and ``"<name>_unobserved"`` left out).  Its ``observed_data``, ``log_likelihood`` and
     ``posterior_predictive`` are named ``"<name>"`` too and hold the entries the model counts only, ``y[m]``
     (:func:`~hybridpgm.diagnostics.masked_data.data_groups`: ArviZ counts every entry as a data point), as for
-    any observed site under a tensor ``poutine.mask``, which keeps its own name.
- An empty guide such as
+    any observed site under a tensor ``poutine.mask``, which keeps its own name.  An empty guide such as
     :meth:`BayesNet.guide <hybridpgm.graphs.BayesNet.guide>` is right here,
     since the missing entries are drawn from their exact posterior (it runs under
     :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly`).
 
-    The guide runs once per draw, and the model once per draw for the replicates; where the model given its
-    latents draws no random number, the log-likelihood and deterministic sites of all draws come from one run
-    with the draws stacked (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`, the same numbers
-    up to float rounding), else the model is replayed on each draw.
+    The guide runs once per draw, and the model twice per draw: once for the log-likelihood and deterministic
+    sites, once for the replicates (where the model given its latents draws no random number, the run that
+    would only hand back the guide's draws is skipped).  With ``parallel=True`` the log-likelihood and
+    deterministic sites of all draws come from one run with the draws stacked along an outer plate
+    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`), as ``pyro.infer.Predictive(...,
+    parallel=True)`` runs a model: the model must then treat a latent's leading dims as batch dims, never
+    reducing or reading across them.  A model that raises, returns other shapes, or differs from the draw-by-draw
+    replay at the first or the last draw is replayed draw by draw instead; a model that mixes the draws in a way
+    those two draws do not show (a threshold from the largest draw, say) gives wrong numbers there, which is
+    why it is not the default.
 
     The model and guide run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`):
     no handler of the caller sees or alters their sites.
@@ -203,6 +209,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     :param num_samples: posterior draws (one chain).
     :param return_sites: latent and deterministic sites of the model to keep in ``posterior`` (default: all of
         them); every latent site is drawn either way.
+    :param parallel: replay the model on all draws in one vectorized run (see above; ``False``: draw by draw).
     :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
         count; a model that observes only placeholder sites gets the warning and a ``posterior`` alone),
         ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
@@ -249,7 +256,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                             + (f"; {', '.join(split)}" if split else ""))
         nesting = _plate_nesting(model_trace, guide_trace)
         first_dim = -1 - nesting  # infer_discrete's enumeration dims go left of it
-        draws, replayed = _posterior_draws(model, guide, sites, model_trace, nesting, num_samples, args, kwargs)
+        draws, replayed = _posterior_draws(model, guide, sites, model_trace, nesting, num_samples,
+                                           flag(parallel, "from_pyro_svi parallel"), args, kwargs)
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
         local_latents = _local_to_the_data(model_trace, sites, local)
         if local_latents:

@@ -1,6 +1,5 @@
 """The replay of :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` in one model run for all draws,
-where that gives the same numbers: the fast path of :func:`~hybridpgm.diagnostics.from_pyro_svi` and
-:func:`~hybridpgm.diagnostics.from_mcmc`.
+where that gives the same numbers: :func:`~hybridpgm.diagnostics.from_pyro_svi` with ``parallel=True``.
 
 :func:`replay_draws` runs the model once per draw :math:`\\theta_s`, :math:`s = 1, \\ldots, S`, conditioned on
 it.  Where the conditioned model draws no random number (:func:`draws_no_random_numbers`: no discrete site left
@@ -11,11 +10,13 @@ model's plates (as :class:`pyro.infer.Predictive` does with ``parallel=True``): 
 plate nesting), and each deterministic value and pointwise log-likelihood comes back with ``S`` on the left.
 
 A model need not be written for that: one that indexes, sums or reshapes a latent without regard for its
-leading dims (``mu.sum()``, ``w @ x`` with a vector ``w``) fails or mixes the draws.  So
+leading dims (``mu.sum()``, ``w @ x`` with a vector ``w``) fails or mixes the draws, which is why the caller
+opts in, as for ``pyro.infer.Predictive(..., parallel=True)``.  As a safety net
 :func:`replay_vectorized` gives ``None`` -- and its caller replays draw by draw -- where the stacked run raises,
 returns a value whose shape is not ``S x 1 ... 1 x own_shape``, or differs from the draw-by-draw replay at the
 first or the last draw (compared with a relative tolerance of :data:`RTOL`, at which float rounding of batched
-kernels passes and a mixed-up draw does not).
+kernels passes and a mixed-up draw does not); a model that mixes the draws in a way those two do not show (a
+threshold taken from the largest draw) is not caught.
 """
 
 from __future__ import annotations

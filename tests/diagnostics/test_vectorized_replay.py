@@ -63,14 +63,16 @@ def draw_by_draw(model, x, num_samples):
     return post, torch.stack(log_lik), rep["x"].reshape(num_samples, len(x))
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("program", [model, mixing_model, noisy_model], ids=["stacks", "mixes-draws", "draws-rng"])
-def test_a_seed_gives_the_draws_of_the_draw_by_draw_code(program):
+def test_a_seed_gives_the_draws_of_the_draw_by_draw_code(program, parallel):
     """Guard (passes before and after): the posterior and the replicates are the same numbers as the
     draw-by-draw code's for the same seed, the log-likelihood the same up to float rounding of batched kernels,
-    whether the draws stack, mix (so the stacked run is refused) or the model draws random numbers."""
+    whether the draws stack, mix (so the stacked run is refused) or the model draws random numbers, with and
+    without ``parallel``."""
     post, log_lik, rep = draw_by_draw(program, X, 30)
     pyro.set_rng_seed(0)
-    idata = from_pyro_svi(program, guide, X, num_samples=30)
+    idata = from_pyro_svi(program, guide, X, num_samples=30, parallel=parallel)
     for name in LATENTS:
         np.testing.assert_array_equal(idata.posterior[name].values[0], post[name].numpy())
     np.testing.assert_array_equal(idata.posterior_predictive["x"].values[0], rep.numpy())
@@ -90,25 +92,65 @@ class Counted:
         return self.program(x)
 
 
-def test_from_pyro_svi_runs_the_model_once_per_draw():
+@pytest.mark.parametrize("parallel, per_draw", [(False, 2), (True, 1)])
+def test_from_pyro_svi_runs_the_model_once_per_draw_and_replay(parallel, per_draw):
     """Before: three model runs per draw (Predictive's, the log-likelihood replay's and the replicates'), 2.2x
-    the time of Predictive(model, guide); now the replicates' run alone, the log-likelihood in one stacked run."""
+    the time of Predictive(model, guide); now Predictive's, which would only hand back the guide's draws, is
+    skipped (two per draw), and with ``parallel=True`` the log-likelihood comes from one stacked run (one)."""
     runs = {}
     for num_samples in (20, 40):
         counted = Counted(model)
         pyro.set_rng_seed(0)
-        from_pyro_svi(counted, guide, X, num_samples=num_samples)
+        from_pyro_svi(counted, guide, X, num_samples=num_samples, parallel=parallel)
         runs[num_samples] = counted.runs
-    assert runs[40] - runs[20] == 20, runs
+    assert runs[40] - runs[20] == 20 * per_draw, runs
+
+
+def thresholded_model(x):
+    """A scale floored at a fifth of the largest scale drawn: written for one draw (where it is a no-op), it
+    reads across a stack of draws, and the first and the last draw need not show it."""
+    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    sigma = log_sigma.exp()
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(mu, sigma.clamp(min=0.2 * float(sigma.max()))), obs=x)
+
+
+class ScriptedGuide:
+    """A guide whose scale is small at every tenth call (offset 5) and 1 elsewhere: the first and the last of 40
+    draws are ordinary, some in between fall under the thresholded model's floor."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        small = self.calls % 10 == 5
+        self.calls += 1
+        pyro.sample("mu", dist.Delta(torch.tensor(0.4)))
+        pyro.sample("log_sigma", dist.Delta(torch.tensor(-3.0 if small else 0.0)))
+
+
+def test_the_default_replays_draw_by_draw_a_model_that_reads_across_draws():
+    """The stacked run checks two draws only, so it is opt-in (``parallel=True``, Pyro's ``Predictive`` spelling
+    of the same contract): by default a model reading across the draws gets each draw's own log-likelihood (the
+    first version stacked by default: the small-scale draws got the floor of the largest, off by nats)."""
+    scripted = ScriptedGuide()
+    idata = from_pyro_svi(thresholded_model, scripted, X, num_samples=40)
+    log_sigma = torch.as_tensor(idata.posterior["log_sigma"].values[0])
+    assert bool((log_sigma == -3.0).any()) and float(log_sigma[0]) == float(log_sigma[-1]) == 0.0
+    own = torch.stack([poutine.trace(poutine.condition(thresholded_model, {"mu": torch.tensor(0.4), "log_sigma": v}))
+                       .get_trace(X).nodes["x"]["fn"].log_prob(X) for v in log_sigma])
+    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], own.numpy(), rtol=1e-6, atol=0)
 
 
 def test_a_model_that_mixes_stacked_draws_is_replayed_draw_by_draw():
-    """The stacked run of mixing_model differs from the draw-by-draw one, so each draw is replayed."""
+    """With ``parallel=True``, the stacked run of mixing_model differs from the draw-by-draw one at the checked
+    draws, so each draw is replayed."""
     runs = {}
     for num_samples in (20, 40):
         counted = Counted(mixing_model)
         pyro.set_rng_seed(0)
-        from_pyro_svi(counted, guide, X, num_samples=num_samples)
+        from_pyro_svi(counted, guide, X, num_samples=num_samples, parallel=True)
         runs[num_samples] = counted.runs
     assert runs[40] - runs[20] == 40, runs
 
