@@ -72,7 +72,8 @@ def _tensor(values: Any, dtype: torch.dtype, where: str, path: str | None) -> to
     """``values`` (a sequence of numbers) as a 1-d tensor of ``dtype``: a non-empty list of numbers through an
     :class:`array.array` (C's conversion of each, then one copy-free :func:`torch.frombuffer`), anything else
     (or a list that the array refuses: a non-number, an int too large, a float in an int series) by torch in one
-    call, which also names what it refuses."""
+    call, which also names what it refuses.  An int series (``step``) holding floats takes whole ones only: a
+    fraction, an infinity or NaN is refused, not cut to an integer."""
     code = _ARRAY_CODES.get(dtype)
     if code is not None and type(values) is list and values:
         try:
@@ -80,9 +81,15 @@ def _tensor(values: Any, dtype: torch.dtype, where: str, path: str | None) -> to
         except (TypeError, ValueError, OverflowError):
             pass  # torch's conversion below: the same values, or the error that names the problem
     try:
-        tensor = torch.tensor(values, dtype=dtype)
+        tensor = torch.tensor(values, dtype=None if code == "q" else dtype)  # an int series: see floats first
     except (TypeError, ValueError, RuntimeError, OverflowError) as error:
         raise _unstorable(where, f"{_described(values)} that torch refuses ({error})", path) from error
+    if tensor.is_floating_point() and not dtype.is_floating_point:  # step numbers: whole, or refused (not cut)
+        whole = torch.isfinite(tensor) & (tensor == tensor.round()) & (tensor.abs() < 2.0 ** 63)
+        if not bool(whole.all()):
+            raise _unstorable(where, f"a list holding {tensor[~whole][0].item()!r}, which is no whole step number",
+                              path)
+    tensor = tensor.to(dtype)
     if tensor.dim() != 1:
         raise _unstorable(where, f"{_described(values)} that torch reads as {_described(tensor)}", path)
     return tensor
@@ -105,11 +112,11 @@ def _float_series(values: Any, where: str, codes: dict[str, torch.Tensor], key: 
 
 def packed_history(history: History, path: Any = None) -> dict[str, Any]:
     """``history`` in the checkpoint's packed form (see the module docstring): each series one tensor, converted
-    from its list by torch in one call (no Python work per value).
+    from its list in one call (no Python work per value: :func:`_tensor`).
 
     :param path: the checkpoint file, named in the errors.
-    :raises CheckpointError: a series holds something other than numbers (a callback wrote into the history),
-        naming it.
+    :raises CheckpointError: a series holds something other than numbers (a callback wrote into the history), or
+        the step series a number that is not whole, naming it.
     """
     path = None if path is None else str(path)
     nonfinite: dict[str, Any] = {}

@@ -201,3 +201,19 @@ def test_a_damaged_history_of_tensors_is_refused_naming_the_file_and_entry(tmp_p
     write_atomically(tmp_path / "c.pt", {"format_version": 3, "step": 2, "history": packed}, "checkpoint")
     with pytest.raises(CheckpointError, match=r"checkpoint '.*c.pt': the " + message):
         load_checkpoint(tmp_path / "c.pt")
+
+
+def test_a_step_that_is_not_whole_is_refused_not_cut(tmp_path):
+    """The step series is stored as int64: whole floats (``2.0``) are read as their integers, as before, but a
+    fraction, an infinity or NaN was cut to an integer silently (``2.5`` stored as ``2``); now it is refused
+    naming the series and the value."""
+    from hybridpgm.train.checkpoint_history import packed_history
+
+    def history(steps):
+        return History(step=steps, loss={"a": [0.5] * len(steps)}, wall_time=[0.1] * len(steps),
+                       examples_per_second=[1.0] * len(steps))
+
+    assert packed_history(history([1.0, 2.0, True])).get("step").tolist() == [1, 2, 1]
+    for bad in (2.5, math.inf, math.nan):
+        with pytest.raises(CheckpointError, match=rf"history\['step'\] cannot be stored .* {bad!r}, which is no whole"):
+            packed_history(history([1.0, bad]), tmp_path / "c.pt")
