@@ -57,6 +57,11 @@ def _bernoulli_log_prob(value: torch.Tensor, logits: torch.Tensor) -> torch.Tens
     return value * logits - F.softplus(logits)
 
 
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` are views of one storage (writes into ``a`` may then change ``b``)."""
+    return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
 class SBNGibbs:
     """Systematic-scan Gibbs sampler over the hidden layers of a sigmoid belief net.
 
@@ -89,6 +94,10 @@ class SBNGibbs:
         if layer == self.sbn.num_layers:
             return self.sbn.prior_logits.expand_as(hs[layer - 1])
         return self.sbn.decoders[layer](hs[layer])
+
+    def _prior_source(self, hs: list, layer: int) -> torch.Tensor:
+        """The tensor :meth:`_prior_logits` of ``layer`` reads (besides the weights)."""
+        return self.sbn.prior_logits if layer == self.sbn.num_layers else hs[layer]
 
     def full_conditional(self, x: torch.Tensor, hs: list, layer: int, unit: int) -> torch.Tensor:
         """Exact log-odds of :math:`h_{lj} = 1` given all other units and ``x``.
@@ -125,7 +134,8 @@ class SBNGibbs:
         """One systematic scan over every hidden unit, bottom layer first.
 
         :param x: ``[..., B, D]``.
-        :param hs: current states, updated in place and returned.
+        :param hs: current states, updated in place and returned. Each layer's prior logits :math:`a_l` (a
+            matrix product with the layer above) are computed once per layer, not per unit.
         :param generator: a :class:`torch.Generator` on ``x``'s device for the uniform draws of the updates (else
             torch's global one): the sweep is then a function of ``x``, ``hs`` and the generator's state.
         :raises DataError: ``x`` or ``hs`` of the wrong widths or number of layers.
@@ -138,12 +148,16 @@ class SBNGibbs:
             dec = self.sbn.decoders[layer - 1]
             h = hs[layer - 1]
             z = dec(h)  # kept up to date as units flip
+            # a_l reads only the layer above (or the top prior), which this layer's scan leaves alone: once per
+            # layer; per unit only if that input shares memory with h (aliased layers), as it may then change
+            fixed = not _shares_memory(h, self._prior_source(hs, layer))
+            prior = self._prior_logits(hs, layer) if fixed else None
             for j in range(h.shape[-1]):
                 w = dec.weight[:, j]
                 z0 = z - h[..., j : j + 1] * w
                 z1 = z0 + w
                 child = (_bernoulli_log_prob(below, z1) - _bernoulli_log_prob(below, z0)).sum(-1)
-                logit = self._prior_logits(hs, layer)[..., j] + child
+                logit = (prior if fixed else self._prior_logits(hs, layer))[..., j] + child
                 u = torch.rand(logit.shape, generator=generator, dtype=logit.dtype, device=logit.device)
                 new = (u < torch.sigmoid(logit)).to(h.dtype)
                 z = z0 + new.unsqueeze(-1) * w
