@@ -90,6 +90,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         ``-1.0`` is a value; any other negative state is refused by :meth:`model`), ``None``, ``NaN``,
         ``pd.NA`` or ``pd.NaT`` in a column of state names or objects, or an entry where ``mask`` is false;
         unsigned integer data (``uint8``, ...) has no missing marker (255 is a state, or a value out of range).
+        Where ``mask`` covers a column, the mask wins over the marker ``-1``: an entry it marks observed keeps its
+        ``-1`` (as ``-1.0``), which :meth:`model` refuses as outside the states (``NaN`` stays missing).
         A column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or a
         ``Categorical``) is read by :attr:`state_names`.
 
@@ -130,13 +132,15 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         for v, t in data.items():
             if v not in self.cpds:
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
-            if self.cardinality(v) is None:
-                t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
-            else:
-                t = self._discrete_column(v, t, device)
-            if v in masks:
+            discrete = self.cardinality(v) is not None
+            t = self._discrete_column(v, t, device) if discrete else \
+                _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
+            if v in masks:  # the mask says where a state is observed: a -1 it marks observed is refused by model
                 m = self._mask_column(v, masks[v], t)
-                t = torch.where(m & ~_missing(t), t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
+                keep = m & (t == t) if torch.is_floating_point(t) else m  # NaN (unequal to itself): never a state
+                t = torch.where(keep, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
+            elif discrete:
+                t = missing_as_nan(t)  # a float -1: missing, as NaN is (a continuous -1 is a value)
             out[v] = t
         lengths = {int(t.shape[0]) if t.dim() else None for t in out.values()}  # ints, also under a JIT trace
         if len(lengths) > 1 or None in lengths:
@@ -248,9 +252,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         (:func:`~hybridpgm.graphs.bn_values.state_indices`).  ``True`` / ``False`` (a ``bool`` column of
         ``pd.read_csv``) read as the states named true / false
         (:func:`~hybridpgm.graphs.bn_values.bool_states`); numbers for a node whose states are named by other
-        numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).  In a floating column
-        ``-1`` marks a missing entry as ``NaN`` does, and comes back as ``NaN``
-        (:func:`~hybridpgm.graphs.bn_values.missing_as_nan`).
+        numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).  A floating column's
+        ``-1`` stays: :meth:`columns` reads it as missing (``NaN``) where no mask is given for the column.
 
         :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
             name in the column of a node without state names, or a value that is neither a number nor a name,
@@ -267,7 +270,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
-        return missing_as_nan(t)  # a float -1: missing, as NaN is (evidence's convention; a continuous -1 is a value)
+        return t
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``.

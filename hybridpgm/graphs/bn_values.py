@@ -208,8 +208,8 @@ def _missing(t: torch.Tensor) -> torch.Tensor:
     other negative integer is a bad value, refused by the range check, not a missing entry).  Unsigned integers
     (``uint8``, ...) and ``bool`` cannot hold ``-1``: none of their entries is missing (comparing a ``uint8``
     with ``-1`` would match 255, a state of a 256-state node or a bad value, never a missing entry).  A discrete
-    node's floating column has its ``-1`` entries turned into ``NaN`` first (:func:`missing_as_nan`); in a
-    continuous node's column ``-1.0`` is a value."""
+    node's floating column has its ``-1`` entries turned into ``NaN`` first (:func:`missing_as_nan`) where no mask
+    covers it; in a continuous node's column ``-1.0`` is a value."""
     if torch.is_floating_point(t):
         return torch.isnan(t)
     if not t.is_signed():
@@ -221,20 +221,25 @@ def missing_as_nan(t: torch.Tensor) -> torch.Tensor:
     """A discrete node's column (or evidence) ``t`` with the missing marker ``-1`` of a floating tensor as ``NaN``
     (``t`` itself where it is not floating): ``-1`` or ``NaN`` marks a missing state in an integer or a floating
     tensor alike, the convention of :class:`~hybridpgm.graphs.MarkovNet`'s evidence too.  Any other negative value
-    stays, for the range check to refuse."""
+    stays, for the range check to refuse.  Two kernels (a comparison and a fill); :meth:`BayesNet.columns
+    <hybridpgm.graphs.BayesNet.columns>` skips it for a column a mask covers (the mask says what is missing)."""
     if not torch.is_floating_point(t):
         return t
-    return torch.where(t == -1, torch.full((), float("nan"), dtype=t.dtype, device=t.device), t)
+    return t.masked_fill(t == -1, float("nan"))
 
 
 def _bad_state(v: str, t: torch.Tensor, card: int, bad: torch.Tensor) -> DataError:
     """The error for discrete column ``v`` (``[N]``) of ``card`` states, naming its first ``bad`` value and its
     row: a non-integer (``0.5``), or a value outside ``0..card-1`` (an infinity, or a whole number other than the
-    missing marker ``-1``).  Built on the error path only (it reads the values)."""
+    missing marker ``-1``; a ``-1`` left in ``t`` is one a mask marks observed, which wins over the marker).  Built
+    on the error path only (it reads the values)."""
     i = int(bad.nonzero()[0, 0])
     value = t[i].item()
     missing = " (NaN or -1 where missing)" if torch.is_floating_point(t) else \
         " (-1 where missing)" if t.is_signed() else ""  # an unsigned or bool column has no missing marker
+    if value == -1:  # BayesNet.columns turned every other -1 into NaN (or reads it as missing)
+        missing = ", an entry the mask marks observed: where a mask is given, -1 is not read as missing (set the " \
+                  "mask False there)"
     if math.isfinite(value) and value != round(value):
         return DataError(f"column '{v}' holds a non-integer value: {value} in row {i} of the data; the states of "
                          f"'{v}' are the whole numbers 0..{card - 1}{missing}")

@@ -61,44 +61,68 @@ def _first_at(bad: torch.Tensor) -> str:
     return f"the first in row {where[0]}" if len(where) == 1 else f"the first at index {where}"
 
 
+def _marker(dtype: torch.dtype) -> str:
+    """The end of a message on refused evidence of ``dtype``: its missing markers, or that it has none (an
+    unsigned integer or ``bool`` tensor cannot hold ``-1``, so none of its values means unobserved)."""
+    if dtype.is_floating_point or dtype.is_signed:
+        return "only -1 (or NaN in a float tensor) means unobserved"
+    return f"dtype {dtype} has no marker for unobserved (-1 needs a signed integer or a float tensor)"
+
+
+def _refused(v: str, t: torch.Tensor, card: int | None, dtype: torch.dtype) -> EvidenceError:
+    """The error for evidence ``t`` (of the user's ``dtype``; long if that is an integer one) of ``v`` holding a
+    value that is neither a state, ``-1`` nor ``NaN``: its non-integers first (``0.5``, ``-1.5``), else its values
+    outside the states (another negative number, an infinity, too large a value).  The error path only: it reads
+    the bad entries."""
+    floating = torch.is_floating_point(t)
+    missing = (torch.isnan(t) | (t == -1)) if floating else (t == -1) & dtype.is_signed  # a uint8 255 is no -1
+    fraction = torch.isfinite(t) & (t != t.round()) if floating else torch.zeros_like(missing)
+    if bool(fraction.any()):
+        return EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[fraction][:3].tolist()} "
+                             f"({_first_at(fraction)}); give whole states, and -1 or NaN where unobserved")
+    outside = ~missing & ((t < 0) if card is None else ((t < 0) | (t >= card)))  # -inf and +inf included
+    states = "0, 1, ..." if card is None else f"0..{card - 1}"
+    return EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[outside][:3].tolist()} outside {states} "
+                         f"({_first_at(outside)}); {_marker(dtype)}")
+
+
 def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.Tensor:
     """Evidence values as long states, ``-1`` where unobserved.
 
     The convention of BayesNet's evidence too: a state is a whole number ``0..card-1`` (an integer or bool
-    tensor, or a float tensor of whole numbers); ``-1`` (in an integer or a float tensor) or ``NaN`` (float)
-    means unobserved.  Any other value is refused, never read as unobserved: another negative number (``-2``),
-    a non-integer (``0.5``, ``-1.5``, ``-inf``) or a value ``>= card`` (``+inf`` included; it used to overflow
-    the conversion to a negative number and so read as unobserved).  The check costs one host read; the
-    error path reads the bad entries.
+    tensor, or a float tensor of whole numbers); ``-1`` (in a signed integer or a float tensor) or ``NaN`` (float)
+    means unobserved; an unsigned or ``bool`` tensor has no such marker.  Any other value is refused, never read
+    as unobserved: a non-integer (``0.5``, ``-1.5``), or a value outside ``0..card-1`` -- another negative number
+    (``-2``), an infinity (``-inf`` and ``+inf``: not states, whichever side), a value ``>= card`` (``+inf`` used
+    to overflow the conversion to a negative number and so read as unobserved).
+
+    The check is one host read of one flag: integer evidence ``t`` passes when :math:`\\mathrm{clamp}(t, -1,
+    \\mathrm{card} - 1) = t`; float evidence, with ``NaN`` set to ``-1`` first (:math:`u`), when
+    :math:`\\mathrm{clamp}(\\mathrm{round}(u), -1, \\mathrm{card} - 1) = u` (a whole number in range, or ``-1``).
+    Only the error path reads the bad entries, to say which they are.
 
     :param card: the variable's cardinality; when given, an observed value ``>= card`` is refused.
     :raises EvidenceError: naming ``v``, the bad values and the row (index) of the first: a dtype that holds no
-        states (complex), a non-integer float (``-inf`` included), a negative value other than ``-1``, or a
-        value ``>= card`` (``+inf`` included).
+        states (complex), a non-integer float, or a value outside ``0..card-1`` other than ``-1`` (an infinity
+        included).
     """
     if t.is_complex():
         raise EvidenceError(f"MarkovNet: evidence for {v!r} has dtype {t.dtype}; give integer states, or a float "
                             f"tensor of whole states with -1 or NaN for unobserved")
-    floating = torch.is_floating_point(t)
-    if not floating:
-        t = t.long()  # before comparing with -1: a uint8 255 would equal it
-    missing = (torch.isnan(t) | (t == -1)) if floating else t == -1
-    fraction = ~missing & ((t != t.round()) | (t == -math.inf)) if floating else torch.zeros_like(missing)
-    outside = ~missing & ~fraction & ((t < 0) if card is None else ((t < 0) | (t >= card)))  # +inf included
-    if bool((fraction | outside).any()):  # the one host read
-        if bool(fraction.any()):
-            raise EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[fraction][:3].tolist()} "
-                                f"({_first_at(fraction)}); give whole states, and -1 or NaN where "
-                                f"unobserved")
-        states = "0, 1, ..." if card is None else f"0..{card - 1}"
-        raise EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[outside][:3].tolist()} outside {states} "
-                            f"({_first_at(outside)}); only -1 (or NaN in a float tensor) means "
-                            f"unobserved")
-    if not floating:
-        return t
+    hi = None if card is None else card - 1
+    if not torch.is_floating_point(t):
+        states = t.long()  # before comparing with -1: a uint8 255 would equal it
+        if not bool((states.clamp(-1, hi) == states).all()):  # the one host read
+            raise _refused(v, states, card, t.dtype)
+        return states
+    u = t.nan_to_num(-1.0, math.inf, -math.inf)  # NaN as the other marker; the infinities kept, to be refused
+    if not bool((u.round().clamp(-1, hi) == u).all()):  # the one host read
+        raise _refused(v, t, card, t.dtype)
+    if card is not None:
+        return u.long()  # whole numbers in -1..card-1: exact
     # clamp before the cast: a value too large for int64 (1e20) would wrap to a negative number.  The bound is the
     # dtype's own largest value where that is smaller (float16: 65504; 2**62 overflows it)
-    return torch.where(missing, -1.0, t.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max))).long()
+    return u.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max)).long()
 
 
 def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:
@@ -183,8 +207,8 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         (one dropout mask, one batch-norm update).  ``None`` evaluates them here.
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
         non-number (a string, ``None``, a dict or another object; the message names the variable and the
-        value), a non-integer value (``-inf`` included) or a state outside ``0..card-1`` (``+inf`` and negative
-        values other than ``-1`` included; the message names the variable, the values and the first one's row),
+        value), a non-integer value or a state outside ``0..card-1`` (``-inf``, ``+inf`` and negative values
+        other than ``-1`` included; the message names the variable, the values and the first one's row),
         or a batch shape holding no model.
     :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
         variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).

@@ -30,6 +30,7 @@ from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
                                         refuse_ambiguous_numbers)
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
+from hybridpgm.transform_scope import under_vmap
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -221,6 +222,18 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
                         f"for the nodes {bn.nodes}, or None for no evidence; got {given}{hint}")
 
 
+def _read(x: torch.Tensor) -> list:
+    """``x.tolist()``: one host read.  Under :func:`torch.func.vmap` a batched ``x`` has no storage, and the
+    ``RuntimeError`` of ``tolist`` does not name ``vmap``; that of ``item`` does, and the queries turn it into their
+    :class:`~hybridpgm.errors.ConfigError` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)."""
+    try:
+        return x.tolist()
+    except RuntimeError:
+        if under_vmap():
+            x.reshape(-1)[0].item()  # raises vmap's own error, naming it
+        raise
+
+
 def _row_of(bad: torch.Tensor) -> str:
     """``"row i"`` of the first entry marked by ``bad`` (``[N]``), ``"a scalar"`` for a 0-d one (error path)."""
     return "a scalar" if bad.dim() == 0 else f"row {int(bad.nonzero()[0, 0])}"
@@ -230,20 +243,23 @@ def _states(name: str, t: torch.Tensor, card: int) -> tuple[torch.Tensor, bool, 
     """``(states, observed in every row, observed in none)``: the evidence ``t`` (``[N]`` or 0-d, any real dtype)
     of discrete node ``name`` as long states, ``-1`` where a row does not observe it.
 
-    The convention MarkovNet's evidence follows too: a state is a whole number ``0..card-1``; ``-1`` (in an integer
-    or a floating tensor) or ``NaN`` (floating) marks a row that does not observe the node.  Any other value is
-    refused, never read as "not observed": another negative number, a non-integer, an infinity.  Floats are
-    checked before the cast to long, which would wrap an infinity or ``1e20`` to a negative ("missing") index.
-    The checks and the two flags cost one host read; the message reads the first bad entry.
+    The convention MarkovNet's evidence follows too: a state is a whole number ``0..card-1``; ``-1`` (in a signed
+    integer or a floating tensor) or ``NaN`` (floating) marks a row that does not observe the node (an unsigned
+    integer or ``bool`` tensor has no such marker).  Any other value is refused, never read as "not observed": a
+    non-integer, or a value outside ``0..card-1`` -- another negative number, an infinity (either sign).  Floats
+    are checked before the cast to long, which would wrap an infinity or ``1e20`` to a negative ("missing") index.
+    The checks and the two flags cost one host read (one ``tolist`` of the flags, or of an integer tensor's
+    minimum and maximum); the message reads the first bad entry.
 
     :raises EvidenceError: naming the node, the first bad value and its row: a non-integer value (``0.5``,
-        ``-1.5``), or a value outside ``0..card-1`` other than ``-1`` (``-2``, ``+inf``, ``-inf``).
+        ``-1.5``), or a value outside ``0..card-1`` other than ``-1`` (``-2``, ``+inf``, ``-inf``; for an unsigned
+        or ``bool`` dtype, saying it has no marker for "not observed").
     """
     if torch.is_floating_point(t):
         missing = torch.isnan(t) | (t == -1)
         fraction = ~missing & (t != t.round())  # an infinity is whole: out of range below
         bad = ~missing & ~fraction & ((t < 0) | (t >= card))
-        flags = torch.stack([fraction.any(), bad.any(), missing.any(), missing.all()]).tolist()  # one host read
+        flags = _read(torch.stack([fraction.any(), bad.any(), missing.any(), missing.all()]))  # one host read
         if flags[0]:
             raise EvidenceError(f"evidence for {name!r} holds non-integer values: {t[fraction][0].item()} in "
                                 f"{_row_of(fraction)}; give whole states 0..{card - 1}, and -1 or NaN where a row "
@@ -252,13 +268,15 @@ def _states(name: str, t: torch.Tensor, card: int) -> tuple[torch.Tensor, bool, 
             raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
                                 f"{_row_of(bad)}; only -1 or NaN means not observed")
         return torch.where(missing, -1.0, t).long(), not flags[2], flags[3]
+    marker = "only -1 means not observed" if t.is_signed() else \
+        f"dtype {t.dtype} has no marker for not observed (-1 needs a signed integer or a float tensor)"
     t = t.long()  # unsigned and bool hold no -1: their values are states (a uint8 255 is out of range below)
-    lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
-    lo, hi = int(lo), int(hi)  # one host read: the range check and the flags
+    range_ = torch.stack(torch.aminmax(t)) if t.numel() else t.new_zeros(2)
+    lo, hi = _read(range_)  # one host read: the range check and the flags
     if lo < -1 or hi >= card:
         bad = (t < -1) | (t >= card)
         raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
-                            f"{_row_of(bad)}; only -1 means not observed")
+                            f"{_row_of(bad)}; {marker}")
     return t, lo >= 0, hi < 0
 
 

@@ -1,13 +1,15 @@
 """A discrete column of BayesNet data (what ``bn.model`` -- so ``fit`` -- and ``bn.log_prob`` read) holds whole
 states ``0..K-1``, with ``-1`` (integer or float) or ``NaN`` where missing, the convention of the evidence of the
-exact queries and of MarkovNet.  A non-integer and a value outside the states get their own ``DataError``, naming
-the column, the first bad value and its row; inside ``fit``'s step the check waits for the step's host read."""
+exact queries and of MarkovNet; a mask, where given, wins over the marker ``-1``.  A non-integer and a value
+outside the states get their own ``DataError``, naming the column, the first bad value and its row; inside
+``fit``'s step the check waits for the step's host read."""
 
 import math
 
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd
@@ -85,3 +87,54 @@ def test_float_minus_one_in_a_discrete_column_is_missing_and_in_a_continuous_one
     # the exact queries read the column as evidence the same way
     cols = {k: t for k, t in bn.columns(minus_one).items()}
     torch.testing.assert_close(bn.log_evidence(cols).sum(), -_loss(bn, nan), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
+def test_a_mask_marking_a_minus_one_observed_wins_over_the_marker(dtype):
+    """Review B F8: where a mask is given, it says which entries are observed, so a -1 it marks observed is a bad
+    value, refused (the message says why), and with the mask False there the entry is missing.  NaN is never a
+    state: missing whatever the mask.  Before: the -1 was missing whatever the mask said."""
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.2, 0.8], [0.6, 0.4]], ["a"])).double()
+    data = torch.tensor([[0, -1], [1, 1]], dtype=dtype)
+    with pytest.raises(DataError, match=r"column 'b' holds a value outside 0..1: -1(\.0)? in row 0 of the data, an "
+                                        r"entry the mask marks observed: where a mask is given, -1 is not read as "
+                                        r"missing \(set the mask False there\)"):
+        _loss(bn, data, torch.ones(2, 2, dtype=torch.bool))
+    assert bn.columns(data, torch.ones(2, 2, dtype=torch.bool))["b"].tolist() == [-1.0, 1.0]
+    nan = torch.tensor([[0.0, math.nan], [1.0, 1.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, False], [True, True]])
+    torch.testing.assert_close(_loss(bn, data, mask), _loss(bn, nan), rtol=0, atol=0)
+    torch.testing.assert_close(_loss(bn, nan, torch.ones(2, 2, dtype=torch.bool)), _loss(bn, nan), rtol=0, atol=0)
+    torch.testing.assert_close(_loss(bn, data), _loss(bn, nan), rtol=0, atol=0)  # no mask: -1 is missing
+
+
+class _Ops(TorchDispatchMode):
+    """Counts the aten ops run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _ops(bn, *args) -> list:
+    bn.columns(*args)  # warm
+    with _Ops() as counted:
+        bn.columns(*args)
+    return counted.ops
+
+
+def test_a_discrete_float_column_costs_no_copy_per_model_call():
+    """Review B F2: ``bn.model`` (fit's hot path) reads its data with ``columns`` on every call.  A floating
+    discrete column under a mask (the ``(values, mask)`` pairs of ``split_missing``) costs the ops of a continuous
+    one: the mask says what is missing.  Without a mask, its -1 become NaN in two ops.  Before: a comparison, a
+    ``full`` and a ``where`` (a NaN copy of the column) more, in both cases."""
+    discrete = BayesNet().add("a", cpd.Table([0.5, 0.5])).double()
+    continuous = BayesNet().add("a", cpd.LinearGaussian(bias=0.0)).double()
+    values = torch.tensor([[0.0], [1.0], [1.0]], dtype=torch.float64)
+    pair = (values, torch.tensor([[True], [False], [True]]))
+    assert len(_ops(discrete, pair)) == len(_ops(continuous, pair)), (_ops(discrete, pair), _ops(continuous, pair))
+    assert len(_ops(discrete, values)) <= len(_ops(continuous, values)) + 2, _ops(discrete, values)

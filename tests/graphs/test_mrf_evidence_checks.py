@@ -39,9 +39,9 @@ def test_evidence_too_large_for_a_state_is_out_of_range(query, value, shown):
 
 def test_minus_inf_is_not_a_state_and_only_minus_one_or_nan_is_unobserved():
     """-1 (integer or float) and NaN are unobserved, as in BayesNet's evidence.  Before: any negative whole number
-    (-1e20, -2) was unobserved too."""
+    (-1e20, -2) was unobserved too.  -inf is outside the states, as BayesNet says (before: a "non-integer")."""
     m = _net()
-    with pytest.raises(EvidenceError, match=r"evidence for 'a' holds non-integer values \[-inf\] \(a scalar\)"):
+    with pytest.raises(EvidenceError, match=r"evidence for 'a' has value\(s\) \[-inf\] outside 0..1 \(a scalar\)"):
         m.marginals(evidence={"a": torch.tensor(-math.inf)})
     log_z, _ = brute_force(m, 0)
     for unobserved in (torch.tensor(-1.0), torch.tensor(float("nan")), torch.tensor(-1)):
