@@ -13,13 +13,14 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
-from hybridpgm.checks import torch_readable
+from hybridpgm.checks import flag, torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
 from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
 from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
+from hybridpgm.diagnostics.vectorized_replay import replay_parallel
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.particle_probe import keeping_module_state
@@ -31,7 +32,7 @@ __all__ = ["from_importance", "from_mcmc"]
 
 def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args: Sequence[Any] | None = None,
               model_kwargs: Mapping[str, Any] | None = None, posterior_predictive: bool = False,
-              generator: torch.Generator | int = 0):
+              generator: torch.Generator | int = 0, parallel: bool = False):
     """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's :class:`~hybridpgm.infer.Gibbs`
     included), as ``arviz.from_pyro`` gives under ArviZ 0.x (ArviZ 1.x has none).  The groups hold:
 
@@ -68,9 +69,17 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
 
     Replaying the model costs one model run per draw (``C * D`` in all), and as many again for the
     posterior predictive; the draws are taken as they are, the model's buffers are left alone and no gradient
-    is recorded.  The randomness of the replay (the discrete sites drawn from their conditional posterior, the
-    predictive replicates) comes from ``generator``: the same run and seed give the same groups, and torch's
-    global generators are left as they were.
+    is recorded.  With ``parallel=True`` the log-likelihood of all draws comes from one run with the ``C * D``
+    draws stacked along an outer plate (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`), as
+    ``pyro.infer.Predictive(..., parallel=True)`` runs a model: the model must then treat a latent's leading dims
+    as batch dims, never reducing or reading across them.  A model that raises, returns other shapes, or differs
+    from the draw-by-draw replay at the first or the last draw is replayed draw by draw instead, as is a model
+    with an enumerated discrete site or one that draws a random number given the draws (dropout); a model that
+    mixes the draws in a way those two draws do not show (a threshold from the largest draw, say) gives wrong
+    numbers there, which is why it is not the default.  The posterior predictive runs draw by draw either way.
+    The randomness of the replay (the discrete sites drawn from their conditional posterior, the predictive
+    replicates) comes from ``generator``: the same run and seed give the same groups (with or without
+    ``parallel``), and torch's global generators are left as they were.
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
     :param log_likelihood: ``False`` keeps ``posterior``, ``sample_stats`` (and ``posterior_predictive`` where
@@ -85,6 +94,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
     :param posterior_predictive: add the ``posterior_predictive`` group (``C * D`` more model runs).
     :param generator: the replay's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which the
         call advances by one draw (a seed for the replay), as for :func:`from_importance`.
+    :param parallel: replay the model on all draws in one vectorized run for the log-likelihood (see above;
+        ``False``: draw by draw).
     :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
         pass it to :func:`make_inference_data` as ``{"posterior": ...}`` with ``chain x draw`` leading dims), or
         an MCMC that has not run (no samples); an observed value that does not broadcast to its distribution's
@@ -93,7 +104,7 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
         ``model_args``/``model_kwargs`` are given nor the MCMC object records its run's arguments;
         ``model_args`` that is not a sequence or ``model_kwargs`` that is not a mapping;
         ``posterior_predictive`` for a kernel without a model (a ``potential_fn``); a ``generator`` that is
-        neither an int nor a :class:`torch.Generator`.
+        neither an int nor a :class:`torch.Generator`; ``parallel`` that is not a bool.
     :warns DiagnosticsWarning: (a :class:`UserWarning`) when the model is replayed (``log_likelihood`` or
         ``posterior_predictive``) and observes placeholder sites: it names them, says they are left out of
         ``log_likelihood``, ``observed_data`` and ``posterior_predictive``, and points to
@@ -118,13 +129,14 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
     if posterior_predictive and model is None:
         raise ConfigError(f"from_mcmc posterior_predictive replays the kernel's model, but the "
                           f"{type(mcmc.kernel).__name__} kernel was built from a potential_fn and has none")
+    parallel = flag(parallel, "from_mcmc parallel")
     replay = log_likelihood or posterior_predictive
     if model is not None and (replay or any(n.endswith(UNOBSERVED) for n in samples)):
         args, kwargs = _model_inputs(mcmc, model_args, model_kwargs)
         seed = _seed(generator, "from_mcmc generator")
         with fixed_rng(next(iter(samples.values())).device, seed):
             groups["posterior"], replayed = _mcmc_data_groups(model, samples, args, kwargs, posterior_predictive,
-                                                              replay)
+                                                              replay, parallel)
         if not log_likelihood:
             replayed.pop("log_likelihood", None)
         groups.update(replayed)
@@ -192,13 +204,14 @@ def _posterior_of_nodes(samples: Mapping[str, torch.Tensor], sites, pairs: Mappi
 
 @isolated_from_handlers
 def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple, kwargs: dict,
-                      posterior_predictive: bool = False, replay: bool = True
+                      posterior_predictive: bool = False, replay: bool = True, parallel: bool = False
                       ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """``(posterior, groups)``: the ``posterior`` group of ``C x D`` MCMC ``samples`` of ``model(*args,
     **kwargs)``, each ``obs_mask`` split reported as its node (:func:`_posterior_of_nodes`), and, with
     ``replay``, its ``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``), of the entries the
     model counts (:func:`~hybridpgm.diagnostics.masked_data.data_groups`; none for a model that observes no
-    data)."""
+    data); with ``parallel``, the log-likelihood from one stacked run where the draws stack
+    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_parallel`)."""
     chains, draws = next(iter(samples.values())).shape[:2]
     with torch.no_grad(), keeping_module_state(model):
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
@@ -220,8 +233,12 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
         shapes = {n: model_trace.nodes[n]["value"].shape for n in sites.latent}
         flat = {n: samples[n].reshape((chains * draws,) + shapes[n]).to(model_trace.nodes[n]["value"].dtype)
                 for n in sites.latent}  # Gibbs returns discrete draws as floats; the model takes its own dtype
-        first_dim = -1 - _plate_nesting(model_trace)
-        per_draw, log_lik = replay_draws(model, flat, sites, model_trace, first_dim, chains * draws, args, kwargs)
+        nesting = _plate_nesting(model_trace)
+        if parallel:
+            per_draw, log_lik = replay_parallel(model, flat, sites, model_trace, nesting, chains * draws, args, kwargs)
+        else:
+            per_draw, log_lik = replay_draws(model, flat, sites, model_trace, -1 - nesting, chains * draws, args,
+                                             kwargs)
         data_shapes = {n: observed_shape(n, site) for n, site in sites.observed.items()}
         replicates = None
         if posterior_predictive:

@@ -1,5 +1,6 @@
 """The replay of :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` in one model run for all draws,
-where that gives the same numbers: :func:`~hybridpgm.diagnostics.from_pyro_svi` with ``parallel=True``.
+where that gives the same numbers: :func:`~hybridpgm.diagnostics.from_pyro_svi` and
+:func:`~hybridpgm.diagnostics.from_mcmc` with ``parallel=True`` (the latter through :func:`replay_parallel`).
 
 :func:`replay_draws` runs the model once per draw :math:`\\theta_s`, :math:`s = 1, \\ldots, S`, conditioned on
 it.  Where the conditioned model draws no random number (:func:`draws_no_random_numbers`: no discrete site left
@@ -30,7 +31,7 @@ from pyro import poutine
 from hybridpgm.diagnostics.pointwise_log_lik import _masked_to_zero, _Sites, replay_draws
 from hybridpgm.infer.particle_probe import keeping_rng_state
 
-__all__ = ["RTOL", "draws_no_random_numbers", "replay_vectorized"]
+__all__ = ["RTOL", "draws_no_random_numbers", "replay_parallel", "replay_vectorized"]
 
 #: the relative tolerance at which the stacked run's first and last draws must match the draw-by-draw replay
 RTOL = 1e-6
@@ -131,3 +132,27 @@ def replay_vectorized(model: Callable, draws: dict[str, torch.Tensor], sites: _S
         if not all(_matches(s, r, row) for s, r in zip(stacked, reference)):
             return None
     return stacked
+
+
+def replay_parallel(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
+                    num_draws: int, args: tuple,
+                    kwargs: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` of ``draws`` in one stacked run
+    (:func:`replay_vectorized`) where the model has no enumerated discrete site, draws no random number given the
+    first draw (:func:`draws_no_random_numbers`) and the stacked run passes :func:`replay_vectorized`'s checks;
+    draw by draw otherwise.  Three model runs in the first case (the first draw, the stacked run, the last draw),
+    whatever the number of draws :math:`S`; :math:`S` more where the stacked run is refused.
+
+    :param draws: latent site -> ``S x site_shape`` draws (``sites.latent``).
+    :param nesting: the model's plate nesting (the draws' plate goes at dim ``-nesting - 1``, enumeration left of
+        the plates).
+    :returns: ``(values, log_lik)`` as :func:`replay_draws` gives them.
+    """
+    if not sites.discrete:
+        fast, first = draws_no_random_numbers(lambda: replay_draws(
+            model, {n: v[:1] for n, v in draws.items()}, sites, model_trace, -1 - nesting, 1, args, kwargs))
+        stacked = replay_vectorized(model, draws, sites, model_trace, nesting, num_draws, first, args,
+                                    kwargs) if fast else None
+        if stacked is not None:
+            return stacked
+    return replay_draws(model, draws, sites, model_trace, -1 - nesting, num_draws, args, kwargs)

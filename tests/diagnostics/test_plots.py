@@ -167,14 +167,32 @@ def test_khat_plot_names_nan_k_hats_and_draws_infinite_ones_at_the_edges():
     np.testing.assert_allclose(points, [[0.0, 0.2], [2.0, -0.1], [3.0, 0.8]])
 
 
+def _tiles(fig, n, image_shape, columns):
+    """The ``n`` images of ``plot_image_grid``'s one mosaic, read at their places (row by row, ``columns`` per
+    row) with the separator width the mosaic's size gives; its gaps and empty cells checked NaN."""
+    (ax,) = fig.axes
+    (image,) = ax.images
+    mosaic = np.ma.filled(image.get_array().astype(float), np.nan)
+    (h, w), rows = image_shape, -(-n // columns)
+    pad = (mosaic.shape[1] - columns * w) // max(columns - 1, 1)
+    assert mosaic.shape == (rows * (h + pad) - pad, columns * (w + pad) - pad)
+    tiles, seen = [], np.zeros(mosaic.shape, bool)
+    for i in range(rows * columns):
+        r, c = divmod(i, columns)
+        at = (slice(r * (h + pad), r * (h + pad) + h), slice(c * (w + pad), c * (w + pad) + w))
+        seen[at] = i < n
+        if i < n:
+            tiles.append(mosaic[at])
+    assert np.isnan(mosaic[~seen]).all()
+    return tiles
+
+
 def test_image_grid_takes_array_likes():
     """Before, a NumPy array gave a raw AttributeError ('numpy.ndarray' object has no attribute 'detach')."""
     images = np.linspace(0, 1, 3 * 16).reshape(3, 16)
     for value in (images, images.tolist(), images > 0.5):
-        fig = plot_image_grid(value, (4, 4))
-        shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
-        assert len(shown) == 3
-        np.testing.assert_allclose(np.asarray(shown[2]), np.asarray(value, dtype=float)[2].reshape(4, 4))
+        shown = _tiles(plot_image_grid(value, (4, 4)), 3, (4, 4), 2)
+        np.testing.assert_allclose(shown[2], np.asarray(value, dtype=float)[2].reshape(4, 4))
     with pytest.raises(DataError, match="images must be a tensor or an array of numbers, got list"):
         plot_image_grid([["a", "b"]], (1, 2))
 
@@ -228,3 +246,64 @@ def test_khat_plot_draws_the_sample_size_dependent_threshold():
     assert colours == [to_rgba(c) for c in ("tab:green", "tab:green", "tab:orange", "tab:red")]
     with pytest.raises(ConfigError, match="num_samples"):
         plot_khat([0.1], num_samples=1)
+
+
+def test_image_grid_draws_many_images_as_one_image_on_one_axes():
+    """Before, one matplotlib axes and imshow per image (about 20 ms each: 23 s for 1024 images, which the
+    CLI's ``sample --num-samples`` draws): here 150 axes.  Now one axes and one imshow of the tiled images,
+    each at its place (row by row), with thin NaN gaps (drawn in the background colour) between them."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(150, 6 * 5, generator=g, dtype=torch.float64)
+    images[7, 3] = float("nan")  # a NaN pixel stays one (drawn as a gap)
+    fig = plot_image_grid(images, (6, 5), title="many")
+    assert len(fig.axes) == 1 and len(fig.axes[0].images) == 1 and not fig.axes[0].axison
+    tiles = _tiles(fig, 150, (6, 5), 13)  # ceil(sqrt(150)) columns
+    for i in range(150):
+        np.testing.assert_array_equal(tiles[i], images[i].reshape(6, 5).float().numpy())  # grey levels to show
+    assert fig._suptitle.get_text() == "many"
+    np.testing.assert_allclose(fig.get_size_inches(), [13 * 0.8, 12 * 0.8 + 0.4])
+
+
+def test_image_grid_keeps_the_columns_asked_for_and_a_gap_between_images():
+    """Guard (passes before and after): ``columns`` images per row, row by row, and a gap between images."""
+    images = torch.linspace(0, 1, 5 * 64).reshape(5, 64)
+    fig = plot_image_grid(images, (8, 8), columns=2)
+    tiles = _tiles(fig, 5, (8, 8), 2) if len(fig.axes) == 1 else [
+        np.asarray(ax.images[0].get_array()) for ax in fig.axes if ax.images]
+    assert len(tiles) == 5
+    for i in range(5):
+        np.testing.assert_allclose(tiles[i], images[i].reshape(8, 8).numpy(), rtol=1e-6)
+    if len(fig.axes) == 1:
+        mosaic = fig.axes[0].images[0].get_array()
+        assert mosaic.shape[1] > 2 * 8 and np.ma.getmaskarray(mosaic)[:, 8].all()  # a gap column after column 0
+    np.testing.assert_allclose(fig.get_size_inches(), [2 * 0.8, 3 * 0.8])
+
+
+@pytest.mark.parametrize("num_positions, num_labels", [(2000, 10), (12, 600)])
+def test_sequence_marginals_figure_is_capped_for_a_long_chain(num_positions, num_labels):
+    """Before, the figure was 0.25 inch wide per position (and 0.35 high per label): 501.5 inches for T = 2000,
+    410 KiB of RAM per position once drawn (6.6 GB for T = 16000).  Now its sides are capped (at 24 inches) and
+    the positions share pixels: the image still holds every position's marginals, the scatter every label."""
+    from hybridpgm.diagnostics.plots import plot_sequence_marginals
+
+    g = torch.Generator().manual_seed(0)
+    marginals = torch.rand(num_positions, num_labels, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, num_labels, (num_positions,), generator=g)
+    fig = plot_sequence_marginals(marginals, labels)
+    width, height = fig.get_size_inches()
+    assert width <= 30 and height <= 30, (width, height)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), marginals.T.numpy())
+    np.testing.assert_array_equal(ax.collections[0].get_offsets(), np.stack([np.arange(num_positions), labels], 1))
+
+
+def test_sequence_marginals_figure_of_a_short_chain_is_unchanged():
+    """Guard (passes before and after): below the cap the figure is 0.25 inch per position + 1.5 (at least 4)
+    wide and 0.35 inch per label + 1.5 high, showing the marginals as given."""
+    from hybridpgm.diagnostics.plots import plot_sequence_marginals
+
+    for length, labels in ((12, 3), (40, 5), (80, 60)):
+        marginals = torch.full((length, labels), 1 / labels, dtype=torch.float64)
+        fig = plot_sequence_marginals(marginals, torch.arange(length) % labels)
+        np.testing.assert_allclose(fig.get_size_inches(), [max(4, 0.25 * length + 1.5), 0.35 * labels + 1.5])
+        np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), marginals.T.numpy())
