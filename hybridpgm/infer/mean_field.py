@@ -13,8 +13,14 @@ by the fixed-point update
 Variables of one colour of a proper colouring of the interaction graph share
 no factor, so updating a whole colour class at once is exact coordinate ascent
 (:math:`\\mathcal L` never decreases) yet vectorised: a sweep is one update per
-colour (two on a grid).  The bound holds for *any* :math:`q`, so the returned
-``log_z`` is a lower bound after any number of steps.  All steps are torch
+colour (two on a grid).  Each update computes the field of its colour's variables
+only, from the factors that touch them (:mod:`~hybridpgm.infer.mrf_colour_blocks`,
+planned once per call), so a sweep contracts every factor once per argument,
+:math:`O(B \\sum_f k_f C^{k_f})` whatever the number of colours (a fully
+connected net needs one per variable), plus :math:`O(B V C)` per colour to
+write the colour's rows of ``q`` (out of place, for autograd).  The bound holds
+for *any* :math:`q`, so the returned ``log_z`` is a lower bound after any number
+of steps.  All steps are torch
 operations, so gradients flow into the potentials through the ``K`` sweeps [2].
 
 **References**
@@ -35,6 +41,7 @@ import torch
 from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
+from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -84,7 +91,8 @@ class MeanField:
 
     @staticmethod
     def _field(fg: FactorGraph, theta: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """``[B, V, C]`` mean-field logits of every variable given ``q``."""
+        """``[B, V, C]`` mean-field logits of every variable given ``q`` (all factors; the sweeps compute one
+        colour's rows at a time with :func:`~hybridpgm.infer.mrf_colour_blocks.block_field`)."""
         field = theta
         for g in fg.groups:
             probs = [q[:, g.variables[:, j]] for j in range(g.arity)]
@@ -127,16 +135,19 @@ class MeanField:
         q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
         colors = fg.colors if fg.colors is not None else torch.zeros(
             fg.num_vars, dtype=torch.long, device=q.device)
-        masks = [(colors == c).view(1, -1, 1) for c in range(int(colors.max()) + 1)]
+        blocks = [b for b in colour_blocks(fg, colors) if b.variables.numel() > 0]
+        tables = block_tables(fg, blocks)  # gathered once per call: one gather to back-propagate into
+        thetas = theta.index_select(1, torch.cat([b.variables for b in blocks])).split(
+            [b.variables.numel() for b in blocks], dim=1)
         converged, it = False, 0
         floor = rounding_floor(q.dtype)  # q lies in [0, 1]: the scale is 1, nothing more to read
         for it in range(1, self.num_iters + 1):
             q_old = q
-            for mask in masks:
-                new = torch.softmax(self._field(fg, theta, q), dim=-1)
+            for block, tabs, theta_c in zip(blocks, tables, thetas):
+                new = torch.softmax(block_field(theta_c, block, tabs, q), dim=-1)  # [B, V_c, C]
                 if self.damping > 0:
-                    new = (1 - self.damping) * new + self.damping * q
-                q = torch.where(mask, new, q)
+                    new = (1 - self.damping) * new + self.damping * q[:, block.variables]
+                q = q.index_copy(1, block.variables, new)
             delta = float((q - q_old).detach().abs().max())
             if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
                 raise _diverged(fg, q)

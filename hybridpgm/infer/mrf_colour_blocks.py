@@ -18,6 +18,11 @@ The result is bit-for-bit the rows :math:`V_c` of
 :meth:`ChromaticGibbs.conditional_logits <hybridpgm.infer.mrf_gibbs.ChromaticGibbs.conditional_logits>`: the same
 table entries are gathered, and the messages into each variable are summed by ``index_add`` in the same order
 (factor-major, then argument, as the flattened ``variables [F, k]``), onto the same unary row, group by group.
+
+Mean field (:class:`~hybridpgm.infer.MeanField`) uses the same blocks: :func:`block_tables` gathers each factor's
+table once per call into per-(colour, argument) views, and :func:`block_field` contracts them with the current
+:math:`q` into the mean-field logits of the colour's variables only, again bit-for-bit the colour's rows of the
+full recomputation.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor
 
-__all__ = ["ColourBlock", "GroupIncidences", "block_logits", "colour_blocks"]
+__all__ = ["ColourBlock", "GroupIncidences", "block_field", "block_logits", "block_tables", "colour_blocks"]
 
 
 @dataclass(frozen=True)
@@ -63,18 +68,21 @@ class ColourBlock:
     groups: list
 
 
-def colour_blocks(fg: FactorGraph) -> list[ColourBlock]:
-    """The blocks of colours ``0 .. max(fg.colors)`` (one per variable where ``fg.colors`` is ``None``).
+def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[ColourBlock]:
+    """The blocks of colours ``0 .. max(colors)``.
 
     A colour with no variable gets an empty block (kept so that the blocks line up with the colour ids). Cost
     :math:`O(V \\log V + I \\log I)` for :math:`I` factor-variable incidences, plus a few small tensor ops per
     colour and group: computed once per call of the sampler, not per sweep.
 
     :param FactorGraph fg: the graph.
+    :param torch.Tensor colors: ``[V]`` the colour ids to plan for; ``None`` takes ``fg.colors``, or one colour per
+        variable where that is ``None`` too.
     :returns: ``max(colors) + 1`` blocks.
     """
     device = fg.unary.device
-    colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars, device=device)
+    if colors is None:
+        colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars, device=device)
     colors = colors.to(device=device, dtype=torch.long)
     num_colors = int(colors.max()) + 1
     bounds_of = _bounds(num_colors, device)
@@ -133,6 +141,61 @@ def block_logits(fg: FactorGraph, theta: torch.Tensor, block: ColourBlock, x: to
         zeros = torch.zeros((N, B, size, theta.shape[-1]), dtype=logits.dtype, device=logits.device)
         logits = logits + zeros.index_add(2, inc.local, msgs)
     return logits
+
+
+def block_tables(fg: FactorGraph, blocks: list) -> list:
+    """Per block, per factor group, the ``k`` tables ``[B, P_j] + [C] * k`` of the factors in ``rows[j]``.
+
+    One gather per group (of :math:`\\sum_f k_f C^{k_f}` entries per model), split into views: made once per call,
+    so an unrolled loop that reads them every sweep back-propagates into one gather (a gather per sweep would
+    back-propagate a zero tensor of the whole table per colour and argument, :math:`O(\\#\\text{colours})` the
+    table per sweep).
+
+    :param FactorGraph fg: the graph the blocks were planned on.
+    :param list blocks: :class:`ColourBlock` s of ``fg``.
+    :returns: ``tables[c][g][j]``, block ``c``, group ``g``, argument ``j``.
+    """
+    tables = [[] for _ in blocks]
+    for gi, g in enumerate(fg.groups):
+        rows = [r.reshape(-1) for b in blocks for r in b.groups[gi].rows]
+        chunks = g.log_potentials.index_select(1, torch.cat(rows)).split([r.numel() for r in rows], dim=1)
+        for c in range(len(blocks)):
+            tables[c].append(chunks[c * g.arity:(c + 1) * g.arity])
+    return tables
+
+
+def block_field(theta: torch.Tensor, block: ColourBlock, tables: list, q: torch.Tensor) -> torch.Tensor:
+    """``[B, V_c, C]`` mean-field logits of the block's variables given the factors ``q [B, V, C]``.
+
+    .. math::
+
+        \\ell_v(s) = \\theta_v(s) + \\sum_{f \\ni v} \\mathbb E_{q_{f \\setminus v}}[\\theta_f(s, x_{f \\setminus v})],
+        \\qquad v \\in V_c,
+
+    from the factors touching :math:`V_c` only: :math:`O(B \\sum_{f \\cap V_c \\ne \\emptyset} C^{k_f})`.
+
+    :param torch.Tensor theta: ``[B, V_c, C]`` the rows ``block.variables`` of
+        :meth:`~hybridpgm.graphs.factor_graph.FactorGraph.masked_unary`.
+    :param ColourBlock block: from :func:`colour_blocks`.
+    :param list tables: ``block_tables(fg, blocks)[c]`` of this block.
+    :param torch.Tensor q: ``[B, V, C]`` the current factors :math:`q_v`.
+    :returns: bit-for-bit the rows ``block.variables`` of :meth:`MeanField._field
+        <hybridpgm.infer.mean_field.MeanField._field>` (the same contraction per factor, as
+        :func:`~hybridpgm.graphs.factor_graph.expected_factor` on the factor's rows, and the messages summed into
+        each variable in the same order, onto the same unary row, group by group), as far as the kernels give a
+        row the same result however many rows they contract at once (they do on CPU; the tests check it).
+    """
+    field = theta
+    for inc, tabs in zip(block.groups, tables):
+        k = len(tabs)
+        msgs = []
+        for j in range(k):
+            others = iter(inc.others[j])
+            probs = [None if i == j else q[:, next(others)] for i in range(k)]  # [B, P_j, C]; j is not read
+            msgs.append(expected_factor(tabs[j], probs, skip=j))               # [B, P_j, C]
+        msgs = torch.cat(msgs, dim=1)[:, inc.order]                            # [B, P, C], incidence order
+        field = field + torch.zeros_like(field).index_add(1, inc.local, msgs)
+    return field
 
 
 def _bounds(num_colors: int, device):
