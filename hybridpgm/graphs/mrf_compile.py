@@ -125,6 +125,20 @@ def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.T
     return u.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max)).long()
 
 
+def _colour_tensor(mrf: MarkovNet, device: torch.device) -> torch.Tensor:
+    """:meth:`MarkovNet.colors <hybridpgm.graphs.MarkovNet.colors>` as a ``[V]`` long tensor on ``device``, the same
+    tensor from call to call while the colouring and the device stay: the plans the samplers and mean field derive
+    from it are cached by the tensor's identity (:class:`~hybridpgm.infer.structure_cache.StructureCache`).  Made
+    with inference mode off (a tensor made inside it could not be saved for backward outside it)."""
+    colours = mrf.colors()  # the net's cached list, a new list when its factors change
+    kept = getattr(mrf, "_colour_tensor", None)
+    if kept is None or kept[0] is not colours or kept[1].device != device:
+        with torch.inference_mode(False):
+            kept = (colours, torch.tensor(colours, dtype=torch.long, device=device))
+        mrf._colour_tensor = kept
+    return kept[1]
+
+
 def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:
     """Raise :class:`EvidenceError` for names that are not variables (pure Python: no host read)."""
     unknown = [v for v in names if v not in cards]
@@ -268,5 +282,5 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
             by_arity.setdefault(k, []).append((scope, t))
     groups = [FactorGroup(_group_variables(mrf, k, [i for i, _ in g], device), torch.cat([t for _, t in g], dim=1))
               for k, g in sorted(by_arity.items())]
-    colors = torch.tensor(mrf.colors(), dtype=torch.long, device=device)
+    colors = _colour_tensor(mrf, device)
     return FactorGraph(list(mrf.cards), card_t, unary, valid, groups, colors, batch_shape)

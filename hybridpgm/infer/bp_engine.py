@@ -48,13 +48,12 @@ and Loopy Belief Propagation in JAX*, 2022.
 from __future__ import annotations
 
 import math
-import weakref
-from collections import OrderedDict
 
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others, odds_max_spread
+from hybridpgm.infer.structure_cache import StructureCache
 
 __all__ = ["BinaryPairwise", "FlatGraph", "damp_log", "odds_to_flat"]
 
@@ -288,25 +287,10 @@ def odds_to_flat(d: torch.Tensor, F: int) -> torch.Tensor:
     return m.view(2, F, -1, 2).permute(2, 1, 0, 3).reshape(-1, 2 * F, 2)
 
 
-#: graph structure of the binary fast path: ``(id(variables), num_vars) -> (weak reference to variables, its state,
-#: structure)``, least recently used dropped first.  Only a weak reference is held: an entry goes when its
-#: ``variables`` tensor (a :class:`~hybridpgm.graphs.MarkovNet`'s scope buffer) is freed, so the cache never keeps a
-#: network's tensors alive, and the structures hold no view of ``variables``
-_STRUCTURES: OrderedDict = OrderedDict()
-_MAX_STRUCTURES = 8
-
-
-def _state(variables: torch.Tensor) -> tuple:
-    """What must not have changed for a cached structure of ``variables`` to hold: its version counter (bumped by
-    an in-place change), storage, shape and device."""
-    return variables._version, variables.data_ptr(), tuple(variables.shape), str(variables.device)
-
-
-def _forget(key, ref) -> None:
-    """The weak reference's callback: drop the entry of a freed ``variables`` tensor (if it is still that one's)."""
-    entry = _STRUCTURES.get(key)
-    if entry is not None and entry[0] is ref:
-        _STRUCTURES.pop(key, None)
+#: graph structure of the binary fast path, keyed by the ``variables`` tensor (a
+#: :class:`~hybridpgm.graphs.MarkovNet`'s scope buffer) and the number of variables: see
+#: :class:`~hybridpgm.infer.structure_cache.StructureCache`
+_STRUCTURES = StructureCache(max_entries=8)
 
 
 def _structure(variables: torch.Tensor, num_vars: int):
@@ -320,20 +304,7 @@ def _structure(variables: torch.Tensor, num_vars: int):
     the entry is dropped when the tensor is freed); an inference-mode tensor
     has no version counter and is not cached.
     """
-    if variables.is_inference():
-        return _build_structure(variables, num_vars)
-    key = (id(variables), num_vars)
-    hit = _STRUCTURES.get(key)
-    if hit is not None and hit[0]() is variables and hit[1] == _state(variables):
-        _STRUCTURES.move_to_end(key)
-        return hit[2]
-    with torch.inference_mode(False):  # cached tensors must stay usable outside inference mode
-        out = _build_structure(variables, num_vars)
-    _STRUCTURES[key] = (weakref.ref(variables, lambda ref, key=key: _forget(key, ref)), _state(variables), out)
-    _STRUCTURES.move_to_end(key)
-    if len(_STRUCTURES) > _MAX_STRUCTURES:
-        _STRUCTURES.popitem(last=False)
-    return out
+    return _STRUCTURES.get((variables,), num_vars, lambda: _build_structure(variables, num_vars))
 
 
 def _build_structure(variables: torch.Tensor, num_vars: int):

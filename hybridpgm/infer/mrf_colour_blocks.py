@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor
+from hybridpgm.infer.structure_cache import StructureCache
 
 __all__ = ["ColourBlock", "GroupIncidences", "block_field", "block_logits", "block_tables", "colour_blocks"]
 
@@ -73,7 +74,10 @@ def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[C
 
     A colour with no variable gets an empty block (kept so that the blocks line up with the colour ids). Cost
     :math:`O(V \\log V + I \\log I)` for :math:`I` factor-variable incidences, plus a few small tensor ops per
-    colour and group: computed once per call of the sampler, not per sweep.
+    colour and group (and host reads: the number of colours, the incidences of each): made once per structure,
+    cached by the identity of ``colors`` and of the groups' ``variables``
+    (:class:`~hybridpgm.infer.structure_cache.StructureCache`), which a :class:`~hybridpgm.graphs.MarkovNet`
+    keeps from query to query.
 
     :param FactorGraph fg: the graph.
     :param torch.Tensor colors: ``[V]`` the colour ids to plan for; ``None`` takes ``fg.colors``, or one colour per
@@ -84,6 +88,19 @@ def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[C
     if colors is None:
         colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars, device=device)
     colors = colors.to(device=device, dtype=torch.long)
+    return _PLANS.get((colors, *(g.variables for g in fg.groups)), (fg.num_vars, str(device)),
+                      lambda: _plan(fg, colors))
+
+
+#: the plans of :func:`colour_blocks`, keyed by the colouring and the groups' variable indices: a
+#: :class:`~hybridpgm.graphs.MarkovNet` keeps both tensors from query to query
+#: (:func:`~hybridpgm.graphs.mrf_compile.compile_factor_graph`), so a query plans once per structure
+_PLANS = StructureCache(max_entries=16)
+
+
+def _plan(fg: FactorGraph, colors: torch.Tensor) -> list[ColourBlock]:
+    """:func:`colour_blocks` of ``colors`` (long, on the graph's device), built."""
+    device = colors.device
     num_colors = int(colors.max()) + 1
     bounds_of = _bounds(num_colors, device)
     sorted_colors, var_order = torch.sort(colors, stable=True)
