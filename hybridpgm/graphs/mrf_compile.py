@@ -80,7 +80,7 @@ def _refused(v: str, t: torch.Tensor, card: int | None, dtype: torch.dtype) -> E
     if bool(fraction.any()):
         return EvidenceError(f"MarkovNet: evidence for {v!r} holds non-integer values {t[fraction][:3].tolist()} "
                              f"({_first_at(fraction)}); give whole states, and -1 or NaN where unobserved")
-    outside = ~missing & ((t < 0) if card is None else ((t < 0) | (t >= card)))  # -inf and +inf included
+    outside = ~missing & (((t < 0) | (t == math.inf)) if card is None else ((t < 0) | (t >= card)))  # +-inf too
     states = "0, 1, ..." if card is None else f"0..{card - 1}"
     return EvidenceError(f"MarkovNet: evidence for {v!r} has value(s) {t[outside][:3].tolist()} outside {states} "
                          f"({_first_at(outside)}); {_marker(dtype)}")
@@ -116,7 +116,12 @@ def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.T
             raise _refused(v, states, card, t.dtype)
         return states
     u = t.nan_to_num(-1.0, math.inf, -math.inf)  # NaN as the other marker; the infinities kept, to be refused
-    if not bool((u.round().clamp(-1, hi) == u).all()):  # the one host read
+    if u.dtype in (torch.float16, torch.bfloat16):  # the bound card - 1 in float32: bfloat16 rounds 299 to 300
+        u = u.float()
+    good = u.round().clamp(-1, hi) == u
+    if card is None:  # no upper bound to refuse +inf: an infinity is no state either
+        good = good & (u < math.inf)
+    if not bool(good.all()):  # the one host read
         raise _refused(v, t, card, t.dtype)
     if card is not None:
         return u.long()  # whole numbers in -1..card-1: exact

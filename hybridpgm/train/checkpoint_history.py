@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import array
 import math
+import operator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -80,19 +81,39 @@ def _tensor(values: Any, dtype: torch.dtype, where: str, path: str | None) -> to
             return torch.frombuffer(array.array(code, values), dtype=dtype)
         except (TypeError, ValueError, OverflowError):
             pass  # torch's conversion below: the same values, or the error that names the problem
+    if code == "q" and type(values) is list:  # a float among the steps: whole ones read exactly, others refused
+        values = _whole_numbers(values, where, path)
+        if values is not None:
+            return torch.frombuffer(array.array(code, values), dtype=dtype)
     try:
-        tensor = torch.tensor(values, dtype=None if code == "q" else dtype)  # an int series: see floats first
+        tensor = torch.tensor(values, dtype=dtype)
     except (TypeError, ValueError, RuntimeError, OverflowError) as error:
         raise _unstorable(where, f"{_described(values)} that torch refuses ({error})", path) from error
-    if tensor.is_floating_point() and not dtype.is_floating_point:  # step numbers: whole, or refused (not cut)
-        whole = torch.isfinite(tensor) & (tensor == tensor.round()) & (tensor.abs() < 2.0 ** 63)
-        if not bool(whole.all()):
-            raise _unstorable(where, f"a list holding {tensor[~whole][0].item()!r}, which is no whole step number",
-                              path)
-    tensor = tensor.to(dtype)
     if tensor.dim() != 1:
         raise _unstorable(where, f"{_described(values)} that torch reads as {_described(tensor)}", path)
     return tensor
+
+
+def _whole_numbers(values: list, where: str, path: str | None) -> list[int] | None:
+    """The step numbers ``values`` as Python ints, each float (or float-like: a NumPy float, a 0-d tensor) read
+    exactly where it is whole (``2.0``; ``16777217.0`` too, which a float32 would round) and refused where it is
+    not (``2.5``, an infinity, NaN, beyond int64); ``None`` where an entry is no number at all (torch's conversion
+    then names it).  Python work per entry: the fallback of a list the array refused only."""
+    out = []
+    for value in values:
+        try:
+            out.append(operator.index(value))  # ints, bools, NumPy and 0-d tensor integers
+            continue
+        except TypeError:
+            pass
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not (number.is_integer() and abs(number) < 2.0 ** 63):
+            raise _unstorable(where, f"a list holding {value!r}, which is no whole step number", path)
+        out.append(int(number))
+    return out
 
 
 def _float_series(values: Any, where: str, codes: dict[str, torch.Tensor], key: str,

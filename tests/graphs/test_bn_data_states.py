@@ -138,3 +138,20 @@ def test_a_discrete_float_column_costs_no_copy_per_model_call():
     pair = (values, torch.tensor([[True], [False], [True]]))
     assert len(_ops(discrete, pair)) == len(_ops(continuous, pair)), (_ops(discrete, pair), _ops(continuous, pair))
     assert len(_ops(discrete, values)) <= len(_ops(continuous, values)) + 2, _ops(discrete, values)
+
+
+def test_a_missing_name_is_missing_whatever_the_mask_says():
+    """In a column of state names or objects, ``None`` is missing, as ``NaN`` and ``pd.NA`` are, also under a
+    mask marking it observed: only the number ``-1`` yields to a mask.  (The names became indices with ``-1`` for
+    ``None``, so a True mask refused it, naming a ``-1`` the user never wrote.)"""
+    import numpy as np
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
+    data = {"a": np.array([0, 1, None, 1], dtype=object), "b": np.array([1, None, 0, 1], dtype=object)}
+    observed = torch.ones(4, 2, dtype=torch.bool)
+    for mask in (None, observed):
+        cols = bn.columns(data, mask)
+        assert [torch.isnan(cols[v]).tolist() for v in ("a", "b")] == [[False, False, True, False],
+                                                                      [False, True, False, False]]
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    assert math.isfinite(elbo.loss(bn.model, bn.guide, data, observed))

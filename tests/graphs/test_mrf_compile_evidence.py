@@ -112,3 +112,22 @@ def test_unsigned_and_bool_evidence_is_told_it_has_no_missing_marker(dtype, valu
     with pytest.raises(EvidenceError, match=rf"value\(s\) \[{int(value)}\] outside 0..0 \(the first in row 1\); "
                                             rf"dtype {dtype} has no marker for unobserved"):
         m.log_partition(evidence={"a": torch.tensor([0, value], dtype=dtype)})
+
+
+@pytest.mark.parametrize("dtype, card", [(torch.bfloat16, 300), (torch.float16, 2052)])
+def test_a_half_precision_state_equal_to_the_cardinality_is_refused(dtype, card):
+    """The bound ``card - 1`` is compared in float32: in bfloat16 299 rounds to 300 (in float16 2051 to 2052),
+    so the value ``card`` passed the check and failed later inside ``one_hot`` with torch's raw error; a state
+    below the bound still reads exactly."""
+    with pytest.raises(EvidenceError, match=rf"value\(s\) \[{card}\.0\] outside 0\.\.{card - 1}"):
+        evidence_states("x", torch.tensor([float(card)], dtype=dtype), card)
+    assert evidence_states("x", torch.tensor([256.0, -1.0], dtype=dtype), card).tolist() == [256, -1]
+
+
+def test_without_a_cardinality_an_infinity_is_no_state():
+    """``card=None`` (a direct call) has no upper bound, yet ``+inf`` is no state: refused and named, as ``-inf``
+    is (it was read as a huge state)."""
+    for value in (math.inf, -math.inf):
+        with pytest.raises(EvidenceError, match=rf"value\(s\) \[{value}\] outside 0, 1, \.\.\."):
+            evidence_states("x", torch.tensor([1.0, value]))
+    assert evidence_states("x", torch.tensor([1e6, float("nan")])).tolist() == [1000000, -1]

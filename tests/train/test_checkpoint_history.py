@@ -143,8 +143,8 @@ def test_a_history_round_trips_bit_for_bit():
 def test_lists_of_numbers_are_packed_without_torch_reading_each_number(monkeypatch):
     """A series that is a list of Python numbers (of mixed kinds: int, bool, NumPy scalars) is packed through an
     ``array.array``, not by ``torch.tensor`` walking the list (three to four times slower per recorded step, the
-    bulk of a long run's checkpoint write), into the tensor ``torch.tensor`` makes, bit for bit; a list the array
-    refuses (a float in the step series) still goes to torch, as before."""
+    bulk of a long run's checkpoint write), into the tensor ``torch.tensor`` makes, bit for bit; whole floats in the
+    step series are read as their integers, not by torch either."""
     import numpy as np
 
     from hybridpgm.train.checkpoint_history import packed_history
@@ -166,9 +166,9 @@ def test_lists_of_numbers_are_packed_without_torch_reading_each_number(monkeypat
     assert [struct.pack("<d", v) for v in packed["loss"]["a"].tolist()] == \
         [struct.pack("<d", v) for v in expected.tolist()]
     assert packed["step"].dtype == torch.int64 and packed["step"].tolist() == [1, 2, 1, 2**62]
-    packed_history(History(step=[1.0, 2.0], loss={"a": [0.5, 0.25]}, wall_time=[0.1, 0.2],
-                           examples_per_second=[1.0, 1.0]))
-    assert read == [2]  # the float steps: torch's conversion, as before
+    packed = packed_history(History(step=[1.0, 2.0], loss={"a": [0.5, 0.25]}, wall_time=[0.1, 0.2],
+                                    examples_per_second=[1.0, 1.0]))
+    assert read == [] and packed["step"].tolist() == [1, 2]  # whole float steps: read as ints, not by torch
 
 
 def test_a_history_holding_other_than_numbers_is_refused_naming_the_series(tmp_path):
@@ -217,3 +217,16 @@ def test_a_step_that_is_not_whole_is_refused_not_cut(tmp_path):
     for bad in (2.5, math.inf, math.nan):
         with pytest.raises(CheckpointError, match=rf"history\['step'\] cannot be stored .* {bad!r}, which is no whole"):
             packed_history(history([1.0, bad]), tmp_path / "c.pt")
+
+
+def test_whole_float_steps_are_read_exactly_beyond_float32():
+    """A whole float step past float32's 2**24 (``16777217.0``) is stored as that integer (a first version read
+    the float list through float32 and stored 16777216), and a fraction there (``16777216.5``) is refused."""
+    from hybridpgm.train.checkpoint_history import packed_history
+
+    steps = [16777217.0, 100000001.0, 2.0**62]
+    history = History(step=steps, loss={"a": [0.5] * 3}, wall_time=[0.1] * 3, examples_per_second=[1.0] * 3)
+    assert packed_history(history)["step"].tolist() == [16777217, 100000001, 2**62]
+    history = History(step=[16777216.5], loss={"a": [0.5]}, wall_time=[0.1], examples_per_second=[1.0])
+    with pytest.raises(CheckpointError, match=r"16777216\.5, which is no whole step number"):
+        packed_history(history)
