@@ -16,6 +16,7 @@ from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import Gibbs
 from tests.diagnostics.arviz_groups import group_names
+from tests.diagnostics.replay_models import MIXTURE_Y, enumerated_mixture
 
 
 def global_model(x):
@@ -269,18 +270,8 @@ def test_gibbs_mcmc_has_the_log_likelihood_of_the_evidence():
 def test_from_mcmc_sums_a_nuts_enumerated_assignment_out_of_the_log_likelihood():
     """NUTS sums the mixture assignment c_n out of its target; the replayed log-likelihood sums it out too,
     log sum_c p(c) N(y_n; loc_c, 1), with the code of from_pyro_svi."""
-    from pyro.infer import config_enumerate
-
-    y = torch.tensor([-2.0, -1.8, 2.1, 1.9, 2.2])
-
-    @config_enumerate
-    def mixture(y):
-        loc = pyro.sample("loc", dist.Normal(0.0, 3.0).expand([2]).to_event(1))
-        with pyro.plate("data", len(y)):
-            c = pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])))
-            pyro.sample("y", dist.Normal(loc[c], 1.0), obs=y)
-
-    idata = from_mcmc(_nuts_run(mixture, y, chains=1))
+    y = MIXTURE_Y
+    idata = from_mcmc(_nuts_run(enumerated_mixture, y, chains=1))
     loc = torch.as_tensor(np.asarray(idata["posterior"]["loc"]))[0]
     expected = torch.logsumexp(dist.Normal(loc[:, None, :], 1.0).log_prob(y[None, :, None]) + math.log(0.5), -1)
     np.testing.assert_allclose(np.asarray(idata["log_likelihood"]["y"])[0], expected.numpy(), rtol=1e-6)

@@ -5,42 +5,16 @@ Before, from_mcmc replayed the model once per draw for the log-likelihood (C * D
 draws of a two-latent, 200-point model against 9 ms stacked) and had no ``parallel`` option."""
 
 import numpy as np
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
 from hybridpgm.diagnostics import from_mcmc
 from hybridpgm.errors import ConfigError
+from tests.diagnostics.replay_models import MIXTURE_Y, Counted, enumerated_mixture, mixing_model, plate_model
 from tests.diagnostics.test_sampler_data import _nuts_run
 
 Y = torch.linspace(-1.0, 3.0, 12)
-
-
-def plate_model(y):
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", y.shape[0]):
-        pyro.sample("y", dist.Normal(mu, log_sigma.exp()), obs=y)
-
-
-def mixing_model(y):
-    """Sums a latent over all its dims: fine draw by draw, wrong on stacked draws (it mixes them)."""
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", y.shape[0]):
-        pyro.sample("y", dist.Normal(mu.sum(), log_sigma.exp()), obs=y)
-
-
-class Counted:
-    """A model that counts its runs."""
-
-    def __init__(self, program):
-        self.program, self.runs = program, 0
-
-    def __call__(self, y):
-        self.runs += 1
-        return self.program(y)
 
 
 def _runs(mcmc, counted, **options):
@@ -60,9 +34,9 @@ def test_parallel_replays_all_draws_in_a_few_runs_with_the_same_log_likelihood()
     assert runs == 1 + draws
     runs, stacked = _runs(mcmc, counted, parallel=True)
     assert runs == 4
-    expected = np.asarray(by_draw["log_likelihood"]["y"])
+    expected = np.asarray(by_draw["log_likelihood"]["x"])
     assert expected.shape == (2, 60, 12)
-    np.testing.assert_allclose(np.asarray(stacked["log_likelihood"]["y"]), expected, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(np.asarray(stacked["log_likelihood"]["x"]), expected, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(np.asarray(stacked["posterior"]["mu"]), np.asarray(by_draw["posterior"]["mu"]))
 
 
@@ -71,8 +45,8 @@ def test_parallel_leaves_the_posterior_predictive_of_a_seed_alone():
     mcmc = _nuts_run(plate_model, Y, chains=1)
     by_draw = from_mcmc(mcmc, posterior_predictive=True, generator=3)
     stacked = from_mcmc(mcmc, posterior_predictive=True, generator=3, parallel=True)
-    np.testing.assert_array_equal(np.asarray(stacked["posterior_predictive"]["y"]),
-                                  np.asarray(by_draw["posterior_predictive"]["y"]))
+    np.testing.assert_array_equal(np.asarray(stacked["posterior_predictive"]["x"]),
+                                  np.asarray(by_draw["posterior_predictive"]["x"]))
 
 
 def test_a_model_that_mixes_stacked_draws_is_replayed_draw_by_draw():
@@ -85,24 +59,13 @@ def test_a_model_that_mixes_stacked_draws_is_replayed_draw_by_draw():
     mu = torch.as_tensor(np.asarray(idata["posterior"]["mu"]))[0]
     sigma = torch.as_tensor(np.asarray(idata["posterior"]["log_sigma"]))[0].exp()
     expected = dist.Normal(mu[:, None], sigma[:, None]).log_prob(Y)
-    np.testing.assert_allclose(np.asarray(idata["log_likelihood"]["y"])[0], expected.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(idata["log_likelihood"]["x"])[0], expected.numpy(), rtol=1e-6)
 
 
 def test_an_enumerated_site_is_replayed_draw_by_draw_with_parallel():
     """A model-enumerated assignment (summed out of the likelihood per draw) is not stacked: ``parallel=True``
     gives the draw-by-draw numbers exactly."""
-    from pyro.infer import config_enumerate
-
-    y = torch.tensor([-2.0, -1.8, 2.1, 1.9, 2.2])
-
-    @config_enumerate
-    def mixture(y):
-        loc = pyro.sample("loc", dist.Normal(0.0, 3.0).expand([2]).to_event(1))
-        with pyro.plate("data", len(y)):
-            c = pyro.sample("c", dist.Categorical(torch.tensor([0.5, 0.5])))
-            pyro.sample("y", dist.Normal(loc[c], 1.0), obs=y)
-
-    mcmc = _nuts_run(mixture, y, chains=1)
+    mcmc = _nuts_run(enumerated_mixture, MIXTURE_Y, chains=1)
     np.testing.assert_array_equal(np.asarray(from_mcmc(mcmc, parallel=True)["log_likelihood"]["y"]),
                                   np.asarray(from_mcmc(mcmc)["log_likelihood"]["y"]))
 

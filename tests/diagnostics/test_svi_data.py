@@ -16,6 +16,7 @@ from hybridpgm.diagnostics import from_pyro_svi, from_svi
 from hybridpgm.errors import DataError
 from tests.diagnostics.arviz_groups import group_names
 from tests.diagnostics.conjugate import guide_with_width, model as local_model
+from tests.diagnostics.replay_models import plate_model as two_latent_model  # global latents: autoguides fit
 
 
 X = torch.tensor([0.3, -1.2, 0.8, 2.0, 0.1])
@@ -55,14 +56,6 @@ def test_svi_with_local_latents_keeps_their_shape():
     pyro.set_rng_seed(0)
     idata = from_svi(local_model, guide_with_width(1.0), X, num_samples=30)
     assert idata.posterior["z"].shape == (1, 30, 5)
-
-
-def two_latent_model(x):
-    """Global ``mu`` and ``log_sigma``, so that every autoguide has something to fit."""
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(mu, log_sigma.exp()), obs=x)
 
 
 def hand_written_guide(x):

@@ -11,6 +11,7 @@ from pyro.infer import Predictive
 
 from hybridpgm.diagnostics import from_pyro_svi
 from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers
+from tests.diagnostics.replay_models import Counted, mixing_model
 
 X = torch.tensor([0.3, -1.2, 0.8, 2.0, 0.1, -0.4])
 LATENTS = ["mu", "log_sigma"]
@@ -22,14 +23,6 @@ def model(x):
     pyro.deterministic("sigma", log_sigma.exp())
     with pyro.plate("data", x.shape[0]):
         pyro.sample("x", dist.Normal(mu, log_sigma.exp()), obs=x)
-
-
-def mixing_model(x):
-    """Sums a latent over all its dims: fine draw by draw, wrong on stacked draws (it mixes them)."""
-    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
-    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("x", dist.Normal(mu.sum(), log_sigma.exp()), obs=x)
 
 
 def noisy_model(x):
@@ -81,15 +74,15 @@ def test_a_seed_gives_the_draws_of_the_draw_by_draw_code(program, parallel):
         np.testing.assert_allclose(idata.posterior["sigma"].values[0], np.exp(post["log_sigma"].numpy()), rtol=1e-6)
 
 
-class Counted:
-    """A model that counts its runs."""
-
-    def __init__(self, program):
-        self.program, self.runs = program, 0
-
-    def __call__(self, x):
-        self.runs += 1
-        return self.program(x)
+def runs_per_draw(program, parallel: bool) -> float:
+    """The model runs ``from_pyro_svi`` makes per draw: the difference between 40 and 20 draws, over 20."""
+    runs = {}
+    for num_samples in (20, 40):
+        counted = Counted(program)
+        pyro.set_rng_seed(0)
+        from_pyro_svi(counted, guide, X, num_samples=num_samples, parallel=parallel)
+        runs[num_samples] = counted.runs
+    return (runs[40] - runs[20]) / 20
 
 
 @pytest.mark.parametrize("parallel, per_draw", [(False, 2), (True, 1)])
@@ -97,13 +90,7 @@ def test_from_pyro_svi_runs_the_model_once_per_draw_and_replay(parallel, per_dra
     """Before: three model runs per draw (Predictive's, the log-likelihood replay's and the replicates'), 2.2x
     the time of Predictive(model, guide); now Predictive's, which would only hand back the guide's draws, is
     skipped (two per draw), and with ``parallel=True`` the log-likelihood comes from one stacked run (one)."""
-    runs = {}
-    for num_samples in (20, 40):
-        counted = Counted(model)
-        pyro.set_rng_seed(0)
-        from_pyro_svi(counted, guide, X, num_samples=num_samples, parallel=parallel)
-        runs[num_samples] = counted.runs
-    assert runs[40] - runs[20] == 20 * per_draw, runs
+    assert runs_per_draw(model, parallel) == per_draw
 
 
 def thresholded_model(x):
@@ -146,13 +133,7 @@ def test_the_default_replays_draw_by_draw_a_model_that_reads_across_draws():
 def test_a_model_that_mixes_stacked_draws_is_replayed_draw_by_draw():
     """With ``parallel=True``, the stacked run of mixing_model differs from the draw-by-draw one at the checked
     draws, so each draw is replayed."""
-    runs = {}
-    for num_samples in (20, 40):
-        counted = Counted(mixing_model)
-        pyro.set_rng_seed(0)
-        from_pyro_svi(counted, guide, X, num_samples=num_samples, parallel=True)
-        runs[num_samples] = counted.runs
-    assert runs[40] - runs[20] == 40, runs
+    assert runs_per_draw(mixing_model, parallel=True) == 2
 
 
 def test_draws_no_random_numbers_tells_and_moves_no_stream():
