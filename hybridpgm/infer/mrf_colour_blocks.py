@@ -87,7 +87,8 @@ def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[C
     device = fg.unary.device
     if colors is None:
         colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars, device=device)
-    colors = colors.to(device=device, dtype=torch.long)
+    if colors.device != device or colors.dtype != torch.long:
+        colors = colors.to(device=device, dtype=torch.long)
     return _PLANS.get((colors, *(g.variables for g in fg.groups)), (fg.num_vars, str(device)),
                       lambda: _plan(fg, colors))
 

@@ -12,7 +12,8 @@ A key is the identity of each tensor together with what must not have changed fo
 counter, which an in-place change bumps, its storage, shape and device), plus any plain values the plan depends on.
 Only weak references to the tensors are held: an entry goes when one of its tensors is freed, so the cache never
 keeps a network's tensors alive (a plan must hold no view of them), and the least recently used entry goes when
-the cache is full.  A tensor made under :func:`torch.inference_mode` has no version counter: a plan of one is built
+the cache is full.  A tensor made under :func:`torch.inference_mode` has no version counter, and a
+:mod:`torch.func` transform's wrapper or a tensor without storage no storage to key by: a plan of one is built
 every time, never cached.  Plans are built with inference mode off, so that a plan cached inside
 ``torch.inference_mode()`` stays usable outside it.
 """
@@ -34,6 +35,19 @@ def _state(tensor: torch.Tensor) -> tuple:
     """What must not have changed for a plan of ``tensor`` to hold: its version counter, storage, shape and
     device."""
     return tensor._version, tensor.data_ptr(), tuple(tensor.shape), str(tensor.device)
+
+
+def _keyable(tensor: torch.Tensor) -> bool:
+    """Whether a plan of ``tensor`` may be cached: it has a version counter and storage (not an inference tensor,
+    not a :mod:`torch.func` wrapper, which a transform hands even to code that only indexes with the tensor, nor a
+    tensor without storage, as under tracing)."""
+    if tensor.is_inference() or torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+        return False
+    try:
+        tensor.data_ptr()
+    except RuntimeError:
+        return False
+    return True
 
 
 class StructureCache:
@@ -61,13 +75,14 @@ class StructureCache:
 
     def get(self, tensors: Sequence[torch.Tensor], extra: Hashable, build: Callable[[], _T]) -> _T:
         """The plan of ``tensors`` and ``extra``: the cached one while every tensor is the same object in the same
-        state, else ``build()`` (cached, with inference mode off; built every time for inference tensors).
+        state, else ``build()`` (cached, with inference mode off; built every time for inference tensors,
+        :mod:`torch.func` wrappers and tensors without storage).
 
         :param tensors: the index tensors the plan is derived from.
         :param extra: the plain values it also depends on (sizes, a device), hashable.
         :param build: makes the plan; it must hold no view of ``tensors``.
         """
-        if any(t.is_inference() for t in tensors):
+        if any(not _keyable(t) for t in tensors):
             return build()
         key = (tuple(id(t) for t in tensors), extra)
         hit = self._entries.get(key)
