@@ -263,15 +263,16 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         t = bool_states(v, t, states)
         refuse_ambiguous_numbers(v, t, states)
         t = torch_readable(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
-        names = _holds_names(t)
-        if names:
-            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)
+        missing_name = False
+        if _holds_names(t):
+            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)  # a list: -1 where missing
+            missing_name = -1 in t
         try:
             t = torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
-        if names and bool((t == -1).any()):  # a missing name (None, pd.NA): missing, as NaN, whatever a mask says
+        if missing_name:  # a missing name (None, pd.NA): missing, as NaN is, whatever a mask says
             t = t.to(self.dtype).masked_fill(t == -1, float("nan"))
         return t
 
