@@ -133,11 +133,15 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             if v not in self.cpds:
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
             discrete = self.cardinality(v) is not None
-            t = self._discrete_column(v, t, device) if discrete else \
-                _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
+            named = False  # a column of state names, whose -1 stands for a missing name (None, pd.NA)
+            if discrete:
+                t, named = self._discrete_column(v, t, device)
+            else:
+                t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
             if v in masks:  # the mask says where a state is observed: a -1 it marks observed is refused by model
                 m = self._mask_column(v, masks[v], t)
-                keep = m & (t == t) if torch.is_floating_point(t) else m  # NaN (unequal to itself): never a state
+                # NaN (unequal to itself) is never a state, nor a missing name's -1
+                keep = m & (t == t) if torch.is_floating_point(t) else (m & (t != -1) if named else m)
                 t = torch.where(keep, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
             elif discrete:
                 t = missing_as_nan(t)  # a float -1: missing, as NaN is (a continuous -1 is a value)
@@ -244,7 +248,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         return {v: (filled, None if not some else (False if every else ~m))
                 for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
 
-    def _discrete_column(self, v: str, t, device) -> torch.Tensor:
+    def _discrete_column(self, v: str, t, device) -> tuple[torch.Tensor, bool]:
         """The column of discrete node ``v`` as a tensor of states: a tensor, an array or a list of numbers as
         it is; a column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or
         a ``Categorical``: its values, not its codes), which may mix names with state indices, read by
@@ -254,6 +258,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         (:func:`~hybridpgm.graphs.bn_values.bool_states`); numbers for a node whose states are named by other
         numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).  A floating column's
         ``-1`` stays: :meth:`columns` reads it as missing (``NaN``) where no mask is given for the column.
+        Returns ``(states, named)``, ``named`` telling that the column held names: its ``-1`` is then a missing
+        name, missing whatever a mask says.
 
         :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
             name in the column of a node without state names, or a value that is neither a number nor a name,
@@ -263,18 +269,15 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         t = bool_states(v, t, states)
         refuse_ambiguous_numbers(v, t, states)
         t = torch_readable(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
-        missing_name = False
-        if _holds_names(t):
-            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)  # a list: -1 where missing
-            missing_name = -1 in t
+        named = _holds_names(t)
+        if named:
+            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)  # -1 where missing
         try:
             t = torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
-        if missing_name:  # a missing name (None, pd.NA): missing, as NaN is, whatever a mask says
-            t = t.to(self.dtype).masked_fill(t == -1, float("nan"))
-        return t
+        return t, named
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``.

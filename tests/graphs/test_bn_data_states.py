@@ -149,9 +149,10 @@ def test_a_missing_name_is_missing_whatever_the_mask_says():
     bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
     data = {"a": np.array([0, 1, None, 1], dtype=object), "b": np.array([1, None, 0, 1], dtype=object)}
     observed = torch.ones(4, 2, dtype=torch.bool)
-    for mask in (None, observed):
-        cols = bn.columns(data, mask)
-        assert [torch.isnan(cols[v]).tolist() for v in ("a", "b")] == [[False, False, True, False],
-                                                                      [False, True, False, False]]
+    plain = bn.columns(data)  # a name column's missing entries: -1, as documented
+    assert [plain[v].tolist() for v in ("a", "b")] == [[0, 1, -1, 1], [1, -1, 0, 1]]
+    masked = bn.columns(data, observed)  # under a True mask too: missing (NaN), not a refused -1
+    assert [torch.isnan(masked[v]).tolist() for v in ("a", "b")] == [[False, False, True, False],
+                                                                    [False, True, False, False]]
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     assert math.isfinite(elbo.loss(bn.model, bn.guide, data, observed))
