@@ -97,10 +97,10 @@ class RAISEResult:
     @property
     def point_stderr(self) -> torch.Tensor:
         r"""``N`` delta-method Monte Carlo standard errors of each :math:`\log\widehat p(v_i)` (``nan`` if
-        ``M < 2``)."""
+        ``M < 2``; empty, without a warning, for ``N = 0``)."""
         log_w = self.log_weights.to(torch.float64)
         m = log_w.shape[-1]
-        if m < 2:
+        if m < 2 or log_w.shape[:-1].numel() == 0:  # no points: no std of an empty tensor (a torch warning)
             return torch.full(log_w.shape[:-1], math.nan, dtype=torch.float64, device=log_w.device)
         w = torch.exp(log_w - torch.logsumexp(log_w, -1, keepdim=True) + math.log(m))  # w_im / w_bar_i
         return w.std(-1, unbiased=True) / math.sqrt(m)
@@ -231,22 +231,57 @@ class LikelihoodBounds:
     r"""Sandwich of the mean test log-likelihood from :func:`log_likelihood_bounds`.
 
     **Reliability.**  :math:`-F(v_i)` is common to both estimates, so the gap between the lower (RAISE) and the
-    point (AIS) estimate compares two estimates of :math:`\log Z` only:
-    :math:`D = \text{lower} - \text{estimate} = \log\widehat Z_{AIS} - \frac1N\sum_i
-    \log\widehat Z_{RAISE}(v_i)`.  Both are conservative (RAISE's :math:`\log\widehat Z` is high in
-    expectation, a single AIS run's low), so :math:`E[D] \le 0` (the multi-start maximum of
-    :func:`~hybridpgm.infer.log_z.estimate_log_z` can overshoot :math:`\log Z` by about its noise, which its
-    standard error covers), and the test points do not enter the noise of :math:`D`: the two runs are
-    independent, so :math:`\operatorname{sd}(D) = \sqrt{\mathrm{se}_{lower}^2 + \mathrm{se}_{upper}^2}`
-    (:attr:`gap_stderr`), with :math:`\mathrm{se}_{lower}` RAISE's Monte Carlo error
-    (:attr:`RAISEResult.mc_stderr`; with one chain per point, which cannot measure it, the larger
-    :attr:`RAISEResult.test_set_stderr`, see :class:`RAISEResult`) and :math:`\mathrm{se}_{upper}` the
-    standard error of the AIS :math:`\log\widehat Z` (``log_z.stderr``).  :attr:`reliable` is ``False`` when
-    the multi-start AIS is itself unreliable, or when :math:`D > 3\,\mathrm{sd}(D)`, which a sound pair does
-    with probability at most about 0.13% (normal noise): then RAISE's lower estimate lies above AIS's by more
-    than their noise allows, and one of them (typically AIS, whose :math:`\log Z` overshot) is wrong.  Since
-    :math:`\text{upper} = \text{estimate} + k\,\mathrm{se}_{upper}` with :math:`k \le 3` (the default), a pair
+    point (AIS) estimate compares estimates of :math:`\log Z` only, point by point:
+
+    .. math::
+
+        D = \text{lower} - \text{estimate} = \frac1N \sum_{i=1}^N D_i,\qquad
+        D_i = \log\widehat Z_{AIS} - \log\widehat Z_{RAISE}(v_i).
+
+    *What is conservative, and over what.*  Write :math:`-F(v) = \log p(v) + \log Z` and
+    :math:`\log\widehat Z_{AIS} = \log Z + a` (AIS's error :math:`a`, the same for every point).  RAISE's
+    :math:`\widehat p(v)` is unbiased for :math:`p_{fwd}(v)`, the marginal of the forward annealing chain, not for
+    :math:`p(v)`, so by Jensen :math:`E_{RAISE}\log\widehat Z_{RAISE}(v) \ge \log Z + b(v)`,
+    :math:`b(v) = \log p(v) - \log p_{fwd}(v)`.  For a given point :math:`b(v)` has either sign (it is negative
+    where the forward chain puts more mass than the model, as it does with few steps :math:`K`); only its
+    expectation over points drawn from the model is signed, :math:`E_{v\sim p}\,b(v) = \mathrm{KL}(p\,\|\,p_{fwd})
+    \ge 0` [1] (for test data, Burda et al.'s premise that the model fits them, :math:`E_{data}\,b \ge 0`).  So
+    RAISE's :math:`\log\widehat Z` is high *in expectation over test points and chains*, not for each point, nor
+    for a fixed test set, and :math:`\mu = E_{v, RAISE}[D_i \mid a] \le a`, whose expectation is :math:`\le 0`
+    for one AIS run (the multi-start maximum of :func:`~hybridpgm.infer.log_z.estimate_log_z` can overshoot
+    :math:`\log Z` by about its noise, which its standard error covers).
+
+    *The noise of* :math:`D`.  Given AIS, the :math:`D_i` of independently drawn points with independent chains
+    are i.i.d., so :math:`D` estimates :math:`\mu` with variance :math:`\operatorname{Var}(D_i)/N`, which
+    :math:`s_D^2/N` (:math:`s_D` the sample sd of the :math:`D_i` over the points, equal to that of
+    :math:`\log\widehat Z_{RAISE}(v_i)`) estimates without bias.  :math:`s_D` holds RAISE's Monte Carlo noise
+    *and* the point-to-point variation of its bias :math:`b(v_i)`, but not the spread of :math:`-F(v_i)`
+    (tens of nats between images), which cancels in :math:`D_i`.  AIS's error is common to all points and
+    independent of RAISE, so
+
+    .. math::
+
+        \mathrm{gap\_stderr} = \sqrt{s_D^2 / N + \mathrm{se}_{AIS}^2}
+
+    (:attr:`raise_gap_stderr` is :math:`s_D/\sqrt N`, ``log_z.stderr`` is :math:`\mathrm{se}_{AIS}`).
+    :attr:`reliable` is ``False`` when the multi-start AIS is itself unreliable, or when
+    :math:`D > 3\,\mathrm{gap\_stderr}`.  Over test sets drawn from the model (and RAISE runs) a sound pair
+    (:math:`\mu \le 0`) does that with probability at most about 0.13% for normal noise and large ``N`` (for
+    small ``N`` :math:`D/\mathrm{gap\_stderr}` has heavier, Student-like tails: about 0.4% at ``N = 20``).  For
+    one fixed test set, rerun with other random numbers, the rate depends on that set's mean bias
+    :math:`\frac1N\sum_i b(v_i)` and is not bounded by that figure.  A failure means RAISE's lower estimate lies
+    above AIS's by more than the two allow: AIS's :math:`\log Z` overshot, or RAISE is not below
+    :math:`\log p` on this test set (too few steps :math:`K`, or data the model does not fit).  Since
+    :math:`\text{upper} = \text{estimate} + k\,\mathrm{se}_{AIS}` with :math:`k \le 3` (the default), a pair
     that fails this test always has ``lower > upper``.
+
+    *Few points.*  With ``N = 1`` there is no sd over points: :attr:`raise_gap_stderr` falls back on
+    :attr:`RAISEResult.mc_stderr` (``M >= 2`` chains), RAISE's Monte Carlo error alone, and the test then asks
+    whether this point's RAISE :math:`\log Z` agrees with AIS within Monte Carlo noise (its own bias
+    :math:`b(v)` is not covered).  With ``N = 1`` and ``M = 1`` RAISE's error cannot be estimated at all:
+    :attr:`raise_gap_stderr` and :attr:`gap_stderr` are ``nan`` and :attr:`reliable` is ``False`` (the pair
+    could not be checked, not found wrong).  With ``N = 0`` the means and every standard error are ``nan`` and
+    :attr:`reliable` is ``False``, without warnings.
 
     :ivar lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
     :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`
@@ -267,9 +302,12 @@ class LikelihoodBounds:
     @property
     def lower_mc_stderr(self) -> float:
         """Monte Carlo standard error of :attr:`lower`: :attr:`RAISEResult.mc_stderr` with ``M >= 2`` chains per
-        point, else the conservative :attr:`RAISEResult.test_set_stderr`."""
+        point, else the conservative :attr:`RAISEResult.test_set_stderr` for ``N >= 2`` points, else ``nan``
+        (one chain and at most one point: nothing measures it; ``test_set_stderr`` is 0 there)."""
         se = float(self.raise_result.mc_stderr)
-        return se if math.isfinite(se) else float(self.raise_result.test_set_stderr)
+        if math.isfinite(se):
+            return se
+        return float(self.raise_result.test_set_stderr) if self.raise_result.log_z.numel() >= 2 else math.nan
 
     @property
     def upper_mc_stderr(self) -> float:
@@ -277,13 +315,28 @@ class LikelihoodBounds:
         return float(self.log_z.stderr)
 
     @property
+    def raise_gap_stderr(self) -> float:
+        r"""RAISE's part of :attr:`gap_stderr`, :math:`s_D/\sqrt N`: the sample sd over the points of
+        :math:`D_i = \log\widehat Z_{AIS} - \log\widehat Z_{RAISE}(v_i)` over :math:`\sqrt N` (RAISE's Monte
+        Carlo noise and the between-point variation of its bias; class docstring).  ``N = 1``:
+        :attr:`RAISEResult.mc_stderr` (``nan`` with one chain); ``N = 0``: ``nan``."""
+        log_z = self.raise_result.log_z.to(torch.float64).reshape(-1)
+        n = log_z.numel()
+        if n >= 2:
+            return float(log_z.std(unbiased=True)) / math.sqrt(n)
+        return float(self.raise_result.mc_stderr) if n == 1 else math.nan
+
+    @property
     def gap_stderr(self) -> float:
-        r""":math:`\sqrt{\mathrm{se}_{lower}^2 + \mathrm{se}_{upper}^2}`, the noise of ``lower - estimate``."""
-        return math.hypot(self.lower_mc_stderr, self.upper_mc_stderr)
+        r""":math:`\sqrt{s_D^2/N + \mathrm{se}_{AIS}^2}` (:attr:`raise_gap_stderr`, :attr:`upper_mc_stderr`): the
+        standard error of ``lower - estimate`` as an estimate of the expected gap over test points (class
+        docstring); ``nan`` where RAISE's part is."""
+        return math.hypot(self.raise_gap_stderr, self.upper_mc_stderr)
 
     @property
     def reliable(self) -> bool:
-        """AIS reliable and ``lower - estimate <= 3 * gap_stderr`` (class docstring)."""
+        """AIS reliable and ``lower - estimate <= 3 * gap_stderr`` (class docstring); ``False`` where
+        :attr:`gap_stderr` is ``nan`` (the pair cannot be checked)."""
         return self.log_z.reliable and self.lower - self.estimate <= RELIABLE_NUM_STDERR * self.gap_stderr
 
     def to_dict(self) -> dict[str, Any]:
@@ -292,6 +345,7 @@ class LikelihoodBounds:
         test_set = float(self.raise_result.test_set_stderr)
         return _Report({"lower_raise": self.lower, "upper_ais": self.upper, "estimate_ais": self.estimate,
                         "lower_mc_stderr": self.lower_mc_stderr, "upper_mc_stderr": self.upper_mc_stderr,
+                        "raise_gap_stderr": self.raise_gap_stderr,
                         "gap_stderr": self.gap_stderr, "test_set_stderr": test_set, "lower_stderr": test_set,
                         "raise_steps": self.raise_result.num_steps,
                         "raise_chains": int(self.raise_result.log_weights.shape[-1]),
