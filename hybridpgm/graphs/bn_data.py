@@ -197,8 +197,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
         :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or numeric array keeps its dtype;
         a ``bool`` array (whose ``True`` / ``False`` may name states) and any other form of :meth:`columns` go
-        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.  In
-        a discrete node's column ``-1`` is missing in a floating tensor too (in a continuous node's, a value).
+        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.  A
+        discrete column's ``-1`` is missing in a float tensor too (a continuous one's is a value), but not in a
+        ``(values, mask)`` pair, whose mask says what is missing (:meth:`model` refuses a ``-1`` it marks observed).
 
         :raises DataError: as :meth:`columns`.
         """
@@ -211,8 +212,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             x = torch.as_tensor(data)
         else:
             x = self.to_tensor(data)
+        masked = isinstance(data, (tuple, list)) and len(data) == 2 and all(map(_is_table, data))
         missing = _missing(x)
-        if torch.is_floating_point(x):  # -1 in a discrete node's column: missing too (a continuous -1 is a value)
+        if torch.is_floating_point(x) and not masked:  # -1 in a discrete column: missing (continuous: a value)
             discrete = torch.tensor([self.cardinality(v) is not None for v in self.nodes], device=x.device)
             missing = missing | ((x == -1) & discrete)
         mask = ~missing

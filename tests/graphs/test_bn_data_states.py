@@ -156,3 +156,17 @@ def test_a_missing_name_is_missing_whatever_the_mask_says():
                                                                     [False, True, False, False]]
     elbo = TraceEnum_ELBO(max_plate_nesting=1)
     assert math.isfinite(elbo.loss(bn.model, bn.guide, data, observed))
+
+
+def test_split_missing_of_a_pair_keeps_the_masks_word():
+    """``split_missing((values, mask))`` returns the pair's mask: a ``-1`` the mask marks observed stays observed,
+    for ``model`` to refuse (it became a missing entry, so ``fit`` trained on it silently), and an entry the mask
+    hides is missing."""
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.5, 0.5], [0.9, 0.1]], ["a"]))
+    values = torch.tensor([[0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]])
+    mask = torch.tensor([[True, True], [True, True], [True, False]])
+    split_values, split_mask = bn.split_missing((values, mask))
+    assert split_mask.tolist() == mask.tolist() and split_values[1, 0] == -1
+    with pytest.raises(DataError, match=r"-1\.0 in row 1 of the data, an entry the mask marks observed"):
+        TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, split_values, split_mask)
+    assert bn.split_missing(values)[1][1].tolist() == [False, True]  # no mask: the marker
