@@ -20,7 +20,7 @@ from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import flag, positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
-from hybridpgm.diagnostics.masked_data import data_groups, masked_pairs, observed_where_observed
+from hybridpgm.diagnostics.masked_data import OBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
 from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers, replay_vectorized
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
@@ -91,10 +91,20 @@ def _local_to_the_data(model_trace, sites: _Sites, local: list[str]) -> list[str
     :math:`y_n` out, whether or not global latents are held too (review B measured ``az.loo`` 1.2-1.7 nats high on
     a model with a global mean and local :math:`z_n`, against the closed-form leave-one-out value)."""
     held = [n for n in sites.latent + sites.discrete if n not in local]
-    data_plates = [frames for frames in map(_vectorized_frames, sites.observed.values()) if frames]
+    pairs = masked_pairs(model_trace, sites)
+    data_plates = {name: frames for name, frames in zip(sites.observed, map(_vectorized_frames,
+                                                                             sites.observed.values())) if frames}
     if not held or not data_plates:
         return []
-    return [n for n in held if any(plates <= _vectorized_frames(model_trace.nodes[n]) for plates in data_plates)]
+
+    def inside(n: str) -> bool:
+        # an obs_mask split's missing half is drawn where its sibling is masked out: it has seen no point of that
+        # sibling (other observed sites in its plates may depend on it, so they still count)
+        sibling = f"{pairs[n]}{OBSERVED}" if n in pairs else None
+        return any(plates <= _vectorized_frames(model_trace.nodes[n]) for name, plates in data_plates.items()
+                   if name != sibling)
+
+    return [n for n in held if inside(n)]
 
 
 def _local_latents_warning(held: list[str], observed: list[str]) -> str:
