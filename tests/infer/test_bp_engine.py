@@ -2,7 +2,6 @@
 
 import gc
 import weakref
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ import torch
 from hybridpgm.graphs import MarkovNet, ising_grid
 from hybridpgm.infer import bp_engine
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure
+from hybridpgm.infer.structure_cache import StructureCache
 
 
 def _dense_gather_sum(variables, d):
@@ -101,7 +101,7 @@ def test_bp_queries_on_one_net_share_one_structure_which_goes_with_the_net(make,
     """Before, every compile built a new ``variables`` tensor (``torch.cat``), so each BP query missed the cache and
     added an entry (8 of them, 97 MiB for a 200x200 grid), and the cache held those tensors after the net was
     deleted."""
-    monkeypatch.setattr(bp_engine, "_STRUCTURES", OrderedDict())
+    monkeypatch.setattr(bp_engine, "_STRUCTURES", StructureCache(max_entries=8))
     net = make()
     assert BinaryPairwise.applies(net.factor_graph())
     first = net.marginals("bp", num_iters=5)
@@ -129,7 +129,8 @@ def test_the_structure_cache_holds_no_reference_to_its_keys():
     del variables
     gc.collect()
     assert ref() is None
-    kept = [torch.tensor([[0, 1], [1, i]]) for i in range(2, 2 + 2 * bp_engine._MAX_STRUCTURES)]
+    most = bp_engine._STRUCTURES.max_entries
+    kept = [torch.tensor([[0, 1], [1, i]]) for i in range(2, 2 + 2 * most)]
     for variables in kept:
-        _structure(variables, 2 + 2 * bp_engine._MAX_STRUCTURES)
-    assert len(bp_engine._STRUCTURES) == bp_engine._MAX_STRUCTURES
+        _structure(variables, 2 + 2 * most)
+    assert len(bp_engine._STRUCTURES) == most
