@@ -56,13 +56,17 @@ def vmap_reads_refused(message: str) -> Iterator[None]:
     :class:`~hybridpgm.errors.ConfigError` with ``message`` instead, from torch's error.
 
     Nothing is refused up front: a ``vmap`` whose batched inputs the block never reads runs as it did, and
-    outside ``vmap``, and for hybridpgm's own errors, nothing changes.
+    outside ``vmap``, and for hybridpgm's own errors, nothing changes.  torch's refusal of a random draw under
+    ``vmap``'s default ``randomness="error"`` passes through as it is (it names the fix: ``randomness="same"`` or
+    ``"different"``).
 
     :param message: what the query is and what to pass instead (the whole text of the ``ConfigError``).
     :raises ConfigError: as above."""
     try:
         yield
     except RuntimeError as error:
-        if isinstance(error, HybridPGMError) or "vmap" not in str(error) or not under_vmap():
+        text = str(error)
+        # torch's refusal of a random draw under vmap(randomness="error") is about randomness, not a host read
+        if isinstance(error, HybridPGMError) or "vmap" not in text or "randomness" in text or not under_vmap():
             raise
         raise ConfigError(message) from error

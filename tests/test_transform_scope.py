@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.autograd import forward_ad
 
-from hybridpgm.transform_scope import under_torch_func, under_vmap
+from hybridpgm.errors import ConfigError
+from hybridpgm.transform_scope import under_torch_func, under_vmap, vmap_reads_refused
 
 
 def _seen_inside(transform) -> tuple[bool, bool]:
@@ -86,3 +87,18 @@ def test_a_failed_transform_leaves_no_level_behind():
     with pytest.raises(ValueError, match="inside"):
         torch.func.vmap(fails)(torch.ones(2))
     assert (under_vmap(), under_torch_func()) == (False, False)
+
+
+def test_a_random_draw_refused_by_vmap_passes_through_as_torchs_error():
+    """Under ``vmap``'s default ``randomness="error"`` torch refuses a draw with an error that names the fix
+    (``randomness="same"``); it is not turned into the host-read ``ConfigError`` (which blamed host reads), and
+    the same block with ``randomness="same"`` runs."""
+
+    def drawn(x):
+        with vmap_reads_refused("a host read"):
+            return torch.rand(()) * x
+
+    with pytest.raises(RuntimeError, match="randomness") as caught:
+        torch.func.vmap(drawn)(torch.ones(3))
+    assert not isinstance(caught.value, ConfigError)
+    assert torch.func.vmap(drawn, randomness="same")(torch.ones(3)).shape == (3,)
