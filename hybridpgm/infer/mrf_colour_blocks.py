@@ -70,7 +70,7 @@ class ColourBlock:
 
 
 def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[ColourBlock]:
-    """The blocks of colours ``0 .. max(colors)``.
+    """The blocks of the colours 0 to ``max(colors)``.
 
     A colour with no variable gets an empty block (kept so that the blocks line up with the colour ids). Cost
     :math:`O(V \\log V + I \\log I)` for :math:`I` factor-variable incidences, plus a few small tensor ops per
