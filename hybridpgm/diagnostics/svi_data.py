@@ -16,6 +16,7 @@ from typing import Any, Callable
 import pyro.poutine as poutine
 import torch
 from pyro.infer import Predictive
+from pyro.infer.inspect import get_dependencies
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
 from hybridpgm.checks import flag, positive_int
@@ -27,6 +28,7 @@ from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_handlers
 from hybridpgm.infer.particle_elbo import keeping_module_state
+from hybridpgm.infer.particle_probe import keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -82,14 +84,19 @@ def _refuse_subsampling(*traces) -> None:
                                 f"subsample_size (or subsample=torch.arange({site['fn'].size}))")
 
 
-def _local_to_the_data(model_trace, sites: _Sites, local: list[str]) -> list[str]:
+def _local_to_the_data(model_trace, sites: _Sites, local: list[str], readers=None) -> list[str]:
     """The latent sites held at their draw in the pointwise log-likelihood (the guide's latents and the global
     enumerated sites; the local enumerated ones are summed out of it) that lie inside every plate of some observed
     site -- one latent per data point, as an amortized VAE's :math:`z_n` or a hierarchical model's group-free
     :math:`z_n` -- (``[]`` when there is none).  Then :math:`\\log p(y_n \\mid z_{n,s}, \\ldots)` with
     :math:`z_{n,s} \\sim q(z_n \\mid y_n)` has seen :math:`y_n` through its own latent, and PSIS-LOO cannot leave
     :math:`y_n` out, whether or not global latents are held too (review B measured ``az.loo`` 1.2-1.7 nats high on
-    a model with a global mean and local :math:`z_n`, against the closed-form leave-one-out value)."""
+    a model with a global mean and local :math:`z_n`, against the closed-form leave-one-out value).
+
+    The missing half of an ``obs_mask`` split (``"y_unobserved"``) is drawn only where its own observed half is
+    masked out, so it has seen none of that half's points; it counts only for the observed sites that read it
+    (``z ~ N(y, 1)``): ``readers()`` names them (:func:`_readers`; ``None``: every other observed site in its
+    plates counts)."""
     held = [n for n in sites.latent + sites.discrete if n not in local]
     pairs = masked_pairs(model_trace, sites)
     data_plates = {name: frames for name, frames in zip(sites.observed, map(_vectorized_frames,
@@ -97,14 +104,39 @@ def _local_to_the_data(model_trace, sites: _Sites, local: list[str]) -> list[str
     if not held or not data_plates:
         return []
 
+    found = {}
+
+    def counted(n: str, name: str) -> bool:
+        if n not in pairs:
+            return True
+        if name == f"{pairs[n]}{OBSERVED}":  # its own observed half: masked out wherever it is drawn
+            return False
+        if "reads" not in found:
+            found["reads"] = readers() if readers is not None else None
+        return found["reads"] is None or name in found["reads"].get(n, ())
+
     def inside(n: str) -> bool:
-        # an obs_mask split's missing half is drawn where its sibling is masked out: it has seen no point of that
-        # sibling (other observed sites in its plates may depend on it, so they still count)
-        sibling = f"{pairs[n]}{OBSERVED}" if n in pairs else None
         return any(plates <= _vectorized_frames(model_trace.nodes[n]) for name, plates in data_plates.items()
-                   if name != sibling)
+                   if counted(n, name))
 
     return [n for n in held if inside(n)]
+
+
+def _readers(model: Callable, args: tuple, kwargs: dict) -> dict[str, set] | None:
+    """Latent site -> the sites whose density reads it, from Pyro's provenance tracking
+    (:func:`pyro.infer.inspect.get_dependencies`: one run of the model, its random numbers put back), or ``None``
+    where that run fails."""
+    try:
+        with keeping_rng_state():
+            dependencies = get_dependencies(model, args, kwargs)["prior_dependencies"]
+    except Exception:  # noqa: BLE001 -- a model provenance tracking cannot run: count every site (the warning stays)
+        return None
+    reads: dict[str, set] = {}
+    for site, upstream in dependencies.items():
+        for latent in upstream:
+            if latent != site:
+                reads.setdefault(latent, set()).add(site)
+    return reads
 
 
 def _local_latents_warning(held: list[str], observed: list[str]) -> str:
@@ -269,7 +301,7 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         draws, replayed = _posterior_draws(model, guide, sites, model_trace, nesting, num_samples,
                                            flag(parallel, "from_pyro_svi parallel"), args, kwargs)
         local = [n for n in sites.discrete if _vectorized_frames(model_trace.nodes[n])]
-        local_latents = _local_to_the_data(model_trace, sites, local)
+        local_latents = _local_to_the_data(model_trace, sites, local, lambda: _readers(model, args, kwargs))
         if local_latents:
             warnings.warn(_local_latents_warning(local_latents, list(observed)), DiagnosticsWarning,
                           stacklevel=users_stacklevel())

@@ -193,3 +193,28 @@ def test_an_imputation_another_observed_site_reads_still_warns():
     pyro.set_rng_seed(0)
     with pytest.warns(DiagnosticsWarning, match=r"\['y_unobserved'\] lie inside the data plate"):
         from_pyro_svi(model, guide, Y, MASK, Y + 0.5, num_samples=20)
+
+
+def test_independent_columns_with_missing_entries_do_not_warn():
+    """Two independent ``obs_mask`` columns and an unrelated observed site in one plate: no observed site reads
+    another's imputations (Pyro's provenance tracking tells), so loo stays leave-one-out and nothing warns (it
+    warned on every model with more than one column)."""
+
+    def model(y, mask, u, umask, x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=mask)
+            pyro.sample("u", dist.Normal(-mu, 1.0), obs=u, obs_mask=umask)
+            pyro.sample("x", dist.Normal(mu, 2.0), obs=x)
+
+    def guide(y, mask, u, umask, x):
+        pyro.sample("mu", dist.Normal(0.5, 0.2))
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y_unobserved", dist.Normal(0.0, 1.0))
+            pyro.sample("u_unobserved", dist.Normal(0.0, 1.0))
+
+    pyro.set_rng_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DiagnosticsWarning)
+        idata = from_pyro_svi(model, guide, Y, MASK, -Y, ~MASK | torch.arange(len(Y)).eq(0), Y + 1, num_samples=20)
+    assert {"y", "u", "x"} <= set(idata["observed_data"].data_vars)
