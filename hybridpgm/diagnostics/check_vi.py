@@ -108,7 +108,7 @@ def _constant_tolerance(magnitude: np.ndarray) -> np.ndarray:
 
 
 def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """PSIS on ``... x S`` log-weights: ``(smoothed unnormalized log-weights, k-hat)``.
+    """PSIS of log-weights of shape ``(..., S)``: ``(smoothed unnormalized log-weights, k-hat)``.
 
     PSIS [2] sorts a row's weights, takes the :math:`M` largest as its tail
     and the next one, :math:`w_{(S-M)}`, as the threshold :math:`u`, fits a

@@ -35,31 +35,16 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
-from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_table, _length,
-                                        _missing, _plain, bool_states, context_batch_features, missing_as_nan,
-                                        outer_batch_dims, refuse_ambiguous_numbers, state_indices)
+from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_missing_entry,
+                                        _is_table, _length, _missing, _plain, _refuse_duplicates, bool_states,
+                                        context_batch_features, missing_as_nan, outer_batch_dims,
+                                        refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
 _REEXPORTED = (_SCORING, _continuous, _described, _is_table, _length, _missing, _plain)
-
-
-def _refuse_duplicates(labels: list) -> None:
-    """Refuse data whose column labels repeat (``pd.concat([left, right], axis=1)``, a join without suffixes):
-    two columns for one node, of which a dict would silently keep the last.
-
-    :raises DataError: naming the repeated labels.
-    """
-    seen, repeated = set(), []
-    for k in labels:
-        if k in seen and k not in repeated:
-            repeated.append(k)
-        seen.add(k)
-    if repeated:
-        raise DataError(f"data has more than one column labelled {', '.join(map(repr, repeated))} (columns "
-                        f"{labels}): keep one per node (df.loc[:, ~df.columns.duplicated()] keeps the first)")
 
 
 class BayesNetData(BayesNetChecks, BayesNetMasks):
@@ -133,7 +118,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             if v not in self.cpds:
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
             discrete = self.cardinality(v) is not None
-            named = False  # a column of state names, whose -1 stands for a missing name (None, pd.NA)
+            named = None  # in a column of state names, where a name is missing (None, pd.NA): -1 there
             if discrete:
                 t, named = self._discrete_column(v, t, device)
             else:
@@ -141,7 +126,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             if v in masks:  # the mask says where a state is observed: a -1 it marks observed is refused by model
                 m = self._mask_column(v, masks[v], t)
                 # NaN (unequal to itself) is never a state, nor a missing name's -1
-                keep = m & (t == t) if torch.is_floating_point(t) else (m & (t != -1) if named else m)
+                keep = m & (t == t) if torch.is_floating_point(t) else (m & ~named if named is not None else m)
                 t = torch.where(keep, t.to(dtype), torch.full_like(t, float("nan"), dtype=dtype))
             elif discrete:
                 t = missing_as_nan(t)  # a float -1: missing, as NaN is (a continuous -1 is a value)
@@ -260,8 +245,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         (:func:`~hybridpgm.graphs.bn_values.bool_states`); numbers for a node whose states are named by other
         numbers are refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`).  A floating column's
         ``-1`` stays: :meth:`columns` reads it as missing (``NaN``) where no mask is given for the column.
-        Returns ``(states, named)``, ``named`` telling that the column held names: its ``-1`` is then a missing
-        name, missing whatever a mask says.
+        Returns ``(states, named)``, ``named`` (for a column of names, else ``None``) a bool tensor marking the
+        missing names: missing whatever a mask says, while a number ``-1`` there yields to the mask.
 
         :raises DataError: a name that is not a state of ``v`` (naming the node, the value and the states), a
             name in the column of a node without state names, or a value that is neither a number nor a name,
@@ -271,15 +256,17 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         t = bool_states(v, t, states)
         refuse_ambiguous_numbers(v, t, states)
         t = torch_readable(t, f"data column '{v}'")  # a pandas column: its values, whatever its index
-        named = _holds_names(t)
-        if named:
-            t = state_indices(v, t.tolist() if isinstance(t, np.ndarray) else t, states)  # -1 where missing
+        named = None
+        if _holds_names(t):
+            entries = t.tolist() if isinstance(t, np.ndarray) else list(t)
+            named = [_is_missing_entry(s) for s in entries]  # where a name is missing (state_indices: -1 there)
+            t = state_indices(v, entries, states)
         try:
             t = torch.as_tensor(t, device=device)
         except (TypeError, ValueError, RuntimeError):
             raise DataError(f"data column '{v}' must hold states (numbers, or names of {self.state_names.get(v)}), "
                             f"got {type(t).__name__} {t!r:.60}") from None
-        return t, named
+        return t, (None if named is None else torch.tensor(named, dtype=torch.bool, device=device))
 
     def _fill_missing(self, v, t):
         """``(values with missing filled by 0, missing mask)``.

@@ -246,6 +246,22 @@ def _bad_state(v: str, t: torch.Tensor, card: int, bad: torch.Tensor) -> DataErr
     return DataError(f"column '{v}' holds a value outside 0..{card - 1}: {value} in row {i} of the data{missing}")
 
 
+def _refuse_duplicates(labels: list) -> None:
+    """Refuse data whose column labels repeat (``pd.concat([left, right], axis=1)``, a join without suffixes):
+    two columns for one node, of which a dict would silently keep the last.
+
+    :raises DataError: naming the repeated labels.
+    """
+    seen, repeated = set(), []
+    for k in labels:
+        if k in seen and k not in repeated:
+            repeated.append(k)
+        seen.add(k)
+    if repeated:
+        raise DataError(f"data has more than one column labelled {', '.join(map(repr, repeated))} (columns "
+                        f"{labels}): keep one per node (df.loc[:, ~df.columns.duplicated()] keeps the first)")
+
+
 def _is_table(x) -> bool:
     """Whether ``x`` is a whole data set (a mapping of columns, a 2-D array, a list of rows), not one row."""
     return (hasattr(x, "items") or getattr(x, "ndim", None) == 2

@@ -280,8 +280,9 @@ class LikelihoodBounds:
     whether this point's RAISE :math:`\log Z` agrees with AIS within Monte Carlo noise (its own bias
     :math:`b(v)` is not covered).  With ``N = 1`` and ``M = 1`` RAISE's error cannot be estimated at all:
     :attr:`raise_gap_stderr` and :attr:`gap_stderr` are ``nan`` and :attr:`reliable` is ``False`` (the pair
-    could not be checked, not found wrong).  With ``N = 0`` the means and every standard error are ``nan`` and
-    :attr:`reliable` is ``False``, without warnings.
+    could not be checked, not found wrong).  With ``N = 0`` the means and RAISE's standard errors are ``nan``
+    (:attr:`RAISEResult.test_set_stderr` is 0, as for one point; :attr:`upper_mc_stderr` is AIS's own, which
+    the points do not enter) and :attr:`reliable` is ``False``, without warnings.
 
     :ivar lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
     :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`

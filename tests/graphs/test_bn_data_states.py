@@ -170,3 +170,20 @@ def test_split_missing_of_a_pair_keeps_the_masks_word():
     with pytest.raises(DataError, match=r"-1\.0 in row 1 of the data, an entry the mask marks observed"):
         TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, split_values, split_mask)
     assert bn.split_missing(values)[1][1].tolist() == [False, True]  # no mask: the marker
+
+
+def test_a_number_minus_one_in_a_column_of_names_yields_to_the_mask_as_elsewhere():
+    """In an object array or a list holding a ``None``, a number ``-1`` the mask marks observed is refused, as in
+    an integer array (it was read as a missing name, so ``fit`` trained on it as missing); the ``None`` beside it
+    stays missing."""
+    import numpy as np
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
+    observed = torch.ones(4, 2, dtype=torch.bool)
+    for data in ({"a": np.array([0, 1, -1, 1], dtype=object), "b": np.array([1, 0, 0, 1], dtype=object)},
+                 {"a": [0, 1, -1, 1], "b": [1, None, 0, 1]}):
+        cols = bn.columns(data, observed)
+        assert cols["a"].tolist()[2] == -1 and torch.isnan(cols["b"]).tolist() == [False, data["b"][1] is None,
+                                                                                   False, False]
+        with pytest.raises(DataError, match=r"-1\.0 in row 2 of the data, an entry the mask marks observed"):
+            TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, data, observed)
