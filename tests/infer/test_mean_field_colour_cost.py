@@ -13,6 +13,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.infer import MeanField
+from tests.graphs.largest_tensor import LargestTensor
 from tests.infer.mean_field_cases import reference_mean_field, with_dtype
 from tests.infer.mrf_gibbs_cases import batched_grid, dense_family, dense_net, graphs
 
@@ -87,27 +88,13 @@ def test_grids_and_mixed_arities_contract_each_table_once_per_argument(make):
     assert _table_reads_per_sweep(fg) == _incidence_entries(fg)
 
 
-class _Elements(TorchDispatchMode):
-    """Sums the elements every op returns: the work of a forward and backward pass, roughly."""
-
-    def __init__(self):
-        super().__init__()
-        self.elements = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        self.elements += sum(o.numel() for o in (out if isinstance(out, (tuple, list)) else (out,))
-                             if isinstance(o, torch.Tensor))
-        return out
-
-
 def _elements_per_sweep_and_factor(fg) -> float:
     counts = []
     for sweeps in (1, 3):
         pots = [g.log_potentials.detach().clone().requires_grad_() for g in fg.groups]
         leaf = dataclasses.replace(fg, groups=[dataclasses.replace(g, log_potentials=p)
                                                for g, p in zip(fg.groups, pots)])
-        with _Elements() as mode:
+        with LargestTensor() as mode:
             MeanField(num_iters=sweeps, tol=0.0)(leaf).log_z.sum().backward()
         counts.append(mode.elements)
     return (counts[1] - counts[0]) / 2 / sum(g.variables.shape[0] for g in fg.groups)
