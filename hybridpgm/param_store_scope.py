@@ -43,7 +43,7 @@ __all__ = ["frozen_aware_parameter", "let_other_threads_in", "module_param_names
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: .open: the :func:`own_param_store` scopes open in this thread, innermost last, each a dict with the store's
-#: state found on entry ("outer") and the lock depth before the scope took the lock ("depth")
+#: contents found on entry ("outer", :func:`_take_contents`) and the lock depth before the scope took the lock ("depth")
 _SCOPES = threading.local()
 
 
@@ -65,23 +65,55 @@ def _open_scopes() -> list[dict]:
     return opened
 
 
+#: the three tables of :class:`pyro.params.param_store.ParamStoreDict` (name -> tensor, tensor -> name,
+#: name -> constraint): what :meth:`~pyro.params.param_store.ParamStoreDict.clear` replaces
+_STORE_TABLES = ("_params", "_param_to_name", "_constraints")
+
+
+def _take_contents(store: Any) -> Any:
+    """Take everything out of the param store ``store``, leaving it empty, and return it for :func:`_put_contents`.
+
+    The store's three tables themselves are taken (and fresh empty ones put in their place), so the cost does not
+    grow with the store: :meth:`~pyro.params.param_store.ParamStoreDict.get_state` copies every entry (and strips
+    each real-valued tensor's ``unconstrained`` reference), which made every scoped hybridpgm call cost time in
+    proportion to the user's store (0.4 ms per call at 1000 entries, 180 ms at 100000).  A store of another shape
+    than Pyro's (no such tables) goes through ``get_state``/``clear`` instead."""
+    if all(type(getattr(store, table, None)) is dict for table in _STORE_TABLES):
+        taken = tuple(getattr(store, table) for table in _STORE_TABLES)
+        for table in _STORE_TABLES:
+            setattr(store, table, {})
+        return taken
+    state = store.get_state()
+    store.clear()
+    return state
+
+
+def _put_contents(store: Any, contents: Any) -> None:
+    """Make ``contents`` (from :func:`_take_contents`) the whole of ``store``'s contents; what it held is dropped."""
+    if isinstance(contents, tuple):
+        for table, value in zip(_STORE_TABLES, contents):
+            setattr(store, table, value)
+        return
+    store.clear()
+    store.set_state(contents)
+
+
 @contextlib.contextmanager
 def _fresh_store() -> Iterator[None]:
     """An empty param store for the body, the one found put back on exit (also by an exception), all under the
-    lock."""
+    lock.  Taking the store's contents out and putting them back costs the same whatever their size
+    (:func:`_take_contents`)."""
     depth = held_depth()
     with holding_global_state():
         store = pyro.get_param_store()
-        scope = {"outer": store.get_state(), "depth": depth}
+        scope = {"outer": _take_contents(store), "depth": depth}
         opened = _open_scopes()
         opened.append(scope)
         try:
-            store.clear()
             yield
         finally:
             del opened[next(i for i in range(len(opened) - 1, -1, -1) if opened[i] is scope)]
-            store.clear()
-            store.set_state(scope["outer"])
+            _put_contents(store, scope["outer"])
 
 
 def let_other_threads_in() -> None:
@@ -99,16 +131,14 @@ def let_other_threads_in() -> None:
         return
     scope = opened[-1]
     store = pyro.get_param_store()
-    own = store.get_state()
-    store.clear()
-    store.set_state(scope["outer"])
+    own = _take_contents(store)
+    _put_contents(store, scope["outer"])
     try:
         with released_global_state(scope["depth"]):
             pass
     finally:  # the lock is held again
-        scope["outer"] = store.get_state()
-        store.clear()
-        store.set_state(own)
+        scope["outer"] = _take_contents(store)
+        _put_contents(store, own)
 
 
 def module_param_names(*programs: Any) -> set[str]:

@@ -86,3 +86,79 @@ def test_predictions_of_a_rerun_notebook_cell_use_its_own_guide():
 
         first, second = cell(y), cell(-y)
         assert torch.corrcoef(torch.stack([first, second]))[0, 1] < -0.9  # trained on -y: the opposite fit
+
+
+def _user_store(size):
+    """The user's store with ``size`` entries: a real-valued one (Pyro gives it an ``unconstrained`` reference on
+    read) and positive ones."""
+    pyro.param("user_real", torch.zeros(2)).unconstrained  # noqa: B018 -- set by pyro.param on a real value
+    for i in range(size - 1):
+        pyro.param(f"user_{i}", torch.ones(1), constraint=torch.distributions.constraints.positive)
+
+
+def test_a_scoped_call_leaves_the_users_store_and_its_tensors_untouched():
+    """A scoped call takes the store's tables out and puts the same ones back: the user's tensors keep the
+    ``unconstrained`` reference Pyro gave them (``get_state`` used to strip it from every real-valued entry)."""
+    with pyro.get_param_store().scope():
+        _user_store(3)
+        store = pyro.get_param_store()
+        tables = (store._params, store._param_to_name, store._constraints)
+        contents = [dict(t) for t in tables]
+        real = store._params["user_real"]
+        assert "unconstrained" in real.__dict__
+        CALLS["BayesNet.log_prob"]()
+        assert all(a is b for a, b in zip((store._params, store._param_to_name, store._constraints), tables))
+        assert [dict(t) for t in tables] == contents
+        assert "unconstrained" in real.__dict__
+
+
+def test_a_scoped_calls_cost_does_not_grow_with_the_users_store(monkeypatch):
+    """No copy of the user's store per call: ``get_state``/``set_state`` (a copy of every entry) are not called,
+    however large the store, by sampling, scoring or a fit with another thread let in."""
+    from pyro.params.param_store import ParamStoreDict
+
+    import hybridpgm
+
+    copies = []
+    monkeypatch.setattr(ParamStoreDict, "get_state", lambda self: copies.append("get") or {})
+    monkeypatch.setattr(ParamStoreDict, "set_state", lambda self, state: copies.append("set"))
+    store = pyro.get_param_store()
+    saved = (store._params, store._param_to_name, store._constraints)
+    store._params, store._param_to_name, store._constraints = {}, {}, {}
+    try:
+        _user_store(50)
+        for call in ("BayesNet.sample", "BayesNet.log_prob", "SigmoidBeliefNet.sample"):
+            CALLS[call]()
+        hybridpgm.fit(hybridpgm.SVIObjective(_net([0.5, 0.5], [[0.5, 0.5], [0.5, 0.5]]).model,
+                                             lambda *a, **k: None), torch.tensor([[0, 1], [1, 1]]),
+                      max_steps=2, progress=False)
+        assert copies == []
+        assert len(store._params) == 50
+    finally:
+        store._params, store._param_to_name, store._constraints = saved
+
+
+def test_a_param_store_without_pyros_tables_is_still_scoped(monkeypatch):
+    """A store object of another shape (no ``_params`` table) is scoped by ``get_state``/``clear``/``set_state``."""
+    from hybridpgm.param_store_scope import _put_contents, _take_contents
+
+    class Store:
+        def __init__(self):
+            self.state = {"params": {"a": torch.ones(1)}, "constraints": {}}
+
+        def get_state(self):
+            return {k: dict(v) for k, v in self.state.items()}
+
+        def clear(self):
+            self.state = {"params": {}, "constraints": {}}
+
+        def set_state(self, state):
+            for k, v in state.items():
+                self.state[k].update(v)
+
+    store = Store()
+    taken = _take_contents(store)
+    assert store.state["params"] == {}
+    store.state["params"]["b"] = torch.zeros(1)
+    _put_contents(store, taken)
+    assert list(store.state["params"]) == ["a"]
