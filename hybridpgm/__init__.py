@@ -25,6 +25,10 @@ _NAMES = {
     **{name: "hybridpgm.serialization" for name in ("load", "save")},
     **{name: "hybridpgm.train" for name in ("EarlyStopping", "EvaluateEvery", "FitResult", "History", "fit")},
     **{name: f"hybridpgm.{name}" for name in ("data", "diagnostics", "errors")},
+    # the other public subpackages and modules: ``import hybridpgm`` then ``hybridpgm.infer.GroupedAdam`` works
+    # (in a fresh notebook too), each imported on first use
+    **{name: f"hybridpgm.{name}" for name in ("bayesian_nn", "energy", "generative", "gp", "graphs", "infer", "nn",
+                                              "recipes", "serialization", "train", "transform_scope")},
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES, globals())
 
