@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +14,14 @@ __all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "loss_explosions"]
 
 #: a loss whose last value rises above this many times its first's magnitude (floored at 1) has exploded
 EXPLOSION_FACTOR = 1e3
+
+
+def _short(value, digits: int = 6) -> str:
+    """A number of a :class:`History` series written short (anything else as a bounded ``repr``: a history read
+    from a damaged checkpoint may hold it, and its repr must not raise)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}g}"
+    return reprlib.repr(value)
 
 
 @dataclass
@@ -31,6 +40,20 @@ class History:
     wall_time: list[float] = field(default_factory=list)
     examples_per_second: list[float] = field(default_factory=list)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the number of steps (a notebook cell showing a
+        :class:`FitResult` of 100000 steps printed 7 MB of lists before): the steps recorded, each player's last
+        loss, each metric's number of points and last value, and the wall time."""
+        if not self.step:
+            return "History(no steps)"
+        steps = f"steps={len(self.step)} ({self.step[0]}..{self.step[-1]})"
+        losses = ", ".join(f"{player!r}: {_short(values[-1])}" for player, values in self.loss.items() if values)
+        metrics = ", ".join(f"{name!r}: {len(points)} point{'s' if len(points) > 1 else ''}, "
+                            f"last {_short(points[-1][-1])}" for name, points in self.metrics.items() if points)
+        wall = f", wall_time={_short(self.wall_time[-1], 4)} s" if self.wall_time else ""
+        return f"History({steps}, last loss={{{losses}}}" + (f", metrics={{{metrics}}}" if metrics else "") + \
+            f"{wall})"
 
     def record(self, step: int, losses: dict[str, float], wall_time: float, examples_per_second: float) -> None:
         self.step.append(step)

@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from hybridpgm import fit
-from hybridpgm.train.history import EXPLOSION_FACTOR, History, loss_explosions
+from hybridpgm.train.history import EXPLOSION_FACTOR, FitResult, History, loss_explosions
 
 
 def test_loss_explosions_compare_the_last_finite_loss_with_the_first():
@@ -53,3 +53,22 @@ def test_a_loss_that_improves_far_below_zero_is_not_an_explosion():
     losses = result.history.loss["nll"]
     assert abs(losses[0]) < 1.0 and losses[-1] < -1000.0
     assert not result.diverged and result.loss_explosions == {}
+
+
+def test_the_repr_of_a_long_history_stays_short_and_names_the_last_values():
+    """A notebook cell ending in ``fit(...)`` shows the FitResult: before, its repr printed every per-step list
+    (7 MB after 100000 steps)."""
+    history = History()
+    assert repr(history) == "History(no steps)"
+    for i in range(100_000):
+        history.record(i + 1, {"elbo": 1000.0 - i / 1000, "critic": 2.5}, 0.01 * i, 50.0)
+    history.log_metric("val", 50_000, 3.25)
+    history.log_metric("val", 100_000, 3.125)
+    text = repr(history)
+    assert len(text) < 300
+    assert "steps=100000 (1..100000)" in text and "'elbo': 900.001" in text and "'critic': 2.5" in text
+    assert "'val': 2 points, last 3.125" in text
+    result = FitResult(history, 100_000, {}, torch.device("cpu"))
+    assert len(repr(result)) < 600 and text in repr(result)
+    # a history read from a damaged checkpoint may hold anything: its repr still does not raise
+    assert "'a': 'high'" in repr(History(step=[1], loss={"a": ["high"]}, wall_time=[0.1], examples_per_second=[1.0]))
