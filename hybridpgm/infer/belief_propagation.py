@@ -110,6 +110,17 @@ class BPResult:
             self._log_z_fn = None
         return self._log_z
 
+    def __getstate__(self) -> dict:
+        """The state pickled: the parts computed on first access are computed now (the closures that compute
+        them hold the factor graph and the messages, and cannot be pickled)."""
+        self.assignment, self.log_z, self.decoded_assignment  # noqa: B018 -- each computes and caches its value
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        kind = "max-product" if self._log_z is None and self._log_z_fn is None else "sum-product"
+        return (f"BPResult({kind}, marginals={list(self.marginals.shape)} {self.marginals.dtype}, "
+                f"converged={self.converged}, num_iters={self.num_iters})")
+
 
 def _entropy_term(p: torch.Tensor, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # p * log p with 0 log 0 = 0, gradient-safe (no 0 * -inf anywhere)

@@ -302,3 +302,31 @@ def test_binary_penalties_near_finfo_min_give_the_exact_marginals(grad):
         fg.groups[0].log_potentials.requires_grad_()
     got = BeliefPropagation(num_iters=20)(fg).marginals
     assert torch.equal(got.detach(), torch.full((1, 3, 2), 0.5))
+
+
+@pytest.mark.parametrize("grid", ["binary", "potts"])
+@pytest.mark.parametrize("max_product", [False, True])
+def test_a_result_pickles_with_its_lazy_parts_and_has_a_short_repr(grid, max_product):
+    """``BPResult`` kept closures (its log Z, assignment and decoding are computed on first access), which
+    ``pickle`` refused; its repr was ``<... object at 0x...>``."""
+    import pickle
+
+    from hybridpgm.graphs import potts_grid
+    g = torch.Generator().manual_seed(3)
+    fg = ising_grid(3, 3, 0.5 * torch.randn(12, generator=g), torch.randn(9, generator=g)).factor_graph() \
+        if grid == "binary" else potts_grid(3, 3, 3, 0.5 * torch.randn(12, generator=g),
+                                             torch.randn(9, 3, generator=g)).factor_graph()
+    result = BeliefPropagation(num_iters=10, max_product=max_product)(fg)
+    copy = pickle.loads(pickle.dumps(result))
+    torch.testing.assert_close(copy.marginals, result.marginals, rtol=0, atol=0)
+    torch.testing.assert_close(copy.assignment, result.assignment, rtol=0, atol=0)
+    assert (copy.converged, copy.num_iters) == (result.converged, result.num_iters)
+    if max_product:
+        assert copy.log_z is None and result.log_z is None
+        torch.testing.assert_close(copy.decoded_assignment, result.decoded_assignment, rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(copy.log_z, result.log_z, rtol=0, atol=0)
+        assert copy.decoded_assignment is None
+    kind = "max-product" if max_product else "sum-product"
+    assert repr(copy) == f"BPResult({kind}, marginals=[1, 9, {2 if grid == 'binary' else 3}] torch.float32, " \
+                         f"converged={result.converged}, num_iters={result.num_iters})"
