@@ -19,6 +19,7 @@ from typing import Callable, NamedTuple
 
 import torch
 from pyro import poutine
+from pyro.distributions.util import broadcast_shape
 from pyro.infer import infer_discrete
 
 from hybridpgm.errors import DataError
@@ -89,9 +90,9 @@ def observed_shape(name: str, site: dict) -> torch.Size:
         distribution lacks (its posterior predictive draws would not have the data's shape).
     """
     value_shape, own = tuple(site["value"].shape), tuple(site["fn"].batch_shape + site["fn"].event_shape)
-    try:
-        shape = torch.broadcast_shapes(value_shape, own)
-    except RuntimeError:
+    try:  # Pyro's pure-Python broadcast: torch.broadcast_shapes imports sympy (0.35 s) on its first call
+        shape = tuple(broadcast_shape(value_shape, own))
+    except ValueError:
         shape = None
     if shape != own:
         raise DataError(f"observed site {name!r}: its value of shape {value_shape} does not broadcast to its "

@@ -20,7 +20,8 @@ from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_ind
 from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
 from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
-from hybridpgm.diagnostics.vectorized_replay import replay_parallel
+from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
+from hybridpgm.diagnostics.vectorized_replay import replay_stacked
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.particle_probe import keeping_module_state
@@ -73,13 +74,15 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
     draws stacked along an outer plate (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`), as
     ``pyro.infer.Predictive(..., parallel=True)`` runs a model: the model must then treat a latent's leading dims
     as batch dims, never reducing or reading across them.  A model that raises, returns other shapes, or differs
-    from the draw-by-draw replay at the first or the last draw is replayed draw by draw instead, as is a model
-    with an enumerated discrete site or one that draws a random number given the draws (dropout); a model that
-    mixes the draws in a way those two draws do not show (a threshold from the largest draw, say) gives wrong
-    numbers there, which is why it is not the default.  The posterior predictive runs draw by draw either way.
+    from the draw-by-draw replay at one of the draws of :func:`~hybridpgm.diagnostics.vectorized_replay.checked_rows`
+    is replayed draw by draw instead, as is a model with an enumerated discrete site or one that draws a random
+    number given the draws (dropout); a model that mixes the draws in a way none of those draws shows gives
+    wrong numbers there, which is why it is not the default.  Where the log-likelihood was stacked, so is the
+    posterior predictive (:func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`), whose
+    replicates have the draw-by-draw replicates' distribution but not their values.
     The randomness of the replay (the discrete sites drawn from their conditional posterior, the predictive
-    replicates) comes from ``generator``: the same run and seed give the same groups (with or without
-    ``parallel``), and torch's global generators are left as they were.
+    replicates) comes from ``generator``: the same run and seed give the same groups (the same replicates as the
+    default where ``parallel`` stacks none), and torch's global generators are left as they were.
 
     :param mcmc: the :class:`pyro.infer.MCMC` object, after :meth:`~pyro.infer.MCMC.run`.
     :param log_likelihood: ``False`` keeps ``posterior``, ``sample_stats`` (and ``posterior_predictive`` where
@@ -94,8 +97,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args:
     :param posterior_predictive: add the ``posterior_predictive`` group (``C * D`` more model runs).
     :param generator: the replay's randomness: a seed (default 0), or a CPU :class:`torch.Generator`, which the
         call advances by one draw (a seed for the replay), as for :func:`from_importance`.
-    :param parallel: replay the model on all draws in one vectorized run for the log-likelihood (see above;
-        ``False``: draw by draw).
+    :param parallel: replay the model on all draws in one vectorized run for the log-likelihood and the
+        posterior predictive (see above; ``False``: draw by draw).
     :raises DataError: for anything but an MCMC object (such as the dict of :meth:`~pyro.infer.MCMC.get_samples`:
         pass it to :func:`make_inference_data` as ``{"posterior": ...}`` with ``chain x draw`` leading dims), or
         an MCMC that has not run (no samples); an observed value that does not broadcast to its distribution's
@@ -210,8 +213,9 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
     **kwargs)``, each ``obs_mask`` split reported as its node (:func:`_posterior_of_nodes`), and, with
     ``replay``, its ``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``), of the entries the
     model counts (:func:`~hybridpgm.diagnostics.masked_data.data_groups`; none for a model that observes no
-    data); with ``parallel``, the log-likelihood from one stacked run where the draws stack
-    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_parallel`)."""
+    data); with ``parallel``, the log-likelihood and the replicates from one stacked run each where the draws stack
+    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_stacked`,
+    :func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`)."""
     chains, draws = next(iter(samples.values())).shape[:2]
     with torch.no_grad(), keeping_module_state(model):
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
@@ -234,17 +238,19 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
         flat = {n: samples[n].reshape((chains * draws,) + shapes[n]).to(model_trace.nodes[n]["value"].dtype)
                 for n in sites.latent}  # Gibbs returns discrete draws as floats; the model takes its own dtype
         nesting = _plate_nesting(model_trace)
-        if parallel:
-            per_draw, log_lik = replay_parallel(model, flat, sites, model_trace, nesting, chains * draws, args, kwargs)
-        else:
-            per_draw, log_lik = replay_draws(model, flat, sites, model_trace, -1 - nesting, chains * draws, args,
-                                             kwargs)
+        stacked = replay_stacked(model, flat, sites, model_trace, nesting, chains * draws, args,
+                                 kwargs) if parallel else None
+        per_draw, log_lik = stacked or replay_draws(model, flat, sites, model_trace, -1 - nesting, chains * draws,
+                                                    args, kwargs)
         data_shapes = {n: observed_shape(n, site) for n, site in sites.observed.items()}
         replicates = None
         if posterior_predictive:
-            held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
-            drawn = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
-                               return_sites=list(sites.observed))(*args, **kwargs)
+            drawn = predict_stacked(model, flat, sites, model_trace, nesting, chains * draws, data_shapes, args,
+                                    kwargs) if stacked is not None else None
+            if drawn is None:
+                held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
+                drawn = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
+                                   return_sites=list(sites.observed))(*args, **kwargs)
             replicates = {n: drawn[n].reshape((chains, draws) + data_shapes[n]) for n in sites.observed}
         groups = data_groups(sites.observed, data_shapes,
                              {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()}, replicates,

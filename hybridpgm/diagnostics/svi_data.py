@@ -23,6 +23,7 @@ from hybridpgm.checks import flag, positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.masked_data import OBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
+from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
 from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers, replay_vectorized
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.graphs.mrf_pyro_model import PLACEHOLDER
@@ -236,11 +237,17 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     would only hand back the guide's draws is skipped).  With ``parallel=True`` the log-likelihood and
     deterministic sites of all draws come from one run with the draws stacked along an outer plate
     (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`), as ``pyro.infer.Predictive(...,
-    parallel=True)`` runs a model: the model must then treat a latent's leading dims as batch dims, never
-    reducing or reading across them.  A model that raises, returns other shapes, or differs from the draw-by-draw
-    replay at the first or the last draw is replayed draw by draw instead; a model that mixes the draws in a way
-    those two draws do not show (a threshold from the largest draw, say) gives wrong numbers there, which is
-    why it is not the default.
+    parallel=True)`` runs a model, and so do the replicates, from one run of the unconditioned model
+    (:func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`): the model must then treat a latent's
+    leading dims as batch dims, never reducing or reading across them.  A model that raises, returns other
+    shapes, or differs from the draw-by-draw replay at one of the checked draws (the first, the last, those
+    holding each latent's smallest and largest entry, and a few picked at random by a generator of their own:
+    :func:`~hybridpgm.diagnostics.vectorized_replay.checked_rows`, at most 16 model runs) is replayed draw by
+    draw instead; a model that mixes the draws in a way none of those draws shows gives wrong numbers there,
+    which is why it is not the default.  The stacked replicates have the draw-by-draw replicates' distribution
+    but not their values (one sampler call for all draws takes torch's stream in another order); where the
+    stacked runs are refused, the replicates are the default's, value for value.  A model with an enumerated
+    discrete site the guide lacks is replayed draw by draw.
 
     The model and guide run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`):
     no handler of the caller sees or alters their sites.
@@ -251,7 +258,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     :param num_samples: posterior draws (one chain).
     :param return_sites: latent and deterministic sites of the model to keep in ``posterior`` (default: all of
         them); every latent site is drawn either way.
-    :param parallel: replay the model on all draws in one vectorized run (see above; ``False``: draw by draw).
+    :param parallel: replay the model on all draws in one vectorized run, for the log-likelihood and for the
+        replicates (see above; ``False``: draw by draw).
     :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
         count; a model that observes only placeholder sites gets the warning and a ``posterior`` alone),
         ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
@@ -315,9 +323,12 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
                           "az.waic need draws that vary: ArviZ 0.x reports k-hat = inf at every point, ArviZ 1.x "
                           "raises 'All tail values are the same'",
                           DiagnosticsWarning, stacklevel=users_stacklevel())
-        predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
-                                posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
-                                return_sites=list(observed))(*args, **kwargs) if observed else {}
+        predictive = predict_stacked(model, draws, sites, model_trace, nesting, num_samples, data_shapes, args,
+                                     kwargs) if replayed is not None else None
+        if predictive is None:
+            predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
+                                    posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
+                                    return_sites=list(observed))(*args, **kwargs) if observed else {}
         for name, stem in pairs.items():  # the node's values: observed where observed, drawn where missing
             combined = observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
             draws.setdefault(stem, combined)

@@ -23,26 +23,37 @@ def _runs(mcmc, counted, **options):
     return counted.runs, idata
 
 
+def _checked(mcmc, draws):
+    """How many draws the stacked run is checked at (vectorized_replay.checked_rows), and its cap."""
+    from hybridpgm.diagnostics.vectorized_replay import MAX_CHECKED, checked_rows
+
+    flat = {n: v.reshape((-1,) + v.shape[2:]) for n, v in mcmc.get_samples(group_by_chain=True).items()}
+    return len(checked_rows(flat, draws)), MAX_CHECKED
+
+
 def test_parallel_replays_all_draws_in_a_few_runs_with_the_same_log_likelihood():
     """Default: one model run for the sites and one per draw (1 + 2 x 60).  ``parallel=True``: the sites' run,
-    the first draw (which shows that the model draws no random number), the stacked run and the last draw (the
-    check), whatever the number of draws; the log-likelihood the same to float rounding (rtol 1e-6)."""
+    the stacked run and one run per checked draw (the first, which also shows that the model draws no random
+    number, the last, the extreme ones and a few at random: vectorized_replay.checked_rows), whatever the number
+    of draws; the log-likelihood the same to float rounding (rtol 1e-6)."""
     counted = Counted(plate_model)
     mcmc = _nuts_run(counted, Y)
     draws = 2 * 60
     runs, by_draw = _runs(mcmc, counted)
     assert runs == 1 + draws
     runs, stacked = _runs(mcmc, counted, parallel=True)
-    assert runs == 4
+    checked, cap = _checked(mcmc, draws)
+    assert runs == 2 + checked <= 2 + cap
     expected = np.asarray(by_draw["log_likelihood"]["x"])
     assert expected.shape == (2, 60, 12)
     np.testing.assert_allclose(np.asarray(stacked["log_likelihood"]["x"]), expected, rtol=1e-6, atol=0)
     np.testing.assert_array_equal(np.asarray(stacked["posterior"]["mu"]), np.asarray(by_draw["posterior"]["mu"]))
 
 
-def test_parallel_leaves_the_posterior_predictive_of_a_seed_alone():
-    """The stacked run and its checks move no random stream: the same seed gives the same replicates."""
-    mcmc = _nuts_run(plate_model, Y, chains=1)
+def test_a_refused_stacked_run_leaves_the_posterior_predictive_of_a_seed_alone():
+    """Guard (passes before and after): where the stacked runs are refused (mixing_model), their attempts move no
+    random stream, so a seed gives the default's replicates exactly also with ``parallel=True``."""
+    mcmc = _nuts_run(mixing_model, Y, chains=1)
     by_draw = from_mcmc(mcmc, posterior_predictive=True, generator=3)
     stacked = from_mcmc(mcmc, posterior_predictive=True, generator=3, parallel=True)
     np.testing.assert_array_equal(np.asarray(stacked["posterior_predictive"]["x"]),
@@ -51,11 +62,12 @@ def test_parallel_leaves_the_posterior_predictive_of_a_seed_alone():
 
 def test_a_model_that_mixes_stacked_draws_is_replayed_draw_by_draw():
     """With ``parallel=True`` the stacked run of mixing_model differs from the draw-by-draw one at the checked
-    draws, so every draw is replayed (4 runs + one per draw) and each keeps its own log-likelihood."""
+    draws, so every draw is replayed (the sites' run, the stacked run, the checked draws, then one per draw) and
+    each keeps its own log-likelihood."""
     counted = Counted(mixing_model)
     mcmc = _nuts_run(counted, Y, chains=1)
     runs, idata = _runs(mcmc, counted, parallel=True)
-    assert runs == 4 + 60
+    assert runs == 2 + _checked(mcmc, 60)[0] + 60
     mu = torch.as_tensor(np.asarray(idata["posterior"]["mu"]))[0]
     sigma = torch.as_tensor(np.asarray(idata["posterior"]["log_sigma"]))[0].exp()
     expected = dist.Normal(mu[:, None], sigma[:, None]).log_prob(Y)

@@ -59,16 +59,19 @@ def draw_by_draw(model, x, num_samples):
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("program", [model, mixing_model, noisy_model], ids=["stacks", "mixes-draws", "draws-rng"])
 def test_a_seed_gives_the_draws_of_the_draw_by_draw_code(program, parallel):
-    """Guard (passes before and after): the posterior and the replicates are the same numbers as the
-    draw-by-draw code's for the same seed, the log-likelihood the same up to float rounding of batched kernels,
-    whether the draws stack, mix (so the stacked run is refused) or the model draws random numbers, with and
-    without ``parallel``."""
+    """The posterior is the same numbers as the draw-by-draw code's for the same seed, the log-likelihood the same
+    up to float rounding of batched kernels, whether the draws stack, mix (so the stacked run is refused) or the
+    model draws random numbers, with and without ``parallel``; so are the replicates, except where ``parallel``
+    stacks them (one sampler call for all draws takes the stream in another order: same distribution,
+    test_vectorized_predictive.py), where they differ.  Before, the stacked case gave the draw-by-draw replicates
+    too (the replicates were never stacked): that case fails on the old code, the others are guards."""
     post, log_lik, rep = draw_by_draw(program, X, 30)
     pyro.set_rng_seed(0)
     idata = from_pyro_svi(program, guide, X, num_samples=30, parallel=parallel)
     for name in LATENTS:
         np.testing.assert_array_equal(idata.posterior[name].values[0], post[name].numpy())
-    np.testing.assert_array_equal(idata.posterior_predictive["x"].values[0], rep.numpy())
+    same = np.array_equal(idata.posterior_predictive["x"].values[0], rep.numpy())
+    assert same != (parallel and program is model)
     np.testing.assert_allclose(idata.log_likelihood["x"].values[0], log_lik.numpy(), rtol=1e-6, atol=0)
     if program is model:
         np.testing.assert_allclose(idata.posterior["sigma"].values[0], np.exp(post["log_sigma"].numpy()), rtol=1e-6)
@@ -85,11 +88,12 @@ def runs_per_draw(program, parallel: bool) -> float:
     return (runs[40] - runs[20]) / 20
 
 
-@pytest.mark.parametrize("parallel, per_draw", [(False, 2), (True, 1)])
+@pytest.mark.parametrize("parallel, per_draw", [(False, 2), (True, 0)])
 def test_from_pyro_svi_runs_the_model_once_per_draw_and_replay(parallel, per_draw):
     """Before: three model runs per draw (Predictive's, the log-likelihood replay's and the replicates'), 2.2x
     the time of Predictive(model, guide); now Predictive's, which would only hand back the guide's draws, is
-    skipped (two per draw), and with ``parallel=True`` the log-likelihood comes from one stacked run (one)."""
+    skipped (two per draw), and with ``parallel=True`` the log-likelihood and the replicates come from one
+    stacked run each (none per draw; before this round the replicates still took one per draw)."""
     assert runs_per_draw(model, parallel) == per_draw
 
 
@@ -143,3 +147,65 @@ def test_draws_no_random_numbers_tells_and_moves_no_stream():
     drew, value = draws_no_random_numbers(lambda: torch.rand(()))
     assert not drew and 0 <= float(value) < 1
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_parallel_checks_the_extreme_draws_so_a_floor_from_the_largest_draw_is_caught():
+    """Before, ``parallel=True`` compared the stacked run with the draw-by-draw replay at the first and the last
+    draw only, both ordinary here, so the four small-scale draws got the floor of the largest (off by nats).
+    Now the draw with each latent's smallest entry is checked too (vectorized_replay.checked_rows): the stacked
+    run is refused and every draw gets its own log-likelihood."""
+    idata = from_pyro_svi(thresholded_model, ScriptedGuide(), X, num_samples=40, parallel=True)
+    log_sigma = torch.as_tensor(idata.posterior["log_sigma"].values[0])
+    assert bool((log_sigma == -3.0).any()) and float(log_sigma[0]) == float(log_sigma[-1]) == 0.0
+    own = torch.stack([poutine.trace(poutine.condition(thresholded_model, {"mu": torch.tensor(0.4), "log_sigma": v}))
+                       .get_trace(X).nodes["x"]["fn"].log_prob(X) for v in log_sigma])
+    np.testing.assert_allclose(idata.log_likelihood["x"].values[0], own.numpy(), rtol=1e-6, atol=0)
+
+
+def test_checked_rows_are_the_ends_the_extremes_and_random_draws_of_their_own_generator():
+    """First and last, then per site the draws of its smallest and largest entry (NaN left out), then
+    RANDOM_ROWS others from a generator seeded with CHECK_SEED: the same rows every time, torch's global stream
+    untouched, each row once, at most MAX_CHECKED."""
+    from hybridpgm.diagnostics.vectorized_replay import MAX_CHECKED, RANDOM_ROWS, checked_rows
+
+    a = torch.zeros(50, 2)
+    a[7, 1], a[9, 0], a[3, 0] = -5.0, 4.0, float("nan")
+    b = torch.arange(50).flip(0)  # an integer site: its largest entry at draw 0, smallest at 49
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    rows = checked_rows({"a": a, "b": b}, 50)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert rows[:4] == [0, 49, 7, 9] and len(rows) == 4 + RANDOM_ROWS == len(set(rows))
+    assert 3 not in rows[:4] and all(0 <= r < 50 for r in rows)
+    assert checked_rows({"a": a, "b": b}, 50) == rows
+    assert checked_rows({"a": torch.zeros(1)}, 1) == [0]
+    assert sorted(checked_rows({"a": torch.zeros(3)}, 3)) == [0, 1, 2]
+    many = {f"s{i}": torch.randn(1000) for i in range(20)}
+    assert len(checked_rows(many, 1000)) == MAX_CHECKED
+
+
+def test_a_model_that_mixes_one_random_checked_draw_only_is_caught():
+    """A stack whose mixing shows at one draw only, neither an end nor an extreme: one of the draws picked at
+    random (CHECK_SEED's generator).  The stacked run is refused there and each draw keeps its own
+    log-likelihood (the first/last check of the old code let it through)."""
+    from hybridpgm.diagnostics.vectorized_replay import checked_rows
+
+    pyro.set_rng_seed(0)
+    default = from_pyro_svi(model, guide, X, num_samples=40)
+    draws = {n: torch.as_tensor(default.posterior[n].values[0]) for n in LATENTS}
+    rows = checked_rows(draws, 40)
+    row = rows[-1]  # a random pick: the extremes and the ends come first
+    assert row not in rows[:-4]
+
+    def one_draw_off(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+        log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
+        if mu.dim() > 0 and mu.shape[0] == 40:  # the stacked run: draw `row` shifted
+            mu = mu + (torch.arange(40) == row).reshape(mu.shape).to(mu.dtype)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(mu, log_sigma.exp()), obs=x)
+
+    pyro.set_rng_seed(0)
+    idata = from_pyro_svi(one_draw_off, guide, X, num_samples=40, parallel=True)
+    np.testing.assert_allclose(idata.log_likelihood["x"].values, default.log_likelihood["x"].values, rtol=1e-6,
+                               atol=0)
