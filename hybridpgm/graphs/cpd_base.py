@@ -26,6 +26,14 @@ from hybridpgm.errors import EvidenceError, ModelSpecError
 __all__ = ["CPD"]
 
 
+def _set_plain(module: nn.Module, **values) -> None:
+    """Set attributes of ``module`` that are neither parameters, buffers nor submodules (names none of them holds),
+    as :meth:`torch.nn.Module.__setattr__` would, without its look-ups of each name among them (a large part of
+    building a network of many small tables, :func:`~hybridpgm.graphs.read_bif`)."""
+    for name, value in values.items():
+        object.__setattr__(module, name, value)
+
+
 class CPD(nn.Module):
     """Base class: the parents of a node and its cardinality (``None`` if continuous).
 
@@ -34,23 +42,25 @@ class CPD(nn.Module):
     """
 
     cardinality: int | None = None
+    parents: tuple[str, ...]
+    node: str | None
+    parent_cards: dict[str, int | None]
 
     def __init__(self, parents: Sequence[str] = ()):
         super().__init__()
         if isinstance(parents, str):
             parents = [parents]
         try:
-            self.parents: tuple[str, ...] = tuple(parents)
+            parents = tuple(parents)
         except TypeError:
             raise ModelSpecError(f"parents must be a sequence of node names, got {parents!r}") from None
-        bad = [p for p in self.parents if not isinstance(p, str) or not p]
+        bad = [p for p in parents if not isinstance(p, str) or not p]
         if bad:
-            raise ModelSpecError(f"parents {list(self.parents)!r}: every parent must be a non-empty node name "
+            raise ModelSpecError(f"parents {list(parents)!r}: every parent must be a non-empty node name "
                                  f"(a str), got {bad!r}")
-        if len(set(self.parents)) != len(self.parents):
-            raise ModelSpecError(f"duplicate parents {list(self.parents)}")
-        self.node: str | None = None
-        self.parent_cards: dict[str, int | None] = {}
+        if len(set(parents)) != len(parents):
+            raise ModelSpecError(f"duplicate parents {list(parents)}")
+        _set_plain(self, parents=parents, node=None, parent_cards={})
 
     # -- binding -----------------------------------------------------------------
     @property

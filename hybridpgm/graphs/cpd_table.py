@@ -8,17 +8,24 @@ documented and saved in model files.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextvars import ContextVar
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
 from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, torch_readable
 from hybridpgm.errors import ConfigError, ModelSpecError
-from hybridpgm.graphs.cpd_base import CPD
+from hybridpgm.graphs.cpd_base import CPD, _set_plain
 from hybridpgm.serialization import serializable
 
 __all__ = ["Table"]
+
+
+#: the tables :meth:`Table.many` screened, ``(id(probs), parents) -> (probs, atol)``: a :class:`Table` built from one
+#: of them (that very tensor, those parents, that ``atol``, no prior) while it runs knows it has no problem without
+#: checking it again
+_SCREENED: ContextVar[dict | None] = ContextVar("hybridpgm_screened_tables", default=None)
 
 
 def _scoring() -> bool:
@@ -89,27 +96,53 @@ class Table(CPD):
             raise ModelSpecError(f"Table probs must be real numbers, got dtype {probs.dtype}")
         if not torch.is_floating_point(probs):
             probs = probs.to(torch.get_default_dtype())
-        self._problem = self._find_problem(probs, prior, atol)
-        self.cardinality = int(probs.shape[-1]) if probs.dim() else 1
-        logits = probs.log()
-        support = probs > 0 if self._problem is None else torch.ones_like(probs, dtype=torch.bool)
+        screened = _SCREENED.get()
+        known = screened.get((id(probs), self.parents)) if screened is not None and prior is None else None
+        problem = None if known is not None and known[0] is probs and known[1] == atol else \
+            self._find_problem(probs, prior, atol)
+        support = probs > 0 if problem is None else torch.ones_like(probs, dtype=torch.bool)
         # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay finite: a
         # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
+        logits = probs.log().masked_fill(~support, 0.0)
+        _set_plain(self, _problem=problem, cardinality=int(probs.shape[-1]) if probs.dim() else 1,
+                   _zeros=None,  # ((version, data pointer) of support, whether it has a zero)
+                   _below=None,  # ((versions, data pointers) of prior and support, why alpha < 1 or None)
+                   _shape=tuple(probs.shape))
         self.register_buffer("support", support)
-        self._zeros: tuple | None = None  # ((version, data pointer) of support, whether it has a zero)
-        self._below: tuple | None = None  # ((versions, data pointers) of prior and support, why alpha < 1 or None)
-        logits = logits.masked_fill(~support, 0.0)
         if learnable:
-            self.logits = nn.Parameter(logits)
+            self.register_parameter("logits", nn.Parameter(logits))
         else:
             self.register_buffer("logits", logits)
-        if prior is not None and self._problem is None:
+        if prior is not None and problem is None:
             prior = torch.as_tensor(prior, dtype=probs.dtype, device=probs.device)
             self.register_buffer("prior", prior.expand(probs.shape).clone())
             self._prior_below_one()  # the host read is done here, so log_prior adds none per step
         else:
-            self.prior = None
-        self._shape = tuple(probs.shape)
+            _set_plain(self, prior=None)
+
+    @classmethod
+    def many(cls, tables: Iterable[tuple], *, learnable: bool = True, atol: float = 1e-4) -> list["Table"]:
+        """``[cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]``, the tables'
+        checks run in a few vectorised passes over all of them rather than table by table.
+
+        The rows of every floating-point tensor whose dims match its parents are screened together, one pass per
+        dtype, device and cardinality :math:`K`: a row passes when every entry is :math:`\\ge 0` (NaN fails) and
+        :math:`|\\sum_k p_k - 1| \\le \\max(\\mathrm{atol}, K\\epsilon) - K\\epsilon` (an infinite entry fails:
+        the sum is infinite or NaN; the margin :math:`K\\epsilon` covers another order of summation than the
+        table's own).  A table with a failing row, and any other input (an array, a list, an integer or
+        malformed tensor), is checked as :class:`Table` checks it alone, so the errors -- raised when the table is
+        declared as a node, naming the node -- and every table built are the same as the comprehension's.
+
+        :param tables: pairs ``(probs, parents)``.
+        :raises ModelSpecError: as :class:`Table` does (probs that are not a real-valued array).
+        """
+        tables = [(probs, parents) for probs, parents in tables]
+        atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
+        token = _SCREENED.set(_screened(tables, atol))
+        try:
+            return [cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]
+        finally:
+            _SCREENED.reset(token)
 
     def _find_problem(self, probs: torch.Tensor, prior, atol: float) -> str | None:
         """What is wrong with the table (``None`` if nothing); reported by
@@ -120,13 +153,17 @@ class Table(CPD):
         if 0 in probs.shape:
             return (f"table of shape {tuple(probs.shape)} has a dim of size 0; every variable needs at least "
                     "one state")
-        if not torch.isfinite(probs).all() or (probs < 0).any():
-            return f"table has negative, NaN or infinite entries (parents {list(self.parents)})"
+        wrong = ~torch.isfinite(probs) | (probs < 0)
+        if wrong.any():
+            at = _index(int(wrong.flatten().nonzero()[0]), probs.shape)
+            return (f"table has negative, NaN or infinite entries (parents {list(self.parents)}), first at "
+                    f"{list(at)}: {probs[at].item():.6g}")
         sums = probs.sum(-1)
         atol = max(atol, torch.finfo(probs.dtype).eps * probs.shape[-1])
         if ((sums - 1).abs() > atol).any():
-            bad = (sums - 1).abs().argmax()
-            return f"table rows must sum to 1; a row sums to {sums.flatten()[bad].item():.6g}"
+            bad = int((sums - 1).abs().argmax())
+            row = f"row {list(_index(bad, sums.shape))} (the parents' states)" if sums.dim() else "the row"
+            return f"table rows must sum to 1; {row} sums to {sums.flatten()[bad].item():.6g}"
         if prior is not None:
             try:
                 alpha = torch.as_tensor(prior, dtype=probs.dtype)
@@ -298,6 +335,45 @@ class Table(CPD):
             log_gamma = torch.lgamma(alpha)
         norm = torch.lgamma(alpha.sum(-1)) - log_gamma.sum(-1)
         return (norm + ((alpha - 1).masked_fill(alpha == 0, 0.0) * lp).sum(-1)).sum()
+
+
+def _index(flat: int, shape) -> tuple[int, ...]:
+    """The index of entry ``flat`` of a C-ordered array of ``shape``."""
+    out = []
+    for size in reversed(tuple(shape)):
+        flat, i = divmod(flat, size)
+        out.append(i)
+    return tuple(reversed(out))
+
+
+def _screened(tables: list, atol: float) -> dict:
+    """``(id(probs), parents) -> (probs, atol)`` of the tables of :meth:`Table.many` whose every row passes its screen
+    (floating-point tensors whose dims match their parents; rows grouped by dtype, device and cardinality, each
+    group screened in one pass, the row sums in the tables' dtype)."""
+    groups: dict[tuple, list] = {}
+    for probs, parents in tables:
+        if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
+            continue
+        if not isinstance(parents, (str, list, tuple)):
+            continue
+        parents = (parents,) if isinstance(parents, str) else tuple(parents)  # as CPD holds them
+        if not all(isinstance(p, str) for p in parents) or probs.dim() != len(parents) + 1 or 0 in probs.shape:
+            continue
+        groups.setdefault((probs.dtype, probs.device, probs.shape[-1]), []).append((probs, parents))
+    out = {}
+    for (dtype, _, k), members in groups.items():
+        rows = torch.cat([p.detach().reshape(-1, k) for p, _ in members])
+        eps = torch.finfo(dtype).eps * k
+        ok = (rows >= 0).all(-1) & ((rows.sum(-1) - 1).abs() <= max(atol, eps) - eps)
+        if bool(ok.all()):
+            passed = members
+        else:
+            counts = torch.tensor([p.numel() // k for p, _ in members], device=rows.device)
+            owner = torch.repeat_interleave(torch.arange(len(members), device=rows.device), counts)
+            failed = set(owner[~ok].tolist())
+            passed = [p for i, p in enumerate(members) if i not in failed]
+        out.update(((id(p), parents), (p, atol)) for p, parents in passed)
+    return out
 
 
 def _table_shape(cardinality, parent_cards, where: str) -> tuple[int, ...]:
