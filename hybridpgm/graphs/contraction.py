@@ -32,7 +32,7 @@ import math
 import random
 import string
 from collections import Counter, OrderedDict
-from typing import Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import opt_einsum
 import torch
@@ -234,6 +234,8 @@ class AbsorbingPlan:
                 dims = [ds for i, ds in enumerate(dims) if i not in group] + [new_dims]
                 changed = True
                 break
+        #: (positions kept, positions popped, ContractionPlan) of each group, in order: see :meth:`absorb`
+        self._absorbing = _absorbing_layout(self.groups, len(operand_dims))
         self.main = ContractionPlan(dims, output_dims, sizes, optimize)
         plans = [self.main] + [p for _, p in self.groups]
         #: opt_einsum's flop count and largest intermediate over the absorbed groups and the main plan
@@ -263,12 +265,42 @@ class AbsorbingPlan:
     def __call__(self, operands, semiring: str = "log", step_args: list | None = None) -> torch.Tensor:
         """Contract as :meth:`ContractionPlan.__call__` does (``step_args`` collects the arguments of
         every step of :attr:`steps`, in that order)."""
-        ops = list(operands)
-        for group, plan in self.groups:
-            args = [ops[i] for i in group]
-            keep = set(group)
-            ops = [t for i, t in enumerate(ops) if i not in keep] + [plan(args, semiring, step_args)]
+        ops = self.absorb(operands, lambda plan, args: plan(args, semiring, step_args))
         return self.main(ops, semiring, step_args)
+
+    def absorb(self, operands: Sequence, contract: Callable) -> list:
+        """The operands of :attr:`main`: ``operands`` (one per dims of the constructor's ``operand_dims``, of any
+        kind: tensors, the ids of a tape) after each absorbed group, in order, is replaced by its contraction.
+
+        For group :math:`g` with plan :math:`P_g`, the operands :math:`o` become
+        :math:`[o_i]_{i \\notin g} \\,\\Vert\\, [\\mathrm{contract}(P_g, [o_i]_{i \\in g})]`: the ones it does not
+        hold, in order, then its result.  The kept positions are worked out once, when the plan is built; this
+        is the one place the groups are applied, by :meth:`__call__` and by the hand-written reverse pass
+        (:func:`hybridpgm.graphs.reverse_pass.value_and_gradients`) alike.
+
+        :param operands: ``len(operand_dims)`` operands, in the constructor's order.
+        :param contract: ``contract(plan, args)``, the contraction of ``args`` (in the group's order) by one
+            group's :class:`ContractionPlan`, an operand like the others.
+        :returns: the operands of :attr:`main`, in the order of its ``operand_dims``.
+        """
+        ops = list(operands)
+        absorbing = self.__dict__.get("_absorbing")
+        if absorbing is None:  # a plan pickled (in a network's plan cache) before the layout was stored
+            absorbing = self._absorbing = _absorbing_layout(self.groups, len(ops))
+        for kept, group, plan in absorbing:
+            ops = [ops[i] for i in kept] + [contract(plan, [ops[i] for i in group])]
+        return ops
+
+
+def _absorbing_layout(groups: list, n: int) -> list:
+    """``(kept, group, plan)`` for each ``(group, plan)`` of an :class:`AbsorbingPlan` over ``n`` operands:
+    ``kept`` the positions the group does not hold, in order, among the operands left when it runs (``n`` less
+    what the groups before it popped, plus their results)."""
+    layout = []
+    for group, plan in groups:
+        layout.append((tuple(i for i in range(n) if i not in group), group, plan))
+        n += 1 - len(group)
+    return layout
 
 
 class PlanCache:

@@ -292,14 +292,8 @@ def _accumulate(grads: dict, i: int, g: torch.Tensor) -> None:
 
 def _run(plan, ids: list, tape: _Tape):
     """Replay ``plan`` (a ContractionPlan or an AbsorbingPlan) over tensor ids on the tape."""
-    groups = getattr(plan, "groups", None)
-    if groups is not None:
-        ops = list(ids)
-        for group, sub in groups:
-            args = [ops[i] for i in group]
-            keep = set(group)
-            ops = [t for i, t in enumerate(ops) if i not in keep] + [_run(sub, args, tape)]
-        return _run(plan.main, ops, tape)
+    if getattr(plan, "groups", None) is not None:  # an AbsorbingPlan: its groups, as its __call__ runs them
+        return _run(plan.main, plan.absorb(ids, lambda sub, args: _run(sub, args, tape)), tape)
     ops = list(ids)
     for inds, ins, out, _, _, pair in plan.steps:
         args = [ops.pop(i) for i in inds]

@@ -161,3 +161,40 @@ def test_a_workspace_of_no_bytes_keeps_nothing(everything_in_the_workspace):
         z, (g,) = value_and_gradients(plan, ops, [0], workspace)
         assert torch.allclose(z, want_z) and torch.allclose(g, want_g[0])
         assert workspace.nbytes == 0
+
+
+def test_the_reverse_pass_applies_an_absorbing_plans_groups_through_absorb(monkeypatch):
+    """The absorbed groups are applied in one place, :meth:`AbsorbingPlan.absorb`, by the forward contraction and
+    by the hand-written reverse pass alike (before, ``reverse_pass._run`` repeated ``AbsorbingPlan.__call__``'s
+    loop over the groups): both go through it once per call, with the same positions, and agree."""
+    dims, ops, sizes = _random_problem(1)
+    plan = AbsorbingPlan(dims, (N,), sizes, batch_dim=N)
+    assert len(plan.groups) == 2
+    seen = []
+    absorb = AbsorbingPlan.absorb
+
+    def counted(self, operands, contract):
+        seen.append(len(operands))
+        return absorb(self, operands, contract)
+
+    monkeypatch.setattr(AbsorbingPlan, "absorb", counted)
+    want = plan(ops, "prob")
+    z, _ = value_and_gradients(plan, ops, [0])
+    assert seen == [len(dims), len(dims)]
+    assert torch.allclose(z, want, rtol=1e-12, atol=0)
+
+
+def test_absorb_keeps_the_operands_no_group_holds_in_order_then_each_groups_result():
+    """:meth:`AbsorbingPlan.absorb` over labels: each group's result is appended after the operands it does not
+    hold, in order; a plan without its stored layout (pickled before it was stored) works it out alike."""
+    dims, _, sizes = _random_problem(27)
+    plan = AbsorbingPlan(dims, (N,), sizes, batch_dim=N)
+    assert len(plan.groups) == 4
+    labels = [f"o{i}" for i in range(len(dims))]
+    want = list(labels)
+    for group, sub in plan.groups:  # the rule, spelled out
+        want = [t for i, t in enumerate(want) if i not in group] + [(sub, tuple(want[i] for i in group))]
+    got = plan.absorb(labels, lambda sub, args: (sub, tuple(args)))
+    assert got == want
+    del plan.__dict__["_absorbing"]
+    assert plan.absorb(labels, lambda sub, args: (sub, tuple(args))) == want
