@@ -9,7 +9,7 @@ import torch
 __all__ = ["ImageDataset", "Split"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
     """One split: ``x`` is ``N x D`` float32 (images flattened), ``y`` ``N`` int64 labels."""
 

@@ -33,7 +33,7 @@ __all__ = ["SERIES", "TimeSeries", "load_series", "make_windows", "split_series"
 SERIES = ("co2", "elnino", "nile", "sunspots")
 
 
-@dataclass
+@dataclass(eq=False)
 class TimeSeries:
     """A univariate series.
 

@@ -23,7 +23,7 @@ import torch
 __all__ = ["FactorGraph", "FactorGroup", "expected_factor", "greedy_coloring", "scatter_to_variables"]
 
 
-@dataclass
+@dataclass(eq=False)
 class FactorGroup:
     """All factors of one arity ``k >= 2``.
 
@@ -41,7 +41,7 @@ class FactorGroup:
         return self.variables.shape[1]
 
 
-@dataclass
+@dataclass(eq=False)
 class FactorGraph:
     """A conditioned, padded, batched discrete factor graph.
 

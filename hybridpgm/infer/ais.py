@@ -70,7 +70,7 @@ class AnnealingPath(Protocol):
         ...
 
 
-@dataclass
+@dataclass(eq=False)
 class AISResult:
     """Result of :class:`AIS`.
 

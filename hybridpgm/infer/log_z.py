@@ -74,7 +74,7 @@ __all__ = ["LogZEstimate", "estimate_log_z", "model_samples"]
 _STARTS = ("data", "model", "uniform")
 
 
-@dataclass
+@dataclass(eq=False)
 class LogZEstimate:
     """Result of :func:`estimate_log_z`.
 

@@ -56,7 +56,7 @@ from hybridpgm.warning_origin import users_stacklevel
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
 
 
-@dataclass
+@dataclass(eq=False)
 class RAISEResult:
     r"""Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
 
@@ -226,7 +226,7 @@ class _Report(dict):
 RELIABLE_NUM_STDERR = 3.0
 
 
-@dataclass
+@dataclass(eq=False)
 class LikelihoodBounds:
     r"""Sandwich of the mean test log-likelihood from :func:`log_likelihood_bounds`.
 
