@@ -15,10 +15,11 @@ once: the state is ``[N, B, V]``.
 Each colour's conditionals are computed from the factors that touch that colour only
 (:mod:`hybridpgm.infer.mrf_colour_blocks`, planned once per call), so a sweep gathers each
 factor-variable incidence once: :math:`O(N B \\sum_f k_f C)` table entries whatever the number of
-colours (a fully connected pairwise net needs :math:`V` of them).  Each colour step still draws
-the ``[N, B, V, C]`` uniforms of every variable and keeps its own variables', so that a seed gives
-the same chains as the full recomputation did; that is :math:`O(\\#\\text{colours} \\cdot N B V C)`
-cheap draws per sweep.
+colours (a fully connected pairwise net needs :math:`V` of them).  Each colour step draws the
+``[N, B, V_c, C]`` uniforms of its own variables only (Gumbel-max), :math:`O(N B V C)` draws per
+sweep.  For a given ``generator`` (or global seed) the chains are reproducible within a version of
+hybridpgm, not across versions: the draw order may change (before this one, every colour step drew
+the uniforms of every variable and kept its own variables').
 
 **References**
 
@@ -115,13 +116,10 @@ class ChromaticGibbs:
             else:
                 x = _check_init(init, fg, num_chains)
             blocks = colour_blocks(fg)
-            full = tuple(x.shape) + (fg.num_states,)  # the uniforms of every variable, as drawn before
             trace = []
             for sweep in range(self.num_sweeps):
-                for block in blocks:
-                    u = torch.rand(full, dtype=theta.dtype, device=theta.device, generator=generator)
-                    x[:, :, block.variables] = self._pick(block_logits(fg, theta, block, x),
-                                                          u[:, :, block.variables])
+                for block in blocks:  # the colour's uniforms [N, B, V_c, C] only
+                    x[:, :, block.variables] = self._draw(block_logits(fg, theta, block, x), generator)
                 if return_trace and sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0:
                     trace.append(x.clone())
         return torch.stack(trace) if return_trace else x

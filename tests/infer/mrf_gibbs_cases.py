@@ -64,18 +64,20 @@ def graphs() -> dict:
 
 def reference_trace(fg, num_chains: int, num_sweeps: int, generator, init=None) -> torch.Tensor:
     """``[S, N, B, V]`` every sweep's state by the full recomputation (every variable's conditional from every
-    factor, once per colour, and the colour's variables kept): the sampler as it was before the per-colour plans,
-    drawing the same uniforms in the same order and shapes."""
+    factor, once per colour, and the colour's rows kept): an independent implementation of the sampler's draw
+    order, the uniforms ``[N, B, V_c, C]`` of the colour's variables (ascending) only, colour by colour."""
     with torch.no_grad():
         theta = fg.masked_unary()
         x = (ChromaticGibbs._draw(theta.expand(num_chains, -1, -1, -1), generator) if init is None
              else init.to(torch.long))
         colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars)
-        masks = [(colors == c).view(1, 1, -1) for c in range(int(colors.max()) + 1)]
+        members = [(colors == c).nonzero().reshape(-1) for c in range(int(colors.max()) + 1)]
         trace = []
         for _ in range(num_sweeps):
-            for mask in masks:
-                new = ChromaticGibbs._draw(ChromaticGibbs.conditional_logits(fg, x), generator)
-                x = torch.where(mask, new, x)
+            for vs in members:
+                logits = ChromaticGibbs.conditional_logits(fg, x)[:, :, vs]
+                u = torch.rand(logits.shape, dtype=logits.dtype, generator=generator)
+                x = x.clone()
+                x[:, :, vs] = ChromaticGibbs._pick(logits, u)
             trace.append(x)
     return torch.stack(trace)

@@ -2,7 +2,10 @@
 
 Before, every colour step recomputed the conditionals of all ``V`` variables from every factor and kept the
 colour's: a sweep gathered ``#colours x`` the factor entries it needs, ``O(V^3)`` on a fully connected net
-(``V`` colours, ``V^2 / 2`` factors). The chains must stay the same, bit for bit, for a seed.
+(``V`` colours, ``V^2 / 2`` factors). The chains must equal, bit for bit for a seed, those of an independent full
+recomputation with the same draw order (:func:`tests.infer.mrf_gibbs_cases.reference_trace`: since the colour
+steps draw their own variables' uniforms only, :mod:`tests.infer.test_mrf_gibbs_uniforms`, that is the new order,
+so the equality tests below fail on the code that drew every variable's).
 """
 
 import pytest
@@ -71,7 +74,7 @@ def test_grids_and_mixed_arities_read_each_incidence_once(make):
 @pytest.mark.parametrize("name", list(graphs()))
 @pytest.mark.parametrize("num_chains", [0, 1, 5])
 def test_chains_are_bit_identical_to_the_full_recomputation(name, num_chains):
-    """Guard (passes before and after): every sweep's state equals the full recomputation's for the same seed,
+    """Every sweep's state equals the full recomputation's for the same seed and draw order,
     on grids, dense nets, mixed cardinalities with arity-3 factors, evidence, batches, float64, ``colors=None``,
     an all-zero colouring and unused colour ids."""
     fg = graphs()[name]
