@@ -17,8 +17,11 @@ colour (two on a grid).  Each update computes the field of its colour's variable
 only, from the factors that touch them (:mod:`~hybridpgm.infer.mrf_colour_blocks`,
 planned once per call), so a sweep contracts every factor once per argument,
 :math:`O(B \\sum_f k_f C^{k_f})` whatever the number of colours (a fully
-connected net needs one per variable), plus :math:`O(B V C)` per colour to
-write the colour's rows of ``q`` (out of place, for autograd).  The bound holds
+connected net needs one per variable), plus :math:`O(B V_c C)` per colour to
+write the colour's rows of ``q`` in place (autograd needs no copy: every read of ``q``
+is a gather) and one copy of ``q`` per sweep (the old one is kept for the stopping test);
+under a :mod:`torch.func` transform, whose batched or dual rows cannot be written into an
+unbatched ``q`` in place, :math:`O(B V C)` per colour (a copy).  The bound holds
 for *any* :math:`q`, so the returned ``log_z`` is a lower bound after any number
 of steps.  All steps are torch
 operations, so gradients flow into the potentials through the ``K`` sweeps [2].
@@ -43,12 +46,13 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
 from hybridpgm.infer.rounding_floor import rounding_floor
+from hybridpgm.transform_scope import under_torch_func
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MeanField", "MeanFieldResult"]
 
 
-@dataclass
+@dataclass(eq=False)
 class MeanFieldResult:
     """Output of :class:`MeanField` (batch flattened to ``B``).
 
@@ -139,16 +143,26 @@ class MeanField:
         tables = block_tables(fg, blocks)  # gathered once per call: one gather to back-propagate into
         thetas = theta.index_select(1, torch.cat([b.variables for b in blocks])).split(
             [b.variables.numel() for b in blocks], dim=1)
+        # Each colour writes its rows of q.  Outside torch.func transforms, the sweep's first colour makes the new q
+        # (the sweep's one copy, O(B V C): the old q is kept for the change) and the others write their rows into it
+        # in place, O(B V_c C) each, instead of a copy of the whole q per colour.  Autograd allows it: every read of
+        # q is a gather, whose backward keeps only the indices, and index_copy_ has index_copy's derivative (the
+        # same backward graph, the same gradients).  A transform's batched or dual rows cannot be written into an
+        # unbatched q in place: there every colour copies.
+        in_place = not under_torch_func()
         converged, it = False, 0
         floor = rounding_floor(q.dtype)  # q lies in [0, 1]: the scale is 1, nothing more to read
         for it in range(1, self.num_iters + 1):
             q_old = q
-            for block, tabs, theta_c in zip(blocks, tables, thetas):
+            for c, (block, tabs, theta_c) in enumerate(zip(blocks, tables, thetas)):
                 new = torch.softmax(block_field(theta_c, block, tabs, q), dim=-1)  # [B, V_c, C]
                 if self.damping > 0:
                     new = (1 - self.damping) * new + self.damping * q[:, block.variables]
-                q = q.index_copy(1, block.variables, new)
-            delta = float((q - q_old).detach().abs().max())
+                if in_place and c > 0:
+                    q.index_copy_(1, block.variables, new)
+                else:
+                    q = q.index_copy(1, block.variables, new)
+            delta = float((q.detach() - q_old.detach()).abs().max())
             if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
                 raise _diverged(fg, q)
             if self.tol > 0 and delta < max(self.tol, floor):  # tol=0: every sweep, as documented
