@@ -21,6 +21,7 @@ import torch
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.infer.structure_cache import StructureCache
 
 __all__ = ["SEARCH_ABOVE"]
 
@@ -96,23 +97,55 @@ def _flops(plan: ContractionPlan) -> int:
     return getattr(plan, "opt_cost", 0)
 
 
+class _Scopes(tuple):
+    """The groups' scopes as nested tuples, hashed once (a dict lookup of a key holding it then costs
+    :math:`O(1)`, not :math:`O(F)`; equal by content, as a tuple)."""
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = self.__dict__["_hash"] = tuple.__hash__(self)
+        return h
+
+
+#: the scopes of the groups' ``variables`` tensors, keyed by their identity and state (a
+#: :class:`~hybridpgm.graphs.MarkovNet` keeps them from query to query): read to the host once per structure
+_SCOPES = StructureCache(max_entries=16)
+
+#: content keys that a ``cheap_only`` call found too costly: the greedy order's flops per model (``inf``: a treewidth
+#: beyond the contraction), compared with :data:`SEARCH_ABOVE` at each call
+_TOO_COSTLY: OrderedDict = OrderedDict()
+
+
+def _key(fg: FactorGraph) -> tuple:
+    """The content key of ``fg``'s structure: cardinalities, states, scopes, device (the scopes read to the host
+    once per ``variables`` tensor, :data:`_SCOPES`)."""
+    scopes = _SCOPES.get(tuple(g.variables for g in fg.groups), None,
+                         lambda: _Scopes(tuple(map(tuple, g.variables.tolist())) for g in fg.groups))
+    return tuple(fg.cardinalities.tolist()), fg.num_states, scopes, str(fg.unary.device)
+
+
 def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
     """The cached structure of ``fg`` (built, and its order searched, on first use); with ``cheap_only``, ``None``
-    instead of a contraction of more than :data:`SEARCH_ABOVE` flops per model (no search run, nothing cached)
-    or of too large a treewidth."""
-    cards = tuple(fg.cardinalities.tolist())
-    scopes = tuple(tuple(map(tuple, g.variables.tolist())) for g in fg.groups)
-    key = (cards, fg.num_states, scopes, str(fg.unary.device))
+    instead of a contraction of more than :data:`SEARCH_ABOVE` flops per model (no search run, and only that
+    verdict cached, so that a later full call still searches) or of too large a treewidth."""
+    key = _key(fg)
+    cards, num_states, scopes, _ = key
     s = _STRUCTURES.get(key)
     if s is None:
+        if cheap_only and _TOO_COSTLY.get(key, 0.0) > SEARCH_ABOVE:
+            _TOO_COSTLY.move_to_end(key)
+            return None
         try:
             with torch.inference_mode(False):  # cached index tensors must stay usable by autograd later
-                s = _Structure(cards, fg.num_states, scopes, fg.unary.device, search=not cheap_only)
+                s = _Structure(cards, num_states, scopes, fg.unary.device, search=not cheap_only)
         except ModelSpecError:
             if cheap_only:
+                _remember_too_costly(key, math.inf)
                 return None
             raise
         if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
+            _remember_too_costly(key, _flops(s.plan))
             return None
         _STRUCTURES[key] = s
         if len(_STRUCTURES) > _MAX_STRUCTURES:
@@ -123,3 +156,10 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
             return None
     return s
 
+
+def _remember_too_costly(key: tuple, flops: float) -> None:
+    """Keep a ``cheap_only`` verdict (least recently used dropped past :data:`_MAX_STRUCTURES`)."""
+    _TOO_COSTLY[key] = flops
+    _TOO_COSTLY.move_to_end(key)
+    if len(_TOO_COSTLY) > _MAX_STRUCTURES:
+        _TOO_COSTLY.popitem(last=False)

@@ -12,7 +12,7 @@ from tests.graphs.mrf_brute_force import brute_force
 
 @pytest.fixture
 def plans_built(monkeypatch):
-    """``[(optimizer, plan)]`` of every :class:`ContractionPlan` made, with the structure cache emptied first."""
+    """``[(optimizer, plan)]`` of every :class:`ContractionPlan` made, with the structure caches emptied first."""
     built, real = [], ContractionPlan.__init__
 
     def spy(plan, dims, output, sizes, optimize="auto"):
@@ -21,6 +21,7 @@ def plans_built(monkeypatch):
 
     monkeypatch.setattr(ContractionPlan, "__init__", spy)
     mrf_plan._STRUCTURES.clear()
+    mrf_plan._TOO_COSTLY.clear()
     return built
 
 
