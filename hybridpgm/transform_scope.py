@@ -9,7 +9,9 @@ last):
 * :func:`under_vmap`: a :func:`torch.func.vmap` level anywhere in the stack (also the ``vmap`` inside
   :func:`torch.func.jacrev`, :func:`torch.func.jacfwd` and :func:`torch.func.hessian`);
 * :func:`under_torch_func`: any level at all (``vmap``, ``grad``, ``vjp``, ``jvp``, ``jacrev``, ``jacfwd``,
-  ``hessian``, ``functionalize``).
+  ``hessian``, ``functionalize``);
+* :func:`draws_differ_under_vmap`: a ``vmap`` level with ``randomness="different"`` (each row's random draws its
+  own).
 
 and :func:`vmap_reads_refused` turns torch's error for a host read under ``vmap`` into a
 :class:`~hybridpgm.errors.ConfigError` that names the query and what to do instead.
@@ -28,7 +30,7 @@ import torch
 
 from hybridpgm.errors import ConfigError, HybridPGMError
 
-__all__ = ["under_torch_func", "under_vmap", "vmap_reads_refused"]
+__all__ = ["draws_differ_under_vmap", "under_torch_func", "under_vmap", "vmap_reads_refused"]
 
 
 def under_vmap() -> bool:
@@ -38,6 +40,18 @@ def under_vmap() -> bool:
     :returns: ``True`` inside a ``vmap``'d function, ``False`` elsewhere (no transform, or only others)."""
     stack = torch._C._functorch.get_interpreter_stack() or ()
     return any(level.key() == torch._C._functorch.TransformType.Vmap for level in stack)
+
+
+def draws_differ_under_vmap() -> bool:
+    """Whether a :func:`torch.func.vmap` with ``randomness="different"`` is active at any level: its random draws
+    are batched (one per row), so a sampler that writes them into an unbatched buffer in place cannot run.
+
+    :returns: ``False`` outside ``vmap``, and under ``vmap`` with ``randomness="same"`` or ``"error"``."""
+    from torch._functorch.pyfunctorch import VmapInterpreter
+
+    stack = torch._C._functorch.get_interpreter_stack() or ()
+    return any(level.key() == torch._C._functorch.TransformType.Vmap
+               and VmapInterpreter(level).randomness() == "different" for level in stack)
 
 
 def under_torch_func() -> bool:

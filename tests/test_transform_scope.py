@@ -7,7 +7,7 @@ import torch
 from torch.autograd import forward_ad
 
 from hybridpgm.errors import ConfigError
-from hybridpgm.transform_scope import under_torch_func, under_vmap, vmap_reads_refused
+from hybridpgm.transform_scope import draws_differ_under_vmap, under_torch_func, under_vmap, vmap_reads_refused
 
 
 def _seen_inside(transform) -> tuple[bool, bool]:
@@ -102,3 +102,17 @@ def test_a_random_draw_refused_by_vmap_passes_through_as_torchs_error():
         torch.func.vmap(drawn)(torch.ones(3))
     assert not isinstance(caught.value, ConfigError)
     assert torch.func.vmap(drawn, randomness="same")(torch.ones(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("randomness, expected", [("different", True), ("same", False), ("error", False)])
+def test_draws_differ_only_under_a_vmap_with_different_randomness(randomness, expected):
+    seen = []
+
+    def f(x):
+        seen.append(draws_differ_under_vmap())
+        return x * 2
+
+    torch.func.vmap(f, randomness=randomness)(torch.ones(3))
+    torch.func.vmap(torch.func.vmap(f, randomness="same"), randomness=randomness)(torch.ones(2, 3))  # any level
+    assert seen == [expected, expected]
+    assert draws_differ_under_vmap() is False

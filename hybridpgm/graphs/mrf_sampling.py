@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from hybridpgm.checks import generator_or_none, sample_count
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.rng_scope import seeded_from_generator
+from hybridpgm.transform_scope import draws_differ_under_vmap
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.markov_net import MarkovNet
@@ -38,7 +39,10 @@ def sample_markov_net(net: "MarkovNet", num_samples: int, method: str = "auto", 
     :param generator: a :class:`torch.Generator`; the samples are then a function of its state alone.
     :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
     :raises ModelSpecError: an unknown ``method``, or ``num_sweeps`` with ``method="exact"``.
-    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``; or exact sampling
+        (``"exact"``, or ``"auto"`` choosing it) under :func:`torch.func.vmap` with ``randomness="different"``,
+        whose batched draws the exact sampler cannot write (Gibbs can; ``randomness="same"`` runs as well, with
+        the same draws for every row).
     """
     from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_sample
     from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
@@ -49,11 +53,21 @@ def sample_markov_net(net: "MarkovNet", num_samples: int, method: str = "auto", 
         raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
     with net._query(), seeded_from_generator(generator, net.potentials.values()):
         fg = net.factor_graph(evidence, context)
+    requested = method
     if method == "auto":
         method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
     if method == "exact":
         if num_sweeps is not None:
             raise ModelSpecError("MarkovNet.sample: method='exact' takes no num_sweeps")
+        if draws_differ_under_vmap():
+            raise ConfigError(
+                f"MarkovNet.sample: exact sampling (method={requested!r}) does not run under torch.func.vmap with "
+                f"randomness='different': its backward-sampling pass writes each row's own draws into one shared "
+                f"buffer. "
+                f"Draw the rows together instead: mrf.sample(N * num_samples) reshaped to [N, num_samples] for N "
+                f"independent sets, evidence {{variable: tensor of shape [N]}} for one set per row ([num_samples, "
+                f"N]), or tables with a leading batch dimension; or sample by chromatic Gibbs "
+                f"(method='gibbs' or num_sweeps=...), which runs under vmap(randomness='different')")
         x = exact_sample(fg, num_samples, generator=generator)
     else:
         x = ChromaticGibbs(num_sweeps=100 if num_sweeps is None else num_sweeps)(fg, num_samples,
