@@ -36,6 +36,13 @@ def _holds_tensors(cls) -> bool:
     return any("Tensor" in str(f.type) for f in dataclasses.fields(cls))
 
 
+def test_no_dataclass_holding_a_tensor_compares_its_fields():
+    classes = _dataclasses()
+    assert len(classes) > 10  # the walk found the package's dataclasses
+    comparing = sorted(name for name, cls in classes.items() if _holds_tensors(cls) and cls.__eq__ is not object.__eq__)
+    assert comparing == []
+
+
 @pytest.mark.parametrize("make", [
     lambda: hybridpgm.infer.ais.AISResult(log_z=torch.zeros(()), stderr=torch.ones(()), log_weights=torch.zeros(4),
                                           log_z0=torch.zeros(()), num_steps=10),

@@ -37,7 +37,7 @@ from hybridpgm.infer.structure_cache import StructureCache
 __all__ = ["ColourBlock", "GroupIncidences", "block_field", "block_logits", "block_tables", "colour_blocks"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class GroupIncidences:
     """The incidences of one :class:`~hybridpgm.graphs.factor_graph.FactorGroup` (arity ``k``) into a colour.
 
@@ -57,7 +57,7 @@ class GroupIncidences:
     local: torch.Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ColourBlock:
     """One colour class.
 
