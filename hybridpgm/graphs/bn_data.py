@@ -196,7 +196,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             self._data_columns(data)  # the shape check; for an array, numbers for number-named states refused
             x = torch.as_tensor(data)
         else:
-            x = self.to_tensor(data)
+            x = self._stacked(data)  # a -1 a pair's mask marks observed stays, with the mask, for model to refuse
         masked = isinstance(data, (tuple, list)) and len(data) == 2 and all(map(_is_table, data))
         missing = _missing(x)
         if torch.is_floating_point(x) and not masked:  # -1 in a discrete column: missing (continuous: a value)
@@ -210,8 +210,27 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         network's dtype, every missing entry (``NaN``, ``-1`` in signed integer data or in a discrete node's
         column, ``None``, mask false, an absent column) as ``NaN``.
 
-        :raises DataError: as :meth:`columns`, or data of no column.
+        The result carries no mask, and a discrete node's ``-1.0`` in it reads as missing wherever it is used
+        again (:meth:`columns`, :meth:`split_missing`, the exact queries).  So a ``-1`` that the mask of a
+        ``(values, mask)`` pair marks observed -- a bad state, which :meth:`model` refuses -- is refused here
+        too, rather than silently turned into a missing entry.  Other values outside a node's states (``-2``,
+        ``0.5``) stay as they are: they keep their meaning, and :meth:`model` and the queries refuse them.
+
+        :raises DataError: as :meth:`columns`; data of no column; a ``-1`` the mask marks observed in a discrete
+            node's column, naming the node, the value and its row.
         """
+        x = self._stacked(values)
+        discrete = torch.tensor([self.cardinality(v) is not None for v in self.nodes], device=x.device)
+        bad = (x == -1) & discrete  # columns() made every other discrete -1 NaN (a float) or kept it missing (int)
+        if bool(bad.any()):  # one host read; the error path names the first such column
+            i = int(bad.any(0).nonzero()[0, 0])
+            v = self.nodes[i]
+            raise DataError(f"to_tensor: {_bad_state(v, x[:, i], self.cardinality(v), bad[:, i])}")
+        return x
+
+    def _stacked(self, values) -> torch.Tensor:
+        """:meth:`to_tensor` without its check of a ``-1`` the mask marks observed (which stays ``-1.0``):
+        :meth:`split_missing` keeps the pair's mask with it, for :meth:`model` to refuse the entry."""
         cols = self.columns(values)
         if not cols:
             raise DataError(f"to_tensor got data of no column (nodes: {self.nodes})")

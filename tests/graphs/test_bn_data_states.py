@@ -172,6 +172,31 @@ def test_split_missing_of_a_pair_keeps_the_masks_word():
     assert bn.split_missing(values)[1][1].tolist() == [False, True]  # no mask: the marker
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
+def test_to_tensor_refuses_a_minus_one_the_mask_marks_observed(dtype):
+    """``to_tensor((values, mask))`` returns floats without a mask, in which a discrete node's ``-1.0`` reads as
+    missing: a ``-1`` the mask marks observed (a bad state, refused by ``model``) is refused here by node, value
+    and row, instead of coming back as ``-1.0`` and being read, on its way back in, as a missing entry.  With the
+    mask False there the entry is ``NaN``; a continuous node's ``-1.0`` is a value and stays.  Before: the
+    ``-1.0`` came back, and ``log_evidence`` / ``model`` read that row's ``b`` as unobserved."""
+    bn = _net()
+    values = torch.tensor([[0, 1, -1], [1, -1, 2], [1, 0, 0]], dtype=dtype)
+    observed = torch.ones(3, 3, dtype=torch.bool)
+    for pair in ((values, observed), (values.numpy(), observed.numpy()),
+                 ({v: values[:, i] for i, v in enumerate(bn.nodes)}, observed)):
+        with pytest.raises(DataError, match=r"to_tensor: column 'b' holds a value outside 0..1: -1(\.0)? in row 1 "
+                                            r"of the data, an entry the mask marks observed"):
+            bn.to_tensor(pair)
+    hidden = observed.clone()
+    hidden[1, 1] = False
+    x = bn.to_tensor((values, hidden))
+    assert torch.isnan(x).nonzero().tolist() == [[1, 1]] and x[0, 2] == -1  # x is continuous: -1.0 a value
+    # the refusal agrees with what model says of the same pair (its message, without the prefix)
+    with pytest.raises(DataError, match=r"column 'b' holds a value outside 0..1: -1(\.0)? in row 1 of the data, an "
+                                        r"entry the mask marks observed"):
+        _loss(bn, values, observed)
+
+
 def test_a_number_minus_one_in_a_column_of_names_yields_to_the_mask_as_elsewhere():
     """In an object array or a list holding a ``None``, a number ``-1`` the mask marks observed is refused, as in
     an integer array (it was read as a missing name, so ``fit`` trained on it as missing); the ``None`` beside it
