@@ -162,3 +162,35 @@ def test_a_param_store_without_pyros_tables_is_still_scoped(monkeypatch):
     store.state["params"]["b"] = torch.zeros(1)
     _put_contents(store, taken)
     assert list(store.state["params"]) == ["a"]
+
+
+def test_a_param_store_subclass_is_scoped_by_its_own_methods(monkeypatch):
+    """A subclass may keep state of its own, which only its ``get_state``/``clear``/``set_state`` know: it is
+    scoped through them, not by swapping Pyro's three tables (review A)."""
+    from pyro.params.param_store import ParamStoreDict
+
+    from hybridpgm.param_store_scope import _put_contents, _take_contents
+
+    class Tagged(ParamStoreDict):
+        def __init__(self):
+            super().__init__()
+            self.tags = {}
+
+        def clear(self):
+            super().clear()
+            self.tags = {}
+
+        def get_state(self):
+            return {**super().get_state(), "tags": dict(self.tags)}
+
+        def set_state(self, state):
+            super().set_state({k: v for k, v in state.items() if k != "tags"})
+            self.tags.update(state.get("tags", {}))
+
+    store = Tagged()
+    store.tags["user"] = 1
+    taken = _take_contents(store)
+    assert store.tags == {}
+    store.tags["scoped"] = 2
+    _put_contents(store, taken)
+    assert store.tags == {"user": 1}

@@ -131,13 +131,16 @@ class Table(CPD):
         the sum is infinite or NaN; the margin :math:`K\\epsilon` covers another order of summation than the
         table's own).  A table with a failing row, and any other input (an array, a list, an integer or
         malformed tensor), is checked as :class:`Table` checks it alone, so the errors -- raised when the table is
-        declared as a node, naming the node -- and every table built are the same as the comprehension's.
+        declared as a node, naming the node -- and every table built are the same as the comprehension's.  A
+        subclass that checks its tables otherwise (its own ``_find_problem``) has every table checked alone.
 
         :param tables: pairs ``(probs, parents)``.
         :raises ModelSpecError: as :class:`Table` does (probs that are not a real-valued array).
         """
         tables = [(probs, parents) for probs, parents in tables]
         atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
+        if cls._find_problem is not Table._find_problem:  # a subclass's own checks: the screen does not know them
+            return [cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]
         token = _SCREENED.set(_screened(tables, atol))
         try:
             return [cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]

@@ -147,3 +147,18 @@ def test_building_a_table_sets_no_attribute_through_module_setattr(monkeypatch, 
     assert isinstance(table.logits, nn.Parameter) is learnable and ("logits" in buffers) is not learnable
     assert "support" in buffers
     assert table.state_dict()["logits"].tolist() == [[np.log(0.5)] * 2, [0.0, 0.0]]
+
+
+def test_a_subclass_with_checks_of_its_own_has_every_table_checked_by_them():
+    """The screen knows Table's checks only: a subclass's stricter ``_find_problem`` ran for a table built alone
+    but was skipped by ``many`` (review A)."""
+
+    class NoZeros(Table):
+        def _find_problem(self, probs, prior, atol):
+            if (probs == 0).any():
+                return "no structural zeros here"
+            return super()._find_problem(probs, prior, atol)
+
+    probs = torch.tensor([1.0, 0.0])
+    assert NoZeros(probs)._problem == "no structural zeros here"
+    assert NoZeros.many([(probs, ())])[0]._problem == "no structural zeros here"
