@@ -32,15 +32,28 @@ def _dataclasses():
     return found
 
 
-def _holds_tensors(cls) -> bool:
-    return any("Tensor" in str(f.type) for f in dataclasses.fields(cls))
+#: the dataclasses that compare their fields, each holding plain values only (numbers, strings, lists of them,
+#: devices, a History; a Split compares by identity): ``==`` answers for them.  Any other dataclass of the package
+#: compares by identity (``eq=False``): a new one that holds a tensor, an array or an arbitrary object and compares
+#: its fields makes this test fail until it is either made ``eq=False`` or added here, with its reason.
+VALUE_CLASSES = {
+    "hybridpgm.data.splits.ImageDataset",  # name, shape, binarize and three Splits (compared by identity)
+    "hybridpgm.diagnostics.gan_metrics.RingCoverage",  # counts and rates
+    "hybridpgm.gp.validation.ValidatedFit",  # step counts, a float, a flag and the History
+    "hybridpgm.train.callbacks.StepInfo",  # counters, float losses, the History, a device
+    "hybridpgm.train.callbacks.FitStart",
+    "hybridpgm.train.distributed.DistributedContext",
+    "hybridpgm.train.history.History",  # lists of numbers
+    "hybridpgm.train.history.FitResult",  # the History, counts, optimizers (compared by identity), a device
+    "hybridpgm.train.run_start.Restored",
+}
 
 
-def test_no_dataclass_holding_a_tensor_compares_its_fields():
+def test_only_dataclasses_of_plain_values_compare_their_fields():
     classes = _dataclasses()
-    assert len(classes) > 10  # the walk found the package's dataclasses
-    comparing = sorted(name for name, cls in classes.items() if _holds_tensors(cls) and cls.__eq__ is not object.__eq__)
-    assert comparing == []
+    assert len(classes) > 20  # the walk found the package's dataclasses
+    comparing = {name for name, cls in classes.items() if cls.__eq__ is not object.__eq__}
+    assert comparing == VALUE_CLASSES
 
 
 @pytest.mark.parametrize("make", [

@@ -206,7 +206,7 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
     return smoothed, khat
 
 
-@dataclass
+@dataclass(eq=False)
 class VICheck:
     """Result of :func:`check_vi`.
 

@@ -41,7 +41,7 @@ __all__ = ["BATCH", "Evidence", "NetworkFacts", "evidence_mapping", "network_fac
 BATCH = "\x00rows"
 
 
-@dataclass
+@dataclass(eq=False)
 class NetworkFacts:
     """The structure of a checked network, as plain Python containers.
 
@@ -102,7 +102,7 @@ def dtype_device(bn: "BayesNet", facts: NetworkFacts):
     return bn.dtype, bn.device
 
 
-@dataclass
+@dataclass(eq=False)
 class Evidence:
     """Evidence rows, validated against a network.
 

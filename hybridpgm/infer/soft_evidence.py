@@ -49,7 +49,7 @@ __all__ = ["Likelihood", "SoftEvidence", "ZeroSafeLog", "soft_likelihood", "soft
 _INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Likelihood:
     """Soft (virtual) evidence on a discrete node [1]: a likelihood :math:`\\lambda(x_v) \\ge 0`.
 

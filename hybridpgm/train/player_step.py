@@ -68,7 +68,7 @@ def _check_loss(objective, player: str, loss, needs_graph: bool) -> None:
                           f"under torch.no_grad(), detached, or from none of the player's parameters?")
 
 
-@dataclass
+@dataclass(eq=False)
 class Player:
     """A player's parameters, optimizer, scheduler and (fp16) gradient scaler.
 
