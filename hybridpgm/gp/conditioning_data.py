@@ -60,6 +60,7 @@ class ConditioningData(torch.nn.Module):
         """:meth:`torch.nn.Module._apply` (``to``, ``to_empty``, ``float``, ...), recording a move of the training
         data to the meta device: they have no values from then on (see :meth:`training_data`)."""
         super()._apply(fn, recurse)
+        self._prediction_cache = None  # built from the tensors before the move
         if self.train_x.is_meta or self.train_y.is_meta:
             self._train_data_lost = True
         return self
@@ -78,3 +79,4 @@ class ConditioningData(torch.nn.Module):
         check_targets(y, x.shape[0], "train_y", dtype=self.train_y.dtype, device=self.train_x.device)
         self.train_x, self.train_y = x, y
         self._train_data_lost = False
+        self._prediction_cache = None  # the kept prediction strategy conditions on the former data

@@ -75,6 +75,7 @@ from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, grid_kernel)
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
+from hybridpgm.gp.prediction_cache import PredictionCache, state_key
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import exact_precision
@@ -186,6 +187,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         self.register_buffer("train_x", train_x, persistent=False)
         self.register_buffer("train_y", train_y, persistent=False)
         self._train_data_lost = False  # True once the data went to the meta device, until set_train_data
+        self._prediction_cache = None  # GPyTorch's prediction strategy, kept by posterior/predict
         # the GP's kernel, mean and likelihood (built here on the CPU, in float32, by default) on the training
         # data's device and in the features' dtype: a model built from CUDA tensors is on CUDA throughout, and
         # one whose features are float64 keeps float64 hyperparameters
@@ -290,47 +292,87 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         the training data; afterwards ``model.gp(model.gp_inputs(h))`` gives the
         posterior at features ``h`` cheaply (GPyTorch caches the prediction
         strategy), as :meth:`GPLSTM.forecast` does step after step.  The training
-        features are computed without gradients; under KISS-GP they are scaled
-        into the grid as recorded in training (nothing is re-recorded here)."""
+        features are computed without gradients; under KISS-GP they are scaled into the grid as recorded in
+        training (nothing is re-recorded here).  The strategy :meth:`predict` keeps is dropped."""
+        self._prediction_cache = None
         self._condition(grad=False)
 
     def _condition(self, grad: bool) -> None:
         self.eval()
+        for module in self.gp.modules():  # GPyTorch's eval-mode caches (a grid kernel's matrix) built anew too
+            if isinstance(module, gpytorch.Module):
+                module._clear_cache()
         with torch.set_grad_enabled(grad), self._gp_precision(self.training_features()) as (h_train, _):
             h_train = self.gp_inputs(h_train)
         self.gp.set_train_data(h_train, self.training_data()[1], strict=False)
 
+    def _clear_cache(self) -> None:  # GPyTorch's hook of train() and load_state_dict
+        self._prediction_cache = None
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state["_prediction_cache"] = None  # a copy conditions anew (the cache's weak references are not its own)
+        return state
+
     def posterior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Posterior of the latent function at test inputs ``x`` (``B x ...``)
-        given the training data (recomputes the training features).
+        given the training data (recomputes the features of ``x``).
 
-        With gradients enabled it is differentiable exactly: the training features
+        Without gradients (as :meth:`predict`) GPyTorch's prediction strategy (the training solve; under
+        ``fast_pred_var`` the LOVE cache) is kept and used again while nothing it depends on changed
+        (:mod:`hybridpgm.gp.prediction_cache`: data, parameters, buffers, modes, settings), giving the answer of
+        conditioning anew (bit for bit on a deterministic device) without the ``O(n)`` solves; random probes
+        (``fast_pred_var`` above ``max_cholesky_size``) are drawn when it is built, from the caller's streams.
+
+        With gradients enabled it conditions anew and is differentiable exactly: the training features
         carry their graph and GPyTorch's test caches are not detached
         (``gpytorch.settings.detach_test_caches(False)``), so its mean and covariance
         give the gradients of the closed form in the network weights and the
         hyperparameters.  The graph lives in the returned distribution and goes with it,
         back-propagated or not; the prediction strategy's caches are released on return
         (:func:`_release_test_caches`), so a following ``model.gp(...)`` recomputes them.
-        Under ``torch.no_grad()`` (as :meth:`predict`) nothing of that is computed.
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
+        return self._posterior(x, fixed_probes=False)
+
+    def _posterior(self, x: torch.Tensor, fixed_probes: bool) -> gpytorch.distributions.MultivariateNormal:
+        """:meth:`posterior`; ``fixed_probes``: GPyTorch's probes come from :func:`fixed_rng` (:meth:`predict`),
+        part of the key of a kept strategy."""
         grad = torch.is_grad_enabled()
-        with holding_global_state(), keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
+        with holding_global_state():
+            cache, self._prediction_cache = getattr(self, "_prediction_cache", None), None  # eval() drops it
+            key = None if grad else state_key(self, ("fixed" if fixed_probes else "caller", self.train_x.device))
+            kept = cache if grad else None  # a call with gradients neither uses nor replaces the kept strategy
             try:
-                self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
-                with self._gp_precision(self.features(x)) as (h, _):
-                    return self.gp(self.gp_inputs(h))
+                with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
+                    try:
+                        if key is not None and cache is not None and cache.key.matches(key):
+                            self.eval()
+                            cache.install(self.gp)
+                        else:
+                            self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
+                        with self._gp_precision(self.features(x)) as (h, _):
+                            result = self.gp(self.gp_inputs(h))
+                        if key is not None:
+                            kept = PredictionCache.of(self.gp, key)
+                    finally:
+                        if grad:  # before keeping_modes drops the strategy (a model that was training)
+                            _release_test_caches(self.gp)
+                if key is not None and not key.matches(state_key(self, key.meta[-1])):
+                    kept = None  # the call itself changed what the strategy depends on: not kept
             finally:
-                if grad:  # before keeping_modes drops the strategy (a model that was training)
-                    _release_test_caches(self.gp)
+                self._prediction_cache = kept
+            return result
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
         """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
         without gradients.  Wrap the call in :mod:`gpytorch.settings` contexts
         to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``).  ``B = 0`` gives empty results.
         Random numbers GPyTorch's estimates need (Lanczos under ``fast_pred_var`` above
-        ``max_cholesky_size``) come from a generator seeded with 0, not the caller's streams.
+        ``max_cholesky_size``) come from a generator seeded with 0, not the caller's streams.  The prediction
+        strategy is kept between calls (see :meth:`posterior`): predicting in chunks costs the training solves
+        once, not once a chunk, and gives the answers of conditioning anew on each call.
 
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
@@ -339,7 +381,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                 # nothing to predict (and GPyTorch's grid interpolation cannot take an empty batch)
                 empty = self.features(x).new_empty(0)  # the checks of any x: shape, dtype, device
                 return GPPrediction(empty, empty.clone())
-            y = self.likelihood(self.posterior(x))
+            y = self.likelihood(self._posterior(x, fixed_probes=True))
             return GPPrediction(y.mean, y.variance)
 
 

@@ -1,0 +1,122 @@
+"""GPyTorch's prediction strategy of a :class:`~hybridpgm.gp.DeepKernelGP`, kept between calls while nothing it
+depends on changed.
+
+Conditioning an exact GP on ``n`` training points builds a prediction strategy: the training solve
+:math:`(K + \\sigma^2 I)^{-1}(y - m)` (the mean cache, ``O(n)`` conjugate-gradient iterations or an ``O(n^3)``
+Cholesky factor) and, under ``gpytorch.settings.fast_pred_var``, the LOVE variance cache.  Predicting ``b`` new
+points from it costs ``O(b)`` under KISS-GP.  :meth:`DeepKernelGP.predict <hybridpgm.gp.DeepKernelGP.predict>`
+and :meth:`~hybridpgm.gp.DeepKernelGP.posterior` without gradients keep that strategy (:class:`PredictionCache`)
+and use it again while the :func:`state_key` of the call is the one it was built under; otherwise they condition
+anew.  The key holds everything the strategy depends on:
+
+* every parameter and buffer of the model (the training data ``train_x``/``train_y`` among its buffers, the feature
+  extractor's weights and batch-norm statistics, the kernel, mean and likelihood hyperparameters, the grid scaling):
+  the *object* (held by a weak reference, so a freed tensor whose id is reused does not match), its version counter
+  (bumped by every in-place write through torch: ``y.sub_(...)``, an optimizer step, ``load_state_dict``), its
+  storage pointer, shape, strides, offset, dtype and device;
+* each sub-module's ``training`` flag;
+* every GPyTorch and ``linear_operator`` setting (:func:`settings_snapshot`: ``fast_pred_var``,
+  ``skip_posterior_variances``, ``max_cholesky_size``, the CG tolerances, ...), autocast, inference mode, the
+  default dtype and the float32 matmul precision;
+* where GPyTorch's random probes come from (``predict``'s generator seeded with 0, or the caller's streams).
+
+What the key cannot see is not tracked: a write that bypasses torch's version counter (through ``tensor.data``,
+a NumPy view, DLPack), a plain attribute of a module that changes its output, an extractor that is random in eval
+mode.  After such a change :meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept
+strategy (as do ``set_train_data``, ``train()``, ``load_state_dict`` and moves with ``to``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import gpytorch
+import linear_operator
+import torch
+
+__all__ = ["PredictionCache", "StateKey", "settings_snapshot", "state_key"]
+
+_SETTING_ATTRIBUTES = ("_state", "_global_value", "_global_float_value", "_global_double_value",
+                       "_global_half_value")
+_setting_classes: list[type] | None = None
+
+
+def _settings() -> list[type]:
+    """The setting classes of :mod:`gpytorch.settings` and :mod:`linear_operator.settings` (found once)."""
+    global _setting_classes
+    if _setting_classes is None:
+        found: dict[int, type] = {}
+        for module in (gpytorch.settings, linear_operator.settings):
+            for name in sorted(vars(module)):
+                obj = getattr(module, name)
+                if isinstance(obj, type) and any(hasattr(obj, a) for a in _SETTING_ATTRIBUTES):
+                    found.setdefault(id(obj), obj)
+        _setting_classes = list(found.values())
+    return _setting_classes
+
+
+def settings_snapshot() -> tuple:
+    """The value of every GPyTorch and ``linear_operator`` setting in force (their context managers set class
+    attributes), with torch's autocast, inference mode, default dtype and float32 matmul precision."""
+    values = tuple(tuple(getattr(cls, a, None) for a in _SETTING_ATTRIBUTES) for cls in _settings())
+    autocast = tuple((device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+                     for device in ("cpu", "cuda"))
+    return (values, autocast, torch.is_inference_mode_enabled(), torch.get_default_dtype(),
+            torch.get_float32_matmul_precision())
+
+
+def _tensor_meta(t: torch.Tensor) -> tuple:
+    strided = t.layout == torch.strided
+    return (t._version, t.data_ptr() if strided and not t.is_meta else None, tuple(t.shape),
+            t.stride() if strided else None, t.storage_offset() if strided else None, t.dtype, t.device)
+
+
+@dataclass(eq=False)
+class StateKey:
+    """What a prediction strategy was built from (see the module's docstring); :meth:`matches` compares it with
+    the state now."""
+
+    names: tuple[str, ...]
+    refs: tuple[weakref.ref, ...]
+    meta: tuple
+
+    def matches(self, other: StateKey) -> bool:
+        """The same tensor objects, unchanged since (by :func:`_tensor_meta`), and the same modes and settings."""
+        if self.names != other.names or self.meta != other.meta:
+            return False
+        return all(mine() is not None and mine() is theirs() for mine, theirs in zip(self.refs, other.refs))
+
+
+def state_key(model: torch.nn.Module, extra: Any = None) -> StateKey:
+    """The key of ``model``'s state now: its parameters and buffers, its modules' modes, the settings, and
+    ``extra`` (anything else the strategy depends on, compared with ``==``)."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    names = tuple(name for name, _ in tensors)
+    refs = tuple(weakref.ref(t) for _, t in tensors)
+    meta = (tuple(_tensor_meta(t) for _, t in tensors), tuple(m.training for m in model.modules()),
+            settings_snapshot(), extra)
+    return StateKey(names, refs, meta)
+
+
+@dataclass(eq=False)
+class PredictionCache:
+    """A prediction strategy of an exact GP and the training data it conditions on, built under ``key``."""
+
+    key: StateKey
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    strategy: Any
+
+    @classmethod
+    def of(cls, gp: gpytorch.models.ExactGP, key: StateKey) -> PredictionCache | None:
+        """``gp``'s strategy and data now (``None`` if it has no strategy)."""
+        if gp.prediction_strategy is None or gp.train_inputs is None:
+            return None
+        return cls(key, gp.train_inputs[0], gp.train_targets, gp.prediction_strategy)
+
+    def install(self, gp: gpytorch.models.ExactGP) -> None:
+        """Give ``gp`` back the data and the strategy: what conditioning it anew would give, without the solves."""
+        gp.set_train_data(self.inputs, self.targets, strict=False)
+        gp.prediction_strategy = self.strategy
