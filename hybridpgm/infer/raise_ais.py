@@ -159,13 +159,28 @@ class RAISE:
 
     @torch.no_grad()
     def _reverse(self, path: Any, v: torch.Tensor) -> torch.Tensor:
-        """``n`` reverse-chain sums :math:`\\sum_k \\Delta_k` from the states ``v``."""
+        """``n`` reverse-chain sums :math:`\\sum_k \\Delta_k` from the states ``v``, with
+        :math:`\\Delta_k = \\log f_k(v_{k-1}) - \\log f_{k-1}(v_{k-1})`.
+
+        One ``path.step`` per temperature does both jobs: ``step(v_k, beta_{k+1}, beta_k, transition=True)``
+        returns :math:`\\log f_k(v_k) - \\log f_{k+1}(v_k) = -\\Delta_{k+1}` from the pre-activations of
+        :math:`v_k` that the sweep :math:`v_{k-1} \\sim T_k(\\cdot \\mid v_k)` needs anyway, so an RBM path costs
+        two ``V x H`` products and two softplus passes per temperature (plus one ``step`` without a transition
+        for :math:`\\Delta_1`; the first sweep's increment, at :math:`(\\beta_K, \\beta_K)`, is 0 and dropped).
+        The sum is bit for bit that of a separate increment step after each sweep: :math:`a - b` and
+        :math:`(\\beta - \\beta') x` are exactly :math:`-(b - a)` and :math:`-((\\beta' - \\beta) x)` in IEEE
+        arithmetic (round to nearest is symmetric), so is a sum of negated terms in the same order, and the
+        :math:`\\Delta_k` are accumulated in the same order :math:`k = K, \\dots, 1`; the random draws are
+        the sweeps' own, in the same order."""
         betas = self.betas
+        num_steps = len(betas) - 1
         total = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
-        for k in range(len(betas) - 1, 0, -1):
-            _, v = path.step(v, betas[k], betas[k], transition=True)  # v_{k-1} ~ T_k(. | v_k)
-            inc, _ = path.step(v, betas[k - 1], betas[k], transition=False)
-            total += inc.to(torch.float64)
+        _, v = path.step(v, betas[num_steps], betas[num_steps], transition=True)  # v_{K-1} ~ T_K(. | v_K)
+        for k in range(num_steps - 1, 0, -1):
+            minus_inc, v = path.step(v, betas[k + 1], betas[k], transition=True)  # -Delta_{k+1}; v_{k-1}
+            total -= minus_inc.to(torch.float64)
+        inc, _ = path.step(v, betas[0], betas[1], transition=False)  # Delta_1 at v_0
+        total += inc.to(torch.float64)
         return total
 
     @torch.no_grad()
