@@ -125,9 +125,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if name == "data":
             raise ModelSpecError("node name 'data' is the name of the plate of BayesNet.model (Pyro refuses a "
                                  "sample site of that name); rename the node")
-        if name in self.cpds:
+        cpds = self.cpds  # looked up once (PyroModule.__getattr__), not once per parent below
+        if name in cpds:
             raise ModelSpecError(f"node {name!r} is already declared")
-        if hasattr(self.cpds, name):  # nn.ModuleDict would refuse it with a raw KeyError
+        if hasattr(cpds, name):  # nn.ModuleDict would refuse it with a raw KeyError
             other = name + "_"
             while hasattr(self.cpds, other):
                 other += "_"
@@ -137,6 +138,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if not isinstance(cpd, CPD):
             raise ModelSpecError(f"node {name!r}: expected a CPD, got {type(cpd).__name__}")
         cpd.validate(name)  # a malformed table, named now that its node is known
+        _check_table_dtype(name, cpd, cpds)
         if name in cpd.parents:
             raise ModelSpecError(f"node {name!r} cannot be its own parent")
         if states is not None:
@@ -145,18 +147,18 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         cycle = dag.cycle_through(name, cpd.parents)
         if cycle:
             raise ModelSpecError(f"adding node {name!r} creates the cycle {' -> '.join(cycle)}")
-        self.cpds[name] = cpd
+        cpds[name] = cpd
         dag.insert(name, cpd.parents)
         # bind the new node, and every child for which it was the last undeclared parent
-        ready = [(name, cpd)] + [(v, self.cpds[v]) for v in dag.declared_children(name)
+        ready = [(name, cpd)] + [(v, cpds[v]) for v in dag.declared_children(name)
                                  if all(p in dag.parents for p in dag.parents[v])]
         bound = [(c, c.node, c.parent_cards) for _, c in ready]  # a refused add leaves every CPD as it was
         for v, c in ready:
             if all(p in dag.parents for p in dag.parents[v]):
                 try:
-                    c.bind(v, {p: self.cpds[p].cardinality for p in dag.parents[v]})
+                    c.bind(v, {p: cpds[p].cardinality for p in dag.parents[v]})
                 except ModelSpecError as e:
-                    del self.cpds[name]
+                    del cpds[name]
                     dag.remove(name)
                     for c_, node, parent_cards in bound:
                         c_.node, c_.parent_cards = node, parent_cards
@@ -345,3 +347,28 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         from hybridpgm.graphs.bif import to_pgmpy
 
         return to_pgmpy(self.check())
+
+
+def _check_table_dtype(name: str, cpd: CPD, cpds: Mapping[str, CPD]) -> None:
+    """Refuse a table whose dtype is not that of the network's tables (any one of them: they agree).
+
+    A network computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of its first tensor):
+    tables of two dtypes were promoted in some contractions and crashed others with torch's raw "expected
+    scalar type" error (soft evidence on eight or more nodes).  Probabilities given as NumPy ``float64``
+    numbers (``np.random`` draws) make a ``float64`` table where a list of Python floats makes a ``float32``
+    one, which is how the mix arises unseen.
+
+    :raises ModelSpecError: naming both nodes and dtypes, and the two ways out."""
+    from hybridpgm.graphs.cpd_table import Table
+
+    if not isinstance(cpd, Table):
+        return
+    other = next(((v, c) for v, c in cpds.items() if isinstance(c, Table)), None)
+    if other is None or other[1].logits.dtype == cpd.logits.dtype:
+        return
+    theirs, mine = other[1].logits.dtype, cpd.logits.dtype
+    raise ModelSpecError(f"node {name!r}: its table is {mine}, but the network's tables are {theirs} (node "
+                         f"{other[0]!r}): a network computes in one dtype.  Build the table in {theirs} "
+                         f"(cpd.Table(torch.tensor(probs, dtype={theirs}), ...); probabilities given as NumPy "
+                         f"float64 numbers make a float64 table), or convert the network first "
+                         f"(bn.to({mine}))")
