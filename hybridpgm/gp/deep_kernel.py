@@ -344,23 +344,24 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
             cache, self._prediction_cache = getattr(self, "_prediction_cache", None), None  # eval() drops it
             key = None if grad else state_key(self, ("fixed" if fixed_probes else "caller", self.train_x.device))
             kept = cache if grad else None  # a call with gradients neither uses nor replaces the kept strategy
+            hit = key is not None and cache is not None and cache.key.matches(key)
             try:
                 with keeping_modes(self), gpytorch.settings.detach_test_caches(not grad):
                     try:
-                        if key is not None and cache is not None and cache.key.matches(key):
+                        if hit:
                             self.eval()
                             cache.install(self.gp)
                         else:
                             self._condition(grad=grad)  # each sub-module's own mode after (a frozen one too)
                         with self._gp_precision(self.features(x)) as (h, _):
                             result = self.gp(self.gp_inputs(h))
-                        if key is not None:
-                            kept = PredictionCache.of(self.gp, key)
+                        built = None if key is None else cache if hit else PredictionCache.of(self.gp, key)
                     finally:
                         if grad:  # before keeping_modes drops the strategy (a model that was training)
                             _release_test_caches(self.gp)
-                if key is not None and not key.matches(state_key(self, key.meta[-1])):
-                    kept = None  # the call itself changed what the strategy depends on: not kept
+                if built is not None:  # kept (under a copy of the values) unless the call itself moved a tensor
+                    end = state_key(self, key.meta[-1], values=not hit)
+                    kept = None if not key.same_tensors(end) else built if hit else built.under(end)
             finally:
                 self._prediction_cache = kept
             return result

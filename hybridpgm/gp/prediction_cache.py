@@ -13,17 +13,22 @@ anew.  The key holds everything the strategy depends on:
   extractor's weights and batch-norm statistics, the kernel, mean and likelihood hyperparameters, the grid scaling):
   the *object* (held by a weak reference, so a freed tensor whose id is reused does not match), its version counter
   (bumped by every in-place write through torch: ``y.sub_(...)``, an optimizer step, ``load_state_dict``), its
-  storage pointer, shape, strides, offset, dtype and device;
+  storage pointer, shape, strides, offset, dtype and device, and its *values*, compared with a copy taken when the
+  strategy was kept.  The values are compared, not only the version counter: GPyTorch's own setters
+  (``likelihood.noise = 0.5``, ``kernel.lengthscale = 0.3``, ``module.initialize(...)``) and any write through
+  ``tensor.data`` change a tensor without moving its version counter.  That copy doubles the memory of the model's
+  tensors while a strategy is kept, and the comparison is one pass over them per call (``O(n d)`` for the training
+  data, against the ``O(n)`` solves it saves);
 * each sub-module's ``training`` flag;
 * every GPyTorch and ``linear_operator`` setting (:func:`settings_snapshot`: ``fast_pred_var``,
   ``skip_posterior_variances``, ``max_cholesky_size``, the CG tolerances, ...), autocast, inference mode, the
   default dtype and the float32 matmul precision;
 * where GPyTorch's random probes come from (``predict``'s generator seeded with 0, or the caller's streams).
 
-What the key cannot see is not tracked: a write that bypasses torch's version counter (through ``tensor.data``,
-a NumPy view, DLPack), a plain attribute of a module that changes its output, an extractor that is random in eval
-mode.  After such a change :meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept
-strategy (as do ``set_train_data``, ``train()``, ``load_state_dict`` and moves with ``to``).
+What the key cannot see is not tracked: a plain attribute of a module that changes its output (a batch norm's
+``eps``), an extractor that is random in eval mode.  After such a change
+:meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept strategy (as do
+``set_train_data``, ``train()``, ``load_state_dict`` and moves with ``to``).
 """
 
 from __future__ import annotations
@@ -81,23 +86,36 @@ class StateKey:
     names: tuple[str, ...]
     refs: tuple[weakref.ref, ...]
     meta: tuple
+    #: the tensors' values when the key was taken (``None`` in a key taken only to be compared, :meth:`matches`)
+    values: tuple[torch.Tensor, ...] | None = None
 
-    def matches(self, other: StateKey) -> bool:
-        """The same tensor objects, unchanged since (by :func:`_tensor_meta`), and the same modes and settings."""
+    def same_tensors(self, other: StateKey) -> bool:
+        """The same tensor objects, each with the same version counter, storage and layout, and the same modes
+        and settings (the values are not compared)."""
         if self.names != other.names or self.meta != other.meta:
             return False
         return all(mine() is not None and mine() is theirs() for mine, theirs in zip(self.refs, other.refs))
 
+    def matches(self, other: StateKey) -> bool:
+        """:meth:`same_tensors`, and each tensor holds the values this key copied (NaN equal to NaN): a write
+        that moves no version counter (GPyTorch's setters, ``tensor.data``) is seen too."""
+        if self.values is None or not self.same_tensors(other):
+            return False
+        return all(torch.equal(then, now) or bool(torch.isclose(then, now, rtol=0, atol=0, equal_nan=True).all())
+                   for then, now in zip(self.values, (ref().detach() for ref in other.refs)))
 
-def state_key(model: torch.nn.Module, extra: Any = None) -> StateKey:
+
+def state_key(model: torch.nn.Module, extra: Any = None, values: bool = False) -> StateKey:
     """The key of ``model``'s state now: its parameters and buffers, its modules' modes, the settings, and
-    ``extra`` (anything else the strategy depends on, compared with ``==``)."""
+    ``extra`` (anything else the strategy depends on, compared with ``==``); with ``values``, a copy of every
+    tensor's values (the key a strategy is kept under)."""
     tensors = [*model.named_parameters(), *model.named_buffers()]
     names = tuple(name for name, _ in tensors)
     refs = tuple(weakref.ref(t) for _, t in tensors)
     meta = (tuple(_tensor_meta(t) for _, t in tensors), tuple(m.training for m in model.modules()),
             settings_snapshot(), extra)
-    return StateKey(names, refs, meta)
+    copies = tuple(t.detach().clone() for _, t in tensors) if values else None
+    return StateKey(names, refs, meta, copies)
 
 
 @dataclass(eq=False)
@@ -115,6 +133,10 @@ class PredictionCache:
         if gp.prediction_strategy is None or gp.train_inputs is None:
             return None
         return cls(key, gp.train_inputs[0], gp.train_targets, gp.prediction_strategy)
+
+    def under(self, key: StateKey) -> PredictionCache:
+        """The same strategy and data, kept under ``key``."""
+        return PredictionCache(key, self.inputs, self.targets, self.strategy)
 
     def install(self, gp: gpytorch.models.ExactGP) -> None:
         """Give ``gp`` back the data and the strategy: what conditioning it anew would give, without the solves."""

@@ -190,3 +190,22 @@ def test_condition_copies_and_moves_drop_the_kept_strategy(counts):
     torch.testing.assert_close(got.mean, first.mean.float())
     model.train()
     assert model._prediction_cache is None
+
+
+@pytest.mark.parametrize("grid_size", [None, 16])
+def test_writes_that_move_no_version_counter_are_seen(grid_size):
+    """GPyTorch's setters (``likelihood.noise = ...``, ``kernel.lengthscale = ...``, ``initialize``) write through
+    ``param.data.copy_``, which moves no version counter: the first key (versions only) kept the old strategy, the
+    mean off by up to 1.8 against conditioning anew (review B).  The key compares the values too."""
+    x, y = _data()
+    model = _model(grid_size, x, y)
+    x_test = _data(7, seed=1)[0]
+    rbf = next(k for k in model.gp.covar_module.modules() if isinstance(k, gpytorch.kernels.RBFKernel))
+    changes = [lambda: setattr(model.gp.likelihood, "noise", 0.5), lambda: setattr(rbf, "lengthscale", 0.3),
+               lambda: model.gp.mean_module.initialize(constant=1.5),
+               lambda: next(model.feature_extractor.parameters()).data.mul_(1.1)]
+    for change in changes:
+        before = model.predict(x_test)
+        change()
+        after, fresh = model.predict(x_test), _fresh(model, x_test)
+        assert _same(after, fresh) and not _same(after, before)
