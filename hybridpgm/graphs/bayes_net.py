@@ -138,7 +138,6 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if not isinstance(cpd, CPD):
             raise ModelSpecError(f"node {name!r}: expected a CPD, got {type(cpd).__name__}")
         cpd.validate(name)  # a malformed table, named now that its node is known
-        _check_table_dtype(name, cpd, cpds)
         if name in cpd.parents:
             raise ModelSpecError(f"node {name!r} cannot be its own parent")
         if states is not None:
@@ -348,27 +347,3 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
 
         return to_pgmpy(self.check())
 
-
-def _check_table_dtype(name: str, cpd: CPD, cpds: Mapping[str, CPD]) -> None:
-    """Refuse a table whose dtype is not that of the network's tables (any one of them: they agree).
-
-    A network computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of its first tensor):
-    tables of two dtypes were promoted in some contractions and crashed others with torch's raw "expected
-    scalar type" error (soft evidence on eight or more nodes).  Probabilities given as NumPy ``float64``
-    numbers (``np.random`` draws) make a ``float64`` table where a list of Python floats makes a ``float32``
-    one, which is how the mix arises unseen.
-
-    :raises ModelSpecError: naming both nodes and dtypes, and the two ways out."""
-    from hybridpgm.graphs.cpd_table import Table
-
-    if not isinstance(cpd, Table):
-        return
-    other = next(((v, c) for v, c in cpds.items() if isinstance(c, Table)), None)
-    if other is None or other[1].logits.dtype == cpd.logits.dtype:
-        return
-    theirs, mine = other[1].logits.dtype, cpd.logits.dtype
-    raise ModelSpecError(f"node {name!r}: its table is {mine}, but the network's tables are {theirs} (node "
-                         f"{other[0]!r}): a network computes in one dtype.  Build the table in {theirs} "
-                         f"(cpd.Table(torch.tensor(probs, dtype={theirs}), ...); probabilities given as NumPy "
-                         f"float64 numbers make a float64 table), or convert the network first "
-                         f"(bn.to({mine}))")

@@ -26,7 +26,7 @@ import torch
 
 from hybridpgm.checks import close_match, shown_items, torch_readable
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import DataError, EvidenceError
+from hybridpgm.errors import DataError, EvidenceError, ModelSpecError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
                                         refuse_ambiguous_numbers)
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
@@ -88,8 +88,38 @@ def network_facts(bn: "BayesNet") -> NetworkFacts:
     return facts
 
 
+def check_one_table_dtype(facts: NetworkFacts) -> None:
+    """Refuse a query on a network whose tables are of two dtypes, naming a node of each.
+
+    A query computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of the network's first
+    tensor): tables of two dtypes were promoted in some contractions and crashed others with torch's raw
+    "expected scalar type" error (soft evidence on eight or more nodes).  Probabilities given as NumPy
+    ``float64`` numbers (``np.random`` draws) make a ``float64`` table where Python floats make a ``float32``
+    one, which is how the mix arises unseen; building a network so and converting it (``bn.double()``) before
+    querying is fine.
+
+    :raises ModelSpecError: naming a node of each dtype and the ways out."""
+    first = None
+    for name, c in facts.cpds.items():
+        t = c._parameters.get("logits")
+        if t is None:
+            t = c._buffers.get("logits")
+        if t is None:  # not a table
+            continue
+        if first is None:
+            first = (name, t.dtype)
+        elif t.dtype != first[1]:
+            raise ModelSpecError(
+                f"the tables of this network are of two dtypes: {first[1]} (node {first[0]!r}) and {t.dtype} (node "
+                f"{name!r}); a query computes in one dtype.  Convert the network (bn.to({first[1]}) or "
+                f"bn.to({t.dtype})), or build every table in one dtype (probabilities given as NumPy float64 "
+                f"numbers make a float64 table, Python floats a float32 one)")
+
+
 def dtype_device(bn: "BayesNet", facts: NetworkFacts):
-    """``(bn.dtype, bn.device)`` without walking the module tree when the network is all tables."""
+    """``(bn.dtype, bn.device)`` without walking the module tree when the network is all tables; a network whose
+    tables are of two dtypes is refused (:func:`check_one_table_dtype`)."""
+    check_one_table_dtype(facts)
     if facts.tables_only and facts.cpds:
         t = None
         for c in facts.cpds.values():  # parameters come before buffers in bn.parameters()/buffers() order
