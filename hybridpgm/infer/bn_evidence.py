@@ -99,16 +99,17 @@ def check_one_table_dtype(facts: NetworkFacts) -> None:
     querying is fine.
 
     :raises ModelSpecError: naming a node of each dtype and the ways out."""
-    first = None
-    for name, c in facts.cpds.items():
-        t = c._parameters.get("logits")
-        if t is None:
-            t = c._buffers.get("logits")
-        if t is None:  # not a table
-            continue
-        if first is None:
-            first = (name, t.dtype)
-        elif t.dtype != first[1]:
+    holders = facts.__dict__.get("_logits_holders")
+    if holders is None:  # each table's parameter and buffer maps: the same dicts after bn.to(...), which refills them
+        holders = facts.__dict__["_logits_holders"] = [
+            (name, c._parameters if "logits" in c._parameters else c._buffers) for name, c in facts.cpds.items()
+            if "logits" in c._parameters or "logits" in c._buffers]
+    if not holders:
+        return
+    first = (holders[0][0], holders[0][1]["logits"].dtype)
+    for name, held in holders:
+        t = held["logits"]
+        if t.dtype != first[1]:
             raise ModelSpecError(
                 f"the tables of this network are of two dtypes: {first[1]} (node {first[0]!r}) and {t.dtype} (node "
                 f"{name!r}); a query computes in one dtype.  Convert the network (bn.to({first[1]}) or "

@@ -401,3 +401,6 @@ def test_a_query_on_tables_of_two_dtypes_is_refused_naming_both_nodes():
     # enumeration: p(c) * prod_i sum_s p(s | c) l(s)
     per_c = torch.tensor([0.25 * 0.25 + 0.75 * 0.5, 0.5 * 0.25 + 0.5 * 0.5], dtype=torch.float64) ** 10
     torch.testing.assert_close(bn.posterior("c", soft), per_c / per_c.sum(), rtol=1e-12, atol=0)
+    bn.cpds["s3"].float()  # one table converted after a query: seen (the check reads the tables' maps each query)
+    with pytest.raises(ModelSpecError, match=r"torch.float64 \(node 'c'\) and torch.float32 \(node 's3'\)"):
+        bn.posterior("c", soft)
