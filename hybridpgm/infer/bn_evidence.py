@@ -93,17 +93,29 @@ def check_one_table_dtype(facts: NetworkFacts) -> None:
 
     A query computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of the network's first
     tensor): tables of two dtypes were promoted in some contractions and crashed others with torch's raw
-    "expected scalar type" error (soft evidence on eight or more nodes).  Probabilities given as NumPy
-    ``float64`` numbers (``np.random`` draws) make a ``float64`` table where Python floats make a ``float32``
-    one, which is how the mix arises unseen; building a network so and converting it (``bn.double()``) before
-    querying is fine.
+    "expected scalar type" error (soft evidence on eight or more nodes).  Probabilities given as a NumPy
+    ``float64`` array or as ``np.float64`` numbers make a ``float64`` table where Python floats make one of torch's
+    default dtype (``float32``), which is how the mix arises unseen; building a network so and converting it
+    (``bn.double()``) before querying is fine.
 
     :raises ModelSpecError: naming a node of each dtype and the ways out."""
     holders = facts.__dict__.get("_logits_holders")
-    if holders is None:  # each table's parameter and buffer maps: the same dicts after bn.to(...), which refills them
-        holders = facts.__dict__["_logits_holders"] = [
-            (name, c._parameters if "logits" in c._parameters else c._buffers) for name, c in facts.cpds.items()
-            if "logits" in c._parameters or "logits" in c._buffers]
+    try:
+        _check_dtypes(holders if holders is not None else _logits_holders(facts))
+    except KeyError:  # a table's logits moved between its parameters and its buffers: find the maps again
+        _check_dtypes(_logits_holders(facts))
+
+
+def _logits_holders(facts: NetworkFacts) -> list:
+    """Each table's parameter or buffer map holding its ``logits``, kept with ``facts``: the same dicts after
+    ``bn.to(...)``, which refills them in place."""
+    holders = facts.__dict__["_logits_holders"] = [
+        (name, c._parameters if "logits" in c._parameters else c._buffers) for name, c in facts.cpds.items()
+        if "logits" in c._parameters or "logits" in c._buffers]
+    return holders
+
+
+def _check_dtypes(holders: list) -> None:
     if not holders:
         return
     first = (holders[0][0], holders[0][1]["logits"].dtype)
@@ -113,8 +125,8 @@ def check_one_table_dtype(facts: NetworkFacts) -> None:
             raise ModelSpecError(
                 f"the tables of this network are of two dtypes: {first[1]} (node {first[0]!r}) and {t.dtype} (node "
                 f"{name!r}); a query computes in one dtype.  Convert the network (bn.to({first[1]}) or "
-                f"bn.to({t.dtype})), or build every table in one dtype (probabilities given as NumPy float64 "
-                f"numbers make a float64 table, Python floats a float32 one)")
+                f"bn.to({t.dtype})), or build every table in one dtype (probabilities given as a NumPy float64 "
+                f"array or np.float64 numbers make a float64 table, Python floats one of torch's default dtype)")
 
 
 def dtype_device(bn: "BayesNet", facts: NetworkFacts):
