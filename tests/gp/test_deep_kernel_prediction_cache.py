@@ -209,3 +209,29 @@ def test_writes_that_move_no_version_counter_are_seen(grid_size):
         change()
         after, fresh = model.predict(x_test), _fresh(model, x_test)
         assert _same(after, fresh) and not _same(after, before)
+
+
+def test_buffers_holding_nan_or_of_another_layout_are_compared(counts):
+    """A NaN equals NaN in the key, and a sparse buffer (which torch.equal does not take) is compared too: the
+    second call reuses the strategy, and an edit of either buffer is seen (review C: the sparse one raised
+    NotImplementedError on the second call)."""
+    x, y = _data()
+
+    class WithBuffers(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp([3, 16, 2], activation="tanh").double()
+            self.register_buffer("nan", torch.tensor([float("nan"), 1.0]))
+            self.register_buffer("adjacency", torch.eye(3).to_sparse())
+
+        def forward(self, z):
+            return self.net(z) + self.nan[1] * torch.sparse.mm(self.adjacency, torch.ones(3, 1)).sum() * 0
+
+    torch.manual_seed(0)
+    model = DeepKernelGP(x, y, WithBuffers())
+    x_test = _data(7, seed=1)[0]
+    first = model.predict(x_test)
+    assert _same(model.predict(x_test), first) and counts["strategies"] == 1
+    model.feature_extractor.nan.data[1] = 2.0
+    model.predict(x_test)
+    assert counts["strategies"] == 2
