@@ -18,8 +18,7 @@ factor-variable incidence once: :math:`O(N B \\sum_f k_f C)` table entries whate
 colours (a fully connected pairwise net needs :math:`V` of them).  Each colour step draws the
 ``[N, B, V_c, C]`` uniforms of its own variables only (Gumbel-max), :math:`O(N B V C)` draws per
 sweep.  For a given ``generator`` (or global seed) the chains are reproducible within a version of
-hybridpgm, not across versions: the draw order may change (before this one, every colour step drew
-the uniforms of every variable and kept its own variables').
+hybridpgm, not across versions: the order of the random draws is not part of the interface.
 
 **References**
 
