@@ -337,8 +337,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         return self._posterior(x, fixed_probes=False)
 
     def _posterior(self, x: torch.Tensor, fixed_probes: bool) -> gpytorch.distributions.MultivariateNormal:
-        """:meth:`posterior`; ``fixed_probes``: GPyTorch's probes come from :func:`fixed_rng` (:meth:`predict`),
-        part of the key of a kept strategy."""
+        """:meth:`posterior`; ``fixed_probes`` (part of a kept strategy's key): the probes of :meth:`predict`."""
         grad = torch.is_grad_enabled()
         with holding_global_state():
             cache, self._prediction_cache = getattr(self, "_prediction_cache", None), None  # eval() drops it

@@ -13,16 +13,15 @@ data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` n
 * :meth:`~BayesNetData.split_missing` -- ``[N, V]`` data with missing entries becomes
   ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
 * :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
-* per column, the observed values (states ``0..K-1`` of a discrete node, checked) with the observed
-  mask, and the context inputs of neural CPDs as a dict name -> ``[N]`` or ``[*B, N, F]`` (particle dims ``B``
-  of the enclosing Pyro program in front, features flattened);
+* per column, the observed values (discrete states checked) with the observed mask, and the context inputs
+  of neural CPDs as a dict name -> ``[N]`` or ``[*B, N, F]`` (particle dims ``B`` in front, features flat);
 * :attr:`~BayesNetData.dtype` and :attr:`~BayesNetData.device` -- where data is placed: those of the
   network's floating-point parameters and buffers (the default dtype and the CPU without any).
 
-It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``.  The masks are read by
-:class:`~hybridpgm.graphs.bn_masks.BayesNetMasks`, the checks :meth:`BayesNet.model
-<hybridpgm.graphs.BayesNet.model>` makes of the data are :class:`~hybridpgm.graphs.bn_checks.BayesNetChecks`
-(both mixins of this one), and the missing markers are :mod:`hybridpgm.graphs.bn_values`.
+It relies on the network's ``cpds``, ``nodes``, ``cardinality`` and ``input_names``; the masks are read by
+:class:`~hybridpgm.graphs.bn_masks.BayesNetMasks`, the data checks of :meth:`BayesNet.model
+<hybridpgm.graphs.BayesNet.model>` are :class:`~hybridpgm.graphs.bn_checks.BayesNetChecks`, the missing markers
+:mod:`hybridpgm.graphs.bn_values`.
 """
 
 from __future__ import annotations
@@ -179,12 +178,11 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
     def split_missing(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """``(values [N, V] with missing entries set to 0, mask [N, V] true where observed)``.
 
-        The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and what
-        :meth:`model` accepts as ``model(values, mask)``.  An ``[N, V]`` tensor or numeric array keeps its dtype;
-        a ``bool`` array (whose ``True`` / ``False`` may name states) and any other form of :meth:`columns` go
-        through :meth:`to_tensor` (floats), its missing markers (``-1``, ``None``) becoming mask ``False``.  A
-        discrete column's ``-1`` is missing in a float tensor too (a continuous one's is a value), but not in a
-        ``(values, mask)`` pair, whose mask says what is missing (:meth:`model` refuses a ``-1`` it marks observed).
+        The pair is what :func:`hybridpgm.fit` can batch (it rejects NaN) and :meth:`model` accepts as
+        ``model(values, mask)``.  An ``[N, V]`` tensor or numeric array keeps its dtype; a ``bool`` array (whose
+        ``True`` / ``False`` may name states) and any other form of :meth:`columns` become floats, missing markers
+        (``-1``, ``None``) mask ``False``.  A discrete column's ``-1`` is missing in a float tensor too (a
+        continuous one's is a value), but not in a ``(values, mask)`` pair, whose mask says what is missing.
 
         :raises DataError: as :meth:`columns`.
         """
@@ -210,11 +208,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         network's dtype, every missing entry (``NaN``, ``-1`` in signed integer data or in a discrete node's
         column, ``None``, mask false, an absent column) as ``NaN``.
 
-        The result carries no mask, and a discrete node's ``-1.0`` in it reads as missing wherever it is used
-        again (:meth:`columns`, :meth:`split_missing`, the exact queries).  So a ``-1`` that the mask of a
-        ``(values, mask)`` pair marks observed -- a bad state, which :meth:`model` refuses -- is refused here
-        too, rather than silently turned into a missing entry.  Other values outside a node's states (``-2``,
-        ``0.5``) stay as they are: they keep their meaning, and :meth:`model` and the queries refuse them.
+        The result carries no mask, so a discrete node's ``-1.0`` in it reads as missing wherever it is used again:
+        a ``-1`` a pair's mask marks observed (a bad state) is refused here, as :meth:`model` refuses it.  Other
+        values outside a node's states (``-2``, ``0.5``) stay, for :meth:`model` and the queries to refuse.
 
         :raises DataError: as :meth:`columns`; data of no column; a ``-1`` the mask marks observed in a discrete
             node's column, naming the node, the value and its row.
@@ -229,8 +225,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         return x
 
     def _stacked(self, values) -> torch.Tensor:
-        """:meth:`to_tensor` without its check of a ``-1`` the mask marks observed (which stays ``-1.0``):
-        :meth:`split_missing` keeps the pair's mask with it, for :meth:`model` to refuse the entry."""
+        """:meth:`to_tensor` without its check of a ``-1`` the mask marks observed (for :meth:`split_missing`)."""
         cols = self.columns(values)
         if not cols:
             raise DataError(f"to_tensor got data of no column (nodes: {self.nodes})")
@@ -349,11 +344,10 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
     def _rows(self, cols: dict, ctx: dict, num_samples: int | None) -> int:
         """The number of rows ``N`` of :meth:`model`'s plate: that of the data and of the context inputs (a 0-d
         input broadcasts), else ``num_samples`` (1 by default).  A context input's rows are read at the data
-        plate's dim, the last of its batch dims (``[N]``, or ``[*B, N, F]`` as :meth:`_inputs` gives it): the
-        particle dims ``S`` of an ``[S, N, d]`` latent drawn under a vectorized ELBO are not rows.
+        plate's dim, the last of its batch dims (``[N]``, or ``[*B, N, F]`` as :meth:`_inputs` gives it): particle
+        dims (an ``[S, N, d]`` latent of a vectorized ELBO) are not rows.
 
-        :raises DataError: context inputs with another number of rows than the data (or than each other),
-            naming every row count.
+        :raises DataError: context inputs with another number of rows than the data or each other (all named).
         """
         sizes = {f"data ({len(cols)} column{'s' if len(cols) != 1 else ''})": int(t.shape[0])
                  for t in list(cols.values())[:1]}

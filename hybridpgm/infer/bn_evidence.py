@@ -93,10 +93,9 @@ def check_one_table_dtype(facts: NetworkFacts) -> None:
 
     A query computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of the network's first
     tensor): tables of two dtypes were promoted in some contractions and crashed others with torch's raw
-    "expected scalar type" error (soft evidence on eight or more nodes).  Probabilities given as a NumPy
-    ``float64`` array or as ``np.float64`` numbers make a ``float64`` table where Python floats make one of torch's
-    default dtype (``float32``), which is how the mix arises unseen; building a network so and converting it
-    (``bn.double()``) before querying is fine.
+    "expected scalar type" error.  A NumPy ``float64`` array or ``np.float64`` numbers make a ``float64`` table,
+    Python floats one of torch's default dtype: building a network so and converting it (``bn.double()``) before
+    querying is fine.
 
     :raises ModelSpecError: naming a node of each dtype and the ways out."""
     holders = facts.__dict__.get("_logits_holders")
