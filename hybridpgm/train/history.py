@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import reprlib
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ import torch
 
 from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
 
-__all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "loss_explosions"]
+__all__ = ["EXPLOSION_FACTOR", "FitResult", "History", "OptimizerState", "loss_explosions"]
 
 #: a loss whose last value rises above this many times its first's magnitude (floored at 1) has exploded
 EXPLOSION_FACTOR = 1e3
@@ -22,6 +23,11 @@ def _short(value, digits: int = 6) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:.{digits}g}"
     return reprlib.repr(value)
+
+
+def _point_value(point):
+    """The value of a metric's ``(step, value)`` point (the point itself where it is no pair: see :func:`_short`)."""
+    return point[-1] if isinstance(point, (tuple, list)) and point else point
 
 
 @dataclass
@@ -43,17 +49,21 @@ class History:
 
     def __repr__(self) -> str:
         """A summary of constant size, whatever the number of steps (a notebook cell showing a
-        :class:`FitResult` of 100000 steps printed 7 MB of lists before): the steps recorded, each player's last
-        loss, each metric's number of points and last value, and the wall time."""
-        if not self.step:
-            return "History(no steps)"
-        steps = f"steps={len(self.step)} ({self.step[0]}..{self.step[-1]})"
+        :class:`FitResult` of 100000 steps printed 7 MB of lists before): the steps recorded (or ``no steps``),
+        each player's last loss, each metric's number of points and last value, and the wall time, each part
+        shown when the history holds it (a history with metrics but no step names its metrics)."""
+        parts = [f"steps={len(self.step)} ({self.step[0]}..{self.step[-1]})" if self.step else "no steps"]
         losses = ", ".join(f"{player!r}: {_short(values[-1])}" for player, values in self.loss.items() if values)
+        if losses:
+            parts.append(f"last loss={{{losses}}}")
         metrics = ", ".join(f"{name!r}: {len(points)} point{'s' if len(points) > 1 else ''}, "
-                            f"last {_short(points[-1][-1])}" for name, points in self.metrics.items() if points)
-        wall = f", wall_time={_short(self.wall_time[-1], 4)} s" if self.wall_time else ""
-        return f"History({steps}, last loss={{{losses}}}" + (f", metrics={{{metrics}}}" if metrics else "") + \
-            f"{wall})"
+                            f"last {_short(_point_value(points[-1]))}" for name, points in self.metrics.items()
+                            if points)
+        if metrics:
+            parts.append(f"metrics={{{metrics}}}")
+        if self.wall_time:
+            parts.append(f"wall_time={_short(self.wall_time[-1], 4)} s")
+        return f"History({', '.join(parts)})"
 
     def record(self, step: int, losses: dict[str, float], wall_time: float, examples_per_second: float) -> None:
         self.step.append(step)
@@ -108,13 +118,74 @@ def loss_explosions(history: History, factor: float = EXPLOSION_FACTOR) -> dict[
     return out
 
 
+def _on_cpu(value):
+    """``value`` (an optimizer's state dict, or a part of it) with every tensor a CPU copy (a CPU tensor as it
+    is: it is only read)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
+class OptimizerState:
+    """What a pickled :class:`FitResult` keeps of one of its optimizers: the optimizer's class name and its
+    ``state_dict()``, not a live optimizer.
+
+    An optimizer holds the parameters it steps.  Pickled apart from its module it would come back stepping
+    copies of them that no module holds (and the parameters of a Pyro objective carry a weak reference that
+    does not pickle at all), so a pickle of the result keeps the state instead.  To go on from it, build the
+    optimizer over the module's parameters and load the state into it::
+
+        optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
+        optimizer.load_state_dict(result.optimizers["elbo"].state_dict())
+
+    Every other attribute of an optimizer (``step``, ``zero_grad``, ``param_groups``, ...) raises an
+    :class:`AttributeError` saying so; the learning rates are in ``state_dict()["param_groups"]``.
+
+    :param optimizer: the live optimizer whose state is kept (read, not changed).
+    :ivar optimizer_type: the optimizer's qualified class name (``"torch.optim.adam.Adam"``).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer_type = f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"
+        # on the CPU, so that a result trained on a GPU unpickles anywhere (load_state_dict moves each tensor
+        # to its parameter's device)
+        self._state = _on_cpu(optimizer.state_dict())
+
+    def state_dict(self) -> dict:
+        """The optimizer's ``state_dict()`` at the end of the run, tensors on the CPU: a new copy at each call, so
+        that the optimizers it is loaded into never share (and update) its tensors."""
+        return copy.deepcopy(self._state)
+
+    def __repr__(self) -> str:
+        groups = self._state.get("param_groups", [])
+        count = sum(len(group.get("params", ())) for group in groups)
+        return f"OptimizerState({self.optimizer_type}, {count} parameter{'' if count == 1 else 's'}, not an optimizer)"
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # pickle and copy probing for protocol methods
+            raise AttributeError(name)
+        kind = self.__dict__.get("optimizer_type", "optimizer")
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}: an unpickled FitResult holds the state of "
+            f"its {kind}, not the optimizer; build one over the module's parameters and load the state: "
+            "optimizer.load_state_dict(result.optimizers[player].state_dict())")
+
+
 @dataclass
 class FitResult:
     """Result of :func:`hybridpgm.fit`.
 
     :ivar history: the :class:`History` of the run (including resumed parts).
     :ivar steps: optimizer cycles completed.
-    :ivar optimizers: player -> the optimizer used (to continue training).
+    :ivar optimizers: player -> the optimizer used (to continue training).  A pickle of the result
+        (``pickle``, ``torch.save``, joblib, multiprocessing) keeps each optimizer's state instead: unpickled,
+        ``optimizers`` holds an :class:`OptimizerState` per player, whose ``state_dict()`` loads into a fresh
+        optimizer, and every other field as it was.  ``copy.copy`` and ``copy.deepcopy`` keep live optimizers
+        (``deepcopy`` copies them with their parameters, as it copies a module).
     :ivar device: the device the module was trained on.
     :ivar stopped_early: whether a callback asked to stop.
     :ivar skipped_steps: player -> steps skipped for a non-finite loss or
@@ -127,7 +198,7 @@ class FitResult:
 
     history: History
     steps: int
-    optimizers: dict[str, torch.optim.Optimizer]
+    optimizers: dict[str, torch.optim.Optimizer | OptimizerState]
     device: torch.device
     stopped_early: bool = False
     skipped_steps: dict[str, int] = field(default_factory=dict)
@@ -137,3 +208,32 @@ class FitResult:
     def diverged(self) -> bool:
         """Whether some player's loss exploded (see :attr:`loss_explosions`)."""
         return bool(self.loss_explosions)
+
+    def __repr__(self) -> str:
+        """One line: the history's summary, each player's optimizer by its class (not ``torch.optim``'s repr of
+        every parameter group), and the other fields."""
+        optimizers = ", ".join(f"{player!r}: " + (type(opt).__name__ if isinstance(opt, torch.optim.Optimizer)
+                                                   else repr(opt)) for player, opt in self.optimizers.items())
+        return (f"FitResult(steps={self.steps}, history={self.history!r}, optimizers={{{optimizers}}}, "
+                f"device={self.device!r}, stopped_early={self.stopped_early}, skipped_steps={self.skipped_steps}, "
+                f"loss_explosions={self.loss_explosions})")
+
+    def __getstate__(self) -> dict:
+        """The fields, each optimizer as its :class:`OptimizerState` (the result itself is not changed)."""
+        state = dict(self.__dict__)
+        state["optimizers"] = {player: OptimizerState(optimizer) if isinstance(optimizer, torch.optim.Optimizer)
+                               else optimizer for player, optimizer in self.optimizers.items()}
+        return state
+
+    def __copy__(self) -> "FitResult":
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict) -> "FitResult":
+        """A copy with live optimizers: a copy is no pickle (a ``deepcopy`` of the module and the result together
+        gives optimizers that step the copied module's parameters)."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new

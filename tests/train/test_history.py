@@ -72,3 +72,27 @@ def test_the_repr_of_a_long_history_stays_short_and_names_the_last_values():
     assert len(repr(result)) < 600 and text in repr(result)
     # a history read from a damaged checkpoint may hold anything: its repr still does not raise
     assert "'a': 'high'" in repr(History(step=[1], loss={"a": ["high"]}, wall_time=[0.1], examples_per_second=[1.0]))
+
+
+def test_the_repr_of_a_history_without_steps_names_what_it_holds():
+    """Found by an audit: a history with metrics (or losses) but no step printed ``History(no steps)``, hiding
+    them."""
+    history = History(metrics={"val": [(0, 3.5)], "acc": [(0, 0.25), (10, 0.75)], "empty": []})
+    assert repr(history) == "History(no steps, metrics={'val': 1 point, last 3.5, 'acc': 2 points, last 0.75})"
+    assert repr(History(loss={"elbo": [2.0, 1.5]})) == "History(no steps, last loss={'elbo': 1.5})"
+    assert repr(History(wall_time=[0.5])) == "History(no steps, wall_time=0.5 s)"
+    assert repr(History(loss={"elbo": []}, metrics={"val": []})) == "History(no steps)"
+    # with steps, as before
+    history.record(1, {"elbo": 2.0}, 0.125, 8.0)
+    assert repr(history) == ("History(steps=1 (1..1), last loss={'elbo': 2}, metrics={'val': 1 point, last 3.5, "
+                             "'acc': 2 points, last 0.75}, wall_time=0.125 s)")
+
+
+def test_the_repr_of_a_result_names_each_optimizer_by_its_class_on_one_line():
+    """Before, the dataclass repr printed each optimizer's multi-line ``torch.optim`` repr (every parameter group's
+    settings): about 15 lines per player in a notebook cell."""
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    result = FitResult(History(), 3, {"elbo": torch.optim.Adam(params), "disc": torch.optim.SGD(params, lr=0.1)},
+                       torch.device("cpu"))
+    assert repr(result) == ("FitResult(steps=3, history=History(no steps), optimizers={'elbo': Adam, 'disc': SGD}, "
+                            "device=device(type='cpu'), stopped_early=False, skipped_steps={}, loss_explosions={})")
