@@ -1,4 +1,5 @@
-"""Renamed keyword arguments: the old name still accepted for one release, with a :class:`FutureWarning`.
+"""Evolving signatures: a renamed keyword, or a parameter made keyword-only, still accepted the old way for one
+release, with a :class:`FutureWarning`.
 
 hybridpgm spells a count of draws ``num_samples`` in every family (``RBM.sample``, ``BayesNet.sample``,
 ``VAE.log_likelihood``, ...).  Methods that spelled it otherwise (``VAE.sample(n)``, the adversarial objectives'
@@ -16,6 +17,19 @@ old keyword working for one release:
 ``Model().sample(n=3)`` returns 3 too, with a :class:`FutureWarning` that names the new keyword (pointing at the
 caller's line); ``Model().sample(3, n=3)`` or ``Model().sample(num_samples=3, n=3)`` raises a
 :class:`~hybridpgm.errors.ConfigError`.  Positional calls never warn.
+
+:func:`keyword_only_soon` is the same step for parameters that become keyword-only: the function is declared with
+them after ``*`` (its signature and documentation show the new form), and a caller who still passes them by
+position gets them bound as before, with a :class:`FutureWarning` naming them:
+
+>>> class Net:
+...     @keyword_only_soon("method", "evidence")
+...     def marginals(self, *, method="exact", evidence=None):
+...         return method, evidence
+>>> Net().marginals(method="bp")
+('bp', None)
+
+``Net().marginals("bp")`` returns ``('bp', None)`` too, warning "pass method= by keyword".
 """
 
 from __future__ import annotations
@@ -28,7 +42,7 @@ from typing import Callable, TypeVar
 from hybridpgm.errors import ConfigError
 from hybridpgm.warning_origin import users_stacklevel
 
-__all__ = ["renamed_keyword"]
+__all__ = ["keyword_only_soon", "renamed_keyword"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -73,6 +87,53 @@ def renamed_keyword(**renames: str) -> Callable[[F], F]:
                               stacklevel=users_stacklevel())
                 kwargs[new] = kwargs.pop(old)
             return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def keyword_only_soon(*legacy: str) -> Callable[[F], F]:
+    """Decorator: keyword-only parameters ``legacy`` that older releases took by position, in that order, after
+    the function's positional parameters, still accepted by position for one release.
+
+    A call with ``k`` extra positional arguments binds them to the first ``k`` names of ``legacy`` and warns
+    once with a :class:`FutureWarning` naming them (pointing at the caller's line); calls by keyword run with no
+    overhead beyond one length check.  The wrapper keeps the function's name, docstring and (keyword-only)
+    signature.
+
+    :param legacy: the old positional order of the parameters, each a keyword-only parameter of the function.
+    :raises TypeError: (when decorating) a name of ``legacy`` that is not a keyword-only parameter; (when called)
+        more positional arguments than the old signature took, as Python would.
+    :raises ConfigError: (when called) a parameter passed both by position and by keyword, naming it.
+    """
+
+    def decorate(func: F) -> F:
+        params = inspect.signature(func).parameters
+        for name in legacy:
+            if name not in params or params[name].kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"keyword_only_soon: {func.__qualname__} has no keyword-only parameter {name!r}")
+        num_positional = sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                             for p in params.values())
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if len(args) <= num_positional:
+                return func(*args, **kwargs)
+            extra = args[num_positional:]
+            if len(extra) > len(legacy):
+                raise TypeError(f"{func.__qualname__} takes at most {num_positional + len(legacy)} positional "
+                                f"arguments ({len(args)} given)")
+            names = legacy[:len(extra)]
+            both = [name for name in names if name in kwargs]
+            if both:
+                raise ConfigError(f"{func.__qualname__} got {both[0]}= both by position and by keyword; pass it "
+                                  "by keyword alone")
+            passed = ", ".join(f"{name}=" for name in names)
+            warnings.warn(f"{func.__qualname__}: pass {passed} by keyword; passing "
+                          f"{'it' if len(names) == 1 else 'them'} by position will stop working in a future release",
+                          FutureWarning, stacklevel=users_stacklevel())
+            return func(*args[:num_positional], **dict(zip(names, extra)), **kwargs)
 
         return wrapper  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from hybridpgm.errors import ConfigError
-from hybridpgm.keyword_alias import renamed_keyword
+from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
 
 
 class _Model:
@@ -50,3 +50,40 @@ def test_a_keyword_only_new_name_and_a_wrong_declaration():
         renamed_keyword(n="num_samples")(lambda count: count)
     with pytest.raises(TypeError, match="still has a parameter 'n'"):
         renamed_keyword(n="num_samples")(lambda n, num_samples: n)
+
+
+class _Net:
+    @keyword_only_soon("evidence", "context")
+    def marginals(self, method="exact", *, evidence=None, context=None, **options):
+        """Marginals."""
+        return method, evidence, context, options
+
+
+def test_keyword_calls_of_a_soon_keyword_only_parameter_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _Net().marginals("bp", evidence=1, num_iters=3) == ("bp", 1, None, {"num_iters": 3})
+        assert _Net().marginals() == ("exact", None, None, {})
+
+
+def test_old_positional_calls_bind_as_before_and_warn_at_the_callers_line():
+    with pytest.warns(FutureWarning, match=r"_Net\.marginals: pass evidence=, context= by keyword; passing them by "
+                                           r"position will stop") as record:
+        assert _Net().marginals("bp", 1, 2, num_iters=3) == ("bp", 1, 2, {"num_iters": 3})
+    assert [w.filename for w in record] == [__file__]
+    with pytest.warns(FutureWarning, match="pass evidence= by keyword; passing it by"):
+        assert _Net().marginals("bp", 1) == ("bp", 1, None, {})
+
+
+def test_soon_keyword_only_conflicts_and_surplus_are_refused():
+    with pytest.raises(ConfigError, match=r"_Net\.marginals got evidence= both by position and by keyword"):
+        _Net().marginals("bp", 1, evidence=2)
+    with pytest.raises(TypeError, match=r"takes at most 4 positional arguments \(5 given\)"):
+        _Net().marginals("bp", 1, 2, 3)
+
+
+def test_soon_keyword_only_keeps_the_signature_and_checks_its_declaration():
+    assert _Net.marginals.__doc__ == "Marginals."
+    assert inspect.signature(_Net.marginals).parameters["evidence"].kind is inspect.Parameter.KEYWORD_ONLY
+    with pytest.raises(TypeError, match="has no keyword-only parameter 'evidence'"):
+        keyword_only_soon("evidence")(lambda method, evidence=None: method)

@@ -52,6 +52,7 @@ from hybridpgm.graphs.mrf_sites import factor_site, internal_clash
 from hybridpgm.graphs.mrf_scopes import ScopeIndices
 from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
 from hybridpgm.graphs.mrf_vmap import vmap_refused
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -250,7 +251,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         return torch.where(score == -math.inf, torch.full_like(lp, -math.inf), lp)
 
     @vmap_refused
-    def sample(self, num_samples: int, method: str = "auto", evidence=None, context=None,
+    @keyword_only_soon("method", "evidence", "context", "num_sweeps", "generator")
+    def sample(self, num_samples: int, *, method: str = "auto", evidence=None, context=None,
                num_sweeps: int | None = None, generator=None) -> dict[str, torch.Tensor]:
         """Draw ``num_samples`` samples.
 
@@ -263,6 +265,12 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         has a module in training mode (dropout), torch's global streams are seeded from one draw of the generator
         while the potentials run and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
 
+        :param int num_samples: the number of draws.
+        :param str method: ``"auto"`` (default), ``"exact"`` or ``"gibbs"``; keyword-only, as all below.
+        :param evidence: ``name -> states`` (``-1``: unobserved in that row); the draws are of the rest given it.
+        :param context: the neural potentials' input (see :meth:`tables`).
+        :param num_sweeps: Gibbs sweeps per chain (selects Gibbs).
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
         :returns: ``name -> (num_samples,) + batch_shape`` long tensors.
         :raises ModelSpecError: an unknown ``method``, or ``num_sweeps`` with ``method="exact"``.
         """

@@ -21,6 +21,7 @@ statistics) as they were, and names a :func:`torch.func.vmap` over it
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ from hybridpgm.graphs.mrf_convergence import warn_unconverged
 from hybridpgm.graphs.mrf_declare import _check_options, _no_options
 from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_vmap import vmap_refused
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["MarkovNetInference"]
 
@@ -60,7 +62,8 @@ class MarkovNetInference(nn.Module):
         from hybridpgm.infer.mrf_exact import exact_marginals
 
         if method not in _METHODS:
-            raise ModelSpecError(f"MarkovNet: unknown inference method {method!r}; use one of {_METHODS}")
+            hint = " (evidence is passed as evidence=)" if isinstance(method, Mapping) else ""
+            raise ModelSpecError(f"MarkovNet: unknown inference method {method!r:.80}; use one of {_METHODS}{hint}")
         if method == "exact":
             _no_options(method, kwargs)
             return exact_marginals(fg)
@@ -71,12 +74,18 @@ class MarkovNetInference(nn.Module):
         return res.log_z, res.marginals
 
     @vmap_refused
-    def log_partition(self, method: str = "exact", evidence=None, context=None, **kwargs) -> torch.Tensor:
+    @keyword_only_soon("evidence", "context")
+    def log_partition(self, method: str = "exact", *, evidence=None, context=None, **kwargs) -> torch.Tensor:
         """:math:`\\log Z` (given evidence: :math:`\\log \\sum_{x \\sim e} e^{\\theta(x)}`), shape ``batch_shape``.
 
         ``"exact"`` is exact; ``"bp"`` is the Bethe estimate (exact on trees);
         ``"mean_field"`` a lower bound.  ``kwargs`` go to the algorithm
         (``num_iters``, ``damping``, ``tol``).
+
+        :param str method: ``"exact"`` (default), ``"bp"`` or ``"mean_field"``.
+        :param evidence: ``name -> states``, a value ``-1`` leaving that row's variable unobserved (see
+            :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`); keyword-only.
+        :param context: the neural potentials' input (see :meth:`~hybridpgm.graphs.MarkovNet.tables`); keyword-only.
 
         :raises EvidenceError: bad evidence (see :meth:`factor_graph`).
         :raises ModelSpecError: an unknown method or option, a network of no variables, or ``method="bp"`` with
@@ -108,15 +117,25 @@ class MarkovNetInference(nn.Module):
         return fg.unflatten(self._run(method, fg, **kwargs)[0])
 
     @vmap_refused
-    def marginals(self, method: str = "exact", evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
-        """Single-variable marginals ``name -> batch_shape + (card,)``."""
+    @keyword_only_soon("evidence", "context")
+    def marginals(self, method: str = "exact", *, evidence=None, context=None, **kwargs) -> dict[str, torch.Tensor]:
+        """Single-variable marginals ``name -> batch_shape + (card,)``.
+
+        :param str method: ``"exact"`` (default; tensor contraction), ``"bp"`` (loopy BP, exact on trees) or
+            ``"mean_field"``; ``kwargs`` go to the algorithm, as in :meth:`log_partition`.
+        :param evidence: ``name -> states``, a value ``-1`` leaving that row's variable unobserved (see
+            :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`); keyword-only.
+        :param context: the neural potentials' input (see :meth:`~hybridpgm.graphs.MarkovNet.tables`); keyword-only.
+        It raises what :meth:`log_partition` raises.
+        """
         with self._query():
             fg = self.factor_graph(evidence, context)
             marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}
 
     @vmap_refused
-    def map_assignment(self, evidence=None, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
+    @keyword_only_soon("context", "method")
+    def map_assignment(self, evidence=None, *, context=None, method: str = "auto", **kwargs) -> dict[str, torch.Tensor]:
         """The most probable assignment, ``name -> batch_shape`` long.
 
         ``method="exact"``: the max-sum contraction (:func:`~hybridpgm.infer.exact_map`; exact on any graph of
@@ -126,6 +145,10 @@ class MarkovNetInference(nn.Module):
         exact where the contraction costs at most about a second of one CPU thread per model
         (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
         options in ``kwargs`` select BP.
+
+        :param evidence: ``name -> states`` (``-1``: unobserved in that row), as :meth:`marginals`.
+        :param context: the neural potentials' input; keyword-only.
+        :param str method: ``"auto"`` (default), ``"exact"`` or ``"bp"``; keyword-only.
 
         :raises ModelSpecError: an unknown method or an option it does not take; for ``"exact"``, before any
             work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` or a max-sum over

@@ -1,4 +1,5 @@
 import functools
+import inspect
 import math
 
 import pyro
@@ -34,8 +35,8 @@ def test_exact_with_batched_partial_evidence(seed, num_vars):
     v0, v1 = mrf.variables[0], mrf.variables[1]
     evidence = {v0: torch.tensor([-1, 0, mrf.cards[v0] - 1]), v1: torch.tensor([0, -1, 0])}
     log_z, marg = brute_force(mrf, 1, evidence)
-    assert torch.allclose(mrf.log_partition("exact", evidence), log_z, atol=1e-10)
-    got = mrf.marginals("exact", evidence)
+    assert torch.allclose(mrf.log_partition("exact", evidence=evidence), log_z, atol=1e-10)
+    got = mrf.marginals("exact", evidence=evidence)
     for v in mrf.variables:
         assert torch.allclose(got[v], marg[v], atol=1e-10)
     assert torch.allclose(got[v1][0], torch.nn.functional.one_hot(torch.tensor(0), mrf.cards[v1]).double())
@@ -398,3 +399,29 @@ def test_sample_with_a_generator_in_eval_mode_draws_as_exact_sample():
     expected = exact_sample(m.factor_graph(None, ctx), 300, generator=reference)
     assert torch.equal(torch.stack([got[v] for v in m.variables], -1), expected.reshape(300, 2))
     assert torch.equal(g.get_state(), reference.get_state())
+
+
+def test_evidence_context_and_sampler_options_are_keyword_only_with_a_deprecation_period():
+    """Before, ``marginals(method, evidence, context)`` and ``map_assignment(evidence, context, method)`` took their
+    arguments in different orders (``mrf.marginals(evidence)`` read the evidence as a method name), and
+    ``sample``'s ``generator`` was its sixth positional argument; everything after the first argument is keyword-only
+    now, the old positional calls answer as before with a FutureWarning, and evidence passed as the method is named."""
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f", ["a", "b"], torch.tensor([[0.5, -0.2], [0.1, 0.9]]))
+    evidence = {"a": torch.tensor([1, -1])}
+    for query, name in (("marginals", "evidence"), ("log_partition", "evidence"), ("map_assignment", "method"),
+                        ("sample", "generator")):
+        assert inspect.signature(getattr(mrf, query)).parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
+    with pytest.warns(FutureWarning, match=r"marginals: pass evidence= by keyword"):
+        old = mrf.marginals("exact", evidence)
+    assert torch.equal(old["b"], mrf.marginals("exact", evidence=evidence)["b"])
+    with pytest.warns(FutureWarning, match=r"log_partition: pass evidence= by keyword"):
+        assert torch.equal(mrf.log_partition("exact", evidence), mrf.log_partition("exact", evidence=evidence))
+    with pytest.warns(FutureWarning, match=r"map_assignment: pass context=, method= by keyword"):
+        old = mrf.map_assignment(evidence, None, "exact")
+    assert torch.equal(old["b"], mrf.map_assignment(evidence, method="exact")["b"])
+    with pytest.warns(FutureWarning, match=r"sample: pass method=, evidence=, context=, num_sweeps=, generator= by"):
+        old = mrf.sample(4, "exact", None, None, None, torch.Generator().manual_seed(3))
+    new = mrf.sample(4, method="exact", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(old["a"], new["a"]) and torch.equal(old["b"], new["b"])
+    with pytest.raises(ModelSpecError, match=r"unknown inference method \{'a': .*\(evidence is passed as evidence=\)"):
+        mrf.marginals(evidence)

@@ -34,8 +34,8 @@ def test_bp_exact_on_trees_with_batched_evidence(seed, num_vars):
     v = mrf.variables[-1]
     evidence = {v: torch.tensor([-1, 0, mrf.cards[v] - 1])}
     log_z, marg = brute_force(mrf, 1, evidence)
-    assert torch.allclose(mrf.log_partition("bp", evidence, num_iters=100), log_z, atol=1e-8)
-    got = mrf.marginals("bp", evidence, num_iters=100)
+    assert torch.allclose(mrf.log_partition("bp", evidence=evidence, num_iters=100), log_z, atol=1e-8)
+    got = mrf.marginals("bp", evidence=evidence, num_iters=100)
     for u in mrf.variables:
         assert torch.allclose(got[u], marg[u], atol=1e-8)
 
@@ -162,8 +162,8 @@ def test_binary_grid_with_evidence_takes_general_path_and_matches_brute_force_on
                      torch.randn(5, generator=g, dtype=torch.double))
     evidence = {"x_0_2": torch.tensor([-1, 1, 0])}
     log_z, marg = brute_force(mrf, 1, evidence)
-    assert torch.allclose(mrf.log_partition("bp", evidence, num_iters=20), log_z, atol=1e-10)
-    got = mrf.marginals("bp", evidence, num_iters=20)
+    assert torch.allclose(mrf.log_partition("bp", evidence=evidence, num_iters=20), log_z, atol=1e-10)
+    got = mrf.marginals("bp", evidence=evidence, num_iters=20)
     for v in mrf.variables:
         assert torch.allclose(got[v], marg[v], atol=1e-10)
 

@@ -54,8 +54,8 @@ def test_both_spaces_match_brute_force(seed, num_vars, num_factors, dtype, prob,
     log_z, marg = brute_force(ref_mrf, 1, ev)
     tol = 1e-10 if dtype == torch.float64 else 2e-5
     with in_space(prob), _contractions() as seen:
-        got_z = mrf.log_partition("exact", ev)
-        got = mrf.marginals("exact", ev)
+        got_z = mrf.log_partition("exact", evidence=ev)
+        got = mrf.marginals("exact", evidence=ev)
     assert got_z.dtype == dtype and torch.allclose(got_z.double(), log_z, rtol=tol, atol=tol)
     for v in mrf.variables:
         assert torch.allclose(got[v].double(), marg[v], atol=tol)
@@ -324,16 +324,16 @@ def test_marginals_and_map_under_inference_mode_equal_those_outside():
     'element 0 of tensors does not require grad' (enable_grad does not lift inference mode)."""
     mrf = _loop_mrf(0)
     evidence = {"c": torch.tensor([1, -1])}
-    want_marg, want_map = mrf.marginals("exact", evidence), mrf.map_assignment(evidence, method="exact")
+    want_marg, want_map = mrf.marginals("exact", evidence=evidence), mrf.map_assignment(evidence, method="exact")
     log_z, marg = brute_force(mrf, 1, evidence)
     for v in mrf.variables:
         torch.testing.assert_close(want_marg[v].detach(), marg[v])
     with torch.inference_mode():
         inner_ev = {"c": torch.tensor([1, -1])}  # inference tensors
-        got_marg, got_map = mrf.marginals("exact", inner_ev), mrf.map_assignment(inner_ev, method="exact")
-        got_z = mrf.log_partition("exact", inner_ev)
+        got_marg, got_map = mrf.marginals("exact", evidence=inner_ev), mrf.map_assignment(inner_ev, method="exact")
+        got_z = mrf.log_partition("exact", evidence=inner_ev)
     with torch.no_grad():
-        ng_marg = mrf.marginals("exact", evidence)
+        ng_marg = mrf.marginals("exact", evidence=evidence)
     for v in mrf.variables:
         torch.testing.assert_close(got_marg[v], want_marg[v].detach())
         torch.testing.assert_close(ng_marg[v], want_marg[v].detach())

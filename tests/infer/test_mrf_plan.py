@@ -30,7 +30,8 @@ def test_the_order_is_searched_once_per_structure(plans_built):
     """New potentials, evidence or batch sizes reuse the plan; another structure gets its own."""
     for J in (0.2, -0.4):
         ising_grid(3, 3, J).marginals("exact")
-    ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64)).log_partition("exact", {"x_0_0": torch.tensor(1)})
+    batched = ising_grid(3, 3, torch.randn(5, 12, dtype=torch.float64))
+    batched.log_partition("exact", evidence={"x_0_0": torch.tensor(1)})
     assert [o for o, _ in plans_built] == ["greedy"] and len(mrf_plan._STRUCTURES) == 1
     ising_grid(3, 4, 0.2).log_partition("exact")
     assert [o for o, _ in plans_built] == ["greedy", "greedy"] and len(mrf_plan._STRUCTURES) == 2
