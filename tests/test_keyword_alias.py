@@ -4,6 +4,7 @@ import inspect
 import warnings
 
 import pytest
+import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
@@ -87,3 +88,43 @@ def test_soon_keyword_only_keeps_the_signature_and_checks_its_declaration():
     assert inspect.signature(_Net.marginals).parameters["evidence"].kind is inspect.Parameter.KEYWORD_ONLY
     with pytest.raises(TypeError, match="has no keyword-only parameter 'evidence'"):
         keyword_only_soon("evidence")(lambda method, evidence=None: method)
+
+
+def _public_soon_keyword_only():
+    from hybridpgm.data import data_loader
+    from hybridpgm.diagnostics import from_mcmc
+    from hybridpgm.graphs import MarkovNet
+    from hybridpgm.infer import NVIL_ELBO, RWS, ChromaticGibbs, ReweightedWakeSleepELBO
+    from hybridpgm.infer.mrf_exact import exact_sample
+
+    return [(data_loader, ["shuffle", "seed", "drop_last"]), (from_mcmc, ["log_likelihood"]),
+            (NVIL_ELBO.__init__, ["variance_normalization", "centering"]),
+            (ReweightedWakeSleepELBO.__init__, ["wake_phi", "sleep_phi", "num_sleep_particles"]),
+            (RWS.__init__, ["wake_phi", "sleep_phi"]), (ChromaticGibbs.__call__, ["init", "return_trace", "generator"]),
+            (exact_sample, ["generator"]), (MarkovNet.sample, ["method", "evidence", "generator"]),
+            (MarkovNet.marginals, ["evidence", "context"]), (MarkovNet.map_assignment, ["context", "method"])]
+
+
+def test_flags_and_generators_of_the_public_api_are_keyword_only_with_a_deprecation_period():
+    """Found by an API audit: these flags and generators could be passed by position where sibling APIs take them
+    by keyword only (``data_loader(x, 4, True, True)`` put ``True`` into ``seed``)."""
+    for func, names in _public_soon_keyword_only():
+        params = inspect.signature(func).parameters
+        assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in names), func.__qualname__
+        assert hasattr(func, "__wrapped__"), f"{func.__qualname__} keeps no deprecation period for positional calls"
+
+
+def test_old_positional_calls_of_data_loader_and_exact_sample_still_answer_with_a_warning():
+    from hybridpgm.data import data_loader
+    from hybridpgm.graphs import ising_grid
+    from hybridpgm.infer.mrf_exact import exact_sample
+
+    x = torch.arange(10.0)
+    with pytest.warns(FutureWarning, match=r"data_loader: pass shuffle=, seed=, drop_last= by keyword"):
+        old = [b for b in data_loader(x, 4, True, 3, True)]
+    assert [torch.equal(a, b) for a, b in zip(old, data_loader(x, 4, shuffle=True, seed=3, drop_last=True))] == \
+        [True, True]
+    fg = ising_grid(2, 2, 0.3).factor_graph()
+    with pytest.warns(FutureWarning, match=r"exact_sample: pass generator= by keyword"):
+        old = exact_sample(fg, 5, torch.Generator().manual_seed(1))
+    assert torch.equal(old, exact_sample(fg, 5, generator=torch.Generator().manual_seed(1)))

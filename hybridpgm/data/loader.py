@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hybridpgm.checks import flag, positive_int, seed_of
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["data_loader"]
 
@@ -18,7 +19,8 @@ def _collate_identity(batch):
     return batch
 
 
-def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, shuffle: bool = False,
+@keyword_only_soon("shuffle", "seed", "drop_last")
+def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, shuffle: bool = False,
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` over a tensor, tuple of tensors
     or dataset; batched reads use the dataset's ``__getitems__`` when it has one

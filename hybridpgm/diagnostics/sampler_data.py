@@ -25,13 +25,15 @@ from hybridpgm.diagnostics.vectorized_replay import replay_stacked
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.particle_probe import keeping_module_state
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["from_importance", "from_mcmc"]
 
 
-def from_mcmc(mcmc: pyro.infer.MCMC, log_likelihood: bool = True, *, model_args: Sequence[Any] | None = None,
+@keyword_only_soon("log_likelihood")
+def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args: Sequence[Any] | None = None,
               model_kwargs: Mapping[str, Any] | None = None, posterior_predictive: bool = False,
               generator: torch.Generator | int = 0, parallel: bool = False):
     """ArviZ data of a :class:`pyro.infer.MCMC` run (any kernel, hybridpgm's :class:`~hybridpgm.infer.Gibbs`

@@ -61,6 +61,7 @@ from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.mrf_operands import (_folded, _operands, _prob_contract, _prob_operands, probability_dtype,
                                           probability_floor)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -279,7 +280,8 @@ def _map(fg: FactorGraph, st: _Structure) -> tuple[torch.Tensor, torch.Tensor]:
     return onehot.argmax(-1), best.detach()
 
 
-def exact_sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+@keyword_only_soon("generator")
+def exact_sample(fg: FactorGraph, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Independent exact samples (given evidence), all drawn from one contraction.
 
     Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):

@@ -34,6 +34,7 @@ from hybridpgm.checks import as_integer, check_device, generator_or_none, sample
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["ChromaticGibbs"]
 
@@ -89,7 +90,8 @@ class ChromaticGibbs:
         gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
         return (logits + gumbel).argmax(-1)
 
-    def __call__(self, fg: FactorGraph, num_chains: int, init: torch.Tensor | None = None,
+    @keyword_only_soon("init", "return_trace", "generator")
+    def __call__(self, fg: FactorGraph, num_chains: int, *, init: torch.Tensor | None = None,
                  return_trace: bool = False, generator: torch.Generator | None = None):
         """Sample.
 

@@ -63,6 +63,7 @@ from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
                                             _register_baselines)
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
 
@@ -91,7 +92,8 @@ class NVIL_ELBO(TraceGraph_ELBO):
     :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide.
     """
 
-    def __init__(self, baselines: NVILBaselines | None = None, num_particles: int = 1,
+    @keyword_only_soon("variance_normalization", "centering")
+    def __init__(self, baselines: NVILBaselines | None = None, num_particles: int = 1, *,
                  variance_normalization: bool = True, centering: bool = True, **kwargs):
         num_particles = positive_int(num_particles, "NVIL num_particles")
         super().__init__(num_particles=num_particles, vectorize_particles=num_particles > 1, **kwargs)
@@ -285,7 +287,8 @@ class NVIL(ModelGuideObjective):
         self._follow_model()
         self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
         extra = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
-        self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization, centering, **extra)
+        self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization=variance_normalization,
+                              centering=centering, **extra)
         # the baselines are parameters of the "elbo" player, stepped by fit's optimizer: no second route
         # through Pyro's param store (and no entries left in the user's store by a direct call of loss)
         self.elbo.registers_baselines = False

@@ -49,6 +49,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
 from hybridpgm.infer.wake_sleep import sleep_phi_loss
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["RWS", "RWSLosses", "ReweightedWakeSleepELBO"]
 
@@ -84,7 +85,8 @@ class ReweightedWakeSleepELBO(ParticleELBO):
         not ``True`` or ``False``, or neither of them on.
     """
 
-    def __init__(self, num_particles: int = 5, wake_phi: bool = True, sleep_phi: bool = False,
+    @keyword_only_soon("wake_phi", "sleep_phi", "num_sleep_particles", "max_plate_nesting", "plate_name")
+    def __init__(self, num_particles: int = 5, *, wake_phi: bool = True, sleep_phi: bool = False,
                  num_sleep_particles: int | None = None, max_plate_nesting: int | None = None,
                  plate_name: str | None = None):
         super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
@@ -145,13 +147,15 @@ class RWS(ModelGuideObjective):
     >>> loss = objective.loss("rws", torch.bernoulli(torch.full((8, 64), 0.5)))
     """
 
-    def __init__(self, model: Callable, guide: Callable, num_particles: int = 5, wake_phi: bool = True,
-                 sleep_phi: bool = False, *, num_sleep_particles: int | None = None, joint: bool = True,
+    @keyword_only_soon("wake_phi", "sleep_phi")
+    def __init__(self, model: Callable, guide: Callable, num_particles: int = 5, *, wake_phi: bool = True,
+                 sleep_phi: bool = False, num_sleep_particles: int | None = None, joint: bool = True,
                  max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
         wake_phi, sleep_phi = flag(wake_phi, "RWS wake_phi"), flag(sleep_phi, "RWS sleep_phi")
         self.joint = flag(joint, "RWS joint")
-        self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi, sleep_phi, num_sleep_particles,
+        self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi=wake_phi, sleep_phi=sleep_phi,
+                                            num_sleep_particles=num_sleep_particles,
                                             max_plate_nesting=max_plate_nesting, plate_name=plate_name)
         self.schedule = ["rws"] if joint else ["wake", "sleep"]
 
