@@ -17,7 +17,9 @@ a block-Gibbs sweep of the joint leaves :math:`f_\beta` invariant.
 A path has ``log_z0`` (:math:`\log Z_A` of :math:`f_0`), ``sample0(n)`` (exact
 draws from :math:`f_0/Z_A`) and ``step(x, beta_prev, beta, transition)`` returning
 :math:`\log f_\beta(x) - \log f_{\beta_{prev}}(x)` and, if ``transition``, the
-state after one Gibbs sweep at :math:`\beta`.
+state after one Gibbs sweep at :math:`\beta`.  Both draw from the keyword-only
+``generator`` (a :class:`torch.Generator` on the model's device) when one is given,
+from torch's global stream otherwise.
 
 References:
 
@@ -34,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.checks import flag
-from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError
 
 __all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
@@ -101,16 +103,20 @@ class RBMAnnealingPath:
         return v @ (rbm.visible_bias - self.base)
 
     @torch.no_grad()
-    def sample0(self, n: int) -> torch.Tensor:
+    def sample0(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n x V`` exact draws of the base-rate model (from ``generator``, or torch's global stream)."""
         rbm = self.rbm
         if rbm.gaussian:
-            return self.base + rbm.sigma * torch.randn(n, rbm.num_visible, dtype=self.dtype, device=self.device)
-        return bernoulli(torch.sigmoid(self.base).expand(n, rbm.num_visible).contiguous())
+            return self.base + rbm.sigma * torch.randn(n, rbm.num_visible, dtype=self.dtype, device=self.device,
+                                                       generator=generator)
+        return bernoulli(torch.sigmoid(self.base).expand(n, rbm.num_visible).contiguous(), generator=generator)
 
     @torch.no_grad()
-    def step(self, v: torch.Tensor, beta_prev: float, beta: float, transition: bool = True):
+    def step(self, v: torch.Tensor, beta_prev: float, beta: float, transition: bool = True, *,
+             generator: torch.Generator | None = None):
         """The increment :math:`\\log f_\\beta(v) - \\log f_{\\beta_{prev}}(v)` (``n``) and, if ``transition``,
-        ``v`` after one block-Gibbs sweep at :math:`\\beta` (``v`` itself otherwise).
+        ``v`` after one block-Gibbs sweep at :math:`\\beta` (``v`` itself otherwise), drawn from ``generator``
+        (torch's global stream for ``None``).
 
         :raises ConfigError: ``transition`` that is not ``True`` or ``False``.
         """
@@ -120,13 +126,13 @@ class RBMAnnealingPath:
         inc = (beta - beta_prev) * self._visible_gap(v) + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
         if not transition:
             return inc, v
-        h = bernoulli(torch.sigmoid(beta * a))
+        h = bernoulli(torch.sigmoid(beta * a), generator=generator)
         wh = h @ rbm.weight.T
         if rbm.gaussian:
             mean = (1 - beta) * self.base + beta * rbm.visible_bias + beta * rbm.sigma * wh
-            return inc, mean + rbm.sigma * torch.randn_like(mean)
+            return inc, mean + rbm.sigma * standard_normal(mean, generator=generator)
         logits = (1 - beta) * self.base + beta * (rbm.visible_bias + wh)
-        return inc, bernoulli(torch.sigmoid(logits))
+        return inc, bernoulli(torch.sigmoid(logits), generator=generator)
 
 
 class DBMAnnealingPath:
@@ -152,17 +158,21 @@ class DBMAnnealingPath:
         self.dtype, self.device = w.dtype, w.device
 
     @torch.no_grad()
-    def sample0(self, n: int) -> list[torch.Tensor]:
+    def sample0(self, n: int, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Every layer's ``n x size`` exact draws of the base model (from ``generator``, or torch's global
+        stream)."""
         dbm = self.dbm
-        v = bernoulli(torch.sigmoid(self.base).expand(n, dbm.sizes[0]).contiguous())
-        half = [bernoulli(torch.full((n, size), 0.5, dtype=self.dtype, device=self.device))
+        v = bernoulli(torch.sigmoid(self.base).expand(n, dbm.sizes[0]).contiguous(), generator=generator)
+        half = [bernoulli(torch.full((n, size), 0.5, dtype=self.dtype, device=self.device), generator=generator)
                 for size in dbm.sizes[1:]]
         return [v] + half
 
     @torch.no_grad()
-    def step(self, x: list[torch.Tensor], beta_prev: float, beta: float, transition: bool = True):
+    def step(self, x: list[torch.Tensor], beta_prev: float, beta: float, transition: bool = True, *,
+             generator: torch.Generator | None = None):
         """The increment :math:`\\log f_\\beta(x) - \\log f_{\\beta_{prev}}(x)` (``n``) and, if ``transition``,
-        the layers ``x`` after one sweep at :math:`\\beta` (odd layers, then even ones; ``x`` itself otherwise).
+        the layers ``x`` after one sweep at :math:`\\beta` (odd layers, then even ones; ``x`` itself otherwise),
+        drawn from ``generator`` (torch's global stream for ``None``).
 
         :raises ConfigError: ``transition`` that is not ``True`` or ``False``.
         """
@@ -181,12 +191,12 @@ class DBMAnnealingPath:
             return inc, x
         x = list(x)
         for l, a in acts.items():
-            x[l] = bernoulli(torch.sigmoid(beta * a))
+            x[l] = bernoulli(torch.sigmoid(beta * a), generator=generator)
         for l in range(0, layers, 2):
             a = dbm.layer_logits(x, l)
             if l == 0:
                 a = (1 - beta) * self.base + beta * a
             else:
                 a = beta * a
-            x[l] = bernoulli(torch.sigmoid(a))
+            x[l] = bernoulli(torch.sigmoid(a), generator=generator)
         return inc, x

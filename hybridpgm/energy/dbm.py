@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import check_device, flag, layer_sizes, positive_int, positive_real, sample_count, seed_of
+from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, positive_int, positive_real,
+                              sample_count, seed_of)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
@@ -256,33 +257,49 @@ class DBM(DBMLikelihood, nn.Module):
         """Free energy of the even layers (odd layers summed out), ``batch``."""
         return self._summed_out(state, keep=0)
 
-    def init_chains(self, num_chains: int):
+    def init_chains(self, num_chains: int, *, generator: torch.Generator | None = None):
+        """Every layer's ``num_chains x size`` start states, fair coins.
+
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream (the objectives of contrastive divergence pass none).
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        generator = generator_or_none(generator, "DBM.init_chains generator")
         w = self.weights[0]
-        return tuple(bernoulli(torch.full((num_chains, s), 0.5, dtype=w.dtype, device=w.device))
+        return tuple(bernoulli(torch.full((num_chains, s), 0.5, dtype=w.dtype, device=w.device), generator=generator)
                      for s in self.sizes)
 
     @torch.no_grad()
-    def gibbs_chain(self, state, steps: int):
-        """``steps`` sweeps: odd layers given even, then even layers given odd."""
+    def gibbs_chain(self, state, steps: int, *, generator: torch.Generator | None = None):
+        """``steps`` sweeps: odd layers given even, then even layers given odd.
+
+        :param state: every layer's ``batch x size`` states (a tuple, as :meth:`init_chains` gives).
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream.
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        generator = generator_or_none(generator, "DBM.gibbs_chain generator")
         x = list(state)
         for _ in range(steps):
             for parity in (1, 0):
                 for l in range(parity, len(x), 2):
-                    x[l] = bernoulli(torch.sigmoid(self.layer_logits(x, l)))
+                    x[l] = bernoulli(torch.sigmoid(self.layer_logits(x, l)), generator=generator)
         return tuple(x)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: int = 1000) -> torch.Tensor:
+    def sample(self, num_samples: int, steps: int = 1000, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states.
 
+        :param generator: a :class:`torch.Generator` for the draws (the random start states and every sweep; on
+            the parameters' device); ``None`` draws from torch's global stream.
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``steps`` not a positive
             integer (integer scalars such as NumPy's pass; ``bool`` and floats are refused, as by
-            :meth:`RBM.sample <hybridpgm.energy.RBM.sample>`).
+            :meth:`RBM.sample <hybridpgm.energy.RBM.sample>`), or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``.
         """
         num_samples = sample_count(num_samples, "DBM.sample num_samples")
         steps = positive_int(steps, "DBM.sample steps")
+        generator = generator_or_none(generator, "DBM.sample generator")
         self.check_parameters()
-        return self.gibbs_chain(self.init_chains(num_samples), steps)[0]
+        return self.gibbs_chain(self.init_chains(num_samples, generator=generator), steps, generator=generator)[0]
 
     # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)
     def annealing_path(self, data: torch.Tensor | None = None):

@@ -48,7 +48,8 @@ class DBMLikelihood:
     def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
                       **ais_kwargs) -> torch.Tensor:
         """:math:`\\log Z`: ``"exact"`` enumerates the smaller of the even and odd layer sets
-        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS`.
+        (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (its options,
+        ``data``, and ``generator``, a :class:`torch.Generator` for its draws).
 
         :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
             so that :math:`\\nabla \\log Z = -E_{p(x)}[\\nabla E(x)]` is exact; the result is a constant otherwise.

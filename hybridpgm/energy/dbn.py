@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from hybridpgm.checks import as_integer, check_device, flag, layer_sizes, positive_int, sample_count
+from hybridpgm.checks import as_integer, check_device, flag, generator_or_none, layer_sizes, positive_int, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.rbm import RBM
-from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.serialization import serializable
 
@@ -248,7 +248,8 @@ class DBN(nn.Module):
         return nn.Sequential(*self.encoder(), head)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: int = 1000, mean: bool = True) -> torch.Tensor:
+    def sample(self, num_samples: int, steps: int = 1000, mean: bool = True, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then one top-down pass
         through the sigmoid belief layers, each hidden layer sampled,
         :math:`x_l \\sim \\operatorname{Bernoulli}\\big(\\sigma(b_l + W_l x_{l+1})\\big)` for
@@ -261,26 +262,33 @@ class DBN(nn.Module):
         the last sweep.  Without ``mean`` the visible layer is sampled too (the sweep's visible sample for a
         one-RBM DBN; :math:`b_0 + \\sigma \\odot W_0 x_1` plus Gaussian noise for Gaussian units).
 
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, ``steps`` not a positive integer, or
-            ``mean`` not ``True`` or ``False``.
+        :param generator: a :class:`torch.Generator` for the draws (the top RBM's chains and every layer below;
+            on the parameters' device); ``None`` draws from torch's global stream.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, ``steps`` not a positive integer,
+            ``mean`` not ``True`` or ``False``, or ``generator`` neither a :class:`torch.Generator` nor ``None``.
         :raises ModelSpecError: a parameter of the top RBM holds NaN/inf.
         """
         steps = positive_int(steps, "DBN.sample steps")
         num_samples = sample_count(num_samples, "DBN.sample num_samples")
         mean = flag(mean, "DBN.sample mean")
+        generator = generator_or_none(generator, "DBN.sample generator")
         if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
             rbm = self.rbms[0]
             rbm.check_parameters()
-            h = rbm._sample_hidden(rbm._gibbs(rbm.random_visible(num_samples), steps - 1))
+            start = rbm.random_visible(num_samples, generator=generator)
+            h = rbm._sample_hidden(rbm._gibbs(start, steps - 1, None, generator), generator)
             param = rbm.visible_param(h)
             return param if rbm.gaussian else torch.sigmoid(param)
-        x = self.rbms[-1].sample(num_samples, steps)
+        x = self.rbms[-1].sample(num_samples, steps, generator=generator)
         for rbm in reversed(self.rbms[:-1]):
             param = rbm.visible_param(x)
             x = param if rbm.gaussian else torch.sigmoid(param)
             if rbm is not self.rbms[0]:  # a hidden layer: always a sample (only RBM 0 can be Gaussian)
-                x = bernoulli(x)
+                x = bernoulli(x, generator=generator)
         if not mean and len(self.rbms) > 1:
             bottom = self.rbms[0]
-            x = x + bottom.sigma * torch.randn_like(x) if bottom.gaussian else bernoulli(x)
+            if bottom.gaussian:
+                x = x + bottom.sigma * standard_normal(x, generator=generator)
+            else:
+                x = bernoulli(x, generator=generator)
         return x

@@ -88,7 +88,7 @@ def logsumexp_over_states(
 def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict) -> torch.Tensor | None:
     """The ``method`` of a Boltzmann machine's ``log_partition``: ``None`` for ``"exact"`` (the caller
     enumerates), the :class:`~hybridpgm.infer.AIS` estimate of :math:`\\log Z` for ``"ais"`` (``ais_kwargs``
-    are AIS's options, ``data`` its base-rate data).
+    are AIS's options, ``data`` its base-rate data and ``generator`` the :class:`torch.Generator` of its draws).
 
     :raises ConfigError: another ``method``, or AIS options given with ``"exact"``, naming ``owner``.
     """
@@ -99,12 +99,14 @@ def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict) -> torch.
         from hybridpgm.infer.ais import AIS
 
         options = dict(ais_kwargs)
-        data = options.pop("data", None)
+        call = {"data": options.pop("data", None)}
+        if "generator" in options:  # no keyword at all without one: the call is the one it always was
+            call["generator"] = options.pop("generator")
         known = [n for n in inspect.signature(AIS).parameters if n != "self"]
         if unknown := sorted(set(options) - set(known)):
             raise ConfigError(f"{owner}.log_partition('ais') got unknown option(s) {unknown}; the AIS options are "
-                              f"{known + ['data']}")
-        return AIS(**options)(model, data=data).log_z
+                              f"{known + ['data', 'generator']}")
+        return AIS(**options)(model, **call).log_z
     if method != "exact":
         raise ConfigError(f"{owner}.log_partition method must be 'exact' or 'ais', got {method!r}")
     return None

@@ -42,12 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import generator_or_none, sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, flag, positive_int, positive_real
 from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
-from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable
@@ -225,31 +225,39 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
 
     # --------------------------------------------------------------- sampling
     # (the pre-activations are fresh tensors: their sigmoid is taken in place)
-    def _sample_hidden(self, v: torch.Tensor) -> torch.Tensor:
-        return bernoulli(self.hidden_logits(v).sigmoid_())
+    # (``generator``: the chain's torch.Generator, or None for torch's global stream)
+    def _sample_hidden(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return bernoulli(self.hidden_logits(v).sigmoid_(), generator=generator)
 
-    def _sample_visible(self, h: torch.Tensor) -> torch.Tensor:
+    def _sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         param = self.visible_param(h)
         if self.gaussian:
-            return param + self.sigma * torch.randn_like(param)
-        return bernoulli(param.sigmoid_())
+            return param + self.sigma * standard_normal(param, generator=generator)
+        return bernoulli(param.sigmoid_(), generator=generator)
 
     @renamed_keyword(num="num_samples")
-    def random_visible(self, num_samples: int) -> torch.Tensor:
+    def random_visible(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x V`` initial states: fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`.
 
         :param num_samples: the number of states (the old keyword ``num=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``num`` are given."""
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``num`` are given, or
+            ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
         num_samples = sample_count(num_samples, "RBM.random_visible num_samples")
+        generator = generator_or_none(generator, "RBM.random_visible generator")
         w = self.weight
         if self.gaussian:
             return self.visible_bias.detach() + self.sigma * torch.randn(num_samples, self.num_visible,
-                                                                          dtype=w.dtype, device=w.device)
-        return bernoulli(torch.full((num_samples, self.num_visible), 0.5, dtype=w.dtype, device=w.device))
+                                                                          dtype=w.dtype, device=w.device,
+                                                                          generator=generator)
+        return bernoulli(torch.full((num_samples, self.num_visible), 0.5, dtype=w.dtype, device=w.device),
+                         generator=generator)
 
     @torch.no_grad()
-    def gibbs(self, v: torch.Tensor, steps: int = 1, h: torch.Tensor | None = None) -> torch.Tensor:
+    def gibbs(self, v: torch.Tensor, steps: int = 1, h: torch.Tensor | None = None, *,
+              generator: torch.Generator | None = None) -> torch.Tensor:
         """Run ``steps`` block-Gibbs sweeps :math:`h \\sim p(h|v),\\ v \\sim p(v|h)` from ``v``.
 
         :param v: ``batch x V`` start states.
@@ -257,8 +265,11 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
             (saves recomputing it when the caller already has it); checked as by
             :meth:`check_hidden`, and its batch shape must be ``v``'s.
         :param int steps: sweeps, a non-negative integer (0 returns ``v``).
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream.
         :returns: ``batch x V`` visible states after the last sweep.
-        :raises ConfigError: ``steps`` is not a non-negative integer.
+        :raises ConfigError: ``steps`` is not a non-negative integer, or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``.
         :raises DataError: ``v`` is not a tensor of shape ``(..., V)``, or has a dtype the model does not
             convert exactly (only shapes and dtypes of ``v`` are checked here, no values: chains run through
             it); ``h`` fails :meth:`check_hidden` (shape ``(..., H)``, dtype, values in ``[0, 1]``) or its
@@ -266,6 +277,7 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         :raises DeviceError: ``v`` or ``h`` is not on the parameters' device.
         """
         steps = positive_int(steps, "RBM.gibbs steps", minimum=0)
+        generator = generator_or_none(generator, "RBM.gibbs generator")
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), got {shape}")
@@ -276,36 +288,42 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
             if h.shape[:-1] != v.shape[:-1]:
                 raise DataError(f"RBM.gibbs hidden sample 'h' has shape {tuple(h.shape)}, expected the batch shape "
                                 f"of the start states 'v' {tuple(v.shape)}: {(*v.shape[:-1], self.num_hidden)}")
-        return self._gibbs(v, steps, h)
+        return self._gibbs(v, steps, h, generator)
 
     @torch.no_grad()
-    def _gibbs(self, v: torch.Tensor, steps: int, h: torch.Tensor | None = None) -> torch.Tensor:
+    def _gibbs(self, v: torch.Tensor, steps: int, h: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """:meth:`gibbs` without its checks: the chains of contrastive divergence and checked starts."""
         for _ in range(steps):
-            v = self._sample_visible(self._sample_hidden(v) if h is None else h)
+            v = self._sample_visible(self._sample_hidden(v, generator) if h is None else h, generator)
             h = None
         return v
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: int = 1000, init: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, num_samples: int, steps: int = 1000, init: torch.Tensor | None = None, *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``num_samples`` visible vectors by ``steps`` block-Gibbs sweeps.
 
         :param init: optional ``num_samples x V`` start states (random by default).
+        :param generator: a :class:`torch.Generator` for the draws (the random start states and every sweep; on
+            the parameters' device); ``None`` draws from torch's global stream.
         :returns: ``num_samples x V``.
-        :raises ConfigError: ``steps`` is not a positive integer.
+        :raises ConfigError: ``steps`` is not a positive integer, or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``.
         :raises DataError: ``init`` is not ``num_samples x V`` valid visible data.
         """
         num_samples = sample_count(num_samples, "RBM.sample num_samples")
         steps = positive_int(steps, "RBM.sample steps")
+        generator = generator_or_none(generator, "RBM.sample generator")
         self.check_parameters()
         if init is None:
-            v = self.random_visible(num_samples)
+            v = self.random_visible(num_samples, generator=generator)
         else:
             v = self.check_visible(init, "init")
             if v.shape != (num_samples, self.num_visible):
                 raise DataError(f"RBM.sample init must have shape ({num_samples}, {self.num_visible}) for "
                                 f"num_samples={num_samples}, got {tuple(v.shape)}")
-        return self._gibbs(v, steps)
+        return self._gibbs(v, steps, None, generator)
 
     # ------------------------------- features and AIS (log Z, likelihoods: RBMLikelihood)
     @torch.no_grad()

@@ -30,6 +30,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from hybridpgm.checks import generator_or_none
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
 
@@ -125,11 +126,23 @@ class RBMChains:
         with without_autocast(state[0].device):
             return self._free_energy(self._in_dtype(state[0]))
 
-    def init_chains(self, num_chains: int) -> tuple[torch.Tensor, ...]:
-        return (self.random_visible(num_chains),)
+    def init_chains(self, num_chains: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """``(v,)``: ``num_chains`` random start states (:meth:`~hybridpgm.energy.RBM.random_visible`).
 
-    def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int) -> tuple[torch.Tensor, ...]:
-        """``steps`` block-Gibbs sweeps from ``state`` (in the parameters' dtype, autocast or not)."""
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream
+            (the objectives of contrastive divergence pass none: their chains draw from the stream
+            :func:`hybridpgm.fit` seeds).
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        return (self.random_visible(num_chains, generator=generator),)
+
+    def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int, *,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """``steps`` block-Gibbs sweeps from ``state`` (in the parameters' dtype, autocast or not).
+
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream.
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        generator = generator_or_none(generator, "RBM.gibbs_chain generator")
         with without_autocast(state[0].device):
             h = self._in_dtype(state[1]) if len(state) > 1 else None
-            return (self._gibbs(self._in_dtype(state[0]), steps, h=h),)
+            return (self._gibbs(self._in_dtype(state[0]), steps, h, generator),)

@@ -33,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hybridpgm.checks import check_empty, check_log_z, flag
+from hybridpgm.checks import check_empty, check_log_z, flag, generator_or_none
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError
 from hybridpgm.precision_scope import exact_precision
@@ -67,8 +67,8 @@ class RBMLikelihood:
 
         ``method="exact"`` enumerates the smaller layer (hidden units always for
         Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
-        :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (use ``AIS`` directly
-        for its standard error and log-weights).
+        :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (its options, ``data``, and ``generator``, a
+        :class:`torch.Generator` for its draws; use ``AIS`` directly for its standard error and log-weights).
 
         Under :func:`torch.autocast` the enumeration runs with autocast off, in the model's dtype
         (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).
@@ -133,7 +133,8 @@ class RBMLikelihood:
             return -self.free_energy(v) - log_z
 
     @torch.no_grad()
-    def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False, *,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
         r"""Pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` of binary ``v: batch x V``.
 
         With ``exact=False`` it is estimated from one random unit per example,
@@ -149,10 +150,14 @@ class RBMLikelihood:
         (:math:`O(\text{batch} \cdot V \cdot (V + H))` time).  Data in :math:`[0, 1]` (``probabilities=True``)
         flip to :math:`1 - v_i`.  Returns ``batch``, without a gradient.
 
-        :raises ConfigError: Gaussian visible units, or ``exact`` that is not ``True`` or ``False``.
+        :param generator: a :class:`torch.Generator` for the random units of ``exact=False`` (on ``v``'s device);
+            ``None`` draws from torch's global stream.
+        :raises ConfigError: Gaussian visible units, ``exact`` that is not ``True`` or ``False``, or ``generator``
+            neither a :class:`torch.Generator` nor ``None``.
         :raises DataError: bad ``v`` (see :meth:`check_visible`).
         """
         exact = flag(exact, "RBM.pseudo_log_likelihood exact")
+        generator = generator_or_none(generator, "RBM.pseudo_log_likelihood generator")
         if self.gaussian:
             raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
         v = self.check_visible(v)
@@ -163,7 +168,7 @@ class RBMLikelihood:
                 gaps = _flip_gaps_through(self._free_energy, v, self.num_hidden)
             return F.logsigmoid(gaps).sum(-1)
         free = self._free_energy(v)
-        index = torch.randint(self.num_visible, v.shape[:-1], device=v.device)
+        index = torch.randint(self.num_visible, v.shape[:-1], device=v.device, generator=generator)
         flip = F.one_hot(index, self.num_visible).to(v.dtype)
         flipped = (v - flip).abs()
         return self.num_visible * F.logsigmoid(self._free_energy(flipped) - free)

@@ -28,6 +28,9 @@ from the other side.
 :mod:`hybridpgm.energy.annealing`) or on any model with an
 ``annealing_path(data)`` method (:class:`~hybridpgm.energy.RBM`,
 :class:`~hybridpgm.energy.DBM`), which interpolates from a base-rate model [2].
+Called with ``generator=`` (a :class:`torch.Generator`), every draw comes from it: the
+path's ``sample0`` and ``step`` are passed it as the keyword ``generator`` (a path
+called with a generator must take that keyword; without one they are called as before).
 
 References:
 
@@ -40,13 +43,14 @@ References:
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 
 __all__ = ["AIS", "AISResult", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
@@ -56,18 +60,49 @@ SCHEDULES = ("linear", "salakhutdinov", "sigmoid")
 
 
 class AnnealingPath(Protocol):
-    """What :class:`AIS` needs from a model."""
+    """What :class:`AIS` needs from a model.  The keyword ``generator`` (a :class:`torch.Generator` for the
+    draws, ``None`` for torch's global stream) is passed only by a call given a generator: a path without it
+    runs as before, but refuses ``AIS(...)(path, generator=g)`` (:func:`path_draws`)."""
 
     log_z0: torch.Tensor
 
-    def sample0(self, n: int) -> Any:
+    def sample0(self, n: int, *, generator: torch.Generator | None = None) -> Any:
         """``n`` exact draws from :math:`f_0 / Z_0`."""
         ...
 
-    def step(self, x: Any, beta_prev: float, beta: float, transition: bool = True) -> tuple[torch.Tensor, Any]:
+    def step(self, x: Any, beta_prev: float, beta: float, transition: bool = True, *,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, Any]:
         """:math:`\\log f_\\beta(x) - \\log f_{\\beta_{prev}}(x)` (``n``) and, if ``transition``,
         ``x`` moved by a kernel leaving :math:`f_\\beta` invariant."""
         ...
+
+
+def _takes_generator(method: Any) -> bool:
+    """Whether ``method`` takes the keyword ``generator`` (by name, or through ``**kwargs``); ``True`` where its
+    signature cannot be read (the call then shows what happens)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any((p.name == "generator" and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
+    """The keywords of ``path``'s ``sample0`` and ``step`` calls: none without a ``generator`` (a path that
+    takes no ``generator`` runs as before), ``{"generator": generator}`` with one, after refusing (before any
+    draw) a path whose ``sample0`` or ``step`` takes no ``generator=`` keyword.
+
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``
+        (:func:`~hybridpgm.checks.generator_or_none`), or the path takes no generator; naming ``what``.
+    """
+    if generator_or_none(generator, f"{what} generator") is None:
+        return {}
+    missing = [name for name in ("sample0", "step") if not _takes_generator(getattr(path, name))]
+    if missing:
+        raise ConfigError(f"{what} generator: the annealing path {type(path).__name__}'s {' and '.join(missing)} "
+                          f"take(s) no generator= keyword, so its draws cannot come from the generator; give "
+                          f"them a keyword-only generator=None, or call without generator")
+    return {"generator": generator}
 
 
 @dataclass(eq=False)
@@ -209,15 +244,20 @@ class AIS:
         )
 
     @torch.no_grad()
-    def __call__(self, model: Any, data: torch.Tensor | None = None) -> AISResult:
+    def __call__(self, model: Any, data: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> AISResult:
         """Estimate :math:`\\log Z` of ``model`` (or of an annealing path).
 
         :param data: optional ``N x V`` training data; sets the base-rate model's
             visible biases to the data's log-odds [2], which makes AIS far more accurate.
             Only for a model with ``annealing_path``: an annealing path is used as it is.
+        :param generator: a :class:`torch.Generator` for the draws (the base samples and every transition; on
+            the model's device); ``None`` draws from torch's global stream.
         :raises DataError: ``data`` that is not ``N x V`` (the message gives the shape), or that the model
             refuses (another ``V``, NaN, values outside ``[0, 1]`` for Bernoulli units).
-        :raises ConfigError: ``data`` given with an annealing path (it has no base rates to set).
+        :raises ConfigError: ``data`` given with an annealing path (it has no base rates to set); ``generator``
+            neither a :class:`torch.Generator` nor ``None``, or given for a path whose ``sample0`` or ``step``
+            takes no ``generator`` keyword.
         :raises ModelSpecError: a model that is not annealable, or non-finite log-weights.
         """
         check_base_data(data, "AIS")
@@ -225,16 +265,18 @@ class AIS:
             raise ConfigError(f"AIS data sets a model's base rates, but {type(model).__name__} has no "
                               f"annealing_path(data); an annealing path is used as it is, call AIS without data")
         path = self.path(model, data)
-        x = path.sample0(self.num_chains)
+        draws = path_draws(path, generator, "AIS")
+        x = path.sample0(self.num_chains, **draws)
         log_w = None
         betas = self.betas
         last = len(betas) - 1
         for k in range(1, len(betas)):
-            inc, x = path.step(x, betas[k - 1], betas[k], transition=k < last)
-            log_w = inc if log_w is None else log_w + inc
+            inc, x = path.step(x, betas[k - 1], betas[k], transition=k < last, **draws)
+            # summed in float64 whatever the model's dtype: a float32 running sum of ~1e3 rounds each of the
+            # many small, nearly equal increments the same way, an error growing with the number of steps
+            log_w = inc.to(torch.float64) if log_w is None else log_w + inc
         if not bool(torch.isfinite(log_w).all()):
             raise ModelSpecError(f"AIS produced non-finite log-weights for {type(model).__name__}")
-        log_w = log_w.to(torch.float64)
         log_mean = torch.logsumexp(log_w, 0) - math.log(self.num_chains)
         log_z0 = torch.as_tensor(path.log_z0, dtype=torch.float64, device=log_w.device)
         w = torch.exp(log_w - log_mean)  # weights relative to their mean

@@ -64,7 +64,7 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import flag, positive_int, positive_real
+from hybridpgm.checks import flag, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 from hybridpgm.warning_origin import users_stacklevel
@@ -116,19 +116,27 @@ class LogZEstimate:
 
 
 @torch.no_grad()
-def model_samples(model: Any, num: int, sweeps: int = 1000, data: torch.Tensor | None = None) -> torch.Tensor:
+def model_samples(model: Any, num: int, sweeps: int = 1000, data: torch.Tensor | None = None, *,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """``num x V`` visible samples of an RBM or DBM after ``sweeps`` block-Gibbs sweeps.
 
     With ``data`` (RBMs), half the chains start at random data rows and half at
     random states, so a mode the data never visit is still found.
+
+    :param generator: a :class:`torch.Generator` for the draws (the rows, the start states and the sweeps; on
+        the model's device, and ``data``'s), passed on to the model's ``sample`` and ``random_visible``;
+        ``None`` draws from torch's global stream (and passes no keyword).
+    :raises ConfigError: ``sweeps`` is not a positive integer, or ``generator`` neither a
+        :class:`torch.Generator` nor ``None``.
     """
     sweeps = positive_int(sweeps, "model_samples sweeps")
+    draws = {} if generator_or_none(generator, "model_samples generator") is None else {"generator": generator}
     if data is None or not hasattr(model, "gibbs"):
-        return model.sample(num, steps=sweeps)
+        return model.sample(num, steps=sweeps, **draws)
     from_data = num // 2
-    rows = torch.randint(data.shape[0], (from_data,), device=data.device)
-    init = torch.cat([data[rows].to(model.weight), model.random_visible(num - from_data)])
-    return model.sample(num, steps=sweeps, init=init)
+    rows = torch.randint(data.shape[0], (from_data,), device=data.device, generator=generator)
+    init = torch.cat([data[rows].to(model.weight), model.random_visible(num - from_data, **draws)])
+    return model.sample(num, steps=sweeps, init=init, **draws)
 
 
 def _disagreement(results: dict[str, AISResult], num_stderr: float) -> list[str]:
@@ -149,7 +157,8 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
                    starts: Sequence[str] | dict[str, torch.Tensor] | None = None,
                    num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                    chains: torch.Tensor | None = None, sample_sweeps: int = 1000,
-                   min_ess: float = 0.1, num_stderr: float = 3.0, warn: bool = True) -> LogZEstimate:
+                   min_ess: float = 0.1, num_stderr: float = 3.0, warn: bool = True,
+                   generator: torch.Generator | None = None) -> LogZEstimate:
     """:math:`\\log Z` of an RBM or DBM by AIS from several starts (module docstring).
 
     :param model: a model with ``annealing_path(data)`` and ``sample`` (RBM, DBM).
@@ -165,11 +174,14 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
     :param float min_ess: smallest acceptable effective sample size, as a fraction of ``num_chains``.
     :param float num_stderr: starts further apart than this many combined standard errors disagree.
     :param bool warn: issue an :class:`~hybridpgm.errors.EstimateWarning` when the estimate is unreliable.
+    :param generator: a :class:`torch.Generator` for every draw (the ``"model"`` start's samples, then each
+        AIS run in the order of the starts; on the model's device); ``None`` draws from torch's global stream.
     :returns: a :class:`LogZEstimate`.
     :raises ConfigError: an unknown start name, ``starts`` that is neither a name, a sequence of names nor a
         dict, no start at all, ``min_ess`` that is not a real number in ``[0, 1]``, ``num_stderr`` that is not
-        a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced), or ``warn`` that is not
-        ``True`` or ``False``; the message names the option and the value.
+        a finite real number ``>= 0`` (``bool`` and strings are refused, not coerced), ``warn`` that is not
+        ``True`` or ``False``, or ``generator`` neither a :class:`torch.Generator` nor ``None``; the message
+        names the option and the value.
     :raises DataError: the start ``"data"`` without ``data``, or ``data`` AIS refuses (not ``N x V``, empty,
         NaN, values outside the units' range).
     """
@@ -188,6 +200,7 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
         raise ConfigError(f"estimate_log_z min_ess is a fraction of the chains in [0, 1], got {min_ess!r}")
     num_stderr = positive_real(num_stderr, "estimate_log_z num_stderr", allow_zero=True)
     warn = flag(warn, "estimate_log_z warn")
+    generator = generator_or_none(generator, "estimate_log_z generator")
     if data is not None:  # before a model chain starts from a row of it (torch's own errors there)
         check_base_data(data, "estimate_log_z")
         model.annealing_path(data)  # the width, emptiness and values, as AIS checks them
@@ -205,11 +218,12 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
             elif name == "uniform":
                 bases[name] = None
             else:
-                bases[name] = chains if chains is not None else model_samples(model, num_chains, sample_sweeps, data)
+                bases[name] = chains if chains is not None else model_samples(model, num_chains, sample_sweeps, data,
+                                                                              generator=generator)
     if not bases:
         raise ConfigError("estimate_log_z needs at least one start")
     ais = AIS(num_chains=num_chains, num_steps=num_steps, schedule=schedule)
-    results = {name: ais(model, data=base) for name, base in bases.items()}
+    results = {name: ais(model, data=base, generator=generator) for name, base in bases.items()}
     values = [float(r.log_z) for r in results.values()]
     spread = max(values) - min(values)
     best = results[max(results, key=lambda s: float(results[s].log_z))]

@@ -1,16 +1,13 @@
 r"""Reverse annealing (RAISE): a conservative estimate of an RBM's test log-likelihood.
 
-AIS underestimates :math:`\log Z` (in expectation), so :math:`-F(v) - \log\widehat Z`
-*overstates* the log-likelihood.  Burda, Grosse & Salakhutdinov [1] estimate it from
-the other side.  The forward annealing chain :math:`v_0 \sim p_0`,
-:math:`v_k \sim T_k(\cdot \mid v_{k-1})` (:math:`T_k` a block-Gibbs sweep at
-:math:`\beta_k`, :math:`k = 1..K`) is itself a generative model
-:math:`p_{fwd}(v_K)`, which approaches the RBM as :math:`K \to \infty`.  Its
-likelihood is estimated without bias by importance sampling with the *reverse*
-chain as proposal, started at the test point: :math:`v_K = v`,
-:math:`v_{k-1} \sim T_k(\cdot \mid v_k)`.  The marginal kernel of a block-Gibbs
-sweep on the visible units is reversible with respect to :math:`f_k`, so the
-weight telescopes to
+AIS underestimates :math:`\log Z` (in expectation), so :math:`-F(v) - \log\widehat Z` *overstates* the
+log-likelihood.  Burda, Grosse & Salakhutdinov [1] estimate it from the other side.  The forward annealing chain
+:math:`v_0 \sim p_0`, :math:`v_k \sim T_k(\cdot \mid v_{k-1})` (:math:`T_k` a block-Gibbs sweep at
+:math:`\beta_k`, :math:`k = 1..K`) is itself a generative model :math:`p_{fwd}(v_K)`, which approaches the RBM as
+:math:`K \to \infty`.  Its likelihood is estimated without bias by importance sampling with the *reverse* chain as
+proposal, started at the test point: :math:`v_K = v`, :math:`v_{k-1} \sim T_k(\cdot \mid v_k)`.  The marginal
+kernel of a block-Gibbs sweep on the visible units is reversible with respect to :math:`f_k`, so the weight
+telescopes to
 
 .. math::
 
@@ -19,23 +16,21 @@ weight telescopes to
         - \log \frac1M \sum_{m=1}^M \exp\Big(-\sum_{k=1}^K
           \big[\log f_k(v^{(m)}_{k-1}) - \log f_{k-1}(v^{(m)}_{k-1})\big]\Big),
 
-the AIS increments accumulated along the reverse chain.  :math:`\log\widehat p(v)`
-is a stochastic lower bound of :math:`\log p_{fwd}(v)`, and on data the model fits,
-:math:`E_{data}[\log p_{fwd}] \le E_{data}[\log p]`: RAISE is *conservative* [1].
-Together with AIS (:func:`log_likelihood_bounds`) it gives a sandwich of the test
-log-likelihood: RAISE below, AIS above (AIS's :math:`\log\widehat Z` minus three of
-its standard errors, since a single AIS estimate overshoots :math:`\log Z` by its
-noise about half the time); equivalently an upper (RAISE) and a lower (AIS)
-estimate of :math:`\log Z`.
+the AIS increments accumulated along the reverse chain.  :math:`\log\widehat p(v)` is a stochastic lower bound of
+:math:`\log p_{fwd}(v)`, and on data the model fits, :math:`E_{data}[\log p_{fwd}] \le E_{data}[\log p]`: RAISE is
+*conservative* [1].  Together with AIS (:func:`log_likelihood_bounds`) it gives a sandwich of the test
+log-likelihood: RAISE below, AIS above (AIS's :math:`\log\widehat Z` minus three of its standard errors, since a
+single AIS estimate overshoots :math:`\log Z` by its noise about half the time); equivalently an upper (RAISE) and
+a lower (AIS) estimate of :math:`\log Z`.
 
-RAISE needs a path whose state is the visible vector alone (the hidden units
-summed out), as :class:`~hybridpgm.energy.annealing.RBMAnnealingPath` is; DBMs are
-not supported (their reverse chain would need :math:`p(h_2 \mid v)`).
+RAISE needs a path whose state is the visible vector alone (the hidden units summed out), as
+:class:`~hybridpgm.energy.annealing.RBMAnnealingPath` is; DBMs are not supported (their reverse chain would need
+:math:`p(h_2 \mid v)`).  With a ``generator`` every sweep of the reverse chains draws from it.
 
 References:
 
-1. Y. Burda, R. Grosse, R. Salakhutdinov, "Accurate and conservative estimates of
-   MRF log-likelihood using reverse annealing", AISTATS 2015.
+1. Y. Burda, R. Grosse, R. Salakhutdinov, "Accurate and conservative estimates of MRF log-likelihood using reverse
+   annealing", AISTATS 2015.
 """
 
 from __future__ import annotations
@@ -47,9 +42,9 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule
+from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule, path_draws
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -63,24 +58,22 @@ class RAISEResult:
     Two standard errors describe the mean :math:`\bar\ell = \frac1N\sum_i \log\widehat p(v_i)`, and they
     answer different questions:
 
-    * :attr:`mc_stderr`, the *Monte Carlo* error of :math:`\bar\ell` for these test points: how much it would
-      move if RAISE were run again with other random numbers.  Point :math:`i`'s estimate is
-      :math:`\log\widehat p(v_i) = c_i + \log \bar w_i`, :math:`\bar w_i = \frac1M \sum_m w_{im}`,
-      :math:`c_i` fixed, so by the delta method
+    * :attr:`mc_stderr`, the *Monte Carlo* error of :math:`\bar\ell` for these test points: how much it would move
+      if RAISE were run again with other random numbers.  Point :math:`i`'s estimate is :math:`\log\widehat p(v_i) =
+      c_i + \log \bar w_i`, :math:`\bar w_i = \frac1M \sum_m w_{im}`, :math:`c_i` fixed, so by the delta method
       :math:`\operatorname{Var}\log\bar w_i \approx \operatorname{Var}(w_{i\cdot}) / (M \bar w_i^2)`:
-      :attr:`point_stderr` is :math:`\mathrm{se}_i = \operatorname{sd}_m(w_{im} / \bar w_i) / \sqrt M`
-      (the sample sd over the ``M`` chains, as :class:`~hybridpgm.infer.AIS` computes its own).  The points'
-      chains are independent, so :math:`\operatorname{Var}\bar\ell = \frac1{N^2} \sum_i \operatorname{Var}
-      \log\widehat p(v_i)` and :math:`\mathrm{se}(\bar\ell) = \sqrt{\sum_i \mathrm{se}_i^2} / N`.  It
-      needs ``M >= 2`` chains per point (``nan`` otherwise, and for no points).
-    * :attr:`test_set_stderr`, :math:`\operatorname{sd}_i \log\widehat p(v_i) / \sqrt N`: how well the ``N``
-      points estimate the mean log-likelihood of the population they were drawn from.  It is dominated by how
-      much :math:`\log p(v)` varies between points (tens of nats between images), not by RAISE's noise, and
-      is the wrong scale for comparing RAISE with AIS on the *same* points.  It is still an upper bound of
-      :attr:`mc_stderr` in expectation: with :math:`\log\widehat p(v_i) = \mu_i + \varepsilon_i`
-      (independent noise of variance :math:`\sigma_i^2`),
-      :math:`E[\operatorname{sd}_i^2] = \frac1{N-1}\sum_i(\mu_i - \bar\mu)^2 + \frac1N\sum_i\sigma_i^2
-      \ge \frac1N \sum_i \sigma_i^2`, so :math:`E[\text{test\_set\_stderr}^2] \ge
+      :attr:`point_stderr` is :math:`\mathrm{se}_i = \operatorname{sd}_m(w_{im} / \bar w_i) / \sqrt M` (the sample
+      sd over the ``M`` chains, as :class:`~hybridpgm.infer.AIS` computes its own).  The points' chains are
+      independent, so :math:`\operatorname{Var}\bar\ell = \frac1{N^2} \sum_i \operatorname{Var} \log\widehat p(v_i)`
+      and :math:`\mathrm{se}(\bar\ell) = \sqrt{\sum_i \mathrm{se}_i^2} / N`.  It needs ``M >= 2`` chains per point
+      (``nan`` otherwise, and for no points).
+    * :attr:`test_set_stderr`, :math:`\operatorname{sd}_i \log\widehat p(v_i) / \sqrt N`: how well the ``N`` points
+      estimate the mean log-likelihood of the population they were drawn from.  It is dominated by how much
+      :math:`\log p(v)` varies between points (tens of nats between images), not by RAISE's noise, and is the wrong
+      scale for comparing RAISE with AIS on the *same* points.  It is still an upper bound of :attr:`mc_stderr` in
+      expectation: with :math:`\log\widehat p(v_i) = \mu_i + \varepsilon_i` (independent noise of variance
+      :math:`\sigma_i^2`), :math:`E[\operatorname{sd}_i^2] = \frac1{N-1}\sum_i(\mu_i - \bar\mu)^2 +
+      \frac1N\sum_i\sigma_i^2 \ge \frac1N \sum_i \sigma_i^2`, so :math:`E[\text{test\_set\_stderr}^2] \ge
       \operatorname{Var}\bar\ell`; :class:`LikelihoodBounds` falls back on it when ``M = 1``.
 
     :ivar log_likelihood: ``N`` conservative estimates :math:`\log\widehat p(v)`.
@@ -158,7 +151,7 @@ class RAISE:
         self.betas = betas.tolist()
 
     @torch.no_grad()
-    def _reverse(self, path: Any, v: torch.Tensor) -> torch.Tensor:
+    def _reverse(self, path: Any, v: torch.Tensor, draws: dict) -> torch.Tensor:
         """``n`` reverse-chain sums :math:`\\sum_k \\Delta_k` from the states ``v``, with
         :math:`\\Delta_k = \\log f_k(v_{k-1}) - \\log f_{k-1}(v_{k-1})`.
 
@@ -171,28 +164,33 @@ class RAISE:
         :math:`(\\beta - \\beta') x` are exactly :math:`-(b - a)` and :math:`-((\\beta' - \\beta) x)` in IEEE
         arithmetic (round to nearest is symmetric), so is a sum of negated terms in the same order, and the
         :math:`\\Delta_k` are accumulated in the same order :math:`k = K, \\dots, 1`; the random draws are
-        the sweeps' own, in the same order."""
+        the sweeps' own, in the same order, with the keywords ``draws`` (:func:`~hybridpgm.infer.ais.path_draws`)."""
         betas = self.betas
         num_steps = len(betas) - 1
         total = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
-        _, v = path.step(v, betas[num_steps], betas[num_steps], transition=True)  # v_{K-1} ~ T_K(. | v_K)
+        _, v = path.step(v, betas[num_steps], betas[num_steps], transition=True, **draws)  # v_{K-1} ~ T_K(. | v_K)
         for k in range(num_steps - 1, 0, -1):
-            minus_inc, v = path.step(v, betas[k + 1], betas[k], transition=True)  # -Delta_{k+1}; v_{k-1}
+            minus_inc, v = path.step(v, betas[k + 1], betas[k], transition=True, **draws)  # -Delta_{k+1}; v_{k-1}
             total -= minus_inc.to(torch.float64)
         inc, _ = path.step(v, betas[0], betas[1], transition=False)  # Delta_1 at v_0
         total += inc.to(torch.float64)
         return total
 
     @torch.no_grad()
-    def __call__(self, model: Any, v: torch.Tensor, data: torch.Tensor | None = None) -> RAISEResult:
+    def __call__(self, model: Any, v: torch.Tensor, data: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> RAISEResult:
         """Estimate :math:`\\log p(v)` of each test point of ``v``.
 
         :param torch.Tensor v: test points ``N x V``, where the batch shape ``N`` may have any number of
             dimensions (one point ``V``, or ``N1 x N2 x V``), as the model's ``check_visible`` accepts;
             the result's tensors have batch shape ``N`` (``log_weights`` ``N x M``).
         :param data: optional training data for the base-rate model (as for AIS).
+        :param generator: a :class:`torch.Generator` for the reverse chains' draws (on the model's device);
+            ``None`` draws from torch's global stream.
         :raises ModelSpecError: a model without ``annealing_path`` and ``free_energy``, or non-finite
             log-weights.
+        :raises ConfigError: a ``generator`` that is neither a :class:`torch.Generator` nor ``None``, or that the
+            model's annealing path takes no keyword for (:func:`~hybridpgm.infer.ais.path_draws`).
         :raises DataError: bad ``v`` (see the model's ``check_visible``), or ``data`` that is not ``N x V``.
         """
         if not hasattr(model, "annealing_path") or not hasattr(model, "free_energy"):
@@ -203,11 +201,12 @@ class RAISE:
         batch_shape = v.shape[:-1]
         rows = v.reshape(-1, v.shape[-1])  # N x V, whatever the number of batch dimensions
         path = model.annealing_path(data)
+        draws = path_draws(path, generator, "RAISE")
         m = self.num_chains
         sums = []
         for chunk in rows.split(self.batch_size):
             start = chunk.repeat_interleave(m, 0).to(path.dtype)
-            sums.append(self._reverse(path, start).reshape(-1, m))
+            sums.append(self._reverse(path, start, draws).reshape(-1, m))
         log_w = -torch.cat(sums)
         log_z = torch.as_tensor(path.log_z0, dtype=torch.float64) - (torch.logsumexp(log_w, 1) - math.log(m))
         if not bool(torch.isfinite(log_z).all()):
@@ -371,7 +370,8 @@ class LikelihoodBounds:
 
 def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None = None, *,
                           log_z: LogZEstimate | None = None, raise_: RAISE | None = None,
-                          num_stderr: float = 3.0, **log_z_kwargs: Any) -> LikelihoodBounds:
+                          num_stderr: float = 3.0, generator: torch.Generator | None = None,
+                          **log_z_kwargs: Any) -> LikelihoodBounds:
     """Lower (RAISE) and upper (AIS) estimates of the mean log-likelihood of test points ``v``.
 
     :param model: an RBM (a model with ``annealing_path`` and ``free_energy``, as :class:`RAISE` takes).
@@ -382,14 +382,17 @@ def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None
     :param raise\\_: the :class:`RAISE` estimator (default ``RAISE()``).
     :param num_stderr: the upper estimate uses :math:`\\log\\widehat Z -` this many standard errors (3 by
         default).
+    :param generator: a :class:`torch.Generator` for every draw (the multi-start AIS first, unless ``log_z`` is
+        given, then RAISE; on the model's device); ``None`` draws from torch's global stream.
     :param log_z_kwargs: passed to :func:`~hybridpgm.infer.log_z.estimate_log_z`.
     :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool`` and strings are
-        refused), naming the value.
+        refused), naming the value; ``generator`` neither a :class:`torch.Generator` nor ``None``.
     """
     num_stderr = positive_real(num_stderr, "log_likelihood_bounds num_stderr", allow_zero=True)
+    generator = generator_or_none(generator, "log_likelihood_bounds generator")
     if log_z is None:
-        log_z = estimate_log_z(model, data, **log_z_kwargs)
-    result = (raise_ or RAISE())(model, v, data=data)
+        log_z = estimate_log_z(model, data, generator=generator, **log_z_kwargs)
+    result = (raise_ or RAISE())(model, v, data=data, generator=generator)
     with torch.no_grad():
         estimate = float((-model.free_energy(v).to(torch.float64) - log_z.log_z).mean())
     upper = estimate + num_stderr * float(log_z.stderr)

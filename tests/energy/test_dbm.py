@@ -19,6 +19,7 @@ from tests.energy.brute_force import (  # noqa: F401
     single_thread,
     total_variation,
 )
+from tests.energy.generator_contract import assert_generator_contract
 
 SIZES = [[3, 2, 2], [2, 3, 2, 2], [4, 3]]
 
@@ -210,3 +211,16 @@ def test_visible_check_joins_fits_host_read():
         pending.raise_first_failure()
     with pytest.raises(DataError, match=r"DBM visible data 'v' holds NaN or inf"):
         dbm.check_visible(torch.tensor([[0.0, float("nan"), 1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("method", ["sample", "init_chains", "gibbs_chain"])
+def test_dbm_samplers_draw_from_the_generator_given(method):
+    """``generator=`` (keyword-only) on DBM.sample and the chain protocol it runs: every draw from it, the
+    caller's stream untouched, ``None`` the old call (tests/energy/generator_contract.py).  Before: no such
+    argument."""
+    dbm = random_dbm([4, 3, 2])
+    state = tuple(torch.ones(3, s, dtype=torch.float64) for s in dbm.sizes)
+    draw = {"sample": lambda **kw: dbm.sample(3, steps=2, **kw),
+            "init_chains": lambda **kw: dbm.init_chains(3, **kw),
+            "gibbs_chain": lambda **kw: dbm.gibbs_chain(state, 2, **kw)}[method]
+    assert_generator_contract(draw, f"DBM.{method} generator")

@@ -11,6 +11,7 @@ from hybridpgm.energy import DBM, DBN, ClassificationObjective, ReconstructionOb
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train import fit
 from tests.energy.brute_force import all_states, single_thread  # noqa: F401
+from tests.energy.generator_contract import assert_generator_contract
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
 
@@ -250,3 +251,14 @@ def test_pretrain_with_max_steps_runs_that_many_steps_per_layer_as_fit_does():
         results = model.pretrain(x, max_steps=10, batch_size=4, progress=False, seed=0)
         assert [r.steps for r in results] == [10, 10]
         assert [r.steps for r in model.pretrain(x, batch_size=4, progress=False, seed=0)] == [4, 4]
+
+
+@pytest.mark.parametrize("sizes, visible, mean", [([5, 3], "bernoulli", True), ([5, 3], "bernoulli", False),
+                                                  ([5, 3, 2], "bernoulli", True), ([5, 3, 2], "gaussian", False)])
+def test_dbn_sample_draws_from_the_generator_given(sizes, visible, mean):
+    """``generator=`` (keyword-only) on DBN.sample: the top RBM's chains and every layer below draw from it,
+    the caller's stream untouched, ``None`` the old call (tests/energy/generator_contract.py).  Before: no
+    such argument."""
+    torch.manual_seed(0)
+    dbn = DBN(sizes, visible=visible, init_scale=1.0).double()
+    assert_generator_contract(lambda **kw: dbn.sample(4, steps=2, mean=mean, **kw), "DBN.sample generator")

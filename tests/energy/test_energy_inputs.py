@@ -204,7 +204,8 @@ def test_finetune_objectives_name_bad_batches(v):
 def test_an_unknown_ais_option_is_named_with_the_known_ones(model):
     """Before, AIS's own TypeError (unexpected keyword argument 'num_chain')."""
     with pytest.raises(ConfigError, match=r"log_partition\('ais'\) got unknown option\(s\) \['num_chain'\]; the AIS "
-                                          r"options are \['num_chains', 'num_steps', 'schedule', 'betas', 'data'\]"):
+                                          r"options are \['num_chains', 'num_steps', 'schedule', 'betas', 'data', "
+                                          r"'generator'\]"):
         model.log_partition("ais", num_chain=10)
 
 

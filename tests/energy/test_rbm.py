@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from tests.energy.generator_contract import assert_generator_contract
 from tests.keyword_checks import assert_renamed
 from tests.energy.brute_force import all_states, random_rbm, rbm_joint_log_weights, single_thread, total_variation  # noqa: F401
 
@@ -292,3 +293,30 @@ def test_the_chain_protocol_refuses_states_it_would_round_naming_them():
         rbm.positive_phase(v)
     with pytest.raises(DataError, match="RBM chain state has dtype torch.float64"):
         rbm.contrastive_gap(v.float(), (v,))
+
+
+def _rbm_for_draws(visible: str) -> RBM:
+    if visible == "gaussian":
+        torch.manual_seed(0)
+        return RBM(5, 3, visible="gaussian", sigma=0.7, init_scale=0.5).double()
+    return random_rbm(5, 3, seed=0)
+
+
+_RBM_DRAWS = {
+    "sample": (lambda rbm, **kw: rbm.sample(4, steps=3, **kw), "RBM.sample generator"),
+    "sample_from_init": (lambda rbm, **kw: rbm.sample(4, steps=3, init=torch.ones(4, 5, dtype=torch.float64), **kw),
+                         "RBM.sample generator"),
+    "gibbs": (lambda rbm, **kw: rbm.gibbs(torch.ones(4, 5, dtype=torch.float64), steps=2, **kw),
+              "RBM.gibbs generator"),
+    "random_visible": (lambda rbm, **kw: rbm.random_visible(6, **kw), "RBM.random_visible generator"),
+}
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("method", list(_RBM_DRAWS))
+def test_rbm_samplers_draw_from_the_generator_given(method, visible):
+    """``generator=`` (keyword-only) on RBM.sample, gibbs and random_visible: every draw from it, the caller's
+    stream untouched, ``None`` the old call (tests/energy/generator_contract.py).  Before: no such argument."""
+    rbm = _rbm_for_draws(visible)
+    draw, what = _RBM_DRAWS[method]
+    assert_generator_contract(lambda **kw: draw(rbm, **kw), what)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from hybridpgm.energy import RBM
+from tests.energy.generator_contract import assert_generator_contract
 
 
 def _rbm_far_from_zero(visible: str = "bernoulli"):
@@ -78,3 +79,17 @@ def test_cd_under_fit_precision_reports_the_float32_loss(precision):
     assert len(runs[precision]) == 2
     for got, want in zip(runs[precision], runs["fp32"]):
         assert abs(got - want) < 1e-3
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("method", ["init_chains", "gibbs_chain"])
+def test_the_chain_protocol_draws_from_the_generator_given(method, visible):
+    """``generator=`` (keyword-only) on the chain protocol's init_chains and gibbs_chain (what a caller running
+    chains by hand uses); the objectives pass none (tests/energy/generator_contract.py).  Before: no argument."""
+    torch.manual_seed(0)
+    rbm = RBM(5, 3, visible=visible, init_scale=0.5).double()
+    state = (torch.ones(4, 5, dtype=torch.float64),)
+    draw = {"init_chains": lambda **kw: rbm.init_chains(4, **kw),
+            "gibbs_chain": lambda **kw: rbm.gibbs_chain(state, 2, **kw)}[method]
+    what = "RBM.random_visible generator" if method == "init_chains" else "RBM.gibbs_chain generator"
+    assert_generator_contract(draw, what)

@@ -10,6 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.energy import RBM, rbm_likelihood
 from tests.energy.brute_force import random_rbm, single_thread  # noqa: F401
+from tests.energy.generator_contract import assert_generator_contract
 
 
 def _free_energy(rbm: RBM, u: torch.Tensor) -> torch.Tensor:
@@ -241,3 +242,12 @@ def test_exact_pll_of_an_overridden_free_energy_in_chunks_of_the_budget(monkeypa
         torch.testing.assert_close(got, expected, rtol=0, atol=_tolerance(rbm, extra=_LATERAL))
         if budget < batch * num_visible * num_visible:
             assert outputs.largest <= max(budget, batch * num_visible, batch * num_hidden), (budget, outputs.largest)
+
+
+def test_the_one_unit_pseudo_log_likelihood_draws_its_units_from_the_generator_given():
+    """``generator=`` (keyword-only) on ``pseudo_log_likelihood(exact=False)``: the random unit of each example
+    comes from it, the caller's stream untouched, ``None`` the old call (tests/energy/generator_contract.py).
+    Before: no such argument."""
+    rbm = random_rbm(6, 3, seed=0)
+    v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    assert_generator_contract(lambda **kw: rbm.pseudo_log_likelihood(v, **kw), "RBM.pseudo_log_likelihood generator")

@@ -13,6 +13,7 @@ from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z, model_samples
 from tests.energy.brute_force import random_dbm, random_rbm, single_thread  # noqa: F401
+from tests.energy.generator_contract import assert_generator_contract
 
 
 def _pcd_digits_rbm(epochs=3):
@@ -195,3 +196,23 @@ def test_warn_must_be_true_or_false(value):
     """Before, warn='no' (truthy) warned and warn=None silenced the warning without a word."""
     with pytest.raises(ConfigError, match=f"estimate_log_z warn must be True or False, got {value!r}"):
         estimate_log_z(random_rbm(4, 2, seed=3), num_chains=4, num_steps=3, sample_sweeps=1, warn=value)
+
+
+@pytest.mark.parametrize("call, model_kind, with_data", [
+    ("model_samples", "rbm", True), ("model_samples", "dbm", False),
+    ("estimate_log_z", "rbm", True), ("estimate_log_z", "rbm", False), ("estimate_log_z", "dbm", True)])
+def test_multi_start_ais_draws_from_the_generator_given(call, model_kind, with_data):
+    """``generator=`` (keyword-only) on estimate_log_z (the "model" start's chains, then each AIS run) and on
+    model_samples (the data rows, the random starts, the sweeps): every draw from it, the caller's stream
+    untouched, ``None`` the old call (tests/energy/generator_contract.py).  Before: no such argument."""
+    model = random_rbm(5, 3, seed=0) if model_kind == "rbm" else random_dbm([5, 3, 2])
+    data = torch.bernoulli(torch.full((6, 5), 0.3, dtype=torch.float64),
+                           generator=torch.Generator().manual_seed(2)) if with_data else None
+
+    def draw(**keywords):
+        if call == "model_samples":
+            return model_samples(model, 6, sweeps=2, data=data, **keywords)
+        estimate = estimate_log_z(model, data, num_chains=4, num_steps=5, sample_sweeps=2, warn=False, **keywords)
+        return tuple(r.log_weights for r in estimate.starts.values())
+
+    assert_generator_contract(draw, f"{call} generator")

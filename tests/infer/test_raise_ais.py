@@ -12,6 +12,7 @@ from hybridpgm.energy import DBM, RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer import RAISE, estimate_log_z, log_likelihood_bounds
 from tests.energy.brute_force import all_states, random_rbm, single_thread  # noqa: F401
+from tests.energy.generator_contract import assert_generator_contract
 
 
 def _kernel(rbm: RBM, base: torch.Tensor, beta: float) -> torch.Tensor:
@@ -189,3 +190,31 @@ def test_upper_is_log_z_lowered_by_num_stderr_standard_errors_as_documented(num_
     doc = LikelihoodBounds.__doc__
     upper = doc[doc.index(":ivar upper:"):doc.index(":ivar estimate:")]
     assert "num_stderr" in upper and "3\\,\\mathrm{se}" not in upper
+
+
+def _bounds_draws(bounds) -> tuple[torch.Tensor, ...]:
+    """What :func:`log_likelihood_bounds` drew: each AIS start's weights and RAISE's."""
+    return tuple(r.log_weights for r in bounds.log_z.starts.values()) + (bounds.raise_result.log_weights,)
+
+
+@pytest.mark.parametrize("call", ["raise", "raise_with_data", "bounds", "bounds_given_log_z"])
+def test_raise_and_the_bounds_draw_from_the_generator_given(call):
+    """``generator=`` (keyword-only) on RAISE's call and on log_likelihood_bounds (its multi-start AIS, then
+    RAISE): every draw from it, the caller's stream untouched, ``None`` the old call
+    (tests/energy/generator_contract.py).  Before: no such argument."""
+    rbm = random_rbm(5, 3, seed=0)
+    v = torch.bernoulli(torch.full((3, 5), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    data = torch.bernoulli(torch.full((6, 5), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(2))
+    raise_ = RAISE(num_chains=2, num_steps=5)
+    options = dict(num_chains=4, num_steps=5, sample_sweeps=2, warn=False)
+    log_z = estimate_log_z(rbm, data, **options) if call == "bounds_given_log_z" else None
+
+    def draw(**keywords):
+        if call.startswith("raise"):
+            return raise_(rbm, v, data=data if call == "raise_with_data" else None, **keywords).log_weights
+        if log_z is None:
+            return _bounds_draws(log_likelihood_bounds(rbm, v, data, raise_=raise_, **options, **keywords))
+        return log_likelihood_bounds(rbm, v, data, log_z=log_z, raise_=raise_, **keywords).raise_result.log_weights
+
+    assert_generator_contract(draw, "RAISE generator" if call.startswith("raise") else
+                              "log_likelihood_bounds generator")
