@@ -93,6 +93,7 @@ def test_soon_keyword_only_keeps_the_signature_and_checks_its_declaration():
 def _public_soon_keyword_only():
     from hybridpgm.data import data_loader
     from hybridpgm.diagnostics import from_mcmc
+    from hybridpgm.energy import DBN, RBM
     from hybridpgm.graphs import MarkovNet
     from hybridpgm.infer import NVIL_ELBO, RWS, ChromaticGibbs, ReweightedWakeSleepELBO
     from hybridpgm.infer.mrf_exact import exact_sample
@@ -102,7 +103,8 @@ def _public_soon_keyword_only():
             (ReweightedWakeSleepELBO.__init__, ["wake_phi", "sleep_phi", "num_sleep_particles"]),
             (RWS.__init__, ["wake_phi", "sleep_phi"]), (ChromaticGibbs.__call__, ["init", "return_trace", "generator"]),
             (exact_sample, ["generator"]), (MarkovNet.sample, ["method", "evidence", "generator"]),
-            (MarkovNet.marginals, ["evidence", "context"]), (MarkovNet.map_assignment, ["context", "method"])]
+            (MarkovNet.marginals, ["evidence", "context"]), (MarkovNet.map_assignment, ["context", "method"]),
+            (DBN.sample, ["mean", "generator"]), (RBM.pseudo_log_likelihood, ["exact", "generator"])]
 
 
 def test_flags_and_generators_of_the_public_api_are_keyword_only_with_a_deprecation_period():

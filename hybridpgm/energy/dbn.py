@@ -32,6 +32,7 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.serialization import serializable
 
 __all__ = ["DBN", "DBNAutoencoder"]
@@ -248,7 +249,8 @@ class DBN(nn.Module):
         return nn.Sequential(*self.encoder(), head)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, steps: int = 1000, mean: bool = True, *,
+    @keyword_only_soon("mean")
+    def sample(self, num_samples: int, steps: int = 1000, *, mean: bool = True,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Generate ``num_samples x V``: ``steps`` Gibbs sweeps in the top RBM, then one top-down pass
         through the sigmoid belief layers, each hidden layer sampled,

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from hybridpgm.checks import check_empty, check_log_z, flag, generator_or_none
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["RBMLikelihood"]
@@ -133,7 +134,8 @@ class RBMLikelihood:
             return -self.free_energy(v) - log_z
 
     @torch.no_grad()
-    def pseudo_log_likelihood(self, v: torch.Tensor, exact: bool = False, *,
+    @keyword_only_soon("exact")
+    def pseudo_log_likelihood(self, v: torch.Tensor, *, exact: bool = False,
                               generator: torch.Generator | None = None) -> torch.Tensor:
         r"""Pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` of binary ``v: batch x V``.
 
