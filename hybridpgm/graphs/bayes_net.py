@@ -45,6 +45,7 @@ from torch import nn
 
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.checks import module_name, shown_items
+from hybridpgm.graphs.bn_cpds import CPDDict, assign_all, check_node_name, link, put
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_graph import DagIndex, topological_order
 from hybridpgm.graphs.bn_model import BayesNetModel
@@ -70,6 +71,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         ``state_names`` names a node not in ``cpds``, or any check of :meth:`add`
         and :meth:`check` fails.
 
+    ``cpds`` is a :class:`~torch.nn.ModuleDict` whose edits (``bn.cpds[name] = cpd``, ``del``, ``update``,
+    ``pop``, ``clear``, ``bn.cpds = {...}``) are checked as :meth:`add` is and clear every cache of the queries
+    (:mod:`~hybridpgm.graphs.bn_cpds`).
+
     **Networks in training mode** (the mode :func:`~hybridpgm.fit` hands back): the queries (:meth:`posterior`,
     :meth:`log_evidence`, :meth:`map`, :meth:`sample`, :meth:`compile_evidence`) in train mode use batch statistics
     but leave running statistics unchanged (every buffer of a CPD's network is restored); the training losses
@@ -80,7 +85,8 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
                  name: str = ""):
         super().__init__(module_name(name, "BayesNet"))
         self._module_name = name  # the constructor's (a supermodule renames _pyro_name), for serialization
-        self.cpds = nn.ModuleDict()
+        self.cpds = CPDDict()  # its edits (bn.cpds[name] = cpd, del, update, ...) are checked as add's
+        link(self._modules["cpds"], self)
         self.state_names: dict[str, list] = {}
         self.plan_cache = PlanCache()
         self._order: list[str] | None = None
@@ -120,21 +126,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             the node.  A refused call changes nothing (no node, state names, or binding of a CPD), so the
             corrected call can follow.
         """
-        if not isinstance(name, str) or not name or "." in name:
-            raise ModelSpecError(f"node name {name!r} must be a non-empty string without '.'")
-        if name == "data":
-            raise ModelSpecError("node name 'data' is the name of the plate of BayesNet.model (Pyro refuses a "
-                                 "sample site of that name); rename the node")
         cpds = self.cpds  # looked up once (PyroModule.__getattr__), not once per parent below
+        check_node_name(name, cpds)
         if name in cpds:
             raise ModelSpecError(f"node {name!r} is already declared")
-        if hasattr(cpds, name):  # nn.ModuleDict would refuse it with a raw KeyError
-            other = name + "_"
-            while hasattr(self.cpds, other):
-                other += "_"
-            raise ModelSpecError(f"node name {name!r} is reserved: BayesNet holds its CPDs in a torch.nn.ModuleDict, "
-                                 f"of which {name!r} is an attribute ({type(getattr(self.cpds, name)).__name__}); "
-                                 f"rename the node, e.g. {other!r}")
         if not isinstance(cpd, CPD):
             raise ModelSpecError(f"node {name!r}: expected a CPD, got {type(cpd).__name__}")
         cpd.validate(name)  # a malformed table, named now that its node is known
@@ -146,7 +141,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         cycle = dag.cycle_through(name, cpd.parents)
         if cycle:
             raise ModelSpecError(f"adding node {name!r} creates the cycle {' -> '.join(cycle)}")
-        cpds[name] = cpd
+        put(cpds, name, cpd)
         dag.insert(name, cpd.parents)
         # bind the new node, and every child for which it was the last undeclared parent
         ready = [(name, cpd)] + [(v, cpds[v]) for v in dag.declared_children(name)
@@ -157,7 +152,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
                 try:
                     c.bind(v, {p: cpds[p].cardinality for p in dag.parents[v]})
                 except ModelSpecError as e:
-                    del cpds[name]
+                    del cpds._modules[name]
                     dag.remove(name)
                     for c_, node, parent_cards in bound:
                         c_.node, c_.parent_cards = node, parent_cards
@@ -170,6 +165,30 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         self._order = None
         self.plan_cache.clear()
         return self
+
+    def __setattr__(self, name: str, value) -> None:
+        """``bn.cpds = mapping`` replaces every node, checked as a whole (:func:`~hybridpgm.graphs.bn_cpds.
+        assign_all`); any other attribute is set as :class:`~pyro.nn.PyroModule` sets it."""
+        if name == "cpds" and "cpds" in self.__dict__.get("_modules", ()):
+            assign_all(self._modules["cpds"], value)
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name == "cpds":
+            raise ModelSpecError("BayesNet.cpds cannot be deleted; remove nodes with del bn.cpds[name] or "
+                                 "bn.cpds.clear()")
+        super().__delattr__(name)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled or deep-copied: its CPD map notifies this network (a network pickled by a version whose map
+        was a plain :class:`torch.nn.ModuleDict` gets a :class:`~hybridpgm.graphs.bn_cpds.CPDDict`)."""
+        super().__setstate__(state)
+        cpds = self._modules.get("cpds")
+        if type(cpds) is nn.ModuleDict:
+            cpds.__class__ = CPDDict
+        if isinstance(cpds, CPDDict):
+            link(cpds, self)
 
     @staticmethod
     def _check_states(name: str, cpd: CPD, states) -> list:

@@ -26,9 +26,10 @@ import torch
 
 from hybridpgm.checks import close_match, shown_items, torch_readable
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import DataError, EvidenceError, ModelSpecError
+from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
                                         refuse_ambiguous_numbers)
+from hybridpgm.infer.bn_dtypes import check_one_table_dtype
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
 from hybridpgm.transform_scope import under_vmap
 
@@ -88,49 +89,9 @@ def network_facts(bn: "BayesNet") -> NetworkFacts:
     return facts
 
 
-def check_one_table_dtype(facts: NetworkFacts) -> None:
-    """Refuse a query on a network whose tables are of two dtypes, naming a node of each.
-
-    A query computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of the network's first
-    tensor): tables of two dtypes were promoted in some contractions and crashed others with torch's raw
-    "expected scalar type" error.  A NumPy ``float64`` array or ``np.float64`` numbers make a ``float64`` table,
-    Python floats one of torch's default dtype: building a network so and converting it (``bn.double()``) before
-    querying is fine.
-
-    :raises ModelSpecError: naming a node of each dtype and the ways out."""
-    holders = facts.__dict__.get("_logits_holders")
-    try:
-        _check_dtypes(holders if holders is not None else _logits_holders(facts))
-    except KeyError:  # a table's logits moved between its parameters and its buffers: find the maps again
-        _check_dtypes(_logits_holders(facts))
-
-
-def _logits_holders(facts: NetworkFacts) -> list:
-    """Each table's parameter or buffer map holding its ``logits``, kept with ``facts``: the same dicts after
-    ``bn.to(...)``, which refills them in place."""
-    holders = facts.__dict__["_logits_holders"] = [
-        (name, c._parameters if "logits" in c._parameters else c._buffers) for name, c in facts.cpds.items()
-        if "logits" in c._parameters or "logits" in c._buffers]
-    return holders
-
-
-def _check_dtypes(holders: list) -> None:
-    if not holders:
-        return
-    first = (holders[0][0], holders[0][1]["logits"].dtype)
-    for name, held in holders:
-        t = held["logits"]
-        if t.dtype != first[1]:
-            raise ModelSpecError(
-                f"the tables of this network are of two dtypes: {first[1]} (node {first[0]!r}) and {t.dtype} (node "
-                f"{name!r}); a query computes in one dtype.  Convert the network (bn.to({first[1]}) or "
-                f"bn.to({t.dtype})), or build every table in one dtype (probabilities given as a NumPy float64 "
-                f"array or np.float64 numbers make a float64 table, Python floats one of torch's default dtype)")
-
-
 def dtype_device(bn: "BayesNet", facts: NetworkFacts):
     """``(bn.dtype, bn.device)`` without walking the module tree when the network is all tables; a network whose
-    tables are of two dtypes is refused (:func:`check_one_table_dtype`)."""
+    CPDs are of two dtypes is refused (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`)."""
     check_one_table_dtype(facts)
     if facts.tables_only and facts.cpds:
         t = None
