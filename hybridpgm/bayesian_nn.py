@@ -35,12 +35,13 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.param_store_scope import frozen_aware_parameter, modules_own_their_params
+from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
 
 # NB: no import of hybridpgm.nn here -- it re-exports bayesianize (import cycle).
 
@@ -223,15 +224,23 @@ class BayesianRegressor(PyroModule):
 
 @isolated_from_handlers
 @modules_own_their_params
-def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 100) -> torch.Tensor:
+def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int = 100, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
     """Network outputs under ``num_samples`` posterior draws of the guide,
     ``num_samples x B`` (the model's return value, via :class:`pyro.infer.Predictive`).  The model and guide
     run as programs of their own (:func:`~hybridpgm.handler_scope.isolated_from_handlers`): no handler of the
     caller sees or alters their sites.
 
-    :raises ConfigError: ``num_samples`` is not a positive integer.
+    :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream, as
+        Pyro does (``pyro.set_rng_seed``).  Pyro's sample statements take no generator: the guide and model
+        run with torch's global streams seeded from one draw of it and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the outputs are a function of
+        its state and the caller's streams (torch's, NumPy's, Python's) do not move.
+    :raises ConfigError: ``num_samples`` is not a positive integer, or ``generator`` is neither a
+        :class:`torch.Generator` nor ``None``.
     :raises ModelSpecError: the model returns ``None`` (there is no output to sample)."""
     num_samples = positive_int(num_samples, "predictive_samples num_samples")
+    generator = generator_or_none(generator, "predictive_samples generator")
 
     def returning(*args, **kwargs):
         out = model(*args, **kwargs)
@@ -244,11 +253,16 @@ def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_sa
         return out
 
     predictive = pyro.infer.Predictive(returning, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
-    with torch.no_grad():
+    if generator is None:
+        with torch.no_grad():
+            return predictive(x)["_RETURN"]
+
+    with torch.no_grad(), seeded_globally_from(generator):
         return predictive(x)["_RETURN"]
 
 
-def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 100, *,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MC-dropout predictive mean and variance [3] of ``module`` at ``x``.
 
     Runs ``num_samples`` forward passes with the dropout layers in training
@@ -256,11 +270,16 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     sub-module is back in the mode it was in.
 
     :param x: inputs ``B x ...``.
+    :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
+        Dropout takes no generator: the passes run with torch's global streams seeded from one draw of it and
+        restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
     :returns: ``(mean, variance)``, each of the module's output shape.
     :raises ModelSpecError: if ``module`` has no dropout layer.
-    :raises ConfigError: ``num_samples`` is not an integer >= 2 (one pass has no variance).
+    :raises ConfigError: ``num_samples`` is not an integer >= 2 (one pass has no variance), or ``generator`` is
+        neither a :class:`torch.Generator` nor ``None``.
     """
     num_samples = positive_int(num_samples, "mc_dropout_predict num_samples", minimum=2)
+    generator = generator_or_none(generator, "mc_dropout_predict generator")
     dropouts = [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     if not dropouts:
         raise ModelSpecError(f"{type(module).__name__} has no dropout layer; MC dropout needs one")
@@ -268,5 +287,6 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
         module.eval()
         for m in dropouts:
             m.train()
-        samples = torch.stack([module(x) for _ in range(num_samples)])
+        with seeded_from_generator(generator, [module]):  # after the dropouts are set training: they seed it
+            samples = torch.stack([module(x) for _ in range(num_samples)])
     return samples.mean(0), samples.var(0)

@@ -17,7 +17,8 @@ trained model).
 
 :func:`seeded_from_generator` is the scope of a sampler given a ``torch.Generator``: the networks it evaluates
 (dropout in training mode) draw from torch's global streams, which it seeds from the generator and restores, so
-the samples repeat for the same generator and the caller's streams do not move.
+the samples repeat for the same generator and the caller's streams do not move.  :func:`seeded_globally_from` is
+the same for code whose draws all come from the global streams (a Pyro program's sample statements).
 
 These streams are one per process.  Each scope holds hybridpgm's process-wide lock
 (:func:`~hybridpgm.global_state_lock.holding_global_state`) from its snapshot to its restore: two threads seeding
@@ -31,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
-from typing import Iterable, Iterator
+from typing import ContextManager, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ import torch
 from hybridpgm.checks import generator_or_none, seed_of
 from hybridpgm.global_state_lock import holding_global_state
 
-__all__ = ["cuda_indices", "fixed_rng", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator"]
+__all__ = ["cuda_indices", "fixed_rng", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator",
+           "seeded_globally_from"]
 
 
 def cuda_indices(devices: Iterable[torch.device | str | int] | None) -> list[int]:
@@ -142,6 +144,24 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
         with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
             _seed_torch(seed, devices)
             yield
+
+
+def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[None]:
+    """A scope whose draws from torch's global streams are a function of ``generator``'s state: for draws that
+    take no generator (the sample statements of a Pyro program, a user's ``generate`` override, dropout).
+
+    With a generator: one draw :math:`s \\sim \\mathcal U\\{0, \\dots, 2^{62}-1\\}` from it (on its device)
+    seeds torch's CPU generator and the CUDA generators already initialised, restored with NumPy's and Python's
+    global states on exit (:func:`keeping_global_rngs`).  Unlike :func:`seeded_from_generator`, which seeds only
+    while some network is in training mode, it always seeds.  With ``None``: no scope, the draws come from and
+    advance the global streams.
+
+    :param generator: a :class:`torch.Generator` (checked by the caller with
+        :func:`~hybridpgm.checks.generator_or_none`), or ``None``.
+    """
+    if generator is None:
+        return contextlib.nullcontext()
+    return keeping_global_rngs(int(torch.randint(2**62, (), generator=generator, device=generator.device)))
 
 
 @contextlib.contextmanager

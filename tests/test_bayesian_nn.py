@@ -11,6 +11,7 @@ import hybridpgm
 from hybridpgm.bayesian_nn import BayesianRegressor, mc_dropout_predict, predictive_samples
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.nn import bayesianize, mlp
+from tests import generator_contract as contract
 
 
 def test_bayesianize_puts_gaussian_priors_on_every_parameter():
@@ -354,3 +355,51 @@ def test_a_trainable_noise_is_trained_by_plain_svi():
     assert not torch.equal(model.raw_noise, before)
     model.load_state_dict({"raw_noise": torch.tensor(-1.0), "net._prior_scale": torch.tensor(1.0)})  # saved keys
     assert torch.equal(model.noise, torch.tensor(-1.0).exp())
+
+
+# -- the generator= argument (the package's RNG contract) -----------------------------------------------------------
+def _predictive_call():
+    from pyro.infer.autoguide import AutoNormal
+
+    torch.manual_seed(0)
+    model = BayesianRegressor(nn.Linear(3, 1), num_data=5)
+    guide = AutoNormal(model)
+    x, y = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(4)
+    with pyro.get_param_store().scope() as state:
+        guide(x, y)  # the guide's parameters, once
+
+    def call(**kw):
+        with pyro.get_param_store().scope(state):
+            return predictive_samples(model, guide, x, 6, **kw)
+
+    return call
+
+
+def _mc_dropout_call():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1)).eval()
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    return lambda **kw: mc_dropout_predict(net, x, 5, **kw)
+
+
+_GENERATOR_CALLS = {"predictive_samples": _predictive_call, "mc_dropout_predict": _mc_dropout_call}
+
+
+@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
+def test_a_generator_makes_the_draws_a_function_of_its_state(function):
+    """``generator=`` (they took none): the guide's and model's sample statements (Pyro's) and the dropout masks
+    draw from torch's global streams seeded from the generator, restored afterwards."""
+    call = _GENERATOR_CALLS[function]()
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+
+
+@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
+def test_generator_none_is_the_global_stream(function):
+    contract.assert_none_is_the_global_stream(_GENERATOR_CALLS[function]())
+
+
+@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
+def test_a_seed_or_a_network_as_generator_is_refused_by_name(function):
+    contract.assert_bad_generators_refused(_GENERATOR_CALLS[function](), f"{function} generator")

@@ -46,8 +46,8 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.checks import (as_integer, check_device, flag, module_name, positive_int, positive_real,
-                              sample_count, site_prefix)
+from hybridpgm.checks import (as_integer, check_device, flag, generator_or_none, module_name, positive_int,
+                              positive_real, sample_count, site_prefix)
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -56,6 +56,7 @@ from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, 
                                             bernoulli_state_logits, binary_states)
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
+from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -277,19 +278,31 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
     @isolated_from_handlers
     @own_param_store
     @torch.no_grad()
-    def sample(self, num_samples: int) -> torch.Tensor:
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral samples of the visible units, ``[num_samples, D]``.
 
         A prior draw whatever handlers the caller runs under: the model runs as a program of its own
         (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), so an outer ``poutine.condition`` does not
-        condition it and an outer trace records none of its sites."""
+        condition it and an outer trace records none of its sites.
+
+        :param num_samples: the number of samples (a non-negative integer).
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
+            The draws are those of the Pyro model's sample statements, which take no generator: the model runs
+            with torch's global streams seeded from one draw of ``generator`` and restored afterwards
+            (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the samples are a function
+            of the generator's state and the caller's streams do not move.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``."""
         n = sample_count(num_samples, "SigmoidBeliefNet.sample num_samples")
-        return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
+        generator = generator_or_none(generator, "SigmoidBeliefNet.sample generator")
+        with seeded_globally_from(generator):
+            return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
 
     # -------------------------------------------------------------- evaluation
     @isolated_from_handlers
     @own_param_store
-    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x)` with the recognition network as proposal.
 
         See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.  Isolated from the caller's
@@ -300,17 +313,23 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
             :math:`\\log \\frac1S \\sum_s p(x, h_s) / q(h_s \\mid x)` (a lower bound in expectation that tightens
             as :math:`S` grows).
         :param int chunk_size: particles per vectorized pass (bounds the memory, not the result).
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
+            The guide's sample statements run with torch's global streams seeded from one draw of ``generator``
+            and restored afterwards, as in :meth:`sample`.
         :returns: ``[B]``.
         :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
-        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
+            neither a :class:`torch.Generator` nor ``None``.
         """
         from hybridpgm.infer.particle_elbo import importance_log_likelihood
 
+        generator = generator_or_none(generator, "SigmoidBeliefNet.log_likelihood generator")
         x = self._check_rows(x, "log_likelihood")
         if not x.shape[0]:
             return x.new_zeros(0)
-        return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
-                                         chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
+        with seeded_globally_from(generator):
+            return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
+                                             chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
     def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
         """:meth:`check_data`, and ``x`` must be ``[B, D]`` (these methods take no leading dimensions)."""

@@ -166,7 +166,8 @@ class SBNGibbs:
 
     @torch.no_grad()
     def sample(self, x: torch.Tensor, num_samples: int, *, warmup: int = 100, num_chains: int = 1,
-               thin: int = 1, init: str = "guide", seed: int | None = None) -> GibbsSamples:
+               thin: int = 1, init: str = "guide", seed: int | None = None,
+               generator: torch.Generator | None = None) -> GibbsSamples:
         """Draw posterior samples :math:`h \\sim p(h \\mid x)` for every datapoint.
 
         :param x: ``[B, D]`` binary data.
@@ -176,10 +177,15 @@ class SBNGibbs:
         :param int thin: sweeps between kept samples.
         :param str init: ``"guide"`` (a sample of the recognition network) or ``"zeros"``.
         :param int seed: seed of a private generator on ``x``'s device (the global RNG when ``None``): any integer
-            torch accepts, ``[-2**63, 2**64)`` (:func:`~hybridpgm.checks.seed_of`).
+            torch accepts, ``[-2**63, 2**64)`` (:func:`~hybridpgm.checks.seed_of`).  ``seed=s`` draws as
+            ``generator=torch.Generator(x.device).manual_seed(s)`` does.
+        :param generator: a :class:`torch.Generator` on ``x``'s device for the draws (the initial guide sample
+            and every sweep's); ``None`` draws from torch's global stream.  The package-wide spelling; give it or
+            ``seed``, not both.
         :returns: :class:`GibbsSamples`.
         :raises ConfigError: ``num_samples``, ``num_chains`` or ``thin`` not a positive integer, ``warmup``
-            not a non-negative integer, ``seed`` not an integer in torch's range, or an unknown ``init``.
+            not a non-negative integer, ``seed`` not an integer in torch's range, an unknown ``init``,
+            ``generator`` neither a :class:`torch.Generator` nor ``None``, or both ``seed`` and ``generator``.
         :raises DataError: bad ``x`` (see :meth:`SigmoidBeliefNet.check_data`), or ``x`` not ``[B, D]``.
         """
         x = self.sbn.check_data(x)
@@ -189,7 +195,10 @@ class SBNGibbs:
         warmup = positive_int(warmup, "SBNGibbs.sample warmup", minimum=0)
         num_chains = positive_int(num_chains, "SBNGibbs.sample num_chains")
         thin = positive_int(thin, "SBNGibbs.sample thin")
-        gen = None
+        gen = generator_or_none(generator, "SBNGibbs.sample generator")
+        if seed is not None and gen is not None:
+            raise ConfigError("SBNGibbs.sample takes seed= or generator=, not both: for a seed, pass "
+                              "generator=torch.Generator(x.device).manual_seed(seed) alone")
         if seed is not None:
             seed = seed_of(seed, "SBNGibbs.sample seed")
             gen = torch.Generator(device=x.device)

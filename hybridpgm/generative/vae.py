@@ -24,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from typing import Sequence
@@ -34,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import (check_device, flag, layer_sizes, module_name, positive_int, positive_real,
-                              sample_count, site_prefix)
+from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, module_name, positive_int,
+                              positive_real, sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -45,6 +46,7 @@ from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
+from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -306,24 +308,30 @@ class VAE(PyroModule):
     # -- utilities --------------------------------------------------------------
     @renamed_keyword(n="num_samples")
     @torch.no_grad()
-    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+    def sample(self, num_samples: int, mean: bool = True, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
         ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
 
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
+        :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
+            from torch's global stream.  A decoder in training mode (dropout) runs with torch's global streams
+            seeded from it and restored (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
         :raises ConfigError: ``num_samples`` is not a non-negative integer, ``mean`` not ``True`` or ``False``,
-            ``num_samples == 1`` in training mode with ``batch_norm=True``, or both ``num_samples`` and ``n``
-            are given."""
+            ``num_samples == 1`` in training mode with ``batch_norm=True``, both ``num_samples`` and ``n``
+            are given, or ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
         mean = flag(mean, "VAE.sample mean")
+        generator = generator_or_none(generator, "VAE.sample generator")
         like = self._reference("decoder")
         z = torch.randn(sample_count(num_samples, "VAE.sample num_samples"), self.z_dim, dtype=like.dtype,
-                        device=like.device)
-        with keeping_module_state(self):  # a batch norm's running statistics are left as training left them
+                        device=like.device, generator=generator)
+        dropout = contextlib.nullcontext() if generator is None else seeded_from_generator(generator, [self.decoder])
+        with keeping_module_state(self), dropout:  # a batch norm's running statistics: as training left them
             out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":
-            return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out))
-        return out if mean else out + self.log_scale.exp() * torch.randn_like(out)
+            return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out), generator=generator)
+        return out if mean else out + self.log_scale.exp() * torch.randn(out.shape, dtype=out.dtype,
+                                                                         device=out.device, generator=generator)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -336,7 +344,8 @@ class VAE(PyroModule):
     @isolated_from_handlers
     @torch.no_grad()
     @own_param_store
-    def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128) -> torch.Tensor:
+    def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x batch`` importance log-weights
         :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`.
 
@@ -347,17 +356,21 @@ class VAE(PyroModule):
         ``pyro.factor``.
 
         :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
-        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer.
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
+            guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
+            neither a :class:`torch.Generator` nor ``None``.
         :raises DataError: bad ``x`` (see :meth:`model`).
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
         num_samples = positive_int(num_samples, "VAE num_samples (importance samples)")
         chunk_size = positive_int(chunk_size, "VAE chunk_size")
+        generator = generator_or_none(generator, "VAE generator")
         x = self._check(x)
         if not x.shape[0]:  # no rows: no plate to run, an empty answer
             return x.new_zeros((num_samples, 0))
         chunks = []
-        with keeping_module_state(self):
+        with keeping_module_state(self), seeded_globally_from(generator):
             for start in range(0, num_samples, chunk_size):
                 k = min(chunk_size, num_samples - start)
                 log_w, _ = importance_log_weights(self.model, self.guide, x, num_particles=k, max_plate_nesting=1)
@@ -366,18 +379,19 @@ class VAE(PyroModule):
 
     @isolated_from_handlers
     @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128) -> torch.Tensor:
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x_n)` per data point (``batch``),
         the guide as proposal [3]: :math:`\\log \\frac1K \\sum_k w_k`, a stochastic
-        lower bound that tightens as ``num_samples`` grows."""
-        log_w = self.log_weights(x, num_samples, chunk_size)
+        lower bound that tightens as ``num_samples`` grows; the arguments are :meth:`log_weights`'s (``generator``)."""
+        log_w = self.log_weights(x, num_samples, chunk_size, generator=generator)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
     @isolated_from_handlers
     @torch.no_grad()
-    def elbo(self, x: torch.Tensor, num_samples: int = 1) -> torch.Tensor:
-        """Monte Carlo ELBO per data point (``batch``), averaged over ``num_samples`` draws."""
-        return self.log_weights(x, num_samples).mean(dim=0)
+    def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Monte Carlo ELBO per data point (``batch``) of ``num_samples`` draws (``generator``: :meth:`log_weights`)."""
+        return self.log_weights(x, num_samples, generator=generator).mean(dim=0)
 
 
 #: the model/guide pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by

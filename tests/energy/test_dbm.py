@@ -19,7 +19,7 @@ from tests.energy.brute_force import (  # noqa: F401
     single_thread,
     total_variation,
 )
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 SIZES = [[3, 2, 2], [2, 3, 2, 2], [4, 3]]
 

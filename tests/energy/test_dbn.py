@@ -11,7 +11,7 @@ from hybridpgm.energy import DBM, DBN, ClassificationObjective, ReconstructionOb
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train import fit
 from tests.energy.brute_force import all_states, single_thread  # noqa: F401
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5)
 

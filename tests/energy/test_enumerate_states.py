@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.energy.brute_force import random_dbm, random_rbm
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 @pytest.mark.parametrize("owner", ["RBM", "DBM"])

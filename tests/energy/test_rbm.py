@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 from tests.keyword_checks import assert_renamed
 from tests.energy.brute_force import all_states, random_rbm, rbm_joint_log_weights, single_thread, total_variation  # noqa: F401
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hybridpgm.energy import RBM
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 def _rbm_far_from_zero(visible: str = "bernoulli"):

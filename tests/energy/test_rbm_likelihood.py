@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.energy import RBM, rbm_likelihood
 from tests.energy.brute_force import random_rbm, single_thread  # noqa: F401
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 def _free_energy(rbm: RBM, u: torch.Tensor) -> torch.Tensor:

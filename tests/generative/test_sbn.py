@@ -10,6 +10,7 @@ import hybridpgm  # noqa: F401
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative import SigmoidBeliefNet
 from hybridpgm.infer import SVIObjective
+from tests import generator_contract as contract
 from tests.generative.sbn_brute_force import binary, random_sbn, single_thread  # noqa: F401
 
 
@@ -228,3 +229,47 @@ def test_a_state_dict_with_the_saved_keys_loads():
     assert list(sbn.state_dict()) == list(state)
     assert all(torch.equal(sbn.state_dict()[k], v) for k, v in state.items())
     assert isinstance(sbn.prior_logits, torch.nn.Parameter) and torch.equal(sbn.prior_logits, state["prior_logits"])
+
+
+# -- the generator= argument (the package's RNG contract) -----------------------------------------------------------
+_GENERATOR_CALLS = {
+    "sample": lambda sbn, x, **kw: sbn.sample(7, **kw),
+    "log_likelihood": lambda sbn, x, **kw: sbn.log_likelihood(x, num_samples=6, chunk_size=4, **kw),
+}
+
+
+def _generator_call(method):
+    sbn = random_sbn([5, 3, 2], 3)
+    x = binary(4, 5, 3)
+    return lambda **kw: _GENERATOR_CALLS[method](sbn, x, **kw)
+
+
+@pytest.mark.parametrize("method", list(_GENERATOR_CALLS))
+def test_a_generator_makes_the_draws_a_function_of_its_state(method):
+    """``generator=`` (it took none: only ``torch.manual_seed`` made them repeat, moving the caller's stream): the
+    Pyro program's sample statements draw from the global streams seeded from the generator, restored after."""
+    call = _generator_call(method)
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+
+
+@pytest.mark.parametrize("method", list(_GENERATOR_CALLS))
+def test_generator_none_is_the_global_stream(method):
+    contract.assert_none_is_the_global_stream(_generator_call(method))
+
+
+@pytest.mark.parametrize("method", list(_GENERATOR_CALLS))
+def test_a_seed_or_a_network_as_generator_is_refused_by_name(method):
+    contract.assert_bad_generators_refused(_generator_call(method), f"SigmoidBeliefNet.{method} generator")
+
+
+def test_a_generator_keeps_the_empty_cases():
+    """No rows, no draws: ``sample(0)`` and an empty batch give empty results with a generator too, and the
+    generator is only drawn from when something is drawn (the empty batch leaves it alone)."""
+    sbn = random_sbn([5, 3], 0)
+    g = torch.Generator().manual_seed(0)
+    assert sbn.sample(0, generator=g).shape == (0, 5)
+    state = g.get_state()
+    assert sbn.log_likelihood(torch.zeros(0, 5), generator=g).shape == (0,)
+    assert torch.equal(g.get_state(), state)

@@ -4,6 +4,7 @@ import torch
 import hybridpgm  # noqa: F401
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative import SBNGibbs, SigmoidBeliefNet
+from tests import generator_contract as contract
 from tests.generative import sbn_brute_force as bf
 from tests.generative.sbn_brute_force import binary, random_sbn, single_thread  # noqa: F401
 
@@ -130,3 +131,37 @@ def test_sample_takes_every_seed_torch_takes(seed):
     first = SBNGibbs(sbn).sample(x, 3, warmup=1, seed=seed).layers[0]
     again = SBNGibbs(sbn).sample(x, 3, warmup=1, seed=seed).layers[0]
     assert first.shape == (3, 1, 2, 2) and torch.equal(first, again)
+
+
+# -- generator= beside seed= -------------------------------------------------------------------------------------
+def _gibbs_call(init):
+    sbn = random_sbn([4, 3, 2], 6)
+    x = binary(3, 4, 6)
+    return lambda **kw: SBNGibbs(sbn).sample(x, 2, warmup=2, num_chains=2, init=init, **kw)
+
+
+@pytest.mark.parametrize("init", ["guide", "zeros"])
+def test_sample_takes_a_generator(init):
+    """``generator=``, the package-wide spelling (it took only ``seed=``, while ``sweep`` took ``generator=``):
+    the initial guide draw and every sweep's come from it."""
+    call = _gibbs_call(init)
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+    contract.assert_none_is_the_global_stream(call)
+    contract.assert_bad_generators_refused(call, "SBNGibbs.sample generator")
+
+
+@pytest.mark.parametrize("seed", [0, 5, -1])
+def test_seed_is_a_generator_seeded_with_it(seed):
+    """``seed=s`` keeps working, and draws what ``generator=torch.Generator(x.device).manual_seed(s)`` draws."""
+    call = _gibbs_call("guide")
+    by_seed = call(seed=seed).layers
+    by_generator = call(generator=torch.Generator().manual_seed(seed)).layers
+    assert all(torch.equal(a, b) for a, b in zip(by_seed, by_generator))
+
+
+def test_seed_and_generator_together_are_refused():
+    call = _gibbs_call("guide")
+    with pytest.raises(ConfigError, match=r"SBNGibbs\.sample takes seed= or generator=, not both"):
+        call(seed=1, generator=torch.Generator().manual_seed(1))

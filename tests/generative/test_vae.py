@@ -7,6 +7,7 @@ from pyro.infer import SVI, Trace_ELBO
 
 from hybridpgm import IWAE, SVIObjective, VAE, fit
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from tests import generator_contract as contract
 from tests.keyword_checks import assert_renamed
 
 
@@ -233,3 +234,50 @@ def test_sample_count_is_num_samples_and_n_warns(mean):
     TypeError); ``n=`` still works for a release, with a FutureWarning."""
     torch.manual_seed(0)
     assert_renamed(functools.partial(VAE(6, 2, [4]).sample, mean=mean), "n")
+
+
+# -- the generator= argument (the package's RNG contract) -----------------------------------------------------------
+def _vae(likelihood="bernoulli", dropout=False):
+    torch.manual_seed(0)
+    vae = VAE(6, 2, [5], likelihood=likelihood)
+    if dropout:  # in training mode (a VAE's default): its masks are draws too
+        vae.decoder = torch.nn.Sequential(torch.nn.Linear(2, 5), torch.nn.Dropout(0.5), torch.nn.Linear(5, 6))
+    return vae
+
+
+_X = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]])
+_GENERATOR_CALLS = {  # case -> (the generator's name in messages, vae -> call)
+    "sample means": ("VAE.sample", lambda vae, **kw: vae.sample(4, **kw)),
+    "sample bernoulli draws": ("VAE.sample", lambda vae, **kw: vae.sample(4, mean=False, **kw)),
+    "sample gaussian draws": ("VAE.sample", lambda vae, **kw: vae.sample(4, mean=False, **kw)),
+    "sample through dropout": ("VAE.sample", lambda vae, **kw: vae.sample(4, **kw)),
+    "log_weights": ("VAE", lambda vae, **kw: vae.log_weights(_X, 5, chunk_size=2, **kw)),
+    "log_likelihood": ("VAE", lambda vae, **kw: vae.log_likelihood(_X, 5, chunk_size=2, **kw)),
+    "elbo": ("VAE", lambda vae, **kw: vae.elbo(_X, 3, **kw)),
+}
+
+
+def _generator_call(case):
+    vae = _vae("gaussian" if "gaussian" in case else "bernoulli", dropout="dropout" in case)
+    return lambda **kw: _GENERATOR_CALLS[case][1](vae, **kw)
+
+
+@pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
+def test_a_generator_makes_the_draws_a_function_of_its_state(case):
+    """``generator=`` (they took none): ``sample``'s noise, Bernoulli and Gaussian draws take it, a training-mode
+    decoder's dropout draws from the global streams seeded from it; the importance estimates' guide draws
+    (Pyro sample statements) run under the global streams seeded from it; the caller's streams do not move."""
+    call = _generator_call(case)
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+
+
+@pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
+def test_generator_none_is_the_global_stream(case):
+    contract.assert_none_is_the_global_stream(_generator_call(case))
+
+
+@pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
+def test_a_seed_or_a_network_as_generator_is_refused_by_name(case):
+    contract.assert_bad_generators_refused(_generator_call(case), f"{_GENERATOR_CALLS[case][0]} generator")

@@ -12,7 +12,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer import AIS, AISResult
 from hybridpgm.infer.ais import annealing_schedule
 from tests.energy.brute_force import random_dbm, single_thread  # noqa: F401
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 def _rbm(num_visible, num_hidden, seed, weight_scale, **kwargs):

@@ -13,7 +13,7 @@ from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z, model_samples
 from tests.energy.brute_force import random_dbm, random_rbm, single_thread  # noqa: F401
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 def _pcd_digits_rbm(epochs=3):

@@ -12,7 +12,7 @@ from hybridpgm.energy import DBM, RBM
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer import RAISE, estimate_log_z, log_likelihood_bounds
 from tests.energy.brute_force import all_states, random_rbm, single_thread  # noqa: F401
-from tests.energy.generator_contract import assert_generator_contract
+from tests.generator_contract import assert_generator_contract
 
 
 def _kernel(rbm: RBM, base: torch.Tensor, beta: float) -> torch.Tensor:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridpgm.checks import as_integer, flag, positive_real, sample_count
+from hybridpgm.checks import as_integer, flag, generator_or_none, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
 from hybridpgm.infer.iwae import importance_log_weights
@@ -116,16 +116,22 @@ class AAVAE(AdversarialGame):
         return self.checked_data(x)
 
     @renamed_keyword(n="num_samples")
-    def sample(self, num_samples: int) -> torch.Tensor:
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x x_dim`` draws :math:`\\tilde x \\sim p_\\theta(x)` (binary for a Bernoulli VAE),
         detached.
 
         :param num_samples: the number of draws (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
+            It is passed on to :meth:`VAE.sample <hybridpgm.VAE.sample>` (whose ``generator=`` it must take).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
         num_samples = sample_count(num_samples, "AAVAE.sample num_samples")
+        generator = generator_or_none(generator, "AAVAE.sample generator")
         with torch.no_grad():
-            return self.vae.sample(num_samples, mean=False)
+            if generator is None:  # a VAE-like model whose sample takes no generator still samples
+                return self.vae.sample(num_samples, mean=False)
+            return self.vae.sample(num_samples, mean=False, generator=generator)
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
         """``batch`` single-sample ELBOs :math:`\\log p_\\theta(x, z) - \\log q_\\eta(z \\mid x)`, differentiable."""

@@ -41,12 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import as_integer, check_player, positive_real, sample_count
+from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.rng_scope import seeded_globally_from
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
            "log_q_from_logits", "weighted_mean"]
@@ -326,7 +327,7 @@ class AdversarialObjective(AdversarialGame):
 
     @renamed_keyword(n="num_samples")
     @torch.no_grad()
-    def sample(self, num_samples: int) -> torch.Tensor:
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` to look
         at or score, without gradients.  The generator runs in the mode it is in (in training mode, the mode
         :func:`hybridpgm.fit` hands it back in, a batch norm normalises by the batch's statistics) and its
@@ -336,11 +337,24 @@ class AdversarialObjective(AdversarialGame):
 
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        :param generator: the *random-number* generator, a :class:`torch.Generator` for the draws (torch's
+            spelling, as in every sampler of the package; the network is :attr:`generator`); ``None`` draws from
+            torch's global stream.  :meth:`generate` (a subclass's own included) and the network run with torch's
+            global streams seeded from one draw of it and restored afterwards
+            (:func:`~hybridpgm.rng_scope.seeded_globally_from`): the samples are a function of
+            its state, and the caller's streams do not move.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is not a :class:`torch.Generator` or ``None`` (the network passed by mistake)."""
         # named for this call, not generate's
         num_samples = sample_count(num_samples, f"{type(self).__name__}.sample num_samples")
-        with keeping_module_state(self.generator):
-            return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
+        generator = generator_or_none(generator, f"{type(self).__name__}.sample generator (the random-number "
+                                                 f"generator, not the network)")
+        if generator is None:
+            with keeping_module_state(self.generator):
+                return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
+
+        with keeping_module_state(self.generator), seeded_globally_from(generator):
+            return self.generate(num_samples)
 
     def real(self, batch: Any) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and

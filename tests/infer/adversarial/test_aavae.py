@@ -9,6 +9,7 @@ import hybridpgm
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.generative.gan import MLPDiscriminator
 from hybridpgm.infer.adversarial import AAVAE, adversarial_optim
+from tests import generator_contract as contract
 from tests.infer.adversarial.conftest import assert_finite_history
 from tests.keyword_checks import assert_renamed
 
@@ -190,3 +191,37 @@ def test_the_sample_count_is_num_samples_and_n_warns():
 
 def test_repr_shows_the_weights_and_the_data_dimension():
     assert repr(make(k=2, fake_weight=0.5)) == "AAVAE(k=2, fake_weight=0.5, normalize_weights=True, x_dim=6)"
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_sample_takes_a_generator_and_passes_it_to_the_vae(likelihood):
+    """``sample(generator=)`` (it took none): the VAE's draws come from the generator."""
+    torch.manual_seed(0)
+    aavae = AAVAE(hybridpgm.VAE(6, z_dim=2, hidden=(8,), likelihood=likelihood), MLPDiscriminator(6, (8,)))
+
+    def call(**kw):
+        return aavae.sample(4, **kw)
+
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+    contract.assert_none_is_the_global_stream(call)
+    contract.assert_bad_generators_refused(call, "AAVAE.sample generator")
+
+
+def test_a_vae_like_model_whose_sample_takes_no_generator_still_samples():
+    """Guard (passes before and after): the duck-typed VAE's ``sample(n, mean=False)`` is called as before when no
+    generator is given."""
+
+    class _Plain(torch.nn.Module):
+        def __init__(self, vae):
+            super().__init__()
+            self.inner, self.x_dim = vae, vae.x_dim
+            self.model, self.guide = vae.model, vae.guide
+
+        def sample(self, num_samples, mean=True):
+            return self.inner.sample(num_samples, mean=mean)
+
+    torch.manual_seed(0)
+    aavae = AAVAE(_Plain(hybridpgm.VAE(6, z_dim=2, hidden=(8,))), MLPDiscriminator(6, (8,)))
+    assert aavae.sample(3).shape == (3, 6)

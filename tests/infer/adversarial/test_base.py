@@ -1,5 +1,7 @@
 """q_phi(y|x), its reversal, the schedule, players and the construction checks."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -7,6 +9,7 @@ from torch import nn
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.adversarial import GAN
 from hybridpgm.infer.adversarial.base import check_k, log_q_from_logits, weighted_mean
+from tests import generator_contract as contract
 from tests.infer.adversarial.conftest import tiny_pair
 from tests.keyword_checks import assert_renamed
 
@@ -267,3 +270,56 @@ def test_repr_of_a_subclass_is_bounded_and_names_its_own_settings():
 
     text = repr(Game())
     assert text.startswith("Game(k=3, weights=[0, 1, 2,") and text.endswith("...)") and len(text) < 80
+
+
+# -- sample(generator=): the random-number generator, not the network -------------------------------------------
+class _OwnNoiseGAN(GAN):
+    """A subclass that draws its own noise in ``generate(self, n)`` (uniform, by torch's global stream)."""
+
+    def generate(self, n):
+        return self.generator(torch.rand(n, self.noise_dim) * 2 - 1)
+
+
+def _sampling_objectives():
+    from hybridpgm.generative.gan import MLPDiscriminator
+    from hybridpgm.infer.adversarial import IWGAN, InfoGAN
+
+    dropout_net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))  # in training mode
+    return {
+        "gan": lambda: GAN(*tiny_pair()),
+        "iwgan": lambda: IWGAN(*tiny_pair(), num_samples=3),
+        "infogan": lambda: InfoGAN(*tiny_pair(noise=4 + 3 + 2), MLPDiscriminator(2, (8,), out_dim=5),
+                                   num_categories=3, num_continuous=2),
+        "dropout generator": lambda: GAN(dropout_net, tiny_pair()[1], noise_dim=4),
+        "subclass generate": lambda: _OwnNoiseGAN(*tiny_pair()),
+    }
+
+
+def _sample_call(name):
+    torch.manual_seed(0)
+    objective = _sampling_objectives()[name]()
+    return objective, (lambda **kw: objective.sample(5, **kw))
+
+
+@pytest.mark.parametrize("name", list(_sampling_objectives()))
+def test_sample_with_a_generator_is_a_function_of_its_state(name):
+    """``sample(generator=)`` (it took none): the noise and codes (``noise``, InfoGAN's ``sample_codes``, a
+    subclass's own ``generate``) and a training-mode network's dropout draw from torch's global streams seeded from
+    the generator, restored afterwards."""
+    _, call = _sample_call(name)
+    contract.assert_repeatable(call)
+    contract.assert_seeds_differ(call)
+    contract.assert_callers_streams_untouched(call)
+    contract.assert_none_is_the_global_stream(call)
+
+
+@pytest.mark.parametrize("name", list(_sampling_objectives()))
+def test_the_generator_network_or_a_seed_as_generator_is_refused_by_name(name):
+    """``generator`` is also the name of the network attribute: passing the network (or a seed) where the
+    random-number generator is asked for is a ConfigError that says which is meant."""
+    objective, call = _sample_call(name)
+    what = f"{type(objective).__name__}.sample generator (the random-number generator, not the network)"
+    contract.assert_bad_generators_refused(call, what)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(what)} must be a torch\.Generator or None, got "
+                                          rf"{type(objective.generator).__name__}"):
+        objective.sample(5, generator=objective.generator)
