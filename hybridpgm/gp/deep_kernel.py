@@ -14,18 +14,16 @@ learned together by maximising the exact log marginal likelihood
     \\log p(y \\mid X) = -\\tfrac12 (y - m)^\\top (K + \\sigma^2 I)^{-1} (y - m)
         - \\tfrac12 \\log |K + \\sigma^2 I| - \\tfrac n2 \\log 2\\pi .
 
-With ``grid_size`` the base kernel is interpolated from a regular grid in
-feature space (KISS-GP, [2]): :math:`K \\approx W K_{UU} W^\\top` with sparse
-cubic interpolation weights :math:`W` and a Toeplitz/Kronecker :math:`K_{UU}`,
-so matrix-vector products and hence conjugate-gradient inference cost about
-:math:`O(n + m \\log m)`.  The features are then scaled into the grid's bounds
-(:class:`gpytorch.utils.grid.ScaleToBounds`, as
-:class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, which also takes a batch of one
-example or of equal features: it goes to the grid's centre).  That scaling is part of the trained
-model: it is recorded from the training features when the model is built and by every training step
-(train mode), saved in the ``state_dict``, and kept when the GP is conditioned on other data
-(:meth:`DeepKernelGP.set_train_data`, the refit of :func:`~hybridpgm.gp.validation.fit_validated`), so the
-kernel does not change with the conditioning set; features outside the recorded range are clamped to it.
+With ``grid_size`` the base kernel is interpolated from a regular grid in feature space (KISS-GP, [2]):
+:math:`K \\approx W K_{UU} W^\\top` with sparse cubic interpolation weights :math:`W` and a Toeplitz/Kronecker
+:math:`K_{UU}`, so matrix-vector products and hence conjugate-gradient inference cost about :math:`O(n + m \\log m)`.
+The features are then scaled into the grid's bounds (:class:`gpytorch.utils.grid.ScaleToBounds`, as
+:class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, which also takes a batch of one example or of equal features: it
+goes to the grid's centre).  That scaling is part of the trained model: it is recorded from the training
+features when the model is built and by every training step (train mode), saved in the ``state_dict``, and kept
+when the GP is conditioned on other data (:meth:`DeepKernelGP.set_train_data`, the refit of
+:func:`~hybridpgm.gp.validation.fit_validated`), so the kernel does not change with the conditioning set; features
+outside the recorded range are clamped to it.
 All of it is GPyTorch; this class adds the feature extractor and input checks.  The training objective,
 :class:`~hybridpgm.gp.exact_mll.ExactMLLObjective`, and the recipe :func:`~hybridpgm.gp.exact_mll.train_deep_kernel`
 live in :mod:`hybridpgm.gp.exact_mll` (importable from here as well); the likelihoods exact inference accepts
@@ -71,9 +69,9 @@ from hybridpgm.gp.conditioning_data import ConditioningData
 from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
-from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_grid_bounds, check_inputs,
-                                     check_inputs_deferred, check_module, check_targets, check_training_batch,
-                                     default_kernel, grid_kernel)
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_gp_dtype, check_grid_bounds,
+                                     check_inputs, check_inputs_deferred, check_module, check_targets,
+                                     check_training_batch, default_kernel, grid_kernel)
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.gp.prediction_cache import PredictionCache, state_key
 from hybridpgm.global_state_lock import holding_global_state
@@ -115,17 +113,17 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         ``GridInterpolationKernel(ScaleKernel(RBF))``, whose prior variance is
         the outputscale to the power ``F`` (see
         :func:`~hybridpgm.gp.feature_gp.default_kernel`); state saved with the
-        former default, ``ScaleKernel(GridInterpolationKernel(RBF))``, still
-        loads (converted to the same covariance).
+        former default, ``ScaleKernel(GridInterpolationKernel(RBF))``, still loads (converted to the same covariance).
     :param grid_bounds: the box features are scaled into when ``grid_size`` is set.
-    :raises DataError: ``train_x`` is not ``N x ...`` with ``N >= 1`` and finite, ``train_y`` is not a finite
-        floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
-        identity feature extractor is given inputs with no features or non-floating (integer, ``bool``)
-        inputs (give an extractor such as an ``nn.Embedding``, or convert them with ``.float()``).
+    :raises DataError: ``train_x`` is not ``N x ...`` with ``N >= 1`` and finite, or is float16/bfloat16 (the GP
+        computes in float32 or float64: train with ``fit(precision=...)`` for a 16-bit network), ``train_y`` is not
+        a finite floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
+        identity feature extractor is given inputs with no features or non-floating (integer, ``bool``) inputs
+        (give an extractor such as an ``nn.Embedding``, or convert them with ``.float()``).
     :raises ModelSpecError: the feature extractor does not map ``B x ...`` to floating ``B x F`` with
-        ``F >= 1``, a ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a non-Gaussian
-        ``likelihood`` (the message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`) or
-        one with per-example noise (the message names its class), an unusable
+        ``F >= 1`` (not float16/bfloat16), a ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a
+        non-Gaussian ``likelihood`` (the message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`)
+        or one with per-example noise (the message names its class), an unusable
         ``grid_size``/``grid_bounds``, or, with ``grid_size``, a ``kernel`` that is not stationary or holds a
         grid of another size or bounds.
 
@@ -143,6 +141,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         if train_x.shape[0] == 0:
             raise DataError(f"train_x has shape {tuple(train_x.shape)}: no training examples "
                             "(the GP needs at least one)")
+        check_gp_dtype(train_x.dtype, "train_x", DataError)
         check_targets(train_y, train_x.shape[0], "train_y", dtype=_data_dtype(train_x), device=train_x.device)
         check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
@@ -164,6 +163,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         if not probe.is_floating_point():
             raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} inputs to features of dtype "
                                  f"{probe.dtype}; the GP needs floating features")
+        check_gp_dtype(probe.dtype, "the feature extractor's output", ModelSpecError)
         num_features = probe.shape[-1]
         if num_features == 0:
             if isinstance(self.feature_extractor, torch.nn.Identity):

@@ -13,8 +13,8 @@ from hybridpgm.checks import as_integer, unit_fraction
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 
-__all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_grid_bounds", "check_inputs",
-           "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
+__all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_gp_dtype", "check_grid_bounds",
+           "check_inputs", "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
            "default_kernel", "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
@@ -278,6 +278,17 @@ def grid_kernel(base: gpytorch.kernels.Kernel, num_features: int, grid_size: Any
                              "base kernel such as RBF, Matern or their ScaleKernel); drop grid_size for an exact GP")
     return gpytorch.kernels.GridInterpolationKernel(base, grid_size=grid_size, num_dims=num_features,
                                                     grid_bounds=[tuple(grid_bounds)] * num_features)
+
+
+def check_gp_dtype(dtype: torch.dtype, what: str, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``what`` if a GP would compute in ``dtype`` and that is a 16-bit float: its Cholesky
+    factors and solves need float32 or float64 (torch has no 16-bit Cholesky on the CPU, and in 16 bits a kernel
+    matrix is not even numerically positive definite).  Low precision is for the network, under autocast."""
+    if dtype in (torch.float16, torch.bfloat16):
+        raise error(f"{what} has dtype {dtype}: the GP would compute in it, and its Cholesky factors and solves "
+                    "need float32 or float64; build the model from float32 data (x.float(), y.float()) and train "
+                    'with hybridpgm.fit(..., precision="bf16" or "fp16"), which runs the network in 16 bits and '
+                    "keeps the GP in float32")
 
 
 def _check_place(t: torch.Tensor, name: str, dtype: torch.dtype | None, device: torch.device | None) -> None:

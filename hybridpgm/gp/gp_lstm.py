@@ -43,6 +43,7 @@ from hybridpgm.checks import check_player, generator_or_none, positive_int, samp
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
+from hybridpgm.gp.kept_features import KeptFeatures, deterministic
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
@@ -210,6 +211,13 @@ class SemiStochasticObjective:
     batches are ``(x, y, index)``.  The loss reported for both players is the
     full-data negative log marginal likelihood per example.
 
+    Both players need the features of all training inputs without gradients; the ``"network"`` player reuses
+    those the ``"gp"`` player computed (one full-data pass of the extractor a step, not two) when the extractor is
+    deterministic -- no dropout or batch norm in train mode, no module of a type not known to be deterministic --
+    and its weights, modes and the training inputs did not change since
+    (:mod:`hybridpgm.gp.kept_features`); the features and so the training run are then those of two passes, bit
+    for bit.  An extractor with dropout in train mode is run again, as a second pass draws a new mask.
+
     :param model: a :class:`~hybridpgm.gp.DeepKernelGP` (e.g. a :class:`GPLSTM`).
     """
 
@@ -219,6 +227,12 @@ class SemiStochasticObjective:
         self.model = model
         self.module = model
         self._grad: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._features: KeptFeatures | None = None  # the last full-data features, while still valid
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_features"] = None  # weak references: a copy computes its own
+        return state
 
     def players(self) -> dict[str, list[nn.Parameter]]:
         network = [p for p in self.model.feature_extractor.parameters() if p.requires_grad]
@@ -244,11 +258,24 @@ class SemiStochasticObjective:
         with m._gp_precision(h) as (h, _):
             return -m.mll(m.gp.forward(m.gp_inputs(h)), m.training_data()[1])
 
+    def _training_features(self, reuse: bool) -> torch.Tensor:
+        """The features of all training inputs, without gradients: with ``reuse``, those the ``"gp"`` player kept
+        where they are still the extractor's answer (:mod:`hybridpgm.gp.kept_features`); else computed (and kept
+        if the extractor is deterministic).  The ``"gp"`` player, first in a step, always computes them: a fused
+        optimizer's step of the network moves no version counter, so reuse stays within one step."""
+        m = self.model
+        x, net, kept = m.training_data()[0], m.feature_extractor, self._features
+        if reuse and kept is not None and kept.valid_for(net, x):
+            return kept.features
+        with torch.no_grad():
+            h = m.training_features()
+        self._features = KeptFeatures.of(net, x, h) if deterministic(net, (LSTMFeatures,)) else None
+        return h
+
     def _feature_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""
         if self._grad is None:
-            with torch.no_grad():
-                h = self.model.training_features()
+            h = self._training_features(reuse=True).detach()  # a leaf of its own: the kept features stay without a grad
             h.requires_grad_(True)
             loss = self._full_loss(h)
             (grad,) = torch.autograd.grad(loss, h)
@@ -276,9 +303,7 @@ class SemiStochasticObjective:
                             f"shape ({rows if rows is not None else 'B'},), one per window of x")
         if player == "gp":
             self._grad = None  # the hyperparameters are about to change
-            with torch.no_grad():
-                h = self.model.training_features()
-            return self._full_loss(h)
+            return self._full_loss(self._training_features(reuse=False))
         full, grad = self._feature_gradient()
         h = self.model.features(x)
         n = self.model.train_x.shape[0]
@@ -297,7 +322,7 @@ class SemiStochasticObjective:
         return surrogate - surrogate.detach() + full
 
     def train_step_end(self, step: int) -> None:
-        self._grad = None  # the network changed
+        self._grad = self._features = None  # the network changed
 
 
 def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, hidden_size: int = 16,

@@ -22,6 +22,13 @@ GP can be one block of a larger Pyro model.  They register the module with
 ``pyro.module``, so plain ``SVI`` finds its parameters in Pyro's param store;
 :func:`hybridpgm.fit` runs in a scope of the store of its own.
 
+GPyTorch memoizes :math:`p(u)`, :math:`q(u)` and the Cholesky factor of :math:`K_{uu}` on the variational strategy
+and drops the memo only on a change of mode (and, in train mode, when the strategy is called): in eval mode it would
+answer from the parameters of its first call.  Every call here (:meth:`~SVDeepKernelGP.model`,
+:meth:`~SVDeepKernelGP.guide`, ``model(x)``, :meth:`~SVDeepKernelGP.predict`) drops it first, so the answers depend
+only on the current parameters, in either mode; in eval mode that costs one :math:`O(M^3)` factorisation a call, as
+every call in train mode already pays.
+
 Under autocast (``fit(precision="bf16"|"fp16")``) only the feature extractor runs in the low precision: its
 features are cast to the GP's dtype (that of the inducing points) and the GP -- :math:`q(u)`, the Cholesky
 factors, the sampling of :math:`f` and the likelihood -- computes with autocast off (in bfloat16 the inducing
@@ -47,6 +54,7 @@ import gpytorch
 import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
+from pyro.poutine.messenger import Messenger
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -63,6 +71,19 @@ __all__ = ["SVDeepKernelGP"]
 def _autocast_dtype(kind: str) -> torch.dtype | None:
     """The dtype autocast computes in on device type ``kind``, or ``None`` where autocast is off."""
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
+class _MaskSite(Messenger):
+    """Mask the sample site ``name``: its log-density (and the KL term of a mean-field ELBO) counts zero, the site
+    stays in the trace.  A KL weight ``beta = 0``, which :func:`pyro.poutine.scale` refuses."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample" and msg["name"] == self.name:
+            msg["mask"] = False
 
 
 class _SVDKLObjective(SVIObjective):
@@ -97,7 +118,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         labels are taken as 0/1 (cast exactly to the model's dtype); integer labels only by a likelihood
         over classes (:class:`~gpytorch.likelihoods.SoftmaxLikelihood`).
     :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
-    :param float beta: weight of the KL term (1 is exact variational inference).
+    :param float beta: weight of the KL term (1 is exact variational inference).  ``0`` drops it: the
+        ``<prefix>.u`` sites of :meth:`model` and :meth:`guide` are masked (:func:`pyro.poutine.scale` refuses a scale
+        of 0), so the bound is the expected log-likelihood alone.  The attribute ``beta`` may be changed between
+        steps (a KL anneal from 0).
     :raises ModelSpecError: ``num_features``/``num_data`` not positive integers, an unusable ``grid_size`` or
         ``grid_bounds``, ``inducing_points`` that are not a finite floating ``M x F`` tensor with ``M >= 1``, or a
         ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one.
@@ -216,6 +240,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     def __call__(self, x: torch.Tensor, prior: bool = False, **kwargs: Any):
         """``q(f)`` (or ``p(f)`` when ``prior``) at inputs ``x``: an MVN over ``B`` values (the GP in its own dtype
         under autocast, see :meth:`_gp_precision`)."""
+        self._fresh()
         with self._gp_precision():
             return self.variational_strategy(self.features(x), prior=prior, **kwargs)
 
@@ -242,15 +267,17 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         under a data plate scaled by :math:`N / B`.
 
         :param x: inputs ``B x ...`` (see :meth:`features`).
-        :param y: targets ``B`` (``None`` samples them); ``bool`` labels are cast to the model's dtype.
+        :param y: targets ``B`` (``None`` samples them) in the model's dtype (that of the inducing points); ``bool``
+            labels are cast to it.
         :raises DataError: ``x`` holds no examples (``B = 0``), or ``y`` is not a tensor with ``B`` entries along
             its last dimension, or has a dtype the likelihood cannot take (integer or complex targets, except
-            integer class labels for a ``SoftmaxLikelihood``; see also :meth:`features`)."""
+            integer class labels for a ``SoftmaxLikelihood``), or a floating dtype other than the model's (see
+            also :meth:`features`)."""
         self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
-        with self._gp_precision():
-            function_dist = self.pyro_model(x, beta=self.beta, name_prefix=self.name_prefix)
+        with self._gp_precision(), self._kl_weight() as beta:
+            function_dist = self.pyro_model(x, beta=beta, name_prefix=self.name_prefix)
             y = self._check_targets(x, y, function_dist)
             return self.likelihood.pyro_model(function_dist, y, *args, **kwargs)
 
@@ -261,8 +288,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self._check_nonempty(x)
         self._fresh()
         pyro.module(self.name_prefix, self)
-        with self._gp_precision():
-            function_dist = self.pyro_guide(x, beta=self.beta, name_prefix=self.name_prefix)
+        with self._gp_precision(), self._kl_weight() as beta:
+            function_dist = self.pyro_guide(x, beta=beta, name_prefix=self.name_prefix)
             y = self._check_targets(x, y, function_dist)
             self.likelihood.pyro_guide(function_dist, y, *args, **kwargs)
 
@@ -281,9 +308,13 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise DataError(f"y has shape {shape}, expected ({n},): one target per example of x "
                             f"(shape {tuple(x.shape)})")
-        if y is None or y.is_floating_point():
-            return y
         dtype = self.variational_strategy.inducing_points.dtype
+        if y is None or y.dtype == dtype:
+            return y
+        if y.is_floating_point():
+            raise DataError(f"y has dtype {y.dtype}, the model computes in {dtype}; convert y with .to({dtype}) (or "
+                            f"the model with model.to({y.dtype})) rather than have the bound computed in another "
+                            "dtype silently")
         if y.dtype == torch.bool:
             return y.to(dtype)  # labels 0/1, exact in any floating dtype
         if not y.is_complex() and isinstance(self.likelihood, gpytorch.likelihoods.SoftmaxLikelihood):
@@ -291,12 +322,26 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         raise DataError(f"y has dtype {y.dtype}, but the {type(self.likelihood).__name__} takes floating targets "
                         f"(or bool labels); convert them with .to({dtype})")
 
+    @contextlib.contextmanager
+    def _kl_weight(self) -> Iterator[float]:
+        """The ``beta`` to give GPyTorch's ``pyro_model``/``pyro_guide``: :attr:`beta`, or for ``beta = 0`` a scale
+        of 1 with the ``<prefix>.u`` site masked (its KL term dropped; ``poutine.scale`` refuses 0)."""
+        if self.beta != 0:
+            yield self.beta
+            return
+        with _MaskSite(f"{self.name_prefix}.u"):
+            yield 1.0
+
     def _fresh(self) -> None:
-        # GPyTorch memoizes q(u) and p(u) on the strategy and clears the memo only
-        # when the strategy is called, after pyro_guide/pyro_model have read q(u)
-        # or p(u): drop the previous step's (already back-propagated) graph first.
-        if self.training:
-            self.variational_strategy._clear_cache()
+        # GPyTorch memoizes q(u), p(u) and the Cholesky factor of K_uu on the strategy (a grid kernel its grid
+        # covariance) and drops them only on a mode change or, in train mode, when the strategy is called (after
+        # pyro_model/pyro_guide read p(u)/q(u)).  Dropped at every call, in either mode: answers from the current
+        # parameters, never a previous call's (nor its already back-propagated graph).
+        self.variational_strategy._clear_cache()
+        for part in (self.covar_module, self.mean_module, self.likelihood):
+            for module in part.modules():
+                if isinstance(module, gpytorch.Module):
+                    module._clear_cache()
 
     def objective(self, elbo: ELBO | None = None, num_particles: int = 8) -> SVIObjective:
         """The negative ELBO per training example, :math:`-\\mathcal L / N`, as a
@@ -336,6 +381,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :raises DeviceError: ``x`` is not on the model's device."""
         with keeping_modes(self), torch.no_grad(), self._gp_precision():  # each sub-module's own mode after
             self.eval()
+            self._fresh()  # eval() drops GPyTorch's memo only when the model was training
             h = self.features(x)
             if h.shape[-2] == 0:  # no examples (GPyTorch's grid interpolation cannot take an empty batch)
                 return GPPrediction(h.new_empty(h.shape[:-1]), h.new_empty(h.shape[:-1]))

@@ -348,3 +348,36 @@ def test_gpytorch_modules_are_accepted():
                          mean=gpytorch.means.ZeroMean(), likelihood=gpytorch.likelihoods.GaussianLikelihood())
     assert model.predict(x[:3]).mean.shape == (3,)
 
+
+
+@pytest.mark.parametrize("model_dtype, y_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                                  (torch.float32, torch.float16)])
+def test_sv_dkl_targets_of_another_floating_dtype_are_refused(model_dtype, y_dtype):
+    """They were taken silently (the bound computed in the promoted dtype); DeepKernelGP refuses them too."""
+    x = torch.rand(20, 2, dtype=model_dtype)
+    sv = _sv().to(model_dtype)
+    with pytest.raises(DataError, match=f"y has dtype {y_dtype}, the model computes in {model_dtype}; convert y"):
+        sv.objective(num_particles=2).loss("elbo", (x, torch.zeros(20, dtype=y_dtype)))
+    sv.objective(num_particles=2).loss("elbo", (x, torch.zeros(20, dtype=model_dtype)))  # its own dtype is fine
+
+
+# ------------------------------------------------------------------ 16-bit training data
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gps_refuse_16_bit_training_data_and_point_at_fit_precision(dtype):
+    """A GPLSTM or DeepKernelGP built from 16-bit data put its GP in 16 bits; predict, forecast and the marginal
+    likelihood then raised torch's raw ``NotImplementedError: "cholesky_cpu" not implemented for 'Half'``."""
+    x, y = _windows()
+    message = rf"train_x has dtype {dtype}: the GP would compute in it.*precision=\"bf16\""
+    with pytest.raises(DataError, match=message):
+        GPLSTM(x.to(dtype), y.to(dtype), hidden_size=3)
+    x, y = _toy()
+    with pytest.raises(DataError, match=message):
+        DeepKernelGP(x.to(dtype), y.to(dtype))
+
+
+def test_dkgp_refuses_an_extractor_with_16_bit_features():
+    """Integer inputs through a 16-bit embedding: the features, not the data, are 16-bit (a ModelSpecError)."""
+    codes = torch.arange(10) % 4
+    embedding = torch.nn.Embedding(4, 2).to(torch.bfloat16)
+    with pytest.raises(ModelSpecError, match="the feature extractor's output has dtype torch.bfloat16"):
+        DeepKernelGP(codes[:, None], torch.rand(10), torch.nn.Sequential(embedding, torch.nn.Flatten()))

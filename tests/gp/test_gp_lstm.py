@@ -9,7 +9,7 @@ import torch
 import hybridpgm
 from hybridpgm.data import make_windows, synthetic_series
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, SemiStochasticObjective
+from hybridpgm.gp import GPLSTM, DeepKernelGP, ExactMLLObjective, LSTMFeatures, SemiStochasticObjective
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
@@ -301,3 +301,84 @@ def test_forecast_keeps_the_callers_exact_predictive_variances():
     mean = draws[0] - sd * noise[0]
     assert mean.item() == pytest.approx(predicted.mean.item(), rel=1e-9)
     assert sd.item() == pytest.approx(predicted.stddev.item(), rel=1e-7)
+
+
+def _count_full_passes(objective, n):
+    """A list that a forward hook on the extractor appends each call's batch rows to, split as (full, batch)."""
+    rows = []
+    objective.model.feature_extractor.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    return lambda: (sum(r == n for r in rows), sum(r != n for r in rows))
+
+
+def test_semi_stochastic_step_runs_the_full_data_lstm_once():
+    """Both players need the features of all windows; the "network" player ran the LSTM over them again with the
+    weights the "gp" player had just used (6 full-data passes in 3 steps, now 3; the mini-batch passes stay)."""
+    objective = _small_objective()
+    passes = _count_full_passes(objective, 30)
+    hybridpgm.fit(objective, objective.dataset(), batch_size=8, max_steps=3, seed=0, progress=False)
+    assert passes() == (3, 3)
+
+
+class _RecomputingLSTMFeatures(LSTMFeatures):
+    """An extractor type the reuse does not know (matched exactly): its features are computed by each player."""
+
+
+def test_reused_features_train_bit_for_bit_as_recomputed_ones():
+    """The run with the features reused (3 full-data passes in 3 steps; 6 before the reuse) equals, bit for bit,
+    the same run whose extractor is of a type not known to be deterministic (both players compute them, 6 passes).
+    The equality alone is a guard: it held before the reuse too."""
+    runs = []
+    for recompute in (False, True):
+        objective = _small_objective()
+        if recompute:
+            objective.model.feature_extractor.__class__ = _RecomputingLSTMFeatures
+        passes = _count_full_passes(objective, 30)
+        result = hybridpgm.fit(objective, objective.dataset(), batch_size=8, max_steps=3, seed=0, progress=False)
+        runs.append((result.history.loss, [p.detach().clone() for p in objective.model.parameters()]))
+        assert passes()[0] == (6 if recompute else 3)
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_a_dropout_extractor_in_train_mode_is_run_by_both_players():
+    """A second pass of a dropout network draws another mask (and moves the global stream), so its features are
+    not reused (a guard: as before); in eval mode they are (before: computed twice there too)."""
+    torch.manual_seed(0)
+    x = torch.randn(30, 3)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Dropout(0.2), torch.nn.Linear(8, 2))
+    objective = SemiStochasticObjective(DeepKernelGP(x, x[:, 0], net))
+    passes = _count_full_passes(objective, 30)
+    batch = tuple(t[:5] for t in objective.dataset())
+    objective.loss("gp", batch)
+    objective.loss("network", batch)
+    assert passes()[0] == 2
+    net.eval()
+    objective.loss("gp", batch)
+    objective.loss("network", batch)
+    assert passes()[0] == 3
+
+
+def test_features_are_computed_anew_after_the_network_or_the_data_changed():
+    """Between the players, an in-place edit of a weight, a mode change or new training data make the "network"
+    player compute the features again (its gradient is then the one at the current weights)."""
+    objective = _small_objective()
+    model = objective.model
+    passes = _count_full_passes(objective, 30)
+    batch = tuple(t[:5] for t in objective.dataset())
+    objective.loss("gp", batch)
+    with torch.no_grad():
+        model.feature_extractor.head.bias.add_(0.5)
+    loss = objective.loss("network", batch)
+    assert passes()[0] == 2
+    objective.train_step_end(0)
+    torch.testing.assert_close(loss, -model.marginal_log_likelihood())  # a full-data pass of its own (3)
+    objective.loss("gp", batch)
+    model.feature_extractor.lstm.eval()
+    objective.loss("network", batch)
+    assert passes()[0] == 5
+    objective.train_step_end(1)
+    objective.loss("gp", batch)
+    x, y = model.training_data()
+    model.set_train_data(x.clone(), y)
+    objective.loss("network", batch)
+    assert passes()[0] == 7

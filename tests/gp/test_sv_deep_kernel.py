@@ -132,3 +132,107 @@ def test_features_under_autocast_come_in_the_gps_dtype():
     assert h.dtype == torch.float32 and got.mean.dtype == torch.float32
     torch.testing.assert_close(got.mean, want.mean, atol=1e-3, rtol=0)
     torch.testing.assert_close(got.variance, want.variance, atol=1e-3, rtol=0)
+
+
+# ------------------------------------------------------------------ eval mode: GPyTorch's memo of K_uu
+def _fitted_looking(lengthscale=0.5, seed=1):
+    """A 1-D SV-GP whose q(u) is off the prior (so the predictive mean depends on K_uu), float64."""
+    torch.manual_seed(seed)
+    model = SVDeepKernelGP(None, num_features=1, num_data=60,
+                           inducing_points=torch.linspace(-2, 2, 6, dtype=torch.float64)[:, None])
+    model.variational_strategy.variational_params_initialized.fill_(1)
+    with torch.no_grad():
+        model.variational_strategy._variational_distribution.variational_mean.copy_(
+            torch.linspace(-1, 1, 6, dtype=torch.float64))
+    model.covar_module.base_kernel.lengthscale = lengthscale
+    return model
+
+
+def test_eval_mode_predictions_follow_parameter_changes():
+    """GPyTorch memoizes p(u), q(u) and the Cholesky factor of K_uu in eval mode and drops them only on a mode
+    change: ``predict`` and ``model(x)`` after an edit answered from the old lengthscale or inducing points (a mean
+    of -1.04 where the edited model gives -0.83).  Now they equal a fresh model's with the edited parameters."""
+    xt = torch.linspace(-2, 2, 5, dtype=torch.float64)[:, None]
+    model = _fitted_looking(0.5)
+    model.eval()
+    model.predict(xt)
+    with torch.no_grad():
+        model(xt)
+    model.covar_module.base_kernel.lengthscale = 2.0
+    fresh = _fitted_looking(2.0)
+    assert torch.equal(model.predict(xt).mean, fresh.predict(xt).mean)
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(model(xt).mean, fresh(xt).mean)
+        model.variational_strategy.inducing_points.mul_(0.5)  # in place
+        fresh.variational_strategy.inducing_points.mul_(0.5)
+    fresh.train()  # drops its memo the documented way
+    assert torch.equal(model.predict(xt).mean, fresh.predict(xt).mean)
+
+
+def test_plain_svi_in_eval_mode_gets_the_train_mode_gradient():
+    """After ``model.eval(); model(x)`` under ``no_grad`` (the docs' way to look at q(f)), an ELBO evaluated in eval
+    mode used the memoized, graph-less factor of K_uu: the lengthscale's gradient missed the K_uu path (plain SVI
+    then trained the lengthscale to 0.51 instead of 0.70).  Now it is the train-mode gradient."""
+    torch.manual_seed(0)
+    x = torch.randn(60, 1, dtype=torch.float64)
+    y = torch.sin(2 * x[:, 0])
+    grads = {}
+    for mode in ("train", "eval"):
+        model = _fitted_looking(0.5)
+        getattr(model, mode)()
+        with torch.no_grad():
+            model(x[:5])
+        pyro.set_rng_seed(0)
+        loss = pyro.infer.TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, x, y)
+        grads[mode] = torch.autograd.grad(loss, [model.covar_module.base_kernel.raw_lengthscale,
+                                                 model.variational_strategy.inducing_points])
+    for got, want in zip(grads["eval"], grads["train"]):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ beta = 0: the KL term dropped
+def _toy_sv(beta):
+    torch.manual_seed(1)
+    model = SVDeepKernelGP(None, num_features=1, num_data=64, inducing_points=torch.linspace(-2, 2, 8)[:, None],
+                           beta=beta)
+    model.variational_strategy.variational_params_initialized.fill_(1)
+    with torch.no_grad():
+        model.variational_strategy._variational_distribution.variational_mean.normal_()
+    return model
+
+
+@pytest.mark.parametrize("elbo", [pyro.infer.TraceMeanField_ELBO, pyro.infer.Trace_ELBO])
+def test_beta_zero_drops_the_kl_term(elbo):
+    """beta=0 was accepted, then every ELBO raised Pyro's raw ``ValueError: Expected scale > 0 but got 0.0``.  Now
+    the u sites are masked: the loss is beta=1's minus KL(q(u) || p(u)) (the same draws of f), the u site stays in
+    the trace, and q(u)'s covariance gets no gradient from a KL term."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 1)
+    y = torch.sin(x[:, 0])
+    losses = {}
+    for beta in (1.0, 0.0):
+        model = _toy_sv(beta)
+        pyro.set_rng_seed(0)
+        losses[beta] = elbo().differentiable_loss(model.model, model.guide, x, y)
+        trace = pyro.poutine.trace(model.guide).get_trace(x, y)
+        assert trace.nodes["gp.u"]["mask"] is (False if beta == 0 else None)
+    kl = model.variational_strategy.kl_divergence()
+    if elbo is pyro.infer.TraceMeanField_ELBO:  # analytic KL: exactly the difference
+        torch.testing.assert_close(losses[1.0] - losses[0.0], kl, rtol=1e-5, atol=1e-5)
+    else:  # the Monte Carlo KL log q(u) - log p(u) at the (shared) draw of u: finite and gone
+        assert math.isfinite(losses[0.0].item()) and losses[0.0].item() != losses[1.0].item()
+
+
+def test_beta_zero_trains_with_fit_and_can_be_annealed():
+    """A KL anneal from 0, as in a beta-VAE: fit with beta=0, then beta raised on the model, trains on."""
+    from hybridpgm import fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 1)
+    y = torch.sin(x[:, 0])
+    model = _toy_sv(0.0)
+    first = fit(model.objective(num_particles=2), (x, y), batch_size=32, max_steps=2, progress=False, seed=0)
+    model.beta = 0.5
+    second = fit(model.objective(num_particles=2), (x, y), batch_size=32, max_steps=2, progress=False, seed=0)
+    assert all(map(math.isfinite, first.history.loss["elbo"] + second.history.loss["elbo"]))

@@ -1,0 +1,87 @@
+"""Training features computed once for both players of a semi-stochastic step.
+
+Each step of :class:`~hybridpgm.gp.SemiStochasticObjective` needs the features :math:`H = g_w(X)` of all
+``N`` training inputs twice, without gradients: the ``"gp"`` player's full-data loss, and the ``"network"``
+player's :math:`G = \\partial \\ell / \\partial H` after the hyperparameters' update.  Between the two only the
+GP's hyperparameters move, so the second pass (``O(N T)`` LSTM cells for windows of length ``T``) would give the
+first one's features again -- when the feature extractor is a *deterministic* function of its weights and input
+that changes nothing when it runs.  :func:`deterministic` decides that conservatively, module by module:
+
+* always: containers, linear, convolution and embedding layers, layer/group norms, the activations other than
+  :class:`~torch.nn.RReLU`, and the types a caller names (:class:`~hybridpgm.gp.LSTMFeatures`);
+* recurrent layers (:class:`~torch.nn.LSTM`, :class:`~torch.nn.GRU`, :class:`~torch.nn.RNN`) in eval mode or
+  without dropout between layers;
+* dropout and batch norms only in eval mode: in train mode a dropout draws a new mask (from, and advancing, the
+  global stream) and a batch norm updates its running statistics on every call, so two passes differ, or leave
+  another state, by design;
+* anything else (a module type it does not know, e.g. one that samples its weights) is taken to be random.
+
+:class:`KeptFeatures` holds the features with the state they were computed in (:func:`~hybridpgm.gp.prediction_cache
+.state_key` of the extractor: every parameter and buffer by weak reference, version counter, storage and layout,
+the modules' modes, autocast and the default dtype; and the training inputs by weak reference and version
+counter); they are used again only while that state is unchanged.  An optimizer step, ``load_state_dict``, an
+in-place edit, ``train()``/``eval()`` or :meth:`~hybridpgm.gp.DeepKernelGP.set_train_data` all change it.  Writes
+that move no version counter (through ``tensor.data``, a *fused* optimizer's step) are not seen: so the objective
+reuses features only within a step -- the ``"gp"`` player computes them, the ``"network"`` player after it reads
+them -- and its ``train_step_end`` (run by :func:`hybridpgm.fit` after every step) drops them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hybridpgm.gp.prediction_cache import StateKey, state_key
+
+__all__ = ["KeptFeatures", "deterministic"]
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign,
+                nn.Tanhshrink, nn.LogSigmoid, nn.Softmax, nn.LogSoftmax)
+#: deterministic and without side effects in either mode
+_ALWAYS = frozenset((nn.Identity, nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.Linear, nn.Bilinear, nn.Flatten,
+                     nn.Unflatten, nn.LayerNorm, nn.GroupNorm, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+                     *_ACTIVATIONS))
+#: deterministic and without side effects in eval mode only
+_EVAL_ONLY = frozenset((nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                        nn.FeatureAlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))
+_RECURRENT = frozenset((nn.LSTM, nn.GRU, nn.RNN))
+
+
+def deterministic(module: nn.Module, known: tuple[type, ...] = ()) -> bool:
+    """Whether running ``module`` (in the modes its sub-modules are in now) twice on the same input gives the
+    same output and leaves the same state (see the module's docstring).  ``known``: further module types whose
+    *own* computation is deterministic (their sub-modules are checked too).  Types are matched exactly: a
+    subclass may override ``forward``."""
+    for sub in module.modules():
+        kind = type(sub)
+        if kind in _ALWAYS or kind in known:
+            continue
+        if kind in _EVAL_ONLY and not sub.training:
+            continue
+        if kind in _RECURRENT and (not sub.training or sub.dropout == 0 or sub.num_layers == 1):
+            continue
+        return False
+    return True
+
+
+@dataclass(eq=False)
+class KeptFeatures:
+    """Features ``h`` of the inputs ``x`` by ``extractor``, with the state they were computed in."""
+
+    key: StateKey
+    inputs: weakref.ref
+    versions: tuple[int, int]  # of the inputs and of the features (an in-place write to either is seen)
+    features: torch.Tensor
+
+    @classmethod
+    def of(cls, extractor: nn.Module, x: torch.Tensor, h: torch.Tensor) -> KeptFeatures:
+        return cls(state_key(extractor), weakref.ref(x), (x._version, h._version), h)
+
+    def valid_for(self, extractor: nn.Module, x: torch.Tensor) -> bool:
+        """Whether :attr:`features` are what ``extractor`` gives on ``x`` now: the same tensors in the same state."""
+        return (self.inputs() is x and (x._version, self.features._version) == self.versions
+                and self.key.same_tensors(state_key(extractor)))
