@@ -42,7 +42,7 @@ from typing import Callable, TypeVar
 from hybridpgm.errors import ConfigError
 from hybridpgm.warning_origin import users_stacklevel
 
-__all__ = ["keyword_only_soon", "renamed_keyword"]
+__all__ = ["as_keywords", "keyword_only_soon", "renamed_keyword"]
 
 F = TypeVar("F", bound=Callable)
 
@@ -115,6 +115,7 @@ def keyword_only_soon(*legacy: str) -> Callable[[F], F]:
                 raise TypeError(f"keyword_only_soon: {func.__qualname__} has no keyword-only parameter {name!r}")
         num_positional = sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
                              for p in params.values())
+        method = next(iter(params), None) == "self"  # named by the instance's class when called
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -125,16 +126,30 @@ def keyword_only_soon(*legacy: str) -> Callable[[F], F]:
                 raise TypeError(f"{func.__qualname__} takes at most {num_positional + len(legacy)} positional "
                                 f"arguments ({len(args)} given)")
             names = legacy[:len(extra)]
+            # a method is named by the instance's class (MarkovNet.marginals, not the mixin defining it)
+            where = f"{type(args[0]).__name__}.{func.__name__}" if method else func.__qualname__
             both = [name for name in names if name in kwargs]
             if both:
-                raise ConfigError(f"{func.__qualname__} got {both[0]}= both by position and by keyword; pass it "
-                                  "by keyword alone")
+                raise ConfigError(f"{where} got {both[0]}= both by position and by keyword; pass it by keyword "
+                                  "alone")
             passed = ", ".join(f"{name}=" for name in names)
-            warnings.warn(f"{func.__qualname__}: pass {passed} by keyword; passing "
+            warnings.warn(f"{where}: pass {passed} by keyword; passing "
                           f"{'it' if len(names) == 1 else 'them'} by position will stop working in a future release",
                           FutureWarning, stacklevel=users_stacklevel())
             return func(*args[:num_positional], **dict(zip(names, extra)), **kwargs)
 
+        wrapper.__legacy_positional__ = (num_positional, legacy)  # for as_keywords
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def as_keywords(func: Callable, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The call ``func(*args, **kwargs)`` with the positional arguments that :func:`keyword_only_soon` binds to
+    keyword-only parameters moved into the keywords, without a warning (the wrapper warns when it runs); for code
+    that binds a call to ``func``'s (keyword-only) signature itself, as
+    :func:`~hybridpgm.serialization_registry.serializable` does.  Other functions' calls come back unchanged."""
+    num_positional, legacy = getattr(func, "__legacy_positional__", (len(args), ()))
+    if len(args) <= num_positional:
+        return args, kwargs
+    return args[:num_positional], {**dict(zip(legacy, args[num_positional:])), **kwargs}

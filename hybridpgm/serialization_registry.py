@@ -23,6 +23,7 @@ import inspect
 from typing import Any, Callable
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.keyword_alias import as_keywords
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 
 __all__ = ["MODEL_MODULES", "register_spec", "serializable"]
@@ -60,7 +61,9 @@ def serializable(cls: type) -> type:
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
         if type(self) is cls:
-            bound = signature.bind(self, *args, **kwargs)
+            # a positional call of soon keyword-only parameters (keyword_only_soon) binds them by name
+            args, kwargs = as_keywords(init, (self, *args), kwargs)
+            bound = signature.bind(*args, **kwargs)
             arguments = {}
             for name, value in list(bound.arguments.items())[1:]:
                 kind = signature.parameters[name].kind

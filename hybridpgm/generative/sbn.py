@@ -51,6 +51,7 @@ from hybridpgm.checks import (as_integer, check_device, flag, generator_or_none,
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.keyword_alias import keyword_only_soon
 # the exact enumeration part; the names stay importable from here (the budgets are read from sbn_exact)
 from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
                                             bernoulli_state_logits, binary_states)
@@ -100,7 +101,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         layer, ``[H_L]`` (a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit`` and Pyro: see
         :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
-    def __init__(self, layer_sizes: Sequence[int], validate_data: bool = True, name: str = ""):
+    @keyword_only_soon("validate_data", "name")
+    def __init__(self, layer_sizes: Sequence[int], *, validate_data: bool = True, name: str = ""):
         super().__init__(module_name(name, "SigmoidBeliefNet"))
         if isinstance(layer_sizes, Sequence) and not isinstance(layer_sizes, str) and len(layer_sizes) < 2:
             raise ModelSpecError(f"layer_sizes needs the visible size and at least one hidden layer, "

@@ -8,9 +8,8 @@ Generative model and amortized guide [1, 2]:
     \\qquad
     q_\\phi(z \\mid x) = \\mathcal N\\big(z; \\mu_\\phi(x), \\operatorname{diag}\\sigma^2_\\phi(x)\\big),
 
-with a Bernoulli likelihood (logits from the decoder) for binary data or a
-Gaussian one (mean from the decoder, a learned scale per feature) for real
-data.  Train it with :class:`~hybridpgm.infer.SVIObjective` (any ELBO,
+with a Bernoulli likelihood (logits from the decoder) for binary data or a Gaussian one (mean from the decoder,
+a learned scale per feature) for real data.  Train it with :class:`~hybridpgm.infer.SVIObjective` (any ELBO,
 :class:`~hybridpgm.infer.IWAE` for the importance-weighted bound [3]) through
 :func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.
 
@@ -43,7 +42,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
-from hybridpgm.keyword_alias import renamed_keyword
+from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
 from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
@@ -62,15 +61,15 @@ class VAE(PyroModule):
     :param int x_dim: data dimension :math:`D` (data are ``batch x D``).
     :param int z_dim: latent dimension.
     :param hidden: hidden widths of the encoder (the decoder mirrors them).
-    :param likelihood: ``"bernoulli"`` (data in {0, 1}) or ``"gaussian"``.
+    :param likelihood: ``"bernoulli"`` (data in {0, 1}) or ``"gaussian"``; this and the options below are
+        keyword-only (passed by position, as older releases allowed, they work with a :class:`FutureWarning`).
     :param activation: hidden non-linearity (see :func:`hybridpgm.nn.mlp`).
     :param init: ``"xavier"`` or ``"he"``.
     :param batch_norm: batch normalisation in the hidden layers (in training mode every batch then needs at
         least two rows; inputs with leading particle dimensions are normalised over all their rows).
     :param min_scale: floor of the guide's standard deviations.
-    :param checkpoint_activations: recompute the encoder's and decoder's
-        activations in the backward pass instead of storing them
-        (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
+    :param checkpoint_activations: recompute the encoder's and decoder's activations in the backward pass
+        instead of storing them (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
     :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
         :class:`pyro.infer.SVI`) the parameters are ``"<name>.encoder$$$0.weight"``, ... instead of
         ``"encoder$$$0.weight"``, so two VAEs keep their parameters apart in one program (with the ``prefix``
@@ -85,7 +84,8 @@ class VAE(PyroModule):
         with ``likelihood="gaussian"``; a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit``
         and Pyro: :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
-    def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), likelihood: str = "bernoulli",
+    @keyword_only_soon("likelihood", "activation", "init", "batch_norm", "min_scale", "checkpoint_activations", "name")
+    def __init__(self, x_dim: int, z_dim: int = 50, hidden: Sequence[int] = (400,), *, likelihood: str = "bernoulli",
                  activation: str = "relu", init: str = "xavier", batch_norm: bool = False, min_scale: float = 1e-4,
                  checkpoint_activations: bool = False, name: str = ""):
         super().__init__(module_name(name, "VAE"))
@@ -308,7 +308,8 @@ class VAE(PyroModule):
     # -- utilities --------------------------------------------------------------
     @renamed_keyword(n="num_samples")
     @torch.no_grad()
-    def sample(self, num_samples: int, mean: bool = True, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    @keyword_only_soon("mean")
+    def sample(self, num_samples: int, *, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
         ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
 

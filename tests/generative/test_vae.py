@@ -5,6 +5,8 @@ import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
 
+import hybridpgm
+
 from hybridpgm import IWAE, SVIObjective, VAE, fit
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from tests import generator_contract as contract
@@ -281,3 +283,22 @@ def test_generator_none_is_the_global_stream(case):
 @pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
 def test_a_seed_or_a_network_as_generator_is_refused_by_name(case):
     contract.assert_bad_generators_refused(_generator_call(case), f"{_GENERATOR_CALLS[case][0]} generator")
+
+
+def test_options_passed_by_position_as_before_build_the_same_model_and_save_with_a_warning(tmp_path):
+    """The options after ``hidden`` are keyword-only (an API audit: ``VAE(6, 2, (8,), 'bernoulli', 'relu', 'xavier',
+    True)`` built a batch-norm VAE); a positional call still builds what it did, with a FutureWarning, and its
+    constructor arguments are recorded by name, so it saves and loads (the record bound the call to the new
+    signature and raised TypeError)."""
+    with pytest.warns(FutureWarning, match=r"VAE.__init__: pass likelihood=, activation=, init=, batch_norm= by "):
+        old = VAE(6, 2, (8,), "gaussian", "tanh", "he", True)
+    new = VAE(6, 2, (8,), likelihood="gaussian", activation="tanh", init="he", batch_norm=True)
+    assert old.likelihood == new.likelihood == "gaussian" and repr(old) == repr(new)
+    hybridpgm.save(old, tmp_path / "vae.pt")
+    loaded = hybridpgm.load(tmp_path / "vae.pt")
+    assert loaded.likelihood == "gaussian" and repr(loaded) == repr(old)
+    with pytest.warns(FutureWarning, match=r"VAE.sample: pass mean= by keyword"):
+        torch.manual_seed(0)
+        draws = old.sample(3, False)
+    torch.manual_seed(0)
+    assert torch.equal(draws, old.sample(3, mean=False))
