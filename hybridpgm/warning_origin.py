@@ -4,8 +4,9 @@
 one call path (``fit`` called by the user, not by :func:`hybridpgm.gp.fit_validated`; ``estimate_log_z`` called
 by the user, not by ``log_likelihood_bounds``).  :func:`users_stacklevel` counts the levels to the first frame
 outside the package (and outside :mod:`contextlib`, whose frames sit between a ``with`` statement and the
-context manager's generator), as pandas' ``find_stack_level`` does, so that Python's default filter shows a
-warning once per line of the user's code, at that line.
+context manager's generator, and torch's decorator wrappers: a public method under ``@torch.no_grad()`` is called
+through a frame of ``torch/utils/_contextlib.py``), as pandas' ``find_stack_level`` does, so that Python's default
+filter shows a warning once per line of the user's code, at that line.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import contextlib
 import os
 import sys
 
+import torch
+
 __all__ = ["users_stacklevel"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_INSIDE = (_PACKAGE, os.path.abspath(contextlib.__file__))
+#: torch's ``no_grad``/``enable_grad``/``inference_mode`` decorators, read by path (the module is private)
+_TORCH_DECORATORS = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "utils", "_contextlib.py")
+_INSIDE = (_PACKAGE, os.path.abspath(contextlib.__file__), _TORCH_DECORATORS)
 
 
 def users_stacklevel() -> int:

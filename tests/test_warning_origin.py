@@ -66,3 +66,18 @@ def test_fits_warning_points_at_the_caller_directly_and_through_fit_validated():
             call()
         batch_norm = [w for w in caught if "batch normalisation" in str(w.message)]
         assert batch_norm and all(w.filename == __file__ for w in batch_norm)
+
+
+def test_a_warning_of_a_method_under_torch_no_grad_points_at_the_caller():
+    """Found by a review: ``@torch.no_grad()`` above a public method puts a frame of torch/utils/_contextlib.py
+    between the method and its caller, and the warning pointed there (so Python's default filter showed it once
+    for every call site)."""
+    from hybridpgm.energy import DBN, RBM
+
+    v = torch.zeros(2, 4)
+    for call in (lambda: DBN([4, 3, 2]).sample(2, 1, False), lambda: RBM(4, 3).pseudo_log_likelihood(v, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        deprecations = [w for w in caught if issubclass(w.category, FutureWarning)]
+        assert deprecations and all(w.filename == __file__ for w in deprecations), [w.filename for w in caught]

@@ -48,7 +48,7 @@ from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.rbm import RBM
-from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.energy.sampling import bernoulli, generator_keywords
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.rng_scope import keeping_global_rngs
@@ -299,7 +299,8 @@ class DBM(DBMLikelihood, nn.Module):
         steps = positive_int(steps, "DBM.sample steps")
         generator = generator_or_none(generator, "DBM.sample generator")
         self.check_parameters()
-        return self.gibbs_chain(self.init_chains(num_samples, generator=generator), steps, generator=generator)[0]
+        draws = generator_keywords(generator)  # none without a generator: an override of older releases still runs
+        return self.gibbs_chain(self.init_chains(num_samples, **draws), steps, **draws)[0]
 
     # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)
     def annealing_path(self, data: torch.Tensor | None = None):

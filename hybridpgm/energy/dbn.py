@@ -30,7 +30,7 @@ from torch.nn.utils import skip_init
 from hybridpgm.checks import as_integer, check_device, flag, generator_or_none, layer_sizes, positive_int, sample_count
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.rbm import RBM
-from hybridpgm.energy.sampling import bernoulli, standard_normal
+from hybridpgm.energy.sampling import bernoulli, generator_keywords, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.serialization import serializable
@@ -277,11 +277,11 @@ class DBN(nn.Module):
         if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
             rbm = self.rbms[0]
             rbm.check_parameters()
-            start = rbm.random_visible(num_samples, generator=generator)
+            start = rbm.random_visible(num_samples, **generator_keywords(generator))
             h = rbm._sample_hidden(rbm._gibbs(start, steps - 1, None, generator), generator)
             param = rbm.visible_param(h)
             return param if rbm.gaussian else torch.sigmoid(param)
-        x = self.rbms[-1].sample(num_samples, steps, generator=generator)
+        x = self.rbms[-1].sample(num_samples, steps, **generator_keywords(generator))
         for rbm in reversed(self.rbms[:-1]):
             param = rbm.visible_param(x)
             x = param if rbm.gaussian else torch.sigmoid(param)

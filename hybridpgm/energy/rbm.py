@@ -47,7 +47,7 @@ from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, flag, positive_int, positive_real
 from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
-from hybridpgm.energy.sampling import bernoulli, standard_normal
+from hybridpgm.energy.sampling import bernoulli, generator_keywords, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable
@@ -317,7 +317,7 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         generator = generator_or_none(generator, "RBM.sample generator")
         self.check_parameters()
         if init is None:
-            v = self.random_visible(num_samples, generator=generator)
+            v = self.random_visible(num_samples, **generator_keywords(generator))
         else:
             v = self.check_visible(init, "init")
             if v.shape != (num_samples, self.num_visible):

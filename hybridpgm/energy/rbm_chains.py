@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from hybridpgm.checks import generator_or_none
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
-from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.energy.sampling import bernoulli, generator_keywords
 
 __all__ = ["RBMChains", "without_autocast"]
 
@@ -133,7 +133,7 @@ class RBMChains:
             (the objectives of contrastive divergence pass none: their chains draw from the stream
             :func:`hybridpgm.fit` seeds).
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
-        return (self.random_visible(num_chains, generator=generator),)
+        return (self.random_visible(num_chains, **generator_keywords(generator)),)
 
     def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int, *,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:

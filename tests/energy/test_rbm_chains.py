@@ -93,3 +93,30 @@ def test_the_chain_protocol_draws_from_the_generator_given(method, visible):
             "gibbs_chain": lambda **kw: rbm.gibbs_chain(state, 2, **kw)}[method]
     what = "RBM.random_visible generator" if method == "init_chains" else "RBM.gibbs_chain generator"
     assert_generator_contract(draw, what)
+
+
+def test_overrides_of_the_chain_methods_with_the_signatures_of_older_releases_still_run():
+    """Found by a review: ``sample``, ``init_chains`` (the start of PCD) and ``DBM.sample`` passed ``generator=``
+    even when it is None, so a subclass overriding ``random_visible(self, n)`` or ``init_chains(self, n)`` as older
+    releases declared them raised TypeError; without a generator they are called as before."""
+    from hybridpgm.energy import DBM, DBN
+
+    class DataStartRBM(RBM):
+        def random_visible(self, num_samples):
+            return torch.ones(num_samples, self.num_visible)
+
+    class ZeroStartDBM(DBM):
+        def init_chains(self, num_chains):
+            return tuple(torch.zeros(num_chains, s) for s in self.sizes)
+
+    class OldSampleRBM(RBM):
+        def sample(self, num_samples, steps=1000, init=None):
+            return super().sample(num_samples, steps, init)
+
+    torch.manual_seed(0)
+    assert DataStartRBM(6, 3).sample(3, 2).shape == (3, 6)
+    assert torch.equal(DataStartRBM(6, 3).init_chains(4)[0], torch.ones(4, 6))
+    assert ZeroStartDBM([6, 4, 3]).sample(3, 2).shape == (3, 6)
+    dbn = DBN([6, 4, 3])
+    dbn.rbms[-1].__class__ = OldSampleRBM
+    assert dbn.sample(3, steps=2).shape == (3, 6)
