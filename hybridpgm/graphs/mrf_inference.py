@@ -126,6 +126,7 @@ class MarkovNetInference(nn.Module):
         :param evidence: ``name -> states``, a value ``-1`` leaving that row's variable unobserved (see
             :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`); keyword-only.
         :param context: the neural potentials' input (see :meth:`~hybridpgm.graphs.MarkovNet.tables`); keyword-only.
+
         It raises what :meth:`log_partition` raises.
         """
         with self._query():
