@@ -389,17 +389,4 @@ _GENERATOR_CALLS = {"predictive_samples": _predictive_call, "mc_dropout_predict"
 def test_a_generator_makes_the_draws_a_function_of_its_state(function):
     """``generator=`` (they took none): the guide's and model's sample statements (Pyro's) and the dropout masks
     draw from torch's global streams seeded from the generator, restored afterwards."""
-    call = _GENERATOR_CALLS[function]()
-    contract.assert_repeatable(call)
-    contract.assert_seeds_differ(call)
-    contract.assert_callers_streams_untouched(call)
-
-
-@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
-def test_generator_none_is_the_global_stream(function):
-    contract.assert_none_is_the_global_stream(_GENERATOR_CALLS[function]())
-
-
-@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
-def test_a_seed_or_a_network_as_generator_is_refused_by_name(function):
-    contract.assert_bad_generators_refused(_GENERATOR_CALLS[function](), f"{function} generator")
+    contract.assert_generator_contract(_GENERATOR_CALLS[function](), f"{function} generator")

@@ -248,20 +248,7 @@ def _generator_call(method):
 def test_a_generator_makes_the_draws_a_function_of_its_state(method):
     """``generator=`` (it took none: only ``torch.manual_seed`` made them repeat, moving the caller's stream): the
     Pyro program's sample statements draw from the global streams seeded from the generator, restored after."""
-    call = _generator_call(method)
-    contract.assert_repeatable(call)
-    contract.assert_seeds_differ(call)
-    contract.assert_callers_streams_untouched(call)
-
-
-@pytest.mark.parametrize("method", list(_GENERATOR_CALLS))
-def test_generator_none_is_the_global_stream(method):
-    contract.assert_none_is_the_global_stream(_generator_call(method))
-
-
-@pytest.mark.parametrize("method", list(_GENERATOR_CALLS))
-def test_a_seed_or_a_network_as_generator_is_refused_by_name(method):
-    contract.assert_bad_generators_refused(_generator_call(method), f"SigmoidBeliefNet.{method} generator")
+    contract.assert_generator_contract(_generator_call(method), f"SigmoidBeliefNet.{method} generator")
 
 
 def test_a_generator_keeps_the_empty_cases():

@@ -145,11 +145,7 @@ def test_sample_takes_a_generator(init):
     """``generator=``, the package-wide spelling (it took only ``seed=``, while ``sweep`` took ``generator=``):
     the initial guide draw and every sweep's come from it."""
     call = _gibbs_call(init)
-    contract.assert_repeatable(call)
-    contract.assert_seeds_differ(call)
-    contract.assert_callers_streams_untouched(call)
-    contract.assert_none_is_the_global_stream(call)
-    contract.assert_bad_generators_refused(call, "SBNGibbs.sample generator")
+    contract.assert_generator_contract(call, "SBNGibbs.sample generator")
 
 
 @pytest.mark.parametrize("seed", [0, 5, -1])

@@ -269,20 +269,7 @@ def test_a_generator_makes_the_draws_a_function_of_its_state(case):
     """``generator=`` (they took none): ``sample``'s noise, Bernoulli and Gaussian draws take it, a training-mode
     decoder's dropout draws from the global streams seeded from it; the importance estimates' guide draws
     (Pyro sample statements) run under the global streams seeded from it; the caller's streams do not move."""
-    call = _generator_call(case)
-    contract.assert_repeatable(call)
-    contract.assert_seeds_differ(call)
-    contract.assert_callers_streams_untouched(call)
-
-
-@pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
-def test_generator_none_is_the_global_stream(case):
-    contract.assert_none_is_the_global_stream(_generator_call(case))
-
-
-@pytest.mark.parametrize("case", list(_GENERATOR_CALLS))
-def test_a_seed_or_a_network_as_generator_is_refused_by_name(case):
-    contract.assert_bad_generators_refused(_generator_call(case), f"{_GENERATOR_CALLS[case][0]} generator")
+    contract.assert_generator_contract(_generator_call(case), f"{_GENERATOR_CALLS[case][0]} generator")
 
 
 def test_options_passed_by_position_as_before_build_the_same_model_and_save_with_a_warning(tmp_path):

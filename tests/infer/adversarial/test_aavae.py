@@ -202,11 +202,7 @@ def test_sample_takes_a_generator_and_passes_it_to_the_vae(likelihood):
     def call(**kw):
         return aavae.sample(4, **kw)
 
-    contract.assert_repeatable(call)
-    contract.assert_seeds_differ(call)
-    contract.assert_callers_streams_untouched(call)
-    contract.assert_none_is_the_global_stream(call)
-    contract.assert_bad_generators_refused(call, "AAVAE.sample generator")
+    contract.assert_generator_contract(call, "AAVAE.sample generator")
 
 
 def test_a_vae_like_model_whose_sample_takes_no_generator_still_samples():
