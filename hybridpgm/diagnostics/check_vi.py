@@ -37,6 +37,7 @@ from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state, keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
+from hybridpgm.portable_result import PortableResult
 
 __all__ = ["BAD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "good_khat", "pareto_khat"]
 
@@ -207,7 +208,7 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
 
 
 @dataclass(eq=False)
-class VICheck:
+class VICheck(PortableResult):
     """Result of :func:`check_vi`.
 
     :ivar khat: ``N`` Pareto shape estimates, one per data point.

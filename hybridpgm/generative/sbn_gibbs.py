@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from hybridpgm.checks import generator_or_none, positive_int, seed_of
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
+from hybridpgm.portable_result import PortableResult
 
 __all__ = ["GibbsSamples", "SBNGibbs"]
 
@@ -48,9 +49,16 @@ class GibbsSamples(NamedTuple):
     """Samples of every hidden layer.
 
     :ivar list layers: ``layers[l-1]`` has shape ``[num_samples, num_chains, B, H_l]``.
+
+    ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
+    no base class).
     """
 
     layers: list
+
+    to = PortableResult.to
+    cpu = PortableResult.cpu
+    to_dict = PortableResult.to_dict
 
 
 def _bernoulli_log_prob(value: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

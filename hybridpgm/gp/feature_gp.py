@@ -12,6 +12,7 @@ import torch
 from hybridpgm.checks import as_integer, unit_fraction
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
+from hybridpgm.portable_result import PortableResult
 
 __all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_gp_dtype", "check_grid_bounds",
            "check_inputs", "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
@@ -22,10 +23,17 @@ MAX_GRID_POINTS = 2**20
 
 
 class GPPrediction(NamedTuple):
-    """Predictive distribution of the targets at test inputs (shapes ``n``)."""
+    """Predictive distribution of the targets at test inputs (shapes ``n``).
+
+    ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
+    no base class)."""
 
     mean: torch.Tensor
     variance: torch.Tensor
+
+    to = PortableResult.to
+    cpu = PortableResult.cpu
+    to_dict = PortableResult.to_dict
 
     @property
     def stddev(self) -> torch.Tensor:

@@ -45,6 +45,7 @@ from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.gp.kept_features import KeptFeatures, deterministic
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -87,12 +88,19 @@ class LSTMFeatures(nn.Module):
 
 class Forecast(NamedTuple):
     """Multi-step forecast: ``mean``, ``lower``, ``upper`` (``steps``) and the
-    sampled paths ``samples`` (``num_samples x steps``)."""
+    sampled paths ``samples`` (``num_samples x steps``).
+
+    ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
+    no base class)."""
 
     mean: torch.Tensor
     lower: torch.Tensor
     upper: torch.Tensor
     samples: torch.Tensor
+
+    to = PortableResult.to
+    cpu = PortableResult.cpu
+    to_dict = PortableResult.to_dict
 
 
 @serializable

@@ -52,6 +52,7 @@ import torch
 
 from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.portable_result import PortableResult
 
 __all__ = ["AIS", "AISResult", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
 
@@ -106,7 +107,7 @@ def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
 
 
 @dataclass(eq=False)
-class AISResult:
+class AISResult(PortableResult):
     """Result of :class:`AIS`.
 
     :ivar log_z: the estimate of :math:`\\log Z` (scalar tensor).

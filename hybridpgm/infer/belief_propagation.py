@@ -44,6 +44,7 @@ Inference*, 2013.
 
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Callable
 
@@ -56,11 +57,12 @@ from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, dam
 from hybridpgm.infer.bp_fused import change_and_scale, run_binary_forward
 from hybridpgm.infer.max_product_decoding import decode_in_layers
 from hybridpgm.infer.rounding_floor import rounding_floor, scale_cap
+from hybridpgm.portable_result import PortableResult
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
 
-class BPResult:
+class BPResult(PortableResult):
     """Output of :class:`BeliefPropagation` (batch flattened to ``B``).
 
     :ivar torch.Tensor log_z: ``[B]`` Bethe estimate of :math:`\\log Z`
@@ -76,6 +78,10 @@ class BPResult:
     :ivar bool converged: whether the largest message change fell below ``tol`` (or float rounding's floor,
         see :class:`BeliefPropagation`) at a check (always ``False`` when ``tol == 0``).
     :ivar int num_iters: steps run.
+
+    ``to``/``cpu``/``to_dict`` (:class:`~hybridpgm.portable_result.PortableResult`) compute the parts computed on
+    first access first, as pickling does: a moved result holds values, not closures over the graph and the
+    messages on the old device.
     """
 
     def __init__(self, marginals: torch.Tensor, assignment: torch.Tensor | Callable[[], torch.Tensor],
@@ -115,6 +121,22 @@ class BPResult:
         them hold the factor graph and the messages, and cannot be pickled)."""
         self.assignment, self.log_z, self.decoded_assignment  # noqa: B018 -- each computes and caches its value
         return dict(self.__dict__)
+
+    def _result_fields(self) -> dict:
+        """The public fields, name -> value, for :class:`~hybridpgm.portable_result.PortableResult`'s ``to`` and
+        ``to_dict``: the parts computed on first access are computed now (``to`` moves values, and the closures
+        hold the graph and the messages on the old device; pickling computes them too)."""
+        return {"marginals": self.marginals, "assignment": self.assignment, "log_z": self.log_z,
+                "decoded_assignment": self.decoded_assignment, "converged": self.converged,
+                "num_iters": self.num_iters}
+
+    def _with_result_fields(self, values: dict) -> BPResult:
+        """A new result holding ``values`` (names as :meth:`_result_fields` gives them; the others shared)."""
+        new = copy.copy(self)  # computes the lazy parts (__getstate__), as _result_fields did
+        renamed = {"assignment": "_assignment", "log_z": "_log_z", "decoded_assignment": "_decoded"}
+        for name, value in values.items():
+            setattr(new, renamed.get(name, name), value)
+        return new
 
     def __repr__(self) -> str:
         kind = "max-product" if self._log_z is None and self._log_z_fn is None else "sum-product"

@@ -67,6 +67,7 @@ import torch
 from hybridpgm.checks import flag, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
+from hybridpgm.portable_result import PortableResult
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["LogZEstimate", "estimate_log_z", "model_samples"]
@@ -75,7 +76,7 @@ _STARTS = ("data", "model", "uniform")
 
 
 @dataclass(eq=False)
-class LogZEstimate:
+class LogZEstimate(PortableResult):
     """Result of :func:`estimate_log_z`.
 
     :ivar log_z: the largest of the starts' estimates (scalar tensor; not a lower bound of

@@ -46,6 +46,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
 from hybridpgm.infer.rounding_floor import rounding_floor
+from hybridpgm.portable_result import PortableResult
 from hybridpgm.transform_scope import under_torch_func
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -53,7 +54,7 @@ __all__ = ["MeanField", "MeanFieldResult"]
 
 
 @dataclass(eq=False)
-class MeanFieldResult:
+class MeanFieldResult(PortableResult):
     """Output of :class:`MeanField` (batch flattened to ``B``).
 
     :ivar torch.Tensor log_z: ``[B]`` the evidence lower bound :math:`\\mathcal L(q) \\le \\log Z`.

@@ -46,13 +46,14 @@ from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule, path_draws
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
+from hybridpgm.portable_result import PortableResult
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
 
 
 @dataclass(eq=False)
-class RAISEResult:
+class RAISEResult(PortableResult):
     r"""Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
 
     Two standard errors describe the mean :math:`\bar\ell = \frac1N\sum_i \log\widehat p(v_i)`, and they
@@ -241,7 +242,7 @@ RELIABLE_NUM_STDERR = 3.0
 
 
 @dataclass(eq=False)
-class LikelihoodBounds:
+class LikelihoodBounds(PortableResult):
     r"""Sandwich of the mean test log-likelihood from :func:`log_likelihood_bounds`.
 
     **Reliability.**  :math:`-F(v_i)` is common to both estimates, so the gap between the lower (RAISE) and the
