@@ -18,9 +18,9 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
-           "flag", "generator_or_none", "layer_sizes", "module_name", "positive_int", "positive_real",
-           "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix", "torch_readable", "type_name",
-           "unit_fraction"]
+           "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name", "positive_int",
+           "positive_real", "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix",
+           "torch_readable", "type_name", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -127,6 +127,13 @@ def generator_or_none(value, what: str) -> torch.Generator | None:
         return value
     raise ConfigError(f"{what} must be a torch.Generator or None, got {type(value).__name__} {value!r:.60} "
                       "(for a seed, pass torch.Generator().manual_seed(seed))")
+
+
+def generator_keywords(generator: torch.Generator | None) -> dict:
+    """The keywords that pass a sampler's ``generator`` on to a method a subclass may override
+    (``random_visible``, ``init_chains``, ``log_weights``, ...): none for ``None``, so that an override with the
+    signature of older releases (no ``generator``) still runs when no generator is given."""
+    return {} if generator is None else {"generator": generator}
 
 
 def sample_shape_of(sample_shape, what: str) -> torch.Size:

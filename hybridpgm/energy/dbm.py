@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, positive_int, positive_real,
-                              sample_count, seed_of)
+from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, positive_int,
+                              positive_real, sample_count, seed_of)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.rbm import RBM
-from hybridpgm.energy.sampling import bernoulli, generator_keywords
+from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.rng_scope import keeping_global_rngs

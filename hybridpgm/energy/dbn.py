@@ -27,10 +27,11 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from hybridpgm.checks import as_integer, check_device, flag, generator_or_none, layer_sizes, positive_int, sample_count
+from hybridpgm.checks import (as_integer, check_device, flag, generator_keywords, generator_or_none, layer_sizes,
+                              positive_int, sample_count)
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.rbm import RBM
-from hybridpgm.energy.sampling import bernoulli, generator_keywords, standard_normal
+from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.serialization import serializable

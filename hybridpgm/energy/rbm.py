@@ -42,12 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import generator_or_none, sample_count
+from hybridpgm.checks import generator_keywords, generator_or_none, sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.checks import check_device, flag, positive_int, positive_real
 from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
-from hybridpgm.energy.sampling import bernoulli, generator_keywords, standard_normal
+from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable

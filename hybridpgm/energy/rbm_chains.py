@@ -30,9 +30,9 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from hybridpgm.checks import generator_or_none
+from hybridpgm.checks import generator_keywords, generator_or_none
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
-from hybridpgm.energy.sampling import bernoulli, generator_keywords
+from hybridpgm.energy.sampling import bernoulli
 
 __all__ = ["RBMChains", "without_autocast"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["bernoulli", "generator_keywords", "standard_normal"]
+__all__ = ["bernoulli", "standard_normal"]
 
 
 def bernoulli(probs: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -44,9 +44,3 @@ def standard_normal(like: torch.Tensor, *, generator: torch.Generator | None = N
         return torch.randn_like(like)
     return torch.randn(like.shape, dtype=like.dtype, device=like.device, generator=generator)
 
-
-def generator_keywords(generator: torch.Generator | None) -> dict:
-    """The keywords to pass ``generator`` on to a method a subclass may override (``random_visible``,
-    ``init_chains``, ``gibbs_chain``, ``sample``): none for ``None``, so that an override with the signature of
-    older releases (no ``generator``) still runs when no generator is given."""
-    return {} if generator is None else {"generator": generator}

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, module_name, positive_int,
-                              positive_real, sample_count, site_prefix)
+from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, module_name,
+                              positive_int, positive_real, sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -385,14 +385,14 @@ class VAE(PyroModule):
         """Importance-sampled :math:`\\log p(x_n)` per data point (``batch``),
         the guide as proposal [3]: :math:`\\log \\frac1K \\sum_k w_k`, a stochastic
         lower bound that tightens as ``num_samples`` grows; the arguments are :meth:`log_weights`'s (``generator``)."""
-        log_w = self.log_weights(x, num_samples, chunk_size, generator=generator)
+        log_w = self.log_weights(x, num_samples, chunk_size, **generator_keywords(generator))
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
     @isolated_from_handlers
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Monte Carlo ELBO per data point (``batch``) of ``num_samples`` draws (``generator``: :meth:`log_weights`)."""
-        return self.log_weights(x, num_samples, generator=generator).mean(dim=0)
+        return self.log_weights(x, num_samples, **generator_keywords(generator)).mean(dim=0)
 
 
 #: the model/guide pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by

@@ -289,3 +289,23 @@ def test_options_passed_by_position_as_before_build_the_same_model_and_save_with
         draws = old.sample(3, False)
     torch.manual_seed(0)
     assert torch.equal(draws, old.sample(3, mean=False))
+
+
+def test_an_override_of_log_weights_with_the_signature_of_older_releases_still_runs():
+    """Found by a review: ``log_likelihood`` and ``elbo`` passed ``generator=`` to ``log_weights`` even when it is
+    None, so a subclass overriding ``log_weights(self, x, num_samples, chunk_size=128)`` raised TypeError."""
+
+    class OldVAE(VAE):
+        def log_weights(self, x, num_samples, chunk_size=128):
+            return super().log_weights(x, num_samples, chunk_size)
+
+    torch.manual_seed(0)
+    vae, x = OldVAE(6, z_dim=2, hidden=(4,)), (torch.rand(3, 6) < 0.5).float()
+    plain = VAE(6, z_dim=2, hidden=(4,))
+    plain.load_state_dict(vae.state_dict())
+    torch.manual_seed(1)
+    got = vae.log_likelihood(x, num_samples=4), vae.elbo(x, num_samples=2)
+    torch.manual_seed(1)
+    want = plain.log_likelihood(x, num_samples=4), plain.elbo(x, num_samples=2)
+    assert got[0].shape == got[1].shape == (3,)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
