@@ -70,10 +70,11 @@ class Table(CPD):
     know its node before then.  Using a malformed table that belongs to no
     network (``probs``, ``log_table``) raises the same error without a node.
 
-    Exact queries keep the log-table of a table that needs no gradient and recompute it when the logits'
-    version counter moves (an optimizer step, ``logits.copy_(...)`` under :func:`torch.no_grad`,
-    ``load_state_dict``).  An edit through ``logits.data`` moves no counter that the table can see, so queries
-    keep the old table: edit the logits themselves, or call ``bn.plan_cache.clear()`` after such an edit.
+    Exact queries keep the log-table of a table that needs no gradient and recompute it when the version counter
+    of the logits or of the ``support`` mask moves (an optimizer step, ``logits.copy_(...)`` under
+    :func:`torch.no_grad`, ``load_state_dict``) or either is replaced.  An edit through ``logits.data`` moves no
+    counter that the table can see, so queries keep the old table: edit the logits themselves, or call
+    ``bn.plan_cache.clear()`` after such an edit.
 
     :raises ModelSpecError: at once, for ``probs`` that are not a real-valued
         (float or integer) array.
@@ -105,8 +106,10 @@ class Table(CPD):
         # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
         logits = probs.log().masked_fill(~support, 0.0)
         _set_plain(self, _problem=problem, cardinality=int(probs.shape[-1]) if probs.dim() else 1,
-                   _zeros=None,  # ((version, data pointer) of support, whether it has a zero)
-                   _below=None,  # ((versions, data pointers) of prior and support, why alpha < 1 or None)
+                   # the memos below hold the tensors they were read from (compared by identity: a freed mask's
+                   # address may be reused by its replacement, at the same version)
+                   _zeros=None,  # (support, (version, data pointer) of it, whether it has a zero)
+                   _below=None,  # ((prior, support), (versions, data pointers) of them, why alpha < 1 or None)
                    _shape=tuple(probs.shape))
         self.register_buffer("support", support)
         if learnable:
@@ -188,7 +191,8 @@ class Table(CPD):
             key = None
         else:
             key = (prior._version, prior.data_ptr(), support._version, support.data_ptr())
-        if key is None or self._below is None or self._below[0] != key:
+        held = self._below
+        if key is None or held is None or held[0][0] is not prior or held[0][1] is not support or held[1] != key:
             below = prior.expand(support.shape)[support]  # a structural zero's alpha is left out of its row
             problem = None
             if below.numel() and bool((below < 1).any()):
@@ -198,8 +202,8 @@ class Table(CPD):
                            "use alpha >= 1 (alpha = 1 + pseudo-counts, alpha = 1 is maximum likelihood)")
             if key is None:
                 return problem
-            self._below = (key, problem)
-        return self._below[1]
+            self._below = ((prior, support), key, problem)
+        return self._below[2]
 
     def validate(self, node: str) -> None:
         if self._problem is not None:
@@ -284,14 +288,14 @@ class Table(CPD):
 
     def _has_zero(self) -> bool:
         """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
-        a copy, a move), not on every call."""
+        a copy, a move, a new mask assigned), not on every call."""
         support = self.support
         if support.is_inference():  # no version counter to tell a change by: read the mask each time
             return not bool(support.all())
         key = (support._version, support.data_ptr())
-        if self._zeros is None or self._zeros[0] != key:
-            self._zeros = (key, not bool(support.all()))
-        return self._zeros[1]
+        if self._zeros is None or self._zeros[0] is not support or self._zeros[1] != key:
+            self._zeros = (support, key, not bool(support.all()))
+        return self._zeros[2]
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

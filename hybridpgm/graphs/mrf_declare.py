@@ -24,7 +24,8 @@ from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of o
 
 __all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
 
-#: per MarkovNet, ``id(tensor) -> (weak reference to it, key of its buffer copy)`` (see :func:`table_buffer`)
+#: per MarkovNet, ``id(tensor) -> (weak reference to it, weak reference to its buffer copy, that buffer's key)``
+#: (see :func:`table_buffer`)
 _TABLE_SOURCES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -177,19 +178,33 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     A fixed table (no ``requires_grad``) is copied (dense), so the caller's tensor is not what
     ``load_state_dict`` writes into and an expanded table loads; one copy per tensor object the caller
     declares, so that a table given to several factors stays one buffer (saved and loaded tied,
-    :mod:`hybridpgm.serialization_ties`).  The net's record of which tensor each copy came from holds weak
-    references, outside the module (nothing to pickle): a tensor freed since cannot be mistaken for another
-    that reuses its ``id``.  A tensor that requires grad is registered as it is: a leaf the caller optimises
-    is the table itself, so the model sees the optimiser's updates; a tensor computed from one
-    (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph backpropagates once -- to train,
-    declare an :class:`~torch.nn.Parameter` or a neural potential, which are evaluated at every call.
+    :mod:`hybridpgm.serialization_ties`).  The copy is shared only while it is what a new copy would be: the
+    buffer made for ``pot`` is still registered (the same tensor object) and holds ``pot``'s current values, of
+    its shape, dtype and device.  A table changed between two declarations (in place, or through ``.data``),
+    or whose buffer was changed since (``load_state_dict``, an in-place edit, ``.double()``), gets a copy of
+    its own, holding the values ``pot`` has now; that copy is the one shared from then on.  The comparison
+    reads the table once, as the declaration's finiteness check does.  The net's record of which tensor each
+    copy came from holds weak references to both, outside the module (nothing to pickle): a tensor freed since
+    cannot be mistaken for another that reuses its ``id``.  A tensor that requires grad is registered as it
+    is: a leaf the caller optimises is the table itself, so the model sees the optimiser's updates; a tensor
+    computed from one (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph
+    backpropagates once -- to train, declare an :class:`~torch.nn.Parameter` or a neural potential, which are
+    evaluated at every call.
     """
     if pot.requires_grad:
         return pot
     sources = _TABLE_SOURCES.setdefault(net, {})
     earlier = sources.get(id(pot))
-    buffers = net.table_potentials._buffers
-    if earlier is not None and earlier[0]() is pot and earlier[1] in buffers:
-        return buffers[earlier[1]]
-    sources[id(pot)] = (weakref.ref(pot), key)
-    return pot.detach().clone(memory_format=torch.contiguous_format)
+    if earlier is not None and earlier[0]() is pot:
+        copy = earlier[1]()
+        if copy is not None and net.table_potentials._buffers.get(earlier[2]) is copy and _holds(copy, pot):
+            return copy
+    copy = pot.detach().clone(memory_format=torch.contiguous_format)
+    sources[id(pot)] = (weakref.ref(pot), weakref.ref(copy), key)
+    return copy
+
+
+def _holds(copy: torch.Tensor, pot: torch.Tensor) -> bool:
+    """Whether ``copy`` is what a new copy of ``pot`` would be: its shape, dtype, device and values."""
+    return copy.shape == pot.shape and copy.dtype == pot.dtype and copy.device == pot.device and \
+        bool(torch.equal(copy, pot.detach()))

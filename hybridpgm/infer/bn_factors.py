@@ -11,8 +11,9 @@ where :math:`R` is the ancestral closure of the observed and queried nodes
 vectors of nodes observed in some rows or softly [2].  :func:`factor_dims`
 gives the dims without building a tensor (for choosing a plan);
 :func:`factors` builds them in log or probability space.  A table that needs
-no gradient is normalised once per parameter version (``tensor._version``)
-and reused, so a repeated query costs only the indexing.
+no gradient is normalised once per version of its logits and of its ``support``
+mask (``tensor._version``, storage, identity) and reused, so a repeated query
+costs only the indexing.
 
 **References**
 
@@ -97,19 +98,27 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
         if logits is None:
             logits = cpd._buffers.get("logits")
         # an inference tensor (a table built under torch.inference_mode) has no version counter, and a tensor of
-        # a torch.func transform (vmap over the weights) no storage of its own: neither is cached
-        if logits is not None and not (logits.requires_grad and torch.is_grad_enabled()) \
-                and not logits.is_inference() and not torch._C._functorch.is_functorch_wrapped_tensor(logits):
+        # a torch.func transform (vmap over the weights) no storage of its own: neither is cached (_unversioned)
+        support = cpd._buffers.get("support")
+        if logits is not None and support is not None and not (logits.requires_grad and torch.is_grad_enabled()) \
+                and not _unversioned(logits) and not _unversioned(support):
             cache = facts.tables
             hit = cache.get(v)
-            # the version counts in-place updates; the storage pointer catches `.data =` (as `module.to` does)
-            key = (logits._version, logits.data_ptr())
-            if hit is None or hit[0] is not logits or hit[1] != key:
+            # the log-table is the logits masked by the support: both are keyed.  The version counts in-place
+            # updates (load_state_dict too); the storage pointer catches `.data =` (as `module.to` does); the
+            # tensors are held, so a replaced one (`table.support = mask`) is told by its identity
+            key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
+            if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
                 log = cpd.log_table().detach()
-                hit = cache[v] = (logits, key, log, log.exp())
-            return hit[3] if prob else hit[2]
+                hit = cache[v] = (logits, support, key, log, log.exp())
+            return hit[4] if prob else hit[3]
     t = cpd.log_table(values)
     return t.exp() if prob else t
+
+
+def _unversioned(t: torch.Tensor) -> bool:
+    """Whether ``t`` has no version counter or storage of its own to key a cached table on."""
+    return t.is_inference() or torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 class ScaledFactors(list):

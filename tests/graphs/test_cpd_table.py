@@ -61,3 +61,27 @@ def test_sizes_of_any_integer_sequence_pass(parent_cards):
 def test_random_refuses_a_generator_that_is_not_one():
     with pytest.raises(ConfigError, match="Table.random generator must be a torch.Generator or None, got int"):
         Table.random(2, generator=3)
+
+
+def test_a_new_support_mask_at_the_old_ones_address_and_version_is_read_again():
+    """The structural-zero memo compares the mask itself, not only its (version, address): a new mask on the old
+    one's storage at the same version (here a view of other strides; a freed mask's address reused by its
+    replacement is the same case) is read again, so its zero is kept."""
+    storage = torch.tensor([True, True, True, True, True, False])
+    table = Table([[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]], ["a"], learnable=False)
+    table.support = storage.as_strided((2, 3), (0, 1))  # rows [T, T, T]: no zero
+    torch.testing.assert_close(table.probs, torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]]))
+    table.support = storage.view(2, 3)  # row 1 [T, T, F]: same data pointer, same version counter
+    torch.testing.assert_close(table.probs, torch.tensor([[0.2, 0.3, 0.5], [0.25, 0.75, 0.0]]))
+
+
+def test_a_new_support_mask_at_the_old_ones_address_and_version_is_checked_against_the_prior_again():
+    """As above for the memo of the prior's alpha < 1 check: the new mask lets a state of alpha 0.5 in, which
+    has no MAP, so ``log_prior`` refuses it."""
+    storage = torch.tensor([True, True, True, True, True, False])
+    table = Table([[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]], ["a"], prior=[[2.0, 2.0, 2.0], [2.0, 2.0, 0.5]])
+    table.support = storage.view(2, 3)  # the alpha of 0.5 is on a structural zero: left out
+    table.log_prior()
+    table.support = storage.as_strided((2, 3), (0, 1))  # same data pointer and version: that state is in
+    with pytest.raises(ModelSpecError, match="Dirichlet prior concentration 0.5 < 1"):
+        table.log_prior()

@@ -120,3 +120,49 @@ def test_a_one_row_context_to_a_batch_norm_potential_in_training_mode_names_the_
         mrf.log_partition(context=torch.randn(1, 5))
     assert mrf.log_partition(context=torch.randn(2, 5)).shape == (2,)
     assert mrf.eval().log_partition(context=torch.randn(1, 5)).shape == (1,)
+
+
+def _edit_between(how, mrf, table):
+    """Change ``table`` or the buffer copied from it, between two declarations from ``table``."""
+    with torch.no_grad():
+        if how == "load_state_dict":
+            mrf.load_state_dict({k: torch.zeros_like(v) for k, v in mrf.state_dict().items()})
+        elif how == "buffer in place":
+            mrf.table_potentials.f1.mul_(2.0)
+        elif how == "buffer .data":
+            mrf.table_potentials.f1.data.zero_()
+        elif how == "tensor in place":
+            table.mul_(3.0)
+        elif how == "tensor .data":
+            table.data.mul_(3.0)
+
+
+@pytest.mark.parametrize("how", ["load_state_dict", "buffer in place", "buffer .data", "tensor in place",
+                                 "tensor .data"])
+def test_a_table_declared_again_after_it_or_its_copy_changed_gets_its_current_values(how):
+    """A second factor declared from the same tensor holds that tensor's values at its declaration (the first
+    factor's copy is shared only while it still holds them), and the two factors are then two buffers: log Z is
+    the brute-force sum over both tables; a third declaration, with nothing changed, shares the second's copy."""
+    torch.manual_seed(0)
+    table = torch.randn(2, 2)
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2, "d": 2})
+    mrf.add_factor("f1", ["a", "b"], table)
+    _edit_between(how, mrf, table)
+    first = mrf.table_potentials.f1.clone()
+    mrf.add_factor("f2", ["b", "c"], table).add_factor("f3", ["c", "d"], table)
+    assert torch.equal(mrf.tables()["f2"][0], table) and torch.equal(mrf.tables()["f1"][0], first)
+    assert mrf.table_potentials.f2 is not mrf.table_potentials.f1
+    assert mrf.table_potentials.f3 is mrf.table_potentials.f2  # still tied, to the current copy
+    joint = first[:, :, None, None] + table[None, :, :, None] + table[None, None, :, :]
+    torch.testing.assert_close(mrf.log_partition("exact"), torch.logsumexp(joint.reshape(-1), 0))
+
+
+def test_an_unchanged_table_declared_twice_stays_one_buffer_after_queries():
+    """Guard (passes before and after the fix): queries change nothing, so a table declared again after them is
+    still the first factor's buffer, saved tied."""
+    table = torch.randn(2, 2)
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2}).add_factor("f1", ["a", "b"], table)
+    mrf.log_partition("exact")
+    mrf.load_state_dict(mrf.state_dict())  # the same values loaded: the copy moved version, but holds them
+    mrf.add_factor("f2", ["b", "c"], table)
+    assert mrf.table_potentials.f2 is mrf.table_potentials.f1

@@ -259,3 +259,40 @@ def test_full_precision_log_factors_are_not_shifted(dtype):
     for t, v in zip(tensors, bn.nodes):
         assert torch.equal(t, bn.cpds[v].log_table()), v
     assert torch.equal(tensors[-2], ev.partial["c"]) and torch.equal(tensors[-1], ev.partial["d"])
+
+
+def _masked_net(learnable: bool) -> BayesNet:
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.5, 0.5], learnable=learnable))
+    bn.add("b", cpd.Table([[0.5, 0.5, 0.0], [0.1, 0.3, 0.6]], ["a"], learnable=learnable))
+    return bn
+
+
+def _open_the_zero(how: str, bn: BayesNet) -> None:
+    """Make state 2 of ``b`` possible given ``a = 0`` by changing ``b``'s support mask alone."""
+    table = bn.cpds["b"]
+    if how == "in place":
+        with torch.no_grad():
+            table.support[0, 2] = True
+    elif how == "load_state_dict":
+        bn.load_state_dict({"cpds.b.support": torch.ones(2, 3, dtype=torch.bool)}, strict=False)
+    else:
+        table.support = torch.ones(2, 3, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("learnable, grad", [(False, False), (False, True), (True, False)])  # the cached cases
+@pytest.mark.parametrize("how", ["in place", "load_state_dict", "assigned"])
+def test_cached_table_follows_a_change_of_the_support_mask(how, learnable, grad):
+    """The cached log-table is the logits masked by the support: a changed mask (the logits untouched) gives
+    the answers of a network built with it, with and without gradients."""
+    bn, fresh = _masked_net(learnable), _masked_net(learnable)
+    ev = {"b": torch.tensor([1, 2])}
+    with torch.set_grad_enabled(grad):
+        bn.posterior("a", ev), bn.log_evidence(ev)  # the tables cached
+        _open_the_zero(how, bn)
+        _open_the_zero(how, fresh)
+        for got, want in ((bn.posterior("a", ev), fresh.posterior("a", ev)),
+                          (bn.log_evidence(ev), fresh.log_evidence(ev))):
+            torch.testing.assert_close(got.detach(), want.detach(), rtol=0, atol=0)
+    # and the answers are those of the mask: p(b = 2 | a = 0) = e^0 / (0.5 + 0.5 + 1)
+    torch.testing.assert_close(bn.cpds["b"].probs.detach()[0], torch.tensor([0.25, 0.25, 0.5]))

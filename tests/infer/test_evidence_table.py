@@ -329,3 +329,35 @@ def test_a_network_the_exact_guard_refuses_raises_before_the_table_is_allocated(
     with Largest() as seen, pytest.raises(ModelSpecError, match=f"{query}.*EXACT_MAX_BYTES"):
         bn.compile_evidence(nodes, max_bytes=2**30)
     assert seen.largest < 32 * 41 * 8
+
+
+def test_an_edit_through_data_then_plan_cache_clear_makes_the_table_stale():
+    """An edit through ``.data`` moves no version counter, so neither the network's queries nor the table see
+    it; ``bn.plan_cache.clear()``, the documented remedy, makes the network answer from the new values and the
+    table raise (it did answer from the old ones)."""
+    bn = sprinkler()
+    table = bn.compile_evidence(["wet"])
+    ev = {"wet": torch.tensor([0, 1])}
+    table.posterior("rain", ev)
+    rain = bn.cpds["rain"]
+    rain.logits.data.copy_(rain.logits.detach().flip(-1))
+    bn.plan_cache.clear()
+    with pytest.raises(ConfigError, match=r"plan_cache\.clear\(\).*build it again"):
+        table.posterior("rain", ev)
+    with pytest.raises(ConfigError, match="build it again"):
+        table.log_evidence(ev)
+    rebuilt = bn.compile_evidence(["wet"])
+    torch.testing.assert_close(rebuilt.posterior("rain", ev), bn.posterior("rain", ev))
+
+
+def test_queries_and_other_tables_leave_a_table_answering():
+    """Guard (passes before and after the fix): the table retires with the network's query memo, which no query,
+    sample or second table drops."""
+    bn = sprinkler()
+    table = bn.compile_evidence(["wet"])
+    ev = {"wet": torch.tensor([0, 1])}
+    want = table.posterior("rain", ev)
+    bn.posterior("rain", ev), bn.log_evidence(ev), bn.sample(3), bn.compile_evidence(["sprinkler", "wet"])
+    with torch.no_grad():
+        bn.posterior(None, {"rain": torch.tensor([0, 1])})
+    torch.testing.assert_close(table.posterior("rain", ev), want, rtol=0, atol=0)
