@@ -94,7 +94,10 @@ def _public_soon_keyword_only():
     from hybridpgm.data import data_loader
     from hybridpgm.diagnostics import from_mcmc
     from hybridpgm.energy import DBN, RBM
-    from hybridpgm.generative import VAE, SigmoidBeliefNet
+    from hybridpgm.data import training_data
+    from hybridpgm.generative import VAE, MLPGenerator, SigmoidBeliefNet
+    from hybridpgm.graphs import CRFHead
+    from hybridpgm.infer import BeliefPropagation
     from hybridpgm.graphs import MarkovNet
     from hybridpgm.infer import NVIL_ELBO, RWS, ChromaticGibbs, ReweightedWakeSleepELBO
     from hybridpgm.infer.mrf_exact import exact_sample
@@ -107,7 +110,9 @@ def _public_soon_keyword_only():
             (MarkovNet.marginals, ["evidence", "context"]), (MarkovNet.map_assignment, ["context", "method"]),
             (DBN.sample, ["mean", "generator"]), (RBM.pseudo_log_likelihood, ["exact", "generator"]),
             (VAE.__init__, ["likelihood", "batch_norm", "name"]), (VAE.sample, ["mean", "generator"]),
-            (SigmoidBeliefNet.__init__, ["validate_data", "name"])]
+            (SigmoidBeliefNet.__init__, ["validate_data", "name"]),
+            (BeliefPropagation.__init__, ["max_product", "check_every"]), (MLPGenerator.__init__, ["batch_norm"]),
+            (CRFHead.__init__, ["boundary"]), (training_data, ["labels"])]
 
 
 def test_flags_and_generators_of_the_public_api_are_keyword_only_with_a_deprecation_period():

@@ -13,6 +13,7 @@ from hybridpgm.data.splits import ImageDataset, Split
 from hybridpgm.data.validation import check_finite
 from hybridpgm.checks import flag, seed_of
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["DATASETS", "load_dataset", "training_data"]
 
@@ -64,7 +65,8 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
     return ImageDataset(name, DATASETS[name][0], train, valid, test, binarize)
 
 
-def training_data(dataset: ImageDataset, labels: bool = False) -> torch.Tensor | tuple | Dataset:
+@keyword_only_soon("labels")
+def training_data(dataset: ImageDataset, *, labels: bool = False) -> torch.Tensor | tuple | Dataset:
     """What to hand :func:`hybridpgm.fit`: the training images (with labels if
     ``labels``), redrawn at every read when the data set is binarized dynamically.
 

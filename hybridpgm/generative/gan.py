@@ -28,6 +28,7 @@ from hybridpgm.checks import check_device, layer_sizes, positive_int
 from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.nn import ACTIVATIONS, mlp, on_rows
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.serialization import serializable
 
 __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerator", "gan_networks"]
@@ -82,8 +83,9 @@ class MLPGenerator(nn.Module):
         width that is not positive integers (``bool`` and floats refused), or an unknown activation.
     """
 
+    @keyword_only_soon("batch_norm")
     def __init__(self, noise_dim: int, out_shape: int | Sequence[int], hidden: Sequence[int] = (128, 128),
-                 activation: str = "relu", out_activation: str | None = None, batch_norm: bool = False):
+                 activation: str = "relu", out_activation: str | None = None, *, batch_norm: bool = False):
         super().__init__()
         self.noise_dim = _dim(noise_dim, "MLPGenerator noise_dim")
         self.out_shape = _shape(out_shape, "MLPGenerator out_shape")

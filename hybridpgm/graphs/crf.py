@@ -56,6 +56,7 @@ from hybridpgm.graphs.crf_recursions import viterbi
 from hybridpgm.graphs.crf_recursions import working as _working
 from hybridpgm.method_owners import goes_with
 from hybridpgm.serialization import serializable
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["CRFHead", "LinearChainCRF"]
@@ -319,7 +320,8 @@ class CRFHead(nn.Module):
     :param bool boundary: learn start/end scores.
     """
 
-    def __init__(self, num_labels: int, boundary: bool = True):
+    @keyword_only_soon("boundary")
+    def __init__(self, num_labels: int, *, boundary: bool = True):
         super().__init__()
         self.transition = nn.Parameter(torch.zeros(num_labels, num_labels))
         self.start = nn.Parameter(torch.zeros(num_labels)) if boundary else None

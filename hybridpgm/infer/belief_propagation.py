@@ -57,6 +57,7 @@ from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, dam
 from hybridpgm.infer.bp_fused import change_and_scale, run_binary_forward
 from hybridpgm.infer.max_product_decoding import decode_in_layers
 from hybridpgm.infer.rounding_floor import rounding_floor, scale_cap
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.portable_result import PortableResult
 
 __all__ = ["BPResult", "BeliefPropagation"]
@@ -205,7 +206,8 @@ class BeliefPropagation:
     >>> res = BeliefPropagation(num_iters=50)(mrf.factor_graph())   # doctest: +SKIP
     """
 
-    def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6,
+    @keyword_only_soon("max_product", "check_every")
+    def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6, *,
                  max_product: bool = False, check_every: int = 10):
         num_iters = positive_int(num_iters, "BeliefPropagation num_iters")
         check_every = positive_int(check_every, "BeliefPropagation check_every")
