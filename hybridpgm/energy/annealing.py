@@ -21,6 +21,13 @@ state after one Gibbs sweep at :math:`\beta`.  Both draw from the keyword-only
 ``generator`` (a :class:`torch.Generator` on the model's device) when one is given,
 from torch's global stream otherwise.
 
+A path follows its model: the weights, biases, ``sigma``, dtype and device are read
+when it is used, ``log_z0`` included, so a path kept across ``load_state_dict``,
+``model.double()`` or ``model.to(device)`` answers for the model as it is then.  Only
+the base rates ``base`` are the path's own, fixed when it is built (from ``data``);
+where the model moved to another dtype or device since, they follow it (converted
+once, values kept).
+
 References:
 
 1. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief
@@ -86,30 +93,46 @@ class RBMAnnealingPath:
     def __init__(self, rbm, data: torch.Tensor | None = None):
         self.rbm = rbm
         self.base = base_rate_bias(data, rbm.visible_bias.detach(), rbm.gaussian)
-        w = rbm.weight
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The RBM's dtype now."""
+        return self.rbm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The RBM's device now."""
+        return self.rbm.weight.device
+
+    @property
+    def log_z0(self) -> torch.Tensor:
+        """:math:`\\log Z_A = \\sum_i \\operatorname{softplus}(b_{A,i}) + H \\log 2` (Bernoulli; Gaussian:
+        :math:`\\tfrac{V}{2} \\log 2\\pi + \\sum_i \\log \\sigma_i + H \\log 2`), with the RBM's ``sigma`` now."""
+        rbm = self.rbm
         if rbm.gaussian:
             const = rbm.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(rbm.sigma).sum()
         else:
-            const = F.softplus(self.base).sum()
-        self.log_z0 = const.detach() + rbm.num_hidden * math.log(2.0)
-        self.dtype, self.device = w.dtype, w.device
+            const = F.softplus(_following(self, rbm.visible_bias)).sum()
+        return const.detach() + rbm.num_hidden * math.log(2.0)
 
-    def _visible_gap(self, v: torch.Tensor) -> torch.Tensor:
-        """:math:`-E_B^{vis}(v) + E_A(v)`, the visible part of :math:`\\partial \\log f_\\beta/\\partial\\beta`."""
+    def _visible_gap(self, v: torch.Tensor, bias: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """:math:`-E_B^{vis}(v) + E_A(v)`, the visible part of :math:`\\partial \\log f_\\beta/\\partial\\beta`
+        (``bias``: the RBM's visible biases, ``base``: the base rates in their dtype)."""
         rbm = self.rbm
         if rbm.gaussian:
             s = rbm.sigma
-            return ((((v - self.base) / s) ** 2) - (((v - rbm.visible_bias) / s) ** 2)).sum(-1) / 2
-        return v @ (rbm.visible_bias - self.base)
+            return ((((v - base) / s) ** 2) - (((v - bias) / s) ** 2)).sum(-1) / 2
+        return v @ (bias - base)
 
     @torch.no_grad()
     def sample0(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n x V`` exact draws of the base-rate model (from ``generator``, or torch's global stream)."""
         rbm = self.rbm
+        base = _following(self, rbm.visible_bias)
         if rbm.gaussian:
-            return self.base + rbm.sigma * torch.randn(n, rbm.num_visible, dtype=self.dtype, device=self.device,
-                                                       generator=generator)
-        return bernoulli(torch.sigmoid(self.base).expand(n, rbm.num_visible).contiguous(), generator=generator)
+            return base + rbm.sigma * torch.randn(n, rbm.num_visible, dtype=base.dtype, device=base.device,
+                                                  generator=generator)
+        return bernoulli(torch.sigmoid(base).expand(n, rbm.num_visible).contiguous(), generator=generator)
 
     @torch.no_grad()
     def step(self, v: torch.Tensor, beta_prev: float, beta: float, transition: bool = True, *,
@@ -122,16 +145,19 @@ class RBMAnnealingPath:
         """
         transition = flag(transition, "RBMAnnealingPath.step transition")
         rbm = self.rbm
+        bias = rbm.visible_bias
+        base = _following(self, bias)
         a = rbm.hidden_logits(v)
-        inc = (beta - beta_prev) * self._visible_gap(v) + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
+        inc = ((beta - beta_prev) * self._visible_gap(v, bias, base)
+               + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1))
         if not transition:
             return inc, v
         h = bernoulli(torch.sigmoid(beta * a), generator=generator)
         wh = h @ rbm.weight.T
         if rbm.gaussian:
-            mean = (1 - beta) * self.base + beta * rbm.visible_bias + beta * rbm.sigma * wh
+            mean = (1 - beta) * base + beta * bias + beta * rbm.sigma * wh
             return inc, mean + rbm.sigma * standard_normal(mean, generator=generator)
-        logits = (1 - beta) * self.base + beta * (rbm.visible_bias + wh)
+        logits = (1 - beta) * base + beta * (bias + wh)
         return inc, bernoulli(torch.sigmoid(logits), generator=generator)
 
 
@@ -152,18 +178,30 @@ class DBMAnnealingPath:
     def __init__(self, dbm, data: torch.Tensor | None = None):
         self.dbm = dbm
         self.base = base_rate_bias(data, dbm.biases[0].detach())
-        hidden_units = sum(dbm.sizes[1:])
-        self.log_z0 = F.softplus(self.base).sum() + hidden_units * math.log(2.0)
-        w = dbm.weights[0]
-        self.dtype, self.device = w.dtype, w.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The DBM's dtype now."""
+        return self.dbm.weights[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The DBM's device now."""
+        return self.dbm.weights[0].device
+
+    @property
+    def log_z0(self) -> torch.Tensor:
+        """:math:`\\log Z_A = \\sum_i \\operatorname{softplus}(b_{A,i}) + \\log 2 \\sum_{l \\ge 1} n_l`."""
+        return F.softplus(_following(self, self.dbm.biases[0])).sum() + sum(self.dbm.sizes[1:]) * math.log(2.0)
 
     @torch.no_grad()
     def sample0(self, n: int, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Every layer's ``n x size`` exact draws of the base model (from ``generator``, or torch's global
         stream)."""
         dbm = self.dbm
-        v = bernoulli(torch.sigmoid(self.base).expand(n, dbm.sizes[0]).contiguous(), generator=generator)
-        half = [bernoulli(torch.full((n, size), 0.5, dtype=self.dtype, device=self.device), generator=generator)
+        base = _following(self, dbm.biases[0])
+        v = bernoulli(torch.sigmoid(base).expand(n, dbm.sizes[0]).contiguous(), generator=generator)
+        half = [bernoulli(torch.full((n, size), 0.5, dtype=base.dtype, device=base.device), generator=generator)
                 for size in dbm.sizes[1:]]
         return [v] + half
 
@@ -178,10 +216,12 @@ class DBMAnnealingPath:
         """
         transition = flag(transition, "DBMAnnealingPath.step transition")
         dbm = self.dbm
+        bias = dbm.biases[0]
+        base = _following(self, bias)
         layers = len(x)
         odd = range(1, layers, 2)
         acts = {l: dbm.layer_logits(x, l) for l in odd}
-        inc = x[0] @ (dbm.biases[0] - self.base)
+        inc = x[0] @ (bias - base)
         for l in range(2, layers, 2):
             inc = inc + x[l] @ dbm.biases[l]
         inc = (beta - beta_prev) * inc
@@ -195,8 +235,16 @@ class DBMAnnealingPath:
         for l in range(0, layers, 2):
             a = dbm.layer_logits(x, l)
             if l == 0:
-                a = (1 - beta) * self.base + beta * a
+                a = (1 - beta) * base + beta * a
             else:
                 a = beta * a
             x[l] = bernoulli(torch.sigmoid(a), generator=generator)
         return inc, x
+
+
+def _following(path: RBMAnnealingPath | DBMAnnealingPath, like: torch.Tensor) -> torch.Tensor:
+    """``path.base`` in ``like``'s dtype and on its device (the model's visible biases): converted, and kept so,
+    where the model moved since the path was built; the same tensor, no copy, where it did not."""
+    if path.base.dtype != like.dtype or path.base.device != like.device:
+        path.base = path.base.to(device=like.device, dtype=like.dtype)
+    return path.base

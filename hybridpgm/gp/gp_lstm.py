@@ -43,7 +43,7 @@ from hybridpgm.checks import check_player, generator_or_none, positive_int, samp
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
-from hybridpgm.gp.kept_features import KeptFeatures, deterministic
+from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
@@ -226,6 +226,11 @@ class SemiStochasticObjective:
     (:mod:`hybridpgm.gp.kept_features`); the features and so the training run are then those of two passes, bit
     for bit.  An extractor with dropout in train mode is run again, as a second pass draws a new mask.
 
+    The ``"network"`` player's full-data loss and :math:`G` are computed once per update and shared by its
+    micro-batches (:class:`~hybridpgm.gp.kept_features.KeptGradient`): each further evaluation of an L-BFGS
+    closure, at the weights L-BFGS tries, computes them anew, and so does a call outside :func:`hybridpgm.fit`
+    after the weights, the modes or the training data changed.
+
     :param model: a :class:`~hybridpgm.gp.DeepKernelGP` (e.g. a :class:`GPLSTM`).
     """
 
@@ -234,12 +239,12 @@ class SemiStochasticObjective:
     def __init__(self, model: DeepKernelGP):
         self.model = model
         self.module = model
-        self._grad: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._grad: KeptGradient | None = None  # the network player's full loss and G, while still valid
         self._features: KeptFeatures | None = None  # the last full-data features, while still valid
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_features"] = None  # weak references: a copy computes its own
+        state["_features"] = state["_grad"] = None  # weak references: a copy computes its own
         return state
 
     def players(self) -> dict[str, list[nn.Parameter]]:
@@ -270,7 +275,8 @@ class SemiStochasticObjective:
         """The features of all training inputs, without gradients: with ``reuse``, those the ``"gp"`` player kept
         where they are still the extractor's answer (:mod:`hybridpgm.gp.kept_features`); else computed (and kept
         if the extractor is deterministic).  The ``"gp"`` player, first in a step, always computes them: a fused
-        optimizer's step of the network moves no version counter, so reuse stays within one step."""
+        optimizer's step of the network moves no version counter, so reuse stays within one step, and the ``"network"``
+        player reads them once (:meth:`_feature_gradient`)."""
         m = self.model
         x, net, kept = m.training_data()[0], m.feature_extractor, self._features
         if reuse and kept is not None and kept.valid_for(net, x):
@@ -281,14 +287,22 @@ class SemiStochasticObjective:
         return h
 
     def _feature_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state."""
-        if self._grad is None:
-            h = self._training_features(reuse=True).detach()  # a leaf of its own: the kept features stay without a grad
-            h.requires_grad_(True)
-            loss = self._full_loss(h)
-            (grad,) = torch.autograd.grad(loss, h)
-            self._grad = (loss.detach(), grad)
-        return self._grad
+        """Full-data loss and :math:`G = \\partial \\ell / \\partial H` (``N x F``) at the current state: those of
+        an earlier micro-batch while still valid (:meth:`KeptGradient.valid_for
+        <hybridpgm.gp.kept_features.KeptGradient.valid_for>`), else computed."""
+        m = self.model
+        data, kept = m.training_data(), self._grad
+        if kept is not None and kept.valid_for(m, data):
+            return kept.loss, kept.grad
+        h = self._training_features(reuse=True).detach()  # a leaf of its own: the kept features stay without a grad
+        # read once: a later evaluation in this step (an L-BFGS closure's) runs at weights an optimizer moved, which
+        # a fused one does without moving the version counters the kept features are checked by
+        self._features = None
+        h.requires_grad_(True)
+        loss = self._full_loss(h)
+        (grad,) = torch.autograd.grad(loss, h)
+        self._grad = KeptGradient.of(m, data, loss.detach(), grad)
+        return self._grad.loss, self._grad.grad
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """:raises ConfigError: an unknown ``player``.

@@ -24,6 +24,12 @@ in-place edit, ``train()``/``eval()`` or :meth:`~hybridpgm.gp.DeepKernelGP.set_t
 that move no version counter (through ``tensor.data``, a *fused* optimizer's step) are not seen: so the objective
 reuses features only within a step -- the ``"gp"`` player computes them, the ``"network"`` player after it reads
 them -- and its ``train_step_end`` (run by :func:`hybridpgm.fit` after every step) drops them.
+
+:class:`KeptGradient` holds the ``"network"`` player's full-data loss and :math:`G` with what they were computed
+under, so that the micro-batches of one update share them and an update at other weights computes them anew: inside
+:func:`hybridpgm.fit` the update (:func:`~hybridpgm.train.update_scope.current_update`: a token per optimizer update
+of a player, and a fresh one for each further evaluation of an L-BFGS closure), outside it the model's weights
+(:func:`weights_key`).
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hybridpgm.gp.prediction_cache import StateKey, state_key
+from hybridpgm.gp.prediction_cache import StateKey, _tensor_meta, settings_snapshot, state_key
+from hybridpgm.train.update_scope import current_update
 
-__all__ = ["KeptFeatures", "deterministic"]
+__all__ = ["KeptFeatures", "KeptGradient", "deterministic", "weights_key"]
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
                 nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign,
@@ -55,8 +62,16 @@ def deterministic(module: nn.Module, known: tuple[type, ...] = ()) -> bool:
     """Whether running ``module`` (in the modes its sub-modules are in now) twice on the same input gives the
     same output and leaves the same state (see the module's docstring).  ``known``: further module types whose
     *own* computation is deterministic (their sub-modules are checked too).  Types are matched exactly: a
-    subclass may override ``forward``."""
+    subclass may override ``forward``.  A forward hook (a module's own, or torch's global ones) may do anything
+    when the module runs (``nn.utils.spectral_norm`` advances its power iteration in a pre-hook): a module that
+    has one is taken to be random."""
+    from torch.nn.modules import module as module_hooks
+
+    if module_hooks._global_forward_hooks or module_hooks._global_forward_pre_hooks:
+        return False
     for sub in module.modules():
+        if sub._forward_hooks or sub._forward_pre_hooks:
+            return False
         kind = type(sub)
         if kind in _ALWAYS or kind in known:
             continue
@@ -85,3 +100,47 @@ class KeptFeatures:
         """Whether :attr:`features` are what ``extractor`` gives on ``x`` now: the same tensors in the same state."""
         return (self.inputs() is x and (x._version, self.features._version) == self.versions
                 and self.key.same_tensors(state_key(extractor)))
+
+
+def weights_key(model: nn.Module, data: tuple[torch.Tensor, ...]) -> StateKey:
+    """The key of what a full-data quantity of ``model`` on ``data`` depends on and an optimizer or an edit moves:
+    every parameter and every tensor of ``data`` (by weak reference, version counter, storage and layout), the
+    modules' modes and the settings (:func:`~hybridpgm.gp.prediction_cache.settings_snapshot`).
+
+    The buffers are left out: a batch norm in train mode moves its running statistics at every pass (a mini-batch's
+    too) without changing what a train-mode pass gives, and ``load_state_dict`` writes the parameters as well."""
+    tensors = [*model.named_parameters(), *((f"data.{i}", t) for i, t in enumerate(data))]
+    return StateKey(tuple(name for name, _ in tensors), tuple(weakref.ref(t) for _, t in tensors),
+                    (tuple(_tensor_meta(t) for _, t in tensors), tuple(m.training for m in model.modules()),
+                     settings_snapshot()))
+
+
+@dataclass(eq=False)
+class KeptGradient:
+    """A full-data ``loss`` and :math:`G = \\partial \\ell / \\partial H` (``N x F``), with the
+    :func:`hybridpgm.fit` update they were computed in (``None`` outside ``fit``) and, outside ``fit``, the
+    :func:`weights_key` of the model and its training data then."""
+
+    loss: torch.Tensor
+    grad: torch.Tensor
+    update: object | None  # held (not its id): a live token is never another update's
+    key: StateKey | None
+
+    @classmethod
+    def of(cls, model: nn.Module, data: tuple[torch.Tensor, ...], loss: torch.Tensor,
+           grad: torch.Tensor) -> KeptGradient:
+        update = current_update()
+        return cls(loss, grad, update, weights_key(model, data) if update is None else None)
+
+    def valid_for(self, model: nn.Module, data: tuple[torch.Tensor, ...]) -> bool:
+        """Whether :attr:`loss` and :attr:`grad` are still those at ``model``'s state on ``data``.
+
+        Inside ``fit``: only within the update they were computed in -- its micro-batches run at the same weights
+        (the optimizer steps after them), and every other update, an L-BFGS closure's further evaluations
+        included, runs at weights moved by any optimizer, a fused one too (whose step moves no version counter).
+        Outside ``fit``: while :func:`weights_key` is unchanged; a write that moves no version counter (through
+        ``tensor.data``, a fused optimizer's step) is not seen there."""
+        update = current_update()
+        if update is not self.update:
+            return False
+        return update is not None or self.key.same_tensors(weights_key(model, data))

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from hybridpgm.gp import LSTMFeatures
-from hybridpgm.gp.kept_features import KeptFeatures, deterministic
+from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
+from hybridpgm.train.update_scope import one_update
 
 
 def test_deterministic_extractors():
@@ -50,3 +51,37 @@ def test_kept_features_are_valid_until_the_weights_modes_or_inputs_change():
     kept = KeptFeatures.of(net, x, net(x).detach())
     kept.features.add_(1.0)  # the features edited in place
     assert not kept.valid_for(net, x)
+
+
+def _kept_gradient(net, data):
+    return KeptGradient.of(net, data, torch.zeros(()), torch.zeros(5, 2))
+
+
+def test_a_kept_gradient_inside_fit_is_valid_within_its_update_only():
+    """Inside fit the micro-batches of one update share it; another update (the next one, an L-BFGS closure's
+    further evaluation) does not, even where no version counter moved (a fused optimizer's step moves none)."""
+    net, data = nn.Linear(3, 2), (torch.randn(5, 3), torch.randn(5))
+    with one_update():
+        kept = _kept_gradient(net, data)
+        assert kept.valid_for(net, data)
+    with one_update():
+        assert not kept.valid_for(net, data)
+    assert not kept.valid_for(net, data)  # outside fit
+
+
+def test_a_kept_gradient_outside_fit_is_valid_until_the_weights_modes_or_data_change():
+    net, data = nn.Linear(3, 2), (torch.randn(5, 3), torch.randn(5))
+    kept = _kept_gradient(net, data)
+    assert kept.valid_for(net, data)
+    assert not kept.valid_for(net, (data[0], data[1].clone()))
+    with one_update():
+        assert not kept.valid_for(net, data)  # computed outside fit: not an update's
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    assert not kept.valid_for(net, data)
+    kept = _kept_gradient(net, data)
+    net.eval()
+    assert not kept.valid_for(net, data)
+    kept = _kept_gradient(net, data)
+    data[0].mul_(2.0)
+    assert not kept.valid_for(net, data)
