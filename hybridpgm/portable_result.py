@@ -79,7 +79,7 @@ def _parse(owner: str, args: tuple, kwargs: dict) -> _Move:
     :raises DeviceError: a CUDA device (or an integer index, which means ``cuda:N``) on a machine without it, or
         a GPU index that does not exist (:func:`~hybridpgm.train.device.resolve_device`).
     """
-    for value in (*args, kwargs.get("device")):
+    for value in (*args[:1], kwargs.get("device")):  # the device's place (after it: a dtype, non_blocking, ...)
         if isinstance(value, int) and not isinstance(value, bool):  # a GPU index, as Tensor.to reads it
             resolve_device(f"cuda:{value}")
         elif isinstance(value, (bool, float, complex)):  # torch would read a number as a tensor to match

@@ -268,6 +268,15 @@ def test_bad_arguments_are_refused():
         res.to(1.5)  # torch itself would read the number as a float64 tensor to match
 
 
+def test_a_positional_non_blocking_is_taken_as_module_to_takes_it():
+    """Found by a review: ``res.to("cpu", torch.float64, True)`` (``nn.Module.to``'s positional ``non_blocking``)
+    was refused as "True is neither a device nor a dtype"; only the device's place is checked for numbers now."""
+    res = _ais()
+    for args in (("cpu", torch.float64, True), (torch.float64, True), (torch.zeros((), dtype=torch.float64), True)):
+        moved = res.to(*args)
+        assert moved.log_weights.dtype == torch.float64 and torch.equal(moved.log_weights, res.log_weights.double())
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_cuda_is_a_device_error():
     with pytest.raises(DeviceError, match="CUDA is not available"):

@@ -82,6 +82,25 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     return torch.logit(mean.clamp(eps, 1 - eps))
 
 
+
+_UNSET = object()
+
+
+def _settable(prop: property) -> property:
+    """``prop`` (read from the model when used), unless a value was set on the path: then that value, as it is
+    (a subclass of an older release sets ``self.log_z0 = ...`` in its ``__init__``, where these were attributes)."""
+    key = "_set_" + prop.fget.__name__
+
+    def get(self):
+        held = self.__dict__.get(key, _UNSET)
+        return prop.fget(self) if held is _UNSET else held
+
+    def set_(self, value) -> None:
+        self.__dict__[key] = value
+
+    return property(get, set_, doc=prop.__doc__)
+
+
 class RBMAnnealingPath:
     r"""Path :math:`f_\beta(v) = e^{-(1-\beta)E_A(v) + \beta \cdot \text{vis}_B(v)}
     \prod_j (1 + e^{\beta (c_j + (v/\sigma)^\top W_{:j})})` for an :class:`~hybridpgm.energy.RBM`.
@@ -94,16 +113,19 @@ class RBMAnnealingPath:
         self.rbm = rbm
         self.base = base_rate_bias(data, rbm.visible_bias.detach(), rbm.gaussian)
 
+    @_settable
     @property
     def dtype(self) -> torch.dtype:
         """The RBM's dtype now."""
         return self.rbm.weight.dtype
 
+    @_settable
     @property
     def device(self) -> torch.device:
         """The RBM's device now."""
         return self.rbm.weight.device
 
+    @_settable
     @property
     def log_z0(self) -> torch.Tensor:
         """:math:`\\log Z_A = \\sum_i \\operatorname{softplus}(b_{A,i}) + H \\log 2` (Bernoulli; Gaussian:
@@ -179,16 +201,19 @@ class DBMAnnealingPath:
         self.dbm = dbm
         self.base = base_rate_bias(data, dbm.biases[0].detach())
 
+    @_settable
     @property
     def dtype(self) -> torch.dtype:
         """The DBM's dtype now."""
         return self.dbm.weights[0].dtype
 
+    @_settable
     @property
     def device(self) -> torch.device:
         """The DBM's device now."""
         return self.dbm.weights[0].device
 
+    @_settable
     @property
     def log_z0(self) -> torch.Tensor:
         """:math:`\\log Z_A = \\sum_i \\operatorname{softplus}(b_{A,i}) + \\log 2 \\sum_{l \\ge 1} n_l`."""

@@ -70,3 +70,22 @@ def test_a_path_used_as_built_keeps_its_base_rates_uncopied():
     base = path.base
     _ais(path, 4, 3)
     assert path.base is base
+
+
+def test_a_subclass_that_sets_log_z0_as_older_releases_did_keeps_its_value():
+    """Found by a review: ``log_z0``, ``dtype`` and ``device`` became read-only properties (read from the model when
+    used), so a path subclass setting ``self.log_z0 = ...`` in its ``__init__`` raised AttributeError; a value set
+    on the path is used as it is, and a path that sets none follows the model."""
+    from hybridpgm.energy.annealing import RBMAnnealingPath
+
+    class FixedBase(RBMAnnealingPath):
+        def __init__(self, rbm):
+            super().__init__(rbm)
+            self.log_z0 = torch.tensor(1.25, dtype=torch.float64)
+            self.dtype = rbm.weight.dtype
+
+    rbm = RBM(6, 3)
+    path = FixedBase(rbm)
+    assert float(path.log_z0) == 1.25 and path.dtype == torch.float32
+    assert float(AIS(num_chains=4, num_steps=3)(path).log_z0) == 1.25
+    assert float(RBMAnnealingPath(rbm).log_z0) == pytest.approx(6 * math.log(2) + 3 * math.log(2))

@@ -245,6 +245,17 @@ def test_a_compiled_evidence_table_notices_a_replaced_cpd():
         table.posterior("rain", {"wet": torch.tensor([1])})
 
 
+def test_setting_a_node_to_the_cpd_it_has_changes_nothing():
+    """Found by a review: ``bn.cpds[v] = bn.cpds[v]`` (nothing changed) cleared every cache and so retired every
+    evidence table ("the network changed"); setting the CPDs a node has is no edit now."""
+    bn = _net()
+    table = bn.compile_evidence(["wet"])
+    want = table.posterior("rain", {"wet": torch.tensor([1])})
+    bn.cpds["rain"] = bn.cpds["rain"]
+    bn.cpds.update({"rain": bn.cpds["rain"], "wet": bn.cpds["wet"]})
+    torch.testing.assert_close(table.posterior("rain", {"wet": torch.tensor([1])}), want, rtol=0, atol=0)
+
+
 def test_a_standalone_copy_of_the_map_is_a_plain_module_dict():
     """Guard (passes before the fix too): a deep copy of the map alone belongs to no network, and edits it as a
     ``torch.nn.ModuleDict`` would, leaving the network alone."""
