@@ -1,6 +1,5 @@
-"""ArviZ data of sampler runs: a :class:`pyro.infer.MCMC` run (:func:`from_mcmc`) and importance-sampling or
-AIS log-weights with optional draws (:func:`from_importance`, resampled in
-:mod:`~hybridpgm.diagnostics.importance_resampling`)."""
+"""ArviZ data of sampler runs: :func:`from_mcmc` (a :class:`pyro.infer.MCMC` run) and :func:`from_importance`
+(importance or AIS log-weights, optional draws resampled by :mod:`~hybridpgm.diagnostics.importance_resampling`)."""
 
 from __future__ import annotations
 
@@ -365,8 +364,7 @@ def _seed(seed: Any, what: str) -> int:
 
 
 def _checked_draws(samples: Mapping[str, Any], shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-    """``samples`` as tensors, each of ``K`` draws (``K x N`` for ``K x N`` log-weights): :class:`DataError`
-    otherwise."""
+    """``samples`` as tensors, each of ``K`` draws (``K x N`` for ``K x N`` log-weights), else :class:`DataError`."""
     try:  # arrays and lists too, as the log-weights
         samples = {n: torch.as_tensor(torch_readable(v)) for n, v in samples.items()}
     except (TypeError, ValueError, RuntimeError) as error:

@@ -421,10 +421,10 @@ def test_network_loss_outside_fit_follows_weights_moved_after_the_first_call():
         assert torch.equal(a, b)
 
 
-def test_network_player_under_lbfgs_sees_the_loss_at_the_weights_it_tries():
-    """L-BFGS for the "network" player re-runs the loss at the weights of its line search, each evaluation an
-    update of its own: each one reports the full-data loss at those weights (the first one's, kept, was reported
-    again, and L-BFGS stopped at its second evaluation with an unchanged loss)."""
+def _network_losses_in_one_step(network_optimizer):
+    """One ``fit`` step of a small float64 GP-LSTM with Adam for the gp player and ``network_optimizer`` for the
+    network player: the model, the objective, its data, the network's parameters, and each network-player loss
+    with the weights it was computed at."""
     torch.manual_seed(0)
     x, y = _windows(40)
     model = GPLSTM(x, y, hidden_size=3, num_features=2).double()
@@ -441,8 +441,16 @@ def test_network_player_under_lbfgs_sees_the_loss_at_the_weights_it_tries():
 
     objective.loss = spy
     hybridpgm.fit(objective, data, batch_size=x.shape[0], max_steps=1, progress=False, seed=0,
-                  optim={"gp": functools.partial(torch.optim.Adam, lr=0.01),
-                         "network": functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=4)})
+                  optim={"gp": functools.partial(torch.optim.Adam, lr=0.01), "network": network_optimizer})
+    return model, data, network, seen
+
+
+def test_network_player_under_lbfgs_sees_the_loss_at_the_weights_it_tries():
+    """L-BFGS for the "network" player re-runs the loss at the weights of its line search, each evaluation an
+    update of its own: each one reports the full-data loss at those weights (the first one's, kept, was reported
+    again, and L-BFGS stopped at its second evaluation with an unchanged loss)."""
+    model, data, network, seen = _network_losses_in_one_step(
+        functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=4))
     assert len(seen) > 2
     assert len({float(loss) for loss, _ in seen}) == len(seen)
     for loss, weights in seen:  # the hyperparameters are those after the gp player's step throughout
@@ -504,24 +512,7 @@ def test_a_closure_evaluation_after_a_step_that_moves_no_version_counter_is_at_t
     """The second evaluation of the closure runs at weights moved through ``tensor.data``: its loss is the full-data
     loss there -- neither the first evaluation's G (kept by update, not by version) nor the gp player's features
     (read once by the network player) are used again."""
-    torch.manual_seed(0)
-    x, y = _windows(40)
-    model = GPLSTM(x, y, hidden_size=3, num_features=2).double()
-    objective = SemiStochasticObjective(model)
-    data = objective.dataset()
-    network = objective.players()["network"]
-    seen, original = [], objective.loss
-
-    def spy(player, batch):
-        out = original(player, batch)
-        if player == "network":
-            seen.append((out.detach().clone(), [p.detach().clone() for p in network]))
-        return out
-
-    objective.loss = spy
-    hybridpgm.fit(objective, data, batch_size=x.shape[0], max_steps=1, progress=False, seed=0,
-                  optim={"gp": functools.partial(torch.optim.Adam, lr=0.01),
-                         "network": functools.partial(_DataWritingClosureOptimizer, lr=0.5)})
+    model, data, network, seen = _network_losses_in_one_step(functools.partial(_DataWritingClosureOptimizer, lr=0.5))
     assert len(seen) == 2
     loss, weights = seen[1]
     with torch.no_grad():
