@@ -90,7 +90,7 @@ class RAISEResult(PortableResult):
 
     @property
     def point_stderr(self) -> torch.Tensor:
-        r"""``N`` delta-method MC standard errors of each :math:`\log\widehat p(v_i)` (``nan`` if M < 2, empty if N = 0)."""
+        r"""``N`` delta-method MC standard errors of :math:`\log\widehat p(v_i)` (nan if M < 2, empty if N = 0)."""
         log_w = self.log_weights.to(torch.float64)
         m = log_w.shape[-1]
         if m < 2 or log_w.shape[:-1].numel() == 0:  # no points: no std of an empty tensor (a torch warning)
