@@ -8,6 +8,7 @@ shapes, devices; no device-host reads) unless their docstring says otherwise, so
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import operator
 from typing import Any, Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
            "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name", "positive_int",
            "positive_real", "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix",
-           "torch_readable", "type_name", "unit_fraction"]
+           "takes_keyword", "torch_readable", "type_name", "unit_fraction"]
 
 
 def as_integer(value) -> int | None:
@@ -129,11 +130,32 @@ def generator_or_none(value, what: str) -> torch.Generator | None:
                       "(for a seed, pass torch.Generator().manual_seed(seed))")
 
 
-def generator_keywords(generator: torch.Generator | None) -> dict:
-    """The keywords that pass a sampler's ``generator`` on to a method a subclass may override
+def generator_keywords(generator: torch.Generator | None, *methods: Callable, what: str = "generator") -> dict:
+    """The keywords that pass a sampler's ``generator`` on to ``methods``, methods a subclass may override
     (``random_visible``, ``init_chains``, ``log_weights``, ...): none for ``None``, so that an override with the
-    signature of older releases (no ``generator``) still runs when no generator is given."""
-    return {} if generator is None else {"generator": generator}
+    signature of older releases (no ``generator``) still runs when no generator is given.
+
+    :param what: the argument, as the message names it (``"RBM.sample generator"``).
+    :raises ConfigError: a generator given for a method that takes no ``generator`` keyword (its draws could not
+        come from the generator), naming it and ``what``; before anything is drawn."""
+    if generator is None:
+        return {}
+    missing = [getattr(m, "__qualname__", repr(m)) for m in methods if not takes_keyword(m, "generator")]
+    if missing:
+        raise ConfigError(f"{what}: {', '.join(missing)} take(s) no generator= keyword (an override written for an "
+                          "older release?), so its draws cannot come from the generator; give it a keyword-only "
+                          "generator=None and pass it on, or call without generator")
+    return {"generator": generator}
+
+
+def takes_keyword(function: Callable, name: str) -> bool:
+    """Whether ``function`` takes the keyword ``name`` (by name, or through ``**kwargs``); ``True`` where its
+    signature cannot be read (the call then shows what happens)."""
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any((p.name == name and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def sample_shape_of(sample_shape, what: str) -> torch.Size:

@@ -299,7 +299,7 @@ class DBM(DBMLikelihood, nn.Module):
         steps = positive_int(steps, "DBM.sample steps")
         generator = generator_or_none(generator, "DBM.sample generator")
         self.check_parameters()
-        draws = generator_keywords(generator)  # none without a generator: an override of older releases still runs
+        draws = generator_keywords(generator, self.init_chains, self.gibbs_chain, what="DBM.sample generator")
         return self.gibbs_chain(self.init_chains(num_samples, **draws), steps, **draws)[0]
 
     # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)

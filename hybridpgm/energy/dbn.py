@@ -278,11 +278,13 @@ class DBN(nn.Module):
         if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
             rbm = self.rbms[0]
             rbm.check_parameters()
-            start = rbm.random_visible(num_samples, **generator_keywords(generator))
+            start = rbm.random_visible(num_samples, **generator_keywords(generator, rbm.random_visible,
+                                                                         what="DBN.sample generator"))
             h = rbm._sample_hidden(rbm._gibbs(start, steps - 1, None, generator), generator)
             param = rbm.visible_param(h)
             return param if rbm.gaussian else torch.sigmoid(param)
-        x = self.rbms[-1].sample(num_samples, steps, **generator_keywords(generator))
+        x = self.rbms[-1].sample(num_samples, steps, **generator_keywords(generator, self.rbms[-1].sample,
+                                                                          what="DBN.sample generator"))
         for rbm in reversed(self.rbms[:-1]):
             param = rbm.visible_param(x)
             x = param if rbm.gaussian else torch.sigmoid(param)

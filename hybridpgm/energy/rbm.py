@@ -317,7 +317,8 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         generator = generator_or_none(generator, "RBM.sample generator")
         self.check_parameters()
         if init is None:
-            v = self.random_visible(num_samples, **generator_keywords(generator))
+            v = self.random_visible(num_samples, **generator_keywords(generator, self.random_visible,
+                                                                      what="RBM.sample generator"))
         else:
             v = self.check_visible(init, "init")
             if v.shape != (num_samples, self.num_visible):

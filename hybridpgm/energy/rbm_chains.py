@@ -133,7 +133,8 @@ class RBMChains:
             (the objectives of contrastive divergence pass none: their chains draw from the stream
             :func:`hybridpgm.fit` seeds).
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
-        return (self.random_visible(num_chains, **generator_keywords(generator)),)
+        draws = generator_keywords(generator, self.random_visible, what=f"{type(self).__name__}.init_chains generator")
+        return (self.random_visible(num_chains, **draws),)
 
     def gibbs_chain(self, state: tuple[torch.Tensor, ...], steps: int, *,
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:

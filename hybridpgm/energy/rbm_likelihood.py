@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from hybridpgm.checks import check_empty, check_log_z, flag, generator_or_none
 from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
 
@@ -59,7 +59,11 @@ class RBMLikelihood:
     ``num_visible`` / ``num_hidden``, ``gaussian``, and its ``check_parameters``, ``check_visible``,
     ``hidden_logits``, ``visible_param`` and ``_free_energy``.  A subclass may override ``_free_energy`` (or
     ``_visible_term``, ``hidden_logits``, ``_scaled``, which the RBM's uses): every result here then follows the
-    override; :meth:`pseudo_log_likelihood` writes out the RBM's free energy only where none is overridden.
+    override; :meth:`pseudo_log_likelihood` writes out the RBM's free energy only where none is overridden, and
+    the exact :math:`\\log Z` enumerates the visible states through ``_free_energy`` where one is (the sum over
+    hidden states writes out the RBM's energy; a Gaussian RBM's free energy overridden has no exact
+    :math:`\\log Z` here).  AIS (``log_partition("ais")``) anneals along the RBM's own energy, whatever is
+    overridden.
     """
 
     def log_partition(self, method: str = "exact", *, chunk_size: int | None = None, differentiable: bool = False,
@@ -86,8 +90,14 @@ class RBMLikelihood:
         if log_z is not None:
             return log_z
         w = self.weight
+        plain = _plain_free_energy(self)
+        if self.gaussian and not plain:
+            raise ModelSpecError(f"RBM.log_partition('exact'): {type(self).__name__} overrides the free energy "
+                                 f"({', '.join(n for n in _FREE_ENERGY_HOOKS if not _own_hook(self, n))}) of a "
+                                 "Gaussian RBM, whose exact log Z sums the RBM's own energy over the hidden states; "
+                                 "pass log_z to log_likelihood, or do not override the free energy")
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-            if self.gaussian or self.num_hidden <= self.num_visible:
+            if self.gaussian or (plain and self.num_hidden <= self.num_visible):
                 return logsumexp_over_states(self._log_marginal_hidden, self.num_hidden, dtype=w.dtype,
                                              device=w.device, chunk_size=chunk_size,
                                              cost_per_state=self.num_visible, what="RBM")
@@ -192,10 +202,14 @@ def _plain_free_energy(model) -> bool:
     """Whether ``model``'s free energy is the :class:`~hybridpgm.energy.rbm.RBM`'s, the one :func:`_flip_gaps`
     writes out: each of :data:`_FREE_ENERGY_HOOKS` is the RBM's own function on ``type(model)`` (not overridden
     by a subclass) and not replaced by an attribute of the instance."""
+    return all(_own_hook(model, name) for name in _FREE_ENERGY_HOOKS)
+
+
+def _own_hook(model, name: str) -> bool:
+    """Whether ``model``'s ``name`` (one of :data:`_FREE_ENERGY_HOOKS`) is the RBM's own function."""
     from hybridpgm.energy.rbm import RBM  # here, not at the top: rbm.py imports this module
 
-    cls, own = type(model), vars(model)
-    return all(getattr(cls, name, None) is getattr(RBM, name) and name not in own for name in _FREE_ENERGY_HOOKS)
+    return getattr(type(model), name, None) is getattr(RBM, name) and name not in vars(model)
 
 
 def _flip_gaps_through(free_energy, v: torch.Tensor, num_hidden: int) -> torch.Tensor:

@@ -382,19 +382,19 @@ class VAE(PyroModule):
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """Importance-sampled :math:`\\log p(x_n)` per data point (``batch``),
-        the guide as proposal [3]: :math:`\\log \\frac1K \\sum_k w_k`, a stochastic
-        lower bound that tightens as ``num_samples`` grows; the arguments are :meth:`log_weights`'s (``generator``)."""
-        log_w = self.log_weights(x, num_samples, chunk_size, **generator_keywords(generator))
+        """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
+        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows (arguments: :meth:`log_weights`)."""
+        draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")
+        log_w = self.log_weights(x, num_samples, chunk_size, **draws)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
     @isolated_from_handlers
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Monte Carlo ELBO per data point (``batch``) of ``num_samples`` draws (``generator``: :meth:`log_weights`)."""
-        return self.log_weights(x, num_samples, **generator_keywords(generator)).mean(dim=0)
+        draws = generator_keywords(generator, self.log_weights, what="VAE.elbo generator")
+        return self.log_weights(x, num_samples, **draws).mean(dim=0)
 
 
-#: the model/guide pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by
-#: :func:`hybridpgm.infer.direct_trace_elbo.direct_elbo_path`)
+#: the pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by ``direct_elbo_path``)
 VAE.direct_elbo_pair = (VAE.__dict__["model"], VAE.__dict__["guide"])

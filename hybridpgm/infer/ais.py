@@ -43,14 +43,13 @@ References:
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import torch
 
-from hybridpgm.checks import generator_or_none, positive_int, positive_real
+from hybridpgm.checks import generator_or_none, positive_int, positive_real, takes_keyword
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.portable_result import PortableResult
 
@@ -78,16 +77,6 @@ class AnnealingPath(Protocol):
         ...
 
 
-def _takes_generator(method: Any) -> bool:
-    """Whether ``method`` takes the keyword ``generator`` (by name, or through ``**kwargs``); ``True`` where its
-    signature cannot be read (the call then shows what happens)."""
-    try:
-        params = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any((p.name == "generator" and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD for p in params)
-
-
 def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
     """The keywords of ``path``'s ``sample0`` and ``step`` calls: none without a ``generator`` (a path that
     takes no ``generator`` runs as before), ``{"generator": generator}`` with one, after refusing (before any
@@ -98,7 +87,7 @@ def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
     """
     if generator_or_none(generator, f"{what} generator") is None:
         return {}
-    missing = [name for name in ("sample0", "step") if not _takes_generator(getattr(path, name))]
+    missing = [name for name in ("sample0", "step") if not takes_keyword(getattr(path, name), "generator")]
     if missing:
         raise ConfigError(f"{what} generator: the annealing path {type(path).__name__}'s {' and '.join(missing)} "
                           f"take(s) no generator= keyword, so its draws cannot come from the generator; give "

@@ -64,7 +64,7 @@ from typing import Any, Sequence
 
 import torch
 
-from hybridpgm.checks import flag, generator_or_none, positive_int, positive_real
+from hybridpgm.checks import flag, generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 from hybridpgm.portable_result import PortableResult
@@ -128,11 +128,14 @@ def model_samples(model: Any, num: int, sweeps: int = 1000, data: torch.Tensor |
         the model's device, and ``data``'s), passed on to the model's ``sample`` and ``random_visible``;
         ``None`` draws from torch's global stream (and passes no keyword).
     :raises ConfigError: ``sweeps`` is not a positive integer, or ``generator`` neither a
-        :class:`torch.Generator` nor ``None``.
+        :class:`torch.Generator` nor ``None``, or given for a ``sample``/``random_visible`` that takes none.
     """
     sweeps = positive_int(sweeps, "model_samples sweeps")
-    draws = {} if generator_or_none(generator, "model_samples generator") is None else {"generator": generator}
-    if data is None or not hasattr(model, "gibbs"):
+    generator = generator_or_none(generator, "model_samples generator")
+    from_chains = data is None or not hasattr(model, "gibbs")
+    draws = generator_keywords(generator, model.sample, *([] if from_chains else [model.random_visible]),
+                               what="model_samples generator")
+    if from_chains:
         return model.sample(num, steps=sweeps, **draws)
     from_data = num // 2
     rows = torch.randint(data.shape[0], (from_data,), device=data.device, generator=generator)

@@ -205,7 +205,7 @@ class RAISE:
         m = self.num_chains
         sums = []
         for chunk in rows.split(self.batch_size):
-            start = chunk.repeat_interleave(m, 0).to(path.dtype)
+            start = chunk.repeat_interleave(m, 0).to(getattr(path, "dtype", chunk.dtype))  # not in the protocol
             sums.append(self._reverse(path, start, draws).reshape(-1, m))
         log_w = -torch.cat(sums)
         log_z = torch.as_tensor(path.log_z0, dtype=torch.float64) - (torch.logsumexp(log_w, 1) - math.log(m))

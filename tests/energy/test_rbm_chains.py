@@ -120,3 +120,41 @@ def test_overrides_of_the_chain_methods_with_the_signatures_of_older_releases_st
     dbn = DBN([6, 4, 3])
     dbn.rbms[-1].__class__ = OldSampleRBM
     assert dbn.sample(3, steps=2).shape == (3, 6)
+
+
+def test_a_generator_for_an_override_that_takes_none_is_refused_by_name():
+    """Found by an audit: with ``generator=``, an override of an older release (``random_visible(self, n)``,
+    ``init_chains(self, n)``, ``log_weights`` without ``generator``) raised a raw TypeError from inside the
+    sampler; it is a ConfigError naming the method and the argument now, before anything is drawn (as AIS and
+    RAISE refuse such an annealing path)."""
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.energy import DBM
+    from hybridpgm.generative import VAE
+    from hybridpgm.infer import estimate_log_z
+
+    class DataStartRBM(RBM):
+        def random_visible(self, num_samples):
+            return torch.ones(num_samples, self.num_visible)
+
+    class ZeroStartDBM(DBM):
+        def init_chains(self, num_chains):
+            return tuple(torch.zeros(num_chains, s) for s in self.sizes)
+
+    class OldVAE(VAE):
+        def log_weights(self, x, num_samples, chunk_size=128):
+            return super().log_weights(x, num_samples, chunk_size)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.ones(4, 6)
+    for call, what in ((lambda: DataStartRBM(6, 3).sample(3, 2, generator=g), "RBM.sample generator"),
+                       (lambda: DataStartRBM(6, 3).init_chains(3, generator=g), "DataStartRBM.init_chains generator"),
+                       (lambda: ZeroStartDBM([6, 4, 3]).sample(3, 2, generator=g), "DBM.sample generator"),
+                       (lambda: estimate_log_z(DataStartRBM(6, 3), x, num_chains=4, num_steps=3, generator=g),
+                        "model_samples generator"),
+                       (lambda: OldVAE(6, z_dim=2, hidden=(4,)).log_likelihood(x, 4, generator=g),
+                        "VAE.log_likelihood generator")):
+        state = g.get_state()
+        with pytest.raises(ConfigError, match=rf"^{what}: .*(random_visible|init_chains|log_weights) take\(s\) no "
+                                              r"generator= keyword"):
+            call()
+        assert torch.equal(g.get_state(), state)  # nothing drawn before the refusal

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.energy import RBM, rbm_likelihood
+from hybridpgm.errors import ModelSpecError
 from tests.energy.brute_force import random_rbm, single_thread  # noqa: F401
 from tests.generator_contract import assert_generator_contract
 
@@ -251,3 +252,40 @@ def test_the_one_unit_pseudo_log_likelihood_draws_its_units_from_the_generator_g
     rbm = random_rbm(6, 3, seed=0)
     v = torch.bernoulli(torch.full((8, 6), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
     assert_generator_contract(lambda **kw: rbm.pseudo_log_likelihood(v, **kw), "RBM.pseudo_log_likelihood generator")
+
+
+@pytest.mark.parametrize("sizes", [(6, 3), (3, 6)])
+@pytest.mark.parametrize("hook", ["_free_energy", "hidden_logits"])
+def test_the_exact_log_z_of_an_overridden_free_energy_is_that_of_the_override(hook, sizes):
+    """Found by an audit: with ``num_hidden <= num_visible`` the exact log Z summed the RBM's own energy over the
+    hidden states, ignoring an override of ``_free_energy`` (or of ``hidden_logits``...), so that ``exp(log p(v))``
+    summed to 10.96 over all states; an overridden free energy is enumerated over the visible states now."""
+    import itertools
+
+    class Override(RBM):
+        pass
+
+    if hook == "_free_energy":
+        Override._free_energy = lambda self, v: RBM._free_energy(self, v) - 0.7 * v.sum(-1)
+    else:
+        Override.hidden_logits = lambda self, v: 0.5 * RBM.hidden_logits(self, v)
+    torch.manual_seed(0)
+    model = Override(*sizes).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=sizes[0])), dtype=torch.float64)
+    with torch.no_grad():
+        brute = torch.logsumexp(-model._free_energy(states), 0)
+        torch.testing.assert_close(model.log_partition("exact"), brute, rtol=1e-12, atol=0)
+        torch.testing.assert_close(torch.logsumexp(model.log_likelihood(states), 0), brute.new_zeros(()),
+                                   rtol=0, atol=1e-12)
+
+
+def test_a_gaussian_rbm_with_an_overridden_free_energy_has_no_exact_log_z():
+    class Override(RBM):
+        def _free_energy(self, v):
+            return super()._free_energy(v) - 0.7 * v.sum(-1)
+
+    with pytest.raises(ModelSpecError, match=r"Override overrides the free energy \(_free_energy\) of a Gaussian"):
+        Override(3, 2, visible="gaussian").log_partition("exact")

@@ -218,3 +218,31 @@ def test_raise_and_the_bounds_draw_from_the_generator_given(call):
 
     assert_generator_contract(draw, "RAISE generator" if call.startswith("raise") else
                               "log_likelihood_bounds generator")
+
+
+def test_a_path_of_the_documented_protocol_alone_runs_under_raise():
+    """Found by an audit: RAISE read ``path.dtype``, which the annealing-path protocol (``log_z0``, ``sample0``,
+    ``step``) does not list, so a path of exactly that protocol ran under AIS and raised AttributeError here."""
+
+    class ProtocolPath:
+        def __init__(self, inner):
+            self._inner, self.log_z0 = inner, inner.log_z0
+
+        def sample0(self, n):
+            return self._inner.sample0(n)
+
+        def step(self, x, beta_prev, beta, transition=True):
+            return self._inner.step(x, beta_prev, beta, transition)
+
+    class ProtocolRBM(RBM):
+        def annealing_path(self, data=None):
+            return ProtocolPath(super().annealing_path(data))
+
+    torch.manual_seed(0)
+    model, v = ProtocolRBM(6, 3), torch.bernoulli(torch.full((4, 6), 0.5))
+    plain = RBM(6, 3)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    got = RAISE(num_chains=5, num_steps=10)(model, v).log_likelihood
+    torch.manual_seed(1)
+    assert torch.equal(got, RAISE(num_chains=5, num_steps=10)(plain, v).log_likelihood)
