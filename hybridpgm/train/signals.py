@@ -8,7 +8,11 @@ collective ``fit`` already makes at the end of each step), the checkpoint is
 written, one line says where and at which step, and
 :class:`~hybridpgm.errors.TrainingInterrupted` (a :class:`KeyboardInterrupt`)
 is raised.  A second signal raises it at once, without a checkpoint (the
-previous one, written atomically, stays on disk).
+previous one, written atomically, stays on disk).  A signal sent to the whole
+process group (Ctrl-C in a terminal, a scheduler's SIGTERM) also stops the
+worker processes of a ``DataLoader`` a callback iterates: a callback that fails
+at the end of the signalled step (:func:`step_callbacks`) is reported in a
+warning, and the step's checkpoint is still written.
 
 Handlers are installed only for the duration of ``fit`` and only in the main
 thread (Python delivers signals there alone); the previous handlers are
@@ -19,11 +23,12 @@ from __future__ import annotations
 
 import signal
 import threading
+import warnings
 from typing import Any
 
-from hybridpgm.errors import TrainingInterrupted
+from hybridpgm.errors import TrainingInterrupted, TrainingWarning
 
-__all__ = ["STOP_SIGNALS", "StopSignals", "signal_name"]
+__all__ = ["STOP_SIGNALS", "StopSignals", "signal_name", "step_callbacks"]
 
 #: the signals that ask ``fit`` to stop gracefully
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -97,3 +102,24 @@ class StopSignals:
             raise TrainingInterrupted(f"second {signal_name(signum)}: training stopped at once, without writing a "
                                       "checkpoint (the last one written is kept)", signum=signum)
         self.signum = signum
+
+
+def step_callbacks(callbacks, info, stop: StopSignals) -> None:
+    """Run each callback's ``on_step_end(info)``; when one raises after a stop signal arrived, warn instead.
+
+    The step itself is done: a failure of its callbacks once ``fit`` has been asked to stop (a callback's
+    ``DataLoader`` workers killed by the same signal) must not lose the checkpoint of the step, so the callbacks
+    left are skipped and the error is reported in a :class:`~hybridpgm.errors.TrainingWarning`, and ``fit``
+    stops as the signal asked.  Without a signal, the error propagates as before.
+    """
+    for callback in callbacks:
+        try:
+            callback.on_step_end(info)
+        except Exception as error:
+            if not stop.signum:
+                raise
+            warnings.warn(f"{type(callback).__name__}.on_step_end failed at step {info.step} after "
+                          f"{signal_name(stop.signum)} ({type(error).__name__}: {str(error)[:200]}); the remaining "
+                          "callbacks of the step were skipped and the step's checkpoint is written", TrainingWarning,
+                          stacklevel=2)
+            return

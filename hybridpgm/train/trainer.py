@@ -44,7 +44,7 @@ from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
 from hybridpgm.train.run_start import build_players, checkpoint_path, open_checkpoint, restore
-from hybridpgm.train.signals import StopSignals
+from hybridpgm.train.signals import StopSignals, step_callbacks
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["fit"]
@@ -348,8 +348,7 @@ def fit(
                                      device=device, context=context, accumulate=accumulate, precision=precision,
                                      clip_grad_norm=clip_grad_norm, checkpoint=checkpoint, batch_size=batch_size,
                                      history=history, started=started, bar=bar)
-                    for callback in callbacks:
-                        callback.on_step_end(info)
+                    step_callbacks(callbacks, info, stop_signals)  # a failure after a signal: warned, stops
                     # one collective: a callback's stop request and any rank's signal, so all ranks stop together
                     stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
                     if stopped or interrupted:

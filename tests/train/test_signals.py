@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hybridpgm import fit
-from hybridpgm.errors import TrainingInterrupted
+from hybridpgm.errors import TrainingInterrupted, TrainingWarning
 from hybridpgm.train import load_checkpoint
 from tests.train.helpers import LinearRegression, regression_data
 from tests.train.test_trainer import _fit_vae, _params
@@ -181,3 +181,46 @@ def test_a_ctrl_c_while_the_handlers_go_back_leaves_none_of_fits_installed(monke
     finally:
         for signum, handler in before.items():
             real(signum, handler)
+
+
+class _FailsAfterSignal(SendAt):
+    """Sends the signal at the end of ``step``, then fails as a callback whose DataLoader workers the same signal
+    killed would (``RuntimeError: DataLoader worker ... exited unexpectedly``)."""
+
+    def on_step_end(self, info):
+        super().on_step_end(info)
+        if info.step == self.step:
+            raise RuntimeError("DataLoader worker (pid 1234) exited unexpectedly")
+
+
+class _Counts:
+    def __init__(self):
+        self.steps = []
+
+    def on_step_end(self, info):
+        self.steps.append(info.step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_callback_failing_after_the_signal_still_leaves_the_steps_checkpoint(tmp_path, signum):
+    """Found by an audit: a signal sent to the process group also stops the workers of a DataLoader a callback
+    iterates (EvaluateEvery on a loader with workers); the callback's error then escaped fit, and every step since
+    the last checkpoint was lost.  The error is a warning now, the remaining callbacks of the step are skipped,
+    the step's checkpoint is written and TrainingInterrupted raised, as for any signal."""
+    ckpt, later = tmp_path / "s.pt", _Counts()
+    with pytest.warns(TrainingWarning, match=r"_FailsAfterSignal.on_step_end failed at step 5 after SIG(TERM|INT) "
+                                             r"\(RuntimeError: DataLoader worker"):
+        with pytest.raises(TrainingInterrupted) as info:
+            run(ckpt, callbacks=[_FailsAfterSignal(5, signum), later], checkpoint_every=4)
+    assert info.value.step == 5 and load_checkpoint(ckpt)["step"] == 5
+    assert later.steps[-1] == 4  # skipped at the failing step
+
+
+def test_a_callback_failing_without_a_signal_still_raises(tmp_path):
+    class Fails:
+        def on_step_end(self, info):
+            if info.step == 2:
+                raise RuntimeError("a bug in the callback")
+
+    with pytest.raises(RuntimeError, match="a bug in the callback"):
+        run(tmp_path / "s.pt", callbacks=[Fails()])
