@@ -110,6 +110,8 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
             if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
                 log = cpd.log_table().detach()
+                if logits.is_shared() or support.is_shared():  # another process may write it: no counter moves
+                    return log.exp() if prob else log  # (share_memory_() moves the storage: a new key, a miss)
                 hit = cache[v] = (logits, support, key, log, log.exp())
             return hit[4] if prob else hit[3]
     t = cpd.log_table(values)

@@ -296,3 +296,26 @@ def test_cached_table_follows_a_change_of_the_support_mask(how, learnable, grad)
             torch.testing.assert_close(got.detach(), want.detach(), rtol=0, atol=0)
     # and the answers are those of the mask: p(b = 2 | a = 0) = e^0 / (0.5 + 0.5 + 1)
     torch.testing.assert_close(bn.cpds["b"].probs.detach()[0], torch.tensor([0.25, 0.25, 0.5]))
+
+
+def test_tables_in_shared_memory_are_read_at_every_query():
+    """Found by an audit: after ``bn.share_memory()`` (Hogwild training, or a network sent through a
+    multiprocessing queue) another process's writes move no version counter of this process's tensors, and
+    queries kept answering from the cached log-tables; a table in shared memory is not cached now.  The write of
+    another process is played by a second tensor on the same storage (its own version counter)."""
+    def build(first):
+        return BayesNet().add("a", cpd.Table(first)).add("b", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+
+    bn = build([0.3, 0.7])
+    bn.share_memory()
+    logits = bn.cpds["a"].logits
+    assert logits.is_shared()
+    with torch.no_grad():
+        bn.posterior("a", {"b": 1})  # warm
+        other_process = torch.empty(0).set_(logits.untyped_storage(), logits.storage_offset(), logits.shape,
+                                            logits.stride())
+        other_process.copy_(build([0.9, 0.1]).cpds["a"].logits)
+        version = logits._version
+        got = bn.posterior("a", {"b": 1})
+        assert logits._version == version  # nothing this process can see moved
+        torch.testing.assert_close(got, build([0.9, 0.1]).posterior("a", {"b": 1}), rtol=0, atol=0)
