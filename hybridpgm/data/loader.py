@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hybridpgm.checks import flag, positive_int, seed_of
+from hybridpgm.errors import ConfigError
 from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["data_loader"]
@@ -21,7 +22,7 @@ def _collate_identity(batch):
 
 @keyword_only_soon("shuffle", "seed", "drop_last")
 def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, shuffle: bool = False,
-                seed: int = 0, drop_last: bool = False) -> DataLoader:
+                seed: int = 0, drop_last: bool = False, **loader_options) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` over a tensor, tuple of tensors
     or dataset; batched reads use the dataset's ``__getitems__`` when it has one
     (one indexing operation per batch instead of one per example).  Examples read
@@ -38,15 +39,23 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     :param bool shuffle: permute the examples every epoch (``True`` or ``False``).
     :param seed: seeds the shuffling generator, so the order is reproducible.
     :param bool drop_last: drop a last incomplete batch (``True`` or ``False``).
+    :param loader_options: further :class:`~torch.utils.data.DataLoader` options (``num_workers``,
+        ``pin_memory``, ``persistent_workers``, ``worker_init_fn``, ``multiprocessing_context``, ...); worker
+        processes get their seeds from ``seed`` too (torch derives them from the loader's generator).
     :raises ConfigError: ``batch_size`` is not a positive integer, ``seed`` not an integer
-        (``bool`` and floats refused), ``shuffle`` or ``drop_last`` not a ``bool``, or ``data``
-        is of an unsupported type.
+        (``bool`` and floats refused), ``shuffle`` or ``drop_last`` not a ``bool``, ``data``
+        is of an unsupported type, or ``loader_options`` names an option set here (``generator``,
+        ``collate_fn``, ``sampler``, ``batch_sampler``).
     :raises DataError: the data hold NaN/inf or its tensors disagree on the number of examples.
     """
     batch_size = positive_int(batch_size, "data_loader batch_size")
     seed = seed_of(seed, "data_loader seed")
     shuffle = flag(shuffle, "data_loader shuffle")
     drop_last = flag(drop_last, "data_loader drop_last")
+    clash = sorted(set(loader_options) & {"generator", "collate_fn", "sampler", "batch_sampler"})
+    if clash:
+        raise ConfigError(f"data_loader sets {clash} itself (the shuffling generator from seed, the batch "
+                          "collation); build a torch.utils.data.DataLoader directly for your own")
     # here: hybridpgm.train imports hybridpgm.data
     from hybridpgm.train.batches import as_dataset, collate_getitems, getitems_returns_batch
 
@@ -55,4 +64,4 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     # module-level functions, so that worker processes can unpickle them
     collate = _collate_identity if getitems_returns_batch(dataset) else collate_getitems
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=drop_last, collate_fn=collate)
+                      drop_last=drop_last, collate_fn=collate, **loader_options)

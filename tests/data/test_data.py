@@ -237,3 +237,17 @@ def test_a_fashion_root_that_is_not_a_path_is_a_data_error_naming_it(root, load)
             load_dataset("fashion-mnist", root=root)
         else:
             find_fashion_mnist(root)
+
+
+def test_data_loader_passes_worker_options_on_and_its_workers_repeat_the_order():
+    """Found by an audit: ``data_loader`` took no ``num_workers`` (nor ``pin_memory``, ``persistent_workers``,
+    ``worker_init_fn``), though its collation functions are module-level for worker processes; the options go to
+    the DataLoader now, and with two workers the batches are those of one process for the same seed."""
+    x = torch.arange(40.0).reshape(20, 2)
+    alone = [b for b in data_loader(x, 6, shuffle=True, seed=3)]
+    loader = data_loader(x, 6, shuffle=True, seed=3, num_workers=2, persistent_workers=True)
+    assert loader.num_workers == 2 and loader.persistent_workers
+    workers = [b for b in loader]
+    assert len(workers) == len(alone) and all(torch.equal(a, b) for a, b in zip(alone, workers))
+    with pytest.raises(ConfigError, match=r"data_loader sets \['collate_fn'\] itself"):
+        data_loader(x, 6, collate_fn=list)
