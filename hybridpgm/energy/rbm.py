@@ -107,10 +107,15 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
 
     # ------------------------------------------------------------------ checks
     def check_parameters(self) -> None:
-        """Raise :class:`ModelSpecError` naming the first parameter holding NaN/inf."""
+        """Raise :class:`ModelSpecError` naming the first parameter holding NaN/inf, or a Gaussian RBM's ``sigma``
+        buffer holding an entry that is not a finite positive number (loaded by ``load_state_dict``: the
+        constructor checks its own)."""
         for name, param in self.named_parameters():
             if not bool(torch.isfinite(param).all()):
                 raise ModelSpecError(f"RBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
+        if self.gaussian and not bool(((self.sigma > 0) & torch.isfinite(self.sigma)).all()):
+            raise ModelSpecError(f"RBM buffer 'sigma' (the Gaussian units' standard deviations) must hold finite "
+                                 f"positive numbers, got {self.sigma.tolist()[:8]}")
 
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
         """Validate visible data ``batch x V``; returns it in the model's dtype, converted

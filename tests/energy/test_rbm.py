@@ -320,3 +320,16 @@ def test_rbm_samplers_draw_from_the_generator_given(method, visible):
     rbm = _rbm_for_draws(visible)
     draw, what = _RBM_DRAWS[method]
     assert_generator_contract(lambda **kw: draw(rbm, **kw), what)
+
+
+def test_a_loaded_sigma_that_is_not_positive_is_refused_by_name():
+    """Found by an audit: a Gaussian RBM's ``sigma`` buffer loaded by ``load_state_dict`` was checked nowhere
+    (the constructor checks its own), so ``log Z`` came out NaN silently; ``check_parameters`` names it now."""
+    rbm = RBM(3, 2, visible="gaussian")
+    state = rbm.state_dict()
+    state["sigma"] = torch.tensor([1.0, 0.0, 2.0])
+    rbm.load_state_dict(state)
+    for call in (lambda: rbm.log_partition("exact"), lambda: rbm.sample(2, steps=1)):
+        with pytest.raises(ModelSpecError, match=r"RBM buffer 'sigma' .* must hold finite positive numbers, got "
+                                                 r"\[1.0, 0.0, 2.0\]"):
+            call()
