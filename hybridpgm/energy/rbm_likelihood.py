@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.checks import check_empty, check_log_z, flag, generator_or_none
-from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
+from hybridpgm.energy.enumerate_states import MAX_ENUMERATED_UNITS, ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
@@ -71,7 +71,8 @@ class RBMLikelihood:
         """:math:`\\log Z`, a scalar tensor.
 
         ``method="exact"`` enumerates the smaller layer (hidden units always for
-        Gaussian visible units), chunked, up to 30 units; ``method="ais"`` runs
+        Gaussian visible units; the visible units through ``_free_energy`` where a subclass overrides the free
+        energy, see the class docstring), chunked, up to 30 units; ``method="ais"`` runs
         :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (its options, ``data``, and ``generator``, a
         :class:`torch.Generator` for its draws; use ``AIS`` directly for its standard error and log-weights).
 
@@ -83,6 +84,8 @@ class RBMLikelihood:
             otherwise.
         :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, a
             ``chunk_size`` that is not a positive integer, or ``differentiable`` that is not ``True`` or ``False``.
+        :raises ModelSpecError: ``method="exact"`` with more than 30 units to enumerate, or the free energy of a
+            Gaussian RBM overridden (no exact sum here), naming what is overridden.
         """
         differentiable = flag(differentiable, "RBM.log_partition differentiable")
         self.check_parameters()
@@ -91,11 +94,13 @@ class RBMLikelihood:
             return log_z
         w = self.weight
         plain = _plain_free_energy(self)
-        if self.gaussian and not plain:
+        if not plain and (self.gaussian or self.num_visible > MAX_ENUMERATED_UNITS):
+            hooks = ", ".join(n for n in _FREE_ENERGY_HOOKS if not _own_hook(self, n))
+            why = ("of a Gaussian RBM, whose exact log Z here sums the RBM's own energy over the hidden states"
+                   if self.gaussian else f"so its exact log Z sums over the 2**{self.num_visible} visible states "
+                   f"(limit 2**{MAX_ENUMERATED_UNITS}); AIS would anneal along the RBM's own energy")
             raise ModelSpecError(f"RBM.log_partition('exact'): {type(self).__name__} overrides the free energy "
-                                 f"({', '.join(n for n in _FREE_ENERGY_HOOKS if not _own_hook(self, n))}) of a "
-                                 "Gaussian RBM, whose exact log Z sums the RBM's own energy over the hidden states; "
-                                 "pass log_z to log_likelihood, or do not override the free energy")
+                                 f"({hooks}) {why}; pass log_z to log_likelihood, or do not override the free energy")
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             if self.gaussian or (plain and self.num_hidden <= self.num_visible):
                 return logsumexp_over_states(self._log_marginal_hidden, self.num_hidden, dtype=w.dtype,

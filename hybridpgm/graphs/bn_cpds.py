@@ -166,7 +166,7 @@ def edit(cpds: CPDDict, puts: dict, drops: tuple) -> None:
             nn.ModuleDict.__setitem__(cpds, name, c)
         return
     bn = nets[0]
-    if not drops and all(cpds._modules.get(name) is c for name, c in puts.items()):
+    if not drops and all(name in cpds._modules and cpds._modules[name] is c for name, c in puts.items()):
         return  # every node set to the CPD it has: nothing changes (the caches and evidence tables stay valid)
     if not drops and len(puts) == 1:
         name, c = next(iter(puts.items()))

@@ -110,12 +110,19 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
             if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
                 log = cpd.log_table().detach()
-                if logits.is_shared() or support.is_shared():  # another process may write it: no counter moves
+                if shared_on_cpu(logits) or shared_on_cpu(support):  # another process may write it unseen
                     return log.exp() if prob else log  # (share_memory_() moves the storage: a new key, a miss)
                 hit = cache[v] = (logits, support, key, log, log.exp())
             return hit[4] if prob else hit[3]
     t = cpd.log_table(values)
     return t.exp() if prob else t
+
+
+def shared_on_cpu(t: torch.Tensor) -> bool:
+    """Whether ``t`` is in CPU shared memory (``share_memory_()``, a tensor received through a multiprocessing
+    queue), where another process's writes move no version counter here.  ``is_shared()`` is always true for a
+    CUDA tensor, whose caching this must not stop."""
+    return t.device.type == "cpu" and t.is_shared()
 
 
 def _unversioned(t: torch.Tensor) -> bool:

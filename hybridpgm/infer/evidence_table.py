@@ -1,61 +1,49 @@
 r"""Every posterior marginal of a Bayesian network under any hard evidence on a fixed set of nodes, precomputed.
 
-When the observable nodes :math:`E = (e_1, \dots, e_k)` of a network are fixed
-(sensors, symptoms, survey answers) and each case observes some of them, the
-answers to every possible case fit in one table.  With :math:`V` the other
+When the observable nodes :math:`E = (e_1, \dots, e_k)` of a network are fixed (sensors, symptoms, survey answers) and
+each case observes some of them, the answers to every possible case fit in one table.  With :math:`V` the other
 discrete nodes,
 
 .. math::
 
     T[e, v, x] = p(x_v = x,\ E = e), \qquad T[e, \varnothing] = p(E = e),
 
-for each of the :math:`\prod_i c_i` joint configurations :math:`e` (the joint
-of the evidence nodes, then one batched :func:`~hybridpgm.infer.exact.posterior`
-over the configurations of positive probability).  Giving each evidence dim one
-extra index :math:`c_i` that holds the sum over that dim (a zeta transform
-over the lattice of observed subsets [1]) turns it into
+for each of the :math:`\prod_i c_i` joint configurations :math:`e` (the joint of the evidence nodes, then one batched
+:func:`~hybridpgm.infer.exact.posterior` over the configurations of positive probability).  Giving each evidence dim
+one extra index :math:`c_i` that holds the sum over that dim (a zeta transform over the lattice of observed subsets
+[1]) turns it into
 
 .. math::
 
     \bar T[\bar e, v, x] = p(x_v = x,\ E_S = e_S), \qquad
     S = \{ i : \bar e_i < c_i \},
 
-for every subset :math:`S` observed at once, :math:`\prod_i (c_i + 1)` entries
-per :math:`(v, x)`.  A case is then one gather, whatever it observes:
-:math:`p(x_v \mid e_S) = \bar T[\bar e, v, x] / \bar T[\bar e, \varnothing]`,
-and an evidence node the case does not observe reads
-:math:`p(e_i = s \mid e_S) \propto \bar T[\bar e_{i \to s}, \varnothing]`.
-This is query-based compilation in the sense of Darwiche's arithmetic
-circuits [2], specialised to a small evidence set; it pays when many cases are
-answered against unchanged CPDs.
+for every subset :math:`S` observed at once, :math:`\prod_i (c_i + 1)` entries per :math:`(v, x)`.  A case is then one
+gather, whatever it observes: :math:`p(x_v \mid e_S) = \bar T[\bar e, v, x] / \bar T[\bar e, \varnothing]`, and an
+evidence node the case does not observe reads :math:`p(e_i = s \mid e_S) \propto \bar T[\bar e_{i \to s},
+\varnothing]`. This is query-based compilation in the sense of Darwiche's arithmetic circuits [2], specialised to a
+small evidence set; it pays when many cases are answered against unchanged CPDs.
 
-**Compact layout.**  The sums cost a factor :math:`\prod_i (1 + 1/c_i)` in
-size (:math:`2^k` for binary nodes).  The compact layout stores the sum over
-dim :math:`i` *in place of* one state :math:`d_i` (the least probable one), so
-the table keeps :math:`\prod_i c_i` entries, and a case observing
-:math:`e_i = d_i` reads it back by inclusion–exclusion,
+**Compact layout.**  The sums cost a factor :math:`\prod_i (1 + 1/c_i)` in size (:math:`2^k` for binary nodes).  The
+compact layout stores the sum over dim :math:`i` *in place of* one state :math:`d_i` (the least probable one), so the
+table keeps :math:`\prod_i c_i` entries, and a case observing :math:`e_i = d_i` reads it back by inclusion–exclusion,
 
 .. math::
 
     p(\cdot,\ e_i = d_i) = p(\cdot) - \sum_{s \ne d_i} p(\cdot,\ e_i = s),
 
-a signed sum of :math:`\prod_{i:\, e_i = d_i} c_i` entries (node after node).
-Subtraction loses the digits that cancel: a case whose terms add up to more
-than :data:`CANCELLATION` times its :math:`p(e_S)` (an observed dropped state
-that is improbable in context), or whose :math:`p(e_S)` comes out not
-positive, is answered by the contraction instead, so every answer keeps the
-subsets layout's accuracy up to that factor.  ``layout="auto"`` builds the
-subsets layout when it fits in ``max_bytes`` and the compact one otherwise.
+a signed sum of :math:`\prod_{i:\, e_i = d_i} c_i` entries (node after node). Subtraction loses the digits that
+cancel: a case whose terms add up to more than :data:`CANCELLATION` times its :math:`p(e_S)` (an observed dropped
+state that is improbable in context), or whose :math:`p(e_S)` comes out not positive, is answered by the contraction
+instead, so every answer keeps the subsets layout's accuracy up to that factor.  ``layout="auto"`` builds the subsets
+layout when it fits in ``max_bytes`` and the compact one otherwise.
 
-The table is a snapshot of the CPDs when it is built: it is not differentiable
-and raises :class:`~hybridpgm.errors.ConfigError` once a parameter of the
-network has changed through its version counter, its storage or a new CPD
-(training, an in-place edit, ``load_state_dict``, ``.to()``, a new node), or
-``bn.plan_cache.clear()`` was called (build it again).  An edit through
-``tensor.data`` moves no version counter and is not seen, as by the
-network's own queries: call ``bn.plan_cache.clear()`` after one, which
-retires the tables built before it too.  Build it with
-:meth:`hybridpgm.graphs.BayesNet.compile_evidence`.
+The table is a snapshot of the CPDs when it is built: it is not differentiable and raises
+:class:`~hybridpgm.errors.ConfigError` once a parameter of the network has changed through its version counter, its
+storage or a new CPD (training, an in-place edit, ``load_state_dict``, ``.to()``, a new node), or
+``bn.plan_cache.clear()`` was called (build it again).  An edit through ``tensor.data`` moves no version counter and
+is not seen, as by the network's own queries: call ``bn.plan_cache.clear()`` after one, which retires the tables built
+before it too.  Build it with :meth:`hybridpgm.graphs.BayesNet.compile_evidence`.
 
 **References**
 
@@ -76,6 +64,7 @@ from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
+from hybridpgm.infer.bn_factors import shared_on_cpu
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -97,25 +86,32 @@ LAYOUTS = ("auto", "subsets", "compact")
 CANCELLATION = {torch.float64: 1e4, torch.float32: 10.0, torch.float16: 1.0, torch.bfloat16: 1.0}
 
 
-def _snapshot(bn: "BayesNet") -> tuple:
+def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
     """The node names, every tensor of the network (held, so that no new tensor can take a freed
     one's identity) with its in-place version and its storage (``.to()`` and ``.double()`` swap a
     parameter's data without a new version), and the network's query memo
     (:func:`~hybridpgm.infer.bn_evidence.network_facts`, which ``bn.plan_cache.clear()`` drops: the remedy
     for an edit through ``.data``, which moves no version counter).  The values are not compared: that
-    would read every table on every query (on munin, 0.84 ms a check by versions, 2.1 ms by values)."""
+    would read every table on every query (on munin, 0.84 ms a check by versions, 2.1 ms by values) -- except
+    for tensors in CPU shared memory, whose writes by another process move no counter here: with ``values``
+    (the snapshot a table is built from) a copy of each of those is kept, and compared at every query."""
     facts = network_facts(bn)
     if facts.tables_only:  # a table CPD holds its tensors itself: no walk over the module tree
         tensors = [t for c in facts.cpds.values() for t in (*c._parameters.values(), *c._buffers.values())
                    if t is not None]
     else:
         tensors = list(bn._tensors())
-    return tuple(facts.nodes), [(t, (t._version, t.data_ptr(), t.dtype)) for t in tensors], facts
+    held = [(t, (t._version, t.data_ptr(), t.dtype)) for t in tensors]
+    if values:
+        held = [(t, key, t.detach().clone() if shared_on_cpu(t) else None) for t, key in held]
+    return tuple(facts.nodes), held, facts
 
 
-def _same(a: tuple, b: tuple) -> bool:
-    return a[2] is b[2] and a[0] == b[0] and len(a[1]) == len(b[1]) and all(
-        s is t and u == v for (s, u), (t, v) in zip(a[1], b[1]))
+def _same(now: tuple, built: tuple) -> bool:
+    """Whether the network's snapshot ``now`` is the one ``built`` (a snapshot with ``values``) was taken of."""
+    return now[2] is built[2] and now[0] == built[0] and len(now[1]) == len(built[1]) and all(
+        s is t and u == v and (copy is None or torch.equal(copy, t))
+        for (s, u), (t, v, copy) in zip(now[1], built[1]))
 
 
 class EvidenceTable:
@@ -229,7 +225,7 @@ class EvidenceTable:
                         for i, c in enumerate(self.cards)]
         self._shifts = [(st - int(a)) * t for st, a, t in zip(self._stored, self._all, strides)]
         self._dtype = bn.dtype
-        self._built_from = _snapshot(bn)
+        self._built_from = _snapshot(bn, values=True)
 
     def __getstate__(self) -> dict:
         """The table's state, with whether it still matched its network (a snapshot holds storage addresses,
@@ -243,7 +239,7 @@ class EvidenceTable:
         snapshot is taken again), unless the network had already changed when it was copied."""
         fresh = state.pop("_built_from")
         self.__dict__.update(state)
-        self._built_from = _snapshot(self.bn) if fresh else (None, [], None)
+        self._built_from = _snapshot(self.bn, values=True) if fresh else (None, [], None)
 
     def __repr__(self) -> str:
         return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, layout={self.layout!r}, "

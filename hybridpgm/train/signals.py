@@ -104,19 +104,21 @@ class StopSignals:
         self.signum = signum
 
 
-def step_callbacks(callbacks, info, stop: StopSignals) -> None:
+def step_callbacks(callbacks, info, stop: StopSignals, *, single_process: bool = True) -> None:
     """Run each callback's ``on_step_end(info)``; when one raises after a stop signal arrived, warn instead.
 
     The step itself is done: a failure of its callbacks once ``fit`` has been asked to stop (a callback's
     ``DataLoader`` workers killed by the same signal) must not lose the checkpoint of the step, so the callbacks
     left are skipped and the error is reported in a :class:`~hybridpgm.errors.TrainingWarning`, and ``fit``
-    stops as the signal asked.  Without a signal, the error propagates as before.
+    stops as the signal asked.  Without a signal, or in a run of several processes (``single_process=False``:
+    the other ranks' callbacks may be inside a collective the failed one would have joined, so going on to the
+    stop agreement would pair it with the wrong collective), the error propagates as before.
     """
     for callback in callbacks:
         try:
             callback.on_step_end(info)
         except Exception as error:
-            if not stop.signum:
+            if not stop.signum or not single_process:
                 raise
             warnings.warn(f"{type(callback).__name__}.on_step_end failed at step {info.step} after "
                           f"{signal_name(stop.signum)} ({type(error).__name__}: {str(error)[:200]}); the remaining "

@@ -289,3 +289,7 @@ def test_a_gaussian_rbm_with_an_overridden_free_energy_has_no_exact_log_z():
 
     with pytest.raises(ModelSpecError, match=r"Override overrides the free energy \(_free_energy\) of a Gaussian"):
         Override(3, 2, visible="gaussian").log_partition("exact")
+    # too many visible states to sum through the override: named, and AIS is not offered as an equivalent
+    with pytest.raises(ModelSpecError, match=r"overrides the free energy \(_free_energy\) so its exact log Z sums "
+                                             r"over the 2\*\*40 visible states"):
+        Override(40, 4).log_partition("exact")

@@ -288,3 +288,14 @@ def test_replacing_a_cpd_by_one_of_the_same_shape_builds_no_graph_index(monkeypa
     _assert_same(_answers(bn), _answers(want))
     bn.cpds["wet"] = cpd.Table(torch.tensor([0.3, 0.7]))  # no parent now: the graph changes
     assert built
+
+
+@pytest.mark.parametrize("route", [lambda bn: bn.cpds.__setitem__("new", None),
+                                   lambda bn: bn.cpds.update({"new": None})], ids=["setitem", "update"])
+def test_none_for_a_new_node_is_refused(route):
+    """Found by a review: the no-op of setting a node to the CPD it has read a missing node as ``None`` and so
+    accepted ``bn.cpds["new"] = None`` silently; it is refused as before."""
+    bn = _net()
+    with pytest.raises(ModelSpecError, match="expected a CPD, got NoneType"):
+        route(bn)
+    assert list(bn.cpds) == ["rain", "wet"]

@@ -361,3 +361,23 @@ def test_queries_and_other_tables_leave_a_table_answering():
     with torch.no_grad():
         bn.posterior(None, {"rain": torch.tensor([0, 1])})
     torch.testing.assert_close(table.posterior("rain", ev), want, rtol=0, atol=0)
+
+
+def test_a_table_of_a_network_in_shared_memory_notices_another_process_s_write():
+    """Found by a review: a network in shared memory (Hogwild training) written by another process moves no
+    version counter here, and its evidence table kept answering (stale); the table keeps a copy of such tensors
+    and raises, as for any change, once they differ.  The other process's write is played by a second tensor on
+    the same storage (its own version counter)."""
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]))
+    bn.share_memory()
+    table = bn.compile_evidence(["b"])
+    table.posterior("a", {"b": torch.tensor([1])})
+    logits = bn.cpds["a"].logits
+    other_process = torch.empty(0).set_(logits.untyped_storage(), logits.storage_offset(), logits.shape,
+                                        logits.stride())
+    with torch.no_grad():
+        other_process.copy_(torch.tensor([0.9, 0.1]).log())
+    with pytest.raises(ConfigError, match="the network changed after its evidence table"):
+        table.posterior("a", {"b": torch.tensor([1])})

@@ -224,3 +224,24 @@ def test_a_callback_failing_without_a_signal_still_raises(tmp_path):
 
     with pytest.raises(RuntimeError, match="a bug in the callback"):
         run(tmp_path / "s.pt", callbacks=[Fails()])
+
+
+def test_in_a_run_of_several_processes_a_callback_failing_after_the_signal_raises():
+    """Found by a review: in a DDP run, one rank's callback failing after the signal (before a collective the
+    other ranks' callbacks join) and going on to the stop agreement paired that agreement with the wrong
+    collective (gloo aborted the rank; no checkpoint); with several processes the error propagates as before."""
+    from hybridpgm.train.signals import StopSignals, step_callbacks
+
+    class Info:
+        step = 3
+
+    class Fails:
+        def on_step_end(self, info):
+            raise RuntimeError("DataLoader worker exited unexpectedly")
+
+    stop = StopSignals()
+    stop.signum = signal.SIGTERM
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        step_callbacks([Fails()], Info(), stop, single_process=False)
+    with pytest.warns(TrainingWarning, match="Fails.on_step_end failed at step 3 after SIGTERM"):
+        step_callbacks([Fails()], Info(), stop)
