@@ -317,7 +317,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             table = EvidenceTable(self.check(), nodes, layout=layout,
                                   max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
         if self._query_restores():  # the restored buffers have new in-place versions: the table's network is this
-            table._built_from = _snapshot(self)
+            table._built_from = _snapshot(self, values=True)
         return table
 
     def map(self, evidence=None, *, return_log_prob: bool = False):
