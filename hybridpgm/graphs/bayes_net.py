@@ -311,13 +311,14 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     def compile_evidence(self, nodes, *, max_bytes: int | None = None, layout: str = "auto"):
         """Precompute the answers to every hard-evidence query over ``nodes``; see
         :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row)."""
-        from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable, _snapshot
+        from hybridpgm.infer.evidence_snapshot import _snapshot, rebased
+        from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable
 
         with self._query():
             table = EvidenceTable(self.check(), nodes, layout=layout,
                                   max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
         if self._query_restores():  # the restored buffers have new in-place versions: the table's network is this
-            table._built_from = _snapshot(self, values=True)
+            table._built_from = rebased(table._built_from, _snapshot(self))
         return table
 
     def map(self, evidence=None, *, return_log_prob: bool = False):

@@ -64,7 +64,7 @@ from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
-from hybridpgm.infer.bn_factors import shared_on_cpu
+from hybridpgm.infer.evidence_snapshot import _same, _snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -84,34 +84,6 @@ LAYOUTS = ("auto", "subsets", "compact")
 #: its answers then lose at most about that factor times the dtype's resolution (``1e-12`` in float64, ten
 #: float32 steps); a row over it is computed by the contraction
 CANCELLATION = {torch.float64: 1e4, torch.float32: 10.0, torch.float16: 1.0, torch.bfloat16: 1.0}
-
-
-def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
-    """The node names, every tensor of the network (held, so that no new tensor can take a freed
-    one's identity) with its in-place version and its storage (``.to()`` and ``.double()`` swap a
-    parameter's data without a new version), and the network's query memo
-    (:func:`~hybridpgm.infer.bn_evidence.network_facts`, which ``bn.plan_cache.clear()`` drops: the remedy
-    for an edit through ``.data``, which moves no version counter).  The values are not compared: that
-    would read every table on every query (on munin, 0.84 ms a check by versions, 2.1 ms by values) -- except
-    for tensors in CPU shared memory, whose writes by another process move no counter here: with ``values``
-    (the snapshot a table is built from) a copy of each of those is kept, and compared at every query."""
-    facts = network_facts(bn)
-    if facts.tables_only:  # a table CPD holds its tensors itself: no walk over the module tree
-        tensors = [t for c in facts.cpds.values() for t in (*c._parameters.values(), *c._buffers.values())
-                   if t is not None]
-    else:
-        tensors = list(bn._tensors())
-    held = [(t, (t._version, t.data_ptr(), t.dtype)) for t in tensors]
-    if values:
-        held = [(t, key, t.detach().clone() if shared_on_cpu(t) else None) for t, key in held]
-    return tuple(facts.nodes), held, facts
-
-
-def _same(now: tuple, built: tuple) -> bool:
-    """Whether the network's snapshot ``now`` is the one ``built`` (a snapshot with ``values``) was taken of."""
-    return now[2] is built[2] and now[0] == built[0] and len(now[1]) == len(built[1]) and all(
-        s is t and u == v and (copy is None or torch.equal(copy, t))
-        for (s, u), (t, v, copy) in zip(now[1], built[1]))
 
 
 class EvidenceTable:
@@ -143,6 +115,7 @@ class EvidenceTable:
         from hybridpgm.infer.exact import log_evidence, posterior
 
         facts = network_facts(bn)
+        built_from = _snapshot(bn, values=True)  # before the CPDs are read: a write meanwhile is seen later
         nodes = [nodes] if isinstance(nodes, str) else list(nodes)
         if not nodes:
             raise EvidenceError("an evidence table needs at least one evidence node")
@@ -225,21 +198,28 @@ class EvidenceTable:
                         for i, c in enumerate(self.cards)]
         self._shifts = [(st - int(a)) * t for st, a, t in zip(self._stored, self._all, strides)]
         self._dtype = bn.dtype
-        self._built_from = _snapshot(bn, values=True)
+        self._built_from = built_from
 
     def __getstate__(self) -> dict:
-        """The table's state, with whether it still matched its network (a snapshot holds storage addresses,
-        which a copy does not keep)."""
+        """The table's state, with its snapshot's value copies if it still matched its network, else ``None`` (a
+        snapshot holds storage addresses, which a copy does not keep)."""
         state = dict(self.__dict__)
-        state["_built_from"] = _same(_snapshot(self.bn), self._built_from)
+        fresh = _same(_snapshot(self.bn), self._built_from)
+        state["_built_from"] = [copy for _, _, copy in self._built_from[1]] if fresh else None
         return state
 
     def __setstate__(self, state: dict) -> None:
         """A pickled or deep-copied table answers for the copy of its network that travelled with it (its
-        snapshot is taken again), unless the network had already changed when it was copied."""
-        fresh = state.pop("_built_from")
+        snapshot is taken again, with the value copies it was built with), unless the network had already
+        changed when it was copied."""
+        copies = state.pop("_built_from")
         self.__dict__.update(state)
-        self._built_from = _snapshot(self.bn, values=True) if fresh else (None, [], None)
+        if copies is None or copies is False:  # False: a table pickled by an older version, stale then
+            self._built_from = (None, [], None)
+        else:
+            now = _snapshot(self.bn, values=copies is True)  # True: an older version's fresh table
+            self._built_from = now if copies is True else (now[0], [(t, k, c) for (t, k), c in zip(now[1], copies)],
+                                                           now[2])
 
     def __repr__(self) -> str:
         return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, layout={self.layout!r}, "
