@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hybridpgm.checks import flag, positive_int, seed_of
+from hybridpgm.checks import flag, positive_int, positive_real, seed_of
 from hybridpgm.errors import ConfigError
 from hybridpgm.keyword_alias import keyword_only_soon
 
@@ -52,10 +52,16 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     seed = seed_of(seed, "data_loader seed")
     shuffle = flag(shuffle, "data_loader shuffle")
     drop_last = flag(drop_last, "data_loader drop_last")
-    clash = sorted(set(loader_options) & {"generator", "collate_fn", "sampler", "batch_sampler"})
+    clash = sorted(set(loader_options) & {"generator", "collate_fn", "sampler", "batch_sampler", "dataset"})
     if clash:
-        raise ConfigError(f"data_loader sets {clash} itself (the shuffling generator from seed, the batch "
+        raise ConfigError(f"data_loader sets {clash} itself (the data, the shuffling generator from seed, the batch "
                           "collation); build a torch.utils.data.DataLoader directly for your own")
+    for name in ("num_workers", "prefetch_factor"):  # torch checks these late (num_workers=1.5), or not at all
+        if name in loader_options and loader_options[name] is not None:
+            loader_options[name] = positive_int(loader_options[name], f"data_loader {name}",
+                                                minimum=0 if name == "num_workers" else 1)
+    if "timeout" in loader_options:
+        loader_options["timeout"] = positive_real(loader_options["timeout"], "data_loader timeout", allow_zero=True)
     # here: hybridpgm.train imports hybridpgm.data
     from hybridpgm.train.batches import as_dataset, collate_getitems, getitems_returns_batch
 
@@ -63,5 +69,8 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     generator = torch.Generator().manual_seed(seed)
     # module-level functions, so that worker processes can unpickle them
     collate = _collate_identity if getitems_returns_batch(dataset) else collate_getitems
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      drop_last=drop_last, collate_fn=collate, **loader_options)
+    try:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          drop_last=drop_last, collate_fn=collate, **loader_options)
+    except (TypeError, ValueError) as error:  # an unknown option, or options that do not go together
+        raise ConfigError(f"data_loader options {sorted(loader_options)}: {error}") from error

@@ -251,3 +251,15 @@ def test_data_loader_passes_worker_options_on_and_its_workers_repeat_the_order()
     assert len(workers) == len(alone) and all(torch.equal(a, b) for a, b in zip(alone, workers))
     with pytest.raises(ConfigError, match=r"data_loader sets \['collate_fn'\] itself"):
         data_loader(x, 6, collate_fn=list)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"num_worker": 2}, r"data_loader options \['num_worker'\]: .*unexpected keyword argument 'num_worker'"),
+    ({"num_workers": -1}, r"data_loader num_workers"), ({"num_workers": 1.5}, r"data_loader num_workers"),
+    ({"num_workers": True}, r"data_loader num_workers"), ({"timeout": -1}, r"data_loader timeout"),
+    ({"persistent_workers": True}, r"data_loader options \['persistent_workers'\]: .*num_workers")])
+def test_bad_data_loader_options_are_refused_by_name(options, match):
+    """Found by a review: the DataLoader options reached torch as they were, so a misspelt one or a negative count
+    raised torch's raw TypeError/ValueError, and ``num_workers=1.5`` or ``timeout=-1`` failed only when iterated."""
+    with pytest.raises(ConfigError, match=match):
+        data_loader(torch.arange(10.0), 4, **options)
