@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hybridpgm.energy import RBM
+from hybridpgm.energy import DBM, RBM
 from tests.generator_contract import assert_generator_contract
 
 
@@ -95,19 +95,25 @@ def test_the_chain_protocol_draws_from_the_generator_given(method, visible):
     assert_generator_contract(draw, what)
 
 
+class DataStartRBM(RBM):
+    """Overrides ``random_visible`` with the signature of older releases (no ``generator``)."""
+
+    def random_visible(self, num_samples):
+        return torch.ones(num_samples, self.num_visible)
+
+
+class ZeroStartDBM(DBM):
+    """Overrides ``init_chains`` with the signature of older releases (no ``generator``)."""
+
+    def init_chains(self, num_chains):
+        return tuple(torch.zeros(num_chains, s) for s in self.sizes)
+
+
 def test_overrides_of_the_chain_methods_with_the_signatures_of_older_releases_still_run():
     """Found by a review: ``sample``, ``init_chains`` (the start of PCD) and ``DBM.sample`` passed ``generator=``
     even when it is None, so a subclass overriding ``random_visible(self, n)`` or ``init_chains(self, n)`` as older
     releases declared them raised TypeError; without a generator they are called as before."""
-    from hybridpgm.energy import DBM, DBN
-
-    class DataStartRBM(RBM):
-        def random_visible(self, num_samples):
-            return torch.ones(num_samples, self.num_visible)
-
-    class ZeroStartDBM(DBM):
-        def init_chains(self, num_chains):
-            return tuple(torch.zeros(num_chains, s) for s in self.sizes)
+    from hybridpgm.energy import DBN
 
     class OldSampleRBM(RBM):
         def sample(self, num_samples, steps=1000, init=None):
@@ -128,17 +134,8 @@ def test_a_generator_for_an_override_that_takes_none_is_refused_by_name():
     sampler; it is a ConfigError naming the method and the argument now, before anything is drawn (as AIS and
     RAISE refuse such an annealing path)."""
     from hybridpgm.errors import ConfigError
-    from hybridpgm.energy import DBM
     from hybridpgm.generative import VAE
     from hybridpgm.infer import estimate_log_z
-
-    class DataStartRBM(RBM):
-        def random_visible(self, num_samples):
-            return torch.ones(num_samples, self.num_visible)
-
-    class ZeroStartDBM(DBM):
-        def init_chains(self, num_chains):
-            return tuple(torch.zeros(num_chains, s) for s in self.sizes)
 
     class OldVAE(VAE):
         def log_weights(self, x, num_samples, chunk_size=128):

@@ -224,19 +224,11 @@ def test_a_path_of_the_documented_protocol_alone_runs_under_raise():
     """Found by an audit: RAISE read ``path.dtype``, which the annealing-path protocol (``log_z0``, ``sample0``,
     ``step``) does not list, so a path of exactly that protocol ran under AIS and raised AttributeError here."""
 
-    class ProtocolPath:
-        def __init__(self, inner):
-            self._inner, self.log_z0 = inner, inner.log_z0
-
-        def sample0(self, n):
-            return self._inner.sample0(n)
-
-        def step(self, x, beta_prev, beta, transition=True):
-            return self._inner.step(x, beta_prev, beta, transition)
+    from tests.infer.test_ais import _PathWithoutGenerator  # log_z0, sample0 and step: the protocol, no dtype
 
     class ProtocolRBM(RBM):
         def annealing_path(self, data=None):
-            return ProtocolPath(super().annealing_path(data))
+            return _PathWithoutGenerator(super().annealing_path(data))
 
     torch.manual_seed(0)
     model, v = ProtocolRBM(6, 3), torch.bernoulli(torch.full((4, 6), 0.5))
