@@ -253,11 +253,7 @@ def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_sa
         return out
 
     predictive = pyro.infer.Predictive(returning, guide=guide, num_samples=num_samples, return_sites=["_RETURN"])
-    if generator is None:
-        with torch.no_grad():
-            return predictive(x)["_RETURN"]
-
-    with torch.no_grad(), seeded_globally_from(generator):
+    with torch.no_grad(), seeded_globally_from(generator):  # no scope without a generator
         return predictive(x)["_RETURN"]
 
 

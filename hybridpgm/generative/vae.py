@@ -23,7 +23,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from typing import Sequence
@@ -326,8 +325,8 @@ class VAE(PyroModule):
         like = self._reference("decoder")
         z = torch.randn(sample_count(num_samples, "VAE.sample num_samples"), self.z_dim, dtype=like.dtype,
                         device=like.device, generator=generator)
-        dropout = contextlib.nullcontext() if generator is None else seeded_from_generator(generator, [self.decoder])
-        with keeping_module_state(self), dropout:  # a batch norm's running statistics: as training left them
+        # a batch norm's running statistics as training left them; a dropout's masks from the generator, if any
+        with keeping_module_state(self), seeded_from_generator(generator, [self.decoder]):
             out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":
             return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out), generator=generator)

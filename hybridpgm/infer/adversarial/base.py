@@ -349,12 +349,8 @@ class AdversarialObjective(AdversarialGame):
         num_samples = sample_count(num_samples, f"{type(self).__name__}.sample num_samples")
         generator = generator_or_none(generator, f"{type(self).__name__}.sample generator (the random-number "
                                                  f"generator, not the network)")
-        if generator is None:
-            with keeping_module_state(self.generator):
-                return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
-
-        with keeping_module_state(self.generator), seeded_globally_from(generator):
-            return self.generate(num_samples)
+        with keeping_module_state(self.generator), seeded_globally_from(generator):  # no scope without one
+            return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
 
     def real(self, batch: Any) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and
