@@ -49,7 +49,7 @@ from typing import Any, Protocol, Sequence
 
 import torch
 
-from hybridpgm.checks import generator_or_none, positive_int, positive_real, takes_keyword
+from hybridpgm.checks import generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.portable_result import PortableResult
 
@@ -85,14 +85,8 @@ def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
     :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``
         (:func:`~hybridpgm.checks.generator_or_none`), or the path takes no generator; naming ``what``.
     """
-    if generator_or_none(generator, f"{what} generator") is None:
-        return {}
-    missing = [name for name in ("sample0", "step") if not takes_keyword(getattr(path, name), "generator")]
-    if missing:
-        raise ConfigError(f"{what} generator: the annealing path {type(path).__name__}'s {' and '.join(missing)} "
-                          f"take(s) no generator= keyword, so its draws cannot come from the generator; give "
-                          f"them a keyword-only generator=None, or call without generator")
-    return {"generator": generator}
+    generator = generator_or_none(generator, f"{what} generator")
+    return generator_keywords(generator, path.sample0, path.step, what=f"{what} generator")
 
 
 @dataclass(eq=False)
