@@ -154,6 +154,10 @@ def checkpointing_saves_memory(module: nn.Module) -> bool:
     second forward pass; any module with a second layer (an activation, a
     normalisation, another linear map) stores intermediate results that
     checkpointing drops.
+
+    :param module: the module a checkpointed segment would run.
+    :returns: ``False`` for a :class:`~torch.nn.Linear` and for a :class:`~torch.nn.Sequential` of at most one
+        module, ``True`` for any other module.
     """
     if isinstance(module, nn.Sequential):
         return len(module) > 1

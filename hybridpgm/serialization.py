@@ -188,7 +188,13 @@ def _construct(spec: dict, tensors: dict) -> nn.Module:
 
 # ---------------------------------------------------------------- save / load
 class SavedModel(NamedTuple):
-    """What :func:`load_model` returns."""
+    """What :func:`load_model` returns.
+
+    :param module: the rebuilt module with the saved weights, in eval mode.
+    :param class_name: its qualified class name.
+    :param meta: the keyword arguments given to :func:`save` (data set, feature shape, ...).
+    :param versions: library versions at save time.
+    """
 
     #: the rebuilt module with the saved weights, in eval mode
     module: nn.Module
@@ -363,5 +369,10 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode (the caller's random streams
-    do not move, see :func:`load_model`)."""
+    do not move, see :func:`load_model`).
+
+    :param path: the model file.
+    :param map_location: the device to load onto, as :func:`load_model` takes it (default ``"cpu"``).
+    :raises CheckpointError: as :func:`load_model`.
+    """
     return load_model(path, map_location).module

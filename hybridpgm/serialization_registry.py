@@ -53,6 +53,9 @@ def serializable(cls: type) -> type:
     Only instances of exactly ``cls`` are recorded (a subclass calling
     ``super().__init__`` keeps its own arguments), so decorate every class
     that should be loadable.
+
+    :param cls: the :class:`~torch.nn.Module` subclass to register (its ``__init__`` is wrapped).
+    :returns: ``cls`` itself.
     """
     init = cls.__init__
     signature = inspect.signature(init)
@@ -83,7 +86,12 @@ def serializable(cls: type) -> type:
 def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable[[dict], Any]) -> None:
     """Register how to save ``cls`` when its constructor arguments do not say
     everything: ``to_spec(module) -> dict`` of savable values and
-    ``from_spec(dict) -> module`` (the state dict is loaded afterwards)."""
+    ``from_spec(dict) -> module`` (the state dict is loaded afterwards).
+
+    :param cls: the module class; a later registration of the same class replaces an earlier one.
+    :param to_spec: maps a module of ``cls`` to a dict of savable values.
+    :param from_spec: maps that dict back to a new module (whose weights are then loaded).
+    """
     _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
 
 

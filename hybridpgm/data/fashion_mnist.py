@@ -47,6 +47,7 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array.
 
+    :param path: the file (a str or ``os.PathLike``); a name ending in ``.gz`` is read as gzip.
     :raises DataNotFoundError: the file does not exist (a :class:`DataError` and a :class:`FileNotFoundError`).
     :raises DataError: the path is not a path, the file is truncated, not in IDX format or a damaged gzip file
         (the message names the file).
@@ -95,6 +96,8 @@ def find_fashion_mnist(root: str | os.PathLike | None = None) -> dict[str, Path]
     names is never silently replaced by another copy), else from the first of ``HYBRIDPGM_DATA``
     (and its ``fashion-mnist`` sub-folder) and Debian's folder that has them all.
 
+    :param root: the folder holding the files (a str or ``os.PathLike``), or ``None`` (the default) to search.
+    :returns: the files by key: ``"train_x"``, ``"train_y"``, ``"test_x"``, ``"test_y"``.
     :raises DataNotFoundError: (a :class:`DataError` and a :class:`FileNotFoundError`) ``root`` is given but
         does not exist or lacks a file (the message names it and the missing files), or without ``root`` no
         folder has them; the message lists where it looked and how to install the data.

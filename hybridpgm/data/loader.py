@@ -35,7 +35,9 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     ``getitems_returns_batch = True``
     (:func:`~hybridpgm.train.batches.getitems_returns_batch`).
 
-    :param int batch_size: examples per batch, a positive integer.
+    :param data: a tensor (``N x ...``, one example per row), a tuple of tensors with the same ``N``, or a
+        :class:`~torch.utils.data.Dataset`.
+    :param int batch_size: examples per batch, a positive integer (default 128).
     :param bool shuffle: permute the examples every epoch (``True`` or ``False``).
     :param seed: seeds the shuffling generator, so the order is reproducible.
     :param bool drop_last: drop a last incomplete batch (``True`` or ``False``).

@@ -70,7 +70,8 @@ def training_data(dataset: ImageDataset, *, labels: bool = False) -> torch.Tenso
     """What to hand :func:`hybridpgm.fit`: the training images (with labels if
     ``labels``), redrawn at every read when the data set is binarized dynamically.
 
-    :param bool labels: also return the labels (``True`` or ``False``).
+    :param dataset: a data set from :func:`load_dataset`.
+    :param bool labels: also return the labels (``True`` or ``False``; default ``False``).
     :raises DataError: ``dataset`` is not an :class:`ImageDataset` (from :func:`load_dataset`).
     :raises ConfigError: ``labels`` is not a ``bool``."""
     labels = flag(labels, "training_data labels")

@@ -11,7 +11,11 @@ __all__ = ["ImageDataset", "Split"]
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One split: ``x`` is ``N x D`` float32 (images flattened), ``y`` ``N`` int64 labels."""
+    """One split of an :class:`ImageDataset`.
+
+    :param x: the images, ``N x D`` float32 (flattened).
+    :param y: the labels, ``N`` int64.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -24,9 +28,12 @@ class Split:
 class ImageDataset:
     """An image data set with its three splits.
 
-    :ivar name: the registry name (``"digits"``, ``"fashion-mnist"``).
-    :ivar image_shape: ``(H, W)`` of one image; ``x`` holds ``H * W`` features.
-    :ivar binarize: ``None``, ``"static"`` or ``"dynamic"`` (see
+    :param name: the registry name (``"digits"``, ``"fashion-mnist"``).
+    :param image_shape: ``(H, W)`` of one image; ``x`` holds ``H * W`` features.
+    :param train: the training :class:`Split`.
+    :param valid: the validation :class:`Split`.
+    :param test: the test :class:`Split`.
+    :param binarize: ``None`` (the default), ``"static"`` or ``"dynamic"`` (see
         :mod:`hybridpgm.data.binarize`).
     """
 

@@ -37,10 +37,10 @@ SERIES = ("co2", "elnino", "nile", "sunspots")
 class TimeSeries:
     """A univariate series.
 
-    :ivar name: the series' name.
-    :ivar values: float64 tensor ``T``.
-    :ivar times: float64 tensor ``T`` (decimal years).
-    :ivar frequency: ``"yearly"``, ``"monthly"``, ...
+    :param name: the series' name.
+    :param values: float64 tensor ``T``.
+    :param times: float64 tensor ``T`` (decimal years).
+    :param frequency: ``"yearly"``, ``"monthly"``, ...
     """
 
     name: str
@@ -64,6 +64,7 @@ def _statsmodels_datasets():
 def load_series(name: str) -> TimeSeries:
     """Load one of :data:`SERIES` from statsmodels' bundled data.
 
+    :param name: the series' name, one of :data:`SERIES`.
     :raises DataError: for an unknown name, or when statsmodels is missing.
     """
     if name not in SERIES:
@@ -131,6 +132,9 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
 def split_series(values: torch.Tensor, num_test: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a series into its first ``L - num_test`` and last ``num_test`` values.
 
+    :param values: the series, shape ``L`` (or ``L x D``), split along its first dimension.
+    :param num_test: the number of values of the second part.
+    :returns: ``(train, test)``, views of ``values``.
     :raises DataError: ``values`` is not a tensor, or ``num_test`` is not an integer between 1 and
         ``L - 1`` (``bool`` and floats refused).
     """
@@ -153,6 +157,12 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
     .. math:: v_t = \\sin(2\\pi t / p)\\,(1 + 0.3 \\sin(2\\pi t / 7p)) + \\text{trend}\\cdot t / L
         + \\epsilon_t, \\quad \\epsilon_t \\sim \\mathcal N(0, \\text{noise}^2).
 
+    :param length: ``L``, the number of values.
+    :param period: ``p``, the period of the main sine (default 11).
+    :param noise: the standard deviation of the Gaussian noise (default 0.1).
+    :param trend: the rise of the linear trend over the whole series (default 0).
+    :param seed: seeds the noise (default 0).
+    :param dtype: the floating dtype of the result (default ``torch.float64``).
     :returns: a tensor of shape ``length`` and dtype ``dtype``, computed in float64 and rounded once to
         ``dtype`` (so a 16-bit series is the float64 one rounded, not a 16-bit computation).
     :raises DataError: ``length`` is not a positive integer (``bool`` and floats refused), ``period`` is

@@ -63,7 +63,10 @@ class batch_origin:
 
     A plain class, not a generator-based context manager: ``fit`` enters one per micro-batch, and
     inside a training step, after the matrix products have swept the caches, every Python object
-    the step touches costs."""
+    the step touches costs.
+
+    :param description: how messages name the data inside the block, e.g. ``"training data, step 12"``.
+    """
 
     __slots__ = ("description", "token")
 
@@ -115,6 +118,9 @@ def check_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
 
     Scans ``x`` in chunks of :data:`SCAN_CHUNK` elements: the temporary memory
     is bounded by a few MiB and released on return.
+
+    :param x: data of any shape (a non-floating tensor always passes).
+    :param name: the data, as the message names it (default ``"data"``).
     """
     bad, first = count_nonfinite(x)
     if bad:
@@ -140,14 +146,23 @@ def defer_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
 
 
 def check_features(x: torch.Tensor, expected: int, name: str = "data") -> torch.Tensor:
-    """Raise unless ``x`` is ``N x expected``; return ``x``."""
+    """Raise a :class:`~hybridpgm.errors.DataError` unless ``x`` is ``N x expected``; return ``x``.
+
+    :param x: the data.
+    :param expected: the number of features (columns) ``x`` must have.
+    :param name: the data, as the message names it (default ``"data"``).
+    """
     if x.dim() != 2 or x.shape[1] != expected:
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {expected})")
     return x
 
 
 def check_binary(x: torch.Tensor, name: str = "data") -> torch.Tensor:
-    """Raise unless every entry of ``x`` is 0 or 1; return ``x``."""
+    """Raise a :class:`~hybridpgm.errors.DataError` unless every entry of ``x`` is 0 or 1; return ``x``.
+
+    :param x: data of any shape.
+    :param name: the data, as the message names it (default ``"data"``).
+    """
     if not bool(((x == 0) | (x == 1)).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) must be binary (0/1); binarize it first")
     return x
@@ -164,6 +179,7 @@ def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data") -> t
 
     :param x: data of any shape.
     :param dtype: the model's floating dtype.
+    :param name: the data, as the message names it (default ``"data"``).
     :returns: ``x`` itself when it has ``dtype``, else an exact converted copy.
     """
     if x.dtype == dtype:

@@ -55,6 +55,7 @@ def good_khat(num_draws: int) -> float:
     :math:`\\min(1 - 1/\\log_{10} S,\\ 0.7)` [2]: ArviZ's ``good_k`` (0.x and 1.x), above which
     ``az.loo`` flags a point.
 
+    :param num_draws: the number of draws :math:`S` behind the k-hat.
     :raises ConfigError: for fewer than 2 draws (no threshold: :math:`\\log_{10} S \\le 0`).
     """
     if num_draws < 2:
@@ -211,9 +212,9 @@ def pareto_khat(log_weights: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.
 class VICheck(PortableResult):
     """Result of :func:`check_vi`.
 
-    :ivar khat: ``N`` Pareto shape estimates, one per data point.
-    :ivar log_likelihood: ``N`` PSIS estimates of :math:`\\log p(x_n)`.
-    :ivar num_samples: draws from the guide per data point.
+    :param khat: ``N`` Pareto shape estimates, one per data point.
+    :param log_likelihood: ``N`` PSIS estimates of :math:`\\log p(x_n)`.
+    :param num_samples: draws from the guide per data point.
     """
 
     khat: np.ndarray

@@ -148,8 +148,13 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
 
 @dataclass
 class RingCoverage:
-    """Mode coverage on the ring: ``modes_covered`` of ``num_modes``, the
-    ``high_quality_rate`` of the samples, and the high-quality ``counts`` per mode."""
+    """Mode coverage on the ring, as :func:`ring_coverage` gives it.
+
+    :param modes_covered: the number of modes covered.
+    :param num_modes: the number of modes of the ring.
+    :param high_quality_rate: the fraction of the samples that are of high quality (near a mode).
+    :param counts: the number of high-quality samples near each mode (``num_modes`` ints).
+    """
 
     modes_covered: int
     num_modes: int
@@ -191,6 +196,9 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``; a network
     ``predict`` (or a bound method of one) keeps its buffers, as in :func:`inception_score`.
 
+    :param predict: maps ``x`` to labels ``batch`` or to logits ``batch x C`` (the label is their argmax).
+    :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
+    :param y: the target-domain labels, ``batch`` ints.
     :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none.
     """
     with keeping_module_state(predict):
@@ -212,9 +220,9 @@ def clustering_accuracy(clusters: torch.Tensor, labels: torch.Tensor) -> float:
     (the ids renumbered in order with :func:`numpy.unique`): :math:`O(N \\log N + K_c K_y \\min(K_c, K_y))` time
     and :math:`O(N + K_c K_y)` memory (a table sized by the largest ids took 11 GB for ids up to 27,000 before).
 
-    :param clusters: ``N`` cluster ids; ``labels``: ``N`` class labels.  Each a tensor or an array-like (a NumPy
-        array, a pandas Series, a list), read as the other diagnostics read them
-        (:func:`~hybridpgm.checks.torch_readable`).
+    :param clusters: ``N`` cluster ids: a tensor or an array-like (a NumPy array, a pandas Series, a list), read
+        as the other diagnostics read them (:func:`~hybridpgm.checks.torch_readable`).
+    :param labels: ``N`` class labels, of the same kinds as ``clusters``.
     :raises DataError: for inputs that are not 1-D, shapes that differ, no items, or values that are not
         non-negative integers.
     """

@@ -284,6 +284,9 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
     """Histogram of importance or AIS log-weights (``K``), with the effective
     sample size :math:`(\\sum w)^2 / \\sum w^2` in the legend.
 
+    :param log_weights: the log-weights (a tensor, array or list of numbers, any shape: flattened).
+    :param path: an image file to write the figure to (its folder is created; format from the suffix), or ``None``.
+    :param title: the axes' title.
     :raises DataError: for fewer than two log-weights, NaN or :math:`+\\infty` ones (:math:`-\\infty` is a zero
         weight), or all of them :math:`-\\infty`.
     """
@@ -308,8 +311,13 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
 
 def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: str = "interval calibration") -> Figure:
     """Calibration of Gaussian predictive intervals: empirical coverage of the
-    central intervals against their nominal level (``y``, ``mean``, ``std``: ``N``).
+    central intervals against their nominal level, for 30 levels from 0.05 to 0.99.
 
+    :param y: the observed values, ``N`` (a tensor, array or list; flattened).
+    :param mean: the predictive means, ``N``.
+    :param std: the predictive standard deviations, ``N`` (positive).
+    :param path: an image file to write the figure to (its folder is created; format from the suffix), or ``None``.
+    :param title: the axes' title.
     :raises DataError: for lengths that differ, no points, ``y`` or ``mean`` holding NaN/inf, or a standard
         deviation that is not positive and finite.
     """
@@ -370,6 +378,10 @@ def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | No
     memory in proportion to its ``T x L`` marginals rather than to a canvas 25 pixels per position
     (6.6 GB at :math:`T = 16000` before).
 
+    :param marginals: the label marginals, ``T x L`` (a tensor or array).
+    :param labels: the true labels, ``T`` integers in ``[0, L)``, marked with crosses; ``None`` (the default): none.
+    :param path: an image file to write the figure to (its folder is created; format from the suffix), or ``None``.
+    :param title: the axes' title.
     :raises DataError: for marginals that are not ``T x L``, or labels that are not ``T`` integers in ``[0, L)``.
     """
     m = torch.as_tensor(torch_readable(marginals), dtype=torch.float64).detach().cpu()

@@ -5,17 +5,15 @@ r"""Deep Boltzmann machine: binary layers :math:`x_0 = v, x_1, \dots, x_L` with
     E(x) = -\sum_{l=0}^{L} b_l^\top x_l - \sum_{l=0}^{L-1} x_l^\top W_l\, x_{l+1},
     \qquad p(x) = e^{-E(x)}/Z .
 
-Each layer is conditionally independent given its neighbours,
-:math:`p(x_{l} = 1 \mid x_{l\pm1}) = \sigma(a_l)`, :math:`a_l = b_l + x_{l-1}^\top W_{l-1} + W_l x_{l+1}`,
-so odd and even layers are updated in two Gibbs blocks and either set can be
-summed out analytically (exact :math:`\log Z` and AIS use this).
+Each layer is conditionally independent given its neighbours, :math:`p(x_{l} = 1 \mid x_{l\pm1}) = \sigma(a_l)`,
+:math:`a_l = b_l + x_{l-1}^\top W_{l-1} + W_l x_{l+1}`, so odd and even layers are updated in two Gibbs blocks and
+either set can be summed out analytically (exact :math:`\log Z` and AIS use this).
 
 Training [1]: the positive phase uses the fully factorised mean-field posterior
-:math:`q(h \mid v) = \prod_l \prod_j \mu_{lj}^{h_{lj}} (1-\mu_{lj})^{1-h_{lj}}`, found
-by the fixed-point updates :math:`\mu_l \leftarrow \sigma(b_l + \mu_{l-1}^\top W_{l-1}
-+ W_l \mu_{l+1})`; the negative phase uses persistent Gibbs chains
-(:class:`~hybridpgm.infer.PersistentCD` trains a DBM directly); layer-wise
-pretraining doubles the inputs that a layer misses (see :mod:`hybridpgm.energy.doubled_rbm`).
+:math:`q(h \mid v) = \prod_l \prod_j \mu_{lj}^{h_{lj}} (1-\mu_{lj})^{1-h_{lj}}`, found by the fixed-point updates
+:math:`\mu_l \leftarrow \sigma(b_l + \mu_{l-1}^\top W_{l-1} + W_l \mu_{l+1})`; the negative phase uses persistent
+Gibbs chains (:class:`~hybridpgm.infer.PersistentCD` trains a DBM directly); layer-wise pretraining doubles the
+inputs that a layer misses (see :mod:`hybridpgm.energy.doubled_rbm`).
 The variational lower bound
 
 .. math::
@@ -28,8 +26,7 @@ likelihoods are in :mod:`hybridpgm.energy.dbm_likelihood`.
 References:
 
 1. R. Salakhutdinov, G. Hinton, "Deep Boltzmann machines", AISTATS 2009.
-2. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief
-   networks", ICML 2008.
+2. R. Salakhutdinov, I. Murray, "On the quantitative analysis of deep belief networks", ICML 2008.
 """
 
 from __future__ import annotations
@@ -83,8 +80,7 @@ class DBM(DBMLikelihood, nn.Module):
         init_scale = positive_real(init_scale, "DBM init_scale", error=ModelSpecError, allow_zero=True)
         probabilities = flag(probabilities, "DBM probabilities", error=ModelSpecError)
         self.sizes, self.mean_field_steps, self.probabilities = sizes, mean_field_steps, probabilities
-        self.weights = nn.ParameterList(
-            [nn.Parameter(torch.randn(sizes[l], sizes[l + 1]) * init_scale) for l in range(len(sizes) - 1)])
+        self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b) * init_scale) for a, b in zip(sizes, sizes[1:]))
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in sizes])
 
     @property
@@ -93,25 +89,27 @@ class DBM(DBMLikelihood, nn.Module):
         return len(self.sizes) - 1
 
     def extra_repr(self) -> str:
+        """``sizes=[V, H1, ...]``, shown by ``repr``."""
         return f"sizes={self.sizes}"
 
     # ------------------------------------------------------------------ checks
     def check_parameters(self) -> None:
+        """Raise :class:`ModelSpecError` naming the first parameter holding NaN/inf."""
         for name, param in self.named_parameters():
             if not bool(torch.isfinite(param).all()):
                 raise ModelSpecError(f"DBM parameter {name!r} (shape {tuple(param.shape)}) has non-finite entries")
 
     def check_visible(self, v: torch.Tensor, name: str = "v") -> torch.Tensor:
-        """Validate ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``)
-        and return it in the model's dtype, converted by the rule of
-        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
-        float64 data for a float32 model are refused).
+        """Validate visible data and return it in the model's dtype, converted by the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly; float64 data for a float32
+        model are refused).
 
+        :param v: ``batch x V`` visible data (binary, or in ``[0, 1]`` with ``probabilities=True``).
+        :param str name: what the error messages call ``v`` (default ``"v"``).
         :raises DataError: wrong last dimension or dtype, NaN/inf, or values that are not binary (outside
             ``[0, 1]`` with ``probabilities=True``); the value check costs one host read, and inside
             :func:`hybridpgm.fit`'s step none of its own (:func:`~hybridpgm.data.validation.check_unit_values`).
-        :raises DeviceError: ``v`` is not on the device of the parameters.
-        """
+        :raises DeviceError: ``v`` is not on the device of the parameters."""
         if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
@@ -124,13 +122,13 @@ class DBM(DBMLikelihood, nn.Module):
         return v
 
     def check_state(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Validate a state ``[v, h1, ...]`` (one ``batch x n_l`` tensor per layer, values in ``[0, 1]``) and
-        return it in the model's dtype (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`).
+        """Validate a state and return it in the model's dtype (the rule of
+        :func:`~hybridpgm.data.validation.as_model_dtype`).
 
+        :param x: the state ``[v, h1, ...]``, one ``batch x n_l`` tensor per layer, values in ``[0, 1]``.
         :raises DataError: not a list of one tensor per layer, a wrong width or dtype, batch shapes that
             do not broadcast, or values outside ``[0, 1]`` (NaN included).
-        :raises DeviceError: a layer not on the device of the parameters.
-        """
+        :raises DeviceError: a layer not on the device of the parameters."""
         if isinstance(x, torch.Tensor) or not isinstance(x, Sequence):
             what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise DataError(f"DBM state must be a list of {len(self.sizes)} layer tensors [v, h1, ...], got {what}")
@@ -155,7 +153,10 @@ class DBM(DBMLikelihood, nn.Module):
 
     # ------------------------------------------------------------- the maths
     def layer_logits(self, x: Sequence[torch.Tensor], l: int) -> torch.Tensor:
-        """:math:`a_l = b_l + x_{l-1}^\\top W_{l-1} + W_l x_{l+1}` (``batch x n_l``) from the neighbours in ``x``."""
+        """:math:`a_l = b_l + x_{l-1}^\\top W_{l-1} + W_l x_{l+1}` (``batch x n_l``) from the neighbours in ``x``.
+
+        :param x: the layers ``[v, h1, ...]`` (each ``batch x n_l``; no checks).
+        :param int l: the layer, ``0`` (visible) to ``L``."""
         a = self.biases[l]
         if l > 0:
             a = a + x[l - 1] @ self.weights[l - 1]
@@ -164,8 +165,9 @@ class DBM(DBMLikelihood, nn.Module):
         return a
 
     def energy(self, x: Sequence[torch.Tensor]) -> torch.Tensor:
-        """:math:`E(x)` for the layers ``x = [v, h1, ...]`` (each ``batch x n_l``); returns ``batch``.
+        """:math:`E(x)`; returns ``batch``.
 
+        :param x: the layers ``[v, h1, ...]``, each ``batch x n_l``.
         :raises DataError: a bad state (see :meth:`check_state`)."""
         return self._energy(self.check_state(x))
 
@@ -186,10 +188,10 @@ class DBM(DBMLikelihood, nn.Module):
     def mean_field(self, v: torch.Tensor, steps: int | None = None, tol: float = 1e-5) -> list[torch.Tensor]:
         """Mean-field posterior :math:`[v, \\mu_1, \\dots, \\mu_L]` (each ``batch x n_l``).
 
-        Initialised by a bottom-up pass with doubled weights below the top layer [1],
-        then ``steps`` sweeps updating odd then even hidden layers (stops early when
-        no mean of any row moves by more than ``tol``: a row's means in a batch differ from its means alone by
-        about ``tol``; ``tol=0`` runs every sweep and makes each row's answer independent of the others).
+        Initialised by a bottom-up pass with doubled weights below the top layer [1], then ``steps`` sweeps
+        updating odd then even hidden layers (stops early when no mean of any row moves by more than ``tol``: a
+        row's means in a batch differ from its means alone by about ``tol``; ``tol=0`` runs every sweep and makes
+        each row's answer independent of the others).
 
         **Rounding floor.**  A sweep stops the iteration when its largest change :math:`\\delta` satisfies
         :math:`\\delta < \\max(\\mathrm{tol},\\, c\\,\\epsilon)` (``tol > 0``), :math:`\\epsilon` the dtype's machine
@@ -210,8 +212,7 @@ class DBM(DBMLikelihood, nn.Module):
         :param float tol: stop once no mean moves by more than this, or than the rounding floor where that is
             larger (a finite number >= 0; ``0`` runs every sweep).
         :raises ConfigError: ``steps`` is not a positive integer, or ``tol`` not a finite number >= 0.
-        :raises DataError: bad ``v`` (see :meth:`check_visible`).
-        """
+        :raises DataError: bad ``v`` (see :meth:`check_visible`)."""
         if steps is not None:
             steps = positive_int(steps, "DBM.mean_field steps")
         tol = positive_real(tol, "DBM.mean_field tol", allow_zero=True)
@@ -243,10 +244,11 @@ class DBM(DBMLikelihood, nn.Module):
     def positive_phase(self, v: torch.Tensor):
         """Energy at the mean-field posterior (means detached), ``batch``; and a state clamped to ``v``.
 
-        On the CPU the mean field stops early at the tolerance of :meth:`mean_field`; on an accelerator,
-        where each check would synchronise, it runs all ``mean_field_steps`` sweeps, so that the training
-        step keeps its one host read.
-        """
+        On the CPU the mean field stops early at the tolerance of :meth:`mean_field`; on an accelerator, where each
+        check would synchronise, it runs all ``mean_field_steps`` sweeps, so that the training step keeps its one
+        host read.
+
+        :param v: ``batch x V`` visible data, already checked (by the objective)."""
         with torch.no_grad():
             mu = self._mean_field(v, tol=1e-5 if reading_is_free(v) else None)
         with torch.no_grad():
@@ -254,12 +256,15 @@ class DBM(DBMLikelihood, nn.Module):
         return self._energy(mu), state
 
     def negative_phase(self, state) -> torch.Tensor:
-        """Free energy of the even layers (odd layers summed out), ``batch``."""
+        """Free energy of the even layers (odd layers summed out), ``batch``.
+
+        :param state: every layer's ``batch x n_l`` chain states (as :meth:`gibbs_chain` gives)."""
         return self._summed_out(state, keep=0)
 
     def init_chains(self, num_chains: int, *, generator: torch.Generator | None = None):
         """Every layer's ``num_chains x size`` start states, fair coins.
 
+        :param int num_chains: the number of chains.
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream (the objectives of contrastive divergence pass none).
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
@@ -273,6 +278,7 @@ class DBM(DBMLikelihood, nn.Module):
         """``steps`` sweeps: odd layers given even, then even layers given odd.
 
         :param state: every layer's ``batch x size`` states (a tuple, as :meth:`init_chains` gives).
+        :param int steps: the number of sweeps (``0`` returns ``state``).
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream.
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
@@ -288,13 +294,14 @@ class DBM(DBMLikelihood, nn.Module):
     def sample(self, num_samples: int, steps: int = 1000, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x V`` visible samples after ``steps`` Gibbs sweeps from random states.
 
+        :param int num_samples: the number of chains (and samples).
+        :param int steps: Gibbs sweeps (default ``1000``).
         :param generator: a :class:`torch.Generator` for the draws (the random start states and every sweep; on
             the parameters' device); ``None`` draws from torch's global stream.
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``steps`` not a positive
             integer (integer scalars such as NumPy's pass; ``bool`` and floats are refused, as by
             :meth:`RBM.sample <hybridpgm.energy.RBM.sample>`), or ``generator`` is neither a
-            :class:`torch.Generator` nor ``None``.
-        """
+            :class:`torch.Generator` nor ``None``."""
         num_samples = sample_count(num_samples, "DBM.sample num_samples")
         steps = positive_int(steps, "DBM.sample steps")
         generator = generator_or_none(generator, "DBM.sample generator")
@@ -304,7 +311,9 @@ class DBM(DBMLikelihood, nn.Module):
 
     # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)
     def annealing_path(self, data: torch.Tensor | None = None):
-        """The AIS path of :class:`~hybridpgm.energy.annealing.DBMAnnealingPath`."""
+        """The AIS path of :class:`~hybridpgm.energy.annealing.DBMAnnealingPath`.
+
+        :param data: optional ``N x V`` data whose means set the base-rate visible biases (``None``: zeros)."""
         from hybridpgm.energy.annealing import DBMAnnealingPath
 
         self.check_parameters()
@@ -315,26 +324,24 @@ class DBM(DBMLikelihood, nn.Module):
                  checkpoints: Sequence[str | os.PathLike] | None = None, **fit_kwargs) -> list:
         """Greedy layer-wise pretraining with the weight-doubling scheme of [1].
 
-        RBM ``l`` (between layers ``l`` and ``l+1``) is trained by CD-``k`` with its
-        bottom-up input doubled unless ``l+1`` is the top layer and its top-down
-        input doubled unless ``l = 0``; layer ``l+1``'s data are the doubled
-        bottom-up probabilities.  The DBM takes the RBMs' weights; a middle
-        layer's bias is the mean of the hidden bias below and the visible bias above.
+        RBM ``l`` (between layers ``l`` and ``l+1``) is trained by CD-``k`` with its bottom-up input doubled
+        unless ``l+1`` is the top layer and its top-down input doubled unless ``l = 0``; layer ``l+1``'s data are
+        the doubled bottom-up probabilities.  The DBM takes the RBMs' weights; a middle layer's bias is the mean
+        of the hidden bias below and the visible bias above.
 
         :param data: ``N x V`` training data.
+        :param int k: Gibbs steps of each layer's CD-``k`` (default ``1``).
         :param epochs: passes over the data per layer, as :func:`hybridpgm.fit`'s ``epochs`` (``None``: one
             pass, or ``max_steps`` steps per layer where ``fit_kwargs`` give it).
-        :param checkpoints: one checkpoint path per layer's RBM (``resume``,
-            ``overwrite``, ... in ``fit_kwargs`` apply to each): a preempted
-            pretraining resumes in the layer it stopped in, finished layers load.
+        :param checkpoints: one checkpoint path per layer's RBM (``resume``, ``overwrite``, ... in ``fit_kwargs``
+            apply to each): a preempted pretraining resumes in the layer it stopped in, finished layers load.
         :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...) for each
             layer; not ``checkpoint`` (use ``checkpoints``).  With a ``seed`` each layer's RBM is also
             initialised from it (and the layer's index), outside the caller's streams, so the result depends only
             on the seed; without one the initialisation draws from torch's global generator.
         :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
         :raises ConfigError: ``checkpoints`` is not one path per layer, ``fit_kwargs`` holds ``checkpoint``, or
-            a ``seed`` that is not an integer.
-        """
+            a ``seed`` that is not an integer."""
         from hybridpgm.energy.doubled_rbm import DoubledRBM
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
         from hybridpgm.train.trainer import fit
@@ -360,9 +367,9 @@ class DBM(DBMLikelihood, nn.Module):
         """Compose pretrained RBMs (layer ``l`` to ``l+1`` each): take their weights; a middle
         layer's bias is the mean of the hidden bias below and the visible bias above [1].
 
+        :param rbms: one Bernoulli :class:`~hybridpgm.energy.RBM` per pair of layers, bottom first.
         :raises ModelSpecError: not one Bernoulli :class:`~hybridpgm.energy.RBM` per pair of layers, of
-            matching sizes.
-        """
+            matching sizes."""
         rbms = list(rbms)
         odd = [type(r).__name__ if not isinstance(r, RBM) else "a Gaussian RBM" for r in rbms
                if not isinstance(r, RBM) or r.gaussian]

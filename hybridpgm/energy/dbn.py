@@ -87,6 +87,8 @@ class DBNAutoencoder(nn.Module):
     """An unrolled DBN: ``encoder`` (sigmoid layers) and ``decoder`` (sigmoid layers; the
     last returns logits, or means for Gaussian data); ``forward(x)`` reconstructs ``x``.
 
+    :param encoder: the :class:`nn.Sequential` of the bottom-up layers (held as :attr:`encoder`).
+    :param decoder: the :class:`nn.Sequential` of the top-down layers (held as :attr:`decoder`).
     :ivar encoder: :class:`nn.Sequential` mapping ``batch x V`` to ``batch x H_top``.
     :ivar decoder: :class:`nn.Sequential` mapping codes back to ``batch x V`` logits.
     """
@@ -96,8 +98,9 @@ class DBNAutoencoder(nn.Module):
         self.encoder, self.decoder = encoder, decoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruct ``x`` (``batch x V``): logits, or means for Gaussian data, ``batch x V``.
+        """Reconstruct ``x``: logits, or means for Gaussian data, ``batch x V``.
 
+        :param x: ``batch x V`` input data (checked when the encoder starts with an :class:`nn.Linear`).
         :raises DataError: ``x`` is not a tensor with the encoder's input width as its last dimension, or has a
             dtype the model does not convert exactly (:func:`~hybridpgm.data.validation.as_model_dtype`).
         :raises DeviceError: ``x`` is not on the parameters' device.
@@ -139,12 +142,14 @@ class DBN(nn.Module):
         ])
 
     def extra_repr(self) -> str:
+        """``sizes=[V, H1, ...]``, shown by ``repr``."""
         return f"sizes={self.sizes}"
 
     @torch.no_grad()
     def transform(self, v: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Bottom-up probabilities of hidden layer ``layers`` (default: the top), ``batch x H``.
 
+        :param v: ``batch x V`` visible data.
         :param int layers: ``1`` to ``L`` (the number of RBMs), or ``None`` for the top.
         :raises ConfigError: ``layers`` out of that range, or not an integer.
         :raises DataError: bad ``v`` (see :meth:`RBM.check_visible <hybridpgm.energy.RBM.check_visible>`).
@@ -265,6 +270,9 @@ class DBN(nn.Module):
         the last sweep.  Without ``mean`` the visible layer is sampled too (the sweep's visible sample for a
         one-RBM DBN; :math:`b_0 + \\sigma \\odot W_0 x_1` plus Gaussian noise for Gaussian units).
 
+        :param int num_samples: the number of samples (and chains).
+        :param int steps: Gibbs sweeps in the top RBM (default ``1000``).
+        :param bool mean: return the visible layer's probabilities (default ``True``) instead of a sample.
         :param generator: a :class:`torch.Generator` for the draws (the top RBM's chains and every layer below;
             on the parameters' device); ``None`` draws from torch's global stream.
         :raises ConfigError: ``num_samples`` is not a non-negative integer, ``steps`` not a positive integer,

@@ -83,6 +83,12 @@ class ReconstructionObjective(_OnePlayer):
     (the value check waits for :func:`hybridpgm.fit`'s one host read of the step), not as wide as the input of
     a network that starts with an :class:`nn.Linear`, or whose reconstruction has another shape;
     :class:`~hybridpgm.errors.DeviceError` for a batch on another device.
+
+    :param autoencoder: the network (e.g. :meth:`DBN.to_autoencoder <hybridpgm.energy.DBN.to_autoencoder>`'s); its
+        parameters are the one player ``"model"``.
+    :param str likelihood: ``"bernoulli"`` (default; summed binary cross-entropy of the logits) or ``"gaussian"``
+        (summed :math:`(\\hat x - x)^2 / 2`).
+    :raises ConfigError: another ``likelihood``.
     """
 
     def __init__(self, autoencoder: nn.Module, likelihood: str = "bernoulli"):
@@ -96,6 +102,10 @@ class ReconstructionObjective(_OnePlayer):
         return {"likelihood": self.likelihood}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The reconstruction loss summed over units and averaged over rows (0-d).
+
+        :param str player: ``"model"``.
+        :param batch: ``x`` (``batch x D``), or a tuple or list whose first item is ``x``."""
         self._check_player(player)
         x = self._inputs(batch[0] if isinstance(batch, (tuple, list)) else batch)
         if self.likelihood == "bernoulli":  # a target outside [0, 1] makes the loss unbounded below
@@ -132,6 +142,10 @@ class ClassificationObjective(_OnePlayer):
     """
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The mean cross-entropy of the logits against ``y`` (0-d).
+
+        :param str player: ``"model"``.
+        :param batch: ``(x, y)``: inputs ``batch x D`` and integer labels ``batch``."""
         self._check_player(player)
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise DataError("ClassificationObjective needs batches (x, y); pass data=(x, y) to fit")

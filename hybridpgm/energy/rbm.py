@@ -103,6 +103,7 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         return self.visible_type == "gaussian"
 
     def extra_repr(self) -> str:
+        """The layer sizes and the visible units' type, shown by ``repr``."""
         return f"num_visible={self.num_visible}, num_hidden={self.num_hidden}, visible={self.visible_type!r}"
 
     # ------------------------------------------------------------------ checks
@@ -122,6 +123,8 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
         integers exactly; float64 data for a float32 model are refused).
 
+        :param v: ``batch x V`` visible data.
+        :param str name: what the error messages call ``v`` (default ``"v"``).
         :raises DataError: wrong last dimension, NaN/inf, or non-binary values for
             Bernoulli units (values outside ``[0, 1]`` when ``probabilities=True``);
             inside :func:`hybridpgm.fit`'s step the value check is raised at the
@@ -143,6 +146,8 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         """Validate hidden states ``batch x H`` (values in ``[0, 1]``); returns them in the model's dtype
         (the rule of :func:`hybridpgm.data.validation.as_model_dtype`, as for visible data).
 
+        :param h: ``batch x H`` hidden states.
+        :param str name: what the error messages call ``h`` (default ``"h"``).
         :raises DataError: wrong last dimension, dtype, or values outside ``[0, 1]`` (NaN included).
         :raises DeviceError: ``h`` is not on the device of the parameters.
         """
@@ -180,18 +185,24 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         return v @ self.visible_bias
 
     def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
-        """Pre-activations :math:`c + (v/\\sigma)^\\top W`, shape ``batch x H`` (no checks)."""
+        """Pre-activations :math:`c + (v/\\sigma)^\\top W`, shape ``batch x H`` (no checks).
+
+        :param v: ``batch x V`` visible states."""
         return F.linear(self._scaled(v), self.weight.t(), self.hidden_bias)  # one fused addmm
 
     def visible_param(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits (Bernoulli) or means (Gaussian) of :math:`p(v \\mid h)`, ``batch x V`` (no checks)."""
+        """Logits (Bernoulli) or means (Gaussian) of :math:`p(v \\mid h)`, ``batch x V`` (no checks).
+
+        :param h: ``batch x H`` hidden states."""
         if self.gaussian:
             return self.visible_bias + self.sigma * (h @ self.weight.T)
         return F.linear(h, self.weight, self.visible_bias)
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """:math:`E(v, h)` for ``v: batch x V`` and ``h: batch x H``; returns ``batch``.
+        """:math:`E(v, h)`; returns ``batch``.
 
+        :param v: ``batch x V`` visible states.
+        :param h: ``batch x H`` hidden states (values in ``[0, 1]``).
         :raises DataError: bad ``v`` or ``h`` (see :meth:`check_visible`, :meth:`check_hidden`), or batch shapes
             of ``v`` and ``h`` that do not broadcast.
         """
@@ -206,7 +217,9 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         return -self._visible_term(v) - interaction - h @ self.hidden_bias
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """:math:`F(v)` for ``v: batch x V``; returns ``batch``."""
+        """:math:`F(v)`; returns ``batch``.
+
+        :param v: ``batch x V`` visible data (checked by :meth:`check_visible`)."""
         v = self.check_visible(v)
         return self._free_energy(v)
 
@@ -214,13 +227,16 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         return -self._visible_term(v) - F.softplus(self.hidden_logits(v)).sum(-1)
 
     def hidden(self, v: torch.Tensor) -> dist.Independent:
-        """:math:`p(h \\mid v)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``H``."""
+        """:math:`p(h \\mid v)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``H``.
+
+        :param v: ``batch x V`` visible data (checked by :meth:`check_visible`)."""
         v = self.check_visible(v)
         return dist.Bernoulli(logits=self.hidden_logits(v)).to_event(1)
 
     def visible(self, h: torch.Tensor) -> dist.Independent:
         """:math:`p(v \\mid h)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``V``.
 
+        :param h: ``batch x H`` hidden states (values in ``[0, 1]``).
         :raises DataError: bad ``h`` (see :meth:`check_hidden`)."""
         h = self.check_hidden(h)
         param = self.visible_param(h)
@@ -309,6 +325,8 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``num_samples`` visible vectors by ``steps`` block-Gibbs sweeps.
 
+        :param int num_samples: the number of chains (and samples), a non-negative integer.
+        :param int steps: sweeps per chain, a positive integer (default ``1000``).
         :param init: optional ``num_samples x V`` start states (random by default).
         :param generator: a :class:`torch.Generator` for the draws (the random start states and every sweep; on
             the parameters' device); ``None`` draws from torch's global stream.
@@ -334,13 +352,19 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
     # ------------------------------- features and AIS (log Z, likelihoods: RBMLikelihood)
     @torch.no_grad()
     def transform(self, v: torch.Tensor) -> torch.Tensor:
-        """Features :math:`E[h \\mid v]`, ``batch x H``."""
+        """Features :math:`E[h \\mid v]`, ``batch x H``.
+
+        :param v: ``batch x V`` visible data (checked by :meth:`check_visible`)."""
         v = self.check_visible(v)
         return torch.sigmoid(self.hidden_logits(v))
 
     def annealing_path(self, data: torch.Tensor | None = None):
         """The AIS path from a base-rate model to this RBM, see
-        :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`."""
+        :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`.
+
+        :param data: optional ``N x V`` training data whose means set the base-rate visible biases; ``None``
+            (default) starts from zero biases.
+        :raises ModelSpecError: a parameter holds NaN/inf (:meth:`check_parameters`)."""
         from hybridpgm.energy.annealing import RBMAnnealingPath
 
         self.check_parameters()

@@ -98,6 +98,7 @@ class MLPGenerator(nn.Module):
         ``S x B x noise_dim`` under a particle plate: with batch norm its batch dimensions are one batch of
         ``S * B`` rows, see :func:`~hybridpgm.nn.on_rows`).
 
+        :param z: noise ``batch_shape x noise_dim`` in the network's dtype.
         :raises DataError: ``z`` of the wrong last dimension or dtype.
         :raises DeviceError: ``z`` on another device than the network.
         :raises ConfigError: with batch norm in training mode, noise of one row (its batch statistics are not
@@ -143,6 +144,7 @@ class MLPDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``batch`` (``batch x out_dim``) of inputs ``batch x in_shape``.
 
+        :param x: inputs ``batch x in_shape`` (any batch shape) in the network's dtype.
         :raises DataError: ``x`` not ending in ``in_shape``, or of another dtype than the network.
         :raises DeviceError: ``x`` on another device than the network."""
         _check_input(x, self.in_shape, self, "input 'x'")
@@ -193,6 +195,7 @@ class ConvGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Flattened images ``batch x H*W`` from noise ``batch x noise_dim`` (any batch shape).
 
+        :param z: noise ``batch x noise_dim`` in the network's dtype.
         :raises DataError: ``z`` of the wrong last dimension or dtype.
         :raises DeviceError: ``z`` on another device than the network.
         :raises ConfigError: in training mode, noise of one row (its batch norms' statistics are not defined)."""
@@ -230,6 +233,7 @@ class ConvDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``batch`` (``batch x out_dim``) of flattened images ``batch x H*W`` (or images ``batch x H x W``).
 
+        :param x: flattened images ``batch x H*W`` or images ``batch x H x W``, in the network's dtype.
         :raises DataError: ``x`` ending in neither ``H*W`` nor ``(H, W)``, or of another dtype than the network.
         :raises DeviceError: ``x`` on another device than the network."""
         as_image = isinstance(x, torch.Tensor) and x.dim() >= 2 and tuple(x.shape[-2:]) == self.image_shape

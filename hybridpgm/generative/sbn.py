@@ -134,10 +134,11 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         return list(self.encoders.parameters())
 
     def check_data(self, x: torch.Tensor) -> torch.Tensor:
-        """Validate ``x`` (``[..., B, D]``, binary, finite) and return it in the model's dtype,
-        converted by the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool
-        and integers exactly; float64 data for a float32 model are refused).
+        """Validate ``x`` and return it in the model's dtype, converted by the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly; float64 data for a float32
+        model are refused).
 
+        :param x: data ``[..., B, D]``, binary (the values are checked when ``validate_data`` is on).
         :raises DataError: naming the expected and actual shape, or the bad values (inside
             :func:`hybridpgm.fit`'s step the value check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the parameters' device.
@@ -207,6 +208,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         """Generative model :math:`p(x, h)`.
 
         :param x: observed data ``[B, D]``, or ``None`` to dream ``batch_size`` samples.
+        :param int batch_size: with ``x=None``, the number of rows to dream (default ``1``); with ``x`` it must
+            be ``None`` or ``B``.
         :param int num_data: full data size :math:`N` when ``x`` is a mini-batch
             (the plate then scales log-densities by :math:`N / B`).
         :param float temperature: when given, every hidden layer is relaxed to
@@ -221,7 +224,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included) or ``num_data``, or a
             positional argument after ``x`` (a batch ``(x, labels)`` unpacked into the call).
         :raises ConfigError: ``batch_size`` is not a positive integer, ``num_data`` is smaller than the batch,
-            ``temperature`` is not a finite positive number, or ``prefix`` is not a string.
+            ``temperature`` is not a finite positive number, or ``prefix`` is not a string; a ``batch_size``
+            that contradicts the rows of ``x``.
         """
         check_no_extra_arguments(labels, model="SigmoidBeliefNet", method="model", keywords=_KEYWORDS)
         prefix = site_prefix(prefix, "SigmoidBeliefNet.model")
@@ -275,6 +279,9 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         return h
 
     def forward(self, x: torch.Tensor | None = None, **kwargs):
+        """:meth:`model`: ``self(x, **kwargs)`` is ``self.model(x, **kwargs)``.
+
+        :param x: observed data ``[B, D]``, or ``None`` (see :meth:`model`, which takes ``kwargs``)."""
         return self.model(x, **kwargs)
 
     @isolated_from_handlers

@@ -76,8 +76,7 @@ class VAE(PyroModule):
         with the model.
     :raises ModelSpecError: ``x_dim``, ``z_dim`` or a hidden width that is not a positive integer (``bool``
         and floats are refused; ``hidden`` must be a sequence), an unknown likelihood, a ``min_scale``
-        that is not a finite non-negative number, or a ``name`` that is not a string.
-    """
+        that is not a finite non-negative number, or a ``name`` that is not a string."""
 
     log_scale = frozen_aware_parameter("log_scale", """Log standard deviations of the Gaussian likelihood, ``[D]`` (only
         with ``likelihood="gaussian"``; a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit``
@@ -110,9 +109,9 @@ class VAE(PyroModule):
 
     # -- parameter groups (the model's theta, the guide's phi) ---------------------
     def model_parameters(self) -> list[torch.nn.Parameter]:
-        """Generative parameters :math:`\\theta`: the decoder's (and the Gaussian likelihood's ``log_scale``).
-        With :meth:`guide_parameters` they let the wake-sleep objectives
-        (:class:`~hybridpgm.infer.WakeSleep`, :class:`~hybridpgm.infer.RWS`) split a VAE's parameters."""
+        """Generative parameters :math:`\\theta`: the decoder's (and the Gaussian likelihood's ``log_scale``).  With
+        :meth:`guide_parameters` they let :class:`~hybridpgm.infer.WakeSleep` and :class:`~hybridpgm.infer.RWS`
+        split a VAE's parameters."""
         extra = [self.log_scale] if self.likelihood == "gaussian" else []
         return [*self.decoder.parameters(), *extra]
 
@@ -138,13 +137,11 @@ class VAE(PyroModule):
         return like
 
     def _check(self, x: torch.Tensor, values: bool = True, leading_dims: bool = False) -> torch.Tensor:
-        """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by
-        the rule of :func:`hybridpgm.data.validation.as_model_dtype` (bool and
-        exactly representable integers are converted; float64 data for a
-        float32 model are refused).  The value check (binary, or finite; finite only
-        with ``values=False``, as the guide asks) waits
-        for the training step's one host read inside :func:`hybridpgm.fit`
-        (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
+        """``x`` checked (shape, NaN/inf) and in the model's dtype, converted by the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype` (bool and exactly representable integers are converted;
+        float64 data for a float32 model are refused).  The value check (binary, or finite; finite only with
+        ``values=False``, as the guide asks) waits for the training step's one host read inside
+        :func:`hybridpgm.fit` (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
         accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``."""
         weight = self._reference("encoder")
         if isinstance(x, torch.Tensor):
@@ -184,10 +181,9 @@ class VAE(PyroModule):
         return dist.Normal(out, self.log_scale.exp(), validate_args=validate).to_event(1)
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor, role: str) -> torch.Tensor:
-        """``net`` (the encoder or decoder) on ``x`` of shape ``[..., rows, features]``.  Without batch
-        norm the layers take the leading dimensions as they are; with it they are flattened into one
-        batch of rows (``BatchNorm1d`` would read a 3-d input as channels), and a training batch of one
-        row is refused: its statistics are not defined.
+        """``net`` (the encoder or decoder) on ``x`` of shape ``[..., rows, features]``.  Without batch norm the
+        layers take the leading dimensions as they are; with it they are flattened into one batch of rows
+        (``BatchNorm1d`` would read a 3-d input as channels), and a training batch of one row is refused.
 
         :raises ConfigError: batch norm, training mode and one row."""
         if not self.batch_norm:
@@ -214,17 +210,15 @@ class VAE(PyroModule):
 
         :param x: observations, ``batch x D``; ``None`` generates (Pyro's
             ``Predictive(vae.model, num_samples=S)(None)`` draws ``S x 1 x D``).
-        :param num_data: full data size when ``x`` is a mini-batch; scales the
-            plate by ``num_data / batch`` (the loss then estimates the full-data
-            one).  With ``x=None``: how many rows to generate (default 1).
-        :param str prefix: prepended to the names of the sites and of the plate (``prefix + "z"``,
-            ``prefix + "x"``, ``prefix + "data"``), so that two models can share one Pyro program; the guide
-            takes the same ``prefix``.  ``""`` (the default): ``"z"``, ``"x"``, ``"data"``.
+        :param num_data: full data size when ``x`` is a mini-batch; scales the plate by ``num_data / batch`` (the
+            loss then estimates the full-data one).  With ``x=None``: how many rows to generate (default 1).
+        :param str prefix: prepended to the names of the sites and of the plate (``prefix + "z"``, ``prefix + "x"``,
+            ``prefix + "data"``), so that two models can share one Pyro program; the guide takes the same
+            ``prefix``.  ``""`` (the default): ``"z"``, ``"x"``, ``"data"``.
         :raises DataError: bad ``x`` (shape, dtype, values; an empty batch), or a ``num_data`` that is not an
             integer of at least the batch size (at least 1 with ``x=None``).
         :raises ConfigError: a ``prefix`` that is not a string.
-        :raises DeviceError: ``x`` is not on the parameters' device.
-        """
+        :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.model")
         if x is None:
             rows = 1 if num_data is None else positive_int(
@@ -247,14 +241,12 @@ class VAE(PyroModule):
     def guide(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
         """:math:`q_\\phi(z \\mid x)`, amortized by the encoder.
 
-        :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions,
-            as the sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` then has
-            shape ``[..., batch, z_dim]``.
+        :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions, as the
+            sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` is ``[..., batch, z_dim]``.
         :param num_data: as in :meth:`model`.
         :param str prefix: as in :meth:`model` (the site ``prefix + "z"`` in the plate ``prefix + "data"``).
         :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
-        :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` that is not a
-            string.
+        :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` not a string.
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.guide")
         x = self._check(x, values=False, leading_dims=True)  # finite (the model checks the values)
@@ -265,26 +257,23 @@ class VAE(PyroModule):
 
     # -- the direct path of DirectTrace_ELBO ---------------------------------------
     def direct_elbo_loss(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
-        """The single-sample negative ELBO of :meth:`model`/:meth:`guide`, as
-        :class:`~pyro.infer.Trace_ELBO` computes it, without tracing (the
-        direct path of :class:`~hybridpgm.infer.DirectTrace_ELBO`).
+        """The single-sample negative ELBO of :meth:`model`/:meth:`guide`, as :class:`~pyro.infer.Trace_ELBO`
+        computes it, without tracing (the direct path of :class:`~hybridpgm.infer.DirectTrace_ELBO`).
 
         .. math::
 
             -s \\sum_n \\big(\\log p(z_n) + \\log p_\\theta(x_n \\mid z_n) - \\log q_\\phi(z_n \\mid x_n)\\big),
             \\qquad z_n = \\mu_\\phi(x_n) + \\sigma_\\phi(x_n) \\odot \\epsilon_n,
 
-        with :math:`s = \\text{num\\_data} / B` (1 without ``num_data``): the
-        same checks, the same :math:`\\epsilon` drawn from the same RNG state and
-        the same operations in the same order as the traced program, so loss
-        and gradients equal ``Trace_ELBO``'s.
+        with :math:`s = \\text{num\\_data} / B` (1 without ``num_data``): the same checks, the same
+        :math:`\\epsilon` drawn from the same RNG state and the same operations in the same order as the traced
+        program, so loss and gradients equal ``Trace_ELBO``'s.
 
         :param x: observations, ``batch x D``.
         :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
         :param str prefix: the site names' prefix of :meth:`model` (the loss does not depend on it).
         :returns: a 0-d tensor.
-        :raises DataError: as :meth:`model` (an empty batch included).
-        """
+        :raises DataError: as :meth:`model` (an empty batch included)."""
         site_prefix(prefix, "VAE.model")
         x = self._check(x)
         batch = x.shape[0]
@@ -309,9 +298,9 @@ class VAE(PyroModule):
     @torch.no_grad()
     @keyword_only_soon("mean")
     def sample(self, num_samples: int, *, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``num_samples x D`` samples from :math:`p_\\theta(x)`: the likelihood's mean when
-        ``mean`` (Bernoulli probabilities), else draws; in the parameters' dtype and on their device.
+        """``num_samples x D`` samples from :math:`p_\\theta(x)`, in the parameters' dtype and on their device.
 
+        :param bool mean: return the likelihood's mean (Bernoulli probabilities; the default) instead of draws.
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
@@ -335,7 +324,9 @@ class VAE(PyroModule):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`."""
+        """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`.
+
+        :param x: ``batch x D`` data (checked as by :meth:`model`)."""
         x = self._check(x)
         with keeping_module_state(self):
             out = self._net(self.decoder, self._encode(x)[0], "decoder")
@@ -346,16 +337,17 @@ class VAE(PyroModule):
     @own_param_store
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """``num_samples x batch`` importance log-weights
-        :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q`.
+        """``num_samples x batch`` importance log-weights :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`,
+        :math:`z^{(k)} \\sim q`.
 
         :meth:`model` and :meth:`guide` run as a program of their own
         (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), as do :meth:`log_likelihood` and :meth:`elbo`:
         the same values under any handler of the caller (``poutine.scale``, ``condition``, an outer
-        ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a
-        ``pyro.factor``.
+        ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a factor.
 
         :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
+        :param int num_samples: importance samples :math:`K` per row.
+        :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
             guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
         :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
@@ -382,7 +374,12 @@ class VAE(PyroModule):
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
-        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows (arguments: :meth:`log_weights`)."""
+        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows.
+
+        :param x: ``batch x D`` data.
+        :param int num_samples: importance samples :math:`K` (default ``1000``).
+        :param int chunk_size: samples per pass (default ``128``).
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
         draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")
         log_w = self.log_weights(x, num_samples, chunk_size, **draws)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
@@ -390,7 +387,11 @@ class VAE(PyroModule):
     @isolated_from_handlers
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Monte Carlo ELBO per data point (``batch``) of ``num_samples`` draws (``generator``: :meth:`log_weights`)."""
+        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`.
+
+        :param x: ``batch x D`` data.
+        :param int num_samples: draws of :math:`z` per row (default ``1``).
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
         draws = generator_keywords(generator, self.log_weights, what="VAE.elbo generator")
         return self.log_weights(x, num_samples, **draws).mean(dim=0)
 

@@ -231,12 +231,18 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
 
     def gp_inputs(self, h: torch.Tensor) -> torch.Tensor:
         """Features as the GP sees them (scaled into the grid under KISS-GP).  In train mode (a training
-        step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one."""
+        step) the grid scaling records ``h``'s range; in eval mode it uses the recorded one.
+
+        :param h: features ``B x F`` (from :meth:`features`).
+        """
         return self.scale_to_bounds(h)
 
     def prior(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior of the latent function at ``x`` (``B x ...``): an MVN over ``B`` values (under KISS-GP with
-        the recorded grid scaling, which ``x`` does not change)."""
+        the recorded grid scaling, which ``x`` does not change).
+
+        :param x: inputs ``B x ...`` (see :meth:`features`).
+        """
         h = self.features(x)
         with keeping_modes(self.scale_to_bounds), self._gp_precision(h) as (h, _):
             self.scale_to_bounds.eval()
@@ -332,6 +338,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         back-propagated or not; the prediction strategy's caches are released on return
         (:func:`_release_test_caches`), so a following ``model.gp(...)`` recomputes them.
 
+        :param x: test inputs ``B x ...`` (see :meth:`features`).
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         return self._posterior(x, fixed_probes=False)
@@ -374,6 +381,8 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         strategy is kept between calls (see :meth:`posterior`): predicting in chunks costs the training solves
         once, not once a chunk, and gives the answers of conditioning anew on each call.
 
+        :param x: test inputs ``B x ...`` (see :meth:`features`).
+        :returns: the :class:`~hybridpgm.gp.GPPrediction` of the ``B`` targets.
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         with holding_global_state(), torch.no_grad(), fixed_rng(self.train_x.device):  # one thread at a time

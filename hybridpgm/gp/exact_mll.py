@@ -53,6 +53,8 @@ class ExactMLLObjective:
     ``accumulate > 1`` and multi-process (``torchrun``) runs for it with a
     :class:`~hybridpgm.errors.ConfigError`, instead of silently training the
     mean of the micro-batches' or the ranks' likelihoods.
+
+    :param model: the :class:`~hybridpgm.gp.DeepKernelGP` to train (also the objective's ``module``).
     """
 
     #: the loss of a batch is not the mean of its parts' losses: fit neither accumulates nor shards it
@@ -63,10 +65,16 @@ class ExactMLLObjective:
         self.module = model
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """The one player ``"mll"``: every parameter of the model that requires a gradient."""
         return {"mll": [p for p in self.model.parameters() if p.requires_grad]}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """:raises ConfigError: an unknown ``player``.
+        """The negative exact log marginal likelihood per example of the batch (GPyTorch's stochastic probes, if
+        any, drawn from the run's seeded stream).
+
+        :param player: ``"mll"``.
+        :param batch: ``(x, y)``: inputs ``B x ...`` and targets ``B``.
+        :raises ConfigError: an unknown ``player``.
         :raises DataError: a batch that is not ``(x, y)`` (see
             :meth:`~hybridpgm.gp.DeepKernelGP.marginal_log_likelihood`)."""
         check_player(player, ("mll",), "ExactMLLObjective")
@@ -85,11 +93,13 @@ def train_deep_kernel(x: torch.Tensor, y: torch.Tensor, feature_extractor: torch
     best weights restored, then the GP conditioned on every example (see
     :mod:`hybridpgm.gp.validation`).  Shuffle i.i.d. data first: the held-out examples are the last rows.
 
-    :param x: inputs ``N x ...``; ``y`` the targets ``N``.
+    :param x: inputs ``N x ...``.
+    :param y: targets ``N``.
     :param feature_extractor: the network :math:`g_w` of the deep kernel (``None``: the identity, a plain GP).
     :param float validation: the held-out fraction (the last rows).
-    :param int max_steps: optimizer steps at most; ``eval_every`` steps between two validation checks, and
-        ``patience`` checks without improvement end the run early.
+    :param int max_steps: optimizer steps at most.
+    :param int eval_every: steps between two validation checks (default 5).
+    :param int patience: validation checks without improvement that end the run early (default 10).
     :param float lr: Adam's learning rate.
     :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
         were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.

@@ -26,7 +26,11 @@ class GPPrediction(NamedTuple):
     """Predictive distribution of the targets at test inputs (shapes ``n``).
 
     ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
-    no base class)."""
+    no base class).
+
+    :param mean: the predictive means, ``n``.
+    :param variance: the predictive variances, ``n``.
+    """
 
     mean: torch.Tensor
     variance: torch.Tensor
@@ -60,7 +64,12 @@ class FeatureGP(gpytorch.models.ExactGP):
     bring their values back: from that move until ``set_train_data`` (``model.condition()`` of the deep-kernel
     model, once its own data are set again) a posterior call in eval mode raises :class:`DataError` instead of
     conditioning on whatever memory ``to_empty`` handed out.  Train mode and ``gpytorch.settings.prior_mode`` do
-    not read those data and work as before."""
+    not read those data and work as before.
+
+    :param likelihood: the GPyTorch likelihood of the targets.
+    :param mean: the GPyTorch mean function :math:`m` on features.
+    :param kernel: the GPyTorch kernel :math:`k` on features.
+    """
 
     def __init__(self, likelihood: gpytorch.likelihoods.Likelihood, mean: gpytorch.means.Mean,
                  kernel: gpytorch.kernels.Kernel):
@@ -70,6 +79,11 @@ class FeatureGP(gpytorch.models.ExactGP):
         self._conditioning_lost = False  # True once the conditioning data went to the meta device
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        """Prior over the latent function at features ``h``: an MVN of mean :math:`m(h)` and covariance
+        :math:`k(h, h)`.
+
+        :param h: features ``n x F``.
+        """
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -96,7 +110,13 @@ class FeatureGP(gpytorch.models.ExactGP):
 
     def set_train_data(self, inputs: Any = None, targets: Any = None, strict: bool = True) -> None:
         """GPyTorch's ``set_train_data``; inputs and targets given together clear the refusal of data lost to the
-        meta device (one of them alone leaves the other's lost values in place)."""
+        meta device (one of them alone leaves the other's lost values in place).
+
+        :param inputs: the new training features ``n x F`` (a tensor or a tuple of one), or ``None`` to keep them.
+        :param targets: the new training targets ``n``, or ``None`` to keep them.
+        :param strict: refuse inputs or targets of another shape, dtype or device than the current ones (default
+            ``True``; GPyTorch's check).
+        """
         super().set_train_data(inputs, targets, strict)
         if inputs is not None and targets is not None:
             self._conditioning_lost = False

@@ -77,6 +77,12 @@ class LSTMFeatures(nn.Module):
         self.head = nn.Linear(hidden_size, num_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features of windows ``x``.
+
+        :param x: windows ``B x T x D`` in the network's dtype.
+        :returns: features ``B x F``.
+        :raises DataError: ``x`` is not ``B x T x D``, or has another dtype than the network.
+        """
         if x.dim() != 3 or x.shape[-1] != self.lstm.input_size:
             raise DataError(f"LSTM windows have shape {tuple(x.shape)}, expected (B, T, {self.lstm.input_size})")
         if x.dtype != self.head.weight.dtype:
@@ -87,11 +93,16 @@ class LSTMFeatures(nn.Module):
 
 
 class Forecast(NamedTuple):
-    """Multi-step forecast: ``mean``, ``lower``, ``upper`` (``steps``) and the
-    sampled paths ``samples`` (``num_samples x steps``).
+    """Multi-step forecast, as :meth:`GPLSTM.forecast` gives it.
 
     ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
-    no base class)."""
+    no base class).
+
+    :param mean: the forecast mean of each step, ``steps``.
+    :param lower: the lower end of each step's interval, ``steps``.
+    :param upper: the upper end of each step's interval, ``steps``.
+    :param samples: the sampled paths, ``num_samples x steps``.
+    """
 
     mean: torch.Tensor
     lower: torch.Tensor
@@ -111,6 +122,7 @@ class GPLSTM(DeepKernelGP):
     :param train_y: targets ``N`` (e.g. the value after each window).
     :param int hidden_size: LSTM width.
     :param int num_features: ``F``, the GP's input dimension.
+    :param int num_layers: stacked LSTM layers (default 1).
     :param int horizon: ``h``, how far after its window each target lies: ``y_i = v_{i+T-1+h}``, as
         :func:`hybridpgm.data.make_windows` ``(values, window, horizon)`` builds them (default 1, the next
         value).  It is saved with the model; :meth:`forecast` needs ``h = 1``.
@@ -248,6 +260,11 @@ class SemiStochasticObjective:
         return state
 
     def players(self) -> dict[str, list[nn.Parameter]]:
+        """``"gp"``: the model's parameters outside the feature extractor; ``"network"``: the extractor's (each
+        that requires a gradient).
+
+        :raises ModelSpecError: the feature extractor has no parameter that requires a gradient.
+        """
         network = [p for p in self.model.feature_extractor.parameters() if p.requires_grad]
         ids = {id(p) for p in network}
         gp = [p for p in self.model.parameters() if p.requires_grad and id(p) not in ids]
@@ -305,7 +322,13 @@ class SemiStochasticObjective:
         return self._grad.loss, self._grad.grad
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """:raises ConfigError: an unknown ``player``.
+        """The full-data negative log marginal likelihood per example; for ``"network"``, with the gradient of
+        the mini-batch estimate in the extractor's weights.
+
+        :param player: ``"gp"`` or ``"network"``.
+        :param batch: ``(x, y, index)`` from :meth:`dataset`: windows ``B x ...``, targets ``B`` and their rows in
+            the training data ``B`` (only ``x`` and ``index`` are read).
+        :raises ConfigError: an unknown ``player``.
         :raises DataError: a batch that is not ``(x, y, index)`` with ``index`` an integer vector of
             ``x``'s length (rows of the training data, as :meth:`dataset` gives), or row numbers outside
             ``[0, N)``: inside :func:`hybridpgm.fit` that check joins the step's one host read, before the
@@ -344,6 +367,10 @@ class SemiStochasticObjective:
         return surrogate - surrogate.detach() + full
 
     def train_step_end(self, step: int) -> None:
+        """Drop the kept features and gradient: the weights changed.
+
+        :param step: the number of the step that ended (unused).
+        """
         self._grad = self._features = None  # the network changed
 
 
@@ -355,11 +382,14 @@ def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, 
     early stopping on its predictive NLL, best weights restored, then the GP conditioned
     on every window (see :mod:`hybridpgm.gp.validation`).
 
-    :param x: windows ``N x T x D`` in time order; ``y``: targets ``N``.
+    :param x: windows ``N x T x D`` in time order.
+    :param y: targets ``N``.
     :param float validation: the fraction of the most recent windows held out.
     :param int hidden_size: LSTM width (:class:`GPLSTM`).
     :param int num_features: ``F``, the GP's input dimension (:class:`GPLSTM`).
-    :param int max_steps: at most this many steps; ``eval_every``/``patience`` set the stopping rule.
+    :param int max_steps: at most this many steps.
+    :param int eval_every: steps between two validation checks (default 5).
+    :param int patience: validation checks without improvement that end the run early (default 10).
     :param float lr: the learning rate of :class:`torch.optim.Adam` (both players).
     :param int batch_size: windows per mini-batch of the network player's gradient estimate
         (:class:`SemiStochasticObjective`; the GP player uses every window).

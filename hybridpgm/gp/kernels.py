@@ -128,6 +128,15 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, last_dim_is_batch: bool = False,
                 **params) -> torch.Tensor:
+        """The covariance :math:`k^{(L)}(x_1, x_2)` of the class's recursion (GPyTorch's ``Kernel.forward``).
+
+        :param x1: inputs ``(..., n, d)``.
+        :param x2: inputs ``(..., m, d)``.
+        :param bool diag: return only the diagonal ``(..., n)`` (``n = m``).
+        :param bool last_dim_is_batch: treat each of the ``d`` features as a batch of one-dimensional inputs.
+        :param params: GPyTorch's extra kernel options, accepted and not used.
+        :returns: ``(..., n, m)``, or ``(..., n)`` with ``diag``.
+        """
         if x1.shape[-1] != x2.shape[-1]:
             raise ModelSpecError(f"ArcCosineKernel inputs disagree on the dimension: {tuple(x1.shape)} vs "
                                  f"{tuple(x2.shape)}")

@@ -111,12 +111,14 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :class:`~hybridpgm.gp.feature_gp.RunningScaleToGrid`: the running minimum and maximum of the features
         over the training batches, saved in the ``state_dict`` and used in eval mode, so predictions do not
         depend on which mini-batch came last; features outside it are clamped to it).
+    :param grid_bounds: ``(lower, upper)``, the box of the grid of ``grid_size`` (default ``(-1, 1)``).
     :param kernel: GPyTorch kernel on features (default ``ScaleKernel(RBF)``).
     :param mean: GPyTorch mean (default constant).
     :param likelihood: e.g. :class:`~gpytorch.likelihoods.GaussianLikelihood`
         (default) or :class:`~gpytorch.likelihoods.BernoulliLikelihood`.  Targets are floating; ``bool``
         labels are taken as 0/1 (cast exactly to the model's dtype); integer labels only by a likelihood
         over classes (:class:`~gpytorch.likelihoods.SoftmaxLikelihood`).
+    :param bool learn_inducing: learn the locations of ``inducing_points`` (default ``True``).
     :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
     :param float beta: weight of the KL term (1 is exact variational inference).  ``0`` drops it: the
         ``<prefix>.u`` sites of :meth:`model` and :meth:`guide` are masked (:func:`pyro.poutine.scale` refuses a scale
@@ -188,7 +190,10 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
                 part.to(device=inducing_points.device, dtype=inducing_points.dtype)
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
-        """Prior over the latent function at features ``h`` (``B x F``)."""
+        """Prior over the latent function at features ``h``.
+
+        :param h: features ``B x F``.
+        """
         return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,6 +203,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         on a latent variable of a larger model) pass through: the feature
         extractor must map ``... x B x example_shape`` to ``... x B x F``.
 
+        :param x: inputs ``... x B x example_shape``, on the model's device.
         :raises DataError: ``x`` of the wrong shape, NaN/inf values, inputs the feature extractor cannot take,
             or (identity extractor) a dtype other than the model's.
         :raises DeviceError: ``x`` is not on the model's device.
@@ -284,6 +290,9 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`.
 
+        :param x: inputs ``B x ...`` (see :meth:`features`).
+        :param y: targets ``B``, as :meth:`model` takes them.
+        :param args: passed on, with ``kwargs``, to the likelihood's ``pyro_guide``.
         :raises DataError: as :meth:`model`."""
         self._check_nonempty(x)
         self._fresh()
@@ -350,6 +359,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         term of :math:`u` is analytic) with ``num_particles`` vectorized samples
         of :math:`f` for the expected log-likelihood.
 
+        :param elbo: the Pyro ELBO to use, or ``None`` (the default) for the one above.
+        :param num_particles: the samples of :math:`f` of the default ELBO (default 8; unused with ``elbo``).
         :raises ConfigError: ``num_particles`` is not a positive integer (used when ``elbo`` is ``None``).
             The objective's ``loss`` raises :class:`~hybridpgm.errors.DataError` as :meth:`model` does (an empty
             batch, bad inputs or targets)."""
@@ -377,6 +388,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         under :math:`q`: for a Gaussian likelihood ``y`` itself, for a
         Bernoulli one the class-1 probability and its Bernoulli variance.  ``B = 0`` gives empty results.
 
+        :param x: inputs ``B x ...`` (see :meth:`features`).
         :raises DataError: see :meth:`features`.
         :raises DeviceError: ``x`` is not on the model's device."""
         with keeping_modes(self), torch.no_grad(), self._gp_precision():  # each sub-module's own mode after

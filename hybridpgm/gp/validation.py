@@ -53,6 +53,7 @@ def calibration(mean: torch.Tensor, sd: torch.Tensor, y: torch.Tensor,
     :param mean: predictive means, ``N``.
     :param sd: predictive standard deviations, ``N``.
     :param y: targets, ``N``.
+    :param levels: the interval probabilities, each in ``(0, 1)`` (default :data:`LEVELS`: 0.5, 0.8, 0.95).
     :returns: ``{"coverage_50": ..., "coverage_80": ..., "coverage_95": ...}`` (keys from ``levels``).
     :raises DataError: tensors of different shapes, none at all (no points: no coverage), NaN/inf values
         or a negative ``sd``.
@@ -197,11 +198,11 @@ class _KeepBest(Callback):
 class ValidatedFit:
     """Result of :func:`fit_validated`.
 
-    :ivar best_step: the step whose weights were kept.
-    :ivar best_validation_nll: its validation NLL (nats per point, data units of ``y``).
-    :ivar steps: steps run before stopping.
-    :ivar stopped_early: whether :class:`~hybridpgm.train.EarlyStopping` ended the run.
-    :ivar history: the :class:`~hybridpgm.train.FitResult` of the run.
+    :param best_step: the step whose weights were kept.
+    :param best_validation_nll: its validation NLL (nats per point, data units of ``y``).
+    :param steps: steps run before stopping.
+    :param stopped_early: whether :class:`~hybridpgm.train.EarlyStopping` ended the run.
+    :param history: the :class:`~hybridpgm.train.FitResult` of the run.
     """
 
     best_step: int
@@ -225,6 +226,13 @@ def fit_validated(objective: Any, data: Any, x_val: torch.Tensor, y_val: torch.T
     :param objective: e.g. :class:`~hybridpgm.gp.SemiStochasticObjective` or
         :class:`~hybridpgm.gp.ExactMLLObjective`; its ``module`` has ``predict``.
     :param data: what :func:`hybridpgm.fit` trains on.
+    :param x_val: held-out inputs ``V x ...``, of the training data's example shape and dtype.
+    :param y_val: held-out targets ``V``.
+    :param max_steps: at most this many steps (a positive integer, default 300).
+    :param eval_every: steps between two validation checks (default 5).
+    :param patience: validation checks without improvement that end the run early (default 10).
+    :param refit: ``(x, y)`` to condition the GP on after the best weights are restored (e.g. the training and
+        held-out data together), or ``None`` (the default) to keep its training data.
     :param score: ``score(module) -> float`` to minimise on the validation data (default
         :func:`validation_nll` of ``module.predict``), for models that are not GPs (a baseline LSTM).
     :param checkpoint: path of :func:`hybridpgm.fit`'s checkpoint; it also holds the early-stopping

@@ -256,13 +256,21 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         return list(self.check()._order)
 
     def parents(self, name: str) -> tuple[str, ...]:
+        """The parents of a node, in the order of its CPD.
+
+        :param str name: the node."""
         return self.cpds[name].parents
 
     def child_nodes(self, name: str) -> list[str]:
+        """The nodes whose CPD lists ``name`` as a parent, in network order.
+
+        :param str name: the node."""
         return [v for v, c in self.cpds.items() if name in c.parents]
 
     def cardinality(self, name: str) -> int | None:
-        """Number of states of a discrete node, ``None`` for a continuous one."""
+        """Number of states of a discrete node, ``None`` for a continuous one.
+
+        :param str name: the node."""
         return self.cpds[name].cardinality
 
     @property
@@ -301,8 +309,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             return posterior(self.check(), query, evidence, joint=joint)
 
     def log_evidence(self, evidence=None) -> torch.Tensor:
-        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (``evidence`` and the
-        errors: as for :meth:`posterior`)."""
+        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (the errors: as for
+        :meth:`posterior`).
+
+        :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`."""
         from hybridpgm.infer.exact import log_evidence
 
         with self._query():
@@ -310,7 +320,13 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
 
     def compile_evidence(self, nodes, *, max_bytes: int | None = None, layout: str = "auto"):
         """Precompute the answers to every hard-evidence query over ``nodes``; see
-        :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row)."""
+        :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row).
+
+        :param nodes: the evidence nodes (a name or a list of names).
+        :param int max_bytes: refuse a table larger than this (``None``, the default:
+            :data:`~hybridpgm.infer.evidence_table.DEFAULT_MAX_BYTES`).
+        :param str layout: ``"subsets"``, ``"compact"`` or ``"auto"`` (default), as for the table.
+        :returns: the :class:`~hybridpgm.infer.EvidenceTable`."""
         from hybridpgm.infer.evidence_snapshot import _snapshot, rebased
         from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable
 
@@ -322,8 +338,12 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         return table
 
     def map(self, evidence=None, *, return_log_prob: bool = False):
-        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (``evidence`` and the
-        errors: as for :meth:`posterior`)."""
+        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (the errors: as for
+        :meth:`posterior`).
+
+        :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`.
+        :param bool return_log_prob: also return the ``[N]`` maxima :math:`\\max_x \\log p(x, e_n)`.
+        :returns: dict node -> ``[N]`` state indices (and the maxima with ``return_log_prob``)."""
         from hybridpgm.infer.exact import map_assignment
 
         with self._query():
@@ -356,7 +376,13 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     # ------------------------------------------------------------------ pgmpy interop
     @classmethod
     def from_pgmpy(cls, model, *, dtype: torch.dtype = torch.float64, learnable: bool = False) -> "BayesNet":
-        """Convert a pgmpy discrete Bayesian network (tabular CPDs) to a :class:`BayesNet`."""
+        """Convert a pgmpy discrete Bayesian network (tabular CPDs) to a :class:`BayesNet`
+        (:func:`hybridpgm.graphs.bif_pgmpy.from_pgmpy`).
+
+        :param model: the pgmpy network.
+        :param dtype: the dtype of the tables (default ``torch.float64``).
+        :param bool learnable: store each :class:`~hybridpgm.graphs.cpd.Table`'s logits as a parameter (default
+            ``False``: a buffer)."""
         from hybridpgm.graphs.bif import from_pgmpy
 
         return from_pgmpy(model, dtype=dtype, learnable=learnable, cls=cls)

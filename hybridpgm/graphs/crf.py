@@ -187,6 +187,8 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         ``__init__`` creates in its own ``expand`` (``new = self._get_checked_instance(Sub, _instance)``, its
         fields set, then ``super().expand(batch_shape, _instance=new)``).
 
+        :param batch_shape: the new batch shape (the current one must broadcast to it).
+        :param _instance: the instance to fill in, or ``None`` (default) for a new one.
         :raises NotImplementedError: ``self`` is of a subclass that defines ``__init__`` but not ``expand``
             (torch's rule: its fields could not be filled in)."""
         new = self._get_checked_instance(LinearChainCRF, _instance)
@@ -238,6 +240,7 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         """Unnormalised log-score :math:`s(y)` of labels ``value`` that broadcast with ``batch_shape + (T,)``
         (``sample_shape + batch_shape + (T,)``, or fewer batch dims); the result has the broadcast batch shape.
 
+        :param value: integer labels ``... + (T,)`` (entries past a sequence's length are ignored).
         :raises EvidenceError: as :meth:`log_prob`.
         """
         return self._score(value).to(self.unary.dtype)
@@ -271,6 +274,7 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         overrides :meth:`score` or :attr:`log_partition` (without overriding ``_score`` or ``_forward`` with it)
         gets ``self.score(value) - self.log_partition``, its own terms, each rounded to the working dtype first.
 
+        :param value: integer labels ``... + (T,)``, as for :meth:`score`.
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
             not integers, or (with validation on) that hold a label outside ``0..L-1``.
         """
@@ -297,7 +301,10 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         return self.argmax()
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)``."""
+        """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)`` long labels (0 past a
+        sequence's length).
+
+        :param sample_shape: the leading shape of independent draws (default ``torch.Size()``: one)."""
         sample_shape = sample_shape_of(sample_shape, "LinearChainCRF.sample")
         with torch.no_grad():
             T = self.unary.shape[-2]
@@ -335,5 +342,6 @@ class CRFHead(nn.Module):
         """The :class:`LinearChainCRF` of ``unary`` (``batch + (T, L)``) with this head's scores; potentials of
         different dtypes (the network's and the head's) meet in their promoted dtype, as the CRF documents.
 
+        :param unary: ``batch + (T, L)`` unary scores from the network.
         :param lengths: optional ``batch`` sequence lengths, as for :class:`LinearChainCRF`."""
         return LinearChainCRF(unary, self.transition, self.start, self.end, lengths)

@@ -43,19 +43,19 @@ class FactorGroup:
 
 @dataclass(eq=False)
 class FactorGraph:
-    """A conditioned, padded, batched discrete factor graph.
+    """A conditioned, padded, batched discrete factor graph (a dataclass: each field is an attribute).
 
-    :ivar list names: variable names, in index order.
-    :ivar torch.Tensor cardinalities: ``[V]`` long.
-    :ivar torch.Tensor unary: ``[B, V, C]`` finite sum of all unary
+    :param list names: variable names, in index order.
+    :param torch.Tensor cardinalities: ``[V]`` long.
+    :param torch.Tensor unary: ``[B, V, C]`` finite sum of all unary
         log-potentials (0 where nothing is defined).
-    :ivar torch.Tensor valid: ``[B, V, C]`` bool, the states a variable may take
+    :param torch.Tensor valid: ``[B, V, C]`` bool, the states a variable may take
         (excludes padding states and states ruled out by evidence).
-    :ivar list groups: one :class:`FactorGroup` per arity ``k >= 2``.
-    :ivar torch.Tensor colors: ``[V]`` long, a proper colouring of the
+    :param list groups: one :class:`FactorGroup` per arity ``k >= 2`` (default: none).
+    :param torch.Tensor colors: ``[V]`` long, a proper colouring of the
         interaction graph (variables sharing a factor get different colours);
-        used for chromatic (block) Gibbs and mean-field updates.
-    :ivar torch.Size batch_shape: the batch shape ``B`` was flattened from.
+        used for chromatic (block) Gibbs and mean-field updates (default ``None``).
+    :param torch.Size batch_shape: the batch shape ``B`` was flattened from (default ``torch.Size()``).
     """
 
     names: list
@@ -91,7 +91,10 @@ class FactorGraph:
         return deg
 
     def unflatten(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore the leading batch dimension ``B`` to :attr:`batch_shape`."""
+        """Restore the leading batch dimension ``B`` to :attr:`batch_shape`.
+
+        :param x: ``[B, ...]``.
+        :returns: ``batch_shape + [...]``."""
         return x.reshape(self.batch_shape + x.shape[1:])
 
 

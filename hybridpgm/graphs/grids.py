@@ -29,6 +29,9 @@ __all__ = ["grid_edges", "ising_grid", "potts_grid"]
 def grid_edges(height: int, width: int) -> list[tuple[int, int]]:
     """Row-major index pairs of the 4-neighbour edges: all horizontal, then all vertical.
 
+    :param int height: rows of the grid.
+    :param int width: columns of the grid (variable ``r * width + c`` is at row ``r``, column ``c``).
+    :returns: ``E = height * (width - 1) + (height - 1) * width`` pairs ``(a, b)``, ``a < b``.
     :raises ModelSpecError: ``height`` or ``width`` is not a positive integer (``bool`` and floats included).
     """
     height, width = _size(height, width, "grid_edges")
@@ -75,7 +78,8 @@ def _as_tensor(x, like=None, what="coupling"):
 def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -> MarkovNet:
     """A Potts grid.
 
-    :param int height: rows of the grid; ``width`` its columns (``H * W`` variables).
+    :param int height: rows of the grid (``H``).
+    :param int width: columns of the grid (``W``; ``H * W`` variables ``x_r_c``).
     :param int num_states: :math:`K \\ge 2` states per variable.
     :param coupling: :math:`\\beta`, a float or tensor ``batch_shape + (E,)`` or
         ``batch_shape + (1,)`` (``E = grid_edges`` count), or an ``nn.Module``
@@ -115,11 +119,14 @@ def potts_grid(height: int, width: int, num_states: int, coupling, unary=None) -
 def ising_grid(height: int, width: int, coupling, field=None) -> MarkovNet:
     """An Ising grid with couplings :math:`J` and fields :math:`h`.
 
+    :param int height: rows of the grid (``H``).
+    :param int width: columns of the grid (``W``; ``H * W`` variables ``x_r_c``, states ``0, 1`` for spins
+        :math:`-1, +1`).
     :param coupling: float or tensor ``batch_shape + (E or 1,)``.
     :param field: ``None``, float, or tensor ``batch_shape + (H*W or 1,)``.
-    :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and ``"field"`` (on a 1x1 grid, which
-        has no edge, ``"coupling"`` is zero log-potentials over the one variable that keep the coupling's
-        batch shape; the coupling is then ``batch_shape + (1,)``).
+    :returns: a :class:`MarkovNet` with factor families ``"coupling"`` and, with a ``field``, ``"field"`` (on a
+        1x1 grid, which has no edge, ``"coupling"`` is zero log-potentials over the one variable that keep the
+        coupling's batch shape; the coupling is then ``batch_shape + (1,)``).
     :raises ModelSpecError: ``height``/``width`` not positive integers (``bool`` and floats refused), a
         coupling or field that is not a number or float tensor, or one of the wrong shape.
     """

@@ -128,11 +128,15 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         return list(self.cards)
 
     def add_factor(self, name: str, scope: Sequence[str], log_potential) -> "MarkovNet":
-        """Add one factor; ``log_potential`` is ``batch_shape + cards`` (a tensor,
-        :class:`~torch.nn.Parameter`, or a module ``context -> tensor``).  A bare string ``scope`` is one
-        variable's name (``"ab"`` is the variable ``ab``, not ``a`` and ``b``).  In :meth:`model` the factor is
-        the site ``name``; one named like a variable serves every query, but :meth:`model` then raises.
+        """Add one factor.  In :meth:`model` the factor is the site ``name``; one named like a variable serves
+        every query, but :meth:`model` then raises.
 
+        :param str name: the factor's name.
+        :param scope: the names of its variables; a bare string is one variable's name (``"ab"`` is the variable
+            ``ab``, not ``a`` and ``b``).
+        :param log_potential: ``batch_shape + cards`` log-potentials: a tensor (copied into a buffer), a
+            :class:`~torch.nn.Parameter` (registered as it is), or a module ``context -> tensor``.
+        :returns: the network itself (calls chain).
         :raises ModelSpecError: a name already defined, or whose site in :meth:`model` is another factor's
             (``"e[0]"``, factor 0 of a family ``"e"``) or one of :meth:`model`'s own (``"data"``,
             ``"log_partition"``, ``"markov_net$$$..."``), naming both; an unknown variable, or bad log-potentials.
@@ -140,9 +144,14 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         return self._add(name, [_names(scope)], log_potential, single=True)
 
     def add_factors(self, name: str, scopes: Sequence[Sequence[str]], log_potentials) -> "MarkovNet":
-        """Add a family of ``F`` factors of equal arity and cardinalities;
-        ``log_potentials`` is ``batch_shape + (F or 1,) + cards``; factor ``f`` is the site ``f"{name}[{f}]"``.
+        """Add a family of ``F`` factors of equal arity and cardinalities; factor ``f`` is the site
+        ``f"{name}[{f}]"``.
 
+        :param str name: the family's name.
+        :param scopes: ``F`` scopes, each a sequence of variable names (as ``scope`` of :meth:`add_factor`).
+        :param log_potentials: ``batch_shape + (F or 1,) + cards`` (a tensor, parameter or module, as for
+            :meth:`add_factor`; ``1``: one table shared by every factor).
+        :returns: the network itself.
         :raises ModelSpecError: as :meth:`add_factor`; scopes of unequal arities or cardinalities.
         """
         return self._add(name, [_names(s) for s in scopes], log_potentials, single=False)
@@ -176,6 +185,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         a lower-precision float is widened); any other context is passed as it is (integers or ``bool``: category
         indices for an ``nn.Embedding``; a float of higher precision, which the potential may cast itself).
 
+        :param context: the input of the neural potentials (``None``: each is called with no argument).
         :raises DataError: a potential that fails on a context of another dtype than its own, naming the factor
             and both dtypes.
         """
@@ -219,6 +229,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         """Unnormalised log-density :math:`\\sum_f \\theta_f(x_f)` at full assignments ``name -> LongTensor``
         (or float tensors of whole states, as evidence may be; values broadcast together).
 
+        :param values: ``name -> states`` of every variable.
+        :param context: the neural potentials' input (see :meth:`tables`).
         :raises EvidenceError: a variable without a value, an unknown variable, a value that is not a state
             ``0..card-1``, naming the variable, dtype and values (deferred inside :func:`~hybridpgm.fit`'s step),
             values whose shapes do not broadcast, naming every variable's shape, or values whose batch shape does
@@ -234,6 +246,10 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
     def log_prob(self, values, context=None, method: str = "exact", **kwargs) -> torch.Tensor:
         """:math:`\\log p(x) = \\sum_f \\theta_f(x_f) - \\log Z` (``log Z`` by ``method``).
 
+        :param values: ``name -> states`` of every variable, as for :meth:`score`.
+        :param context: the neural potentials' input (see :meth:`tables`).
+        :param str method: how :math:`\\log Z` is computed, as :meth:`log_partition`'s ``method``: ``"exact"``
+            (default), ``"bp"`` or ``"mean_field"``; ``kwargs`` are that algorithm's options.
         :raises EvidenceError: bad values, as :meth:`score` (values that do not broadcast with the tables' batch
             shape included).
         :raises ModelSpecError: as :meth:`log_partition` (``method="bp"`` with ``max_product=True`` included).
@@ -280,6 +296,9 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
     def distribution(self, evidence=None, context=None):
         """The joint over all variables (given evidence) as one Pyro distribution, event shape ``(V,)``: exact
         ``log_prob``, ``sample`` and ``mode``; see :class:`~hybridpgm.graphs.mrf_distribution.MarkovNetDistribution`.
+
+        :param evidence: ``name -> states``, ``-1`` leaving a row's variable unobserved (see :meth:`factor_graph`).
+        :param context: the neural potentials' input (see :meth:`tables`); the networks run once, here.
         """
         from hybridpgm.graphs.mrf_distribution import MarkovNetDistribution
 

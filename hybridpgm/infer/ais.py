@@ -91,13 +91,13 @@ def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
 
 @dataclass(eq=False)
 class AISResult(PortableResult):
-    """Result of :class:`AIS`.
+    """Result of :class:`AIS` (a dataclass: each field is an attribute).
 
-    :ivar log_z: the estimate of :math:`\\log Z` (scalar tensor).
-    :ivar stderr: its delta-method standard error (scalar tensor).
-    :ivar log_weights: the ``num_chains`` final log importance weights (without :math:`\\log Z_0`).
-    :ivar log_z0: :math:`\\log Z_0` of the base distribution.
-    :ivar num_steps: number of intermediate distributions :math:`K`.
+    :param log_z: the estimate of :math:`\\log Z` (scalar tensor).
+    :param stderr: its delta-method standard error (scalar tensor).
+    :param log_weights: the ``num_chains`` final log importance weights (without :math:`\\log Z_0`).
+    :param log_z0: :math:`\\log Z_0` of the base distribution.
+    :param num_steps: number of intermediate distributions :math:`K`.
     """
 
     log_z: torch.Tensor
@@ -115,6 +115,7 @@ class AISResult(PortableResult):
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
         """``log_z -/+ num_stderr * stderr``.
 
+        :param float num_stderr: the half-width in standard errors (default ``3.0``).
         :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool``, strings and NaN
             are refused, not coerced).
         """
@@ -218,6 +219,12 @@ class AIS:
         self.betas = betas.tolist()
 
     def path(self, model: Any, data: torch.Tensor | None = None) -> AnnealingPath:
+        """The annealing path of ``model``: ``model.annealing_path(data)``, or ``model`` itself when it is a path
+        (``sample0``, ``step`` and ``log_z0``).
+
+        :param model: an RBM, DBM or other model with ``annealing_path(data)``, or an :class:`AnnealingPath`.
+        :param data: optional ``N x V`` training data for the path's base rates.
+        :raises ModelSpecError: ``model`` is neither."""
         if hasattr(model, "annealing_path"):
             return model.annealing_path(data)
         if hasattr(model, "step") and hasattr(model, "sample0") and hasattr(model, "log_z0"):

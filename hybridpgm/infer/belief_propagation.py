@@ -66,6 +66,12 @@ __all__ = ["BPResult", "BeliefPropagation"]
 class BPResult(PortableResult):
     """Output of :class:`BeliefPropagation` (batch flattened to ``B``).
 
+    :param marginals: the ``[B, V, C]`` beliefs (held as :attr:`marginals`).
+    :param assignment: the ``[B, V]`` argmax of the beliefs, or a callable computing it on first access.
+    :param bool converged: held as :attr:`converged`.
+    :param int num_iters: held as :attr:`num_iters`.
+    :param log_z_fn: a callable computing :attr:`log_z` on first access, or ``None`` (max-product).
+    :param decode_fn: a callable computing :attr:`decoded_assignment` on first access, or ``None``.
     :ivar torch.Tensor log_z: ``[B]`` Bethe estimate of :math:`\\log Z`
         (``None`` for max-product); computed on first access.
     :ivar torch.Tensor marginals: ``[B, V, C]`` variable beliefs (max-marginals,

@@ -150,6 +150,7 @@ class ContrastiveDivergence(nn.Module):
         return self
 
     def players(self) -> dict[str, list[nn.Parameter]]:
+        """``"model"``: every parameter of the model."""
         return {self.player: list(self.model.parameters())}
 
     def settings(self) -> dict[str, Any]:
@@ -167,12 +168,17 @@ class ContrastiveDivergence(nn.Module):
         return v
 
     def negative_samples(self, start: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """Chain states after ``k`` sweeps from ``start`` (no gradient)."""
+        """Chain states after ``k`` sweeps from ``start`` (no gradient).
+
+        :param start: the chain state, one tensor per layer (``(v, h)`` of an RBM, as its phases give)."""
         with torch.no_grad():
             return self.model.gibbs_chain(start, self.k)
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """The surrogate loss (see the module docstring) on ``batch`` (``B x V`` or a tuple ``(x, y)``)."""
+        """The surrogate loss (see the module docstring) on ``batch`` (0-d).
+
+        :param str player: ``"model"``.
+        :param batch: the data ``B x V``, or a tuple ``(x, y)`` whose labels are ignored."""
         return self._surrogate(player, batch, gradients=False)
 
     def loss_and_gradients(self, player: str, batch: Any) -> tuple[torch.Tensor, dict | None]:
@@ -180,7 +186,10 @@ class ContrastiveDivergence(nn.Module):
         the model writes them out (``contrastive_gap_and_gradients``: the RBM's Bernoulli units), without
         autograd; ``(loss, None)`` otherwise, the loss then differentiable.  :func:`hybridpgm.fit` takes
         this path (the optional member of :class:`hybridpgm.train.Objective`): one sampling, the same
-        numbers, no graph to build and traverse."""
+        numbers, no graph to build and traverse.
+
+        :param str player: ``"model"``.
+        :param batch: the data, as for :meth:`loss`."""
         return self._surrogate(player, batch, gradients=True)
 
     def _surrogate(self, player: str, batch: Any, gradients: bool):
@@ -210,12 +219,17 @@ class ContrastiveDivergence(nn.Module):
         return (loss, None) if gradients else loss
 
     def forward(self, batch: Any) -> torch.Tensor:
+        """``loss("model", batch)``: the objective called as a module (what data parallelism runs).
+
+        :param batch: the data, as for :meth:`loss`."""
         return self.loss(self.player, batch)
 
     @torch.no_grad()
     def monitor(self, v: torch.Tensor) -> dict[str, float]:
         """``{"reconstruction_error", "pseudo_log_likelihood"}`` of ``v`` (per example, averaged);
-        pass it to :class:`~hybridpgm.train.EvaluateEvery`: ``EvaluateEvery(100, lambda o: o.monitor(x_valid))``."""
+        pass it to :class:`~hybridpgm.train.EvaluateEvery`: ``EvaluateEvery(100, lambda o: o.monitor(x_valid))``.
+
+        :param v: ``batch x V`` visible data (held-out data, typically); a metric the model lacks is left out."""
         out = {}
         if hasattr(self.model, "reconstruction_error"):
             out["reconstruction_error"] = float(self.model.reconstruction_error(v))
@@ -224,6 +238,7 @@ class ContrastiveDivergence(nn.Module):
         return out
 
     def extra_repr(self) -> str:
+        """``k=...``, shown by ``repr`` after the model."""
         return f"k={self.k}"
 
 
@@ -323,4 +338,5 @@ class PersistentCD(ContrastiveDivergence):
         return self.chains
 
     def extra_repr(self) -> str:
+        """``k=..., num_chains=...``, shown by ``repr`` after the model."""
         return f"k={self.k}, num_chains={self.num_chains}"

@@ -36,9 +36,9 @@ class CRFLikelihood:
     :param tagger: a module called as ``tagger(x, lengths)`` returning a
         :class:`~hybridpgm.graphs.LinearChainCRF` with batch shape ``B``
         (e.g. a network ending in a :class:`~hybridpgm.graphs.CRFHead`).
-        Batches are ``(x, y, lengths)``: inputs ``B x T x ...``, labels
-        ``B x T`` (long) and true lengths ``B``.
     :raises ConfigError: ``tagger`` is not a :class:`torch.nn.Module`.
+
+    Batches are ``(x, y, lengths)``: inputs ``B x T x ...``, labels ``B x T`` (long) and true lengths ``B``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"crf"`` and
     :class:`~hybridpgm.errors.DataError` for a batch that is not ``(x, y, lengths)`` of tensors or has no
@@ -52,9 +52,14 @@ class CRFLikelihood:
         self.module = tagger
 
     def players(self) -> dict[str, list[nn.Parameter]]:
+        """``"crf"``: every parameter of the tagger."""
         return {"crf": list(self.module.parameters())}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The mean negative log-likelihood :math:`-\\frac1B \\sum_b \\log p(y_b \\mid x_b)` (0-d).
+
+        :param str player: ``"crf"``.
+        :param batch: ``(x, y, lengths)`` (see the class docstring)."""
         check_player(player, ("crf",), "CRFLikelihood")
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             raise DataError(f"CRFLikelihood batches are (x, y, lengths), got {type(batch).__name__} "
@@ -71,7 +76,8 @@ class CRFLikelihood:
 def token_accuracy(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> float:
     """Fraction of the real (unpadded) tokens whose label ``pred`` gets right.
 
-    :param pred: ``B x T`` predicted labels; :param y: ``B x T`` true labels;
+    :param pred: ``B x T`` predicted labels.
+    :param y: ``B x T`` true labels.
     :param lengths: ``B`` integer sequence lengths in ``0..T`` (positions past them are padding).
     :raises DataError: ``pred`` and ``y`` that are not tensors of one ``B x T`` shape, ``lengths`` that is not
         an integer tensor of shape ``B`` or holds a length outside ``0..T``, or no real token at all (every

@@ -110,14 +110,20 @@ class DirectTrace_ELBO(Trace_ELBO):
         return direct_elbo_path(model, guide)
 
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """The negative ELBO as a 0-d tensor to differentiate (no host synchronisation on the direct path)."""
+        """The negative ELBO as a 0-d tensor to differentiate (no host synchronisation on the direct path).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: its guide, called alike (with ``model`` a pair that declares a direct path, or traced)."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().differentiable_loss(model, guide, *args, **kwargs)
         return direct(*args, **kwargs)
 
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
-        """The negative ELBO as a float (no gradients)."""
+        """The negative ELBO as a float (no gradients).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: its guide, called alike."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().loss(model, guide, *args, **kwargs)
@@ -127,7 +133,10 @@ class DirectTrace_ELBO(Trace_ELBO):
         return loss
 
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
-        """The negative ELBO as a float, after back-propagating it into the parameters."""
+        """The negative ELBO as a float, after back-propagating it into the parameters.
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: its guide, called alike."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().loss_and_grads(model, guide, *args, **kwargs)

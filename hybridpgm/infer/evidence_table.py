@@ -335,7 +335,9 @@ class EvidenceTable:
         return joint, states
 
     def log_evidence(self, evidence: Mapping | None = None) -> torch.Tensor:
-        """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar)."""
+        """:math:`\\log p(e_S)` per row, as :meth:`hybridpgm.graphs.BayesNet.log_evidence` (``[N]``, or a scalar).
+
+        :param evidence: hard evidence on the table's nodes, as for :meth:`posterior` (``None``: none)."""
         ev, values = self._values(evidence)
         out = self._answer(values, columns=False)[0][:, 0].log().to(self._dtype)
         return out if ev.batched else out[0]

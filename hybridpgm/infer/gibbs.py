@@ -187,6 +187,12 @@ class Gibbs(MCMCKernel):
         self._user_init = params is not None
 
     def setup(self, warmup_steps, *args, **kwargs):
+        """Trace the model once to find its latent sites and blocks (called by :class:`pyro.infer.MCMC`).
+
+        :param int warmup_steps: warmup iterations MCMC will run (Gibbs has nothing to adapt).
+        :param args: the model's positional arguments, passed on to it at every sweep.
+        :param kwargs: the model's keyword arguments, passed on to it at every sweep.
+        """
         self._args, self._kwargs = args, kwargs
         with poutine.block(), self._leaving_module_state():
             tr = poutine.trace(self.model).get_trace(*args, **kwargs)
@@ -228,19 +234,25 @@ class Gibbs(MCMCKernel):
             self._user_init = False
 
     def cleanup(self):
+        """Forget the initial values found by :meth:`setup` (kept when the user gave ``initial_params``)."""
         if not self._user_init:
             self._initial_params = None
 
     def logging(self):
+        """Nothing to log: every move is accepted (an empty dict for Pyro's progress bar)."""
         return {}
 
     def diagnostics(self):
+        """``{"divergences": []}``: Gibbs moves are always accepted and never diverge."""
         # Gibbs moves are always accepted and never diverge; ArviZ's from_pyro reads this key
         return {"divergences": []}
 
     def sample(self, params):
         """One sweep.  Values are passed in and out as floating point (so that Pyro's
-        and ArviZ's diagnostics apply); the model sees each site's own dtype."""
+        and ArviZ's diagnostics apply); the model sees each site's own dtype.
+
+        :param dict params: site name -> the chain's current value of every latent site.
+        :returns: the same keys with the values after the sweep."""
         params = {k: v.to(self._dtypes[k]) if k in self._dtypes else v for k, v in params.items()}
         for block in self.blocks:
             params.update(self._resample(block, params))
@@ -264,6 +276,8 @@ class Gibbs(MCMCKernel):
     def log_conditional(self, block: Sequence[str], params: dict) -> tuple[torch.Tensor, list]:
         """Joint log full conditional of a block (up to a constant).
 
+        :param block: the names of the block's (discrete) sites.
+        :param dict params: site name -> current value of every latent site (the others condition the block).
         :returns: ``(logits [*plate_shape, K], supports)`` where ``K`` is the
             product of the block sites' support sizes (the last site varies fastest)
             and ``supports`` lists each site's ``[k_s]`` support values.

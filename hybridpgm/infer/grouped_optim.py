@@ -152,7 +152,10 @@ class GroupedOptim(PyroOptim):
 
     def set_state(self, state_dict: dict) -> None:
         """Resume from :meth:`get_state` (of this class or of :class:`~pyro.optim.PyroOptim`);
-        each parameter's moments and step count are restored when it is first stepped."""
+        each parameter's moments and step count are restored when it is first stepped.
+
+        :param dict state_dict: parameter name -> its saved state, as :meth:`get_state` returns.
+        :raises ConfigError: a saved state holds a learning-rate scheduler's."""
         self._state_waiting_to_be_consumed.update(state_dict)
         store = pyro.get_param_store()
         for p in list(self._group_of):  # parameters already known take theirs now
@@ -174,5 +177,8 @@ class GroupedOptim(PyroOptim):
 
 def GroupedAdam(optim_args: dict | Callable[[str], dict]) -> GroupedOptim:
     """:class:`GroupedOptim` of :class:`torch.optim.Adam`: ``pyro.optim.Adam``'s
-    drop-in replacement for :class:`pyro.infer.SVI`."""
+    drop-in replacement for :class:`pyro.infer.SVI`.
+
+    :param optim_args: Adam's keyword arguments (``{"lr": 1e-3}``): a dict, or a callable of the parameter's name
+        returning one."""
     return GroupedOptim(torch.optim.Adam, optim_args)

@@ -211,9 +211,10 @@ class IWAE(ELBO):
         ``guide`` (and of ``modules``, e.g. an objective's ``module``) as they were -- a resumed run
         guesses again, and a batch-norm layer must not count that probe as a training batch.
 
-        :param model: the Pyro model; ``guide`` its guide.
-        :param tuple args: the positional arguments the programs are called with; ``kwargs`` (a dict) the
-            keyword ones.
+        :param model: the Pyro model.
+        :param guide: its guide.
+        :param tuple args: the positional arguments the programs are called with.
+        :param dict kwargs: the keyword arguments the programs are called with.
         :param modules: further :class:`torch.nn.Module` s the programs use.
         """
         if self._nesting is None:
@@ -221,7 +222,10 @@ class IWAE(ELBO):
         return self._nesting
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """:math:`-\\mathcal L_K`, differentiable in the model's and guide's parameters."""
+        """:math:`-\\mathcal L_K`, differentiable in the model's and guide's parameters (0-d).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike (every latent site reparameterizable)."""
         nesting = self.plate_nesting(model, guide, args, kwargs)
         log_w, scale = importance_log_weights(model, guide, *args, num_particles=self.num_particles,
                                               max_plate_nesting=nesting, **kwargs)
@@ -229,10 +233,19 @@ class IWAE(ELBO):
         return -scale * per_point.sum()
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        """:math:`-\\mathcal L_K` as a float, without gradients.
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         with torch.no_grad():
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """:math:`-\\mathcal L_K` as a float, after back-propagating it into the ``pyro.param`` sites the
+        programs read (what :class:`pyro.infer.SVI` calls; no backward pass when none requires gradients).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         with poutine.trace(param_only=True) as param_capture:
             loss = self.differentiable_loss(model, guide, *args, **kwargs)
         params = [site["value"].unconstrained() for site in param_capture.trace.nodes.values()]

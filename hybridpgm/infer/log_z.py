@@ -77,15 +77,15 @@ _STARTS = ("data", "model", "uniform")
 
 @dataclass(eq=False)
 class LogZEstimate(PortableResult):
-    """Result of :func:`estimate_log_z`.
+    """Result of :func:`estimate_log_z` (a dataclass: each field is an attribute).
 
-    :ivar log_z: the largest of the starts' estimates (scalar tensor; not a lower bound of
+    :param log_z: the largest of the starts' estimates (scalar tensor; not a lower bound of
         :math:`\\log Z`, see the module docstring).
-    :ivar stderr: its standard error, the chosen start's combined with half the spread.
-    :ivar starts: start name -> :class:`~hybridpgm.infer.AISResult`.
-    :ivar spread: largest minus smallest estimate over the starts (nats).
-    :ivar reliable: ``False`` when starts disagree beyond their standard errors or ESS is low.
-    :ivar reasons: why it is unreliable (empty when reliable).
+    :param stderr: its standard error, the chosen start's combined with half the spread.
+    :param starts: start name -> :class:`~hybridpgm.infer.AISResult`.
+    :param spread: largest minus smallest estimate over the starts (nats).
+    :param reliable: ``False`` when starts disagree beyond their standard errors or ESS is low.
+    :param reasons: why it is unreliable (empty when reliable).
     """
 
     log_z: torch.Tensor
@@ -102,6 +102,7 @@ class LogZEstimate(PortableResult):
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
         """``log_z -/+ num_stderr * stderr``, the reported interval.
 
+        :param float num_stderr: the half-width in standard errors (default ``3.0``).
         :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0``.
         """
         num_stderr = positive_real(num_stderr, "LogZEstimate.interval num_stderr", allow_zero=True)
@@ -172,6 +173,7 @@ def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
         ``("uniform", "model")`` without data.
     :param chains: ``M x V`` samples for the ``"model"`` start (e.g. PCD's persistent chains);
         drawn by :func:`model_samples` with ``sample_sweeps`` sweeps otherwise.
+    :param int sample_sweeps: Gibbs sweeps of those drawn samples (default ``1000``; unused with ``chains``).
     :param int num_chains: chains of each AIS run (see :class:`~hybridpgm.infer.AIS`).
     :param int num_steps: intermediate distributions of each AIS run.
     :param str schedule: the temperature schedule of each AIS run.

@@ -55,13 +55,13 @@ __all__ = ["MeanField", "MeanFieldResult"]
 
 @dataclass(eq=False)
 class MeanFieldResult(PortableResult):
-    """Output of :class:`MeanField` (batch flattened to ``B``).
+    """Output of :class:`MeanField` (batch flattened to ``B``; a dataclass: each field is an attribute).
 
-    :ivar torch.Tensor log_z: ``[B]`` the evidence lower bound :math:`\\mathcal L(q) \\le \\log Z`.
-    :ivar torch.Tensor marginals: ``[B, V, C]`` the factors :math:`q_v`.
-    :ivar bool converged: whether the largest change of ``q`` fell below ``tol`` (or float rounding's floor
+    :param torch.Tensor log_z: ``[B]`` the evidence lower bound :math:`\\mathcal L(q) \\le \\log Z`.
+    :param torch.Tensor marginals: ``[B, V, C]`` the factors :math:`q_v`.
+    :param bool converged: whether the largest change of ``q`` fell below ``tol`` (or float rounding's floor
         :math:`c\\,\\epsilon`, see :class:`MeanField`); always ``False`` when ``tol == 0``.
-    :ivar int num_iters: sweeps run.
+    :param int num_iters: sweeps run.
     """
 
     log_z: torch.Tensor
@@ -108,7 +108,10 @@ class MeanField:
 
     @staticmethod
     def elbo(fg: FactorGraph, q: torch.Tensor) -> torch.Tensor:
-        """``[B]`` the lower bound :math:`\\mathcal L(q)` for ``q [B, V, C]``."""
+        """``[B]`` the lower bound :math:`\\mathcal L(q) = \\mathbb E_q[\\theta(x)] + \\mathcal H(q) \\le \\log Z`.
+
+        :param fg: the factor graph.
+        :param q: ``[B, V, C]`` fully factorised marginals :math:`q_v` (zero at invalid states)."""
         valid = fg.valid
         log_q = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny)).masked_fill(~valid, 0.0)
         unary = fg.unary.masked_fill(~valid, 0.0)

@@ -61,6 +61,9 @@ class ChromaticGibbs:
 
         All variables at once, from every factor; a sweep uses the per-colour
         :func:`~hybridpgm.infer.mrf_colour_blocks.block_logits` (the same numbers, row for row).
+
+        :param fg: the factor graph.
+        :param x: ``[N, B, V]`` long states of ``N`` chains per model.
         """
         N, B = x.shape[:2]
         logits = fg.masked_unary().expand(N, -1, -1, -1)

@@ -87,6 +87,8 @@ class NVIL_ELBO(TraceGraph_ELBO):
     :param NVILBaselines baselines: the :math:`\\psi` networks and running statistics.
     :param bool variance_normalization: divide by :math:`\\max(1, \\sqrt{v_l})`.
     :param bool centering: subtract the running mean :math:`c_l`.
+    :param int num_particles: score-function samples per datapoint (default ``1``; vectorized when ``> 1``).
+    :param kwargs: further options of :class:`~pyro.infer.TraceGraph_ELBO` (``max_plate_nesting``, ...).
     :raises ConfigError: ``num_particles`` is not a positive integer, or ``variance_normalization`` or
         ``centering`` not ``True`` or ``False``.
     :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide.
@@ -140,15 +142,27 @@ class NVIL_ELBO(TraceGraph_ELBO):
         return guide_with_baselines
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """0-d: the negative ELBO estimate as value, the surrogate loss's gradient (see the class docstring).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike (the baselines take ``args[0]``)."""
         elbo, surrogate = self._loss_and_surrogate_loss(model, self._attach(guide, args), args, kwargs)
         return -elbo.detach() + (surrogate - surrogate.detach())
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Backpropagate :meth:`differentiable_loss` and return its value (what :class:`pyro.infer.SVI` calls).
+
+        :param model: the Pyro model; ``args``, ``kwargs``: its arguments.
+        :param guide: the Pyro guide."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.item()
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        """The negative ELBO estimate as a float, without gradients (Pyro's, the baselines attached).
+
+        :param model: the Pyro model; ``args``, ``kwargs``: its arguments.
+        :param guide: the Pyro guide."""
         return super().loss(model, self._attach(guide, args), *args, **kwargs)
 
     def _loss_and_surrogate_loss_particle(self, model_trace, guide_trace):
@@ -294,6 +308,7 @@ class NVIL(ModelGuideObjective):
         self.elbo.registers_baselines = False
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``"elbo"``: the model's, the guide's and the baselines' parameters."""
         return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}
 
     def _follow_model(self) -> None:
@@ -304,6 +319,10 @@ class NVIL(ModelGuideObjective):
             self.baselines.to(device=ref.device, dtype=ref.dtype)
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """:meth:`NVIL_ELBO.differentiable_loss` on ``batch`` (0-d), divided by the batch size when ``per_example``.
+
+        :param str player: ``"elbo"``.
+        :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("elbo",), "NVIL")
         self._follow_model()
         args, size = self.batch_args(batch)

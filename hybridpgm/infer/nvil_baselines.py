@@ -140,6 +140,9 @@ class NVILBaselines(nn.Module):
         self._update, self._before, self._pooled, self._pooled_ranks = None, None, {}, None
 
     def index(self, site: str) -> int:
+        """The position ``l`` of ``site`` in :attr:`sites` (its network and statistics).
+
+        :param str site: a site name of :attr:`sites` (another raises :class:`ValueError`)."""
         return self.sites.index(site)
 
     def reference(self) -> torch.Tensor:
@@ -154,6 +157,7 @@ class NVILBaselines(nn.Module):
         micro-batches of an update, their values from before it (the buffers already hold the update's
         signals so far).
 
+        :param str site: a site name of :attr:`sites`.
         :returns: two scalar tensors (copies), in the buffers' dtype and on their device.
         """
         i = self.index(site)
@@ -179,6 +183,9 @@ class NVILBaselines(nn.Module):
         (biased) variance: after the last micro-batch, exactly the step ``accumulate=1`` takes on the whole
         batch.  On several ranks (``torchrun``), see :meth:`_update_across_ranks`: the buffers pool the signals of
         every rank, as one process does on the union of the ranks' batches.
+
+        :param str site: a site name of :attr:`sites`.
+        :param signal: the centred signals :math:`s` of ``site``, detached (the buffers would otherwise hold its graph).
         """
         i = self.index(site)
         a = self.decay

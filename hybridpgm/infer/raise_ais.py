@@ -77,10 +77,10 @@ class RAISEResult(PortableResult):
       \frac1N\sum_i\sigma_i^2 \ge \frac1N \sum_i \sigma_i^2`, so :math:`E[\text{test\_set\_stderr}^2] \ge
       \operatorname{Var}\bar\ell`; :class:`LikelihoodBounds` falls back on it when ``M = 1``.
 
-    :ivar log_likelihood: ``N`` conservative estimates :math:`\log\widehat p(v)`.
-    :ivar log_z: ``N`` upper estimates :math:`\log\widehat Z_{RAISE}(v)`.
-    :ivar log_weights: ``N x M`` reverse-chain log-weights :math:`-\sum_k \Delta_k`.
-    :ivar num_steps: :math:`K`.
+    :param log_likelihood: ``N`` conservative estimates :math:`\log\widehat p(v)`.
+    :param log_z: ``N`` upper estimates :math:`\log\widehat Z_{RAISE}(v)`.
+    :param log_weights: ``N x M`` reverse-chain log-weights :math:`-\sum_k \Delta_k`.
+    :param num_steps: :math:`K`.
     """
 
     log_likelihood: torch.Tensor
@@ -298,14 +298,14 @@ class LikelihoodBounds(PortableResult):
     (:attr:`RAISEResult.test_set_stderr` is 0, as for one point; :attr:`upper_mc_stderr` is AIS's own, which
     the points do not enter) and :attr:`reliable` is ``False``, without warnings.
 
-    :ivar lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
-    :ivar upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`
+    :param lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
+    :param upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`
         (:math:`\log\widehat Z - k\,\mathrm{se}`, with :math:`k` the ``num_stderr`` of
         :func:`log_likelihood_bounds`, 3 by default): above the log-likelihood unless AIS misses by more than
         :math:`k` of its reported standard errors.
-    :ivar estimate: the AIS point estimate, mean :math:`-F(v) - \log\widehat Z`.
-    :ivar log_z: the multi-start AIS :class:`~hybridpgm.infer.log_z.LogZEstimate`.
-    :ivar raise_result: the :class:`RAISEResult`.
+    :param estimate: the AIS point estimate, mean :math:`-F(v) - \log\widehat Z`.
+    :param log_z: the multi-start AIS :class:`~hybridpgm.infer.log_z.LogZEstimate`.
+    :param raise_result: the :class:`RAISEResult`.
     """
 
     lower: float

@@ -100,7 +100,10 @@ class ReweightedWakeSleepELBO(ParticleELBO):
             positive_int(num_sleep_particles, "ReweightedWakeSleepELBO num_sleep_particles")
 
     def losses(self, model, guide, *args, **kwargs) -> RWSLosses:
-        """Both surrogate losses on one set of particles (see :class:`RWSLosses`)."""
+        """Both surrogate losses on one set of particles (see :class:`RWSLosses`).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         lw = self.log_weights(model, guide, *args, **kwargs)
         log_w = lw.log_p - lw.log_q.detach()
         theta = -lw.scale * (torch.logsumexp(log_w, 0) - math.log(self.num_particles)).sum()
@@ -114,6 +117,10 @@ class ReweightedWakeSleepELBO(ParticleELBO):
         return RWSLosses(theta, phi)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """``theta + phi`` of :meth:`losses` (0-d).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         theta, phi = self.losses(model, guide, *args, **kwargs)
         return theta + phi
 
@@ -130,6 +137,8 @@ class RWS(ModelGuideObjective):
     :math:`\\theta` frozen (``requires_grad_(False)``), :func:`hybridpgm.fit` trains :math:`\\phi` alone: the
     ``"wake"`` loss is recorded but that player is not stepped (the joint player trains the unfrozen part).
 
+    :param model: the Pyro model, called as ``model(*batch)``.
+    :param guide: the Pyro guide, called as ``guide(*batch)``.
     :param int num_particles: :math:`K` (5 in [1]'s experiments).
     :param bool wake_phi: see :class:`ReweightedWakeSleepELBO`.
     :param bool sleep_phi: see :class:`ReweightedWakeSleepELBO`.
@@ -138,6 +147,7 @@ class RWS(ModelGuideObjective):
     :param bool joint: one player instead of two.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param options: the options of :class:`ModelGuideObjective` (``model_kwargs``, ``per_example``, ...).
     :raises ConfigError: as :class:`ReweightedWakeSleepELBO`; also ``joint`` (or ``per_example``) not
         ``True`` or ``False``.
 
@@ -160,6 +170,8 @@ class RWS(ModelGuideObjective):
         self.schedule = ["rws"] if joint else ["wake", "sleep"]
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``"rws"``: :math:`\\theta` and :math:`\\phi`; with ``joint=False``, ``"wake"``: :math:`\\theta` and
+        ``"sleep"``: :math:`\\phi`."""
         return {"rws": self.theta + self.phi} if self.joint else {"wake": self.theta, "sleep": self.phi}
 
     def settings(self) -> dict[str, Any]:
@@ -167,6 +179,11 @@ class RWS(ModelGuideObjective):
         return {**super().settings(), "joint": self.joint}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The player's loss of :meth:`ReweightedWakeSleepELBO.losses` on ``batch`` (0-d; ``"rws"``: ``theta +
+        phi``, ``"wake"``: ``theta``, ``"sleep"``: ``phi``), divided by the batch size when ``per_example``.
+
+        :param str player: one of :meth:`players`.
+        :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("rws",) if self.joint else ("wake", "sleep"), "RWS")
         args, size = self.batch_args(batch)
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)

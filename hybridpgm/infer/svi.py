@@ -49,6 +49,8 @@ class SVIObjective:
         :class:`~pyro.infer.TraceEnum_ELBO`, :class:`~pyro.infer.TraceMeanField_ELBO`).
     :param module: the module holding every parameter; found from ``model`` /
         ``guide`` when they are modules or bound methods of one.
+    :param bool per_example: divide the loss by the number of examples in the batch (default ``True``).
+    :param model_kwargs: keyword arguments passed to ``model`` and ``guide`` on every call.
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
         instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found, or ``per_example`` is
         not ``True`` or ``False``.
@@ -94,6 +96,10 @@ class SVIObjective:
         Before, such a guide made its parameters inside the first step, after the optimizer was built: it was
         silently never trained.  Inside ``fit``'s own param-store scope, its parameters are its own even when a
         notebook cell creating it runs twice.
+
+        :param batch: a batch of the data (a tensor, or a tuple of the programs' positional arguments).
+        :raises ConfigError: the autoguide's parameters are not in :attr:`module`, or a ``pyro.param`` site of
+            the model or guide is not a parameter of :attr:`module`.
         """
         for fn in (self.model, self.guide):
             if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
@@ -139,6 +145,7 @@ class SVIObjective:
                               "register them with pyro.module), or train this pair with pyro.infer.SVI")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``"elbo"``: the trainable parameters of :attr:`module`."""
         return {"elbo": [p for p in self.module.parameters() if p.requires_grad]}
 
     def settings(self) -> dict[str, Any]:
@@ -147,6 +154,11 @@ class SVIObjective:
         return elbo_settings(self.elbo)
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """``elbo.differentiable_loss(model, guide, *batch, **model_kwargs)`` (0-d), divided by the number of
+        examples when ``per_example`` (the errors: see the class docstring).
+
+        :param str player: ``"elbo"``.
+        :param batch: the programs' positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("elbo",), "SVIObjective")
         if self.per_example:  # the loss is divided by the batch size: it must be known and positive
             size = batch_size_of(batch)  # DataError for a batch it cannot size (None, an empty tuple)

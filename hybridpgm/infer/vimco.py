@@ -65,6 +65,7 @@ class VIMCO_ELBO(ParticleELBO):
     :param int num_particles: :math:`K \\geq 2`.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :raises ConfigError: ``num_particles`` is not an integer >= 2.
     """
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int | None = None, plate_name: str | None = None):
@@ -75,6 +76,10 @@ class VIMCO_ELBO(ParticleELBO):
         super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """The VIMCO surrogate (0-d; value and gradient as in the class docstring).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         lw = self.log_weights(model, guide, *args, **kwargs)
         log_w = lw.log_p - lw.log_q  # samples detached: gradients only through the densities
         bound = torch.logsumexp(log_w, 0) - math.log(self.num_particles)  # [B]
@@ -86,12 +91,14 @@ class VIMCO_ELBO(ParticleELBO):
 class VIMCO(ModelGuideObjective):
     """VIMCO as an objective of :func:`hybridpgm.fit`, one player ``"elbo"``.
 
-    :param model: the Pyro model, called as ``model(*batch)``; ``guide`` its guide, called the same way (as for
-        :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`, which takes the further ``options``:
-        ``model_parameters``, ``guide_parameters``, ``model_kwargs``, ``module``, ``per_example``).
+    :param model: the Pyro model, called as ``model(*batch)``.
+    :param guide: its guide, called the same way.
     :param int num_particles: :math:`K \\geq 2`.
     :param max_plate_nesting: see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
     :param plate_name: the data plate; see :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param options: the further options of :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`
+        (``model_parameters``, ``guide_parameters``, ``model_kwargs``, ``module``, ``per_example``).
+    :raises ConfigError: as :class:`VIMCO_ELBO` and :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`.
     """
 
     schedule = ["elbo"]
@@ -102,9 +109,14 @@ class VIMCO(ModelGuideObjective):
         self.elbo = VIMCO_ELBO(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``"elbo"``: the model's and the guide's parameters."""
         return {"elbo": self.theta + self.phi}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """:meth:`VIMCO_ELBO.differentiable_loss` on ``batch`` (0-d), divided by the batch size when ``per_example``.
+
+        :param str player: ``"elbo"``.
+        :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("elbo",), "VIMCO")
         args, size = self.batch_args(batch)
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)

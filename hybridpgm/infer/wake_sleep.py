@@ -143,15 +143,25 @@ class WakeSleepELBO(ParticleELBO):
 
     def wake_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Wake loss :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log p_\\theta(x_b, h_{kb})`,
-        with :math:`h \\sim q_\\phi` detached."""
+        with :math:`h \\sim q_\\phi` detached (0-d).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         lw = self.log_weights(model, guide, *args, **kwargs)
         return -lw.scale * lw.log_p.mean(0).sum()
 
     def sleep_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """See :func:`sleep_phi_loss`."""
+        """The sleep loss of :func:`sleep_phi_loss` on ``num_sleep_particles`` dreams per datapoint (0-d).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)`` (its observed site unconditioned).
+        :param guide: the Pyro guide, replayed on the dreams."""
         return sleep_phi_loss(self, model, guide, args, kwargs, self.num_sleep_particles)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """:meth:`wake_loss` ``+`` :meth:`sleep_loss` (0-d; one backward pass gives both updates).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
         return self.wake_loss(model, guide, *args, **kwargs) + self.sleep_loss(model, guide, *args, **kwargs)
 
 
@@ -162,8 +172,15 @@ class WakeSleep(ModelGuideObjective):
     :meth:`WakeSleepELBO.wake_loss`) then ``"sleep"`` (the guide's parameters
     :math:`\\phi`, loss :meth:`WakeSleepELBO.sleep_loss`), each divided by the
     batch size when ``per_example`` (see :class:`ModelGuideObjective`).
-    ``max_plate_nesting`` and ``plate_name`` (the data plate) are
-    :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`'s.
+
+    :param model: the Pyro model, called as ``model(*batch)``.
+    :param guide: the Pyro guide, called as ``guide(*batch)``.
+    :param int num_particles: wake samples per datapoint (default ``1``).
+    :param int num_sleep_particles: dreams per datapoint (default ``1``).
+    :param max_plate_nesting: as for :class:`~hybridpgm.infer.particle_elbo.ParticleELBO` (``None``: guessed).
+    :param str plate_name: the data plate, as for :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`.
+    :param options: the options of :class:`ModelGuideObjective` (``model_kwargs``, ``per_example``, ...).
+    :raises ConfigError: as :class:`WakeSleepELBO` and :class:`ModelGuideObjective`.
 
     With all of :math:`\\theta` frozen (``requires_grad_(False)``), :func:`hybridpgm.fit` trains the recognition
     network alone: it computes the ``"wake"`` loss for the history but does not step that player
@@ -185,9 +202,15 @@ class WakeSleep(ModelGuideObjective):
                                   plate_name=plate_name)
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
+        """``"wake"``: the model's parameters :math:`\\theta`; ``"sleep"``: the guide's :math:`\\phi`."""
         return {"wake": self.theta, "sleep": self.phi}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The player's loss on ``batch`` (0-d), divided by the batch size when ``per_example``.
+
+        :param str player: ``"wake"`` (:meth:`WakeSleepELBO.wake_loss`) or ``"sleep"``
+            (:meth:`WakeSleepELBO.sleep_loss`).
+        :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("wake", "sleep"), "WakeSleep")
         args, size = self.batch_args(batch)
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)

@@ -50,6 +50,10 @@ def _fraction(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=20, batch_size=500, lr=0.05, datasets=["bif"], dataset="bif")
     parser.add_argument("--network", default="asia", help="pgmpy network name or .bif path (default asia)")
     parser.add_argument("--num-data", type=positive_int, default=5000, help="training rows (default 5000)")
@@ -131,7 +135,9 @@ _UNITS = {
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Sample, learn, evaluate, write the report; return the metrics."""
+    """Sample, learn, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     truth = _true_network(args.network)  # before --out is created: a folder --out asia must not hide asia
     network = _recorded_network(args.network)
@@ -199,7 +205,11 @@ def _as_trained(truth: BayesNet, learned: BayesNet, network: str) -> BayesNet:
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the held-out rows from the run's seed and score again (the true
-    network from ``--network`` where given, checked to have the trained network's structure)."""
+    network from ``--network`` where given, checked to have the trained network's structure).
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     truth = _as_trained(_true_network(saved.meta["network"]), saved.module, saved.meta["network"])
     truth, _, test_rows = _setup(saved.meta, truth)
     report = {"model": "bayes-net", "network": saved.meta["network"],
@@ -210,7 +220,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: ancestral samples as CSV (state names) to ``RUN/samples-seed<S>.csv``."""
+    """``hybridpgm sample RUN``: ancestral samples as CSV (state names) to ``RUN/samples-seed<S>.csv``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     bn = saved.module
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.csv")
     draws = bn.sample(args.num_samples)

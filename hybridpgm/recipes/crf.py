@@ -41,6 +41,10 @@ _UNITS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=5, batch_size=64, lr=1e-2, datasets=["hmm"], dataset="hmm")
     parser.add_argument("--num-labels", type=positive_int, default=5, help="labels L (default 5)")
     parser.add_argument("--num-symbols", type=positive_int, default=10, help="input symbols V (default 10)")
@@ -79,7 +83,9 @@ def _task(args_or_meta) -> tuple:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, evaluate, write the report; return the metrics."""
+    """Train, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     out = prepare_output(args, "runs/crf-hmm")
     hmm, train_set, test_set = _task(args)
@@ -109,7 +115,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger."""
+    """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     hmm, _, test_set = _task(saved.meta)
     report = {"model": "crf", "dataset": "hmm", **_scores(saved.module, hmm, test_set)}
     write_evaluation(report, run_dir, args, units=_UNITS)

@@ -52,6 +52,10 @@ _UNITS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=10, batch_size=20, lr=0.05, optimizer="SGD (with --momentum)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[100, 50],
                         help="hidden layer sizes, bottom-up (default 100 50)")
@@ -80,7 +84,9 @@ def _dbm_scores(dbm: DBM, train_x, test_x, chains: int, steps: int) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, evaluate, write the report; return the metrics."""
+    """Train, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     stages = len(args.hidden) if args.model == "dbm" else len(args.hidden) - 1  # greedy stages before the last
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}",
@@ -147,7 +153,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``."""
+    """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     meta, model = saved.meta, saved.module
     data = load_dataset(meta["dataset"], binarize="static", root=meta.get("data_root"), seed=meta["seed"])
     if isinstance(model, DBN):
@@ -160,7 +170,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: samples to ``RUN/samples-seed<S>.png``."""
+    """``hybridpgm sample RUN``: samples to ``RUN/samples-seed<S>.png``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
     with torch.no_grad():
         images = saved.module.sample(args.num_samples, steps=saved.meta["gibbs_steps"]).cpu()

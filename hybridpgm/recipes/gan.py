@@ -53,6 +53,10 @@ _UNITS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=30, batch_size=128, lr=1e-3, optimizer="Adam (beta1 0.5)")
     parser.add_argument("--noise-dim", type=positive_int, default=16, help="generator noise dimension (default 16)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=None,
@@ -128,7 +132,9 @@ def _scores(samples: torch.Tensor, data, seed: int, classifier_steps: int) -> di
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, score, write the report; return the metrics."""
+    """Train, score, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     hidden = hidden_widths(args)  # before anything is written
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
@@ -191,7 +197,11 @@ def _draw(saved, n: int) -> torch.Tensor:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: the inception score of fresh samples (and AAVAE's test ELBO)."""
+    """``hybridpgm evaluate RUN``: the inception score of fresh samples (and AAVAE's test ELBO).
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     meta = saved.meta
     data = load_dataset(meta["dataset"], root=meta.get("data_root"), seed=meta["seed"])
     report = {"model": meta["recipe"], "dataset": meta["dataset"],
@@ -205,7 +215,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: generator samples to ``RUN/samples-seed<S>.png``."""
+    """``hybridpgm sample RUN``: generator samples to ``RUN/samples-seed<S>.png``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
     plot_image_grid(_draw(saved, args.num_samples).cpu(), tuple(saved.meta["image_shape"]), path,
                     title=f"{saved.meta['recipe']} samples")

@@ -76,6 +76,10 @@ def _fraction(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     if model == "dkl":
         add_common_arguments(parser, model, epochs=300, batch_size=10**6, lr=0.01, datasets=["diabetes"],
                              dataset="diabetes",
@@ -163,7 +167,9 @@ def _scores(model, data) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train with early stopping, evaluate, write the report; return the metrics."""
+    """Train with early stopping, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     import time
 
     context = current()
@@ -226,7 +232,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``."""
+    """``hybridpgm evaluate RUN``: the test figures again from ``RUN/model.pt``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     report = {"model": saved.meta["recipe"], "dataset": saved.meta["dataset"],
               **_scores(saved.module, _data(saved.meta))}
     write_evaluation(report, run_dir, args, units=_UNITS)

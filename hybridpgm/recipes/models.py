@@ -18,12 +18,6 @@ class CRFTagger(nn.Module):
     :param int num_symbols: ``V``, size of the input vocabulary.
     :param int num_labels: ``L``.
     :param int hidden: embedding and channel width.
-
-    ``forward(x, lengths)`` takes ``x``: ``N x T`` symbol ids and ``lengths``:
-    ``N``, and returns a :class:`~hybridpgm.graphs.LinearChainCRF` with batch
-    shape ``N`` over label sequences ``N x T``.  The embeddings past a sequence's
-    length are zeroed before the convolution, so a sequence is scored as if it
-    were alone: the padding's symbols and the batch it is in change nothing.
     """
 
     def __init__(self, num_symbols: int, num_labels: int, hidden: int = 32):
@@ -34,6 +28,13 @@ class CRFTagger(nn.Module):
         self.head = CRFHead(num_labels)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> LinearChainCRF:
+        """The :class:`~hybridpgm.graphs.LinearChainCRF` with batch shape ``N`` over label sequences ``N x T``.
+
+        The embeddings past a sequence's length are zeroed before the convolution, so a sequence is scored as if it
+        were alone: the padding's symbols and the batch it is in change nothing.
+
+        :param x: ``N x T`` symbol ids.
+        :param lengths: ``N`` sequence lengths."""
         h = self.embed(x)
         inside = torch.arange(x.shape[-1], device=x.device) < lengths.to(x.device)[:, None]  # N x T
         h = h * inside[..., None].to(h.dtype)  # the convolution reads one step past the end: zeros, as alone

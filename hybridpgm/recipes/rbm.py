@@ -48,6 +48,10 @@ _UNITS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=10, batch_size=100, lr=0.05, optimizer="SGD (with --momentum)")
     parser.add_argument("--hidden", type=positive_int, default=100, help="hidden units (default 100)")
     parser.add_argument("--k", type=positive_int, default=1, help="Gibbs sweeps per step (default 1)")
@@ -76,7 +80,9 @@ def persistent_chains(args: argparse.Namespace) -> int | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, estimate log Z, write the report; return the metrics."""
+    """Train, estimate log Z, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     chains = persistent_chains(args)  # before anything is written
     out = prepare_output(args, f"runs/rbm-{args.dataset}")
@@ -123,7 +129,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: a fresh AIS estimate of log Z and the test log-likelihood."""
+    """``hybridpgm evaluate RUN``: a fresh AIS estimate of log Z and the test log-likelihood.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     meta, rbm = saved.meta, saved.module
     data = load_dataset(meta["dataset"], binarize="static", root=meta.get("data_root"), seed=meta["seed"])
     with torch.no_grad():
@@ -138,7 +148,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: Gibbs samples (1,000 sweeps) to ``RUN/samples-seed<S>.png``."""
+    """``hybridpgm sample RUN``: Gibbs samples (1,000 sweeps) to ``RUN/samples-seed<S>.png``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
     with torch.no_grad():
         images = saved.module.sample(args.num_samples, steps=1000).cpu()

@@ -49,6 +49,10 @@ _UNITS = {"eval_samples": "importance samples from the recognition network per t
 
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
+    """Add the recipe's options to ``parser``.
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=10, batch_size=100)
     parser.add_argument("--objective", default="rws", choices=sorted(OBJECTIVES),
                         help="training objective (default rws)")
@@ -83,7 +87,9 @@ def _particles(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, evaluate, write the report; return the metrics."""
+    """Train, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     particles = _particles(args)
     out = prepare_output(args, f"runs/sbn-{args.objective}-{args.dataset}")
@@ -131,7 +137,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: the importance-sampled test log-likelihood again."""
+    """``hybridpgm evaluate RUN``: the importance-sampled test log-likelihood again.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     meta = saved.meta
     data = load_dataset(meta["dataset"], binarize="dynamic", root=meta.get("data_root"), seed=meta["seed"])
     test = data.test.x[: meta.get("eval_size")]
@@ -144,7 +154,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: dreams (ancestral samples) to ``RUN/samples-seed<S>.png``."""
+    """``hybridpgm sample RUN``: dreams (ancestral samples) to ``RUN/samples-seed<S>.png``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
     plot_image_grid(saved.module.sample(args.num_samples).cpu(), tuple(saved.meta["image_shape"]), path,
                     title="dreams")

@@ -46,7 +46,10 @@ _UNITS = {
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     """The flags of ``hybridpgm train vae|iwae``.  ``--particles`` (the :math:`K` of the IWAE bound) is a flag
     of ``iwae`` only: ``vae`` trains the single-sample ELBO, so ``train vae --particles K`` is refused by the
-    parser (before, it was taken, ignored, and recorded in metrics.json as if it had been used)."""
+    parser (before, it was taken, ignored, and recorded in metrics.json as if it had been used).
+
+    :param parser: the ``hybridpgm train <model>`` subcommand's :class:`argparse.ArgumentParser`.
+    :param str model: the model name it runs as (a key of :data:`~hybridpgm.recipes.RECIPES`)."""
     add_common_arguments(parser, model, epochs=50, batch_size=64, lr=3e-3)
     parser.add_argument("--latent-dim", type=positive_int, default=16, help="latent dimension (default 16)")
     parser.add_argument("--hidden", type=positive_int, nargs="+", default=[256], help="hidden widths (default 256)")
@@ -85,7 +88,9 @@ def _plots(vae: VAE, test: torch.Tensor, image_shape, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, evaluate, write the report; return the metrics."""
+    """Train, evaluate, write the report; return the metrics.
+
+    :param args: the parsed command line (the options of :func:`add_arguments`)."""
     context = current()
     out = prepare_output(args, f"runs/{args.model}-{args.dataset}")
     data = load_dataset(args.dataset, binarize="dynamic", root=args.data_root, seed=args.seed)
@@ -132,7 +137,11 @@ def _test_split(saved) -> torch.Tensor:
 
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: the test figures again, from ``RUN/model.pt``."""
+    """``hybridpgm evaluate RUN``: the test figures again, from ``RUN/model.pt``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm evaluate`` command line."""
     data, test = _test_split(saved)
     test_elbo, test_ll = _evaluate(saved.module, test, saved.meta["eval_samples"])
     baseline = bernoulli_baseline(data.train.x, test)
@@ -144,7 +153,11 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sample(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm sample RUN``: a grid of decoder means to ``RUN/samples-seed<S>.png``."""
+    """``hybridpgm sample RUN``: a grid of decoder means to ``RUN/samples-seed<S>.png``.
+
+    :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
+    :param run_dir: the run folder ``RUN``.
+    :param args: the parsed ``hybridpgm sample`` command line."""
     path = Path(args.output or run_dir / f"samples-seed{args.seed}.png")
     images = saved.module.sample(args.num_samples).cpu()
     plot_image_grid(images, tuple(saved.meta["image_shape"]), path, title="samples (means)")

@@ -35,14 +35,16 @@ __all__ = ["Callback", "EarlyStopping", "EvaluateEvery", "FitStart", "StepInfo"]
 class StepInfo:
     """What a callback sees after each step.
 
-    :ivar step: optimizer cycles completed so far.
-    :ivar epoch: the epoch (0-based) of the step's batch.
-    :ivar losses: player -> loss of this step.
-    :ivar objective: the objective being trained.
-    :ivar history: the run's :class:`History` so far.
-    :ivar device: the training device.
-    :ivar is_main: whether this process is rank 0.
-    :ivar reduce_mean: averages a number over ranks (identity in one process).
+    :param step: optimizer cycles completed so far.
+    :param epoch: the epoch (0-based) of the step's batch.
+    :param losses: player -> loss of this step.
+    :param objective: the objective being trained.
+    :param history: the run's :class:`History` so far.
+    :param device: the training device.
+    :param is_main: whether this process is rank 0 (default ``True``).
+    :param reduce_mean: averages a number over ranks (default ``float``: the identity in one process).
+    :param stop_requested: whether a callback has asked to end the run after this step (default ``False``;
+        set by :meth:`request_stop`).
     """
 
     step: int
@@ -56,6 +58,8 @@ class StepInfo:
     stop_requested: bool = field(default=False)
 
     def request_stop(self) -> None:
+        """End the run after the current step (sets ``stop_requested``): the run is then *finished*, and
+        resuming its checkpoint runs no further step."""
         self.stop_requested = True
 
 
@@ -64,10 +68,10 @@ class FitStart:
     """What a callback's ``on_fit_start`` sees, before the first step (after a resume has restored the
     callback states and the history).
 
-    :ivar step: steps completed so far (0, or the step a resumed run continues from).
-    :ivar players: the objective's player names (the keys of ``history.loss``).
-    :ivar callbacks: every callback of the run, in order.
-    :ivar history: the run's :class:`History` so far.
+    :param step: steps completed so far (0, or the step a resumed run continues from).
+    :param players: the objective's player names (the keys of ``history.loss``).
+    :param callbacks: every callback of the run, in order.
+    :param history: the run's :class:`History` so far.
     """
 
     step: int
@@ -80,19 +84,32 @@ class Callback:
     """Base class; override what you need."""
 
     def on_fit_start(self, start: FitStart) -> None:
-        pass
+        """Called once before the first step (after a resume has restored the callback states); does nothing.
+
+        :param start: the run's step, players, callbacks and history.
+        """
 
     def on_step_end(self, info: StepInfo) -> None:  # pragma: no cover - interface
-        pass
+        """Called after each step; does nothing.
+
+        :param info: what the step did (call ``info.request_stop()`` to end the run).
+        """
 
     def on_fit_end(self, info: StepInfo) -> None:
-        pass
+        """Called once after the last step, after :func:`hybridpgm.fit` has written its checkpoint; does nothing.
+
+        :param info: the last step's :class:`StepInfo`.
+        """
 
 
 class EvaluateEvery(Callback):
     """Run ``fn(objective)`` every ``every`` steps (and at the end) and log its
     result in ``history.metrics`` under ``name`` (a dict result logs each key),
     averaged over ranks under data parallelism.
+
+    :param every: the number of steps between evaluations (a positive integer).
+    :param fn: called with the objective; returns a real number or a dict of them.
+    :param name: the metric name of a number result (default ``"eval"``; a dict result logs under its keys).
 
     The module is put in ``eval()`` mode and gradients are off while ``fn`` runs, and the random streams it
     draws from (torch's CPU generator and those of the CUDA devices of the module and of the run, NumPy's,
@@ -161,17 +178,33 @@ class EvaluateEvery(Callback):
         return {"last_step": self._last_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the step of the last evaluation.
+
+        :param state: a dict from :meth:`state_dict`.
+        """
         self._last_step = int(state["last_step"])
 
     def on_fit_start(self, start: FitStart) -> None:
+        """Forget the last evaluation's step on a fresh run (``start.step == 0``), as when this object is reused.
+
+        :param start: the run's start.
+        """
         if start.step == 0:  # a fresh run: nothing of an earlier fit's (this object reused) carries over
             self._last_step = -1
 
     def on_step_end(self, info: StepInfo) -> None:
+        """Evaluate when ``info.step`` is a multiple of ``every``.
+
+        :param info: the step's :class:`StepInfo`.
+        """
         if info.step % self.every == 0:
             self._evaluate(info)
 
     def on_fit_end(self, info: StepInfo) -> None:
+        """Evaluate at the last step, unless that step was evaluated already.
+
+        :param info: the last step's :class:`StepInfo`.
+        """
         if self._last_step != info.step:
             self._evaluate(info)
 
@@ -182,7 +215,10 @@ class EarlyStopping(Callback):
 
     :param monitor: a metric name logged by :class:`EvaluateEvery` (put this
         callback after it), or a player name to watch its training loss.
-    :param mode: ``"min"`` or ``"max"``.
+    :param patience: the number of consecutive observations without improvement that stops the run (a
+        positive integer, default 5).
+    :param mode: ``"min"`` (the default) or ``"max"``.
+    :param min_delta: the least change that counts as an improvement (a finite number >= 0, default 0).
     :raises ConfigError: ``monitor`` not a non-empty string, an unknown ``mode``, ``patience`` not a positive
         integer, or ``min_delta`` not a finite number >= 0.  From :func:`hybridpgm.fit`: a ``monitor`` that
         is not a player when no callback of the run logs metrics (before the first step), or that the
@@ -223,13 +259,20 @@ class EarlyStopping(Callback):
     @staticmethod
     def shaped_by_settings(state: dict[str, Any]) -> bool:
         """Whether a saved ``state`` has observed a value (a state that has not, as after a misspelt monitor,
-        resumes under any settings)."""
+        resumes under any settings).
+
+        :param state: a dict from :meth:`state_dict`.
+        """
         return state.get("best") is not None or bool(state.get("bad_rounds")) or bool(state.get("seen"))
 
     def state_for_settings(self, state: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
         """The saved ``state`` to load under this callback's settings, which differ from the ``saved`` ones
         (``override_hyperparameters=True``): the best value and the counters of another monitor, or of the
-        other mode, are not this one's, so it starts afresh; another ``patience`` or ``min_delta`` keeps them."""
+        other mode, are not this one's, so it starts afresh; another ``patience`` or ``min_delta`` keeps them.
+
+        :param state: a dict from :meth:`state_dict`.
+        :param saved: the :meth:`settings` it was saved under.
+        """
         if (saved.get("monitor"), saved.get("mode")) != (self.monitor, self.mode):
             return {"best": None, "bad_rounds": 0, "seen": 0}
         return state
@@ -240,6 +283,10 @@ class EarlyStopping(Callback):
                 "seen": self._seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best value and the counters.
+
+        :param state: a dict from :meth:`state_dict`.
+        """
         best = state["best"]
         self.best = (math.inf if self.mode == "min" else -math.inf) if best is None else float(best)
         self.bad_rounds, self._seen = int(state["bad_rounds"]), int(state["seen"])
@@ -252,6 +299,13 @@ class EarlyStopping(Callback):
             )
 
     def on_fit_start(self, start: FitStart) -> None:
+        """Reset the best value and the counters on a fresh run (``start.step == 0``), and check that
+        ``monitor`` is a player or will be logged: with no callback that may log it, a :class:`ConfigError` now;
+        with only :class:`EvaluateEvery` callbacks, one step after the largest ``every``.
+
+        :param start: the run's start.
+        :raises ConfigError: ``monitor`` is not a player and no callback of the run logs metrics.
+        """
         self._deadline = None
         if start.step == 0:  # a fresh run: an earlier fit's best value and patience (this object reused) go
             self.best = math.inf if self.mode == "min" else -math.inf
@@ -269,9 +323,20 @@ class EarlyStopping(Callback):
         self._deadline = start.step + max(e.every for e in evaluators) + 1
 
     def on_fit_end(self, info: StepInfo) -> None:
+        """Check that ``monitor`` was logged.
+
+        :param info: the last step's :class:`StepInfo`.
+        :raises ConfigError: ``monitor`` is neither a logged metric nor a player.
+        """
         self._check_logged(info.history)
 
     def on_step_end(self, info: StepInfo) -> None:
+        """Compare the latest value of ``monitor`` (a new metric point, or the player's loss of this step) with
+        the best so far, and request a stop after ``patience`` observations without improvement.
+
+        :param info: the step's :class:`StepInfo`.
+        :raises ConfigError: ``monitor`` not logged by the step it must be by (see :meth:`on_fit_start`).
+        """
         if self._deadline is not None and info.step >= self._deadline:
             self._deadline = None
             self._check_logged(info.history)

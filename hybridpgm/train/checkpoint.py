@@ -295,8 +295,11 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
     (outside tensors) in tagged form (:func:`encode_nonfinite_floats`) and its other scalars as the builtins
     ``weights_only`` loading reads back (:func:`plain_data`: a NumPy ``float64`` as a ``float``).
 
+    :param path: the checkpoint file (a str or ``os.PathLike``).
+    :param state: the checkpoint's entries, by name.
     :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
         :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
+    :returns: ``path`` as a :class:`~pathlib.Path`.
 
     :raises CheckpointError: ``state`` holds a non-finite tensor or a value ``torch.load(weights_only=True)``
         could not read back (a ``Path``, an ``Enum``, a NumPy array: naming its place, such as
@@ -325,6 +328,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     (:func:`decode_nonfinite_floats`) and a history of tensors given as lists
     (:func:`~hybridpgm.train.checkpoint_history.unpacked_history`: the same values, bit for bit).
 
+    :param path: the checkpoint file (a str or ``os.PathLike``).
+    :param map_location: where tensors are loaded, as for :func:`torch.load` (default ``"cpu"``).
+    :returns: the checkpoint's entries, by name.
     :raises CheckpointError: the file is missing (or a directory, a FIFO ...), empty, truncated, not a
         checkpoint, of an unknown format version, holds NaN (:func:`check_finite_checkpoint`; whether an
         infinity is allowed depends on the module, which ``fit`` checks when it resumes), or its history of

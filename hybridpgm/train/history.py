@@ -34,11 +34,13 @@ def _point_value(point):
 class History:
     """Per-step record of a run.
 
-    :ivar step: the number of completed optimizer cycles after each step (1, 2, ...).
-    :ivar loss: player -> loss of each step (the mean over that player's repeats).
-    :ivar wall_time: seconds since the start of the run (across resumes).
-    :ivar examples_per_second: throughput of each step on this rank.
-    :ivar metrics: name -> list of ``(step, value)`` written by callbacks.
+    Each field defaults to empty.
+
+    :param step: the number of completed optimizer cycles after each step (1, 2, ...).
+    :param loss: player -> loss of each step (the mean over that player's repeats).
+    :param wall_time: seconds since the start of the run (across resumes).
+    :param examples_per_second: throughput of each step on this rank.
+    :param metrics: name -> list of ``(step, value)`` written by callbacks.
     """
 
     step: list[int] = field(default_factory=list)
@@ -66,6 +68,13 @@ class History:
         return f"History({', '.join(parts)})"
 
     def record(self, step: int, losses: dict[str, float], wall_time: float, examples_per_second: float) -> None:
+        """Append one step's entry to each series.
+
+        :param step: the number of completed optimizer cycles after the step.
+        :param losses: player -> the step's loss (appended to that player's series, created if new).
+        :param wall_time: seconds since the start of the run.
+        :param examples_per_second: the step's throughput on this rank.
+        """
         self.step.append(step)
         for player, value in losses.items():
             self.loss.setdefault(player, []).append(value)
@@ -73,9 +82,17 @@ class History:
         self.examples_per_second.append(examples_per_second)
 
     def log_metric(self, name: str, step: int, value: float) -> None:
+        """Append ``(step, float(value))`` to the metric ``name`` (created if new).
+
+        :param name: the metric's name.
+        :param step: the step the value was measured at.
+        :param value: the value (a real number).
+        """
         self.metrics.setdefault(name, []).append((step, float(value)))
 
     def state_dict(self) -> dict:
+        """The series as plain lists and dicts (copies; a metric point as a ``[step, value]`` list), the form
+        :meth:`from_state_dict` reads."""
         return {
             "step": list(self.step),
             "loss": {k: list(v) for k, v in self.loss.items()},
@@ -87,7 +104,10 @@ class History:
     @classmethod
     def from_state_dict(cls, state: dict) -> "History":
         """The history of :meth:`state_dict`, or of a checkpoint's packed form (one tensor per series,
-        :func:`~hybridpgm.train.checkpoint_history.packed_history`, as a raw ``torch.load`` of it gives)."""
+        :func:`~hybridpgm.train.checkpoint_history.packed_history`, as a raw ``torch.load`` of it gives).
+
+        :param state: a dict from :meth:`state_dict`, or its packed form.
+        """
         if is_packed_history(state):
             state = unpacked_history(state)
         return cls(
@@ -179,21 +199,21 @@ class OptimizerState:
 class FitResult:
     """Result of :func:`hybridpgm.fit`.
 
-    :ivar history: the :class:`History` of the run (including resumed parts).
-    :ivar steps: optimizer cycles completed.
-    :ivar optimizers: player -> the optimizer used (to continue training).  A pickle of the result
+    :param history: the :class:`History` of the run (including resumed parts).
+    :param steps: optimizer cycles completed.
+    :param optimizers: player -> the optimizer used (to continue training).  A pickle of the result
         (``pickle``, ``torch.save``, joblib, multiprocessing) keeps each optimizer's state instead: unpickled,
         ``optimizers`` holds an :class:`OptimizerState` per player, whose ``state_dict()`` loads into a fresh
         optimizer, and every other field as it was.  ``copy.copy`` and ``copy.deepcopy`` keep live optimizers
         (``deepcopy`` copies them with their parameters, as it copies a module).
-    :ivar device: the device the module was trained on.
-    :ivar stopped_early: whether a callback asked to stop.
-    :ivar skipped_steps: player -> steps skipped for a non-finite loss or
-        gradient (only with ``fit(..., skip_nonfinite=True)``; else all zero).
-    :ivar loss_explosions: player -> ``(first loss, last loss)`` for players
+    :param device: the device the module was trained on.
+    :param stopped_early: whether a callback asked to stop (default ``False``).
+    :param skipped_steps: player -> steps skipped for a non-finite loss or
+        gradient (only with ``fit(..., skip_nonfinite=True)``; else all zero; default empty).
+    :param loss_explosions: player -> ``(first loss, last loss)`` for players
         whose loss rose above :data:`EXPLOSION_FACTOR` times the first loss's
         magnitude (floored at 1; see :func:`loss_explosions`: a loss falling
-        far below zero is not an explosion); empty for a healthy run.
+        far below zero is not an explosion); empty for a healthy run (the default).
     """
 
     history: History

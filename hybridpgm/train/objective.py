@@ -99,7 +99,11 @@ class Objective(Protocol):
         ...
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """Scalar loss to minimise for ``player`` on ``batch`` (intensive)."""
+        """Scalar loss to minimise for ``player`` on ``batch`` (intensive).
+
+        :param player: one of the names of :meth:`players`.
+        :param batch: a (micro-)batch of the training data, on the training device.
+        """
         ...
 
 

@@ -152,6 +152,8 @@ def fit(
         files a killed write left beside it are removed at the start.  Only a
         regular file is replaced: a path that is a directory, a symbolic link, a
         device node or a FIFO is refused before the first step.
+    :param checkpoint_every: the number of steps between checkpoint writes (a positive integer); ``None`` (the
+        default): the checkpoint is written only at the end and on SIGTERM/SIGINT.
     :param resume: what to do with an existing ``checkpoint``
         (:mod:`hybridpgm.train.resume`): ``"auto"``/``True`` resumes when it
         exists (same seed, data order and RNG states, and under ``torchrun``

@@ -188,7 +188,7 @@ def test_upper_is_log_z_lowered_by_num_stderr_standard_errors_as_documented(num_
                                    num_stderr=num_stderr)
     assert bounds.upper == pytest.approx(bounds.estimate + num_stderr * float(log_z.stderr), rel=1e-12, abs=1e-12)
     doc = LikelihoodBounds.__doc__
-    upper = doc[doc.index(":ivar upper:"):doc.index(":ivar estimate:")]
+    upper = doc[doc.index(":param upper:"):doc.index(":param estimate:")]
     assert "num_stderr" in upper and "3\\,\\mathrm{se}" not in upper
 
 

@@ -107,6 +107,7 @@ class AAVAE(AdversarialGame):
         does (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`): bool and integer data
         become the networks' float dtype exactly.
 
+        :param batch: a tensor ``batch x x_dim``, or a tuple (or list) whose first item is one.
         :raises DataError: no tensor of shape ``(batch, x_dim)``, an empty batch, a dtype the networks do not
             convert exactly, or NaN/inf values (inside :func:`hybridpgm.fit` in the step's one host read)."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
@@ -134,21 +135,33 @@ class AAVAE(AdversarialGame):
             return self.vae.sample(num_samples, mean=False, generator=generator)
 
     def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch`` single-sample ELBOs :math:`\\log p_\\theta(x, z) - \\log q_\\eta(z \\mid x)`, differentiable."""
+        """``batch`` single-sample ELBOs :math:`\\log p_\\theta(x, z) - \\log q_\\eta(z \\mid x)`, differentiable.
+
+        :param x: ``batch x x_dim`` data or samples."""
         log_w, _ = importance_log_weights(self.vae.model, self.vae.guide, x, num_particles=1, max_plate_nesting=1)
         return log_w.squeeze(0)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch`` constant weights :math:`q^r_\\phi(0 \\mid x) = q_\\phi(1 \\mid x)`, normalized if asked."""
+        """``batch`` constant (detached) weights :math:`q^r_\\phi(0 \\mid x) = q_\\phi(1 \\mid x)`, divided by their
+        mean with ``normalize_weights``.
+
+        :param x: ``batch x x_dim`` data or samples."""
         with torch.no_grad():
             w = self.log_qr(x, 0).exp()
             return w / w.mean().clamp_min(torch.finfo(w.dtype).tiny) if self.normalize_weights else w
 
     def discriminator_step_loss(self, batch) -> torch.Tensor:
+        """The discrimination loss of the data against as many (detached) VAE draws.
+
+        :param batch: the data, as for :meth:`real`."""
         x = self.real(batch)
         return self.discrimination_loss(x, self.sample(x.shape[0]))
 
     def generator_step_loss(self, batch) -> torch.Tensor:
+        """The negative :meth:`weights`-weighted mean ELBO of the data, minus ``fake_weight`` times that of as many
+        VAE draws when ``fake_weight`` is not zero.
+
+        :param batch: the data, as for :meth:`real`."""
         x = self.real(batch)
         loss = -(self.weights(x) * self.elbo(x)).mean()
         if self.fake_weight:

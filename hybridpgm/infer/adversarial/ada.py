@@ -181,12 +181,20 @@ class ADA(AdversarialGame):
 
     # -- the losses ---------------------------------------------------------------------
     def discriminator_step_loss(self, batch) -> torch.Tensor:
+        """The discrimination loss of source features (:math:`y = 1`) against target features (:math:`y = 0`),
+        the features computed without gradients.
+
+        :param batch: ``(x_source, y_source, x_target)`` (:meth:`paired_data`)."""
         xs, _, xt = self._unpack(batch)
         with torch.no_grad():
             hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
         return self.discrimination_loss(hs, ht)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
+        """The source classification cross-entropy minus ``adversarial_weight`` times the mean reversed
+        log-likelihood :math:`\\log q^r_\\phi` of the source (:math:`y = 1`) and target (:math:`y = 0`) features.
+
+        :param batch: ``(x_source, y_source, x_target)`` (:meth:`paired_data`)."""
         xs, ys, xt = self._unpack(batch)
         hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
         logits = self.classifier(hs)

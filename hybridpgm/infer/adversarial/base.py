@@ -1,8 +1,7 @@
 """The shared machinery of the adversarial objectives: :math:`q_\\phi(y \\mid x)` and its reversal.
 
-Hu et al. [1] write every adversarial model as variational EM over a domain
-indicator :math:`y`: :math:`y = 1` marks the data distribution, :math:`y = 0`
-the model's (implicit) distribution, with
+Hu et al. [1] write every adversarial model as variational EM over a domain indicator :math:`y`: :math:`y = 1`
+marks the data distribution, :math:`y = 0` the model's (implicit) distribution, with
 
 .. math::
 
@@ -10,10 +9,9 @@ the model's (implicit) distribution, with
                                          p_\\text{data}(x) & y = 1, \\end{cases}
     \\qquad p(y) = \\mathrm{Bernoulli}(\\tfrac12).
 
-The discriminator is the *inference model* :math:`q_\\phi(y \\mid x)`,
-:math:`q_\\phi(y = 1 \\mid x) = \\sigma(D_\\phi(x))` with :math:`D_\\phi` the
-network's logit, and the generator maximises the likelihood of the *reversed*
-posterior :math:`q^r_\\phi(y \\mid x) = q_\\phi(1 - y \\mid x)`:
+The discriminator is the *inference model* :math:`q_\\phi(y \\mid x)`, :math:`q_\\phi(y = 1 \\mid x) =
+\\sigma(D_\\phi(x))` with :math:`D_\\phi` the network's logit, and the generator maximises the likelihood of the
+*reversed* posterior :math:`q^r_\\phi(y \\mid x) = q_\\phi(1 - y \\mid x)`:
 
 .. math::
 
@@ -21,15 +19,13 @@ posterior :math:`q^r_\\phi(y \\mid x) = q_\\phi(1 - y \\mid x)`:
     \\qquad
     \\max_\\theta\\; \\mathbb E_{p_\\theta(x \\mid y) p(y)}\\big[\\log q^r_\\phi(y \\mid x)\\big].
 
-:class:`AdversarialObjective` holds a generator and a discriminator, checks at
-construction that their shapes agree, and gives :meth:`~AdversarialObjective.log_q`
-and :meth:`~AdversarialObjective.log_qr`; every objective of
-:mod:`hybridpgm.infer.adversarial` is written through those two.
+:class:`AdversarialObjective` holds a generator and a discriminator, checks at construction that their shapes
+agree, and gives :meth:`~AdversarialObjective.log_q` and :meth:`~AdversarialObjective.log_qr`; every objective
+of :mod:`hybridpgm.infer.adversarial` is written through those two.
 
 References:
 
-1. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative
-   Models*, ICLR 2018.
+1. Z. Hu, Z. Yang, R. Salakhutdinov, E. P. Xing, *On Unifying Deep Generative Models*, ICLR 2018.
 """
 
 from __future__ import annotations
@@ -145,15 +141,14 @@ def _unique(params) -> list[nn.Parameter]:
 
 
 class AdversarialGame:
-    """Players ``"discriminator"`` (stepped ``k`` times per step) and
-    ``"generator"`` around a discriminator :math:`q_\\phi(y \\mid x)`.
+    """Players ``"discriminator"`` (stepped ``k`` times per step) and ``"generator"`` around a discriminator
+    :math:`q_\\phi(y \\mid x)`.
 
-    :param module: a :class:`torch.nn.ModuleDict` holding every network; the
-        one named ``"discriminator"`` gives the logits of :math:`q_\\phi`.
+    :param module: a :class:`torch.nn.ModuleDict` holding every network; the one named ``"discriminator"`` gives
+        the logits of :math:`q_\\phi`.
     :param k: discriminator steps per generator step (``>= 1``).
-    :param discriminator_modules: the names in ``module`` trained by the
-        discriminator player (``"discriminator"`` and these); the others are the
-        generator player's.
+    :param discriminator_modules: the names in ``module`` trained by the discriminator player (``"discriminator"``
+        and these); the others are the generator player's.
     :raises ConfigError: ``k < 1``.
     """
 
@@ -193,8 +188,7 @@ class AdversarialGame:
         first met, so that the player's optimizer steps it once.
 
         :raises ConfigError: a parameter belongs to modules of both players: the generator's step would move
-            :math:`q_\\phi` itself, which the reversed objective holds fixed.
-        """
+            :math:`q_\\phi` itself, which the reversed objective holds fixed."""
         disc = _unique(p for n in self._discriminator_modules for p in self.module[n].parameters())
         gen = _unique(p for n, m in self.module.items() if n not in self._discriminator_modules
                       for p in m.parameters())
@@ -209,6 +203,10 @@ class AdversarialGame:
         return {"discriminator": disc, "generator": gen}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
+        """The 0-d loss of one player's step: :meth:`discriminator_step_loss` or :meth:`generator_step_loss`.
+
+        :param str player: ``"discriminator"`` or ``"generator"`` (another name raises :class:`ConfigError`).
+        :param batch: a batch of real data (a tensor, or a tuple whose first item is the data)."""
         if player == "discriminator":
             return self.discriminator_step_loss(batch)
         if player == "generator":
@@ -216,18 +214,24 @@ class AdversarialGame:
         check_player(player, ("discriminator", "generator"), type(self).__name__)
 
     def discriminator_step_loss(self, batch: Any) -> torch.Tensor:
+        """The 0-d loss of the discriminator player on ``batch`` (each subclass defines it).
+
+        :param batch: a batch of real data, as for :meth:`loss`."""
         raise NotImplementedError
 
     def generator_step_loss(self, batch: Any) -> torch.Tensor:
+        """The 0-d loss of the generator player on ``batch`` (each subclass defines it).
+
+        :param batch: a batch of real data, as for :meth:`loss`."""
         raise NotImplementedError
 
     def checked_data(self, x: torch.Tensor, what: str | None = None) -> torch.Tensor:
-        """A batch's data tensor ``x`` (its shape already checked by the objective) refused when empty, in the
-        dtype of the network that takes the data (the discriminator's, or that of the first network of
-        :meth:`data_networks` with parameters) by the rule of :func:`hybridpgm.data.validation.as_model_dtype`
-        (bool and integers exactly; float64 data for float32 networks are refused), and checked for NaN/inf
-        (inside :func:`hybridpgm.fit` in the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
+        """A batch's data refused when empty, in the dtype of the network that takes the data (the discriminator's,
+        or that of the first network of :meth:`data_networks` with parameters; the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype`), and checked for NaN/inf (inside :func:`hybridpgm.fit` in
+        the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
 
+        :param x: ``batch x event_shape`` data, its shape already checked by the objective.
         :param what: the data, as messages name it (default ``"<class name> data"``).
         :raises DataError: an empty batch, a dtype the networks do not convert exactly, or NaN/inf values."""
         what = f"{type(self).__name__} data" if what is None else what
@@ -245,7 +249,10 @@ class AdversarialGame:
 
     # -- q_phi(y|x) and its reversal ------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch`` logits :math:`D_\\phi(x)` of :math:`q_\\phi(y = 1 \\mid x)`."""
+        """``batch`` logits :math:`D_\\phi(x)` of :math:`q_\\phi(y = 1 \\mid x)`.
+
+        :param x: ``batch x event_shape`` inputs of the discriminator.
+        :raises ObjectiveError: the discriminator does not return one logit per example."""
         out = self.discriminator(x)
         if out.dim() == 2 and out.shape[-1] == 1:
             out = out.squeeze(-1)
@@ -255,36 +262,42 @@ class AdversarialGame:
         return out
 
     def log_q(self, x: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
-        """``batch`` values of :math:`\\log q_\\phi(y \\mid x)` (``x``: ``batch x event_shape``)."""
+        """``batch`` values of :math:`\\log q_\\phi(y \\mid x)`.
+
+        :param x: ``batch x event_shape``.
+        :param y: the domain label, ``1`` (data) or ``0`` (model), or a ``batch`` tensor of them."""
         return log_q_from_logits(self.logits(x), y)
 
     def log_qr(self, x: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
-        """``batch`` values of the reversed :math:`\\log q^r_\\phi(y \\mid x) = \\log q_\\phi(1 - y \\mid x)`."""
+        """``batch`` values of the reversed :math:`\\log q^r_\\phi(y \\mid x) = \\log q_\\phi(1 - y \\mid x)`.
+
+        :param x: ``batch x event_shape``.
+        :param y: the domain label, as for :meth:`log_q`."""
         return log_q_from_logits(self.logits(x), 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device))
 
     def discrimination_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor,
                             fake_weights: torch.Tensor | None = None) -> torch.Tensor:
-        """:math:`-\\mathbb E_{p_\\theta(x \\mid y) p(y)} \\log q_\\phi(y \\mid x)` with
-        :math:`p(y) = \\tfrac12`: real data ``x_real`` (:math:`y = 1`), model samples
-        ``x_fake`` (:math:`y = 0`, optionally weighted by ``fake_weights`` summing to one)."""
+        """:math:`-\\mathbb E_{p_\\theta(x \\mid y) p(y)} \\log q_\\phi(y \\mid x)` with :math:`p(y) = \\tfrac12` (0-d).
+
+        :param x_real: real data ``batch x event_shape`` (:math:`y = 1`).
+        :param x_fake: model samples ``batch' x event_shape`` (:math:`y = 0`).
+        :param fake_weights: optional ``batch'`` weights of the samples, summing to one (``None``: the plain mean)."""
         return -0.5 * (self.log_q(x_real, 1).mean() + weighted_mean(self.log_q(x_fake, 0), fake_weights))
 
 
 class AdversarialObjective(AdversarialGame):
-    """An :class:`AdversarialGame` whose generator is an implicit model
-    :math:`x = G_\\theta(z)`, :math:`z \\sim \\mathcal N(0, I)`.
+    """An :class:`AdversarialGame` whose generator is an implicit model :math:`x = G_\\theta(z)`,
+    :math:`z \\sim \\mathcal N(0, I)`.
 
     :param generator: maps noise ``batch x input_dim`` to samples ``batch x event_shape``.
-    :param discriminator: maps ``batch x event_shape`` to logits ``batch`` (or
-        ``batch x 1``) of :math:`q_\\phi(y = 1 \\mid x)`.
+    :param discriminator: maps ``batch x event_shape`` to logits ``batch`` (or ``batch x 1``) of
+        :math:`q_\\phi(y = 1 \\mid x)`.
     :param k: discriminator steps per generator step (``>= 1``).
-    :param noise_dim: dimension of the standard normal noise; read from
-        ``generator.noise_dim`` when omitted.
+    :param noise_dim: dimension of the standard normal noise; read from ``generator.noise_dim`` when omitted.
     :param modules: further named modules of the objective (they join ``module``).
     :param discriminator_modules: names among ``modules`` trained by the discriminator player.
     :raises ConfigError: ``k < 1``.
-    :raises ModelSpecError: the generator's output shape is not the discriminator's input shape.
-    """
+    :raises ModelSpecError: the generator's output shape is not the discriminator's input shape."""
 
     _REPR_EXTRAS = ("noise_dim", "event_shape")
 
@@ -353,11 +366,10 @@ class AdversarialObjective(AdversarialGame):
             return self.generate(num_samples)  # by position: a subclass's generate(self, n) still works
 
     def real(self, batch: Any) -> torch.Tensor:
-        """The data of a batch (a tensor, or the first tensor of a tuple), shape-checked and
-        in the discriminator's dtype, converted by the rule of
-        :func:`hybridpgm.data.validation.as_model_dtype` (bool and integers exactly;
-        float64 data for float32 networks are refused).
+        """The data of a batch, shape-checked and in the discriminator's dtype (the rule of
+        :func:`hybridpgm.data.validation.as_model_dtype`: bool and integers exactly, float64 for float32 refused).
 
+        :param batch: a tensor ``batch x event_shape``, or a tuple (or list) whose first item is one.
         :raises DataError: no tensor of shape ``(batch, *event_shape)``, an empty batch, or NaN/inf values."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
@@ -374,6 +386,10 @@ def adversarial_optim(lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999
 
     >>> opt = adversarial_optim(lr=2e-4)
 
+    :param float lr: the learning rate (default ``1e-3``).
+    :param float beta1: Adam's first-moment decay :math:`\\beta_1` (default ``0.5``).
+    :param float beta2: Adam's second-moment decay :math:`\\beta_2` (default ``0.999``).
+    :returns: ``params -> torch.optim.Adam``, a :func:`functools.partial` with ``lr`` and ``betas`` set.
     :raises ConfigError: ``lr`` is not a finite positive number, or ``beta1`` / ``beta2`` not in ``[0, 1)``.
     """
     lr = positive_real(lr, "adversarial_optim lr")

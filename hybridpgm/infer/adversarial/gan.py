@@ -66,21 +66,31 @@ class GAN(AdversarialObjective):
         super().__init__(generator, discriminator, k=k, noise_dim=noise_dim)
 
     def discriminator_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor) -> torch.Tensor:
-        """:math:`\\mathcal L_\\phi` on data ``x_real`` and samples ``x_fake`` (``batch x event_shape``)."""
+        """:math:`\\mathcal L_\\phi`, the discrimination loss (0-d).
+
+        :param x_real: data ``batch x event_shape``.
+        :param x_fake: model samples ``batch x event_shape``."""
         return self.discrimination_loss(x_real, x_fake)
 
     def generator_loss(self, x_fake: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """:math:`\\mathcal L_\\theta = -\\mathbb E \\log q^r_\\phi(0 \\mid x)` over samples
-        ``x_fake`` (``batch x event_shape``), a mean or, with ``weights``
-        (``batch``, summing to one), a weighted sum."""
+        """:math:`\\mathcal L_\\theta = -\\mathbb E \\log q^r_\\phi(0 \\mid x)` over the samples (0-d).
+
+        :param x_fake: model samples ``batch x event_shape``.
+        :param weights: optional ``batch`` weights summing to one (a weighted sum); ``None``: the mean."""
         return -weighted_mean(self.log_qr(x_fake, 0), weights)
 
     def discriminator_step_loss(self, batch) -> torch.Tensor:
+        """:meth:`discriminator_loss` of the data and as many samples, drawn without gradients.
+
+        :param batch: the data ``batch x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         with torch.no_grad():
             fake = self.generate(x.shape[0])
         return self.discriminator_loss(x, fake)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
+        """:meth:`generator_loss` of as many fresh samples as ``batch`` has data points.
+
+        :param batch: the data ``batch x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         return self.generator_loss(self.generate(x.shape[0]))

@@ -208,6 +208,10 @@ class InfoGAN(GAN):
 
     # -- the losses --------------------------------------------------------------------
     def discriminator_step_loss(self, batch) -> torch.Tensor:
+        """The GAN discrimination loss minus ``info_weight`` times the mean :meth:`code_log_prob` of samples
+        drawn (without gradients) from fresh codes: the code posterior trains with the discriminator.
+
+        :param batch: the data ``batch x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         with torch.no_grad():
             inputs, cat, cont = self.sample_codes(x.shape[0])
@@ -216,6 +220,10 @@ class InfoGAN(GAN):
         return self.discriminator_loss(x, fake) - self.info_weight * info
 
     def generator_step_loss(self, batch) -> torch.Tensor:
+        """The GAN generator loss minus ``info_weight`` times the mean :meth:`code_log_prob` of the samples of
+        fresh codes (the mutual-information term).
+
+        :param batch: the data ``batch x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         inputs, cat, cont = self.sample_codes(x.shape[0])
         fake = self.generator(inputs)

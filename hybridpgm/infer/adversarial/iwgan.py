@@ -82,11 +82,16 @@ class IWGAN(GAN):
         return self.generate(self.num_samples * check_k(num_groups, "IWGAN.grouped_samples num_groups"))
 
     def normalized_weights(self, logits: torch.Tensor) -> torch.Tensor:
-        """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one) from
-        the ``num_samples x n`` logits, :math:`\\log w_i = D_\\phi(x_i)`."""
+        """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one): a softmax over each column.
+
+        :param logits: ``num_samples x n`` discriminator logits, :math:`\\log w_i = D_\\phi(x_i)`."""
         return torch.softmax(logits.detach(), dim=0)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
+        """:math:`-\\sum_i \\tilde w_i \\log q^r_\\phi(0 \\mid x_i)` over each data point's ``num_samples`` samples,
+        averaged over the ``n`` data points (0-d).
+
+        :param batch: the data ``n x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         n = x.shape[0]
         logits = self.logits(self.grouped_samples(n)).reshape(self.num_samples, n)
@@ -95,6 +100,10 @@ class IWGAN(GAN):
         return -(weights * log_qr).sum(0).mean()
 
     def discriminator_step_loss(self, batch) -> torch.Tensor:
+        """The discrimination loss, its generated-sample term over ``num_samples`` samples per data point
+        weighted by :math:`\\tilde w` (:meth:`GAN.discriminator_step_loss` without ``weight_discriminator``).
+
+        :param batch: the data ``n x event_shape``, or a tuple whose first element it is."""
         x = self.real(batch)
         n = x.shape[0]
         if not self.weight_discriminator:
