@@ -144,24 +144,28 @@ def _blocks(module: nn.Sequential) -> list[list[nn.Module]]:
     return blocks
 
 
+#: Layers whose backward needs nothing but their input (and their weights).
+_ONLY_KEEP_THEIR_INPUT = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding)
+
+
 def checkpointing_saves_memory(module: nn.Module) -> bool:
     """Whether :func:`checkpointed_call` can lower what ``module`` keeps for
     the backward pass.
 
-    A checkpointed segment keeps only its input.  A module that is one
-    parameterised layer and nothing else (a single :class:`~torch.nn.Linear`)
-    saves only its input anyway, so checkpointing it saves nothing and costs a
-    second forward pass; any module with a second layer (an activation, a
-    normalisation, another linear map) stores intermediate results that
-    checkpointing drops.
+    A checkpointed segment keeps only its input.  A module that is one linear
+    map and nothing else (a :class:`~torch.nn.Linear`, a convolution, an
+    :class:`~torch.nn.Embedding`) saves only its input anyway, so checkpointing
+    it saves nothing and costs a second forward pass; any module with a second
+    layer (an activation, a normalisation, another linear map) stores
+    intermediate results that checkpointing drops.
 
     :param module: the module a checkpointed segment would run.
-    :returns: ``False`` for a :class:`~torch.nn.Linear` and for a :class:`~torch.nn.Sequential` of at most one
-        module, ``True`` for any other module.
+    :returns: ``False`` for such a single layer, and for a :class:`~torch.nn.Sequential` that is empty or holds
+        one module for which this is ``False``; ``True`` for any other module.
     """
     if isinstance(module, nn.Sequential):
-        return len(module) > 1
-    return not isinstance(module, nn.Linear)
+        return len(module) > 1 or (len(module) == 1 and checkpointing_saves_memory(module[0]))
+    return not isinstance(module, _ONLY_KEEP_THEIR_INPUT)
 
 
 class _KeepBuffers:

@@ -140,6 +140,12 @@ def test_checkpointing_that_saves_nothing_is_refused():
     assert not checkpointing_saves_memory(mlp([5, 3]))
     assert not checkpointing_saves_memory(torch.nn.Linear(5, 3))
     assert checkpointing_saves_memory(mlp([5, 4, 3]))
+    # one linear map of another kind keeps only its input too; a one-module Sequential is that module
+    assert not checkpointing_saves_memory(torch.nn.Conv1d(2, 3, 3))
+    assert not checkpointing_saves_memory(torch.nn.Embedding(4, 3))
+    assert not checkpointing_saves_memory(torch.nn.Sequential(torch.nn.Linear(5, 3)))
+    assert not checkpointing_saves_memory(torch.nn.Sequential())
+    assert checkpointing_saves_memory(torch.nn.Sequential(mlp([5, 4, 3])))
     with pytest.raises(ConfigError, match="checkpoint_activations.*hidden"):
         VAE(10, 2, hidden=[], checkpoint_activations=True)
     VAE(10, 2, hidden=[], checkpoint_activations=False)
