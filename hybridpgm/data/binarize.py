@@ -44,7 +44,7 @@ def _check_unit(x: torch.Tensor, name: str) -> torch.Tensor:
 def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """One Bernoulli draw per entry of ``x`` (``N x D`` in [0, 1]) with a fixed seed.
 
-    :param x: the probabilities, ``N x D`` in [0, 1].
+    :param x: the probabilities, of any shape (``N x D`` for a dataset), in [0, 1].
     :param int seed: seeds the draws (an integer in torch's seed range ``[-2**63, 2**64 - 1]``; ``bool`` and
         floats refused).
     :raises DataError: NaN/inf, or values outside [0, 1].

@@ -160,7 +160,8 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
     :param length: ``L``, the number of values.
     :param period: ``p``, the period of the main sine (default 11).
     :param noise: the standard deviation of the Gaussian noise (default 0.1).
-    :param trend: the rise of the linear trend over the whole series (default 0).
+    :param trend: the coefficient of the linear term ``trend * t / L`` (a rise of ``trend * (L - 1) / L`` over
+        the series; default 0).
     :param seed: seeds the noise (default 0).
     :param dtype: the floating dtype of the result (default ``torch.float64``).
     :returns: a tensor of shape ``length`` and dtype ``dtype``, computed in float64 and rounded once to

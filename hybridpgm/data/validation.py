@@ -119,7 +119,7 @@ def check_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
     Scans ``x`` in chunks of :data:`SCAN_CHUNK` elements: the temporary memory
     is bounded by a few MiB and released on return.
 
-    :param x: data of any shape (a non-floating tensor always passes).
+    :param x: data of any shape (an integer or bool tensor always passes; complex ones are checked).
     :param name: the data, as the message names it (default ``"data"``).
     """
     bad, first = count_nonfinite(x)
@@ -148,7 +148,7 @@ def defer_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
 def check_features(x: torch.Tensor, expected: int, name: str = "data") -> torch.Tensor:
     """Raise a :class:`~hybridpgm.errors.DataError` unless ``x`` is ``N x expected``; return ``x``.
 
-    :param x: the data.
+    :param x: a tensor, expected ``N x expected``.
     :param expected: the number of features (columns) ``x`` must have.
     :param name: the data, as the message names it (default ``"data"``).
     """

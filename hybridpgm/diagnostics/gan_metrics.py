@@ -150,7 +150,8 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
 class RingCoverage:
     """Mode coverage on the ring, as :func:`ring_coverage` gives it.
 
-    :param modes_covered: the number of modes covered.
+    :param modes_covered: the number of modes with at least ``max(1, min_fraction * N)`` high-quality samples
+        near them.
     :param num_modes: the number of modes of the ring.
     :param high_quality_rate: the fraction of the samples that are of high quality (near a mode).
     :param counts: the number of high-quality samples near each mode (``num_modes`` ints).

@@ -70,7 +70,7 @@ class ExactMLLObjective:
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """The negative exact log marginal likelihood per example of the batch (GPyTorch's stochastic probes, if
-        any, drawn from the run's seeded stream).
+        any, drawn from the caller's streams: inside :func:`hybridpgm.fit`, the run's seeded ones).
 
         :param player: ``"mll"``.
         :param batch: ``(x, y)``: inputs ``B x ...`` and targets ``B``.

@@ -79,9 +79,9 @@ class LSTMFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The features of windows ``x``.
 
-        :param x: windows ``B x T x D`` in the network's dtype.
+        :param x: windows ``B x T x D``, ``D`` the network's ``input_size``, in the network's dtype.
         :returns: features ``B x F``.
-        :raises DataError: ``x`` is not ``B x T x D``, or has another dtype than the network.
+        :raises DataError: ``x`` is not ``B x T x input_size``, or has another dtype than the network.
         """
         if x.dim() != 3 or x.shape[-1] != self.lstm.input_size:
             raise DataError(f"LSTM windows have shape {tuple(x.shape)}, expected (B, T, {self.lstm.input_size})")
@@ -98,9 +98,9 @@ class Forecast(NamedTuple):
     ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
     no base class).
 
-    :param mean: the forecast mean of each step, ``steps``.
-    :param lower: the lower end of each step's interval, ``steps``.
-    :param upper: the upper end of each step's interval, ``steps``.
+    :param mean: the mean of the sampled paths at each step, ``steps``.
+    :param lower: the ``(1 - level) / 2`` quantile of the sampled paths at each step, ``steps``.
+    :param upper: the ``1 - (1 - level) / 2`` quantile of the sampled paths at each step, ``steps``.
     :param samples: the sampled paths, ``num_samples x steps``.
     """
 
@@ -369,7 +369,7 @@ class SemiStochasticObjective:
     def train_step_end(self, step: int) -> None:
         """Drop the kept features and gradient: the weights changed.
 
-        :param step: the number of the step that ended (unused).
+        :param step: the 0-based index of the step that ended (``History`` records it as ``step + 1``); unused.
         """
         self._grad = self._features = None  # the network changed
 

@@ -135,7 +135,8 @@ class ArcCosineKernel(gpytorch.kernels.Kernel):
         :param bool diag: return only the diagonal ``(..., n)`` (``n = m``).
         :param bool last_dim_is_batch: treat each of the ``d`` features as a batch of one-dimensional inputs.
         :param params: GPyTorch's extra kernel options, accepted and not used.
-        :returns: ``(..., n, m)``, or ``(..., n)`` with ``diag``.
+        :returns: ``(..., n, m)``, or ``(..., n)`` with ``diag``; with ``last_dim_is_batch`` a dimension ``d`` comes
+            before ``n``.
         """
         if x1.shape[-1] != x2.shape[-1]:
             raise ModelSpecError(f"ArcCosineKernel inputs disagree on the dimension: {tuple(x1.shape)} vs "

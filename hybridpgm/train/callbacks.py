@@ -96,7 +96,9 @@ class Callback:
         """
 
     def on_fit_end(self, info: StepInfo) -> None:
-        """Called once after the last step, after :func:`hybridpgm.fit` has written its checkpoint; does nothing.
+        """Called once when the run ends normally, after :func:`hybridpgm.fit` has written its final checkpoint
+        (if it has a ``checkpoint`` path); not after a stop signal (the resumed run that finishes calls it); does
+        nothing.
 
         :param info: the last step's :class:`StepInfo`.
         """
@@ -187,7 +189,7 @@ class EvaluateEvery(Callback):
     def on_fit_start(self, start: FitStart) -> None:
         """Forget the last evaluation's step on a fresh run (``start.step == 0``), as when this object is reused.
 
-        :param start: the run's start.
+        :param start: the :class:`FitStart` (``start.step`` is 0 on a fresh run).
         """
         if start.step == 0:  # a fresh run: nothing of an earlier fit's (this object reused) carries over
             self._last_step = -1
@@ -218,7 +220,8 @@ class EarlyStopping(Callback):
     :param patience: the number of consecutive observations without improvement that stops the run (a
         positive integer, default 5).
     :param mode: ``"min"`` (the default) or ``"max"``.
-    :param min_delta: the least change that counts as an improvement (a finite number >= 0, default 0).
+    :param min_delta: an improvement must beat the best value by more than this (a finite number >= 0; the default
+        0 counts any strict improvement).
     :raises ConfigError: ``monitor`` not a non-empty string, an unknown ``mode``, ``patience`` not a positive
         integer, or ``min_delta`` not a finite number >= 0.  From :func:`hybridpgm.fit`: a ``monitor`` that
         is not a player when no callback of the run logs metrics (before the first step), or that the
@@ -303,7 +306,7 @@ class EarlyStopping(Callback):
         ``monitor`` is a player or will be logged: with no callback that may log it, a :class:`ConfigError` now;
         with only :class:`EvaluateEvery` callbacks, one step after the largest ``every``.
 
-        :param start: the run's start.
+        :param start: the :class:`FitStart` (``start.step`` is 0 on a fresh run).
         :raises ConfigError: ``monitor`` is not a player and no callback of the run logs metrics.
         """
         self._deadline = None

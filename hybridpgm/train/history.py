@@ -86,7 +86,7 @@ class History:
 
         :param name: the metric's name.
         :param step: the step the value was measured at.
-        :param value: the value (a real number).
+        :param value: the metric's value (a real number, stored as ``float(value)``).
         """
         self.metrics.setdefault(name, []).append((step, float(value)))
 
