@@ -9,7 +9,8 @@
 
 from hybridpgm.gp.deep_kernel import DeepKernelGP, ExactMLLObjective, train_deep_kernel
 from hybridpgm.gp.feature_gp import FeatureGP, GPPrediction
-from hybridpgm.gp.gp_lstm import GPLSTM, Forecast, LSTMFeatures, SemiStochasticObjective, train_gp_lstm
+from hybridpgm.gp.gp_lstm import GPLSTM, Forecast, LSTMFeatures, SemiStochasticObjective
+from hybridpgm.gp.gp_lstm_recipe import train_gp_lstm
 from hybridpgm.gp.kernels import ArcCosineKernel
 from hybridpgm.gp.sv_deep_kernel import SVDeepKernelGP
 from hybridpgm.gp.validation import ValidatedFit, calibration, fit_validated

@@ -18,7 +18,7 @@ With ``grid_size`` the base kernel is interpolated from a regular grid in featur
 :math:`K \\approx W K_{UU} W^\\top` with sparse cubic interpolation weights :math:`W` and a Toeplitz/Kronecker
 :math:`K_{UU}`, so matrix-vector products and hence conjugate-gradient inference cost about :math:`O(n + m \\log m)`.
 The features are then scaled into the grid's bounds (:class:`gpytorch.utils.grid.ScaleToBounds`, as
-:class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, which also takes a batch of one example or of equal features: it
+:class:`~hybridpgm.gp.grid_scaling.ScaleToGrid`, which also takes a batch of one example or of equal features: it
 goes to the grid's centre).  That scaling is part of the trained model: it is recorded from the training
 features when the model is built and by every training step (train mode), saved in the ``state_dict``, and kept
 when the GP is conditioned on other data (:meth:`DeepKernelGP.set_train_data`, the refit of
@@ -62,18 +62,18 @@ from typing import Callable, ContextManager
 
 import gpytorch
 import torch
-from gpytorch.utils.memoize import clear_cache_hook
 
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.conditioning_data import ConditioningData
 from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
-from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, ScaleToGrid, check_gp_dtype, check_grid_bounds,
-                                     check_inputs, check_inputs_deferred, check_module, check_targets,
-                                     check_training_batch, default_kernel, grid_kernel)
+from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_gp_dtype, check_grid_bounds, check_inputs,
+                                     check_inputs_deferred, check_module, check_targets, check_training_batch,
+                                     default_kernel, grid_kernel)
+from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
-from hybridpgm.gp.prediction_cache import PredictionCache, state_key
+from hybridpgm.gp.prediction_cache import PredictionCache, release_test_caches, state_key
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import exact_precision
@@ -108,7 +108,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         data (:meth:`set_train_data`) would be silently wrong.  For a non-Gaussian one (classification,
         counts) use :class:`hybridpgm.gp.SVDeepKernelGP`.
     :param grid_size: KISS-GP grid points per feature dimension (the features are then scaled into
-        ``grid_bounds`` by :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`); ``None`` for an exact kernel.
+        ``grid_bounds`` by :class:`~hybridpgm.gp.grid_scaling.ScaleToGrid`); ``None`` for an exact kernel.
         The default KISS-GP kernel is GPyTorch's DKL layout,
         ``GridInterpolationKernel(ScaleKernel(RBF))``, whose prior variance is
         the outputscale to the power ``F`` (see
@@ -336,7 +336,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         give the gradients of the closed form in the network weights and the
         hyperparameters.  The graph lives in the returned distribution and goes with it,
         back-propagated or not; the prediction strategy's caches are released on return
-        (:func:`_release_test_caches`), so a following ``model.gp(...)`` recomputes them.
+        (:func:`~hybridpgm.gp.prediction_cache.release_test_caches`), so a following ``model.gp(...)`` recomputes them.
 
         :param x: test inputs ``B x ...`` (see :meth:`features`).
         :raises DataError: see :meth:`features`.
@@ -364,7 +364,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                         built = None if key is None else cache if hit else PredictionCache.of(self.gp, key)
                     finally:
                         if grad:  # before keeping_modes drops the strategy (a model that was training)
-                            _release_test_caches(self.gp)
+                            release_test_caches(self.gp)
                 if built is not None:  # kept (under a copy of the values) unless the call itself moved a tensor
                     end = state_key(self, key.meta[-1], values=not hit)
                     kept = None if not key.same_tensors(end) else built if hit else built.under(end)
@@ -392,16 +392,6 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                 return GPPrediction(empty, empty.clone())
             y = self.likelihood(self._posterior(x, fixed_probes=True))
             return GPPrediction(y.mean, y.variance)
-
-
-def _release_test_caches(gp: gpytorch.models.ExactGP) -> None:
-    """Empty the memo cache of ``gp``'s prediction strategy (if any).  Under ``detach_test_caches(False)`` GPyTorch
-    hooks ``partial(clear_cache_hook, strategy)`` on the ``grad_fn`` of the cached ``O(n^2)`` training-covariance
-    factors: *strategy -> cache -> grad_fn -> hook -> strategy*, a cycle through a C++ autograd node that :mod:`gc`
-    cannot collect, one per call kept for good.  Returned distributions keep their own tensors and graph."""
-    strategy = getattr(gp, "prediction_strategy", None)
-    if strategy is not None:
-        clear_cache_hook(strategy)
 
 
 def _data_dtype(x: torch.Tensor) -> torch.dtype | None:

@@ -1,5 +1,6 @@
 """Pieces shared by the deep-kernel models: the exact GP over features, the
-default kernels, input checks and the prediction record."""
+default kernels, input checks and the prediction record (the grid scaling:
+:mod:`hybridpgm.gp.grid_scaling`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import torch
 from hybridpgm.checks import as_integer, unit_fraction
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
+from hybridpgm.gp.grid_scaling import RunningScaleToGrid, ScaleToGrid  # noqa: F401 (their former home: pickles)
 from hybridpgm.portable_result import PortableResult
 
-__all__ = ["FeatureGP", "GPPrediction", "RunningScaleToGrid", "ScaleToGrid", "check_gp_dtype", "check_grid_bounds",
-           "check_inputs", "check_module", "check_inputs_deferred", "check_targets", "check_training_batch",
-           "default_kernel", "grid_kernel"]
+__all__ = ["FeatureGP", "GPPrediction", "check_gp_dtype", "check_grid_bounds", "check_inputs", "check_module",
+           "check_inputs_deferred", "check_targets", "check_training_batch", "default_kernel", "grid_kernel"]
 
 #: KISS-GP grids with more points than this are refused (memory ~ grid points).
 MAX_GRID_POINTS = 2**20
@@ -120,93 +121,6 @@ class FeatureGP(gpytorch.models.ExactGP):
         super().set_train_data(inputs, targets, strict)
         if inputs is not None and targets is not None:
             self._conditioning_lost = False
-
-
-class ScaleToGrid(gpytorch.utils.grid.ScaleToBounds):
-    """GPyTorch's :class:`~gpytorch.utils.grid.ScaleToBounds` (features into the KISS-GP grid), defined also
-    for features without a range.
-
-    In train mode a batch of features with minimum :math:`a` and maximum :math:`b` (over all its entries) is
-    mapped affinely onto :math:`[0.95\\,l, 0.95\\,l + 0.95\\,(u - l)]` (``l``, ``u`` the bounds: the midpoint
-    goes to the grid's centre :math:`c = 0.95\\,l + 0.475\\,(u - l)`), and :math:`(a, b)` is recorded for eval
-    mode, which clamps inputs to it and maps them the same way.  GPyTorch divides by :math:`b - a`, which is
-    0 for one example or equal features (NaN inputs, then an out-of-range grid index).  Here such a batch,
-    of value :math:`v`, records :math:`(v - (u - l)/2, v + (u - l)/2)` instead: the batch goes to the grid's
-    centre, and inputs :math:`x` in eval mode to :math:`c + 0.95\\,(x - v)` (clamped to the grid's 0.95 box),
-    one feature unit per grid unit (times GPyTorch's 0.95 margin), as if the features spanned the bounds.
-    Batches with a range are mapped exactly as GPyTorch maps them (bit for bit).  The buffers and their
-    names are GPyTorch's, so saved state loads either way.  Maps ``... x F`` to ``... x F``.
-
-    The recorded :math:`(a, b)` is part of the trained model (a kernel on the features seen through it):
-    :class:`~hybridpgm.gp.DeepKernelGP` records it when built and in its training steps (train mode), and
-    keeps it when conditioned on other data.  In eval mode a feature outside :math:`[a, b]` is *clamped* to
-    it, as GPyTorch's grid interpolation requires (a fixed grid refuses inputs outside its bounds): the GP
-    sees it at the edge of the recorded range, so its prediction there is the one at the nearest edge.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.numel() == 0:  # no range to record (and nothing to scale)
-            return x.clone()
-        if self.training:
-            min_val, max_val = x.min(), x.max()
-            degenerate = max_val == min_val
-            # half the bounds' width, or (at huge values) enough to stay distinct from the value
-            pad = torch.clamp(min_val.abs().detach() * (4 * torch.finfo(x.dtype).eps),
-                              min=0.5 * (self.upper_bound - self.lower_bound))
-            min_val = torch.where(degenerate, min_val - pad, min_val)
-            max_val = torch.where(degenerate, max_val + pad, max_val)
-            self.min_val.data = min_val
-            self.max_val.data = max_val
-        else:
-            min_val = self.min_val
-            max_val = self.max_val
-            x = x.clamp(min_val, max_val)
-        diff = max_val - min_val
-        return (x - min_val) * (0.95 * (self.upper_bound - self.lower_bound) / diff) + 0.95 * self.lower_bound
-
-
-class RunningScaleToGrid(ScaleToGrid):
-    """:class:`ScaleToGrid` whose recorded range is the running minimum and maximum over every batch seen in
-    train mode (for mini-batch training: SV-DKL on a grid), not the last batch's.
-
-    In train mode a batch of range :math:`[a_B, b_B]` updates the record to
-    :math:`[\\min(a, a_B), \\max(b, b_B)]` (the batch's own range for the first batch) and is mapped with it;
-    eval mode maps (and clamps) with the record, so predictions do not depend on which batch came last (a
-    last batch of one example, of equal features, or of part of the range).  The range only grows: features
-    that drift during training keep the widest extent seen.  The buffer ``recorded`` (whether a batch was
-    seen) is saved with ``min_val`` and ``max_val``; state saved before it existed loads as recorded.  In
-    train mode the gradient flows through the batch's minimum or maximum where it sets the range (as it flows
-    through GPyTorch's batch range), and the first batch is mapped as :class:`ScaleToGrid` maps it.
-    """
-
-    def __init__(self, lower_bound: float, upper_bound: float):
-        super().__init__(lower_bound, upper_bound)
-        self.register_buffer("recorded", torch.tensor(False))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.numel() == 0:
-            return x.clone()
-        if self.training:  # no host read: the union is taken with torch.where
-            recorded = self.recorded.clone()  # the flag is updated below, after autograd saved it
-            low = torch.where(recorded, torch.minimum(self.min_val, x.min()), x.min())
-            high = torch.where(recorded, torch.maximum(self.max_val, x.max()), x.max())
-            degenerate = high == low
-            pad = torch.clamp(low.abs().detach() * (4 * torch.finfo(x.dtype).eps),
-                              min=0.5 * (self.upper_bound - self.lower_bound))
-            low = torch.where(degenerate, low - pad, low)
-            high = torch.where(degenerate, high + pad, high)
-            self.min_val.data = low.detach()
-            self.max_val.data = high.detach()
-            self.recorded.fill_(True)
-        else:
-            low, high = self.min_val, self.max_val
-            x = x.clamp(low, high)
-        return (x - low) * (0.95 * (self.upper_bound - self.lower_bound) / (high - low)) + 0.95 * self.lower_bound
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + "min_val" in state_dict and prefix + "recorded" not in state_dict:
-            state_dict[prefix + "recorded"] = torch.tensor(True)  # saved by ScaleToGrid: a last batch's range
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:

@@ -50,7 +50,7 @@ from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
-__all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective", "train_gp_lstm"]
+__all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective"]
 
 
 @serializable
@@ -372,55 +372,3 @@ class SemiStochasticObjective:
         :param step: the 0-based index of the step that ended (``History`` records it as ``step + 1``); unused.
         """
         self._grad = self._features = None  # the network changed
-
-
-def train_gp_lstm(x: torch.Tensor, y: torch.Tensor, *, validation: float = 0.2, hidden_size: int = 16,
-                  num_features: int = 2, max_steps: int = 300, eval_every: int = 5, patience: int = 10,
-                  lr: float = 0.01, batch_size: int = 32, seed: int | None = 0, device: str = "cpu",
-                  **model_kwargs: Any) -> tuple[GPLSTM, Any]:
-    """The GP-LSTM recipe: semi-stochastic training on all but a held-out validation tail,
-    early stopping on its predictive NLL, best weights restored, then the GP conditioned
-    on every window (see :mod:`hybridpgm.gp.validation`).
-
-    :param x: windows ``N x T x D`` in time order.
-    :param y: targets ``N``.
-    :param float validation: the fraction of the most recent windows held out.
-    :param int hidden_size: LSTM width (:class:`GPLSTM`).
-    :param int num_features: ``F``, the GP's input dimension (:class:`GPLSTM`).
-    :param int max_steps: at most this many steps.
-    :param int eval_every: steps between two validation checks (default 5).
-    :param int patience: validation checks without improvement that end the run early (default 10).
-    :param float lr: the learning rate of :class:`torch.optim.Adam` (both players).
-    :param int batch_size: windows per mini-batch of the network player's gradient estimate
-        (:class:`SemiStochasticObjective`; the GP player uses every window).
-    :param seed: the network's initialisation and the training run's; the caller's global RNGs are left as they
-        were (:func:`~hybridpgm.rng_scope.keeping_global_rngs`).  ``None``: drawn from, and advancing, them.
-    :param str device: where to train, as :func:`hybridpgm.fit`'s ``device``.
-    :param model_kwargs: passed to :class:`GPLSTM` (``grid_size``, ``kernel``, ...).
-    :returns: the trained :class:`GPLSTM` and the :class:`~hybridpgm.gp.validation.ValidatedFit`.
-    :raises ConfigError: ``lr`` is not a positive finite number, ``seed`` is not ``None`` nor an integer torch
-        accepts, or a bad ``validation``/``max_steps``/...
-    :raises DataError: see :class:`GPLSTM` and :func:`~hybridpgm.gp.validation.split_tail`.
-    :raises ModelSpecError: see :class:`GPLSTM`.
-
-    >>> from hybridpgm.data import make_windows, synthetic_series
-    >>> x, y = make_windows(synthetic_series(80, seed=0).float(), 8)
-    >>> model, run = train_gp_lstm(x, y, max_steps=4, eval_every=2, hidden_size=4)
-    >>> model.train_x.shape[0] == x.shape[0], run.best_step in (2, 4)
-    (True, True)
-    """
-    import functools
-
-    from hybridpgm.checks import positive_real
-    from hybridpgm.gp.validation import fit_validated, split_tail
-    from hybridpgm.rng_scope import keeping_global_rngs
-
-    positive_real(lr, "lr")
-    x_fit, y_fit, x_val, y_val = split_tail(x, y, validation)
-    with keeping_global_rngs(seed, what="train_gp_lstm seed"):
-        model = GPLSTM(x_fit, y_fit, hidden_size=hidden_size, num_features=num_features, **model_kwargs)
-        objective = SemiStochasticObjective(model)
-        run = fit_validated(objective, objective.dataset(), x_val, y_val, max_steps=max_steps, eval_every=eval_every,
-                            patience=patience, refit=(x, y), batch_size=batch_size, seed=seed, device=device,
-                            optim=functools.partial(torch.optim.Adam, lr=lr))
-    return model, run

@@ -40,8 +40,9 @@ from typing import Any
 import gpytorch
 import linear_operator
 import torch
+from gpytorch.utils.memoize import clear_cache_hook
 
-__all__ = ["PredictionCache", "StateKey", "settings_snapshot", "state_key"]
+__all__ = ["PredictionCache", "StateKey", "release_test_caches", "settings_snapshot", "state_key"]
 
 _SETTING_ATTRIBUTES = ("_state", "_global_value", "_global_float_value", "_global_double_value",
                        "_global_half_value")
@@ -161,3 +162,13 @@ class PredictionCache:
         """Give ``gp`` back the data and the strategy: what conditioning it anew would give, without the solves."""
         gp.set_train_data(self.inputs, self.targets, strict=False)
         gp.prediction_strategy = self.strategy
+
+
+def release_test_caches(gp: gpytorch.models.ExactGP) -> None:
+    """Empty the memo cache of ``gp``'s prediction strategy (if any).  Under ``detach_test_caches(False)`` GPyTorch
+    hooks ``partial(clear_cache_hook, strategy)`` on the ``grad_fn`` of the cached ``O(n^2)`` training-covariance
+    factors: *strategy -> cache -> grad_fn -> hook -> strategy*, a cycle through a C++ autograd node that :mod:`gc`
+    cannot collect, one per call kept for good.  Returned distributions keep their own tensors and graph."""
+    strategy = getattr(gp, "prediction_strategy", None)
+    if strategy is not None:
+        clear_cache_hook(strategy)

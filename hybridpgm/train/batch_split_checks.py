@@ -64,8 +64,8 @@ def _batch_norm_causes(module: torch.nn.Module, accumulate: int, world_size: int
 
 def _grid_scaling_causes(module: torch.nn.Module, accumulate: int, world_size: int) -> str | None:
     """The grid-scaling sentence of :func:`batch_norm_warning` (``None`` when it does not apply): GPyTorch's
-    ``ScaleToBounds`` and its subclasses here (:class:`~hybridpgm.gp.feature_gp.ScaleToGrid`,
-    :class:`~hybridpgm.gp.feature_gp.RunningScaleToGrid`) map a training batch onto the KISS-GP grid with a range
+    ``ScaleToBounds`` and its subclasses here (:class:`~hybridpgm.gp.grid_scaling.ScaleToGrid`,
+    :class:`~hybridpgm.gp.grid_scaling.RunningScaleToGrid`) map a training batch onto the KISS-GP grid with a range
     that includes that batch's own minimum and maximum."""
     grid = sys.modules.get("gpytorch.utils.grid")  # not imported: no such layer can be in the model
     if grid is None or (accumulate == 1 and world_size == 1):
@@ -100,7 +100,7 @@ def batch_norm_warning(module: torch.nn.Module, accumulate: int, world_size: int
     * torch batch normalisation: each micro-batch, and each rank's shard, is normalised with its own
       statistics.  ``SyncBatchNorm`` synchronises the ranks' statistics, so only accumulation affects it;
     * scaling onto a KISS-GP grid (GPyTorch's ``ScaleToBounds``,
-      :class:`~hybridpgm.gp.feature_gp.ScaleToGrid`, :class:`~hybridpgm.gp.feature_gp.RunningScaleToGrid` of a
+      :class:`~hybridpgm.gp.grid_scaling.ScaleToGrid`, :class:`~hybridpgm.gp.grid_scaling.RunningScaleToGrid` of a
       grid :class:`~hybridpgm.gp.SVDeepKernelGP`): features :math:`z` go to
       :math:`(z - a)\\,0.95\\,(u - l) / (b - a) + 0.95\\,l` with :math:`[a, b]` a range that includes the
       (micro-)batch's own minimum and maximum, so each micro-batch and each rank sees its own :math:`[a, b]`.

@@ -11,7 +11,7 @@ import torch
 import hybridpgm
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp import ArcCosineKernel, DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
-from hybridpgm.gp.feature_gp import ScaleToGrid
+from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.nn import mlp
 from tests.gp.test_deep_kernel import PlainExactGP  # GPyTorch's textbook exact GP: the reference
 
@@ -281,7 +281,7 @@ def test_training_steps_record_the_grid_scaling_and_the_refit_keeps_it():
 
 
 def test_running_grid_scaling_records_the_range_of_all_batches():
-    from hybridpgm.gp.feature_gp import RunningScaleToGrid
+    from hybridpgm.gp.grid_scaling import RunningScaleToGrid
 
     scale = RunningScaleToGrid(-1.0, 1.0).double().train()
     batches = [torch.tensor([[0.2], [0.5]]), torch.tensor([[-1.5], [0.0]]), torch.tensor([[0.3]])]
