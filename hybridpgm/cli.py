@@ -228,7 +228,7 @@ def _check_output(path: Path) -> None:
 def _check_sample_format(path: Path, recipe_name: str) -> None:
     """Refuse a ``sample --output`` whose suffix names a format the run's recipe does not write: ``.csv`` for
     bayes-net (rows of sampled states), else an image format matplotlib writes
-    (:func:`~hybridpgm.diagnostics.plots.figure_formats`: ``.png``, ``.pdf``, ``.svg`` ...).
+    (:func:`~hybridpgm.diagnostics.figure_files.figure_formats`: ``.png``, ``.pdf``, ``.svg`` ...).
 
     :raises ConfigError: naming the path, its suffix and the suffixes that would do.
     """
@@ -237,7 +237,7 @@ def _check_sample_format(path: Path, recipe_name: str) -> None:
     if recipe_name == "bayes-net":
         formats = ["csv"]
     else:
-        from hybridpgm.diagnostics.plots import figure_formats
+        from hybridpgm.diagnostics.figure_files import figure_formats
 
         formats = figure_formats()
     if path.suffix[1:].lower() not in formats:

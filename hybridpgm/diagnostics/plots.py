@@ -15,12 +15,10 @@ where the inline backend is active, its own printer draws it).
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -29,12 +27,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
 from hybridpgm.diagnostics.check_vi import BAD, good_khat  # noqa: E402
-from hybridpgm.diagnostics.figure_display import displayable  # noqa: E402
+from hybridpgm.diagnostics.figure_files import save_figure  # noqa: E402
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.diagnostics.image_tiles import separator_width, tile_images  # noqa: E402
-from hybridpgm.errors import CheckpointError, ConfigError, DataError, DiagnosticsWarning  # noqa: E402
-from hybridpgm.paths import file_path  # noqa: E402
-from hybridpgm.train.atomic_write import check_replaceable, os_reason, write_atomically  # noqa: E402
+from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning  # noqa: E402
 from hybridpgm.train.history import History  # noqa: E402
 from hybridpgm.warning_origin import users_stacklevel  # noqa: E402
 
@@ -72,7 +68,7 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
     ax.set_ylabel("loss (lower is better)")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLike | None = None,
@@ -135,7 +131,7 @@ def plot_image_grid(images, image_shape: tuple[int, int], path: str | os.PathLik
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation_stage="data")
     if title:
         fig.suptitle(title)
-    return _save(fig, path, layout=False)
+    return save_figure(fig, path, layout=False)
 
 
 #: the white margin around :func:`plot_image_grid`'s mosaic, in inches
@@ -156,69 +152,6 @@ def _check_grey_levels(images: torch.Tensor) -> None:
         hint = "; 8-bit pixels 0..255? pass images / 255" if 0 <= low and high <= 255 else ""
         raise DataError(f"plot_image_grid images must be grey levels in [0, 1], got values in [{low}, {high}] "
                         f"(dtype {images.dtype}){hint}")
-
-
-#: formats matplotlib lists that cannot be drawn into memory: PGF writes its raster images beside a named file
-#: (and needs LaTeX)
-_NOT_IN_MEMORY = frozenset({"pgf"})
-
-
-def figure_formats() -> list[str]:
-    """The file suffixes a figure can be written as (``"png"``, ``"pdf"``, ``"svg"`` ...: matplotlib's canvas'
-    ``get_supported_filetypes()`` less PGF, which cannot be drawn into memory first), sorted."""
-    return sorted(set(Figure().canvas.get_supported_filetypes()) - _NOT_IN_MEMORY)
-
-
-def figure_path(path: str | os.PathLike) -> Path:
-    """``path`` checked as the file a figure is written to (:func:`~hybridpgm.paths.file_path`'s policy): its
-    suffix names a format matplotlib writes (:func:`figure_formats`; the format is never guessed, so a folder
-    or ``"khat"`` is not silently written as ``khat.png`` beside it), and it is absent or a regular file.
-
-    :raises DataError: naming the path and what is wrong with it.
-    """
-    path = file_path(path, "figure")
-    if path.is_dir():
-        raise DataError(f"cannot write figure {str(path)!r}: it is a folder; pass the path of an image file in it")
-    formats = figure_formats()
-    suffix = path.suffix[1:].lower()
-    if suffix not in formats:
-        found = f"has the suffix {path.suffix!r}" if suffix else "has no suffix"
-        raise DataError(f"cannot write figure {str(path)!r}: it {found}; name the file with one matplotlib "
-                        f"writes ({', '.join('.' + f for f in formats)})")
-    try:
-        check_replaceable(path, "figure")
-    except CheckpointError as error:
-        raise DataError(str(error)) from None
-    return path
-
-
-def _save(fig: Figure, path: str | os.PathLike | None, layout: bool = True) -> Figure:
-    """Lay ``fig`` out (``tight_layout``, unless ``layout`` is false: laid out by its maker), write it to
-    ``path`` (if given; :func:`figure_path`) through a temporary file and a rename, and make it show itself in a
-    notebook.
-
-    :raises DataError: ``path`` is refused by :func:`figure_path`, or the OS refused the write (naming the path
-        and the reason: no such folder possible, permission denied, no space ...; no partial file is left).
-    """
-    if layout:
-        fig.tight_layout()
-    if path is not None:
-        path = figure_path(path)
-        image = io.BytesIO()  # drawn first, so that nothing is written for a figure matplotlib cannot draw
-        try:
-            fig.savefig(image, format=path.suffix[1:].lower(), dpi=100)
-        except (ValueError, RuntimeError, OSError) as error:  # a format's own needs (a program it runs)
-            raise DataError(f"cannot draw figure {str(path)!r} as {path.suffix[1:].lower()}: {error}") from error
-        try:  # its folders are created, as checkpoints and reports are written
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise DataError(f"cannot write figure {str(path)!r}: cannot create its folder {str(path.parent)!r}: "
-                            f"{os_reason(error)}") from error
-        try:
-            write_atomically(path, image.getvalue(), "figure", save=lambda data, file: file.write(data))
-        except CheckpointError as error:
-            raise DataError(str(error)) from error.__cause__
-    return displayable(fig)
 
 
 def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-hat per data point",
@@ -276,7 +209,7 @@ def plot_khat(khat, path: str | os.PathLike | None = None, title: str = "PSIS k-
     ax.set_xlabel(xlabel)
     ax.set_ylabel("k-hat")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
@@ -306,7 +239,7 @@ def plot_log_weights(log_weights, path: str | os.PathLike | None = None,
     ax.set_ylabel("count")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: str = "interval calibration") -> Figure:
@@ -349,7 +282,7 @@ def plot_coverage(y, mean, std, path: str | os.PathLike | None = None, title: st
     ax.set_ylabel("empirical coverage")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _integer_labels(labels) -> torch.Tensor:
@@ -403,4 +336,4 @@ def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | No
     ax.set_ylabel("label")
     ax.set_title(title)
     fig.colorbar(image, ax=ax)
-    return _save(fig, path)
+    return save_figure(fig, path)

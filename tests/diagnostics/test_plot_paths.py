@@ -65,7 +65,7 @@ def test_a_bytes_path_is_refused_by_name(tmp_path):
 
 @pytest.mark.parametrize("name", ["k.png", "k.PDF", "sub/k.svg"])
 def test_a_supported_suffix_is_written(tmp_path, name):
-    from hybridpgm.diagnostics.plots import figure_formats
+    from hybridpgm.diagnostics.figure_files import figure_formats
 
     assert {"png", "pdf", "svg"} <= set(figure_formats())
     plot_khat(KHAT, tmp_path / name)
@@ -78,7 +78,7 @@ def test_pgf_is_not_offered_and_a_format_that_cannot_be_drawn_is_named(tmp_path,
     a named file, so drawing it into memory raised a raw ValueError)."""
     from matplotlib.figure import Figure
 
-    from hybridpgm.diagnostics.plots import figure_formats
+    from hybridpgm.diagnostics.figure_files import figure_formats
 
     assert "pgf" not in figure_formats() and "png" in figure_formats()
     with pytest.raises(DataError, match=r"k\.pgf"):
