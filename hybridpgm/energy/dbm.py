@@ -34,16 +34,16 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, positive_int,
-                              positive_real, sample_count, seed_of)
+                              positive_real, sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
+from hybridpgm.energy.layer_seed import layer_seed
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
@@ -189,9 +189,11 @@ class DBM(DBMLikelihood, nn.Module):
         """Mean-field posterior :math:`[v, \\mu_1, \\dots, \\mu_L]` (each ``batch x n_l``).
 
         Initialised by a bottom-up pass with doubled weights below the top layer [1], then ``steps`` sweeps
-        updating odd then even hidden layers (stops early when no mean of any row moves by more than ``tol``: a
-        row's means in a batch differ from its means alone by about ``tol``; ``tol=0`` runs every sweep and makes
-        each row's answer independent of the others).
+        updating odd then even hidden layers; stops early when every row's largest change in the last sweep is below
+        ``tol`` (a bound on the last step, not on the distance to the fixed point, larger where sweeps contract
+        slowly).  A row kept running by slower rows moves further towards its fixed point, so batched and solo
+        answers differ by at most about the distance a stop at ``tol`` leaves; ``tol=0`` runs every sweep and
+        makes each row's answer independent of the others.
 
         **Rounding floor.**  A sweep stops the iteration when its largest change :math:`\\delta` satisfies
         :math:`\\delta < \\max(\\mathrm{tol},\\, c\\,\\epsilon)` (``tol > 0``), :math:`\\epsilon` the dtype's machine
@@ -267,7 +269,9 @@ class DBM(DBMLikelihood, nn.Module):
         :param int num_chains: the number of chains.
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream (the objectives of contrastive divergence pass none).
-        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        :raises ConfigError: ``num_chains`` is not a non-negative integer (as for :meth:`sample`), or
+            ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        num_chains = sample_count(num_chains, "DBM.init_chains num_chains")
         generator = generator_or_none(generator, "DBM.init_chains generator")
         w = self.weights[0]
         return tuple(bernoulli(torch.full((num_chains, s), 0.5, dtype=w.dtype, device=w.device), generator=generator)
@@ -278,10 +282,12 @@ class DBM(DBMLikelihood, nn.Module):
         """``steps`` sweeps: odd layers given even, then even layers given odd.
 
         :param state: every layer's ``batch x size`` states (a tuple, as :meth:`init_chains` gives).
-        :param int steps: the number of sweeps (``0`` returns ``state``).
+        :param int steps: the number of sweeps, a non-negative integer (``0`` returns ``state``).
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream.
-        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        :raises ConfigError: ``steps`` is not a non-negative integer (as for :meth:`RBM.gibbs
+            <hybridpgm.energy.RBM.gibbs>`), or ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        steps = positive_int(steps, "DBM.gibbs_chain steps", minimum=0)
         generator = generator_or_none(generator, "DBM.gibbs_chain generator")
         x = list(state)
         for _ in range(steps):
@@ -350,7 +356,8 @@ class DBM(DBMLikelihood, nn.Module):
         results, rbms = [], []
         paths = layer_checkpoints(checkpoints, self.num_layers, "DBM", fit_kwargs)
         for l, path in zip(range(self.num_layers), paths):
-            with keeping_global_rngs(_layer_seed(fit_kwargs.get("seed"), l)):  # its init: from seed, not the caller
+            # its initial weights: from the seed (and l), not from the caller's stream
+            with keeping_global_rngs(layer_seed(fit_kwargs.get("seed"), l, "DBM.pretrain seed")):
                 rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
             rbm.to(self.weights[0])
             doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
@@ -386,15 +393,3 @@ class DBM(DBMLikelihood, nn.Module):
         for l in range(1, self.num_layers):
             self.biases[l].copy_((rbms[l - 1].hidden_bias + rbms[l].visible_bias) / 2)
 
-
-def _layer_seed(seed, layer: int) -> int | None:
-    """The seed of the initial weights of :meth:`DBM.pretrain`'s RBM ``layer`` for a pretraining of ``seed``
-    (``None``: none, the caller's stream): ``(seed, layer)`` hashed by NumPy's
-    :class:`~numpy.random.SeedSequence`, so layers differ and no layer's seed is another run's ``seed``.
-
-    :raises ConfigError: ``seed`` is not an integer (a range :func:`hybridpgm.fit` refuses is left to it).
-    """
-    if seed is None:
-        return None
-    seed = seed_of(seed, "DBM.pretrain seed")
-    return int(np.random.SeedSequence([seed % 2**64, layer]).generate_state(1, np.uint32)[0])

@@ -43,8 +43,8 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
-from hybridpgm.errors import ModelSpecError
-from hybridpgm.checks import module_name, shown_items
+from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.checks import close_match, module_name, shown_items
 from hybridpgm.graphs.bn_cpds import CPDDict, assign_all, check_node_name, link, put
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_graph import DagIndex, topological_order
@@ -81,8 +81,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     (:meth:`model`, :meth:`log_prob`) update them as any forward pass does.
     """
 
-    def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None,
-                 name: str = ""):
+    def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None, name: str = ""):
         super().__init__(module_name(name, "BayesNet"))
         self._module_name = name  # the constructor's (a supermodule renames _pyro_name), for serialization
         self.cpds = CPDDict()  # its edits (bn.cpds[name] = cpd, del, update, ...) are checked as add's
@@ -114,17 +113,14 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         :param cpd: its conditional distribution (:class:`~hybridpgm.graphs.cpd.Table`,
             :class:`~hybridpgm.graphs.cpd.Neural`, :class:`~hybridpgm.graphs.cpd.LinearGaussian`), whose
             ``parents`` are the node's parents.
-        :param states: optional names of the node's states, one per state, distinct
-            (a list or tuple, not a string).
-        :raises ModelSpecError: duplicate name, a cycle, a malformed table
-            (rows not summing to 1, negative entries, wrong dims), ``states`` that
-            are not distinct names matching the cardinality (or given for a
-            continuous node), a CPD that does not match already-declared parents
-            (shape, cardinality), a node that is the last missing parent of an
-            already-declared child whose CPD does not match it, the name ``"data"``
-            (the plate of :meth:`model`), or a name that :class:`torch.nn.ModuleDict` reserves; the message names
-            the node.  A refused call changes nothing (no node, state names, or binding of a CPD), so the
-            corrected call can follow.
+        :param states: optional names of the node's states, one per state, distinct (a list or tuple, not a string).
+        :raises ModelSpecError: duplicate name, a cycle, a malformed table (rows not summing to 1, negative
+            entries, wrong dims), ``states`` that are not distinct names matching the cardinality (or given for a
+            continuous node), a CPD that does not match already-declared parents (shape, cardinality), a node that
+            is the last missing parent of an already-declared child whose CPD does not match it, the name
+            ``"data"`` (the plate of :meth:`model`), or a name that :class:`torch.nn.ModuleDict` reserves; the
+            message names the node.  A refused call changes nothing (no node, state names, or binding of a CPD),
+            so the corrected call can follow.
         """
         cpds = self.cpds  # looked up once (PyroModule.__getattr__), not once per parent below
         check_node_name(name, cpds)
@@ -221,8 +217,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         without it)."""
         dag = self.__dict__.get("_dag")
         if dag is None or len(dag) != len(self.cpds):
-            dag = DagIndex({v: c.parents for v, c in self.cpds.items()})
-            self._dag = dag
+            self._dag = dag = DagIndex({v: c.parents for v, c in self.cpds.items()})
         return dag
 
     def check(self) -> "BayesNet":
@@ -235,12 +230,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if self._order is not None:
             return self
         for v, c in self.cpds.items():
-            unknown = [p for p in c.parents if p not in self.cpds]
-            if unknown:
+            if unknown := [p for p in c.parents if p not in self.cpds]:
                 raise ModelSpecError(f"node {v!r} has unknown parent(s) {unknown}")
             c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
-        clash = set(self.input_names) & set(self.cpds)
-        if clash:
+        if clash := set(self.input_names) & set(self.cpds):
             raise ModelSpecError(f"context input(s) {sorted(clash)} clash with node names")
         self._order = topological_order(self.cpds, {v: c.parents for v, c in self.cpds.items()})
         return self
@@ -258,20 +251,32 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     def parents(self, name: str) -> tuple[str, ...]:
         """The parents of a node, in the order of its CPD.
 
-        :param str name: the node."""
-        return self.cpds[name].parents
+        :param str name: the node.
+        :raises EvidenceError: ``name`` is not a node (the message names it and the nodes)."""
+        return self._cpd(name, "parents").parents
 
     def child_nodes(self, name: str) -> list[str]:
         """The nodes whose CPD lists ``name`` as a parent, in network order.
 
-        :param str name: the node."""
+        :param str name: the node.
+        :raises EvidenceError: ``name`` is not a node (the message names it and the nodes)."""
+        self._cpd(name, "child_nodes")
         return [v for v, c in self.cpds.items() if name in c.parents]
 
     def cardinality(self, name: str) -> int | None:
         """Number of states of a discrete node, ``None`` for a continuous one.
 
-        :param str name: the node."""
-        return self.cpds[name].cardinality
+        :param str name: the node.
+        :raises EvidenceError: ``name`` is not a node (the message names it and the nodes)."""
+        return self._cpd(name, "cardinality").cardinality
+
+    def _cpd(self, name, method: str) -> CPD:
+        """The CPD of node ``name``; an :class:`EvidenceError` naming ``method``, ``name`` and the nodes if none."""
+        cpd = self.cpds._modules.get(name) if isinstance(name, str) else None  # one look-up: called per node
+        if cpd is None:
+            raise EvidenceError(f"BayesNet.{method}: unknown node {name!r:.80}{close_match(name, self.nodes)} "
+                                f"(nodes: {shown_items(self.nodes)})")
+        return cpd
 
     @property
     def edges(self) -> list[tuple[str, str]]:

@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hybridpgm.checks import check_empty, check_player, positive_int
+from hybridpgm.checks import check_empty, check_player, flag, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.method_owners import goes_with
 from hybridpgm.train.update_scope import current_update
@@ -114,7 +114,8 @@ class ContrastiveDivergence(nn.Module):
     :param int k: Gibbs sweeps per step.
     :param bool check_data: validate every batch with ``model.check_visible``.
     :raises ModelSpecError: ``model`` lacks the chain protocol.
-    :raises ConfigError: ``k`` is not a positive integer (``bool`` and floats included).
+    :raises ConfigError: ``k`` is not a positive integer (``bool`` and floats included), or ``check_data`` is not
+        ``True`` or ``False``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for an unknown player and
     :class:`~hybridpgm.errors.DataError` for an empty batch.
@@ -133,6 +134,7 @@ class ContrastiveDivergence(nn.Module):
             raise ModelSpecError(f"{type(model).__name__} cannot be trained by contrastive divergence: "
                                  f"it lacks {missing}")
         k = positive_int(k, f"{type(self).__name__} k")
+        check_data = flag(check_data, f"{type(self).__name__} check_data")
         self.model, self.k, self.check_data = model, k, check_data
         self._last_pair: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -262,7 +264,8 @@ class PersistentCD(ContrastiveDivergence):
     :param int num_chains: persistent fantasy particles.
     :param bool check_data: validate every batch with ``model.check_visible`` (as for
         :class:`ContrastiveDivergence`).
-    :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer.
+    :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer, or ``check_data`` is not ``True`` or
+        ``False``.
     """
 
     def __init__(self, model: nn.Module, k: int = 1, num_chains: int = 100, *, check_data: bool = True):

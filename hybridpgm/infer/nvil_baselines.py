@@ -29,7 +29,7 @@ from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import close_match, positive_int, positive_real, shown_items
 from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.train.update_scope import current_update
 
@@ -142,8 +142,14 @@ class NVILBaselines(nn.Module):
     def index(self, site: str) -> int:
         """The position ``l`` of ``site`` in :attr:`sites` (its network and statistics).
 
-        :param str site: a site name of :attr:`sites` (another raises :class:`ValueError`)."""
-        return self.sites.index(site)
+        :param str site: a site name of :attr:`sites`.
+        :raises ConfigError: ``site`` is not one of :attr:`sites` (the message names it and the sites; a
+            :class:`ValueError`, as ``list.index`` raised before)."""
+        try:
+            return self.sites.index(site)
+        except ValueError:
+            raise ConfigError(f"NVILBaselines has no baseline for site {site!r:.80}{close_match(site, self.sites)} "
+                              f"(its sites: {shown_items(self.sites)})") from None
 
     def reference(self) -> torch.Tensor:
         """A floating-point parameter of the networks (the first): their dtype and device."""
@@ -159,6 +165,7 @@ class NVILBaselines(nn.Module):
 
         :param str site: a site name of :attr:`sites`.
         :returns: two scalar tensors (copies), in the buffers' dtype and on their device.
+        :raises ConfigError: ``site`` is not one of :attr:`sites` (:meth:`index`).
         """
         i = self.index(site)
         update = current_update()
@@ -185,7 +192,10 @@ class NVILBaselines(nn.Module):
         every rank, as one process does on the union of the ranks' batches.
 
         :param str site: a site name of :attr:`sites`.
-        :param signal: the centred signals :math:`s` of ``site``, detached (the buffers would otherwise hold its graph).
+        :param signal: the centred signals :math:`s` of ``site``.  They are only read: the method runs under
+            :func:`torch.no_grad`, so a signal that requires grad is never backpropagated into, and the buffers
+            and pooled statistics hold no graph (the caller need not detach it).
+        :raises ConfigError: ``site`` is not one of :attr:`sites` (:meth:`index`).
         """
         i = self.index(site)
         a = self.decay

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
@@ -224,3 +225,32 @@ def test_dbm_samplers_draw_from_the_generator_given(method):
             "init_chains": lambda **kw: dbm.init_chains(3, **kw),
             "gibbs_chain": lambda **kw: dbm.gibbs_chain(state, 2, **kw)}[method]
     assert_generator_contract(draw, f"DBM.{method} generator")
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3", None])
+def test_chain_protocol_checks_its_counts(bad):
+    """``init_chains(num_chains)`` and ``gibbs_chain(state, steps)`` took their counts unchecked, unlike
+    ``sample`` and ``RBM.gibbs``: a negative or ``True`` step count ran zero or one sweep silently, a bad chain
+    count reached torch as a raw RuntimeError/TypeError."""
+    dbm = DBM([4, 3, 2])
+    with pytest.raises(ConfigError, match=rf"^DBM\.init_chains num_chains must be a non-negative integer, got "
+                                          rf"{re.escape(repr(bad))}$"):
+        dbm.init_chains(bad)
+    state = dbm.init_chains(3)
+    with pytest.raises(ConfigError, match=rf"^DBM\.gibbs_chain steps must be an integer >= 0, got "
+                                          rf"{re.escape(repr(bad))}$"):
+        dbm.gibbs_chain(state, bad)
+
+
+def test_chain_protocol_takes_integer_counts_of_any_integer_type():
+    """Guard (passes before and after): zero and integer scalars (NumPy's, 0-d tensors) are counts."""
+    import numpy as np
+
+    dbm = DBM([4, 3, 2])
+    assert [tuple(t.shape) for t in dbm.init_chains(0)] == [(0, 4), (0, 3), (0, 2)]
+    state = dbm.init_chains(np.int64(3))
+    assert [tuple(t.shape) for t in state] == [(3, 4), (3, 3), (3, 2)]
+    assert dbm.gibbs_chain(state, 0) == state
+    g = torch.Generator().manual_seed(0)
+    one = dbm.gibbs_chain(state, torch.tensor(2), generator=g)
+    assert all(torch.equal(a, b) for a, b in zip(one, dbm.gibbs_chain(state, 2, generator=g.manual_seed(0))))

@@ -341,6 +341,17 @@ def test_bad_configuration_raises():
         PersistentCD(DBM([4, 3, 2])).loss("model", (torch.full((2, 4), 0.5), torch.zeros(2)))
 
 
+@pytest.mark.parametrize("objective", [ContrastiveDivergence, PersistentCD])
+@pytest.mark.parametrize("bad", ["no", 0, 1, None])
+def test_check_data_must_be_a_bool(objective, bad):
+    """``check_data`` was taken as it came: ``check_data="no"`` (truthy) checked every batch, ``0`` or ``None``
+    silently switched the checks off; like every other on/off option it must be True or False."""
+    with pytest.raises(ConfigError, match=rf"^{objective.__name__} check_data must be True or False, got "
+                                          rf"{bad!r}$"):
+        objective(RBM(4, 2), check_data=bad)
+    assert objective(RBM(4, 2), check_data=False).check_data is False
+
+
 @pytest.mark.parametrize("make, exact", [(lambda: RBM(12, 6).double(), True),
                                          (lambda: DBM([12, 6, 4]).double(), False)], ids=["rbm", "dbm"])
 def test_pcd_under_accumulation_advances_the_chains_k_sweeps_per_step(make, exact):

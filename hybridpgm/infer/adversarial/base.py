@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count
+from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count, shown_items
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.infer.particle_probe import keeping_module_state
@@ -132,12 +132,7 @@ def _short_repr(value: Any) -> str:
 
 def _unique(params) -> list[nn.Parameter]:
     """The trainable ``params``, each once (by identity), in the order first met."""
-    seen, out = set(), []
-    for p in params:
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            out.append(p)
-    return out
+    return list({id(p): p for p in params if p.requires_grad}.values())  # a key met again keeps its first place
 
 
 class AdversarialGame:
@@ -150,13 +145,18 @@ class AdversarialGame:
     :param discriminator_modules: the names in ``module`` trained by the discriminator player (``"discriminator"``
         and these); the others are the generator player's.
     :raises ConfigError: ``k < 1``.
+    :raises ModelSpecError: ``module`` has no ``"discriminator"`` entry, or no entry of a name in
+        ``discriminator_modules`` (naming the missing names and those it has).
     """
 
     def __init__(self, module: nn.ModuleDict, *, k: int = 1, discriminator_modules: Sequence[str] = ()):
         self.k = check_k(k)
-        self.module = module
-        self.discriminator = module["discriminator"]
-        self._discriminator_modules = ("discriminator", *discriminator_modules)
+        names = ("discriminator", *discriminator_modules)
+        if missing := [name for name in names if name not in module]:
+            raise ModelSpecError(f"{type(self).__name__}: its module has no network named {shown_items(missing)} "
+                                 f"(it holds {shown_items(list(module))}): 'discriminator' gives the logits of "
+                                 f"q(y | x), discriminator_modules names the discriminator player's other networks")
+        self.module, self.discriminator, self._discriminator_modules = module, module["discriminator"], names
 
     #: the attributes, beyond ``k``, that define a game of this class (:meth:`settings`)
     _SETTINGS: tuple[str, ...] = ()

@@ -272,6 +272,25 @@ def test_repr_of_a_subclass_is_bounded_and_names_its_own_settings():
     assert text.startswith("Game(k=3, weights=[0, 1, 2,") and text.endswith("...)") and len(text) < 80
 
 
+def test_a_game_without_its_discriminator_is_refused_at_construction_by_name():
+    """A module without a ``"discriminator"`` entry failed with a bare ``KeyError: 'discriminator'``, and a name of
+    ``discriminator_modules`` that is not in the module with a bare ``KeyError`` only when ``players()`` ran."""
+    from hybridpgm.infer.adversarial import AdversarialGame, AdversarialObjective
+
+    with pytest.raises(ModelSpecError, match=r"^AdversarialGame: its module has no network named 'discriminator' "
+                                             r"\(it holds 'critic', 'generator'\): 'discriminator' gives the logits"):
+        AdversarialGame(nn.ModuleDict({"critic": nn.Linear(2, 1), "generator": nn.Linear(1, 2)}))
+    with pytest.raises(ModelSpecError, match=r"^AdversarialGame: its module has no network named 'posterior' "
+                                             r"\(it holds 'discriminator'\)"):
+        AdversarialGame(nn.ModuleDict({"discriminator": nn.Linear(2, 1)}), discriminator_modules=["posterior"])
+    with pytest.raises(ModelSpecError, match=r"^AdversarialObjective: its module has no network named 'head' "
+                                             r"\(it holds 'generator', 'discriminator', 'extra'\)"):
+        AdversarialObjective(*tiny_pair(), modules={"extra": nn.Linear(2, 2)}, discriminator_modules=["head"])
+    game = AdversarialGame(nn.ModuleDict({"discriminator": nn.Linear(2, 1), "head": nn.Linear(2, 1)}),
+                           discriminator_modules=["head"])
+    assert [len(game.players()[p]) for p in ("discriminator", "generator")] == [4, 0]
+
+
 # -- sample(generator=): the random-number generator, not the network -------------------------------------------
 class _OwnNoiseGAN(GAN):
     """A subclass that draws its own noise in ``generate(self, n)`` (uniform, by torch's global stream)."""
