@@ -60,6 +60,7 @@ from hybridpgm.checks import shown_items, type_name
 from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
+from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              register_spec, serializable)
@@ -102,6 +103,7 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
             raise CheckpointError(f"cannot save {where}: a dict with non-string keys")
         return {"__dict__": {k: _encode(v, tensors, f"{where}[{k!r}]") for k, v in value.items()}}
     if isinstance(value, nn.Module):
+        value = unwrapped(value)  # a torch.compile wrapper: the module it compiles (rebuilt plain)
         # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
         return {"__module__": {**_module_spec(value, tensors, where), "dtypes": _dtype_names(value)}}
     raise CheckpointError(f"cannot save {where}: a {type_name(value)} is not "
@@ -146,8 +148,11 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float16, torch.bfloa
 
 
 def _dtype_names(module: nn.Module) -> dict[str, str]:
-    """The dtype of each floating entry of ``module``'s state dict, by name (``"float64"``)."""
-    return {name: str(t.dtype).removeprefix("torch.") for name, t in module.state_dict().items() if _floating(t)}
+    """The dtype of each floating entry of ``module``'s state dict, by name (``"float64"``; names as the plain
+    module has them, :func:`~hybridpgm.serialization_compiled.plain_names`)."""
+    plain = plain_names(module)
+    return {plain(name): str(t.dtype).removeprefix("torch.") for name, t in module.state_dict().items()
+            if _floating(t)}
 
 
 def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -225,11 +230,19 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
 
     Parameters, buffers and sub-modules the model holds under several names (one ``nn.Parameter`` in several
     factors, one network in several CPDs) are recorded and shared again by :func:`load`.
+
+    A module wrapped by :func:`torch.compile` (``model.encoder = torch.compile(model.encoder)``, a compiled
+    constructor argument, or ``torch.compile(model)`` itself) is saved as the module it wraps, its weights under
+    the plain module's names (``encoder.0.weight``, not ``encoder._orig_mod.0.weight``;
+    :mod:`hybridpgm.serialization_compiled`): :func:`load` gives back the plain model, to be compiled again
+    where wanted.
     """
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"save needs a torch module, got {type(model).__name__}")
     path = file_path(path, "model file", CheckpointError)
-    on_meta = [name for name, t in [*model.named_parameters(remove_duplicate=False),
+    model = unwrapped(model)  # torch.compile(model): the model it compiles
+    plain = plain_names(model)  # compiled sub-modules: their weights under the plain model's names
+    on_meta = [plain(name) for name, t in [*model.named_parameters(remove_duplicate=False),
                                     *model.named_buffers(remove_duplicate=False)] if t.is_meta]
     if on_meta:
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {len(on_meta)} "
@@ -244,19 +257,20 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         raise CheckpointError("save: meta values must be plain data, not tensors")
     # a module's extra state (torch's get_extra_state) may be plain data: its tensors go to the CPU, its scalars
     # become builtins that weights_only loading reads back (a Path or an object there is refused by name)
-    state, refused = plain_data({k: v.detach().cpu() if isinstance(v, torch.Tensor) else _cpu_tensors(v)
+    state, refused = plain_data({plain(k): v.detach().cpu() if isinstance(v, torch.Tensor) else _cpu_tensors(v)
                                  for k, v in model.state_dict().items()}, "state_dict")
     if refused:
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {unreadable_reason(refused)}")
     # buffers may be infinite by design (GPyTorch constraints' bounds); parameters must be finite
-    bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
+    bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{plain(n)!r}]" for n, _ in
                                                          model.named_buffers(remove_duplicate=False)))
     if bad:
         shown = shown_items(bad, 5, quote=str)
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {shown} hold(s) NaN or "
                               f"infinity")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
-               "ties": tie_record(model), "state_dict": state, "meta": encoded_meta, "versions": versions()}
+               "ties": plain_ties(tie_record(model), plain), "state_dict": state, "meta": encoded_meta,
+               "versions": versions()}
     return write_atomically(path, payload, "model file")
 
 

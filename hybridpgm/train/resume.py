@@ -15,6 +15,10 @@ number of particles, the data set; ``{}`` when none is given).  A later
 * the module's ``state_dict`` keys and shapes must match the checkpoint's
   (otherwise :class:`~hybridpgm.errors.CheckpointError` lists the missing,
   unexpected and reshaped entries; ``overwrite=True`` starts afresh instead);
+* each player's optimizer must hold the same parameters, by name, in the same param groups and order
+  (:mod:`~hybridpgm.train.checkpoint_parameters`: its state is kept by position), whatever
+  ``override_hyperparameters`` says (otherwise the error names the player and the parameters, such as
+  ``'decoder.0.weight' is trained in the checkpoint but frozen now``);
 * every recorded hyperparameter and ``config`` entry must match (otherwise the
   error lists each difference as ``name: checkpoint X, requested Y``, a
   ``config`` entry as ``config['key']``), unless
@@ -50,6 +54,7 @@ import torch
 from hybridpgm.checks import flag
 from hybridpgm.errors import CheckpointError, ConfigError
 from hybridpgm.train.batches import steps_per_epoch
+from hybridpgm.train.checkpoint_parameters import NAMES, check_parameter_layout, optimizer_parameter_names
 from hybridpgm.train.distributed import differences
 from hybridpgm.train.objective import objective_settings
 
@@ -91,13 +96,19 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def optimizer_hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The optimizer's class and, per parameter group, its hyperparameters."""
-    return {
+def optimizer_hyperparameters(optimizer: torch.optim.Optimizer,
+                              names: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The optimizer's class and, per parameter group, its hyperparameters; with ``names`` (``id(parameter) ->
+    name`` over the model) also the names of the parameters in each group, in order, as ``"param_names"``
+    (:func:`~hybridpgm.train.checkpoint_parameters.optimizer_parameter_names`)."""
+    record = {
         "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
         "param_groups": [{k: _plain(v) for k, v in sorted(group.items()) if k not in _NOT_HYPERPARAMETERS}
                          for group in optimizer.param_groups],
     }
+    if names is not None:
+        record[NAMES] = optimizer_parameter_names(optimizer, names)
+    return record
 
 
 #: entries of a scheduler's state that are its progress, not its settings (torch's schedulers, including
@@ -207,7 +218,8 @@ _RECORDED_LATER = ("steps_per_epoch", "schedulers", "config", "objective", "obje
 def _recorded_later(where: str) -> bool:
     """Whether a checkpoint may lack the entry ``where`` of the run configuration because it was written before
     hybridpgm recorded it (an objective's setting included: a later version may record one more)."""
-    return where in _RECORDED_LATER or where.startswith("objective_settings[")
+    return where in _RECORDED_LATER or where.startswith("objective_settings[") or \
+        (where.startswith("optimizers[") and where.endswith(f"[{NAMES!r}]"))
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
@@ -217,13 +229,16 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
     :param requested: the request's :func:`run_config`.
     :param seed: the seed the caller passed (``None``: take the checkpoint's).
     :param override: accept hyperparameter differences (not model differences).
-    :raises CheckpointError: naming the file and every difference.
+    :raises CheckpointError: naming the file and every difference; a player whose parameters differ (frozen or
+        unfrozen since) is refused whatever ``override`` says
+        (:func:`~hybridpgm.train.checkpoint_parameters.check_parameter_layout`).
     """
     where = f"checkpoint {str(path)!r}"
     model = _model_differences(saved["module"], module.state_dict())
     if model:
         raise CheckpointError(f"{where} holds another model: " + "; ".join(model)
                               + ". Pass overwrite=True (CLI: --overwrite) to start afresh, or another checkpoint path")
+    check_parameter_layout(path, saved.get("config"), requested, module)  # the optimizers' state is by position
     if override:
         return
     recorded = saved.get("config")

@@ -22,6 +22,7 @@ from hybridpgm.train.callback_states import callback_buffer_paths, load_callback
 from hybridpgm.train.atomic_write import os_reason
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries)
+from hybridpgm.train.checkpoint_parameters import check_optimizer_sizes
 from hybridpgm.train.fit_options import (check_closure_optimizer, check_optimizer, check_players,
                                          check_scheduler, per_player)
 from hybridpgm.train.history import History
@@ -67,7 +68,7 @@ def build_players(objective: Objective, optim, lr_scheduler, precision: str | No
     players, hyperparameters, schedulers = {}, {}, {}
     for name, group in params.items():
         optimizer = check_closure_optimizer(check_optimizer(factories[name](group), name), name, precision=precision)
-        hyperparameters[name] = optimizer_hyperparameters(optimizer)
+        hyperparameters[name] = optimizer_hyperparameters(optimizer, names)  # with its parameters' names
         scheduler = check_scheduler(scheduler_factories[name](optimizer), optimizer, name) \
             if name in scheduler_factories else None
         schedulers[name] = scheduler_settings(scheduler)
@@ -156,8 +157,12 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
 
     :param config: the requested run configuration (:func:`~hybridpgm.train.resume.run_config`).
     :param seed: the requested seed, kept only with ``override_hyperparameters``.
-    :raises CheckpointError: the checkpoint holds non-finite values, other players, another model or other
-        hyperparameters (:func:`~hybridpgm.train.resume.check_resumable`).
+    :raises CheckpointError: the checkpoint holds non-finite values, other players, another model, a player
+        whose optimizer holds other parameters (frozen or unfrozen since) or other hyperparameters
+        (:func:`~hybridpgm.train.resume.check_resumable`,
+        :func:`~hybridpgm.train.checkpoint_parameters.check_optimizer_sizes`), or an optimizer state that torch
+        refuses (its message, with the file and the player).  The checks come before anything is loaded: a
+        refused resume leaves the module as it was.
     """
     upgrade_checkpoint_names(module, resumed)  # entries renamed since it was written
     module_buffers = buffer_paths(module)
@@ -168,6 +173,7 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} holds players {sorted(resumed['players'])}, "
                               f"the objective has {sorted(players)}")
     check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
+    check_optimizer_sizes(checkpoint, resumed["players"], players)  # also for a checkpoint without the names
     module.load_state_dict(resumed["module"])
     for name, player in players.items():
         state = resumed["players"][name]
@@ -176,7 +182,11 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
         if override_hyperparameters and "schedulers" in recorded and \
                 (was_scheduler or {}).get("class") != (schedulers[name] or {}).get("class"):
             state = {**state, "scheduler": None}  # another scheduler (or none before): it starts afresh
-        player.load_state_dict(state)
+        try:
+            player.load_state_dict(state)
+        except ValueError as error:  # torch's check of the optimizer state's layout (a backstop: checked above)
+            raise CheckpointError(f"checkpoint {str(checkpoint)!r}: cannot restore player {name!r}'s optimizer: "
+                                  f"{error}") from error
         if override_hyperparameters:
             override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
                                         (recorded.get("optimizers") or {}).get(name))
