@@ -240,7 +240,7 @@ class ContrastiveDivergence(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        """``k=...``, shown by ``repr`` after the model."""
+        """``k=...``, shown by ``repr`` before the model."""
         return f"k={self.k}"
 
 
@@ -341,5 +341,5 @@ class PersistentCD(ContrastiveDivergence):
         return self.chains
 
     def extra_repr(self) -> str:
-        """``k=..., num_chains=...``, shown by ``repr`` after the model."""
+        """``k=..., num_chains=...``, shown by ``repr`` before the model."""
         return f"k={self.k}, num_chains={self.num_chains}"

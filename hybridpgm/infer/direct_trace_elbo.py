@@ -112,8 +112,10 @@ class DirectTrace_ELBO(Trace_ELBO):
     def differentiable_loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The negative ELBO as a 0-d tensor to differentiate (no host synchronisation on the direct path).
 
-        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
-        :param guide: its guide, called alike (with ``model`` a pair that declares a direct path, or traced)."""
+        :param model: the Pyro model.
+        :param guide: its guide.  When ``(model, guide)`` declares a direct path (:func:`direct_elbo_path`), their
+            owner's ``direct_elbo_loss(*args, **kwargs)`` runs instead of the two programs; otherwise both are
+            traced with ``(*args, **kwargs)``, as by :class:`~pyro.infer.Trace_ELBO`."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().differentiable_loss(model, guide, *args, **kwargs)
@@ -122,8 +124,8 @@ class DirectTrace_ELBO(Trace_ELBO):
     def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The negative ELBO as a float (no gradients).
 
-        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
-        :param guide: its guide, called alike."""
+        :param model: the Pyro model.
+        :param guide: its guide (the two run as for :meth:`differentiable_loss`)."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().loss(model, guide, *args, **kwargs)
@@ -135,8 +137,8 @@ class DirectTrace_ELBO(Trace_ELBO):
     def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The negative ELBO as a float, after back-propagating it into the parameters.
 
-        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
-        :param guide: its guide, called alike."""
+        :param model: the Pyro model.
+        :param guide: its guide (the two run as for :meth:`differentiable_loss`)."""
         direct = self._direct(model, guide)
         if direct is None:
             return super().loss_and_grads(model, guide, *args, **kwargs)

@@ -155,7 +155,8 @@ class GroupedOptim(PyroOptim):
         each parameter's moments and step count are restored when it is first stepped.
 
         :param dict state_dict: parameter name -> its saved state, as :meth:`get_state` returns.
-        :raises ConfigError: a saved state holds a learning-rate scheduler's."""
+        :raises ConfigError: a saved state holds a learning-rate scheduler's (raised here for parameters already
+            stepped; for the others when each is first stepped)."""
         self._state_waiting_to_be_consumed.update(state_dict)
         store = pyro.get_param_store()
         for p in list(self._group_of):  # parameters already known take theirs now
