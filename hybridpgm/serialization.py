@@ -325,7 +325,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     module it returns holds ordinary tensors, which work after the block as well (inference tensors would make
     autograd and in-place updates raise there).
 
-    :param path: the model file.
+    :param path: a file written by :func:`save` (a ``str`` or :class:`os.PathLike`).
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes).
     :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
@@ -385,8 +385,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> n
     """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode (the caller's random streams
     do not move, see :func:`load_model`).
 
-    :param path: the model file.
+    :param path: a file written by :func:`save` (a ``str`` or :class:`os.PathLike`).
     :param map_location: the device to load onto, as :func:`load_model` takes it (default ``"cpu"``).
     :raises CheckpointError: as :func:`load_model`.
+    :raises ConfigError: as :func:`load_model` (a malformed device name).
+    :raises DeviceError: as :func:`load_model` (a device this machine lacks).
     """
     return load_model(path, map_location).module
