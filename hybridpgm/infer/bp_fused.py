@@ -54,8 +54,9 @@ per-entry cost grows), and a CSR sparse ``addmm`` (slower than
 ``embedding_bag``).
 
 Damping and convergence checks (``tol > 0``, every ``check_every`` steps, the
-only device-to-host synchronisation in the loop; a check passes below
-``max(tol, c * eps * max|d'|)``, :mod:`hybridpgm.infer.rounding_floor`) follow
+only device-to-host synchronisation in the loop; a check passes when each
+model's change is below ``max(tol, c * eps * max|d'|)`` of that model,
+:mod:`hybridpgm.infer.rounding_floor` and its :func:`~hybridpgm.infer.rounding_floor.check_margin`) follow
 :meth:`BeliefPropagation._iterate <hybridpgm.infer.BeliefPropagation>`
 exactly.  Couplings so strong that :math:`e^{|\\Delta|}` overflows the dtype,
 and max-product, use the two-branch step :math:`f(x_1) - f(x_2)` with
@@ -68,14 +69,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
-from hybridpgm.infer.rounding_floor import rounding_floor
+from hybridpgm.infer.rounding_floor import check_margin, rounding_floor, tol_above
 
-__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "change_and_scale", "damp_odds", "gather_others",
-           "odds_max_spread", "run_binary_forward"]
+__all__ = ["binary_coefficients", "binary_forward", "binary_loop", "damp_odds", "gather_others", "odds_max_spread",
+           "run_binary_forward"]
 
 
 def damp_odds(new: torch.Tensor, old: torch.Tensor, c0: torch.Tensor, damping: float, it: int) -> torch.Tensor:
@@ -172,19 +173,6 @@ def binary_coefficients(log_potentials: torch.Tensor, unary: torch.Tensor, other
     return c0, h, bias, empty, empty, False, precise
 
 
-def change_and_scale(new: torch.Tensor, old: torch.Tensor, overwrite: bool = False) -> Tuple[float, float]:
-    """``(max |new - old|, max |new|)`` in one host read (``(0, 0)`` for empty tensors): two ``aminmax`` kernels,
-    cheaper than the ``abs`` and ``max`` of the change alone.  A NaN anywhere in the change makes the first NaN.
-    ``overwrite``: the change is written into ``old`` (no allocation; the scripted loop's scratch copy)."""
-    if new.numel() == 0:
-        return 0.0, 0.0
-    lo, hi = torch.aminmax(torch.sub(new, old, out=old) if overwrite else new - old)
-    slo, shi = torch.aminmax(new)
-    v: List[float] = torch.stack([lo, hi, slo, shi]).tolist()
-    delta = v[1] if v[1] >= -v[0] else -v[0]                       # NaN (both ends are NaN then) stays NaN
-    return delta, max(v[3], -v[2])
-
-
 def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad: torch.Tensor, bias: torch.Tensor,
                 scale: torch.Tensor, sign: torch.Tensor, c0: torch.Tensor, num_iters: int, odds_form: bool,
                 max_product: bool, threshold: float, damping: float, tol: float,
@@ -197,8 +185,9 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
     ``scale`` :math:`e^{|\\Delta|} - 1` and ``sign`` ``[F, B]``) or
     ``[2, E, B]`` (two-branch form), ``c0`` ``[E, B]`` the shift (used by
     damping only); ``floor`` :math:`c\\,\\epsilon` of the dtype
-    (:func:`~hybridpgm.infer.rounding_floor.rounding_floor`): a check passes when the largest change is below
-    ``max(tol, floor * max|d|)``, both read in one host read (:func:`change_and_scale`).
+    (:func:`~hybridpgm.infer.rounding_floor.rounding_floor`): a check passes when every model's (column's)
+    largest change is below ``max(tol, floor * max|d|)`` of that model, all read in one host read
+    (:func:`~hybridpgm.infer.rounding_floor.check_margin`).
 
     :returns: ``(d, converged, steps run)``; steps run is 0 (a sentinel: at least one step always runs) when a
         check found a NaN message, where the loop stops.
@@ -226,6 +215,7 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
     prev = d.new_empty([d.shape[0], d.shape[1]] if tol > 0 or damping > 0 else [0, 1])
     converged = False
     it = 0
+    limit = tol_above(tol, d.dtype) if tol > 0 and d.shape[1] > 1 else tol  # one model: the test on the host
     for step in range(1, num_iters + 1):
         it = step
         if use_pad:
@@ -253,11 +243,11 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
         if damping > 0:
             d.copy_(damp_odds(d, prev, c0, damping, step))
         if check:
-            delta, size = change_and_scale(d, prev, True)
-            if math.isnan(delta) and bool(torch.isnan(d).any()):  # a NaN message (not inf - inf): the sentinel
+            margin = check_margin(d, torch.sub(d, prev, out=prev), 0, limit, floor)  # the change overwrites prev
+            if math.isnan(margin) and bool(torch.isnan(d).any()):  # a NaN message (not inf - inf): the sentinel
                 it = 0
                 break
-            if delta < max(tol, floor * size):
+            if margin < 0.0:
                 converged = True
                 break
     return d, converged, it

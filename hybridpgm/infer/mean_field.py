@@ -80,7 +80,11 @@ class MeanField:
         (:mod:`~hybridpgm.infer.rounding_floor`: a few roundings of :math:`q \\in [0, 1]` per sweep; a change below
         that is rounding, which an absolute ``tol`` under it could never see settle): :math:`1.9 \\cdot 10^{-6}`
         in ``float32``, :math:`3.6 \\cdot 10^{-15}` in ``float64`` (where the default ``1e-6`` is the test, as
-        before); ``0`` runs all ``K`` sweeps.
+        before); ``0`` runs all ``K`` sweeps.  The floor is the same for every model of a batch (the scale is 1),
+        so the sweeps stop once every model passes its own test.  The test bounds the last sweep's change, not the
+        distance to the fixed point; a model kept sweeping by a slower one moves on towards its fixed point, so its
+        answer in a batch differs from its answer alone by up to about what its own stop leaves alone (more than
+        ``tol`` where the sweeps converge slowly).
     :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
         not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is not a finite real
         number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the option and value.
