@@ -142,11 +142,25 @@ class BayesianRegressor(PyroModule):
     :raises ModelSpecError: ``num_data`` is not a positive integer, or ``noise`` or ``prior_scale``
         is not a finite number > 0.
 
+    Training: the data plate of a batch of ``B`` rows is a subsample of the ``N = num_data`` training rows, its
+    likelihood scaled by ``N / B``, so the loss is already an unbiased estimate of the full-data negative ELBO
+    :math:`\\mathrm{KL}(q(w) \\| p(w)) - \\frac{N}{B} \\sum_{i=1}^{B} \\mathbb E_q \\log p(y_i \\mid x_i, w)`.  Train
+    it with ``SVIObjective(model, guide, per_example=False)``: the default ``per_example=True`` would divide that
+    estimate by ``B`` once more (the update then changing with the batch size and ``fit``'s ``accumulate``),
+    and :class:`~hybridpgm.infer.SVIObjective` refuses it with a :class:`~hybridpgm.errors.ConfigError`:
+
+    >>> import hybridpgm
+    >>> from pyro.infer.autoguide import AutoNormal
+    >>> model = BayesianRegressor(torch.nn.Linear(2, 1), num_data=64)
+    >>> x, y = torch.randn(64, 2), torch.randn(64)
+    >>> result = hybridpgm.fit(hybridpgm.SVIObjective(model, AutoNormal(model), per_example=False), (x, y),
+    ...                        batch_size=16, epochs=1, progress=False, seed=0)
+
     :func:`hybridpgm.save` writes the model (the network's layers when they are standard torch layers, as in
     :func:`~hybridpgm.nn.mlp`, the prior scale, the noise, batch-norm statistics); the posterior is the guide's,
     saved beside it as its state dict and loaded into a guide of the loaded model once that guide has run:
 
-    >>> import os, tempfile, hybridpgm
+    >>> import os, tempfile
     >>> from pyro.infer.autoguide import AutoNormal
     >>> model = BayesianRegressor(torch.nn.Linear(2, 1), num_data=4)
     >>> guide = AutoNormal(model)

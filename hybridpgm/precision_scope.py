@@ -29,7 +29,7 @@ import contextlib
 
 import torch
 
-__all__ = ["any_autocast", "autocast_states", "autocast_switched", "exact_dtype", "exact_precision"]
+__all__ = ["any_autocast", "autocast_dtype", "autocast_states", "autocast_switched", "exact_dtype", "exact_precision"]
 
 #: the device types whose autocast state :func:`autocast_states` reads
 _AUTOCAST_KINDS = ("cpu", "cuda", "xpu", "mps")
@@ -102,6 +102,14 @@ class exact_precision:
     def __exit__(self, *exc) -> None:
         if self._scope is not None:
             self._scope.__exit__(*exc)
+
+
+def autocast_dtype(kind: str) -> torch.dtype | None:
+    """The dtype autocast computes in on device type ``kind`` (``"cpu"``, ``"cuda"``), or ``None`` where autocast
+    is off there.
+
+    :param str kind: a device type."""
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
 
 
 def autocast_states() -> tuple[tuple[str, torch.dtype], ...]:

@@ -390,3 +390,38 @@ def test_a_generator_makes_the_draws_a_function_of_its_state(function):
     """``generator=`` (they took none): the guide's and model's sample statements (Pyro's) and the dropout masks
     draw from torch's global streams seeded from the generator, restored afterwards."""
     contract.assert_generator_contract(_GENERATOR_CALLS[function](), f"{function} generator")
+
+
+def _one_sgd_step(objective, data, accumulate):
+    """The parameter change of one SGD(lr=1) step of ``fit`` over the whole of ``data`` (restored after)."""
+    params = dict(objective.module.named_parameters())
+    before = {n: p.detach().clone() for n, p in params.items()}
+    hybridpgm.fit(objective, data, batch_size=len(data[0]), accumulate=accumulate, max_steps=1, seed=0,
+                  shuffle=False, progress=False, optim=functools.partial(torch.optim.SGD, lr=1.0))
+    change = {n: p.detach() - before[n] for n, p in params.items()}
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(before[n])
+    return change
+
+
+def test_a_regressor_trains_with_per_example_false_and_the_default_is_refused():
+    """Its plate scales a batch to the ``num_data`` rows: ``per_example=True`` (the default) would divide that
+    full-data estimate by the batch again and is refused naming the plate; with ``per_example=False`` (as the
+    docstring says) ``accumulate=3`` (micro-batches of 4, 3, 3 rows) steps exactly as one batch."""
+    from pyro.infer.autoguide import AutoDelta
+
+    from hybridpgm.errors import ConfigError
+
+    torch.manual_seed(0)
+    x, y = torch.randn(10, 2, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+    model = BayesianRegressor(nn.Linear(2, 1).double(), num_data=10)
+    guide = AutoDelta(model)
+    with pytest.raises(ConfigError, match=r"plate 'data' subsamples the batch's 4 row\(s\) from 10.*"
+                                          r"per_example=False"):
+        _one_sgd_step(hybridpgm.SVIObjective(model, guide), (x, y), accumulate=3)
+    objective = hybridpgm.SVIObjective(model, guide, per_example=False)
+    whole, split = _one_sgd_step(objective, (x, y), 1), _one_sgd_step(objective, (x, y), 3)
+    assert whole.keys() == split.keys() and len(whole) == 3
+    for name in whole:
+        torch.testing.assert_close(split[name], whole[name], rtol=1e-12, atol=1e-12)

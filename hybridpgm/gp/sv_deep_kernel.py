@@ -54,46 +54,21 @@ import gpytorch
 import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
-from pyro.poutine.messenger import Messenger
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
+from hybridpgm.data.validation import check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
-from hybridpgm.gp.feature_gp import (GPPrediction, RunningScaleToGrid, check_grid_bounds, check_inputs_deferred,
-                                     check_module, default_kernel)
+from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
+from hybridpgm.gp.grid_scaling import RunningScaleToGrid
+from hybridpgm.gp.sv_objective import MaskSite, SVDKLObjective
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
+from hybridpgm.serialization_registry import _SPEC_ATTR
 
 __all__ = ["SVDeepKernelGP"]
-
-
-def _autocast_dtype(kind: str) -> torch.dtype | None:
-    """The dtype autocast computes in on device type ``kind``, or ``None`` where autocast is off."""
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-
-
-class _MaskSite(Messenger):
-    """Mask the sample site ``name``: its log-density (and the KL term of a mean-field ELBO) counts zero, the site
-    stays in the trace.  A KL weight ``beta = 0``, which :func:`pyro.poutine.scale` refuses."""
-
-    def __init__(self, name: str):
-        super().__init__()
-        self.name = name
-
-    def _process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and msg["name"] == self.name:
-            msg["mask"] = False
-
-
-class _SVDKLObjective(SVIObjective):
-    """:meth:`SVDeepKernelGP.objective`: an :class:`~hybridpgm.infer.SVIObjective` whose loss -- the traces
-    and the ELBO's log-densities and KL terms, evaluated after the programs ran -- keeps the GP out of autocast
-    (:meth:`SVDeepKernelGP._gp_precision`); the feature extractor runs under it."""
-
-    def loss(self, player: str, batch: Any) -> torch.Tensor:
-        with self.module._gp_precision():
-            return super().loss(player, batch)
 
 
 @serializable
@@ -102,13 +77,15 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
 
     :param feature_extractor: module mapping ``B x ...`` to ``B x F``; ``None`` is the identity.
     :param int num_features: ``F``, the feature dimension.
-    :param int num_data: ``N``, the number of training examples (scales the likelihood).
+    :param int num_data: ``N``, the number of training examples: the likelihood of a batch of ``B`` rows is scaled
+        by ``N / B`` and :meth:`objective` divides the bound by ``N``.  The attribute ``num_data`` may be set later
+        (a larger training set): both scales follow it, and :func:`hybridpgm.save` records the current value.
     :param inducing_points: initial inducing points ``M x F`` (learned unless
         ``learn_inducing=False``); required unless ``grid_size`` is given.  Their dtype and device are the
         GP's: ``q(u)``, the mean, the kernel and the likelihood are put there (inputs must then share the dtype).
     :param grid_size: use :class:`~gpytorch.variational.GridInterpolationVariationalStrategy`
         with this many grid points per feature (features scaled into ``grid_bounds`` by
-        :class:`~hybridpgm.gp.feature_gp.RunningScaleToGrid`: the running minimum and maximum of the features
+        :class:`~hybridpgm.gp.grid_scaling.RunningScaleToGrid`: the running minimum and maximum of the features
         over the training batches, saved in the ``state_dict`` and used in eval mode, so predictions do not
         depend on which mini-batch came last; features outside it are clamped to it).
     :param grid_bounds: ``(lower, upper)``, the box of the grid of ``grid_size`` (default ``(-1, 1)``).
@@ -177,9 +154,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.mean_module = mean if mean is not None else gpytorch.means.ConstantMean()
         self.covar_module = kernel if kernel is not None else default_kernel(num_features, None, grid_bounds)
         self.likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
-        self.likelihood.num_data = num_data
         self.likelihood.name_prefix = name_prefix
-        self.num_features, self.num_data = num_features, num_data
+        self.num_features, self.num_data = num_features, num_data  # num_data: the likelihood's (the property)
         self.name_prefix, self.beta = name_prefix, beta
         self.example_shape: tuple[int, ...] | None = None
         self._network_autocast: torch.dtype | None = None  # set by _gp_precision only
@@ -188,6 +164,24 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             # as DeepKernelGP puts its GP in its features' dtype: float64 inducing points give a float64 GP
             for part in (self.variational_strategy, self.mean_module, self.covar_module, self.likelihood):
                 part.to(device=inducing_points.device, dtype=inducing_points.dtype)
+
+    @property
+    def num_data(self) -> int:
+        """``N``, the number of training examples, kept in one place: the likelihood's ``num_data``, which
+        GPyTorch's ``sample_target`` reads for the ``N / B`` scale of the data plate and :meth:`objective`'s
+        loss for its ``1 / N``.  Setting it checks the value and updates both, and the constructor argument
+        :func:`hybridpgm.save` records.
+
+        :raises ModelSpecError: (on assignment) a value that is not a positive integer."""
+        return self.likelihood.num_data
+
+    @num_data.setter
+    def num_data(self, value: int) -> None:
+        value = positive_int(value, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError)
+        self.likelihood.num_data = value
+        recorded = self.__dict__.get(_SPEC_ATTR)  # the constructor's arguments, once it has returned
+        if recorded is not None:
+            recorded["num_data"] = value
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior over the latent function at features ``h``.
@@ -220,7 +214,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         kind, low = inducing.device.type, self._network_autocast  # the caller's autocast, inside _gp_precision
         with torch.autocast(kind, dtype=low) if low is not None else contextlib.nullcontext():
             h = extract_features(self.feature_extractor, x)
-        if h.dtype != inducing.dtype and h.dtype == (low or _autocast_dtype(kind)):
+        if h.dtype != inducing.dtype and h.dtype == (low or autocast_dtype(kind)):
             h = h.to(inducing.dtype)  # the network ran under autocast (fit's precision): the GP takes its own dtype
         if h.dtype != inducing.dtype:
             if isinstance(self.feature_extractor, torch.nn.Identity):
@@ -256,7 +250,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         feature extractor still runs under the caller's autocast (:meth:`features` re-enables it) and its
         features are cast to the GP's dtype.  A no-op without autocast, or nested in itself."""
         kind = self.variational_strategy.inducing_points.device.type
-        low = _autocast_dtype(kind)
+        low = autocast_dtype(kind)
         if low is None or self._network_autocast is not None:
             yield
             return
@@ -275,7 +269,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         :param x: inputs ``B x ...`` (see :meth:`features`).
         :param y: targets ``B`` (``None`` samples them) in the model's dtype (that of the inducing points); ``bool``
             labels are cast to it.
-        :raises DataError: ``x`` holds no examples (``B = 0``), or ``y`` is not a tensor with ``B`` entries along
+        :raises DataError: ``x`` holds no examples (``B = 0``), or, with ``y`` given, more than :attr:`num_data`
+            (the likelihood would be scaled by ``N / B < 1``); or ``y`` is not a tensor with ``B`` entries along
             its last dimension, or has a dtype the likelihood cannot take (integer or complex targets, except
             integer class labels for a ``SoftmaxLikelihood``), or a floating dtype other than the model's (see
             also :meth:`features`)."""
@@ -313,6 +308,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
     def _check_targets(self, x: torch.Tensor, y: Any, function_dist: Any) -> Any:
         # shapes and dtype only (free): NaN/inf targets are refused by Pyro's validation of the likelihood site
         n = function_dist.shape()[-1]
+        if y is not None:  # a training batch is part of the N rows: a scale N / B < 1 would over-weight the KL
+            check_num_data(self.num_data, n, model="SVDeepKernelGP")
         if y is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[-1] != n):
             shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise DataError(f"y has shape {shape}, expected ({n},): one target per example of x "
@@ -338,7 +335,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         if self.beta != 0:
             yield self.beta
             return
-        with _MaskSite(f"{self.name_prefix}.u"):
+        with MaskSite(f"{self.name_prefix}.u"):
             yield 1.0
 
     def _fresh(self) -> None:
@@ -370,17 +367,16 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
                 raise ConfigError("SVDeepKernelGP.objective num_particles must be positive, got 0")
             elbo = TraceMeanField_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                                        max_plate_nesting=1)
-        scale = 1.0 / self.num_data
 
-        def model(x, y):
-            with pyro.poutine.scale(scale=scale):
+        def model(x, y):  # 1 / N read at each call: it follows num_data set after the objective was made
+            with pyro.poutine.scale(scale=1.0 / self.num_data):
                 return self.model(x, y)
 
         def guide(x, y):
-            with pyro.poutine.scale(scale=scale):
+            with pyro.poutine.scale(scale=1.0 / self.num_data):
                 return self.guide(x, y)
 
-        return _SVDKLObjective(model, guide, elbo, module=self, per_example=False)
+        return SVDKLObjective(model, guide, elbo, module=self, per_example=False)
 
     # ----------------------------------------------------------- prediction
     def predict(self, x: torch.Tensor) -> GPPrediction:

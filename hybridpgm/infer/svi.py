@@ -15,6 +15,7 @@ from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
+from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.objective import elbo_settings
@@ -36,8 +37,14 @@ class SVIObjective:
     the number of examples in the batch when ``per_example`` is true (so a
     model whose data plate is the batch reports nats per example).  Pass
     ``per_example=False`` when the model already scales its plate to the full
-    data size (``pyro.plate("data", N, subsample=...)``): its loss is then an
-    unbiased full-data estimate, intensive as the training contract requires.
+    data size (``pyro.plate("data", N, subsample=...)``, ``VAE.model(x, num_data=N)``,
+    :class:`~hybridpgm.bayesian_nn.BayesianRegressor`): its loss is then an
+    unbiased full-data estimate, intensive as the training contract requires, and a further division by
+    :math:`B` would make the update depend on the batch size and on ``fit``'s ``accumulate``.  With
+    ``per_example=True`` :meth:`loss` probes the programs for such a plate
+    (:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`) and refuses it: on its first batch, and again
+    only on a batch smaller than any probed before (a plate of ``N`` rows shows no subsampling on a batch of
+    all ``N``; it does on a smaller one), so at most a few times a run.
 
     :param model: a Pyro model; called as ``model(*batch, **model_kwargs)``
         (``model(batch)`` when the batch is one tensor).
@@ -56,7 +63,9 @@ class SVIObjective:
         not ``True`` or ``False``.
     :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
 
-    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` and
+    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` or, with
+    ``per_example``, for a model or guide whose plate subsamples the batch's :math:`B` rows from a larger full
+    size (the message names the plate and says to pass ``per_example=False``), and
     :class:`~hybridpgm.errors.DataError` (with ``per_example``) for a batch whose size it cannot tell or
     that has no examples.
     """
@@ -87,6 +96,8 @@ class SVIObjective:
         self.module = module
         self.per_example = flag(per_example, "SVIObjective per_example")
         self.model_kwargs = model_kwargs
+        #: the smallest batch per_example's probe for a subsampled data plate has seen (None: not probed yet)
+        self._smallest_probed: int | None = None
 
     def setup(self, batch: Any) -> None:
         """Create the parameters of a Pyro autoguide that has not run yet, by running it once on ``batch``
@@ -160,11 +171,18 @@ class SVIObjective:
         :param str player: ``"elbo"``.
         :param batch: the programs' positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("elbo",), "SVIObjective")
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
         if self.per_example:  # the loss is divided by the batch size: it must be known and positive
             size = batch_size_of(batch)  # DataError for a batch it cannot size (None, an empty tuple)
             if size == 0:
                 raise DataError("SVIObjective got an empty batch (0 examples); give at least one")
-        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            if self._smallest_probed is None or size < self._smallest_probed:
+                # a probe on the first batch, and again only on a batch smaller than any probed: a plate of num_data
+                # rows looks unscaled on a batch of all of them, and shows its N / B on a smaller one (a short last
+                # batch, a micro-batch of accumulate); a comparison of two ints on every other step
+                check_plate_scale(self.model, self.guide, args, self.model_kwargs, size, objective="SVIObjective",
+                                  modules=(self.module,))
+                self._smallest_probed = size  # not after a refusal: the next call refuses again
         # max_plate_nesting is guessed here, once per objective (so once more in a resumed run), by a probe
         # trace that must leave no mark: no random numbers used up, no module buffer (batch-norm statistics)
         # changed -- the module given or found here included
