@@ -22,7 +22,9 @@ the plate's size).  Not refused:
 * a scale that is not a subsampled plate (a KL anneal by :func:`pyro.poutine.scale`, SV-DKL's likelihood);
 * a plate that subsamples the data it is given, ``model(x_full)`` with ``pyro.plate("data", N,
   subsample_size=b)``: the batch is then the :math:`N` rows, and dividing by :math:`N` is right;
-* a subsampled plate of another size than the batch (words sampled within each document of the batch);
+* a subsampled plate of another size than the batch, or nested inside another plate (words sampled within
+  each document of the batch, even where as many words as documents are drawn): only a site's outermost plate
+  is taken for the data plate;
 * a plate whose subsample is the whole of it (a batch holding the full data set, :math:`N / B = 1`).
 """
 
@@ -47,7 +49,8 @@ def _as_int(size: Any) -> int | None:
 
 
 def scaled_batch_plate(traces: Iterable[tuple[str, poutine.Trace]], batch: int) -> tuple[str, str, int] | None:
-    """The first plate of the traces' sample sites that subsamples ``batch`` rows out of a larger full size.
+    """The first outermost plate of the traces' sample sites that subsamples ``batch`` rows out of a larger full
+    size.
 
     :param traces: ``(program, trace)`` pairs, ``program`` naming the trace in messages (``"model"``).
     :param int batch: :math:`B`, the batch's number of examples.
@@ -57,10 +60,12 @@ def scaled_batch_plate(traces: Iterable[tuple[str, poutine.Trace]], batch: int) 
         for site in trace.nodes.values():
             if site["type"] != "sample":
                 continue
-            for frame in site["cond_indep_stack"]:
-                size, full = _as_int(frame.size), _as_int(frame.full_size)
-                if size == batch and full is not None and full != size:
-                    return program, frame.name, full
+            if not site["cond_indep_stack"]:
+                continue
+            frame = site["cond_indep_stack"][0]  # the outermost plate (Pyro lists them outside in): the data's
+            size, full = _as_int(frame.size), _as_int(frame.full_size)
+            if size == batch and full is not None and full != size:
+                return program, frame.name, full
     return None
 
 

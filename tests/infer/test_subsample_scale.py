@@ -1,0 +1,60 @@
+"""Which plate :func:`~hybridpgm.infer.subsample_scale.scaled_batch_plate` takes for the data plate: a site's
+outermost one.  A subsampled plate nested inside the batch's (a few words drawn from each document) is part of
+the model's per-example loss, whatever its size, and must not be refused when it happens to draw as many entries
+as the batch has rows (a short last batch once stopped a run mid-way with advice that was wrong for the model)."""
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule, PyroParam
+
+from hybridpgm import SVIObjective, fit
+from hybridpgm.infer.subsample_scale import scaled_batch_plate
+
+
+class _Documents(PyroModule):
+    """Documents (the batch, not subsampled) of 20 word scores, of which each step scores a random 5."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = PyroParam(torch.zeros(()))
+
+    def model(self, x):
+        with pyro.plate("docs", x.shape[0], dim=-2):
+            with pyro.plate("words", 20, subsample_size=5, dim=-1) as idx:
+                pyro.sample("w", dist.Normal(self.loc, 1.0), obs=x[:, idx])
+
+    def guide(self, x):
+        pass
+
+
+def test_a_nested_plate_drawing_as_many_entries_as_the_batch_has_rows_is_not_the_data_plate():
+    trace = poutine.trace(_Documents().model).get_trace(torch.randn(5, 20))
+    assert [frame.name for frame in trace.nodes["w"]["cond_indep_stack"]] == ["docs", "words"]  # outside in
+    assert scaled_batch_plate([("model", trace)], 5) is None
+
+
+def test_a_run_whose_short_last_batch_matches_a_nested_subsample_trains_to_the_end():
+    steps = []
+
+    class Count:
+        def on_step_end(self, info):
+            steps.append(info.step)
+
+    from hybridpgm.train import Callback
+
+    counter = type("Counter", (Callback,), {"on_step_end": Count.on_step_end})()
+    docs = _Documents()
+    fit(SVIObjective(docs.model, docs.guide), torch.randn(101, 20), batch_size=16, epochs=3, progress=False,
+        seed=0, callbacks=[counter])  # 16 x 6 + a last batch of 5 rows, three epochs
+    assert len(steps) == 21
+
+
+def test_the_outermost_subsampled_data_plate_is_found():
+    def model(x):
+        with pyro.plate("data", 100, subsample=torch.arange(x.shape[0])):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+    trace = poutine.trace(model).get_trace(torch.randn(5))
+    assert scaled_batch_plate([("model", trace)], 5) == ("model", "data", 100)
