@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from hybridpgm.checks import positive_int, torch_readable  # noqa: E402
 from hybridpgm.diagnostics.check_vi import BAD, good_khat  # noqa: E402
-from hybridpgm.diagnostics.figure_files import save_figure  # noqa: E402
+from hybridpgm.diagnostics.figure_files import figure_formats, figure_path, save_figure  # noqa: E402,F401 (re-exported)
 from hybridpgm.diagnostics.host_arrays import as_host_array  # noqa: E402
 from hybridpgm.diagnostics.image_tiles import separator_width, tile_images  # noqa: E402
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning  # noqa: E402
