@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from hybridpgm.errors import CheckpointError
+from hybridpgm.serialization_compiled import unwrapped
 
 __all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "layer_spec", "sequential_spec"]
 
@@ -96,6 +97,7 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
     :raises CheckpointError: naming ``where`` and the option, when the layer is not of :data:`TORCH_LAYERS` or
         its options do not rebuild it as it is.
     """
+    layer = unwrapped(layer)  # a layer wrapped by torch.compile: the layer it compiles
     name = _torch_class(layer, bayesian)
     if name is None:
         what = "a bayesianized network" if bayesian else "nn.Sequential"

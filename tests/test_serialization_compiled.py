@@ -114,3 +114,18 @@ def test_plain_ties_merge_the_groups_that_come_to_share_a_name():
     record = {"modules": [["x", "y"], ["x._orig_mod", "z"]], "parameters": [["x._orig_mod.w", "q"]], "buffers": []}
     plain = lambda name: name.replace("._orig_mod", "")  # noqa: E731  (as plain_names gives for a wrapper at "x")
     assert plain_ties(record, plain) == {"modules": [["x", "y", "z"]], "parameters": [["x.w", "q"]], "buffers": []}
+
+
+def test_a_compiled_layer_inside_a_sequential_saves_as_the_layer(tmp_path):
+    """A layer of an ``nn.Sequential`` replaced by its compiled wrapper is rebuilt as the plain layer, as a compiled
+    network is (it was refused as "nn.Sequential holds a OptimizedModule", a message that named no compile)."""
+    torch.manual_seed(0)
+    layer = _moved(nn.Linear(3, 2))
+    gp = DeepKernelGP(torch.randn(10, 3), torch.randn(10), nn.Sequential(_compiled(layer), nn.Tanh()))
+    path = hybridpgm.save(gp, tmp_path / "gp.pt")
+    assert "feature_extractor.0.weight" in _stored_names(path)
+    loaded = hybridpgm.load(path)
+    assert type(loaded.feature_extractor[0]) is nn.Linear
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.feature_extractor(x), torch.tanh(layer(x)), rtol=0, atol=0)
