@@ -16,9 +16,35 @@ from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.train.objective import elbo_settings
 
-__all__ = ["ModelGuideObjective"]
+__all__ = ["ModelGuideObjective", "forwarded_option"]
+
+
+def forwarded_option(name: str, check: Callable[[Any, Any], Any] | None, doc: str, *, owner: str = "elbo",
+                     fixed_because: str = "") -> property:
+    """A property of an objective that reads and writes ``<owner>.<name>`` (``self.elbo.num_particles``), the
+    one place a constructor option lives: an assignment to the objective changes what the next :meth:`loss`
+    computes, with the constructor's validation, instead of making a new attribute nothing reads.
+
+    :param str name: the attribute of the owner.
+    :param check: ``check(objective, value)`` returns the validated value (raising
+        :class:`~hybridpgm.errors.ConfigError`); ``None``: the option is read-only.
+    :param str doc: the property's docstring.
+    :param str owner: the objective's attribute holding the option (``"elbo"``, ``"baselines"``).
+    :param str fixed_because: why a read-only option cannot change (the :class:`AttributeError`'s message).
+    """
+    def get(self):
+        return getattr(getattr(self, owner), name)
+
+    def set_(self, value):
+        if check is None:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed at construction{fixed_because}; build a new "
+                                 f"{type(self).__name__}(..., {name}=...) instead")
+        setattr(getattr(self, owner), name, check(self, value))
+
+    return property(get, set_, doc=doc)
 
 
 def _owner(fn) -> nn.Module | None:
@@ -47,13 +73,22 @@ class ModelGuideObjective:
         call (for example ``num_data`` for a subsampled plate).
     :param module: the module holding every parameter (found from ``model`` /
         ``guide`` when they are modules or bound methods of modules).
-    :param bool per_example: divide each loss by the number of examples in the
-        batch (as :class:`~hybridpgm.infer.SVIObjective` does); pass ``False``
-        when ``model_kwargs`` already scale the data plate to the full data size.
+    :param bool per_example: divide each loss by the batch's number of examples :math:`B` (default ``True``,
+        as :class:`~hybridpgm.infer.SVIObjective` does), so that a model whose data plate is the batch reports
+        nats per example.  Pass ``False`` when the data plate subsamples the batch from a larger data set
+        (``model_kwargs={"num_data": N}``, ``pyro.plate("data", N, subsample=...)``): its sites' log-densities
+        are then scaled by :math:`N / B`, the loss is already an unbiased full-data estimate, and a further
+        division by :math:`B` would make the update depend on the batch size and on ``fit``'s
+        ``accumulate``.  With ``per_example=True`` the subclasses' ``loss`` refuses such a plate
+        (:meth:`check_per_example`).
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``model_kwargs`` not a dict, ``module`` not a
         module, ``per_example`` not ``True`` or ``False``, or the two parameter groups cannot be told apart
         (or share a parameter).
     """
+
+    #: the smallest batch :meth:`check_per_example` has probed (``None``: none yet); a class-level default, so
+    #: that an objective pickled before it existed still loads
+    _smallest_probed: int | None = None
 
     def __init__(self, model: Callable, guide: Callable, *,
                  model_parameters: Iterable[nn.Parameter] | None = None,
@@ -113,6 +148,25 @@ class ModelGuideObjective:
         if args[0].shape[0] == 0:
             raise DataError(f"empty batch (shape {tuple(args[0].shape)}); give at least one example")
         return args, args[0].shape[0]
+
+    def check_per_example(self, args: tuple, size: int) -> None:
+        """With ``per_example``, refuse a model or guide whose data plate subsamples the batch's ``size`` rows
+        from a larger data set (:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`): the loss is then
+        already a full-data estimate, and dividing it by ``size`` is wrong.  Probes on the first batch, and
+        again only on a batch smaller than any probed before (a plate of ``N`` rows shows no subsampling on a
+        batch of all ``N``; it does on a short last batch or a micro-batch of ``accumulate``), as
+        :meth:`SVIObjective.loss <hybridpgm.infer.SVIObjective.loss>` does; otherwise one comparison of two
+        ints.  The probe uses up no random numbers and leaves the modules' buffers alone.
+
+        :param tuple args: the programs' positional arguments (:meth:`batch_args`).
+        :param int size: the batch's number of examples :math:`B`.
+        :raises ConfigError: such a plate, with ``per_example=True`` (the message names the plate, its sizes
+            and the fix ``per_example=False``)."""
+        if not self.per_example or (self._smallest_probed is not None and size >= self._smallest_probed):
+            return
+        check_plate_scale(self.model, self.guide, args, self.model_kwargs, size, objective=type(self).__name__,
+                          modules=(self.module,))
+        self._smallest_probed = size  # not after a refusal: the next call refuses again
 
     def settings(self) -> dict[str, Any]:
         """What defines the objective beyond its parameters, compared when ``fit`` resumes a checkpoint: the

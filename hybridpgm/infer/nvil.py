@@ -29,6 +29,13 @@ depends on the current sample and the expected gradient of :math:`\\theta` is
 exactly the ELBO gradient, and that of each guide layer is the ELBO gradient
 divided by the constant :math:`\\max(1, \\sqrt{v_l})`.
 
+**Mini-batches.**  In a subsampled data plate (``num_data=N`` on :math:`B` rows) each site's log-densities
+carry the plate's scale :math:`s = N / B`, and so does its downstream cost :math:`s\,\ell_l`.  For a site
+with learned baselines the cost is divided by its scale :math:`s` first: :math:`C_{\psi_l}`, :math:`c_l` and
+:math:`v_l` see the per-datapoint :math:`\ell_l`, and the surrogate term and :math:`\psi`'s squared error are
+multiplied by :math:`s` afterwards.  The estimator stays unbiased, the statistics and the step of
+:math:`\phi` do not depend on :math:`B`, and at :math:`s = 1` nothing changes (no arithmetic is done).
+
 Under :func:`hybridpgm.fit` with ``accumulate = M`` the statistics belong to the optimizer update, not to
 the micro-batch: all M micro-batches of one update are centred and scaled with :math:`c_l, v_l` as they
 were before it, and :math:`c_l, v_l` then take one decay step with the mean and variance pooled over the
@@ -49,17 +56,17 @@ from collections import defaultdict
 from typing import Any, Callable, Sequence
 
 import torch
-from pyro.distributions.util import detach, is_identically_zero
+from pyro.distributions.util import detach, is_identically_one, is_identically_zero
 from pyro.infer import TraceGraph_ELBO
 from pyro.infer.tracegraph_elbo import _get_baseline_options
 from pyro.infer.util import MultiFrameTensor
 from pyro.ops.provenance import detach_provenance, get_provenance
 from torch import nn
 
-from hybridpgm.checks import check_device, check_player, flag, positive_int, site_prefix
+from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real, site_prefix
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
                                             _register_baselines)
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
@@ -206,6 +213,15 @@ class NVIL_ELBO(TraceGraph_ELBO):
         return detach_provenance(elbo), detach_provenance(surrogate_loss)
 
     def _learning_signal(self, node, guide_site, cost):
+        """The site's learning signal (its factor of the score function) and its baselines' squared error.
+
+        A site of :attr:`baselines` is centred and scaled per datapoint: ``cost`` (its plate-scaled downstream
+        cost :math:`s\\,\\ell_l`, with :math:`s` the site's scale, :math:`N / B` in a subsampled data plate) is
+        divided by :math:`s`, :math:`C_{\\psi_l}`, :math:`c_l` and :math:`v_l` see :math:`\\ell_l` alone, and the
+        signal and the squared error are multiplied by :math:`s` afterwards.  Any other site gets Pyro's
+        treatment (its own ``baseline`` options on the scaled cost).
+
+        :returns: the detached signal (the shape of ``cost``) and the squared error (0-d, or ``0.0``)."""
         nn_baseline, nn_input, use_avg, _, value = _get_baseline_options(guide_site)
         if use_avg:
             raise ObjectiveError(f"site {node!r}: use NVIL's centering instead of use_decaying_avg_baseline")
@@ -215,6 +231,9 @@ class NVIL_ELBO(TraceGraph_ELBO):
         elif value is not None:
             baseline = value
         tracked = self.baselines is not None and node in self.baselines.nets
+        site_scale = guide_site.get("scale", 1.0) if tracked else 1.0
+        if not is_identically_one(site_scale):
+            cost = cost / site_scale  # per datapoint: the statistics and C_psi do not depend on N / B
         c, scale = 0.0, 1.0
         if tracked:
             mean, var = self.baselines.statistics(node)  # the values before this batch's (fit update's) update
@@ -223,10 +242,12 @@ class NVIL_ELBO(TraceGraph_ELBO):
             if self.variance_normalization:
                 scale = var.sqrt().clamp(min=1.0)
         centred = cost - baseline - c
-        loss_term = centred.pow(2).sum() if isinstance(baseline, torch.Tensor) and baseline.requires_grad else 0.0
+        squares = centred.pow(2) if is_identically_one(site_scale) else centred.pow(2) * site_scale
+        loss_term = squares.sum() if isinstance(baseline, torch.Tensor) and baseline.requires_grad else 0.0
         if tracked and self.baselines.training:
             self.baselines.update(node, (cost - baseline).detach())
-        return (centred / scale).detach(), loss_term
+        signal = centred / scale
+        return (signal if is_identically_one(site_scale) else signal * site_scale).detach(), loss_term
 
 
 def default_sites(owner: nn.Module, model: Callable, guide: Callable, model_kwargs: dict) -> list[str]:
@@ -307,6 +328,19 @@ class NVIL(ModelGuideObjective):
         # through Pyro's param store (and no entries left in the user's store by a direct call of loss)
         self.elbo.registers_baselines = False
 
+    num_particles = forwarded_option(
+        "num_particles", None, "Score-function samples per datapoint (``elbo.num_particles``; read-only).",
+        fixed_because=" (it decides whether the particles are vectorized and the guessed max_plate_nesting)")
+    variance_normalization = forwarded_option(
+        "variance_normalization", lambda self, value: flag(value, "NVIL variance_normalization"),
+        "Divide each signal by :math:`\\max(1, \\sqrt{v_l})` (``elbo.variance_normalization``; ``True`` or ``False``).")
+    centering = forwarded_option(
+        "centering", lambda self, value: flag(value, "NVIL centering"),
+        "Subtract the running mean :math:`c_l` (``elbo.centering``; ``True`` or ``False``).")
+    decay = forwarded_option(
+        "decay", lambda self, value: _decay(value), "The running statistics' decay (``baselines.decay``, in [0, 1)).",
+        owner="baselines")
+
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"elbo"``: the model's, the guide's and the baselines' parameters."""
         return {"elbo": self.theta + self.phi + list(self.baselines.parameters())}
@@ -326,9 +360,20 @@ class NVIL(ModelGuideObjective):
         check_player(player, ("elbo",), "NVIL")
         self._follow_model()
         args, size = self.batch_args(batch)
+        self.check_per_example(args, size)  # per_example on a subsampled plate: ConfigError
         if self.elbo.vectorize_particles and self.elbo.max_plate_nesting == float("inf"):
             # guessed once, leaving the objective's module (baselines and model) as it was: exact resume
             self.elbo._guess_max_plate_nesting(self.model, self.elbo._attach(self.guide, args), args,
                                                self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
+
+
+def _decay(value: float) -> float:
+    """``value`` as NVIL's decay, checked as :class:`NVILBaselines` checks it.
+
+    :raises ConfigError: not a real number in ``[0, 1)``."""
+    value = positive_real(value, "NVIL decay", allow_zero=True)
+    if value >= 1.0:
+        raise ConfigError(f"NVIL decay must be in [0, 1), got {value!r}")
+    return value

@@ -46,7 +46,7 @@ import torch
 
 from hybridpgm.checks import check_player, flag, positive_int
 from hybridpgm.errors import ConfigError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
 from hybridpgm.infer.particle_elbo import ParticleELBO
 from hybridpgm.infer.wake_sleep import sleep_phi_loss
 from hybridpgm.keyword_alias import keyword_only_soon
@@ -96,8 +96,22 @@ class ReweightedWakeSleepELBO(ParticleELBO):
             raise ConfigError("RWS needs wake_phi=True, sleep_phi=True, or both")
         self.wake_phi = wake_phi
         self.sleep_phi = sleep_phi
-        self.num_sleep_particles = self.num_particles if num_sleep_particles is None else \
-            positive_int(num_sleep_particles, "ReweightedWakeSleepELBO num_sleep_particles")
+        self.num_sleep_particles = num_sleep_particles
+
+    #: the dreams per datapoint given explicitly (``None``: :attr:`num_particles`, read at each call)
+    _num_sleep_particles: int | None = None
+
+    @property
+    def num_sleep_particles(self) -> int:
+        """Dreams per datapoint of the sleep-:math:`\\phi` update: the value given, else :attr:`num_particles`
+        as it is now (a later ``elbo.num_particles = 20`` changes both).  Assigning ``None`` follows
+        :attr:`num_particles` again; anything else must be a positive integer (:class:`ConfigError`)."""
+        return self.num_particles if self._num_sleep_particles is None else self._num_sleep_particles
+
+    @num_sleep_particles.setter
+    def num_sleep_particles(self, value: int | None) -> None:
+        self._num_sleep_particles = None if value is None else \
+            positive_int(value, f"{type(self).__name__} num_sleep_particles")
 
     def losses(self, model, guide, *args, **kwargs) -> RWSLosses:
         """Both surrogate losses on one set of particles (see :class:`RWSLosses`).
@@ -163,11 +177,39 @@ class RWS(ModelGuideObjective):
                  max_plate_nesting: int | None = None, plate_name: str | None = None, **options: Any):
         super().__init__(model, guide, **options)
         wake_phi, sleep_phi = flag(wake_phi, "RWS wake_phi"), flag(sleep_phi, "RWS sleep_phi")
-        self.joint = flag(joint, "RWS joint")
+        self.joint = joint
         self.elbo = ReweightedWakeSleepELBO(num_particles, wake_phi=wake_phi, sleep_phi=sleep_phi,
                                             num_sleep_particles=num_sleep_particles,
                                             max_plate_nesting=max_plate_nesting, plate_name=plate_name)
-        self.schedule = ["rws"] if joint else ["wake", "sleep"]
+
+    @property
+    def joint(self) -> bool:
+        """One player ``"rws"`` (``True``) or ``"wake"`` and ``"sleep"``; :attr:`schedule` and :meth:`players`
+        follow an assignment (``True`` or ``False``, else :class:`ConfigError`)."""
+        return self._joint
+
+    @joint.setter
+    def joint(self, value: bool) -> None:
+        self._joint = flag(value, "RWS joint")
+
+    @property
+    def schedule(self) -> list[str]:
+        """The players in the order :func:`hybridpgm.fit` steps them, from :attr:`joint`: ``["rws"]`` or
+        ``["wake", "sleep"]``."""
+        return ["rws"] if self.joint else ["wake", "sleep"]
+
+    num_particles = forwarded_option(
+        "num_particles", lambda self, value: positive_int(value, "RWS num_particles"),
+        ":math:`K`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.")
+    num_sleep_particles = forwarded_option(
+        "num_sleep_particles", lambda self, value: value,
+        "Dreams per datapoint (``elbo.num_sleep_particles``; ``None``: :attr:`num_particles`).")
+    wake_phi = forwarded_option(
+        "wake_phi", lambda self, value: _phi_flag(self, value, "sleep_phi"),
+        "Use the wake-:math:`\\phi` update (``elbo.wake_phi``; it or :attr:`sleep_phi` must stay on).")
+    sleep_phi = forwarded_option(
+        "sleep_phi", lambda self, value: _phi_flag(self, value, "wake_phi"),
+        "Use the sleep-:math:`\\phi` update (``elbo.sleep_phi``; it or :attr:`wake_phi` must stay on).")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"rws"``: :math:`\\theta` and :math:`\\phi`; with ``joint=False``, ``"wake"``: :math:`\\theta` and
@@ -186,8 +228,18 @@ class RWS(ModelGuideObjective):
         :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("rws",) if self.joint else ("wake", "sleep"), "RWS")
         args, size = self.batch_args(batch)
+        self.check_per_example(args, size)  # per_example on a subsampled plate: ConfigError
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
         self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         losses = self.elbo.losses(self.model, self.guide, *args, **self.model_kwargs)
         loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.theta + losses.phi}[player]
         return loss / size if self.per_example else loss
+
+
+def _phi_flag(objective: RWS, value: bool, other: str) -> bool:
+    """``value`` for ``wake_phi`` or ``sleep_phi`` of ``objective`` checked as the constructor checks it: ``True``
+    or ``False``, and not both off (the ``other`` flag is the ELBO's current one)."""
+    value = flag(value, f"RWS {'wake_phi' if other == 'sleep_phi' else 'sleep_phi'}")
+    if not (value or getattr(objective.elbo, other)):
+        raise ConfigError("RWS needs wake_phi=True, sleep_phi=True, or both")
+    return value

@@ -38,7 +38,7 @@ import torch
 
 from hybridpgm.checks import as_integer, check_player
 from hybridpgm.errors import ConfigError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
 from hybridpgm.infer.particle_elbo import ParticleELBO
 
 __all__ = ["VIMCO", "VIMCO_ELBO"]
@@ -58,6 +58,16 @@ def leave_one_out_bounds(log_w: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(m, dim=1) - math.log(K)
 
 
+def vimco_particles(num_particles: Any) -> int:
+    """``num_particles`` as an ``int`` :math:`K \\geq 2` (integer scalars, NumPy's too, pass; bool and floats do not).
+
+    :raises ConfigError: anything else (the leave-one-out baselines need two particles)."""
+    n = as_integer(num_particles)
+    if n is None or n < 2:
+        raise ConfigError(f"VIMCO needs num_particles >= 2 for its leave-one-out baselines, got {num_particles!r}")
+    return n
+
+
 class VIMCO_ELBO(ParticleELBO):
     """VIMCO surrogate as a Pyro ELBO; ``differentiable_loss`` has the value
     :math:`-\\frac{N}{B}\\sum_b \\mathcal L_K(x_b)` and the VIMCO gradient.
@@ -69,11 +79,7 @@ class VIMCO_ELBO(ParticleELBO):
     """
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: int | None = None, plate_name: str | None = None):
-        n = as_integer(num_particles)  # integer scalars (NumPy's) pass; bool and floats do not
-        if n is None or n < 2:
-            raise ConfigError(f"VIMCO needs num_particles >= 2 for its leave-one-out baselines, got {num_particles!r}")
-        num_particles = n
-        super().__init__(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
+        super().__init__(vimco_particles(num_particles), max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The VIMCO surrogate (0-d; value and gradient as in the class docstring).
@@ -108,6 +114,10 @@ class VIMCO(ModelGuideObjective):
         super().__init__(model, guide, **options)
         self.elbo = VIMCO_ELBO(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
+    num_particles = forwarded_option(
+        "num_particles", lambda self, value: vimco_particles(value),
+        ":math:`K \\geq 2`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.")
+
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"elbo"``: the model's and the guide's parameters."""
         return {"elbo": self.theta + self.phi}
@@ -119,6 +129,7 @@ class VIMCO(ModelGuideObjective):
         :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("elbo",), "VIMCO")
         args, size = self.batch_args(batch)
+        self.check_per_example(args, size)  # per_example on a subsampled plate: ConfigError
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
         self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)

@@ -40,7 +40,7 @@ from pyro.poutine.util import prune_subsample_sites
 
 from hybridpgm.checks import check_player, positive_int
 from hybridpgm.errors import ObjectiveError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
 from hybridpgm.infer.particle_elbo import ParticleELBO
 
 __all__ = ["WakeSleep", "WakeSleepELBO", "sleep_phi_loss"]
@@ -201,6 +201,13 @@ class WakeSleep(ModelGuideObjective):
         self.elbo = WakeSleepELBO(num_particles, num_sleep_particles, max_plate_nesting=max_plate_nesting,
                                   plate_name=plate_name)
 
+    num_particles = forwarded_option(
+        "num_particles", lambda self, value: positive_int(value, "WakeSleep num_particles"),
+        "Wake samples per datapoint: ``elbo.num_particles``, validated as by the constructor.")
+    num_sleep_particles = forwarded_option(
+        "num_sleep_particles", lambda self, value: positive_int(value, "WakeSleep num_sleep_particles"),
+        "Dreams per datapoint: ``elbo.num_sleep_particles``, validated as by the constructor.")
+
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"wake"``: the model's parameters :math:`\\theta`; ``"sleep"``: the guide's :math:`\\phi`."""
         return {"wake": self.theta, "sleep": self.phi}
@@ -213,6 +220,7 @@ class WakeSleep(ModelGuideObjective):
         :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
         check_player(player, ("wake", "sleep"), "WakeSleep")
         args, size = self.batch_args(batch)
+        self.check_per_example(args, size)  # per_example on a subsampled plate: ConfigError
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
         self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         if player == "wake":

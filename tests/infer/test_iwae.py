@@ -272,3 +272,20 @@ def test_a_global_latent_in_a_plate_of_its_own_is_one_weight_whatever_its_size(c
     bound = float(torch.logsumexp(log_w, 0) - math.log(4000))
     exact = float(dist.MultivariateNormal(torch.zeros(3), torch.eye(3) + components * torch.ones(3, 3)).log_prob(x))
     assert abs(bound - exact) < 0.05  # 4000 particles: within Monte Carlo error (the mis-paired one was 1.0 above)
+
+
+def test_iwae_objective_with_per_example_on_a_subsampled_plate_is_refused():
+    """Guard (passes before and after this change): IWAE reaches fit only through SVIObjective, whose loss
+    refuses per_example=True on a plate that subsamples the batch (the trap RWS, VIMCO, NVIL and WakeSleep
+    now refuse too); per_example=False gives the N / B-scaled bound."""
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.generative import SigmoidBeliefNet
+    from hybridpgm.infer import SVIObjective
+
+    torch.manual_seed(0)
+    sbn = SigmoidBeliefNet([3, 2])
+    x = torch.bernoulli(torch.full((8, 3), 0.5))
+    with pytest.raises(ConfigError, match=r"plate 'data' subsamples the batch's 4 row\(s\) from 8"):
+        SVIObjective(sbn.model, sbn.guide, IWAE(2), num_data=8, temperature=0.5).loss("elbo", x[:4])
+    loss = SVIObjective(sbn.model, sbn.guide, IWAE(2), per_example=False, num_data=8, temperature=0.5)
+    assert torch.isfinite(loss.loss("elbo", x[:4]))

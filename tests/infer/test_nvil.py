@@ -531,3 +531,21 @@ def test_the_baselines_do_not_make_a_once_shown_warning_show_at_every_step():
     assert 1 <= reference < 10
     assert _times_a_per_step_warning_shows(
         lambda sbn: NVIL_ELBO(NVILBaselines(sbn.latent_sites, input_dim=6, hidden_dim=4))) == reference
+
+
+def test_options_assigned_after_construction_are_the_elbos_or_refused():
+    """Before, ``nvil.variance_normalization = False`` (or ``centering``, ``decay``, ``num_particles``) made a
+    new attribute nothing read.  Now the first three are the ELBO's and baselines', validated; num_particles
+    (which fixes the vectorized particle plate) is read-only."""
+    sbn, _ = _setup()
+    objective = NVIL(sbn.model, sbn.guide, hidden_dim=2)
+    objective.variance_normalization, objective.centering, objective.decay = False, False, 0.5
+    assert (objective.elbo.variance_normalization, objective.elbo.centering, objective.baselines.decay) == \
+        (False, False, 0.5)
+    for name, value in (("variance_normalization", "no"), ("centering", 1), ("decay", 1.0), ("decay", -0.1)):
+        with pytest.raises(ConfigError, match=name):
+            setattr(objective, name, value)
+    assert objective.num_particles == 1
+    with pytest.raises(AttributeError, match=r"NVIL.num_particles is fixed at construction"):
+        objective.num_particles = 3
+    assert objective.elbo.num_particles == 1

@@ -191,3 +191,57 @@ def test_rws_two_players_with_theta_frozen_train_the_recognition_network_alone()
     check_frozen_theta_trains_phi_alone(lambda sbn: RWS(sbn.model, sbn.guide, num_particles=3, joint=False))
     check_frozen_theta_trains_phi_alone(lambda sbn: RWS(sbn.model, sbn.guide, num_particles=3, sleep_phi=True,
                                                         joint=False))
+
+
+def test_options_assigned_after_construction_take_effect_with_the_constructors_checks():
+    """Before, ``rws.num_particles = 7`` made a new attribute nothing read (the ELBO kept 3), and so did
+    ``wake_phi``/``sleep_phi``/``num_sleep_particles``; now each is the ELBO's, validated."""
+    sbn = random_sbn([4, 2], 0)
+    x = binary(3, 4, 0)
+    objective = RWS(sbn.model, sbn.guide, num_particles=3)
+    objective.num_particles = 7
+    assert objective.elbo.num_particles == 7 and objective.settings()["num_particles"] == 7
+    assert objective.elbo.log_weights(sbn.model, sbn.guide, x).log_p.shape == (7, 3)
+    objective.sleep_phi = True
+    objective.wake_phi = False
+    assert (objective.elbo.wake_phi, objective.elbo.sleep_phi) == (False, True)
+    assert objective.num_sleep_particles == 7
+    objective.num_sleep_particles = 2
+    assert objective.elbo.num_sleep_particles == 2
+    for name, value, match in (("num_particles", 0, "num_particles"), ("sleep_phi", False, "or both"),
+                               ("wake_phi", "no", "wake_phi"), ("num_sleep_particles", 1.5, "num_sleep_particles")):
+        with pytest.raises(ConfigError, match=match):
+            setattr(objective, name, value)
+    assert (objective.num_particles, objective.wake_phi, objective.sleep_phi, objective.num_sleep_particles) == \
+        (7, False, True, 2)
+
+
+def test_num_sleep_particles_follows_num_particles_unless_given():
+    """Before, the default (K) was copied at construction: ``elbo.num_particles = 20`` left 3 dreams."""
+    elbo = ReweightedWakeSleepELBO(3, sleep_phi=True)
+    elbo.num_particles = 20
+    assert elbo.num_sleep_particles == 20
+    given = ReweightedWakeSleepELBO(3, sleep_phi=True, num_sleep_particles=4)
+    given.num_particles = 20
+    assert given.num_sleep_particles == 4
+    given.num_sleep_particles = None
+    assert given.num_sleep_particles == 20
+    with pytest.raises(ConfigError, match="num_sleep_particles"):
+        given.num_sleep_particles = 0
+
+
+def test_joint_assigned_later_changes_the_schedule_and_fit_runs():
+    """Before, ``rws.joint = False`` changed players() but not the stored schedule: fit refused with
+    "schedule names unknown players ['rws']".  The schedule is now computed from ``joint``."""
+    sbn = random_sbn([4, 2], 1)
+    objective = RWS(sbn.model, sbn.guide, num_particles=3)
+    objective.joint = False
+    assert objective.schedule == ["wake", "sleep"] and sorted(objective.players()) == ["sleep", "wake"]
+    history = hybridpgm.fit(objective, binary(8, 4, 1), epochs=1, batch_size=4, progress=False, seed=0)
+    assert history is not None
+    objective.joint = True
+    assert objective.schedule == ["rws"]
+    with pytest.raises(ConfigError, match="joint"):
+        objective.joint = "no"
+    with pytest.raises(AttributeError):
+        objective.schedule = ["rws"]

@@ -83,3 +83,16 @@ def test_a_resumed_batch_norm_run_ends_with_the_buffers_of_an_uninterrupted_one(
 
     whole, resumed = whole_and_resumed(_vimco, tmp_path)
     assert set(batches_tracked(resumed).values()) == {8} and same_state(whole, resumed)
+
+
+def test_num_particles_assigned_later_is_the_elbos_and_validated():
+    """Before, ``vimco.num_particles = 50`` made a new attribute; the ELBO kept 3 particles."""
+    sbn = random_sbn([4, 2], 0)
+    objective = VIMCO(sbn.model, sbn.guide, num_particles=3)
+    objective.num_particles = 5
+    assert objective.elbo.num_particles == 5 and objective.settings()["num_particles"] == 5
+    assert objective.elbo.log_weights(sbn.model, sbn.guide, binary(2, 4, 0)).log_p.shape == (5, 2)
+    for bad in (1, 2.5, True):
+        with pytest.raises(ConfigError, match="num_particles >= 2"):
+            objective.num_particles = bad
+    assert objective.num_particles == 5

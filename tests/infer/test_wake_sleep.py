@@ -271,3 +271,15 @@ def test_a_wake_sleep_net_frozen_whole_is_refused_naming_the_frozen_players():
     with pytest.raises(ConfigError, match=r"every parameter of every player of WakeSleep \(wake, sleep\) is frozen"):
         hybridpgm.fit(WakeSleep(sbn.model, sbn.guide), binary(8, 5, 0), batch_size=8, max_steps=1, seed=0,
                       progress=False, device="cpu")
+
+
+def test_particle_counts_assigned_later_are_the_elbos_and_validated():
+    """Before, ``ws.num_particles = 4`` made a new attribute; the ELBO kept its count."""
+    sbn = SigmoidBeliefNet([4, 2])
+    objective = WakeSleep(sbn.model, sbn.guide)
+    objective.num_particles, objective.num_sleep_particles = 4, 3
+    assert (objective.elbo.num_particles, objective.elbo.num_sleep_particles) == (4, 3)
+    for name in ("num_particles", "num_sleep_particles"):
+        with pytest.raises(ConfigError, match=name):
+            setattr(objective, name, 0)
+    assert (objective.num_particles, objective.num_sleep_particles) == (4, 3)
