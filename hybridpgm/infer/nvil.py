@@ -30,11 +30,11 @@ exactly the ELBO gradient, and that of each guide layer is the ELBO gradient
 divided by the constant :math:`\\max(1, \\sqrt{v_l})`.
 
 **Mini-batches.**  In a subsampled data plate (``num_data=N`` on :math:`B` rows) each site's log-densities
-carry the plate's scale :math:`s = N / B`, and so does its downstream cost :math:`s\,\ell_l`.  For a site
-with learned baselines the cost is divided by its scale :math:`s` first: :math:`C_{\psi_l}`, :math:`c_l` and
-:math:`v_l` see the per-datapoint :math:`\ell_l`, and the surrogate term and :math:`\psi`'s squared error are
+carry the plate's scale :math:`s = N / B`, and so does its downstream cost :math:`s\\,\\ell_l`.  For a site
+with learned baselines the cost is divided by its scale :math:`s` first: :math:`C_{\\psi_l}`, :math:`c_l` and
+:math:`v_l` see the per-datapoint :math:`\\ell_l`, and the surrogate term and :math:`\\psi`'s squared error are
 multiplied by :math:`s` afterwards.  The estimator stays unbiased, the statistics and the step of
-:math:`\phi` do not depend on :math:`B`, and at :math:`s = 1` nothing changes (no arithmetic is done).
+:math:`\\phi` do not depend on :math:`B`, and at :math:`s = 1` nothing changes (no arithmetic is done).
 
 Under :func:`hybridpgm.fit` with ``accumulate = M`` the statistics belong to the optimizer update, not to
 the micro-batch: all M micro-batches of one update are centred and scaled with :math:`c_l, v_l` as they
