@@ -51,9 +51,10 @@ import torch
 
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.portable_result import PortableResult
 
-__all__ = ["AIS", "AISResult", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
+__all__ = ["AIS", "AISResult", "AnnealedEstimator", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
 
 #: the temperature schedules :func:`annealing_schedule` knows
 SCHEDULES = ("linear", "salakhutdinov", "sigmoid")
@@ -191,7 +192,86 @@ def check_betas(betas, what: str) -> torch.Tensor:
     return tensor
 
 
-class AIS:
+class AnnealedEstimator:
+    """The options shared by :class:`AIS` and :class:`~hybridpgm.infer.raise_ais.RAISE`: the chain count and the
+    temperature schedule, attributes checked when set as the constructor checks them.
+
+    The schedule lives in :attr:`betas`; :attr:`num_steps` and :attr:`schedule` describe it, and setting either
+    rebuilds it (:func:`annealing_schedule`).  Where the constructor was given ``betas`` (or :attr:`betas` was set),
+    those are the schedule: :attr:`schedule` is ``None`` and setting :attr:`num_steps` or :attr:`schedule` raises
+    (set :attr:`betas` instead), rather than leave the given values silently in place.
+    """
+
+    #: the estimator as messages name it
+    _what = "AIS"
+
+    def _use_schedule(self, num_steps: Any, schedule: Any, betas: Any = None) -> None:
+        """Check ``num_steps`` and ``schedule`` (:func:`check_schedule`) and make ``betas`` (checked), or else the
+        named schedule of ``num_steps`` steps, the estimator's schedule."""
+        check_schedule(num_steps, schedule, self._what)
+        given = betas is not None
+        betas = check_betas(betas if given else annealing_schedule(num_steps, schedule), self._what)
+        self.__dict__["betas"], self._schedule = betas.tolist(), None if given else schedule
+
+    @property
+    def betas(self) -> list[float]:
+        """The inverse temperatures :math:`0 = \\beta_0 \\le \\dots \\le \\beta_K = 1` (``K + 1`` floats).  Setting it
+        checks the values (:func:`check_betas`; :class:`~hybridpgm.errors.ConfigError`) and makes them the schedule
+        (:attr:`schedule` becomes ``None``)."""
+        return self.__dict__["betas"]  # where the plain attribute of earlier releases was (their pickles load)
+
+    @betas.setter
+    def betas(self, value: Sequence[float] | torch.Tensor) -> None:
+        self.__dict__["betas"], self._schedule = check_betas(value, self._what).tolist(), None
+
+    @property
+    def num_steps(self) -> int:
+        """The number :math:`K` of intermediate distributions, ``len(betas) - 1``.  Setting it rebuilds the named
+        :attr:`schedule` with that many steps.
+
+        :raises ConfigError: (on assignment) a value that is not a positive integer, or an estimator whose schedule
+            was given as ``betas`` (set :attr:`betas` instead)."""
+        return len(self.betas) - 1
+
+    @num_steps.setter
+    def num_steps(self, value: int) -> None:
+        self._use_schedule(value, self._named("num_steps"))
+
+    @property
+    def schedule(self) -> str | None:
+        """The name of the schedule (one of :data:`SCHEDULES`), or ``None`` where ``betas`` were given.  Setting it
+        rebuilds the schedule with :attr:`num_steps` steps.
+
+        :raises ConfigError: (on assignment) a name not in :data:`SCHEDULES`, or an estimator whose schedule was
+            given as ``betas`` (set :attr:`betas` instead)."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, value: str) -> None:
+        self._named("schedule")
+        self._use_schedule(self.num_steps, value)
+
+    def _named(self, option: str) -> str:
+        """The name of the schedule, which setting ``option`` rebuilds; a :class:`~hybridpgm.errors.ConfigError`
+        where the schedule was given as ``betas`` (nothing to rebuild: the given values would silently stay)."""
+        if self._schedule is None:
+            raise ConfigError(f"{self._what} {option} cannot be set: the schedule was given as betas "
+                              f"({self.num_steps} steps); set {self._what}.betas instead")
+        return self._schedule
+
+    def __setstate__(self, state: dict) -> None:
+        """Load a pickled estimator.  One pickled by an earlier release (no schedule name recorded) gets the name of
+        its schedule where its ``betas`` are one of :data:`SCHEDULES` exactly, else ``None`` (given ``betas``).
+
+        :param state: the pickled ``__dict__``."""
+        self.__dict__.update(state)
+        if "_schedule" not in state:
+            steps, betas = len(state["betas"]) - 1, state["betas"]
+            named = [kind for kind in SCHEDULES if steps >= 1 and annealing_schedule(steps, kind).tolist() == betas]
+            self._schedule = named[0] if named else None
+
+
+class AIS(AnnealedEstimator):
     """Annealed importance sampling estimator of :math:`\\log Z`.
 
     :param int num_chains: independent AIS runs :math:`M`.
@@ -200,7 +280,9 @@ class AIS:
     :param betas: an explicit increasing sequence from 0 to 1; it sets the schedule.
     :raises ConfigError: ``num_chains`` is not an integer >= 2, ``num_steps`` is not a positive integer,
         ``schedule`` is not one of :data:`SCHEDULES` (whether or not ``betas`` is given), or ``betas`` is not
-        a finite 1-d sequence increasing from 0 to 1 (see :func:`check_betas`).
+        a finite 1-d sequence increasing from 0 to 1 (see :func:`check_betas`).  The options are attributes:
+        ``num_chains`` (:class:`~hybridpgm.infer.checked_option.CheckedOption`), :attr:`num_steps`,
+        :attr:`schedule` and :attr:`betas` (:class:`AnnealedEstimator`); assigning one raises the same.
 
     >>> from hybridpgm.energy import RBM
     >>> result = AIS(num_chains=16, num_steps=100)(RBM(6, 3))
@@ -208,15 +290,12 @@ class AIS:
     (torch.Size([]), torch.Size([16]))
     """
 
+    num_chains = CheckedOption(lambda self, value: positive_int(value, "AIS num_chains", minimum=2))
+
     def __init__(self, num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None):
-        num_chains = positive_int(num_chains, "AIS num_chains", minimum=2)
-        check_schedule(num_steps, schedule, "AIS")
-        if betas is None:
-            betas = annealing_schedule(num_steps, schedule)
-        betas = check_betas(betas, "AIS")
         self.num_chains = num_chains
-        self.betas = betas.tolist()
+        self._use_schedule(num_steps, schedule, betas)
 
     def path(self, model: Any, data: torch.Tensor | None = None) -> AnnealingPath:
         """The annealing path of ``model``: ``model.annealing_path(data)``, or ``model`` itself when it is a path

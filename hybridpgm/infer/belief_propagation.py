@@ -56,6 +56,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.max_product_decoding import decode_in_layers
 from hybridpgm.infer.rounding_floor import cached_tol_above, rounding_floor, scale_cap, step_margin
 from hybridpgm.keyword_alias import keyword_only_soon
@@ -223,25 +224,24 @@ class BeliefPropagation:
     :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
         ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, ``tol`` that is not
         a finite real number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused), or ``max_product`` that
-        is not a ``bool``; the message names the option and the value.
+        is not a ``bool``; the message names the option and the value.  The options are attributes
+        (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one raises the same for the same values.
 
     >>> mrf = ising_grid(8, 8, coupling=0.3, field=torch.randn(64))  # doctest: +SKIP
     >>> res = BeliefPropagation(num_iters=50)(mrf.factor_graph())   # doctest: +SKIP
     """
 
+    num_iters = CheckedOption(lambda self, value: positive_int(value, "BeliefPropagation num_iters"))
+    check_every = CheckedOption(lambda self, value: positive_int(value, "BeliefPropagation check_every"))
+    damping = CheckedOption(lambda self, value: damping_of(value, "BeliefPropagation damping"))
+    tol = CheckedOption(lambda self, value: positive_real(value, "BeliefPropagation tol", allow_zero=True))
+    max_product = CheckedOption(lambda self, value: flag(value, "BeliefPropagation max_product"))
+
     @keyword_only_soon("max_product", "check_every")
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6, *,
                  max_product: bool = False, check_every: int = 10):
-        num_iters = positive_int(num_iters, "BeliefPropagation num_iters")
-        check_every = positive_int(check_every, "BeliefPropagation check_every")
-        damping = damping_of(damping, "BeliefPropagation damping")
-        tol = positive_real(tol, "BeliefPropagation tol", allow_zero=True)
-        max_product = flag(max_product, "BeliefPropagation max_product")
-        self.num_iters = num_iters
-        self.damping = damping
-        self.tol = tol
-        self.max_product = max_product
-        self.check_every = check_every
+        self.num_iters, self.check_every, self.damping = num_iters, check_every, damping
+        self.tol, self.max_product = tol, max_product
         self._memo = None  # (weakrefs to the last graph and its tensors, their versions, binary structure)
 
     def _iterate(self, msgs, step, damp, nan_error: Callable[[torch.Tensor, int], Exception],
@@ -259,10 +259,11 @@ class BeliefPropagation:
         converged, it = False, 0
         floor = rounding_floor(msgs.dtype)
         cap = scale_cap(msgs.dtype) if capped else None
-        limit = cached_tol_above(self.tol, msgs.dtype) if self.tol > 0 else 0.0  # tol in the dtype: exact
-        for it in range(1, self.num_iters + 1):
-            new = damp(step(msgs), msgs, self.damping, it)
-            if self.tol > 0 and (it % self.check_every == 0 or it == self.num_iters):
+        tol, num_iters, damping, check_every = self.tol, self.num_iters, self.damping, self.check_every  # read once
+        limit = cached_tol_above(tol, msgs.dtype) if tol > 0 else 0.0  # tol in the dtype: exact
+        for it in range(1, num_iters + 1):
+            new = damp(step(msgs), msgs, damping, it)
+            if tol > 0 and (it % check_every == 0 or it == num_iters):
                 margin = step_margin(new.detach(), msgs.detach(), limit, floor, cap)
                 if margin != margin and bool(torch.isnan(new).any()):  # not an infinity met by the same one
                     raise nan_error(new.detach(), it)

@@ -54,6 +54,7 @@ from torch import nn
 
 from hybridpgm.checks import check_empty, check_player, flag, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.method_owners import goes_with
 from hybridpgm.train.update_scope import current_update
 
@@ -115,7 +116,8 @@ class ContrastiveDivergence(nn.Module):
     :param bool check_data: validate every batch with ``model.check_visible``.
     :raises ModelSpecError: ``model`` lacks the chain protocol.
     :raises ConfigError: ``k`` is not a positive integer (``bool`` and floats included), or ``check_data`` is not
-        ``True`` or ``False``.
+        ``True`` or ``False``.  Both are attributes (:class:`~hybridpgm.infer.checked_option.CheckedOption`):
+        assigning one raises the same (``k = 0`` would train nothing).
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for an unknown player and
     :class:`~hybridpgm.errors.DataError` for an empty batch.
@@ -126,6 +128,8 @@ class ContrastiveDivergence(nn.Module):
     """
 
     player = "model"
+    k = CheckedOption(lambda self, value: positive_int(value, f"{type(self).__name__} k"))
+    check_data = CheckedOption(lambda self, value: flag(value, f"{type(self).__name__} check_data"))
 
     def __init__(self, model: nn.Module, k: int = 1, *, check_data: bool = True):
         super().__init__()
@@ -133,9 +137,8 @@ class ContrastiveDivergence(nn.Module):
         if missing:
             raise ModelSpecError(f"{type(model).__name__} cannot be trained by contrastive divergence: "
                                  f"it lacks {missing}")
-        k = positive_int(k, f"{type(self).__name__} k")
-        check_data = flag(check_data, f"{type(self).__name__} check_data")
-        self.model, self.k, self.check_data = model, k, check_data
+        self.k, self.check_data = k, check_data
+        self.model = model
         self._last_pair: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -265,12 +268,20 @@ class PersistentCD(ContrastiveDivergence):
     :param bool check_data: validate every batch with ``model.check_visible`` (as for
         :class:`ContrastiveDivergence`).
     :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer, or ``check_data`` is not ``True`` or
-        ``False``.
+        ``False``.  ``k`` and ``check_data`` may be assigned later (checked the same); ``num_chains`` is fixed at
+        construction (the chains are the buffers, and :meth:`settings` reports it): an assignment raises.
     """
+
+    num_chains = CheckedOption(
+        lambda self, value: positive_int(value, "PersistentCD num_chains"),
+        frozen=lambda self: f"PersistentCD num_chains is fixed at construction: its {self.num_chains} persistent "
+                            f"chains are the buffers chain_0 ... (saved in checkpoints); build a new "
+                            f"PersistentCD(model, k, num_chains=...) for another number of chains")
 
     def __init__(self, model: nn.Module, k: int = 1, num_chains: int = 100, *, check_data: bool = True):
         super().__init__(model, k, check_data=check_data)
-        self.num_chains = positive_int(num_chains, "PersistentCD num_chains")
+        self.num_chains = num_chains
+        num_chains = self.num_chains
         with torch.no_grad():
             state = model.init_chains(num_chains)
         self.num_states = len(state)

@@ -44,6 +44,7 @@ import torch
 from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.portable_result import PortableResult
@@ -88,15 +89,16 @@ class MeanField:
     :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
         not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is not a finite real
         number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the option and value.
+        The options are attributes (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one raises
+        the same for the same values.
     """
 
+    num_iters = CheckedOption(lambda self, value: positive_int(value, "MeanField num_iters"))
+    damping = CheckedOption(lambda self, value: damping_of(value, "MeanField damping"))
+    tol = CheckedOption(lambda self, value: positive_real(value, "MeanField tol", allow_zero=True))
+
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
-        num_iters = positive_int(num_iters, "MeanField num_iters")
-        damping = damping_of(damping, "MeanField damping")
-        tol = positive_real(tol, "MeanField tol", allow_zero=True)
-        self.num_iters = num_iters
-        self.damping = damping
-        self.tol = tol
+        self.num_iters, self.damping, self.tol = num_iters, damping, tol
 
     @staticmethod
     def _field(fg: FactorGraph, theta: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -160,12 +162,13 @@ class MeanField:
         in_place = not under_torch_func()
         converged, it = False, 0
         floor = rounding_floor(q.dtype)  # q lies in [0, 1]: the scale is 1, nothing more to read
-        for it in range(1, self.num_iters + 1):
+        num_iters, damping, tol = self.num_iters, self.damping, self.tol  # options read once per call
+        for it in range(1, num_iters + 1):
             q_old = q
             for c, (block, tabs, theta_c) in enumerate(zip(blocks, tables, thetas)):
                 new = torch.softmax(block_field(theta_c, block, tabs, q), dim=-1)  # [B, V_c, C]
-                if self.damping > 0:
-                    new = (1 - self.damping) * new + self.damping * q[:, block.variables]
+                if damping > 0:
+                    new = (1 - damping) * new + damping * q[:, block.variables]
                 if in_place and c > 0:
                     q.index_copy_(1, block.variables, new)
                 else:
@@ -173,7 +176,7 @@ class MeanField:
             delta = float((q.detach() - q_old.detach()).abs().max())
             if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
                 raise _diverged(fg, q)
-            if self.tol > 0 and delta < max(self.tol, floor):  # tol=0: every sweep, as documented
+            if tol > 0 and delta < max(tol, floor):  # tol=0: every sweep, as documented
                 converged = True
                 break
         return MeanFieldResult(self.elbo(fg, q), q, converged, it)

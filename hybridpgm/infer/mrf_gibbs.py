@@ -33,6 +33,7 @@ import torch
 from hybridpgm.checks import as_integer, check_device, generator_or_none, sample_count
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
 from hybridpgm.keyword_alias import keyword_only_soon
 
@@ -45,15 +46,18 @@ class ChromaticGibbs:
     :param int num_sweeps: sweeps before the returned state (burn-in included).
     :param int thin: if ``return_trace``, keep every ``thin``-th sweep.
     :param int burn_in: if ``return_trace``, sweeps discarded first.
+    :raises ConfigError: the three are not integers with ``num_sweeps >= 1``, ``0 <= burn_in < num_sweeps`` and
+        ``thin >= 1`` (``bool`` and floats refused).  The three are attributes
+        (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one checks the same rule against the
+        other two (``burn_in = num_sweeps`` would keep no sweep of the trace).
     """
 
+    num_sweeps = CheckedOption(lambda self, value: _counts(value, self.burn_in, self.thin)[0])
+    burn_in = CheckedOption(lambda self, value: _counts(self.num_sweeps, value, self.thin)[1])
+    thin = CheckedOption(lambda self, value: _counts(self.num_sweeps, self.burn_in, value)[2])
+
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
-        counts = [as_integer(k) for k in (num_sweeps, burn_in, thin)]
-        if None in counts or counts[0] < 1 or counts[1] < 0 or counts[2] < 1 or counts[1] >= counts[0]:
-            raise ConfigError(
-                f"ChromaticGibbs: need integers num_sweeps >= 1, 0 <= burn_in < num_sweeps, thin >= 1; "
-                f"got num_sweeps={num_sweeps}, burn_in={burn_in}, thin={thin}")
-        self.num_sweeps, self.burn_in, self.thin = counts
+        vars(self).update(zip(("num_sweeps", "burn_in", "thin"), _counts(num_sweeps, burn_in, thin)))  # together
 
     @staticmethod
     def conditional_logits(fg: FactorGraph, x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +131,17 @@ class ChromaticGibbs:
                 if return_trace and sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0:
                     trace.append(x.clone())
         return torch.stack(trace) if return_trace else x
+
+
+def _counts(num_sweeps, burn_in, thin) -> list[int]:
+    """``[num_sweeps, burn_in, thin]`` as ``int`` if they are integers with ``num_sweeps >= 1``,
+    ``0 <= burn_in < num_sweeps`` and ``thin >= 1``, else :class:`~hybridpgm.errors.ConfigError` giving all three."""
+    counts = [as_integer(k) for k in (num_sweeps, burn_in, thin)]
+    if None in counts or counts[0] < 1 or counts[1] < 0 or counts[2] < 1 or counts[1] >= counts[0]:
+        raise ConfigError(
+            f"ChromaticGibbs: need integers num_sweeps >= 1, 0 <= burn_in < num_sweeps, thin >= 1; "
+            f"got num_sweeps={num_sweeps}, burn_in={burn_in}, thin={thin}")
+    return counts
 
 
 def _check_init(init, fg: FactorGraph, num_chains: int) -> torch.Tensor:

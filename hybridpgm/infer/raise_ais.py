@@ -44,7 +44,8 @@ import torch
 
 from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.infer.ais import annealing_schedule, check_base_data, check_betas, check_schedule, path_draws
+from hybridpgm.infer.ais import AnnealedEstimator, check_base_data, path_draws
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.warning_origin import users_stacklevel
@@ -125,7 +126,7 @@ class RAISEResult(PortableResult):
         return self.test_set_stderr
 
 
-class RAISE:
+class RAISE(AnnealedEstimator):
     """Reverse annealed importance sampling [1] for the log-likelihood of test points.
 
     :param int num_chains: reverse chains per test point :math:`M`.
@@ -136,19 +137,18 @@ class RAISE:
     :raises ConfigError: a count that is not a positive integer (``bool`` and floats included), a
         ``schedule`` that :func:`~hybridpgm.infer.ais.annealing_schedule` does not know (checked even when
         ``betas`` is given, which then sets the schedule), or ``betas`` that are not a finite 1-d sequence
-        increasing from 0 to 1.
+        increasing from 0 to 1.  The options are attributes, checked when assigned as here (the schedule's:
+        :class:`~hybridpgm.infer.ais.AnnealedEstimator`).
     """
+
+    _what = "RAISE"
+    num_chains = CheckedOption(lambda self, value: positive_int(value, "RAISE num_chains"))
+    batch_size = CheckedOption(lambda self, value: positive_int(value, "RAISE batch_size"))
 
     def __init__(self, num_chains: int = 1, num_steps: int = 1000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None, batch_size: int = 1000):
-        num_chains = positive_int(num_chains, "RAISE num_chains")
-        batch_size = positive_int(batch_size, "RAISE batch_size")
-        check_schedule(num_steps, schedule, "RAISE")
-        if betas is None:
-            betas = annealing_schedule(num_steps, schedule)
-        betas = check_betas(betas, "RAISE")
         self.num_chains, self.batch_size = num_chains, batch_size
-        self.betas = betas.tolist()
+        self._use_schedule(num_steps, schedule, betas)
 
     @torch.no_grad()
     def _reverse(self, path: Any, v: torch.Tensor, draws: dict) -> torch.Tensor:

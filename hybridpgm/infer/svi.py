@@ -12,6 +12,7 @@ from pyro.infer.autoguide import AutoGuide
 
 from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
@@ -60,7 +61,8 @@ class SVIObjective:
     :param model_kwargs: keyword arguments passed to ``model`` and ``guide`` on every call.
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
         instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found, or ``per_example`` is
-        not ``True`` or ``False``.
+        not ``True`` or ``False`` (also when assigned later: ``per_example`` is a checked attribute,
+        :class:`~hybridpgm.infer.checked_option.CheckedOption`; the string ``'no'`` would count as true).
     :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` or, with
@@ -69,6 +71,8 @@ class SVIObjective:
     :class:`~hybridpgm.errors.DataError` (with ``per_example``) for a batch whose size it cannot tell or
     that has no examples.
     """
+
+    per_example = CheckedOption(lambda self, value: flag(value, "SVIObjective per_example"))
 
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO | None = None, *,
                  module: torch.nn.Module | None = None, per_example: bool = True, **model_kwargs: Any):
@@ -94,7 +98,7 @@ class SVIObjective:
                 raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
             module = owners[0] if len(owners) == 1 else torch.nn.ModuleList(owners)
         self.module = module
-        self.per_example = flag(per_example, "SVIObjective per_example")
+        self.per_example = per_example
         self.model_kwargs = model_kwargs
         #: the smallest batch per_example's probe for a subsampled data plate has seen (None: not probed yet)
         self._smallest_probed: int | None = None

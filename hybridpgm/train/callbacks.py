@@ -138,6 +138,18 @@ class EvaluateEvery(Callback):
         self.every, self.fn, self.name = every, fn, name
         self._last_step = -1
 
+    @property
+    def every(self) -> int:
+        """The number of steps between evaluations; an assignment is checked as the constructor checks it.
+
+        :raises ConfigError: (on assignment) a value that is not a positive integer (``0`` would stop the run
+            with a ``ZeroDivisionError`` at its first step)."""
+        return self.__dict__["every"]  # where the plain attribute of earlier releases was (their pickles load)
+
+    @every.setter
+    def every(self, value: int) -> None:
+        self.__dict__["every"] = positive_int(value, "EvaluateEvery every")
+
     def _evaluate(self, info: StepInfo) -> None:
         module = info.objective.module
         devices = [info.device, *(t.device for t in module.parameters()), *(t.device for t in module.buffers())]

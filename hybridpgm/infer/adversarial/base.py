@@ -40,6 +40,7 @@ from torch import nn
 from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count, shown_items
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
@@ -74,10 +75,7 @@ def check_k(k: Any, name: str = "k") -> int:
 
 
 def _first_param(*modules: nn.Module) -> torch.Tensor | None:
-    for module in modules:
-        for p in module.parameters():
-            return p
-    return None
+    return next((p for module in modules for p in module.parameters()), None)
 
 
 def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> tuple[int, ...]:
@@ -144,13 +142,13 @@ class AdversarialGame:
     :param k: discriminator steps per generator step (``>= 1``).
     :param discriminator_modules: the names in ``module`` trained by the discriminator player (``"discriminator"``
         and these); the others are the generator player's.
-    :raises ConfigError: ``k < 1``.
+    :raises ConfigError: ``k < 1``, also when assigned later (``k`` is a checked attribute: ``k = 0`` would not train).
     :raises ModelSpecError: ``module`` has no ``"discriminator"`` entry, or no entry of a name in
         ``discriminator_modules`` (naming the missing names and those it has).
     """
 
     def __init__(self, module: nn.ModuleDict, *, k: int = 1, discriminator_modules: Sequence[str] = ()):
-        self.k = check_k(k)
+        self.k = k
         names = ("discriminator", *discriminator_modules)
         if missing := [name for name in names if name not in module]:
             raise ModelSpecError(f"{type(self).__name__}: its module has no network named {shown_items(missing)} "
@@ -158,6 +156,8 @@ class AdversarialGame:
                                  f"q(y | x), discriminator_modules names the discriminator player's other networks")
         self.module, self.discriminator, self._discriminator_modules = module, module["discriminator"], names
 
+    #: discriminator steps per generator step, checked when assigned (:mod:`hybridpgm.infer.checked_option`)
+    k = CheckedOption(lambda self, value: check_k(value))
     #: the attributes, beyond ``k``, that define a game of this class (:meth:`settings`)
     _SETTINGS: tuple[str, ...] = ()
     #: the attributes, beyond :meth:`settings`, that ``repr`` shows (the shapes the networks were checked for)

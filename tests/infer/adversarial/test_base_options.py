@@ -1,0 +1,42 @@
+"""AdversarialGame's ``k`` assigned after construction: checked as the constructor checks it.
+
+``game.k = 0`` used to be accepted: the schedule became ``["generator"]`` and the discriminator was never
+trained again, silently."""
+
+import copy
+import pickle
+
+import pytest
+
+from hybridpgm.errors import ConfigError
+from hybridpgm.infer.adversarial import GAN
+from tests.infer.adversarial.conftest import tiny_pair
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_k_assigned_later_is_refused_as_by_the_constructor(value):
+    with pytest.raises(ConfigError) as by_constructor:
+        GAN(*tiny_pair(), k=value)
+    game = GAN(*tiny_pair(), k=2)
+    with pytest.raises(ConfigError) as by_assignment:
+        game.k = value
+    assert str(by_assignment.value) == str(by_constructor.value)
+    assert game.k == 2 and game.schedule == ["discriminator", "discriminator", "generator"]
+
+
+def test_k_zero_no_longer_drops_the_discriminator_from_the_schedule():
+    game = GAN(*tiny_pair())
+    with pytest.raises(ConfigError, match="k must be an integer >= 1, got 0"):
+        game.k = 0
+    assert "discriminator" in game.schedule
+
+
+def test_a_valid_k_takes_effect_and_travels_with_copies():
+    """``k`` set later is in the schedule, the settings and copies, where it stays checked."""
+    game = GAN(*tiny_pair())
+    game.k = 3
+    assert game.schedule == ["discriminator"] * 3 + ["generator"] and game.settings()["k"] == 3
+    for other in (copy.deepcopy(game), pickle.loads(pickle.dumps(game))):
+        assert other.k == 3
+        with pytest.raises(ConfigError):
+            other.k = 0
