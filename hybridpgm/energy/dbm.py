@@ -38,12 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, positive_int,
+from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, layer_sizes, positive_int,
                               positive_real, sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
 from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.layer_seed import layer_seed
+from hybridpgm.energy.machine_options import DBMOptions
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
@@ -56,7 +57,7 @@ __all__ = ["DBM"]
 
 
 @serializable
-class DBM(DBMLikelihood, nn.Module):
+class DBM(DBMOptions, DBMLikelihood, nn.Module):
     """Deep Boltzmann machine with Bernoulli units.
 
     :math:`\\log Z`, :math:`\\log p(v)` and the mean-field bound come from
@@ -66,7 +67,8 @@ class DBM(DBMLikelihood, nn.Module):
         for a *deep* BM; ``[V, H]`` is an RBM and is accepted).
     :param int mean_field_steps: fixed-point sweeps of the mean-field posterior.
     :param float init_scale: standard deviation of the initial weights.
-    :param bool probabilities: accept visible data in ``[0, 1]``.
+    :param bool probabilities: accept visible data in ``[0, 1]``.  This and ``mean_field_steps`` may be changed
+        later as attributes (checked, and saved with the model); ``sizes`` is fixed.
     :raises ModelSpecError: ``sizes`` is not a sequence of at least two positive integers (``bool`` and floats
         are refused), ``mean_field_steps`` is not a positive integer, ``init_scale`` is not a finite
         non-negative number, or ``probabilities`` is not ``True`` or ``False``.
@@ -76,10 +78,9 @@ class DBM(DBMLikelihood, nn.Module):
                  probabilities: bool = False):
         super().__init__()
         sizes = layer_sizes(sizes, "DBM sizes [V, H1, ...]", error=ModelSpecError, minimum_length=2)
-        mean_field_steps = positive_int(mean_field_steps, "DBM mean_field_steps", error=ModelSpecError)
+        self.mean_field_steps = mean_field_steps  # checked by the setters, as probabilities below
         init_scale = positive_real(init_scale, "DBM init_scale", error=ModelSpecError, allow_zero=True)
-        probabilities = flag(probabilities, "DBM probabilities", error=ModelSpecError)
-        self.sizes, self.mean_field_steps, self.probabilities = sizes, mean_field_steps, probabilities
+        self.probabilities, self.sizes = probabilities, sizes
         self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b) * init_scale) for a, b in zip(sizes, sizes[1:]))
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in sizes])
 

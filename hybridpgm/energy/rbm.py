@@ -44,7 +44,8 @@ from torch import nn
 
 from hybridpgm.checks import generator_keywords, generator_or_none, sample_count
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, flag, positive_int, positive_real
+from hybridpgm.checks import check_device, positive_int, positive_real
+from hybridpgm.energy.machine_options import RBMOptions
 from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli, standard_normal
@@ -58,7 +59,7 @@ _VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
 @serializable
-class RBM(RBMLikelihood, RBMChains, nn.Module):
+class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
     r"""Restricted Boltzmann machine (see the module docstring for the maths).
 
     :math:`\log Z`, :math:`\log p(v)`, the pseudo-log-likelihood and the reconstruction error come from
@@ -69,7 +70,8 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
     :param int num_hidden: ``H``.
     :param str visible: ``"bernoulli"`` or ``"gaussian"`` visible units.
     :param bool probabilities: Bernoulli units only: accept data in ``[0, 1]``
-        (grey levels read as probabilities) instead of requiring exact 0/1.
+        (grey levels read as probabilities) instead of requiring exact 0/1.  The attribute may be changed later;
+        ``num_visible``, ``num_hidden`` and ``visible_type`` are fixed.
     :param float sigma: standard deviation of Gaussian visible units (fixed; standardise
         the data first, as in [2]).
     :param float init_scale: standard deviation of the initial weights (``0.01`` as in [2]).
@@ -88,11 +90,10 @@ class RBM(RBMLikelihood, RBMChains, nn.Module):
         num_hidden = positive_int(num_hidden, "RBM num_hidden", error=ModelSpecError)
         if visible not in _VISIBLE_TYPES:
             raise ModelSpecError(f"RBM visible units must be one of {_VISIBLE_TYPES}, got {visible!r}")
-        probabilities = flag(probabilities, "RBM probabilities", error=ModelSpecError)
+        self.probabilities = probabilities  # checked by its setter
         sigma = positive_real(sigma, "RBM sigma", error=ModelSpecError)
         init_scale = positive_real(init_scale, "RBM init_scale", error=ModelSpecError, allow_zero=True)
-        self.num_visible, self.num_hidden = num_visible, num_hidden
-        self.visible_type, self.probabilities = visible, probabilities
+        self.num_visible, self.num_hidden, self.visible_type = num_visible, num_hidden, visible
         self.weight = nn.Parameter(torch.randn(num_visible, num_hidden) * init_scale)
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))

@@ -59,6 +59,7 @@ from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.serialization import serializable
+from hybridpgm.serialization_registry import fixed_option, recorded_option
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["SigmoidBeliefNet"]
@@ -82,7 +83,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
     :meth:`guide` and :meth:`enumerated_model`, ``prefix + "h1"``, ... inside ``pyro.plate(prefix + "data")``.
 
     :param layer_sizes: ``(D, H_1, ..., H_L)``: visible size first, top layer last.
-    :param bool validate_data: check that data are binary and of the right shape.
+    :param bool validate_data: check that data are binary and of the right shape (the attribute may be changed
+        later; ``layer_sizes`` is fixed).
     :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
         :class:`pyro.infer.SVI`) the parameters are ``"<name>.prior_logits"``, ``"<name>.decoders$$$0.weight"``,
         ... instead of ``"prior_logits"``, ..., so two nets keep their parameters apart in one program (see
@@ -101,6 +103,16 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         layer, ``[H_L]`` (a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit`` and Pyro: see
         :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
+    layer_sizes = fixed_option("layer_sizes", """``[D, H_1, ..., H_L]`` (fixed: it decides the parameters' shapes;
+        build a new net for other sizes).""")
+    num_layers = fixed_option("num_layers", """``L``, the number of hidden layers (fixed, as ``layer_sizes``).""")
+    validate_data = recorded_option(
+        "validate_data", lambda sbn, value: flag(value, "SigmoidBeliefNet validate_data", error=ModelSpecError),
+        """Whether data are checked (binary, the right shape), read at each call.  Assigning checks the value as
+        the constructor does and :func:`hybridpgm.save` records it.
+
+        :raises ModelSpecError: (on assignment) a value that is not ``True`` or ``False``.""")
+
     @keyword_only_soon("validate_data", "name")
     def __init__(self, layer_sizes: Sequence[int], *, validate_data: bool = True, name: str = ""):
         super().__init__(module_name(name, "SigmoidBeliefNet"))
@@ -110,7 +122,7 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         sizes = _layer_sizes(layer_sizes, "SigmoidBeliefNet layer_sizes", error=ModelSpecError)
         self.layer_sizes = sizes
         self.num_layers = len(sizes) - 1
-        self.validate_data = flag(validate_data, "SigmoidBeliefNet validate_data", error=ModelSpecError)
+        self.validate_data = validate_data  # checked by its setter
         self.prior_logits = nn.Parameter(torch.zeros(sizes[-1]))
         #: ``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1`` (``l = 1..L``)
         self.decoders = nn.ModuleList(nn.Linear(sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))

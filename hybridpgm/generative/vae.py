@@ -34,15 +34,16 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
 from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, module_name,
-                              positive_int, positive_real, sample_count, site_prefix)
+                              positive_int, sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.generative.vae_options import VAEOptions
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
-from hybridpgm.nn import checkpointed_call, checkpointing_saves_memory, mlp
+from hybridpgm.nn import checkpointed_call, mlp
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
 from hybridpgm.serialization import serializable
@@ -54,7 +55,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @serializable
-class VAE(PyroModule):
+class VAE(VAEOptions, PyroModule):
     """A VAE with MLP encoder and decoder.
 
     :param int x_dim: data dimension :math:`D` (data are ``batch x D``).
@@ -68,7 +69,9 @@ class VAE(PyroModule):
         least two rows; inputs with leading particle dimensions are normalised over all their rows).
     :param min_scale: floor of the guide's standard deviations.
     :param checkpoint_activations: recompute the encoder's and decoder's activations in the backward pass
-        instead of storing them (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.
+        instead of storing them (:func:`hybridpgm.nn.checkpointed_call`): less memory, one more forward.  This
+        and ``min_scale`` may be changed later as attributes (checked, and saved with the model); ``x_dim``,
+        ``z_dim``, ``likelihood`` and ``batch_norm`` are fixed (:mod:`~hybridpgm.generative.vae_options`).
     :param str name: the :class:`~pyro.nn.PyroModule` name: under Pyro's global param store (plain
         :class:`pyro.infer.SVI`) the parameters are ``"<name>.encoder$$$0.weight"``, ... instead of
         ``"encoder$$$0.weight"``, so two VAEs keep their parameters apart in one program (with the ``prefix``
@@ -92,18 +95,14 @@ class VAE(PyroModule):
         x_dim = positive_int(x_dim, "VAE x_dim", error=ModelSpecError)
         z_dim = positive_int(z_dim, "VAE z_dim", error=ModelSpecError)
         hidden = layer_sizes(hidden, "VAE hidden", error=ModelSpecError)
-        min_scale = positive_real(min_scale, "VAE min_scale", error=ModelSpecError, allow_zero=True)
-        self.x_dim, self.z_dim, self.likelihood, self.min_scale = x_dim, z_dim, likelihood, min_scale
-        self.checkpoint_activations = flag(checkpoint_activations, "VAE checkpoint_activations", error=ModelSpecError)
+        self.min_scale = min_scale  # the options' checks are their setters' (VAEOptions)
+        self.x_dim, self.z_dim, self.likelihood = x_dim, z_dim, likelihood
         # only hidden layers are normalised (mlp): without any there is no batch norm to need two rows
         self.batch_norm = flag(batch_norm, "VAE batch_norm", error=ModelSpecError) and bool(hidden)
         hidden = list(hidden)
         self.encoder = mlp([x_dim, *hidden, 2 * z_dim], activation, init, batch_norm)
         self.decoder = mlp([z_dim, *reversed(hidden), x_dim], activation, init, batch_norm)
-        if checkpoint_activations and not any(map(checkpointing_saves_memory, (self.encoder, self.decoder))):
-            raise ConfigError("VAE(checkpoint_activations=True) saves no memory without hidden layers: each network "
-                              "is one Linear layer, which keeps only its input, as checkpointing would; "
-                              "drop the option or give hidden widths")
+        self.checkpoint_activations = checkpoint_activations  # refused without hidden layers: after the networks
         if likelihood == "gaussian":
             self.log_scale = torch.nn.Parameter(torch.zeros(x_dim))
 

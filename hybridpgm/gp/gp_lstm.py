@@ -48,6 +48,7 @@ from hybridpgm.module_modes import keeping_modes
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
+from hybridpgm.serialization_registry import recorded_option
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective"]
@@ -125,7 +126,8 @@ class GPLSTM(DeepKernelGP):
     :param int num_layers: stacked LSTM layers (default 1).
     :param int horizon: ``h``, how far after its window each target lies: ``y_i = v_{i+T-1+h}``, as
         :func:`hybridpgm.data.make_windows` ``(values, window, horizon)`` builds them (default 1, the next
-        value).  It is saved with the model; :meth:`forecast` needs ``h = 1``.
+        value).  It is saved with the model, and may be changed later as an attribute (checked, and saved with
+        its new value); :meth:`forecast` needs ``h = 1``.
     :param kwargs: passed on to :class:`~hybridpgm.gp.DeepKernelGP` (``kernel``,
         ``likelihood``, ``grid_size``, ...).
     :raises DataError: ``train_x`` is not floating windows ``N x T x D`` with ``D >= 1`` (and see
@@ -134,9 +136,16 @@ class GPLSTM(DeepKernelGP):
         positive integer.
     """
 
+    horizon = recorded_option(
+        "horizon", lambda model, value: positive_int(value, "GPLSTM horizon", error=ModelSpecError),
+        """``h``, how far after its window each training target lies (see the constructor), read by :meth:`forecast`.
+        Assigning checks the value as the constructor does and :func:`hybridpgm.save` records it.
+
+        :raises ModelSpecError: (on assignment) a value that is not a positive integer.""")
+
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
                  num_features: int = 2, num_layers: int = 1, horizon: int = 1, **kwargs: Any):
-        horizon = positive_int(horizon, "GPLSTM horizon", error=ModelSpecError)
+        self.horizon = horizon  # checked by its setter, before anything is built
         if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3 or train_x.shape[-1] == 0:
             shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__
             raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D) with D >= 1")
@@ -145,7 +154,6 @@ class GPLSTM(DeepKernelGP):
                             f"convert them with .to({torch.get_default_dtype()})")
         extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
         super().__init__(train_x, train_y, extractor.to(device=train_x.device, dtype=train_x.dtype), **kwargs)
-        self.horizon = horizon
 
     def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95,
                  generator: torch.Generator | None = None) -> Forecast:
@@ -372,3 +380,12 @@ class SemiStochasticObjective:
         :param step: the 0-based index of the step that ended (``History`` records it as ``step + 1``); unused.
         """
         self._grad = self._features = None  # the network changed
+
+
+def __getattr__(name: str):
+    """``train_gp_lstm``, which moved to :mod:`hybridpgm.gp.gp_lstm_recipe` (imported from here before)."""
+    if name == "train_gp_lstm":
+        from hybridpgm.gp.gp_lstm_recipe import train_gp_lstm
+
+        return train_gp_lstm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

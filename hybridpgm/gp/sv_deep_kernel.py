@@ -55,24 +55,24 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceMeanField_ELBO
 
-from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
+from hybridpgm.checks import as_integer, positive_int, sample_count
 from hybridpgm.data.validation import check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
-from hybridpgm.gp.sv_objective import MaskSite, SVDKLObjective
+from hybridpgm.gp.sv_objective import SVDKLObjective
+from hybridpgm.gp.sv_options import SVOptions
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
-from hybridpgm.serialization_registry import _SPEC_ATTR
 
 __all__ = ["SVDeepKernelGP"]
 
 
 @serializable
-class SVDeepKernelGP(gpytorch.models.ApproximateGP):
+class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
     """Sparse variational GP on network features, a Pyro model/guide pair.
 
     :param feature_extractor: module mapping ``B x ...`` to ``B x F``; ``None`` is the identity.
@@ -96,7 +96,9 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         labels are taken as 0/1 (cast exactly to the model's dtype); integer labels only by a likelihood
         over classes (:class:`~gpytorch.likelihoods.SoftmaxLikelihood`).
     :param bool learn_inducing: learn the locations of ``inducing_points`` (default ``True``).
-    :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).
+    :param str name_prefix: prefix of the Pyro sites (``<prefix>.u``, ``<prefix>.f``, ``<prefix>.y``).  The attribute
+        may be set later (the likelihood's ``f`` and ``y`` sites follow it); :func:`hybridpgm.save` records the
+        current ``num_data``, ``name_prefix`` and ``beta`` (:mod:`~hybridpgm.gp.sv_options`).
     :param float beta: weight of the KL term (1 is exact variational inference).  ``0`` drops it: the
         ``<prefix>.u`` sites of :meth:`model` and :meth:`guide` are masked (:func:`pyro.poutine.scale` refuses a scale
         of 0), so the bound is the expected log-likelihood alone.  The attribute ``beta`` may be changed between
@@ -117,9 +119,7 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         check_module(kernel, gpytorch.kernels.Kernel, "SVDeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "SVDeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "SVDeepKernelGP likelihood")
-        beta = positive_real(beta, "SVDeepKernelGP beta (the KL weight)", allow_zero=True)
-        if not isinstance(name_prefix, str) or not name_prefix:
-            raise ConfigError(f"SVDeepKernelGP name_prefix must be a non-empty string, got {name_prefix!r}")
+        self.beta, self.name_prefix = beta, name_prefix  # checked by their setters (SVOptions)
         if grid_size is not None:
             if as_integer(grid_size) is None:
                 raise ModelSpecError(f"grid_size (grid points per feature) must be an integer >= 4, got {grid_size!r}")
@@ -154,9 +154,8 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
         self.mean_module = mean if mean is not None else gpytorch.means.ConstantMean()
         self.covar_module = kernel if kernel is not None else default_kernel(num_features, None, grid_bounds)
         self.likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
-        self.likelihood.name_prefix = name_prefix
+        self.likelihood.name_prefix = name_prefix  # the one copy, kept in step by the name_prefix setter
         self.num_features, self.num_data = num_features, num_data  # num_data: the likelihood's (the property)
-        self.name_prefix, self.beta = name_prefix, beta
         self.example_shape: tuple[int, ...] | None = None
         self._network_autocast: torch.dtype | None = None  # set by _gp_precision only
         if inducing_points is not None and grid_size is None:
@@ -164,24 +163,6 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             # as DeepKernelGP puts its GP in its features' dtype: float64 inducing points give a float64 GP
             for part in (self.variational_strategy, self.mean_module, self.covar_module, self.likelihood):
                 part.to(device=inducing_points.device, dtype=inducing_points.dtype)
-
-    @property
-    def num_data(self) -> int:
-        """``N``, the number of training examples, kept in one place: the likelihood's ``num_data``, which
-        GPyTorch's ``sample_target`` reads for the ``N / B`` scale of the data plate and :meth:`objective`'s
-        loss for its ``1 / N``.  Setting it checks the value and updates both, and the constructor argument
-        :func:`hybridpgm.save` records.
-
-        :raises ModelSpecError: (on assignment) a value that is not a positive integer."""
-        return self.likelihood.num_data
-
-    @num_data.setter
-    def num_data(self, value: int) -> None:
-        value = positive_int(value, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError)
-        self.likelihood.num_data = value
-        recorded = self.__dict__.get(_SPEC_ATTR)  # the constructor's arguments, once it has returned
-        if recorded is not None:
-            recorded["num_data"] = value
 
     def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
         """Prior over the latent function at features ``h``.
@@ -327,16 +308,6 @@ class SVDeepKernelGP(gpytorch.models.ApproximateGP):
             return y  # class labels
         raise DataError(f"y has dtype {y.dtype}, but the {type(self.likelihood).__name__} takes floating targets "
                         f"(or bool labels); convert them with .to({dtype})")
-
-    @contextlib.contextmanager
-    def _kl_weight(self) -> Iterator[float]:
-        """The ``beta`` to give GPyTorch's ``pyro_model``/``pyro_guide``: :attr:`beta`, or for ``beta = 0`` a scale
-        of 1 with the ``<prefix>.u`` site masked (its KL term dropped; ``poutine.scale`` refuses 0)."""
-        if self.beta != 0:
-            yield self.beta
-            return
-        with MaskSite(f"{self.name_prefix}.u"):
-            yield 1.0
 
     def _fresh(self) -> None:
         # GPyTorch memoizes q(u), p(u) and the Cholesky factor of K_uu on the strategy (a grid kernel its grid

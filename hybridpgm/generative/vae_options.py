@@ -1,0 +1,57 @@
+"""The :class:`~hybridpgm.generative.vae.VAE`'s constructor options as attributes.
+
+Two kinds (:mod:`hybridpgm.serialization_registry`):
+
+* read at each call, so they may be changed after construction: ``min_scale`` (the floor of the guide's standard
+  deviations) and ``checkpoint_activations``.  Assigning one runs the constructor's check (a refused value raises
+  the constructor's exception and leaves the old value) and records the value, so that :func:`hybridpgm.save`
+  writes it and :func:`hybridpgm.load` rebuilds the VAE with it;
+* deciding which parameters exist and their shapes, so fixed once the VAE is built: ``x_dim``, ``z_dim``,
+  ``likelihood`` (a Gaussian likelihood owns ``log_scale``) and ``batch_norm`` (the networks' layers).  Assigning
+  one raises :class:`AttributeError`: build a new VAE instead.
+"""
+
+from __future__ import annotations
+
+from hybridpgm.checks import flag, positive_real
+from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.nn import checkpointing_saves_memory
+from hybridpgm.serialization_registry import fixed_option, recorded_option
+
+__all__ = ["VAEOptions"]
+
+
+def _min_scale(vae: VAEOptions, value: object) -> float:
+    return positive_real(value, "VAE min_scale", error=ModelSpecError, allow_zero=True)
+
+
+def _checkpoint_activations(vae: VAEOptions, value: object) -> bool:
+    value = flag(value, "VAE checkpoint_activations", error=ModelSpecError)
+    nets = [vae._modules.get(role) for role in ("encoder", "decoder")]  # not there yet inside the constructor
+    if value and None not in nets and not any(map(checkpointing_saves_memory, nets)):
+        raise ConfigError("VAE(checkpoint_activations=True) saves no memory without hidden layers: each network "
+                          "is one Linear layer, which keeps only its input, as checkpointing would; "
+                          "drop the option or give hidden widths")
+    return value
+
+
+class VAEOptions:
+    """The options of a :class:`~hybridpgm.generative.vae.VAE` kept as attributes (a mixin; see the module
+    docstring)."""
+
+    x_dim = fixed_option("x_dim", """Data dimension :math:`D` (fixed: it decides the networks' shapes).""")
+    z_dim = fixed_option("z_dim", """Latent dimension (fixed: it decides the networks' shapes).""")
+    likelihood = fixed_option("likelihood", """``"bernoulli"`` or ``"gaussian"`` (fixed: a Gaussian likelihood owns
+        the parameter ``log_scale``).""")
+    batch_norm = fixed_option("batch_norm", """Whether the hidden layers are batch-normalised (fixed: it decides
+        the networks' layers; ``False`` without hidden layers, whatever the constructor was given).""")
+    min_scale = recorded_option("min_scale", _min_scale, """Floor of the guide's standard deviations, read at
+        each call.  Assigning checks the value as the constructor does and :func:`hybridpgm.save` records it.
+
+        :raises ModelSpecError: (on assignment) a value that is not a finite non-negative number.""")
+    checkpoint_activations = recorded_option("checkpoint_activations", _checkpoint_activations, """Whether the
+        encoder's and decoder's activations are recomputed in the backward pass, read at each call.  Assigning
+        checks the value as the constructor does and :func:`hybridpgm.save` records it.
+
+        :raises ModelSpecError: (on assignment) a value that is not ``True`` or ``False``.
+        :raises ConfigError: (on assignment) ``True`` for networks without hidden layers (it saves no memory).""")
