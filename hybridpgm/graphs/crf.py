@@ -45,8 +45,8 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from hybridpgm.checks import torch_readable, sample_shape_of
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.checks import positive_int, torch_readable, sample_shape_of
+from hybridpgm.errors import DeviceError, ModelSpecError
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_marginals import CRFMarginals
@@ -78,14 +78,24 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
     :param torch.Tensor start: optional ``batch_shape + (L,)`` start scores.
     :param torch.Tensor end: optional ``batch_shape + (L,)`` end scores.
     :param torch.Tensor lengths: optional ``batch_shape`` long, each in ``1..T`` (any integer dtype; with
-        validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`).
+        validation on, a floating, complex or bool tensor raises :class:`~hybridpgm.errors.ModelSpecError`), on
+        any device (it is copied to ``unary``'s: CPU lengths, as ``pack_padded_sequence`` wants them, are fine).
     :param validate_args: validation on (``True``) or off (``False``); ``None`` follows torch's global setting
         (:meth:`torch.distributions.Distribution.set_default_validate_args`), as every torch distribution.  With
-        it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob`.
+        it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob` (whose
+        label-range check runs with it off too, where values can be read, deferred to :func:`hybridpgm.fit`'s
+        one host read per step).
     :raises ModelSpecError: (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
         within a sequence's length, naming the index.
+    :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
+        :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices.
 
-    The event shape is ``(T,)``; values are long label sequences.
+    The event shape is ``(T,)``; values are long label sequences.  With ``lengths``, the positions past a
+    sequence's length are outside the distribution: :meth:`log_prob` ignores them (they may hold any integer),
+    :meth:`sample` and :meth:`argmax` put 0 there, and :attr:`support` does not depend on the lengths (it is
+    ``0..L-1`` at every position, padding included).  So ``exp(log_prob)`` sums to 1 over the padded sequences
+    with 0 (or any one fixed value) at the padding; summed over everything in :attr:`support` it counts each
+    sequence :math:`L^{T-n}` times.
 
     Potentials of different dtypes (float16 or bfloat16 scores from a network under autocast into a float32
     :class:`CRFHead`, float32 scores into a ``.double()`` head) are widened at construction to one dtype, their
@@ -132,6 +142,10 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         for name, t in (("start", start), ("end", end)):
             if t.dim() < 1 or t.shape[-1] != L:
                 raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
+        for name, t in (("transition", transition), ("start", start), ("end", end)):
+            if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
+                raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
+                                  f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
         if lengths is None:
             lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
         lengths = torch_readable(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
@@ -190,9 +204,17 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         :param batch_shape: the new batch shape (the current one must broadcast to it).
         :param _instance: the instance to fill in, or ``None`` (default) for a new one.
         :raises NotImplementedError: ``self`` is of a subclass that defines ``__init__`` but not ``expand``
-            (torch's rule: its fields could not be filled in)."""
-        new = self._get_checked_instance(LinearChainCRF, _instance)
+            (torch's rule: its fields could not be filled in).
+        :raises ModelSpecError: a ``batch_shape`` the distribution's does not broadcast to, naming both."""
         batch_shape = torch.Size(batch_shape)
+        try:
+            wide = torch.broadcast_shapes(self.batch_shape, batch_shape) == batch_shape
+        except RuntimeError:
+            wide = False
+        if not wide:
+            raise ModelSpecError(f"LinearChainCRF.expand: batch_shape {tuple(self.batch_shape)} does not broadcast "
+                                 f"to {tuple(batch_shape)}")
+        new = self._get_checked_instance(LinearChainCRF, _instance)
         T, L = self.unary.shape[-2:]
         new.unary = self.unary.expand(batch_shape + (T, L))
         new.transition = self.transition.expand(batch_shape + (L, L))
@@ -240,18 +262,21 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         """Unnormalised log-score :math:`s(y)` of labels ``value`` that broadcast with ``batch_shape + (T,)``
         (``sample_shape + batch_shape + (T,)``, or fewer batch dims); the result has the broadcast batch shape.
 
-        :param value: integer labels ``... + (T,)`` (entries past a sequence's length are ignored).
+        :param value: integer labels ``... + (T,)``.  Entries past a sequence's length are not scored and may hold
+            any integer (negative or ``>= L`` too), but they must still be integers: labels of a floating dtype are
+            checked at every position, padding included (a 0.5, NaN or inf there raises
+            :class:`~hybridpgm.errors.EvidenceError`).
         :raises EvidenceError: as :meth:`log_prob`.
+        :raises DeviceError: as :meth:`log_prob`.
         """
         return self._score(value).to(self.unary.dtype)
 
     def _score(self, value: torch.Tensor) -> torch.Tensor:
         """:meth:`score` in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, unrounded: its ``T`` unary and
         ``T - 1`` transition scores are summed there (the sum of float32 scores is then exact to ~T x 1e-16)."""
-        with vmap_reads_refused(_VMAP_VALIDATION):
-            check_labels(self, value)
         mask = self._mask()
-        y = torch.where(mask, value.long(), torch.zeros_like(value, dtype=torch.long))
+        with vmap_reads_refused(_VMAP_VALIDATION):
+            y = check_labels(self, value, mask)  # long, 0 past each length (clamped while a range check waits)
         shape = y.shape[:-1]
         T, L = self.unary.shape[-2:]
         unary, transition, start, end = _working(self.unary, self.transition, self.start, self.end)  # sums of T
@@ -276,7 +301,15 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
 
         :param value: integer labels ``... + (T,)``, as for :meth:`score`.
         :raises EvidenceError: labels that do not end in ``(T,)`` or do not broadcast with the batch shape, that are
-            not integers, or (with validation on) that hold a label outside ``0..L-1``.
+            not integers, or that hold a label outside ``0..L-1`` within a sequence's length.  The range is checked
+            with validation off too, without a host read of its own: inside :func:`hybridpgm.fit` the check joins
+            the step's one read (the step raises before any update), called directly it is read at once
+            (:func:`~hybridpgm.train.deferred_checks.check_or_defer`); until then the labels are scored clamped
+            into ``0..L-1``.  It is skipped where values cannot be read: under ``torch.func.vmap``, while
+            ``torch.compile``, ``torch.export`` or ``torch.jit.trace`` trace, and on ``meta``
+            (:func:`~hybridpgm.graphs.crf_labels.values_readable`); there, with validation off, such a label fails
+            in torch's indexing.
+        :raises DeviceError: labels on another device than the potentials.
         """
         cls = type(self)
         if not (goes_with(cls, "_score", "score") and goes_with(cls, "_forward", "log_partition")):
@@ -325,10 +358,12 @@ class CRFHead(nn.Module):
 
     :param int num_labels: ``L``.
     :param bool boundary: learn start/end scores.
+    :raises ModelSpecError: ``num_labels`` is not a positive integer (0, negative, a ``bool`` or a float).
     """
 
     @keyword_only_soon("boundary")
     def __init__(self, num_labels: int, *, boundary: bool = True):
+        num_labels = positive_int(num_labels, "CRFHead num_labels", error=ModelSpecError)
         super().__init__()
         self.transition = nn.Parameter(torch.zeros(num_labels, num_labels))
         self.start = nn.Parameter(torch.zeros(num_labels)) if boundary else None
@@ -343,5 +378,6 @@ class CRFHead(nn.Module):
         different dtypes (the network's and the head's) meet in their promoted dtype, as the CRF documents.
 
         :param unary: ``batch + (T, L)`` unary scores from the network.
-        :param lengths: optional ``batch`` sequence lengths, as for :class:`LinearChainCRF`."""
+        :param lengths: optional ``batch`` sequence lengths, as for :class:`LinearChainCRF`.
+        :raises DeviceError: ``unary`` on another device than this head's parameters (move one of them)."""
         return LinearChainCRF(unary, self.transition, self.start, self.end, lengths)
