@@ -276,10 +276,13 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         (:func:`~hybridpgm.infer.mrf_exact.exact_sample`; small treewidth only); ``"gibbs"``: the final states of
         ``num_samples`` independent chromatic Gibbs chains run for ``num_sweeps`` sweeps (100 by default;
         approximate); ``"auto"`` (default): exact where the contraction costs at most about a second of one CPU
-        thread per model (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`), else Gibbs; ``num_sweeps`` selects
-        Gibbs.  With a ``generator`` the samples are a function of its state alone: when a neural potential
-        has a module in training mode (dropout), torch's global streams are seeded from one draw of the generator
-        while the potentials run and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
+        thread per model (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`; one model decides, not the number of
+        rows), else Gibbs; ``num_sweeps`` selects Gibbs.  Exact draws of a batch over
+        :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` are made a chunk of rows at a time: the same law per
+        row, but with a ``generator`` other draws than one contraction's.  With a ``generator`` the samples are a
+        function of its state alone: when a neural potential has a module in training mode (dropout), torch's global
+        streams are seeded from one draw of the generator while the potentials run and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
 
         :param int num_samples: the number of draws.
         :param str method: ``"auto"`` (default), ``"exact"`` or ``"gibbs"``; keyword-only, as all below.

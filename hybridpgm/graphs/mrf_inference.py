@@ -145,14 +145,16 @@ class MarkovNetInference(nn.Module):
         :attr:`~hybridpgm.infer.belief_propagation.BPResult.decoded_assignment` does); ``"auto"`` (default):
         exact where the contraction costs at most about a second of one CPU thread per model
         (:func:`~hybridpgm.infer.mrf_exact.exact_is_cheap`: grids up to about 18x18), else max-product BP; BP
-        options in ``kwargs`` select BP.
+        options in ``kwargs`` select BP.  The choice depends on one model (batch row), not on the number of rows:
+        a batch over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` runs in chunks of rows, so a row's MAP is
+        the same alone or in any batch (the time grows with the rows).
 
         :param evidence: ``name -> states`` (``-1``: unobserved in that row), as :meth:`marginals`.
         :param context: the neural potentials' input; keyword-only.
         :param str method: ``"auto"`` (default), ``"exact"`` or ``"bp"``; keyword-only.
 
         :raises ModelSpecError: an unknown method or an option it does not take; for ``"exact"``, before any
-            work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` or a max-sum over
+            work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` per model or a max-sum over
             :data:`~hybridpgm.infer.mrf_exact.EXACT_MAP_MAX_WORK` operations per model.
         """
         if method not in ("auto", "bp", "exact"):

@@ -34,6 +34,14 @@ gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`) c
 same plan and backward sampling along its steps [3]
 (:mod:`hybridpgm.graphs.plan_sampling`).
 
+**Batches.**  Each model's answer comes from its own tables alone.  A batch whose largest intermediate exceeds
+:data:`EXACT_MAX_BYTES` while one model's fits is contracted in chunks of rows that fit
+(:func:`~hybridpgm.infer.mrf_rows.in_row_chunks`), so a model's :math:`\\log Z`, marginals, MAP state and the law
+of its samples do not depend on the batch; a batch that fits runs as one contraction, as before.  Only where a
+gradient must flow back through the whole batch (:func:`exact_log_partition`, :func:`exact_marginals` of potentials
+that require one, and :func:`~hybridpgm.infer.mrf_entropy.exact_entropy`; autograd would keep every chunk's
+intermediates) must the batch fit (or it raises).
+
 **References**
 
 [1] M. J. Wainwright, M. I. Jordan, *Graphical Models, Exponential Families,
@@ -48,7 +56,6 @@ contraction order for einsum-like expressions*, 2018.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -58,19 +65,21 @@ from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.infer.mrf_operands import (_folded, _operands, _prob_contract, _prob_operands, probability_dtype,
-                                          probability_floor)
+from hybridpgm.infer.mrf_operands import (_exactly, _folded, _operands, _prob_contract, _prob_operands,
+                                          _with_potentials, probability_dtype, probability_floor)
+from hybridpgm.infer.mrf_possible import _check_possible  # noqa: F401 (re-exported)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
+from hybridpgm.infer.mrf_rows import in_row_chunks, model_bytes, needs_graph
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
-from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["EXACT_MAP_MAX_WORK", "EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition",
            "exact_map", "exact_map_work", "exact_marginals", "exact_sample", "probability_dtype", "probability_floor"]
 
-#: bytes the largest intermediate of one exact contraction may take (all models of the call together); a model
-#: beyond it raises :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 26x26 binary grid needs 8 GiB
-#: per model) instead of exhausting the memory.  Raise it on a machine that has the memory.
+#: bytes the largest intermediate of one exact contraction may take (all models of the contraction together): a
+#: batch beyond it runs in chunks of rows that fit (:func:`_rows_per_call`); one model beyond it raises
+#: :class:`~hybridpgm.errors.ModelSpecError` before contracting (a 26x26 binary grid needs 8 GiB per model) instead
+#: of exhausting the memory.  Raise it on a machine that has the memory.
 EXACT_MAX_BYTES = 4 * 2**30
 
 #: element operations per model the max-sum contraction of :func:`exact_map` (``map_assignment(method="exact")``)
@@ -85,16 +94,27 @@ EXACT_MAP_MAX_WORK = 1e10
 def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
     """``st``, after checking that its largest intermediate for ``models`` models of ``dtype`` fits
     :data:`EXACT_MAX_BYTES` (:class:`ModelSpecError` naming its size otherwise)."""
-    elements = getattr(st.plan, "largest_intermediate", 0) * models
-    itemsize = torch.float64.itemsize if dtype == torch.float32 else dtype.itemsize  # float32 may run in float64
-    need = elements * itemsize
+    need = model_bytes(st.plan, dtype) * models
     if need > EXACT_MAX_BYTES:
+        elements = getattr(st.plan, "largest_intermediate", 0) * models
+        whole = ("; this query differentiates through the whole batch (log Z or marginals of potentials that require "
+                 "a gradient, the entropy), so it is one contraction, not chunks of rows" if models > 1 else "")
         raise ModelSpecError(f"exact MRF inference over {len(st.cards)} variables needs an intermediate of "
                              f"{elements:.3g} elements ({need / 2**30:.3g} GiB for {models} model(s)), more than "
-                             f"hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB); use "
-                             f"method='bp' or 'mean_field', fewer models per call, or raise the limit")
+                             f"hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB){whole}; "
+                             f"use method='bp' or 'mean_field', fewer models per call, or raise the limit")
     return st
 
+
+def _rows_per_call(st: _Structure, models: int, dtype: torch.dtype, whole: bool = False) -> int:
+    """How many of ``models`` rows one contraction takes: all where they fit :data:`EXACT_MAX_BYTES`, else as many
+    as fit (:class:`ModelSpecError` where one model does not fit, or, with ``whole``: a gradient through the whole
+    batch, where the batch does not)."""
+    per_model = model_bytes(st.plan, dtype)
+    if per_model * models <= EXACT_MAX_BYTES:
+        return models
+    _fitting(st, models if whole else 1, dtype)
+    return EXACT_MAX_BYTES // per_model
 
 
 def exact_map_work(fg: FactorGraph, st: _Structure | None = None) -> int:
@@ -131,22 +151,6 @@ def _map_fitting(st: _Structure, fg: FactorGraph) -> _Structure:
     return st
 
 
-def _with_potentials(fg: FactorGraph, unary: torch.Tensor, pots) -> FactorGraph:
-    """``fg`` with ``unary`` and the groups' log-potentials ``pots`` (``fg`` itself where they are its own)."""
-    if unary is fg.unary and all(p is g.log_potentials for p, g in zip(pots, fg.groups)):
-        return fg
-    groups = [dataclasses.replace(g, log_potentials=p) for g, p in zip(fg.groups, pots)]
-    return dataclasses.replace(fg, unary=unary, groups=groups)
-
-
-def _exactly(fn, fg: FactorGraph, *args):
-    """``fn(fg, *args)`` under :class:`~hybridpgm.precision_scope.exact_precision` of ``fg``'s log-potentials:
-    under autocast, with autocast off and the potentials (half precision from networks run under it) in at least
-    float32; ``fn(fg, *args)`` itself otherwise."""
-    with exact_precision(fg.unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
-        return fn(_with_potentials(fg, unary, pots), *args)
-
-
 def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:
     """``[B]`` :math:`\\log Z` of every model; with ``query`` (the caller, as an error names it), also
     :func:`_check_possible`: a model whose :math:`\\log Z` is :math:`-\\infty` raises.  A probability-space batch
@@ -161,8 +165,19 @@ def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = Non
 
 
 def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None) -> torch.Tensor:
-    """:func:`_log_partition` in the dtype of ``unary`` (and the potentials), the autocast state as it is."""
-    st = _fitting(_structure(fg), fg.batch_size, unary.dtype)
+    """:func:`_log_partition` in the dtype of ``unary`` (and the potentials), the autocast state as it is; in chunks
+    of rows where the batch does not fit :data:`EXACT_MAX_BYTES` and no gradient is asked for."""
+    st = _structure(fg)
+    rows = _rows_per_call(st, fg.batch_size, unary.dtype, needs_graph(fg, unary))
+    if rows < fg.batch_size:
+        (log_z,) = in_row_chunks(fg, rows, lambda sub, r: (_log_partition_rows(sub, st, unary[r], None),), (0,))
+        _check_possible(fg, log_z, query)
+        return log_z
+    return _log_partition_rows(fg, st, unary, query)
+
+
+def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, query: str | None) -> torch.Tensor:
+    """:func:`_log_partition_exact` of a batch that fits, as one contraction."""
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
     if work is None:
@@ -183,35 +198,15 @@ def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None
     return log_z
 
 
-def _check_possible(fg: FactorGraph, score: torch.Tensor, query: str | None) -> None:
-    """Raise :class:`~hybridpgm.errors.EvidenceError` naming the models (and their evidence) whose ``score``
-    (``[B]`` :math:`\\log Z` or best score) is :math:`-\\infty`: every assignment the evidence allows scores
-    :math:`-\\infty` (hard constraints written as ``finfo.min`` summing past the range, or ``-inf`` unaries), so
-    the conditional distribution, its marginals and its most probable state are undefined.  Nothing for
-    ``query=None``.  The check waits for the one host read of :func:`~hybridpgm.fit`'s step where one is running
-    (:func:`~hybridpgm.train.deferred_checks.check_or_defer`)."""
-    if query is None:
-        return
-    impossible = score.detach() == -math.inf
-
-    def error() -> EvidenceError:
-        rows = impossible.nonzero().flatten().tolist()
-        valid, cards = fg.valid[rows[0]], fg.cardinalities.tolist()
-        seen = [f"{fg.names[v]}={int(valid[v, :c].nonzero()[0])}" for v, c in enumerate(cards)
-                if c > 1 and int(valid[v, :c].sum()) == 1]
-        evidence = ", ".join(seen) if seen else "none"
-        return EvidenceError(f"{query}: the evidence of model(s) {rows[:10]} has probability zero (model {rows[0]}: "
-                             f"evidence {evidence}): every assignment it allows scores -inf")
-
-    check_or_defer(~impossible.any(), error)
-
-
 def exact_log_partition(fg: FactorGraph) -> torch.Tensor:
     """Exact :math:`\\log Z` (restricted to the valid states, i.e. given evidence).
 
     Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the contraction runs, and returns, in at
     least float32 (:class:`~hybridpgm.precision_scope.exact_precision`), as do :func:`exact_marginals`,
     :func:`exact_map` and :func:`exact_sample`; outside autocast, in the potentials' dtype.
+
+    A batch over :data:`EXACT_MAX_BYTES` runs in chunks of rows (module docstring, **Batches**) unless the
+    potentials require a gradient and autograd is on; then it raises :class:`ModelSpecError`, as one model over it does.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``[B]`` log-partition values.
@@ -225,7 +220,8 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :math:`p(x_v = c) = \\partial \\log Z / \\partial \\theta_v(c)`.
 
     Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the gradient is taken with
-    :func:`~hybridpgm.autograd_scope.with_autograd`).
+    :func:`~hybridpgm.autograd_scope.with_autograd`).  A batch over :data:`EXACT_MAX_BYTES` runs in chunks of rows
+    where the potentials require no gradient, and raises as :func:`exact_log_partition` otherwise.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(log_z [B], marginals [B, V, C])`` with zeros at invalid states.
@@ -236,8 +232,19 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exact_marginals` with autograd on: in chunks of rows where the batch does not fit
+    :data:`EXACT_MAX_BYTES` and the potentials require no gradient (which the marginals would then carry)."""
+    rows = _rows_per_call(_structure(fg), fg.batch_size, fg.unary.dtype, needs_graph(fg, fg.unary))
+    if rows < fg.batch_size:
+        log_z, marg = in_row_chunks(fg, rows, lambda sub, _: _marginals_rows(sub, None), (0, 0))
+        _check_possible(fg, log_z, "exact marginals")
+        return log_z, marg
+    return _marginals_rows(fg, "exact marginals")
+
+
+def _marginals_rows(fg: FactorGraph, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    log_z = _log_partition(fg, fg.unary + delta, "exact marginals")
+    log_z = _log_partition(fg, fg.unary + delta, query)
     create_graph = log_z.requires_grad and any(
         t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups]
     )
@@ -255,39 +262,48 @@ def exact_map(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     maximum back-tracks the argmax, as Viterbi does [3]).  Ties go to the lowest state index a step compares.
 
     Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the back-tracking gradient is taken
-    with :func:`~hybridpgm.autograd_scope.with_autograd`).
+    with :func:`~hybridpgm.autograd_scope.with_autograd`).  A batch over :data:`EXACT_MAX_BYTES` is contracted and
+    back-tracked a chunk of rows at a time, with the same answer per row.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(assignment [B, V] long, max score [B])``.
     :raises EvidenceError: when every assignment the evidence of a model allows scores :math:`-\\infty`, naming
         the model and its evidence (checked at the step's one host read inside :func:`~hybridpgm.fit`).
-    :raises ModelSpecError: before contracting, when the largest intermediate is over :data:`EXACT_MAX_BYTES`
-        or the max-sum work per model (:func:`exact_map_work`) over :data:`EXACT_MAP_MAX_WORK`.
+    :raises ModelSpecError: before contracting, when one model's largest intermediate is over
+        :data:`EXACT_MAX_BYTES` or the max-sum work per model (:func:`exact_map_work`) over :data:`EXACT_MAP_MAX_WORK`.
     """
     return _exactly(_map_exact, fg)
 
 
 def _map_exact(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
-    st = _map_fitting(_fitting(_structure(fg), fg.batch_size, fg.unary.dtype), fg)
-    return with_autograd(_map, fg, st)
+    st = _structure(fg)
+    rows = _rows_per_call(st, fg.batch_size, fg.unary.dtype)
+    _map_fitting(st, fg)
+    if rows < fg.batch_size:  # each chunk back-tracked (and its autograd graph freed) before the next
+        x, best = in_row_chunks(fg, rows, lambda sub, _: with_autograd(_map, sub, st, None), (0, 0))
+        _check_possible(fg, best, "exact MAP")
+        return x, best
+    return with_autograd(_map, fg, st, "exact MAP")
 
 
-def _map(fg: FactorGraph, st: _Structure) -> tuple[torch.Tensor, torch.Tensor]:
+def _map(fg: FactorGraph, st: _Structure, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
     best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
     (onehot,) = torch.autograd.grad(best.sum(), delta)
-    _check_possible(fg, best, "exact MAP")
+    _check_possible(fg, best, query)
     return onehot.argmax(-1), best.detach()
 
 
 @keyword_only_soon("generator")
 def exact_sample(fg: FactorGraph, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent exact samples (given evidence), all drawn from one contraction.
+    """Independent exact samples (given evidence), all drawn from one contraction (per chunk of rows).
 
     Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
     one contraction of the batch (in probability space where :func:`exact_log_partition` contracts in it, the
     models under the floor redone in log space), then the variables each step summed out, drawn in reverse step
-    order given those already drawn.
+    order given those already drawn.  A batch over :data:`EXACT_MAX_BYTES` is sampled a chunk of rows at a time:
+    each row's samples still follow its exact conditional, but with a ``generator`` its draws differ from those of
+    one call over the whole batch (the uniforms are consumed chunk by chunk).
 
     :param FactorGraph fg: the model, batch size ``B``.
     :param int num_samples: ``N``.
@@ -308,7 +324,22 @@ def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None
 
 def _sample_exact(fg: FactorGraph, num_samples: int, generator: torch.Generator | None,
                   with_log_prob: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    st = _fitting(_structure(fg), fg.batch_size, fg.unary.dtype)
+    st = _structure(fg)
+    rows = _rows_per_call(st, fg.batch_size, fg.unary.dtype)
+    if rows < fg.batch_size:
+        x, log_z, log_p = in_row_chunks(fg, rows, lambda sub, _: _sample_rows(sub, st, num_samples, generator,
+                                                                              with_log_prob), (1, 0, 1))
+    else:
+        x, log_z, log_p = _sample_rows(fg, st, num_samples, generator, with_log_prob)
+    impossible = (log_z == -math.inf).nonzero().flatten().tolist()
+    if impossible:
+        raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")
+    return x, log_p
+
+
+def _sample_rows(fg: FactorGraph, st: _Structure, num_samples: int, generator: torch.Generator | None,
+                 with_log_prob: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(samples [N, B, V], log Z [B], log p [N, B] or None)`` of a batch that fits, from one contraction."""
     names = range(fg.num_vars)
     with torch.no_grad():
         stacks, alone = _folded(fg, st, fg.unary)
@@ -329,24 +360,21 @@ def _sample_exact(fg: FactorGraph, num_samples: int, generator: torch.Generator 
                 if log_p is not None:
                     log_p[:, bad] = again.log_p.to(log_p.dtype)
             log_p = log_p.to(fg.unary.dtype) if log_p is not None else None
-    impossible = (log_z == -math.inf).nonzero().flatten().tolist()
-    if impossible:
-        raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")
-    return x, log_p
+    return x, log_z, log_p
 
 
 def exact_is_cheap(fg: FactorGraph) -> bool:
-    """Whether an exact contraction of ``fg`` costs at most :data:`SEARCH_ABOVE` flops per model (about a second
+    """Whether an exact contraction of one model of ``fg`` costs at most :data:`SEARCH_ABOVE` flops (about a second
     of one CPU thread), fits :data:`EXACT_MAX_BYTES` and (implied at the default limits) takes at most
-    :data:`EXACT_MAP_MAX_WORK` max-sum operations per model: what the ``"auto"`` methods of
-    ``MarkovNet.map_assignment`` and ``MarkovNet.sample`` ask, so ``"auto"`` never picks an exact query that
-    refuses.  Finding out costs a greedy order at most (no search); a cheap structure is cached for the
-    contraction."""
+    :data:`EXACT_MAP_MAX_WORK` max-sum operations: what the ``"auto"`` methods of ``MarkovNet.map_assignment`` and
+    ``MarkovNet.sample`` ask, so ``"auto"`` never picks an exact query that refuses.  It depends on the model
+    alone, not on the batch size: a batch over the memory limit runs in chunks of rows.  Finding out costs a
+    greedy order at most (no search); a cheap structure is cached for the contraction."""
     st = _structure(fg, cheap_only=True)
     if st is None:
         return False
     try:
-        _map_fitting(_fitting(st, fg.batch_size, fg.unary.dtype), fg)
+        _map_fitting(_fitting(st, 1, fg.unary.dtype), fg)
     except ModelSpecError:
         return False
     return True

@@ -4,11 +4,13 @@ Float64 and float32 models are contracted on max-shifted potentials :math:`\\til
 \\exp(\\theta_{b,f} - m_{b,f})`, :math:`m_{b,f} = \\max_{x_f} \\theta_{b,f}(x_f)` (held constant), and
 :math:`\\log Z_b = \\log \\tilde Z_b + \\sum_f m_{b,f}`; a model whose :math:`\\tilde Z_b` falls below
 :func:`probability_floor` is contracted again in log space, and float32 models of very many joint states run in
-float64 (:func:`probability_dtype`).  See :mod:`hybridpgm.infer.mrf_exact`.
+float64 (:func:`probability_dtype`).  Under autocast the queries run in at least float32 (:func:`_exactly`).
+See :mod:`hybridpgm.infer.mrf_exact`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -16,6 +18,7 @@ import torch
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bn_contract import PROBABILITY_FLOOR
 from hybridpgm.infer.mrf_plan import _Structure
+from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["probability_dtype", "probability_floor"]
 
@@ -104,3 +107,18 @@ def probability_dtype(dtype: torch.dtype, log_states: float) -> torch.dtype | No
         return torch.float64
     return None
 
+
+def _with_potentials(fg: FactorGraph, unary: torch.Tensor, pots) -> FactorGraph:
+    """``fg`` with ``unary`` and the groups' log-potentials ``pots`` (``fg`` itself where they are its own)."""
+    if unary is fg.unary and all(p is g.log_potentials for p, g in zip(pots, fg.groups)):
+        return fg
+    groups = [dataclasses.replace(g, log_potentials=p) for g, p in zip(fg.groups, pots)]
+    return dataclasses.replace(fg, unary=unary, groups=groups)
+
+
+def _exactly(fn, fg: FactorGraph, *args):
+    """``fn(fg, *args)`` under :class:`~hybridpgm.precision_scope.exact_precision` of ``fg``'s log-potentials:
+    under autocast, with autocast off and the potentials (half precision from networks run under it) in at least
+    float32; ``fn(fg, *args)`` itself otherwise."""
+    with exact_precision(fg.unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
+        return fn(_with_potentials(fg, unary, pots), *args)

@@ -169,17 +169,18 @@ def test_auto_map_takes_the_exact_contraction_only_where_it_is_cheap(plans_built
     assert x["x_0_0"].shape == ()
 
 
-def test_a_contraction_beyond_the_memory_limit_raises_before_any_work(monkeypatch):
-    """A 4x4 grid's largest intermediate is 16 elements per model: 16 models of float32 (counted as float64, which
-    they may run in) need 2 KiB; under a 1 KiB limit every exact query raises naming the size, and ``"auto"`` MAP
-    takes BP."""
+def test_a_model_beyond_the_memory_limit_raises_before_any_work(monkeypatch):
+    """A 4x4 grid's largest intermediate is 16 elements per model: one model of float32 (counted as float64, which
+    it may run in) needs 128 bytes; under a limit one byte lower every exact query raises naming the size, and
+    ``"auto"`` MAP takes BP.  (A batch over the limit whose models fit runs in chunks of rows:
+    tests/infer/test_mrf_auto_batch.py.)"""
     mrf = ising_grid(4, 4, 0.3 * torch.randn(16, 24), torch.randn(16, 16))
     fg = mrf.factor_graph()
     assert mrf_exact._structure(fg).plan.largest_intermediate == 16
-    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 2048)
-    mrf.log_partition("exact")  # exactly at the limit
-    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 1024)
-    message = r"needs an intermediate of 256 elements \(1.91e-06 GiB for 16 model\(s\)\), more than .*EXACT_MAX_BYTES"
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 128)
+    mrf.log_partition("exact")  # one model per contraction: exactly at the limit
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 127)
+    message = r"needs an intermediate of 16 elements \(1.19e-07 GiB for 1 model\(s\)\), more than .*EXACT_MAX_BYTES"
     with _contractions() as seen:
         for query in (lambda: mrf.log_partition("exact"), lambda: mrf.marginals("exact"),
                       lambda: mrf.map_assignment(method="exact"), lambda: mrf.sample(2, method="exact")):
