@@ -127,9 +127,13 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -
     :math:`w`; the queries add it back to :math:`\\log p(e_n)` (marginals are ratios within a row and do not see
     it).  ``lik`` is ``None`` for ``log=True`` (probability-space queries exponentiate ``log_lik``).
 
-    :raises EvidenceError: for a continuous node, values that are not real numbers, a wrong shape, NaN or
-        :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods, or a row that is zero in every state.
+    :raises EvidenceError: for a name that is no node (a context input), a continuous node, values that are not
+        real numbers, a wrong shape, NaN or :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods,
+        or a row that is zero in every state.
     """
+    if name not in bn.cpds:  # a context input (or no name of the network): it takes values, not likelihoods
+        kind = "a context input" if name in getattr(bn, "input_names", ()) else "not a node of the network"
+        raise EvidenceError(f"soft evidence (Likelihood) is for discrete nodes; {name!r:.80} is {kind}")
     card = bn.cardinality(name)
     if card is None:
         raise EvidenceError(f"soft evidence (Likelihood) needs a discrete node; '{name}' is continuous")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs import read_bif
+from hybridpgm.graphs import BayesNet, cpd, read_bif
 from hybridpgm.infer.soft_evidence import Likelihood
 from tests.graphs.bn_helpers import bundled_bif, single_thread, sprinkler  # noqa: F401 (autouse fixture)
 
@@ -84,3 +84,12 @@ def test_a_likelihood_given_as_a_list_is_read_in_the_network_s_dtype():
     as_list = bn.posterior("rain", {"wet": Likelihood([0.3, 0.9])})
     as_float64 = bn.posterior("rain", {"wet": Likelihood(torch.tensor([0.3, 0.9], dtype=torch.float64))})
     assert as_list.dtype == torch.float64 and torch.equal(as_list, as_float64)
+
+
+def test_a_likelihood_for_a_context_input_is_named_as_such():
+    """Soft evidence for a neural CPD's context input says what the name is (it raised a bare ``KeyError``,
+    then an ``EvidenceError`` of ``BayesNet.cardinality`` that named no soft evidence)."""
+    net = torch.nn.Linear(2, 2)
+    bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
+    with pytest.raises(EvidenceError, match="soft evidence.*'u' is a context input"):
+        bn.posterior("c", {"u": Likelihood([0.2, 0.8])})
