@@ -13,11 +13,14 @@ The built-in base of each kind:
 - :class:`ValueError` and :class:`FileNotFoundError`: :class:`DataNotFoundError` (a :class:`DataError`);
 - :class:`RuntimeError` and :class:`FileNotFoundError`: :class:`CheckpointNotFoundError` (a
   :class:`CheckpointError`);
+- :class:`ValueError` and :class:`AttributeError`: :class:`FixedOptionError` (a :class:`ConfigError`);
 - :class:`KeyboardInterrupt`: :class:`TrainingInterrupted` (not a :class:`HybridPGMError`, see there).
 
 A file or folder that does not exist (a model file, a checkpoint, a BIF file, a data set) raises the
 ``...NotFoundError`` of its family, so ``except CheckpointError`` / ``except DataError`` and ``except
 FileNotFoundError`` / ``except OSError`` all catch it; its ``errno`` is ``None`` and ``str()`` is the message.
+An assignment to an option fixed once set (:class:`hybridpgm.options.Option`) raises :class:`FixedOptionError`,
+which both ``except ConfigError`` and ``except AttributeError`` (Python's error for a read-only attribute) catch.
 Every error survives :mod:`pickle`, :func:`copy.copy` and :func:`copy.deepcopy` with its type, message and
 attributes, so it reaches the parent of a process pool as itself.
 
@@ -46,6 +49,7 @@ __all__ = [
     "DivergenceWarning",
     "EstimateWarning",
     "EvidenceError",
+    "FixedOptionError",
     "HybridPGMError",
     "HybridPGMWarning",
     "ModelSpecError",
@@ -93,6 +97,14 @@ class ConfigError(HybridPGMError, ValueError):
     """An option of :func:`hybridpgm.fit`, an objective or the command line is
     invalid (for example ``accumulate=0``, an unknown optimizer or a malformed
     device name such as ``device="gpu"``)."""
+
+
+class FixedOptionError(ConfigError, AttributeError):
+    """An option that is fixed once set was assigned: one that decides a model's parameters (``vae.x_dim``,
+    ``rbm.visible_type``) or an engine's state (``PersistentCD.num_chains``).  The message names the class, the
+    option and its value, and says to build a new object instead (:class:`hybridpgm.options.Option`).  It is
+    also an :class:`AttributeError`, Python's error for an attribute that cannot be set, so ``except
+    AttributeError`` and ``except ConfigError`` both catch it."""
 
 
 class DeviceError(HybridPGMError, RuntimeError):

@@ -11,17 +11,9 @@ alone, never by importing a name read from the file:
 * :func:`_resolve` finds the class of a recorded name, importing only the name's own hybridpgm module and
   then the fixed modules of :data:`MODEL_MODULES`, whose import fills the registry.
 
-A constructor option that stays a public attribute is kept in step with the record:
-
-* :func:`record_argument` updates one recorded argument (a setter calls it, so that ``save`` writes the value
-  set after construction, not the constructor's);
-* :func:`recorded_option` makes such an option a property whose setter runs the constructor's check and
-  records the new value; :func:`fixed_option` makes an option that decides the model's parameters (a size, the
-  kind of units) a property set once, by the constructor: a later assignment raises :class:`AttributeError`.
-
-Both properties keep the value in the instance ``__dict__`` under the attribute's own name, where the plain
-attribute of earlier releases lived: models pickled by those releases unpickle unchanged, and
-:func:`copy.deepcopy` copies the value with the rest of the ``__dict__``.
+A constructor option that stays a public attribute is kept in step with the record: :func:`record_argument`
+updates one recorded argument, so that ``save`` writes the value set after construction, not the constructor's
+(an assignment to a :class:`hybridpgm.options.Option` calls it).
 
 :mod:`hybridpgm.serialization` re-exports :func:`serializable`, :func:`register_spec` and
 :data:`MODEL_MODULES`.
@@ -38,7 +30,7 @@ from hybridpgm.errors import CheckpointError
 from hybridpgm.keyword_alias import as_keywords
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 
-__all__ = ["MODEL_MODULES", "fixed_option", "record_argument", "recorded_option", "register_spec", "serializable"]
+__all__ = ["MODEL_MODULES", "record_argument", "register_spec", "serializable"]
 
 #: modules imported (only these) to resolve a class name read from a model file
 MODEL_MODULES = (
@@ -136,7 +128,7 @@ def _takes(cls: type, name: str) -> bool:
 def record_argument(module: Any, name: str, value: Any) -> None:
     """Record ``value`` as the constructor argument ``name`` of ``module``, so that
     :func:`~hybridpgm.serialization.save` writes it and :func:`~hybridpgm.serialization.load` rebuilds the module
-    with it (a setter of an option changed after construction calls this).
+    with it (an assignment to a :class:`hybridpgm.options.Option` calls this).
 
     A no-op until the constructor has returned (:func:`serializable` records the arguments then), for an
     instance of an unregistered subclass (nothing is recorded for it), and for a registered subclass whose
@@ -151,61 +143,3 @@ def record_argument(module: Any, name: str, value: Any) -> None:
     recorded = module.__dict__.get(_SPEC_ATTR)
     if recorded is not None and _takes(type(module), name):
         object.__setattr__(module, _SPEC_ATTR, {**recorded, name: value})
-
-
-def _stored(name: str) -> Callable[[Any], Any]:
-    def read(self: Any) -> Any:
-        try:
-            return self.__dict__[name]
-        except KeyError:  # not set yet: the class's __getattr__ (nn.Module's) raises its AttributeError
-            raise AttributeError(name) from None
-
-    read.__name__ = name
-    return read
-
-
-def recorded_option(name: str, check: Callable[[Any, Any], Any], doc: str) -> property:
-    """A property for the constructor option ``name`` that may be changed after construction.
-
-    The setter runs ``check(module, value)`` -- the constructor's own check, which the constructor runs by
-    assigning the attribute -- stores what it returns and records it with :func:`record_argument`, so that
-    :func:`~hybridpgm.serialization.save` writes the current value.  ``check`` may also update copies of the
-    value held elsewhere (a sub-module's).
-
-    :param str name: the attribute name, which is also the constructor argument's.
-    :param check: ``check(module, value) -> value``: raises the constructor's exception for a refused value and
-        returns the value to store (converted as the constructor converts it).
-    :param str doc: the property's docstring.
-    :returns: the property, to be assigned in the class body (``min_scale = recorded_option(...)``).
-    """
-
-    def write(self: Any, value: Any) -> None:
-        value = check(self, value)
-        self.__dict__[name] = value
-        record_argument(self, name, value)
-
-    write.__name__ = name
-    return property(_stored(name), write, doc=doc)
-
-
-def fixed_option(name: str, doc: str) -> property:
-    """A property for the constructor option ``name`` that decides the model's structure (which parameters exist,
-    their shapes): set once, by the constructor (after its checks); a later assignment raises
-    :class:`AttributeError` telling the user to build a new model, rather than leave the parameters and the
-    option out of step.
-
-    :param str name: the attribute name.
-    :param str doc: the property's docstring.
-    :returns: the property, to be assigned in the class body (``likelihood = fixed_option(...)``).
-    """
-
-    def write(self: Any, value: Any) -> None:
-        if name in self.__dict__:
-            cls = type(self).__name__
-            raise AttributeError(f"{cls}.{name} is fixed when the model is built (it decides the model's parameters: "
-                                 f"it is {self.__dict__[name]!r}, {value!r} was assigned); build a new {cls} with the "
-                                 "other value instead")
-        self.__dict__[name] = value
-
-    write.__name__ = name
-    return property(_stored(name), write, doc=doc)

@@ -1,5 +1,6 @@
-"""Constructor options kept as attributes (hybridpgm.serialization_registry): ``record_argument``,
-``recorded_option`` and ``fixed_option``, on a toy module; each model's own options are tested beside it."""
+"""Constructor options kept as attributes (hybridpgm.options.Option) and saved: ``record_argument``
+(hybridpgm.serialization_registry) on a toy module; each model's own options are tested beside it, the descriptor
+in tests/test_options.py."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ import hybridpgm
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.serialization import serializable
-from hybridpgm.serialization_registry import fixed_option, record_argument, recorded_option
+from hybridpgm.options import PARAMETERS_BUILT, Option
+from hybridpgm.serialization_registry import record_argument
 
 
 @serializable
 class Toy(nn.Module):
     """A module with one option read at call time (``steps``) and one that decides a shape (``width``)."""
 
-    steps = recorded_option("steps", lambda toy, value: positive_int(value, "Toy steps", error=ModelSpecError),
-                            "Steps.")
-    width = fixed_option("width", "Width.")
+    steps = Option(lambda toy, value: positive_int(value, "Toy steps", error=ModelSpecError), "Steps.")
+    width = Option(fixed=PARAMETERS_BUILT, doc="Width.")
 
     def __init__(self, width: int = 2, *, steps: int = 3):
         super().__init__()

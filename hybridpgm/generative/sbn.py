@@ -56,10 +56,10 @@ from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
                                             bernoulli_state_logits, binary_states)
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.serialization import serializable
-from hybridpgm.serialization_registry import fixed_option, recorded_option
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["SigmoidBeliefNet"]
@@ -103,11 +103,12 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         layer, ``[H_L]`` (a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit`` and Pyro: see
         :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
-    layer_sizes = fixed_option("layer_sizes", """``[D, H_1, ..., H_L]`` (fixed: it decides the parameters' shapes;
-        build a new net for other sizes).""")
-    num_layers = fixed_option("num_layers", """``L``, the number of hidden layers (fixed, as ``layer_sizes``).""")
-    validate_data = recorded_option(
-        "validate_data", lambda sbn, value: flag(value, "SigmoidBeliefNet validate_data", error=ModelSpecError),
+    layer_sizes = Option(fixed=PARAMETERS_BUILT, doc="""``[D, H_1, ..., H_L]`` (fixed: it decides the parameters'
+        shapes; build a new net for other sizes).""")
+    num_layers = Option(fixed=PARAMETERS_BUILT, doc="""``L``, the number of hidden layers (fixed, as
+        ``layer_sizes``).""")
+    validate_data = Option(
+        lambda sbn, value: flag(value, "SigmoidBeliefNet validate_data", error=ModelSpecError),
         """Whether data are checked (binary, the right shape), read at each call.  Assigning checks the value as
         the constructor does and :func:`hybridpgm.save` records it.
 

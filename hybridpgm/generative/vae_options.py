@@ -1,6 +1,6 @@
 """The :class:`~hybridpgm.generative.vae.VAE`'s constructor options as attributes.
 
-Two kinds (:mod:`hybridpgm.serialization_registry`):
+Two kinds (:class:`hybridpgm.options.Option`):
 
 * read at each call, so they may be changed after construction: ``min_scale`` (the floor of the guide's standard
   deviations) and ``checkpoint_activations``.  Assigning one runs the constructor's check (a refused value raises
@@ -8,7 +8,8 @@ Two kinds (:mod:`hybridpgm.serialization_registry`):
   writes it and :func:`hybridpgm.load` rebuilds the VAE with it;
 * deciding which parameters exist and their shapes, so fixed once the VAE is built: ``x_dim``, ``z_dim``,
   ``likelihood`` (a Gaussian likelihood owns ``log_scale``) and ``batch_norm`` (the networks' layers).  Assigning
-  one raises :class:`AttributeError`: build a new VAE instead.
+  one raises :class:`~hybridpgm.errors.FixedOptionError` (an :class:`AttributeError` and a
+  :class:`~hybridpgm.errors.ConfigError`): build a new VAE instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from hybridpgm.checks import flag, positive_real
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.nn import checkpointing_saves_memory
-from hybridpgm.serialization_registry import fixed_option, recorded_option
+from hybridpgm.options import PARAMETERS_BUILT, Option
 
 __all__ = ["VAEOptions"]
 
@@ -39,17 +40,17 @@ class VAEOptions:
     """The options of a :class:`~hybridpgm.generative.vae.VAE` kept as attributes (a mixin; see the module
     docstring)."""
 
-    x_dim = fixed_option("x_dim", """Data dimension :math:`D` (fixed: it decides the networks' shapes).""")
-    z_dim = fixed_option("z_dim", """Latent dimension (fixed: it decides the networks' shapes).""")
-    likelihood = fixed_option("likelihood", """``"bernoulli"`` or ``"gaussian"`` (fixed: a Gaussian likelihood owns
-        the parameter ``log_scale``).""")
-    batch_norm = fixed_option("batch_norm", """Whether the hidden layers are batch-normalised (fixed: it decides
+    x_dim = Option(fixed=PARAMETERS_BUILT, doc="""Data dimension :math:`D` (fixed: it decides the networks' shapes).""")
+    z_dim = Option(fixed=PARAMETERS_BUILT, doc="""Latent dimension (fixed: it decides the networks' shapes).""")
+    likelihood = Option(fixed=PARAMETERS_BUILT, doc="""``"bernoulli"`` or ``"gaussian"`` (fixed: a Gaussian
+        likelihood owns the parameter ``log_scale``).""")
+    batch_norm = Option(fixed=PARAMETERS_BUILT, doc="""Whether the hidden layers are batch-normalised (fixed: it decides
         the networks' layers; ``False`` without hidden layers, whatever the constructor was given).""")
-    min_scale = recorded_option("min_scale", _min_scale, """Floor of the guide's standard deviations, read at
+    min_scale = Option(_min_scale, """Floor of the guide's standard deviations, read at
         each call.  Assigning checks the value as the constructor does and :func:`hybridpgm.save` records it.
 
         :raises ModelSpecError: (on assignment) a value that is not a finite non-negative number.""")
-    checkpoint_activations = recorded_option("checkpoint_activations", _checkpoint_activations, """Whether the
+    checkpoint_activations = Option(_checkpoint_activations, """Whether the
         encoder's and decoder's activations are recomputed in the backward pass, read at each call.  Assigning
         checks the value as the constructor does and :func:`hybridpgm.save` records it.
 

@@ -45,10 +45,10 @@ from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
-from hybridpgm.serialization_registry import recorded_option
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective"]
@@ -136,8 +136,8 @@ class GPLSTM(DeepKernelGP):
         positive integer.
     """
 
-    horizon = recorded_option(
-        "horizon", lambda model, value: positive_int(value, "GPLSTM horizon", error=ModelSpecError),
+    horizon = Option(
+        lambda model, value: positive_int(value, "GPLSTM horizon", error=ModelSpecError),
         """``h``, how far after its window each training target lies (see the constructor), read by :meth:`forecast`.
         Assigning checks the value as the constructor does and :func:`hybridpgm.save` records it.
 

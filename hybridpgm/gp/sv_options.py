@@ -1,5 +1,5 @@
 """The constructor options of :class:`~hybridpgm.gp.sv_deep_kernel.SVDeepKernelGP` as attributes, each kept in one
-place and in step with what :func:`hybridpgm.save` records (:mod:`hybridpgm.serialization_registry`).
+place and in step with what :func:`hybridpgm.save` records (:class:`hybridpgm.options.Option`).
 
 * ``num_data`` (:math:`N`) lives in the likelihood, whose ``sample_target`` reads it for the :math:`N / B` scale of
   the data plate; the objective's :math:`1 / N` reads it too;
@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from hybridpgm.checks import positive_int, positive_real
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.gp.sv_objective import MaskSite
-from hybridpgm.serialization_registry import fixed_option, record_argument, recorded_option
+from hybridpgm.options import PARAMETERS_BUILT, Option
 
 __all__ = ["SVOptions"]
 
@@ -39,35 +39,28 @@ class SVOptions:
     """The options of an :class:`~hybridpgm.gp.sv_deep_kernel.SVDeepKernelGP` kept as attributes (a mixin; see the
     module docstring)."""
 
-    num_features = fixed_option("num_features", """``F``, the feature dimension (fixed: it decides the shapes of the
-        inducing points and of the kernel).""")
-    name_prefix = recorded_option("name_prefix", _name_prefix, """Prefix of the Pyro sites (``<prefix>.u``,
+    num_features = Option(fixed=PARAMETERS_BUILT, doc="""``F``, the feature dimension (fixed: it decides the shapes
+        of the inducing points and of the kernel).""")
+    name_prefix = Option(_name_prefix, """Prefix of the Pyro sites (``<prefix>.u``,
         ``<prefix>.f``, ``<prefix>.y``).  Assigning checks the value as the constructor does, sets the likelihood's
         ``name_prefix`` (its ``f`` and ``y`` sites) too, and :func:`hybridpgm.save` records it.
 
         :raises ConfigError: (on assignment) a value that is not a non-empty string.""")
-    beta = recorded_option(
-        "beta", lambda gp, value: positive_real(value, "SVDeepKernelGP beta (the KL weight)", allow_zero=True),
+    beta = Option(
+        lambda gp, value: positive_real(value, "SVDeepKernelGP beta (the KL weight)", allow_zero=True),
         """Weight of the KL term (1 is exact variational inference, 0 drops it), read at each call.  Assigning checks
         the value as the constructor does and :func:`hybridpgm.save` records it.
 
         :raises ConfigError: (on assignment) a value that is not a finite number ``>= 0``.""")
 
-    @property
-    def num_data(self) -> int:
+    num_data = Option(
+        lambda gp, value: positive_int(value, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError),
         """``N``, the number of training examples, kept in one place: the likelihood's ``num_data``, which
         GPyTorch's ``sample_target`` reads for the ``N / B`` scale of the data plate and the objective's loss for
         its ``1 / N``.  Setting it checks the value and updates both, and the constructor argument
         :func:`hybridpgm.save` records.
 
-        :raises ModelSpecError: (on assignment) a value that is not a positive integer."""
-        return self.likelihood.num_data
-
-    @num_data.setter
-    def num_data(self, value: int) -> None:
-        value = positive_int(value, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError)
-        self.likelihood.num_data = value
-        record_argument(self, "num_data", value)
+        :raises ModelSpecError: (on assignment) a value that is not a positive integer.""", owner="likelihood")
 
     @contextlib.contextmanager
     def _kl_weight(self) -> Iterator[float]:

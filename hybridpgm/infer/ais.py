@@ -51,7 +51,7 @@ import torch
 
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
-from hybridpgm.infer.checked_option import CheckedOption
+from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 
 __all__ = ["AIS", "AISResult", "AnnealedEstimator", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
@@ -281,7 +281,7 @@ class AIS(AnnealedEstimator):
     :raises ConfigError: ``num_chains`` is not an integer >= 2, ``num_steps`` is not a positive integer,
         ``schedule`` is not one of :data:`SCHEDULES` (whether or not ``betas`` is given), or ``betas`` is not
         a finite 1-d sequence increasing from 0 to 1 (see :func:`check_betas`).  The options are attributes:
-        ``num_chains`` (:class:`~hybridpgm.infer.checked_option.CheckedOption`), :attr:`num_steps`,
+        ``num_chains`` (:class:`~hybridpgm.options.Option`), :attr:`num_steps`,
         :attr:`schedule` and :attr:`betas` (:class:`AnnealedEstimator`); assigning one raises the same.
 
     >>> from hybridpgm.energy import RBM
@@ -290,7 +290,7 @@ class AIS(AnnealedEstimator):
     (torch.Size([]), torch.Size([16]))
     """
 
-    num_chains = CheckedOption(lambda self, value: positive_int(value, "AIS num_chains", minimum=2))
+    num_chains = Option(lambda self, value: positive_int(value, "AIS num_chains", minimum=2))
 
     def __init__(self, num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None):

@@ -56,10 +56,10 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.max_product_decoding import decode_in_layers
 from hybridpgm.infer.rounding_floor import cached_tol_above, rounding_floor, scale_cap, step_margin
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 
 __all__ = ["BPResult", "BeliefPropagation"]
@@ -225,17 +225,17 @@ class BeliefPropagation:
         ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, ``tol`` that is not
         a finite real number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused), or ``max_product`` that
         is not a ``bool``; the message names the option and the value.  The options are attributes
-        (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one raises the same for the same values.
+        (:class:`~hybridpgm.options.Option`): assigning one raises the same for the same values.
 
     >>> mrf = ising_grid(8, 8, coupling=0.3, field=torch.randn(64))  # doctest: +SKIP
     >>> res = BeliefPropagation(num_iters=50)(mrf.factor_graph())   # doctest: +SKIP
     """
 
-    num_iters = CheckedOption(lambda self, value: positive_int(value, "BeliefPropagation num_iters"))
-    check_every = CheckedOption(lambda self, value: positive_int(value, "BeliefPropagation check_every"))
-    damping = CheckedOption(lambda self, value: damping_of(value, "BeliefPropagation damping"))
-    tol = CheckedOption(lambda self, value: positive_real(value, "BeliefPropagation tol", allow_zero=True))
-    max_product = CheckedOption(lambda self, value: flag(value, "BeliefPropagation max_product"))
+    num_iters = Option(lambda self, value: positive_int(value, "BeliefPropagation num_iters"))
+    check_every = Option(lambda self, value: positive_int(value, "BeliefPropagation check_every"))
+    damping = Option(lambda self, value: damping_of(value, "BeliefPropagation damping"))
+    tol = Option(lambda self, value: positive_real(value, "BeliefPropagation tol", allow_zero=True))
+    max_product = Option(lambda self, value: flag(value, "BeliefPropagation max_product"))
 
     @keyword_only_soon("max_product", "check_every")
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6, *,

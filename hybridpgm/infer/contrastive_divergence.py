@@ -54,8 +54,8 @@ from torch import nn
 
 from hybridpgm.checks import check_empty, check_player, flag, positive_int
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.method_owners import goes_with
+from hybridpgm.options import Option
 from hybridpgm.train.update_scope import current_update
 
 __all__ = ["ContrastiveDivergence", "PersistentCD"]
@@ -116,7 +116,7 @@ class ContrastiveDivergence(nn.Module):
     :param bool check_data: validate every batch with ``model.check_visible``.
     :raises ModelSpecError: ``model`` lacks the chain protocol.
     :raises ConfigError: ``k`` is not a positive integer (``bool`` and floats included), or ``check_data`` is not
-        ``True`` or ``False``.  Both are attributes (:class:`~hybridpgm.infer.checked_option.CheckedOption`):
+        ``True`` or ``False``.  Both are attributes (:class:`~hybridpgm.options.Option`):
         assigning one raises the same (``k = 0`` would train nothing).
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for an unknown player and
@@ -128,8 +128,8 @@ class ContrastiveDivergence(nn.Module):
     """
 
     player = "model"
-    k = CheckedOption(lambda self, value: positive_int(value, f"{type(self).__name__} k"))
-    check_data = CheckedOption(lambda self, value: flag(value, f"{type(self).__name__} check_data"))
+    k = Option(lambda self, value: positive_int(value, f"{type(self).__name__} k"))
+    check_data = Option(lambda self, value: flag(value, f"{type(self).__name__} check_data"))
 
     def __init__(self, model: nn.Module, k: int = 1, *, check_data: bool = True):
         super().__init__()
@@ -269,14 +269,15 @@ class PersistentCD(ContrastiveDivergence):
         :class:`ContrastiveDivergence`).
     :raises ConfigError: ``k`` or ``num_chains`` is not a positive integer, or ``check_data`` is not ``True`` or
         ``False``.  ``k`` and ``check_data`` may be assigned later (checked the same); ``num_chains`` is fixed at
-        construction (the chains are the buffers, and :meth:`settings` reports it): an assignment raises.
+        construction (the chains are the buffers, and :meth:`settings` reports it): an assignment raises
+        :class:`~hybridpgm.errors.FixedOptionError` (a :class:`ConfigError`).
     """
 
-    num_chains = CheckedOption(
+    num_chains = Option(
         lambda self, value: positive_int(value, "PersistentCD num_chains"),
-        frozen=lambda self: f"PersistentCD num_chains is fixed at construction: its {self.num_chains} persistent "
-                            f"chains are the buffers chain_0 ... (saved in checkpoints); build a new "
-                            f"PersistentCD(model, k, num_chains=...) for another number of chains")
+        fixed=lambda self, value: f"PersistentCD num_chains is fixed at construction: its {self.num_chains} "
+                                  f"persistent chains are the buffers chain_0 ... (saved in checkpoints); build a "
+                                  f"new PersistentCD(model, k, num_chains=...) for another number of chains")
 
     def __init__(self, model: nn.Module, k: int = 1, num_chains: int = 100, *, check_data: bool = True):
         super().__init__(model, k, check_data=check_data)

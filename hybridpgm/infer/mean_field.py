@@ -44,9 +44,9 @@ import torch
 from hybridpgm.checks import check_device, damping_of, positive_int, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
 from hybridpgm.infer.rounding_floor import rounding_floor
+from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.transform_scope import under_torch_func
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -89,13 +89,13 @@ class MeanField:
     :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
         not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is not a finite real
         number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the option and value.
-        The options are attributes (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one raises
+        The options are attributes (:class:`~hybridpgm.options.Option`): assigning one raises
         the same for the same values.
     """
 
-    num_iters = CheckedOption(lambda self, value: positive_int(value, "MeanField num_iters"))
-    damping = CheckedOption(lambda self, value: damping_of(value, "MeanField damping"))
-    tol = CheckedOption(lambda self, value: positive_real(value, "MeanField tol", allow_zero=True))
+    num_iters = Option(lambda self, value: positive_int(value, "MeanField num_iters"))
+    damping = Option(lambda self, value: damping_of(value, "MeanField damping"))
+    tol = Option(lambda self, value: positive_real(value, "MeanField tol", allow_zero=True))
 
     def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
         self.num_iters, self.damping, self.tol = num_iters, damping, tol

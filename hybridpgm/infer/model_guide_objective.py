@@ -19,32 +19,7 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.train.objective import elbo_settings
 
-__all__ = ["ModelGuideObjective", "forwarded_option"]
-
-
-def forwarded_option(name: str, check: Callable[[Any, Any], Any] | None, doc: str, *, owner: str = "elbo",
-                     fixed_because: str = "") -> property:
-    """A property of an objective that reads and writes ``<owner>.<name>`` (``self.elbo.num_particles``), the
-    one place a constructor option lives: an assignment to the objective changes what the next :meth:`loss`
-    computes, with the constructor's validation, instead of making a new attribute nothing reads.
-
-    :param str name: the attribute of the owner.
-    :param check: ``check(objective, value)`` returns the validated value (raising
-        :class:`~hybridpgm.errors.ConfigError`); ``None``: the option is read-only.
-    :param str doc: the property's docstring.
-    :param str owner: the objective's attribute holding the option (``"elbo"``, ``"baselines"``).
-    :param str fixed_because: why a read-only option cannot change (the :class:`AttributeError`'s message).
-    """
-    def get(self):
-        return getattr(getattr(self, owner), name)
-
-    def set_(self, value):
-        if check is None:
-            raise AttributeError(f"{type(self).__name__}.{name} is fixed at construction{fixed_because}; build a new "
-                                 f"{type(self).__name__}(..., {name}=...) instead")
-        setattr(getattr(self, owner), name, check(self, value))
-
-    return property(get, set_, doc=doc)
+__all__ = ["ModelGuideObjective"]
 
 
 def _owner(fn) -> nn.Module | None:

@@ -33,9 +33,9 @@ import torch
 from hybridpgm.checks import as_integer, check_device, generator_or_none, sample_count
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.options import Option
 
 __all__ = ["ChromaticGibbs"]
 
@@ -48,13 +48,13 @@ class ChromaticGibbs:
     :param int burn_in: if ``return_trace``, sweeps discarded first.
     :raises ConfigError: the three are not integers with ``num_sweeps >= 1``, ``0 <= burn_in < num_sweeps`` and
         ``thin >= 1`` (``bool`` and floats refused).  The three are attributes
-        (:class:`~hybridpgm.infer.checked_option.CheckedOption`): assigning one checks the same rule against the
+        (:class:`~hybridpgm.options.Option`): assigning one checks the same rule against the
         other two (``burn_in = num_sweeps`` would keep no sweep of the trace).
     """
 
-    num_sweeps = CheckedOption(lambda self, value: _counts(value, self.burn_in, self.thin)[0])
-    burn_in = CheckedOption(lambda self, value: _counts(self.num_sweeps, value, self.thin)[1])
-    thin = CheckedOption(lambda self, value: _counts(self.num_sweeps, self.burn_in, value)[2])
+    num_sweeps = Option(lambda self, value: _counts(value, self.burn_in, self.thin)[0])
+    burn_in = Option(lambda self, value: _counts(self.num_sweeps, value, self.thin)[1])
+    thin = Option(lambda self, value: _counts(self.num_sweeps, self.burn_in, value)[2])
 
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
         vars(self).update(zip(("num_sweeps", "burn_in", "thin"), _counts(num_sweeps, burn_in, thin)))  # together

@@ -66,11 +66,12 @@ from torch import nn
 from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real, site_prefix
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
                                             _register_baselines)
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.options import Option
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
 
@@ -328,17 +329,18 @@ class NVIL(ModelGuideObjective):
         # through Pyro's param store (and no entries left in the user's store by a direct call of loss)
         self.elbo.registers_baselines = False
 
-    num_particles = forwarded_option(
-        "num_particles", None, "Score-function samples per datapoint (``elbo.num_particles``; read-only).",
-        fixed_because=" (it decides whether the particles are vectorized and the guessed max_plate_nesting)")
-    variance_normalization = forwarded_option(
-        "variance_normalization", lambda self, value: flag(value, "NVIL variance_normalization"),
-        "Divide each signal by :math:`\\max(1, \\sqrt{v_l})` (``elbo.variance_normalization``; ``True`` or ``False``).")
-    centering = forwarded_option(
-        "centering", lambda self, value: flag(value, "NVIL centering"),
-        "Subtract the running mean :math:`c_l` (``elbo.centering``; ``True`` or ``False``).")
-    decay = forwarded_option(
-        "decay", lambda self, value: _decay(value), "The running statistics' decay (``baselines.decay``, in [0, 1)).",
+    num_particles = Option(
+        doc="Score-function samples per datapoint (``elbo.num_particles``; fixed at construction).", owner="elbo",
+        fixed="at construction (it decides whether the particles are vectorized and the guessed max_plate_nesting)")
+    variance_normalization = Option(
+        lambda self, value: flag(value, "NVIL variance_normalization"),
+        "Divide each signal by :math:`\\max(1, \\sqrt{v_l})` (``elbo.variance_normalization``; ``True`` or ``False``).",
+        owner="elbo")
+    centering = Option(
+        lambda self, value: flag(value, "NVIL centering"),
+        "Subtract the running mean :math:`c_l` (``elbo.centering``; ``True`` or ``False``).", owner="elbo")
+    decay = Option(
+        lambda self, value: _decay(value), "The running statistics' decay (``baselines.decay``, in [0, 1)).",
         owner="baselines")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:

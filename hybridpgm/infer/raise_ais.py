@@ -45,8 +45,8 @@ import torch
 from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.infer.ais import AnnealedEstimator, check_base_data, path_draws
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
+from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -142,8 +142,8 @@ class RAISE(AnnealedEstimator):
     """
 
     _what = "RAISE"
-    num_chains = CheckedOption(lambda self, value: positive_int(value, "RAISE num_chains"))
-    batch_size = CheckedOption(lambda self, value: positive_int(value, "RAISE batch_size"))
+    num_chains = Option(lambda self, value: positive_int(value, "RAISE num_chains"))
+    batch_size = Option(lambda self, value: positive_int(value, "RAISE batch_size"))
 
     def __init__(self, num_chains: int = 1, num_steps: int = 1000, schedule: str = "salakhutdinov",
                  betas: Sequence[float] | torch.Tensor | None = None, batch_size: int = 1000):

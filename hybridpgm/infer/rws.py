@@ -46,10 +46,11 @@ import torch
 
 from hybridpgm.checks import check_player, flag, positive_int
 from hybridpgm.errors import ConfigError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
 from hybridpgm.infer.wake_sleep import sleep_phi_loss
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.options import Option
 
 __all__ = ["RWS", "RWSLosses", "ReweightedWakeSleepELBO"]
 
@@ -198,18 +199,18 @@ class RWS(ModelGuideObjective):
         ``["wake", "sleep"]``."""
         return ["rws"] if self.joint else ["wake", "sleep"]
 
-    num_particles = forwarded_option(
-        "num_particles", lambda self, value: positive_int(value, "RWS num_particles"),
-        ":math:`K`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.")
-    num_sleep_particles = forwarded_option(
-        "num_sleep_particles", lambda self, value: value,
-        "Dreams per datapoint (``elbo.num_sleep_particles``; ``None``: :attr:`num_particles`).")
-    wake_phi = forwarded_option(
-        "wake_phi", lambda self, value: _phi_flag(self, value, "sleep_phi"),
-        "Use the wake-:math:`\\phi` update (``elbo.wake_phi``; it or :attr:`sleep_phi` must stay on).")
-    sleep_phi = forwarded_option(
-        "sleep_phi", lambda self, value: _phi_flag(self, value, "wake_phi"),
-        "Use the sleep-:math:`\\phi` update (``elbo.sleep_phi``; it or :attr:`wake_phi` must stay on).")
+    num_particles = Option(
+        lambda self, value: positive_int(value, "RWS num_particles"),
+        ":math:`K`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.",
+        owner="elbo")
+    num_sleep_particles = Option(
+        None, "Dreams per datapoint (``elbo.num_sleep_particles``; ``None``: :attr:`num_particles`).", owner="elbo")
+    wake_phi = Option(
+        lambda self, value: _phi_flag(self, value, "sleep_phi"),
+        "Use the wake-:math:`\\phi` update (``elbo.wake_phi``; it or :attr:`sleep_phi` must stay on).", owner="elbo")
+    sleep_phi = Option(
+        lambda self, value: _phi_flag(self, value, "wake_phi"),
+        "Use the sleep-:math:`\\phi` update (``elbo.sleep_phi``; it or :attr:`wake_phi` must stay on).", owner="elbo")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"rws"``: :math:`\\theta` and :math:`\\phi`; with ``joint=False``, ``"wake"``: :math:`\\theta` and

@@ -12,11 +12,11 @@ from pyro.infer.autoguide import AutoGuide
 
 from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.infer.subsample_scale import check_plate_scale
+from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.objective import elbo_settings
@@ -62,7 +62,7 @@ class SVIObjective:
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``elbo`` is a class rather than an
         instance, ``module`` is not a :class:`torch.nn.Module`, or none can be found, or ``per_example`` is
         not ``True`` or ``False`` (also when assigned later: ``per_example`` is a checked attribute,
-        :class:`~hybridpgm.infer.checked_option.CheckedOption`; the string ``'no'`` would count as true).
+        :class:`~hybridpgm.options.Option`; the string ``'no'`` would count as true).
     :raises ObjectiveError: ``elbo`` has no ``differentiable_loss``.
 
     :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"elbo"`` or, with
@@ -72,7 +72,7 @@ class SVIObjective:
     that has no examples.
     """
 
-    per_example = CheckedOption(lambda self, value: flag(value, "SVIObjective per_example"))
+    per_example = Option(lambda self, value: flag(value, "SVIObjective per_example"))
 
     def __init__(self, model: Callable, guide: Callable, elbo: ELBO | None = None, *,
                  module: torch.nn.Module | None = None, per_example: bool = True, **model_kwargs: Any):

@@ -38,8 +38,9 @@ import torch
 
 from hybridpgm.checks import as_integer, check_player
 from hybridpgm.errors import ConfigError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
+from hybridpgm.options import Option
 
 __all__ = ["VIMCO", "VIMCO_ELBO"]
 
@@ -114,9 +115,10 @@ class VIMCO(ModelGuideObjective):
         super().__init__(model, guide, **options)
         self.elbo = VIMCO_ELBO(num_particles, max_plate_nesting=max_plate_nesting, plate_name=plate_name)
 
-    num_particles = forwarded_option(
-        "num_particles", lambda self, value: vimco_particles(value),
-        ":math:`K \\geq 2`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.")
+    num_particles = Option(
+        lambda self, value: vimco_particles(value),
+        ":math:`K \\geq 2`, the particles per datapoint: ``elbo.num_particles``, validated as by the constructor.",
+        owner="elbo")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"elbo"``: the model's and the guide's parameters."""

@@ -40,8 +40,9 @@ from pyro.poutine.util import prune_subsample_sites
 
 from hybridpgm.checks import check_player, positive_int
 from hybridpgm.errors import ObjectiveError
-from hybridpgm.infer.model_guide_objective import ModelGuideObjective, forwarded_option
+from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
+from hybridpgm.options import Option
 
 __all__ = ["WakeSleep", "WakeSleepELBO", "sleep_phi_loss"]
 
@@ -201,12 +202,12 @@ class WakeSleep(ModelGuideObjective):
         self.elbo = WakeSleepELBO(num_particles, num_sleep_particles, max_plate_nesting=max_plate_nesting,
                                   plate_name=plate_name)
 
-    num_particles = forwarded_option(
-        "num_particles", lambda self, value: positive_int(value, "WakeSleep num_particles"),
-        "Wake samples per datapoint: ``elbo.num_particles``, validated as by the constructor.")
-    num_sleep_particles = forwarded_option(
-        "num_sleep_particles", lambda self, value: positive_int(value, "WakeSleep num_sleep_particles"),
-        "Dreams per datapoint: ``elbo.num_sleep_particles``, validated as by the constructor.")
+    num_particles = Option(
+        lambda self, value: positive_int(value, "WakeSleep num_particles"),
+        "Wake samples per datapoint: ``elbo.num_particles``, validated as by the constructor.", owner="elbo")
+    num_sleep_particles = Option(
+        lambda self, value: positive_int(value, "WakeSleep num_sleep_particles"),
+        "Dreams per datapoint: ``elbo.num_sleep_particles``, validated as by the constructor.", owner="elbo")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"wake"``: the model's parameters :math:`\\theta`; ``"sleep"``: the guide's :math:`\\phi`."""

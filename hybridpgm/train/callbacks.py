@@ -23,6 +23,7 @@ import torch
 from hybridpgm.checks import positive_int, positive_real, type_name
 from hybridpgm.errors import ConfigError
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.options import Option
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.train.callback_states import (callback_buffer_paths, callback_states,  # noqa: F401 (their former home)
                                              check_callback_settings, load_callback_states)
@@ -129,26 +130,20 @@ class EvaluateEvery(Callback):
         metric and the type returned).
     """
 
+    every = Option(lambda self, value: positive_int(value, "EvaluateEvery every"), """The number of steps between
+        evaluations; an assignment is checked as the constructor checks it (:class:`~hybridpgm.options.Option`).
+
+        :raises ConfigError: (on assignment) a value that is not a positive integer (``0`` would stop the run
+            with a ``ZeroDivisionError`` at its first step).""")
+
     def __init__(self, every: int, fn: Callable[[Any], float | dict[str, float]], name: str = "eval"):
-        every = positive_int(every, "EvaluateEvery every")
+        self.every = every  # checked first, by the option
         if not callable(fn):
             raise ConfigError(f"EvaluateEvery fn must be a callable taking the objective, got {type(fn).__name__}")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"EvaluateEvery name must be a non-empty string, got {name!r}")
-        self.every, self.fn, self.name = every, fn, name
+        self.fn, self.name = fn, name
         self._last_step = -1
-
-    @property
-    def every(self) -> int:
-        """The number of steps between evaluations; an assignment is checked as the constructor checks it.
-
-        :raises ConfigError: (on assignment) a value that is not a positive integer (``0`` would stop the run
-            with a ``ZeroDivisionError`` at its first step)."""
-        return self.__dict__["every"]  # where the plain attribute of earlier releases was (their pickles load)
-
-    @every.setter
-    def every(self, value: int) -> None:
-        self.__dict__["every"] = positive_int(value, "EvaluateEvery every")
 
     def _evaluate(self, info: StepInfo) -> None:
         module = info.objective.module

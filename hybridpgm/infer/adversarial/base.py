@@ -40,10 +40,10 @@ from torch import nn
 from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count, shown_items
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
-from hybridpgm.infer.checked_option import CheckedOption
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.options import Option
 from hybridpgm.rng_scope import seeded_globally_from
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
@@ -156,8 +156,8 @@ class AdversarialGame:
                                  f"q(y | x), discriminator_modules names the discriminator player's other networks")
         self.module, self.discriminator, self._discriminator_modules = module, module["discriminator"], names
 
-    #: discriminator steps per generator step, checked when assigned (:mod:`hybridpgm.infer.checked_option`)
-    k = CheckedOption(lambda self, value: check_k(value))
+    #: discriminator steps per generator step, checked when assigned (:mod:`hybridpgm.options`)
+    k = Option(lambda self, value: check_k(value))
     #: the attributes, beyond ``k``, that define a game of this class (:meth:`settings`)
     _SETTINGS: tuple[str, ...] = ()
     #: the attributes, beyond :meth:`settings`, that ``repr`` shows (the shapes the networks were checked for)
