@@ -19,7 +19,7 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
-           "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name", "positive_int",
+           "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name", "name_list", "positive_int",
            "positive_real", "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix",
            "takes_keyword", "torch_readable", "type_name", "unit_fraction"]
 
@@ -286,6 +286,18 @@ def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:
     if not isinstance(value, bool):
         raise error(f"{what} must be True or False, got {value!r}")
     return value
+
+
+def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list[str]:
+    """Names given as a list or tuple of strings (a bare string is refused: iterated, ``"head"`` would be the
+    one-letter names ``'h', 'e', 'a', 'd'``).
+
+    :raises error: naming ``what`` and the value."""
+    if isinstance(value, (str, bytes)):
+        raise error(f"{what} is a list of names, got the string {value!r:.60}: pass [{value!r:.60}]")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise error(f"{what} must be a list of names (strings), got {type_name(value)} {value!r:.60}")
+    return list(value)
 
 
 def site_prefix(prefix, where: str) -> str:

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import as_integer, check_player, generator_or_none, positive_real, sample_count, shown_items
+from hybridpgm.checks import (as_integer, check_player, generator_or_none, name_list, positive_real, sample_count,
+                              shown_items)
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.infer.particle_probe import keeping_module_state
@@ -142,14 +143,14 @@ class AdversarialGame:
     :param k: discriminator steps per generator step (``>= 1``).
     :param discriminator_modules: the names in ``module`` trained by the discriminator player (``"discriminator"``
         and these); the others are the generator player's.
-    :raises ConfigError: ``k < 1``, also when assigned later (``k`` is a checked attribute: ``k = 0`` would not train).
+    :raises ConfigError: ``k < 1``, also assigned later (``k = 0`` would not train); a bare string as the names.
     :raises ModelSpecError: ``module`` has no ``"discriminator"`` entry, or no entry of a name in
         ``discriminator_modules`` (naming the missing names and those it has).
     """
 
     def __init__(self, module: nn.ModuleDict, *, k: int = 1, discriminator_modules: Sequence[str] = ()):
         self.k = k
-        names = ("discriminator", *discriminator_modules)
+        names = ("discriminator", *name_list(discriminator_modules, f"{type(self).__name__} discriminator_modules"))
         if missing := [name for name in names if name not in module]:
             raise ModelSpecError(f"{type(self).__name__}: its module has no network named {shown_items(missing)} "
                                  f"(it holds {shown_items(list(module))}): 'discriminator' gives the logits of "

@@ -7,9 +7,11 @@ import copy
 import pickle
 
 import pytest
+import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.adversarial import GAN
+from hybridpgm.infer.adversarial.base import AdversarialGame
 from tests.infer.adversarial.conftest import tiny_pair
 
 
@@ -40,3 +42,12 @@ def test_a_valid_k_takes_effect_and_travels_with_copies():
         assert other.k == 3
         with pytest.raises(ConfigError):
             other.k = 0
+
+
+@pytest.mark.parametrize("names", ["head", ("head", 3)])
+def test_discriminator_modules_must_be_a_list_of_names(names):
+    """A bare string was read as its letters: 'the module has no network named 'h', 'e', 'a', 'd''."""
+    module = torch.nn.ModuleDict({"discriminator": torch.nn.Linear(2, 1), "head": torch.nn.Linear(2, 2)})
+    with pytest.raises(ConfigError, match="discriminator_modules"):
+        AdversarialGame(module, discriminator_modules=names)
+    AdversarialGame(module, discriminator_modules=["head"])
