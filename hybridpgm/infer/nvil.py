@@ -30,8 +30,9 @@ exactly the ELBO gradient, and that of each guide layer is the ELBO gradient
 divided by the constant :math:`\\max(1, \\sqrt{v_l})`.
 
 **Mini-batches.**  In a subsampled data plate (``num_data=N`` on :math:`B` rows) each site's log-densities
-carry the plate's scale :math:`s = N / B`, and so does its downstream cost :math:`s\\,\\ell_l`.  For a site
-with learned baselines the cost is divided by its scale :math:`s` first: :math:`C_{\\psi_l}`, :math:`c_l` and
+carry the plate's factor :math:`s = N / B`, and so does its downstream cost :math:`s\\,\\ell_l`.  For a site
+with learned baselines the cost is divided by that factor first (not by a weight of the user's own, such as a KL
+anneal's :func:`pyro.poutine.scale`, which stays in the cost as before): :math:`C_{\\psi_l}`, :math:`c_l` and
 :math:`v_l` see the per-datapoint :math:`\\ell_l`, and the surrogate term and :math:`\\psi`'s squared error are
 multiplied by :math:`s` afterwards.  The estimator stays unbiased, the statistics and the step of
 :math:`\\phi` do not depend on :math:`B`, and at :math:`s = 1` nothing changes (no arithmetic is done).
@@ -70,6 +71,7 @@ from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
                                             _register_baselines)
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
+from hybridpgm.infer.subsample_scale import subsample_factor
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
 
@@ -217,9 +219,11 @@ class NVIL_ELBO(TraceGraph_ELBO):
         """The site's learning signal (its factor of the score function) and its baselines' squared error.
 
         A site of :attr:`baselines` is centred and scaled per datapoint: ``cost`` (its plate-scaled downstream
-        cost :math:`s\\,\\ell_l`, with :math:`s` the site's scale, :math:`N / B` in a subsampled data plate) is
-        divided by :math:`s`, :math:`C_{\\psi_l}`, :math:`c_l` and :math:`v_l` see :math:`\\ell_l` alone, and the
-        signal and the squared error are multiplied by :math:`s` afterwards.  Any other site gets Pyro's
+        cost :math:`s\\,\\ell_l`, with :math:`s = N / B` the factor of its subsampled plates,
+        :func:`~hybridpgm.infer.subsample_scale.subsample_factor`; a weight of the user's own, a KL anneal's
+        :func:`pyro.poutine.scale`, stays in :math:`\\ell_l`) is divided by :math:`s`, :math:`C_{\\psi_l}`,
+        :math:`c_l` and :math:`v_l` see :math:`\\ell_l` alone, and the signal and the squared error are multiplied
+        by :math:`s` afterwards.  Any other site gets Pyro's
         treatment (its own ``baseline`` options on the scaled cost).
 
         :returns: the detached signal (the shape of ``cost``) and the squared error (0-d, or ``0.0``)."""
@@ -232,7 +236,7 @@ class NVIL_ELBO(TraceGraph_ELBO):
         elif value is not None:
             baseline = value
         tracked = self.baselines is not None and node in self.baselines.nets
-        site_scale = guide_site.get("scale", 1.0) if tracked else 1.0
+        site_scale = subsample_factor(guide_site) if tracked else 1.0  # N / B only: a KL weight stays in the cost
         if not is_identically_one(site_scale):
             cost = cost / site_scale  # per datapoint: the statistics and C_psi do not depend on N / B
         c, scale = 0.0, 1.0

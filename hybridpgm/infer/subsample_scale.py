@@ -38,7 +38,7 @@ import torch
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.particle_probe import probing
 
-__all__ = ["check_plate_scale", "scaled_batch_plate"]
+__all__ = ["check_plate_scale", "scaled_batch_plate", "subsample_factor"]
 
 
 def _as_int(size: Any) -> int | None:
@@ -46,6 +46,20 @@ def _as_int(size: Any) -> int | None:
     if isinstance(size, torch.Tensor):
         return int(size.item()) if size.numel() == 1 else None
     return int(size) if isinstance(size, int) else None
+
+
+def subsample_factor(site: dict) -> float:
+    """The factor :math:`\\prod N_p / B_p` by which the subsampled plates of ``site`` scale its log-density (1.0
+    for a site in no subsampled plate): the part of ``site["scale"]`` that data subsampling put there, without a
+    :func:`pyro.poutine.scale` of the user's own (a KL weight) or a mask.
+
+    :param dict site: a sample site of a Pyro trace."""
+    factor = 1.0
+    for frame in site.get("cond_indep_stack", ()):
+        size, full = _as_int(frame.size), _as_int(frame.full_size)
+        if size and full is not None and full != size:
+            factor *= full / size
+    return factor
 
 
 def scaled_batch_plate(traces: Iterable[tuple[str, poutine.Trace]], batch: int) -> tuple[str, str, int] | None:

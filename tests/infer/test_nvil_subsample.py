@@ -112,3 +112,48 @@ def test_a_full_batch_run_is_bit_identical_with_and_without_a_plate_of_its_size(
                      objective.baselines.var.clone()))
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+class _SiteScale(pyro.poutine.messenger.Messenger):
+    """Multiplies the scale of the named sites (a KL weight, or a per-row weight tensor), as users anneal."""
+
+    def __init__(self, names, weight):
+        super().__init__()
+        self.names, self.weight = names, weight
+
+    def _process_message(self, msg):
+        if msg["name"] in self.names:
+            msg["scale"] = self.weight * msg["scale"]
+
+
+def _weighted(fn, weight):
+    def program(*args, **kwargs):
+        with _SiteScale({"h1"}, weight):
+            return fn(*args, **kwargs)
+    return program
+
+
+@pytest.mark.parametrize("weight", [0.1, "rows with a zero"])
+def test_a_weight_of_the_users_own_stays_in_the_signal_and_only_the_plate_factor_is_divided_out(weight):
+    """A KL weight (``poutine.scale`` on the latent site of the model and the guide) is part of the cost the
+    baselines track, as before: only the subsampled plate's N / B is divided out.  Dividing by the whole scale
+    made the statistics track cost / beta (v 120 times larger at beta = 0.1, the phi step 10 times smaller) and a
+    per-row weight of 0 a NaN (0 / 0) in the loss and the statistics for good."""
+    sbn, x = _sbn()
+    w = 0.1 if weight == 0.1 else torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 1.0, 0.0, 1.0])
+    plain = NVIL(sbn.model, sbn.guide, hidden_dim=4, num_particles=10, per_example=False)
+    weighted = NVIL(_weighted(sbn.model, w), _weighted(sbn.guide, w), module=sbn, hidden_dim=4, num_particles=10,
+                    per_example=False, sites=plain.elbo.baselines.sites,
+                    model_parameters=plain.theta, guide_parameters=plain.phi)
+    weighted.baselines.load_state_dict(plain.baselines.state_dict())
+    with pyro.validation_enabled(False):  # Pyro refuses a zero scale with validation on
+        for objective in (plain, weighted):
+            pyro.set_rng_seed(0)
+            with torch.no_grad():
+                losses = [objective.loss("elbo", x) for _ in range(5)]
+            assert all(torch.isfinite(loss) for loss in losses)
+    mean_plain, _ = plain.baselines.statistics("h1")
+    mean_weighted, var_weighted = weighted.baselines.statistics("h1")
+    assert torch.isfinite(mean_weighted) and torch.isfinite(var_weighted)
+    if weight == 0.1:  # the cost scaled by 0.1 where the KL weight applies, not divided by it: smaller, not 10x
+        assert mean_weighted.abs() < mean_plain.abs()

@@ -58,3 +58,22 @@ def test_the_outermost_subsampled_data_plate_is_found():
 
     trace = poutine.trace(model).get_trace(torch.randn(5))
     assert scaled_batch_plate([("model", trace)], 5) == ("model", "data", 100)
+
+
+def test_the_subsample_factor_is_the_plates_not_a_scale_of_the_users_own():
+    """:func:`subsample_factor`: N / B of each subsampled plate of a site (a product over nested ones), 1 for a
+    site in none, whatever ``poutine.scale`` (a KL weight) multiplies its ``scale`` by."""
+    from hybridpgm.infer.subsample_scale import subsample_factor
+
+    def model():
+        with poutine.scale(scale=0.1):
+            pyro.sample("global", dist.Normal(0.0, 1.0))
+            with pyro.plate("data", 100, subsample_size=5, dim=-1):
+                pyro.sample("local", dist.Normal(0.0, 1.0))
+                with pyro.plate("words", 20, subsample_size=4, dim=-2):
+                    pyro.sample("word", dist.Normal(0.0, 1.0))
+
+    trace = poutine.trace(model).get_trace()
+    assert subsample_factor(trace.nodes["global"]) == 1.0
+    assert subsample_factor(trace.nodes["local"]) == 20.0
+    assert subsample_factor(trace.nodes["word"]) == 100.0
