@@ -62,8 +62,8 @@ class Option:
     :param owner: the name of the instance's attribute holding the value as its attribute of the same name
         (``owner="elbo"``: ``instance.elbo.<name>``); ``None`` (default): the instance's ``__dict__`` holds it.
     :param fixed: the option cannot change once set: ``None`` (default) for an option that may be assigned
-        at any time.  Otherwise an assignment after the first (any assignment, with ``owner``: the constructor
-        sets the owner's attribute itself) raises :class:`~hybridpgm.errors.FixedOptionError` -- both a
+        at any time.  Otherwise an assignment of another value after the first (any assignment, with ``owner``:
+        the constructor sets the owner's attribute itself) raises :class:`~hybridpgm.errors.FixedOptionError` -- both a
         :class:`~hybridpgm.errors.ConfigError` and an :class:`AttributeError` (Python's error for a read-only
         attribute) -- with the message ``fixed(instance, value)`` when ``fixed`` is callable, else
         ``"<Class>.<name> is fixed <fixed>: it is <old>, <value> was assigned; build a new <Class> with the other
@@ -96,6 +96,8 @@ class Option:
     def __set__(self, instance: Any, value: Any) -> None:
         name, owner = self.name, self.owner
         if self.fixed is not None and (owner is not None or name in instance.__dict__):
+            if owner is None and _same(instance.__dict__[name], value):
+                return  # the value it holds (a subclass that set it before its base's constructor did)
             raise FixedOptionError(self._fixed_message(instance, value))
         if self.check is not None:
             value = self.check(instance, value)
@@ -114,3 +116,13 @@ class Option:
         cls = type(instance).__name__
         return (f"{cls}.{self.name} is fixed {self.fixed}: it is {self.__get__(instance)!r}, {value!r} was "
                 f"assigned; build a new {cls} with the other value instead")
+
+
+def _same(held: Any, value: Any) -> bool:
+    """Whether ``value`` is the value held (the same object, or an equal one of the same type)."""
+    if held is value:
+        return True
+    try:
+        return type(held) is type(value) and bool(held == value)
+    except Exception:  # noqa: BLE001 - values without a plain equality (tensors of several entries): not the same
+        return False

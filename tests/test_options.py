@@ -224,3 +224,35 @@ def test_every_fixed_option_is_both_a_config_error_and_an_attribute_error():
             with pytest.raises(caught, match=rf"{name} is fixed"):
                 setattr(obj, name, value)
         assert getattr(obj, name) == before
+
+
+def test_subclasses_may_set_options_before_or_after_the_base_constructor():
+    """Subclasses of the previous release set these attributes in their own ``__init__`` (review E): a fixed
+    option set before the base constructor (or set again after it) to the value the base sets is accepted, and a
+    checked option set first is checked against the defaults of the options not set yet (these raised
+    FixedOptionError, or a raw AttributeError from a check that read an option the base had not set)."""
+    from hybridpgm.energy import RBM
+    from hybridpgm.infer import AIS
+    from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
+
+    class SizedFirst(RBM):
+        def __init__(self, v, h):
+            self.num_hidden = h
+            super().__init__(v, h)
+            self.visible_type = "bernoulli"
+
+    class ThinFirst(ChromaticGibbs):
+        def __init__(self):
+            self.thin = 2
+            super().__init__(num_sweeps=10, thin=2)
+
+    class StepsFirst(AIS):
+        def __init__(self):
+            self.num_steps = 50
+            super().__init__(num_chains=4, num_steps=50)
+
+    assert SizedFirst(4, 3).num_hidden == 3
+    assert ThinFirst().thin == 2
+    assert StepsFirst().num_steps == 50
+    with pytest.raises(FixedOptionError, match="num_hidden"):
+        SizedFirst(4, 3).num_hidden = 5

@@ -138,10 +138,12 @@ class GPLSTM(DeepKernelGP):
 
     horizon = Option(
         lambda model, value: positive_int(value, "GPLSTM horizon", error=ModelSpecError),
-        """``h``, how far after its window each training target lies (see the constructor), read by :meth:`forecast`.
-        Assigning checks the value as the constructor does and :func:`hybridpgm.save` records it.
+        """``h``, how far after its window each training target lies (see the constructor), read by :meth:`forecast`;
+        fixed when the model is built, as its training targets are (another value would feed ``h``-step-ahead
+        predictions back as next values without an error).
 
-        :raises ModelSpecError: (on assignment) a value that is not a positive integer.""")
+        :raises FixedOptionError: (on assignment) another value.""",
+        fixed="when the model is built (its training targets lie that far ahead)")
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
                  num_features: int = 2, num_layers: int = 1, horizon: int = 1, **kwargs: Any):

@@ -253,7 +253,10 @@ class AnnealedEstimator:
 
     def _named(self, option: str) -> str:
         """The name of the schedule, which setting ``option`` rebuilds; a :class:`~hybridpgm.errors.ConfigError`
-        where the schedule was given as ``betas`` (nothing to rebuild: the given values would silently stay)."""
+        where the schedule was given as ``betas`` (nothing to rebuild: the given values would silently stay).
+        Before the constructor has run (a subclass setting ``option`` first), the constructor's default name."""
+        if "_schedule" not in self.__dict__:
+            return "salakhutdinov"
         if self._schedule is None:
             raise ConfigError(f"{self._what} {option} cannot be set: the schedule was given as betas "
                               f"({self.num_steps} steps); set {self._what}.betas instead")

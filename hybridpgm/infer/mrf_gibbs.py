@@ -52,9 +52,10 @@ class ChromaticGibbs:
         other two (``burn_in = num_sweeps`` would keep no sweep of the trace).
     """
 
-    num_sweeps = Option(lambda self, value: _counts(value, self.burn_in, self.thin)[0])
-    burn_in = Option(lambda self, value: _counts(self.num_sweeps, value, self.thin)[1])
-    thin = Option(lambda self, value: _counts(self.num_sweeps, self.burn_in, value)[2])
+    # each checked against the other two (their defaults where a subclass sets one before this constructor runs)
+    num_sweeps = Option(lambda self, value: _counts(value, *_held(self, "burn_in", "thin"))[0])
+    burn_in = Option(lambda self, value: _counts(_held(self, "num_sweeps")[0], value, _held(self, "thin")[0])[1])
+    thin = Option(lambda self, value: _counts(*_held(self, "num_sweeps", "burn_in"), value)[2])
 
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
         vars(self).update(zip(("num_sweeps", "burn_in", "thin"), _counts(num_sweeps, burn_in, thin)))  # together
@@ -131,6 +132,11 @@ class ChromaticGibbs:
                 if return_trace and sweep >= self.burn_in and (sweep - self.burn_in) % self.thin == 0:
                     trace.append(x.clone())
         return torch.stack(trace) if return_trace else x
+
+
+def _held(gibbs: "ChromaticGibbs", *names: str) -> list:
+    """The counts ``names`` that ``gibbs`` holds, or the constructor's defaults for those not set yet."""
+    return [vars(gibbs).get(name, {"num_sweeps": 100, "burn_in": 0, "thin": 1}[name]) for name in names]
 
 
 def _counts(num_sweeps, burn_in, thin) -> list[int]:
