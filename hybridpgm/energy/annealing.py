@@ -52,9 +52,13 @@ __all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
 def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool = False,
                    eps: float = 1e-3) -> torch.Tensor:
     """Visible biases of the base-rate model: :math:`\\operatorname{logit}` of the (clamped) data
-    means for Bernoulli units, the data means for Gaussian units, zeros without data.
+    means for Bernoulli units, the data means for Gaussian units.  Without data: zeros for Bernoulli units (the
+    uniform distribution), and for Gaussian units the target's own visible biases ``like`` (a Gaussian base of
+    mean 0 under a model whose visible units sit around 1000 left AIS thousands of nats low, with a small
+    standard error).
 
-    :param data: ``N x V`` or ``None``; ``like``: a ``V`` tensor giving shape, dtype and device.
+    :param data: ``N x V`` or ``None``; ``like``: the target's ``V`` visible biases (their shape, dtype and
+        device; their values for Gaussian units without data).
     :param bool gaussian: the units are Gaussian (means) rather than Bernoulli (log-odds).
     :raises ConfigError: ``gaussian`` that is not ``True`` or ``False``.
     :raises DataError: ``data`` of the wrong shape, complex, empty (no means to take), holding NaN/inf, or
@@ -62,7 +66,7 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     """
     gaussian = flag(gaussian, "base_rate_bias gaussian")
     if data is None:
-        return torch.zeros_like(like)
+        return like.clone() if gaussian else torch.zeros_like(like)
     if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != like.shape[-1]:
         shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
         raise DataError(f"AIS base-rate data must have shape (N, {like.shape[-1]}), got {shape}")
