@@ -62,16 +62,21 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 class _RecordingWriter:
     """A binary file that remembers the first :class:`OSError` of a write, which
-    torch's zip writer turns into a ``RuntimeError`` naming neither file nor reason."""
+    torch's zip writer turns into a ``RuntimeError`` naming neither file nor reason, and an interrupt (Ctrl-C's
+    :class:`KeyboardInterrupt`, which arrives while torch calls :meth:`write`), which it turns into the same."""
 
     def __init__(self, file):
-        self.file, self.error = file, None
+        self.file, self.error, self.interrupt = file, None, None
 
     def write(self, data):
         try:
             return self.file.write(data)
         except OSError as error:
             self.error = self.error or error
+            raise
+        except BaseException as interrupt:  # not an Exception: KeyboardInterrupt, SystemExit
+            if not isinstance(interrupt, Exception):
+                self.interrupt = self.interrupt or interrupt
             raise
 
     def flush(self):
@@ -184,6 +189,8 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
         os.replace(tmp_name, path)
         tmp_name = None
     except (OSError, RuntimeError) as error:
+        if writer is not None and writer.interrupt is not None:  # torch's RuntimeError hid the user's Ctrl-C
+            raise writer.interrupt from None
         os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)
         if os_error is None:
             raise

@@ -199,3 +199,28 @@ def test_two_writers_and_a_reader_of_one_report(tmp_path):
     reader.join()
     assert errors == [] and torn == []
     assert os.listdir(tmp_path) == ["evaluation.json"]
+
+
+def test_an_interrupt_during_the_write_stays_an_interrupt(tmp_path):
+    """Ctrl-C arrives while torch's zip writer calls the file's ``write``; torch turns the ``KeyboardInterrupt``
+    into a ``RuntimeError`` ("unexpected pos ..."), which an ``except Exception`` then swallowed.  The user's
+    interrupt is raised as itself, the previous file kept and no temporary file left."""
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"previous")
+
+    class Interrupted:
+        def write(self, data):
+            raise KeyboardInterrupt
+
+    def torch_like_save(payload, writer):
+        writer.file = Interrupted()  # the signal lands in the next write
+        try:
+            writer.write(b"payload")
+        except BaseException as error:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 161218560") from error
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, {}, "model file", save=torch_like_save)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
