@@ -19,7 +19,8 @@ import torch
 from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
-           "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name", "name_list", "positive_int",
+           "expanded_batch_shape", "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name",
+           "name_list", "positive_int",
            "positive_real", "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix",
            "takes_keyword", "torch_readable", "type_name", "unit_fraction"]
 
@@ -275,6 +276,22 @@ def check_player(player, players, owner: str) -> None:
     have = (f"one player {names[0]}" if len(names) == 1
             else f"players {', '.join(names[:-1])} and {names[-1]}")
     raise ConfigError(f"{owner} has {have}, got {player!r}")
+
+
+def expanded_batch_shape(batch_shape: torch.Size, requested, what: str) -> torch.Size:
+    """``requested`` as the :class:`torch.Size` a distribution of ``batch_shape`` expands to, as
+    :meth:`torch.distributions.Distribution.expand` takes it.
+
+    :raises ModelSpecError: ``batch_shape`` does not broadcast to it, naming ``what`` and both shapes (torch's
+        own error named a parameter's shape)."""
+    requested = torch.Size(requested)
+    try:
+        fits = torch.broadcast_shapes(batch_shape, requested) == requested
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ModelSpecError(f"{what}: batch_shape {tuple(batch_shape)} does not broadcast to {tuple(requested)}")
+    return requested
 
 
 def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:

@@ -8,27 +8,12 @@ import copy
 import pickle
 
 import pytest
-from torch import nn
 
 import hybridpgm
-from hybridpgm.checks import positive_int
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.serialization import serializable
-from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.serialization_registry import record_argument
-
-
-@serializable
-class Toy(nn.Module):
-    """A module with one option read at call time (``steps``) and one that decides a shape (``width``)."""
-
-    steps = Option(lambda toy, value: positive_int(value, "Toy steps", error=ModelSpecError), "Steps.")
-    width = Option(fixed=PARAMETERS_BUILT, doc="Width.")
-
-    def __init__(self, width: int = 2, *, steps: int = 3):
-        super().__init__()
-        self.width, self.steps = width, steps
-        self.linear = nn.Linear(width, 1)
+from tests.test_options import Toy
 
 
 @serializable

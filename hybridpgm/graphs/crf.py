@@ -45,7 +45,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from hybridpgm.checks import positive_int, torch_readable, sample_shape_of
+from hybridpgm.checks import expanded_batch_shape, positive_int, sample_shape_of, torch_readable
 from hybridpgm.errors import DeviceError, ModelSpecError
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
@@ -206,14 +206,7 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         :raises NotImplementedError: ``self`` is of a subclass that defines ``__init__`` but not ``expand``
             (torch's rule: its fields could not be filled in).
         :raises ModelSpecError: a ``batch_shape`` the distribution's does not broadcast to, naming both."""
-        batch_shape = torch.Size(batch_shape)
-        try:
-            wide = torch.broadcast_shapes(self.batch_shape, batch_shape) == batch_shape
-        except RuntimeError:
-            wide = False
-        if not wide:
-            raise ModelSpecError(f"LinearChainCRF.expand: batch_shape {tuple(self.batch_shape)} does not broadcast "
-                                 f"to {tuple(batch_shape)}")
+        batch_shape = expanded_batch_shape(self.batch_shape, batch_shape, "LinearChainCRF.expand")
         new = self._get_checked_instance(LinearChainCRF, _instance)
         T, L = self.unary.shape[-2:]
         new.unary = self.unary.expand(batch_shape + (T, L))

@@ -42,8 +42,8 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import lazy_property
 
-from hybridpgm.checks import sample_shape_of
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.checks import expanded_batch_shape, sample_shape_of
+from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_compile import assignment_states
 from hybridpgm.graphs.mrf_score import factor_graph_score
@@ -86,14 +86,7 @@ class MarkovNetDistribution(TorchDistribution):
 
         :raises ModelSpecError: a ``batch_shape`` the distribution's does not broadcast to, naming both.
         """
-        batch_shape = torch.Size(batch_shape)
-        try:
-            wide = torch.broadcast_shapes(self._fg.batch_shape, batch_shape) == batch_shape
-        except RuntimeError:
-            wide = False
-        if not wide:
-            raise ModelSpecError(f"MarkovNetDistribution.expand: batch_shape {tuple(self._fg.batch_shape)} does not "
-                                 f"broadcast to {tuple(batch_shape)}")
+        batch_shape = expanded_batch_shape(self._fg.batch_shape, batch_shape, "MarkovNetDistribution.expand")
         new = self._get_checked_instance(MarkovNetDistribution, _instance)
         new.mrf, new.evidence, new.context = self.mrf, self.evidence, self.context
         new._fg, new._cards = self._fg, self._cards

@@ -15,6 +15,7 @@ from hybridpgm.energy import RBM
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer import ContrastiveDivergence, PersistentCD
 from hybridpgm.train import fit
+from tests.option_contract import assert_refused_as_by_the_constructor
 
 
 @pytest.mark.parametrize("cls", [ContrastiveDivergence, PersistentCD])
@@ -22,14 +23,7 @@ from hybridpgm.train import fit
                                            ("check_data", 1)])
 def test_an_assigned_option_is_refused_as_by_the_constructor(cls, option, value):
     rbm = RBM(4, 3)
-    with pytest.raises(ConfigError) as by_constructor:
-        cls(rbm, **{option: value})
-    objective = cls(rbm)
-    before = getattr(objective, option)
-    with pytest.raises(ConfigError) as by_assignment:
-        setattr(objective, option, value)
-    assert str(by_assignment.value) == str(by_constructor.value)
-    assert getattr(objective, option) == before
+    assert_refused_as_by_the_constructor(lambda: cls(rbm, **{option: value}), cls(rbm), option, value)
 
 
 def test_k_zero_assigned_later_no_longer_trains_silently_nothing():

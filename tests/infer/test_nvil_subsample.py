@@ -55,15 +55,22 @@ def test_expected_gradient_is_the_full_data_gradient_at_every_batch_size(batch_s
     assert objective.baselines.var.item() < 0.7  # per datapoint: max(1, sqrt(v)) = 1 at every B
 
 
+def _without_and_with_num_data(sbn, seed):
+    """Two NVIL objectives of ``sbn``, without ``num_data`` and with ``num_data=N``, whose baselines start from
+    the same networks (drawn after seeding ``seed``); yielded one at a time, as each run follows its creation."""
+    for kwargs in ({}, {"num_data": N}):
+        objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, model_kwargs=kwargs, per_example=False)
+        torch.manual_seed(seed)
+        objective.baselines.load_state_dict(NVIL(sbn.model, sbn.guide, hidden_dim=4).baselines.state_dict())
+        yield objective
+
+
 def test_num_data_scales_loss_and_gradients_and_leaves_signals_and_statistics_per_datapoint():
     """The same B = 4 rows and draws with ``num_data=8`` and without: the loss and every gradient (theta, phi
     and the baselines' psi) are exactly N / B = 2 times larger, and the running statistics are the same."""
     sbn, x = _sbn(1)
     runs = []
-    for kwargs in ({}, {"num_data": N}):
-        objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, model_kwargs=kwargs, per_example=False)
-        torch.manual_seed(3)
-        objective.baselines.load_state_dict(NVIL(sbn.model, sbn.guide, hidden_dim=4).baselines.state_dict())
+    for objective in _without_and_with_num_data(sbn, seed=3):
         params = list(objective.module.parameters())
         pyro.set_rng_seed(4)
         losses, grads = [], []
@@ -102,10 +109,7 @@ def test_a_full_batch_run_is_bit_identical_with_and_without_a_plate_of_its_size(
     same loss, gradients and statistics bit for bit: the per-datapoint path does no arithmetic at scale 1."""
     sbn, x = _sbn(3)
     runs = []
-    for kwargs in ({}, {"num_data": N}):
-        objective = NVIL(sbn.model, sbn.guide, hidden_dim=4, model_kwargs=kwargs, per_example=False)
-        torch.manual_seed(0)
-        objective.baselines.load_state_dict(NVIL(sbn.model, sbn.guide, hidden_dim=4).baselines.state_dict())
+    for objective in _without_and_with_num_data(sbn, seed=0):
         pyro.set_rng_seed(5)
         loss = objective.loss("elbo", x)
         runs.append((loss.detach(), flat_grads(loss, list(objective.module.parameters())),

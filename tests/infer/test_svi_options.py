@@ -9,18 +9,15 @@ import pytest
 import torch
 
 from hybridpgm import SVIObjective, VAE
-from hybridpgm.errors import ConfigError
+from tests.option_contract import assert_refused_as_by_the_constructor
 
 
 @pytest.mark.parametrize("value", ["no", 1, None, 0])
 def test_per_example_assigned_later_is_refused_as_by_the_constructor(value):
     vae = VAE(6, 2, (4,))
-    with pytest.raises(ConfigError) as by_constructor:
-        SVIObjective(vae.model, vae.guide, per_example=value)
     objective = SVIObjective(vae.model, vae.guide)
-    with pytest.raises(ConfigError) as by_assignment:
-        objective.per_example = value
-    assert str(by_assignment.value) == str(by_constructor.value)
+    assert_refused_as_by_the_constructor(lambda: SVIObjective(vae.model, vae.guide, per_example=value), objective,
+                                         "per_example", value)
     assert objective.per_example is True
 
 
