@@ -110,12 +110,27 @@ class RBMAnnealingPath:
     \prod_j (1 + e^{\beta (c_j + (v/\sigma)^\top W_{:j})})` for an :class:`~hybridpgm.energy.RBM`.
 
     :param rbm: the target RBM.
-    :param data: optional ``N x V`` training data for the base rates [1].
+    :param data: optional ``N x V`` training data for the base rates [1]; without it, zeros for Bernoulli units
+        and, for Gaussian units, the RBM's visible biases as they are when AIS runs (:func:`base_rate_bias`).
     """
 
     def __init__(self, rbm, data: torch.Tensor | None = None):
         self.rbm = rbm
-        self.base = base_rate_bias(data, rbm.visible_bias.detach(), rbm.gaussian)
+        # Gaussian units without data: the RBM's visible biases as they are when AIS runs (None), as the path's
+        # other parts follow the model (a copy taken here went stale after a load_state_dict)
+        live = data is None and rbm.gaussian
+        self.base = None if live else base_rate_bias(data, rbm.visible_bias.detach(), rbm.gaussian)
+
+    @property
+    def base(self) -> torch.Tensor:
+        """The base-rate model's visible biases ``V``: from the data, zeros, or (a Gaussian RBM without data) the
+        RBM's visible biases as they are now."""
+        held = self.__dict__.get("base")
+        return self.rbm.visible_bias.detach() if held is None else held
+
+    @base.setter
+    def base(self, value: torch.Tensor | None) -> None:
+        self.__dict__["base"] = value  # where the attribute of earlier releases was: their pickles load
 
     @_settable
     @property
@@ -273,7 +288,11 @@ class DBMAnnealingPath:
 
 def _following(path: RBMAnnealingPath | DBMAnnealingPath, like: torch.Tensor) -> torch.Tensor:
     """``path.base`` in ``like``'s dtype and on its device (the model's visible biases): converted, and kept so,
-    where the model moved since the path was built; the same tensor, no copy, where it did not."""
-    if path.base.dtype != like.dtype or path.base.device != like.device:
-        path.base = path.base.to(device=like.device, dtype=like.dtype)
-    return path.base
+    where the model moved since the path was built; the same tensor, no copy, where it did not.  A base of
+    ``None`` is ``like`` itself, as it is now (a Gaussian RBM's path without data)."""
+    held = path.__dict__.get("base")
+    if held is None:
+        return like.detach()
+    if held.dtype != like.dtype or held.device != like.device:
+        held = path.__dict__["base"] = held.to(device=like.device, dtype=like.dtype)
+    return held

@@ -364,7 +364,7 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         :class:`~hybridpgm.energy.annealing.RBMAnnealingPath`.
 
         :param data: optional ``N x V`` training data whose means set the base-rate visible biases; ``None``
-            (default) starts from zero biases.
+            (default) starts from zero biases (Bernoulli units) or from the RBM's own visible biases (Gaussian).
         :raises ModelSpecError: a parameter holds NaN/inf (:meth:`check_parameters`)."""
         from hybridpgm.energy.annealing import RBMAnnealingPath
 

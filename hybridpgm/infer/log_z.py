@@ -16,7 +16,7 @@ from different samples:
 * ``"model"``: the pixel rates of the model's own samples, from block-Gibbs
   chains started half at the data and half at random (or from chains the user
   passes, e.g. the persistent chains of PCD);
-* ``"uniform"``: fair coins.
+* ``"uniform"``: fair coins (Bernoulli units; Gaussian units start from the model's own visible biases).
 
 Each start's :math:`\log\widehat Z_s` is a stochastic lower bound of
 :math:`\log Z` (:math:`E[\widehat Z_s] = Z`, so by Jensen

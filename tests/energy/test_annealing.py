@@ -32,6 +32,22 @@ def test_a_gaussian_path_kept_across_a_new_sigma_gives_the_fresh_paths_log_z():
     assert torch.equal(a.log_weights, b.log_weights)
 
 
+def test_a_gaussian_path_without_data_kept_across_new_visible_biases_gives_the_fresh_paths_log_z():
+    """Without data a Gaussian path's base is the RBM's visible biases as they are when AIS runs: a copy taken
+    when the path was built gave log Z tens of thousands of nats low (-36331 against 2633) after a state dict with
+    biases of 1000 was loaded (review F)."""
+    torch.manual_seed(0)
+    rbm = RBM(3, 2, visible="gaussian", sigma=1.0, init_scale=0.3)
+    kept = rbm.annealing_path()
+    state = {k: v.clone() for k, v in rbm.state_dict().items()}
+    state["visible_bias"] = torch.full((3,), 1000.0)
+    rbm.load_state_dict(state)
+    a, b = _ais(kept), _ais(rbm.annealing_path())
+    assert float(a.log_z) == float(b.log_z)
+    assert torch.equal(a.log_weights, b.log_weights)
+    assert float(b.log_z) == pytest.approx(float(rbm.log_partition()), abs=3 * float(b.stderr) + 1e-3)
+
+
 @pytest.mark.parametrize("model", [lambda: RBM(4, 2, init_scale=0.3), lambda: DBM([4, 3, 2])],
                          ids=["rbm", "dbm"])
 def test_a_path_kept_across_model_double_runs_in_float64(model):
