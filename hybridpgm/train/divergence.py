@@ -11,6 +11,7 @@ ranks, a rank whose own data passed or whose own loss was finite names the rank 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
@@ -37,7 +38,13 @@ def diverged_error(player: Any, value: float, step: int, checkpoint: Any, object
     (:meth:`~hybridpgm.train.player_step.Player._gradient_ranks`); where it is empty on several ranks, every
     rank's own gradient was finite and their average overflowed.
     """
-    where = f" and {str(checkpoint)!r} keeps the last good state" if checkpoint else ""
+    if checkpoint and os.path.exists(checkpoint):
+        where = f" and {str(checkpoint)!r} keeps the last good state"
+    elif checkpoint:  # a failure before the first write: the module holds the updates made so far, not a start
+        where = (f"; no checkpoint {str(checkpoint)!r} has been written yet, and the module keeps the updates of the "
+                 f"steps before")
+    else:
+        where = ""
     advice = "; pass skip_nonfinite=True to fit to skip such steps instead"
     explained = ""
     if not math.isfinite(value) and diverged and context is not None and context.rank not in diverged:
@@ -56,7 +63,9 @@ def diverged_error(player: Any, value: float, step: int, checkpoint: Any, object
         what = f"gradient of player {player.name!r} is not finite in {bad} (the loss, {value:.6g}, is finite)"
         if context is not None and context.world_size > 1:
             what += _gradient_ranks(context, gradient_ranks)
-    return TrainingDivergedError(f"{what} at step {step}; no update was applied{where}{advice}{explained}",
+    # the players before this one in the step's schedule (a GAN's discriminator before its generator) are updated
+    return TrainingDivergedError(f"{what} at step {step}; no update was applied to player {player.name!r} (a player "
+                                 f"before it in this step's schedule keeps its own){where}{advice}{explained}",
                                  step=step, player=player.name)
 
 

@@ -137,8 +137,8 @@ class Player:
         :param accumulate: ``fit``'s ``accumulate`` (default: the number of micro-batches) and
             ``batch_size`` its batch size, for the message of a micro-batch of one row under batch norm.
         :raises TrainingDivergedError: the loss or a gradient is NaN/inf (unless
-            ``skip_nonfinite``); no update has been applied.  For a non-finite loss the message ends with the
-            objective's ``explain_nonfinite`` of the micro-batches, where it has one (the error path only).
+            ``skip_nonfinite``); this player's update has not been applied.  For a non-finite loss the message ends
+            with the objective's ``explain_nonfinite`` of the micro-batches, where it has one (the error path only).
         :raises DataError: (several ranks) another rank's data failed a deferred check; no update applied.
         :raises ConfigError: accumulation left a micro-batch of one row, which the model's batch
             normalisation refused (:func:`~hybridpgm.train.micro_batches.one_row_micro_batch_error`).

@@ -202,9 +202,10 @@ def fit(
         ``loss_explosions`` names players whose loss rose by orders of
         magnitude (a :class:`~hybridpgm.errors.DivergenceWarning`, a :class:`RuntimeWarning`, is issued
         too; a loss falling far below zero is no explosion).
-    :raises TrainingDivergedError: a loss or gradient became NaN/inf (no update
-        is applied) or the parameters overflowed; no checkpoint is ever written
-        with non-finite values, so the one on disk is the last good state.
+    :raises TrainingDivergedError: a loss or gradient became NaN/inf (the failing player's update of that step
+        is not applied; players before it in the step's schedule, a GAN's discriminator, keep theirs) or the
+        parameters overflowed; no checkpoint is ever written with non-finite values, so the one on disk is the
+        last good state (before the first checkpoint, the module in memory keeps the updates made so far).
     :raises TrainingInterrupted: on SIGTERM/SIGINT, after finishing the current
         step and writing the checkpoint (a :class:`KeyboardInterrupt`; its
         ``exit_code`` is 143 or 130).  A second signal raises it at once.

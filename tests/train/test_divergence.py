@@ -40,7 +40,17 @@ def test_diverged_error_names_the_loss_or_the_gradients_and_the_rank_at_fault():
     context = types.SimpleNamespace(rank=1, world_size=2)
     other = diverged_error(player, float("nan"), 3, "run.pt", context=context, diverged=[0])
     assert "the loss of rank(s) [0] is not finite, this rank's (1) is; see rank 0's error" in str(other)
-    assert "'run.pt' keeps the last good state" in str(other)
+    # no file yet (a failure before the first checkpoint): the message does not point at one (it did)
+    assert "no checkpoint 'run.pt' has been written yet, and the module keeps the updates" in str(other)
+    assert "no update was applied to player 'elbo' (a player before it in this step's schedule keeps its own)" \
+        in str(other)
+
+
+def test_an_existing_checkpoint_is_named_as_the_last_good_state(tmp_path):
+    player = types.SimpleNamespace(name="elbo", names=["weight"], params=[torch.ones(1, requires_grad=True)])
+    path = tmp_path / "run.pt"
+    path.write_bytes(b"checkpoint")
+    assert f"{str(path)!r} keeps the last good state" in str(diverged_error(player, float("nan"), 3, path))
 
 
 def test_failed_elsewhere_points_to_the_rank_whose_data_failed():
