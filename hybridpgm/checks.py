@@ -306,15 +306,19 @@ def flag(value, what: str, *, error: type[Exception] = ConfigError) -> bool:
 
 
 def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list[str]:
-    """Names given as a list or tuple of strings (a bare string is refused: iterated, ``"head"`` would be the
-    one-letter names ``'h', 'e', 'a', 'd'``).
+    """Names given as an iterable of strings (a list, a tuple, ``dict.keys()``, a set ...), as a list; a bare
+    string is refused: iterated, ``"head"`` would be the one-letter names ``'h', 'e', 'a', 'd'``.
 
     :raises error: naming ``what`` and the value."""
     if isinstance(value, (str, bytes)):
         raise error(f"{what} is a list of names, got the string {value!r:.60}: pass [{value!r:.60}]")
-    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+    try:
+        names = list(value)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(name, str) for name in names):
         raise error(f"{what} must be a list of names (strings), got {type_name(value)} {value!r:.60}")
-    return list(value)
+    return names
 
 
 def site_prefix(prefix, where: str) -> str:

@@ -62,8 +62,9 @@ class Option:
     :param owner: the name of the instance's attribute holding the value as its attribute of the same name
         (``owner="elbo"``: ``instance.elbo.<name>``); ``None`` (default): the instance's ``__dict__`` holds it.
     :param fixed: the option cannot change once set: ``None`` (default) for an option that may be assigned
-        at any time.  Otherwise an assignment of another value after the first (any assignment, with ``owner``:
-        the constructor sets the owner's attribute itself) raises :class:`~hybridpgm.errors.FixedOptionError` -- both a
+        at any time.  Otherwise an assignment of another value once the option is set (with ``owner``: once the
+        owner exists; the constructor sets the owner's attribute itself) raises
+        :class:`~hybridpgm.errors.FixedOptionError` -- both a
         :class:`~hybridpgm.errors.ConfigError` and an :class:`AttributeError` (Python's error for a read-only
         attribute) -- with the message ``fixed(instance, value)`` when ``fixed`` is callable, else
         ``"<Class>.<name> is fixed <fixed>: it is <old>, <value> was assigned; build a new <Class> with the other
@@ -95,8 +96,13 @@ class Option:
 
     def __set__(self, instance: Any, value: Any) -> None:
         name, owner = self.name, self.owner
+        if owner is not None and not _has(instance, owner):
+            # before the constructor made the owner (a subclass setting the option first): held as the plain
+            # attribute of earlier releases was, unread; the constructor gives the owner its own value
+            instance.__dict__[name] = value
+            return
         if self.fixed is not None and (owner is not None or name in instance.__dict__):
-            if owner is None and _same(instance.__dict__[name], value):
+            if _same(self.__get__(instance), value):
                 return  # the value it holds (a subclass that set it before its base's constructor did)
             raise FixedOptionError(self._fixed_message(instance, value))
         if self.check is not None:
@@ -118,11 +124,23 @@ class Option:
                 f"assigned; build a new {cls} with the other value instead")
 
 
+def _has(instance: Any, name: str) -> bool:
+    """Whether ``instance`` has the attribute ``name`` yet (a sub-module of an ``nn.Module`` included)."""
+    try:
+        getattr(instance, name)
+    except AttributeError:
+        return False
+    return True
+
+
 def _same(held: Any, value: Any) -> bool:
-    """Whether ``value`` is the value held (the same object, or an equal one of the same type)."""
+    """Whether ``value`` is the value held: the same object, an equal one (``6`` and ``numpy.int64(6)``), or the
+    same items in another sequence type (``[6, 4, 3]`` and ``(6, 4, 3)``)."""
     if held is value:
         return True
+    if isinstance(held, (list, tuple)) and isinstance(value, (list, tuple)):
+        return len(held) == len(value) and all(_same(a, b) for a, b in zip(held, value))
     try:
-        return type(held) is type(value) and bool(held == value)
+        return type(held) is not bool and type(value) is not bool and bool(held == value)
     except Exception:  # noqa: BLE001 - values without a plain equality (tensors of several entries): not the same
         return False

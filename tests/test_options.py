@@ -256,3 +256,58 @@ def test_subclasses_may_set_options_before_or_after_the_base_constructor():
     assert StepsFirst().num_steps == 50
     with pytest.raises(FixedOptionError, match="num_hidden"):
         SizedFirst(4, 3).num_hidden = 5
+
+
+def test_the_held_value_of_a_fixed_option_may_be_assigned_again_in_any_equal_form():
+    """Review F: a list held and a tuple assigned, a NumPy integer for an int, an option forwarded to an owner
+    (NVIL's ``num_particles`` on its ELBO): the same value is accepted, another one refused."""
+    import numpy as np
+
+    from hybridpgm.energy import DBM, RBM
+    from hybridpgm.generative import SigmoidBeliefNet
+    from hybridpgm.infer import NVIL
+
+    dbm, rbm = DBM([6, 4, 3]), RBM(6, 3)
+    dbm.sizes = (6, 4, 3)
+    rbm.num_visible = np.int64(6)
+    sbn = SigmoidBeliefNet([3, 2])
+    nvil = NVIL(sbn.model, sbn.guide)
+    nvil.num_particles = nvil.num_particles
+    with pytest.raises(FixedOptionError):
+        dbm.sizes = (6, 4, 2)
+    with pytest.raises(FixedOptionError):
+        rbm.num_visible = True  # not the integer 1 (nor 6) under another name
+    with pytest.raises(FixedOptionError):
+        nvil.num_particles = nvil.num_particles + 1
+
+
+def test_options_set_by_a_subclass_before_the_base_constructor_are_the_constructors_to_check():
+    """Review F: a joint rule is checked once all its options are set (a subclass setting ``burn_in = 150`` before
+    ``super().__init__(num_sweeps=300, burn_in=150)`` was checked against the default 100 and refused), and an
+    option that lives in an owner the constructor has not built yet is held until it does."""
+    from hybridpgm.generative import SigmoidBeliefNet
+    from hybridpgm.infer import AIS, NVIL
+    from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
+
+    class LongBurnIn(ChromaticGibbs):
+        def __init__(self):
+            self.burn_in = 150
+            super().__init__(num_sweeps=300, burn_in=150)
+
+    class LinearFirst(AIS):
+        def __init__(self):
+            self.schedule = "linear"
+            super().__init__(num_chains=4, num_steps=20, schedule="linear")
+
+    sbn = SigmoidBeliefNet([3, 2])
+
+    class ParticlesFirst(NVIL):
+        def __init__(self):
+            self.num_particles = 2
+            super().__init__(sbn.model, sbn.guide, num_particles=2)
+
+    assert LongBurnIn().burn_in == 150
+    assert LinearFirst().schedule == "linear"
+    assert ParticlesFirst().num_particles == 2
+    with pytest.raises(ConfigError, match="burn_in"):
+        LongBurnIn().burn_in = 300

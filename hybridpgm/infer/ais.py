@@ -248,6 +248,10 @@ class AnnealedEstimator:
 
     @schedule.setter
     def schedule(self, value: str) -> None:
+        if "betas" not in self.__dict__:  # before the constructor (a subclass setting it first): it builds the betas
+            check_schedule(1, value, self._what)
+            self._schedule = value
+            return
         self._named("schedule")
         self._use_schedule(self.num_steps, value)
 

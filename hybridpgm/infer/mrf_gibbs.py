@@ -52,10 +52,11 @@ class ChromaticGibbs:
         other two (``burn_in = num_sweeps`` would keep no sweep of the trace).
     """
 
-    # each checked against the other two (their defaults where a subclass sets one before this constructor runs)
-    num_sweeps = Option(lambda self, value: _counts(value, *_held(self, "burn_in", "thin"))[0])
-    burn_in = Option(lambda self, value: _counts(_held(self, "num_sweeps")[0], value, _held(self, "thin")[0])[1])
-    thin = Option(lambda self, value: _counts(*_held(self, "num_sweeps", "burn_in"), value)[2])
+    # each checked against the other two once all three are set (the constructor checks them together: a subclass
+    # setting one before it runs is checked there)
+    num_sweeps = Option(lambda self, value: _checked(self, 0, value))
+    burn_in = Option(lambda self, value: _checked(self, 1, value))
+    thin = Option(lambda self, value: _checked(self, 2, value))
 
     def __init__(self, num_sweeps: int = 100, burn_in: int = 0, thin: int = 1):
         vars(self).update(zip(("num_sweeps", "burn_in", "thin"), _counts(num_sweeps, burn_in, thin)))  # together
@@ -134,9 +135,12 @@ class ChromaticGibbs:
         return torch.stack(trace) if return_trace else x
 
 
-def _held(gibbs: "ChromaticGibbs", *names: str) -> list:
-    """The counts ``names`` that ``gibbs`` holds, or the constructor's defaults for those not set yet."""
-    return [vars(gibbs).get(name, {"num_sweeps": 100, "burn_in": 0, "thin": 1}[name]) for name in names]
+def _checked(gibbs: "ChromaticGibbs", index: int, value):
+    """``value`` for count ``index`` (num_sweeps, burn_in, thin) checked against the other two with
+    :func:`_counts`; held as given while they are not all set (before the constructor, which checks all three)."""
+    counts = [vars(gibbs).get(name) for name in ("num_sweeps", "burn_in", "thin")]
+    counts[index] = value
+    return value if any(c is None for c in counts) else _counts(*counts)[index]
 
 
 def _counts(num_sweeps, burn_in, thin) -> list[int]:

@@ -48,3 +48,11 @@ def test_discriminator_modules_must_be_a_list_of_names(names):
     with pytest.raises(ConfigError, match="discriminator_modules"):
         AdversarialGame(module, discriminator_modules=names)
     AdversarialGame(module, discriminator_modules=["head"])
+
+
+def test_discriminator_modules_may_be_any_iterable_of_names():
+    """Review F: ``module.keys()``, a set or a generator of names are accepted, as before the bare string was
+    refused."""
+    module = torch.nn.ModuleDict({"discriminator": torch.nn.Linear(2, 1), "head": torch.nn.Linear(2, 2)})
+    for names in ({"head"}, (n for n in ["head"]), {"head": 0}.keys()):
+        AdversarialGame(module, discriminator_modules=names)
