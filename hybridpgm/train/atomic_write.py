@@ -83,6 +83,18 @@ class _RecordingWriter:
         return self.file.flush()
 
 
+def _interrupt_behind(error: BaseException) -> BaseException | None:
+    """The first :class:`KeyboardInterrupt` (or other non-:class:`Exception`) in the chain of ``error``'s causes
+    and contexts: what torch's zip writer turned into its ``RuntimeError``."""
+    seen, link = set(), error.__cause__ or error.__context__
+    while link is not None and id(link) not in seen:
+        if not isinstance(link, Exception):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def os_reason(error: OSError) -> str:
     """The operating system's reason for ``error``, with its ``errno`` name: ``"No space left on device
     (ENOSPC)"``."""
@@ -189,8 +201,10 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
         os.replace(tmp_name, path)
         tmp_name = None
     except (OSError, RuntimeError) as error:
-        if writer is not None and writer.interrupt is not None:  # torch's RuntimeError hid the user's Ctrl-C
-            raise writer.interrupt from None
+        interrupt = writer.interrupt if writer is not None else None
+        interrupt = interrupt or _interrupt_behind(error)  # one that landed before write's own try, too
+        if interrupt is not None:  # torch's RuntimeError hid the user's Ctrl-C
+            raise interrupt from None
         os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)
         if os_error is None:
             raise

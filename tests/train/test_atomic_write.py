@@ -224,3 +224,19 @@ def test_an_interrupt_during_the_write_stays_an_interrupt(tmp_path):
         write_atomically(target, {}, "model file", save=torch_like_save)
     assert target.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_an_interrupt_before_the_writer_records_it_stays_an_interrupt(tmp_path):
+    """The signal can land as the writer's ``write`` is entered, before it can record it (audit_atomic2): torch's
+    ``RuntimeError`` then carries the ``KeyboardInterrupt`` as its context, and that is what is raised."""
+    target = tmp_path / "model.pt"
+
+    def torch_like_save(payload, writer):
+        try:
+            raise KeyboardInterrupt  # raised where no writer code ran
+        except BaseException as error:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 46 vs 0") from error
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, {}, "model file", save=torch_like_save)
+    assert list(tmp_path.iterdir()) == []
