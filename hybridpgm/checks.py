@@ -313,7 +313,7 @@ def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list
     if isinstance(value, (str, bytes)):
         raise error(f"{what} is a list of names, got the string {value!r:.60}: pass [{value!r:.60}]")
     try:
-        names = list(value)
+        names = sorted(value) if isinstance(value, (set, frozenset)) else list(value)  # a set: in a stable order
     except TypeError:
         names = None
     if names is None or not all(isinstance(name, str) for name in names):

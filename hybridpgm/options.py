@@ -36,6 +36,7 @@ hybridpgm.errors.ConfigError: Engine steps must be a positive integer, got 0
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable
 
 from hybridpgm.errors import FixedOptionError
@@ -134,13 +135,21 @@ def _has(instance: Any, name: str) -> bool:
 
 
 def _same(held: Any, value: Any) -> bool:
-    """Whether ``value`` is the value held: the same object, an equal one (``6`` and ``numpy.int64(6)``), or the
-    same items in another sequence type (``[6, 4, 3]`` and ``(6, 4, 3)``)."""
+    """Whether ``value`` is the value held: the same object, an equal one of the same type, two equal integers
+    (``6`` and ``numpy.int64(6)``; not ``6.0`` nor ``True``), or the same items in another sequence type
+    (``[6, 4, 3]`` and ``(6, 4, 3)``)."""
     if held is value:
         return True
     if isinstance(held, (list, tuple)) and isinstance(value, (list, tuple)):
         return len(held) == len(value) and all(_same(a, b) for a, b in zip(held, value))
+    if _integer(held) and _integer(value):
+        return int(held) == int(value)
     try:
-        return type(held) is not bool and type(value) is not bool and bool(held == value)
+        return type(held) is type(value) and bool(held == value)
     except Exception:  # noqa: BLE001 - values without a plain equality (tensors of several entries): not the same
         return False
+
+
+def _integer(value: Any) -> bool:
+    """A Python or NumPy integer, not a ``bool``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"

@@ -311,3 +311,36 @@ def test_options_set_by_a_subclass_before_the_base_constructor_are_the_construct
     assert ParticlesFirst().num_particles == 2
     with pytest.raises(ConfigError, match="burn_in"):
         LongBurnIn().burn_in = 300
+
+
+def test_equal_only_in_value_is_not_the_same_for_a_fixed_option():
+    """Review G: a subclass setting ``num_visible = 6.0`` before the base constructor kept the float (and sampling
+    failed later); a float, a bool or a one-element tensor is not the integer the option holds."""
+    import torch
+
+    from hybridpgm.energy import RBM
+
+    class FloatFirst(RBM):
+        def __init__(self):
+            self.num_visible = 6.0
+            super().__init__(6, 4)
+
+    with pytest.raises(FixedOptionError, match="num_visible"):
+        FloatFirst()
+    rbm = RBM(6, 4)
+    for other in (6.0, torch.tensor(6), True):
+        with pytest.raises(FixedOptionError):
+            rbm.num_visible = other
+
+
+def test_a_count_of_none_is_refused_and_keeps_the_joint_check():
+    """Review G: ``burn_in = None`` read as "not set yet" switched the joint check off for good (then
+    ``num_sweeps = 0`` was accepted and the sampler ran no sweep)."""
+    from hybridpgm.infer.mrf_gibbs import ChromaticGibbs
+
+    sampler = ChromaticGibbs(num_sweeps=10, burn_in=2)
+    with pytest.raises(ConfigError, match="burn_in=None"):
+        sampler.burn_in = None
+    with pytest.raises(ConfigError, match="num_sweeps=0"):
+        sampler.num_sweeps = 0
+    assert (sampler.num_sweeps, sampler.burn_in) == (10, 2)

@@ -24,9 +24,10 @@ from torch's global stream otherwise.
 A path follows its model: the weights, biases, ``sigma``, dtype and device are read
 when it is used, ``log_z0`` included, so a path kept across ``load_state_dict``,
 ``model.double()`` or ``model.to(device)`` answers for the model as it is then.  Only
-the base rates ``base`` are the path's own, fixed when it is built (from ``data``);
-where the model moved to another dtype or device since, they follow it (converted
-once, values kept).
+the base rates ``base`` are the path's own, fixed when it is built (from ``data``;
+without data, zeros for Bernoulli units, while a Gaussian RBM's base is its visible
+biases as they are when used); where the model moved to another dtype or device
+since, they follow it (converted once, values kept).
 
 References:
 

@@ -138,9 +138,13 @@ class ChromaticGibbs:
 def _checked(gibbs: "ChromaticGibbs", index: int, value):
     """``value`` for count ``index`` (num_sweeps, burn_in, thin) checked against the other two with
     :func:`_counts`; held as given while they are not all set (before the constructor, which checks all three)."""
-    counts = [vars(gibbs).get(name) for name in ("num_sweeps", "burn_in", "thin")]
+    counts = [vars(gibbs).get(name, _UNSET) for name in ("num_sweeps", "burn_in", "thin")]
     counts[index] = value
-    return value if any(c is None for c in counts) else _counts(*counts)[index]
+    return value if any(c is _UNSET for c in counts) else _counts(*counts)[index]
+
+
+#: a count not set yet (``None`` is a value, and refused)
+_UNSET = object()
 
 
 def _counts(num_sweeps, burn_in, thin) -> list[int]:

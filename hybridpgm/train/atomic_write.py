@@ -23,6 +23,7 @@ import errno
 import glob
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -83,11 +84,13 @@ class _RecordingWriter:
         return self.file.flush()
 
 
-def _interrupt_behind(error: BaseException) -> BaseException | None:
+def _interrupt_behind(error: BaseException, handled: BaseException | None) -> BaseException | None:
     """The first :class:`KeyboardInterrupt` (or other non-:class:`Exception`) in the chain of ``error``'s causes
-    and contexts: what torch's zip writer turned into its ``RuntimeError``."""
+    and contexts, up to ``handled``, the exception the caller was handling when the write began (a save in an
+    ``except KeyboardInterrupt:`` block whose disk is full must report the disk, not that older interrupt): what
+    torch's zip writer turned into its ``RuntimeError``."""
     seen, link = set(), error.__cause__ or error.__context__
-    while link is not None and id(link) not in seen:
+    while link is not None and link is not handled and id(link) not in seen:
         if not isinstance(link, Exception):
             return link
         seen.add(id(link))
@@ -181,6 +184,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     check_replaceable(path, what)
     tmp_name = None
     writer = None
+    handled = sys.exc_info()[1]  # an exception the caller is handling (a save in an except block): not ours
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode = _new_file_mode(path)
@@ -202,7 +206,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
         tmp_name = None
     except (OSError, RuntimeError) as error:
         interrupt = writer.interrupt if writer is not None else None
-        interrupt = interrupt or _interrupt_behind(error)  # one that landed before write's own try, too
+        interrupt = interrupt or _interrupt_behind(error, handled)  # one that landed before write's own try
         if interrupt is not None:  # torch's RuntimeError hid the user's Ctrl-C
             raise interrupt from None
         os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)

@@ -240,3 +240,19 @@ def test_an_interrupt_before_the_writer_records_it_stays_an_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_atomically(target, {}, "model file", save=torch_like_save)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_in_an_except_keyboardinterrupt_block_is_reported_as_the_disk(tmp_path):
+    """``try: fit(...) except KeyboardInterrupt: save(...)``: a write that then fails on the disk reports the
+    disk (a ``CheckpointError`` naming ENOSPC), not the interrupt being handled, which its error's chain holds
+    (review G: the search for an interrupt torch's writer hid walked past it)."""
+    target = tmp_path / "model.pt"
+
+    def full_disk(payload, writer):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        with pytest.raises(CheckpointError, match="ENOSPC"):
+            write_atomically(target, {}, "model file", save=full_disk)

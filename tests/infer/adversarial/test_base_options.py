@@ -56,3 +56,11 @@ def test_discriminator_modules_may_be_any_iterable_of_names():
     module = torch.nn.ModuleDict({"discriminator": torch.nn.Linear(2, 1), "head": torch.nn.Linear(2, 2)})
     for names in ({"head"}, (n for n in ["head"]), {"head": 0}.keys()):
         AdversarialGame(module, discriminator_modules=names)
+
+
+def test_a_set_of_names_gives_one_order_whatever_the_hash_seed():
+    """Review G: a set's order follows Python's hash seed, so the discriminator player's parameters (and a
+    checkpoint's record of them) came in another order in another process: a set is taken sorted."""
+    from hybridpgm.checks import name_list
+
+    assert name_list({"b", "c", "a"}, "names") == ["a", "b", "c"]
