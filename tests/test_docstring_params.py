@@ -66,6 +66,8 @@ def _package_of(module: str | None, exporter: str) -> str:
 
 
 def _own_doc(obj) -> str | None:
+    if obj is None:  # no such attribute (a class without an __init__ of its own): from Python 3.13 on, None's
+        return None  # __doc__ is NoneType's ("The type of the None singleton."), which is no docstring of ours
     doc = getattr(obj, "__doc__", None)
     return inspect.cleandoc(doc) if isinstance(doc, str) and doc.strip() else None
 
