@@ -34,6 +34,7 @@ from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.serialization import serializable
 
 __all__ = ["DBN", "DBNAutoencoder"]
@@ -129,6 +130,9 @@ class DBN(nn.Module):
     :ivar rbms: the :class:`~hybridpgm.energy.RBM` of each pair of layers
         (upper RBMs accept probabilities as data).
     """
+
+    sizes = Option(fixed=PARAMETERS_BUILT, doc="""Layer sizes ``[V, H1, ..., HL]`` (fixed: they decide the RBMs and
+        their parameters' shapes; an assignment of other sizes raises :class:`~hybridpgm.errors.FixedOptionError`).""")
 
     def __init__(self, sizes: Sequence[int], *, visible: str = "bernoulli", probabilities: bool = False,
                  init_scale: float = 0.01):

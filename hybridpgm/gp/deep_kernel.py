@@ -76,6 +76,7 @@ from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.gp.prediction_cache import PredictionCache, release_test_caches, state_key
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import fixed_rng, keeping_global_rngs
 from hybridpgm.serialization import serializable
@@ -132,6 +133,11 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
     streams: a batch norm's running statistics, the extractor's modes and the global RNGs are unchanged.
     """
 
+    num_features = Option(fixed=PARAMETERS_BUILT, doc="""``F``, the width of the feature extractor's output, found when
+        the model is built (fixed: it decides the kernel's dimensions and, under KISS-GP, its grid).""")
+    grid_size = Option(fixed=PARAMETERS_BUILT, doc="""KISS-GP grid points per feature, ``None`` for an exact kernel
+        (fixed: it decides the kernel's grid and the grid scaling built with the model).""")
+
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, feature_extractor: torch.nn.Module | None = None,
                  *, kernel: gpytorch.kernels.Kernel | None = None, mean: gpytorch.means.Mean | None = None,
                  likelihood: gpytorch.likelihoods.Likelihood | None = None, grid_size: int | None = None,
@@ -142,7 +148,8 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
             raise DataError(f"train_x has shape {tuple(train_x.shape)}: no training examples "
                             "(the GP needs at least one)")
         check_gp_dtype(train_x.dtype, "train_x", DataError)
-        check_targets(train_y, train_x.shape[0], "train_y", dtype=_data_dtype(train_x), device=train_x.device)
+        y_dtype = train_x.dtype if train_x.is_floating_point() else None  # floating inputs' (else any floating)
+        check_targets(train_y, train_x.shape[0], "train_y", dtype=y_dtype, device=train_x.device)
         check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "DeepKernelGP likelihood")
@@ -171,8 +178,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                                 "(the identity feature extractor needs N x F inputs with F >= 1)")
             raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} to {tuple(probe.shape)}: "
                                  "no features (expected (B, F) with F >= 1)")
-        self.num_features = num_features
-        self.grid_size = grid_size
+        self.num_features, self.grid_size = num_features, grid_size
         self._default_kiss = kernel is None and grid_size is not None
         if kernel is None:
             kernel = default_kernel(num_features, grid_size, grid_bounds)
@@ -207,8 +213,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network features :math:`g_w(x)`, ``B x F``.
 
-        :param x: inputs ``B x ...`` of the training inputs' example shape, dtype and device (``B = 0`` gives
-            ``0 x F``).
+        :param x: inputs ``B x ...`` of the training inputs' example shape, dtype and device (``B = 0``: ``0 x F``).
         :raises DataError: a wrong shape or dtype, or NaN/inf values (inside :func:`hybridpgm.fit`'s step the
             finiteness check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the model's device.
@@ -392,8 +397,3 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                 return GPPrediction(empty, empty.clone())
             y = self.likelihood(self._posterior(x, fixed_probes=True))
             return GPPrediction(y.mean, y.variance)
-
-
-def _data_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The dtype targets must share with inputs ``x``: theirs when floating (else any floating dtype)."""
-    return x.dtype if x.is_floating_point() else None

@@ -58,6 +58,7 @@ from pyro.poutine.util import site_is_subsample
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
+from hybridpgm.options import Option
 
 __all__ = ["Gibbs"]
 
@@ -161,15 +162,21 @@ class Gibbs(MCMCKernel):
         a non-negative integer.  (:meth:`setup` raises it too for block sites that are not latent.)
     """
 
+    max_plate_nesting = Option(
+        lambda gibbs, value: None if value is None else positive_int(value, "Gibbs max_plate_nesting", minimum=0),
+        """The number of plate dims, read by every sweep (enumeration starts left of them); ``None`` until
+        :meth:`setup` finds it by tracing.  An assignment is checked as the constructor checks it (a refused value
+        leaves the old one; ``None`` is found again by the next :meth:`setup`).
+
+        :raises ConfigError: (on assignment) a value that is neither ``None`` nor a non-negative integer.""")
+
     def __init__(self, model: Callable, *, blocks: Sequence[Sequence[str]] | None = None,
                  max_plate_nesting: int | None = None):
         if not callable(model):
             raise ConfigError(f"Gibbs model must be a callable (a Pyro program), got {type(model).__name__}")
         self.model = model
         self.blocks_arg = _check_blocks(blocks)
-        if max_plate_nesting is not None:
-            max_plate_nesting = positive_int(max_plate_nesting, "Gibbs max_plate_nesting", minimum=0)
-        self.max_plate_nesting = max_plate_nesting
+        self.max_plate_nesting = max_plate_nesting  # checked by the option
         self.transforms: dict = {}  # discrete sites: no unconstraining transforms
         self._initial_params = None
         self._user_init = False

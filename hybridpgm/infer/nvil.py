@@ -294,13 +294,13 @@ class NVIL(ModelGuideObjective):
     :param bool variance_normalization: divide each signal by :math:`\\max(1, \\sqrt{v_l})` (see
         :class:`NVIL_ELBO`).
     :param bool centering: subtract the running mean :math:`c_l` from each signal (see :class:`NVIL_ELBO`).
-    :param max_plate_nesting: the number of nested plates in the model and guide, passed to Pyro's
-        :class:`~pyro.infer.TraceGraph_ELBO`; ``None``: guessed at the first :meth:`loss` (without using up
+    :param max_plate_nesting: the number of nested plates in the model and guide (a non-negative integer), passed to
+        Pyro's :class:`~pyro.infer.TraceGraph_ELBO`; ``None``: guessed at the first :meth:`loss` (without using up
         random numbers or changing the modules' buffers).
     :param options: passed to :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`
         (``model_kwargs``, ...).
-    :raises ConfigError: see :class:`NVILBaselines`, :class:`NVIL_ELBO` and :func:`default_sites`; also an
-        unknown player.
+    :raises ConfigError: see :class:`NVILBaselines`, :class:`NVIL_ELBO` and :func:`default_sites`; also a
+        ``max_plate_nesting`` that is neither ``None`` nor a non-negative integer, and an unknown player.
 
     The baselines are built in the dtype and on the device of the model's parameters, and follow them when
     the model alone is converted or moved afterwards (``sbn.double()``); ``module`` holds both, so
@@ -326,9 +326,9 @@ class NVIL(ModelGuideObjective):
         self.baselines = NVILBaselines(sites, input_dim, hidden_dim, decay)
         self._follow_model()
         self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
-        extra = {} if max_plate_nesting is None else {"max_plate_nesting": max_plate_nesting}
         self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization=variance_normalization,
-                              centering=centering, **extra)
+                              centering=centering)
+        self.max_plate_nesting = max_plate_nesting  # checked by the option, which gives it to the ELBO
         # the baselines are parameters of the "elbo" player, stepped by fit's optimizer: no second route
         # through Pyro's param store (and no entries left in the user's store by a direct call of loss)
         self.elbo.registers_baselines = False
@@ -346,6 +346,11 @@ class NVIL(ModelGuideObjective):
     decay = Option(
         lambda self, value: _decay(value), "The running statistics' decay (``baselines.decay``, in [0, 1)).",
         owner="baselines")
+    max_plate_nesting = Option(lambda self, value: _plate_nesting(self, value), """The plates' nesting as given
+        (``None``: guessed at the first :meth:`loss`).  An assignment is checked as the constructor checks it and sets
+        ``elbo.max_plate_nesting``, read by each call (plus the particle plate; ``inf``, guessed again, for ``None``).
+
+        :raises ConfigError: (on assignment) a value that is neither ``None`` nor a non-negative integer.""")
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"elbo"``: the model's, the guide's and the baselines' parameters."""
@@ -373,6 +378,16 @@ class NVIL(ModelGuideObjective):
                                                self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
+
+
+def _plate_nesting(nvil: NVIL, value: Any) -> int | None:
+    """``value`` (``None`` or an integer >= 0, else a ConfigError) given to the ELBO, once built, as Pyro would."""
+    value = None if value is None else positive_int(value, "NVIL max_plate_nesting", minimum=0)
+    elbo = vars(nvil).get("elbo")
+    if elbo is not None:  # the constructor passes it to the ELBO it builds
+        particle_plate = 1 if elbo.vectorize_particles and elbo.num_particles > 1 else 0
+        elbo.max_plate_nesting = float("inf") if value is None else value + particle_plate
+    return value
 
 
 def _decay(value: float) -> float:

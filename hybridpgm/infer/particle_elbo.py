@@ -43,11 +43,12 @@ from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated
 
 from hybridpgm.checks import flag, positive_int
-from hybridpgm.errors import ObjectiveError
+from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.handler_scope import isolated_from_handlers
 # re-exported: the probe-trace helpers this module held before they moved to hybridpgm.infer.particle_probe
 from hybridpgm.infer.particle_probe import (guess_plate_nesting, keeping_module_state, keeping_rng_state,
                                             probed_modules, probing)
+from hybridpgm.options import Option
 
 __all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "guess_plate_nesting", "importance_log_likelihood",
            "keeping_module_state", "keeping_rng_state", "probing", "probed_modules"]
@@ -145,6 +146,24 @@ def _site_scale(site) -> float:
     return float(scale)
 
 
+def _plate_nesting(value, what: str) -> float | int:
+    """``value`` as a ``max_plate_nesting``: a non-negative ``int``, or ``inf`` (to be guessed) for ``None``/``inf``.
+
+    :raises ConfigError: anything else (the message names ``what``)."""
+    if value is None or (isinstance(value, float) and value == float("inf")):
+        return float("inf")
+    return positive_int(value, what, minimum=0)
+
+
+def _plate_name(value, what: str) -> str | None:
+    """``value`` as the name of a data plate: ``None`` or a non-empty string.
+
+    :raises ConfigError: anything else (the message names ``what``)."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{what} must be None or the data plate's name (a non-empty string), got {value!r}")
+    return value
+
+
 class ParticleELBO(ELBO):
     """Base class of the multi-sample objectives: vectorized particles reduced
     to per-datapoint log-weights.
@@ -158,25 +177,36 @@ class ParticleELBO(ELBO):
     :param int num_particles: the number :math:`K` of particles per datapoint.
     :param max_plate_nesting: the number of nested plates in the model and
         guide; guessed by one trace on the first call when ``None``.
-    :param str plate_name: name of the data plate; by default the outermost
+    :param str plate_name: name of the data plate (a non-empty string); by default (``None``) the outermost
         plate that encloses every sample site.
     :param bool detach_guide: detach the sampled latent values, so gradients
         reach :math:`\\phi` only through :math:`\\log q` (score-function
         estimators and the wake/sleep updates).
     :raises ConfigError: ``num_particles`` is not a positive integer, ``max_plate_nesting``
-        not a non-negative one, or ``detach_guide`` not ``True`` or ``False``.
+        not a non-negative one, ``plate_name`` neither ``None`` nor a non-empty string, or ``detach_guide`` not
+        ``True`` or ``False``.
+
+    ``max_plate_nesting`` and ``plate_name`` are read at each call and may be assigned later
+    (:class:`~hybridpgm.options.Option`): an assignment is checked as the constructor checks the argument.
 
     Every objective built on it raises :class:`~hybridpgm.errors.ObjectiveError`, naming the sites, when
     the guide lacks a latent site of the model or samples one the model does not have.
     """
 
+    max_plate_nesting = Option(lambda elbo, value: _plate_nesting(value, f"{type(elbo).__name__} max_plate_nesting"),
+                               """The number of nested plates, read at each call (the particle plate goes left of
+        them); ``inf`` until guessed on the first call.  Assigning ``None`` (or ``inf``) has the next call guess it.
+
+        :raises ConfigError: (on assignment) neither ``None``, ``inf`` nor a non-negative integer.""")
+    plate_name = Option(lambda elbo, value: _plate_name(value, f"{type(elbo).__name__} plate_name"), """The data
+        plate's name (``None``: the outermost plate enclosing every sample site), read at each call.
+
+        :raises ConfigError: (on assignment) neither ``None`` nor a non-empty string.""")
+
     def __init__(self, num_particles: int = 1, max_plate_nesting: int | None = None,
                  plate_name: str | None = None, detach_guide: bool = True):
         num_particles = positive_int(num_particles, f"{type(self).__name__} num_particles")
-        if max_plate_nesting is not None:
-            max_plate_nesting = positive_int(max_plate_nesting, f"{type(self).__name__} max_plate_nesting", minimum=0)
-        super().__init__(num_particles=num_particles,
-                         max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)  # checked by the option
         self.plate_name = plate_name
         self.detach_guide = flag(detach_guide, f"{type(self).__name__} detach_guide")
 

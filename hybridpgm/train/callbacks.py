@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from hybridpgm.checks import positive_int, positive_real, type_name
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, FixedOptionError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.options import Option
 from hybridpgm.rng_scope import restoring_global_rngs
@@ -235,20 +235,56 @@ class EarlyStopping(Callback):
         run's :class:`EvaluateEvery` callbacks have not logged once each has evaluated (one step after
         the largest ``every``), so that a misspelt name does not cost the whole run.  Where another
         callback of the user's may log metrics, the name is checked at the end of the run.
+
+    The four are attributes that may be assigned later (:class:`~hybridpgm.options.Option`), checked as the
+    constructor checks them (same error and message; a refused value leaves the old one).  ``patience`` and
+    ``min_delta`` apply from the next observation on, to the best value and count so far.  ``monitor`` and ``mode``
+    say what those are, so they change only while nothing has been observed (a fresh run's start resets the watch),
+    a new ``mode`` then restarting ``best`` (:math:`\\pm\\infty`); afterwards another value raises
+    :class:`~hybridpgm.errors.FixedOptionError` (a :class:`ConfigError`): build a new ``EarlyStopping`` instead.
     """
 
+    monitor = Option(lambda self, value: self._watch("monitor", value), """The metric or player watched.
+
+        :raises ConfigError: (on assignment) not a non-empty string.
+        :raises FixedOptionError: (on assignment) another name once a value has been observed.""")
+    mode = Option(lambda self, value: self._watch("mode", value), """``"min"`` or ``"max"``.
+
+        :raises ConfigError: (on assignment) another value.
+        :raises FixedOptionError: (on assignment) the other mode once a value has been observed.""")
+    patience = Option(lambda self, value: positive_int(value, "EarlyStopping patience"), """Observations without
+        improvement that stop the run.
+
+        :raises ConfigError: (on assignment) a value that is not a positive integer.""")
+    min_delta = Option(lambda self, value: positive_real(value, "EarlyStopping min_delta", allow_zero=True),
+                       """The margin of an improvement.
+
+        :raises ConfigError: (on assignment) a value that is not a finite number >= 0.""")
+
     def __init__(self, monitor: str, patience: int = 5, mode: str = "min", min_delta: float = 0.0):
-        if not isinstance(monitor, str) or not monitor:
-            raise ConfigError(f"EarlyStopping monitor must be a metric or player name, got {monitor!r}")
-        if mode not in ("min", "max"):
-            raise ConfigError(f"EarlyStopping mode must be 'min' or 'max', got {mode!r}")
-        patience = positive_int(patience, "EarlyStopping patience")
-        min_delta = positive_real(min_delta, "EarlyStopping min_delta", allow_zero=True)
-        self.monitor, self.patience, self.mode, self.min_delta = monitor, patience, mode, min_delta
-        self.best = math.inf if mode == "min" else -math.inf
+        self.monitor, self.mode = monitor, mode  # checked by the options, in the constructor's order
+        self.patience, self.min_delta = patience, min_delta
+        self.best = math.inf if self.mode == "min" else -math.inf
         self.bad_rounds = 0
         self._seen = 0
         self._deadline: int | None = None  # the step by which an unknown monitor must have been logged
+
+    def _watch(self, name: str, value: Any) -> str:
+        """``value`` checked for the option ``name`` (``"monitor"`` or ``"mode"``; see the class docstring)."""
+        if not isinstance(value, str) or not value or (name == "mode" and value not in ("min", "max")):
+            raise ConfigError(f"EarlyStopping mode must be 'min' or 'max', got {value!r}" if name == "mode" else
+                              f"EarlyStopping monitor must be a metric or player name, got {value!r}")
+        held = vars(self).get(name)
+        if held is None or held == value or "best" not in vars(self):  # the constructor's assignment, or no change
+            return value
+        if self.shaped_by_settings(self.state_dict()):
+            raise FixedOptionError(
+                f"EarlyStopping.{name} cannot change once the watch has observed a value: it is {held!r}, {value!r} "
+                f"was assigned, and the best value {self.best!r} and the {self.bad_rounds} round(s) without "
+                f"improvement belong to {held!r}; build a new EarlyStopping instead")
+        if name == "mode":  # nothing observed: the best value starts where the new mode starts it
+            self.best = math.inf if value == "min" else -math.inf
+        return value
 
     def _latest(self, history: History) -> float | None:
         if self.monitor in history.metrics:
