@@ -176,7 +176,8 @@ class MarkovNetDistribution(TorchDistribution):
 
     def entropy(self) -> torch.Tensor:
         """Exact :math:`H(p) = \\log Z_e - \\mathbb E_p[\\sum_f \\theta_f(x_f)]`, ``batch_shape``, differentiable in
-        the potentials (:func:`~hybridpgm.infer.mrf_entropy.exact_entropy`)."""
+        the potentials (:func:`~hybridpgm.infer.mrf_entropy.exact_entropy`; a batch over
+        :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` runs in chunks of rows where no gradient is needed)."""
         from hybridpgm.infer.mrf_entropy import exact_entropy
 
         return self._wide(self._fg.unflatten(exact_entropy(self._fg)))

@@ -12,8 +12,14 @@ the states the evidence allows),
 the mean of the sufficient statistics against the parameters [1, Prop. 3.1].  So one exact contraction
 (:func:`~hybridpgm.infer.mrf_exact.exact_log_partition`, on the cached plan) and its gradient in one scalar
 :math:`\\beta_b` per model give the entropy, without storing a factor marginal.  When the potentials require
-gradients the derivative is taken with ``create_graph``, so :math:`H` is differentiable in them (its gradient
-is a second derivative of :math:`\\log Z`).
+gradients (and autograd is on in the caller) the derivative is taken with ``create_graph``, so :math:`H` is
+differentiable in them (its gradient is a second derivative of :math:`\\log Z`).
+
+**Batches.**  Each model's :math:`H_b` depends on its own tables alone, so a batch over
+:data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` runs in chunks of rows, as
+:func:`~hybridpgm.infer.mrf_exact.exact_log_partition` does (:func:`~hybridpgm.infer.mrf_rows.by_rows`); a batch
+that fits is one contraction.  Only a differentiable :math:`H` (potentials that require a gradient, autograd on)
+needs the whole batch as one contraction, and raises where it does not fit.
 
 **Precision.**  :math:`H` is a difference of two numbers of the size of :math:`\\log Z`, so its absolute error is
 about the dtype's rounding times :math:`|\\log Z|` (float32: :math:`10^{-5}` at :math:`|\\log Z| = 100`, about
@@ -37,7 +43,9 @@ import torch
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
-from hybridpgm.infer.mrf_exact import _log_partition
+from hybridpgm.infer.mrf_exact import _log_partition, _rows_per_call, _structure
+from hybridpgm.infer.mrf_rows import by_rows, needs_graph
+from hybridpgm.precision_scope import exact_dtype, exact_precision
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["exact_entropy"]
@@ -49,30 +57,43 @@ def exact_entropy(fg: FactorGraph) -> torch.Tensor:
 
     :param FactorGraph fg: the model, batch size ``B``.
     :raises ModelSpecError: when the contraction is too large (as
-        :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`), or when :math:`H` keeps no significant digit
-        (huge finite penalties every allowed assignment pays; see **Precision** above), naming the models.
+        :func:`~hybridpgm.infer.mrf_exact.exact_log_partition`: one model over
+        :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES`, or a differentiable batch over it), or when :math:`H`
+        keeps no significant digit (huge finite penalties every allowed assignment pays; see **Precision** above),
+        naming the models.
     :raises EvidenceError: when the evidence of a model has probability zero (:math:`\\log Z_b = -\\infty`: every
         assignment it allows scores :math:`-\\infty`, so :math:`p` is undefined), naming the model and its evidence.
     """
-    grad_enabled = torch.is_grad_enabled()
-    return with_autograd(_entropy, fg, grad_enabled)
+    whole = needs_graph(fg, fg.unary)  # in the caller's grad mode: with_autograd turns it on
+    return with_autograd(_entropy, fg, whole)
 
 
-def _entropy(fg: FactorGraph, grad_enabled: bool) -> torch.Tensor:
-    """:func:`exact_entropy` with autograd on; differentiable if ``grad_enabled`` (the caller's mode)."""
+def _entropy(fg: FactorGraph, whole: bool) -> torch.Tensor:
+    """:func:`exact_entropy` with autograd on; differentiable, as one contraction, where ``whole`` (the caller's
+    autograd on and the potentials requiring a gradient), else in chunks of rows where the batch does not fit."""
+    pots = [fg.unary] + [g.log_potentials for g in fg.groups]
+    dtype = exact_dtype(*pots) if exact_precision(device=fg.unary.device).active else fg.unary.dtype  # as contracted
+    rows = _rows_per_call(_structure(fg), fg.batch_size, dtype, whole)
+    log_z, mean_score = by_rows(fg, rows, lambda sub, _, query: _mean_score(sub, whole, query), (0, 0),
+                                "exact entropy")
+    entropy = log_z - mean_score
+    _check_precise(fg, log_z.detach(), mean_score.detach(), entropy.detach())
+    return entropy if whole else entropy.detach()
+
+
+def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log Z [B], E_p[s] [B])`` of a batch that fits, from one contraction of the tempered models and its
+    gradient in :math:`\\beta`; differentiable in the potentials where ``create_graph``."""
     beta = torch.ones(fg.batch_size, dtype=fg.unary.dtype, device=fg.unary.device, requires_grad=True)
 
     def scaled(t: torch.Tensor) -> torch.Tensor:
         return t * beta.reshape(-1, *([1] * (t.dim() - 1)))
 
-    create_graph = any(t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups])
     tempered = dataclasses.replace(fg, unary=scaled(fg.unary),
                                    groups=[FactorGroup(g.variables, scaled(g.log_potentials)) for g in fg.groups])
-    log_z = _log_partition(tempered, tempered.unary, "exact entropy")
+    log_z = _log_partition(tempered, tempered.unary, query)
     (mean_score,) = torch.autograd.grad(log_z.sum(), beta, create_graph=create_graph)
-    entropy = log_z - mean_score
-    _check_precise(fg, log_z.detach(), mean_score.detach(), entropy.detach())
-    return entropy if create_graph and grad_enabled else entropy.detach()
+    return (log_z, mean_score) if create_graph else (log_z.detach(), mean_score)
 
 
 def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tensor, entropy: torch.Tensor) -> None:

@@ -37,10 +37,11 @@ same plan and backward sampling along its steps [3]
 **Batches.**  Each model's answer comes from its own tables alone.  A batch whose largest intermediate exceeds
 :data:`EXACT_MAX_BYTES` while one model's fits is contracted in chunks of rows that fit
 (:func:`~hybridpgm.infer.mrf_rows.in_row_chunks`), so a model's :math:`\\log Z`, marginals, MAP state and the law
-of its samples do not depend on the batch; a batch that fits runs as one contraction, as before.  Only where a
-gradient must flow back through the whole batch (:func:`exact_log_partition`, :func:`exact_marginals` of potentials
-that require one, and :func:`~hybridpgm.infer.mrf_entropy.exact_entropy`; autograd would keep every chunk's
-intermediates) must the batch fit (or it raises).
+of its samples (and its entropy, :func:`~hybridpgm.infer.mrf_entropy.exact_entropy`) do not depend on the batch; a
+batch that fits runs as one contraction, as before (:func:`~hybridpgm.infer.mrf_rows.by_rows`).  Only where a
+gradient must flow back through the whole batch (:func:`exact_log_partition`, :func:`exact_marginals` and the
+entropy of potentials that require one, with autograd on in the caller: not under ``torch.no_grad()`` or
+``torch.inference_mode()``; autograd would keep every chunk's intermediates) must the batch fit (or it raises).
 
 **References**
 
@@ -69,7 +70,7 @@ from hybridpgm.infer.mrf_operands import (_exactly, _folded, _operands, _prob_co
                                           _with_potentials, probability_dtype, probability_floor)
 from hybridpgm.infer.mrf_possible import _check_possible  # noqa: F401 (re-exported)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
-from hybridpgm.infer.mrf_rows import in_row_chunks, model_bytes, needs_graph
+from hybridpgm.infer.mrf_rows import by_rows, in_row_chunks, model_bytes, needs_graph
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
 
@@ -94,27 +95,36 @@ EXACT_MAP_MAX_WORK = 1e10
 
 def _fitting(st: _Structure, models: int, dtype: torch.dtype) -> _Structure:
     """``st``, after checking that its largest intermediate for ``models`` models of ``dtype`` fits
-    :data:`EXACT_MAX_BYTES` (:class:`ModelSpecError` naming its size otherwise)."""
+    :data:`EXACT_MAX_BYTES` (:class:`ModelSpecError` naming its size otherwise, and what is too large: one model's
+    contraction for ``models=1``, else the whole batch that a gradient needs as one contraction)."""
     need = model_bytes(st.plan, dtype) * models
     if need > EXACT_MAX_BYTES:
         elements = getattr(st.plan, "largest_intermediate", 0) * models
-        whole = ("; this query differentiates through the whole batch (log Z or marginals of potentials that require "
-                 "a gradient, the entropy), so it is one contraction, not chunks of rows" if models > 1 else "")
+        if models == 1:
+            why = ("one model's contraction alone is over the limit, so no batch size (and no torch.no_grad()) helps; "
+                   "use an approximate method (method='bp' or 'mean_field'; for samples 'gibbs'), or raise the limit")
+        else:
+            why = (f"one model fits ({need / models / 2**30:.3g} GiB), but this query differentiates through the whole "
+                   f"batch (log Z, marginals or entropy of potentials that require a gradient, autograd on), so it is "
+                   f"one contraction, not chunks of rows; run it under torch.no_grad() (chunks of rows) where no "
+                   f"gradient is needed, pass fewer models per call, use method='bp' or 'mean_field', or raise the "
+                   f"limit")
         raise ModelSpecError(f"exact MRF inference over {len(st.cards)} variables needs an intermediate of "
                              f"{elements:.3g} elements ({need / 2**30:.3g} GiB for {models} model(s)), more than "
-                             f"hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB){whole}; "
-                             f"use method='bp' or 'mean_field', fewer models per call, or raise the limit")
+                             f"hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES ({EXACT_MAX_BYTES / 2**30:.3g} GiB); {why}")
     return st
 
 
 def _rows_per_call(st: _Structure, models: int, dtype: torch.dtype, whole: bool = False) -> int:
     """How many of ``models`` rows one contraction takes: all where they fit :data:`EXACT_MAX_BYTES`, else as many
-    as fit (:class:`ModelSpecError` where one model does not fit, or, with ``whole``: a gradient through the whole
-    batch, where the batch does not)."""
+    as fit (:class:`ModelSpecError` where one model does not fit, checked first, or, with ``whole``: a gradient
+    through the whole batch, where the batch does not)."""
     per_model = model_bytes(st.plan, dtype)
     if per_model * models <= EXACT_MAX_BYTES:
         return models
-    _fitting(st, models if whole else 1, dtype)
+    _fitting(st, 1, dtype)
+    if whole:
+        _fitting(st, models, dtype)
     return EXACT_MAX_BYTES // per_model
 
 
@@ -170,11 +180,7 @@ def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None
     of rows where the batch does not fit :data:`EXACT_MAX_BYTES` and no gradient is asked for."""
     st = _structure(fg)
     rows = _rows_per_call(st, fg.batch_size, unary.dtype, needs_graph(fg, unary))
-    if rows < fg.batch_size:
-        (log_z,) = in_row_chunks(fg, rows, lambda sub, r: (_log_partition_rows(sub, st, unary[r], None),), (0,))
-        _check_possible(fg, log_z, query)
-        return log_z
-    return _log_partition_rows(fg, st, unary, query)
+    return by_rows(fg, rows, lambda sub, r, q: (_log_partition_rows(sub, st, unary[r], q),), (0,), query)[0]
 
 
 def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, query: str | None) -> torch.Tensor:
@@ -221,34 +227,30 @@ def exact_marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     :math:`p(x_v = c) = \\partial \\log Z / \\partial \\theta_v(c)`.
 
     Works under :func:`torch.no_grad` and :func:`torch.inference_mode` too (the gradient is taken with
-    :func:`~hybridpgm.autograd_scope.with_autograd`).  A batch over :data:`EXACT_MAX_BYTES` runs in chunks of rows
-    where the potentials require no gradient, and raises as :func:`exact_log_partition` otherwise.
+    :func:`~hybridpgm.autograd_scope.with_autograd`; the results there carry no graph).  A batch over
+    :data:`EXACT_MAX_BYTES` runs in chunks of rows where the potentials require no gradient or autograd is off in
+    the caller, and raises as :func:`exact_log_partition` otherwise.
 
     :param FactorGraph fg: the model, batch size ``B``.
     :returns: ``(log_z [B], marginals [B, V, C])`` with zeros at invalid states.
     :raises EvidenceError: when the evidence of a model has probability zero (:math:`\\log Z_b = -\\infty`:
         every assignment it allows scores :math:`-\\infty`), naming the model and its evidence.
     """
-    return _exactly(lambda g: with_autograd(_marginals, g), fg)
+    whole = needs_graph(fg, fg.unary)  # in the caller's grad mode: with_autograd turns it on
+    return _exactly(lambda g: with_autograd(_marginals, g, whole), fg)
 
 
-def _marginals(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`exact_marginals` with autograd on: in chunks of rows where the batch does not fit
-    :data:`EXACT_MAX_BYTES` and the potentials require no gradient (which the marginals would then carry)."""
-    rows = _rows_per_call(_structure(fg), fg.batch_size, fg.unary.dtype, needs_graph(fg, fg.unary))
-    if rows < fg.batch_size:
-        log_z, marg = in_row_chunks(fg, rows, lambda sub, _: _marginals_rows(sub, None), (0, 0))
-        _check_possible(fg, log_z, "exact marginals")
-        return log_z, marg
-    return _marginals_rows(fg, "exact marginals")
+def _marginals(fg: FactorGraph, whole: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`exact_marginals` with autograd on; differentiable, as one contraction, where ``whole`` (the caller's
+    autograd on and the potentials requiring a gradient), else in chunks of rows where the batch does not fit
+    :data:`EXACT_MAX_BYTES`."""
+    rows = _rows_per_call(_structure(fg), fg.batch_size, fg.unary.dtype, whole)
+    return by_rows(fg, rows, lambda sub, _, query: _marginals_rows(sub, whole, query), (0, 0), "exact marginals")
 
 
-def _marginals_rows(fg: FactorGraph, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _marginals_rows(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
     log_z = _log_partition(fg, fg.unary + delta, query)
-    create_graph = log_z.requires_grad and any(
-        t.requires_grad for t in [fg.unary] + [g.log_potentials for g in fg.groups]
-    )
     (marg,) = torch.autograd.grad(log_z.sum(), delta, create_graph=create_graph)
     if not create_graph:
         log_z = log_z.detach()
@@ -280,11 +282,8 @@ def _map_exact(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
     st = _structure(fg)
     rows = _rows_per_call(st, fg.batch_size, fg.unary.dtype)
     _map_fitting(st, fg)
-    if rows < fg.batch_size:  # each chunk back-tracked (and its autograd graph freed) before the next
-        x, best = in_row_chunks(fg, rows, lambda sub, _: with_autograd(_map, sub, st, None), (0, 0))
-        _check_possible(fg, best, "exact MAP")
-        return x, best
-    return with_autograd(_map, fg, st, "exact MAP")
+    # in chunks, each back-tracked (and its autograd graph freed) before the next
+    return by_rows(fg, rows, lambda sub, _, query: with_autograd(_map, sub, st, query), (0, 0), "exact MAP", 1)
 
 
 def _map(fg: FactorGraph, st: _Structure, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,7 +5,8 @@ Every model (batch row) :math:`b` of an exact MRF query is answered from its own
 (:func:`row_chunks`: their sizes differ by one at most) and the answers joined along the rows:
 :mod:`hybridpgm.infer.mrf_exact` does so where the whole batch's largest intermediate would exceed
 :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` but one model's fits, so that a row's answer does not depend
-on how many rows share the call.
+on how many rows share the call.  :func:`by_rows` is that choice for every query (log-partition, marginals,
+MAP, entropy): one call where the batch fits, else chunks whose joined answers are checked once, naming batch rows.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.infer.mrf_possible import _check_possible
 
-__all__ = ["in_row_chunks", "model_bytes", "needs_graph", "row_chunks", "rows_of"]
+__all__ = ["by_rows", "in_row_chunks", "model_bytes", "needs_graph", "row_chunks", "rows_of"]
 
 
 def rows_of(fg: FactorGraph, rows: slice) -> FactorGraph:
@@ -60,6 +62,31 @@ def in_row_chunks(fg: FactorGraph, most: int, fn: Callable[[FactorGraph, slice],
     """
     parts = [fn(rows_of(fg, rows), rows) for rows in row_chunks(fg.batch_size, most)]
     return tuple(None if p[0] is None else torch.cat(p, dim=d) for p, d in zip(zip(*parts), dims))
+
+
+def by_rows(fg: FactorGraph, most: int, fn: Callable[[FactorGraph, slice, str | None], tuple],
+            dims: Sequence[int], query: str | None, score: int = 0) -> tuple:
+    """A query of the batch ``fg`` (``B`` rows), at most ``most`` rows per call: ``fn(fg, slice(0, B), query)``
+    where ``most >= B`` (one call, as unchunked, which checks the evidence itself); else :func:`in_row_chunks` of
+    ``fn(rows_of(fg, rows), rows, None)``, then one :func:`~hybridpgm.infer.mrf_possible._check_possible` of the
+    joined output ``score`` (``[B]`` :math:`\\log Z` or best score), so an error names the batch row, not the
+    chunk's.
+
+    :param FactorGraph fg: the batch.
+    :param int most: the most rows one call of ``fn`` may take (``_rows_per_call`` of
+        :mod:`hybridpgm.infer.mrf_exact`).
+    :param fn: ``fn(models, rows, query)`` returns a tuple of tensors whose row dims are ``dims``; ``query`` is
+        the name an evidence error gives, or ``None``: no check.
+    :param dims: the row dim of each output of ``fn``.
+    :param query: the caller, as an evidence error names it (``None``: no check).
+    :param int score: which output is checked for evidence of probability zero.
+    :returns: ``fn``'s outputs for the whole batch.
+    """
+    if most >= fg.batch_size:
+        return fn(fg, slice(0, fg.batch_size), query)
+    out = in_row_chunks(fg, most, lambda sub, rows: fn(sub, rows, None), dims)
+    _check_possible(fg, out[score], query)
+    return out
 
 
 def model_bytes(plan, dtype: torch.dtype) -> int:

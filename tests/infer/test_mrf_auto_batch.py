@@ -208,3 +208,68 @@ def test_evidence_of_probability_zero_in_a_later_chunk_is_named_by_its_batch_row
                   lambda: mrf.sample(2, evidence=ev)):
         with pytest.raises(EvidenceError, match=r"model\(s\) \[5\]"):
             query()
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_marginals_of_a_graph_compiled_with_grad_run_in_chunks_without_grad(monkeypatch, mode):
+    """Fails before: ``exact_marginals(fg)`` of a factor graph compiled with grad on (its tables require a
+    gradient) read the grad mode inside ``with_autograd``'s ``enable_grad``, so under ``torch.no_grad()`` or
+    ``inference_mode`` it raised "differentiates through the whole batch" where ``exact_log_partition(fg)`` ran in
+    chunks.  Now both run in two chunks of 8 and give the whole batch's answers, as plain tensors."""
+    J = (1.5 * torch.randn(16, 40, generator=torch.Generator().manual_seed(4), dtype=torch.float64)).requires_grad_()
+    fg = ising_grid(5, 5, coupling=J).factor_graph()
+    log_z, marg = mrf_exact.exact_marginals(fg)
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", LIMIT)
+    with torch.no_grad() if mode == "no_grad" else torch.inference_mode(), _contractions() as seen:
+        got = [t.clone() for t in (mrf_exact.exact_log_partition(fg), *mrf_exact.exact_marginals(fg))]
+    assert seen == [("prob", 8), ("prob", 8)] * 2
+    for g, want in zip(got, (log_z, log_z, marg)):
+        assert not g.requires_grad and g.grad_fn is None
+        assert torch.equal(g, want.detach())
+    with pytest.raises(ModelSpecError, match="differentiates through the whole batch"):
+        mrf_exact.exact_marginals(fg)  # autograd on: one contraction, over the limit
+
+
+def test_marginals_under_no_grad_are_plain_tensors_equal_to_the_differentiable_ones():
+    """Fails before: under ``torch.no_grad()`` the marginals of tables that require a gradient came back requiring
+    one, holding a double-backward graph (``create_graph`` was decided inside ``with_autograd``).  Now they are
+    plain tensors with the same bits (the batch fits: one contraction)."""
+    J = (1.5 * torch.randn(4, 40, generator=torch.Generator().manual_seed(5), dtype=torch.float64)).requires_grad_()
+    fg = ising_grid(5, 5, coupling=J).factor_graph()
+    want = mrf_exact.exact_marginals(fg)
+    assert all(w.requires_grad for w in want)
+    with torch.no_grad():
+        got = mrf_exact.exact_marginals(fg)
+    for g, w in zip(got, want):
+        assert not g.requires_grad and g.grad_fn is None
+        assert torch.equal(g, w.detach())
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_one_model_over_the_limit_with_grad_is_named_as_one_model_not_the_batch(monkeypatch, rows):
+    """Fails before for two rows: one 5x5 model (512 bytes) over a limit of 511 with couplings that require a
+    gradient raised "... for 2 model(s) ...; this query differentiates through the whole batch ..., use ... fewer
+    models per call", which cannot help.  Now the error names one model's contraction and the remedies that do
+    (an approximate method, a higher limit), whatever the batch and grad mode; for one row it no longer advises
+    fewer models (fails before too)."""
+    J = (1.5 * torch.randn(rows, 40, dtype=torch.float64)).requires_grad_()
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", 511)
+    message = (r"needs an intermediate of 64 elements \(4.77e-07 GiB for 1 model\(s\)\), more than .*EXACT_MAX_BYTES"
+               r".*one model's contraction alone is over the limit.*method='bp'.*'gibbs'.*raise the limit$")
+    for query in (lambda m: m.log_partition(), lambda m: m.marginals(), lambda m: m.distribution().entropy()):
+        for mrf in (ising_grid(5, 5, coupling=J), ising_grid(5, 5, coupling=J.detach())):
+            with pytest.raises(ModelSpecError, match=message) as err:
+                query(mrf)
+            assert "whole batch" not in str(err.value) and "fewer models" not in str(err.value)
+
+
+def test_a_batch_over_the_limit_with_grad_says_one_model_fits_and_how_to_run_in_chunks(monkeypatch):
+    """Fails before (the message did not say that one model fits nor name ``torch.no_grad()``): 16 models that
+    require a gradient, 8 of which fit, raise naming the batch, the one model's size and the remedies."""
+    J = (1.5 * torch.randn(16, 40, dtype=torch.float64)).requires_grad_()
+    monkeypatch.setattr(mrf_exact, "EXACT_MAX_BYTES", LIMIT)
+    message = (r"\(7.63e-06 GiB for 16 model\(s\)\), more than .*EXACT_MAX_BYTES \(3.81e-06 GiB\); one model fits "
+               r"\(4.77e-07 GiB\), but this query differentiates through the whole batch.*torch\.no_grad\(\) \(chunks "
+               r"of rows\).*fewer models per call")
+    with pytest.raises(ModelSpecError, match=message):
+        ising_grid(5, 5, coupling=J).log_partition()
