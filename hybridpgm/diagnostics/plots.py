@@ -38,28 +38,36 @@ __all__ = ["plot_coverage", "plot_image_grid", "plot_khat", "plot_log_weights", 
            "plot_sequence_marginals"]
 
 
-#: legend labels of players whose loss is not named by the player
-LOSS_LABELS = {"elbo": "loss = -ELBO (nats per example)"}
+def _loss_label(player: str) -> str:
+    """The legend label of ``player``'s loss curve when the caller gives none: the player's name and nothing
+    about the quantity, which a player's name does not tell (the ``"elbo"`` player of an ``SVIObjective``
+    records the negative ELBO per example, or for the whole data set with ``per_example=False``; that of
+    ``IWAE``, ``VIMCO`` and the ``"rws"`` player the negative importance-weighted bound; a sleep player a
+    surrogate that bounds nothing).
+
+    :param str player: the player's name (a key of ``History.loss``)."""
+    return f"{player} loss (as recorded by fit)"
 
 
 def plot_loss_curves(history: History, path: str | os.PathLike | None = None, title: str = "training loss",
                      labels: dict[str, str] | None = None) -> Figure:
-    """One curve per player: its loss (the quantity minimized) against step,
-    and the metrics callbacks logged.
+    """One curve per player: its loss (the quantity minimized, as the objective's ``loss`` returned it)
+    against step, and the metrics callbacks logged.
 
     :param history: a :class:`~hybridpgm.train.history.History` (``fit(...).history``).
     :param path: an image file to write the figure to (its folder is created; format from the suffix), or
         ``None`` to write nothing.
     :param str title: the axes' title.
-    :param labels: player -> legend label; the default names the SVI player's
-        loss ``-ELBO`` (:data:`LOSS_LABELS`).
+    :param labels: player -> legend label, for the caller who knows what its objective records (``{"elbo":
+        "-ELBO, nats per example"}``); a player left out is labelled ``"<player> loss (as recorded by fit)"``
+        (:func:`_loss_label`), which names the player and not the quantity.
     :returns: the :class:`matplotlib.figure.Figure` (shown by itself in a notebook).
     """
-    labels = {**LOSS_LABELS, **(labels or {})}
+    labels = labels or {}
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     for player, values in history.loss.items():
-        ax.plot(history.step[: len(values)], values, label=labels.get(player, f"{player} loss"))
+        ax.plot(history.step[: len(values)], values, label=labels.get(player, _loss_label(player)))
     for name, points in history.metrics.items():
         if points:
             steps, values = zip(*points)

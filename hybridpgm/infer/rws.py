@@ -30,6 +30,18 @@ mini-batch loss is an unbiased estimate of the full-data loss.  Pyro's
 :class:`pyro.infer.ReweightedWakeSleep` normalizes the weights of the whole
 (scaled) batch jointly and therefore refuses mini-batches.
 
+**Reported values.**  The losses have the gradients of the updates above; their values are these.  The
+joint loss (:meth:`ReweightedWakeSleepELBO.differentiable_loss`, the ``"rws"`` player, what
+:meth:`pyro.infer.SVI.step` returns) is ``theta + (phi - phi.detach())``, whose value is the negative
+importance-weighted bound :math:`-\\mathcal L_K` (``theta``), the number :meth:`ReweightedWakeSleepELBO.loss`
+(:meth:`pyro.infer.SVI.evaluate_loss`), VIMCO and IWAE report, and whose gradient is that of ``theta + phi``.
+The :math:`\\phi` surrogate's value is no bound (see :class:`RWSLosses`); it is recorded only as the
+``"sleep"`` player's loss of ``RWS(joint=False)``.  Pyro's :class:`pyro.infer.ReweightedWakeSleep` returns the
+pair (wake-:math:`\\theta` loss, :math:`\\phi` loss) from both ``loss`` and ``loss_and_grads``, its first
+the negative bound of the whole batch taken as one datapoint; here both return the one number
+:math:`-\\mathcal L_K` (a sum of per-datapoint bounds), and :meth:`ReweightedWakeSleepELBO.losses` gives the
+pair.  ``wake_phi=True, sleep_phi=True`` is Pyro's ``insomnia=0.5``.
+
 References:
 
 1. J. Bornschein, Y. Bengio, *Reweighted Wake-Sleep*, ICLR 2015.
@@ -59,21 +71,34 @@ class RWSLosses(NamedTuple):
     """The two surrogate losses of reweighted wake-sleep (scalars, plate-scaled sums).
 
     :ivar torch.Tensor theta: :math:`-\\frac{N}{B}\\sum_b \\log \\frac1K \\sum_k w_{kb}`;
-        its value is the negative importance-weighted bound.
-    :ivar torch.Tensor phi: the wake-/sleep-:math:`\\phi` surrogate.
+        its value is the negative importance-weighted bound :math:`-\\mathcal L_K` (its gradient reaches
+        :math:`\\theta` only: :math:`\\log q` is detached).
+    :ivar torch.Tensor phi: the wake-/sleep-:math:`\\phi` surrogate (gradient to :math:`\\phi` only), the
+        average of those switched on: wake-:math:`\\phi`
+        :math:`-\\frac{N}{B}\\sum_b \\sum_k \\tilde w_{kb} \\log q_\\phi(h_{kb} \\mid x_b)`, a self-normalized
+        estimate of the cross-entropy :math:`\\mathbb E_{p_\\theta(h \\mid x)}[-\\log q_\\phi(h \\mid x)]`;
+        sleep-:math:`\\phi` :math:`-\\log q_\\phi(h' \\mid x')` on dreams (:func:`sleep_phi_loss`).  Its value
+        bounds nothing about :math:`\\log p(x)`: it is not comparable with ``theta`` or with other objectives.
     """
 
     theta: torch.Tensor
     phi: torch.Tensor
 
+    def joint(self) -> torch.Tensor:
+        """``theta + (phi - phi.detach())`` (0-d): the value of ``theta`` (:math:`-\\mathcal L_K`), the gradient
+        of ``theta + phi`` (bit for bit: the detached term adds nothing to the backward pass)."""
+        return self.theta + (self.phi - self.phi.detach())
+
 
 class ReweightedWakeSleepELBO(ParticleELBO):
     """Mini-batch-correct reweighted wake-sleep as a Pyro ELBO.
 
-    ``differentiable_loss`` returns ``theta + phi`` (they touch disjoint
+    ``differentiable_loss`` has the gradient of ``theta + phi`` (they touch disjoint
     parameters: the guide's samples are detached and the weights in the
-    :math:`\\phi` term are constants), so it also drives plain
-    :class:`pyro.infer.SVI`.
+    :math:`\\phi` term are constants) and the value of ``theta``, the negative importance-weighted bound
+    :math:`-\\mathcal L_K` (:meth:`RWSLosses.joint`), so it also drives plain
+    :class:`pyro.infer.SVI`, whose ``step`` (``loss_and_grads``) and ``evaluate_loss`` (:meth:`loss`) then
+    report the same quantity (equal on the same random numbers).
 
     :param int num_particles: :math:`K`.
     :param bool wake_phi: use the wake-:math:`\\phi` update.
@@ -132,12 +157,12 @@ class ReweightedWakeSleepELBO(ParticleELBO):
         return RWSLosses(theta, phi)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """``theta + phi`` of :meth:`losses` (0-d).
+        """:meth:`RWSLosses.joint` of :meth:`losses` (0-d): the value :math:`-\\mathcal L_K` (``theta``), the
+        gradient of ``theta + phi``.
 
         :param model: the Pyro model, called as ``model(*args, **kwargs)``.
         :param guide: the Pyro guide, called alike."""
-        theta, phi = self.losses(model, guide, *args, **kwargs)
-        return theta + phi
+        return self.losses(model, guide, *args, **kwargs).joint()
 
 
 class RWS(ModelGuideObjective):
@@ -151,6 +176,11 @@ class RWS(ModelGuideObjective):
     :class:`~hybridpgm.infer.WakeSleep`, each with fresh particles and its own optimizer.  With all of
     :math:`\\theta` frozen (``requires_grad_(False)``), :func:`hybridpgm.fit` trains :math:`\\phi` alone: the
     ``"wake"`` loss is recorded but that player is not stepped (the joint player trains the unfrozen part).
+
+    Recorded losses (``fit(...).history.loss``, per example by default): ``"rws"`` and ``"wake"`` record the
+    negative importance-weighted bound :math:`-\\mathcal L_K` (comparable with VIMCO's and IWAE's ``"elbo"``
+    loss, and an upper bound on :math:`-\\log p(x)` in expectation); ``"sleep"`` records the :math:`\\phi`
+    surrogate of :class:`RWSLosses`, which is no bound and not comparable with any other objective's loss.
 
     :param model: the Pyro model, called as ``model(*batch)``.
     :param guide: the Pyro guide, called as ``guide(*batch)``.
@@ -222,8 +252,9 @@ class RWS(ModelGuideObjective):
         return {**super().settings(), "joint": self.joint}
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
-        """The player's loss of :meth:`ReweightedWakeSleepELBO.losses` on ``batch`` (0-d; ``"rws"``: ``theta +
-        phi``, ``"wake"``: ``theta``, ``"sleep"``: ``phi``), divided by the batch size when ``per_example``.
+        """The player's loss of :meth:`ReweightedWakeSleepELBO.losses` on ``batch`` (0-d; ``"rws"``:
+        :meth:`RWSLosses.joint`, valued ``theta`` with the gradient of ``theta + phi``; ``"wake"``: ``theta``;
+        ``"sleep"``: ``phi``), divided by the batch size when ``per_example``.
 
         :param str player: one of :meth:`players`.
         :param batch: the model's positional arguments (a tensor, or a tuple of them)."""
@@ -233,7 +264,7 @@ class RWS(ModelGuideObjective):
         # the plate nesting, guessed on the first call, leaves the module's buffers alone (exact resume)
         self.elbo.plate_nesting(self.model, self.guide, args, self.model_kwargs, modules=(self.module,))
         losses = self.elbo.losses(self.model, self.guide, *args, **self.model_kwargs)
-        loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.theta + losses.phi}[player]
+        loss = {"wake": losses.theta, "sleep": losses.phi, "rws": losses.joint()}[player]
         return loss / size if self.per_example else loss
 
 

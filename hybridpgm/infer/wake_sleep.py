@@ -22,6 +22,15 @@ pair whose model has exactly one observed site (the guide's first argument);
 :class:`WakeSleep` exposes them to :func:`hybridpgm.fit` as the players
 ``"wake"`` (:math:`\\theta`) and ``"sleep"`` (:math:`\\phi`).
 
+**Reported values.**  The wake loss has the gradient of :math:`-\\log p_\\theta(x, h)` but the value of the
+negative ELBO estimate :math:`-\\log p_\\theta(x, h) + \\log q_\\phi(h \\mid x)` on the same samples (the
+:math:`\\log q` term is added detached), so the ``"wake"`` player records :math:`-\\text{ELBO}`, the number
+NVIL and :class:`pyro.infer.Trace_ELBO` report.  :class:`WakeSleepELBO`'s joint loss (what
+:meth:`pyro.infer.SVI.step` returns) has that value too, and so has :meth:`WakeSleepELBO.loss`
+(:meth:`pyro.infer.SVI.evaluate_loss`).  The sleep loss's value is a surrogate with no bound meaning: a
+Monte Carlo estimate of the cross-entropy :math:`\\mathbb E_{p_\\theta(x, h)}[-\\log q_\\phi(h \\mid x)]` on
+dreams, not comparable with the wake loss or with any other objective's loss.
+
 References:
 
 1. G. E. Hinton, P. Dayan, B. J. Frey, R. M. Neal, *The wake-sleep algorithm for
@@ -125,10 +134,15 @@ def _check_guide_plates(model_trace, guide_trace, observed: str, dream: torch.Te
 class WakeSleepELBO(ParticleELBO):
     """Surrogate losses of wake-sleep as a Pyro ELBO.
 
-    ``differentiable_loss`` returns ``wake + sleep``; the two terms touch
-    disjoint parameters (the wake term detaches the guide's samples, the sleep
+    ``differentiable_loss`` has the gradient of ``wake + sleep``; the two terms touch
+    disjoint parameters (the wake term detaches the guide's samples and :math:`\\log q`, the sleep
     term the model's dreams), so one backward pass gives both updates and the
-    class also works with plain :class:`pyro.infer.SVI`.
+    class also works with plain :class:`pyro.infer.SVI`.  Its value is the wake loss's, the negative ELBO
+    estimate (``wake + (sleep - sleep.detach())``), and :meth:`loss` returns the same quantity, so
+    ``SVI.step`` (``loss_and_grads``) and ``SVI.evaluate_loss`` report one number (equal on the same random
+    numbers).  Each is :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log w_{kb}`: with ``num_particles``
+    :math:`K > 1` the ELBO averaged over :math:`K` samples, not the bound :math:`\\mathcal L_K` that
+    :class:`~hybridpgm.infer.particle_elbo.ParticleELBO`'s ``loss`` computes.
 
     :param int num_particles: wake samples per datapoint.
     :param int num_sleep_particles: dreams per datapoint.
@@ -143,13 +157,26 @@ class WakeSleepELBO(ParticleELBO):
         self.num_sleep_particles = positive_int(num_sleep_particles, "WakeSleepELBO num_sleep_particles")
 
     def wake_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """Wake loss :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log p_\\theta(x_b, h_{kb})`,
-        with :math:`h \\sim q_\\phi` detached (0-d).
+        """Wake loss (0-d): the gradient of :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log p_\\theta(x_b,
+        h_{kb})` with :math:`h \\sim q_\\phi` detached (to :math:`\\theta` only), and the value of the negative
+        ELBO estimate :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k [\\log p_\\theta(x_b, h_{kb}) - \\log
+        q_\\phi(h_{kb} \\mid x_b)]` on the same samples (the :math:`\\log q` term enters detached).
 
         :param model: the Pyro model, called as ``model(*args, **kwargs)``.
         :param guide: the Pyro guide, called alike."""
         lw = self.log_weights(model, guide, *args, **kwargs)
-        return -lw.scale * lw.log_p.mean(0).sum()
+        surrogate = -lw.scale * lw.log_p.mean(0).sum()
+        return _negative_elbo(lw).detach() + (surrogate - surrogate.detach())
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The value of :meth:`differentiable_loss` without its graph or the sleep phase: the negative ELBO
+        estimate :math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k \\log w_{kb}` (a float; what
+        :meth:`pyro.infer.SVI.evaluate_loss` returns).
+
+        :param model: the Pyro model, called as ``model(*args, **kwargs)``.
+        :param guide: the Pyro guide, called alike."""
+        with torch.no_grad():
+            return _negative_elbo(self.log_weights(model, guide, *args, **kwargs)).item()
 
     def sleep_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """The sleep loss of :func:`sleep_phi_loss` on ``num_sleep_particles`` dreams per datapoint (0-d).
@@ -159,11 +186,20 @@ class WakeSleepELBO(ParticleELBO):
         return sleep_phi_loss(self, model, guide, args, kwargs, self.num_sleep_particles)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """:meth:`wake_loss` ``+`` :meth:`sleep_loss` (0-d; one backward pass gives both updates).
+        """:meth:`wake_loss` ``+`` :meth:`sleep_loss` in gradient (one backward pass gives both updates), the
+        wake loss (the negative ELBO estimate) in value: ``wake + (sleep - sleep.detach())`` (0-d).
 
         :param model: the Pyro model, called as ``model(*args, **kwargs)``.
         :param guide: the Pyro guide, called alike."""
-        return self.wake_loss(model, guide, *args, **kwargs) + self.sleep_loss(model, guide, *args, **kwargs)
+        wake = self.wake_loss(model, guide, *args, **kwargs)
+        sleep = self.sleep_loss(model, guide, *args, **kwargs)
+        return wake + (sleep - sleep.detach())
+
+
+def _negative_elbo(lw) -> torch.Tensor:
+    """:math:`-\\frac{N}{B}\\sum_b \\frac1K \\sum_k (\\log p_{kb} - \\log q_{kb})` of
+    :class:`~hybridpgm.infer.particle_elbo.LogWeights` ``lw`` (0-d, with the graph of both terms)."""
+    return -lw.scale * (lw.log_p - lw.log_q).mean(0).sum()
 
 
 class WakeSleep(ModelGuideObjective):
@@ -172,7 +208,10 @@ class WakeSleep(ModelGuideObjective):
     Players: ``"wake"`` (the model's parameters :math:`\\theta`, loss
     :meth:`WakeSleepELBO.wake_loss`) then ``"sleep"`` (the guide's parameters
     :math:`\\phi`, loss :meth:`WakeSleepELBO.sleep_loss`), each divided by the
-    batch size when ``per_example`` (see :class:`ModelGuideObjective`).
+    batch size when ``per_example`` (see :class:`ModelGuideObjective`).  The ``"wake"`` player records the
+    negative ELBO (comparable with NVIL's ``"elbo"`` loss); the ``"sleep"`` player records the sleep
+    surrogate :math:`-\\log q_\\phi(h' \\mid x')` on dreams, which bounds nothing and is not comparable with
+    any other objective's loss.
 
     :param model: the Pyro model, called as ``model(*batch)``.
     :param guide: the Pyro guide, called as ``guide(*batch)``.

@@ -47,6 +47,22 @@ DEFAULT_PARTICLES = 5
 #: units of the figures of this recipe's metrics.json and evaluation.json (beside :data:`~.common.UNITS`)
 _UNITS = {"eval_samples": "importance samples from the recognition network per test example"}
 
+#: ``--objective`` -> player -> what the player's loss is (``{k}``: the particles); its ``final_train_loss``
+#: unit and its curve's label in loss.png.  ``-L_K`` (the negative importance-weighted bound) and ``-ELBO``
+#: are upper bounds on ``-log p(x)`` in expectation; wake-sleep's sleep loss is no bound.
+_LOSS_MEANINGS = {
+    "wake-sleep": {"wake": "-ELBO", "sleep": "sleep surrogate -log q(h'|x') on dreams (no bound, not comparable)"},
+    "rws": {"rws": "-L_{k} (negative importance-weighted bound)"},
+    "nvil": {"elbo": "-ELBO"},
+    "vimco": {"elbo": "-L_{k} (negative importance-weighted bound)"},
+}
+
+
+def _loss_meanings(objective: str, particles: int) -> dict[str, str]:
+    """Player -> what its loss is, in nats per example, for ``--objective objective`` with ``particles``."""
+    return {player: f"{meaning.format(k=particles)}, nats per example"
+            for player, meaning in _LOSS_MEANINGS[objective].items()}
+
 
 def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
     """Add the recipe's options to ``parser``.
@@ -105,7 +121,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test = data.test.x[: args.eval_size].to(result.device)
     test_ll = float(torch.cat([sbn.log_likelihood(chunk, num_samples=args.eval_samples)
                                for chunk in test.split(100)]).mean())
-    plot_loss_curves(result.history, out / "loss.png", title=f"SBN ({args.objective}) on {args.dataset}")
+    meanings = _loss_meanings(args.objective, particles)
+    plot_loss_curves(result.history, out / "loss.png", title=f"SBN ({args.objective}) on {args.dataset}",
+                     labels={player: f"{player} loss = {meaning}" for player, meaning in meanings.items()})
     plot_image_grid(sbn.sample(64).cpu(), data.image_shape, out / "samples.png", title="dreams")
     save_model(sbn.cpu(), out, args, feature_shape=[data.num_features], image_shape=list(data.image_shape),
                eval_samples=args.eval_samples, eval_size=args.eval_size)
@@ -132,7 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "train_examples_per_s": examples_per_s,
         "machine": machine_description(),
     }
-    write_metrics(out, metrics, units=_UNITS)
+    loss_units = {player: f"{meaning} (lower is better)" for player, meaning in meanings.items()}
+    write_metrics(out, metrics, units={**_UNITS, "final_train_loss": loss_units})
     return metrics
 
 

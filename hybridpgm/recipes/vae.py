@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test = data.test.x[: args.eval_size].to(result.device)
     test_elbo, test_ll = _evaluate(vae, test, args.eval_samples)
     baseline = bernoulli_baseline(data.train.x, test)
-    plot_loss_curves(result.history, out / "loss.png", title=f"{args.model} on {args.dataset}")
+    bound = f"-L_{objective.elbo.num_particles} (negative IWAE bound)" if args.model == "iwae" else "-ELBO"
+    plot_loss_curves(result.history, out / "loss.png", title=f"{args.model} on {args.dataset}",
+                     labels={"elbo": f"loss = {bound}, nats per example"})
     _plots(vae, test, data.image_shape, out)
     save_model(vae.cpu(), out, args, feature_shape=[data.num_features], image_shape=list(data.image_shape),
                eval_samples=args.eval_samples, eval_size=args.eval_size)

@@ -58,9 +58,17 @@ def test_every_plot_is_an_image_in_ipython_without_the_inline_backend(name):
     assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n" and data["text/plain"].startswith("<Figure size")
 
 
-def test_loss_legend_names_the_negative_elbo_a_loss():
+def test_loss_legend_names_the_player_not_a_quantity_unless_told():
+    """Found by an audit: every "elbo" curve was labelled "loss = -ELBO (nats per example)", false for a
+    BayesianRegressor trained with per_example=False (the whole data set's -ELBO), for IWAE and VIMCO (the
+    negative importance-weighted bound) and others.  The default names the player only; the caller who knows
+    the quantity passes ``labels``."""
     labels = [t.get_text() for t in plot_loss_curves(_history()).axes[0].get_legend().get_texts()]
-    assert labels == ["wake loss", "sleep loss", "loss = -ELBO (nats per example)", "eval"]
+    assert labels == ["wake loss (as recorded by fit)", "sleep loss (as recorded by fit)",
+                      "elbo loss (as recorded by fit)", "eval"]
+    told = plot_loss_curves(_history(), labels={"elbo": "-L_5, nats per example"})
+    assert [t.get_text() for t in told.axes[0].get_legend().get_texts()] == \
+        ["wake loss (as recorded by fit)", "sleep loss (as recorded by fit)", "-L_5, nats per example", "eval"]
 
 
 def test_plotting_changes_no_matplotlib_state():

@@ -56,3 +56,32 @@ def test_particles_default_and_given_for_the_objectives_that_take_them():
     for argv, k in ((["--objective", "rws"], 5), (["--objective", "vimco", "--particles", "2"], 2),
                     (["--objective", "nvil"], 1), (["--objective", "wake-sleep"], 1)):
         assert recipe._particles(parser.parse_args(argv)) == k
+
+
+@pytest.mark.parametrize("objective, players, meaning", [
+    ("rws", ["rws"], "-L_3 (negative importance-weighted bound), nats per example"),
+    ("wake-sleep", ["wake", "sleep"], "-ELBO, nats per example"),
+])
+def test_final_train_loss_and_loss_curves_say_what_each_player_records(objective, players, meaning, tmp_path,
+                                                                       monkeypatch):
+    """Found by an audit: ``final_train_loss`` had one unit, "per-example loss minimized by each player", while
+    rws recorded theta + phi (14 nats above -log p, against vimco's -L_K) and loss.png called no curve by what it
+    is.  Now the "rws" player records -L_K, wake-sleep's "wake" player -ELBO, and each player's unit and curve
+    label say so; the sleep player's says it is no bound."""
+    labels = {}
+    real = recipe.plot_loss_curves
+    monkeypatch.setattr(recipe, "plot_loss_curves", lambda *a, **k: (labels.update(k["labels"]), real(*a, **k))[1])
+    parser = argparse.ArgumentParser()
+    recipe.add_arguments(parser, "sbn")
+    extra = ["--particles", "3"] if objective == "rws" else []
+    args = parser.parse_args(["--objective", objective, *extra, "--hidden", "8", "--epochs", "1", "--batch-size",
+                              "256", "--eval-samples", "4", "--eval-size", "16", "--device", "cpu", "--no-progress",
+                              "--out", str(tmp_path)])
+    recipe.run(args)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    units = saved["units"]["final_train_loss"]
+    assert sorted(saved["final_train_loss"]) == sorted(units) == sorted(labels) == sorted(players)
+    assert units[players[0]] == f"{meaning} (lower is better)"
+    assert labels[players[0]] == f"{players[0]} loss = {meaning}"
+    if objective == "wake-sleep":
+        assert "no bound" in units["sleep"] and "no bound" in labels["sleep"]

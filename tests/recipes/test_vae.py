@@ -38,3 +38,18 @@ def test_vae_records_the_single_sample_it_trains_with(tmp_path):
     out = tmp_path / "vae"
     assert main(["train", "vae", *TINY, "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["particles"] == 1
+
+
+@pytest.mark.parametrize("model, label", [("vae", "loss = -ELBO, nats per example"),
+                                          ("iwae", "loss = -L_3 (negative IWAE bound), nats per example")])
+def test_the_loss_curve_is_labelled_with_what_the_objective_records(model, label, tmp_path, monkeypatch):
+    """Found by an audit: loss.png took plot_loss_curves' default "loss = -ELBO (nats per example)" for IWAE's
+    -L_K too; the default now names the player only, and the recipe, which knows its objective, says which."""
+    from hybridpgm.recipes import vae as recipe
+
+    labels = {}
+    real = recipe.plot_loss_curves
+    monkeypatch.setattr(recipe, "plot_loss_curves", lambda *a, **k: (labels.update(k["labels"]), real(*a, **k))[1])
+    extra = ["--particles", "3"] if model == "iwae" else []
+    assert main(["train", model, *TINY, *extra, "--out", str(tmp_path / model)]) == 0
+    assert labels == {"elbo": label}
