@@ -35,7 +35,7 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from hybridpgm.checks import generator_or_none, positive_int, positive_real
+from hybridpgm.checks import generator_or_none, module_name, positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
@@ -139,8 +139,15 @@ class BayesianRegressor(PyroModule):
     :param int num_data: ``N``, the training set size (scales the mini-batch likelihood).
     :param float prior_scale: :math:`s`.
     :param float noise: initial :math:`\\sigma`.
+    :param str name: the :class:`~pyro.nn.PyroModule` name, keyword-only, so that two regressors can share one Pyro
+        program (see :doc:`/pyro_native`): with ``name="left"`` the weight sites are ``"left.net.weight"``, ...,
+        the noise parameter ``"left.raw_noise"`` in Pyro's global param store, the data plate ``"left.data"`` and
+        the likelihood site ``"left.y"``.  ``""`` (the default): ``"net.weight"``, ``"raw_noise"``, ``"data"`` and
+        ``"y"``.  Held as an attribute of a :class:`~pyro.nn.PyroModule`, the regressor's weights and noise are
+        named by that attribute (Pyro's rule, ``"<attribute>.net.weight"``) and its plate and likelihood by
+        ``name``.
     :raises ModelSpecError: ``num_data`` is not a positive integer, or ``noise`` or ``prior_scale``
-        is not a finite number > 0.
+        is not a finite number > 0, or ``name`` is not a string or holds ``"$$$"``.
 
     Training: the data plate of a batch of ``B`` rows is a subsample of the ``N = num_data`` training rows, its
     likelihood scaled by ``N / B``, so the loss is already an unbiased estimate of the full-data negative ELBO
@@ -180,8 +187,14 @@ class BayesianRegressor(PyroModule):
         ``requires_grad_(False)``, it stays frozen under ``fit`` and Pyro: see
         :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
-    def __init__(self, net: nn.Module, num_data: int, prior_scale: float = 1.0, noise: float = 0.1):
-        super().__init__()
+    #: the constructor's ``name``, which names the plate and the likelihood (a supermodule renames ``_pyro_name``
+    #: only); a class-level default for regressors pickled before it existed
+    _module_name = ""
+
+    def __init__(self, net: nn.Module, num_data: int, prior_scale: float = 1.0, noise: float = 0.1, *,
+                 name: str = ""):
+        super().__init__(module_name(name, "BayesianRegressor"))
+        self._module_name = name
         num_data = positive_int(num_data, "BayesianRegressor num_data", error=ModelSpecError)
         noise = positive_real(noise, "BayesianRegressor noise", error=ModelSpecError)
         self.net = bayesianize(net, prior_scale)
@@ -195,7 +208,8 @@ class BayesianRegressor(PyroModule):
         return self.raw_noise.exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Pyro model.  ``x`` is ``B x D``, ``y`` ``B`` (or ``None`` to sample).
+        """Pyro model.  ``x`` is ``B x D``, ``y`` ``B`` (or ``None`` to sample), the site ``"y"`` in the plate
+        ``"data"`` (``"<name>.y"``, ``"<name>.data"`` for a regressor of a ``name``).
         Returns the network output ``B`` for the sampled weights.  With ``y``, the batch is a mini-batch of
         the ``N = num_data`` training rows and its likelihood is scaled by ``N / B``; without, ``B`` may
         exceed ``N`` (predictions on a test grid).
@@ -230,9 +244,10 @@ class BayesianRegressor(PyroModule):
         # a mini-batch of the N training rows is scaled by N / B; predictions (y None) at more points than
         # N have no training set to be a part of, and take a plate of their own size
         size = x.shape[0] if y is None and x.shape[0] > self.num_data else self.num_data
-        with pyro.plate("data", size, subsample_size=x.shape[0]):
+        prefix = f"{self._module_name}." if self._module_name else ""
+        with pyro.plate(prefix + "data", size, subsample_size=x.shape[0]):
             # unvalidated: NaN data reach the loss, and the deferred check names them before any update
-            pyro.sample("y", dist.Normal(mean, self.noise.to(mean.dtype), validate_args=False), obs=y)
+            pyro.sample(prefix + "y", dist.Normal(mean, self.noise.to(mean.dtype), validate_args=False), obs=y)
         return mean
 
 

@@ -20,7 +20,7 @@ from hybridpgm.errors import ConfigError, DataError, DeviceError, ModelSpecError
 
 __all__ = ["as_integer", "check_device", "check_empty", "check_log_z", "check_player", "close_match", "damping_of",
            "expanded_batch_shape", "flag", "generator_keywords", "generator_or_none", "layer_sizes", "module_name",
-           "name_list", "positive_int",
+           "name_list", "positive_int", "PYRO_MODULE_SEPARATOR",
            "positive_real", "sample_count", "sample_shape_of", "seed_of", "shown_items", "site_prefix",
            "takes_keyword", "torch_readable", "type_name", "unit_fraction"]
 
@@ -321,13 +321,23 @@ def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list
     return names
 
 
-def site_prefix(prefix, where: str) -> str:
-    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names.
+#: what Pyro writes between a module's name and its parameters' names in the param store
+#: (``"<module>$$$<parameter>"``); ``pyro.module`` asserts that no module name holds it
+PYRO_MODULE_SEPARATOR = "$$$"
 
-    :raises ConfigError: a ``prefix`` that is not a ``str``, naming ``where``."""
+
+def site_prefix(prefix, where: str) -> str:
+    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names (and, for
+    :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, to the ``pyro.module`` name of its potentials).
+
+    :raises ConfigError: a ``prefix`` that is not a ``str``, or one holding ``"$$$"`` (Pyro's separator between a
+        module's name and its parameters' names, which ``pyro.module`` refuses), naming ``where`` and the value."""
     if not isinstance(prefix, str):
         raise ConfigError(f"{where} prefix must be a string (prepended to its Pyro site and plate names), got "
                           f"{type(prefix).__name__} {prefix!r:.60}")
+    if PYRO_MODULE_SEPARATOR in prefix:
+        raise ConfigError(f"{where} prefix={prefix!r:.60} holds '$$$', Pyro's separator between a module's name and "
+                          f"its parameters' names; use another separator (e.g. '_')")
     return prefix
 
 
@@ -335,10 +345,15 @@ def module_name(name, where: str) -> str:
     """``name`` checked: the ``name`` a :class:`~pyro.nn.PyroModule` gives its parameters in Pyro's param store
     (``"<name>.<attribute>"``, or ``"<name>.<submodule>$$$<parameter>"``; ``""``: the attribute names alone).
 
-    :raises ModelSpecError: a ``name`` that is not a ``str``, naming ``where``."""
+    :raises ModelSpecError: a ``name`` that is not a ``str``, or one holding ``"$$$"`` (Pyro's separator between a
+        module's name and its parameters' names, which ``pyro.module`` refuses at the first step), naming ``where``
+        and the value."""
     if not isinstance(name, str):
         raise ModelSpecError(f"{where} name must be a string (the prefix of its parameters' names in Pyro's param "
                              f"store), got {type(name).__name__} {name!r:.60}")
+    if PYRO_MODULE_SEPARATOR in name:
+        raise ModelSpecError(f"{where} name={name!r:.60} holds '$$$', Pyro's separator between a module's name and "
+                             f"its parameters' names; use another separator (e.g. '_')")
     return name
 
 

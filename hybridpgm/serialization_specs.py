@@ -110,10 +110,13 @@ def _bayesian_regressor_spec(model, where: str) -> dict:
                               "from a model file")
     scales = [float(b) for name, b in net.named_buffers() if name.rpartition(".")[2] == "_prior_scale"]
     noise = float(model.noise.detach())
-    return {"net": layer_spec(net, where, bayesian=True) if layers is None else {"sequential": layers},
+    spec = {"net": layer_spec(net, where, bayesian=True) if layers is None else {"sequential": layers},
             "num_data": model.num_data, "prior_scale": scales[0] if scales else 1.0,
             # the state dict holds the noise; a value the constructor refuses (underflow to 0) is only a placeholder
             "noise": noise if 0 < noise < float("inf") else 1.0}
+    if model._module_name:  # the plate's and the likelihood's prefix (unnamed: the earlier releases' spec)
+        spec["name"] = model._module_name
+    return spec
 
 
 def _bayesian_regressor_from_spec(spec: dict):
@@ -125,7 +128,7 @@ def _bayesian_regressor_from_spec(spec: dict):
         net = nn.Sequential(*[build_layer(layer, f"{where}[{i}]") for i, layer in enumerate(net["sequential"])])
     else:
         net = build_layer(net, where)
-    return BayesianRegressor(net, spec["num_data"], spec["prior_scale"], spec["noise"])
+    return BayesianRegressor(net, spec["num_data"], spec["prior_scale"], spec["noise"], name=spec.get("name", ""))
 
 
 #: qualified class name -> (``to_spec(module, where)``, ``from_spec(dict)``)

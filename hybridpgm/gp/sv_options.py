@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from hybridpgm.checks import positive_int, positive_real
+from hybridpgm.checks import PYRO_MODULE_SEPARATOR, positive_int, positive_real
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.gp.sv_objective import MaskSite
 from hybridpgm.options import PARAMETERS_BUILT, Option
@@ -27,8 +27,12 @@ __all__ = ["SVOptions"]
 
 
 def _name_prefix(gp: Any, value: Any) -> str:
+    """``value`` checked as the GP's ``name_prefix`` (also its ``pyro.module`` name), and given to the likelihood."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"SVDeepKernelGP name_prefix must be a non-empty string, got {value!r}")
+    if PYRO_MODULE_SEPARATOR in value:  # pyro.module(name_prefix, gp) would assert at the first step
+        raise ConfigError(f"SVDeepKernelGP name_prefix={value!r:.60} holds '$$$', Pyro's separator between a module's "
+                          f"name and its parameters' names; use another separator (e.g. '_')")
     likelihood = gp.__dict__.get("_modules", {}).get("likelihood")  # none yet in the constructor, which copies it
     if likelihood is not None:
         likelihood.name_prefix = value
@@ -45,7 +49,8 @@ class SVOptions:
         ``<prefix>.f``, ``<prefix>.y``).  Assigning checks the value as the constructor does, sets the likelihood's
         ``name_prefix`` (its ``f`` and ``y`` sites) too, and :func:`hybridpgm.save` records it.
 
-        :raises ConfigError: (on assignment) a value that is not a non-empty string.""")
+        :raises ConfigError: (on assignment) a value that is not a non-empty string, or one holding ``"$$$"`` (Pyro's
+            separator between a module's name and its parameters' names).""")
     beta = Option(
         lambda gp, value: positive_real(value, "SVDeepKernelGP beta (the KL weight)", allow_zero=True),
         """Weight of the KL term (1 is exact variational inference, 0 drops it), read at each call.  Assigning checks

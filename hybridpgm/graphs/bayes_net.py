@@ -67,7 +67,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         ``"cpds$$$<node>.<parameter>"``, so two networks of the same node names keep their parameters apart in
         one program (with :meth:`model`'s ``prefix`` for the site names; see :doc:`/pyro_native`).  Saved and
         loaded with the network.
-    :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping, ``name`` is not a string,
+    :raises ModelSpecError: ``cpds`` or ``state_names`` is not a mapping, ``name`` is not a string (or holds ``"$$$"``),
         ``state_names`` names a node not in ``cpds``, or any check of :meth:`add`
         and :meth:`check` fails.
 

@@ -63,19 +63,26 @@ class LegacyTableNames(nn.Module):
 _PROBE = TablePotentials()  # its attributes are the names a table cannot be registered under
 
 
-def table_key(name: str) -> str:
-    """The name under which factor ``name``'s table is registered in :class:`TablePotentials`.
+def table_key(name: str, container: nn.Module = _PROBE) -> str:
+    """The name under which factor ``name``'s table is registered in :class:`TablePotentials` (or, given
+    ``container``, under which ``name`` is registered in a module of that class: NVIL's
+    :class:`~hybridpgm.infer.nvil_baselines.SiteNets` registers its networks so).
 
     The factor's name itself, except where torch would refuse it: ``"%"`` and ``"."`` (which a registered name
-    cannot hold) become ``"%25"`` and ``"%2E"``, and a name that is an attribute of an ``nn.Module``
-    (``"type"``, ``"to"``, ``"training"`` ...) gets its first character written ``%XX`` (``"%74ype"``).  The
-    escaping is injective: two factors never share a key.
+    cannot hold) become ``"%25"`` and ``"%2E"``, and a name that is an attribute of ``container`` (of an
+    ``nn.Module``: ``"type"``, ``"to"``, ``"training"`` ...) gets its first character written ``%XX``
+    (``"%74ype"``).  The escaping is injective: two factors never share a key.  Every ``%`` of a key begins one
+    such escape, so decoding each ``%XX`` gives the name back.
+
+    :param str name: the name to register.
+    :param container: an (empty) instance of the class the name is registered in; default: a
+        :class:`TablePotentials`.
 
     >>> table_key("coupling"), table_key("h.0"), table_key("type")
     ('coupling', 'h%2E0', '%74ype')
     """
     key = name.replace("%", "%25").replace(".", "%2E")
-    if hasattr(_PROBE, key):  # attribute names are ASCII identifiers, so the first character fits in %XX
+    if hasattr(container, key):  # attribute names are ASCII identifiers, so the first character fits in %XX
         key = f"%{ord(key[0]):02X}{key[1:]}"
     return key
 

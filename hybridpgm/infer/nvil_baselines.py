@@ -20,7 +20,9 @@ References:
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from collections import Counter
+from typing import Iterator, Sequence
 
 import pyro
 import torch
@@ -31,14 +33,57 @@ from torch import nn
 
 from hybridpgm.checks import close_match, positive_int, positive_real, shown_items
 from hybridpgm.errors import ConfigError, ObjectiveError
+from hybridpgm.graphs.mrf_tables import table_key
 from hybridpgm.train.update_scope import current_update
 
-__all__ = ["BASELINES_MODULE_NAME", "NVILBaselines"]
+__all__ = ["BASELINES_MODULE_NAME", "NVILBaselines", "SiteNets"]
 
 #: The name under which :class:`NVIL_ELBO` registers the baseline networks with ``pyro.module``, so that
 #: plain :class:`pyro.infer.SVI` trains them: their parameters are ``"nvil_baselines$$$<site>.<param>"``
-#: in Pyro's param store (e.g. ``"nvil_baselines$$$h1.0.weight"``).
+#: in Pyro's param store (e.g. ``"nvil_baselines$$$h1.0.weight"``; ``<site>`` escaped as in :class:`SiteNets`).
 BASELINES_MODULE_NAME = "nvil_baselines"
+
+#: an escape ``%XX`` of :func:`~hybridpgm.graphs.mrf_tables.table_key` (every ``%`` of a key begins one)
+_ESCAPE = re.compile(r"%([0-9A-F]{2})")
+
+
+class SiteNets(nn.ModuleDict):
+    """The baseline networks, a :class:`~torch.nn.ModuleDict` looked up by *site name*, each held under the key
+    :func:`~hybridpgm.graphs.mrf_tables.table_key` gives the site (as :class:`~hybridpgm.graphs.MarkovNet` holds
+    its tables).
+
+    An ordinary site name is its own key, so ``state_dict()`` and Pyro's param store name the network of
+    ``"h1"`` ``nets.h1.0.weight`` and ``nvil_baselines$$$h1.0.weight``, as before this class existed.  A name torch
+    would refuse as a module's -- an attribute of this class (``"type"``, ``"train"``, ``"to"``, ``"training"``,
+    ``"keys"``, ``"update"``), or one holding ``.`` or ``%`` -- is escaped one-to-one (``"type"`` is held as
+    ``%74ype``).  Indexing, ``in``, iteration, :meth:`keys` and :meth:`items` speak site names; only the
+    registered names are escaped."""
+
+    def __getitem__(self, site: str) -> nn.Module:
+        return self._modules[table_key(site, _EMPTY)]
+
+    def __setitem__(self, site: str, module: nn.Module) -> None:
+        self.add_module(table_key(site, _EMPTY), module)
+
+    def __delitem__(self, site: str) -> None:
+        del self._modules[table_key(site, _EMPTY)]
+
+    def __contains__(self, site: object) -> bool:
+        return isinstance(site, str) and table_key(site, _EMPTY) in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def keys(self) -> list[str]:
+        """The site names, in the order of :attr:`NVILBaselines.sites`."""
+        return [_ESCAPE.sub(lambda m: chr(int(m[1], 16)), key) for key in self._modules]
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        """``(site name, network)`` pairs."""
+        return list(zip(self.keys(), self._modules.values()))
+
+
+_EMPTY = SiteNets()  # its attributes (a ModuleDict's "keys", "update" ... too) are the names escaped
 
 
 def _register_baselines(baselines: NVILBaselines) -> None:
@@ -93,13 +138,15 @@ def _chan(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[tor
 class NVILBaselines(nn.Module):
     """Input-dependent baselines :math:`C_{\\psi_l}(x)` and running statistics per latent site.
 
-    :param sites: names of the guide's latent sites.
+    :param sites: names of the guide's latent sites, each once.  Any name Pyro allows but ``""``: the networks are
+        held by :class:`SiteNets`, which escapes the names torch refuses (``"type"``, ``"train"``, ``"to"``, one
+        with a ``.`` ...), so that ordinary names keep their state-dict keys (``nets.h1.0.weight``).
     :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
     :param int hidden_dim: width of each baseline's hidden layer (0: linear).
     :param float decay: decay :math:`\\alpha` of the running mean and variance.
-    :raises ConfigError: no site names (or a string instead of a sequence of them), a site name with a ``.``
-        (a module name cannot hold one), a size that is not a positive integer (``hidden_dim`` may be 0), or
-        ``decay`` outside ``[0, 1)``.
+    :raises ConfigError: no site names (or a string instead of a sequence of them), the empty site name, a site
+        named twice, a size that is not a positive integer (``hidden_dim`` may be 0), or ``decay`` outside
+        ``[0, 1)``; the message names the site.
     """
 
     #: the ``fit`` update (:func:`~hybridpgm.train.update_scope.current_update`) the buffers hold so far, the
@@ -115,11 +162,12 @@ class NVILBaselines(nn.Module):
         super().__init__()
         if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
             raise ConfigError(f"NVILBaselines sites must be a non-empty sequence of site names, got {sites!r}")
-        dotted = [s for s in sites if "." in s]
-        if dotted:  # the baselines are an nn.ModuleDict keyed by site, and torch refuses "." in a module's name
-            raise ConfigError(f"NVILBaselines: site names {dotted} contain '.', which a module name cannot hold; "
-                              f"use another separator in the model's prefix= (e.g. 'left_' rather than 'left.'; "
-                              f"not '/', which ArviZ 1.x cannot hold)")
+        if "" in sites:  # no escape makes "" a module name (torch's refusal was a bare KeyError)
+            raise ConfigError(f"NVILBaselines: a site name is the empty string '' (sites: {shown_items(sites)})")
+        twice = [site for site, count in Counter(sites).items() if count > 1]
+        if twice:  # one network and one pair of statistics per site: the second slot would never be used
+            raise ConfigError(f"NVILBaselines: site(s) {shown_items(twice)} named more than once; give each latent "
+                              f"site once (sites: {shown_items(sites)})")
         input_dim = positive_int(input_dim, "NVIL input_dim")
         hidden_dim = positive_int(hidden_dim, "NVIL hidden_dim", minimum=0)
         decay = positive_real(decay, "NVIL decay", allow_zero=True)
@@ -134,7 +182,7 @@ class NVILBaselines(nn.Module):
                                      nn.Flatten(-2))
             return nn.Sequential(nn.Linear(input_dim, 1), nn.Flatten(-2))
 
-        self.nets = nn.ModuleDict({name: net() for name in self.sites})
+        self.nets = SiteNets({name: net() for name in self.sites})  # escaped keys (ordinary names: themselves)
         self.register_buffer("mean", torch.zeros(len(self.sites)))
         self.register_buffer("var", torch.ones(len(self.sites)))
         self._update, self._before, self._pooled, self._pooled_ranks = None, None, {}, None

@@ -80,3 +80,16 @@ def test_num_features_is_fixed_and_options_pickle_as_before():
     assert (copy.name_prefix, copy.likelihood.name_prefix, copy.beta, copy.num_data) == ("a", "a", 0.5, 6)
     copy.name_prefix = "b"
     assert (copy.likelihood.name_prefix, sv.likelihood.name_prefix) == ("b", "a")
+
+
+def test_name_prefix_holding_pyro_s_module_separator_is_refused_at_construction_and_on_assignment():
+    """The audit: ``name_prefix="gp$$$1"`` was accepted, then ``pyro.module(name_prefix, gp)`` failed at the first
+    plain SVI step with a bare AssertionError (accepted silently under ``python -O``)."""
+    with pytest.raises(ConfigError, match=r"^SVDeepKernelGP name_prefix='gp\$\$\$1' holds '\$\$\$', Pyro's separator"):
+        _model(name_prefix="gp$$$1")
+    sv = _model()
+    with pytest.raises(ConfigError, match=r"^SVDeepKernelGP name_prefix='\$\$\$' holds '\$\$\$'"):
+        sv.name_prefix = "$$$"
+    assert (sv.name_prefix, sv.likelihood.name_prefix) == ("gp", "gp")
+    sv.name_prefix = "gp$$1"  # two dollars are an ordinary name
+    assert _sites(sv) == _sites(_model(name_prefix="gp$$1")) and "gp$$1.u" in _sites(sv)
