@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridpgm.recipes.common import machine_description
+from hybridpgm.train.atomic_write import write_text_atomically
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -139,14 +140,14 @@ def write_interleaved(name: str, args: Any, reference: Any, order: str, results:
 
 
 def write_result(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
-    """Write ``payload`` plus the machine's description to ``results/<name>.json``."""
-    path = Path(out) if out else RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``payload`` plus the machine's description to ``results/<name>.json`` (or ``out``), atomically
+    (:func:`~hybridpgm.train.atomic_write.write_text_atomically`: a failed write leaves no temporary file and
+    keeps the previous result; it raises :class:`~hybridpgm.errors.CheckpointError` naming the file and the OS
+    reason)."""
+    path = Path(out) if out else RESULTS / f"{name}.json"  # its folders are created by the write
     record = {"benchmark": name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": machine_description(), **payload}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n", "benchmark result")  # no partial file left
     print(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from hybridpgm.diagnostics.figure_display import displayable
 from hybridpgm.errors import CheckpointError, DataError
 from hybridpgm.paths import file_path
-from hybridpgm.train.atomic_write import check_replaceable, os_reason, write_atomically
+from hybridpgm.train.atomic_write import check_replaceable, write_atomically
 
 __all__ = ["figure_formats", "figure_path", "save_figure"]
 
@@ -67,12 +67,7 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, layout: bool = True
             fig.savefig(image, format=path.suffix[1:].lower(), dpi=100)
         except (ValueError, RuntimeError, OSError) as error:  # a format's own needs (a program it runs)
             raise DataError(f"cannot draw figure {str(path)!r} as {path.suffix[1:].lower()}: {error}") from error
-        try:  # its folders are created, as checkpoints and reports are written
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise DataError(f"cannot write figure {str(path)!r}: cannot create its folder {str(path.parent)!r}: "
-                            f"{os_reason(error)}") from error
-        try:
+        try:  # its folders are created by the write, as checkpoints and reports are written
             write_atomically(path, image.getvalue(), "figure", save=lambda data, file: file.write(data))
         except CheckpointError as error:
             raise DataError(str(error)) from error.__cause__

@@ -37,7 +37,7 @@ import torch
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.train import FitResult, fit
-from hybridpgm.train.atomic_write import write_text_atomically
+from hybridpgm.train.atomic_write import make_writable_folder, write_text_atomically
 from hybridpgm.train.distributed import current
 from hybridpgm.train.fit_options import SEED_BOUND
 
@@ -218,10 +218,7 @@ def prepare_output(args: argparse.Namespace, default: str, first_checkpoint: str
                                   "replace it")
     args.created_output = [p for p in (out, *out.parents) if not p.exists()]  # deepest first, for a failed run
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".hybridpgm-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        make_writable_folder(out)  # created, and a file written there and removed at once
     except OSError as error:
         raise ConfigError(f"--out {str(out)!r} cannot be created or written: {error.strerror or error}") from None
     return out

@@ -2,9 +2,23 @@
 
 A write that fails (no space, no permission, a read-only file system) raises
 :class:`~hybridpgm.errors.CheckpointError` naming the file and the operating
-system's reason (``ENOSPC`` ...), removes its temporary file and keeps the
-previous file; temporaries left by a run killed mid-write are removed by
-:func:`remove_stale_temporaries` when the next run starts.
+system's reason (``ENOSPC`` ...; a path that lies under a file rather than a
+folder names that file), removes its temporary file and keeps the previous
+file, if there was one.  :func:`check_writable` makes the same test up front
+(``fit`` calls it before its first step).
+
+The temporary is hidden and named after the target and the process writing it
+(``.NAME.HOST-PID.XXXXXXXX.tmp``: ``HOST`` a hash of the host name, ``PID``
+the process id, ``XXXXXXXX`` unique).  Every write of a target first removes
+the temporaries of that target which a killed write left
+(:func:`remove_stale_temporaries`): those named by a process of this host that
+has ended.  A temporary of a live process (another writer still writing), of
+another host, or one that cannot be removed is left where it is: it is not in
+the way, since each write makes one of its own name.  A temporary named
+without a writer (hybridpgm before writers were named) is removed only from a
+checkpoint's folder, by ``fit`` when it starts, as before.  (Processes of
+another PID namespace under the same host name are not told apart from this
+host's: a container sharing the folder needs a host name of its own.)
 
 Only a regular file is ever replaced: a path that exists as a directory, a
 symbolic link, a device node, a FIFO or a socket is refused
@@ -20,8 +34,10 @@ text files (the CLI's reports) the same way.
 from __future__ import annotations
 
 import errno
-import glob
+import hashlib
 import os
+import re
+import socket
 import stat
 import sys
 import tempfile
@@ -33,32 +49,86 @@ import torch
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 
-__all__ = ["check_replaceable", "file_kind", "os_reason", "remove_stale_temporaries", "write_atomically",
-           "write_text_atomically"]
+__all__ = ["check_replaceable", "check_writable", "file_kind", "make_writable_folder", "os_reason",
+           "remove_stale_temporaries", "write_atomically", "write_error", "write_text_atomically"]
+
+#: what follows ``.NAME.`` in a temporary's name: the writer's host hash and process id, then mkstemp's part
+_NAMED_WRITER = re.compile(r"([0-9a-f]{8})-([1-9][0-9]*)\.[^.]+")
+#: what followed it before writers were named (mkstemp's part alone)
+_UNNAMED_WRITER = re.compile(r"[^.]+")
+
+
+def _host() -> str:
+    """This host as a temporary's name records it: 8 hex digits of a hash of the host name."""
+    return hashlib.blake2s(socket.gethostname().encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
 
 
 def _temporary_prefix(path: Path) -> str:
-    return f".{path.name}."
+    """``.NAME.HOST-PID.``: what the names of this process's temporaries of ``path`` begin with."""
+    return f".{path.name}.{_host()}-{os.getpid()}."
 
 
-def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files a killed write of the checkpoint ``path`` left
-    behind (``.NAME.XXXXXXXX.tmp`` beside it).  Returns the removed paths.
+def _writer_ended(host: str, pid: int) -> bool:
+    """Whether the process ``pid`` of the host hashed ``host`` is known to have ended: it is of this host, not
+    this process, and ``kill(pid, 0)`` finds no such process.  Anything else counts as alive: another host's,
+    a process of another user (``EPERM``), a platform without POSIX signals."""
+    if os.name != "posix" or host != _host() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return False
 
-    A temporary that cannot be removed (another user's, in a sticky folder such as ``/tmp``; a read-only
-    folder) is left where it is: it is not in the way, since each write makes a temporary of its own name."""
-    path = file_path(path, "checkpoint", CheckpointError)
-    pattern = os.path.join(glob.escape(str(path.parent)), glob.escape(_temporary_prefix(path)) + "*.tmp")
+
+def _remove_stale(path: Path, unnamed: bool) -> list[Path]:
+    """Remove the temporaries of ``path`` whose writer has ended (and, with ``unnamed``, those named without a
+    writer); see :func:`remove_stale_temporaries`."""
+    prefix = f".{path.name}."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:  # no folder yet (nothing to remove), or not readable
+        return []
     removed = []
-    for stale in glob.glob(pattern):
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        middle = name[len(prefix):-len(".tmp")]
+        named = _NAMED_WRITER.fullmatch(middle)
+        if named is not None:
+            if not _writer_ended(named.group(1), int(named.group(2))):
+                continue  # a live writer's (or another host's): never touched
+        elif not (unnamed and _UNNAMED_WRITER.fullmatch(middle)):
+            continue  # another target's, or not a name hybridpgm gives
+        stale = path.parent / name
         try:
             if not stat.S_ISREG(os.lstat(stale).st_mode):
                 continue  # not a file a write of ours left: never remove it
             os.unlink(stale)
-            removed.append(Path(stale))
+            removed.append(stale)
         except OSError:  # gone already, or not ours to remove (EPERM, EACCES, EROFS): left as it is
             pass
     return removed
+
+
+def remove_stale_temporaries(path: str | os.PathLike, *, unnamed: bool = True) -> list[Path]:
+    """Delete the temporary files killed writes of ``path`` left beside it (``.NAME.HOST-PID.XXXXXXXX.tmp``):
+    those whose writer, a process of this host, has ended (and, with ``unnamed``, the default, those named
+    without a writer).  Returns the removed paths.
+
+    A temporary of a live process (a write still under way), of another host, or one that cannot be removed
+    (another user's, in a sticky folder such as ``/tmp``; a read-only folder) is left where it is: it is not in
+    the way, since each write makes a temporary of its own name.  :func:`write_atomically` calls this before
+    each write, with ``unnamed=False``.
+
+    :param unnamed: also remove the temporaries named without a writer (``.NAME.XXXXXXXX.tmp``, as hybridpgm
+        named them before), which cannot tell whether their writer lives: ``fit`` removes its checkpoint's when
+        it starts, as it always did.
+    :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` (:func:`~hybridpgm.paths.file_path`).
+    """
+    return _remove_stale(file_path(path, "checkpoint", CheckpointError), unnamed)
 
 
 class _RecordingWriter:
@@ -144,6 +214,80 @@ def check_replaceable(path: str | os.PathLike, what: str = "checkpoint") -> None
                           "hybridpgm replaces only regular files, so pass the path of a file")
 
 
+def _in_the_way(path: Path) -> tuple[Path, str] | None:
+    """The nearest existing path above ``path`` if it is not a folder (a file where a folder should be), with
+    what it is; ``None`` if it is a folder (a link to one included) or cannot be looked at."""
+    for parent in path.parents:
+        try:
+            mode = os.lstat(parent).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # absent, or under the non-folder found further up
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            try:
+                mode = os.stat(parent).st_mode
+            except OSError:
+                return parent, "a symbolic link that leads to no folder"
+        if stat.S_ISDIR(mode):
+            return None
+        return parent, "a file" if stat.S_ISREG(mode) else file_kind(mode)
+    return None
+
+
+def write_error(path: Path, what: str, error: OSError) -> CheckpointError:
+    """The :class:`~hybridpgm.errors.CheckpointError` for a write of the ``what`` ``path`` that the OS refused
+    with ``error`` (the one message of :func:`write_atomically` and :func:`check_writable`): it names a file found
+    where a folder of ``path`` should be (``mkdir`` would say only "File exists"), else the OS reason, and says
+    the previous file is kept only if there is one."""
+    blocked = _in_the_way(path)
+    if blocked is not None:
+        return CheckpointError(f"cannot write {what} {str(path)!r}: it lies under {str(blocked[0])!r}, which is "
+                               f"{blocked[1]}, not a folder; pass a path in a folder")
+    kept = f"; the previous {what} is kept" if os.path.isfile(path) else ""
+    return CheckpointError(f"cannot write {what} {str(path)!r}: {os_reason(error)}{kept}")
+
+
+def make_writable_folder(folder: str | os.PathLike, prefix: str = ".hybridpgm-write-test-", *,
+                         create: bool = True) -> Path:
+    """Check that a file can be written in ``folder``: a temporary file (``prefix``, ``.tmp``) is created there and
+    removed at once.  With ``create``, ``folder`` and its parents are created first; without, nothing is
+    created, and the nearest existing folder among ``folder`` and its parents is tested (creating the rest there
+    needs the same permission).  Returns the folder tested.
+
+    :raises OSError: the folder cannot be created, or no file can be created in it (the OS's error).
+    """
+    folder = Path(folder)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = next((f for f in (folder, *folder.parents) if os.path.lexists(f)), folder)
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        os.close(handle)
+    finally:
+        os.unlink(name)
+    return folder
+
+
+def check_writable(path: str | os.PathLike, what: str = "checkpoint") -> Path:
+    """Check, before the work whose result is to be written to ``path``, that :func:`write_atomically` can write
+    it: a temporary file named as its own is created and removed at once in ``path``'s folder, or in the nearest
+    existing folder above it (:func:`make_writable_folder` without ``create``: nothing is left behind).  A full
+    disk is not foreseen.
+
+    :param what: the kind of file, as messages name it.
+    :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` (:func:`~hybridpgm.paths.file_path`), or no
+        file can be written there (:func:`write_error`: the file found where a folder should be, or the OS reason).
+    """
+    path = file_path(path, what, CheckpointError)
+    try:
+        make_writable_folder(path.parent, _temporary_prefix(path), create=False)
+    except OSError as error:
+        raise write_error(path, what, error) from error
+    return path
+
+
 def _umask() -> int:
     """The process's umask, read without changing it where Linux says it (``/proc/self/status``)."""
     try:
@@ -171,14 +315,17 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
                      save: Callable[[Any, BinaryIO], None] = torch.save) -> Path:
     """``save(payload, file)`` (``torch.save`` by default) to ``path`` through a temporary file beside it, fsync
     and rename: a crash or a full disk leaves the previous file intact.  The file gets the permissions of the one
-    it replaces, or those ``open()`` gives a new file (``0o666`` less the umask).
+    it replaces, or those ``open()`` gives a new file (``0o666`` less the umask).  The temporaries of ``path``
+    that killed writes left are removed first (:func:`remove_stale_temporaries`: only those whose writer, a
+    process of this host, has ended).
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :param save: writes ``payload`` to a binary file object (:func:`write_text_atomically` writes text).
     :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` or ends with a separator
         (:func:`~hybridpgm.paths.file_path`; ``~`` is expanded), exists and is not a regular file (a directory,
         a symbolic link, a device node, a FIFO: :func:`check_replaceable`), or the file system refused the write
-        (the message names the file and the OS reason; the temporary file is removed).
+        (:func:`write_error`: the message names the file and the OS reason, or the file found where a folder
+        should be; the temporary file is removed).
     """
     path = file_path(path, what, CheckpointError)
     check_replaceable(path, what)
@@ -187,6 +334,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     handled = sys.exc_info()[1]  # an exception the caller is handling (a save in an except block): not ours
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path, unnamed=False)  # what killed writes of it left (their writers have ended)
         mode = _new_file_mode(path)
         handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
         try:
@@ -212,8 +360,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
         os_error = error if isinstance(error, OSError) else (writer.error if writer is not None else None)
         if os_error is None:
             raise
-        raise CheckpointError(f"cannot write {what} {str(path)!r}: {os_reason(os_error)}; "
-                              f"the previous {what} is kept") from os_error
+        raise write_error(path, what, os_error) from os_error
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)

@@ -19,7 +19,7 @@ from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.state_renames import upgrade_state
 from hybridpgm.train.callback_states import callback_buffer_paths, load_callback_states
-from hybridpgm.train.atomic_write import os_reason
+from hybridpgm.train.atomic_write import check_writable, os_reason
 from hybridpgm.train.checkpoint import (buffer_paths, check_finite_checkpoint, check_replaceable, load_checkpoint,
                                         remove_stale_temporaries)
 from hybridpgm.train.checkpoint_parameters import check_optimizer_sizes
@@ -83,13 +83,18 @@ def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, c
     """The checkpoint state to resume from, or ``None`` to start afresh.
 
     Refuses a ``checkpoint`` that is a directory, a symbolic link, a device or a FIFO before any step; rank 0
-    removes the temporaries a killed write left (those it may remove) and, with ``overwrite``, the checkpoint;
-    every rank then takes rank 0's view of whether it exists.  A relative ``checkpoint`` is taken relative to the
+    checks that the file can be written (:func:`~hybridpgm.train.atomic_write.check_writable`: a temporary file
+    in its folder, removed at once; a folder that cannot be created or written is refused before any step, not
+    at the first write), removes the temporaries a killed write left
+    (:func:`~hybridpgm.train.atomic_write.remove_stale_temporaries`: those it may remove whose writer has ended,
+    and those named without a writer) and, with ``overwrite``, the checkpoint; every rank then takes rank 0's
+    view of whether it exists and of a refused folder.  A relative ``checkpoint`` is taken relative to the
     working folder now (:func:`checkpoint_path`).
 
     :param mode: :func:`~hybridpgm.train.resume.resume_mode`'s ``"auto"``, ``"require"`` or ``"never"``.
     :param context: the run's :class:`~hybridpgm.train.distributed.DistributedContext`.
-    :raises CheckpointError: the path is not a str or ``os.PathLike``, or not a regular file, ``overwrite`` could
+    :raises CheckpointError: the path is not a str or ``os.PathLike``, or not a regular file, its folder cannot be
+        created or written (naming the OS reason, or the file found where a folder should be), ``overwrite`` could
         not remove the checkpoint (naming the OS reason: another user's file in a sticky folder), ``mode`` is
         ``"require"`` and there is no checkpoint, or ``"never"`` and there is one; or the file cannot be read
         (:func:`~hybridpgm.train.checkpoint.load_checkpoint`).
@@ -98,18 +103,30 @@ def open_checkpoint(checkpoint: str | os.PathLike, mode: str, overwrite: bool, c
     if os.path.isdir(checkpoint):
         raise CheckpointError(f"checkpoint {str(checkpoint)!r} is a directory; pass the path of a file in it")
     check_replaceable(checkpoint, "checkpoint")  # a link, a device, a FIFO: refused before any step
+    failure = None
     if context.is_main:
+        try:
+            check_writable(checkpoint, "checkpoint")  # refused now, not at the first write after the steps
+        except CheckpointError as error:
+            if context.world_size == 1:
+                raise
+            failure = str(error)
         remove_stale_temporaries(checkpoint)
-        if overwrite and os.path.exists(checkpoint):
+        if failure is None and overwrite and os.path.exists(checkpoint):
             try:
                 os.unlink(checkpoint)
             except FileNotFoundError:
                 pass  # removed meanwhile: nothing to overwrite
             except OSError as error:
-                raise CheckpointError(f"overwrite=True cannot remove checkpoint {str(checkpoint)!r}: "
-                                      f"{os_reason(error)}; remove it yourself or pass another checkpoint path"
-                                      ) from error
-    exists = context.broadcast_object(os.path.exists(checkpoint))  # rank 0's view, after any deletion
+                refused = CheckpointError(f"overwrite=True cannot remove checkpoint {str(checkpoint)!r}: "
+                                          f"{os_reason(error)}; remove it yourself or pass another checkpoint path")
+                if context.world_size == 1:
+                    raise refused from error
+                failure = str(refused)
+    # rank 0's view, after any deletion; also its failure, which every rank raises
+    exists, failure = context.broadcast_object((os.path.exists(checkpoint), failure))
+    if failure is not None:
+        raise CheckpointError(failure if context.is_main else f"rank 0 refused the checkpoint: {failure}")
     if mode == "require" and not exists:
         raise CheckpointNotFoundError(f"resume='require' but checkpoint {str(checkpoint)!r} does not exist")
     if mode == "never" and exists:

@@ -1,0 +1,131 @@
+"""The temporaries of hybridpgm's atomic writer (hybridpgm/train/atomic_write.py): hidden, named after the target
+and the writing process (``.NAME.HOST-PID.XXXXXXXX.tmp``), and removed by the next write of the same target once
+their writer has ended (a write killed mid-way: SIGKILL, the OOM killer), never while it lives.
+
+Before, only ``fit`` removed temporaries, only its checkpoint's, and all of them whoever wrote them: a killed
+``hybridpgm.save``, metrics report or figure left its ``.model.pt.XXXX.tmp`` for good, one more per killed write.
+A dead writer is simulated by a name carrying a PID no process can have (above Linux's ``PID_MAX_LIMIT``, 2**22);
+one test kills a real writer with SIGKILL.
+"""
+
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm import fit
+from hybridpgm.diagnostics.plots import plot_khat
+from hybridpgm.energy import RBM
+from hybridpgm.graphs.bif import load_network, write_bif
+from hybridpgm.train.atomic_write import remove_stale_temporaries, write_atomically, write_text_atomically
+from hybridpgm.train.checkpoint import load_checkpoint
+from tests.train.helpers import LinearRegression, regression_data
+
+ROOT = Path(__file__).resolve().parents[2]
+DEAD_PID = 2 ** 22 + 1  # above PID_MAX_LIMIT: never a live process on Linux
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process ids as Linux gives them")
+
+
+def _host():
+    """This host as temporaries' names record it: 8 hex digits of the BLAKE2s hash of its name."""
+    return hashlib.blake2s(socket.gethostname().encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+
+
+def _name(target, pid, host=None, tail="k1ll3d00"):
+    """The temporary's name a writer ``pid`` of ``host`` (this host by default) gives ``target``."""
+    return f".{target}.{host or _host()}-{pid}.{tail}.tmp"
+
+
+WRITES = {
+    "model.pt": lambda p: hybridpgm.save(RBM(4, 3), p),
+    "metrics.json": lambda p: write_text_atomically(p, "{}\n", "metrics file"),
+    "loss.png": lambda p: plot_khat(torch.rand(10), p),
+    "asia.bif": lambda p: write_bif(load_network("asia"), p),
+    "ck.pt": lambda p: write_atomically(p, {"step": 1}, "checkpoint"),
+}
+
+
+@pytest.mark.parametrize("target", sorted(WRITES))
+def test_a_write_removes_what_dead_writers_of_its_target_left(tmp_path, target):
+    """Old code: the dead writers' temporaries stayed (only fit's start removed a checkpoint's)."""
+    stale = [tmp_path / _name(target, DEAD_PID), tmp_path / _name(target, DEAD_PID, tail="abc_1234")]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    WRITES[target](tmp_path / target)
+    assert sorted(os.listdir(tmp_path)) == [target]
+
+
+def test_a_temporary_a_live_writer_may_still_be_writing_is_never_removed(tmp_path):
+    """Only a temporary whose writer, a process of this host, has ended is removed.  Old code: fit removed every
+    ``.c.pt.*.tmp`` at its start, also one a live process was writing (this test failed there on the fit)."""
+    live = [_name("c.pt", os.getpid()), _name("c.pt", os.getppid()),  # this process, its parent: alive
+            _name("c.pt", DEAD_PID, host="0badc0de")]  # another host's: whether it lives cannot be told
+    others = [_name("d.pt", DEAD_PID), _name("c.pt.x", DEAD_PID), ".c.pt.abcd1234.tmp.keep", "c.pt.tmp"]
+    for name in live + others:
+        (tmp_path / name).write_bytes(b"x")
+    os.mkdir(tmp_path / _name("c.pt", DEAD_PID, tail="afolder0"))  # not a file a write left: never removed
+    write_atomically(tmp_path / "c.pt", {"step": 1}, "checkpoint")
+    fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0, max_steps=1,
+        overwrite=True)
+    assert load_checkpoint(tmp_path / "c.pt")["step"] == 1
+    assert sorted(os.listdir(tmp_path)) == sorted(live + others + ["c.pt", _name("c.pt", DEAD_PID, tail="afolder0")])
+
+
+def test_a_write_leaves_a_temporary_named_without_a_writer_and_fit_removes_its_own(tmp_path):
+    """A temporary named as hybridpgm named them before (``.NAME.XXXXXXXX.tmp``) cannot tell whether its writer
+    lives: a write leaves it; ``fit`` removes its checkpoint's when it starts, as it always did (those two held
+    before too; ``remove_stale_temporaries``'s ``unnamed`` is new: a TypeError on old code)."""
+    (tmp_path / ".m.pt.abcd1234.tmp").write_bytes(b"x")
+    (tmp_path / ".c.pt.abcd1234.tmp").write_bytes(b"x")
+    hybridpgm.save(RBM(4, 3), tmp_path / "m.pt")
+    fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0, max_steps=1)
+    assert sorted(os.listdir(tmp_path)) == [".m.pt.abcd1234.tmp", "c.pt", "m.pt"]
+    assert remove_stale_temporaries(tmp_path / "m.pt", unnamed=False) == []
+    assert remove_stale_temporaries(tmp_path / "m.pt") == [tmp_path / ".m.pt.abcd1234.tmp"]
+
+
+def test_a_temporary_is_hidden_and_names_its_target_and_writer(tmp_path):
+    """Old code: ``.model.pt.XXXXXXXX.tmp``, with nothing to tell a live writer's from a dead one's."""
+    seen = []
+
+    def save(payload, file):
+        seen.extend(os.listdir(tmp_path))
+        file.write(payload)
+    write_atomically(tmp_path / "model.pt", b"data", "model file", save=save)
+    write_atomically(tmp_path / "model.pt", b"data", "model file", save=save)
+    temporaries = [name for name in seen if name != "model.pt"]
+    assert len(temporaries) == 2 and temporaries[0] != temporaries[1]  # one while each write lasts, a new name
+    for name in temporaries:
+        assert re.fullmatch(rf"\.model\.pt\.{_host()}-{os.getpid()}\.[^.]+\.tmp", name), name
+    assert os.listdir(tmp_path) == ["model.pt"]
+
+
+_KILLED = r"""
+import os, signal, sys
+import hybridpgm
+from hybridpgm.energy import RBM
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed with the temporary written, not renamed
+hybridpgm.save(RBM(4, 3), sys.argv[1])
+"""
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(tmp_path):
+    """A real SIGKILL during ``hybridpgm.save`` (at its fsync).  Old code: the ``.model.pt.*.tmp`` stayed."""
+    target = tmp_path / "model.pt"
+    hybridpgm.save(RBM(4, 3), target)
+    before = target.read_bytes()
+    proc = subprocess.run([sys.executable, "-c", _KILLED, str(target)], capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)))
+    assert proc.returncode == -9, proc.stderr
+    left = sorted(p for p in os.listdir(tmp_path) if p != "model.pt")
+    assert len(left) == 1 and left[0].startswith(".model.pt.") and target.read_bytes() == before
+    hybridpgm.save(RBM(4, 3), target)
+    assert os.listdir(tmp_path) == ["model.pt"]
