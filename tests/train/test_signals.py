@@ -20,6 +20,20 @@ from tests.train.test_trainer import _fit_vae, _params
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _signals_not_ignored():
+    """Run each test with SIGINT/SIGTERM handled as in a terminal: started under ``nohup`` (SIGINT ignored) ``fit``
+    rightly leaves an ignored signal alone, and the tests that send one would see nothing arrive."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if before[signal.SIGINT] is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if before[signal.SIGTERM] is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
 class SendAt:
     """Sends this process ``signum`` ``times`` times at the end of step ``step``."""
 
