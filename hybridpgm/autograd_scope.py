@@ -9,6 +9,7 @@ in inference mode, and autograd cannot save a tensor created in inference mode f
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
@@ -17,13 +18,25 @@ __all__ = ["with_autograd"]
 
 
 def _normal(x):
-    """``x`` with every inference tensor in it (also inside lists, tuples, dicts and dataclass instances) cloned
-    into a normal tensor; ``x`` itself where it holds none."""
+    """``x`` with every inference tensor in it (also inside lists, tuples, named tuples, dicts and dataclass
+    instances, and the attributes of a list subclass such as the Bayes net's ``ScaledFactors``) cloned into a
+    normal tensor; ``x`` itself where it holds none."""
     if isinstance(x, torch.Tensor):
         return x.clone() if x.is_inference() else x
-    if type(x) in (list, tuple):
+    if isinstance(x, (list, tuple)):
         items = [_normal(v) for v in x]
-        return type(x)(items) if any(a is not b for a, b in zip(items, x)) else x
+        attributes = getattr(x, "__dict__", {})  # a list subclass's own attributes (none on list and tuple)
+        extra = {k: _normal(v) for k, v in attributes.items()}
+        if all(a is b for a, b in zip(items, x)) and all(extra[k] is v for k, v in attributes.items()):
+            return x
+        if type(x) in (list, tuple):
+            return type(x)(items)
+        if isinstance(x, tuple):  # a named tuple (another tuple subclass is rebuilt from its items likewise)
+            return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
+        copied = copy.copy(x)  # a list subclass: its class and attributes, with the normal items and values
+        copied[:] = items
+        copied.__dict__.update(extra)
+        return copied
     if type(x) is dict:
         items = {k: _normal(v) for k, v in x.items()}
         return items if any(items[k] is not v for k, v in x.items()) else x
