@@ -40,6 +40,7 @@ from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.param_store_scope import frozen_aware_parameter, modules_own_their_params
 from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
 
@@ -72,7 +73,8 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     :param module: any torch module.
     :param float prior_scale: :math:`s > 0`, finite.
     :returns: the Bayesian copy.
-    :raises ModelSpecError: ``module`` is not a module or has no parameters, a parameter is shared by
+    :raises ModelSpecError: ``module`` is not a module or has no parameters, holds a lazy module's parameters
+        that nothing has initialised (their shapes, which the priors take, are unknown), a parameter is shared by
         several sub-modules (tied weights: each would get its own sample site, untying them; the message
         names every path of it), or ``prior_scale`` is not a finite number > 0 (``bool`` and strings refused).
 
@@ -87,6 +89,7 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     prior_scale = positive_real(prior_scale, "bayesianize prior_scale", error=ModelSpecError)
     if not any(True for _ in module.parameters()):
         raise ModelSpecError(f"{type(module).__name__} has no parameters to put priors on")
+    refuse_uninitialized(module, f"the network given to bayesianize ({type(module).__name__})")  # shapes unknown
     _refuse_shared_parameters(module)
     net = copy.deepcopy(module)
     to_pyro_module_(net)

@@ -10,9 +10,9 @@ that made it:
 * ``spec``: the constructor arguments as plain JSON-like data (ints, floats,
   strings, bools, lists, dicts, ``None``), with three kinds of tagged values:
   a tensor (stored beside the spec in ``tensors``), a nested serializable
-  module (its own ``class`` and ``spec``) and an ``nn.Sequential`` of standard
-  torch layers (:data:`TORCH_LAYERS`, each with all its constructor options, see
-  :mod:`hybridpgm.serialization_layers`); a module argument also records its
+  module (its own ``class`` and ``spec``) and a standard torch layer
+  (:data:`TORCH_LAYERS`, with all its constructor options, see
+  :mod:`hybridpgm.serialization_layers`) or an ``nn.Sequential`` of them; a module argument also records its
   weights' dtypes and is rebuilt in them before the constructor taking it runs;
 * ``ties``: the groups of names under which the model holds one shared
   sub-module, parameter or buffer (:mod:`hybridpgm.serialization_ties`); the
@@ -61,7 +61,7 @@ from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
-from hybridpgm.serialization_layers import TORCH_LAYERS, build_sequential, sequential_spec
+from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              register_spec, serializable)
 from hybridpgm.serialization_ties import retie, tie_record
@@ -120,8 +120,8 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
         raise CheckpointError(f"cannot save {where}: {reason}")
     if _qualname(cls) in _SPECS:
         return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
-    if cls is nn.Sequential:
-        return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
+    if (torch_spec := torch_module_spec(module, where)) is not None:  # an nn.Sequential, or a layer alone
+        return torch_spec
     arguments = module.__dict__.get(_SPEC_ATTR)
     registered = _REGISTRY.get(_qualname(cls))
     if arguments is not None and registered is not None and registered is not cls:  # a re-run cell, a reload
@@ -181,8 +181,8 @@ def _build(spec: dict, tensors: dict) -> nn.Module:
 
 
 def _construct(spec: dict, tensors: dict) -> nn.Module:
-    if spec["class"] == "torch.nn.Sequential":
-        return build_sequential(spec["layers"], "torch.nn.Sequential")
+    if (module := build_torch_module(spec)) is not None:
+        return module
     if spec["class"] in _SPECS:
         return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
     arguments = {k: _decode(v, tensors) for k, v in spec["spec"].items()}
@@ -220,8 +220,9 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         :func:`~hybridpgm.paths.file_path`).
     :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
         feature_shape=[64]``.
-    :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer of an
-        ``nn.Sequential`` whose constructor options would not rebuild it as it is: its path and the option),
+    :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer, alone or in an
+        ``nn.Sequential``, whose constructor options would not rebuild it as it is: its path and the option; a
+        class of ``torch.nn`` that no file rebuilds),
         the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), the parameters
         and buffers on torch's meta device (no values), a module that refuses to be saved as it is (a
         :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device: call its

@@ -36,7 +36,8 @@ from torch import nn
 from hybridpgm.errors import CheckpointError
 from hybridpgm.serialization_compiled import unwrapped
 
-__all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "layer_spec", "sequential_spec"]
+__all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "build_torch_module", "layer_spec", "sequential_spec",
+           "torch_module_spec"]
 
 #: torch layers an ``nn.Sequential`` argument may hold: name -> the constructor options saved for it (each read
 #: from the layer's attribute of that name, except ``bias``: whether the layer has a bias parameter)
@@ -144,6 +145,35 @@ def sequential_spec(module: nn.Sequential, where: str, bayesian: bool = False) -
 def build_sequential(layers: list[dict], where: str) -> nn.Sequential:
     """The ``nn.Sequential`` that :func:`sequential_spec` describes."""
     return nn.Sequential(*[build_layer(layer, f"{where}[{i}]") for i, layer in enumerate(layers)])
+
+
+def torch_module_spec(module: nn.Module, where: str) -> dict | None:
+    """The spec of a module argument that is a torch module: an ``nn.Sequential`` of :data:`TORCH_LAYERS`
+    (``{"class": "torch.nn.Sequential", "layers": [...]}``) or one of those layers alone (``{"class":
+    "torch.nn.Linear", "layer": {...}}``); ``None`` for a module of another library (hybridpgm's own classes).
+
+    :raises CheckpointError: naming ``where``: a layer these options do not rebuild (:func:`layer_spec`), or
+        another class of :mod:`torch.nn` (``nn.Conv2d``, ``nn.LSTM``), which no file rebuilds, with the ways out."""
+    if type(module) is nn.Sequential:
+        return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
+    name = _torch_class(module)
+    if name is not None:
+        return {"class": f"torch.nn.{name}", "layer": layer_spec(module, where)}
+    if type(module).__module__.startswith("torch.nn."):  # torch's own class: decorating it is no way out
+        raise CheckpointError(f"cannot save {where}: it is a torch.nn.{type(module).__name__}, which a model file "
+                              f"does not rebuild; only {sorted(TORCH_LAYERS)} are rebuilt (alone or in an "
+                              "nn.Sequential).  Hold the layer in a module class of your own decorated with "
+                              "hybridpgm.serialization.serializable (its constructor arguments are then saved)")
+    return None
+
+
+def build_torch_module(spec: dict) -> nn.Module | None:
+    """The torch module that :func:`torch_module_spec` describes, else ``None`` (a spec of another kind)."""
+    if spec["class"] == "torch.nn.Sequential":
+        return build_sequential(spec["layers"], "torch.nn.Sequential")
+    if "layer" in spec:
+        return build_layer(spec["layer"], spec["class"])
+    return None
 
 
 def _public(layer: nn.Module) -> dict:

@@ -175,3 +175,51 @@ def test_a_file_without_the_new_options_loads_with_the_defaults(tmp_path):
     torch.save(payload, path)
     with torch.no_grad():
         assert torch.equal(hybridpgm.load(path).predict(x).mean, gp.predict(x).mean)
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(3, 2), nn.LayerNorm(3), nn.Identity()], ids=["Linear", "LayerNorm",
+                                                                                          "Identity"])
+def test_a_supported_layer_alone_round_trips(layer, tmp_path):
+    """A supported layer given alone (not in an nn.Sequential) is saved as that layer and loads back as it.
+    Before, save refused it, telling the user to decorate torch's own class with @serializable."""
+    x = torch.randn(12, 3)
+    gp, loaded = _round_trip(layer, x, tmp_path)
+    assert type(loaded.feature_extractor) is type(layer) and repr(loaded.feature_extractor) == repr(layer)
+    assert list(loaded.state_dict()) == list(gp.state_dict())
+    for name, value in gp.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    with torch.no_grad():
+        assert torch.equal(loaded.predict(x).mean, gp.predict(x).mean)
+    extractor = torch.load(tmp_path / "gp.pt", weights_only=True)["model"]["spec"]["feature_extractor"]["__module__"]
+    assert extractor["class"] == f"torch.nn.{type(layer).__name__}"
+    assert extractor["layer"]["layer"] == type(layer).__name__
+
+
+def test_a_neural_cpd_over_a_bare_layer_round_trips(tmp_path):
+    from hybridpgm.graphs import BayesNet, cpd
+
+    bn = BayesNet().add("a", cpd.Table([0.3, 0.7])).add("b", cpd.Neural(nn.Identity(), ["a"], 2))
+    bn.add("c", cpd.Neural(nn.Linear(2, 3), ["b"], 3))
+    loaded = hybridpgm.load(hybridpgm.save(bn, tmp_path / "bn.pt"))
+    assert type(loaded.cpds["b"].net) is nn.Identity and type(loaded.cpds["c"].net) is nn.Linear
+    torch.testing.assert_close(loaded.posterior("a", {"c": 2}), bn.posterior("a", {"c": 2}), rtol=0, atol=0)
+
+
+def test_a_bare_layer_its_options_do_not_rebuild_is_refused(tmp_path):
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Linear(3, 2))
+    gp.feature_extractor.scale = 2.0
+    with pytest.raises(CheckpointError, match=r"cannot save DeepKernelGP\(feature_extractor=\.\.\.\): the Linear's "
+                                              r"attribute scale=2.0"):
+        hybridpgm.save(gp, tmp_path / "gp.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_another_torch_layer_is_refused_with_advice_that_works(tmp_path):
+    """A torch.nn class no file rebuilds: the message lists the layers that are rebuilt and says to hold the layer
+    in a class of one's own; before, it said to decorate torch's own class with @serializable."""
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Softsign())
+    with pytest.raises(CheckpointError, match=r"cannot save DeepKernelGP\(feature_extractor=\.\.\.\): it is a "
+                                              r"torch.nn.Softsign, which a model file does not rebuild; only \[.*\] "
+                                              r"are rebuilt \(alone or in an nn.Sequential\).  Hold the layer in a "
+                                              r"module class of your own decorated with"):
+        hybridpgm.save(gp, tmp_path / "gp.pt")

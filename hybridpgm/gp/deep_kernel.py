@@ -76,6 +76,7 @@ from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.gp.prediction_cache import PredictionCache, release_test_caches, state_key
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_network
 from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import fixed_rng, keeping_global_rngs
@@ -91,8 +92,8 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
     :param train_x: training inputs ``N x ...`` (any example shape the
         feature extractor accepts, e.g. ``N x D`` or windows ``N x T x D``).
     :param train_y: training targets ``N``; must be finite.
-    :param feature_extractor: a module mapping ``B x ...`` to ``B x F``;
-        ``None`` is the identity (then inputs must be ``N x F``).
+    :param feature_extractor: an ``nn.Module`` mapping ``B x ...`` to one tensor ``B x F``; ``None`` is the identity
+        (then inputs must be ``N x F``).  A function, or a network returning a tuple, is refused by name.
     :param kernel: a GPyTorch kernel on features (default
         ``ScaleKernel(RBFKernel(ard_num_dims=F))``).  With ``grid_size``, the kernel, given or default, is the
         base kernel of a ``GridInterpolationKernel`` (KISS-GP) on a fixed grid over ``grid_bounds`` (a given one
@@ -161,7 +162,8 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                             "non-floating features; give a feature extractor that takes them (e.g. an "
                             "nn.Embedding for categories) or convert the inputs with .float()")
         self.example_shape = tuple(train_x.shape[1:])
-        self.feature_extractor = feature_extractor if feature_extractor is not None else torch.nn.Identity()
+        self.feature_extractor = (torch.nn.Identity() if feature_extractor is None  # a function refused by name
+                                  else check_network(feature_extractor, "DeepKernelGP feature_extractor"))
         # the probe (F, and with a grid the scaling of the training features) in eval mode, outside the
         # caller's random streams: a batch norm's running statistics and the global RNGs stay as they were
         with keeping_modes(self.feature_extractor), keeping_global_rngs(0), torch.no_grad():
@@ -180,10 +182,9 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                                  "no features (expected (B, F) with F >= 1)")
         self.num_features, self.grid_size = num_features, grid_size
         self._default_kiss = kernel is None and grid_size is not None
-        if kernel is None:
-            kernel = default_kernel(num_features, grid_size, grid_bounds)
-        elif grid_size is not None:  # KISS-GP with the given base kernel
-            kernel = grid_kernel(kernel, num_features, grid_size, grid_bounds)
+        if kernel is None or grid_size is not None:  # the default kernel, or KISS-GP with the given base kernel
+            kernel = default_kernel(num_features, grid_size, grid_bounds) if kernel is None else \
+                grid_kernel(kernel, num_features, grid_size, grid_bounds)
         self.scale_to_bounds = ScaleToGrid(*grid_bounds) if grid_size is not None else torch.nn.Identity()
         likelihood = likelihood if likelihood is not None else gpytorch.likelihoods.GaussianLikelihood()
         mean = mean if mean is not None else gpytorch.means.ConstantMean()

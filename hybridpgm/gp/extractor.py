@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from hybridpgm.errors import DataError
+from hybridpgm.network_checks import check_output
 
 __all__ = ["extract_features"]
 
@@ -23,10 +24,11 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
 
     :param x: the inputs, ``B x ...``.
     :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error).
+    :raises ModelSpecError: the network returned something else than one tensor (a tuple, a dict).
     :raises torch.OutOfMemoryError: the network ran out of memory (re-raised as it is).
     """
     try:
-        return extractor(x)
+        return check_output(extractor(x), "the feature extractor")
     except RuntimeError as err:
         if isinstance(err, torch.OutOfMemoryError):  # not the inputs' fault: a caller's retry catches it as it is
             raise

@@ -65,6 +65,7 @@ from hybridpgm.gp.sv_objective import SVDKLObjective
 from hybridpgm.gp.sv_options import SVOptions
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
 
@@ -105,7 +106,8 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         steps (a KL anneal from 0).
     :raises ModelSpecError: ``num_features``/``num_data`` not positive integers, an unusable ``grid_size`` or
         ``grid_bounds``, ``inducing_points`` that are not a finite floating ``M x F`` tensor with ``M >= 1``, or a
-        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one.
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, or a ``feature_extractor`` holding a lazy
+        module's parameters that nothing has initialised (``nn.LazyLinear``: run it once on a batch first).
     :raises ConfigError: ``beta`` not a finite number ``>= 0``, ``name_prefix`` not a non-empty string.
     """
 
@@ -119,6 +121,8 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         check_module(kernel, gpytorch.kernels.Kernel, "SVDeepKernelGP kernel")
         check_module(mean, gpytorch.means.Mean, "SVDeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "SVDeepKernelGP likelihood")
+        if isinstance(feature_extractor, torch.nn.Module):  # no data here to run a lazy one on (DeepKernelGP does)
+            refuse_uninitialized(feature_extractor, "SVDeepKernelGP feature_extractor")
         self.beta, self.name_prefix = beta, name_prefix  # checked by their setters (SVOptions)
         if grid_size is not None:
             if as_integer(grid_size) is None:

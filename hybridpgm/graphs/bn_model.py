@@ -87,10 +87,13 @@ class BayesNetModel:
             (the message names the column and both dtypes; convert the data, or the network with ``.to``).
             Discrete columns may have any real dtype.
         :raises ModelSpecError: a node named like a site derived from another node's name for these data
-            (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both.
+            (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both; CPDs of two dtypes
+            (a float64 neural CPD beside float32 tables), naming a node of each, as the exact queries do
+            (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`).
         """
         prefix = site_prefix(prefix, "BayesNet.model")
         self.check()
+        _check_one_dtype(self)
         cols = self.columns(data, mask)
         ctx = self._inputs(inputs, int(next(iter(cols.values())).shape[0]) if cols else num_samples)
         n = self._rows(cols, ctx, num_samples)
@@ -230,6 +233,16 @@ class BayesNetModel:
         tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
         out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
         return out[..., 0] if single else out
+
+
+def _check_one_dtype(bn) -> None:
+    """The queries' one-dtype check (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`) on ``bn``: the maps
+    holding each CPD's tensor are kept with the network's facts (in ``bn.plan_cache``), so a run of the model pays
+    one dtype read per CPD.  Imported here, not at the top: :mod:`hybridpgm.infer` imports :mod:`hybridpgm.graphs`."""
+    from hybridpgm.infer.bn_dtypes import check_one_table_dtype
+    from hybridpgm.infer.bn_evidence import network_facts
+
+    check_one_table_dtype(network_facts(bn))
 
 
 #: the error of :meth:`BayesNetModel.log_prob` under ``vmap`` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)

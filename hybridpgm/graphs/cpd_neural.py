@@ -20,6 +20,7 @@ from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.serialization import serializable
 
@@ -39,11 +40,19 @@ class Neural(CPD):
     :param int cardinality: number of states of the node.
     :param context: names of continuous inputs that are not nodes (supplied in
         the data / evidence dict as ``[N]`` or ``[N, d]`` tensors).
-    :raises ModelSpecError: ``net`` is not an ``nn.Module``, ``cardinality`` is
-        not a positive integer, or the context names are not distinct strings;
-        when the node is added, a network whose output is not
-        ``[M, cardinality]`` (checked again on every call when it has context
+    :raises ModelSpecError: ``net`` is not an ``nn.Module`` (a function, a
+        :func:`functools.partial`), ``cardinality`` is not a positive integer,
+        or the context names are not distinct strings; when the node is added,
+        a network whose output is not one ``[M, cardinality]`` tensor (a
+        tuple, a wrong shape; checked again on every call when it has context
         inputs, whose sizes are only known then).
+
+    The network may hold no parameters (``nn.Identity``, fixed weights kept as
+    buffers): its input is then built in the dtype of its floating buffers,
+    else of its continuous inputs, else torch's default dtype.  A lazy network
+    (``nn.LazyLinear``) is initialised by the dry run when the node is added;
+    with ``context`` inputs it is not run before data comes, and
+    :func:`hybridpgm.fit` asks to run it once on a batch first.
     """
 
     # the module named in saved model files and pickles, and where the class is documented: it moved out of
@@ -54,9 +63,7 @@ class Neural(CPD):
                  context: Sequence[str] = ()):
         super().__init__(parents)
         cardinality = positive_int(cardinality, "Neural cardinality", error=ModelSpecError)
-        if not isinstance(net, nn.Module):
-            raise ModelSpecError(f"Neural net must be a torch.nn.Module, got {type(net).__name__}")
-        self.net = net
+        self.net = check_network(net, "Neural net")
         self.cardinality = cardinality
         self.context = (context,) if isinstance(context, str) else tuple(context)
         if any(not isinstance(u, str) or not u for u in self.context) or len(set(self.context)) != len(self.context):
@@ -73,9 +80,8 @@ class Neural(CPD):
             return  # context sizes unknown until data arrives
         cards = [c for c in self.parent_cards.values() if c is not None]
         width = sum(cards) + len(self.continuous_parents)
-        p = next(iter(self.net.parameters()), None)
-        x = torch.zeros(1, width, dtype=p.dtype if p is not None else None,
-                        device=p.device if p is not None else None)
+        dtype, device = self._dtype_device(None)
+        x = torch.zeros(1, width, dtype=dtype, device=device)
         try:
             with keeping_modes(self.net), torch.no_grad():  # each layer's own mode after (a frozen one too)
                 self.net.eval()
@@ -86,8 +92,28 @@ class Neural(CPD):
                             f"{list(self.continuous_parents)}): {e}") from e
         self._check_output(out, 1)
 
+    def _dtype_device(self, u: torch.Tensor | None) -> tuple[torch.dtype, torch.device | None]:
+        """The floating dtype and the device of the network's input (its one-hot parents, ``[C, sum cards]``).
+
+        Those of the network's first floating parameter, else of its first floating buffer (a fixed network
+        holding its weights as buffers), the tensor :func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`
+        reads as the CPD's dtype.  A network with neither (``nn.Identity``, a function of its input alone)
+        computes in the dtype of its continuous inputs ``u`` (``[*B, F]``, in the network's dtype: see
+        :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>`) when it has some, else in torch's default
+        dtype, on ``u``'s device (else the default one).  Never an integer dtype: the one-hot rows are
+        ``int64`` until cast here."""
+        ref = next((t for t in self.net.parameters() if t.is_floating_point()), None)
+        if ref is None:
+            ref = next((t for t in self.net.buffers() if t.is_floating_point()), None)
+        if ref is not None:
+            return ref.dtype, ref.device
+        if u is not None and u.is_floating_point():
+            return u.dtype, u.device
+        return torch.get_default_dtype(), None if u is None else u.device
+
     def _check_output(self, out: torch.Tensor, rows: int) -> None:
-        """Shape check only (no device read): the net must give ``[rows, cardinality]``."""
+        """Type and shape check only (no device read): the net must give one ``[rows, cardinality]`` tensor."""
+        check_output(out, f"node '{self.node}': the network")
         if tuple(out.shape) != (rows, self.cardinality):
             raise self._err(f"the network outputs {out.shape[-1] if out.dim() else 0} logits (shape "
                             f"{tuple(out.shape)} for {rows} input row(s)); expected [{rows}, {self.cardinality}] "
@@ -103,14 +129,13 @@ class Neural(CPD):
         :raises DataError: the network fails on the inputs (a context input of the wrong width).
         """
         cards = [self.parent_cards[p] for p in self.discrete_parents]
-        ref = next(iter(self.net.parameters()), None)
-        kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {}
-        configs = torch.tensor(list(itertools.product(*[range(c) for c in cards])), dtype=torch.long,
-                               device=kw.get("device")).reshape(-1, len(cards)) if cards else \
-            torch.zeros(1, 0, dtype=torch.long, device=kw.get("device"))
-        onehot = [F.one_hot(configs[:, i], c).to(**kw) for i, c in enumerate(cards)]
-        x = torch.cat(onehot, -1) if onehot else torch.zeros(configs.shape[0], 0, **kw)  # [C, sum cards]
         u = self._input_features(values)
+        dtype, device = self._dtype_device(u)
+        configs = torch.tensor(list(itertools.product(*[range(c) for c in cards])), dtype=torch.long,
+                               device=device).reshape(-1, len(cards)) if cards else \
+            torch.zeros(1, 0, dtype=torch.long, device=device)
+        onehot = [F.one_hot(configs[:, i], c).to(dtype=dtype, device=device) for i, c in enumerate(cards)]
+        x = torch.cat(onehot, -1) if onehot else torch.zeros(configs.shape[0], 0, dtype=dtype, device=device)
         if u is None:
             out = self.net(x)
             self._check_output(out, x.shape[0])

@@ -4,8 +4,10 @@ A query computes in one dtype (:attr:`~hybridpgm.graphs.BayesNet.dtype`, that of
 CPDs of two dtypes (tables of two dtypes, or a table beside a :class:`~hybridpgm.graphs.cpd.Neural` CPD whose
 network is of another dtype, or a :class:`~hybridpgm.graphs.cpd.LinearGaussian` of another) were promoted in some
 contractions and crashed others (soft evidence on many nodes, posterior samples) with torch's raw "expected scalar
-type Double but found Float".  The check runs before every query, so it reads one tensor per CPD through maps it
-keeps with the network's :class:`~hybridpgm.infer.bn_evidence.NetworkFacts` (no walk over the module tree).
+type Double but found Float", and :meth:`~hybridpgm.graphs.BayesNet.model` (training under enumeration) with
+torch's raw "both inputs should have same dtype" from inside Pyro.  The check runs before every query and every
+run of the model, so it reads one tensor per CPD through maps it keeps with the network's
+:class:`~hybridpgm.infer.bn_evidence.NetworkFacts` (no walk over the module tree).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ __all__ = ["check_one_table_dtype"]
 def check_one_table_dtype(facts: "NetworkFacts") -> None:
     """Refuse a query on a network whose CPDs are of two dtypes, naming a node of each.
 
-    A CPD's dtype is that of its first floating tensor: a table's logits, the first parameter of a neural CPD's
-    network (the dtype :meth:`~hybridpgm.graphs.cpd.Neural.log_table` computes in), a linear-Gaussian CPD's first
-    parameter or buffer.  A NumPy ``float64`` array or ``np.float64`` numbers make a ``float64`` table, Python
-    floats one of torch's default dtype, as do the layers of :mod:`torch.nn`: building a network so and converting
-    it (``bn.double()``) before querying is fine.
+    A CPD's dtype is that of its first floating tensor: a table's logits, the first floating parameter of a neural
+    CPD's network, else its first floating buffer (the dtype :meth:`~hybridpgm.graphs.cpd.Neural.log_table`
+    computes in), a linear-Gaussian CPD's first parameter or buffer.  A neural CPD whose network holds no floating
+    tensor (``nn.Identity``) computes in the dtype of its continuous inputs, which are in the network's dtype, and
+    without any in torch's default dtype, which is then its dtype here (``bn.to`` does not change it).  A NumPy
+    ``float64`` array or ``np.float64`` numbers make a ``float64`` table, Python floats one of torch's default
+    dtype, as do the layers of :mod:`torch.nn`: building a network so and converting it (``bn.double()``) before
+    querying is fine.  :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` runs the same check.
 
     :raises ModelSpecError: naming a node of each dtype and the ways out."""
     holders = facts.__dict__.get("_logits_holders")
@@ -52,6 +57,8 @@ def _holders(facts: "NetworkFacts") -> list:
         if held is not None:
             tensors, key, path = held
             holders.append((name, tensors, key, f", a {type(c).__name__} CPD (its tensor {path!r})"))
+        elif isinstance(getattr(c, "net", None), torch.nn.Module) and not c.inputs:
+            holders.append((name, None, c, _DEFAULT_KIND))  # its dtype: torch's default, read at each check
     facts.__dict__["_logits_holders"] = holders
     return holders
 
@@ -68,18 +75,39 @@ def _first_floating(c: torch.nn.Module):
     return None
 
 
+#: how the message names a :class:`~hybridpgm.graphs.cpd.Neural` CPD whose network holds no floating tensor
+_DEFAULT_KIND = (", a Neural CPD whose network holds no floating tensor and reads no continuous input, so it "
+                 "computes in torch's default dtype")
+
+
+def _dtype(holder: tuple) -> torch.dtype:
+    """The dtype of a holder's tensor; torch's default for a CPD without floating tensors, whose (few) modules are
+    walked again at each check: a tensor given to its network since (a buffer) makes the caller find the maps
+    again (``KeyError``)."""
+    if holder[1] is not None:
+        return holder[1][holder[2]].dtype
+    if _first_floating(holder[2]) is not None:
+        raise KeyError(holder[0])
+    return torch.get_default_dtype()
+
+
 def _check_dtypes(holders: list) -> None:
     if not holders:
         return
     first = holders[0]
-    dtype = first[1][first[2]].dtype
+    dtype = _dtype(first)
     for holder in holders:
-        t = holder[1][holder[2]]
-        if t.dtype != dtype:
+        other = _dtype(holder)
+        if other != dtype:
             what = "tables" if not first[3] and not holder[3] else "CPDs"
+            if first[1] is None or holder[1] is None:  # bn.to() does not move torch's default dtype
+                fix = (f"Convert the network to torch's default dtype (bn.to({torch.get_default_dtype()})), or give "
+                       f"that Neural CPD's network a floating tensor of the dtype wanted (a buffer: "
+                       f"net.register_buffer(...)), which it then computes in")
+            else:
+                fix = (f"Convert the network (bn.to({dtype}) or bn.to({other})), or build every CPD in one dtype "
+                       f"(probabilities given as a NumPy float64 array or np.float64 numbers make a float64 table, "
+                       f"Python floats one of torch's default dtype, as do the layers of torch.nn)")
             raise ModelSpecError(
                 f"the {what} of this network are of two dtypes: {dtype} (node {first[0]!r}{first[3]}) and "
-                f"{t.dtype} (node {holder[0]!r}{holder[3]}); a query computes in one dtype.  Convert the network "
-                f"(bn.to({dtype}) or bn.to({t.dtype})), or build every CPD in one dtype (probabilities given as a "
-                f"NumPy float64 array or np.float64 numbers make a float64 table, Python floats one of torch's "
-                f"default dtype, as do the layers of torch.nn)")
+                f"{other} (node {holder[0]!r}{holder[3]}); a query computes in one dtype.  {fix}")

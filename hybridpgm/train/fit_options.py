@@ -21,6 +21,7 @@ import torch
 from hybridpgm.checks import positive_int, positive_real, sample_count
 from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.train.objective import Objective
 
 __all__ = ["SEED_BOUND", "callback_list", "check_closure_optimizer", "check_config", "check_counts", "check_factory",
@@ -71,9 +72,11 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
 
     :raises ConfigError: no players, a player without parameters or listing one twice, parameters outside the
         module, every parameter of every player frozen, an objective with ``state_dict`` but no
-        ``load_state_dict`` (or the reverse), or a module whose trained parameters, or the buffers of whose
+        ``load_state_dict`` (or the reverse), a module whose trained parameters, or the buffers of whose
         sub-modules in training mode, were made under :func:`torch.inference_mode` (autograd cannot train them,
-        nor update such a buffer in place; a frozen part made so is fine)."""
+        nor update such a buffer in place; a frozen part made so is fine), or a module holding a lazy module's
+        parameters or buffers that nothing has initialised yet (:func:`~hybridpgm.network_checks.
+        refuse_uninitialized`, naming them: run the network once on a batch first)."""
     players = objective.players()
     if not players:
         raise ConfigError(f"{type(objective).__name__}.players() is empty")
@@ -82,6 +85,8 @@ def check_players(objective: Objective) -> dict[str, list[torch.nn.Parameter]]:
     if len(state_methods) == 1:
         raise ConfigError(f"{type(objective).__name__} has {state_methods[0]}() but not its pair: checkpoints "
                           "keep an objective's extra state only with both state_dict() and load_state_dict(state)")
+    # a lazy module nothing has run (its sizes unknown): torch's raw "uninitialized parameter" from any read below
+    refuse_uninitialized(objective.module, f"{type(objective).__name__}.module", ConfigError)
     trained = {id(p) for params in players.values() for p in params}
     made_in_inference_mode = [  # the parameters trained, and the buffers a module in training mode updates in place
         *(n for n, p in objective.module.named_parameters() if id(p) in trained and p.is_inference()),

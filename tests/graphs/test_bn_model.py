@@ -275,3 +275,50 @@ def test_log_prob_reads_a_numpy_context_input_as_a_tensor_and_refuses_a_list_by_
     assert single.shape == () and torch.equal(single, batch[0])
     with pytest.raises(DataError, match=r"context inputs must be a tensor or array .* got list.*\['u'\]"):
         net.log_prob({"z": 1}, u.tolist())
+
+
+def test_the_model_refuses_cpds_of_two_dtypes_as_the_queries_do():
+    """A float64 Neural CPD beside float32 tables: bn.model raises the queries' ModelSpecError naming a node of
+    each dtype, under fit, plain Pyro SVI and log_prob.  Before, the queries refused it but the model failed with
+    torch's raw "both inputs should have same dtype" from inside Pyro's enumeration."""
+    from pyro.infer import SVI
+
+    from hybridpgm.errors import ModelSpecError
+
+    bn = BayesNet().add("c", cpd.Table([0.5, 0.5])).add("s", cpd.Table([[0.5, 0.5], [0.9, 0.1]], ["c"]))
+    bn.add("w", cpd.Neural(torch.nn.Linear(2, 2).double(), ["s"], 2))
+    data = torch.tensor([[0, 1, 1], [1, -1, 0]])
+    refused = (r"CPDs of this network are of two dtypes: torch.float32 \(node 'c'\) and torch.float64 \(node 'w', a "
+               r"Neural CPD \(its tensor 'net.weight'\)\)")
+    with pytest.raises(ModelSpecError, match=refused):
+        bn.posterior("c", {"w": 1})  # the queries' refusal, for comparison
+    with pytest.raises(ModelSpecError, match=refused):
+        _fit(bn, data, 1)
+    pyro.clear_param_store()
+    svi = SVI(bn.model, bn.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
+    with pytest.raises(ModelSpecError, match=refused):
+        svi.step(data)
+    with pytest.raises(ModelSpecError, match=refused):
+        bn.log_prob(torch.tensor([[0, 1, 1]]))
+    bn.double()  # the way out the message names: one dtype, and the model runs
+    _fit(bn, data, 1)
+    assert bn.log_prob(torch.tensor([[0, 1, 1]])).dtype == torch.float64
+
+
+def test_the_dtype_check_of_the_model_finds_the_maps_once():
+    """The model's one-dtype check costs a run one dtype read per CPD: the maps holding each CPD's tensor are found
+    once (a walk over the CPDs' modules) and kept with the network's facts, as for the queries; a new node finds
+    them again."""
+    from unittest import mock
+
+    from hybridpgm.infer import bn_dtypes
+
+    bn = _ab()
+    data = torch.tensor([[0, 1], [1, 0]])
+    with mock.patch.object(bn_dtypes, "_holders", wraps=bn_dtypes._holders) as walk:
+        for _ in range(3):
+            TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, data)
+        assert walk.call_count == 1
+        bn.add("c", cpd.Table([[0.5, 0.5], [0.5, 0.5]], ["b"]))
+        TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, torch.tensor([[0, 1, 1]]))
+        assert walk.call_count == 2

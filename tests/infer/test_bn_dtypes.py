@@ -89,3 +89,42 @@ def test_one_dtype_networks_answer_as_before():
         bn = _star(dtype, dtype)
         assert bn.posterior("c", SOFT).dtype == dtype
         assert bn.sample(3, evidence={"s9": 1})["c"].shape == (3,)
+
+
+def test_a_neural_cpd_without_floating_tensors_is_of_the_default_dtype():
+    """A Neural CPD whose network holds no floating tensor and reads no continuous input (nn.Identity) computes in
+    torch's default dtype, which bn.to() does not change: beside float64 tables it is refused, by the queries and
+    by the model, with the ways out that work.  Before, its input stayed int64 and every query failed with torch's
+    raw "not implemented for 'Long'"."""
+    from pyro.infer import TraceEnum_ELBO
+
+    bn = BayesNet().add("c", cpd.Table([0.5, 0.5])).add("w", cpd.Neural(torch.nn.Identity(), ["c"], 2))
+    torch.testing.assert_close(bn.posterior("c", {"w": 1}).detach(), torch.tensor([1.0, torch.e]) / (1 + torch.e))
+    bn.double()
+    refused = (r"torch.float64 \(node 'c'\) and torch.float32 \(node 'w', a Neural CPD whose network holds no "
+               r"floating tensor and reads no continuous input, so it computes in torch's default dtype\); a query "
+               r"computes in one dtype.  Convert the network to torch's default dtype \(bn.to\(torch.float32\)\), or "
+               r"give that Neural CPD's network a floating tensor")
+    for run in (lambda: bn.posterior("c", {"w": 1}), lambda: bn.sample(2, evidence={"w": 1}),
+                lambda: TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, torch.tensor([[0, 1]]))):
+        with pytest.raises(ModelSpecError, match=refused):
+            run()
+    bn.cpds["w"].net.register_buffer("anchor", torch.zeros(0, dtype=torch.float64))  # a floating tensor: float64
+    assert bn.posterior("c", {"w": 1}).dtype == torch.float64
+    bn.float()
+    del bn.cpds["w"].net.anchor
+    assert bn.posterior("c", {"w": 1}).dtype == torch.float32  # the first way out: the default dtype
+
+
+def test_a_neural_cpd_with_only_buffers_is_of_their_dtype():
+    """A fixed network holding its weights as buffers is of their dtype, as LinearGaussian's buffers are: float64
+    buffers beside float32 tables are refused naming the buffer, and bn.double() answers."""
+    net = torch.nn.Linear(2, 2)
+    fixed = torch.nn.Module()
+    fixed.register_buffer("w", net.weight.detach().double())
+    fixed.forward = lambda x: x @ fixed.w.T
+    bn = BayesNet().add("c", cpd.Table([0.5, 0.5])).add("w", cpd.Neural(fixed, ["c"], 2))
+    with pytest.raises(ModelSpecError, match=r"torch.float32 \(node 'c'\) and torch.float64 \(node 'w', a Neural "
+                                             r"CPD \(its tensor 'net.w'\)\)"):
+        bn.posterior("c", {"w": 1})
+    assert bn.double().posterior("c", {"w": 1}).dtype == torch.float64

@@ -44,6 +44,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.keyword_alias import renamed_keyword
+from hybridpgm.network_checks import check_network
 
 __all__ = ["AAVAE"]
 
@@ -74,6 +75,7 @@ class AAVAE(AdversarialGame):
         x_dim = getattr(vae, "x_dim", None)
         if as_integer(x_dim) is None or not all(callable(getattr(vae, m, None)) for m in ("model", "guide", "sample")):
             raise ModelSpecError(f"AAVAE needs a hybridpgm.VAE (x_dim, model, guide, sample), got {type(vae).__name__}")
+        check_network(discriminator, "the discriminator")
         in_shape = getattr(discriminator, "in_shape", None)
         if in_shape is not None and tuple(in_shape) != (x_dim,):
             raise ModelSpecError(f"the VAE's data shape ({x_dim},) does not match the discriminator's input shape "

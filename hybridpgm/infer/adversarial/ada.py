@@ -44,6 +44,7 @@ from hybridpgm.checks import positive_real, seed_of
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_network
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ADA"]
@@ -85,6 +86,9 @@ class ADA(AdversarialGame):
 
     def __init__(self, feature_extractor: nn.Module, domain_discriminator: nn.Module, classifier: nn.Module, *,
                  k: int = 1, adversarial_weight: float = 1.0, input_shape: Sequence[int] | None = None):
+        for net, what in ((feature_extractor, "the feature extractor"), (domain_discriminator, "the domain "
+                          "discriminator"), (classifier, "the classifier")):
+            check_network(net, what)
         input_shape = input_shape if input_shape is not None else getattr(feature_extractor, "in_shape", None)
         self.input_shape = None if input_shape is None else tuple(input_shape)
         #: the number of classes the classifier gives for inputs of each event shape checked so far

@@ -41,9 +41,10 @@ from hybridpgm.checks import (as_integer, check_player, generator_or_none, name_
                               shown_items)
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+from hybridpgm.infer.adversarial.dry_run import _dry_run, _first_param, dry_run_discriminator
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
-from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_network
 from hybridpgm.options import Option
 from hybridpgm.rng_scope import seeded_globally_from
 
@@ -73,50 +74,6 @@ def check_k(k: Any, name: str = "k") -> int:
     if n is None or n < 1:
         raise ConfigError(f"{name} must be an integer >= 1, got {k!r}")
     return n
-
-
-def _first_param(*modules: nn.Module) -> torch.Tensor | None:
-    return next((p for module in modules for p in module.parameters()), None)
-
-
-def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> tuple[int, ...]:
-    """Run both networks on two noise vectors; returns the generator's output shape."""
-    ref = _first_param(generator, discriminator)
-    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-    with keeping_modes(generator, discriminator), torch.no_grad():  # each sub-module's own mode after
-        generator.eval(), discriminator.eval()
-        try:
-            x = generator(torch.zeros(2, noise_dim, **kwargs))
-        except (RuntimeError, ValueError) as e:
-            raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
-        shape = tuple(x.shape[1:])
-        in_shape = getattr(discriminator, "in_shape", None)
-        if in_shape is not None and tuple(in_shape) != shape:
-            raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
-                                 f"input shape {tuple(in_shape)}")
-        dry_run_discriminator(discriminator, x, "the generator's output")
-    return shape
-
-
-def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str) -> None:
-    """Run ``discriminator`` on the ``2 x event_shape`` batch ``x`` (in eval mode, each sub-module's own mode
-    put back after, without gradients) and check that it gives one logit per example.
-
-    :param source: what ``x`` stands for, as the message names it (``"the generator's output"``).
-    :raises ModelSpecError: the discriminator fails on ``x`` (naming its shape and dtype) or does not return
-        two logits."""
-    shape = tuple(x.shape[1:])
-    with keeping_modes(discriminator), torch.no_grad():
-        discriminator.eval()
-        try:
-            logits = discriminator(x)
-        except (RuntimeError, ValueError) as e:
-            raise ModelSpecError(f"the discriminator cannot take {source} of shape {shape} and dtype {x.dtype}: "
-                                 f"{e}") from e
-    if not isinstance(logits, torch.Tensor) or logits.numel() != 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
-                             f"(batch, 1)), got {got} for a batch of 2")
 
 
 #: the longest ``repr`` of one value that :meth:`AdversarialGame.__repr__` shows whole
@@ -305,6 +262,8 @@ class AdversarialObjective(AdversarialGame):
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, k: int = 1, noise_dim: int | None = None,
                  modules: dict[str, nn.Module] | None = None, discriminator_modules: Sequence[str] = ()):
         check_k(k)
+        check_network(generator, "the generator")
+        check_network(discriminator, "the discriminator")
         noise_dim = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
         if as_integer(noise_dim) is None or as_integer(noise_dim) < 1:
             raise ModelSpecError(f"noise_dim must be a positive integer (pass noise_dim= or give the generator "

@@ -47,6 +47,7 @@ from hybridpgm.infer.adversarial.base import _first_param
 from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_network
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["InfoGAN"]
@@ -79,6 +80,7 @@ class InfoGAN(GAN):
     def __init__(self, generator: nn.Module, discriminator: nn.Module, code_posterior: nn.Module, *,
                  num_categories: int = 10, num_continuous: int = 2, info_weight: float = 1.0, k: int = 1,
                  noise_dim: int | None = None):
+        check_network(code_posterior, "the code posterior")
         total = getattr(generator, "noise_dim", None) if noise_dim is None else noise_dim
         num_categories = positive_int(num_categories, "InfoGAN num_categories", error=ModelSpecError, minimum=0)
         num_continuous = positive_int(num_continuous, "InfoGAN num_continuous", error=ModelSpecError, minimum=0)

@@ -1,0 +1,66 @@
+"""The construction dry runs of the adversarial objectives: each network run once on a batch of two.
+
+Running the generator on two noise vectors and the discriminator on its output when an objective is built finds
+the event shape of the data, checks that the two networks fit each other and return what the losses read (one
+tensor of samples, one logit per example), and initialises a lazy module (``nn.LazyLinear``) before the optimizers
+are made.  Each network runs in eval mode, without gradients, and every sub-module's own mode is put back after
+(:func:`~hybridpgm.module_modes.keeping_modes`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+from hybridpgm.module_modes import keeping_modes
+from hybridpgm.network_checks import check_output
+
+__all__ = ["dry_run_discriminator"]
+
+
+def _first_param(*modules: nn.Module) -> torch.Tensor | None:
+    return next((p for module in modules for p in module.parameters()), None)
+
+
+def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> tuple[int, ...]:
+    """Run both networks on two noise vectors; returns the generator's output shape.
+
+    :raises ModelSpecError: the generator cannot take the noise or does not return one tensor, its output shape is
+        not the discriminator's ``in_shape``, or the discriminator refuses it (:func:`dry_run_discriminator`)."""
+    ref = _first_param(generator, discriminator)
+    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    with keeping_modes(generator, discriminator), torch.no_grad():  # each sub-module's own mode after
+        generator.eval(), discriminator.eval()
+        try:
+            x = generator(torch.zeros(2, noise_dim, **kwargs))
+        except (RuntimeError, ValueError) as e:
+            raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
+        shape = tuple(check_output(x, "the generator").shape[1:])
+        in_shape = getattr(discriminator, "in_shape", None)
+        if in_shape is not None and tuple(in_shape) != shape:
+            raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
+                                 f"input shape {tuple(in_shape)}")
+        dry_run_discriminator(discriminator, x, "the generator's output")
+    return shape
+
+
+def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str) -> None:
+    """Run ``discriminator`` on the ``2 x event_shape`` batch ``x`` (in eval mode, each sub-module's own mode
+    put back after, without gradients) and check that it gives one logit per example.
+
+    :param source: what ``x`` stands for, as the message names it (``"the generator's output"``).
+    :raises ModelSpecError: the discriminator fails on ``x`` (naming its shape and dtype) or does not return
+        two logits."""
+    shape = tuple(x.shape[1:])
+    with keeping_modes(discriminator), torch.no_grad():
+        discriminator.eval()
+        try:
+            logits = discriminator(x)
+        except (RuntimeError, ValueError) as e:
+            raise ModelSpecError(f"the discriminator cannot take {source} of shape {shape} and dtype {x.dtype}: "
+                                 f"{e}") from e
+    if not isinstance(logits, torch.Tensor) or logits.numel() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
+                             f"(batch, 1)), got {got} for a batch of 2")
