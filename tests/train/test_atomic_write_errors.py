@@ -83,7 +83,7 @@ def test_a_figure_under_a_file_names_that_file(tmp_path, below):
     notes.write_text("not a folder\n")
     fig = Figure()
     fig.add_subplot().plot([0, 1])
-    with pytest.raises(DataError, match=f"cannot write figure '.*x.png': it lies under '.*notes.txt', which is a "
-                                        f"file, not a folder") as info:
+    with pytest.raises(DataError, match="cannot write figure '.*x.png': it lies under '.*notes.txt', which is a "
+                                        "file, not a folder") as info:
         save_figure(fig, notes / below)
     assert "EEXIST" not in str(info.value) and sorted(os.listdir(tmp_path)) == ["notes.txt"]
