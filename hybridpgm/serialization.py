@@ -63,7 +63,7 @@ from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
-                                             register_spec, serializable)
+                                             constructor_call, register_spec, serializable)
 from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.state_renames import upgrade_ties
 from hybridpgm.train.atomic_write import os_reason
@@ -185,10 +185,9 @@ def _construct(spec: dict, tensors: dict) -> nn.Module:
         return module
     if spec["class"] in _SPECS:
         return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
-    arguments = {k: _decode(v, tensors) for k, v in spec["spec"].items()}
     cls = _resolve(spec["class"])
-    positional = arguments.pop(next((k for k in arguments if k.startswith("*")), "*"), [])
-    return cls(*positional, **arguments)
+    args, kwargs = constructor_call(cls, {k: _decode(v, tensors) for k, v in spec["spec"].items()})
+    return cls(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- save / load

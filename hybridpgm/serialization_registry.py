@@ -30,7 +30,7 @@ from hybridpgm.errors import CheckpointError
 from hybridpgm.keyword_alias import as_keywords
 from hybridpgm.serialization_specs import BUILTIN_SPECS
 
-__all__ = ["MODEL_MODULES", "record_argument", "register_spec", "serializable"]
+__all__ = ["MODEL_MODULES", "constructor_call", "record_argument", "register_spec", "serializable"]
 
 #: modules imported (only these) to resolve a class name read from a model file
 MODEL_MODULES = (
@@ -85,6 +85,26 @@ def serializable(cls: type) -> type:
     cls.__init__ = __init__
     _REGISTRY[_qualname(cls)] = cls
     return cls
+
+
+def constructor_call(cls: type, arguments: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+    """``(args, kwargs)`` that call ``cls`` with the constructor ``arguments`` :func:`serializable` recorded (the
+    ``*args`` values under ``"*<name>"``, the others by name): a positional-only parameter goes by position, and so,
+    where ``*args`` holds values, does every parameter before it (by name it would be given twice: ``Stack(n_in,
+    *widths)`` saved as ``{"n_in": 3, "*widths": (8, 4)}`` is called ``Stack(3, 8, 4)``).
+
+    :param cls: the registered class.
+    :param arguments: its recorded arguments (a copy is taken)."""
+    kwargs = dict(arguments)
+    rest = list(kwargs.pop(next((k for k in kwargs if k.startswith("*")), "*"), []))
+    args = []
+    for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        by_position = parameter.kind is inspect.Parameter.POSITIONAL_ONLY or (
+            rest and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if not by_position or parameter.name not in kwargs:
+            break
+        args.append(kwargs.pop(parameter.name))
+    return args + rest, kwargs
 
 
 def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable[[dict], Any]) -> None:
