@@ -151,7 +151,11 @@ def check_features(x: torch.Tensor, expected: int, name: str = "data") -> torch.
     :param x: a tensor, expected ``N x expected``.
     :param expected: the number of features (columns) ``x`` must have.
     :param name: the data, as the message names it (default ``"data"``).
+    :raises DataError: ``x`` is not a :class:`torch.Tensor` (a list, a NumPy array, ``None``), or not
+        ``N x expected``; the message names ``name``, the type or shape found and the shape expected.
     """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} is a {type(x).__name__}, expected a tensor of shape (N, {expected})")
     if x.dim() != 2 or x.shape[1] != expected:
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {expected})")
     return x
@@ -160,9 +164,13 @@ def check_features(x: torch.Tensor, expected: int, name: str = "data") -> torch.
 def check_binary(x: torch.Tensor, name: str = "data") -> torch.Tensor:
     """Raise a :class:`~hybridpgm.errors.DataError` unless every entry of ``x`` is 0 or 1; return ``x``.
 
-    :param x: data of any shape.
+    :param x: a tensor of any shape.
     :param name: the data, as the message names it (default ``"data"``).
+    :raises DataError: ``x`` is not a :class:`torch.Tensor` (a list, a NumPy array, ``None``), or has an entry
+        other than 0 and 1 (NaN included); the message names ``name``.
     """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{name} is a {type(x).__name__}, expected a tensor of 0/1 entries")
     if not bool(((x == 0) | (x == 1)).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) must be binary (0/1); binarize it first")
     return x

@@ -143,6 +143,37 @@ def _check_blocks(blocks) -> list[list[str]]:
     return out
 
 
+def _support_text(support: torch.Tensor) -> str:
+    values = support.tolist()
+    return str(values) if len(values) <= 8 else f"{values[0]}..{values[-1]} ({len(values)} values)"
+
+
+def _check_initial_params(params: dict, latent: list[str], shapes: dict, fns: dict) -> None:
+    """A user's ``initial_params``: one tensor per latent site, none for another site, each of the shape the model
+    gives the site, every entry in the site's support (a whole number in ``0..K-1`` for a categorical)."""
+    missing = [s for s in latent if s not in params]
+    unknown = sorted(str(k) for k in params if k not in shapes)
+    if missing or unknown:
+        raise ConfigError(f"Gibbs initial_params must give exactly the latent sites {latent}; "
+                          + (f"missing: {missing}" if missing else "") + ("; " if missing and unknown else "")
+                          + (f"not latent sites of the model: {unknown}" if unknown else ""))
+    for s in latent:
+        value = params[s]
+        if not torch.is_tensor(value):
+            raise ConfigError(f"Gibbs initial_params['{s}'] is a {type(value).__name__}, expected a tensor of "
+                              f"shape {tuple(shapes[s])}")
+        if value.shape != shapes[s]:
+            raise ConfigError(f"Gibbs initial_params['{s}'] has shape {tuple(value.shape)}, expected "
+                              f"{tuple(shapes[s])} (the shape the model gives site '{s}')")
+        support = fns[s].enumerate_support(expand=False).reshape(-1)
+        common = torch.promote_types(value.dtype, support.dtype)
+        inside = (value.detach().reshape(-1, 1).to(common) == support.to(common)).any(-1)
+        if not bool(inside.all()):
+            bad = value.detach().reshape(-1)[~inside]
+            raise ConfigError(f"Gibbs initial_params['{s}'] has {len(bad)} value(s) outside the site's support "
+                              f"{_support_text(support)} ({type(fns[s]).__name__}), e.g. {bad[:3].tolist()}")
+
+
 class Gibbs(MCMCKernel):
     """Block Gibbs sampler over the discrete latent sites of a Pyro model.
 
@@ -159,7 +190,9 @@ class Gibbs(MCMCKernel):
     :param int max_plate_nesting: number of plate dims (found by tracing if ``None``).
     :raises ConfigError: ``model`` is not callable; ``blocks`` is not a list of non-empty lists of site
         names (a string is not a block), or names a site twice; ``max_plate_nesting`` is not ``None`` or
-        a non-negative integer.  (:meth:`setup` raises it too for block sites that are not latent.)
+        a non-negative integer.  (:meth:`setup` raises it too for block sites that are not latent, and for
+        an ``initial_params`` -- ``MCMC(kernel, initial_params=...)`` -- that misses a latent site, names
+        another site, or gives a site a value of another shape than the model's or outside its support.)
     """
 
     max_plate_nesting = Option(
@@ -190,6 +223,9 @@ class Gibbs(MCMCKernel):
 
     @initial_params.setter
     def initial_params(self, params):
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"Gibbs initial_params must be a dict of site name -> tensor (or None), "
+                              f"got {type(params).__name__}")
         self._initial_params = params
         self._user_init = params is not None
 
@@ -199,6 +235,9 @@ class Gibbs(MCMCKernel):
         :param int warmup_steps: warmup iterations MCMC will run (Gibbs has nothing to adapt).
         :param args: the model's positional arguments, passed on to it at every sweep.
         :param kwargs: the model's keyword arguments, passed on to it at every sweep.
+        :raises ConfigError: the user's ``initial_params`` misses a latent site or names another one, or gives a
+            site a non-tensor, a tensor of another shape than the traced value's, or a value outside the site's
+            enumerable support (NaN, a fraction, a negative or too large state); the message names the site.
         """
         self._args, self._kwargs = args, kwargs
         with poutine.block(), self._leaving_module_state():
@@ -239,6 +278,8 @@ class Gibbs(MCMCKernel):
         if not self._user_init or self._initial_params is None:
             self._initial_params = {s: tr.nodes[s]["value"].detach().to(self._out_dtype) for s in latent}
             self._user_init = False
+        else:
+            _check_initial_params(self._initial_params, latent, self._shapes, {s: tr.nodes[s]["fn"] for s in latent})
 
     def cleanup(self):
         """Forget the initial values found by :meth:`setup` (kept when the user gave ``initial_params``)."""

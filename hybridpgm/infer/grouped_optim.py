@@ -86,9 +86,7 @@ class GroupedOptim(PyroOptim):
         params = list(params)
         called = frozenset(params)
         if called != self._last:
-            for p in params:
-                if p not in self._group_of:
-                    self._add(p)
+            self._join(params)
             self._last = called
         hidden = [(p, p.grad) for p in self._group_of if p.grad is not None and p not in called]
         for p, _ in hidden:  # a PyroOptim steps only the parameters it is given
@@ -100,6 +98,35 @@ class GroupedOptim(PyroOptim):
                 p.grad = grad
         for p in params:
             p.grad = None
+
+    def _join(self, params: list[torch.Tensor]) -> None:
+        """Parameters the param store replaced leave the optimizer, new ones join it, and every parameter in
+        ``params`` whose name has a state waiting (from :meth:`set_state`) takes it."""
+        self._drop_replaced()
+        store = pyro.get_param_store()
+        for p in params:
+            if p not in self._group_of:
+                self._add(p)
+            if self._state_waiting_to_be_consumed:
+                saved = self._state_waiting_to_be_consumed.pop(store.param_name(p), None)
+                if saved is not None:
+                    self._load_param_state(p, saved)
+
+    def _drop_replaced(self) -> None:
+        """Forget (group membership and state) every tensor whose name the param store now gives to another
+        tensor -- what ``pyro.get_param_store().load(...)`` or ``.set_state(...)`` does to every parameter.
+        A tensor the store has no name for (cleared, deleted, outside a ``scope``, or never a Pyro parameter)
+        is kept, as :class:`~pyro.optim.PyroOptim` keeps it."""
+        store = pyro.get_param_store()
+        held = dict(store.named_parameters())
+        replaced = [p for p in self._group_of
+                    if (name := store.param_name(p)) is not None and held.get(name) is not p]
+        for p in replaced:
+            group = self._group_of.pop(p)
+            group["params"] = [q for q in group["params"] if q is not p]  # by identity: tensor == is elementwise
+            self.optimizer.state.pop(p, None)
+            if not group["params"]:
+                self.optimizer.param_groups = [g for g in self.optimizer.param_groups if g is not group]
 
     def _args_for(self, p: torch.Tensor) -> dict:
         if isinstance(self.pt_optim_args, dict):
@@ -124,10 +151,6 @@ class GroupedOptim(PyroOptim):
             else:
                 group["params"].append(p)
         self._group_of[p] = group
-        if self._state_waiting_to_be_consumed:
-            saved = self._state_waiting_to_be_consumed.pop(pyro.get_param_store().param_name(p), None)
-            if saved is not None:
-                self._load_param_state(p, saved)
 
     def _hyperparameters(self, args: dict) -> dict:
         """``args`` with the constructor's defaults filled in: what a one-parameter
@@ -140,7 +163,8 @@ class GroupedOptim(PyroOptim):
     # -- state in PyroOptim's per-parameter format ----------------------------------------
     def get_state(self) -> dict:
         """``{param name: state dict of a one-parameter torch optimizer}``, as
-        :meth:`pyro.optim.PyroOptim.get_state` writes it."""
+        :meth:`pyro.optim.PyroOptim.get_state` writes it; a state :meth:`set_state` gave that no step has taken
+        yet is written as it was given (so a save right after a load writes what was loaded)."""
         store = pyro.get_param_store()
         state = {}
         for p, group in self._group_of.items():
@@ -148,26 +172,26 @@ class GroupedOptim(PyroOptim):
             own = self.optimizer.state.get(p, {})
             state[store.param_name(p)] = {"state": {0: dict(own)} if own else {},
                                           "param_groups": [{**hyper, "params": [0]}]}
+        state.update(self._state_waiting_to_be_consumed)
         return state
 
     def set_state(self, state_dict: dict) -> None:
-        """Resume from :meth:`get_state` (of this class or of :class:`~pyro.optim.PyroOptim`);
-        each parameter's moments and step count are restored when it is first stepped.
+        """Resume from :meth:`get_state` (of this class or of :class:`~pyro.optim.PyroOptim`): each
+        parameter's moments and step count are restored at the next step that steps it, into the tensor the
+        param store then holds under its name.  As in :class:`~pyro.optim.PyroOptim`, the parameter store and
+        the optimizer may be loaded in either order (``pyro.get_param_store().load(...)``, ``optim.load(...)``):
+        the tensors the store replaced leave the optimizer, and the new ones take the loaded state.  Unlike
+        :class:`~pyro.optim.PyroOptim`, a parameter already stepped that the store still holds takes it too.
 
         :param dict state_dict: parameter name -> its saved state, as :meth:`get_state` returns.
-        :raises ConfigError: a saved state holds a learning-rate scheduler's (raised here for parameters already
-            stepped; for the others when each is first stepped)."""
+        :raises ConfigError: a saved state holds a learning-rate scheduler's (nothing is loaded then)."""
+        for name, saved in state_dict.items():
+            if isinstance(saved, dict) and "scheduler" in saved:
+                raise ConfigError(f"GroupedOptim cannot resume a learning-rate scheduler's state (parameter {name!r})")
         self._state_waiting_to_be_consumed.update(state_dict)
-        store = pyro.get_param_store()
-        for p in list(self._group_of):  # parameters already known take theirs now
-            saved = self._state_waiting_to_be_consumed.pop(store.param_name(p), None)
-            if saved is not None:
-                self._load_param_state(p, saved)
+        self._last = None  # the next step looks for new and replaced tensors and waiting states
 
     def _load_param_state(self, p: torch.Tensor, saved: dict) -> None:
-        if "scheduler" in saved:
-            raise ConfigError("GroupedOptim cannot resume a learning-rate scheduler's state "
-                              f"(parameter {pyro.get_param_store().param_name(p)!r})")
         own = saved.get("state", {}).get(0)
         if own is None:
             self.optimizer.state.pop(p, None)

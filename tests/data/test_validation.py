@@ -6,8 +6,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from hybridpgm.data import DynamicBinarized, binarize_static
-from hybridpgm.data.validation import (SCAN_CHUNK, as_model_dtype, batch_origin, check_finite,
-                                       check_model_input, check_no_extra_arguments, check_num_data,
+from hybridpgm.data.validation import (SCAN_CHUNK, as_model_dtype, batch_origin, check_binary, check_features,
+                                       check_finite, check_model_input, check_no_extra_arguments, check_num_data,
                                        count_nonfinite)
 from hybridpgm.errors import DataError
 
@@ -162,3 +162,28 @@ def test_check_no_extra_arguments_names_what_came_after_x():
                                             r"dtype torch.int64: was the batch an \(x, labels\) tuple\?.*"
                                             r"keywords \(num_data=\.\.\.\)"):
             check_no_extra_arguments((torch.arange(5), 1), model="M", method="guide", keywords="num_data=...")
+
+
+@pytest.mark.parametrize("x, kind", [([0, 1, 1], "list"), (None, "NoneType"), (np.array([0.0, 1.0]), "ndarray")])
+def test_check_binary_refuses_a_non_tensor_by_name(x, kind):
+    """Before: a raw AttributeError (``'bool' object has no attribute 'all'``), and a NumPy array was returned
+    unchecked."""
+    with pytest.raises(DataError, match=f"^pixels is a {kind}, expected a tensor of 0/1 entries$"):
+        check_binary(x, "pixels")
+
+
+@pytest.mark.parametrize("x, kind", [([0, 1, 1], "list"), (None, "NoneType"), (np.array([0.0, 1.0]), "ndarray")])
+def test_check_features_refuses_a_non_tensor_by_name(x, kind):
+    """Before: a raw AttributeError (``... object has no attribute 'dim'``)."""
+    with pytest.raises(DataError, match=rf"^features is a {kind}, expected a tensor of shape \(N, 4\)$"):
+        check_features(x, 4, "features")
+
+
+def test_check_binary_and_check_features_take_good_tensors_and_refuse_bad_ones():
+    """Guard (passes before and after): tensors are checked as before."""
+    x = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
+    assert check_binary(x) is x and check_features(x, 4) is x
+    with pytest.raises(DataError, match=r"pixels \(shape \(2,\)\) must be binary"):
+        check_binary(torch.tensor([0.0, float("nan")]), "pixels")
+    with pytest.raises(DataError, match=r"features has shape \(4,\), expected \(N, 4\)"):
+        check_features(x[0], 4, "features")

@@ -101,3 +101,77 @@ def test_bad_optim_args_are_config_errors():
     p.grad = torch.ones(2)
     with pytest.raises(ConfigError, match="returned a float for parameter 'p'"):
         optim([p])
+
+
+def _mean_scale_model(data):
+    def model():
+        m = pyro.param("m", torch.tensor(0.0))
+        s = pyro.param("s", torch.tensor(1.0), constraint=pyro.distributions.constraints.positive)
+        with pyro.plate("d", len(data)):
+            pyro.sample("y", pyro.distributions.Normal(m, s), obs=data)
+    return model
+
+
+def _reload_run(make, tmp_path, store_first):
+    """Pyro's save/load workflow in one process: 3 steps, save the store and the optimizer, 2 steps
+    (uninterrupted), load both back (in either order), 2 steps again (resumed)."""
+    data = torch.randn(20, generator=torch.Generator().manual_seed(1)) + 1
+    optim = make()
+    svi = SVI(_mean_scale_model(data), lambda: None, optim, pyro.infer.Trace_ELBO())
+    for _ in range(3):
+        svi.step()
+    pyro.get_param_store().save(tmp_path / "params.pt")
+    optim.save(tmp_path / "optim.pt")
+    for _ in range(2):
+        svi.step()
+    straight = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    loads = [lambda: pyro.get_param_store().load(tmp_path / "params.pt"), lambda: optim.load(tmp_path / "optim.pt")]
+    for load in loads if store_first else loads[::-1]:
+        load()
+    for _ in range(2):
+        svi.step()
+    resumed = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    return straight, resumed, optim
+
+
+@pytest.mark.parametrize("store_first", [True, False])
+def test_reloading_the_store_and_the_optimizer_in_one_process_resumes_as_pyro_optim_does(tmp_path, store_first):
+    """Before, the loaded moments went to the tensors the reloaded store no longer held, and the new ones
+    restarted Adam at step 1 (a different trajectory)."""
+    straight, resumed, optim = _reload_run(lambda: GroupedAdam({"lr": 0.1}), tmp_path, store_first)
+    with pyro.get_param_store().scope():
+        pyro_straight, pyro_resumed, _ = _reload_run(lambda: pyro.optim.Adam({"lr": 0.1}), tmp_path, store_first)
+    for name in ("m", "s"):
+        assert torch.equal(pyro_resumed[name], pyro_straight[name]), name
+        assert torch.equal(straight[name], pyro_straight[name]), name
+        assert torch.equal(resumed[name], straight[name]), name
+    assert optim.optimizer.state[pyro.get_param_store()._params["m"]]["step"] == 5  # 3 saved + 2 resumed steps
+
+
+def test_tensors_the_store_replaced_leave_the_optimizer(tmp_path):
+    """Before, the replaced tensors stayed in the optimizer's groups and state for good."""
+    _, _, optim = _reload_run(lambda: GroupedAdam({"lr": 0.1}), tmp_path, store_first=True)
+    store = pyro.get_param_store()
+    current = [store._params["m"], store._params["s"]]
+    in_groups = [p for g in optim.optimizer.param_groups for p in g["params"]]
+    assert len(in_groups) == 2 and all(any(p is q for q in current) for p in in_groups)
+    assert len(optim.optimizer.state) == 2 and all(any(p is q for q in current) for p in optim.optimizer.state)
+    assert len(optim._group_of) == 2 and set(optim.get_state()) == {"m", "s"}
+
+
+def test_a_state_loaded_and_not_yet_stepped_is_saved_as_loaded(tmp_path):
+    """``optim.load`` then ``optim.save`` before a step writes what was loaded (before: nothing for the
+    parameters not yet stepped)."""
+    _, svi, _ = _train(GroupedAdam({"lr": 0.05}), steps=2)
+    state = svi.optim.get_state()
+    fresh = GroupedAdam({"lr": 0.05})
+    fresh.set_state(state)
+    assert fresh.get_state() == state
+
+
+def test_a_schedulers_state_is_refused_when_loaded():
+    """Before, a scheduler's state for a parameter not yet stepped was refused only at its first step."""
+    optim = GroupedAdam({"lr": 0.1})
+    with pytest.raises(ConfigError, match="scheduler's state \\(parameter 'w'\\)"):
+        optim.set_state({"w": {"scheduler": {}, "optimizer": {}}})
+    assert optim.get_state() == {}
