@@ -8,17 +8,19 @@ file, if there was one.  :func:`check_writable` makes the same test up front
 (``fit`` calls it before its first step).
 
 The temporary is hidden and named after the target and the process writing it
-(``.NAME.HOST-PID.XXXXXXXX.tmp``: ``HOST`` a hash of the host name, ``PID``
-the process id, ``XXXXXXXX`` unique).  Every write of a target first removes
-the temporaries of that target which a killed write left
-(:func:`remove_stale_temporaries`): those named by a process of this host that
-has ended.  A temporary of a live process (another writer still writing), of
-another host, or one that cannot be removed is left where it is: it is not in
-the way, since each write makes one of its own name.  A temporary named
-without a writer (hybridpgm before writers were named) is removed only from a
-checkpoint's folder, by ``fit`` when it starts, as before.  (Processes of
-another PID namespace under the same host name are not told apart from this
-host's: a container sharing the folder needs a host name of its own.)
+(``.NAME.HOST-PID.XXXXXXXX.tmp``: ``HOST`` a hash of the host name, ``PID`` the
+process id, ``XXXXXXXX`` unique).  A write first removes the temporaries of its
+target that killed writes left (:func:`remove_stale_temporaries`), unless the
+folder is as this process's last write of the target left it: those of a
+process of this host that has ended, or of this process's own id that it is not
+writing (a killed process whose id it got again: a restarted container's PID 1).
+A live process's (another writer still writing), another host's, or one that
+cannot be removed is left where it is: it is not in the way, since each write
+makes one of its own name.  One named without a writer (hybridpgm before
+writers were named) is removed only by ``fit``, from its checkpoint's folder
+when it starts, as before.  (Processes of another PID namespace under the same
+host name are not told apart from this host's: a container sharing the folder
+needs a host name of its own.)
 
 Only a regular file is ever replaced: a path that exists as a directory, a
 symbolic link, a device node, a FIFO or a socket is refused
@@ -34,10 +36,7 @@ text files (the CLI's reports) the same way.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import re
-import socket
 import stat
 import sys
 import tempfile
@@ -48,88 +47,10 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
+from hybridpgm.train.stale_temporaries import _LOOKED, _OPEN, _remove_stale, _temporary_prefix, remove_stale_temporaries
 
 __all__ = ["check_replaceable", "check_writable", "file_kind", "make_writable_folder", "os_reason",
            "remove_stale_temporaries", "write_atomically", "write_error", "write_text_atomically"]
-
-#: what follows ``.NAME.`` in a temporary's name: the writer's host hash and process id, then mkstemp's part
-_NAMED_WRITER = re.compile(r"([0-9a-f]{8})-([1-9][0-9]*)\.[^.]+")
-#: what followed it before writers were named (mkstemp's part alone)
-_UNNAMED_WRITER = re.compile(r"[^.]+")
-
-
-def _host() -> str:
-    """This host as a temporary's name records it: 8 hex digits of a hash of the host name."""
-    return hashlib.blake2s(socket.gethostname().encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
-
-
-def _temporary_prefix(path: Path) -> str:
-    """``.NAME.HOST-PID.``: what the names of this process's temporaries of ``path`` begin with."""
-    return f".{path.name}.{_host()}-{os.getpid()}."
-
-
-def _writer_ended(host: str, pid: int) -> bool:
-    """Whether the process ``pid`` of the host hashed ``host`` is known to have ended: it is of this host, not
-    this process, and ``kill(pid, 0)`` finds no such process.  Anything else counts as alive: another host's,
-    a process of another user (``EPERM``), a platform without POSIX signals."""
-    if os.name != "posix" or host != _host() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, OverflowError, ValueError):
-        return False
-    return False
-
-
-def _remove_stale(path: Path, unnamed: bool) -> list[Path]:
-    """Remove the temporaries of ``path`` whose writer has ended (and, with ``unnamed``, those named without a
-    writer); see :func:`remove_stale_temporaries`."""
-    prefix = f".{path.name}."
-    try:
-        names = os.listdir(path.parent)
-    except OSError:  # no folder yet (nothing to remove), or not readable
-        return []
-    removed = []
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        middle = name[len(prefix):-len(".tmp")]
-        named = _NAMED_WRITER.fullmatch(middle)
-        if named is not None:
-            if not _writer_ended(named.group(1), int(named.group(2))):
-                continue  # a live writer's (or another host's): never touched
-        elif not (unnamed and _UNNAMED_WRITER.fullmatch(middle)):
-            continue  # another target's, or not a name hybridpgm gives
-        stale = path.parent / name
-        try:
-            if not stat.S_ISREG(os.lstat(stale).st_mode):
-                continue  # not a file a write of ours left: never remove it
-            os.unlink(stale)
-            removed.append(stale)
-        except OSError:  # gone already, or not ours to remove (EPERM, EACCES, EROFS): left as it is
-            pass
-    return removed
-
-
-def remove_stale_temporaries(path: str | os.PathLike, *, unnamed: bool = True) -> list[Path]:
-    """Delete the temporary files killed writes of ``path`` left beside it (``.NAME.HOST-PID.XXXXXXXX.tmp``):
-    those whose writer, a process of this host, has ended (and, with ``unnamed``, the default, those named
-    without a writer).  Returns the removed paths.
-
-    A temporary of a live process (a write still under way), of another host, or one that cannot be removed
-    (another user's, in a sticky folder such as ``/tmp``; a read-only folder) is left where it is: it is not in
-    the way, since each write makes a temporary of its own name.  :func:`write_atomically` calls this before
-    each write, with ``unnamed=False``.
-
-    :param unnamed: also remove the temporaries named without a writer (``.NAME.XXXXXXXX.tmp``, as hybridpgm
-        named them before), which cannot tell whether their writer lives: ``fit`` removes its checkpoint's when
-        it starts, as it always did.
-    :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` (:func:`~hybridpgm.paths.file_path`).
-    """
-    return _remove_stale(file_path(path, "checkpoint", CheckpointError), unnamed)
-
 
 class _RecordingWriter:
     """A binary file that remembers the first :class:`OSError` of a write, which
@@ -263,10 +184,12 @@ def make_writable_folder(folder: str | os.PathLike, prefix: str = ".hybridpgm-wr
     else:
         folder = next((f for f in (folder, *folder.parents) if os.path.lexists(f)), folder)
     handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    _OPEN.add(os.path.abspath(name))  # a probe named as a write's is not stale while it exists
     try:
         os.close(handle)
     finally:
         os.unlink(name)
+        _OPEN.discard(os.path.abspath(name))
     return folder
 
 
@@ -317,7 +240,8 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     and rename: a crash or a full disk leaves the previous file intact.  The file gets the permissions of the one
     it replaces, or those ``open()`` gives a new file (``0o666`` less the umask).  The temporaries of ``path``
     that killed writes left are removed first (:func:`remove_stale_temporaries`: only those whose writer, a
-    process of this host, has ended).
+    process of this host, has ended; the folder is listed only if its modification time is not the one this
+    process's last write of ``path`` left, so that repeated writes into a large folder do not list it each time).
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :param save: writes ``payload`` to a binary file object (:func:`write_text_atomically` writes text).
@@ -329,14 +253,18 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     """
     path = file_path(path, what, CheckpointError)
     check_replaceable(path, what)
-    tmp_name = None
+    tmp_name = opened = None
     writer = None
     handled = sys.exc_info()[1]  # an exception the caller is handling (a save in an except block): not ours
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(path, unnamed=False)  # what killed writes of it left (their writers have ended)
+        key = str(path.absolute())
+        if _LOOKED.get(key) != os.stat(path.parent).st_mtime_ns:  # the folder changed since our last write of it:
+            _remove_stale(path, unnamed=False)  # what killed writes of it left (their writers have ended)
         mode = _new_file_mode(path)
         handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+        opened = os.path.abspath(tmp_name)
+        _OPEN.add(opened)
         try:
             tmp = os.fdopen(handle, "wb")
         except BaseException:
@@ -352,6 +280,7 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
+        _LOOKED[key] = os.stat(path.parent).st_mtime_ns  # as our own write left it
     except (OSError, RuntimeError) as error:
         interrupt = writer.interrupt if writer is not None else None
         interrupt = interrupt or _interrupt_behind(error, handled)  # one that landed before write's own try
@@ -364,6 +293,8 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if opened is not None:
+            _OPEN.discard(opened)
     return path
 
 

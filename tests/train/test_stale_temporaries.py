@@ -1,6 +1,6 @@
-"""The temporaries of hybridpgm's atomic writer (hybridpgm/train/atomic_write.py): hidden, named after the target
-and the writing process (``.NAME.HOST-PID.XXXXXXXX.tmp``), and removed by the next write of the same target once
-their writer has ended (a write killed mid-way: SIGKILL, the OOM killer), never while it lives.
+"""The temporaries of hybridpgm's atomic writer (hybridpgm/train/stale_temporaries.py, atomic_write.py): hidden,
+named after the target and the writing process (``.NAME.HOST-PID.XXXXXXXX.tmp``), and removed by the next write of
+the same target once their writer has ended (a write killed mid-way: SIGKILL, the OOM killer), never while it lives.
 
 Before, only ``fit`` removed temporaries, only its checkpoint's, and all of them whoever wrote them: a killed
 ``hybridpgm.save``, metrics report or figure left its ``.model.pt.XXXX.tmp`` for good, one more per killed write.
@@ -24,7 +24,9 @@ from hybridpgm import fit
 from hybridpgm.diagnostics.plots import plot_khat
 from hybridpgm.energy import RBM
 from hybridpgm.graphs.bif import load_network, write_bif
+from hybridpgm.train import stale_temporaries
 from hybridpgm.train.atomic_write import remove_stale_temporaries, write_atomically, write_text_atomically
+from hybridpgm.train.stale_temporaries import _OPEN
 from hybridpgm.train.checkpoint import load_checkpoint
 from tests.train.helpers import LinearRegression, regression_data
 
@@ -66,7 +68,9 @@ def test_a_write_removes_what_dead_writers_of_its_target_left(tmp_path, target):
 def test_a_temporary_a_live_writer_may_still_be_writing_is_never_removed(tmp_path):
     """Only a temporary whose writer, a process of this host, has ended is removed.  Old code: fit removed every
     ``.c.pt.*.tmp`` at its start, also one a live process was writing (this test failed there on the fit)."""
-    live = [_name("c.pt", os.getpid()), _name("c.pt", os.getppid()),  # this process, its parent: alive
+    writing = tmp_path / _name("c.pt", os.getpid(), tail="writing0")  # this process writes it (another thread)
+    _OPEN.add(str(writing))
+    live = [writing.name, _name("c.pt", os.getppid()),  # this process's own, its parent's: alive
             _name("c.pt", DEAD_PID, host="0badc0de")]  # another host's: whether it lives cannot be told
     others = [_name("d.pt", DEAD_PID), _name("c.pt.x", DEAD_PID), ".c.pt.abcd1234.tmp.keep", "c.pt.tmp"]
     for name in live + others:
@@ -76,7 +80,36 @@ def test_a_temporary_a_live_writer_may_still_be_writing_is_never_removed(tmp_pat
     fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0, max_steps=1,
         overwrite=True)
     assert load_checkpoint(tmp_path / "c.pt")["step"] == 1
+    _OPEN.discard(str(writing))
     assert sorted(os.listdir(tmp_path)) == sorted(live + others + ["c.pt", _name("c.pt", DEAD_PID, tail="afolder0")])
+
+
+def test_a_temporary_of_this_process_id_that_it_is_not_writing_is_removed(tmp_path):
+    """A process killed mid-write whose id the next run gets again (a restarted container's PID 1, same host name):
+    its temporary names this process, which is not writing it.  Found by a review: it stayed for good, while the
+    code before named temporaries removed every checkpoint temporary at fit's start."""
+    stale = tmp_path / _name("c.pt", os.getpid())
+    stale.write_bytes(b"\0" * 1000)
+    fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0, max_steps=1)
+    assert sorted(os.listdir(tmp_path)) == ["c.pt"]
+    again = tmp_path / _name("m.pt", os.getpid())
+    again.write_bytes(b"x")
+    hybridpgm.save(RBM(4, 3), tmp_path / "m.pt")
+    assert sorted(os.listdir(tmp_path)) == ["c.pt", "m.pt"]
+
+
+def test_repeated_writes_list_the_folder_only_when_something_else_changed_it(tmp_path, monkeypatch):
+    """A review measured a folder listing per write (O(N) in a folder of N files): the listing is skipped while the
+    folder is as this process's last write of the target left it."""
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(stale_temporaries.os, "listdir", lambda d: listed.append(d) or real(d))
+    for _ in range(3):
+        write_text_atomically(tmp_path / "r.json", "{}", "report")
+    assert len(listed) == 1
+    (tmp_path / _name("r.json", DEAD_PID)).write_bytes(b"x")  # a killed writer's: the folder changed
+    write_text_atomically(tmp_path / "r.json", "{}", "report")
+    assert len(listed) == 2 and sorted(os.listdir(tmp_path)) == ["r.json"]
 
 
 def test_a_write_leaves_a_temporary_named_without_a_writer_and_fit_removes_its_own(tmp_path):
