@@ -120,10 +120,11 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
         raise CheckpointError(f"cannot save {where}: {reason}")
     if _qualname(cls) in _SPECS:
         return {"class": _qualname(cls), "spec": _encode(_SPECS[_qualname(cls)][0](module, where), tensors, where)}
-    if (torch_spec := torch_module_spec(module, where)) is not None:  # an nn.Sequential, or a layer alone
-        return torch_spec
     arguments = module.__dict__.get(_SPEC_ATTR)
     registered = _REGISTRY.get(_qualname(cls))
+    if not (arguments is not None and registered is cls) and (torch_spec := torch_module_spec(module, where)) \
+            is not None:  # an nn.Sequential, or a layer alone (a torch class decorated itself: its arguments)
+        return torch_spec
     if arguments is not None and registered is not None and registered is not cls:  # a re-run cell, a reload
         raise CheckpointError(
             f"cannot save {where}: its class {_qualname(cls)} was defined again after it was built (a notebook "

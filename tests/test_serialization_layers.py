@@ -223,3 +223,20 @@ def test_another_torch_layer_is_refused_with_advice_that_works(tmp_path):
                                               r"are rebuilt \(alone or in an nn.Sequential\).  Hold the layer in a "
                                               r"module class of your own decorated with"):
         hybridpgm.save(gp, tmp_path / "gp.pt")
+
+
+def test_a_torch_class_decorated_by_the_user_saves_with_its_constructor_arguments(tmp_path):
+    """Found by a review: decorating a class of ``torch.nn`` with ``serializable`` (which saved it before) was
+    refused as "a torch.nn.Conv1d, which a model file does not rebuild".  A subclass placed in a ``torch.nn``
+    module stands for torch's class here, so that no class of torch is changed for the other tests."""
+    from hybridpgm.serialization import load, save, serializable
+
+    class Conv(nn.Conv1d):
+        pass
+
+    Conv.__module__, Conv.__qualname__ = "torch.nn.modules.conv_stand_in", "Conv"
+    serializable(Conv)
+    conv = Conv(2, 3, 3)
+    save(conv, tmp_path / "conv.pt")
+    back = load(tmp_path / "conv.pt")
+    assert type(back) is Conv and torch.equal(back.weight, conv.weight) and back.kernel_size == (3,)
