@@ -85,7 +85,8 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         it on, the potentials and ``lengths`` are checked at construction and values at :meth:`log_prob` (whose
         label-range check runs with it off too, where values can be read, deferred to :func:`hybridpgm.fit`'s
         one host read per step).
-    :raises ModelSpecError: (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
+    :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
+        and its dtype; (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
         within a sequence's length, naming the index.
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
         :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices.
@@ -103,7 +104,8 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
     :func:`~hybridpgm.data.validation.as_model_dtype` widens data, and nothing is ever narrowed.  The attributes
     ``unary``, ``transition``, ``start``, ``end`` and every floating output (:attr:`log_partition`,
     :meth:`log_prob`, :meth:`score`, :attr:`marginals`, :attr:`pairwise_marginals`, :meth:`entropy`) have that
-    one dtype; gradients reach the given tensors in their own dtypes.
+    one dtype; gradients reach the given tensors in their own dtypes.  Potentials must be floating point: bool,
+    integer and complex ones are refused at construction (validation on or off).
 
     Derivatives: :attr:`marginals`, :attr:`pairwise_marginals` and :meth:`entropy` are gradients of
     :math:`\\log Z`, taken with ``torch.autograd.grad``; reverse mode (``backward``, ``torch.autograd.grad``, any
@@ -129,6 +131,12 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
             if t is not None and not torch.is_tensor(t):
                 raise ModelSpecError(f"LinearChainCRF: {name} must be a torch.Tensor of log-potentials, got "
                                      f"{type(t).__name__} (convert it: torch.as_tensor(x, dtype=torch.float32))")
+            if t is not None and not t.is_floating_point():  # a dtype, no value read: with validation off too
+                why = (" (a mask of allowed labels is not a score: pass torch.where(mask, 0.0, float('-inf')))"
+                       if t.dtype == torch.bool else " (log-potentials are real)" if t.is_complex() else
+                       " (integers would be widened to float32, inexactly past 2**24: pass x.float() or x.double())")
+                raise ModelSpecError(f"LinearChainCRF: {name} log-potentials must be real floating-point scores, got "
+                                     f"dtype {t.dtype}{why}")
         if unary.dim() < 2:
             raise ModelSpecError(f"LinearChainCRF: unary must be batch_shape + (T, L), got {tuple(unary.shape)}")
         T, L = unary.shape[-2:]

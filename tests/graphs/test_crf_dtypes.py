@@ -9,6 +9,7 @@ and all-float16 potentials gave a float32 log Z next to float16 marginals.  The 
 import pytest
 import torch
 
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import CRFHead, LinearChainCRF
 
 OUTPUTS = ("log_partition", "log_prob", "score", "marginals", "pairwise_marginals", "entropy")
@@ -77,3 +78,38 @@ def test_a_head_and_a_network_of_different_dtypes_give_one_dtype(head_dtype, una
     assert {name: t.dtype for name, t in got.items()} == dict.fromkeys(OUTPUTS, torch.float64)
     for name, t in _outputs(reference, y).items():
         torch.testing.assert_close(got[name], t, rtol=0, atol=0, msg=name)
+
+
+NOT_SCORES = [(torch.bool, "a mask of allowed labels is not a score"), (torch.int64, "integers would be widened"),
+              (torch.int32, "integers would be widened"), (torch.uint8, "integers would be widened"),
+              (torch.complex64, "log-potentials are real"), (torch.complex128, "log-potentials are real")]
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("dtype, why", NOT_SCORES)
+@pytest.mark.parametrize("position", range(4))
+def test_a_potential_that_is_not_floating_point_is_refused_by_name_and_dtype(position, dtype, why, validate):
+    """Found by the CRF audit (finding 2): complex potentials were accepted and every query then raised torch's
+    ``NotImplementedError`` (clamp is not supported for complex types); bool and integer ones were silently
+    widened to float32 (True read as a score of 1, an int64 past 2**24 rounded).  Now each is refused at
+    construction, with validation on or off (a dtype is no value read), naming the tensor and its dtype."""
+    name = ("unary", "transition", "start", "end")[position]
+    params = [p.float() for p in _potentials()]
+    params[position] = params[position].round().to(dtype)
+    with pytest.raises(ModelSpecError, match=f"LinearChainCRF: {name} log-potentials must be real floating-point "
+                                             f"scores, got dtype {dtype} \\({why}"):
+        LinearChainCRF(*params, validate_args=validate)
+
+
+def test_a_head_or_its_network_of_a_non_floating_dtype_is_refused_by_name():
+    """:class:`CRFHead` builds the CRF: a unary of integers (``one_hot`` of the symbols, a ``long`` network) and a
+    head moved to a complex dtype are refused naming the tensor.  Before: the first was widened silently, the
+    second raised torch's ``NotImplementedError`` at the first query."""
+    head, symbols = CRFHead(3), torch.tensor([[0, 2, 1, 1]])
+    with pytest.raises(ModelSpecError, match="unary log-potentials .* got dtype torch.int64"):
+        head(torch.nn.functional.one_hot(symbols, 3))
+    assert head(torch.nn.functional.one_hot(symbols, 3).float()).log_partition.dtype == torch.float32
+    with pytest.warns(UserWarning, match="Complex modules"):  # torch's own, on moving a module to complex
+        complex_head = CRFHead(3).to(torch.complex64)
+    with pytest.raises(ModelSpecError, match="transition log-potentials .* got dtype torch.complex64"):
+        complex_head(torch.randn(1, 4, 3))

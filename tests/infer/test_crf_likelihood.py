@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from hybridpgm import fit
-from hybridpgm.errors import DataError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs import CRFHead
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 
@@ -48,6 +48,25 @@ def test_token_accuracy_ignores_padding():
 def test_a_batch_that_is_not_x_y_lengths_is_named():
     with pytest.raises(DataError, match=r"\(x, y, lengths\)"):
         CRFLikelihood(_Tagger()).loss("crf", torch.zeros(2, 3))
+
+
+class _OneHotTagger(nn.Module):
+    """Unary scores straight from the symbols: ``one_hot`` gives int64 (a ``.float()`` forgotten)."""
+
+    def __init__(self, labels=3):
+        super().__init__()
+        self.head = CRFHead(labels)
+
+    def forward(self, x, lengths):
+        return self.head(nn.functional.one_hot(x % 3, 3), lengths)
+
+
+def test_a_tagger_of_integer_scores_is_refused_naming_the_unary_and_its_dtype():
+    """Found by the CRF audit (finding 2): integer unary scores were widened to float32 silently (inexactly past
+    2**24); the loss now raises :class:`~hybridpgm.errors.ModelSpecError` from the CRF's construction."""
+    with pytest.raises(ModelSpecError, match="unary log-potentials must be real floating-point scores, got dtype "
+                                             "torch.int64"):
+        CRFLikelihood(_OneHotTagger()).loss("crf", _batch())
 
 
 @pytest.mark.parametrize("pred, y, lengths, match", [
