@@ -6,7 +6,8 @@ runs a binary pairwise graph (an Ising grid, say) as *one* TorchScript call,
 ``K`` flooding steps (:func:`binary_loop`) and the marginals.  The eager,
 differentiable :class:`~hybridpgm.infer.bp_engine.BinaryPairwise` calls the
 same :func:`binary_coefficients` and steps with the same formula, so both
-paths give the same numbers.  One step on the shifted log-odds messages
+paths give the same numbers up to rounding (a batch of one folds the fields into
+the summed gather, so its additions may come in another order).  One step on the shifted log-odds messages
 :math:`d' \\in \\mathbb R^{2F \\times B}` (``F`` factors, two directed edges
 each, batch last) is six kernels,
 
@@ -105,7 +106,8 @@ def gather_others(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pa
     index ``E`` standing for "nothing") takes a 1-D ``index_select`` and a sum
     over the ``W`` rows: ``embedding_bag`` with one column costs ~4 ns per entry,
     the 1-D gather under 1 (16x16: 1.3x, 128x128: 4.7x faster, measured).  The
-    rows are summed in CSR order either way, so both give the same numbers.
+    rows are summed in CSR order either way, but torch's ``sum`` over the ``W`` rows may pair its additions
+    otherwise than ``embedding_bag``: the same numbers up to rounding, not bit for bit.
     """
     E = d.shape[0]
     if pad.numel() > 0 and d.shape[1] == 1:
