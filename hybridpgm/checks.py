@@ -326,16 +326,20 @@ def name_list(value, what: str, *, error: type[Exception] = ConfigError) -> list
 PYRO_MODULE_SEPARATOR = "$$$"
 
 
-def site_prefix(prefix, where: str) -> str:
-    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names (and, for
-    :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, to the ``pyro.module`` name of its potentials).
+def site_prefix(prefix, where: str, *, names_module: bool = False) -> str:
+    """``prefix`` checked: the string a model's ``prefix=`` keyword prepends to its site and plate names (where
+    ``names_module``, as for :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, also to the ``pyro.module``
+    name of its parameters).
 
-    :raises ConfigError: a ``prefix`` that is not a ``str``, or one holding ``"$$$"`` (Pyro's separator between a
-        module's name and its parameters' names, which ``pyro.module`` refuses), naming ``where`` and the value."""
+    :param bool names_module: the prefix also names a ``pyro.module``, so ``"$$$"`` is refused (sample sites and
+        plates may hold it).
+    :raises ConfigError: a ``prefix`` that is not a ``str``, or (``names_module``) one holding ``"$$$"`` (Pyro's
+        separator between a module's name and its parameters' names, which ``pyro.module`` refuses), naming
+        ``where`` and the value."""
     if not isinstance(prefix, str):
         raise ConfigError(f"{where} prefix must be a string (prepended to its Pyro site and plate names), got "
                           f"{type(prefix).__name__} {prefix!r:.60}")
-    if PYRO_MODULE_SEPARATOR in prefix:
+    if names_module and PYRO_MODULE_SEPARATOR in prefix:
         raise ConfigError(f"{where} prefix={prefix!r:.60} holds '$$$', Pyro's separator between a module's name and "
                           f"its parameters' names; use another separator (e.g. '_')")
     return prefix

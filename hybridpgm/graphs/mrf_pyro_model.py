@@ -61,7 +61,7 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
                prefix: str = "", **kwargs):
     """The Pyro program of the MarkovNet ``self``; see :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`
     (arguments, errors).  Returns ``name -> states`` of every variable's site."""
-    prefix = site_prefix(prefix, "MarkovNet.model")
+    prefix = site_prefix(prefix, "MarkovNet.model", names_module=True)  # also the name of its pyro.module
     clash = next((v for v in self.cards if v in self._factor_sites), None)
     if clash is not None:
         name, f, single = self._factor_sites[clash]
