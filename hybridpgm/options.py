@@ -70,11 +70,14 @@ class Option:
         attribute) -- with the message ``fixed(instance, value)`` when ``fixed`` is callable, else
         ``"<Class>.<name> is fixed <fixed>: it is <old>, <value> was assigned; build a new <Class> with the other
         value instead"`` (``fixed``: the reason, such as :data:`PARAMETERS_BUILT` or ``"at construction (...)"``).
+    :param missing: ``missing(instance) -> value`` read for an instance whose ``__dict__`` lacks the option (one
+        pickled by a release before the option existed); ``None`` (default): ``AttributeError`` there.
     """
 
     def __init__(self, check: Callable[[Any, Any], Any] | None = None, doc: str | None = None, *,
-                 owner: str | None = None, fixed: str | Callable[[Any, Any], str] | None = None):
-        self.check, self.owner, self.fixed = check, owner, fixed
+                 owner: str | None = None, fixed: str | Callable[[Any, Any], str] | None = None,
+                 missing: Callable[[Any], Any] | None = None):
+        self.check, self.owner, self.fixed, self.missing = check, owner, fixed, missing
         self.__doc__ = doc
         self.name = ""
 
@@ -92,6 +95,8 @@ class Option:
             try:
                 return instance.__dict__[self.name]
             except KeyError:  # not set yet (an nn.Module's __getattr__ then raises its own AttributeError)
+                if self.missing is not None:  # an instance pickled before the option existed
+                    return self.missing(instance)
                 raise AttributeError(f"{type(instance).__name__!r} object has no attribute {self.name!r}") from None
         return getattr(getattr(instance, self.owner), self.name)
 

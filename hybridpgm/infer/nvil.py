@@ -64,12 +64,13 @@ from pyro.infer.util import MultiFrameTensor
 from pyro.ops.provenance import detach_provenance, get_provenance
 from torch import nn
 
-from hybridpgm.checks import check_device, check_player, flag, positive_int, positive_real, site_prefix
+from hybridpgm.checks import check_device, check_player, flag, positive_int, site_prefix
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
                                             _register_baselines)
+from hybridpgm.infer.nvil_options import _decay, _plate_nesting, _plate_nesting_of
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
 from hybridpgm.infer.subsample_scale import subsample_factor
 from hybridpgm.keyword_alias import keyword_only_soon
@@ -350,7 +351,8 @@ class NVIL(ModelGuideObjective):
         (``None``: guessed at the first :meth:`loss`).  An assignment is checked as the constructor checks it and sets
         ``elbo.max_plate_nesting``, read by each call (plus the particle plate; ``inf``, guessed again, for ``None``).
 
-        :raises ConfigError: (on assignment) a value that is neither ``None`` nor a non-negative integer.""")
+        :raises ConfigError: (on assignment) a value that is neither ``None`` nor a non-negative integer.""",
+        missing=lambda self: _plate_nesting_of(self.elbo))
 
     def players(self) -> dict[str, list[torch.nn.Parameter]]:
         """``"elbo"``: the model's, the guide's and the baselines' parameters."""
@@ -378,23 +380,3 @@ class NVIL(ModelGuideObjective):
                                                self.model_kwargs, modules=(self.module,))
         loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss
-
-
-def _plate_nesting(nvil: NVIL, value: Any) -> int | None:
-    """``value`` (``None`` or an integer >= 0, else a ConfigError) given to the ELBO, once built, as Pyro would."""
-    value = None if value is None else positive_int(value, "NVIL max_plate_nesting", minimum=0)
-    elbo = vars(nvil).get("elbo")
-    if elbo is not None:  # the constructor passes it to the ELBO it builds
-        particle_plate = 1 if elbo.vectorize_particles and elbo.num_particles > 1 else 0
-        elbo.max_plate_nesting = float("inf") if value is None else value + particle_plate
-    return value
-
-
-def _decay(value: float) -> float:
-    """``value`` as NVIL's decay, checked as :class:`NVILBaselines` checks it.
-
-    :raises ConfigError: not a real number in ``[0, 1)``."""
-    value = positive_real(value, "NVIL decay", allow_zero=True)
-    if value >= 1.0:
-        raise ConfigError(f"NVIL decay must be in [0, 1), got {value!r}")
-    return value

@@ -44,3 +44,17 @@ def test_an_assignment_is_given_to_the_elbo(num_particles, plus):
     assert nvil.elbo.max_plate_nesting == (1 + plus if plus else float("inf"))  # guessed only when vectorized
     given = _nvil(num_particles=num_particles, max_plate_nesting=1)
     assert (given.max_plate_nesting, given.elbo.max_plate_nesting) == (1, 1 + plus)
+
+
+@pytest.mark.parametrize("given, particles", [(None, 1), (1, 1), (1, 3), (0, 3)])
+def test_an_nvil_pickled_before_the_option_existed_reads_its_elbos_nesting(given, particles):
+    """Found by a review: an NVIL pickled by the previous release has no ``max_plate_nesting`` in its ``__dict__``
+    and reading it raised ``AttributeError``; it reads the ELBO's value, less the particle plate."""
+    import pickle
+
+    nvil = _nvil(max_plate_nesting=given, num_particles=particles)
+    state = pickle.loads(pickle.dumps(nvil))
+    del state.__dict__["max_plate_nesting"]  # as the previous release pickled it
+    assert state.max_plate_nesting == given
+    state.max_plate_nesting = 2  # and an assignment works as on a new one
+    assert state.max_plate_nesting == 2 and state.elbo.max_plate_nesting == 2 + (particles > 1)
