@@ -29,9 +29,10 @@ fixed sequence of whole-graph gathers, ``logsumexp`` and ``index_add`` calls
 take a log-odds fast path, which runs as one allocation-free TorchScript call
 when nothing requires gradients (:mod:`hybridpgm.infer.bp_fused`, the same
 numbers up to rounding: a batch of one adds the fields inside the summed
-gather, so its sums may round in another order, measured 3e-17 in float64).  Nothing inside the loop waits for the device:
-convergence (``tol > 0``) is checked only every ``check_every`` steps, each
-model of the batch against its own threshold, in one host read.
+gather, so its sums may round in another order, measured 3e-17 in float64).
+Nothing inside the loop waits for the device: convergence (``tol > 0``) is
+checked only every ``check_every`` steps, each model of the batch against its
+own threshold, in one host read.
 
 **References**
 
