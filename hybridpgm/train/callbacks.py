@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from hybridpgm.checks import positive_int, positive_real, type_name
-from hybridpgm.errors import ConfigError, FixedOptionError
+from hybridpgm.errors import ConfigError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.options import Option
 from hybridpgm.rng_scope import restoring_global_rngs
@@ -239,19 +239,16 @@ class EarlyStopping(Callback):
     The four are attributes that may be assigned later (:class:`~hybridpgm.options.Option`), checked as the
     constructor checks them (same error and message; a refused value leaves the old one).  ``patience`` and
     ``min_delta`` apply from the next observation on, to the best value and count so far.  ``monitor`` and ``mode``
-    say what those are, so they change only while nothing has been observed (a fresh run's start resets the watch),
-    a new ``mode`` then restarting ``best`` (:math:`\\pm\\infty`); afterwards another value raises
-    :class:`~hybridpgm.errors.FixedOptionError` (a :class:`ConfigError`): build a new ``EarlyStopping`` instead.
+    say what those are, so another value restarts the watch, as a fresh run's start does: ``best`` at
+    :math:`\\pm\\infty` for the mode, no round without improvement, and the monitor's latest value observed anew.
     """
 
     monitor = Option(lambda self, value: self._watch("monitor", value), """The metric or player watched.
 
-        :raises ConfigError: (on assignment) not a non-empty string.
-        :raises FixedOptionError: (on assignment) another name once a value has been observed.""")
+        :raises ConfigError: (on assignment) not a non-empty string (another name restarts the watch).""")
     mode = Option(lambda self, value: self._watch("mode", value), """``"min"`` or ``"max"``.
 
-        :raises ConfigError: (on assignment) another value.
-        :raises FixedOptionError: (on assignment) the other mode once a value has been observed.""")
+        :raises ConfigError: (on assignment) another value (the other mode restarts the watch).""")
     patience = Option(lambda self, value: positive_int(value, "EarlyStopping patience"), """Observations without
         improvement that stop the run.
 
@@ -274,16 +271,9 @@ class EarlyStopping(Callback):
         if not isinstance(value, str) or not value or (name == "mode" and value not in ("min", "max")):
             raise ConfigError(f"EarlyStopping mode must be 'min' or 'max', got {value!r}" if name == "mode" else
                               f"EarlyStopping monitor must be a metric or player name, got {value!r}")
-        held = vars(self).get(name)
-        if held is None or held == value or "best" not in vars(self):  # the constructor's assignment, or no change
-            return value
-        if self.shaped_by_settings(self.state_dict()):
-            raise FixedOptionError(
-                f"EarlyStopping.{name} cannot change once the watch has observed a value: it is {held!r}, {value!r} "
-                f"was assigned, and the best value {self.best!r} and the {self.bad_rounds} round(s) without "
-                f"improvement belong to {held!r}; build a new EarlyStopping instead")
-        if name == "mode":  # nothing observed: the best value starts where the new mode starts it
-            self.best = math.inf if value == "min" else -math.inf
+        if "best" in vars(self) and vars(self).get(name) != value:  # another metric or direction: the watch anew
+            self.best = math.inf if (value if name == "mode" else self.mode) == "min" else -math.inf
+            self.bad_rounds = self._seen = 0
         return value
 
     def _latest(self, history: History) -> float | None:

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from hybridpgm import fit
-from hybridpgm.errors import ConfigError, FixedOptionError
+from hybridpgm.errors import ConfigError
 from hybridpgm.train import EarlyStopping, EvaluateEvery
-from hybridpgm.train.callbacks import FitStart
 from hybridpgm.train.history import History
 from tests.train.helpers import LinearRegression, regression_data
 from tests.option_contract import assert_refused_as_by_the_constructor
@@ -64,7 +63,6 @@ def _watch(stopping, values):
     """Feed ``values`` to ``stopping`` as the losses of the player ``"loss"``, one step each; the steps whose
     ``info`` asked for a stop."""
     from hybridpgm.train.callbacks import StepInfo
-    from hybridpgm.train.history import History
 
     history = History()
     history.loss["loss"] = []
@@ -100,32 +98,31 @@ def test_mode_assigned_before_any_observation_restarts_the_best_value():
 
 
 @pytest.mark.parametrize("option, value", [("mode", "max"), ("monitor", "val")])
-def test_monitor_and_mode_are_refused_once_a_value_was_observed(option, value):
-    """The audit: the best value of one direction (or metric) was then compared in the other.  The same value may
-    be assigned again; ``patience`` and ``min_delta`` still change and apply to the count so far."""
+def test_another_monitor_or_mode_restarts_the_watch(option, value):
+    """The audit: the best value of one direction (or metric) was then compared in the other.  A review found the
+    first fix (a refusal once a value was observed) refusing an object reused for a second, fresh run, whose start
+    resets the watch anyway: another value restarts it now, as that start does.  The same value keeps it, and
+    ``patience`` and ``min_delta`` apply to the count so far."""
     stopping = EarlyStopping("loss", patience=3)
-    assert _watch(stopping, [3.0, 4.0]) == []
-    with pytest.raises(FixedOptionError, match=rf"EarlyStopping.{option} cannot change once the watch has observed "
-                                               r"a value.*best value 3.0 and the 1 round"):
-        setattr(stopping, option, value)
-    assert (stopping.monitor, stopping.mode, stopping.best, stopping.bad_rounds) == ("loss", "min", 3.0, 1)
-    stopping.mode, stopping.monitor = "min", "loss"
-    assert stopping.best == 3.0
+    assert _watch(stopping, [3.0, 4.0]) == [] and (stopping.best, stopping.bad_rounds) == (3.0, 1)
+    stopping.mode, stopping.monitor = "min", "loss"  # the values it holds: the watch goes on
+    assert (stopping.best, stopping.bad_rounds) == (3.0, 1)
+    setattr(stopping, option, value)
+    assert stopping.best == (-math.inf if stopping.mode == "max" else math.inf) and stopping.bad_rounds == 0
     stopping.patience = 2
-    assert _watch(stopping, [5.0]) == [1]  # the second round without improvement since 3.0
+    assert getattr(stopping, option) == value
 
 
-def test_a_fresh_run_restarts_the_watch_so_mode_may_change_between_runs():
-    """After a run the watch holds its values (another mode is refused); a fresh run's start resets it, and the
-    mode may then change, restarting the best value."""
+def test_an_early_stopping_reused_for_a_fresh_run_may_watch_in_the_other_mode():
+    """Found by a review: after a run, ``mode = "max"`` raised ``FixedOptionError`` although the next fresh run
+    resets the watch at its start."""
     stopping = EarlyStopping("fit", patience=50)
     fit(LinearRegression(), regression_data(), epochs=1, batch_size=16, callbacks=[stopping], progress=False)
     assert math.isfinite(stopping.best)
-    with pytest.raises(FixedOptionError, match="EarlyStopping.mode cannot change"):
-        stopping.mode = "max"
-    stopping.on_fit_start(FitStart(0, ("fit",), (stopping,), History()))  # what a fresh fit with it does first
     stopping.mode = "max"
     assert (stopping.mode, stopping.best) == ("max", -math.inf)
+    fit(LinearRegression(), regression_data(), epochs=1, batch_size=16, callbacks=[stopping], progress=False)
+    assert math.isfinite(stopping.best) and stopping.mode == "max"
 
 
 def test_an_early_stopping_pickled_by_the_earlier_release_loads_and_checks_later_assignments():
