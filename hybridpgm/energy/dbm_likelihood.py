@@ -9,9 +9,18 @@ of :mod:`hybridpgm.energy.dbm`, the layers of one parity are summed out analytic
     + \sum_{l \not\equiv k} \sum_j \operatorname{softplus}(a_{lj})\Big),
 
 enumerating (in chunks, up to 30 units; :func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`) the
-smaller of the even (:math:`k = 0`) and odd (:math:`k = 1`) layer sets; :math:`\log \sum_h e^{-E(v, h)}` sums
-out the odd layers and enumerates the even hidden ones, so :math:`\log p(v)` is exact on small models.  Larger
-ones take :math:`\log Z` from AIS [1] and the mean-field bound
+smaller of the even (:math:`k = 0`) and odd (:math:`k = 1`) layer sets.  With :math:`v = x_0` clamped the
+hidden layers alternate as well: :math:`\log \sum_h e^{-E(v, h)}` enumerates the smaller of the even hidden
+layers :math:`h_2, h_4, \dots` (:math:`k = 0`; the odd layers summed out as above) and the odd hidden layers
+:math:`h_1, h_3, \dots` (:math:`k = 1`), where the even hidden layers factorise given their odd neighbours,
+
+.. math::
+
+    \log \sum_h e^{-E(v, h)} = \log \sum_{x_1, x_3, \dots} \exp\Big(b_0^\top v + v^\top W_0 x_1
+    + \sum_{l \text{ odd}} b_l^\top x_l + \sum_{l \ge 2 \text{ even}} \sum_j \operatorname{softplus}(a_{lj})\Big),
+
+so :math:`\log p(v)` is exact on small models.  Larger ones take :math:`\log Z` from AIS [1] and the
+mean-field bound
 
 .. math::
 
@@ -30,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from hybridpgm.checks import check_log_z, flag
-from hybridpgm.energy.enumerate_states import ais_unless_exact, logsumexp_over_states
-from hybridpgm.errors import DataError
+from hybridpgm.energy.enumerate_states import MAX_ENUMERATED_UNITS, ais_unless_exact, logsumexp_over_states
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["DBMLikelihood"]
@@ -78,19 +87,45 @@ class DBMLikelihood:
                                          chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM")
 
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``) by enumerating the even hidden
-        layers (feasible for small ``H2 + H4 + ...``); in grad mode differentiable in the parameters (and in
-        ``v``), with several chunks each recomputed in the backward pass
-        (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).
+        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``), enumerating the smaller of the even hidden
+        layers ``H2 + H4 + ...`` and the odd hidden layers ``H1 + H3 + ...`` (the other set summed out; see the
+        module docstring), so feasible when either has at most 30 units; in grad mode differentiable in the
+        parameters (and in ``v``), with several chunks each recomputed in the backward pass
+        (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).  Both choices give the same value up
+        to rounding; with a tie the even hidden layers are enumerated.
 
         :param v: ``batch x V`` (two dimensions).
+        :param chunk_size: states per chunk of the enumeration (default: about ``2**24`` numbers per chunk).
         :raises DataError: bad ``v`` (see :meth:`check_visible`), or ``v`` not two-dimensional.
+        :raises ConfigError: ``chunk_size`` is not a positive integer.
+        :raises ModelSpecError: both hidden parities have more than 30 units, naming the call and the widths
+            (:meth:`log_likelihood_bound` needs no enumeration over :math:`h`).
         """
+        return self._sum_over_hidden(v, chunk_size, "DBM.unnormalized_log_prob")
+
+    def _hidden_parity(self, call: str) -> int:
+        """The ``keep`` of :meth:`_sum_over_hidden`: ``0`` to enumerate the even hidden layers (when they are no
+        wider than the odd ones), ``1`` to enumerate the odd ones; a :class:`ModelSpecError` naming ``call`` when
+        both exceed :data:`~hybridpgm.energy.enumerate_states.MAX_ENUMERATED_UNITS`."""
+        even, odd = sum(self.sizes[2::2]), sum(self.sizes[1::2])
+        if min(even, odd) > MAX_ENUMERATED_UNITS:
+            raise ModelSpecError(
+                f"{call}: the exact sum over the hidden layers given v of DBM {self.sizes} would enumerate "
+                f"2**{min(even, odd)} states (the smaller of the even hidden layers H2+H4+... = {even} units and the "
+                f"odd hidden layers H1+H3+... = {odd} units; limit 2**{MAX_ENUMERATED_UNITS}); "
+                "use log_likelihood_bound(v, log_z) for the mean-field lower bound on log p(v)")
+        return 0 if even <= odd else 1
+
+    def _sum_over_hidden(self, v: torch.Tensor, chunk_size: int | None, call: str,
+                         keep: int | None = None) -> torch.Tensor:
+        """:meth:`unnormalized_log_prob` for ``call`` (its error messages); ``keep`` forces the parity of the
+        hidden layers enumerated (``0`` even, ``1`` odd; ``None``: :meth:`_hidden_parity`)."""
         v = self.check_visible(v)
         if v.dim() != 2:
-            raise DataError(f"DBM.unnormalized_log_prob expects v of shape (batch, {self.sizes[0]}), "
-                            f"got {tuple(v.shape)}")
-        layers = list(range(2, len(self.sizes), 2))
+            raise DataError(f"{call} expects v of shape (batch, {self.sizes[0]}), got {tuple(v.shape)}")
+        if keep is None:
+            keep = self._hidden_parity(call)
+        layers = list(range(2 - keep, len(self.sizes), 2))  # the hidden layers of parity keep
         sizes = [self.sizes[l] for l in layers]
         if not layers:  # an RBM: nothing left to enumerate
             return -self._summed_out([v] + [None] * self.num_layers, keep=0)
@@ -100,15 +135,40 @@ class DBMLikelihood:
             x[0] = v.unsqueeze(0)
             for l, part in zip(layers, states.split(sizes, -1)):
                 x[l] = part.unsqueeze(1)
-            return -self._summed_out(x, keep=0)
+            return self._clamped_log_weight(x, keep)
 
+        summed = sum(self.sizes[1::2]) if keep == 0 else sum(self.sizes[2::2]) + self.sizes[1]
         return logsumexp_over_states(log_f, sum(sizes), dtype=v.dtype, device=v.device, chunk_size=chunk_size,
-                                     cost_per_state=v.shape[0] * sum(self.sizes[1::2]), what="DBM posterior")
+                                     cost_per_state=v.shape[0] * summed, what=f"{call} (the sum over h)")
+
+    def _clamped_log_weight(self, x: list, keep: int) -> torch.Tensor:
+        """:math:`\\log \\sum e^{-E}` over the hidden layers of parity ``1 - keep`` given ``v = x[0]`` and the
+        hidden layers of parity ``keep`` (the two sums of the module docstring)."""
+        if keep == 0:  # v is an even layer: the odd layers are summed out given all even ones
+            return -self._summed_out(x, keep=0)
+        out = x[0] @ self.biases[0] + ((x[0] @ self.weights[0]) * x[1]).sum(-1)
+        for l in range(1, len(self.sizes), 2):
+            out = out + x[l] @ self.biases[l]
+        for l in range(2, len(self.sizes), 2):
+            out = out + F.softplus(self.layer_logits(x, l)).sum(-1)
+        return out
+
+    def _exact_log_z(self, call: str, differentiable: bool = False) -> torch.Tensor:
+        """:meth:`log_partition` (``"exact"``) for a likelihood called without ``log_z``: a
+        :class:`ModelSpecError` naming ``call`` where the enumeration is too large, advising a ``log_z``."""
+        even, odd = sum(self.sizes[0::2]), sum(self.sizes[1::2])
+        if min(even, odd) > MAX_ENUMERATED_UNITS:
+            raise ModelSpecError(
+                f"{call} without log_z: the exact log Z of DBM {self.sizes} would enumerate 2**{min(even, odd)} "
+                f"states (the smaller of the even layers V+H2+... = {even} units and the odd layers H1+H3+... = "
+                f"{odd} units; limit 2**{MAX_ENUMERATED_UNITS}); pass log_z, e.g. "
+                "dbm.log_partition('ais', data=x), an estimate")
+        return self.log_partition("exact", differentiable=differentiable)
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v) = \\log \\sum_h e^{-E(v,h)} - \\log Z` (``batch``) on small models; under
-        :func:`torch.autocast` computed with autocast off, in the model's dtype
-        (:class:`~hybridpgm.precision_scope.exact_precision`).
+        """Exact :math:`\\log p(v) = \\log \\sum_h e^{-E(v,h)} - \\log Z` (``batch``) on small models (the sum over
+        :math:`h` as in :meth:`unnormalized_log_prob`); under :func:`torch.autocast` computed with autocast off,
+        in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`).
 
         Without ``log_z``, :math:`\\log Z` is enumerated exactly and, in grad mode, differentiably
         (:meth:`log_partition` with ``differentiable=True``), as is the sum over :math:`h`, so the gradient is the
@@ -122,19 +182,25 @@ class DBMLikelihood:
         and ``(-dbm.log_likelihood(x).mean()).backward()`` is maximum-likelihood training (as for
         :meth:`RBM.log_likelihood <hybridpgm.energy.RBM.log_likelihood>`).
 
+        :param v: ``batch x V`` (two dimensions).
         :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
             without a graph is a constant, so the result's gradient is that of :math:`\\log \\sum_h e^{-E(v,h)}`
             only (*not* that of :math:`\\log p(v)`); a tensor with a graph (``log_partition(differentiable=True)``)
             carries its own gradient.
         :raises ConfigError: ``log_z`` is not a finite scalar.
         :raises DataError: bad ``v`` (see :meth:`unnormalized_log_prob`).
+        :raises ModelSpecError: both hidden parities have more than 30 units (see :meth:`unnormalized_log_prob`),
+            or, without ``log_z``, both the even layers ``V + H2 + ...`` and the odd ones have more than 30 units
+            (pass ``log_z``, e.g. ``log_partition("ais", data=x)``); each message names the call.
         """
+        call = "DBM.log_likelihood"
+        self._hidden_parity(call)  # the sum over h is feasible before log Z is computed
         with exact_precision(device=self.weights[0].device):
             if log_z is None:
-                log_z = self.log_partition("exact", differentiable=torch.is_grad_enabled())
+                log_z = self._exact_log_z(call, differentiable=torch.is_grad_enabled())
             else:
-                log_z = check_log_z(log_z, "DBM.log_likelihood")
-            return self.unnormalized_log_prob(v) - log_z
+                log_z = check_log_z(log_z, call)
+            return self._sum_over_hidden(v, None, call) - log_z
 
     @torch.no_grad()
     def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -146,11 +212,13 @@ class DBMLikelihood:
             With an AIS estimate the result is a stochastic estimate of the bound.
         :raises ConfigError: ``log_z`` is not a finite scalar.
         :raises DataError: bad ``v`` (see :meth:`check_visible`).
+        :raises ModelSpecError: without ``log_z``, both the even layers ``V + H2 + ...`` and the odd ones have
+            more than 30 units (pass ``log_z``), naming the call.
         """
         v = self.check_visible(v)
         with exact_precision(device=self.weights[0].device):
             if log_z is None:
-                log_z = self.log_partition("exact")
+                log_z = self._exact_log_z("DBM.log_likelihood_bound")
             else:
                 log_z = check_log_z(log_z, "DBM.log_likelihood_bound")
             mu = self._mean_field(v)
