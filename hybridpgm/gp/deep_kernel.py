@@ -73,7 +73,7 @@ from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_gp_dtype, ch
                                      default_kernel, grid_kernel)
 from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
-from hybridpgm.gp.prediction_cache import PredictionCache, release_test_caches, state_key
+from hybridpgm.gp.prediction_cache import PredictionCache, clear_gpytorch_caches, release_test_caches, state_key
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network
@@ -250,6 +250,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         :param x: inputs ``B x ...`` (see :meth:`features`).
         """
         h = self.features(x)
+        clear_gpytorch_caches(self.gp)  # an eval-mode grid matrix of earlier hyperparameters: built anew
         with keeping_modes(self.scale_to_bounds), self._gp_precision(h) as (h, _):
             self.scale_to_bounds.eval()
             return self.gp.forward(self.gp_inputs(h))
@@ -286,6 +287,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
             y = train_y if y is None else y
         # inside fit's step: no host sync of its own
         check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
+        clear_gpytorch_caches(self.gp)  # in eval mode GPyTorch keeps a grid kernel's matrix of earlier hyperparameters
         try:
             with self._gp_precision(self._extract(x)) as (h, _), probes():  # the network under autocast, not the GP
                 return self.mll(self.gp.forward(self.gp_inputs(h)), y)
@@ -311,9 +313,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
 
     def _condition(self, grad: bool) -> None:
         self.eval()
-        for module in self.gp.modules():  # GPyTorch's eval-mode caches (a grid kernel's matrix) built anew too
-            if isinstance(module, gpytorch.Module):
-                module._clear_cache()
+        clear_gpytorch_caches(self.gp)  # GPyTorch's eval-mode caches (a grid kernel's matrix) built anew too
         with torch.set_grad_enabled(grad), self._gp_precision(self.training_features()) as (h_train, _):
             h_train = self.gp_inputs(h_train)
         self.gp.set_train_data(h_train, self.training_data()[1], strict=False)

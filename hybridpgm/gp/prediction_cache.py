@@ -42,7 +42,8 @@ import linear_operator
 import torch
 from gpytorch.utils.memoize import clear_cache_hook
 
-__all__ = ["PredictionCache", "StateKey", "release_test_caches", "settings_snapshot", "state_key"]
+__all__ = ["PredictionCache", "StateKey", "clear_gpytorch_caches", "release_test_caches", "settings_snapshot",
+           "state_key"]
 
 _SETTING_ATTRIBUTES = ("_state", "_global_value", "_global_float_value", "_global_double_value",
                        "_global_half_value")
@@ -162,6 +163,19 @@ class PredictionCache:
         """Give ``gp`` back the data and the strategy: what conditioning it anew would give, without the solves."""
         gp.set_train_data(self.inputs, self.targets, strict=False)
         gp.prediction_strategy = self.strategy
+
+
+def clear_gpytorch_caches(*parts: torch.nn.Module) -> None:
+    """Drop the memos GPyTorch keeps on the :class:`gpytorch.Module` s in ``parts`` and below (a grid kernel's
+    covariance matrix in eval mode, a variational strategy's :math:`p(u)`, :math:`q(u)` and Cholesky factor), which
+    it drops only on a mode change: a query after a parameter changed in eval mode answers from the current values
+    and not from a previous call's (nor through its already back-propagated graph).
+
+    :param parts: the modules to walk."""
+    for part in parts:
+        for module in part.modules():
+            if isinstance(module, gpytorch.Module):
+                module._clear_cache()
 
 
 def release_test_caches(gp: gpytorch.models.ExactGP) -> None:

@@ -61,6 +61,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
+from hybridpgm.gp.prediction_cache import clear_gpytorch_caches
 from hybridpgm.gp.sv_objective import SVDKLObjective
 from hybridpgm.gp.sv_options import SVOptions
 from hybridpgm.infer import SVIObjective
@@ -319,10 +320,7 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         # pyro_model/pyro_guide read p(u)/q(u)).  Dropped at every call, in either mode: answers from the current
         # parameters, never a previous call's (nor its already back-propagated graph).
         self.variational_strategy._clear_cache()
-        for part in (self.covar_module, self.mean_module, self.likelihood):
-            for module in part.modules():
-                if isinstance(module, gpytorch.Module):
-                    module._clear_cache()
+        clear_gpytorch_caches(self.covar_module, self.mean_module, self.likelihood)
 
     def objective(self, elbo: ELBO | None = None, num_particles: int = 8) -> SVIObjective:
         """The negative ELBO per training example, :math:`-\\mathcal L / N`, as a
