@@ -70,6 +70,9 @@ class ConditioningData(torch.nn.Module):
         training data's dtype and device).  The kernel is unchanged: under KISS-GP the grid scaling stays
         the one recorded in training, and features of ``x`` outside its range are clamped to it.
 
+        :param torch.Tensor x: the new ``train_x``, ``N x example_shape`` (the example shape of the constructor's
+            ``train_x``), finite where floating; kept as given, not copied.
+        :param torch.Tensor y: the new ``train_y``, a floating ``[N]`` vector, finite; kept as given.
         :raises DataError: a wrong shape or dtype, no examples, or NaN/inf values.
         :raises DeviceError: ``x`` or ``y`` is not on the model's device.
         """

@@ -177,6 +177,9 @@ class BayesNetChecks:
 
         :param data: :meth:`model`'s ``data`` (see :meth:`columns`), ``mask`` and context ``inputs``;
             ``model_kwargs`` (``num_data``, ``prefix``) play no part.
+        :param mask: :meth:`model`'s ``mask``, read with ``data`` by :meth:`columns` (not read without data).
+        :param inputs: :meth:`model`'s context ``inputs``, joined to the data's columns as the evidence of
+            :meth:`log_evidence`.
         :returns: a sentence naming the rows (numbered from 0 in ``data``, at most 10 shown) and their observed
             values, or ``None`` when every row has a finite log-evidence (or ``data`` is ``None``).
         :raises DataError: data :meth:`columns` refuses; :class:`~hybridpgm.errors.EvidenceError`: evidence the

@@ -89,19 +89,17 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         :param mask: ``True`` where observed: an ``[N, len(nodes)]`` bool tensor or array (or of the integers
             0 and 1; ``N`` the rows of the data), or a dict node -> ``[N]`` such column whose keys are nodes
             with a data column.  A node without a data column is missing in every row whatever the mask says.
-        :raises DataError: a column that is not a node, a name that is not a state of its node (naming the node,
-            the value and the states), a name in the column of a node without state names, a column that
-            holds neither numbers nor names, columns of different lengths, array data that is not
-            ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
-            key that is not a node, or has a column of another length), a dict mask marking a node without a
-            data column observed (an entry True: checked like an integer mask's values; an all-False entry for
-            such a node agrees with the data and is accepted), a mask of a dtype
-            other than bool or integer (a float mask: ``0.5`` is neither observed nor missing), an integer mask
-            holding a value other than 0 and 1 (checked like a state's range: at once, or inside
-            :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column of a floating
-            dtype of higher precision than the network's (float64 data for a float32 network: converting
-            would round it; the message names the node, both dtypes and the fix, ``data.to(dtype)`` or
-            ``bn.to(dtype)``).
+        :raises DataError: a column that is not a node, a name that is not a state of its node (naming the node, the
+            value and the states), a name in the column of a node without state names, a column that holds neither
+            numbers nor names, columns of different lengths, array data that is not ``[N, len(nodes)]`` (or a row of
+            another length), a mask that is not ``[N, len(nodes)]`` (or names a key that is not a node, or has a column
+            of another length), a dict mask marking a node without a data column observed (an entry True: checked like
+            an integer mask's values; an all-False entry for such a node agrees with the data and is accepted), a mask
+            of a dtype other than bool or integer (a float mask: ``0.5`` is neither observed nor missing), an integer
+            mask holding a value other than 0 and 1 (checked like a state's range: at once, or inside
+            :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column of a floating dtype of
+            higher precision than the network's (float64 data for a float32 network: converting would round it; the
+            message names the node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
         """
         if data is None:
             if mask is not None:
@@ -184,6 +182,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         (``-1``, ``None``) mask ``False``.  A discrete column's ``-1`` is missing in a float tensor too (a
         continuous one's is a value), but not in a ``(values, mask)`` pair, whose mask says what is missing.
 
+        :param data: ``N`` rows in any form of :meth:`columns`, the pair ``(values, mask)`` included.
         :raises DataError: as :meth:`columns`.
         """
         if not torch.is_tensor(data) and hasattr(data, "__array__") and not hasattr(data, "items") \
@@ -212,6 +211,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         a ``-1`` a pair's mask marks observed (a bad state) is refused here, as :meth:`model` refuses it.  Other
         values outside a node's states (``-2``, ``0.5``) stay, for :meth:`model` and the queries to refuse.
 
+        :param values: ``N`` rows in any form of :meth:`columns`, the pair ``(values, mask)`` included.
         :raises DataError: as :meth:`columns`; data of no column; a ``-1`` the mask marks observed in a discrete
             node's column, naming the node, the value and its row.
         """
@@ -315,8 +315,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         caller's keeps its ``d1 * d2`` features.
 
         :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
-            single one),
-            or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
+            single one), or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
         """
         names = self.input_names
         if inputs is None:

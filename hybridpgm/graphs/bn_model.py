@@ -70,6 +70,9 @@ class BayesNetModel:
             observed; see :meth:`columns`.
         :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
             there is a single context name).
+        :param int num_samples: the rows ``N`` of the plate when neither ``data`` nor ``inputs`` have rows
+            (:meth:`sample` passes it with ``data=None``); ``None`` (the default): 1; 0 is refused
+            (:class:`DataError`).  Ignored where the data or the context inputs give the rows.
         :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
         :param str prefix: prepended to the name of every sample site and of the plate (``prefix + "data"``,
             ``prefix + "<node>"``, ...), so that two networks, even with the same node names, can share one Pyro
@@ -145,6 +148,10 @@ class BayesNetModel:
         guide=bn.guide)`` impute from the prior.  Data with missing discrete entries (or absent discrete
         columns) are therefore refused when no enumeration is active; complete data and ``data=None`` pass.
 
+        :param data: as in :meth:`model`: read by :meth:`columns` (with ``mask``) only for the check above;
+            ``None`` passes.
+        :param mask: as in :meth:`model`, read with ``data``.
+        :param inputs: as in :meth:`model`; not read (the guide takes the model's arguments).
         :param str prefix: as in :meth:`model` (the guide takes the model's arguments); the message of the
             check names the model's prefixed latent sites.
         :raises ConfigError: data with missing discrete entries and no enumeration active, saying to train with
@@ -159,15 +166,26 @@ class BayesNetModel:
         """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
 
         With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
-        row, dict node -> ``[num_samples, N]``; see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
+        row, dict node -> ``[num_samples, N]`` for ``N`` evidence rows (``[num_samples]`` where no value has a row
+        dim, as with a ``generator`` alone); see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
         join the evidence; the continuous ancestors of the evidence must be observed).  With a ``generator`` the
         samples are a function of its state alone: when a CPD's network has a module in training mode (dropout),
         torch's global streams are seeded from one draw of the generator while the networks run and restored
         afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`); without one, the networks draw from the
         global streams, as in Pyro.
 
-        :raises EvidenceError: evidence that is not a mapping node -> value(s) (an ``[N, len(nodes)]`` tensor:
-            pass :meth:`columns` of it), or evidence the query refuses.
+        :param int num_samples: the number ``S`` of samples (of each evidence row); 0 gives empty results.
+        :param inputs: context inputs, as in :meth:`model`: dict name -> ``[num_samples, ...]`` (or one tensor if
+            there is a single context name; a single-feature input may be one 0-d value for all); with
+            ``evidence`` or a ``generator``, joined to the evidence.
+        :param evidence: a mapping node -> observed value(s), as :func:`~hybridpgm.infer.exact.posterior_sample`
+            reads it (``[N]`` for ``N`` rows, a 0-d value for one), or a pandas DataFrame (read by its columns);
+            ``None`` (the default): none.  Without a row dim in any value the results are ``[num_samples]``.
+        :param generator: a :class:`torch.Generator` (on the network's device) for the draws, ``None`` (the
+            default) for torch's global streams; with it and no evidence, :func:`posterior_sample
+            <hybridpgm.infer.exact.posterior_sample>` draws them, ``[num_samples]`` per node.
+        :raises EvidenceError: evidence that is neither a mapping node -> value(s) nor a DataFrame (an
+            ``[N, len(nodes)]`` tensor: pass :meth:`columns` of it), or evidence the query refuses.
         :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
             round (float64 for a float32 network; see :meth:`columns`), or (without evidence and generator) context
             inputs of another number of rows than ``num_samples``.
@@ -204,6 +222,9 @@ class BayesNetModel:
         ``inputs`` are that one row's features (a row dim is put in front: ``[d]``, ``[1, d]`` and, for a
         single-feature input, a 0-d value all describe one row).
 
+        :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
+        :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
+            single context name).
         :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
             floating dtype the network's would round among them).
         :raises ConfigError: under :func:`torch.func.vmap` over the rows or the CPDs' weights, which the checks

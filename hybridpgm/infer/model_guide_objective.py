@@ -113,6 +113,9 @@ class ModelGuideObjective:
     def batch_args(batch: Any) -> tuple[tuple, int]:
         """The model's positional arguments for ``batch`` and its number of examples.
 
+        :param batch: a tensor ``[B, ...]`` (the one argument), or a tuple or list of arguments whose first is a
+            tensor ``[B, ...]``; ``B``, its first dim, is the number of examples.
+        :returns: ``(args, B)``, ``args`` the tuple of arguments.
         :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple/list starting with one), or
             has no examples.
         """
@@ -154,7 +157,10 @@ class ModelGuideObjective:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict`.
+
+        :param dict state: what :meth:`state_dict` returned, read back from a checkpoint by :func:`hybridpgm.fit`
+            on resuming; ignored here (there is no extra state to restore)."""
 
 
 def _check_covered(owner: nn.Module, listed: list[nn.Parameter]) -> None:

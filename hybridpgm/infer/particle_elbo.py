@@ -215,6 +215,10 @@ class ParticleELBO(ELBO):
         a resumed run guesses again, so the guess uses up no random numbers and leaves the buffers of the
         modules behind ``model`` and ``guide`` (and of ``modules``) alone, and it logs nothing.
 
+        :param model: the Pyro model, traced as ``model(*args, **kwargs)`` by the guess (when one is made).
+        :param guide: the Pyro guide, traced likewise.
+        :param tuple args: the programs' positional arguments.
+        :param dict kwargs: their keyword arguments.
         :param modules: further modules the programs use (an objective's ``module``).
         """
         if self.max_plate_nesting == float("inf"):
@@ -226,7 +230,12 @@ class ParticleELBO(ELBO):
         self.max_plate_nesting = guess_plate_nesting(model, guide, args, kwargs, modules)
 
     def particle_plate(self, num_particles: int, nesting: int):
-        """The outermost plate over particles."""
+        """The outermost plate over particles.
+
+        :param int num_particles: its size :math:`K`.
+        :param int nesting: the programs' ``max_plate_nesting`` without it (:meth:`plate_nesting`): the plate
+            takes the dim ``-(nesting + 1)``, left of theirs.
+        :returns: a :class:`pyro.plate` named ``"num_particles_vectorized"``."""
         return pyro.plate(_PARTICLE_PLATE, num_particles, dim=-(nesting + 1))
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -272,7 +281,14 @@ class ParticleELBO(ELBO):
 
     def log_weights(self, model, guide, *args, **kwargs) -> LogWeights:
         """Draw ``num_particles`` particles per datapoint and return their
-        unscaled log-densities (see :class:`LogWeights`)."""
+        unscaled log-densities (see :class:`LogWeights`).
+
+        :param model: the Pyro model, run as ``model(*args, **kwargs)`` under the particle plate, replaying the
+            guide's latent values.
+        :param guide: the Pyro guide, run likewise; it must sample exactly the model's latent sites.
+        :raises ObjectiveError: the guide does not sample exactly the model's latent sites, no site lies in a plate
+            or one lies outside the data plate, or the sites carry a tensor scale or different scales (model and
+            guide included)."""
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
         frame = _data_frame((model_trace, guide_trace), self.plate_name)
         log_p, scale_p = self._reduce(model_trace, frame, self.num_particles)
@@ -284,7 +300,10 @@ class ParticleELBO(ELBO):
         return LogWeights(log_p, log_q, scale_p, model_trace, guide_trace)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
-        """Negative importance-weighted bound :math:`-\\mathcal L` (a float)."""
+        """Negative importance-weighted bound :math:`-\\mathcal L` (a float), without gradients.
+
+        :param model: the Pyro model, as in :meth:`log_weights` (with ``*args, **kwargs``).
+        :param guide: the Pyro guide, as in :meth:`log_weights`."""
         with torch.no_grad():
             lw = self.log_weights(model, guide, *args, **kwargs)
             bound = torch.logsumexp(lw.log_p - lw.log_q, 0) - math.log(self.num_particles)
@@ -294,7 +313,10 @@ class ParticleELBO(ELBO):
         raise NotImplementedError
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Back-propagate :meth:`differentiable_loss` and return its value."""
+        """Back-propagate :meth:`differentiable_loss` and return its value.
+
+        :param model: the Pyro model, given to :meth:`differentiable_loss` with ``*args, **kwargs``.
+        :param guide: the Pyro guide, likewise."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.item()
