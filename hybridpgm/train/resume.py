@@ -58,8 +58,8 @@ from hybridpgm.train.checkpoint_parameters import NAMES, check_parameter_layout,
 from hybridpgm.train.distributed import differences
 from hybridpgm.train.objective import objective_settings
 
-__all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters", "override_hyperparameters",
-           "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
+__all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters",
+           "override_hyperparameters", "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
 
 RESUME_MODES = ("auto", "require", "never")
 
@@ -143,16 +143,26 @@ def scheduler_settings(scheduler: Any) -> dict[str, Any] | None:
             "settings": _settings_of(scheduler.state_dict())}
 
 
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
 def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
     """Under ``override_hyperparameters``, after the checkpoint's scheduler state is loaded into a scheduler of
     the same class: put back the requested top-level settings that differ from those recorded (loading the
-    state replaced them with the checkpoint's)."""
+    state replaced them with the checkpoint's), a list of numbers one per param group too
+    (``ReduceLROnPlateau``'s ``min_lrs``, ``CyclicLR``'s ``max_lrs``); a mapping (``MultiStepLR``'s milestones)
+    or any other list is left as the checkpoint has it."""
     if scheduler is None or requested is None or recorded is None:
         return
     was = recorded.get("settings") or {}
     for key, value in (requested.get("settings") or {}).items():
-        if key in was and not _same(was[key], value) and hasattr(scheduler, key) \
-                and not isinstance(getattr(scheduler, key), (dict, list)):
+        if key not in was or _same(was[key], value) or not hasattr(scheduler, key):
+            continue
+        now = getattr(scheduler, key)
+        if _numbers(now) and _numbers(value) and len(now) == len(value):
+            setattr(scheduler, key, list(value))
+        elif not isinstance(now, (dict, list)):
             setattr(scheduler, key, value)
 
 
@@ -253,40 +263,73 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
                               "requested values, or overwrite=True (CLI: --overwrite) to start afresh")
 
 
-#: the run configuration's entries that lay out the steps of an epoch
-_LAYOUT = ("global_batch_size", "num_examples", "drop_last", "steps_per_epoch")
+#: the run configuration's entries that lay out the steps of an epoch, or the order of its examples
+_LAYOUT = ("global_batch_size", "num_examples", "drop_last", "steps_per_epoch", "shuffle")
 
 
-def epoch_layout(saved: Mapping[str, Any], requested: Mapping[str, Any], start_step: int) -> \
-        tuple[tuple[int, int], str | None]:
+def _layout_changes(saved: Mapping[str, Any], requested: Mapping[str, Any], seed: int | None) -> list[str]:
+    """The changes, ``"name old -> new"``, that lay out the epochs of a resumed run anew: a :data:`_LAYOUT`
+    entry, or a seed (``seed`` against ``saved["seed"]``) that draws another order of the examples, that is while
+    both runs shuffle."""
+    recorded = saved.get("config") or {}
+    changed = [f"{k} {recorded.get(k)!r} -> {requested.get(k)!r}" for k in _LAYOUT
+               if not _same(recorded.get(k), requested.get(k))]
+    was, now = saved.get("seed"), seed
+    if recorded.get("shuffle") and requested.get("shuffle") and was is not None and now is not None \
+            and int(was) != int(now):
+        changed.append(f"seed {int(was)} -> {int(now)}")
+    return changed
+
+
+def epoch_layout(saved: Mapping[str, Any], requested: Mapping[str, Any], start_step: int, *,
+                 seed: int | None = None) -> tuple[tuple[int, int], str | None]:
     """Where the epochs of a resumed run are laid out from: ``((step, epoch), note)``.
 
     The checkpoint ``saved`` records (``"epoch_layout"``, ``(0, 0)`` when absent) the step at which its
     layout of the epochs began and that epoch.  A resume with the same global batch size, data size,
-    ``drop_last`` and steps per epoch keeps it (``note`` ``None``): step ``s`` takes the same batch as without the
-    interruption.  One that changes them (``override_hyperparameters=True``) starts a new layout at the next
-    epoch boundary: at ``start_step`` with the epoch the old layout would have started there, or, when the
-    checkpoint is in the middle of an epoch, with the next one; the rest of the interrupted epoch is skipped,
-    so no example is seen twice in an epoch and ``epochs`` counts whole epochs (:func:`~hybridpgm.train.batches.
-    num_steps`).  ``note`` says so, for the resume message.
+    ``drop_last``, steps per epoch and order of the examples (``shuffle``, and the seed while shuffling) keeps it
+    (``note`` ``None``): step ``s`` takes the same batch as without the interruption.  One that changes them
+    (``override_hyperparameters=True``) starts a new layout at the next epoch boundary: at ``start_step`` with the
+    epoch the old layout would have started there, or, when the checkpoint is in the middle of an epoch, with the
+    next one; the rest of the interrupted epoch is skipped (its order is the checkpoint's, which the new seed or
+    ``shuffle`` no longer draws), so no example is seen twice in an epoch and ``epochs`` counts whole epochs
+    (:func:`~hybridpgm.train.batches.num_steps`).  ``note`` says so, naming the changes
+    (``seed 1 -> 2``), for the resume message.  A checkpoint without ``"steps_per_epoch"`` (written before it
+    was recorded) keeps its layout.
 
+    :param saved: the checkpoint state.
     :param requested: the request's :func:`run_config`.
+    :param int start_step: the step the resumed run starts at.
+    :param seed: the seed the resumed run goes on with (:func:`~hybridpgm.train.run_start.restore`'s: the
+        checkpoint's, or the one requested under ``override_hyperparameters``); ``None``: taken as unchanged.
     """
     origin, first_epoch = (int(v) for v in saved.get("epoch_layout", (0, 0)))
     recorded = saved.get("config") or {}
-    if "steps_per_epoch" not in recorded or all(_same(recorded.get(k), requested[k]) for k in _LAYOUT):
+    changed = ", ".join(_layout_changes(saved, requested, seed)) if "steps_per_epoch" in recorded else ""
+    if not changed:
         return (origin, first_epoch), None  # a checkpoint without a record resumes as it always did
     old = int(recorded["steps_per_epoch"])
     epoch, position = divmod(start_step - origin, old)
     epoch += first_epoch
-    changed = ", ".join(f"{k} {recorded[k]!r} -> {requested[k]!r}" for k in _LAYOUT
-                        if k in recorded and not _same(recorded[k], requested[k]))
     if position == 0:
         return (start_step, epoch), f"the epochs are laid out anew ({changed}); epoch {epoch} starts at step " \
             f"{start_step}"
     return (start_step, epoch + 1), (f"the epochs are laid out anew ({changed}): the last {old - position} of the "
                                      f"{old} steps of epoch {epoch} are skipped, and epoch {epoch + 1} starts at "
                                      f"step {start_step}")
+
+
+def _rescale(group: dict[str, Any], factor: float, floor: float | None, new: float) -> None:
+    """Scale the param group's scheduled ``lr`` by ``factor``, then, under ``ReduceLROnPlateau``, keep it at or
+    above ``min(floor, new)``: the scheduler's ``min_lr``, which its reductions keep, but never above the new rate
+    itself."""
+    lr = group["lr"]
+    if isinstance(lr, torch.Tensor):
+        lr.mul_(factor)
+        if floor is not None:
+            lr.clamp_(min=min(floor, new))
+    else:
+        group["lr"] = lr * factor if floor is None else max(lr * factor, min(floor, new))
 
 
 def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, requested: dict[str, Any],
@@ -296,18 +339,22 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
 
     A value the run's scheduler has moved since (``lr``) keeps its scheduled value unless a new one is asked
     for; a new ``lr`` under a scheduler scales the scheduled rate by new / recorded and becomes the scheduler's
-    base rate, so the schedule goes on from where it was, at the new scale."""
+    base rate, so the schedule goes on from where it was, at the new scale: rate :math:`\\eta_t` becomes
+    :math:`\\eta_t \\cdot \\eta'_0 / \\eta_0`.  Under :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` (which
+    has no base rate) the rate its reductions reached is scaled alike, then floored at the scheduler's ``min_lr``
+    for the group (an absolute floor, not scaled: the requested one, which :func:`override_scheduler` puts back
+    and which must therefore be applied first), as its reductions are, though never above the new ``lr``:
+    :math:`\\max(\\eta_t \\eta'_0 / \\eta_0, \\min(\\eta_{\\min}, \\eta'_0))`; ``factor``, ``patience`` and its
+    counters go on unchanged."""
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
-    for group, wanted, was in zip(optimizer.param_groups, requested["param_groups"], was_groups):
+    for group, wanted, was, floor in zip(optimizer.param_groups, requested["param_groups"], was_groups, floors):
         for key, value in wanted.items():
             if key not in group or (was is not None and key in was and _same(was[key], value)):
                 continue
-            if key == "lr" and "initial_lr" in group and was is not None and was.get("lr"):
-                factor = value / was["lr"]  # the schedule, rescaled
-                if isinstance(group["lr"], torch.Tensor):
-                    group["lr"].mul_(factor)
-                else:
-                    group["lr"] = group["lr"] * factor
+            if key == "lr" and ("initial_lr" in group or plateau) and was is not None and was.get("lr"):
+                _rescale(group, value / was["lr"], floor, value)  # the schedule, rescaled
             elif not isinstance(group[key], torch.Tensor):
                 group[key] = tuple(value) if isinstance(group[key], tuple) else value
             else:

@@ -173,7 +173,8 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
     callbacks' states.
 
     :param config: the requested run configuration (:func:`~hybridpgm.train.resume.run_config`).
-    :param seed: the requested seed, kept only with ``override_hyperparameters``.
+    :param seed: the requested seed, kept only with ``override_hyperparameters`` (the run's seed, ``Restored.seed``,
+        is what :func:`~hybridpgm.train.resume.epoch_layout` compares with the checkpoint's).
     :raises CheckpointError: the checkpoint holds non-finite values, other players, another model, a player
         whose optimizer holds other parameters (frozen or unfrozen since) or other hyperparameters
         (:func:`~hybridpgm.train.resume.check_resumable`,
@@ -204,10 +205,10 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
         except ValueError as error:  # torch's check of the optimizer state's layout (a backstop: checked above)
             raise CheckpointError(f"checkpoint {str(checkpoint)!r}: cannot restore player {name!r}'s optimizer: "
                                   f"{error}") from error
-        if override_hyperparameters:
+        if override_hyperparameters:  # the scheduler's settings first: a new lr is floored at its min_lr
+            override_scheduler(player.scheduler, schedulers[name], was_scheduler)
             override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
                                         (recorded.get("optimizers") or {}).get(name))
-            override_scheduler(player.scheduler, schedulers[name], was_scheduler)
     if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
         objective.load_state_dict(resumed["objective"])
     load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))

@@ -143,7 +143,7 @@ def fit(
         the checkpoint; on exit, also by an exception, the caller's NumPy and
         Python RNG states are put back, and torch's global generator is left
         where training left it.  A resumed run takes the checkpoint's seed and
-        RNG states.
+        RNG states (a new seed under ``override_hyperparameters`` changes only the data order).
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
         The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
@@ -171,9 +171,15 @@ def fit(
     :param override_hyperparameters: resume even though the recorded
         hyperparameters (learning rates and other optimizer settings,
         ``batch_size``, ``accumulate``, the objective's class, the callbacks' settings ...) differ; the requested
-        ones apply.  One that changes the steps of an epoch (another batch size, data size or ``drop_last``)
-        starts a new layout of the epochs at the next epoch boundary, skipping the rest of the interrupted epoch
-        (:func:`~hybridpgm.train.resume.epoch_layout`).
+        ones apply.  One that changes the steps of an epoch (another batch size, data size or ``drop_last``) or
+        the order of its examples (another ``shuffle``, or another ``seed`` while shuffling) starts a new layout
+        of the epochs at the next epoch boundary, skipping the rest of the interrupted epoch, so no example is
+        seen twice in an epoch; the resume line says so (:func:`~hybridpgm.train.resume.epoch_layout`).  A new
+        ``seed`` changes only the data order (and the seed recorded from then on): the RNG streams go on from
+        the checkpoint's states (reseeded from the new seed only on another number of ranks).  A new ``lr``
+        under a scheduler scales the scheduled rate by new / recorded, ``ReduceLROnPlateau``'s reduced rate
+        too, which is then kept at or above its ``min_lr``
+        (:func:`~hybridpgm.train.resume.override_hyperparameters`).
     :param config: the caller's own settings that define the run beyond ``fit``'s arguments (a model's
         widths, an objective's number of particles, the data set and how it was drawn): a mapping of ``str``
         to JSON-like values (``None``, ``bool``, ``int``, finite ``float``, ``str``, or lists of these).  It
@@ -300,7 +306,7 @@ def fit(
             history, start_step, elapsed, seed = restored.history, restored.start_step, restored.elapsed, restored.seed
             finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
                                                           restored.own_rank_states)
-            layout, relaid = epoch_layout(resumed, config, start_step)
+            layout, relaid = epoch_layout(resumed, config, start_step, seed=seed)  # the run's seed, restored
             if context.is_main:
                 say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                     + ("; it had stopped early, so no step is run" if finished else "")
