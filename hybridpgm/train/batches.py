@@ -172,8 +172,8 @@ class BatchStream:
     :param int rank: this process's rank; ``world_size`` the number of ranks.
         Every rank sees ``floor(N / world_size)`` examples per epoch.
     :param layout: ``(step, epoch)``: where the current layout of the epochs began (``(0, 0)`` but for a run
-        resumed with another batch size, data size or ``drop_last``: there epoch ``epoch`` starts at step
-        ``step``, :func:`~hybridpgm.train.resume.epoch_layout`).  Step ``s >= step`` takes batch ``p`` of epoch
+        resumed with another batch size, data size, ``drop_last``, ``shuffle`` or seed: there epoch ``epoch``
+        starts at step ``step``, :func:`~hybridpgm.train.resume.epoch_layout`).  Step ``s >= step`` takes batch ``p`` of epoch
         ``epoch + e``, where ``e, p = divmod(s - step, batches_per_epoch)``.
     """
 
