@@ -41,11 +41,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from hybridpgm.checks import flag
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError
+from hybridpgm.softplus import softplus
 
 __all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
 
@@ -154,7 +154,7 @@ class RBMAnnealingPath:
         if rbm.gaussian:
             const = rbm.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(rbm.sigma).sum()
         else:
-            const = F.softplus(_following(self, rbm.visible_bias)).sum()
+            const = softplus(_following(self, rbm.visible_bias)).sum()
         return const.detach() + rbm.num_hidden * math.log(2.0)
 
     def _visible_gap(self, v: torch.Tensor, bias: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
@@ -191,7 +191,7 @@ class RBMAnnealingPath:
         base = _following(self, bias)
         a = rbm.hidden_logits(v)
         inc = ((beta - beta_prev) * self._visible_gap(v, bias, base)
-               + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1))
+               + (softplus(beta * a) - softplus(beta_prev * a)).sum(-1))
         if not transition:
             return inc, v
         h = bernoulli(torch.sigmoid(beta * a), generator=generator)
@@ -237,7 +237,7 @@ class DBMAnnealingPath:
     @property
     def log_z0(self) -> torch.Tensor:
         """:math:`\\log Z_A = \\sum_i \\operatorname{softplus}(b_{A,i}) + \\log 2 \\sum_{l \\ge 1} n_l`."""
-        return F.softplus(_following(self, self.dbm.biases[0])).sum() + sum(self.dbm.sizes[1:]) * math.log(2.0)
+        return softplus(_following(self, self.dbm.biases[0])).sum() + sum(self.dbm.sizes[1:]) * math.log(2.0)
 
     @torch.no_grad()
     def sample0(self, n: int, *, generator: torch.Generator | None = None) -> list[torch.Tensor]:
@@ -271,7 +271,7 @@ class DBMAnnealingPath:
             inc = inc + x[l] @ dbm.biases[l]
         inc = (beta - beta_prev) * inc
         for a in acts.values():
-            inc = inc + (F.softplus(beta * a) - F.softplus(beta_prev * a)).sum(-1)
+            inc = inc + (softplus(beta * a) - softplus(beta_prev * a)).sum(-1)
         if not transition:
             return inc, x
         x = list(x)

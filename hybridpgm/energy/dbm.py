@@ -35,7 +35,6 @@ import os
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, layer_sizes, positive_int,
@@ -51,6 +50,7 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
+from hybridpgm.softplus import softplus
 from hybridpgm.train.deferred_checks import reading_is_free
 
 __all__ = ["DBM"]
@@ -182,7 +182,7 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
         """:math:`-\\log \\sum e^{-E}` over the layers of parity ``1 - keep`` given the others."""
         out = -sum(x[l] @ self.biases[l] for l in range(keep, len(self.sizes), 2))
         for l in range(1 - keep, len(self.sizes), 2):
-            out = out - F.softplus(self.layer_logits(x, l)).sum(-1)
+            out = out - softplus(self.layer_logits(x, l)).sum(-1)
         return out
 
     @torch.no_grad()

@@ -42,6 +42,7 @@ from hybridpgm.checks import check_log_z, flag
 from hybridpgm.energy.enumerate_states import MAX_ENUMERATED_UNITS, ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.precision_scope import exact_precision
+from hybridpgm.softplus import softplus
 
 __all__ = ["DBMLikelihood"]
 
@@ -150,7 +151,7 @@ class DBMLikelihood:
         for l in range(1, len(self.sizes), 2):
             out = out + x[l] @ self.biases[l]
         for l in range(2, len(self.sizes), 2):
-            out = out + F.softplus(self.layer_logits(x, l)).sum(-1)
+            out = out + softplus(self.layer_logits(x, l)).sum(-1)
         return out
 
     def _exact_log_z(self, call: str, differentiable: bool = False) -> torch.Tensor:

@@ -56,7 +56,8 @@ import contextlib
 import inspect
 
 import torch
-import torch.nn.functional as F
+
+from hybridpgm.softplus import softplus
 
 __all__ = ["free_energy_gap", "free_energy_gap_and_gradients"]
 
@@ -67,8 +68,8 @@ def _value_and_gaps(weight, visible_bias, hidden_bias, v, v_neg, logits_pos, pro
     batch, chains = v.shape[0], v_neg.shape[0]
     logits_neg = torch.addmm(hidden_bias, v_neg, weight)
     visible_gap = v_neg.mean(0).sub_(v.mean(0))  # grad_b
-    value = (F.softplus(logits_neg).sum().div_(chains)
-             .sub_(F.softplus(logits_pos).sum(), alpha=1.0 / batch)
+    value = (softplus(logits_neg).sum().div_(chains)
+             .sub_(softplus(logits_pos).sum(), alpha=1.0 / batch)
              .add_(visible_gap @ visible_bias))
     probs_neg = logits_neg.sigmoid_()  # the logits are not needed any more
     hidden_gap = probs_neg.mean(0).sub_(probs_pos.mean(0))  # grad_c
@@ -103,7 +104,7 @@ def _plain_outputs(weight, visible_bias, hidden_bias, v, v_neg):
         logits_pos = torch.addmm(hidden_bias, v, weight)
         logits_neg = torch.addmm(hidden_bias, v_neg, weight)
         visible_gap = v_neg.mean(0) - v.mean(0)
-        value = (F.softplus(logits_neg).sum(-1).mean() - F.softplus(logits_pos).sum(-1).mean()
+        value = (softplus(logits_neg).sum(-1).mean() - softplus(logits_pos).sum(-1).mean()
                  + visible_gap @ visible_bias)
         probs_neg = torch.sigmoid(logits_neg)
         return value, probs_neg, visible_gap, probs_neg.mean(0) - torch.sigmoid(logits_pos).mean(0)

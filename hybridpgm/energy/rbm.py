@@ -52,6 +52,7 @@ from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable
+from hybridpgm.softplus import softplus
 
 __all__ = ["RBM"]
 
@@ -225,7 +226,7 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         return self._free_energy(v)
 
     def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        return -self._visible_term(v) - F.softplus(self.hidden_logits(v)).sum(-1)
+        return -self._visible_term(v) - softplus(self.hidden_logits(v)).sum(-1)
 
     def hidden(self, v: torch.Tensor) -> dist.Independent:
         """:math:`p(h \\mid v)` as a (Pyro) distribution with batch shape ``batch`` and event shape ``H``.

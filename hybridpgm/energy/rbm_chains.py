@@ -28,11 +28,11 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 
 from hybridpgm.checks import generator_keywords, generator_or_none
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
+from hybridpgm.softplus import softplus
 
 __all__ = ["RBMChains", "without_autocast"]
 
@@ -64,7 +64,7 @@ class RBMChains:
         with without_autocast(v.device):
             v = self._in_dtype(v)
             logits = self.hidden_logits(v)
-            free = -self._visible_term(v) - F.softplus(logits).sum(-1)
+            free = -self._visible_term(v) - softplus(logits).sum(-1)
             with torch.no_grad():
                 h = bernoulli(torch.sigmoid(logits))
         return free, (v, h)

@@ -38,6 +38,7 @@ from hybridpgm.energy.enumerate_states import MAX_ENUMERATED_UNITS, ais_unless_e
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.precision_scope import exact_precision
+from hybridpgm.softplus import softplus
 
 __all__ = ["RBMLikelihood"]
 
@@ -117,7 +118,7 @@ class RBMLikelihood:
             b, s = self.visible_bias, self.sigma
             const = self.num_visible * 0.5 * math.log(2 * math.pi) + torch.log(s).sum()
             return h @ self.hidden_bias + (b * a / s + a**2 / 2).sum(-1) + const
-        return h @ self.hidden_bias + F.softplus(a + self.visible_bias).sum(-1)
+        return h @ self.hidden_bias + softplus(a + self.visible_bias).sum(-1)
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
         """:math:`\\log p(v) = -F(v) - \\log Z` for ``v: batch x V``; returns ``batch``.
@@ -270,13 +271,13 @@ def _flip_gaps(v: torch.Tensor, logits: torch.Tensor, weight: torch.Tensor, bias
     num_visible = weight.shape[0]
     change = 1 - 2 * v  # d, batch x V
     logits = logits.unsqueeze(-2)  # batch x 1 x H
-    base = F.softplus(logits)
+    base = softplus(logits)
     rows = max(1, logits.numel())  # batch x H: the elements one unit adds to a chunk
     step = max(1, _FLIP_CHUNK_ELEMENTS // rows)
     gaps = []
     for start in range(0, num_visible, step):
         units = slice(start, start + step)
         moved = torch.addcmul(logits, change[..., units, None], weight[units])  # batch x k x H
-        hidden = F.softplus(moved).sub_(base).sum(-1)  # batch x k
+        hidden = softplus(moved).sub_(base).sum(-1)  # batch x k
         gaps.append(torch.addcmul(hidden, change[..., units], bias[units]).neg_())
     return torch.cat(gaps, -1)

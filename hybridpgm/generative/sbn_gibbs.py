@@ -35,12 +35,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch.nn import functional as F
 
 from hybridpgm.checks import generator_or_none, positive_int, seed_of
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.softplus import softplus
 
 __all__ = ["GibbsSamples", "SBNGibbs"]
 
@@ -62,7 +62,7 @@ class GibbsSamples(NamedTuple):
 
 
 def _bernoulli_log_prob(value: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    return value * logits - F.softplus(logits)
+    return value * logits - softplus(logits)
 
 
 def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
