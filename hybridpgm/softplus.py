@@ -29,8 +29,8 @@ accurate to about an ulp while :math:`e^t` is finite.
   of :math:`10^{-10}` in each term of an exact :math:`\log Z` or :math:`\log p(v)`.  The bound
   :math:`e^{-t} \le u t / 2` holds from :math:`t \approx 33.3`; :math:`t = 40` gives
   :math:`e^{-40} \approx 4.2 \cdot 10^{-18} \le u \cdot 40 / 2 \approx 2.2 \cdot 10^{-15}` (a margin of 500),
-  with :math:`e^{40} \approx 2.4 \cdot 10^{17}` far from overflow.  It is the threshold
-  :func:`hybridpgm.infer.bp_fused.dtype_limits` uses for ``float64`` too.
+  with :math:`e^{40} \approx 2.4 \cdot 10^{17}` far from overflow.  Belief propagation's two-branch step takes
+  its threshold from here too (:func:`hybridpgm.infer.bp_fused.dtype_limits`).
 
 Every softplus that is part of an exact quantity or a likelihood (free energies, :math:`\log Z`,
 :math:`\log p(v)`, pseudo-log-likelihoods, annealing increments, Bernoulli log-probabilities) goes through

@@ -75,6 +75,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from hybridpgm.infer.rounding_floor import check_margin, rounding_floor, tol_above
+from hybridpgm.softplus import softplus_threshold
 
 __all__ = ["binary_coefficients", "binary_forward", "binary_loop", "damp_odds", "gather_others", "odds_max_spread",
            "run_binary_forward"]
@@ -304,9 +305,9 @@ def _compiled() -> Callable:
 
 
 def dtype_limits(dtype: torch.dtype) -> Tuple[float, float]:
-    """``(softplus threshold, largest |Delta| with a finite e^|Delta|)`` for ``dtype``."""
-    finfo = torch.finfo(dtype)
-    return (20.0 if finfo.bits <= 32 else 40.0), math.log(finfo.max) - 1.0
+    """``(softplus threshold, largest |Delta| with a finite e^|Delta|)`` for ``dtype`` (the threshold of
+    :func:`hybridpgm.softplus.softplus_threshold`)."""
+    return softplus_threshold(dtype), math.log(torch.finfo(dtype).max) - 1.0
 
 
 def odds_max_spread(dtype: torch.dtype) -> float:
