@@ -173,8 +173,8 @@ class BatchStream:
         Every rank sees ``floor(N / world_size)`` examples per epoch.
     :param layout: ``(step, epoch)``: where the current layout of the epochs began (``(0, 0)`` but for a run
         resumed with another batch size, data size, ``drop_last``, ``shuffle`` or seed: there epoch ``epoch``
-        starts at step ``step``, :func:`~hybridpgm.train.resume.epoch_layout`).  Step ``s >= step`` takes batch ``p`` of epoch
-        ``epoch + e``, where ``e, p = divmod(s - step, batches_per_epoch)``.
+        starts at step ``step``, :func:`~hybridpgm.train.resume.epoch_layout`).  Step ``s >= step`` takes batch
+        ``p`` of epoch ``epoch + e``, where ``e, p = divmod(s - step, batches_per_epoch)``.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, *, seed: int, shuffle: bool = True,
