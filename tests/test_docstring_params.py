@@ -5,7 +5,8 @@ leaves out a parameter, hides that option from the reader; a ``:param`` field fo
 lacks documents an option that does not exist.  Every callable exported in the ``__all__`` of the packages of
 :data:`PACKAGES` is checked: a function; a class (its docstring together with its ``__init__``'s, against the
 signature of the ``__init__`` it defines, or of its ``__new__`` for a named tuple); and each public method defined
-in the class's ``__dict__``.  The rule:
+in the class's ``__dict__`` or inherited from a class of the package (a mixin such as DBM's likelihood methods).
+The rule:
 
 - the callable has a docstring of its own (a class: its own or its ``__init__``'s).  An override does not
   borrow its base class's: ``docs/conf.py`` sets ``autodoc_inherit_docstrings = False`` (torch's
@@ -75,7 +76,7 @@ def _own_doc(obj) -> str | None:
 @functools.lru_cache(maxsize=None)
 def public_callables() -> tuple[Entry, ...]:
     """Every public callable of the packages' ``__all__``, each once."""
-    seen, out = set(), []
+    seen, listed, out = set(), set(), []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for package in PACKAGES:
@@ -85,7 +86,10 @@ def public_callables() -> tuple[Entry, ...]:
                 if id(obj) in seen:
                     continue
                 seen.add(id(obj))
-                out.extend(_callables_of(obj, package))
+                for entry in _callables_of(obj, package):  # a mixin's methods come with every class that has them
+                    if entry.fn is None or id(entry.fn) not in listed:
+                        listed.add(id(entry.fn))
+                        out.append(entry)
     return tuple(out)
 
 
@@ -101,13 +105,21 @@ def _callables_of(obj, exporter: str) -> list[Entry]:
         if isinstance(made_by, staticmethod):
             made_by = made_by.__func__
         found = [Entry(where, package, made_by, doc)]
-        for attr, value in obj.__dict__.items():
-            if attr.startswith("_"):
+        # its own methods and those of the package's mixins and bases it inherits (DBM's likelihood methods live in
+        # a mixin the package does not export; a method overridden below is the one a user calls)
+        named = set()
+        for owner in obj.__mro__:
+            if owner is not obj and not owner.__module__.startswith("hybridpgm"):
                 continue
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
-            if inspect.isfunction(value):
-                found.append(Entry(f"{where}.{attr}", package, value, _own_doc(value)))
+            for attr, value in owner.__dict__.items():
+                if attr.startswith("_") or attr in named:
+                    continue
+                named.add(attr)
+                if isinstance(value, (staticmethod, classmethod)):
+                    value = value.__func__
+                if inspect.isfunction(value):
+                    found.append(Entry(f"{owner.__module__}.{owner.__qualname__}.{attr}",
+                                       _package_of(owner.__module__, exporter), value, _own_doc(value)))
         return found
     if callable(obj) and (inspect.isfunction(obj) or inspect.isbuiltin(obj) or hasattr(obj, "__wrapped__")):
         module = getattr(obj, "__module__", None)

@@ -61,14 +61,21 @@ class DBMLikelihood:
         (chunked, up to 30 units); ``"ais"`` runs :class:`~hybridpgm.infer.AIS` with ``ais_kwargs`` (its options,
         ``data``, and ``generator``, a :class:`torch.Generator` for its draws).
 
+        :param str method: ``"exact"`` (default): the enumeration, in the model's dtype
+            (:class:`~hybridpgm.errors.ModelSpecError` where both layer sets have more than 30 units); ``"ais"``: an
+            AIS estimate (a ``float64`` scalar without a gradient), ``ais_kwargs`` passed on to it.
+        :param chunk_size: ``method="exact"`` only (given with ``"ais"``, a ``ConfigError``): states per chunk of
+            the enumeration, a positive integer; ``None`` (default) takes ``2**24 // sum(sizes)`` states, about
+            ``2**24`` numbers per chunk (the memory bound; the value is the same up to rounding).
         :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
             so that :math:`\\nabla \\log Z = -E_{p(x)}[\\nabla E(x)]` is exact; the result is a constant otherwise.
         :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, a
-            ``chunk_size`` that is not a positive integer, or ``differentiable`` that is not ``True`` or ``False``.
+            ``chunk_size`` that is not a positive integer (or given with ``method="ais"``), or ``differentiable``
+            that is not ``True`` or ``False``.
         """
         differentiable = flag(differentiable, "DBM.log_partition differentiable")
         self.check_parameters()
-        log_z = ais_unless_exact(self, "DBM", method, ais_kwargs)
+        log_z = ais_unless_exact(self, "DBM", method, ais_kwargs, chunk_size)
         if log_z is not None:
             return log_z
         even = sum(self.sizes[0::2])
@@ -209,6 +216,8 @@ class DBMLikelihood:
         gradients (the result carries no graph); under :func:`torch.autocast` computed with autocast off, in the
         model's dtype.
 
+        :param v: ``batch x V`` visible data (any leading shape), checked by :meth:`check_visible`; the mean field
+            runs from it as :meth:`mean_field` does by default (at most ``mean_field_steps`` sweeps, ``tol=1e-5``).
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.
         :raises ConfigError: ``log_z`` is not a finite scalar.

@@ -85,13 +85,18 @@ def logsumexp_over_states(
     return torch.logsumexp(torch.stack(parts), dim=0)
 
 
-def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict) -> torch.Tensor | None:
+def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict, chunk_size: int | None = None
+                     ) -> torch.Tensor | None:
     """The ``method`` of a Boltzmann machine's ``log_partition``: ``None`` for ``"exact"`` (the caller
     enumerates), the :class:`~hybridpgm.infer.AIS` estimate of :math:`\\log Z` for ``"ais"`` (``ais_kwargs``
     are AIS's options, ``data`` its base-rate data and ``generator`` the :class:`torch.Generator` of its draws).
 
-    :raises ConfigError: another ``method``, or AIS options given with ``"exact"``, naming ``owner``.
+    :raises ConfigError: another ``method``, AIS options given with ``"exact"``, or a ``chunk_size`` (the
+        enumeration's) given with ``"ais"``, naming ``owner``.
     """
+    if method == "ais" and chunk_size is not None:  # it would be ignored: AIS enumerates nothing
+        raise ConfigError(f"{owner}.log_partition('ais') takes no chunk_size (it sizes the chunks of the "
+                          f"exact enumeration), got {chunk_size!r}")
     if method == "exact" and ais_kwargs:
         raise ConfigError(f"{owner}.log_partition('exact') takes no AIS options, got {sorted(ais_kwargs)}; "
                           "pass method='ais' to use them")

@@ -49,6 +49,7 @@ class _OnePlayer:
         self.module = module
 
     def players(self) -> dict[str, list[nn.Parameter]]:
+        """``"model"``: every parameter of the network (``module.parameters()``, frozen ones included)."""
         return {self.player: list(self.module.parameters())}
 
     def _check_player(self, player: str) -> None:

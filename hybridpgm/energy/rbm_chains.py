@@ -60,7 +60,12 @@ class RBMChains:
     def positive_phase(self, v: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Differentiable positive-phase energy :math:`F(v)` (``batch``) and a chain
         state clamped to the data, ``(v, h ~ p(h|v))``, sharing one matrix product
-        (in the parameters' dtype, autocast or not)."""
+        (in the parameters' dtype, autocast or not).
+
+        :param v: the data ``batch x V`` (any leading shape), not checked here (the objectives of contrastive
+            divergence check it, with ``check_data=True``); a half-precision ``v`` is converted up, another dtype
+            by the rule of :meth:`check_visible` (``bool`` and integers exactly; a wider float, ``float64`` for a
+            ``float32`` model, raises :class:`~hybridpgm.errors.DataError`)."""
         with without_autocast(v.device):
             v = self._in_dtype(v)
             logits = self.hidden_logits(v)
@@ -74,7 +79,10 @@ class RBMChains:
         """The chain state clamped to the data, ``(v, h ~ p(h|v))``, and the cache
         ``(logits, probs)``: the hidden pre-activations ``B x H`` and the probabilities
         :math:`\\sigma(\\text{logits})` it was drawn from (no gradient; the same draw as
-        :meth:`positive_phase`), for :meth:`contrastive_gap`; in the parameters' dtype, autocast or not."""
+        :meth:`positive_phase`), for :meth:`contrastive_gap`; in the parameters' dtype, autocast or not.
+
+        :param v: the data ``batch x V``, as for :meth:`positive_phase` (not checked; converted to the parameters'
+            dtype)."""
         with without_autocast(v.device):
             v = self._in_dtype(v)
             logits = self.hidden_logits(v)
@@ -90,9 +98,15 @@ class RBMChains:
         energies :math:`\\approx -35` is quantised to steps of :math:`0.125`); low-precision arguments are
         converted up.
 
-        :param v: the data ``B x V``; ``negative``: the chain state after the
-            Gibbs sweeps; ``cache``: :meth:`clamped_state`'s ``(logits, probs)``
-            (or the logits alone), if at hand: the surrogate then reuses them.
+        :param v: the data ``B x V`` (not checked; converted to the parameters' dtype as by
+            :meth:`positive_phase`).
+        :param negative: the chain state after the Gibbs sweeps (:meth:`gibbs_chain`'s ``(v,)``); only its first
+            item, the chains' visible states ``S x V`` (``S`` need not be ``B``), is read.
+        :param cache: :meth:`clamped_state`'s ``(logits, probs)`` for this ``v`` (or the logits alone), if at hand:
+            the surrogate then reuses them (not checked against ``v``); ``None`` (default; what
+            :class:`~hybridpgm.infer.PersistentCD` passes) recomputes them.  Unused where the gradient is not
+            written out (Gaussian units, or ``v`` or the chains not two-dimensional: plain free energies, which
+            autograd differentiates).
         """
         with without_autocast(v.device):
             v, v_neg = self._in_dtype(v), self._in_dtype(negative[0])
@@ -107,7 +121,12 @@ class RBMChains:
         out (Bernoulli units, ``B x V`` data; else ``None``), in the parameters' dtype with autocast off:
         ``(value, {parameter: gradient})``
         (:func:`~hybridpgm.energy.free_energy_gap.free_energy_gap_and_gradients`).  Arguments as for
-        :meth:`contrastive_gap`."""
+        :meth:`contrastive_gap`.
+
+        :param v: the data ``B x V``, as for :meth:`contrastive_gap`.
+        :param negative: the chain state after the Gibbs sweeps, as for :meth:`contrastive_gap`.
+        :param cache: :meth:`clamped_state`'s ``(logits, probs)``, the logits alone, or ``None`` (default:
+            recomputed), as for :meth:`contrastive_gap`."""
         with without_autocast(v.device):
             v, v_neg = self._in_dtype(v), self._in_dtype(negative[0])
             if not self._gap_in_closed_form(v, v_neg):
@@ -122,13 +141,21 @@ class RBMChains:
         return not (self.gaussian or v.dim() != 2 or v_neg.dim() != 2)
 
     def negative_phase(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Free energy of the chains' visible states (``batch``), in the parameters' dtype, autocast or not."""
+        """Free energy of the chains' visible states (``batch``), in the parameters' dtype, autocast or not.
+
+        :param state: the chain state (a tuple, as :meth:`init_chains` and :meth:`gibbs_chain` give); only its
+            first item, the visible states ``batch x V``, is read (not checked; converted to the parameters' dtype
+            as by :meth:`positive_phase`)."""
         with without_autocast(state[0].device):
             return self._free_energy(self._in_dtype(state[0]))
 
     def init_chains(self, num_chains: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """``(v,)``: ``num_chains`` random start states (:meth:`~hybridpgm.energy.RBM.random_visible`).
 
+        :param int num_chains: the number of chains, a non-negative integer (checked by
+            :meth:`~hybridpgm.energy.RBM.random_visible`, which raises :class:`~hybridpgm.errors.ConfigError`
+            otherwise); ``v`` is ``num_chains x V``, fair coins (Bernoulli) or :math:`\\mathcal N(b, \\sigma^2)`
+            (Gaussian).
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream
             (the objectives of contrastive divergence pass none: their chains draw from the stream
             :func:`hybridpgm.fit` seeds).
@@ -140,6 +167,12 @@ class RBMChains:
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """``steps`` block-Gibbs sweeps from ``state`` (in the parameters' dtype, autocast or not).
 
+        :param state: ``(v,)`` or ``(v, h)``, as :meth:`init_chains`, :meth:`clamped_state` and
+            :meth:`positive_phase` give: visible states ``batch x V`` and, optionally, a hidden sample
+            ``batch x H`` from :math:`p(h \\mid v)`, which the first sweep uses instead of drawing one (not
+            checked; converted to the parameters' dtype as by :meth:`positive_phase`).  The result is ``(v,)``.
+        :param int steps: the number of sweeps, not checked (the objectives pass their checked ``k``): ``0`` or a
+            negative number returns the visible states as they are, a non-integer raises ``TypeError``.
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream.
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""

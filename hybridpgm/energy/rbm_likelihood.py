@@ -80,17 +80,26 @@ class RBMLikelihood:
         Under :func:`torch.autocast` the enumeration runs with autocast off, in the model's dtype
         (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).
 
+        :param str method: ``"exact"`` (default): the enumeration above, in the model's dtype; ``"ais"``: an
+            :class:`~hybridpgm.infer.AIS` estimate (a ``float64`` scalar without a gradient), ``ais_kwargs`` passed
+            on to it.
+        :param chunk_size: ``method="exact"`` only (given with ``"ais"``, a ``ConfigError``): states per chunk of
+            the enumeration, a positive integer; ``None`` (default) takes ``2**24 // (V + H)`` states, about
+            ``2**24`` numbers per chunk.  Smaller chunks bound the memory and take more passes (with
+            ``differentiable`` in grad mode, several chunks are each recomputed in the backward pass); the value is
+            the same up to rounding.
         :param bool differentiable: ``method="exact"`` only: record the enumeration for autograd (in grad mode),
             so that :math:`\\nabla \\log Z = -E_{p(v,h)}[\\nabla E(v, h)]` is exact; the result is a constant
             otherwise.
         :raises ConfigError: an unknown ``method``, ``ais_kwargs`` given with ``method="exact"``, a
-            ``chunk_size`` that is not a positive integer, or ``differentiable`` that is not ``True`` or ``False``.
+            ``chunk_size`` that is not a positive integer (or given with ``method="ais"``), or ``differentiable``
+            that is not ``True`` or ``False``.
         :raises ModelSpecError: ``method="exact"`` with more than 30 units to enumerate, or the free energy of a
             Gaussian RBM overridden (no exact sum here), naming what is overridden.
         """
         differentiable = flag(differentiable, "RBM.log_partition differentiable")
         self.check_parameters()
-        log_z = ais_unless_exact(self, "RBM", method, ais_kwargs)
+        log_z = ais_unless_exact(self, "RBM", method, ais_kwargs, chunk_size)
         if log_z is not None:
             return log_z
         w = self.weight
@@ -135,6 +144,8 @@ class RBMLikelihood:
         (:class:`~hybridpgm.precision_scope.exact_precision`), in the model's dtype: float32, not bfloat16, for a
         float32 RBM (:meth:`log_partition` too).
 
+        :param v: ``batch x V`` visible data (any leading shape), checked by :meth:`check_visible`
+            (:class:`~hybridpgm.errors.DataError`, :class:`~hybridpgm.errors.DeviceError`).
         :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
             without a graph is a constant, so the result's gradient is :math:`-\\nabla_\\theta F(v)` only (the
             value is conditional on that constant and the gradient is *not* that of :math:`\\log p(v)`); a tensor
@@ -168,6 +179,11 @@ class RBMLikelihood:
         (:math:`O(\text{batch} \cdot V \cdot (V + H))` time).  Data in :math:`[0, 1]` (``probabilities=True``)
         flip to :math:`1 - v_i`.  Returns ``batch``, without a gradient.
 
+        :param v: binary visible data ``batch x V`` (any leading shape, or one row ``V``: a 0-d result), checked by
+            :meth:`check_visible` (values in :math:`[0, 1]` with ``probabilities=True``).
+        :param bool exact: ``False`` (default): the one-random-unit estimate, unbiased for the sum; ``True``: all
+            ``V`` terms, no randomness.  Keyword-only; by position it still works for one release, with a
+            :class:`FutureWarning` (:func:`~hybridpgm.keyword_alias.keyword_only_soon`).
         :param generator: a :class:`torch.Generator` for the random units of ``exact=False`` (on ``v``'s device);
             ``None`` draws from torch's global stream.
         :raises ConfigError: Gaussian visible units, ``exact`` that is not ``True`` or ``False``, or ``generator``
@@ -195,6 +211,8 @@ class RBMLikelihood:
     def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood).
 
+        :param v: ``batch x V`` visible data (any leading shape: the mean is over all its rows), checked by
+            :meth:`check_visible`.  Returns a 0-d tensor, without a gradient.
         :raises DataError: bad ``v`` (see :meth:`check_visible`) or an empty batch (no mean to take)."""
         v = self.check_visible(v)
         check_empty(v, "RBM.reconstruction_error data 'v'")
