@@ -4,7 +4,8 @@ to NumPy and ArviZ.
 A diagnostic is often given what training left behind: a tensor that still
 requires grad, one on a CUDA device, which :func:`numpy.asarray` refuses, or
 one in a dtype NumPy lacks (``torch.bfloat16``, the ``float8`` types,
-``torch.complex32``), which :meth:`torch.Tensor.numpy` refuses.
+``torch.complex32``), or a lazily conjugated or negated view (``z.conj()``, ``z.conj().imag``), which
+:meth:`torch.Tensor.numpy` refuses.
 
 The array returned never shares memory with the value given: :meth:`torch.Tensor.numpy` of a CPU tensor and
 :func:`numpy.asarray` of an array are views of the caller's data, and ``arviz.from_dict`` does not copy either,
@@ -30,8 +31,12 @@ def _tensor_to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, bool]:
     """``(array, fresh)``: ``tensor`` (detached, on any device) as a host NumPy array, and whether that array is
     new memory (``True`` where the move to the host or a dtype conversion made it) rather than a view of
     ``tensor``'s storage.  A floating-point dtype NumPy lacks (``bfloat16``, ``float8_*``) goes through
-    ``float32`` and ``complex32`` through ``complex64``, both exact."""
+    ``float32`` and ``complex32`` through ``complex64``, both exact.  A lazily conjugated or negated view
+    (``z.conj()``, ``z.conj().imag``: the conjugate or negative bit set, which :meth:`torch.Tensor.numpy`
+    refuses) is resolved into new memory; a tensor without those bits is not copied for it."""
     host = tensor.cpu()
+    if host.is_conj() or host.is_neg():
+        host = host.resolve_conj().resolve_neg()
     moved = host.device != tensor.device or host.data_ptr() != tensor.data_ptr()
     try:
         return host.numpy(), moved

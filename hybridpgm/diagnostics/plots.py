@@ -148,13 +148,19 @@ _GRID_MARGIN = 0.1
 
 def _check_grey_levels(images: torch.Tensor) -> None:
     """Refuse images that are not real grey levels in [0, 1] (``NaN`` passes: drawn as a gap): imshow with
-    ``vmin=0, vmax=1`` would draw every pixel >= 1 white, a thresholded silhouette of a 0..255 image.
+    ``vmin=0, vmax=1`` would draw every pixel >= 1 white, a thresholded silhouette of a 0..255 image.  The range
+    is that of the pixels other than NaN (a NaN minimum or maximum compares false with 0 and 1, which let a
+    0..255 image with one NaN pixel through before).
 
     :raises DataError: for complex images or a value outside [0, 1], naming the range found (and ``/ 255``
         when it looks like 8-bit pixels).
     """
     if images.is_complex():
         raise DataError(f"plot_image_grid images must be real grey levels in [0, 1], got dtype {images.dtype}")
+    if images.is_floating_point():
+        images = images[~torch.isnan(images)]
+        if images.numel() == 0:
+            return  # every pixel NaN: all gaps
     low, high = float(images.min()), float(images.max())
     if low < 0 or high > 1:
         hint = "; 8-bit pixels 0..255? pass images / 255" if 0 <= low and high <= 255 else ""

@@ -5,8 +5,10 @@ the draws stacked, where that draws from the same distribution as the draw-by-dr
 By default each replicate :math:`\\tilde y_s \\sim p(y \\mid \\theta_s)` comes from its own run of the model with
 its observations removed (:func:`pyro.poutine.uncondition`) and the draw :math:`\\theta_s` held
 (:class:`pyro.infer.Predictive`).  :func:`predict_stacked` makes the :math:`S` runs one, with the draws stacked
-along an outer plate as :mod:`~hybridpgm.diagnostics.vectorized_replay` stacks them for the log-likelihood: each
-observed site is drawn once for all draws, row :math:`s` from :math:`p(y \\mid \\theta_s)` (and from the
+along an outer plate as :mod:`~hybridpgm.diagnostics.vectorized_replay` stacks them for the log-likelihood (its
+``pyro.deterministic`` sites kept at the values the model computes from the stacked draws, not re-drawn from
+their ``Delta`` as :func:`~pyro.poutine.uncondition` would: :class:`_UnconditionData`): each observed site is
+drawn once for all draws, row :math:`s` from :math:`p(y \\mid \\theta_s)` (and from the
 replicates of the sites drawn before it, as in the model: an autoregressive model's :math:`\\tilde y_t` follows
 :math:`\\tilde y_{t-1}`).  The replicates have the same distribution as the default's, not the same values: one
 call to a sampler for all draws consumes torch's random stream in another order.
@@ -29,6 +31,7 @@ from typing import Callable
 
 import torch
 from pyro import poutine
+from pyro.poutine.uncondition_messenger import UnconditionMessenger
 
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites
 from hybridpgm.diagnostics.vectorized_replay import _per_draw, _rng_states, checked_rows, draws_plate, matches, \
@@ -54,6 +57,19 @@ def _replicates(value: torch.Tensor, num_draws: int, shape: torch.Size) -> torch
     return _per_draw(value, num_draws, shape)
 
 
+class _UnconditionData(UnconditionMessenger):
+    """:func:`pyro.poutine.uncondition` of every observed site but the ``pyro.deterministic`` ones, which keep the
+    value the model computes from the stacked draws.  Pyro's uncondition re-samples a deterministic site from its
+    ``Delta(value, event_dim=value.dim())``, whose batch shape is then broadcast to the draws' plate: an ``S x N``
+    value came back ``S x 1 x S x N`` and the replicates of the sites that read it did not stack (each draw was
+    predicted by a run of its own).  A ``Delta`` draws no random number and its sample is its value, so keeping
+    the site observed changes no replicate's distribution."""
+
+    def _pyro_sample(self, msg) -> None:
+        if not (msg["infer"] or {}).get("_deterministic"):
+            super()._pyro_sample(msg)
+
+
 def _stacked_replicates(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
                         num_draws: int, data_shapes: dict, args: tuple, kwargs: dict):
     """``(replicates, log_density)`` of one run of the unconditioned model on all draws: observed site -> ``S x
@@ -62,7 +78,7 @@ def _stacked_replicates(model: Callable, draws: dict[str, torch.Tensor], sites: 
     data = stacked_draws(draws, names, model_trace, nesting, num_draws)
     if data is None:
         return None
-    stacked = draws_plate(num_draws, nesting)(poutine.condition(poutine.uncondition(model), data=data))
+    stacked = draws_plate(num_draws, nesting)(poutine.condition(_UnconditionData()(model), data=data))
     trace = poutine.trace(stacked).get_trace(*args, **kwargs)
     replicates, log_density = {}, {}
     for name in sites.observed:

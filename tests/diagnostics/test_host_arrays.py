@@ -167,3 +167,30 @@ def test_large_draws_are_copied_once_on_their_way_to_arviz():
     assert 2 * z.nbytes <= peak < 2.5 * z.nbytes  # the proposal draws and the resampled ones, once each
     half = torch.randn(1000, 1000).to(torch.bfloat16)
     assert _numpy_peak_bytes(lambda: as_host_array(half)) < 0.1 * half.nbytes
+
+
+def test_conjugated_and_negated_views_are_resolved_for_the_converters_and_the_khat_helpers():
+    """Before: torch's raw RuntimeError "Can't call numpy() on Tensor that has negative bit set" (conjugate bit
+    for ``z.conj()``) from every converter, pareto_khat and plot_khat."""
+    from hybridpgm.diagnostics import from_importance, make_inference_data
+
+    z = torch.randn(1, 200, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    negated = z.conj().imag  # a real float64 view of z with the negative bit set
+    assert negated.is_neg() and not negated.is_complex()
+    got = as_host_array(negated)
+    assert np.array_equal(got, -z.imag.numpy()) and not np.shares_memory(got, z.imag.numpy())
+    conjugated = as_host_array(z.conj())
+    assert conjugated.dtype == np.complex128 and np.array_equal(conjugated, np.conj(z.numpy()))
+    idata = make_inference_data({"posterior": {"x": negated, "w": z.conj()}})
+    assert np.array_equal(idata.posterior["x"].values, -z.imag.numpy())
+    z.imag.mul_(2.0)  # a later edit of the caller's tensor does not reach the resolved copy
+    assert np.array_equal(idata.posterior["x"].values, got)
+    smoothed, khat = pareto_khat(negated)
+    expected_smoothed, expected_khat = pareto_khat(negated.resolve_neg().numpy())
+    assert np.array_equal(khat, expected_khat) and np.array_equal(smoothed, expected_smoothed)
+    khat = torch.complex(torch.zeros(2), torch.tensor([-0.2, -0.8])).conj().imag  # [0.2, 0.8], negative bit
+    fig = plot_khat(khat)
+    assert np.allclose(fig.axes[0].collections[0].get_offsets()[:, 1], [0.2, 0.8])
+    resampled = from_importance(negated[0], {"x": negated[0]}, psis=False)
+    assert set(np.unique(resampled.posterior["x"].values)) <= set(negated[0].resolve_neg().numpy().tolist())
+

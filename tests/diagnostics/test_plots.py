@@ -240,6 +240,18 @@ def test_image_grid_refuses_grey_levels_outside_the_unit_interval(scale):
     assert plot_image_grid(grey, (8, 8)).axes and plot_image_grid(np.array([[0, 1, 1, 0]], np.uint8), (2, 2)).axes
 
 
+def test_image_grid_checks_the_range_of_the_pixels_other_than_nan():
+    """Before, one NaN pixel made the range NaN, which compares false with 0 and 1: a 0..255 image with a NaN
+    was drawn clipped (255 and 128 white) instead of refused.  NaN pixels stay allowed (drawn as gaps)."""
+    with pytest.raises(DataError, match=r"got values in \[0.0, 255.0\] \(dtype torch.float32\); 8-bit pixels"):
+        plot_image_grid(torch.tensor([[0.0, 255.0, 128.0, float("nan")]]), (2, 2))
+    with pytest.raises(DataError, match=r"got values in \[-0.5, 0.5\]"):
+        plot_image_grid(np.array([[np.nan, -0.5, 0.5, np.nan]]), (2, 2))
+    drawn = plot_image_grid(torch.tensor([[0.0, 1.0, 0.25, float("nan")]]), (2, 2)).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(np.ma.filled(drawn, -1.0), [[0.0, 1.0], [0.25, -1.0]])  # NaN: a masked gap
+    assert plot_image_grid(torch.full((2, 4), float("nan")), (2, 2)).axes  # all gaps
+
+
 def test_khat_plot_draws_the_sample_size_dependent_threshold():
     """With num_samples the lower line and the colours follow check_vi's min(1 - 1/log10 S, 0.7) (ArviZ's
     good_k): at S = 200 a k-hat of 0.55 is green and the line is at 0.565; before, the line was a fixed 0.5 and

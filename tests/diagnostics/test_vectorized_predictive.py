@@ -163,3 +163,51 @@ def test_from_mcmc_parallel_stacks_the_replicates_with_the_default_layout():
     assert stats.kstest(((rep - mu) / sigma).ravel(), "norm").statistic < bound
     again = from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=3)
     np.testing.assert_array_equal(_array(again, "posterior_predictive", "x"), rep)
+
+
+def deterministic_model(x):
+    """:func:`plate_model` with its mean as a ``pyro.deterministic`` site outside the plate (``N``-shaped, as in
+    a regression's ``a + b * x``) and its scale as one inside it."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    log_sigma = pyro.sample("log_sigma", dist.Normal(0.0, 1.0))
+    mean = pyro.deterministic("mean", mu + 0.5 * x)
+    with pyro.plate("data", x.shape[0]):
+        sigma = pyro.deterministic("sigma", log_sigma.exp() * torch.ones(x.shape), event_dim=0)
+        pyro.sample("x", dist.Normal(mean, sigma), obs=x)
+
+
+def test_a_deterministic_site_keeps_the_replicates_stacked():
+    """Before, Pyro's uncondition re-sampled the deterministic ``mean`` from its Delta under the draws' plate
+    (``S x 1 x S x N``), the replicates did not stack and each draw was predicted by a run of its own (2 x 200
+    runs more for 200 more draws, as by default).  Now the runs do not grow with the draws; the log-likelihood
+    and the deterministic values are the draw-by-draw ones, and each replicate follows its own draw (KS bound at
+    level 1e-4, as above)."""
+    assert runs(deterministic_model, 400, True) == runs(deterministic_model, 200, True)
+    assert runs(deterministic_model, 400, False) - runs(deterministic_model, 200, False) == 2 * 200
+    out = {}
+    for parallel in (False, True):
+        pyro.set_rng_seed(1)
+        out[parallel] = from_pyro_svi(deterministic_model, guide, X, num_samples=2000, parallel=parallel)
+    for group, name in (("posterior", "mu"), ("posterior", "mean"), ("posterior", "sigma")):
+        np.testing.assert_array_equal(_array(out[True], group, name), _array(out[False], group, name))
+    np.testing.assert_allclose(_array(out[True], "log_likelihood", "x"), _array(out[False], "log_likelihood", "x"),
+                               rtol=1e-6, atol=0)
+    assert _layout(out[True]) == _layout(out[False])
+    mean = _array(out[True], "posterior", "mean")[0]
+    sigma = _array(out[True], "posterior", "sigma")[0]
+    z = ((_array(out[True], "posterior_predictive", "x")[0] - mean) / sigma).ravel()
+    assert stats.kstest(z, "norm").statistic < math.sqrt(-math.log(1e-4 / 2) / 2) / math.sqrt(z.size)
+
+
+def test_from_mcmc_stacks_the_replicates_of_a_model_with_a_deterministic_site():
+    """from_mcmc(posterior_predictive=True, parallel=True) of deterministic_model: the sites' run plus, for the
+    log-likelihood and for the replicates, one stacked run and one run per checked draw (before: 120 runs more
+    for the replicates, one per draw)."""
+    from hybridpgm.diagnostics.vectorized_replay import checked_rows
+
+    counted = Counted(deterministic_model)
+    mcmc = _nuts_run(counted, X * 2)
+    counted.runs = 0
+    from_mcmc(mcmc, posterior_predictive=True, parallel=True, generator=3)
+    samples = {n: v.reshape(120, *v.shape[2:]) for n, v in mcmc.get_samples(group_by_chain=True).items()}
+    assert counted.runs == 1 + 2 * (1 + len(checked_rows(samples, 120)))
