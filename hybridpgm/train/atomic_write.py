@@ -9,18 +9,19 @@ file, if there was one.  :func:`check_writable` makes the same test up front
 
 The temporary is hidden and named after the target and the process writing it
 (``.NAME.HOST-PID.XXXXXXXX.tmp``: ``HOST`` a hash of the host name, ``PID`` the
-process id, ``XXXXXXXX`` unique).  A write first removes the temporaries of its
-target that killed writes left (:func:`remove_stale_temporaries`), unless the
-folder is as this process's last write of the target left it: those of a
-process of this host that has ended, or of this process's own id that it is not
-writing (a killed process whose id it got again: a restarted container's PID 1).
-A live process's (another writer still writing), another host's, or one that
-cannot be removed is left where it is: it is not in the way, since each write
-makes one of its own name.  One named without a writer (hybridpgm before
-writers were named) is removed only by ``fit``, from its checkpoint's folder
-when it starts, as before.  (Processes of another PID namespace under the same
-host name are not told apart from this host's: a container sharing the folder
-needs a host name of its own.)
+process id, ``XXXXXXXX`` unique).  A write first removes the temporaries in its
+folder that killed writes left (:mod:`hybridpgm.train.stale_temporaries`),
+unless the folder is as this process's last write there left it: those of a
+process of this host that has ended, or of this process's own id while no
+other write of this process is under way in the folder (a killed process whose
+id it got again: a restarted container's PID 1).  A live process's (another
+writer still writing), another host's, or one that cannot be removed is left
+where it is: it is not in the way, since each write makes one of its own name.
+One named without a writer (hybridpgm before writers were named) is removed
+only by ``fit``, from its checkpoint's folder when it starts, as before.
+(Processes of another PID namespace under the same host name are not told
+apart from this host's: a container sharing the folder needs a host name of
+its own.)
 
 Only a regular file is ever replaced: a path that exists as a directory, a
 symbolic link, a device node, a FIFO or a socket is refused
@@ -47,7 +48,8 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
-from hybridpgm.train.stale_temporaries import _LOOKED, _OPEN, _remove_stale, _temporary_prefix, remove_stale_temporaries
+from hybridpgm.train.stale_temporaries import (_temporary_prefix, remember_folder, remove_stale_temporaries,
+                                               stale_removed_before_write, writing_in)
 
 __all__ = ["check_replaceable", "check_writable", "file_kind", "make_writable_folder", "os_reason",
            "remove_stale_temporaries", "write_atomically", "write_error", "write_text_atomically"]
@@ -183,13 +185,12 @@ def make_writable_folder(folder: str | os.PathLike, prefix: str = ".hybridpgm-wr
         folder.mkdir(parents=True, exist_ok=True)
     else:
         folder = next((f for f in (folder, *folder.parents) if os.path.lexists(f)), folder)
-    handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    _OPEN.add(os.path.abspath(name))  # a probe named as a write's is not stale while it exists
-    try:
-        os.close(handle)
-    finally:
-        os.unlink(name)
-        _OPEN.discard(os.path.abspath(name))
+    with writing_in(folder):  # a probe named as a write's is not stale while it exists
+        handle, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        try:
+            os.close(handle)
+        finally:
+            os.unlink(name)
     return folder
 
 
@@ -239,9 +240,10 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     """``save(payload, file)`` (``torch.save`` by default) to ``path`` through a temporary file beside it, fsync
     and rename: a crash or a full disk leaves the previous file intact.  The file gets the permissions of the one
     it replaces, or those ``open()`` gives a new file (``0o666`` less the umask).  The temporaries of ``path``
-    that killed writes left are removed first (:func:`remove_stale_temporaries`: only those whose writer, a
-    process of this host, has ended; the folder is listed only if its modification time is not the one this
-    process's last write of ``path`` left, so that repeated writes into a large folder do not list it each time).
+    that killed writes left are removed first, with those of the folder's other targets
+    (:func:`~hybridpgm.train.stale_temporaries.stale_removed_before_write`: only those whose writer, a process of
+    this host, has ended; the folder is listed only if its modification time is not the one this process's last
+    write there left, so that repeated writes into a large folder do not list it each time).
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :param save: writes ``payload`` to a binary file object (:func:`write_text_atomically` writes text).
@@ -253,34 +255,31 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     """
     path = file_path(path, what, CheckpointError)
     check_replaceable(path, what)
-    tmp_name = opened = None
+    tmp_name = None
     writer = None
     handled = sys.exc_info()[1]  # an exception the caller is handling (a save in an except block): not ours
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = str(path.absolute())
-        if _LOOKED.get(key) != os.stat(path.parent).st_mtime_ns:  # the folder changed since our last write of it:
-            _remove_stale(path, unnamed=False)  # what killed writes of it left (their writers have ended)
-        mode = _new_file_mode(path)
-        handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
-        opened = os.path.abspath(tmp_name)
-        _OPEN.add(opened)
-        try:
-            tmp = os.fdopen(handle, "wb")
-        except BaseException:
-            os.close(handle)
-            raise
-        # the file object owns the descriptor from here on: an fchmod refused (EPERM on CIFS/FUSE) closes it
-        with tmp:
-            if hasattr(os, "fchmod"):
-                os.fchmod(tmp.fileno(), mode)
-            writer = _RecordingWriter(tmp)
-            save(payload, writer)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-        _LOOKED[key] = os.stat(path.parent).st_mtime_ns  # as our own write left it
+        with writing_in(path.parent) as key:  # counted before the listing: no thread takes ours for stale
+            stale_removed_before_write(path.parent, key)  # what killed writes left (their writers have ended)
+            mode = _new_file_mode(path)
+            handle, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
+            try:
+                tmp = os.fdopen(handle, "wb")
+            except BaseException:
+                os.close(handle)
+                raise
+            # the file object owns the descriptor from here on: an fchmod refused (EPERM on CIFS/FUSE) closes it
+            with tmp:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(tmp.fileno(), mode)
+                writer = _RecordingWriter(tmp)
+                save(payload, writer)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+            tmp_name = None
+            remember_folder(path.parent, key)  # as our own write left it
     except (OSError, RuntimeError) as error:
         interrupt = writer.interrupt if writer is not None else None
         interrupt = interrupt or _interrupt_behind(error, handled)  # one that landed before write's own try
@@ -293,8 +292,6 @@ def write_atomically(path: str | os.PathLike, payload: Any, what: str,
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
-        if opened is not None:
-            _OPEN.discard(opened)
     return path
 
 

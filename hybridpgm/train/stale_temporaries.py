@@ -5,26 +5,46 @@
 unique), so that a temporary says whether its writer may still be writing it: one of a process of this host that
 has ended, or of this process's own id that this process is not writing (a killed process whose id it got again,
 as a restarted container's PID 1 does), is stale (:func:`remove_stale_temporaries`).
+
+This process counts its writes in progress per folder (:func:`writing_in`, entered before a write lists the folder
+or creates its temporary), so a temporary named with its own id is stale only where no other write of its own is
+under way in that folder (two threads writing one file never remove each other's).  A write lists its folder
+only when the folder's modification time is not the one this process's last write there left
+(:func:`stale_removed_before_write`), and then removes the stale temporaries of every target there: repeated
+writes into a large folder do not list it each time.  A modification time recorded within two seconds of a
+whole-second clock is not trusted (a file system of coarse timestamps could hide a change made in the same
+tick), as git treats its "racily clean" entries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import socket
 import stat
+import threading
+import time
+from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.paths import file_path
 
 __all__ = ["remove_stale_temporaries"]
 
-#: what follows ``.NAME.`` in a temporary's name: the writer's host hash and process id, then mkstemp's part
-_NAMED_WRITER = re.compile(r"([0-9a-f]{8})-([1-9][0-9]*)\.[^.]+")
-#: what followed it before writers were named (mkstemp's part alone)
+#: a temporary as :func:`~hybridpgm.train.atomic_write.write_atomically` names it: ``.NAME.HOST-PID.XXXXXXXX.tmp``
+_NAMED = re.compile(r"\.(.+)\.([0-9a-f]{8})-([1-9][0-9]*)\.[^.]+\.tmp")
+#: what followed ``.NAME.`` before writers were named (mkstemp's part alone)
 _UNNAMED_WRITER = re.compile(r"[^.]+")
+
+_LOCK = threading.Lock()
+#: folder (absolute) -> this process's writes (and write probes) in progress there
+_WRITING: Counter[str] = Counter()
+#: folder (absolute) -> its modification time (ns) as this process's last write there left it, when trusted
+_LOOKED: dict[str, int] = {}
 
 
 def _host() -> str:
@@ -37,24 +57,37 @@ def _temporary_prefix(path: Path) -> str:
     return f".{path.name}.{_host()}-{os.getpid()}."
 
 
-#: the temporaries this process is writing now (absolute paths), so that one named with this process's id but not
-#: among them is known to be stale: a killed process whose id this one got again (a restarted container's PID 1)
-_OPEN: set[str] = set()
-#: target -> its folder's modification time (ns) after this process last looked for its stale temporaries and
-#: wrote it: ``write_atomically`` lists the folder again only when something else has changed it since
-_LOOKED: dict[str, int] = {}
+def _key(folder: str | os.PathLike) -> str:
+    return os.path.abspath(folder)
 
 
-def _writer_ended(host: str, pid: int, temporary: Path) -> bool:
-    """Whether the writer of ``temporary``, the process ``pid`` of the host hashed ``host``, is known to have ended:
-    it is of this host and either this process's id on a temporary this process is not writing (a killed process
-    whose id this one got again, as a restarted container's PID 1 does), or another process's id for which
-    ``kill(pid, 0)`` finds no process.  Anything else counts as alive: another host's, a process of another user
-    (``EPERM``), a platform without POSIX signals."""
+@contextlib.contextmanager
+def writing_in(folder: str | os.PathLike) -> Iterator[str]:
+    """Count a write of this process in ``folder`` for as long as the block runs (yields the folder's key): a
+    temporary named with this process's id is not stale while another such write is under way there."""
+    key = _key(folder)
+    with _LOCK:
+        _WRITING[key] += 1
+    try:
+        yield key
+    finally:
+        with _LOCK:
+            _WRITING[key] -= 1
+            if not _WRITING[key]:
+                del _WRITING[key]
+
+
+def _writer_ended(host: str, pid: int, key: str, own: int) -> bool:
+    """Whether the writer ``pid`` of the host hashed ``host`` of a temporary in folder ``key`` is known to have
+    ended: it is of this host and either this process's id while no write of this process but the caller's
+    ``own`` (0 or 1) is under way in the folder (a killed process whose id this one got again), or another
+    process's id for which ``kill(pid, 0)`` finds no process.  Anything else counts as alive: another host's, a
+    process of another user (``EPERM``), a platform without POSIX signals."""
     if os.name != "posix" or host != _host():
         return False
     if pid == os.getpid():
-        return str(temporary) not in _OPEN
+        with _LOCK:
+            return _WRITING[key] <= own
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -64,26 +97,27 @@ def _writer_ended(host: str, pid: int, temporary: Path) -> bool:
     return False
 
 
-def _remove_stale(path: Path, unnamed: bool) -> list[Path]:
-    """Remove the temporaries of ``path`` whose writer has ended (and, with ``unnamed``, those named without a
-    writer); see :func:`remove_stale_temporaries`."""
-    prefix = f".{path.name}."
+def _remove_stale(folder: Path, own: int, target: str | None = None, unnamed: bool = False) -> list[Path]:
+    """Remove the temporaries in ``folder`` whose writer has ended (of the file named ``target`` only, or of any
+    target), and with ``unnamed`` those of ``target`` named without a writer; ``own``: the caller's writes in
+    progress there (see :func:`_writer_ended`)."""
     try:
-        names = os.listdir(path.parent)
+        names = os.listdir(folder)
     except OSError:  # no folder yet (nothing to remove), or not readable
         return []
-    removed = []
+    key, removed = _key(folder), []
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
+        if not (name.startswith(".") and name.endswith(".tmp")):
             continue
-        middle = name[len(prefix):-len(".tmp")]
-        named = _NAMED_WRITER.fullmatch(middle)
-        stale = path.parent / name
+        named = _NAMED.fullmatch(name)
         if named is not None:
-            if not _writer_ended(named.group(1), int(named.group(2)), stale):
-                continue  # a live writer's (or another host's): never touched
-        elif not (unnamed and _UNNAMED_WRITER.fullmatch(middle)):
-            continue  # another target's, or not a name hybridpgm gives
+            if (target is not None and named.group(1) != target) \
+                    or not _writer_ended(named.group(2), int(named.group(3)), key, own):
+                continue  # another target's, or a live writer's (or another host's): never touched
+        elif not (unnamed and target is not None and name.startswith(f".{target}.")
+                  and _UNNAMED_WRITER.fullmatch(name[len(target) + 2:-len(".tmp")])):
+            continue  # not a name hybridpgm gives, or an old-style one not asked for
+        stale = folder / name
         try:
             if not stat.S_ISREG(os.lstat(stale).st_mode):
                 continue  # not a file a write of ours left: never remove it
@@ -94,6 +128,31 @@ def _remove_stale(path: Path, unnamed: bool) -> list[Path]:
     return removed
 
 
+def stale_removed_before_write(folder: Path, key: str) -> None:
+    """Before a write into ``folder`` (counted by :func:`writing_in`, whose key is ``key``): remove the stale
+    temporaries of every target there, unless the folder is as this process's last write there left it."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return
+    if _LOOKED.get(key) != mtime:
+        _remove_stale(folder, own=1)
+
+
+def remember_folder(folder: Path, key: str) -> None:
+    """After a write into ``folder``: record its modification time, unless it is whole seconds and recent (a
+    coarse clock could hide a change made in the same tick), so that the next write lists it only if something
+    else changed it."""
+    try:
+        mtime = os.stat(folder).st_mtime_ns
+    except OSError:
+        return
+    if mtime % 1_000_000 or time.time_ns() - mtime > 2_000_000_000:
+        _LOOKED[key] = mtime
+    else:
+        _LOOKED.pop(key, None)
+
+
 def remove_stale_temporaries(path: str | os.PathLike, *, unnamed: bool = True) -> list[Path]:
     """Delete the temporary files killed writes of ``path`` left beside it (``.NAME.HOST-PID.XXXXXXXX.tmp``):
     those whose writer, a process of this host, has ended (and, with ``unnamed``, the default, those named
@@ -101,14 +160,15 @@ def remove_stale_temporaries(path: str | os.PathLike, *, unnamed: bool = True) -
 
     A temporary of a live process (a write still under way), of another host, or one that cannot be removed
     (another user's, in a sticky folder such as ``/tmp``; a read-only folder) is left where it is: it is not in
-    the way, since each write makes a temporary of its own name.  One named with this process's id that this
-    process is not writing is stale (its writer was killed, and this process got its id again).
-    :func:`write_atomically` calls this before a write of ``path`` (unless the folder is unchanged since this
-    process last wrote ``path``), with ``unnamed=False``; ``fit`` at its start, for its checkpoint.
+    the way, since each write makes a temporary of its own name.  One named with this process's id is stale
+    when no write of this process is under way in the folder (its writer was killed, and this process got its
+    id again).  :func:`~hybridpgm.train.atomic_write.write_atomically` removes those of every target in its folder
+    before it writes (:func:`stale_removed_before_write`); ``fit`` calls this at its start, for its checkpoint.
 
     :param unnamed: also remove the temporaries named without a writer (``.NAME.XXXXXXXX.tmp``, as hybridpgm
         named them before), which cannot tell whether their writer lives: ``fit`` removes its checkpoint's when
         it starts, as it always did.
     :raises CheckpointError: ``path`` is not a str or ``os.PathLike`` (:func:`~hybridpgm.paths.file_path`).
     """
-    return _remove_stale(file_path(path, "checkpoint", CheckpointError), unnamed)
+    path = file_path(path, "checkpoint", CheckpointError)
+    return _remove_stale(path.parent, own=0, target=path.name, unnamed=unnamed)

@@ -26,7 +26,7 @@ from hybridpgm.energy import RBM
 from hybridpgm.graphs.bif import load_network, write_bif
 from hybridpgm.train import stale_temporaries
 from hybridpgm.train.atomic_write import remove_stale_temporaries, write_atomically, write_text_atomically
-from hybridpgm.train.stale_temporaries import _OPEN
+from hybridpgm.train.stale_temporaries import writing_in
 from hybridpgm.train.checkpoint import load_checkpoint
 from tests.train.helpers import LinearRegression, regression_data
 
@@ -69,18 +69,18 @@ def test_a_temporary_a_live_writer_may_still_be_writing_is_never_removed(tmp_pat
     """Only a temporary whose writer, a process of this host, has ended is removed.  Old code: fit removed every
     ``.c.pt.*.tmp`` at its start, also one a live process was writing (this test failed there on the fit)."""
     writing = tmp_path / _name("c.pt", os.getpid(), tail="writing0")  # this process writes it (another thread)
-    _OPEN.add(str(writing))
     live = [writing.name, _name("c.pt", os.getppid()),  # this process's own, its parent's: alive
             _name("c.pt", DEAD_PID, host="0badc0de")]  # another host's: whether it lives cannot be told
-    others = [_name("d.pt", DEAD_PID), _name("c.pt.x", DEAD_PID), ".c.pt.abcd1234.tmp.keep", "c.pt.tmp"]
-    for name in live + others:
+    others = [".c.pt.abcd1234.tmp.keep", "c.pt.tmp"]  # not names of hybridpgm's temporaries: never touched
+    dead_elsewhere = [_name("d.pt", DEAD_PID), _name("c.pt.x", DEAD_PID)]  # other targets' killed writes: removed
+    for name in live + others + dead_elsewhere:
         (tmp_path / name).write_bytes(b"x")
     os.mkdir(tmp_path / _name("c.pt", DEAD_PID, tail="afolder0"))  # not a file a write left: never removed
-    write_atomically(tmp_path / "c.pt", {"step": 1}, "checkpoint")
-    fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0, max_steps=1,
-        overwrite=True)
+    with writing_in(tmp_path):  # the other thread's write, under way
+        write_atomically(tmp_path / "c.pt", {"step": 1}, "checkpoint")
+        fit(LinearRegression(), regression_data(), checkpoint=tmp_path / "c.pt", progress=False, seed=0,
+            max_steps=1, overwrite=True)
     assert load_checkpoint(tmp_path / "c.pt")["step"] == 1
-    _OPEN.discard(str(writing))
     assert sorted(os.listdir(tmp_path)) == sorted(live + others + ["c.pt", _name("c.pt", DEAD_PID, tail="afolder0")])
 
 
@@ -100,16 +100,43 @@ def test_a_temporary_of_this_process_id_that_it_is_not_writing_is_removed(tmp_pa
 
 def test_repeated_writes_list_the_folder_only_when_something_else_changed_it(tmp_path, monkeypatch):
     """A review measured a folder listing per write (O(N) in a folder of N files): the listing is skipped while the
-    folder is as this process's last write of the target left it."""
+    folder is as this process's last write there left it, also when the writes alternate between targets (a
+    second review: a checkpoint and a report in turn listed it every time)."""
     listed = []
     real = os.listdir
     monkeypatch.setattr(stale_temporaries.os, "listdir", lambda d: listed.append(d) or real(d))
     for _ in range(3):
         write_text_atomically(tmp_path / "r.json", "{}", "report")
+        write_text_atomically(tmp_path / "m.json", "{}", "report")
     assert len(listed) == 1
     (tmp_path / _name("r.json", DEAD_PID)).write_bytes(b"x")  # a killed writer's: the folder changed
     write_text_atomically(tmp_path / "r.json", "{}", "report")
-    assert len(listed) == 2 and sorted(os.listdir(tmp_path)) == ["r.json"]
+    assert len(listed) == 2 and sorted(os.listdir(tmp_path)) == ["m.json", "r.json"]
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_threads_writing_one_file_never_remove_each_others_temporary(tmp_path, monkeypatch, relative):
+    """Found by a review: with a relative path, 60 of 120 writes of two threads to one file failed with ENOENT
+    (one thread's cleanup took the other's temporary, named with the same process id, for a killed writer's)."""
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    target = "c.json" if relative else tmp_path / "c.json"
+    failures = []
+
+    def write(n):
+        for i in range(30):
+            try:
+                write_text_atomically(target, f"{n} {i}", "report")
+            except Exception as error:  # the test counts every failure
+                failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and sorted(os.listdir(tmp_path)) == ["c.json"]
 
 
 def test_a_write_leaves_a_temporary_named_without_a_writer_and_fit_removes_its_own(tmp_path):
