@@ -150,9 +150,9 @@ def _numbers(value: Any) -> bool:
 def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorded: dict[str, Any] | None) -> None:
     """Under ``override_hyperparameters``, after the checkpoint's scheduler state is loaded into a scheduler of
     the same class: put back the requested top-level settings that differ from those recorded (loading the
-    state replaced them with the checkpoint's), a list of numbers one per param group too
-    (``ReduceLROnPlateau``'s ``min_lrs``, ``CyclicLR``'s ``max_lrs``); a mapping (``MultiStepLR``'s milestones)
-    or any other list is left as the checkpoint has it."""
+    state replaced them with the checkpoint's), a public list of numbers one per param group too
+    (``ReduceLROnPlateau``'s ``min_lrs``, ``CyclicLR``'s ``max_lrs``); a mapping (``MultiStepLR``'s milestones),
+    a private list (``SequentialLR``'s ``_milestones``) or any other list is left as the checkpoint has it."""
     if scheduler is None or requested is None or recorded is None:
         return
     was = recorded.get("settings") or {}
@@ -160,7 +160,8 @@ def override_scheduler(scheduler: Any, requested: dict[str, Any] | None, recorde
         if key not in was or _same(was[key], value) or not hasattr(scheduler, key):
             continue
         now = getattr(scheduler, key)
-        if _numbers(now) and _numbers(value) and len(now) == len(value):
+        groups = len(getattr(getattr(scheduler, "optimizer", None), "param_groups", ()))
+        if _numbers(now) and _numbers(value) and len(now) == len(value) == groups and not key.startswith("_"):
             setattr(scheduler, key, list(value))
         elif not isinstance(now, (dict, list)):
             setattr(scheduler, key, value)
@@ -345,7 +346,8 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
     for the group (an absolute floor, not scaled: the requested one, which :func:`override_scheduler` puts back
     and which must therefore be applied first), as its reductions are, though never above the new ``lr``:
     :math:`\\max(\\eta_t \\eta'_0 / \\eta_0, \\min(\\eta_{\\min}, \\eta'_0))`; ``factor``, ``patience`` and its
-    counters go on unchanged."""
+    counters go on unchanged.  A raised ``min_lr`` alone floors the rate too (torch's reductions never raise
+    it)."""
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
@@ -361,5 +363,7 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
                 group[key].fill_(value)
             if key == "lr" and "initial_lr" in group:
                 group["initial_lr"] = value
+        if plateau and floor is not None and "lr" in wanted:  # a raised min_lr with the lr as it was
+            _rescale(group, 1.0, floor, wanted["lr"])
     if scheduler is not None and hasattr(scheduler, "base_lrs"):
         scheduler.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]

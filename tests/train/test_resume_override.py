@@ -185,3 +185,26 @@ def test_override_scheduler_puts_back_a_list_of_numbers_only():
     steps = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 4])
     override_scheduler(steps, {"settings": {"milestones": {"3": 1}}}, {"settings": {"milestones": {"2": 1, "4": 1}}})
     assert dict(steps.milestones) == {2: 1, 4: 1}  # a mapping is left as the checkpoint has it
+
+
+def test_a_raised_min_lr_alone_floors_the_plateau_rate(tmp_path):
+    """Found by a review: a raised ``min_lr`` with the same ``lr`` left the rate its reductions had reached below
+    it for good (torch's reductions never raise a rate); the same resume nudging ``lr`` floored it."""
+    ckpt = tmp_path / "c.pt"
+    assert _lr_run(ckpt, _plateau(0.01), max_steps=6) == pytest.approx(0.01)
+    assert _lr_run(ckpt, _plateau(0.05), max_steps=12, override_hyperparameters=True) == pytest.approx(0.05)
+
+
+def test_a_private_list_of_a_scheduler_is_left_as_the_checkpoint_has_it():
+    """Found by a review: ``SequentialLR``'s ``_milestones`` (steps, not one number per param group) was replaced
+    when its length happened to match, skipping the reset at the milestone."""
+    def sequential(milestones):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [
+            torch.optim.lr_scheduler.ConstantLR(optimizer, factor=0.5, total_iters=100),
+            torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.9)], milestones=milestones)
+
+    scheduler = sequential([10])
+    was = scheduler_settings(scheduler)
+    override_scheduler(scheduler, scheduler_settings(sequential([5])), was)
+    assert scheduler._milestones == [10]
