@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import generator_keywords, generator_or_none, sample_count
+from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, positive_int, positive_real,
+                              sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
-from hybridpgm.checks import check_device, positive_int, positive_real
 from hybridpgm.energy.machine_options import RBMOptions
 from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
