@@ -10,7 +10,6 @@ from typing import Any, Callable, Mapping, Sequence
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Predictive
 
 from hybridpgm.checks import flag, torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
@@ -19,6 +18,7 @@ from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_ind
 from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
 from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
+from hybridpgm.diagnostics.unconditioned import predict_per_draw
 from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
 from hybridpgm.diagnostics.vectorized_replay import replay_stacked
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
@@ -40,30 +40,31 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
 
     * ``posterior`` (``C x D x site_shape``, ``C`` chains of ``D`` draws, chains kept in order, for
       ``az.rhat``): the sites of :meth:`~pyro.infer.MCMC.get_samples` (``group_by_chain=True``);
-    * ``log_likelihood`` (``C x D x log_prob_shape``) and ``observed_data``: one variable per observed site
-      that holds data (as in :func:`~hybridpgm.diagnostics.from_pyro_svi`: no ``pyro.factor``,
-      ``pyro.deterministic`` or placeholder site), for ``az.loo`` (and ``az.waic`` under ArviZ 0.x; ArviZ 1.x
-      has only ``loo``) and ``az.compare``.  The log-likelihood of draw :math:`\\theta_{c,d}` is
-      :math:`\\log p(y_n \\mid \\theta_{c,d})` per element :math:`n` of the site's plates, computed by
-      running the kernel's model on its arguments (``model_args``, ``model_kwargs``) conditioned on the draw
-      (:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws`, the code of ``from_pyro_svi``): a
-      discrete site the model enumerates and the sampler summed out (NUTS and HMC with
-      ``infer={"enumerate": "parallel"}``) is summed out of its plate's likelihood where it is local to the
-      data, and drawn from its conditional posterior where it is global.  A scalar ``obs=`` broadcast across a
-      plate is stored broadcast, one value per plate element.  An observed placeholder site (the evidence of
-      :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>` run by :class:`~hybridpgm.infer.Gibbs`: a
-      uniform ``Categorical`` whose likelihood lies in ``pyro.factor`` sites) is left out with a
-      :class:`~hybridpgm.errors.DiagnosticsWarning` naming it, as ``from_pyro_svi`` leaves it out; a model that
-      observes only such sites, or no site at all, gets neither group (nor ``posterior_predictive``).  A site
-      observed in some entries only (Pyro's ``obs_mask``, a tensor ``poutine.mask``) holds the entries the model
-      counts only, ``y[m]``, in these groups and ``posterior_predictive``
-      (:func:`~hybridpgm.diagnostics.masked_data.data_groups`), as in ``from_pyro_svi``: named ``"<name>"`` for
-      an ``obs_mask`` split, whose latent half ``"<name>_unobserved"`` the ``posterior`` reports as the node
-      ``"<name>"`` (the observed value where observed, the draw where missing), whenever the kernel has a model;
+    * ``log_likelihood`` (``C x D x log_prob_shape``) and ``observed_data``: one variable per observed site that holds
+      data (as in :func:`~hybridpgm.diagnostics.from_pyro_svi`: no ``pyro.factor``, ``pyro.deterministic`` or
+      placeholder site), for ``az.loo`` (and ``az.waic`` under ArviZ 0.x; ArviZ 1.x has only ``loo``) and
+      ``az.compare``.  The log-likelihood of draw :math:`\\theta_{c,d}` is :math:`\\log p(y_n \\mid \\theta_{c,d})` per
+      element :math:`n` of the site's plates, computed by running the kernel's model on its arguments (``model_args``,
+      ``model_kwargs``) conditioned on the draw (:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws`, the code
+      of ``from_pyro_svi``): a discrete site the model enumerates and the sampler summed out (NUTS and HMC with
+      ``infer={"enumerate": "parallel"}``) is summed out of its plate's likelihood where it is local to the data (shared
+      by an inner plate's elements, the unit is the point: ``N x 1`` for ``N x F`` data, see the notes of
+      :mod:`~hybridpgm.diagnostics.pointwise_log_lik`), and drawn from its conditional posterior where it is global.  A
+      scalar ``obs=`` broadcast across a plate is stored broadcast, one value per plate element. An observed placeholder
+      site (the evidence of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>` run by
+      :class:`~hybridpgm.infer.Gibbs`: a uniform ``Categorical`` whose likelihood lies in ``pyro.factor`` sites) is left
+      out with a :class:`~hybridpgm.errors.DiagnosticsWarning` naming it, as ``from_pyro_svi`` leaves it out; a model
+      that observes only such sites, or no site at all, gets neither group (nor ``posterior_predictive``).  A site
+      observed in some entries only (Pyro's ``obs_mask``, a tensor ``poutine.mask``) holds the entries the model counts
+      only, ``y[m]``, in these groups and ``posterior_predictive``
+      (:func:`~hybridpgm.diagnostics.masked_data.data_groups`), as in ``from_pyro_svi``: named ``"<name>"`` for an
+      ``obs_mask`` split, whose latent half ``"<name>_unobserved"`` the ``posterior`` reports as the node ``"<name>"``
+      (the observed value where observed, the draw where missing), whenever the kernel has a model;
     * ``posterior_predictive`` (``C x D x obs_shape``, with ``posterior_predictive=True``): one replicate
       :math:`\\tilde y_{c,d} \\sim p(y \\mid \\theta_{c,d})` of each observed site (with ``observed_data``)
-      per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed
-      (:func:`pyro.poutine.uncondition`) and the draws (and the discrete sites drawn as above) held, for
+      per draw, from :class:`pyro.infer.Predictive` on the model with its observations removed, its
+      ``pyro.deterministic`` sites kept at their computed values
+      (:func:`~hybridpgm.diagnostics.unconditioned.unconditioned`), and the draws (and discrete sites) held, for
       ``az.plot_ppc`` (ArviZ 0.x; arviz-plots' under 1.x) and other posterior predictive checks;
     * ``sample_stats.diverging`` (``C x D`` bool), when the kernel reports divergences (:class:`~pyro.infer.NUTS`,
       :class:`~pyro.infer.HMC`): true at the draws whose trajectory diverged after warmup, as
@@ -250,8 +251,7 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
                                     kwargs) if stacked is not None else None
             if drawn is None:
                 held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
-                drawn = Predictive(poutine.uncondition(model), posterior_samples=held, num_samples=chains * draws,
-                                   return_sites=list(sites.observed))(*args, **kwargs)
+                drawn = predict_per_draw(model, held, sites.observed, chains * draws, args, kwargs)
             replicates = {n: drawn[n].reshape((chains, draws) + data_shapes[n]) for n in sites.observed}
         groups = data_groups(sites.observed, data_shapes,
                              {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()}, replicates,

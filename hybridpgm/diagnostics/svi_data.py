@@ -23,6 +23,7 @@ from hybridpgm.checks import flag, positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.masked_data import OBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
+from hybridpgm.diagnostics.unconditioned import predict_per_draw
 from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
 from hybridpgm.diagnostics.vectorized_replay import draws_no_random_numbers, replay_vectorized
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
@@ -210,7 +211,10 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
       so the three groups have one entry per plate element.  The
       log-likelihood of a draw is :math:`\\log p(y_n \\mid \\theta_s)`: an enumerated discrete site local to
       the data's plates (a mixture assignment) is summed out of it, as in the model, while a global one is held
-      at its draw, as the continuous latents are.  An observed *placeholder* site, marked
+      at its draw, as the continuous latents are.  Where such a site is shared by the elements of an inner plate
+      (the features :math:`y_{nf}` of point :math:`n`), the unit is the point: an ``N x 1`` log-likelihood for
+      ``N x F`` data, the numbers of the model written with ``.to_event(1)`` (see the notes of
+      :mod:`~hybridpgm.diagnostics.pointwise_log_lik`).  An observed *placeholder* site, marked
       ``infer={"hybridpgm_placeholder": hint}`` (:data:`~hybridpgm.graphs.mrf_pyro_model.PLACEHOLDER`) -- each
       variable of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`, a uniform ``Categorical`` whose
       likelihood lies in ``pyro.factor`` sites -- is left out of these three groups with a ``UserWarning`` naming
@@ -234,8 +238,9 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
 
     The guide runs once per draw, and the model twice per draw: once for the log-likelihood and deterministic
     sites, once for the replicates (where the model given its latents draws no random number, the run that
-    would only hand back the guide's draws is skipped).  With ``parallel=True`` the log-likelihood and
-    deterministic sites of all draws come from one run with the draws stacked along an outer plate
+    would only hand back the guide's draws is skipped), whose ``pyro.deterministic`` sites keep the values the
+    model computes (:func:`~hybridpgm.diagnostics.unconditioned.unconditioned`).  With ``parallel=True`` the
+    log-likelihood and deterministic sites of all draws come from one run with the draws stacked along an outer plate
     (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_vectorized`), as ``pyro.infer.Predictive(...,
     parallel=True)`` runs a model, and so do the replicates, from one run of the unconditioned model
     (:func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`): the model must then treat a latent's
@@ -326,9 +331,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         predictive = predict_stacked(model, draws, sites, model_trace, nesting, num_samples, data_shapes, args,
                                      kwargs) if replayed is not None else None
         if predictive is None:
-            predictive = Predictive(poutine.uncondition(model), num_samples=num_samples,
-                                    posterior_samples={n: draws[n] for n in sites.latent + sites.discrete},
-                                    return_sites=list(observed))(*args, **kwargs) if observed else {}
+            predictive = predict_per_draw(model, {n: draws[n] for n in sites.latent + sites.discrete}, observed,
+                                          num_samples, args, kwargs)
         for name, stem in pairs.items():  # the node's values: observed where observed, drawn where missing
             combined = observed_where_observed(observed[f"{stem}_observed"], draws.pop(name))
             draws.setdefault(stem, combined)

@@ -3,11 +3,13 @@
 the draws stacked, where that draws from the same distribution as the draw-by-draw run.
 
 By default each replicate :math:`\\tilde y_s \\sim p(y \\mid \\theta_s)` comes from its own run of the model with
-its observations removed (:func:`pyro.poutine.uncondition`) and the draw :math:`\\theta_s` held
-(:class:`pyro.infer.Predictive`).  :func:`predict_stacked` makes the :math:`S` runs one, with the draws stacked
-along an outer plate as :mod:`~hybridpgm.diagnostics.vectorized_replay` stacks them for the log-likelihood (its
-``pyro.deterministic`` sites kept at the values the model computes from the stacked draws, not re-drawn from
-their ``Delta`` as :func:`~pyro.poutine.uncondition` would: :class:`_UnconditionData`): each observed site is
+its observations removed and the draw :math:`\\theta_s` held
+(:func:`~hybridpgm.diagnostics.unconditioned.predict_per_draw`: :class:`pyro.infer.Predictive` on the
+:func:`~hybridpgm.diagnostics.unconditioned.unconditioned` model, whose ``pyro.deterministic`` sites keep the
+values the model computes, not re-drawn from their ``Delta`` as :func:`~pyro.poutine.uncondition` would).
+:func:`predict_stacked` makes the :math:`S` runs one, with the draws stacked along an outer plate as
+:mod:`~hybridpgm.diagnostics.vectorized_replay` stacks them for the log-likelihood (the deterministic sites kept
+at the values the model computes from the stacked draws): each observed site is
 drawn once for all draws, row :math:`s` from :math:`p(y \\mid \\theta_s)` (and from the
 replicates of the sites drawn before it, as in the model: an autoregressive model's :math:`\\tilde y_t` follows
 :math:`\\tilde y_{t-1}`).  The replicates have the same distribution as the default's, not the same values: one
@@ -31,9 +33,9 @@ from typing import Callable
 
 import torch
 from pyro import poutine
-from pyro.poutine.uncondition_messenger import UnconditionMessenger
 
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites
+from hybridpgm.diagnostics.unconditioned import unconditioned
 from hybridpgm.diagnostics.vectorized_replay import _per_draw, _rng_states, checked_rows, draws_plate, matches, \
     stacked_draws
 from hybridpgm.infer.particle_probe import keeping_rng_state
@@ -57,19 +59,6 @@ def _replicates(value: torch.Tensor, num_draws: int, shape: torch.Size) -> torch
     return _per_draw(value, num_draws, shape)
 
 
-class _UnconditionData(UnconditionMessenger):
-    """:func:`pyro.poutine.uncondition` of every observed site but the ``pyro.deterministic`` ones, which keep the
-    value the model computes from the stacked draws.  Pyro's uncondition re-samples a deterministic site from its
-    ``Delta(value, event_dim=value.dim())``, whose batch shape is then broadcast to the draws' plate: an ``S x N``
-    value came back ``S x 1 x S x N`` and the replicates of the sites that read it did not stack (each draw was
-    predicted by a run of its own).  A ``Delta`` draws no random number and its sample is its value, so keeping
-    the site observed changes no replicate's distribution."""
-
-    def _pyro_sample(self, msg) -> None:
-        if not (msg["infer"] or {}).get("_deterministic"):
-            super()._pyro_sample(msg)
-
-
 def _stacked_replicates(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
                         num_draws: int, data_shapes: dict, args: tuple, kwargs: dict):
     """``(replicates, log_density)`` of one run of the unconditioned model on all draws: observed site -> ``S x
@@ -78,7 +67,7 @@ def _stacked_replicates(model: Callable, draws: dict[str, torch.Tensor], sites: 
     data = stacked_draws(draws, names, model_trace, nesting, num_draws)
     if data is None:
         return None
-    stacked = draws_plate(num_draws, nesting)(poutine.condition(_UnconditionData()(model), data=data))
+    stacked = draws_plate(num_draws, nesting)(poutine.condition(unconditioned(model), data=data))
     trace = poutine.trace(stacked).get_trace(*args, **kwargs)
     replicates, log_density = {}, {}
     for name in sites.observed:
@@ -96,10 +85,10 @@ def _reference_log_density(model: Callable, draws: dict[str, torch.Tensor], repl
     """Observed site -> ``len(rows) x log_prob_shape``: the log-density of the stacked replicates of draws
     ``rows`` under the model run draw by draw, the draw and its replicates held."""
     out: dict[str, list[torch.Tensor]] = {n: [] for n in sites.observed}
-    unconditioned = poutine.uncondition(model)
+    without_data = unconditioned(model)
     for row in rows:
         held = {**{n: draws[n][row] for n in sites.latent}, **{n: v[row] for n, v in replicates.items()}}
-        trace = poutine.trace(poutine.condition(unconditioned, data=held)).get_trace(*args, **kwargs)
+        trace = poutine.trace(poutine.condition(without_data, data=held)).get_trace(*args, **kwargs)
         for name in sites.observed:
             node = trace.nodes[name]
             out[name].append(node["fn"].log_prob(node["value"]))
