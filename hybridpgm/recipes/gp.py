@@ -48,7 +48,7 @@ from hybridpgm.gp.gp_lstm import SemiStochasticObjective
 from hybridpgm.gp.validation import fit_validated, split_tail, splittable_size
 from hybridpgm.nn import mlp
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description, positive_int,
-                                      prepare_output, recipe_config, save_model, write_metrics,
+                                      prepare_output, recipe_config, save_model, throughput, write_metrics,
                                       write_evaluation)
 from hybridpgm.train.distributed import current
 
@@ -224,8 +224,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                **{k: getattr(args, k) for k in ("window", "num_test") if hasattr(args, k)},
                "train_size": int(x.shape[0]), "test_size": int(data["x_test"].shape[0]), **scores,
                "train_wall_time_s": seconds,
-               "train_examples_per_s": batch_size * (steps - steps_before)
-               / max(seconds, 1e-12),
+               # the short last batch of each epoch counted as what it holds (not a full batch_size)
+               "train_examples_per_s": throughput(validated.history, int(x_fit.shape[0]), batch_size, steps_before,
+                                                  seconds),
                "machine": machine_description()}
     write_metrics(out, metrics, units=_UNITS)
     return metrics
