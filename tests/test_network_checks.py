@@ -32,14 +32,6 @@ def _lazy(out=2):
     return nn.Sequential(nn.LazyLinear(4), nn.Tanh(), nn.Linear(4, out))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------- the checks themselves
 def test_the_checks_pass_what_is_right_and_name_what_is_not():
     net = nn.Linear(2, 2)

@@ -116,13 +116,20 @@ class DBMLikelihood:
         wider than the odd ones), ``1`` to enumerate the odd ones; a :class:`ModelSpecError` naming ``call`` when
         both exceed :data:`~hybridpgm.energy.enumerate_states.MAX_ENUMERATED_UNITS`."""
         even, odd = sum(self.sizes[2::2]), sum(self.sizes[1::2])
+        self._refuse_enumeration(f"{call}: the exact sum over the hidden layers given v", even,
+                                 "hidden layers H2+H4+...", odd,
+                                 "use log_likelihood_bound(v, log_z) for the mean-field lower bound on log p(v)")
+        return 0 if even <= odd else 1
+
+    def _refuse_enumeration(self, what: str, even: int, even_layers: str, odd: int, advice: str) -> None:
+        """Raise :class:`ModelSpecError` where the smaller of ``even`` units (``even_layers``, as the message names
+        them) and ``odd`` units (the odd layers H1+H3+...) exceeds
+        :data:`~hybridpgm.energy.enumerate_states.MAX_ENUMERATED_UNITS`: ``what`` would enumerate ``2**min`` states."""
         if min(even, odd) > MAX_ENUMERATED_UNITS:
             raise ModelSpecError(
-                f"{call}: the exact sum over the hidden layers given v of DBM {self.sizes} would enumerate "
-                f"2**{min(even, odd)} states (the smaller of the even hidden layers H2+H4+... = {even} units and the "
-                f"odd hidden layers H1+H3+... = {odd} units; limit 2**{MAX_ENUMERATED_UNITS}); "
-                "use log_likelihood_bound(v, log_z) for the mean-field lower bound on log p(v)")
-        return 0 if even <= odd else 1
+                f"{what} of DBM {self.sizes} would enumerate 2**{min(even, odd)} states (the smaller of the even "
+                f"{even_layers} = {even} units and the odd layers H1+H3+... = {odd} units; limit "
+                f"2**{MAX_ENUMERATED_UNITS}); {advice}")
 
     def _sum_over_hidden(self, v: torch.Tensor, chunk_size: int | None, call: str,
                          keep: int | None = None) -> torch.Tensor:
@@ -164,13 +171,9 @@ class DBMLikelihood:
     def _exact_log_z(self, call: str, differentiable: bool = False) -> torch.Tensor:
         """:meth:`log_partition` (``"exact"``) for a likelihood called without ``log_z``: a
         :class:`ModelSpecError` naming ``call`` where the enumeration is too large, advising a ``log_z``."""
-        even, odd = sum(self.sizes[0::2]), sum(self.sizes[1::2])
-        if min(even, odd) > MAX_ENUMERATED_UNITS:
-            raise ModelSpecError(
-                f"{call} without log_z: the exact log Z of DBM {self.sizes} would enumerate 2**{min(even, odd)} "
-                f"states (the smaller of the even layers V+H2+... = {even} units and the odd layers H1+H3+... = "
-                f"{odd} units; limit 2**{MAX_ENUMERATED_UNITS}); pass log_z, e.g. "
-                "dbm.log_partition('ais', data=x), an estimate")
+        self._refuse_enumeration(f"{call} without log_z: the exact log Z", sum(self.sizes[0::2]),
+                                 "layers V+H2+...", sum(self.sizes[1::2]),
+                                 "pass log_z, e.g. dbm.log_partition('ais', data=x), an estimate")
         return self.log_partition("exact", differentiable=differentiable)
 
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
