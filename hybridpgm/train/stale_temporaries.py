@@ -11,9 +11,10 @@ or creates its temporary), so a temporary named with its own id is stale only wh
 under way in that folder (two threads writing one file never remove each other's).  A write lists its folder
 only when the folder's modification time is not the one this process's last write there left
 (:func:`stale_removed_before_write`), and then removes the stale temporaries of every target there: repeated
-writes into a large folder do not list it each time.  A modification time recorded within two seconds of a
-whole-second clock is not trusted (a file system of coarse timestamps could hide a change made in the same
-tick), as git treats its "racily clean" entries.
+writes into a large folder do not list it each time.  A modification time in whole milliseconds recorded
+within two seconds of it is not trusted (a file system of coarse timestamps, whole seconds or milliseconds,
+could hide a change made in the same tick), as git treats its "racily clean" entries.  The folder is counted
+by its real path: a symbolic link to it is the same folder.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def _temporary_prefix(path: Path) -> str:
 
 
 def _key(folder: str | os.PathLike) -> str:
-    return os.path.abspath(folder)
+    """The folder as this process counts its writes there: its real path (a symbolic link to a folder and the
+    folder itself are one folder; review C: counted apart, a write through the link took another thread's
+    temporary in the folder for stale)."""
+    return os.path.realpath(folder)
 
 
 @contextlib.contextmanager
@@ -140,9 +144,9 @@ def stale_removed_before_write(folder: Path, key: str) -> None:
 
 
 def remember_folder(folder: Path, key: str) -> None:
-    """After a write into ``folder``: record its modification time, unless it is whole seconds and recent (a
-    coarse clock could hide a change made in the same tick), so that the next write lists it only if something
-    else changed it."""
+    """After a write into ``folder``: record its modification time, unless it is in whole milliseconds (a coarse
+    clock) and less than two seconds old (a change in the same tick could hide behind it), so that the next write
+    lists it only if something else changed it."""
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:

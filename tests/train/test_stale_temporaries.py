@@ -189,3 +189,18 @@ def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(tmp_pa
     assert len(left) == 1 and left[0].startswith(".model.pt.") and target.read_bytes() == before
     hybridpgm.save(RBM(4, 3), target)
     assert os.listdir(tmp_path) == ["model.pt"]
+
+
+def test_a_write_through_a_symbolic_link_counts_the_folder_it_leads_to(tmp_path):
+    """Found by a review: the writes in progress were counted by the folder's path as given, so a write through
+    a link to the folder took another thread's temporary there (named with this process's id) for stale and
+    removed it: that thread's write failed with ENOENT."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    writing = real / _name("a.pt", os.getpid(), tail="writing0")
+    with writing_in(real):  # another thread's write into the folder, under way
+        writing.write_bytes(b"half")
+        write_text_atomically(tmp_path / "link" / "b.json", "{}", "report")
+        assert writing.exists()
+    assert sorted(os.listdir(real)) == sorted([writing.name, "b.json"])
