@@ -64,6 +64,9 @@ def score(self, values: Mapping[str, torch.Tensor], context=None,
         shapes = {v: tuple(vals[v].shape) for v in self.cards}
         raise EvidenceError(f"MarkovNet.score: the values' batch shape {tuple(xs.shape[:-1])} (shapes {shapes}) "
                             f"does not broadcast with the tables' batch shape {tuple(batch_shape)}") from None
+    if not tables:  # no factor: every assignment scores 0, in the dtype log Z of such a network has (torch's default)
+        return torch.zeros(torch.broadcast_shapes(xs.shape[:-1], batch_shape), dtype=torch.get_default_dtype(),
+                           device=xs.device)
     total = 0.0
     for name, t in tables.items():
         cards = self.families[name]["cards"]

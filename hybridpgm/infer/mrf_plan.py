@@ -68,28 +68,30 @@ class _Structure:
         dims += [(_ROWS, v) for v in self.alone]
         sizes = {v: c for v, c in enumerate(cards)}
         sizes[_ROWS] = 1  # every operand carries the rows: the order found for one row is the order for any
-        self.plan = _searched_plan(dims, sizes, search)
+        self.plan, self.greedy_flops = _searched_plan(dims, sizes, search)
         #: per group, the slices that drop padding states (``None`` when no variable of the group is padded)
         self.crop = [None if all(cards[v] == num_states for scope in group for v in scope)
                      else [tuple(slice(0, cards[v]) for v in scope) for scope in group] for group in scopes]
         self.log_states = sum(math.log(c) for c in cards)
 
 
-def _searched_plan(dims: list, sizes: dict, search: bool = True) -> ContractionPlan:
+def _searched_plan(dims: list, sizes: dict, search: bool = True) -> tuple[ContractionPlan, int]:
     """opt_einsum's greedy order; for a contraction of more than :data:`SEARCH_ABOVE` flops per model (and
     ``search``), the better of it and a 128-trial random-greedy search's (:class:`ContractionPlan`'s ``"auto"``).
     The search takes seconds on grids of a few hundred factors (3 s at 12x12, 8 s at 20x20); it finds orders of 6
     times fewer flops on a 20x20 Ising grid, while on the grids up to 16x16 the greedy order runs about as fast
-    (Python's cost per step dominates there) or needs fewer flops."""
+    (Python's cost per step dominates there) or needs fewer flops.  Returns the plan and the greedy order's flops
+    per model, by which ``cheap_only`` callers decide, whether a search has run or not."""
     try:
         plan = ContractionPlan(dims, (_ROWS,), sizes, "greedy")
-        if search and _flops(plan) > SEARCH_ABOVE:
+        greedy = _flops(plan)
+        if search and greedy > SEARCH_ABOVE:
             searched = ContractionPlan(dims, (_ROWS,), sizes, "auto")
             plan = searched if searched.opt_cost < plan.opt_cost else plan
     except NotImplementedError as e:
         raise ModelSpecError(f"exact MRF inference over {len(sizes) - 1} variables: {e}; the model's treewidth is "
                              f"too large for exact contraction, use method='bp' or 'mean_field'") from None
-    return plan
+    return plan, greedy
 
 
 def _flops(plan: ContractionPlan) -> int:
@@ -127,8 +129,9 @@ def _key(fg: FactorGraph) -> tuple:
 
 def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
     """The cached structure of ``fg`` (built, and its order searched, on first use); with ``cheap_only``, ``None``
-    instead of a contraction of more than :data:`SEARCH_ABOVE` flops per model (no search run, and only that
-    verdict cached, so that a later full call still searches) or of too large a treewidth."""
+    instead of a contraction whose greedy order takes more than :data:`SEARCH_ABOVE` flops per model (no search
+    run, and only that verdict cached, so that a later full call still searches; the same verdict whether or not
+    a search has run since) or of too large a treewidth."""
     key = _key(fg)
     cards, num_states, scopes, _ = key
     s = _STRUCTURES.get(key)
@@ -144,15 +147,17 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
                 _remember_too_costly(key, math.inf)
                 return None
             raise
-        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
-            _remember_too_costly(key, _flops(s.plan))
+        if cheap_only and s.greedy_flops > SEARCH_ABOVE:
+            _remember_too_costly(key, s.greedy_flops)
             return None
         _STRUCTURES[key] = s
         if len(_STRUCTURES) > _MAX_STRUCTURES:
             _STRUCTURES.popitem(last=False)
     else:
         _STRUCTURES.move_to_end(key)
-        if cheap_only and _flops(s.plan) > SEARCH_ABOVE:
+        # the greedy order's cost, as for a structure not yet cached: "auto" must not change its choice because
+        # an exact query has searched (and cached) a cheaper order since (review: 284.9 then 513.4 on one grid)
+        if cheap_only and s.greedy_flops > SEARCH_ABOVE:
             return None
     return s
 

@@ -425,3 +425,12 @@ def test_evidence_context_and_sampler_options_are_keyword_only_with_a_deprecatio
     assert torch.equal(old["a"], new["a"]) and torch.equal(old["b"], new["b"])
     with pytest.raises(ModelSpecError, match=r"unknown inference method \{'a': .*\(evidence is passed as evidence=\)"):
         mrf.marginals(evidence)
+
+
+def test_a_network_of_variables_without_factors_scores_and_gives_log_probs():
+    """Found by an audit: ``score`` returned the Python float 0.0 (no factor to sum) and ``log_prob`` failed with
+    torch's raw TypeError, while ``log_partition`` answered log 4."""
+    net = MarkovNet({"a": 2, "b": 2})
+    values = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([1, 0, 1])}
+    assert torch.equal(net.score(values), torch.zeros(3))
+    torch.testing.assert_close(net.log_prob(values), torch.full((3,), -math.log(4)))

@@ -49,6 +49,28 @@ def test_an_expensive_contraction_also_gets_a_searched_order_and_keeps_the_bette
     assert mrf_plan._structure(mrf.factor_graph()).plan is best
 
 
+def test_the_cheap_verdict_does_not_depend_on_a_search_having_run(monkeypatch):
+    """Found by an audit: "auto" judged a structure not yet cached by its greedy order's flops and a cached one by
+    the searched order's (cheaper), so an exact query run before switched a 19x19 grid's MAP from BP (score 284.9)
+    to exact (513.4).  The verdict is the greedy order's either way: here a searched plan made free must not turn
+    an expensive structure cheap."""
+    mrf = ising_grid(4, 4, 0.3)
+    fg = mrf.factor_graph()
+    greedy = mrf_plan._structure(fg).greedy_flops
+    monkeypatch.setattr(mrf_plan, "SEARCH_ABOVE", greedy / 2)
+    mrf_plan._STRUCTURES.clear()
+    mrf_plan._TOO_COSTLY.clear()
+    assert mrf_plan._structure(fg, cheap_only=True) is None  # not yet cached: greedy flops over the limit
+    s = mrf_plan._structure(fg)  # a full call caches it (searching an order)
+    s.plan = ContractionPlan(*_free_plan_args(s))
+    assert mrf_plan._flops(s.plan) <= greedy / 2 and mrf_plan._structure(fg, cheap_only=True) is None
+
+
+def _free_plan_args(s):
+    """A one-operand plan (0 flops) standing in for a cheaper searched order."""
+    return [(mrf_plan._ROWS, 0)], (mrf_plan._ROWS,), {mrf_plan._ROWS: 1, 0: 2}, "greedy"
+
+
 def test_unaries_are_folded_into_one_factor_each():
     """Every variable's unary joins the first factor holding it; a variable in no factor is an operand alone."""
     mrf = MarkovNet({"a": 2, "b": 3, "c": 2, "lone": 3})
