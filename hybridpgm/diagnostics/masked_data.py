@@ -16,7 +16,12 @@ entries) splits the node into an observed site ``"y_observed"`` under ``poutine.
 So the three data groups (``observed_data``, ``posterior_predictive``, ``log_likelihood``) hold the entries the
 model counts, and only those (:func:`data_groups`): a site whose mask hides some of its entries becomes a variable
 of the entries it counts, in row-major order along one dim, event dims after it: ``y[m]`` (torch's boolean
-indexing), with ``m`` broadcast to the site's batch shape.  That dim is named as ArviZ names an unnamed one
+indexing), with ``m`` broadcast to the site's batch shape.  Where a local enumerated site shared by the
+entries of a point under an inner plate makes the point the unit (a log-likelihood of size 1 along that plate,
+:mod:`~hybridpgm.diagnostics.pointwise_log_lik`), ``m`` hides whole points and selects them: the variable holds the
+kept points' whole slices, ``points x inner plates x event dims`` (the rows ``y[m_n]`` of ``N x F`` data, ``4 x F``
+for 4 kept points, also where the feature plate is the outer dim), and the log-likelihood one entry per kept
+point.  That dim is named as ArviZ names an unnamed one
 (``"y_dim_0"``), as in ``posterior``, where ``"y"`` has the node's full shape: ArviZ groups are datasets of their
 own, and a coordinate or dim name given for ``"y"`` would apply to both.  The variable is named
 after the node (``"y"``, not Pyro's ``"y_observed"``), as a fully observed node is.  A site whose mask hides no
@@ -33,7 +38,7 @@ from typing import Mapping
 
 import torch
 
-from hybridpgm.diagnostics.pointwise_log_lik import _Sites
+from hybridpgm.diagnostics.pointwise_log_lik import _Sites, point_mask
 
 __all__ = ["data_groups", "masked_pairs", "observed_entries", "observed_where_observed"]
 
@@ -65,15 +70,29 @@ def observed_where_observed(site: dict, draws: torch.Tensor) -> torch.Tensor:
 
 def observed_entries(site: dict, batch_shape: torch.Size) -> torch.Tensor | None:
     """The entries of an observed ``site`` that its model counts, as a bool tensor of ``batch_shape`` (its
-    log-probability's shape), or ``None`` where it counts them all (no mask, a true one, or a tensor mask that
-    hides no entry)."""
+    log-likelihood's shape, of size 1 along the plates of a point's entries where a shared enumerated site
+    makes the point the unit: a mask constant along them is reduced there, :func:`point_mask`), or ``None``
+    where it counts them all (no mask, a true one, or a tensor mask that hides no entry)."""
     mask = site["mask"]
     if mask is None or mask is True:
         return None
     if not isinstance(mask, torch.Tensor):
         return torch.zeros(batch_shape, dtype=torch.bool)
-    counted = torch.broadcast_to(mask.to(torch.bool), batch_shape)
+    counted = point_mask(mask, batch_shape)
     return None if bool(counted.all()) else counted
+
+
+def _units_first(values: torch.Tensor, lead: int, unit_shape: torch.Size) -> torch.Tensor:
+    """``values`` (``lead`` dims, then the data's batch and event dims) with the batch dims along which
+    ``unit_shape`` (the log-likelihood's batch shape) has size 1 and the data more moved after the others, and
+    those others flattened into one: ``lead x units x within_point x event``."""
+    batch = values.shape[lead:lead + len(unit_shape)]
+    within = [d for d in range(len(unit_shape)) if unit_shape[d] == 1 and batch[d] > 1]
+    order = [d for d in range(len(unit_shape)) if d not in within] + within
+    if within:
+        rest = list(range(lead + len(unit_shape), values.dim()))
+        values = values.permute(list(range(lead)) + [lead + d for d in order] + rest)
+    return values.reshape(values.shape[:lead] + (-1,) + values.shape[lead + len(unit_shape) - len(within):])
 
 
 def data_name(name: str, observed: Mapping[str, dict], pairs: Mapping[str, str]) -> str:
@@ -94,8 +113,9 @@ def data_groups(observed: Mapping[str, dict], data_shapes: Mapping[str, torch.Si
 
     :param data_shapes: site -> the data's ``batch_shape + event_shape``
         (:func:`~hybridpgm.diagnostics.pointwise_log_lik.observed_shape`).
-    :param log_lik: site -> ``C x D x batch_shape`` pointwise log-likelihood.
-    :param replicates: site -> ``C x D x batch_shape x event_shape`` replicates, or ``None``.
+    :param log_lik: site -> ``C x D x batch_shape`` pointwise log-likelihood (size 1 along the plates of a
+        point's entries where the point is the unit: the data's whole slices there go with each entry).
+    :param replicates: site -> ``C x D x data_shape`` replicates, or ``None``.
     :param pairs: :func:`masked_pairs` of the model.
     """
     groups = {"log_likelihood": {}, "observed_data": {}}
@@ -106,16 +126,15 @@ def data_groups(observed: Mapping[str, dict], data_shapes: Mapping[str, torch.Si
         data = site["value"].expand(data_shapes[name])
         lik = log_lik[name]
         lead, batch_shape = lik.shape[:2], lik.shape[2:]
-        event_shape = data_shapes[name][len(batch_shape):]
         rep = None if replicates is None else replicates[name]
         counted = observed_entries(site, batch_shape)
         if counted is not None:
             if not bool(counted.any()):
                 continue  # the model counts none of its entries: no data
             index = counted.reshape(-1).nonzero().squeeze(-1)
-            data = data.reshape((-1,) + event_shape)[index]
+            data = _units_first(data, 0, batch_shape)[index]
             lik = lik.reshape(lead + (-1,))[..., index]
-            rep = None if rep is None else rep.reshape(lead + (-1,) + event_shape)[:, :, index]
+            rep = None if rep is None else _units_first(rep, 2, batch_shape)[:, :, index]
         groups["log_likelihood"][key] = lik
         groups["observed_data"][key] = data
         if rep is not None:

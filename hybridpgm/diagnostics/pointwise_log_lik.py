@@ -17,7 +17,10 @@ in plate "data" shared by the features :math:`y_{nf}` under an inner plate "feat
 not independent, and the unit is the element of the plates the summed-out sites share: :math:`\\log \\sum_{c_n}
 p(c_n \\mid \\theta_s) \\prod_f p(y_{nf} \\mid c_n, \\theta_s)`, with size 1 along the inner plates (an
 ``N x 1`` log-likelihood for ``N x F`` data; the same numbers as the model written with ``.to_event(1)``,
-whose log-likelihood is ``N``).  A mask must then hide whole units.
+whose log-likelihood is ``N``).  A mask must then hide whole units: constant along the inner plates (size 1
+there, or each point's entries all true or all false).  ``az.loo`` and ``az.waic`` read such a log-likelihood
+(one point per unit); ``az.loo_pit`` does not, as it pairs each observed value with an entry of the
+log-likelihood, and the data (``observed_data``, ``posterior_predictive``) keep their ``N x F`` values.
 
 [1] A. Vehtari, A. Gelman, J. Gabry, *Practical Bayesian model evaluation using leave-one-out
 cross-validation and WAIC*, Statistics and Computing 27, 2017.
@@ -76,18 +79,37 @@ def _sharing(trace, name: str, local: list[str], first_dim: int) -> list[tuple[s
     return [c for c in candidates if c[0] in linked]
 
 
+def _varies_along(mask: torch.Tensor, dim: int) -> bool:
+    """Whether bool ``mask`` takes more than one value along ``dim`` (negative; ``False`` where it lacks it)."""
+    return -dim <= mask.dim() and mask.shape[dim] > 1 and not bool((mask == mask.narrow(dim, 0, 1)).all())
+
+
 def _check_mask(name: str, site: dict, folded: dict[str, int]) -> None:
     """Raise :class:`DataError` for a tensor mask of observed ``site`` that varies along a ``folded`` plate
-    (name -> dim): its log-likelihood has one entry per point there, which the mask would split."""
+    (name -> dim): its log-likelihood has one entry per point there, which the mask would split.  A mask
+    constant along those plates (size 1 there, or each point's entries all true or all false) hides whole
+    points, and :func:`point_mask` reduces it to the log-likelihood's shape."""
     mask = site["mask"]
     if not isinstance(mask, torch.Tensor):
         return
-    split = [p for p, dim in folded.items() if -dim <= mask.dim() and mask.shape[dim] > 1]
+    split = [p for p, dim in folded.items() if _varies_along(mask.to(torch.bool), dim)]
     if split:
         raise DataError(f"observed site {name!r}: its mask (shape {tuple(mask.shape)}) hides some entries of a "
                         f"point along plate(s) {split}, whose entries share a local enumerated site, so its "
                         f"pointwise log-likelihood (one entry per point, that site summed out) cannot drop them; "
                         f"mask whole points, or observe the entries as separate sites")
+
+
+def point_mask(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Bool tensor ``mask`` broadcast to ``shape`` (a log-likelihood's), reduced first to size 1 along each dim
+    where ``shape`` has size 1 and ``mask`` is constant (a mask of whole points, ``N x F``, for an ``N x 1``
+    log-likelihood whose unit is the point: see the module's notes).  Along the other dims torch's broadcasting
+    rules apply, and its error where they fail."""
+    mask = mask.to(torch.bool)
+    for dim in range(-min(mask.dim(), len(shape)), 0):
+        if shape[dim] == 1 and mask.shape[dim] > 1 and not _varies_along(mask, dim):
+            mask = mask.narrow(dim, 0, 1)
+    return torch.broadcast_to(mask, shape)
 
 
 def _summed_out_log_lik(model: Callable, values: dict, observed: dict, local: list[str], shapes: dict,
@@ -155,7 +177,7 @@ def _masked_to_zero(site: dict, log_lik: torch.Tensor) -> torch.Tensor:
         return log_lik
     if not isinstance(mask, torch.Tensor):
         return log_lik if mask else torch.zeros_like(log_lik)
-    return torch.where(mask.expand(log_lik.shape), log_lik, torch.zeros_like(log_lik))
+    return torch.where(point_mask(mask, log_lik.shape), log_lik, torch.zeros_like(log_lik))
 
 
 def observed_shape(name: str, site: dict) -> torch.Size:

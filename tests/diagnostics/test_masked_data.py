@@ -227,3 +227,72 @@ def test_independent_columns_with_missing_entries_do_not_warn():
         warnings.simplefilter("error", DiagnosticsWarning)
         idata = from_pyro_svi(model, guide, Y, MASK, -Y, ~MASK | torch.arange(len(Y)).eq(0), Y + 1, num_samples=20)
     assert {"y", "u", "x"} <= set(idata["observed_data"].data_vars)
+
+
+# --- a mask of whole points where a shared enumerated site makes the point the unit --------------------------------
+# Before, data_groups took the log-likelihood's N x 1 shape for the data's batch shape and indexed the flattened
+# N x F data by point number: observed_data["y"] held the single values Y.flat[[0, 2, 3, 4]] (shape (4,)) and the
+# replicates S x 4 single values, not the kept points' rows.
+
+KEPT = [0, 2, 3, 4]  # the points the mask keeps
+WHOLE = torch.tensor([True, False, True, True, True])
+
+
+def _whole_point_masks(feature_dim: int) -> list[torch.Tensor]:
+    """The mask over points (size 1 along the feature plate, or no dim there) and the same mask given entry by
+    entry, each point's entries all true or all false."""
+    from tests.diagnostics.test_pointwise_log_lik import F, N
+
+    small = WHOLE[:, None] if feature_dim == -1 else WHOLE
+    return [small, small.expand((N, F) if feature_dim == -1 else (F, N)).clone()]
+
+
+def _check_kept_rows(masked, full, feature_dim: int):
+    """``masked``'s data groups hold the kept points of ``full`` (the same draws, no mask): their whole rows of
+    features in observed_data and posterior_predictive (``points x F``, the feature plate after the point's dim
+    whichever of the two is outer), one entry per point in log_likelihood."""
+    from tests.diagnostics.test_pointwise_log_lik import F, FEATURES
+
+    observed = np.asarray(masked["observed_data"]["y"])
+    assert observed.shape == (len(KEPT), F)
+    np.testing.assert_array_equal(observed, FEATURES[KEPT].numpy())
+    replicates, every = np.asarray(masked["posterior_predictive"]["y"]), np.asarray(full["posterior_predictive"]["y"])
+    every = every if feature_dim == -1 else every.swapaxes(-1, -2)
+    assert replicates.shape == every.shape[:2] + (len(KEPT), F)
+    np.testing.assert_array_equal(replicates, every[:, :, KEPT])
+    log_lik, all_points = np.asarray(masked["log_likelihood"]["y"]), np.asarray(full["log_likelihood"]["y"])
+    assert log_lik.shape == every.shape[:2] + (len(KEPT),)
+    np.testing.assert_array_equal(log_lik, all_points.reshape(every.shape[:2] + (-1,))[:, :, KEPT])
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("feature_dim", [-1, -2])
+def test_from_pyro_svi_keeps_the_whole_rows_of_the_points_a_mask_keeps(parallel, feature_dim):
+    """Also: the mask given entry by entry (``N x F``, each point's entries all true or all false) is a mask of
+    whole points (it was refused as hiding some entries of a point) and gives the same groups."""
+    from tests.diagnostics.test_pointwise_log_lik import FEATURES, mu_guide, nested_mixture
+
+    y = FEATURES if feature_dim == -1 else FEATURES.T
+    pyro.set_rng_seed(0)
+    full = from_pyro_svi(nested_mixture, mu_guide, y, feature_dim, num_samples=6, parallel=parallel)
+    for mask in _whole_point_masks(feature_dim):
+        pyro.set_rng_seed(0)
+        masked = from_pyro_svi(nested_mixture, mu_guide, y, feature_dim, mask, num_samples=6, parallel=parallel)
+        _check_kept_rows(masked, full, feature_dim)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_from_mcmc_keeps_the_whole_rows_of_the_points_a_mask_keeps(parallel):
+    """The draws of a run on the masked model replayed with and without the mask (``model_kwargs``)."""
+    from pyro.infer import MCMC, NUTS
+
+    from tests.diagnostics.test_pointwise_log_lik import FEATURES, nested_mixture
+
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(NUTS(nested_mixture), num_samples=5, warmup_steps=5, disable_progbar=True)
+    mcmc.run(FEATURES, mask=WHOLE[:, None])
+    full = from_mcmc(mcmc, model_args=(FEATURES,), model_kwargs={}, posterior_predictive=True, parallel=parallel)
+    for mask in _whole_point_masks(-1):
+        masked = from_mcmc(mcmc, model_args=(FEATURES,), model_kwargs={"mask": mask}, posterior_predictive=True,
+                           parallel=parallel)
+        _check_kept_rows(masked, full, -1)

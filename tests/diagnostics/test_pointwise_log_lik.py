@@ -183,17 +183,22 @@ def test_sites_at_two_plate_levels_are_eliminated_innermost_first():
     np.testing.assert_allclose(log_lik[0, :, :, 0], expected.numpy(), rtol=1e-6)
 
 
-def test_a_mask_that_splits_a_point_is_refused_and_one_over_whole_points_is_kept():
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_mask_that_splits_a_point_is_refused_and_one_over_whole_points_is_kept(parallel):
+    """Also the mask over whole points given entry by entry (``N x F``, each row all true or all false): it was
+    refused with "hides some entries of a point" (_check_mask tested the mask's size along the feature plate,
+    not whether it varies there).  observed_data and posterior_predictive: test_masked_data.py."""
     split = torch.ones(N, F, dtype=torch.bool)
     split[0, 1] = False
     with pytest.raises(DataError, match=r"observed site 'y': its mask \(shape \(5, 3\)\).*\['feat'\]"):
-        from_pyro_svi(nested_mixture, mu_guide, FEATURES, num_samples=4, mask=split)
+        from_pyro_svi(nested_mixture, mu_guide, FEATURES, num_samples=4, mask=split, parallel=parallel)
     whole = torch.tensor([True, False, True, True, True])[:, None]
-    pyro.set_rng_seed(0)
-    idata = from_pyro_svi(nested_mixture, mu_guide, FEATURES, num_samples=4, mask=whole)
-    log_lik = np.asarray(idata["log_likelihood"]["y"])
-    assert log_lik.shape == (1, 4, N - 1)  # the hidden point left out (masked_data.data_groups)
-    np.testing.assert_allclose(log_lik[0], _joint(_mu(idata))[:, [0, 2, 3, 4]].numpy(), rtol=1e-6)
+    for mask in (whole, whole.expand(N, F).clone()):
+        pyro.set_rng_seed(0)
+        idata = from_pyro_svi(nested_mixture, mu_guide, FEATURES, num_samples=4, mask=mask, parallel=parallel)
+        log_lik = np.asarray(idata["log_likelihood"]["y"])
+        assert log_lik.shape == (1, 4, N - 1)  # the hidden point left out (masked_data.data_groups)
+        np.testing.assert_allclose(log_lik[0], _joint(_mu(idata))[:, [0, 2, 3, 4]].numpy(), rtol=1e-6)
 
 
 def separate_features(y, x):
