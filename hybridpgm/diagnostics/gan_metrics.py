@@ -39,6 +39,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.data.toy import ring_centers
 from hybridpgm.errors import DataError
 from hybridpgm.infer.particle_probe import keeping_module_state
+from hybridpgm.network_checks import check_output
 from hybridpgm.nn import mlp
 
 __all__ = ["RingCoverage", "clustering_accuracy", "inception_score", "ring_coverage", "target_accuracy",
@@ -127,23 +128,41 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
     """:math:`\\exp \\frac1N \\sum_n \\mathrm{KL}(p(c \\mid x_n) \\| \\bar p(c))`,
     :math:`\\bar p(c) = \\frac1N \\sum_n p(c \\mid x_n)` [1].
 
-    :param classifier: maps ``batch x D`` to class logits ``batch x C``; a network (or a bound method of
+    :param classifier: maps ``batch x D`` to class logits ``batch x C`` (2-D: a binary classifier's one logit
+        per sample, shape ``batch``, is refused, since softmax would normalise it across the batch; give it as
+        ``torch.stack([torch.zeros_like(l), l], -1)``); a network (or a bound method of
         one) keeps its buffers (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: a batch norm in
         training mode scores with batch statistics but its running statistics do not move).
-    :param samples: ``N x D`` samples to score.
+    :param samples: ``N x D`` samples to score: a tensor or an array-like (a NumPy array), read as
+        :func:`ring_coverage` reads them.
     :param int batch_size: samples per call of ``classifier`` (bounds the memory, not the score).
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
-    :raises DataError: for no samples (the score of none is undefined).
+    :raises DataError: for no samples (the score of none is undefined), samples that are not numbers, or a
+        classifier that does not return one tensor of logits ``batch x C`` per chunk (naming the shape).
     """
-    if samples.shape[0] == 0:
+    samples = _as_tensor(samples, "inception_score samples")
+    if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     with keeping_module_state(classifier):
-        logp = torch.cat([F.log_softmax(classifier(s), dim=-1) for s in samples.split(batch_size)]).double()
+        logp = torch.cat([_log_probs(classifier, s) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
     p = logp.exp()
     kl = torch.where(p > 0, p * (logp - log_marginal), 0.0).sum(-1)  # 0 log 0 = 0 (xlogy's convention)
     return float(kl.mean().exp())
+
+
+def _log_probs(classifier: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor) -> torch.Tensor:
+    """``len(s) x C`` log-probabilities of the classes, from the logits ``classifier(s)``.
+
+    :raises DataError: the classifier returns something other than one tensor ``len(s) x C``."""
+    out = check_output(classifier(s), "inception_score classifier", DataError)
+    if out.dim() != 2 or out.shape[0] != s.shape[0]:
+        raise DataError(f"inception_score classifier must return class logits (batch, C), got shape "
+                        f"{tuple(out.shape)} for a batch of {s.shape[0]}; give a binary classifier's one logit per "
+                        f"sample l (shape (batch,)) as the two classes' logits "
+                        f"torch.stack([torch.zeros_like(l), l], -1)")
+    return F.log_softmax(out, dim=-1)
 
 
 @dataclass
@@ -199,16 +218,19 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
     :param predict: maps ``x`` to labels ``batch`` or to logits ``batch x C`` (the label is their argmax).
     :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
-    :param y: the target-domain labels, ``batch`` ints.
-    :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none.
+    :param y: the target-domain labels, ``batch`` ints: a tensor or an array-like (a NumPy array), read as
+        :func:`clustering_accuracy` reads them.
+    :raises DataError: when the predictions do not give one label per entry of ``y``, or there is none, or ``y``
+        is not numbers.
     """
+    y = _as_tensor(y, "target_accuracy labels y")
     with keeping_module_state(predict):
-        out = predict(x)
+        out = check_output(predict(x), "target_accuracy predict", DataError)
     labels = out.argmax(-1) if out.dim() == 2 else out
     if labels.shape != y.shape or y.numel() == 0:
         raise DataError(f"target_accuracy needs one prediction per label: predictions of shape {tuple(out.shape)} "
                         f"against labels y of shape {tuple(y.shape)}")
-    return float((labels == y).float().mean())
+    return float((labels == y.to(labels.device)).float().mean())
 
 
 def clustering_accuracy(clusters: torch.Tensor, labels: torch.Tensor) -> float:

@@ -42,6 +42,7 @@ from torch import nn
 from hybridpgm.checks import as_integer, flag, generator_or_none, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
+from hybridpgm.infer.adversarial.dry_run import declared_shape
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.network_checks import check_network
@@ -76,10 +77,10 @@ class AAVAE(AdversarialGame):
         if as_integer(x_dim) is None or not all(callable(getattr(vae, m, None)) for m in ("model", "guide", "sample")):
             raise ModelSpecError(f"AAVAE needs a hybridpgm.VAE (x_dim, model, guide, sample), got {type(vae).__name__}")
         check_network(discriminator, "the discriminator")
-        in_shape = getattr(discriminator, "in_shape", None)
-        if in_shape is not None and tuple(in_shape) != (x_dim,):
+        in_shape = declared_shape(discriminator, "in_shape", "the discriminator")
+        if in_shape is not None and in_shape != (x_dim,):
             raise ModelSpecError(f"the VAE's data shape ({x_dim},) does not match the discriminator's input shape "
-                                 f"{tuple(in_shape)}")
+                                 f"{in_shape}")
         fake_weight = positive_real(fake_weight, "AAVAE fake_weight", allow_zero=True)
         normalize_weights = flag(normalize_weights, "AAVAE normalize_weights")
         _check_discriminator(vae, discriminator, as_integer(x_dim))
@@ -102,6 +103,11 @@ class AAVAE(AdversarialGame):
         (:mod:`hybridpgm.train.objective`): not with ``normalize_weights``, whose weights are divided by
         their mean over the batch."""
         return not self.normalize_weights
+
+    def data_networks(self) -> tuple[nn.Module, ...]:
+        """The discriminator and the VAE both take the data: the first with parameters gives their dtype (the
+        VAE's for a discriminator without parameters; construction refuses the two in different dtypes)."""
+        return self.discriminator, self.vae
 
     def real(self, batch) -> torch.Tensor:
         """The data of a batch (a tensor, or the first tensor of a tuple), ``batch x x_dim``, converted and

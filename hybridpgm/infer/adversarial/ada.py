@@ -42,9 +42,11 @@ from torch import nn
 
 from hybridpgm.checks import positive_real, seed_of
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.generative.gan import _shape
 from hybridpgm.infer.adversarial.base import AdversarialGame
+from hybridpgm.infer.adversarial.dry_run import declared_shape
 from hybridpgm.module_modes import keeping_modes
-from hybridpgm.network_checks import check_network
+from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ADA"]
@@ -63,12 +65,14 @@ class ADA(AdversarialGame):
     :param classifier: features -> class logits ``batch x num_classes``.
     :param k: discriminator steps per generator step.
     :param adversarial_weight: :math:`\\lambda` (``0``: source-only).
-    :param input_shape: the inputs' event shape, for the shape check at
+    :param input_shape: the inputs' event shape (an int is a 1-tuple), for the shape check at
         construction (default ``feature_extractor.in_shape`` when present).  Without it the chain of networks
         is dry-run (two rows of zeros, eval mode, no gradients) the first time a batch of a new event shape
         arrives, in whichever player's loss sees it first.
     :raises ConfigError: ``adversarial_weight`` is not a finite number >= 0, or ``k < 1``.
-    :raises ModelSpecError: the networks' shapes do not chain.
+    :raises ModelSpecError: the networks' shapes do not chain, a network does not return one tensor (also
+        checked in the losses: a network may return a tuple in training mode only), or ``input_shape`` is not a
+        positive integer or a non-empty sequence of them.
 
     :meth:`loss` -- both players' -- raises :class:`~hybridpgm.errors.DataError` for a batch that is not three
     tensors ``(x_source, y_source, x_target)`` of matching shapes with integer labels, whose event shape is not
@@ -89,8 +93,8 @@ class ADA(AdversarialGame):
         for net, what in ((feature_extractor, "the feature extractor"), (domain_discriminator, "the domain "
                           "discriminator"), (classifier, "the classifier")):
             check_network(net, what)
-        input_shape = input_shape if input_shape is not None else getattr(feature_extractor, "in_shape", None)
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.input_shape = (declared_shape(feature_extractor, "in_shape", "the feature extractor")
+                            if input_shape is None else _shape(input_shape, "ADA input_shape"))
         #: the number of classes the classifier gives for inputs of each event shape checked so far
         self._num_classes: dict[tuple[int, ...], int] = {}
         if self.input_shape is not None:
@@ -184,6 +188,10 @@ class ADA(AdversarialGame):
         return self.checked_data(x, what)
 
     # -- the losses ---------------------------------------------------------------------
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The features :math:`G_\\theta(x)`, refused by name unless one tensor (a tuple in training mode)."""
+        return check_output(self.feature_extractor(x), "the feature extractor")
+
     def discriminator_step_loss(self, batch) -> torch.Tensor:
         """The discrimination loss of source features (:math:`y = 1`) against target features (:math:`y = 0`),
         the features computed without gradients.
@@ -191,7 +199,7 @@ class ADA(AdversarialGame):
         :param batch: ``(x_source, y_source, x_target)`` (:meth:`paired_data`)."""
         xs, _, xt = self._unpack(batch)
         with torch.no_grad():
-            hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
+            hs, ht = self._features(xs), self._features(xt)
         return self.discrimination_loss(hs, ht)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
@@ -200,8 +208,8 @@ class ADA(AdversarialGame):
 
         :param batch: ``(x_source, y_source, x_target)`` (:meth:`paired_data`)."""
         xs, ys, xt = self._unpack(batch)
-        hs, ht = self.feature_extractor(xs), self.feature_extractor(xt)
-        logits = self.classifier(hs)
+        hs, ht = self._features(xs), self._features(xt)
+        logits = check_output(self.classifier(hs), "the classifier")
         loss = F.cross_entropy(logits, ys)
         if self.adversarial_weight:
             fool = 0.5 * (self.log_qr(hs, 1).mean() + self.log_qr(ht, 0).mean())
@@ -223,7 +231,7 @@ class ADA(AdversarialGame):
         x = self._inputs(x, "ADA.predict x")
         with keeping_modes(self.feature_extractor, self.classifier):
             self.feature_extractor.eval(), self.classifier.eval()
-            return self.classifier(self.feature_extractor(x)).argmax(-1)
+            return check_output(self.classifier(self._features(x)), "the classifier").argmax(-1)
 
 
 def _checked_labels(ys: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -272,16 +280,18 @@ def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.M
                                 f"shape {input_shape} ({e}); give inputs of the shape it was built for, or pass "
                                 f"input_shape= to check them at construction") from e
             raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
+        h = check_output(h, "the feature extractor")
         for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
                               ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
-            in_shape = getattr(net, "in_shape", None)
-            if in_shape is not None and tuple(in_shape) != tuple(h.shape[1:]):
+            in_shape = declared_shape(net, "in_shape", f"the {name}")
+            if in_shape is not None and in_shape != tuple(h.shape[1:]):
                 raise ModelSpecError(f"feature shape {tuple(h.shape[1:])} does not match the {name}'s input "
-                                     f"shape {tuple(in_shape)}")
+                                     f"shape {in_shape}")
             try:
                 out = net(h)
             except (RuntimeError, ValueError) as e:
                 raise ModelSpecError(f"the {name} cannot take features of shape {tuple(h.shape[1:])}: {e}") from e
+            out = check_output(out, f"the {name}")
             if not ok(out):
                 raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")
     return out.shape[-1]

@@ -44,7 +44,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveEr
 from hybridpgm.infer.adversarial.dry_run import _dry_run, _first_param, dry_run_discriminator
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
-from hybridpgm.network_checks import check_network
+from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.options import Option
 from hybridpgm.rng_scope import seeded_globally_from
 
@@ -210,8 +210,9 @@ class AdversarialGame:
         """``batch`` logits :math:`D_\\phi(x)` of :math:`q_\\phi(y = 1 \\mid x)`.
 
         :param x: ``batch x event_shape`` inputs of the discriminator.
-        :raises ObjectiveError: the discriminator does not return one logit per example."""
-        out = self.discriminator(x)
+        :raises ObjectiveError: the discriminator does not return one logit per example.
+        :raises ModelSpecError: it returns no single tensor (a tuple, as in training mode only some do)."""
+        out = check_output(self.discriminator(x), "the discriminator")
         if out.dim() == 2 and out.shape[-1] == 1:
             out = out.squeeze(-1)
         if out.shape != x.shape[:1]:
@@ -277,13 +278,14 @@ class AdversarialObjective(AdversarialGame):
     # -- sampling and data ---------------------------------------------------------
     @renamed_keyword(n="num_samples")
     def noise(self, num_samples: int) -> torch.Tensor:
-        """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device.
+        """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device (the
+        discriminator's for a generator without parameters, as the construction's dry run draws it).
 
         :param num_samples: the number of rows (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
         num_samples = sample_count(num_samples, f"{type(self).__name__}.noise num_samples")
-        ref = _first_param(self.generator)
+        ref = _first_param(self.generator, self.discriminator)
         kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
         return torch.randn(num_samples, self.noise_dim, **kwargs)
 

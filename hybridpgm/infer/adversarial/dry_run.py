@@ -16,11 +16,22 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_output
 
-__all__ = ["dry_run_discriminator"]
+__all__ = ["declared_shape", "dry_run_discriminator"]
 
 
 def _first_param(*modules: nn.Module) -> torch.Tensor | None:
     return next((p for module in modules for p in module.parameters()), None)
+
+
+def declared_shape(net: nn.Module, attribute: str, what: str) -> tuple[int, ...] | None:
+    """The shape a network declares in ``attribute`` (``in_shape``), as a tuple: an int is a 1-tuple, as the
+    package's own networks take it (:mod:`hybridpgm.generative.gan`); ``None`` when it declares none.
+
+    :raises ModelSpecError: a value that is not a positive integer or a non-empty sequence of them."""
+    from hybridpgm.generative.gan import _shape  # the package's networks' rule for an event shape
+
+    value = getattr(net, attribute, None)
+    return None if value is None else _shape(value, f"{what}'s {attribute}")
 
 
 def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> tuple[int, ...]:
@@ -37,10 +48,10 @@ def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> 
         except (RuntimeError, ValueError) as e:
             raise ModelSpecError(f"the generator cannot take noise of shape (batch, {noise_dim}): {e}") from e
         shape = tuple(check_output(x, "the generator").shape[1:])
-        in_shape = getattr(discriminator, "in_shape", None)
-        if in_shape is not None and tuple(in_shape) != shape:
+        in_shape = declared_shape(discriminator, "in_shape", "the discriminator")
+        if in_shape is not None and in_shape != shape:
             raise ModelSpecError(f"generator output shape {shape} does not match the discriminator's "
-                                 f"input shape {tuple(in_shape)}")
+                                 f"input shape {in_shape}")
         dry_run_discriminator(discriminator, x, "the generator's output")
     return shape
 

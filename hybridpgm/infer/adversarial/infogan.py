@@ -47,7 +47,7 @@ from hybridpgm.infer.adversarial.base import _first_param
 from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
-from hybridpgm.network_checks import check_network
+from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["InfoGAN"]
@@ -64,7 +64,7 @@ class InfoGAN(GAN):
     :param discriminator: ``batch x event_shape`` -> logits ``batch``.
     :param code_posterior: :math:`q_\\eta`, ``batch x event_shape`` ->
         ``batch x (num_categories + num_continuous)`` (category logits, then
-        the means of the continuous codes).
+        the means of the continuous codes; ``batch`` for a code of width one).
     :param num_categories: :math:`C` (``0``: no categorical code).
     :param num_continuous: :math:`m` (``0``: no continuous code).
     :param info_weight: :math:`\\lambda`.
@@ -114,9 +114,18 @@ class InfoGAN(GAN):
             except (RuntimeError, ValueError) as e:
                 raise ModelSpecError(f"the code posterior cannot take the generator's output of shape "
                                      f"{self.event_shape}: {e}") from e
+        out = self._code_outputs(out)
         if tuple(out.shape) != (2, width):
             raise ModelSpecError(f"the code posterior must return (batch, {width}) = (batch, num_categories + "
                                  f"num_continuous), got {tuple(out.shape)} for a batch of 2")
+
+    def _code_outputs(self, out) -> torch.Tensor:
+        """The code posterior's output ``out`` as ``batch x (num_categories + num_continuous)``: refused by name
+        unless one tensor (a tuple, as some networks return in training mode only); a ``batch`` output read as
+        ``batch x 1`` for a code of width one (:class:`~hybridpgm.generative.gan.MLPDiscriminator` with
+        ``out_dim=1``)."""
+        out = check_output(out, "the code posterior")
+        return out.unsqueeze(-1) if out.dim() == 1 and self.num_categories + self.num_continuous == 1 else out
 
     # -- codes -----------------------------------------------------------------------
     @renamed_keyword(n="num_samples")
@@ -171,7 +180,7 @@ class InfoGAN(GAN):
             got = _described(cont)
             raise DataError(f"InfoGAN.code_log_prob cont must be floating codes of shape ({n}, {self.num_continuous}) "
                             f"(batch, num_continuous), got {got}")
-        out = self.module["code_posterior"](x)
+        out = self._code_outputs(self.module["code_posterior"](x))
         logits, mean = out[:, : self.num_categories], out[:, self.num_categories:]
         log_prob = x.new_zeros(x.shape[0])
         if cats:
@@ -205,7 +214,7 @@ class InfoGAN(GAN):
         code_posterior = self.module["code_posterior"]
         with keeping_modes(code_posterior):
             code_posterior.eval()
-            out = code_posterior(x)
+            out = self._code_outputs(code_posterior(x))
         return out[:, : self.num_categories].softmax(-1), out[:, self.num_categories:]
 
     # -- the losses --------------------------------------------------------------------
