@@ -133,15 +133,20 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
         ``torch.stack([torch.zeros_like(l), l], -1)``); a network (or a bound method of
         one) keeps its buffers (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: a batch norm in
         training mode scores with batch statistics but its running statistics do not move).
-    :param samples: ``N x D`` samples to score: a tensor or an array-like (a NumPy array), read as
-        :func:`ring_coverage` reads them.
+    :param samples: ``N x D`` samples to score: a tensor, or an array-like (a NumPy array) read as
+        :func:`ring_coverage` reads them and, when floating, in the dtype of the classifier's weights (NumPy's
+        default float64 for a float32 network).
     :param int batch_size: samples per call of ``classifier`` (bounds the memory, not the score).
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
     :raises DataError: for no samples (the score of none is undefined), samples that are not numbers, or a
         classifier that does not return one tensor of logits ``batch x C`` per chunk (naming the shape).
     """
+    given_as_tensor = isinstance(samples, torch.Tensor)
     samples = _as_tensor(samples, "inception_score samples")
+    weights = next((p for p in getattr(classifier, "parameters", lambda: ())() if p.is_floating_point()), None)
+    if not given_as_tensor and weights is not None and samples.is_floating_point():  # NumPy's float64 by default
+        samples = samples.to(weights.dtype)  # an array is read in the classifier's dtype (a tensor as it is)
     if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     with keeping_module_state(classifier):

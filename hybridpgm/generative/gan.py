@@ -35,7 +35,10 @@ __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerat
 
 
 def _shape(shape: int | Sequence[int], what: str) -> tuple[int, ...]:
-    """An event shape: one positive integer or a non-empty sequence of them (``bool`` and floats refused)."""
+    """An event shape: one positive integer or a non-empty sequence of them (``bool`` and floats refused; a 1-D
+    NumPy array or tensor of integers is read as its list, ``torch.Size`` as the tuple it is)."""
+    if getattr(shape, "ndim", 0) == 1 and hasattr(shape, "tolist"):  # np.array([4]), torch.tensor([4])
+        shape = shape.tolist()
     if not isinstance(shape, Sequence) or isinstance(shape, (str, bytes)):
         return (positive_int(shape, what, error=ModelSpecError),)
     if not shape:

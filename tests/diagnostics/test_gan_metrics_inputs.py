@@ -59,6 +59,15 @@ def test_inception_score_reads_numpy_samples():
     assert inception_score(TwoLogits(), samples.numpy()) == inception_score(TwoLogits(), samples)
 
 
+def test_inception_score_reads_a_float64_array_in_the_classifiers_dtype():
+    """Found by a review: NumPy's default float64 array into a float32 network raised torch's "mat1 and mat2 must
+    have the same dtype"."""
+    torch.manual_seed(3)
+    net = torch.nn.Linear(2, 3)
+    samples = torch.randn(40, 2, generator=torch.Generator().manual_seed(4))
+    assert inception_score(net, samples.double().numpy()) == inception_score(net, samples)
+
+
 def test_target_accuracy_reads_numpy_labels():
     x = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
     y = x.argmax(-1)

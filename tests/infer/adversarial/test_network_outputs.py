@@ -2,6 +2,7 @@
 an int read as a one-dimensional shape, the dtype of a parameter-free generator's noise, the AAVAE's data dtype,
 and a ``(batch,)`` code posterior for a code of width one (audit_read_adv findings 2-5 and 8)."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -102,6 +103,12 @@ def test_ada_int_input_shape_is_a_one_tuple():
     ada = ADA(nn.Linear(4, 3), nn.Linear(3, 1), nn.Linear(3, 2), input_shape=4)
     assert ada.input_shape == (4,)
     assert torch.isfinite(ada.loss("generator", _ada_batch()))
+
+
+@pytest.mark.parametrize("shape", [np.array([4]), torch.tensor([4]), (np.int64(4),)], ids=["array", "tensor", "int64"])
+def test_ada_input_shape_as_an_array_of_integers(shape):
+    """Found by a review: ``np.array([4])`` worked before the int rule and was then refused."""
+    assert ADA(nn.Linear(4, 3), nn.Linear(3, 1), nn.Linear(3, 2), input_shape=shape).input_shape == (4,)
 
 
 @pytest.mark.parametrize("bad", [(4.0,), 0, (), True])
