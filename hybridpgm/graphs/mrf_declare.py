@@ -20,6 +20,7 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 from hybridpgm.graphs.mrf_tables import table_key
+from hybridpgm.transform_scope import vmap_reads_refused
 from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of one row under batch norm
 
 __all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
@@ -123,7 +124,11 @@ def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
                              f"expected {want}")
     if not torch.is_floating_point(t):
         raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
-    if not bool(torch.isfinite(t).all()):
+    with vmap_reads_refused(f"MarkovNet: factor {name!r} cannot be declared inside torch.func.vmap (its table's "
+                            "check reads it on the host); declare the factor once with a table of a leading batch "
+                            "dimension (batch_shape + cards: one model per row), which every query answers at once"):
+        finite = bool(torch.isfinite(t).all())
+    if not finite:
         raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
 
 

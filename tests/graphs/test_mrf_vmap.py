@@ -81,3 +81,18 @@ def test_hybridpgms_own_errors_pass_through_vmap_unchanged():
     mrf = _net()
     with pytest.raises(ModelSpecError, match="unknown inference method 'bogus'"):
         vmap(lambda x: x * mrf.log_partition(method="bogus"))(torch.arange(3.0))
+
+
+def test_declaring_a_factor_inside_vmap_raises_a_config_error_naming_it():
+    """Found by an audit: ``add_factor`` (and ``ising_grid``) inside ``vmap`` raised torch's data-dependent
+    control-flow error from the table's finiteness check, before any query could name the problem."""
+    def declare(table):
+        net = MarkovNet({"a": 2, "b": 3})
+        net.add_factor("ab", ["a", "b"], table)
+        return net.log_partition()
+
+    with pytest.raises(ConfigError, match=r"factor 'ab' cannot be declared inside torch.func.vmap.*leading batch"):
+        vmap(declare)(torch.randn(4, 2, 3))
+    net = MarkovNet({"a": 2, "b": 3})  # outside vmap, a NaN table is still refused by name
+    with pytest.raises(ModelSpecError, match="non-finite"):
+        net.add_factor("ab", ["a", "b"], torch.full((2, 3), float("nan")))
