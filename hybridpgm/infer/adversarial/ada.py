@@ -68,7 +68,10 @@ class ADA(AdversarialGame):
     :param input_shape: the inputs' event shape (an int is a 1-tuple), for the shape check at
         construction (default ``feature_extractor.in_shape`` when present).  Without it the chain of networks
         is dry-run (two rows of zeros, eval mode, no gradients) the first time a batch of a new event shape
-        arrives, in whichever player's loss sees it first.
+        arrives, in whichever player's loss sees it first.  Networks of lazy layers (``nn.LazyLinear``) need it:
+        the dry run at construction sets their sizes, and :func:`hybridpgm.fit` refuses parameters nothing has
+        initialised before its first step.  The inputs are floating (the dry run feeds float zeros, and the data
+        are cast to the networks' dtype): integer token ids for an ``nn.Embedding`` are not taken.
     :raises ConfigError: ``adversarial_weight`` is not a finite number >= 0, or ``k < 1``.
     :raises ModelSpecError: the networks' shapes do not chain, a network does not return one tensor (also
         checked in the losses: a network may return a tuple in training mode only), or ``input_shape`` is not a
