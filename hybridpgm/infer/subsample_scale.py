@@ -76,11 +76,20 @@ def scaled_batch_plate(traces: Iterable[tuple[str, poutine.Trace]], batch: int) 
                 continue
             if not site["cond_indep_stack"]:
                 continue
-            frame = site["cond_indep_stack"][0]  # the outermost plate (Pyro lists them outside in): the data's
+            frame = _outermost(site["cond_indep_stack"])  # the data's
             size, full = _as_int(frame.size), _as_int(frame.full_size)
             if size == batch and full is not None and full != size:
                 return program, frame.name, full
     return None
+
+
+def _outermost(stack) -> Any:
+    """The outermost plate of a site's ``cond_indep_stack``: the vectorized plate of the leftmost dim (the one
+    entered first or not: a feature plate entered outside the data plate at dim -1 is inner all the same; review:
+    taking the stack's first entry let such a model divide its full-data loss by the batch size again), else
+    the stack's first (sequential plates have no dim)."""
+    frames = [frame for frame in stack if frame.vectorized and frame.dim is not None]
+    return min(frames, key=lambda frame: frame.dim) if frames else stack[0]
 
 
 def check_plate_scale(model: Callable, guide: Callable, args: tuple, kwargs: dict, batch: int, *,

@@ -5,6 +5,7 @@ as the batch has rows (a short last batch once stopped a run mid-way with advice
 
 import pyro
 import pyro.distributions as dist
+import pytest
 import torch
 from pyro import poutine
 from pyro.nn import PyroModule, PyroParam
@@ -77,3 +78,29 @@ def test_the_subsample_factor_is_the_plates_not_a_scale_of_the_users_own():
     assert subsample_factor(trace.nodes["global"]) == 1.0
     assert subsample_factor(trace.nodes["local"]) == 20.0
     assert subsample_factor(trace.nodes["word"]) == 100.0
+
+
+@pytest.mark.parametrize("data_outer", [True, False], ids=["data entered first", "feature plate entered first"])
+def test_the_refusal_does_not_depend_on_which_plate_is_entered_first(data_outer):
+    """Found by an audit: with the feature plate (dim -1) entered outside the subsampled data plate (dim -2), the
+    check read the stack's first entry and let the loss be divided by the batch size again (69.13 per example
+    where the full-data value is 553.02); Pyro's model is the same whichever ``with`` comes first."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import Trace_ELBO
+
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.infer import SVIObjective
+
+    n, b, d = 100, 8, 3
+    loc = torch.zeros(d)
+
+    def model(x, idx):
+        data = pyro.plate("data", n, subsample=idx, dim=-2)
+        feat = pyro.plate("feat", d, dim=-1)
+        with (data if data_outer else feat), (feat if data_outer else data):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    objective = SVIObjective(model, lambda x, idx: None, Trace_ELBO(), module=torch.nn.Module())
+    with pytest.raises(ConfigError, match=r"plate 'data' subsamples the batch's 8 row\(s\) from 100"):
+        objective.loss("elbo", (torch.randn(b, d), torch.arange(b)))
