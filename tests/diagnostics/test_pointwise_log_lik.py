@@ -147,11 +147,15 @@ def test_az_loo_counts_points_not_their_features():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # k-hat and WAIC-variance warnings on 50 draws, irrelevant here
         loo = az.loo(idata, pointwise=True)
-        waic = az.waic(idata)
     assert loo.n_data_points == N
+    if not hasattr(az, "waic"):  # ArviZ 1.x has no WAIC (LOO only): the count above is the check there
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        waic = az.waic(idata)
     log_lik = _joint(_mu(idata)).double()  # S x N
     lppd = torch.logsumexp(log_lik, 0) - np.log(50.0)
-    expected = float((lppd - log_lik.var(0, unbiased=False)).sum())  # ArviZ: the draws' variance, ddof 0
+    expected = float((lppd - log_lik.var(0, unbiased=False)).sum())  # ArviZ 0.x: the draws' variance, ddof 0
     assert abs(float(waic.elpd_waic) - expected) < 1e-6 * abs(expected), (waic.elpd_waic, expected)
 
 
