@@ -32,18 +32,22 @@ __all__ = ["SEED_BOUND", "callback_list", "check_closure_optimizer", "check_conf
 SEED_BOUND = 2**32
 
 
-def per_player(option: Any, players: Iterable[str], what: str) -> dict[str, Any]:
+def per_player(option: Any, players: Iterable[str], what: str, *, optional: bool = False) -> dict[str, Any]:
     """``option`` for each of ``players``: the dict given (naming exactly the players), or the one value for all.
 
-    :raises ConfigError: a dict that misses a player or names an unknown one."""
+    :param bool optional: the option may be left out for some players (``lr_scheduler``): a dict may name only
+        some of them, and a ``None`` value is the same as leaving the player out; those players get no entry.
+    :raises ConfigError: a dict that names an unknown player, or (unless ``optional``) misses one."""
     players = list(players)
     if isinstance(option, Mapping):
-        missing = [p for p in players if p not in option]
+        missing = [] if optional else [p for p in players if p not in option]
         extra = [p for p in option if p not in players]
+        if optional and extra:
+            raise ConfigError(f"{what} dict may name only the players {players}; unknown {extra}")
         if missing or extra:
             raise ConfigError(f"{what} dict must name exactly the players {players}; missing {missing}, "
                               f"unknown {extra}")
-        return dict(option)
+        return {p: v for p, v in option.items() if v is not None}
     return {p: option for p in players}
 
 
@@ -204,6 +208,8 @@ def check_factory(option, what: str):
 
     called_with = "an optimizer" if what == "lr_scheduler" else "a player's parameters"
     for value in (option.values() if isinstance(option, Mapping) else [option]):
+        if value is None and what == "lr_scheduler":  # a player without a schedule
+            continue
         if isinstance(value, PyroOptim):
             args = value.pt_optim_args
             kwargs = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else "..."

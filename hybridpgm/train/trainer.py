@@ -125,7 +125,8 @@ def fit(
         or a dict player -> factory.  Default: Adam with ``lr=1e-3``.
     :param clip_grad_norm: clip each player's gradient norm to this value.
     :param lr_scheduler: a factory called with an optimizer (stepped once per
-        optimizer step that is taken), or a dict player -> factory.
+        optimizer step that is taken), or a dict player -> factory that may leave players out (or map them
+        to ``None``): those train without a schedule.
         :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` is stepped with the
         player's loss of the step.
     :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"``

@@ -43,6 +43,34 @@ def test_per_player_names_missing_and_unknown_players():
         per_player({"a": 1, "c": 2}, ["a", "b"], "optim")
 
 
+def test_an_lr_scheduler_dict_may_leave_players_out():
+    """Before, an ``lr_scheduler`` dict had to name every player, so scheduling only the discriminator of a GAN
+    needed a do-nothing scheduler for the generator; an optimizer dict must still name them all."""
+    import functools
+
+    from hybridpgm import fit
+    from tests.train.helpers import TwoPlayer
+
+    assert per_player({"a": 1, "b": None}, ["a", "b"], "lr_scheduler", optional=True) == {"a": 1}
+    assert per_player({}, ["a", "b"], "lr_scheduler", optional=True) == {}
+    with pytest.raises(ConfigError, match=r"may name only the players \['a', 'b'\]; unknown \['c'\]"):
+        per_player({"c": 1}, ["a", "b"], "lr_scheduler", optional=True)
+    with pytest.raises(ConfigError, match=r"missing \['b'\]"):
+        per_player({"a": 1}, ["a", "b"], "optim")
+    check_factory({"a": torch.optim.lr_scheduler.StepLR, "b": None}, "lr_scheduler")
+    with pytest.raises(ConfigError, match="got an instance of NoneType"):
+        check_factory({"a": None}, "optim")
+
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(32, 3, generator=g), torch.randn(32, 1, generator=g))
+    halve = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    for schedules in ({"a": halve}, {"a": halve, "b": None}):
+        result = fit(TwoPlayer(), data, batch_size=32, max_steps=3, seed=0, progress=False,
+                     optim=functools.partial(torch.optim.SGD, lr=0.1), lr_scheduler=schedules)
+        assert result.optimizers["a"].param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 6)  # stepped twice a step
+        assert result.optimizers["b"].param_groups[0]["lr"] == 0.1
+
+
 def test_factories_and_callback_lists():
     check_factory({"a": torch.optim.SGD}, "optim")
     assert callback_list(()) == []
