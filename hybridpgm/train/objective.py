@@ -167,15 +167,26 @@ def _plain_setting(value: Any, where: str) -> Any:
 #: the ELBO attributes that change what is trained (``max_plate_nesting`` is left out: Pyro guesses it on the
 #: first call when it is not given, so it is not a setting of the run)
 _ELBO_SETTINGS = ("num_particles", "vectorize_particles", "num_sleep_particles", "wake_phi", "sleep_phi",
-                  "tail_adaptive_beta", "variance_normalization", "centering")
+                  "tail_adaptive_beta", "variance_normalization", "centering", "detach_guide")
+
+#: settings whose ``None`` is a choice (``plate_name=None``: the outermost plate enclosing every site), recorded
+#: as ``None`` by an ELBO that has them, so that a resume naming another data plate is told from one naming none
+_NONE_IS_A_SETTING = ("plate_name",)
+_MISSING = object()
 
 
 def elbo_settings(elbo: Any) -> dict[str, Any]:
     """The settings of a Pyro ELBO (or one of :mod:`hybridpgm.infer`'s) that define what it estimates: its class's
-    qualified name and the plain values among :data:`_ELBO_SETTINGS` it has (``num_particles``...)."""
+    qualified name and the plain values among :data:`_ELBO_SETTINGS` it has (``num_particles``...), and the data
+    plate of a :class:`~hybridpgm.infer.particle_elbo.ParticleELBO` (``plate_name``, ``None`` included): a
+    checkpoint written before a setting was recorded lacks it, and is not compared on it."""
     out: dict[str, Any] = {"elbo": type(elbo).__qualname__}
     for name in _ELBO_SETTINGS:
         value = getattr(elbo, name, None)
         if isinstance(value, (bool, int, float, str)):
+            out[name] = value
+    for name in _NONE_IS_A_SETTING:
+        value = getattr(elbo, name, _MISSING)
+        if value is None or isinstance(value, str):
             out[name] = value
     return out

@@ -157,3 +157,46 @@ def test_settings_must_be_plain_and_are_read_only_for_a_checkpoint(tmp_path):
     assert [type(v) for v in objective_settings(cd).values()] == [int, list, float, str, int]
     cd.settings = lambda: "not a dict"  # a method of the caller's own, with another meaning
     assert _run(None, cd, data, max_steps=2).steps == 2
+
+
+class _Plated(torch.nn.Module):
+    """A two-plate model (``data`` outermost, ``pixels`` inside): the data plate is a choice of the estimator."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = torch.nn.Parameter(torch.zeros(2))
+        self.q_loc = torch.nn.Parameter(torch.zeros(2))
+
+    def model(self, x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            z = pyro.sample("z", pyro.distributions.Normal(self.loc[0], 1.0))
+            pyro.sample("x", pyro.distributions.Normal(z.unsqueeze(-1), 1.0).to_event(1), obs=x)
+
+    def guide(self, x):
+        with pyro.plate("data", x.shape[0], dim=-1):
+            pyro.sample("z", pyro.distributions.Normal(self.q_loc[0], 1.0))
+
+
+def test_another_data_plate_of_a_particle_elbo_is_refused_and_an_older_file_is_not_compared(tmp_path):
+    """Before, ``plate_name`` was not recorded: a VIMCO run resumed with another data plate (another estimator:
+    the particles' weights are normalised per point of that plate) went on silently."""
+    from hybridpgm.infer import VIMCO
+
+    ckpt, data = tmp_path / "vimco.pt", torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+
+    def objective(plate_name):
+        m = _Plated()
+        return VIMCO(m.model, m.guide, num_particles=3, plate_name=plate_name, max_plate_nesting=1,
+                     model_parameters=[m.loc], guide_parameters=[m.q_loc], module=m)
+
+    _run(ckpt, objective(None), data, max_steps=2)
+    assert load_checkpoint(ckpt)["config"]["objective_settings"]["plate_name"] is None
+    with pytest.raises(CheckpointError, match=r"objective_settings\['plate_name'\]: checkpoint None, requested "
+                                              r"'data'"):
+        _run(ckpt, objective("data"), data, max_steps=4)
+    assert _run(ckpt, objective(None), data, max_steps=4).steps == 4
+    state = load_checkpoint(ckpt)
+    del state["config"]["objective_settings"]["plate_name"]  # as a checkpoint written before it was recorded
+    save_checkpoint(ckpt, state)
+    assert _run(ckpt, objective("data"), data, max_steps=6).steps == 6
+    assert load_checkpoint(ckpt)["config"]["objective_settings"]["plate_name"] == "data"
