@@ -29,7 +29,7 @@ import contextlib
 
 import torch
 
-from hybridpgm.checks import generator_keywords, generator_or_none
+from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
 from hybridpgm.energy.free_energy_gap import free_energy_gap, free_energy_gap_and_gradients
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.softplus import softplus
@@ -171,11 +171,13 @@ class RBMChains:
             :meth:`positive_phase` give: visible states ``batch x V`` and, optionally, a hidden sample
             ``batch x H`` from :math:`p(h \\mid v)`, which the first sweep uses instead of drawing one (not
             checked; converted to the parameters' dtype as by :meth:`positive_phase`).  The result is ``(v,)``.
-        :param int steps: the number of sweeps, not checked (the objectives pass their checked ``k``): ``0`` or a
-            negative number returns the visible states as they are, a non-integer raises ``TypeError``.
+        :param int steps: the number of sweeps, a non-negative integer (``0`` returns the visible states as they
+            are), as for :meth:`DBM.gibbs_chain <hybridpgm.energy.DBM.gibbs_chain>`.
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
             from torch's global stream.
-        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
+        :raises ConfigError: ``steps`` is not a non-negative integer, or ``generator`` is neither a
+            :class:`torch.Generator` nor ``None``."""
+        steps = positive_int(steps, f"{type(self).__name__}.gibbs_chain steps", minimum=0)
         generator = generator_or_none(generator, "RBM.gibbs_chain generator")
         with without_autocast(state[0].device):
             h = self._in_dtype(state[1]) if len(state) > 1 else None

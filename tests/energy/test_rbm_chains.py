@@ -155,3 +155,30 @@ def test_a_generator_for_an_override_that_takes_none_is_refused_by_name():
                                               r"generator= keyword"):
             call()
         assert torch.equal(g.get_state(), state)  # nothing drawn before the refusal
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3", None])
+def test_gibbs_chain_checks_its_step_count_as_the_dbm_does(bad):
+    """Before, ``RBM.gibbs_chain`` took ``steps`` unchecked: ``-1`` and ``True`` ran zero or one sweep silently, a
+    float or string reached Python as a raw ``TypeError``."""
+    import re
+
+    from hybridpgm.errors import ConfigError
+
+    rbm = RBM(4, 3)
+    state = rbm.init_chains(2)
+    with pytest.raises(ConfigError, match=rf"^RBM\.gibbs_chain steps must be an integer >= 0, got "
+                                          rf"{re.escape(repr(bad))}$"):
+        rbm.gibbs_chain(state, bad)
+
+
+def test_gibbs_chain_takes_zero_and_integer_scalars():
+    """Guard (passes before and after): zero sweeps return the visible states; a 0-d tensor counts sweeps."""
+    import numpy as np
+
+    rbm = RBM(4, 3)
+    state = rbm.init_chains(2)
+    assert torch.equal(rbm.gibbs_chain(state, 0)[0], state[0])
+    g = torch.Generator().manual_seed(0)
+    one = rbm.gibbs_chain(state, torch.tensor(2), generator=g)[0]
+    assert torch.equal(one, rbm.gibbs_chain(state, np.int64(2), generator=g.manual_seed(0))[0])
