@@ -282,7 +282,10 @@ def machine() -> dict:
         pgmpy_version = pgmpy.__version__
     except ImportError:
         pgmpy_version = None
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+    from hybridpgm.recipes.common import machine_description
+
+    cpu = {k: machine_description()[k] for k in ("cpu_model", "cpu_capability")}
+    return {"platform": platform.platform(), "processor": platform.processor(), **cpu, "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "pgmpy": pgmpy_version,
             "python": platform.python_version(),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else None,

@@ -90,7 +90,9 @@ def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     import platform
-    return platform.processor() or platform.machine()
+
+    from hybridpgm.recipes.common import machine_description
+    return machine_description()["cpu_model"] or platform.machine()
 
 
 def run_suite(dry_run: bool, out: Path, device: str, only: list[str] | None = None,

@@ -234,11 +234,27 @@ def remove_output_left_empty(args: argparse.Namespace) -> None:
             return
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (``/proc/cpuinfo``), else :func:`platform.processor`'s, or ``None``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine_description() -> dict[str, Any]:
-    """Where a run or benchmark ran: for JSON reports."""
+    """Where a run or benchmark ran: for JSON reports.  ``cpu_capability`` is the vector instruction set torch's
+    CPU kernels dispatch to (``"AVX512"``, ``"AVX2"``, ``"DEFAULT"``...): two machines of one CPU family can
+    differ there, and CPU timings (and ratios of a fixed cost to the arithmetic) with it."""
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
