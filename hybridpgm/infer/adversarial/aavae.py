@@ -41,8 +41,8 @@ from torch import nn
 
 from hybridpgm.checks import as_integer, flag, generator_or_none, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.infer.adversarial.base import AdversarialGame, _first_param, dry_run_discriminator
-from hybridpgm.infer.adversarial.dry_run import declared_shape
+from hybridpgm.infer.adversarial.base import AdversarialGame, dry_run_discriminator
+from hybridpgm.infer.adversarial.dry_run import _dtype_reference, declared_shape
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.network_checks import check_network
@@ -105,8 +105,9 @@ class AAVAE(AdversarialGame):
         return not self.normalize_weights
 
     def data_networks(self) -> tuple[nn.Module, ...]:
-        """The discriminator and the VAE both take the data: the first with parameters gives their dtype (the
-        VAE's for a discriminator without parameters; construction refuses the two in different dtypes)."""
+        """The discriminator and the VAE both take the data: the first holding a floating parameter (or buffer)
+        gives their dtype (the VAE's for a discriminator without any; construction refuses the two in different
+        dtypes)."""
         return self.discriminator, self.vae
 
     def real(self, batch) -> torch.Tensor:
@@ -183,7 +184,7 @@ def _check_discriminator(vae: nn.Module, discriminator: nn.Module, x_dim: int) -
 
     :raises ModelSpecError: the VAE and the discriminator compute in different dtypes, the discriminator
         cannot take the batch, or does not return one logit per row (naming the shapes and dtypes)."""
-    ref, disc_ref = _first_param(vae), _first_param(discriminator)
+    ref, disc_ref = _dtype_reference(vae), _dtype_reference(discriminator)
     if ref is not None and disc_ref is not None and ref.dtype != disc_ref.dtype:
         raise ModelSpecError(f"the VAE computes in {ref.dtype}, the discriminator in {disc_ref.dtype}; move both "
                              f"to one dtype (discriminator.to({ref.dtype}))")

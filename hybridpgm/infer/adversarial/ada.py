@@ -44,7 +44,7 @@ from hybridpgm.checks import positive_real, seed_of
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.generative.gan import _shape
 from hybridpgm.infer.adversarial.base import AdversarialGame
-from hybridpgm.infer.adversarial.dry_run import declared_shape
+from hybridpgm.infer.adversarial.dry_run import declared_shape, floating_like
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -60,6 +60,14 @@ class ADA(AdversarialGame):
     ``batch`` int64 labels, ``batch x input_shape``
     (:meth:`paired_data` builds such a data tuple from domains of different sizes).
 
+    The inputs' dtype is read from the data, once per event shape and dtype.  Floating (and ``bool``) inputs are
+    converted exactly to the feature extractor's floating dtype
+    (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`).  Integer inputs go to the feature
+    extractor as they are when it takes them and returns floating features -- token ids for an
+    ``nn.Embedding`` (int64 or int32, as torch's embeddings take), for text domain adaptation; the dry run feeds
+    it zeros of the data's integer dtype, which are valid ids -- and are otherwise converted exactly to its
+    floating dtype as floating inputs are (integer-valued pixels for an MLP).
+
     :param feature_extractor: ``batch x input_shape`` -> features ``batch x F``.
     :param domain_discriminator: features -> logits ``batch`` of :math:`q_\\phi(y = 1 \\mid h)`.
     :param classifier: features -> class logits ``batch x num_classes``.
@@ -67,11 +75,12 @@ class ADA(AdversarialGame):
     :param adversarial_weight: :math:`\\lambda` (``0``: source-only).
     :param input_shape: the inputs' event shape (an int is a 1-tuple), for the shape check at
         construction (default ``feature_extractor.in_shape`` when present).  Without it the chain of networks
-        is dry-run (two rows of zeros, eval mode, no gradients) the first time a batch of a new event shape
-        arrives, in whichever player's loss sees it first.  Networks of lazy layers (``nn.LazyLinear``) need it:
-        the dry run at construction sets their sizes, and :func:`hybridpgm.fit` refuses parameters nothing has
-        initialised before its first step.  The inputs are floating (the dry run feeds float zeros, and the data
-        are cast to the networks' dtype): integer token ids for an ``nn.Embedding`` are not taken.
+        is dry-run (two rows of zeros, eval mode, no gradients) the first time a batch of a new event shape (or
+        integer dtype) arrives, in whichever player's loss sees it first.  Networks of lazy layers
+        (``nn.LazyLinear``) need it: the dry run at construction sets their sizes, and :func:`hybridpgm.fit`
+        refuses parameters nothing has initialised before its first step.  The construction's dry run feeds
+        zeros of the networks' floating dtype, and int64 zeros (token ids) to a feature extractor that refuses
+        those.
     :raises ConfigError: ``adversarial_weight`` is not a finite number >= 0, or ``k < 1``.
     :raises ModelSpecError: the networks' shapes do not chain, a network does not return one tensor (also
         checked in the losses: a network may return a tuple in training mode only), or ``input_shape`` is not a
@@ -80,7 +89,8 @@ class ADA(AdversarialGame):
     :meth:`loss` -- both players' -- raises :class:`~hybridpgm.errors.DataError` for a batch that is not three
     tensors ``(x_source, y_source, x_target)`` of matching shapes with integer labels, whose event shape is not
     ``input_shape`` (or, without it, one the feature extractor cannot take), that is empty, whose inputs have a
-    dtype the networks do not take exactly or NaN/inf values
+    dtype the networks do not take exactly (integers the feature extractor takes neither as they are nor converted
+    to its floating dtype, naming both failures) or NaN/inf values
     (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`), or a label outside
     ``[0, num_classes)``, ``-100`` included: every source example needs its class.  Inside
     :func:`hybridpgm.fit` the value checks wait for the step's one host read
@@ -98,11 +108,12 @@ class ADA(AdversarialGame):
             check_network(net, what)
         self.input_shape = (declared_shape(feature_extractor, "in_shape", "the feature extractor")
                             if input_shape is None else _shape(input_shape, "ADA input_shape"))
-        #: the number of classes the classifier gives for inputs of each event shape checked so far
-        self._num_classes: dict[tuple[int, ...], int] = {}
+        #: for inputs of each (event shape, integer dtype or ``None`` for floating and bool inputs) checked so far:
+        #: the classifier's number of classes, and whether the inputs go to the feature extractor as they are
+        self._chains: dict[tuple[tuple[int, ...], torch.dtype | None], tuple[int, bool]] = {}
         if self.input_shape is not None:
-            self._num_classes[self.input_shape] = _check_chain(feature_extractor, domain_discriminator, classifier,
-                                                               self.input_shape)
+            num_classes, dtype = _check_chain(feature_extractor, domain_discriminator, classifier, self.input_shape)
+            self._chains[self.input_shape, dtype] = num_classes, dtype is not None
         self.adversarial_weight = positive_real(adversarial_weight, "ADA adversarial_weight", allow_zero=True)
         module = nn.ModuleDict({"feature_extractor": feature_extractor, "classifier": classifier,
                                 "discriminator": domain_discriminator})
@@ -157,27 +168,34 @@ class ADA(AdversarialGame):
             raise DataError(f"ADA: source labels must be integer class indices (int64), got dtype {ys.dtype}")
         if xs.shape[0] == 0 or xt.shape[0] == 0:
             raise DataError(f"ADA got an empty batch (source {tuple(xs.shape)}, target {tuple(xt.shape)})")
-        num_classes = self._classes_for(xs, "ADA x_source")
-        xs, xt = self.checked_data(xs, "ADA x_source"), self.checked_data(xt, "ADA x_target")
+        (xs, num_classes), (xt, _) = self._prepared(xs, "ADA x_source"), self._prepared(xt, "ADA x_target")
         return xs, _checked_labels(ys, num_classes), xt
 
-    def _classes_for(self, x: torch.Tensor, what: str) -> int:
-        """The classifier's number of outputs for inputs like ``x`` (``batch x event_shape``), from the
-        construction's dry run or, the first time that event shape is seen without ``input_shape``, from a dry
-        run of the chain now (shapes only: no host read).
+    def _prepared(self, x: torch.Tensor, what: str) -> tuple[torch.Tensor, int]:
+        """``(x, num_classes)``: the inputs ``x`` (``batch x event_shape``) as the feature extractor takes them --
+        integer ids as they are where it takes them, else converted and checked by
+        :meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data` -- and the classifier's number of
+        outputs.  Both come from the construction's dry run or, the first time inputs of that event shape and
+        dtype arrive, from a dry run of the chain now (shapes and dtypes only: no host read).
 
         :param what: the inputs, as the message names them.
-        :raises DataError: the feature extractor cannot take inputs of ``x``'s event shape (naming ``x``'s
-            shape)."""
-        event_shape = tuple(x.shape[1:])
-        if event_shape not in self._num_classes:
-            self._num_classes[event_shape] = _check_chain(self.feature_extractor, self.discriminator,
-                                                          self.classifier, event_shape, data=(what, tuple(x.shape)))
-        return self._num_classes[event_shape]
+        :raises DataError: ``x`` is empty, the feature extractor cannot take inputs of ``x``'s event shape and
+            dtype (naming ``x``'s shape and dtype), or :meth:`checked_data` refuses ``x``."""
+        key = tuple(x.shape[1:]), _integer_dtype(x)
+        if key not in self._chains:
+            num_classes, dtype = _check_chain(self.feature_extractor, self.discriminator, self.classifier, key[0],
+                                              data=(what, x), dtype=key[1])
+            self._chains[key] = num_classes, dtype is not None
+        num_classes, as_is = self._chains[key]
+        if not as_is:
+            return self.checked_data(x, what), num_classes
+        if x.shape[0] == 0:
+            raise DataError(f"ADA got an empty batch (shape {tuple(x.shape)}); give {what} at least one row")
+        return x, num_classes
 
     def data_networks(self) -> tuple[nn.Module, ...]:
-        """The feature extractor takes the inputs: its dtype is theirs (the discriminator's when it has no
-        parameters)."""
+        """The feature extractor takes the inputs: its floating dtype is that of floating inputs and of integer
+        inputs it does not take as they are (the discriminator's when it holds no floating tensor)."""
         return self.feature_extractor, self.discriminator
 
     def _inputs(self, x: torch.Tensor, what: str) -> torch.Tensor:
@@ -187,8 +205,7 @@ class ADA(AdversarialGame):
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             expected = ", ".join(map(str, self.input_shape)) if self.input_shape is not None else "..."
             raise DataError(f"{what} must be a tensor of shape (batch, {expected}), got {got}")
-        self._classes_for(x, what)
-        return self.checked_data(x, what)
+        return self._prepared(x, what)[0]
 
     # -- the losses ---------------------------------------------------------------------
     def _features(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +244,8 @@ class ADA(AdversarialGame):
         dropout is off), each sub-module's own mode put back after
         (:func:`~hybridpgm.module_modes.keeping_modes`): a row's label does not depend on the other rows.
 
-        :param x: ``batch x input_shape`` inputs, converted and checked as the batches of :meth:`loss` are.
+        :param x: ``batch x input_shape`` inputs, converted (integer ids the feature extractor takes: passed as
+            they are) and checked as the batches of :meth:`loss` are.
         :raises DataError: ``x`` is not a tensor of shape ``(batch, *input_shape)``, is empty, has a dtype the
             networks do not take exactly, or holds NaN/inf values.
         """
@@ -257,32 +275,71 @@ def _checked_labels(ys: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.where(in_range, ys, 0).long()
 
 
-def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,
-                 input_shape: tuple[int, ...], data: tuple[str, tuple[int, ...]] | None = None) -> int:
-    """Dry-run the chain on two rows of zeros of ``input_shape`` (eval mode, each sub-module's own mode put back
-    after, no gradients): the feature extractor, then the domain discriminator (one logit per row) and the
-    classifier (``2 x num_classes``) on its features.
+def _integer_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """``x``'s dtype when it is an integer one (ids the feature extractor may take as they are); ``None`` for
+    floating, complex and ``bool`` inputs (converted to the networks' floating dtype, or refused)."""
+    return None if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool else x.dtype
 
-    :param data: when the check runs on data, their name and the shape of the batch whose event shape
-        ``input_shape`` is; ``None`` at construction.
-    :returns: the classifier's number of outputs, ``num_classes``.
-    :raises DataError: (``data`` given) the feature extractor cannot take inputs of ``input_shape``.
-    :raises ModelSpecError: (no ``data``) the same; or the networks' shapes do not chain.
+
+def _extractor_on_zeros(features: nn.Module, input_shape: tuple[int, ...], floating: dict,
+                        dtype: torch.dtype | None, data: tuple[str, torch.Tensor] | None
+                        ) -> tuple[torch.Tensor, torch.dtype | None]:
+    """``(h, dtype)``: the feature extractor's output on two rows of zeros of ``input_shape``, and the integer
+    dtype it took them in (``None``: zeros of the networks' floating dtype, ``floating``).
+
+    The zeros tried, in order: with data of integer ``dtype``, zeros of that dtype, then floating ones; with
+    floating data, floating ones; at construction (no ``data``), floating ones, then int64 ids.  Integer zeros
+    count as taken only when the features are floating (an extractor that passes integers on, ``nn.Flatten``,
+    gets them converted).
+
+    :raises DataError: (``data`` given) every try failed, naming the data's shape and dtype and each failure.
+    :raises ModelSpecError: (no ``data``) the same, naming the shape and each failure."""
+    tries = ([dtype] if dtype is not None else []) + [None] + ([torch.int64] if data is None else [])
+    failures, error = [], None
+    for ids in tries:
+        like = floating if ids is None else {"dtype": ids, "device": floating.get("device")}
+        zeros = torch.zeros(2, *input_shape, **like)
+        try:
+            h = features(zeros)
+        except (RuntimeError, ValueError) as e:
+            failures.append(f"{zeros.dtype} inputs: {e}")
+            error = e
+            continue
+        if ids is None or (isinstance(h, torch.Tensor) and h.is_floating_point()):
+            return h, ids
+        failures.append(f"{zeros.dtype} inputs: non-floating features")
+    reasons = "; ".join(failures)
+    if data is not None:
+        what, x = data
+        raise DataError(f"{what} has shape {tuple(x.shape)}: the feature extractor cannot take inputs of event shape "
+                        f"{input_shape} and dtype {x.dtype} ({reasons}); give inputs of the shape and dtype it was "
+                        f"built for (int64 ids for an nn.Embedding), or pass input_shape= to check the shape at "
+                        f"construction") from error
+    raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape} ({reasons})") from error
+
+
+def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.Module,
+                 input_shape: tuple[int, ...], data: tuple[str, torch.Tensor] | None = None,
+                 dtype: torch.dtype | None = None) -> tuple[int, torch.dtype | None]:
+    """Dry-run the chain on two rows of zeros of ``input_shape`` (eval mode, each sub-module's own mode put back
+    after, no gradients): the feature extractor (:func:`_extractor_on_zeros`), then the domain discriminator (one
+    logit per row) and the classifier (``2 x num_classes``) on its features.
+
+    :param data: when the check runs on data, their name and the batch whose event shape ``input_shape`` is;
+        ``None`` at construction.
+    :param dtype: the data's integer dtype (:func:`_integer_dtype`), ``None`` for floating and ``bool`` data.
+    :returns: ``(num_classes, dtype)``: the classifier's number of outputs, and the integer dtype the feature
+        extractor takes as it is (``None``: inputs converted to the networks' floating dtype).
+    :raises DataError: (``data`` given) the feature extractor cannot take inputs of ``input_shape`` and the data's
+        dtype.
+    :raises ModelSpecError: (no ``data``) the feature extractor cannot take inputs of ``input_shape``; or the
+        networks' shapes do not chain.
     """
     modules = (features, discriminator, classifier)
-    ref = next((p for m in modules for p in m.parameters()), None)
-    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
     with keeping_modes(*modules), torch.no_grad():  # each sub-module's own mode after (a frozen one too)
         for m in modules:
             m.eval()
-        try:
-            h = features(torch.zeros(2, *input_shape, **kwargs))
-        except (RuntimeError, ValueError) as e:
-            if data is not None:
-                raise DataError(f"{data[0]} has shape {data[1]}: the feature extractor cannot take inputs of event "
-                                f"shape {input_shape} ({e}); give inputs of the shape it was built for, or pass "
-                                f"input_shape= to check them at construction") from e
-            raise ModelSpecError(f"the feature extractor cannot take inputs of shape {input_shape}: {e}") from e
+        h, taken = _extractor_on_zeros(features, input_shape, floating_like(*modules), dtype, data)
         h = check_output(h, "the feature extractor")
         for name, net, ok in (("domain discriminator", discriminator, lambda o: o.numel() == 2),
                               ("classifier", classifier, lambda o: o.dim() == 2 and o.shape[0] == 2)):
@@ -297,4 +354,4 @@ def _check_chain(features: nn.Module, discriminator: nn.Module, classifier: nn.M
             out = check_output(out, f"the {name}")
             if not ok(out):
                 raise ModelSpecError(f"the {name} returned shape {tuple(out.shape)} for a batch of 2")
-    return out.shape[-1]
+    return out.shape[-1], taken

@@ -41,7 +41,7 @@ from hybridpgm.checks import (as_integer, check_player, generator_or_none, name_
                               shown_items)
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
-from hybridpgm.infer.adversarial.dry_run import _dry_run, _first_param, dry_run_discriminator
+from hybridpgm.infer.adversarial.dry_run import _dry_run, _dtype_reference, dry_run_discriminator, floating_like
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.network_checks import check_network, check_output
@@ -185,7 +185,8 @@ class AdversarialGame:
 
     def checked_data(self, x: torch.Tensor, what: str | None = None) -> torch.Tensor:
         """A batch's data refused when empty, in the dtype of the network that takes the data (the discriminator's,
-        or that of the first network of :meth:`data_networks` with parameters; the rule of
+        or that of the first network of :meth:`data_networks` holding a floating parameter, or else a floating
+        buffer: :func:`~hybridpgm.infer.adversarial.dry_run.floating_like`; the rule of
         :func:`hybridpgm.data.validation.as_model_dtype`), and checked for NaN/inf (inside :func:`hybridpgm.fit` in
         the step's one host read, :func:`~hybridpgm.data.validation.defer_finite`).
 
@@ -196,12 +197,13 @@ class AdversarialGame:
         if x.shape[0] == 0:
             raise DataError(f"{type(self).__name__} got an empty batch (shape {tuple(x.shape)}); give {what} at "
                             f"least one row")
-        ref = _first_param(*self.data_networks())
+        ref = _dtype_reference(*self.data_networks())
         x = x if ref is None else as_model_dtype(x, ref.dtype, what)
         return defer_finite(x, what)
 
     def data_networks(self) -> tuple[nn.Module, ...]:
-        """The networks that take the data, in order: the first with parameters gives the data's dtype
+        """The networks that take the data, in order: the first with a floating parameter (or, parameter-free,
+        a floating buffer) gives the data's dtype
         (:meth:`checked_data`).  The discriminator here; ADA's feature extractor comes first."""
         return (self.discriminator,)
 
@@ -278,16 +280,17 @@ class AdversarialObjective(AdversarialGame):
     # -- sampling and data ---------------------------------------------------------
     @renamed_keyword(n="num_samples")
     def noise(self, num_samples: int) -> torch.Tensor:
-        """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device (the
-        discriminator's for a generator without parameters, as the construction's dry run draws it).
+        """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device: those of
+        its first floating parameter, or, for a parameter-free generator, of its first floating buffer (a fixed
+        float64 map draws float64 noise); the discriminator's for a generator with neither, torch's defaults for
+        two such networks (:func:`~hybridpgm.infer.adversarial.dry_run.floating_like`, as the construction's dry
+        run draws it).
 
         :param num_samples: the number of rows (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
         num_samples = sample_count(num_samples, f"{type(self).__name__}.noise num_samples")
-        ref = _first_param(self.generator, self.discriminator)
-        kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        return torch.randn(num_samples, self.noise_dim, **kwargs)
+        return torch.randn(num_samples, self.noise_dim, **floating_like(self.generator, self.discriminator))
 
     @renamed_keyword(n="num_samples")
     def generate(self, num_samples: int) -> torch.Tensor:

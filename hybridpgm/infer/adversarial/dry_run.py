@@ -16,11 +16,29 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_output
 
-__all__ = ["declared_shape", "dry_run_discriminator"]
+__all__ = ["declared_shape", "dry_run_discriminator", "floating_like"]
 
 
-def _first_param(*modules: nn.Module) -> torch.Tensor | None:
-    return next((p for module in modules for p in module.parameters()), None)
+def _dtype_reference(*modules: nn.Module) -> torch.Tensor | None:
+    """The tensor whose dtype and device a network's inputs take: of the first of ``modules`` that holds a
+    floating tensor, its first floating parameter, else its first floating buffer (a parameter-free network
+    computing with fixed float64 weights takes float64); ``None`` when none of them holds one.
+
+    The one rule of the adversarial objectives: the noise follows the generator (then the discriminator), the
+    data the networks that take them (:meth:`~hybridpgm.infer.adversarial.base.AdversarialGame.checked_data`)."""
+    for module in modules:
+        for tensors in (module.parameters(), module.buffers()):
+            ref = next((t for t in tensors if t.is_floating_point()), None)
+            if ref is not None:
+                return ref
+    return None
+
+
+def floating_like(*modules: nn.Module) -> dict:
+    """``{"device": ..., "dtype": ...}`` of :func:`_dtype_reference` of ``modules``; ``{}`` (torch's defaults)
+    when none holds a floating tensor."""
+    ref = _dtype_reference(*modules)
+    return {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
 
 
 def declared_shape(net: nn.Module, attribute: str, what: str) -> tuple[int, ...] | None:
@@ -39,8 +57,7 @@ def _dry_run(generator: nn.Module, discriminator: nn.Module, noise_dim: int) -> 
 
     :raises ModelSpecError: the generator cannot take the noise or does not return one tensor, its output shape is
         not the discriminator's ``in_shape``, or the discriminator refuses it (:func:`dry_run_discriminator`)."""
-    ref = _first_param(generator, discriminator)
-    kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    kwargs = floating_like(generator, discriminator)  # the noise's, as AdversarialObjective.noise draws it
     with keeping_modes(generator, discriminator), torch.no_grad():  # each sub-module's own mode after
         generator.eval(), discriminator.eval()
         try:

@@ -43,7 +43,7 @@ from torch import nn
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
-from hybridpgm.infer.adversarial.base import _first_param
+from hybridpgm.infer.adversarial.dry_run import floating_like
 from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
@@ -98,17 +98,21 @@ class InfoGAN(GAN):
         self._check_code_posterior(code_posterior)
 
     def _like(self) -> dict:
-        """``dtype`` and ``device`` of the codes: the generator's, else (a generator without parameters) the
-        discriminator's or the code posterior's, else torch's defaults."""
-        ref = _first_param(self.generator, self.discriminator, *self.module.values())
-        return {"device": ref.device, "dtype": ref.dtype} if ref is not None else {
+        """``dtype`` and ``device`` of the codes, those of the noise
+        (:meth:`~hybridpgm.infer.adversarial.base.AdversarialObjective.noise`): the generator's (its first
+        floating parameter's, else its first floating buffer's), else the discriminator's or the code posterior's
+        (:func:`~hybridpgm.infer.adversarial.dry_run.floating_like`), else torch's defaults."""
+        return floating_like(self.generator, self.discriminator, *self.module.values()) or {
             "device": torch.device("cpu"), "dtype": torch.get_default_dtype()}
 
     def _check_code_posterior(self, code_posterior: nn.Module) -> None:
+        """Dry-run ``code_posterior`` on two rows of zeros of the event shape, in the dtype of what it reads: the
+        samples and the data, the discriminator's inputs (its dtype; the code posterior's own for a
+        parameter-free discriminator), not the generator's noise."""
         width = self.num_categories + self.num_continuous
         with keeping_modes(code_posterior), torch.no_grad():
             code_posterior.eval()
-            x = torch.zeros((2, *self.event_shape), **self._like())
+            x = torch.zeros((2, *self.event_shape), **floating_like(self.discriminator, code_posterior))
             try:
                 out = code_posterior(x)
             except (RuntimeError, ValueError) as e:
