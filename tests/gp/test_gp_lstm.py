@@ -258,15 +258,38 @@ def test_forecast_above_max_cholesky_size_is_reproducible_and_leaves_the_global_
     assert torch.equal(run().samples, first.samples)
 
 
+def _cpu_runs_bf16_lstm() -> bool:
+    """Whether torch's CPU LSTM runs under bfloat16 autocast here: oneDNN's bf16 LSTM needs AVX-512 (on an AVX2
+    CPU it raises "could not create a primitive descriptor for the LSTM forward propagation primitive")."""
+    lstm = torch.nn.LSTM(1, 2, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 2, 1))
+    except RuntimeError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("grid", [None, 16])
 def test_semi_stochastic_training_under_bf16_keeps_the_gp_in_float32(grid):
     """Under fit(precision="bf16") the LSTM runs in bfloat16 and the GP in its own dtype: a KISS-GP grid raised
-    GPyTorch's 'Unsupported dtype BFloat16', and without a grid the loss was 6e-4 off float32's."""
+    GPyTorch's 'Unsupported dtype BFloat16', and without a grid the loss was 6e-4 off float32's.  On a CPU whose
+    torch cannot run the LSTM in bfloat16 (AVX2), fit refuses the precision with the extractor's named error
+    instead, before any update."""
     import warnings
 
     torch.manual_seed(0)
     x = torch.randn(40, 5, 1)
     y = x.sum((1, 2)) * 0.3 + 0.1 * torch.randn(40)
+    if not _cpu_runs_bf16_lstm():
+        model = GPLSTM(x, y, hidden_size=4, **({"grid_size": grid} if grid else {}))
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(DataError, match=r"under autocast to torch\.bfloat16 on cpu \(fit's precision\).*"
+                                            r"precision=None"):
+            hybridpgm.fit(SemiStochasticObjective(model), SemiStochasticObjective(model).dataset(), batch_size=10,
+                          max_steps=1, precision="bf16", progress=False, seed=0, device="cpu")
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+        return
     losses = {}
     for precision in (None, "bf16"):
         torch.manual_seed(0)
