@@ -13,7 +13,9 @@ that made it:
   module (its own ``class`` and ``spec``) and a standard torch layer
   (:data:`TORCH_LAYERS`, with all its constructor options, see
   :mod:`hybridpgm.serialization_layers`) or an ``nn.Sequential`` of them; a module argument also records its
-  weights' dtypes and is rebuilt in them before the constructor taking it runs;
+  weights' dtypes and is rebuilt in them before the constructor taking it runs; a torch dtype, device or
+  ``Size`` is tagged too and rebuilt as such (:mod:`hybridpgm.serialization_dtypes`: a recorded device is
+  rebuilt as the device the model is loaded onto); a tuple is saved, and loaded, as a list;
 * ``ties``: the groups of names under which the model holds one shared
   sub-module, parameter or buffer (:mod:`hybridpgm.serialization_ties`); the
   loaded model shares them again (a file without it loads as before);
@@ -61,6 +63,8 @@ from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
+from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, floating, restore_dtypes, tagged,
+                                           untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              constructor_call, register_spec, serializable)
@@ -92,10 +96,17 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     scalar = plain_scalar(value)
     if scalar is not NOT_PLAIN and type(scalar) in (bool, int, float, str):
         return scalar
+    if (torch_value := tagged(value)) is not None:  # a dtype, device or Size: a tagged name (serialization_dtypes)
+        return torch_value
     if isinstance(value, torch.Tensor):
+        if value.is_meta:  # no values to write (the model's own parameters and buffers are refused by save)
+            raise CheckpointError(f"cannot save {where}: a tensor of shape {tuple(value.shape)} on torch's meta "
+                                  "device, which holds no values; build the model from a tensor that has them")
         key = f"t{len(tensors)}"
         tensors[key] = value.detach().cpu().clone()
-        return {"__tensor__": key}
+        # a parameter argument is given back as one (kept by the constructor, it is a weight of the state dict)
+        return {"__tensor__": key, "parameter": value.requires_grad} if isinstance(value, nn.Parameter) else \
+            {"__tensor__": key}
     if isinstance(value, (list, tuple)):
         return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
@@ -105,9 +116,9 @@ def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(value, nn.Module):
         value = unwrapped(value)  # a torch.compile wrapper: the module it compiles (rebuilt plain)
         # rebuilt before the constructor taking it runs it (on float64 data, say): it carries its dtypes
-        return {"__module__": {**_module_spec(value, tensors, where), "dtypes": _dtype_names(value)}}
-    raise CheckpointError(f"cannot save {where}: a {type_name(value)} is not "
-                          "plain data (int, float, str, bool, list, dict, None, tensor or a serializable module)")
+        return {"__module__": {**_module_spec(value, tensors, where), "dtypes": dtype_names(value)}}
+    raise CheckpointError(f"cannot save {where}: a {type_name(value)} is not plain data (int, float, str, bool, "
+                          "list, tuple, dict, None, tensor, torch dtype or device, or a serializable module)")
 
 
 def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
@@ -135,59 +146,51 @@ def _module_spec(module: nn.Module, tensors: dict, where: str) -> dict:
             f"cannot save {where}: class {_qualname(cls)} is not serializable (decorate it with "
             "hybridpgm.serialization.serializable, or register a spec with register_spec)")
     # a tensor argument kept as a same-named tensor attribute (a GP's train_x after set_train_data) is
-    # saved at its current value
-    current = {k: (getattr(module, k) if isinstance(v, torch.Tensor) and isinstance(getattr(module, k, None),
-                                                                                   torch.Tensor) else v)
+    # saved at its current value, a parameter if it was given as one (the constructor made one of a tensor)
+    current = {k: (getattr(module, k) if isinstance(v, nn.Parameter) else getattr(module, k).detach())
+               if isinstance(v, torch.Tensor) and isinstance(getattr(module, k, None), torch.Tensor) else v
                for k, v in arguments.items()}
     return {"class": _qualname(cls),
             "spec": {k: _encode(v, tensors, f"{where}({k}=...)") for k, v in current.items()}}
 
 
-#: floating dtypes a model file may name for the weights of a module argument
-_DTYPES = {str(d).removeprefix("torch."): d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64,
-                                                        torch.complex64, torch.complex128)}
-
-
-def _dtype_names(module: nn.Module) -> dict[str, str]:
-    """The dtype of each floating entry of ``module``'s state dict, by name (``"float64"``; names as the plain
-    module has them, :func:`~hybridpgm.serialization_compiled.plain_names`)."""
-    plain = plain_names(module)
-    return {plain(name): str(t.dtype).removeprefix("torch.") for name, t in module.state_dict().items()
-            if _floating(t)}
-
-
-def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+def _decode(value: Any, tensors: dict[str, torch.Tensor], place: Any = None) -> Any:
+    """A value :func:`_encode` wrote; ``place``: where a recorded device goes (the ``map_location`` of
+    :func:`load`, :func:`~hybridpgm.serialization_dtypes.untagged`)."""
     if isinstance(value, list):
-        return [_decode(v, tensors) for v in value]
+        return [_decode(v, tensors, place) for v in value]
     if isinstance(value, dict):
         if "__tensor__" in value:
-            return tensors[value["__tensor__"]]
+            tensor = tensors[value["__tensor__"]]
+            return nn.Parameter(tensor, requires_grad=value["parameter"]) if "parameter" in value else tensor
         if "__dict__" in value:
-            return {k: _decode(v, tensors) for k, v in value["__dict__"].items()}
+            return {k: _decode(v, tensors, place) for k, v in value["__dict__"].items()}
         if "__module__" in value:
-            return _build(value["__module__"], tensors)
+            return _build(value["__module__"], tensors, place)
+        if any(tag in value for tag in TAGS):
+            return untagged(value, place)
     return value
 
 
-def _build(spec: dict, tensors: dict) -> nn.Module:
-    module = _construct(spec, tensors)
+def _build(spec: dict, tensors: dict, place: Any = None) -> nn.Module:
+    module = _construct(spec, tensors, place)
     if tensors:  # a module argument goes on the device its saved tensor arguments were mapped to, as a user
         module.to(next(iter(tensors.values())).device)  # builds on CUDA (a DKL's extractor probes train_x)
     if "dtypes" in spec:  # a module argument, in its saved dtypes before it is passed on (older files lack them)
-        if unknown := {name: d for name, d in spec["dtypes"].items() if d not in _DTYPES}:
+        if unknown := {name: d for name, d in spec["dtypes"].items() if d not in FLOATING_DTYPES}:
             raise CheckpointError(f"model file gives {spec['class']} weights dtypes {unknown}, which are not "
-                                  f"floating dtypes (known: {sorted(_DTYPES)})")
-        _restore_dtypes(module, {name: _DTYPES[d] for name, d in spec["dtypes"].items()})
+                                  f"floating dtypes (known: {sorted(FLOATING_DTYPES)})")
+        restore_dtypes(module, {name: FLOATING_DTYPES[d] for name, d in spec["dtypes"].items()})
     return module
 
 
-def _construct(spec: dict, tensors: dict) -> nn.Module:
+def _construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
     if (module := build_torch_module(spec)) is not None:
         return module
     if spec["class"] in _SPECS:
-        return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors))
+        return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors, place))
     cls = _resolve(spec["class"])
-    args, kwargs = constructor_call(cls, {k: _decode(v, tensors) for k, v in spec["spec"].items()})
+    args, kwargs = constructor_call(cls, {k: _decode(v, tensors, place) for k, v in spec["spec"].items()})
     return cls(*args, **kwargs)
 
 
@@ -219,14 +222,15 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     :param path: the file to write (``.pt`` by convention; a str or ``os.PathLike``, ``~`` expanded,
         :func:`~hybridpgm.paths.file_path`).
     :param meta: plain data to keep beside the model, e.g. ``dataset="digits",
-        feature_shape=[64]``.
+        feature_shape=[64]`` (as constructor arguments are: a torch dtype or device too, a tuple comes back as a
+        list).
     :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer, alone or in an
         ``nn.Sequential``, whose constructor options would not rebuild it as it is: its path and the option; a
         class of ``torch.nn`` that no file rebuilds),
-        the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), the parameters
-        and buffers on torch's meta device (no values), a module that refuses to be saved as it is (a
-        :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device: call its
-        ``set_train_data`` first), or the file when ``path`` is a directory or the write fails (the previous file
+        the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), the parameters,
+        buffers and tensor constructor arguments on torch's meta device (no values), a module that refuses to be
+        saved as it is (a :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device: call
+        its ``set_train_data`` first), or the file when ``path`` is a directory or the write fails (the previous file
         at ``path`` is kept).  Nothing is written then.
 
     Parameters, buffers and sub-modules the model holds under several names (one ``nn.Parameter`` in several
@@ -286,37 +290,6 @@ def _cpu_tensors(value: Any) -> Any:
     return value
 
 
-def _floating(t: Any) -> bool:
-    return isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())
-
-
-def _restore_dtypes(module: nn.Module, saved: dict[str, torch.dtype]) -> None:
-    """Give the rebuilt ``module`` (made in the default dtype, its module arguments already in theirs) the
-    ``saved`` floating dtypes of its state-dict entries, so that ``load_state_dict`` does not cast the weights
-    (a float64 model would come back as float32).
-
-    One saved dtype for all of them (``model.double()``) converts the whole module as ``.to`` did, its
-    non-persistent buffers included, unless it holds tensors of a third dtype (neither that one nor the
-    default); otherwise each tensor is converted to its own saved dtype, in place, so that tied and
-    referenced tensors stay shared.
-    """
-    current = {**dict(module.named_parameters(remove_duplicate=False)),
-               **dict(module.named_buffers(remove_duplicate=False))}
-    wanted = {name: dtype for name, dtype in saved.items()
-              if _floating(current.get(name)) and current[name].dtype != dtype}
-    if not wanted:
-        return
-    saved_dtypes = set(saved.values())
-    current_dtypes = {t.dtype for t in current.values() if _floating(t)}
-    if len(saved_dtypes) == 1 and (len(current_dtypes) == 1
-                                   or current_dtypes <= saved_dtypes | {torch.get_default_dtype()}):
-        module.to(next(iter(saved_dtypes)))
-        return
-    with torch.no_grad():
-        for name, dtype in wanted.items():
-            current[name].data = current[name].data.to(dtype)
-
-
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
     """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model, in the floating
     dtypes it was saved in (a float64 model loads as float64).  The caller's random streams (torch's CPU and
@@ -328,7 +301,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
     :param path: a file written by :func:`save` (a ``str`` or :class:`os.PathLike`).
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
-        :class:`torch.device`, or what :func:`torch.load` takes).
+        :class:`torch.device`, or what :func:`torch.load` takes); a constructor argument that was a
+        :class:`torch.device` is rebuilt as this device (a dict maps its name, a function keeps it).
     :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
         :class:`FileNotFoundError`).
     :raises CheckpointError: a foreign file (or a directory, a FIFO ...), an empty, truncated or
@@ -362,7 +336,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
         # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
         devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
         with restoring_global_rngs(devices + ([map_location] if isinstance(map_location, torch.device) else [])):
-            module = _build(payload["model"], payload["tensors"])
+            module = _build(payload["model"], payload["tensors"], map_location)
         if "ties" in payload:  # files written before shared parameters were recorded hold none
             retie(module, upgrade_ties(module, payload["ties"]), path)  # names of the file's time
         state = payload["state_dict"]
@@ -372,7 +346,7 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
             shown = shown_items(bad, 5, quote=str)
             raise CheckpointError(f"model file {str(path)!r} holds NaN or infinity in {shown}; hybridpgm.save "
                                   "never writes such a file, so it was changed or damaged")
-        _restore_dtypes(module, {name: t.dtype for name, t in state.items() if _floating(t)})
+        restore_dtypes(module, {name: t.dtype for name, t in state.items() if floating(t)})
         module.load_state_dict(state)
     except CheckpointError:
         raise
