@@ -64,7 +64,8 @@ def build_players(objective: Objective, optim, lr_scheduler, precision: str | No
     params = check_players(objective)
     names = {id(p): n for n, p in objective.module.named_parameters()}
     factories = per_player(optim or functools.partial(torch.optim.Adam, lr=1e-3), params, "optim")
-    scheduler_factories = per_player(lr_scheduler, params, "lr_scheduler", optional=True) if lr_scheduler is not None else {}
+    scheduler_factories = {} if lr_scheduler is None else per_player(lr_scheduler, params, "lr_scheduler",
+                                                                     optional=True)
     players, hyperparameters, schedulers = {}, {}, {}
     for name, group in params.items():
         optimizer = check_closure_optimizer(check_optimizer(factories[name](group), name), name, precision=precision)
