@@ -190,14 +190,16 @@ class DistributedContext:
                     parts.append(f"{where}: rank 0 has {mine!r}, rank {r} has {theirs!r}")
             raise ConfigError(f"ranks disagree on the {what}: " + "; ".join(parts))
 
-    def agree_on_seed(self, seed: int) -> int:
-        """Rank 0's seed, so every rank shares the data order."""
+    def agree_on_seed(self, seed: int | None) -> int | None:
+        """Rank 0's seed, so every rank shares the data order: an integer in ``[0, 2**32)``, or ``None`` (no
+        seed asked for, sent as -1) when rank 0's is ``None``."""
         if self.world_size == 1:
             return seed
-        t = torch.tensor([seed], dtype=torch.long, device=self.device)
+        t = torch.tensor([-1 if seed is None else seed], dtype=torch.long, device=self.device)
         with self._waiting("broadcast (seed)"):
             dist.broadcast(t, src=0)
-        return int(t.item())
+        value = int(t.item())
+        return None if value < 0 else value
 
     def all_reduce_gradients(self, params: list[torch.nn.Parameter],
                              extra: torch.Tensor | None = None) -> torch.Tensor | None:

@@ -347,7 +347,8 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
     and which must therefore be applied first), as its reductions are, though never above the new ``lr``:
     :math:`\\max(\\eta_t \\eta'_0 / \\eta_0, \\min(\\eta_{\\min}, \\eta'_0))`; ``factor``, ``patience`` and its
     counters go on unchanged.  A raised ``min_lr`` alone floors the rate too (torch's reductions never raise
-    it)."""
+    it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and the base rates of the schedulers
+    a ``SequentialLR`` or ``ChainedScheduler`` holds are the new ones too (:func:`_follow_rates`)."""
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
@@ -365,5 +366,27 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
                 group["initial_lr"] = value
         if plateau and floor is not None and "lr" in wanted:  # a raised min_lr with the lr as it was
             _rescale(group, 1.0, floor, wanted["lr"])
-    if scheduler is not None and hasattr(scheduler, "base_lrs"):
-        scheduler.base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+    _follow_rates(scheduler, optimizer)
+
+
+def _follow_rates(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Make ``scheduler``, and each scheduler a :class:`~torch.optim.lr_scheduler.SequentialLR` or
+    :class:`~torch.optim.lr_scheduler.ChainedScheduler` holds, agree with the optimizer's rates after an override:
+    its base rates (``base_lrs``, from which ``SequentialLR`` restarts a scheduler at its milestone) are the
+    groups' ``initial_lr`` (``lr`` without one), and its ``get_last_lr()`` (torch's ``_last_lr``, which reported
+    the checkpoint's rates until the next step) the groups' ``lr``."""
+    if scheduler is None:
+        return
+    for inner in getattr(scheduler, "_schedulers", None) or ():
+        _follow_rates(inner, optimizer)
+    if hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = _rates(optimizer, "initial_lr")
+    if hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = _rates(optimizer, "lr")
+
+
+def _rates(optimizer: torch.optim.Optimizer, key: str) -> list[Any]:
+    """Each param group's ``key`` (its ``lr`` where it has none), a tensor copied: torch's schedulers keep
+    copies, never the groups' own tensors."""
+    rates = [group.get(key, group["lr"]) for group in optimizer.param_groups]
+    return [rate.clone() if isinstance(rate, torch.Tensor) else rate for rate in rates]

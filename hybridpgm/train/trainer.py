@@ -144,7 +144,8 @@ def fit(
         the checkpoint; on exit, also by an exception, the caller's NumPy and
         Python RNG states are put back, and torch's global generator is left
         where training left it.  A resumed run takes the checkpoint's seed and
-        RNG states (a new seed under ``override_hyperparameters`` changes only the data order).
+        RNG states (a new seed under ``override_hyperparameters`` changes only the data order).  Under
+        ``torchrun`` every rank takes rank 0's ``seed`` (or its ``None``) before the epochs are laid out from it.
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
         The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
@@ -296,6 +297,10 @@ def fit(
         if checkpoint is not None:  # resolved once: a change of the working folder during the run moves nothing
             checkpoint = checkpoint_path(checkpoint)
         resumed = open_checkpoint(checkpoint, mode, overwrite, context, device) if checkpoint is not None else None
+        if resumed is None and seed is None:
+            seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
+        # every rank goes on with rank 0's seed (None: the checkpoint's) before a resume lays out the epochs from it
+        seed = context.agree_on_seed(seed)
         if resumed is not None:
             # the callbacks' settings (an EarlyStopping's monitor ...) are compared before restore loads their states
             resumed["callbacks"] = check_callback_settings(checkpoint, callbacks, resumed.get("callbacks"),
@@ -318,9 +323,6 @@ def fit(
         context.broadcast_module_state(module, buffers=own_rank_states is None)
         if own_rank_states is not None:
             load_rank_state(checkpoint, module, objective, own_rank_states[context.rank])
-        if seed is None:
-            seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
-        seed = context.agree_on_seed(seed)
 
         stream = BatchStream(dataset, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last,
                              rank=context.rank, world_size=context.world_size, layout=layout)

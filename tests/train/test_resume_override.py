@@ -208,3 +208,82 @@ def test_a_private_list_of_a_scheduler_is_left_as_the_checkpoint_has_it():
     was = scheduler_settings(scheduler)
     override_scheduler(scheduler, scheduler_settings(sequential([5])), was)
     assert scheduler._milestones == [10]
+
+
+_S = torch.optim.lr_scheduler
+
+
+def _sequential(optimizer):  # half the rate up to its milestone at step 4, then halved every step from the full rate
+    return _S.SequentialLR(optimizer, [_S.ConstantLR(optimizer, factor=0.5, total_iters=100),
+                                       _S.ExponentialLR(optimizer, 0.5)], milestones=[4])
+
+
+def _chained(optimizer):
+    return _S.ChainedScheduler([_S.ConstantLR(optimizer, factor=0.5, total_iters=3), _S.ExponentialLR(optimizer, 0.5)])
+
+
+_SCHEDULERS = {"step": functools.partial(_S.StepLR, step_size=1, gamma=0.5), "plateau": _plateau(),
+               "cosine": functools.partial(_S.CosineAnnealingLR, T_max=10), "sequential": _sequential,
+               "chained": _chained}
+
+
+@pytest.mark.parametrize("kind", sorted(_SCHEDULERS))
+def test_get_last_lr_reports_the_overridden_rate(tmp_path, kind):
+    """Found by an audit: after a resume asking for lr 0.2 (0.1 recorded) the scheduler's ``get_last_lr()`` still
+    reported the checkpoint's rate until its next step (StepLR: 0.025 where the optimizer ran 0.05; the plateau's,
+    the cosine's, SequentialLR's and ChainedScheduler's alike, and those of the schedulers the last two hold)."""
+    made = []
+
+    def factory(optimizer):
+        made.append(_SCHEDULERS[kind](optimizer))
+        return made[-1]
+
+    ckpt = tmp_path / "c.pt"
+    before = _lr_run(ckpt, factory, max_steps=2)
+    assert made[-1].get_last_lr() == [before]
+    lr = _lr_run(ckpt, factory, lr=0.2, max_steps=2, override_hyperparameters=True)  # no step run
+    assert lr == pytest.approx(2 * before)
+    for scheduler in [made[-1], *getattr(made[-1], "_schedulers", [])]:
+        assert scheduler.get_last_lr() == [lr], type(scheduler).__name__
+
+
+def test_a_sequential_schedule_restarts_at_its_milestone_from_the_new_rate(tmp_path):
+    """Found by an audit: the schedulers a ``SequentialLR`` holds kept the checkpoint's base rate, so at the
+    milestone (after step 3) ExponentialLR restarted from 0.1 where a resume asking for lr 0.2 restarts from 0.2:
+    the rates after steps 3-5 were 0.1, 0.05 and 0.025 instead of 0.2, 0.1 and 0.05."""
+    def rates(ckpt, lr, **kwargs):
+        seen, made = [], []
+
+        def optim(params):
+            made.append(torch.optim.SGD(params, lr=lr))
+            return made[-1]
+
+        class Record:
+            def on_step_end(self, info):
+                seen.append(made[-1].param_groups[0]["lr"])
+
+        fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False,
+            optim=optim, lr_scheduler=_sequential, callbacks=[Record()], **kwargs)
+        return seen
+
+    whole = rates(None, 0.2, max_steps=6)
+    assert whole == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.1, 0.05])  # the rate after each step
+    ckpt = tmp_path / "c.pt"
+    first = rates(ckpt, 0.1, max_steps=2)
+    rest = rates(ckpt, 0.2, max_steps=6, override_hyperparameters=True)
+    assert first == pytest.approx([r / 2 for r in whole[:2]]) and rest == pytest.approx(whole[2:])
+
+
+def test_a_scheduler_of_another_class_reports_the_rate_it_starts_from(tmp_path):
+    """Found by an audit: an overriding ExponentialLR (StepLR in the checkpoint: it starts afresh from the rate in
+    use, 0.25) reported the rate it was built with, 1.0, until its first step."""
+    made = []
+
+    def exponential(optimizer):
+        made.append(_S.ExponentialLR(optimizer, gamma=0.5))
+        return made[-1]
+
+    ckpt = tmp_path / "c.pt"
+    assert _lr_run(ckpt, functools.partial(_S.StepLR, step_size=2, gamma=0.5), lr=1.0, max_steps=4) == 0.25
+    assert _lr_run(ckpt, exponential, lr=1.0, max_steps=4, override_hyperparameters=True) == 0.25
+    assert made[-1].get_last_lr() == [0.25]
