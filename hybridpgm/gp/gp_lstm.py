@@ -133,7 +133,8 @@ class GPLSTM(DeepKernelGP):
     :raises DataError: ``train_x`` is not floating windows ``N x T x D`` with ``D >= 1`` (and see
         :class:`~hybridpgm.gp.DeepKernelGP`).
     :raises ModelSpecError: ``hidden_size``, ``num_features``, ``num_layers`` or ``horizon`` is not a
-        positive integer.
+        positive integer, or a ``feature_extractor`` is passed (GPLSTM builds its own; use
+        :class:`~hybridpgm.gp.DeepKernelGP` for a network of yours).
     """
 
     horizon = Option(
@@ -147,6 +148,11 @@ class GPLSTM(DeepKernelGP):
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, *, hidden_size: int = 32,
                  num_features: int = 2, num_layers: int = 1, horizon: int = 1, **kwargs: Any):
+        if "feature_extractor" in kwargs:  # DeepKernelGP's own argument: torch's "multiple values" TypeError before
+            raise ModelSpecError(f"GPLSTM builds its own feature extractor (an LSTMFeatures of hidden_size, "
+                                 f"num_features and num_layers), got feature_extractor="
+                                 f"{type(kwargs['feature_extractor']).__name__}; for a network of your own use "
+                                 f"DeepKernelGP(train_x, train_y, feature_extractor) instead")
         self.horizon = horizon  # checked by its setter, before anything is built
         if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3 or train_x.shape[-1] == 0:
             shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__

@@ -53,6 +53,7 @@ from hybridpgm.graphs.mrf_scopes import ScopeIndices
 from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
 from hybridpgm.graphs.mrf_vmap import vmap_refused
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.network_checks import check_output
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -188,12 +189,16 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :param context: the input of the neural potentials (``None``: each is called with no argument).
         :raises DataError: a potential that fails on a context of another dtype than its own, naming the factor
             and both dtypes.
+        :raises ModelSpecError: a potential returns no single tensor (a tuple, a dict), or a table of the wrong
+            shape or dtype, or with NaN or inf entries, naming the factor.
         """
         out = {}
         for name, fam in self.families.items():
             if fam["kind"] == "module":
                 mod = self.potentials[name]
                 t = mod() if context is None else call_potential(name, mod, context)
+                if not isinstance(t, torch.Tensor):  # a tuple or dict: named, not torch's AttributeError
+                    check_output(t, f"MarkovNet: the neural potential of factor {name!r}")
                 self._check_table(name, fam, t)
             else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
                 t = self.table_potentials.table(fam["key"])
@@ -333,7 +338,9 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
             the same Pyro site), naming both, before any site is recorded.
-        :raises ConfigError: a ``prefix`` that is not a string.
+        :raises ConfigError: a ``prefix`` that is not a string, or a neural potential holding parameters of a lazy
+            module (``nn.LazyLinear``) that nothing has run yet, naming them: run ``mrf.tables(context[:2])`` once
+            under :func:`torch.no_grad` first (``fit`` refuses them alike).
         """
         from hybridpgm.graphs.mrf_pyro_model import pyro_model
 

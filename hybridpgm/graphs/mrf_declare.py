@@ -4,7 +4,8 @@ Everything :meth:`MarkovNet.add_factor <hybridpgm.graphs.MarkovNet.add_factor>` 
 anything is registered (a refused call leaves the net as it was), with a
 :class:`~hybridpgm.errors.ModelSpecError` naming the factor; the options of the query methods are checked
 against the algorithm's signature; and :func:`call_potential` hands a neural potential its context in the network's
-dtype (or a :class:`~hybridpgm.errors.DataError` naming the factor).
+dtype (or a :class:`~hybridpgm.errors.DataError` naming the factor), through :func:`call_in_dtype`, which
+:class:`~hybridpgm.infer.CRFLikelihood` shares for its tagger.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hybridpgm.graphs.mrf_tables import table_key
 from hybridpgm.transform_scope import vmap_reads_refused
 from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of one row under batch norm
 
-__all__ = ["call_potential", "check_factor", "check_table", "table_buffer"]
+__all__ = ["call_in_dtype", "call_potential", "check_factor", "check_table", "table_buffer"]
 
 #: per MarkovNet, ``id(tensor) -> (weak reference to it, weak reference to its buffer copy, that buffer's key)``
 #: (see :func:`table_buffer`)
@@ -159,21 +160,38 @@ def _called(name: str, mod: nn.Module, context):
     """:func:`call_potential` but for torch's refusal of one row under batch norm."""
     if not isinstance(context, torch.Tensor):
         return mod(context)
+    return call_in_dtype(mod, context, what=f"MarkovNet: the neural potential of factor {name!r}", arg="a context")
+
+
+def call_in_dtype(mod: nn.Module, x: torch.Tensor, *rest, what: str, arg: str):
+    """``mod(x, *rest)``, ``x`` in the network's floating dtype (its first floating parameter's or buffer's) where
+    that is exact: a floating ``x`` of lower precision is widened (:func:`~hybridpgm.data.validation.as_model_dtype`);
+    any other ``x`` (integers or ``bool``: category indices for an embedding; a float of higher precision, which the
+    network may cast itself) is passed as it is, and a network that fails on it is named.  Used for a
+    :class:`~hybridpgm.graphs.MarkovNet`'s neural potentials (:func:`call_potential`) and
+    :class:`~hybridpgm.infer.CRFLikelihood`'s tagger.
+
+    :param x: the network's (first) input; ``rest``: its further positional arguments, passed as they are.
+    :param str what: the network, as messages name it (``"MarkovNet: the neural potential of factor 'ab'"``).
+    :param str arg: ``x``, as messages name it, with its article (``"a context"``).
+    :raises DataError: the network fails (a ``RuntimeError``) on an ``x`` of a dtype other than its own, naming
+        ``what``, ``arg`` and both dtypes.
+    """
     ref = next((t for t in itertools.chain(mod.parameters(), mod.buffers()) if t.is_floating_point()), None)
-    if ref is None or context.dtype == ref.dtype:
-        return mod(context)
-    if context.is_floating_point() and torch.promote_types(context.dtype, ref.dtype) == ref.dtype:
-        return mod(as_model_dtype(context, ref.dtype, f"MarkovNet: the context of factor {name!r}"))
+    if ref is None or x.dtype == ref.dtype:
+        return mod(x, *rest)
+    if x.is_floating_point() and torch.promote_types(x.dtype, ref.dtype) == ref.dtype:
+        return mod(as_model_dtype(x, ref.dtype, f"{what}: {arg}"), *rest)
     try:  # the network decides: an embedding takes indices, a forward may cast its input
-        return mod(context)
+        return mod(x, *rest)
     except RuntimeError as e:
         if isinstance(e, torch.OutOfMemoryError):
             raise
-        fix = ("convert it exactly or pass a context of the network's dtype" if context.is_floating_point()
-               else f"pass a floating context (context.to({ref.dtype})), or give the network a layer that takes "
-               f"{context.dtype} (an nn.Embedding for category indices)")
-        raise DataError(f"MarkovNet: the neural potential of factor {name!r} fails on a context of dtype "
-                        f"{context.dtype} (its parameters are {ref.dtype}): {e}; {fix}") from e
+        fix = (f"convert it exactly or pass {arg} of the network's dtype" if x.is_floating_point()
+               else f"pass {arg} of floats (.to({ref.dtype})), or give the network a layer that takes {x.dtype} "
+               f"(an nn.Embedding for category indices)")
+        raise DataError(f"{what} fails on {arg} of dtype {x.dtype} (its parameters are {ref.dtype}): {e}; "
+                        f"{fix}") from e
 
 
 def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:

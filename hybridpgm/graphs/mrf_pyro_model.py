@@ -19,10 +19,11 @@ import pyro.distributions as dist
 import torch
 
 from hybridpgm.checks import site_prefix
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ConfigError, EvidenceError, ModelSpecError
 from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
+from hybridpgm.network_checks import refuse_uninitialized, uninitialized
 
 __all__ = ["PLACEHOLDER", "pyro_model"]
 
@@ -57,6 +58,24 @@ def _batch_index(shape, device) -> tuple:
     return tuple(torch.arange(n, device=device).reshape((-1,) + (1,) * (b - 1 - i)) for i, n in enumerate(shape))
 
 
+def _register(self, prefix: str) -> None:
+    """``pyro.module(prefix + "markov_net", self)``: plain SVI finds the potentials in the param store.
+
+    :raises ConfigError: a neural potential holds parameters of a lazy module (``nn.LazyLinear``) that nothing has
+        run yet, naming them (:func:`~hybridpgm.network_checks.refuse_uninitialized`, as :func:`hybridpgm.fit`
+        refuses them; Pyro's store fails on them with torch's raw ``ValueError``).  They are not initialised here:
+        that needs a forward pass before the model's own, which would update batch-norm statistics and use up
+        random numbers (also inside the probes that ``fit`` runs to learn a program's sites and leave no trace).
+    """
+    try:
+        pyro.module(prefix + "markov_net", self)
+    except ValueError:
+        if uninitialized(self):
+            refuse_uninitialized(self, "MarkovNet.model: the MarkovNet (registered with pyro.module for plain "
+                                 "SVI)", ConfigError)
+        raise
+
+
 def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=None, log_z_method: str = "exact",
                prefix: str = "", **kwargs):
     """The Pyro program of the MarkovNet ``self``; see :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`
@@ -68,7 +87,7 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
         raise ModelSpecError(f"MarkovNet.model: {factor_what(name, f, single)} and the variable {clash!r} would "
                              f"both be the Pyro site {prefix + clash!r}; variables and factors share Pyro's site "
                              f"names, so rename the {'factor' if single else 'family'} (e.g. {name + '_f'!r})")
-    pyro.module(prefix + "markov_net", self)  # plain SVI finds the potentials in the param store
+    _register(self, prefix)
     if values is not None and not isinstance(values, Mapping):
         raise EvidenceError(f"MarkovNet.model: values must be a mapping name -> states, got "
                             f"{type(values).__name__} {values!r:.60}")

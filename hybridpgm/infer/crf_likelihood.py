@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 from hybridpgm.checks import check_player
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.graphs.crf import LinearChainCRF
+from hybridpgm.graphs.mrf_declare import call_in_dtype
 
 __all__ = ["CRFLikelihood", "token_accuracy"]
 
@@ -40,9 +42,17 @@ class CRFLikelihood:
 
     Batches are ``(x, y, lengths)``: inputs ``B x T x ...``, labels ``B x T`` (long) and true lengths ``B``.
 
-    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"crf"`` and
+    A floating ``x`` of lower precision than the tagger's floating dtype (its first floating parameter's or
+    buffer's) is widened to it, which is exact; any other ``x`` reaches the tagger as it is
+    (:func:`~hybridpgm.graphs.mrf_declare.call_in_dtype`, as a :class:`~hybridpgm.graphs.MarkovNet` calls its neural
+    potentials).
+
+    :meth:`loss` raises :class:`~hybridpgm.errors.ConfigError` for a player other than ``"crf"``,
     :class:`~hybridpgm.errors.DataError` for a batch that is not ``(x, y, lengths)`` of tensors or has no
-    sequences.
+    sequences, or an ``x`` of another dtype the tagger fails on (naming both dtypes), and
+    :class:`~hybridpgm.errors.ModelSpecError` for a tagger that returns anything but a
+    :class:`~hybridpgm.graphs.LinearChainCRF` of batch shape ``B`` (a tuple, a tensor, another distribution, a
+    chain of batch shape ``()``), naming what it returned.
     """
 
     def __init__(self, tagger: nn.Module):
@@ -59,7 +69,11 @@ class CRFLikelihood:
         """The mean negative log-likelihood :math:`-\\frac1B \\sum_b \\log p(y_b \\mid x_b)` (0-d).
 
         :param str player: ``"crf"``.
-        :param batch: ``(x, y, lengths)`` (see the class docstring)."""
+        :param batch: ``(x, y, lengths)`` (see the class docstring).
+        :raises ConfigError: another player.
+        :raises DataError: a bad batch, or an ``x`` of another dtype than the tagger's that it fails on.
+        :raises ModelSpecError: the tagger returns no :class:`~hybridpgm.graphs.LinearChainCRF` of batch shape
+            ``B`` (``y.shape[:1]``), naming the type or batch shape it returned."""
         check_player(player, ("crf",), "CRFLikelihood")
         if not isinstance(batch, (tuple, list)) or len(batch) != 3:
             raise DataError(f"CRFLikelihood batches are (x, y, lengths), got {type(batch).__name__} "
@@ -70,7 +84,26 @@ class CRFLikelihood:
             raise DataError(f"CRFLikelihood batches are (x, y, lengths) of tensors, got {kinds} among them")
         if y.dim() == 0 or y.shape[0] == 0:
             raise DataError(f"CRFLikelihood got labels of shape {tuple(y.shape)}; a batch needs at least one sequence")
-        return -self.module(x, lengths).log_prob(y).mean()
+        crf = call_in_dtype(self.module, x, lengths, what="CRFLikelihood: the tagger", arg="inputs x")
+        if not isinstance(crf, LinearChainCRF) or crf.batch_shape != y.shape[:1]:
+            raise ModelSpecError(_not_a_chain_per_sequence(crf, y))
+        return -crf.log_prob(y).mean()
+
+
+def _not_a_chain_per_sequence(crf: Any, y: torch.Tensor) -> str:
+    """The message for a tagger that returned ``crf``, not a :class:`~hybridpgm.graphs.LinearChainCRF` of batch shape
+    ``y.shape[:1]`` (one chain per sequence of the batch's labels ``y``)."""
+    want = f"a LinearChainCRF of batch shape {tuple(y.shape[:1])}, one chain per sequence of the batch (labels " \
+           f"{tuple(y.shape)})"
+    if isinstance(crf, LinearChainCRF):
+        return (f"CRFLikelihood: the tagger returned a LinearChainCRF of batch shape {tuple(crf.batch_shape)}, "
+                f"expected {want}: its log_prob would score every sequence under other potentials; give the "
+                f"CRFHead the unary scores of the whole batch (B x T x L)")
+    kinds = f" of {', '.join(type(o).__name__ for o in crf)}" if isinstance(crf, (tuple, list)) else ""
+    kind = type(crf).__name__ if type(crf).__module__ == "builtins" else f"{type(crf).__module__}.{type(crf).__name__}"
+    return (f"CRFLikelihood: the tagger returned a {kind}{kinds}, expected "
+            f"{want}: end the tagger with a CRFHead (another distribution's log_prob is not this objective's "
+            f"likelihood)")
 
 
 def token_accuracy(pred: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor) -> float:

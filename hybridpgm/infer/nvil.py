@@ -69,11 +69,12 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.nvil_baselines import (BASELINES_MODULE_NAME, NVILBaselines, _AttachBaselines,  # noqa: F401
-                                            _register_baselines)
+                                            _check_baseline_shape, _register_baselines)
 from hybridpgm.infer.nvil_options import _decay, _plate_nesting, _plate_nesting_of
 from hybridpgm.infer.particle_elbo import guess_plate_nesting
 from hybridpgm.infer.subsample_scale import subsample_factor
 from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.network_checks import check_output
 from hybridpgm.options import Option
 
 __all__ = ["NVIL", "NVILBaselines", "NVIL_ELBO"]
@@ -102,7 +103,9 @@ class NVIL_ELBO(TraceGraph_ELBO):
     :param kwargs: further options of :class:`~pyro.infer.TraceGraph_ELBO` (``max_plate_nesting``, ...).
     :raises ConfigError: ``num_particles`` is not a positive integer, or ``variance_normalization`` or
         ``centering`` not ``True`` or ``False``.
-    :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide.
+    :raises ObjectiveError: (on a call) a site named in ``baselines`` is not a latent site of the guide, or a
+        site's baseline (``nn_baseline``'s output or ``baseline_value``) is not one tensor whose shape broadcasts
+        into that of the site's downstream cost (``[B, 1]`` against ``[B]`` would silently enlarge it).
     """
 
     @keyword_only_soon("variance_normalization", "centering")
@@ -135,8 +138,8 @@ class NVIL_ELBO(TraceGraph_ELBO):
         if not args or not isinstance(args[0], torch.Tensor):
             raise ObjectiveError("NVIL baselines take the guide's first argument (a tensor) as input")
         ref = self.baselines.reference()
-        width = ref.shape[1]
-        if args[0].dim() == 0 or args[0].shape[-1] != width:
+        width = self.baselines.input_width()
+        if args[0].dim() == 0 or width is not None and args[0].shape[-1] != width:
             raise DataError(f"NVIL baselines take inputs of width input_dim={width}; the guide's first argument "
                             f"has shape {tuple(args[0].shape)}")
         # the baselines read the data as the model does: bool and integers exactly in their dtype
@@ -227,15 +230,22 @@ class NVIL_ELBO(TraceGraph_ELBO):
         by :math:`s` afterwards.  Any other site gets Pyro's
         treatment (its own ``baseline`` options on the scaled cost).
 
-        :returns: the detached signal (the shape of ``cost``) and the squared error (0-d, or ``0.0``)."""
+        :returns: the detached signal (the shape of ``cost``) and the squared error (0-d, or ``0.0``).
+        :raises ObjectiveError: the baseline network returns no tensor, or a baseline of a shape that does not
+            broadcast into ``cost``'s
+            (:func:`~hybridpgm.infer.nvil_baselines._check_baseline_shape`)."""
         nn_baseline, nn_input, use_avg, _, value = _get_baseline_options(guide_site)
         if use_avg:
             raise ObjectiveError(f"site {node!r}: use NVIL's centering instead of use_decaying_avg_baseline")
         baseline = 0.0
         if nn_baseline is not None:
             baseline = nn_baseline(detach(nn_input))
+            if not isinstance(baseline, torch.Tensor):  # a tuple or dict: named, not torch's TypeError below
+                check_output(baseline, f"NVIL: the baseline network of site {node!r}", ObjectiveError)
         elif value is not None:
             baseline = value
+        if isinstance(baseline, torch.Tensor):
+            _check_baseline_shape(node, baseline.shape, cost.shape)
         tracked = self.baselines is not None and node in self.baselines.nets
         site_scale = subsample_factor(guide_site) if tracked else 1.0  # N / B only: a KL weight stays in the cost
         if not is_identically_one(site_scale):

@@ -6,7 +6,8 @@ signal :math:`\\ell_l - C_{\\psi_l}(x)` that :class:`~hybridpgm.infer.nvil.NVIL_
 with [1].  :class:`_AttachBaselines` hands the networks to Pyro's
 :class:`~pyro.infer.TraceGraph_ELBO` through each site's ``infer["baseline"]``, and
 :func:`_register_baselines` puts their parameters in Pyro's param store so that plain
-:class:`pyro.infer.SVI` trains them.
+:class:`pyro.infer.SVI` trains them; :func:`_check_baseline_shape` refuses a baseline that would enlarge its
+site's cost.
 
 Under :func:`hybridpgm.fit` with ``accumulate = M`` the statistics belong to the optimizer update, not to
 the micro-batch (:meth:`NVILBaselines.update`); on several ranks (``torchrun``) they pool the signals of
@@ -30,10 +31,12 @@ import torch.distributed as dist
 from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
 from hybridpgm.checks import close_match, positive_int, positive_real, shown_items
 from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.graphs.mrf_tables import table_key
+from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.train.update_scope import current_update
 
 __all__ = ["BASELINES_MODULE_NAME", "NVILBaselines", "SiteNets"]
@@ -57,7 +60,12 @@ class SiteNets(nn.ModuleDict):
     would refuse as a module's -- an attribute of this class (``"type"``, ``"train"``, ``"to"``, ``"training"``,
     ``"keys"``, ``"update"``), or one holding ``.`` or ``%`` -- is escaped one-to-one (``"type"`` is held as
     ``%74ype``).  Indexing, ``in``, iteration, :meth:`keys` and :meth:`items` speak site names; only the
-    registered names are escaped."""
+    registered names are escaped.
+
+    A network put in place of a built one (``nets["h1"] = net``) takes the baseline input ``[B, input_dim]`` and
+    returns one value per datapoint, ``[B]`` (:func:`_check_baseline_shape`); it may hold no parameters, or a lazy
+    module, which its first run initialises (a call of ``NVIL.loss``; :func:`hybridpgm.fit` and plain SVI, which
+    need the parameters before, refuse it until then)."""
 
     def __getitem__(self, site: str) -> nn.Module:
         return self._modules[table_key(site, _EMPTY)]
@@ -96,6 +104,11 @@ def _register_baselines(baselines: NVILBaselines) -> None:
     replaced by these: Pyro would otherwise hand back the old tensors, and SVI would step those while these
     baselines, which compute the loss, never changed.
 
+    :raises ConfigError: a network holds parameters of a lazy module never run (``nn.LazyLinear``), naming them
+        (:func:`~hybridpgm.network_checks.refuse_uninitialized`, as :func:`hybridpgm.fit` refuses them): the
+        parameters are registered before the networks run, and running them earlier would be a second forward pass
+        (batch-norm statistics, dropout) the loss does not ask for.
+
     Frozen parameters (``requires_grad=False``) are not registered.  ``pyro.module`` is not used: it warns
     about each frozen one (advising ``.train(False)``, a switch that would also stop the baselines' running
     statistics), and silencing that with :func:`warnings.catch_warnings` on every step reset Python's record
@@ -105,10 +118,33 @@ def _register_baselines(baselines: NVILBaselines) -> None:
     for local, param in baselines.nets.named_parameters():
         if not param.requires_grad:
             continue
+        if isinstance(param, UninitializedTensorMixin):  # Pyro's store would fail on it with torch's raw error
+            refuse_uninitialized(baselines.nets, f"NVIL: baselines.nets (registered with pyro.param as "
+                                 f"{BASELINES_MODULE_NAME}$$$... for plain SVI)", ConfigError)
         name = param_with_module_name(BASELINES_MODULE_NAME, local)
         if name in store and store.param_name(param) != name:
             del store[name]
         pyro.param(name, param)
+
+
+def _check_baseline_shape(node: str, baseline: torch.Size, cost: torch.Size) -> None:
+    """Raise unless a baseline of shape ``baseline`` broadcasts *into* the site's cost of shape ``cost``: their
+    broadcast shape is ``cost`` itself, or ``cost`` with leading dims of size 1 (``(1,)`` against a 0-d cost),
+    which hold the same values (:func:`torch.broadcast_shapes`'s rule, in plain Python, ten times faster).
+    A ``[B]`` baseline against a ``[P, B]`` cost (vectorized particles) is fine; a ``[B, 1]`` one against ``[B]``
+    would broadcast to ``[B, B]`` and add up ``B`` copies of every score-function term (Pyro's
+    :class:`~pyro.infer.TraceGraph_ELBO` demands equal shapes).  Shapes only: no host read.
+
+    :raises ObjectiveError: naming the site and both shapes."""
+    if baseline == cost:
+        return
+    extra = len(baseline) - len(cost)  # the baseline's dims left of the cost's must be 1; the others 1 or the cost's
+    lead, tail = (baseline[:extra], baseline[extra:]) if extra > 0 else ((), baseline)
+    if any(size != 1 for size in lead) or any(b != 1 and b != c for b, c in zip(reversed(tail), reversed(cost))):
+        raise ObjectiveError(f"NVIL: the baseline of site {node!r} has shape {tuple(baseline)}, which does not "
+                             f"broadcast to the shape {tuple(cost)} of the site's downstream cost (it must hold one "
+                             f"value per datapoint, e.g. [B] for a cost [B] or [P, B]; a network ending in "
+                             f"nn.Linear(n, 1) returns [B, 1]: end it with nn.Flatten(-2) or .squeeze(-1))")
 
 
 def _ranks() -> int:
@@ -157,6 +193,8 @@ class NVILBaselines(nn.Module):
     _pooled: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}  # replaced, never mutated, per instance
     #: on several ranks, the update's pooled ``(count, mean, sum of squared deviations)`` of all ranks, ``[S]`` each
     _pooled_ranks: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    #: the width of the baseline input; ``None`` in an instance pickled before it was kept (:meth:`input_width`)
+    input_dim: int | None = None
 
     def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
         super().__init__()
@@ -175,6 +213,7 @@ class NVILBaselines(nn.Module):
             raise ConfigError(f"NVIL decay must be in [0, 1), got {decay!r}")
         self.sites = list(sites)
         self.decay = decay
+        self.input_dim = input_dim
 
         def net():
             if hidden_dim:
@@ -200,8 +239,20 @@ class NVILBaselines(nn.Module):
                               f"(its sites: {shown_items(self.sites)})") from None
 
     def reference(self) -> torch.Tensor:
-        """A floating-point parameter of the networks (the first): their dtype and device."""
-        return next(p for p in self.nets.parameters() if p.is_floating_point())
+        """A floating-point parameter of the networks (the first): their dtype and device; where the networks hold
+        none (networks put in place of the built ones may have no parameters), the buffer :attr:`mean`, which
+        follows the module's conversions and moves."""
+        return next((p for p in self.nets.parameters() if p.is_floating_point()), self.mean)
+
+    def input_width(self) -> int | None:
+        """The width ``input_dim`` the networks take (the last dim of their input ``[B, input_dim]``): the
+        constructor's, kept by the instance; for an instance pickled before it was kept, the input width of the
+        first network's first weight if that is a matrix, else ``None`` (unknown)."""
+        if self.input_dim is not None:
+            return self.input_dim
+        ref = self.reference()
+        unknown = ref is self.mean or isinstance(ref, UninitializedTensorMixin)
+        return ref.shape[1] if not unknown and ref.dim() == 2 else None
 
     def statistics(self, site: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The running mean :math:`c_l` and variance :math:`v_l` to centre and scale ``site``'s signal with.
