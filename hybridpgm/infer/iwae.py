@@ -20,7 +20,12 @@ under its own prefixed plate (``"vae/data"`` and ``"bn/data"``), get one weight
 :math:`w_n = \\prod_m w_{mn}` per row :math:`n`, the product over the models
 :math:`m`.  Sites in plates that share no index (two data sets of different
 sizes, or at different dims) are refused by name; a site outside every plate
-(a global latent) makes the whole batch one weight.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
+(a global latent) makes the whole batch one weight.  A data plate written sequentially
+(``for i in pyro.plate("data", N, subsample=idx)``, for a different number of sites per data point) gives one
+weight per iteration: the sites of iteration :math:`g` in the model and in the guide (matched by the plate's
+counter) are data point :math:`g`, summed over their other dims (a sequential plate inside a vectorized data plate
+indexes something within a data point).  A latent site the guide declares in a plate named otherwise than the
+model's (``"rows"`` for ``"data"``) is refused by name.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
 log-mean-exp to the already scaled total, which estimates
 :math:`\\log \\frac1K \\sum_k \\prod_n w_{nk}^{N/B}` -- not the IWAE bound --
 as soon as a plate is subsampled.
@@ -46,6 +51,7 @@ from pyro.infer.util import torch_item
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.particle_elbo import check_sites_match, guess_plate_nesting
+from hybridpgm.infer.particle_probe import nesting_overflow, vectorized_pass
 
 __all__ = ["IWAE", "importance_log_weights"]
 
@@ -59,6 +65,48 @@ def _sample_sites(trace):
 def _plates(site) -> dict:
     """The vectorized plates (other than the particles) of ``site``, as ``{(dim, size): name}``."""
     return {(f.dim, f.size): f.name for f in site["cond_indep_stack"] if f.vectorized and f.name != _PARTICLES}
+
+
+def _sequential_plate(sites) -> str | None:
+    """The outermost sequential plate (``for i in pyro.plate(...)``) that holds every site of ``sites`` and lies in
+    no vectorized plate (one inside a vectorized data plate indexes something within a data point), or ``None``.
+    Each of its iterations is one data point."""
+    common = None
+    for site in sites:
+        names = []
+        for frame in site["cond_indep_stack"]:  # outermost first
+            if frame.name == _PARTICLES:
+                continue
+            if frame.vectorized:
+                break
+            names.append(frame.name)
+        common = names if common is None else [name for name in common if name in names]
+    return common[0] if common else None
+
+
+def _check_plate_names(model_sites, guide_sites) -> None:
+    """Refuse a latent site that the model and the guide declare in plates of different names at one dim and size
+    (model ``plate("data", B)``, guide ``plate("rows", B)``): the guide's plate, holding no observed site, would
+    be taken for a global latent's and the whole batch would get one weight.
+
+    :raises ObjectiveError: naming the site and both plates."""
+    def keys(site) -> dict:
+        return {(f.dim, f.size) if f.vectorized else ("sequential", f.size): f.name
+                for f in site["cond_indep_stack"] if f.name != _PARTICLES}
+
+    in_model = {site["name"]: keys(site) for site in model_sites}
+    for site in guide_sites:
+        model_plates = in_model.get(site["name"])
+        if site["is_observed"] or model_plates is None:
+            continue
+        for key, name in keys(site).items():
+            if key in model_plates and model_plates[key] != name:
+                where = f"a sequential plate of size {key[1]}" if key[0] == "sequential" else \
+                    f"dim {key[0]}, size {key[1]}"
+                raise ObjectiveError(
+                    f"IWAE: site {site['name']!r} lies in the model's plate {model_plates[key]!r} but in the guide's "
+                    f"plate {name!r} ({where}); name the guide's plate as the model's: the importance-weighted bound "
+                    "takes one weight per data point of the data plate, and would otherwise give the whole batch one")
 
 
 def _data_dims(sites) -> list[int]:
@@ -105,21 +153,26 @@ def _data_dims(sites) -> list[int]:
     return sorted(dim for dim, _ in common)
 
 
-def _common_scale(sites):
+def _common_scale(model_sites, guide_sites):
+    """The plate scale every site of the model and guide shares.
+
+    :raises ObjectiveError: a tensor scale of several elements, or two scales (naming both sites and programs)."""
     scale, first = None, None
-    for site in sites:
-        s = site["scale"]
-        s = float(s) if not isinstance(s, torch.Tensor) or s.numel() == 1 else s
-        if not isinstance(s, float):
-            raise ObjectiveError(f"site {site['name']!r} has a non-scalar scale; IWAE needs one scale per data point")
-        if scale is None:
-            scale, first = s, site["name"]
-        elif not math.isclose(s, scale, rel_tol=1e-6):
-            raise ObjectiveError(
-                f"sites {first!r} (scale {scale:g}) and {site['name']!r} (scale {s:g}) are scaled differently; "
-                "the importance-weighted bound needs every site of a data point under the same plate scaling "
-                "(global latents under a subsampled plate, or poutine.scale on some sites, break it)"
-            )
+    for program, sites in (("model", model_sites), ("guide", guide_sites)):
+        for site in sites:
+            s = site["scale"]
+            s = float(s) if not isinstance(s, torch.Tensor) or s.numel() == 1 else s
+            if not isinstance(s, float):
+                raise ObjectiveError(f"the {program}'s site {site['name']!r} has a non-scalar scale; IWAE needs one "
+                                     "scale per data point")
+            if scale is None:
+                scale, first = s, f"the {program}'s site {site['name']!r}"
+            elif not math.isclose(s, scale, rel_tol=1e-6):
+                raise ObjectiveError(
+                    f"{first} (scale {scale:g}) and the {program}'s site {site['name']!r} (scale {s:g}) are scaled "
+                    "differently; the importance-weighted bound needs every site of a data point under the same "
+                    "plate scaling (global latents under a subsampled plate, or poutine.scale on some sites, break it)"
+                )
     return 1.0 if scale is None else scale
 
 
@@ -132,19 +185,24 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
     :returns: ``(log_w, scale)`` where ``log_w`` has shape
         ``K x local_shape`` (``local_shape`` is the shape of the plates all sites
         share, e.g. ``B`` for one data plate, or for sibling plates at one dim
-        of the same size ``B``; ``()`` when a site lies outside every plate) holding
+        of the same size ``B``, or for a sequential data plate of ``B`` iterations; ``()`` when a site lies
+        outside every plate) holding
         :math:`\\log p(x_n, z_n^{(k)}) - \\log q(z_n^{(k)} \\mid x_n)` unscaled,
         and ``scale`` the plate subsampling factor shared by every site.
     :raises ObjectiveError: the guide lacks a latent site of the model or samples one the model does not
-        have, a guide site is not reparameterizable, the sites are scaled differently, or the sites that lie
-        in plates share no plate index (sibling plates of different sizes or at different dims).
+        have, a guide site is not reparameterizable, the sites are scaled differently, the sites that lie
+        in plates share no plate index (sibling plates of different sizes or at different dims), the model and
+        the guide declare a latent site in plates of different names (at one dim and size), a site lies in more
+        plate dims than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), or the
+        programs use a sampled value as one number (stochastic control flow: the particles run vectorized).
     """
     if max_plate_nesting is None:
         max_plate_nesting = guess_plate_nesting(model, guide, args, kwargs)
     particle_dim = -(max_plate_nesting + 1)
     wrap = pyro.plate(_PARTICLES, num_particles, dim=particle_dim)
-    model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting + 1, wrap(model), wrap(guide),
-                                                    args, kwargs)
+    with vectorized_pass("IWAE", num_particles, max_plate_nesting):
+        model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting + 1, wrap(model), wrap(guide),
+                                                        args, kwargs)
     check_sites_match(model_trace, guide_trace, "IWAE", frozenset({_PARTICLES}))
     model_sites, guide_sites = _sample_sites(model_trace), _sample_sites(guide_trace)
     for site in guide_sites:
@@ -153,17 +211,20 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
                 f"guide site {site['name']!r} ({type(site['fn']).__name__}) is not reparameterizable; "
                 "IWAE needs reparameterized latents: use hybridpgm.infer.RWS or a continuous relaxation"
             )
-    data_dims = _data_dims(model_sites + guide_sites)
-    scale = _common_scale(model_sites + guide_sites)
-    keep = {particle_dim} | set(data_dims)
+    _check_plate_names(model_sites, guide_sites)
+    scale = _common_scale(model_sites, guide_sites)
     full = particle_dim * -1
+    sequential = _sequential_plate(model_sites + guide_sites)
+    if sequential is not None:
+        return _sequential_log_weights(model_sites, guide_sites, sequential, num_particles, full), scale
+    data_dims = _data_dims(model_sites + guide_sites)
+    keep = {particle_dim} | set(data_dims)
     log_w = None
     for sign, sites in ((1.0, model_sites), (-1.0, guide_sites)):
         for site in sites:
-            term = scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
-            if not isinstance(term, torch.Tensor):
+            term = _log_term(site, full)
+            if term is None:
                 continue
-            term = term.reshape((1,) * (full - term.dim()) + term.shape)
             drop = [d for d in range(-full, 0) if d not in keep and term.shape[d] != 1]
             if drop:
                 term = term.sum(dim=drop, keepdim=True)
@@ -177,6 +238,37 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
     if squeeze:
         log_w = log_w.sum(dim=squeeze)  # only size-1 dims remain there
     return log_w, scale
+
+
+def _log_term(site, full: int) -> torch.Tensor | None:
+    """``site``'s unscaled, masked log-density as a tensor of ``full`` dims (particles first), or ``None``.
+
+    :raises ObjectiveError: it has more dims (a plate deeper than ``max_plate_nesting``; shapes only)."""
+    term = scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
+    if not isinstance(term, torch.Tensor):
+        return None
+    if term.dim() > full:
+        raise nesting_overflow("IWAE", site["name"], full - 1, tuple(term.shape))
+    return term.reshape((1,) * (full - term.dim()) + term.shape)
+
+
+def _sequential_log_weights(model_sites, guide_sites, plate: str, num_particles: int, full: int) -> torch.Tensor:
+    """``[K, G]`` log-weights of a program whose data plate ``plate`` is sequential: the sites of its iteration
+    :math:`g` (matched by the plate frame's counter, in the model and the guide) are the data point :math:`g`,
+    their log-densities summed over every other dim."""
+    groups: dict[int, list] = {}
+    for sign, sites in ((1.0, model_sites), (-1.0, guide_sites)):
+        for site in sites:
+            counter = next(f.counter for f in site["cond_indep_stack"] if f.name == plate and not f.vectorized)
+            terms = groups.setdefault(counter, [])
+            term = _log_term(site, full)
+            if term is not None:
+                terms.append(sign * (term.sum(dim=tuple(range(1, full))) if full > 1 else term))
+    ref = next((t for terms in groups.values() for t in terms), None)
+    if ref is None:
+        raise ObjectiveError("the model and guide have no sample sites")
+    return torch.stack([sum(groups[g]).expand(num_particles) if groups[g] else ref.new_zeros(num_particles)
+                        for g in sorted(groups)], dim=-1)
 
 
 class IWAE(ELBO):

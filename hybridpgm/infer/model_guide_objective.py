@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import torch
+from pyro.infer.autoguide import AutoGuide
 from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.train.objective import elbo_settings
 
@@ -59,6 +61,11 @@ class ModelGuideObjective:
     :raises ConfigError: ``model`` or ``guide`` is not callable, ``model_kwargs`` not a dict, ``module`` not a
         module, ``per_example`` not ``True`` or ``False``, or the two parameter groups cannot be told apart
         (or share a parameter).
+
+    A Pyro autoguide (:class:`~pyro.infer.autoguide.AutoNormal`, ...) makes its parameters at its first call:
+    :func:`hybridpgm.fit` runs it once through :meth:`setup` before it builds the optimizers, and
+    :math:`\\theta` and :math:`\\phi` are listed again then.  Outside ``fit``, call :meth:`setup` on a batch
+    before building optimizers from :meth:`players`; the first ``loss`` refuses an autoguide that has not run.
     """
 
     #: the smallest batch :meth:`check_per_example` has probed (``None``: none yet); a class-level default, so
@@ -86,28 +93,105 @@ class ModelGuideObjective:
             raise ConfigError("neither model nor guide is a torch module (or a method of one): pass module=")
         #: the module :func:`hybridpgm.fit` moves, wraps and checkpoints
         self.module = module if module is not None else owners[0] if len(owners) == 1 else nn.ModuleList(owners)
-        # both groups are the owner's model_/guide_parameters(): what they leave out would silently never be trained
-        # (a group given explicitly says what the caller means to train: leaving a layer out freezes it)
-        grouped_by_owner = model_parameters is None and guide_parameters is None
+        #: which groups were given explicitly (the others are found from the owners, again by :meth:`setup`)
+        self._explicit = (model_parameters is not None, guide_parameters is not None)
+        self._set_groups(model_parameters, guide_parameters)
+
+    #: the groups given explicitly; a class-level default, so that an objective pickled before it existed loads
+    #: (and keeps its groups as they are)
+    _explicit: tuple[bool, bool] = (True, True)
+    #: whether :meth:`check_per_example` has found :attr:`theta` and :attr:`phi` up to date with the programs
+    _groups_checked: bool = False
+
+    def _found_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """:math:`(\\theta, \\phi)` as the owners of ``model`` and ``guide`` list them now.
+
+        :raises ConfigError: no owner tells them apart."""
+        owner_m, owner_g = _owner(self.model), _owner(self.guide)
+        if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
+            return list(owner_m.model_parameters()), list(owner_m.guide_parameters())
+        if owner_m is not None and owner_g is not None and owner_m is not owner_g:
+            return list(owner_m.parameters()), list(owner_g.parameters())
+        raise ConfigError("cannot tell the model's parameters from the guide's: pass model_parameters= "
+                          "and guide_parameters=, or use bound methods of modules")
+
+    def _set_groups(self, model_parameters: Iterable[nn.Parameter] | None,
+                    guide_parameters: Iterable[nn.Parameter] | None) -> None:
+        """Set :attr:`theta` and :attr:`phi`: those given, the others found from the owners (:meth:`_found_groups`).
+
+        :raises ConfigError: the groups cannot be told apart, share a parameter, or (both found from one owner's
+            ``model_parameters()`` / ``guide_parameters()``) leave out one of its trainable parameters."""
         if model_parameters is None or guide_parameters is None:
-            if owner_m is not None and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
-                theta, phi = list(owner_m.model_parameters()), list(owner_m.guide_parameters())
-            elif owner_m is not None and owner_g is not None and owner_m is not owner_g:
-                theta, phi = list(owner_m.parameters()), list(owner_g.parameters())
-            else:
-                raise ConfigError(
-                    "cannot tell the model's parameters from the guide's: pass model_parameters= "
-                    "and guide_parameters=, or use bound methods of modules"
-                )
+            theta, phi = self._found_groups()
             model_parameters = theta if model_parameters is None else model_parameters
             guide_parameters = phi if guide_parameters is None else guide_parameters
         self.theta = list(model_parameters)
         self.phi = list(guide_parameters)
-        if grouped_by_owner and owner_m is owner_g and hasattr(owner_m, "model_parameters"):
+        # both groups are the owner's model_/guide_parameters(): what they leave out would silently never be trained
+        # (a group given explicitly says what the caller means to train: leaving a layer out freezes it)
+        owner_m = _owner(self.model)
+        if self._explicit == (False, False) and owner_m is _owner(self.guide) and hasattr(owner_m, "model_parameters"):
             _check_covered(owner_m, self.theta + self.phi)
         shared = {id(p) for p in self.theta} & {id(p) for p in self.phi}
         if shared:
             raise ConfigError(f"{len(shared)} parameter(s) belong to both the model and the guide")
+
+    def setup(self, batch: Any) -> None:
+        """Create the parameters of a Pyro autoguide (``model`` or ``guide``) that has not run yet, by running it
+        once on ``batch`` (:func:`~hybridpgm.infer.particle_probe.build_autoguides`, as
+        :meth:`SVIObjective.setup <hybridpgm.infer.SVIObjective.setup>` does: no random numbers used up, the
+        modules' buffers left alone), then list :attr:`theta` and :attr:`phi` again from their owners (a group
+        given explicitly stays as given).  :func:`hybridpgm.fit` calls it before it builds the optimizers (and
+        before it resumes a checkpoint, whose file then holds the autoguide's parameters); call it yourself
+        before building optimizers from :meth:`players` outside ``fit``.
+
+        Before, an autoguide made its parameters at its first call, after the objective had listed
+        :math:`\\phi`: the guide was silently never trained, and a resume failed on the parameters the
+        checkpoint lacked.
+
+        :param batch: a batch of the data (a tensor ``[B, ...]``, or a tuple of the programs' positional arguments).
+        :raises ConfigError: the autoguide's parameters are not in :attr:`module`, or an explicit group was given
+            while the autoguide had not run (its parameters did not exist to be listed: run it once on a batch
+            before building the objective, or leave the group out); also as the constructor.
+        :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple starting with one)."""
+        args, _ = self.batch_args(batch)
+        built = build_autoguides(self.model, self.guide, args, self.model_kwargs, self.module, type(self).__name__)
+        self._set_groups(*(None if not given else group for given, group in zip(self._explicit,
+                                                                                  (self.theta, self.phi))))
+        listed = {id(p) for p in self.theta + self.phi}
+        for fn in built:
+            left = [name for name, p in fn.named_parameters() if p.requires_grad and id(p) not in listed]
+            if left:
+                raise ConfigError(
+                    f"{type(self).__name__}: the {type(fn).__name__} made its parameters {left} at its first run, so "
+                    "the model_parameters= / guide_parameters= given could not list them and they would never be "
+                    "trained; run the autoguide once on a batch before building the objective, or leave the "
+                    "group out (then found from the autoguide)")
+        self._groups_checked = True
+
+    def _check_groups(self) -> None:
+        """Refuse :attr:`theta` / :attr:`phi` that no longer list the programs' parameters (an autoguide that has
+        not run, or one that ran after the objective listed its groups): an optimizer built from
+        :meth:`players` would silently never train them.
+
+        :raises ConfigError: naming the autoguide, or the groups, and the fix (:meth:`setup`)."""
+        for fn in (self.model, self.guide):
+            if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
+                raise ConfigError(
+                    f"{type(self).__name__}: the {type(fn).__name__} has not run yet, so its parameters do not exist "
+                    "and players() leaves them out (an optimizer built from it would never train them); call "
+                    "objective.setup(batch) once before building the optimizers (hybridpgm.fit does), or run the "
+                    "autoguide once on a batch before building the objective")
+        if self._explicit != (True, True):
+            found = self._found_groups()
+            for given, name, group, now in zip(self._explicit, ("model", "guide"), (self.theta, self.phi), found):
+                if not given and [id(p) for p in group] != [id(p) for p in now]:
+                    raise ConfigError(
+                        f"{type(self).__name__}: the {name}'s parameters changed after the objective listed them "
+                        f"({len(group)} then, {len(now)} now: an autoguide run after the objective was built?), so "
+                        "players() is out of date; call objective.setup(batch) before building the optimizers "
+                        "(hybridpgm.fit does)")
+        self._groups_checked = True
 
     @staticmethod
     def batch_args(batch: Any) -> tuple[tuple, int]:
@@ -134,12 +218,16 @@ class ModelGuideObjective:
         again only on a batch smaller than any probed before (a plate of ``N`` rows shows no subsampling on a
         batch of all ``N``; it does on a short last batch or a micro-batch of ``accumulate``), as
         :meth:`SVIObjective.loss <hybridpgm.infer.SVIObjective.loss>` does; otherwise one comparison of two
-        ints.  The probe uses up no random numbers and leaves the modules' buffers alone.
+        ints.  The probe uses up no random numbers and leaves the modules' buffers alone.  On the first call it
+        also checks that :meth:`players` lists the programs' parameters (every subclass's ``loss`` calls this).
 
         :param tuple args: the programs' positional arguments (:meth:`batch_args`).
         :param int size: the batch's number of examples :math:`B`.
         :raises ConfigError: such a plate, with ``per_example=True`` (the message names the plate, its sizes
-            and the fix ``per_example=False``)."""
+            and the fix ``per_example=False``); or, on the first call, a Pyro autoguide that has not run (its
+            parameters do not exist yet) or groups listed before an autoguide ran: call :meth:`setup` first."""
+        if not self._groups_checked:  # once per objective: an attribute read on every other step
+            self._check_groups()
         if not self.per_example or (self._smallest_probed is not None and size >= self._smallest_probed):
             return
         check_plate_scale(self.model, self.guide, args, self.model_kwargs, size, objective=type(self).__name__,

@@ -47,7 +47,7 @@ from hybridpgm.errors import ConfigError, ObjectiveError
 from hybridpgm.handler_scope import isolated_from_handlers
 # re-exported: the probe-trace helpers this module held before they moved to hybridpgm.infer.particle_probe
 from hybridpgm.infer.particle_probe import (guess_plate_nesting, keeping_module_state, keeping_rng_state,
-                                            probed_modules, probing)
+                                            nesting_overflow, probed_modules, probing, vectorized_pass)
 from hybridpgm.options import Option
 
 __all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "guess_plate_nesting", "importance_log_likelihood",
@@ -104,12 +104,16 @@ def check_sites_match(model_trace, guide_trace, what: str, ignore: frozenset = f
 
 def _data_frame(traces, plate_name):
     """The plate over datapoints: ``plate_name`` or the outermost vectorized
-    plate shared by every sample site of ``traces`` (the particle plate excluded)."""
-    per_site = {}
+    plate shared by every sample site of ``traces`` (the particle plate excluded).
+
+    :raises ObjectiveError: no site lies in a vectorized plate (saying so when the data plate is sequential,
+        ``for i in pyro.plate(...)``), or a site lies outside the data plate."""
+    per_site, sequential = {}, set()
     for site in (site for trace in traces for site in trace.nodes.values()):
         if site["type"] == "sample":
             per_site[site["name"]] = {f.name: f for f in site["cond_indep_stack"]
                                       if f.vectorized and f.name != _PARTICLE_PLATE}
+            sequential.update(f.name for f in site["cond_indep_stack"] if not f.vectorized)
     if plate_name is None:
         common = set.intersection(*(set(frames) for frames in per_site.values())) if per_site else set()
         if common:
@@ -122,16 +126,28 @@ def _data_frame(traces, plate_name):
         for frames in per_site.values():
             for name in frames:
                 counts[name] = counts.get(name, 0) + 1
+        if not counts and sequential:
+            _refuse_sequential(sorted(sequential)[0])
         if not counts:
             raise ObjectiveError("no site lies in a pyro.plate; per-datapoint importance weights need a data plate")
         plate_name = max(counts, key=counts.get)
     outside = [name for name, frames in per_site.items() if plate_name not in frames]
+    if outside and plate_name in sequential:
+        _refuse_sequential(plate_name)
     if outside:
         raise ObjectiveError(
             f"sample site(s) {outside} lie outside the data plate {plate_name!r}; per-datapoint "
             "importance weights need every sample site inside it (no global latents)"
         )
     return next(iter(per_site.values()))[plate_name]
+
+
+def _refuse_sequential(name: str) -> None:
+    """:raises ObjectiveError: the data plate ``name`` is sequential, and why that is refused."""
+    raise ObjectiveError(
+        f"the data plate {name!r} is sequential (for i in pyro.plate(...)): per-datapoint importance weights "
+        "need the data index as a tensor dim of a vectorized plate (with pyro.plate(...):), since the K particles "
+        "run in one vectorized pass; write the data plate as a with-block")
 
 
 def _site_scale(site) -> float:
@@ -241,17 +257,23 @@ class ParticleELBO(ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         nesting = self.plate_nesting(model, guide, args, kwargs)
         wrap = self.particle_plate(self.num_particles, nesting)
-        model_trace, guide_trace = get_importance_trace(
-            "flat", nesting + 1, wrap(model), wrap(guide), args, kwargs, detach=self.detach_guide
-        )
+        with vectorized_pass(type(self).__name__, self.num_particles, nesting):
+            model_trace, guide_trace = get_importance_trace(
+                "flat", nesting + 1, wrap(model), wrap(guide), args, kwargs, detach=self.detach_guide
+            )
         check_if_enumerated(guide_trace)
         check_sites_match(model_trace, guide_trace, type(self).__name__, frozenset({_PARTICLE_PLATE}))
         return model_trace, guide_trace
 
-    def _reduce(self, trace, frame, num_particles: int):
-        """Sum each site's unscaled (masked) log-density to shape ``[K, B]``."""
+    def _reduce(self, trace, frame, num_particles: int, program: str = "model"):
+        """Sum each site's unscaled (masked) log-density to shape ``[K, B]``.
+
+        :returns: ``(total, scale, site)``: the ``[K, B]`` sum, the sites' common poutine scale and a site that
+            carries it (``None`` without sites).
+        :raises ObjectiveError: a site outside the data plate ``frame``, in more dims than ``max_plate_nesting``
+            and the particle plate allow, or sites of different scales (naming them and the ``program``)."""
         total = 0.0
-        scales = set()
+        scales: dict = {}
         n = int(self.max_plate_nesting) + 1
         for site in trace.nodes.values():
             if site["type"] != "sample":
@@ -261,23 +283,27 @@ class ParticleELBO(ELBO):
                     f"sample site {site['name']!r} is outside the data plate {frame.name!r}; "
                     "per-datapoint importance weights need every sample site inside it"
                 )
-            scales.add(_site_scale(site))
+            scales.setdefault(_site_scale(site), site["name"])
             lp = scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
             if not isinstance(lp, torch.Tensor):
                 continue
+            if lp.dim() > n:  # a plate deeper than the nesting went left of the particle plate (shapes only)
+                raise nesting_overflow(type(self).__name__, site["name"], n - 1, tuple(lp.shape))
             lp = lp.reshape((1,) * (n - lp.dim()) + tuple(lp.shape))
             lp = lp.movedim(n + frame.dim, -1)
             if lp.dim() > 2:
                 lp = lp.sum(dim=tuple(range(1, lp.dim() - 1)))
             total = total + lp.expand(num_particles, frame.size)
         if len(scales) > 1:
+            listed = ", ".join(f"{name!r} {scale:g}" for scale, name in sorted(scales.items()))
             raise ObjectiveError(
-                f"sites carry different poutine scales {sorted(scales)}; per-datapoint importance "
+                f"the {program}'s sites carry different poutine scales ({listed}); per-datapoint importance "
                 "weights need one common data-plate scale"
             )
         if not isinstance(total, torch.Tensor):
-            raise ObjectiveError("the trace has no sample sites with a log-density")
-        return total, (scales.pop() if scales else 1.0)
+            raise ObjectiveError(f"the {program}'s trace has no sample sites with a log-density")
+        scale, name = next(iter(scales.items())) if scales else (1.0, None)
+        return total, scale, name
 
     def log_weights(self, model, guide, *args, **kwargs) -> LogWeights:
         """Draw ``num_particles`` particles per datapoint and return their
@@ -287,15 +313,18 @@ class ParticleELBO(ELBO):
             guide's latent values.
         :param guide: the Pyro guide, run likewise; it must sample exactly the model's latent sites.
         :raises ObjectiveError: the guide does not sample exactly the model's latent sites, no site lies in a plate
-            or one lies outside the data plate, or the sites carry a tensor scale or different scales (model and
-            guide included)."""
+            (or the data plate is sequential) or one lies outside the data plate, a site lies in more plate dims
+            than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), the sites carry a
+            tensor scale or different scales (model and guide included), or the programs use a sampled value as
+            one number (stochastic control flow: the particles run in one vectorized pass)."""
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
         frame = _data_frame((model_trace, guide_trace), self.plate_name)
-        log_p, scale_p = self._reduce(model_trace, frame, self.num_particles)
-        log_q, scale_q = self._reduce(guide_trace, frame, self.num_particles)
+        log_p, scale_p, site_p = self._reduce(model_trace, frame, self.num_particles, "model")
+        log_q, scale_q, site_q = self._reduce(guide_trace, frame, self.num_particles, "guide")
         if scale_p != scale_q:
             raise ObjectiveError(
-                f"model and guide scale the data plate {frame.name!r} differently ({scale_p} vs {scale_q})"
+                f"model and guide scale the data plate {frame.name!r} differently: the model's site {site_p!r} "
+                f"{scale_p:g}, the guide's site {site_q!r} {scale_q:g}"
             )
         return LogWeights(log_p, log_q, scale_p, model_trace, guide_trace)
 

@@ -6,7 +6,10 @@ to its left), its latent sites -- and learn it from one (guide, model) trace pai
 :meth:`pyro.infer.ELBO._guess_max_plate_nesting` does.  :func:`hybridpgm.fit` runs such a probe once per call,
 so a resumed run runs it once more than an uninterrupted one: to keep the two alike, a probe here uses up no
 random numbers (:func:`keeping_rng_state`) and changes no module buffer (:func:`keeping_module_state`; batch-norm
-statistics, running moments), together :func:`probing`.
+statistics, running moments), together :func:`probing`.  :func:`build_autoguides` runs a Pyro autoguide's first
+call under the same scope.  When the vectorized pass of the particles does not fit what the probe learnt (a later
+batch enters a deeper plate, or the program's control flow needs one particle at a time), :func:`vectorized_pass`
+and :func:`nesting_overflow` say so.
 
 Each of these scopes holds hybridpgm's process-wide lock (:func:`~hybridpgm.global_state_lock.holding_global_state`)
 from its snapshot to its restore: two threads querying one network at once (two
@@ -20,18 +23,21 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import re
 from typing import Any, Callable, Iterable, Iterator
 
 import pyro.poutine as poutine
 import torch
+from pyro.infer.autoguide import AutoGuide
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_site_shape
 
+from hybridpgm.errors import ConfigError, HybridPGMError, ObjectiveError
 from hybridpgm.global_state_lock import holding_global_state
 
-__all__ = ["guess_plate_nesting", "keeping_module_state", "keeping_module_state_once", "keeping_rng_state",
-           "probed_modules", "probing"]
+__all__ = ["build_autoguides", "guess_plate_nesting", "keeping_module_state", "keeping_module_state_once",
+           "keeping_rng_state", "nesting_overflow", "probed_modules", "probing", "vectorized_pass"]
 
 #: the keys of the :func:`keeping_module_state_once` contexts open in this thread (or asyncio task), outermost first
 _KEPT_FOR: contextvars.ContextVar[tuple] = contextvars.ContextVar("hybridpgm_kept_for", default=())
@@ -191,6 +197,39 @@ def probing(*owners: Any) -> Iterator[None]:
         yield
 
 
+def build_autoguides(model: Callable, guide: Callable, args: tuple, kwargs: dict, module: torch.nn.Module,
+                     what: str) -> list[AutoGuide]:
+    """Create the parameters of each Pyro autoguide among ``model`` and ``guide`` that has not run yet
+    (``prototype_trace is None``) by running it once on ``args``, under :func:`probing` and without gradients:
+    no random numbers are used up and no module buffer changes, so a resumed run, which runs it again, stays
+    alike.  An autoguide makes its parameters on its first call: an objective that listed them before (to
+    build its optimizers) would silently never train them.  The objectives' ``setup(batch)`` hooks call this
+    (:meth:`SVIObjective.setup <hybridpgm.infer.SVIObjective.setup>`,
+    :meth:`ModelGuideObjective.setup <hybridpgm.infer.model_guide_objective.ModelGuideObjective.setup>`).
+
+    :param model: the Pyro model, run as ``model(*args, **kwargs)`` by an autoguide's first call.
+    :param guide: the Pyro guide.
+    :param tuple args: the programs' positional arguments.
+    :param dict kwargs: their keyword arguments.
+    :param module: the objective's module, which must hold the parameters made (its buffers are kept too).
+    :param str what: the objective, as a refusal names it.
+    :returns: the autoguides it ran (empty when none needed to).
+    :raises ConfigError: an autoguide's parameters are not in ``module``.
+    """
+    built = []
+    for fn in (model, guide):
+        if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
+            with probing(model, guide, module), torch.no_grad():
+                fn(*args, **kwargs)
+            owned = {id(p) for p in module.parameters()}
+            if any(id(p) not in owned for p in fn.parameters()):
+                raise ConfigError(f"{what}: the parameters of the {type(fn).__name__} are not in the objective's "
+                                  f"module ({type(module).__name__}), so fit would not train them; pass module= "
+                                  "holding both")
+            built.append(fn)
+    return built
+
+
 def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: dict,
                         modules: Iterable[torch.nn.Module] = ()) -> int:
     """The deepest vectorized plate of one (guide, model) trace pair, as
@@ -222,3 +261,59 @@ def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: d
                 check_site_shape(site, max_plate_nesting=float("inf"))
     dims = [frame.dim for site in sites for frame in site["cond_indep_stack"] if frame.vectorized]
     return -min(dims) if dims else 0
+
+
+def nesting_overflow(what: str, site: str, nesting: int, shape: tuple | None = None) -> ObjectiveError:
+    """The refusal of a site in more plate dims than the particle plate and ``nesting`` plate dims allow (a batch
+    entered a plate deeper than the ``max_plate_nesting`` guessed on the first batch, or given): Pyro put that
+    plate left of the particle plate, where the particles' log-weights would be mixed with its terms.
+
+    :param str what: the objective, as the message names it.
+    :param str site: the site's name.
+    :param int nesting: the ``max_plate_nesting`` in use (without the particle plate).
+    :param shape: the site's log-density's shape, when known.
+    :returns: the :class:`~hybridpgm.errors.ObjectiveError` to raise."""
+    found = "lies in more plate dims" if shape is None else f"has a log-density of shape {tuple(shape)}, more dims"
+    need = nesting + 1 if shape is None else max(len(shape) - 1, nesting + 1)
+    return ObjectiveError(
+        f"{what}: site {site!r} {found} than the particle plate and max_plate_nesting={nesting} (given, or guessed "
+        "on the first batch) allow: this batch entered a deeper plate, which went left of the particle plate; pass "
+        "max_plate_nesting= the deepest plate nesting of any batch, without the particle plate (here at least "
+        f"{need})")
+
+
+#: torch's errors for a tensor of several elements used as one number, an index or a branch condition
+_SCALAR_ERRORS = ("only one element tensors", "cannot be converted to Scalar", "with more than one value is ambiguous",
+                  "only integer tensors of a single element")
+
+
+@contextlib.contextmanager
+def vectorized_pass(what: str, num_particles: int, nesting: int) -> Iterator[None]:
+    """A context for running a model and guide once for all ``num_particles`` particles under a particle plate:
+    torch's error for a sampled tensor used as a Python number, index or condition (``range(int(n))``,
+    ``if z > 0``: stochastic control flow, which needs one particle at a time) becomes an
+    :class:`~hybridpgm.errors.ObjectiveError` saying so, and Pyro's validation error for a plate deeper than the
+    nesting becomes :func:`nesting_overflow`'s; the original is kept as ``__cause__``.  Other errors pass as
+    they are.
+
+    :param str what: the objective, as the message names it.
+    :param int num_particles: :math:`K`.
+    :param int nesting: the programs' ``max_plate_nesting`` (without the particle plate)."""
+    try:
+        yield
+    except (ValueError, RuntimeError, TypeError) as e:
+        if isinstance(e, HybridPGMError):
+            raise
+        text = str(e)
+        overflow = re.match(r'at site "([^"]*)", plate stack overflow', text)
+        if overflow is not None:
+            raise nesting_overflow(what, overflow.group(1), nesting) from e
+        if any(part in text for part in _SCALAR_ERRORS):
+            raise ObjectiveError(
+                f"{what} runs the model and the guide once for all K={num_particles} particles, vectorized under an "
+                "outer pyro.plate (every sampled value carries a particle dim in front), and the program used a "
+                f"sampled tensor as one number, index or condition ({text.splitlines()[0]}): stochastic control flow "
+                "(a number of sites or a branch decided by a sampled value) needs one particle at a time, which "
+                "this objective cannot do; use an estimator that runs the particles one by one (pyro.infer."
+                "TraceGraph_ELBO, or pyro.infer.ReweightedWakeSleep(vectorize_particles=False))") from e
+        raise

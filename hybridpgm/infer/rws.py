@@ -42,6 +42,12 @@ the negative bound of the whole batch taken as one datapoint; here both return t
 :math:`-\\mathcal L_K` (a sum of per-datapoint bounds), and :meth:`ReweightedWakeSleepELBO.losses` gives the
 pair.  ``wake_phi=True, sleep_phi=True`` is Pyro's ``insomnia=0.5``.
 
+**Vectorized particles.**  The :math:`K` particles (and the dreams) run in one pass under an outer
+``pyro.plate``, so every sampled value carries a particle dim in front.  Programs with stochastic control flow
+(``n = pyro.sample("n", Geometric(p))`` then ``for i in range(int(n))``, the setting of [2]) need one particle at
+a time and are refused with an :class:`~hybridpgm.errors.ObjectiveError` saying so (torch's error kept as its
+``__cause__``); Pyro's :class:`pyro.infer.ReweightedWakeSleep` with ``vectorize_particles=False`` runs them.
+
 References:
 
 1. J. Bornschein, Y. Bengio, *Reweighted Wake-Sleep*, ICLR 2015.

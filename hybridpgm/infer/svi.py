@@ -8,13 +8,13 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
-from pyro.infer.autoguide import AutoGuide
 
 from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
+from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
@@ -116,16 +116,8 @@ class SVIObjective:
         :raises ConfigError: the autoguide's parameters are not in :attr:`module`, or a ``pyro.param`` site of
             the model or guide is not a parameter of :attr:`module`.
         """
-        for fn in (self.model, self.guide):
-            if isinstance(fn, AutoGuide) and getattr(fn, "prototype_trace", None) is None:
-                args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-                with probing(self.model, self.guide, self.module), torch.no_grad():
-                    fn(*args, **self.model_kwargs)
-                owned = {id(p) for p in self.module.parameters()}
-                if any(id(p) not in owned for p in fn.parameters()):
-                    raise ConfigError(f"SVIObjective: the parameters of the {type(fn).__name__} are not in the "
-                                      f"objective's module ({type(self.module).__name__}), so fit would not train "
-                                      "them; pass module= holding both")
+        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+        build_autoguides(self.model, self.guide, args, self.model_kwargs, self.module, "SVIObjective")
         self._check_param_sites(batch)
 
     def _check_param_sites(self, batch: Any) -> None:

@@ -23,6 +23,11 @@ estimator is unbiased for :math:`\\nabla\\,\\mathbb E[\\mathcal L_K]`; no
 networks are learned.  Per-datapoint weights make it mini-batch correct
 (:class:`~hybridpgm.infer.particle_elbo.ParticleELBO`).
 
+The :math:`K` particles run in one pass under an outer ``pyro.plate`` (every sampled value carries a particle
+dim in front): a program with stochastic control flow (``for i in range(int(n))`` on a sampled ``n``, a branch on
+a sampled value) needs one particle at a time and is refused with an :class:`~hybridpgm.errors.ObjectiveError`
+saying so (torch's error kept as its ``__cause__``).
+
 References:
 
 1. A. Mnih, D. J. Rezende, *Variational inference for Monte Carlo objectives*, ICML 2016.

@@ -51,6 +51,7 @@ from hybridpgm.checks import check_player, positive_int
 from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.model_guide_objective import ModelGuideObjective
 from hybridpgm.infer.particle_elbo import ParticleELBO
+from hybridpgm.infer.particle_probe import vectorized_pass
 from hybridpgm.options import Option
 
 __all__ = ["WakeSleep", "WakeSleepELBO", "sleep_phi_loss"]
@@ -67,11 +68,12 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
     ``num_particles``.
 
     :raises ObjectiveError: when the model does not have exactly one observed
-        site, or the guide samples a site the model does not have.
+        site, or the guide samples a site the model does not have, or the programs use a sampled value as one
+        number (stochastic control flow: the dreams run in one vectorized pass).
     """
     nesting = estimator.plate_nesting(model, guide, args, kwargs)
     wrap = estimator.particle_plate(num_particles, nesting)
-    with poutine.block():
+    with vectorized_pass(type(estimator).__name__, num_particles, nesting), poutine.block():
         model_trace = poutine.trace(wrap(poutine.uncondition(model))).get_trace(*args, **kwargs)
     model_trace.detach_()
     observed = [name for name, site in model_trace.nodes.items()
@@ -83,12 +85,19 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
         )
     dream = model_trace.nodes[observed[0]]["value"]
     guide_args = (dream,) + tuple(args[1:])
-    guide_trace = poutine.trace(poutine.replay(wrap(guide), trace=model_trace)).get_trace(*guide_args, **kwargs)
+    with vectorized_pass(type(estimator).__name__, num_particles, nesting):
+        guide_trace = poutine.trace(poutine.replay(wrap(guide), trace=model_trace)).get_trace(*guide_args, **kwargs)
     _check_guide_plates(model_trace, guide_trace, observed[0], dream)
     guide_trace = prune_subsample_sites(guide_trace)
     latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample" and n not in observed}
     missing = [n for n, s in guide_trace.nodes.items()
                if s["type"] == "sample" and not s["is_observed"] and n not in latent]
+    auxiliary = [n for n in missing if guide_trace.nodes[n]["infer"].get("is_auxiliary")]
+    if auxiliary:  # a Pyro autoguide's unconstrained latents: drawn afresh, not replayed from the dreams
+        raise ObjectiveError(f"the sleep phase cannot score the guide's auxiliary site(s) {auxiliary} (a Pyro "
+                             "autoguide's, such as AutoNormal's): it replays the guide on the model's dreams, which "
+                             "hold only the model's latent sites; use a guide that samples the model's latent sites "
+                             "themselves (or RWS with wake_phi only)")
     if missing:
         raise ObjectiveError(f"guide sites {missing} have no counterpart among the model's latent sites "
                              f"{sorted(latent)}")
