@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from hybridpgm.data.splits import Split
+from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, DataNotFoundError
 
-__all__ = ["DEBIAN_PATH", "find_fashion_mnist", "load_fashion_mnist_splits", "read_idx"]
+__all__ = ["DEBIAN_PATH", "MAX_IDX_BYTES", "find_fashion_mnist", "load_fashion_mnist_splits", "read_idx"]
 
 DEBIAN_PATH = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -44,38 +45,69 @@ NUM_CLASSES = 10
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+#: the default ``max_bytes`` of :func:`read_idx`: 2 GiB (Fashion-MNIST's training images are 47 MB)
+MAX_IDX_BYTES = 2**31
+_CHUNK = 1 << 24
+
+
+def _read_exactly(handle, count: int) -> bytearray:
+    """Up to ``count`` bytes from ``handle``, fewer only at its end; read in chunks, so that no more memory is
+    taken than the file holds (``read(count)`` allocates ``count`` bytes first, whatever the file holds)."""
+    data = bytearray()
+    while len(data) < count:
+        chunk = handle.read(min(_CHUNK, count - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed) into an array.
 
+    The header is read first, then exactly the data bytes its shape declares (and one more, to find trailing
+    data), at most ``max_bytes``: a gzip file of a few kilobytes that inflates to gigabytes is refused after
+    reading what its header declares, never inflated whole.
+
     :param path: the file (a str or ``os.PathLike``); a name ending in ``.gz`` is read as gzip.
+    :param int max_bytes: the most data bytes read (of a ``.gz`` file, once uncompressed), 2 GiB by default
+        (:data:`MAX_IDX_BYTES`).
     :raises DataNotFoundError: the file does not exist (a :class:`DataError` and a :class:`FileNotFoundError`).
-    :raises DataError: the path is not a path, the file is truncated, not in IDX format or a damaged gzip file
-        (the message names the file).
+    :raises DataError: the path is not a path, the file is truncated, not in IDX format, a damaged gzip file,
+        holds more data than its header declares, or declares more than ``max_bytes`` (the message names the
+        file).
+    :raises ConfigError: ``max_bytes`` is not a positive integer.
     """
     if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
         raise DataError(f"read_idx needs a file path (str or a PathLike of str), got {type(path).__name__} {path!r}")
+    max_bytes = positive_int(max_bytes, "read_idx max_bytes")
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            head = _read_exactly(handle, 4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
+                raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
+            dims = _read_exactly(handle, 4 * head[3])
+            if len(dims) < 4 * head[3]:
+                raise DataError(f"IDX file {str(path)!r} is truncated in its header")
+            shape = struct.unpack(f">{head[3]}I", dims)
+            dtype = np.dtype(_DTYPES[head[2]])
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod wraps past 2**63 (2**64 gave 0)
+            raw = _read_exactly(handle, min(expected, max_bytes) + 1)
     except FileNotFoundError as error:
         raise DataNotFoundError(f"IDX file {str(path)!r} does not exist") from error
     except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged .gz (a bad block or checksum)
         raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from error
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"IDX file {str(path)!r} is truncated in its header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_DTYPES[raw[2]])
-    expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod wraps past 2**63 (2**64 gave 0)
-    if len(raw) - header != expected:
-        raise DataError(f"IDX file {str(path)!r} holds {len(raw) - header} data bytes, its header says {expected}")
+    if len(raw) > max_bytes:
+        raise DataError(f"IDX file {str(path)!r} declares {expected} data bytes (shape {shape}) and holds more than "
+                        f"max_bytes={max_bytes}; pass a larger max_bytes to read_idx if the file is trusted")
+    if len(raw) > expected:
+        raise DataError(f"IDX file {str(path)!r} holds more than {expected} data bytes, its header says {expected}")
+    if len(raw) != expected:
+        raise DataError(f"IDX file {str(path)!r} holds {len(raw)} data bytes, its header says {expected}")
     try:
-        return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
     except ValueError as error:  # no data (a 0 dimension) beside dimensions whose product numpy cannot index
         raise DataError(f"IDX file {str(path)!r} declares the impossible shape {shape}: {error}") from error
 

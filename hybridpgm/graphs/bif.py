@@ -23,15 +23,17 @@ module builds the network from what that scanning yields, and writes one.
 
 from __future__ import annotations
 
+import array
 import collections
 import gzip
 import itertools
+import math
 import os
 
 import numpy as np
 import torch
 
-from hybridpgm.checks import shown_items
+from hybridpgm.checks import positive_int, shown_items
 from hybridpgm.errors import CheckpointError, DataError, DataNotFoundError, ModelSpecError
 # re-exported: the pgmpy conversions this module held before they moved to hybridpgm.graphs.bif_pgmpy
 from hybridpgm.graphs.bif_pgmpy import discrete_table, from_pgmpy, to_pgmpy
@@ -42,19 +44,69 @@ from hybridpgm.train.atomic_write import write_atomically
 __all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 
 
-def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = False, atol: float = 1e-4):
+#: the default ``max_bytes`` of :func:`read_bif`: the largest network bnlearn bundles (``munin``) is 1.9 MB
+MAX_BIF_BYTES = 256 * 2**20
+#: the default ``max_table_entries`` of :func:`read_bif`: a float64 table of 128 MiB
+MAX_TABLE_ENTRIES = 2**24
+#: the most digits a declared state count may have (a count with more could never match its list of states)
+_MAX_COUNT_DIGITS = 18
+
+
+def _read_text(path: str, at: str, max_bytes: int) -> str:
+    """The text of the (gzip-compressed) BIF file ``path``, at most ``max_bytes`` bytes of it once uncompressed
+    (read in binary, so that a few kilobytes of gzip cannot inflate to gigabytes in memory), its newlines
+    translated as text mode does (``\\r\\n`` and ``\\r`` to ``\\n``).
+
+    :raises DataError: the file cannot be read as (gzip-compressed) UTF-8 text, or holds more than ``max_bytes``.
+    """
+    gz = path.endswith(".gz")
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise DataError(f"the BIF file {at} holds more than max_bytes={max_bytes} bytes"
+                            f"{' once uncompressed' if gz else ''}; pass a larger max_bytes to read_bif if the "
+                            "file is trusted")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        kind = "gzip-compressed UTF-8 text" if gz else "UTF-8 text"
+        raise DataError(f"cannot read the BIF file {at} as {kind}: {e}") from e
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _declared_count(digits: str, listed: int) -> bool:
+    """Whether the state count ``digits`` (of any length) equals ``listed``, without ``int()`` of a count too long
+    for it (Python refuses more than 4300 digits)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits) <= _MAX_COUNT_DIGITS and int(digits) == listed
+
+
+def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = False, atol: float = 1e-4,
+             max_bytes: int = MAX_BIF_BYTES, max_table_entries: int = MAX_TABLE_ENTRIES):
     """Read a BIF file (``.bif`` or ``.bif.gz``) into a :class:`~hybridpgm.graphs.BayesNet`.
+
+    A file from an untrusted source cannot make the reader allocate more than the file holds, within the two
+    limits: the text is read up to ``max_bytes`` (once uncompressed), and a table is allocated only after its
+    statements are checked (without a ``default`` entry, they must give every parent configuration) and if it
+    has at most ``max_table_entries`` entries.
 
     :param path: file path, a ``str`` or :class:`os.PathLike` (``~`` expanded; ``bytes`` refused).
     :param dtype: dtype of the tables (float64 by default, as in the file).
     :param bool learnable: make the tables trainable parameters.
     :param float atol: row-sum tolerance (rows are renormalised).
+    :param int max_bytes: the most bytes of text read (of a ``.bif.gz`` once uncompressed), 256 MiB by default
+        (:data:`MAX_BIF_BYTES`; bnlearn's largest network is 1.9 MB).
+    :param int max_table_entries: the most entries of one variable's table,
+        :math:`k \\prod_{p} k_p` for a variable of :math:`k` states whose parents have :math:`k_p`;
+        :math:`2^{24}` by default (:data:`MAX_TABLE_ENTRIES`, 128 MiB of float64).
+    :raises ConfigError: ``max_bytes`` or ``max_table_entries`` is not a positive integer.
     :raises DataError: if the path is not a path, does not exist, is not a
-        regular file, cannot be read as (gzip-compressed) UTF-8 text, or
+        regular file, cannot be read as (gzip-compressed) UTF-8 text, holds more than ``max_bytes``, or
         declares no variable.
     :raises ModelSpecError: naming the file and the variable whose declaration or
         table is malformed (a state name listed twice, a parent listed twice, a
-        block without its closing brace), declared twice, or given two
+        block without its closing brace, a table of more than ``max_table_entries`` entries, entries that
+        leave a parent configuration out without a ``default``), declared twice, or given two
         probability blocks.
     """
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -62,17 +114,13 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
 
     path = str(file_path(path, "BIF file", DataError))  # bytes refused by name, ~ expanded
     at = repr(path)  # the file as messages name it: quoted, a newline in its name escaped
+    max_bytes = positive_int(max_bytes, "read_bif max_bytes")
+    max_table_entries = positive_int(max_table_entries, "read_bif max_table_entries")
     if not os.path.exists(path):
         raise DataNotFoundError(f"BIF file not found: {at}")
     if not os.path.isfile(path):
         raise DataError(f"BIF path {at} is not a regular file (a directory?)")
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = _strip_comments(f.read())  # comments out, quoted strings kept
-    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-        kind = "gzip-compressed UTF-8 text" if path.endswith(".gz") else "UTF-8 text"
-        raise DataError(f"cannot read the BIF file {at} as {kind}: {e}") from e
+    text = _strip_comments(_read_text(path, at, max_bytes))  # comments out, quoted strings kept
     states: dict[str, list[str]] = {}
     probs = []
     for kind, head, body in _blocks(text, at):
@@ -83,8 +131,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             if t is None:
                 raise ModelSpecError(f"{at}: variable {head!r} is not 'type discrete [k] {{...}}'")
             names = [x.strip() for x in t.group(2).split(",") if x.strip()]
-            if len(names) != int(t.group(1)):
-                raise ModelSpecError(f"{at}: variable {head!r} declares {t.group(1)} states, lists {len(names)}")
+            if not _declared_count(t.group(1), len(names)):
+                count = t.group(1) if len(t.group(1)) <= 20 else f"{t.group(1)[:12]}... ({len(t.group(1))} digits)"
+                raise ModelSpecError(f"{at}: variable {head!r} declares {count} states, lists {len(names)}")
             counts = collections.Counter(names)
             dup = sorted(x for x, n in counts.items() if n > 1)
             if dup:
@@ -117,42 +166,14 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             raise ModelSpecError(f"{at}: probability of {child!r} lists the parent(s) {dup} more than once")
         card = len(states[child])
         pcards = [len(states[p]) for p in parents]
-        table = np.full(pcards + [card], np.nan)
-        where = f"{at}: {child!r}"
-        seen: set = set()
-        default = None
-        for kind, key, nums in _statements(body, where):
-            if kind == "default":  # fills the parent configurations no entry gives, wherever it stands
-                if len(nums) != card:
-                    raise ModelSpecError(f"{at}: default of {child!r} has {len(nums)} numbers, needs {card}")
-                if default is not None:
-                    raise ModelSpecError(f"{at}: {child!r} has two default entries")
-                default = np.asarray(nums)
-            elif kind == "table":
-                if len(nums) != table.size:
-                    raise ModelSpecError(f"{at}: table of {child!r} has {len(nums)} numbers, needs {table.size}")
-                # as pgmpy reads it: the child's state slowest, then the parents in C order
-                table = np.moveaxis(np.asarray(nums).reshape([card] + pcards), 0, -1)
-            else:
-                cond = ", ".join(key)
-                if len(key) != len(parents):
-                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} does not list "
-                                         f"{len(parents)} parent states")
-                try:  # a dict per variable: a list's index() per entry made a table of k entries O(k^2)
-                    idx = tuple(positions[p][s] for p, s in zip(parents, key))
-                except KeyError as e:
-                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} names an unknown state") from e
-                if len(nums) != card:
-                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} has {len(nums)} numbers, needs {card}")
-                if idx in seen:
-                    raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} is given twice")
-                seen.add(idx)
-                table[idx] = nums
-        if default is not None:
-            table[np.isnan(table).all(-1)] = default
-        if np.isnan(table).any():
-            raise ModelSpecError(f"{at}: the table of {child!r} is incomplete")
-        tables[child] = (table, parents)
+        size = math.prod(pcards) * card  # Python ints: no overflow, whatever the number of parents
+        if size > max_table_entries:
+            raise ModelSpecError(f"{at}: the table of {child!r} would hold {size} entries ({card} states x "
+                                 f"{size // card} configurations of its {len(parents)} parents), more than "
+                                 f"max_table_entries={max_table_entries}; pass a larger max_table_entries to "
+                                 "read_bif if the file is trusted")
+        tables[child] = (_table(_statements(body, f"{at}: {child!r}"), at, child, parents, positions, card,
+                                pcards), parents)
     given = [v for v in states if v in tables]
     probs = []
     for v in given:
@@ -178,6 +199,64 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         except ModelSpecError as e:
             raise ModelSpecError(f"{at}: {e}") from e
     return bn.check()
+
+
+def _table(statements, at: str, child: str, parents: list[str], positions: dict, card: int,
+           pcards: list[int]) -> np.ndarray:
+    """The table, ``pcards + [card]``, that the ``statements`` of ``child``'s probability block give.
+
+    Every statement is checked before the table is allocated: the numbers of each, the parent states of each
+    entry, and, without a ``default`` or ``table`` statement, that the entries give every parent configuration.
+    The entries' numbers wait in a flat ``array('d')`` (8 bytes a number) and fill the table in one vectorised
+    assignment.
+    """
+    size = math.prod(pcards) * card
+    default = table = None
+    seen: set = set()
+    given: list[tuple] = []  # the parent configurations of the entries after the last table statement
+    values = array.array("d")  # their numbers, in order
+    for kind, key, nums in statements:
+        if kind == "default":  # fills the parent configurations no entry gives, wherever it stands
+            if len(nums) != card:
+                raise ModelSpecError(f"{at}: default of {child!r} has {len(nums)} numbers, needs {card}")
+            if default is not None:
+                raise ModelSpecError(f"{at}: {child!r} has two default entries")
+            default = nums
+        elif kind == "table":
+            if len(nums) != size:
+                raise ModelSpecError(f"{at}: table of {child!r} has {len(nums)} numbers, needs {size}")
+            table, given, values = nums, [], array.array("d")  # a table statement replaces the entries before it
+        else:
+            cond = ", ".join(key)
+            if len(key) != len(parents):
+                raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} does not list {len(parents)} parent states")
+            try:  # a dict per variable: a list's index() per entry made a table of k entries O(k^2)
+                idx = tuple(positions[p][s] for p, s in zip(parents, key))
+            except KeyError as e:
+                raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} names an unknown state") from e
+            if len(nums) != card:
+                raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} has {len(nums)} numbers, needs {card}")
+            if idx in seen:
+                raise ModelSpecError(f"{at}: entry ({cond}) of {child!r} is given twice")
+            seen.add(idx)
+            given.append(idx)
+            values.extend(nums)
+    if table is None and default is None and len(given) != size // card:
+        raise ModelSpecError(f"{at}: the table of {child!r} is incomplete: its entries give {len(given)} of the "
+                             f"{size // card} parent configurations, and it has no default entry")
+    if table is not None:  # as pgmpy reads it: the child's state slowest, then the parents in C order
+        out = np.ascontiguousarray(np.moveaxis(np.asarray(table).reshape([card] + pcards), 0, -1))
+    else:
+        out = np.full(pcards + [card], np.nan)
+    rows = out.reshape(-1, card)  # a view: one row per parent configuration, in C order
+    if given:
+        at_rows = np.ravel_multi_index(np.asarray(given, dtype=np.intp).T, pcards) if parents else 0
+        rows[at_rows] = np.frombuffer(values, dtype=np.float64).reshape(len(given), card)
+    if default is not None:  # a 2-d mask: a mask over every parent axis made numpy index each axis (seconds)
+        rows[np.isnan(rows).all(-1)] = default
+    if np.isnan(out).any():
+        raise ModelSpecError(f"{at}: the table of {child!r} is incomplete")
+    return out
 
 
 def load_network(name: str, **kwargs):

@@ -46,6 +46,7 @@ import copy
 import math
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,21 @@ def plain_scalar(value: Any) -> Any:
     return NOT_PLAIN
 
 
+def _dense(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor``, or a dense copy of it if it is a view repeating its elements (a stride of 0, as ``expand``
+    gives: its elements need more bytes than its storage holds), which
+    :func:`~hybridpgm.train.torch_load.read_torch_file` refuses to read back.  Metadata only, no device sync."""
+    if tensor.layout != torch.strided or tensor.is_meta:
+        return tensor
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+        return tensor.contiguous()
+    return tensor
+
+
 def _plain(value: Any, where: str, refused: list[str]) -> Any:
-    if isinstance(value, torch.Tensor) or type(value) in _TORCH_VALUES:
+    if isinstance(value, torch.Tensor):
+        return _dense(value)
+    if type(value) in _TORCH_VALUES:
         return value
     if type(value) in _PLAIN_DICTS:
         pairs = [(_plain(k, f"{where}<key {k!r}>", refused), _plain(v, f"{where}[{k!r}]", refused))
@@ -189,7 +203,8 @@ def _plain(value: Any, where: str, refused: list[str]) -> Any:
 
 def plain_data(state: Any, where: str = "") -> tuple[Any, list[str]]:
     """``state`` with its scalars as :func:`plain_scalar` gives them (a copy of the containers on a changed
-    path; tensors are kept as they are), and the places (``where`` followed by ``[key]``/``[index]``) of the
+    path; tensors are kept as they are, but a view repeating its elements, such as an expanded buffer, becomes a
+    dense copy of the same values), and the places (``where`` followed by ``[key]``/``[index]``) of the
     values ``torch.load(weights_only=True)`` could not read back: those of other types, and containers other than
     ``list``, ``tuple``, ``set``, ``dict``, ``OrderedDict`` and ``Counter`` (a named tuple, a ``defaultdict``).
     """
@@ -333,8 +348,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     :returns: the checkpoint's entries, by name.
     :raises CheckpointError: the file is missing (or a directory, a FIFO ...), empty, truncated, not a
         checkpoint, of an unknown format version, holds NaN (:func:`check_finite_checkpoint`; whether an
-        infinity is allowed depends on the module, which ``fit`` checks when it resumes), or its history of
-        tensors lacks an entry or holds one of another dtype or shape (naming it).
+        infinity is allowed depends on the module, which ``fit`` checks when it resumes), nests deeper than
+        Python's recursion limit allows (or contains itself), or its history of tensors lacks an entry or holds
+        one of another dtype or shape (naming it); see :func:`~hybridpgm.train.torch_load.read_torch_file` for
+        the reasons a file cannot be read at all.
     """
     path = file_path(path, "checkpoint", CheckpointError)
     state = read_torch_file(path, "checkpoint", map_location)
@@ -344,8 +361,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format_version") not in _READABLE_VERSIONS or "format" in state:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm checkpoint of format "
                               f"{', '.join(map(str, _READABLE_VERSIONS[:-1]))} or {_READABLE_VERSIONS[-1]}")
-    check_finite_checkpoint(path, state, nan_only=True)
-    state = decode_nonfinite_floats(state)
+    try:  # these walks recurse: a crafted file may nest (or refer to itself) deeper than Python's stack allows
+        check_finite_checkpoint(path, state, nan_only=True)
+        state = decode_nonfinite_floats(state)
+    except RecursionError:
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: its entries nest deeper than Python's recursion "
+                              f"limit ({sys.getrecursionlimit()}) allows, or contain themselves; save_checkpoint never "
+                              "writes such a checkpoint (a crafted or damaged file)") from None
     if is_packed_history(state.get("history")):
         state["history"] = unpacked_history(state["history"], path)
     return state

@@ -1,7 +1,9 @@
 """Reading a file that ``torch.save`` wrote, with ``weights_only=True``, and one clear reason when it fails.
 
 ``torch.load`` does not check the CRC-32 that a zip archive stores for each member, so a damaged file could
-load as damaged tensors: :func:`read_torch_file` checks every member first.  Used by
+load as damaged tensors: :func:`read_torch_file` checks every member first.  It also refuses what would let a
+small file stand for gigabytes in memory: a compressed member (a zip bomb; ``torch.save`` stores every member
+as it is) and a tensor whose elements need more bytes than its storage holds (a stride-0 view).  Used by
 :func:`~hybridpgm.train.checkpoint.load_checkpoint` and :func:`hybridpgm.load`.
 """
 
@@ -67,7 +69,10 @@ def _directory_flaw(infos: list[zipfile.ZipInfo]) -> str | None:
       :mod:`zipfile` reads its bytes, but torch takes it for a directory and leaves the tensor's storage
       unfilled (uninitialised memory loaded as weights);
     * two entries with one name: both pass the CRC-32 check, torch reads only one of them;
-    * an encrypted entry (general-purpose flag bit 0): :mod:`zipfile` cannot check it.
+    * an encrypted entry (general-purpose flag bit 0): :mod:`zipfile` cannot check it;
+    * a compressed entry (any method but ``ZIP_STORED``): torch's writer stores every member as it is (its
+      ``PyTorchFileWriter`` takes no compression setting), but its reader inflates a deflated one, so a file
+      of a few kilobytes could load as gigabytes of tensors (a zip bomb).
     """
     seen: set[str] = set()
     for info in infos:
@@ -83,6 +88,11 @@ def _directory_flaw(infos: list[zipfile.ZipInfo]) -> str | None:
         if info.flag_bits & _ENCRYPTED:
             return (f"it is corrupt: its member {name!r} is marked as encrypted (zip flags {info.flag_bits:#x}), "
                     "which torch.save never writes (a damaged disk, download or copy?)")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return (f"it was not written by torch.save: its member {name!r} is compressed (zip method "
+                    f"{info.compress_type}, {info.compress_size} bytes for {info.file_size}), and torch.save stores "
+                    "every member uncompressed; a compressed member can inflate far beyond the file's size "
+                    "(a file repacked by a zip tool, or crafted)")
     return None
 
 
@@ -132,6 +142,57 @@ def _zip_damage(path: Path) -> str | None:
     return None
 
 
+#: what :func:`_oversized_view` looks into: the containers ``weights_only`` loading builds (and their subclasses)
+_CONTAINERS = (dict, list, tuple, set, frozenset)
+
+
+def _oversized_view(state: Any) -> str | None:
+    """Where (``['history']['loss']``) and what the first tensor in ``state`` is whose elements need more bytes
+    than its storage holds, or ``None``.
+
+    Such a tensor is a view that repeats elements (a stride of 0, as :meth:`torch.Tensor.expand` gives), so a
+    file of a few kilobytes could declare a tensor of ``10**10`` elements: any copy, comparison or ``tolist`` of
+    it then allocates them all.  hybridpgm never writes one (:func:`~hybridpgm.train.checkpoint.plain_data`
+    stores such a view as a dense copy); a view that stays within its storage (a slice, a transpose, tied
+    weights) is fine.  The walk is iterative (any nesting depth) and visits each container once (one shared by
+    several entries is not walked again); tensors of another layout than ``torch.strided`` (sparse) are not
+    looked into.
+    """
+    places: list[tuple[int, Any]] = []  # (index of the parent's place, key), for the message only
+    stack: list[tuple[Any, int]] = [(state, -1)]
+    seen: set[int] = set()
+    while stack:
+        value, place = stack.pop()
+        if isinstance(value, torch.Tensor):
+            if value.layout != torch.strided:
+                continue
+            try:
+                stored = value.untyped_storage().nbytes()
+            except (RuntimeError, NotImplementedError):  # a tensor without storage of its own
+                continue
+            needed = value.numel() * value.element_size()
+            if needed > stored:
+                keys = []
+                while place >= 0:
+                    place, key = places[place]
+                    keys.append(f"[{key!r}]")
+                where = "".join(reversed(keys)) or "<the file's object>"
+                return (f"its tensor {where} of shape {tuple(value.shape)} and strides {value.stride()} repeats "
+                        f"elements: its {value.numel()} elements of {value.element_size()} bytes need {needed} "
+                        f"bytes, its storage holds {stored}; hybridpgm never writes such a view (a crafted file: "
+                        "any copy of it would allocate them all)")
+            continue
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(item, (torch.Tensor, *_CONTAINERS)):
+                places.append((place, key))
+                stack.append((item, len(places) - 1))
+    return None
+
+
 def _load_reason(error: Exception) -> str:
     """What went wrong, in a line, without torch's advice to load with ``weights_only=False``."""
     text = str(error)
@@ -177,11 +238,15 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     compared with the one the archive stores, which ``torch.load`` does not do, so a damaged file is refused
     instead of giving damaged tensors.  A legacy non-zip torch file is read by ``torch.load`` as before.
 
+    After loading, every tensor is checked to fit its storage (:func:`_oversized_view`): a view repeating its
+    elements (a stride of 0) would let a file of a few kilobytes stand for gigabytes.
+
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
         damaged (naming the member whose CRC-32 fails, or whose zip entry torch would read differently: one
-        marked as a directory or encrypted, or a name given twice), holding objects that ``weights_only`` loading
-        refuses, or the OS reason.
+        marked as a directory or encrypted, or a name given twice), a compressed member (torch.save stores
+        them all uncompressed), holding objects that ``weights_only`` loading refuses, a tensor whose elements
+        need more bytes than its storage holds (naming its place and shape), or the OS reason.
     """
     path = check_readable(path, what)
     try:
@@ -191,7 +256,7 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     if damage is not None:
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {damage}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable file
         try:
             size = os.path.getsize(path)
@@ -206,3 +271,7 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
         except OSError as os_error:
             reason = os_reason(os_error)
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {reason}") from error
+    oversized = _oversized_view(state)
+    if oversized is not None:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {oversized}")
+    return state

@@ -119,17 +119,41 @@ def test_two_members_of_one_name_are_refused(tmp_path, write):
 
 
 @pytest.mark.parametrize("write", [_checkpoint, _model_file])
-def test_a_file_rewritten_with_deflate_still_loads(tmp_path, write):
-    """Guard (passes before and after): torch reads deflated members as zipfile does, so they are not refused."""
+def test_a_deflated_member_is_refused_before_it_is_inflated(tmp_path, write):
+    """Before, a file repacked with deflate loaded (this test asserted it, as a guard): torch's reader inflates
+    such members, so 256 kB of deflate stood for a 256 MiB tensor (a zip bomb).  torch.save stores every member
+    uncompressed (its PyTorchFileWriter has no compression setting), so a compressed member is refused by name,
+    from the zip directory alone."""
     path, what, read = write(tmp_path)
-    expected = torch.load(path, weights_only=True)
+    with zipfile.ZipFile(path) as source:
+        assert {info.compress_type for info in source.infolist()} == {zipfile.ZIP_STORED}  # what torch.save writes
     rewritten = tmp_path / "deflated.pt"
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
             target.writestr(info.filename, source.read(info))
-    assert torch.load(rewritten, weights_only=True).keys() == expected.keys()
-    loaded = read(rewritten)
-    if what == "checkpoint":
-        assert all(torch.equal(loaded["module"][k], v) for k, v in expected["module"].items())
-    else:
-        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected["state_dict"].items())
+    first = _first_member(rewritten)
+    assert torch.load(rewritten, weights_only=True).keys() == torch.load(path, weights_only=True).keys()
+    with pytest.raises(CheckpointError, match=rf"cannot read {what} '.*deflated.pt': it was not written by "
+                                              rf"torch.save: its member '{first}' is compressed \(zip method 8, "):
+        read(rewritten)
+
+
+def test_one_deflated_member_among_stored_ones_is_refused(tmp_path):
+    """Only the tensor's member deflated (its bytes, a run of zeros, shrink 1000-fold): refused, naming it."""
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, {"w": torch.zeros(2**16)})
+    tensor = _tensor_members(path)[0]
+    rewritten = tmp_path / "one.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w") as target:
+        for info in source.infolist():
+            kind = zipfile.ZIP_DEFLATED if info.filename == tensor else zipfile.ZIP_STORED
+            target.writestr(info.filename, source.read(info), compress_type=kind)
+    assert rewritten.stat().st_size < path.stat().st_size // 10
+    with pytest.raises(CheckpointError, match=rf"its member '{tensor}' is compressed \(zip method 8, \d+ bytes "
+                                              r"for 262144\)"):
+        load_checkpoint(rewritten)
+
+
+def _first_member(path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        return archive.infolist()[0].filename

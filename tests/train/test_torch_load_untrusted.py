@@ -1,0 +1,113 @@
+"""Files from untrusted sources that would let a few kilobytes stand for gigabytes, or break the reader's walks
+(hybridpgm/train/torch_load.py, checkpoint.py): a tensor whose view repeats its elements (stride 0), and a
+checkpoint whose entries nest too deep or contain themselves.  Found by an audit of untrusted inputs.  The zip
+side (a deflated member) is in test_torch_load_zip_entries.py."""
+
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.errors import CheckpointError
+from hybridpgm.graphs import load_network
+from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
+from hybridpgm.train.checkpoint_history import _FLOAT_SERIES, ENCODING
+
+
+def _repeating(n: int, dtype=torch.float32) -> torch.Tensor:
+    """A view of one element as ``n`` elements (stride 0): ``torch.save`` writes its one-element storage."""
+    return torch.zeros(1, dtype=dtype).as_strided((n,), (0,))
+
+
+def test_a_stride_0_tensor_in_a_checkpoint_is_refused_naming_its_place(tmp_path):
+    """Before, it loaded: a 2.5 kB checkpoint of such history series (10**7 entries each) took 360 MiB and every
+    later copy or check of it allocated them all (the audit's f7)."""
+    path = tmp_path / "run.pt"
+    torch.save({"format_version": 3, "module": {"w": torch.zeros(3, 2).as_strided((300, 200), (0, 0))}}, path)
+    assert path.stat().st_size < 4096
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint '.*run.pt': its tensor \['module'\]\['w'\] of "
+                                              r"shape \(300, 200\) and strides \(0, 0\) repeats elements: its 60000 "
+                                              r"elements of 4 bytes need 240000 bytes, its storage holds 24;"):
+        load_checkpoint(path)
+
+
+def test_a_packed_history_of_stride_0_series_is_refused(tmp_path):
+    n = 10_000
+    series = {key: _repeating(n, torch.float64) for key in _FLOAT_SERIES}
+    history = {"encoding": ENCODING, "step": _repeating(n, torch.int64),
+               "loss": {"model": _repeating(n, torch.float64)}, **series, "metrics": {}, "nonfinite": {}}
+    path = tmp_path / "history.pt"
+    torch.save({"format_version": 3, "history": history}, path)
+    with pytest.raises(CheckpointError, match=r"its tensor \['history'\]\[.*\] of shape \(10000,\) and strides \(0,\) "
+                                              r"repeats elements"):
+        load_checkpoint(path)
+
+
+def test_a_stride_0_tensor_in_a_model_file_is_refused(tmp_path):
+    """The audit's f2c: a 1.8 kB model file declaring a 24000 x 24000 weight took 3 s and gigabytes before the
+    state dict was refused; here a small one, refused when read."""
+    good = hybridpgm.save(load_network("cancer"), tmp_path / "cancer.pt")
+    payload = torch.load(good, weights_only=True)
+    payload["state_dict"] = {**payload["state_dict"], "extra": torch.zeros(1).as_strided((64, 64), (0, 0))}
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"cannot read model file '.*bad.pt': its tensor \['state_dict'\]"
+                                              r"\['extra'\] of shape \(64, 64\) and strides \(0, 0\) repeats"):
+        hybridpgm.load(path)
+
+
+def test_views_within_their_storage_still_load(tmp_path):
+    """Guard (passes before and after): slices, transposes and tensors sharing one storage are no repeats."""
+    base = torch.arange(12.0).reshape(3, 4)
+    state = {"slice": base[1:, ::2], "t": base.t(), "same": base, "row": base[0], "empty": torch.zeros(0, 5)}
+    path = tmp_path / "views.pt"
+    save_checkpoint(path, state)
+    loaded = load_checkpoint(path)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+def test_an_expanded_buffer_is_saved_as_a_dense_copy_that_loads_back(tmp_path):
+    """What hybridpgm writes still loads: an expanded buffer (stride 0) is written as a dense copy of the same
+    values (before, as the repeating view itself, which the reader now refuses)."""
+    module = torch.nn.Linear(2, 2)
+    module.register_buffer("mask", torch.ones(1).expand(3))
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, {"module": module.state_dict()})
+    loaded = load_checkpoint(path)["module"]["mask"]
+    assert torch.equal(loaded, torch.ones(3)) and loaded.stride() == (1,)
+
+
+def _with_pickle(tmp_path, name: str, data_pkl: bytes):
+    """A torch.save file whose ``data.pkl`` is ``data_pkl`` (written by hand: an attacker needs no deep stack)."""
+    source = tmp_path / "source.pt"
+    torch.save({"format_version": 3, "extra": "PLACEHOLDER"}, source)
+    path = tmp_path / name
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for info in old.infolist():
+            new.writestr(info.filename, data_pkl if info.filename.endswith("/data.pkl") else old.read(info))
+    return path
+
+
+def _checkpoint_pickle(extra_ops: bytes) -> bytes:
+    """``{"format_version": 3, "extra": X}`` pickled, X built by the pickle opcodes ``extra_ops``."""
+    plain = pickle.dumps({"format_version": 3, "extra": "PLACEHOLDER"}, protocol=2)
+    placeholder = b"X\x0b\x00\x00\x00PLACEHOLDER"
+    assert plain.count(placeholder) == 1
+    return plain.replace(placeholder, extra_ops)
+
+
+@pytest.mark.parametrize("name, ops", [
+    # a list nested 5000 deep: 5000 EMPTY_LIST, a float, 5000 APPEND
+    ("deep.pt", b"]" * 5000 + b"G" + b"\x00" * 8 + b"a" * 5000),
+    # a list that contains itself: EMPTY_LIST, BINPUT 200, BINGET 200, APPEND
+    ("cycle.pt", b"]q\xc8h\xc8a"),
+])
+def test_a_checkpoint_nesting_deeper_than_the_stack_is_a_checkpoint_error(tmp_path, name, ops):
+    """Before, a raw RecursionError from the NaN check's recursive walk (the audit's f8)."""
+    path = _with_pickle(tmp_path, name, _checkpoint_pickle(ops))
+    assert "extra" in torch.load(path, weights_only=True)  # torch's unpickler reads it iteratively
+    with pytest.raises(CheckpointError, match=rf"cannot read checkpoint '.*{name}': its entries nest deeper than "
+                                              r"Python's recursion limit \(\d+\) allows, or contain themselves"):
+        load_checkpoint(path)
