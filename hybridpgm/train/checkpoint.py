@@ -91,9 +91,11 @@ def _rebuilt(container: Any, changed: dict[Any, Any]) -> Any:
     return type(container)(*items) if hasattr(container, "_fields") else type(container)(items)
 
 
-def _mapped(state: Any, leaf) -> Any:
+def _mapped(state: Any, leaf, done: dict[int, Any] | None = None) -> Any:
     """``state`` with ``leaf(value)`` (``None``: unchanged) put for its non-container values; the containers
-    on no changed path are the very same objects."""
+    on no changed path are the very same objects.  A container reached by several paths is mapped once
+    (``done``: its id -> its result), and its result shared as the container was: a file whose lists share one
+    list ``d`` levels deep has ``2**d`` paths but only ``d`` containers."""
     replaced = leaf(state)
     if replaced is not None:
         return replaced
@@ -103,12 +105,16 @@ def _mapped(state: Any, leaf) -> Any:
         items = enumerate(state)
     else:
         return state
+    done = {} if done is None else done
+    if id(state) in done:
+        return done[id(state)]
     changed = {}
     for key, value in items:
-        new = _mapped(value, leaf)
+        new = _mapped(value, leaf, done)
         if new is not value:
             changed[key] = new
-    return _rebuilt(state, changed) if changed else state
+    done[id(state)] = result = _rebuilt(state, changed) if changed else state
+    return result
 
 
 def _encoded(value: Any) -> Any:
@@ -253,11 +259,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] = frozenset(), *,
-                      nan_only: bool = False) -> list[str]:
+                      nan_only: bool = False, _seen: set[int] | None = None) -> list[str]:
     """Paths (``['module']['fc.weight']``) of the floating-point tensors in a
     nested ``state`` that hold NaN, or infinity where their path is not in
     ``infinite_ok`` (constant buffers that are infinite by design, such as
-    GPyTorch's unbounded constraint limits).
+    GPyTorch's unbounded constraint limits).  A container reached by several paths is looked into once, by the
+    first (a crafted file whose lists share one list ``d`` levels deep has ``2**d`` paths).
 
     :param nan_only: report NaN only (infinity allowed everywhere).
     """
@@ -273,8 +280,12 @@ def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] 
         items = enumerate(state)
     else:
         return []
+    _seen = set() if _seen is None else _seen
+    if id(state) in _seen:
+        return []
+    _seen.add(id(state))
     return [bad for key, value in items
-            for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok, nan_only=nan_only)]
+            for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok, nan_only=nan_only, _seen=_seen)]
 
 
 def _shown(entries: list[str]) -> str:

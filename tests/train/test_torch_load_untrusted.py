@@ -111,3 +111,36 @@ def test_a_checkpoint_nesting_deeper_than_the_stack_is_a_checkpoint_error(tmp_pa
     with pytest.raises(CheckpointError, match=rf"cannot read checkpoint '.*{name}': its entries nest deeper than "
                                               r"Python's recursion limit \(\d+\) allows, or contain themselves"):
         load_checkpoint(path)
+
+
+def test_lists_sharing_one_list_are_walked_once_per_container(tmp_path, monkeypatch):
+    """Before, a checkpoint whose list holds one shared list twice, ``d`` levels deep, made the NaN check and the
+    float decoding walk all ``2**d`` paths: a 2 KB file with ``d = 60`` never finished loading.  Each container is
+    now walked once, and the decoded copy is shared as the list was."""
+    import hybridpgm.train.checkpoint as checkpoint
+
+    depth, shared = 16, [1.0, {"__hybridpgm_float__": "inf"}]
+    for _ in range(depth):
+        shared = [shared, shared]
+    path = tmp_path / "dag.pt"
+    torch.save({"format_version": 3, "extra": shared}, path)
+    calls = {"leaf": 0, "walk": 0}
+    decoded, entries = checkpoint._decoded, checkpoint.nonfinite_entries
+
+    def counted_leaf(value):
+        calls["leaf"] += 1
+        return decoded(value)
+
+    def counted_walk(*args, **kwargs):
+        calls["walk"] += 1
+        return entries(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "_decoded", counted_leaf)
+    monkeypatch.setattr(checkpoint, "nonfinite_entries", counted_walk)
+    state = load_checkpoint(path)
+    assert calls["leaf"] < 10 * depth and calls["walk"] < 10 * depth  # 2**17 on the old code
+    inner = state["extra"]
+    for _ in range(depth):
+        assert inner[0] is inner[1]
+        inner = inner[0]
+    assert inner == [1.0, float("inf")]
