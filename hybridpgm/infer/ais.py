@@ -268,13 +268,17 @@ class AnnealedEstimator:
 
     def __setstate__(self, state: dict) -> None:
         """Load a pickled estimator.  One pickled by an earlier release (no schedule name recorded) gets the name of
-        its schedule where its ``betas`` are one of :data:`SCHEDULES` exactly, else ``None`` (given ``betas``).
+        its schedule where its ``betas`` are one of :data:`SCHEDULES` to float64 rounding (relative ``1e-12``: the
+        sigmoid schedule's last bits differ between CPUs, whose vectorised ``exp`` kernels differ), else ``None``
+        (given ``betas``).
 
         :param state: the pickled ``__dict__``."""
         self.__dict__.update(state)
         if "_schedule" not in state:
             steps, betas = len(state["betas"]) - 1, state["betas"]
-            named = [kind for kind in SCHEDULES if steps >= 1 and annealing_schedule(steps, kind).tolist() == betas]
+            named = [kind for kind in SCHEDULES if steps >= 1 and all(
+                math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+                for a, b in zip(annealing_schedule(steps, kind).tolist(), betas))]
             self._schedule = named[0] if named else None
 
 
