@@ -23,7 +23,8 @@ that made it:
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
 The file is written atomically (temporary file, fsync, rename) and read with
-``torch.load(..., weights_only=True)``.  The model comes back in the dtypes it
+``torch.load(..., weights_only=True)``; its entries are checked before anything is built
+(:mod:`hybridpgm.serialization_payload`).  The model comes back in the dtypes it
 was saved in: a ``model.double()`` loads as float64, and a model whose parts
 have different floating dtypes keeps each one.
 
@@ -66,6 +67,7 @@ from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
 from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, floating, restore_dtypes, tagged,
                                            untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
+from hybridpgm.serialization_payload import check_module_entry, check_payload, in_file, rebuild_error
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              constructor_call, register_spec, serializable)
 from hybridpgm.serialization_ties import retie, tie_record
@@ -161,7 +163,10 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor], place: Any = None) -> 
         return [_decode(v, tensors, place) for v in value]
     if isinstance(value, dict):
         if "__tensor__" in value:
-            tensor = tensors[value["__tensor__"]]
+            if (tensor := tensors.get(value["__tensor__"])) is None:  # a changed file; the meta holds no tensors
+                held = f"it holds {shown_items(list(tensors), 5)}" if tensors else "none is held there"
+                raise CheckpointError(f"model file names tensor {value['__tensor__']!r}, which it does not hold "
+                                      f"({held})")
             return nn.Parameter(tensor, requires_grad=value["parameter"]) if "parameter" in value else tensor
         if "__dict__" in value:
             return {k: _decode(v, tensors, place) for k, v in value["__dict__"].items()}
@@ -185,11 +190,15 @@ def _build(spec: dict, tensors: dict, place: Any = None) -> nn.Module:
 
 
 def _construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
+    check_module_entry(spec, "a module of the model")  # the kind's entries (a file may come from anywhere)
     if (module := build_torch_module(spec)) is not None:
         return module
     if spec["class"] in _SPECS:
         return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors, place))
     cls = _resolve(spec["class"])
+    if not isinstance(spec["spec"], dict):
+        raise CheckpointError(f"model file gives {spec['class']} a {type(spec['spec']).__name__} as its "
+                              "constructor arguments, not a dict")
     args, kwargs = constructor_call(cls, {k: _decode(v, tensors, place) for k, v in spec["spec"].items()})
     return cls(*args, **kwargs)
 
@@ -306,9 +315,12 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
         :class:`FileNotFoundError`).
     :raises CheckpointError: a foreign file (or a directory, a FIFO ...), an empty, truncated or
-        corrupt file (naming the file and which of these it is), an unknown class or torch layer option,
+        corrupt file (naming the file and which of these it is), an entry missing or of the wrong type
+        (:mod:`hybridpgm.serialization_payload`; the ``KeyError``, ``TypeError`` or ``RecursionError`` met deeper
+        in the spec is its ``__cause__``), an unknown class (only hybridpgm's model modules, :data:`MODEL_MODULES`,
+        are ever imported to find one) or torch layer option,
         weights that do not fit the rebuilt module, a record of shared parameters that does not fit it, or
-        parameters that hold NaN or infinity (naming the file and the entries).
+        parameters that hold NaN or infinity; each message names the file.
     :raises ConfigError: for a malformed or unsupported device name (``"gpu"``).
     :raises DeviceError: for a device this machine does not have.
     """
@@ -332,6 +344,8 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
     payload = read_torch_file(path, "model file", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a hybridpgm model file (write one with hybridpgm.save)")
+    check_payload(payload, path)  # the entries save writes, of their types, before anything is built
+    name = payload["model"]["class"]
     try:
         # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
         devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
@@ -348,12 +362,17 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
                                   "never writes such a file, so it was changed or damaged")
         restore_dtypes(module, {name: t.dtype for name, t in state.items() if floating(t)})
         module.load_state_dict(state)
-    except CheckpointError:
-        raise
-    except (RuntimeError, TypeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"cannot rebuild {payload['model']['class']} from {str(path)!r}: {error}") from error
+        meta = _decode(payload["meta"], {})
+    except CheckpointError as error:  # named by the file (a torch layer's, a tensor's, a class's message)
+        if (named := in_file(error, path)) is error:
+            raise
+        raise named from error
+    # a changed file's spec: an entry missing deep inside (KeyError), a value of another type, a nesting past
+    # the recursion limit (a RecursionError is a RuntimeError); the constructors' refusals (ValueError)
+    except (LookupError, RuntimeError, TypeError, ValueError, AttributeError) as error:
+        raise rebuild_error(error, name, path) from error
     (module.to(map_location) if isinstance(map_location, torch.device) else module).eval()
-    return SavedModel(module, payload["model"]["class"], _decode(payload["meta"], {}), payload["versions"])
+    return SavedModel(module, name, meta, payload["versions"])
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:

@@ -122,10 +122,15 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
 def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
     """The torch layer that :func:`layer_spec` describes.
 
-    :raises CheckpointError: an unknown layer or option (a file written by another tool, or changed).
+    :raises CheckpointError: an unknown layer or option, a record without the layer's name or its options as a
+        dict (a file written by another tool, or changed), naming ``where``.
     """
-    name, args = spec["layer"], spec["args"]
-    if name not in TORCH_LAYERS:
+    if not (isinstance(spec, dict) and isinstance(spec.get("args"), dict) and all(isinstance(k, str)
+                                                                                for k in spec["args"])):
+        shown = f"options {spec.get('args', '<absent>')!r}" if isinstance(spec, dict) else f"a {type(spec).__name__}"
+        raise CheckpointError(f"model file gives the torch layer at {where} {shown}, not a dict of options by name")
+    name, args = spec.get("layer"), spec["args"]
+    if not isinstance(name, str) or name not in TORCH_LAYERS:
         raise CheckpointError(f"model file names torch layer {name!r} at {where}, which hybridpgm does not "
                               f"rebuild (known: {sorted(TORCH_LAYERS)})")
     if unknown := sorted(set(args) - set(TORCH_LAYERS[name])):

@@ -8,8 +8,10 @@ alone, never by importing a name read from the file:
   arguments (bound through :func:`inspect.signature`), for instances of exactly that class;
 * :func:`register_spec` registers a ``to_spec`` / ``from_spec`` pair for a class whose constructor does not
   say everything (the built-in pairs are :data:`hybridpgm.serialization_specs.BUILTIN_SPECS`);
-* :func:`_resolve` finds the class of a recorded name, importing only the name's own hybridpgm module and
-  then the fixed modules of :data:`MODEL_MODULES`, whose import fills the registry.
+* :func:`_resolve` finds the class of a recorded name, importing only the fixed modules of :data:`MODEL_MODULES`
+  (and the modules they import that define classes), whose import fills the registry: the name's own module
+  first where it is one of these, never another module a file names (``hybridpgm.__main__`` would run the
+  command line).
 
 A constructor option that stays a public attribute is kept in step with the record: :func:`record_argument`
 updates one recorded argument, so that ``save`` writes the value set after construction, not the constructor's
@@ -39,6 +41,9 @@ MODEL_MODULES = (
     "hybridpgm.gp.deep_kernel", "hybridpgm.gp.sv_deep_kernel", "hybridpgm.gp.gp_lstm", "hybridpgm.gp.kernels",
     "hybridpgm.graphs.bayes_net", "hybridpgm.graphs.cpd", "hybridpgm.graphs.crf", "hybridpgm.recipes.models",
 )
+#: the modules, besides :data:`MODEL_MODULES`, that define hybridpgm's serializable classes (imported by those):
+#: a file naming one of their classes imports that module alone
+_CLASS_MODULES = ("hybridpgm.graphs.cpd_gaussian", "hybridpgm.graphs.cpd_neural", "hybridpgm.graphs.cpd_table")
 
 _REGISTRY: dict[str, type] = {}
 #: qualified class name -> (``to_spec(module, where)``, ``from_spec(dict)``); the built-in ones are the graphs
@@ -119,24 +124,36 @@ def register_spec(cls: type, to_spec: Callable[[Any], dict], from_spec: Callable
     _SPECS[_qualname(cls)] = (lambda module, where: to_spec(module), from_spec)
 
 
+def _importable(module: str) -> bool:
+    """Whether :func:`_resolve` may import ``module`` to find a class a file names: a module of
+    :data:`MODEL_MODULES` or of :data:`_CLASS_MODULES`, or the module of a class already registered (imported
+    then, so importing it runs nothing).  No other module: importing one runs its body (``hybridpgm.__main__``
+    runs the command line on the caller's ``sys.argv`` and exits)."""
+    return module in MODEL_MODULES or module in _CLASS_MODULES or any(
+        cls.__module__ == module for cls in _REGISTRY.values())
+
+
 def _resolve(name: str) -> type:
-    """The registered class of the qualified ``name`` a file records: its own hybridpgm module is imported first
-    (loading an RBM imports no GPyTorch), then every module of :data:`MODEL_MODULES`."""
+    """The registered class of the qualified ``name`` a file records: its own module is imported first when
+    :func:`_importable` allows it (loading an RBM imports no GPyTorch), then every module of
+    :data:`MODEL_MODULES`; no other module is ever imported.
+
+    :raises CheckpointError: ``name`` is not a string, or names no registered class (the name is given).
+    """
+    if not isinstance(name, str):
+        raise CheckpointError(f"model file names class {name!r}, a {type(name).__name__}, not a qualified class name")
     own = name.rpartition(".")[0]
-    if name not in _REGISTRY and own.startswith("hybridpgm."):  # never a module outside the package
-        try:
-            importlib.import_module(own)
-        except ImportError:  # a nested class's outer name, or a module since moved
-            pass
+    if name not in _REGISTRY and _importable(own):
+        importlib.import_module(own)
     if name not in _REGISTRY:
         for module in MODEL_MODULES:
             importlib.import_module(module)
     if name not in _REGISTRY:
-        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class")
+        raise CheckpointError(f"model file names class {name!r}, which is not a registered hybridpgm class (a class "
+                              "of another module is registered when its module is imported before loading)")
     return _REGISTRY[name]
 
 
-@functools.lru_cache(maxsize=None)
 def _takes(cls: type, name: str) -> bool:
     """Whether the constructor of ``cls`` takes an argument ``name`` (by name, or through ``**kwargs``)."""
     parameters = inspect.signature(cls.__init__).parameters

@@ -9,7 +9,9 @@ Each entry of :data:`BUILTIN_SPECS` is a pair ``to_spec(module, where) -> dict``
 * a :class:`~hybridpgm.graphs.MarkovNet`, declared by ``add_factor`` calls: its
   variables and factors (tables as tensors, neural potentials as modules);
 * GPyTorch's :class:`~gpytorch.likelihoods.BernoulliLikelihood` (the
-  classification likelihood of an SV-DKL): its plate nesting and quadrature size;
+  classification likelihood of an SV-DKL): its plate nesting and quadrature size, at most
+  :data:`MAX_QUADRATURE_LOCS` points (the rule costs :math:`O(n^3)` to make, 40 s for 6000 points, and NumPy's
+  gives NaN weights from about 380 points on: a file naming more is refused, not computed);
 * a :class:`~hybridpgm.bayesian_nn.BayesianRegressor`: the plain torch layers
   its network was bayesianized from (see :mod:`hybridpgm.serialization_layers`),
   the training set size, the prior scale and the noise.  Its weights are latent
@@ -30,7 +32,10 @@ from torch import nn
 from hybridpgm.errors import CheckpointError
 from hybridpgm.serialization_layers import TORCH_LAYERS, _torch_class, build_layer, layer_spec
 
-__all__ = ["BUILTIN_SPECS"]
+__all__ = ["BUILTIN_SPECS", "MAX_QUADRATURE_LOCS"]
+
+#: the most Gauss-Hermite points a BernoulliLikelihood of a model file may have (GPyTorch's default is 20)
+MAX_QUADRATURE_LOCS = 256
 
 
 def _bayes_net_spec(bn, where: str) -> dict:
@@ -82,13 +87,25 @@ def _bernoulli_spec(likelihood, where: str) -> dict:
         raise CheckpointError(f"cannot save {where}: a BernoulliLikelihood holding "
                               f"{extra or 'other sub-modules than its GaussHermiteQuadrature1D'} is not rebuilt "
                               "from a model file")
+    _check_quadrature(likelihood.quadrature.num_locs, f"cannot save {where}: a BernoulliLikelihood")
     return {"max_plate_nesting": likelihood.max_plate_nesting, "num_locs": likelihood.quadrature.num_locs}
+
+
+def _check_quadrature(num_locs, what: str) -> None:
+    """Refuse a quadrature size that is not an int in ``[1, MAX_QUADRATURE_LOCS]``; ``what`` starts the message."""
+    if type(num_locs) is not int or not 1 <= num_locs <= MAX_QUADRATURE_LOCS:
+        raise CheckpointError(f"{what} with num_locs={num_locs!r} Gauss-Hermite points; a model file holds an int "
+                              f"from 1 to {MAX_QUADRATURE_LOCS} (MAX_QUADRATURE_LOCS)")
 
 
 def _bernoulli_from_spec(spec: dict):
     from gpytorch.likelihoods import BernoulliLikelihood
     from gpytorch.utils.quadrature import GaussHermiteQuadrature1D
 
+    _check_quadrature(spec["num_locs"], "model file gives a BernoulliLikelihood")  # before the O(n^3) rule is made
+    if type(spec["max_plate_nesting"]) is not int or spec["max_plate_nesting"] < 0:
+        raise CheckpointError(f"model file gives a BernoulliLikelihood max_plate_nesting="
+                              f"{spec['max_plate_nesting']!r}, not a non-negative int")
     likelihood = BernoulliLikelihood()
     likelihood.max_plate_nesting = spec["max_plate_nesting"]
     if likelihood.quadrature.num_locs != spec["num_locs"]:

@@ -69,13 +69,23 @@ def retie(module: nn.Module, record: dict, path: object) -> None:
     :param record: what :func:`tie_record` gave for the saved model.
     :param path: the model file, for messages.
     :raises CheckpointError: a name of the record that the rebuilt model does not have, or one it does not let
-        be tied (the message names the file and the names).
+        be tied, an empty name or name part (``""``, the model itself; ``"a."``), a module group of which one name
+        lies inside another (``["encoder", "encoder.0"]``: the module would hold itself); the message names the
+        file and the names.
     """
     if not (isinstance(record, dict) and set(record) == set(_KINDS)
             and all(isinstance(groups, list) and all(isinstance(g, list) and len(g) > 1
                                                      and all(isinstance(n, str) for n in g) for g in groups)
                     for groups in record.values())):
         raise CheckpointError(f"model file {str(path)!r} holds a malformed record of shared parameters")
+    for kind in _KINDS:
+        for group in record[kind]:
+            if bad := [n for n in group if "" in n.split(".")]:  # the model itself (""), an empty leaf ("a.")
+                raise CheckpointError(f"model file {str(path)!r} shares {kind} under the names {group}, of which "
+                                      f"{bad} name no {kind[:-1]} of a model")
+            if kind == "modules" and (inside := [(a, b) for a in group for b in group if b.startswith(a + ".")]):
+                raise CheckpointError(f"model file {str(path)!r} shares {kind} under the names {group}: "
+                                      f"{inside[0][1]!r} lies inside {inside[0][0]!r}, which would hold itself")
     for kind in _KINDS:
         for group in record[kind]:
             target = _get(module, kind, group[0], path)
