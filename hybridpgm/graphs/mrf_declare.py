@@ -165,9 +165,11 @@ def _called(name: str, mod: nn.Module, context):
 
 def call_in_dtype(mod: nn.Module, x: torch.Tensor, *rest, what: str, arg: str):
     """``mod(x, *rest)``, ``x`` in the network's floating dtype (its first floating parameter's or buffer's) where
-    that is exact: a floating ``x`` of lower precision is widened (:func:`~hybridpgm.data.validation.as_model_dtype`);
-    any other ``x`` (integers or ``bool``: category indices for an embedding; a float of higher precision, which the
-    network may cast itself) is passed as it is, and a network that fails on it is named.  Used for a
+    that is exact: a floating ``x`` of lower precision is widened (:func:`~hybridpgm.data.validation.as_model_dtype`),
+    and passed as it is if the network fails on the widened one (a network of several dtypes: a float64
+    :class:`~hybridpgm.graphs.CRFHead` registered before the float32 layer that takes ``x``); any other ``x``
+    (integers or ``bool``: category indices for an embedding; a float of higher precision, which the network may
+    cast itself) is passed as it is, and a network that fails on it is named.  Used for a
     :class:`~hybridpgm.graphs.MarkovNet`'s neural potentials (:func:`call_potential`) and
     :class:`~hybridpgm.infer.CRFLikelihood`'s tagger.
 
@@ -175,18 +177,29 @@ def call_in_dtype(mod: nn.Module, x: torch.Tensor, *rest, what: str, arg: str):
     :param str what: the network, as messages name it (``"MarkovNet: the neural potential of factor 'ab'"``).
     :param str arg: ``x``, as messages name it, with its article (``"a context"``).
     :raises DataError: the network fails (a ``RuntimeError``) on an ``x`` of a dtype other than its own, naming
-        ``what``, ``arg`` and both dtypes.
+        ``what``, ``arg`` and both dtypes; where ``x`` was widened, naming both tries (the widened one's error
+        as the cause).
     """
     ref = next((t for t in itertools.chain(mod.parameters(), mod.buffers()) if t.is_floating_point()), None)
     if ref is None or x.dtype == ref.dtype:
         return mod(x, *rest)
+    widened = None
     if x.is_floating_point() and torch.promote_types(x.dtype, ref.dtype) == ref.dtype:
-        return mod(as_model_dtype(x, ref.dtype, f"{what}: {arg}"), *rest)
+        try:
+            return mod(as_model_dtype(x, ref.dtype, f"{what}: {arg}"), *rest)
+        except RuntimeError as e:
+            if isinstance(e, torch.OutOfMemoryError):
+                raise
+            widened = e
     try:  # the network decides: an embedding takes indices, a forward may cast its input
         return mod(x, *rest)
     except RuntimeError as e:
         if isinstance(e, torch.OutOfMemoryError):
             raise
+        if widened is not None:
+            raise DataError(f"{what} fails on {arg} of dtype {x.dtype} widened to {ref.dtype} (its first floating "
+                            f"parameter's dtype): {widened}; and on {arg} as given ({x.dtype}): {e}; pass {arg} of "
+                            "the dtype the network's input layer takes") from widened
         fix = (f"convert it exactly or pass {arg} of the network's dtype" if x.is_floating_point()
                else f"pass {arg} of floats (.to({ref.dtype})), or give the network a layer that takes {x.dtype} "
                f"(an nn.Embedding for category indices)")

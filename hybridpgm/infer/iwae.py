@@ -23,9 +23,10 @@ sizes, or at different dims) are refused by name; a site outside every plate
 (a global latent) makes the whole batch one weight.  A data plate written sequentially
 (``for i in pyro.plate("data", N, subsample=idx)``, for a different number of sites per data point) gives one
 weight per iteration: the sites of iteration :math:`g` in the model and in the guide (matched by the plate's
-counter) are data point :math:`g`, summed over their other dims (a sequential plate inside a vectorized data plate
-indexes something within a data point).  A latent site the guide declares in a plate named otherwise than the
-model's (``"rows"`` for ``"data"``) is refused by name.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
+counter) are data point :math:`g`, summed over their other dims (a sequential plate inside or around a vectorized
+data plate indexes something within a data point); a plate iterated twice in one call is refused.  A latent
+site the guide declares in a plate named otherwise than the model's (``"rows"`` for ``"data"``) is refused by
+name.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
 log-mean-exp to the already scaled total, which estimates
 :math:`\\log \\frac1K \\sum_k \\prod_n w_{nk}^{N/B}` -- not the IWAE bound --
 as soon as a plate is subsampled.
@@ -69,8 +70,10 @@ def _plates(site) -> dict:
 
 def _sequential_plate(sites) -> str | None:
     """The outermost sequential plate (``for i in pyro.plate(...)``) that holds every site of ``sites`` and lies in
-    no vectorized plate (one inside a vectorized data plate indexes something within a data point), or ``None``.
-    Each of its iterations is one data point."""
+    no vectorized plate (one inside a vectorized data plate indexes something within a data point), or ``None``;
+    ``None`` too when a vectorized data index holds every site (``for t in pyro.plate("time", T): with data:``,
+    where the data plate indexes the data points and the sequential plate something within each).  Each of its
+    iterations is one data point."""
     common = None
     for site in sites:
         names = []
@@ -81,7 +84,27 @@ def _sequential_plate(sites) -> str | None:
                 break
             names.append(frame.name)
         common = names if common is None else [name for name in common if name in names]
-    return common[0] if common else None
+    if not common:
+        return None
+    plates = [(site, _plates(site)) for site in sites]
+    if all(here for _, here in plates) and _shared_index(plates)[0]:
+        return None
+    return common[0]
+
+
+def _shared_index(in_plates: list) -> tuple[set, dict, set]:
+    """The data index of ``in_plates`` (``(site, plates)`` pairs, each site's :func:`_plates`, all non-empty):
+    ``(common, names_at, observed)``, the ``(dim, size)`` keys every site lies in (one plate at a key, or sibling
+    plates that each hold an observed site: a latent-only sibling makes the key no data index), the plate names
+    at each key, and the names of the plates that hold an observed site."""
+    observed = {name for site, here in in_plates if site.get("is_observed") for name in here.values()}
+    names_at: dict = {}
+    for _, here in in_plates:
+        for key, name in here.items():
+            names_at.setdefault(key, set()).add(name)
+    common = set.intersection(*(set(here) for _, here in in_plates)) if in_plates else set()
+    common = {key for key in common if len(names_at[key]) == 1 or names_at[key] <= observed}
+    return common, names_at, observed
 
 
 def _check_plate_names(model_sites, guide_sites) -> None:
@@ -123,14 +146,7 @@ def _data_dims(sites) -> list[int]:
     """
     plates = [(site, _plates(site)) for site in sites]
     in_plates = [(site, here) for site, here in plates if here]
-    observed = {name for site, here in in_plates if site.get("is_observed") for name in here.values()}
-    names_at: dict = {}
-    for _, here in in_plates:
-        for key, name in here.items():
-            names_at.setdefault(key, set()).add(name)
-    common = set.intersection(*(set(here) for _, here in in_plates)) if in_plates else set()
-    # one plate at a key, or sibling data plates: one index; a latent-only sibling makes the key no data index
-    common = {key for key in common if len(names_at[key]) == 1 or names_at[key] <= observed}
+    common, names_at, observed = _shared_index(in_plates)
     if in_plates and not common:
         if any(name not in observed for names in names_at.values() for name in names):
             return []  # a latent in a plate of its own (a global latent vector): one weight for the whole batch
@@ -193,7 +209,8 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         have, a guide site is not reparameterizable, the sites are scaled differently, the sites that lie
         in plates share no plate index (sibling plates of different sizes or at different dims), the model and
         the guide declare a latent site in plates of different names (at one dim and size), a site lies in more
-        plate dims than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), or the
+        plate dims than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), a sequential
+        data plate's iterations do not match one to one between the programs or are more than its size, or the
         programs use a sampled value as one number (stochastic control flow: the particles run vectorized).
     """
     if max_plate_nesting is None:
@@ -255,15 +272,48 @@ def _log_term(site, full: int) -> torch.Tensor | None:
 def _sequential_log_weights(model_sites, guide_sites, plate: str, num_particles: int, full: int) -> torch.Tensor:
     """``[K, G]`` log-weights of a program whose data plate ``plate`` is sequential: the sites of its iteration
     :math:`g` (matched by the plate frame's counter, in the model and the guide) are the data point :math:`g`,
-    their log-densities summed over every other dim."""
+    their log-densities summed over every other dim.
+
+    A plate object the programs reuse counts on across calls (and across the model and the guide where they share
+    it): the guide's counters are shifted onto the model's by the offset its latent sites show, which must be one.
+
+    :raises ObjectiveError: naming the plate, when the iterations cannot be matched to data points: the model's
+        and the guide's counters of the latent sites differ by more than one offset (or the guide has sites in
+        the plate but none of the model's latents), or the counters span more iterations than the plate's size
+        (the plate iterated twice, ``for i in data:`` for the latents and again for the observations: Pyro's
+        counter goes on counting, and one data point would be split into two weights)."""
+    def counter(site) -> tuple[int, int]:
+        frame = next(f for f in site["cond_indep_stack"] if f.name == plate and not f.vectorized)
+        return frame.counter, frame.size
+
+    in_model = {site["name"]: counter(site)[0] for site in model_sites}
+    shared = {site["name"]: (in_model[site["name"]], counter(site)[0]) for site in guide_sites
+              if site["name"] in in_model}
+    offsets = {m - g for m, g in shared.values()}
+    if len(offsets) > 1 or (guide_sites and not offsets):
+        seen = "; ".join(f"{name!r}: the model's {m}, the guide's {g}" for name, (m, g) in list(shared.items())[:3])
+        raise ObjectiveError(
+            f"IWAE: the model's and the guide's iterations of the sequential plate {plate!r} do not match one to "
+            f"one (the iteration counters of the latent sites, {seen or 'none shared'}, differ by more than one "
+            "offset); sample each data point's latents in the same iteration of the plate in both programs")
+    offset = offsets.pop() if offsets else 0
     groups: dict[int, list] = {}
-    for sign, sites in ((1.0, model_sites), (-1.0, guide_sites)):
+    sizes = set()
+    for sign, shift, sites in ((1.0, 0, model_sites), (-1.0, offset, guide_sites)):
         for site in sites:
-            counter = next(f.counter for f in site["cond_indep_stack"] if f.name == plate and not f.vectorized)
-            terms = groups.setdefault(counter, [])
+            count, size = counter(site)
+            sizes.add(size)
+            terms = groups.setdefault(count + shift, [])
             term = _log_term(site, full)
             if term is not None:
                 terms.append(sign * (term.sum(dim=tuple(range(1, full))) if full > 1 else term))
+    span = max(groups) - min(groups) + 1
+    if span > min(sizes):
+        raise ObjectiveError(
+            f"IWAE: the sites of the sequential plate {plate!r} (size {min(sizes)}) span {span} of its iterations: "
+            "the plate was iterated more than once in one call (Pyro's counter goes on counting, so a second "
+            "`for i in plate` would make each data point two weights and the bound invalid); iterate it once, "
+            "sampling each data point's latents and observations in the same iteration")
     ref = next((t for terms in groups.values() for t in terms), None)
     if ref is None:
         raise ObjectiveError("the model and guide have no sample sites")

@@ -266,7 +266,10 @@ def guess_plate_nesting(model: Callable, guide: Callable, args: tuple, kwargs: d
 def nesting_overflow(what: str, site: str, nesting: int, shape: tuple | None = None) -> ObjectiveError:
     """The refusal of a site in more plate dims than the particle plate and ``nesting`` plate dims allow (a batch
     entered a plate deeper than the ``max_plate_nesting`` guessed on the first batch, or given): Pyro put that
-    plate left of the particle plate, where the particles' log-weights would be mixed with its terms.
+    plate left of the particle plate, where the particles' log-weights would be mixed with its terms.  With the
+    log-density's ``shape`` known, the extra dims may also come from a value that broadcasts against the particle
+    dim (a sampled ``z`` reshaped as though it had none, ``z.unsqueeze(0)``), for which a larger nesting is no
+    cure: the message names both causes.
 
     :param str what: the objective, as the message names it.
     :param str site: the site's name.
@@ -275,11 +278,15 @@ def nesting_overflow(what: str, site: str, nesting: int, shape: tuple | None = N
     :returns: the :class:`~hybridpgm.errors.ObjectiveError` to raise."""
     found = "lies in more plate dims" if shape is None else f"has a log-density of shape {tuple(shape)}, more dims"
     need = nesting + 1 if shape is None else max(len(shape) - 1, nesting + 1)
-    return ObjectiveError(
-        f"{what}: site {site!r} {found} than the particle plate and max_plate_nesting={nesting} (given, or guessed "
-        "on the first batch) allow: this batch entered a deeper plate, which went left of the particle plate; pass "
-        "max_plate_nesting= the deepest plate nesting of any batch, without the particle plate (here at least "
-        f"{need})")
+    deeper = ("this batch entered a deeper plate, which went left of the particle plate; pass max_plate_nesting= "
+              f"the deepest plate nesting of any batch, without the particle plate (here at least {need})")
+    if shape is not None:
+        deeper = (f"either {deeper}, or the program reshaped a sampled value as though it had no particle dim in "
+                  "front (z.unsqueeze(0), z[None], z.view(1, -1)) and it broadcast against the particle dim: index "
+                  "and reshape sampled values from the right (z.unsqueeze(-2), z[..., None, :]), as under any "
+                  "vectorized plate")
+    return ObjectiveError(f"{what}: site {site!r} {found} than the particle plate and max_plate_nesting={nesting} "
+                          f"(given, or guessed on the first batch) allow: {deeper}")
 
 
 #: torch's errors for a tensor of several elements used as one number, an index or a branch condition
@@ -314,6 +321,9 @@ def vectorized_pass(what: str, num_particles: int, nesting: int) -> Iterator[Non
                 "outer pyro.plate (every sampled value carries a particle dim in front), and the program used a "
                 f"sampled tensor as one number, index or condition ({text.splitlines()[0]}): stochastic control flow "
                 "(a number of sites or a branch decided by a sampled value) needs one particle at a time, which "
-                "this objective cannot do; use an estimator that runs the particles one by one (pyro.infer."
-                "TraceGraph_ELBO, or pyro.infer.ReweightedWakeSleep(vectorize_particles=False))") from e
+                "this objective cannot do.  In hybridpgm.fit, SVIObjective(model, guide) with its default "
+                "DirectTrace_ELBO(num_particles=K) draws the particles one by one (the ELBO, not an importance-"
+                "weighted bound); under pyro.infer.SVI, pyro.infer.TraceGraph_ELBO and pyro.infer."
+                "ReweightedWakeSleep(vectorize_particles=False) do too (fit refuses them: they have no "
+                "differentiable_loss)") from e
         raise

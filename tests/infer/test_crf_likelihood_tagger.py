@@ -74,3 +74,36 @@ def test_inputs_of_higher_precision_than_the_tagger_are_a_named_data_error():
     with pytest.raises(DataError, match=r"CRFLikelihood: the tagger fails on inputs x of dtype torch.float64 \(its "
                                         r"parameters are torch.float32\)"):
         objective.loss("crf", _batch(torch.float64))
+
+
+class _MixedTagger(nn.Module):
+    """A float64 head registered before the float32 layer that takes ``x`` (its first floating parameter is not
+    the dtype its input layer takes); ``forward`` casts between them."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = CRFHead(L).double()
+        self.lin = nn.Linear(4, L)
+
+    def forward(self, x, lengths):
+        return self.head(self.lin(x).double(), lengths)
+
+
+def test_a_tagger_of_several_dtypes_gets_its_inputs_as_given_when_the_widened_ones_fail():
+    """HEAD widened x to the head's float64 and the float32 layer raised torch's RuntimeError (mat1 and mat2 must
+    have the same dtype); before cf5a563 the tagger got x as it is (loss 4.61865 in the reviewer's case)."""
+    torch.manual_seed(0)
+    tagger = _MixedTagger()
+    x, y, lengths = _batch()
+    loss = CRFLikelihood(tagger).loss("crf", (x, y, lengths))
+    assert torch.equal(loss, -tagger.head(tagger.lin(x).double(), lengths).log_prob(y).mean())
+
+
+def test_a_tagger_failing_on_widened_inputs_and_on_them_as_given_names_both_tries():
+    """float16 inputs: the float32 layer refuses them widened to float64 and as they are."""
+    with pytest.raises(DataError, match=r"CRFLikelihood: the tagger fails on inputs x of dtype torch.float16 widened "
+                                        r"to torch.float64 \(its first floating parameter's dtype\): .*; and on "
+                                        r"inputs x as given \(torch.float16\): ") as caught:
+        CRFLikelihood(_MixedTagger()).loss("crf", _batch(torch.float16))
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "Double" in str(caught.value.__cause__)  # the widened try's error is the cause

@@ -1,14 +1,18 @@
 """What VIMCO, RWS and wake-sleep (hybridpgm/infer/particle_elbo.py, rws.py, vimco.py, wake_sleep.py) refuse, and
-how they say it: a sequential data plate, a plate nesting that grows after the first batch, stochastic control flow
-under vectorized particles, sites of different scales."""
+how they say it: a sequential data plate, a plate nesting that grows after the first batch (or a value broadcast
+against the particle dim), stochastic control flow under vectorized particles, sites of different scales."""
+
+import math
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
+from hybridpgm import IWAE, fit
 from hybridpgm.errors import ObjectiveError
-from hybridpgm.infer import RWS, VIMCO
+from hybridpgm.infer import RWS, VIMCO, SVIObjective
+from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.particle_elbo import ParticleELBO
 from hybridpgm.infer.rws import ReweightedWakeSleepELBO
 from hybridpgm.infer.vimco import VIMCO_ELBO
@@ -143,3 +147,41 @@ def test_sites_of_different_scales_are_named(name):
 
     with pytest.raises(ObjectiveError, match=r"the model's site 'z' 1, the guide's site 'z' 2"):
         ELBOS[name]().loss(plain_model, subsampled_guide, x)
+
+
+def test_stochastic_control_flow_is_pointed_to_what_fit_runs_one_particle_at_a_time():
+    """HEAD advised TraceGraph_ELBO or ReweightedWakeSleep(vectorize_particles=False), both of which fit refuses
+    (no differentiable_loss); the SVIObjective the message names now runs these programs in fit."""
+    pyro.set_rng_seed(0)
+    with pytest.raises(ObjectiveError, match=r"In hybridpgm.fit, SVIObjective\(model, guide\) with its default "
+                                             r"DirectTrace_ELBO\(num_particles=K\) draws the particles one by one .*"
+                                             r"under pyro.infer.SVI, pyro.infer.TraceGraph_ELBO"):
+        ParticleELBO(5).loss(_flow_model, _flow_guide, torch.tensor([1.5]))
+    module = torch.nn.Module()
+    module.p = _P
+    result = fit(SVIObjective(_flow_model, _flow_guide, DirectTrace_ELBO(num_particles=5), module=module),
+                 torch.tensor([1.5, 0.2]), batch_size=1, max_steps=2, seed=0, progress=False)
+    assert all(math.isfinite(v) for losses in result.history.loss.values() for v in losses)
+
+
+def _broadcasting_model(x):
+    """``z.unsqueeze(0)`` is right for one particle (``[1, B]`` against ``x [B]``) but puts a dim left of the
+    particles' (``[1, K, B]``): a larger max_plate_nesting moves the particle dim and the program adds one again."""
+    with pyro.plate("data", 4):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z.unsqueeze(0), 1.0), obs=x)
+
+
+def _broadcasting_guide(x):
+    with pyro.plate("data", 4):
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+
+@pytest.mark.parametrize("name", ["iwae"] + list(ELBOS))
+def test_a_value_broadcast_against_the_particle_dim_is_named_as_a_cause_beside_a_deeper_plate(name):
+    """HEAD said only "this batch entered a deeper plate" and advised max_plate_nesting=2, which refuses again."""
+    elbo = IWAE(3) if name == "iwae" else ELBOS[name]()
+    with pytest.raises(ObjectiveError, match=r"site 'x' has a log-density of shape \(1, 3, 4\), .*either this batch "
+                                             r"entered a deeper plate.*, or the program reshaped a sampled value as "
+                                             r"though it had no particle dim in front"):
+        elbo.loss(_broadcasting_model, _broadcasting_guide, torch.tensor([0.3, -1.2, 0.8, 2.0]))

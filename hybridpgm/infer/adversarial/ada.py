@@ -120,6 +120,17 @@ class ADA(AdversarialGame):
         super().__init__(module, k=k)
         self.feature_extractor, self.classifier = feature_extractor, classifier
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling; an ADA pickled by a release before the inputs' integer dtype was part of the key (its
+        ``_num_classes``, ``{event_shape: n}``, all floating inputs) gets ``_chains``
+        ``{(event_shape, None): (n, False)}``: the same inputs, converted as they were.
+
+        :param dict state: the pickled ``__dict__``."""
+        if "_chains" not in state and "_num_classes" in state:
+            state = dict(state)
+            state["_chains"] = {(shape, None): (n, False) for shape, n in state.pop("_num_classes").items()}
+        self.__dict__.update(state)
+
     # -- data ---------------------------------------------------------------------------
     @staticmethod
     def paired_data(x_source: torch.Tensor, y_source: torch.Tensor, x_target: torch.Tensor,
