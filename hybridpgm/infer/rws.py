@@ -46,7 +46,8 @@ pair.  ``wake_phi=True, sleep_phi=True`` is Pyro's ``insomnia=0.5``.
 ``pyro.plate``, so every sampled value carries a particle dim in front.  Programs with stochastic control flow
 (``n = pyro.sample("n", Geometric(p))`` then ``for i in range(int(n))``, the setting of [2]) need one particle at
 a time and are refused with an :class:`~hybridpgm.errors.ObjectiveError` saying so (torch's error kept as its
-``__cause__``); Pyro's :class:`pyro.infer.ReweightedWakeSleep` with ``vectorize_particles=False`` runs them.
+``__cause__``); Pyro's :class:`pyro.infer.ReweightedWakeSleep` with ``vectorize_particles=False`` runs them under
+:class:`pyro.infer.SVI` (not in :func:`hybridpgm.fit`, which needs a differentiable loss).
 
 References:
 
