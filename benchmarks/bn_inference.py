@@ -284,7 +284,8 @@ def machine() -> dict:
         pgmpy_version = None
     from hybridpgm.recipes.common import machine_description
 
-    cpu = {k: machine_description()[k] for k in ("cpu_model", "cpu_capability")}
+    described = machine_description()  # once: it reads /proc/cpuinfo
+    cpu = {k: described[k] for k in ("cpu_model", "cpu_capability")}
     return {"platform": platform.platform(), "processor": platform.processor(), **cpu, "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "pgmpy": pgmpy_version,
             "python": platform.python_version(),

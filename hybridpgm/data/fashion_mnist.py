@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hybridpgm.bounded_read import read_at_most
 from hybridpgm.data.splits import Split
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import DataError, DataNotFoundError
@@ -47,19 +48,6 @@ _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
 
 #: the default ``max_bytes`` of :func:`read_idx`: 2 GiB (Fashion-MNIST's training images are 47 MB)
 MAX_IDX_BYTES = 2**31
-_CHUNK = 1 << 24
-
-
-def _read_exactly(handle, count: int) -> bytearray:
-    """Up to ``count`` bytes from ``handle``, fewer only at its end; read in chunks, so that no more memory is
-    taken than the file holds (``read(count)`` allocates ``count`` bytes first, whatever the file holds)."""
-    data = bytearray()
-    while len(data) < count:
-        chunk = handle.read(min(_CHUNK, count - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
@@ -85,21 +73,21 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_IDX_BYTES) -> np.n
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            head = _read_exactly(handle, 4)
+            head = read_at_most(handle, 4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
                 raise DataError(f"{str(path)!r} is not an IDX file (bad magic number)")
-            dims = _read_exactly(handle, 4 * head[3])
+            dims = read_at_most(handle, 4 * head[3])
             if len(dims) < 4 * head[3]:
                 raise DataError(f"IDX file {str(path)!r} is truncated in its header")
             shape = struct.unpack(f">{head[3]}I", dims)
             dtype = np.dtype(_DTYPES[head[2]])
             expected = math.prod(shape) * dtype.itemsize  # Python ints: np.prod wraps past 2**63 (2**64 gave 0)
-            raw = _read_exactly(handle, min(expected, max_bytes) + 1)
+            raw = read_at_most(handle, min(expected, max_bytes) + 1)
     except FileNotFoundError as error:
         raise DataNotFoundError(f"IDX file {str(path)!r} does not exist") from error
     except (OSError, EOFError, zlib.error) as error:  # zlib.error: a damaged .gz (a bad block or checksum)
         raise DataError(f"cannot read IDX file {str(path)!r}: {error}") from error
-    if len(raw) > max_bytes:
+    if expected > max_bytes and len(raw) > max_bytes:  # at expected == max_bytes, one byte more is trailing data
         raise DataError(f"IDX file {str(path)!r} declares {expected} data bytes (shape {shape}) and holds more than "
                         f"max_bytes={max_bytes}; pass a larger max_bytes to read_idx if the file is trusted")
     if len(raw) > expected:

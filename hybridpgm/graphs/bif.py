@@ -33,6 +33,7 @@ import os
 import numpy as np
 import torch
 
+from hybridpgm.bounded_read import read_at_most
 from hybridpgm.checks import positive_int, shown_items
 from hybridpgm.errors import CheckpointError, DataError, DataNotFoundError, ModelSpecError
 # re-exported: the pgmpy conversions this module held before they moved to hybridpgm.graphs.bif_pgmpy
@@ -41,12 +42,13 @@ from hybridpgm.graphs.bif_scanning import _PROB, _TYPE, _UNREADABLE, _blocks, _s
 from hybridpgm.paths import file_path
 from hybridpgm.train.atomic_write import write_atomically
 
-__all__ = ["from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
+__all__ = ["MAX_BIF_BYTES", "MAX_TABLE_ENTRIES", "from_pgmpy", "load_network", "read_bif", "to_pgmpy", "write_bif"]
 
 
 #: the default ``max_bytes`` of :func:`read_bif`: the largest network bnlearn bundles (``munin``) is 1.9 MB
 MAX_BIF_BYTES = 256 * 2**20
-#: the default ``max_table_entries`` of :func:`read_bif`: a float64 table of 128 MiB
+#: the default ``max_table_entries`` of :func:`read_bif`, the entries of all tables together: 128 MiB of float64
+#: (the largest network bnlearn bundles, ``mildew``, has 547,158)
 MAX_TABLE_ENTRIES = 2**24
 #: the most digits a declared state count may have (a count with more could never match its list of states)
 _MAX_COUNT_DIGITS = 18
@@ -62,7 +64,7 @@ def _read_text(path: str, at: str, max_bytes: int) -> str:
     gz = path.endswith(".gz")
     try:
         with (gzip.open if gz else open)(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+            raw = read_at_most(f, max_bytes + 1)  # f.read(max_bytes + 1) would allocate max_bytes first
         if len(raw) > max_bytes:
             raise DataError(f"the BIF file {at} holds more than max_bytes={max_bytes} bytes"
                             f"{' once uncompressed' if gz else ''}; pass a larger max_bytes to read_bif if the "
@@ -85,10 +87,11 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
              max_bytes: int = MAX_BIF_BYTES, max_table_entries: int = MAX_TABLE_ENTRIES):
     """Read a BIF file (``.bif`` or ``.bif.gz``) into a :class:`~hybridpgm.graphs.BayesNet`.
 
-    A file from an untrusted source cannot make the reader allocate more than the file holds, within the two
-    limits: the text is read up to ``max_bytes`` (once uncompressed), and a table is allocated only after its
-    statements are checked (without a ``default`` entry, they must give every parent configuration) and if it
-    has at most ``max_table_entries`` entries.
+    A file from an untrusted source can make the reader allocate no more than its two limits allow: the text
+    is read up to ``max_bytes`` (once uncompressed, in chunks: no more memory than the file holds), and the
+    tables are allocated only if all of them together hold at most ``max_table_entries`` entries (checked
+    before the first is allocated; a ``default`` entry of a few bytes can fill a large table), each after
+    its statements are checked (without a ``default`` entry, they must give every parent configuration).
 
     :param path: file path, a ``str`` or :class:`os.PathLike` (``~`` expanded; ``bytes`` refused).
     :param dtype: dtype of the tables (float64 by default, as in the file).
@@ -96,17 +99,18 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     :param float atol: row-sum tolerance (rows are renormalised).
     :param int max_bytes: the most bytes of text read (of a ``.bif.gz`` once uncompressed), 256 MiB by default
         (:data:`MAX_BIF_BYTES`; bnlearn's largest network is 1.9 MB).
-    :param int max_table_entries: the most entries of one variable's table,
-        :math:`k \\prod_{p} k_p` for a variable of :math:`k` states whose parents have :math:`k_p`;
-        :math:`2^{24}` by default (:data:`MAX_TABLE_ENTRIES`, 128 MiB of float64).
+    :param int max_table_entries: the most entries of all the tables together, :math:`\\sum_v k_v \\prod_{p}
+        k_p` for variables :math:`v` of :math:`k_v` states whose parents :math:`p` have :math:`k_p`;
+        :math:`2^{24}` by default (:data:`MAX_TABLE_ENTRIES`, 128 MiB of float64; bnlearn's largest network,
+        ``mildew``, has 547,158).
     :raises ConfigError: ``max_bytes`` or ``max_table_entries`` is not a positive integer.
     :raises DataError: if the path is not a path, does not exist, is not a
         regular file, cannot be read as (gzip-compressed) UTF-8 text, holds more than ``max_bytes``, or
         declares no variable.
     :raises ModelSpecError: naming the file and the variable whose declaration or
         table is malformed (a state name listed twice, a parent listed twice, a
-        block without its closing brace, a table of more than ``max_table_entries`` entries, entries that
-        leave a parent configuration out without a ``default``), declared twice, or given two
+        block without its closing brace, no states, tables of more than ``max_table_entries`` entries in all,
+        entries that leave a parent configuration out without a ``default``), declared twice, or given two
         probability blocks.
     """
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -134,6 +138,9 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             if not _declared_count(t.group(1), len(names)):
                 count = t.group(1) if len(t.group(1)) <= 20 else f"{t.group(1)[:12]}... ({len(t.group(1))} digits)"
                 raise ModelSpecError(f"{at}: variable {head!r} declares {count} states, lists {len(names)}")
+            if not names:  # before any table: a 0 in a table's shape divides by zero in its checks
+                raise ModelSpecError(f"{at}: variable {head!r} declares 0 states; every variable needs at least one "
+                                     "state")
             counts = collections.Counter(names)
             dup = sorted(x for x, n in counts.items() if n > 1)
             if dup:
@@ -148,6 +155,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     bn = BayesNet()
     tables = {}
     positions = {v: {s: i for i, s in enumerate(names)} for v, names in states.items()}  # names are distinct
+    blocks, total = {}, 0  # every block's head and size checked before any table is allocated
     for head, body in probs:
         m = _PROB.fullmatch(head)
         if m is None:
@@ -159,7 +167,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         for v in [child] + parents:
             if v not in states:
                 raise ModelSpecError(f"{at}: probability of {child!r} names undeclared variable {v!r}")
-        if child in tables:
+        if child in blocks:
             raise ModelSpecError(f"{at}: variable {child!r} has two probability blocks")
         dup = sorted({p for p in parents if parents.count(p) > 1})
         if dup:
@@ -172,6 +180,13 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
                                  f"{size // card} configurations of its {len(parents)} parents), more than "
                                  f"max_table_entries={max_table_entries}; pass a larger max_table_entries to "
                                  "read_bif if the file is trusted")
+        blocks[child] = (body, parents, card, pcards)
+        total += size
+    if total > max_table_entries:
+        raise ModelSpecError(f"{at}: the tables of its {len(blocks)} variables would hold {total} entries in all, "
+                             f"more than max_table_entries={max_table_entries}; pass a larger max_table_entries to "
+                             "read_bif if the file is trusted")
+    for child, (body, parents, card, pcards) in blocks.items():
         tables[child] = (_table(_statements(body, f"{at}: {child!r}"), at, child, parents, positions, card,
                                 pcards), parents)
     given = [v for v in states if v in tables]

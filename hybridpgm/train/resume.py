@@ -1,38 +1,31 @@
 """Explicit resume: what a checkpoint was trained with, and whether a request matches it.
 
-``fit(checkpoint=path)`` records, next to the state, the *run configuration*:
-the objective's class (its qualified name, without the module) and its ``settings()`` (contrastive divergence's
-``k``, an ELBO's class and number of particles, a GAN's ``k``: :func:`~hybridpgm.train.objective.objective_settings`),
-global batch size, accumulation, precision, clipping,
-data-order options, data-set size, seed and, per player, the optimizer's class and hyperparameters as
-requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any
-scheduler moved them), its learning-rate scheduler's class and settings
-(``gamma``, ``step_size`` ..., or none), and the caller's own ``config`` (the
-settings that define the run beyond ``fit``'s: a model's width, an objective's
-number of particles, the data set; ``{}`` when none is given).  A later
-``fit`` on the same path resumes only when its request agrees:
+``fit(checkpoint=path)`` records, next to the state, the *run configuration*: the objective's class (its
+qualified name, without the module) and its ``settings()`` (contrastive divergence's ``k``, an ELBO's class and
+number of particles, a GAN's ``k``: :func:`~hybridpgm.train.objective.objective_settings`), global batch size,
+accumulation, precision, clipping, data-order options, data-set size, seed and, per player, the optimizer's class
+and hyperparameters as requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any scheduler moved
+them), its learning-rate scheduler's class and settings (``gamma``, ``step_size`` ..., or none), and the caller's
+own ``config`` (the settings that define the run beyond ``fit``'s: a model's width, an objective's number of
+particles, the data set; ``{}`` when none is given).  A later ``fit`` on the same path resumes only when its
+request agrees:
 
-* the module's ``state_dict`` keys and shapes must match the checkpoint's
-  (otherwise :class:`~hybridpgm.errors.CheckpointError` lists the missing,
-  unexpected and reshaped entries; ``overwrite=True`` starts afresh instead);
+* the module's ``state_dict`` keys and shapes must match the checkpoint's (otherwise
+  :class:`~hybridpgm.errors.CheckpointError` lists the missing, unexpected and reshaped entries;
+  ``overwrite=True`` starts afresh instead);
 * each player's optimizer must hold the same parameters, by name, in the same param groups and order
   (:mod:`~hybridpgm.train.checkpoint_parameters`: its state is kept by position), whatever
   ``override_hyperparameters`` says (otherwise the error names the player and the parameters, such as
   ``'decoder.0.weight' is trained in the checkpoint but frozen now``);
-* every recorded hyperparameter and ``config`` entry must match (otherwise the
-  error lists each difference as ``name: checkpoint X, requested Y``, a
-  ``config`` entry as ``config['key']``), unless
-  ``override_hyperparameters=True``, in which case the requested values
-  replace the saved ones after the optimizer state is loaded (a scheduler of
-  another class, or one where the checkpoint had none, starts afresh; without
-  one, the saved schedule is dropped) and the requested ``config`` is the one
-  recorded from then on.
+* every recorded hyperparameter and ``config`` entry must match (otherwise the error lists each difference as
+  ``name: checkpoint X, requested Y``, a ``config`` entry as ``config['key']``), unless
+  ``override_hyperparameters=True``, in which case the requested values replace the saved ones after the
+  optimizer state is loaded (a scheduler of another class, or one where the checkpoint had none, starts afresh;
+  without one, the saved schedule is dropped) and the requested ``config`` is the one recorded from then on.
 
 A checkpoint written before ``config`` (or the objective's class or settings) was recorded resumes without that
-comparison.
-
-``epochs`` and ``max_steps`` are not compared: extending a run is what resuming
-is for.  The modes of ``fit``'s ``resume`` argument are:
+comparison.  ``epochs`` and ``max_steps`` are not compared: extending a run is what resuming is for.  The modes of
+``fit``'s ``resume`` argument are:
 
 ``"auto"`` (or ``True``, the default)
     resume when the checkpoint exists, start afresh when it does not.
@@ -347,17 +340,20 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
     and which must therefore be applied first), as its reductions are, though never above the new ``lr``:
     :math:`\\max(\\eta_t \\eta'_0 / \\eta_0, \\min(\\eta_{\\min}, \\eta'_0))`; ``factor``, ``patience`` and its
     counters go on unchanged.  A raised ``min_lr`` alone floors the rate too (torch's reductions never raise
-    it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and the base rates of the schedulers
-    a ``SequentialLR`` or ``ChainedScheduler`` holds are the new ones too (:func:`_follow_rates`)."""
+    it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and its base rates, and those of the
+    schedulers a ``SequentialLR`` or ``ChainedScheduler`` holds, are scaled alike (:func:`_follow_rates`)."""
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
-    for group, wanted, was, floor in zip(optimizer.param_groups, requested["param_groups"], was_groups, floors):
+    scales: list[tuple[float, Any] | None] = [None] * len(optimizer.param_groups)  # (new / recorded, recorded)
+    for i, (group, wanted, was, floor) in enumerate(zip(optimizer.param_groups, requested["param_groups"],
+                                                        was_groups, floors)):
         for key, value in wanted.items():
             if key not in group or (was is not None and key in was and _same(was[key], value)):
                 continue
             if key == "lr" and ("initial_lr" in group or plateau) and was is not None and was.get("lr"):
                 _rescale(group, value / was["lr"], floor, value)  # the schedule, rescaled
+                scales[i] = (value / was["lr"], was["lr"])
             elif not isinstance(group[key], torch.Tensor):
                 group[key] = tuple(value) if isinstance(group[key], tuple) else value
             else:
@@ -366,23 +362,34 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
                 group["initial_lr"] = value
         if plateau and floor is not None and "lr" in wanted:  # a raised min_lr with the lr as it was
             _rescale(group, 1.0, floor, wanted["lr"])
-    _follow_rates(scheduler, optimizer)
+    _follow_rates(scheduler, optimizer, scales)
 
 
-def _follow_rates(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
-    """Make ``scheduler``, and each scheduler a :class:`~torch.optim.lr_scheduler.SequentialLR` or
-    :class:`~torch.optim.lr_scheduler.ChainedScheduler` holds, agree with the optimizer's rates after an override:
-    its base rates (``base_lrs``, from which ``SequentialLR`` restarts a scheduler at its milestone) are the
-    groups' ``initial_lr`` (``lr`` without one), and its ``get_last_lr()`` (torch's ``_last_lr``, which reported
-    the checkpoint's rates until the next step) the groups' ``lr``."""
+def _follow_rates(scheduler: Any, optimizer: torch.optim.Optimizer, scales: list, top: bool = True) -> None:
+    """Make ``scheduler`` and the ones a ``SequentialLR`` or ``ChainedScheduler`` holds agree with the optimizer
+    after an override: ``get_last_lr()`` (torch's ``_last_lr``) gives the groups' ``lr``, and the base rates
+    (``base_lrs``, a ``CyclicLR``'s ``max_lrs`` too) are scaled as the group's ``lr`` was (:func:`_followed`), so a
+    schedule whose base is not the group's ``lr`` (``CyclicLR(base_lr=0.01)``) keeps its shape."""
     if scheduler is None:
         return
     for inner in getattr(scheduler, "_schedulers", None) or ():
-        _follow_rates(inner, optimizer)
-    if hasattr(scheduler, "base_lrs"):
-        scheduler.base_lrs = _rates(optimizer, "initial_lr")
+        _follow_rates(inner, optimizer, scales, top=False)
+    initial = _rates(optimizer, "initial_lr")
+    names = ("base_lrs", "max_lrs") if isinstance(scheduler, torch.optim.lr_scheduler.CyclicLR) else ("base_lrs",)
+    for name in (n for n in names if hasattr(scheduler, n)):
+        setattr(scheduler, name, [_followed(rate, new, scale, top and name == "base_lrs")
+                                  for rate, new, scale in zip(getattr(scheduler, name), initial, scales)])
     if hasattr(scheduler, "_last_lr"):
         scheduler._last_lr = _rates(optimizer, "lr")
+
+
+def _followed(rate: Any, new: Any, scale: tuple[float, Any] | None, reset: bool) -> Any:
+    """A scheduler's base ``rate`` for a group after an override: times ``scale = (new / recorded, recorded)``
+    (``new``, the group's ``initial_lr``, exactly where ``rate`` was the recorded ``lr``); for a group whose ``lr``
+    was not scaled, ``new`` where ``reset`` (the top scheduler's ``base_lrs``), else ``rate`` as it was."""
+    if scale is None:
+        return new if reset else rate
+    return new if _same(float(rate), scale[1]) else rate * scale[0]
 
 
 def _rates(optimizer: torch.optim.Optimizer, key: str) -> list[Any]:

@@ -3,7 +3,8 @@
 ``torch.load`` does not check the CRC-32 that a zip archive stores for each member, so a damaged file could
 load as damaged tensors: :func:`read_torch_file` checks every member first.  It also refuses what would let a
 small file stand for gigabytes in memory: a compressed member (a zip bomb; ``torch.save`` stores every member
-as it is) and a tensor whose elements need more bytes than its storage holds (a stride-0 view).  Used by
+as it is) and tensors whose elements need more bytes than their storage holds (stride-0 views) past
+``max(64 MiB, 16 * file size)`` in all.  Used by
 :func:`~hybridpgm.train.checkpoint.load_checkpoint` and :func:`hybridpgm.load`.
 """
 
@@ -144,23 +145,36 @@ def _zip_damage(path: Path) -> str | None:
 
 #: what :func:`_oversized_view` looks into: the containers ``weights_only`` loading builds (and their subclasses)
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+#: the bytes that the views repeating elements in a file may need in all, whatever its size (64 MiB) ...
+MIN_REPEAT_BYTES = 64 << 20
+#: ... or this many times the file's size, if more
+REPEAT_FACTOR = 16
 
 
-def _oversized_view(state: Any) -> str | None:
-    """Where (``['history']['loss']``) and what the first tensor in ``state`` is whose elements need more bytes
-    than its storage holds, or ``None``.
+def repeat_limit(file_size: int) -> int:
+    """The bytes that the views repeating elements in a file of ``file_size`` bytes may need in all:
+    ``max(64 MiB, 16 * file_size)``."""
+    return max(MIN_REPEAT_BYTES, REPEAT_FACTOR * file_size)
 
-    Such a tensor is a view that repeats elements (a stride of 0, as :meth:`torch.Tensor.expand` gives), so a
-    file of a few kilobytes could declare a tensor of ``10**10`` elements: any copy, comparison or ``tolist`` of
-    it then allocates them all.  hybridpgm never writes one (:func:`~hybridpgm.train.checkpoint.plain_data`
-    stores such a view as a dense copy); a view that stays within its storage (a slice, a transpose, tied
-    weights) is fine.  The walk is iterative (any nesting depth) and visits each container once (one shared by
-    several entries is not walked again); tensors of another layout than ``torch.strided`` (sparse) are not
-    looked into.
+
+def _oversized_view(state: Any, limit: int) -> str | None:
+    """Why the views in ``state`` that repeat elements stand for more than ``limit`` bytes, naming the one
+    (``['history']['loss']``) that takes their sum past it, or ``None``.
+
+    A tensor whose elements need more bytes than its storage holds is a view that repeats elements (a stride of
+    0, as :meth:`torch.Tensor.expand` gives), so a file of a few kilobytes could declare a tensor of ``10**10``
+    elements: any copy, comparison or ``tolist`` of it then allocates them all.  Such views are summed
+    (``numel * element_size`` each, once per place that holds one) and refused past ``limit``
+    (:func:`repeat_limit`: 64 MiB, or 16 times the file's size if more), so a small expanded buffer, as
+    checkpoints written before hybridpgm stored such views dense hold (a mask ``torch.ones(1).expand(5)``),
+    still loads as it is.  A view that stays within its storage (a slice, a transpose, tied weights) is not
+    counted.  The walk is iterative (any nesting depth) and visits each container once (one shared by several
+    entries is not walked again); tensors of another layout than ``torch.strided`` (sparse) are not looked into.
     """
     places: list[tuple[int, Any]] = []  # (index of the parent's place, key), for the message only
     stack: list[tuple[Any, int]] = [(state, -1)]
     seen: set[int] = set()
+    total = 0
     while stack:
         value, place = stack.pop()
         if isinstance(value, torch.Tensor):
@@ -172,15 +186,18 @@ def _oversized_view(state: Any) -> str | None:
                 continue
             needed = value.numel() * value.element_size()
             if needed > stored:
-                keys = []
-                while place >= 0:
-                    place, key = places[place]
-                    keys.append(f"[{key!r}]")
-                where = "".join(reversed(keys)) or "<the file's object>"
-                return (f"its tensor {where} of shape {tuple(value.shape)} and strides {value.stride()} repeats "
-                        f"elements: its {value.numel()} elements of {value.element_size()} bytes need {needed} "
-                        f"bytes, its storage holds {stored}; hybridpgm never writes such a view (a crafted file: "
-                        "any copy of it would allocate them all)")
+                total += needed
+                if total > limit:
+                    keys = []
+                    while place >= 0:
+                        place, key = places[place]
+                        keys.append(f"[{key!r}]")
+                    where = "".join(reversed(keys)) or "<the file's object>"
+                    return (f"its tensor {where} of shape {tuple(value.shape)} and strides {value.stride()} repeats "
+                            f"elements: its {value.numel()} elements of {value.element_size()} bytes need {needed} "
+                            f"bytes, its storage holds {stored}; with it the views repeating elements need {total} "
+                            f"bytes in all, more than the {limit} such a file may stand for (64 MiB, or 16 times "
+                            "its size; a crafted file: any copy of them would allocate them all)")
             continue
         if id(value) in seen:
             continue
@@ -238,15 +255,18 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     compared with the one the archive stores, which ``torch.load`` does not do, so a damaged file is refused
     instead of giving damaged tensors.  A legacy non-zip torch file is read by ``torch.load`` as before.
 
-    After loading, every tensor is checked to fit its storage (:func:`_oversized_view`): a view repeating its
-    elements (a stride of 0) would let a file of a few kilobytes stand for gigabytes.
+    After loading, the tensors that need more bytes than their storage holds (views repeating their elements, a
+    stride of 0) are summed and refused past ``max(64 MiB, 16 * file size)`` (:func:`_oversized_view`): such
+    views would let a file of a few kilobytes stand for gigabytes, while a small expanded buffer, as older
+    checkpoints hold, loads as it is.
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
     :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
         damaged (naming the member whose CRC-32 fails, or whose zip entry torch would read differently: one
         marked as a directory or encrypted, or a name given twice), a compressed member (torch.save stores
-        them all uncompressed), holding objects that ``weights_only`` loading refuses, a tensor whose elements
-        need more bytes than its storage holds (naming its place and shape), or the OS reason.
+        them all uncompressed), holding objects that ``weights_only`` loading refuses, views repeating their
+        elements that need more than ``max(64 MiB, 16 * file size)`` bytes in all (naming the place and shape of
+        the one that passes the bound), or the OS reason.
     """
     path = check_readable(path, what)
     try:
@@ -271,7 +291,11 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
         except OSError as os_error:
             reason = os_reason(os_error)
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {reason}") from error
-    oversized = _oversized_view(state)
+    try:
+        limit = repeat_limit(os.path.getsize(path))
+    except OSError as error:
+        raise CheckpointError(f"cannot read {what} {str(path)!r}: {os_reason(error)}") from error
+    oversized = _oversized_view(state, limit)
     if oversized is not None:
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {oversized}")
     return state

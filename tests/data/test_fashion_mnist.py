@@ -94,6 +94,18 @@ def test_data_declared_past_max_bytes_is_refused(tmp_path, suffix):
     assert read_idx(path, max_bytes=784_000).shape == (1000, 28, 28)  # at the limit: read
 
 
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_trailing_data_when_max_bytes_is_the_declared_size_is_named_as_such(tmp_path, suffix):
+    """Before, a file declaring exactly ``max_bytes`` data bytes and holding one more was refused as holding more
+    than max_bytes, with the advice to pass a larger one (which then refused it for its trailing byte)."""
+    path = tmp_path / f"trailing.idx{suffix}"
+    raw = _idx(0x08, (1, 28, 28), b"\0" * 785)
+    path.write_bytes(gzip.compress(raw) if suffix else raw)
+    with pytest.raises(DataError, match=rf"^IDX file {re.escape(repr(str(path)))} holds more than 784 data bytes, "
+                                        r"its header says 784$"):
+        read_idx(path, max_bytes=784)
+
+
 def test_exactly_the_declared_data_reads(tmp_path):
     """Guard (passes before and after): a file of exactly the declared bytes gives its values."""
     path = tmp_path / "small.idx.gz"

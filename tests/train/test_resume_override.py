@@ -287,3 +287,42 @@ def test_a_scheduler_of_another_class_reports_the_rate_it_starts_from(tmp_path):
     assert _lr_run(ckpt, functools.partial(_S.StepLR, step_size=2, gamma=0.5), lr=1.0, max_steps=4) == 0.25
     assert _lr_run(ckpt, exponential, lr=1.0, max_steps=4, override_hyperparameters=True) == 0.25
     assert made[-1].get_last_lr() == [0.25]
+
+
+def _cyclic_then_step(optimizer):  # a cycle between 0.01 and 0.1 (whatever the optimizer's lr), then StepLR
+    return _S.SequentialLR(optimizer, [_S.CyclicLR(optimizer, base_lr=0.01, max_lr=0.1, step_size_up=3),
+                                       _S.StepLR(optimizer, 2, 0.5)], milestones=[10])
+
+
+def _chained_cyclic(optimizer):
+    return _S.ChainedScheduler([_S.CyclicLR(optimizer, base_lr=0.01, max_lr=0.1, step_size_up=3),
+                                _S.ExponentialLR(optimizer, 0.9)])
+
+
+@pytest.mark.parametrize("scheduler", [_cyclic_then_step, _chained_cyclic, functools.partial(
+    _S.CyclicLR, base_lr=0.01, max_lr=0.1, step_size_up=3)], ids=["sequential", "chained", "cyclic"])
+def test_a_new_lr_scales_schedules_whose_base_is_not_the_groups_lr(tmp_path, scheduler):
+    """Found by a review: the base rates of the schedulers a SequentialLR or ChainedScheduler holds were set to the
+    new lr, 0.2, not scaled (0.01 recorded there, 0.02 asked for): StepLR restarted from 0.2 at the milestone, and
+    a CyclicLR's cycle ran inverted between 0.2 and 0.1 (alone too, before this session: its base set to 0.2).  Each
+    rate of the schedule is now scaled by new / recorded lr, 2, as the docstring says."""
+    def rates(ckpt, lr, **kwargs):
+        seen, made = [], []
+
+        def optim(params):
+            made.append(torch.optim.SGD(params, lr=lr, momentum=0.9))
+            return made[-1]
+
+        class Record:
+            def on_step_end(self, info):
+                seen.append(made[-1].param_groups[0]["lr"])
+
+        fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False,
+            optim=optim, lr_scheduler=scheduler, callbacks=[Record()], **kwargs)
+        return seen
+
+    whole = rates(None, 0.1, max_steps=16)
+    ckpt = tmp_path / "c.pt"
+    assert rates(ckpt, 0.1, max_steps=7) == pytest.approx(whole[:7])
+    rest = rates(ckpt, 0.2, max_steps=16, override_hyperparameters=True)
+    assert rest == pytest.approx([2 * r for r in whole[7:]])

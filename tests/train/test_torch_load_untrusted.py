@@ -23,25 +23,27 @@ def _repeating(n: int, dtype=torch.float32) -> torch.Tensor:
 
 def test_a_stride_0_tensor_in_a_checkpoint_is_refused_naming_its_place(tmp_path):
     """Before, it loaded: a 2.5 kB checkpoint of such history series (10**7 entries each) took 360 MiB and every
-    later copy or check of it allocated them all (the audit's f7)."""
+    later copy or check of it allocated them all (the audit's f7).  Here a 10**10-element view in a 2 KB file."""
     path = tmp_path / "run.pt"
-    torch.save({"format_version": 3, "module": {"w": torch.zeros(3, 2).as_strided((300, 200), (0, 0))}}, path)
+    torch.save({"format_version": 3, "module": {"w": torch.zeros(3, 2).as_strided((10**5, 10**5), (0, 0))}}, path)
     assert path.stat().st_size < 4096
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint '.*run.pt': its tensor \['module'\]\['w'\] of "
-                                              r"shape \(300, 200\) and strides \(0, 0\) repeats elements: its 60000 "
-                                              r"elements of 4 bytes need 240000 bytes, its storage holds 24;"):
+                                              r"shape \(100000, 100000\) and strides \(0, 0\) repeats elements: its "
+                                              r"10000000000 elements of 4 bytes need 40000000000 bytes, its storage "
+                                              r"holds 24; with it the views repeating elements need 40000000000 bytes "
+                                              r"in all, more than the 67108864 such a file may stand for"):
         load_checkpoint(path)
 
 
 def test_a_packed_history_of_stride_0_series_is_refused(tmp_path):
-    n = 10_000
+    n = 10**9
     series = {key: _repeating(n, torch.float64) for key in _FLOAT_SERIES}
     history = {"encoding": ENCODING, "step": _repeating(n, torch.int64),
                "loss": {"model": _repeating(n, torch.float64)}, **series, "metrics": {}, "nonfinite": {}}
     path = tmp_path / "history.pt"
     torch.save({"format_version": 3, "history": history}, path)
-    with pytest.raises(CheckpointError, match=r"its tensor \['history'\]\[.*\] of shape \(10000,\) and strides \(0,\) "
-                                              r"repeats elements"):
+    with pytest.raises(CheckpointError, match=r"its tensor \['history'\]\[.*\] of shape \(1000000000,\) and "
+                                              r"strides \(0,\) repeats elements"):
         load_checkpoint(path)
 
 
@@ -50,11 +52,11 @@ def test_a_stride_0_tensor_in_a_model_file_is_refused(tmp_path):
     state dict was refused; here a small one, refused when read."""
     good = hybridpgm.save(load_network("cancer"), tmp_path / "cancer.pt")
     payload = torch.load(good, weights_only=True)
-    payload["state_dict"] = {**payload["state_dict"], "extra": torch.zeros(1).as_strided((64, 64), (0, 0))}
+    payload["state_dict"] = {**payload["state_dict"], "extra": torch.zeros(1).as_strided((10**5, 10**5), (0, 0))}
     path = tmp_path / "bad.pt"
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"cannot read model file '.*bad.pt': its tensor \['state_dict'\]"
-                                              r"\['extra'\] of shape \(64, 64\) and strides \(0, 0\) repeats"):
+                                              r"\['extra'\] of shape \(100000, 100000\) and strides \(0, 0\) repeats"):
         hybridpgm.load(path)
 
 
@@ -77,6 +79,53 @@ def test_an_expanded_buffer_is_saved_as_a_dense_copy_that_loads_back(tmp_path):
     save_checkpoint(path, {"module": module.state_dict()})
     loaded = load_checkpoint(path)["module"]["mask"]
     assert torch.equal(loaded, torch.ones(3)) and loaded.stride() == (1,)
+
+
+def _with_expanded_mask(tmp_path, n: int = 5):
+    """A checkpoint of ``fit`` whose module's ``mask`` buffer is written as the view ``torch.ones(1).expand(n)``,
+    with ``torch.save`` directly, as hybridpgm wrote an expanded buffer before it stored such views dense."""
+    from tests.train.helpers import LinearRegression, regression_data
+
+    objective = LinearRegression()
+    objective.module.register_buffer("mask", torch.ones(n))
+    path = tmp_path / "run.pt"
+    hybridpgm.fit(objective, regression_data(), batch_size=16, max_steps=2, seed=0, progress=False, checkpoint=path)
+    state = torch.load(path, weights_only=True)
+    state["module"]["mask"] = torch.ones(1).expand(n)
+    torch.save(state, path)
+    return path, objective
+
+
+def test_an_expanded_buffer_written_before_loads_and_resumes(tmp_path):
+    """Before, every view needing more bytes than its storage was refused, so a checkpoint written by an earlier
+    release for a module with an expanded buffer (a 5-element mask, 20 bytes on a 4-byte storage) no longer
+    loaded nor resumed.  A view that stands for little memory loads as it is."""
+    from tests.train.helpers import regression_data
+
+    path, objective = _with_expanded_mask(tmp_path)
+    mask = load_checkpoint(path)["module"]["mask"]
+    assert mask.stride() == (0,) and torch.equal(mask, torch.ones(5))
+    result = hybridpgm.fit(objective, regression_data(), batch_size=16, max_steps=4, seed=0, progress=False,
+                           checkpoint=path)
+    assert result.steps == 4 and torch.equal(objective.module.mask, torch.ones(5))
+
+
+def test_views_repeating_elements_are_bounded_in_all_not_each(tmp_path):
+    """20 views of 16 MiB each, in a 3 KB file: each alone is within the 64 MiB bound, together they pass it; the
+    one that takes the sum past the bound is named (any of the 5th to 20th)."""
+    one = torch.zeros(1).expand(4 << 20)
+    path = tmp_path / "one.pt"
+    torch.save({"format_version": 3, "extra": one}, path)
+    assert load_checkpoint(path)["extra"].shape == (4 << 20,)
+    path = tmp_path / "many.pt"
+    torch.save({"format_version": 3, "extra": [one] * 20}, path)
+    assert path.stat().st_size < 4096
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint '.*many.pt': its tensor \['extra'\]\[\d+\] of "
+                                              r"shape \(4194304,\) and strides \(0,\) repeats elements: its 4194304 "
+                                              r"elements of 4 bytes need 16777216 bytes, its storage holds 4; with it "
+                                              r"the views repeating elements need 83886080 bytes in all, more than the "
+                                              r"67108864 such a file may stand for \(64 MiB, or 16 times its size;"):
+        load_checkpoint(path)
 
 
 def _with_pickle(tmp_path, name: str, data_pkl: bytes):
