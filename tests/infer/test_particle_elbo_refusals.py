@@ -17,6 +17,7 @@ from hybridpgm.infer.particle_elbo import ParticleELBO
 from hybridpgm.infer.rws import ReweightedWakeSleepELBO
 from hybridpgm.infer.vimco import VIMCO_ELBO
 from hybridpgm.infer.wake_sleep import WakeSleepELBO
+from tests.infer.test_iwae_plates import _growing_guide, _growing_model  # the model whose nesting grows
 
 ELBOS = {"vimco": lambda **kw: VIMCO_ELBO(3, **kw), "rws": lambda **kw: ReweightedWakeSleepELBO(3, **kw),
          "particle": lambda **kw: ParticleELBO(3, **kw)}
@@ -40,22 +41,6 @@ def test_a_sequential_data_plate_is_refused_saying_it_is_sequential(name):
         ELBOS[name]().loss(model, guide, x)
     with pytest.raises(ObjectiveError, match=r"the data plate 'data' is sequential"):
         ELBOS[name](plate_name="data").loss(model, guide, x)
-
-
-def _growing_model(x):
-    """A 1-d batch has no inner plate (nesting guessed 1); a 2-d batch enters one whose dim Pyro allocates."""
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        if x.dim() == 1:
-            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-        else:
-            with pyro.plate("feat", x.shape[1]):
-                pyro.sample("x", dist.Normal(z, 1.0), obs=x.T)
-
-
-def _growing_guide(x):
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("z", dist.Normal(0.0, 1.0))
 
 
 @pytest.mark.parametrize("validation", [False, True])

@@ -154,3 +154,26 @@ def data_with_a_large_row():
     x = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
     x[0, 0] = 1000.0
     return x
+
+
+def rates_of_a_run(ckpt, lr: float, *, momentum: float = 0.0, **fit_options) -> list[float]:
+    """The learning rate after each step of a ``fit`` of :class:`LinearRegression` with ``torch.optim.SGD(lr,
+    momentum)`` (the rate of the optimizer ``fit`` built last, read by a callback), with ``fit_options``
+    (``lr_scheduler``, ``max_steps``, ``override_hyperparameters`` ...) and the checkpoint ``ckpt``."""
+    import torch
+
+    from hybridpgm import fit
+
+    seen, made = [], []
+
+    def optim(params):
+        made.append(torch.optim.SGD(params, lr=lr, momentum=momentum))
+        return made[-1]
+
+    class Record:
+        def on_step_end(self, info):
+            seen.append(made[-1].param_groups[0]["lr"])
+
+    fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False, optim=optim,
+        callbacks=[Record()], **fit_options)
+    return seen

@@ -16,7 +16,7 @@ from hybridpgm import fit
 from hybridpgm.train.batches import BatchStream, TensorData
 from hybridpgm.train.checkpoint import load_checkpoint
 from hybridpgm.train.resume import override_hyperparameters, override_scheduler, scheduler_settings
-from tests.train.helpers import LinearRegression, regression_data
+from tests.train.helpers import LinearRegression, rates_of_a_run, regression_data
 
 N, B = 40, 4  # 10 steps an epoch
 
@@ -252,19 +252,7 @@ def test_a_sequential_schedule_restarts_at_its_milestone_from_the_new_rate(tmp_p
     milestone (after step 3) ExponentialLR restarted from 0.1 where a resume asking for lr 0.2 restarts from 0.2:
     the rates after steps 3-5 were 0.1, 0.05 and 0.025 instead of 0.2, 0.1 and 0.05."""
     def rates(ckpt, lr, **kwargs):
-        seen, made = [], []
-
-        def optim(params):
-            made.append(torch.optim.SGD(params, lr=lr))
-            return made[-1]
-
-        class Record:
-            def on_step_end(self, info):
-                seen.append(made[-1].param_groups[0]["lr"])
-
-        fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False,
-            optim=optim, lr_scheduler=_sequential, callbacks=[Record()], **kwargs)
-        return seen
+        return rates_of_a_run(ckpt, lr, lr_scheduler=_sequential, **kwargs)
 
     whole = rates(None, 0.2, max_steps=6)
     assert whole == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.1, 0.05])  # the rate after each step
@@ -307,19 +295,7 @@ def test_a_new_lr_scales_schedules_whose_base_is_not_the_groups_lr(tmp_path, sch
     a CyclicLR's cycle ran inverted between 0.2 and 0.1 (alone too, before this session: its base set to 0.2).  Each
     rate of the schedule is now scaled by new / recorded lr, 2, as the docstring says."""
     def rates(ckpt, lr, **kwargs):
-        seen, made = [], []
-
-        def optim(params):
-            made.append(torch.optim.SGD(params, lr=lr, momentum=0.9))
-            return made[-1]
-
-        class Record:
-            def on_step_end(self, info):
-                seen.append(made[-1].param_groups[0]["lr"])
-
-        fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False,
-            optim=optim, lr_scheduler=scheduler, callbacks=[Record()], **kwargs)
-        return seen
+        return rates_of_a_run(ckpt, lr, momentum=0.9, lr_scheduler=scheduler, **kwargs)
 
     whole = rates(None, 0.1, max_steps=16)
     ckpt = tmp_path / "c.pt"
