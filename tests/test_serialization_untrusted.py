@@ -104,17 +104,24 @@ def test_an_entry_missing_deep_in_a_spec_keeps_the_key_error_as_its_cause(tmp_pa
 
 
 def test_a_meta_nested_past_the_recursion_limit_is_a_checkpoint_error(tmp_path):
-    """Before: a raw RecursionError, from decoding the meta outside the guarded build."""
-    limit = sys.getrecursionlimit()
-    deep = 0.0
-    for _ in range(limit + 200):
-        deep = [deep]
-    path = tmp_path / "m.pt"
-    sys.setrecursionlimit(3 * limit)  # for torch.save's pickler only (a crafted file is written by other means)
-    try:
-        torch.save(_payload(meta={"__dict__": {"note": deep}}, state_dict=hybridpgm.RBM(3, 2).state_dict()), path)
-    finally:
-        sys.setrecursionlimit(limit)
+    """Before: a raw RecursionError, from decoding the meta outside the guarded build.  The file's ``data.pkl``
+    is rewritten by hand, its meta a list nested past the recursion limit (as an attacker writes it: no deep
+    stack needed; Python 3.12's pickler cannot write it, whatever ``sys.setrecursionlimit`` says)."""
+    import zipfile
+
+    source, path = tmp_path / "source.pt", tmp_path / "m.pt"
+    torch.save(_payload(meta={"__dict__": {"note": "PLACEHOLDER"}}, state_dict=hybridpgm.RBM(3, 2).state_dict()),
+               source)
+    depth = sys.getrecursionlimit() + 200
+    deep = b"]" * depth + b"G" + b"\x00" * 8 + b"a" * depth  # EMPTY_LIST x depth, a float, APPEND x depth
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename.endswith("/data.pkl"):
+                assert data.count(b"X\x0b\x00\x00\x00PLACEHOLDER") == 1  # BINUNICODE 'PLACEHOLDER'
+                data = data.replace(b"X\x0b\x00\x00\x00PLACEHOLDER", deep)
+            new.writestr(info.filename, data)
+    assert isinstance(torch.load(path, weights_only=True)["meta"]["__dict__"]["note"], list)  # torch reads it
     with pytest.raises(CheckpointError, match="RecursionError") as raised:
         hybridpgm.load(path)
     assert str(path) in str(raised.value) and isinstance(raised.value.__cause__, RecursionError)
