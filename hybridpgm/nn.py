@@ -168,32 +168,39 @@ def checkpointing_saves_memory(module: nn.Module) -> bool:
     return not isinstance(module, _ONLY_KEEP_THEIR_INPUT)
 
 
-class _KeepBuffers:
-    """Context for the recomputation of a checkpointed segment: restores the
-    segment's buffers afterwards, so that batch-norm running statistics are
-    updated once per forward pass, not twice."""
+class _RecomputeFromBefore:
+    """Context for the recomputation of a checkpointed segment: it starts from the segment's ``buffers`` as they
+    were *before* the forward pass (snapshotted when the checkpoint's ``context_fn`` is called, which is before
+    the forward runs) and leaves them as it found them.  A forward that reads a buffer and then updates it in
+    place -- a batch norm's running statistics, spectral norm's power-iteration vector :math:`u` -- is so
+    recomputed from the very values the forward pass read (the gradient is that of the same function), and
+    the buffers move once per call, not twice.  Costs one copy of the segment's buffers per call."""
 
-    def __init__(self, modules: Sequence[nn.Module]):
-        self.modules = modules
-        self.saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    def __init__(self, buffers: list[torch.Tensor]):
+        self.buffers = buffers
+        self.before = [b.detach().clone() for b in buffers]
+        self.found: list[torch.Tensor] = []
 
     def __enter__(self):
-        self.saved = [(b, b.detach().clone()) for m in self.modules for b in m.buffers()]
+        self.found = [b.detach().clone() for b in self.buffers]
+        with torch.no_grad():
+            for buffer, value in zip(self.buffers, self.before):
+                buffer.copy_(value)
         return self
 
     def __exit__(self, *exc):
         with torch.no_grad():
-            for buffer, value in self.saved:
+            for buffer, value in zip(self.buffers, self.found):
                 buffer.copy_(value)
-        self.saved = []
+        self.found = []
         return False
 
 
 def _segment_contexts(modules: Sequence[nn.Module]):
-    has_buffers = any(True for m in modules for _ in m.buffers())
-    if not has_buffers:
+    buffers = [b for m in modules for b in m.buffers()]
+    if not buffers:
         return None
-    return lambda: (contextlib.nullcontext(), _KeepBuffers(modules))
+    return lambda: (contextlib.nullcontext(), _RecomputeFromBefore(buffers))
 
 
 def checkpointed_call(module: nn.Module, *inputs: torch.Tensor, enabled: bool = True) -> torch.Tensor:
@@ -212,8 +219,10 @@ def checkpointed_call(module: nn.Module, *inputs: torch.Tensor, enabled: bool = 
     so the activations of its last segment would otherwise be held all that
     time.  For a network of one or two hidden layers (the default VAE) the
     whole network is one segment and only its input is kept.  Any other module
-    is checkpointed as a whole.  Batch-norm running statistics are updated once
-    per call (the recomputation restores them).
+    is checkpointed as a whole.  The recomputation starts from the buffers as the forward pass
+    read them and restores them afterwards, so batch-norm running statistics are updated once per call and a
+    forward that updates a buffer it reads (spectral norm's power iteration in training mode) gets the
+    gradient of the function it computed.
 
     :param module: the network; it is called directly when none of its
         parameters requires grad, or when checkpointing cannot save memory
