@@ -193,9 +193,7 @@ def run_config(optimizers: Mapping[str, dict[str, Any]], *, batch_size: int, wor
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+    return (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)) or a == b
 
 
 def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -317,8 +315,7 @@ def _rescale(group: dict[str, Any], factor: float, floor: float | None, new: flo
     """Scale the param group's scheduled ``lr`` by ``factor``, then, under ``ReduceLROnPlateau``, keep it at or
     above ``min(floor, new)``: the scheduler's ``min_lr``, which its reductions keep, but never above the new rate
     itself."""
-    lr = group["lr"]
-    if isinstance(lr, torch.Tensor):
+    if isinstance(lr := group["lr"], torch.Tensor):
         lr.mul_(factor)
         if floor is not None:
             lr.clamp_(min=min(floor, new))
@@ -340,12 +337,13 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
     and which must therefore be applied first), as its reductions are, though never above the new ``lr``:
     :math:`\\max(\\eta_t \\eta'_0 / \\eta_0, \\min(\\eta_{\\min}, \\eta'_0))`; ``factor``, ``patience`` and its
     counters go on unchanged.  A raised ``min_lr`` alone floors the rate too (torch's reductions never raise
-    it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and its base rates, and those of the
-    schedulers a ``SequentialLR`` or ``ChainedScheduler`` holds, are scaled alike (:func:`_follow_rates`)."""
+    it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and its base rates, those of the
+    schedulers a ``SequentialLR`` or ``ChainedScheduler`` holds, and the bounds ``OneCycleLR`` keeps in the param
+    groups (``initial_lr``, ``max_lr``, ``min_lr``) are scaled alike (:func:`_follow_rates`, :func:`_followed`)."""
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)
-    scales: list[tuple[float, Any] | None] = [None] * len(optimizer.param_groups)  # (new / recorded, recorded)
+    scales: list[tuple[float, Any, Any] | None] = [None] * len(optimizer.param_groups)  # (new / was, was, new)
     for i, (group, wanted, was, floor) in enumerate(zip(optimizer.param_groups, requested["param_groups"],
                                                         was_groups, floors)):
         for key, value in wanted.items():
@@ -353,13 +351,14 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
                 continue
             if key == "lr" and ("initial_lr" in group or plateau) and was is not None and was.get("lr"):
                 _rescale(group, value / was["lr"], floor, value)  # the schedule, rescaled
-                scales[i] = (value / was["lr"], was["lr"])
+                scales[i] = (value / was["lr"], was["lr"], value)
             elif not isinstance(group[key], torch.Tensor):
                 group[key] = tuple(value) if isinstance(group[key], tuple) else value
             else:
                 group[key].fill_(value)
-            if key == "lr" and "initial_lr" in group:
-                group["initial_lr"] = value
+            if key == "lr" and "initial_lr" in group:  # and OneCycleLR's bounds, which it keeps in the groups
+                for k in [k for k in ("initial_lr", "max_lr", "min_lr") if k in group]:
+                    group[k] = _followed(group[k], value, scales[i], k == "initial_lr")
         if plateau and floor is not None and "lr" in wanted:  # a raised min_lr with the lr as it was
             _rescale(group, 1.0, floor, wanted["lr"])
     _follow_rates(scheduler, optimizer, scales)
@@ -383,13 +382,13 @@ def _follow_rates(scheduler: Any, optimizer: torch.optim.Optimizer, scales: list
         scheduler._last_lr = _rates(optimizer, "lr")
 
 
-def _followed(rate: Any, new: Any, scale: tuple[float, Any] | None, reset: bool) -> Any:
-    """A scheduler's base ``rate`` for a group after an override: times ``scale = (new / recorded, recorded)``
-    (``new``, the group's ``initial_lr``, exactly where ``rate`` was the recorded ``lr``); for a group whose ``lr``
-    was not scaled, ``new`` where ``reset`` (the top scheduler's ``base_lrs``), else ``rate`` as it was."""
+def _followed(rate: Any, new: Any, scale: tuple[float, Any, Any] | None, reset: bool) -> Any:
+    """A scheduler's base ``rate`` for a group after an override (or OneCycleLR's bound in the group): times
+    ``scale = (requested / recorded, recorded, requested)`` (the requested ``lr`` exactly where ``rate`` was the
+    recorded one); for a group whose ``lr`` was not scaled, ``new`` where ``reset``, else ``rate`` as it was."""
     if scale is None:
         return new if reset else rate
-    return new if _same(float(rate), scale[1]) else rate * scale[0]
+    return scale[2] if _same(float(rate), scale[1]) else rate * scale[0]
 
 
 def _rates(optimizer: torch.optim.Optimizer, key: str) -> list[Any]:

@@ -302,3 +302,20 @@ def test_a_new_lr_scales_schedules_whose_base_is_not_the_groups_lr(tmp_path, sch
     assert rates(ckpt, 0.1, max_steps=7) == pytest.approx(whole[:7])
     rest = rates(ckpt, 0.2, max_steps=16, override_hyperparameters=True)
     assert rest == pytest.approx([2 * r for r in whole[7:]])
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_a_new_lr_scales_a_one_cycle_schedule(tmp_path, three_phase):
+    """Found by an audit: OneCycleLR keeps its bounds (``initial_lr``, ``max_lr``, ``min_lr``) in the param groups,
+    which the checkpoint's optimizer state brought back, so a resume asking for lr 0.02 (0.01 recorded) ran the
+    checkpoint's schedule (0.0908 after step 4, not 0.1817), and its ``initial_lr`` became 0.02 (not 0.008, the
+    base of the third phase).  Each rate is now new / recorded, 2, times the uninterrupted run's."""
+    def rates(ckpt, lr, **kwargs):
+        return rates_of_a_run(ckpt, lr, momentum=0.9, lr_scheduler=functools.partial(
+            _S.OneCycleLR, max_lr=0.1, total_steps=20, three_phase=three_phase), **kwargs)
+
+    whole = rates(None, 0.01, max_steps=20)
+    ckpt = tmp_path / "c.pt"
+    assert rates(ckpt, 0.01, max_steps=3) == pytest.approx(whole[:3])
+    rest = rates(ckpt, 0.02, max_steps=20, override_hyperparameters=True)
+    assert rest == pytest.approx([2 * r for r in whole[3:]])
