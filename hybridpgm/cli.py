@@ -13,6 +13,11 @@ error with exit status 2, reported before any training starts.  So is a size
 too large to allocate (``--hidden``, ``--num-samples``): the allocator's
 error, in one line, instead of its traceback.
 
+``evaluate RUN`` scores with the counts the run recorded (``--ais-steps``,
+``--eval-samples`` ...), ``sample RUN`` a DBN's or DBM's ``--gibbs-steps``; one
+read from the file above its cap is refused unless passed on the command line,
+which also sets a count (:mod:`hybridpgm.recipes.run_counts`).
+
 ``evaluate|sample RUN --output FILE`` is checked before any work: a folder, a
 missing folder, and a FIFO, symbolic link or device node (which hybridpgm would
 replace by a regular file) are refused, and ``sample``'s suffix must name a
@@ -101,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("sample", "draw samples from a trained run (reads RUN/model.pt)")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("run", metavar="RUN", help="a run folder written by `hybridpgm train`")
-        if name == "sample":  # evaluate draws what the run recorded (--eval-samples ...): it takes no count
+        if name == "sample":  # evaluate's counts are --eval-samples ... (add_count_arguments): not this one
             sub.add_argument("--num-samples", type=_positive, default=64, help="samples to draw (default 64)")
         else:  # only evaluate reads the data set again (sample draws from the model alone)
             sub.add_argument("--data-root", type=_existing_dir, default=None,
@@ -111,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="bayes-net runs: the network's .bif file now (default: the file or bundled name "
                                   "the run recorded); it must hold the trained network's nodes, parents and states")
         sub.add_argument("--seed", type=_seed, default=0, help="random seed, in [0, 2**32 - 1] (default 0)")
+        sub.defer_arguments(functools.partial(_add_count_arguments, name))  # --ais-steps ...: up to their caps
         default = "RUN/evaluation.json" if name == "evaluate" else "RUN/samples-seed<SEED>.png (.csv for bayes-net)"
         sub.add_argument("--output", default=None, help=f"file to write (default {default})")
     return parser
@@ -118,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_recipe_arguments(recipe, name: str, parser: argparse.ArgumentParser) -> None:
     recipe.add_arguments(parser, name)
+
+
+def _add_count_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    from hybridpgm.recipes.run_counts import add_count_arguments
+
+    add_count_arguments(parser, command, _positive)
 
 
 def _positive(text: str) -> int:
@@ -158,6 +170,7 @@ def _after_training(args: argparse.Namespace) -> dict:
 
     from hybridpgm.errors import ConfigError
     from hybridpgm.recipes import RECIPES
+    from hybridpgm.recipes.run_counts import resolve_counts
     from hybridpgm.serialization import load_model
 
     run = Path(args.run)
@@ -180,6 +193,7 @@ def _after_training(args: argparse.Namespace) -> dict:
             raise ConfigError(f"--network {args.network!r} was given, but the run {str(run)!r} is a {recipe_name} "
                               "run; --network applies to bayes-net runs")
         saved.meta["network"] = args.network
+    resolve_counts(saved.meta, args, args.command, recipe_name, run)  # before any work, as the checks above
     recipe = RECIPES[recipe_name][0]
     action = getattr(recipe, args.command, None)
     if action is None:

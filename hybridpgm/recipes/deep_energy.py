@@ -164,6 +164,7 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         report = {"test_reconstruction_loss": _reconstruction_nll(model, data.test.x)}
     else:
         report = _dbm_scores(model, data.train.x, data.test.x, meta["ais_chains"], meta["ais_steps"])
+        report.update(ais_chains=meta["ais_chains"], ais_steps=meta["ais_steps"])  # the run's, or those passed
     report = {"model": meta["recipe"], "dataset": meta["dataset"], **report}
     write_evaluation(report, run_dir, args, units=_UNITS)
     return report

@@ -142,7 +142,8 @@ def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         test_ll = rbm.log_likelihood(data.test.x, estimate.log_z).mean().item()
     report = {"model": "rbm", "dataset": meta["dataset"], "log_z": float(estimate.log_z),
               "log_z_stderr": float(estimate.stderr), "log_z_reliable": estimate.reliable,
-              "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll}
+              "log_z_reasons": estimate.reasons, "test_log_likelihood": test_ll,
+              "ais_chains": meta["ais_chains"], "ais_steps": meta["ais_steps"]}  # the run's, or those passed
     write_evaluation(report, run_dir, args, units=_UNITS)
     return report
 
