@@ -26,6 +26,7 @@ draws shows is not caught.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import pyro
@@ -34,6 +35,7 @@ from pyro import poutine
 
 from hybridpgm.diagnostics.pointwise_log_lik import _masked_to_zero, _Sites, replay_draws
 from hybridpgm.infer.particle_probe import keeping_rng_state
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["CHECK_SEED", "MAX_CHECKED", "RANDOM_ROWS", "RTOL", "checked_rows", "draws_no_random_numbers",
            "replay_parallel", "replay_stacked", "replay_vectorized", "stacked_draws"]
@@ -213,7 +215,11 @@ def replay_stacked(model: Callable, draws: dict[str, torch.Tensor], sites: _Site
 def replay_parallel(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
                     num_draws: int, args: tuple,
                     kwargs: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """:func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` of ``draws`` in one stacked run
+    """Deprecated (removed in a future release, with a :class:`FutureWarning` when called): nothing in
+    hybridpgm calls it; call :func:`replay_stacked` and, where it gives ``None``,
+    :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` with ``-1 - nesting``, which is all it does.
+
+    :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` of ``draws`` in one stacked run
     (:func:`replay_stacked`) where the model has no enumerated discrete site, draws no random number given the
     first draw (:func:`draws_no_random_numbers`) and the stacked run passes :func:`replay_vectorized`'s checks;
     draw by draw otherwise.  In the first case one model run per draw of :func:`checked_rows` (at most
@@ -225,6 +231,10 @@ def replay_parallel(model: Callable, draws: dict[str, torch.Tensor], sites: _Sit
         the plates).
     :returns: ``(values, log_lik)`` as :func:`replay_draws` gives them.
     """
+    warnings.warn("hybridpgm.diagnostics.vectorized_replay.replay_parallel is deprecated and will be removed in a "
+                  "future release: call replay_stacked(...) and, where it gives None, hybridpgm.diagnostics."
+                  "pointwise_log_lik.replay_draws(model, draws, sites, model_trace, -1 - nesting, num_draws, args, "
+                  "kwargs), which is all it does", FutureWarning, stacklevel=users_stacklevel())
     stacked = replay_stacked(model, draws, sites, model_trace, nesting, num_draws, args, kwargs)
     if stacked is not None:
         return stacked

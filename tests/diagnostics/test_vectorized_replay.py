@@ -211,3 +211,22 @@ def test_a_model_that_mixes_one_random_checked_draw_only_is_caught():
     idata = from_pyro_svi(one_draw_off, guide, X, num_samples=40, parallel=True)
     np.testing.assert_allclose(idata.log_likelihood["x"].values, default.log_likelihood["x"].values, rtol=1e-6,
                                atol=0)
+
+
+def test_replay_parallel_is_deprecated_and_still_answers():
+    """Found by an audit: ``replay_parallel``, public in the module's ``__all__``, had no caller in hybridpgm
+    (``from_mcmc`` calls ``replay_stacked`` and falls back to ``replay_draws`` itself).  It now warns, pointing at
+    the caller's line, and answers as before."""
+    from hybridpgm.diagnostics.pointwise_log_lik import _Sites
+    from hybridpgm.diagnostics.vectorized_replay import replay_parallel, replay_stacked
+
+    model_trace = poutine.trace(model).get_trace(X)
+    sites = _Sites(latent=LATENTS, discrete=[], deterministic=["sigma"], observed={"x": model_trace.nodes["x"]},
+                   placeholders={})
+    draws = {n: torch.randn(5, generator=torch.Generator().manual_seed(i)) for i, n in enumerate(LATENTS)}
+    with pytest.warns(FutureWarning, match=r"replay_parallel is deprecated .* call replay_stacked") as caught:
+        values, log_lik = replay_parallel(model, draws, sites, model_trace, 1, 5, (X,), {})
+    assert len(caught) == 1 and caught[0].filename == __file__
+    expected_values, expected_log_lik = replay_stacked(model, draws, sites, model_trace, 1, 5, (X,), {})
+    assert torch.equal(values["sigma"], expected_values["sigma"]) and values["sigma"].shape == (5,)
+    assert torch.equal(log_lik["x"], expected_log_lik["x"]) and log_lik["x"].shape == (5, 6)
