@@ -217,16 +217,19 @@ class BayesNetModel:
     @own_param_store
     def log_prob(self, values, inputs=None) -> torch.Tensor:
         """``[N]`` joint :math:`\\log p(x)` of complete rows (dict or ``[N, len(nodes)]`` tensor); a 0-d result for
-        a single example, a dict whose every value is 0-d (a 0-d tensor, a number or a state name), as
-        :meth:`MarkovNet.log_prob <hybridpgm.graphs.MarkovNet.log_prob>` scores one.  A single example's context
-        ``inputs`` are that one row's features (a row dim is put in front: ``[d]``, ``[1, d]`` and, for a
-        single-feature input, a 0-d value all describe one row).
+        a single example, a mapping whose every value is 0-d (a 0-d tensor, a number or a state name; a pandas
+        ``Series``, one row of a data frame, too), equal to the answer for that one row, as :meth:`MarkovNet.log_prob
+        <hybridpgm.graphs.MarkovNet.log_prob>` scores one and as the queries answer 0-d evidence without a row dim.
+        A single example's context ``inputs`` are that one row's features (a row dim is put in front: ``[d]``,
+        ``[1, d]`` and, for a single-feature input, a 0-d value all describe one row).  Beside ``[N]`` columns a
+        0-d value is that node's value in every row, as in the queries' evidence (``{"a": 1, "b": tensor([0, 1])}``
+        scores two rows, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` of them does).
 
         :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
             single context name).
-        :raises DataError: a missing node or entry, or data :meth:`model` refuses (continuous data of a
-            floating dtype the network's would round among them).
+        :raises DataError: a missing node or entry, columns of several lengths (``[N]`` beside ``[M]``), or data
+            :meth:`model` refuses (continuous data of a floating dtype the network's would round among them).
         :raises ConfigError: under :func:`torch.func.vmap` over the rows or the CPDs' weights, which the checks
             of the data read on the host: pass the rows as one batch instead.
         """
@@ -241,6 +244,8 @@ class BayesNetModel:
                 inputs = {k: _one_row(x) for k, x in inputs.items()}
             elif torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
                 inputs = _one_row(inputs)  # anything else goes on as given, to be read (or refused) as a batch's
+        else:
+            values = _shared_values(values)
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:
@@ -279,8 +284,34 @@ def _single_example(values) -> bool:
     marker)."""
     if not hasattr(values, "items") or hasattr(values, "columns"):
         return False
-    items = list(values.values())
-    return bool(items) and all(x.dim() == 0 if torch.is_tensor(x) else np.ndim(x) == 0 for x in items)
+    items = [x for _, x in values.items()]  # a pandas Series too (whose ``values`` is its array, not a method)
+    return bool(items) and all(map(_zero_d, items))
+
+
+def _zero_d(x) -> bool:
+    return x.dim() == 0 if torch.is_tensor(x) else np.ndim(x) == 0
+
+
+def _shared_values(values):
+    """A mapping of ``[N]`` columns among which some values are 0-d, with each 0-d value repeated in every row (a
+    value shared by the rows, as the queries read 0-d evidence beside ``[N]`` rows); ``values`` as it is where no
+    value is 0-d, or where the others are not of one length ``N`` (:meth:`columns` names them)."""
+    if not hasattr(values, "items") or hasattr(values, "columns"):
+        return values
+    items = dict(values.items())
+    lengths = {len(x) for x in items.values() if not _zero_d(x)}
+    if len(lengths) != 1 or all(not _zero_d(x) for x in items.values()):
+        return values
+    n = lengths.pop()
+    return {k: _repeated(x, n) if _zero_d(x) else x for k, x in items.items()}
+
+
+def _repeated(x, n: int):
+    """The 0-d value ``x`` as a column of ``n`` entries, read as :func:`_one_row` reads it for one example: a tensor
+    or array of its dtype, a list of ``n`` entries for anything else (a number, a NumPy scalar, a state name)."""
+    if torch.is_tensor(x):
+        return x[None].expand(n)
+    return x[None].repeat(n) if isinstance(x, np.ndarray) else [x] * n
 
 
 def _one_row(x):

@@ -221,6 +221,42 @@ def test_log_prob_of_a_single_zero_d_example_is_zero_d():
         torch.testing.assert_close(got, want)
 
 
+def _a_b_x():
+    bn = BayesNet()
+    bn.add("a", cpd.Table([0.3, 0.7]), states=["off", "on"])
+    bn.add("b", cpd.Table([[0.8, 0.2], [0.1, 0.9]], ["a"]))
+    return bn.add("x", cpd.LinearGaussian([0.5, -1.0], parents=["a"], scale=2.0))
+
+
+def test_log_prob_shares_a_zero_d_value_among_rows_as_the_queries_do():
+    """Found by an audit: a 0-d value beside ``[N]`` columns was refused by log_prob ("data columns must be [N] and
+    of one length N: {'a': (), 'b': (3,), ...}") where log_evidence of the same complete rows, and every query's
+    evidence, reads it as the node's value in every row.  Now it is that, as a state name or a NumPy scalar too;
+    columns of several lengths are still refused."""
+    bn = _a_b_x()
+    b, x = torch.tensor([0, 1, 0]), torch.tensor([0.25, 1.0, 2.0])
+    rows = bn.log_prob({"a": torch.tensor([1, 1, 1]), "b": b, "x": x})
+    for a in (torch.tensor(1), 1, "on", np.int64(1), np.array(1)):
+        got = bn.log_prob({"a": a, "b": b, "x": x})
+        assert got.shape == (3,) and torch.equal(got, rows)
+    torch.testing.assert_close(bn.log_evidence({"a": 1, "b": b, "x": x}), rows)
+    shared_x = bn.log_prob({"a": [1, 0], "b": [0, 0], "x": np.float32(0.25)})
+    assert torch.equal(shared_x, bn.log_prob({"a": [1, 0], "b": [0, 0], "x": torch.tensor([0.25, 0.25])}))
+    assert torch.equal(bn.log_prob({"a": 1, "b": b[:1], "x": x[:1]}), rows[:1])  # beside a batch of one: [1]
+    with pytest.raises(DataError, match=r"one length N: \{'a': \(\), 'b': \(2,\), 'x': \(1,\)\}"):
+        bn.log_prob({"a": 1, "b": [0, 1], "x": [0.25]})
+
+
+def test_log_prob_of_one_row_of_a_data_frame_is_zero_d():
+    """Found by an audit: a pandas ``Series`` (``df.iloc[0]``, a mapping of 0-d values) raised a raw
+    ``TypeError: 'numpy.ndarray' object is not callable`` (its ``values`` is an array, not a method)."""
+    pd = pytest.importorskip("pandas")
+    bn = _a_b_x()
+    row = pd.DataFrame({"a": ["on"], "b": [0], "x": [np.float32(0.25)]}).iloc[0]  # an object Series
+    got = bn.log_prob(row)
+    assert got.shape == () and torch.equal(got, bn.log_prob({"a": [1], "b": [0], "x": [0.25]})[0])
+
+
 def test_plain_svi_on_fixed_tables_trains_nothing_and_the_model_says_so():
     """Plain ``SVI`` over a network of fixed tables (buffers, as read_bif gives without learnable=True) returns
     a loss and changes nothing, silently: Pyro steps the parameters its trace saw, none, and warns of nothing;
