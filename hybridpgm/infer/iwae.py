@@ -24,7 +24,8 @@ sizes, or at different dims) are refused by name; a site outside every plate
 (``for i in pyro.plate("data", N, subsample=idx)``, for a different number of sites per data point) gives one
 weight per iteration: the sites of iteration :math:`g` in the model and in the guide (matched by the plate's
 counter) are data point :math:`g`, summed over their other dims (a sequential plate inside or around a vectorized
-data plate indexes something within a data point); a plate iterated twice in one call is refused.  A latent
+data plate indexes something within a data point; :mod:`~hybridpgm.infer.particle_sequential`, shared with VIMCO and
+RWS); a plate iterated twice in one call, or left early with ``break``, is refused.  A latent
 site the guide declares in a plate named otherwise than the model's (``"rows"`` for ``"data"``) is refused by
 name.  Pyro's ``RenyiELBO(alpha=0)`` instead applies the
 log-mean-exp to the already scaled total, which estimates
@@ -44,7 +45,6 @@ import math
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import torch_item
@@ -52,7 +52,8 @@ from pyro.infer.util import torch_item
 from hybridpgm.checks import positive_int
 from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.particle_elbo import check_sites_match, guess_plate_nesting
-from hybridpgm.infer.particle_probe import nesting_overflow, vectorized_pass
+from hybridpgm.infer.particle_probe import vectorized_pass
+from hybridpgm.infer.particle_sequential import log_term, sequential_data_plates, sequential_log_densities
 
 __all__ = ["IWAE", "importance_log_weights"]
 
@@ -70,20 +71,11 @@ def _plates(site) -> dict:
 
 def _sequential_plate(sites) -> str | None:
     """The outermost sequential plate (``for i in pyro.plate(...)``) that holds every site of ``sites`` and lies in
-    no vectorized plate (one inside a vectorized data plate indexes something within a data point), or ``None``;
+    no vectorized plate (:func:`~hybridpgm.infer.particle_sequential.sequential_data_plates`), or ``None``;
     ``None`` too when a vectorized data index holds every site (``for t in pyro.plate("time", T): with data:``,
     where the data plate indexes the data points and the sequential plate something within each).  Each of its
     iterations is one data point."""
-    common = None
-    for site in sites:
-        names = []
-        for frame in site["cond_indep_stack"]:  # outermost first
-            if frame.name == _PARTICLES:
-                continue
-            if frame.vectorized:
-                break
-            names.append(frame.name)
-        common = names if common is None else [name for name in common if name in names]
+    common = sequential_data_plates(sites, _PARTICLES)
     if not common:
         return None
     plates = [(site, _plates(site)) for site in sites]
@@ -210,8 +202,10 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         in plates share no plate index (sibling plates of different sizes or at different dims), the model and
         the guide declare a latent site in plates of different names (at one dim and size), a site lies in more
         plate dims than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), a sequential
-        data plate's iterations do not match one to one between the programs or are more than its size, or the
-        programs use a sampled value as one number (stochastic control flow: the particles run vectorized).
+        data plate's iterations do not match one to one between the programs, are more or fewer than its size
+        (iterated twice, or left early with ``break``) or hold no observed site of the model
+        (:func:`~hybridpgm.infer.particle_sequential.sequential_log_densities`), or the programs use a sampled
+        value as one number (stochastic control flow: the particles run vectorized).
     """
     if max_plate_nesting is None:
         max_plate_nesting = guess_plate_nesting(model, guide, args, kwargs)
@@ -233,13 +227,14 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
     full = particle_dim * -1
     sequential = _sequential_plate(model_sites + guide_sites)
     if sequential is not None:
-        return _sequential_log_weights(model_sites, guide_sites, sequential, num_particles, full), scale
+        log_p, log_q = sequential_log_densities(model_sites, guide_sites, sequential, num_particles, full, "IWAE")
+        return log_p - log_q, scale
     data_dims = _data_dims(model_sites + guide_sites)
     keep = {particle_dim} | set(data_dims)
     log_w = None
     for sign, sites in ((1.0, model_sites), (-1.0, guide_sites)):
         for site in sites:
-            term = _log_term(site, full)
+            term = log_term(site, full, "IWAE")
             if term is None:
                 continue
             drop = [d for d in range(-full, 0) if d not in keep and term.shape[d] != 1]
@@ -255,70 +250,6 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
     if squeeze:
         log_w = log_w.sum(dim=squeeze)  # only size-1 dims remain there
     return log_w, scale
-
-
-def _log_term(site, full: int) -> torch.Tensor | None:
-    """``site``'s unscaled, masked log-density as a tensor of ``full`` dims (particles first), or ``None``.
-
-    :raises ObjectiveError: it has more dims (a plate deeper than ``max_plate_nesting``; shapes only)."""
-    term = scale_and_mask(site["unscaled_log_prob"], 1.0, site["mask"])
-    if not isinstance(term, torch.Tensor):
-        return None
-    if term.dim() > full:
-        raise nesting_overflow("IWAE", site["name"], full - 1, tuple(term.shape))
-    return term.reshape((1,) * (full - term.dim()) + term.shape)
-
-
-def _sequential_log_weights(model_sites, guide_sites, plate: str, num_particles: int, full: int) -> torch.Tensor:
-    """``[K, G]`` log-weights of a program whose data plate ``plate`` is sequential: the sites of its iteration
-    :math:`g` (matched by the plate frame's counter, in the model and the guide) are the data point :math:`g`,
-    their log-densities summed over every other dim.
-
-    A plate object the programs reuse counts on across calls (and across the model and the guide where they share
-    it): the guide's counters are shifted onto the model's by the offset its latent sites show, which must be one.
-
-    :raises ObjectiveError: naming the plate, when the iterations cannot be matched to data points: the model's
-        and the guide's counters of the latent sites differ by more than one offset (or the guide has sites in
-        the plate but none of the model's latents), or the counters span more iterations than the plate's size
-        (the plate iterated twice, ``for i in data:`` for the latents and again for the observations: Pyro's
-        counter goes on counting, and one data point would be split into two weights)."""
-    def counter(site) -> tuple[int, int]:
-        frame = next(f for f in site["cond_indep_stack"] if f.name == plate and not f.vectorized)
-        return frame.counter, frame.size
-
-    in_model = {site["name"]: counter(site)[0] for site in model_sites}
-    shared = {site["name"]: (in_model[site["name"]], counter(site)[0]) for site in guide_sites
-              if site["name"] in in_model}
-    offsets = {m - g for m, g in shared.values()}
-    if len(offsets) > 1 or (guide_sites and not offsets):
-        seen = "; ".join(f"{name!r}: the model's {m}, the guide's {g}" for name, (m, g) in list(shared.items())[:3])
-        raise ObjectiveError(
-            f"IWAE: the model's and the guide's iterations of the sequential plate {plate!r} do not match one to "
-            f"one (the iteration counters of the latent sites, {seen or 'none shared'}, differ by more than one "
-            "offset); sample each data point's latents in the same iteration of the plate in both programs")
-    offset = offsets.pop() if offsets else 0
-    groups: dict[int, list] = {}
-    sizes = set()
-    for sign, shift, sites in ((1.0, 0, model_sites), (-1.0, offset, guide_sites)):
-        for site in sites:
-            count, size = counter(site)
-            sizes.add(size)
-            terms = groups.setdefault(count + shift, [])
-            term = _log_term(site, full)
-            if term is not None:
-                terms.append(sign * (term.sum(dim=tuple(range(1, full))) if full > 1 else term))
-    span = max(groups) - min(groups) + 1
-    if span > min(sizes):
-        raise ObjectiveError(
-            f"IWAE: the sites of the sequential plate {plate!r} (size {min(sizes)}) span {span} of its iterations: "
-            "the plate was iterated more than once in one call (Pyro's counter goes on counting, so a second "
-            "`for i in plate` would make each data point two weights and the bound invalid); iterate it once, "
-            "sampling each data point's latents and observations in the same iteration")
-    ref = next((t for terms in groups.values() for t in terms), None)
-    if ref is None:
-        raise ObjectiveError("the model and guide have no sample sites")
-    return torch.stack([sum(groups[g]).expand(num_particles) if groups[g] else ref.new_zeros(num_particles)
-                        for g in sorted(groups)], dim=-1)
 
 
 class IWAE(ELBO):

@@ -48,12 +48,13 @@ from hybridpgm.handler_scope import isolated_from_handlers
 # re-exported: the probe-trace helpers this module held before they moved to hybridpgm.infer.particle_probe
 from hybridpgm.infer.particle_probe import (guess_plate_nesting, keeping_module_state, keeping_rng_state,
                                             nesting_overflow, probed_modules, probing, vectorized_pass)
+from hybridpgm.infer.particle_plates import PARTICLE_PLATE as _PARTICLE_PLATE
+from hybridpgm.infer.particle_plates import data_frame, sequential_plate
+from hybridpgm.infer.particle_sequential import sequential_log_densities
 from hybridpgm.options import Option
 
 __all__ = ["LogWeights", "ParticleELBO", "check_sites_match", "guess_plate_nesting", "importance_log_likelihood",
            "keeping_module_state", "keeping_rng_state", "probing", "probed_modules"]
-
-_PARTICLE_PLATE = "num_particles_vectorized"
 
 
 class LogWeights(NamedTuple):
@@ -102,52 +103,18 @@ def check_sites_match(model_trace, guide_trace, what: str, ignore: frozenset = f
                              f"(model latent sites: {model_latent})")
 
 
-def _data_frame(traces, plate_name):
-    """The plate over datapoints: ``plate_name`` or the outermost vectorized
-    plate shared by every sample site of ``traces`` (the particle plate excluded).
+def _one_scale(scales: dict, program: str) -> tuple[float, str | None]:
+    """The one scale of ``scales`` (``{scale: a site carrying it}``, a program's sites) and its site; ``(1.0,
+    None)`` without sites.
 
-    :raises ObjectiveError: no site lies in a vectorized plate (saying so when the data plate is sequential,
-        ``for i in pyro.plate(...)``), or a site lies outside the data plate."""
-    per_site, sequential = {}, set()
-    for site in (site for trace in traces for site in trace.nodes.values()):
-        if site["type"] == "sample":
-            per_site[site["name"]] = {f.name: f for f in site["cond_indep_stack"]
-                                      if f.vectorized and f.name != _PARTICLE_PLATE}
-            sequential.update(f.name for f in site["cond_indep_stack"] if not f.vectorized)
-    if plate_name is None:
-        common = set.intersection(*(set(frames) for frames in per_site.values())) if per_site else set()
-        if common:
-            # outermost: the first in a site's cond_indep_stack (Pyro lists its frames outermost first); not the
-            # least negative dim, which is the outermost only where Pyro allocates the dims itself (an outer
-            # plate declared at dim=-2 around one at dim=-1 is the usual style)
-            frames = next(iter(per_site.values()))
-            return next(frame for name, frame in frames.items() if name in common)
-        counts = {}
-        for frames in per_site.values():
-            for name in frames:
-                counts[name] = counts.get(name, 0) + 1
-        if not counts and sequential:
-            _refuse_sequential(sorted(sequential)[0])
-        if not counts:
-            raise ObjectiveError("no site lies in a pyro.plate; per-datapoint importance weights need a data plate")
-        plate_name = max(counts, key=counts.get)
-    outside = [name for name, frames in per_site.items() if plate_name not in frames]
-    if outside and plate_name in sequential:
-        _refuse_sequential(plate_name)
-    if outside:
+    :raises ObjectiveError: several scales, naming a site of each and the ``program``."""
+    if len(scales) > 1:
+        listed = ", ".join(f"{name!r} {scale:g}" for scale, name in sorted(scales.items()))
         raise ObjectiveError(
-            f"sample site(s) {outside} lie outside the data plate {plate_name!r}; per-datapoint "
-            "importance weights need every sample site inside it (no global latents)"
+            f"the {program}'s sites carry different poutine scales ({listed}); per-datapoint importance "
+            "weights need one common data-plate scale"
         )
-    return next(iter(per_site.values()))[plate_name]
-
-
-def _refuse_sequential(name: str) -> None:
-    """:raises ObjectiveError: the data plate ``name`` is sequential, and why that is refused."""
-    raise ObjectiveError(
-        f"the data plate {name!r} is sequential (for i in pyro.plate(...)): per-datapoint importance weights "
-        "need the data index as a tensor dim of a vectorized plate (with pyro.plate(...):), since the K particles "
-        "run in one vectorized pass; write the data plate as a with-block")
+    return next(iter(scales.items())) if scales else (1.0, None)
 
 
 def _site_scale(site) -> float:
@@ -186,7 +153,9 @@ class ParticleELBO(ELBO):
 
     Every sample site of the model and guide must lie in one data plate (a
     ``pyro.plate`` over datapoints, possibly subsampled); sites may also lie in
-    plates nested inside it, whose log-densities are summed per datapoint.
+    plates nested inside it, whose log-densities are summed per datapoint.  A sequential data plate
+    (``for i in pyro.plate(...)``) gives one datapoint per iteration (:mod:`~hybridpgm.infer.particle_plates`,
+    :mod:`~hybridpgm.infer.particle_sequential`), the log-weights of the vectorized plate on the same particles.
     The :math:`K` particles are drawn in one pass under an outermost
     ``pyro.plate`` at ``dim = -(max_plate_nesting + 1)``.
 
@@ -294,16 +263,29 @@ class ParticleELBO(ELBO):
             if lp.dim() > 2:
                 lp = lp.sum(dim=tuple(range(1, lp.dim() - 1)))
             total = total + lp.expand(num_particles, frame.size)
-        if len(scales) > 1:
-            listed = ", ".join(f"{name!r} {scale:g}" for scale, name in sorted(scales.items()))
-            raise ObjectiveError(
-                f"the {program}'s sites carry different poutine scales ({listed}); per-datapoint importance "
-                "weights need one common data-plate scale"
-            )
         if not isinstance(total, torch.Tensor):
+            _one_scale(scales, program)  # different scales are named first
             raise ObjectiveError(f"the {program}'s trace has no sample sites with a log-density")
-        scale, name = next(iter(scales.items())) if scales else (1.0, None)
-        return total, scale, name
+        return (total, *_one_scale(scales, program))
+
+    def _sequential(self, model_trace, guide_trace, plate: str):
+        """:meth:`_reduce` of both programs for the sequential data plate ``plate``: ``[K, G]`` per program, one
+        column per iteration (:func:`~hybridpgm.infer.particle_sequential.sequential_log_densities`).
+
+        :returns: ``((log_p, scale, site), (log_q, scale, site))``.
+        :raises ObjectiveError: as :func:`~hybridpgm.infer.particle_sequential.sequential_log_densities`, or sites
+            of different scales in one program."""
+        sites = [[site for site in trace.nodes.values() if site["type"] == "sample"]
+                 for trace in (model_trace, guide_trace)]
+        scales = []
+        for program, listed in zip(("model", "guide"), sites):
+            found: dict = {}
+            for site in listed:
+                found.setdefault(_site_scale(site), site["name"])
+            scales.append(_one_scale(found, program))
+        log_p, log_q = sequential_log_densities(*sites, plate, self.num_particles, int(self.max_plate_nesting) + 1,
+                                                type(self).__name__)
+        return (log_p, *scales[0]), (log_q, *scales[1])
 
     def log_weights(self, model, guide, *args, **kwargs) -> LogWeights:
         """Draw ``num_particles`` particles per datapoint and return their
@@ -313,17 +295,24 @@ class ParticleELBO(ELBO):
             guide's latent values.
         :param guide: the Pyro guide, run likewise; it must sample exactly the model's latent sites.
         :raises ObjectiveError: the guide does not sample exactly the model's latent sites, no site lies in a plate
-            (or the data plate is sequential) or one lies outside the data plate, a site lies in more plate dims
+            or one lies outside the data plate (or the data plate named is a sequential plate inside a vectorized
+            one), the iterations of a sequential data plate cannot be datapoints one to one
+            (:func:`~hybridpgm.infer.particle_sequential.sequential_log_densities`), a site lies in more plate dims
             than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), the sites carry a
             tensor scale or different scales (model and guide included), or the programs use a sampled value as
             one number (stochastic control flow: the particles run in one vectorized pass)."""
         model_trace, guide_trace = self._get_trace(model, guide, args, kwargs)
-        frame = _data_frame((model_trace, guide_trace), self.plate_name)
-        log_p, scale_p, site_p = self._reduce(model_trace, frame, self.num_particles, "model")
-        log_q, scale_q, site_q = self._reduce(guide_trace, frame, self.num_particles, "guide")
+        plate = sequential_plate((model_trace, guide_trace), self.plate_name)
+        if plate is None:
+            frame = data_frame((model_trace, guide_trace), self.plate_name)
+            plate = frame.name
+            log_p, scale_p, site_p = self._reduce(model_trace, frame, self.num_particles, "model")
+            log_q, scale_q, site_q = self._reduce(guide_trace, frame, self.num_particles, "guide")
+        else:
+            (log_p, scale_p, site_p), (log_q, scale_q, site_q) = self._sequential(model_trace, guide_trace, plate)
         if scale_p != scale_q:
             raise ObjectiveError(
-                f"model and guide scale the data plate {frame.name!r} differently: the model's site {site_p!r} "
+                f"model and guide scale the data plate {plate!r} differently: the model's site {site_p!r} "
                 f"{scale_p:g}, the guide's site {site_q!r} {scale_q:g}"
             )
         return LogWeights(log_p, log_q, scale_p, model_trace, guide_trace)

@@ -68,8 +68,9 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
     ``num_particles``.
 
     :raises ObjectiveError: when the model does not have exactly one observed
-        site, or the guide samples a site the model does not have, or the programs use a sampled value as one
-        number (stochastic control flow: the dreams run in one vectorized pass).
+        site (a sequential data plate, one observed site per iteration, is named), or the guide samples a site the
+        model does not have, or the programs use a sampled value as one number (stochastic control flow: the
+        dreams run in one vectorized pass).
     """
     nesting = estimator.plate_nesting(model, guide, args, kwargs)
     wrap = estimator.particle_plate(num_particles, nesting)
@@ -79,9 +80,14 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
     observed = [name for name, site in model_trace.nodes.items()
                 if site["type"] == "sample" and site["infer"].get("was_observed")]
     if len(observed) != 1:
+        loops = sorted({f.name for name in observed for f in model_trace.nodes[name]["cond_indep_stack"]
+                        if not f.vectorized})
         raise ObjectiveError(
             f"the sleep phase needs a model with exactly one observed site (passed to the guide as its "
-            f"first argument); found {observed}"
+            f"first argument); found {observed}" + (
+                f", in the sequential plate(s) {loops} (for i in pyro.plate(...), a site per iteration): the sleep "
+                "phase needs the data plate vectorized (with pyro.plate(...):); the wake phases weigh a sequential "
+                "data plate (RWS with sleep_phi=False)" if loops else "")
         )
     dream = model_trace.nodes[observed[0]]["value"]
     guide_args = (dream,) + tuple(args[1:])

@@ -1,5 +1,6 @@
-"""IWAE with sequential plates (hybridpgm/infer/iwae.py): a sequential plate around the vectorized data plate, a
-sequential data plate iterated twice in one call, a plate object reused across calls and by both programs."""
+"""IWAE with sequential plates (hybridpgm/infer/iwae.py, particle_sequential.py): a sequential plate around the
+vectorized data plate, a sequential data plate iterated twice in one call (or left with ``break`` and entered again),
+loops left early, a plate object reused across calls and by both programs."""
 
 import math
 
@@ -11,6 +12,7 @@ import torch
 from hybridpgm import IWAE
 from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.infer.vimco import VIMCO_ELBO
 
 N, T, K = 3, 2, 4
 X = torch.tensor([[1.5, -0.3, 2.2], [0.4, -1.7, 0.9]])  # [T, N]
@@ -105,4 +107,69 @@ def test_iterations_that_do_not_match_between_the_programs_are_refused_naming_th
 
     model, _ = _programs_on(pyro.plate("data", N), None)
     with pytest.raises(ObjectiveError, match=r"iterations of the sequential plate 'data' do not match one to one"):
+        importance_log_weights(model, guide, EPS, num_particles=K, max_plate_nesting=0)
+
+
+def _model_two_loops_left_early(last):
+    """The latents' loop left after data point 0, the observations' loop after data point ``last``: Pyro's counter
+    goes on across the two loops (iterations 1, then 2..), so the counts stay within the plate's size."""
+    def model(eps):
+        data = pyro.plate("data", N)
+        for i in data:
+            z0 = pyro.sample(f"z_{i}", dist.Normal(0.0, 1.0))
+            break
+        for i in data:
+            pyro.sample(f"x_{i}", dist.Normal(z0, 1.0), obs=X[0, i])
+            if i == last:
+                break
+    return model
+
+
+def _guide_left_early(eps):
+    for i in pyro.plate("data", N):
+        pyro.sample(f"z_{i}", dist.Delta(LOC[0, i] + eps[:, 0, i]))
+        break
+
+
+def _make(name):
+    return IWAE(K, max_plate_nesting=0) if name == "iwae" else VIMCO_ELBO(K, max_plate_nesting=0)
+
+
+@pytest.mark.parametrize("name", ["iwae", "vimco"])
+def test_a_loop_left_and_entered_again_is_refused_naming_the_plate_and_the_counts(name):
+    """HEAD weighed ``z_0`` and ``x_0`` apart (iterations 1 and 2 of the size-3 plate, within its span): bound
+    -2.6183, above the per-point bound -2.7729 of these particles, silently."""
+    with pytest.raises(ObjectiveError, match=rf"{name.upper()}\w*: 2 of the 3 iterations of the sequential data "
+                                             r"plate 'data' hold sites \(the model's 2, the guide's 1\)"):
+        _make(name).loss(_model_two_loops_left_early(0), _guide_left_early, EPS)
+
+
+@pytest.mark.parametrize("name", ["iwae", "vimco"])
+def test_a_second_loop_as_long_as_the_plate_is_refused_by_its_iteration_without_data(name):
+    """1 + 2 iterations fill the size-3 plate; HEAD made 3 weights, ``z_0`` apart from ``x_0`` (bound -4.0691)."""
+    with pytest.raises(ObjectiveError, match=r"iteration\(s\) \[0\] of the sequential data plate 'data' \(size 3\) "
+                                             r"hold no observed site of the model"):
+        _make(name).loss(_model_two_loops_left_early(1), _guide_left_early, EPS)
+
+
+def test_programs_that_break_early_under_subsampling_are_refused_naming_the_counts():
+    """Both programs leave the loop after 2 of the 3 data points of the batch: HEAD scaled 2 data points by the
+    plate's N / B = 6 / 3 (bound -10.2214), an estimate of 2/3 of the data set's bound."""
+    idx = torch.tensor([0, 1, 2])
+
+    def model(eps):
+        for i in pyro.plate("data", 6, subsample=idx):
+            if i == 2:
+                break
+            z = pyro.sample(f"z_{i}", dist.Normal(0.0, 1.0))
+            pyro.sample(f"x_{i}", dist.Normal(z, 1.0), obs=X[0, i])
+
+    def guide(eps):
+        for i in pyro.plate("data", 6, subsample=idx):
+            if i == 2:
+                break
+            pyro.sample(f"z_{i}", dist.Delta(LOC[0, i] + eps[:, 0, i]))
+
+    with pytest.raises(ObjectiveError, match=r"IWAE: 2 of the 3 iterations of the sequential data plate 'data' hold "
+                                             r"sites \(the model's 2, the guide's 2\)"):
         importance_log_weights(model, guide, EPS, num_particles=K, max_plate_nesting=0)
