@@ -5,7 +5,9 @@ qualified name, without the module) and its ``settings()`` (contrastive divergen
 number of particles, a GAN's ``k``: :func:`~hybridpgm.train.objective.objective_settings`), global batch size,
 accumulation, precision, clipping, data-order options, data-set size, seed and, per player, the optimizer's class
 and hyperparameters as requested (``lr``, ``momentum``, ``betas``, ``weight_decay`` ... before any scheduler moved
-them), its learning-rate scheduler's class and settings (``gamma``, ``step_size`` ..., or none), and the caller's
+them), its learning-rate scheduler's class and settings (``gamma``, ``step_size`` ..., or none; ``OneCycleLR``'s
+bounds and momenta, which it keeps in the param groups, and ``CyclicLR``'s base rate too:
+:mod:`~hybridpgm.train.scheduler_settings`), and the caller's
 own ``config`` (the settings that define the run beyond ``fit``'s: a model's width, an objective's number of
 particles, the data set; ``{}`` when none is given).  A later ``fit`` on the same path resumes only when its
 request agrees:
@@ -50,6 +52,7 @@ from hybridpgm.train.batches import steps_per_epoch
 from hybridpgm.train.checkpoint_parameters import NAMES, check_parameter_layout, optimizer_parameter_names
 from hybridpgm.train.distributed import differences
 from hybridpgm.train.objective import objective_settings
+from hybridpgm.train.scheduler_settings import scheduler_settings
 
 __all__ = ["RESUME_MODES", "check_resumable", "epoch_layout", "optimizer_hyperparameters",
            "override_hyperparameters", "override_scheduler", "resume_mode", "run_config", "scheduler_settings"]
@@ -102,38 +105,6 @@ def optimizer_hyperparameters(optimizer: torch.optim.Optimizer,
     if names is not None:
         record[NAMES] = optimizer_parameter_names(optimizer, names)
     return record
-
-
-#: entries of a scheduler's state that are its progress, not its settings (torch's schedulers, including
-#: ReduceLROnPlateau's counters and CosineAnnealingWarmRestarts' position in its cycle)
-_SCHEDULER_PROGRESS = {"last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "base_lrs", "verbose",
-                       "best", "num_bad_epochs", "cooldown_counter", "T_cur", "_is_initial"}
-
-
-def _settings_of(value: Any) -> Any:
-    """A scheduler state's settings as plain values: nested states (SequentialLR's) filtered alike, anything
-    else that is not plain (a lambda, a scale function) named by its type, never by its address."""
-    if isinstance(value, dict):
-        return {str(k): _settings_of(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
-                if k not in _SCHEDULER_PROGRESS}
-    if isinstance(value, (list, tuple)):
-        return [_settings_of(v) for v in value]
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)  # ReduceLROnPlateau's mode_worse: a checkpoint holds no non-finite number
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return f"<{type(value).__name__}>"
-
-
-def scheduler_settings(scheduler: Any) -> dict[str, Any] | None:
-    """A scheduler's class and settings (``gamma``, ``step_size``, ``T_max``, ``patience`` ...), read when it is
-    built, before any step moves it; ``None`` without a scheduler."""
-    if scheduler is None:
-        return None
-    return {"class": f"{type(scheduler).__module__}.{type(scheduler).__qualname__}",
-            "settings": _settings_of(scheduler.state_dict())}
 
 
 def _numbers(value: Any) -> bool:
@@ -221,7 +192,8 @@ def _recorded_later(where: str) -> bool:
     """Whether a checkpoint may lack the entry ``where`` of the run configuration because it was written before
     hybridpgm recorded it (an objective's setting included: a later version may record one more)."""
     return where in _RECORDED_LATER or where.startswith("objective_settings[") or \
-        (where.startswith("optimizers[") and where.endswith(f"[{NAMES!r}]"))
+        (where.startswith("optimizers[") and where.endswith(f"[{NAMES!r}]")) or \
+        (where.startswith("schedulers[") and where.endswith(("['param_groups']", "['base_lrs']")))
 
 
 def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: torch.nn.Module,
@@ -339,7 +311,10 @@ def override_hyperparameters(optimizer: torch.optim.Optimizer, scheduler: Any, r
     counters go on unchanged.  A raised ``min_lr`` alone floors the rate too (torch's reductions never raise
     it).  The scheduler's ``get_last_lr()`` then reports the rates in use, and its base rates, those of the
     schedulers a ``SequentialLR`` or ``ChainedScheduler`` holds, and the bounds ``OneCycleLR`` keeps in the param
-    groups (``initial_lr``, ``max_lr``, ``min_lr``) are scaled alike (:func:`_follow_rates`, :func:`_followed`)."""
+    groups (``initial_lr``, ``max_lr``, ``min_lr``) are scaled alike (:func:`_follow_rates`, :func:`_followed`),
+    unless the request changes that ``OneCycleLR``'s or a ``CyclicLR``'s own settings too: the requested schedule
+    then replaces the scaled one (:func:`~hybridpgm.train.scheduler_settings.apply_requested_schedule`, applied
+    after this)."""
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
     floors = list(scheduler.min_lrs) if plateau else [None] * len(optimizer.param_groups)
     was_groups = (recorded or {}).get("param_groups") or [None] * len(optimizer.param_groups)

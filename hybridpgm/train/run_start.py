@@ -32,6 +32,8 @@ from hybridpgm.train.rank_states import rank_buffer_paths, resume_plan
 from hybridpgm.train.resume import (check_resumable, optimizer_hyperparameters, override_scheduler,
                                     scheduler_settings)
 from hybridpgm.train.resume import override_hyperparameters as override_hyperparameters_of
+from hybridpgm.train.scheduler_settings import (apply_requested_schedule, check_scheduler_override,
+                                                requested_schedule)
 
 __all__ = ["Restored", "build_players", "checkpoint_path", "open_checkpoint", "restore"]
 
@@ -179,7 +181,9 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
     :raises CheckpointError: the checkpoint holds non-finite values, other players, another model, a player
         whose optimizer holds other parameters (frozen or unfrozen since) or other hyperparameters
         (:func:`~hybridpgm.train.resume.check_resumable`,
-        :func:`~hybridpgm.train.checkpoint_parameters.check_optimizer_sizes`), or an optimizer state that torch
+        :func:`~hybridpgm.train.checkpoint_parameters.check_optimizer_sizes`), an override its scheduler would not
+        honour (:func:`~hybridpgm.train.scheduler_settings.check_scheduler_override`: a momentum the scheduler
+        cycles, a ``OneCycleLR`` ending before the checkpoint's step), or an optimizer state that torch
         refuses (its message, with the file and the player).  The checks come before anything is loaded: a
         refused resume leaves the module as it was.
     """
@@ -193,14 +197,23 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
                               f"the objective has {sorted(players)}")
     check_resumable(checkpoint, resumed, module, config, seed, override_hyperparameters)
     check_optimizer_sizes(checkpoint, resumed["players"], players)  # also for a checkpoint without the names
+    recorded = resumed.get("config") or {}
+    afresh = {name: override_hyperparameters and "schedulers" in recorded and  # another scheduler (or none before)
+              ((recorded["schedulers"] or {}).get(name) or {}).get("class") != (schedulers[name] or {}).get("class")
+              for name in players}
+    if override_hyperparameters:  # what a scheduler would not honour, refused before anything is loaded
+        for name, player in players.items():
+            check_scheduler_override(checkpoint, name, player.scheduler, hyperparameters[name],
+                                     (recorded.get("optimizers") or {}).get(name),
+                                     None if afresh[name] else resumed["players"][name].get("scheduler"))
     module.load_state_dict(resumed["module"])
     for name, player in players.items():
         state = resumed["players"][name]
-        recorded = resumed.get("config") or {}
         was_scheduler = (recorded.get("schedulers") or {}).get(name)
-        if override_hyperparameters and "schedulers" in recorded and \
-                (was_scheduler or {}).get("class") != (schedulers[name] or {}).get("class"):
-            state = {**state, "scheduler": None}  # another scheduler (or none before): it starts afresh
+        if afresh[name]:
+            state = {**state, "scheduler": None}  # it starts afresh
+        # a OneCycleLR's or CyclicLR's state and bounds as built, before the checkpoint replaces them
+        requested_state = requested_schedule(player.scheduler) if override_hyperparameters else None
         try:
             player.load_state_dict(state)
         except ValueError as error:  # torch's check of the optimizer state's layout (a backstop: checked above)
@@ -210,6 +223,7 @@ def restore(checkpoint: str | os.PathLike, resumed: dict[str, Any], *, module: t
             override_scheduler(player.scheduler, schedulers[name], was_scheduler)
             override_hyperparameters_of(player.optimizer, player.scheduler, hyperparameters[name],
                                         (recorded.get("optimizers") or {}).get(name))
+            apply_requested_schedule(player.scheduler, requested_state, schedulers[name], was_scheduler, afresh[name])
     if hasattr(objective, "load_state_dict") and resumed.get("objective") is not None:
         objective.load_state_dict(resumed["objective"])
     load_callback_states(checkpoint, callbacks, resumed.get("callbacks"))
