@@ -22,11 +22,11 @@ that made it:
 * ``state_dict``, the metadata given to :func:`save` (data set name, feature
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
-The file is written atomically (temporary file, fsync, rename) and read with
-``torch.load(..., weights_only=True)``; its entries are checked before anything is built
-(:mod:`hybridpgm.serialization_payload`).  The model comes back in the dtypes it
-was saved in: a ``model.double()`` loads as float64, and a model whose parts
-have different floating dtypes keeps each one.
+The file is written atomically (temporary file, fsync, rename) and read with ``torch.load(..., weights_only=True)``;
+its entries are checked before anything is built (:mod:`hybridpgm.serialization_payload`), and what the
+constructors it names allocate is bounded by what it holds (:mod:`hybridpgm.serialization_budget`).  The model
+comes back in the dtypes it was saved in: a ``model.double()`` loads as float64, and a model whose parts have
+different floating dtypes keeps each one.
 
 How constructor arguments are captured: :func:`serializable` is a class
 decorator that records the arguments ``__init__`` was called with (bound
@@ -59,11 +59,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from hybridpgm.checks import shown_items, type_name
+from hybridpgm.checks import positive_int, shown_items, type_name
 from hybridpgm.errors import CheckpointError, CheckpointNotFoundError
 from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
+from hybridpgm.serialization_budget import build_within, constructed, file_budget
 from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, floating, restore_dtypes, tagged,
                                            untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
@@ -191,16 +192,16 @@ def _build(spec: dict, tensors: dict, place: Any = None) -> nn.Module:
 
 def _construct(spec: dict, tensors: dict, place: Any) -> nn.Module:
     check_module_entry(spec, "a module of the model")  # the kind's entries (a file may come from anywhere)
-    if (module := build_torch_module(spec)) is not None:
+    if (module := constructed(spec["class"], build_torch_module, spec)) is not None:
         return module
     if spec["class"] in _SPECS:
-        return _SPECS[spec["class"]][1](_decode(spec["spec"], tensors, place))
+        return constructed(spec["class"], _SPECS[spec["class"]][1], _decode(spec["spec"], tensors, place))
     cls = _resolve(spec["class"])
     if not isinstance(spec["spec"], dict):
         raise CheckpointError(f"model file gives {spec['class']} a {type(spec['spec']).__name__} as its "
                               "constructor arguments, not a dict")
     args, kwargs = constructor_call(cls, {k: _decode(v, tensors, place) for k, v in spec["spec"].items()})
-    return cls(*args, **kwargs)
+    return constructed(spec["class"], cls, *args, **kwargs)
 
 
 # ---------------------------------------------------------------- save / load
@@ -299,7 +300,8 @@ def _cpu_tensors(value: Any) -> Any:
     return value
 
 
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SavedModel:
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+               max_build_bytes: int | None = None) -> SavedModel:
     """Read a file written by :func:`save` (``weights_only=True``) and rebuild the model, in the floating
     dtypes it was saved in (a float64 model loads as float64).  The caller's random streams (torch's CPU and
     CUDA generators, NumPy's, Python's) are left as they were: the constructor's random initialisation, which
@@ -312,6 +314,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     :param map_location: the device to load onto (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a
         :class:`torch.device`, or what :func:`torch.load` takes); a constructor argument that was a
         :class:`torch.device` is rebuilt as this device (a dict maps its name, a function keeps it).
+    :param max_build_bytes: the most bytes its constructors may allocate (a trusted file; ``None``: see :func:`load`).
     :raises CheckpointNotFoundError: no file at ``path`` (a :class:`CheckpointError` and a
         :class:`FileNotFoundError`).
     :raises CheckpointError: a foreign file (or a directory, a FIFO ...), an empty, truncated or
@@ -319,18 +322,20 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         (:mod:`hybridpgm.serialization_payload`; the ``KeyError``, ``TypeError`` or ``RecursionError`` met deeper
         in the spec is its ``__cause__``), an unknown class (only hybridpgm's model modules, :data:`MODEL_MODULES`,
         are ever imported to find one) or torch layer option,
+        constructors asking for more than the bound (naming the class, the call, its bytes and the bound),
         weights that do not fit the rebuilt module, a record of shared parameters that does not fit it, or
         parameters that hold NaN or infinity; each message names the file.
-    :raises ConfigError: for a malformed or unsupported device name (``"gpu"``).
+    :raises ConfigError: a malformed or unsupported device name (``"gpu"``), a ``max_build_bytes`` not an int > 0.
     :raises DeviceError: for a device this machine does not have.
     """
+    max_build_bytes = None if max_build_bytes is None else positive_int(max_build_bytes, "load max_build_bytes")
     if torch.is_inference_mode_enabled():
         with torch.inference_mode(False), torch.no_grad():
-            return _load_model(path, map_location)
-    return _load_model(path, map_location)
+            return _load_model(path, map_location, max_build_bytes)
+    return _load_model(path, map_location, max_build_bytes)
 
 
-def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> SavedModel:
+def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int | None) -> SavedModel:
     """:func:`load_model`, in the caller's inference mode."""
     path = file_path(path, "model file", CheckpointError)
     try:
@@ -350,7 +355,8 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
         # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
         devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
         with restoring_global_rngs(devices + ([map_location] if isinstance(map_location, torch.device) else [])):
-            module = _build(payload["model"], payload["tensors"], map_location)
+            module = build_within(file_budget(path, payload, max_build_bytes),
+                                  lambda: _build(payload["model"], payload["tensors"], map_location), path)
         if "ties" in payload:  # files written before shared parameters were recorded hold none
             retie(module, upgrade_ties(module, payload["ties"]), path)  # names of the file's time
         state = payload["state_dict"]
@@ -375,14 +381,20 @@ def _load_model(path: str | os.PathLike, map_location: str | torch.device) -> Sa
     return SavedModel(module, name, meta, payload["versions"])
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+         max_build_bytes: int | None = None) -> nn.Module:
     """The module saved at ``path`` by :func:`save`, weights loaded, in eval mode (the caller's random streams
-    do not move, see :func:`load_model`).
+    do not move, see :func:`load_model`).  A file may come from anywhere, so the constructors it names may
+    allocate at most :math:`\\max(64\\,\\mathrm{MiB}, 16 s)` bytes for a file of :math:`s` bytes plus the bytes
+    of the tensors it holds (:mod:`hybridpgm.serialization_budget`): a 1.5 KB file naming ``RBM(12000, 12000)`` is
+    refused before it allocates; a model whose weights its file does not hold (a
+    :class:`~hybridpgm.bayesian_nn.BayesianRegressor`'s) and whose layers take over 64 MiB needs ``max_build_bytes``.
 
     :param path: a file written by :func:`save` (a ``str`` or :class:`os.PathLike`).
     :param map_location: the device to load onto, as :func:`load_model` takes it (default ``"cpu"``).
-    :raises CheckpointError: as :func:`load_model`.
-    :raises ConfigError: as :func:`load_model` (a malformed device name).
+    :param max_build_bytes: the most bytes its constructors may allocate (a trusted file; ``None``: the bound above).
+    :raises CheckpointError: as :func:`load_model` (constructors asking for more than the bound, among others).
+    :raises ConfigError: as :func:`load_model` (a malformed device name, a ``max_build_bytes`` not an int > 0).
     :raises DeviceError: as :func:`load_model` (a device this machine lacks).
     """
-    return load_model(path, map_location).module
+    return load_model(path, map_location, max_build_bytes=max_build_bytes).module
