@@ -48,7 +48,8 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
         (``bool`` and floats refused), ``shuffle`` or ``drop_last`` not a ``bool``, ``data``
         is of an unsupported type, or ``loader_options`` names an option set here (``generator``,
         ``collate_fn``, ``sampler``, ``batch_sampler``).
-    :raises DataError: the data hold NaN/inf or its tensors disagree on the number of examples.
+    :raises DataError: the data hold NaN/inf, its tensors disagree on the number of examples, or it is a ``list``
+        of tensors that looks like one tensor per example (:func:`~hybridpgm.train.data_inputs.as_dataset`).
     """
     batch_size = positive_int(batch_size, "data_loader batch_size")
     seed = seed_of(seed, "data_loader seed")
@@ -65,9 +66,10 @@ def data_loader(data: torch.Tensor | tuple | Dataset, batch_size: int = 128, *, 
     if "timeout" in loader_options:
         loader_options["timeout"] = positive_real(loader_options["timeout"], "data_loader timeout", allow_zero=True)
     # here: hybridpgm.train imports hybridpgm.data
-    from hybridpgm.train.batches import as_dataset, collate_getitems, getitems_returns_batch
+    from hybridpgm.train.batches import collate_getitems, getitems_returns_batch
+    from hybridpgm.train.data_inputs import as_dataset
 
-    dataset = as_dataset(data)
+    dataset = as_dataset(data, caller="data_loader")
     generator = torch.Generator().manual_seed(seed)
     # module-level functions, so that worker processes can unpickle them
     collate = _collate_identity if getitems_returns_batch(dataset) else collate_getitems

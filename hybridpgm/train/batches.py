@@ -17,11 +17,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from hybridpgm.checks import shown_items
+from hybridpgm.data.binarize import DynamicBinarized
 from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
 
-__all__ = ["BatchStream", "TensorData", "as_dataset", "batch_size_of", "collate_getitems", "fetch_batch",
-           "getitems_returns_batch", "move_to", "num_steps", "steps_per_epoch"]
+__all__ = ["BatchStream", "TensorData", "batch_size_of", "collate_getitems", "fetch_batch", "getitems_returns_batch",
+           "move_to", "num_steps", "steps_per_epoch"]
 
 
 def getitems_returns_batch(dataset: Dataset) -> bool:
@@ -53,31 +55,54 @@ def collate_getitems(items: Any) -> Any:
     return default_collate(items) if isinstance(items, list) else items
 
 
+def _collated(dataset: Dataset, indices: Sequence[int], items: list) -> Any:
+    """``default_collate(items)``, its failure a :class:`DataError` naming the dataset, a few of the indices and
+    what to do."""
+    try:
+        return default_collate(items)
+    except (TypeError, RuntimeError, ValueError) as error:  # examples of other shapes, of a type torch cannot stack
+        name = type(dataset).__name__
+        raise DataError(
+            f"cannot collate examples {shown_items(indices, 5, quote=str)} of {name} into a batch with torch's "
+            f"default_collate (fit collates as a DataLoader without a collate_fn does): {error}. Return tensors "
+            "of one shape from __getitem__ (a pandas row: torch.as_tensor(row.to_numpy())), or give "
+            f"{name} a __getitems__(indices) that returns the batch itself (a tuple, dict or tensor: padded "
+            "sequences and their lengths, say), which fit takes as it is") from error
+
+
 def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it.
 
-    A dataset with ``__getitems__`` is read with it, once per batch.  Its result is used as it is where
+    A dataset with ``__getitems__`` is read with it, once per batch, and is given the indices as a ``list`` of
+    ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` and
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` get the tensor itself).  Its result is used as it is where
     :func:`getitems_returns_batch` says it is a ready batch (``getitems_returns_batch = True``), or where it
     is not a ``list`` (a tuple, dict or tensor is a ready batch); a ``list`` is torch's list of examples, one
     per index, and is collated with :func:`~torch.utils.data.default_collate`.  A dataset without
     ``__getitems__`` is read one example at a time and collated.
 
+    :param indices: a 1-d ``LongTensor`` of example indices.
     :raises DataError: ``__getitems__`` returned a ``list`` whose length is not the number of indices (a
         ready batch given as a list: return a tuple or dict instead, or set ``getitems_returns_batch = True``
-        on the dataset class).
+        on the dataset class), or the examples cannot be collated (of different shapes, or of a type
+        ``default_collate`` does not take: the message names the dataset, the indices and what to do).
     """
     if getitems_returns_batch(dataset):
-        return dataset.__getitems__(indices.tolist() if isinstance(dataset, torch.utils.data.Subset) else indices)
+        return dataset.__getitems__(indices if type(dataset).__getitems__ in _TAKES_TENSOR else indices.tolist())
     if callable(getattr(dataset, "__getitems__", None)):
-        items = dataset.__getitems__(indices.tolist())
-        if isinstance(items, list) and len(items) != len(indices):
+        rows = indices.tolist()
+        items = dataset.__getitems__(rows)
+        if not isinstance(items, list):
+            return items
+        if len(items) != len(rows):
             raise DataError(
-                f"{type(dataset).__name__}.__getitems__ returned a list of {len(items)} items for {len(indices)} "
+                f"{type(dataset).__name__}.__getitems__ returned a list of {len(items)} items for {len(rows)} "
                 "indices; a list is taken as torch's list of examples, one per index. If it is a ready batch, "
                 "return it as a tuple or dict instead, or set the class attribute getitems_returns_batch = True "
                 f"on {type(dataset).__name__}")
-        return collate_getitems(items)
-    return default_collate([dataset[int(i)] for i in indices])
+        return _collated(dataset, rows, items)
+    rows = indices.tolist()
+    return _collated(dataset, rows, [dataset[i] for i in rows])
 
 
 def _surely_finite(t: torch.Tensor) -> bool:
@@ -114,8 +139,12 @@ class TensorData(Dataset):
             if t.dim() == 0:
                 raise DataError(f"data element {i} is a scalar; expected shape N x ...")
             if t.shape[0] != tensors[0].shape[0]:
-                shapes = [tuple(x.shape) for x in tensors]
-                raise DataError(f"data tensors disagree on the number of examples: shapes {shapes}")
+                shapes = shown_items((tuple(x.shape) for x in tensors), 5, quote=str)
+                hint = ("; a list of one tensor per example is no data set: pad them to one shape and "
+                        "torch.stack them, or give fit a Dataset whose __getitems__ pads each batch"
+                        if len(tensors) > tensors[0].shape[0] else "")
+                raise DataError(f"data tensors disagree on the number of examples (their first dimension): "
+                                f"{len(tensors)} tensors of shapes {shapes}{hint}")
             if not _surely_finite(t):  # one pass, no temporary: a fraction of a full isfinite scan
                 check_finite(t, f"data element {i}")  # exact; names the count and the first row
         self.tensors = tuple(tensors)
@@ -134,29 +163,14 @@ class TensorData(Dataset):
         return items[0] if self.single else items
 
 
-def as_dataset(data: Any) -> Dataset:
-    """Accept a tensor, a tuple/list of tensors, or a map-style dataset."""
-    if isinstance(data, torch.Tensor):
-        return TensorData(data, single=True)
-    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
-        return TensorData(*data, single=False)
-    if isinstance(data, torch.utils.data.DataLoader):
-        raise ConfigError(
-            "fit takes the dataset, not a DataLoader: it owns batching so that runs resume "
-            "exactly and shard across ranks; pass loader.dataset"
-        )
-    refused = f"data must be a Tensor, a tuple of Tensors or a map-style Dataset, got {type(data).__name__}"
-    if isinstance(data, torch.utils.data.IterableDataset):  # with a __len__ too: it has no __getitem__
-        raise ConfigError(f"{refused} (an IterableDataset: fit draws examples by index, so that runs resume "
-                          "exactly and shard across ranks; wrap the examples in a map-style Dataset)")
-    if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return data
-    raise ConfigError(refused)
+#: the ``__getitems__`` that take the indices as a tensor (fit's own; another dataset's gets a list of ints)
+_TAKES_TENSOR = (TensorData.__getitems__, DynamicBinarized.__getitems__)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_last: bool) -> int:
     """Steps of one epoch: each of ``world_size`` ranks takes ``floor(N / world_size)`` examples in batches of
-    ``batch_size`` (a last incomplete one dropped with ``drop_last``, unless it is the only one)."""
+    ``batch_size`` (a last incomplete one dropped with ``drop_last``).  With ``drop_last`` and no full batch the
+    one incomplete batch is counted here, but :class:`BatchStream` refuses such a run."""
     full, rest = divmod(num_examples // world_size, batch_size)
     return full if (drop_last and full > 0) else full + (rest > 0)
 
@@ -164,7 +178,7 @@ def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_la
 class BatchStream:
     """Batches of one rank's shard, addressed by step number.
 
-    :param dataset: a map-style dataset (see :func:`as_dataset`).
+    :param dataset: a map-style dataset (see :func:`~hybridpgm.train.data_inputs.as_dataset`).
     :param int batch_size: examples per step on this rank.
     :param int seed: seeds the per-epoch permutations.
     :param bool shuffle: permute every epoch (else keep the dataset order).
@@ -187,7 +201,8 @@ class BatchStream:
         self.world_size = world_size
         self.shard_size = len(dataset) // world_size
         if self.shard_size == 0:
-            raise DataError(f"dataset has {len(dataset)} examples, fewer than the {world_size} ranks")
+            raise DataError(f"data has {len(dataset)} examples, fewer than the {world_size} ranks: each rank needs "
+                            "at least one" if len(dataset) else "data has no examples: there is nothing to train on")
         full, rest = divmod(self.shard_size, batch_size)
         if drop_last and full == 0:
             raise ConfigError(f"drop_last=True leaves no batch: batch_size {batch_size} is larger than the "

@@ -1,8 +1,9 @@
 """What a run of :func:`~hybridpgm.train.trainer.fit` saves: its state, gathered from every rank, written by rank 0.
 
 The checkpoint holds the module's ``state_dict``, each player's optimizer and scheduler state, the objective's
-and the callbacks' states, the history, every rank's RNG states (and, on several ranks, each rank's own buffers
-and objective state, :mod:`hybridpgm.train.rank_states`), the step, the seed and the run configuration, and
+and the callbacks' states (and the dataset's, every rank's, for one with ``state_dict``,
+:mod:`hybridpgm.train.dataset_states`), the history, every rank's RNG states (and, on several ranks, each rank's
+own buffers and objective state, :mod:`hybridpgm.train.rank_states`), the step, the seed and the run configuration, and
 whether a callback stopped the run or its ``on_fit_end`` has yet to run.  The history is saved as one tensor per
 series (:func:`~hybridpgm.train.checkpoint_history.packed_history`), so that a write's Python work does not grow
 with the number of steps run (only the copy of the series does, in C).  The file itself is written by
@@ -20,6 +21,7 @@ from hybridpgm.errors import CheckpointError
 from hybridpgm.train.callback_states import callback_buffer_paths, callback_states
 from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
 from hybridpgm.train.checkpoint_history import packed_history
+from hybridpgm.train.dataset_states import dataset_entry, dataset_state
 from hybridpgm.train.history import History
 from hybridpgm.train.objective import Objective
 from hybridpgm.train.finite_checks import check_finite_parameters
@@ -42,13 +44,15 @@ class RunCheckpoint:
     :param config: the run configuration (:func:`~hybridpgm.train.resume.run_config`).
     :param layout: ``(step, epoch)`` where the run's layout of the epochs began
         (:func:`~hybridpgm.train.resume.epoch_layout`), saved as ``"epoch_layout"``.
+    :param dataset: the run's dataset: with ``state_dict`` and ``load_state_dict``, every rank's
+        ``state_dict()`` is saved as ``"dataset"`` (:func:`~hybridpgm.train.dataset_states.dataset_entry`).
     """
 
     def __init__(self, path: str | os.PathLike | None, *, module: torch.nn.Module, objective: Objective,
                  players: dict[str, Player], callbacks: Sequence[Any], history: History, seed: int,
-                 config: dict[str, Any], context, layout: tuple[int, int] = (0, 0)) -> None:
+                 config: dict[str, Any], context, layout: tuple[int, int] = (0, 0), dataset: Any = None) -> None:
         self.path, self.module, self.objective, self.players = path, module, objective, players
-        self.layout = layout
+        self.layout, self.dataset = layout, dataset
         self.callbacks, self.history, self.seed, self.config, self.context = callbacks, history, seed, config, context
 
     def write(self, step: int, stopped: bool = False, pending: bool = False) -> None:
@@ -62,9 +66,10 @@ class RunCheckpoint:
         module, players, objective, context, checkpoint = (self.module, self.players, self.objective, self.context,
                                                            self.path)
         check_finite_parameters(module, players, step, checkpoint)
-        # every rank's RNG states and, on several ranks, its own buffers and objective state, in one collective
+        # every rank's RNG states, its dataset's state and, on several ranks, its own buffers and objective state,
+        # in one collective
         gathered = context.gather_to_main((rng_state(), rank_state(module, objective) if context.world_size > 1
-                                           else None))
+                                           else None, dataset_state(self.dataset)))
         failure = None
         if checkpoint is not None and context.is_main:
             try:
@@ -85,6 +90,7 @@ class RunCheckpoint:
                     "callbacks": callback_state,
                     "stopped_early": stopped,
                     "fit_end_pending": pending,  # on_fit_end has yet to run
+                    **dataset_entry(self.dataset, [g[2] for g in gathered]),
                     **per_rank,
                 }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers)
                    | rank_buffer_paths(module, len(per_rank.get("rank_states", ()))))

@@ -26,10 +26,12 @@ from hybridpgm.interrupt_scope import restores_on_error
 from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decomposable
-from hybridpgm.train.batches import BatchStream, as_dataset, first_batch, move_to, num_steps
+from hybridpgm.train.batches import BatchStream, first_batch, move_to, num_steps
 from hybridpgm.train.callback_states import check_callback_settings
 from hybridpgm.train.callbacks import FitStart
 from hybridpgm.train.checkpoint import set_rng_state
+from hybridpgm.train.data_inputs import as_dataset, check_shards
+from hybridpgm.train.dataset_states import load_dataset_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
 from hybridpgm.train.fit_options import (callback_list, check_config, check_counts, check_factory, check_objective,
@@ -95,8 +97,9 @@ def fit(
     raising included).
 
     :param objective: an :class:`~hybridpgm.train.objective.Objective`.
-    :param data: a tensor ``N x ...``, a tuple of tensors sharing ``N``, or a
-        map-style :class:`torch.utils.data.Dataset`.
+    :param data: a tensor ``N x ...``, a tuple (or list) of tensors sharing ``N`` (fields of one example), or a
+        map-style :class:`torch.utils.data.Dataset` (one with ``state_dict``/``load_state_dict`` has its state
+        checkpointed and restored on resume).
     :param epochs: passes over the data (per rank).  ``None`` (the default) is one pass without ``max_steps``,
         and no bound with it: ``fit(..., max_steps=1000)`` runs 1000 steps however many epochs that takes (as
         PyTorch Lightning's ``max_epochs`` does when ``max_steps`` is set).  Given with ``max_steps``, the run
@@ -241,6 +244,9 @@ def fit(
         checkpoint is written.
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
+    :raises DataError: data with no examples (or fewer than the ranks), a list of per-example tensors (pass
+        ``torch.stack(data)``), tensors of different lengths, or examples that cannot be collated into a batch
+        (naming the dataset and the indices); a model's own data checks raise theirs at the step.
     """
     unbounded = epochs is None  # one epoch without max_steps, none (max_steps bounds the run) with it
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
@@ -273,6 +279,9 @@ def fit(
     if batch_norm is not None and context.is_main:
         warnings.warn(batch_norm, TrainingWarning, stacklevel=users_stacklevel())
     dataset = as_dataset(data)
+    unseen = check_shards(dataset, context.world_size, shuffle)  # an empty dataset: before setup reads a batch
+    if unseen is not None and context.is_main:
+        warnings.warn(unseen, TrainingWarning, stacklevel=users_stacklevel())
     if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
         objective.setup(move_to(first_batch(dataset, batch_size), device))
     players, hyperparameters, schedulers = build_players(objective, optim, lr_scheduler, precision, device,
@@ -313,6 +322,7 @@ def fit(
             finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
                                                           restored.own_rank_states)
             layout, relaid = epoch_layout(resumed, config, start_step, seed=seed)  # the run's seed, restored
+            load_dataset_state(checkpoint, dataset, resumed.get("dataset"), context.rank, context.world_size)
             if context.is_main:
                 say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                     + ("; it had stopped early, so no step is run" if finished else "")
@@ -334,7 +344,7 @@ def fit(
 
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
                                          callbacks=callbacks, history=history, seed=seed, config=config,
-                                         context=context, layout=layout).write
+                                         context=context, layout=layout, dataset=dataset).write
 
         # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
         running = on_exit.enter_context(contextlib.ExitStack())

@@ -170,7 +170,7 @@ def test_an_iterable_dataset_is_refused_by_name_with_or_without_len(data):
     """Before, an IterableDataset with ``__len__`` passed as map-style and fit raised torch's raw
     NotImplementedError ("Subclasses of Dataset should implement __getitem__")."""
     import hybridpgm
-    from hybridpgm.train.batches import as_dataset
+    from hybridpgm.train.data_inputs import as_dataset
 
     name = type(data).__name__
     with pytest.raises(ConfigError, match=f"map-style Dataset, got {name} \\(an IterableDataset: fit draws examples "
@@ -178,3 +178,79 @@ def test_an_iterable_dataset_is_refused_by_name_with_or_without_len(data):
         as_dataset(data)
     with pytest.raises(ConfigError, match=f"got {name} "):
         hybridpgm.fit(_Recorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
+
+
+class _Sequences(torch.utils.data.Dataset):
+    """Eight sequences of lengths 3, 4, 3, 4, ...: torch's default_collate cannot stack them."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        return torch.zeros(3 + index % 2, 2)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows of a data frame, one pandas Series per example: a type default_collate does not take."""
+
+    def __init__(self):
+        import pandas
+
+        self.frame = pandas.DataFrame({"a": [0.0, 1.0, 2.0], "b": [3.0, 4.0, 5.0]})
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        return self.frame.iloc[index]
+
+
+def test_examples_that_cannot_be_collated_are_a_data_error_naming_the_dataset_the_indices_and_the_remedy():
+    """Before, torch's raw RuntimeError ("stack expects each tensor to be equal size") or TypeError
+    ("default_collate: batch must contain tensors, ...; found <class 'pandas.Series'>") came out of fit."""
+    import hybridpgm
+
+    remedy = (r"Return tensors of one shape from __getitem__ \(a pandas row: torch.as_tensor\(row.to_numpy\(\)\)\), or "
+              r"give {} a __getitems__\(indices\) that returns the batch itself \(a tuple, dict or tensor: padded "
+              r"sequences and their lengths, say\), which fit takes as it is$")
+    with pytest.raises(DataError, match=r"^cannot collate examples 0, 1, 2, 3, 4 and 1 more of _Sequences into a batch "
+                                        r"with torch's default_collate \(fit collates as a DataLoader without a "
+                                        r"collate_fn does\): stack expects each tensor to be equal size.*\. "
+                                        + remedy.format("_Sequences")) as refused:
+        BatchStream(_Sequences(), 6, seed=0, shuffle=False).batch(0)
+    assert isinstance(refused.value.__cause__, RuntimeError)
+    with pytest.raises(DataError, match=r"^cannot collate examples 0, 1, 2 of _Rows .*found <class "
+                                        r"'pandas.*Series'>\. " + remedy.format("_Rows")):
+        hybridpgm.fit(_Recorder(), _Rows(), batch_size=4, progress=False, device="cpu", seed=0, shuffle=False)
+
+
+class _Keyed(torch.utils.data.Dataset):
+    """A ready-batch dataset over examples kept in a dict keyed by int, recording the indices it is given."""
+
+    getitems_returns_batch = True
+
+    def __init__(self):
+        self.store, self.given = {i: torch.tensor([float(i)]) for i in range(6)}, []
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return self.store[index]
+
+    def __getitems__(self, indices):
+        self.given.append(indices)
+        return torch.stack([self.store[i] for i in indices])
+
+
+def test_a_users_getitems_gets_a_list_of_ints_as_from_torch():
+    """Before, fit handed a LongTensor to a ready-batch ``__getitems__`` where torch's DataLoader (and
+    data_loader) hand a list of ints: a dict keyed by int raised KeyError: tensor(8)."""
+    import hybridpgm
+
+    data = _Keyed()
+    assert torch.equal(BatchStream(data, 4, seed=0, shuffle=False).batch(1), torch.tensor([[4.0], [5.0]]))
+    hybridpgm.fit(_Recorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
+    assert data.given[0] == [4, 5] and len(data.given) == 3
+    assert all(type(given) is list and all(type(i) is int for i in given) for given in data.given)
+    assert sorted(i for given in data.given[1:] for i in given) == list(range(6))
