@@ -19,6 +19,7 @@ that made it:
 * ``ties``: the groups of names under which the model holds one shared
   sub-module, parameter or buffer (:mod:`hybridpgm.serialization_ties`); the
   loaded model shares them again (a file without it loads as before);
+* ``frozen``: the parameters with ``requires_grad=False``, frozen again by :func:`load` (an older file has none);
 * ``state_dict``, the metadata given to :func:`save` (data set name, feature
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
@@ -40,7 +41,8 @@ A module may also refuse to be saved as it is, through a method
 ``_hybridpgm_save_refusal()`` that returns why (``None``: it may be saved): a
 :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device
 would be rebuilt from garbage, so :func:`save` raises a ``CheckpointError`` with
-that reason and writes nothing, as it does for a model on the meta device.
+that reason and writes nothing, as it does for a model on the meta device or one changed after construction in
+a way its constructors would not make again (:mod:`hybridpgm.serialization_structure`).
 
 >>> import hybridpgm, tempfile, os
 >>> vae = hybridpgm.VAE(64, 4, [16])
@@ -68,9 +70,11 @@ from hybridpgm.serialization_budget import build_within, constructed, file_budge
 from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, floating, restore_dtypes, tagged,
                                            untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
-from hybridpgm.serialization_payload import check_module_entry, check_payload, in_file, rebuild_error
+from hybridpgm.serialization_frozen import FROZEN, frozen_names, refreeze
+from hybridpgm.serialization_payload import check_module_entry, check_payload, cpu_tensors, in_file, rebuild_error
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              constructor_call, register_spec, serializable)
+from hybridpgm.serialization_structure import check_rebuilds
 from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.state_renames import upgrade_ties
 from hybridpgm.train.atomic_write import os_reason
@@ -235,8 +239,11 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         feature_shape=[64]`` (as constructor arguments are: a torch dtype or device too, a tuple comes back as a
         list).
     :raises CheckpointError: naming the class or argument that cannot be saved (a torch layer, alone or in an
-        ``nn.Sequential``, whose constructor options would not rebuild it as it is: its path and the option; a
-        class of ``torch.nn`` that no file rebuilds),
+        ``nn.Sequential``, whose constructor options would not rebuild it as it is: its path and the option, or the
+        parametrization, norm, pruning or hook it carries; a class of ``torch.nn`` that no file rebuilds; torch's
+        ``AveragedModel`` or ``DataParallel``: save its ``.module``), a model changed after construction so that
+        its constructors would build another (a parametrization, a hook-based spectral or weight norm, pruning, a
+        parameter, buffer or hook added: the names and the tool, :mod:`hybridpgm.serialization_structure`),
         the parameters that hold NaN or infinity (buffers may be infinite: constraint bounds), the parameters,
         buffers and tensor constructor arguments on torch's meta device (no values), a module that refuses to be
         saved as it is (a :class:`~hybridpgm.gp.DeepKernelGP` whose training data went to the meta device: call
@@ -244,7 +251,8 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
         at ``path`` is kept).  Nothing is written then.
 
     Parameters, buffers and sub-modules the model holds under several names (one ``nn.Parameter`` in several
-    factors, one network in several CPDs) are recorded and shared again by :func:`load`.
+    factors, one network in several CPDs) are recorded and shared again by :func:`load`; parameters with
+    ``requires_grad=False`` load frozen (:mod:`hybridpgm.serialization_frozen`).
 
     A module wrapped by :func:`torch.compile` (``model.encoder = torch.compile(model.encoder)``, a compiled
     constructor argument, or ``torch.compile(model)`` itself) is saved as the module it wraps, its weights under
@@ -266,14 +274,15 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
                               "and its weights (load_state_dict) first")
     tensors: dict[str, torch.Tensor] = {}
     spec = _module_spec(model, tensors, type(model).__name__)
+    check_rebuilds(model, lambda: _build(spec, {k: t.clone() for k, t in tensors.items()}, torch.device("cpu")),
+                   f"{type(model).__name__} to {str(path)!r}")  # not changed since built (a parametrization, a hook)
     meta_tensors: dict[str, torch.Tensor] = {}
     encoded_meta = _encode(dict(meta), meta_tensors, "meta")
     if meta_tensors:
         raise CheckpointError("save: meta values must be plain data, not tensors")
     # a module's extra state (torch's get_extra_state) may be plain data: its tensors go to the CPU, its scalars
     # become builtins that weights_only loading reads back (a Path or an object there is refused by name)
-    state, refused = plain_data({plain(k): v.detach().cpu() if isinstance(v, torch.Tensor) else _cpu_tensors(v)
-                                 for k, v in model.state_dict().items()}, "state_dict")
+    state, refused = plain_data({plain(k): cpu_tensors(v) for k, v in model.state_dict().items()}, "state_dict")
     if refused:
         raise CheckpointError(f"refusing to save {type(model).__name__} to {str(path)!r}: {unreadable_reason(refused)}")
     # buffers may be infinite by design (GPyTorch constraints' bounds); parameters must be finite
@@ -285,19 +294,8 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
                               f"infinity")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": spec, "tensors": tensors,
                "ties": plain_ties(tie_record(model), plain), "state_dict": state, "meta": encoded_meta,
-               "versions": versions()}
+               FROZEN: frozen_names(model, plain), "versions": versions()}
     return write_atomically(path, payload, "model file")
-
-
-def _cpu_tensors(value: Any) -> Any:
-    """``value`` (a module's extra state) with each tensor in its lists, tuples and dicts detached, on the CPU."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if type(value) in (list, tuple):
-        return type(value)(_cpu_tensors(v) for v in value)
-    if type(value) is dict:
-        return {k: _cpu_tensors(v) for k, v in value.items()}
-    return value
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
@@ -368,6 +366,7 @@ def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int
                                   "never writes such a file, so it was changed or damaged")
         restore_dtypes(module, {name: t.dtype for name, t in state.items() if floating(t)})
         module.load_state_dict(state)
+        refreeze(module, payload.get(FROZEN), path)  # requires_grad=False as saved (older files: as built)
         meta = _decode(payload["meta"], {})
     except CheckpointError as error:  # named by the file (a torch layer's, a tensor's, a class's message)
         if (named := in_file(error, path)) is error:

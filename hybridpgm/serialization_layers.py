@@ -11,7 +11,8 @@ Before anything is written the layer is rebuilt from those options (on the
 public attributes, the names, presence and shapes of its parameters and
 buffers, and its hooks.  A layer these options do not rebuild (an attribute
 changed or added after construction, a parameter replaced or removed, a
-forward hook) is refused at save time with a
+forward hook, a hook-based ``spectral_norm``, ``weight_norm`` or pruning, a
+parametrization: each named) is refused at save time with a
 :class:`~hybridpgm.errors.CheckpointError` naming the layer and the option, so
 that no file is written that loads back as a different network.
 
@@ -35,6 +36,7 @@ from torch import nn
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.serialization_compiled import unwrapped
+from hybridpgm.serialization_tooling import ADVICE, HOOK_KINDS, tooling, wrapper_refusal
 
 __all__ = ["TORCH_LAYERS", "build_layer", "build_sequential", "build_torch_module", "layer_spec", "sequential_spec",
            "torch_module_spec"]
@@ -102,6 +104,9 @@ def layer_spec(layer: nn.Module, where: str, bayesian: bool = False) -> dict:
     name = _torch_class(layer, bayesian)
     if name is None:
         what = "a bayesianized network" if bayesian else "nn.Sequential"
+        if tools := tooling(layer):  # a ParametrizedLinear: the parametrization is what no file holds
+            raise CheckpointError(f"cannot save {where}: {what} holds a {type(layer).__name__} carrying "
+                                  f"{', '.join(tools)}, which a model file does not rebuild; {ADVICE}")
         raise CheckpointError(f"cannot save {where}: {what} holds a {type(layer).__name__}; only "
                               f"{sorted(TORCH_LAYERS)} are rebuilt from a model file")
     args = {}
@@ -158,9 +163,16 @@ def torch_module_spec(module: nn.Module, where: str) -> dict | None:
     "torch.nn.Linear", "layer": {...}}``); ``None`` for a module of another library (hybridpgm's own classes).
 
     :raises CheckpointError: naming ``where``: a layer these options do not rebuild (:func:`layer_spec`), or
-        another class of :mod:`torch.nn` (``nn.Conv2d``, ``nn.LSTM``), which no file rebuilds, with the ways out."""
+        another class of :mod:`torch.nn` (``nn.Conv2d``, ``nn.LSTM``), which no file rebuilds, with the ways out; a
+        layer carrying a parametrization (``ParametrizedLinear``), naming it; torch's ``AveragedModel`` or
+        ``DataParallel``, saying to save its ``.module``."""
+    if refusal := wrapper_refusal(module, where):  # torch's AveragedModel, DataParallel: their .module is saved
+        raise CheckpointError(refusal)
     if type(module) is nn.Sequential:
         return {"class": "torch.nn.Sequential", "layers": sequential_spec(module, where)}
+    if (tools := tooling(module)) and type(module).__module__ == "torch.nn.utils.parametrize":
+        raise CheckpointError(f"cannot save {where}: it is a {type(module).__name__} carrying {', '.join(tools)}, "
+                              f"which a model file does not rebuild; {ADVICE}")
     name = _torch_class(module)
     if name is not None:
         return {"class": f"torch.nn.{name}", "layer": layer_spec(module, where)}
@@ -207,10 +219,16 @@ def _describe(kind: str, shape: tuple | None) -> str:
 
 
 def _check_rebuilt(layer: nn.Module, spec: dict, where: str, bayesian: bool) -> None:
-    """Refuse ``layer`` unless the layer its ``spec`` builds (and ``bayesian``: bayesianizes) has its attributes
-    and tensors, and it has no hooks."""
+    """Refuse ``layer`` unless it has no hooks (checked first and named: a hook-based ``spectral_norm``,
+    ``weight_norm`` or pruning, :mod:`hybridpgm.serialization_tooling`) and the layer its ``spec`` builds (and
+    ``bayesian``: bayesianizes) has its attributes and tensors."""
     rebuilt = build_layer(spec, where, device="meta")  # allocates nothing
     name, args = spec["layer"], ", ".join(f"{k}={v!r}" for k, v in spec["args"].items())
+    # first: a hook-based norm or pruning also turns the weight into a plain attribute, which the hook recomputes
+    for hooks, kind in HOOK_KINDS.items():
+        if getattr(layer, hooks, None):
+            raise CheckpointError(f"cannot save {where}: the {name} has {kind}s ({', '.join(tooling(layer))}), which "
+                                  f"a model file does not hold; {ADVICE}")
     have, want = _public(layer), _public(rebuilt)
     for option in sorted(set(have) | set(want)):
         a, b = have.get(option, "<absent>"), want.get(option, "<absent>")
@@ -229,10 +247,6 @@ def _check_rebuilt(layer: nn.Module, spec: dict, where: str, bayesian: bool) -> 
             raise CheckpointError(f"cannot save {where}: its {tensor} is {_describe(*a)}, but the options saved for "
                                   f"it, {name}({args}), give {_describe(*b)}; a model file could not rebuild this "
                                   "layer")
-    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-        if getattr(layer, hooks, None):
-            raise CheckpointError(f"cannot save {where}: the {name} has {hooks.strip('_').replace('_', ' ')}, "
-                                  "which a model file does not hold")
     if layer._modules:
         raise CheckpointError(f"cannot save {where}: the {name} holds sub-modules {list(layer._modules)}, which "
                               "a model file does not rebuild")

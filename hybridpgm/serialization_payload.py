@@ -21,7 +21,7 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 
-__all__ = ["REQUIRED", "check_module_entry", "check_payload", "in_file", "rebuild_error"]
+__all__ = ["REQUIRED", "check_module_entry", "check_payload", "cpu_tensors", "in_file", "rebuild_error"]
 
 #: the entries every model file holds, and the type of each
 REQUIRED = {"model": dict, "tensors": dict, "state_dict": dict, "meta": dict, "versions": dict}
@@ -94,3 +94,15 @@ def rebuild_error(error: Exception, name: str, path: Any) -> CheckpointError:
     by their type, since their own text (``'cpds'``) does not say what they are."""
     detail = f"{type(error).__name__} {error}" if isinstance(error, (LookupError, RecursionError)) else str(error)
     return CheckpointError(f"cannot rebuild {name} from {str(path)!r}: {detail}")
+
+
+def cpu_tensors(value: Any) -> Any:
+    """``value`` (a state-dict entry: a tensor, or a module's extra state) with each tensor, alone or in its lists,
+    tuples and dicts, detached and on the CPU, as :func:`~hybridpgm.serialization.save` writes it."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if type(value) in (list, tuple):
+        return type(value)(cpu_tensors(v) for v in value)
+    if type(value) is dict:
+        return {k: cpu_tensors(v) for k, v in value.items()}
+    return value

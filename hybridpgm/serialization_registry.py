@@ -31,6 +31,7 @@ from typing import Any, Callable
 from hybridpgm.errors import CheckpointError
 from hybridpgm.keyword_alias import as_keywords
 from hybridpgm.serialization_specs import BUILTIN_SPECS
+from hybridpgm.serialization_structure import record_built
 
 __all__ = ["MODEL_MODULES", "constructor_call", "record_argument", "register_spec", "serializable"]
 
@@ -61,7 +62,9 @@ def serializable(cls: type) -> type:
 
     Only instances of exactly ``cls`` are recorded (a subclass calling
     ``super().__init__`` keeps its own arguments), so decorate every class
-    that should be loadable.
+    that should be loadable.  The names of the instance's parameters, buffers and hooks are recorded too
+    (:func:`~hybridpgm.serialization_structure.record_built`): ``save`` refuses a model changed after
+    construction in a way its file would not rebuild.
 
     :param cls: the :class:`~torch.nn.Module` subclass to register (its ``__init__`` is wrapped).
     :returns: ``cls`` itself.
@@ -86,6 +89,7 @@ def serializable(cls: type) -> type:
                 else:
                     arguments[name] = value
             object.__setattr__(self, _SPEC_ATTR, arguments)
+            record_built(self)  # what save compares the model with (serialization_structure)
 
     cls.__init__ = __init__
     _REGISTRY[_qualname(cls)] = cls

@@ -1,0 +1,151 @@
+"""Whether a model file would rebuild the model as it is: its structure now against the structure its constructors
+make, compared by :func:`~hybridpgm.serialization.save` before it writes anything.
+
+:func:`~hybridpgm.serialization.load` rebuilds a model by calling its constructors with the arguments they were
+given, then loads the weights into what they built.  A change made to the model after construction is not in the
+file: a parametrization (``torch.nn.utils.parametrizations.spectral_norm(model.net[0])``), the hook-based
+``spectral_norm`` or ``weight_norm``, pruning, or a parameter or buffer registered later renames or adds
+state-dict entries (``net.0.parametrizations.weight.original`` where the constructor makes ``net.0.weight``), and
+the file would not load; a hook (``register_forward_hook``) would be dropped, and the loaded model would compute
+something else.  So ``save`` refuses such a model (:func:`check_rebuilds`), naming the entries, the hooks and what
+torch tool made them (:mod:`hybridpgm.serialization_tooling`).
+
+The comparison costs nothing for a model that was not changed: :func:`~hybridpgm.serialization.serializable`
+records the :class:`Structure` of each instance when its constructor returns (:func:`record_built`), and a model
+whose recorded modules still have that structure, and whose other modules (a graph's, built by ``add`` calls
+that its file records) carry no hook and no parametrization (:func:`unchanged_since_built`), is not rebuilt.
+Otherwise the model is rebuilt from the data ``save`` is about to write, on the CPU, its random initialisation
+inside :func:`~hybridpgm.rng_scope.restoring_global_rngs` (the caller's streams do not move), and compared with
+it: a change the file does carry (an option assigned later, a layer appended to an ``nn.Sequential`` argument)
+passes.  That rebuild takes as long, and as much memory, as the model's construction.  A parameter or buffer
+registered by hand on a module outside the recorded ones (on a :class:`~hybridpgm.graphs.MarkovNet` itself) is
+not seen: such a file is refused by :func:`~hybridpgm.serialization.load`, naming the entry.
+
+A structure is compared by names only, not shapes (an argument saved at its current value, a GP's training
+data, may change a shape as load will); a hook the constructor made and the model no longer has (an
+``nn.LazyLinear``'s, removed by its first forward pass) is not refused, since the rebuilt model drops it as well.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from hybridpgm.checks import shown_items
+from hybridpgm.errors import CheckpointError
+from hybridpgm.rng_scope import restoring_global_rngs
+from hybridpgm.serialization_compiled import plain_names
+from hybridpgm.serialization_tooling import ADVICE, hooks, tooling
+
+__all__ = ["Structure", "check_rebuilds", "record_built", "structure", "unchanged_since_built"]
+
+#: the attribute (in the instance's ``__dict__``) that holds the :class:`Structure` its constructor made
+_BUILT = "_hybridpgm_built"
+
+
+class Structure(NamedTuple):
+    """The names a model file depends on: what a module's state dict holds and which hooks it runs."""
+
+    #: the state-dict names of its parameters and persistent buffers (as the plain model names them, without the
+    #: ``_orig_mod`` of a :func:`torch.compile` wrapper)
+    keys: frozenset
+    #: ``(module path, hook kind, hook name) -> count`` of the hooks of it and its sub-modules
+    hooks: Counter
+
+
+def structure(module: nn.Module) -> Structure:
+    """The :class:`Structure` of ``module`` now (every name under which it holds a module, a shared one too)."""
+    plain = plain_names(module)
+    keys, found = set(), Counter()
+    for path, sub in module.named_modules(remove_duplicate=False):
+        prefix = f"{path}." if path else ""
+        keys.update(plain(prefix + name) for name, p in sub._parameters.items() if p is not None)
+        keys.update(plain(prefix + name) for name, b in sub._buffers.items()
+                    if b is not None and name not in sub._non_persistent_buffers_set)
+        found.update((plain(path), kind, name) for kind, name in hooks(sub))
+    return Structure(frozenset(keys), found)
+
+
+def record_built(module: nn.Module) -> None:
+    """Record the :class:`Structure` of ``module`` as its constructor made it (called when the constructor of a
+    :func:`~hybridpgm.serialization.serializable` class returns; kept by :func:`copy.deepcopy`)."""
+    object.__setattr__(module, _BUILT, structure(module))
+
+
+def _tooled(module: nn.Module) -> bool:
+    """Whether ``module`` itself (not a sub-module) has a hook or a parametrization."""
+    return bool(hooks(module)) or type(module).__module__ == "torch.nn.utils.parametrize"
+
+
+def unchanged_since_built(model: nn.Module) -> bool:
+    """Whether each module of ``model`` whose constructor recorded its structure (:func:`record_built`) still has
+    that structure, and no module outside those has a hook or a parametrization (the parameters and buffers there
+    are what a graph's ``add`` calls made, which its file records, or the layers of an ``nn.Sequential``, which
+    :mod:`hybridpgm.serialization_layers` compares)."""
+    pending, checked = [(model, False)], set()
+    while pending:
+        module, covered = pending.pop()
+        record = module.__dict__.get(_BUILT)
+        if isinstance(record, Structure):
+            if id(module) not in checked:
+                checked.add(id(module))
+                if structure(module) != record:
+                    return False
+            covered = True
+        elif not covered and _tooled(module):
+            return False
+        pending.extend((child, covered) for child in module._modules.values() if child is not None)
+    return True
+
+
+def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str) -> None:
+    """Refuse ``model`` when the module its model file would rebuild differs from it in the names of its
+    parameters and persistent buffers, or lacks hooks it has.
+
+    :param model: the model to save (a :func:`torch.compile` wrapper already taken off).
+    :param rebuild: builds the module from the data the file will hold (called only when
+        :func:`unchanged_since_built` cannot tell; inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`,
+        its warnings, which :func:`~hybridpgm.serialization.load` gives, ignored here).
+    :param what: the model and the file, for messages (``"MLPDiscriminator to 'd.pt'"``).
+    :raises CheckpointError: naming the entries the rebuilt module lacks and those it has instead, the hooks it
+        lacks, and the torch tools (parametrization, hook-based norm, pruning) found where they differ, with
+        the way out; or the constructor's own exception, when the data would not rebuild the model at all.
+    """
+    if unchanged_since_built(model):
+        return
+    try:
+        with restoring_global_rngs([torch.device("cpu")]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rebuilt = rebuild()
+    except CheckpointError:
+        raise
+    except Exception as error:  # the constructors refused the arguments the file would hold
+        raise CheckpointError(f"cannot save {what}: a model file rebuilds it by calling its constructors with "
+                              f"the arguments they were given, and they raise {type(error).__name__}: {error}") \
+            from error
+    now, then = structure(model), structure(rebuilt)
+    extra, missing = sorted(now.keys - then.keys), sorted(then.keys - now.keys)
+    dropped = sorted((now.hooks - then.hooks).elements())
+    if not (extra or missing or dropped):
+        return
+    parts = []
+    if extra:
+        parts.append(f"it holds {shown_items(extra, 6)}, which the rebuilt model does not have")
+    if missing:
+        parts.append(f"the rebuilt model has {shown_items(missing, 6)}, which it does not hold")
+    if dropped:
+        shown = shown_items([f"a {kind} {name} on {path or 'the model'}" for path, kind, name in dropped], 4, quote=str)
+        parts.append(f"it runs {shown}, which a model file does not hold (the loaded model would compute "
+                     "something else)")
+    paths = {path for path, _, _ in dropped} | {key.rpartition(".")[0] for key in extra + missing}
+    found = [f"{path or 'the model'}: {', '.join(tools)}" for path, sub in model.named_modules()
+             if (tools := tooling(sub)) and any(p == path or p.startswith(f"{path}.") for p in paths)]
+    cause = (f"Changed after construction: {'; '.join(found)}" if found else
+             "Changed after construction (a parametrization, pruning or a weight or spectral norm applied, a "
+             "parameter, buffer, layer or hook added or removed)")
+    raise CheckpointError(f"cannot save {what}: a model file rebuilds it by calling its constructors with the "
+                          f"arguments they were given, and {'; '.join(parts)}.  {cause}; {ADVICE}")

@@ -1,0 +1,132 @@
+"""A model changed after construction in a way its constructors would not make again (a parametrization, a
+hook-based norm, pruning, a hook) is refused by save, which writes nothing; a change the file carries is not
+(hybridpgm/serialization_structure.py).  Before, save wrote such a file and load failed on it ("Missing key(s)
+net.0.weight ... Unexpected key(s) net.0.parametrizations.weight.original"), or, for a hook, loaded a model that
+computed something else (outputs 0.68 apart)."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.utils.prune  # noqa: F401 (torch.nn.utils.prune.l1_unstructured)
+from torch import nn
+from torch.nn.utils import parametrizations
+
+import hybridpgm
+from hybridpgm.errors import CheckpointError
+from hybridpgm.generative.gan import MLPDiscriminator
+from hybridpgm.graphs import MarkovNet
+from hybridpgm.serialization import serializable
+
+AFTER = {  # a change torch's tools make to a layer, and the words that name it
+    "parametrize": (lambda m: parametrizations.spectral_norm(m), r"spectral_norm \(torch.nn.utils.parametrizations\)"),
+    "weight-norm": (lambda m: parametrizations.weight_norm(m), r"weight_norm \(torch.nn.utils.parametrizations\)"),
+    "hook": (lambda m: nn.utils.spectral_norm(m), r"hook-based spectral_norm \(torch.nn.utils.spectral_norm\)"),
+    "prune": (lambda m: torch.nn.utils.prune.l1_unstructured(m, "weight", 0.5),
+              r"pruning \(L1Unstructured, torch.nn.utils.prune\)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(AFTER))
+def test_a_layer_changed_after_construction_is_refused_at_save_not_at_load(kind, tmp_path):
+    apply, tool = AFTER[kind]
+    net = MLPDiscriminator((3,), hidden=(8,))
+    apply(net.net[0])
+    with pytest.raises(CheckpointError, match=r"cannot save MLPDiscriminator to .*d\.pt.*: .*'net\.0\.weight'.*"
+                                              r"Changed after construction: net\.0: .*" + tool + r".*serializable"):
+        hybridpgm.save(net, tmp_path / "d.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_forward_hook_added_after_construction_is_refused_not_dropped(tmp_path):
+    """The hook doubled the first layer's output; the loaded model, without it, gave outputs 0.68 away."""
+    net = MLPDiscriminator((3,), hidden=(8,))
+    net.net[0].register_forward_hook(lambda module, inputs, output: 2 * output)
+    with pytest.raises(CheckpointError, match=r"it runs a forward hook .*<lambda> on net\.0, which a model file "
+                                              r"does not hold"):
+        hybridpgm.save(net, tmp_path / "d.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_hook_on_a_graph_built_by_add_calls_is_refused(tmp_path):
+    """A MarkovNet records no constructor structure (its factors come from add_factor calls): a hook on it still
+    makes save rebuild it and compare."""
+    mrf = MarkovNet({"a": 2, "b": 2})
+    mrf.add_factor("ab", ["a", "b"], nn.Parameter(torch.randn(2, 2)))
+    mrf.register_forward_pre_hook(lambda module, inputs: None)
+    with pytest.raises(CheckpointError, match=r"forward pre-hook .*<lambda> on the model"):
+        hybridpgm.save(mrf, tmp_path / "m.pt")
+    assert not list(tmp_path.iterdir())
+
+
+@serializable
+class _Normed(nn.Module):
+    """Torch's tools applied by the constructor: a model file rebuilds them."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        first, last = nn.Linear(3, 8), nn.Linear(8, 1)
+        if kind == "prune":
+            torch.nn.utils.prune.l1_unstructured(first, "weight", 0.5)
+        else:
+            first = AFTER[kind][0](first)
+        self.net = nn.Sequential(first, nn.Tanh(), last)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+@pytest.mark.parametrize("kind", list(AFTER))
+def test_tools_applied_by_the_constructor_save_and_load_bit_for_bit(kind, tmp_path):
+    torch.manual_seed(0)
+    net = _Normed(kind)
+    x = torch.randn(5, 3)
+    for _ in range(3):  # a spectral norm's power iteration moves u in training mode
+        net(x)
+    net.eval()
+    hybridpgm.save(net, tmp_path / "n.pt")
+    back = hybridpgm.load(tmp_path / "n.pt")
+    assert back.state_dict().keys() == net.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), net.state_dict().values()))
+    assert torch.equal(back(x), net(x))
+
+
+@serializable
+class _Head(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_change_the_file_carries_is_saved_and_the_callers_streams_do_not_move(tmp_path):
+    """A layer appended to the nn.Sequential a model was given: the structure differs from the constructor's,
+    so save rebuilds the model from what it writes (its random initialisation inside a scope) and finds it
+    equal."""
+    head = _Head(nn.Sequential(nn.Linear(3, 4)))
+    head.body.append(nn.Tanh()).append(nn.Linear(4, 2))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    hybridpgm.save(head, tmp_path / "h.pt")
+    assert torch.equal(torch.get_rng_state(), before)
+    back = hybridpgm.load(tmp_path / "h.pt")
+    x = torch.randn(4, 3)
+    assert len(back.body) == 3 and torch.equal(back(x), head(x))
+
+
+def test_a_copy_and_a_loaded_model_keep_the_record(tmp_path):
+    """deepcopy (AveragedModel's copy of a network) keeps what the constructor made; so does a loaded model, which
+    saves again as it is, and a change to either is still refused."""
+    from hybridpgm.serialization_structure import unchanged_since_built
+
+    vae = hybridpgm.VAE(6, 2, [5])
+    hybridpgm.save(copy.deepcopy(vae), tmp_path / "v.pt")
+    back = hybridpgm.load(tmp_path / "v.pt")
+    assert unchanged_since_built(back) and unchanged_since_built(copy.deepcopy(vae))
+    twin = copy.deepcopy(back)
+    parametrizations.weight_norm(next(m for m in twin.modules() if isinstance(m, nn.Linear)))
+    assert not unchanged_since_built(twin)
+    with pytest.raises(CheckpointError, match=r"weight_norm \(torch.nn.utils.parametrizations\)"):
+        hybridpgm.save(twin, tmp_path / "w.pt")
