@@ -57,16 +57,13 @@ _T = TypeVar("_T")
 _PLAIN_TYPES = (torch.Tensor, nn.Parameter)
 #: the budget of the build under way in this context (``None``: no build), for :func:`constructed`
 _ACTIVE: ContextVar[BuildBudget | None] = ContextVar("hybridpgm_build_budget", default=None)
-
-
 _SEQUENCES = (tuple, list, torch.Size)
 
 
 def _numel(sizes: Any) -> int:
     """The elements of a tensor of ``sizes``: ints, one sequence of them (``(2, 3)``, ``((2, 3),)``) or one int.
 
-    :raises TypeError: ``sizes`` are not that (the rule gives up; the result is counted when it returns).
-    """
+    :raises TypeError: ``sizes`` are not that (the rule gives up; the result is counted when it returns)."""
     if not isinstance(sizes, _SEQUENCES):
         sizes = (sizes,)
     elif len(sizes) == 1 and isinstance(sizes[0], _SEQUENCES):
@@ -209,7 +206,8 @@ def _storage(tensor: torch.Tensor) -> torch.UntypedStorage | None:
 def _call_text(func: Callable, args: tuple, kwargs: dict) -> str:
     shown = [f"a tensor of shape {tuple(v.shape)} ({v.dtype})" if isinstance(v, torch.Tensor) else repr(v)[:60]
              for v in (*args, *kwargs.values())]
-    return f"{_function_name(func)}({', '.join(shown)})"
+    listed = shown[:len(args)] + [f"{k}={v}" for k, v in zip(kwargs, shown[len(args):])]
+    return f"{_function_name(func)}({', '.join(listed)})"
 
 
 def _function_name(func: Callable) -> str:
@@ -374,8 +372,13 @@ def build_within(budget: BuildBudget, build: Callable[[], _T], path: Any) -> _T:
     """``build()`` with ``budget`` the budget of its constructors (:func:`constructed`); a refusal ends it with a
     :class:`CheckpointError` naming the file ``path``, whatever the constructor that met it raised or did next.
 
-    :raises CheckpointError: the budget refused an allocation (``from`` what ``build`` raised, if anything).
+    :raises CheckpointError: the budget refused an allocation (``from`` what ``build`` raised, if anything), or
+        torch's function handling is disabled (``torch._C.DisableTorchFunction``: the budget would be off).
     """
+    if not torch._C._is_torch_function_enabled():
+        raise CheckpointError(f"refusing to load model file {str(path)!r} with torch's function handling disabled "
+                              "(inside torch._C.DisableTorchFunction): the bound on what the constructors it names "
+                              "may allocate needs it; load the file outside that context")
     token = _ACTIVE.set(budget)
     try:
         result = build()

@@ -261,3 +261,21 @@ def test_loading_imports_no_dynamo_and_a_refused_file_leaves_the_memory_as_it_wa
     refused, grown_kib, dynamo = json.loads(done.stdout.strip().splitlines()[-1])
     assert refused and not dynamo
     assert grown_kib < 100 * 1024  # KiB on Linux
+
+
+def test_a_load_with_torch_function_handling_disabled_is_refused_before_any_constructor(tmp_path):
+    """Review: under ``torch._C.DisableTorchFunction`` the budget's mode never runs, so a crafted file's
+    constructors allocated as before the bound; the load is refused there, before anything is built."""
+    path = tmp_path / "model.pt"
+    hybridpgm.save(hybridpgm.energy.RBM(6, 4), path)
+    with torch._C.DisableTorchFunction():
+        with pytest.raises(CheckpointError, match="function handling disabled"):
+            hybridpgm.load(path)
+    assert hybridpgm.load(path).weight.shape == (6, 4)  # outside it, as ever
+
+
+def test_a_refusal_names_the_keyword_arguments_of_the_call():
+    """Review: keyword arguments were shown without their names (``torch.empty((5000, 5000), None, None)``)."""
+    from hybridpgm.serialization_budget import _call_text
+    text = _call_text(torch.empty, ((5000, 5000),), {"device": None, "dtype": torch.float64})
+    assert text == "torch.empty((5000, 5000), device=None, dtype=torch.float64)"
