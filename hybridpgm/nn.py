@@ -174,7 +174,8 @@ class _RecomputeFromBefore:
     the forward runs) and leaves them as it found them.  A forward that reads a buffer and then updates it in
     place -- a batch norm's running statistics, spectral norm's power-iteration vector :math:`u` -- is so
     recomputed from the very values the forward pass read (the gradient is that of the same function), and
-    the buffers move once per call, not twice.  Costs one copy of the segment's buffers per call."""
+    the buffers move once per call, not twice.  Costs a copy of the segment's buffers at the call and two
+    at the recomputation."""
 
     def __init__(self, buffers: list[torch.Tensor]):
         self.buffers = buffers

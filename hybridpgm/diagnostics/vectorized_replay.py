@@ -215,7 +215,7 @@ def replay_stacked(model: Callable, draws: dict[str, torch.Tensor], sites: _Site
 def replay_parallel(model: Callable, draws: dict[str, torch.Tensor], sites: _Sites, model_trace, nesting: int,
                     num_draws: int, args: tuple,
                     kwargs: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Deprecated (removed in a future release, with a :class:`FutureWarning` when called): nothing in
+    """Deprecated (it warns with a :class:`FutureWarning` when called, and is removed after one release): nothing in
     hybridpgm calls it; call :func:`replay_stacked` and, where it gives ``None``,
     :func:`~hybridpgm.diagnostics.pointwise_log_lik.replay_draws` with ``-1 - nesting``, which is all it does.
 
@@ -231,8 +231,8 @@ def replay_parallel(model: Callable, draws: dict[str, torch.Tensor], sites: _Sit
         the plates).
     :returns: ``(values, log_lik)`` as :func:`replay_draws` gives them.
     """
-    warnings.warn("hybridpgm.diagnostics.vectorized_replay.replay_parallel is deprecated and will be removed in a "
-                  "future release: call replay_stacked(...) and, where it gives None, hybridpgm.diagnostics."
+    warnings.warn("hybridpgm.diagnostics.vectorized_replay.replay_parallel is deprecated and will be removed after "
+                  "one release: call replay_stacked(...) and, where it gives None, hybridpgm.diagnostics."
                   "pointwise_log_lik.replay_draws(model, draws, sites, model_trace, -1 - nesting, num_draws, args, "
                   "kwargs), which is all it does", FutureWarning, stacklevel=users_stacklevel())
     stacked = replay_stacked(model, draws, sites, model_trace, nesting, num_draws, args, kwargs)

@@ -85,9 +85,10 @@ def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_part
         raise ObjectiveError(
             f"the sleep phase needs a model with exactly one observed site (passed to the guide as its "
             f"first argument); found {observed}" + (
-                f", in the sequential plate(s) {loops} (for i in pyro.plate(...), a site per iteration): the sleep "
-                "phase needs the data plate vectorized (with pyro.plate(...):); the wake phases weigh a sequential "
-                "data plate (RWS with sleep_phi=False)" if loops else "")
+                f", one per iteration of the sequential plate(s) {loops} (for i in pyro.plate(...)): the sleep "
+                "phase passes one observed value to the guide, so it needs the observations in one site (a "
+                "vectorized plate, with pyro.plate(...):); the wake phases take such a program (RWS with "
+                "sleep_phi=False)" if loops else "")
         )
     dream = model_trace.nodes[observed[0]]["value"]
     guide_args = (dream,) + tuple(args[1:])

@@ -1,5 +1,5 @@
 """from_mcmc's opt-in stacked replay, ``parallel=True`` (hybridpgm/diagnostics/sampler_data.py,
-vectorized_replay.replay_parallel).
+vectorized_replay.replay_stacked).
 
 Before, from_mcmc replayed the model once per draw for the log-likelihood (C * D model runs; 0.8 s for 1,000
 draws of a two-latent, 200-point model against 9 ms stacked) and had no ``parallel`` option."""

@@ -154,6 +154,6 @@ def test_the_sleep_phase_refuses_a_sequential_data_plate_naming_it():
 
     x = torch.randn(3)
     ReweightedWakeSleepELBO(3).loss(model, guide, x)  # the wake phases weigh it
-    with pytest.raises(ObjectiveError, match=r"found \['x_0', 'x_1', 'x_2'\], in the sequential plate\(s\) "
-                                             r"\['data'\] .*the sleep phase needs the data plate vectorized"):
+    with pytest.raises(ObjectiveError, match=r"found \['x_0', 'x_1', 'x_2'\], one per iteration of the sequential "
+                                             r"plate\(s\) \['data'\] .*needs the observations in one site"):
         ReweightedWakeSleepELBO(3, sleep_phi=True).differentiable_loss(model, guide, x)
