@@ -249,8 +249,20 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
 
     # ----------------------------------------------------------------- Pyro
     def model(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Pyro model: :math:`u \\sim p(u)`, :math:`f \\mid u`, ``y ~ likelihood(f)``
+        """Pyro model: :math:`u \\sim p(u)`, ``f`` (masked, see below), ``y ~ likelihood(f)``
         under a data plate scaled by :math:`N / B`.
+
+        **An ELBO pair with** :meth:`guide`, **not a joint density** for MCMC or importance sampling.  As in
+        GPyTorch's ``pyro_model``, ``f`` is drawn from the prior marginals :math:`\\mathcal N(m_i, K_{ii})` with its
+        log-density masked out, and ``u`` does not enter ``f``: the trace's density is
+        :math:`p(u) \\prod_i p(y_i \\mid f_i)`, right only inside an ELBO with :meth:`guide` (``objective()``,
+        :class:`~pyro.infer.SVI`) and for ``Predictive(gp.model, guide=gp.guide)``.  ``MCMC(NUTS(gp.model))``
+        samples the likelihood alone, no GP prior (for a Gaussian likelihood on all the data,
+        :math:`f_i \\sim \\mathcal N(y_i, \\sigma^2)`), and
+        ``Importance(gp.model, ...)`` weights are not those of :math:`p(f, u \\mid y)`.  For the exact posterior of
+        ``f`` under a Gaussian likelihood use :class:`~hybridpgm.gp.DeepKernelGP` (closed form); for MCMC over a
+        GP write ``f`` as one site of the joint prior, ``pyro.sample("f", MultivariateNormal(m, K))`` with ``m``,
+        ``K`` from ``mean_module``/``covar_module`` of :meth:`features`, then ``pyro.sample("y", ..., obs=y)``.
 
         :param x: inputs ``B x ...`` (see :meth:`features`).
         :param y: targets ``B`` (``None`` samples them) in the model's dtype (that of the inducing points); ``bool``
@@ -270,6 +282,9 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """Pyro guide: :math:`u \\sim q(u)` and :math:`f \\sim q(f)`.
+
+        Half of an ELBO pair with :meth:`model` (neither is a joint density on its own: see :meth:`model`): ``f``
+        is drawn from the marginals of :math:`q(f)`, its log-density masked out, as in GPyTorch's ``pyro_guide``.
 
         :param x: inputs ``B x ...`` (see :meth:`features`).
         :param y: targets ``B``, as :meth:`model` takes them.

@@ -41,16 +41,35 @@ _SCORING: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_bn_sc
 class _Enumerated(Messenger):
     """Records the sample sites that Pyro's enumeration (``EnumMessenger``) gave every value of their support: the
     site has an enumeration dim and its value spans it (a value replayed from a guide or conditioned, as under
-    Gibbs, is one draw per row and is not recorded).  Entered by :meth:`BayesNet.model` around its plate."""
+    Gibbs, is one draw per row and is not recorded).  Entered by :meth:`BayesNet.model` around its plate.
+
+    It also runs the checks of impossible rows that :meth:`BayesNetChecks._check_possible` leaves in ``pending``
+    (site name -> check), once the site's message has passed every handler: its ``msg["mask"]`` is then the one
+    Pyro scores the site with (the model's own ``obs_mask`` and the masks of the caller's
+    :func:`pyro.poutine.mask`, ANDed; not those outside a :func:`pyro.poutine.block` that hides the site).  Sites
+    are known by the names the model gave them, read before the caller's handlers (``poutine.scope``) rename them.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.names: set[str] = set()
+        self.pending: dict = {}
+        self._site: tuple = (None, None)  # (the message being processed, its name as the model gave it)
+
+    def _pyro_sample(self, msg) -> None:
+        self._site = (msg, msg["name"])  # the inner handlers (the plate, the obs_mask's mask) rename nothing
 
     def _pyro_post_sample(self, msg) -> None:
+        site, name = self._site
+        self._site = (None, None)
+        if site is not msg:
+            name = msg["name"]
         dim = msg["infer"].get("_enumerate_dim")
         if dim is not None and not msg["is_observed"] and msg["value"].dim() >= -dim:
-            self.names.add(msg["name"])
+            self.names.add(name)
+        check = self.pending.pop(name, None)
+        if check is not None:
+            check(msg["mask"])
 
 
 class BayesNetChecks:
@@ -113,6 +132,12 @@ class BayesNetChecks:
         distribution, already built, and is deferred inside :func:`hybridpgm.fit`'s step
         (:func:`~hybridpgm.train.deferred_checks.check_or_defer`): no extra host read.
 
+        Rows that the site's mask leaves out are not judged: the check is left in ``enumerated.pending`` and made
+        when the site's message has passed Pyro's handlers (:class:`_Enumerated`), on the rows its
+        ``msg["mask"]`` keeps (``poutine.mask(bn.model, mask=keep)`` over padding rows of probability 0 gives the
+        loss of the kept rows, as a hand-written model does); a mask with dims besides the rows' keeps a row
+        where it keeps any of its entries.
+
         :param seen: ``[N]`` where ``v`` is observed (``None``: every row).
         :param observed: :meth:`_observed_columns` of the data (whose masks say where the parents are observed).
         :param enumerated: :meth:`_zero_checks`' recorder (``None``: no check).
@@ -120,10 +145,12 @@ class BayesNetChecks:
         :raises DataError: naming the rows, the node and the missing parents involved; inside
             :func:`hybridpgm.fit` the rows are numbered within the micro-batch (or rank shard) that the message
             names with its step (:func:`~hybridpgm.data.validation.describe_origin`, read when the check is made,
-            since a deferred error is built after the step) and, under several ranks, the rank.
+            since a deferred error is built after the step) and, under several ranks, the rank; outside it, within
+            the data given to the model.
         """
         if enumerated is None or not self.cpds[v]._has_zero():
             return
+        site = prefix + v if seen is None else f"{prefix}{v}_observed"  # the site bn.model samples v's rows at
         open_parents = []  # missing in some rows and enumerated: every completion is tried
         for p in self.cpds[v].discrete_parents:
             parent_seen = observed.get(p, (None, False))[1]
@@ -145,23 +172,29 @@ class BayesNetChecks:
                 and torch.distributed.get_world_size() > 1:  # fit's ranks: each holds a shard of the batch
             origin += (f", the shard of rank {torch.distributed.get_rank()} of "
                        f"{torch.distributed.get_world_size()}")
-        numbered = f" ({origin}; rows numbered from 0 within it)" if origin else " (of the batch, inside fit)"
+        numbered = f" ({origin}; rows numbered from 0 within it)" if origin else ""
 
-        def error():
-            rows = impossible.nonzero().flatten().tolist()
-            shown = rows[:10] + (["..."] if len(rows) > 10 else [])
-            plural = len(rows) > 1
-            flagged = torch.zeros_like(impossible)
-            flagged[rows] = True
-            missing = [p for p, m in open_parents if m is False or bool((flagged & ~m).any())]
-            given = (f"given its observed parents' values and whatever the values of its missing parent"
-                     f"{'s' if len(missing) > 1 else ''} {missing}" if missing else "given its parents' values")
-            return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data{numbered} "
-                             f"{'are' if plural else 'is'} impossible under the model: node '{v}' is "
-                             f"observed in a state of probability 0 (a structural zero of its table) {given} in "
-                             f"that row, so the likelihood is 0 and the loss +inf; fix or drop the "
-                             f"row{'s' if len(rows) > 1 else ''}, or give that table entry a non-zero probability")
-        check_or_defer(~impossible.any(), error)
+        def check(mask) -> None:  # called with the site's msg["mask"] (_Enumerated)
+            kept = _kept(impossible, mask)
+            if kept is None:
+                return
+
+            def error():
+                rows = kept.nonzero().flatten().tolist()
+                shown = rows[:10] + (["..."] if len(rows) > 10 else [])
+                plural = len(rows) > 1
+                flagged = torch.zeros_like(kept)
+                flagged[rows] = True
+                missing = [p for p, m in open_parents if m is False or bool((flagged & ~m).any())]
+                given = (f"given its observed parents' values and whatever the values of its missing parent"
+                         f"{'s' if len(missing) > 1 else ''} {missing}" if missing else "given its parents' values")
+                return DataError(f"BayesNet.model: row{'s' if plural else ''} {shown} of the data{numbered} "
+                                 f"{'are' if plural else 'is'} impossible under the model: node '{v}' is "
+                                 f"observed in a state of probability 0 (a structural zero of its table) {given} in "
+                                 f"that row, so the likelihood is 0 and the loss +inf; fix or drop the "
+                                 f"row{'s' if plural else ''}, or give that table entry a non-zero probability")
+            check_or_defer(~kept.any(), error)
+        enumerated.pending[site] = check
 
     def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:
         """The rows of ``data`` whose likelihood under the network is 0 (or NaN), with their observed values:
@@ -246,6 +279,26 @@ class BayesNetChecks:
                 f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
                 f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
                 f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")
+
+
+def _kept(impossible: torch.Tensor, mask) -> torch.Tensor | None:
+    """The ``[N]`` flags of impossible rows that a site's Pyro ``mask`` keeps: ``impossible`` itself for no mask
+    (``None``, ``True``), ``None`` (nothing to check) for ``False``; a tensor mask is ANDed, reduced by ``any``
+    over its dims besides the rows' (its last, of size ``N`` or 1).  A tensor that does not broadcast to the rows
+    is not read (Pyro refuses it when it scores the site)."""
+    if mask is None or mask is True:
+        return impossible
+    if mask is False:
+        return None
+    if mask.dim() > 1:
+        try:
+            shape = torch.broadcast_shapes(mask.shape, impossible.shape)
+        except RuntimeError:
+            return impossible
+        mask = mask.expand(shape).reshape(-1, shape[-1]).any(0)
+    elif mask.dim() == 1 and mask.shape[0] not in (1, impossible.shape[0]):
+        return impossible
+    return impossible & mask
 
 
 def _rows_named(rows: list[int]) -> str:

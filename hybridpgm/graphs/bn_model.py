@@ -72,7 +72,11 @@ class BayesNetModel:
             there is a single context name).
         :param int num_samples: the rows ``N`` of the plate when neither ``data`` nor ``inputs`` have rows
             (:meth:`sample` passes it with ``data=None``); ``None`` (the default): 1; 0 is refused
-            (:class:`DataError`).  Ignored where the data or the context inputs give the rows.
+            (:class:`DataError`).  Ignored where the data or the context inputs give the rows.  ``MCMC.run`` keeps
+            a keyword of this name for itself (``mcmc.run(None, num_samples=2)`` is Pyro's ``TypeError``: got
+            multiple values for argument 'num_samples'): bind it to the model instead,
+            ``NUTS(poutine.condition(functools.partial(bn.model, num_samples=2), data=...))``, then
+            ``mcmc.run(None)``.
         :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
         :param str prefix: prepended to the name of every sample site and of the plate (``prefix + "data"``,
             ``prefix + "<node>"``, ...), so that two networks, even with the same node names, can share one Pyro
@@ -83,8 +87,9 @@ class BayesNetModel:
         :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
             ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
             probability 0 given its parents' observed values and, under enumeration, whatever the values of its
-            missing parents (a structural zero; checked under Pyro's validation, naming the rows and the nodes),
-            a value outside a node's states, a continuous node with a missing entry, or continuous data (a
+            missing parents (a structural zero; checked under Pyro's validation, naming the rows and the nodes;
+            rows that an enclosing :func:`pyro.poutine.mask` masks out are not judged), a value outside a node's
+            states, a continuous node with a missing entry, or continuous data (a
             continuous node's column, a context input) of a floating dtype of higher precision than the network's:
             float64 data for a float32 network is refused, not rounded
             (the message names the column and both dtypes; convert the data, or the network with ``.to``).

@@ -324,6 +324,15 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         may carry the enclosing particle plate's dims in front of its rows (``[S, N, d]``: tables and
         :math:`\\log Z` per particle and row).
 
+        **Not a generator.**  A variable's site is a uniform placeholder (``Categorical(logits=0)``), the MRF
+        being in the factor sites, which only enumeration (:class:`~pyro.infer.TraceEnum_ELBO`,
+        :func:`~pyro.infer.infer_discrete`) or importance weights (:class:`~pyro.infer.Importance`) take in; a plain run
+        draws each latent variable uniformly, so ``pyro.infer.Predictive(mrf.model)`` gives uniform states, not
+        the MRF's (with ``values`` too: the rest uniform, not given them).  To sample, use :meth:`sample`
+        (``evidence=`` for conditionals), ``infer_discrete(program, first_available_dim=-2, temperature=1)`` over
+        this model inside a plate of draws, or ``Predictive`` over ``pyro.sample(name, mrf.distribution())``
+        (one site of the joint state, exact draws; see :meth:`distribution`).
+
         :param values: ``name -> states`` of the observed variables (integer tensors, or float tensors of whole
             states; a value ``None`` leaves the variable latent).
         :param context: passed to the neural potentials (see :meth:`tables`).

@@ -6,6 +6,7 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
+from pyro.contrib.autoname import scope
 from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO
 
 import hybridpgm
@@ -159,3 +160,60 @@ def test_an_impossible_row_under_accumulation_names_the_step_and_the_micro_batch
         "rows numbered from 0 within it) is impossible under the model: node 'b'"), str(caught.value)
     with pytest.raises(DataError, match=r"row \[4\] of the data \(training data, step 0, player 'elbo'; rows"):
         hybridpgm.fit(objective, data, **{**FIT, "batch_size": 8}, max_steps=1)
+
+
+def _masked_loss(bn, data, keep):
+    return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(poutine.mask(bn.model, mask=keep), bn.guide, data)
+
+
+def test_rows_masked_out_by_the_callers_poutine_mask_are_not_judged():
+    """Before, ``poutine.mask(bn.model, mask=[True, True, False])`` over a padding row of probability 0 raised
+    "row [2] ... is impossible under the model", where a hand-written Pyro model (and this one, validation off)
+    gives the loss of the kept rows, -(log 0.5 + log 0.35) = 1.7430."""
+    bn = _ab(b=((1.0, 0.0), (0.3, 0.7)))
+    data = torch.tensor([[0, 0], [1, 1], [0, 1]])  # row 2: b = 1 given a = 0, probability 0
+    keep = torch.tensor([True, True, False])
+    expected = -(torch.tensor(0.5).log() + torch.tensor(0.5 * 0.7).log())
+    assert torch.allclose(_masked_loss(bn, data, keep), expected)
+    # a column with missing entries (the "<node>_observed" site, under the model's own obs_mask): row 3 sums b out
+    holed = torch.tensor([[0, 0], [1, 1], [0, 1], [1, -1]])
+    keep4 = torch.tensor([True, True, False, True])
+    assert torch.allclose(_masked_loss(bn, holed, keep4), expected - torch.tensor(0.5).log())
+    # a row impossible for every value of a missing, enumerated parent (c = 1 given a = 0, b = ?), masked out
+    abc = _abc()
+    rows = torch.tensor([[1, 0, 1], [0, -1, 1]])
+    assert torch.isfinite(_masked_loss(abc, rows, torch.tensor([True, False])))
+    with pytest.raises(DataError, match=r"row \[1\] of the data is impossible .* node 'c'"):
+        _masked_loss(abc, rows, torch.tensor([True, True]))
+    # sites renamed by the caller's handlers (pyro.contrib.autoname.scope) are known by the model's names
+    scoped = TraceEnum_ELBO(max_plate_nesting=1)
+    guide = scope(abc.guide, prefix="s")
+    model = scope(poutine.mask(abc.model, mask=torch.tensor([True, False])), prefix="s")
+    assert torch.allclose(scoped.differentiable_loss(model, guide, rows), -torch.tensor(0.125).log())
+    with pytest.raises(DataError, match=r"row \[1\] of the data is impossible .* node 'c'"):
+        scoped.differentiable_loss(scope(abc.model, prefix="s"), guide, rows)
+    # the kept rows are still judged: a mask keeping row 2 (or nothing masking it) refuses it
+    with pytest.raises(DataError, match=r"row \[2\] of the data is impossible .* node 'b'"):
+        _masked_loss(bn, data, torch.tensor([False, True, True]))
+    # a mask with a dim besides the rows' (a vectorized particle plate): a row counts where any entry keeps it
+    def particles(keep2):
+        def program(rows):
+            with pyro.plate("particles", 2, dim=-2), poutine.mask(mask=keep2):
+                bn.model(rows)
+        return program
+
+    elbo = TraceEnum_ELBO(max_plate_nesting=2)
+    assert torch.allclose(elbo.differentiable_loss(particles(keep.expand(2, 3)), lambda rows: None, data),
+                          2 * expected)
+    with pytest.raises(DataError, match=r"row \[2\] of the data is impossible"):
+        elbo.differentiable_loss(particles(torch.stack([keep, torch.ones(3, dtype=torch.bool)])), lambda rows: None,
+                                 data)
+
+
+def test_an_impossible_row_outside_fit_is_numbered_within_the_data_given():
+    """Outside fit the message said "row [2] of the data (of the batch, inside fit)"."""
+    bn = _ab(b=((1.0, 0.0), (0.5, 0.5)))
+    with pytest.raises(DataError) as caught:
+        _loss(bn, torch.tensor([[0, 0], [1, 1], [0, 1]]))
+    assert str(caught.value).startswith("BayesNet.model: row [2] of the data is impossible under the model: node "
+                                        "'b' is observed in a state of probability 0"), str(caught.value)
