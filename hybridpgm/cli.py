@@ -14,9 +14,10 @@ too large to allocate (``--hidden``, ``--num-samples``): the allocator's
 error, in one line, instead of its traceback.
 
 ``evaluate RUN`` scores with the counts the run recorded (``--ais-steps``,
-``--eval-samples`` ...), ``sample RUN`` a DBN's or DBM's ``--gibbs-steps``; one
-read from the file above its cap is refused unless passed on the command line,
-which also sets a count (:mod:`hybridpgm.recipes.run_counts`).
+``--eval-samples`` ...) on the test set drawn again from its recorded sizes
+(``--num-data``, ``--num-test`` ...), ``sample RUN`` a DBN's or DBM's
+``--gibbs-steps``; one read from the file above its cap is refused unless passed
+on the command line, which also sets a count (:mod:`hybridpgm.recipes.run_counts`).
 
 ``evaluate|sample RUN --output FILE`` is checked before any work: a folder, a
 missing folder, and a FIFO, symbolic link or device node (which hybridpgm would

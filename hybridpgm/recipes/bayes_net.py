@@ -205,7 +205,9 @@ def _as_trained(truth: BayesNet, learned: BayesNet, network: str) -> BayesNet:
 
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """``hybridpgm evaluate RUN``: regenerate the held-out rows from the run's seed and score again (the true
-    network from ``--network`` where given, checked to have the trained network's structure).
+    network from ``--network`` where given, checked to have the trained network's structure; ``--num-data``
+    training rows drawn, then ``--num-test`` held out: the run's, capped or passed,
+    :mod:`~hybridpgm.recipes.run_counts`).
 
     :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
     :param run_dir: the run folder ``RUN``.

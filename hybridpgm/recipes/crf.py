@@ -21,6 +21,7 @@ import torch
 from hybridpgm.diagnostics import plot_loss_curves
 from hybridpgm.diagnostics.plots import plot_sequence_marginals
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
+from hybridpgm.errors import ConfigError
 from hybridpgm.infer.crf_likelihood import CRFLikelihood, token_accuracy
 from hybridpgm.recipes.common import (add_common_arguments, machine_description, positive_int, prepare_output,
                                       recipe_config, save_model, train, write_evaluation, write_metrics)
@@ -114,12 +115,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+def _check_sizes(tagger: CRFTagger, meta: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a run whose recorded ``--num-symbols``/``--num-labels`` are not its tagger's: they size the HMM
+    drawn (``L x L`` and ``L x V`` tables), and a model file can come from elsewhere.
+
+    :raises ConfigError: naming the run, the recorded value and the tagger's.
+    """
+    for name, size in (("num_symbols", tagger.embed.num_embeddings), ("num_labels", tagger.out.out_features)):
+        value = meta.get(name)
+        if type(value) is not int or value != size:
+            raise ConfigError(f"the run {str(run_dir)!r} records {name} {value!r}, but its tagger has {size}; "
+                              "its model.pt was changed or written elsewhere")
+
+
 def evaluate(saved, run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger.
+    """``hybridpgm evaluate RUN``: regenerate the task from the run's seed and score the tagger (the task's
+    sizes are the run's, ``--num-train``, ``--num-test`` and ``--max-len`` capped or passed,
+    :mod:`~hybridpgm.recipes.run_counts`).
 
     :param saved: the run's :class:`~hybridpgm.serialization.SavedModel` (``RUN/model.pt``).
     :param run_dir: the run folder ``RUN``.
-    :param args: the parsed ``hybridpgm evaluate`` command line."""
+    :param args: the parsed ``hybridpgm evaluate`` command line.
+    :raises ConfigError: the recorded vocabulary or label count is not the tagger's."""
+    _check_sizes(saved.module, saved.meta, run_dir)
     hmm, _, test_set = _task(saved.meta)
     report = {"model": "crf", "dataset": "hmm", **_scores(saved.module, hmm, test_set)}
     write_evaluation(report, run_dir, args, units=_UNITS)

@@ -1,12 +1,16 @@
 """The compute counts ``hybridpgm evaluate RUN`` and ``hybridpgm sample RUN`` take from a run's ``model.pt``.
 
 A run records the counts its evaluation used (``--ais-chains``, ``--ais-steps``, ``--eval-samples``,
-``--classifier-steps``; ``--gibbs-steps`` for the samples of a DBN or DBM), and ``evaluate``/``sample`` use them
-again, so a run scores as it did when it was trained.  A model file can come from elsewhere (a downloaded run),
-and those counts decide how long the command takes: a count read from the file above its cap in :data:`CAPS` (ten
-times or more the recipe's default) is refused, one line naming the count, unless the user passes it on the
-command line (``evaluate RUN --ais-steps 200000``), which also sets a count below its cap.  A count given for a
-run whose recipe takes none (``--ais-steps`` for a VAE run) is refused too.
+``--classifier-steps``; ``--gibbs-steps`` for the samples of a DBN or DBM) and the sizes of the data an
+``evaluate`` draws again from the run's seed (a bayes-net run's ``--num-data`` and ``--num-test`` rows, a crf
+run's ``--num-train`` and ``--num-test`` sequences of at most ``--max-len`` tokens: the test set follows the
+training one in the same random stream, so both are drawn), and ``evaluate``/``sample`` use them again, so a run
+scores as it did when it was trained.  A model file can come from elsewhere (a downloaded run), and those counts
+decide how long the command takes: a count read from the file above its cap in :data:`CAPS` (at least ten times
+every recipe's default for it) is refused, one line naming the count, unless the user passes it on the command
+line (``evaluate RUN --ais-steps 200000``), which also sets a count below its cap (the run's own value passed
+gives what the run's file gives: for the data sizes, the same test set).  A count given for a run whose recipe
+takes none (``--ais-steps`` for a VAE run) is refused too.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from hybridpgm.errors import ConfigError
 __all__ = ["CAPS", "COUNTS", "add_count_arguments", "resolve_counts"]
 
 #: count -> the largest value taken from a run's file without being passed on the command line
-CAPS = {"ais_chains": 1_000, "ais_steps": 100_000, "eval_samples": 10_000, "classifier_steps": 5_000,
-        "gibbs_steps": 10_000}
+CAPS = {"ais_chains": 1_000, "ais_steps": 100_000, "eval_samples": 20_000, "classifier_steps": 5_000,
+        "gibbs_steps": 10_000, "num_data": 50_000, "num_train": 40_000, "num_test": 10_000, "max_len": 300}
 
 #: command -> model name -> the counts its recipe reads from the run's file
 COUNTS = {
     "evaluate": {"rbm": ("ais_chains", "ais_steps"), "dbm": ("ais_chains", "ais_steps"),
                  **{m: ("eval_samples",) for m in ("vae", "iwae", "sbn")},
-                 **{m: ("eval_samples", "classifier_steps") for m in ("gan", "iwgan", "infogan", "aavae")}},
+                 **{m: ("eval_samples", "classifier_steps") for m in ("gan", "iwgan", "infogan", "aavae")},
+                 "bayes-net": ("num_data", "num_test"), "crf": ("num_train", "num_test", "max_len")},
     "sample": {"dbn": ("gibbs_steps",), "dbm": ("gibbs_steps",)},
 }
 
@@ -36,7 +41,11 @@ _HELP = {"ais_chains": "AIS chains of the log Z estimate (rbm, dbm)",
          "eval_samples": "importance samples per test example (vae, iwae, sbn), or generated samples scored "
                          "(gan, iwgan, infogan, aavae)",
          "classifier_steps": "training steps of the reference classifier (gan, iwgan, infogan, aavae)",
-         "gibbs_steps": "Gibbs sweeps per sample (dbn, dbm)"}
+         "gibbs_steps": "Gibbs sweeps per sample (dbn, dbm)",
+         "num_data": "training rows drawn before the held-out ones (bayes-net; the held-out rows follow them)",
+         "num_train": "training sequences drawn before the test ones (crf; the test sequences follow them)",
+         "num_test": "held-out rows (bayes-net) or test sequences (crf) scored",
+         "max_len": "longest sequence of the task drawn (crf)"}
 
 
 def _option(name: str) -> str:

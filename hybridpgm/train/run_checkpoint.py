@@ -1,7 +1,7 @@
 """What a run of :func:`~hybridpgm.train.trainer.fit` saves: its state, gathered from every rank, written by rank 0.
 
 The checkpoint holds the module's ``state_dict``, each player's optimizer and scheduler state, the objective's
-and the callbacks' states (and the dataset's, every rank's, for one with ``state_dict``,
+and the callbacks' states (and the dataset's, every rank's, for one with ``state_dict`` of plain data,
 :mod:`hybridpgm.train.dataset_states`), the history, every rank's RNG states (and, on several ranks, each rank's
 own buffers and objective state, :mod:`hybridpgm.train.rank_states`), the step, the seed and the run configuration, and
 whether a callback stopped the run or its ``on_fit_end`` has yet to run.  The history is saved as one tensor per
@@ -44,8 +44,9 @@ class RunCheckpoint:
     :param config: the run configuration (:func:`~hybridpgm.train.resume.run_config`).
     :param layout: ``(step, epoch)`` where the run's layout of the epochs began
         (:func:`~hybridpgm.train.resume.epoch_layout`), saved as ``"epoch_layout"``.
-    :param dataset: the run's dataset: with ``state_dict`` and ``load_state_dict``, every rank's
-        ``state_dict()`` is saved as ``"dataset"`` (:func:`~hybridpgm.train.dataset_states.dataset_entry`).
+    :param dataset: the dataset whose state is saved (:func:`~hybridpgm.train.dataset_states.carried_dataset`):
+        every rank's ``state_dict()``, as ``"dataset"`` (:func:`~hybridpgm.train.dataset_states.dataset_entry`);
+        ``None``: none is.
     """
 
     def __init__(self, path: str | os.PathLike | None, *, module: torch.nn.Module, objective: Objective,

@@ -31,7 +31,7 @@ from hybridpgm.train.callback_states import check_callback_settings
 from hybridpgm.train.callbacks import FitStart
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.data_inputs import as_dataset, check_shards
-from hybridpgm.train.dataset_states import load_dataset_state
+from hybridpgm.train.dataset_states import carried_dataset, load_dataset_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
 from hybridpgm.train.fit_options import (callback_list, check_config, check_counts, check_factory, check_objective,
@@ -310,6 +310,7 @@ def fit(
             seed = draw_seed()  # from the caller's torch generator: reproducible under its torch.manual_seed
         # every rank goes on with rank 0's seed (None: the checkpoint's) before a resume lays out the epochs from it
         seed = context.agree_on_seed(seed)
+        carried = carried_dataset(dataset, checkpoint, context)  # the dataset whose state is saved (or None)
         if resumed is not None:
             # the callbacks' settings (an EarlyStopping's monitor ...) are compared before restore loads their states
             resumed["callbacks"] = check_callback_settings(checkpoint, callbacks, resumed.get("callbacks"),
@@ -322,7 +323,8 @@ def fit(
             finished, fit_end_pending, own_rank_states = (restored.finished, restored.fit_end_pending,
                                                           restored.own_rank_states)
             layout, relaid = epoch_layout(resumed, config, start_step, seed=seed)  # the run's seed, restored
-            load_dataset_state(checkpoint, dataset, resumed.get("dataset"), context.rank, context.world_size)
+            load_dataset_state(checkpoint, dataset, resumed.get("dataset"), context.rank, context.world_size,
+                               carried=carried is not None)
             if context.is_main:
                 say(f"resuming {type(objective).__name__} from {str(checkpoint)!r} at step {start_step}"
                     + ("; it had stopped early, so no step is run" if finished else "")
@@ -344,7 +346,7 @@ def fit(
 
         write_checkpoint = RunCheckpoint(checkpoint, module=module, objective=objective, players=players,
                                          callbacks=callbacks, history=history, seed=seed, config=config,
-                                         context=context, layout=layout, dataset=dataset).write
+                                         context=context, layout=layout, dataset=carried).write
 
         # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
         running = on_exit.enter_context(contextlib.ExitStack())

@@ -105,3 +105,145 @@ def test_sample_caps_a_dbns_gibbs_steps(tmp_path, capsys, monkeypatch):
     assert "records --gibbs-steps 1,000,000,000, above the cap 10,000" in capsys.readouterr().err and seen == []
     assert main(["sample", str(run), "--gibbs-steps", "7", "--num-samples", "4"]) == 0
     assert seen == [7] and (run / "samples-seed0.png").stat().st_size > 0
+
+
+def test_every_cap_is_at_least_ten_times_every_recipes_default():
+    """Before, the GANs' --eval-samples default (2,000) had the cap 10,000: five times, where the docs said ten
+    or more."""
+    from hybridpgm.cli import build_parser
+    from hybridpgm.recipes.run_counts import CAPS, COUNTS
+
+    parser = build_parser()
+    for command, models in COUNTS.items():
+        for model, counts in models.items():
+            defaults = vars(parser.parse_args(["train", model]))
+            for name in counts:
+                assert CAPS[name] >= 10 * defaults[name], (command, model, name, defaults[name], CAPS[name])
+
+
+def test_a_gan_runs_ten_times_its_default_eval_samples_is_read_from_the_file():
+    from argparse import Namespace
+    from pathlib import Path
+
+    from hybridpgm.errors import ConfigError
+    from hybridpgm.recipes.run_counts import resolve_counts
+
+    meta = {"eval_samples": 20_000, "classifier_steps": 500}
+    resolve_counts(meta, Namespace(), "evaluate", "gan", Path("run"))
+    assert meta["eval_samples"] == 20_000
+    with pytest.raises(ConfigError, match=r"records --eval-samples 20,001, above the cap 20,000"):
+        resolve_counts({**meta, "eval_samples": 20_001}, Namespace(), "evaluate", "gan", Path("run"))
+
+
+def _bayes_net_run(tmp_path, **sizes):
+    from hybridpgm.graphs import load_network
+    from hybridpgm.recipes.bayes_net import learner_for
+
+    run = tmp_path / "run"
+    run.mkdir()
+    learner = learner_for(load_network("asia"), torch.Generator().manual_seed(1))
+    save(learner, run / "model.pt", recipe="bayes-net", dataset="bif", data_root=None, seed=0, network="asia",
+         missing=0.3, **{"num_data": 200, "num_test": 50, **sizes})
+    return run
+
+
+@pytest.fixture
+def drawn_rows(monkeypatch):
+    """The row counts the bayes-net recipe drew; a count above the caps stops there (it would take minutes)."""
+    import hybridpgm.recipes.bayes_net as recipe
+
+    calls, real = [], recipe._rows
+
+    def spy(truth, n, missing, generator):
+        calls.append(n)
+        if n > 50_000:
+            raise _Ran(n)
+        return real(truth, n, missing, generator)
+
+    monkeypatch.setattr(recipe, "_rows", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name, value, shown", [("num_data", 10**8, "--num-data 100,000,000, above the cap 50,000"),
+                                                ("num_test", 10**6, "--num-test 1,000,000, above the cap 10,000")])
+def test_a_bayes_net_runs_recorded_row_counts_are_capped(tmp_path, capsys, drawn_rows, name, value, shown):
+    """Before, evaluate drew as many rows as the file said (20,000 times the defaults took 38 s, growing
+    linearly)."""
+    run = _bayes_net_run(tmp_path, **{name: value})
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"records {shown}" in err and drawn_rows == []
+    assert main(["evaluate", str(run), "--num-data", "60", "--num-test", "20"]) == 0
+    assert drawn_rows == [60, 20]
+
+
+def test_a_bayes_net_run_evaluated_with_its_own_row_counts_passed_scores_the_same_rows(tmp_path, drawn_rows):
+    run = _bayes_net_run(tmp_path)
+    assert main(["evaluate", str(run)]) == 0
+    own = json.loads((run / "evaluation.json").read_text())
+    assert main(["evaluate", str(run), "--num-data", "200", "--num-test", "50"]) == 0
+    assert json.loads((run / "evaluation.json").read_text()) == own
+    assert main(["evaluate", str(run), "--num-test", "80"]) == 0  # more held-out rows: other figures
+    assert json.loads((run / "evaluation.json").read_text())["queries"] != own["queries"]
+    assert drawn_rows == [200, 50, 200, 50, 200, 80]
+
+
+def _crf_run(tmp_path, **sizes):
+    from hybridpgm.recipes.models import CRFTagger
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save(CRFTagger(6, 3, 4), run / "model.pt", recipe="crf", dataset="hmm", data_root=None, seed=0,
+         **{"num_symbols": 6, "num_labels": 3, "num_train": 40, "num_test": 10, "max_len": 8, **sizes})
+    return run
+
+
+@pytest.fixture
+def crf_tasks(monkeypatch):
+    """The ``(num_train, num_test, max_len)`` of the tasks the crf recipe drew; one above the caps stops there."""
+    import hybridpgm.recipes.crf as recipe
+
+    calls, real = [], recipe.make_task
+
+    def spy(num_labels, num_symbols, num_train, num_test, max_len, seed):
+        calls.append((num_train, num_test, max_len))
+        if num_train > 40_000 or num_test > 10_000 or max_len > 300:
+            raise _Ran(calls[-1])
+        return real(num_labels, num_symbols, num_train, num_test, max_len, seed)
+
+    monkeypatch.setattr(recipe, "make_task", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name, value, shown", [("num_train", 10**7, "--num-train 10,000,000, above the cap 40,000"),
+                                                ("num_test", 10**7, "--num-test 10,000,000, above the cap 10,000"),
+                                                ("max_len", 10**6, "--max-len 1,000,000, above the cap 300")])
+def test_a_crf_runs_recorded_task_sizes_are_capped(tmp_path, capsys, crf_tasks, name, value, shown):
+    run = _crf_run(tmp_path, **{name: value})
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"records {shown}" in err and crf_tasks == []
+    assert main(["evaluate", str(run), "--num-train", "40", "--num-test", "10", "--max-len", "8"]) == 0
+    assert crf_tasks == [(40, 10, 8)]
+
+
+def test_a_crf_run_evaluated_with_its_own_sizes_passed_scores_the_same_task(tmp_path, crf_tasks):
+    run = _crf_run(tmp_path)
+    assert main(["evaluate", str(run)]) == 0
+    own = json.loads((run / "evaluation.json").read_text())
+    assert main(["evaluate", str(run), "--num-train", "40", "--num-test", "10", "--max-len", "8"]) == 0
+    assert json.loads((run / "evaluation.json").read_text()) == own
+    assert crf_tasks == [(40, 10, 8)] * 2
+
+
+@pytest.mark.parametrize("name, value", [("num_labels", 10**5), ("num_symbols", 7), ("num_labels", 3.0)])
+def test_a_crf_run_whose_recorded_vocabulary_or_labels_are_not_its_taggers_is_refused(tmp_path, capsys, crf_tasks,
+                                                                                     name, value):
+    """Before, evaluate drew an HMM of the recorded sizes (10**5 labels: a 10**5 x 10**5 table) before the
+    tagger failed on it."""
+    run = _crf_run(tmp_path, **{name: value})
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    size = 3 if name == "num_labels" else 6
+    assert err.count("\n") == 1 and f"records {name} {value!r}, but its tagger has {size}" in err
+    assert crf_tasks == []

@@ -1,6 +1,10 @@
 """A dataset keeping its own random generator resumes exactly when it has state_dict/load_state_dict
 (hybridpgm.train.dataset_states)."""
 
+import re
+import warnings
+
+import numpy as np
 import pytest
 import torch
 
@@ -116,3 +120,117 @@ def test_a_fit_on_cuda_gives_the_dataset_its_state_on_the_cpu(tmp_path):
     first, _ = _run(_Stateful, tmp_path / "cut.pt", False, max_steps=2, device="cuda")
     rest, _ = _run(_Stateful, tmp_path / "cut.pt", False, device="cuda")
     assert first + rest == drawn
+
+
+class _NumpyState(_OwnGenerator):
+    """NumPy's idiom: its RandomState's state is a tuple holding an array, which a checkpoint cannot hold."""
+
+    def __init__(self):
+        super().__init__()
+        self.random_state = np.random.RandomState(3)
+
+    def state_dict(self):
+        return {"rs": self.random_state.get_state()}
+
+    def load_state_dict(self, state):
+        self.random_state.set_state(state["rs"])
+
+
+class _GeneratorItself(_OwnGenerator):
+    def state_dict(self):
+        return {"generator": self.generator}
+
+    def load_state_dict(self, state):
+        raise AssertionError("never handed a state")
+
+
+@pytest.mark.parametrize("dataset_class, entry", [(_NumpyState, r"\['rs'\]\[1\] \(a numpy.ndarray\)"),
+                                                  (_GeneratorItself, r"\['generator'\] \(a torch.Generator\)")])
+def test_a_state_that_is_not_plain_data_is_warned_of_once_and_left_out(tmp_path, dataset_class, entry):
+    """Before, the run stopped with a CheckpointError at its first checkpoint write, after its steps had run."""
+    with pytest.warns(TrainingWarning) as caught:
+        _run(dataset_class, tmp_path / "cut.pt", False, max_steps=5, checkpoint_every=2)
+    assert len(caught) == 1
+    assert re.search(rf"the state of the dataset .*\.{dataset_class.__name__} is left out of the checkpoints of "
+                     rf"'.*cut.pt', so a resume starts its own random streams afresh: {dataset_class.__name__}"
+                     rf"\.state_dict\(\){entry} cannot be read back .*; to be carried, a dataset's state must be "
+                     r"tensors or plain data", str(caught[0].message))
+    saved = load_checkpoint(tmp_path / "cut.pt")
+    assert saved["step"] == 5 and "dataset" not in saved
+    with pytest.warns(TrainingWarning, match="is left out of the checkpoints") as caught:  # and nothing else
+        _run(dataset_class, tmp_path / "cut.pt", False, max_steps=7)
+    assert len(caught) == 1 and load_checkpoint(tmp_path / "cut.pt")["step"] == 7
+
+
+def test_a_state_that_is_not_plain_data_is_not_looked_at_without_a_checkpoint():
+    dataset = _GeneratorItself()
+    dataset.state_dict = lambda: pytest.fail("state_dict called by a run that writes no checkpoint")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hybridpgm.fit(_Regression(), dataset, epochs=1, batch_size=4, seed=0, progress=False, device="cpu")
+
+
+class _ModuleDataset(torch.nn.Module, torch.utils.data.Dataset):
+    """An nn.Module holding its data as buffers: its state_dict is the data, not a sampling state."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("x", torch.arange(24.0).reshape(12, 2).repeat(100, 1))
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return self.x[index]
+
+
+def test_a_dataset_that_is_an_nn_module_is_not_saved(tmp_path):
+    """Before, its state_dict (its 1,200 rows of data) went into every checkpoint."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hybridpgm.fit(_Regression(), _ModuleDataset(), checkpoint=tmp_path / "cut.pt", max_steps=2, batch_size=4,
+                      seed=0, progress=False, device="cpu")
+    assert "dataset" not in load_checkpoint(tmp_path / "cut.pt")
+    saved = {"class": "x._ModuleDataset", "states": [_ModuleDataset().state_dict()]}  # a checkpoint of fea4d00's
+    dataset = _ModuleDataset()
+    dataset.x.zero_()
+    from hybridpgm.train.dataset_states import load_dataset_state
+
+    with pytest.warns(TrainingWarning, match=r"run's dataset _ModuleDataset is an nn.Module \(whose state_dict is its "
+                                             r"parameters and buffers, never loaded as a dataset's state\)"):
+        load_dataset_state("run.pt", dataset, saved, 0, 1)
+    assert not dataset.x.any()
+
+
+def test_a_resume_from_a_checkpoint_without_the_datasets_state_is_warned_of(tmp_path):
+    """A checkpoint written by a run whose dataset kept no state, resumed with one that does: its generator starts
+    afresh (before, silently)."""
+    _run(_OwnGenerator, tmp_path / "cut.pt", False, max_steps=2)
+    with pytest.warns(TrainingWarning, match=r"^checkpoint '.*cut.pt' holds no state of the dataset: this run's "
+                                             r"dataset _Stateful has state_dict/load_state_dict, but its own random "
+                                             r"streams start afresh") as caught:
+        _run(_Stateful, tmp_path / "cut.pt", False, max_steps=3)
+    assert len(caught) == 1
+    assert load_checkpoint(tmp_path / "cut.pt")["dataset"]["class"].endswith("._Stateful")  # saved from now on
+
+
+def test_every_rank_leaves_the_state_out_when_one_ranks_state_is_not_plain_data():
+    """Rank 0 alone could not tell: it would save every rank's state and fail at its first write."""
+    from hybridpgm.train.dataset_states import carried_dataset
+
+    class _Context:
+        def __init__(self, rank):
+            self.rank, self.is_main = rank, rank == 0
+
+        def gather_object(self, refused):  # rank 0's state is plain data, rank 1's holds an array
+            return [[], ["_NumpyState.state_dict()['rs'][1] (a numpy.ndarray)"]]
+
+    plain = _Stateful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert carried_dataset(plain, None, _Context(0)) is None  # no checkpoint: not looked at
+        assert carried_dataset(plain, "run.pt", _Context(1)) is None
+    with pytest.warns(TrainingWarning, match=r"_Stateful is left out of the checkpoints of 'run.pt', so a resume "
+                                             r"starts its own random streams afresh: _NumpyState.state_dict\(\)"
+                                             r"\['rs'\]\[1\] \(a numpy.ndarray\) cannot be read back"):
+        assert carried_dataset(plain, "run.pt", _Context(0)) is None
