@@ -173,3 +173,35 @@ def test_programs_that_break_early_under_subsampling_are_refused_naming_the_coun
     with pytest.raises(ObjectiveError, match=r"IWAE: 2 of the 3 iterations of the sequential data plate 'data' hold "
                                              r"sites \(the model's 2, the guide's 2\)"):
         importance_log_weights(model, guide, EPS, num_particles=K, max_plate_nesting=0)
+
+
+@pytest.mark.parametrize("name", ["iwae", "vimco"])
+def test_a_skipped_missing_observation_is_weighed_as_a_data_point_without_data(name):
+    """Review: a data point whose observation is missing, written by skipping its observed site while every iteration
+    samples its latent, was weighed before the sequential checks (point 1's weight ``log p(z) - log q(z)``) and then
+    refused as "no observed site"; it is one data point without data, and its weights are those of the vectorized
+    program with that observation masked out."""
+    def model(eps):
+        for i in pyro.plate("data", N):
+            z = pyro.sample(f"z_{i}", dist.Normal(0.0, 1.0))
+            if i != 1:
+                pyro.sample(f"x_{i}", dist.Normal(z, 1.0), obs=X[0, i])
+
+    def guide(eps):
+        for i in pyro.plate("data", N):
+            pyro.sample(f"z_{i}", dist.Delta(LOC[0, i] + eps[:, i]))
+
+    def vectorized_model(eps):
+        with pyro.plate("data", N):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0).mask(torch.arange(N) != 1), obs=X[0])
+
+    def vectorized_guide(eps):
+        with pyro.plate("data", N):
+            pyro.sample("z", dist.Delta(LOC[0] + eps))
+
+    eps = torch.randn(K, N, generator=torch.Generator().manual_seed(3))
+    vectorized = IWAE(K, max_plate_nesting=1) if name == "iwae" else VIMCO_ELBO(K, max_plate_nesting=1)
+    # the same particles (Delta guides), the sums taken in another order: float32 rounding of a few terms
+    torch.testing.assert_close(_make(name).loss(model, guide, eps), vectorized.loss(vectorized_model, vectorized_guide,
+                                                                                    eps), rtol=1e-6, atol=0.0)
