@@ -79,6 +79,20 @@ class DivergeAt:
         self.calls = step + 1
 
 
+class BatchRecorder:
+    """An objective of one player whose loss records the batches it receives (and ignores them)."""
+
+    def __init__(self):
+        self.module, self.seen = torch.nn.Linear(1, 1), []
+
+    def players(self):
+        return {"main": list(self.module.parameters())}
+
+    def loss(self, player, batch):
+        self.seen.append(batch)
+        return (self.module.weight ** 2).sum()
+
+
 def regression_data(n: int = 64, d_in: int = 5, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d_in, generator=g)

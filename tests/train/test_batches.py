@@ -4,6 +4,7 @@ import torch
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.train.batches import BatchStream, TensorData
 from tests.data.ready_batches import DictBatch, TupleBatch
+from tests.train.helpers import BatchRecorder
 
 
 def _all_indices(stream, epoch):
@@ -104,18 +105,6 @@ class _ListBatch(TupleBatch):
         return list(super().__getitems__(idx))
 
 
-class _Recorder:
-    def __init__(self):
-        self.module, self.seen = torch.nn.Linear(1, 1), []
-
-    def players(self):
-        return {"main": list(self.module.parameters())}
-
-    def loss(self, player, batch):
-        self.seen.append(batch)
-        return (self.module.weight ** 2).sum()
-
-
 @pytest.mark.parametrize("kind", ["tuple", "dict"])
 def test_fit_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
     """Found by a review: every ``__getitems__`` result was passed to default_collate unless the class set
@@ -129,7 +118,7 @@ def test_fit_uses_a_ready_batch_from_a_custom_getitems_as_it_is(kind):
         assert isinstance(xb, tuple) and torch.equal(xb[0], data.x[:4]) and torch.equal(xb[1], data.y[:4])
     else:
         assert torch.equal(xb["x"], data.x[:4]) and torch.equal(xb["y"], data.y[:4])
-    objective = _Recorder()
+    objective = BatchRecorder()
     before = objective.module.weight.detach().clone()
     hybridpgm.fit(objective, data, epochs=2, batch_size=3, shuffle=True, progress=False, device="cpu", seed=0)
     assert objective.seen and not torch.equal(before, objective.module.weight.detach())
@@ -146,7 +135,7 @@ def test_a_getitems_list_of_the_wrong_length_is_a_data_error_saying_what_to_do()
     import hybridpgm
 
     with pytest.raises(DataError, match="_ListBatch"):
-        hybridpgm.fit(_Recorder(), data, epochs=1, batch_size=4, progress=False, device="cpu", seed=0)
+        hybridpgm.fit(BatchRecorder(), data, epochs=1, batch_size=4, progress=False, device="cpu", seed=0)
     type(data).getitems_returns_batch = True  # the opt-in marks a ready batch of any type, a list too
     try:
         xb, yb = BatchStream(data, 4, seed=0, shuffle=False).batch(0)
@@ -177,7 +166,7 @@ def test_an_iterable_dataset_is_refused_by_name_with_or_without_len(data):
                                           "by index"):
         as_dataset(data)
     with pytest.raises(ConfigError, match=f"got {name} "):
-        hybridpgm.fit(_Recorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
+        hybridpgm.fit(BatchRecorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
 
 
 class _Sequences(torch.utils.data.Dataset):
@@ -221,7 +210,7 @@ def test_examples_that_cannot_be_collated_are_a_data_error_naming_the_dataset_th
     assert isinstance(refused.value.__cause__, RuntimeError)
     with pytest.raises(DataError, match=r"^cannot collate examples 0, 1, 2 of _Rows .*found <class "
                                         r"'pandas.*Series'>\. " + remedy.format("_Rows")):
-        hybridpgm.fit(_Recorder(), _Rows(), batch_size=4, progress=False, device="cpu", seed=0, shuffle=False)
+        hybridpgm.fit(BatchRecorder(), _Rows(), batch_size=4, progress=False, device="cpu", seed=0, shuffle=False)
 
 
 class _Keyed(torch.utils.data.Dataset):
@@ -250,7 +239,7 @@ def test_a_users_getitems_gets_a_list_of_ints_as_from_torch():
 
     data = _Keyed()
     assert torch.equal(BatchStream(data, 4, seed=0, shuffle=False).batch(1), torch.tensor([[4.0], [5.0]]))
-    hybridpgm.fit(_Recorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
+    hybridpgm.fit(BatchRecorder(), data, batch_size=4, progress=False, device="cpu", seed=0)
     assert data.given[0] == [4, 5] and len(data.given) == 3
     assert all(type(given) is list and all(type(i) is int for i in given) for given in data.given)
     assert sorted(i for given in data.given[1:] for i in given) == list(range(6))

@@ -12,31 +12,18 @@ from hybridpgm.errors import ConfigError, DataError, TrainingWarning
 from hybridpgm.train import distributed, trainer
 from hybridpgm.train.batches import BatchStream, TensorData
 from hybridpgm.train.distributed import DistributedContext
-
-
-class _Recorder:
-    """Records the batches its loss receives."""
-
-    def __init__(self):
-        self.module, self.seen = torch.nn.Linear(1, 1), []
-
-    def players(self):
-        return {"main": list(self.module.parameters())}
-
-    def loss(self, player, batch):
-        self.seen.append(batch)
-        return (self.module.weight ** 2).sum()
+from tests.train.helpers import BatchRecorder
 
 
 def _fit(data, objective=None, **options):
     options = {"batch_size": 16, "progress": False, "device": "cpu", "seed": 0, **options}
-    return hybridpgm.fit(objective or _Recorder(), data, **options)
+    return hybridpgm.fit(objective or BatchRecorder(), data, **options)
 
 
 def test_a_list_of_per_example_tensors_is_refused_with_what_to_pass():
     """Before, 100 images of 8 x 8 in a list were read as 100 fields of 8 examples: one step on rows of image 0."""
     images = [torch.full((8, 8), float(i)) for i in range(100)]
-    objective = _Recorder()
+    objective = BatchRecorder()
     with pytest.raises(DataError, match=r"^data is a list of 100 tensors of shape \(8, 8\): fit reads a list or tuple "
                                         r"of tensors as fields .*100 fields of 8 examples.*Examples: pass "
                                         r"torch.stack\(data\), one tensor of shape \(100, 8, 8\); fields: pass them as "
@@ -45,7 +32,7 @@ def test_a_list_of_per_example_tensors_is_refused_with_what_to_pass():
     assert objective.seen == []
     with pytest.raises(DataError, match=r"list of 3 tensors of shape \(\)"):  # 0-d examples
         _fit([torch.tensor(1.0), torch.tensor(2.0), torch.tensor(3.0)])
-    stacked = _Recorder()
+    stacked = BatchRecorder()
     assert _fit(torch.stack(images), stacked, shuffle=False).steps == 7  # 100 examples
     assert torch.equal(stacked.seen[0], torch.stack(images[:16]))
 
@@ -53,7 +40,7 @@ def test_a_list_of_per_example_tensors_is_refused_with_what_to_pass():
 def test_lists_and_tuples_of_fields_keep_working():
     x, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
     for data in ([x, y], [x, x + 1], (x, y), tuple(torch.zeros(8, 8) for _ in range(100))):
-        objective = _Recorder()
+        objective = BatchRecorder()
         _fit(data, objective, shuffle=False)
         assert [len(b) for b in objective.seen] == [len(data)]  # one batch of every field
         assert objective.seen[0][0].shape[0] == data[0].shape[0]
@@ -89,7 +76,7 @@ def test_empty_data_is_one_data_error_before_an_objective_reads_a_first_batch(da
     from hybridpgm.infer import SVIObjective
 
     vae = VAE(6, 2, hidden=(4,))
-    for objective in (SVIObjective(vae.model, vae.guide), _Recorder()):
+    for objective in (SVIObjective(vae.model, vae.guide), BatchRecorder()):
         with pytest.raises(DataError, match=rf"^data has no examples \({name} of length 0\): there is nothing to "
                                             "train on$"):
             _fit(data, objective)
