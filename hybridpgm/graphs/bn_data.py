@@ -66,18 +66,17 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
     def columns(self, data, mask=None) -> dict:
         """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
 
-        A continuous node's column comes back in the network's :attr:`dtype`, converted only where that is
-        exact (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision
-        floats are converted; a number list is built in the network's dtype); the states of a discrete node
-        may have any real dtype.  A missing entry is ``NaN`` in floating-point data, ``-1`` in signed integer
-        data and in a discrete node's floating column (returned as ``NaN``; in a continuous node's column
-        ``-1.0`` is a value; any other negative state is refused by :meth:`model`), ``None``, ``NaN``,
-        ``pd.NA`` or ``pd.NaT`` in a column of state names or objects, or an entry where ``mask`` is false;
-        unsigned integer data (``uint8``, ...) has no missing marker (255 is a state, or a value out of range).
-        Where ``mask`` covers a column, the mask wins over the marker ``-1``: an entry it marks observed keeps its
-        ``-1`` (as ``-1.0``), which :meth:`model` refuses as outside the states (``NaN`` stays missing).
-        A column of state names (a list, a NumPy string or object array, a pandas ``Series`` of strings or a
-        ``Categorical``) is read by :attr:`state_names`.
+        A continuous node's column comes back in the network's :attr:`dtype`, converted only where that is exact (the
+        rule of :func:`~hybridpgm.data.validation.as_model_dtype`: integers, bool and lower-precision floats are
+        converted; a number list is built in the network's dtype); the states of a discrete node may have any real
+        dtype.  A missing entry is ``NaN`` in floating-point data, ``-1`` in signed integer data and in a discrete
+        node's floating column (returned as ``NaN``; in a continuous node's column ``-1.0`` is a value; any other
+        negative state is refused by :meth:`model`), ``None``, ``NaN``, ``pd.NA`` or ``pd.NaT`` in a column of state
+        names or objects, or an entry where ``mask`` is false; unsigned integer data (``uint8``, ...) has no missing
+        marker (255 is a state, or a value out of range).  Where ``mask`` covers a column, the mask wins over the marker
+        ``-1``: an entry it marks observed keeps its ``-1`` (as ``-1.0``), which :meth:`model` refuses as outside the
+        states (``NaN`` stays missing).  A column of state names (a list, a NumPy string or object array, a
+        pandas ``Series`` of strings or a ``Categorical``) is read by :attr:`state_names`.
 
         :param data: dict name -> ``[N]`` column (a tensor, an array, a list of numbers, or for a discrete node
             with :attr:`state_names` a column of names, ``None`` where missing), or a pandas DataFrame of such
@@ -91,14 +90,14 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             with a data column.  A node without a data column is missing in every row whatever the mask says.
         :raises DataError: a column that is not a node, a name that is not a state of its node (naming the node, the
             value and the states), a name in the column of a node without state names, a column that holds neither
-            numbers nor names, columns of different lengths, array data that is not ``[N, len(nodes)]`` (or a row of
-            another length), a mask that is not ``[N, len(nodes)]`` (or names a key that is not a node, or has a column
-            of another length), a dict mask marking a node without a data column observed (an entry True: checked like
-            an integer mask's values; an all-False entry for such a node agrees with the data and is accepted), a mask
-            of a dtype other than bool or integer (a float mask: ``0.5`` is neither observed nor missing), an integer
-            mask holding a value other than 0 and 1 (checked like a state's range: at once, or inside
-            :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column of a floating dtype of
-            higher precision than the network's (float64 data for a float32 network: converting would round it; the
+            numbers nor names, a column of more than one dim (``[N, 1]``), columns of different lengths, array data that
+            is not ``[N, len(nodes)]`` (or a row of another length), a mask that is not ``[N, len(nodes)]`` (or names a
+            key that is not a node, or has a column of another length), a dict mask marking a node without a data column
+            observed (an entry True: checked like an integer mask's values; an all-False entry for such a node agrees
+            with the data and is accepted), a mask of a dtype other than bool or integer (a float mask: ``0.5`` is
+            neither observed nor missing), an integer mask holding a value other than 0 and 1 (checked like a state's
+            range: at once, or inside :func:`hybridpgm.fit`'s step), a mask without data, or a continuous node's column
+            of a floating dtype finer than the network's (float64 data for a float32 network: converting rounds it; the
             message names the node, both dtypes and the fix, ``data.to(dtype)`` or ``bn.to(dtype)``).
         """
         if data is None:
@@ -120,6 +119,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                 t, named = self._discrete_column(v, t, device)
             else:
                 t = _continuous(t, dtype, device, f"data column '{v}' (a continuous node)")
+            if t.dim() > 1:  # every node's value is one number (a state, a real): [N, 1] would score [N, N]
+                raise DataError(f"data column '{v}' has shape {tuple(t.shape)}: a column is [N], one number per row")
             if v in masks:  # the mask says where a state is observed: a -1 it marks observed is refused by model
                 m = self._mask_column(v, masks[v], t)
                 # NaN (unequal to itself) is never a state, nor a missing name's -1
@@ -305,14 +306,13 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         """The context inputs as a dict name -> ``[N]`` or ``[*B, N, F]`` tensor in the network's dtype.
 
         A context input is ``batch_shape + feature_shape``: its leading dims are the batch dims the enclosing Pyro
-        program claims left of the data plate (:func:`~hybridpgm.graphs.bn_values.outer_batch_dims`: the particle
-        plate of a vectorized ELBO, IWAE or ``Predictive(..., parallel=True)``), then the row dim ``N``; the
-        trailing dims are features, flattened to ``F``
-        (:func:`~hybridpgm.graphs.bn_values.context_batch_features`).  The batch dims broadcast with those of the
-        continuous parents in the CPDs.  Where the data's row count ``rows`` is known, that reading is taken only
-        when the dim it puts at the data plate holds ``rows`` entries; else the input is ``[N, d...]`` (its first
-        dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a plate of the
-        caller's keeps its ``d1 * d2`` features.
+        program claims left of the data plate (:func:`~hybridpgm.graphs.bn_values.outer_batch_dims`: the particle plate
+        of a vectorized ELBO, IWAE or ``Predictive(..., parallel=True)``), then the row dim ``N``; the trailing dims are
+        features, flattened to ``F`` (:func:`~hybridpgm.graphs.bn_values.context_batch_features`).  The batch dims
+        broadcast with those of the continuous parents in the CPDs.  Where the data's row count ``rows`` is known, that
+        reading is taken only when the dim it puts at the data plate holds ``rows`` entries; else the input is
+        ``[N, d...]`` (its first dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a
+        plate of the caller's keeps its ``d1 * d2`` features.
 
         :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
             single one), or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.

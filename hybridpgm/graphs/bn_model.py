@@ -228,13 +228,17 @@ class BayesNetModel:
         A single example's context ``inputs`` are that one row's features (a row dim is put in front: ``[d]``,
         ``[1, d]`` and, for a single-feature input, a 0-d value all describe one row).  Beside ``[N]`` columns a
         0-d value is that node's value in every row, as in the queries' evidence (``{"a": 1, "b": tensor([0, 1])}``
-        scores two rows, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` of them does).
+        scores two rows, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` of them does).  A NumPy scalar is data of
+        its dtype, read as a one-entry array of it (a pandas ``Series`` of a NumPy dtype gives its entries so), and
+        a Python number as a one-entry list: ``np.float64(0.1)`` for a float32 network's continuous node is refused
+        as a float64 column is, ``0.1`` is built in the network's dtype as a list of numbers is.
 
         :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
             single context name).
-        :raises DataError: a missing node or entry, columns of several lengths (``[N]`` beside ``[M]``), or data
-            :meth:`model` refuses (continuous data of a floating dtype the network's would round among them).
+        :raises DataError: a missing node or entry, columns of several lengths (``[N]`` beside ``[M]``), a column of
+            more than one dim (``[N, 1]``, naming the node and the shape), or data :meth:`model` refuses (continuous
+            data of a floating dtype the network's would round among them, a NumPy ``float64`` scalar too).
         :raises ConfigError: under :func:`torch.func.vmap` over the rows or the CPDs' weights, which the checks
             of the data read on the host: pass the rows as one batch instead.
         """
@@ -244,7 +248,7 @@ class BayesNetModel:
     def _log_prob(self, values, inputs) -> torch.Tensor:
         single = _single_example(values)
         if single:
-            values = {v: _one_row(x) for v, x in values.items()}
+            values = {v: _one_row(x) for v, x in _entries(values)}
             if hasattr(inputs, "items"):  # input name -> that row's features
                 inputs = {k: _one_row(x) for k, x in inputs.items()}
             elif torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
@@ -293,34 +297,59 @@ def _single_example(values) -> bool:
     return bool(items) and all(map(_zero_d, items))
 
 
+def _entries(values) -> list:
+    """The ``(key, value)`` pairs of the mapping ``values``; those of a pandas ``Series`` of a NumPy dtype as NumPy
+    scalars of that dtype (its ``items()`` gives Python numbers: a float64 row would lose its dtype)."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind != "O":
+        return list(zip(values.keys(), np.asarray(values)))
+    return list(values.items())
+
+
 def _zero_d(x) -> bool:
-    return x.dim() == 0 if torch.is_tensor(x) else np.ndim(x) == 0
+    return _ndim(x) == 0
+
+
+def _ndim(x) -> int | None:
+    """The dims of value ``x``, ``None`` where it has none (a ragged list of lists, which :meth:`columns` refuses)."""
+    if torch.is_tensor(x):
+        return x.dim()
+    try:
+        return np.ndim(x)
+    except ValueError:  # NumPy's "inhomogeneous shape"
+        return None
 
 
 def _shared_values(values):
     """A mapping of ``[N]`` columns among which some values are 0-d, with each 0-d value repeated in every row (a
     value shared by the rows, as the queries read 0-d evidence beside ``[N]`` rows); ``values`` as it is where no
-    value is 0-d, or where the others are not of one length ``N`` (:meth:`columns` names them)."""
+    value is 0-d, or where the others are not all 1-d of one length ``N`` (:meth:`columns` names them: an ``[N, 1]``
+    column is no ``[N]`` one, and its scores beside the repeated value would be ``[N, N]``)."""
     if not hasattr(values, "items") or hasattr(values, "columns"):
         return values
     items = dict(values.items())
-    lengths = {len(x) for x in items.values() if not _zero_d(x)}
-    if len(lengths) != 1 or all(not _zero_d(x) for x in items.values()):
+    dims = {k: _ndim(x) for k, x in items.items()}
+    rows = [x for k, x in items.items() if dims[k] != 0]
+    if len(rows) == len(items) or any(dims[k] not in (0, 1) for k in items) or len({len(x) for x in rows}) != 1:
         return values
-    n = lengths.pop()
-    return {k: _repeated(x, n) if _zero_d(x) else x for k, x in items.items()}
+    n = len(rows[0])
+    return {k: _repeated(x, n) if dims[k] == 0 else x for k, x in items.items()}
 
 
 def _repeated(x, n: int):
     """The 0-d value ``x`` as a column of ``n`` entries, read as :func:`_one_row` reads it for one example: a tensor
-    or array of its dtype, a list of ``n`` entries for anything else (a number, a NumPy scalar, a state name)."""
+    or array (a NumPy scalar too) of its dtype, a list of ``n`` entries for anything else (a number, a state
+    name)."""
     if torch.is_tensor(x):
         return x[None].expand(n)
-    return x[None].repeat(n) if isinstance(x, np.ndarray) else [x] * n
+    return _one_row(x).repeat(n) if isinstance(x, (np.ndarray, np.generic)) else [x] * n
 
 
 def _one_row(x):
-    """``x`` with a row dim of one in front: ``x[None]`` for a tensor or array, ``[x]`` for anything else (a
-    number or state name: a column of one entry, built as :meth:`~hybridpgm.graphs.BayesNet.columns` builds
-    lists)."""
+    """``x`` with a row dim of one in front: ``x[None]`` for a tensor or array, a NumPy scalar as a one-entry array
+    of its dtype (``np.float64(0.1)`` is float64 data, refused for a float32 network as a float64 column is),
+    ``[x]`` for anything else (a number or state name: a column of one entry, built as
+    :meth:`~hybridpgm.graphs.BayesNet.columns` builds lists)."""
+    if isinstance(x, np.generic):
+        return np.asarray(x)[None]
     return x[None] if torch.is_tensor(x) or isinstance(x, np.ndarray) else [x]

@@ -227,3 +227,21 @@ def test_duplicated_column_labels_are_refused_not_the_last_kept():
         with pytest.raises(DataError, match=r"more than one column labelled 'a' \(columns \['a', 'b', 'a'\]\)"):
             call(df)
     assert bn.columns(df.loc[:, ~df.columns.duplicated()])["a"].tolist() == [0, 0, 0]
+
+
+def test_a_column_of_more_than_one_dim_is_refused_naming_the_node_and_its_shape():
+    """Found by a review: ``columns`` checked only a column's first dim, so ``[N, 1]`` columns came back ``[N, 1]``
+    and ``log_prob`` of them was ``[N, N]`` (every row scored against every other), with no error.  Every node's
+    value is one number (a state or a real: no CPD has an event shape), so a column is ``[N]``; a mask does not
+    change that, and ``[N, V]`` data (split into ``[N]`` columns) is unaffected."""
+    bn = _hybrid()
+    a, x = torch.tensor([1, 0, 1]), torch.tensor([0.25, 1.0, 2.0])
+    for data, node, shape in (({"A": a[:, None], "X": x}, "A", "3, 1"), ({"A": a, "X": x[:, None]}, "X", "3, 1"),
+                              ({"A": [[1], [0], [1]], "X": x.tolist()}, "A", "3, 1"),
+                              ({"A": a[None], "X": x[None]}, "A", "1, 3")):
+        for call in (lambda: bn.columns(data), lambda: bn.columns(data, {"A": torch.ones(3, dtype=torch.bool)}),
+                     lambda: bn.model(data), lambda: bn.log_prob(data)):
+            with pytest.raises(DataError, match=rf"data column '{node}' has shape \({shape}\): a column is \[N\]"):
+                call()
+    cols = bn.columns(torch.stack([a.float(), x], -1))
+    assert cols["A"].shape == cols["X"].shape == (3,)

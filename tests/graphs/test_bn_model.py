@@ -257,6 +257,41 @@ def test_log_prob_of_one_row_of_a_data_frame_is_zero_d():
     assert got.shape == () and torch.equal(got, bn.log_prob({"a": [1], "b": [0], "x": [0.25]})[0])
 
 
+def test_log_prob_shares_a_zero_d_value_only_beside_n_columns():
+    """Found by a review: beside a 0-d value, an ``[N, 1]`` column was measured by ``len`` as ``[N]``, so
+    ``{"a": 1, "b": tensor([[0], [1], [0]]), "x": x}`` scored ``[3, 3]``; a ragged list of lists raised NumPy's
+    raw ``ValueError`` (inhomogeneous shape).  Both are DataErrors naming the column."""
+    bn = _a_b_x()
+    x = torch.tensor([0.25, 1.0, 2.0])
+    with pytest.raises(DataError, match=r"data column 'b' has shape \(3, 1\): a column is \[N\]"):
+        bn.log_prob({"a": 1, "b": torch.tensor([[0], [1], [0]]), "x": x})
+    with pytest.raises(DataError, match=r"data column 'b' must hold states"):
+        bn.log_prob({"a": 1, "b": [[0], [1, 0], [0]], "x": x})
+
+
+def test_log_prob_reads_a_numpy_scalar_as_data_of_its_dtype():
+    """Found by a review: a NumPy float64 scalar became a list of Python numbers, built in the network's float32,
+    so ``np.float64(0.1)`` (alone, beside ``[N]`` columns, or in ``df.iloc[0]``) scored 0.1 rounded where the
+    same value as a float64 column, ``df`` or ``df.iloc[[0]]`` is refused.  Now the same data gets the same error;
+    a float64 network scores it as the one-row column."""
+    pd = pytest.importorskip("pandas")
+    bn = _a_b_x()
+    column = np.array([0.1])
+    with pytest.raises(DataError, match=r"data column 'x' \(a continuous node\) has dtype torch.float64") as refused:
+        bn.log_prob({"a": [1], "b": [0], "x": column})
+    expected = str(refused.value)
+    for values in ({"a": 1, "b": 0, "x": np.float64(0.1)}, {"a": [1, 0], "b": [0, 1], "x": np.float64(0.1)},
+                   pd.DataFrame({"a": ["on"], "b": [0], "x": [0.1]}).iloc[0],  # an object Series
+                   pd.DataFrame({"a": [1.0], "b": [0.0], "x": [0.1]}).iloc[0]):  # a float64 Series
+        with pytest.raises(DataError) as refused:
+            bn.log_prob(values)
+        assert str(refused.value) == expected
+    bn64 = _a_b_x().double()
+    want = bn64.log_prob({"a": [1], "b": [0], "x": column})[0]
+    for values in ({"a": 1, "b": 0, "x": np.float64(0.1)}, pd.DataFrame({"a": [1.0], "b": [0.0], "x": [0.1]}).iloc[0]):
+        assert torch.equal(bn64.log_prob(values), want)
+
+
 def test_plain_svi_on_fixed_tables_trains_nothing_and_the_model_says_so():
     """Plain ``SVI`` over a network of fixed tables (buffers, as read_bif gives without learnable=True) returns
     a loss and changes nothing, silently: Pyro steps the parameters its trace saw, none, and warns of nothing;
