@@ -275,7 +275,8 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     spec = _module_spec(model, tensors, type(model).__name__)
     check_rebuilds(model, lambda: _build(spec, {k: t.clone() for k, t in tensors.items()}, torch.device("cpu")),
-                   f"{type(model).__name__} to {str(path)!r}")  # not changed since built (a parametrization, a hook)
+                   f"{type(model).__name__} to {str(path)!r}",  # not changed since built (a parametrization, a hook)
+                   lambda: {plain(k): v for k, v in model.state_dict().items()})
     meta_tensors: dict[str, torch.Tensor] = {}
     encoded_meta = _encode(dict(meta), meta_tensors, "meta")
     if meta_tensors:

@@ -375,7 +375,7 @@ def build_within(budget: BuildBudget, build: Callable[[], _T], path: Any) -> _T:
     :raises CheckpointError: the budget refused an allocation (``from`` what ``build`` raised, if anything), or
         torch's function handling is disabled (``torch._C.DisableTorchFunction``: the budget would be off).
     """
-    if not torch._C._is_torch_function_enabled():
+    if torch._C._is_torch_function_all_disabled():  # not DisableTorchFunctionSubclass: modes run there
         raise CheckpointError(f"refusing to load model file {str(path)!r} with torch's function handling disabled "
                               "(inside torch._C.DisableTorchFunction): the bound on what the constructors it names "
                               "may allocate needs it; load the file outside that context")

@@ -72,8 +72,9 @@ def structure(module: nn.Module) -> Structure:
 
 def record_built(module: nn.Module) -> None:
     """Record the :class:`Structure` of ``module`` as its constructor made it (called when the constructor of a
-    :func:`~hybridpgm.serialization.serializable` class returns; kept by :func:`copy.deepcopy`)."""
-    object.__setattr__(module, _BUILT, structure(module))
+    :func:`~hybridpgm.serialization.serializable` class returns; kept by :func:`copy.deepcopy`), as a plain tuple: a
+    pickle of the whole model names no hybridpgm class for it (and loads where this module does not exist)."""
+    object.__setattr__(module, _BUILT, tuple(structure(module)))
 
 
 def _tooled(module: nn.Module) -> bool:
@@ -90,7 +91,7 @@ def unchanged_since_built(model: nn.Module) -> bool:
     while pending:
         module, covered = pending.pop()
         record = module.__dict__.get(_BUILT)
-        if isinstance(record, Structure):
+        if isinstance(record, tuple):
             if id(module) not in checked:
                 checked.add(id(module))
                 if structure(module) != record:
@@ -102,7 +103,8 @@ def unchanged_since_built(model: nn.Module) -> bool:
     return True
 
 
-def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str) -> None:
+def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str,
+                   state: Callable[[], dict] | None = None) -> None:
     """Refuse ``model`` when the module its model file would rebuild differs from it in the names of its
     parameters and persistent buffers, or lacks hooks it has.
 
@@ -111,6 +113,10 @@ def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str
         :func:`unchanged_since_built` cannot tell; inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`,
         its warnings, which :func:`~hybridpgm.serialization.load` gives, ignored here).
     :param what: the model and the file, for messages (``"MLPDiscriminator to 'd.pt'"``).
+    :param state: gives the state dict the file will hold: where the names differ, the rebuilt module loads it as
+        :func:`~hybridpgm.serialization.load` would (strictly) and is compared again, so a module that makes an
+        entry when it is loaded (a buffer its first forward pass registered, made again by its
+        ``_load_from_state_dict``) is saved as before.
     :raises CheckpointError: naming the entries the rebuilt module lacks and those it has instead, the hooks it
         lacks, and the torch tools (parametrization, hook-based norm, pruning) found where they differ, with
         the way out; or the constructor's own exception, when the data would not rebuild the model at all.
@@ -128,8 +134,15 @@ def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str
                               f"the arguments they were given, and they raise {type(error).__name__}: {error}") \
             from error
     now, then = structure(model), structure(rebuilt)
+    if now.keys != then.keys and state is not None:
+        try:  # would the file load? then its entries are the ones the model has after the load
+            rebuilt.load_state_dict(state())
+            then = structure(rebuilt)
+        except Exception:  # noqa: BLE001 -- any refusal of the load: the names below say why
+            pass
     extra, missing = sorted(now.keys - then.keys), sorted(then.keys - now.keys)
     dropped = sorted((now.hooks - then.hooks).elements())
+    forward = any(kind.startswith("forward") for _, kind, _ in dropped)
     if not (extra or missing or dropped):
         return
     parts = []
@@ -139,13 +152,14 @@ def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str
         parts.append(f"the rebuilt model has {shown_items(missing, 6)}, which it does not hold")
     if dropped:
         shown = shown_items([f"a {kind} {name} on {path or 'the model'}" for path, kind, name in dropped], 4, quote=str)
-        parts.append(f"it runs {shown}, which a model file does not hold (the loaded model would compute "
-                     "something else)")
+        parts.append(f"it runs {shown}, which a model file does not hold" + (
+            " (the loaded model would compute something else)" if forward else " (the loaded model would not run it)"))
     paths = {path for path, _, _ in dropped} | {key.rpartition(".")[0] for key in extra + missing}
     found = [f"{path or 'the model'}: {', '.join(tools)}" for path, sub in model.named_modules()
              if (tools := tooling(sub)) and any(p == path or p.startswith(f"{path}.") for p in paths)]
     cause = (f"Changed after construction: {'; '.join(found)}" if found else
              "Changed after construction (a parametrization, pruning or a weight or spectral norm applied, a "
              "parameter, buffer, layer or hook added or removed)")
+    observe = "; or remove a hook that only observes (handle.remove()) before saving" if dropped else ""
     raise CheckpointError(f"cannot save {what}: a model file rebuilds it by calling its constructors with the "
-                          f"arguments they were given, and {'; '.join(parts)}.  {cause}; {ADVICE}")
+                          f"arguments they were given, and {'; '.join(parts)}.  {cause}; {ADVICE}{observe}")

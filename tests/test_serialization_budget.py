@@ -279,3 +279,15 @@ def test_a_refusal_names_the_keyword_arguments_of_the_call():
     from hybridpgm.serialization_budget import _call_text
     text = _call_text(torch.empty, ((5000, 5000),), {"device": None, "dtype": torch.float64})
     assert text == "torch.empty((5000, 5000), device=None, dtype=torch.float64)"
+
+
+def test_a_load_where_only_subclass_torch_functions_are_disabled_is_bounded_not_refused(tmp_path):
+    """Review: ``DisableTorchFunctionSubclass`` (modes still run there) was refused as if torch function handling were
+    off; a genuine file loads there and the crafted one is refused by the budget."""
+    path = tmp_path / "model.pt"
+    hybridpgm.save(hybridpgm.energy.RBM(6, 4), path)
+    crafted = _write(tmp_path / "rbm.pt", {"class": _RBM, "spec": {"num_visible": 12000, "num_hidden": 12000}})
+    with torch._C.DisableTorchFunctionSubclass():
+        assert hybridpgm.load(path).weight.shape == (6, 4)
+        with pytest.raises(CheckpointError, match="asks for 576000000 bytes more"):
+            hybridpgm.load(crafted)
