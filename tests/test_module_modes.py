@@ -110,3 +110,26 @@ def test_an_overriding_train_is_called_while_its_mode_still_differs():
         net.train()
         calls.clear()
     assert calls == [(True, False)] and not net[0].training
+
+
+def test_fit_trains_models_in_eval_that_an_objective_holds_in_its_own_container():
+    """Audit: a GAN keeps its generator and discriminator in a ModuleDict, always in training mode, so fit's rule
+    ("a model in eval() as a whole trains") saw the container, and a generator straight from hybridpgm.load (in
+    eval()) trained with its batch norm on running statistics that never moved.  Each model the container holds
+    is judged as a whole now; fit still hands them back in the modes they came in."""
+    import hybridpgm
+    from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator
+
+    torch.manual_seed(0)
+    generator, discriminator = MLPGenerator(4, 2, [16], batch_norm=True).eval(), MLPDiscriminator(2, [16]).eval()
+    seen, before = set(), generator.net[1].running_mean.clone()
+
+    class Spy:
+        def on_step_end(self, info):
+            seen.add(generator.net[1].training)
+
+    hybridpgm.fit(hybridpgm.GAN(generator, discriminator), torch.randn(64, 2), max_steps=2, batch_size=32, seed=1,
+                  progress=False, callbacks=[Spy()])
+    assert seen == {True}
+    assert not torch.equal(generator.net[1].running_mean, before)  # the statistics moved, as in training mode
+    assert not generator.training and not discriminator.training  # handed back as they came

@@ -169,9 +169,9 @@ def _same(a: Any, b: Any) -> bool:
 
 def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """How the state dict ``saved`` does not fit the model's ``current`` one: a name only in one of them, a
-    tensor of another shape, or a tensor in one where the other holds plain data (a module's extra state from
-    torch's ``get_extra_state``, such as ``{"updates": 7}``: its value is state, which the resume restores, so
-    two plain values never differ here)."""
+    tensor of another shape or dtype (which ``load_state_dict`` would cast), or a tensor in one where the other
+    holds plain data (a module's extra state from torch's ``get_extra_state``, such as ``{"updates": 7}``: its
+    value is state, which the resume restores, so two plain values never differ here)."""
     out = [f"{k!r} is in the checkpoint but not in the model" for k in saved if k not in current]
     out += [f"{k!r} is in the model but not in the checkpoint" for k in current if k not in saved]
     for k in (k for k in saved if k in current):
@@ -179,6 +179,8 @@ def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
         if isinstance(was, torch.Tensor) and isinstance(now, torch.Tensor):
             if tuple(was.shape) != tuple(now.shape):
                 out.append(f"{k!r} has shape {tuple(was.shape)} in the checkpoint, {tuple(now.shape)} in the model")
+            elif was.dtype != now.dtype:  # load_state_dict would cast it silently
+                out.append(f"{k!r} is {was.dtype} in the checkpoint, {now.dtype} in the model")
         elif isinstance(was, torch.Tensor) or isinstance(now, torch.Tensor):
             out.append(f"{k!r} is a {type(was).__name__} in the checkpoint, a {type(now).__name__} in the model")
     return out

@@ -23,6 +23,7 @@ import torch
 from hybridpgm.checks import flag
 from hybridpgm.errors import TrainingWarning
 from hybridpgm.interrupt_scope import restores_on_error
+from hybridpgm.module_modes import train_models_in_eval
 from hybridpgm.param_store_scope import let_other_threads_in, own_param_store
 from hybridpgm.train import distributed
 from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decomposable
@@ -273,8 +274,7 @@ def fit(
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     module = objective.module.to(device)
-    if not module.training:  # a model in eval() as a whole trains; parts the caller froze in a training one stay
-        module.train()
+    train_models_in_eval(module)  # a model in eval() as a whole trains; parts frozen in a training one stay
     batch_norm = batch_norm_warning(module, accumulate, context.world_size)
     if batch_norm is not None and context.is_main:
         warnings.warn(batch_norm, TrainingWarning, stacklevel=users_stacklevel())

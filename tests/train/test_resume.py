@@ -46,6 +46,20 @@ def test_a_changed_model_is_refused_naming_the_differences(tmp_path):
     assert result.steps == 8 and load_checkpoint(ckpt)["module"]["weight"].shape == (1, 3)
 
 
+def test_a_model_of_another_dtype_is_refused_naming_the_entries(tmp_path):
+    """Audit: a float64 checkpoint resumed into a float32 model (and back) ran on, load_state_dict casting the weights
+    (rounded by up to 1.4e-8) and the optimizer's state silently; now the entries and both dtypes are named."""
+    ckpt = tmp_path / "r.pt"
+    wide = LinearRegression()
+    wide.module.double()
+    x, y = regression_data()
+    run(ckpt, objective=wide, data=(x.double(), y.double()), max_steps=2)
+    with pytest.raises(CheckpointError, match=r"'weight' is torch.float64 in the checkpoint, torch.float32 in the "
+                                              r"model"):
+        run(ckpt)
+
+
+
 @pytest.mark.parametrize("change, difference", [
     (dict(optim=sgd(lr=0.5)), "optimizers['fit']['param_groups'][0]['lr']: checkpoint 0.05, requested 0.5"),
     (dict(optim=sgd(momentum=0.9)), "['momentum']: checkpoint 0.0, requested 0.9"),
