@@ -71,7 +71,8 @@ from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, 
                                            untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_frozen import FROZEN, frozen_names, refreeze
-from hybridpgm.serialization_payload import check_module_entry, check_payload, cpu_tensors, in_file, rebuild_error
+from hybridpgm.serialization_payload import (check_module_entry, check_payload, cpu_tensors, in_file,
+                                             not_a_model_file, rebuild_error)
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              constructor_call, register_spec, serializable)
 from hybridpgm.serialization_structure import check_rebuilds
@@ -87,8 +88,7 @@ from hybridpgm.versions import versions
 __all__ = ["MODEL_MODULES", "SavedModel", "TORCH_LAYERS", "load", "load_model", "register_spec", "save",
            "serializable", "versions"]
 
-FORMAT = "hybridpgm-model"
-FORMAT_VERSION = 1
+FORMAT, FORMAT_VERSION = "hybridpgm-model", 1
 #: the method by which a module refuses :func:`save`: ``module._hybridpgm_save_refusal()`` returns ``None``, or why
 #: its file would not rebuild it (see :meth:`hybridpgm.gp.DeepKernelGP.training_data`)
 _REFUSAL_ATTR = "_hybridpgm_save_refusal"
@@ -347,7 +347,7 @@ def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int
         map_location = resolve_device(map_location)
     payload = read_torch_file(path, "model file", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a hybridpgm model file (write one with hybridpgm.save)")
+        raise CheckpointError(not_a_model_file(payload, path))
     check_payload(payload, path)  # the entries save writes, of their types, before anything is built
     name = payload["model"]["class"]
     try:

@@ -21,7 +21,8 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 
-__all__ = ["REQUIRED", "check_module_entry", "check_payload", "cpu_tensors", "in_file", "rebuild_error"]
+__all__ = ["REQUIRED", "check_module_entry", "check_payload", "cpu_tensors", "in_file", "not_a_model_file",
+           "rebuild_error"]
 
 #: the entries every model file holds, and the type of each
 REQUIRED = {"model": dict, "tensors": dict, "state_dict": dict, "meta": dict, "versions": dict}
@@ -106,3 +107,14 @@ def cpu_tensors(value: Any) -> Any:
     if type(value) is dict:
         return {k: cpu_tensors(v) for k, v in value.items()}
     return value
+
+
+def not_a_model_file(payload: Any, path: Any) -> str:
+    """Why ``payload``, read from ``path``, is not a model file: a training checkpoint of :func:`hybridpgm.fit` (its
+    ``module`` and ``players`` entries) is named as one, with what to do with it."""
+    if isinstance(payload, dict) and "module" in payload and "players" in payload:
+        return (f"{str(path)!r} is a training checkpoint written by hybridpgm.fit, not a model file: resume it with "
+                "fit(..., checkpoint=path), or load its weights into the model it trained with model.load_state_dict("
+                "hybridpgm.train.load_checkpoint(path)['module']), then hybridpgm.save(model, ...)")
+    return f"{str(path)!r} is not a hybridpgm model file (write one with hybridpgm.save)"
+

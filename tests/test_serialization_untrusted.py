@@ -141,3 +141,16 @@ def test_a_ties_record_naming_the_model_itself_or_a_module_inside_its_partner_is
     with pytest.raises(CheckpointError, match=reason) as raised:
         hybridpgm.load(tmp_path / "t.pt")
     assert str(tmp_path / "t.pt") in str(raised.value)
+
+
+def test_a_training_checkpoint_given_to_load_is_named_as_one(tmp_path):
+    """Audit: ``hybridpgm.load("checkpoint.pt")`` said only "is not a hybridpgm model file"; it now says the file is
+    fit's training checkpoint and how to make a model file of its weights."""
+    from tests.train.helpers import LinearRegression, regression_data
+
+    ckpt = tmp_path / "checkpoint.pt"
+    hybridpgm.fit(LinearRegression(), regression_data(), max_steps=1, batch_size=16, checkpoint=ckpt, progress=False,
+                  seed=0)
+    with pytest.raises(CheckpointError, match=r"is a training checkpoint written by hybridpgm.fit, not a model file: "
+                                              r"resume it with fit\(\.\.\., checkpoint=path\)"):
+        hybridpgm.load(ckpt)

@@ -1,16 +1,16 @@
 """The compute counts ``hybridpgm evaluate RUN`` and ``hybridpgm sample RUN`` take from a run's ``model.pt``.
 
 A run records the counts its evaluation used (``--ais-chains``, ``--ais-steps``, ``--eval-samples``,
-``--classifier-steps``; ``--gibbs-steps`` for the samples of a DBN or DBM) and the sizes of the data an
-``evaluate`` draws again from the run's seed (a bayes-net run's ``--num-data`` and ``--num-test`` rows, a crf
-run's ``--num-train`` and ``--num-test`` sequences of at most ``--max-len`` tokens: the test set follows the
-training one in the same random stream, so both are drawn), and ``evaluate``/``sample`` use them again, so a run
-scores as it did when it was trained.  A model file can come from elsewhere (a downloaded run), and those counts
-decide how long the command takes: a count read from the file above its cap in :data:`CAPS` (at least ten times
-every recipe's default for it) is refused, one line naming the count, unless the user passes it on the command
-line (``evaluate RUN --ais-steps 200000``), which also sets a count below its cap (the run's own value passed
-gives what the run's file gives: for the data sizes, the same test set).  A count given for a run whose recipe
-takes none (``--ais-steps`` for a VAE run) is refused too.
+``--classifier-steps``; ``--gibbs-steps`` for the samples of a DBN or DBM) and the sizes of the data an ``evaluate``
+draws again from the run's seed (a bayes-net run's ``--num-data`` and ``--num-test`` rows, a crf run's
+``--num-train`` and ``--num-test`` sequences of at most ``--max-len`` tokens: the test set follows the training one
+in the same random stream, so both are drawn), and ``evaluate``/``sample`` use them again, so a run scores with the
+effort it was trained with (its draws seeded by ``--seed``). A model file can come from elsewhere (a downloaded
+run), and those counts decide how long the command takes: a count read from the file above its cap in :data:`CAPS`
+(at least ten times every recipe's default for it) is refused, one line naming the count, unless the user passes it
+on the command line (``evaluate RUN --ais-steps 200000``), which also sets a count below its cap (the run's own
+value passed gives what the run's file gives: for the data sizes, the same test set). A count given for a run whose
+recipe takes none (``--ais-steps`` for a VAE run) is refused too.
 """
 
 from __future__ import annotations
