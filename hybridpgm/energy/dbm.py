@@ -41,7 +41,6 @@ from hybridpgm.checks import (check_device, generator_keywords, generator_or_non
                               positive_real, sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
-from hybridpgm.energy.dbn import layer_checkpoints
 from hybridpgm.energy.layer_seed import layer_seed
 from hybridpgm.energy.machine_options import DBMOptions
 from hybridpgm.energy.rbm import RBM
@@ -350,19 +349,19 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
         :raises ConfigError: ``checkpoints`` is not one path per layer, ``fit_kwargs`` holds ``checkpoint``, or
             a ``seed`` that is not an integer."""
         from hybridpgm.energy.doubled_rbm import DoubledRBM
+        from hybridpgm.energy.greedy_stages import GreedyStages
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
-        from hybridpgm.train.trainer import fit
 
         x = self.check_visible(data, "data")
         results, rbms = [], []
-        paths = layer_checkpoints(checkpoints, self.num_layers, "DBM", fit_kwargs)
-        for l, path in zip(range(self.num_layers), paths):
+        stages = GreedyStages(checkpoints, self.num_layers, "DBM", fit_kwargs)  # warns of a layer resumed on new inputs
+        for l, path in zip(range(self.num_layers), stages.paths):
             # its initial weights: from the seed (and l), not from the caller's stream
             with keeping_global_rngs(layer_seed(fit_kwargs.get("seed"), l, "DBM.pretrain seed")):
                 rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
             rbm.to(self.weights[0])
             doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
-            results.append(fit(ContrastiveDivergence(doubled, k), x, epochs=epochs, **path, **fit_kwargs))
+            results.append(stages.fit(l, ContrastiveDivergence(doubled, k), x, epochs=epochs, **path, **fit_kwargs))
             rbm.to(self.weights[0].device)
             rbms.append(rbm)
             with torch.no_grad():

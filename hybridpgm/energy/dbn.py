@@ -190,17 +190,17 @@ class DBN(nn.Module):
         :raises ConfigError: ``checkpoints`` is not one path per RBM, ``fit_kwargs`` holds ``checkpoint``, or
             ``persistent`` is not ``True`` or ``False``.
         """
+        from hybridpgm.energy.greedy_stages import GreedyStages
         from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence, PersistentCD
-        from hybridpgm.train.trainer import fit
 
         persistent = flag(persistent, "DBN.pretrain persistent")
 
         x = self.rbms[0].check_visible(data, "data")
         results = []
-        paths = layer_checkpoints(checkpoints, len(self.rbms), "DBN", fit_kwargs)
-        for rbm, path in zip(self.rbms, paths):
+        stages = GreedyStages(checkpoints, len(self.rbms), "DBN", fit_kwargs)  # warns of a layer resumed on new inputs
+        for layer, (rbm, path) in enumerate(zip(self.rbms, stages.paths)):
             objective = PersistentCD(rbm, k, num_chains) if persistent else ContrastiveDivergence(rbm, k)
-            results.append(fit(objective, x, epochs=epochs, **path, **fit_kwargs))
+            results.append(stages.fit(layer, objective, x, epochs=epochs, **path, **fit_kwargs))
             with torch.no_grad():
                 x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device)))
         return results

@@ -1,0 +1,37 @@
+"""Greedy layer-wise pretraining called again to train further (hybridpgm/energy/greedy_stages.py): a layer that
+resumes its checkpoint after a layer below trained in the same call is warned of; a preempted pretraining resuming
+where it stopped is not."""
+
+import warnings
+
+import pytest
+import torch
+
+from hybridpgm.energy import DBM, DBN
+from hybridpgm.errors import TrainingWarning
+
+
+def _data():
+    return (torch.rand(32, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+
+
+def _pretrain(model, paths, epochs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.pretrain(_data(), epochs=epochs, checkpoints=paths, batch_size=8, progress=False, seed=0)
+    return [str(w.message) for w in caught if issubclass(w.category, TrainingWarning)]
+
+
+@pytest.mark.parametrize("kind", ["DBN", "DBM"])
+def test_a_layer_resumed_after_a_layer_below_trained_further_is_warned_of(kind, tmp_path):
+    """Audit: extending a DBN's pretraining (epochs 1 -> 2) trained layer 0 on, then resumed layer 1's checkpoint, a
+    run on layer 0's old features, on its new ones: layer 1 ended where no greedy pretraining does, silently."""
+    torch.manual_seed(0)
+    model = DBN([6, 4, 3]) if kind == "DBN" else DBM([6, 4, 3])
+    paths = [tmp_path / "l0.pt", tmp_path / "l1.pt"]
+    assert _pretrain(model, paths, 1) == []
+    assert _pretrain(model, paths, 1) == []  # resumed where it stopped (both finished): the same features
+    messages = _pretrain(model, paths, 2)
+    assert len(messages) == 1
+    assert messages[0].startswith(f"{kind}.pretrain: layer 1 resumes its checkpoint {str(paths[1])!r} (step 4), a "
+                                  "run on the features of layer 0 as they were before this call trained that layer")
