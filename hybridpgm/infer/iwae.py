@@ -203,7 +203,7 @@ def importance_log_weights(model, guide, *args, num_particles: int, max_plate_ne
         the guide declare a latent site in plates of different names (at one dim and size), a site lies in more
         plate dims than ``max_plate_nesting`` allows (a later batch entered a deeper plate: pass it), a sequential
         data plate's iterations do not match one to one between the programs, are more or fewer than its size
-        (iterated twice, or left early with ``break``) or hold a data point's latents and observations apart
+        (iterated twice, or left early with ``break``) or hold no observed site of the model
         (:func:`~hybridpgm.infer.particle_sequential.sequential_log_densities`), or the programs use a sampled
         value as one number (stochastic control flow: the particles run vectorized).
     """

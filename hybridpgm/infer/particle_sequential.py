@@ -16,17 +16,18 @@ data point), ``[K, G]`` for :math:`K` particles and the :math:`G` iterations of 
 the vectorized program ``with pyro.plate("data", N, subsample=idx):`` gives, row for row.
 
 Pyro's counter is the only mark an iteration leaves, so the grouping is refused (an
-:class:`~hybridpgm.errors.ObjectiveError` naming the plate and the counts) where the counters cannot be data
-points one to one: the guide's iterations are not the model's shifted by one offset (a plate object the programs
-share, or reuse across calls, counts on; the offset its latent sites show is undone), the sites span more
-iterations than the plate's size (the plate iterated twice), fewer iterations than its size hold sites (a loop
-left early with ``break``, or left and entered again: the plate's :math:`N / B` would scale fewer data points, or
-one data point would be two weights), or an iteration holds no observed site of the model while another holds
-none of its latents (a data point's latents and its data in two iterations, as a second loop over the plate after a
-``break`` leaves; an iteration whose observation is missing and skipped, beside iterations that all sample their
-latents, is one data point without data and is weighed).  A program that leaves the loop and enters it
-again with as many iterations in all as the plate's size, each with an observed site, is not told from one loop:
-iterate a sequential data plate once, sampling each data point's latents and observations in its iteration.
+:class:`~hybridpgm.errors.ObjectiveError` naming the plate and the counts) where the counters cannot be data points
+one to one: the guide's iterations are not the model's shifted by one offset (a plate object the programs share, or
+reuse across calls, counts on; the offset its latent sites show is undone), the sites span more iterations than the
+plate's size (the plate iterated twice), fewer iterations than its size hold sites (a loop left early with
+``break``, or left and entered again: the plate's :math:`N / B` would scale fewer data points, or one data point
+would be two weights), or an iteration holds no observed site of the model (a data point's latents and its data in
+two iterations, as a second loop over the plate after a ``break`` leaves, or observations shifted by one iteration;
+an observation skipped because it is missing looks the same from the counters, so a missing observation is masked,
+not skipped: its site sampled under ``poutine.mask(mask=False)`` with any placeholder value, which weighs the data
+point's latents alone, as the vectorized program with that entry masked does). A program that leaves the loop and
+enters it again with as many iterations in all as the plate's size, each with an observed site, is not told from one
+loop: iterate a sequential data plate once, sampling each data point's latents and observations in its iteration.
 """
 
 from __future__ import annotations
@@ -99,14 +100,11 @@ def _offset(model_sites, guide_sites, plate: str, what: str) -> int:
     return offsets.pop() if offsets else 0
 
 
-def _check_iterations(groups: dict, observed: set, latent: set, counts: tuple[int, int], plate: str, size: int,
-                      what: str):
-    """Refuse counters that are not the plate's ``size`` iterations, or whose observed and latent sites of the model
-    lie in different iterations.
+def _check_iterations(groups: dict, observed: set, counts: tuple[int, int], plate: str, size: int, what: str):
+    """Refuse counters that are not the plate's ``size`` iterations, each with an observed site of the model.
 
     :param groups: ``{counter: [model terms, guide terms]}``.
     :param observed: the counters holding an observed site of the model.
-    :param latent: the counters holding a latent site of the model.
     :param counts: the iterations with sites of the model and of the guide."""
     first, last = min(groups), max(groups)
     if last - first + 1 > size:
@@ -124,14 +122,14 @@ def _check_iterations(groups: dict, observed: set, latent: set, counts: tuple[in
             "plate once, to its end, with sites in every iteration (mask a missing observation with poutine.mask "
             "rather than skip its site)")
     empty = [g - first for g in sorted(groups) if g not in observed]
-    if empty and not any(g not in latent for g in groups):  # a missing observation skipped: no data, latents kept
-        empty = []
     if empty:
         raise ObjectiveError(
             f"{what}: iteration(s) {empty[:5]} of the sequential data plate {plate!r} (size {size}) hold no observed "
-            "site of the model while others hold none of its latents: each iteration is one data point, with its "
-            "latents and its data (what a second loop over the plate after a `break` leaves, splitting a data point "
-            "into two weights); sample each data point's latents and observations in its iteration")
+            "site of the model: each iteration is one data point, with its latents and its data (an iteration "
+            "without data is what a second loop over the plate after a `break`, or observations shifted by an "
+            "iteration, leave); sample each data point's latents and observations in its iteration, and mask a "
+            "missing observation rather than skip it (sample its site under poutine.mask(mask=False) with any "
+            "placeholder value)")
 
 
 def sequential_log_densities(model_sites, guide_sites, plate: str, num_particles: int, full: int,
@@ -152,11 +150,11 @@ def sequential_log_densities(model_sites, guide_sites, plate: str, num_particles
     :raises ObjectiveError: naming the plate (and the counts), when the iterations cannot be data points one to
         one: the guide's counters differ from the model's by more than one offset (or the guide has sites in the
         plate but none of the model's latents), the sites span more iterations than the plate's size, fewer
-        iterations than its size hold sites, or one holds no observed site of the model and another none of its
-        latents (see the module's docstring); and when a site lies in more plate dims than ``full`` allows."""
+        iterations than its size hold sites, or one holds no observed site of the model (see the module's
+        docstring); and when a site lies in more plate dims than ``full`` allows."""
     offset = _offset(model_sites, guide_sites, plate, what)
     groups: dict[int, list] = {}
-    observed, latent, sizes, counts = set(), set(), set(), []
+    observed, sizes, counts = set(), set(), []
     for side, shift, sites in ((0, 0, model_sites), (1, offset, guide_sites)):
         seen = set()
         for site in sites:
@@ -164,8 +162,8 @@ def sequential_log_densities(model_sites, guide_sites, plate: str, num_particles
             count += shift
             sizes.add(size)
             seen.add(count)
-            if side == 0:
-                (observed if site["is_observed"] else latent).add(count)
+            if side == 0 and site["is_observed"]:
+                observed.add(count)
             term = log_term(site, full, what)
             if term is not None:
                 term = term.sum(dim=tuple(range(1, full))) if full > 1 else term
@@ -176,7 +174,7 @@ def sequential_log_densities(model_sites, guide_sites, plate: str, num_particles
     ref = next((t for terms in groups.values() for side in terms for t in side), None)
     if ref is None:
         raise ObjectiveError(f"{what}: the model and guide have no sample sites")
-    _check_iterations(groups, observed, latent, tuple(counts), plate, min(sizes), what)
+    _check_iterations(groups, observed, tuple(counts), plate, min(sizes), what)
     stacked = []
     for side in (0, 1):
         stacked.append(torch.stack([sum(groups[g][side]).expand(num_particles) if groups[g][side]
