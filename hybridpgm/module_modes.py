@@ -83,17 +83,17 @@ def train_models_in_eval(module: nn.Module) -> None:
     """Switch to training mode a model that is in ``eval()`` as a whole (straight from :func:`hybridpgm.load`, or
     after an evaluation), as :func:`hybridpgm.fit` trains it; a model in training mode keeps the parts the caller
     froze in ``eval()`` (a pretrained batch norm) as they are.  An objective's own container of models (an
-    :class:`~torch.nn.ModuleDict` or :class:`~torch.nn.ModuleList`: a GAN's generator and discriminator, NVIL's
+    :class:`~torch.nn.ModuleDict` or :class:`~torch.nn.ModuleList` itself, not a subclass, which is a user's model
+    whose frozen parts stay frozen: a GAN's generator and discriminator, NVIL's
     model and baselines, a model and a guide of two modules) is not a model: the rule applies to each model it
     holds, each judged as a whole (the container is always in training mode, so a loaded generator inside it
     trained in ``eval()``: batch norm on its running statistics, which never moved, and dropout off).
 
     :param module: the objective's ``module``.
     """
-    if isinstance(module, (nn.ModuleDict, nn.ModuleList)):
+    if type(module) in (nn.ModuleDict, nn.ModuleList):  # exactly: a user's subclass is a model (review D)
         module.training = True
         for child in module.children():
             train_models_in_eval(child)
     elif not module.training:
         module.train()
-

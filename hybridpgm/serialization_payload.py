@@ -114,7 +114,7 @@ def not_a_model_file(payload: Any, path: Any) -> str:
     ``module`` and ``players`` entries) is named as one, with what to do with it."""
     if isinstance(payload, dict) and "module" in payload and "players" in payload:
         return (f"{str(path)!r} is a training checkpoint written by hybridpgm.fit, not a model file: resume it with "
-                "fit(..., checkpoint=path), or load its weights into the model it trained with model.load_state_dict("
-                "hybridpgm.train.load_checkpoint(path)['module']), then hybridpgm.save(model, ...)")
+                "fit(..., checkpoint=path), or load its weights into the objective that wrote it, "
+                "objective.module.load_state_dict(hybridpgm.train.load_checkpoint(path)['module']), then save the "
+                "network you want (hybridpgm.save(objective.module['generator'], ...) for a GAN's)")
     return f"{str(path)!r} is not a hybridpgm model file (write one with hybridpgm.save)"
-

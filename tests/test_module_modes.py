@@ -133,3 +133,21 @@ def test_fit_trains_models_in_eval_that_an_objective_holds_in_its_own_container(
     assert seen == {True}
     assert not torch.equal(generator.net[1].running_mean, before)  # the statistics moved, as in training mode
     assert not generator.training and not discriminator.training  # handed back as they came
+
+
+def test_a_users_module_dict_subclass_is_a_model_whose_frozen_parts_stay_frozen():
+    """Review D: the container rule matched subclasses of ModuleDict, so a user's model written as one had the
+    part it froze in eval() switched to training by fit; only the objectives' own containers (the torch classes
+    themselves) are looked into."""
+    from hybridpgm.module_modes import train_models_in_eval
+
+    class Regressor(nn.ModuleDict):
+        pass
+
+    model = Regressor({"features": nn.BatchNorm1d(3), "head": nn.Linear(3, 1)})
+    model["features"].eval()
+    train_models_in_eval(model)
+    assert model.training and not model["features"].training
+    container = nn.ModuleDict({"generator": nn.BatchNorm1d(3).eval()})
+    train_models_in_eval(container)
+    assert container["generator"].training

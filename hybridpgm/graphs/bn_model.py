@@ -298,11 +298,14 @@ def _single_example(values) -> bool:
 
 
 def _entries(values) -> list:
-    """The ``(key, value)`` pairs of the mapping ``values``; those of a pandas ``Series`` of a NumPy dtype as NumPy
-    scalars of that dtype (its ``items()`` gives Python numbers: a float64 row would lose its dtype)."""
+    """The ``(key, value)`` pairs of the mapping ``values``.  A pandas ``Series`` of a floating NumPy dtype (a data
+    frame's row, whose columns pandas has made one dtype: int64 beside float32 gives float64) gives each entry as a
+    Python number where float32 holds it exactly, and as a NumPy scalar of the row's dtype where it does not, whose
+    dtype :meth:`columns` then checks (a float64 value a float32 network would round is refused, as its column is;
+    review D: a float32 column's row was refused as float64)."""
     dtype = getattr(values, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype.kind != "O":
-        return list(zip(values.keys(), np.asarray(values)))
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        return [(k, float(v) if np.float32(v) == v else v) for k, v in zip(values.keys(), np.asarray(values))]
     return list(values.items())
 
 

@@ -393,3 +393,12 @@ def test_the_dtype_check_of_the_model_finds_the_maps_once():
         bn.add("c", cpd.Table([[0.5, 0.5], [0.5, 0.5]], ["b"]))
         TraceEnum_ELBO(max_plate_nesting=1).loss(bn.model, bn.guide, torch.tensor([[0, 1, 1]]))
         assert walk.call_count == 2
+
+
+def test_log_prob_of_a_row_of_a_float32_frame_equals_that_row_of_the_frame():
+    """Review D: pandas makes a row of int64 and float32 columns float64, so ``df.iloc[0]`` of a float32 frame that
+    ``log_prob(df)`` scores was refused as float64 data; entries float32 holds exactly are read as numbers."""
+    pd = pytest.importorskip("pandas")
+    bn = _a_b_x()
+    frame = pd.DataFrame({"a": [1, 0, 1], "b": [0, 1, 0], "x": np.float32([0.25, 1.0, 2.0])})
+    assert torch.equal(bn.log_prob(frame.iloc[0]), bn.log_prob(frame)[0])

@@ -59,7 +59,6 @@ def test_a_model_of_another_dtype_is_refused_naming_the_entries(tmp_path):
         run(ckpt)
 
 
-
 @pytest.mark.parametrize("change, difference", [
     (dict(optim=sgd(lr=0.5)), "optimizers['fit']['param_groups'][0]['lr']: checkpoint 0.05, requested 0.5"),
     (dict(optim=sgd(momentum=0.9)), "['momentum']: checkpoint 0.0, requested 0.9"),
