@@ -167,9 +167,11 @@ def _same(a: Any, b: Any) -> bool:
     return (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)) or a == b
 
 
-def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any], parameters: frozenset = frozenset()
+                       ) -> list[str]:
     """How the state dict ``saved`` does not fit the model's ``current`` one: a name only in one of them, a
-    tensor of another shape or dtype (which ``load_state_dict`` would cast), or a tensor in one where the other
+    tensor of another shape, a parameter (one of ``parameters``) of another dtype (``load_state_dict`` would cast
+    it; a buffer may follow its model's dtype lazily, as PCD's chains do), or a tensor in one where the other
     holds plain data (a module's extra state from torch's ``get_extra_state``, such as ``{"updates": 7}``: its
     value is state, which the resume restores, so two plain values never differ here)."""
     out = [f"{k!r} is in the checkpoint but not in the model" for k in saved if k not in current]
@@ -179,7 +181,7 @@ def _model_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
         if isinstance(was, torch.Tensor) and isinstance(now, torch.Tensor):
             if tuple(was.shape) != tuple(now.shape):
                 out.append(f"{k!r} has shape {tuple(was.shape)} in the checkpoint, {tuple(now.shape)} in the model")
-            elif was.dtype != now.dtype:  # load_state_dict would cast it silently
+            elif was.dtype != now.dtype and k in parameters:  # load_state_dict would cast it silently
                 out.append(f"{k!r} is {was.dtype} in the checkpoint, {now.dtype} in the model")
         elif isinstance(was, torch.Tensor) or isinstance(now, torch.Tensor):
             out.append(f"{k!r} is a {type(was).__name__} in the checkpoint, a {type(now).__name__} in the model")
@@ -210,7 +212,8 @@ def check_resumable(path: str | os.PathLike, saved: Mapping[str, Any], module: t
         (:func:`~hybridpgm.train.checkpoint_parameters.check_parameter_layout`).
     """
     where = f"checkpoint {str(path)!r}"
-    model = _model_differences(saved["module"], module.state_dict())
+    model = _model_differences(saved["module"], module.state_dict(),
+                               frozenset(name for name, _ in module.named_parameters(remove_duplicate=False)))
     if model:
         raise CheckpointError(f"{where} holds another model: " + "; ".join(model)
                               + ". Pass overwrite=True (CLI: --overwrite) to start afresh, or another checkpoint path")
