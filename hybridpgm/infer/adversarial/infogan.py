@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybridpgm.checks import as_integer, positive_int, positive_real, sample_count
+from hybridpgm.checks import as_integer, generator_or_none, positive_int, positive_real, sample_count
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.adversarial.dry_run import floating_like
 from hybridpgm.infer.adversarial.gan import GAN
@@ -133,19 +133,28 @@ class InfoGAN(GAN):
 
     # -- codes -----------------------------------------------------------------------
     @renamed_keyword(n="num_samples")
-    def sample_codes(self, num_samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_codes(self, num_samples: int, *, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(input, c_cat, c_cont)``: the generator input ``num_samples x noise_dim``, the
-        categories ``num_samples`` (int64) and the continuous codes ``num_samples x num_continuous``.
+        categories ``num_samples`` (int64) and the continuous codes ``num_samples x num_continuous``:
+        :math:`z \\sim \\mathcal{N}(0, I)`, :math:`c_{cat}` uniform on ``0..num_categories - 1`` (one-hot in the
+        input) and :math:`c_{cont}` uniform on :math:`[-1, 1]`, concatenated as ``[z, one_hot(c_cat), c_cont]``.
 
         :param num_samples: the number of codes (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        :param generator: the *random-number* generator, a :class:`torch.Generator` on the codes' device for the
+            three draws (so a latent traversal can be reproduced); ``None`` draws from torch's global stream,
+            exactly as before the keyword existed.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is not a :class:`torch.Generator` or ``None``."""
         n = sample_count(num_samples, "InfoGAN.sample_codes num_samples")
+        generator = generator_or_none(generator, "InfoGAN.sample_codes generator (the random-number generator, "
+                                                 "not the network)")
         like = self._like()
         noise = self.noise_dim - self.num_categories - self.num_continuous
-        z = torch.randn(n, noise, **like)
-        cat = torch.randint(max(self.num_categories, 1), (n,), device=like["device"])
-        cont = torch.rand(n, self.num_continuous, **like) * 2 - 1
+        z = torch.randn(n, noise, **like, generator=generator)
+        cat = torch.randint(max(self.num_categories, 1), (n,), device=like["device"], generator=generator)
+        cont = torch.rand(n, self.num_continuous, **like, generator=generator) * 2 - 1
         onehot = F.one_hot(cat, self.num_categories).to(like["dtype"]) if self.num_categories else z[:, :0]
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 

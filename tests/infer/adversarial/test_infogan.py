@@ -179,3 +179,25 @@ def test_repr_shows_the_codes_and_the_shapes():
     torch.manual_seed(0)
     assert repr(make(info_weight=0.5)) == ("InfoGAN(k=1, num_categories=4, num_continuous=2, info_weight=0.5, "
                                            "noise_dim=9, event_shape=(2,))")
+
+
+def test_sample_codes_takes_a_random_number_generator():
+    """``generator=`` makes the three draws a function of the generator's state and leaves torch's global stream
+    alone; ``None`` draws from the global stream as before; a seed or the network in its place is refused."""
+    info = make()
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    first = info.sample_codes(20, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), before)
+    again = info.sample_codes(20, generator=torch.Generator().manual_seed(7))
+    other = info.sample_codes(20, generator=torch.Generator().manual_seed(8))
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+    assert not torch.equal(first[0], other[0])
+    torch.manual_seed(3)
+    plain = info.sample_codes(20)
+    torch.manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(plain, info.sample_codes(20, generator=None)))
+    for wrong in (7, info.generator):
+        with pytest.raises(hybridpgm.errors.ConfigError, match="sample_codes generator"):
+            info.sample_codes(4, generator=wrong)
