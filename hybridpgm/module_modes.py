@@ -11,14 +11,21 @@ It does so holding hybridpgm's process-wide lock
 :class:`~hybridpgm.gp.DeepKernelGP` in training mode) each recorded the modes the other had set for its query,
 and the last restore left the model in ``eval()``.  :func:`hybridpgm.fit` keeps the modes of its model for the
 whole run and gives the lock up between its steps.
+
+:func:`train_models_in_eval` is ``fit``'s rule for a model in ``eval()`` as a whole (it trains in training mode);
+the warning it returns names the parts the caller froze that the switch puts in training too (their batch norm's
+running statistics move, their dropout is on), with the calls that keep them in ``eval()``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import keyword
 from typing import Iterator
 
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.dropout import _DropoutNd
 
 from hybridpgm.global_state_lock import holding_global_state
 
@@ -79,7 +86,7 @@ def _restore(modes: list[tuple[nn.Module, bool]]) -> None:
         raise error
 
 
-def train_models_in_eval(module: nn.Module) -> None:
+def train_models_in_eval(module: nn.Module) -> str | None:
     """Switch to training mode a model that is in ``eval()`` as a whole (straight from :func:`hybridpgm.load`, or
     after an evaluation), as :func:`hybridpgm.fit` trains it; a model in training mode keeps the parts the caller
     froze in ``eval()`` (a pretrained batch norm) as they are.  An objective's own container of models (an
@@ -89,11 +96,82 @@ def train_models_in_eval(module: nn.Module) -> None:
     holds, each judged as a whole (the container is always in training mode, so a loaded generator inside it
     trained in ``eval()``: batch norm on its running statistics, which never moved, and dropout off).
 
+    A switched model may hold a part the caller froze (every parameter ``requires_grad=False``, after
+    :func:`hybridpgm.load`: ``model.encoder.requires_grad_(False)``) whose layers act differently in training
+    mode; the switch moves that part's batch-norm running statistics and turns its dropout on, which the caller
+    cannot have asked for.  The warning returned names each such part (by dotted path) and how to keep it in
+    ``eval()``.
+
     :param module: the objective's ``module``.
+    :returns: the warning :func:`hybridpgm.fit` gives (once per call), or ``None``.
     """
+    notes: list[str] = []
+    _train_models(module, None, notes)
+    return "fit: " + "; and ".join(notes) if notes else None
+
+
+def _train_models(module: nn.Module, key: str | None, notes: list[str]) -> None:
     if type(module) in (nn.ModuleDict, nn.ModuleList):  # exactly: a user's subclass is a model (review D)
         module.training = True
-        for child in module.children():
-            train_models_in_eval(child)
+        for child_key, child in module.named_children():
+            _train_models(child, child_key, notes)
     elif not module.training:
+        note = _frozen_parts_note(module, key)
+        if note is not None:
+            notes.append(note)
         module.train()
+
+
+#: layers whose output depends on the mode, with what training mode does to them
+_MODE_LAYERS = ((_NormBase, "the running statistics of its {} will move"), (_DropoutNd, "its {} will be on"))
+
+
+def _mode_layers(part: nn.Module) -> list[str]:
+    """What training mode changes in ``part``: its batch norm (tracking running statistics) and dropout
+    (``p > 0``) layers now in ``eval()``, each kind once, by class name."""
+    found: dict[str, str] = {}
+    for layer in part.modules():
+        if layer.training:
+            continue
+        for kind, effect in _MODE_LAYERS:
+            if isinstance(layer, kind) and (layer.track_running_stats if kind is _NormBase else layer.p > 0):
+                found.setdefault(type(layer).__name__, effect.format(type(layer).__name__))
+    return list(found.values())
+
+
+def _frozen_parts(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """The outermost sub-modules of ``model`` (dotted paths) all of whose parameters, at least one, are frozen."""
+    for name, child in model.named_children():
+        params = list(child.parameters())
+        if params and not any(p.requires_grad for p in params):
+            yield prefix + name, child
+        else:
+            yield from _frozen_parts(child, f"{prefix}{name}.")
+
+
+def _accessor(variable: str, path: str) -> str:
+    if all(part.isidentifier() and not keyword.iskeyword(part) for part in path.split(".")):
+        return f"{variable}.{path}"
+    return f"{variable}.get_submodule({path!r})"
+
+
+def _frozen_parts_note(model: nn.Module, key: str | None = None) -> str | None:
+    """What switching ``model`` (in ``eval()``) to training mode does to its frozen parts, or ``None``: each
+    outermost sub-module whose parameters are all frozen and that holds batch norm or dropout in ``eval()``, by
+    dotted path, with what changes and the calls that keep it in ``eval()``.
+
+    :param model: a model about to be switched by :func:`train_models_in_eval`.
+    :param key: its key in the objective's container (``None``: the model is the objective's module).
+    """
+    parts = [(path, effects) for path, part in _frozen_parts(model) if (effects := _mode_layers(part))]
+    if not parts:
+        return None
+    variable = key if key is not None and key.isidentifier() and not keyword.iskeyword(key) else "model"
+    what = f"the model ({type(model).__name__})" if key is None else \
+        f"the objective's model {key!r} ({type(model).__name__})"
+    named = "; ".join(f"{path!r} ({', '.join(effects)})" for path, effects in parts)
+    keep = "; ".join(f"{_accessor(variable, path)}.eval()" for path, _ in parts)
+    return (f"{what} is in eval() as a whole (as a model from hybridpgm.load is), so fit puts it in training mode "
+            f"for the run, and with it its frozen part{'s' if len(parts) > 1 else ''} {named}; to keep "
+            f"{'them' if len(parts) > 1 else 'it'} in eval(), call {variable}.train(); {keep} before fit (fit leaves "
+            "the parts of a model in training mode in the modes they are in)")

@@ -56,6 +56,7 @@ from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
                                             bernoulli_state_logits, binary_states)
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.module_registration import frozen_aware_module
 from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
 from hybridpgm.rng_scope import seeded_globally_from
@@ -103,6 +104,13 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         layer, ``[H_L]`` (a parameter frozen by ``requires_grad_(False)`` stays frozen under ``fit`` and Pyro: see
         :func:`~hybridpgm.param_store_scope.frozen_aware_parameter`).""")
 
+    decoders = frozen_aware_module("decoders", """``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1``
+        (``l = 1..L``), a :class:`~torch.nn.ModuleList` of ``Linear`` layers; a part frozen by
+        ``requires_grad_(False)`` is left out of Pyro's param store without a warning
+        (:func:`~hybridpgm.module_registration.frozen_aware_module`).""")
+    encoders = frozen_aware_module("encoders", """``encoders[l-1]``: :math:`h_{l-1} \\to` logits of
+        :math:`q(h_l \\mid h_{l-1})`; frozen parts as for ``decoders``.""")
+
     layer_sizes = Option(fixed=PARAMETERS_BUILT, doc="""``[D, H_1, ..., H_L]`` (fixed: it decides the parameters'
         shapes; build a new net for other sizes).""")
     num_layers = Option(fixed=PARAMETERS_BUILT, doc="""``L``, the number of hidden layers (fixed, as
@@ -125,9 +133,7 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         self.num_layers = len(sizes) - 1
         self.validate_data = validate_data  # checked by its setter
         self.prior_logits = nn.Parameter(torch.zeros(sizes[-1]))
-        #: ``decoders[l-1]``: :math:`h_l \\to` logits of layer ``l-1`` (``l = 1..L``)
         self.decoders = nn.ModuleList(nn.Linear(sizes[l], sizes[l - 1]) for l in range(1, len(sizes)))
-        #: ``encoders[l-1]``: :math:`h_{l-1} \\to` logits of :math:`q(h_l \\mid h_{l-1})`
         self.encoders = nn.ModuleList(nn.Linear(sizes[l - 1], sizes[l]) for l in range(1, len(sizes)))
 
     # ---------------------------------------------------------------- helpers

@@ -10,12 +10,16 @@ Two kinds (:class:`hybridpgm.options.Option`):
   ``likelihood`` (a Gaussian likelihood owns ``log_scale``) and ``batch_norm`` (the networks' layers).  Assigning
   one raises :class:`~hybridpgm.errors.FixedOptionError` (an :class:`AttributeError` and a
   :class:`~hybridpgm.errors.ConfigError`): build a new VAE instead.
+
+The networks ``encoder`` and ``decoder`` are read through :func:`~hybridpgm.module_registration.frozen_aware_module`
+(registered with Pyro as ``pyro.module`` registers them, without its warning of a frozen part at every step).
 """
 
 from __future__ import annotations
 
 from hybridpgm.checks import flag, positive_real
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.module_registration import frozen_aware_module
 from hybridpgm.nn import checkpointing_saves_memory
 from hybridpgm.options import PARAMETERS_BUILT, Option
 
@@ -40,6 +44,11 @@ class VAEOptions:
     """The options of a :class:`~hybridpgm.generative.vae.VAE` kept as attributes (a mixin; see the module
     docstring)."""
 
+    encoder = frozen_aware_module("encoder", """The recognition network, ``[..., D] -> [..., 2 * z_dim]`` (the
+        guide's means and raw scales); a part frozen by ``requires_grad_(False)`` is left out of Pyro's param store
+        without a warning (:func:`~hybridpgm.module_registration.frozen_aware_module`).""")
+    decoder = frozen_aware_module("decoder", """The generative network, ``[..., z_dim] -> [..., D]`` (the likelihood's
+        logits or means); frozen parts as for ``encoder``.""")
     x_dim = Option(fixed=PARAMETERS_BUILT, doc="""Data dimension :math:`D` (fixed: it decides the networks' shapes).""")
     z_dim = Option(fixed=PARAMETERS_BUILT, doc="""Latent dimension (fixed: it decides the networks' shapes).""")
     likelihood = Option(fixed=PARAMETERS_BUILT, doc="""``"bernoulli"`` or ``"gaussian"`` (fixed: a Gaussian

@@ -18,8 +18,9 @@ with non-Gaussian likelihoods (classification).
 :meth:`SVDeepKernelGP.model` / :meth:`SVDeepKernelGP.guide` are the Pyro
 program of GPyTorch's Pyro integration (``pyro_model`` / ``pyro_guide`` and
 the likelihood's ``pyro_model``, as in :class:`gpytorch.models.PyroGP`), so a
-GP can be one block of a larger Pyro model.  They register the module with
-``pyro.module``, so plain ``SVI`` finds its parameters in Pyro's param store;
+GP can be one block of a larger Pyro model.  They register the module as
+``pyro.module`` does (:func:`~hybridpgm.module_registration.register_module`, which does not warn of a frozen
+feature extractor at every step), so plain ``SVI`` finds its parameters in Pyro's param store;
 :func:`hybridpgm.fit` runs in a scope of the store of its own.
 
 GPyTorch memoizes :math:`p(u)`, :math:`q(u)` and the Cholesky factor of :math:`K_{uu}` on the variational strategy
@@ -66,6 +67,7 @@ from hybridpgm.gp.sv_objective import SVDKLObjective
 from hybridpgm.gp.sv_options import SVOptions
 from hybridpgm.infer import SVIObjective
 from hybridpgm.module_modes import keeping_modes
+from hybridpgm.module_registration import register_module
 from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
@@ -274,7 +276,7 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
             also :meth:`features`)."""
         self._check_nonempty(x)
         self._fresh()
-        pyro.module(self.name_prefix, self)  # Pyro's SVI finds the parameters in its param store
+        register_module(self.name_prefix, self)  # pyro.module's registration: Pyro's SVI finds the parameters
         with self._gp_precision(), self._kl_weight() as beta:
             function_dist = self.pyro_model(x, beta=beta, name_prefix=self.name_prefix)
             y = self._check_targets(x, y, function_dist)
@@ -292,7 +294,7 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         :raises DataError: as :meth:`model`."""
         self._check_nonempty(x)
         self._fresh()
-        pyro.module(self.name_prefix, self)
+        register_module(self.name_prefix, self)
         with self._gp_precision(), self._kl_weight() as beta:
             function_dist = self.pyro_guide(x, beta=beta, name_prefix=self.name_prefix)
             y = self._check_targets(x, y, function_dist)

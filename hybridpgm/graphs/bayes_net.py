@@ -35,7 +35,6 @@ Incomplete Data via the EM Algorithm*, 1977.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 from typing import Mapping, Sequence
 
@@ -45,13 +44,14 @@ from torch import nn
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.checks import close_match, module_name, shown_items
-from hybridpgm.graphs.bn_cpds import CPDDict, assign_all, check_node_name, link, put
+from hybridpgm.graphs.bn_cpds import CPDDict, assign_all, check_node_name, checked_state_names, link, put
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_graph import DagIndex, topological_order
 from hybridpgm.graphs.bn_model import BayesNetModel
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.interrupt_scope import restored_on_error
+from hybridpgm.module_registration import frozen_aware_module
 
 __all__ = ["BayesNet"]
 
@@ -80,6 +80,10 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     but leave running statistics unchanged (every buffer of a CPD's network is restored); the training losses
     (:meth:`model`, :meth:`log_prob`) update them as any forward pass does.
     """
+
+    cpds = frozen_aware_module("cpds", """The nodes' CPDs, node -> CPD (a :class:`~torch.nn.ModuleDict`); the
+        parameters of a CPD's network frozen by ``requires_grad_(False)`` are left out of Pyro's param store without
+        a warning (:func:`~hybridpgm.module_registration.frozen_aware_module`).""")
 
     def __init__(self, cpds: Mapping[str, CPD] | None = None, *, state_names: Mapping | None = None, name: str = ""):
         super().__init__(module_name(name, "BayesNet"))
@@ -132,7 +136,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if name in cpd.parents:
             raise ModelSpecError(f"node {name!r} cannot be its own parent")
         if states is not None:
-            states = self._check_states(name, cpd, states)
+            states = checked_state_names(name, cpd, states)
         dag = self._dag_index()
         cycle = dag.cycle_through(name, cpd.parents)
         if cycle:
@@ -185,31 +189,6 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             cpds.__class__ = CPDDict
         if isinstance(cpds, CPDDict):
             link(cpds, self)
-
-    @staticmethod
-    def _check_states(name: str, cpd: CPD, states) -> list:
-        if cpd.cardinality is None:
-            raise ModelSpecError(f"node {name!r} is continuous; state names are for discrete nodes only")
-        if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
-            raise ModelSpecError(f"node {name!r}: states must be a list of {cpd.cardinality} names, got {states!r}")
-        states = list(states)
-        if not_text := [s for s in states if not isinstance(s, str)]:  # evidence given as a number is an index
-            raise ModelSpecError(f"node {name!r}: state names must be strings, got [{shown_items(not_text)}] in "
-                                 f"[{shown_items(states)}]; a number given as evidence is read as a state's "
-                                 "index, so a name 1 would be ambiguous: name the states "
-                                 f"[{shown_items([str(s) for s in states])}]")
-        if len(states) != cpd.cardinality:
-            raise ModelSpecError(f"node {name!r}: {len(states)} state names [{shown_items(states)}] for "
-                                 f"cardinality {cpd.cardinality}")
-        try:
-            distinct = len(set(states)) == len(states)
-        except TypeError:
-            raise ModelSpecError(f"node {name!r}: state names must be hashable, got [{shown_items(states)}]") from None
-        if not distinct:
-            dup = sorted(str(s) for s, count in collections.Counter(states).items() if count > 1)
-            raise ModelSpecError(f"node {name!r}: state names must be distinct, [{shown_items(dup)}] repeat in "
-                                 f"[{shown_items(states)}]")
-        return states
 
     def _dag_index(self) -> DagIndex:
         """The parents/children index of the declared nodes (:class:`~hybridpgm.graphs.bn_graph.DagIndex`),

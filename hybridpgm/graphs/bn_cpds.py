@@ -22,8 +22,9 @@ as a plain :class:`~torch.nn.ModuleDict`.
 
 from __future__ import annotations
 
+import collections
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -36,7 +37,7 @@ from hybridpgm.graphs.cpd_base import CPD
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["CPDDict", "assign_all", "check_node_name", "edit", "link", "owners", "put"]
+__all__ = ["CPDDict", "assign_all", "check_node_name", "checked_state_names", "edit", "link", "owners", "put"]
 
 
 class CPDDict(nn.ModuleDict):
@@ -272,3 +273,32 @@ def _forget(owners: list, dag: DagIndex | None = None) -> None:
             b._dag = dag if b is owners[0] else DagIndex(dag.parents)
         b._order = None
         b.plan_cache.clear()
+
+
+def checked_state_names(name: str, cpd: CPD, states) -> list:
+    """``states``, the state names :meth:`~hybridpgm.graphs.BayesNet.add` was given for node ``name`` of CPD ``cpd``,
+    checked (distinct hashable strings, one per state of a discrete node) and returned as a list.
+    
+    :raises ModelSpecError: naming the node and what is wrong with the names."""
+    if cpd.cardinality is None:
+        raise ModelSpecError(f"node {name!r} is continuous; state names are for discrete nodes only")
+    if isinstance(states, (str, bytes)) or not isinstance(states, Sequence):
+        raise ModelSpecError(f"node {name!r}: states must be a list of {cpd.cardinality} names, got {states!r}")
+    states = list(states)
+    if not_text := [s for s in states if not isinstance(s, str)]:  # evidence given as a number is an index
+        raise ModelSpecError(f"node {name!r}: state names must be strings, got [{shown_items(not_text)}] in "
+                             f"[{shown_items(states)}]; a number given as evidence is read as a state's "
+                             "index, so a name 1 would be ambiguous: name the states "
+                             f"[{shown_items([str(s) for s in states])}]")
+    if len(states) != cpd.cardinality:
+        raise ModelSpecError(f"node {name!r}: {len(states)} state names [{shown_items(states)}] for "
+                             f"cardinality {cpd.cardinality}")
+    try:
+        distinct = len(set(states)) == len(states)
+    except TypeError:
+        raise ModelSpecError(f"node {name!r}: state names must be hashable, got [{shown_items(states)}]") from None
+    if not distinct:
+        dup = sorted(str(s) for s, count in collections.Counter(states).items() if count > 1)
+        raise ModelSpecError(f"node {name!r}: state names must be distinct, [{shown_items(dup)}] repeat in "
+                             f"[{shown_items(states)}]")
+    return states

@@ -23,6 +23,7 @@ from hybridpgm.errors import ConfigError, EvidenceError, ModelSpecError
 from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
+from hybridpgm.module_registration import register_module
 from hybridpgm.network_checks import refuse_uninitialized, uninitialized
 
 __all__ = ["PLACEHOLDER", "pyro_model"]
@@ -59,7 +60,8 @@ def _batch_index(shape, device) -> tuple:
 
 
 def _register(self, prefix: str) -> None:
-    """``pyro.module(prefix + "markov_net", self)``: plain SVI finds the potentials in the param store.
+    """``pyro.module(prefix + "markov_net", self)``, without its warning of each frozen parameter at every call
+    (:func:`~hybridpgm.module_registration.register_module`): plain SVI finds the potentials in the param store.
 
     :raises ConfigError: a neural potential holds parameters of a lazy module (``nn.LazyLinear``) that nothing has
         run yet, naming them (:func:`~hybridpgm.network_checks.refuse_uninitialized`, as :func:`hybridpgm.fit`
@@ -68,7 +70,7 @@ def _register(self, prefix: str) -> None:
         random numbers (also inside the probes that ``fit`` runs to learn a program's sites and leave no trace).
     """
     try:
-        pyro.module(prefix + "markov_net", self)
+        register_module(prefix + "markov_net", self)
     except ValueError:
         if uninitialized(self):
             refuse_uninitialized(self, "MarkovNet.model: the MarkovNet (registered with pyro.module for plain "

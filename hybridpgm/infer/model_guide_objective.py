@@ -17,6 +17,7 @@ from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.infer.autoguide_plates import check_autoguide_batching, check_subsampled_autoguides
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.train.objective import elbo_settings
@@ -152,10 +153,14 @@ class ModelGuideObjective:
         :param batch: a batch of the data (a tensor ``[B, ...]``, or a tuple of the programs' positional arguments).
         :raises ConfigError: the autoguide's parameters are not in :attr:`module`, or an explicit group was given
             while the autoguide had not run (its parameters did not exist to be listed: run it once on a batch
-            before building the objective, or leave the group out); also as the constructor.
+            before building the objective, or leave the group out), or an autoguide has a latent in a plate that
+            subsamples the batch and makes that plate itself or is a joint one
+            (:func:`~hybridpgm.infer.autoguide_plates.check_subsampled_autoguides`); also as the constructor.
         :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple starting with one)."""
         args, _ = self.batch_args(batch)
         built = build_autoguides(self.model, self.guide, args, self.model_kwargs, self.module, type(self).__name__)
+        check_subsampled_autoguides(self.model, self.guide, args, self.model_kwargs, (self.module,),
+                                    type(self).__name__)
         self._set_groups(*(None if not given else group for given, group in zip(self._explicit,
                                                                                   (self.theta, self.phi))))
         listed = {id(p) for p in self.theta + self.phi}
@@ -168,6 +173,25 @@ class ModelGuideObjective:
                     "trained; run the autoguide once on a batch before building the objective, or leave the "
                     "group out (then found from the autoguide)")
         self._groups_checked = True
+
+    def check_batching(self, batch: Any, *, num_examples: int, shuffle: bool, accumulate: int = 1,
+                       world_size: int = 1) -> None:
+        """Refuse an autoguide whose parameters belong to the positions of the batch (a local latent in
+        ``pyro.plate("data", x.shape[0])``) when :func:`hybridpgm.fit`'s batches put other examples at those
+        positions (:func:`~hybridpgm.infer.autoguide_plates.check_autoguide_batching`); ``fit`` calls it after
+        :meth:`setup`, with the same batch.
+
+        :param batch: the first batch (as for :meth:`setup`).
+        :param int num_examples: the examples :math:`N` of the data set.
+        :param bool shuffle: whether the batches are drawn in a new order every epoch.
+        :param int accumulate: micro-batches per batch.
+        :param int world_size: processes.
+        :raises ConfigError: naming the autoguide, the site, the plate, :math:`B`, :math:`N` and the fixes.
+        :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple starting with one)."""
+        args, _ = self.batch_args(batch)
+        check_autoguide_batching(self.model, self.guide, args, self.model_kwargs, (self.module,), type(self).__name__,
+                                 num_examples=num_examples, shuffle=shuffle, accumulate=accumulate,
+                                 world_size=world_size)
 
     def _check_groups(self) -> None:
         """Refuse :attr:`theta` / :attr:`phi` that no longer list the programs' parameters (an autoguide that has

@@ -30,14 +30,14 @@ common losses are intensive but not decomposable:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
 from hybridpgm.checks import type_name
 from hybridpgm.errors import ConfigError
 
-__all__ = ["Objective", "elbo_settings", "objective_settings", "player_schedule"]
+__all__ = ["Objective", "elbo_settings", "objective_settings", "player_schedule", "set_up"]
 
 
 @runtime_checkable
@@ -58,6 +58,10 @@ class Objective(Protocol):
       checkpoint is resumed), with the first training batch on the training device: an objective whose
       parameters come into being on a first call (a Pyro autoguide) creates them here, so that they are
       trained and checkpointed.  It must not use up random numbers of the run.
+    * ``check_batching(batch, *, num_examples, shuffle, accumulate, world_size)`` -- called by :func:`fit` right
+      after ``setup``, with the same batch, the data set's size :math:`N` and how ``fit`` batches it: an objective
+      whose parameters belong to the batch's positions (a Pyro autoguide over a local latent in
+      ``pyro.plate("data", x.shape[0])``) refuses a batching that puts other examples at those positions.
     * ``state_dict()`` / ``load_state_dict(state)`` -- extra state to keep in
       checkpoints (beyond ``module``'s own).
     * ``train_step_end(step)`` -- called after every optimizer cycle.
@@ -122,6 +126,28 @@ def player_schedule(objective: Objective) -> list[str]:
     if unknown:
         raise ConfigError(f"schedule names unknown players {unknown}; players are {names}")
     return schedule
+
+
+def set_up(objective: Objective, first_batch: Callable[[], Any], *, num_examples: int, shuffle: bool,
+           accumulate: int, world_size: int) -> None:
+    """Call the objective's optional ``setup`` and then its optional ``check_batching`` (see :class:`Objective`)
+    with the first training batch, read once and only when one of them exists: parameters made on a first call (a
+    Pyro autoguide's) exist before :func:`hybridpgm.fit` builds the optimizers, and an autoguide whose parameters
+    belong to the batch's positions is refused before a step under a batching that moves the examples.
+
+    :param first_batch: gives the first batch on the training device.
+    :param num_examples: the examples :math:`N` of the data set.
+    :param shuffle: whether each epoch draws the batches in a new order.
+    :param accumulate: micro-batches per batch.
+    :param world_size: processes, each taking its own examples."""
+    setup, check = getattr(objective, "setup", None), getattr(objective, "check_batching", None)
+    if setup is None and check is None:
+        return
+    batch = first_batch()
+    if setup is not None:
+        setup(batch)
+    if check is not None:
+        check(batch, num_examples=num_examples, shuffle=shuffle, accumulate=accumulate, world_size=world_size)
 
 
 def _described(value: Any) -> str:

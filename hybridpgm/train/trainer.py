@@ -40,7 +40,7 @@ from hybridpgm.train.fit_options import (callback_list, check_config, check_coun
 from hybridpgm.train.fit_step import take_step
 from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History
-from hybridpgm.train.objective import Objective, player_schedule
+from hybridpgm.train.objective import Objective, player_schedule, set_up
 from hybridpgm.train.player_step import autocast_for
 from hybridpgm.train.progress import progress_bar, say
 from hybridpgm.train.rank_states import load_rank_state
@@ -274,16 +274,16 @@ def fit(
     autocast_for(precision, device)  # validates the name
     schedule = player_schedule(objective)
     module = objective.module.to(device)
-    train_models_in_eval(module)  # a model in eval() as a whole trains; parts frozen in a training one stay
-    batch_norm = batch_norm_warning(module, accumulate, context.world_size)
-    if batch_norm is not None and context.is_main:
-        warnings.warn(batch_norm, TrainingWarning, stacklevel=users_stacklevel())
+    # a model in eval() as a whole trains (a warning names its frozen parts that switch); a training one's stay
+    for note in (train_models_in_eval(module), batch_norm_warning(module, accumulate, context.world_size)):
+        if note is not None and context.is_main:
+            warnings.warn(note, TrainingWarning, stacklevel=users_stacklevel())
     dataset = as_dataset(data)
     unseen = check_shards(dataset, context.world_size, shuffle)  # an empty dataset: before setup reads a batch
     if unseen is not None and context.is_main:
         warnings.warn(unseen, TrainingWarning, stacklevel=users_stacklevel())
-    if hasattr(objective, "setup"):  # parameters made on a first call (an autoguide's) exist before the optimizers
-        objective.setup(move_to(first_batch(dataset, batch_size), device))
+    set_up(objective, lambda: move_to(first_batch(dataset, batch_size), device), num_examples=len(dataset),
+           shuffle=shuffle, accumulate=accumulate, world_size=context.world_size)  # an autoguide's parameters
     players, hyperparameters, schedulers = build_players(objective, optim, lr_scheduler, precision, device,
                                                          skip_nonfinite)
     # whatever ends the call from here on (a return, any exception, a KeyboardInterrupt), on_exit releases what fit

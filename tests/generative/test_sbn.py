@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pyro
@@ -217,6 +218,28 @@ def test_plain_pyro_registers_prior_logits_only_while_they_are_trainable():
         svi.step(x)
         assert pyro.get_param_store()["prior_logits"] is sbn.prior_logits
         assert not torch.equal(sbn.prior_logits, before)
+
+
+def test_frozen_layers_are_not_warned_of_at_every_step():
+    """Pyro's "... was not registered in the param store because requires_grad=False" came once per frozen
+    parameter per step (pyro.module, run by PyroModule.__getattr__ on ``decoders``); the names of the trainable
+    ones in the store are unchanged."""
+    torch.manual_seed(0)
+    x = binary(8, 6, 1)
+    sbn = SigmoidBeliefNet([6, 3, 2], name="s")
+    sbn.decoders[0].requires_grad_(False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            svi = pyro.infer.SVI(sbn.model, sbn.guide, pyro.optim.SGD({"lr": 0.5}), pyro.infer.Trace_ELBO())
+            for _ in range(2):
+                svi.step(x)
+            store = dict(pyro.get_param_store().items())
+        _fit_sgd(sbn, x)
+    assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
+    assert sorted(store) == ["s.decoders$$$1.bias", "s.decoders$$$1.weight", "s.encoders$$$0.bias",
+                             "s.encoders$$$0.weight", "s.encoders$$$1.bias", "s.encoders$$$1.weight", "s.prior_logits"]
+    assert store["s.decoders$$$1.weight"] is sbn.decoders[1].weight and not sbn.decoders[0].weight.requires_grad
 
 
 def test_a_state_dict_with_the_saved_keys_loads():

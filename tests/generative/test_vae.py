@@ -1,4 +1,5 @@
 import functools
+import warnings
 
 import pyro
 import pytest
@@ -217,6 +218,36 @@ def test_plain_pyro_registers_log_scale_only_while_it_is_trainable():
         SVI(vae.model, vae.guide, pyro.optim.SGD({"lr": 0.1}), Trace_ELBO()).step(x)
         assert pyro.get_param_store()["log_scale"] is vae.log_scale
         assert not torch.equal(vae.log_scale, before)
+
+
+@pytest.mark.parametrize("frozen, trained", [("decoder", "encoder"), ("encoder", "decoder")])
+def test_a_frozen_half_is_not_warned_of_at_every_step(frozen, trained):
+    """Fine-tuning one half: Pyro's "... was not registered in the param store because requires_grad=False"
+    came once per frozen parameter per step (plain SVI and fit), advising train(False), which would stop the frozen
+    half's batch norm.  The trainable half keeps its param-store names; the frozen one stays frozen, unregistered,
+    and in training mode (its running statistics move)."""
+    x = torch.bernoulli(torch.full((16, 6), 0.4), generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    vae = VAE(6, 2, (4,), batch_norm=True)
+    getattr(vae, frozen).requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in vae.named_parameters()}
+    statistics = getattr(vae, frozen)[1].running_mean.clone()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            svi = SVI(vae.model, vae.guide, pyro.optim.SGD({"lr": 0.1}), Trace_ELBO())
+            for _ in range(3):
+                svi.step(x)
+            store = dict(pyro.get_param_store().items())
+        fit(SVIObjective(vae.model, vae.guide, Trace_ELBO()), x, max_steps=3, batch_size=8, progress=False,
+            device="cpu", seed=0, optim=lambda ps: torch.optim.SGD(ps, lr=0.1))
+    assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
+    assert sorted(store) == sorted(f"{trained}$$${n}" for n in ("0.weight", "0.bias", "1.weight", "1.bias",
+                                                                 "3.weight", "3.bias"))
+    assert all(store[f"{trained}$$${n}"] is p for n, p in getattr(vae, trained).named_parameters())
+    for name, p in vae.named_parameters():
+        assert torch.equal(p, before[name]) != name.startswith(trained) and p.requires_grad != name.startswith(frozen)
+    assert not torch.equal(getattr(vae, frozen)[1].running_mean, statistics)
 
 
 def test_a_state_dict_with_the_saved_keys_loads_log_scale():

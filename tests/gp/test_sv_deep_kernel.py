@@ -8,12 +8,14 @@ trains on.
 from __future__ import annotations
 
 import math
+import warnings
 
 import gpytorch
 import pyro
 import pytest
 import torch
 
+import hybridpgm
 from hybridpgm.gp import SVDeepKernelGP
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -236,3 +238,28 @@ def test_beta_zero_trains_with_fit_and_can_be_annealed():
     model.beta = 0.5
     second = fit(model.objective(num_particles=2), (x, y), batch_size=32, max_steps=2, progress=False, seed=0)
     assert all(map(math.isfinite, first.history.loss["elbo"] + second.history.loss["elbo"]))
+
+
+def test_a_frozen_feature_extractor_is_not_warned_of_at_every_step():
+    """A pretrained extractor kept fixed: pyro.module(name_prefix, gp) in model and guide warned once per frozen
+    parameter per step ("... was not registered in the param store because requires_grad=False"), through plain
+    SVI and fit.  The trainable parameters keep the names pyro.module gives them; the frozen ones stay out."""
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3), torch.randn(16)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    gp = SVDeepKernelGP(net, num_features=2, num_data=16, inducing_points=torch.randn(4, 2))
+    net.requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            svi = pyro.infer.SVI(gp.model, gp.guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.Trace_ELBO())
+            for _ in range(2):
+                svi.step(x, y)
+            store = dict(pyro.get_param_store().items())
+        hybridpgm.fit(gp.objective(), (x, y), max_steps=2, batch_size=8, progress=False, seed=0)
+    assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
+    trainable = {f"gp$$${n}": p for n, p in gp.named_parameters() if p.requires_grad}
+    assert store.keys() == trainable.keys() and all(store[n] is p for n, p in trainable.items())
+    assert "gp$$$variational_strategy.inducing_points" in store
+    assert all(torch.equal(p, before[n]) and not p.requires_grad for n, p in net.named_parameters())

@@ -1,8 +1,11 @@
 """Neural CPDs: log-tables from a network, the dry run at declaration, leading batch dims."""
 
+import warnings
+
+import pyro
 import pytest
 import torch
-from pyro.infer import TraceEnum_ELBO
+from pyro.infer import SVI, TraceEnum_ELBO
 
 import hybridpgm
 from hybridpgm.errors import EvidenceError, ModelSpecError
@@ -168,3 +171,25 @@ def test_a_network_returning_a_tuple_is_refused_when_added():
     with pytest.raises(ModelSpecError, match=r"node 'b': the network must return one tensor, got a tuple of "
                                              r"Tensor, Tensor"):
         bn.add("b", cpd.Neural(Pair(), ["a"], 2))
+
+
+def test_a_frozen_neural_cpd_is_not_warned_of_at_every_step():
+    """PyroModule.__getattr__ ran pyro.module("cpds", ...) at each read of bn.cpds (21 per trace here), which warned
+    of each frozen parameter ("... was not registered in the param store because requires_grad=False"); the
+    trainable CPDs keep their names in the store, the frozen network stays out and frozen."""
+    torch.manual_seed(0)
+    frozen, trained = torch.nn.Linear(2, 3), torch.nn.Linear(3, 2)
+    bn = BayesNet(name="bn").add("a", cpd.Table([0.5, 0.5])).add("b", cpd.Neural(frozen, ["a"], 3))
+    bn.add("c", cpd.Neural(trained, ["b"], 2))
+    frozen.requires_grad_(False)
+    data = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([1, 2, 0]), "c": torch.tensor([0, 1, 1])}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            svi = SVI(bn.model, bn.guide, pyro.optim.SGD({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+            for _ in range(2):
+                svi.step(data)
+            store = dict(pyro.get_param_store().items())
+    assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
+    assert sorted(store) == ["bn.cpds$$$a.logits", "bn.cpds$$$c.net.bias", "bn.cpds$$$c.net.weight"]
+    assert store["bn.cpds$$$c.net.weight"] is trained.weight and not frozen.weight.requires_grad

@@ -2,6 +2,7 @@
 
 import math
 import re
+import warnings
 
 import pyro
 import pytest
@@ -193,3 +194,22 @@ def test_model_names_tables_of_more_batch_dims_than_the_program_claims():
     with pytest.raises(ModelSpecError, match=r"from a context of shape \(4, 5, 2\)\) have batch shape \(4, 5\), but "
                                              r"the model takes at most 1 batch dim.*mrf\.distribution"):
         pyro.poutine.trace(mrf.model).get_trace({"a": torch.zeros(5, dtype=torch.long)}, context=torch.randn(4, 5, 2))
+
+
+def test_a_frozen_potential_network_is_not_warned_of_at_every_call():
+    """pyro.module("markov_net", mrf) warned once per frozen parameter at every run of the model ("... was not
+    registered in the param store because requires_grad=False"); the trainable ones keep their names."""
+    torch.manual_seed(0)
+    frozen, trained = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Unflatten(-1, (2, 2))), torch.nn.Linear(3, 2)
+    mrf = MarkovNet({"a": 2, "b": 2}).add_factor("ab", ["a", "b"], frozen).add_factor("a_f", ["a"], trained)
+    frozen.requires_grad_(False)
+    values = {"a": torch.tensor([0, 1, 1]), "b": torch.tensor([1, 0, 1])}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope():
+            for _ in range(2):
+                pyro.poutine.trace(mrf.model).get_trace(values, context=torch.randn(3, 3))
+            store = dict(pyro.get_param_store().items())
+    assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
+    assert sorted(store) == ["markov_net$$$potentials.a_f.bias", "markov_net$$$potentials.a_f.weight"]
+    assert store["markov_net$$$potentials.a_f.weight"] is trained.weight and not frozen[0].weight.requires_grad

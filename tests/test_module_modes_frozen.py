@@ -1,0 +1,91 @@
+"""fit warns when switching a model in eval() to training puts a part the caller froze in training too
+(hybridpgm/module_modes.py, train_models_in_eval): its batch norm's running statistics move, its dropout is on."""
+
+import warnings
+
+import torch
+from pyro.infer import Trace_ELBO
+from torch import nn
+
+from hybridpgm import VAE, SVIObjective, fit
+from hybridpgm.errors import TrainingWarning
+from hybridpgm.module_modes import train_models_in_eval
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)),
+                         nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+
+
+def test_the_switch_names_each_frozen_part_with_what_changes_and_how_to_keep_it():
+    model = _model().eval()
+    model[1].requires_grad_(False)
+    model[2][1].requires_grad_(False)  # the batch norm alone, inside a trainable block
+    note = train_models_in_eval(model)
+    assert all(m.training for m in model.modules())  # the switch itself is as before
+    assert note.startswith("fit: the model (Sequential) is in eval() as a whole")
+    assert "frozen parts '1' (its Dropout will be on); '2.1' (the running statistics of its BatchNorm1d will " \
+           "move)" in note
+    assert "call model.train(); model.get_submodule('1').eval(); model.get_submodule('2.1').eval() before fit" in note
+    container = nn.ModuleDict({"generator": _model().eval(), "critic": _model().eval()})
+    container["generator"][2].requires_grad_(False)
+    note = train_models_in_eval(container)
+    assert note.startswith("fit: the objective's model 'generator' (Sequential) is in eval() as a whole") and \
+        "call generator.train(); generator.get_submodule('2').eval() before fit" in note and "critic" not in note
+
+
+def test_no_note_without_a_frozen_part_that_the_mode_changes():
+    """A model already in training mode (frozen or not); frozen parts without batch norm or dropout, or with only
+    layers the mode does not change (dropout with p=0, batch norm without running statistics); batch norm and
+    dropout in trainable parts."""
+    model = _model()
+    model.requires_grad_(False)
+    assert train_models_in_eval(model) is None and model.training
+    model = _model().eval()
+    model[0].requires_grad_(False)
+    assert train_models_in_eval(model) is None
+    quiet = nn.Sequential(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.0), nn.BatchNorm1d(3, track_running_stats=False)),
+                          nn.Linear(3, 3)).eval()
+    quiet[0].requires_grad_(False)
+    assert train_models_in_eval(quiet) is None
+    assert train_models_in_eval(_model().eval()) is None
+
+
+def _vae_and_data():
+    x = torch.bernoulli(torch.full((16, 6), 0.4), generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    return VAE(6, 2, (4,), batch_norm=True), x
+
+
+def _fit_notes(vae, x):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(SVIObjective(vae.model, vae.guide, Trace_ELBO()), x, max_steps=3, batch_size=8, progress=False, seed=0)
+    return [w for w in caught if issubclass(w.category, TrainingWarning) and "frozen part" in str(w.message)]
+
+
+def test_fit_warns_once_at_the_callers_line_and_the_advice_keeps_the_part_in_eval():
+    """A loaded VAE (in eval()) whose encoder is frozen for fine-tuning: fit trained the encoder's batch norm
+    silently (its running statistics moved).  One warning per fit, pointing at the call; following it, the
+    statistics stay."""
+    vae, x = _vae_and_data()
+    vae.eval()
+    vae.encoder.requires_grad_(False)
+    notes = _fit_notes(vae, x)
+    assert len(notes) == 1 and notes[0].filename == __file__
+    assert "'encoder' (the running statistics of its BatchNorm1d will move)" in str(notes[0].message)
+    assert "call model.train(); model.encoder.eval() before fit" in str(notes[0].message)
+    vae.train()
+    vae.encoder.eval()
+    statistics = vae.encoder[1].running_mean.clone()
+    assert _fit_notes(vae, x) == []
+    assert torch.equal(vae.encoder[1].running_mean, statistics)
+    assert not any(p.requires_grad for p in vae.encoder.parameters())
+
+
+def test_fit_does_not_warn_of_a_model_in_eval_with_nothing_frozen_or_a_training_model():
+    vae, x = _vae_and_data()
+    assert _fit_notes(vae.eval(), x) == []
+    vae.encoder.requires_grad_(False)
+    assert _fit_notes(vae.train(), x) == []
