@@ -24,18 +24,26 @@ missing folder, and a FIFO, symbolic link or device node (which hybridpgm would
 replace by a regular file) are refused, and ``sample``'s suffix must name a
 format the run's recipe writes (``.csv`` for bayes-net, else an image format
 matplotlib writes: ``.png``, ``.pdf``, ``.svg`` ...).  ``~`` is the home folder.
+
+A :class:`~hybridpgm.errors.TrainingWarning` (a run goes on, but not as the
+user may think: ``train dbn|dbm --resume`` resuming a stage on the changed
+features of a stage below) is one line, ``hybridpgm: warning: ...``, on
+standard error, where Python's warning filters let it through, not a warning
+attributed to a line of ``runpy``; it changes no exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
-from hybridpgm.errors import HybridPGMError, TrainingInterrupted
+from hybridpgm.errors import HybridPGMError, TrainingInterrupted, TrainingWarning
 
 __all__ = ["build_parser", "main", "version_line"]
 
@@ -294,6 +302,23 @@ def _out_of_memory(error: BaseException) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _training_warnings_as_lines():
+    """Show each :class:`~hybridpgm.errors.TrainingWarning` let through by the warning filters as one line
+    ``hybridpgm: warning: <message>`` on standard error; other warnings as before.  Restored on exit."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, TrainingWarning):
+                print(f"hybridpgm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import common
 
@@ -305,11 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import RECIPES
 
     try:
-        if args.command == "train":
-            _check_data_root(args)
-            metrics = RECIPES[args.model][0].run(args)
-        else:
-            metrics = _after_training(args)
+        with _training_warnings_as_lines():
+            if args.command == "train":
+                _check_data_root(args)
+                metrics = RECIPES[args.model][0].run(args)
+            else:
+                metrics = _after_training(args)
     except (HybridPGMError, OSError) as error:  # OSError: a report or figure the OS would not let us write
         common.remove_output_left_empty(args)
         message = " ".join(str(error).split())

@@ -156,6 +156,9 @@ class MarkovNetInference(nn.Module):
         :raises ModelSpecError: an unknown method or an option it does not take; for ``"exact"``, before any
             work, a contraction over :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` per model or a max-sum over
             :data:`~hybridpgm.infer.mrf_exact.EXACT_MAP_MAX_WORK` operations per model.
+        :warns EstimateWarning: max-product BP (``"bp"``, or ``"auto"`` choosing it) did not converge within its
+            iterations (:func:`~hybridpgm.graphs.mrf_convergence.warn_map_unconverged`): the assignment may be far
+            from the MAP.
         """
         if method not in ("auto", "bp", "exact"):
             raise ModelSpecError(f"MarkovNet.map_assignment: unknown method {method!r}; use 'auto', 'bp' or 'exact'")

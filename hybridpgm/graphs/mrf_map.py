@@ -10,7 +10,9 @@ per model of the batch: exactly by the max-sum contraction
 (:class:`~hybridpgm.infer.BeliefPropagation` with ``max_product=True``; exact on trees [1]).
 Where BP's max-marginals tie in a row, the argmax of each variable alone need not be a joint
 maximiser, so that row is decoded a layer at a time, each variable given those before it
-(:attr:`~hybridpgm.infer.belief_propagation.BPResult.decoded_assignment`).
+(:attr:`~hybridpgm.infer.belief_propagation.BPResult.decoded_assignment`).  Where BP ran all its steps without
+converging (``tol > 0``), the assignment may be far from the MAP, and an :class:`~hybridpgm.errors.EstimateWarning`
+says so (:func:`~hybridpgm.graphs.mrf_convergence.warn_map_unconverged`).
 
 **References**
 
@@ -26,6 +28,7 @@ import torch
 
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.mrf_convergence import warn_map_unconverged
 from hybridpgm.graphs.mrf_declare import _check_options, _no_options
 
 __all__ = ["map_of", "tied_rows"]
@@ -38,6 +41,7 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
         :func:`~hybridpgm.infer.mrf_exact.exact_is_cheap` and no BP options are given, else BP).
     :param kwargs: options of :class:`~hybridpgm.infer.BeliefPropagation` (``max_product`` excepted).
     :raises ModelSpecError: an option the chosen method does not take.
+    :warns EstimateWarning: BP's messages did not converge (with ``tol > 0``).
     """
     from hybridpgm.infer.belief_propagation import BeliefPropagation
     from hybridpgm.infer.mrf_exact import exact_is_cheap, exact_map
@@ -52,7 +56,8 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
             raise ModelSpecError("MarkovNet.map_assignment: method 'bp' runs max-product BP; max_product is not "
                                  "an option here (marginals('bp') runs sum-product)")
         _check_options("bp", BeliefPropagation, kwargs)
-        result = BeliefPropagation(max_product=True, **kwargs)(fg)
+        result = (algorithm := BeliefPropagation(max_product=True, **kwargs))(fg)
+        warn_map_unconverged(algorithm, result)
         tied, x = tied_rows(result.marginals), result.assignment
         if bool(tied.any()):  # those rows decoded a layer at a time; the others keep their argmaxes
             x = torch.where(tied[:, None], result.decoded_assignment, x)

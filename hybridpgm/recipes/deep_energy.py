@@ -3,8 +3,10 @@
 * ``dbn``: greedy layer-wise CD-k training (Hinton, Osindero & Teh 2006).
   Every stage writes its checkpoint (``checkpoint-stage<i>.pt`` for the lower
   RBMs, ``checkpoint.pt`` for the top one), so ``--resume`` continues in the
-  stage a preempted run stopped in; finished stages load.  Reports the test reconstruction loss of the unrolled
-  autoencoder (Bernoulli negative log-likelihood, nats per image) and plots
+  stage a preempted run stopped in; finished stages load.  A ``--resume`` that trains a lower stage further and
+  then resumes a stage above on its changed features warns, as :meth:`~hybridpgm.energy.DBN.pretrain` does
+  (:mod:`hybridpgm.energy.greedy_stages`, worded with ``--overwrite``).  Reports the test reconstruction loss of
+  the unrolled autoencoder (Bernoulli negative log-likelihood, nats per image) and plots
   samples (Gibbs in the top RBM, then a top-down pass).
 * ``dbm``: the weight-doubling pretraining, then joint PCD training with
   mean-field positive phase (Salakhutdinov & Hinton 2009), every pretraining
@@ -30,11 +32,11 @@ import torch
 from hybridpgm.data import load_dataset
 from hybridpgm.diagnostics import plot_image_grid, plot_loss_curves
 from hybridpgm.energy import DBM, DBN
+from hybridpgm.energy.greedy_stages import GreedyStages, worded_for
 from hybridpgm.infer import AIS, ContrastiveDivergence, PersistentCD
 from hybridpgm.recipes.common import (add_common_arguments, checkpoint_options, machine_description,
                                       non_negative_float, positive_int, prepare_output, recipe_config, save_model,
                                       train, write_evaluation, write_metrics)
-from hybridpgm.train import fit
 from hybridpgm.train.distributed import current
 
 __all__ = ["add_arguments", "evaluate", "run", "sample"]
@@ -83,6 +85,31 @@ def _dbm_scores(dbm: DBM, train_x, test_x, chains: int, steps: int) -> dict[str,
             "test_log_likelihood_bound": bound}
 
 
+#: how a ``--resume`` retrains the stages above one that trained further (:func:`~.greedy_stages.worded_for`)
+_RETRAIN = ("delete the checkpoints of the stages above (checkpoint-stage<i>.pt, checkpoint.pt) from --out before "
+            "--resume, or train with --overwrite instead of --resume (every stage afresh)")
+
+
+def _greedy_dbn(model: DBN, x: torch.Tensor, ckpt: list[dict[str, Any]], out: Path, k: int,
+                stage: dict[str, Any]) -> tuple[ContrastiveDivergence, torch.Tensor]:
+    """Train the DBN's RBMs below the top one in turn (each by CD-``k`` on the probabilities of the layer below,
+    with its checkpoint options ``ckpt[i]`` and the ``stage`` options of :func:`hybridpgm.fit`), through
+    :class:`~hybridpgm.energy.greedy_stages.GreedyStages`, which warns where a stage, or the top one
+    (``out/checkpoint.pt``, trained by the caller), resumes its checkpoint on features that changed in this run.
+
+    :returns: the top RBM's objective and its data (the top hidden probabilities of the stages below).
+    """
+    shared = {key: value for key, value in ckpt[0].items() if key != "checkpoint"} if ckpt else {"resume": False}
+    stages = GreedyStages([*(options["checkpoint"] for options in ckpt), out / "checkpoint.pt"], len(model.rbms),
+                          "DBN", shared)
+    for layer, (rbm, options) in enumerate(zip(model.rbms[:-1], ckpt)):
+        stages.fit(layer, ContrastiveDivergence(rbm, k), x, **stage, **options)
+        with torch.no_grad():
+            x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device))).cpu()
+    stages.check_resume(len(model.rbms) - 1)  # the top stage, which common.train fits
+    return ContrastiveDivergence(model.rbms[-1], k), x
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, write the report; return the metrics.
 
@@ -105,19 +132,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ckpt = [checkpoint_options(args, out, f"checkpoint-stage{i}.pt", require=False, config=config)[0]
             for i in range(stages)]
     started = time.perf_counter()  # the whole training: the greedy stages / the pretraining, then the top stage
-    if args.model == "dbn":
-        model = DBN(sizes)
-        x = train_x
-        for rbm, options in zip(model.rbms[:-1], ckpt):
-            fit(ContrastiveDivergence(rbm, args.k), x, **stage, **options)
-            with torch.no_grad():
-                x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device))).cpu()
-        objective = ContrastiveDivergence(model.rbms[-1], args.k)
-    else:
-        model = DBM(sizes, mean_field_steps=args.mean_field_steps)
-        options = {k: v for k, v in ckpt[0].items() if k != "checkpoint"}
-        model.pretrain(train_x, k=args.k, checkpoints=[o["checkpoint"] for o in ckpt], **stage, **options)
-        objective, x = PersistentCD(model, args.k, args.chains), train_x
+    # a stage resumed on the features of a stage below that trained further warns, naming this command's flags
+    with worded_for(f"train {args.model} --resume", _RETRAIN):
+        if args.model == "dbn":
+            model = DBN(sizes)
+            objective, x = _greedy_dbn(model, train_x, ckpt, out, args.k, stage)
+        else:
+            model = DBM(sizes, mean_field_steps=args.mean_field_steps)
+            options = {k: v for k, v in ckpt[0].items() if k != "checkpoint"}
+            model.pretrain(train_x, k=args.k, checkpoints=[o["checkpoint"] for o in ckpt], **stage, **options)
+            objective, x = PersistentCD(model, args.k, args.chains), train_x
     result, train_seconds, examples_per_s = train(objective, x, args, out, optim=sgd,
                                                   require_checkpoint=not stages, config=config)
     total_seconds = time.perf_counter() - started

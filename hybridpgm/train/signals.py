@@ -12,7 +12,8 @@ previous one, written atomically, stays on disk).  A signal sent to the whole
 process group (Ctrl-C in a terminal, a scheduler's SIGTERM) also stops the
 worker processes of a ``DataLoader`` a callback iterates: a callback that fails
 at the end of the signalled step (:func:`step_callbacks`) is reported in a
-warning, and the step's checkpoint is still written.
+warning, and the step's checkpoint is still written (where ``fit`` has a
+``checkpoint`` path; the warning says which).
 
 Handlers are installed only for the duration of ``fit`` and only in the main
 thread (Python delivers signals there alone); the previous handlers are
@@ -24,9 +25,11 @@ from __future__ import annotations
 import signal
 import threading
 import warnings
+from os import PathLike
 from typing import Any
 
 from hybridpgm.errors import TrainingInterrupted, TrainingWarning
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["STOP_SIGNALS", "StopSignals", "signal_name", "step_callbacks"]
 
@@ -104,7 +107,8 @@ class StopSignals:
         self.signum = signum
 
 
-def step_callbacks(callbacks, info, stop: StopSignals, *, single_process: bool = True) -> None:
+def step_callbacks(callbacks, info, stop: StopSignals, checkpoint: str | PathLike | None, *,
+                   single_process: bool = True) -> None:
     """Run each callback's ``on_step_end(info)``; when one raises after a stop signal arrived, warn instead.
 
     The step itself is done: a failure of its callbacks once ``fit`` has been asked to stop (a callback's
@@ -113,6 +117,10 @@ def step_callbacks(callbacks, info, stop: StopSignals, *, single_process: bool =
     stops as the signal asked.  Without a signal, or in a run of several processes (``single_process=False``:
     the other ranks' callbacks may be inside a collective the failed one would have joined, so going on to the
     stop agreement would pair it with the wrong collective), the error propagates as before.
+
+    :param checkpoint: ``fit``'s checkpoint path (``None``: none is written), for the warning to say where the
+        step is saved, or that it is not.
+    :warns TrainingWarning: (at the caller's line) naming the callback, the step, the signal and the error.
     """
     for callback in callbacks:
         try:
@@ -120,8 +128,10 @@ def step_callbacks(callbacks, info, stop: StopSignals, *, single_process: bool =
         except Exception as error:
             if not stop.signum or not single_process:
                 raise
+            saved = (f"the step's checkpoint is written to {str(checkpoint)!r}" if checkpoint is not None else
+                     "no checkpoint is written (fit was given no checkpoint path)")
             warnings.warn(f"{type(callback).__name__}.on_step_end failed at step {info.step} after "
                           f"{signal_name(stop.signum)} ({type(error).__name__}: {str(error)[:200]}); the remaining "
-                          "callbacks of the step were skipped and the step's checkpoint is written", TrainingWarning,
-                          stacklevel=2)
+                          f"callbacks of the step were skipped, fit stops as the signal asked, and {saved}",
+                          TrainingWarning, stacklevel=users_stacklevel())
             return

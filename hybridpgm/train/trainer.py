@@ -373,7 +373,7 @@ def fit(
                                      clip_grad_norm=clip_grad_norm, checkpoint=checkpoint, batch_size=batch_size,
                                      history=history, started=started, bar=bar)
                     # a callback failing after a signal (one process): warned, and fit stops as the signal asked
-                    step_callbacks(callbacks, info, stop_signals, single_process=context.world_size == 1)
+                    step_callbacks(callbacks, info, stop_signals, checkpoint, single_process=context.world_size == 1)
                     # one collective: a callback's stop request and any rank's signal, so all ranks stop together
                     stopped, interrupted = context.agree_on_stop(info.stop_requested, stop_signals.signum)
                     if stopped or interrupted:

@@ -35,3 +35,19 @@ def test_a_layer_resumed_after_a_layer_below_trained_further_is_warned_of(kind, 
     assert len(messages) == 1
     assert messages[0].startswith(f"{kind}.pretrain: layer 1 resumes its checkpoint {str(paths[1])!r} (step 4), a "
                                   "run on the features of layer 0 as they were before this call trained that layer")
+
+
+def test_a_command_words_the_warning_in_its_own_flags_and_the_call_wording_comes_back(tmp_path):
+    """``hybridpgm train dbm --resume`` showed the API's advice (overwrite=True) to a CLI user; the recipe words
+    it for the command now (worded_for), and only inside its block."""
+    from hybridpgm.energy.greedy_stages import worded_for
+
+    torch.manual_seed(0)
+    model, paths = DBN([6, 4, 3]), [tmp_path / "l0.pt", tmp_path / "l1.pt"]
+    _pretrain(model, paths, 1)
+    with worded_for("train dbn --resume", "use --overwrite"):
+        [message] = _pretrain(model, paths, 2)
+    assert message.startswith("train dbn --resume: layer 1 resumes its checkpoint") and "before this run " in message
+    assert message.endswith("to retrain the layers above on the new features, use --overwrite")
+    [message] = _pretrain(model, paths, 3)
+    assert message.startswith("DBN.pretrain: layer 1") and message.endswith("(overwrite=True retrains every layer)")

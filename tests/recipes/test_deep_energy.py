@@ -56,15 +56,12 @@ def test_a_run_preempted_in_a_lower_stage_resumes_to_the_uninterrupted_result(mo
             kw = {**kw, "callbacks": [*kw.get("callbacks", ()), TermAt(stop_at)]}
         return fit(*a, **kw)
 
-    monkeypatch.setattr(trainer, "fit", second_stage_interrupted)
-    import hybridpgm.recipes.deep_energy as recipe
-    monkeypatch.setattr(recipe, "fit", second_stage_interrupted)
+    monkeypatch.setattr(trainer, "fit", second_stage_interrupted)  # the greedy stages (GreedyStages imports it)
     assert main(args + ["--out", str(out)]) == 143
     assert "--resume" in capsys.readouterr().err
     assert load_checkpoint(out / "checkpoint-stage1.pt")["step"] == stop_at
     assert not (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
     monkeypatch.setattr(trainer, "fit", fit)
-    monkeypatch.setattr(recipe, "fit", fit)
     assert main(args + ["--out", str(out), "--resume"]) == 0
     score, state = _outcome(out)
     assert score == whole[0]
@@ -112,7 +109,6 @@ def test_train_wall_time_counts_every_stage(model, tmp_path, monkeypatch):
     import time
 
     import hybridpgm.recipes.common as common
-    import hybridpgm.recipes.deep_energy as deep_energy
     import hybridpgm.train.trainer as trainer
 
     times = []
@@ -125,8 +121,7 @@ def test_train_wall_time_counts_every_stage(model, tmp_path, monkeypatch):
             return result
         return fit
 
-    monkeypatch.setattr(deep_energy, "fit", timed(deep_energy.fit))  # the DBN's greedy stages
-    monkeypatch.setattr(trainer, "fit", timed(trainer.fit))  # the DBM's pretraining (DBM.pretrain imports it)
+    monkeypatch.setattr(trainer, "fit", timed(trainer.fit))  # the greedy stages (GreedyStages imports it)
     monkeypatch.setattr(common, "fit", timed(common.fit))  # the top stage (common.train)
     hidden = ["8", "6", "4"] if model == "dbn" else ["8", "6"]
     assert main(["train", model, *DEEP, "--hidden", *hidden, *(DBM_ARGS if model == "dbm" else []),
@@ -137,3 +132,24 @@ def test_train_wall_time_counts_every_stage(model, tmp_path, monkeypatch):
     assert metrics["top_stage_train_wall_time_s"] >= times[-1]
     assert metrics["train_wall_time_s"] > metrics["top_stage_train_wall_time_s"]
     assert "top_stage_train_wall_time_s" in metrics["units"]["train_examples_per_s"]
+
+
+@pytest.mark.parametrize("model,resumed", [("dbn", "checkpoint.pt"), ("dbm", "checkpoint-stage1.pt")])
+def test_a_resume_that_trains_a_lower_stage_further_warns_in_one_line_naming_overwrite(model, resumed, tmp_path,
+                                                                                       capsys):
+    """Found by an audit of warnings: ``train dbn --resume`` with more epochs trained layer 0 further and resumed
+    the top RBM's checkpoint, a run on layer 0's old features, silently (the recipe looped over fit itself, not
+    GreedyStages), and ``train dbm --resume`` warned at ``<frozen runpy>:88`` advising ``overwrite=True``."""
+    args = ["train", model, "--batch-size", "512", "--hidden", "6", "4", "--gibbs-steps", "2", "--no-progress",
+            "--device", "cpu", "--out", str(tmp_path), *(DBM_ARGS if model == "dbm" else [])]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert len(warned) == 1
+    assert warned[0].startswith(f"hybridpgm: warning: train {model} --resume: layer 1 resumes its checkpoint "
+                                f"{str(tmp_path / resumed)!r} (step 3), a run on the features of layer 0 as they were "
+                                "before this run trained that layer further")
+    assert warned[0].endswith("or train with --overwrite instead of --resume (every stage afresh)")
+    assert main(args + ["--epochs", "2", "--resume"]) == 0  # every stage finished: nothing trains, nothing said
+    assert "warning" not in capsys.readouterr().err.lower()

@@ -230,6 +230,26 @@ def test_a_callback_failing_after_the_signal_still_leaves_the_steps_checkpoint(t
     assert later.steps[-1] == 4  # skipped at the failing step
 
 
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_the_warning_of_a_callback_failing_after_the_signal_says_whether_a_checkpoint_is_written(tmp_path,
+                                                                                                checkpointed):
+    """Found by an audit of warnings: without a checkpoint path the warning still said "the step's checkpoint is
+    written" (TrainingInterrupted then said nothing was saved), and its fixed stacklevel=2 pointed into
+    hybridpgm/train/trainer.py instead of the caller's line."""
+    ckpt = tmp_path / "s.pt" if checkpointed else None
+    saved = (f"the step's checkpoint is written to {str(ckpt)!r}" if checkpointed else
+             "no checkpoint is written (fit was given no checkpoint path)")
+    with pytest.warns(TrainingWarning, match="skipped, fit stops as the signal asked, and ") as caught:
+        with pytest.raises(TrainingInterrupted) as info:
+            run(ckpt, callbacks=[_FailsAfterSignal(2)])
+    [warning] = [w for w in caught if issubclass(w.category, TrainingWarning)]
+    assert str(warning.message).endswith(saved)
+    assert warning.filename == __file__  # the line of run() that called fit
+    assert info.value.step == 2 and (tmp_path / "s.pt").exists() == checkpointed
+    if checkpointed:
+        assert load_checkpoint(ckpt)["step"] == 2
+
+
 def test_a_callback_failing_without_a_signal_still_raises(tmp_path):
     class Fails:
         def on_step_end(self, info):
@@ -256,6 +276,6 @@ def test_in_a_run_of_several_processes_a_callback_failing_after_the_signal_raise
     stop = StopSignals()
     stop.signum = signal.SIGTERM
     with pytest.raises(RuntimeError, match="DataLoader worker"):
-        step_callbacks([Fails()], Info(), stop, single_process=False)
+        step_callbacks([Fails()], Info(), stop, "s.pt", single_process=False)
     with pytest.warns(TrainingWarning, match="Fails.on_step_end failed at step 3 after SIGTERM"):
-        step_callbacks([Fails()], Info(), stop)
+        step_callbacks([Fails()], Info(), stop, "s.pt")
