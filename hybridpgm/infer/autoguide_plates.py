@@ -28,7 +28,7 @@ from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoGuideList
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.particle_probe import probing
 
-__all__ = ["check_autoguide_batching", "check_subsampled_autoguides"]
+__all__ = ["AutoguideBatchingCheck", "check_autoguide_batching", "check_subsampled_autoguides"]
 
 
 def _fix(plate: str, num_examples: int | str) -> str:
@@ -197,3 +197,30 @@ def _check_site(what: str, part: AutoGuide, name: str, site: dict, longer: dict 
             f"first batch's {rows} positions, not for each of the N={num_examples} examples, and fit's batches put "
             f"other examples at those positions ({'; '.join(moves)}): one posterior would be trained for several "
             f"examples, silently.  Either {_fix(frame.name if frame is not None else 'data', num_examples)}")
+
+
+class AutoguideBatchingCheck:
+    """Mixin: :meth:`check_batching` for an objective holding ``model``, ``guide``, ``model_kwargs`` and ``module``
+    (:class:`~hybridpgm.infer.SVIObjective`, :class:`~hybridpgm.infer.model_guide_objective.ModelGuideObjective`)."""
+
+    def _autoguide_args(self, batch: Any) -> tuple:
+        """The programs' positional arguments for ``batch``: a tuple or list is the arguments, anything else the
+        one argument (an objective that checks its batches overrides this)."""
+        return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+    def check_batching(self, batch: Any, *, num_examples: int, shuffle: bool, accumulate: int = 1,
+                       world_size: int = 1) -> None:
+        """Refuse an autoguide whose parameters belong to the positions of the batch (a local latent in
+        ``pyro.plate("data", x.shape[0])``) when :func:`hybridpgm.fit`'s batches put other examples at those
+        positions (:func:`check_autoguide_batching`); ``fit`` calls it after ``setup``, with the same batch.
+
+        :param batch: the first batch (as for ``setup``).
+        :param int num_examples: the examples :math:`N` of the data set.
+        :param bool shuffle: whether the batches are drawn in a new order every epoch.
+        :param int accumulate: micro-batches per batch.
+        :param int world_size: processes.
+        :raises ConfigError: naming the autoguide, the site, the plate, :math:`B`, :math:`N` and the fixes.
+        :raises DataError: ``batch`` is not a batch the objective takes (as its ``setup``)."""
+        check_autoguide_batching(self.model, self.guide, self._autoguide_args(batch), self.model_kwargs,
+                                 (self.module,), type(self).__name__, num_examples=num_examples, shuffle=shuffle,
+                                 accumulate=accumulate, world_size=world_size)

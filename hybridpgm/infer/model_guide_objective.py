@@ -17,7 +17,7 @@ from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.errors import ConfigError, DataError
-from hybridpgm.infer.autoguide_plates import check_autoguide_batching, check_subsampled_autoguides
+from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.train.objective import elbo_settings
@@ -32,7 +32,7 @@ def _owner(fn) -> nn.Module | None:
     return owner if isinstance(owner, nn.Module) else None
 
 
-class ModelGuideObjective:
+class ModelGuideObjective(AutoguideBatchingCheck):
     """Base class: a model/guide pair and its two parameter groups.
 
     Parameters are found, in order of preference, from
@@ -174,25 +174,6 @@ class ModelGuideObjective:
                     "group out (then found from the autoguide)")
         self._groups_checked = True
 
-    def check_batching(self, batch: Any, *, num_examples: int, shuffle: bool, accumulate: int = 1,
-                       world_size: int = 1) -> None:
-        """Refuse an autoguide whose parameters belong to the positions of the batch (a local latent in
-        ``pyro.plate("data", x.shape[0])``) when :func:`hybridpgm.fit`'s batches put other examples at those
-        positions (:func:`~hybridpgm.infer.autoguide_plates.check_autoguide_batching`); ``fit`` calls it after
-        :meth:`setup`, with the same batch.
-
-        :param batch: the first batch (as for :meth:`setup`).
-        :param int num_examples: the examples :math:`N` of the data set.
-        :param bool shuffle: whether the batches are drawn in a new order every epoch.
-        :param int accumulate: micro-batches per batch.
-        :param int world_size: processes.
-        :raises ConfigError: naming the autoguide, the site, the plate, :math:`B`, :math:`N` and the fixes.
-        :raises DataError: ``batch`` is not a tensor ``[B, ...]`` (or a tuple starting with one)."""
-        args, _ = self.batch_args(batch)
-        check_autoguide_batching(self.model, self.guide, args, self.model_kwargs, (self.module,), type(self).__name__,
-                                 num_examples=num_examples, shuffle=shuffle, accumulate=accumulate,
-                                 world_size=world_size)
-
     def _check_groups(self) -> None:
         """Refuse :attr:`theta` / :attr:`phi` that no longer list the programs' parameters (an autoguide that has
         not run, or one that ran after the objective listed its groups): an optimizer built from
@@ -216,6 +197,11 @@ class ModelGuideObjective:
                         "players() is out of date; call objective.setup(batch) before building the optimizers "
                         "(hybridpgm.fit does)")
         self._groups_checked = True
+
+    def _autoguide_args(self, batch: Any) -> tuple:
+        """The programs' positional arguments for ``batch`` (:meth:`batch_args`, which refuses a batch that is not
+        a tensor ``[B, ...]`` or a tuple starting with one)."""
+        return self.batch_args(batch)[0]
 
     @staticmethod
     def batch_args(batch: Any) -> tuple[tuple, int]:

@@ -11,7 +11,7 @@ from pyro.infer import ELBO, JitTraceEnum_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 
 from hybridpgm.checks import check_player, flag
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
-from hybridpgm.infer.autoguide_plates import check_autoguide_batching, check_subsampled_autoguides
+from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
@@ -32,7 +32,7 @@ def _owner(fn: Callable) -> torch.nn.Module | None:
     return owner if isinstance(owner, torch.nn.Module) else None
 
 
-class SVIObjective:
+class SVIObjective(AutoguideBatchingCheck):
     """Stochastic variational inference with one player, ``"elbo"``.
 
     The loss is ``elbo.differentiable_loss(model, guide, *batch)``, divided by
@@ -123,24 +123,6 @@ class SVIObjective:
         build_autoguides(self.model, self.guide, args, self.model_kwargs, self.module, "SVIObjective")
         check_subsampled_autoguides(self.model, self.guide, args, self.model_kwargs, (self.module,), "SVIObjective")
         self._check_param_sites(batch)
-
-    def check_batching(self, batch: Any, *, num_examples: int, shuffle: bool, accumulate: int = 1,
-                       world_size: int = 1) -> None:
-        """Refuse an autoguide whose parameters belong to the positions of the batch (a local latent in
-        ``pyro.plate("data", x.shape[0])``) when :func:`hybridpgm.fit`'s batches put other examples at those
-        positions (:func:`~hybridpgm.infer.autoguide_plates.check_autoguide_batching`); ``fit`` calls it after
-        :meth:`setup`, with the same batch.
-
-        :param batch: the first batch (as for :meth:`setup`).
-        :param int num_examples: the examples :math:`N` of the data set.
-        :param bool shuffle: whether the batches are drawn in a new order every epoch.
-        :param int accumulate: micro-batches per batch.
-        :param int world_size: processes.
-        :raises ConfigError: naming the autoguide, the site, the plate, :math:`B`, :math:`N` and the fixes."""
-        args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-        check_autoguide_batching(self.model, self.guide, args, self.model_kwargs, (self.module,), "SVIObjective",
-                                 num_examples=num_examples, shuffle=shuffle, accumulate=accumulate,
-                                 world_size=world_size)
 
     def _check_param_sites(self, batch: Any) -> None:
         """Refuse a model or guide whose ``pyro.param`` sites are not parameters of :attr:`module`.
