@@ -141,7 +141,7 @@ def defer_finite(x: torch.Tensor, name: str = "data") -> torch.Tensor:
             check_finite(x, name)
             return DataError(f"{name} is not finite")  # not reached: check_finite raised
 
-        check_or_defer(torch.isfinite(torch.stack([x.amax(), x.amin()])).all(), not_finite)
+        check_or_defer(torch.isfinite(torch.stack([x.amax(), x.amin()])).all(), not_finite, f"{name} holds NaN or inf")
     return x
 
 
@@ -265,7 +265,8 @@ def check_unit_values(v: torch.Tensor, what: str, *, gaussian: bool, probabiliti
         return DataError(f"{what} must be binary (0/1) for Bernoulli units; binarize it or build the {model} with "
                          "probabilities=True to read values in [0, 1] as probabilities")
 
-    check_or_defer(ok, invalid)
+    check_or_defer(ok, invalid, f"{what} holds NaN or inf" if gaussian else
+                   f"{what} holds values outside [0, 1]" if probabilities else f"{what} is not binary (0/1) or finite")
 
 
 def check_model_input(x, *, features: int, dtype: torch.dtype, model: str, name: str = "x",

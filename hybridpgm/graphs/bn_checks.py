@@ -25,6 +25,7 @@ from pyro.poutine.block_messenger import BlockMessenger
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK
+from pyro.poutine.trace_messenger import TraceMessenger
 
 from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -108,8 +109,11 @@ class BayesNetChecks:
 
     def _zero_checks(self) -> _Enumerated | None:
         """The recorder of enumerated sites :meth:`_check_possible` needs (entered around the model's plate), or
-        ``None`` where no check runs: while scoring, without Pyro's validation, or without structural zeros."""
-        if _SCORING.get() or not is_validation_enabled() or not any(c._has_zero() for c in self.cpds.values()):
+        ``None`` where no check runs: while scoring, without Pyro's validation, or without structural zeros.
+        Inside :func:`torch.jit.trace` the check runs whatever the validation flag: Pyro's JIT ELBOs turn
+        validation off while they trace, and the check, compiled in, then judges every later batch."""
+        if _SCORING.get() or not (is_validation_enabled() or torch.jit.is_tracing()) \
+                or not any(c._has_zero() for c in self.cpds.values()):
             return None
         return _Enumerated()
 
@@ -193,8 +197,38 @@ class BayesNetChecks:
                                  f"observed in a state of probability 0 (a structural zero of its table) {given} in "
                                  f"that row, so the likelihood is 0 and the loss +inf; fix or drop the "
                                  f"row{'s' if plural else ''}, or give that table entry a non-zero probability")
-            check_or_defer(~kept.any(), error)
+            check_or_defer(~kept.any(), error, f"BayesNet.model: a row of the data is impossible under the model: "
+                           f"node '{v}' is observed in a state of probability 0 (a structural zero of its table) "
+                           f"given its parents' values")
         enumerated.pending[site] = check
+
+    @staticmethod
+    def _missing_pattern(split: dict) -> list:
+        """Per column ``[any entry missing, every entry missing]`` (bools), read from the device once for all columns.
+
+        Inside :func:`torch.jit.trace` that read is frozen into the compiled function, which keeps the sites of the
+        traced batch (:meth:`~hybridpgm.graphs.bn_data.BayesNetData._observed_columns`) and would score a later
+        missing entry as an observed value (a column traced complete) or ignore a later observed one (a column
+        traced missing in every row); there the compiled function checks that every later batch keeps such a
+        column so (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  A column traced with some entries
+        missing takes any pattern.
+
+        :param split: node -> ``(filled values, missing mask)``, :meth:`_fill_missing` of each column.
+        """
+        flags = torch.stack([torch.stack([m.any(), m.all()]) for _, m in split.values()]).tolist()
+        if not torch.jit.is_tracing():
+            return flags
+        for (v, (_, m)), (some, every) in zip(split.items(), flags):
+            if some and not every:
+                continue
+            keep = m.all() if every else ~m.any()
+            state = "missing in every row" if every else "complete (no missing entry)"
+            effect = "ignore its observed entries" if every else "score its missing entries as observed values"
+            check_or_defer(keep, lambda: DataError(f"column '{v}' is not {state}"),
+                           f"BayesNet.model was traced (torch.jit.trace) on data whose column '{v}' was {state}, and "
+                           f"this batch's is not: the compiled function keeps the traced batch's sites and would "
+                           f"{effect}; use the eager ELBO, or a new JIT ELBO traced on such data")
+        return flags
 
     def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:
         """The rows of ``data`` whose likelihood under the network is 0 (or NaN), with their observed values:
@@ -261,12 +295,13 @@ class BayesNetChecks:
         ``data`` is enumerated, so without an enumeration handler (Pyro's ``EnumMessenger``, which
         :class:`~pyro.infer.TraceEnum_ELBO` puts around model and guide) such data are refused.  A run under
         :func:`pyro.poutine.block` (the probe trace of Pyro's ``_guess_max_plate_nesting``, whose sites reach
-        no objective) is let through, and so is one under
+        no objective) is let through, but not Pyro's JIT parameter capture, which runs a whole ELBO under a block
+        (:func:`_probe_only`), and so is one under
         :class:`~hybridpgm.handler_scope.DiscreteSitesDrawnExactly` (:func:`~hybridpgm.diagnostics.from_pyro_svi`
         draws the missing entries from their exact posterior itself); it reads nothing from the device.  The
         message names the model's latent sites with the model's ``prefix``."""
-        if data is None or any(isinstance(m, (EnumMessenger, BlockMessenger, DiscreteSitesDrawnExactly))
-                               for m in _PYRO_STACK):
+        if data is None or _probe_only() or any(isinstance(m, (EnumMessenger, DiscreteSitesDrawnExactly))
+                                                for m in _PYRO_STACK):
             return
         cols = self.columns(data, mask)
         latent = [prefix + v for v in self.nodes if self.cardinality(v) is not None
@@ -279,6 +314,25 @@ class BayesNetChecks:
                 f"SVIObjective(bn.model, bn.guide, pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)) (the model "
                 f"marks its latent sites for enumeration); for samples of the missing entries given the observed "
                 f"ones use bn.sample(n, evidence=...) or pyro.infer.infer_discrete(bn.model, first_available_dim=-2)")
+
+
+def _probe_only() -> bool:
+    """Whether the program runs under a :func:`pyro.poutine.block` whose traces reach no objective, such as the probe
+    of Pyro's ``_guess_max_plate_nesting`` or an objective's structure probe: a ``BlockMessenger`` on the handler
+    stack, unless it is followed, further in, by a parameter-only ``TraceMessenger`` and then a full one.  That is
+    Pyro's JIT (``pyro.ops.jit``): before compiling an ELBO it runs the whole ELBO once under ``poutine.block()`` and
+    ``poutine.trace(param_only=True)`` to capture its parameters, the ELBO's own traces inside; a program the ELBO
+    cannot score fails there with a raw error (``KeyError`` of a model site the guide lacks), so the checks run."""
+    stack = list(_PYRO_STACK)
+    for i, handler in enumerate(stack):
+        if not isinstance(handler, BlockMessenger):
+            continue
+        capture = next((j for j, m in enumerate(stack[i + 1:], i + 1)
+                        if isinstance(m, TraceMessenger) and m.param_only), None)
+        if capture is None or not any(isinstance(m, TraceMessenger) and not m.param_only
+                                      for m in stack[capture + 1:]):
+            return True
+    return False
 
 
 def _kept(impossible: torch.Tensor, mask) -> torch.Tensor | None:

@@ -3,13 +3,12 @@
 :class:`BayesNetData` is a mixin of :class:`~hybridpgm.graphs.BayesNet` that turns what a user passes as
 data into what the Pyro model and the exact queries consume (``N`` rows, ``V`` nodes):
 
-* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` column or a pandas DataFrame (state names read by the
-  nodes' :attr:`state_names <hybridpgm.graphs.BayesNet.state_names>`), an ``[N, V]`` tensor or NumPy array whose
-  columns follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, or a list of ``N`` rows of ``V``
-  values, optionally with a mask (``True`` where observed) or as the pair ``(values, mask)``, becomes a dict
-  name -> ``[N]`` tensor on the network's device, a missing entry being ``NaN`` (or ``-1`` in signed integer
-  data, and in a discrete node's floating column, where it becomes ``NaN``; unsigned integers such as ``uint8``
-  have no missing marker);
+* :meth:`~BayesNetData.columns` -- a dict name -> ``[N]`` column or a pandas DataFrame (state names read by the nodes'
+  :attr:`state_names <hybridpgm.graphs.BayesNet.state_names>`), an ``[N, V]`` tensor or NumPy array whose columns
+  follow :attr:`BayesNet.nodes <hybridpgm.graphs.BayesNet.nodes>`, or a list of ``N`` rows of ``V`` values, optionally
+  with a mask (``True`` where observed) or as the pair ``(values, mask)``, becomes a dict name -> ``[N]`` tensor on
+  the network's device, a missing entry being ``NaN`` (or ``-1`` in signed integer data, and in a discrete node's
+  floating column, where it becomes ``NaN``; unsigned integers such as ``uint8`` have no missing marker);
 * :meth:`~BayesNetData.split_missing` -- ``[N, V]`` data with missing entries becomes
   ``(values [N, V] with missing set to 0, mask [N, V])``, what :func:`hybridpgm.fit` can batch;
 * :meth:`~BayesNetData.to_tensor` -- the dict form stacked back into ``[N, V]`` floats;
@@ -238,15 +237,14 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
     def _observed_columns(self, cols: dict) -> dict:
         """Per column ``(values with missing entries filled by 0, observed mask)``.
 
-        The mask is ``None`` when every entry of the column is observed and ``False`` when none is
-        (the three cases give the model different Pyro sites); which case holds is read from the device
-        once for all columns together, not once per column.
+        The mask is ``None`` when every entry of the column is observed and ``False`` when none is (the three cases
+        give the model different Pyro sites); which case holds is read from the device once for all columns together,
+        not once per column (:meth:`_missing_pattern`; a traced function checks that later batches keep it).
         """
         split = {v: self._fill_missing(v, t) for v, t in cols.items()}
         if not split:
             return {}
-        missing = [m for _, m in split.values()]
-        flags = torch.stack([torch.stack([m.any(), m.all()]) for m in missing]).tolist()  # one host read
+        flags = self._missing_pattern(split)  # one host read
         return {v: (filled, None if not some else (False if every else ~m))
                 for (v, (filled, m)), (some, every) in zip(split.items(), flags)}
 
@@ -296,7 +294,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         if card is not None:
             filled = filled.long()
             bad = (~missing) & ((filled < 0) | (filled >= card) | (t != filled.to(t.dtype)))  # 0.5, -2, inf, 1e20
-            check_or_defer(~bad.any(), lambda: _bad_state(v, t, card, bad))
+            check_or_defer(~bad.any(), lambda: _bad_state(v, t, card, bad),
+                           f"BayesNet: column '{v}' holds an observed value outside the states 0..{card - 1}")
             filled = filled.clamp(0, card - 1)  # until a deferred check is read (an index out of range asserts)
         else:  # columns() gave it the network's dtype already: this refuses only a column that bypassed it
             filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")

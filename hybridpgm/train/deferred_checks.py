@@ -9,7 +9,10 @@ loss in that one read, and the first failing check raises its own error
 (with the same message it would have raised at once) before any update.
 
 Outside a step (:func:`deferring_checks` not active) :func:`check_or_defer`
-raises at once, so models behave the same when called directly.
+raises at once, so models behave the same when called directly.  Inside
+:func:`torch.jit.trace` (Pyro's JIT ELBOs), where a host read would be frozen
+into a constant, the check is compiled into the traced function instead
+(:func:`~hybridpgm.train.traced_checks.assert_in_trace`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import contextvars
 from typing import Callable
 
 import torch
+
+from hybridpgm.train.traced_checks import assert_in_trace, describe_check
 
 __all__ = ["DeferredChecks", "check_or_defer", "deferring_checks", "reading_is_free"]
 
@@ -76,13 +81,24 @@ class deferring_checks:
         _PENDING.reset(self.token)
 
 
-def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception]) -> None:
+def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception], what: str | None = None) -> None:
     """Raise ``error()`` unless the 0-d bool tensor ``ok`` is true; inside
     :func:`deferring_checks`, record the check instead (no host read).
 
+    Inside :func:`torch.jit.trace` (Pyro's ``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ...) the check is compiled
+    into the traced function (:func:`~hybridpgm.train.traced_checks.assert_in_trace`), deferred or not: the
+    compiled function then checks every later batch and raises :class:`torch.jit.Error` with ``what``, since
+    ``error()``, which reads the data to name the row and the value, cannot be built there.
+
     :param ok: a one-element bool tensor, computed on the data's device.
     :param error: builds the exception to raise (called only on failure).
+    :param what: the check's fixed description for a traced function; ``None``: the name of ``error``
+        (:func:`~hybridpgm.train.traced_checks.describe_check`).
     """
+    if torch.jit.is_tracing():
+        if not assert_in_trace(ok, what if what is not None else describe_check(error)):
+            raise error()  # the inputs being traced fail: their eager error, with the details
+        return
     pending = _PENDING.get()
     if pending is None:
         if not bool(ok):

@@ -1,0 +1,91 @@
+"""Data checks that hold inside a function compiled by :func:`torch.jit.trace`.
+
+A check that reads its flag on the host (``if not bool(ok): raise ...``) is frozen by :func:`torch.jit.trace`
+into the value the flag had while tracing: the compiled function (Pyro's ``JitTrace_ELBO``,
+``JitTraceEnum_ELBO``, ... compile the model and guide so) then never checks a later batch, and bad data is
+scored as if it were valid.  While tracing, :func:`assert_in_trace` instead records a call of a small
+TorchScript function (:func:`torch.jit.script`) that raises when the flag is false; the trace keeps that call,
+so the compiled function checks every batch it is given.  The flag is computed on the device as before and
+read there once per check, as the eager check reads it.
+
+What is lost: the compiled check cannot build the eager error, which names the row and the value by reading the
+data, so it carries the check's fixed description alone; and it reaches the caller as :class:`torch.jit.Error`
+(an :class:`Exception`, neither a :class:`~hybridpgm.errors.DataError` nor a :class:`RuntimeError`), whose
+message ends with ``hybridpgm.errors.DataError: <the description>``.  :func:`assert_in_trace` says so once per
+process with a :class:`~hybridpgm.errors.TrainingWarning`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from hybridpgm.errors import DataError, TrainingWarning
+from hybridpgm.warning_origin import users_stacklevel
+
+__all__ = ["assert_in_trace", "describe_check"]
+
+#: the compiled assertion, scripted on first use (not at import: importing hybridpgm compiles nothing)
+_SCRIPTED: list = []
+#: whether this process has warned that traced checks lose their details
+_WARNED: list = []
+
+
+def _raise_unless(ok: torch.Tensor, message: str) -> torch.Tensor:
+    """Raise :class:`~hybridpgm.errors.DataError` with ``message`` unless ``ok``; return ``ok`` (TorchScript
+    records a call only of a function that returns a tensor)."""
+    if not bool(ok):
+        raise DataError(message)
+    return ok
+
+
+def _scripted():
+    if not _SCRIPTED:
+        with warnings.catch_warnings():  # torch's notice that TorchScript is deprecated: the caller traces anyway
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _SCRIPTED.append(torch.jit.script(_raise_unless))
+    return _SCRIPTED[0]
+
+
+def describe_check(error) -> str:
+    """A name for the check whose error builder is ``error`` (a function or lambda defined in the check),
+    read from its qualified name: ``"VAE._check.<locals>.not_binary"`` gives ``"check 'not_binary' of
+    VAE._check"``, a lambda ``"a check of BayesNetMasks._mask_column"``; a :func:`functools.partial` by its
+    function."""
+    error = getattr(error, "func", error)  # functools.partial(builder, ...)
+    name = getattr(error, "__qualname__", None) or type(error).__name__
+    owner, _, own = name.rpartition(".<locals>.")
+    if not owner:
+        return f"check {name!r}"
+    return f"a check of {owner}" if own == "<lambda>" else f"check {own!r} of {owner}"
+
+
+def assert_in_trace(ok: torch.Tensor, what: str) -> bool:
+    """Inside :func:`torch.jit.trace`, record in the traced graph that the one-element bool tensor ``ok`` must be
+    true: the compiled function raises :class:`torch.jit.Error` (its message ending with
+    ``hybridpgm.errors.DataError: ...``) on any later input for which it is false.  Warns once per process
+    (:class:`~hybridpgm.errors.TrainingWarning`) that such checks carry no row or value.
+
+    :param ok: the check's flag, a one-element bool tensor computed from the traced inputs.
+    :param what: the check's fixed description (the data-dependent details of the eager error cannot be
+        computed in the trace).
+    :returns: whether ``ok`` holds on the inputs being traced (the caller then raises its eager error, which
+        can still read the data).
+    """
+    if not _WARNED:
+        _WARNED.append(True)
+        warnings.warn(
+            "hybridpgm's data checks run inside torch.jit.trace (a Pyro JIT ELBO such as JitTrace_ELBO or "
+            "JitTraceEnum_ELBO compiles the model so): each is compiled as an assertion that checks every later "
+            "batch, but a failure raises torch.jit.Error with the check's fixed description only (the first: "
+            f"{what}), without the row or value the eager DataError names; evaluate a refused batch with the "
+            "eager ELBO (Trace_ELBO, TraceEnum_ELBO) or the model itself for the details", TrainingWarning,
+            stacklevel=users_stacklevel())
+    try:
+        _scripted()(ok.reshape(()), f"{what} [a hybridpgm data check compiled by torch.jit.trace: the compiled "
+                                    "function cannot name the row or the value; evaluate this batch with the eager "
+                                    "ELBO (Trace_ELBO, TraceEnum_ELBO) or call the model on it for the full message]")
+    except torch.jit.Error:
+        return False
+    return True
