@@ -302,12 +302,11 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def condition(self) -> None:
-        """Put the model in eval mode and condition the GP on the features of
-        the training data; afterwards ``model.gp(model.gp_inputs(h))`` gives the
-        posterior at features ``h`` cheaply (GPyTorch caches the prediction
-        strategy), as :meth:`GPLSTM.forecast` does step after step.  The training
-        features are computed without gradients; under KISS-GP they are scaled into the grid as recorded in
-        training (nothing is re-recorded here).  The strategy :meth:`predict` keeps is dropped."""
+        """Put the model in eval mode and condition the GP on the features of the training data; afterwards
+        ``model.gp(model.gp_inputs(h))`` gives the posterior at features ``h`` cheaply (GPyTorch caches the prediction
+        strategy), as :meth:`GPLSTM.forecast` does step after step.  The training features are computed without
+        gradients; under KISS-GP they are scaled into the grid as recorded in training (nothing is re-recorded here).
+        The strategy :meth:`predict` keeps is dropped."""
         self._prediction_cache = None
         self._condition(grad=False)
 
@@ -336,13 +335,12 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         conditioning anew (bit for bit on a deterministic device) without the ``O(n)`` solves; random probes
         (``fast_pred_var`` above ``max_cholesky_size``) are drawn when it is built, from the caller's streams.
 
-        With gradients enabled it conditions anew and is differentiable exactly: the training features
-        carry their graph and GPyTorch's test caches are not detached
-        (``gpytorch.settings.detach_test_caches(False)``), so its mean and covariance
-        give the gradients of the closed form in the network weights and the
-        hyperparameters.  The graph lives in the returned distribution and goes with it,
-        back-propagated or not; the prediction strategy's caches are released on return
-        (:func:`~hybridpgm.gp.prediction_cache.release_test_caches`), so a following ``model.gp(...)`` recomputes them.
+        With gradients enabled it conditions anew and is differentiable exactly: the training features carry their
+        graph and GPyTorch's test caches are not detached (``gpytorch.settings.detach_test_caches(False)``), so its
+        mean and covariance give the gradients of the closed form in the network weights and the hyperparameters.
+        The graph lives in the returned distribution only and goes with it, back-propagated or not: on return the
+        model is as :meth:`condition` leaves it (detached training features, no prediction strategy, no grid
+        matrix), so a following ``model.gp(...)`` conditions anew and back-propagates through its own graph.
 
         :param x: test inputs ``B x ...`` (see :meth:`features`).
         :raises DataError: see :meth:`features`.
@@ -369,8 +367,11 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                             result = self.gp(self.gp_inputs(h))
                         built = None if key is None else cache if hit else PredictionCache.of(self.gp, key)
                     finally:
-                        if grad:  # before keeping_modes drops the strategy (a model that was training)
-                            release_test_caches(self.gp)
+                        if grad:  # the model as condition() leaves it, the graph in the result only
+                            release_test_caches(self.gp)  # first: the strategy's memo is hooked on its own graph
+                            clear_gpytorch_caches(self.gp)  # the strategy, a grid kernel's eval-mode matrix
+                            if self.gp.train_inputs is not None:  # inputs alone: a meta-device refusal stays
+                                self.gp.set_train_data(self.gp.train_inputs[0].detach(), strict=False)
                 if built is not None:  # kept (under a copy of the values) unless the call itself moved a tensor
                     end = state_key(self, key.meta[-1], values=not hit)
                     kept = None if not key.same_tensors(end) else built if hit else built.under(end)
@@ -379,13 +380,12 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
             return result
 
     def predict(self, x: torch.Tensor) -> GPPrediction:
-        """Predictive mean and variance of the *targets* at ``x`` (``B x ...``),
-        without gradients.  Wrap the call in :mod:`gpytorch.settings` contexts
-        to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``).  ``B = 0`` gives empty results.
-        Random numbers GPyTorch's estimates need (Lanczos under ``fast_pred_var`` above
-        ``max_cholesky_size``) come from a generator seeded with 0, not the caller's streams.  The prediction
-        strategy is kept between calls (see :meth:`posterior`): predicting in chunks costs the training solves
-        once, not once a chunk, and gives the answers of conditioning anew on each call.
+        """Predictive mean and variance of the *targets* at ``x`` (``B x ...``), without gradients.  Wrap the call in
+        :mod:`gpytorch.settings` contexts to change how it is computed (e.g. ``gpytorch.settings.fast_pred_var()``).
+        ``B = 0`` gives empty results.  Random numbers GPyTorch's estimates need (Lanczos under ``fast_pred_var`` above
+        ``max_cholesky_size``) come from a generator seeded with 0, not the caller's streams.  The prediction strategy
+        is kept between calls (see :meth:`posterior`): predicting in chunks costs the training solves once, not once a
+        chunk, and gives the answers of conditioning anew on each call.
 
         :param x: test inputs ``B x ...`` (see :meth:`features`).
         :returns: the :class:`~hybridpgm.gp.GPPrediction` of the ``B`` targets.

@@ -63,7 +63,7 @@ class NetworkFacts:
     cpds: dict
     inputs: set
     tables_only: bool
-    #: memo: frozenset(targets) -> ancestral closure
+    #: memo: frozenset(targets) -> ancestral closure (bounded: see :func:`~hybridpgm.infer.bn_factors.relevant`)
     relevant: dict = field(default_factory=dict)
     #: memo: node -> (logits tensor, (version, storage pointer), log-table, table) of tables needing no gradient
     tables: dict = field(default_factory=dict)

@@ -35,10 +35,16 @@ __all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table",
 
 
 def relevant(facts: NetworkFacts, targets) -> frozenset:
-    """Ancestral closure of ``targets`` (everything else is barren and sums to 1), memoised per target set."""
+    """Ancestral closure of ``targets`` (everything else is barren and sums to 1), memoised per target set; the
+    memo starts afresh when it holds as many sets as the split estimates' (``row_groups._MAX_ESTIMATES``, 4096), so
+    queries on ever new node sets (a long session) do not grow it without bound."""
     key = frozenset(targets)
     keep = facts.relevant.get(key)
     if keep is None:
+        from hybridpgm.infer.row_groups import _MAX_ESTIMATES  # the estimates' bound (row_groups imports this module)
+
+        if len(facts.relevant) >= _MAX_ESTIMATES:
+            facts.relevant.clear()
         seen, stack = set(), list(key)
         while stack:
             v = stack.pop()

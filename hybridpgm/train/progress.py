@@ -2,7 +2,9 @@
 
 The bar is tqdm's: ``tqdm.auto`` (the widget bar in a Jupyter kernel with ipywidgets, else the text bar on
 stderr, as tqdm decides), imported when a bar is first shown; a hidden bar (``progress=False``, or a rank
-other than 0) is a disabled ``tqdm.std`` bar.  In a kernel without ipywidgets, tqdm's "IProgress not found"
+other than 0) is a disabled ``tqdm.std`` bar that starts no ``tqdm_monitor`` thread (tqdm starts one, which
+never ends, for any bar of a class whose ``monitor_interval`` is not 0; tqdm's own setting is left as it is, so a
+shown bar keeps tqdm's monitor).  In a kernel without ipywidgets, tqdm's "IProgress not found"
 warning comes from ``import pyro`` itself (``pyro.infer.mcmc.logger`` imports ``tqdm.auto``), not from here.
 """
 
@@ -15,14 +17,21 @@ from tqdm.std import tqdm as text_tqdm
 __all__ = ["advance", "progress_bar", "say"]
 
 
+class _HiddenBar(text_tqdm):
+    """A disabled text bar: tqdm's ``__new__`` starts its monitor thread for a class with ``monitor_interval``."""
+
+    monitor_interval = 0
+    monitor = None  # not tqdm's (the class attribute is looked up through the subclass)
+
+
 def progress_bar(*, total: int, initial: int, desc: str, show: bool) -> text_tqdm:
     """A step counter of ``total`` steps starting at ``initial``, labelled ``desc``.
 
     :param show: draw it (rank 0 with ``progress=True``), with ``tqdm.auto``'s choice of bar; else a disabled
-        text bar, which draws and prints nothing.
+        text bar, which draws and prints nothing and starts no thread.
     :returns: a tqdm instance (a context manager; ``bar.disable`` is ``not show``).
     """
-    cls = text_tqdm
+    cls = _HiddenBar
     if show:
         from tqdm.auto import tqdm as cls
     return cls(total=total, initial=initial, desc=desc, disable=not show, unit="step", dynamic_ncols=True)
