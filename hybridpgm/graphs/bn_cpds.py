@@ -278,7 +278,7 @@ def _forget(owners: list, dag: DagIndex | None = None) -> None:
 def checked_state_names(name: str, cpd: CPD, states) -> list:
     """``states``, the state names :meth:`~hybridpgm.graphs.BayesNet.add` was given for node ``name`` of CPD ``cpd``,
     checked (distinct hashable strings, one per state of a discrete node) and returned as a list.
-    
+
     :raises ModelSpecError: naming the node and what is wrong with the names."""
     if cpd.cardinality is None:
         raise ModelSpecError(f"node {name!r} is continuous; state names are for discrete nodes only")
