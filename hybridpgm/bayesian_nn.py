@@ -315,6 +315,6 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
         module.eval()
         for m in dropouts:
             m.train()
-        with seeded_from_generator(generator, [module]):  # after the dropouts are set training: they seed it
+        with seeded_from_generator(generator, [module]):  # the dropouts' masks from the generator
             samples = torch.stack([module(x) for _ in range(num_samples)])
     return samples.mean(0), samples.var(0)

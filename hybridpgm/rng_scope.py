@@ -16,9 +16,10 @@ initialisation, overwritten by the saved weights, does not move the caller's str
 trained model).
 
 :func:`seeded_from_generator` is the scope of a sampler given a ``torch.Generator``: the networks it evaluates
-(dropout in training mode) draw from torch's global streams, which it seeds from the generator and restores, so
-the samples repeat for the same generator and the caller's streams do not move.  :func:`seeded_globally_from` is
-the same for code whose draws all come from the global streams (a Pyro program's sample statements).
+draw from torch's global streams (a dropout in training mode, or one that draws in evaluation mode too), which it
+seeds from one draw of the generator and restores, so the samples repeat for the same generator, whatever the
+networks' modes, and the caller's streams do not move.  :func:`seeded_globally_from` is the same for code whose
+draws all come from the global streams (a Pyro program's sample statements).
 
 These streams are one per process.  Each scope holds hybridpgm's process-wide lock
 (:func:`~hybridpgm.global_state_lock.holding_global_state`) from its snapshot to its restore: two threads seeding
@@ -115,32 +116,35 @@ def _seed_torch(seed: int, devices: list[int]) -> None:
 def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[torch.nn.Module]) -> Iterator[None]:
     """Evaluate ``modules`` with torch's global streams seeded from ``generator``, restored on exit.
 
-    Networks draw their random numbers (dropout masks) from torch's global streams, not from the generator a
-    sampler is given.  When some module of ``modules`` (or of their submodules) is in training mode, this scope
-    takes one draw :math:`s \\sim \\mathcal{U}\\{0, \\dots, 2^{62}-1\\}` from ``generator``, seeds torch's CPU
-    generator and the CUDA generators of the generator's device and of the modules' parameters and buffers with
-    :math:`s`, and restores them, NumPy's and Python's global states on exit
-    (:func:`restoring_global_rngs`): the draws inside repeat for the same ``generator`` state and the caller's
-    streams do not move.
+    Networks draw their random numbers (dropout masks, a noise layer's noise) from torch's global streams, not
+    from the generator a sampler is given.  With a generator this scope takes one draw :math:`s \\sim
+    \\mathcal{U}\\{0, \\dots, 2^{62}-1\\}` from it, seeds torch's CPU generator and the CUDA generators of the
+    generator's device and of the modules' parameters and buffers with :math:`s`, and restores them, NumPy's and
+    Python's global states on exit (:func:`restoring_global_rngs`): the draws inside repeat for the same
+    ``generator`` state and the caller's streams do not move.  It does so whatever the modules' modes: a network
+    that draws in evaluation mode (``F.dropout(x, p, training=True)``) draws from the generator too, and the
+    generator advances by the same one draw in both modes, so a network whose output does not depend on its mode
+    gives the same samples in training and evaluation mode.
 
-    With no ``generator``, or every module in evaluation mode, it is no scope at all: nothing is drawn from the
-    generator (the samples are those of the code without it) and the networks' draws, if any, come from and
-    advance the global streams, as Pyro's do.
+    With no ``generator`` it is no scope at all: the networks' draws, if any, come from and advance the global
+    streams, as Pyro's do.
 
     :param generator: the sampler's generator (CPU or CUDA), or ``None``.
-    :param modules: the networks the code inside evaluates.
+    :param modules: the networks the code inside evaluates (their devices' CUDA generators are seeded).
     :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``
         (:func:`~hybridpgm.checks.generator_or_none`).
     """
     generator = generator_or_none(generator, "generator")
-    modules = list(modules)
-    if generator is None or not any(m.training for module in modules for m in module.modules()):
+    if generator is None:
         yield
         return
     with holding_global_state():  # the whole scope: no other thread's call seeds or restores in between
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
-        tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
-        devices = cuda_indices([generator.device, *{t.device for t in tensors}])
+        devices = [generator.device]
+        if torch.cuda.is_available():  # the networks' devices matter for their CUDA generators alone
+            tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
+            devices += {t.device for t in tensors}
+        devices = cuda_indices(devices)
         with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
             _seed_torch(seed, devices)
             yield
@@ -152,9 +156,9 @@ def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[No
 
     With a generator: one draw :math:`s \\sim \\mathcal U\\{0, \\dots, 2^{62}-1\\}` from it (on its device)
     seeds torch's CPU generator and the CUDA generators already initialised, restored with NumPy's and Python's
-    global states on exit (:func:`keeping_global_rngs`).  Unlike :func:`seeded_from_generator`, which seeds only
-    while some network is in training mode, it always seeds.  With ``None``: no scope, the draws come from and
-    advance the global streams.
+    global states on exit (:func:`keeping_global_rngs`): :func:`seeded_from_generator` without networks, which
+    seeds the CUDA generators already initialised rather than those of the networks' devices.  With ``None``: no
+    scope, the draws come from and advance the global streams.
 
     :param generator: a :class:`torch.Generator` (checked by the caller with
         :func:`~hybridpgm.checks.generator_or_none`), or ``None``.
@@ -174,9 +178,12 @@ def fixed_rng(device: torch.device | str, seed: int = 0) -> Iterator[None]:
     For one: above ``gpytorch.settings.max_cholesky_size`` GPyTorch estimates log-determinants (stochastic Lanczos
     quadrature) and, under ``fast_pred_var``, predictive variances from random probe vectors of the global
     generator: under this scope such an estimate is a fixed function of the model and its inputs.
+
+    Like the other scopes it holds hybridpgm's process-wide lock from its fork to its restore (re-entrant: the code
+    inside may take it again), so another thread's seeded scope cannot reseed or rewind the generators in between.
     """
     cuda = cuda_indices([device])
-    with torch.random.fork_rng(devices=cuda):
+    with holding_global_state(), torch.random.fork_rng(devices=cuda):
         torch.random.default_generator.manual_seed(seed)
         for index in cuda:
             with torch.cuda.device(index):

@@ -108,15 +108,38 @@ def test_seeded_from_generator_repeats_for_the_same_generator_and_keeps_the_glob
     assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
 
 
-def test_seeded_from_generator_is_no_scope_in_eval_mode_or_without_a_generator():
+class _AlwaysDropout(torch.nn.Module):
+    """The MC-dropout idiom: a dropout that draws in evaluation mode too."""
+
+    def forward(self, x):
+        return torch.nn.functional.dropout(x, 0.5, training=True)
+
+
+def test_seeded_from_generator_seeds_whatever_the_modes_and_is_no_scope_without_a_generator():
+    """Before, it seeded only when some module was in training mode: in evaluation mode a network that draws anyway
+    followed torch's global seed and moved the caller's stream, and the generator advanced by one draw in training
+    mode and none in evaluation mode (so a deterministic network's samples depended on its mode)."""
     from hybridpgm.rng_scope import seeded_from_generator
 
-    net = _dropout_net().eval()
+    net, x = torch.nn.Sequential(torch.nn.Linear(2, 8), _AlwaysDropout()).eval(), torch.ones(50, 2)
+    one_draw = torch.Generator().manual_seed(1)
+    torch.randint(2**62, (), generator=one_draw)
+    outputs = []
+    for global_seed, seed in ((3, 1), (4, 1), (3, 2)):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        g = torch.Generator().manual_seed(seed)
+        with seeded_from_generator(g, [net]):
+            outputs.append(net(x))
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's stream did not move
+        if seed == 1:
+            assert torch.equal(g.get_state(), one_draw.get_state())  # one draw, in evaluation mode too
+    assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
+    net.train()
     g = torch.Generator().manual_seed(1)
     with seeded_from_generator(g, [net]):
-        pass
-    assert torch.equal(g.get_state(), torch.Generator().manual_seed(1).get_state())  # nothing drawn from g
-    net.train()
+        assert torch.equal(net(x), outputs[0])  # the same draws in training mode
+    assert torch.equal(g.get_state(), one_draw.get_state())
     torch.manual_seed(0)
     expected = float(torch.rand(()))
     torch.manual_seed(0)
@@ -152,3 +175,21 @@ def _recipe_with_seed(name, seed):
 def test_a_recipe_refuses_a_bad_seed_with_a_config_error(name, seed):
     with pytest.raises(ConfigError, match=rf"^{name} seed must be an integer"):
         _recipe_with_seed(name, seed)()
+
+
+def test_fixed_rng_holds_the_global_state_lock_from_its_fork_to_its_restore():
+    """Found by an audit: ``fixed_rng`` forked and reseeded torch's CPU generator without hybridpgm's lock, so
+    another thread's seeded scope (``GAN.sample(generator=...)``) could reseed or rewind it in between
+    (``from_mcmc``'s replay, a deep-kernel GP's log-determinant probes).  The lock is re-entrant: a call inside
+    that takes it again runs."""
+    from hybridpgm.global_state_lock import held_depth, holding_global_state
+    from hybridpgm.rng_scope import fixed_rng
+
+    outside = held_depth()
+    with fixed_rng("cpu", 3):
+        assert held_depth() == outside + 1
+        with holding_global_state():
+            first = torch.rand(3)
+    assert held_depth() == outside
+    with fixed_rng("cpu", 3):
+        assert torch.equal(torch.rand(3), first)

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from hybridpgm.checks import as_integer, positive_int, torch_readable
+from hybridpgm.checks import as_integer, generator_or_none, positive_int, torch_readable
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
 
@@ -29,11 +29,14 @@ __all__ = ["hmm_posterior", "random_hmm", "sample_hmm"]
 def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     """A random sticky HMM ``(log_pi [L], log_A [L, L], log_B [L, V])`` with a uniform start.
 
+    :param generator: the draws' CPU :class:`torch.Generator` (``None``: torch's global stream).
     :raises DataError: ``num_labels`` or ``num_symbols`` is not an integer >= 2 (``bool`` and floats refused).
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed).
     """
     if not all(as_integer(n) is not None and n >= 2 for n in (num_labels, num_symbols)):
         raise DataError(f"an HMM tagging task needs integer numbers >= 2 of labels and symbols, got {num_labels!r} "
                         f"and {num_symbols!r}")
+    generator = generator_or_none(generator, "random_hmm generator")
     log_a = torch.log_softmax(torch.randn(num_labels, num_labels, generator=generator)
                               + 2.0 * torch.eye(num_labels), -1)
     log_b = torch.log_softmax(2.0 * torch.randn(num_labels, num_symbols, generator=generator), -1)
@@ -99,14 +102,17 @@ def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_l
 
     :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`: normalised
         log-probabilities (each row's ``logsumexp`` is 0).
+    :param generator: the draws' CPU :class:`torch.Generator` (``None``: torch's global stream).
     :raises DataError: ``num_seqs`` is not an integer >= 0, the lengths are not integers with
         ``1 <= min_len <= max_len`` (``bool`` and floats refused), or ``hmm`` is not a normalised HMM of
         consistent shapes (the message names the table, its shape and its rows' largest ``|logsumexp|``).
+    :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed).
     """
     num_seqs = positive_int(num_seqs, "sample_hmm num_seqs", error=DataError, minimum=0)
     if as_integer(min_len) is None or as_integer(max_len) is None or not 1 <= min_len <= max_len:
         raise DataError(f"sequence lengths need integers 1 <= min_len <= max_len, got {min_len!r} and {max_len!r}")
     log_pi, log_a, log_b = _check_hmm(hmm, "sample_hmm")
+    generator = generator_or_none(generator, "sample_hmm generator")
     lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
     y = torch.zeros(num_seqs, max_len, dtype=torch.long)
     x = torch.zeros(num_seqs, max_len, dtype=torch.long)

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from hybridpgm.checks import flag, positive_int, positive_real
+from hybridpgm.checks import flag, generator_or_none, positive_int, positive_real, sample_count
 
 __all__ = ["ring_centers", "ring_of_gaussians"]
 
@@ -40,15 +40,18 @@ def ring_of_gaussians(n: int, num_modes: int = 8, radius: float = 2.0, std: floa
                       generator: torch.Generator | None = None, return_modes: bool = False):
     """``n x 2`` draws from the ring mixture (float32, CPU; move them as needed).
 
-    :param generator: a :class:`torch.Generator` for reproducible draws.
+    :param n: the number of draws, a non-negative integer (``0``: an empty ``0 x 2`` result, as other samplers).
+    :param generator: a CPU :class:`torch.Generator` for reproducible draws (``None``: torch's global stream).
     :param return_modes: also return the ``n`` component indices (``True`` or ``False``).
-    :raises ConfigError: ``n`` or ``num_modes`` is not a positive integer (``bool`` and floats
-        refused), ``radius`` or ``std`` is not a finite number > 0, or ``return_modes`` is not a ``bool``.
+    :raises ConfigError: ``n`` is not a non-negative integer or ``num_modes`` not a positive integer (``bool``
+        and floats refused), ``radius`` or ``std`` is not a finite number > 0, ``return_modes`` is not a
+        ``bool``, or ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed).
     """
     return_modes = flag(return_modes, "ring_of_gaussians return_modes")
-    n = positive_int(n, "ring_of_gaussians n")
+    n = sample_count(n, "ring_of_gaussians n")
     num_modes = positive_int(num_modes, "ring_of_gaussians num_modes")
     std = positive_real(std, "ring_of_gaussians std")
+    generator = generator_or_none(generator, "ring_of_gaussians generator")
     modes = torch.randint(num_modes, (n,), generator=generator)
     x = ring_centers(num_modes, radius)[modes] + std * torch.randn(n, 2, generator=generator)
     return (x, modes) if return_modes else x

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.checks import generator_or_none
 from hybridpgm.errors import ConfigError, DataError
 
 __all__ = ["RESAMPLING", "resample_indices"]
@@ -45,11 +46,13 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic",
     :param method: ``"systematic"`` or ``"multinomial"``.
     :param generator: a CPU :class:`torch.Generator` for a reproducible pick (``None``: torch's global one).
     :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n``.
-    :raises ConfigError: for another ``method``.
+    :raises ConfigError: for another ``method``, or a ``generator`` that is neither a :class:`torch.Generator`
+        nor ``None`` (a seed).
     :raises DataError: for a column whose weights are all zero (nothing to pick).
     """
     if method not in RESAMPLING:
         raise ConfigError(f"resampling must be one of {list(RESAMPLING)}, got {method!r}")
+    generator = generator_or_none(generator, "resample_indices generator")
     lw = log_weights.detach().to("cpu", torch.float64)
     empty = torch.isneginf(lw).all(dim=0)
     if bool(empty.any()):

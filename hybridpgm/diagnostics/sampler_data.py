@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import operator
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -11,7 +10,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from hybridpgm.checks import flag, torch_readable
+from hybridpgm.checks import as_integer, flag, seed_of, torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
@@ -109,7 +108,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
         ``model_args``/``model_kwargs`` are given nor the MCMC object records its run's arguments;
         ``model_args`` that is not a sequence or ``model_kwargs`` that is not a mapping;
         ``posterior_predictive`` for a kernel without a model (a ``potential_fn``); a ``generator`` that is
-        neither an int nor a :class:`torch.Generator`; ``parallel`` that is not a bool.
+        neither an int seed in ``[-2**63, 2**64)`` (not a bool) nor a :class:`torch.Generator`; ``parallel``
+        that is not a bool.
     :warns DiagnosticsWarning: (a :class:`UserWarning`) when the model is replayed (``log_likelihood`` or
         ``posterior_predictive``) and observes placeholder sites: it names them, says they are left out of
         ``log_likelihood``, ``observed_data`` and ``posterior_predictive``, and points to
@@ -325,7 +325,7 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         weights are all zero when there are draws to resample); for draws whose count is not ``K`` (or whose
         second dim is not ``N``), or that are not numbers.
     :raises ConfigError: for a ``resampling`` other than the two above, or a ``generator`` that is neither an
-        int nor a :class:`torch.Generator`.
+        int seed in ``[-2**63, 2**64)`` (not a bool) nor a :class:`torch.Generator`.
     """
     log_weights = torch.as_tensor(torch_readable(log_weights))
     if log_weights.dim() not in (1, 2) or log_weights.shape[0] == 0:
@@ -353,14 +353,13 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
 
 def _seed(seed: Any, what: str) -> int:
     """``seed`` as an int (for a :class:`torch.Generator`, a seed drawn from it): :class:`ConfigError` naming
-    ``what`` for anything else (a float, a string)."""
+    ``what`` for anything else (a ``bool``, a float, a string) and for an integer torch does not take as a seed
+    (:func:`~hybridpgm.checks.seed_of`: outside ``[-2**63, 2**64)``)."""
     if isinstance(seed, torch.Generator):
         return int(torch.randint(2**62, (), generator=seed))
-    try:
-        return operator.index(seed)
-    except TypeError:
-        raise ConfigError(f"{what} must be an int seed or a torch.Generator, got "
-                          f"{type(seed).__name__} {seed!r}") from None
+    if as_integer(seed) is None:
+        raise ConfigError(f"{what} must be an int seed or a torch.Generator, got {type(seed).__name__} {seed!r}")
+    return seed_of(seed, what)
 
 
 def _checked_draws(samples: Mapping[str, Any], shape: tuple[int, ...]) -> dict[str, torch.Tensor]:

@@ -303,8 +303,8 @@ class VAE(VAEOptions, PyroModule):
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
         :param generator: a :class:`torch.Generator` for the draws (on the parameters' device); ``None`` draws
-            from torch's global stream.  A decoder in training mode (dropout) runs with torch's global streams
-            seeded from it and restored (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
+            from torch's global stream.  The decoder runs with torch's global streams seeded from one draw of it
+            whatever its mode (its dropout too), restored after (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
         :raises ConfigError: ``num_samples`` is not a non-negative integer, ``mean`` not ``True`` or ``False``,
             ``num_samples == 1`` in training mode with ``batch_norm=True``, both ``num_samples`` and ``n``
             are given, or ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
@@ -313,7 +313,7 @@ class VAE(VAEOptions, PyroModule):
         like = self._reference("decoder")
         z = torch.randn(sample_count(num_samples, "VAE.sample num_samples"), self.z_dim, dtype=like.dtype,
                         device=like.device, generator=generator)
-        # a batch norm's running statistics as training left them; a dropout's masks from the generator, if any
+        # a batch norm's running statistics as training left them; the decoder's draws from the generator, if any
         with keeping_module_state(self), seeded_from_generator(generator, [self.decoder]):
             out = self._net(self.decoder, z, "decoder")
         if self.likelihood == "bernoulli":

@@ -174,10 +174,10 @@ class BayesNetModel:
         row, dict node -> ``[num_samples, N]`` for ``N`` evidence rows (``[num_samples]`` where no value has a row
         dim, as with a ``generator`` alone); see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
         join the evidence; the continuous ancestors of the evidence must be observed).  With a ``generator`` the
-        samples are a function of its state alone: when a CPD's network has a module in training mode (dropout),
-        torch's global streams are seeded from one draw of the generator while the networks run and restored
-        afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`); without one, the networks draw from the
-        global streams, as in Pyro.
+        samples are a function of its state alone: torch's global streams are seeded from one draw of the generator
+        while the CPDs' networks run, whatever their modes, and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_from_generator`); without one, the networks draw from the global
+        streams, as in Pyro.
 
         :param int num_samples: the number ``S`` of samples (of each evidence row); 0 gives empty results.
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[num_samples, ...]`` (or one tensor if

@@ -22,6 +22,7 @@ from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.precision_scope import exact_precision
+from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization import serializable
 
 __all__ = ["Neural"]
@@ -83,7 +84,8 @@ class Neural(CPD):
         dtype, device = self._dtype_device(None)
         x = torch.zeros(1, width, dtype=dtype, device=device)
         try:
-            with keeping_modes(self.net), torch.no_grad():  # each layer's own mode after (a frozen one too)
+            # each layer's own mode after (a frozen one too); a layer drawing in eval mode leaves the caller's streams
+            with keeping_modes(self.net), torch.no_grad(), restoring_global_rngs([x.device]):
                 self.net.eval()
                 out = self.net(x)
         except Exception as e:  # noqa: BLE001 - any failure means the net does not fit

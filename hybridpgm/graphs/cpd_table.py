@@ -16,6 +16,7 @@ from torch import nn
 
 from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, torch_readable
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.cpd_base import CPD, _set_plain
 from hybridpgm.serialization import serializable
 
@@ -241,7 +242,8 @@ class Table(CPD):
         :param generator: the draws' (CPU) generator (else torch's global one), for every ``concentration``:
             torch's gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds torch's CPU generator from
             one draw of it inside a fork of that generator (no CUDA generator is seeded or queued a seed), so the
-            caller's global streams are left as they were.
+            caller's global streams are left as they were, holding hybridpgm's process-wide lock meanwhile
+            (:func:`~hybridpgm.global_state_lock.holding_global_state`: no other thread's call reseeds it).
         :param kwargs: passed to :class:`Table` (``learnable``, ``prior``, ...).
         :raises ModelSpecError: ``concentration`` is not a finite number > 0, or ``cardinality`` or an entry of
             ``parent_cards`` is not a positive integer.
@@ -257,7 +259,7 @@ class Table(CPD):
         if generator is None:
             return cls(dirichlet.sample(), parents, **kwargs)
         seed = int(torch.randint(2**62, (), generator=generator))
-        with torch.random.fork_rng(devices=[]):  # the caller's global stream is left as it was
+        with holding_global_state(), torch.random.fork_rng(devices=[]):  # the caller's global stream left as it was
             torch.default_generator.manual_seed(seed)  # the CPU generator alone: torch.manual_seed seeds CUDA too
             rows = dirichlet.sample()
         return cls(rows, parents, **kwargs)

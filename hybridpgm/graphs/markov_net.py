@@ -285,8 +285,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         rows), else Gibbs; ``num_sweeps`` selects Gibbs.  Exact draws of a batch over
         :data:`~hybridpgm.infer.mrf_exact.EXACT_MAX_BYTES` are made a chunk of rows at a time: the same law per
         row, but with a ``generator`` other draws than one contraction's.  With a ``generator`` the samples are a
-        function of its state alone: when a neural potential has a module in training mode (dropout), torch's global
-        streams are seeded from one draw of the generator while the potentials run and restored afterwards
+        function of its state alone: torch's global streams are seeded from one draw of the generator while the
+        neural potentials run, whatever their modes, and restored afterwards
         (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
 
         :param int num_samples: the number of draws.

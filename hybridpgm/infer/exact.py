@@ -315,9 +315,10 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
 
     :param int num_samples: ``S`` samples per row.
     :param generator: the source of randomness (on the network's device).  The samples are a function of its
-        state alone: when a CPD's network has a module in training mode (dropout), torch's global streams are
-        seeded from one draw of it while the networks run and restored afterwards
-        (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
+        state alone: torch's global streams are seeded from one draw of it while the CPDs' networks run and
+        restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`), whatever their modes, so a
+        network's own draws (dropout) come from it too and networks that do not depend on their mode give the
+        same samples in training and evaluation mode.
     :param bool return_log_prob: also return :math:`\\log p(x^{(s)} \\mid e_n)` of each sample (a log-density
         when continuous nodes are drawn).
     :returns: dict node -> ``[S, N]`` for every node (long for a discrete node; observed nodes hold their
@@ -328,7 +329,7 @@ def posterior_sample(bn: "BayesNet", num_samples: int, evidence: Mapping | None 
     """
     num_samples = sample_count(num_samples, "posterior_sample num_samples")
     nets = [net for cpd in bn._query_restores() for net in cpd.children()] if hasattr(bn, "_query_restores") else []
-    with seeded_from_generator(generator, nets):  # a train-mode dropout draws from the generator too
+    with seeded_from_generator(generator, nets):  # the networks' own draws (dropout) come from it too
         return _posterior_sample(bn, num_samples, evidence, generator, return_log_prob)
 
 

@@ -113,7 +113,7 @@ def test_training_data_needs_an_image_dataset():
 
 @pytest.mark.parametrize("n", [2.0, 2.5, True, "3"])
 def test_ring_sizes_must_be_integers(n):
-    with pytest.raises(ConfigError, match=f"ring_of_gaussians n must be a positive integer, got {n!r}"):
+    with pytest.raises(ConfigError, match=f"ring_of_gaussians n must be a non-negative integer, got {n!r}"):
         ring_of_gaussians(n)
     with pytest.raises(ConfigError, match="ring_of_gaussians num_modes must be a positive integer"):
         ring_of_gaussians(5, num_modes=n)

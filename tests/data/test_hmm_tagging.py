@@ -5,6 +5,7 @@ import torch
 
 from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm, sample_hmm
 from hybridpgm.errors import DataError
+from tests import generator_contract as contract
 
 
 def test_samples_are_padded_with_zeros_past_their_lengths():
@@ -149,3 +150,14 @@ def test_a_normalised_hmm_passes_in_float64_and_with_impossible_entries():
     for hmm in [(log_pi, log_a, log_b), tuple(t.double() for t in (log_pi, log_a, log_b))]:
         x, y, lengths = sample_hmm(hmm, 20, 2, 4, torch.Generator().manual_seed(3))
         assert bool(torch.isfinite(hmm_posterior(hmm, x, lengths).log_prob(y)).all())
+
+
+@pytest.mark.parametrize("caller", ["random_hmm", "sample_hmm"])
+def test_the_generator_contract(caller):
+    """Found by an audit of the samplers: ``random_hmm(3, 4, 3)`` and ``sample_hmm(hmm, 5, 2, 6, 3)`` (a seed for
+    the generator) ended in torch's raw TypeError."""
+    hmm = random_hmm(3, 4, torch.Generator().manual_seed(0))
+    # the generator is positional and has no default: ``None`` is torch's global stream
+    call = ((lambda generator=None: random_hmm(3, 4, generator)) if caller == "random_hmm" else
+            (lambda generator=None: sample_hmm(hmm, 5, 2, 6, generator)))
+    contract.assert_generator_contract(call, f"{caller} generator")

@@ -7,6 +7,7 @@ import torch
 
 from hybridpgm.data.toy import ring_centers, ring_of_gaussians
 from hybridpgm.errors import ConfigError
+from tests import generator_contract as contract
 
 
 @pytest.mark.parametrize("num_modes,radius", [(8, 2.0), (5, 1.0)])
@@ -31,10 +32,24 @@ def test_reproducible_and_checked():
     a = ring_of_gaussians(10, generator=torch.Generator().manual_seed(3))
     b = ring_of_gaussians(10, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
-    with pytest.raises(ConfigError):
-        ring_of_gaussians(0)
+    with pytest.raises(ConfigError, match=r"^ring_of_gaussians n must be a non-negative integer, got -1"):
+        ring_of_gaussians(-1)
     with pytest.raises(ConfigError):
         ring_centers(0)
+
+
+def test_no_draws_give_an_empty_result():
+    """Found by an audit of the samplers: ``n=0`` was refused where every other sampler returns an empty
+    result."""
+    x, modes = ring_of_gaussians(0, generator=torch.Generator().manual_seed(3), return_modes=True)
+    assert x.shape == (0, 2) and x.dtype == torch.float32 and modes.shape == (0,) and modes.dtype == torch.long
+    assert ring_of_gaussians(0).shape == (0, 2)
+
+
+def test_the_generator_contract():
+    """Found by an audit of the samplers: ``generator=3`` ended in torch's raw TypeError."""
+    contract.assert_generator_contract(lambda **kw: ring_of_gaussians(6, return_modes=True, **kw),
+                                       "ring_of_gaussians generator")
 
 
 @pytest.mark.parametrize("value", ["no", 1, None])

@@ -85,3 +85,23 @@ def test_a_new_support_mask_at_the_old_ones_address_and_version_is_checked_again
     table.support = storage.as_strided((2, 3), (0, 1))  # same data pointer and version: that state is in
     with pytest.raises(ModelSpecError, match="Dirichlet prior concentration 0.5 < 1"):
         table.log_prior()
+
+
+def test_random_with_a_generator_holds_the_global_state_lock_while_it_reseeds(monkeypatch):
+    """Found by an audit: ``concentration != 1`` with a generator forked and reseeded torch's CPU generator without
+    hybridpgm's lock, so another thread's seeded scope (``GAN.sample(generator=...)``) could reseed or rewind it
+    before the Dirichlet draw (4 of 400 tables differed from the seed's with such a thread running).  The draw now
+    runs holding the lock; the table is still the seed's."""
+    from hybridpgm.global_state_lock import held_depth
+
+    depths, sample = [], torch.distributions.Dirichlet.sample
+
+    def recording(self, *args, **kwargs):
+        depths.append(held_depth())
+        return sample(self, *args, **kwargs)
+
+    expected = Table.random(4, [3], ["x"], concentration=0.5, generator=torch.Generator().manual_seed(0)).log_table()
+    monkeypatch.setattr(torch.distributions.Dirichlet, "sample", recording)
+    outside = held_depth()
+    table = Table.random(4, [3], ["x"], concentration=0.5, generator=torch.Generator().manual_seed(0))
+    assert depths == [outside + 1] and torch.equal(table.log_table(), expected)

@@ -389,12 +389,14 @@ def test_sample_with_a_generator_repeats_under_dropout_and_keeps_the_global_stre
 
 
 def test_sample_with_a_generator_in_eval_mode_draws_as_exact_sample():
-    # no potential in training mode: no draw for a seed, the samples are exact_sample's for the same generator
+    # one draw of the generator seeds the potentials' streams (in eval mode too: the same draws as in training
+    # mode for potentials that do not depend on it), then the samples are exact_sample's from the generator
     from hybridpgm.infer.mrf_exact import exact_sample
 
     m, ctx = _dropout_mrf()
     m.eval()
     g, reference = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    torch.randint(2**62, (), generator=reference)
     got = m.sample(300, method="exact", context=ctx, generator=g)
     expected = exact_sample(m.factor_graph(None, ctx), 300, generator=reference)
     assert torch.equal(torch.stack([got[v] for v in m.variables], -1), expected.reshape(300, 2))
