@@ -29,7 +29,10 @@ A :class:`~hybridpgm.errors.TrainingWarning` (a run goes on, but not as the
 user may think: ``train dbn|dbm --resume`` resuming a stage on the changed
 features of a stage below) is one line, ``hybridpgm: warning: ...``, on
 standard error, where Python's warning filters let it through, not a warning
-attributed to a line of ``runpy``; it changes no exit status.
+attributed to a line of ``runpy``; it changes no exit status.  A package
+warning the filters make an error (``-W error``) is one error line and exit
+status 2.  Called with its arguments, ``main(["train", ...])`` leaves the
+warnings to the caller's settings (recorded by ``pytest.warns``).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from hybridpgm.errors import HybridPGMError, TrainingInterrupted, TrainingWarning
+from hybridpgm.errors import HybridPGMError, HybridPGMWarning, TrainingInterrupted, TrainingWarning
 
 __all__ = ["build_parser", "main", "version_line"]
 
@@ -303,20 +306,31 @@ def _out_of_memory(error: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def _training_warnings_as_lines():
+def _training_warnings_as_lines(entry_point: bool):
     """Show each :class:`~hybridpgm.errors.TrainingWarning` let through by the warning filters as one line
-    ``hybridpgm: warning: <message>`` on standard error; other warnings as before.  Restored on exit."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
+    ``hybridpgm: warning: <message>`` on standard error, other warnings as before, where :func:`main` is the
+    process's command (``argv`` not given): only ``warnings.showwarning`` is replaced, and put back on exit (the
+    filters, which libraries imported during the run may extend, are left alone).  :func:`main` called with its
+    arguments (a test, a notebook) changes nothing: its warnings are recorded and shown as the caller's settings say.
 
-        def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, TrainingWarning):
-                print(f"hybridpgm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
+    :param entry_point: whether :func:`main` runs as the command."""
+    if not entry_point:
         yield
+        return
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TrainingWarning):
+            print(f"hybridpgm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,16 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import RECIPES
 
     try:
-        with _training_warnings_as_lines():
+        with _training_warnings_as_lines(argv is None):
             if args.command == "train":
                 _check_data_root(args)
                 metrics = RECIPES[args.model][0].run(args)
             else:
                 metrics = _after_training(args)
-    except (HybridPGMError, OSError) as error:  # OSError: a report or figure the OS would not let us write
-        common.remove_output_left_empty(args)
+    except (HybridPGMError, HybridPGMWarning, OSError) as error:  # OSError: a report or figure the OS would not
+        common.remove_output_left_empty(args)  # let us write; a warning: one made an error by -W or PYTHONWARNINGS
         message = " ".join(str(error).split())
-        print(f"hybridpgm: error: {message}", file=sys.stderr)
+        made = " (a warning, made an error by the warning filters)" if isinstance(error, HybridPGMWarning) else ""
+        print(f"hybridpgm: error: {message}{made}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stop:  # fit already printed where the checkpoint is
         if stop.step is None:

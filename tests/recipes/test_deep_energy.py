@@ -1,4 +1,6 @@
 import json
+import sys
+import warnings
 
 import pytest
 import torch
@@ -6,6 +8,7 @@ import torch
 import hybridpgm
 from hybridpgm.cli import main
 from hybridpgm.energy import DBM, DBN
+from hybridpgm.errors import TrainingWarning
 from hybridpgm.train import load_checkpoint
 from tests.recipes.report import evaluate, train_and_check
 from tests.train.helpers import TermAt
@@ -136,20 +139,50 @@ def test_train_wall_time_counts_every_stage(model, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("model,resumed", [("dbn", "checkpoint.pt"), ("dbm", "checkpoint-stage1.pt")])
 def test_a_resume_that_trains_a_lower_stage_further_warns_in_one_line_naming_overwrite(model, resumed, tmp_path,
-                                                                                       capsys):
+                                                                                       capsys, monkeypatch):
     """Found by an audit of warnings: ``train dbn --resume`` with more epochs trained layer 0 further and resumed
     the top RBM's checkpoint, a run on layer 0's old features, silently (the recipe looped over fit itself, not
-    GreedyStages), and ``train dbm --resume`` warned at ``<frozen runpy>:88`` advising ``overwrite=True``."""
+    GreedyStages), and ``train dbm --resume`` warned at ``<frozen runpy>:88`` advising ``overwrite=True``.  Run as
+    the command (``main()`` reading ``sys.argv``, as the console script and ``python -m hybridpgm`` do)."""
     args = ["train", model, "--batch-size", "512", "--hidden", "6", "4", "--gibbs-steps", "2", "--no-progress",
             "--device", "cpu", "--out", str(tmp_path), *(DBM_ARGS if model == "dbm" else [])]
-    assert main(args + ["--epochs", "1"]) == 0
+
+    def command(*more):
+        monkeypatch.setattr(sys, "argv", ["hybridpgm", *args, *more])
+        shown = warnings.showwarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            code = main()
+            assert warnings.showwarning is shown  # the one-line display is the command's own, put back after
+        return code
+
+    assert command("--epochs", "1") == 0
     assert "warning" not in capsys.readouterr().err
-    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    assert command("--epochs", "2", "--resume") == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
     assert len(warned) == 1
     assert warned[0].startswith(f"hybridpgm: warning: train {model} --resume: layer 1 resumes its checkpoint "
                                 f"{str(tmp_path / resumed)!r} (step 3), a run on the features of layer 0 as they were "
                                 "before this run trained that layer further")
     assert warned[0].endswith("or train with --overwrite instead of --resume (every stage afresh)")
-    assert main(args + ["--epochs", "2", "--resume"]) == 0  # every stage finished: nothing trains, nothing said
+    assert command("--epochs", "2", "--resume") == 0  # every stage finished: nothing trains, nothing said
     assert "warning" not in capsys.readouterr().err.lower()
+
+
+def test_called_with_arguments_main_leaves_the_warnings_to_the_caller_and_a_warning_made_an_error_is_one_line(
+        tmp_path, capsys):
+    """Review: ``main([...])`` replaced ``warnings.showwarning`` for its run, so ``pytest.warns`` (or a notebook's
+    ``catch_warnings(record=True)``) no longer recorded its TrainingWarnings, and the filters libraries added during
+    the run were dropped; ``-W error`` turned the warning into a traceback with exit status 1."""
+    args = ["train", "dbm", "--batch-size", "512", "--hidden", "6", "4", "--gibbs-steps", "2", "--no-progress",
+            "--device", "cpu", "--out", str(tmp_path), *DBM_ARGS]
+    assert main(args + ["--epochs", "1"]) == 0
+    with pytest.warns(TrainingWarning, match="layer 1 resumes its checkpoint"):
+        assert main(args + ["--epochs", "2", "--resume"]) == 0
+    assert "hybridpgm: warning" not in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingWarning)
+        assert main(args + ["--epochs", "3", "--resume"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line or "Traceback" in line]
+    assert len(err) == 1 and err[0].startswith("hybridpgm: error: train dbm --resume: layer 1 resumes its checkpoint")
+    assert err[0].endswith("(a warning, made an error by the warning filters)")
