@@ -6,7 +6,8 @@ local latent in ``pyro.plate("data", x.shape[0])`` it makes one parameter per *p
 processes, position :math:`i` holds other examples at other steps, and one posterior is silently trained for all of
 them.  Over a plate that subsamples a fixed data set, ``pyro.plate("data", N, subsample=idx)``, ``AutoNormal`` and
 ``AutoDelta`` make :math:`N` parameters and pick the batch's rows by ``idx``, but only from a plate given to them
-with ``create_plates=``: the plate they make themselves draws its own random indices, not ``idx``.  The joint
+with ``create_plates=``: the plate they make themselves draws its own random indices, not ``idx`` (a model
+drawing its indices itself, ``subsample_size=``, takes the guide's: Pyro's own subsampling).  The joint
 autoguides (:class:`~pyro.infer.autoguide.AutoContinuous`: ``AutoDiagonalNormal``,
 ``AutoLowRankMultivariateNormal``, ...) take no ``create_plates`` (Pyro's ``TypeError``) and keep one joint latent
 of the batch's positions: they fit a data plate only full-batch, or as the part over the global latents of an
@@ -24,6 +25,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoGuideList
+from pyro.poutine.util import site_is_subsample
 
 from hybridpgm.errors import ConfigError
 from hybridpgm.infer.particle_probe import probing
@@ -69,6 +71,9 @@ def check_subsampled_autoguides(model: Callable, guide: Callable, args: tuple, k
     makes that plate itself (no ``create_plates=`` returning it: its own plate draws random indices, not ``idx``:
     ``AutoNormal``'s locations of 8 examples trained on batches of 4 all ended near the data's mean, 7.5 to 8.5,
     against exact posterior means 0 to 16.8) or is a joint autoguide (one latent over the batch's positions).
+    A plate whose indices the model draws itself (``pyro.plate("data", x.shape[0], subsample_size=4) as ind``,
+    its data picked by ``ind``) is Pyro's own subsampling and passes: the ELBO replays the autoguide's indices into
+    the model (a full batch in order trained each location to its exact posterior mean).
 
     :param args: the programs' positional arguments (a batch).
     :param kwargs: their keyword arguments.
@@ -81,11 +86,29 @@ def check_subsampled_autoguides(model: Callable, guide: Callable, args: tuple, k
             continue
         with probing(model, guide, *modules), torch.no_grad():
             given = _given_plates(parts[0][1], args, kwargs)
-        for part, _ in parts:
+        own: dict[str, bool] | None = None  # plate name -> whether the model draws that plate's indices itself
+        for part, master in parts:
             for name, site in part.prototype_trace.iter_stochastic_nodes():
                 for frame in filter(_subsampled, site["cond_indep_stack"]):
-                    if isinstance(part, AutoContinuous) or frame.name not in given:
+                    if isinstance(part, AutoContinuous):
                         raise ConfigError(_subsample_message(what, part, name, frame))
+                    if frame.name in given:
+                        continue
+                    if own is None:
+                        with probing(model, guide, *modules), torch.no_grad():
+                            own = _self_drawn_plates(master, args, kwargs)
+                    if not own.get(frame.name, False):
+                        raise ConfigError(_subsample_message(what, part, name, frame))
+
+
+def _self_drawn_plates(master: AutoGuide, args: tuple, kwargs: dict) -> dict[str, bool]:
+    """For each subsampling plate of ``master``'s model on ``args``: whether the model draws its indices itself
+    (``pyro.plate(name, size, subsample_size=s)``: Pyro's ELBOs replay the guide's indices into the model, which
+    picks its data by them) rather than taking them given (``subsample=idx``), from the plate's ``_Subsample``
+    site in a plain trace of the model."""
+    trace = poutine.block(poutine.trace(master.model).get_trace)(*args, **kwargs)
+    return {name: getattr(site["fn"], "subsample_size", None) is not None
+            for name, site in trace.nodes.items() if site_is_subsample(site)}
 
 
 def _subsample_message(what: str, part: AutoGuide, name: str, frame: Any) -> str:
@@ -103,10 +126,28 @@ def _subsample_message(what: str, part: AutoGuide, name: str, frame: Any) -> str
             f"pyro.plate({frame.name!r}, {frame.full_size}, subsample=idx) with the model's idx")
 
 
-def _longer(args: tuple, rows: int) -> tuple:
-    """``args`` with each tensor of ``rows`` leading rows given one more (its first row repeated)."""
-    return tuple(torch.cat([a, a[:1]]) if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == rows else a
-                 for a in args)
+def _resized(args: tuple, rows: int, new_rows: int) -> tuple:
+    """``args`` with each tensor of ``rows`` leading rows given ``new_rows``, row :math:`i` its row
+    :math:`i \\bmod` ``rows`` (one more: its first row repeated; one fewer: its last left out; twice: repeated)."""
+    return tuple(a[torch.arange(new_rows, device=a.device) % rows]
+                 if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == rows else a for a in args)
+
+
+def _probe(master: AutoGuide, args: tuple, kwargs: dict, rows: int) -> tuple[dict[str, dict] | None, list[str]]:
+    """The latent sites of ``master``'s model on ``args`` resized to :math:`B + 1`, else :math:`B - 1` (for
+    :math:`B \\ge 2`), else :math:`2B` rows (a model may take only some numbers of rows: at most ``num_data``,
+    an even number), and the model's errors on the sizes it failed on (``None`` and all of them if it failed on
+    each)."""
+    errors = []
+    for new_rows in (rows + 1, rows - 1, 2 * rows):
+        if new_rows < 1:
+            continue
+        try:
+            return _latents(master, _resized(args, rows, new_rows), kwargs), errors
+        except Exception as error:  # noqa: BLE001 - the next size, then the plates' sizes instead
+            message = (str(error).splitlines() or [""])[0][:200]  # Pyro appends the trace's shapes
+            errors.append(f"{type(error).__name__}: {message} on {new_rows} rows")
+    return None, errors
 
 
 def _latents(master: AutoGuide, args: tuple, kwargs: dict) -> dict[str, dict]:
@@ -133,9 +174,12 @@ def check_autoguide_batching(model: Callable, guide: Callable, args: tuple, kwar
     positions, and nothing is refused.
 
     Which dims follow the batch is learnt from the model's latent sites on ``args`` and on ``args`` with one more
-    row (each tensor of :math:`B` leading rows gets its first row again), traced under
-    :func:`~hybridpgm.infer.particle_probe.probing` (no random numbers used up, no buffer changed); a model that
-    fails on one more row is judged by its plates' sizes (a plate of :math:`B` follows the batch).
+    row (each tensor of :math:`B` leading rows gets its first row again), or, if the model fails on that, one
+    fewer, or twice as many, traced under :func:`~hybridpgm.infer.particle_probe.probing` (no random numbers used
+    up, no buffer changed): a dim whose size changes follows the batch, and so does a plate subsampling a set
+    whose size changes (``pyro.plate("data", x.shape[0], subsample_size=s)``: the autoguide makes one parameter
+    per row of the first batch).  A model that fails on all three is judged by its plates' sizes (a plate of
+    :math:`B` follows the batch), and the refusal names its errors.
 
     :param args: the programs' positional arguments: the first batch, whose first tensor has :math:`B` rows.
     :param kwargs: their keyword arguments.
@@ -162,41 +206,41 @@ def check_autoguide_batching(model: Callable, guide: Callable, args: tuple, kwar
         with probing(model, guide, *modules), torch.no_grad():
             given = _given_plates(master, args, kwargs)
             now = _latents(master, args, kwargs)
-            try:
-                more = _latents(master, _longer(args, rows), kwargs)
-            except Exception:  # noqa: BLE001 - judged by the plates' sizes instead
-                more = None
+            other, errors = _probe(master, args, kwargs, rows)
         for part, _ in parts:
             for name, _site in part.prototype_trace.iter_stochastic_nodes():
                 if name in now:
-                    _check_site(what, part, name, now[name], None if more is None else more.get(name), given, rows,
-                                num_examples, moves)
+                    _check_site(what, part, name, now[name], None if other is None else other.get(name), given, rows,
+                                num_examples, moves, errors)
 
 
-def _check_site(what: str, part: AutoGuide, name: str, site: dict, longer: dict | None, given: set[str],
-                rows: int, num_examples: int, moves: list[str]) -> None:
-    """Refuse ``site`` (traced on the first batch; ``longer``: on one more row, ``None`` if that failed) when a dim
-    of its value follows the batch's rows other than through a plate of a fixed data set given by
-    ``create_plates`` to an autoguide that indexes its parameters by it."""
+def _check_site(what: str, part: AutoGuide, name: str, site: dict, probed: dict | None, given: set[str],
+                rows: int, num_examples: int, moves: list[str], errors: list[str]) -> None:
+    """Refuse ``site`` (traced on the first batch; ``probed``: on another number of rows, ``None`` if the model
+    failed on each, ``errors`` its errors) when a dim of its value follows the batch's rows other than through a
+    plate of a fixed data set given by ``create_plates`` to an autoguide that indexes its parameters by it."""
     shape = site["value"].shape
-    same_rank = longer is not None and len(longer["value"].shape) == len(shape)
+    same_rank = probed is not None and len(probed["value"].shape) == len(shape)
     for dim, size in enumerate(shape):
         frame = _frame_of(site, dim)
         if same_rank:
-            follows = longer["value"].shape[dim] != size
-            other = _frame_of(longer, dim)
-            fixed = frame is not None and other is not None and other.full_size == frame.full_size
-        else:  # the model failed on one more row: a plate of B rows follows the batch
-            follows = frame is not None and frame.size == rows
-            fixed = frame is not None and _subsampled(frame)
+            other = _frame_of(probed, dim)
+            resized = frame is not None and other is not None and other.full_size != frame.full_size
+            follows = probed["value"].shape[dim] != size or (resized and _subsampled(frame))
+            fixed = frame is not None and other is not None and not resized
+        else:  # no probe: a plate of B rows, or subsampling a set of B, follows the batch
+            follows = frame is not None and rows in (frame.size, frame.full_size)
+            fixed = frame is not None and _subsampled(frame) and frame.full_size != rows
         if not follows or (fixed and frame.name in given and not isinstance(part, AutoContinuous)):
             continue
         where = f"plate {frame.name!r}" if frame is not None else f"dim {dim} of its value (no plate)"
+        judged = (f" (judged from the plates' sizes, a plate of the batch's {rows} rows following it: the model "
+                  f"raised {'; '.join(errors)})" if probed is None and errors else "")
         raise ConfigError(
             f"{what}: the {type(part).__name__}'s latent site {name!r} in {where} has parameters for each of the "
             f"first batch's {rows} positions, not for each of the N={num_examples} examples, and fit's batches put "
             f"other examples at those positions ({'; '.join(moves)}): one posterior would be trained for several "
-            f"examples, silently.  Either {_fix(frame.name if frame is not None else 'data', num_examples)}")
+            f"examples, silently{judged}.  Either {_fix(frame.name if frame is not None else 'data', num_examples)}")
 
 
 class AutoguideBatchingCheck:
