@@ -127,7 +127,8 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
     gives the same samples in training and evaluation mode.
 
     With no ``generator`` it is no scope at all: the networks' draws, if any, come from and advance the global
-    streams, as Pyro's do.
+    streams, as Pyro's do; nor with no ``modules`` (a table-only Bayes net or Markov net: nothing inside draws from
+    the global streams, and the generator is not advanced).
 
     :param generator: the sampler's generator (CPU or CUDA), or ``None``.
     :param modules: the networks the code inside evaluates (their devices' CUDA generators are seeded).
@@ -135,13 +136,14 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
         (:func:`~hybridpgm.checks.generator_or_none`).
     """
     generator = generator_or_none(generator, "generator")
-    if generator is None:
+    modules = list(modules)
+    if generator is None or not modules:  # no network: nothing inside draws from the global streams
         yield
         return
     with holding_global_state():  # the whole scope: no other thread's call seeds or restores in between
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
         devices = [generator.device]
-        if torch.cuda.is_available():  # the networks' devices matter for their CUDA generators alone
+        if torch.cuda.is_initialized():  # a network on a GPU has initialised CUDA: no query on a CPU-only run
             tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
             devices += {t.device for t in tensors}
         devices = cuda_indices(devices)
@@ -156,9 +158,9 @@ def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[No
 
     With a generator: one draw :math:`s \\sim \\mathcal U\\{0, \\dots, 2^{62}-1\\}` from it (on its device)
     seeds torch's CPU generator and the CUDA generators already initialised, restored with NumPy's and Python's
-    global states on exit (:func:`keeping_global_rngs`): :func:`seeded_from_generator` without networks, which
-    seeds the CUDA generators already initialised rather than those of the networks' devices.  With ``None``: no
-    scope, the draws come from and advance the global streams.
+    global states on exit (:func:`keeping_global_rngs`): like :func:`seeded_from_generator`, except that it seeds
+    the CUDA generators already initialised rather than those of the networks' devices, and seeds without
+    networks.  With ``None``: no scope, the draws come from and advance the global streams.
 
     :param generator: a :class:`torch.Generator` (checked by the caller with
         :func:`~hybridpgm.checks.generator_or_none`), or ``None``.

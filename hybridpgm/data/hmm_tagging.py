@@ -26,7 +26,7 @@ from hybridpgm.graphs.crf import LinearChainCRF
 __all__ = ["hmm_posterior", "random_hmm", "sample_hmm"]
 
 
-def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
     """A random sticky HMM ``(log_pi [L], log_A [L, L], log_B [L, V])`` with a uniform start.
 
     :param generator: the draws' CPU :class:`torch.Generator` (``None``: torch's global stream).
@@ -96,7 +96,7 @@ def _check_hmm(hmm, caller: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_len: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``num_seqs`` sequences padded with zeros to ``max_len``: ``(x [N, T], y [N, T], lengths [N])``,
     lengths uniform in ``min_len..max_len``.
 

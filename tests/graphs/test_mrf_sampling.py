@@ -3,8 +3,10 @@ the global streams were seeded from the generator only while some potential was 
 
 import torch
 import torch.nn.functional as F
+from torch.func import vmap
 
 from hybridpgm.graphs import MarkovNet
+from hybridpgm.infer.mrf_exact import exact_sample
 from tests import generator_contract as contract
 
 
@@ -46,3 +48,25 @@ def test_a_potential_that_draws_in_evaluation_mode_draws_from_the_generator():
     contract.assert_repeatable(call)
     contract.assert_seeds_differ(call)
     contract.assert_callers_streams_untouched(call)
+
+
+def _table_mrf():
+    mrf = MarkovNet({"a": 2, "b": 3})
+    return mrf.add_factor("ab", ["a", "b"], torch.randn(2, 3, generator=torch.Generator().manual_seed(0)))
+
+
+def test_a_table_markov_net_draws_as_exact_sample_with_the_same_generator():
+    """Review: no network, so nothing draws from torch's global streams and no draw of the generator goes to a seed
+    (the scope seeded anyway, and the samples differed from ``exact_sample``'s with the same generator)."""
+    mrf = _table_mrf()
+    got = mrf.sample(300, method="exact", generator=torch.Generator().manual_seed(1))
+    expected = exact_sample(mrf.factor_graph(None, None), 300, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.stack([got[v] for v in mrf.variables], -1), expected.reshape(300, 2))
+
+
+def test_a_table_markov_net_samples_by_gibbs_with_a_generator_under_vmap():
+    """Review: the seed draw, read on the host, failed under vmap with a message about evidence."""
+    mrf, g = _table_mrf(), torch.Generator().manual_seed(1)
+    out = vmap(lambda x: x * 0 + mrf.sample(8, num_sweeps=3, generator=g)["b"], randomness="different")(
+        torch.arange(3))
+    assert out.shape == (3, 8)
