@@ -25,10 +25,19 @@ _TORCH_DECORATORS = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)
 _INSIDE = (_PACKAGE, os.path.abspath(contextlib.__file__), _TORCH_DECORATORS)
 
 
-def users_stacklevel() -> int:
+def users_stacklevel(past_libraries: bool = False) -> int:
     """The ``stacklevel`` that makes a :func:`warnings.warn` in the function calling this point at the first frame
-    outside hybridpgm (``1`` when the caller is itself outside it)."""
+    outside hybridpgm (``1`` when the caller is itself outside it).
+
+    :param past_libraries: skip Pyro's and torch's frames too: for a warning raised while Pyro or torch runs
+        hybridpgm's code for the user (a model traced by a Pyro JIT ELBO is called through ``pyro/nn/module.py``
+        and ``torch/jit``), which would otherwise point at a line of theirs.
+    """
+    inside = _INSIDE
+    if past_libraries:
+        inside += tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                        for m in (torch, sys.modules.get("pyro")) if m is not None)
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
         frame, level = frame.f_back, level + 1
     return level

@@ -120,7 +120,8 @@ class ReconstructionObjective(_OnePlayer):
             return DataError(f"ReconstructionObjective(likelihood='bernoulli') needs data in [0, 1], got values "
                              f"in [{x.min().item()}, {x.max().item()}]; use likelihood='gaussian' for real data")
 
-        check_or_defer(ok, invalid)
+        check_or_defer(ok, invalid, "ReconstructionObjective(likelihood='bernoulli') input 'x' is outside [0, 1]"
+                       if self.likelihood == "bernoulli" else "ReconstructionObjective input 'x' holds NaN or inf")
         out = self.module(x)
         if out.shape != x.shape:
             raise DataError(f"autoencoder output shape {tuple(out.shape)} differs from input shape {tuple(x.shape)}")
@@ -167,5 +168,6 @@ class ClassificationObjective(_OnePlayer):
             return DataError(f"ClassificationObjective labels 'y' must lie in 0..{num_classes - 1} (the classifier's "
                              f"{num_classes} outputs), found {bad}")
 
-        check_or_defer(in_range.all(), out_of_range)
+        check_or_defer(in_range.all(), out_of_range, f"ClassificationObjective labels 'y' lie outside "
+                       f"0..{num_classes - 1} (the classifier's {num_classes} outputs)")
         return F.cross_entropy(logits, torch.where(in_range, y, 0).long())

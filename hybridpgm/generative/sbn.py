@@ -181,7 +181,7 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
             # inside fit's step the flag joins the step's one host read; until it is read, bad entries are
             # given as 0 (a NaN would reach torch.bernoulli in the guide: a device assert on CUDA)
             binary = (x == 0) | (x == 1)
-            check_or_defer(binary.all(), not_binary)
+            check_or_defer(binary.all(), not_binary, "SigmoidBeliefNet site 'x' holds values other than 0 and 1")
             x = torch.where(binary, x, 0.0)
         return x
 
@@ -206,7 +206,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
             def not_positive() -> ConfigError:
                 return ConfigError(f"SigmoidBeliefNet temperature must be finite numbers > 0, got {shown!r:.80}")
 
-            check_or_defer((torch.isfinite(shown) & (shown > 0)).all(), not_positive)
+            check_or_defer((torch.isfinite(shown) & (shown > 0)).all(), not_positive,
+                           "SigmoidBeliefNet temperature is not finite and > 0", ConfigError, about_data=False)
         elif temperature is not None:
             positive_real(temperature, "SigmoidBeliefNet temperature")
 

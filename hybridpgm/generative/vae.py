@@ -159,7 +159,7 @@ class VAE(VAEOptions, PyroModule):
 
             # x - x^2 vanishes exactly at 0 and 1 (in floating point too: a value beside 0 or 1 leaves a
             # representable difference) and is NaN at NaN/inf; one fused pass, then |.| in place and the max
-            check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary)
+            check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary, "VAE data 'x' is not 0/1")
         else:
             defer_finite(x, f"VAE argument 'x'{origin}")
         return x

@@ -310,7 +310,7 @@ def check_training_batch(x: torch.Tensor, y: torch.Tensor, example_shape: tuple[
         check_targets(y, x.shape[0], "y")
         return DataError(f"x {tuple(x.shape)} or y {tuple(y.shape)} is not finite")  # not reached: a check raised
 
-    check_or_defer(finite, named_error)
+    check_or_defer(finite, named_error, "x or y holds NaN or inf")
 
 
 def check_inputs_deferred(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: str = "x",

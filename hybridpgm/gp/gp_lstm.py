@@ -376,7 +376,7 @@ class SemiStochasticObjective:
             return DataError(f"SemiStochasticObjective batch index holds {bad.numel()} row number(s) outside "
                              f"[0, {n}) (first: {int(bad[0])}); use the index column of objective.dataset()")
 
-        check_or_defer(in_range, out_of_range)
+        check_or_defer(in_range, out_of_range, f"SemiStochasticObjective batch index holds a row outside [0, {n})")
         # a clamped index until the deferred check is read: a CUDA gather out of range is a device assert
         surrogate = (n / x.shape[0]) * (grad[index.clamp(0, n - 1)] * h).sum()
         # value: the full-data loss; gradient: the mini-batch estimate of its w-gradient

@@ -28,7 +28,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.trace_messenger import TraceMessenger
 
 from hybridpgm.data.validation import describe_origin
-from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 from hybridpgm.graphs.bn_values import _missing
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -37,6 +37,9 @@ __all__ = ["BayesNetChecks"]
 
 #: set while :meth:`BayesNet.log_prob` traces the model: a row of probability 0 then scores ``-inf``, not an error
 _SCORING: contextvars.ContextVar[bool] = contextvars.ContextVar("hybridpgm_bn_scoring", default=False)
+#: the note of a compiled missing-pattern refusal: the batch is valid, the trace is out of date
+_PATTERN_NOTE = ("not a data error: the compiled function was traced on another missing pattern; trace a new JIT ELBO "
+                 "on such data or use TraceEnum_ELBO")
 
 
 class _Enumerated(Messenger):
@@ -224,10 +227,9 @@ class BayesNetChecks:
             keep = m.all() if every else ~m.any()
             state = "missing in every row" if every else "complete (no missing entry)"
             effect = "ignore its observed entries" if every else "score its missing entries as observed values"
-            check_or_defer(keep, lambda: DataError(f"column '{v}' is not {state}"),
-                           f"BayesNet.model was traced (torch.jit.trace) on data whose column '{v}' was {state}, and "
-                           f"this batch's is not: the compiled function keeps the traced batch's sites and would "
-                           f"{effect}; use the eager ELBO, or a new JIT ELBO traced on such data")
+            what = (f"BayesNet.model was traced (torch.jit.trace) on data whose column '{v}' was {state}, and this "
+                    f"batch's is not: the compiled function keeps the traced batch's sites and would {effect}")
+            check_or_defer(keep, lambda: ObjectiveError(what), what, ObjectiveError, note=_PATTERN_NOTE)
         return flags
 
     def explain_nonfinite_loss(self, data=None, mask=None, inputs=None, **model_kwargs) -> str | None:

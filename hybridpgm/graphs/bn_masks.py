@@ -66,7 +66,8 @@ class BayesNetMasks:
                             "a mask says observed (True) or missing (False), nothing between")
         check_or_defer(~(m != 0).any(),
                        lambda: DataError(f"mask of node '{v}' marks rows observed (True) but the data has no "
-                                         f"column '{v}': give its column, or mark it missing (False)"))
+                                         f"column '{v}': give its column, or mark it missing (False)"),
+                       f"mask of node '{v}' marks rows observed (True) but the data has no column '{v}'")
 
     def _mask_column(self, v: str, m, t: torch.Tensor) -> torch.Tensor:
         """The mask ``m`` of column ``v`` (data ``t``) as ``[N]`` bool on ``t``'s device.
@@ -86,6 +87,7 @@ class BayesNetMasks:
             raise DataError(f"mask of column '{v}' must be bool (or the integers 0 and 1), got dtype {m.dtype}: "
                             "a mask says observed (True) or missing (False), nothing between")
         check_or_defer(((m == 0) | (m == 1)).all(),
-                       lambda: DataError(f"mask of column '{v}' holds integers other than 0 and 1 (dtype {m.dtype})"))
+                       lambda: DataError(f"mask of column '{v}' holds integers other than 0 and 1 (dtype {m.dtype})"),
+                       f"mask of column '{v}' holds integers other than 0 and 1 (dtype {m.dtype})")
         return m == 1
 

@@ -88,7 +88,8 @@ def check_labels(crf: "LinearChainCRF", value: torch.Tensor, mask: torch.Tensor)
         return labels
     clamped = labels.clamp(0, crf.num_labels - 1)  # until the deferred check is read: no raw indexing error
     check_or_defer((clamped == labels).all(), lambda: _out_of_range(crf, value)
-                   or EvidenceError(f"LinearChainCRF: labels outside the label set 0..{crf.num_labels - 1}"))
+                   or EvidenceError(f"LinearChainCRF: labels outside the label set 0..{crf.num_labels - 1}"),
+                   f"LinearChainCRF: labels outside the label set 0..{crf.num_labels - 1}", EvidenceError)
     return clamped
 
 

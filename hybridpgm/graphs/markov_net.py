@@ -203,7 +203,9 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
             else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
                 t = self.table_potentials.table(fam["key"])
                 check_or_defer(torch.isfinite(t).all(), functools.partial(
-                    ModelSpecError, f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)"))
+                    ModelSpecError, f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)"),
+                    f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)", ModelSpecError,
+                    about_data=False)
             out[name] = t.unsqueeze(-len(fam["cards"]) - 1) if fam["single"] else t
         return out
 

@@ -177,7 +177,8 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
         return EvidenceError(f"{what}: the values of {v!r} ({x.dtype}) hold {x[~ok][:3].tolist()}, which are not "
                              f"states 0..{card - 1}; give integer states, or a float tensor of whole states")
 
-    check_or_defer(ok.all(), error)
+    check_or_defer(ok.all(), error, f"{what}: the values of {v!r} hold values that are not states 0..{card - 1}",
+                   EvidenceError)
     return torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
 
 

@@ -209,7 +209,8 @@ def _check_init(init, fg: FactorGraph) -> torch.Tensor:
                          f"finite, non-negative weights with some mass on the states the evidence allows "
                          f"({valid[b, v].nonzero().flatten().tolist()})")
 
-    check_or_defer(~bad.any(), error)
+    check_or_defer(~bad.any(), error, "MeanField init holds weights that are not finite and non-negative or "
+                   "leave no mass on the states the evidence allows")
     return kept / mass
 
 

@@ -113,4 +113,5 @@ def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tenso
                               f"huge penalty; use penalties well inside the dtype's precision (e.g. -1e4) or "
                               f"evidence that leaves an assignment without one")
 
-    check_or_defer(~bad.any(), error)
+    check_or_defer(~bad.any(), error, "exact entropy: log Z is so large that H = log Z - E[score] keeps no "
+                   "significant digit (huge penalties every allowed assignment pays)", ModelSpecError)

@@ -40,4 +40,5 @@ def _check_possible(fg: FactorGraph, score: torch.Tensor, query: str | None) -> 
         return EvidenceError(f"{query}: the evidence of model(s) {rows[:10]} has probability zero (model {rows[0]}: "
                              f"evidence {evidence}): every assignment it allows scores -inf")
 
-    check_or_defer(~impossible.any(), error)
+    check_or_defer(~impossible.any(), error, f"{query}: the evidence has probability zero (every assignment it "
+                   "allows scores -inf)", EvidenceError)

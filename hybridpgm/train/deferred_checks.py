@@ -22,7 +22,8 @@ from typing import Callable
 
 import torch
 
-from hybridpgm.train.traced_checks import assert_in_trace, describe_check
+from hybridpgm.errors import DataError
+from hybridpgm.train.traced_checks import DATA_NOTE, MODEL_NOTE, assert_in_trace, describe_check
 
 __all__ = ["DeferredChecks", "check_or_defer", "deferring_checks", "reading_is_free"]
 
@@ -81,22 +82,30 @@ class deferring_checks:
         _PENDING.reset(self.token)
 
 
-def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception], what: str | None = None) -> None:
+def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception], what: str | None = None,
+                   kind: type = DataError, about_data: bool = True, note: str | None = None) -> None:
     """Raise ``error()`` unless the 0-d bool tensor ``ok`` is true; inside
     :func:`deferring_checks`, record the check instead (no host read).
 
     Inside :func:`torch.jit.trace` (Pyro's ``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ...) the check is compiled
     into the traced function (:func:`~hybridpgm.train.traced_checks.assert_in_trace`), deferred or not: the
-    compiled function then checks every later batch and raises :class:`torch.jit.Error` with ``what``, since
-    ``error()``, which reads the data to name the row and the value, cannot be built there.
+    compiled function then checks every later batch and raises :class:`torch.jit.Error` naming ``kind`` with
+    ``what`` and a note, since ``error()``, which reads the data to name the row and the value, cannot be built
+    there.
 
     :param ok: a one-element bool tensor, computed on the data's device.
     :param error: builds the exception to raise (called only on failure).
     :param what: the check's fixed description for a traced function; ``None``: the name of ``error``
         (:func:`~hybridpgm.train.traced_checks.describe_check`).
+    :param kind: the class of the exception ``error`` builds, named by a traced function's failure.
+    :param about_data: whether the check is of the batch's data (a traced failure adds
+        :data:`~hybridpgm.train.traced_checks.DATA_NOTE`: evaluate the batch eagerly) or of the model's
+        parameters or arguments (:data:`~hybridpgm.train.traced_checks.MODEL_NOTE`: the batch is not at fault).
+    :param note: the caller's own note for a traced failure, in place of those two.
     """
     if torch.jit.is_tracing():
-        if not assert_in_trace(ok, what if what is not None else describe_check(error)):
+        if not assert_in_trace(ok, what if what is not None else describe_check(error), kind,
+                               note if note is not None else DATA_NOTE if about_data else MODEL_NOTE):
             raise error()  # the inputs being traced fail: their eager error, with the details
         return
     pending = _PENDING.get()

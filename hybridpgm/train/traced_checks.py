@@ -10,9 +10,10 @@ read there once per check, as the eager check reads it.
 
 What is lost: the compiled check cannot build the eager error, which names the row and the value by reading the
 data, so it carries the check's fixed description alone; and it reaches the caller as :class:`torch.jit.Error`
-(an :class:`Exception`, neither a :class:`~hybridpgm.errors.DataError` nor a :class:`RuntimeError`), whose
-message ends with ``hybridpgm.errors.DataError: <the description>``.  :func:`assert_in_trace` says so once per
-process with a :class:`~hybridpgm.errors.TrainingWarning`.
+(an :class:`Exception`, neither a :class:`~hybridpgm.errors.HybridPGMError` nor a :class:`RuntimeError`), whose
+message ends with the eager error's class and the description (``hybridpgm.errors.EvidenceError: ...``; one
+scripted raiser per class).  :func:`assert_in_trace` says so once per process with a
+:class:`~hybridpgm.errors.TrainingWarning`, attributed to the user's line past Pyro's and torch's frames.
 """
 
 from __future__ import annotations
@@ -21,31 +22,73 @@ import warnings
 
 import torch
 
-from hybridpgm.errors import DataError, TrainingWarning
+from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError, ObjectiveError, TrainingWarning
 from hybridpgm.warning_origin import users_stacklevel
 
-__all__ = ["assert_in_trace", "describe_check"]
+__all__ = ["DATA_NOTE", "MODEL_NOTE", "assert_in_trace", "describe_check"]
 
-#: the compiled assertion, scripted on first use (not at import: importing hybridpgm compiles nothing)
-_SCRIPTED: list = []
+#: the compiled assertions by error class, scripted on first use (not at import: importing hybridpgm compiles nothing)
+_SCRIPTED: dict = {}
 #: whether this process has warned that traced checks lose their details
 _WARNED: list = []
 
+#: the note after a data check's description: the batch is at fault, and the eager ELBO names the row and value
+DATA_NOTE = ("a hybridpgm data check compiled by torch.jit.trace: the compiled function cannot name the row or the "
+             "value; evaluate this batch with the eager ELBO (Trace_ELBO, TraceEnum_ELBO) or call the model on it "
+             "for the full message")
+#: the note after a check of the model's parameters or arguments (a non-finite potential): not the batch's fault
+MODEL_NOTE = ("a hybridpgm check of the model, not of the batch, compiled by torch.jit.trace: the compiled function "
+              "cannot name the values; call the model eagerly for the full message")
 
-def _raise_unless(ok: torch.Tensor, message: str) -> torch.Tensor:
-    """Raise :class:`~hybridpgm.errors.DataError` with ``message`` unless ``ok``; return ``ok`` (TorchScript
-    records a call only of a function that returns a tensor)."""
+
+# One raiser per error class: TorchScript compiles the class of a raise statically, and the compiled function's
+# error ends with that class's name.  Each returns ``ok`` (TorchScript records a call only of a function that
+# returns a tensor).
+def _raise_data(ok: torch.Tensor, message: str) -> torch.Tensor:
     if not bool(ok):
         raise DataError(message)
     return ok
 
 
-def _scripted():
-    if not _SCRIPTED:
+def _raise_evidence(ok: torch.Tensor, message: str) -> torch.Tensor:
+    if not bool(ok):
+        raise EvidenceError(message)
+    return ok
+
+
+def _raise_model_spec(ok: torch.Tensor, message: str) -> torch.Tensor:
+    if not bool(ok):
+        raise ModelSpecError(message)
+    return ok
+
+
+def _raise_config(ok: torch.Tensor, message: str) -> torch.Tensor:
+    if not bool(ok):
+        raise ConfigError(message)
+    return ok
+
+
+def _raise_objective(ok: torch.Tensor, message: str) -> torch.Tensor:
+    if not bool(ok):
+        raise ObjectiveError(message)
+    return ok
+
+
+_RAISERS = {DataError: _raise_data, EvidenceError: _raise_evidence, ModelSpecError: _raise_model_spec,
+            ConfigError: _raise_config, ObjectiveError: _raise_objective}
+
+
+def _scripted(kind: type):
+    """The scripted raiser of ``kind`` or of its nearest base among :data:`_RAISERS`."""
+    base = next((k for k in getattr(kind, "__mro__", ()) if k in _RAISERS), None)
+    if base is None:
+        raise ConfigError(f"a check compiled by torch.jit.trace raises one of "
+                          f"{sorted(k.__name__ for k in _RAISERS)} or a subclass, got kind={kind!r}")
+    if base not in _SCRIPTED:
         with warnings.catch_warnings():  # torch's notice that TorchScript is deprecated: the caller traces anyway
             warnings.simplefilter("ignore", DeprecationWarning)
-            _SCRIPTED.append(torch.jit.script(_raise_unless))
-    return _SCRIPTED[0]
+            _SCRIPTED[base] = torch.jit.script(_RAISERS[base])
+    return _SCRIPTED[base]
 
 
 def describe_check(error) -> str:
@@ -61,31 +104,37 @@ def describe_check(error) -> str:
     return f"a check of {owner}" if own == "<lambda>" else f"check {own!r} of {owner}"
 
 
-def assert_in_trace(ok: torch.Tensor, what: str) -> bool:
+def assert_in_trace(ok: torch.Tensor, what: str, kind: type = DataError, note: str = DATA_NOTE) -> bool:
     """Inside :func:`torch.jit.trace`, record in the traced graph that the one-element bool tensor ``ok`` must be
     true: the compiled function raises :class:`torch.jit.Error` (its message ending with
-    ``hybridpgm.errors.DataError: ...``) on any later input for which it is false.  Warns once per process
-    (:class:`~hybridpgm.errors.TrainingWarning`) that such checks carry no row or value.
+    ``hybridpgm.errors.<kind>: <what> [<note>]``) on any later input for which it is false.  Warns once per
+    process (:class:`~hybridpgm.errors.TrainingWarning`) that such checks carry no row or value.
 
     :param ok: the check's flag, a one-element bool tensor computed from the traced inputs.
     :param what: the check's fixed description (the data-dependent details of the eager error cannot be
         computed in the trace).
+    :param kind: the class of the eager error (:class:`~hybridpgm.errors.DataError`,
+        :class:`~hybridpgm.errors.EvidenceError`, :class:`~hybridpgm.errors.ModelSpecError`,
+        :class:`~hybridpgm.errors.ConfigError`, :class:`~hybridpgm.errors.ObjectiveError` or a subclass, named as
+        its base), which the message names.
+    :param note: what the compiled failure adds in brackets: :data:`DATA_NOTE` (the batch is at fault),
+        :data:`MODEL_NOTE` (the model's parameters are) or the caller's own.
     :returns: whether ``ok`` holds on the inputs being traced (the caller then raises its eager error, which
         can still read the data).
+    :raises ConfigError: ``kind`` is none of those classes.
     """
+    raiser = _scripted(kind)
     if not _WARNED:
         _WARNED.append(True)
         warnings.warn(
             "hybridpgm's data checks run inside torch.jit.trace (a Pyro JIT ELBO such as JitTrace_ELBO or "
             "JitTraceEnum_ELBO compiles the model so): each is compiled as an assertion that checks every later "
             "batch, but a failure raises torch.jit.Error with the check's fixed description only (the first: "
-            f"{what}), without the row or value the eager DataError names; evaluate a refused batch with the "
+            f"{what}), without the row or value the eager error names; evaluate a refused batch with the "
             "eager ELBO (Trace_ELBO, TraceEnum_ELBO) or the model itself for the details", TrainingWarning,
-            stacklevel=users_stacklevel())
+            stacklevel=users_stacklevel(past_libraries=True))
     try:
-        _scripted()(ok.reshape(()), f"{what} [a hybridpgm data check compiled by torch.jit.trace: the compiled "
-                                    "function cannot name the row or the value; evaluate this batch with the eager "
-                                    "ELBO (Trace_ELBO, TraceEnum_ELBO) or call the model on it for the full message]")
+        raiser(ok.reshape(()), f"{what} [{note}]")
     except torch.jit.Error:
         return False
     return True

@@ -1,4 +1,6 @@
 """What :meth:`DeepKernelGP.posterior` with gradients leaves on the model: no graph (it lives in the result only)."""
+import copy
+
 import gpytorch
 import pytest
 import torch
@@ -82,3 +84,16 @@ def test_gp_lstm_posterior_leaves_no_graph():
     with_graph, strategy = _graph_kept(model)
     assert with_graph == [] and strategy is None
     model.gp(model.gp_inputs(model.features(x[:3]))).mean.sum().backward()
+
+
+@pytest.mark.parametrize("grid_size", [None, 16])
+def test_a_model_copies_after_posterior_with_gradients(grid_size):
+    """Before (8cdffd4), the graph left on the GP made ``copy.deepcopy(model)`` raise torch's "Only Tensors created
+    explicitly by the user (graph leaves) support the deepcopy protocol"; the copy predicts as the model does."""
+    model = _model(grid_size)
+    xt = _data(5, seed=1)[0]
+    q = model.posterior(xt)
+    q.mean.sum().backward()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(twin.posterior(xt).mean, model.posterior(xt).mean)

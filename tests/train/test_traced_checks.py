@@ -1,13 +1,15 @@
 """Data checks inside torch.jit.trace (hybridpgm/train/traced_checks.py, through check_or_defer): compiled into the
 traced function, so that every later input is checked, not frozen into the value they had while tracing."""
 
+import ast
 import functools
+import pathlib
 import warnings
 
 import pytest
 import torch
 
-from hybridpgm.errors import DataError, TrainingWarning
+from hybridpgm.errors import ConfigError, DataError, DataNotFoundError, EvidenceError, ModelSpecError, TrainingWarning
 from hybridpgm.train import traced_checks
 from hybridpgm.train.deferred_checks import check_or_defer, deferring_checks
 from hybridpgm.train.traced_checks import describe_check
@@ -96,3 +98,59 @@ def test_describe_check_names_the_check_and_its_owner():
     assert describe_check(lambda: None) == "a check of test_describe_check_names_the_check_and_its_owner"
     assert describe_check(len) == "check 'len'"
     assert describe_check(functools.partial(not_binary)) == describe_check(not_binary)
+
+
+def _compiled_check(**options):
+    """A traced function whose check (of ``x >= 0``) is made with ``options`` of check_or_defer."""
+    def fn(x):
+        check_or_defer((x >= 0).all(), lambda: options.get("kind", DataError)("eager"), "x is negative", **options)
+        return x * 2
+
+    return _trace(fn, torch.ones(2))
+
+
+@pytest.mark.parametrize("kind", [EvidenceError, ModelSpecError, ConfigError, DataError])
+def test_a_traced_check_names_the_class_of_the_eager_error(fresh_warning, kind):
+    """Before, every compiled check ended with ``hybridpgm.errors.DataError``, an out-of-range evidence value
+    (EvidenceError) or a NaN potential (ModelSpecError) included."""
+    with pytest.raises(torch.jit.Error, match=rf"\nhybridpgm\.errors\.{kind.__name__}: x is negative \["):
+        _compiled_check(kind=kind)(torch.tensor([1.0, -1.0]))
+
+
+def test_a_subclass_is_named_as_its_base_and_a_foreign_class_is_refused(fresh_warning):
+    with pytest.raises(torch.jit.Error, match=r"hybridpgm\.errors\.DataError: x is negative"):
+        _compiled_check(kind=DataNotFoundError)(torch.tensor([-1.0]))
+    with pytest.raises(ConfigError, match="got kind=<class 'ValueError'>"):
+        _compiled_check(kind=ValueError)
+
+
+def test_a_check_of_the_model_does_not_blame_the_batch(fresh_warning):
+    """A check of the model's parameters (a NaN potential) told the user to evaluate the batch eagerly."""
+    with pytest.raises(torch.jit.Error) as model:
+        _compiled_check(about_data=False)(torch.tensor([-1.0]))
+    assert f"x is negative [{traced_checks.MODEL_NOTE}]" in str(model.value)
+    assert "evaluate this batch" not in str(model.value)
+    with pytest.raises(torch.jit.Error) as data:
+        _compiled_check()(torch.tensor([-1.0]))
+    assert f"x is negative [{traced_checks.DATA_NOTE}]" in str(data.value)
+    with pytest.raises(torch.jit.Error, match=r"x is negative \[own note\]"):
+        _compiled_check(note="own note")(torch.tensor([-1.0]))
+
+
+def _check_calls():
+    """``(file, line, call)`` of every call of check_or_defer in the package."""
+    root = pathlib.Path(traced_checks.__file__).parents[1]
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_or_defer"):
+                yield path.relative_to(root.parent), node.lineno, node
+
+
+def test_every_check_of_the_package_gives_its_fixed_description():
+    """Without one a compiled check named its error builder ("check 'error' of assignment_states", "a check of
+    BayesNetMasks._mask_column"), not the problem."""
+    calls = list(_check_calls())
+    assert len(calls) > 15
+    bare = [f"{path}:{line}" for path, line, call in calls
+            if len(call.args) < 3 and not any(k.arg == "what" for k in call.keywords)]
+    assert bare == []

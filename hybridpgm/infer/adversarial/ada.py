@@ -282,7 +282,7 @@ def _checked_labels(ys: torch.Tensor, num_classes: int) -> torch.Tensor:
                          f"classifier's {num_classes} outputs); row {row} of the batch holds {int(ys[row])} "
                          f"({bad.numel()} label(s) out of range; none is ignored, -100 included)")
 
-    check_or_defer(in_range.all(), out_of_range)
+    check_or_defer(in_range.all(), out_of_range, f"ADA source labels y_source lie outside 0..{num_classes - 1}")
     return torch.where(in_range, ys, 0).long()
 
 

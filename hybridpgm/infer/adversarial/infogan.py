@@ -204,7 +204,7 @@ class InfoGAN(GAN):
                 return DataError(f"InfoGAN.code_log_prob cat must lie in 0..{cats - 1} (num_categories={cats}); "
                                  f"row {row} holds {int(cat[row])}")
 
-            check_or_defer(in_range.all(), out_of_range)
+            check_or_defer(in_range.all(), out_of_range, f"InfoGAN.code_log_prob cat lies outside 0..{cats - 1}")
             index = torch.where(in_range, cat, 0).long()
             log_prob = log_prob + logits.log_softmax(-1).gather(-1, index[:, None]).squeeze(-1)
         if self.num_continuous:
