@@ -147,6 +147,7 @@ def evaluate(models: dict, data) -> dict[str, dict[str, float]]:
 def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     data = load(args)
     d = data["x_train"].shape[1]
+    torch.manual_seed(args.seed)  # the feature extractor's initial weights too: --seed decides the whole run
     models = {
         "dkl": train_dkl(data, args, mlp([d, args.hidden, args.hidden, args.features], activation="tanh")),
         "exact_gp": train_dkl(data, args, None),

@@ -19,6 +19,7 @@ of the batch's positions: they fit a data plate only full-batch, or as the part 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterable
 
 import pyro
@@ -27,8 +28,9 @@ import torch
 from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoGuideList
 from pyro.poutine.util import site_is_subsample
 
-from hybridpgm.errors import ConfigError
+from hybridpgm.errors import ConfigError, TrainingWarning
 from hybridpgm.infer.particle_probe import probing
+from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["AutoguideBatchingCheck", "check_autoguide_batching", "check_subsampled_autoguides"]
 
@@ -178,8 +180,9 @@ def check_autoguide_batching(model: Callable, guide: Callable, args: tuple, kwar
     fewer, or twice as many, traced under :func:`~hybridpgm.infer.particle_probe.probing` (no random numbers used
     up, no buffer changed): a dim whose size changes follows the batch, and so does a plate subsampling a set
     whose size changes (``pyro.plate("data", x.shape[0], subsample_size=s)``: the autoguide makes one parameter
-    per row of the first batch).  A model that fails on all three is judged by its plates' sizes (a plate of
-    :math:`B` follows the batch), and the refusal names its errors.
+    per row of the first batch).  For a model that fails on all three only its plates' sizes are known, and a
+    global plate may have the batch's size: a latent in a plate of :math:`B` rows is then warned of
+    (:class:`~hybridpgm.errors.TrainingWarning`, naming the model's errors), not refused.
 
     :param args: the programs' positional arguments: the first batch, whose first tensor has :math:`B` rows.
     :param kwargs: their keyword arguments.
@@ -234,13 +237,21 @@ def _check_site(what: str, part: AutoGuide, name: str, site: dict, probed: dict 
         if not follows or (fixed and frame.name in given and not isinstance(part, AutoContinuous)):
             continue
         where = f"plate {frame.name!r}" if frame is not None else f"dim {dim} of its value (no plate)"
-        judged = (f" (judged from the plates' sizes, a plate of the batch's {rows} rows following it: the model "
-                  f"raised {'; '.join(errors)})" if probed is None and errors else "")
+        fix = _fix(frame.name if frame is not None else 'data', num_examples)
+        if probed is None and errors:  # only the plates' sizes to go by: a global plate may be the batch's size
+            warnings.warn(
+                f"{what}: could not tell whether the {type(part).__name__}'s latent site {name!r} in {where} follows "
+                f"the batch: the model raised {'; '.join(errors)}, and the plate has the batch's {rows} rows.  If it "
+                f"is a local latent, its parameters belong to the first batch's {rows} positions, not to the "
+                f"N={num_examples} examples, and fit's batches put other examples at those positions "
+                f"({'; '.join(moves)}): one posterior would be trained for several examples.  Then {fix}",
+                TrainingWarning, stacklevel=users_stacklevel())
+            return
         raise ConfigError(
             f"{what}: the {type(part).__name__}'s latent site {name!r} in {where} has parameters for each of the "
             f"first batch's {rows} positions, not for each of the N={num_examples} examples, and fit's batches put "
             f"other examples at those positions ({'; '.join(moves)}): one posterior would be trained for several "
-            f"examples, silently{judged}.  Either {_fix(frame.name if frame is not None else 'data', num_examples)}")
+            f"examples, silently.  Either {fix}")
 
 
 class AutoguideBatchingCheck:
