@@ -25,9 +25,11 @@ replace by a regular file) are refused, and ``sample``'s suffix must name a
 format the run's recipe writes (``.csv`` for bayes-net, else an image format
 matplotlib writes: ``.png``, ``.pdf``, ``.svg`` ...).  ``~`` is the home folder.
 
-A :class:`~hybridpgm.errors.TrainingWarning` (a run goes on, but not as the
-user may think: ``train dbn|dbm --resume`` resuming a stage on the changed
-features of a stage below) is one line, ``hybridpgm: warning: ...``, on
+A package warning (a :class:`~hybridpgm.errors.HybridPGMWarning`: a
+:class:`~hybridpgm.errors.TrainingWarning` when a run goes on, but not as the
+user may think, ``train dbn|dbm --resume`` resuming a stage on the changed
+features of a stage below; an :class:`~hybridpgm.errors.EstimateWarning` of
+``evaluate``) is one line, ``hybridpgm: warning: ...``, on
 standard error, where Python's warning filters let it through, not a warning
 attributed to a line of ``runpy``; it changes no exit status.  A package
 warning the filters make an error (``-W error``) is one error line and exit
@@ -46,7 +48,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from hybridpgm.errors import HybridPGMError, HybridPGMWarning, TrainingInterrupted, TrainingWarning
+from hybridpgm.errors import HybridPGMError, HybridPGMWarning, TrainingInterrupted
 
 __all__ = ["build_parser", "main", "version_line"]
 
@@ -306,12 +308,13 @@ def _out_of_memory(error: BaseException) -> str | None:
 
 
 @contextlib.contextmanager
-def _training_warnings_as_lines(entry_point: bool):
-    """Show each :class:`~hybridpgm.errors.TrainingWarning` let through by the warning filters as one line
-    ``hybridpgm: warning: <message>`` on standard error, other warnings as before, where :func:`main` is the
-    process's command (``argv`` not given): only ``warnings.showwarning`` is replaced, and put back on exit (the
-    filters, which libraries imported during the run may extend, are left alone).  :func:`main` called with its
-    arguments (a test, a notebook) changes nothing: its warnings are recorded and shown as the caller's settings say.
+def _package_warnings_as_lines(entry_point: bool):
+    """Show each package warning (:class:`~hybridpgm.errors.HybridPGMWarning`) let through by the warning filters
+    as one line ``hybridpgm: warning: <message>`` on standard error, other libraries' warnings as before, where
+    :func:`main` is the process's command (``argv`` not given): only ``warnings.showwarning`` is replaced, and put
+    back on exit (the filters, which libraries imported during the run may extend, are left alone).  :func:`main`
+    called with its arguments (a test, a notebook) changes nothing: its warnings are recorded and shown as the
+    caller's settings say.
 
     :param entry_point: whether :func:`main` runs as the command."""
     if not entry_point:
@@ -320,7 +323,7 @@ def _training_warnings_as_lines(entry_point: bool):
     shown = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, TrainingWarning):
+        if issubclass(category, HybridPGMWarning):
             print(f"hybridpgm: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
         else:
             shown(message, category, filename, lineno, file, line)
@@ -344,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridpgm.recipes import RECIPES
 
     try:
-        with _training_warnings_as_lines(argv is None):
+        with _package_warnings_as_lines(argv is None):
             if args.command == "train":
                 _check_data_root(args)
                 metrics = RECIPES[args.model][0].run(args)

@@ -329,3 +329,30 @@ def test_evaluate_data_root_for_a_data_set_read_from_no_folder_is_one_line(tmp_p
     assert main(["evaluate", str(run), "--network", "asia"]) == 2  # --network only for bayes-net runs
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "is a vae run; --network applies to bayes-net runs" in err
+
+
+def test_every_package_warning_is_one_line_and_other_libraries_warnings_are_shown_as_python_shows_them(
+        monkeypatch, capsys):
+    """Carried from a warnings audit: only a TrainingWarning was one line; an EstimateWarning (``evaluate``'s AIS)
+    or a DivergenceWarning of a run was shown the Python way, a file and line of the package and its source."""
+    import warnings
+
+    from hybridpgm.errors import DivergenceWarning, EstimateWarning
+    from hybridpgm.recipes import RECIPES
+
+    def run(args):
+        warnings.warn("the AIS estimate rests on\n few chains", EstimateWarning)
+        warnings.warn("the loss grew tenfold", DivergenceWarning)
+        warnings.warn("a third-party note", UserWarning)
+        return {}
+
+    monkeypatch.setattr(RECIPES["vae"][0].module, "run", run)
+    monkeypatch.setattr(sys, "argv", ["hybridpgm", "train", "vae", *TINY_VAE])
+    others = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, *rest: others.append((category, str(message)))
+        assert main() == 0
+    assert capsys.readouterr().err.splitlines() == ["hybridpgm: warning: the AIS estimate rests on few chains",
+                                                    "hybridpgm: warning: the loss grew tenfold"]
+    assert others == [(UserWarning, "a third-party note")]  # passed on to the display the process had
