@@ -20,7 +20,6 @@ import contextlib
 import contextvars
 
 import torch
-from pyro.infer.util import is_validation_enabled
 from pyro.poutine.block_messenger import BlockMessenger
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
@@ -32,6 +31,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveEr
 from hybridpgm.graphs.bn_values import _missing
 from hybridpgm.handler_scope import DiscreteSitesDrawnExactly
 from hybridpgm.train.deferred_checks import check_or_defer
+from hybridpgm.train.traced_checks import validation_as_called
 
 __all__ = ["BayesNetChecks"]
 
@@ -113,9 +113,10 @@ class BayesNetChecks:
     def _zero_checks(self) -> _Enumerated | None:
         """The recorder of enumerated sites :meth:`_check_possible` needs (entered around the model's plate), or
         ``None`` where no check runs: while scoring, without Pyro's validation, or without structural zeros.
-        Inside :func:`torch.jit.trace` the check runs whatever the validation flag: Pyro's JIT ELBOs turn
-        validation off while they trace, and the check, compiled in, then judges every later batch."""
-        if _SCORING.get() or not (is_validation_enabled() or torch.jit.is_tracing()) \
+        Inside :func:`torch.jit.trace` the validation flag is the one the JIT ELBO was called under (Pyro's JIT
+        ELBOs turn validation off while they trace; :func:`~hybridpgm.train.traced_checks.validation_as_called`):
+        the check, compiled in where the eager code makes it, then judges every later batch."""
+        if _SCORING.get() or not validation_as_called() \
                 or not any(c._has_zero() for c in self.cpds.values()):
             return None
         return _Enumerated()

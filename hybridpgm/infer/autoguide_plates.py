@@ -159,6 +159,20 @@ def _latents(master: AutoGuide, args: tuple, kwargs: dict) -> dict[str, dict]:
     return {name: site for name, site in trace.iter_stochastic_nodes()}
 
 
+def _prototype_latents(parts: list[tuple[AutoGuide, AutoGuide]], args: tuple, kwargs: dict) -> dict[str, dict] | None:
+    """The latent sites of the autoguides' prototype traces when each was traced on these very arguments (the same
+    objects: :func:`hybridpgm.fit`'s ``setup`` has just run the autoguide on this batch), as :func:`_latents` would
+    trace them again; ``None`` when one was traced on others (the autoguide ran before ``fit``)."""
+    latents = {}
+    for part, _ in parts:
+        given = part.prototype_trace.nodes.get("_INPUT")
+        if given is None or len(given["args"]) != len(args) or any(a is not b for a, b in zip(given["args"], args)) \
+                or given["kwargs"].keys() != kwargs.keys() or any(given["kwargs"][k] is not kwargs[k] for k in kwargs):
+            return None
+        latents.update(part.prototype_trace.iter_stochastic_nodes())
+    return latents
+
+
 def _frame_of(site: dict, dim: int) -> Any:
     """The vectorized plate frame of ``site`` at position ``dim`` of its value's shape, or ``None``."""
     batch_dims = len(site["value"].shape) - site["fn"].event_dim
@@ -208,7 +222,9 @@ def check_autoguide_batching(model: Callable, guide: Callable, args: tuple, kwar
         master = parts[0][1]
         with probing(model, guide, *modules), torch.no_grad():
             given = _given_plates(master, args, kwargs)
-            now = _latents(master, args, kwargs)
+            now = _prototype_latents(parts, args, kwargs)
+            if now is None:
+                now = _latents(master, args, kwargs)
             other, errors = _probe(master, args, kwargs, rows)
         for part, _ in parts:
             for name, _site in part.prototype_trace.iter_stochastic_nodes():

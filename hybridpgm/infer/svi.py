@@ -14,6 +14,7 @@ from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.direct_trace_elbo import DirectTrace_ELBO
 from hybridpgm.infer.iwae import IWAE
+from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, compiles_on_first_shape
 from hybridpgm.infer.particle_elbo import ParticleELBO, probing
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
@@ -47,6 +48,12 @@ class SVIObjective(AutoguideBatchingCheck):
     (:func:`~hybridpgm.infer.subsample_scale.check_plate_scale`) and refuses it: on its first batch, and again
     only on a batch smaller than any probed before (a plate of ``N`` rows shows no subsampling on a batch of
     all ``N``; it does on a smaller one), so at most a few times a run.
+
+    Under a Pyro JIT ELBO (``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ``JitTraceMeanField_ELBO``), which compiles
+    once per number of arguments, Pyro is made to compile once per shape of the batch
+    (:mod:`~hybridpgm.infer.jit_shapes`): ``fit``'s shorter last batch and its micro-batches are not replayed
+    through a function traced on other sizes (a :class:`~hybridpgm.graphs.BayesNet`'s failed or was scored
+    wrongly).
 
     :param model: a Pyro model; called as ``model(*batch, **model_kwargs)``
         (``model(batch)`` when the batch is one tensor).
@@ -103,6 +110,8 @@ class SVIObjective(AutoguideBatchingCheck):
         self.model_kwargs = model_kwargs
         #: the smallest batch per_example's probe for a subsampled data plate has seen (None: not probed yet)
         self._smallest_probed: int | None = None
+        #: the programs given to a Pyro JIT ELBO, made on its first batch (jit_shapes: one compiled function per shape)
+        self._jit_programs: ShapeKeyedPrograms | None = None
 
     def setup(self, batch: Any) -> None:
         """Create the parameters of a Pyro autoguide that has not run yet, by running it once on ``batch``
@@ -194,6 +203,11 @@ class SVIObjective(AutoguideBatchingCheck):
         states = autocast_states()
         if states and isinstance(self.elbo, TraceEnum_ELBO) and not isinstance(self.elbo, JitTraceEnum_ELBO):
             loss = _contracted_without_autocast(self.elbo, states, self.model, self.guide, args, self.model_kwargs)
+        elif compiles_on_first_shape(self.elbo):  # keyed by the batch's shapes, not only its number of tensors
+            programs = getattr(self, "_jit_programs", None)
+            if programs is None or not programs.of(self.model, self.guide):
+                programs = self._jit_programs = ShapeKeyedPrograms(self.model, self.guide)
+            loss = programs.differentiable_loss(self.elbo, args, self.model_kwargs)
         else:
             loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

@@ -18,19 +18,24 @@ scripted raiser per class).  :func:`assert_in_trace` says so once per process wi
 
 from __future__ import annotations
 
+import contextvars
 import warnings
 
 import torch
+from pyro.infer.util import is_validation_enabled
 
 from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError, ObjectiveError, TrainingWarning
 from hybridpgm.warning_origin import users_stacklevel
 
-__all__ = ["DATA_NOTE", "MODEL_NOTE", "assert_in_trace", "describe_check"]
+__all__ = ["DATA_NOTE", "MODEL_NOTE", "assert_in_trace", "describe_check", "validation_as_called"]
 
 #: the compiled assertions by error class, scripted on first use (not at import: importing hybridpgm compiles nothing)
 _SCRIPTED: dict = {}
 #: whether this process has warned that traced checks lose their details
 _WARNED: list = []
+#: Pyro's validation flag as :func:`validation_as_called` last read it outside a trace (``None``: never)
+_EAGER_VALIDATION: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hybridpgm_eager_validation",
+                                                                                default=None)
 
 #: the note after a data check's description: the batch is at fault, and the eager ELBO names the row and value
 DATA_NOTE = ("a hybridpgm data check compiled by torch.jit.trace: the compiled function cannot name the row or the "
@@ -138,3 +143,24 @@ def assert_in_trace(ok: torch.Tensor, what: str, kind: type = DataError, note: s
     except torch.jit.Error:
         return False
     return True
+
+
+def validation_as_called() -> bool:
+    """Pyro's validation flag as the caller of the code being run set it, for a check that runs only under
+    validation (eager code skips it without): outside :func:`torch.jit.trace` the flag itself, and inside one the
+    flag as this function read it at its last call outside a trace, or the flag itself where that is on.
+
+    Pyro's JIT ELBOs (``pyro.ops.jit.trace``) turn validation off while they trace; a check gated by the flag alone
+    would be left out of every compiled function, and one that ran whenever tracing would be compiled in where the
+    eager code skips it (a cost per step and an error the eager ELBO does not raise).  Before it traces, Pyro runs
+    the same programs once eagerly, under the caller's flag, to capture their parameters: the flag read there is
+    the one the compiled function keeps (as for Pyro's own checks, the flag when the function is compiled, not
+    when it is replayed).
+
+    :returns: whether the gated check runs (is compiled in)."""
+    flag = is_validation_enabled()
+    if not torch.jit.is_tracing():
+        if _EAGER_VALIDATION.get() is not flag:
+            _EAGER_VALIDATION.set(flag)
+        return flag
+    return flag or bool(_EAGER_VALIDATION.get())

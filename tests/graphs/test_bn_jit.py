@@ -70,6 +70,35 @@ def test_a_row_impossible_under_a_structural_zero_is_refused_in_every_batch():
         loss(torch.tensor([[0, 1], [1, 1], [1, 0]]))
 
 
+def _impossible_row_losses(data):
+    """The losses of ``data`` under the eager TraceEnum_ELBO and a JitTraceEnum_ELBO compiled on it, then on
+    ``data`` with row 0 made impossible (b = 1 where a = 0 rules b = 1 out), all with Pyro's validation off."""
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5], learnable=True))
+    bn.add("b", cpd.Table([[1.0, 0.0], [0.3, 0.7]], ["a"], learnable=True))
+    impossible = torch.tensor([[0, 1], [1, 1], [1, 0]])
+    with pyro.validation_enabled(False):
+        loss = _compiled(bn, data)
+        eager = [TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(bn.model, bn.guide, d)
+                 for d in (data, impossible)]
+        return [loss(d) for d in (data, impossible)], eager
+
+
+def test_without_validation_an_impossible_row_scores_as_under_the_eager_elbo():
+    """Eager code skips the structural-zero check without Pyro's validation; before, the traced code compiled it
+    in whatever the flag (Pyro's JIT turns validation off while it traces), refusing with torch.jit.Error a batch
+    the eager ELBO scores +inf, and running the check on every step."""
+    compiled, eager = _impossible_row_losses(torch.tensor([[0, 0], [1, 1], [1, 0]]))
+    assert eager[1].item() == float("inf")
+    assert [c.item() for c in compiled] == [e.item() for e in eager]
+
+
+def test_without_validation_a_traced_impossible_row_scores_as_under_the_eager_elbo():
+    """Before: tracing on the impossible row itself raised the eager DataError, which TraceEnum_ELBO does not raise
+    without validation."""
+    compiled, eager = _impossible_row_losses(torch.tensor([[0, 1], [1, 1], [1, 0]]))
+    assert [c.item() for c in compiled] == [e.item() for e in eager] == [float("inf")] * 2
+
+
 @pytest.mark.parametrize("later, column, effect", [
     ([[-1, 1, -1], [1, -1, -1], [1, 0, -1]], "a", "score its missing entries as observed values"),
     ([[0, 1, 1], [1, -1, -1], [1, 0, -1]], "c", "ignore its observed entries")])

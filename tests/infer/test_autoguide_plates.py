@@ -130,6 +130,27 @@ def test_check_batching_uses_no_random_numbers_and_changes_no_parameter(objectiv
         assert all(torch.equal(p, q) for p, q in zip(guide.parameters(), before))
 
 
+def test_check_batching_reuses_the_trace_setup_made_of_the_first_batch():
+    """``setup`` runs the autoguide on the first batch, which traces the model (its prototype); before,
+    ``check_batching`` traced the model on that batch once more: calls on 4 and 5 rows, now on 5 (the probe)."""
+    rows = []
+
+    def counted(x):
+        rows.append(x.shape[0])
+        return global_model(x)
+
+    with pyro.get_param_store().scope():
+        obj = SVIObjective(counted, AutoNormal(counted))
+        batch = X[:4]
+        obj.setup(batch)
+        rows.clear()
+        obj.check_batching(batch, num_examples=N, shuffle=True)
+        assert rows == [5]
+        rows.clear()  # a batch the autoguide's prototype was not traced on is traced
+        obj.check_batching(X[4:], num_examples=N, shuffle=True)
+        assert rows == [4, 5]
+
+
 @pytest.mark.parametrize("guide_of", [AutoNormal, AutoDiagonalNormal, AutoDelta])
 def test_global_latents_in_a_plate_the_size_of_the_batch_are_not_refused(guide_of):
     """The plate of 4 weights does not follow the batch (one more row leaves it 4): nothing is per position."""

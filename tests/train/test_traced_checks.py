@@ -2,10 +2,12 @@
 traced function, so that every later input is checked, not frozen into the value they had while tracing."""
 
 import ast
+import contextvars
 import functools
 import pathlib
 import warnings
 
+import pyro
 import pytest
 import torch
 
@@ -154,3 +156,32 @@ def test_every_check_of_the_package_gives_its_fixed_description():
     bare = [f"{path}:{line}" for path, line, call in calls
             if len(call.args) < 3 and not any(k.arg == "what" for k in call.keywords)]
     assert bare == []
+
+
+def _validation_seen_while_tracing(eager_flag, traced_flag):
+    """validation_as_called() inside torch.jit.trace under ``traced_flag``, after one eager call under
+    ``eager_flag`` (None: none), in a fresh context."""
+    seen = []
+
+    def fn(x):
+        seen.append(traced_checks.validation_as_called())
+        return x + 1
+
+    def run():
+        if eager_flag is not None:
+            with pyro.validation_enabled(eager_flag):
+                assert traced_checks.validation_as_called() is eager_flag
+        with pyro.validation_enabled(traced_flag):
+            _trace(fn, torch.zeros(2))
+        return seen
+
+    return contextvars.Context().run(run)
+
+
+@pytest.mark.parametrize("eager_flag, traced_flag, expected", [
+    (True, False, [True]),  # Pyro's JIT: validation on where it is called, off while it traces
+    (False, False, [False]),  # validation off where it is called: the check is left out, as in eager code
+    (None, False, [False]),
+    (False, True, [True])])  # a trace of the user's own under validation
+def test_a_trace_takes_the_validation_flag_of_its_caller(eager_flag, traced_flag, expected):
+    assert _validation_seen_while_tracing(eager_flag, traced_flag) == expected
