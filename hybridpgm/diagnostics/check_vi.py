@@ -31,13 +31,14 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 
-from hybridpgm.checks import sample_count
+from hybridpgm.checks import generator_or_none, sample_count
 from hybridpgm.diagnostics.host_arrays import as_host_array
 from hybridpgm.errors import ConfigError, DataError, ObjectiveError
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state, keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.rng_scope import seeded_globally_from
 
 __all__ = ["BAD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "good_khat", "pareto_khat"]
 
@@ -278,7 +279,7 @@ def _check_local_latents(guide: Callable, args: tuple, kwargs: dict) -> None:
 
 @modules_own_their_params
 def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 1000, chunk_size: int = 250,
-             **kwargs: Any) -> VICheck:
+             generator: torch.Generator | None = None, **kwargs: Any) -> VICheck:
     """Per-data-point PSIS diagnostic of a guide [1].
 
     :param model: Pyro model with its data plate, run as ``model(*args, **kwargs)``.  Two models of one
@@ -289,10 +290,17 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
     :param num_samples: :math:`S`, draws per point (>= 100 for a stable
         :math:`\\hat k`).
     :param chunk_size: draws per pass of the model and guide (memory).
+    :param generator: a :class:`torch.Generator` (on any device) for the draws, keyword-only like ``num_samples``
+        and ``chunk_size`` (so ``generator`` is not passed on to the model); ``None`` (the default) draws from
+        torch's global streams.  The model's and guide's sample statements take no generator: they run with
+        torch's global streams seeded from one draw of it and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the result is a function of its state and the
+        caller's streams do not move.
     :returns: a :class:`VICheck` with :math:`\\hat k` per point and the PSIS
         estimate :math:`\\log \\frac1S \\sum_s \\tilde r_s` of :math:`\\log p(x_n)`.
-    :raises ConfigError: for ``num_samples`` below :data:`PSIS_MIN_DRAWS` (30), or counts that are not
-        integers (``chunk_size`` at least 1).
+    :raises ConfigError: for ``num_samples`` below :data:`PSIS_MIN_DRAWS` (30), counts that are not
+        integers (``chunk_size`` at least 1), or a ``generator`` that is neither a :class:`torch.Generator` nor
+        ``None``.
     :raises DataError: when the model and guide give NaN or :math:`+\\infty` log-weights.
     :raises ObjectiveError: the guide samples a latent outside every plate (a global one, shared by all points),
         or the sites lie in plates that share no data index (two models over batches of different sizes, or
@@ -304,8 +312,10 @@ def check_vi(model: Callable, guide: Callable, *args: Any, num_samples: int = 10
         raise ConfigError("check_vi chunk_size must be at least 1, got 0")
     if num_samples < PSIS_MIN_DRAWS:
         raise ConfigError(f"check_vi needs num_samples >= {PSIS_MIN_DRAWS} for a Pareto fit, got {num_samples}")
+    generator = generator_or_none(generator, "check_vi generator")
     chunks = []
-    with torch.no_grad(), keeping_module_state(model, guide):  # a diagnostic leaves the model's buffers alone
+    # a diagnostic leaves the model's buffers alone; with a generator, the draws come from it
+    with torch.no_grad(), keeping_module_state(model, guide), seeded_globally_from(generator):
         _check_local_latents(guide, args, kwargs)
         for start in range(0, num_samples, chunk_size):
             k = min(chunk_size, num_samples - start)

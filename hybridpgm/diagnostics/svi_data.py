@@ -19,7 +19,7 @@ from pyro.infer import Predictive
 from pyro.infer.inspect import get_dependencies
 from pyro.poutine.util import site_is_factor, site_is_subsample
 
-from hybridpgm.checks import flag, positive_int
+from hybridpgm.checks import flag, generator_or_none, positive_int
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.masked_data import OBSERVED, data_groups, masked_pairs, observed_where_observed
 from hybridpgm.diagnostics.pointwise_log_lik import _Sites, _vectorized_frames, observed_shape, replay_draws
@@ -32,6 +32,7 @@ from hybridpgm.handler_scope import DiscreteSitesDrawnExactly, isolated_from_han
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.infer.particle_probe import keeping_rng_state
 from hybridpgm.param_store_scope import modules_own_their_params
+from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["from_pyro_svi", "from_svi"]
@@ -191,7 +192,8 @@ def _posterior_draws(model: Callable, guide: Callable, sites: _Sites, model_trac
 @isolated_from_handlers
 @modules_own_their_params
 def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int = 500,
-                  return_sites: list[str] | None = None, parallel: bool = False, **kwargs: Any):
+                  return_sites: list[str] | None = None, parallel: bool = False,
+                  generator: torch.Generator | None = None, **kwargs: Any):
     """ArviZ data of a Pyro model/guide pair after variational inference.
 
     Works with any guide: Pyro's autoguides (``AutoNormal``, ``AutoDelta``,
@@ -265,6 +267,12 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         them); every latent site is drawn either way.
     :param parallel: replay the model on all draws in one vectorized run, for the log-likelihood and for the
         replicates (see above; ``False``: draw by draw).
+    :param generator: a :class:`torch.Generator` (on any device) for the draws, keyword-only like the options
+        above (so ``generator`` is not passed on to the model); ``None`` (the default) draws from torch's global
+        streams.  The guide's and model's sample statements take no generator: they run with torch's global
+        streams seeded from one draw of it and restored afterwards
+        (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the draws and replicates are a function of its
+        state and the caller's streams do not move.
     :raises DataError: the model observes no data (``pyro.factor`` and ``pyro.deterministic`` sites do not
         count; a model that observes only placeholder sites gets the warning and a ``posterior`` alone),
         ``return_sites`` names a site that is not a latent or deterministic site of the model, or a plate
@@ -272,8 +280,9 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         differ from draw to draw; a site is named like a dim of its ArviZ group (``chain``, ``draw``: see
         :func:`make_inference_data`); an observed value that does not broadcast to its distribution's shape
         (:func:`~hybridpgm.diagnostics.pointwise_log_lik.observed_shape`).
-    :raises ConfigError: ``num_samples`` is not a positive integer, or a model-enumerated site that the guide
-        lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``).
+    :raises ConfigError: ``num_samples`` is not a positive integer, a model-enumerated site that the guide
+        lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``), or
+        ``generator`` is neither a :class:`torch.Generator` nor ``None``.
     :warns DiagnosticsWarning: (a :class:`UserWarning`) naming the observed placeholder sites left out (see
         above), and pointing to
         ``mrf.distribution(...)``; when the pointwise log-likelihood is the same in every draw (a point-estimate
@@ -286,8 +295,10 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         :math:`\\log p(x_n)` is the per-point number.
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
+    generator = generator_or_none(generator, "from_pyro_svi generator")
     # a diagnostic leaves the model's buffers alone; the missing entries that the guide lacks are drawn exactly here
-    with torch.no_grad(), keeping_module_state(model, guide), DiscreteSitesDrawnExactly():
+    with torch.no_grad(), keeping_module_state(model, guide), DiscreteSitesDrawnExactly(), \
+            seeded_globally_from(generator):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         _refuse_subsampling(model_trace, guide_trace)

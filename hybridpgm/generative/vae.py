@@ -11,7 +11,9 @@ Generative model and amortized guide [1, 2]:
 with a Bernoulli likelihood (logits from the decoder) for binary data or a Gaussian one (mean from the decoder,
 a learned scale per feature) for real data.  Train it with :class:`~hybridpgm.infer.SVIObjective` (any ELBO,
 :class:`~hybridpgm.infer.IWAE` for the importance-weighted bound [3]) through
-:func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.
+:func:`hybridpgm.fit`, or with plain :class:`pyro.infer.SVI`.  Its importance-sampling estimates
+(:meth:`~VAE.log_weights`, :meth:`~VAE.log_likelihood`, :meth:`~VAE.elbo`) live in
+:mod:`~hybridpgm.generative.vae_sampling`.
 
 References:
 
@@ -24,7 +26,6 @@ References:
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Sequence
 
 import pyro
@@ -33,19 +34,18 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
-from hybridpgm.checks import (check_device, flag, generator_keywords, generator_or_none, layer_sizes, module_name,
+from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, module_name,
                               positive_int, sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
                                        describe_origin)
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative.vae_options import VAEOptions
-from hybridpgm.handler_scope import isolated_from_handlers
-from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.generative.vae_sampling import VAEImportanceSampling
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
 from hybridpgm.nn import checkpointed_call, mlp
-from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
-from hybridpgm.rng_scope import seeded_from_generator, seeded_globally_from
+from hybridpgm.param_store_scope import frozen_aware_parameter
+from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -55,7 +55,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @serializable
-class VAE(VAEOptions, PyroModule):
+class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
     """A VAE with MLP encoder and decoder.
 
     :param int x_dim: data dimension :math:`D` (data are ``batch x D``).
@@ -322,77 +322,23 @@ class VAE(VAEOptions, PyroModule):
                                                                          device=out.device, generator=generator)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`.
 
-        :param x: ``batch x D`` data (checked as by :meth:`model`)."""
+        :param x: ``batch x D`` data (checked as by :meth:`model`).
+        :param generator: a :class:`torch.Generator` (on any device) for the networks' draws (a dropout in
+            training mode, or one that draws in evaluation mode too); ``None`` draws from torch's global streams.
+            The encoder and decoder run, whatever their modes, with torch's global streams seeded from one draw of
+            it and restored after (:func:`~hybridpgm.rng_scope.seeded_from_generator`, as in :meth:`sample`): the
+            reconstruction is a function of its state and the caller's streams do not move.
+        :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
+        :raises DataError: bad ``x`` (see :meth:`model`).
+        :raises DeviceError: ``x`` is not on the parameters' device."""
+        generator = generator_or_none(generator, "VAE.reconstruct generator")
         x = self._check(x)
-        with keeping_module_state(self):
+        with keeping_module_state(self), seeded_from_generator(generator, [self.encoder, self.decoder]):
             out = self._net(self.decoder, self._encode(x)[0], "decoder")
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
-
-    @isolated_from_handlers
-    @torch.no_grad()
-    @own_param_store
-    def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
-        """``num_samples x batch`` importance log-weights :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`,
-        :math:`z^{(k)} \\sim q`.
-
-        :meth:`model` and :meth:`guide` run as a program of their own
-        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), as do :meth:`log_likelihood` and :meth:`elbo`:
-        the same values under any handler of the caller (``poutine.scale``, ``condition``, an outer
-        ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a factor.
-
-        :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
-        :param int num_samples: importance samples :math:`K` per row.
-        :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
-        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
-            guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
-        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
-            neither a :class:`torch.Generator` nor ``None``.
-        :raises DataError: bad ``x`` (see :meth:`model`).
-        :raises DeviceError: ``x`` is not on the parameters' device.
-        """
-        num_samples = positive_int(num_samples, "VAE num_samples (importance samples)")
-        chunk_size = positive_int(chunk_size, "VAE chunk_size")
-        generator = generator_or_none(generator, "VAE generator")
-        x = self._check(x)
-        if not x.shape[0]:  # no rows: no plate to run, an empty answer
-            return x.new_zeros((num_samples, 0))
-        chunks = []
-        with keeping_module_state(self), seeded_globally_from(generator):
-            for start in range(0, num_samples, chunk_size):
-                k = min(chunk_size, num_samples - start)
-                log_w, _ = importance_log_weights(self.model, self.guide, x, num_particles=k, max_plate_nesting=1)
-                chunks.append(log_w)
-        return torch.cat(chunks, dim=0)
-
-    @isolated_from_handlers
-    @torch.no_grad()
-    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
-        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows.
-
-        :param x: ``batch x D`` data.
-        :param int num_samples: importance samples :math:`K` (default ``1000``).
-        :param int chunk_size: samples per pass (default ``128``).
-        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
-        draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")
-        log_w = self.log_weights(x, num_samples, chunk_size, **draws)
-        return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
-
-    @isolated_from_handlers
-    @torch.no_grad()
-    def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`.
-
-        :param x: ``batch x D`` data.
-        :param int num_samples: draws of :math:`z` per row (default ``1``).
-        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
-        draws = generator_keywords(generator, self.log_weights, what="VAE.elbo generator")
-        return self.log_weights(x, num_samples, **draws).mean(dim=0)
 
 
 #: the pair whose ELBO :meth:`VAE.direct_elbo_loss` computes (read by ``direct_elbo_path``)

@@ -34,7 +34,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,10 +44,9 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
-from hybridpgm.module_modes import keeping_modes
+from hybridpgm.gp.gp_lstm_forecast import Forecast, sampled_paths
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
-from hybridpgm.portable_result import PortableResult
-from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -91,28 +90,6 @@ class LSTMFeatures(nn.Module):
                             f"convert the windows or the network (.to(dtype))")
         out, _ = self.lstm(x)
         return self.head(out[:, -1])
-
-
-class Forecast(NamedTuple):
-    """Multi-step forecast, as :meth:`GPLSTM.forecast` gives it.
-
-    ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
-    no base class).
-
-    :param mean: the mean of the sampled paths at each step, ``steps``.
-    :param lower: the ``(1 - level) / 2`` quantile of the sampled paths at each step, ``steps``.
-    :param upper: the ``1 - (1 - level) / 2`` quantile of the sampled paths at each step, ``steps``.
-    :param samples: the sampled paths, ``num_samples x steps``.
-    """
-
-    mean: torch.Tensor
-    lower: torch.Tensor
-    upper: torch.Tensor
-    samples: torch.Tensor
-
-    to = PortableResult.to
-    cpu = PortableResult.cpu
-    to_dict = PortableResult.to_dict
 
 
 @serializable
@@ -163,7 +140,8 @@ class GPLSTM(DeepKernelGP):
         extractor = LSTMFeatures(train_x.shape[-1], hidden_size, num_features, num_layers)
         super().__init__(train_x, train_y, extractor.to(device=train_x.device, dtype=train_x.dtype), **kwargs)
 
-    def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95,
+    @keyword_only_soon("generator")
+    def forecast(self, context: torch.Tensor, steps: int, num_samples: int = 200, level: float = 0.95, *,
                  generator: torch.Generator | None = None) -> Forecast:
         """Forecast a univariate series ``steps`` ahead by sampling paths.
 
@@ -184,7 +162,9 @@ class GPLSTM(DeepKernelGP):
         :param int steps: horizon.
         :param int num_samples: sampled paths.
         :param float level: probability of the central interval.
-        :param generator: a CPU :class:`torch.Generator` for the noise (drawn on the CPU, then moved).
+        :param generator: a CPU :class:`torch.Generator` for the noise (drawn on the CPU, then moved);
+            keyword-only (passed by position, as older releases allowed, it works with a :class:`FutureWarning`:
+            :func:`~hybridpgm.keyword_alias.keyword_only_soon`).
         :returns: a :class:`Forecast`; ``steps=0`` gives empty paths (``num_samples x 0``).
         :raises ModelSpecError: the model's windows are not univariate.
         :raises DataError: ``context`` of the wrong shape or dtype (that of the training windows), or not finite.
@@ -219,23 +199,7 @@ class GPLSTM(DeepKernelGP):
         if steps == 0:
             empty = context.new_empty(0)
             return Forecast(empty, empty.clone(), empty.clone(), context.new_empty(num_samples, 0))
-        with keeping_modes(self), torch.no_grad():
-            self.condition()
-            paths = context.expand(num_samples, window, 1).clone()
-            draws = []
-            for _ in range(steps):
-                with fixed_rng(self.train_x.device), self._gp_precision(self.features(paths)) as (h, _):
-                    y = self.likelihood(self.gp(self.gp_inputs(h)))
-                    mean, variance = y.mean, y.variance  # computed here (GPyTorch evaluates lazily)
-                noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
-                draw = mean + variance.clamp_min(0).sqrt() * noise
-                draws.append(draw)
-                paths = torch.cat([paths[:, 1:], draw.reshape(-1, 1, 1)], dim=1)
-        samples = torch.stack(draws, dim=-1)
-        alpha = (1 - level) / 2
-        quantiles = torch.quantile(samples, torch.tensor([alpha, 1 - alpha], dtype=samples.dtype,
-                                                         device=samples.device), dim=0)
-        return Forecast(samples.mean(0), quantiles[0], quantiles[1], samples)
+        return sampled_paths(self, context, steps, num_samples, level, generator=generator)
 
 
 class SemiStochasticObjective:

@@ -168,12 +168,15 @@ class BayesNetModel:
     @isolated_from_handlers  # a program of its own: the caller's handlers neither see nor alter its sites
     @own_param_store
     def sample(self, num_samples: int, inputs=None, *, evidence=None, generator=None) -> dict:
-        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match).
+        """Ancestral samples: dict node -> ``[num_samples]`` (context ``inputs`` sized to match: sample ``s`` is
+        drawn given input row ``s``), with or without a ``generator``.
 
-        With ``evidence`` (or a ``generator``): exact samples of the unobserved nodes given each evidence
-        row, dict node -> ``[num_samples, N]`` for ``N`` evidence rows (``[num_samples]`` where no value has a row
-        dim, as with a ``generator`` alone); see :func:`hybridpgm.infer.exact.posterior_sample` (``inputs``
-        join the evidence; the continuous ancestors of the evidence must be observed).  With a ``generator`` the
+        With ``evidence``: exact samples of the unobserved nodes given each evidence row, dict node ->
+        ``[num_samples, N]`` for ``N`` evidence rows (``[num_samples]`` where no value has a row dim); see
+        :func:`hybridpgm.infer.exact.posterior_sample` (``inputs`` join the evidence; the continuous ancestors of
+        the evidence must be observed).  With a ``generator`` and no evidence, :func:`posterior_sample
+        <hybridpgm.infer.exact.posterior_sample>` draws the ancestral samples (one per input row where ``inputs``
+        have a row dim), so the shapes do not depend on the generator.  With a ``generator`` the
         samples are a function of its state alone: torch's global streams are seeded from one draw of the generator
         while the CPDs' networks run, whatever their modes, and restored afterwards
         (:func:`~hybridpgm.rng_scope.seeded_from_generator`); without one, the networks draw from the global
@@ -182,23 +185,29 @@ class BayesNetModel:
         :param int num_samples: the number ``S`` of samples (of each evidence row); 0 gives empty results.
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[num_samples, ...]`` (or one tensor if
             there is a single context name; a single-feature input may be one 0-d value for all); with
-            ``evidence`` or a ``generator``, joined to the evidence.
+            ``evidence``, joined to the evidence (``[N, ...]``).
         :param evidence: a mapping node -> observed value(s), as :func:`~hybridpgm.infer.exact.posterior_sample`
             reads it (``[N]`` for ``N`` rows, a 0-d value for one), or a pandas DataFrame (read by its columns);
             ``None`` (the default): none.  Without a row dim in any value the results are ``[num_samples]``.
         :param generator: a :class:`torch.Generator` (on the network's device) for the draws, ``None`` (the
             default) for torch's global streams; with it and no evidence, :func:`posterior_sample
-            <hybridpgm.infer.exact.posterior_sample>` draws them, ``[num_samples]`` per node.
+            <hybridpgm.infer.exact.posterior_sample>` draws them, ``[num_samples]`` per node as without it.
         :raises EvidenceError: evidence that is neither a mapping node -> value(s) nor a DataFrame (an
             ``[N, len(nodes)]`` tensor: pass :meth:`columns` of it), or evidence the query refuses.
         :raises DataError: continuous data, evidence or context inputs of a floating dtype the network's would
-            round (float64 for a float32 network; see :meth:`columns`), or (without evidence and generator) context
-            inputs of another number of rows than ``num_samples``.
+            round (float64 for a float32 network; see :meth:`columns`), or (without evidence) context inputs of
+            another number of rows than ``num_samples``.
         :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``generator`` is neither a
             :class:`torch.Generator` nor ``None``.
         """
         num_samples = sample_count(num_samples, "BayesNet.sample num_samples")
         generator = generator_or_none(generator, "BayesNet.sample generator")
+        context = self._inputs(inputs)
+        rows = {k: int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in context.items() if t.dim() > 0}
+        if evidence is None and num_samples and any(n != num_samples for n in rows.values()):  # sets the count
+            raise DataError(f"BayesNet.sample: {num_samples} samples asked for, but the context inputs have "
+                            f"{', '.join(f'{k!r}: {n} row(s)' for k, n in rows.items())}; give each input "
+                            f"{num_samples} rows (a single-feature input may be one 0-d value for all)")
         if evidence is not None or generator is not None:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample
@@ -206,14 +215,11 @@ class BayesNetModel:
             # the networks' running statistics are left as they were (their dropout draws come from the generator:
             # posterior_sample's scope)
             with self._query():
-                return posterior_sample(self.check(), num_samples, {**self._inputs(inputs),
-                                                                    **evidence_mapping(self, evidence)},
+                if evidence is None and rows:  # sample s given input row s: [num_samples], as the ancestral draws
+                    draws = posterior_sample(self.check(), 1, context, generator=generator)
+                    return {v: t[0, :num_samples] for v, t in draws.items()}
+                return posterior_sample(self.check(), num_samples, {**context, **evidence_mapping(self, evidence)},
                                         generator=generator)
-        rows = {k: int(t.shape[-2 if t.dim() > 1 else 0]) for k, t in self._inputs(inputs).items() if t.dim() > 0}
-        if num_samples and any(n != num_samples for n in rows.values()):  # would set the number of draws itself
-            raise DataError(f"BayesNet.sample: {num_samples} samples asked for, but the context inputs have "
-                            f"{', '.join(f'{k!r}: {n} row(s)' for k, n in rows.items())}; give each input "
-                            f"{num_samples} rows (a single-feature input may be one 0-d value for all)")
         with torch.no_grad(), self._query():  # a Pyro plate cannot be empty: zero samples are one, sliced away
             tr = poutine.trace(self.model).get_trace(None, None, inputs, num_samples=max(num_samples, 1))
         return {v: tr.nodes[v]["value"][:num_samples] for v in self.nodes}

@@ -338,6 +338,11 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)`` long labels (0 past a
         sequence's length).
 
+        This is torch's :meth:`~torch.distributions.Distribution.sample` (Pyro's sample statements call it), whose
+        signature takes no ``generator=``: the draws come from torch's global stream.  For draws that repeat and
+        leave the caller's stream alone, fork it: ``with torch.random.fork_rng(): torch.manual_seed(s); y =
+        crf.sample()``.
+
         :param sample_shape: the leading shape of independent draws (default ``torch.Size()``: one)."""
         sample_shape = sample_shape_of(sample_shape, "LinearChainCRF.sample")
         with torch.no_grad():

@@ -284,6 +284,10 @@ _GENERATOR_CALLS = {  # case -> (the generator's name in messages, vae -> call)
     "sample bernoulli draws": ("VAE.sample", lambda vae, **kw: vae.sample(4, mean=False, **kw)),
     "sample gaussian draws": ("VAE.sample", lambda vae, **kw: vae.sample(4, mean=False, **kw)),
     "sample through dropout": ("VAE.sample", lambda vae, **kw: vae.sample(4, **kw)),
+    # found by an audit of the samplers: reconstruct took no generator, its networks' dropout drew from the global
+    # stream (the encoder too: the dropout decoder's case replaces the decoder only)
+    "reconstruct through dropout": ("VAE.reconstruct", lambda vae, **kw: vae.reconstruct(_X, **kw)),
+    "reconstruct through an encoder's dropout": ("VAE.reconstruct", lambda vae, **kw: vae.reconstruct(_X, **kw)),
     "log_weights": ("VAE", lambda vae, **kw: vae.log_weights(_X, 5, chunk_size=2, **kw)),
     "log_likelihood": ("VAE", lambda vae, **kw: vae.log_likelihood(_X, 5, chunk_size=2, **kw)),
     "elbo": ("VAE", lambda vae, **kw: vae.elbo(_X, 3, **kw)),
@@ -291,7 +295,9 @@ _GENERATOR_CALLS = {  # case -> (the generator's name in messages, vae -> call)
 
 
 def _generator_call(case):
-    vae = _vae("gaussian" if "gaussian" in case else "bernoulli", dropout="dropout" in case)
+    vae = _vae("gaussian" if "gaussian" in case else "bernoulli", dropout="dropout" in case and "encoder" not in case)
+    if "encoder" in case:  # in training mode, its masks move the mean the decoder reads
+        vae.encoder = torch.nn.Sequential(torch.nn.Dropout(0.5), *vae.encoder)
     return lambda **kw: _GENERATOR_CALLS[case][1](vae, **kw)
 
 

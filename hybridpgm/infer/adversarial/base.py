@@ -279,7 +279,7 @@ class AdversarialObjective(AdversarialGame):
 
     # -- sampling and data ---------------------------------------------------------
     @renamed_keyword(n="num_samples")
-    def noise(self, num_samples: int) -> torch.Tensor:
+    def noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x noise_dim`` standard normal noise in the generator's dtype and on its device: those of
         its first floating parameter, or, for a parameter-free generator, of its first floating buffer (a fixed
         float64 map draws float64 noise); the discriminator's for a generator with neither, torch's defaults for
@@ -288,20 +288,38 @@ class AdversarialObjective(AdversarialGame):
 
         :param num_samples: the number of rows (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
+        :param generator: the *random-number* generator, a :class:`torch.Generator` on any device; ``None`` draws
+            from torch's global stream.  The noise is drawn with torch's global streams seeded from one draw of it
+            and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_globally_from`, :meth:`sample`'s scope): the
+            noise is a function of its state, and the caller's streams do not move.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is not a :class:`torch.Generator` or ``None`` (the network passed by mistake)."""
         num_samples = sample_count(num_samples, f"{type(self).__name__}.noise num_samples")
-        return torch.randn(num_samples, self.noise_dim, **floating_like(self.generator, self.discriminator))
+        generator = generator_or_none(generator, f"{type(self).__name__}.noise generator (the random-number "
+                                                 f"generator, not the network)")
+        with seeded_globally_from(generator):  # no scope without one
+            return torch.randn(num_samples, self.noise_dim, **floating_like(self.generator, self.discriminator))
 
     @renamed_keyword(n="num_samples")
-    def generate(self, num_samples: int) -> torch.Tensor:
+    def generate(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x event_shape`` samples :math:`x = G_\\theta(z)` of :math:`p_\\theta(x \\mid y = 0)` as
         the training losses draw them: differentiable in :math:`\\theta`, and a generator in training mode counts
         them as a training batch (a batch norm's running statistics move).
 
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
-        return self.generator(self.noise(sample_count(num_samples, f"{type(self).__name__}.generate num_samples")))
+        :param generator: the *random-number* generator, a :class:`torch.Generator` on any device; ``None`` draws
+            from torch's global stream.  :meth:`noise` and the network (its dropout) run with torch's global
+            streams seeded from one draw of it and restored afterwards
+            (:func:`~hybridpgm.rng_scope.seeded_globally_from`), as in :meth:`sample`, whose samples these are
+            for the same generator state (with gradients, and the network's buffers updated in training mode).
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is not a :class:`torch.Generator` or ``None`` (the network passed by mistake)."""
+        num_samples = sample_count(num_samples, f"{type(self).__name__}.generate num_samples")
+        generator = generator_or_none(generator, f"{type(self).__name__}.generate generator (the random-number "
+                                                 f"generator, not the network)")
+        with seeded_globally_from(generator):  # no scope without one; noise by position: a subclass's noise(n)
+            return self.generator(self.noise(num_samples))
 
     @renamed_keyword(n="num_samples")
     @torch.no_grad()

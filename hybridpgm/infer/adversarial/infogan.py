@@ -48,6 +48,7 @@ from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
+from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["InfoGAN"]
@@ -159,14 +160,23 @@ class InfoGAN(GAN):
         return torch.cat([z, onehot, cont], dim=-1), cat, cont
 
     @renamed_keyword(n="num_samples")
-    def generate(self, num_samples: int) -> torch.Tensor:
+    def generate(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``num_samples x event_shape`` samples :math:`G_\\theta(z, c)` with fresh codes (:meth:`sample_codes`),
         differentiable; :meth:`sample` draws them without gradients and leaves the generator's buffers alone.
 
         :param num_samples: the number of samples (the old keyword ``n=`` still works for one release, with a
             :class:`FutureWarning`: :func:`~hybridpgm.keyword_alias.renamed_keyword`).
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or both it and ``n`` are given."""
-        return self.generator(self.sample_codes(sample_count(num_samples, "InfoGAN.generate num_samples"))[0])
+        :param generator: the *random-number* generator, a :class:`torch.Generator` on any device; ``None`` draws
+            from torch's global stream.  The codes and the network run with torch's global streams seeded from one
+            draw of it and restored afterwards (:func:`~hybridpgm.rng_scope.seeded_globally_from`), as in
+            :meth:`sample`, whose samples these are for the same generator state.
+        :raises ConfigError: ``num_samples`` is not a non-negative integer, both it and ``n`` are given, or
+            ``generator`` is not a :class:`torch.Generator` or ``None`` (the network passed by mistake)."""
+        num_samples = sample_count(num_samples, "InfoGAN.generate num_samples")
+        generator = generator_or_none(generator, "InfoGAN.generate generator (the random-number generator, not the "
+                                                 "network)")
+        with seeded_globally_from(generator):  # no scope without one
+            return self.generator(self.sample_codes(num_samples)[0])
 
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """``batch`` values of :math:`\\log q_\\eta(c \\mid x)`.

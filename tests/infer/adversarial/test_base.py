@@ -338,3 +338,20 @@ def test_the_generator_network_as_generator_is_refused_by_name(name):
     with pytest.raises(ConfigError, match=rf"^{re.escape(what)} must be a torch\.Generator or None, got "
                                           rf"{type(objective.generator).__name__}"):
         objective.sample(5, generator=objective.generator)
+
+
+_OWN_GENERATE = ("subclass generate",)  # its generate(self, n) takes no generator
+
+
+@pytest.mark.parametrize("method", ["noise", "generate"])
+@pytest.mark.parametrize("name", [n for n in _sampling_objectives() if n not in _OWN_GENERATE])
+def test_noise_and_generate_with_a_generator_are_a_function_of_its_state(name, method):
+    """Found by an audit of the samplers: ``noise`` and ``generate`` took no ``generator=`` while ``sample`` did;
+    they take it now, with ``sample``'s scope, and ``generate`` with a generator draws ``sample``'s samples."""
+    objective, _ = _sample_call(name)
+    call = lambda **kw: getattr(objective, method)(5, **kw)  # noqa: E731 - the contract's call
+    contract.assert_generator_contract(call, f"{type(objective).__name__}.{method} generator (the random-number "
+                                             f"generator, not the network)")
+    generated = objective.generate(5, generator=torch.Generator().manual_seed(3))
+    assert generated.requires_grad  # the training losses' draw: differentiable
+    assert torch.equal(generated.detach(), objective.sample(5, generator=torch.Generator().manual_seed(3)))

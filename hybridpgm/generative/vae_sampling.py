@@ -1,0 +1,91 @@
+"""Importance sampling with a :class:`~hybridpgm.generative.vae.VAE`'s guide as the proposal: the log-weights
+:math:`\\log p_\\theta(x, z^{(k)}) - \\log q_\\phi(z^{(k)} \\mid x)`, :math:`z^{(k)} \\sim q_\\phi(z \\mid x)`, and
+the estimates built on them, the importance-sampled :math:`\\log p_\\theta(x)` [3 of
+:mod:`~hybridpgm.generative.vae`] and the Monte Carlo ELBO.
+
+:class:`VAEImportanceSampling` is a base class of :class:`~hybridpgm.generative.vae.VAE`; its methods read the
+VAE's :meth:`~hybridpgm.generative.vae.VAE.model`, :meth:`~hybridpgm.generative.vae.VAE.guide` and input check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
+from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.infer.iwae import importance_log_weights
+from hybridpgm.infer.particle_elbo import keeping_module_state
+from hybridpgm.param_store_scope import own_param_store
+from hybridpgm.rng_scope import seeded_globally_from
+
+__all__ = ["VAEImportanceSampling"]
+
+
+class VAEImportanceSampling:
+    """The importance-sampling estimates of a VAE: :meth:`log_weights`, :meth:`log_likelihood` and :meth:`elbo`."""
+
+    @isolated_from_handlers
+    @torch.no_grad()
+    @own_param_store
+    def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """``num_samples x batch`` importance log-weights :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`,
+        :math:`z^{(k)} \\sim q`.
+
+        :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>` and :meth:`~hybridpgm.generative.vae.VAE.guide` run as
+        a program of their own
+        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), as do :meth:`log_likelihood` and :meth:`elbo`:
+        the same values under any handler of the caller (``poutine.scale``, ``condition``, an outer
+        ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a factor.
+
+        :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
+        :param int num_samples: importance samples :math:`K` per row.
+        :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
+        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
+            guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
+            neither a :class:`torch.Generator` nor ``None``.
+        :raises DataError: bad ``x`` (see :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>`).
+        :raises DeviceError: ``x`` is not on the parameters' device.
+        """
+        num_samples = positive_int(num_samples, "VAE num_samples (importance samples)")
+        chunk_size = positive_int(chunk_size, "VAE chunk_size")
+        generator = generator_or_none(generator, "VAE generator")
+        x = self._check(x)
+        if not x.shape[0]:  # no rows: no plate to run, an empty answer
+            return x.new_zeros((num_samples, 0))
+        chunks = []
+        with keeping_module_state(self), seeded_globally_from(generator):
+            for start in range(0, num_samples, chunk_size):
+                k = min(chunk_size, num_samples - start)
+                log_w, _ = importance_log_weights(self.model, self.guide, x, num_particles=k, max_plate_nesting=1)
+                chunks.append(log_w)
+        return torch.cat(chunks, dim=0)
+
+    @isolated_from_handlers
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
+        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows.
+
+        :param x: ``batch x D`` data.
+        :param int num_samples: importance samples :math:`K` (default ``1000``).
+        :param int chunk_size: samples per pass (default ``128``).
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
+        draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")
+        log_w = self.log_weights(x, num_samples, chunk_size, **draws)
+        return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
+
+    @isolated_from_handlers
+    @torch.no_grad()
+    def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`.
+
+        :param x: ``batch x D`` data.
+        :param int num_samples: draws of :math:`z` per row (default ``1``).
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
+        draws = generator_keywords(generator, self.log_weights, what="VAE.elbo generator")
+        return self.log_weights(x, num_samples, **draws).mean(dim=0)
