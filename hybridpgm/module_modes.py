@@ -106,17 +106,22 @@ def train_models_in_eval(module: nn.Module) -> str | None:
     :returns: the warning :func:`hybridpgm.fit` gives (once per call), or ``None``.
     """
     notes: list[str] = []
-    _train_models(module, None, notes)
+    _train_models(module, None, None, notes)
     return "fit: " + "; and ".join(notes) if notes else None
 
 
-def _train_models(module: nn.Module, key: str | None, notes: list[str]) -> None:
-    if type(module) in (nn.ModuleDict, nn.ModuleList):  # exactly: a user's subclass is a model (review D)
+def _train_models(module: nn.Module, key: str | None, accessor: str | None, notes: list[str]) -> None:
+    """:func:`train_models_in_eval` of ``module``, held under ``key`` (``None``: the objective's module itself) and
+    reached by the expression ``accessor`` (``"objective.module['generator']"``)."""
+    kind = type(module)
+    if kind in (nn.ModuleDict, nn.ModuleList):  # exactly: a user's subclass is a model (review D)
         module.training = True
+        holder = accessor or "objective.module"
         for child_key, child in module.named_children():
-            _train_models(child, child_key, notes)
+            index = child_key if kind is nn.ModuleList else repr(child_key)  # objective.module[1], ['generator']
+            _train_models(child, child_key, f"{holder}[{index}]", notes)
     elif not module.training:
-        note = _frozen_parts_note(module, key)
+        note = _frozen_parts_note(module, key, accessor)
         if note is not None:
             notes.append(note)
         module.train()
@@ -155,23 +160,28 @@ def _accessor(variable: str, path: str) -> str:
     return f"{variable}.get_submodule({path!r})"
 
 
-def _frozen_parts_note(model: nn.Module, key: str | None = None) -> str | None:
+def _frozen_parts_note(model: nn.Module, key: str | None = None, accessor: str | None = None) -> str | None:
     """What switching ``model`` (in ``eval()``) to training mode does to its frozen parts, or ``None``: each
     outermost sub-module whose parameters are all frozen and that holds batch norm or dropout in ``eval()``, by
-    dotted path, with what changes and the calls that keep it in ``eval()``.
+    dotted path, with what changes and the calls that keep it in ``eval()``: on ``model`` for the objective's
+    module, on the expression that reaches a model of the objective's container from the objective given to fit
+    (``objective.module['generator'].train()``, ``objective.module[1].train()`` for the guide's module of a model
+    and a guide: the caller may hold the model under any name, or not at all).
 
     :param model: a model about to be switched by :func:`train_models_in_eval`.
     :param key: its key in the objective's container (``None``: the model is the objective's module).
+    :param accessor: the expression that reaches it from the objective (``None``: the objective's module).
     """
     parts = [(path, effects) for path, part in _frozen_parts(model) if (effects := _mode_layers(part))]
     if not parts:
         return None
-    variable = key if key is not None and key.isidentifier() and not keyword.iskeyword(key) else "model"
+    variable = "model" if accessor is None else accessor
     what = f"the model ({type(model).__name__})" if key is None else \
         f"the objective's model {key!r} ({type(model).__name__})"
     named = "; ".join(f"{path!r} ({', '.join(effects)})" for path, effects in parts)
     keep = "; ".join(f"{_accessor(variable, path)}.eval()" for path, _ in parts)
+    given = "" if accessor is None else "objective being the objective given to fit; "
     return (f"{what} is in eval() as a whole (as a model from hybridpgm.load is), so fit puts it in training mode "
             f"for the run, and with it its frozen part{'s' if len(parts) > 1 else ''} {named}; to keep "
-            f"{'them' if len(parts) > 1 else 'it'} in eval(), call {variable}.train(); {keep} before fit (fit leaves "
-            "the parts of a model in training mode in the modes they are in)")
+            f"{'them' if len(parts) > 1 else 'it'} in eval(), call {variable}.train(); {keep} before fit ({given}fit "
+            "leaves the parts of a model in training mode in the modes they are in)")

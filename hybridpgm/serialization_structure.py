@@ -11,15 +11,21 @@ something else.  So ``save`` refuses such a model (:func:`check_rebuilds`), nami
 torch tool made them (:mod:`hybridpgm.serialization_tooling`).
 
 The comparison costs nothing for a model that was not changed: :func:`~hybridpgm.serialization.serializable`
-records the :class:`Structure` of each instance when its constructor returns (:func:`record_built`), and a model
-whose recorded modules still have that structure, and whose other modules (a graph's, built by ``add`` calls
-that its file records) carry no hook and no parametrization (:func:`unchanged_since_built`), is not rebuilt.
-Otherwise the model is rebuilt from the data ``save`` is about to write, on the CPU, its random initialisation
-inside :func:`~hybridpgm.rng_scope.restoring_global_rngs` (the caller's streams do not move), and compared with
-it: a change the file does carry (an option assigned later, a layer appended to an ``nn.Sequential`` argument)
-passes.  That rebuild takes as long, and as much memory, as the model's construction.  A parameter or buffer
-registered by hand on a module outside the recorded ones (on a :class:`~hybridpgm.graphs.MarkovNet` itself) is
-not seen: such a file is refused by :func:`~hybridpgm.serialization.load`, naming the entry.
+records the :class:`Structure` of each instance when its constructor returns (:func:`record_built`); a graph
+declared by ``add`` calls (:class:`~hybridpgm.graphs.BayesNet`, :class:`~hybridpgm.graphs.MarkovNet`), which its
+file records as those calls, records the names of the entries its constructor and each call made outside the
+modules that record their own (:func:`record_declared`: a table of ``add_factor``, a neural potential's layers;
+each call adds only what it made, so declaring ``N`` nodes costs no ``N`` walks of the graph).  A model whose
+recorded modules still have their structure, whose graphs still hold exactly the entries they recorded, and whose
+other modules carry no hook and no parametrization (:func:`unchanged_since_built`), is not rebuilt.  Otherwise
+the model is rebuilt from the data ``save`` is about to write, on the CPU, its random initialisation inside
+:func:`~hybridpgm.rng_scope.restoring_global_rngs` (the caller's streams do not move), and compared with it: a
+change the file does carry (an option assigned later, a layer appended to an ``nn.Sequential`` argument, a node
+set by ``bn.cpds[name] = cpd``) passes, and a parameter or buffer registered by hand on a graph
+(``bn.register_parameter("extra", ...)``, on its CPD map or its table of potentials) is refused, naming it.  That
+rebuild takes as long, and as much memory, as the model's construction.  A graph pickled by a release that did
+not record it is not rebuilt, as before: an entry registered by hand on it is refused by
+:func:`~hybridpgm.serialization.load`, naming the entry.
 
 A structure is compared by names only, not shapes (an argument saved at its current value, a GP's training
 data, may change a shape as load will); a hook the constructor made and the model no longer has (an
@@ -41,10 +47,12 @@ from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names
 from hybridpgm.serialization_tooling import ADVICE, hooks, tooling
 
-__all__ = ["Structure", "check_rebuilds", "record_built", "structure", "unchanged_since_built"]
+__all__ = ["Structure", "check_rebuilds", "record_built", "record_declared", "structure", "unchanged_since_built"]
 
 #: the attribute (in the instance's ``__dict__``) that holds the :class:`Structure` its constructor made
 _BUILT = "_hybridpgm_built"
+#: the attribute (in a graph's ``__dict__``) that holds the names its declaration made (:func:`record_declared`)
+_DECLARED = "_hybridpgm_declared"
 
 
 class Structure(NamedTuple):
@@ -77,6 +85,59 @@ def record_built(module: nn.Module) -> None:
     object.__setattr__(module, _BUILT, tuple(structure(module)))
 
 
+def _has_record(module: nn.Module) -> bool:
+    """Whether ``module`` records its own structure (:func:`record_built`) or declaration (:func:`record_declared`)."""
+    return isinstance(module.__dict__.get(_BUILT), tuple) or isinstance(module.__dict__.get(_DECLARED), frozenset)
+
+
+def _outside_records(module: nn.Module) -> frozenset:
+    """The state-dict names (as the plain model names them) of the parameters and persistent buffers of ``module``
+    and of its sub-modules that lie outside every sub-module with a record of its own (:func:`_has_record`)."""
+    plain = plain_names(module)
+    keys, pending = set(), [("", module)]
+    while pending:
+        path, sub = pending.pop()
+        prefix = f"{path}." if path else ""
+        keys.update(plain(prefix + name) for name, p in sub._parameters.items() if p is not None)
+        keys.update(plain(prefix + name) for name, b in sub._buffers.items()
+                    if b is not None and name not in sub._non_persistent_buffers_set)
+        pending.extend((prefix + name, child) for name, child in sub._modules.items()
+                       if child is not None and not _has_record(child))
+    return frozenset(keys)
+
+
+def record_declared(graph: nn.Module, path: str = "") -> None:
+    """Record in ``graph``, a module declared by ``add`` calls that its file records as those calls, the entries
+    its declaration made outside the modules that record their own (:func:`record_built`): with no ``path``, those
+    of the whole graph (its constructor; :func:`unchanged_since_built` then compares them with what it holds); with
+    ``path``, what an ``add`` call just made there is added to the record (a graph that records nothing, one
+    pickled by an earlier release, is left so).  Kept by :func:`copy.deepcopy` and pickles, as a plain frozenset.
+
+    :param graph: the graph (a :class:`~hybridpgm.graphs.BayesNet`, a :class:`~hybridpgm.graphs.MarkovNet`).
+    :param path: the dotted path of the sub-module or the entry the call made (``"cpds.rain"``,
+        ``"table_potentials.ab"``), whose parent modules it reaches through ``_modules``.
+    """
+    if not path:
+        object.__setattr__(graph, _DECLARED, _outside_records(graph))
+        return
+    record = graph.__dict__.get(_DECLARED)
+    if not isinstance(record, frozenset):
+        return
+    parent_path, _, name = path.rpartition(".")
+    parent = graph
+    for part in parent_path.split(".") if parent_path else ():
+        parent = parent._modules[part]
+    child = parent._modules.get(name)
+    if child is not None:
+        made = frozenset() if _has_record(child) else frozenset(f"{path}.{key}" for key in _outside_records(child))
+    elif name in parent._parameters or (name in parent._buffers and name not in parent._non_persistent_buffers_set):
+        made = frozenset((path,))
+    else:
+        made = frozenset()
+    if not made <= record:
+        object.__setattr__(graph, _DECLARED, record | made)
+
+
 def _tooled(module: nn.Module) -> bool:
     """Whether ``module`` itself (not a sub-module) has a hook or a parametrization."""
     return bool(hooks(module)) or type(module).__module__ == "torch.nn.utils.parametrize"
@@ -84,8 +145,9 @@ def _tooled(module: nn.Module) -> bool:
 
 def unchanged_since_built(model: nn.Module) -> bool:
     """Whether each module of ``model`` whose constructor recorded its structure (:func:`record_built`) still has
-    that structure, and no module outside those has a hook or a parametrization (the parameters and buffers there
-    are what a graph's ``add`` calls made, which its file records, or the layers of an ``nn.Sequential``, which
+    that structure, each graph outside those that recorded its declaration (:func:`record_declared`) holds exactly
+    the entries it recorded, and no module outside the recorded ones has a hook or a parametrization (the
+    parameters and buffers of such a module that no graph records are the layers of an ``nn.Sequential``, which
     :mod:`hybridpgm.serialization_layers` compares)."""
     pending, checked = [(model, False)], set()
     while pending:
@@ -97,8 +159,14 @@ def unchanged_since_built(model: nn.Module) -> bool:
                 if structure(module) != record:
                     return False
             covered = True
-        elif not covered and _tooled(module):
-            return False
+        elif not covered:
+            if _tooled(module):
+                return False
+            declared = module.__dict__.get(_DECLARED)
+            if isinstance(declared, frozenset) and id(module) not in checked:
+                checked.add(id(module))
+                if _outside_records(module) != declared:
+                    return False
         pending.extend((child, covered) for child in module._modules.values() if child is not None)
     return True
 

@@ -1,6 +1,7 @@
 """fit warns when switching a model in eval() to training puts a part the caller froze in training too
 (hybridpgm/module_modes.py, train_models_in_eval): its batch norm's running statistics move, its dropout is on."""
 
+import re
 import warnings
 
 import torch
@@ -32,7 +33,8 @@ def test_the_switch_names_each_frozen_part_with_what_changes_and_how_to_keep_it(
     container["generator"][2].requires_grad_(False)
     note = train_models_in_eval(container)
     assert note.startswith("fit: the objective's model 'generator' (Sequential) is in eval() as a whole") and \
-        "call generator.train(); generator.get_submodule('2').eval() before fit" in note and "critic" not in note
+        "call objective.module['generator'].train(); objective.module['generator'].get_submodule('2').eval() " \
+        "before fit (objective being the objective given to fit; " in note and "critic" not in note
 
 
 def test_no_note_without_a_frozen_part_that_the_mode_changes():
@@ -89,3 +91,55 @@ def test_fit_does_not_warn_of_a_model_in_eval_with_nothing_frozen_or_a_training_
     assert _fit_notes(vae.eval(), x) == []
     vae.encoder.requires_grad_(False)
     assert _fit_notes(vae.train(), x) == []
+
+
+class _Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.5))
+
+    def model(self, x):
+        pass
+
+
+class _Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+
+    def guide(self, x):
+        pass
+
+
+def _advice(note):
+    """``[(expression, what it calls)]`` of each "call ... before fit" of ``note``."""
+    calls = [call for advice in re.findall(r"call (.*?) before fit", note) for call in advice.split("; ")]
+    return [call.rsplit(".", 1) for call in calls]
+
+
+def test_a_model_of_the_objectives_container_is_reached_from_the_objective_given_to_fit():
+    """Audit: for a model of an objective's container the advice named a variable after its key ("call
+    generator.train(); generator.get_submodule('net.1').eval()"), which fit's caller may not hold, and for a model
+    and a guide of two modules (keys 0 and 1) called both of them "model".  Each expression now starts from the
+    objective given to fit, and each finds the model or the frozen part it names."""
+    from hybridpgm import GAN
+    from hybridpgm.generative.gan import MLPDiscriminator, MLPGenerator
+
+    torch.manual_seed(0)
+    gan = GAN(MLPGenerator(4, (3,), (8,), batch_norm=True), MLPDiscriminator((3,), (8,)))
+    gan.module.eval()
+    gan.generator.net[1].requires_grad_(False)
+    note = train_models_in_eval(gan.module)
+    assert "the objective's model 'generator' (MLPGenerator)" in note and "'discriminator'" not in note
+    calls = _advice(note)
+    assert [method for _, method in calls] == ["train()", "eval()"]
+    assert [eval(expression, {"objective": gan}) for expression, _ in calls] == [gan.generator, gan.generator.net[1]]
+
+    decoder, encoder = _Decoder().eval(), _Encoder().eval()
+    decoder.net.requires_grad_(False)
+    encoder.net[1].requires_grad_(False)
+    objective = SVIObjective(decoder.model, encoder.guide, Trace_ELBO())
+    note = train_models_in_eval(objective.module)
+    assert "model '0' (_Decoder)" in note and "model '1' (_Encoder)" in note
+    reached = [eval(expression, {"objective": objective}) for expression, _ in _advice(note)]
+    assert reached == [decoder, decoder.net, encoder, encoder.get_submodule("net.1")]

@@ -49,8 +49,8 @@ def test_a_forward_hook_added_after_construction_is_refused_not_dropped(tmp_path
 
 
 def test_a_hook_on_a_graph_built_by_add_calls_is_refused(tmp_path):
-    """A MarkovNet records no constructor structure (its factors come from add_factor calls): a hook on it still
-    makes save rebuild it and compare."""
+    """A MarkovNet records no constructor structure (its factors come from add_factor calls, whose entries it
+    records instead): a hook on it still makes save rebuild it and compare."""
     mrf = MarkovNet({"a": 2, "b": 2})
     mrf.add_factor("ab", ["a", "b"], nn.Parameter(torch.randn(2, 2)))
     mrf.register_forward_pre_hook(lambda module, inputs: None)

@@ -77,12 +77,17 @@ class GreedyStages:
 
     def check_resume(self, layer: int) -> int | None:
         """Warn where ``layer`` will resume its checkpoint while a layer below trained in this call (see the
-        module's docstring); for a stage its caller trains itself (the top RBM of ``hybridpgm train dbn``).
+        module's docstring); for a stage its caller trains itself (the top RBM of ``hybridpgm train dbn``).  Under
+        ``torchrun`` rank 0 alone warns, as :func:`hybridpgm.fit`'s messages do (every rank resumes the same
+        checkpoint).
 
         :returns: the steps of the checkpoint the stage resumes (``None``: it starts afresh).
         """
+        from hybridpgm.train import distributed
+
         before = self._resumed_steps(self.paths[layer])
-        if before is not None and self.trained_below is not None:
+        if (before is not None and self.trained_below is not None
+                and distributed.current(self.fit_kwargs.get("collective_timeout")).is_main):
             command, advice = _WORDING.get() or (f"{self.model}.pretrain",
                                                  "remove their checkpoints (overwrite=True retrains every layer)")
             warnings.warn(

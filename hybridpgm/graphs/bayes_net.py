@@ -52,6 +52,7 @@ from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
 from hybridpgm.interrupt_scope import restored_on_error
 from hybridpgm.module_registration import frozen_aware_module
+from hybridpgm.serialization_structure import record_declared
 
 __all__ = ["BayesNet"]
 
@@ -94,6 +95,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         self.plan_cache = PlanCache()
         self._order: list[str] | None = None
         self._dag = DagIndex()
+        record_declared(self)  # what save compares the network with; each add adds its node (serialization_structure)
         for what, arg in (("cpds", cpds), ("state_names", state_names)):
             if arg is not None and not isinstance(arg, Mapping):
                 raise ModelSpecError(f"BayesNet {what} must be a mapping node name -> value, got {type(arg).__name__}")
@@ -164,6 +166,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
             self.state_names[name] = states
         self._order = None
         self.plan_cache.clear()
+        record_declared(self, f"cpds.{name}")
         return self
 
     def __setattr__(self, name: str, value) -> None:

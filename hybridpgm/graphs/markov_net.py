@@ -54,6 +54,7 @@ from hybridpgm.graphs.mrf_tables import LegacyTableNames, TablePotentials
 from hybridpgm.graphs.mrf_vmap import vmap_refused
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.network_checks import check_output
+from hybridpgm.serialization_structure import record_declared
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MarkovNet"]
@@ -119,6 +120,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         self.table_potentials = TablePotentials()  # tensor families by name; first: parameters keep their order
         self.potentials = nn.ModuleDict()  # neural families
         self._colors = None
+        record_declared(self)  # what save compares the net with; each factor adds its entries (serialization_structure)
 
     def __repr__(self) -> str:
         return f"MarkovNet(variables={self.cards}, factors={list(self.families)})"
@@ -173,6 +175,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         self.families[name] = fam
         self._factor_sites.update({factor_site(name, f, single): (name, f, single) for f in range(len(scopes))})
         self._colors = None
+        record_declared(self, f"potentials.{name}" if fam["kind"] == "module" else f"table_potentials.{fam['key']}")
         return self
 
     def _check_table(self, name, fam, t):

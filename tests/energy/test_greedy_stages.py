@@ -51,3 +51,28 @@ def test_a_command_words_the_warning_in_its_own_flags_and_the_call_wording_comes
     assert message.endswith("to retrain the layers above on the new features, use --overwrite")
     [message] = _pretrain(model, paths, 3)
     assert message.startswith("DBN.pretrain: layer 1") and message.endswith("(overwrite=True retrains every layer)")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_rank_zero_alone_warns(rank, tmp_path, monkeypatch):
+    """Audit: the warning spoke on every rank of a torchrun job (W copies of it), where fit's own messages speak on
+    rank 0 alone; rank 1 (faked, as tests/train fakes ranks) now keeps quiet, rank 0 still warns."""
+    from hybridpgm.energy.greedy_stages import GreedyStages
+    from hybridpgm.train import distributed
+
+    torch.manual_seed(0)
+    paths = [tmp_path / "l0.pt", tmp_path / "l1.pt"]
+    _pretrain(DBN([6, 4, 3]), paths, 1)
+    stages = GreedyStages(paths, 2, "DBN", {"collective_timeout": 30.0})
+    stages.trained_below = 0  # layer 0 trained further in this call
+    asked = []
+    monkeypatch.setattr(distributed, "current", lambda timeout_s=None: asked.append(timeout_s) or
+                        distributed.DistributedContext(rank=rank, world_size=2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert stages.check_resume(1) == 4
+    messages = [str(w.message) for w in caught if issubclass(w.category, TrainingWarning)]
+    assert len(messages) == (1 if rank == 0 else 0)
+    if rank == 0:
+        assert messages[0].startswith(f"DBN.pretrain: layer 1 resumes its checkpoint {str(paths[1])!r} (step 4)")
+    assert asked == [30.0]  # the group fit made (or makes, with the timeout the stages give fit)

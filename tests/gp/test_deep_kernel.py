@@ -13,7 +13,18 @@ from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp import DeepKernelGP, ExactMLLObjective, SVDeepKernelGP
 from hybridpgm.nn import mlp
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+# a UserWarning or RuntimeWarning not ignored below fails the test (a later filter wins: the ignores, third-party
+# warnings seen in this file, come after the errors)
+pytestmark = pytest.mark.filterwarnings(
+    "error::UserWarning",
+    "error::RuntimeWarning",
+    "ignore::linear_operator.utils.warnings.NumericalWarning",  # GPyTorch's numerics: CG not converged, jitter added
+    "ignore:Sparse invariant checks are implicitly disabled:UserWarning",  # torch, once per process
+    # torch, at the test's float() of a loss
+    "ignore:Converting a tensor with requires_grad=True to a scalar:UserWarning",
+    # Pyro, at the test's direct call of a model
+    "ignore:trying to observe a value outside of inference:RuntimeWarning",
+)
 
 
 class PlainExactGP(gpytorch.models.ExactGP):

@@ -15,7 +15,16 @@ from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.nn import mlp
 from tests.gp.test_deep_kernel import PlainExactGP  # GPyTorch's textbook exact GP: the reference
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+# a UserWarning or RuntimeWarning not ignored below fails the test (a later filter wins: the ignores, third-party
+# warnings seen in this file, come after the errors)
+pytestmark = pytest.mark.filterwarnings(
+    "error::UserWarning",
+    "error::RuntimeWarning",
+    "ignore::linear_operator.utils.warnings.NumericalWarning",  # GPyTorch's numerics: CG not converged, jitter added
+    "ignore:Sparse invariant checks are implicitly disabled:UserWarning",  # torch, once per process
+    # torch, at the test's float() of a loss
+    "ignore:Converting a tensor with requires_grad=True to a scalar:UserWarning",
+)
 
 EXACT = functools.partial(gpytorch.settings.fast_computations, False, False, False)
 
