@@ -119,16 +119,16 @@ def seed_of(value, what: str, *, draws: int = 1) -> int:
 def generator_or_none(value, what: str) -> torch.Generator | None:
     """``value`` checked as a sampler's ``generator=``: a :class:`torch.Generator` (on any device) or ``None``.
 
-    A seed passed where a generator is asked for (``generator=3``) would otherwise reach torch as a raw
-    ``TypeError`` (or an ``AttributeError``) deep inside the sampler; this names the argument instead.
+    A seed passed for a generator (``generator=3``) would reach torch as a raw ``TypeError`` deep in the sampler.
 
     :param what: the argument, as the message names it (``"BayesNet.sample generator"``).
     :raises ConfigError: for anything else, naming ``what`` and the type received.
     """
     if value is None or isinstance(value, torch.Generator):
         return value
-    raise ConfigError(f"{what} must be a torch.Generator or None, got {type(value).__name__} {value!r:.60} "
-                      "(for a seed, pass torch.Generator().manual_seed(seed))")
+    shown = "" if "\n" in repr(value) else f" {value!r:.60}"  # a network's many lines: its type alone
+    raise ConfigError(f"{what} must be a torch.Generator or None, got {type(value).__name__}{shown} (for a seed, "
+                      "pass torch.Generator().manual_seed(seed))")
 
 
 def generator_keywords(generator: torch.Generator | None, *methods: Callable, what: str = "generator") -> dict:

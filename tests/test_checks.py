@@ -286,3 +286,17 @@ def test_close_match_suggests_the_nearest_name_or_nothing():
     assert checks.close_match("zzz", ["rain", "wet"]) == ""
     assert checks.close_match(3, ["rain"]) == ""
     assert checks.close_match("a", [1, 2]) == ""
+
+
+def test_generator_or_none_names_a_network_given_for_the_generator_by_its_type_not_its_lines_cut_off():
+    """Review: a network passed as ``generator=`` put its multi-line repr, cut off mid-line at 60 characters,
+    into the message ("Linear(in_featur (for a seed, ...")."""
+    from hybridpgm.checks import generator_or_none
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    with pytest.raises(ConfigError) as refused:
+        generator_or_none(net, "GAN.sample generator")
+    assert str(refused.value) == ("GAN.sample generator must be a torch.Generator or None, got Sequential (for a "
+                                  "seed, pass torch.Generator().manual_seed(seed))")
+    with pytest.raises(ConfigError, match=r"got int 3 \(for a seed"):
+        generator_or_none(3, "GAN.sample generator")

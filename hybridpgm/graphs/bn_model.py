@@ -207,7 +207,10 @@ class BayesNetModel:
         if evidence is None and num_samples and any(n != num_samples for n in rows.values()):  # sets the count
             raise DataError(f"BayesNet.sample: {num_samples} samples asked for, but the context inputs have "
                             f"{', '.join(f'{k!r}: {n} row(s)' for k, n in rows.items())}; give each input "
-                            f"{num_samples} rows (a single-feature input may be one 0-d value for all)")
+                            f"{num_samples} rows (a single-feature input may be one 0-d value for all), or, for "
+                            f"{num_samples} samples given each input row ([num_samples, rows]), call "
+                            f"hybridpgm.infer.exact.posterior_sample(bn, {num_samples}, "
+                            f"{{{', '.join(f'{k!r}: <its rows>' for k in rows)}}})")
         if evidence is not None or generator is not None:
             from hybridpgm.infer.bn_evidence import evidence_mapping
             from hybridpgm.infer.exact import posterior_sample

@@ -34,9 +34,18 @@ def test_sample_s_is_drawn_given_input_row_s_with_or_without_a_generator(generat
         {"a": (0,), "z": (0,)}
 
 
-def test_inputs_of_another_row_count_are_refused_with_a_generator_too():
-    with pytest.raises(DataError, match=r"BayesNet.sample: 4 samples asked for, but the context inputs have 'u': 6 "):
-        _net().sample(4, inputs=U, generator=torch.Generator().manual_seed(0))
+def test_inputs_of_another_row_count_are_refused_with_a_generator_too_naming_the_call_that_draws_per_row():
+    """Review: with a generator this call gave ``[4, 6]`` before (4 samples given each input row); the refusal names
+    the call that still does, and that call does."""
+    net = _net()
+    with pytest.raises(DataError, match=r"BayesNet.sample: 4 samples asked for, but the context inputs have 'u': 6 ") \
+            as refused:
+        net.sample(4, inputs=U, generator=torch.Generator().manual_seed(0))
+    assert str(refused.value).endswith("call hybridpgm.infer.exact.posterior_sample(bn, 4, {'u': <its rows>})")
+    from hybridpgm.infer.exact import posterior_sample
+
+    draws = posterior_sample(net, 4, {"u": U}, generator=torch.Generator().manual_seed(0))
+    assert draws["z"].shape == (4, 6) and torch.equal(draws["z"], (U[:, 0] > 0).long().expand(4, 6))
 
 
 def test_the_generator_contract_holds_with_context_inputs():
