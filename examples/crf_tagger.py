@@ -57,9 +57,9 @@ class Tagger(nn.Module):
 def main(args):
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    hmm = random_hmm(args.num_states, args.num_symbols, gen)
-    train = sample_hmm(hmm, args.num_train, args.min_len, args.max_len, gen)
-    test = sample_hmm(hmm, args.num_test, args.min_len, args.max_len, gen)
+    hmm = random_hmm(args.num_states, args.num_symbols, generator=gen)
+    train = sample_hmm(hmm, args.num_train, args.min_len, args.max_len, generator=gen)
+    test = sample_hmm(hmm, args.num_test, args.min_len, args.max_len, generator=gen)
 
     tagger = Tagger(args.num_symbols, args.num_states, args.hidden, args.encoder)
     result = hybridpgm.fit(CRFLikelihood(tagger), train, max_steps=args.num_steps,

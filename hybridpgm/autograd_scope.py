@@ -5,6 +5,10 @@ Several exact queries are gradients of a log-partition function (marginals as :m
 through autograd (a MAP state).  ``torch.enable_grad()`` re-enables autograd under ``torch.no_grad()``, but not
 in inference mode, and autograd cannot save a tensor created in inference mode for backward.
 :func:`with_autograd` runs such a query so that it works in either.
+
+The other way round, an input made under inference mode (a request decoded there) and queried outside it, with
+grad mode on, fails the same way in a query that is differentiable in the model's parameters (an RBM's free
+energy, a Bayes net's posterior): :func:`usable_with_grad`, called once by the query's input check, clones it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import dataclasses
 
 import torch
 
-__all__ = ["with_autograd"]
+__all__ = ["usable_with_grad", "with_autograd"]
 
 
 def _normal(x):
@@ -62,3 +66,20 @@ def with_autograd(fn, *args, **kwargs):
     """
     with torch.inference_mode(False), torch.enable_grad():
         return fn(*_normal(list(args)), **_normal(kwargs))
+
+
+def usable_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x``, or a normal clone of it where it is an inference tensor (created under :func:`torch.inference_mode`)
+    and autograd records (grad mode on, outside inference mode).
+
+    An operation of ``x`` with a parameter that requires grad (``v @ visible_bias``, indexing a table by
+    evidence) saves ``x`` for backward, which torch refuses for an inference tensor ("Inference tensors cannot be
+    saved for backward"); the clone can be saved, and gradients reach the parameters as for any input.  Only
+    metadata are read: a normal tensor, or any tensor under ``torch.no_grad()`` or in inference mode, is returned
+    as it is at no cost.
+
+    :param x: a query's input, already checked.
+    """
+    if x.is_inference() and torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+        return x.clone()
+    return x

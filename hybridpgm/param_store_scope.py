@@ -20,7 +20,10 @@ The store is one per process.  Both scopes hold hybridpgm's process-wide lock
 (:func:`~hybridpgm.global_state_lock.holding_global_state`) from the snapshot of the store to its restore: two
 threads swapping it at once cleared each other's scope and wrote back each other's snapshot (a query's
 parameters left in the user's store, the user's own parameters lost).  :func:`hybridpgm.fit` lets other threads
-in between its steps with :func:`let_other_threads_in`, which puts the caller's store back for the gap.
+in between its steps with :func:`let_other_threads_in`, which puts the caller's store back for the gap, and with
+it the caller's random streams: ``fit`` seeds torch's, NumPy's and Python's global streams, and another thread's
+unseeded draw in the gap (``vae.sample(3, mean=False)``) moved fit's seeded stream, so that a seeded run was no
+longer reproducible (step 0 loss 4.7383 against 5.1151 alone).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pyro.params.param_store import ParamStoreDict
 from pyro.nn.module import _make_name
 
 from hybridpgm.global_state_lock import held_depth, holding_global_state, others_waiting, released_global_state
+from hybridpgm.rng_scope import global_rng_states, set_global_rng_states
 
 __all__ = ["frozen_aware_parameter", "let_other_threads_in", "module_param_names", "modules_own_their_params",
            "own_param_store"]
@@ -44,7 +48,8 @@ __all__ = ["frozen_aware_parameter", "let_other_threads_in", "module_param_names
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: .open: the :func:`own_param_store` scopes open in this thread, innermost last, each a dict with the store's
-#: contents found on entry ("outer", :func:`_take_contents`) and the lock depth before the scope took the lock ("depth")
+#: contents found on entry ("outer", :func:`_take_contents`), the lock depth before the scope took the lock ("depth")
+#: and torch's random states found on entry ("rngs", :func:`~hybridpgm.rng_scope.global_rng_states`)
 _SCOPES = threading.local()
 
 
@@ -104,11 +109,12 @@ def _put_contents(store: Any, contents: Any) -> None:
 def _fresh_store() -> Iterator[None]:
     """An empty param store for the body, the one found put back on exit (also by an exception), all under the
     lock.  Taking the store's contents out and putting them back costs the same whatever their size
-    (:func:`_take_contents`)."""
+    (:func:`_take_contents`).  The states of torch's generators found on entry are kept for
+    :func:`let_other_threads_in` (about a microsecond; NumPy's and Python's would cost tens)."""
     depth = held_depth()
     with holding_global_state():
         store = pyro.get_param_store()
-        scope = {"outer": _take_contents(store), "depth": depth}
+        scope = {"outer": _take_contents(store), "depth": depth, "rngs": global_rng_states(numpy_python=False)}
         opened = _open_scopes()
         opened.append(scope)
         try:
@@ -124,21 +130,34 @@ def let_other_threads_in() -> None:
     caller's hold) until another thread blocked on it has had it, then take the lock and the call's own store
     back (:func:`~hybridpgm.global_state_lock.released_global_state`).
 
+    The random streams are swapped the same way: the call's own states of torch's CPU generator, the CUDA
+    generators already initialised, NumPy's and Python's global streams (all of which ``fit`` seeds) are put back
+    after the gap, whatever the other thread drew; for the gap torch's generators are put where the call found
+    them (and where the last gap left them), so that another thread's unseeded draws neither move nor repeat
+    the call's stream.  NumPy's and Python's stay as the call left them for the gap (hybridpgm draws nothing from
+    them; taking their states on every entry would cost tens of microseconds).  A seeded ``fit`` thus gives the
+    same losses whatever other threads draw between its steps.
+
     Another thread's hybridpgm calls thus run in the gap, each in its own scope, and what the user's own code
-    registered in the caller's store meanwhile is kept.  Outside such a call, or when no other thread is waiting
-    for the lock (:func:`~hybridpgm.global_state_lock.others_waiting`: a single-threaded ``fit`` pays one read per
-    step), it does nothing."""
+    registered in the caller's store meanwhile is kept.  Outside such a call, when a caller of this thread holds
+    the lock (no other thread can take it), or when no other thread is waiting for the lock
+    (:func:`~hybridpgm.global_state_lock.others_waiting`: a single-threaded ``fit`` pays one read per step), it does
+    nothing."""
     opened = _open_scopes()
-    if not opened or not others_waiting():
+    if not opened or not others_waiting() or opened[-1]["depth"]:
         return
     scope = opened[-1]
     store = pyro.get_param_store()
     own = _take_contents(store)
     _put_contents(store, scope["outer"])
+    own_rngs = global_rng_states()
+    set_global_rng_states(scope["rngs"])
     try:
         with released_global_state(scope["depth"]):
             pass
     finally:  # the lock is held again
+        scope["rngs"] = global_rng_states(numpy_python=False)
+        set_global_rng_states(own_rngs)
         scope["outer"] = _take_contents(store)
         _put_contents(store, own)
 

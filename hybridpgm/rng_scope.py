@@ -25,7 +25,13 @@ These streams are one per process.  Each scope holds hybridpgm's process-wide lo
 (:func:`~hybridpgm.global_state_lock.holding_global_state`) from its snapshot to its restore: two threads seeding
 and restoring them at once drew from each other's seeds and rewound each other's streams (the samples of a
 generator did not repeat, and the caller's stream moved).  A scope around a whole training run
-(:func:`~hybridpgm.gp.train_deep_kernel` with a seed) thus holds the lock for the whole run.
+(:func:`~hybridpgm.gp.train_deep_kernel` with a seed) thus holds the lock for the whole run.  Without a generator
+the sampler scopes hold the lock all the same: the draws then come from the global streams, which a seeded
+:func:`hybridpgm.fit` in another thread owns while one of its steps runs.
+
+:func:`global_rng_states` and :func:`set_global_rng_states` take and put back the streams' states as they are:
+:func:`~hybridpgm.param_store_scope.let_other_threads_in` swaps them, with Pyro's param store, when ``fit`` lets
+another thread's calls run between two of its steps.
 """
 
 from __future__ import annotations
@@ -39,10 +45,10 @@ import numpy as np
 import torch
 
 from hybridpgm.checks import generator_or_none, seed_of
-from hybridpgm.global_state_lock import holding_global_state
+from hybridpgm.global_state_lock import held_depth, holding_global_state
 
-__all__ = ["cuda_indices", "fixed_rng", "keeping_global_rngs", "restoring_global_rngs", "seeded_from_generator",
-           "seeded_globally_from"]
+__all__ = ["cuda_indices", "fixed_rng", "global_rng_states", "keeping_global_rngs", "restoring_global_rngs",
+           "seeded_from_generator", "seeded_globally_from", "set_global_rng_states"]
 
 
 def cuda_indices(devices: Iterable[torch.device | str | int] | None) -> list[int]:
@@ -58,6 +64,39 @@ def cuda_indices(devices: Iterable[torch.device | str | int] | None) -> list[int
         if device.type == "cuda":
             indices.add(device.index if device.index is not None else torch.cuda.current_device())
     return sorted(indices)
+
+
+def global_rng_states(*, numpy_python: bool = True) -> dict:
+    """The states of torch's CPU generator, of the CUDA generators already initialised, and (with
+    ``numpy_python``) of NumPy's global ``RandomState`` and Python's ``random``, for
+    :func:`set_global_rng_states`.  Nothing initialises CUDA to read them.
+
+    :param bool numpy_python: also NumPy's and Python's states (reading them costs tens of microseconds, torch's
+        CPU state about one).
+    :returns: a dict ``"cpu"`` (and a CUDA device index, ``"numpy"``, ``"python"``) -> state.
+    """
+    states: dict = {"cpu": torch.default_generator.get_state()}
+    if torch.cuda.is_initialized():  # checked first: cheaper than cuda_indices's is_available()
+        for index in cuda_indices(None):
+            states[index] = torch.cuda.get_rng_state(index)
+    if numpy_python:
+        states["numpy"], states["python"] = np.random.get_state(), random.getstate()
+    return states
+
+
+def set_global_rng_states(states: dict) -> None:
+    """Put back the states :func:`global_rng_states` took: those it holds, the other streams left as they are.
+
+    :param states: what :func:`global_rng_states` returned."""
+    for key, state in states.items():
+        if key == "cpu":
+            torch.default_generator.set_state(state)
+        elif key == "numpy":
+            np.random.set_state(state)
+        elif key == "python":
+            random.setstate(state)
+        else:
+            torch.cuda.set_rng_state(state, key)
 
 
 @contextlib.contextmanager
@@ -126,9 +165,10 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
     generator advances by the same one draw in both modes, so a network whose output does not depend on its mode
     gives the same samples in training and evaluation mode.
 
-    With no ``generator`` it is no scope at all: the networks' draws, if any, come from and advance the global
-    streams, as Pyro's do; nor with no ``modules`` (a table-only Bayes net or Markov net: nothing inside draws from
-    the global streams, and the generator is not advanced).
+    With no ``generator`` the networks' draws, if any, come from and advance the global streams, as Pyro's do;
+    with no ``modules`` (a table-only Bayes net or Markov net) nothing inside draws from them and the generator is
+    not advanced.  Either way the scope only holds hybridpgm's process-wide lock (no other thread's hybridpgm call,
+    a step of a seeded :func:`hybridpgm.fit` for one, draws from the global streams meanwhile).
 
     :param generator: the sampler's generator (CPU or CUDA), or ``None``.
     :param modules: the networks the code inside evaluates (their devices' CUDA generators are seeded).
@@ -138,7 +178,11 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
     generator = generator_or_none(generator, "generator")
     modules = list(modules)
     if generator is None or not modules:  # no network: nothing inside draws from the global streams
-        yield
+        if held_depth():  # held already (a training step): nothing to take
+            yield
+            return
+        with holding_global_state():  # unseeded draws: not while another thread's seeded fit runs a step
+            yield
         return
     with holding_global_state():  # the whole scope: no other thread's call seeds or restores in between
         seed = int(torch.randint(2**62, (), generator=generator, device=generator.device))
@@ -160,13 +204,14 @@ def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[No
     seeds torch's CPU generator and the CUDA generators already initialised, restored with NumPy's and Python's
     global states on exit (:func:`keeping_global_rngs`): like :func:`seeded_from_generator`, except that it seeds
     the CUDA generators already initialised rather than those of the networks' devices, and seeds without
-    networks.  With ``None``: no scope, the draws come from and advance the global streams.
+    networks.  With ``None``: the draws come from and advance the global streams, and the scope only holds
+    hybridpgm's process-wide lock (as :func:`seeded_from_generator` without a generator).
 
     :param generator: a :class:`torch.Generator` (checked by the caller with
         :func:`~hybridpgm.checks.generator_or_none`), or ``None``.
     """
-    if generator is None:
-        return contextlib.nullcontext()
+    if generator is None:  # held already (a GAN's noise in a training step): no second entry
+        return contextlib.nullcontext() if held_depth() else holding_global_state()
     return keeping_global_rngs(int(torch.randint(2**62, (), generator=generator, device=generator.device)))
 
 

@@ -73,7 +73,7 @@ def test_filtered_pandas_inputs_read_like_default_indexed_ones():
     mrf = MarkovNet({"a": 2, "b": 2})
     mrf.add_factor("ab", ["a", "b"], torch.tensor([[2.0, -1.0], [0.0, 1.0]]))
     torch.testing.assert_close(mrf.log_prob(test[["a", "b"]]), mrf.log_prob(plain[["a", "b"]]))
-    hmm = random_hmm(2, 3, torch.Generator().manual_seed(0))
+    hmm = random_hmm(2, 3, generator=torch.Generator().manual_seed(0))
     x = torch.randint(0, 3, (3, 3), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(hmm_posterior(hmm, x, test["len"]).marginals,
                                hmm_posterior(hmm, x, plain["len"]).marginals)
@@ -139,7 +139,7 @@ def test_read_only_arrays_leak_no_torch_warning(case):
 
 def test_hmm_posterior_lengths_from_numpy_and_pandas():
     # before: a raw TypeError (object array), ValueError (big-endian, a Series indexed 1..3) from torch
-    hmm = random_hmm(2, 3, torch.Generator().manual_seed(0))
+    hmm = random_hmm(2, 3, generator=torch.Generator().manual_seed(0))
     x = torch.randint(0, 3, (3, 4), generator=torch.Generator().manual_seed(1))
     expected = hmm_posterior(hmm, x, torch.tensor([2, 3, 1])).marginals
     for lengths in (np.array([2, 3, 1], ">i8"), pd.Series([4, 2, 3, 1]).iloc[1:]):

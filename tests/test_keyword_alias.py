@@ -101,8 +101,14 @@ def _public_soon_keyword_only():
     from hybridpgm.graphs import MarkovNet
     from hybridpgm.infer import NVIL_ELBO, RWS, ChromaticGibbs, ReweightedWakeSleepELBO
     from hybridpgm.infer.mrf_exact import exact_sample
+    from hybridpgm.data.hmm_tagging import random_hmm, sample_hmm
+    from hybridpgm.data.toy import ring_of_gaussians
+    from hybridpgm.diagnostics.importance_resampling import resample_indices
+    from hybridpgm.generative import SBNGibbs
 
-    return [(data_loader, ["shuffle", "seed", "drop_last"]), (from_mcmc, ["log_likelihood"]),
+    return [(ring_of_gaussians, ["generator", "return_modes"]), (random_hmm, ["generator"]),
+            (sample_hmm, ["generator"]), (resample_indices, ["generator"]), (SBNGibbs.sweep, ["generator"]),
+            (data_loader, ["shuffle", "seed", "drop_last"]), (from_mcmc, ["log_likelihood"]),
             (NVIL_ELBO.__init__, ["variance_normalization", "centering"]),
             (ReweightedWakeSleepELBO.__init__, ["wake_phi", "sleep_phi", "num_sleep_particles"]),
             (RWS.__init__, ["wake_phi", "sleep_phi"]), (ChromaticGibbs.__call__, ["init", "return_trace", "generator"]),

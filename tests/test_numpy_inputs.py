@@ -194,7 +194,7 @@ def test_ising_grid_reads_reversed_arrays():
 def test_hmm_posterior_reads_reversed_lengths():
     from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm
 
-    hmm = random_hmm(2, 3, torch.Generator().manual_seed(1))
+    hmm = random_hmm(2, 3, generator=torch.Generator().manual_seed(1))
     x, lengths = torch.tensor([[2, 0, 1], [1, 1, 0], [0, 2, 2]]), np.array([3, 1, 2])
     crf, ref = hmm_posterior(hmm, x, _flipped(lengths)), hmm_posterior(hmm, x, lengths.copy())
     _same(crf.lengths, ref.lengths)

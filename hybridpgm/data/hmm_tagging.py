@@ -22,14 +22,20 @@ import torch
 from hybridpgm.checks import as_integer, generator_or_none, positive_int, torch_readable
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import LinearChainCRF
+from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["hmm_posterior", "random_hmm", "sample_hmm"]
 
 
-def random_hmm(num_labels: int, num_symbols: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+@keyword_only_soon("generator")
+def random_hmm(num_labels: int, num_symbols: int, *,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
     """A random sticky HMM ``(log_pi [L], log_A [L, L], log_B [L, V])`` with a uniform start.
 
-    :param generator: the draws' CPU :class:`torch.Generator` (``None``: torch's global stream).
+    :param generator: the draws' CPU :class:`torch.Generator` (``None``, the default: torch's global stream);
+        keyword-only, as every sampler's (the third positional argument of older releases, which still works for
+        one release, with a :class:`FutureWarning`).
     :raises DataError: ``num_labels`` or ``num_symbols`` is not an integer >= 2 (``bool`` and floats refused).
     :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed).
     """
@@ -95,14 +101,17 @@ def _check_hmm(hmm, caller: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return log_pi, log_a, log_b
 
 
-def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_len: int,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@keyword_only_soon("generator")
+def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_len: int, *,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``num_seqs`` sequences padded with zeros to ``max_len``: ``(x [N, T], y [N, T], lengths [N])``,
     lengths uniform in ``min_len..max_len``.
 
     :param hmm: ``(log_pi [L], log_A [L, L], log_B [L, V])`` as from :func:`random_hmm`: normalised
         log-probabilities (each row's ``logsumexp`` is 0).
-    :param generator: the draws' CPU :class:`torch.Generator` (``None``: torch's global stream).
+    :param generator: the draws' CPU :class:`torch.Generator` (``None``, the default: torch's global stream);
+        keyword-only (the fifth positional argument of older releases, which still works for one release, with a
+        :class:`FutureWarning`).
     :raises DataError: ``num_seqs`` is not an integer >= 0, the lengths are not integers with
         ``1 <= min_len <= max_len`` (``bool`` and floats refused), or ``hmm`` is not a normalised HMM of
         consistent shapes (the message names the table, its shape and its rows' largest ``|logsumexp|``).
@@ -145,9 +154,9 @@ def hmm_posterior(hmm: tuple[torch.Tensor, ...], x: torch.Tensor,
     """
     log_pi, log_a, log_b = _check_hmm(hmm, "hmm_posterior")
     num_symbols = log_b.shape[-1]
-    if not isinstance(x, torch.Tensor) or x.dim() < 1:
-        got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DataError(f"hmm_posterior: x must be an N x T tensor of integer symbols, got {got}")
+    require_tensor(x, "hmm_posterior: x", arg="x")
+    if x.dim() < 1:
+        raise DataError(f"hmm_posterior: x must be an N x T tensor of integer symbols, got shape {tuple(x.shape)}")
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise DataError(f"hmm_posterior: x must hold integer symbols 0..{num_symbols - 1} (V = {num_symbols}), "
                         f"got dtype {x.dtype}")

@@ -26,6 +26,7 @@ import torch
 
 from hybridpgm.checks import as_integer, positive_int, positive_real, seed_of
 from hybridpgm.errors import DataError
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["SERIES", "TimeSeries", "load_series", "make_windows", "split_series", "synthetic_series"]
 
@@ -108,9 +109,9 @@ def make_windows(values: torch.Tensor, window: int, horizon: int = 1) -> tuple[t
         ``N``, with ``N = L - T - h + 1``.
     :raises DataError: a non-finite series, a series of shape ``L x 0``, or a window that does not fit.
     """
-    if not isinstance(values, torch.Tensor) or values.dim() not in (1, 2):
-        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-        raise DataError(f"series has shape {shape}, expected (L,) or (L, D)")
+    require_tensor(values, "series", arg="values")
+    if values.dim() not in (1, 2):
+        raise DataError(f"series has shape {tuple(values.shape)}, expected (L,) or (L, D)")
     if not bool(torch.isfinite(values).all()):
         raise DataError(f"series (shape {tuple(values.shape)}) holds {int((~torch.isfinite(values)).sum())} "
                         "NaN/inf value(s)")
@@ -138,9 +139,9 @@ def split_series(values: torch.Tensor, num_test: int) -> tuple[torch.Tensor, tor
     :raises DataError: ``values`` is not a tensor, or ``num_test`` is not an integer between 1 and
         ``L - 1`` (``bool`` and floats refused).
     """
-    if not isinstance(values, torch.Tensor) or values.dim() == 0:
-        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-        raise DataError(f"series has shape {shape}, expected (L,) or (L, D)")
+    require_tensor(values, "series", arg="values")
+    if values.dim() == 0:
+        raise DataError(f"series has shape {tuple(values.shape)}, expected (L,) or (L, D)")
     if as_integer(num_test) is None or not 0 < num_test < values.shape[0]:
         raise DataError(f"num_test={num_test!r} must be an integer between 1 and {values.shape[0] - 1} for a series "
                         f"of length {values.shape[0]}")

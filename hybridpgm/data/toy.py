@@ -19,6 +19,7 @@ import math
 import torch
 
 from hybridpgm.checks import flag, generator_or_none, positive_int, positive_real, sample_count
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["ring_centers", "ring_of_gaussians"]
 
@@ -36,13 +37,17 @@ def ring_centers(num_modes: int = 8, radius: float = 2.0, dtype: torch.dtype = t
     return radius * torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
-def ring_of_gaussians(n: int, num_modes: int = 8, radius: float = 2.0, std: float = 0.05,
+@keyword_only_soon("generator", "return_modes")
+def ring_of_gaussians(n: int, num_modes: int = 8, radius: float = 2.0, std: float = 0.05, *,
                       generator: torch.Generator | None = None, return_modes: bool = False):
     """``n x 2`` draws from the ring mixture (float32, CPU; move them as needed).
 
     :param n: the number of draws, a non-negative integer (``0``: an empty ``0 x 2`` result, as other samplers).
-    :param generator: a CPU :class:`torch.Generator` for reproducible draws (``None``: torch's global stream).
-    :param return_modes: also return the ``n`` component indices (``True`` or ``False``).
+    :param generator: a CPU :class:`torch.Generator` for reproducible draws (``None``: torch's global stream);
+        keyword-only, as every sampler's (by position, after ``std``, it still works for one release, with a
+        :class:`FutureWarning`).
+    :param return_modes: also return the ``n`` component indices (``True`` or ``False``); keyword-only (by
+        position, after ``generator``, with a :class:`FutureWarning` for one release).
     :raises ConfigError: ``n`` is not a non-negative integer or ``num_modes`` not a positive integer (``bool``
         and floats refused), ``radius`` or ``std`` is not a finite number > 0, ``return_modes`` is not a
         ``bool``, or ``generator`` is neither a :class:`torch.Generator` nor ``None`` (a seed).

@@ -25,9 +25,10 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ from torch import nn
 from hybridpgm.checks import torch_readable
 from hybridpgm.data.toy import ring_centers
 from hybridpgm.errors import DataError
-from hybridpgm.infer.particle_probe import keeping_module_state
+from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
+from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_output
 from hybridpgm.nn import mlp
 
@@ -130,9 +132,15 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
 
     :param classifier: maps ``batch x D`` to class logits ``batch x C`` (2-D: a binary classifier's one logit
         per sample, shape ``batch``, is refused, since softmax would normalise it across the batch; give it as
-        ``torch.stack([torch.zeros_like(l), l], -1)``); a network (or a bound method of
-        one) keeps its buffers (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`: a batch norm in
-        training mode scores with batch statistics but its running statistics do not move).
+        ``torch.stack([torch.zeros_like(l), l], -1)``).  A network (or a bound method of one, or a
+        :func:`functools.partial` of either: :func:`~hybridpgm.infer.particle_probe.probed_modules`) is scored in
+        :meth:`~torch.nn.Module.eval` mode, each sub-module's own mode put back after
+        (:func:`~hybridpgm.module_modes.keeping_modes`), and keeps its buffers
+        (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`): a dropout layer draws nothing (the score
+        of a fixed classifier is one number, and torch's global stream does not move), a batch norm normalises
+        with its running statistics, which do not move (not with each chunk's statistics, which made the score
+        depend on ``batch_size``).  A plain function that reaches a network through a closure is called as it
+        is: put that network in ``eval()`` yourself.
     :param samples: ``N x D`` samples to score: a tensor, or an array-like (a NumPy array) read as
         :func:`ring_coverage` reads them and, when floating, in the dtype of the classifier's weights (NumPy's
         default float64 for a float32 network).
@@ -149,12 +157,24 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
         samples = samples.to(weights.dtype)  # an array is read in the classifier's dtype (a tensor as it is)
     if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
-    with keeping_module_state(classifier):
+    with _evaluating(classifier):
         logp = torch.cat([_log_probs(classifier, s) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
     p = logp.exp()
     kl = torch.where(p > 0, p * (logp - log_marginal), 0.0).sum(-1)  # 0 log 0 = 0 (xlogy's convention)
     return float(kl.mean().exp())
+
+
+@contextlib.contextmanager
+def _evaluating(owner: Callable) -> Iterator[None]:
+    """A context in which the networks behind ``owner`` (:func:`~hybridpgm.infer.particle_probe.probed_modules`)
+    are in :meth:`~torch.nn.Module.eval` mode; each sub-module's mode (:func:`~hybridpgm.module_modes.keeping_modes`)
+    and every buffer (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`) are put back on exit."""
+    modules = probed_modules(owner)
+    with keeping_modes(*modules), keeping_module_state(*modules):
+        for module in modules:
+            module.eval()
+        yield
 
 
 def _log_probs(classifier: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor) -> torch.Tensor:
@@ -219,7 +239,9 @@ def ring_coverage(samples: torch.Tensor, num_modes: int = 8, radius: float = 2.0
 @torch.no_grad()
 def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
     """Accuracy of ``predict`` (labels ``batch``, or logits ``batch x C``) on target-domain ``(x, y)``; a network
-    ``predict`` (or a bound method of one) keeps its buffers, as in :func:`inception_score`.
+    ``predict`` (or a bound method of one) runs in ``eval()`` mode, its modes and buffers put back after, as in
+    :func:`inception_score` (a dropout layer in training mode drew from torch's global stream, and the accuracy
+    of a fixed network changed from call to call).
 
     :param predict: maps ``x`` to labels ``batch`` or to logits ``batch x C`` (the label is their argmax).
     :param x: the target-domain inputs, ``batch x ...``, given to ``predict`` in one call.
@@ -229,7 +251,7 @@ def target_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
         is not numbers.
     """
     y = _as_tensor(y, "target_accuracy labels y")
-    with keeping_module_state(predict):
+    with _evaluating(predict):
         out = check_output(predict(x), "target_accuracy predict", DataError)
     labels = out.argmax(-1) if out.dim() == 2 else out
     if labels.shape != y.shape or y.numel() == 0:

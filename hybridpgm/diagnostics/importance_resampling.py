@@ -29,6 +29,7 @@ import torch
 
 from hybridpgm.checks import generator_or_none
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["RESAMPLING", "resample_indices"]
 
@@ -36,7 +37,8 @@ __all__ = ["RESAMPLING", "resample_indices"]
 RESAMPLING = ("systematic", "multinomial")
 
 
-def resample_indices(log_weights: torch.Tensor, method: str = "systematic",
+@keyword_only_soon("generator")
+def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """``K x N`` indices into the ``K`` draws of each of ``N`` columns of log-weights, picked by ``method``
     (see the module's docstring), one column at a time.
@@ -44,7 +46,9 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic",
     :param log_weights: ``K x N`` log-weights (finite, or :math:`-\\infty` for a zero weight), on any device;
         the picking runs in float64 on the CPU.
     :param method: ``"systematic"`` or ``"multinomial"``.
-    :param generator: a CPU :class:`torch.Generator` for a reproducible pick (``None``: torch's global one).
+    :param generator: a CPU :class:`torch.Generator` for a reproducible pick (``None``: torch's global one);
+        keyword-only, as every sampler's (by position, after ``method``, it still works for one release, with a
+        :class:`FutureWarning`).
     :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n``.
     :raises ConfigError: for another ``method``, or a ``generator`` that is neither a :class:`torch.Generator`
         nor ``None`` (a seed).

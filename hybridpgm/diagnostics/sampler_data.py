@@ -345,7 +345,7 @@ def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tenso
         columns = log_weights.reshape(log_weights.shape[0], -1)  # K x N (N = 1 for K log-weights)
         if not isinstance(generator, torch.Generator):
             generator = torch.Generator().manual_seed(_seed(generator, "from_importance generator"))
-        index = resample_indices(_smoothed(columns) if psis else columns, resampling, generator)
+        index = resample_indices(_smoothed(columns) if psis else columns, resampling, generator=generator)
         groups["posterior"] = {n: _picked(v, index, log_weights.dim()).unsqueeze(0) for n, v in samples.items()}
         groups["sample_stats"].update({f"proposal_{n}": v.unsqueeze(0) for n, v in samples.items()})
     return make_inference_data(groups)

@@ -46,6 +46,7 @@ from hybridpgm.checks import flag
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError
 from hybridpgm.softplus import softplus
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["DBMAnnealingPath", "RBMAnnealingPath", "base_rate_bias"]
 
@@ -68,9 +69,9 @@ def base_rate_bias(data: torch.Tensor | None, like: torch.Tensor, gaussian: bool
     gaussian = flag(gaussian, "base_rate_bias gaussian")
     if data is None:
         return like.clone() if gaussian else torch.zeros_like(like)
-    if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[-1] != like.shape[-1]:
-        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        raise DataError(f"AIS base-rate data must have shape (N, {like.shape[-1]}), got {shape}")
+    require_tensor(data, "AIS base-rate data", arg="data")
+    if data.dim() < 1 or data.shape[-1] != like.shape[-1]:
+        raise DataError(f"AIS base-rate data must have shape (N, {like.shape[-1]}), got {tuple(data.shape)}")
     if data.is_complex():
         raise DataError(f"AIS base-rate data must be real, got dtype {data.dtype}")
     if data.numel() == 0:

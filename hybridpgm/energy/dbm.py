@@ -37,6 +37,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, layer_sizes, positive_int,
                               positive_real, sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
@@ -46,10 +47,12 @@ from hybridpgm.energy.machine_options import DBMOptions
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
 from hybridpgm.softplus import softplus
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import reading_is_free
 
 __all__ = ["DBM"]
@@ -110,16 +113,16 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
             ``[0, 1]`` with ``probabilities=True``); the value check costs one host read, and inside
             :func:`hybridpgm.fit`'s step none of its own (:func:`~hybridpgm.data.validation.check_unit_values`).
         :raises DeviceError: ``v`` is not on the device of the parameters."""
-        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.sizes[0]:
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {shape}")
+        require_tensor(v, f"DBM visible data {name!r}", arg=name)
+        if v.dim() < 1 or v.shape[-1] != self.sizes[0]:
+            raise DataError(f"DBM visible data {name!r} must have shape (..., {self.sizes[0]}), got {tuple(v.shape)}")
         check_device(v, self.weights[0], f"DBM visible data {name!r}")
         what = f"DBM visible data {name!r}"
         binary = v.dtype == torch.bool  # exactly 0/1: nothing to read
         v = as_model_dtype(v, self.weights[0].dtype, what)
         if not binary:
             check_unit_values(v, what, gaussian=False, probabilities=self.probabilities, model="DBM")
-        return v
+        return usable_with_grad(v)  # made under inference_mode, queried with grad on: a clone autograd can save
 
     def check_state(self, x: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Validate a state and return it in the model's dtype (the rule of
@@ -136,11 +139,11 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
             raise DataError(f"DBM state must hold {len(self.sizes)} layers, got {len(x)}")
         out = []
         for l, (t, size) in enumerate(zip(x, self.sizes)):
-            if not isinstance(t, torch.Tensor) or t.dim() < 1 or t.shape[-1] != size:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise DataError(f"DBM layer {l} must have shape (..., {size}), got {shape}")
+            require_tensor(t, f"DBM layer {l}", arg=f"x[{l}]")
+            if t.dim() < 1 or t.shape[-1] != size:
+                raise DataError(f"DBM layer {l} must have shape (..., {size}), got {tuple(t.shape)}")
             check_device(t, self.weights[0], f"DBM layer {l}")
-            out.append(as_model_dtype(t, self.weights[0].dtype, f"DBM layer {l}"))
+            out.append(usable_with_grad(as_model_dtype(t, self.weights[0].dtype, f"DBM layer {l}")))
         try:
             torch.broadcast_shapes(*(t.shape[:-1] for t in out))
         except RuntimeError:
@@ -313,7 +316,8 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
         generator = generator_or_none(generator, "DBM.sample generator")
         self.check_parameters()
         draws = generator_keywords(generator, self.init_chains, self.gibbs_chain, what="DBM.sample generator")
-        return self.gibbs_chain(self.init_chains(num_samples, **draws), steps, **draws)[0]
+        with holding_global_state():  # no draw from the global stream amid another thread's seeded fit step
+            return self.gibbs_chain(self.init_chains(num_samples, **draws), steps, **draws)[0]
 
     # ----------------------------- AIS (log Z, likelihoods: DBMLikelihood)
     def annealing_path(self, data: torch.Tensor | None = None):

@@ -33,9 +33,11 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.energy.rbm import RBM
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.serialization import serializable
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["DBN", "DBNAutoencoder"]
 
@@ -108,9 +110,10 @@ class DBNAutoencoder(nn.Module):
         """
         first = self.encoder[0] if len(self.encoder) else None
         if isinstance(first, nn.Linear):
-            if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != first.in_features:
-                shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-                raise DataError(f"DBNAutoencoder input 'x' must have shape (batch, {first.in_features}), got {shape}")
+            require_tensor(x, "DBNAutoencoder input 'x'", arg="x")
+            if x.dim() < 1 or x.shape[-1] != first.in_features:
+                raise DataError(f"DBNAutoencoder input 'x' must have shape (batch, {first.in_features}), "
+                                f"got {tuple(x.shape)}")
             check_device(x, first.weight, "DBNAutoencoder input 'x'")
             x = as_model_dtype(x, first.weight.dtype, "DBNAutoencoder input 'x'")
         return self.decoder(self.encoder(x))
@@ -287,25 +290,26 @@ class DBN(nn.Module):
         num_samples = sample_count(num_samples, "DBN.sample num_samples")
         mean = flag(mean, "DBN.sample mean")
         generator = generator_or_none(generator, "DBN.sample generator")
-        if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
-            rbm = self.rbms[0]
-            rbm.check_parameters()
-            start = rbm.random_visible(num_samples, **generator_keywords(generator, rbm.random_visible,
-                                                                         what="DBN.sample generator"))
-            h = rbm._sample_hidden(rbm._gibbs(start, steps - 1, None, generator), generator)
-            param = rbm.visible_param(h)
-            return param if rbm.gaussian else torch.sigmoid(param)
-        x = self.rbms[-1].sample(num_samples, steps, **generator_keywords(generator, self.rbms[-1].sample,
-                                                                          what="DBN.sample generator"))
-        for rbm in reversed(self.rbms[:-1]):
-            param = rbm.visible_param(x)
-            x = param if rbm.gaussian else torch.sigmoid(param)
-            if rbm is not self.rbms[0]:  # a hidden layer: always a sample (only RBM 0 can be Gaussian)
-                x = bernoulli(x, generator=generator)
-        if not mean and len(self.rbms) > 1:
-            bottom = self.rbms[0]
-            if bottom.gaussian:
-                x = x + bottom.sigma * standard_normal(x, generator=generator)
-            else:
-                x = bernoulli(x, generator=generator)
-        return x
+        with holding_global_state():  # no draw from the global stream amid another thread's seeded fit step
+            if mean and len(self.rbms) == 1:  # the last sweep's visible probabilities, not its sample
+                rbm = self.rbms[0]
+                rbm.check_parameters()
+                start = rbm.random_visible(num_samples, **generator_keywords(generator, rbm.random_visible,
+                                                                             what="DBN.sample generator"))
+                h = rbm._sample_hidden(rbm._gibbs(start, steps - 1, None, generator), generator)
+                param = rbm.visible_param(h)
+                return param if rbm.gaussian else torch.sigmoid(param)
+            x = self.rbms[-1].sample(num_samples, steps, **generator_keywords(generator, self.rbms[-1].sample,
+                                                                              what="DBN.sample generator"))
+            for rbm in reversed(self.rbms[:-1]):
+                param = rbm.visible_param(x)
+                x = param if rbm.gaussian else torch.sigmoid(param)
+                if rbm is not self.rbms[0]:  # a hidden layer: always a sample (only RBM 0 can be Gaussian)
+                    x = bernoulli(x, generator=generator)
+            if not mean and len(self.rbms) > 1:
+                bottom = self.rbms[0]
+                if bottom.gaussian:
+                    x = x + bottom.sigma * standard_normal(x, generator=generator)
+                else:
+                    x = bernoulli(x, generator=generator)
+            return x

@@ -25,6 +25,7 @@ from torch import nn
 from hybridpgm.data.validation import as_model_dtype, check_finite
 from hybridpgm.checks import check_device, check_empty, check_player
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ClassificationObjective", "ReconstructionObjective"]
@@ -60,9 +61,9 @@ class _OnePlayer:
         :class:`nn.Linear` when it starts with one) and in its dtype (the rule of
         :func:`~hybridpgm.data.validation.as_model_dtype`)."""
         what = f"{type(self).__name__} input 'x'"
-        if not isinstance(x, torch.Tensor) or x.dim() < 1:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"{what} must be a tensor of shape (batch, ...), got {shape}")
+        require_tensor(x, what, arg="x")
+        if x.dim() < 1:
+            raise DataError(f"{what} must be a tensor of shape (batch, ...), got {tuple(x.shape)}")
         width = _input_width(self.module)
         if width is not None and x.shape[-1] != width:  # a shape check: no host read
             raise DataError(f"{what} must have shape (batch, {width}) (the network's input width), "
@@ -152,11 +153,10 @@ class ClassificationObjective(_OnePlayer):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise DataError("ClassificationObjective needs batches (x, y); pass data=(x, y) to fit")
         x, y = self._inputs(batch[0]), batch[1]
-        if (not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype == torch.bool
-                or y.is_floating_point() or y.is_complex()):
-            what = f"shape {tuple(y.shape)} and dtype {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+        require_tensor(y, "ClassificationObjective labels 'y'", arg="y")
+        if y.dim() != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
             raise DataError(f"ClassificationObjective labels 'y' must be a 1-D integer tensor of class indices, "
-                            f"got {what}")
+                            f"got shape {tuple(y.shape)} and dtype {y.dtype}")
         if y.shape[0] != x.shape[0]:
             raise DataError(f"ClassificationObjective got {y.shape[0]} labels for {x.shape[0]} rows of x")
         logits = self.module(x)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import (check_device, generator_keywords, generator_or_none, positive_int, positive_real,
                               sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
@@ -50,9 +51,11 @@ from hybridpgm.energy.rbm_chains import RBMChains
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.serialization import serializable
 from hybridpgm.softplus import softplus
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["RBM"]
 
@@ -133,16 +136,17 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
             step's host read (:mod:`hybridpgm.train.deferred_checks`).
         :raises DeviceError: ``v`` is not on the device of the parameters.
         """
-        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), got {shape}")
+        require_tensor(v, f"RBM visible data {name!r}", arg=name)
+        if v.dim() < 1 or v.shape[-1] != self.num_visible:
+            raise DataError(f"RBM visible data {name!r} must have shape (..., {self.num_visible}), "
+                            f"got {tuple(v.shape)}")
         check_device(v, self.weight, f"RBM visible data {name!r}")
         what = f"RBM visible data {name!r}"
         binary = v.dtype == torch.bool  # exactly 0/1: nothing to read
         v = as_model_dtype(v, self.weight.dtype, what)
         if not binary:
             check_unit_values(v, what, gaussian=self.gaussian, probabilities=self.probabilities, model="RBM")
-        return v
+        return usable_with_grad(v)  # made under inference_mode, queried with grad on: a clone autograd can save
 
     def check_hidden(self, h: torch.Tensor, name: str = "h") -> torch.Tensor:
         """Validate hidden states ``batch x H`` (values in ``[0, 1]``); returns them in the model's dtype
@@ -153,14 +157,15 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         :raises DataError: wrong last dimension, dtype, or values outside ``[0, 1]`` (NaN included).
         :raises DeviceError: ``h`` is not on the device of the parameters.
         """
-        if not isinstance(h, torch.Tensor) or h.dim() < 1 or h.shape[-1] != self.num_hidden:
-            shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
-            raise DataError(f"RBM hidden states {name!r} must have shape (..., {self.num_hidden}), got {shape}")
+        require_tensor(h, f"RBM hidden states {name!r}", arg=name)
+        if h.dim() < 1 or h.shape[-1] != self.num_hidden:
+            raise DataError(f"RBM hidden states {name!r} must have shape (..., {self.num_hidden}), "
+                            f"got {tuple(h.shape)}")
         check_device(h, self.weight, f"RBM hidden states {name!r}")
         h = as_model_dtype(h, self.weight.dtype, f"RBM hidden states {name!r}")
         if not bool(((h >= 0) & (h <= 1)).all()):
             raise DataError(f"RBM hidden states {name!r} must lie in [0, 1]")
-        return h
+        return usable_with_grad(h)
 
     # ------------------------------------------------------------- the maths
     def _in_dtype(self, x: torch.Tensor | None, what: str = "RBM chain state") -> torch.Tensor | None:
@@ -301,9 +306,10 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         """
         steps = positive_int(steps, "RBM.gibbs steps", minimum=0)
         generator = generator_or_none(generator, "RBM.gibbs generator")
-        if not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[-1] != self.num_visible:
-            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-            raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), got {shape}")
+        require_tensor(v, "RBM.gibbs start states 'v'", arg="v")
+        if v.dim() < 1 or v.shape[-1] != self.num_visible:
+            raise DataError(f"RBM.gibbs start states 'v' must have shape (..., {self.num_visible}), "
+                            f"got {tuple(v.shape)}")
         check_device(v, self.weight, "RBM.gibbs start states 'v'")
         v = as_model_dtype(v, self.weight.dtype, "RBM.gibbs start states 'v'")
         if h is not None:
@@ -311,7 +317,8 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
             if h.shape[:-1] != v.shape[:-1]:
                 raise DataError(f"RBM.gibbs hidden sample 'h' has shape {tuple(h.shape)}, expected the batch shape "
                                 f"of the start states 'v' {tuple(v.shape)}: {(*v.shape[:-1], self.num_hidden)}")
-        return self._gibbs(v, steps, h, generator)
+        with holding_global_state():  # as in sample
+            return self._gibbs(v, steps, h, generator)
 
     @torch.no_grad()
     def _gibbs(self, v: torch.Tensor, steps: int, h: torch.Tensor | None = None,
@@ -341,15 +348,16 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         steps = positive_int(steps, "RBM.sample steps")
         generator = generator_or_none(generator, "RBM.sample generator")
         self.check_parameters()
-        if init is None:
-            v = self.random_visible(num_samples, **generator_keywords(generator, self.random_visible,
-                                                                      what="RBM.sample generator"))
-        else:
+        if init is not None:
             v = self.check_visible(init, "init")
             if v.shape != (num_samples, self.num_visible):
                 raise DataError(f"RBM.sample init must have shape ({num_samples}, {self.num_visible}) for "
                                 f"num_samples={num_samples}, got {tuple(v.shape)}")
-        return self._gibbs(v, steps, None, generator)
+        with holding_global_state():  # no draw from the global stream amid another thread's seeded fit step
+            if init is None:
+                v = self.random_visible(num_samples, **generator_keywords(generator, self.random_visible,
+                                                                          what="RBM.sample generator"))
+            return self._gibbs(v, steps, None, generator)
 
     # ------------------------------- features and AIS (log Z, likelihoods: RBMLikelihood)
     @torch.no_grad()

@@ -30,6 +30,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.nn import ACTIVATIONS, mlp, on_rows
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.serialization import serializable
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["ConvDiscriminator", "ConvGenerator", "MLPDiscriminator", "MLPGenerator", "gan_networks"]
 
@@ -60,10 +61,10 @@ def _activation(name: str | None, what: str) -> str | None:
 def _check_input(x, event: tuple[int, ...], module, what: str) -> None:
     """Free checks of a network's input: a tensor ending in ``event``, of the parameters' floating dtype
     (any dtype under autocast) and device."""
-    if not isinstance(x, torch.Tensor) or x.dim() < len(event) or tuple(x.shape[x.dim() - len(event):]) != event:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    require_tensor(x, f"{type(module).__name__} {what}")
+    if x.dim() < len(event) or tuple(x.shape[x.dim() - len(event):]) != event:
         raise DataError(f"{type(module).__name__} {what} must have shape (batch, {', '.join(map(str, event))}), "
-                        f"got {shape}")
+                        f"got {tuple(x.shape)}")
     weight = next(module.parameters())
     check_device(x, weight, f"{type(module).__name__} {what}")
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast casts by itself

@@ -39,8 +39,10 @@ import torch
 from hybridpgm.checks import generator_or_none, positive_int, seed_of
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
+from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.softplus import softplus
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["GibbsSamples", "SBNGibbs"]
 
@@ -84,18 +86,18 @@ class SBNGibbs:
     def _check_state(self, x: torch.Tensor, hs: list, what: str) -> None:
         """Shapes only (free): ``x`` ``[..., D]`` and one ``[..., H_l]`` tensor per hidden layer."""
         sizes = self.sbn.layer_sizes
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != sizes[0]:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"SBNGibbs.{what}: x must have shape [..., B, {sizes[0]}], got {shape}")
+        require_tensor(x, f"SBNGibbs.{what}: x", arg="x")
+        if x.dim() < 1 or x.shape[-1] != sizes[0]:
+            raise DataError(f"SBNGibbs.{what}: x must have shape [..., B, {sizes[0]}], got {tuple(x.shape)}")
         if isinstance(hs, torch.Tensor) or not isinstance(hs, (list, tuple)) or len(hs) != self.sbn.num_layers:
             got = len(hs) if isinstance(hs, (list, tuple)) else type(hs).__name__
             raise DataError(f"SBNGibbs.{what}: hs must be a list of {self.sbn.num_layers} hidden states "
                             f"[h_1, ..., h_L], got {got}")
         for l, (h, size) in enumerate(zip(hs, sizes[1:]), start=1):
-            if not isinstance(h, torch.Tensor) or h.dim() < 1 or h.shape[-1] != size:
-                shape = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
+            require_tensor(h, f"SBNGibbs.{what}: hs[{l - 1}] (layer h{l})", arg=f"hs[{l - 1}]")
+            if h.dim() < 1 or h.shape[-1] != size:
                 raise DataError(f"SBNGibbs.{what}: hs[{l - 1}] (layer h{l}) must have shape [..., B, {size}], "
-                                f"got {shape}")
+                                f"got {tuple(h.shape)}")
 
     def _prior_logits(self, hs: list, layer: int) -> torch.Tensor:
         """Logits of layer ``layer`` given the layer above (or the top prior)."""
@@ -138,7 +140,8 @@ class SBNGibbs:
         return self._prior_logits(hs, layer)[..., unit] + child
 
     @torch.no_grad()
-    def sweep(self, x: torch.Tensor, hs: list, generator: torch.Generator | None = None) -> list:
+    @keyword_only_soon("generator")
+    def sweep(self, x: torch.Tensor, hs: list, *, generator: torch.Generator | None = None) -> list:
         """One systematic scan over every hidden unit, bottom layer first.
 
         :param x: ``[..., B, D]``.
@@ -146,6 +149,8 @@ class SBNGibbs:
             matrix product with the layer above) are computed once per layer, not per unit.
         :param generator: a :class:`torch.Generator` on ``x``'s device for the uniform draws of the updates (else
             torch's global one): the sweep is then a function of ``x``, ``hs`` and the generator's state.
+            Keyword-only, as every sampler's (by position, after ``hs``, it still works for one release, with a
+            :class:`FutureWarning`).
         :raises DataError: ``x`` or ``hs`` of the wrong widths or number of layers.
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
         """
@@ -214,11 +219,11 @@ class SBNGibbs:
         xs = x.expand(num_chains, *x.shape)
         hs = self._init(xs, init, gen)
         for _ in range(warmup):
-            self.sweep(xs, hs, gen)
+            self.sweep(xs, hs, generator=gen)
         kept = [[] for _ in hs]
         for _ in range(num_samples):
             for _ in range(thin):
-                self.sweep(xs, hs, gen)
+                self.sweep(xs, hs, generator=gen)
             for l, h in enumerate(hs):
                 kept[l].append(h.clone())
         return GibbsSamples([torch.stack(k) for k in kept])

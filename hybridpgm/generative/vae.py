@@ -41,6 +41,7 @@ from hybridpgm.data.validation import (check_finite, check_model_input, check_nu
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.generative.vae_options import VAEOptions
 from hybridpgm.generative.vae_sampling import VAEImportanceSampling
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.infer.particle_elbo import keeping_module_state
 from hybridpgm.keyword_alias import keyword_only_soon, renamed_keyword
 from hybridpgm.nn import checkpointed_call, mlp
@@ -310,16 +311,17 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             are given, or ``generator`` is neither a :class:`torch.Generator` nor ``None``."""
         mean = flag(mean, "VAE.sample mean")
         generator = generator_or_none(generator, "VAE.sample generator")
+        num_samples = sample_count(num_samples, "VAE.sample num_samples")
         like = self._reference("decoder")
-        z = torch.randn(sample_count(num_samples, "VAE.sample num_samples"), self.z_dim, dtype=like.dtype,
-                        device=like.device, generator=generator)
-        # a batch norm's running statistics as training left them; the decoder's draws from the generator, if any
-        with keeping_module_state(self), seeded_from_generator(generator, [self.decoder]):
-            out = self._net(self.decoder, z, "decoder")
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out), generator=generator)
-        return out if mean else out + self.log_scale.exp() * torch.randn(out.shape, dtype=out.dtype,
-                                                                         device=out.device, generator=generator)
+        with holding_global_state():  # every draw: none from the global stream amid another thread's fit step
+            z = torch.randn(num_samples, self.z_dim, dtype=like.dtype, device=like.device, generator=generator)
+            # a batch norm's running statistics as training left them; the decoder's draws from the generator
+            with keeping_module_state(self), seeded_from_generator(generator, [self.decoder]):
+                out = self._net(self.decoder, z, "decoder")
+            if self.likelihood == "bernoulli":
+                return torch.sigmoid(out) if mean else torch.bernoulli(torch.sigmoid(out), generator=generator)
+            return out if mean else out + self.log_scale.exp() * torch.randn(out.shape, dtype=out.dtype,
+                                                                             device=out.device, generator=generator)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -72,6 +72,7 @@ from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_gp_dtype, ch
                                      check_inputs_deferred, check_module, check_targets, check_training_batch,
                                      default_kernel, grid_kernel)
 from hybridpgm.gp.grid_scaling import ScaleToGrid
+from hybridpgm.gp.kernel_checks import check_gp_parts
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
 from hybridpgm.gp.prediction_cache import PredictionCache, clear_gpytorch_caches, release_test_caches, state_key
 from hybridpgm.global_state_lock import holding_global_state
@@ -122,12 +123,12 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         a finite floating vector of length ``N`` with ``train_x``'s dtype (when that is floating) and device, or the
         identity feature extractor is given inputs with no features or non-floating (integer, ``bool``) inputs
         (give an extractor such as an ``nn.Embedding``, or convert them with ``.float()``).
-    :raises ModelSpecError: the feature extractor does not map ``B x ...`` to floating ``B x F`` with
-        ``F >= 1`` (not float16/bfloat16), a ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a
-        non-Gaussian ``likelihood`` (the message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`)
-        or one with per-example noise (the message names its class), an unusable
-        ``grid_size``/``grid_bounds``, or, with ``grid_size``, a ``kernel`` that is not stationary or holds a
-        grid of another size or bounds.
+    :raises ModelSpecError: the feature extractor does not map ``B x ...`` to floating ``B x F`` with ``F >= 1`` (not
+        float16/bfloat16), a ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a non-Gaussian
+        ``likelihood`` (the message names its class and points to :class:`~hybridpgm.gp.SVDeepKernelGP`) or one with
+        per-example noise (the message names its class), a batch-shaped ``kernel``/``mean``, ``ard_num_dims`` or
+        ``active_dims`` unfit for ``F`` (:mod:`~hybridpgm.gp.kernel_checks`), an unusable ``grid_size``/``grid_bounds``,
+        or, with ``grid_size``, a ``kernel`` that is not stationary or holds a grid of another size or bounds.
 
     Building the model runs the feature extractor once on the training inputs (to learn ``F`` and, with
     ``grid_size``, the grid scaling) in eval mode, without gradients and outside the caller's random
@@ -151,8 +152,6 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
         check_gp_dtype(train_x.dtype, "train_x", DataError)
         y_dtype = train_x.dtype if train_x.is_floating_point() else None  # floating inputs' (else any floating)
         check_targets(train_y, train_x.shape[0], "train_y", dtype=y_dtype, device=train_x.device)
-        check_module(kernel, gpytorch.kernels.Kernel, "DeepKernelGP kernel")
-        check_module(mean, gpytorch.means.Mean, "DeepKernelGP mean")
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "DeepKernelGP likelihood")
         check_exact_likelihood(likelihood)
         if grid_size is not None:
@@ -180,6 +179,7 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
                                 "(the identity feature extractor needs N x F inputs with F >= 1)")
             raise ModelSpecError(f"feature extractor maps {tuple(train_x[:2].shape)} to {tuple(probe.shape)}: "
                                  "no features (expected (B, F) with F >= 1)")
+        check_gp_parts(kernel, mean, num_features, type(self).__name__)  # types, batch shapes, ard_num_dims vs F
         self.num_features, self.grid_size = num_features, grid_size
         self._default_kiss = kernel is None and grid_size is not None
         if kernel is None or grid_size is not None:  # the default kernel, or KISS-GP with the given base kernel

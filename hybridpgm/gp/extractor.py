@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.errors import DataError
 from hybridpgm.network_checks import check_output
 
@@ -22,16 +23,27 @@ def extract_features(extractor: torch.nn.Module, x: torch.Tensor) -> torch.Tenso
     """``extractor(x)``, or a :class:`DataError` naming the shape and dtype of ``x`` (and the autocast precision,
     where one is on, or else the network's parameters' dtype where it is another) with the network's own message.
 
+    Inputs created under :func:`torch.inference_mode` and run here with grad mode on (a request decoded in
+    inference mode, a posterior asked outside it) are cloned first
+    (:func:`~hybridpgm.autograd_scope.usable_with_grad`): autograd cannot save them for backward.
+
     :param x: the inputs, ``B x ...``.
-    :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error).
+    :raises DataError: the network raised a :class:`RuntimeError` (a shape, dtype or kernel error); one about
+        inference tensors (the network's own parameters made under inference mode) says so rather than blame the
+        inputs' shape.
     :raises ModelSpecError: the network returned something else than one tensor (a tuple, a dict).
     :raises torch.OutOfMemoryError: the network ran out of memory (re-raised as it is).
     """
     try:
-        return check_output(extractor(x), "the feature extractor")
+        return check_output(extractor(usable_with_grad(x)), "the feature extractor")
     except RuntimeError as err:
         if isinstance(err, torch.OutOfMemoryError):  # not the inputs' fault: a caller's retry catches it as it is
             raise
+        if "Inference tensors" in str(err):  # the inputs are cloned: the network's own tensors are
+            raise DataError(f"the feature extractor {type(extractor).__name__} holds tensors created under "
+                            f"torch.inference_mode() (a model built or loaded there), which autograd cannot use "
+                            f"with grad mode on: query it under torch.inference_mode() or torch.no_grad(), or "
+                            f"build or load it outside inference mode: {err}") from err
         kind = x.device.type
         autocast = ""
         if torch.is_autocast_enabled(kind):

@@ -15,6 +15,7 @@ from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import DataError, DeviceError, ModelSpecError
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid, ScaleToGrid  # noqa: F401 (their former home: pickles)
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["FeatureGP", "GPPrediction", "check_gp_dtype", "check_grid_bounds", "check_inputs", "check_module",
            "check_inputs_deferred", "check_targets", "check_training_batch", "default_kernel", "grid_kernel"]
@@ -141,9 +142,12 @@ def check_grid_bounds(grid_bounds: Any) -> tuple[float, float]:
 
 def check_module(value: Any, kind: type, what: str) -> Any:
     """Raise :class:`ModelSpecError` unless ``value`` is ``None`` or a ``kind`` (a GPyTorch kernel, mean,
-    likelihood)."""
+    likelihood); a ``kind`` class given for an instance is named, with the call to make one."""
     if value is not None and not isinstance(value, kind):
-        raise ModelSpecError(f"{what} must be a {kind.__module__}.{kind.__qualname__}, got {type(value).__name__}")
+        if isinstance(value, type) and issubclass(value, kind):
+            raise ModelSpecError(f"{what} is the class {value.__name__}, not an instance: pass {value.__name__}(...)")
+        got = f"the class {value.__qualname__}" if isinstance(value, type) else type(value).__name__
+        raise ModelSpecError(f"{what} must be a {kind.__module__}.{kind.__qualname__}, got {got}")
     return value
 
 
@@ -249,9 +253,8 @@ def check_targets(y: torch.Tensor, n: int, name: str = "train_y", finite: bool =
     :raises DataError: a wrong shape or dtype (integer and ``bool`` targets are refused), or NaN/inf values.
     :raises DeviceError: ``y`` is not on ``device``.
     """
-    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != n:
-        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise DataError(f"{name} has shape {shape}, expected ({n},)")
+    if require_tensor(y, name).dim() != 1 or y.shape[0] != n:
+        raise DataError(f"{name} has shape {tuple(y.shape)}, expected ({n},)")
     if not y.is_floating_point():
         raise DataError(f"{name} has dtype {y.dtype}, expected a floating dtype (regression targets); "
                         f"convert it with .to({dtype or torch.get_default_dtype()})")
@@ -270,9 +273,8 @@ def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: s
     :raises DataError: a wrong shape or dtype, or NaN/inf values.
     :raises DeviceError: ``x`` is not on ``device``.
     """
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DataError(f"{name} has shape {shape}, expected (N, ...) with at least two dimensions")
+    if require_tensor(x, name).dim() < 2:
+        raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, ...) with at least two dimensions")
     if example_shape is not None and tuple(x.shape[1:]) != tuple(example_shape):
         raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})")
     _check_place(x, name, dtype, device)

@@ -48,6 +48,7 @@ from hybridpgm.gp.gp_lstm_forecast import Forecast, sampled_paths
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
 from hybridpgm.serialization import serializable
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["Forecast", "GPLSTM", "LSTMFeatures", "SemiStochasticObjective"]
@@ -131,9 +132,9 @@ class GPLSTM(DeepKernelGP):
                                  f"{type(kwargs['feature_extractor']).__name__}; for a network of your own use "
                                  f"DeepKernelGP(train_x, train_y, feature_extractor) instead")
         self.horizon = horizon  # checked by its setter, before anything is built
-        if not isinstance(train_x, torch.Tensor) or train_x.dim() != 3 or train_x.shape[-1] == 0:
-            shape = tuple(train_x.shape) if isinstance(train_x, torch.Tensor) else type(train_x).__name__
-            raise DataError(f"GPLSTM train_x has shape {shape}, expected windows (N, T, D) with D >= 1")
+        require_tensor(train_x, "GPLSTM train_x", arg="train_x")
+        if train_x.dim() != 3 or train_x.shape[-1] == 0:
+            raise DataError(f"GPLSTM train_x has shape {tuple(train_x.shape)}, expected windows (N, T, D) with D >= 1")
         if not train_x.is_floating_point():
             raise DataError(f"GPLSTM train_x has dtype {train_x.dtype}, expected floating windows; "
                             f"convert them with .to({torch.get_default_dtype()})")

@@ -62,6 +62,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import GPPrediction, check_grid_bounds, check_inputs_deferred, check_module, default_kernel
 from hybridpgm.gp.grid_scaling import RunningScaleToGrid
+from hybridpgm.gp.kernel_checks import check_gp_parts
 from hybridpgm.gp.prediction_cache import clear_gpytorch_caches
 from hybridpgm.gp.sv_objective import SVDKLObjective
 from hybridpgm.gp.sv_options import SVOptions
@@ -71,6 +72,7 @@ from hybridpgm.module_registration import register_module
 from hybridpgm.network_checks import refuse_uninitialized
 from hybridpgm.precision_scope import autocast_dtype
 from hybridpgm.serialization import serializable
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["SVDeepKernelGP"]
 
@@ -108,8 +110,10 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         of 0), so the bound is the expected log-likelihood alone.  The attribute ``beta`` may be changed between
         steps (a KL anneal from 0).
     :raises ModelSpecError: ``num_features``/``num_data`` not positive integers, an unusable ``grid_size`` or
-        ``grid_bounds``, ``inducing_points`` that are not a finite floating ``M x F`` tensor with ``M >= 1``, or a
-        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, or a ``feature_extractor`` holding a lazy
+        ``grid_bounds``, ``inducing_points`` that are not a finite floating ``M x F`` tensor with ``M >= 1``, a
+        ``kernel``/``mean``/``likelihood`` that is not a GPyTorch one, a batch-shaped ``kernel``/``mean`` (a batch
+        of GPs: this is a single-output GP) or one whose ``ard_num_dims``/``active_dims`` do not fit
+        ``num_features`` (:mod:`~hybridpgm.gp.kernel_checks`), or a ``feature_extractor`` holding a lazy
         module's parameters that nothing has initialised (``nn.LazyLinear``: run it once on a batch first).
     :raises ConfigError: ``beta`` not a finite number ``>= 0``, ``name_prefix`` not a non-empty string.
     """
@@ -121,8 +125,7 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
                  learn_inducing: bool = True, name_prefix: str = "gp", beta: float = 1.0):
         num_features = positive_int(num_features, "SVDeepKernelGP num_features", error=ModelSpecError)
         num_data = positive_int(num_data, "SVDeepKernelGP num_data (training examples)", error=ModelSpecError)
-        check_module(kernel, gpytorch.kernels.Kernel, "SVDeepKernelGP kernel")
-        check_module(mean, gpytorch.means.Mean, "SVDeepKernelGP mean")
+        check_gp_parts(kernel, mean, num_features, "SVDeepKernelGP", told=True)  # types, batch shapes, ard vs F
         check_module(likelihood, gpytorch.likelihoods.Likelihood, "SVDeepKernelGP likelihood")
         if isinstance(feature_extractor, torch.nn.Module):  # no data here to run a lazy one on (DeepKernelGP does)
             refuse_uninitialized(feature_extractor, "SVDeepKernelGP feature_extractor")
@@ -313,9 +316,8 @@ class SVDeepKernelGP(SVOptions, gpytorch.models.ApproximateGP):
         n = function_dist.shape()[-1]
         if y is not None:  # a training batch is part of the N rows: a scale N / B < 1 would over-weight the KL
             check_num_data(self.num_data, n, model="SVDeepKernelGP")
-        if y is not None and (not isinstance(y, torch.Tensor) or y.dim() == 0 or y.shape[-1] != n):
-            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise DataError(f"y has shape {shape}, expected ({n},): one target per example of x "
+        if y is not None and (require_tensor(y, "y").dim() == 0 or y.shape[-1] != n):
+            raise DataError(f"y has shape {tuple(y.shape)}, expected ({n},): one target per example of x "
                             f"(shape {tuple(x.shape)})")
         dtype = self.variational_strategy.inducing_points.dtype
         if y is None or y.dtype == dtype:

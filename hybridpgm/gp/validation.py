@@ -39,6 +39,7 @@ import torch
 
 from hybridpgm.checks import positive_int, unit_fraction
 from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.callbacks import Callback, EarlyStopping, EvaluateEvery
 
 __all__ = ["ValidatedFit", "calibration", "fit_validated", "split_tail", "validation_nll"]
@@ -100,9 +101,9 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
     """
     unit_fraction(fraction, "validation fraction")
     for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor) or t.dim() == 0:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise DataError(f"{name} has shape {shape}, expected a tensor with the examples along dimension 0")
+        require_tensor(t, name)
+        if t.dim() == 0:
+            raise DataError(f"{name} has shape {tuple(t.shape)}, expected a tensor with the examples along dimension 0")
     n = x.shape[0]
     if y.shape[0] != n:
         raise DataError(f"x has {n} examples but y has {y.shape[0]}")

@@ -125,10 +125,11 @@ def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "d
     them one way silently answers another question.  The column is a pandas column (what ``pd.read_csv``
     makes of a column ``1, 2, 1``, a ``category`` column of numbers too), a NumPy array (``df.to_numpy()``, an
     object array when the frame mixes names and numbers), a list or a tuple (``.tolist()``) holding a number
-    (missing markers aside); a tensor is state indices by definition, and a single number is left to the
-    caller.  Names ``"0"`` .. ``"K-1"`` in order (as pgmpy names the states of integer-coded data) read the same
-    both ways and pass.  ``True`` / ``False`` entries are refused likewise unless the states are named
-    true/false (:func:`bool_states` reads those by name) or read as indices.
+    (missing markers aside), or a single Python or NumPy number (``{"grade": 1}``, ``df["grade"].iloc[0]``:
+    pgmpy reads it as the name); a tensor, 0-d too, is state indices by definition.  Names ``"0"`` .. ``"K-1"``
+    in order (as pgmpy names the states of integer-coded data) read the same both ways and pass.  ``True`` /
+    ``False`` entries are refused likewise unless the states are named true/false (:func:`bool_states` reads
+    those by name) or read as indices.
 
     :raises DataError: naming the node, the states and the two ways to say which is meant.
     """
@@ -142,6 +143,12 @@ def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "d
         return
     if isinstance(values, np.ndarray) and values.dtype.kind in "iuf":
         numeric = values.size > 0
+    elif _is_number_entry(values):  # a single number: the same question as a column of one
+        x = values.item() if isinstance(values, np.generic) else values
+        name = next((repr(s) for s in states if float(s) == x), "a name")
+        raise DataError(f"{what} '{v}' is the number {x!r} and the states of '{v}' are named by numbers {states}: "
+                        f"it could be a name or a state index; pass the name ({name}) or the index as a tensor "
+                        f"(torch.tensor({x!r}))")
     else:
         entries = _entries(values) if not isinstance(values, np.ndarray) or values.dtype.kind == "O" else None
         numeric = entries is not None and any(_is_number_entry(s) for s in entries)

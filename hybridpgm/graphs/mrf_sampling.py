@@ -15,6 +15,7 @@ import torch
 
 from hybridpgm.checks import generator_or_none, sample_count
 from hybridpgm.errors import ConfigError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.rng_scope import seeded_from_generator
 from hybridpgm.transform_scope import draws_differ_under_vmap
 
@@ -51,26 +52,27 @@ def sample_markov_net(net: "MarkovNet", num_samples: int, method: str = "auto", 
     generator = generator_or_none(generator, "MarkovNet.sample generator")
     if method not in ("auto", "exact", "gibbs"):
         raise ModelSpecError(f"MarkovNet.sample: unknown method {method!r}; use 'auto', 'exact' or 'gibbs'")
-    with net._query(), seeded_from_generator(generator, net.potentials.values()):
-        fg = net.factor_graph(evidence, context)
-    requested = method
-    if method == "auto":
-        method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
-    if method == "exact":
-        if num_sweeps is not None:
-            raise ModelSpecError("MarkovNet.sample: method='exact' takes no num_sweeps")
-        if draws_differ_under_vmap():
-            raise ConfigError(
-                f"MarkovNet.sample: exact sampling (method={requested!r}) does not run under torch.func.vmap with "
-                f"randomness='different': its backward-sampling pass writes each row's own draws into one shared "
-                f"buffer. "
-                f"Draw the rows together instead: mrf.sample(N * num_samples) reshaped to [N, num_samples] for N "
-                f"independent sets, evidence {{variable: tensor of shape [N]}} for one set per row ([num_samples, "
-                f"N]), or tables with a leading batch dimension; or sample by chromatic Gibbs "
-                f"(method='gibbs' or num_sweeps=...), which runs under vmap(randomness='different')")
-        x = exact_sample(fg, num_samples, generator=generator)
-    else:
-        x = ChromaticGibbs(num_sweeps=100 if num_sweeps is None else num_sweeps)(fg, num_samples,
-                                                                                 generator=generator)
-    x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
-    return {v: x[..., i] for i, v in enumerate(net.cards)}
+    with holding_global_state():  # no draw from the global stream amid another thread's seeded fit step
+        with net._query(), seeded_from_generator(generator, net.potentials.values()):
+            fg = net.factor_graph(evidence, context)
+        requested = method
+        if method == "auto":
+            method = "gibbs" if num_sweeps is not None or not exact_is_cheap(fg) else "exact"
+        if method == "exact":
+            if num_sweeps is not None:
+                raise ModelSpecError("MarkovNet.sample: method='exact' takes no num_sweeps")
+            if draws_differ_under_vmap():
+                raise ConfigError(
+                    f"MarkovNet.sample: exact sampling (method={requested!r}) does not run under torch.func.vmap with "
+                    f"randomness='different': its backward-sampling pass writes each row's own draws into one shared "
+                    f"buffer. "
+                    f"Draw the rows together instead: mrf.sample(N * num_samples) reshaped to [N, num_samples] for N "
+                    f"independent sets, evidence {{variable: tensor of shape [N]}} for one set per row ([num_samples, "
+                    f"N]), or tables with a leading batch dimension; or sample by chromatic Gibbs "
+                    f"(method='gibbs' or num_sweeps=...), which runs under vmap(randomness='different')")
+            x = exact_sample(fg, num_samples, generator=generator)
+        else:
+            x = ChromaticGibbs(num_sweeps=100 if num_sweeps is None else num_sweeps)(fg, num_samples,
+                                                                                     generator=generator)
+        x = x.reshape((num_samples,) + fg.batch_shape + (fg.num_vars,))
+        return {v: x[..., i] for i, v in enumerate(net.cards)}

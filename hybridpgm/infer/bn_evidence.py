@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import close_match, shown_items, torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError, EvidenceError
@@ -202,11 +203,13 @@ def _as_tensor(name: str, v, device, dtype: torch.dtype | None = None) -> torch.
 
 
 def evidence_mapping(bn: "BayesNet", evidence) -> dict:
-    """``evidence`` as a dict (``None``: no evidence).
+    """``evidence`` as a dict (``None``: no evidence): a mapping, a pandas ``DataFrame`` (its columns), or
+    anything else with ``items()`` -- a pandas ``Series`` such as one row ``df.iloc[0]``, label -> value, as
+    :meth:`BayesNet.log_prob <hybridpgm.graphs.BayesNet.log_prob>` reads it.
 
-    :raises EvidenceError: for anything but a mapping or ``None``, saying what was given (type, shape, dtype)
-        and what to pass instead (for a data tensor: :meth:`BayesNet.columns
-        <hybridpgm.graphs.BayesNet.columns>` of it).
+    :raises EvidenceError: for anything else, saying what was given (type, shape, dtype) and what to pass
+        instead (for a data tensor: :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` of it), or for a
+        ``Series`` whose labels repeat (naming them).
     """
     if evidence is None:
         return {}
@@ -214,6 +217,14 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
         return dict(evidence)
     if hasattr(evidence, "columns") and not isinstance(evidence, torch.Tensor):  # a pandas DataFrame: its columns
         return {name: evidence[name] for name in evidence.columns}
+    if callable(getattr(evidence, "items", None)) and not isinstance(evidence, torch.Tensor):  # a pandas Series
+        items = list(evidence.items())
+        labels = [k for k, _ in items]
+        if len(set(labels)) != len(labels):
+            twice = sorted({str(k) for k in labels if labels.count(k) > 1})
+            raise EvidenceError(f"evidence given as a {type(evidence).__name__} repeats the label(s) {twice}: "
+                                "one value per node")
+        return dict(items)
     shape = getattr(evidence, "shape", None)
     given = type(evidence).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
         (f" and dtype {evidence.dtype}" if isinstance(evidence, torch.Tensor) else "")
@@ -291,13 +302,17 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     list of state names, as in the data of :meth:`BayesNet.model
     <hybridpgm.graphs.BayesNet.model>`) marks a row where the variable is not
     observed, as in :class:`~hybridpgm.graphs.MarkovNet`'s evidence; any other negative value is refused.
-    Scalars broadcast over the rows.
+    Scalars broadcast over the rows.  For a node whose states are named by numbers other than ``"0"`` ..
+    ``"K-1"`` (``["1", "2"]``, as :meth:`BayesNet.from_pgmpy <hybridpgm.graphs.BayesNet.from_pgmpy>` names
+    pgmpy's states ``[1, 2]``), a number -- a single Python or NumPy one too -- could be a name or an index and is
+    refused (:func:`~hybridpgm.graphs.bn_values.refuse_ambiguous_numbers`); a tensor, 0-d too, holds indices.
 
     :param evidence: a mapping node (or context input) name -> value(s), or ``None`` for no evidence.
     :raises EvidenceError: for evidence that is not a mapping (an ``[N, len(nodes)]`` data tensor: turn it
         into columns with :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` first), an unknown
-        name, a value out of range (a negative one other than ``-1`` included) or not a whole number (naming the
-        node, the value and its row), or rows of different lengths.
+        name, numbers for states named by other numbers (naming the node and its states), a value out of range
+        (a negative one other than ``-1`` included) or not a whole number (naming the node, the value and its
+        row), or rows of different lengths.
     :raises DataError: for a continuous value (node or context input) of a floating dtype the network's
         dtype would round (the rule of :func:`~hybridpgm.data.validation.as_model_dtype`).
     """
@@ -313,7 +328,9 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         if isinstance(v, Likelihood):
             soft[name] = soft_likelihood(bn, name, v, dtype, device)
             continue
-        tensors[name] = _as_index_tensor(bn, name, v, device) if card else _as_tensor(name, v, device, dtype)
+        # made under inference_mode, queried with grad on: a clone autograd can save (indexing a table by it)
+        tensors[name] = usable_with_grad(_as_index_tensor(bn, name, v, device) if card
+                                         else _as_tensor(name, v, device, dtype))
     lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
     lengths.update({name: s.log_lik.shape[0] for name, s in soft.items() if s.log_lik.dim() == 2})
     if len(set(lengths.values())) > 1:

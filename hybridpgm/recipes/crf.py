@@ -61,9 +61,10 @@ def make_task(num_labels: int, num_symbols: int, num_train: int, num_test: int, 
     ``min_len..max_len`` with ``min_len = max(2, max_len // 3)``, capped at ``max_len`` (``max_len = 1``: every
     sequence is one token long, a tiny but valid task)."""
     g = torch.Generator().manual_seed(seed)
-    hmm = random_hmm(num_labels, num_symbols, g)
+    hmm = random_hmm(num_labels, num_symbols, generator=g)
     min_len = min(max_len, max(2, max_len // 3))
-    return hmm, sample_hmm(hmm, num_train, min_len, max_len, g), sample_hmm(hmm, num_test, min_len, max_len, g)
+    train = sample_hmm(hmm, num_train, min_len, max_len, generator=g)
+    return hmm, train, sample_hmm(hmm, num_test, min_len, max_len, generator=g)
 
 
 def _scores(tagger: CRFTagger, hmm, test) -> dict[str, float]:

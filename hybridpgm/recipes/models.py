@@ -5,8 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridpgm.autograd_scope import usable_with_grad
+from hybridpgm.checks import check_device
+from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import CRFHead, LinearChainCRF
 from hybridpgm.serialization import serializable
+from hybridpgm.train.deferred_checks import check_or_defer, reading_is_free
 
 __all__ = ["CRFTagger"]
 
@@ -33,10 +37,55 @@ class CRFTagger(nn.Module):
         The embeddings past a sequence's length are zeroed before the convolution, so a sequence is scored as if it
         were alone: the padding's symbols and the batch it is in change nothing.
 
-        :param x: ``N x T`` symbol ids.
-        :param lengths: ``N`` sequence lengths."""
+        :param x: ``N x T`` symbol ids, integers in ``0..V-1``.
+        :param lengths: ``N`` sequence lengths, integers (in ``1..T``, as :class:`~hybridpgm.graphs.LinearChainCRF`
+            checks them).
+        :raises DataError: ``x`` is not an ``N x T`` integer tensor or holds an id outside ``0..V-1`` (a vocabulary
+            of another size: the value check costs one host read, and inside :func:`hybridpgm.fit`'s step none
+            of its own, :func:`~hybridpgm.train.deferred_checks.check_or_defer`), or ``lengths`` is not an ``N``
+            integer tensor.  Ids created under :func:`torch.inference_mode` and run with grad mode on are cloned
+            (:func:`~hybridpgm.autograd_scope.usable_with_grad`).
+        :raises DeviceError: ``x`` is not on the parameters' device."""
+        x = self._check_inputs(x, lengths)
         h = self.embed(x)
         inside = torch.arange(x.shape[-1], device=x.device) < lengths.to(x.device)[:, None]  # N x T
         h = h * inside[..., None].to(h.dtype)  # the convolution reads one step past the end: zeros, as alone
         h = h + torch.relu(self.conv(h.transpose(1, 2))).transpose(1, 2)
         return self.head(self.out(h), lengths)
+
+    def _check_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``x`` as the embedding takes it (``int64`` or ``int32``; another integer dtype converted to ``int64``),
+        after :meth:`forward`'s checks: shapes and dtypes from metadata; the ids' range read at once where that is
+        free (CPU), else by :func:`~hybridpgm.train.deferred_checks.check_or_defer`, the ids then clamped into the
+        vocabulary so that the embedding never indexes out of it (on CUDA a device-side assert) before a deferred
+        check raises at :func:`hybridpgm.fit`'s read."""
+        vocabulary = self.embed.num_embeddings
+        expected = f"an N x T tensor of integer symbol ids in 0..{vocabulary - 1} ({vocabulary} symbols)"
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"CRFTagger symbol ids 'x' must be {expected}, got {type(x).__name__}")
+        if x.dim() != 2 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise DataError(f"CRFTagger symbol ids 'x' must be {expected}, got shape {tuple(x.shape)} and dtype "
+                            f"{x.dtype}")
+        if not isinstance(lengths, torch.Tensor) or lengths.shape != x.shape[:1] or lengths.is_floating_point() \
+                or lengths.is_complex() or lengths.dtype == torch.bool:
+            got = (f"shape {tuple(lengths.shape)} and dtype {lengths.dtype}" if isinstance(lengths, torch.Tensor)
+                   else type(lengths).__name__)
+            raise DataError(f"CRFTagger sequence lengths 'lengths' must be a tensor of shape ({x.shape[0]},) "
+                            f"(one integer length per row of x {tuple(x.shape)}), got {got}")
+        check_device(x, self.embed.weight, "CRFTagger symbol ids 'x'")
+        if x.dtype not in (torch.int64, torch.int32):  # uint8 ... (torch compares no uint16/32/64): exactly
+            x = x.long()
+
+        def out_of_range() -> DataError:
+            row, position = (int(i) for i in ((x < 0) | (x >= vocabulary)).nonzero()[0])
+            return DataError(f"CRFTagger symbol ids 'x' must lie in 0..{vocabulary - 1} (the tagger's vocabulary "
+                             f"of {vocabulary} symbols), got {int(x[row, position])} at row {row}, position "
+                             f"{position} (ids in [{int(x.min())}, {int(x.max())}])")
+
+        inside = ((x >= 0) & (x < vocabulary)).all()
+        if reading_is_free(x) and not torch.jit.is_tracing():
+            if not bool(inside):
+                raise out_of_range()
+            return usable_with_grad(x)  # made under inference_mode, run with grad on: the embedding saves x
+        check_or_defer(inside, out_of_range, what=f"CRFTagger symbol ids in 0..{vocabulary - 1}")
+        return x.clamp(0, vocabulary - 1)  # a new tensor: a normal one, also from an inference tensor

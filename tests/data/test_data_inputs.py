@@ -138,16 +138,16 @@ def test_ring_scales_must_be_finite_positive_numbers(value):
 def test_hmm_sizes_must_be_integers():
     g = torch.Generator().manual_seed(0)
     with pytest.raises(DataError, match="integer numbers >= 2 of labels and symbols, got 2.0 and 3"):
-        random_hmm(2.0, 3, g)
+        random_hmm(2.0, 3, generator=g)
     with pytest.raises(DataError, match="integer numbers >= 2 of labels and symbols, got 2 and '3'"):
-        random_hmm(2, "3", g)
-    hmm = random_hmm(3, 4, g)
+        random_hmm(2, "3", generator=g)
+    hmm = random_hmm(3, 4, generator=g)
     for num_seqs in (-1, 2.0, True):
         with pytest.raises(DataError, match="sample_hmm num_seqs must be an integer >= 0"):
-            sample_hmm(hmm, num_seqs, 1, 2, g)
+            sample_hmm(hmm, num_seqs, 1, 2, generator=g)
     for lengths in ((1.0, 2), (1, 2.5), ("1", 2)):
         with pytest.raises(DataError, match="sequence lengths need integers"):
-            sample_hmm(hmm, 3, *lengths, g)
+            sample_hmm(hmm, 3, *lengths, generator=g)
 
 
 @pytest.mark.parametrize("window,horizon", [(True, 1), (3, True)])
@@ -163,7 +163,8 @@ def test_split_series_needs_an_integer(num_test):
 
 
 def test_split_series_needs_a_tensor():
-    with pytest.raises(DataError, match="series has shape list"):
+    # before: "series has shape list, expected (L,) or (L, D)", the type printed as a shape
+    with pytest.raises(DataError, match=r"series is a list of length 3, not a torch\.Tensor: pass torch\.tensor"):
         split_series([1.0, 2.0, 3.0], 1)
 
 

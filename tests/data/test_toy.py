@@ -1,5 +1,6 @@
 """The ring of Gaussians (hybridpgm.data.toy)."""
 
+import inspect
 import math
 
 import pytest
@@ -57,3 +58,19 @@ def test_return_modes_is_a_bool(value):
     """Before, return_modes="no" returned the modes too."""
     with pytest.raises(ConfigError, match=f"ring_of_gaussians return_modes must be True or False, got {value!r}"):
         ring_of_gaussians(5, return_modes=value)
+
+
+def test_generator_and_return_modes_are_keyword_only_with_a_deprecation_period():
+    """Found by an API audit: the generator was the fifth positional parameter (``ring_of_gaussians(n, 8, 2.0,
+    0.05, g)``), where every other sampler takes it by keyword only.  The old positional call still answers, the
+    same draws, with a FutureWarning naming what to pass by keyword."""
+    params = inspect.signature(ring_of_gaussians).parameters
+    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in ("generator", "return_modes"))
+    new = ring_of_gaussians(7, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(FutureWarning, match=r"^ring_of_gaussians: pass generator= by keyword"):
+        old = ring_of_gaussians(7, 8, 2.0, 0.05, torch.Generator().manual_seed(1))
+    assert torch.equal(old, new)
+    with pytest.warns(FutureWarning, match=r"^ring_of_gaussians: pass generator=, return_modes= by keyword"):
+        old_x, old_modes = ring_of_gaussians(7, 8, 2.0, 0.05, torch.Generator().manual_seed(1), True)
+    x, modes = ring_of_gaussians(7, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(1), return_modes=True)
+    assert torch.equal(old_x, x) and torch.equal(old_modes, modes) and torch.equal(x, new)

@@ -149,7 +149,7 @@ def test_inception_score_reads_zero_log_zero_as_zero():
 
 
 def test_scoring_leaves_a_classifiers_batch_norm_statistics():
-    """A classifier in training mode scores with batch statistics but its running statistics do not move: an
+    """A classifier in training mode is scored in eval() mode and its running statistics do not move: an
     evaluation is not a training batch (a network or a bound method of one)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 4))
@@ -159,6 +159,11 @@ def test_scoring_leaves_a_classifiers_batch_norm_statistics():
     accuracy = target_accuracy(net.forward, x, y)
     assert 1 <= score <= 4 and 0 <= accuracy <= 1
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    # fails before: each chunk normalised by its own statistics (1.08117, 1.080223, 1.080899 for chunks of 1000,
+    # 20, 10), and a last chunk of one row (batch_size=7) was torch's raw ValueError
+    # (float32 products of other row counts may round differently: to float32's precision)
+    assert [inception_score(net, x, batch_size=b) for b in (1000, 10, 7)] == pytest.approx([score] * 3, rel=1e-6)
+    assert net.training
     net(x)  # a forward pass of its own moves them
     assert not torch.equal(before["1.running_mean"], net.state_dict()["1.running_mean"])
 
@@ -232,3 +237,47 @@ def test_clustering_accuracy_is_the_same_for_any_ids_of_the_same_groups():
     assert accuracy == best / 60
     # fewer clusters than labels, ids that occur once: the unmatched labels count as errors
     assert clustering_accuracy([1000, 1000, 3, 3, 3], [2, 2, 1999, 2, 1999]) == pytest.approx(4 / 5)
+
+
+def _dropout_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(16),
+                              torch.nn.Linear(16, 4))
+    with torch.no_grad():
+        net[2].running_mean.uniform_(-1, 1), net[2].running_var.uniform_(0.5, 2)
+    net[2].eval()  # frozen by the caller: must stay so
+    return net
+
+
+def test_a_classifier_in_training_mode_is_scored_in_eval_mode_its_modes_put_back():
+    """Found by an API audit: the classifier ran in the mode it was in, so a dropout layer in training mode drew
+    from torch's global stream (two calls gave two scores, and the caller's stream moved) and a batch norm in
+    training mode normalised each chunk by its own statistics (the score depended on ``batch_size``).  Now: the
+    score of the network in eval() mode, the same every call, whatever the chunks; the global stream untouched;
+    each sub-module's mode as it was."""
+    net = _dropout_net()
+    x = torch.randn(60, 3, generator=torch.Generator().manual_seed(1))
+    net.eval()
+    expected = inception_score(net, x)
+    net.train()
+    net[2].eval()
+    state = torch.get_rng_state()
+    scores = [inception_score(net, x), inception_score(net.forward, x), inception_score(net, x, batch_size=59)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert scores == pytest.approx([expected] * 3, rel=1e-6, abs=0) and expected > 1.01  # 1.0296; float32 rounding
+    assert [m.training for m in net.modules()] == [True, True, True, False, True]
+
+
+def test_target_accuracy_evaluates_a_network_in_eval_mode_as_inception_score_does():
+    """Found by an API audit, as for :func:`inception_score`: a dropout layer in training mode gave a fixed
+    network a different accuracy per call and moved torch's global stream."""
+    net = _dropout_net()
+    x = torch.randn(200, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = net.eval()(x).argmax(-1)  # the eval-mode labels: accuracy 1 in eval mode
+    net.train()
+    net[2].eval()
+    state = torch.get_rng_state()
+    assert [target_accuracy(net, x, y) for _ in range(3)] == [1.0, 1.0, 1.0]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [m.training for m in net.modules()] == [True, True, True, False, True]

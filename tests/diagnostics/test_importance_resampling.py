@@ -1,5 +1,7 @@
 """The ``generator=`` of :func:`~hybridpgm.diagnostics.importance_resampling.resample_indices`."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -15,3 +17,15 @@ def test_the_generator_contract(method):
     ended in torch's raw TypeError."""
     contract.assert_generator_contract(lambda **kw: resample_indices(_LOG_WEIGHTS, method, **kw),
                                        "resample_indices generator")
+
+
+@pytest.mark.parametrize("method", ["systematic", "multinomial"])
+def test_the_generator_is_keyword_only_with_a_deprecation_period(method):
+    """Found by an API audit: ``resample_indices(lw, method, generator)`` took the generator by position, where
+    every other sampler takes it by keyword only.  The old call still answers, the same pick, with a
+    FutureWarning."""
+    param = inspect.signature(resample_indices).parameters["generator"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None
+    with pytest.warns(FutureWarning, match=r"^resample_indices: pass generator= by keyword"):
+        old = resample_indices(_LOG_WEIGHTS, method, torch.Generator().manual_seed(1))
+    assert torch.equal(old, resample_indices(_LOG_WEIGHTS, method, generator=torch.Generator().manual_seed(1)))

@@ -1,3 +1,6 @@
+import inspect
+import warnings
+
 import pytest
 import torch
 
@@ -161,3 +164,18 @@ def test_seed_and_generator_together_are_refused():
     call = _gibbs_call("guide")
     with pytest.raises(ConfigError, match=r"SBNGibbs\.sample takes seed= or generator=, not both"):
         call(seed=1, generator=torch.Generator().manual_seed(1))
+
+
+def test_sweeps_generator_is_keyword_only_with_a_deprecation_period():
+    """Found by an API audit: ``sweep(x, hs, generator)`` took the generator by position, where every other sampler
+    takes it by keyword only.  The old call still answers, the same states, with a FutureWarning; ``sample``, which
+    sweeps, does not warn."""
+    assert inspect.signature(SBNGibbs.sweep).parameters["generator"].kind is inspect.Parameter.KEYWORD_ONLY
+    gibbs, x = SBNGibbs(random_sbn([4, 3, 2], 6)), binary(3, 4, 6)
+    with pytest.warns(FutureWarning, match=r"^SBNGibbs.sweep: pass generator= by keyword"):
+        old = gibbs.sweep(x, [torch.zeros(3, 3), torch.zeros(3, 2)], torch.Generator().manual_seed(1))
+    new = gibbs.sweep(x, [torch.zeros(3, 3), torch.zeros(3, 2)], generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(old, new))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        gibbs.sample(x, 2, warmup=1, generator=torch.Generator().manual_seed(1))

@@ -65,7 +65,7 @@ def test_a_sweep_runs_two_matmuls_per_layer_below_the_top_and_one_at_the_top(siz
     x = binary(5, sizes[0], 1).expand(2, 5, sizes[0])
     hs = _states(sizes, (2, 5), 2)
     with _CountMatmuls() as mode:
-        SBNGibbs(sbn).sweep(x, hs, torch.Generator().manual_seed(3))
+        SBNGibbs(sbn).sweep(x, hs, generator=torch.Generator().manual_seed(3))
     assert mode.count == 2 * (len(sizes) - 1) - 1
 
 
@@ -77,7 +77,7 @@ def test_sweeps_are_bit_identical_to_the_per_unit_prior(sizes):
     got, want = _states(sizes, (3, 5), 6), _states(sizes, (3, 5), 6)
     g_got, g_want = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     for _ in range(4):
-        SBNGibbs(sbn).sweep(x, got, g_got)
+        SBNGibbs(sbn).sweep(x, got, generator=g_got)
         _reference_sweep(sbn, x, want, g_want)
         assert all(torch.equal(a, b) for a, b in zip(got, want))
 
@@ -88,7 +88,7 @@ def test_aliased_layers_still_see_the_layer_above_change():
     sbn = random_sbn([5, 8, 8], 8)
     x = binary(64, 5, 9)
     shared, ref, naive = (torch.zeros(64, 8) for _ in range(3))
-    got = SBNGibbs(sbn).sweep(x, [shared, shared], torch.Generator().manual_seed(1))
+    got = SBNGibbs(sbn).sweep(x, [shared, shared], generator=torch.Generator().manual_seed(1))
     want = _reference_sweep(sbn, x, [ref, ref], torch.Generator().manual_seed(1))
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     hoisted = _reference_sweep(sbn, x, [naive, naive], torch.Generator().manual_seed(1), hoist=True)

@@ -258,7 +258,7 @@ def test_recipes_check_the_learning_rate(lr):
 
 def test_split_tail_names_bad_arguments():
     x, y = _toy()
-    with pytest.raises(DataError, match="x has shape list, expected a tensor"):
+    with pytest.raises(DataError, match=r"x is a list of length 20, not a torch\.Tensor: pass torch\.tensor\(x\)"):
         split_tail(x.tolist(), y)
     with pytest.raises(DataError, match=r"y has shape \(\), expected a tensor"):
         split_tail(x, y[0])

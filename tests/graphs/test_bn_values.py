@@ -1,5 +1,7 @@
 """Columns of state names: pandas DataFrames, NumPy string / object arrays, missing markers (bn_values, bn_data)."""
 
+import warnings
+
 import numpy as np
 import pyro
 import pytest
@@ -262,3 +264,54 @@ def test_bool_masked_xarray_and_number_named_2d_arrays_are_read_as_their_columns
         with pytest.raises(DataError, match="named by numbers"):
             numbered.split_missing(data)
     assert numbered.split_missing(torch.tensor([[1], [2]]))[0].tolist() == [[1], [2]]  # a tensor: indices
+
+
+def test_a_single_number_for_states_named_by_numbers_is_refused_like_a_column():
+    # before, {"grade": 1} read 1 as the index of state "2" (pgmpy reads it as the state named 1) while [1], a 0-d
+    # array, a Series and log_prob's {"grade": 1} were refused as ambiguous
+    bn = BayesNet()
+    bn.add("grade", cpd.Table([0.2, 0.5, 0.3]), states=["1", "2", "3"])
+    bn.add("pass", cpd.Table([[0.9, 0.1], [0.5, 0.5], [0.1, 0.9]], ["grade"]), states=["no", "yes"])
+    for number in (1, np.int64(1), 1.0, np.float32(1.0)):
+        for query in (lambda e: bn.posterior("pass", e), bn.log_evidence, bn.map, lambda e: bn.sample(2, evidence=e)):
+            with pytest.raises(EvidenceError, match=r"'grade' is the number 1(\.0)? and the states of 'grade' are "
+                                                    r"named by numbers.*pass the name \('1'\).*torch\.tensor"):
+                query({"grade": number})
+    # a tensor, 0-d too, holds the index; a name is read by name; NaN is "not observed"
+    torch.testing.assert_close(bn.posterior("pass", {"grade": torch.tensor(1)}), torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(bn.posterior("pass", {"grade": "1"}), torch.tensor([0.9, 0.1]))
+    torch.testing.assert_close(bn.posterior("pass", {"grade": float("nan")}), bn.posterior("pass"))
+    coded = BayesNet()  # names "0", "1" read the same as indices: a number is taken
+    coded.add("g", cpd.Table([0.25, 0.75]), states=["0", "1"])
+    coded.add("h", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["g"]))
+    torch.testing.assert_close(coded.posterior("h", {"g": 1}), torch.tensor([0.2, 0.8]))
+    other = BayesNet()  # names that are not numbers: a number is an index
+    other.add("g", cpd.Table([0.25, 0.75]), states=["low", "high"])
+    other.add("h", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["g"]))
+    torch.testing.assert_close(other.posterior("h", {"g": np.int64(1)}), torch.tensor([0.2, 0.8]))
+
+
+def test_pgmpy_states_named_by_numbers_take_evidence_by_name_not_by_number():
+    # pgmpy's states [1, 0] become ["1", "0"]: before, {"A": 1} read 1 as the index of state "0" and answered
+    # [0.1, 0.9] where pgmpy's {"A": 1} answers [0.9, 0.1]
+    pytest.importorskip("pgmpy")
+    with warnings.catch_warnings():  # pgmpy's own deprecation notices on import
+        warnings.simplefilter("ignore")
+        from pgmpy.factors.discrete import TabularCPD
+        from pgmpy.inference import VariableElimination
+
+        try:
+            from pgmpy.models import DiscreteBayesianNetwork as Net
+        except ImportError:  # older pgmpy
+            from pgmpy.models import BayesianNetwork as Net
+    model = Net([("A", "B")])
+    model.add_cpds(TabularCPD("A", 2, [[0.2], [0.8]], state_names={"A": [1, 0]}),
+                   TabularCPD("B", 2, [[0.9, 0.1], [0.1, 0.9]], evidence=["A"], evidence_card=[2],
+                              state_names={"A": [1, 0], "B": ["x", "y"]}))
+    bn = BayesNet.from_pgmpy(model)
+    assert bn.state_names["A"] == ["1", "0"]
+    with pytest.raises(EvidenceError, match=r"'A' is the number 1 .*pass the name \('1'\)"):
+        bn.posterior("B", {"A": 1})
+    exact = VariableElimination(model).query(["B"], evidence={"A": 1}, show_progress=False).values
+    torch.testing.assert_close(bn.posterior("B", {"A": "1"}), torch.as_tensor(exact))
+    torch.testing.assert_close(bn.posterior("B", {"A": torch.tensor(1)}), torch.tensor([0.1, 0.9], dtype=torch.float64))

@@ -187,3 +187,20 @@ def test_a_dataframe_or_series_of_state_names_as_evidence_gives_the_tensor_answe
                        bn.log_evidence({"A": torch.tensor([1, 0]), "B": torch.tensor([0, 2])}))
     with pytest.raises(EvidenceError, match="'huge' is not a state of 'B'"):
         bn.posterior("A", pd.DataFrame({"B": ["huge", "lo"]}))
+
+
+def test_a_pandas_series_row_is_evidence_as_log_prob_reads_it():
+    # before: bn.posterior("wet", df.iloc[1]) raised "evidence must be a mapping ... got Series of shape (2,)" while
+    # bn.log_prob(df.iloc[1]) scored the row
+    pd = pytest.importorskip("pandas")
+    bn = sprinkler()
+    df = pd.DataFrame({"rain": ["no", "yes"], "sprinkler": [0, 1], "wet": [1, 0]})
+    row = df[["rain", "sprinkler"]].iloc[1]
+    by_dict = {"rain": "yes", "sprinkler": 1}
+    torch.testing.assert_close(bn.posterior("wet", row), bn.posterior("wet", by_dict))
+    assert bn.posterior("wet", row).shape == (2,)  # one row: no row dim, as for a dict of scalars
+    torch.testing.assert_close(bn.log_evidence(df.iloc[1]), bn.log_prob(df.iloc[1]))
+    assert {k: int(v) for k, v in bn.map(df.iloc[0][["wet"]]).items()} == \
+        {k: int(v) for k, v in bn.map({"wet": 1}).items()}
+    with pytest.raises(EvidenceError, match=r"evidence given as a Series repeats the label\(s\) \['rain'\]"):
+        bn.posterior("wet", pd.Series(["no", "yes"], index=["rain", "rain"]))

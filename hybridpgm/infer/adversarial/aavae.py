@@ -46,6 +46,7 @@ from hybridpgm.infer.adversarial.dry_run import _dtype_reference, declared_shape
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.network_checks import check_network
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["AAVAE"]
 
@@ -120,9 +121,9 @@ class AAVAE(AdversarialGame):
         :raises DataError: no tensor of shape ``(batch, x_dim)``, an empty batch, a dtype the networks do not
             convert exactly, or NaN/inf values (inside :func:`hybridpgm.fit` in the step's one host read)."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[-1] != self.vae.x_dim:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {shape}")
+        require_tensor(x, "AAVAE data", arg="x")
+        if x.dim() != 2 or x.shape[-1] != self.vae.x_dim:
+            raise DataError(f"AAVAE expects data of shape (batch, {self.vae.x_dim}), got {tuple(x.shape)}")
         return self.checked_data(x)
 
     @renamed_keyword(n="num_samples")

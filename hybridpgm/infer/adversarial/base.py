@@ -47,6 +47,7 @@ from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.options import Option
 from hybridpgm.rng_scope import seeded_globally_from
+from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
            "log_q_from_logits", "weighted_mean"]
@@ -355,9 +356,9 @@ class AdversarialObjective(AdversarialGame):
         :param batch: a tensor ``batch x event_shape``, or a tuple (or list) whose first item is one.
         :raises DataError: no tensor of shape ``(batch, *event_shape)``, an empty batch, or NaN/inf values."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            expected = ", ".join(map(str, self.event_shape))
+        require_tensor(x, f"{type(self).__name__} data", arg="x")
+        if x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
+            shape, expected = tuple(x.shape), ", ".join(map(str, self.event_shape))
             raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
                             f"output, got {shape}")
         return self.checked_data(x)

@@ -49,6 +49,7 @@ from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
 from hybridpgm.rng_scope import seeded_globally_from
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["InfoGAN"]
@@ -189,8 +190,9 @@ class InfoGAN(GAN):
             the step's one host read, :func:`~hybridpgm.train.deferred_checks.check_or_defer`).
         """
         cats = self.num_categories
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        require_tensor(x, "InfoGAN.code_log_prob x", arg="x")
+        if x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
+            got = tuple(x.shape)
             raise DataError(f"InfoGAN.code_log_prob x must have shape (batch, {', '.join(map(str, self.event_shape))})"
                             f", got {got}")
         n = x.shape[0]
