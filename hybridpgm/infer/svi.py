@@ -50,10 +50,14 @@ class SVIObjective(AutoguideBatchingCheck):
     all ``N``; it does on a smaller one), so at most a few times a run.
 
     Under a Pyro JIT ELBO (``JitTrace_ELBO``, ``JitTraceEnum_ELBO``, ``JitTraceMeanField_ELBO``), which compiles
-    once per number of arguments, Pyro is made to compile once per shape of the batch
-    (:mod:`~hybridpgm.infer.jit_shapes`): ``fit``'s shorter last batch and its micro-batches are not replayed
-    through a function traced on other sizes (a :class:`~hybridpgm.graphs.BayesNet`'s failed or was scored
-    wrongly).
+    once per number of arguments, the loss is computed by a private copy of the ELBO per shape of the batch, each
+    compiled once (:mod:`~hybridpgm.infer.jit_shapes`): ``fit``'s shorter last batch and its micro-batches are not
+    replayed through a function traced on other sizes (a :class:`~hybridpgm.graphs.BayesNet`'s failed or was
+    scored wrongly), and the ELBO object given is not called (a plain ``pyro.infer.SVI`` may share it).  Each
+    batch's loss is then the eager twin's (``Trace_ELBO``, ``TraceEnum_ELBO``, ``TraceMeanField_ELBO``) and so is
+    its gradient, given the same random draws: for ``JitTrace_ELBO`` the loss is ``loss.detach() + (surrogate -
+    surrogate.detach())``, where Pyro's own ``differentiable_loss`` doubles the gradient of reparameterized sites
+    (and is wrong for score-function ones).
 
     :param model: a Pyro model; called as ``model(*batch, **model_kwargs)``
         (``model(batch)`` when the batch is one tensor).
@@ -110,7 +114,7 @@ class SVIObjective(AutoguideBatchingCheck):
         self.model_kwargs = model_kwargs
         #: the smallest batch per_example's probe for a subsampled data plate has seen (None: not probed yet)
         self._smallest_probed: int | None = None
-        #: the programs given to a Pyro JIT ELBO, made on its first batch (jit_shapes: one compiled function per shape)
+        #: the programs and private copies of a Pyro JIT ELBO, made on its first batch (jit_shapes: one per shape)
         self._jit_programs: ShapeKeyedPrograms | None = None
 
     def setup(self, batch: Any) -> None:
@@ -205,9 +209,9 @@ class SVIObjective(AutoguideBatchingCheck):
             loss = _contracted_without_autocast(self.elbo, states, self.model, self.guide, args, self.model_kwargs)
         elif compiles_on_first_shape(self.elbo):  # keyed by the batch's shapes, not only its number of tensors
             programs = getattr(self, "_jit_programs", None)
-            if programs is None or not programs.of(self.model, self.guide):
-                programs = self._jit_programs = ShapeKeyedPrograms(self.model, self.guide)
-            loss = programs.differentiable_loss(self.elbo, args, self.model_kwargs)
+            if programs is None or not programs.of(self.model, self.guide, self.elbo):
+                programs = self._jit_programs = ShapeKeyedPrograms(self.model, self.guide, self.elbo)
+            loss = programs.differentiable_loss(args, self.model_kwargs)
         else:
             loss = self.elbo.differentiable_loss(self.model, self.guide, *args, **self.model_kwargs)
         return loss / size if self.per_example else loss

@@ -3,17 +3,23 @@ and a Bayes net's compiled ELBO failed on fit's shorter last batch; now one func
 every batch scores as under the eager ELBO."""
 
 import functools
+import math
 import warnings
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import JitTraceEnum_ELBO, TraceEnum_ELBO
+from pyro.infer import SVI, JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceEnum_ELBO
+from pyro.nn import PyroModule, pyro_method
 
 from hybridpgm import fit
+from hybridpgm.errors import TrainingWarning
+from hybridpgm.generative import VAE
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import SVIObjective
-from hybridpgm.infer.jit_shapes import SIGNATURE_KWARG, ShapeKeyedPrograms, batch_signature
+from hybridpgm.infer import jit_shapes
+from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, batch_signature, kwargs_signature
 
 # 10 rows: batches of 4 leave a last batch of 2; 'b' is partly missing (-1) in each batch, 'a' and 'c' complete
 DATA = torch.tensor([[0, 1, 1], [1, -1, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1],
@@ -80,14 +86,140 @@ def test_fit_takes_a_shorter_last_batch_under_a_jit_elbo(accumulate, data):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
-def test_the_signature_keys_on_shape_dtype_and_device_and_is_dropped_before_the_programs():
+def test_the_signature_keys_on_shape_dtype_and_device_and_the_keyword_arguments():
     x = torch.zeros(4, 3, dtype=torch.long)
     mask = torch.ones(4, 3, dtype=torch.bool)
     assert batch_signature((x, mask)) == batch_signature((x.clone(), mask.clone()))
     assert batch_signature((x, mask)) != batch_signature((x[:2], mask[:2]))
     assert batch_signature((x, mask)) != batch_signature((x.float(), mask))
     assert batch_signature((x, None)) == (((4, 3), torch.long, x.device), "NoneType")
-    seen = []
-    programs = ShapeKeyedPrograms(lambda *args, **kwargs: seen.append(kwargs), lambda *args, **kwargs: None)
-    programs.model(x, num_samples=3, **{SIGNATURE_KWARG: batch_signature((x,))})
-    assert seen == [{"num_samples": 3}]
+    assert kwargs_signature({"n": 3, "sizes": [1, 2]}) == kwargs_signature({"sizes": [1, 2], "n": 3})
+    assert kwargs_signature({"n": 3}) != kwargs_signature({"n": 4})
+    assert kwargs_signature({"opts": {"a": [1]}}) == (("opts", (("a", (1,)),)),)
+
+
+class _Recorder(PyroModule):
+    """A Gaussian mean with a model and an empty guide that record the keyword arguments they are given."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    @pyro_method
+    def model(self, x, **kwargs):
+        self.seen.append(sorted(kwargs))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(self.loc, 1.0), obs=x)
+
+    @pyro_method
+    def guide(self, x, **kwargs):
+        self.seen.append(sorted(kwargs))
+
+
+def test_an_elbo_already_compiled_on_the_raw_programs_is_left_alone():
+    """Before: after one plain SVI step with the same JitTrace_ELBO, SVIObjective's loss raised "VAE.guide() got an
+    unexpected keyword argument '_hybridpgm_batch_signature'" (the old code gave 3.9712): Pyro's compiled function
+    keeps the programs of its first call, and those got the batch's signature.  Now the loss is the eager
+    ELBO's, the programs get the keyword arguments given and no other, and the ELBO's own compiled function (the
+    plain SVI's) is the one it had."""
+    torch.manual_seed(0)
+    x = (torch.rand(8, 6) < 0.5).float()
+    vae = VAE(6, z_dim=2, hidden=[8])
+    elbo = JitTrace_ELBO()
+    svi = SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}), elbo)
+    svi.step(x)
+    compiled = vars(elbo)["_loss_and_surrogate_loss"]
+    jit = SVIObjective(vae.model, vae.guide, elbo, module=vae)
+    eager = SVIObjective(vae.model, vae.guide, Trace_ELBO(), module=vae)
+    jit.loss("elbo", x)  # compiles (drawing more random numbers than a replay)
+    torch.manual_seed(1)
+    loss = jit.loss("elbo", x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(loss, eager.loss("elbo", x), rtol=0, atol=1e-6)
+    assert vars(elbo)["_loss_and_surrogate_loss"] is compiled
+    svi.step(x)
+
+    recorder = _Recorder()
+    elbo = JitTrace_ELBO()
+    SVI(recorder.model, recorder.guide, pyro.optim.Adam({"lr": 1e-3}), elbo).step(torch.zeros(4), scale=2)
+    recorder.seen.clear()
+    SVIObjective(recorder.model, recorder.guide, elbo, module=recorder, scale=2).loss("elbo", torch.zeros(4))
+    assert recorder.seen and all(kwargs == ["scale"] for kwargs in recorder.seen)
+
+
+class _ExtraForSmallBatches(PyroModule):
+    """A Gaussian whose mean is a sum of 7 linear maps, and on batches of 2 rows or fewer one more: Pyro's
+    ``CompiledFunction`` kept one list of parameter names for all its compiled shapes, made anew for each shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.maps = torch.nn.ModuleList(torch.nn.Linear(1, 1) for _ in range(7))
+        self.extra = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            for i, layer in enumerate([*self.maps, self.extra]):
+                layer.weight.fill_(0.01 * (i + 1))
+                layer.bias.fill_(0.01 * i)
+
+    @pyro_method
+    def model(self, x):
+        layers = list(self.maps) + ([self.extra] if x.shape[0] <= 2 else [])
+        mean = sum(layer(torch.ones(1, 1)).squeeze() * (i + 1) for i, layer in enumerate(layers))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(mean, 1.0), obs=x)
+
+    @pyro_method
+    def guide(self, x):
+        pass
+
+
+def test_a_shape_compiled_earlier_keeps_its_own_parameters():
+    """Before: replaying the 4-row function after the 2-row one was compiled fed it the 2-row parameter list
+    (torch's raw "compiled() expected at most 15 argument(s) but received 17" here; with the same parameters read
+    in another order, a silently wrong loss: 31183.81 against the eager 31685.25)."""
+    module = _ExtraForSmallBatches()
+    x = torch.randn(6, generator=torch.Generator().manual_seed(0))
+    jit = SVIObjective(module.model, module.guide, JitTraceEnum_ELBO(max_plate_nesting=1), module=module,
+                       per_example=False)
+    eager = SVIObjective(module.model, module.guide, TraceEnum_ELBO(max_plate_nesting=1), module=module,
+                         per_example=False)
+    params = list(module.parameters())
+    for rows in (slice(0, 4), slice(4, 6), slice(0, 4), slice(4, 6), slice(1, 5)):
+        loss, want_loss = jit.loss("elbo", x[rows]), eager.loss("elbo", x[rows])
+        torch.testing.assert_close(loss, want_loss, rtol=0, atol=1e-5)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for grad, want in zip(grads, torch.autograd.grad(want_loss, params, allow_unused=True)):
+            assert (grad is None) == (want is None)  # the extra map is unused on 4 rows
+            if want is not None:
+                torch.testing.assert_close(grad, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit_elbo", [JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO])
+def test_fit_compiles_once_per_batch_shape(jit_elbo, monkeypatch):
+    """10 rows, batches of 4 in micro-batches of 2 (accumulate=2), two epochs: micro-batches of 2 rows and of 1 (the
+    last batch), so 2 compilations in 6 steps (before: JitTraceMeanField_ELBO compiled on every call, 12)."""
+    traced = []
+    trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *args, **kwargs: traced.append(1) or trace(*args, **kwargs))
+    torch.manual_seed(0)
+    vae = VAE(6, z_dim=2, hidden=[8])
+    x = (torch.rand(10, 6) < 0.5).float()
+    result = fit(SVIObjective(vae.model, vae.guide, jit_elbo(), module=vae), x, batch_size=4, epochs=2,
+                 accumulate=2, shuffle=False, progress=False)
+    assert len(result.history.loss["elbo"]) == 6
+    assert len(traced) == 2
+
+
+def test_many_shapes_keep_the_last_few_compiled_and_warn_once(monkeypatch):
+    monkeypatch.setattr(jit_shapes, "MAX_SHAPES", 3)
+    recorder = _Recorder()
+    programs = ShapeKeyedPrograms(recorder.model, recorder.guide, JitTrace_ELBO())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rows in (1, 2, 3, 1, 4, 1, 2):
+            loss = programs.differentiable_loss((torch.zeros(rows),), {})
+            torch.testing.assert_close(loss, torch.tensor(0.5 * rows * math.log(2 * math.pi)))
+    ours = [w for w in caught if issubclass(w.category, TrainingWarning)]
+    assert len(ours) == 1 and "more than 3 shapes" in str(ours[0].message)
+    assert [key[0][0][0] for key in programs.copies] == [(4,), (1,), (2,)]
+    assert programs.compilations == 5  # 1, 2, 3, 4, and 2 again (dropped for 4; 1, used since, was kept)
