@@ -220,13 +220,20 @@ def test_every_unseeded_draw_of_a_sampler_is_made_under_the_lock(name):
     assert draws.held and all(draws.held)
 
 
-@pytest.mark.parametrize("name", ["DBN.sample", "MarkovNet.sample"])
-def test_every_unseeded_draw_of_dbn_and_markov_net_sampling_is_made_under_the_lock(name):
+@pytest.mark.parametrize("name", ["DBN.sample", "MarkovNet.sample", "LinearChainCRF.sample", "SBNGibbs.sample"])
+def test_every_unseeded_draw_of_the_other_samplers_is_made_under_the_lock(name):
+    from hybridpgm.generative import SBNGibbs
+    from hybridpgm.graphs import LinearChainCRF
+
     torch.manual_seed(2)
     dbn = DBN([6, 4, 3])
     mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.rand(2, 3))
+    crf = LinearChainCRF(torch.randn(2, 4, 3), torch.randn(3, 3))
+    gibbs = SBNGibbs(SigmoidBeliefNet([6, 3]))
     call = {"DBN.sample": lambda: dbn.sample(3, steps=2, mean=False),
-            "MarkovNet.sample": lambda: mrf.sample(3)}[name]
+            "MarkovNet.sample": lambda: mrf.sample(3),
+            "LinearChainCRF.sample": lambda: crf.sample((2,)),
+            "SBNGibbs.sample": lambda: gibbs.sample(torch.ones(2, 6), 2, warmup=1)}[name]
     with GlobalDraws() as draws:
         call()
     assert draws.held and all(draws.held)

@@ -39,6 +39,7 @@ import torch
 from hybridpgm.checks import generator_or_none, positive_int, seed_of
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.softplus import softplus
@@ -217,15 +218,16 @@ class SBNGibbs:
             gen = torch.Generator(device=x.device)
             gen.manual_seed(seed)
         xs = x.expand(num_chains, *x.shape)
-        hs = self._init(xs, init, gen)
-        for _ in range(warmup):
-            self.sweep(xs, hs, generator=gen)
-        kept = [[] for _ in hs]
-        for _ in range(num_samples):
-            for _ in range(thin):
+        with holding_global_state():  # without a generator: no draw amid another thread's seeded fit step
+            hs = self._init(xs, init, gen)
+            for _ in range(warmup):
                 self.sweep(xs, hs, generator=gen)
-            for l, h in enumerate(hs):
-                kept[l].append(h.clone())
+            kept = [[] for _ in hs]
+            for _ in range(num_samples):
+                for _ in range(thin):
+                    self.sweep(xs, hs, generator=gen)
+                for l, h in enumerate(hs):
+                    kept[l].append(h.clone())
         return GibbsSamples([torch.stack(k) for k in kept])
 
     def _init(self, xs: torch.Tensor, init: str, gen) -> list:

@@ -47,6 +47,7 @@ from torch.distributions import Distribution, constraints
 
 from hybridpgm.checks import expanded_batch_shape, positive_int, sample_shape_of, torch_readable
 from hybridpgm.errors import DeviceError, ModelSpecError
+from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_marginals import CRFMarginals
@@ -345,7 +346,7 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
 
         :param sample_shape: the leading shape of independent draws (default ``torch.Size()``: one)."""
         sample_shape = sample_shape_of(sample_shape, "LinearChainCRF.sample")
-        with torch.no_grad():
+        with torch.no_grad(), holding_global_state():  # no draw amid another thread's seeded fit step
             T = self.unary.shape[-2]
             if (sample_shape + self.batch_shape).numel() == 0:
                 return torch.zeros(sample_shape + self.batch_shape + (T,), dtype=torch.long, device=self.unary.device)
