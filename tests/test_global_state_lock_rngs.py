@@ -90,7 +90,8 @@ def test_a_seeded_fit_gives_the_same_losses_while_another_thread_samples(name):
                 thread.start()
                 seen.append(("blocked", _blocked_or_done(thread)))
                 self.thread = thread
-            else:
+            else:  # the thread appends after the sampler let the lock go: wait for it (it takes no lock again)
+                self.thread.join(GUARD_S)
                 seen.append(("done before step", info.step, len(got)))
 
     start = StartSampler()
@@ -119,7 +120,7 @@ def test_the_hand_over_swaps_torchs_numpys_and_pythons_streams():
             thread.start()
             assert _blocked_or_done(thread)
             let_other_threads_in()
-            assert not thread.is_alive()
+            assert len(other) == 1  # it drew in the gap (its thread may still be finishing: no is_alive test)
         return first, draws()
 
     torch.manual_seed(7)
@@ -133,7 +134,9 @@ def test_the_hand_over_swaps_torchs_numpys_and_pythons_streams():
         np.random.rand(5), random.random()
 
     torch.manual_seed(7)
-    handed_over = scope(threading.Thread(target=other_call))
+    thread = threading.Thread(target=other_call)
+    handed_over = scope(thread)
+    thread.join(GUARD_S)
     assert handed_over == alone
     assert other == [expected_other]
 
