@@ -37,6 +37,7 @@ from typing import Callable, Hashable, Sequence
 import opt_einsum
 import torch
 
+from hybridpgm.graphs.absorption import absorbed_groups, slot_layout
 from hybridpgm.graphs.contraction_steps import log_einsum, max_sum, pair_plan, pair_product, shift_plan
 from hybridpgm.graphs.reverse_pass import Workspace
 
@@ -204,38 +205,24 @@ class AbsorbingPlan:
     likelihood, a query indicator), and at least one such vector exists.  Its
     group is contracted before the main plan, so a leaf observed in some rows
     costs what indexing its table costs in a single-pattern batch: the table
-    ``[pa, v]`` becomes ``[N, pa]`` (the same factor indexing gives).  Repeats
-    while some variable qualifies.  ``opt_einsum`` finds the same elimination
+    ``[pa, v]`` becomes ``[N, pa]`` (the same factor indexing gives).  Repeats,
+    the qualifying variable first by ``str`` each time, while some variable
+    qualifies (:func:`~hybridpgm.graphs.absorption.absorbed_groups`, in
+    :math:`O(\\sum_i |D_i| \\log n)`).  ``opt_einsum`` finds the same elimination
     only by chance once a batch dim makes early intermediates look expensive.
 
     :param batch_dim: the name of the row dim (or ``None``).
     """
 
     def __init__(self, operand_dims, output_dims, sizes: dict, optimize="auto", batch_dim=None):
-        dims = [tuple(d) for d in operand_dims]
-        self.groups = []  # (positions popped, ContractionPlan) applied in order; result appended
-        out = set(output_dims)
-        changed = True
-        while changed:
-            changed = False
-            for v in sorted({d for ds in dims for d in ds} - out - {batch_dim}, key=str):
-                holders = [i for i, ds in enumerate(dims) if v in ds]
-                small = [i for i in holders if set(dims[i]) <= {v, batch_dim}]
-                big = [i for i in holders if i not in small]
-                if not small or len(big) > 1 or len(holders) < 2:
-                    continue
-                group = big + small
-                g_dims = [dims[i] for i in group]
-                has_batch = any(batch_dim in ds for ds in g_dims)
-                rest = tuple(d for d in (dims[big[0]] if big else ()) if d not in (v, batch_dim))
-                new_dims = ((batch_dim,) if has_batch else ()) + rest
-                plan = ContractionPlan(g_dims, new_dims, sizes, "greedy")
-                self.groups.append((tuple(group), plan))
-                dims = [ds for i, ds in enumerate(dims) if i not in group] + [new_dims]
-                changed = True
-                break
-        #: (positions kept, positions popped, ContractionPlan) of each group, in order: see :meth:`absorb`
-        self._absorbing = _absorbing_layout(self.groups, len(operand_dims))
+        found, live = absorbed_groups(operand_dims, output_dims, batch_dim)
+        #: (positions popped, ContractionPlan) applied in order, each result appended (:func:`absorbed_groups`)
+        self.groups = [(positions, ContractionPlan(g_dims, new_dims, sizes, "greedy"))
+                       for positions, _, g_dims, new_dims in found]
+        #: (per group its operands' slots, the main plan's slots): see :meth:`absorb`
+        self._slots = ([slots for _, slots, _, _ in found], live)
+        every = [tuple(d) for d in operand_dims] + [new_dims for *_, new_dims in found]
+        dims = [every[s] for s in live]
         self.main = ContractionPlan(dims, output_dims, sizes, optimize)
         plans = [self.main] + [p for _, p in self.groups]
         #: opt_einsum's flop count and largest intermediate over the absorbed groups and the main plan
@@ -274,8 +261,10 @@ class AbsorbingPlan:
 
         For group :math:`g` with plan :math:`P_g`, the operands :math:`o` become
         :math:`[o_i]_{i \\notin g} \\,\\Vert\\, [\\mathrm{contract}(P_g, [o_i]_{i \\in g})]`: the ones it does not
-        hold, in order, then its result.  The kept positions are worked out once, when the plan is built; this
-        is the one place the groups are applied, by :meth:`__call__` and by the hand-written reverse pass
+        hold, in order, then its result.  Each operand and each group's result has a slot, numbered once when
+        the plan is built (:mod:`hybridpgm.graphs.absorption`), so a call reads each slot once, :math:`O(n)` for
+        ``n`` operands (rebuilding the list per group was :math:`O(n^2)`); this is the one place the groups are
+        applied, by :meth:`__call__` and by the hand-written reverse pass
         (:func:`hybridpgm.graphs.reverse_pass.value_and_gradients`) alike.
 
         :param operands: ``len(operand_dims)`` operands, in the constructor's order.
@@ -283,24 +272,17 @@ class AbsorbingPlan:
             group's :class:`ContractionPlan`, an operand like the others.
         :returns: the operands of :attr:`main`, in the order of its ``operand_dims``.
         """
+        slots = self.__dict__.get("_slots")
+        if slots is None:  # a plan pickled (in a network's plan cache) before its slots were stored
+            slots = self._slots = slot_layout([g for g, _ in self.groups], len(operands))
+        group_slots, live = slots
         ops = list(operands)
-        absorbing = self.__dict__.get("_absorbing")
-        if absorbing is None:  # a plan pickled (in a network's plan cache) before the layout was stored
-            absorbing = self._absorbing = _absorbing_layout(self.groups, len(ops))
-        for kept, group, plan in absorbing:
-            ops = [ops[i] for i in kept] + [contract(plan, [ops[i] for i in group])]
-        return ops
-
-
-def _absorbing_layout(groups: list, n: int) -> list:
-    """``(kept, group, plan)`` for each ``(group, plan)`` of an :class:`AbsorbingPlan` over ``n`` operands:
-    ``kept`` the positions the group does not hold, in order, among the operands left when it runs (``n`` less
-    what the groups before it popped, plus their results)."""
-    layout = []
-    for group, plan in groups:
-        layout.append((tuple(i for i in range(n) if i not in group), group, plan))
-        n += 1 - len(group)
-    return layout
+        for group, (_, plan) in zip(group_slots, self.groups):
+            args = [ops[s] for s in group]
+            for s in group:  # what the group consumed is not held past it
+                ops[s] = None
+            ops.append(contract(plan, args))
+        return [ops[s] for s in live]
 
 
 class PlanCache:

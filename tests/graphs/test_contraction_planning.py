@@ -13,6 +13,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import MarkovNet, contraction, ising_grid, load_network
 from hybridpgm.graphs.contraction import AbsorbingPlan, ContractionPlan
 from hybridpgm.graphs.contraction_steps import pair_plan, shift_plan
+from hybridpgm.infer import mrf_plan
 
 LETTERS = 52  # the dims one step's einsum can name (a-z, A-Z)
 
@@ -206,9 +207,11 @@ def test_a_too_wide_grid_is_refused_at_its_first_too_wide_step(monkeypatch):
     assert walked == len(steps) + 1 < len(path)  # the steps before the wide one, and the wide one
 
 
-def test_a_too_wide_ising_grid_is_refused_with_the_full_step_lists_message(built):
+def test_a_too_wide_ising_grid_is_refused_with_the_full_step_lists_message(built, monkeypatch):
     """Guard (passes before and after the walk): the exact logZ of a 40x40 Ising grid is refused with the message
-    and width that ``contract_path``'s step list gives."""
+    and width that ``contract_path``'s step list gives (the min-degree bound, which refuses this grid before any
+    search, :func:`hybridpgm.infer.mrf_plan._min_degree_width`, left out to reach the greedy order's refusal)."""
+    monkeypatch.setattr(mrf_plan, "_min_degree_width", lambda dims, shared, limit: 0)
     torch.manual_seed(3)
     g = ising_grid(40, 40, coupling=0.3 * torch.randn(2 * 40 * 39), field=torch.randn(1600))
     with pytest.raises(ModelSpecError, match=r"over 1600 variables: a contraction step joins 53 dims \(treewidth"):

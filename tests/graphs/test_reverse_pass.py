@@ -196,5 +196,5 @@ def test_absorb_keeps_the_operands_no_group_holds_in_order_then_each_groups_resu
         want = [t for i, t in enumerate(want) if i not in group] + [(sub, tuple(want[i] for i in group))]
     got = plan.absorb(labels, lambda sub, args: (sub, tuple(args)))
     assert got == want
-    del plan.__dict__["_absorbing"]
+    del plan.__dict__["_slots"]
     assert plan.absorb(labels, lambda sub, args: (sub, tuple(args))) == want

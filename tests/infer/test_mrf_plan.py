@@ -1,10 +1,12 @@
 """The cached contraction plan of the exact MRF queries (:mod:`hybridpgm.infer.mrf_plan`)."""
 
+import re
+
 import pytest
 import torch
 
 from hybridpgm.errors import ModelSpecError
-from hybridpgm.graphs import MarkovNet, ising_grid
+from hybridpgm.graphs import MarkovNet, contraction, ising_grid
 from hybridpgm.graphs.contraction import ContractionPlan
 from hybridpgm.infer import mrf_plan
 from tests.graphs.mrf_brute_force import brute_force
@@ -91,3 +93,56 @@ def test_a_treewidth_beyond_the_contraction_raises_model_spec_error():
     mrf.add_factors("all_pairs", pairs, torch.zeros(len(pairs), 2, 2))
     with pytest.raises(ModelSpecError, match=r"exact MRF inference over 60 variables: .*treewidth.*method='bp'"):
         mrf.log_partition("exact")
+
+
+def test_a_grid_far_past_the_limit_is_refused_before_any_order_is_searched(monkeypatch):
+    """Found by an audit: a grid too wide for exact contraction was refused only after opt_einsum's greedy search
+    had planned the whole contraction (2 s at 64x64, 143 s at 128x128, unfinished after 17 minutes at 256x256).
+    Fails before: one search here.  The min-degree bound refuses it first, naming the width."""
+    searched, search = [], contraction._search_path
+
+    def spy(*args):
+        searched.append(len(args[0]))
+        return search(*args)
+
+    monkeypatch.setattr(contraction, "_search_path", spy)
+    mrf_plan._STRUCTURES.clear()
+    with pytest.raises(ModelSpecError) as refused:
+        ising_grid(64, 64, 0.3).log_partition("exact")
+    assert searched == []
+    assert re.search(r"over 4096 variables: the min-degree elimination order has a step joining 53 dims, more than "
+                     r"the 52 .*treewidth.*method='bp'", str(refused.value))
+
+
+def test_a_model_within_the_bound_is_still_refused_by_a_too_wide_greedy_order(monkeypatch):
+    """The bound decides only when it is over the limit; under it, the greedy order's first too-wide step
+    refuses as before."""
+    monkeypatch.setattr(mrf_plan, "_min_degree_width", lambda dims, shared, limit: 0)
+    mrf = _complete_graph(60)
+    with pytest.raises(ModelSpecError, match=r"over 60 variables: a contraction step joins \d+ dims \(treewidth"):
+        mrf.log_partition("exact")
+
+
+def _complete_graph(n):
+    names = [f"x{i}" for i in range(n)]
+    mrf = MarkovNet({v: 2 for v in names})
+    pairs = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]]
+    mrf.add_factors("all_pairs", pairs, torch.zeros(len(pairs), 2, 2))
+    return mrf
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 8])
+def test_the_min_degree_width_of_small_graphs(k):
+    """A chain of ``k`` variables joins two of them and the rows per step; a clique of ``k`` all of them and the
+    rows; a ``k`` by ``k`` grid at least ``k + 1`` variables in one step (its treewidth is ``k``); a scope wider
+    than the limit is that wide whatever the order."""
+    rows = mrf_plan._ROWS
+    chain = [(rows, i, i + 1) for i in range(k - 1)]
+    assert mrf_plan._min_degree_width(chain, rows, 52) == 3
+    clique = [(rows, i, j) for i in range(k) for j in range(i + 1, k)]
+    assert mrf_plan._min_degree_width(clique, rows, 52) == k + 1
+    assert mrf_plan._min_degree_width(clique, rows, 3) == k + 1  # its first step is over the limit
+    grid = [(rows,) + tuple(scope) for group in mrf_plan._key(ising_grid(k, k, 0.1).factor_graph())[2]
+            for scope in group]
+    assert mrf_plan._min_degree_width(grid, rows, 52) >= k + 2  # no order does better than the treewidth
+    assert mrf_plan._min_degree_width([(rows,) + tuple(range(60))], rows, 52) == 61
