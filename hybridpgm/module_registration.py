@@ -15,18 +15,29 @@ A :class:`~pyro.nn.PyroModule` calls ``pyro.module`` itself when a plain :class:
 as an attribute inside one of its Pyro methods (``self.encoder``); :func:`frozen_aware_module` makes such an
 attribute a property that registers the network with :func:`register_module` instead, as
 :func:`~hybridpgm.param_store_scope.frozen_aware_parameter` does for a parameter the module holds directly.
+
+Each such read registers every parameter of the network, so a Pyro method that reads the attribute once per node
+or layer (a Bayes net's model reads its CPD map in each look-up of a node) made ``reads x parameters`` ``param``
+statements per call: 2,600 for the 20 parameters of a 20-node chain, quadratic in the nodes.
+:func:`registers_once` makes a method register the network once, on entry, and read it plainly within the call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import threading
+from typing import Any, Callable
 
 import pyro
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
 from torch import nn
 
-__all__ = ["frozen_aware_module", "register_module"]
+__all__ = ["frozen_aware_module", "register_module", "registers_once"]
+
+#: per thread, the ``(id(owner), attribute name)`` of the networks registered for a call of :func:`registers_once`
+#: running in that thread (Pyro's handler stack is one per process, but a read in another thread is not this call's)
+_REGISTERED = threading.local()
 
 
 def register_module(name: str, module: nn.Module) -> nn.Module:
@@ -60,6 +71,9 @@ def frozen_aware_module(name: str, doc: str) -> property:
     unchanged.  The module stays in ``_modules``, so its state-dict keys are those of a plain attribute, and
     assigning it works as before (``nn.Module.__setattr__`` keeps a module in ``_modules``).
 
+    Within a method wrapped by :func:`registers_once` for ``name`` (which registered the network on entry), a read
+    returns the network without registering it again.
+
     :param name: the attribute name.
     :param doc: the property's docstring.
     :returns: the property, to be assigned in the class body (``encoder = frozen_aware_module(...)``).
@@ -68,8 +82,8 @@ def frozen_aware_module(name: str, doc: str) -> property:
     def read(self: PyroModule) -> Any:
         module = self.__dict__.get("_modules", {}).get(name)  # none yet (unpickling): nn.Module's error
         if isinstance(module, nn.Module) and not isinstance(module, PyroModule):
-            if not self._pyro_context.active:
-                return module  # what PyroModule.__getattr__ returns outside the owner's Pyro methods
+            if not self._pyro_context.active or (id(self), name) in _registered():
+                return module  # as PyroModule.__getattr__ outside the owner's Pyro methods; or registered already
             if not pyro.settings.get("module_local_params"):
                 return register_module(self._pyro_get_fullname(name), module)
         # Pyro's stand-in statements (module_local_params), a PyroModule's own registration, nn.Module's
@@ -78,3 +92,46 @@ def frozen_aware_module(name: str, doc: str) -> property:
 
     read.__name__ = name
     return property(read, doc=doc)
+
+
+def _registered() -> set:
+    """This thread's set of :data:`_REGISTERED` keys."""
+    held = getattr(_REGISTERED, "keys", None)
+    if held is None:
+        held = _REGISTERED.keys = set()
+    return held
+
+
+def registers_once(name: str) -> Callable:
+    """Decorator of a Pyro method of a :class:`~pyro.nn.PyroModule` that reads the :func:`frozen_aware_module`
+    attribute ``name`` (``self.<name>``) many times: the method reads it once on entry, which registers the network
+    as every read did (each trainable parameter's ``param`` statement, or Pyro's stand-in statements under
+    ``module_local_params``), and within the call, in the same thread, every further read of ``self.<name>`` -- by
+    the method or by any helper it calls -- returns the network without registering it again.  The param store and
+    the handlers around the call (a trace, :class:`pyro.infer.SVI`'s param capture) see each parameter once per call
+    instead of once per read; the frozen parameters are left out as before.  A nested call of the method (or of
+    another one wrapped for the same ``name`` of the same object) does not register again.
+
+    Put it under ``@pyro_method`` (``@pyro_method`` then ``@registers_once("cpds")``), so that the entry read runs
+    inside the owner's Pyro context, where reads register.
+
+    :param name: the attribute, made by :func:`frozen_aware_module`.
+    :returns: the decorator.
+    """
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapped(self: PyroModule, *args: Any, **kwargs: Any) -> Any:
+            key, held = (id(self), name), _registered()
+            if key in held:
+                return method(self, *args, **kwargs)
+            getattr(self, name)  # the call's one registration
+            held.add(key)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                held.discard(key)
+
+        return wrapped
+
+    return decorate

@@ -1,14 +1,17 @@
 """pyro.module's registration without its warning of frozen parameters (hybridpgm/module_registration.py)."""
 
+import collections
+import threading
 import warnings
 
 import pyro
 import pytest
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, pyro_method
+from pyro.poutine.messenger import Messenger
 from torch import nn
 
-from hybridpgm.module_registration import frozen_aware_module, register_module
+from hybridpgm.module_registration import frozen_aware_module, register_module, registers_once
 
 PYRO_WARNING = "was not registered in the param store"
 
@@ -87,3 +90,86 @@ def test_frozen_aware_module_leaves_pyros_other_paths_as_they_were():
     del owner.body
     with pytest.raises(AttributeError, match="'Owner' object has no attribute 'body'"):
         owner.body
+
+
+class _ParamMessages(Messenger):
+    def __init__(self):
+        super().__init__()
+        self.names = collections.Counter()
+
+    def _pyro_param(self, msg):
+        self.names[msg["name"]] += 1
+
+
+class Reader(PyroModule):
+    """Reads its network once per "layer", directly and through a helper, as a Bayes net's model reads its CPDs."""
+    body = frozen_aware_module("body", "the network")
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def _reads(self, times):
+        return [self._helper() for _ in range(times)]
+
+    def _helper(self):
+        return self.body
+
+    @pyro_method
+    @registers_once("body")
+    def once(self, times=5, nested=0, fail=False, in_thread=None):
+        if nested:
+            self.once(times, nested - 1)
+        if in_thread is not None:
+            thread = threading.Thread(target=in_thread)
+            thread.start()
+            thread.join()
+        if fail:
+            raise RuntimeError("inside")
+        return self._reads(times)
+
+    @pyro_method
+    def each_read(self, times=5):
+        return self._reads(times)
+
+
+TRAINABLE = [f"body$$${p}" for p in ("0.weight", "0.bias", "2.weight", "2.bias")]
+
+
+def _count(fn, *args, **kwargs):
+    seen = _ParamMessages()
+    with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope(), seen:
+        fn(*args, **kwargs)
+    return seen.names
+
+
+def test_registers_once_registers_a_network_once_per_call_however_often_it_is_read():
+    """Without it every read (five here, through a helper) registers each trainable parameter again; with it one
+    registration on entry, a nested call adding none, the frozen batch norm left out as before; after the call
+    (after an error too) the next call registers again."""
+    owner = Reader(_net())
+    assert _count(owner.each_read) == {n: 5 for n in TRAINABLE}
+    assert _count(owner.once) == {n: 1 for n in TRAINABLE}
+    assert _count(owner.once, nested=2) == {n: 1 for n in TRAINABLE}
+    with pytest.raises(RuntimeError, match="inside"):
+        _count(owner.once, fail=True)
+    assert _count(owner.once) == {n: 1 for n in TRAINABLE}
+    assert _count(owner.each_read, times=2) == {n: 2 for n in TRAINABLE}
+    assert all(body is owner._modules["body"] for body in owner.once())
+
+
+def test_registers_once_under_module_local_params_sends_pyros_stand_in_statements_once():
+    with pyro.settings.context(module_local_params=True), pyro.get_param_store().scope():
+        owner = Reader(_net())
+        seen = _ParamMessages()
+        with seen:
+            owner.once()
+        assert len(pyro.get_param_store()) == 0
+    assert seen.names == {f"body$$${p}": 1 for p in ("0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias")}
+
+
+def test_registers_once_holds_the_registration_in_its_own_thread_only():
+    """A read in another thread, during the call, is not the call's: it registers (Pyro's handler stack, one per
+    process, sees it)."""
+    owner = Reader(_net())
+    assert _count(owner.once, times=3, in_thread=lambda: owner.each_read(times=1)) == {n: 2 for n in TRAINABLE}

@@ -264,8 +264,9 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         with self._plate(batch, num_data, prefix):
             t = temperature
             h = pyro.sample(f"{prefix}h{L}", self._latent(self.prior_logits.expand(batch, -1), t))
+            decoders = self.decoders  # registered once, not once per layer (quadratic in L)
             for l in range(L, 0, -1):
-                logits = self.decoders[l - 1](self._unit_values(h, t))
+                logits = decoders[l - 1](self._unit_values(h, t))
                 if l > 1:
                     h = pyro.sample(f"{prefix}h{l - 1}", self._latent(logits, t))
                 else:
@@ -293,9 +294,10 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         x = self.check_data(x)
         h = x
         with self._plate(x.shape[-2], num_data, prefix):
+            encoders = self.encoders  # registered once, not once per layer (quadratic in L)
             for l in range(1, self.num_layers + 1):
                 below = h if l == 1 else self._unit_values(h, temperature)
-                h = pyro.sample(f"{prefix}h{l}", self._latent(self.encoders[l - 1](below), temperature))
+                h = pyro.sample(f"{prefix}h{l}", self._latent(encoders[l - 1](below), temperature))
         return h
 
     def forward(self, x: torch.Tensor | None = None, **kwargs):

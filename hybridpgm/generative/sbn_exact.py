@@ -127,12 +127,13 @@ class SBNExactLikelihood:
             s = pyro.sample(f"{prefix}h{L}", dist.Categorical(logits=bernoulli_state_logits(logits, states[L])),
                             infer={"enumerate": "parallel"})
             h = states[L][s]
+            decoders = self.decoders  # registered once, not once per layer (quadratic in L)
             for l in range(L, 1, -1):
-                table = bernoulli_state_logits(self.decoders[l - 1](h), states[l - 1])
+                table = bernoulli_state_logits(decoders[l - 1](h), states[l - 1])
                 s = pyro.sample(f"{prefix}h{l - 1}", dist.Categorical(logits=table),
                                 infer={"enumerate": "parallel"})
                 h = states[l - 1][s]
-            pyro.sample(prefix + "x", dist.Bernoulli(logits=self.decoders[0](h)).to_event(1), obs=x)
+            pyro.sample(prefix + "x", dist.Bernoulli(logits=decoders[0](h)).to_event(1), obs=x)
 
     def _check_enumerable(self) -> int:
         """Check that exact enumeration fits the limits; returns the elements one row adds to the largest

@@ -193,13 +193,19 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         if isinstance(cpds, CPDDict):
             link(cpds, self)
 
+    @property
+    def _cpd_map(self) -> CPDDict:
+        """:attr:`cpds` for a look-up: the map itself, never registered with Pyro (inside a Pyro method a read of
+        :attr:`cpds` registers every CPD parameter, which a look-up per node made quadratic in the nodes)."""
+        return self._modules["cpds"]
+
     def _dag_index(self) -> DagIndex:
         """The parents/children index of the declared nodes (:class:`~hybridpgm.graphs.bn_graph.DagIndex`),
         kept by :meth:`add`; rebuilt from the CPDs when it does not cover them (a network pickled by a version
         without it)."""
         dag = self.__dict__.get("_dag")
-        if dag is None or len(dag) != len(self.cpds):
-            self._dag = dag = DagIndex({v: c.parents for v, c in self.cpds.items()})
+        if dag is None or len(dag) != len(self._cpd_map):
+            self._dag = dag = DagIndex({v: c.parents for v, c in self._cpd_map.items()})
         return dag
 
     def check(self) -> "BayesNet":
@@ -211,20 +217,21 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         """
         if self._order is not None:
             return self
-        for v, c in self.cpds.items():
-            if unknown := [p for p in c.parents if p not in self.cpds]:
+        cpds = self._cpd_map
+        for v, c in cpds.items():
+            if unknown := [p for p in c.parents if p not in cpds]:
                 raise ModelSpecError(f"node {v!r} has unknown parent(s) {unknown}")
-            c.bind(v, {p: self.cpds[p].cardinality for p in c.parents})
-        if clash := set(self.input_names) & set(self.cpds):
+            c.bind(v, {p: cpds[p].cardinality for p in c.parents})
+        if clash := set(self.input_names) & set(cpds):
             raise ModelSpecError(f"context input(s) {sorted(clash)} clash with node names")
-        self._order = topological_order(self.cpds, {v: c.parents for v, c in self.cpds.items()})
+        self._order = topological_order(cpds, {v: c.parents for v, c in cpds.items()})
         return self
 
     # ------------------------------------------------------------------ structure
     @property
     def nodes(self) -> list[str]:
         """Node names in declaration order (the column order of tensor data)."""
-        return list(self.cpds.keys())
+        return list(self._cpd_map.keys())
 
     @property
     def topological_order(self) -> list[str]:
@@ -243,7 +250,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         :param str name: the node.
         :raises EvidenceError: ``name`` is not a node (the message names it and the nodes)."""
         self._cpd(name, "child_nodes")
-        return [v for v, c in self.cpds.items() if name in c.parents]
+        return [v for v, c in self._cpd_map.items() if name in c.parents]
 
     def cardinality(self, name: str) -> int | None:
         """Number of states of a discrete node, ``None`` for a continuous one.
@@ -254,7 +261,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
 
     def _cpd(self, name, method: str) -> CPD:
         """The CPD of node ``name``; an :class:`EvidenceError` naming ``method``, ``name`` and the nodes if none."""
-        cpd = self.cpds._modules.get(name) if isinstance(name, str) else None  # one look-up: called per node
+        cpd = self._cpd_map._modules.get(name) if isinstance(name, str) else None  # one look-up: called per node
         if cpd is None:
             raise EvidenceError(f"BayesNet.{method}: unknown node {name!r:.80}{close_match(name, self.nodes)} "
                                 f"(nodes: {shown_items(self.nodes)})")
@@ -262,13 +269,13 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
 
     @property
     def edges(self) -> list[tuple[str, str]]:
-        return [(p, v) for v, c in self.cpds.items() for p in c.parents]
+        return [(p, v) for v, c in self._cpd_map.items() for p in c.parents]
 
     @property
     def input_names(self) -> list[str]:
         """Context inputs (not nodes) needed by neural CPDs."""
         names: list[str] = []
-        for c in self.cpds.values():
+        for c in self._cpd_map.values():
             names += [u for u in getattr(c, "context", ()) if u not in names]
         return names
 
@@ -358,7 +365,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
 
     def _query_restores(self) -> list:
         """The CPDs whose buffers a query restores: those holding a network (a module of their own)."""
-        return [c for c in self.cpds.values() if next(c.children(), None) is not None]
+        return [c for c in self._cpd_map.values() if next(c.children(), None) is not None]
 
     # ------------------------------------------------------------------ pgmpy interop
     @classmethod

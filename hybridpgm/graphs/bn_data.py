@@ -110,7 +110,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         out = {}
         dtype, device = self.dtype, self.device
         for v, t in data.items():
-            if v not in self.cpds:
+            if v not in self._cpd_map:
                 raise DataError(f"data has column '{v}', which is not a node (nodes: {self.nodes})")
             discrete = self.cardinality(v) is not None
             named = None  # in a column of state names, where a name is missing (None, pd.NA): -1 there

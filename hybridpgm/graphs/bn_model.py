@@ -26,6 +26,7 @@ from pyro.nn import pyro_method
 from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.handler_scope import isolated_from_handlers
+from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
 from hybridpgm.transform_scope import vmap_reads_refused
 
@@ -36,6 +37,7 @@ class BayesNetModel:
     """Mixin of :class:`~hybridpgm.graphs.BayesNet`: its Pyro model and guide, sampling and scoring."""
 
     @pyro_method
+    @registers_once("cpds")  # registered on entry, not at each look-up of a node (quadratic in the nodes)
     def model(self, data=None, mask=None, inputs=None, *, num_samples: int | None = None,
               num_data: int | None = None, prefix: str = "") -> dict:
         """Pyro model over a data plate ``"data"`` (``max_plate_nesting=1``).
@@ -108,7 +110,8 @@ class BayesNetModel:
         if n == 0:
             raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
         weight = self._prior_weight(num_data, n)
-        for v, c in self.cpds.items():
+        cpds = self._cpd_map  # registered on entry (registers_once)
+        for v, c in cpds.items():
             if getattr(c, "prior", None) is not None:
                 pyro.factor(f"{prefix}{v}_prior", c.log_prior() * weight)
         x: dict = {}
@@ -118,7 +121,7 @@ class BayesNetModel:
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
         with pyro.plate(prefix + "data", n, dim=-1), contextlib.nullcontext() if enumerated is None else enumerated:
             for v in self._order:
-                c = self.cpds[v]
+                c = cpds[v]
                 obs, obs_mask = observed.get(v, (None, False))
                 if c.cardinality is None:
                     if data is not None and obs_mask is not None:
@@ -274,7 +277,7 @@ class BayesNetModel:
                             "(NaN or -1): log_evidence sums them out")
         with self._scoring():  # a row of probability 0 scores -inf
             tr = poutine.trace(self.model).get_trace(cols, None, inputs)
-        tr.compute_log_prob(site_filter=lambda name, site: name in self.cpds)
+        tr.compute_log_prob(site_filter=lambda name, site: name in self._cpd_map)
         out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
         return out[..., 0] if single else out
 

@@ -59,6 +59,7 @@ from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
 from hybridpgm.train.atomic_write import check_replaceable, remove_stale_temporaries, write_atomically
 from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
+from hybridpgm.train.chunked_finite import all_finite, any_nan
 from hybridpgm.train.torch_load import check_readable, read_torch_file
 
 __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable",
@@ -266,13 +267,16 @@ def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] 
     GPyTorch's unbounded constraint limits).  A container reached by several paths is looked into once, by the
     first (a crafted file whose lists share one list ``d`` levels deep has ``2**d`` paths).
 
+    Each tensor is checked a chunk at a time (:mod:`~hybridpgm.train.chunked_finite`), so the check's temporaries do
+    not grow with the tensor.
+
     :param nan_only: report NaN only (infinity allowed everywhere).
     """
     if isinstance(state, torch.Tensor):
         if state.is_floating_point() or state.is_complex():
             if nan_only or prefix in infinite_ok:
-                return [prefix or "<tensor>"] if bool(torch.isnan(state).any()) else []
-            return [] if bool(torch.isfinite(state).all()) else [prefix or "<tensor>"]
+                return [prefix or "<tensor>"] if any_nan(state) else []
+            return [] if all_finite(state) else [prefix or "<tensor>"]
         return []
     if isinstance(state, dict):
         items = state.items()

@@ -1,0 +1,74 @@
+"""The finiteness check of checkpoints and model files looks at a bounded number of entries at a time
+(hybridpgm/train/chunked_finite.py, used by checkpoint.nonfinite_entries).
+
+Before, ``torch.isfinite(t).all()`` ran on each whole tensor: loading a model file of one 268 MB weight peaked
+458 MB above the tensors for that check alone.  What is refused, and the message, are unchanged.  Counted by the
+largest tensor ``torch.isfinite`` / ``torch.isnan`` is given, never by the clock or the memory.
+"""
+
+import math
+
+import pytest
+import torch
+
+import hybridpgm
+from hybridpgm.energy import RBM
+from hybridpgm.errors import CheckpointError
+from hybridpgm.train import chunked_finite
+from hybridpgm.train.checkpoint import nonfinite_entries
+
+
+@pytest.fixture
+def largest(monkeypatch):
+    """Records the most entries ``torch.isfinite`` and ``torch.isnan`` are given in one call."""
+    seen = [0]
+    for name in ("isfinite", "isnan"):
+        def recorded(t, _check=getattr(torch, name)):
+            seen[0] = max(seen[0], t.numel())
+            return _check(t)
+        monkeypatch.setattr(torch, name, recorded)
+    return seen
+
+
+def test_a_tensor_larger_than_one_chunk_is_checked_a_chunk_at_a_time(largest):
+    """The real chunk (2**22 entries): a float16 tensor a few entries longer, its only NaN in the last chunk."""
+    t = torch.zeros(chunked_finite.CHUNK + 5, dtype=torch.float16)
+    assert nonfinite_entries({"w": t}) == [] and 0 < largest[0] <= chunked_finite.CHUNK
+    t[-1] = math.nan
+    assert nonfinite_entries({"w": t}) == ["['w']"] and largest[0] <= chunked_finite.CHUNK
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "one row", "strided"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_bad_entry_in_the_last_chunk_is_found_whatever_the_layout(monkeypatch, largest, layout, value):
+    """A chunk of 64 entries; a contiguous tensor is read through its flat view, a strided one by blocks of rows
+    (no whole copy); every entry is looked at, so the last one's NaN or infinity is refused, and an infinity is
+    let through where allowed (``infinite_ok``, ``nan_only``) while a NaN is not."""
+    monkeypatch.setattr(chunked_finite, "CHUNK", 64)
+    base = torch.zeros(30, 40, dtype=torch.float64)
+    t = {"contiguous": base, "transposed": base.t(), "one row": base[None, :, ::2], "strided": base[:, ::3]}[layout]
+    assert not t.is_contiguous() or layout == "contiguous"
+    assert nonfinite_entries({"w": t}) == [] and largest[0] <= 64
+    t[(-1,) * t.dim()] = value
+    assert nonfinite_entries({"w": t}) == ["['w']"] and largest[0] <= 64
+    nan = math.isnan(value)
+    assert nonfinite_entries({"w": t}, infinite_ok=frozenset({"['w']"})) == (["['w']"] if nan else [])
+    assert nonfinite_entries({"w": t}, nan_only=True) == (["['w']"] if nan else []) and largest[0] <= 64
+
+
+def test_load_refuses_a_nan_in_the_last_chunk_of_a_weight_with_the_same_message(tmp_path, monkeypatch, largest):
+    monkeypatch.setattr(chunked_finite, "CHUNK", 64)
+    path = hybridpgm.save(RBM(40, 30), tmp_path / "rbm.pt")  # save's check is chunked too
+    assert hybridpgm.load(path).weight.numel() == 1200 and 0 < largest[0] <= 64
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["weight"][-1, -1] = math.nan
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"model file '.*rbm.pt' holds NaN or infinity in \['weight'\]"):
+        hybridpgm.load(path)
+    assert largest[0] <= 64
+
+
+@pytest.mark.parametrize("t", [torch.tensor(math.nan), torch.zeros(0, 3), torch.tensor([1 + 1j, complex(0, math.inf)])])
+def test_small_zero_d_empty_and_complex_tensors(t):
+    assert chunked_finite.all_finite(t) == bool(torch.isfinite(t).all())
+    assert chunked_finite.any_nan(t) == bool(torch.isnan(t).any())
