@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import check_device
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.crf import CRFHead, LinearChainCRF
 from hybridpgm.serialization import serializable
-from hybridpgm.train.deferred_checks import check_or_defer, reading_is_free
+from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["CRFTagger"]
 
@@ -55,10 +54,10 @@ class CRFTagger(nn.Module):
 
     def _check_inputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``x`` as the embedding takes it (``int64`` or ``int32``; another integer dtype converted to ``int64``),
-        after :meth:`forward`'s checks: shapes and dtypes from metadata; the ids' range read at once where that is
-        free (CPU), else by :func:`~hybridpgm.train.deferred_checks.check_or_defer`, the ids then clamped into the
-        vocabulary so that the embedding never indexes out of it (on CUDA a device-side assert) before a deferred
-        check raises at :func:`hybridpgm.fit`'s read."""
+        after :meth:`forward`'s checks: shapes and dtypes from metadata; the ids' range by
+        :func:`~hybridpgm.train.deferred_checks.check_or_defer` (at once outside :func:`hybridpgm.fit`'s step, at
+        its one read per step inside), the ids then clamped into the vocabulary so that the embedding never
+        indexes out of it (on CUDA a device-side assert) before a deferred check raises."""
         vocabulary = self.embed.num_embeddings
         expected = f"an N x T tensor of integer symbol ids in 0..{vocabulary - 1} ({vocabulary} symbols)"
         if not isinstance(x, torch.Tensor):
@@ -82,10 +81,8 @@ class CRFTagger(nn.Module):
                              f"of {vocabulary} symbols), got {int(x[row, position])} at row {row}, position "
                              f"{position} (ids in [{int(x.min())}, {int(x.max())}])")
 
-        inside = ((x >= 0) & (x < vocabulary)).all()
-        if reading_is_free(x) and not torch.jit.is_tracing():
-            if not bool(inside):
-                raise out_of_range()
-            return usable_with_grad(x)  # made under inference_mode, run with grad on: the embedding saves x
-        check_or_defer(inside, out_of_range, what=f"CRFTagger symbol ids in 0..{vocabulary - 1}")
-        return x.clamp(0, vocabulary - 1)  # a new tensor: a normal one, also from an inference tensor
+        check_or_defer(((x >= 0) & (x < vocabulary)).all(), out_of_range,
+                       what=f"CRFTagger symbol ids in 0..{vocabulary - 1}")
+        # deferred inside fit's step (one read per step): clamped so the embedding never indexes out of the
+        # vocabulary first; a new tensor, a normal one also from an inference tensor (the embedding saves x)
+        return x.clamp(0, vocabulary - 1)

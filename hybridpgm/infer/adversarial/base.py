@@ -356,9 +356,11 @@ class AdversarialObjective(AdversarialGame):
         :param batch: a tensor ``batch x event_shape``, or a tuple (or list) whose first item is one.
         :raises DataError: no tensor of shape ``(batch, *event_shape)``, an empty batch, or NaN/inf values."""
         x = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
-        require_tensor(x, f"{type(self).__name__} data", arg="x")
-        if x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
-            shape, expected = tuple(x.shape), ", ".join(map(str, self.event_shape))
+        if not (isinstance(x, (tuple, list)) and not x):  # an empty tuple is told the shape expected below
+            require_tensor(x, f"{type(self).__name__} data", arg="x")
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or tuple(x.shape[1:]) != self.event_shape:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else f"an empty {type(x).__name__}"
+            expected = ", ".join(map(str, self.event_shape))
             raise DataError(f"{type(self).__name__} expects data of shape (batch, {expected}) like the generator's "
                             f"output, got {shape}")
         return self.checked_data(x)
