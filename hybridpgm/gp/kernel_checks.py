@@ -106,9 +106,9 @@ def check_kernel_features(kernel: gpytorch.kernels.Kernel | None, num_features: 
         if ard is not None and ard != width:
             seen = f"active_dims {[int(d) for d in active.reshape(-1).tolist()]} select" if active is not None \
                 else "it is given"
+            alone = "" if ard == 1 else " or without ard_num_dims (one lengthscale)"  # a default of 1: no way out
             raise ModelSpecError(f"{where} has ard_num_dims={ard}, but {seen} {_count(width)} ({given}): "
-                                 f"build it with ard_num_dims={width} (one lengthscale per feature) or without "
-                                 "ard_num_dims (one lengthscale)")
+                                 f"build it with ard_num_dims={width} (one lengthscale per feature){alone}")
         todo.extend(_parts(k, path, width))
 
 

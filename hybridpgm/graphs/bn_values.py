@@ -145,10 +145,13 @@ def refuse_ambiguous_numbers(v: str, column, states: list | None, what: str = "d
         numeric = values.size > 0
     elif _is_number_entry(values):  # a single number: the same question as a column of one
         x = values.item() if isinstance(values, np.generic) else values
-        name = next((repr(s) for s in states if float(s) == x), "a name")
+        name = next((repr(s) for s in states if float(s) == x), None)
+        way = (f"it could be a name or a state index; pass the name ({name}) or the index as a tensor "
+               f"(torch.tensor({x!r}))" if name is not None else f"no state is named {x!r}; " + (
+                   "for a node not observed leave it out (or pass None)" if x == -1 else
+                   f"for the state index pass a tensor (torch.tensor({x!r}))"))
         raise DataError(f"{what} '{v}' is the number {x!r} and the states of '{v}' are named by numbers {states}: "
-                        f"it could be a name or a state index; pass the name ({name}) or the index as a tensor "
-                        f"(torch.tensor({x!r}))")
+                        + way)
     else:
         entries = _entries(values) if not isinstance(values, np.ndarray) or values.dtype.kind == "O" else None
         numeric = entries is not None and any(_is_number_entry(s) for s in entries)

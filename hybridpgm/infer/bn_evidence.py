@@ -207,8 +207,9 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
     anything else with ``items()`` -- a pandas ``Series`` such as one row ``df.iloc[0]``, label -> value, as
     :meth:`BayesNet.log_prob <hybridpgm.graphs.BayesNet.log_prob>` reads it.
 
-    :raises EvidenceError: for anything else, saying what was given (type, shape, dtype) and what to pass
-        instead (for a data tensor: :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` of it), or for a
+    :raises EvidenceError: for anything else (a ``Series`` none of whose labels names a node or context input, as
+        a column ``df["A"]`` is, included), saying what was given (type, shape, dtype) and what to pass instead
+        (for a data tensor: :meth:`BayesNet.columns <hybridpgm.graphs.BayesNet.columns>` of it), or for a
         ``Series`` whose labels repeat (naming them).
     """
     if evidence is None:
@@ -217,8 +218,10 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
         return dict(evidence)
     if hasattr(evidence, "columns") and not isinstance(evidence, torch.Tensor):  # a pandas DataFrame: its columns
         return {name: evidence[name] for name in evidence.columns}
-    if callable(getattr(evidence, "items", None)) and not isinstance(evidence, torch.Tensor):  # a pandas Series
-        items = list(evidence.items())
+    items = list(evidence.items()) if callable(getattr(evidence, "items", None)) and \
+        not isinstance(evidence, torch.Tensor) else None  # a pandas Series, label -> value
+    names = set(bn.nodes) | set(bn.input_names)
+    if items and any(isinstance(k, str) and k in names for k, _ in items):  # a row: its labels name nodes
         labels = [k for k, _ in items]
         if len(set(labels)) != len(labels):
             twice = sorted({str(k) for k in labels if labels.count(k) > 1})
@@ -229,6 +232,8 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
     given = type(evidence).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "") + \
         (f" and dtype {evidence.dtype}" if isinstance(evidence, torch.Tensor) else "")
     hint = ""
+    if items is not None:  # a column (its labels are row labels): a node's values
+        hint = "; for one node's values (a column such as df['<node>']) pass {'<node>': df['<node>']}"
     if isinstance(evidence, torch.Tensor):
         hint = (f"; for an [N, {len(bn.nodes)}] data tensor whose columns follow the nodes, pass bn.columns(data), "
                 "the dict of its columns (NaN or -1 = not observed in that row)")

@@ -117,6 +117,13 @@ class SVIObjective(AutoguideBatchingCheck):
         #: the programs and private copies of a Pyro JIT ELBO, made on its first batch (jit_shapes: one per shape)
         self._jit_programs: ShapeKeyedPrograms | None = None
 
+    def __getstate__(self) -> dict:
+        """The state for :mod:`pickle` and :func:`copy.deepcopy`, without the compiled copies of a Pyro JIT ELBO
+        (torch's traced functions do not pickle; they are made again on the next batch)."""
+        state = self.__dict__.copy()
+        state["_jit_programs"] = None
+        return state
+
     def setup(self, batch: Any) -> None:
         """Create the parameters of a Pyro autoguide that has not run yet, by running it once on ``batch``
         (called by :func:`hybridpgm.fit` before it builds the optimizer; the random state and the buffers of the

@@ -79,7 +79,8 @@ class CRFTagger(nn.Module):
             row, position = (int(i) for i in ((x < 0) | (x >= vocabulary)).nonzero()[0])
             return DataError(f"CRFTagger symbol ids 'x' must lie in 0..{vocabulary - 1} (the tagger's vocabulary "
                              f"of {vocabulary} symbols), got {int(x[row, position])} at row {row}, position "
-                             f"{position} (ids in [{int(x.min())}, {int(x.max())}])")
+                             f"{position} of the x given (in fit, a batch) (ids in [{int(x.min())}, "
+                             f"{int(x.max())}])")
 
         check_or_defer(((x >= 0) & (x < vocabulary)).all(), out_of_range,
                        what=f"CRFTagger symbol ids in 0..{vocabulary - 1}")

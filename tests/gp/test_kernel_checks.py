@@ -103,3 +103,13 @@ def test_a_gpytorch_class_given_for_an_instance_is_named(arg, cls):
     with pytest.raises(ModelSpecError, match=r"DeepKernelGP kernel must be a gpytorch\.kernels\.kernel\.Kernel, "
                                              r"got the class Linear"):
         DeepKernelGP(*_toy(), kernel=torch.nn.Linear)
+
+
+def test_a_kernel_whose_own_default_is_one_lengthscale_is_not_advised_to_drop_ard_num_dims():
+    """Review: ``SpectralMixtureKernel`` defaults ``ard_num_dims`` to 1, so "or without ard_num_dims" was advice
+    that gave the same refusal again."""
+    x, y = _toy()
+    with pytest.raises(ModelSpecError) as refused:
+        DeepKernelGP(x, y, kernel=gpytorch.kernels.SpectralMixtureKernel(num_mixtures=2))
+    assert "has ard_num_dims=1, but it is given 3 features" in str(refused.value)
+    assert str(refused.value).endswith("build it with ard_num_dims=3 (one lengthscale per feature)")

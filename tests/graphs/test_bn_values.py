@@ -285,6 +285,14 @@ def test_a_single_number_for_states_named_by_numbers_is_refused_like_a_column():
     coded.add("g", cpd.Table([0.25, 0.75]), states=["0", "1"])
     coded.add("h", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["g"]))
     torch.testing.assert_close(coded.posterior("h", {"g": 1}), torch.tensor([0.2, 0.8]))
+    # review: a number no state is named after got "pass the name (a name)"; -1, "not observed" in a tensor, was
+    # called a name or an index
+    with pytest.raises(EvidenceError, match=r"the number 0 and .*: no state is named 0; for the state index pass a "
+                                            r"tensor \(torch\.tensor\(0\)\)$"):
+        bn.posterior("pass", {"grade": 0})
+    with pytest.raises(EvidenceError, match=r"the number -1 and .*: no state is named -1; for a node not observed "
+                                            r"leave it out \(or pass None\)$"):
+        bn.posterior("pass", {"grade": -1})
     other = BayesNet()  # names that are not numbers: a number is an index
     other.add("g", cpd.Table([0.25, 0.75]), states=["low", "high"])
     other.add("h", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["g"]))

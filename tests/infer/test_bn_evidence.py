@@ -204,3 +204,7 @@ def test_a_pandas_series_row_is_evidence_as_log_prob_reads_it():
         {k: int(v) for k, v in bn.map({"wet": 1}).items()}
     with pytest.raises(EvidenceError, match=r"evidence given as a Series repeats the label\(s\) \['rain'\]"):
         bn.posterior("wet", pd.Series(["no", "yes"], index=["rain", "rain"]))
+    # review: a column (row labels, no node's name) was read as a row: "evidence names unknown variable 0"
+    with pytest.raises(EvidenceError, match=r"must be a mapping .* got Series of shape \(2,\); for one node's "
+                                            r"values \(a column such as df\['<node>'\]\) pass"):
+        bn.posterior("wet", df["rain"])

@@ -223,3 +223,21 @@ def test_many_shapes_keep_the_last_few_compiled_and_warn_once(monkeypatch):
     assert len(ours) == 1 and "more than 3 shapes" in str(ours[0].message)
     assert [key[0][0][0] for key in programs.copies] == [(4,), (1,), (2,)]
     assert programs.compilations == 5  # 1, 2, 3, 4, and 2 again (dropped for 4; 1, used since, was kept)
+
+
+def test_an_objective_that_compiled_under_a_jit_elbo_pickles_and_deep_copies():
+    """Review: after a JIT fit, ``pickle`` and ``copy.deepcopy`` of the objective failed on torch's traced
+    functions; they are left out of its state and made again on the next batch: a copy trains on as the
+    original does."""
+    import copy
+    import pickle
+
+    bn = _chain()
+    objective = SVIObjective(bn.model, bn.guide, JitTraceEnum_ELBO(max_plate_nesting=1), module=bn)
+    fit(objective, DATA, batch_size=4, epochs=1, shuffle=False, progress=False)
+    twins = [copy.deepcopy(objective), pickle.loads(pickle.dumps(objective))]
+    assert objective._jit_programs is not None and all(twin._jit_programs is None for twin in twins)
+    losses = [fit(o, DATA, batch_size=4, epochs=1, shuffle=False, progress=False, seed=1).history.loss["elbo"]
+              for o in (objective, *twins)]
+    for twin_losses in losses[1:]:
+        torch.testing.assert_close(torch.tensor(twin_losses), torch.tensor(losses[0]), rtol=0, atol=1e-6)

@@ -26,8 +26,10 @@ def _tagger() -> CRFTagger:
 
 @pytest.mark.parametrize("x, lengths, message", [
     (torch.tensor([[1, 2, 7, 4]]), torch.tensor([4]),
-     "'x' must lie in 0..6 (the tagger's vocabulary of 7 symbols), got 7 at row 0, position 2 (ids in [1, 7])"),
-    (torch.tensor([[1, -1, 3, 4]]), torch.tensor([4]), "got -1 at row 0, position 1 (ids in [-1, 4])"),
+     "'x' must lie in 0..6 (the tagger's vocabulary of 7 symbols), got 7 at row 0, position 2 of the x given (in "
+     "fit, a batch) (ids in [1, 7])"),
+    (torch.tensor([[1, -1, 3, 4]]), torch.tensor([4]),
+     "got -1 at row 0, position 1 of the x given (in fit, a batch) (ids in [-1, 4])"),
     (X.float(), LENGTHS, "integer symbol ids in 0..6 (7 symbols), got shape (2, 4) and dtype torch.float32"),
     (X.bool(), LENGTHS, "got shape (2, 4) and dtype torch.bool"),
     (X[0], LENGTHS, "must be an N x T tensor of integer symbol ids in 0..6 (7 symbols), got shape (4,)"),
@@ -69,3 +71,9 @@ def test_fit_names_an_id_outside_the_vocabulary():
     y = torch.zeros(2, 4, dtype=torch.long)
     with pytest.raises(DataError, match=r"must lie in 0\.\.6 .*got 9 at row 1, position 1"):
         hybridpgm.fit(CRFLikelihood(tagger), (x, y, LENGTHS), max_steps=1, batch_size=2, progress=False, seed=0)
+
+
+def test_the_row_named_is_the_batchs():
+    """Review: inside a shuffled fit the row named is the batch's, not the data set's: the message says so."""
+    with pytest.raises(DataError, match=r"got 7 at row 0, position 2 of the x given \(in fit, a batch\)"):
+        _tagger()(torch.tensor([[1, 2, 7, 4]]), torch.tensor([4]))
