@@ -1,6 +1,5 @@
 """pyro.module's registration without its warning of frozen parameters (hybridpgm/module_registration.py)."""
 
-import collections
 import threading
 import warnings
 
@@ -8,10 +7,10 @@ import pyro
 import pytest
 import torch
 from pyro.nn import PyroModule, pyro_method
-from pyro.poutine.messenger import Messenger
 from torch import nn
 
 from hybridpgm.module_registration import frozen_aware_module, register_module, registers_once
+from tests.param_messages import ParamMessages
 
 PYRO_WARNING = "was not registered in the param store"
 
@@ -92,15 +91,6 @@ def test_frozen_aware_module_leaves_pyros_other_paths_as_they_were():
         owner.body
 
 
-class _ParamMessages(Messenger):
-    def __init__(self):
-        super().__init__()
-        self.names = collections.Counter()
-
-    def _pyro_param(self, msg):
-        self.names[msg["name"]] += 1
-
-
 class Reader(PyroModule):
     """Reads its network once per "layer", directly and through a helper, as a Bayes net's model reads its CPDs."""
     body = frozen_aware_module("body", "the network")
@@ -137,7 +127,7 @@ TRAINABLE = [f"body$$${p}" for p in ("0.weight", "0.bias", "2.weight", "2.bias")
 
 
 def _count(fn, *args, **kwargs):
-    seen = _ParamMessages()
+    seen = ParamMessages()
     with pyro.settings.context(module_local_params=False), pyro.get_param_store().scope(), seen:
         fn(*args, **kwargs)
     return seen.names
@@ -161,7 +151,7 @@ def test_registers_once_registers_a_network_once_per_call_however_often_it_is_re
 def test_registers_once_under_module_local_params_sends_pyros_stand_in_statements_once():
     with pyro.settings.context(module_local_params=True), pyro.get_param_store().scope():
         owner = Reader(_net())
-        seen = _ParamMessages()
+        seen = ParamMessages()
         with seen:
             owner.once()
         assert len(pyro.get_param_store()) == 0

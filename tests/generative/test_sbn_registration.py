@@ -8,25 +8,16 @@ decoders hold 16 parameters).  Counted, never timed.
 import collections
 
 import torch
-from pyro.poutine.messenger import Messenger
 
 from hybridpgm.generative import SigmoidBeliefNet
 from tests.generative.sbn_brute_force import single_thread  # noqa: F401 (autouse fixture)
+from tests.param_messages import ParamMessages
 
 L = 8
 
 
-class _ParamMessages(Messenger):
-    def __init__(self):
-        super().__init__()
-        self.names = collections.Counter()
-
-    def _pyro_param(self, msg):
-        self.names[msg["name"]] += 1
-
-
 def _messages(program, x) -> collections.Counter:
-    seen = _ParamMessages()
+    seen = ParamMessages()
     with seen:
         program(x)
     return seen.names

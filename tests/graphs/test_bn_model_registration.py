@@ -6,30 +6,18 @@ messages per call of a binary chain with data (2,600 at n = 20, for 20 parameter
 step of 8.5 s at n = 200.  Counted here, never timed.
 """
 
-import collections
 
 import pyro
 import pytest
 import torch
 from pyro.infer import SVI, TraceEnum_ELBO
-from pyro.poutine.messenger import Messenger
 
 import hybridpgm.module_registration as registration
 from hybridpgm.graphs import BayesNet, cpd
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
+from tests.param_messages import ParamMessages
 
 N = 20
-
-
-class _ParamMessages(Messenger):
-    """Counts the ``param`` messages by name (what a trace and SVI's param capture see)."""
-
-    def __init__(self):
-        super().__init__()
-        self.names = collections.Counter()
-
-    def _pyro_param(self, msg):
-        self.names[msg["name"]] += 1
 
 
 def _chain(n=N, learnable=True, name="") -> BayesNet:
@@ -53,7 +41,7 @@ def test_model_sends_one_param_message_per_cpd_parameter(kwargs):
         x[:, 3] = -1  # a latent column, enumerated
     args = {"num_samples": 4} if "num_samples" in kwargs else {"data": x}
     for _ in range(2):  # the first call also checks the network
-        seen = _ParamMessages()
+        seen = ParamMessages()
         with seen, pyro.poutine.enum(first_available_dim=-2):
             bn.model(**args)
         assert seen.names == {f"cpds$$$x{i}.logits": 1 for i in range(N)}

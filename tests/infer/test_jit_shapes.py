@@ -20,6 +20,7 @@ from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import SVIObjective
 from hybridpgm.infer import jit_shapes
 from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, batch_signature, kwargs_signature
+from tests.infer.jit_scope import quiet_and_scoped  # noqa: F401 (autouse fixture)
 
 # 10 rows: batches of 4 leave a last batch of 2; 'b' is partly missing (-1) in each batch, 'a' and 'c' complete
 DATA = torch.tensor([[0, 1, 1], [1, -1, 0], [0, 0, 1], [1, 1, 0], [1, 1, 1],
@@ -30,16 +31,6 @@ def _chain() -> BayesNet:
     bn = BayesNet().add("a", cpd.Table([0.6, 0.4], learnable=True))
     bn.add("b", cpd.Table([[0.8, 0.2], [0.3, 0.7]], ["a"], learnable=True))
     return bn.add("c", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["b"], learnable=True))
-
-
-@pytest.fixture(autouse=True)
-def quiet_and_scoped():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pyro.get_param_store().scope(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings, the deprecation of torch.jit.trace, the TrainingWarning
-        yield
-    torch.set_num_threads(n)
 
 
 def _loss_and_grads(objective, batch):

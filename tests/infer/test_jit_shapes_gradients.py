@@ -8,9 +8,7 @@ were wrong; ``JitTraceMeanField_ELBO`` compiled again on every call (drawing the
 
 import copy
 import functools
-import warnings
 
-import pyro
 import pytest
 import torch
 from pyro.infer import (JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceEnum_ELBO,
@@ -19,6 +17,7 @@ from pyro.infer import (JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO
 from hybridpgm import fit
 from hybridpgm.generative import VAE, SigmoidBeliefNet
 from hybridpgm.infer import SVIObjective
+from tests.infer.jit_scope import quiet_and_scoped  # noqa: F401 (autouse fixture)
 
 X = torch.randint(0, 2, (10, 6), generator=torch.Generator().manual_seed(1)).float()
 
@@ -31,16 +30,6 @@ CASES = [("vae", JitTrace_ELBO, Trace_ELBO), ("vae", JitTraceEnum_ELBO, TraceEnu
 def _model(family):
     torch.manual_seed(0)
     return VAE(6, z_dim=2, hidden=[8]) if family == "vae" else SigmoidBeliefNet([6, 3, 2])
-
-
-@pytest.fixture(autouse=True)
-def quiet_and_scoped():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pyro.get_param_store().scope(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings, the deprecation of torch.jit.trace, the TrainingWarning
-        yield
-    torch.set_num_threads(n)
 
 
 def _loss_and_grads(objective, batch, seed):
