@@ -6,7 +6,10 @@ the model's state is its parameters and the grid scaling, not its data, so they 
 hands them out (:meth:`~ConditioningData.training_data`), and records a move to the meta device, after which
 they hold no values (``model.to("meta")``, then ``to_empty``, which ``load_state_dict`` does not repair): from
 then until they are set again they are refused, and :func:`hybridpgm.save` refuses the model, whose file would
-rebuild it from them.
+rebuild it from them.  A model converted to 16 bits after it was built (``model.to(torch.bfloat16)``,
+``model.half()``: its data with it) is refused likewise, as the constructor refuses 16-bit data: the GP's
+Cholesky factors need float32 or float64 (before, torch's raw "cholesky_cpu not implemented for 'BFloat16'", and
+a file ``load`` refused).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from hybridpgm.errors import DataError
-from hybridpgm.gp.feature_gp import check_inputs, check_targets
+from hybridpgm.gp.feature_gp import check_gp_dtype, check_inputs, check_targets
 
 __all__ = ["ConditioningData"]
 
@@ -35,10 +38,17 @@ class ConditioningData(torch.nn.Module):
         ``copy.deepcopy``; ``load_state_dict`` does not clear it.  The features :meth:`condition` gave the GP
         are refused likewise (:class:`~hybridpgm.gp.feature_gp.FeatureGP`) until :meth:`condition` runs again.
 
-        :raises DataError: the training data went to the meta device and were not set again since."""
+        :raises DataError: the training data went to the meta device and were not set again since, or to a 16-bit
+            float dtype (the model converted after it was built)."""
         if getattr(self, "_train_data_lost", False):
             raise DataError(self._lost_data_reason(""))
+        check_gp_dtype(self.train_y.dtype, self._converted_what(), DataError)
         return self.train_x, self.train_y
+
+    def _converted_what(self) -> str:
+        """The model's training data, as a 16-bit refusal names them."""
+        return (f"{type(self).__name__}'s training data (converted with the model after it was built, which rounded "
+                "them: model.float(), then model.set_train_data(x, y) with the float32 data)")
 
     def _lost_data_reason(self, when: str) -> str:
         """What :meth:`training_data` and :func:`hybridpgm.save` (``when``: ``" before saving it"``) say of
@@ -54,6 +64,10 @@ class ConditioningData(torch.nn.Module):
         ``to_empty`` handed out, so the file would load as a model conditioned on garbage."""
         if getattr(self, "_train_data_lost", False):
             return self._lost_data_reason(" before saving it")
+        try:
+            check_gp_dtype(self.train_y.dtype, self._converted_what(), DataError)
+        except DataError as refused:  # load would refuse the file: its data rebuild the model in 16 bits
+            return str(refused)
         return None
 
     def _apply(self, fn, recurse=True):
