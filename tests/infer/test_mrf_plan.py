@@ -98,7 +98,8 @@ def test_a_treewidth_beyond_the_contraction_raises_model_spec_error():
 def test_a_grid_far_past_the_limit_is_refused_before_any_order_is_searched(monkeypatch):
     """Found by an audit: a grid too wide for exact contraction was refused only after opt_einsum's greedy search
     had planned the whole contraction (2 s at 64x64, 143 s at 128x128, unfinished after 17 minutes at 256x256).
-    Fails before: one search here.  The min-degree bound refuses it first, naming the width."""
+    Fails before: one search here.  The min-degree bound refuses it first, naming the width, where it is over 1.5
+    times the limit (review C: under that margin the greedy order decides, as it may be narrower)."""
     searched, search = [], contraction._search_path
 
     def spy(*args):
@@ -108,10 +109,24 @@ def test_a_grid_far_past_the_limit_is_refused_before_any_order_is_searched(monke
     monkeypatch.setattr(contraction, "_search_path", spy)
     mrf_plan._STRUCTURES.clear()
     with pytest.raises(ModelSpecError) as refused:
-        ising_grid(64, 64, 0.3).log_partition("exact")
+        ising_grid(100, 100, 0.3).log_partition("exact")
     assert searched == []
-    assert re.search(r"over 4096 variables: the min-degree elimination order has a step joining 53 dims, more than "
-                     r"the 52 .*treewidth.*method='bp'", str(refused.value))
+    assert re.search(r"over 10000 variables: the min-degree elimination order has a step joining 81 dims, far more "
+                     r"than the 52 .*treewidth.*method='bp'", str(refused.value))
+
+
+def test_a_model_whose_bound_is_just_past_the_limit_is_judged_by_the_greedy_order(monkeypatch):
+    """Review C: the bound is an upper bound on the treewidth and counts one-state variables, so a model it puts
+    just past the limit may have a greedy order within it (a 1,035-variable grid: bound 54, greedy 51): such a
+    bound no longer refuses; the greedy order is built and judges."""
+    built = []
+    monkeypatch.setattr(mrf_plan, "_min_degree_width", lambda dims, shared, limit: 60)
+    monkeypatch.setattr(mrf_plan, "ContractionPlan", lambda *args: built.append(args) or (_ for _ in ()).throw(
+        NotImplementedError("the greedy order's verdict")))
+    mrf_plan._STRUCTURES.clear()
+    with pytest.raises(ModelSpecError, match="the greedy order's verdict"):
+        ising_grid(3, 3, 0.3).log_partition("exact")
+    assert len(built) == 1
 
 
 def test_a_model_within_the_bound_is_still_refused_by_a_too_wide_greedy_order(monkeypatch):
