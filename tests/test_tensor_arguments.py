@@ -99,12 +99,12 @@ def test_the_suggested_conversion_names_the_argument():
 
 def test_the_gp_lstm_hmm_and_adversarial_apis_say_a_tensor_is_needed():
     """The same refusal where fix_interop's list left it to the lead: GPLSTM's windows, hmm_posterior's symbols,
-    a GAN's or AAVAE's data, InfoGAN.code_log_prob."""
+    a GAN's or AAVAE's data, InfoGAN.code_log_prob, ADA.paired_data."""
     from hybridpgm.data.hmm_tagging import hmm_posterior, random_hmm
     from hybridpgm.generative import VAE
     from hybridpgm.generative.gan import MLPGenerator
     from hybridpgm.gp import GPLSTM
-    from hybridpgm.infer.adversarial import AAVAE, GAN, InfoGAN
+    from hybridpgm.infer.adversarial import ADA, AAVAE, GAN, InfoGAN
 
     torch.manual_seed(0)
     gan = GAN(MLPGenerator(4, (2,), (8,)), MLPDiscriminator((2,), (8,)))
@@ -118,7 +118,12 @@ def test_the_gp_lstm_hmm_and_adversarial_apis_say_a_tensor_is_needed():
              (lambda: gan.real(np.zeros((5, 2))), r"GAN data is a numpy\.ndarray of shape \(5, 2\)"),
              (lambda: aavae.real(np.zeros((5, 6))), r"AAVAE data is a numpy\.ndarray of shape \(5, 6\)"),
              (lambda: info.code_log_prob(np.zeros((5, 2)), torch.zeros(5, dtype=torch.long), torch.zeros(5, 2)),
-              r"InfoGAN\.code_log_prob x is a numpy\.ndarray")]
+              r"InfoGAN\.code_log_prob x is a numpy\.ndarray"),
+             (lambda: ADA.paired_data(np.zeros((4, 2)), torch.zeros(4), torch.zeros(3, 2)),
+              r"ADA\.paired_data x_source is a numpy\.ndarray of shape \(4, 2\) and dtype float64, not a "
+              r"torch\.Tensor: pass torch\.as_tensor\(x_source\)$"),
+             (lambda: ADA.paired_data(torch.zeros(4, 2), [0, 1, 0, 1], torch.zeros(3, 2)),
+              r"ADA\.paired_data y_source is a list of length 4, not a torch\.Tensor")]
     for call, message in calls:
         with pytest.raises(DataError, match=message):
             call()

@@ -47,6 +47,7 @@ from hybridpgm.infer.adversarial.base import AdversarialGame
 from hybridpgm.infer.adversarial.dry_run import declared_shape, floating_like
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
+from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["ADA"]
@@ -148,14 +149,15 @@ class ADA(AdversarialGame):
         """
         seed = seed_of(seed, "ADA.paired_data seed")
         for name, t in (("x_source", x_source), ("x_target", x_target)):
-            if not isinstance(t, torch.Tensor) or t.dim() == 0:
-                got = f"shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-                raise DataError(f"ADA.paired_data {name} must be a tensor of shape (batch, ...), got {got}")
+            require_tensor(t, f"ADA.paired_data {name}", arg=name)
+            if t.dim() == 0:
+                raise DataError(f"ADA.paired_data {name} must be a tensor of shape (batch, ...), got shape ()")
             if t.shape[0] == 0:
                 raise DataError(f"ADA.paired_data {name} of shape {tuple(t.shape)} is empty; each domain needs at "
                                 f"least one example")
-        if not isinstance(y_source, torch.Tensor) or tuple(y_source.shape) != tuple(x_source.shape[:1]):
-            got = tuple(y_source.shape) if isinstance(y_source, torch.Tensor) else type(y_source).__name__
+        require_tensor(y_source, "ADA.paired_data y_source", arg="y_source")
+        if tuple(y_source.shape) != tuple(x_source.shape[:1]):
+            got = tuple(y_source.shape)
             raise DataError(f"ADA.paired_data y_source must have shape ({x_source.shape[0]},), one label per row of "
                             f"x_source {tuple(x_source.shape)}, got {got}")
         g = torch.Generator().manual_seed(seed)
@@ -211,9 +213,9 @@ class ADA(AdversarialGame):
 
     def _inputs(self, x: torch.Tensor, what: str) -> torch.Tensor:
         """``x`` checked as a batch of inputs ``batch x input_shape`` for :meth:`predict`."""
-        if not isinstance(x, torch.Tensor) or x.dim() == 0 or (
-                self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        require_tensor(x, what, arg="x")
+        if x.dim() == 0 or (self.input_shape is not None and tuple(x.shape[1:]) != self.input_shape):
+            got = f"shape {tuple(x.shape)}"
             expected = ", ".join(map(str, self.input_shape)) if self.input_shape is not None else "..."
             raise DataError(f"{what} must be a tensor of shape (batch, {expected}), got {got}")
         return self._prepared(x, what)[0]
