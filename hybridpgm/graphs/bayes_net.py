@@ -371,7 +371,8 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
     @classmethod
     def from_pgmpy(cls, model, *, dtype: torch.dtype = torch.float64, learnable: bool = False) -> "BayesNet":
         """Convert a pgmpy discrete Bayesian network (tabular CPDs) to a :class:`BayesNet`
-        (:func:`hybridpgm.graphs.bif_pgmpy.from_pgmpy`).
+        (:func:`hybridpgm.graphs.bif_pgmpy.from_pgmpy`); node and state names become strings (``str`` of pgmpy's:
+        a network fitted on integer data, states ``1, 2``, gives the states ``'1'``, ``'2'``, in pgmpy's order).
 
         :param model: the pgmpy network.
         :param dtype: the dtype of the tables (default ``torch.float64``).
@@ -382,7 +383,14 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         return from_pgmpy(model, dtype=dtype, learnable=learnable, cls=cls)
 
     def to_pgmpy(self):
-        """Convert to a pgmpy ``DiscreteBayesianNetwork`` with ``TabularCPD`` s."""
+        """Convert to a pgmpy ``DiscreteBayesianNetwork`` with ``TabularCPD`` s
+        (:func:`hybridpgm.graphs.bif_pgmpy.to_pgmpy`).  The states are this network's state names, strings: one from
+        :meth:`from_pgmpy` of a network fitted on integer data comes back with the states ``'1'``, ``'2'``, not ``1``,
+        ``2`` (pgmpy's evidence is then ``{"A": "1"}``; ``{"A": 1}`` raises pgmpy's KeyError); a node without state
+        names gets pgmpy's integers ``0..k-1`` (named ``'0'``, ``'1'`` ... by :meth:`from_pgmpy`).
+
+        :raises ModelSpecError: a node without a fixed table (a continuous or context-dependent CPD).
+        :raises ModuleNotFoundError: pgmpy is not installed."""
         from hybridpgm.graphs.bif import to_pgmpy
 
         return to_pgmpy(self.check())

@@ -48,7 +48,8 @@ def _parent_state_order(values: np.ndarray, axis: int, child, parent, cpd, paren
 def from_pgmpy(model, *, dtype: torch.dtype = torch.float64, learnable: bool = False, cls=None):
     """Convert a pgmpy discrete Bayesian network (``TabularCPD`` s) to a :class:`~hybridpgm.graphs.BayesNet`.
 
-    A child's CPD listing a parent's states in another order than the parent's own has its table reordered.
+    A child's CPD listing a parent's states in another order than the parent's own has its table reordered.  Node
+    and state names become strings (``str`` of pgmpy's: integer states ``1, 2`` give ``'1'``, ``'2'``).
 
     :raises ModelSpecError: not a pgmpy network, a CPD that is not a ``TabularCPD``, a node without a CPD, or a
         child's CPD listing other states for a parent than the parent's CPD (naming child, parent, both lists).
@@ -85,6 +86,10 @@ def to_pgmpy(bn):
 
     Every CPD names the states of its variables (a node without state names gets pgmpy's default ``0..k-1``), so
     a named parent's states are listed alike in its children's CPDs and the model passes pgmpy's ``check_model``.
+    State names are strings (a network converted by :func:`from_pgmpy` from integer states ``1, 2`` comes back with
+    ``'1'``, ``'2'``); the ``0..k-1`` of a node without names are integers.
+
+    :raises ModelSpecError: a node without a fixed table (:func:`discrete_table`).
 
     :raises ModuleNotFoundError: pgmpy is not installed (the message names the extra:
         ``pip install 'hybridpgm[pgmpy]'``).

@@ -6,7 +6,7 @@ keyword arguments (``pyro.ops.jit.CompiledFunction``), not by the tensors' shape
 batch is replayed on every later one.  A model whose traced graph keeps the first batch's sizes then fails on a
 batch of another size -- :class:`~hybridpgm.graphs.BayesNet`'s ``model`` on :func:`hybridpgm.fit`'s shorter last
 batch raised torch's raw "The expanded size of the tensor (4) must match the existing size (2)".  Pyro's design
-has three more hazards, for one ELBO object compiled on several keys (one per shape, as hybridpgm's first fix did):
+has four more hazards, for one ELBO object compiled on several keys (one per shape, as hybridpgm's first fix did):
 
 - the ELBO builds its ``CompiledFunction`` once, on its first call, around the model and guide of *that* call,
   and runs those programs afterwards whatever programs it is given (an ELBO used before by a plain
@@ -16,19 +16,23 @@ has three more hazards, for one ELBO object compiled on several keys (one per sh
   order -- a model reading its parameters in another order for another batch size scored 31183.81 against the
   eager 31685.25, silently (with other hash seeds a raw "mat2 must be a matrix");
 - ``JitTraceMeanField_ELBO.differentiable_loss`` looks for its compiled function under ``_loss_and_surrogate_loss``
-  but stores it under ``_differentiable_loss``, so it compiles anew on every call (pyro-ppl 1.9).
+  but stores it under ``_differentiable_loss``, so it compiles anew on every call (pyro-ppl 1.9);
+- a compiled function keeps the ELBO's settings it was traced with (``num_particles``, ``vectorize_particles``,
+  ``max_plate_nesting``, ...): ``elbo.num_particles = 4`` after the first batch went unseen, the loss stayed the
+  one-particle loss (a VAE: 4.6313, where ``Trace_ELBO(num_particles=4)`` gives 4.4228 under the same seed).
 
 :class:`ShapeKeyedPrograms` therefore never calls the user's ELBO object: it keeps, for each
-:func:`batch_signature` of the batch (with the keyword arguments, :func:`kwargs_signature`), a private shallow copy
-of it (``copy.copy``, with Pyro's cached compiled functions dropped and its own ``jit_options``), built on the
-first batch of that signature.  Each copy compiles once, around the programs it is given, with the parameter
-order of that shape; the user's programs get exactly the arguments they are given; the user's ELBO is left
-untouched (a plain ``SVI`` may share it).  In :func:`hybridpgm.fit` that is at most a few compilations a run:
-the full batch, the shorter last batch and their micro-batches under ``accumulate``.  At most
-:data:`MAX_SHAPES` copies are kept, the least recently used dropped first (a shape seen again after that is
-compiled again); data whose shape changes with every batch (a collate padding each batch to its own length)
-compile on every step, which a :class:`~hybridpgm.errors.TrainingWarning` says once: pad to a few fixed lengths,
-or train with the eager ELBO.
+:func:`batch_signature` of the batch (with the keyword arguments, :func:`kwargs_signature`, and the ELBO's
+settings as they are at that step, :func:`elbo_signature`), a private shallow copy of it (``copy.copy``, with
+Pyro's cached compiled functions dropped and its own ``jit_options``), built on the first batch of that signature
+(a setting changed between steps is a new signature: compiled anew with it).  Each copy compiles once, around the
+programs it is given, with the parameter order of that shape; the user's programs get exactly the arguments they
+are given; the user's ELBO is left untouched (a plain ``SVI`` may share it).  In :func:`hybridpgm.fit` that is at
+most a few compilations a run: the full batch, the shorter last batch and their micro-batches under
+``accumulate``.  At most :data:`MAX_SHAPES` copies are kept, the least recently used dropped first (a shape seen
+again after that is compiled again); data whose shape changes with every batch (a collate padding each batch to
+its own length) compile on every step, which a :class:`~hybridpgm.errors.TrainingWarning` says once: pad to a few
+fixed lengths, or train with the eager ELBO.
 
 Gradients: Pyro's ``JitTrace_ELBO.differentiable_loss`` returns ``loss + (surrogate - surrogate.detach())`` with a
 traced ``loss`` that carries a gradient (the eager ``Trace_ELBO`` takes it through ``item()``), so its gradient
@@ -56,7 +60,8 @@ from pyro.util import warn_if_nan
 from hybridpgm.errors import TrainingWarning
 from hybridpgm.warning_origin import users_stacklevel
 
-__all__ = ["MAX_SHAPES", "ShapeKeyedPrograms", "batch_signature", "compiles_on_first_shape", "kwargs_signature"]
+__all__ = ["MAX_SHAPES", "ShapeKeyedPrograms", "batch_signature", "compiles_on_first_shape", "elbo_signature",
+           "kwargs_signature"]
 
 #: Pyro's ELBOs whose ``differentiable_loss`` runs a :func:`pyro.ops.jit.trace` compiled function
 _PYRO_JIT_ELBOS = (JitTrace_ELBO, JitTraceEnum_ELBO, JitTraceMeanField_ELBO)
@@ -112,6 +117,16 @@ def kwargs_signature(kwargs: dict) -> tuple:
     return tuple((name, _hashable(kwargs[name])) for name in sorted(kwargs))
 
 
+def elbo_signature(elbo: ELBO) -> tuple:
+    """A hashable key of ``elbo``'s settings (its attributes but Pyro's cached compiled functions, by name, as
+    :func:`kwargs_signature` keys keyword arguments): a compiled function keeps the settings it was traced with
+    (``num_particles``, ``vectorize_particles``, ``max_plate_nesting``, ``jit_options``, ...), so a copy of the
+    ELBO is kept per key and a setting changed after a batch compiles anew.
+
+    :param elbo: the user's Pyro JIT ELBO."""
+    return kwargs_signature({k: v for k, v in vars(elbo).items() if k not in _COMPILED_ATTRIBUTES})
+
+
 def _private_copy(elbo: ELBO) -> ELBO:
     """A shallow copy of ``elbo`` without Pyro's cached compiled functions, with a copy of its ``jit_options``
     (Pyro's ``CompiledFunction`` writes into that dict)."""
@@ -153,9 +168,9 @@ class ShapeKeyedPrograms:
         return self.model is model and self.guide is guide and self.elbo is elbo
 
     def _copy_for(self, args: tuple, kwargs: dict) -> ELBO:
-        """The private copy of the ELBO for this batch's signature, made (and the least recently used dropped
-        beyond :data:`MAX_SHAPES`) on the first batch of that signature."""
-        key = (batch_signature(args), kwargs_signature(kwargs))
+        """The private copy of the ELBO for this batch's signature and the ELBO's present settings, made (and the
+        least recently used dropped beyond :data:`MAX_SHAPES`) on the first batch of that signature."""
+        key = (batch_signature(args), kwargs_signature(kwargs), elbo_signature(self.elbo))
         clone = self.copies.get(key)
         if clone is not None:
             self.copies.move_to_end(key)
@@ -168,8 +183,9 @@ class ShapeKeyedPrograms:
                 self._warned = True
                 warnings.warn(f"{type(self.elbo).__name__} has been given batches of more than {MAX_SHAPES} shapes: "
                               "Pyro's JIT compiles once per shape (hybridpgm keeps the last "
-                              f"{MAX_SHAPES} compiled), so data whose shape changes with every batch (padded to "
-                              "each batch's own length) compile on every step; pad the batches to a few fixed "
+                              f"{MAX_SHAPES} compiled; a changed setting of the ELBO counts as a new shape), so "
+                              "data whose shape changes with every batch (padded to each batch's own length) "
+                              "compile on every step; pad the batches to a few fixed "
                               "shapes, or train with the eager ELBO (Trace_ELBO, TraceEnum_ELBO)",
                               TrainingWarning, stacklevel=users_stacklevel())
         return clone

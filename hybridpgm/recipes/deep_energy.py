@@ -106,8 +106,8 @@ def _greedy_dbn(model: DBN, x: torch.Tensor, ckpt: list[dict[str, Any]], out: Pa
         stages.fit(layer, ContrastiveDivergence(rbm, k), x, **stage, **options)
         with torch.no_grad():
             x = torch.sigmoid(rbm.hidden_logits(x.to(rbm.weight.device))).cpu()
-    stages.check_resume(len(model.rbms) - 1)  # the top stage, which common.train fits
-    return ContrastiveDivergence(model.rbms[-1], k), x
+    stages.check_resume(len(model.rbms) - 1, record=True)  # the top stage, which common.train fits
+    return ContrastiveDivergence(model.rbms[-1], k), x, stages
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with worded_for(f"train {args.model} --resume", _RETRAIN):
         if args.model == "dbn":
             model = DBN(sizes)
-            objective, x = _greedy_dbn(model, train_x, ckpt, out, args.k, stage)
+            objective, x, greedy = _greedy_dbn(model, train_x, ckpt, out, args.k, stage)
         else:
             model = DBM(sizes, mean_field_steps=args.mean_field_steps)
             options = {k: v for k, v in ckpt[0].items() if k != "checkpoint"}
@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             objective, x = PersistentCD(model, args.k, args.chains), train_x
     result, train_seconds, examples_per_s = train(objective, x, args, out, optim=sgd,
                                                   require_checkpoint=not stages, config=config)
+    if args.model == "dbn":
+        greedy.record(len(model.rbms) - 1)  # the top stage finished on the features below it now
     total_seconds = time.perf_counter() - started
     if not context.is_main:
         return {}

@@ -19,7 +19,7 @@ from hybridpgm.generative import VAE
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import SVIObjective
 from hybridpgm.infer import jit_shapes
-from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, batch_signature, kwargs_signature
+from hybridpgm.infer.jit_shapes import ShapeKeyedPrograms, batch_signature, elbo_signature, kwargs_signature
 from tests.infer.jit_scope import quiet_and_scoped  # noqa: F401 (autouse fixture)
 
 # 10 rows: batches of 4 leave a last batch of 2; 'b' is partly missing (-1) in each batch, 'a' and 'c' complete
@@ -232,3 +232,30 @@ def test_an_objective_that_compiled_under_a_jit_elbo_pickles_and_deep_copies():
               for o in (objective, *twins)]
     for twin_losses in losses[1:]:
         torch.testing.assert_close(torch.tensor(twin_losses), torch.tensor(losses[0]), rtol=0, atol=1e-6)
+
+
+def test_a_setting_of_the_elbo_changed_after_it_compiled_compiles_anew():
+    """Before: ``elbo.num_particles = 4`` after a step went unseen (the private copy, compiled with 1 particle, kept
+    it): the loss was the one-particle loss, 4.6313, where ``Trace_ELBO(num_particles=4)`` gives 4.4228 under the
+    same seed.  Now the ELBO's settings are part of the copy's key: the change compiles anew, going back does not."""
+    torch.manual_seed(0)
+    x = (torch.rand(8, 6) < 0.5).float()
+    vae = VAE(6, z_dim=2, hidden=[8])
+    elbo = JitTrace_ELBO()
+    jit = SVIObjective(vae.model, vae.guide, elbo, module=vae)
+    jit.loss("elbo", x)
+    for particles in (4, 1):
+        elbo.num_particles = particles
+        jit.loss("elbo", x)  # compiles for 4 (drawing more random numbers than a replay); replays for 1
+        eager = SVIObjective(vae.model, vae.guide, Trace_ELBO(num_particles=particles), module=vae)
+        torch.manual_seed(1)
+        loss = jit.loss("elbo", x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(loss, eager.loss("elbo", x), rtol=0, atol=1e-6)
+    assert jit._jit_programs.compilations == 2
+    settings = elbo_signature(elbo)
+    for name, value in (("num_particles", 3), ("vectorize_particles", True), ("max_plate_nesting", 2)):
+        changed = JitTrace_ELBO()
+        setattr(changed, name, value)
+        assert elbo_signature(changed) != settings, name
+    assert elbo_signature(JitTrace_ELBO()) == settings

@@ -12,9 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hybridpgm.checks import type_name
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_output
+from hybridpgm.tensor_arguments import described_value
 
 __all__ = ["declared_shape", "dry_run_discriminator", "floating_like"]
 
@@ -79,7 +81,8 @@ def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str
 
     :param source: what ``x`` stands for, as the message names it (``"the generator's output"``).
     :raises ModelSpecError: the discriminator fails on ``x`` (naming its shape and dtype) or does not return
-        two logits."""
+        two logits (naming what it returned: a tensor's shape; a tuple's, list's or dict's items, by
+        :func:`_described_output`)."""
     shape = tuple(x.shape[1:])
     with keeping_modes(discriminator), torch.no_grad():
         discriminator.eval()
@@ -88,7 +91,28 @@ def dry_run_discriminator(discriminator: nn.Module, x: torch.Tensor, source: str
         except (RuntimeError, ValueError) as e:
             raise ModelSpecError(f"the discriminator cannot take {source} of shape {shape} and dtype {x.dtype}: "
                                  f"{e}") from e
-    if not isinstance(logits, torch.Tensor) or logits.numel() != 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if isinstance(logits, torch.Tensor) and logits.numel() != 2:
         raise ModelSpecError(f"the discriminator must return one logit per example (shape (batch,) or "
-                             f"(batch, 1)), got {got} for a batch of 2")
+                             f"(batch, 1)), got {tuple(logits.shape)} for a batch of 2")
+    if not isinstance(logits, torch.Tensor):
+        pick = ""
+        if isinstance(logits, (tuple, list, dict)) and len(logits):
+            first = f"out[{next(iter(logits))!r}]" if isinstance(logits, dict) else "out[0]"
+            pick = f" (wrap the network in a module whose forward returns the logits alone, e.g. {first})"
+        raise ModelSpecError(f"the discriminator must return one tensor of logits, one per example (shape (batch,) "
+                             f"or (batch, 1): (2,) or (2, 1) for {source} of shape {(2, *shape)}), got "
+                             f"{_described_output(logits)}{pick}")
+
+
+def _described_output(out) -> str:
+    """What a network returned, short, for a message: ``"a tuple of 2 (Tensor (2,), Tensor (2, 3))"``, ``"a dict
+    of 2 ('logits': Tensor (2,), 'features': Tensor (2, 3))"`` (the first four items), ``"a float"``, ``"None"``."""
+    if not isinstance(out, (tuple, list, dict)):
+        return described_value(out)
+    items = list(out.items()) if isinstance(out, dict) else [(None, v) for v in out]
+
+    def item(v) -> str:
+        return f"Tensor {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type_name(v)
+
+    shown = [("" if k is None else f"{k!r}: ") + item(v) for k, v in items[:4]]
+    return f"a {type(out).__name__} of {len(items)} ({', '.join(shown + ['...'] * (len(items) > 4))})"
