@@ -23,7 +23,8 @@ that made it:
 * ``state_dict``, the metadata given to :func:`save` (data set name, feature
   shape, ...) and the versions of hybridpgm, Pyro, torch and GPyTorch.
 
-The file is written atomically (temporary file, fsync, rename) and read with ``torch.load(..., weights_only=True)``;
+The file is written atomically (temporary file, fsync, rename) and read with ``torch.load(..., weights_only=True)``,
+mapped, so that loading needs the memory of one copy of the weights (:mod:`hybridpgm.serialization_state`);
 its entries are checked before anything is built (:mod:`hybridpgm.serialization_payload`), and what the
 constructors it names allocate is bounded by what it holds (:mod:`hybridpgm.serialization_budget`).  The model
 comes back in the dtypes it was saved in: a ``model.double()`` loads as float64, and a model whose parts have
@@ -67,7 +68,7 @@ from hybridpgm.paths import file_path
 from hybridpgm.rng_scope import restoring_global_rngs
 from hybridpgm.serialization_compiled import plain_names, plain_ties, unwrapped
 from hybridpgm.serialization_budget import build_within, constructed, file_budget
-from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, floating, restore_dtypes, tagged,
+from hybridpgm.serialization_dtypes import (FLOATING_DTYPES, TAGS, dtype_names, restore_dtypes, tagged,
                                            untagged)
 from hybridpgm.serialization_layers import TORCH_LAYERS, build_torch_module, torch_module_spec
 from hybridpgm.serialization_frozen import FROZEN, frozen_names, refreeze
@@ -75,6 +76,7 @@ from hybridpgm.serialization_payload import (check_module_entry, check_payload, 
                                              not_a_model_file, rebuild_error)
 from hybridpgm.serialization_registry import (MODEL_MODULES, _REGISTRY, _SPEC_ATTR, _SPECS, _qualname, _resolve,
                                              constructor_call, register_spec, serializable)
+from hybridpgm.serialization_state import load_weights, owned
 from hybridpgm.serialization_structure import check_rebuilds
 from hybridpgm.serialization_ties import retie, tie_record
 from hybridpgm.state_renames import upgrade_ties
@@ -345,12 +347,13 @@ def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int
         raise CheckpointError(f"cannot read model file {str(path)!r}: {os_reason(error)}") from error
     if isinstance(map_location, (str, torch.device)):
         map_location = resolve_device(map_location)
-    payload = read_torch_file(path, "model file", map_location)
+    payload = read_torch_file(path, "model file", map_location, mmap=True)  # its tensors may map the file
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(not_a_model_file(payload, path))
     check_payload(payload, path)  # the entries save writes, of their types, before anything is built
     name = payload["model"]["class"]
     try:
+        payload["tensors"] = owned(payload["tensors"])  # the constructors may keep them: not views of the file
         # the constructors' random initialisation, overwritten below, leaves the caller's streams as they were
         devices = [t.device for t in payload["tensors"].values() if isinstance(t, torch.Tensor)]
         with restoring_global_rngs(devices + ([map_location] if isinstance(map_location, torch.device) else [])):
@@ -358,15 +361,7 @@ def _load_model(path: str | os.PathLike, map_location: Any, max_build_bytes: int
                                   lambda: _build(payload["model"], payload["tensors"], map_location), path)
         if "ties" in payload:  # files written before shared parameters were recorded hold none
             retie(module, upgrade_ties(module, payload["ties"]), path)  # names of the file's time
-        state = payload["state_dict"]
-        bad = nonfinite_entries(state, infinite_ok=frozenset(f"[{n!r}]" for n, _ in
-                                                             module.named_buffers(remove_duplicate=False)))
-        if bad:
-            shown = shown_items(bad, 5, quote=str)
-            raise CheckpointError(f"model file {str(path)!r} holds NaN or infinity in {shown}; hybridpgm.save "
-                                  "never writes such a file, so it was changed or damaged")
-        restore_dtypes(module, {name: t.dtype for name, t in state.items() if floating(t)})
-        module.load_state_dict(state)
+        load_weights(module, payload.pop("state_dict"), path)  # copied, then checked (serialization_state)
         refreeze(module, payload.get(FROZEN), path)  # requires_grad=False as saved (older files: as built)
         meta = _decode(payload["meta"], {})
     except CheckpointError as error:  # named by the file (a torch layer's, a tensor's, a class's message)

@@ -83,7 +83,8 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
         self.mean_field_steps = mean_field_steps  # checked by the setters, as probabilities below
         init_scale = positive_real(init_scale, "DBM init_scale", error=ModelSpecError, allow_zero=True)
         self.probabilities, self.sizes = probabilities, sizes
-        self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b) * init_scale) for a, b in zip(sizes, sizes[1:]))
+        self.weights = nn.ParameterList(nn.Parameter(torch.randn(a, b).mul_(init_scale))
+                                        for a, b in zip(sizes, sizes[1:]))
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in sizes])
 
     @property

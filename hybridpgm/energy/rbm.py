@@ -98,7 +98,7 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
         sigma = positive_real(sigma, "RBM sigma", error=ModelSpecError)
         init_scale = positive_real(init_scale, "RBM init_scale", error=ModelSpecError, allow_zero=True)
         self.num_visible, self.num_hidden, self.visible_type = num_visible, num_hidden, visible
-        self.weight = nn.Parameter(torch.randn(num_visible, num_hidden) * init_scale)
+        self.weight = nn.Parameter(torch.randn(num_visible, num_hidden).mul_(init_scale))
         self.visible_bias = nn.Parameter(torch.zeros(num_visible))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
         self.register_buffer("sigma", torch.full((num_visible,), float(sigma)))

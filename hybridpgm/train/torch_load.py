@@ -223,6 +223,19 @@ def _load_reason(error: Exception) -> str:
     return f"it is corrupt ({type(error).__name__}: {first[:200]})"
 
 
+#: what :func:`_mapped` gives for a file it could not read
+_UNREAD = object()
+
+
+def _mapped(path: Path, map_location: Any) -> Any:
+    """``torch.load(path, weights_only=True, mmap=True)``, or :data:`_UNREAD` where it fails (the caller reads the
+    file without mapping it, which gives the reason if it fails again)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - torch raises several types; the unmapped read says which
+        return _UNREAD
+
+
 def check_readable(path: str | os.PathLike, what: str) -> Path:
     """``path`` as a :class:`~pathlib.Path` (``~`` expanded, :func:`~hybridpgm.paths.file_path`) if it is a
     regular file (through a symbolic link is fine).
@@ -248,12 +261,21 @@ def check_readable(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu") -> Any:
+def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu", *, mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)``, turning any failure into one clear reason.
 
     A zip archive (what ``torch.save`` writes) is checked first: every member is read once and its CRC-32
     compared with the one the archive stores, which ``torch.load`` does not do, so a damaged file is refused
     instead of giving damaged tensors.  A legacy non-zip torch file is read by ``torch.load`` as before.
+
+    With ``mmap=True`` a zip archive is read with ``torch.load(..., mmap=True)``: the tensors left on the CPU are
+    views of a private (copy-on-write) mapping of the file (:meth:`torch.UntypedStorage.from_file`), whose pages
+    the system may drop and read again, rather than a copy of them in the process's own memory.  The caller copies
+    what it keeps (:mod:`hybridpgm.serialization_state`): a later write to the file could show through such a
+    view, and the mapping lives as long as one of them (truncating the file under it ends the process with
+    ``SIGBUS`` on the next read of a page past its new end).  A legacy non-zip file, which ``torch.load`` cannot
+    map, and a file that the mapped read fails on (a file system without ``mmap``, a damaged file) are read
+    without it, which then gives the reason.
 
     After loading, the tensors that need more bytes than their storage holds (views repeating their elements, a
     stride of 0) are summed and refused past ``max(64 MiB, 16 * file size)`` (:func:`_oversized_view`): such
@@ -261,6 +283,8 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     checkpoints hold, loads as it is.
 
     :param what: the kind of file, as messages name it (``"checkpoint"``, ``"model file"``).
+    :param map_location: the device(s) to load onto, as :func:`torch.load` takes it.
+    :param mmap: map a zip archive's tensors instead of reading them into the process's memory (see above).
     :raises CheckpointError: naming the file and why it cannot be read: empty, not a torch file, truncated,
         damaged (naming the member whose CRC-32 fails, or whose zip entry torch would read differently: one
         marked as a directory or encrypted, or a name given twice), a compressed member (torch.save stores
@@ -276,7 +300,9 @@ def read_torch_file(path: str | os.PathLike, what: str, map_location: Any = "cpu
     if damage is not None:
         raise CheckpointError(f"cannot read {what} {str(path)!r}: {damage}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = _mapped(path, map_location) if mmap and _has_zip_signature(path) else _UNREAD
+        if state is _UNREAD:
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises several types for an unreadable file
         try:
             size = os.path.getsize(path)
