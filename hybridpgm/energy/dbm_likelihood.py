@@ -92,7 +92,8 @@ class DBMLikelihood:
 
         with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             return logsumexp_over_states(log_f, min(even, odd), dtype=w.dtype, device=w.device,
-                                         chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM")
+                                         chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM",
+                                         module=self)
 
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
         """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``), enumerating the smaller of the even hidden
@@ -154,7 +155,8 @@ class DBMLikelihood:
 
         summed = sum(self.sizes[1::2]) if keep == 0 else sum(self.sizes[2::2]) + self.sizes[1]
         return logsumexp_over_states(log_f, sum(sizes), dtype=v.dtype, device=v.device, chunk_size=chunk_size,
-                                     cost_per_state=v.shape[0] * summed, what=f"{call} (the sum over h)")
+                                     cost_per_state=v.shape[0] * summed, what=f"{call} (the sum over h)",
+                                     module=self)
 
     def _clamped_log_weight(self, x: list, keep: int) -> torch.Tensor:
         """:math:`\\log \\sum e^{-E}` over the hidden layers of parity ``1 - keep`` given ``v = x[0]`` and the

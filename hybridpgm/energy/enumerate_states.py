@@ -4,6 +4,15 @@ Exact log Z of a Boltzmann machine sums over every joint state of one set of
 binary units (the other set is summed out analytically).  With ``n`` units that
 is ``2**n`` states: :func:`logsumexp_over_states` walks them in chunks so that
 ``n = 20..24`` fits in memory, never holding more than ``chunk_size`` states.
+
+In grad mode with several chunks each chunk is checkpointed (:func:`torch.utils.checkpoint.checkpoint`): the
+backward pass recomputes it, so the graph holds one chunk at a time.  The recomputation reads the parameters and
+buffers of the forward pass, not the module's attributes at backward time: those of the ``module`` that ``log_f``
+reads are copied once per call (a copy of the parameters, not of a chunk) and rebound inside each chunk with
+:func:`torch.func.functional_call`, so a :func:`~torch.func.functional_call` that has put the module's own
+parameters back, or an in-place edit before ``backward()``, changes nothing.  Under :mod:`torch.func` transforms
+(whose ``grad`` refuses checkpointing) and inside a forward-mode AD level the chunks are computed plainly, one
+after the other, their graphs all kept.
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ import inspect
 from typing import Callable
 
 import torch
+import torch.autograd.forward_ad as forward_ad
+from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from hybridpgm.checks import positive_int
@@ -43,6 +54,7 @@ def logsumexp_over_states(
     chunk_size: int | None = None,
     cost_per_state: int = 1,
     what: str = "model",
+    module: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     r"""Compute :math:`\log \sum_{x \in \{0,1\}^n} \exp f(x)` by chunked enumeration.
 
@@ -52,11 +64,15 @@ def logsumexp_over_states(
         (``cost_per_state`` is the width of the largest intermediate ``log_f``
         builds per state, e.g. the size of the layer it sums out).
     :param what: name used in the error message.
+    :param module: the :class:`torch.nn.Module` whose parameters and buffers ``log_f`` reads (e.g. the RBM of a
+        bound method): where chunks are recomputed in the backward pass, they are recomputed with the tensors of
+        the forward pass (see the module docstring).  ``None``: ``log_f`` reads no module's state.  Other tensors
+        that ``log_f`` holds (a DBM's clamped data) are read as they are at backward time.
     :returns: a scalar tensor, in ``dtype``: ``log_f`` runs with autocast off (a float32 model's
         :math:`\log Z` is not summed in half precision under ``fit(precision="bf16")``;
         :class:`~hybridpgm.precision_scope.exact_precision`); in grad mode, differentiable through ``log_f``
         (with several chunks, each is recomputed in the backward pass, so the graph never holds more than one
-        chunk).
+        chunk; not under :mod:`torch.func` transforms or forward-mode AD, see the module docstring).
     :raises ModelSpecError: if ``num_units`` exceeds :data:`MAX_ENUMERATED_UNITS`.
     :raises ConfigError: ``chunk_size`` is not a positive integer.
     """
@@ -77,12 +93,50 @@ def logsumexp_over_states(
             return torch.logsumexp(log_f(states), dim=0)
 
     starts = range(0, total, chunk_size)
-    if torch.is_grad_enabled() and len(starts) > 1:
+    if torch.is_grad_enabled() and len(starts) > 1 and not _transformed():
         # recompute each chunk in the backward pass: a differentiable log Z keeps one chunk's graph at a time
-        parts = [checkpoint(chunk, start, use_reentrant=False, preserve_rng_state=False) for start in starts]
+        parts = _checkpointed(chunk, starts, module)
     else:
         parts = [chunk(start) for start in starts]
     return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def _transformed() -> bool:
+    """Whether a :mod:`torch.func` transform (whose ``grad``/``vjp`` refuse checkpointing's saved-tensor hooks)
+    or a forward-mode AD level is active (a recomputation after the level is left saves no tangents' tensors, and
+    the checkpoint refuses a recomputation that saves fewer tensors than the forward pass)."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
+
+
+class _Rebound(torch.nn.Module):
+    """Calls ``fn`` with ``module`` as a submodule, so that :func:`torch.func.functional_call` on it rebinds the
+    module's parameters and buffers (names prefixed ``"module."``) for the duration of the call."""
+
+    def __init__(self, module: torch.nn.Module, fn: Callable[[int], torch.Tensor]) -> None:
+        super().__init__()
+        self.module = module
+        self.fn = fn
+
+    def forward(self, start: int) -> torch.Tensor:
+        return self.fn(start)
+
+
+def _checkpointed(chunk: Callable[[int], torch.Tensor], starts: range, module: torch.nn.Module | None
+                  ) -> list[torch.Tensor]:
+    """``chunk(start)`` for each start, each checkpointed; with a ``module``, its parameters and buffers are
+    copied once (differentiably) and passed as the checkpoint's inputs, rebound inside the chunk, so the
+    backward pass recomputes each chunk from the forward pass's values."""
+    if module is None:
+        return [checkpoint(chunk, start, use_reentrant=False, preserve_rng_state=False) for start in starts]
+    named = [*module.named_parameters(), *module.named_buffers()]
+    names = [f"module.{name}" for name, _ in named]
+    tensors = [tensor.clone() for _, tensor in named]  # immune to in-place edits of the originals before backward
+    rebound = _Rebound(module, chunk)
+
+    def run(start: int, *values: torch.Tensor) -> torch.Tensor:
+        return functional_call(rebound, dict(zip(names, values, strict=True)), (start,))
+
+    return [checkpoint(run, start, *tensors, use_reentrant=False, preserve_rng_state=False) for start in starts]
 
 
 def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict, chunk_size: int | None = None

@@ -115,10 +115,10 @@ class RBMLikelihood:
             if self.gaussian or (plain and self.num_hidden <= self.num_visible):
                 return logsumexp_over_states(self._log_marginal_hidden, self.num_hidden, dtype=w.dtype,
                                              device=w.device, chunk_size=chunk_size,
-                                             cost_per_state=self.num_visible, what="RBM")
+                                             cost_per_state=self.num_visible, what="RBM", module=self)
             return logsumexp_over_states(lambda v: -self._free_energy(v), self.num_visible, dtype=w.dtype,
                                          device=w.device, chunk_size=chunk_size,
-                                         cost_per_state=self.num_hidden, what="RBM")
+                                         cost_per_state=self.num_hidden, what="RBM", module=self)
 
     def _log_marginal_hidden(self, h: torch.Tensor) -> torch.Tensor:
         r""":math:`\log \sum_v e^{-E(v,h)}` (an integral for Gaussian units), ``states``."""

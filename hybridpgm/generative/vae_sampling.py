@@ -3,17 +3,28 @@
 the estimates built on them, the importance-sampled :math:`\\log p_\\theta(x)` [3 of
 :mod:`~hybridpgm.generative.vae`] and the Monte Carlo ELBO.
 
+They are evaluation estimates, computed without a graph (under :func:`torch.no_grad`, so the ``num_samples`` draws
+of :meth:`~VAEImportanceSampling.log_likelihood` never hold an autograd graph, whatever the caller's grad mode):
+no gradient flows from them to the parameters or to ``x``.  The differentiable bounds are the training objectives,
+:meth:`VAE.direct_elbo_loss <hybridpgm.generative.vae.VAE.direct_elbo_loss>` and
+``SVIObjective(vae.model, vae.guide)`` (``IWAE(K)`` as its third argument for the importance-weighted bound).
+An ``x`` that requires grad, in grad mode, is refused (a :class:`~hybridpgm.errors.ConfigError`) rather than
+given a result that silently carries no gradient.
+
 :class:`VAEImportanceSampling` is a base class of :class:`~hybridpgm.generative.vae.VAE`; its methods read the
 VAE's :meth:`~hybridpgm.generative.vae.VAE.model`, :meth:`~hybridpgm.generative.vae.VAE.guide` and input check.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any, Callable
 
 import torch
 
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
+from hybridpgm.errors import ConfigError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.infer.iwae import importance_log_weights
 from hybridpgm.infer.particle_elbo import keeping_module_state
@@ -23,10 +34,27 @@ from hybridpgm.rng_scope import seeded_globally_from
 __all__ = ["VAEImportanceSampling"]
 
 
+def _without_graph(method: Callable) -> Callable:
+    """Decorate an estimate computed under :func:`torch.no_grad` to refuse, in grad mode, an ``x`` that requires
+    grad: a :class:`~hybridpgm.errors.ConfigError` naming ``VAE.<method>``, where the result would silently
+    carry no gradient (checked before the method turns grad mode off)."""
+    @functools.wraps(method)
+    def checked(self, x: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.requires_grad:
+            raise ConfigError(
+                f"VAE.{method.__name__}: x requires grad, but the estimate is computed without a graph (no "
+                "gradient reaches x or the parameters); pass x.detach() for its value, or train on a "
+                "differentiable bound: VAE.direct_elbo_loss(x, num_data) or SVIObjective(vae.model, vae.guide"
+                "[, IWAE(K)])")
+        return method(self, x, *args, **kwargs)
+    return checked
+
+
 class VAEImportanceSampling:
     """The importance-sampling estimates of a VAE: :meth:`log_weights`, :meth:`log_likelihood` and :meth:`elbo`."""
 
     @isolated_from_handlers
+    @_without_graph
     @torch.no_grad()
     @own_param_store
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
@@ -45,8 +73,11 @@ class VAEImportanceSampling:
         :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
             guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
-        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
-            neither a :class:`torch.Generator` nor ``None``.
+        :returns: the log-weights without a graph (no gradient; see the module docstring for the differentiable
+            bounds).
+        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, ``generator`` is
+            neither a :class:`torch.Generator` nor ``None``, or ``x`` requires grad in grad mode (the result would
+            carry no gradient to it).
         :raises DataError: bad ``x`` (see :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>`).
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
@@ -65,27 +96,36 @@ class VAEImportanceSampling:
         return torch.cat(chunks, dim=0)
 
     @isolated_from_handlers
+    @_without_graph
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
-        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows.
+        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows; an evaluation estimate without a
+        graph (``vae.log_likelihood(x).sum().backward()`` raises torch's "does not require grad"): the
+        importance-weighted bound to train on is ``SVIObjective(vae.model, vae.guide, IWAE(K))``.
 
         :param x: ``batch x D`` data.
         :param int num_samples: importance samples :math:`K` (default ``1000``).
         :param int chunk_size: samples per pass (default ``128``).
-        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`).
+        :raises ConfigError: as :meth:`log_weights` (``x`` requiring grad in grad mode among them)."""
         draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")
         log_w = self.log_weights(x, num_samples, chunk_size, **draws)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
     @isolated_from_handlers
+    @_without_graph
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`.
+        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`, an evaluation estimate
+        without a graph (``vae.elbo(x).sum().backward()`` raises torch's "does not require grad"): the ELBO to
+        train on is :meth:`VAE.direct_elbo_loss <hybridpgm.generative.vae.VAE.direct_elbo_loss>` or
+        ``SVIObjective(vae.model, vae.guide)``.
 
         :param x: ``batch x D`` data.
         :param int num_samples: draws of :math:`z` per row (default ``1``).
-        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`)."""
+        :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`).
+        :raises ConfigError: as :meth:`log_weights` (``x`` requiring grad in grad mode among them)."""
         draws = generator_keywords(generator, self.log_weights, what="VAE.elbo generator")
         return self.log_weights(x, num_samples, **draws).mean(dim=0)
