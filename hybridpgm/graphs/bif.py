@@ -104,9 +104,11 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
         :math:`2^{24}` by default (:data:`MAX_TABLE_ENTRIES`, 128 MiB of float64; bnlearn's largest network,
         ``mildew``, has 547,158).
     :raises ConfigError: ``max_bytes`` or ``max_table_entries`` is not a positive integer.
+    :returns: the network; one of no node for a file whose ``network`` block is followed by no variable, as
+        :func:`write_bif` writes an empty network (the BIF grammar [1] allows it; pgmpy reads and writes it too).
     :raises DataError: if the path is not a path, does not exist, is not a
         regular file, cannot be read as (gzip-compressed) UTF-8 text, holds more than ``max_bytes``, or
-        declares no variable.
+        declares neither a network nor a variable (not a BIF file).
     :raises ModelSpecError: naming the file and the variable whose declaration or
         table is malformed (a state name listed twice, a parent listed twice, a
         block without its closing brace, no states, tables of more than ``max_table_entries`` entries in all,
@@ -127,6 +129,7 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
     text = _strip_comments(_read_text(path, at, max_bytes))  # comments out, quoted strings kept
     states: dict[str, list[str]] = {}
     probs = []
+    network = False  # a network block: a BIF file, even of no variable
     for kind, head, body in _blocks(text, at):
         if kind == "variable" and head in states:
             raise ModelSpecError(f"{at}: variable {head!r} is declared twice")
@@ -149,9 +152,11 @@ def read_bif(path, *, dtype: torch.dtype = torch.float64, learnable: bool = Fals
             states[head] = names
         elif kind == "probability":
             probs.append((head, body))
-    if not states:
-        raise DataError(f"{at} declares no variable; is it a BIF file ('variable x {{ type discrete [k] "
-                        "{ ... }; }')?")
+        else:
+            network = True
+    if not states and not network:
+        raise DataError(f"{at} declares no variable and no network; is it a BIF file ('network x {{ }} variable x "
+                        "{ type discrete [k] { ... }; }')?")
     bn = BayesNet()
     tables = {}
     positions = {v: {s: i for i, s in enumerate(names)} for v, names in states.items()}  # names are distinct

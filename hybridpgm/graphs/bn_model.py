@@ -25,6 +25,7 @@ from pyro.nn import pyro_method
 
 from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
+from hybridpgm.graphs.bn_values import _is_table
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
@@ -243,7 +244,10 @@ class BayesNetModel:
         scores two rows, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` of them does).  A NumPy scalar is data of
         its dtype, read as a one-entry array of it (a pandas ``Series`` of a NumPy dtype gives its entries so), and
         a Python number as a one-entry list: ``np.float64(0.1)`` for a float32 network's continuous node is refused
-        as a float64 column is, ``0.1`` is built in the network's dtype as a list of numbers is.
+        as a float64 column is, ``0.1`` is built in the network's dtype as a list of numbers is.  A network without
+        nodes scores every row 0 (:math:`\\log 1`), in its dtype: ``[N]`` zeros for ``[N, 0]`` data (a tensor or
+        array, a list of ``N`` empty rows, a data frame of ``N`` rows), a 0-d zero for a mapping without entries
+        or ``None``, as :meth:`~hybridpgm.graphs.BayesNet.log_evidence` answers ``{}`` there.
 
         :param values: complete rows in any form of :meth:`columns` (every node present, no missing entry).
         :param inputs: context inputs, as in :meth:`model`: dict name -> ``[N, ...]`` (or one tensor if there is a
@@ -258,6 +262,10 @@ class BayesNetModel:
             return self._log_prob(values, inputs)
 
     def _log_prob(self, values, inputs) -> torch.Tensor:
+        if not self._cpd_map:  # no node, nothing to trace: the rows' shape is read from the data themselves
+            self.columns(values)  # refuses a column or an array shape of no such network
+            self._inputs(inputs)  # refuses any input: the network has none
+            return torch.zeros(_rows_of_no_node(values), dtype=self.dtype, device=self.device)
         single = _single_example(values)
         if single:
             values = {v: _one_row(x) for v, x in _entries(values)}
@@ -297,6 +305,17 @@ _VMAP_LOG_PROB = ("BayesNet.log_prob does not support torch.func.vmap: it reads 
                   "the tables on the host, which vmap's batched tensors cannot give.  It is batched already: pass the "
                   "rows as one batch, {node: tensor of shape [N]} or an [N, len(nodes)] tensor, and it scores all N "
                   "at once (an [N] result); for several weight sets, loop over them")
+
+
+def _rows_of_no_node(values) -> tuple[int, ...]:
+    """The shape of the rows ``values`` holds for a network without nodes (whose :meth:`columns` are ``{}``, the rows
+    lost): ``(N,)`` for an ``[N, 0]`` tensor or array, a list of ``N`` empty rows or a data frame of ``N`` rows (the
+    first of a ``(values, mask)`` pair), ``()`` for a mapping of no entry or ``None`` (one example of no value)."""
+    if isinstance(values, (tuple, list)) and len(values) == 2 and all(map(_is_table, values)):
+        values = values[0]  # (values, mask), as columns() reads the pair
+    if values is None or (hasattr(values, "items") and not hasattr(values, "columns")):
+        return ()
+    return (int(values.shape[0]),) if hasattr(values, "shape") else (len(values),)
 
 
 def _single_example(values) -> bool:

@@ -88,7 +88,7 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         one host read per step).
     :raises ModelSpecError: a potential of a dtype that is not floating point (bool, integer, complex), naming it
         and its dtype; (with validation on) NaN or +inf in ``transition``, ``start``, ``end`` or in ``unary``
-        within a sequence's length, naming the index.
+        within a sequence's length, naming the index; a length outside ``1..T``, naming the first and its index.
     :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary`` (a
         :class:`CRFHead` left on the CPU behind a network moved to the GPU), naming the tensor and both devices.
 
@@ -175,8 +175,12 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
                     # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
                     raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype "
                                          f"{lengths.dtype}")
-                if bool(((lengths < 1) | (lengths > T)).any()):
-                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}")
+                outside = (lengths < 1) | (lengths > T)
+                if bool(outside.any()):  # the one host read; the message's reads only where it fails
+                    pos = outside.nonzero()[0].tolist()
+                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got "
+                                         f"{int(lengths[tuple(pos)])} at index {pos} ({int(outside.sum())} of "
+                                         f"{outside.numel()} outside)")
                 inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
                 for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
                     bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition

@@ -228,8 +228,9 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     :raises EvidenceError: evidence that is not a mapping, names an unknown variable, holds a
         non-number (a string, ``None``, a dict or another object; the message names the variable and the
         value), a non-integer value or a state outside ``0..card-1`` (``-inf``, ``+inf`` and negative values
-        other than ``-1`` included; the message names the variable, the values and the first one's row),
-        or a batch shape holding no model.
+        other than ``-1`` included; the message names the variable, the values and the first one's row).
+        A batch shape holding no model (evidence or tables of 0 rows) compiles to a graph of ``B = 0`` rows, whose
+        queries answer empty results of that batch shape, as :class:`~hybridpgm.graphs.BayesNet`'s do.
     :raises ModelSpecError: batch shapes of the factors and evidence that do not broadcast, or a network of no
         variables (there is nothing to infer; every query of :class:`~hybridpgm.graphs.MarkovNet` refuses it).
     """
@@ -258,9 +259,6 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         dtype = torch.promote_types(dtype, t.dtype)
     device = ref.device if ref is not None else torch.device("cpu")
     B, V = batch_shape.numel(), len(mrf.cards)
-    if B == 0:
-        raise EvidenceError(f"MarkovNet: the batch shape {tuple(batch_shape)} of the factors and evidence (shapes "
-                            f"{[tuple(s) for s in shapes]}) holds no model; pass at least one row")
     C = max(mrf.cards.values())
     card_t = torch.tensor(list(mrf.cards.values()), device=device)
     valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)

@@ -24,7 +24,8 @@ in-place update of the potentials afterwards (an optimizer step) cannot mix a ne
 :math:`\\log Z_e`.  Inside a :class:`pyro.plate`, :meth:`~MarkovNetDistribution.expand` gives a
 :class:`MarkovNetDistribution` of the wider batch shape (``entropy`` and ``mode`` kept).
 
-**Shapes.**  ``batch_shape`` is the model's (independent models, evidence rows and contexts broadcast together);
+**Shapes.**  ``batch_shape`` is the model's (independent models, evidence rows and contexts broadcast together;
+it may hold 0 rows, evidence of shape ``(0,)``, and then every answer is empty);
 ``event_shape`` is ``(V,)``; values are integer states (any integer dtype; float values of whole numbers pass
 Pyro's validation too).
 
@@ -141,7 +142,7 @@ class MarkovNetDistribution(TorchDistribution):
         # names no variable (and with it off, value.long() would truncate 1.5 to 1, silently)
         states = {v: assignment_states(v, value[..., i], self.mrf.cards[v], "MarkovNetDistribution.log_prob")
                   for i, v in enumerate(self.mrf.variables)}
-        if self._validate_args:
+        if self._validate_args and value.numel():  # torch's check of an empty value fails ("reshape ... -1")
             self._validate_sample(value)
         x = torch.stack(list(states.values()), -1)
         from hybridpgm.infer.mrf_exact import _check_possible
@@ -184,10 +185,14 @@ class MarkovNetDistribution(TorchDistribution):
 
     @property
     def mode(self) -> torch.Tensor:
-        """The exact most probable state, ``batch_shape + (V,)`` long."""
+        """The exact most probable state, ``batch_shape + (V,)`` long (empty for a graph of 0 rows, whose
+        max-sum contraction has no reduction to run)."""
         from hybridpgm.infer.mrf_exact import exact_map
 
-        return self._wide(exact_map(self._fg)[0].reshape(self._fg.batch_shape + self.event_shape))
+        fg = self._fg
+        if not fg.batch_size:
+            return self._wide(torch.zeros(fg.batch_shape + self.event_shape, dtype=torch.long, device=fg.unary.device))
+        return self._wide(exact_map(fg)[0].reshape(fg.batch_shape + self.event_shape))
 
 
 def _rows_of(fg: FactorGraph, rows: torch.Tensor, batch_shape: torch.Size) -> FactorGraph:

@@ -34,9 +34,21 @@ from hybridpgm.graphs.mrf_map import map_of
 from hybridpgm.graphs.mrf_vmap import vmap_refused
 from hybridpgm.keyword_alias import keyword_only_soon
 
-__all__ = ["MarkovNetInference"]
+__all__ = ["MarkovNetInference", "no_rows"]
 
 _METHODS = ("exact", "bp", "mean_field")
+
+
+def no_rows(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
+    """The answer of every method for a graph of ``B = 0`` rows (evidence or tables of 0 rows), without running
+    one (mean field's and BP's kernels have no reduction over no rows): ``[0]`` :math:`\\log Z` and ``[0, V, C]``
+    marginals in the graph's dtype, empty, as :class:`~hybridpgm.graphs.BayesNet`'s queries answer 0 rows.  They
+    are read off the potentials, so a loss summed over them keeps the potentials in its graph (a gradient of
+    zeros, not autograd's "does not require grad")."""
+    log_z = fg.unary.sum((1, 2))
+    for g in fg.groups:  # [0, F, C, ..., C]: the factors' potentials, summed to [0]
+        log_z = log_z + g.log_potentials.flatten(1).sum(1)
+    return log_z, fg.unary.softmax(-1) + log_z[:, None, None]
 
 
 class MarkovNetInference(nn.Module):
@@ -66,10 +78,13 @@ class MarkovNetInference(nn.Module):
             raise ModelSpecError(f"MarkovNet: unknown inference method {method!r:.80}; use one of {_METHODS}{hint}")
         if method == "exact":
             _no_options(method, kwargs)
-            return exact_marginals(fg)
+            return no_rows(fg) if not fg.batch_size else exact_marginals(fg)
         algorithm = BeliefPropagation if method == "bp" else MeanField
         _check_options(method, algorithm, kwargs)
-        res = (algorithm := algorithm(**kwargs))(fg)
+        algorithm = algorithm(**kwargs)  # its options checked, for 0 rows too
+        if not fg.batch_size:
+            return no_rows(fg)
+        res = algorithm(fg)
         warn_unconverged(method, algorithm, res)
         return res.log_z, res.marginals
 
@@ -86,6 +101,10 @@ class MarkovNetInference(nn.Module):
         :param evidence: ``name -> states``, a value ``-1`` leaving that row's variable unobserved (see
             :meth:`~hybridpgm.graphs.MarkovNet.factor_graph`); keyword-only.
         :param context: the neural potentials' input (see :meth:`~hybridpgm.graphs.MarkovNet.tables`); keyword-only.
+
+        Evidence or tables of 0 rows (a batch shape holding no model, ``(0,)`` or ``(2, 0)``) give an empty
+        ``batch_shape`` result, by every method, as :meth:`marginals` and :meth:`map_assignment` do (and
+        :class:`~hybridpgm.graphs.BayesNet`'s queries).
 
         :raises EvidenceError: bad evidence (see :meth:`factor_graph`).
         :raises ModelSpecError: an unknown method or option, a network of no variables, or ``method="bp"`` with
@@ -113,7 +132,7 @@ class MarkovNetInference(nn.Module):
             from hybridpgm.infer.mrf_exact import exact_log_partition
 
             _no_options(method, kwargs)
-            return fg.unflatten(exact_log_partition(fg))
+            return fg.unflatten(no_rows(fg)[0] if not fg.batch_size else exact_log_partition(fg))
         return fg.unflatten(self._run(method, fg, **kwargs)[0])
 
     @vmap_refused

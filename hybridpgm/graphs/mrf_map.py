@@ -40,6 +40,8 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
     :param method: ``"exact"``, ``"bp"`` or ``"auto"`` (exact where
         :func:`~hybridpgm.infer.mrf_exact.exact_is_cheap` and no BP options are given, else BP).
     :param kwargs: options of :class:`~hybridpgm.infer.BeliefPropagation` (``max_product`` excepted).
+    :returns: for a graph of 0 rows (evidence or tables of 0 rows), empty ``batch_shape`` columns, after the
+        options are checked, running nothing.
     :raises ModelSpecError: an option the chosen method does not take.
     :warns EstimateWarning: BP's messages did not converge (with ``tol > 0``).
     """
@@ -50,18 +52,27 @@ def map_of(fg: FactorGraph, method: str, kwargs: dict, names: Sequence[str]) -> 
         method = "bp" if kwargs or not exact_is_cheap(fg) else "exact"
     if method == "exact":
         _no_options(method, kwargs)
-        x = exact_map(fg)[0]
     else:
         if "max_product" in kwargs:
             raise ModelSpecError("MarkovNet.map_assignment: method 'bp' runs max-product BP; max_product is not "
                                  "an option here (marginals('bp') runs sum-product)")
         _check_options("bp", BeliefPropagation, kwargs)
-        result = (algorithm := BeliefPropagation(max_product=True, **kwargs))(fg)
+        algorithm = BeliefPropagation(max_product=True, **kwargs)
+    if not fg.batch_size:  # 0 rows: no model to run on (the max-sum contraction has no reduction over none)
+        return _named(fg.unflatten(torch.zeros(0, fg.num_vars, dtype=torch.long, device=fg.unary.device)), names)
+    if method == "exact":
+        x = exact_map(fg)[0]
+    else:
+        result = algorithm(fg)
         warn_map_unconverged(algorithm, result)
         tied, x = tied_rows(result.marginals), result.assignment
         if bool(tied.any()):  # those rows decoded a layer at a time; the others keep their argmaxes
             x = torch.where(tied[:, None], result.decoded_assignment, x)
-    x = fg.unflatten(x)
+    return _named(fg.unflatten(x), names)
+
+
+def _named(x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``name -> batch_shape`` columns of the ``batch_shape + (V,)`` assignment ``x``."""
     return {v: x[..., i] for i, v in enumerate(names)}
 
 

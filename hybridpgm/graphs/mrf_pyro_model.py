@@ -19,7 +19,7 @@ import pyro.distributions as dist
 import torch
 
 from hybridpgm.checks import site_prefix
-from hybridpgm.errors import ConfigError, EvidenceError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError
 from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
@@ -49,6 +49,14 @@ def _too_deep(shape: tuple, outer: int, context) -> str:
             f"most {1 + outer} batch dim(s): the rows N last, {claimed}; give one context row per data row, with "
             f"a vectorized ELBO's particle dims in front ([S, N, d]) only inside that ELBO, or observe the "
             f"variables jointly as one site, pyro.sample(name, mrf.distribution(context=...), obs=states)")
+
+
+def _no_rows(what: str) -> None:
+    """Raise the :class:`DataError` of a model run on 0 rows (``what`` holds them, named), as
+    :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` raises it: Pyro's plate of size 0 fails with a bare
+    ``ZeroDivisionError``."""
+    raise DataError(f"MarkovNet.model got data of 0 rows ({what}); a Pyro plate cannot be empty: pass at least one "
+                    f"row (the queries, log_partition and marginals, answer 0 rows with empty results)")
 
 
 def _batch_index(shape, device) -> tuple:
@@ -101,6 +109,8 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
     if deep:
         raise ModelSpecError(f"MarkovNet.model: needs at most one batch dimension, got values of shapes {deep}; "
                              f"give each variable's states as a scalar or an (N,) tensor")
+    if any(x.dim() and not x.shape[0] for x in values.values()):  # before the networks run
+        _no_rows(f"values of shapes { {v: tuple(x.shape) for v, x in values.items()} }")
     self._refuse_max_product(log_z_method, kwargs)
     # the networks run once: the factor sites and log Z read the same tables (one dropout mask, one batch-norm
     # update per step, as any forward pass of a training loss)
@@ -127,6 +137,9 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
                             f"give one context row per data row")
     sizes = rows | data_rows
     N = sizes.pop() if sizes else None
+    if N == 0:  # tables of 0 rows, from a context of none
+        _no_rows(f"tables of 0 rows from a context of shape {tuple(context.shape)}" if isinstance(context, torch.Tensor)
+                 else "tables of 0 rows from the context")
     with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
         xs = {}
         for v, c in self.cards.items():

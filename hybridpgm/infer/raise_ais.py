@@ -43,87 +43,14 @@ from typing import Any, Sequence
 import torch
 
 from hybridpgm.checks import generator_or_none, positive_int, positive_real
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.ais import AnnealedEstimator, check_base_data, path_draws
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
+from hybridpgm.infer.raise_result import RAISEResult
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
-from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
-
-
-@dataclass(eq=False)
-class RAISEResult(PortableResult):
-    r"""Result of :class:`RAISE` on test points of batch shape ``N`` (``v.shape[:-1]``) with ``M`` chains each.
-
-    Two standard errors describe the mean :math:`\bar\ell = \frac1N\sum_i \log\widehat p(v_i)`, and they
-    answer different questions:
-
-    * :attr:`mc_stderr`, the *Monte Carlo* error of :math:`\bar\ell` for these test points: how much it would move
-      if RAISE were run again with other random numbers.  Point :math:`i`'s estimate is :math:`\log\widehat p(v_i) =
-      c_i + \log \bar w_i`, :math:`\bar w_i = \frac1M \sum_m w_{im}`, :math:`c_i` fixed, so by the delta method
-      :math:`\operatorname{Var}\log\bar w_i \approx \operatorname{Var}(w_{i\cdot}) / (M \bar w_i^2)`:
-      :attr:`point_stderr` is :math:`\mathrm{se}_i = \operatorname{sd}_m(w_{im} / \bar w_i) / \sqrt M` (the sample
-      sd over the ``M`` chains, as :class:`~hybridpgm.infer.AIS` computes its own).  The points' chains are
-      independent, so :math:`\operatorname{Var}\bar\ell = \frac1{N^2} \sum_i \operatorname{Var} \log\widehat p(v_i)`
-      and :math:`\mathrm{se}(\bar\ell) = \sqrt{\sum_i \mathrm{se}_i^2} / N`.  It needs ``M >= 2`` chains per point
-      (``nan`` otherwise, and for no points).
-    * :attr:`test_set_stderr`, :math:`\operatorname{sd}_i \log\widehat p(v_i) / \sqrt N`: how well the ``N`` points
-      estimate the mean log-likelihood of the population they were drawn from.  It is dominated by how much
-      :math:`\log p(v)` varies between points (tens of nats between images), not by RAISE's noise, and is the wrong
-      scale for comparing RAISE with AIS on the *same* points.  It is still an upper bound of :attr:`mc_stderr` in
-      expectation: with :math:`\log\widehat p(v_i) = \mu_i + \varepsilon_i` (independent noise of variance
-      :math:`\sigma_i^2`), :math:`E[\operatorname{sd}_i^2] = \frac1{N-1}\sum_i(\mu_i - \bar\mu)^2 +
-      \frac1N\sum_i\sigma_i^2 \ge \frac1N \sum_i \sigma_i^2`, so :math:`E[\text{test\_set\_stderr}^2] \ge
-      \operatorname{Var}\bar\ell`; :class:`LikelihoodBounds` falls back on it when ``M = 1``.
-
-    :param log_likelihood: ``N`` conservative estimates :math:`\log\widehat p(v)`.
-    :param log_z: ``N`` upper estimates :math:`\log\widehat Z_{RAISE}(v)`.
-    :param log_weights: ``N x M`` reverse-chain log-weights :math:`-\sum_k \Delta_k`.
-    :param num_steps: :math:`K`.
-    """
-
-    log_likelihood: torch.Tensor
-    log_z: torch.Tensor
-    log_weights: torch.Tensor
-    num_steps: int
-
-    @property
-    def point_stderr(self) -> torch.Tensor:
-        r"""``N`` delta-method MC standard errors of :math:`\log\widehat p(v_i)` (nan if M < 2, empty if N = 0)."""
-        log_w = self.log_weights.to(torch.float64)
-        m = log_w.shape[-1]
-        if m < 2 or log_w.shape[:-1].numel() == 0:  # no points: no std of an empty tensor (a torch warning)
-            return torch.full(log_w.shape[:-1], math.nan, dtype=torch.float64, device=log_w.device)
-        w = torch.exp(log_w - torch.logsumexp(log_w, -1, keepdim=True) + math.log(m))  # w_im / w_bar_i
-        return w.std(-1, unbiased=True) / math.sqrt(m)
-
-    @property
-    def mc_stderr(self) -> torch.Tensor:
-        r"""Monte Carlo standard error of the mean :math:`\frac1N\sum_i\log\widehat p(v_i)`,
-        :math:`\sqrt{\sum_i \mathrm{se}_i^2} / N` (scalar; ``nan`` if ``M < 2`` or ``N = 0``)."""
-        se = self.point_stderr
-        n = se.numel()
-        if n == 0:
-            return se.new_full((), math.nan)
-        return se.pow(2).sum().sqrt() / n
-
-    @property
-    def test_set_stderr(self) -> torch.Tensor:
-        r"""Spread of the estimates between test points, :math:`\operatorname{sd}_i / \sqrt N` (scalar; zero for
-        ``N <= 1``): the sampling error of the test set, not RAISE's Monte Carlo error (class docstring)."""
-        n = self.log_likelihood.numel()
-        return self.log_likelihood.std() / math.sqrt(n) if n > 1 else self.log_likelihood.new_zeros(())
-
-    @property
-    def stderr(self) -> torch.Tensor:
-        """Deprecated name of :attr:`test_set_stderr` (removed in the next release), with a
-        :class:`FutureWarning`: it is not the Monte Carlo error of the estimate, which is :attr:`mc_stderr`."""
-        warnings.warn("RAISEResult.stderr is renamed test_set_stderr (the spread between test points, not the "
-                      "Monte Carlo error of RAISE, which is mc_stderr); stderr will be removed in a future release",
-                      FutureWarning, stacklevel=users_stacklevel())
-        return self.test_set_stderr
 
 
 class RAISE(AnnealedEstimator):
@@ -294,9 +221,10 @@ class LikelihoodBounds(PortableResult):
     whether this point's RAISE :math:`\log Z` agrees with AIS within Monte Carlo noise (its own bias
     :math:`b(v)` is not covered).  With ``N = 1`` and ``M = 1`` RAISE's error cannot be estimated at all:
     :attr:`raise_gap_stderr` and :attr:`gap_stderr` are ``nan`` and :attr:`reliable` is ``False`` (the pair
-    could not be checked, not found wrong).  With ``N = 0`` the means and RAISE's standard errors are ``nan``
-    (:attr:`RAISEResult.test_set_stderr` is 0, as for one point; :attr:`upper_mc_stderr` is AIS's own, which
-    the points do not enter) and :attr:`reliable` is ``False``, without warnings.
+    could not be checked, not found wrong).  :func:`log_likelihood_bounds` refuses ``N = 0`` (the mean
+    log-likelihood of no points is undefined); bounds built by hand from an empty :class:`RAISEResult` have
+    ``nan`` means and RAISE standard errors (:attr:`upper_mc_stderr` is AIS's own, which the points do not
+    enter) and :attr:`reliable` is ``False``, without warnings.
 
     :param lower: mean RAISE estimate (conservative: below the log-likelihood in expectation).
     :param upper: mean :math:`-F(v)` minus the *lower* end of the AIS interval for :math:`\log Z`
@@ -387,9 +315,15 @@ def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None
     :param log_z_kwargs: passed to :func:`~hybridpgm.infer.log_z.estimate_log_z`.
     :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool`` and strings are
         refused), naming the value; ``generator`` neither a :class:`torch.Generator` nor ``None``.
+    :raises DataError: ``v`` of no test points (a batch shape with a 0, ``0 x V``), naming its shape, before
+        any annealing runs: the mean log-likelihood of no points is undefined (it came out ``nan`` after the
+        whole multi-start AIS); bad ``v`` otherwise, as :class:`RAISE` refuses it.
     """
     num_stderr = positive_real(num_stderr, "log_likelihood_bounds num_stderr", allow_zero=True)
     generator = generator_or_none(generator, "log_likelihood_bounds generator")
+    if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[:-1].numel() == 0:
+        raise DataError(f"log_likelihood_bounds: the test points 'v' have shape {tuple(v.shape)}, no point: the "
+                        f"mean log-likelihood of no test points is undefined; pass at least one row")
     if log_z is None:
         log_z = estimate_log_z(model, data, generator=generator, **log_z_kwargs)
     result = (raise_ or RAISE())(model, v, data=data, generator=generator)

@@ -344,3 +344,16 @@ def test_crf_head_repr_names_its_labels_and_boundary():
     assert repr(CRFHead(5)) == "CRFHead(num_labels=5, boundary=True)"
     assert repr(CRFHead(2, boundary=False)) == "CRFHead(num_labels=2, boundary=False)"
     assert "(head): CRFHead(num_labels=4, boundary=True)" in repr(torch.nn.ModuleDict({"head": CRFHead(4)}))
+
+
+@pytest.mark.parametrize("lengths, first, index, count", [
+    (torch.tensor([4, 0, 2]), 0, [1], 1),  # a length 0
+    (torch.tensor([4, 3, 5]), 5, [2], 1),  # past T
+    (torch.tensor([[4, 9], [-1, 2]]), 9, [0, 1], 2),  # the first in row-major order, of two
+])
+def test_a_length_outside_1_to_T_is_named_with_its_index(lengths, first, index, count):
+    """Before, the message said "lengths must be integers in 1..4" and named neither the value nor its row."""
+    u = torch.zeros(lengths.shape + (4, 2))
+    message = f"lengths must be integers in 1..4, got {first} at index {index} ({count} of {lengths.numel()} outside)"
+    with pytest.raises(ModelSpecError, match=re.escape(message)):
+        LinearChainCRF(u, torch.zeros(2, 2), lengths=lengths, validate_args=True)
