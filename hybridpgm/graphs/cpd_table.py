@@ -19,6 +19,7 @@ from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.cpd_base import CPD, _set_plain
 from hybridpgm.serialization import serializable
+from hybridpgm.tensor_tracking import unversioned
 
 __all__ = ["Table"]
 
@@ -188,7 +189,7 @@ class Table(CPD):
         device once per change of ``prior`` or ``support`` (construction, a load, a copy, a move), not on every
         call of :meth:`log_prior`."""
         prior, support = self.prior, self.support
-        if prior.is_inference() or support.is_inference():  # no version counter: read each time
+        if unversioned(prior) or unversioned(support):  # no version counter or storage: read each time
             key = None
         else:
             key = (prior._version, prior.data_ptr(), support._version, support.data_ptr())
@@ -292,7 +293,7 @@ class Table(CPD):
         """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
         a copy, a move, a new mask assigned), not on every call."""
         support = self.support
-        if support.is_inference():  # no version counter to tell a change by: read the mask each time
+        if unversioned(support):  # no version counter or storage (a torch.func tensor): read the mask each time
             return not bool(support.all())
         key = (support._version, support.data_ptr())
         if self._zeros is None or self._zeros[0] is not support or self._zeros[1] != key:

@@ -21,6 +21,7 @@ from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what, internal_clash
 from hybridpgm.graphs.mrf_tables import table_key
+from hybridpgm.tensor_tracking import carries_tangent
 from hybridpgm.transform_scope import vmap_reads_refused
 from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of one row under batch norm
 
@@ -225,9 +226,11 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     is: a leaf the caller optimises is the table itself, so the model sees the optimiser's updates; a tensor
     computed from one (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph
     backpropagates once -- to train, declare an :class:`~torch.nn.Parameter` or a neural potential, which are
-    evaluated at every call.
+    evaluated at every call.  So is a tensor with a forward-mode derivative
+    (:func:`~hybridpgm.tensor_tracking.carries_tangent`: a :mod:`torch.autograd.forward_ad` dual, or a net built
+    inside :func:`torch.func.jvp` / :func:`torch.func.jacfwd` from their input), which a copy would drop.
     """
-    if pot.requires_grad:
+    if pot.requires_grad or carries_tangent(pot):  # a detached copy would drop the (forward-mode) derivative
         return pot
     sources = _TABLE_SOURCES.setdefault(net, {})
     earlier = sources.get(id(pot))

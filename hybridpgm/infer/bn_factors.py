@@ -11,9 +11,10 @@ where :math:`R` is the ancestral closure of the observed and queried nodes
 vectors of nodes observed in some rows or softly [2].  :func:`factor_dims`
 gives the dims without building a tensor (for choosing a plan);
 :func:`factors` builds them in log or probability space.  A table that needs
-no gradient is normalised once per version of its logits and of its ``support``
-mask (``tensor._version``, storage, identity) and reused, so a repeated query
-costs only the indexing.
+no gradient (none in reverse mode, and no forward-mode tangent:
+:func:`~hybridpgm.tensor_tracking.carries_tangent`) is normalised once per
+version of its logits and of its ``support`` mask (``tensor._version``, storage,
+identity) and reused, so a repeated query costs only the indexing.
 
 **References**
 
@@ -30,6 +31,7 @@ from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 from hybridpgm.infer.bn_spaces import PROBABILITY_FLOOR
+from hybridpgm.tensor_tracking import carries_tangent, unversioned
 
 __all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table", "relevant"]
 
@@ -104,10 +106,12 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
         if logits is None:
             logits = cpd._buffers.get("logits")
         # an inference tensor (a table built under torch.inference_mode) has no version counter, and a tensor of
-        # a torch.func transform (vmap over the weights) no storage of its own: neither is cached (_unversioned)
+        # a torch.func transform (vmap over the weights) no storage of its own: neither is cached (unversioned);
+        # nor are logits with a forward-mode tangent (a forward_ad dual passed through functional_call), which
+        # the detached cache would drop
         support = cpd._buffers.get("support")
         if logits is not None and support is not None and not (logits.requires_grad and torch.is_grad_enabled()) \
-                and not _unversioned(logits) and not _unversioned(support):
+                and not unversioned(logits) and not unversioned(support) and not carries_tangent(logits):
             cache = facts.tables
             hit = cache.get(v)
             # the log-table is the logits masked by the support: both are keyed.  The version counts in-place
@@ -129,11 +133,6 @@ def shared_on_cpu(t: torch.Tensor) -> bool:
     queue), where another process's writes move no version counter here.  ``is_shared()`` is always true for a
     CUDA tensor, whose caching this must not stop."""
     return t.device.type == "cpu" and t.is_shared()
-
-
-def _unversioned(t: torch.Tensor) -> bool:
-    """Whether ``t`` has no version counter or storage of its own to key a cached table on."""
-    return t.is_inference() or torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 
 class ScaledFactors(list):
