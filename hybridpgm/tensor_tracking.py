@@ -19,10 +19,13 @@ Both are flag reads (a fraction of a microsecond), cheap enough for a query's ho
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch.autograd import forward_ad
 
-__all__ = ["carries_tangent", "unversioned"]
+__all__ = ["carries_tangent", "kept_by_a_cache", "unversioned"]
 
 
 def unversioned(t: torch.Tensor) -> bool:
@@ -46,3 +49,16 @@ def carries_tangent(t: torch.Tensor) -> bool:
     # with no dual level open no tensor has a tangent (closing a level clears them): the lookup (a microsecond) is
     # skipped; a torch without the level counter looks every time
     return getattr(forward_ad, "_current_level", 0) >= 0 and forward_ad.unpack_dual(t).tangent is not None
+
+
+@contextlib.contextmanager
+def kept_by_a_cache() -> Iterator[None]:
+    """Make the tensors a cache keeps from call to call (index tensors, plans): with inference mode off (a tensor
+    made in it could not be saved for backward outside it) and outside every :mod:`torch.func` transform.
+
+    Under ``grad``, ``vjp``, ``jacrev`` or ``hessian`` every tensor made, from a factory call too, is that level's
+    wrapper, dead once the transform returns: kept, the next call under a transform fails on it with torch's
+    ``INTERNAL ASSERT FAILED ... escaped?``.  Only for tensors made from plain values or plain tensors (what the
+    caches key on), never from a transform's inputs."""
+    with torch.inference_mode(False), torch._C._DisableFuncTorch():
+        yield

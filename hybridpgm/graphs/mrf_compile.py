@@ -28,6 +28,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.train.deferred_checks import check_or_defer
+from hybridpgm.tensor_tracking import kept_by_a_cache, unversioned
 
 if TYPE_CHECKING:
     from hybridpgm.graphs.markov_net import MarkovNet
@@ -138,7 +139,7 @@ def _colour_tensor(mrf: MarkovNet, device: torch.device) -> torch.Tensor:
     colours = mrf.colors()  # the net's cached list, a new list when its factors change
     kept = getattr(mrf, "_colour_tensor", None)
     if kept is None or kept[0] is not colours or kept[1].device != device:
-        with torch.inference_mode(False):
+        with kept_by_a_cache():
             kept = (colours, torch.tensor(colours, dtype=torch.long, device=device))
         mrf._colour_tensor = kept
     return kept[1]
@@ -204,11 +205,12 @@ def _group_variables(mrf: MarkovNet, k: int, scopes: list[torch.Tensor], device:
     if hit is not None and len(hit[0]) == len(scopes) and all(a is b for a, b in zip(hit[0], scopes)) \
             and hit[1] == versions:
         return hit[2]
-    with torch.inference_mode(False):  # the kept tensor must stay usable outside inference mode
+    if any(unversioned(s) for s in scopes):  # no version counter to check (a net built under a transform: wrappers)
+        return torch.cat([s.to(device) for s in scopes])
+    with kept_by_a_cache():  # the kept tensor must stay usable outside inference mode and after a transform
         variables = torch.cat([s.to(device) for s in scopes])
-    if not any(s.is_inference() for s in scopes):  # an inference tensor has no version counter to check
-        cached[(k, str(device))] = (tuple(scopes), versions, variables)
-        _GROUP_VARIABLES[mrf] = cached
+    cached[(k, str(device))] = (tuple(scopes), versions, variables)
+    _GROUP_VARIABLES[mrf] = cached
     return variables
 
 

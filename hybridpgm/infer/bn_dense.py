@@ -26,6 +26,7 @@ import torch
 
 from hybridpgm.graphs.contraction_steps import shifted_logsumexp
 from hybridpgm.infer.bn_evidence import BATCH
+from hybridpgm.tensor_tracking import kept_by_a_cache
 
 __all__ = ["DENSE_MAX", "DENSE_TOTAL", "dense_free_dims", "dense_joint", "dense_log_evidence", "dense_marginals"]
 
@@ -118,7 +119,7 @@ def _marginaliser(cards: tuple, axes: tuple, dtype: torch.dtype, device: torch.d
 
     Built outside :func:`torch.inference_mode` even when called under it: the cached matrix is used by later
     queries that autograd records, which cannot save an inference tensor."""
-    with torch.inference_mode(False):
+    with kept_by_a_cache():
         state = torch.arange(math.prod(cards), device=device)
         strides = [math.prod(cards[i + 1:]) for i in range(len(cards))]
         return torch.cat([torch.nn.functional.one_hot((state // strides[a]) % cards[a], cards[a]) for a in axes],

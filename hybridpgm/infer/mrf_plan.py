@@ -23,6 +23,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.contraction import _LETTERS, ContractionPlan
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.infer.structure_cache import StructureCache
+from hybridpgm.tensor_tracking import kept_by_a_cache
 
 __all__ = ["SEARCH_ABOVE"]
 
@@ -210,7 +211,7 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
             _TOO_COSTLY.move_to_end(key)
             return None
         try:
-            with torch.inference_mode(False):  # cached index tensors must stay usable by autograd later
+            with kept_by_a_cache():  # cached index tensors must stay usable by autograd, after a transform too
                 s = _Structure(cards, num_states, scopes, fg.unary.device, search=not cheap_only)
         except ModelSpecError:
             if cheap_only:

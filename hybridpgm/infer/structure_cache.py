@@ -26,6 +26,8 @@ from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 
+from hybridpgm.tensor_tracking import kept_by_a_cache
+
 __all__ = ["StructureCache"]
 
 _T = TypeVar("_T")
@@ -90,7 +92,7 @@ class StructureCache:
                 and hit[1] == tuple(_state(t) for t in tensors):
             self._entries.move_to_end(key)
             return hit[2]
-        with torch.inference_mode(False):  # a cached plan must stay usable outside inference mode
+        with kept_by_a_cache():  # a cached plan must stay usable outside inference mode and after a transform
             plan = build()
         refs = tuple(weakref.ref(t, lambda ref, key=key: self._forget(key, ref)) for t in tensors)
         self._entries[key] = (refs, tuple(_state(t) for t in tensors), plan)
