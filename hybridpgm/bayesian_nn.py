@@ -31,13 +31,14 @@ from typing import Callable
 import pyro
 import pyro.distributions as dist
 import torch
+from pyro.infer.autoguide import AutoGuide
 from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
 from hybridpgm.checks import generator_or_none, module_name, positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
-from hybridpgm.errors import DataError, ModelSpecError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import refuse_uninitialized
@@ -217,13 +218,17 @@ class BayesianRegressor(PyroModule):
         the ``N = num_data`` training rows and its likelihood is scaled by ``N / B``; without, ``B`` may
         exceed ``N`` (predictions on a test grid).
 
-        :raises DataError: ``x`` is not a tensor with a batch dimension, holds more rows than ``num_data``
-            while ``y`` is given, or NaN/inf, or has another dtype than the network's weights; ``y`` does not
-            match ``x`` or holds NaN/inf.
-        :raises ModelSpecError: the network's output is not ``B`` or ``B x 1``."""
+        :raises DataError: ``x`` is not a tensor with a batch dimension, has no rows (``B = 0``: the data plate
+            has no mini-batch to scale), holds more rows than ``num_data`` while ``y`` is given, or NaN/inf, or
+            has another dtype than the network's weights; ``y`` does not match ``x`` or holds NaN/inf.
+        :raises ModelSpecError: the network's output is not ``B`` or ``B x 1`` (for a 1-D ``x`` the message says
+            that one example's batch dimension may be missing)."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
             raise DataError(f"BayesianRegressor x: got {got}, expected a tensor of shape (batch, features)")
+        if x.shape[0] == 0:
+            raise DataError(f"BayesianRegressor x has shape {tuple(x.shape)}: no rows; it needs at least one (a "
+                            f"mini-batch of none has no likelihood to scale)")
         if y is not None and x.shape[0] > self.num_data:
             raise DataError(f"BayesianRegressor x holds {x.shape[0]} training rows, more than num_data="
                             f"{self.num_data} (the training set size given to the constructor)")
@@ -241,8 +246,10 @@ class BayesianRegressor(PyroModule):
         _refuse_outer_plates()
         out = self.net(x)
         if tuple(out.shape) not in ((x.shape[0],), (x.shape[0], 1)):
+            one = (f"; if x is one example of {x.shape[0]} features, its batch dimension is missing: give x[None] "
+                   f"(x.unsqueeze(0))" if x.dim() == 1 else "")
             raise ModelSpecError(f"BayesianRegressor: the network maps x of shape {tuple(x.shape)} to "
-                                 f"{tuple(out.shape)}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1)")
+                                 f"{tuple(out.shape)}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1){one}")
         mean = out.reshape(x.shape[0])
         # a mini-batch of the N training rows is scaled by N / B; predictions (y None) at more points than
         # N have no training set to be a part of, and take a plate of their own size
@@ -268,11 +275,17 @@ def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_sa
         run with torch's global streams seeded from one draw of it and restored afterwards
         (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the outputs are a function of
         its state and the caller's streams (torch's, NumPy's, Python's) do not move.
-    :raises ConfigError: ``num_samples`` is not a positive integer, or ``generator`` is neither a
-        :class:`torch.Generator` nor ``None``.
+    :raises ConfigError: ``num_samples`` is not a positive integer, ``generator`` is neither a
+        :class:`torch.Generator` nor ``None``, or ``guide`` is a Pyro autoguide that has never run (no
+        ``prototype_trace``: it has not been trained, and Pyro's :class:`~pyro.infer.Predictive` would fail on
+        it with a shape error of the network).
     :raises ModelSpecError: the model returns ``None`` (there is no output to sample)."""
     num_samples = positive_int(num_samples, "predictive_samples num_samples")
     generator = generator_or_none(generator, "predictive_samples generator")
+    if isinstance(guide, AutoGuide) and getattr(guide, "prototype_trace", None) is None:
+        raise ConfigError(f"predictive_samples: the {type(guide).__name__} guide has never run, so it has no "
+                          f"parameters and holds no posterior; train it first (hybridpgm.fit with an SVIObjective, "
+                          f"or pyro.infer.SVI), or run it once on the data before loading a trained state dict")
 
     def returning(*args, **kwargs):
         out = model(*args, **kwargs)
@@ -301,7 +314,8 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
     :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
         Dropout takes no generator: the passes run with torch's global streams seeded from one draw of it and
         restored afterwards (:func:`~hybridpgm.rng_scope.seeded_from_generator`).
-    :returns: ``(mean, variance)``, each of the module's output shape.
+    :returns: ``(mean, variance)``, each of the module's output shape (empty, without torch's warning, for an
+        output of no entries, such as ``x`` of no rows).
     :raises ModelSpecError: if ``module`` has no dropout layer.
     :raises ConfigError: ``num_samples`` is not an integer >= 2 (one pass has no variance), or ``generator`` is
         neither a :class:`torch.Generator` nor ``None``.
@@ -317,4 +331,6 @@ def mc_dropout_predict(module: nn.Module, x: torch.Tensor, num_samples: int = 10
             m.train()
         with seeded_from_generator(generator, [module]):  # the dropouts' masks from the generator
             samples = torch.stack([module(x) for _ in range(num_samples)])
+    if samples.numel() == 0:  # no rows: empty results (torch's var of no entries warns "degrees of freedom")
+        return samples.sum(0), samples.sum(0)
     return samples.mean(0), samples.var(0)

@@ -147,8 +147,10 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
     :param int batch_size: samples per call of ``classifier`` (bounds the memory, not the score).
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
-    :raises DataError: for no samples (the score of none is undefined), samples that are not numbers, or a
-        classifier that does not return one tensor of logits ``batch x C`` per chunk (naming the shape).
+    :raises DataError: for no samples (the score of none is undefined), samples that are not numbers, a
+        classifier that does not return one tensor of logits ``batch x C`` per chunk (naming the shape; one
+        example without its batch dimension is named as such), or logits of one class (``C = 1``: the softmax
+        of one class is 1 and the score would be 1 whatever the samples).
     """
     given_as_tensor = isinstance(samples, torch.Tensor)
     samples = _as_tensor(samples, "inception_score samples")
@@ -158,7 +160,7 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
     if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     with _evaluating(classifier):
-        logp = torch.cat([_log_probs(classifier, s) for s in samples.split(batch_size)]).double()
+        logp = torch.cat([_log_probs(classifier, s, samples.shape) for s in samples.split(batch_size)]).double()
     log_marginal = torch.logsumexp(logp, dim=0) - np.log(logp.shape[0])
     p = logp.exp()
     kl = torch.where(p > 0, p * (logp - log_marginal), 0.0).sum(-1)  # 0 log 0 = 0 (xlogy's convention)
@@ -177,15 +179,29 @@ def _evaluating(owner: Callable) -> Iterator[None]:
         yield
 
 
-def _log_probs(classifier: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor) -> torch.Tensor:
+def _log_probs(classifier: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
+               samples_shape: torch.Size) -> torch.Tensor:
     """``len(s) x C`` log-probabilities of the classes, from the logits ``classifier(s)``.
 
-    :raises DataError: the classifier returns something other than one tensor ``len(s) x C``."""
+    :param s: a chunk of the samples, whose shape is ``samples_shape`` (named in the errors).
+    :raises DataError: the classifier returns something other than one tensor ``len(s) x C`` with ``C >= 2``."""
     out = check_output(classifier(s), "inception_score classifier", DataError)
-    if out.dim() != 2 or out.shape[0] != s.shape[0]:
+    shape = tuple(samples_shape)
+    one_example = (f"samples of shape {shape} have no batch dimension if they are one example: give it as x[None] "
+                   f"(x.unsqueeze(0))")
+    if out.dim() == 1 and out.shape[0] == s.shape[0]:
         raise DataError(f"inception_score classifier must return class logits (batch, C), got shape "
                         f"{tuple(out.shape)} for a batch of {s.shape[0]}; give a binary classifier's one logit per "
                         f"sample l (shape (batch,)) as the two classes' logits "
+                        f"torch.stack([torch.zeros_like(l), l], -1)" + (f"; {one_example}" if s.dim() == 1 else ""))
+    if out.dim() != 2 or out.shape[0] != s.shape[0]:
+        missing = f"; {one_example}" if s.dim() == 1 else ""
+        raise DataError(f"inception_score classifier must return class logits (batch, C), got shape "
+                        f"{tuple(out.shape)} for a batch of {s.shape[0]}{missing}")
+    if out.shape[1] == 1:
+        raise DataError(f"inception_score classifier returned logits of one class, shape {tuple(out.shape)}: the "
+                        f"softmax of one class is 1, so the score would be 1 whatever the samples; give a binary "
+                        f"classifier's logit l = out[:, 0] as the two classes' logits "
                         f"torch.stack([torch.zeros_like(l), l], -1)")
     return F.log_softmax(out, dim=-1)
 

@@ -52,11 +52,22 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
     :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n``.
     :raises ConfigError: for another ``method``, or a ``generator`` that is neither a :class:`torch.Generator`
         nor ``None`` (a seed).
-    :raises DataError: for a column whose weights are all zero (nothing to pick).
+    :raises DataError: for log-weights that are not a ``K x N`` tensor (naming the shape: one column of ``K``
+        draws is ``log_weights[:, None]``), with no draws (``K = 0``), or a column whose weights are all zero
+        (nothing to pick).
     """
     if method not in RESAMPLING:
         raise ConfigError(f"resampling must be one of {list(RESAMPLING)}, got {method!r}")
     generator = generator_or_none(generator, "resample_indices generator")
+    if not isinstance(log_weights, torch.Tensor) or log_weights.dim() != 2:
+        tensor = isinstance(log_weights, torch.Tensor)
+        got = f"shape {tuple(log_weights.shape)}" if tensor else f"a {type(log_weights).__name__}"
+        column = "; give one column of K draws as log_weights[:, None]" if tensor and log_weights.dim() == 1 else ""
+        raise DataError(f"resample_indices needs K x N log-weights (a 2-D tensor: K draws in each of N columns), "
+                        f"got {got}{column}")
+    if log_weights.shape[0] == 0:
+        raise DataError(f"resample_indices got log-weights of shape {tuple(log_weights.shape)}: no draws (K = 0) "
+                        f"to resample")
     lw = log_weights.detach().to("cpu", torch.float64)
     empty = torch.isneginf(lw).all(dim=0)
     if bool(empty.any()):

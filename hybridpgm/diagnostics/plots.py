@@ -62,7 +62,10 @@ def plot_loss_curves(history: History, path: str | os.PathLike | None = None, ti
         "-ELBO, nats per example"}``); a player left out is labelled ``"<player> loss (as recorded by fit)"``
         (:func:`_loss_label`), which names the player and not the quantity.
     :returns: the :class:`matplotlib.figure.Figure` (shown by itself in a notebook).
+    :raises DataError: the history holds no loss and no metric (a run of no steps): nothing to plot.
     """
+    if not any(history.loss.values()) and not any(history.metrics.values()):
+        raise DataError(f"plot_loss_curves got a history of no steps ({history!r}): no loss or metric to plot")
     labels = labels or {}
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
@@ -329,11 +332,13 @@ def plot_sequence_marginals(marginals, labels=None, path: str | os.PathLike | No
     :param labels: the true labels, ``T`` integers in ``[0, L)``, marked with crosses; ``None`` (the default): none.
     :param path: an image file to write the figure to (its folder is created; format from the suffix), or ``None``.
     :param title: the axes' title.
-    :raises DataError: for marginals that are not ``T x L``, or labels that are not ``T`` integers in ``[0, L)``.
+    :raises DataError: for marginals that are not ``T x L`` with ``T, L >= 1`` (nothing to draw), or labels that
+        are not ``T`` integers in ``[0, L)``.
     """
     m = torch.as_tensor(torch_readable(marginals), dtype=torch.float64).detach().cpu()
-    if m.dim() != 2:
-        raise DataError(f"marginals must be T x L, got shape {tuple(m.shape)}")
+    if m.dim() != 2 or m.numel() == 0:
+        raise DataError(f"marginals must be T x L with at least one position and one label, got shape "
+                        f"{tuple(m.shape)}")
     fig = Figure(figsize=(min(max(4, 0.25 * m.shape[0] + 1.5), MAX_INCHES), min(0.35 * m.shape[1] + 1.5, MAX_INCHES)))
     ax = fig.add_subplot()
     image = ax.imshow(m.T.numpy(), aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=1)

@@ -15,8 +15,9 @@ from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
 from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
+from hybridpgm.diagnostics.mcmc_divergences import divergent_draws
 from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
-from hybridpgm.diagnostics.svi_data import _plate_nesting, _refuse_subsampling, _sort_sites
+from hybridpgm.diagnostics.svi_data import _one_draw_warning, _plate_nesting, _refuse_subsampling, _sort_sites
 from hybridpgm.diagnostics.unconditioned import predict_per_draw
 from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
 from hybridpgm.diagnostics.vectorized_replay import replay_stacked
@@ -67,7 +68,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
       ``az.plot_ppc`` (ArviZ 0.x; arviz-plots' under 1.x) and other posterior predictive checks;
     * ``sample_stats.diverging`` (``C x D`` bool), when the kernel reports divergences (:class:`~pyro.infer.NUTS`,
       :class:`~pyro.infer.HMC`): true at the draws whose trajectory diverged after warmup, as
-      ``az.plot_trace`` and ``az.summary`` expect.
+      ``az.plot_trace`` and ``az.summary`` expect (read without Pyro's R-hat and ESS, so a run of fewer than 4
+      draws per chain is read too: :func:`~hybridpgm.diagnostics.mcmc_divergences.divergent_draws`).
 
     Replaying the model costs one model run per draw (``C * D`` in all), and as many again for the
     posterior predictive; the draws are taken as they are, the model's buffers are left alone and no gradient
@@ -114,7 +116,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
         ``posterior_predictive``) and observes placeholder sites: it names them, says they are left out of
         ``log_likelihood``, ``observed_data`` and ``posterior_predictive``, and points to
         ``mrf.distribution(...)`` (an observed site whose log-probability is the data's likelihood) or
-        ``log_likelihood=False``.
+        ``log_likelihood=False``; for a run of one draw in all (one chain of one draw: ``az.loo`` raises ArviZ's
+        ``IndexError`` on it, and ``az.waic``, ``az.ess`` and ``az.rhat`` have nothing to estimate from).
     """
     if not isinstance(mcmc, pyro.infer.MCMC):
         raise DataError(f"from_mcmc takes a pyro.infer.MCMC run, got {type(mcmc).__name__}; for a dict of samples "
@@ -123,8 +126,10 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
     if not samples:
         raise DataError("the MCMC holds no samples: call mcmc.run(...) before from_mcmc")
     chains, draws = next(iter(samples.values())).shape[:2]
+    if chains * draws == 1:
+        warnings.warn(_one_draw_warning("from_mcmc"), DiagnosticsWarning, stacklevel=users_stacklevel())
     groups = {"posterior": samples}
-    diverging = _diverging(mcmc, chains, draws)
+    diverging = divergent_draws(mcmc, chains, draws)
     if diverging is not None:
         groups["sample_stats"] = {"diverging": diverging}
     model = getattr(mcmc.kernel, "model", None)
@@ -257,21 +262,6 @@ def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args
                              {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()}, replicates,
                              pairs)
     return posterior, groups
-
-
-def _diverging(mcmc: pyro.infer.MCMC, chains: int, draws: int) -> torch.Tensor | None:
-    """``C x D`` bool: the post-warmup draws Pyro's kernel reported divergent (``mcmc.diagnostics()``'s
-    ``"divergences"``, draw indices per ``"chain <c>"``; warmup ones, negative, are left out), or ``None``
-    for a kernel that reports none."""
-    reported = mcmc.diagnostics().get("divergences")
-    if reported is None:
-        return None
-    diverging = torch.zeros(chains, draws, dtype=torch.bool)
-    for key, indices in reported.items():
-        chain = int(str(key).split()[-1])  # "chain 10" after "chain 9", not after "chain 1"
-        kept = [i for i in indices if 0 <= i < draws]
-        diverging[chain, kept] = True
-    return diverging
 
 
 def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None, *,

@@ -47,6 +47,12 @@ def _placeholder_warning(placeholders: dict[str, str]) -> str:
             f"sites), so az.loo/az.waic and posterior predictive checks on them would be wrong. {hints}")
 
 
+def _one_draw_warning(what: str) -> str:
+    """The :class:`DiagnosticsWarning` text for ArviZ data of a single posterior draw (``what``: the call)."""
+    return (f"{what}: one posterior draw; ArviZ's az.loo raises a bare IndexError on it, and az.waic, az.ess and "
+            f"az.rhat have no spread to estimate from (p_waic 0, ESS nan): draw more")
+
+
 def _sort_sites(model_trace, guide_trace) -> _Sites:
     latent, discrete, sequential, deterministic, observed, placeholders = [], [], [], [], {}, {}
     for name, site in model_trace.nodes.items():
@@ -284,8 +290,9 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
         lacks is enumerated sequentially (:func:`~pyro.infer.infer_discrete` needs ``"parallel"``), or
         ``generator`` is neither a :class:`torch.Generator` nor ``None``.
     :warns DiagnosticsWarning: (a :class:`UserWarning`) naming the observed placeholder sites left out (see
-        above), and pointing to
-        ``mrf.distribution(...)``; when the pointwise log-likelihood is the same in every draw (a point-estimate
+        above), and pointing to ``mrf.distribution(...)``; for ``num_samples=1`` (one draw: ``az.loo`` raises
+        ArviZ's ``IndexError`` on it, and ``az.waic``, ``az.ess`` and ``az.rhat`` have nothing to estimate from);
+        when the pointwise log-likelihood is the same in every draw (a point-estimate
         guide such as ``AutoDelta``): PSIS, hence ``az.loo`` and ``az.waic``'s diagnostics, needs draws that vary;
         and when a latent site held in the log-likelihood lies inside every plate of an observed site (one
         latent per data point, as an amortized VAE's :math:`z_n`; enumerated sites summed out do not count), with
@@ -296,6 +303,8 @@ def from_pyro_svi(model: Callable, guide: Callable, *args: Any, num_samples: int
     """
     num_samples = positive_int(num_samples, "from_pyro_svi num_samples")
     generator = generator_or_none(generator, "from_pyro_svi generator")
+    if num_samples == 1:
+        warnings.warn(_one_draw_warning("from_pyro_svi"), DiagnosticsWarning, stacklevel=users_stacklevel())
     # a diagnostic leaves the model's buffers alone; the missing entries that the guide lacks are drawn exactly here
     with torch.no_grad(), keeping_module_state(model, guide), DiscreteSitesDrawnExactly(), \
             seeded_globally_from(generator):

@@ -44,7 +44,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.gp.deep_kernel import DeepKernelGP
 from hybridpgm.gp.feature_gp import check_inputs
 from hybridpgm.gp.kept_features import KeptFeatures, KeptGradient, deterministic
-from hybridpgm.gp.gp_lstm_forecast import Forecast, sampled_paths
+from hybridpgm.gp.gp_lstm_forecast import Forecast, require_spread, sampled_paths
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
 from hybridpgm.serialization import serializable
@@ -170,7 +170,7 @@ class GPLSTM(DeepKernelGP):
         :raises ModelSpecError: the model's windows are not univariate.
         :raises DataError: ``context`` of the wrong shape or dtype (that of the training windows), or not finite.
         :raises DeviceError: ``context`` is not on the model's device.
-        :raises ConfigError: ``steps`` not a non-negative integer, ``num_samples`` not a positive integer,
+        :raises ConfigError: ``steps`` not a non-negative integer, ``num_samples`` not an integer >= 2,
             ``level`` outside ``(0, 1)``, a ``generator`` that is not a CPU :class:`torch.Generator`, or a model
             trained on targets ``horizon > 1`` steps ahead (its predictions cannot be fed back as the next values).
         """
@@ -189,8 +189,7 @@ class GPLSTM(DeepKernelGP):
             raise DataError(f"forecast context has shape {tuple(context.shape)}, expected ({window},) or ({window}, 1)")
         steps = sample_count(steps, "GPLSTM.forecast steps")
         num_samples = sample_count(num_samples, "GPLSTM.forecast num_samples")
-        if num_samples == 0:
-            raise ConfigError("GPLSTM.forecast num_samples must be positive: the interval of zero paths is undefined")
+        require_spread(num_samples)  # also for steps=0: the same calls are refused whatever the horizon
         level = unit_fraction(level, "GPLSTM.forecast level")
         generator = generator_or_none(generator, "GPLSTM.forecast generator")
         if generator is not None and generator.device.type != "cpu":

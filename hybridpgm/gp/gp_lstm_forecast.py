@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
+from hybridpgm.errors import ConfigError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
@@ -19,7 +20,7 @@ from hybridpgm.rng_scope import fixed_rng
 if TYPE_CHECKING:
     from hybridpgm.gp.gp_lstm import GPLSTM
 
-__all__ = ["Forecast", "sampled_paths"]
+__all__ = ["Forecast", "require_spread", "sampled_paths"]
 
 
 class Forecast(NamedTuple):
@@ -44,6 +45,19 @@ class Forecast(NamedTuple):
     to_dict = PortableResult.to_dict
 
 
+def require_spread(num_samples: int) -> None:
+    """Refuse fewer than two paths for a forecast's interval.
+
+    :param num_samples: the number of paths asked for (a non-negative int).
+    :raises ConfigError: ``num_samples`` below 2: no path leaves the interval undefined, and one has no spread (its
+        interval would be the path itself, ``lower = mean = upper``)."""
+    if num_samples < 2:
+        raise ConfigError(f"GPLSTM.forecast num_samples must be at least 2, got {num_samples}: "
+                          + ("the interval of zero paths is undefined" if num_samples == 0 else
+                             "one path has no spread, so its interval would be the path itself (lower = mean = "
+                             "upper)"))
+
+
 def sampled_paths(model: "GPLSTM", context: torch.Tensor, steps: int, num_samples: int, level: float, *,
                   generator: torch.Generator | None) -> Forecast:
     """The :class:`Forecast` of ``num_samples`` paths ``steps`` ahead of ``context``: :meth:`GPLSTM.forecast
@@ -56,11 +70,13 @@ def sampled_paths(model: "GPLSTM", context: torch.Tensor, steps: int, num_sample
     :param model: a GPLSTM of univariate windows and ``horizon=1``.
     :param context: the last ``T`` values, ``T x 1``, checked (dtype, device, finite).
     :param steps: the horizon, at least 1.
-    :param num_samples: the number of paths, at least 1.
+    :param num_samples: the number of paths, at least 2.
     :param level: the probability of the central interval, in ``(0, 1)``.
     :param generator: a CPU :class:`torch.Generator` for the noise (drawn on the CPU, then moved), or ``None``
         for torch's global stream.
+    :raises ConfigError: ``num_samples`` below 2 (:func:`require_spread`).
     """
+    require_spread(num_samples)
     with keeping_modes(model), torch.no_grad():
         model.condition()
         paths = context.expand(num_samples, *context.shape).clone()

@@ -97,7 +97,8 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
 
     :raises ConfigError: ``fraction`` not a number in ``(0, 1)``.
     :raises DataError: ``x`` or ``y`` not a tensor with an example dimension, different numbers of examples,
-        or fewer than ``min_size`` examples on either side.
+        or fewer than ``min_size`` examples on either side (naming the fewest examples that split,
+        :func:`splittable_size`).
     """
     unit_fraction(fraction, "validation fraction")
     for name, t in (("x", x), ("y", y)):
@@ -110,7 +111,8 @@ def split_tail(x: torch.Tensor, y: torch.Tensor, fraction: float = 0.2,
     n_val = max(1, round(n * fraction))
     if n_val < min_size or n - n_val < min_size:
         raise DataError(f"{n} examples cannot be split into training and a validation tail of {n_val} "
-                        f"(each side needs at least {min_size})")
+                        f"(each side needs at least {min_size}): a validation fraction of {fraction} needs at least "
+                        f"{splittable_size(fraction, min_size)} examples")
     return x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
 
 

@@ -78,3 +78,21 @@ def test_target_accuracy_reads_numpy_labels():
 def test_target_accuracy_refuses_labels_that_are_not_numbers():
     with pytest.raises(DataError, match="target_accuracy labels y"):
         target_accuracy(lambda v: v, torch.randn(2, 3), ["a", "b"])
+
+
+def test_inception_score_refuses_logits_of_one_class():
+    """audit_empty: a classifier of one class scored 1.0 for any samples (the softmax of one class is 1)."""
+    samples = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=r"logits of one class, shape \(3, 1\).*torch\.stack"):
+        inception_score(nn.Linear(2, 1), samples)
+
+
+def test_inception_score_names_a_missing_batch_dimension():
+    """audit_empty: one example ``x[0]`` of shape ``(2,)`` got the advice for a binary classifier's logit."""
+    net = nn.Linear(2, 3)
+    samples = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=r"got shape \(3,\).*samples of shape \(2,\) have no batch dimension.*"
+                                        r"x\[None\]") as caught:
+        inception_score(net, samples[0])
+    assert "binary" not in str(caught.value)
+    assert 1.0 <= inception_score(net, samples[0][None]) <= 3.0  # the advice works

@@ -1,11 +1,14 @@
-"""The ``generator=`` of :func:`~hybridpgm.diagnostics.importance_resampling.resample_indices`."""
+"""The ``generator=`` of :func:`~hybridpgm.diagnostics.importance_resampling.resample_indices`, and the shapes it
+refuses."""
 
 import inspect
+import re
 
 import pytest
 import torch
 
 from hybridpgm.diagnostics.importance_resampling import resample_indices
+from hybridpgm.errors import DataError
 from tests import generator_contract as contract
 
 _LOG_WEIGHTS = torch.randn(20, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -29,3 +32,19 @@ def test_the_generator_is_keyword_only_with_a_deprecation_period(method):
     with pytest.warns(FutureWarning, match=r"^resample_indices: pass generator= by keyword"):
         old = resample_indices(_LOG_WEIGHTS, method, torch.Generator().manual_seed(1))
     assert torch.equal(old, resample_indices(_LOG_WEIGHTS, method, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("method", ["systematic", "multinomial"])
+def test_log_weights_that_are_not_k_by_n_are_refused_naming_the_shape(method):
+    """audit_empty: ``(0,)`` was told "every log-weight is -inf in column(s) []", ``(3,)`` raised a bare IndexError
+    (systematic) or was read as one row (multinomial), ``(0, 0)`` torch's errors."""
+    with pytest.raises(DataError, match=r"K x N log-weights .*got shape \(3,\); give one column of K draws as "
+                                        r"log_weights\[:, None\]"):
+        resample_indices(torch.zeros(3), method)
+    for shape in [(0,), (), (2, 3, 1)]:
+        with pytest.raises(DataError, match=rf"K x N log-weights .*got shape {re.escape(str(shape))}"):
+            resample_indices(torch.zeros(shape), method)
+    for shape in [(0, 3), (0, 0)]:
+        with pytest.raises(DataError, match=rf"log-weights of shape {re.escape(str(shape))}: no draws \(K = 0\)"):
+            resample_indices(torch.zeros(shape), method)
+    assert resample_indices(torch.zeros(3, 1), method).shape == (3, 1)  # the advice works

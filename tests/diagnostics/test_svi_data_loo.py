@@ -91,3 +91,16 @@ def test_from_pyro_svi_warns_of_local_latents_next_to_a_global_one():
     pyro.set_rng_seed(0)
     with pytest.warns(UserWarning, match=r"the latent site\(s\) \['z'\] lie inside the data plate"):
         from_pyro_svi(local_and_global_model, local_and_global_guide, X, num_samples=5)
+
+
+def test_from_pyro_svi_warns_that_one_draw_leaves_loo_nothing():
+    """audit_empty: az.loo of num_samples=1 raised ArviZ's bare "IndexError: index -2 is out of bounds for axis 0
+    with size 1", and az.waic reported p_waic 0; nothing said one draw was the cause.  Two draws: no warning."""
+    pyro.set_rng_seed(0)
+    with pytest.warns(UserWarning, match=r"^from_pyro_svi: one posterior draw; ArviZ's az.loo raises a bare "
+                                         r"IndexError on it.*draw more$"):
+        idata = from_pyro_svi(global_model, global_guide, X, num_samples=1)
+    assert idata.posterior["mu"].shape == (1, 1)  # still given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_pyro_svi(global_model, global_guide, X, num_samples=2)

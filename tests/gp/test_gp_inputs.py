@@ -215,7 +215,7 @@ def gp_lstm():
 @pytest.mark.parametrize("kwargs, message", [
     ({"steps": 2.5}, "steps must be a non-negative integer, got 2.5"),
     ({"steps": True}, "steps must be a non-negative integer, got True"),
-    ({"num_samples": 0}, "num_samples must be positive"),
+    ({"num_samples": 0}, "num_samples must be at least 2, got 0: the interval of zero paths"),
     ({"num_samples": 2.5}, "num_samples must be a non-negative integer, got 2.5"),
     ({"level": 1.5}, r"level must lie in \(0, 1\), got 1.5"),
     ({"level": 0}, r"level must lie in \(0, 1\), got 0"),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hybridpgm.data import make_windows, synthetic_series
+from hybridpgm.errors import ConfigError
 from hybridpgm.gp import GPLSTM, Forecast
 from tests import generator_contract as contract
 
@@ -46,3 +47,14 @@ def test_the_generator_contract(series):
     model, context = series
     contract.assert_generator_contract(lambda **kw: model.forecast(context, 3, 5, **kw).samples,
                                        "GPLSTM.forecast generator")
+
+
+def test_one_path_is_refused_as_no_interval(series):
+    """audit_empty: ``num_samples=1`` gave lower = mean = upper (the one path), while 0 is refused as undefined."""
+    model, context = series
+    with pytest.raises(ConfigError, match=r"num_samples must be at least 2, got 1: one path has no spread"):
+        model.forecast(context, 3, 1, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ConfigError, match=r"num_samples must be at least 2, got 1: one path has no spread"):
+        model.forecast(context, 0, 1)  # the horizon of no step refuses the same calls
+    two = model.forecast(context, 3, 2, generator=torch.Generator().manual_seed(1))
+    assert (two.upper > two.lower).all()

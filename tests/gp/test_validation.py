@@ -54,6 +54,20 @@ def test_split_tail_keeps_order():
         split_tail(x, y[:9])
 
 
+def test_too_few_examples_to_split_name_the_number_needed():
+    """audit_empty: train_deep_kernel with N = 10 said "validation tail of 2 (each side needs at least 5)", not
+    how many examples the default fraction 0.2 needs (23: round(0.2 * 23) = 5 held out, 18 fitted; 22 holds out
+    4)."""
+    from hybridpgm.gp import train_deep_kernel
+
+    with pytest.raises(DataError, match=r"^10 examples cannot be split into training and a validation tail of 2 "
+                                        r"\(each side needs at least 5\): a validation fraction of 0.2 needs at "
+                                        r"least 23 examples$"):
+        train_deep_kernel(torch.randn(10, 1), torch.randn(10))
+    with pytest.raises(DataError, match=r"fraction of 0.5 needs at least 4 examples$"):
+        split_tail(torch.zeros(3), torch.zeros(3), 0.5, min_size=2)
+
+
 @pytest.mark.parametrize("fraction,min_size", [(0.2, 5), (0.5, 5), (0.01, 5), (0.9, 2), (0.3, 1)])
 def test_splittable_size_is_the_fewest_examples_split_tail_splits(fraction, min_size):
     n = splittable_size(fraction, min_size)

@@ -88,7 +88,8 @@ class ADA(AdversarialGame):
         positive integer or a non-empty sequence of them.
 
     :meth:`loss` -- both players' -- raises :class:`~hybridpgm.errors.DataError` for a batch that is not three
-    tensors ``(x_source, y_source, x_target)`` of matching shapes with integer labels, whose event shape is not
+    tensors ``(x_source, y_source, x_target)`` of matching shapes with integer labels (one example without its
+    batch dimension, a 0-d label or inputs of shape ``input_shape``, is named as such), whose event shape is not
     ``input_shape`` (or, without it, one the feature extractor cannot take), that is empty, whose inputs have a
     dtype the networks do not take exactly (integers the feature extractor takes neither as they are nor converted
     to its floating dtype, naming both failures) or NaN/inf values
@@ -172,6 +173,14 @@ class ADA(AdversarialGame):
         if not all(isinstance(t, torch.Tensor) for t in batch) or xs.dim() == 0 or xt.dim() == 0:
             got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in batch]
             raise DataError(f"ADA batches are three tensors (x_source, y_source, x_target), got {got}")
+        unbatched = [f"{n} {tuple(t.shape)}" for n, t in (("x_source", xs), ("x_target", xt))
+                     if self.input_shape is not None and tuple(t.shape) == self.input_shape]
+        if unbatched or (ys.dim() == 0 and self.input_shape is None):
+            unbatched += [f"y_source {tuple(ys.shape)}"] if ys.dim() == 0 else []
+            given = f"(x_source {tuple(xs.shape)}, y_source {tuple(ys.shape)}, x_target {tuple(xt.shape)})"
+            raise DataError(f"ADA: {', '.join(unbatched)} without the batch dimension; if the batch {given} is one "
+                            f"example, give it as x_source[None], y_source[None], x_target[None] (t.unsqueeze(0)): "
+                            f"batches are (batch, ...) inputs and (batch,) labels")
         if xs.shape[1:] != xt.shape[1:] or (self.input_shape is not None and tuple(xs.shape[1:]) != self.input_shape):
             raise DataError(f"ADA: source inputs {tuple(xs.shape)} and target inputs {tuple(xt.shape)} must share "
                             f"the event shape {self.input_shape or tuple(xs.shape[1:])}")

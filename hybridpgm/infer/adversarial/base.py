@@ -213,14 +213,23 @@ class AdversarialGame:
         """``batch`` logits :math:`D_\\phi(x)` of :math:`q_\\phi(y = 1 \\mid x)`.
 
         :param x: ``batch x event_shape`` inputs of the discriminator.
-        :raises ObjectiveError: the discriminator does not return one logit per example.
+        :raises DataError: ``x`` is one example without its batch dimension (its shape is the game's
+            ``event_shape``), before the discriminator runs.
+        :raises ObjectiveError: the discriminator does not return one logit per example (a scalar logit: the
+            message says that ``x`` may be one example without its batch dimension).
         :raises ModelSpecError: it returns no single tensor (a tuple, as in training mode only some do)."""
+        one = "give one example x as x[None] (x.unsqueeze(0))"
+        if tuple(x.shape) == tuple(getattr(self, "event_shape", None) or (None,)):
+            expected = ", ".join(map(str, x.shape))
+            raise DataError(f"{type(self).__name__}.logits: x of shape {tuple(x.shape)} is one example without its "
+                            f"batch dimension (the inputs are (batch, {expected})); {one}")
         out = check_output(self.discriminator(x), "the discriminator")
         if out.dim() == 2 and out.shape[-1] == 1:
             out = out.squeeze(-1)
         if out.shape != x.shape[:1]:
+            hint = f"; if x (shape {tuple(x.shape)}) is one example, its batch dimension is missing: {one}"
             raise ObjectiveError(f"discriminator returned shape {tuple(out.shape)} for a batch of {x.shape[0]}; "
-                                 "expected one logit per example")
+                                 f"expected one logit per example{hint if out.dim() == 0 else ''}")
         return out
 
     def log_q(self, x: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
