@@ -26,7 +26,10 @@ mean-field bound
 
     \log p(v) \ge -E(v, \mu) + \sum_{l \ge 1} \mathcal H(\mu_l) - \log Z .
 
-Data are ``batch x V``.
+Data are ``[..., V]``: :meth:`~DBMLikelihood.log_likelihood`, :meth:`~DBMLikelihood.unnormalized_log_prob` and
+:meth:`~DBMLikelihood.log_likelihood_bound` take one example ``[V]`` (a 0-d result) or a batch of any shape and
+answer with that batch shape (the first two flatten it into rows and restore it:
+:func:`~hybridpgm.batch_shapes.over_batch_shape`).
 
 References:
 
@@ -38,6 +41,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hybridpgm.batch_shapes import over_batch_shape
 from hybridpgm.checks import check_log_z, flag
 from hybridpgm.energy.enumerate_states import MAX_ENUMERATED_UNITS, ais_unless_exact, logsumexp_over_states
 from hybridpgm.errors import DataError, ModelSpecError
@@ -45,6 +49,11 @@ from hybridpgm.precision_scope import exact_precision
 from hybridpgm.softplus import softplus
 
 __all__ = ["DBMLikelihood"]
+
+
+def _visible_width(dbm) -> int:
+    """The DBM's visible size :math:`V` (the width :func:`~hybridpgm.batch_shapes.over_batch_shape` checks)."""
+    return dbm.sizes[0]
 
 
 class DBMLikelihood:
@@ -95,17 +104,19 @@ class DBMLikelihood:
                                          chunk_size=chunk_size, cost_per_state=max(even, odd), what="DBM",
                                          module=self)
 
+    @over_batch_shape("DBM", _visible_width, name="v")
     def unnormalized_log_prob(self, v: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``batch``), enumerating the smaller of the even hidden
-        layers ``H2 + H4 + ...`` and the odd hidden layers ``H1 + H3 + ...`` (the other set summed out; see the
-        module docstring), so feasible when either has at most 30 units; in grad mode differentiable in the
+        """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``[...]``, the batch shape of ``v``), enumerating the smaller of
+        the even hidden layers ``H2 + H4 + ...`` and the odd hidden layers ``H1 + H3 + ...`` (the other set summed
+        out; see the module docstring), so feasible when either has at most 30 units; in grad mode differentiable in the
         parameters (and in ``v``), with several chunks each recomputed in the backward pass
         (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).  Both choices give the same value up
         to rounding; with a tie the even hidden layers are enumerated.
 
-        :param v: ``batch x V`` (two dimensions).
+        :param v: ``[..., V]``: ``batch x V``, one example ``[V]`` (a 0-d result, that of ``v[None]`` without its
+            row dimension) or any batch shape (its rows flattened and the result reshaped).
         :param chunk_size: states per chunk of the enumeration (default: about ``2**24`` numbers per chunk).
-        :raises DataError: bad ``v`` (see :meth:`check_visible`), or ``v`` not two-dimensional.
+        :raises DataError: bad ``v`` (see :meth:`check_visible`).
         :raises ConfigError: ``chunk_size`` is not a positive integer.
         :raises ModelSpecError: both hidden parities have more than 30 units, naming the call and the widths
             (:meth:`log_likelihood_bound` needs no enumeration over :math:`h`).
@@ -178,8 +189,10 @@ class DBMLikelihood:
                                  "pass log_z, e.g. dbm.log_partition('ais', data=x), an estimate")
         return self.log_partition("exact", differentiable=differentiable)
 
+    @over_batch_shape("DBM", _visible_width, name="v")
     def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Exact :math:`\\log p(v) = \\log \\sum_h e^{-E(v,h)} - \\log Z` (``batch``) on small models (the sum over
+        """Exact :math:`\\log p(v) = \\log \\sum_h e^{-E(v,h)} - \\log Z` (``[...]``, the batch shape of ``v``) on
+        small models (the sum over
         :math:`h` as in :meth:`unnormalized_log_prob`); under :func:`torch.autocast` computed with autocast off,
         in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`).
 
@@ -195,7 +208,8 @@ class DBMLikelihood:
         and ``(-dbm.log_likelihood(x).mean()).backward()`` is maximum-likelihood training (as for
         :meth:`RBM.log_likelihood <hybridpgm.energy.RBM.log_likelihood>`).
 
-        :param v: ``batch x V`` (two dimensions).
+        :param v: ``[..., V]``: ``batch x V``, one example ``[V]`` (a 0-d result) or any batch shape, as in
+            :meth:`unnormalized_log_prob`.
         :param log_z: a known :math:`\\log Z` (e.g. an AIS estimate), used as it is: a number or a tensor
             without a graph is a constant, so the result's gradient is that of :math:`\\log \\sum_h e^{-E(v,h)}`
             only (*not* that of :math:`\\log p(v)`); a tensor with a graph (``log_partition(differentiable=True)``)
@@ -217,11 +231,12 @@ class DBMLikelihood:
 
     @torch.no_grad()
     def log_likelihood_bound(self, v: torch.Tensor, log_z: torch.Tensor | float | None = None) -> torch.Tensor:
-        """Mean-field variational lower bound on :math:`\\log p(v)` (``batch``), a monitor computed without
-        gradients (the result carries no graph); under :func:`torch.autocast` computed with autocast off, in the
-        model's dtype.
+        """Mean-field variational lower bound on :math:`\\log p(v)` (``[...]``, the batch shape of ``v``), a monitor
+        computed without gradients (the result carries no graph); under :func:`torch.autocast` computed with
+        autocast off, in the model's dtype.
 
-        :param v: ``batch x V`` visible data (any leading shape), checked by :meth:`check_visible`; the mean field
+        :param v: ``[..., V]`` visible data (``batch x V``, one example ``[V]`` or any leading shape), checked by
+            :meth:`check_visible`; the mean field
             runs from it as :meth:`mean_field` does by default (at most ``mean_field_steps`` sweeps, ``tol=1e-5``).
         :param log_z: :math:`\\log Z`, e.g. ``AIS(...)(dbm, data).log_z``; exact by default.
             With an AIS estimate the result is a stochastic estimate of the bound.

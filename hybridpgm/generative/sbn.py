@@ -46,6 +46,7 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
+from hybridpgm.batch_shapes import over_batch_shape, refuse_one_example
 from hybridpgm.checks import (as_integer, check_device, flag, generator_or_none, module_name, positive_int,
                               positive_real, sample_count, site_prefix)
 from hybridpgm.checks import layer_sizes as _layer_sizes
@@ -67,6 +68,9 @@ __all__ = ["SigmoidBeliefNet"]
 
 #: the keyword options of :meth:`SigmoidBeliefNet.model` and ``guide``, named when positional ones are refused
 _KEYWORDS = "batch_size=..., num_data=..., temperature=..."
+
+#: the methods that take one example ``[D]`` (and any batch shape ``[..., D]``), named by the refusal of one example
+_EVALUATION = "log_likelihood and exact_log_likelihood"
 
 
 class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin):
@@ -158,14 +162,16 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         model are refused).
 
         :param x: data ``[..., B, D]``, binary (the values are checked when ``validate_data`` is on).
-        :raises DataError: naming the expected and actual shape, or the bad values (inside
-            :func:`hybridpgm.fit`'s step the value check joins the step's one host read).
+        :raises DataError: naming the expected and actual shape (one example ``[D]`` without the batch
+            dimension: the message shows ``x[None]``), or the bad values (inside :func:`hybridpgm.fit`'s step the
+            value check joins the step's one host read).
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
         if not isinstance(x, torch.Tensor):
             raise DataError(f"SigmoidBeliefNet data must be a tensor [B, {self.layer_sizes[0]}], "
                             f"got {type(x).__name__}")
         d = self.layer_sizes[0]
+        refuse_one_example(x, d, "SigmoidBeliefNet site 'x'", _EVALUATION)
         if x.dim() < 2 or x.shape[-1] != d:
             raise DataError(f"SigmoidBeliefNet site 'x' expects data of shape [B, {d}], got {tuple(x.shape)}")
         check_device(x, self.prior_logits, "SigmoidBeliefNet site 'x'")
@@ -227,7 +233,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
               num_data: int | None = None, temperature: float | None = None, prefix: str = ""):
         """Generative model :math:`p(x, h)`.
 
-        :param x: observed data ``[B, D]``, or ``None`` to dream ``batch_size`` samples.
+        :param x: observed data ``[B, D]`` (one example ``[D]`` is refused: pass ``x[None]``), or ``None`` to dream
+            ``batch_size`` samples.
         :param int batch_size: with ``x=None``, the number of rows to dream (default ``1``); with ``x`` it must
             be ``None`` or ``B``.
         :param int num_data: full data size :math:`N` when ``x`` is a mini-batch
@@ -278,7 +285,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
               temperature: float | None = None, prefix: str = ""):
         """Recognition model :math:`q(h \\mid x) = \\prod_l q(h_l \\mid h_{l-1})`.
 
-        :param x: data ``[..., B, D]`` (leading dims allowed for dreamed particles).
+        :param x: data ``[..., B, D]`` (leading dims allowed for dreamed particles; one example ``[D]`` is refused:
+            pass ``x[None]``).
         :param int batch_size: ignored (model and guide take the same keywords).
         :param int num_data: as in :meth:`model`.
         :param float temperature: Concrete relaxation, as in :meth:`model`.
@@ -330,6 +338,7 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
             return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
 
     # -------------------------------------------------------------- evaluation
+    @over_batch_shape("SigmoidBeliefNet", lambda sbn: sbn.layer_sizes[0])
     @isolated_from_handlers
     @own_param_store
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100, *,
@@ -339,7 +348,10 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.  Isolated from the caller's
         effect handlers (:func:`~hybridpgm.handler_scope.isolated_from_handlers`).
 
-        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
+        :param x: ``[..., D]`` binary data: ``[B, D]`` (an empty batch gives an empty result), one example ``[D]``
+            (a 0-d result, that of ``x[None]`` without its row dimension) or any batch shape (its rows flattened and
+            the result reshaped: :func:`~hybridpgm.batch_shapes.over_batch_shape`; with generators seeded alike,
+            the same numbers).
         :param int num_samples: :math:`S`, the importance samples per datapoint,
             :math:`\\log \\frac1S \\sum_s p(x, h_s) / q(h_s \\mid x)` (a lower bound in expectation that tightens
             as :math:`S` grows).
@@ -347,8 +359,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
             The guide's sample statements run with torch's global streams seeded from one draw of ``generator``
             and restored afterwards, as in :meth:`sample`.
-        :returns: ``[B]``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
+        :returns: ``[...]``, the batch shape of ``x``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; a last dimension other than ``D``).
         :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
             neither a :class:`torch.Generator` nor ``None``.
         """
@@ -363,7 +375,8 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
                                              chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
     def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
-        """:meth:`check_data`, and ``x`` must be ``[B, D]`` (these methods take no leading dimensions)."""
+        """:meth:`check_data`, and ``x`` must be ``[B, D]`` (the Pyro programs take no leading dimensions; the
+        evaluation methods flatten them into rows before they get here)."""
         x = self.check_data(x)
         if x.dim() != 2:
             raise DataError(f"SigmoidBeliefNet.{method} expects x of shape [B, {self.layer_sizes[0]}], "

@@ -42,6 +42,7 @@ from pyro.nn import pyro_method
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from hybridpgm.batch_shapes import over_batch_shape
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs.contraction import PlanCache
@@ -97,7 +98,7 @@ class SBNExactLikelihood:
         of :math:`2^{H_1} B D` elements (:meth:`exact_log_likelihood` chunks the rows; a training batch is
         the caller's to size).
 
-        :param x: ``[B, D]`` binary data.
+        :param x: ``[B, D]`` binary data (one example ``[D]`` is refused: pass ``x[None]``).
         :param str prefix: as in :meth:`model` (sites ``prefix + "h1"``, ..., ``prefix + "x"``, plate
             ``prefix + "data"``).
         :raises DataError: bad ``x`` (see :meth:`check_data`; an empty batch included), or ``x`` not
@@ -159,6 +160,7 @@ class SBNExactLikelihood:
                 f"(importance sampling) instead, or raise that limit")
         return per_row
 
+    @over_batch_shape("SigmoidBeliefNet", lambda sbn: sbn.layer_sizes[0])
     @isolated_from_handlers
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """Exact :math:`\\log p(x) = \\log \\sum_{h} p(x, h)` per datapoint.
@@ -182,9 +184,11 @@ class SBNExactLikelihood:
         Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the enumeration runs with autocast off
         (:class:`~hybridpgm.precision_scope.exact_precision`), in the net's dtype: float32 for a float32 net.
 
-        :param x: ``[B, D]`` binary data; an empty batch gives an empty result.
-        :returns: ``[B]``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`), or ``x`` not two-dimensional.
+        :param x: ``[..., D]`` binary data: ``[B, D]`` (an empty batch gives an empty result), one example ``[D]``
+            (a 0-d result, that of ``x[None]`` without its row dimension) or any batch shape (its rows flattened
+            and the result reshaped: :func:`~hybridpgm.batch_shapes.over_batch_shape`).
+        :returns: ``[...]``, the batch shape of ``x``.
+        :raises DataError: bad ``x`` (see :meth:`check_data`; a last dimension other than ``D``).
         :raises ConfigError: two adjacent layers of more than :data:`MAX_ENUM_STATES` joint states, or a single
             row beyond :data:`MAX_ENUM_ELEMENTS`.
         """

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule, pyro_method
 
+from hybridpgm.batch_shapes import as_given, over_batch_shape, refuse_one_example
 from hybridpgm.checks import (check_device, flag, generator_or_none, layer_sizes, module_name,
                               positive_int, sample_count, site_prefix)
 from hybridpgm.data.validation import (check_finite, check_model_input, check_num_data, defer_finite,
@@ -53,6 +54,10 @@ from hybridpgm.train.deferred_checks import check_or_defer
 __all__ = ["VAE"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+#: the methods that take one example ``[D]`` (and any batch shape ``[..., D]``), named by the training programs'
+#: refusal of one example
+_EVALUATION = "log_likelihood, elbo, log_weights and reconstruct"
 
 
 @serializable
@@ -142,8 +147,11 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         float64 data for a float32 model are refused).  The value check (binary, or finite; finite only with
         ``values=False``, as the guide asks) waits for the training step's one host read inside
         :func:`hybridpgm.fit` (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  ``leading_dims``
-        accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``."""
+        accepts ``[..., batch, D]`` (the guide, given dreamed particles) besides ``batch x D``; one example ``[D]``
+        is refused, saying that the batch dimension is missing (the evaluation methods flatten any batch shape
+        into rows before they get here: :func:`~hybridpgm.batch_shapes.over_batch_shape`)."""
         weight = self._reference("encoder")
+        refuse_one_example(x, self.x_dim, "VAE argument 'x'", _EVALUATION)
         if isinstance(x, torch.Tensor):
             check_device(x, weight, f"VAE argument 'x'{describe_origin()}")
         x = check_model_input(x, features=self.x_dim, dtype=weight.dtype, model="VAE", finite=False,
@@ -151,10 +159,11 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         origin = describe_origin()
         if not x.numel():
             return x
+        shown = as_given(x)  # the caller's shape, for the messages (a view: the checks read the same data)
         if self.likelihood == "bernoulli" and values:  # a binary check implies a finite one
 
             def not_binary() -> Exception:
-                check_finite(x, f"VAE argument 'x'{origin}")  # NaN/inf named as such
+                check_finite(shown, f"VAE argument 'x'{origin}")  # NaN/inf named as such
                 return DataError(f"VAE with a Bernoulli likelihood needs binary data (0/1){origin}; binarize it "
                                  "(hybridpgm.data binarize='static'|'dynamic') or use likelihood='gaussian'")
 
@@ -162,7 +171,7 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             # representable difference) and is NaN at NaN/inf; one fused pass, then |.| in place and the max
             check_or_defer(torch.addcmul(x, x, x, value=-1).abs_().amax() == 0, not_binary, "VAE data 'x' is not 0/1")
         else:
-            defer_finite(x, f"VAE argument 'x'{origin}")
+            defer_finite(shown, f"VAE argument 'x'{origin}")
         return x
 
     def _plate(self, x: torch.Tensor, num_data: int | None, prefix: str = ""):
@@ -208,15 +217,16 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
     def model(self, x: torch.Tensor | None = None, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
         """:math:`p_\\theta(x, z)` over a data plate.
 
-        :param x: observations, ``batch x D``; ``None`` generates (Pyro's
-            ``Predictive(vae.model, num_samples=S)(None)`` draws ``S x 1 x D``).
+        :param x: observations, ``batch x D`` (one example ``[D]`` is refused: pass ``x[None]``); ``None``
+            generates (Pyro's ``Predictive(vae.model, num_samples=S)(None)`` draws ``S x 1 x D``).
         :param num_data: full data size when ``x`` is a mini-batch; scales the plate by ``num_data / batch`` (the
             loss then estimates the full-data one).  With ``x=None``: how many rows to generate (default 1).
         :param str prefix: prepended to the names of the sites and of the plate (``prefix + "z"``, ``prefix + "x"``,
             ``prefix + "data"``), so that two models can share one Pyro program; the guide takes the same
             ``prefix``.  ``""`` (the default): ``"z"``, ``"x"``, ``"data"``.
-        :raises DataError: bad ``x`` (shape, dtype, values; an empty batch), or a ``num_data`` that is not an
-            integer of at least the batch size (at least 1 with ``x=None``).
+        :raises DataError: bad ``x`` (shape, dtype, values; an empty batch; one example ``[D]`` without the batch
+            dimension, the message showing ``x[None]``), or a ``num_data`` that is not an integer of at least the
+            batch size (at least 1 with ``x=None``).
         :raises ConfigError: a ``prefix`` that is not a string.
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.model")
@@ -243,9 +253,10 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
 
         :param x: observations, ``batch x D``, or ``[..., batch, D]`` with leading (particle) dimensions, as the
             sleep phase of :class:`~hybridpgm.infer.WakeSleep` gives dreamed data; ``z`` is ``[..., batch, z_dim]``.
+            One example ``[D]`` is refused (pass ``x[None]``).
         :param num_data: as in :meth:`model`.
         :param str prefix: as in :meth:`model` (the site ``prefix + "z"`` in the plate ``prefix + "data"``).
-        :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch) or ``num_data``.
+        :raises DataError: bad ``x`` (shape, dtype, NaN/inf; an empty batch; one example ``[D]``) or ``num_data``.
         :raises ConfigError: a training batch of one row with ``batch_norm=True``, or a ``prefix`` not a string.
         :raises DeviceError: ``x`` is not on the parameters' device."""
         prefix = site_prefix(prefix, "VAE.guide")
@@ -269,11 +280,12 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         :math:`\\epsilon` drawn from the same RNG state and the same operations in the same order as the traced
         program, so loss and gradients equal ``Trace_ELBO``'s.
 
-        :param x: observations, ``batch x D``.
+        :param x: observations, ``batch x D`` (one example ``[D]`` is refused, as by :meth:`model`: pass
+            ``x[None]``).
         :param num_data: full data size when ``x`` is a mini-batch (see :meth:`model`).
         :param str prefix: the site names' prefix of :meth:`model` (the loss does not depend on it).
         :returns: a 0-d tensor.
-        :raises DataError: as :meth:`model` (an empty batch included)."""
+        :raises DataError: as :meth:`model` (an empty batch and one example ``[D]`` included)."""
         site_prefix(prefix, "VAE.model")
         x = self._check(x)
         batch = x.shape[0]
@@ -323,18 +335,21 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
             return out if mean else out + self.log_scale.exp() * torch.randn(out.shape, dtype=out.dtype,
                                                                              device=out.device, generator=generator)
 
+    @over_batch_shape("VAE", lambda vae: vae.x_dim)
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decode the guide's mean: ``batch x D`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`.
+        """Decode the guide's mean: the ``[..., D]`` mean of :math:`p_\\theta(x \\mid \\mu_\\phi(x))`, row by row.
 
-        :param x: ``batch x D`` data (checked as by :meth:`model`).
+        :param x: ``[..., D]`` data, checked as by :meth:`model`: ``batch x D``, one example ``[D]`` (a ``[D]``
+            result, that of ``x[None]`` without its row dimension), or any batch shape (flattened into rows and
+            restored: :func:`~hybridpgm.batch_shapes.over_batch_shape`).
         :param generator: a :class:`torch.Generator` (on any device) for the networks' draws (a dropout in
             training mode, or one that draws in evaluation mode too); ``None`` draws from torch's global streams.
             The encoder and decoder run, whatever their modes, with torch's global streams seeded from one draw of
             it and restored after (:func:`~hybridpgm.rng_scope.seeded_from_generator`, as in :meth:`sample`): the
             reconstruction is a function of its state and the caller's streams do not move.
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
-        :raises DataError: bad ``x`` (see :meth:`model`).
+        :raises DataError: bad ``x`` (see :meth:`model`; a last dimension other than ``D``).
         :raises DeviceError: ``x`` is not on the parameters' device."""
         generator = generator_or_none(generator, "VAE.reconstruct generator")
         x = self._check(x)

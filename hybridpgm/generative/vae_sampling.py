@@ -11,6 +11,11 @@ no gradient flows from them to the parameters or to ``x``.  The differentiable b
 An ``x`` that requires grad, in grad mode, is refused (a :class:`~hybridpgm.errors.ConfigError`) rather than
 given a result that silently carries no gradient.
 
+They take ``x`` of any batch shape ``[..., D]`` and answer with that batch shape (``[K, ...]`` for the
+log-weights): one example ``[D]`` gives the 0-d result of ``x[None]`` without its row dimension, ``[A, B, D]`` the
+result of its ``A * B`` rows reshaped (:func:`~hybridpgm.batch_shapes.over_batch_shape`: the batch dimensions are
+flattened into rows before the draws, so with generators seeded alike the numbers are the same).
+
 :class:`VAEImportanceSampling` is a base class of :class:`~hybridpgm.generative.vae.VAE`; its methods read the
 VAE's :meth:`~hybridpgm.generative.vae.VAE.model`, :meth:`~hybridpgm.generative.vae.VAE.guide` and input check.
 """
@@ -23,6 +28,7 @@ from typing import Any, Callable
 
 import torch
 
+from hybridpgm.batch_shapes import over_batch_shape
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
 from hybridpgm.errors import ConfigError
 from hybridpgm.handler_scope import isolated_from_handlers
@@ -50,16 +56,22 @@ def _without_graph(method: Callable) -> Callable:
     return checked
 
 
+def _x_dim(vae: Any) -> int:
+    """The VAE's data dimension :math:`D` (the width :func:`~hybridpgm.batch_shapes.over_batch_shape` checks)."""
+    return vae.x_dim
+
+
 class VAEImportanceSampling:
     """The importance-sampling estimates of a VAE: :meth:`log_weights`, :meth:`log_likelihood` and :meth:`elbo`."""
 
+    @over_batch_shape("VAE", _x_dim, row_dim=1)
     @isolated_from_handlers
     @_without_graph
     @torch.no_grad()
     @own_param_store
     def log_weights(self, x: torch.Tensor, num_samples: int, chunk_size: int = 128, *,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """``num_samples x batch`` importance log-weights :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`,
+        """``num_samples x ...`` importance log-weights :math:`\\log p(x, z^{(k)}) - \\log q(z^{(k)} \\mid x)`,
         :math:`z^{(k)} \\sim q`.
 
         :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>` and :meth:`~hybridpgm.generative.vae.VAE.guide` run as
@@ -68,7 +80,9 @@ class VAEImportanceSampling:
         the same values under any handler of the caller (``poutine.scale``, ``condition``, an outer
         ``pyro.plate``), and no site of theirs in a caller's trace, so a user's model can use them in a factor.
 
-        :param x: ``batch x D``; an empty batch gives a ``num_samples x 0`` result.
+        :param x: ``[..., D]``: ``batch x D`` (an empty batch gives a ``num_samples x 0`` result), one example
+            ``[D]`` (a ``[num_samples]`` result) or any batch shape (``num_samples x ...``; see the module
+            docstring).
         :param int num_samples: importance samples :math:`K` per row.
         :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
@@ -78,7 +92,8 @@ class VAEImportanceSampling:
         :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, ``generator`` is
             neither a :class:`torch.Generator` nor ``None``, or ``x`` requires grad in grad mode (the result would
             carry no gradient to it).
-        :raises DataError: bad ``x`` (see :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>`).
+        :raises DataError: bad ``x`` (see :meth:`VAE.model <hybridpgm.generative.vae.VAE.model>`; a last dimension
+            other than ``D``).
         :raises DeviceError: ``x`` is not on the parameters' device.
         """
         num_samples = positive_int(num_samples, "VAE num_samples (importance samples)")
@@ -95,17 +110,18 @@ class VAEImportanceSampling:
                 chunks.append(log_w)
         return torch.cat(chunks, dim=0)
 
+    @over_batch_shape("VAE", _x_dim)
     @isolated_from_handlers
     @_without_graph
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 128, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """Importance-sampled :math:`\\log p(x_n)` per row (``batch``), the guide as proposal [3]: :math:`\\log
-        \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows; an evaluation estimate without a
-        graph (``vae.log_likelihood(x).sum().backward()`` raises torch's "does not require grad"): the
-        importance-weighted bound to train on is ``SVIObjective(vae.model, vae.guide, IWAE(K))``.
+        """Importance-sampled :math:`\\log p(x_n)` per row (``[...]``, the batch shape of ``x``), the guide as
+        proposal [3]: :math:`\\log \\frac1K \\sum_k w_k`, a lower bound tightening as ``num_samples`` grows; an
+        evaluation estimate without a graph (``vae.log_likelihood(x).sum().backward()`` raises torch's "does not
+        require grad"): the importance-weighted bound to train on is ``SVIObjective(vae.model, vae.guide, IWAE(K))``.
 
-        :param x: ``batch x D`` data.
+        :param x: ``[..., D]`` data: ``batch x D``, one example ``[D]`` (a 0-d result) or any batch shape.
         :param int num_samples: importance samples :math:`K` (default ``1000``).
         :param int chunk_size: samples per pass (default ``128``).
         :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`).
@@ -114,16 +130,17 @@ class VAEImportanceSampling:
         log_w = self.log_weights(x, num_samples, chunk_size, **draws)
         return torch.logsumexp(log_w, dim=0) - math.log(num_samples)
 
+    @over_batch_shape("VAE", _x_dim)
     @isolated_from_handlers
     @_without_graph
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, num_samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Monte Carlo ELBO per data point (``batch``): the mean of :meth:`log_weights`, an evaluation estimate
-        without a graph (``vae.elbo(x).sum().backward()`` raises torch's "does not require grad"): the ELBO to
-        train on is :meth:`VAE.direct_elbo_loss <hybridpgm.generative.vae.VAE.direct_elbo_loss>` or
-        ``SVIObjective(vae.model, vae.guide)``.
+        """Monte Carlo ELBO per data point (``[...]``, the batch shape of ``x``): the mean of :meth:`log_weights`, an
+        evaluation estimate without a graph (``vae.elbo(x).sum().backward()`` raises torch's "does not require
+        grad"): the ELBO to train on is :meth:`VAE.direct_elbo_loss <hybridpgm.generative.vae.VAE.direct_elbo_loss>`
+        or ``SVIObjective(vae.model, vae.guide)``.
 
-        :param x: ``batch x D`` data.
+        :param x: ``[..., D]`` data: ``batch x D``, one example ``[D]`` (a 0-d result) or any batch shape.
         :param int num_samples: draws of :math:`z` per row (default ``1``).
         :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`).
         :raises ConfigError: as :meth:`log_weights` (``x`` requiring grad in grad mode among them)."""

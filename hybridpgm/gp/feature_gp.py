@@ -270,13 +270,21 @@ def check_inputs(x: torch.Tensor, example_shape: tuple[int, ...] | None, name: s
     """Raise unless ``x`` is ``N x example_shape`` (of ``dtype`` and on ``device`` when given, and finite with
     ``finite``).
 
-    :raises DataError: a wrong shape or dtype, or NaN/inf values.
+    :raises DataError: a wrong shape or dtype, or NaN/inf values; a 1-d ``x`` with a message saying that it is
+        ambiguous (``N`` one-feature points or one example) and showing ``x[:, None]`` and ``x[None]``.
     :raises DeviceError: ``x`` is not on ``device``.
     """
     if require_tensor(x, name).dim() < 2:
-        raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, ...) with at least two dimensions")
+        n = x.shape[0] if x.dim() == 1 else 0
+        one = (f": a 1-d input is ambiguous ({n} one-feature points, or one example of {n} features), so a GP "
+               "takes no example without its batch dimension; pass x[:, None] for the points, x[None] for the one "
+               "example") if x.dim() == 1 else ""
+        raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, ...) with at least two dimensions{one}")
     if example_shape is not None and tuple(x.shape[1:]) != tuple(example_shape):
-        raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})")
+        one = (": one example without its batch dimension; pass x[None]"
+               if tuple(x.shape) == tuple(example_shape) else "")
+        raise DataError(f"{name} has shape {tuple(x.shape)}, expected (N, {', '.join(map(str, example_shape))})"
+                        f"{one}")
     _check_place(x, name, dtype, device)
     if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} (shape {tuple(x.shape)}) holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s)")

@@ -152,8 +152,9 @@ def test_dbm_state_checks(v):
         dbm.energy([v, state[1][:3], state[2]])
     with pytest.raises(DataError, match=r"DBM layer 0 must hold values in \[0, 1\]"):
         dbm.energy([v * float("nan"), state[1], state[2]])
-    with pytest.raises(DataError, match=r"DBM.unnormalized_log_prob expects v of shape \(batch, 6\), got \(2, 4, 6\)"):
-        dbm.unnormalized_log_prob(v.expand(2, 4, 6))
+    # any batch shape is taken (tests/energy/test_dbm_batch_shapes.py); a wrong width is named with the caller's shape
+    with pytest.raises(DataError, match=r"DBM.unnormalized_log_prob: v has shape \(2, 4, 5\), expected \(\.\.\., 6\)"):
+        dbm.unnormalized_log_prob(v[:, :5].expand(2, 4, 5))
     with pytest.raises(ModelSpecError, match=r"DBM.load_rbms needs Bernoulli RBMs, got \['Linear', 'Linear'\]"):
         dbm.load_rbms([torch.nn.Linear(6, 3), torch.nn.Linear(3, 2)])
 
