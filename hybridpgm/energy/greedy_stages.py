@@ -42,9 +42,10 @@ RECORD_SUFFIX = ".features.json"
 
 
 def record_path(checkpoint: str | os.PathLike) -> Path:
-    """The record kept beside a layer's ``checkpoint``: ``<checkpoint>.features.json``, holding
+    """The record kept beside a layer's ``checkpoint`` (``~`` expanded, as :func:`hybridpgm.fit` reads it):
+    ``<checkpoint>.features.json``, holding
     ``{"layer_below_step": s}``, the step of the layer below whose features the checkpoint's run is on."""
-    return Path(f"{os.fspath(checkpoint)}{RECORD_SUFFIX}")
+    return Path(f"{os.path.expanduser(os.fspath(checkpoint))}{RECORD_SUFFIX}")
 
 #: ``(command, advice)`` of the warning while a command trains the stages (:func:`worded_for`); ``None``: a call
 _WORDING: ContextVar[tuple[str, str] | None] = ContextVar("hybridpgm_greedy_stages_wording", default=None)
@@ -90,11 +91,11 @@ class GreedyStages:
         """The steps of the checkpoint ``fit`` will resume for a stage (``None``: it starts afresh)."""
         checkpoint = path.get("checkpoint")
         if (checkpoint is None or self.fit_kwargs.get("overwrite") or self.fit_kwargs.get("resume", "auto")
-                in (False, "never") or not os.path.isfile(checkpoint)):
+                in (False, "never") or not os.path.isfile(os.path.expanduser(checkpoint))):
             return None
         from hybridpgm.train.checkpoint import load_checkpoint
 
-        return int(load_checkpoint(checkpoint)["step"])
+        return int(load_checkpoint(os.path.expanduser(checkpoint))["step"])
 
     def _is_main(self) -> bool:
         """Whether this process is rank 0 (or alone), as :func:`hybridpgm.fit` will see it."""
@@ -140,7 +141,8 @@ class GreedyStages:
         before = self._resumed_steps(path)
         if before is None:
             checkpoint = path.get("checkpoint")
-            fresh = checkpoint is not None and (self.fit_kwargs.get("overwrite") or not os.path.isfile(checkpoint))
+            fresh = checkpoint is not None and (self.fit_kwargs.get("overwrite")
+                                                or not os.path.isfile(os.path.expanduser(checkpoint)))
             if record and fresh:  # (a checkpoint that fit will refuse to overwrite keeps its record)
                 self.record(layer)
             return None

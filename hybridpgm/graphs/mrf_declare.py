@@ -226,12 +226,15 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     is: a leaf the caller optimises is the table itself, so the model sees the optimiser's updates; a tensor
     computed from one (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph
     backpropagates once -- to train, declare an :class:`~torch.nn.Parameter` or a neural potential, which are
-    evaluated at every call.  So is a tensor with a forward-mode derivative
+    evaluated at every call.  A tensor with a forward-mode derivative
     (:func:`~hybridpgm.tensor_tracking.carries_tangent`: a :mod:`torch.autograd.forward_ad` dual, or a net built
-    inside :func:`torch.func.jvp` / :func:`torch.func.jacfwd` from their input), which a copy would drop.
+    inside :func:`torch.func.jvp` / :func:`torch.func.jacfwd` from their input) is copied without detaching it
+    (a contiguous clone, which keeps the derivative and not the caller's storage).
     """
-    if pot.requires_grad or carries_tangent(pot):  # a detached copy would drop the (forward-mode) derivative
+    if pot.requires_grad:
         return pot
+    if carries_tangent(pot):  # a copy that keeps the forward-mode derivative (a detached one would drop it), and
+        return pot.clone(memory_format=torch.contiguous_format)  # is neither the caller's tensor nor a stride-0 view
     sources = _TABLE_SOURCES.setdefault(net, {})
     earlier = sources.get(id(pot))
     if earlier is not None and earlier[0]() is pot:

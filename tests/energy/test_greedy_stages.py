@@ -39,6 +39,20 @@ def test_a_layer_resumed_after_a_layer_below_trained_further_is_warned_of(kind, 
                                   "run on the features of layer 0 as they were before this call trained that layer")
 
 
+def test_checkpoints_under_the_home_folder_are_read_where_fit_writes_them(tmp_path, monkeypatch):
+    """reviewA: paths starting with ``~`` were tested for existence unexpanded (``fit`` expands them), so a resumed
+    layer looked fresh, its record was rewritten before its fit, and neither warning ever fired."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    torch.manual_seed(0)
+    model, paths = DBN([6, 4, 3]), ["~/l0.pt", "~/l1.pt"]
+    assert _pretrain(model, paths, 1) == []
+    assert (tmp_path / "l1.pt.features.json").is_file()
+    messages = _pretrain(model, paths, 2)
+    assert len(messages) == 1
+    assert messages[0].startswith("DBN.pretrain: layer 1 resumes its checkpoint '~/l1.pt' (step 4), a run on the "
+                                  "features of layer 0 as they were before this call trained that layer")
+
+
 def test_a_command_words_the_warning_in_its_own_flags_and_the_call_wording_comes_back(tmp_path):
     """``hybridpgm train dbm --resume`` showed the API's advice (overwrite=True) to a CLI user; the recipe words
     it for the command now (worded_for), and only inside its block."""

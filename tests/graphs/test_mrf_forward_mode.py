@@ -97,3 +97,20 @@ def test_a_fixed_table_is_still_copied():
     assert buffer is not table
     table.add_(1.0)
     torch.testing.assert_close(buffer, table - 1.0)
+
+
+def test_a_dual_table_is_copied_not_aliased():
+    """reviewA: a dual table was registered as the caller's own tensor, so an in-place edit of it after the dual
+    level changed the net (log Z 2.1493 -> 3.1549), and an expanded one became a stride-0 buffer that the net's own
+    ``load_state_dict`` refused; a contiguous clone keeps the tangent and neither."""
+    t = torch.randn(1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(t, torch.ones_like(t)).expand(2, 3)
+        net = MarkovNet({"a": 2, "b": 3})
+        net.add_factor("ab", ["a", "b"], dual)
+        tangent = forward_ad.unpack_dual(net.log_partition("exact")).tangent
+    assert tangent is not None and torch.isclose(tangent, torch.tensor(1.0, dtype=torch.float64))
+    before = net.log_partition("exact")
+    net.load_state_dict({k: v.clone() for k, v in net.state_dict().items()})
+    t.add_(1.0)
+    assert torch.equal(net.log_partition("exact"), before)
