@@ -45,10 +45,10 @@ def over_batch_shape(model: str, width: Callable[[Any], int], *, row_dim: int = 
     .. math:: f(x)_{i_1 \\dots i_k} = f\\big(\\operatorname{reshape}(x, [\\textstyle\\prod_j n_j, D])\\big)_{r(i)},
         \\qquad r(i) \\text{ the row-major index of } (i_1, \\dots, i_k) \\in [n_1] \\times \\dots \\times [n_k].
 
-    A 2-d ``x``, a 0-d one and anything that is not a tensor go to the method as they are (its checks name them);
-    a tensor of another number of dimensions whose last one is not ``D`` is refused here, naming the caller's
-    shape.  While the method runs on the flattened rows, :func:`as_given` gives its data checks the caller's
-    shape back.
+    A 2-d ``x`` and anything that is not a tensor go to the method as they are (its checks name them); a 0-d
+    tensor, or one of another number of dimensions whose last one is not ``D``, is refused here, naming the
+    caller's shape and ``(..., D)``.  While the method runs on the flattened rows, :func:`as_given` gives its data
+    checks the caller's shape back.
 
     :param str model: the model's name for messages (``"VAE"``); with the method's name, ``"VAE.log_likelihood"``.
     :param width: ``width(self)`` is ``D``, the model's data dimension.
@@ -56,18 +56,18 @@ def over_batch_shape(model: str, width: Callable[[Any], int], *, row_dim: int = 
         ``[rows, D]`` result, ``1`` for ``[K, rows]`` (samples first); it becomes ``batch_shape``.
     :param str name: the argument's name for messages (``"x"``, ``"v"``).
     :returns: the decorator.
-    :raises DataError: (from the decorated method) an ``x`` of other than two dimensions whose last one is not
-        ``D``, naming the call, the shape and ``D``.
+    :raises DataError: (from the decorated method) a 0-d ``x``, or one of other than two dimensions whose last one
+        is not ``D``, naming the call, the shape and ``D``.
     """
     def decorate(method: Callable) -> Callable:
         call = f"{model}.{method.__name__}"
 
         @functools.wraps(method)
         def on_rows(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-            if not isinstance(x, torch.Tensor) or x.dim() in (0, 2):
+            if not isinstance(x, torch.Tensor) or x.dim() == 2:
                 return method(self, x, *args, **kwargs)
             features = width(self)
-            if x.shape[-1] != features:
+            if x.dim() == 0 or x.shape[-1] != features:
                 raise DataError(f"{call}: {name}{describe_origin()} has shape {tuple(x.shape)}, expected "
                                 f"(..., {features}): one example ({features},) or a batch of any shape "
                                 f"(..., {features})")

@@ -31,7 +31,7 @@ from typing import Callable
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide import AutoCallable, AutoGuide
 from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
@@ -277,12 +277,15 @@ def predictive_samples(model: Callable, guide: Callable, x: torch.Tensor, num_sa
         its state and the caller's streams (torch's, NumPy's, Python's) do not move.
     :raises ConfigError: ``num_samples`` is not a positive integer, ``generator`` is neither a
         :class:`torch.Generator` nor ``None``, or ``guide`` is a Pyro autoguide that has never run (no
-        ``prototype_trace``: it has not been trained, and Pyro's :class:`~pyro.infer.Predictive` would fail on
-        it with a shape error of the network).
+        ``prototype_trace``, :class:`~pyro.infer.autoguide.AutoCallable` excepted: it has not been trained, so it
+        holds no posterior; Pyro's :class:`~pyro.infer.Predictive` would draw from its initial values, or fail with
+        a shape error of a network model).
     :raises ModelSpecError: the model returns ``None`` (there is no output to sample)."""
     num_samples = positive_int(num_samples, "predictive_samples num_samples")
     generator = generator_or_none(generator, "predictive_samples generator")
-    if isinstance(guide, AutoGuide) and getattr(guide, "prototype_trace", None) is None:
+    # an AutoCallable wraps the user's own guide and never traces a prototype: it cannot be told unrun so
+    if (isinstance(guide, AutoGuide) and not isinstance(guide, AutoCallable)
+            and getattr(guide, "prototype_trace", None) is None):
         raise ConfigError(f"predictive_samples: the {type(guide).__name__} guide has never run, so it has no "
                           f"parameters and holds no posterior; train it first (hybridpgm.fit with an SVIObjective, "
                           f"or pyro.infer.SVI), or run it once on the data before loading a trained state dict")

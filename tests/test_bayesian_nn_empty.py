@@ -4,6 +4,7 @@ dimension, a guide that never ran (audit_empty findings)."""
 import warnings
 
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer.autoguide import AutoNormal
@@ -59,3 +60,21 @@ def test_mc_dropout_of_no_rows_is_empty_without_a_warning():
         mean, var = mc_dropout_predict(net, torch.zeros(0, 3), num_samples=3)
     assert mean.shape == var.shape == (0, 1)
     assert mean.dtype == var.dtype == torch.float32
+
+
+def test_an_autocallable_guide_that_ran_is_predicted_from():
+    """reviewB: an ``AutoCallable`` (the user's own guide behind Pyro's autoguide interface) never gets a
+    ``prototype_trace``, so the unrun-autoguide refusal refused it for ever, trained or not."""
+    from pyro.infer.autoguide import AutoCallable
+
+    def model(x):
+        w = pyro.sample("w", dist.Normal(0.0, 1.0))
+        return w * x.sum(-1)
+
+    def guide_of_w(x):
+        pyro.sample("w", dist.Delta(torch.tensor(2.0)))
+
+    guide = AutoCallable(model, guide_of_w)
+    x = torch.ones(3, 2)
+    out = predictive_samples(model, guide, x, 2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, torch.full((2, 3), 4.0))

@@ -49,22 +49,23 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
     :param generator: a CPU :class:`torch.Generator` for a reproducible pick (``None``: torch's global one);
         keyword-only, as every sampler's (by position, after ``method``, it still works for one release, with a
         :class:`FutureWarning`).
-    :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n``.
+    :returns: ``K x N`` int64 indices, column ``n`` picking among the draws of column ``n`` (``K`` indices for
+        one column given as a 1-D tensor, the pick of ``log_weights[:, None]``).
     :raises ConfigError: for another ``method``, or a ``generator`` that is neither a :class:`torch.Generator`
         nor ``None`` (a seed).
-    :raises DataError: for log-weights that are not a ``K x N`` tensor (naming the shape: one column of ``K``
-        draws is ``log_weights[:, None]``), with no draws (``K = 0``), or a column whose weights are all zero
-        (nothing to pick).
+    :raises DataError: for log-weights that are not a ``K x N`` or ``K`` tensor (naming the shape), with no draws
+        (``K = 0``), or a column whose weights are all zero (nothing to pick).
     """
     if method not in RESAMPLING:
         raise ConfigError(f"resampling must be one of {list(RESAMPLING)}, got {method!r}")
     generator = generator_or_none(generator, "resample_indices generator")
+    if isinstance(log_weights, torch.Tensor) and log_weights.dim() == 1:  # one column of K draws
+        return resample_indices(log_weights[:, None], method, generator=generator)[:, 0]
     if not isinstance(log_weights, torch.Tensor) or log_weights.dim() != 2:
-        tensor = isinstance(log_weights, torch.Tensor)
-        got = f"shape {tuple(log_weights.shape)}" if tensor else f"a {type(log_weights).__name__}"
-        column = "; give one column of K draws as log_weights[:, None]" if tensor and log_weights.dim() == 1 else ""
-        raise DataError(f"resample_indices needs K x N log-weights (a 2-D tensor: K draws in each of N columns), "
-                        f"got {got}{column}")
+        got = (f"shape {tuple(log_weights.shape)}" if isinstance(log_weights, torch.Tensor)
+               else f"a {type(log_weights).__name__}")
+        raise DataError(f"resample_indices needs K x N log-weights (a 2-D tensor: K draws in each of N columns; "
+                        f"one column of K draws as a 1-D tensor), got {got}")
     if log_weights.shape[0] == 0:
         raise DataError(f"resample_indices got log-weights of shape {tuple(log_weights.shape)}: no draws (K = 0) "
                         f"to resample")

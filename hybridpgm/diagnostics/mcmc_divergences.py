@@ -23,8 +23,9 @@ PYRO_DIAGNOSTICS_MIN_DRAWS = 4
 
 
 def divergent_draws(mcmc: pyro.infer.MCMC, chains: int, draws: int) -> torch.Tensor | None:
-    """``chains x draws`` bool: the post-warmup draws the kernel reported divergent (warmup ones left out), or
-    ``None`` for a kernel that reports no divergences (a Gibbs kernel).
+    """``chains x draws`` bool: the post-warmup draws the kernel reported divergent (warmup ones left out; all
+    ``False`` for a kernel reporting an empty list, as hybridpgm's :class:`~hybridpgm.infer.Gibbs` does), or
+    ``None`` for a kernel whose diagnostics have no ``"divergences"`` entry (the base ``MCMCKernel``'s ``{}``).
 
     :param mcmc: a run MCMC object.
     :param int chains: its number of chains.

@@ -37,14 +37,16 @@ def test_the_generator_is_keyword_only_with_a_deprecation_period(method):
 @pytest.mark.parametrize("method", ["systematic", "multinomial"])
 def test_log_weights_that_are_not_k_by_n_are_refused_naming_the_shape(method):
     """audit_empty: ``(0,)`` was told "every log-weight is -inf in column(s) []", ``(3,)`` raised a bare IndexError
-    (systematic) or was read as one row (multinomial), ``(0, 0)`` torch's errors."""
-    with pytest.raises(DataError, match=r"K x N log-weights .*got shape \(3,\); give one column of K draws as "
-                                        r"log_weights\[:, None\]"):
-        resample_indices(torch.zeros(3), method)
-    for shape in [(0,), (), (2, 3, 1)]:
+    (systematic), ``(0, 0)`` torch's errors; reviewB: one column of ``K`` draws as a 1-D tensor is taken, as the
+    multinomial pick took it before, giving the ``K`` indices of ``log_weights[:, None]``'s pick."""
+    column = torch.tensor([0.0, -1.0, -2.0, 0.5])
+    picked = resample_indices(column, method, generator=torch.Generator().manual_seed(3))
+    as_column = resample_indices(column[:, None], method, generator=torch.Generator().manual_seed(3))
+    assert picked.shape == (4,) and torch.equal(picked, as_column[:, 0])
+    for shape in [(), (2, 3, 1)]:
         with pytest.raises(DataError, match=rf"K x N log-weights .*got shape {re.escape(str(shape))}"):
             resample_indices(torch.zeros(shape), method)
-    for shape in [(0, 3), (0, 0)]:
-        with pytest.raises(DataError, match=rf"log-weights of shape {re.escape(str(shape))}: no draws \(K = 0\)"):
+    for shape in [(0, 3), (0, 0), (0,)]:
+        shown = (0, 1) if shape == (0,) else shape
+        with pytest.raises(DataError, match=rf"log-weights of shape {re.escape(str(shown))}: no draws \(K = 0\)"):
             resample_indices(torch.zeros(shape), method)
-    assert resample_indices(torch.zeros(3, 1), method).shape == (3, 1)  # the advice works
