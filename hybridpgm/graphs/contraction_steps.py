@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from hybridpgm.graphs.tiny_ratio import tiny_ratio
 from hybridpgm.graphs.underflow_redo import redo_underflowed, shifted_logsumexp
 from hybridpgm.precision_scope import any_autocast, exact_precision
 
@@ -166,18 +167,25 @@ class LogOfSum(torch.autograd.Function):
     sum of their products near one when the operands' maxima disagree (frustrated couplings, conflicting
     evidence), and marginals taken as gradients then come out scaled by that sum.  Here :math:`x` is clamped at
     the dtype's smallest normal number only, which bounds the gradient for the subnormal sums alone; the gradient
-    reaching a step's output is a posterior weight, at most one.
+    reaching a step's output is a posterior weight, at most one.  Differentiated again (``create_graph``: Hessians,
+    derivatives of marginals), :math:`g / x` is :func:`~hybridpgm.graphs.tiny_ratio.tiny_ratio`, whose own
+    derivatives never divide by :math:`x^2` (which underflows for the sums under about :math:`10^{-154}` in
+    float64, making the Hessian of a log-partition function infinite or NaN).  ``forward`` takes no ``ctx``
+    (:meth:`setup_context` saves :math:`x`), so :func:`torch.func.grad` and :func:`torch.func.jacrev` accept it.
     """
 
     @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
+    def forward(x):
         return x.log()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return torch.where(x > 0, grad / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(grad))
+        return torch.where(x > 0, tiny_ratio(grad, x.clamp(min=torch.finfo(x.dtype).tiny)), torch.zeros_like(grad))
 
 
 #: elements of the broadcast sum :func:`max_sum` forms at a time, beyond the step's output: a step whose

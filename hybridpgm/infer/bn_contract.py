@@ -42,10 +42,12 @@ import torch
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import reverse_pass
+from hybridpgm.graphs.tiny_ratio import power_of_two, tiny_log, tiny_ratio
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_exactly import exactly as _exactly
 from hybridpgm.infer.bn_dense import dense_free_dims, dense_joint, dense_log_evidence, dense_marginals
 from hybridpgm.infer.bn_factors import factor_dims, factors
+from hybridpgm.infer.bn_readoff import factor_positions, family_marginal, on_factor
 # defined in bn_impossible, still importable from here (__all__)
 from hybridpgm.infer.bn_impossible import check_possible
 # the space of a query: defined in bn_spaces, still importable from here (__all__)
@@ -198,35 +200,22 @@ def contract_with_gradients(bn, ev: Evidence, plan, tensors, extra, wrt):
     return reverse_pass.value_and_gradients(plan, operands, wrt, bn.plan_cache.workspace)
 
 
-def _family_marginal(fam: torch.Tensor, dims: tuple, q: str) -> torch.Tensor:
-    """``[N or 1, card]``: the family joint ``fam`` over ``dims`` summed down to ``q`` (the CPD's own dim)."""
-    red = [i for i, d in enumerate(dims) if d not in (BATCH, q)]
-    m = fam.sum(red) if red else fam
-    return m if dims[0] == BATCH else m.unsqueeze(0)
-
-
 def _dense(bn, tensors, dims, free, ev: Evidence, names, space: str, row_ids):
-    """The marginals off the dense joint; in probability space ``(marginals, rows_in_prob)``."""
-    outs, z = dense_marginals(dense_joint(tensors, dims, free, ev.n, space), free, names, space)
-    if space == "prob":
+    """The marginals off the dense joint; in probability space ``(marginals, rows_in_prob)``, off the joint over
+    the power of two of its row sums where they must be differentiable (derivatives finite at every order, the
+    values the same bits: as :func:`_by_gradient`'s)."""
+    joint, ok = dense_joint(tensors, dims, free, ev.n, space), None
+    if space == "prob" and joint.requires_grad and torch.is_grad_enabled():
+        z = joint.detach().reshape(ev.n, -1).sum(-1)
         ok = rows_in_prob(z, ev)
+        joint = joint / power_of_two(_safe(z, ok)).reshape(-1, *[1] * len(free))
+    outs, z = dense_marginals(joint, free, names, space)
+    if space == "prob":
+        ok = rows_in_prob(z, ev) if ok is None else ok
         zs = _safe(z, ok)[:, None]
         return [m / zs for m in outs], ok
     check_possible(z, "the posterior", row_ids, bn, ev)
     return outs
-
-
-def _factor_positions(facts, ev: Evidence, keep, direct: bool) -> dict:
-    """Node -> position of the operand its marginal is read off (its CPD factor, or its likelihood)."""
-    own = {v: i for i, v in enumerate(v for v in facts.nodes if v in keep)}  # the order of factors()
-    if direct:  # a node with a per-row likelihood reads its marginal off that [N, card] operand
-        own.update({v: len(own) + j for j, v in enumerate(v for v in ev.partial if v in keep)})
-    return own
-
-
-def _on_factor(names, own: dict, dims, ev: Evidence, direct: bool) -> list:
-    """The query nodes whose marginals are read off a factor (the others get indicator operands)."""
-    return [q for q in names if direct and (ev.n == 1 or dims[own[q]][0] == BATCH)]
 
 
 def _workspace_plan(bn, ev: Evidence, dims, rest):
@@ -247,39 +236,48 @@ def _by_gradient(bn, facts, ev: Evidence, names, keep, tensors, dims, space: str
     In probability space on CPU, when the contraction has large intermediates (:func:`_workspace_plan`) and
     the answer need not itself be differentiable, the reverse pass runs by hand in the network's reused
     workspace (:func:`hybridpgm.graphs.reverse_pass.value_and_gradients`); otherwise autograd differentiates
-    the contraction.
+    the contraction.  Where the marginals must be differentiable it differentiates :math:`Z_n / s_n` instead,
+    :math:`s_n` a power of two of the size of :math:`Z_n` held constant (1 for the rows to redo), and divides by
+    that ratio (of order one): their derivatives are then finite at every order however small :math:`Z_n` is
+    (dividing by :math:`Z_n` itself, the second derivatives divide by :math:`Z_n^2`, the third by :math:`Z_n^3`;
+    :mod:`hybridpgm.graphs.tiny_ratio`), and the scaling being exact, the values are the same bits, for a few
+    operations per query, not per marginal.
     """
-    own = _factor_positions(facts, ev, keep, direct)
+    ok = None  # the rows answered in probability space
+    own = factor_positions(facts, ev, keep, direct)
     create_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    on_factor = _on_factor(names, own, dims, ev, direct)
-    taken = set(on_factor)
+    read_off = on_factor(names, own, dims, ev, direct)
+    taken = set(read_off)
     rest = [q for q in names if q not in taken]
     fill = torch.ones if space == "prob" else torch.zeros
     plan = _workspace_plan(bn, ev, dims, rest) if space == "prob" and not create_graph else None
     by_hand = plan is not None
     lams = [fill(ev.n, facts.cards[q], dtype=ev.dtype, device=ev.device, requires_grad=not by_hand) for q in rest]
     if by_hand:
-        wrt = [own[q] for q in on_factor] + [len(tensors) + j for j in range(len(rest))]
+        wrt = [own[q] for q in read_off] + [len(tensors) + j for j in range(len(rest))]
         z, grads = contract_with_gradients(bn, ev, plan, tensors, lams, wrt)
     else:
-        for q in on_factor:
+        for q in read_off:
             i = own[q]
             if not (create_graph and tensors[i].requires_grad):
                 tensors[i] = tensors[i].detach().requires_grad_()
-        wrt = [tensors[own[q]] for q in on_factor] + lams
+        wrt = [tensors[own[q]] for q in read_off] + lams
         with torch.enable_grad():
             z = contract(bn, ev, tensors, dims, (BATCH,), space, lams, [(BATCH, q) for q in rest])
             if space == "log":
                 check_possible(z, "the posterior", row_ids, bn, ev)
+            elif create_graph:
+                ok = rows_in_prob(z, ev)
+                z = z / power_of_two(_safe(z.detach(), ok))
             grads = torch.autograd.grad(z.sum(), wrt, create_graph=create_graph) if names else ()
     got = {}
-    for q, g in zip(on_factor, grads):
+    for q, g in zip(read_off, grads):
         i = own[q]
         fam = g * (tensors[i] if create_graph else tensors[i].detach()) if space == "prob" else g
-        got[q] = _family_marginal(fam, dims[i], q)
-    got.update(zip(rest, grads[len(on_factor):]))
+        got[q] = family_marginal(fam, dims[i], q)
+    got.update(zip(rest, grads[len(read_off):]))
     if space == "prob":
-        ok = rows_in_prob(z, ev)
+        ok = rows_in_prob(z, ev) if ok is None else ok
         zd = _safe(z if create_graph else z.detach(), ok)
         return [got[q] / zd[:, None] for q in names], ok
     return [got[q] for q in names]
@@ -309,7 +307,7 @@ def marginals(bn: "BayesNet", ev: Evidence, names: list, keep, row_ids=None, dir
     dims = factor_dims(facts, ev.observed, ev.partial, keep)
     free = dense_free_dims(dims, facts.cards, ev.n) if direct else None
     if free is None:
-        taken = set(_on_factor(names, _factor_positions(facts, ev, keep, direct), dims, ev, direct))
+        taken = set(on_factor(names, factor_positions(facts, ev, keep, direct), dims, ev, direct))
         chunk = rows_per_chunk(bn, ev, dims + [(BATCH, q) for q in names if q not in taken], (BATCH,))
         if chunk < ev.n:
             return in_row_chunks(ev, chunk, lambda sub, ids: marginals(bn, sub, names, keep, ids, direct, spaces),
@@ -362,9 +360,9 @@ def log_evidence_rows(bn: "BayesNet", ev: Evidence, keep, spaces=None) -> torch.
             z = contract(bn, ev, tensors, dims, (BATCH,), "prob")
         ok = rows_in_prob(z, ev)
         if bool(ok.all()):
-            return with_shift(z.log() + log_c, shift, ev.dtype)
+            return with_shift(tiny_log(z) + log_c, shift, ev.dtype)
         if bool(ok.any()):
-            return with_rows_redone(with_shift(_safe(z, ok).log() + log_c, shift, ev.dtype), ok, ev, None,
+            return with_rows_redone(with_shift(tiny_log(_safe(z, ok)) + log_c, shift, ev.dtype), ok, ev, None,
                                      lambda sub, _: log_evidence_rows(bn, sub, keep, ("log",)))
     tensors, dims = factors(facts, ev, keep, "log")
     if free is not None:
@@ -387,7 +385,7 @@ def joint_rows(bn: "BayesNet", ev: Evidence, names: list, keep, spaces=None, row
                      (BATCH, *names), "prob")
         z = p.reshape(ev.n, -1).sum(-1)
         ok = rows_in_prob(z, ev)
-        joint = p / _safe(z, ok).reshape(-1, *tail)
+        joint = tiny_ratio(p, _safe(z, ok).reshape(-1, *tail))
         if bool(ok.all()):
             return joint
         if bool(ok.any()):

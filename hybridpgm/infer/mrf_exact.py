@@ -65,6 +65,7 @@ from hybridpgm.checks import sample_count
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.plan_sampling import sample_plan
+from hybridpgm.graphs.tiny_ratio import tiny_log
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.infer.mrf_operands import (_exactly, _folded, _operands, _prob_contract, _prob_operands,
                                           _with_potentials, probability_dtype, probability_floor)
@@ -162,7 +163,7 @@ def _map_fitting(st: _Structure, fg: FactorGraph) -> _Structure:
     return st
 
 
-def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None) -> torch.Tensor:
+def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = None, twice: bool = True) -> torch.Tensor:
     """``[B]`` :math:`\\log Z` of every model; with ``query`` (the caller, as an error names it), also
     :func:`_check_possible`: a model whose :math:`\\log Z` is :math:`-\\infty` raises.  A probability-space batch
     whose every :math:`\\tilde Z_b` and shift is in range (the one host read of that fast path) has only finite
@@ -170,21 +171,27 @@ def _log_partition(fg: FactorGraph, unary: torch.Tensor, query: str | None = Non
     underflow test of a step already), the check is one more read, deferred inside :func:`~hybridpgm.fit`'s step.
 
     Under autocast it runs in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`; ``unary`` may
-    differ from ``fg.unary``, e.g. offset for marginals), and returns that dtype."""
+    differ from ``fg.unary``, e.g. offset for marginals), and returns that dtype.  With ``twice`` (the result's
+    gradient may be differentiated again) the log of a probability-space :math:`\\tilde Z` keeps its derivatives
+    finite at every order (:func:`~hybridpgm.graphs.tiny_ratio.tiny_log`: a Hessian of :math:`\\log Z` divides by
+    :math:`\\tilde Z^2` otherwise, infinite under :math:`10^{-154}`); without, the plain log, four operations
+    fewer."""
     with exact_precision(unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
-        return _log_partition_exact(_with_potentials(fg, fg.unary, pots), unary, query)
+        return _log_partition_exact(_with_potentials(fg, fg.unary, pots), unary, query, twice)
 
 
-def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None) -> torch.Tensor:
+def _log_partition_exact(fg: FactorGraph, unary: torch.Tensor, query: str | None, twice: bool = True) -> torch.Tensor:
     """:func:`_log_partition` in the dtype of ``unary`` (and the potentials), the autocast state as it is; in chunks
     of rows where the batch does not fit :data:`EXACT_MAX_BYTES` and no gradient is asked for."""
     st = _structure(fg)
     rows = _rows_per_call(st, fg.batch_size, unary.dtype, needs_graph(fg, unary))
-    return by_rows(fg, rows, lambda sub, r, q: (_log_partition_rows(sub, st, unary[r], q),), (0,), query)[0]
+    return by_rows(fg, rows, lambda sub, r, q: (_log_partition_rows(sub, st, unary[r], q, twice),), (0,), query)[0]
 
 
-def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, query: str | None) -> torch.Tensor:
-    """:func:`_log_partition_exact` of a batch that fits, as one contraction."""
+def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, query: str | None,
+                        twice: bool = True) -> torch.Tensor:
+    """:func:`_log_partition_exact` of a batch that fits, as one contraction (``twice``: as for
+    :func:`_log_partition`)."""
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
     if work is None:
@@ -194,7 +201,7 @@ def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, qu
     z, shift = _prob_contract(st, [t.to(work) for t in stacks], [t.to(work) for t in alone])
     # a shift of -inf (the maxima of the factors summing past the dtype's range) is redone, and checked, too
     ok = (z.detach() > probability_floor(work, st.log_states)) & (z.detach() < math.inf) & (shift.detach() > -math.inf)
-    log_z = (torch.where(ok, z, torch.ones_like(z)).log() + shift).to(unary.dtype)
+    log_z = ((tiny_log if twice else torch.log)(torch.where(ok, z, torch.ones_like(z))) + shift).to(unary.dtype)
     if bool(ok.all()):
         return log_z
     bad = (~ok).nonzero().flatten()
@@ -250,7 +257,7 @@ def _marginals(fg: FactorGraph, whole: bool) -> tuple[torch.Tensor, torch.Tensor
 
 def _marginals_rows(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    log_z = _log_partition(fg, fg.unary + delta, query)
+    log_z = _log_partition(fg, fg.unary + delta, query, create_graph)
     (marg,) = torch.autograd.grad(log_z.sum(), delta, create_graph=create_graph)
     if not create_graph:
         log_z = log_z.detach()

@@ -55,6 +55,39 @@ def test_log_space_gradients_are_exact_where_a_shifted_sum_is_tiny():
     assert out.item() == inf and torch.equal(gx, torch.zeros(2, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("c", [300.0, 460.0, 600.0])
+def test_log_space_second_derivatives_are_exact_where_a_shifted_sum_is_tiny(c):
+    """Found by an audit: the same step with the maxima ``c`` apart (shifted sum about :math:`e^{-c}`, above the
+    redo's threshold) had exact gradients, but autograd differentiated :class:`LogOfSum`'s :math:`g / x` into
+    :math:`(g / x) / x`, infinite once :math:`x^2` underflows (``c`` = 460, 600): the Hessian was NaN.  Now
+    against ``torch.logsumexp`` to 1e-14 (by autograd and by ``torch.func.jacrev`` twice), and ``gradgradcheck``
+    (third derivatives) passes; a zero sum still gives zero derivatives of every order."""
+    plan = ContractionPlan([("k",), ("k",)], (), {"k": 3})
+    x0 = torch.tensor([0.0, -c, -c + 0.5], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([-c, 0.0, 0.2], dtype=torch.float64, requires_grad=True)
+
+    def step(x, y):
+        return plan([x, y], "log")
+
+    def ref(x, y):
+        return torch.logsumexp(x + y, 0)
+
+    for got, want in zip(torch.autograd.functional.hessian(step, (x0, y0)),
+                         torch.autograd.functional.hessian(ref, (x0, y0))):
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=0, atol=1e-14)
+    assert torch.autograd.gradgradcheck(step, (x0, y0))
+    # and under torch.func (LogOfSum defines setup_context: a Function without it is refused by the transforms)
+    by_func = torch.func.jacrev(torch.func.jacrev(step))(x0.detach(), y0.detach())
+    torch.testing.assert_close(by_func, torch.autograd.functional.hessian(lambda x: ref(x, y0), x0), rtol=0, atol=1e-14)
+    inf = float("-inf")
+    x = torch.tensor([0.0, inf, inf], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([inf, 0.0, 0.0], dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(plan([x, y], "log"), [x], create_graph=True)
+    (hx,) = torch.autograd.grad(gx.sum(), [x], allow_unused=True)
+    assert torch.equal(gx, torch.zeros(3, dtype=torch.float64)) and (hx is None or not hx.any())
+
+
 
 def test_a_log_step_whose_operands_peak_on_different_terms_is_exact():
     """Found by an audit: each operand shifted by its own maximum, so operands peaking on different terms
