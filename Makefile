@@ -44,3 +44,33 @@ results: $(STAMP)  ## rerun the quality benchmarks and rewrite docs/results.md f
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/vae_quality.py --epochs 2 --eval-size 1000
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/gan_quality.py --seeds 3 --ring-steps 2000 --digits-steps 2000 --vae-steps 1000 --ada-steps 600 --fashion-steps 300
 	$(BIN)/python benchmarks/results_page.py
+
+# test-lowest: the lowest versions the project declares (ci/lowest-constraints.txt: torch 2.5.1, numpy 1.26, ArviZ
+# 0.22, ...) in a virtual environment of its own, made with PYTHON when one is given (default python3.10); then
+# the demo and a short selection of tests (precision, BP, serialization, one file or two per model family).
+LOWEST_VENV ?= .venv-lowest
+LOWEST_PYTHON = $(if $(filter file,$(origin PYTHON)),python3.10,$(PYTHON))
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
+LOWEST_TESTS := tests/train/test_precision.py tests/train/test_autocast_probe.py tests/train/test_trainer.py \
+	tests/test_errors.py tests/test_serialization.py tests/test_serialization_layers.py tests/test_cli.py \
+	tests/infer/test_bp_fused.py tests/infer/test_bp_batch_stopping.py tests/infer/test_svi.py \
+	tests/infer/test_exact.py tests/graphs/test_bayes_net.py \
+	tests/graphs/test_bn_values.py tests/graphs/test_bif_pgmpy.py tests/graphs/test_markov_net.py \
+	tests/graphs/test_crf.py tests/energy/test_rbm.py tests/energy/test_dbn.py tests/energy/test_dbm.py \
+	tests/generative/test_vae.py tests/generative/test_sbn.py tests/generative/test_gan.py \
+	tests/gp/test_deep_kernel.py tests/gp/test_gp_lstm.py tests/diagnostics/test_arviz_data.py \
+	tests/diagnostics/test_check_vi.py tests/data/test_timeseries.py tests/test_import_state.py
+
+$(LOWEST_STAMP): ci/lowest-constraints.txt pyproject.toml
+	rm -rf $(LOWEST_VENV)
+	$(LOWEST_PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-cache-dir -c ci/lowest-constraints.txt $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch
+	$(LOWEST_VENV)/bin/python -m pip install -q --no-cache-dir -c ci/lowest-constraints.txt -e ".[test]"
+	touch $(LOWEST_STAMP)
+
+.PHONY: test-lowest
+test-lowest: $(LOWEST_STAMP)  ## the demo and a short test selection with the lowest declared versions (ci/lowest-constraints.txt)
+	$(LOWEST_VENV)/bin/python -c "import sys, torch, numpy, arviz, pandas; print('lowest: Python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'ArviZ', arviz.__version__, 'pandas', pandas.__version__)"
+	OMP_NUM_THREADS=1 $(LOWEST_VENV)/bin/hybridpgm train vae --dataset digits --out runs/demo-lowest --overwrite
+	OMP_NUM_THREADS=1 $(LOWEST_VENV)/bin/python -m pytest -n 2 -q $(LOWEST_TESTS)

@@ -29,6 +29,7 @@ Flatten(start_dim=1, end_dim=2)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -128,7 +129,9 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
     """The torch layer that :func:`layer_spec` describes.
 
     :raises CheckpointError: an unknown layer or option, a record without the layer's name or its options as a
-        dict (a file written by another tool, or changed), naming ``where``.
+        dict (a file written by another tool, or changed), naming ``where``; an option the running torch's class
+        does not take (``BatchNorm1d(bias=False)``, written with a torch whose ``BatchNorm1d`` takes ``bias=``,
+        read with torch 2.5), naming the option and the torch the file needs.
     """
     if not (isinstance(spec, dict) and isinstance(spec.get("args"), dict) and all(isinstance(k, str)
                                                                                 for k in spec["args"])):
@@ -141,10 +144,22 @@ def build_layer(spec: dict, where: str, device: str | None = None) -> nn.Module:
     if unknown := sorted(set(args) - set(TORCH_LAYERS[name])):
         raise CheckpointError(f"model file gives the {name} at {where} options {unknown}, which hybridpgm does not "
                               f"rebuild (known: {list(TORCH_LAYERS[name])})")
+    layer_class = getattr(nn, name)
+    if lacking := [option for option in args if not _takes(layer_class, option)]:
+        given = ", ".join(f"{option}={args[option]!r}" for option in lacking)
+        raise CheckpointError(f"model file gives the {name} at {where} the option {given}, which nn.{name} of "
+                              f"this torch ({torch.__version__}) does not take: the file needs a torch whose {name} "
+                              f"takes {', '.join(option + '=' for option in lacking)}")
     if device is None:
-        return getattr(nn, name)(**args)
+        return layer_class(**args)
     with torch.device(device):
-        return getattr(nn, name)(**args)
+        return layer_class(**args)
+
+
+def _takes(layer_class: type, option: str) -> bool:
+    """Whether the constructor of ``layer_class`` takes the keyword ``option`` (a newer torch adds some)."""
+    parameters = inspect.signature(layer_class).parameters
+    return option in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def sequential_spec(module: nn.Sequential, where: str, bayesian: bool = False) -> list[dict]:

@@ -1,6 +1,8 @@
 """The torch layers of an nn.Sequential argument come back from a model file with every constructor option, or
 save refuses them (hybridpgm/serialization_layers.py)."""
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -21,7 +23,6 @@ LAYERS = {
     "BatchNorm1d": nn.BatchNorm1d(4),
     "BatchNorm1d(affine=False)": nn.BatchNorm1d(4, affine=False),
     "BatchNorm1d(track_running_stats=False)": nn.BatchNorm1d(4, track_running_stats=False),
-    "BatchNorm1d(bias=False)": nn.BatchNorm1d(4, bias=False),
     "BatchNorm1d(eps, momentum=None)": nn.BatchNorm1d(4, eps=1e-3, momentum=None),
     "BatchNorm1d(momentum=0.5, affine=False, track_running_stats=False)":
         nn.BatchNorm1d(4, momentum=0.5, affine=False, track_running_stats=False),
@@ -29,6 +30,10 @@ LAYERS = {
     "LayerNorm(elementwise_affine=False)": nn.LayerNorm(4, elementwise_affine=False),
     "LayerNorm(bias=False, eps=1e-3)": nn.LayerNorm(4, eps=1e-3, bias=False),
 }
+#: BatchNorm1d takes bias= in torch 2.13, not in torch 2.5 (the lowest torch hybridpgm installs with)
+BATCH_NORM_TAKES_BIAS = "bias" in inspect.signature(nn.BatchNorm1d).parameters
+if BATCH_NORM_TAKES_BIAS:
+    LAYERS["BatchNorm1d(bias=False)"] = nn.BatchNorm1d(4, bias=False)
 
 
 def _round_trip(net, x, tmp_path):
@@ -157,6 +162,32 @@ def test_an_unknown_option_in_a_model_file_is_refused(tmp_path):
     layers[1]["args"]["device"] = "cuda"
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=r"options \['device'\], which hybridpgm does not rebuild"):
+        hybridpgm.load(path)
+
+
+class _BatchNorm1dWithoutBias(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` as torch 2.5 has it: no ``bias=``."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
+                 dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+
+
+def test_a_file_with_an_option_this_torch_lacks_names_the_torch_it_needs(tmp_path, monkeypatch):
+    """A ``BatchNorm1d(bias=False)`` file (torch 2.13) read where ``BatchNorm1d`` takes no ``bias=`` (torch 2.5,
+    simulated): before, the load failed with torch's "_BatchNorm.__init__() got an unexpected keyword argument
+    'bias'"."""
+    gp = DeepKernelGP(torch.randn(6, 3), torch.randn(6), nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)))
+    path = hybridpgm.save(gp, tmp_path / "gp.pt")
+    payload = torch.load(path, weights_only=True)
+    layers = payload["model"]["spec"]["feature_extractor"]["__module__"]["layers"]
+    layers[1]["args"]["bias"] = False  # what layer_spec writes for BatchNorm1d(4, bias=False)
+    del payload["state_dict"]["feature_extractor.1.bias"]
+    torch.save(payload, path)
+    monkeypatch.setattr(nn, "BatchNorm1d", _BatchNorm1dWithoutBias)
+    with pytest.raises(CheckpointError, match=r"gives the BatchNorm1d at torch\.nn\.Sequential\[1\] the option "
+                                              r"bias=False, which nn\.BatchNorm1d of this torch \(.+\) does not "
+                                              r"take: the file needs a torch whose BatchNorm1d takes bias="):
         hybridpgm.load(path)
 
 

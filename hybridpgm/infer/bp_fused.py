@@ -247,7 +247,8 @@ def binary_loop(d: torch.Tensor, cols: torch.Tensor, offsets: torch.Tensor, pad:
             d.copy_(damp_odds(d, prev, c0, damping, step))
         if check:
             margin = check_margin(d, torch.sub(d, prev, out=prev), 0, limit, floor)  # the change overwrites prev
-            if math.isnan(margin) and bool(torch.isnan(d).any()):  # a NaN message (not inf - inf): the sentinel
+            # margin is NaN (TorchScript: math.isnan is an int in torch 2.5, m != m False) and a message NaN
+            if not (margin <= 0.0 or margin > 0.0) and bool(torch.isnan(d).any()):  # not inf - inf: the sentinel
                 it = 0
                 break
             if margin < 0.0:

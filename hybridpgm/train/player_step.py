@@ -19,6 +19,7 @@ import torch
 from hybridpgm.data.validation import batch_origin
 from hybridpgm.errors import ConfigError
 from hybridpgm.method_owners import goes_with
+from hybridpgm.train.autocast_probe import autocast_cache_drops_grad
 from hybridpgm.train.micro_batches import micro_batch_origin, one_row_micro_batch_error
 from hybridpgm.train.update_scope import micro_batch, one_update
 from hybridpgm.train.deferred_checks import deferring_checks
@@ -38,12 +39,23 @@ _FULL_PRECISION = contextlib.nullcontext()
 
 
 def autocast_for(precision: str | None, device: torch.device):
-    """The autocast context of a precision on a device (a no-op for fp32)."""
+    """The autocast context of a precision on a device (a no-op for fp32).
+
+    Autocast's cache of weight casts is on, except on a torch whose cache hands a gradient pass a cast made under
+    ``torch.no_grad()`` (:func:`~hybridpgm.train.autocast_probe.autocast_cache_drops_grad`, asked once per
+    process): there ``cache_enabled=False``.
+
+    :param precision: a key of :data:`PRECISIONS`.
+    :param torch.device device: the device the step runs on.
+    :raises ConfigError: an unknown ``precision``.
+    """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(k for k in PRECISIONS if k)} or None, got {precision!r}")
     dtype = PRECISIONS[precision]
     if dtype is None:
         return _FULL_PRECISION
+    if autocast_cache_drops_grad():
+        return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
