@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.errors import DataError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.train.deferred_checks import deferring_checks
+from tests.graphs.recorded_ops import RecordedOps
 
 
 def _net():
@@ -108,21 +108,9 @@ def test_a_mask_marking_a_minus_one_observed_wins_over_the_marker(dtype):
     torch.testing.assert_close(_loss(bn, data), _loss(bn, nan), rtol=0, atol=0)  # no mask: -1 is missing
 
 
-class _Ops(TorchDispatchMode):
-    """Counts the aten ops run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
-
-
 def _ops(bn, *args) -> list:
     bn.columns(*args)  # warm
-    with _Ops() as counted:
+    with RecordedOps() as counted:
         bn.columns(*args)
     return counted.ops
 

@@ -4,23 +4,11 @@ derivatives (:mod:`hybridpgm.graphs.tiny_ratio`), and no extra operation where n
 import pytest
 import torch
 from torch.autograd.functional import hessian
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridpgm.graphs.tiny_ratio import tiny_log, tiny_ratio
+from tests.graphs.recorded_ops import RecordedOps
 
 D = torch.float64
-
-
-class _Ops(TorchDispatchMode):
-    """The aten ops run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def test_values_and_first_derivatives_are_the_plain_ones():
@@ -65,10 +53,10 @@ def test_second_and_third_derivatives_stay_finite_where_the_square_underflows(sc
 def test_no_graph_costs_the_plain_operation_alone():
     """Without a graph (no gradient asked, or a first-order backward pass) the plain quotient or log, one op."""
     x = torch.tensor([1e-200, 0.5], dtype=D)
-    with _Ops() as counted:
+    with RecordedOps() as counted:
         tiny_log(x), tiny_ratio(x, x)
     assert counted.ops == ["aten.log.default", "aten.div.Tensor"]
     x.requires_grad_()
-    with torch.no_grad(), _Ops() as counted:
+    with torch.no_grad(), RecordedOps() as counted:
         tiny_log(x), tiny_ratio(x, x)
     assert counted.ops == ["aten.log.default", "aten.div.Tensor"]
