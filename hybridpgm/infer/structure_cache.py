@@ -26,7 +26,7 @@ from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 
-from hybridpgm.tensor_tracking import kept_by_a_cache
+from hybridpgm.tensor_tracking import kept_by_a_cache, unversioned
 
 __all__ = ["StructureCache"]
 
@@ -43,7 +43,7 @@ def _keyable(tensor: torch.Tensor) -> bool:
     """Whether a plan of ``tensor`` may be cached: it has a version counter and storage (not an inference tensor,
     not a :mod:`torch.func` wrapper, which a transform hands even to code that only indexes with the tensor, nor a
     tensor without storage, as under tracing)."""
-    if tensor.is_inference() or torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+    if unversioned(tensor):
         return False
     try:
         tensor.data_ptr()
