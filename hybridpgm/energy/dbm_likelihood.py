@@ -109,8 +109,9 @@ class DBMLikelihood:
         """Exact :math:`\\log \\sum_h e^{-E(v,h)}` (``[...]``, the batch shape of ``v``), enumerating the smaller of
         the even hidden layers ``H2 + H4 + ...`` and the odd hidden layers ``H1 + H3 + ...`` (the other set summed
         out; see the module docstring), so feasible when either has at most 30 units; in grad mode differentiable in the
-        parameters (and in ``v``), with several chunks each recomputed in the backward pass
-        (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`).  Both choices give the same value up
+        parameters (and in ``v``), with several chunks each recomputed in the backward pass from the forward pass's
+        parameters and ``v`` (:func:`~hybridpgm.energy.enumerate_states.logsumexp_over_states`: an in-place edit of
+        either before ``backward()`` changes no gradient).  Both choices give the same value up
         to rounding; with a tie the even hidden layers are enumerated.
 
         :param v: ``[..., V]``: ``batch x V``, one example ``[V]`` (a 0-d result, that of ``v[None]`` without its
@@ -157,9 +158,9 @@ class DBMLikelihood:
         if not layers:  # an RBM: nothing left to enumerate
             return -self._summed_out([v] + [None] * self.num_layers, keep=0)
 
-        def log_f(states: torch.Tensor) -> torch.Tensor:  # states S x n -> S x batch
+        def log_f(states: torch.Tensor, data: torch.Tensor) -> torch.Tensor:  # states S x n -> S x batch
             x = [None] * len(self.sizes)
-            x[0] = v.unsqueeze(0)
+            x[0] = data.unsqueeze(0)  # v, or the forward pass's copy of it where a chunk is recomputed
             for l, part in zip(layers, states.split(sizes, -1)):
                 x[l] = part.unsqueeze(1)
             return self._clamped_log_weight(x, keep)
@@ -167,7 +168,7 @@ class DBMLikelihood:
         summed = sum(self.sizes[1::2]) if keep == 0 else sum(self.sizes[2::2]) + self.sizes[1]
         return logsumexp_over_states(log_f, sum(sizes), dtype=v.dtype, device=v.device, chunk_size=chunk_size,
                                      cost_per_state=v.shape[0] * summed, what=f"{call} (the sum over h)",
-                                     module=self)
+                                     module=self, inputs=(v,))
 
     def _clamped_log_weight(self, x: list, keep: int) -> torch.Tensor:
         """:math:`\\log \\sum e^{-E}` over the hidden layers of parity ``1 - keep`` given ``v = x[0]`` and the

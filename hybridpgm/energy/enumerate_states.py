@@ -10,7 +10,10 @@ backward pass recomputes it, so the graph holds one chunk at a time.  The recomp
 buffers of the forward pass, not the module's attributes at backward time: those of the ``module`` that ``log_f``
 reads are copied once per call (a copy of the parameters, not of a chunk) and rebound inside each chunk with
 :func:`torch.func.functional_call`, so a :func:`~torch.func.functional_call` that has put the module's own
-parameters back, or an in-place edit before ``backward()``, changes nothing.  Under :mod:`torch.func` transforms
+parameters back, or an in-place edit before ``backward()``, changes nothing.  Other tensors ``log_f`` reads (a
+DBM's clamped data) are given as ``inputs`` and held the same way: copied once per call where chunks are
+recomputed (in grad mode, with several chunks; never without a gradient) and passed to each checkpoint, so an
+in-place edit of the data before ``backward()`` changes nothing either.  Under :mod:`torch.func` transforms
 (whose ``grad`` refuses checkpointing) and inside a forward-mode AD level the chunks are computed plainly, one
 after the other, their graphs all kept.
 """
@@ -18,7 +21,7 @@ after the other, their graphs all kept.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.autograd.forward_ad as forward_ad
@@ -55,10 +58,11 @@ def logsumexp_over_states(
     cost_per_state: int = 1,
     what: str = "model",
     module: torch.nn.Module | None = None,
+    inputs: Sequence[torch.Tensor] = (),
 ) -> torch.Tensor:
     r"""Compute :math:`\log \sum_{x \in \{0,1\}^n} \exp f(x)` by chunked enumeration.
 
-    :param log_f: maps an ``S x n`` batch of states to their ``S`` log-weights.
+    :param log_f: maps an ``S x n`` batch of states to their ``S`` log-weights: ``log_f(states, *inputs)``.
     :param num_units: ``n``.
     :param chunk_size: states per chunk; by default about ``2**24 / cost_per_state``
         (``cost_per_state`` is the width of the largest intermediate ``log_f``
@@ -66,8 +70,11 @@ def logsumexp_over_states(
     :param what: name used in the error message.
     :param module: the :class:`torch.nn.Module` whose parameters and buffers ``log_f`` reads (e.g. the RBM of a
         bound method): where chunks are recomputed in the backward pass, they are recomputed with the tensors of
-        the forward pass (see the module docstring).  ``None``: ``log_f`` reads no module's state.  Other tensors
-        that ``log_f`` holds (a DBM's clamped data) are read as they are at backward time.
+        the forward pass (see the module docstring).  ``None``: ``log_f`` reads no module's state.
+    :param inputs: the other tensors ``log_f`` reads (a DBM's clamped data), passed to it after the states: where
+        chunks are recomputed in the backward pass, ``log_f`` gets a copy taken in the forward pass (one per call,
+        differentiable), so the recomputation reads the forward pass's values; elsewhere (no gradient, one chunk,
+        a transform) the tensors themselves, not copied.
     :returns: a scalar tensor, in ``dtype``: ``log_f`` runs with autocast off (a float32 model's
         :math:`\log Z` is not summed in half precision under ``fit(precision="bf16")``;
         :class:`~hybridpgm.precision_scope.exact_precision`); in grad mode, differentiable through ``log_f``
@@ -87,17 +94,17 @@ def logsumexp_over_states(
     if chunk_size is None:
         chunk_size = max(1, 2**24 // max(1, cost_per_state + num_units))
 
-    def chunk(start: int) -> torch.Tensor:
+    def chunk(start: int, *held: torch.Tensor) -> torch.Tensor:
         states = binary_states(start, min(start + chunk_size, total), num_units, dtype=dtype, device=device)
         with exact_precision(states):
-            return torch.logsumexp(log_f(states), dim=0)
+            return torch.logsumexp(log_f(states, *held), dim=0)
 
     starts = range(0, total, chunk_size)
     if torch.is_grad_enabled() and len(starts) > 1 and not _transformed():
         # recompute each chunk in the backward pass: a differentiable log Z keeps one chunk's graph at a time
-        parts = _checkpointed(chunk, starts, module)
+        parts = _checkpointed(chunk, starts, module, tuple(inputs))
     else:
-        parts = [chunk(start) for start in starts]
+        parts = [chunk(start, *inputs) for start in starts]
     return torch.logsumexp(torch.stack(parts), dim=0)
 
 
@@ -117,26 +124,29 @@ class _Rebound(torch.nn.Module):
         self.module = module
         self.fn = fn
 
-    def forward(self, start: int) -> torch.Tensor:
-        return self.fn(start)
+    def forward(self, start: int, *held: torch.Tensor) -> torch.Tensor:
+        return self.fn(start, *held)
 
 
-def _checkpointed(chunk: Callable[[int], torch.Tensor], starts: range, module: torch.nn.Module | None
-                  ) -> list[torch.Tensor]:
-    """``chunk(start)`` for each start, each checkpointed; with a ``module``, its parameters and buffers are
-    copied once (differentiably) and passed as the checkpoint's inputs, rebound inside the chunk, so the
-    backward pass recomputes each chunk from the forward pass's values."""
+def _checkpointed(chunk: Callable[..., torch.Tensor], starts: range, module: torch.nn.Module | None,
+                  inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """``chunk(start, *inputs)`` for each start, each checkpointed, with ``inputs`` copied once (differentiably)
+    and passed as the checkpoint's inputs; with a ``module``, its parameters and buffers too, rebound inside the
+    chunk, so the backward pass recomputes each chunk from the forward pass's values."""
+    held = [tensor.clone() for tensor in inputs]  # immune to in-place edits of the data before backward
     if module is None:
-        return [checkpoint(chunk, start, use_reentrant=False, preserve_rng_state=False) for start in starts]
+        return [checkpoint(chunk, start, *held, use_reentrant=False, preserve_rng_state=False) for start in starts]
     named = [*module.named_parameters(), *module.named_buffers()]
     names = [f"module.{name}" for name, _ in named]
     tensors = [tensor.clone() for _, tensor in named]  # immune to in-place edits of the originals before backward
     rebound = _Rebound(module, chunk)
 
     def run(start: int, *values: torch.Tensor) -> torch.Tensor:
-        return functional_call(rebound, dict(zip(names, values, strict=True)), (start,))
+        params, data = values[:len(names)], values[len(names):]
+        return functional_call(rebound, dict(zip(names, params, strict=True)), (start, *data))
 
-    return [checkpoint(run, start, *tensors, use_reentrant=False, preserve_rng_state=False) for start in starts]
+    return [checkpoint(run, start, *tensors, *held, use_reentrant=False, preserve_rng_state=False)
+            for start in starts]
 
 
 def ais_unless_exact(model, owner: str, method: str, ais_kwargs: dict, chunk_size: int | None = None

@@ -32,11 +32,13 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
 from hybridpgm.checks import generator_or_none, positive_int, seed_of
+from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
 from hybridpgm.global_state_lock import holding_global_state
@@ -51,7 +53,8 @@ __all__ = ["GibbsSamples", "SBNGibbs"]
 class GibbsSamples(NamedTuple):
     """Samples of every hidden layer.
 
-    :ivar list layers: ``layers[l-1]`` has shape ``[num_samples, num_chains, B, H_l]``.
+    :ivar list layers: ``layers[l-1]`` has shape ``[num_samples, num_chains, *batch_shape, H_l]``, ``batch_shape``
+        that of the data ``[*batch_shape, D]`` (``[B]`` for ``[B, D]``, ``[]`` for one example ``[D]``).
 
     ``to``, ``cpu`` and ``to_dict`` are :class:`~hybridpgm.portable_result.PortableResult`'s (a NamedTuple takes
     no base class).
@@ -184,7 +187,10 @@ class SBNGibbs:
                generator: torch.Generator | None = None) -> GibbsSamples:
         """Draw posterior samples :math:`h \\sim p(h \\mid x)` for every datapoint.
 
-        :param x: ``[B, D]`` binary data.
+        :param x: ``[..., D]`` binary data: ``[B, D]``, one example ``[D]`` (the samples of ``x[None]`` without its
+            row dimension) or any batch shape (its rows flattened into ``[B, D]`` and the samples' row dimension
+            unflattened, as :func:`~hybridpgm.batch_shapes.over_batch_shape` does for the evaluation methods: with
+            a seed or generators seeded alike, the same draws).
         :param int num_samples: samples kept per chain.
         :param int warmup: sweeps discarded first.
         :param int num_chains: independent chains per datapoint (vectorized).
@@ -196,15 +202,15 @@ class SBNGibbs:
         :param generator: a :class:`torch.Generator` on ``x``'s device for the draws (the initial guide sample
             and every sweep's); ``None`` draws from torch's global stream.  The package-wide spelling; give it or
             ``seed``, not both.
-        :returns: :class:`GibbsSamples`.
+        :returns: :class:`GibbsSamples`, each layer ``[num_samples, num_chains, *batch_shape, H_l]``.
         :raises ConfigError: ``num_samples``, ``num_chains`` or ``thin`` not a positive integer, ``warmup``
             not a non-negative integer, ``seed`` not an integer in torch's range, an unknown ``init``,
             ``generator`` neither a :class:`torch.Generator` nor ``None``, or both ``seed`` and ``generator``.
-        :raises DataError: bad ``x`` (see :meth:`SigmoidBeliefNet.check_data`), or ``x`` not ``[B, D]``.
+        :raises DataError: bad ``x`` (see :meth:`SigmoidBeliefNet.check_data`), or ``x`` 0-d or with a last
+            dimension other than ``D``, naming its shape.
         """
-        x = self.sbn.check_data(x)
-        if x.dim() != 2:
-            raise DataError(f"SBNGibbs.sample expects x of shape [B, D], got {tuple(x.shape)}")
+        batch = self._batch_shape(x)
+        x = self.sbn.check_data(x if batch is None else x.reshape(math.prod(batch), self.sbn.layer_sizes[0]))
         num_samples = positive_int(num_samples, "SBNGibbs.sample num_samples")
         warmup = positive_int(warmup, "SBNGibbs.sample warmup", minimum=0)
         num_chains = positive_int(num_chains, "SBNGibbs.sample num_chains")
@@ -228,7 +234,21 @@ class SBNGibbs:
                     self.sweep(xs, hs, generator=gen)
                 for l, h in enumerate(hs):
                     kept[l].append(h.clone())
-        return GibbsSamples([torch.stack(k) for k in kept])
+        layers = [torch.stack(k) for k in kept]  # [num_samples, num_chains, B, H_l]
+        return GibbsSamples(layers if batch is None else [h.reshape(*h.shape[:2], *batch, h.shape[-1]) for h in layers])
+
+    def _batch_shape(self, x) -> tuple[int, ...] | None:
+        """``batch_shape`` of data ``[*batch_shape, D]`` other than ``[B, D]`` (whose rows :meth:`sample` flattens),
+        ``None`` for ``[B, D]`` and what is no tensor (:meth:`SigmoidBeliefNet.check_data` names those).
+
+        :raises DataError: a 0-d ``x``, or a last dimension other than ``D``."""
+        if not isinstance(x, torch.Tensor) or x.dim() == 2:
+            return None
+        d = self.sbn.layer_sizes[0]
+        if x.dim() == 0 or x.shape[-1] != d:
+            raise DataError(f"SBNGibbs.sample: x{describe_origin()} has shape {tuple(x.shape)}, expected (..., {d}): "
+                            f"one example ({d},) or a batch of any shape (..., {d})")
+        return tuple(x.shape[:-1])
 
     def _init(self, xs: torch.Tensor, init: str, gen) -> list:
         sbn = self.sbn

@@ -3,7 +3,8 @@
 :math:`p(x \\mid \\mathrm{pa}(x)) = \\theta_{\\mathrm{pa}(x), x}`, parameterised by logits (so gradient steps keep
 every row on the simplex), with structural zeros that stay zero under training and an optional Dirichlet prior
 for MAP learning.  Import it from :mod:`hybridpgm.graphs.cpd` (``cpd.Table``), the name under which it is
-documented and saved in model files.
+documented and saved in model files.  The checks of its probabilities live in
+:mod:`~hybridpgm.graphs.cpd_table_checks`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from hybridpgm.checks import generator_or_none, layer_sizes, positive_int, positive_real, torch_readable
+from hybridpgm.checks import generator_or_none, positive_real, torch_readable
 from hybridpgm.errors import ConfigError, ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.cpd_base import CPD, _set_plain
+from hybridpgm.graphs.cpd_table_checks import built_outside_vmap, screened, table_problem, table_shape
 from hybridpgm.serialization import serializable
 from hybridpgm.tensor_tracking import unversioned
 
@@ -80,7 +82,9 @@ class Table(CPD):
 
     :raises ModelSpecError: at once, for ``probs`` that are not a real-valued
         (float or integer) array.
-    :raises ConfigError: for an ``atol`` that is not a finite number >= 0.
+    :raises ConfigError: for an ``atol`` that is not a finite number >= 0, or a table built inside
+        :func:`torch.func.vmap` from batched probabilities (its checks read them on the host: build the tables
+        outside ``vmap``; :func:`~hybridpgm.graphs.cpd_table_checks.built_outside_vmap`).
     """
 
     # the module named in saved model files and pickles, and where the class is documented: it moved out of
@@ -99,10 +103,11 @@ class Table(CPD):
             raise ModelSpecError(f"Table probs must be real numbers, got dtype {probs.dtype}")
         if not torch.is_floating_point(probs):
             probs = probs.to(torch.get_default_dtype())
-        screened = _SCREENED.get()
-        known = screened.get((id(probs), self.parents)) if screened is not None and prior is None else None
-        problem = None if known is not None and known[0] is probs and known[1] == atol else \
-            self._find_problem(probs, prior, atol)
+        passed = _SCREENED.get()
+        known = passed.get((id(probs), self.parents)) if passed is not None and prior is None else None
+        with built_outside_vmap("Table"):  # the checks read the table: under vmap, a ConfigError saying so
+            problem = None if known is not None and known[0] is probs and known[1] == atol else \
+                self._find_problem(probs, prior, atol)
         support = probs > 0 if problem is None else torch.ones_like(probs, dtype=torch.bool)
         # structural zeros stay exactly zero (no gradient reaches them), while the stored logits stay finite: a
         # parameter holding -inf could be neither trained by fit nor saved.  The mask is saved with the logits
@@ -141,48 +146,23 @@ class Table(CPD):
 
         :param tables: pairs ``(probs, parents)``.
         :raises ModelSpecError: as :class:`Table` does (probs that are not a real-valued array).
+        :raises ConfigError: as :class:`Table` does (``atol``; batched probabilities inside :func:`torch.func.vmap`).
         """
         tables = [(probs, parents) for probs, parents in tables]
         atol = positive_real(atol, "Table atol", error=ConfigError, allow_zero=True)
         if cls._find_problem is not Table._find_problem:  # a subclass's own checks: the screen does not know them
             return [cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]
-        token = _SCREENED.set(_screened(tables, atol))
+        with built_outside_vmap("Table.many"):
+            token = _SCREENED.set(screened(tables, atol))
         try:
             return [cls(probs, parents, learnable=learnable, atol=atol) for probs, parents in tables]
         finally:
             _SCREENED.reset(token)
 
     def _find_problem(self, probs: torch.Tensor, prior, atol: float) -> str | None:
-        """What is wrong with the table (``None`` if nothing); reported by
-        :meth:`validate` with the node's name."""
-        if probs.dim() != len(self.parents) + 1:
-            return (f"table of shape {tuple(probs.shape)} needs {len(self.parents) + 1} dims "
-                    f"([*parent_cards, cardinality]) for parents {list(self.parents)}")
-        if 0 in probs.shape:
-            return (f"table of shape {tuple(probs.shape)} has a dim of size 0; every variable needs at least "
-                    "one state")
-        wrong = ~torch.isfinite(probs) | (probs < 0)
-        if wrong.any():
-            at = _index(int(wrong.flatten().nonzero()[0]), probs.shape)
-            return (f"table has negative, NaN or infinite entries (parents {list(self.parents)}), first at "
-                    f"{list(at)}: {probs[at].item():.6g}")
-        sums = probs.sum(-1)
-        atol = max(atol, torch.finfo(probs.dtype).eps * probs.shape[-1])
-        if ((sums - 1).abs() > atol).any():
-            bad = int((sums - 1).abs().argmax())
-            row = f"row {list(_index(bad, sums.shape))} (the parents' states)" if sums.dim() else "the row"
-            return f"table rows must sum to 1; {row} sums to {sums.flatten()[bad].item():.6g}"
-        if prior is not None:
-            try:
-                alpha = torch.as_tensor(prior, dtype=probs.dtype)
-                torch.broadcast_shapes(alpha.shape, probs.shape)
-            except (TypeError, ValueError, RuntimeError):
-                shape = tuple(getattr(prior, "shape", ())) or prior
-                return f"Dirichlet prior {shape!r} must be a number or broadcast to the table's {tuple(probs.shape)}"
-            if alpha.dim() > probs.dim() or not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
-                return ("Dirichlet prior concentration must be positive and finite and broadcast to the table's "
-                        f"shape {tuple(probs.shape)}")
-        return None
+        """What is wrong with the table (``None`` if nothing); reported by :meth:`validate` with the node's name
+        (:func:`~hybridpgm.graphs.cpd_table_checks.table_problem`)."""
+        return table_problem(probs, self.parents, prior, atol)
 
     def _prior_below_one(self) -> str | None:
         """Why the prior has no MAP (an alpha < 1 on a state of the support), else ``None``.  Read from the
@@ -228,7 +208,7 @@ class Table(CPD):
         :param kwargs: passed to :class:`Table` (``learnable``, ``prior``, ...).
         :raises ModelSpecError: ``cardinality`` or an entry of ``parent_cards`` is not a positive integer.
         """
-        shape = _table_shape(cardinality, parent_cards, "Table.uniform")
+        shape = table_shape(cardinality, parent_cards, "Table.uniform")
         return cls(torch.full(shape, 1.0 / shape[-1]), parents, **kwargs)
 
     @classmethod
@@ -251,7 +231,7 @@ class Table(CPD):
         :raises ConfigError: ``generator`` is neither a :class:`torch.Generator` nor ``None``.
         """
         concentration = positive_real(concentration, "Table.random concentration", error=ModelSpecError)
-        shape = _table_shape(cardinality, parent_cards, "Table.random")
+        shape = table_shape(cardinality, parent_cards, "Table.random")
         generator = generator_or_none(generator, "Table.random generator")
         if concentration == 1.0:  # Dir(1) rows: normalised Exp(1) draws
             g = torch.empty(shape).exponential_(generator=generator)
@@ -346,52 +326,3 @@ class Table(CPD):
         norm = torch.lgamma(alpha.sum(-1)) - log_gamma.sum(-1)
         return (norm + ((alpha - 1).masked_fill(alpha == 0, 0.0) * lp).sum(-1)).sum()
 
-
-def _index(flat: int, shape) -> tuple[int, ...]:
-    """The index of entry ``flat`` of a C-ordered array of ``shape``."""
-    out = []
-    for size in reversed(tuple(shape)):
-        flat, i = divmod(flat, size)
-        out.append(i)
-    return tuple(reversed(out))
-
-
-def _screened(tables: list, atol: float) -> dict:
-    """``(id(probs), parents) -> (probs, atol)`` of the tables of :meth:`Table.many` whose every row passes its screen
-    (floating-point tensors whose dims match their parents; rows grouped by dtype, device and cardinality, each
-    group screened in one pass, the row sums in the tables' dtype)."""
-    groups: dict[tuple, list] = {}
-    for probs, parents in tables:
-        if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
-            continue
-        if not isinstance(parents, (str, list, tuple)):
-            continue
-        parents = (parents,) if isinstance(parents, str) else tuple(parents)  # as CPD holds them
-        if not all(isinstance(p, str) for p in parents) or probs.dim() != len(parents) + 1 or 0 in probs.shape:
-            continue
-        groups.setdefault((probs.dtype, probs.device, probs.shape[-1]), []).append((probs, parents))
-    out = {}
-    for (dtype, _, k), members in groups.items():
-        rows = torch.cat([p.detach().reshape(-1, k) for p, _ in members])
-        eps = torch.finfo(dtype).eps * k
-        ok = (rows >= 0).all(-1) & ((rows.sum(-1) - 1).abs() <= max(atol, eps) - eps)
-        if bool(ok.all()):
-            passed = members
-        else:
-            counts = torch.tensor([p.numel() // k for p, _ in members], device=rows.device)
-            owner = torch.repeat_interleave(torch.arange(len(members), device=rows.device), counts)
-            failed = set(owner[~ok].tolist())
-            passed = [p for i, p in enumerate(members) if i not in failed]
-        out.update(((id(p), parents), (p, atol)) for p, parents in passed)
-    return out
-
-
-def _table_shape(cardinality, parent_cards, where: str) -> tuple[int, ...]:
-    """``(*parent_cards, cardinality)`` of a table factory, every size checked a positive integer.
-
-    :raises ModelSpecError: naming ``where``'s argument and the value.
-    """
-    if not isinstance(parent_cards, (list, tuple)) and hasattr(parent_cards, "tolist"):  # a NumPy array, a tensor
-        parent_cards = parent_cards.tolist()
-    cards = layer_sizes(parent_cards, f"{where} parent_cards", error=ModelSpecError)
-    return (*cards, positive_int(cardinality, f"{where} cardinality", error=ModelSpecError))

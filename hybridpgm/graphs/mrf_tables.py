@@ -10,7 +10,8 @@ they were declared in.
 
 **Older state.**  Before, the table of the ``i``-th family declared (neural families counted) was the entry
 ``_pot_{i}`` of the net itself.  :func:`convert_legacy_tables` renames those entries on load (the net's
-``_load_from_state_dict``), exactly as the old code placed them: by declaration order.
+``_load_from_state_dict``), exactly as the old code placed them: by declaration order.  That load also refuses a
+table holding NaN or an infinity (:func:`refuse_nonfinite_tables`), as declaring it does.
 The net's ``_legacy_state_renames`` gives the same renaming to :mod:`hybridpgm.state_renames`, for a state dict
 or a record of names read elsewhere (a training checkpoint, the record of shared parameters of a model file).
 """
@@ -22,7 +23,8 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["LegacyTableNames", "TablePotentials", "convert_legacy_tables", "legacy_table", "table_key"]
+__all__ = ["LegacyTableNames", "TablePotentials", "convert_legacy_tables", "legacy_table", "refuse_nonfinite_tables",
+           "table_key"]
 
 #: the state-dict entry of the ``i``-th family's table before tables were named by their factor
 _LEGACY = re.compile(r"_pot_(0|[1-9][0-9]*)")
@@ -51,9 +53,15 @@ class LegacyTableNames(nn.Module):
                 raise
             return table
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Rename the entries ``_pot_i`` of older state (:func:`convert_legacy_tables`), then refuse a table holding
+        NaN or an infinity (:func:`refuse_nonfinite_tables`: an error of ``load_state_dict`` naming the entry and
+        the factor; :func:`hybridpgm.load` names the file too), and load the rest."""
         convert_legacy_tables(state_dict, prefix, self)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        refuse_nonfinite_tables(state_dict, prefix, self, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _legacy_state_renames(self) -> dict[str, str]:
         """``_pot_{i}`` -> today's name of the ``i``-th family's table (:mod:`hybridpgm.state_renames`)."""
@@ -100,6 +108,33 @@ def legacy_table(mrf, name: str) -> torch.Tensor | None:
         return None
     new = _legacy_keys(mrf).get(name)
     return None if new is None else mrf.table_potentials.table(new.partition(".")[2])
+
+
+def refuse_nonfinite_tables(state_dict: dict, prefix: str, mrf, error_msgs: list) -> None:
+    """Refuse the table entries of ``state_dict`` that hold NaN, ``+inf`` or ``-inf``, which a net's tables never
+    hold (:meth:`MarkovNet.add_factor <hybridpgm.graphs.MarkovNet.add_factor>` and every query refuse them; a model
+    file's check lets a buffer be infinite, a GPyTorch bound): each adds a message to ``error_msgs`` naming the entry
+    and the factor, so ``load_state_dict`` raises, and the net's own table is put in the entry's place (the refused
+    one is not copied).  An entry of another shape or a non-floating dtype, or on the meta device, is left to
+    ``load_state_dict``'s own checks.
+
+    :param state_dict: the state being loaded (the entries of the net and of its sub-modules), its legacy entries
+        renamed already (:func:`convert_legacy_tables`).
+    :param str prefix: the net's prefix in it.
+    :param mrf: the :class:`~hybridpgm.graphs.MarkovNet`.
+    :param list error_msgs: ``load_state_dict``'s list of errors."""
+    families = mrf.__dict__.get("families") or {}
+    for name, fam in families.items():
+        key = prefix + "table_potentials." + fam["key"] if fam["kind"] == "tensor" else None
+        saved = state_dict.get(key)
+        if not isinstance(saved, torch.Tensor) or saved.is_meta or not torch.is_floating_point(saved):
+            continue
+        own = mrf.table_potentials.table(fam["key"])
+        if tuple(saved.shape) == tuple(own.shape) and not bool(torch.isfinite(saved).all()):
+            error_msgs.append(f"{key}: factor {name!r} has non-finite log-potentials (NaN or inf) in the state "
+                              "loaded, which a MarkovNet's tables never hold (add_factor and every query refuse "
+                              "them; write a hard constraint as a finite penalty, e.g. -1e4); the table was not loaded")
+            state_dict[key] = own
 
 
 def convert_legacy_tables(state_dict: dict, prefix: str, mrf) -> None:

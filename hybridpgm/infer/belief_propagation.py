@@ -63,6 +63,7 @@ from hybridpgm.infer.rounding_floor import cached_tol_above, rounding_floor, sca
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.tensor_tracking import unversioned
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
@@ -280,15 +281,14 @@ class BeliefPropagation:
     def _binary_plan(self, fg: FactorGraph):
         """The binary fast path's index structure for ``fg``, or ``None`` where it does not apply.
 
-        Remembered for the last graph seen, so that calling again on the same
-        (unchanged) graph skips the host check of :meth:`BinaryPairwise.applies`
-        and the structure lookup; any in-place change of ``valid`` or of a
-        group's ``variables`` (their version counters) or a new tensor there
-        invalidates it.  Inference-mode tensors carry no version and are not
-        remembered.
+        Remembered for the last graph seen, so that calling again on the same (unchanged) graph skips the host
+        check of :meth:`BinaryPairwise.applies` and the structure lookup; any in-place change of ``valid`` or of a
+        group's ``variables`` (their version counters) or a new tensor there invalidates it.  Tensors without a
+        version counter or storage of their own (:func:`~hybridpgm.tensor_tracking.unversioned`: inference tensors,
+        a :mod:`torch.func` transform's wrappers, dead once it returns) are not remembered.
         """
         tensors = (fg.valid,) + tuple(g.variables for g in fg.groups)
-        cacheable = not any(t.is_inference() for t in tensors)
+        cacheable = not any(unversioned(t) for t in tensors)
         if cacheable and self._memo is not None:
             refs, versions, plan = self._memo
             if (len(refs) == len(tensors) + 1 and refs[0]() is fg

@@ -155,3 +155,43 @@ def test_the_graph_keeps_no_chunk():
     for a, b in zip(torch.autograd.grad(out, list(rbm.parameters())),
                     torch.autograd.grad(plain, list(rbm.parameters())), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("v_requires_grad", [False, True])
+def test_an_in_place_edit_of_the_clamped_data_before_backward_changes_nothing(v_requires_grad):
+    """A DBM's ``v`` is held as the chunks' input (``inputs=``): the gradients, in the parameters and in ``v``, are
+    those of the data of the forward pass.  Fails on the old code: the chunks were recomputed from ``v`` as it was
+    at backward time (the gradient of the edited data, silently)."""
+    dbm = random_dbm([2, 2, 3, 1, 2], seed=5)
+    data = all_states(2)[:3]  # its rows and their flips differ (all four rows would only be permuted)
+    params = list(dbm.parameters())
+
+    def grads(v, chunk_size, edit):
+        v = v.clone().requires_grad_(v_requires_grad)
+        out = dbm.unnormalized_log_prob(v, chunk_size=chunk_size).sum()
+        if edit:
+            with torch.no_grad():
+                v.copy_(1 - v)
+        return torch.autograd.grad(out, params + ([v] if v_requires_grad else []))
+
+    for got, want in zip(grads(data, 3, edit=True), grads(data, None, edit=False), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    moved = grads(1 - data, None, edit=False)  # what the edited data would give: the test can tell them apart
+    assert not torch.allclose(moved[0], grads(data, None, edit=False)[0])
+
+
+def test_the_data_is_not_copied_without_a_gradient():
+    """``inputs`` reach ``log_f`` as they are where nothing is recomputed: no grad mode, or one chunk."""
+    from hybridpgm.energy.enumerate_states import logsumexp_over_states
+
+    data = torch.arange(3.0)
+    seen = []
+
+    def log_f(states, d):
+        seen.append(d)
+        return states.sum(-1) + d.sum()
+
+    with torch.no_grad():
+        logsumexp_over_states(log_f, 3, chunk_size=2, inputs=(data,))
+    logsumexp_over_states(log_f, 3, inputs=(data,))
+    assert len(seen) == 5 and all(d is data for d in seen)

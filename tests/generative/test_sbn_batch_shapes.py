@@ -1,6 +1,7 @@
-"""A sigmoid belief net's likelihoods take one example ``[D]`` and any batch shape ``[..., D]``; its Pyro programs,
-objectives and Gibbs sampler refuse one example, saying that the batch dimension is missing
-(hybridpgm/generative/sbn.py, sbn_exact.py and the shared hybridpgm/batch_shapes.py).
+"""A sigmoid belief net's likelihoods take one example ``[D]`` and any batch shape ``[..., D]``; its Pyro programs
+and objectives refuse one example, saying that the batch dimension is missing (hybridpgm/generative/sbn.py,
+sbn_exact.py and the shared hybridpgm/batch_shapes.py).  The Gibbs sampler takes ``[..., D]`` too
+(tests/generative/test_sbn_gibbs_batch_shapes.py).
 
 Audit (audit_empty): ``sbn.log_likelihood(x[0])`` and ``sbn.exact_log_likelihood(x[0])`` were refused
 (``DataError: SigmoidBeliefNet site 'x' expects data of shape [B, 4], got (4,)``), and a ``[2, 3, D]`` batch too,
@@ -14,7 +15,6 @@ import pytest
 import torch
 
 from hybridpgm.errors import DataError
-from hybridpgm.generative.sbn_gibbs import SBNGibbs
 from hybridpgm.infer import SVIObjective, WakeSleep
 
 from tests.generative.sbn_brute_force import binary, log_marginal, random_sbn, single_thread  # noqa: F401
@@ -84,12 +84,11 @@ ONE_EXAMPLE = (r"SigmoidBeliefNet site 'x' has shape \(4,\), expected \(batch, 4
                r"log_likelihood and exact_log_likelihood, take one example as it is\)")
 
 
-@pytest.mark.parametrize("program", ["model", "guide", "enumerated_model", "gibbs", "wake_sleep", "svi"])
+@pytest.mark.parametrize("program", ["model", "guide", "enumerated_model", "wake_sleep", "svi"])
 def test_the_programs_refuse_one_example_showing_x_none(program):
     """Fails on the old code: the message said only ``expects data of shape [B, 4], got (4,)``."""
     sbn, x = random_sbn([4, 3], 0), binary(6, 4, 1)
     calls = {"model": sbn.model, "guide": sbn.guide, "enumerated_model": sbn.enumerated_model,
-             "gibbs": lambda data: SBNGibbs(sbn).sample(data, 2, warmup=1),
              "wake_sleep": lambda data: WakeSleep(sbn.model, sbn.guide).loss("wake", data),
              "svi": lambda data: SVIObjective(sbn.model, sbn.guide).loss("elbo", data)}
     with pytest.raises(DataError, match=ONE_EXAMPLE):
