@@ -61,6 +61,10 @@ class CRFMarginals:
         hook, seen = None, []
         if steps:  # each step's sum_ij A_ij p(y_{t-1}=i, y_t=j), from the pairwise marginal the backward computes
             fixed = params[1].detach().clamp(min=_forbidden(params[1].dtype))
+            # relative to the largest A, c: a step's pairs sum to 1, so it adds c exactly (in ACCUMULATE, below),
+            # not c times its rounded sum (at |A| = 1e4 in float32, ~1e-3 nats a step)
+            level = fixed.amax((-2, -1), keepdim=True)
+            fixed = fixed - level
 
             def hook(pairwise):
                 with torch.no_grad():
@@ -73,6 +77,7 @@ class CRFMarginals:
         if steps:  # the step totals in ACCUMULATE (a step without a gradient adds 0)
             per_step = (torch.stack(seen).to(ACCUMULATE).sum(0) if seen
                         else log_z.new_zeros(log_z.shape, dtype=ACCUMULATE).detach())
+            per_step = per_step + level[..., 0, 0].to(ACCUMULATE) * (lengths - 1)
         return (log_z if create else log_z.detach()), grads, per_step
 
     @property
@@ -93,7 +98,9 @@ class CRFMarginals:
         :math:`\\mathbb E[s] = \\pi \\cdot p_0 + \\omega \\cdot p_{n-1} + \\sum_t \\phi_t \\cdot p_t +
         \\sum_{0<t<n} \\sum_{ij} A_{ij}\\, p_t(j)\\, q_t(i \\mid j)`, with the marginals :math:`p_t` and
         :math:`q_t(i \\mid j) = p(y_{t-1}=i \\mid y_t=j) = \\mathrm{softmax}_i(\\alpha_{t-1}(i) + A_{ij})` from the
-        forward messages.  Each step's terms (over ``L`` or ``L x L`` labels) are summed in the working dtype, the
+        forward messages.  Each step's terms (over ``L`` or ``L x L`` labels; the transition terms of
+        :math:`A_{ij} - \\max A`, as a step's pairs sum to 1 and :math:`(n - 1) \\max A` is added in
+        :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`) are summed in the working dtype, the
         ``T`` step totals in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from
         the unrounded log Z there and rounded once.  A step's transition term is read off its pairwise marginal
         :math:`p_t(j)\\, q_t(i \\mid j)` as the backward pass that computes the marginals produces it (the ``hook``

@@ -10,7 +10,8 @@ and start/end scores :math:`\\pi, \\omega` (``batch_shape + (L,)``), over a sequ
     \\log Z = \\log\\sum_l \\exp\\big(\\alpha_{n-1}(l) + \\omega_l\\big);
 
 Viterbi is the same recursion in the max-plus semiring, with back-pointers.  Both run in log space, each
-step's message shifted by its maximum (the shifts summed back in), in the dtype of :func:`working`, with -inf
+step's message shifted by its maximum (the shifts summed back in), the transitions taken relative to each
+column's largest (:func:`_relative`), in the dtype of :func:`working`, with -inf
 scores clamped to :func:`forbidden`; positions ``t >= lengths`` may hold anything.  The marginals, the entropy
 and the samples of the distribution are built on :func:`forward` (its gradient, its messages) [1].
 
@@ -94,6 +95,52 @@ def _stack_steps(steps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(steps)
 
 
+def _logsumexp_normalised(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.logsumexp(x, dim)``, whose gradient, the weights :math:`\\mathrm{softmax}(x)`, sums to 1 to within
+    a few ulps of 1 rather than of :math:`|\\log\\sum e^x|`.
+
+    ``torch.logsumexp``'s backward weighs the entries by ``exp(x - result)``, with ``result`` rounded to
+    ``ulp(|result|)``: for a step's :math:`\\alpha_{t-1}(i) + A_{ij}` of magnitude 5000 in float32 each column's
+    weights (step ``t``'s pairwise marginal) sum to :math:`1 \\pm 2.4 \\times 10^{-4}`, no longer the marginal
+    :math:`p(y_t = j)` the unary gradient reads, and :math:`\\sum_{ij} A_{ij}\\, p(y_{t-1}=i, y_t=j)` (the
+    entropy's expected transition score) is off by up to :math:`|A| \\cdot 2.4 \\times 10^{-4}` (1.0 nat for
+    :math:`A = ((5000, 4000), (4999.3, 3999.3))`: entropy 1.63 against 0.635).  Here
+    the maximum :math:`m` (a constant to autograd: the value and every derivative are those of the log-sum-exp)
+    is taken out first and the weights are :math:`e^{x - m} / \\sum e^{x - m}`, whose sum carries only the
+    rounding of an O(1) sum.  Each step costs a few more operations than ``torch.logsumexp``: :func:`forward`
+    uses it where the gradients are the answer (``attach``), not in the training step.
+
+    :param x: finite scores (-inf clamped to :func:`forbidden` by the caller).
+    :param dim: the dimension summed over (removed)."""
+    m = x.detach().amax(dim, keepdim=True)
+    return (x - m).exp().sum(dim).log() + m.squeeze(dim)
+
+
+def _relative(unary: torch.Tensor, transition: torch.Tensor, lengths: torch.Tensor):
+    """The scores of the recursions relative to each column's largest transition score; returns ``(unary,
+    transition, total)``.
+
+    With :math:`c_j = \\max_i A_{ij}` and :math:`c = \\max_j c_j` (constants to autograd), the recursions run on
+    :math:`A'_{ij} = A_{ij} - c_j \\le 0` and on :math:`\\phi'_t(j) = \\phi_t(j) + c_j - c` for ``t >= 1``
+    (:math:`\\phi'_0 = \\phi_0`); each of a sequence's :math:`n - 1` transitions lost :math:`c`, given back as
+    ``total`` = :math:`(n - 1)\\, c` (``batch_shape``, in :data:`ACCUMULATE`).  Every path's score, so log Z, the
+    messages up to a per-step constant, the maximisers and every derivative, are those of the given scores.  What
+    changes is the rounding: :math:`\\alpha_{t-1}(i) + A_{ij}` rounds to ``ulp(|A|)`` (about 1e-3 at
+    :math:`|A| = 10^4` in float32), which shifts the near ties that decide the marginals (a step's
+    :math:`A_{0j} - A_{1j} = 0.08` came out 0.0785) and Viterbi; :math:`A_{ij} - c_j` is exact for the entries within
+    a factor 2 of :math:`c_j` (Sterbenz), and :math:`\\alpha_{t-1}(i) + A'_{ij}` is as small as the near tie.
+
+    :param unary: ``batch_shape + (T, L)``, clamped (and padding zeroed) by the caller.
+    :param transition: ``batch_shape + (L, L)``, clamped by the caller.
+    :param lengths: ``batch_shape`` long lengths."""
+    top = transition.detach().amax(-2, keepdim=True)  # batch + (1, L): c_j
+    ref = top.amax(-1, keepdim=True)  # batch + (1, 1): c
+    first = torch.arange(unary.shape[-2], device=unary.device)[:, None] == 0  # (T, 1)
+    unary = unary + torch.where(first, 0.0, top - ref)
+    total = ref[..., 0, 0].to(ACCUMULATE) * (lengths - 1)
+    return unary, transition - top, total
+
+
 def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
             lengths: torch.Tensor, keep: bool = False, attach: bool = False, wide: bool = False,
             hook=None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -119,12 +166,19 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     is a constant to autograd unless ``attach``: attached (for the marginals, whose gradients are the
     answer), each step's backward re-projects the gradient onto the simplex, so its rounding errors do
     not accumulate over the steps; detached (for ``log_prob``, the training step) it costs no autograd node.
+    Attached, each step's log-sum-exp is also :func:`_logsumexp_normalised`, so that a step's pairwise marginal
+    (its gradient) sums to the marginals of both its labels to within the rounding of O(1) sums, whatever the
+    magnitude of :math:`\\alpha + A`; ``torch.logsumexp``'s backward left them ~ulp(|A|) apart, which the entropy
+    multiplied by :math:`|A|`.  The transitions enter relative to each column's largest (:func:`_relative`), their
+    level :math:`(n - 1) \\max A` added to log Z in :data:`ACCUMULATE`: near ties between large scores are decided
+    at the magnitude of their differences, not at ``ulp(|A|)``.
 
     The ``T`` shifts (each of the order of a step's scores, together ~T x score) are summed in
     :data:`ACCUMULATE` (``batch_shape`` scalars a step, not the messages), so log Z carries only the rounding of
     the steps themselves.  With :math:`\\epsilon` the working dtype's machine epsilon and
-    :math:`m_t = \\max_l |\\phi_t(l)| + \\max_{ij} |A_{ij}| + \\log L` the magnitude step ``t`` works at, the
-    step rounds four times (``alpha + A``, the log-sum-exp, ``+ phi_t``, the shift), each by at most
+    :math:`m_t = \\max_l |\\phi_t(l)| + (\\max A - \\min A) + \\log L` the magnitude step ``t`` works at (the
+    spread of the transitions, at most :math:`2 \\max |A|` and far below :math:`|A|` for scores around a large
+    common level), the step rounds four times (``alpha + A``, the log-sum-exp, ``+ phi_t``, the shift), each by at most
     :math:`\\epsilon m_t / 2`; these errors are independent and of either sign, so log Z is off by about
     :math:`\\epsilon \\sqrt{\\sum_t m_t^2}` (within :math:`6 \\epsilon \\sqrt{\\sum_t m_t^2}` in practice, at most
     :math:`2 \\epsilon \\sum_t m_t`), plus the final rounding of a working-dtype result.  For float32, ``T = 1000
@@ -152,6 +206,7 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     # padding (which may hold anything) reads 0: the steps past a length run on, finite, and are then dropped
     unary = torch.where(inside.movedim(0, -1)[..., None], unary.clamp(min=neg), 0.0)
     transition, start, end = (p.clamp(min=neg) for p in (transition, start, end))
+    unary, transition, total = _relative(unary, transition, lengths)  # near ties of |A| >> 1 kept exact
     steps_unary = unary.unbind(-2)  # one split, O(T L) backward; unary[..., t, :] per step was O(T^2 L)
     alpha = start + steps_unary[0]
     shift = (alpha if attach else alpha.detach()).amax(-1, keepdim=True)
@@ -161,7 +216,7 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
         pair = alpha.unsqueeze(-1) + transition
         if hook is not None:
             pair.register_hook(hook)
-        new = torch.logsumexp(pair, dim=-2) + steps_unary[t]
+        new = (_logsumexp_normalised(pair, -2) if attach else torch.logsumexp(pair, dim=-2)) + steps_unary[t]
         shift = (new if attach else new.detach()).amax(-1, keepdim=True)
         alpha = new - shift
         shifts.append(shift)
@@ -171,8 +226,9 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     index = (lengths - 1).expand(alphas.shape[1:-1])[None, ..., None].expand((1,) + alphas.shape[1:])
     last = alphas.gather(0, index)
     # the T shifts (~T x score together) summed in ACCUMULATE: batch scalars a step, cheap on any device
-    total = torch.where(inside[..., None], _stack_steps(shifts), 0.0).to(ACCUMULATE).sum(0).squeeze(-1)
-    log_z = total + torch.logsumexp(last.squeeze(0) + end, dim=-1).to(ACCUMULATE)
+    total = total + torch.where(inside[..., None], _stack_steps(shifts), 0.0).to(ACCUMULATE).sum(0).squeeze(-1)
+    final = last.squeeze(0) + end
+    log_z = total + (_logsumexp_normalised(final, -1) if attach else torch.logsumexp(final, dim=-1)).to(ACCUMULATE)
     log_z = torch.where(log_z < neg / 2, float("-inf"), log_z)  # every labelling meets a -inf score
     if not wide:
         log_z = log_z.to(unary.dtype)
@@ -195,6 +251,7 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     scores = working(unary, transition, start, end)
     neg = forbidden(scores[0].dtype)
     unary, transition, start, end = (p.clamp(min=neg) for p in scores)
+    unary, transition, total = _relative(unary, transition, lengths)  # as in forward: near ties kept exact
     ident = torch.arange(L, device=unary.device).expand(batch_shape + (L,))
     steps_unary = unary.unbind(-2)  # as in forward (no autograd here: for uniformity)
     delta = start + steps_unary[0]
@@ -213,7 +270,7 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     for ptr in reversed(pointers):
         y = ptr.gather(-1, y.unsqueeze(-1)).squeeze(-1)
         out.append(y)
-    return torch.stack(shifts).sum(0).squeeze(-1) + best, torch.stack(out[::-1], dim=-1)
+    return (torch.stack(shifts).sum(0).squeeze(-1) + best + total).to(best.dtype), torch.stack(out[::-1], dim=-1)
 
 
 def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor,
