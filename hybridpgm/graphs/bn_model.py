@@ -14,8 +14,6 @@ and gradient steps on it learn the CPDs from incomplete data.  It relies on the 
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -25,6 +23,7 @@ from pyro.nn import pyro_method
 
 from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
+from hybridpgm.graphs.bn_barren_rows import BarrenRows
 from hybridpgm.graphs.bn_values import _is_table
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
@@ -52,7 +51,8 @@ class BayesNetModel:
         :math:`\\tfrac{B}{N_{\\rm data}} \\log \\mathrm{Dir}(\\theta; \\alpha)` so the
         loss per example estimates the full-data MAP objective; without ``num_data`` the batch stands for the
         data set (weight 1; under :func:`hybridpgm.fit` a micro-batch's share of the update, so ``accumulate``
-        and ranks change nothing).
+        and ranks change nothing).  A row's enumerated sites where the node and all its descendants are missing
+        (barren: they sum to 1) give exactly 0 gradient, not rounding noise (:mod:`~hybridpgm.graphs.bn_barren_rows`).
 
         **Only parameters train.**  A :class:`~hybridpgm.graphs.cpd.Table` is learnable by default, but a network
         read by :func:`~hybridpgm.graphs.read_bif`, :func:`~hybridpgm.graphs.load_network` or
@@ -120,7 +120,8 @@ class BayesNetModel:
         observed = self._observed_columns(cols)
         self._check_site_names(observed, prefix)
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
-        with pyro.plate(prefix + "data", n, dim=-1), contextlib.nullcontext() if enumerated is None else enumerated:
+        barren = BarrenRows(self._dag_index().children, self._order, observed, enumerated, prefix)
+        with pyro.plate(prefix + "data", n, dim=-1), barren.recorder:
             for v in self._order:
                 c = cpds[v]
                 obs, obs_mask = observed.get(v, (None, False))
@@ -136,14 +137,15 @@ class BayesNetModel:
                     self._check_possible(v, fn, obs, None, observed, enumerated, prefix)
                     x[v] = pyro.sample(prefix + v, fn, obs=obs, infer=enum)
                 elif obs_mask is False:
-                    x[v] = pyro.sample(prefix + v, fn, infer=enum)
+                    x[v] = pyro.sample(prefix + v, barren.site(fn, v), infer=enum)
                 else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
                     self._check_possible(v, fn, obs, obs_mask, observed, enumerated, prefix)
                     with poutine.mask(mask=obs_mask):
                         seen = pyro.sample(f"{prefix}{v}_observed", fn, obs=obs)
                     with poutine.mask(mask=~obs_mask):
-                        hidden = pyro.sample(f"{prefix}{v}_unobserved", fn, infer=enum)
+                        hidden = pyro.sample(f"{prefix}{v}_unobserved", barren.site(fn, v), infer=enum)
                     x[v] = torch.where(obs_mask, seen, hidden)
+        barren.complete = True  # the barren rows of the latent sites are known now (their log_prob, taken later)
         return x
 
     @pyro_method
