@@ -12,8 +12,10 @@ missing markers -- ``None``, ``NaN``, ``pd.NA``, ``pd.NaT`` -- becomes the node'
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import weakref
 
 import numpy as np
 import torch
@@ -316,8 +318,11 @@ def outer_batch_dims() -> int:
 
     They are the dims of the vectorized plates on Pyro's handler stack (the particle plate of a vectorized ELBO
     or of ``pyro.infer.Predictive(..., parallel=True)`` at dim ``-2`` gives 1) and the enumeration dims already
-    allocated by an active ``poutine.enum`` (those of sites enumerated before the call); 0 outside any.  A
-    context input computed in the same program (a VAE's latent ``z``, ``[S, N, d]`` under the particle plate)
+    allocated by an active ``poutine.enum`` (those of sites enumerated before the call); 0 outside any.  The
+    enumeration dims are the global ones (sites outside ``pyro.markov``, recorded by Pyro's allocator) and the
+    local ones that ``pyro.markov`` hands out and recycles (recorded per site by the ``EnumMessenger``): an HMM's
+    hidden state ``z_t`` enumerated inside ``pyro.markov`` holds such a dim.  A context input computed in the
+    same program (a VAE's latent ``z``, ``[S, N, d]`` under the particle plate; a one-hot ``z_t``, ``[K, N, K]``)
     carries these dims in front of its row dim.
     """
     from pyro.poutine.enum_messenger import EnumMessenger
@@ -329,8 +334,30 @@ def outer_batch_dims() -> int:
         if isinstance(m, IndepMessenger) and m.dim is not None:
             depth = max(depth, -m.dim)
         elif isinstance(m, EnumMessenger):  # the dims of the sites enumerated so far (model and guide)
-            depth = max([depth, *(-d for d in getattr(_ENUM_ALLOCATOR, "dim_to_id", {}))])
+            depth = max([depth, *(-d for d in getattr(_ENUM_ALLOCATOR, "dim_to_id", {})), _local_enum_depth(m)])
     return depth - 1
+
+
+#: per active ``EnumMessenger``: ``(its _value_dims dict, how many of its sites were read, their deepest dim)``
+_LOCAL_DEPTHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _local_enum_depth(m) -> int:
+    """The deepest enumeration dim (as a positive count, ``-dim``) that a value sampled under the
+    ``EnumMessenger`` ``m`` holds, 0 for none: where ``pyro.markov`` enumerates a site, Pyro allocates a local
+    dim that its global allocator does not record; ``m`` keeps the dims of each site's value (``_value_dims``,
+    a dict filled site by site and replaced when ``m`` is entered again).  Only the sites added since the last
+    call are read, so a chain of ``T`` steps costs ``O(T)`` over all its calls, not ``O(T^2)``."""
+    dims = getattr(m, "_value_dims", None)
+    if not dims:
+        return 0
+    seen, n, depth = _LOCAL_DEPTHS.get(m, (None, 0, 0))
+    if seen is not dims or n > len(dims):
+        n, depth = 0, 0
+    for site in itertools.islice(reversed(dims.values()), len(dims) - n):  # the newest sites, last in the dict
+        depth = max(depth, *(-d for d in site), 0)
+    _LOCAL_DEPTHS[m] = (dims, len(dims), depth)
+    return depth
 
 
 def context_batch_features(t: torch.Tensor, outer: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ sufficient statistics and the entropy come from the gradient of
 from an explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward`); the mode is Viterbi;
 samples come from forward-filtering backward-sampling.  The forward and
 Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`, the marginals and the entropy in
-:mod:`hybridpgm.graphs.crf_marginals`.  The forward messages
+:mod:`hybridpgm.graphs.crf_marginals`, the support (too large to enumerate) in
+:mod:`hybridpgm.graphs.crf_support`.  The forward messages
 are normalised per step (shifted by their maximum, the shifts summed into
 :math:`\\log Z`), so float32 marginals and entropies stay accurate for confident
 CRFs.  Sequences of different lengths share one padded tensor: positions
@@ -51,6 +52,7 @@ from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_marginals import CRFMarginals
+from hybridpgm.graphs.crf_support import CRFSupport
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
 from hybridpgm.graphs.crf_recursions import viterbi
@@ -69,7 +71,7 @@ _VMAP_VALIDATION = ("LinearChainCRF: validation (validate_args, on by torch's de
                     "the batch as the CRF's leading batch dimensions instead")
 
 
-class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
+class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMixin):
     """Distribution over label sequences of a linear-chain CRF.
 
     :param torch.Tensor unary: ``batch_shape + (T, L)`` unary log-potentials (-inf forbids a label at a step;
@@ -202,10 +204,6 @@ class LinearChainCRF(CRFMarginals, Distribution, TorchDistributionMixin):
         self.num_labels = L
         super().__init__(batch_shape, torch.Size([T]), validate_args=False)
         self._validate_args = bool(validate_args) if validate_args is not None else Distribution._validate_args
-
-    @constraints.dependent_property(is_discrete=True, event_dim=1)
-    def support(self):
-        return constraints.independent(constraints.integer_interval(0, self.num_labels - 1), 1)
 
     def expand(self, batch_shape, _instance=None):
         """The distribution with its potentials and lengths broadcast to ``batch_shape`` (views, no copy, no
