@@ -84,7 +84,11 @@ class VAEImportanceSampling:
             ``[D]`` (a ``[num_samples]`` result) or any batch shape (``num_samples x ...``; see the module
             docstring).
         :param int num_samples: importance samples :math:`K` per row.
-        :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).
+        :param int chunk_size: samples drawn per pass of the model and guide (bounds memory; default ``128``).  The
+            log-weights follow the same law for every ``chunk_size``, but under one seed (a ``generator`` in one
+            state, or torch's global seed) another ``chunk_size`` gives other draws, and so other log-weights (the
+            draws are consumed chunk by chunk), and so does :meth:`log_likelihood` (:meth:`elbo` draws in chunks of
+            the default 128); fix it, as the seed, to reproduce a number.
         :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream (the
             guide's draws: :func:`~hybridpgm.rng_scope.seeded_globally_from`).
         :returns: the log-weights without a graph (no gradient; see the module docstring for the differentiable
@@ -123,7 +127,8 @@ class VAEImportanceSampling:
 
         :param x: ``[..., D]`` data: ``batch x D``, one example ``[D]`` (a 0-d result) or any batch shape.
         :param int num_samples: importance samples :math:`K` (default ``1000``).
-        :param int chunk_size: samples per pass (default ``128``).
+        :param int chunk_size: samples per pass (default ``128``); under one seed another ``chunk_size`` draws
+            other samples, so another estimate of the same law (see :meth:`log_weights`).
         :param generator: a :class:`torch.Generator` for the draws, or ``None`` (see :meth:`log_weights`).
         :raises ConfigError: as :meth:`log_weights` (``x`` requiring grad in grad mode among them)."""
         draws = generator_keywords(generator, self.log_weights, what="VAE.log_likelihood generator")

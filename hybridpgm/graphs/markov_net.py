@@ -265,12 +265,16 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :raises ModelSpecError: as :meth:`log_partition` (``method="bp"`` with ``max_product=True`` included).
         :raises DataError: as :meth:`score`.
 
-        The networks run once: the score and :math:`\\log Z` come from the same tables.
+        The networks run once: the score and :math:`\\log Z` come from the same tables, each less its per-factor
+        maximum (:func:`~hybridpgm.graphs.mrf_centring.centred_tables`: the difference is the same, and never forms
+        at the size of a constant added to a table).
         """
+        from hybridpgm.graphs.mrf_centring import centred_tables
         from hybridpgm.graphs.mrf_score import score as score_of
 
         self._refuse_max_product(method, kwargs)
         tables = self.tables(context)  # one forward pass of the networks for the score and log Z alike
+        tables = centred_tables(tables, {n: len(self.families[n]["cards"]) for n in tables})
         score = score_of(self, values, context, tables=tables)
         lp = score - self._log_z(method, compile_factor_graph(self, None, context, tables=tables), kwargs)
         # a value scoring -inf has probability zero: -inf, not -inf - log Z (NaN where every value scores -inf)

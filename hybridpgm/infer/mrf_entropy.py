@@ -22,12 +22,18 @@ that fits is one contraction.  Only a differentiable :math:`H` (potentials that 
 needs the whole batch as one contraction, and raises where it does not fit.
 
 **Precision.**  :math:`H` is a difference of two numbers of the size of :math:`\\log Z`, so its absolute error is
-about the dtype's rounding times :math:`|\\log Z|` (float32: :math:`10^{-5}` at :math:`|\\log Z| = 100`, about
-:math:`10^{-3}` at :math:`10^4`; a model whose :math:`|\\log Z|` reaches :math:`1/\\epsilon`, hard constraints of
-:math:`-10^9` in float32 or :math:`-10^{16}` in float64, has no significant digit of :math:`H` left, though its
-marginals stay exact).  Where that bound, :math:`\\epsilon (|\\log Z| + |\\mathbb E_p[s]|)`, exceeds
-:math:`0.01 \\max(1, |H|)` :func:`exact_entropy` raises :class:`~hybridpgm.errors.ModelSpecError` instead of a
-number.
+about the dtype's rounding times :math:`|\\log Z|`.  Both are taken of the centred tables (each factor's and each
+variable's less its maximum, :func:`~hybridpgm.graphs.mrf_centring.centred_graph`), which leaves :math:`H` unchanged
+and keeps a constant added to a table out of the difference: float32 tables near 65536 give :math:`H` to
+:math:`10^{-6}`, as near 0 (uncentred, :math:`10^{-3}` was lost at 4096 and every digit at 65536).  What is left is
+the size of the centred :math:`\\log \\tilde Z`, at most :math:`\\sum_v \\log C_v` plus the tables' spreads
+(float32: an error of :math:`10^{-5}` at :math:`|\\log \\tilde Z| = 100`, about :math:`10^{-3}` at :math:`10^4`).  A
+model where every assignment the evidence allows pays a huge finite penalty (hard constraints of :math:`-10^9` in
+float32 or :math:`-10^{16}` in float64 that cannot all be met; a table's maximum is over all its states, those the
+evidence rules out included, so a penalty a table puts on all its states alone is centred away) has no
+significant digit of :math:`H` left, though its marginals stay exact: where the bound
+:math:`\\epsilon (|\\log \\tilde Z| + |\\mathbb E_p[\\tilde s]|)` exceeds :math:`0.01 \\max(1, |H|)`
+:func:`exact_entropy` raises :class:`~hybridpgm.errors.ModelSpecError` instead of a number.
 
 **References**
 
@@ -43,6 +49,7 @@ import torch
 from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
+from hybridpgm.graphs.mrf_centring import centred_graph
 from hybridpgm.infer.mrf_exact import _log_partition, _rows_per_call, _structure
 from hybridpgm.infer.mrf_rows import by_rows, needs_graph
 from hybridpgm.precision_scope import exact_dtype, exact_precision
@@ -83,7 +90,9 @@ def _entropy(fg: FactorGraph, whole: bool) -> torch.Tensor:
 
 def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log Z [B], E_p[s] [B])`` of a batch that fits, from one contraction of the tempered models and its
-    gradient in :math:`\\beta`; differentiable in the potentials where ``create_graph``."""
+    gradient in :math:`\\beta`, both of the centred tables (the module docstring's **Precision**); differentiable in
+    the potentials where ``create_graph``."""
+    fg, _ = centred_graph(fg)
     beta = torch.ones(fg.batch_size, dtype=fg.unary.dtype, device=fg.unary.device, requires_grad=True)
 
     def scaled(t: torch.Tensor) -> torch.Tensor:
@@ -98,8 +107,9 @@ def _mean_score(fg: FactorGraph, create_graph: bool, query: str | None) -> tuple
 
 def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tensor, entropy: torch.Tensor) -> None:
     """Raise :class:`~hybridpgm.errors.ModelSpecError` where the rounding bound
-    :math:`\\epsilon (|\\log Z| + |\\mathbb E_p[s]|)` of :math:`H = \\log Z - \\mathbb E_p[s]` exceeds
-    :math:`0.01 \\max(1, |H|)`: huge finite penalties every allowed assignment pays (``-1e30`` as "forbidden"),
+    :math:`\\epsilon (|\\log Z| + |\\mathbb E_p[s]|)` of :math:`H = \\log Z - \\mathbb E_p[s]` (``log_z`` and
+    ``mean_score`` of the centred tables) exceeds :math:`0.01 \\max(1, |H|)`: huge finite penalties every allowed
+    assignment pays that the centring cannot take out (``-1e30`` as "forbidden"),
     where the difference keeps no significant digit and came back as any number (``-1.5e284``), not an entropy.
     Deferred to the one host read of :func:`~hybridpgm.fit`'s step inside it."""
     bound = torch.finfo(log_z.dtype).eps * (log_z.abs() + mean_score.abs())
@@ -108,10 +118,10 @@ def _check_precise(fg: FactorGraph, log_z: torch.Tensor, mean_score: torch.Tenso
     def error() -> ModelSpecError:
         rows = bad.nonzero().flatten().tolist()
         return ModelSpecError(f"exact entropy: model(s) {rows[:10]} have log Z = {float(log_z[rows[0]]):.3g} "
-                              f"({log_z.dtype}), so H = log Z - E[score] keeps no significant digit (rounding "
-                              f"bound {float(bound[rows[0]]):.3g}): every assignment the evidence allows pays a "
-                              f"huge penalty; use penalties well inside the dtype's precision (e.g. -1e4) or "
-                              f"evidence that leaves an assignment without one")
+                              f"(of the tables each less its maximum, {log_z.dtype}), so H = log Z - E[score] "
+                              f"keeps no significant digit (rounding bound {float(bound[rows[0]]):.3g}): every "
+                              f"assignment the evidence allows pays a huge penalty; use penalties well inside the "
+                              f"dtype's precision (e.g. -1e4) or evidence that leaves an assignment without one")
 
     check_or_defer(~bad.any(), error, "exact entropy: log Z is so large that H = log Z - E[score] keeps no "
                    "significant digit (huge penalties every allowed assignment pays)", ModelSpecError)

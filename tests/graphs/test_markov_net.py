@@ -297,16 +297,26 @@ def test_a_log_partition_by_max_product_bp_is_refused():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_log_prob_of_a_value_scoring_minus_inf_is_minus_inf_never_nan(dtype):
     """Penalties of finfo.min summing past the range score -inf: log_prob is -inf there (brute force), and where
-    every value scores -inf (log Z = -inf too) -inf, not -inf - (-inf) = NaN."""
+    every value scores -inf (log Z = -inf too) -inf, not -inf - (-inf) = NaN.  Each table is taken less its maximum
+    (tests/graphs/test_mrf_log_prob_shift.py), so "every value" needs every assignment to break two penalties of
+    tables that each allow one; two tables of finfo.min on all their states are constants, and the model is
+    uniform, as in exact arithmetic (its score was -inf before, from the overflowed sum of the constants)."""
     neg = torch.finfo(dtype).min
     hard = torch.tensor([[0.0, neg], [0.0, 0.0]], dtype=dtype)
     mrf = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], hard).add_factor("f2", ["a", "b"], hard.clone())
     values, rows = assignments(mrf)
     scores = mrf.score(values)
     assert torch.equal(mrf.log_prob(values), scores - scores.logsumexp(0))
-    dead = torch.full((2, 2), neg, dtype=dtype)
-    never = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], dead).add_factor("f2", ["a", "b"], dead.clone())
+    never = MarkovNet({"a": 2, "b": 2})
+    for i, allowed in enumerate([(0, 0), (0, 1), (1, 0)]):
+        table = torch.full((2, 2), neg, dtype=dtype)
+        table[allowed] = 0.0
+        never.add_factor(f"f{i}", ["a", "b"], table)
+    assert bool((never.score(values) == -math.inf).all())
     assert torch.equal(never.log_prob(values), torch.full((4,), -math.inf, dtype=dtype))
+    dead = torch.full((2, 2), neg, dtype=dtype)
+    constant = MarkovNet({"a": 2, "b": 2}).add_factor("f1", ["a", "b"], dead).add_factor("f2", ["a", "b"], dead.clone())
+    assert torch.equal(constant.log_prob(values), torch.full((4,), -math.log(4), dtype=dtype))
 
 
 def test_a_tensor_table_is_copied_so_loading_leaves_the_callers_tensor_alone():
