@@ -31,7 +31,6 @@ References:
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
@@ -42,14 +41,13 @@ from hybridpgm.checks import (check_device, generator_keywords, generator_or_non
                               positive_real, sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.dbm_likelihood import DBMLikelihood
-from hybridpgm.energy.layer_seed import layer_seed
+from hybridpgm.energy.dbm_pretraining import DBMPretraining
 from hybridpgm.energy.machine_options import DBMOptions
-from hybridpgm.energy.rbm import RBM
+from hybridpgm.energy.rbm_chains import without_autocast
 from hybridpgm.energy.sampling import bernoulli
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.infer.rounding_floor import rounding_floor
-from hybridpgm.rng_scope import keeping_global_rngs
 from hybridpgm.serialization import serializable
 from hybridpgm.softplus import softplus
 from hybridpgm.tensor_arguments import require_tensor
@@ -59,11 +57,12 @@ __all__ = ["DBM"]
 
 
 @serializable
-class DBM(DBMOptions, DBMLikelihood, nn.Module):
+class DBM(DBMOptions, DBMLikelihood, DBMPretraining, nn.Module):
     """Deep Boltzmann machine with Bernoulli units.
 
     :math:`\\log Z`, :math:`\\log p(v)` and the mean-field bound come from
-    :class:`~hybridpgm.energy.dbm_likelihood.DBMLikelihood`.
+    :class:`~hybridpgm.energy.dbm_likelihood.DBMLikelihood`; greedy layer-wise pretraining (:meth:`pretrain`,
+    :meth:`load_rbms`) from :class:`~hybridpgm.energy.dbm_pretraining.DBMPretraining`.
 
     :param sizes: layer sizes ``[V, H1, H2, ...]`` (at least two hidden layers
         for a *deep* BM; ``[V, H]`` is an RBM and is accepted).
@@ -252,20 +251,24 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
 
         On the CPU the mean field stops early at the tolerance of :meth:`mean_field`; on an accelerator, where each
         check would synchronise, it runs all ``mean_field_steps`` sweeps, so that the training step keeps its one
-        host read.
+        host read.  Autocast is off here, in :meth:`negative_phase` and in :meth:`gibbs_chain`
+        (:func:`~hybridpgm.energy.rbm_chains.without_autocast`): the CD/PCD surrogate, a small difference of two
+        large means, runs in the parameters' dtype under ``fit(precision="bf16"|"fp16")``, as an RBM's does.
 
         :param v: ``batch x V`` visible data, already checked (by the objective)."""
-        with torch.no_grad():
-            mu = self._mean_field(v, tol=1e-5 if reading_is_free(v) else None)
-        with torch.no_grad():
-            state = (v,) + tuple(bernoulli(m) for m in mu[1:])
-        return self._energy(mu), state
+        with without_autocast(v.device):
+            with torch.no_grad():
+                mu = self._mean_field(v, tol=1e-5 if reading_is_free(v) else None)
+                state = (v,) + tuple(bernoulli(m) for m in mu[1:])
+            return self._energy(mu), state
 
     def negative_phase(self, state) -> torch.Tensor:
-        """Free energy of the even layers (odd layers summed out), ``batch``.
+        """Free energy of the even layers (odd layers summed out), ``batch``, autocast off (see
+        :meth:`positive_phase`).
 
         :param state: every layer's ``batch x n_l`` chain states (as :meth:`gibbs_chain` gives)."""
-        return self._summed_out(state, keep=0)
+        with without_autocast(state[0].device):
+            return self._summed_out(state, keep=0)
 
     def init_chains(self, num_chains: int, *, generator: torch.Generator | None = None):
         """Every layer's ``num_chains x size`` start states, fair coins.
@@ -283,7 +286,8 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
 
     @torch.no_grad()
     def gibbs_chain(self, state, steps: int, *, generator: torch.Generator | None = None):
-        """``steps`` sweeps: odd layers given even, then even layers given odd.
+        """``steps`` sweeps: odd layers given even, then even layers given odd (autocast off, see
+        :meth:`positive_phase`).
 
         :param state: every layer's ``batch x size`` states (a tuple, as :meth:`init_chains` gives).
         :param int steps: the number of sweeps, a non-negative integer (``0`` returns ``state``).
@@ -294,10 +298,11 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
         steps = positive_int(steps, "DBM.gibbs_chain steps", minimum=0)
         generator = generator_or_none(generator, "DBM.gibbs_chain generator")
         x = list(state)
-        for _ in range(steps):
-            for parity in (1, 0):
-                for l in range(parity, len(x), 2):
-                    x[l] = bernoulli(torch.sigmoid(self.layer_logits(x, l)), generator=generator)
+        with without_autocast(self.weights[0].device):
+            for _ in range(steps):
+                for parity in (1, 0):
+                    for l in range(parity, len(x), 2):
+                        x[l] = bernoulli(torch.sigmoid(self.layer_logits(x, l)), generator=generator)
         return tuple(x)
 
     @torch.no_grad()
@@ -329,72 +334,3 @@ class DBM(DBMOptions, DBMLikelihood, nn.Module):
 
         self.check_parameters()
         return DBMAnnealingPath(self, data)
-
-    # ------------------------------------------------------------ pretraining
-    def pretrain(self, data: torch.Tensor, *, epochs: int | None = None, k: int = 1,
-                 checkpoints: Sequence[str | os.PathLike] | None = None, **fit_kwargs) -> list:
-        """Greedy layer-wise pretraining with the weight-doubling scheme of [1].
-
-        RBM ``l`` (between layers ``l`` and ``l+1``) is trained by CD-``k`` with its bottom-up input doubled
-        unless ``l+1`` is the top layer and its top-down input doubled unless ``l = 0``; layer ``l+1``'s data are
-        the doubled bottom-up probabilities.  The DBM takes the RBMs' weights; a middle layer's bias is the mean
-        of the hidden bias below and the visible bias above.
-
-        :param data: ``N x V`` training data.
-        :param int k: Gibbs steps of each layer's CD-``k`` (default ``1``).
-        :param epochs: passes over the data per layer, as :func:`hybridpgm.fit`'s ``epochs`` (``None``: one
-            pass, or ``max_steps`` steps per layer where ``fit_kwargs`` give it).
-        :param checkpoints: one checkpoint path per layer's RBM (``resume``, ``overwrite``, ... in ``fit_kwargs``
-            apply to each): a preempted pretraining resumes in the layer it stopped in, finished layers load.
-        :param fit_kwargs: passed to :func:`hybridpgm.fit` (``batch_size``, ``optim``, ``seed`` ...) for each
-            layer; not ``checkpoint`` (use ``checkpoints``).  With a ``seed`` each layer's RBM is also
-            initialised from it (and the layer's index), outside the caller's streams, so the result depends only
-            on the seed; without one the initialisation draws from torch's global generator.
-        :returns: the :class:`~hybridpgm.train.FitResult` of each layer.
-        :raises ConfigError: ``checkpoints`` is not one path per layer, ``fit_kwargs`` holds ``checkpoint``, or
-            a ``seed`` that is not an integer."""
-        from hybridpgm.energy.doubled_rbm import DoubledRBM
-        from hybridpgm.energy.greedy_stages import GreedyStages
-        from hybridpgm.infer.contrastive_divergence import ContrastiveDivergence
-
-        x = self.check_visible(data, "data")
-        results, rbms = [], []
-        stages = GreedyStages(checkpoints, self.num_layers, "DBM", fit_kwargs)  # warns of a layer resumed on new inputs
-        for l, path in zip(range(self.num_layers), stages.paths):
-            # its initial weights: from the seed (and l), not from the caller's stream
-            with keeping_global_rngs(layer_seed(fit_kwargs.get("seed"), l, "DBM.pretrain seed")):
-                rbm = RBM(self.sizes[l], self.sizes[l + 1], probabilities=l > 0 or self.probabilities)
-            rbm.to(self.weights[0])
-            doubled = DoubledRBM(rbm, up=2.0 if l + 1 < self.num_layers else 1.0, down=2.0 if l > 0 else 1.0)
-            results.append(stages.fit(l, ContrastiveDivergence(doubled, k), x, epochs=epochs, **path, **fit_kwargs))
-            rbm.to(self.weights[0].device)
-            rbms.append(rbm)
-            with torch.no_grad():
-                x = doubled.hidden_mean(x.to(self.weights[0].device))
-        self.load_rbms(rbms)
-        return results
-
-    @torch.no_grad()
-    def load_rbms(self, rbms: Sequence[RBM]) -> None:
-        """Compose pretrained RBMs (layer ``l`` to ``l+1`` each): take their weights; a middle
-        layer's bias is the mean of the hidden bias below and the visible bias above [1].
-
-        :param rbms: one Bernoulli :class:`~hybridpgm.energy.RBM` per pair of layers, bottom first.
-        :raises ModelSpecError: not one Bernoulli :class:`~hybridpgm.energy.RBM` per pair of layers, of
-            matching sizes."""
-        rbms = list(rbms)
-        odd = [type(r).__name__ if not isinstance(r, RBM) else "a Gaussian RBM" for r in rbms
-               if not isinstance(r, RBM) or r.gaussian]
-        if odd:
-            raise ModelSpecError(f"DBM.load_rbms needs Bernoulli RBMs, got {odd}")
-        if len(rbms) != self.num_layers or any(
-                (r.num_visible, r.num_hidden) != (self.sizes[l], self.sizes[l + 1]) for l, r in enumerate(rbms)):
-            got = [(r.num_visible, r.num_hidden) for r in rbms]
-            raise ModelSpecError(f"DBM {self.sizes} cannot take RBMs of sizes {got}")
-        for l, rbm in enumerate(rbms):
-            self.weights[l].copy_(rbm.weight)
-        self.biases[0].copy_(rbms[0].visible_bias)
-        self.biases[-1].copy_(rbms[-1].hidden_bias)
-        for l in range(1, self.num_layers):
-            self.biases[l].copy_((rbms[l - 1].hidden_bias + rbms[l].visible_bias) / 2)
-

@@ -47,7 +47,7 @@ from hybridpgm.checks import (check_device, generator_keywords, generator_or_non
                               sample_count)
 from hybridpgm.data.validation import as_model_dtype, check_unit_values
 from hybridpgm.energy.machine_options import RBMOptions
-from hybridpgm.energy.rbm_chains import RBMChains
+from hybridpgm.energy.rbm_chains import RBMChains, without_autocast
 from hybridpgm.energy.rbm_likelihood import RBMLikelihood
 from hybridpgm.energy.sampling import bernoulli, standard_normal
 from hybridpgm.errors import DataError, ModelSpecError
@@ -323,10 +323,14 @@ class RBM(RBMOptions, RBMLikelihood, RBMChains, nn.Module):
     @torch.no_grad()
     def _gibbs(self, v: torch.Tensor, steps: int, h: torch.Tensor | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """:meth:`gibbs` without its checks: the chains of contrastive divergence and checked starts."""
-        for _ in range(steps):
-            v = self._sample_visible(self._sample_hidden(v, generator) if h is None else h, generator)
-            h = None
+        """:meth:`gibbs` without its checks: the chains of contrastive divergence and checked starts.  Under
+        :func:`torch.autocast` the sweeps run with it off, in the parameters' dtype
+        (:func:`~hybridpgm.energy.rbm_chains.without_autocast`): bfloat16 conditionals drew other states, and
+        returned them in bfloat16."""
+        with without_autocast(v.device):
+            for _ in range(steps):
+                v = self._sample_visible(self._sample_hidden(v, generator) if h is None else h, generator)
+                h = None
         return v
 
     @torch.no_grad()

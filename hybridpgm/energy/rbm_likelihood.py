@@ -177,7 +177,9 @@ class RBMLikelihood:
         ``_free_energy``, ``_visible_term``, ``hidden_logits`` or ``_scaled`` gets the gaps from flipped copies
         through its own ``_free_energy`` instead, in chunks of units under the same memory budget
         (:math:`O(\text{batch} \cdot V \cdot (V + H))` time).  Data in :math:`[0, 1]` (``probabilities=True``)
-        flip to :math:`1 - v_i`.  Returns ``batch``, without a gradient.
+        flip to :math:`1 - v_i`.  Returns ``batch``, without a gradient.  Under :func:`torch.autocast` it is
+        computed with autocast off, in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`): a
+        gap is a small difference of two free energies, which bfloat16 products moved by up to 0.03 nats.
 
         :param v: binary visible data ``batch x V`` (any leading shape, or one row ``V``: a 0-d result), checked by
             :meth:`check_visible` (values in :math:`[0, 1]` with ``probabilities=True``).
@@ -195,31 +197,34 @@ class RBMLikelihood:
         if self.gaussian:
             raise ConfigError("pseudo_log_likelihood is defined for Bernoulli visible units only")
         v = self.check_visible(v)
-        if exact:
-            if _plain_free_energy(self):
-                gaps = _flip_gaps(v, self.hidden_logits(v), self.weight, self.visible_bias)
-            else:
-                gaps = _flip_gaps_through(self._free_energy, v, self.num_hidden)
-            return F.logsigmoid(gaps).sum(-1)
-        free = self._free_energy(v)
-        index = torch.randint(self.num_visible, v.shape[:-1], device=v.device, generator=generator)
-        flip = F.one_hot(index, self.num_visible).to(v.dtype)
-        flipped = (v - flip).abs()
-        return self.num_visible * F.logsigmoid(self._free_energy(flipped) - free)
+        with exact_precision(device=self.weight.device):
+            if exact:
+                if _plain_free_energy(self):
+                    gaps = _flip_gaps(v, self.hidden_logits(v), self.weight, self.visible_bias)
+                else:
+                    gaps = _flip_gaps_through(self._free_energy, v, self.num_hidden)
+                return F.logsigmoid(gaps).sum(-1)
+            free = self._free_energy(v)
+            index = torch.randint(self.num_visible, v.shape[:-1], device=v.device, generator=generator)
+            flip = F.one_hot(index, self.num_visible).to(v.dtype)
+            flipped = (v - flip).abs()
+            return self.num_visible * F.logsigmoid(self._free_energy(flipped) - free)
 
     @torch.no_grad()
     def reconstruction_error(self, v: torch.Tensor) -> torch.Tensor:
         """Mean over the batch of :math:`\\|v - E[v \\mid h = E[h \\mid v]]\\|^2` (a monitor, not a likelihood).
 
         :param v: ``batch x V`` visible data (any leading shape: the mean is over all its rows), checked by
-            :meth:`check_visible`.  Returns a 0-d tensor, without a gradient.
+            :meth:`check_visible`.  Returns a 0-d tensor, without a gradient; under :func:`torch.autocast` computed
+            with it off, in the model's dtype (:class:`~hybridpgm.precision_scope.exact_precision`).
         :raises DataError: bad ``v`` (see :meth:`check_visible`) or an empty batch (no mean to take)."""
         v = self.check_visible(v)
         check_empty(v, "RBM.reconstruction_error data 'v'")
-        h = torch.sigmoid(self.hidden_logits(v))
-        param = self.visible_param(h)
-        mean = param if self.gaussian else torch.sigmoid(param)
-        return ((v - mean) ** 2).sum(-1).mean()
+        with exact_precision(device=self.weight.device):
+            h = torch.sigmoid(self.hidden_logits(v))
+            param = self.visible_param(h)
+            mean = param if self.gaussian else torch.sigmoid(param)
+            return ((v - mean) ** 2).sum(-1).mean()
 
 
 def _plain_free_energy(model) -> bool:

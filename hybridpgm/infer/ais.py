@@ -51,6 +51,7 @@ import torch
 
 from hybridpgm.checks import generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 
@@ -325,9 +326,13 @@ class AIS(AnnealedEstimator):
         )
 
     @torch.no_grad()
+    @autocast_off
     def __call__(self, model: Any, data: torch.Tensor | None = None, *,
                  generator: torch.Generator | None = None) -> AISResult:
         """Estimate :math:`\\log Z` of ``model`` (or of an annealing path).
+
+        Under :func:`torch.autocast` it runs with autocast off, in the model's dtype
+        (:func:`~hybridpgm.infer.autocast_off.autocast_off`): the same estimate as outside it.
 
         :param data: optional ``N x V`` training data; sets the base-rate model's
             visible biases to the data's log-odds [2], which makes AIS far more accurate.

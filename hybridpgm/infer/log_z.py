@@ -67,6 +67,7 @@ import torch
 from hybridpgm.checks import flag, generator_keywords, generator_or_none, positive_int, positive_real
 from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
+from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.warning_origin import users_stacklevel
 
@@ -118,6 +119,7 @@ class LogZEstimate(PortableResult):
 
 
 @torch.no_grad()
+@autocast_off
 def model_samples(model: Any, num: int, sweeps: int = 1000, data: torch.Tensor | None = None, *,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """``num x V`` visible samples of an RBM or DBM after ``sweeps`` block-Gibbs sweeps.
@@ -158,13 +160,16 @@ def _disagreement(results: dict[str, AISResult], num_stderr: float) -> list[str]
     return out
 
 
+@autocast_off
 def estimate_log_z(model: Any, data: torch.Tensor | None = None, *,
                    starts: Sequence[str] | dict[str, torch.Tensor] | None = None,
                    num_chains: int = 100, num_steps: int = 10000, schedule: str = "salakhutdinov",
                    chains: torch.Tensor | None = None, sample_sweeps: int = 1000,
                    min_ess: float = 0.1, num_stderr: float = 3.0, warn: bool = True,
                    generator: torch.Generator | None = None) -> LogZEstimate:
-    """:math:`\\log Z` of an RBM or DBM by AIS from several starts (module docstring).
+    """:math:`\\log Z` of an RBM or DBM by AIS from several starts (module docstring).  Under :func:`torch.autocast`
+    it runs with autocast off, in the model's dtype (:func:`~hybridpgm.infer.autocast_off.autocast_off`), as
+    :func:`model_samples` does.
 
     :param model: a model with ``annealing_path(data)`` and ``sample`` (RBM, DBM).
     :param data: ``N x V`` training data (the ``"data"`` start, and half the model chains' starts).

@@ -26,6 +26,13 @@ for *any* :math:`q`, so the returned ``log_z`` is a lower bound after any number
 of steps.  All steps are torch
 operations, so gradients flow into the potentials through the ``K`` sweeps [2].
 
+Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the sweeps and the bound run with autocast off
+for the potentials' device, on potentials in at least float32
+(:class:`~hybridpgm.precision_scope.exact_precision`, as the exact queries): autocast would run the
+:func:`~hybridpgm.graphs.factor_graph.expected_factor` einsums in the half precision (a bfloat16 field added to
+a float32 one).  A float32 model's result is then the float32 run's, bit for bit; networks computing neural
+potentials before the call still run under autocast.
+
 **References**
 
 [1] M. J. Wainwright, M. I. Jordan, *Graphical Models, Exponential Families,
@@ -45,9 +52,11 @@ from hybridpgm.checks import check_device, damping_of, positive_int, positive_re
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor, scatter_to_variables
 from hybridpgm.infer.mrf_colour_blocks import block_field, block_tables, colour_blocks
+from hybridpgm.infer.mrf_operands import _with_potentials
 from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.precision_scope import exact_precision
 from hybridpgm.transform_scope import under_torch_func
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -117,7 +126,15 @@ class MeanField:
         """``[B]`` the lower bound :math:`\\mathcal L(q) = \\mathbb E_q[\\theta(x)] + \\mathcal H(q) \\le \\log Z`.
 
         :param fg: the factor graph.
-        :param q: ``[B, V, C]`` fully factorised marginals :math:`q_v` (zero at invalid states)."""
+        :param q: ``[B, V, C]`` fully factorised marginals :math:`q_v` (zero at invalid states).
+
+        Under autocast, computed with it off, in at least float32 (as :meth:`__call__`)."""
+        with exact_precision(fg.unary, q, *[g.log_potentials for g in fg.groups]) as (unary, q, *pots):
+            return MeanField._elbo(_with_potentials(fg, unary, pots), q)
+
+    @staticmethod
+    def _elbo(fg: FactorGraph, q: torch.Tensor) -> torch.Tensor:
+        """:meth:`elbo` in the operands' dtype, the autocast state as it is."""
         valid = fg.valid
         log_q = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny)).masked_fill(~valid, 0.0)
         unary = fg.unary.masked_fill(~valid, 0.0)
@@ -144,9 +161,21 @@ class MeanField:
         :raises ModelSpecError: when an update leaves no finite field on a variable's states (NaN :math:`q`: the
             expected log-potentials of its factors sum past the dtype's range, as hard constraints written as
             ``finfo.min`` do), naming the variable; found at the per-sweep convergence read, at no extra cost.
+
+        Under :func:`torch.autocast` the sweeps run with autocast off for the potentials' device, on potentials
+        (and ``init``) in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`): ``log_z`` and
+        ``marginals`` of a float32 graph are the float32 run's, exactly; outside autocast, in the potentials' dtype.
         """
+        if init is not None:
+            init = _check_init(init, fg)  # against the caller's dtype, before any promotion
+        with exact_precision(fg.unary, init, *[g.log_potentials for g in fg.groups]) as (unary, init, *pots):
+            return self._sweeps(_with_potentials(fg, unary, pots), init)
+
+    def _sweeps(self, fg: FactorGraph, init: torch.Tensor | None) -> MeanFieldResult:
+        """:meth:`__call__` from a checked ``init`` (or ``None``), in the potentials' dtype, the autocast state as
+        it is."""
         theta = fg.masked_unary()
-        q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
+        q = torch.softmax(theta, dim=-1) if init is None else init
         colors = fg.colors if fg.colors is not None else torch.zeros(
             fg.num_vars, dtype=torch.long, device=q.device)
         blocks = [b for b in colour_blocks(fg, colors) if b.variables.numel() > 0]
@@ -179,7 +208,7 @@ class MeanField:
             if tol > 0 and delta < max(tol, floor):  # tol=0: every sweep, as documented
                 converged = True
                 break
-        return MeanFieldResult(self.elbo(fg, q), q, converged, it)
+        return MeanFieldResult(self._elbo(fg, q), q, converged, it)
 
 
 def _check_init(init, fg: FactorGraph) -> torch.Tensor:

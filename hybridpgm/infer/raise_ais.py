@@ -45,6 +45,7 @@ import torch
 from hybridpgm.checks import generator_or_none, positive_int, positive_real
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.infer.ais import AnnealedEstimator, check_base_data, path_draws
+from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.infer.raise_result import RAISEResult
 from hybridpgm.options import Option
@@ -104,9 +105,14 @@ class RAISE(AnnealedEstimator):
         return total
 
     @torch.no_grad()
+    @autocast_off
     def __call__(self, model: Any, v: torch.Tensor, data: torch.Tensor | None = None, *,
                  generator: torch.Generator | None = None) -> RAISEResult:
         """Estimate :math:`\\log p(v)` of each test point of ``v``.
+
+        Under :func:`torch.autocast` it runs with autocast off, in the model's dtype
+        (:func:`~hybridpgm.infer.autocast_off.autocast_off`), as do :func:`log_likelihood_bounds` and
+        :func:`~hybridpgm.infer.log_z.estimate_log_z`.
 
         :param torch.Tensor v: test points ``N x V``, where the batch shape ``N`` may have any number of
             dimensions (one point ``V``, or ``N1 x N2 x V``), as the model's ``check_visible`` accepts;
@@ -296,6 +302,7 @@ class LikelihoodBounds(PortableResult):
                         "ais": self.log_z.to_dict()})
 
 
+@autocast_off
 def log_likelihood_bounds(model: Any, v: torch.Tensor, data: torch.Tensor | None = None, *,
                           log_z: LogZEstimate | None = None, raise_: RAISE | None = None,
                           num_stderr: float = 3.0, generator: torch.Generator | None = None,

@@ -208,8 +208,11 @@ class FitResult:
         (``deepcopy`` copies them with their parameters, as it copies a module).
     :param device: the device the module was trained on.
     :param stopped_early: whether a callback asked to stop (default ``False``).
-    :param skipped_steps: player -> steps skipped for a non-finite loss or
-        gradient (only with ``fit(..., skip_nonfinite=True)``; else all zero; default empty).
+    :param skipped_steps: player -> steps skipped: for a non-finite loss or gradient under
+        ``fit(..., skip_nonfinite=True)``, and under ``precision="fp16"`` those whose scaled gradients overflowed,
+        which the gradient scaler skips (a few at the start of a run are its warm-up; many in a row warn:
+        :mod:`hybridpgm.train.scaler_step`).  The history holds a skipped step's loss all the same (under fp16 a
+        finite one, at the parameters the step left unchanged).  All zero otherwise; default empty.
     :param loss_explosions: player -> ``(first loss, last loss)`` for players
         whose loss rose above :data:`EXPLOSION_FACTOR` times the first loss's
         magnitude (floored at 1; see :func:`loss_explosions`: a loss falling

@@ -27,6 +27,7 @@ from hybridpgm.train.distributed import DistributedContext
 from hybridpgm.train.divergence import diverged_error, failed_elsewhere
 from hybridpgm.train.finite_checks import _all_finite, _sums
 from hybridpgm.train.fit_options import inference_mode_error, needs_closure
+from hybridpgm.train.scaler_step import scaled_step, unscaled_overflow
 
 __all__ = ["PRECISIONS", "Player", "autocast_for"]
 
@@ -87,6 +88,8 @@ class Player:
     :ivar names: the parameters' names in the module (for error messages).
     :ivar skip_nonfinite: skip (and count in :attr:`skipped`) a step whose loss
         or gradient is not finite, instead of raising.
+    :ivar skipped: the steps skipped, under ``skip_nonfinite`` or by the fp16 gradient scaler
+        (:mod:`hybridpgm.train.scaler_step`, with ``overflows_in_a_row`` and ``warned_overflow``); checkpointed.
     :ivar closure_step: whether the optimizer's ``step`` needs a closure
         (:func:`~hybridpgm.train.fit_options.needs_closure`), read once here rather than at every step.
     """
@@ -100,6 +103,8 @@ class Player:
     skip_nonfinite: bool = False
     skipped: int = 0
     closure_step: bool = field(init=False, default=False)
+    overflows_in_a_row: int = field(init=False, default=0)
+    warned_overflow: bool = field(init=False, default=False)
 
     def __post_init__(self):
         self.closure_step = needs_closure(self.optimizer)
@@ -130,7 +135,10 @@ class Player:
         the error path): each rank keeps a reference to its own gradients, which the all-reduce replaces
         without writing into them, so the steps that do not diverge pay no pass over them and no collective.
         With an fp16 gradient scaler, non-finite gradients are the scaler's to
-        skip (it lowers its scale), so only the loss is checked.
+        skip (it lowers its scale), so only the loss is checked; the gradients are unscaled before the read, which
+        takes the scaler's overflow flag along, and a step the scaler skips is counted in :attr:`skipped`, its
+        loss (at the parameters the step left unchanged) returned as any other
+        (:mod:`hybridpgm.train.scaler_step`, which warns once when many steps in a row are skipped).
 
         The models' messages name the step, the player and, when the batch was
         split, the micro-batch (:func:`~hybridpgm.train.micro_batches.micro_batch_origin`).
@@ -177,6 +185,9 @@ class Player:
         else:
             total = context.all_reduce_gradients(self.params, extra=total)
         grads = [] if self.scaler else [p.grad for p in self.params if p.grad is not None]
+        # fp16: unscaled now, so that the scaler's overflow flag rides in the one read below (nothing trainable,
+        # nothing scaled: no flag)
+        overflow = unscaled_overflow(self.scaler, self.optimizer, device) if self.scaler and trainable else None
         # read in the loss's own precision (at least float32): a float64 loss reaches the history, the callbacks
         # and ReduceLROnPlateau unrounded, and a finite one above 3.4e38 does not read as inf; the float32 sums
         # convert exactly, so the finiteness test of the gradients is unchanged
@@ -186,7 +197,10 @@ class Player:
             flags = torch.cat([flags, faults.to(dtype)])
         elif pending.flags:  # the models' deferred data checks ride along in the same read
             flags = torch.cat([flags, pending.all_passed(device).to(dtype).reshape(1)])
+        if overflow is not None:
+            flags = torch.cat([flags, overflow.to(dtype)])
         value, *read = flags.tolist()
+        overflowed = overflow is not None and read.pop() > 0
         diverged: list[int] = []
         if ranks > 1:
             read, faults = read[:-2 * ranks], read[-2 * ranks:]
@@ -208,25 +222,20 @@ class Player:
             if self.skip_nonfinite:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.skipped += 1
+                if overflow is not None:  # the scaler unscaled: it takes the skip (lowering its scale on overflow)
+                    self.scaler.update()
                 return value
             raise diverged_error(self, value, step, checkpoint, objective, micro_batches, context, diverged,
                                  self._gradient_ranks(value, own, context, device))
         del own  # this rank's own gradients: freed before the optimizer allocates its own
         if not trainable:  # every parameter frozen: nothing to step, and no step for its scheduler to follow
             return value
-        if self.scaler:
-            self.scaler.unscale_(self.optimizer)
-        if clip_grad_norm is not None:
+        if clip_grad_norm is not None and not overflowed:  # (an overflowed step is skipped: nothing to clip)
             torch.nn.utils.clip_grad_norm_(self.params, clip_grad_norm)
         if self.closure_step:  # L-BFGS: re-evaluates the loss and gradients as it searches
             self.optimizer.step(self._closure(evaluate, total, context, clip_grad_norm, trainable))
-        elif self.scaler:
-            # the scaler skips the optimizer's step where the gradients overflowed (and lowers its scale); the
-            # schedule follows the steps taken, as under skip_nonfinite (one read of the scale, with a scheduler)
-            scale = self.scaler.get_scale() if self.scheduler is not None else None
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if scale is not None and self.scaler.get_scale() < scale:
+        elif self.scaler:  # skipped where the gradients overflowed; the schedule follows the steps taken
+            if not scaled_step(self, overflowed, step, warn=context.is_main):
                 return value
         else:
             self.optimizer.step()

@@ -133,8 +133,8 @@ def fit(
         to ``None``): those train without a schedule.
         :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` is stepped with the
         player's loss of the step.
-    :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"``
-        (autocast and a gradient scaler per player).
+    :param precision: ``None``/``"fp32"``, ``"bf16"`` (autocast) or ``"fp16"`` (autocast and a gradient scaler per
+        player, whose skipped steps count in ``FitResult.skipped_steps``: :mod:`hybridpgm.train.scaler_step`).
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
         ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
     :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is
@@ -196,9 +196,9 @@ def fit(
         one recorded.  ``None`` records ``{}``; a checkpoint written before ``config`` was recorded resumes
         without the comparison.  ``fit`` itself only records and compares it: the caller builds the model
         and the data from these settings.
-    :param skip_nonfinite: skip (and count, in ``FitResult.skipped_steps``) a
-        player's step whose loss or averaged gradient is NaN/inf, as AMP's
-        gradient scaler does, instead of raising :class:`TrainingDivergedError`.
+    :param skip_nonfinite: skip (and count, in ``FitResult.skipped_steps``, with the steps fp16's gradient scaler
+        skips) a player's step whose loss or averaged gradient is NaN/inf, as AMP's gradient scaler does,
+        instead of raising :class:`TrainingDivergedError`.
     :param collective_timeout: seconds a collective of a multi-process run may
         wait (default 60 s on gloo/CPU, 300 s on NCCL, or
         ``HYBRIDPGM_DIST_TIMEOUT``); on a timeout, the error names the rank

@@ -21,7 +21,8 @@ The discriminator is the *inference model* :math:`q_\\phi(y \\mid x)`, :math:`q_
 
 :class:`AdversarialObjective` holds a generator and a discriminator, checks at construction that their shapes
 agree, and gives :meth:`~AdversarialObjective.log_q` and :meth:`~AdversarialObjective.log_qr`; every objective
-of :mod:`hybridpgm.infer.adversarial` is written through those two.
+of :mod:`hybridpgm.infer.adversarial` is written through those two, and they through
+:mod:`~hybridpgm.infer.adversarial.domain_log_q` (in at least float32 under :func:`torch.autocast`).
 
 References:
 
@@ -34,13 +35,14 @@ import functools
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hybridpgm.checks import (as_integer, check_player, generator_or_none, name_list, positive_real, sample_count,
                               shown_items)
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
+# log q from logits (in at least float32 under autocast): split off, still importable from here
+from hybridpgm.infer.adversarial.domain_log_q import log_q_from_logits, weighted_mean
 from hybridpgm.infer.adversarial.dry_run import _dry_run, _dtype_reference, dry_run_discriminator, floating_like
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
@@ -51,22 +53,6 @@ from hybridpgm.tensor_arguments import require_tensor
 
 __all__ = ["AdversarialGame", "AdversarialObjective", "adversarial_optim", "check_k", "dry_run_discriminator",
            "log_q_from_logits", "weighted_mean"]
-
-
-def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
-    """:math:`\\log q_\\phi(y \\mid x) = y \\log\\sigma(D) + (1 - y) \\log\\sigma(-D)`.
-
-    :param logits: ``batch`` discriminator logits :math:`D_\\phi(x)`.
-    :param y: the domain, ``0``/``1`` or a ``batch`` tensor of them.
-    :returns: ``batch`` log-probabilities (numerically stable for large logits).
-    """
-    y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)
-    return y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
-
-
-def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """:math:`\\sum_i w_i v_i` with ``weights`` (``batch``, summing to one), or the plain mean."""
-    return values.mean() if weights is None else (weights * values).sum()
 
 
 def check_k(k: Any, name: str = "k") -> int:

@@ -40,6 +40,7 @@ from torch import nn
 
 from hybridpgm.checks import flag
 from hybridpgm.infer.adversarial.base import check_k
+from hybridpgm.infer.adversarial.domain_log_q import log_sigmoid, softmax_weights
 from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 
@@ -82,10 +83,12 @@ class IWGAN(GAN):
         return self.generate(self.num_samples * check_k(num_groups, "IWGAN.grouped_samples num_groups"))
 
     def normalized_weights(self, logits: torch.Tensor) -> torch.Tensor:
-        """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one): a softmax over each column.
+        """:math:`\\tilde w` (``num_samples x n``, detached, columns summing to one): a softmax over each column,
+        in at least float32 under :func:`torch.autocast`
+        (:func:`~hybridpgm.infer.adversarial.domain_log_q.softmax_weights`).
 
         :param logits: ``num_samples x n`` discriminator logits, :math:`\\log w_i = D_\\phi(x_i)`."""
-        return torch.softmax(logits.detach(), dim=0)
+        return softmax_weights(logits, dim=0)
 
     def generator_step_loss(self, batch) -> torch.Tensor:
         """:math:`-\\sum_i \\tilde w_i \\log q^r_\\phi(0 \\mid x_i)` over each data point's ``num_samples`` samples,
@@ -96,7 +99,7 @@ class IWGAN(GAN):
         n = x.shape[0]
         logits = self.logits(self.grouped_samples(n)).reshape(self.num_samples, n)
         weights = self.normalized_weights(logits)
-        log_qr = torch.nn.functional.logsigmoid(logits)  # log q^r(0|x) = log q(1|x)
+        log_qr = log_sigmoid(logits)  # log q^r(0|x) = log q(1|x), in at least float32 under autocast
         return -(weights * log_qr).sum(0).mean()
 
     def discriminator_step_loss(self, batch) -> torch.Tensor:
@@ -112,5 +115,5 @@ class IWGAN(GAN):
             fake = self.grouped_samples(n)
         logits = self.logits(fake)
         weights = self.normalized_weights(logits.reshape(self.num_samples, n)).reshape(-1) / n
-        log_q_fake = torch.nn.functional.logsigmoid(-logits)
+        log_q_fake = log_sigmoid(-logits)
         return -0.5 * (self.log_q(x, 1).mean() + (weights * log_q_fake).sum())
