@@ -19,6 +19,10 @@ A step contracts two operands (rarely one) over named dims, in one of three semi
   (MAP; back-propagating through it recovers the argmax), found block by block so that the step holds about as
   much memory as its output (:data:`MAX_SUM_CHUNK_ELEMENTS`), not the whole broadcast sum.
 
+Within a :class:`~hybridpgm.graphs.row_shifts.RowShifts` scope, the ``"log"`` and ``"max"`` steps of its plan
+return their outputs less their per-row maxima, kept in float64 (the MRF's log-space queries and backward
+sampling: a float32 intermediate then never carries the running sum of the scores).
+
 :class:`~hybridpgm.graphs.contraction.ContractionPlan` precomputes :func:`pair_plan` and :func:`shift_plan` for
 every step when it is built and replays the kernels on every call.
 
@@ -34,6 +38,7 @@ import math
 
 import torch
 
+from hybridpgm.graphs.row_shifts import less_row_max
 from hybridpgm.graphs.tiny_ratio import tiny_ratio
 from hybridpgm.graphs.underflow_redo import redo_underflowed, shifted_logsumexp
 from hybridpgm.precision_scope import any_autocast, exact_precision
@@ -114,7 +119,9 @@ def log_einsum(equation, operands, shifts):
     The same computation as :func:`pyro.ops.einsum.torch_log.einsum`, with the
     bookkeeping precomputed by the plan (one small kernel sequence per step), and
     exact gradients where a shifted sum is small (:class:`LogOfSum`).  Under autocast it runs with autocast off,
-    on operands in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`).
+    on operands in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`).  Within a
+    :class:`~hybridpgm.graphs.row_shifts.RowShifts` of the step's plan, the output comes back less its per-row
+    maximum (:func:`~hybridpgm.graphs.row_shifts.less_row_max`).
     """
     if not any_autocast():
         return _log_einsum(equation, operands, shifts)
@@ -144,7 +151,7 @@ def _log_einsum(equation, operands, shifts):
         total = shift if total is None else total + shift
     summed = torch.einsum(equation, *exps)
     result = LogOfSum.apply(summed) + total
-    return _redo_underflowed(equation, operands, summed, result)
+    return less_row_max(_redo_underflowed(equation, operands, summed, result), shifts)
 
 
 def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: torch.Tensor) -> torch.Tensor:
@@ -213,8 +220,13 @@ def max_sum(args, ins, out):
     then the sum of each operand's entry at :math:`(o, r^*_o)`, in operand order (the same additions as the
     broadcast sum, so the same value to the last bit), and back-propagating through it sends each output's
     gradient to exactly the entries of its maximising configuration, as back-propagating through ``max``
-    does: the argmax back-tracking of MAP.
+    does: the argmax back-tracking of MAP.  Within a :class:`~hybridpgm.graphs.row_shifts.RowShifts` of the
+    step's plan, the output comes back less its per-row maximum (:func:`~hybridpgm.graphs.row_shifts.less_row_max`).
     """
+    return less_row_max(_max_sum(args, ins, out), out)
+
+
+def _max_sum(args, ins, out):
     union = list(out) + sorted({d for dims in ins for d in dims} - set(out), key=str)
     aligned = []
     for t, dims in zip(args, ins):

@@ -27,12 +27,16 @@ other models of the batch keep their probability-space answers.  Float32 models 
 more than about :math:`10^{16}` joint states are contracted in float64
 (:func:`probability_dtype`); other dtypes use log space throughout.
 
+**Log space** (and the max-sum of MAP) runs on max-shifted operands :math:`\\theta_{b,f} - m_{b,f}`, each step's
+output less its per-model maximum, the maxima summed in float64 and added back
+(:mod:`hybridpgm.infer.mrf_log_space`): no float32 intermediate carries the running sum of the scores.
+
 The most probable state (:func:`exact_map`) is the max-sum contraction on the same plan, back-tracked by its
 gradient [3].  Marginals are the gradient of :math:`\\log Z` with respect to the unary
 log-potentials [1] (computed with ``create_graph`` when the potentials require
-gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`) come from one contraction on the
-same plan and backward sampling along its steps [3]
-(:mod:`hybridpgm.graphs.plan_sampling`).
+gradients, so they stay differentiable).  Exact samples (:func:`exact_sample`, re-exported from
+:mod:`hybridpgm.infer.mrf_exact_sample`) come from one contraction on the same plan and backward sampling along its
+steps [3] (:mod:`hybridpgm.graphs.plan_sampling`).
 
 **Batches.**  Each model's answer comes from its own tables alone.  A batch whose largest intermediate exceeds
 :data:`EXACT_MAX_BYTES` while one model's fits is contracted in chunks of rows that fit
@@ -61,18 +65,17 @@ import math
 
 import torch
 
-from hybridpgm.checks import sample_count
-from hybridpgm.errors import EvidenceError, ModelSpecError
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
-from hybridpgm.graphs.plan_sampling import sample_plan
 from hybridpgm.graphs.tiny_ratio import tiny_log
 from hybridpgm.autograd_scope import with_autograd
-from hybridpgm.infer.mrf_operands import (_exactly, _folded, _operands, _prob_contract, _prob_operands,
-                                          _with_potentials, probability_dtype, probability_floor)
+from hybridpgm.infer.mrf_exact_sample import _sample, exact_sample  # noqa: F401 (re-exported)
+from hybridpgm.infer.mrf_log_space import log_space_contract
+from hybridpgm.infer.mrf_operands import (_exactly, _folded, _prob_contract, _with_potentials, probability_dtype,
+                                          probability_floor)
 from hybridpgm.infer.mrf_possible import _check_possible  # noqa: F401 (re-exported)
 from hybridpgm.infer.mrf_plan import _STRUCTURES, SEARCH_ABOVE, _Structure, _structure  # noqa: F401 (re-exported)
-from hybridpgm.infer.mrf_rows import by_rows, in_row_chunks, model_bytes, needs_graph
-from hybridpgm.keyword_alias import keyword_only_soon
+from hybridpgm.infer.mrf_rows import by_rows, model_bytes, needs_graph
 from hybridpgm.precision_scope import exact_precision
 
 __all__ = ["EXACT_MAP_MAX_WORK", "EXACT_MAX_BYTES", "SEARCH_ABOVE", "exact_is_cheap", "exact_log_partition",
@@ -195,7 +198,7 @@ def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, qu
     stacks, alone = _folded(fg, st, unary)
     work = probability_dtype(unary.dtype, st.log_states)
     if work is None:
-        log_z = st.plan(_operands(st, stacks, alone), "log")
+        log_z = log_space_contract(st, stacks, alone, "log")
         _check_possible(fg, log_z, query)
         return log_z
     z, shift = _prob_contract(st, [t.to(work) for t in stacks], [t.to(work) for t in alone])
@@ -205,8 +208,8 @@ def _log_partition_rows(fg: FactorGraph, st: _Structure, unary: torch.Tensor, qu
     if bool(ok.all()):
         return log_z
     bad = (~ok).nonzero().flatten()
-    again = st.plan(_operands(st, [t.index_select(0, bad) for t in stacks], [t.index_select(0, bad) for t in alone]),
-                    "log")
+    again = log_space_contract(st, [t.index_select(0, bad) for t in stacks], [t.index_select(0, bad) for t in alone],
+                               "log")
     log_z = log_z.index_copy(0, bad, again)
     _check_possible(fg, log_z, query)
     return log_z
@@ -295,79 +298,10 @@ def _map_exact(fg: FactorGraph) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _map(fg: FactorGraph, st: _Structure, query: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     delta = torch.zeros_like(fg.unary, requires_grad=True)
-    best = st.plan(_operands(st, *_folded(fg, st, fg.unary.detach() + delta)), "max")
+    best = log_space_contract(st, *_folded(fg, st, fg.unary.detach() + delta), "max")
     (onehot,) = torch.autograd.grad(best.sum(), delta)
     _check_possible(fg, best, query)
     return onehot.argmax(-1), best.detach()
-
-
-@keyword_only_soon("generator")
-def exact_sample(fg: FactorGraph, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Independent exact samples (given evidence), all drawn from one contraction (per chunk of rows).
-
-    Forward filtering, backward sampling on the cached plan (:func:`~hybridpgm.graphs.plan_sampling.sample_plan`):
-    one contraction of the batch (in probability space where :func:`exact_log_partition` contracts in it, the
-    models under the floor redone in log space), then the variables each step summed out, drawn in reverse step
-    order given those already drawn.  A batch over :data:`EXACT_MAX_BYTES` is sampled a chunk of rows at a time:
-    each row's samples still follow its exact conditional, but with a ``generator`` its draws differ from those of
-    one call over the whole batch (the uniforms are consumed chunk by chunk).
-
-    :param FactorGraph fg: the model, batch size ``B``.
-    :param int num_samples: ``N``.
-    :param generator: the source of randomness (on the model's device).
-    :returns: ``[N, B, V]`` long.
-    :raises EvidenceError: when the evidence of a model has probability zero.
-    """
-    return _sample(fg, sample_count(num_samples, "exact_sample num_samples"), generator)[0]
-
-
-def _sample(fg: FactorGraph, num_samples: int, generator: torch.Generator | None = None,
-            with_log_prob: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(samples [N, B, V], log p(x | evidence) [N, B] or None)``: the forward contraction in probability space
-    where queries use it (:func:`probability_dtype`), the models under the floor (or underflowing in a conditional)
-    sampled again, alone, in log space; under autocast in at least float32 (as :func:`_log_partition`)."""
-    return _exactly(_sample_exact, fg, num_samples, generator, with_log_prob)
-
-
-def _sample_exact(fg: FactorGraph, num_samples: int, generator: torch.Generator | None,
-                  with_log_prob: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    st = _structure(fg)
-    rows = _rows_per_call(st, fg.batch_size, fg.unary.dtype)
-    if rows < fg.batch_size:
-        x, log_z, log_p = in_row_chunks(fg, rows, lambda sub, _: _sample_rows(sub, st, num_samples, generator,
-                                                                              with_log_prob), (1, 0, 1))
-    else:
-        x, log_z, log_p = _sample_rows(fg, st, num_samples, generator, with_log_prob)
-    impossible = (log_z == -math.inf).nonzero().flatten().tolist()
-    if impossible:
-        raise EvidenceError(f"exact sampling: the evidence of model(s) {impossible} has probability zero")
-    return x, log_p
-
-
-def _sample_rows(fg: FactorGraph, st: _Structure, num_samples: int, generator: torch.Generator | None,
-                 with_log_prob: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``(samples [N, B, V], log Z [B], log p [N, B] or None)`` of a batch that fits, from one contraction."""
-    names = range(fg.num_vars)
-    with torch.no_grad():
-        stacks, alone = _folded(fg, st, fg.unary)
-        work = probability_dtype(fg.unary.dtype, st.log_states)
-        if work is None:
-            x, log_z, log_p, _ = sample_plan(st.plan, _operands(st, stacks, alone), names, num_samples, generator,
-                                             with_log_prob)
-        else:
-            ops, _ = _prob_operands(st, [t.to(work) for t in stacks], [t.to(work) for t in alone])
-            x, log_z, log_p, ok = sample_plan(st.plan, ops, names, num_samples, generator, with_log_prob, "prob")
-            ok &= log_z > math.log(probability_floor(work, st.log_states))
-            if not bool(ok.all()):
-                bad = (~ok).nonzero().flatten()
-                again = sample_plan(st.plan, _operands(st, [t.index_select(0, bad) for t in stacks],
-                                                       [t.index_select(0, bad) for t in alone]),
-                                    names, num_samples, generator, with_log_prob)
-                x[:, bad], log_z[bad] = again.x, again.log_z.to(log_z.dtype)
-                if log_p is not None:
-                    log_p[:, bad] = again.log_p.to(log_p.dtype)
-            log_p = log_p.to(fg.unary.dtype) if log_p is not None else None
-    return x, log_z, log_p
 
 
 def exact_is_cheap(fg: FactorGraph) -> bool:
