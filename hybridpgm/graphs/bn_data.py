@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hybridpgm.checks import positive_int, torch_readable
+from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_missing_entry,
@@ -38,7 +38,6 @@ from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _ho
                                         context_batch_features, missing_as_nan, outer_batch_dims,
                                         refuse_ambiguous_numbers, state_indices)
 from hybridpgm.train.deferred_checks import check_or_defer
-from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
@@ -311,10 +310,16 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         broadcast with those of the continuous parents in the CPDs.  Where the data's row count ``rows`` is known, that
         reading is taken only when the dim it puts at the data plate holds ``rows`` entries; else the input is
         ``[N, d...]`` (its first dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a
-        plate of the caller's keeps its ``d1 * d2`` features.
+        plate of the caller's keeps its ``d1 * d2`` features.  Where that reading puts one row at the data plate
+        (``[K, 1, F]``: one row per value of an enumerated site) the input is refused, whatever its first dim: the
+        network does not broadcast one row over ``rows`` (an input of ``[K, 1, F]`` for ``K != rows`` is refused
+        by :meth:`_rows`), and read rows first it would score row ``n`` with the context of value ``n`` where
+        ``K == rows``; an image ``[N, 1, d2]`` with a first feature dim of 1 is refused there too (pass it
+        flattened, ``[N, d2]``).
 
         :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
-            single one), or values :func:`~hybridpgm.graphs.bn_values._continuous` refuses.
+            single one), values :func:`~hybridpgm.graphs.bn_values._continuous` refuses, or an input read as one
+            row where ``rows`` are more and whose first dim holds ``rows`` (naming it, its shape and both fixes).
         """
         names = self.input_names
         if inputs is None:
@@ -335,6 +340,8 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             t = _continuous(t, dtype, device, f"context input '{k}'")
             batched = context_batch_features(t, outer)
             if rows is not None and t.dim() > 2 and batched.shape[-2] != rows and t.shape[0] == rows:
+                if batched.shape[-2] == 1:  # one row under the enclosing dims, or rows first: not guessed
+                    raise DataError(_one_row_or_rows_first(k, t, batched, rows))
                 batched = context_batch_features(t, 0)  # [N, d...]: the rows first, the features flattened
             out[k] = batched
         return out
@@ -357,42 +364,16 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                             f"got different row counts ({counts})")
         return next(iter(sizes.values()), 1 if num_samples is None else num_samples)
 
-    def _prior_weight(self, num_data, n: int) -> float:
-        r"""The weight :math:`w` of the Dirichlet priors (:math:`w \log \mathrm{Dir}(\theta; \alpha)`) in a model call
-        on a batch of ``n`` rows.
 
-        * With ``num_data`` (:math:`N`): :math:`w = n / N`, so that the per-batch losses, summed over an epoch or
-          over the micro-batches of one update, count the prior once per pass over the data.
-        * Without it, the batch stands for the whole data set: :math:`w = 1` per model call outside
-          :func:`hybridpgm.fit` (plain SVI: once per step), and inside ``fit`` the share
-          :math:`w_i = m_i / B` of the micro-batch (:func:`~hybridpgm.train.update_scope.micro_batch_share`:
-          1 for a batch that is not split), so that ``accumulate = M`` trains exactly as ``accumulate = 1``; on
-          :math:`R` ranks, whose gradients ``fit`` averages, :math:`m_i / (B R)`, so that they train as one
-          process with the batch of :math:`B R` rows.
-
-        Why :math:`m_i / B`: ``fit`` weights the loss :math:`L_i` of micro-batch :math:`i` by :math:`m_i / B`
-        (:math:`m_i` of the step's :math:`B` rows; :math:`S_i` its data term, :math:`\sum_i S_i = S`;
-        :math:`\ell = -\log \mathrm{Dir}(\theta; \alpha)`).  With :class:`~hybridpgm.infer.SVIObjective`'s
-        ``per_example=True``, :math:`L_i = (S_i + w_i \ell) / m_i`, so the step minimises
-        :math:`(S + \ell \sum_i w_i) / B`, the loss :math:`(S + \ell) / B` of the unsplit batch exactly when
-        :math:`\sum_i w_i = 1`; :math:`w_i = m_i / B` is also what ``num_data = B`` gives, the batch being the
-        whole data set.  With ``per_example=False``, :math:`L_i = S_i + w_i \ell` and the step minimises
-        :math:`\sum_i (m_i / B) (S_i + w_i \ell)`: again what ``num_data = B`` gives, the prior weighing as much
-        as the mean weight of a row (:math:`\sum_i m_i^2 / B^2` both), and for :math:`M` micro-batches of
-        :math:`B / M` rows exactly :math:`1 / M` times the loss of the unsplit batch (such a summed loss is not
-        intensive: ``fit``'s weights scale its data term as well).
-
-        :param num_data: the size of the full data set, ``None`` for none given.
-        :param n: the rows of this (micro-)batch.
-        :raises ConfigError: a ``num_data`` that is not a positive integer (``bool``, float, string refused).
-        :raises DataError: a ``num_data`` smaller than the batch (the full data set holds every batch).
-        """
-        if num_data is None:
-            share = micro_batch_share()
-            return 1.0 if share is None else share
-        num_data = positive_int(num_data, "BayesNet.model num_data (the size of the full data set)",
-                                error=ConfigError)
-        if num_data < n:
-            raise DataError(f"BayesNet.model num_data={num_data} (the size of the full data set) is smaller than "
-                            f"the {n} rows of this batch")
-        return n / num_data
+def _one_row_or_rows_first(name: str, t: torch.Tensor, batched: torch.Tensor, rows: int) -> str:
+    """The refusal of a context input ``t`` that reads as one row (``batched``, ``[*B, 1, F]``) under the enclosing
+    program's dims and whose first dim holds the data's ``rows``: neither reading is taken."""
+    feats = int(batched.shape[-1])
+    per_row = (*batched.shape[:-2], rows, feats)
+    return (f"context input '{name}' of shape {tuple(t.shape)} is ambiguous: under the batch dims the enclosing "
+            f"Pyro program claims left of the data plate (an enumerated site, a particle plate) it reads as one row "
+            f"{tuple(batched.shape)} (batch dims, 1 row, {feats} feature(s)), which the network does not broadcast "
+            f"over the data's {rows} rows, and read rows first (its first dim holds {rows} entries) row n would take "
+            f"entry n.  For one context per batch value and row, give it shape {per_row} (batch dims, rows, "
+            f"features; e.g. z[..., None].expand(*z.shape[:-1], {rows}, 1) for an enumerated z); for {rows} rows "
+            f"of features, flatten them: shape ({rows}, {t[0].numel()}), .reshape({rows}, -1)")

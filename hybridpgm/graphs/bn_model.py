@@ -24,7 +24,8 @@ from pyro.nn import pyro_method
 from hybridpgm.checks import generator_or_none, sample_count, site_prefix
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_barren_rows import BarrenRows
-from hybridpgm.graphs.bn_values import _is_table
+from hybridpgm.graphs.bn_examples import entries, one_row, rows_of_no_node, shared_values, single_example
+from hybridpgm.graphs.bn_plate import DataPlate, prior_weight
 from hybridpgm.handler_scope import isolated_from_handlers
 from hybridpgm.module_registration import registers_once
 from hybridpgm.param_store_scope import own_param_store
@@ -54,6 +55,19 @@ class BayesNetModel:
         and ranks change nothing).  A row's enumerated sites where the node and all its descendants are missing
         (barren: they sum to 1) give exactly 0 gradient, not rounding noise (:mod:`~hybridpgm.graphs.bn_barren_rows`).
 
+        **Inside a plate of the caller's.**  The rows are the plate at dim ``-1``.  Called inside a caller's
+        ``pyro.plate`` at dim ``-1`` (``with pyro.plate("data", N): z = bn.model(...)``), the model joins that plate
+        rather than opening its own: its sites are that plate's, so per-row sites of the caller's that read its
+        values (a neural decoder under a network prior) or that its context inputs read (an enumerated per-row
+        site) are in one plate with them, and enumeration sums each row's latents jointly.  In a sibling plate of
+        another name at dim ``-1`` they would be independent of the network's rows to Pyro, a wrong loss.  That
+        plate's size is the rows (``num_samples`` by default; data, inputs or ``num_samples`` of another count are
+        refused); its subsample scale ``N / B`` weighs the network's rows as the caller's; the priors are spread
+        over the rows, :math:`1/B` of the term each, and a subsampled plate's ``N`` is ``num_data`` where none
+        is given; no row is barren there (the caller's sites may read any node: every node keeps its gradient).
+        A plate over something else (groups, particles) takes ``dim=-2``: a batch dim of every row
+        (:mod:`~hybridpgm.graphs.bn_plate`).
+
         **Only parameters train.**  A :class:`~hybridpgm.graphs.cpd.Table` is learnable by default, but a network
         read by :func:`~hybridpgm.graphs.read_bif`, :func:`~hybridpgm.graphs.load_network` or
         :meth:`from_pgmpy` holds fixed tables (buffers) unless read with ``learnable=True``.  Training such a
@@ -74,29 +88,31 @@ class BayesNetModel:
         :param inputs: context inputs: dict name -> ``[N, ...]`` (or one tensor if
             there is a single context name).
         :param int num_samples: the rows ``N`` of the plate when neither ``data`` nor ``inputs`` have rows
-            (:meth:`sample` passes it with ``data=None``); ``None`` (the default): 1; 0 is refused
+            (:meth:`sample` passes it with ``data=None``); ``None`` (the default): 1, or the size of the caller's
+            plate at dim ``-1`` inside one; 0 is refused
             (:class:`DataError`).  Ignored where the data or the context inputs give the rows.  ``MCMC.run`` keeps
             a keyword of this name for itself (``mcmc.run(None, num_samples=2)`` is Pyro's ``TypeError``: got
             multiple values for argument 'num_samples'): bind it to the model instead,
             ``NUTS(poutine.condition(functools.partial(bn.model, num_samples=2), data=...))``, then
             ``mcmc.run(None)``.
-        :param int num_data: size of the full data set (for the prior weight), at least the batch's rows.
-        :param str prefix: prepended to the name of every sample site and of the plate (``prefix + "data"``,
+        :param int num_data: size of the full data set (for the prior weight), at least the batch's rows;
+            ``None`` (the default): none given, or inside a caller's subsampled plate that plate's size.
+        :param str prefix: prepended to the name of every sample site and of its own plate (``prefix + "data"``,
             ``prefix + "<node>"``, ...), so that two networks, even with the same node names, can share one Pyro
             program (see :doc:`/pyro_native`); ``""`` (the default) keeps the names above.  The parameters'
             names in Pyro's param store come from the network's ``name`` (see :class:`BayesNet`), not from it.
         :returns: dict node -> ``[N]`` values (with enumeration dims when enumerated), keyed by node name.
         :raises ConfigError: a ``num_data`` that is not a positive integer, or a ``prefix`` that is not a string.
-        :raises DataError: data of 0 rows, context inputs of another number of rows than the data, a
-            ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a row whose observed state has
-            probability 0 given its parents' observed values and, under enumeration, whatever the values of its
-            missing parents (a structural zero; checked under Pyro's validation, naming the rows and the nodes;
-            rows that an enclosing :func:`pyro.poutine.mask` masks out are not judged), a value outside a node's
-            states, a continuous node with a missing entry, or continuous data (a
-            continuous node's column, a context input) of a floating dtype of higher precision than the network's:
-            float64 data for a float32 network is refused, not rounded
-            (the message names the column and both dtypes; convert the data, or the network with ``.to``).
-            Discrete columns may have any real dtype.
+        :raises DataError: data of 0 rows, context inputs of another number of rows than the data (a context read as one
+            row under an enumeration, ``[K, 1, F]``, beside more rows included), rows of another count than a caller's
+            plate at dim ``-1`` (naming it), a ``num_data`` smaller than the batch, a mask :meth:`columns` refuses, a
+            row whose observed state has probability 0 given its parents' observed values and, under enumeration,
+            whatever the values of its missing parents (a structural zero; checked under Pyro's validation, naming the
+            rows and the nodes; rows that an enclosing :func:`pyro.poutine.mask` masks out are not judged), a value
+            outside a node's states, a continuous node with a missing entry, or continuous data (a continuous node's
+            column, a context input) of a floating dtype of higher precision than the network's: float64 data for a
+            float32 network is refused, not rounded (the message names the column and both dtypes; convert the data, or
+            the network with ``.to``). Discrete columns may have any real dtype.
         :raises ModelSpecError: a node named like a site derived from another node's name for these data
             (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both; CPDs of two dtypes
             (a float64 neural CPD beside float32 tables), naming a node of each, as the exact queries do
@@ -105,23 +121,28 @@ class BayesNetModel:
         prefix = site_prefix(prefix, "BayesNet.model")
         self.check()
         _check_one_dtype(self)
+        plate = DataPlate(prefix)  # the caller's plate at dim -1, joined, or one of its own
         cols = self.columns(data, mask)
+        num_samples = plate.rows if num_samples is None else num_samples
         ctx = self._inputs(inputs, int(next(iter(cols.values())).shape[0]) if cols else num_samples)
         n = self._rows(cols, ctx, num_samples)
         if n == 0:
             raise DataError("BayesNet.model got data of 0 rows; a Pyro plate cannot be empty")
-        weight = self._prior_weight(num_data, n)
+        plate.check(n)  # refuses a caller's plate of another size
+        weight = prior_weight(plate.full_size(num_data), n)
         cpds = self._cpd_map  # registered on entry (registers_once)
         for v, c in cpds.items():
             if getattr(c, "prior", None) is not None:
-                pyro.factor(f"{prefix}{v}_prior", c.log_prior() * weight)
+                pyro.factor(f"{prefix}{v}_prior", plate.prior_factor(c.log_prior() * weight, n))
         x: dict = {}
         enum = {"enumerate": "parallel"}
         observed = self._observed_columns(cols)
         self._check_site_names(observed, prefix)
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
         barren = BarrenRows(self._dag_index().children, self._order, observed, enumerated, prefix)
-        with pyro.plate(prefix + "data", n, dim=-1), barren.recorder:
+        # in a caller's plate the caller's per-row sites may read any node (a decoder under the network): none barren
+        latent = barren.site if plate.caller is None else _summed_as_is
+        with plate.open(n), barren.recorder:
             for v in self._order:
                 c = cpds[v]
                 obs, obs_mask = observed.get(v, (None, False))
@@ -137,13 +158,13 @@ class BayesNetModel:
                     self._check_possible(v, fn, obs, None, observed, enumerated, prefix)
                     x[v] = pyro.sample(prefix + v, fn, obs=obs, infer=enum)
                 elif obs_mask is False:
-                    x[v] = pyro.sample(prefix + v, barren.site(fn, v), infer=enum)
+                    x[v] = pyro.sample(prefix + v, latent(fn, v), infer=enum)
                 else:  # Pyro's obs_mask, keeping the enumeration flag on the latent half
                     self._check_possible(v, fn, obs, obs_mask, observed, enumerated, prefix)
                     with poutine.mask(mask=obs_mask):
                         seen = pyro.sample(f"{prefix}{v}_observed", fn, obs=obs)
                     with poutine.mask(mask=~obs_mask):
-                        hidden = pyro.sample(f"{prefix}{v}_unobserved", barren.site(fn, v), infer=enum)
+                        hidden = pyro.sample(f"{prefix}{v}_unobserved", latent(fn, v), infer=enum)
                     x[v] = torch.where(obs_mask, seen, hidden)
         barren.complete = True  # the barren rows of the latent sites are known now (their log_prob, taken later)
         return x
@@ -267,16 +288,16 @@ class BayesNetModel:
         if not self._cpd_map:  # no node, nothing to trace: the rows' shape is read from the data themselves
             self.columns(values)  # refuses a column or an array shape of no such network
             self._inputs(inputs)  # refuses any input: the network has none
-            return torch.zeros(_rows_of_no_node(values), dtype=self.dtype, device=self.device)
-        single = _single_example(values)
+            return torch.zeros(rows_of_no_node(values), dtype=self.dtype, device=self.device)
+        single = single_example(values)
         if single:
-            values = {v: _one_row(x) for v, x in _entries(values)}
+            values = {v: one_row(x) for v, x in entries(values)}
             if hasattr(inputs, "items"):  # input name -> that row's features
-                inputs = {k: _one_row(x) for k, x in inputs.items()}
+                inputs = {k: one_row(x) for k, x in inputs.items()}
             elif torch.is_tensor(inputs) or isinstance(inputs, np.ndarray):
-                inputs = _one_row(inputs)  # anything else goes on as given, to be read (or refused) as a batch's
+                inputs = one_row(inputs)  # anything else goes on as given, to be read (or refused) as a batch's
         else:
-            values = _shared_values(values)
+            values = shared_values(values)
         cols = self.columns(values)
         missing = [v for v in self.nodes if v not in cols]
         if missing:
@@ -290,6 +311,11 @@ class BayesNetModel:
         tr.compute_log_prob(site_filter=lambda name, site: name in self._cpd_map)
         out = sum(tr.nodes[v]["log_prob"] for v in self.nodes)
         return out[..., 0] if single else out
+
+
+def _summed_as_is(fn, v):
+    """A missing node's site distribution ``fn`` as it is (no row barren), in a plate of the caller's."""
+    return fn
 
 
 def _check_one_dtype(bn) -> None:
@@ -307,85 +333,3 @@ _VMAP_LOG_PROB = ("BayesNet.log_prob does not support torch.func.vmap: it reads 
                   "the tables on the host, which vmap's batched tensors cannot give.  It is batched already: pass the "
                   "rows as one batch, {node: tensor of shape [N]} or an [N, len(nodes)] tensor, and it scores all N "
                   "at once (an [N] result); for several weight sets, loop over them")
-
-
-def _rows_of_no_node(values) -> tuple[int, ...]:
-    """The shape of the rows ``values`` holds for a network without nodes (whose :meth:`columns` are ``{}``, the rows
-    lost): ``(N,)`` for an ``[N, 0]`` tensor or array, a list of ``N`` empty rows or a data frame of ``N`` rows (the
-    first of a ``(values, mask)`` pair), ``()`` for a mapping of no entry or ``None`` (one example of no value)."""
-    if isinstance(values, (tuple, list)) and len(values) == 2 and all(map(_is_table, values)):
-        values = values[0]  # (values, mask), as columns() reads the pair
-    if values is None or (hasattr(values, "items") and not hasattr(values, "columns")):
-        return ()
-    return (int(values.shape[0]),) if hasattr(values, "shape") else (len(values),)
-
-
-def _single_example(values) -> bool:
-    """Whether ``values`` is one example: a dict (anything with ``items`` but no ``columns``: not a data frame)
-    holding at least one value, every value 0-d (a 0-d tensor or array, a number, a state name, a missing
-    marker)."""
-    if not hasattr(values, "items") or hasattr(values, "columns"):
-        return False
-    items = [x for _, x in values.items()]  # a pandas Series too (whose ``values`` is its array, not a method)
-    return bool(items) and all(map(_zero_d, items))
-
-
-def _entries(values) -> list:
-    """The ``(key, value)`` pairs of the mapping ``values``.  A pandas ``Series`` of a floating NumPy dtype (a data
-    frame's row, whose columns pandas has made one dtype: int64 beside float32 gives float64) gives each entry as a
-    Python number where float32 holds it exactly, and as a NumPy scalar of the row's dtype where it does not, whose
-    dtype :meth:`columns` then checks (a float64 value a float32 network would round is refused, as its column is;
-    review D: a float32 column's row was refused as float64)."""
-    dtype = getattr(values, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype.kind == "f":
-        return [(k, float(v) if np.float32(v) == v else v) for k, v in zip(values.keys(), np.asarray(values))]
-    return list(values.items())
-
-
-def _zero_d(x) -> bool:
-    return _ndim(x) == 0
-
-
-def _ndim(x) -> int | None:
-    """The dims of value ``x``, ``None`` where it has none (a ragged list of lists, which :meth:`columns` refuses)."""
-    if torch.is_tensor(x):
-        return x.dim()
-    try:
-        return np.ndim(x)
-    except ValueError:  # NumPy's "inhomogeneous shape"
-        return None
-
-
-def _shared_values(values):
-    """A mapping of ``[N]`` columns among which some values are 0-d, with each 0-d value repeated in every row (a
-    value shared by the rows, as the queries read 0-d evidence beside ``[N]`` rows); ``values`` as it is where no
-    value is 0-d, or where the others are not all 1-d of one length ``N`` (:meth:`columns` names them: an ``[N, 1]``
-    column is no ``[N]`` one, and its scores beside the repeated value would be ``[N, N]``)."""
-    if not hasattr(values, "items") or hasattr(values, "columns"):
-        return values
-    items = dict(values.items())
-    dims = {k: _ndim(x) for k, x in items.items()}
-    rows = [x for k, x in items.items() if dims[k] != 0]
-    if len(rows) == len(items) or any(dims[k] not in (0, 1) for k in items) or len({len(x) for x in rows}) != 1:
-        return values
-    n = len(rows[0])
-    return {k: _repeated(x, n) if dims[k] == 0 else x for k, x in items.items()}
-
-
-def _repeated(x, n: int):
-    """The 0-d value ``x`` as a column of ``n`` entries, read as :func:`_one_row` reads it for one example: a tensor
-    or array (a NumPy scalar too) of its dtype, a list of ``n`` entries for anything else (a number, a state
-    name)."""
-    if torch.is_tensor(x):
-        return x[None].expand(n)
-    return _one_row(x).repeat(n) if isinstance(x, (np.ndarray, np.generic)) else [x] * n
-
-
-def _one_row(x):
-    """``x`` with a row dim of one in front: ``x[None]`` for a tensor or array, a NumPy scalar as a one-entry array
-    of its dtype (``np.float64(0.1)`` is float64 data, refused for a float32 network as a float64 column is),
-    ``[x]`` for anything else (a number or state name: a column of one entry, built as
-    :meth:`~hybridpgm.graphs.BayesNet.columns` builds lists)."""
-    if isinstance(x, np.generic):
-        return np.asarray(x)[None]
-    return x[None] if torch.is_tensor(x) or isinstance(x, np.ndarray) else [x]

@@ -1,0 +1,125 @@
+"""The data plate of :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` and the weight of its Dirichlet priors.
+
+The network's rows are the plate at dim ``-1``.  Called outside any plate there, the model opens its own,
+``pyro.plate(prefix + "data", N, dim=-1)``.  Called inside a caller's vectorized plate at dim ``-1`` (``with
+pyro.plate("data", N): z = bn.model(...)``), it *joins* that plate instead: its sites are then that plate's, as a
+:func:`pyro.sample` written there would be, so one program can hold per-row sites of its own that read the network's
+values (a neural decoder under a network prior) or that the network reads (an enumerated site feeding a neural
+CPD's context).  Pyro's enumeration needs that: two plates of different names at one dim are two independent
+plates, so a decoder's ``x`` in a sibling plate beside the network's is summed against every row of the network
+(a loss of 30.43 where :math:`-\\log p(x)` is 24.67), and a plate of the caller's around the network's own
+collides at dim ``-1``.  A caller's plate at dim ``-1`` of another size than the network's rows is refused: the
+rows have no other dim to go to.  A plate over something else (groups of rows, particles) goes left of the rows
+(``dim=-2``), where it is a batch dim of every row.
+
+:class:`DataPlate` is the plate of one call; :func:`prior_weight` the weight of the Dirichlet priors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pyro
+from pyro.poutine.runtime import get_plates
+
+from hybridpgm.checks import positive_int
+from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.train.update_scope import micro_batch_share
+
+__all__ = ["DataPlate", "prior_weight"]
+
+
+class DataPlate:
+    """The data plate of one call of :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>`: the caller's
+    vectorized plate at dim ``-1`` where the model's sites see one (:func:`pyro.poutine.runtime.get_plates`: what
+    the handlers around the call give a site, so a plate that a :func:`pyro.poutine.block` hides is not joined),
+    else a plate of its own.
+
+    :param str prefix: the model's site prefix (its own plate is ``prefix + "data"``).
+    :ivar caller: the caller's plate at dim ``-1`` (a ``CondIndepStackFrame``: its ``name``, ``size``, the rows of
+        a batch, and ``full_size``, the data set's where it subsamples), ``None`` where there is none.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.caller = next((f for f in get_plates() if f.vectorized and f.dim == -1), None)
+
+    @property
+    def rows(self) -> int | None:
+        """The rows of the caller's plate (a subsampled plate's batch), ``None`` without one."""
+        return None if self.caller is None else int(self.caller.size)
+
+    def full_size(self, num_data: int | None) -> int | None:
+        """``num_data`` as given; where it is ``None`` and the caller's plate subsamples (``pyro.plate(name, N,
+        subsample_size=B)``), that plate's size ``N``: the data set it declares, which its scale ``N / B`` of every
+        row stands for, so that the priors count once in the loss it estimates."""
+        if num_data is not None or self.caller is None:
+            return num_data
+        full = self.caller.full_size
+        return None if full is None or int(full) == self.rows else int(full)
+
+    def open(self, n: int):
+        """The context of the model's sites over ``n`` rows: its own plate, or nothing where it joins the caller's
+        (:meth:`check` it first)."""
+        return pyro.plate(self.prefix + "data", n, dim=-1) if self.caller is None else contextlib.nullcontext()
+
+    def check(self, n: int) -> None:
+        """Refuse ``n`` rows inside a caller's plate at dim ``-1`` of another size.
+
+        :raises DataError: a caller's plate at dim ``-1`` of another number of rows than ``n``, naming it, both
+            counts and what to do.
+        """
+        if self.caller is not None and n != self.rows:
+            raise DataError(
+                f"BayesNet.model is called inside the plate {self.caller.name!r} of {self.rows} rows at dim -1, "
+                f"the dim of the network's rows, but its data, context inputs or num_samples give {n} rows: "
+                f"inside a plate at dim -1 the network joins it, its rows being that plate's (pass "
+                f"{self.rows} rows); a plate over something else (groups of rows, particles) must take another "
+                f"dim, pyro.plate({self.caller.name!r}, {self.rows}, dim=-2), with max_plate_nesting=2")
+
+    def prior_factor(self, log_prior, n: int):
+        """A Dirichlet prior's term for :func:`pyro.factor`: ``log_prior`` itself under the model's own plate
+        (the factor sits outside it), ``log_prior / n`` per row inside a joined plate (where a factor is one term
+        per row: the ``n`` rows add up to it once, and the caller's scale, a subsampled plate's ``N / B``,
+        weighs it as it weighs the rows; a row that a caller's mask masks out drops its share)."""
+        return log_prior if self.caller is None else log_prior / n
+
+
+def prior_weight(num_data, n: int) -> float:
+    r"""The weight :math:`w` of the Dirichlet priors (:math:`w \log \mathrm{Dir}(\theta; \alpha)`) in a model call
+    on a batch of ``n`` rows.
+
+    * With ``num_data`` (:math:`N`): :math:`w = n / N`, so that the per-batch losses, summed over an epoch or
+      over the micro-batches of one update, count the prior once per pass over the data.
+    * Without it, the batch stands for the whole data set: :math:`w = 1` per model call outside
+      :func:`hybridpgm.fit` (plain SVI: once per step), and inside ``fit`` the share
+      :math:`w_i = m_i / B` of the micro-batch (:func:`~hybridpgm.train.update_scope.micro_batch_share`:
+      1 for a batch that is not split), so that ``accumulate = M`` trains exactly as ``accumulate = 1``; on
+      :math:`R` ranks, whose gradients ``fit`` averages, :math:`m_i / (B R)`, so that they train as one
+      process with the batch of :math:`B R` rows.
+
+    Why :math:`m_i / B`: ``fit`` weights the loss :math:`L_i` of micro-batch :math:`i` by :math:`m_i / B`
+    (:math:`m_i` of the step's :math:`B` rows; :math:`S_i` its data term, :math:`\sum_i S_i = S`;
+    :math:`\ell = -\log \mathrm{Dir}(\theta; \alpha)`).  With :class:`~hybridpgm.infer.SVIObjective`'s
+    ``per_example=True``, :math:`L_i = (S_i + w_i \ell) / m_i`, so the step minimises
+    :math:`(S + \ell \sum_i w_i) / B`, the loss :math:`(S + \ell) / B` of the unsplit batch exactly when
+    :math:`\sum_i w_i = 1`; :math:`w_i = m_i / B` is also what ``num_data = B`` gives, the batch being the
+    whole data set.  With ``per_example=False``, :math:`L_i = S_i + w_i \ell` and the step minimises
+    :math:`\sum_i (m_i / B) (S_i + w_i \ell)`: again what ``num_data = B`` gives, the prior weighing as much
+    as the mean weight of a row (:math:`\sum_i m_i^2 / B^2` both), and for :math:`M` micro-batches of
+    :math:`B / M` rows exactly :math:`1 / M` times the loss of the unsplit batch (such a summed loss is not
+    intensive: ``fit``'s weights scale its data term as well).
+
+    :param num_data: the size of the full data set, ``None`` for none given.
+    :param n: the rows of this (micro-)batch.
+    :raises ConfigError: a ``num_data`` that is not a positive integer (``bool``, float, string refused).
+    :raises DataError: a ``num_data`` smaller than the batch (the full data set holds every batch).
+    """
+    if num_data is None:
+        share = micro_batch_share()
+        return 1.0 if share is None else share
+    num_data = positive_int(num_data, "BayesNet.model num_data (the size of the full data set)", error=ConfigError)
+    if num_data < n:
+        raise DataError(f"BayesNet.model num_data={num_data} (the size of the full data set) is smaller than "
+                        f"the {n} rows of this batch")
+    return n / num_data
