@@ -200,8 +200,10 @@ class HybridPGMWarning(Warning):
 
 class TrainingWarning(HybridPGMWarning, UserWarning):
     """:func:`hybridpgm.fit` runs, but not as the caller may expect: layers whose output on a row depends on the
-    other rows when the batch is split (``accumulate > 1`` or several ranks), or state a resume could not
-    restore."""
+    other rows when the batch is split (``accumulate > 1`` or several ranks), state a resume could not restore,
+    or, under ``precision="fp16"``, a gradient scaler that skipped
+    :data:`~hybridpgm.train.scaler_step.SKIPS_BEFORE_WARNING` steps of a player in a row (its gradients overflow
+    float16, so its parameters are not moving: :mod:`hybridpgm.train.scaler_step`)."""
 
 
 class DivergenceWarning(HybridPGMWarning, RuntimeWarning):

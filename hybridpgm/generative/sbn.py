@@ -21,7 +21,8 @@ trained by wake-sleep [2], reweighted wake-sleep [3] or NVIL [4]
 (:mod:`hybridpgm.infer`).  The model and guide are ordinary Pyro programs, so
 Pyro's own inference (``TraceGraph_ELBO``, ``ReweightedWakeSleep``) runs on them.  The exact
 :math:`\\log p(x)` of small nets, by enumerating the hidden layers, is the mixin
-:class:`~hybridpgm.generative.sbn_exact.SBNExactLikelihood`.
+:class:`~hybridpgm.generative.sbn_exact.SBNExactLikelihood`; ancestral samples and the importance-sampled
+:math:`\\log p(x)` the mixin :class:`~hybridpgm.generative.sbn_evaluation.SBNEvaluation`.
 
 References:
 
@@ -46,9 +47,8 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli as _TorchLogitRelaxedBernoulli
 
-from hybridpgm.batch_shapes import over_batch_shape, refuse_one_example
-from hybridpgm.checks import (as_integer, check_device, flag, generator_or_none, module_name, positive_int,
-                              positive_real, sample_count, site_prefix)
+from hybridpgm.batch_shapes import refuse_one_example
+from hybridpgm.checks import as_integer, check_device, flag, module_name, positive_int, positive_real, site_prefix
 from hybridpgm.checks import layer_sizes as _layer_sizes
 from hybridpgm.data.validation import as_model_dtype, check_no_extra_arguments, check_num_data
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -56,11 +56,11 @@ from hybridpgm.keyword_alias import keyword_only_soon
 # the exact enumeration part; the names stay importable from here (the budgets are read from sbn_exact)
 from hybridpgm.generative.sbn_exact import (MAX_ENUM_ELEMENTS, MAX_ENUM_STATES, SBNExactLikelihood,  # noqa: F401
                                             bernoulli_state_logits, binary_states)
-from hybridpgm.handler_scope import isolated_from_handlers
+# ancestral samples and the importance-sampled log p(x), run with autocast off
+from hybridpgm.generative.sbn_evaluation import SBNEvaluation
 from hybridpgm.module_registration import frozen_aware_module
 from hybridpgm.options import PARAMETERS_BUILT, Option
-from hybridpgm.param_store_scope import frozen_aware_parameter, own_param_store
-from hybridpgm.rng_scope import seeded_globally_from
+from hybridpgm.param_store_scope import frozen_aware_parameter
 from hybridpgm.serialization import serializable
 from hybridpgm.train.deferred_checks import check_or_defer
 
@@ -80,7 +80,7 @@ class LogitRelaxedBernoulli(_TorchLogitRelaxedBernoulli, TorchDistributionMixin)
 
 
 @serializable
-class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
+class SigmoidBeliefNet(SBNExactLikelihood, SBNEvaluation, PyroModule):
     """A sigmoid belief net with a recognition network, as one ``PyroModule``.
 
     Sample sites: ``"h{L}"``, ..., ``"h1"`` (latent, ``[B, H_l]``) and ``"x"``
@@ -313,66 +313,6 @@ class SigmoidBeliefNet(SBNExactLikelihood, PyroModule):
 
         :param x: observed data ``[B, D]``, or ``None`` (see :meth:`model`, which takes ``kwargs``)."""
         return self.model(x, **kwargs)
-
-    @isolated_from_handlers
-    @own_param_store
-    @torch.no_grad()
-    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Ancestral samples of the visible units, ``[num_samples, D]``.
-
-        A prior draw whatever handlers the caller runs under: the model runs as a program of its own
-        (:func:`~hybridpgm.handler_scope.isolated_from_handlers`), so an outer ``poutine.condition`` does not
-        condition it and an outer trace records none of its sites.
-
-        :param num_samples: the number of samples (a non-negative integer).
-        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
-            The draws are those of the Pyro model's sample statements, which take no generator: the model runs
-            with torch's global streams seeded from one draw of ``generator`` and restored afterwards
-            (:func:`~hybridpgm.rng_scope.seeded_globally_from`), so the samples are a function
-            of the generator's state and the caller's streams do not move.
-        :raises ConfigError: ``num_samples`` is not a non-negative integer, or ``generator`` is neither a
-            :class:`torch.Generator` nor ``None``."""
-        n = sample_count(num_samples, "SigmoidBeliefNet.sample num_samples")
-        generator = generator_or_none(generator, "SigmoidBeliefNet.sample generator")
-        with seeded_globally_from(generator):
-            return self.model(None, batch_size=max(n, 1))[:n]  # a Pyro plate cannot be empty
-
-    # -------------------------------------------------------------- evaluation
-    @over_batch_shape("SigmoidBeliefNet", lambda sbn: sbn.layer_sizes[0])
-    @isolated_from_handlers
-    @own_param_store
-    def log_likelihood(self, x: torch.Tensor, num_samples: int = 1000, chunk_size: int = 100, *,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """Importance-sampled :math:`\\log p(x)` with the recognition network as proposal.
-
-        See :func:`hybridpgm.infer.particle_elbo.importance_log_likelihood`.  Isolated from the caller's
-        effect handlers (:func:`~hybridpgm.handler_scope.isolated_from_handlers`).
-
-        :param x: ``[..., D]`` binary data: ``[B, D]`` (an empty batch gives an empty result), one example ``[D]``
-            (a 0-d result, that of ``x[None]`` without its row dimension) or any batch shape (its rows flattened and
-            the result reshaped: :func:`~hybridpgm.batch_shapes.over_batch_shape`; with generators seeded alike,
-            the same numbers).
-        :param int num_samples: :math:`S`, the importance samples per datapoint,
-            :math:`\\log \\frac1S \\sum_s p(x, h_s) / q(h_s \\mid x)` (a lower bound in expectation that tightens
-            as :math:`S` grows).
-        :param int chunk_size: particles per vectorized pass (bounds the memory, not the result).
-        :param generator: a :class:`torch.Generator` for the draws; ``None`` draws from torch's global stream.
-            The guide's sample statements run with torch's global streams seeded from one draw of ``generator``
-            and restored afterwards, as in :meth:`sample`.
-        :returns: ``[...]``, the batch shape of ``x``.
-        :raises DataError: bad ``x`` (see :meth:`check_data`; a last dimension other than ``D``).
-        :raises ConfigError: ``num_samples`` or ``chunk_size`` is not a positive integer, or ``generator`` is
-            neither a :class:`torch.Generator` nor ``None``.
-        """
-        from hybridpgm.infer.particle_elbo import importance_log_likelihood
-
-        generator = generator_or_none(generator, "SigmoidBeliefNet.log_likelihood generator")
-        x = self._check_rows(x, "log_likelihood")
-        if not x.shape[0]:
-            return x.new_zeros(0)
-        with seeded_globally_from(generator):
-            return importance_log_likelihood(self.model, self.guide, x, num_samples=num_samples,
-                                             chunk_size=chunk_size, plate_name="data", max_plate_nesting=1)
 
     def _check_rows(self, x: torch.Tensor, method: str) -> torch.Tensor:
         """:meth:`check_data`, and ``x`` must be ``[B, D]`` (the Pyro programs take no leading dimensions; the

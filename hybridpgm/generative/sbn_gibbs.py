@@ -18,6 +18,12 @@ child, the evidence for :math:`h_{lj}` weakens.  Units of one layer are
 coupled through it, so they are visited one at a time (systematic scan),
 with every update vectorized over chains and datapoints.
 
+Under :func:`torch.autocast` (a user's block, or ``fit(precision="bf16")``) :meth:`SBNGibbs.sample`,
+:meth:`SBNGibbs.sweep` and :meth:`SBNGibbs.full_conditional` run with autocast off
+(:func:`~hybridpgm.infer.autocast_off.autocast_off`), in the net's dtype, as an RBM's and a DBM's Gibbs sweeps do:
+the bfloat16 log-odds drew other states (29 and 14 of the units of a ``[64, 32, 16]`` net's two layers for one
+seed) and the samples came back in bfloat16.
+
 This sampler only needs :class:`~hybridpgm.generative.SigmoidBeliefNet`'s
 weights and scales to wide layers; :meth:`SBNGibbs.full_conditional` is the
 reusable piece.  For small layers, the generic kernel
@@ -42,6 +48,7 @@ from hybridpgm.data.validation import describe_origin
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.generative.sbn import SigmoidBeliefNet
 from hybridpgm.global_state_lock import holding_global_state
+from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.softplus import softplus
@@ -113,8 +120,10 @@ class SBNGibbs:
         """The tensor :meth:`_prior_logits` of ``layer`` reads (besides the weights)."""
         return self.sbn.prior_logits if layer == self.sbn.num_layers else hs[layer]
 
+    @autocast_off
     def full_conditional(self, x: torch.Tensor, hs: list, layer: int, unit: int) -> torch.Tensor:
-        """Exact log-odds of :math:`h_{lj} = 1` given all other units and ``x``.
+        """Exact log-odds of :math:`h_{lj} = 1` given all other units and ``x`` (autocast off: see the module
+        docstring).
 
         :param x: ``[..., B, D]`` data (broadcast against the chains).
         :param hs: hidden states ``[h_1, ..., h_L]``, each ``[..., B, H_l]``.
@@ -145,8 +154,10 @@ class SBNGibbs:
 
     @torch.no_grad()
     @keyword_only_soon("generator")
+    @autocast_off
     def sweep(self, x: torch.Tensor, hs: list, *, generator: torch.Generator | None = None) -> list:
-        """One systematic scan over every hidden unit, bottom layer first.
+        """One systematic scan over every hidden unit, bottom layer first (autocast off: see the module
+        docstring).
 
         :param x: ``[..., B, D]``.
         :param hs: current states, updated in place and returned. Each layer's prior logits :math:`a_l` (a
@@ -182,10 +193,12 @@ class SBNGibbs:
         return hs
 
     @torch.no_grad()
+    @autocast_off
     def sample(self, x: torch.Tensor, num_samples: int, *, warmup: int = 100, num_chains: int = 1,
                thin: int = 1, init: str = "guide", seed: int | None = None,
                generator: torch.Generator | None = None) -> GibbsSamples:
-        """Draw posterior samples :math:`h \\sim p(h \\mid x)` for every datapoint.
+        """Draw posterior samples :math:`h \\sim p(h \\mid x)` for every datapoint, in the net's dtype (also
+        under :func:`torch.autocast`, which is off here: see the module docstring).
 
         :param x: ``[..., D]`` binary data: ``[B, D]``, one example ``[D]`` (the samples of ``x[None]`` without its
             row dimension) or any batch shape (its rows flattened into ``[B, D]`` and the samples' row dimension

@@ -17,6 +17,15 @@ structure, or a structured guide for one (its samples are not reparameterisable,
 score-function estimator [1] for it).  :meth:`~hybridpgm.graphs.MarkovNet.model` is the other view, one enumerated
 site per variable.
 
+**Enumeration.**  The support is finite, every joint state (:math:`\\prod_v |X_v|` of them):
+:meth:`~MarkovNetDistribution.enumerate_support` lists them, so a site marked ``infer={"enumerate": "parallel"}``
+is summed out exactly by :class:`~pyro.infer.TraceEnum_ELBO` (with other enumerated sites reading it, and its
+gradients), up to :data:`MAX_ENUMERATED_STATES` states.  Pyro's ``infer_discrete`` takes no enumerated site with
+an event dim (it raises its own "Invalid tensor shape", as for a ``OneHotCategorical``): to draw the state given
+observations downstream, use :meth:`~hybridpgm.graphs.MarkovNet.model`'s one site per variable.
+``has_enumerate_support`` stays ``False``: ``config_enumerate`` leaves the site sampled, as before (the joint
+states grow exponentially in the variables: enumerating them is a choice made explicitly, per site).
+
 **One forward pass.**  The networks of neural potentials run once, when the distribution is built; ``log_prob``
 (the score read from the compiled graph, :func:`~hybridpgm.graphs.mrf_score.factor_graph_score`), ``sample``,
 ``mode`` and ``entropy`` all use those tables, so a score and its :math:`\\log Z_e` come from one dropout mask, and an
@@ -44,13 +53,19 @@ from pyro.distributions import TorchDistribution, constraints
 from torch.distributions.utils import lazy_property
 
 from hybridpgm.checks import expanded_batch_shape, sample_shape_of
-from hybridpgm.errors import EvidenceError
+from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.graphs.mrf_centring import centred_graph
 from hybridpgm.graphs.mrf_compile import assignment_states
 from hybridpgm.graphs.mrf_score import factor_graph_score
 
-__all__ = ["MarkovNetDistribution"]
+__all__ = ["MAX_ENUMERATED_STATES", "MarkovNetDistribution"]
+
+#: the most joint states :meth:`MarkovNetDistribution.enumerate_support` lists (:math:`\\prod_v |X_v|`, evidence or
+#: not); read at each call, so it can be changed.  Enumerated, the site's ``log_prob`` scores every state of every
+#: batch entry (``2**16`` states of 16 variables, 1000 rows: ``2**16 * 1000 * 16`` long entries, 8 GiB, before
+#: what enumerated sites downstream multiply in).
+MAX_ENUMERATED_STATES = 2**16
 
 
 class MarkovNetDistribution(TorchDistribution):
@@ -103,6 +118,34 @@ class MarkovNetDistribution(TorchDistribution):
     @property
     def support(self):
         return constraints.independent(constraints.integer_interval(0, self._cards - 1), 1)
+
+    def enumerate_support(self, expand: bool = True) -> torch.Tensor:
+        """Every joint state, the first variable's state varying slowest (``itertools.product`` order): what Pyro's
+        enumeration of a site marked ``infer={"enumerate": ...}`` sums over (see the module docstring).  States
+        that contradict a row's evidence are listed too, with ``log_prob`` :math:`-\\infty` there.
+
+        :param expand: ``True``: ``[N, *batch_shape, V]``; ``False``: ``[N, 1, ..., 1, V]`` (one ``1`` per batch dim),
+            as Pyro's parallel enumeration asks; ``N = prod(cards)``, long states.
+        :raises ModelSpecError: more than :data:`MAX_ENUMERATED_STATES` joint states, naming their count and
+            the alternatives."""
+        cards = [self.mrf.cards[v] for v in self.mrf.variables]
+        count = math.prod(cards)
+        if count > MAX_ENUMERATED_STATES:
+            sizes = " x ".join(map(str, cards)) if len(cards) <= 8 else f"{len(cards)} variables"
+            shown = count if count < 10**12 else f"about 1e{len(str(count)) - 1}"
+            raise ModelSpecError(
+                f"MarkovNetDistribution cannot enumerate its {shown} joint states ({sizes}; the limit is "
+                f"hybridpgm.graphs.mrf_distribution.MAX_ENUMERATED_STATES = {MAX_ENUMERATED_STATES}) for a Pyro "
+                f"site marked infer={{'enumerate': ...}}. Instead use mrf.model(...), one enumerated site per "
+                f"variable, which TraceEnum_ELBO sums out variable by variable; sample the joint state in a guide (a "
+                f"score-function estimator); or draw S states in place of the enumeration with "
+                f"infer={{'enumerate': 'parallel', 'num_samples': S}} under pyro.infer.TraceTMC_ELBO")
+        device = self._cards.device
+        strides = [math.prod(cards[i + 1:]) for i in range(len(cards))]
+        index = torch.arange(count, device=device)[:, None]
+        states = (index // torch.tensor(strides, dtype=torch.long, device=device)) % self._cards.long()  # [N, V]
+        states = states.reshape((count,) + (1,) * len(self.batch_shape) + self.event_shape)
+        return states.expand((count,) + self.batch_shape + self.event_shape) if expand else states
 
     @lazy_property
     def _centred(self) -> tuple[FactorGraph, torch.Tensor, torch.Tensor]:

@@ -30,13 +30,23 @@ from hybridpgm.train.batch_split_checks import batch_norm_warning, check_decompo
 from hybridpgm.train.batches import BatchStream, first_batch, move_to, num_steps
 from hybridpgm.train.callback_states import check_callback_settings
 from hybridpgm.train.callbacks import FitStart
+from hybridpgm.train.callers_context import check_callers_context
 from hybridpgm.train.checkpoint import set_rng_state
 from hybridpgm.train.data_inputs import as_dataset, check_shards
 from hybridpgm.train.dataset_states import carried_dataset, load_dataset_state
 from hybridpgm.train.device import resolve_device
 from hybridpgm.train.fit_end import _clear_gradients, fit_outcome, write_end_of_run
-from hybridpgm.train.fit_options import (callback_list, check_config, check_counts, check_factory, check_objective,
-                                         draw_seed, keeps_callers_rngs_when_unseeded, keeps_module_modes, rng_seed)
+from hybridpgm.train.fit_options import (
+    callback_list,
+    check_config,
+    check_counts,
+    check_factory,
+    check_objective,
+    draw_seed,
+    keeps_callers_rngs_when_unseeded,
+    keeps_module_modes,
+    rng_seed,
+)
 from hybridpgm.train.fit_step import take_step
 from hybridpgm.train.heartbeat import beating, explain_failure
 from hybridpgm.train.history import FitResult, History
@@ -109,21 +119,16 @@ def fit(
     :param shuffle: draw each epoch's batches in a new random order (from ``seed`` and the epoch); else in
         the data's order.
     :param drop_last: leave out each epoch's last, incomplete batch (it needs at least one full batch).
-    :param accumulate: micro-batches the batch is split into; gradients are
-        accumulated over them and the optimizer steps once, so peak activation
-        memory falls by about that factor.  For a loss that is a mean of
-        per-example terms the update does not depend on ``accumulate`` (nor on
-        the number of ranks, for the same global batch).  It does where the
-        loss of an example depends on the others of its batch: batch
-        normalisation in training mode normalises each micro-batch (and each
-        rank's shard) with its own statistics, so ``fit`` warns
-        (:class:`~hybridpgm.errors.TrainingWarning`, a :class:`UserWarning`,
-        once per call) when ``accumulate > 1`` or several
-        ranks meet a model holding a torch batch norm in training mode; an
-        objective marked ``decomposable = False`` (the exact GP marginal
-        likelihood) is refused with :class:`ConfigError`.  A micro-batch of one
-        row under batch norm is a :class:`ConfigError` naming the micro-batch,
-        the batch size and ``accumulate``.
+    :param accumulate: micro-batches the batch is split into; gradients are accumulated over them and the optimizer
+        steps once, so peak activation memory falls by about that factor.  For a loss that is a mean of per-example
+        terms the update does not depend on ``accumulate`` (nor on the number of ranks, for the same global batch).
+        It does where the loss of an example depends on the others of its batch: batch normalisation in training mode
+        normalises each micro-batch (and each rank's shard) with its own statistics, so ``fit`` warns
+        (:class:`~hybridpgm.errors.TrainingWarning`, a :class:`UserWarning`, once per call) when ``accumulate > 1`` or
+        several ranks meet a model holding a torch batch norm in training mode; an objective marked
+        ``decomposable = False`` (the exact GP marginal likelihood) is refused with :class:`ConfigError`.  A
+        micro-batch of one row under batch norm is a :class:`ConfigError` naming the micro-batch, the batch size and
+        ``accumulate``.
     :param optim: a factory called with a player's parameters (for example
         ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, nesterov=True)``),
         or a dict player -> factory.  Default: Adam with ``lr=1e-3``.
@@ -137,18 +142,14 @@ def fit(
         player, whose skipped steps count in ``FitResult.skipped_steps``: :mod:`hybridpgm.train.scaler_step`).
     :param device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; under
         ``torchrun`` each rank uses ``cuda:LOCAL_RANK`` (or the CPU with gloo).
-    :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is
-        reproducible given the seed.  An integer in ``[0, 2**32)``: ``fit``
-        seeds the global torch (CPU and CUDA), NumPy and Python RNGs from it
-        (``pyro.set_rng_seed``, with the rank and the starting step mixed in)
-        and leaves them where training left them -- nothing is restored on
-        exit.  ``None``: the seed is one draw from torch's global generator
-        (so a caller's ``torch.manual_seed``/``pyro.set_rng_seed`` makes the
-        run reproducible) in ``[0, 2**31)``, used in the same way, recorded in
-        the checkpoint; on exit, also by an exception, the caller's NumPy and
-        Python RNG states are put back, and torch's global generator is left
-        where training left it.  A resumed run takes the checkpoint's seed and
-        RNG states (a new seed under ``override_hyperparameters`` changes only the data order).  Under
+    :param seed: seeds Pyro/torch/NumPy/Python RNGs and the data order; a run is reproducible given the seed.  An
+        integer in ``[0, 2**32)``: ``fit`` seeds the global torch (CPU and CUDA), NumPy and Python RNGs from it
+        (``pyro.set_rng_seed``, with the rank and the starting step mixed in) and leaves them where training left them
+        -- nothing is restored on exit.  ``None``: the seed is one draw from torch's global generator (so a caller's
+        ``torch.manual_seed``/``pyro.set_rng_seed`` makes the run reproducible) in ``[0, 2**31)``, used in the same
+        way, recorded in the checkpoint; on exit, also by an exception, the caller's NumPy and Python RNG states are
+        put back, and torch's global generator is left where training left it.  A resumed run takes the checkpoint's
+        seed and RNG states (a new seed under ``override_hyperparameters`` changes only the data order).  Under
         ``torchrun`` every rank takes rank 0's ``seed`` (or its ``None``) before the epochs are laid out from it.
     :param checkpoint: path of the checkpoint, written atomically every
         ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
@@ -227,28 +228,28 @@ def fit(
         infinity (naming the entries: module, optimizer or other state), or
         the path exists and is not a regular file (a directory, a symbolic
         link, a device node, a FIFO).
-    :raises ConfigError: a ``config`` that is not a mapping of ``str`` to JSON-like values, an on/off
-        option (``overwrite``, ``override_hyperparameters``, ``skip_nonfinite``,
-        ``progress``, ``shuffle``, ``drop_last``) that is not ``True`` or ``False`` (checked before the
-        checkpoint is touched), a count that is not a positive integer (``epochs``,
-        ``batch_size``, ``accumulate``, ``checkpoint_every``, ``max_steps``;
-        ``bool`` and fractional values are refused, NumPy integers accepted), a
-        seed outside ``[0, 2**32)``, a ``clip_grad_norm`` or
-        ``collective_timeout`` that is not a positive finite number, an
-        optimizer or scheduler instance where a factory is expected, a single
-        callback not in a list, a loss that is not a scalar tensor with a
-        gradient, ``accumulate > 1`` or several ranks for an objective that is
-        not decomposable, or a micro-batch of one row under batch norm.  A
-        callback's own error (an :class:`EarlyStopping` monitor that was
-        never logged, an :class:`EvaluateEvery` whose ``fn`` returns no
-        number) raised by ``on_fit_end`` comes after the end-of-run
-        checkpoint is written.
+    :raises ConfigError: ``fit`` called with autograd off (:func:`torch.no_grad`, :func:`torch.inference_mode`),
+        inside :func:`torch.autocast` (ask for it with ``precision``; a region opened with ``enabled=False`` is
+        refused only with ``precision="bf16"``/``"fp16"``) or inside Pyro effect handlers (``poutine.scale``,
+        ``trace``, ``condition``, a ``pyro.plate`` ...), each of which would reach every step
+        (:mod:`hybridpgm.train.callers_context`, checked first); a ``config`` that is not a mapping of ``str`` to
+        JSON-like values, an on/off option (``overwrite``, ``override_hyperparameters``, ``skip_nonfinite``,
+        ``progress``, ``shuffle``, ``drop_last``) that is not ``True`` or ``False`` (checked before the checkpoint is
+        touched), a count that is not a positive integer (``epochs``, ``batch_size``, ``accumulate``,
+        ``checkpoint_every``, ``max_steps``; ``bool`` and fractional values are refused, NumPy integers accepted), a
+        seed outside ``[0, 2**32)``, a ``clip_grad_norm`` or ``collective_timeout`` that is not a positive finite
+        number, an optimizer or scheduler instance where a factory is expected, a single callback not in a list, a
+        loss that is not a scalar tensor with a gradient, ``accumulate > 1`` or several ranks for an objective that is
+        not decomposable, or a micro-batch of one row under batch norm.  A callback's own error (an
+        :class:`EarlyStopping` monitor that was never logged, an :class:`EvaluateEvery` whose ``fn`` returns no
+        number) raised by ``on_fit_end`` comes after the end-of-run checkpoint is written.
     :raises CollectiveTimeoutError: a collective of a multi-process run timed
         out; the message names the rank that stopped.
     :raises DataError: data with no examples (or fewer than the ranks), a list of per-example tensors (pass
         ``torch.stack(data)``), tensors of different lengths, or examples that cannot be collated into a batch
         (naming the dataset and the indices); a model's own data checks raise theirs at the step.
     """
+    check_callers_context(precision)  # grad mode off, an open torch.autocast, Pyro handlers: refused first
     unbounded = epochs is None  # one epoch without max_steps, none (max_steps bounds the run) with it
     epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm, seed, collective_timeout = \
         check_counts(1 if unbounded else epochs, batch_size, accumulate, checkpoint_every, max_steps, clip_grad_norm,

@@ -48,6 +48,7 @@ from hybridpgm.infer.adversarial.gan import GAN
 from hybridpgm.keyword_alias import renamed_keyword
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.network_checks import check_network, check_output
+from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import seeded_globally_from
 from hybridpgm.tensor_arguments import require_tensor
 from hybridpgm.train.deferred_checks import check_or_defer
@@ -182,6 +183,10 @@ class InfoGAN(GAN):
     def code_log_prob(self, x: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """``batch`` values of :math:`\\log q_\\eta(c \\mid x)`.
 
+        Under :func:`torch.autocast` the code posterior runs in the autocast dtype and its output is taken on in at
+        least float32 (:class:`~hybridpgm.precision_scope.exact_precision`): CPU autocast keeps ``log_softmax`` of
+        a bfloat16 output in bfloat16, which put the log-probability up to 0.12 off per row (10 categories).
+
         :param x: ``batch x event_shape`` samples.
         :param cat: ``batch`` integer categories in ``[0, num_categories)`` (ignored without a categorical code).
         :param cont: ``batch x num_continuous`` continuous codes.
@@ -206,8 +211,15 @@ class InfoGAN(GAN):
             raise DataError(f"InfoGAN.code_log_prob cont must be floating codes of shape ({n}, {self.num_continuous}) "
                             f"(batch, num_continuous), got {got}")
         out = self._code_outputs(self.module["code_posterior"](x))
-        logits, mean = out[:, : self.num_categories], out[:, self.num_categories:]
-        log_prob = x.new_zeros(x.shape[0])
+        with exact_precision(out) as (out,):  # at least float32 under autocast (see the docstring)
+            return self._code_log_prob(out, cat, cont)
+
+    def _code_log_prob(self, out: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+        """:meth:`code_log_prob` from the code posterior's output ``out`` (``batch x (C + m)``), in ``out``'s
+        dtype; ``cat`` and ``cont`` checked."""
+        cats = self.num_categories
+        logits, mean = out[:, :cats], out[:, cats:]
+        log_prob = out.new_zeros(out.shape[0])
         if cats:
             in_range = (cat >= 0) & (cat < cats)
 
@@ -229,7 +241,9 @@ class InfoGAN(GAN):
         continuous codes' means ``batch x m``.
 
         The code posterior runs in eval mode (batch norm uses its running statistics and does not update them),
-        each sub-module's own mode put back after (:func:`~hybridpgm.module_modes.keeping_modes`).
+        each sub-module's own mode put back after (:func:`~hybridpgm.module_modes.keeping_modes`).  Under
+        :func:`torch.autocast` its output is taken on in at least float32, as in :meth:`code_log_prob` (bfloat16
+        probabilities were up to 5e-4 off).
 
         :param x: ``batch x event_shape`` data, converted and checked as the training data are (:meth:`real`).
         :raises DataError: ``x`` of another shape, empty, of a dtype the networks do not take exactly, or with
@@ -240,7 +254,8 @@ class InfoGAN(GAN):
         with keeping_modes(code_posterior):
             code_posterior.eval()
             out = self._code_outputs(code_posterior(x))
-        return out[:, : self.num_categories].softmax(-1), out[:, self.num_categories:]
+        with exact_precision(out) as (out,):  # a 16-bit output under autocast taken on in at least float32
+            return out[:, : self.num_categories].softmax(-1), out[:, self.num_categories:]
 
     # -- the losses --------------------------------------------------------------------
     def discriminator_step_loss(self, batch) -> torch.Tensor:
