@@ -63,16 +63,19 @@ class DataPlate:
         (:meth:`check` it first)."""
         return pyro.plate(self.prefix + "data", n, dim=-1) if self.caller is None else contextlib.nullcontext()
 
-    def check(self, n: int) -> None:
+    def check(self, n: int, what: str = "BayesNet.model", given: str = "data, context inputs or num_samples") -> None:
         """Refuse ``n`` rows inside a caller's plate at dim ``-1`` of another size.
 
+        :param int n: the rows the model's arguments give.
+        :param str what: the model named in the message (``"MarkovNet.model"`` for a Markov net's).
+        :param str given: the arguments that give the rows, as the message names them.
         :raises DataError: a caller's plate at dim ``-1`` of another number of rows than ``n``, naming it, both
             counts and what to do.
         """
         if self.caller is not None and n != self.rows:
             raise DataError(
-                f"BayesNet.model is called inside the plate {self.caller.name!r} of {self.rows} rows at dim -1, "
-                f"the dim of the network's rows, but its data, context inputs or num_samples give {n} rows: "
+                f"{what} is called inside the plate {self.caller.name!r} of {self.rows} rows at dim -1, "
+                f"the dim of the network's rows, but its {given} give {n} rows: "
                 f"inside a plate at dim -1 the network joins it, its rows being that plate's (pass "
                 f"{self.rows} rows); a plate over something else (groups of rows, particles) must take another "
                 f"dim, pyro.plate({self.caller.name!r}, {self.rows}, dim=-2), with max_plate_nesting=2")

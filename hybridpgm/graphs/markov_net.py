@@ -329,7 +329,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         latent ones are marked for parallel enumeration), each factor a
         :func:`pyro.factor`, and one more factor carries :math:`-\\log Z`.
         Supports an unbatched model, or a batch of one dimension (``N`` data
-        points / contexts) run inside ``pyro.plate(prefix + "data", N)``; a context drawn in the same program
+        points / contexts) run inside ``pyro.plate(prefix + "data", N, dim=-1)``, or inside a caller's plate at
+        dim ``-1``, joined (:mod:`~hybridpgm.graphs.mrf_pyro_model`); a context drawn in the same program
         may carry the enclosing particle plate's dims in front of its rows (``[S, N, d]``: tables and
         :math:`\\log Z` per particle and row).
 
@@ -352,7 +353,8 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :raises EvidenceError: ``values`` that is not a mapping, names an unknown variable, or holds a value that
             is not a state ``0..card-1`` (a check deferred to the one host read of :func:`~hybridpgm.fit`'s step);
             values whose rows differ from the tables' (one context row per data row), naming both.
-        :raises DataError: as :meth:`score`.
+        :raises DataError: as :meth:`score`; a caller's plate at dim ``-1`` of another number of rows than the
+            values or context, naming it.
         :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
             the same Pyro site), naming both, before any site is recorded.

@@ -6,6 +6,15 @@ the site alone is not the variable's likelihood), each factor a :func:`pyro.fact
 :math:`-\\log Z + \\sum_v \\log c_v` (the placeholders' :math:`-\\log c_v` taken back), so under
 ``TraceEnum_ELBO`` the loss is :math:`-\\log p(\\text{observed})`; :meth:`MarkovNet.model
 <hybridpgm.graphs.MarkovNet.model>` is this function.
+
+The rows ``N`` (of the values, or of the tables a context gives) are the plate at dim ``-1``: the model's own
+``pyro.plate(prefix + "data", N, dim=-1)``, or, called inside a caller's vectorized plate at dim ``-1``, that plate,
+joined as :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` joins it
+(:class:`~hybridpgm.graphs.bn_plate.DataPlate`), so the caller's per-row sites (a decoder reading the variables)
+are in one plate with them.  A plate of its own there took the next free dim, ``-2``: a second, independent plate
+over the same rows (Pyro's raw 'Shape mismatch' with ``max_plate_nesting=1``; with 2, every row's factors summed
+against every row of the caller's).  A caller's plate at dim ``-1`` of another size is refused.  Without rows the
+model opens no plate: its sites are those of any plate around it.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import torch
 
 from hybridpgm.checks import site_prefix
 from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError
+from hybridpgm.graphs.bn_plate import DataPlate
 from hybridpgm.graphs.bn_values import outer_batch_dims
 from hybridpgm.graphs.mrf_compile import assignment_states, compile_factor_graph, unknown_names
 from hybridpgm.graphs.mrf_sites import factor_site, factor_what
@@ -140,7 +150,12 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
     if N == 0:  # tables of 0 rows, from a context of none
         _no_rows(f"tables of 0 rows from a context of shape {tuple(context.shape)}" if isinstance(context, torch.Tensor)
                  else "tables of 0 rows from the context")
-    with pyro.plate(prefix + "data", N) if N is not None else contextlib.nullcontext():
+    # the rows are the plate at dim -1: a caller's plate there, joined, or one of the model's own; no rows, no plate
+    # (inside a caller's plate the sites are its own, their tables and log Z broadcast over its rows)
+    plate = DataPlate(prefix)
+    if N is not None:
+        plate.check(N, "MarkovNet.model", "values or context")
+    with plate.open(N) if N is not None else contextlib.nullcontext():
         xs = {}
         for v, c in self.cards.items():
             logits = torch.zeros(c, dtype=log_z.dtype, device=log_z.device)
