@@ -53,7 +53,8 @@ class BayesNetModel:
         loss per example estimates the full-data MAP objective; without ``num_data`` the batch stands for the
         data set (weight 1; under :func:`hybridpgm.fit` a micro-batch's share of the update, so ``accumulate``
         and ranks change nothing).  A row's enumerated sites where the node and all its descendants are missing
-        (barren: they sum to 1) give exactly 0 gradient, not rounding noise (:mod:`~hybridpgm.graphs.bn_barren_rows`).
+        (barren: they sum to 1) give exactly 0 gradient, not rounding noise (:mod:`~hybridpgm.graphs.bn_barren_rows`),
+        for two rows or more: one row's returned values may be read by a site of the caller's outside any plate.
 
         **Inside a plate of the caller's.**  The rows are the plate at dim ``-1``.  Called inside a caller's
         ``pyro.plate`` at dim ``-1`` (``with pyro.plate("data", N): z = bn.model(...)``), the model joins that plate
@@ -140,8 +141,9 @@ class BayesNetModel:
         self._check_site_names(observed, prefix)
         enumerated = self._zero_checks()  # records the enumerated sites, for the checks of impossible rows
         barren = BarrenRows(self._dag_index().children, self._order, observed, enumerated, prefix)
-        # in a caller's plate the caller's per-row sites may read any node (a decoder under the network): none barren
-        latent = barren.site if plate.caller is None else _summed_as_is
+        # in a caller's plate the caller's per-row sites may read any node (a decoder under the network), and one
+        # row's values may be read by a caller's site outside any plate (they broadcast): none barren there
+        latent = barren.site if plate.caller is None and n > 1 else _summed_as_is
         with plate.open(n), barren.recorder:
             for v in self._order:
                 c = cpds[v]
@@ -314,7 +316,8 @@ class BayesNetModel:
 
 
 def _summed_as_is(fn, v):
-    """A missing node's site distribution ``fn`` as it is (no row barren), in a plate of the caller's."""
+    """A missing node's site distribution ``fn`` as it is (no row barren), in a plate of the caller's or for one
+    row."""
     return fn
 
 

@@ -12,7 +12,8 @@ lost :math:`10^{-3}` nats of an entropy, 65536 all of it).  So the queries below
     \\tilde\\theta_f = \\theta_f - m_f, \\qquad m_f = \\max_{x_f\\ \\mathrm{finite}} \\theta_f(x_f),
 
 one :math:`m_f` per model and factor (unary sums per model and variable), the maximum over the entries of the
-variables' states (a padding state's entry, 0, is not one; a state evidence rules out is) that are finite, 0
+variables' states that the evidence allows (a padding state's entry, 0, is not one, nor an entry of a state the
+evidence rules out, which would otherwise move the allowed entries to its magnitude) that are finite, 0
 where none is; :math:`m_f` is held constant (detached): :math:`\\tilde\\theta_f` has the gradient of
 :math:`\\theta_f`, and every quantity above is unchanged in exact arithmetic (:math:`\\log Z` and scores move by
 :math:`M = \\sum_f m_f`, returned).  Float32 and float64 tables are centred; a half-precision table (a model cast
@@ -55,16 +56,17 @@ def centred(table: torch.Tensor, k: int, states: torch.Tensor | None = None) -> 
 
 
 def group_states(fg: FactorGraph, variables: torch.Tensor) -> torch.Tensor:
-    """``[F] + [C] * k`` bool: the entries of a factor group's tables that are states of all its variables
-    (not padding), from ``fg.cardinalities``; ``variables`` is the group's ``[F, k]``."""
+    """``[B, F] + [C] * k`` bool: the entries of a factor group's tables, per model, that are states of all its
+    variables the evidence allows (not padding, not ruled out), from ``fg.valid``; ``variables`` is the group's
+    ``[F, k]``."""
     C = fg.num_states
-    of_card = torch.arange(C, device=fg.unary.device) < fg.cardinalities.to(fg.unary.device)[:, None]  # [V, C]
+    valid = fg.valid.to(fg.unary.device)  # [B, V, C]: states, less padding and what evidence rules out
     F, k = variables.shape
     mask = None
     for i in range(k):
-        shape = [F] + [1] * k
-        shape[1 + i] = C
-        part = of_card[variables[:, i].to(of_card.device)].reshape(shape)
+        shape = [valid.shape[0], F] + [1] * k
+        shape[2 + i] = C
+        part = valid[:, variables[:, i].to(valid.device)].reshape(shape)
         mask = part if mask is None else mask & part
     return mask
 
@@ -76,9 +78,7 @@ def centred_graph(fg: FactorGraph) -> tuple[FactorGraph, torch.Tensor]:
     :param FactorGraph fg: the model, batch size ``B``.
     """
     with exact_precision(fg.unary, *[g.log_potentials for g in fg.groups]) as (unary, *pots):
-        C = fg.num_states
-        of_card = torch.arange(C, device=unary.device) < fg.cardinalities.to(unary.device)[:, None]  # [V, C]
-        unary, total = centred(unary, 1, of_card)
+        unary, total = centred(unary, 1, fg.valid.to(unary.device))
         total = total.sum(-1)
         tables = []
         for g, t in zip(fg.groups, pots):

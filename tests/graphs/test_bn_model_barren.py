@@ -125,3 +125,26 @@ def test_losses_and_samples_keep_their_values(observed_b):
     c_given_b1 = draws["c"][0::3][draws["b"][0::3] == 1]  # row 0: c is barren, drawn from p(c | b=1)
     torch.testing.assert_close(torch.bincount(c_given_b1, minlength=3).double() / len(c_given_b1),
                                bn.cpds["c"].probs[1].double(), atol=0.04, rtol=0)
+
+
+def test_one_rows_values_read_by_a_site_outside_any_plate_keep_their_gradient():
+    """Found by a review: with one row a caller's site outside any plate may read the returned values (they
+    broadcast), so a node barren to the network is not barren to the program; its gradient was zeroed.  One row
+    is left as it is: the gradient of ``-log p(a=T) - log sum_z p(z | a=T) N(y; mu_z, 1)``."""
+    bn = BayesNet()
+    bn.add("a", cpd.Table(torch.tensor([0.3, 0.7], dtype=torch.float64)), states=["F", "T"])
+    bn.add("z", cpd.Table(torch.tensor([[0.6, 0.4], [0.2, 0.8]], dtype=torch.float64), ["a"]), states=["F", "T"])
+    mu, y = torch.tensor([-1.0, 2.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64)
+
+    def model():
+        z = bn.model({"a": torch.tensor([1.0])})["z"]
+        pyro.sample("y", pyro.distributions.Normal(mu[z], 1.0), obs=y)
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, lambda: None)
+    got = torch.autograd.grad(loss, bn.cpds["z"].logits)[0]
+    logits = bn.cpds["z"].logits.detach().clone().requires_grad_()
+    like = torch.distributions.Normal(mu, 1.0).log_prob(y).exp()
+    exact = -(logits[1].softmax(-1) * like).sum().log()
+    want = torch.autograd.grad(exact, logits)[0]
+    assert want[1].abs().max() > 0.1  # the gradient the detach zeroed
+    torch.testing.assert_close(got, want)

@@ -234,10 +234,20 @@ def test_log_prob_of_a_value_of_probability_zero_is_minus_inf_as_brute_force(dty
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_log_prob_under_evidence_of_probability_zero_raises_naming_it(dtype):
-    """Evidence whose only state scores -inf makes log Z = -inf: EvidenceError naming the evidence (was NaN)."""
-    d = _hard_pair(dtype).distribution({"a": torch.tensor(0), "b": torch.tensor(1)})
-    with pytest.raises(EvidenceError, match=r"MarkovNetDistribution.log_prob: .*probability zero.*a=0, b=1"):
+    """Evidence every allowed state of which scores -inf makes log Z = -inf: EvidenceError naming the evidence (was
+    NaN).  Given a = 0, b = 0 pays ``finfo.min`` in two tables and b = 1 in two others, so both sums are -inf and no
+    table's maximum over the allowed states is ``finfo.min`` (centring cannot take it out; where one state alone is
+    allowed, each table's entry there is its maximum, and that state's probability is 1, as in exact arithmetic)."""
+    neg = torch.finfo(dtype).min
+    at_b0, at_b1 = (torch.tensor(t, dtype=dtype) for t in ([[neg, 0.0], [0.0, 0.0]], [[0.0, neg], [0.0, 0.0]]))
+    mrf = MarkovNet({"a": 2, "b": 2})
+    for name, table in (("f1", at_b0), ("f2", at_b0), ("f3", at_b1), ("f4", at_b1)):
+        mrf.add_factor(name, ["a", "b"], table.clone())
+    d = mrf.distribution({"a": torch.tensor(0)})
+    with pytest.raises(EvidenceError, match=r"MarkovNetDistribution.log_prob: .*probability zero.*a=0"):
         d.log_prob(torch.tensor([0, 1]))
+    only = _hard_pair(dtype).distribution({"a": torch.tensor(0), "b": torch.tensor(1)})
+    assert only.log_prob(torch.tensor([0, 1])).item() == 0.0
 
 
 def test_log_prob_gradients_stay_finite_at_values_of_probability_zero():

@@ -70,10 +70,15 @@ def test_huge_penalties_give_the_minus_inf_entropy_or_a_named_error(dtype, penal
     got = net(penalty, dtype).distribution().entropy()
     want = _brute_entropy(net(-1e4, torch.float64))
     assert torch.allclose(got.double(), want.reshape(()), atol=1e-6, rtol=0)
-    ev = {"a": torch.tensor([0, -1]), "b": torch.tensor([1, -1])}  # row 0 allows only (0, 1), which pays it
+    # given a = 0 in row 0, b = 0 pays the penalty in bc and b = 1 in ab: every assignment pays it (no table's
+    # maximum over the allowed states does, so centring the tables cannot take it out)
+    conflicting = (MarkovNet({"a": 2, "b": 2, "c": 2})
+                   .add_factor("ab", ["a", "b"], torch.tensor([[0.3, penalty], [0.1, -0.2]], dtype=dtype))
+                   .add_factor("bc", ["b", "c"], torch.tensor([[penalty, penalty], [0.2, 0.0]], dtype=dtype)))
+    ev = {"a": torch.tensor([0, -1])}
     with pytest.raises(ModelSpecError, match=r"exact entropy: model\(s\) \[0\] have log Z = -1e\+[0-9]+ .*no "
                                              r"significant digit"):
-        net(penalty, dtype).distribution(ev).entropy()
+        conflicting.distribution(ev).entropy()
 
 
 #: a 5x5 grid's largest intermediate (64 elements) in float64 is 512 bytes: 8 models per contraction
