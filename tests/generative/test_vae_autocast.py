@@ -10,19 +10,11 @@ from pyro.infer import Trace_ELBO
 
 from hybridpgm import VAE
 from hybridpgm.infer import IWAE, DirectTrace_ELBO
+from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture: one intra-op thread)
 
 D, Z = 32, 4
 X = torch.bernoulli(torch.full((16, D), 0.2), generator=torch.Generator().manual_seed(0))
 Y = torch.randn(16, D, generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread (a shared machine), as it was after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _shifted_vae(likelihood: str) -> VAE:

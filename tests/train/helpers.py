@@ -100,6 +100,30 @@ def regression_data(n: int = 64, d_in: int = 5, seed: int = 1):
     return x, y
 
 
+def host_reads_per_step(monkeypatch, **fit_kwargs) -> int:
+    """The host reads (``item``, ``tolist``, ``float``/``bool``/``int`` of a tensor) that each step of a
+    :class:`LinearRegression` ``fit`` adds: those of 7 steps less those of 3, over 4 (``fit_kwargs`` passed on)."""
+    from hybridpgm import fit
+
+    reads = []
+    for method in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method, **kwargs):
+            reads.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+
+    def host_reads(steps):
+        reads.clear()
+        fit(LinearRegression(), regression_data(), epochs=10, batch_size=16, max_steps=steps, progress=False,
+            seed=0, **fit_kwargs)
+        return len(reads)
+
+    return (host_reads(7) - host_reads(3)) / 4
+
+
 class NoiseAsDataVAE(VAE):
     """The VAE with its guide's noise read from the batch ``(x, eps)``: common random
     numbers, so runs that split the data differently draw identical latents."""

@@ -9,16 +9,8 @@ from torch import nn
 from hybridpgm.infer.adversarial import GAN, IWGAN
 from hybridpgm.infer.adversarial.base import log_q_from_logits
 from hybridpgm.infer.adversarial.domain_log_q import log_sigmoid, softmax_weights
+from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture: one intra-op thread)
 from tests.infer.adversarial.conftest import tiny_pair
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread (a shared machine), as it was after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class _Sixteen(nn.Module):
