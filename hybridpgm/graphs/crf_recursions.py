@@ -168,10 +168,10 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     not accumulate over the steps; detached (for ``log_prob``, the training step) it costs no autograd node.
     Attached, each step's log-sum-exp is also :func:`_logsumexp_normalised`, so that a step's pairwise marginal
     (its gradient) sums to the marginals of both its labels to within the rounding of O(1) sums, whatever the
-    magnitude of :math:`\\alpha + A`; ``torch.logsumexp``'s backward left them ~ulp(|A|) apart, which the entropy
-    multiplied by :math:`|A|`.  The transitions enter relative to each column's largest (:func:`_relative`), their
-    level :math:`(n - 1) \\max A` added to log Z in :data:`ACCUMULATE`: near ties between large scores are decided
-    at the magnitude of their differences, not at ``ulp(|A|)``.
+    magnitude of :math:`\\alpha + A`; ``torch.logsumexp``'s backward left them :math:`\\mathrm{ulp}(|A|)` apart,
+    which the entropy multiplied by :math:`|A|`.  The transitions enter relative to each column's largest
+    (:func:`_relative`), their level :math:`(n - 1) \\max A` added to log Z in :data:`ACCUMULATE`: near ties
+    between large scores are decided at the magnitude of their differences, not at ``ulp(|A|)``.
 
     The ``T`` shifts (each of the order of a step's scores, together ~T x score) are summed in
     :data:`ACCUMULATE` (``batch_shape`` scalars a step, not the messages), so log Z carries only the rounding of
