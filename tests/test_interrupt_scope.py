@@ -15,6 +15,7 @@ import hybridpgm
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.interrupt_scope import restored_on_error, runtime_state
 from hybridpgm.precision_scope import exact_precision
+from tests.graphs.bn_helpers import neural_child_net, neural_child_training
 
 
 def _autocast_level() -> int:
@@ -60,27 +61,14 @@ def test_a_leaked_inner_autocast_scope_is_undone_and_its_cache_cleared():
     assert _bf16_linear_sees_a_weight_update()
 
 
-def _neural_net():
-    torch.manual_seed(0)
-    bn = BayesNet()
-    bn.add("c", cpd.Table([0.3, 0.7]))
-    bn.add("w", cpd.Neural(torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)),
-                           ["c"], 2))
-    return bn
-
-
 def test_an_interrupted_bf16_fit_leaves_autocast_as_it_was(monkeypatch):
     """An audit's Ctrl-C at one line of ``exact_precision.__exit__`` during ``fit(precision="bf16")`` left
     autocast's nesting level at 1 (every later bf16 region reused stale half-precision weights).  This injection,
     at the whole ``__exit__``, is undone by the autocast scopes around it even without ``fit``'s guard: a guard."""
-    from pyro.infer import TraceEnum_ELBO
-
-    bn = _neural_net()
-    rows = torch.tensor([[0.0, 1.0], [1.0, float("nan")], [float("nan"), 0.0]])
-    objective = hybridpgm.SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1))
+    objective, data = neural_child_training(neural_child_net())
     _interrupting_exit(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        hybridpgm.fit(objective, bn.split_missing(rows), batch_size=3, max_steps=1, precision="bf16",
+        hybridpgm.fit(objective, data, batch_size=3, max_steps=1, precision="bf16",
                       progress=False)
     monkeypatch.undo()
     assert _autocast_level() == 0 and not torch.is_autocast_enabled("cpu") and torch.is_grad_enabled()
@@ -88,7 +76,7 @@ def test_an_interrupted_bf16_fit_leaves_autocast_as_it_was(monkeypatch):
 
 
 def test_an_interrupted_query_in_the_caller_s_autocast_region_leaves_it_as_it_was(monkeypatch):
-    bn = _neural_net()
+    bn = neural_child_net()
     _interrupting_exit(monkeypatch)
     with pytest.raises(KeyboardInterrupt), torch.autocast("cpu", dtype=torch.bfloat16):
         bn.log_evidence({"w": torch.tensor([0, 1])})

@@ -11,7 +11,9 @@ from unittest import mock
 
 import pytest
 import torch
+from pyro.infer import TraceEnum_ELBO
 
+import hybridpgm
 from hybridpgm.graphs import BayesNet, cpd
 
 
@@ -33,6 +35,20 @@ def batch_norm_net():
                               torch.nn.Linear(8, 2))
     bn = BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2, context=["u"]))
     return bn.train(), net
+
+
+def neural_child_net() -> BayesNet:
+    """``c -> w``: ``w`` a Neural CPD (a two-layer tanh network of ``c``), seeded."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    return BayesNet().add("c", cpd.Table([0.3, 0.7])).add("w", cpd.Neural(net, ["c"], 2))
+
+
+def neural_child_training(bn: BayesNet):
+    """``(SVIObjective, data)`` training :func:`neural_child_net` by enumeration on three rows with missing
+    entries (one complete, one ``w`` missing, one ``c`` missing)."""
+    rows = torch.tensor([[0.0, 1.0], [1.0, float("nan")], [float("nan"), 0.0]])
+    return hybridpgm.SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1)), bn.split_missing(rows)
 
 
 def sprinkler() -> BayesNet:

@@ -16,11 +16,10 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 import hybridpgm
 from hybridpgm.errors import ConfigError
-from hybridpgm.graphs import BayesNet, cpd
+from tests.graphs.bn_helpers import neural_child_net, neural_child_training
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1)
 X, Y = torch.ones(8, 1), torch.full((8, 1), 2.0)
@@ -77,13 +76,7 @@ def test_a_full_precision_fit_inside_a_disabled_autocast_region_trains_as_outsid
 
 
 def _bayes_net_objective():
-    torch.manual_seed(0)
-    bn = BayesNet()
-    bn.add("c", cpd.Table([0.3, 0.7]))
-    bn.add("w", cpd.Neural(torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)),
-                           ["c"], 2))
-    rows = torch.tensor([[0.0, 1.0], [1.0, float("nan")], [float("nan"), 0.0]])
-    return hybridpgm.SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1)), bn.split_missing(rows)
+    return neural_child_training(neural_child_net())
 
 
 def _rbm_objective():
