@@ -184,6 +184,10 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
     def tables(self, context=None) -> dict[str, torch.Tensor]:
         """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``.
 
+        A family declared by a tensor is returned as the network's own buffer or parameter (a view of it for one
+        factor), as ``module.weight`` is: an in-place edit of it changes the network (every cached answer sees the
+        new version); ``.clone()`` it to post-process.
+
         A tensor ``context`` reaches each neural potential in that potential's floating dtype (that of its first
         floating parameter or buffer) where the conversion is exact (:func:`~hybridpgm.data.validation.as_model_dtype`:
         a lower-precision float is widened); any other context is passed as it is (integers or ``bool``: category

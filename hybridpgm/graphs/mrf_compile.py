@@ -183,33 +183,32 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
     return torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
 
 
-#: per network: ``(arity, device) -> (scope buffers, their versions, [F, k] variables)``.  Weak keys: what a network
-#: compiled goes with it
+#: per network: ``(arity, device) -> (scope buffers, their versions, [F, k] variables, its version)``.  Weak keys:
+#: what a network compiled goes with it
 _GROUP_VARIABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _group_variables(mrf: MarkovNet, k: int, scopes: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """The ``[F, k]`` variable indices of the arity-``k`` group: the families' scope buffers ``[F_i, k]`` stacked
     and moved to ``device``, as the *same* tensor at every compile of ``mrf`` while those buffers are unchanged
-    (same objects, same version counters).
+    (same objects, same version counters) and while the kept tensor itself is unedited: a caller's in-place edit
+    of a compiled graph's ``variables`` (never the network's buffer: even one family's is a copy) builds a fresh
+    one.
 
     The structures the inference engines cache per ``variables`` tensor
-    (:func:`hybridpgm.infer.bp_engine._structure`) are then built once per network, not once per query; one
-    family on its own device is its buffer itself.
+    (:func:`hybridpgm.infer.bp_engine._structure`) are then built once per network, not once per query.
     """
-    if len(scopes) == 1 and scopes[0].device == device:
-        return scopes[0]
+    if any(unversioned(s) for s in scopes):  # no version counter to check (a net built under a transform or in
+        return torch.cat([s.to(device) for s in scopes])  # inference mode)
     versions = tuple(s._version for s in scopes)
     cached = _GROUP_VARIABLES.get(mrf, {})
     hit = cached.get((k, str(device)))
     if hit is not None and len(hit[0]) == len(scopes) and all(a is b for a, b in zip(hit[0], scopes)) \
-            and hit[1] == versions:
+            and hit[1] == versions and hit[2]._version == hit[3]:
         return hit[2]
-    if any(unversioned(s) for s in scopes):  # no version counter to check (a net built under a transform: wrappers)
-        return torch.cat([s.to(device) for s in scopes])
     with kept_by_a_cache():  # the kept tensor must stay usable outside inference mode and after a transform
         variables = torch.cat([s.to(device) for s in scopes])
-    cached[(k, str(device))] = (tuple(scopes), versions, variables)
+    cached[(k, str(device))] = (tuple(scopes), versions, variables, variables._version)
     _GROUP_VARIABLES[mrf] = cached
     return variables
 

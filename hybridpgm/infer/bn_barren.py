@@ -123,7 +123,7 @@ def forward_marginals(facts: NetworkFacts, ev: Evidence, nodes, answered: dict) 
         rows = (torch.arange(ev.n, device=table.device),) if batched else ()
         (u,) = facts.discrete[v] or (None,)
         if u is None:
-            p = table if batched else table.expand(ev.n, -1)
+            p = (table if batched else table.expand(ev.n, -1)).clone()
         elif u in ev.observed:
             p = table[rows + (ev.observed[u],)]
         elif batched:

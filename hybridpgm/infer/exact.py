@@ -289,7 +289,7 @@ def map_assignment(bn: "BayesNet", evidence: Mapping | None = None, *, return_lo
         *states, best = _map_rows(bn, facts, ev, names, None, differentiable)
     out = {q: _unbatch(x, ev) for q, x in zip(names, states)}
     for v, t in ev.observed.items():
-        out[v] = _unbatch(t, ev)
+        out[v] = _unbatch(t.clone(), ev)
     out = {v: out[v] for v in facts.nodes if v in out}
     if return_log_prob:
         return out, _unbatch(best, ev)
@@ -385,8 +385,9 @@ def _sample_rows(bn: "BayesNet", facts, order: list, ev: Evidence, num_samples: 
     parts = in_row_chunks(ev, chunk, draw, row_ids) if chunk < ev.n else draw(ev, row_ids)
     n, s = ev.n, num_samples
     drawn = {v: parts[0][..., i] for i, v in enumerate(names)}
-    drawn.update({v: t[:, None].expand(n, s) for v, t in ev.observed.items()})
-    drawn.update({v: t[:, None].expand(n, s, *t.shape[1:]) for v, t in ev.values.items() if v in facts.cards})
+    drawn.update({v: t[:, None].expand(n, s).clone() for v, t in ev.observed.items()})
+    drawn.update({v: t[:, None].expand(n, s, *t.shape[1:]).clone() for v, t in ev.values.items()
+                  if v in facts.cards})
     with torch.no_grad():
         log_q = draw_barren(facts, ev, drawn, [v for v in order if v not in keep], s, generator, with_log_prob)
     out = [drawn[v] for v in facts.nodes]
