@@ -32,6 +32,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 from hybridpgm.graphs.bn_checks import _SCORING, BayesNetChecks
+from hybridpgm.graphs.bn_context_dims import could_be_batch_dims, one_row_or_rows_first
 from hybridpgm.graphs.bn_masks import BayesNetMasks
 from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _holds_names, _is_missing_entry,
                                         _is_table, _length, _missing, _plain, _refuse_duplicates, bool_states,
@@ -311,15 +312,19 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         reading is taken only when the dim it puts at the data plate holds ``rows`` entries; else the input is
         ``[N, d...]`` (its first dim the rows, as outside any plate): an image ``[N, d1, d2]`` under an enumeration or a
         plate of the caller's keeps its ``d1 * d2`` features.  Where that reading puts one row at the data plate
-        (``[K, 1, F]``: one row per value of an enumerated site) the input is refused, whatever its first dim: the
-        network does not broadcast one row over ``rows`` (an input of ``[K, 1, F]`` for ``K != rows`` is refused
-        by :meth:`_rows`), and read rows first it would score row ``n`` with the context of value ``n`` where
-        ``K == rows``; an image ``[N, 1, d2]`` with a first feature dim of 1 is refused there too (pass it
-        flattened, ``[N, d2]``).
+        (``[K, 1, F]``: one row per value of an enumerated site) the network does not broadcast it over ``rows`` (an
+        input of ``[K, 1, F]`` for ``K != rows`` is refused by :meth:`_rows`); where ``K == rows`` the shape alone
+        cannot tell it from ``rows`` rows of features ``[N, 1, d...]`` (a single-channel image ``[N, 1, H, W]``).
+        The sizes of the enclosing dims tell them apart
+        (:func:`~hybridpgm.graphs.bn_context_dims.could_be_batch_dims`): where the dim its first entry would take
+        cannot hold ``rows`` entries (an enumerated site of another number of values, a particle plate of another
+        size), the input is rows first; where it may (``K == rows``), or its sizes cannot be told, the input is
+        refused: read rows first it would score row ``n`` with the context of value ``n``.
 
         :raises DataError: inputs that are not a dict of known context names (or one tensor or array for the
             single one), values :func:`~hybridpgm.graphs.bn_values._continuous` refuses, or an input read as one
-            row where ``rows`` are more and whose first dim holds ``rows`` (naming it, its shape and both fixes).
+            row where ``rows`` are more, whose first dim holds ``rows`` and whose enclosing dim may hold them too
+            (naming it, its shape and both fixes).
         """
         names = self.input_names
         if inputs is None:
@@ -340,8 +345,9 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             t = _continuous(t, dtype, device, f"context input '{k}'")
             batched = context_batch_features(t, outer)
             if rows is not None and t.dim() > 2 and batched.shape[-2] != rows and t.shape[0] == rows:
-                if batched.shape[-2] == 1:  # one row under the enclosing dims, or rows first: not guessed
-                    raise DataError(_one_row_or_rows_first(k, t, batched, rows))
+                # one row under the enclosing dims where they may hold its leading dims, or rows first: not guessed
+                if batched.shape[-2] == 1 and could_be_batch_dims(batched.shape[:-2]):
+                    raise DataError(one_row_or_rows_first(k, t, batched, rows))
                 batched = context_batch_features(t, 0)  # [N, d...]: the rows first, the features flattened
             out[k] = batched
         return out
@@ -364,16 +370,3 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
                             f"got different row counts ({counts})")
         return next(iter(sizes.values()), 1 if num_samples is None else num_samples)
 
-
-def _one_row_or_rows_first(name: str, t: torch.Tensor, batched: torch.Tensor, rows: int) -> str:
-    """The refusal of a context input ``t`` that reads as one row (``batched``, ``[*B, 1, F]``) under the enclosing
-    program's dims and whose first dim holds the data's ``rows``: neither reading is taken."""
-    feats = int(batched.shape[-1])
-    per_row = (*batched.shape[:-2], rows, feats)
-    return (f"context input '{name}' of shape {tuple(t.shape)} is ambiguous: under the batch dims the enclosing "
-            f"Pyro program claims left of the data plate (an enumerated site, a particle plate) it reads as one row "
-            f"{tuple(batched.shape)} (batch dims, 1 row, {feats} feature(s)), which the network does not broadcast "
-            f"over the data's {rows} rows, and read rows first (its first dim holds {rows} entries) row n would take "
-            f"entry n.  For one context per batch value and row, give it shape {per_row} (batch dims, rows, "
-            f"features; e.g. z[..., None].expand(*z.shape[:-1], {rows}, 1) for an enumerated z); for {rows} rows "
-            f"of features, flatten them: shape ({rows}, {t[0].numel()}), .reshape({rows}, -1)")

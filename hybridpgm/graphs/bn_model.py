@@ -117,7 +117,10 @@ class BayesNetModel:
         :raises ModelSpecError: a node named like a site derived from another node's name for these data
             (``"<node>_prior"``, ``"<node>_observed"``, ``"<node>_unobserved"``), naming both; CPDs of two dtypes
             (a float64 neural CPD beside float32 tables), naming a node of each, as the exact queries do
-            (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`).
+            (:func:`~hybridpgm.infer.bn_dtypes.check_one_table_dtype`); a site that a :func:`pyro.poutine.block`
+            between a caller's plate at dim ``-1`` and the call hides from that plate, or a plate that ``block_plate``
+            took off Pyro's stack while it holds dim ``-1``, naming the plate
+            (:class:`~hybridpgm.graphs.bn_plate.DataPlate`).
         """
         prefix = site_prefix(prefix, "BayesNet.model")
         self.check()

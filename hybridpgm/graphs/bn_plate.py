@@ -12,6 +12,16 @@ collides at dim ``-1``.  A caller's plate at dim ``-1`` of another size than the
 rows have no other dim to go to.  A plate over something else (groups of rows, particles) goes left of the rows
 (``dim=-2``), where it is a batch dim of every row.
 
+A :func:`pyro.poutine.block` between the caller's plate and the call may hide the network's sites from that plate
+(``with pyro.plate("rows", N): with poutine.block(): bn.model(...)``): a hidden site takes no rows (one value for
+every row), and the plate still holds dim ``-1``, so a plate of the network's own there collides (Pyro's raw
+"plates collide").  The network joins the caller's plate wherever it is on the stack, and where a block sits inside
+it, each site is checked to have reached it; a site hidden from it is refused, naming the plate and the remedy (the
+block outside the plate, or the call outside the plate).  A block outside the caller's plate (``with
+poutine.block(): with pyro.plate("rows", N): bn.model(...)``) hides the sites from the handlers outside it only:
+the network joins the plate as without it.  A plate that :func:`pyro.poutine.plate_messenger.block_plate` takes
+off the stack still holds dim ``-1``: refused likewise.
+
 :class:`DataPlate` is the plate of one call; :func:`prior_weight` the weight of the Dirichlet priors.
 """
 
@@ -20,10 +30,13 @@ from __future__ import annotations
 import contextlib
 
 import pyro
-from pyro.poutine.runtime import get_plates
+from pyro.poutine import runtime
+from pyro.poutine.block_messenger import BlockMessenger
+from pyro.poutine.indep_messenger import CondIndepStackFrame, IndepMessenger
+from pyro.poutine.messenger import Messenger
 
 from hybridpgm.checks import positive_int
-from hybridpgm.errors import ConfigError, DataError
+from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train.update_scope import micro_batch_share
 
 __all__ = ["DataPlate", "prior_weight"]
@@ -31,9 +44,12 @@ __all__ = ["DataPlate", "prior_weight"]
 
 class DataPlate:
     """The data plate of one call of :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>`: the caller's
-    vectorized plate at dim ``-1`` where the model's sites see one (:func:`pyro.poutine.runtime.get_plates`: what
-    the handlers around the call give a site, so a plate that a :func:`pyro.poutine.block` hides is not joined),
-    else a plate of its own.
+    vectorized plate at dim ``-1`` where there is one on Pyro's handler stack, joined, else a plate of its own.
+
+    The caller's plate is read off the stack (its frame is what :func:`pyro.poutine.runtime.get_plates` reports
+    where no :func:`pyro.poutine.block` hides it), so a plate that a block inside it hides from the call is joined
+    too: its dim ``-1`` is taken, a plate of the network's own would collide there.  Where a block sits between
+    them, :meth:`open` checks that each site reaches the plate.
 
     :param str prefix: the model's site prefix (its own plate is ``prefix + "data"``).
     :ivar caller: the caller's plate at dim ``-1`` (a ``CondIndepStackFrame``: its ``name``, ``size``, the rows of
@@ -42,7 +58,8 @@ class DataPlate:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.caller = next((f for f in get_plates() if f.vectorized and f.dim == -1), None)
+        self.what = "BayesNet.model"
+        self.caller, self._screened = _rows_plate()
 
     @property
     def rows(self) -> int | None:
@@ -59,9 +76,16 @@ class DataPlate:
         return None if full is None or int(full) == self.rows else int(full)
 
     def open(self, n: int):
-        """The context of the model's sites over ``n`` rows: its own plate, or nothing where it joins the caller's
-        (:meth:`check` it first)."""
-        return pyro.plate(self.prefix + "data", n, dim=-1) if self.caller is None else contextlib.nullcontext()
+        """The context of the model's sites over ``n`` rows: its own plate, or where it joins the caller's
+        (:meth:`check` it first) nothing, or with a :func:`pyro.poutine.block` between the caller's plate and the call
+        a handler that refuses a site the block hides from that plate.
+
+        :raises ModelSpecError: (on entering a site) a site of the model hidden from the caller's plate at dim ``-1``
+            by a block inside it, naming the plate, the site and what to do.
+        """
+        if self.caller is None:
+            return pyro.plate(self.prefix + "data", n, dim=-1)
+        return _ReachesPlate(self.caller, self.what) if self._screened else contextlib.nullcontext()
 
     def check(self, n: int, what: str = "BayesNet.model", given: str = "data, context inputs or num_samples") -> None:
         """Refuse ``n`` rows inside a caller's plate at dim ``-1`` of another size.
@@ -71,7 +95,18 @@ class DataPlate:
         :param str given: the arguments that give the rows, as the message names them.
         :raises DataError: a caller's plate at dim ``-1`` of another number of rows than ``n``, naming it, both
             counts and what to do.
+        :raises ModelSpecError: a plate at dim ``-1`` that is not on Pyro's handler stack (taken off by
+            :func:`~pyro.poutine.plate_messenger.block_plate`) but still holds the dim, naming it: the model can
+            neither join it nor open its own plate there.
         """
+        self.what = what
+        held = _dim_holder()
+        if self.caller is None and held is not None:
+            raise ModelSpecError(
+                f"{what} is called inside the plate {held!r}, which holds dim -1, the dim of the network's rows, but "
+                f"is hidden from the call (block_plate takes it off Pyro's stack): the network can neither join it "
+                f"nor open a plate of its own at dim -1 (Pyro's plates would collide); call the model outside the "
+                f"plate {held!r}, or inside it without the block_plate (it then joins the plate)")
         if self.caller is not None and n != self.rows:
             raise DataError(
                 f"{what} is called inside the plate {self.caller.name!r} of {self.rows} rows at dim -1, "
@@ -86,6 +121,59 @@ class DataPlate:
         per row: the ``n`` rows add up to it once, and the caller's scale, a subsampled plate's ``N / B``,
         weighs it as it weighs the rows; a row that a caller's mask masks out drops its share)."""
         return log_prior if self.caller is None else log_prior / n
+
+
+def _dim_holder() -> str | None:
+    """The name of the plate that holds dim ``-1`` in Pyro's plate-dim allocator, ``None`` where it is free."""
+    held = getattr(runtime._DIM_ALLOCATOR, "_stack", None)  # read at the call: outside_handlers swaps the list
+    return held[0] if held else None
+
+
+def _frame(m: IndepMessenger) -> CondIndepStackFrame:
+    """The frame that the plate ``m`` gives a site (``pyro.plate``'s: its batch size, and the data set's as
+    ``full_size``), read as :func:`~pyro.poutine.runtime.get_plates` reads it, from a message ``m`` alone
+    handles."""
+    msg = runtime.Message(type="inspect", name="_pyro_inspect", fn=lambda: True, is_observed=False, args=(),
+                          kwargs={}, value=None, infer={"_do_not_trace": True}, scale=1.0, mask=None,
+                          cond_indep_stack=(), done=False, stop=False, continuation=None)
+    m._process_message(msg)
+    return msg["cond_indep_stack"][0]
+
+
+def _rows_plate() -> tuple[CondIndepStackFrame | None, bool]:
+    """``(frame, screened)``: the frame of the innermost vectorized plate at dim ``-1`` on Pyro's handler stack
+    (``None`` for none), and whether a :func:`pyro.poutine.block` sits inside it, between it and the call (which may
+    hide a site from it)."""
+    screened = False
+    for m in reversed(runtime._PYRO_STACK):  # the innermost handler first
+        if isinstance(m, IndepMessenger) and m.dim == -1:
+            return _frame(m), screened
+        screened = screened or isinstance(m, BlockMessenger)
+    return None, False
+
+
+class _ReachesPlate(Messenger):
+    """The innermost handler of a model's sites inside the caller's plate ``frame`` with a block between them:
+    refuses a site that the block stopped before the plate (no ``frame`` in its ``cond_indep_stack``).  The copy
+    of a site that :func:`pyro.poutine.do` keeps as ``name__CF`` (stopped there by design; the intervened site
+    goes on to the plate) is left alone."""
+
+    def __init__(self, frame: CondIndepStackFrame, what: str) -> None:
+        super().__init__()
+        self.frame, self.what = frame, what
+
+    def _pyro_post_sample(self, msg) -> None:
+        if any(f.name == self.frame.name for f in msg["cond_indep_stack"]) or (
+                msg.get("_intervener_id") is not None and msg["name"].endswith("__CF")):
+            return
+        name, rows = self.frame.name, self.frame.size
+        raise ModelSpecError(
+            f"{self.what} is called inside the plate {name!r} of {rows} rows at dim -1, the dim of the network's "
+            f"rows, and joins it, but a poutine.block between them hides its site {msg['name']!r} from that plate "
+            f"(a site the plate does not reach is not one of its rows: a latent one draws one value for all {rows}); "
+            f"put the block outside the plate (with poutine.block(...): with pyro.plate({name!r}, {rows}): ...), "
+            f"where it hides the sites from the handlers outside it as before, or call the model outside the plate "
+            f"(it then opens its own)")
 
 
 def prior_weight(num_data, n: int) -> float:

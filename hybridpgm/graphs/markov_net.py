@@ -361,7 +361,9 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
             values or context, naming it.
         :raises ModelSpecError: more than one batch dimension (tables, or a value of ``dim() > 1``, naming the
             variable and its shape), a network of no variables, or a factor named like a variable (both would be
-            the same Pyro site), naming both, before any site is recorded.
+            the same Pyro site), naming both, before any site is recorded; a site that a
+            :func:`pyro.poutine.block` between a caller's plate at dim ``-1`` and the call hides from that plate, or
+            a plate that ``block_plate`` took off Pyro's stack while it holds dim ``-1``, naming the plate.
         :raises ConfigError: a ``prefix`` that is not a string, or a neural potential holding parameters of a lazy
             module (``nn.LazyLinear``) that nothing has run yet, naming them: run ``mrf.tables(context[:2])`` once
             under :func:`torch.no_grad` first (``fit`` refuses them alike).

@@ -13,8 +13,10 @@ joined as :meth:`BayesNet.model <hybridpgm.graphs.BayesNet.model>` joins it
 (:class:`~hybridpgm.graphs.bn_plate.DataPlate`), so the caller's per-row sites (a decoder reading the variables)
 are in one plate with them.  A plate of its own there took the next free dim, ``-2``: a second, independent plate
 over the same rows (Pyro's raw 'Shape mismatch' with ``max_plate_nesting=1``; with 2, every row's factors summed
-against every row of the caller's).  A caller's plate at dim ``-1`` of another size is refused.  Without rows the
-model opens no plate: its sites are those of any plate around it.
+against every row of the caller's).  A caller's plate at dim ``-1`` of another size is refused, and so is a site that
+a :func:`pyro.poutine.block` between that plate and the call hides from it (or the plate taken off the stack by
+``block_plate``), naming the plate.  Without rows the model opens no plate: its sites are those of any plate around
+it.
 """
 
 from __future__ import annotations
