@@ -31,7 +31,7 @@ import torch
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.precision_scope import exact_precision
 
-__all__ = ["centred", "centred_graph", "centred_tables", "group_states"]
+__all__ = ["centred", "centred_graph", "centred_tables", "centred_unary", "group_states"]
 
 #: the dtypes whose tables are centred (a half-precision subtraction rounds)
 _CENTRED_DTYPES = (torch.float32, torch.float64)
@@ -87,6 +87,20 @@ def centred_graph(fg: FactorGraph) -> tuple[FactorGraph, torch.Tensor]:
             total = total + m.sum(-1)
     groups = [dataclasses.replace(g, log_potentials=t) for g, t in zip(fg.groups, tables)]
     return dataclasses.replace(fg, unary=unary, groups=groups), total
+
+
+def centred_unary(fg: FactorGraph) -> tuple[FactorGraph, torch.Tensor]:
+    """``(fg with centred unaries, M [B])``: each model's and variable's unary table less its detached maximum over
+    the states the evidence allows (:func:`centred`), the factor tables as they are, and :math:`M` the sum of
+    those maxima, so that :math:`\\log Z(fg) = \\log Z(\\tilde{fg}) + M`.  Loopy belief propagation iterates on
+    this graph (its engine centres the factor tables itself, :class:`~hybridpgm.infer.bp_engine.FlatGraph`): a
+    constant on a unary table then never enters a message.  No promotion under autocast (BP runs in the tables'
+    dtype).
+
+    :param FactorGraph fg: the model, batch size ``B``.
+    """
+    unary, m = centred(fg.unary, 1, fg.valid.to(fg.unary.device))
+    return dataclasses.replace(fg, unary=unary), m.sum(-1)
 
 
 def centred_tables(tables: Mapping[str, torch.Tensor], arity: Mapping[str, int]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,10 @@ The log-partition estimate is the negative Bethe free energy [2]
     \\log Z_{Bethe} = \\sum_f \\mathbb E_{b_f}[\\theta_f] + \\sum_v \\mathbb E_{b_v}[\\theta_v]
       + \\sum_f H(b_f) + \\sum_v (1 - d_v) H(b_v),
 
-which is exact on trees (and BP converges there in diameter-many steps).
+which is exact on trees (and BP converges there in diameter-many steps; :mod:`hybridpgm.infer.bethe`).
+BP iterates on the unary tables less their detached maxima over the states the evidence allows
+(:func:`~hybridpgm.graphs.mrf_centring.centred_unary`; the engine centres the factor tables the same way), so a
+constant added to a table never enters a message; the Bethe estimate adds the maxima back, once.
 Every step is an ordinary torch operation, so gradients flow from the beliefs
 or :math:`\\log Z_{Bethe}` back into the potentials through all ``K`` steps
 ("unrolled inference as a computation graph", [3]).
@@ -56,6 +59,8 @@ import torch
 from hybridpgm.checks import damping_of, flag, positive_int, positive_real
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.mrf_centring import centred_unary
+from hybridpgm.infer.bethe import bethe_log_z
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
 from hybridpgm.infer.max_product_decoding import decode_in_layers
@@ -155,11 +160,6 @@ class BPResult(PortableResult):
         kind = "max-product" if self._log_z is None and self._log_z_fn is None else "sum-product"
         return (f"BPResult({kind}, marginals={list(self.marginals.shape)} {self.marginals.dtype}, "
                 f"converged={self.converged}, num_iters={self.num_iters})")
-
-
-def _entropy_term(p: torch.Tensor, log_p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # p * log p with 0 log 0 = 0, gradient-safe (no 0 * -inf anywhere)
-    return p * log_p.masked_fill(~mask, 0.0)
 
 
 class BeliefPropagation:
@@ -309,6 +309,7 @@ class BeliefPropagation:
 
     def _general(self, fg: FactorGraph) -> BPResult:
         """The general path: log messages ``[B, E, C]`` on :class:`FlatGraph`."""
+        fg, offset = centred_unary(fg)  # the unary maxima out of every message: log Z = log Z~ + offset
         flat = FlatGraph(fg)
         theta = fg.masked_unary()
 
@@ -320,7 +321,7 @@ class BeliefPropagation:
             lambda new, it: _nan_messages(fg, flat.edge_var[torch.isnan(new).any(-1).any(0)], it), capped=True)
         total = flat.beliefs(theta, msgs)
         log_b = torch.log_softmax(total, dim=-1)
-        log_z_fn = None if self.max_product else (lambda: _bethe(fg, flat, theta, log_b, msgs))
+        log_z_fn = None if self.max_product else (lambda: bethe_log_z(fg, flat, theta, log_b, msgs, offset))
         decode_fn = (lambda: decode_in_layers(fg, msgs.detach())) if self.max_product else None
         return BPResult(log_b.exp(), total.argmax(dim=-1), converged, it, log_z_fn, decode_fn)
 
@@ -348,14 +349,14 @@ class BeliefPropagation:
                 raise _nan_messages(fg, structure[0][torch.isnan(d).any(-1)], None)
         F = g.variables.shape[0]
 
-        def log_z():
-            flat = FlatGraph(fg)
-            theta = fg.masked_unary()
+        def log_z():  # the iteration held differences of unaries only; the Bethe sums take them centred
+            cfg, offset = centred_unary(fg)
             ls = torch.nn.functional.logsigmoid
             log_b = torch.stack((ls(-L), ls(L)), dim=-1).transpose(0, 1)
-            return _bethe(fg, flat, theta, log_b, odds_to_flat(d, F))
+            return bethe_log_z(cfg, FlatGraph(cfg), cfg.masked_unary(), log_b, odds_to_flat(d, F), offset)
 
-        decode_fn = (lambda: decode_in_layers(fg, odds_to_flat(d.detach(), F))) if self.max_product else None
+        decode_fn = ((lambda: decode_in_layers(centred_unary(fg)[0], odds_to_flat(d.detach(), F)))
+                     if self.max_product else None)
         return BPResult(marginals, lambda: (L > 0).long().t(), converged, it, None if self.max_product else log_z,
                         decode_fn)
 
@@ -379,22 +380,3 @@ def _nan_messages(fg: FactorGraph, targets: torch.Tensor, step: int | None) -> M
                           f"log-potentials' sums or differences overflow {fg.unary.dtype} (entries near finfo.min or "
                           f"finfo.max, e.g. hard constraints); use penalties well inside the range (e.g. -1e4), or "
                           f"method='exact'")
-
-
-def _bethe(fg: FactorGraph, flat: FlatGraph, theta, log_b, msgs) -> torch.Tensor:
-    """Negative Bethe free energy at the beliefs of ``msgs`` ``[B, E, C]``, shape ``[B]``."""
-    valid = fg.valid
-    b = log_b.exp()
-    unary = fg.unary.masked_fill(~valid, 0.0)
-    deg = fg.degrees()
-    # a valid state whose belief overflowed to -inf (two finfo.min penalties on it) has b = 0: 0 log 0 = 0 there
-    ent_v = -_entropy_term(b, log_b, valid & ~torch.isneginf(log_b)).sum(-1)  # [B, V]
-    log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
-    incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
-    for scores, table in flat.factor_scores(incoming):
-        log_bf = torch.log_softmax(scores, dim=-1)
-        bf = log_bf.exp()
-        energy = (bf * table).sum(-1)
-        ent_f = -_entropy_term(bf, log_bf, torch.isfinite(scores)).sum(-1)
-        log_z = log_z + (energy + ent_f).sum(-1)
-    return log_z

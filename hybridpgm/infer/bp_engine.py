@@ -20,7 +20,8 @@ less its maximum (:mod:`hybridpgm.graphs.mrf_centring`), a constant that the
 normalised messages do not depend on, so that a table far from zero (every
 entry near 65536, say) does not round the sums of step 3 at its own magnitude
 (float32 marginals were off by :math:`10^{-3}` there, on chains where BP is
-exact); the Bethe :math:`\\log Z` takes the tables as given.
+exact); the Bethe :math:`\\log Z` centres them itself and adds the maxima back once
+(:mod:`hybridpgm.infer.bethe`).
 
 Two layouts are used.
 
@@ -131,7 +132,7 @@ class FlatGraph:
     def factor_scores(self, incoming: torch.Tensor):
         """Per group: ``[B, F, C**k]`` log factor beliefs (unnormalised, from the centred tables: each factor's
         shifted by a constant) and ``[B, F, C**k]`` tables as given (whose expectations under the beliefs are the
-        Bethe energy's terms, constants included)."""
+        Bethe energy's terms, constants included: :func:`~hybridpgm.infer.bethe.bethe_log_z` centres them)."""
         B, C = incoming.shape[0], incoming.shape[2]
         for g, t, (s, e, F, k) in zip(self.fg.groups, self.tables, self.spans):
             n = incoming[:, s:e].view(B, F, k, C)

@@ -61,9 +61,9 @@ def test_three_way_tables_far_from_zero_keep_the_float32_bp_marginals_of_a_tree(
 
 @pytest.mark.parametrize("shift", [65536.0, -65536.0])
 def test_the_bethe_log_z_and_its_gradient_keep_the_constants(shift):
-    """Guard (passes before and after): the tables are centred inside the iteration only; the Bethe log Z of a tree
-    is the exact one, constants included (3 factors: 3 * shift), and its gradient, the factor marginals, is the
-    unshifted model's.  Float64: log Z near 2e5 is held to 1e-9 (a few ulps of it)."""
+    """Guard: the Bethe log Z of a tree (its sums on centred tables, the maxima added back once:
+    hybridpgm.infer.bethe) is the exact one, constants included (3 factors: 3 * shift), and its gradient, the factor
+    marginals, is the unshifted model's.  Float64: log Z near 2e5 is held to 1e-9 (a few ulps of it)."""
     net, ref = _triples(torch.float64, shift, learn=True), _triples(torch.float64, 0.0, learn=True)
     got, want = net.log_partition("bp"), ref.log_partition("exact")
     assert abs(float(got.detach() - want.detach()) - 3 * shift) < 1e-9
