@@ -93,6 +93,6 @@ class DynamicBinarized(Dataset):
         return sample if self.y is None else (sample, self.y[index])
 
     def __getitems__(self, indices):
-        index = torch.as_tensor(indices, dtype=torch.long)
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.x.device)  # not torch's default device
         sample = torch.bernoulli(self.x[index])
         return sample if self.y is None else (sample, self.y[index])

@@ -38,6 +38,9 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
         test are drawn once).
     :param root: folder holding the files, for data sets read from disk.
     :param int seed: seeds the static binarization (an integer).
+    :returns: the splits as CPU tensors, whatever torch's default device (:func:`torch.set_default_device`):
+        a data set is host data, which :func:`hybridpgm.fit` moves to its device batch by batch (on a ``"meta"``
+        default device it would hold no values at all).
     :raises DataError: unknown name (the message lists the known ones), an unknown ``binarize``, or
         the files are missing (a :class:`~hybridpgm.errors.DataNotFoundError`, also a
         :class:`FileNotFoundError`; the message says where it looked and how to get them).
@@ -53,15 +56,16 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
     if root is not None and name not in READ_FROM_DISK:
         raise ConfigError(f"root={str(root)!r} was given, but {name!r} is bundled with scikit-learn and read from "
                           "no folder; drop root (--data-root), or pick a data set read from disk (fashion-mnist)")
-    splits = load_digits_splits() if name == "digits" else load_fashion_mnist_splits(root)
-    for split_name, split in zip(("train", "valid", "test"), splits):
-        check_finite(split.x, f"{name} {split_name} split")
-    train, valid, test = splits
-    if binarize is not None:
-        if binarize == "static":
-            train = Split(binarize_static(train.x, seed), train.y)
-        valid = Split(binarize_static(valid.x, seed + 1), valid.y)
-        test = Split(binarize_static(test.x, seed + 2), test.y)
+    with torch.device("cpu"):  # host data, whatever torch's default device (set_default_device: "meta", "cuda")
+        splits = load_digits_splits() if name == "digits" else load_fashion_mnist_splits(root)
+        for split_name, split in zip(("train", "valid", "test"), splits):
+            check_finite(split.x, f"{name} {split_name} split")
+        train, valid, test = splits
+        if binarize is not None:
+            if binarize == "static":
+                train = Split(binarize_static(train.x, seed), train.y)
+            valid = Split(binarize_static(valid.x, seed + 1), valid.y)
+            test = Split(binarize_static(test.x, seed + 2), test.y)
     return ImageDataset(name, DATASETS[name][0], train, valid, test, binarize)
 
 

@@ -4,11 +4,11 @@ A step contracts two operands (rarely one) over named dims, in one of three semi
 
 * ``"log"`` -- :func:`log_einsum`, :math:`\\log \\sum \\prod_i e^{a_i}`: each operand ``a_i`` is shifted by
   its maximum over the dims the step sums out (laid out by :func:`shift_plan`), exponentiated, contracted by
-  ``torch.einsum`` and taken back to log space by :class:`LogOfSum` (exact gradient :math:`1/x`, zero for an
-  impossible configuration), then the shifts are added back: the computation of
-  :func:`pyro.ops.einsum.torch_log.einsum` with its bookkeeping precomputed once per step, except that the
-  entries whose shifted sum underflows (operands peaking on different terms) are redone exactly, in blocks of
-  at most :data:`MAX_SUM_CHUNK_ELEMENTS` terms (or the step's output size), by
+  ``torch.einsum`` and taken back to log space by :func:`zero_safe_log` (:class:`LogOfSum`: exact gradient
+  :math:`1/x`, zero for an impossible configuration; ordinary operations in forward mode), then the shifts are
+  added back: the computation of :func:`pyro.ops.einsum.torch_log.einsum` with its bookkeeping precomputed once
+  per step, except that the entries whose shifted sum underflows (operands peaking on different terms) are
+  redone exactly, in blocks of at most :data:`MAX_SUM_CHUNK_ELEMENTS` terms (or the step's output size), by
   :mod:`hybridpgm.graphs.underflow_redo` (which also holds :func:`shifted_logsumexp`, re-exported here);
 * ``"prob"`` -- :func:`pair_product`, the probability-space product of two operands as one ``torch.bmm``,
   :math:`C_{b,l,r} = \\sum_k A_{b,l,k} B_{b,k,r}`, after summing out the dims only one operand holds;
@@ -37,6 +37,7 @@ import itertools
 import math
 
 import torch
+from torch.autograd import forward_ad
 
 from hybridpgm.graphs.row_shifts import less_row_max
 from hybridpgm.graphs.tiny_ratio import tiny_ratio
@@ -44,7 +45,7 @@ from hybridpgm.graphs.underflow_redo import redo_underflowed, shifted_logsumexp
 from hybridpgm.precision_scope import any_autocast, exact_precision
 
 __all__ = ["LogOfSum", "MAX_SUM_CHUNK_ELEMENTS", "log_einsum", "max_sum", "pair_plan", "pair_product", "shift_plan",
-           "shifted_logsumexp"]
+           "shifted_logsumexp", "zero_safe_log"]
 
 
 def pair_plan(ins, out, sizes):
@@ -150,7 +151,7 @@ def _log_einsum(equation, operands, shifts):
         shift = shift.reshape(shape)
         total = shift if total is None else total + shift
     summed = torch.einsum(equation, *exps)
-    result = LogOfSum.apply(summed) + total
+    result = zero_safe_log(summed) + total
     return less_row_max(_redo_underflowed(equation, operands, summed, result), shifts)
 
 
@@ -159,6 +160,43 @@ def _redo_underflowed(equation: str, operands, summed: torch.Tensor, result: tor
     (:func:`~hybridpgm.graphs.underflow_redo.redo_underflowed`), in blocks of at most
     :math:`\\max(|\\text{out}|, \\text{MAX\\_SUM\\_CHUNK\\_ELEMENTS})` terms."""
     return redo_underflowed(equation, operands, summed, result, max(result.numel(), MAX_SUM_CHUNK_ELEMENTS))
+
+
+def zero_safe_log(x: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log x` of a step's max-shifted sum (:math:`x \\ge 0`), with exact derivatives for :math:`x > 0`
+    and zero ones at :math:`x = 0`: :class:`LogOfSum`, or, in forward mode (a :func:`torch.func.jvp`,
+    :func:`~torch.func.jacfwd` or :func:`~torch.func.hessian` level, or a :mod:`torch.autograd.forward_ad`
+    tangent on ``x``), :func:`_relative_log`, whose derivatives torch takes through ordinary operations at every
+    nesting (``jacfwd(jacfwd(...))``, where a ``Function``'s :meth:`~LogOfSum.jvp` runs with forward mode off).
+
+    :param x: the non-negative sum.
+    :returns: ``x.log()``, the same value (``-inf`` at 0)."""
+    if _forward_mode(x):
+        return _relative_log(x)
+    return LogOfSum.apply(x)
+
+
+def _forward_mode(x: torch.Tensor) -> bool:
+    """Whether a forward-mode derivative may reach ``x``: a ``jvp`` level on torch.func's transform stack, or a
+    :mod:`torch.autograd.forward_ad` tangent on ``x`` (looked up only while a dual level is open)."""
+    if torch._C._are_functorch_transforms_active():  # asked first: torch.compile traces it (not the stack)
+        stack = torch._C._functorch.get_interpreter_stack() or ()
+        if any(level.key() == torch._C._functorch.TransformType.Jvp for level in stack):
+            return True
+    return getattr(forward_ad, "_current_level", 0) >= 0 and forward_ad.unpack_dual(x).tangent is not None
+
+
+def _relative_log(x: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log x` as :math:`\\log(x / s) + \\log s` with :math:`s` the detached :math:`x` (clamped at the
+    dtype's smallest normal number), ``-inf`` at :math:`x = 0`, in ordinary operations: the value of
+    ``x.log()`` (:math:`x / s = 1` exactly for a normal :math:`x`), the derivative :math:`\\dot x / x`, zero at
+    :math:`x = 0` (the masked entries compute :math:`\\log 1`: no NaN), and every further derivative divides by
+    :math:`s` once per factor of a derivative of :math:`x`, never by :math:`x^2`
+    (:mod:`~hybridpgm.graphs.tiny_ratio`)."""
+    possible = x > 0
+    s = torch.where(possible, x.detach(), 1.0).clamp(min=torch.finfo(x.dtype).tiny)
+    ratio = torch.where(possible, x, s) / s
+    return torch.where(possible, ratio.log() + s.log(), -math.inf)
 
 
 #: the name used before :func:`shifted_logsumexp` was public
@@ -178,8 +216,15 @@ class LogOfSum(torch.autograd.Function):
     derivatives of marginals), :math:`g / x` is :func:`~hybridpgm.graphs.tiny_ratio.tiny_ratio`, whose own
     derivatives never divide by :math:`x^2` (which underflows for the sums under about :math:`10^{-154}` in
     float64, making the Hessian of a log-partition function infinite or NaN).  ``forward`` takes no ``ctx``
-    (:meth:`setup_context` saves :math:`x`), so :func:`torch.func.grad` and :func:`torch.func.jacrev` accept it.
+    (:meth:`setup_context` saves :math:`x`), so :func:`torch.func.grad` and :func:`torch.func.jacrev` accept it;
+    :meth:`jvp` gives forward mode (:func:`torch.func.jvp`, :mod:`torch.autograd.forward_ad`) with the same
+    convention, and the generated vmap rule the transforms that batch it (:func:`torch.func.jacfwd`,
+    :func:`torch.func.vmap`).  Forward over forward mode (``jacfwd(jacfwd(...))``) is refused: torch runs
+    :meth:`jvp` with forward mode off, which would drop the outer tangent's part; the contraction steps take
+    :func:`zero_safe_log` instead, whose forward mode is ordinary operations.
     """
+
+    generate_vmap_rule = True  # jacfwd and vmap batch it as they batch log, where and division
 
     @staticmethod
     def forward(x):
@@ -188,6 +233,20 @@ class LogOfSum(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        """:math:`\\dot x / x` for :math:`x > 0` (``x`` clamped at the smallest normal number, as in
+        :meth:`backward`), exactly 0 at :math:`x = 0`.
+
+        :raises NotImplementedError: under two or more forward-mode levels of :mod:`torch.func`."""
+        stack = torch._C._functorch.get_interpreter_stack() or ()
+        if sum(level.key() == torch._C._functorch.TransformType.Jvp for level in stack) > 1:
+            raise NotImplementedError("LogOfSum has first-order forward mode only (torch runs a Function's jvp with "
+                                      "forward mode off): for jacfwd(jacfwd(...)) take zero_safe_log, or hessian")
+        (x,) = ctx.saved_tensors
+        return torch.where(x > 0, tangent / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(tangent))
 
     @staticmethod
     def backward(ctx, grad):

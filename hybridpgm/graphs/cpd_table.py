@@ -66,9 +66,14 @@ class Table(CPD):
         :math:`K \\cdot \\epsilon` of the table's dtype where that is larger
         (``float16`` / ``bfloat16`` tables cannot sum to 1 more closely).
 
+    The table is on the device :func:`torch.as_tensor` gives ``probs`` (torch's default device, as
+    :func:`torch.set_default_device` sets it, for a list or array; there for a tensor too once a default device
+    is set).
+
     A malformed table (wrong number of dims, a dim of size 0, a negative, NaN
     or infinite entry, a row that does not sum to 1, a prior that is not
-    finite and positive or does not broadcast to the table) is reported when it is
+    finite and positive or does not broadcast to the table, a table on the meta
+    device, which holds no values) is reported when it is
     declared as a node, :meth:`BayesNet.add` raising a :class:`ModelSpecError`
     that names the node; a table built as ``bn.add("B", Table(...))`` cannot
     know its node before then.  Using a malformed table that belongs to no
@@ -220,7 +225,8 @@ class Table(CPD):
         :param parent_cards: the parents' cardinalities (positive integers), in the order of ``parents``.
         :param parents: the parents' names.
         :param float concentration: :math:`\\alpha > 0`.
-        :param generator: the draws' (CPU) generator (else torch's global one), for every ``concentration``:
+        :param generator: the draws' (CPU) generator (else torch's global one), for every ``concentration``,
+            drawn on its device whatever torch's default device (the table then moved as :class:`Table` places it):
             torch's gamma sampler takes none, so for :math:`\\alpha \\neq 1` it seeds torch's CPU generator from
             one draw of it inside a fork of that generator (no CUDA generator is seeded or queued a seed), so the
             caller's global streams are left as they were, holding hybridpgm's process-wide lock meanwhile
@@ -233,16 +239,19 @@ class Table(CPD):
         concentration = positive_real(concentration, "Table.random concentration", error=ModelSpecError)
         shape = table_shape(cardinality, parent_cards, "Table.random")
         generator = generator_or_none(generator, "Table.random generator")
+        # with a generator, drawn on its device (whatever torch's default device), then moved as any table is
+        on = None if generator is None else generator.device
         if concentration == 1.0:  # Dir(1) rows: normalised Exp(1) draws
-            g = torch.empty(shape).exponential_(generator=generator)
+            g = torch.empty(shape, device=on).exponential_(generator=generator)
             return cls(g / g.sum(-1, keepdim=True), parents, **kwargs)
-        dirichlet = torch.distributions.Dirichlet(torch.full(shape, concentration))
         if generator is None:
-            return cls(dirichlet.sample(), parents, **kwargs)
-        seed = int(torch.randint(2**62, (), generator=generator))
+            alpha = torch.full(shape, concentration)  # on the meta device no rows can be drawn: the table reports it
+            return cls(alpha if alpha.is_meta else torch.distributions.Dirichlet(alpha).sample(), parents, **kwargs)
+        seed = int(torch.randint(2**62, (), generator=generator, device=on))
+        dirichlet = torch.distributions.Dirichlet(torch.full(shape, concentration, device="cpu"))
         with holding_global_state(), torch.random.fork_rng(devices=[]):  # the caller's global stream left as it was
             torch.default_generator.manual_seed(seed)  # the CPU generator alone: torch.manual_seed seeds CUDA too
-            rows = dirichlet.sample()
+            rows = dirichlet.sample()  # on the CPU, which the seed drives
         return cls(rows, parents, **kwargs)
 
     def bind(self, node, parent_cards):

@@ -9,7 +9,9 @@ The checks read the table on the host (whether an entry is negative, how far a r
 cannot be built inside :func:`torch.func.vmap`, whose batched tensors hold no one value: :func:`built_outside_vmap`
 turns torch's refusal of such a read into a :class:`~hybridpgm.errors.ConfigError` that says so and what to do
 instead.  (A table built from a batched ``probs`` would not be one CPD anyway: its logits, a parameter, would be a
-wrapper of that one ``vmap`` call.)
+wrapper of that one ``vmap`` call.)  Nor can a table on the meta device (torch's default device set to ``"meta"``)
+be checked: :func:`table_problem` reports it as the table's problem (:data:`META_TABLE`), raised, as the others,
+when the table is declared as a node or used.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from hybridpgm.checks import layer_sizes, positive_int
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.transform_scope import vmap_reads_refused
 
-__all__ = ["built_outside_vmap", "screened", "table_problem", "table_shape"]
+__all__ = ["META_TABLE", "built_outside_vmap", "screened", "table_problem", "table_shape"]
 
 #: the error of a :class:`~hybridpgm.graphs.cpd.Table` built under ``vmap`` (:func:`built_outside_vmap`)
 VMAP_REFUSED = ("{what}: a table CPD cannot be built inside torch.func.vmap: its checks read the table on the host "
@@ -31,6 +33,12 @@ VMAP_REFUSED = ("{what}: a table CPD cannot be built inside torch.func.vmap: its
                 "table would not be one CPD (its logits are a parameter of the network).  Build the tables outside "
                 "vmap, one Table per probability table (Table.many builds several, their checks vectorised), and "
                 "query the network with its evidence as one batch of rows, which every exact query answers at once")
+
+#: the problem of a table on the meta device (:func:`table_problem`), reported when it is declared as a node
+META_TABLE = ("table is on the meta device, whose tensors hold no values, so its probabilities cannot be checked or "
+              "used (torch.set_default_device('meta') or a torch.device('meta') block puts there a table given as a "
+              "list or array, and moves a given tensor there); build the Table with torch's default device one that "
+              "holds data (torch.set_default_device(None) restores the CPU)")
 
 
 @contextlib.contextmanager
@@ -56,6 +64,8 @@ def table_problem(probs: torch.Tensor, parents: tuple, prior, atol: float) -> st
     :param float atol: the row-sum tolerance.
     :returns: the problem, as :meth:`Table.validate <hybridpgm.graphs.cpd.Table.validate>` reports it with the
         node's name, or ``None``."""
+    if probs.is_meta:
+        return META_TABLE
     if probs.dim() != len(parents) + 1:
         return (f"table of shape {tuple(probs.shape)} needs {len(parents) + 1} dims "
                 f"([*parent_cards, cardinality]) for parents {list(parents)}")
@@ -107,7 +117,8 @@ def screened(tables: list, atol: float) -> dict:
         if not isinstance(parents, (str, list, tuple)):
             continue
         parents = (parents,) if isinstance(parents, str) else tuple(parents)  # as CPD holds them
-        if not all(isinstance(p, str) for p in parents) or probs.dim() != len(parents) + 1 or 0 in probs.shape:
+        if not all(isinstance(p, str) for p in parents) or probs.dim() != len(parents) + 1 or 0 in probs.shape \
+                or probs.is_meta:  # no values to screen: checked alone, which reports it
             continue
         groups.setdefault((probs.dtype, probs.device, probs.shape[-1]), []).append((probs, parents))
     out = {}

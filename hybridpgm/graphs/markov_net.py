@@ -142,7 +142,9 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :returns: the network itself (calls chain).
         :raises ModelSpecError: a name already defined, or whose site in :meth:`model` is another factor's
             (``"e[0]"``, factor 0 of a family ``"e"``) or one of :meth:`model`'s own (``"data"``,
-            ``"log_partition"``, ``"markov_net$$$..."``), naming both; an unknown variable, or bad log-potentials.
+            ``"log_partition"``, ``"markov_net$$$..."``), naming both; an unknown variable, or bad log-potentials
+            (of the wrong shape, not floating-point, NaN or infinite, or on the meta device: a tensor made with
+            torch's default device set to ``"meta"`` holds no values).
         """
         return self._add(name, [_names(scope)], log_potential, single=True)
 

@@ -114,8 +114,8 @@ def check_factor(self, name, scopes, pot, single) -> dict:
 
 
 def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
-    """Raise :class:`ModelSpecError` naming factor ``name`` for a table ``t`` of the wrong shape, dtype, or with
-    NaN or inf entries."""
+    """Raise :class:`ModelSpecError` naming factor ``name`` for a table ``t`` of the wrong shape, dtype, with
+    NaN or inf entries, or on the meta device (no values)."""
     tail = (() if fam["single"] else (None,)) + fam["cards"]
     ok = t.dim() >= len(tail) and all(
         want is None and got in (1, len(fam["scopes"])) or got == want
@@ -126,6 +126,12 @@ def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
                              f"expected {want}")
     if not torch.is_floating_point(t):
         raise ModelSpecError(f"MarkovNet: factor {name!r} has non-float log-potentials ({t.dtype})")
+    if t.is_meta:
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has log-potentials on the meta device, whose tensors hold "
+                             "no values to check or query (torch.set_default_device('meta') or a "
+                             "torch.device('meta') block puts there a tensor made without a device); declare the "
+                             "factor with a table on a device that holds data (torch.set_default_device(None) "
+                             "restores the CPU)")
     with vmap_reads_refused(f"MarkovNet: factor {name!r} cannot be declared inside torch.func.vmap (its table's "
                             "check reads it on the host); declare the factor once with a table of a leading batch "
                             "dimension (batch_shape + cards: one model per row), which every query answers at once"):

@@ -89,7 +89,8 @@ class Player:
     :ivar skip_nonfinite: skip (and count in :attr:`skipped`) a step whose loss
         or gradient is not finite, instead of raising.
     :ivar skipped: the steps skipped, under ``skip_nonfinite`` or by the fp16 gradient scaler
-        (:mod:`hybridpgm.train.scaler_step`, with ``overflows_in_a_row`` and ``warned_overflow``); checkpointed.
+        (:mod:`hybridpgm.train.scaler_step`, with ``warned_overflow`` and ``overflows_in_a_row``, its skips in a
+        row up to now); both counts checkpointed (a resumed run warns at an uninterrupted run's step).
     :ivar closure_step: whether the optimizer's ``step`` needs a closure
         (:func:`~hybridpgm.train.fit_options.needs_closure`), read once here rather than at every step.
     """
@@ -385,6 +386,7 @@ class Player:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "skipped": self.skipped,
+            "overflows_in_a_row": self.overflows_in_a_row,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -394,3 +396,4 @@ class Player:
         if self.scaler and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.skipped = int(state.get("skipped", 0))
+        self.overflows_in_a_row = int(state.get("overflows_in_a_row", 0))  # 0 from a checkpoint older than it
