@@ -367,6 +367,7 @@ def _chain_net():
     return bn
 
 
+@pytest.mark.slow  # statistical: 800 draws against the exact posterior
 @pytest.mark.filterwarnings("ignore:from_pyro_svi. every posterior draw has the same")  # no continuous latent
 def test_from_pyro_svi_takes_a_bayes_net_s_own_guide_and_reports_each_node_s_posterior():
     """Before: bn.guide refused the data ('BayesNet.guide is empty ...'), and with an empty guide the posterior

@@ -46,6 +46,7 @@ def _check_against_exact(samples, exact, rows):
             assert abs(ind.mean() - float(p[k])) < 5 * mcse + 1e-3, (v, k, ind.mean(), float(p[k]), mcse)
 
 
+@pytest.mark.slow  # statistical: Gibbs marginals against exact ones
 def test_asia_marginals_match_exact():
     bn = read_bif(bundled_bif("asia"))
     rows = 64  # independent replicas of one evidence row, resampled in parallel inside the data plate
@@ -80,6 +81,7 @@ def _plain_model(y):
         pyro.sample("y", dist.Normal(z1 + z2.double() - 1.0, 1.5), obs=y)
 
 
+@pytest.mark.slow  # statistical: Gibbs frequencies against enumeration
 def test_plain_pyro_model_matches_enumeration():
     y = torch.tensor([1.5, -0.3, 0.8], dtype=torch.float64)
     # exact posterior by enumeration

@@ -69,7 +69,7 @@ def _cell(name, prerun=False, **fit_kwargs):
         return model, guide
 
 
-@pytest.mark.parametrize("name", list(_OBJECTIVES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n != "rws" else n for n in _OBJECTIVES])
 def test_fit_trains_an_autoguide_that_has_not_run_yet(name):
     """The run ends where the workaround's (the autoguide run before the objective is built) ends, bit for bit
     (setup uses up no random numbers), with the guide's locations moved toward the exact posterior means."""

@@ -386,6 +386,7 @@ def test_marginals_and_map_of_evidence_every_assignment_of_which_scores_minus_in
     assert torch.isfinite(mrf.marginals("exact", evidence=fine)["b"]).all()
 
 
+@pytest.mark.slow  # plans a 20x20 grid's MAP (about 30 s)
 def test_the_default_work_limit_lets_the_documented_20x20_grid_map_through():
     """docs/markov_nets.md reports a 20x20 exact MAP (39 s): its searched plan's 4.6e9 operations are under the
     limit (a first limit of 4e9 refused it)."""
