@@ -19,14 +19,16 @@ anew.  The key holds everything the strategy depends on:
   ``tensor.data`` change a tensor without moving its version counter.  That copy doubles the memory of the model's
   tensors while a strategy is kept, and the comparison is one pass over them per call (``O(n d)`` for the training
   data, against the ``O(n)`` solves it saves);
-* each sub-module's ``training`` flag;
+* each sub-module's class and ``training`` flag, its forward hooks and forward pre-hooks (their handles' ids,
+  which torch never reuses), and torch's global forward hooks (``register_module_forward_hook``): a hook changes
+  what the module computes;
 * every GPyTorch and ``linear_operator`` setting (:func:`settings_snapshot`: ``fast_pred_var``,
   ``skip_posterior_variances``, ``max_cholesky_size``, the CG tolerances, ...), autocast, inference mode, the
   default dtype and the float32 matmul precision;
 * where GPyTorch's random probes come from (``predict``'s generator seeded with 0, or the caller's streams).
 
 What the key cannot see is not tracked: a plain attribute of a module that changes its output (a batch norm's
-``eps``), an extractor that is random in eval mode.  After such a change
+``eps``), a hook whose output changes while it stays registered, an extractor that is random in eval mode.  After such a change
 :meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept strategy (as do
 ``set_train_data``, ``train()``, ``load_state_dict`` and moves with ``to``).
 """
@@ -41,6 +43,7 @@ import gpytorch
 import linear_operator
 import torch
 from gpytorch.utils.memoize import clear_cache_hook
+from torch.nn.modules import module as module_hooks
 
 __all__ = ["PredictionCache", "StateKey", "clear_gpytorch_caches", "release_test_caches", "settings_snapshot",
            "state_key"]
@@ -127,14 +130,18 @@ def _same_values(then: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
 
 
 def state_key(model: torch.nn.Module, extra: Any = None, values: bool = False) -> StateKey:
-    """The key of ``model``'s state now: its parameters and buffers, its modules' modes, the settings, and
+    """The key of ``model``'s state now: its parameters and buffers, its modules' classes, modes and forward hooks
+    (a hook registered on the feature extractor changes the features), torch's global forward hooks, the settings, and
     ``extra`` (anything else the strategy depends on, compared with ``==``); with ``values``, a copy of every
     tensor's values (the key a strategy is kept under)."""
     tensors = [*model.named_parameters(), *model.named_buffers()]
     names = tuple(name for name, _ in tensors)
     refs = tuple(weakref.ref(t) for _, t in tensors)
-    meta = (tuple(_tensor_meta(t) for _, t in tensors), tuple(m.training for m in model.modules()),
-            settings_snapshot(), extra)
+    # a module's class, mode and forward hooks (handle ids, never reused), and torch's global forward hooks
+    modules = tuple((type(m), m.training, tuple(m._forward_hooks), tuple(m._forward_pre_hooks))
+                    for m in model.modules())
+    hooks = (tuple(module_hooks._global_forward_hooks), tuple(module_hooks._global_forward_pre_hooks))
+    meta = (tuple(_tensor_meta(t) for _, t in tensors), modules, hooks, settings_snapshot(), extra)
     copies = tuple(t.detach().clone() for _, t in tensors) if values else None
     return StateKey(names, refs, meta, copies)
 

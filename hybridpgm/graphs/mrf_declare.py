@@ -27,7 +27,7 @@ from hybridpgm.train.micro_batches import _TORCH_ONE_ROW  # torch's refusal of o
 
 __all__ = ["call_in_dtype", "call_potential", "check_factor", "check_table", "table_buffer"]
 
-#: per MarkovNet, ``id(tensor) -> (weak reference to it, weak reference to its buffer copy, that buffer's key)``
+#: per MarkovNet, ``id(tensor) -> (weak reference to it, the id of its buffer copy, that buffer's key)``
 #: (see :func:`table_buffer`)
 _TABLE_SOURCES: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
@@ -227,8 +227,11 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     or whose buffer was changed since (``load_state_dict``, an in-place edit, ``.double()``), gets a copy of
     its own, holding the values ``pot`` has now; that copy is the one shared from then on.  The comparison
     reads the table once, as the declaration's finiteness check does.  The net's record of which tensor each
-    copy came from holds weak references to both, outside the module (nothing to pickle): a tensor freed since
-    cannot be mistaken for another that reuses its ``id``.  A tensor that requires grad is registered as it
+    copy came from holds a weak reference to the table and the id of the copy, outside the module (nothing to
+    pickle): a tensor freed since cannot be mistaken for another that reuses its ``id``, and the copy, registered
+    under its key while it is alive, has no weak reference (``torch.utils.swap_tensors``, which ``load_state_dict``
+    uses under ``torch.__future__.set_swap_module_params_on_conversion(True)``, refuses a tensor that has one);
+    its values are compared anyway.  A tensor that requires grad is registered as it
     is: a leaf the caller optimises is the table itself, so the model sees the optimiser's updates; a tensor
     computed from one (``ising_grid(coupling=J)`` for a gradient check) is a snapshot whose graph
     backpropagates once -- to train, declare an :class:`~torch.nn.Parameter` or a neural potential, which are
@@ -244,11 +247,11 @@ def table_buffer(net: nn.Module, pot: torch.Tensor, key: str) -> torch.Tensor:
     sources = _TABLE_SOURCES.setdefault(net, {})
     earlier = sources.get(id(pot))
     if earlier is not None and earlier[0]() is pot:
-        copy = earlier[1]()
-        if copy is not None and net.table_potentials._buffers.get(earlier[2]) is copy and _holds(copy, pot):
+        copy = net.table_potentials._buffers.get(earlier[2])
+        if copy is not None and id(copy) == earlier[1] and _holds(copy, pot):
             return copy
     copy = pot.detach().clone(memory_format=torch.contiguous_format)
-    sources[id(pot)] = (weakref.ref(pot), weakref.ref(copy), key)
+    sources[id(pot)] = (weakref.ref(pot), id(copy), key)
     return copy
 
 

@@ -31,7 +31,7 @@ from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 from hybridpgm.infer.bn_spaces import PROBABILITY_FLOOR
-from hybridpgm.tensor_tracking import carries_tangent, unversioned
+from hybridpgm.tensor_tracking import carries_tangent, kept_by_a_cache, unversioned
 
 __all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table", "relevant"]
 
@@ -119,10 +119,12 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             # tensors are held, so a replaced one (`table.support = mask`) is told by its identity
             key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
             if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
-                log = cpd.log_table().detach()
                 if shared_on_cpu(logits) or shared_on_cpu(support):  # another process may write it unseen
+                    log = cpd.log_table().detach()
                     return log.exp() if prob else log  # (share_memory_() moves the storage: a new key, a miss)
-                hit = cache[v] = (logits, support, key, log, log.exp())
+                with kept_by_a_cache():  # usable by a later query that autograd records (not an inference tensor)
+                    log = cpd.log_table().detach()
+                    hit = cache[v] = (logits, support, key, log, log.exp())
             return hit[4] if prob else hit[3]
     t = cpd.log_table(values)
     return t.exp() if prob else t
