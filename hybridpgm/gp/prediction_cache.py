@@ -28,8 +28,8 @@ anew.  The key holds everything the strategy depends on:
 * where GPyTorch's random probes come from (``predict``'s generator seeded with 0, or the caller's streams).
 
 What the key cannot see is not tracked: a plain attribute of a module that changes its output (a batch norm's
-``eps``), a hook whose output changes while it stays registered, an extractor that is random in eval mode.  After such a change
-:meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept strategy (as do
+``eps``), a hook whose output changes while it stays registered, an extractor that is random in eval mode.  After
+such a change :meth:`DeepKernelGP.condition <hybridpgm.gp.DeepKernelGP.condition>` drops the kept strategy (as do
 ``set_train_data``, ``train()``, ``load_state_dict`` and moves with ``to``).
 """
 

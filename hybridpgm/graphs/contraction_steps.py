@@ -167,7 +167,7 @@ def zero_safe_log(x: torch.Tensor) -> torch.Tensor:
     and zero ones at :math:`x = 0`: :class:`LogOfSum`, or, in forward mode (a :func:`torch.func.jvp`,
     :func:`~torch.func.jacfwd` or :func:`~torch.func.hessian` level, or a :mod:`torch.autograd.forward_ad`
     tangent on ``x``), :func:`_relative_log`, whose derivatives torch takes through ordinary operations at every
-    nesting (``jacfwd(jacfwd(...))``, where a ``Function``'s :meth:`~LogOfSum.jvp` runs with forward mode off).
+    nesting (``jacfwd(jacfwd(...))``, where a ``Function``'s own ``jvp`` would run with forward mode off).
 
     :param x: the non-negative sum.
     :returns: ``x.log()``, the same value (``-inf`` at 0)."""
@@ -216,12 +216,11 @@ class LogOfSum(torch.autograd.Function):
     derivatives of marginals), :math:`g / x` is :func:`~hybridpgm.graphs.tiny_ratio.tiny_ratio`, whose own
     derivatives never divide by :math:`x^2` (which underflows for the sums under about :math:`10^{-154}` in
     float64, making the Hessian of a log-partition function infinite or NaN).  ``forward`` takes no ``ctx``
-    (:meth:`setup_context` saves :math:`x`), so :func:`torch.func.grad` and :func:`torch.func.jacrev` accept it;
-    :meth:`jvp` gives forward mode (:func:`torch.func.jvp`, :mod:`torch.autograd.forward_ad`) with the same
-    convention, and the generated vmap rule the transforms that batch it (:func:`torch.func.jacfwd`,
-    :func:`torch.func.vmap`).  Forward over forward mode (``jacfwd(jacfwd(...))``) is refused: torch runs
-    :meth:`jvp` with forward mode off, which would drop the outer tangent's part; the contraction steps take
-    :func:`zero_safe_log` instead, whose forward mode is ordinary operations.
+    (:meth:`setup_context` saves :math:`x`), so :func:`torch.func.grad` and :func:`torch.func.jacrev` accept it,
+    and its generated vmap rule lets the transforms that batch it do so.  It has no ``jvp``: torch runs a
+    Function's ``jvp`` with forward mode off (``jacfwd(jacfwd(...))`` would drop the outer tangent's part), and
+    ``torch.compile`` breaks its graph at a Function that has one; the contraction steps take
+    :func:`zero_safe_log`, whose forward mode is ordinary operations.
     """
 
     generate_vmap_rule = True  # jacfwd and vmap batch it as they batch log, where and division
@@ -233,20 +232,6 @@ class LogOfSum(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[0])
-        ctx.save_for_forward(inputs[0])
-
-    @staticmethod
-    def jvp(ctx, tangent):
-        """:math:`\\dot x / x` for :math:`x > 0` (``x`` clamped at the smallest normal number, as in
-        :meth:`backward`), exactly 0 at :math:`x = 0`.
-
-        :raises NotImplementedError: under two or more forward-mode levels of :mod:`torch.func`."""
-        stack = torch._C._functorch.get_interpreter_stack() or ()
-        if sum(level.key() == torch._C._functorch.TransformType.Jvp for level in stack) > 1:
-            raise NotImplementedError("LogOfSum has first-order forward mode only (torch runs a Function's jvp with "
-                                      "forward mode off): for jacfwd(jacfwd(...)) take zero_safe_log, or hessian")
-        (x,) = ctx.saved_tensors
-        return torch.where(x > 0, tangent / x.clamp(min=torch.finfo(x.dtype).tiny), torch.zeros_like(tangent))
 
     @staticmethod
     def backward(ctx, grad):

@@ -67,10 +67,12 @@ def bethe_log_z(fg: FactorGraph, flat: FlatGraph, theta: torch.Tensor, log_b: to
     """
     valid = fg.valid
     b = log_b.exp()
-    unary = fg.unary.masked_fill(~valid, 0.0)
     deg = fg.degrees()
-    # a valid state whose belief overflowed to -inf (two finfo.min penalties on it) has b = 0: 0 log 0 = 0 there
-    ent_v = -entropy_term(b, log_b, valid & ~torch.isneginf(log_b)).sum(-1)  # [B, V]
+    # a valid state whose belief overflowed to -inf (two finfo.min penalties on it, or one less a huge maximum) has
+    # b = 0: 0 log 0 = 0 and no 0 * (-inf) energy there
+    counted = valid & ~torch.isneginf(log_b)
+    unary = fg.unary.masked_fill(~counted, 0.0)
+    ent_v = -entropy_term(b, log_b, counted).sum(-1)  # [B, V]
     log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
     incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
     for scores, table in flat.factor_scores(incoming):
@@ -78,7 +80,7 @@ def bethe_log_z(fg: FactorGraph, flat: FlatGraph, theta: torch.Tensor, log_b: to
         bf = log_bf.exp()
         allowed = torch.isfinite(scores)
         table, m = centred(table, 1, allowed)  # E_bf[table] = E_bf[table - m] + m: m added with the offset
-        energy = (bf * table).sum(-1)
+        energy = (bf * table.masked_fill(~allowed | torch.isneginf(log_bf), 0.0)).sum(-1)  # b_f = 0: no 0 * (-inf)
         ent_f = -entropy_term(bf, log_bf, allowed).sum(-1)
         log_z = log_z + (energy + ent_f).sum(-1)
         offset = offset + m.sum(-1)

@@ -1,7 +1,7 @@
 """Forward-mode derivatives of the log-space contraction steps (:func:`~hybridpgm.graphs.contraction_steps.
-zero_safe_log`, :meth:`~hybridpgm.graphs.contraction_steps.LogOfSum.jvp`).
+zero_safe_log`; :class:`~hybridpgm.graphs.contraction_steps.LogOfSum` with a vmap rule).
 
-Before, :class:`~hybridpgm.graphs.contraction_steps.LogOfSum` had no ``jvp`` (and no vmap rule): ``torch.func.jvp``
+Before, the steps took the log by ``LogOfSum``, which has no ``jvp`` (and had no vmap rule): ``torch.func.jvp``
 and :mod:`torch.autograd.forward_ad` through a MarkovNet answered in log space raised torch's
 ``NotImplementedError``, and ``jacfwd`` / ``hessian`` a ``ConfigError`` that wrongly blamed a host read under
 ``vmap``."""
@@ -105,11 +105,11 @@ def test_forward_mode_second_derivatives_of_a_tiny_shifted_sum_are_finite(c):
 
 def test_a_zero_sum_has_a_zero_tangent():
     """An impossible configuration (:math:`x = 0`): value ``-inf``, tangent exactly 0 (no NaN), in
-    ``LogOfSum.jvp``, in :func:`zero_safe_log` (one and two forward levels) and through a log step."""
+    :func:`zero_safe_log` (one and two forward levels) and through a log step."""
     x = torch.tensor([0.0, 2.0, 1e-300], dtype=D)
     dx = torch.tensor([1.0, 1.0, 1e-300], dtype=D)
     want = torch.tensor([0.0, 0.5, 1.0], dtype=D)
-    for log in (LogOfSum.apply, zero_safe_log):
+    for log in (zero_safe_log,):
         value, tangent = jvp(log, (x,), (dx,))
         assert torch.equal(value, x.log())
         torch.testing.assert_close(tangent, want, rtol=1e-15, atol=0)
@@ -124,8 +124,11 @@ def test_a_zero_sum_has_a_zero_tangent():
     assert value.item() == inf and tangent.item() == 0.0
 
 
-def test_log_of_sum_refuses_forward_over_forward_mode():
-    """Used directly (as soft evidence's ``ZeroSafeLog``), the Function would drop the outer tangent's part."""
-    x = torch.tensor([0.5, 2.0], dtype=D)
-    with pytest.raises(NotImplementedError, match="jacfwd"):
-        jacfwd(jacfwd(lambda x: LogOfSum.apply(x * x.flip(0)).sum()))(x)
+def test_log_of_sum_compiles_into_one_graph_with_gradients():
+    """Review: a ``jvp`` on the Function (forward mode, now :func:`zero_safe_log`'s) made ``torch.compile`` break
+    its graph there wherever the sum requires grad (soft evidence's ``ZeroSafeLog``, every log-space step)."""
+    import torch._dynamo
+
+    x = torch.tensor([0.5, 2.0], dtype=D, requires_grad=True)
+    explanation = torch._dynamo.explain(lambda x: LogOfSum.apply(x * 2).sum())(x)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1

@@ -44,3 +44,23 @@ def test_the_gradient_of_the_bethe_log_z_ignores_the_pairwise_constants(kind, pa
     got = torch.autograd.grad(net.log_partition("bp", **OPTS), pairs)
     assert max(float((a.double() - b).abs().max()) for a, b in zip(got, want)) < TOL32
     assert max(float(b.abs().max()) for b in want) > 0.1  # a real gradient, not zeros on both sides
+
+
+@pytest.mark.parametrize("where", ["unary", "pair"])
+def test_a_huge_entry_beside_a_finfo_min_penalty_gives_a_finite_log_z(where):
+    """Review: centring takes ``finfo.min - 1e37`` to ``-inf`` at an allowed state, whose belief is then 0, and the
+    energy's ``0 * (-inf)`` made the Bethe log Z NaN where the exact one is 1e37 (a chain: BP is exact)."""
+    from hybridpgm.graphs import MarkovNet
+
+    low = torch.finfo(torch.float32).min
+    net = MarkovNet({f"x{i}": 3 for i in range(3)})
+    first = torch.randn(3, 3, generator=torch.Generator().manual_seed(0))
+    if where == "pair":
+        first[0, 0], first[1, 1] = 1e37, low
+    net.add_factor("p0", ["x0", "x1"], first)
+    net.add_factor("p1", ["x1", "x2"], torch.randn(3, 3, generator=torch.Generator().manual_seed(1)))
+    if where == "unary":
+        net.add_factor("u0", ["x0"], torch.tensor([1e37, low, 0.0]))
+    with torch.no_grad():
+        got, want = net.log_partition("bp"), net.log_partition("exact")
+    assert torch.isfinite(got) and float(got) == pytest.approx(float(want), rel=1e-6)
