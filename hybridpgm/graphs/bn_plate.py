@@ -13,14 +13,15 @@ rows have no other dim to go to.  A plate over something else (groups of rows, p
 (``dim=-2``), where it is a batch dim of every row.
 
 A :func:`pyro.poutine.block` between the caller's plate and the call may hide the network's sites from that plate
-(``with pyro.plate("rows", N): with poutine.block(): bn.model(...)``): a hidden site takes no rows (one value for
-every row), and the plate still holds dim ``-1``, so a plate of the network's own there collides (Pyro's raw
-"plates collide").  The network joins the caller's plate wherever it is on the stack, and where a block sits inside
-it, each site is checked to have reached it; a site hidden from it is refused, naming the plate and the remedy (the
-block outside the plate, or the call outside the plate).  A block outside the caller's plate (``with
-poutine.block(): with pyro.plate("rows", N): bn.model(...)``) hides the sites from the handlers outside it only:
-the network joins the plate as without it.  A plate that :func:`pyro.poutine.plate_messenger.block_plate` takes
-off the stack still holds dim ``-1``: refused likewise.
+(``with pyro.plate("rows", N): with poutine.block(): bn.model(...)``): a hidden latent site whose distribution has no
+rows of its own draws one value for every row, and the plate still holds dim ``-1``, so a plate of the network's own
+there collides (Pyro's raw "plates collide"). The network joins the caller's plate wherever it is on the stack, and
+where a block sits inside it, each site is checked: a latent site hidden from it without rows of its own is refused,
+naming the plate and the remedy (the block outside the plate, or the call outside the plate); an observed one (scored
+at its values, one per row) or one whose parents give it rows is as it was without the block. A block outside the
+caller's plate (``with poutine.block(): with pyro.plate("rows", N): bn.model(...)``) hides the sites from the
+handlers outside it only: the network joins the plate as without it. A plate that
+:func:`pyro.poutine.plate_messenger.block_plate` takes off the stack still holds dim ``-1``: refused likewise.
 
 :class:`DataPlate` is the plate of one call; :func:`prior_weight` the weight of the Dirichlet priors.
 """
@@ -78,10 +79,11 @@ class DataPlate:
     def open(self, n: int):
         """The context of the model's sites over ``n`` rows: its own plate, or where it joins the caller's
         (:meth:`check` it first) nothing, or with a :func:`pyro.poutine.block` between the caller's plate and the call
-        a handler that refuses a site the block hides from that plate.
+        a handler that refuses a latent site the block hides from that plate without rows of its own.
 
-        :raises ModelSpecError: (on entering a site) a site of the model hidden from the caller's plate at dim ``-1``
-            by a block inside it, naming the plate, the site and what to do.
+        :raises ModelSpecError: (on entering a site) a latent site of the model hidden from the caller's plate at dim
+            ``-1`` by a block inside it, whose distribution has no rows of its own, naming the plate, the site and
+            what to do.
         """
         if self.caller is None:
             return pyro.plate(self.prefix + "data", n, dim=-1)
@@ -104,7 +106,8 @@ class DataPlate:
         if self.caller is None and held is not None:
             raise ModelSpecError(
                 f"{what} is called inside the plate {held!r}, which holds dim -1, the dim of the network's rows, but "
-                f"is hidden from the call (block_plate takes it off Pyro's stack): the network can neither join it "
+                f"is not on Pyro's handler stack (taken off by block_plate, or left entered by an earlier program "
+                f"that failed inside it): the network can neither join it "
                 f"nor open a plate of its own at dim -1 (Pyro's plates would collide); call the model outside the "
                 f"plate {held!r}, or inside it without the block_plate (it then joins the plate)")
         if self.caller is not None and n != self.rows:
@@ -154,9 +157,11 @@ def _rows_plate() -> tuple[CondIndepStackFrame | None, bool]:
 
 class _ReachesPlate(Messenger):
     """The innermost handler of a model's sites inside the caller's plate ``frame`` with a block between them:
-    refuses a site that the block stopped before the plate (no ``frame`` in its ``cond_indep_stack``).  The copy
-    of a site that :func:`pyro.poutine.do` keeps as ``name__CF`` (stopped there by design; the intervened site
-    goes on to the plate) is left alone."""
+    refuses a latent site that the block stopped before the plate (no ``frame`` in its ``cond_indep_stack``) and
+    whose distribution has no rows of its own (batch shape not ending in the plate's size): it would draw one value
+    for all rows.  A hidden observed site (scored at its values, one per row) or a latent one whose parents give it
+    its rows is what it was without the block.  The copy of a site that :func:`pyro.poutine.do` keeps as
+    ``name__CF`` (stopped there by design; the intervened site goes on to the plate) is left alone."""
 
     def __init__(self, frame: CondIndepStackFrame, what: str) -> None:
         super().__init__()
@@ -167,10 +172,14 @@ class _ReachesPlate(Messenger):
                 msg.get("_intervener_id") is not None and msg["name"].endswith("__CF")):
             return
         name, rows = self.frame.name, self.frame.size
+        batch = tuple(getattr(msg["fn"], "batch_shape", ()))
+        if msg["is_observed"] or (batch and batch[-1] == rows):
+            return
         raise ModelSpecError(
             f"{self.what} is called inside the plate {name!r} of {rows} rows at dim -1, the dim of the network's "
-            f"rows, and joins it, but a poutine.block between them hides its site {msg['name']!r} from that plate "
-            f"(a site the plate does not reach is not one of its rows: a latent one draws one value for all {rows}); "
+            f"rows, and joins it, but a poutine.block between them hides its latent site {msg['name']!r} from that "
+            f"plate, and its distribution (batch shape {batch}) has no rows of its own: it would draw one value for "
+            f"all {rows} rows; "
             f"put the block outside the plate (with poutine.block(...): with pyro.plate({name!r}, {rows}): ...), "
             f"where it hides the sites from the handlers outside it as before, or call the model outside the plate "
             f"(it then opens its own)")

@@ -251,7 +251,7 @@ class Table(CPD):
         dirichlet = torch.distributions.Dirichlet(torch.full(shape, concentration, device="cpu"))
         with holding_global_state(), torch.random.fork_rng(devices=[]):  # the caller's global stream left as it was
             torch.default_generator.manual_seed(seed)  # the CPU generator alone: torch.manual_seed seeds CUDA too
-            rows = dirichlet.sample()  # on the CPU, which the seed drives
+            rows = dirichlet.sample().to(on)  # on the CPU, which the seed drives; then where the generator is
         return cls(rows, parents, **kwargs)
 
     def bind(self, node, parent_cards):

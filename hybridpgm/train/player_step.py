@@ -89,8 +89,8 @@ class Player:
     :ivar skip_nonfinite: skip (and count in :attr:`skipped`) a step whose loss
         or gradient is not finite, instead of raising.
     :ivar skipped: the steps skipped, under ``skip_nonfinite`` or by the fp16 gradient scaler
-        (:mod:`hybridpgm.train.scaler_step`, with ``warned_overflow`` and ``overflows_in_a_row``, its skips in a
-        row up to now); both counts checkpointed (a resumed run warns at an uninterrupted run's step).
+        (:mod:`hybridpgm.train.scaler_step`, with ``overflows_in_a_row``, also checkpointed: a resumed run's first
+        warning comes at an uninterrupted run's step; ``warned_overflow`` is not: it may warn again).
     :ivar closure_step: whether the optimizer's ``step`` needs a closure
         (:func:`~hybridpgm.train.fit_options.needs_closure`), read once here rather than at every step.
     """

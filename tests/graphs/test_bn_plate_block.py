@@ -1,8 +1,8 @@
 """A caller's plate at dim ``-1`` with a :func:`pyro.poutine.block` between it and ``BayesNet.model`` /
 ``MarkovNet.model`` (:class:`hybridpgm.graphs.bn_plate.DataPlate`).
 
-HEAD found the caller's plate with :func:`pyro.poutine.runtime.get_plates`, whose message a block may stop where the
-sites pass, or pass where the sites stop:
+Before, the model found the caller's plate with :func:`pyro.poutine.runtime.get_plates`, whose message a block may
+stop where the sites pass, or pass where the sites stop:
 
 * ``poutine.block()`` (or ``block_plate``) inside the plate hid it from the call, and the model's own plate collided
   with it at dim ``-1`` (Pyro's raw ``ValueError: at plates "data" and "rows", collide at dim=-1``), as it did under
@@ -10,9 +10,12 @@ sites pass, or pass where the sites stop:
 * ``poutine.block(hide_types=["sample"])`` inside the plate let the model join it while its latent sites never
   reached it: ``bn.model(num_samples=3)`` drew one value for all 3 rows, without a word.
 
-Now the model joins the caller's plate wherever it is on the stack and refuses a site that a block hides from it
-(a ``ModelSpecError`` naming the plate, the site and the remedy); where the sites reach it the loss is exact.
+Now the model joins the caller's plate wherever it is on the stack and refuses a latent site that a block hides from
+it without rows of its own (a ``ModelSpecError`` naming the plate, the site and the remedy); where the sites reach
+it, or a hidden site has its rows (observed, or from observed parents), the loss is exact.
 """
+
+import math
 
 import pyro
 import pytest
@@ -117,7 +120,7 @@ def test_a_block_inside_the_plate_hiding_the_latent_sites_from_it_is_refused_nam
     not reach it (HEAD: ``num_samples=3`` drew one value of ``a`` and of ``b`` for all 3 rows)."""
     bn = _bn()
     with pyro.plate("rows", 3), poutine.block(hide_types=["sample"]):
-        with pytest.raises(ModelSpecError, match=r"plate 'rows' of 3 rows.*hides its site 'a' from that plate"):
+        with pytest.raises(ModelSpecError, match=r"plate 'rows' of 3 rows.*hides its latent site 'a' from that plate"):
             bn.model(num_samples=3)
 
 
@@ -133,3 +136,26 @@ def test_a_block_outside_the_plate_leaves_the_sites_in_it():
     la, lb = torch.log_softmax(bn.cpds["a"].logits, -1), torch.log_softmax(bn.cpds["b"].logits, -1)
     a, b = tr.nodes["a"]["value"], tr.nodes["b"]["value"]
     assert tr.log_prob_sum().item() == pytest.approx((la[a] + lb[a, b]).sum().item(), rel=1e-12)
+
+
+def test_a_block_inside_the_plate_hiding_an_observed_site_scores_the_others_as_before():
+    """Review: the first version refused every site a block hid from the plate, also an observed one (scored at
+    its values, one per row), which the model scored exactly before: the loss is -sum_n log p(a_n)."""
+    bn = _bn()
+    data = {"a": torch.tensor([0.0, 1.0, 1.0, 1.0]), "b": torch.tensor([0.0, 2.0, 0.0, 1.0])}
+
+    def model():
+        with pyro.plate("rows", 4), poutine.block(hide=["b"]):
+            bn.model(data)
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, lambda: None)
+    assert loss == pytest.approx(-(math.log(0.6) + 3 * math.log(0.4)), rel=1e-12)
+
+
+def test_a_hidden_latent_site_with_rows_from_its_parents_is_drawn_per_row():
+    """A latent ``b`` hidden from the plate whose parent ``a`` is observed in every row has one distribution per
+    row: drawn once per row, as before (only a latent without rows of its own is refused)."""
+    bn = _bn()
+    with pyro.plate("rows", 4), poutine.block(hide=["b"]):
+        draws = bn.model({"a": torch.tensor([0, 1, 1, 0])}, num_samples=4)
+    assert tuple(draws["b"].shape) == (4,)
