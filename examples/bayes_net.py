@@ -22,6 +22,9 @@ compiled over those nodes (:meth:`~hybridpgm.graphs.BayesNet.compile_evidence`:
 a lookup per row, or a short signed sum in its compact layout).
 
     python examples/bayes_net.py --num-steps 400 --num-data 5000
+
+Part 2's bundled networks come with pgmpy (``pip install 'hybridpgm[pgmpy]'``); without it, pass a BIF file
+(``--network path/to/net.bif``).
 """
 
 from __future__ import annotations

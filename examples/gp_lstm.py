@@ -12,6 +12,8 @@ Paper: Al-Shedivat, Wilson, Saatchi, Hu & Xing, *Learning Scalable Deep Kernels
 with Recurrent Structure*, JMLR 2017.
 
     python examples/gp_lstm.py --num-steps 100 --out runs/gp_lstm
+
+The series come with statsmodels: ``pip install 'hybridpgm[timeseries]'``.
 """
 
 from __future__ import annotations

@@ -316,7 +316,8 @@ def load_network(name: str, **kwargs):
         known = f"the bundled networks are {bundled}" if bundled else f"pgmpy bundles no BIF network in {base}"
     except ImportError:
         known = "pgmpy is not installed (pip install 'hybridpgm[pgmpy]' for the bnlearn networks)"
-    raise DataError(f"no BIF network {name!r}: it is not a file, and {known} (looked in {looked}); pass a path "
+    where = f" (looked in {looked})" if looked else ""
+    raise DataError(f"no BIF network {name!r}: it is not a file, and {known}{where}; pass a path "
                     "to a BIF file, or a bundled name (install pgmpy, pip install 'hybridpgm[pgmpy]', for the "
                     "bnlearn networks)")
 

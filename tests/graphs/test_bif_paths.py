@@ -84,3 +84,16 @@ def test_a_full_disk_keeps_the_previous_file_whole(tmp_path, monkeypatch, name):
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == [name]
     if name.endswith(".gz"):
         gzip.decompress(before)  # still a whole gzip stream
+
+
+def test_a_bundled_name_without_pgmpy_says_so_and_lists_no_empty_search(monkeypatch):
+    """Audit (packaging): without pgmpy the message ended in "(looked in [])"."""
+    import sys
+
+    from hybridpgm.errors import DataError
+    from hybridpgm.graphs.bif import load_network
+
+    monkeypatch.setitem(sys.modules, "pgmpy", None)  # import pgmpy raises ImportError
+    with pytest.raises(DataError, match=r"pgmpy is not installed") as caught:
+        load_network("alarm")
+    assert "looked in" not in str(caught.value)
