@@ -81,7 +81,7 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
     above = transition - level
     # alphas past a length hold the one at length - 1: p(y_{n-1}) is read at the last step
     marginal = (alphas[-1] + end).softmax(-1)  # batch + (L,)
-    final, marginals, pairs = marginal, [marginal], []
+    final, marginals, pairwise = marginal, [marginal], None
     per_step = level[..., 0, 0].to(ACCUMULATE) * (lengths - 1)
     for t in range(T - 1, 0, -1):
         on = (t < lengths)[..., None]  # step t is within the sequence: the pair (y_{t-1}, y_t) exists
@@ -89,9 +89,9 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
         pair = torch.where(on[..., None], q * marginal.unsqueeze(-2), 0.0)
         marginal = torch.where(on, pair.sum(-1), marginal)  # p(y_{t-1}); past the length, p(y_{n-1}) held
         marginals.append(marginal)
-        pairs.append(pair)
+        pairwise = pair if pairwise is None else pairwise + pair
         per_step = per_step + (pair * above).flatten(-2).sum(-1).to(ACCUMULATE)
     marginals = torch.where(inside[..., None], torch.stack(marginals[::-1], dim=-2), 0.0)  # batch + (T, L)
     first = marginals[..., 0, :]
-    pairwise = torch.stack(pairs).sum(0) if pairs else torch.zeros_like(transition)
+    pairwise = pairwise if pairwise is not None else torch.zeros_like(transition)
     return log_z, [marginals, pairwise, first, final], per_step
