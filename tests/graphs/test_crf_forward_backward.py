@@ -194,24 +194,13 @@ def test_a_validating_crf_under_vmap_names_validate_args():
 def test_the_pairwise_marginals_are_summed_step_by_step_not_stacked():
     """Audit (memory): the recursion kept every step's ``L x L`` pair and stacked them, ``(T - 1) x L x L`` floats
     (1.3 GB under vmap at B=16, T=1000, L=100); a running sum keeps one.  No tensor as large is made."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Largest(TorchDispatchMode):
-        numel = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
-                    Largest.numel = max(Largest.numel, t.numel())
-            return out
-
     from hybridpgm.graphs.crf_forward_backward import forward_backward
+    from tests.graphs.largest_tensor import LargestTensor
 
     T, L = 40, 6
     g = torch.Generator().manual_seed(0)
     crf = LinearChainCRF(torch.randn(T, L, generator=g), torch.randn(L, L, generator=g))
-    with Largest():
+    with LargestTensor() as seen:
         pairwise = forward_backward(crf._forward, crf.unary, crf.transition, crf.start, crf.end, crf.lengths)[1][1]
     torch.testing.assert_close(pairwise, crf.pairwise_marginals, rtol=1e-5, atol=1e-6)
-    assert Largest.numel < (T - 1) * L * L
+    assert seen.largest < (T - 1) * L * L

@@ -306,29 +306,18 @@ def test_a_network_the_exact_guard_refuses_raises_before_the_table_is_allocated(
     evidence nodes is refused, under 1 KiB the posterior of the others given them; either way the build raises
     that query's ModelSpecError without making any tensor as large as the table (10496 bytes: 32 configurations
     by 41 float64 columns; the old build allocated it first)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     import hybridpgm.infer.bn_contract as bn_contract
     from hybridpgm.errors import ModelSpecError
+    from tests.graphs.largest_tensor import LargestTensor
     from tests.infer.test_bn_size_guard import grid_network
-
-    class Largest(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor):
-                    self.largest = max(self.largest, t.numel() * t.element_size())
-            return out
 
     bn, nodes = grid_network(5), [f"x4_{c}" for c in range(5)]
     assert bn.compile_evidence(nodes, layout="compact").nbytes == 32 * 41 * 8  # the first array the build fills
     monkeypatch.setattr(bn_contract, "EXACT_MAX_BYTES", limit)
     bn.plan_cache.clear()
-    with Largest() as seen, pytest.raises(ModelSpecError, match=f"{query}.*EXACT_MAX_BYTES"):
+    with LargestTensor() as seen, pytest.raises(ModelSpecError, match=f"{query}.*EXACT_MAX_BYTES"):
         bn.compile_evidence(nodes, max_bytes=2**30)
-    assert seen.largest < 32 * 41 * 8
+    assert seen.largest < 32 * 41  # elements (float64: 8 bytes each)
 
 
 def test_an_edit_through_data_then_plan_cache_clear_makes_the_table_stale():
