@@ -36,6 +36,8 @@ def outer_dim_sizes(dim: int) -> frozenset[int] | None:
     from pyro.poutine.indep_messenger import IndepMessenger
     from pyro.poutine.trace_struct import Trace
 
+    from hybridpgm.graphs.bn_plate import plate_holding
+
     sizes, traces, enums, plated = {1}, [], [], False
     for m in runtime._PYRO_STACK:
         if isinstance(m, IndepMessenger) and m.dim == dim:
@@ -46,8 +48,7 @@ def outer_dim_sizes(dim: int) -> frozenset[int] | None:
         trace = getattr(m, "trace", None)  # a trace being recorded, or one replayed
         if isinstance(trace, Trace):
             traces.append(trace)
-    held = getattr(runtime._DIM_ALLOCATOR, "_stack", None) or []
-    if not plated and -dim <= len(held) and held[-1 - dim] is not None:
+    if not plated and plate_holding(dim) is not None:
         return None  # a plate holds the dim but is not on the stack (block_plate): its size is not known
     if not enums:
         return frozenset(sizes)

@@ -40,7 +40,7 @@ from hybridpgm.checks import positive_int
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.train.update_scope import micro_batch_share
 
-__all__ = ["DataPlate", "prior_weight"]
+__all__ = ["DataPlate", "plate_holding", "prior_weight"]
 
 
 class DataPlate:
@@ -102,7 +102,7 @@ class DataPlate:
             neither join it nor open its own plate there.
         """
         self.what = what
-        held = _dim_holder()
+        held = plate_holding(-1)
         if self.caller is None and held is not None:
             raise ModelSpecError(
                 f"{what} is called inside the plate {held!r}, which holds dim -1, the dim of the network's rows, but "
@@ -126,10 +126,12 @@ class DataPlate:
         return log_prior if self.caller is None else log_prior / n
 
 
-def _dim_holder() -> str | None:
-    """The name of the plate that holds dim ``-1`` in Pyro's plate-dim allocator, ``None`` where it is free."""
-    held = getattr(runtime._DIM_ALLOCATOR, "_stack", None)  # read at the call: outside_handlers swaps the list
-    return held[0] if held else None
+def plate_holding(dim: int) -> str | None:
+    """The name of the plate that holds tensor dim ``dim`` (``< 0``) in Pyro's plate-dim allocator, ``None`` where
+    it is free; a plate taken off the handler stack by :func:`~pyro.poutine.plate_messenger.block_plate` still
+    holds its dim there."""
+    held = getattr(runtime._DIM_ALLOCATOR, "_stack", None) or []  # read at the call: outside_handlers swaps the list
+    return held[-1 - dim] if -dim <= len(held) else None
 
 
 def _frame(m: IndepMessenger) -> CondIndepStackFrame:
