@@ -187,7 +187,7 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
 
     def _likelihood(self, out: torch.Tensor, validate: bool | None = None) -> dist.TorchDistribution:
         if self.likelihood == "bernoulli":
-            return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+            return dist.Bernoulli(logits=out, validate_args=validate).to_event(1)
         return dist.Normal(out, self.log_scale.exp(), validate_args=validate).to_event(1)
 
     def _net(self, net: torch.nn.Module, x: torch.Tensor, role: str) -> torch.Tensor:
@@ -248,9 +248,10 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         with plate:
             # unvalidated where the deferred checks stand in: inside fit's step torch's support checks
             # would raise on bad data (or a guide's NaN z) before the step's read names them
-            z = pyro.sample(prefix + "z", dist.Normal(zeros, 1.0, validate_args=False).to_event(1))
+            validate = False if x is not None else None  # generating (or x conditioned by a handler): validated
+            z = pyro.sample(prefix + "z", dist.Normal(zeros, zeros.new_ones(()), validate_args=validate).to_event(1))
             out = self._net(self.decoder, z, "decoder")
-            return pyro.sample(prefix + "x", self._likelihood(out, validate=False if x is not None else None), obs=x)
+            return pyro.sample(prefix + "x", self._likelihood(out, validate=validate), obs=x)
 
     @pyro_method
     def guide(self, x: torch.Tensor, num_data: int | None = None, *, prefix: str = "") -> torch.Tensor:
@@ -301,7 +302,7 @@ class VAE(VAEOptions, VAEImportanceSampling, PyroModule):
         loc, sd = self._encode(x)
         posterior = dist.Normal(loc, sd, validate_args=False)
         z = posterior.rsample()
-        prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), 1.0, validate_args=False)
+        prior = dist.Normal(x.new_zeros(x.shape[:-1] + (self.z_dim,)), x.new_ones(()), validate_args=False)
         out = self._net(self.decoder, z, "decoder")
         terms = (prior.log_prob(z).sum(-1), self._likelihood(out, validate=False).log_prob(x),
                  posterior.log_prob(z).sum(-1))

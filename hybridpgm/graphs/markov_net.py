@@ -316,16 +316,17 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         return sample_markov_net(self, num_samples, method, evidence, context, num_sweeps, generator)
 
     @vmap_refused
-    def distribution(self, evidence=None, context=None):
+    def distribution(self, evidence=None, context=None, *, validate_args: bool | None = None):
         """The joint over all variables (given evidence) as one Pyro distribution, event shape ``(V,)``: exact
         ``log_prob``, ``sample`` and ``mode``; see :class:`~hybridpgm.graphs.mrf_distribution.MarkovNetDistribution`.
 
         :param evidence: ``name -> states``, ``-1`` leaving a row's variable unobserved (see :meth:`factor_graph`).
         :param context: the neural potentials' input (see :meth:`tables`); the networks run once, here.
+        :param validate_args: as for any :class:`torch.distributions.Distribution` (``None``: torch's default).
         """
         from hybridpgm.graphs.mrf_distribution import MarkovNetDistribution
 
-        return MarkovNetDistribution(self, evidence, context)
+        return MarkovNetDistribution(self, evidence, context, validate_args=validate_args)
 
     def model(self, values: Mapping[str, torch.Tensor] | None = None, context=None,
               log_z_method: str = "exact", prefix: str = "", **kwargs):

@@ -115,8 +115,9 @@ class MarkovNetDistribution(TorchDistribution):
         """``t`` of the compiled graph's ``batch_shape + rest`` broadcast to this distribution's batch shape."""
         return t.expand(self.batch_shape + t.shape[len(self._fg.batch_shape):])
 
-    @property
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
     def support(self):
+        """Each variable's states ``0..card-1`` (event dim 1)."""
         return constraints.independent(constraints.integer_interval(0, self._cards - 1), 1)
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:

@@ -357,3 +357,31 @@ def test_an_expanded_size_one_batch_draws_independently_in_every_entry():
     freq = (x[..., None, :] == rows).all(-1).float().mean((0, 1, 2))
     assert torch.allclose(freq, base.log_prob(rows[:, None, :]).exp()[:, 0], atol=0.04)
     assert torch.equal(wide.mode, base.mode.expand(2, 5, 2)) and wide.entropy().shape == (2, 5)
+
+
+def test_validate_args_is_passed_on_as_to_any_torch_distribution():
+    """``mrf.distribution(validate_args=...)`` as torch's distributions take it, whatever torch's default (before,
+    a TypeError: only torch's process-wide default could turn validation off)."""
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    was = torch.distributions.Distribution._validate_args
+    try:
+        for default, given in ((True, False), (False, True)):
+            torch.distributions.Distribution.set_default_validate_args(default)
+            d = mrf.distribution(validate_args=given)
+            assert d._validate_args is given and d.expand((4,))._validate_args is given
+            assert mrf.distribution()._validate_args is default
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(was)
+
+
+def test_the_support_is_read_on_the_class_as_on_the_crf_s():
+    """Pyro reads a distribution's support on the class (``infer_shapes``, ``is_discrete`` checks): a dependent
+    property with event dim 1, as the CRF's (before, a plain property object: ``infer_shapes`` raised an
+    AttributeError, "'property' object has no attribute 'event_dim'")."""
+    support = MarkovNetDistribution.support
+    assert support.is_discrete and support.event_dim == 1
+    with pytest.raises(NotImplementedError):  # Pyro's answer for a support whose shape depends on the instance
+        MarkovNetDistribution.infer_shapes()
+    mrf = MarkovNet({"a": 2, "b": 3}).add_factor("ab", ["a", "b"], torch.randn(2, 3))
+    assert mrf.distribution().support.check(torch.tensor([1, 2])).item()
+    assert not mrf.distribution().support.check(torch.tensor([1, 3])).item()

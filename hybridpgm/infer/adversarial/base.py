@@ -230,7 +230,8 @@ class AdversarialGame:
 
         :param x: ``batch x event_shape``.
         :param y: the domain label, as for :meth:`log_q`."""
-        return log_q_from_logits(self.logits(x), 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device))
+        flipped = 1 - y if isinstance(y, (int, float)) else 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device)
+        return log_q_from_logits(self.logits(x), flipped)
 
     def discrimination_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor,
                             fake_weights: torch.Tensor | None = None) -> torch.Tensor:

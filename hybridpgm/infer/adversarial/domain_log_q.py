@@ -32,7 +32,8 @@ def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Te
     :returns: ``batch`` log-probabilities (numerically stable for large logits).
     """
     with exact_precision(logits) as (logits,):
-        y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)
+        if not isinstance(y, (int, float)):  # a Python label stays a number: a tensor of it is a blocking upload
+            y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)
         return y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
 
 
