@@ -38,6 +38,7 @@ import torch
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_centring import centred
 from hybridpgm.infer.bp_engine import FlatGraph
+from hybridpgm.tensor_tracking import carries_tangent
 
 __all__ = ["bethe_log_z", "entropy_term"]
 
@@ -76,12 +77,43 @@ def bethe_log_z(fg: FactorGraph, flat: FlatGraph, theta: torch.Tensor, log_b: to
     log_z = (b * unary).sum((-1, -2)) + ((1.0 - deg) * ent_v).sum(-1)
     incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
     for scores, table in flat.factor_scores(incoming):
-        log_bf = torch.log_softmax(scores, dim=-1)
-        bf = log_bf.exp()
-        allowed = torch.isfinite(scores)
-        table, m = centred(table, 1, allowed)  # E_bf[table] = E_bf[table - m] + m: m added with the offset
-        energy = (bf * table.masked_fill(~allowed | torch.isneginf(log_bf), 0.0)).sum(-1)  # b_f = 0: no 0 * (-inf)
-        ent_f = -entropy_term(bf, log_bf, allowed).sum(-1)
+        graph = torch.is_grad_enabled() and (scores.requires_grad or table.requires_grad)
+        terms = _factor_terms if graph or carries_tangent(scores) or carries_tangent(table) else _factor_terms_in_place
+        energy, ent_f, m = terms(scores, table)
         log_z = log_z + (energy + ent_f).sum(-1)
         offset = offset + m.sum(-1)
     return log_z + offset
+
+
+def _factor_terms(scores: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(energy, entropy, m)``, each ``[B, F]``: a group's :math:`\\mathbb E_{b_f}[\\theta_f - m_f]`,
+    :math:`H(b_f)` and maxima :math:`m_f`, from its log factor beliefs ``scores [B, F, C**k]`` (unnormalised) and
+    tables as given ``table [B, F, C**k]``."""
+    log_bf = torch.log_softmax(scores, dim=-1)
+    bf = log_bf.exp()
+    allowed = torch.isfinite(scores)
+    table, m = centred(table, 1, allowed)  # E_bf[table] = E_bf[table - m] + m: m added with the offset
+    energy = (bf * table.masked_fill(~allowed | torch.isneginf(log_bf), 0.0)).sum(-1)  # b_f = 0: no 0 * (-inf)
+    ent_f = -entropy_term(bf, log_bf, allowed).sum(-1)
+    return energy, ent_f, m
+
+
+def _factor_terms_in_place(scores: torch.Tensor,
+                           table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_factor_terms` where nothing requires grad or carries a forward-mode tangent: the same operations on
+    the same numbers (bit for bit), with at most three table-sized tensors alive at once instead of six: the beliefs
+    :math:`b_f` overwrite ``scores`` (a fresh tensor of :meth:`~hybridpgm.infer.bp_engine.FlatGraph.factor_scores`),
+    the entropy's products overwrite :math:`\\log b_f`, freed before the centred table is formed, whose products
+    then overwrite it (a half-precision table, which :func:`~hybridpgm.graphs.mrf_centring.centred` leaves as it is,
+    is copied)."""
+    allowed = torch.isfinite(scores)
+    log_bf = torch.log_softmax(scores, dim=-1)
+    bf = torch.exp(log_bf, out=scores)
+    no_energy = ~allowed | torch.isneginf(log_bf)  # b_f = 0: no 0 * (-inf)
+    ent_f = -log_bf.masked_fill_(~allowed, 0.0).mul_(bf).sum(-1)  # entropy_term: p * log p, 0 log 0 = 0
+    del log_bf
+    centred_table, m = centred(table, 1, allowed)  # E_bf[table] = E_bf[table - m] + m: m added with the offset
+    # a half-precision table comes back as it is (not centred): the caller's, filled out of place
+    fill = centred_table.masked_fill if centred_table is table else centred_table.masked_fill_
+    energy = fill(no_energy, 0.0).mul_(bf).sum(-1)
+    return energy, ent_f, m

@@ -63,6 +63,7 @@ from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_centring import centred, group_states
 from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others, odds_max_spread
 from hybridpgm.infer.structure_cache import StructureCache
+from hybridpgm.tensor_tracking import carries_tangent
 
 __all__ = ["BinaryPairwise", "FlatGraph", "damp_log", "odds_to_flat"]
 
@@ -95,6 +96,9 @@ class FlatGraph:
         #: ``[B, E, C]`` the target variable's valid states: padding and states evidence rules out are not
         #: states of the variable, so messages are normalised over the others (damping mixes those alone)
         self.edge_valid = fg.valid[:, self.edge_var]
+        #: its complement, formed once: under autograd each step's ``masked_fill`` saves its mask, and a fresh
+        #: complement per step kept one ``[B, E, C]`` mask per step alive until backward
+        self.edge_invalid = ~self.edge_valid
         #: each group's tables less each factor's detached maximum (:func:`~hybridpgm.graphs.mrf_centring.centred`),
         #: computed once: messages are normalised, so the constant changes none of them in exact arithmetic, and
         #: the ``logsumexp`` of the updates never forms table plus message at the table's magnitude
@@ -127,24 +131,70 @@ class FlatGraph:
         if not outs:
             return incoming.new_zeros(incoming.shape)
         m = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-        return m - torch.logsumexp(m.masked_fill(~self.edge_valid, float("-inf")), dim=-1, keepdim=True)
+        return m - torch.logsumexp(m.masked_fill(self.edge_invalid, float("-inf")), dim=-1, keepdim=True)
 
     def factor_scores(self, incoming: torch.Tensor):
         """Per group: ``[B, F, C**k]`` log factor beliefs (unnormalised, from the centred tables: each factor's
         shifted by a constant) and ``[B, F, C**k]`` tables as given (whose expectations under the beliefs are the
-        Bethe energy's terms, constants included: :func:`~hybridpgm.infer.bethe.bethe_log_z` centres them)."""
+        Bethe energy's terms, constants included: :func:`~hybridpgm.infer.bethe.bethe_log_z` centres them).
+
+        The scores are a fresh tensor that nothing else holds (the sum is formed in place, off autograd), so the
+        caller may free it, or overwrite it where it does not require grad."""
         B, C = incoming.shape[0], incoming.shape[2]
         for g, t, (s, e, F, k) in zip(self.fg.groups, self.tables, self.spans):
-            n = incoming[:, s:e].view(B, F, k, C)
-            for i in range(k):
-                shape = [1] * k
-                shape[i] = C
-                t = t + n[:, :, i].reshape((B, F) + tuple(shape))
-            yield t.flatten(2), g.log_potentials.flatten(2)
+            yield _scores(t, incoming[:, s:e].view(B, F, k, C)).flatten(2), g.log_potentials.flatten(2)
+
+
+def _argument_views(n: torch.Tensor) -> list[torch.Tensor]:
+    """``n [B,F,k,C]`` -> ``k`` views, argument ``i``'s ``[B,F] + [1]*k`` with ``C`` at entry dim ``i``."""
+    B, F, k, C = n.shape
+    views = []
+    for i in range(k):
+        shape = [1] * k
+        shape[i] = C
+        views.append(n[:, :, i].reshape((B, F) + tuple(shape)))
+    return views
+
+
+def _consumable(x: torch.Tensor) -> bool:
+    """Whether a fresh ``x`` may be overwritten: neither autograd nor forward mode may need it."""
+    return not x.requires_grad and not carries_tangent(x)
+
+
+def _plus(s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``s + v`` for a fresh ``s`` of the full shape: in place where ``s`` is :func:`_consumable` (the same
+    numbers, one table-sized tensor fewer), out of place where autograd may need ``s``."""
+    return s.add_(v) if _consumable(s) else s + v
+
+
+def _scores(table: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """``table + sum_i n_i`` broadcast over the entries, ``[B,F]+[C]*k``: a fresh tensor."""
+    first, *rest = _argument_views(n)
+    s = table + first
+    for v in rest:
+        s = _plus(s, v)
+    return s
+
+
+def _logsumexp_consuming(x: torch.Tensor, dims) -> torch.Tensor:
+    """``torch.logsumexp(x, dims)`` in ``x``'s own memory, which it overwrites (``x`` must not require grad).
+
+    The steps of ``torch.logsumexp`` (the maxima, those of magnitude :math:`\\infty` set to 0, then
+    :math:`\\log \\sum e^{x - \\max} + \\max`), each in place, in the same order on the same layout: the
+    same numbers bit for bit (checked against ``torch.logsumexp`` in the tests, ``-inf``, ``+inf`` and huge
+    entries included), without its ``x``-sized temporary ``x - max``.
+    """
+    m = x.amax(dim=dims, keepdim=True)
+    m.masked_fill_(m.abs() == math.inf, 0.0)
+    out = x.sub_(m).exp_().sum(dim=dims)
+    return out.log_().add_(m.squeeze(dims))
 
 
 def _reduce(x: torch.Tensor, dims, max_product: bool) -> torch.Tensor:
-    return x.amax(dim=dims) if max_product else torch.logsumexp(x, dim=dims)
+    """The max or log-sum-exp of a fresh ``x`` over ``dims`` (``x`` consumed where it is :func:`_consumable`)."""
+    if max_product:
+        return x.amax(dim=dims)
+    return _logsumexp_consuming(x, dims) if _consumable(x) else torch.logsumexp(x, dim=dims)
 
 
 def _pairwise(table: torch.Tensor, n: torch.Tensor, max_product: bool) -> torch.Tensor:
@@ -156,18 +206,14 @@ def _pairwise(table: torch.Tensor, n: torch.Tensor, max_product: bool) -> torch.
 
 def _kary(table: torch.Tensor, n: torch.Tensor, max_product: bool) -> torch.Tensor:
     """``table [B,F]+[C]*k``, ``n [B,F,k,C]`` -> ``[B,F,k,C]`` (one reduction per argument)."""
-    B, F, k, C = n.shape
-    views = []
-    for i in range(k):
-        shape = [1] * k
-        shape[i] = C
-        views.append(n[:, :, i].reshape((B, F) + tuple(shape)))
+    k = n.shape[2]
+    views = _argument_views(n)
     outs = []
     for j in range(k):
-        s = table
+        s = None
         for i in range(k):
             if i != j:
-                s = s + views[i]
+                s = table + views[i] if s is None else _plus(s, views[i])
         outs.append(_reduce(s, tuple(2 + i for i in range(k) if i != j), max_product))
     return torch.stack(outs, dim=2)
 

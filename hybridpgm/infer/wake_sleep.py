@@ -56,6 +56,10 @@ from hybridpgm.options import Option
 
 __all__ = ["WakeSleep", "WakeSleepELBO", "sleep_phi_loss"]
 
+#: the title of the SBN guide (``docs/sbn.md`` in the source tree, not in a wheel), named in messages so that an
+#: installed user can find the page in the documentation
+_SBN_GUIDE = "Sigmoid belief nets, Helmholtz machines and the wake-sleep family"
+
 
 def sleep_phi_loss(estimator: ParticleELBO, model, guide, args, kwargs, num_particles: int = 1) -> torch.Tensor:
     """Sleep-phase loss :math:`-\\sum \\log q_\\phi(h' \\mid x')` on dreams from the model.
@@ -143,8 +147,8 @@ def _check_guide_plates(model_trace, guide_trace, observed: str, dream: torch.Te
             f"{full} rows of the dreams of {observed!r} (shape {tuple(dream.shape)}{drawn}): the "
             f"guide gets the dreams as its first argument x with the sleep particles in front ([K, B, ...], even "
             f"for K = 1), so a plate sized by x.shape[0] takes the B rows for a subsample and scales the sleep loss "
-            f"by {size}/{full}; size the guide's plate by x.shape[-2] (the guide must accept [..., B, D] inputs, "
-            f"see docs/sbn.md)")
+            f"by {size}/{full}; size the guide's plate by x.shape[-2] (the guide must accept [..., B, D] inputs: "
+            f"see \"Objectives\" in the guide \"{_SBN_GUIDE}\", docs/sbn.md in the source tree)")
 
 
 class WakeSleepELBO(ParticleELBO):

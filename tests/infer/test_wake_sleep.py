@@ -1,6 +1,7 @@
 import functools
 import math
 import re
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -220,6 +221,19 @@ def test_a_guide_plate_sized_by_shape_0_is_refused_in_the_sleep_phase(make):
     loss = make(right.model, right.guide).loss("sleep", x)
     # per example, -log q of a dream's 3 Bernoulli units near 1/2 (about 3 log 2; 1/8 of it with the old scale)
     assert 3 * math.log(2) / 2 < float(loss.detach()) < 3 * math.log(2) * 2
+
+
+def test_the_refusal_of_a_plate_of_shape_0_names_the_sbn_guide_by_its_title_and_section():
+    """A wheel ships no docs/: the message named only ``docs/sbn.md``.  It names the guide's title and section
+    (the headings of docs/sbn.md, read here) and the path in the source tree."""
+    x = torch.bernoulli(torch.full((8, 6), 0.4), generator=torch.Generator().manual_seed(0))
+    wrong = _ShapeZeroGuideSBN(0)
+    with pytest.raises(ObjectiveError) as caught:
+        WakeSleep(wrong.model, wrong.guide).loss("sleep", x)
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "sbn.md").read_text().splitlines()
+    title = guide[0].removeprefix("# ")
+    assert guide[0].startswith("# ") and "## Objectives" in guide
+    assert f'see "Objectives" in the guide "{title}", docs/sbn.md in the source tree' in str(caught.value)
 
 
 def _train_phi(make, *, freeze_theta, steps=6):
