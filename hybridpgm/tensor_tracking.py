@@ -15,17 +15,29 @@ table given as a tensor (``tensor.detach().clone()``).  Two kinds of tensor do n
 
 Both are flag reads (a fraction of a microsecond), cheap enough for a query's hot path; outside
 :func:`torch.autograd.forward_ad.dual_level` the tangent is not looked up at all.
+
+A key of version and data pointer needs the storage it was read from to stay alive (:func:`held_storages`).  The
+version counter moves with every in-place write through torch, but not with ``tensor.data = other`` (the tensor
+keeps its own counter; ``module.to`` swaps a parameter's data so), which only the data pointer tells.  Once the
+old storage is freed, though, a later allocation of the same size may be placed at its address (CUDA's caching
+allocator gives a freed block to the next request it fits; glibc's ``malloc`` may, among other allocations),
+and a tensor whose data is replaced again by that allocation has the key of the old values: the cache answers
+from them.  A cache entry therefore holds the storages its pointers were read from: while it lives no allocation
+can take their addresses, so a matching pointer is the same storage (or memory aliased on purpose, as
+:func:`torch.frombuffer` or a second tensor ``set_`` on it makes, whose writes no counter of the tensor sees
+either).  That costs nothing per query; the memory of a replaced tensor is kept until the entry is rebuilt (at
+the next query of it) or dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch.autograd import forward_ad
 
-__all__ = ["carries_tangent", "kept_by_a_cache", "unversioned"]
+__all__ = ["HeldStorages", "carries_tangent", "held_storages", "kept_by_a_cache", "unversioned"]
 
 
 def unversioned(t: torch.Tensor) -> bool:
@@ -49,6 +61,38 @@ def carries_tangent(t: torch.Tensor) -> bool:
     # with no dual level open no tensor has a tangent (closing a level clears them): the lookup (a microsecond) is
     # skipped; a torch without the level counter looks every time
     return getattr(forward_ad, "_current_level", 0) >= 0 and forward_ad.unpack_dual(t).tangent is not None
+
+
+def held_storages(tensors: Iterable[torch.Tensor]) -> HeldStorages:
+    """The storages of ``tensors``, for a cache entry keyed on their data pointers to hold (see the module's
+    docstring): while the entry holds them, no allocation can be placed at those addresses, so a tensor whose
+    data was replaced cannot match the key again by landing where the old data was.
+
+    :param tensors: the tensors whose ``data_ptr()`` the entry's key holds.
+    :returns: a :class:`HeldStorages`, one :class:`torch.UntypedStorage` per tensor (``None`` for a tensor without
+        storage, as a sparse one, whose key holds no pointer)."""
+    return HeldStorages(map(_storage, tensors))
+
+
+class HeldStorages(tuple):
+    """The storages a cache entry holds (:func:`held_storages`).  A copy of it (``copy``, ``deepcopy``, a pickle
+    of the object that holds the cache) holds none: the addresses it keeps free are this process's, of the tensors
+    it was taken from, and torch cannot pickle an untyped storage by itself."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return HeldStorages, ()
+
+    def __deepcopy__(self, memo) -> "HeldStorages":
+        return HeldStorages()
+
+
+def _storage(t: torch.Tensor) -> torch.UntypedStorage | None:
+    try:
+        return t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # no storage of its own (a sparse tensor)
+        return None
 
 
 @contextlib.contextmanager

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 import torch
 from torch.autograd import forward_ad
 from torch.func import grad, jacfwd, jvp, vmap
 
-from hybridpgm.tensor_tracking import carries_tangent, unversioned
+from hybridpgm.tensor_tracking import carries_tangent, held_storages, unversioned
+from tests.reused_blocks import Blocks
 
 X = torch.ones(3)
 
@@ -49,3 +53,27 @@ def test_forward_ad_dual_carries_a_tangent_at_its_level_only():
         assert carries_tangent(dual) and not unversioned(dual)
         assert not carries_tangent(torch.ones(2))  # a plain tensor inside a dual level
     assert not carries_tangent(dual)  # the level closed: the tangent is gone
+
+
+def test_held_storages_keep_the_address_a_key_read():
+    """A cache entry holding them: ``.data =`` frees no storage the key's pointer was read from, so no later
+    allocation (Blocks hands out a block as soon as no storage uses it) takes that address."""
+    blocks = Blocks(16, count=3)
+    t = blocks.tensor(torch.ones(2))
+    address = t.data_ptr()
+    held = held_storages([t, torch.ones(2).to_sparse()])
+    assert held[0]._cdata == t.untyped_storage()._cdata and held[1] is None  # a sparse tensor has none
+    t.data = blocks.tensor(torch.zeros(2))
+    t.data = blocks.tensor(torch.full((2,), 3.0))  # the first block is held: the third
+    assert t.data_ptr() != address and held[0].data_ptr() == address
+    del held
+    t.data = blocks.tensor(torch.full((2,), 4.0))  # released: the block can be handed out again
+    assert t.data_ptr() == address
+
+
+def test_a_copy_of_held_storages_holds_none():
+    """Torch cannot unpickle an untyped storage pickled by itself (held in a plain tuple, a network pickled with
+    its cached tables failed to load: tests/infer/test_evidence_table_copies.py); the addresses a copy would keep
+    free are not its tensors' anyway."""
+    held = held_storages([torch.ones(2)])
+    assert len(pickle.loads(pickle.dumps(held))) == 0 and len(copy.deepcopy(held)) == 0 and len(held) == 1

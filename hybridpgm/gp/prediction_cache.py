@@ -13,10 +13,11 @@ anew.  The key holds everything the strategy depends on:
   extractor's weights and batch-norm statistics, the kernel, mean and likelihood hyperparameters, the grid scaling):
   the *object* (held by a weak reference, so a freed tensor whose id is reused does not match), its version counter
   (bumped by every in-place write through torch: ``y.sub_(...)``, an optimizer step, ``load_state_dict``), its
-  storage pointer, shape, strides, offset, dtype and device, and its *values*, compared with a copy taken when the
-  strategy was kept.  The values are compared, not only the version counter: GPyTorch's own setters
-  (``likelihood.noise = 0.5``, ``kernel.lengthscale = 0.3``, ``module.initialize(...)``) and any write through
-  ``tensor.data`` change a tensor without moving its version counter.  That copy doubles the memory of the model's
+  storage pointer (the key holding the storage: :func:`~hybridpgm.tensor_tracking.held_storages`), shape, strides,
+  offset, dtype and device, and its *values*, compared with a copy taken when the strategy was kept.  The values
+  are compared, not only the version counter: GPyTorch's own setters (``likelihood.noise = 0.5``,
+  ``kernel.lengthscale = 0.3``, ``module.initialize(...)``) and any write through ``tensor.data`` change a tensor
+  without moving its version counter.  That copy doubles the memory of the model's
   tensors while a strategy is kept, and the comparison is one pass over them per call (``O(n d)`` for the training
   data, against the ``O(n)`` solves it saves);
 * each sub-module's class and ``training`` flag, its forward hooks and forward pre-hooks (their handles' ids,
@@ -44,6 +45,8 @@ import linear_operator
 import torch
 from gpytorch.utils.memoize import clear_cache_hook
 from torch.nn.modules import module as module_hooks
+
+from hybridpgm.tensor_tracking import held_storages
 
 __all__ = ["PredictionCache", "StateKey", "clear_gpytorch_caches", "release_test_caches", "settings_snapshot",
            "state_key"]
@@ -86,13 +89,25 @@ def _tensor_meta(t: torch.Tensor) -> tuple:
 @dataclass(eq=False)
 class StateKey:
     """What a prediction strategy was built from (see the module's docstring); :meth:`matches` compares it with
-    the state now."""
+    the state now.
+
+    The key holds the tensors' storages when it was taken (:attr:`storages`): while it lives no other data can be
+    allocated at the storage pointers of its :attr:`meta`, so a tensor whose data was replaced (``p.data = new``,
+    which moves no version counter) cannot match it again by landing where the old data was -- a key compared by
+    :meth:`same_tensors` alone (:class:`~hybridpgm.gp.kept_features.KeptFeatures`) would take it for the same
+    state."""
 
     names: tuple[str, ...]
     refs: tuple[weakref.ref, ...]
     meta: tuple
     #: the tensors' values when the key was taken (``None`` in a key taken only to be compared, :meth:`matches`)
     values: tuple[torch.Tensor, ...] | None = None
+    #: the tensors' storages when the key was taken (:func:`~hybridpgm.tensor_tracking.held_storages`)
+    storages: tuple = ()
+
+    def __post_init__(self) -> None:
+        if not self.storages:
+            self.storages = held_storages(ref() for ref in self.refs)
 
     def same_tensors(self, other: StateKey) -> bool:
         """The same tensor objects, each with the same version counter, storage and layout, and the same modes

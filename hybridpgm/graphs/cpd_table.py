@@ -21,7 +21,7 @@ from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.cpd_base import CPD, _set_plain
 from hybridpgm.graphs.cpd_table_checks import built_outside_vmap, screened, table_problem, table_shape
 from hybridpgm.serialization import serializable
-from hybridpgm.tensor_tracking import unversioned
+from hybridpgm.tensor_tracking import held_storages, unversioned
 
 __all__ = ["Table"]
 
@@ -119,9 +119,10 @@ class Table(CPD):
         logits = probs.log().masked_fill(~support, 0.0)
         _set_plain(self, _problem=problem, cardinality=int(probs.shape[-1]) if probs.dim() else 1,
                    # the memos below hold the tensors they were read from (compared by identity: a freed mask's
-                   # address may be reused by its replacement, at the same version)
-                   _zeros=None,  # (support, (version, data pointer) of it, whether it has a zero)
-                   _below=None,  # ((prior, support), (versions, data pointers) of them, why alpha < 1 or None)
+                   # address may be reused by its replacement, at the same version) and their storages then (the
+                   # pointers' addresses: a `.data =` replacement cannot land there while they are held)
+                   _zeros=None,  # (support, (version, data pointer) of it, whether it has a zero, its storage)
+                   _below=None,  # ((prior, support), (versions, data pointers), why alpha < 1 or None, storages)
                    _shape=tuple(probs.shape))
         self.register_buffer("support", support)
         if learnable:
@@ -172,7 +173,8 @@ class Table(CPD):
     def _prior_below_one(self) -> str | None:
         """Why the prior has no MAP (an alpha < 1 on a state of the support), else ``None``.  Read from the
         device once per change of ``prior`` or ``support`` (construction, a load, a copy, a move), not on every
-        call of :meth:`log_prior`."""
+        call of :meth:`log_prior`.  Keyed on the tensors, their versions and data pointers, holding their storages
+        (:func:`~hybridpgm.tensor_tracking.held_storages`: a ``.data =`` replacement cannot take a held address)."""
         prior, support = self.prior, self.support
         if unversioned(prior) or unversioned(support):  # no version counter or storage: read each time
             key = None
@@ -189,7 +191,7 @@ class Table(CPD):
                            "use alpha >= 1 (alpha = 1 + pseudo-counts, alpha = 1 is maximum likelihood)")
             if key is None:
                 return problem
-            self._below = ((prior, support), key, problem)
+            self._below = ((prior, support), key, problem, held_storages((prior, support)))
         return self._below[2]
 
     def validate(self, node: str) -> None:
@@ -280,13 +282,14 @@ class Table(CPD):
 
     def _has_zero(self) -> bool:
         """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
-        a copy, a move, a new mask assigned), not on every call."""
+        a copy, a move, a new mask assigned, ``support.data = mask``), not on every call: keyed on the mask, its
+        version and data pointer, holding its storage (:func:`~hybridpgm.tensor_tracking.held_storages`)."""
         support = self.support
         if unversioned(support):  # no version counter or storage (a torch.func tensor): read the mask each time
             return not bool(support.all())
         key = (support._version, support.data_ptr())
         if self._zeros is None or self._zeros[0] is not support or self._zeros[1] != key:
-            self._zeros = (support, key, not bool(support.all()))
+            self._zeros = (support, key, not bool(support.all()), held_storages((support,)))
         return self._zeros[2]
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,

@@ -14,7 +14,9 @@ gives the dims without building a tensor (for choosing a plan);
 no gradient (none in reverse mode, and no forward-mode tangent:
 :func:`~hybridpgm.tensor_tracking.carries_tangent`) is normalised once per
 version of its logits and of its ``support`` mask (``tensor._version``, storage,
-identity) and reused, so a repeated query costs only the indexing.
+identity) and reused, so a repeated query costs only the indexing; the cache entry
+holds the storages it read (:func:`~hybridpgm.tensor_tracking.held_storages`), so
+that data put in place by ``.data =`` cannot take the old data's address and key.
 
 **References**
 
@@ -31,7 +33,7 @@ from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.cpd import Table
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, NetworkFacts
 from hybridpgm.infer.bn_spaces import PROBABILITY_FLOOR
-from hybridpgm.tensor_tracking import carries_tangent, kept_by_a_cache, unversioned
+from hybridpgm.tensor_tracking import carries_tangent, held_storages, kept_by_a_cache, unversioned
 
 __all__ = ["ScaledFactors", "condition", "factor_dims", "factors", "node_table", "relevant"]
 
@@ -115,8 +117,9 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             cache = facts.tables
             hit = cache.get(v)
             # the log-table is the logits masked by the support: both are keyed.  The version counts in-place
-            # updates (load_state_dict too); the storage pointer catches `.data =` (as `module.to` does); the
-            # tensors are held, so a replaced one (`table.support = mask`) is told by its identity
+            # updates (load_state_dict too); the storage pointer catches `.data =` (as `module.to` does), the
+            # entry holding the storages (no replacement can be allocated at a held address); the tensors are
+            # held, so a replaced one (`table.support = mask`) is told by its identity
             key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
             if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
                 if shared_on_cpu(logits) or shared_on_cpu(support):  # another process may write it unseen
@@ -124,7 +127,7 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
                     return log.exp() if prob else log  # (share_memory_() moves the storage: a new key, a miss)
                 with kept_by_a_cache():  # usable by a later query that autograd records (not an inference tensor)
                     log = cpd.log_table().detach()
-                    hit = cache[v] = (logits, support, key, log, log.exp())
+                    hit = cache[v] = (logits, support, key, log, log.exp(), held_storages((logits, support)))
             return hit[4] if prob else hit[3]
     t = cpd.log_table(values)
     return t.exp() if prob else t

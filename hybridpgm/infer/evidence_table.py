@@ -64,7 +64,7 @@ from hybridpgm.checks import close_match, shown_items
 from hybridpgm.errors import ConfigError, EvidenceError
 from hybridpgm.infer.bn_contract import check_possible
 from hybridpgm.infer.bn_evidence import network_facts, parse_evidence
-from hybridpgm.infer.evidence_snapshot import _same, _snapshot
+from hybridpgm.infer.evidence_snapshot import _same, _snapshot, kept
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -218,8 +218,7 @@ class EvidenceTable:
             self._built_from = (None, [], None)
         else:
             now = _snapshot(self.bn, values=copies is True)  # True: an older version's fresh table
-            self._built_from = now if copies is True else (now[0], [(t, k, c) for (t, k), c in zip(now[1], copies)],
-                                                           now[2])
+            self._built_from = now if copies is True else kept(now, copies)
 
     def __repr__(self) -> str:
         return (f"EvidenceTable(nodes={self.nodes}, configurations={self.configurations}, layout={self.layout!r}, "

@@ -9,13 +9,15 @@ factor graph on every query but keeps its index tensors (its scope buffers, its 
 plan can be kept too, keyed by those tensors: :class:`StructureCache`.
 
 A key is the identity of each tensor together with what must not have changed for the plan to hold (its version
-counter, which an in-place change bumps, its storage, shape and device), plus any plain values the plan depends on.
+counter, which an in-place change bumps, its data pointer, shape and device), plus any plain values the plan depends on.
 Only weak references to the tensors are held: an entry goes when one of its tensors is freed, so the cache never
 keeps a network's tensors alive (a plan must hold no view of them), and the least recently used entry goes when
-the cache is full.  A tensor made under :func:`torch.inference_mode` has no version counter, and a
-:mod:`torch.func` transform's wrapper or a tensor without storage no storage to key by: a plan of one is built
-every time, never cached.  Plans are built with inference mode off, so that a plan cached inside
-``torch.inference_mode()`` stays usable outside it.
+the cache is full.  An entry does hold the tensors' storages as they were when the plan was built
+(:func:`~hybridpgm.tensor_tracking.held_storages`): after ``index.data = other`` the old storage stays until the
+entry goes, so that no later replacement can be allocated at its address and match the key at the same version.
+A tensor made under :func:`torch.inference_mode` has no version counter, and a :mod:`torch.func` transform's wrapper
+or a tensor without storage no storage to key by: a plan of one is built every time, never cached.  Plans are built
+with inference mode off, so that a plan cached inside ``torch.inference_mode()`` stays usable outside it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 
-from hybridpgm.tensor_tracking import kept_by_a_cache, unversioned
+from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned
 
 __all__ = ["StructureCache"]
 
@@ -34,8 +36,8 @@ _T = TypeVar("_T")
 
 
 def _state(tensor: torch.Tensor) -> tuple:
-    """What must not have changed for a plan of ``tensor`` to hold: its version counter, storage, shape and
-    device."""
+    """What must not have changed for a plan of ``tensor`` to hold: its version counter, data pointer (its
+    storage then held by the entry), shape and device."""
     return tensor._version, tensor.data_ptr(), tuple(tensor.shape), str(tensor.device)
 
 
@@ -95,7 +97,7 @@ class StructureCache:
         with kept_by_a_cache():  # a cached plan must stay usable outside inference mode and after a transform
             plan = build()
         refs = tuple(weakref.ref(t, lambda ref, key=key: self._forget(key, ref)) for t in tensors)
-        self._entries[key] = (refs, tuple(_state(t) for t in tensors), plan)
+        self._entries[key] = (refs, tuple(_state(t) for t in tensors), plan, held_storages(tensors))
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -10,6 +10,8 @@ import torch
 from hybridpgm.errors import ConfigError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer import exact
+from hybridpgm.infer.bn_evidence import network_facts
+from tests.reused_blocks import Blocks
 
 
 def _shared_net():
@@ -53,3 +55,25 @@ def test_a_table_sent_on_carries_the_values_it_was_built_from():
     received.__setstate__(state)
     with pytest.raises(ConfigError, match="the network changed after its evidence table"):
         received.posterior("a", {"b": torch.tensor([1])})
+
+
+@pytest.mark.parametrize("child", ["table", "neural"])  # neural: the snapshot is rebased after the query's restore
+def test_data_put_at_the_address_of_the_built_data_is_a_change(child):
+    """Found by an audit: the snapshot keyed each tensor on its version counter and data pointer.  ``.data =`` moves
+    no version counter and frees the old storage, so a second replacement allocated at the old address (CUDA's
+    caching allocator does that at once; tests/reused_blocks.Blocks does it every time) matched the snapshot, and
+    the table answered p(a | b = 1) = [0.3333, 0.6667] from the old network.  The kept snapshot holds the
+    storages now."""
+    torch.manual_seed(0)
+    b = cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["a"]) if child == "table" else \
+        cpd.Neural(torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)), ["a"], 2)
+    bn, blocks = BayesNet().add("a", cpd.Table([0.8, 0.2])).add("b", b), Blocks(64)
+    logits = bn.cpds["a"].logits
+    logits.data = blocks.tensor(torch.tensor([0.8, 0.2]).log())
+    table = bn.compile_evidence(["b"])
+    table.posterior("a", {"b": torch.tensor([1])})
+    network_facts(bn).tables.clear()  # the network's table cache held the storage too: the snapshot alone holds it
+    logits.data = blocks.tensor(torch.tensor([0.5, 0.5]).log())  # frees the built storage
+    logits.data = blocks.tensor(torch.tensor([0.1, 0.9]).log())  # (was put at its address)
+    with pytest.raises(ConfigError, match="the network changed after its evidence table"):
+        table.posterior("a", {"b": torch.tensor([1])})

@@ -10,6 +10,7 @@ from torch.func import functional_call, grad
 from hybridpgm.graphs import MarkovNet
 from hybridpgm.infer import ChromaticGibbs, MeanField
 from hybridpgm.infer.structure_cache import StructureCache
+from tests.reused_blocks import Blocks
 
 
 def test_a_plan_is_kept_while_its_tensor_is_the_same_and_dropped_when_it_changes_or_goes():
@@ -30,6 +31,20 @@ def test_a_plan_is_kept_while_its_tensor_is_the_same_and_dropped_when_it_changes
     gc.collect()
     assert len(cache) == 0  # the plans went with their tensor (none holds a view of it)
 
+
+
+def test_an_index_put_at_the_address_of_the_planned_index_is_planned_anew():
+    """Found by an audit: a plan was keyed on the tensor's version counter and data pointer.  ``.data =`` moves no
+    version counter and frees the old storage, so a second replacement allocated at the old address (CUDA's caching
+    allocator does that at once; tests/reused_blocks.Blocks does it every time) matched, and the plan of the old
+    index was returned.  The entry holds the storage it was planned from now."""
+    cache, blocks = StructureCache(), Blocks(64)
+    index = torch.empty(0, dtype=torch.long)
+    index.data = blocks.tensor(torch.tensor([0, 1, 2]))
+    assert cache.get((index,), 3, lambda: index.tolist()) == [0, 1, 2]
+    index.data = blocks.tensor(torch.tensor([2, 1, 0]))  # frees the planned storage
+    index.data = blocks.tensor(torch.tensor([1, 2, 0]))  # (was put at its address)
+    assert cache.get((index,), 3, lambda: index.tolist()) == [1, 2, 0]  # before: [0, 1, 2]
 
 def test_inference_tensors_and_transform_wrappers_are_planned_every_time_not_cached():
     """An inference tensor has no version counter; inside a torch.func transform even an index tensor may come

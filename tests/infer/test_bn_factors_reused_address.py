@@ -1,0 +1,35 @@
+"""The table cache of exact BN queries (hybridpgm.infer.bn_factors.node_table) after ``.data =`` replacements.
+
+Found by an audit: the cache keyed a table on its version counter and data pointer.  ``logits.data = new`` moves
+no version counter, and the old storage was freed, so a second replacement allocated at the old address (CUDA's
+caching allocator does that at once; tests/reused_blocks.Blocks does it every time) had the key the table was
+cached under, and queries answered from the old table, without an error.  The cache entry now holds the storage
+it read, whose address nothing else can take while it lives."""
+
+import pytest
+import torch
+
+from hybridpgm.graphs import BayesNet, cpd
+from tests.reused_blocks import Blocks
+
+
+def _net(first, learnable):
+    return (BayesNet().add("rain", cpd.Table(first, learnable=learnable))
+            .add("wet", cpd.Table([[0.9, 0.1], [0.2, 0.8]], ["rain"], learnable=learnable)))
+
+
+@pytest.mark.parametrize("learnable", [True, False], ids=["parameter", "buffer"])
+def test_a_replacement_at_the_address_of_the_cached_table_is_read(learnable):
+    bn, blocks = _net([0.8, 0.2], learnable), Blocks(64)
+    logits = bn.cpds["rain"].logits
+    ev = {"wet": torch.tensor([1, 0])}
+    with torch.no_grad():
+        logits.data = blocks.tensor(torch.tensor([0.8, 0.2]).log())
+        torch.testing.assert_close(bn.posterior("rain", ev), _net([0.8, 0.2], learnable).posterior("rain", ev),
+                                   rtol=0, atol=0)  # the table cached
+        logits.data = blocks.tensor(torch.tensor([0.5, 0.5]).log())  # frees the cached table's storage
+        logits.data = blocks.tensor(torch.tensor([0.1, 0.9]).log())  # (was put at its address)
+        want = _net([0.1, 0.9], learnable)
+        # before: p(rain | wet = 1) = [0.3333, 0.6667], the old table's answer, against [0.0137, 0.9863]
+        torch.testing.assert_close(bn.posterior("rain", ev), want.posterior("rain", ev), rtol=0, atol=0)
+        torch.testing.assert_close(bn.log_evidence(ev), want.log_evidence(ev), rtol=0, atol=0)
