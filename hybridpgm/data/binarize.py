@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from hybridpgm.checks import seed_of
 from hybridpgm.data.validation import as_model_dtype, check_finite
 from hybridpgm.errors import DataError
+from hybridpgm.summary_repr import array_text
 
 __all__ = ["DynamicBinarized", "binarize_static"]
 
@@ -87,6 +88,11 @@ class DynamicBinarized(Dataset):
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def __repr__(self) -> str:
+        """The tensors' shapes and dtypes, not their values: ``DynamicBinarized(x=[1000, 64] torch.float32)``."""
+        labels = "" if self.y is None else f", y={array_text(self.y)}"
+        return f"DynamicBinarized(x={array_text(self.x)}{labels})"
 
     def __getitem__(self, index: int):
         sample = torch.bernoulli(self.x[index])

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hybridpgm.summary_repr import array_text
+
 __all__ = ["ImageDataset", "Split"]
 
 
@@ -22,6 +24,10 @@ class Split:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    def __repr__(self) -> str:
+        """The tensors' shapes and dtypes, not their values (a notebook showed every pixel)."""
+        return f"Split(x={array_text(self.x)}, y={array_text(self.y)})"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ class ImageDataset:
     valid: Split
     test: Split
     binarize: str | None = None
+
+    def __repr__(self) -> str:
+        """A summary of constant size: the name, the image shape, each split's (:class:`Split`'s ``repr``) and
+        the binarisation."""
+        return (f"ImageDataset(name={self.name!r}, image_shape={self.image_shape!r}, train={self.train!r}, "
+                f"valid={self.valid!r}, test={self.test!r}, binarize={self.binarize!r})")
 
     @property
     def num_features(self) -> int:

@@ -39,6 +39,7 @@ from hybridpgm.infer.particle_elbo import keeping_module_state, keeping_rng_stat
 from hybridpgm.param_store_scope import modules_own_their_params
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import seeded_globally_from
+from hybridpgm.summary_repr import array_text, number_text
 
 __all__ = ["BAD", "PSIS_MIN_DRAWS", "VICheck", "check_vi", "good_khat", "pareto_khat"]
 
@@ -260,6 +261,31 @@ class VICheck(PortableResult):
         return (f"PSIS k-hat over {k.size} points ({self.num_samples} draws each): "
                 f"{c['good']} good (<= {self.threshold:.2f}), {c['bad']} bad{noted}; max {worst:.3f}; "
                 f"mean log p(x) {np.mean(self.log_likelihood):.4f}")
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the number of points (the dataclass ``repr`` printed every k-hat
+        and log-likelihood, 36 KB for 1000 points): the arrays' shapes and dtypes, the draws, the counts of good
+        and bad points (:attr:`counts`), the largest k-hat (ignoring NaN) and the mean PSIS log-likelihood."""
+        k = np.asarray(self.khat, dtype=np.float64) if _numeric(self.khat) else None
+        parts = [f"khat={array_text(self.khat)}", f"log_likelihood={array_text(self.log_likelihood)}",
+                 f"num_samples={self.num_samples!r}"]
+        if k is not None and k.size and isinstance(self.num_samples, (int, np.integer)) and self.num_samples >= 2:
+            counts = self.counts
+            parts.append(f"good={counts['good']}, bad={counts['bad']} (threshold {self.threshold:.2f})")
+        if k is not None and k.size and not np.isnan(k).all():
+            parts.append(f"max_khat={number_text(np.nanmax(k), 4)}")
+        if _numeric(self.log_likelihood) and np.size(self.log_likelihood):
+            parts.append(f"mean_log_likelihood={number_text(np.mean(np.asarray(self.log_likelihood, np.float64)))}")
+        return f"VICheck({', '.join(parts)})"
+
+
+def _numeric(values: Any) -> bool:
+    """Whether ``values`` reads as a float64 array (a :class:`VICheck` built by hand may hold anything)."""
+    try:
+        np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return True
 
 
 def _check_local_latents(guide: Callable, args: tuple, kwargs: dict) -> None:

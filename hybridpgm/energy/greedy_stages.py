@@ -177,10 +177,12 @@ class GreedyStages:
 
         :returns: the :class:`~hybridpgm.train.FitResult`.
         """
+        from hybridpgm.train.progress import labelled
         from hybridpgm.train.trainer import fit
 
         before = self.check_resume(layer, record=True)
-        result = fit(objective, data, **kwargs)
+        with labelled(f"{self.model} layer {layer + 1}/{len(self.paths)}"):  # the bar names the layer
+            result = fit(objective, data, **kwargs)
         if self.trained_below is None and result.steps > (before or 0):
             self.trained_below = layer
         self.steps[layer] = result.steps

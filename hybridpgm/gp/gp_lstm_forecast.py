@@ -16,6 +16,7 @@ from hybridpgm.errors import ConfigError
 from hybridpgm.module_modes import keeping_modes
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.rng_scope import fixed_rng
+from hybridpgm.summary_repr import array_text
 
 if TYPE_CHECKING:
     from hybridpgm.gp.gp_lstm import GPLSTM
@@ -43,6 +44,12 @@ class Forecast(NamedTuple):
     to = PortableResult.to
     cpu = PortableResult.cpu
     to_dict = PortableResult.to_dict
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the steps and paths (the tuple's ``repr`` printed every sampled
+        path): each tensor's shape and dtype."""
+        return (f"Forecast(mean={array_text(self.mean)}, lower={array_text(self.lower)}, "
+                f"upper={array_text(self.upper)}, samples={array_text(self.samples)})")
 
 
 def require_spread(num_samples: int) -> None:

@@ -54,6 +54,7 @@ from hybridpgm.errors import ConfigError, DataError, ModelSpecError
 from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.summary_repr import array_text, number_text
 
 __all__ = ["AIS", "AISResult", "AnnealedEstimator", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
 
@@ -123,6 +124,22 @@ class AISResult(PortableResult):
         """
         num_stderr = positive_real(num_stderr, "AISResult.interval num_stderr", allow_zero=True)
         return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the number of chains (the dataclass ``repr`` printed every final
+        log-weight): the estimate and its standard error, :math:`\\log Z_0`, the steps, the log-weights' shape
+        and dtype, and the :attr:`ess` of the chains."""
+        return (f"AISResult(log_z={number_text(self.log_z)}, stderr={number_text(self.stderr, 4)}, "
+                f"log_z0={number_text(self.log_z0)}, num_steps={self.num_steps!r}, "
+                f"log_weights={array_text(self.log_weights)}, ess={_ess_text(self)})")
+
+
+def _ess_text(result: AISResult) -> str:
+    """:attr:`AISResult.ess` written short, or ``?`` where the log-weights give none (a result built by hand)."""
+    try:
+        return f"{result.ess:.4g}"
+    except Exception:  # a repr never raises: no tensor, an empty one, a meta one
+        return "?"
 
 
 def annealing_schedule(num_steps: int, kind: str = "salakhutdinov", *, dtype=torch.float64) -> torch.Tensor:

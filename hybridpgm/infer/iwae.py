@@ -54,6 +54,7 @@ from hybridpgm.errors import ObjectiveError
 from hybridpgm.infer.particle_elbo import check_sites_match, guess_plate_nesting
 from hybridpgm.infer.particle_probe import vectorized_pass
 from hybridpgm.infer.particle_sequential import log_term, sequential_data_plates, sequential_log_densities
+from hybridpgm.summary_repr import objective_text
 
 __all__ = ["IWAE", "importance_log_weights"]
 
@@ -273,6 +274,12 @@ class IWAE(ELBO):
         super().__init__(num_particles=num_particles, vectorize_particles=True,
                          max_plate_nesting=float("inf") if max_plate_nesting is None else max_plate_nesting)
         self._nesting = max_plate_nesting
+
+    def __repr__(self) -> str:
+        """``IWAE(num_particles=5, max_plate_nesting=None)``: the particles and the plate nesting (``None`` until
+        :meth:`plate_nesting` guessed it)."""
+        return objective_text(self, {"num_particles": getattr(self, "num_particles", "?"),
+                                     "max_plate_nesting": getattr(self, "_nesting", "?")})
 
     def _get_trace(self, model, guide, args, kwargs):
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)

@@ -69,6 +69,7 @@ from hybridpgm.errors import ConfigError, DataError, EstimateWarning
 from hybridpgm.infer.ais import AIS, AISResult, check_base_data
 from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.summary_repr import number_text
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["LogZEstimate", "estimate_log_z", "model_samples"]
@@ -108,6 +109,19 @@ class LogZEstimate(PortableResult):
         """
         num_stderr = positive_real(num_stderr, "LogZEstimate.interval num_stderr", allow_zero=True)
         return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the number of chains (the dataclass ``repr`` printed each start's
+        :class:`~hybridpgm.infer.AISResult` with every log-weight): the estimate and its standard error, the
+        spread, whether it is reliable (and how many reasons say it is not), and each start's estimate and
+        standard error."""
+        starts = ", ".join(f"{name!r}: {number_text(getattr(r, 'log_z', r))} "
+                           f"(stderr {number_text(getattr(r, 'stderr', None), 4)})" for name, r in self.starts.items())
+        reasons = len(self.reasons) if isinstance(self.reasons, (list, tuple)) else self.reasons
+        return (f"LogZEstimate(log_z={number_text(self.log_z)}, stderr={number_text(self.stderr, 4)}, "
+                f"spread={number_text(self.spread, 4)}, reliable={self.reliable!r}"
+                + (f" ({reasons} reason{'s' if reasons != 1 else ''})" if not self.reliable else "")
+                + f", starts={{{starts}}})")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for JSON reports."""

@@ -20,6 +20,7 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
+from hybridpgm.summary_repr import objective_text, program_name
 from hybridpgm.train.objective import elbo_settings
 
 __all__ = ["ModelGuideObjective"]
@@ -249,6 +250,18 @@ class ModelGuideObjective(AutoguideBatchingCheck):
         class and settings of its ELBO (:func:`~hybridpgm.train.objective.elbo_settings`)."""
         elbo = getattr(self, "elbo", None)
         return {} if elbo is None else elbo_settings(elbo)
+
+    def __repr__(self) -> str:
+        """``RWS(model=SBN.model, guide=SBN.guide, elbo='...', num_particles=5, ..., per_example=True)``: the
+        programs by name, the :meth:`settings` and ``per_example`` (:func:`~hybridpgm.summary_repr.objective_text`);
+        the networks are left out (``repr(objective.module)`` shows them)."""
+        try:
+            settings = self.settings()
+        except Exception:  # a repr never raises: an objective half-built, or a subclass's settings failing
+            settings = {}
+        return objective_text(self, {"model": program_name(getattr(self, "model", None)),
+                                     "guide": program_name(getattr(self, "guide", None)), **settings,
+                                     "per_example": getattr(self, "per_example", "?")})
 
     def state_dict(self) -> dict:
         """Extra state kept in checkpoints (none by default)."""

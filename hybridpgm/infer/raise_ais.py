@@ -50,6 +50,7 @@ from hybridpgm.infer.log_z import LogZEstimate, estimate_log_z
 from hybridpgm.infer.raise_result import RAISEResult
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.summary_repr import number_text
 
 __all__ = ["RAISE", "LikelihoodBounds", "RAISEResult", "log_likelihood_bounds"]
 
@@ -287,6 +288,18 @@ class LikelihoodBounds(PortableResult):
         """AIS reliable and ``lower - estimate <= 3 * gap_stderr`` (class docstring); ``False`` where
         :attr:`gap_stderr` is ``nan`` (the pair cannot be checked)."""
         return self.log_z.reliable and self.lower - self.estimate <= RELIABLE_NUM_STDERR * self.gap_stderr
+
+    def __repr__(self) -> str:
+        """A summary of constant size (the dataclass ``repr`` printed every chain's log-weight of both
+        estimators): the three numbers, whether the pair is :attr:`reliable`, and the summaries of
+        :attr:`log_z` and :attr:`raise_result`."""
+        try:
+            reliable = repr(self.reliable)
+        except Exception:  # a repr never raises: bounds built by hand may hold anything
+            reliable = "?"
+        return (f"LikelihoodBounds(lower={number_text(self.lower)}, estimate={number_text(self.estimate)}, "
+                f"upper={number_text(self.upper)}, reliable={reliable}, log_z={self.log_z!r}, "
+                f"raise_result={self.raise_result!r})")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain numbers for JSON reports.  ``"lower_stderr"``, the old name of ``"test_set_stderr"``, is kept

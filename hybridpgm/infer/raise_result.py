@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from hybridpgm.portable_result import PortableResult
+from hybridpgm.summary_repr import array_text, number_text
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["RAISEResult"]
@@ -97,3 +98,17 @@ class RAISEResult(PortableResult):
                       "Monte Carlo error of RAISE, which is mc_stderr); stderr will be removed in a future release",
                       FutureWarning, stacklevel=users_stacklevel())
         return self.test_set_stderr
+
+    def __repr__(self) -> str:
+        """A summary of constant size, whatever the number of points and chains (the dataclass ``repr`` printed
+        every point's estimates and every chain's log-weight): the points ``N`` and chains ``M``, the steps, the
+        mean estimate :math:`\\bar\\ell` with its :attr:`mc_stderr`, and the tensors' shapes and dtypes."""
+        try:
+            mean, se = self.log_likelihood.to(torch.float64).mean(), self.mc_stderr
+            points, chains = self.log_weights.shape[:-1].numel(), self.log_weights.shape[-1]
+            head = (f"points={points}, chains={chains}, num_steps={self.num_steps!r}, "
+                    f"mean_log_likelihood={number_text(mean)}, mc_stderr={number_text(se, 4)}, ")
+        except Exception:  # a repr never raises: a result built by hand may hold anything
+            head = f"num_steps={self.num_steps!r}, "
+        return (f"RAISEResult({head}log_likelihood={array_text(self.log_likelihood)}, "
+                f"log_z={array_text(self.log_z)}, log_weights={array_text(self.log_weights)})")

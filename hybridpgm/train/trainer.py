@@ -48,14 +48,15 @@ from hybridpgm.train.fit_options import (
     rng_seed,
 )
 from hybridpgm.train.fit_step import take_step
-from hybridpgm.train.heartbeat import beating, explain_failure
+from hybridpgm.train.heartbeat import explain_failure
 from hybridpgm.train.history import FitResult, History
 from hybridpgm.train.objective import Objective, player_schedule, set_up
 from hybridpgm.train.player_step import autocast_for
-from hybridpgm.train.progress import progress_bar, say
+from hybridpgm.train.progress import finish, say
 from hybridpgm.train.rank_states import load_rank_state
 from hybridpgm.train.resume import epoch_layout, resume_mode, run_config
 from hybridpgm.train.run_checkpoint import RunCheckpoint
+from hybridpgm.train.run_monitors import open_monitors
 from hybridpgm.train.run_start import build_players, checkpoint_path, open_checkpoint, restore
 from hybridpgm.train.signals import StopSignals, step_callbacks
 from hybridpgm.warning_origin import users_stacklevel
@@ -151,29 +152,22 @@ def fit(
         put back, and torch's global generator is left where training left it.  A resumed run takes the checkpoint's
         seed and RNG states (a new seed under ``override_hyperparameters`` changes only the data order).  Under
         ``torchrun`` every rank takes rank 0's ``seed`` (or its ``None``) before the epochs are laid out from it.
-    :param checkpoint: path of the checkpoint, written atomically every
-        ``checkpoint_every`` steps, at the end and on SIGTERM/SIGINT (by rank 0).
-        The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
-        runs and again after it, so a failing ``on_fit_end`` loses no step; the
-        next run with the same arguments resumes and runs it again.  Temporary
-        files a killed write left beside it are removed at the start.  Only a
-        regular file is replaced: a path that is a directory, a symbolic link, a
-        device node or a FIFO is refused before the first step.
+    :param checkpoint: path of the checkpoint, written atomically every ``checkpoint_every`` steps, at the end and
+        on SIGTERM/SIGINT (by rank 0).  The end-of-run checkpoint is written before the callbacks' ``on_fit_end``
+        runs and again after it, so a failing ``on_fit_end`` loses no step; the next run with the same arguments
+        resumes and runs it again.  Temporary files a killed write left beside it are removed at the start.  Only a
+        regular file is replaced: a path that is a directory, a symbolic link, a device node or a FIFO is refused
+        before the first step.
     :param checkpoint_every: the number of steps between checkpoint writes (a positive integer); ``None`` (the
         default): the checkpoint is written only at the end and on SIGTERM/SIGINT.
-    :param resume: what to do with an existing ``checkpoint``
-        (:mod:`hybridpgm.train.resume`): ``"auto"``/``True`` resumes when it
-        exists (same seed, data order and RNG states, and under ``torchrun``
-        each rank's own buffers and objective state, see
-        :mod:`hybridpgm.train.rank_states`; on another number of ranks the
-        RNGs are reseeded and every rank takes rank 0's buffers, with a
-        :class:`~hybridpgm.errors.TrainingWarning` naming those that differed between the saved
-        ranks) and starts afresh otherwise;
-        ``"require"`` makes a missing checkpoint an error; ``"never"``/``False``
-        starts afresh and refuses to replace an existing checkpoint.  Resuming
-        prints one line (file and step), and is refused with
-        :class:`~hybridpgm.errors.CheckpointError` naming every difference when
-        the checkpoint holds another model or other hyperparameters.
+    :param resume: what to do with an existing ``checkpoint`` (:mod:`hybridpgm.train.resume`): ``"auto"``/``True``
+        resumes when it exists (same seed, data order and RNG states, and under ``torchrun`` each rank's own buffers
+        and objective state, see :mod:`hybridpgm.train.rank_states`; on another number of ranks the RNGs are
+        reseeded and every rank takes rank 0's buffers, with a :class:`~hybridpgm.errors.TrainingWarning` naming
+        those that differed between the saved ranks) and starts afresh otherwise; ``"require"`` makes a missing
+        checkpoint an error; ``"never"``/``False`` starts afresh and refuses to replace an existing checkpoint.
+        Resuming prints one line (file and step), and is refused with :class:`~hybridpgm.errors.CheckpointError`
+        naming every difference when the checkpoint holds another model or other hyperparameters.
     :param overwrite: start afresh, deleting an existing checkpoint (a regular file) first.
     :param override_hyperparameters: resume even though the recorded
         hyperparameters (learning rates and other optimizer settings,
@@ -205,10 +199,11 @@ def fit(
         ``HYBRIDPGM_DIST_TIMEOUT``); on a timeout, the error names the rank
         that stopped progressing.
     :param progress: show a tqdm progress bar (rank 0 only; notebook or text, :mod:`hybridpgm.train.progress`).
-    :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``,
-        see :mod:`hybridpgm.train.callbacks`; the state of those with
-        ``state_dict()``/``load_state_dict()`` is checkpointed and restored on
-        resume.  A run a callback stopped is finished: resuming it runs no step.
+        A run a callback stopped (or resumed after that) ends with its bar complete at the step it stopped at; an
+        exception or a stop signal leaves it short (red in a notebook).
+    :param callbacks: objects with ``on_step_end(info)`` / ``on_fit_end(info)``, see :mod:`hybridpgm.train.callbacks`;
+        the state of those with ``state_dict()``/``load_state_dict()`` is checkpointed and restored on resume.  A run
+        a callback stopped is finished: resuming it runs no step.
     :param max_steps: stop after this many steps (over the whole run, a resumed one included); with the default
         ``epochs=None`` it alone bounds the run.
     :returns: a :class:`~hybridpgm.train.history.FitResult`; its
@@ -349,19 +344,17 @@ def fit(
                                          callbacks=callbacks, history=history, seed=seed, config=config,
                                          context=context, layout=layout, dataset=carried).write
 
-        # the bar and (under torchrun) the heartbeat thread: closed when the steps end, or by on_exit before that
-        running = on_exit.enter_context(contextlib.ExitStack())
-        bar = running.enter_context(progress_bar(total=total_steps, initial=start_step, desc=type(objective).__name__,
-                                                 show=progress and context.is_main))
-        heartbeat = running.enter_context(beating(context))  # None in a single process
+        running = on_exit.enter_context(contextlib.ExitStack())  # the bar, the heartbeat: closed as the steps end
         info, interrupted, step, stopped = None, 0, start_step, finished
         has_fit_end = any(hasattr(callback, "on_fit_end") for callback in callbacks)
         started = time.perf_counter() - elapsed
         start = FitStart(step=start_step, players=tuple(players), callbacks=tuple(callbacks), history=history)
-        for callback in callbacks:
-            if hasattr(callback, "on_fit_start"):
-                callback.on_fit_start(start)
-        with StopSignals() as stop_signals:
+        with StopSignals() as stop_signals:  # made under the handlers: a Ctrl-C in the bar's first draw is a stop
+            bar, heartbeat = open_monitors(running, total=total_steps, initial=start_step, show=progress and
+                                           context.is_main, desc=type(objective).__name__, context=context)
+            for callback in callbacks:
+                if hasattr(callback, "on_fit_start"):
+                    callback.on_fit_start(start)
             try:
                 for step in range(start_step, start_step if finished else total_steps):
                     if step > start_step:  # fit holds hybridpgm's process-wide lock (Pyro's handler stack and
@@ -382,6 +375,8 @@ def fit(
                     if checkpoint_every is not None and (step + 1) % checkpoint_every == 0:
                         # the last step's periodic checkpoint: on_fit_end has yet to run for it
                         write_checkpoint(step + 1, pending=has_fit_end and step + 1 >= total_steps)
+                if not interrupted:  # a stop on purpose: a complete bar (a notebook's is red when closed short)
+                    finish(bar)
             except Exception as error:
                 failure = explain_failure(error, heartbeat, context.rank, context.timeout_s, step)
                 if failure is error:

@@ -15,7 +15,7 @@ from pyro.infer import SVI, Trace_ELBO
 from hybridpgm import VAE, SVIObjective, fit
 from hybridpgm.errors import ConfigError, TrainingDivergedError
 from hybridpgm.train import EarlyStopping, EvaluateEvery
-from hybridpgm.train import trainer
+from hybridpgm.train import run_monitors
 from hybridpgm.train.checkpoint import load_checkpoint
 from tests.train.helpers import DivergeAt, LinearRegression, regression_data
 
@@ -258,7 +258,7 @@ def test_the_heartbeat_stops_when_a_callback_fails_at_the_start(monkeypatch):
         finally:
             events.append("stopped")
 
-    monkeypatch.setattr(trainer, "beating", recording)
+    monkeypatch.setattr(run_monitors, "beating", recording)
     with pytest.raises(KeyboardInterrupt):
         fit(LinearRegression(), regression_data(), batch_size=16, epochs=1, progress=False,
             callbacks=[_InterruptsAtStart()])

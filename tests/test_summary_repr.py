@@ -1,0 +1,37 @@
+"""The pieces of results' summary reprs (hybridpgm/summary_repr.py)."""
+
+import numpy as np
+import torch
+
+from hybridpgm.summary_repr import array_text, listed, number_text, objective_text, program_name
+
+
+def test_arrays_are_named_by_shape_and_dtype_and_scalars_by_value():
+    assert array_text(torch.zeros(1000, 64)) == "[1000, 64] torch.float32"
+    assert array_text(np.zeros(7)) == "[7] float64"
+    assert number_text(torch.tensor(-85.123456789, dtype=torch.float64)) == "-85.1235"
+    assert number_text(torch.tensor(1.5, requires_grad=True)) == "1.5"  # no torch warning (detached first)
+    assert number_text(np.float32("nan")) == "nan" and number_text(3) == "3" and number_text(True) == "True"
+    assert number_text(torch.zeros(3)) == "[3] torch.float32"  # not a scalar: its shape
+    assert number_text(torch.zeros((), device="meta")) == "[] torch.float32"  # no data: no number, no error
+    assert len(array_text(list(range(10000)))) < 60 and len(number_text("x" * 1000)) < 60
+
+
+def test_listed_shows_the_first_and_last_items():
+    assert listed(["a", "b"]) == "'a', 'b'"
+    assert listed(f"x{i}" for i in range(100)) == "'x0', 'x1', 'x2', ..., 'x99'"
+    assert listed({f"x{i}": 2 for i in range(5)}) == "'x0', 'x1', 'x2', 'x3', 'x4'"
+    assert len(listed(["y" * 1000] * 3)) < 150
+
+
+class Owner:
+    def model(self):
+        pass
+
+
+def test_objective_text_cuts_long_values_and_names_programs():
+    text = objective_text(Owner(), {"model": program_name(Owner().model), "guide": program_name(len),
+                                    "elbo": "E" * 100, "tail_adaptive_beta": -1.0, "num_particles": 5})
+    assert text == f"Owner(model=Owner.model, guide=len, elbo='{'E' * 36}..., num_particles=5)"
+    assert objective_text(Owner(), {"guide": program_name(object()), "tail_adaptive_beta": 0.5}) == \
+        "Owner(guide=object, tail_adaptive_beta=0.5)"
