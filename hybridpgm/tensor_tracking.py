@@ -75,17 +75,18 @@ def held_storages(tensors: Iterable[torch.Tensor]) -> HeldStorages:
 
 
 class HeldStorages(tuple):
-    """The storages a cache entry holds (:func:`held_storages`).  A copy of it (``copy``, ``deepcopy``, a pickle
-    of the object that holds the cache) holds none: the addresses it keeps free are this process's, of the tensors
-    it was taken from, and torch cannot pickle an untyped storage by itself."""
+    """The storages a cache entry holds (:func:`held_storages`).  A deep copy of the object holding the entry holds
+    the same storages (its key names their addresses: they stay reserved while either entry lives); a pickle holds
+    none -- addresses are this process's, and torch cannot pickle an untyped storage by itself -- and is an empty
+    plain ``tuple``, which any version of hybridpgm reads."""
 
     __slots__ = ()
 
     def __reduce__(self):
-        return HeldStorages, ()
+        return tuple, ()
 
     def __deepcopy__(self, memo) -> "HeldStorages":
-        return HeldStorages()
+        return self
 
 
 def _storage(t: torch.Tensor) -> torch.UntypedStorage | None:

@@ -194,6 +194,12 @@ class Table(CPD):
             self._below = ((prior, support), key, problem, held_storages((prior, support)))
         return self._below[2]
 
+    def __setstate__(self, state: dict) -> None:
+        """A copy or an unpickled table reads its memos afresh: their keys name the original's data pointers, which
+        a copy's own data (or, once the original is freed, data put in place by ``.data =``) may take."""
+        super().__setstate__(state)
+        _set_plain(self, _zeros=None, _below=None)
+
     def validate(self, node: str) -> None:
         if self._problem is not None:
             raise ModelSpecError(f"node '{node}': {self._problem}")

@@ -78,8 +78,10 @@ def bethe_log_z(fg: FactorGraph, flat: FlatGraph, theta: torch.Tensor, log_b: to
     incoming = flat.incoming(flat.beliefs(theta, msgs), msgs)
     for scores, table in flat.factor_scores(incoming):
         graph = torch.is_grad_enabled() and (scores.requires_grad or table.requires_grad)
-        terms = _factor_terms if graph or carries_tangent(scores) or carries_tangent(table) else _factor_terms_in_place
-        energy, ent_f, m = terms(scores, table)
+        # in place only where the products keep the dtype they have out of place (a table narrower than the
+        # unary, in a graph built by hand, is multiplied in the scores' dtype)
+        in_place = not (graph or carries_tangent(scores) or carries_tangent(table)) and table.dtype == scores.dtype
+        energy, ent_f, m = (_factor_terms_in_place if in_place else _factor_terms)(scores, table)
         log_z = log_z + (energy + ent_f).sum(-1)
         offset = offset + m.sum(-1)
     return log_z + offset
@@ -100,12 +102,12 @@ def _factor_terms(scores: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tens
 
 def _factor_terms_in_place(scores: torch.Tensor,
                            table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_factor_terms` where nothing requires grad or carries a forward-mode tangent: the same operations on
-    the same numbers (bit for bit), with at most three table-sized tensors alive at once instead of six: the beliefs
-    :math:`b_f` overwrite ``scores`` (a fresh tensor of :meth:`~hybridpgm.infer.bp_engine.FlatGraph.factor_scores`),
-    the entropy's products overwrite :math:`\\log b_f`, freed before the centred table is formed, whose products
-    then overwrite it (a half-precision table, which :func:`~hybridpgm.graphs.mrf_centring.centred` leaves as it is,
-    is copied)."""
+    """:func:`_factor_terms` where nothing requires grad or carries a forward-mode tangent and the tables have the
+    scores' dtype: the same operations on the same numbers (bit for bit), with at most three table-sized tensors
+    alive at once instead of six: the beliefs :math:`b_f` overwrite ``scores`` (a fresh tensor of
+    :meth:`~hybridpgm.infer.bp_engine.FlatGraph.factor_scores`), the entropy's products overwrite
+    :math:`\\log b_f`, freed before the centred table is formed, whose products then overwrite it (a
+    half-precision table, which :func:`~hybridpgm.graphs.mrf_centring.centred` leaves as it is, is copied)."""
     allowed = torch.isfinite(scores)
     log_bf = torch.log_softmax(scores, dim=-1)
     bf = torch.exp(log_bf, out=scores)

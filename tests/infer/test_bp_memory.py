@@ -149,3 +149,19 @@ def test_bp_without_a_graph_gives_the_numbers_of_bp_with_one_bit_for_bit(dtype, 
     assert torch.equal(plain_log_z.view(bits), graph.log_z.detach().view(bits))
     for g, t in zip(fg.groups, tables):
         assert torch.equal(g.log_potentials, t)
+
+
+@pytest.mark.parametrize("unary, tables", [(torch.float64, torch.float32), (torch.float32, torch.bfloat16)])
+def test_a_graph_with_tables_narrower_than_its_unary_gives_the_numbers_of_bp_with_a_graph(unary, tables):
+    """A factor graph built by hand may hold tables of a narrower dtype than its unary: the Bethe energy's products
+    are then formed in the scores' (wider) dtype, as with a graph, not in the table's memory (review: log Z moved
+    by 1.7e-7 at float64/float32 and by 3e-3 at float32/bfloat16)."""
+    fg = _mixed_net(tables).factor_graph()
+    fg = dataclasses.replace(fg, unary=fg.unary.to(unary))
+    bp = BeliefPropagation(num_iters=12, damping=0.3, tol=0.0)
+    with torch.no_grad():
+        plain_log_z = bp(fg).log_z
+    graph = bp(dataclasses.replace(fg, unary=fg.unary.clone().requires_grad_()))
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[plain_log_z.element_size()]
+    assert plain_log_z.dtype == unary
+    assert torch.equal(plain_log_z.view(bits), graph.log_z.detach().view(bits))

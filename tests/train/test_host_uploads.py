@@ -63,3 +63,4 @@ def test_no_python_number_becomes_a_device_tensor_per_step(pyro_validation_off, 
     for call in few:
         extra.remove(call) if call in extra else None
     assert not extra, f"{len(extra)} more in 3 more steps: {sorted(set(extra))}"
+

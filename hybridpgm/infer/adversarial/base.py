@@ -42,7 +42,7 @@ from hybridpgm.checks import (as_integer, check_player, generator_or_none, name_
 from hybridpgm.data.validation import as_model_dtype, defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError, ObjectiveError
 # log q from logits (in at least float32 under autocast): split off, still importable from here
-from hybridpgm.infer.adversarial.domain_log_q import log_q_from_logits, weighted_mean
+from hybridpgm.infer.adversarial.domain_log_q import exact_label, log_q_from_logits, weighted_mean
 from hybridpgm.infer.adversarial.dry_run import _dry_run, _dtype_reference, dry_run_discriminator, floating_like
 from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import renamed_keyword
@@ -230,7 +230,7 @@ class AdversarialGame:
 
         :param x: ``batch x event_shape``.
         :param y: the domain label, as for :meth:`log_q`."""
-        flipped = 1 - y if isinstance(y, (int, float)) else 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device)
+        flipped = 1 - y if exact_label(y) else 1 - torch.as_tensor(y, dtype=x.dtype, device=x.device)
         return log_q_from_logits(self.logits(x), flipped)
 
     def discrimination_loss(self, x_real: torch.Tensor, x_fake: torch.Tensor,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from hybridpgm.precision_scope import exact_precision
 
-__all__ = ["log_q_from_logits", "log_sigmoid", "softmax_weights", "weighted_mean"]
+__all__ = ["exact_label", "log_q_from_logits", "log_sigmoid", "softmax_weights", "weighted_mean"]
 
 
 def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Tensor:
@@ -32,8 +32,8 @@ def log_q_from_logits(logits: torch.Tensor, y: float | torch.Tensor) -> torch.Te
     :returns: ``batch`` log-probabilities (numerically stable for large logits).
     """
     with exact_precision(logits) as (logits,):
-        if not isinstance(y, (int, float)):  # a Python label stays a number: a tensor of it is a blocking upload
-            y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)
+        if not exact_label(y):  # a Python label 0/1 stays a number (exact in any dtype): a tensor of it is a
+            y = torch.as_tensor(y, dtype=logits.dtype, device=logits.device)  # blocking upload on a GPU
         return y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)
 
 
@@ -59,3 +59,12 @@ def softmax_weights(logits: torch.Tensor, dim: int = 0) -> torch.Tensor:
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """:math:`\\sum_i w_i v_i` with ``weights`` (``batch``, summing to one), or the plain mean."""
     return values.mean() if weights is None else (weights * values).sum()
+
+
+def exact_label(y) -> bool:
+    """Whether the domain label ``y`` is the Python number (or ``bool``) 0 or 1, which multiplies any dtype exactly
+    as a tensor of it would; any other label (a fraction, a NumPy scalar, a tensor) is made a tensor of the logits'
+    dtype.
+
+    :param y: a domain label as :func:`log_q_from_logits` takes it."""
+    return isinstance(y, (int, float)) and y in (0, 1)

@@ -91,3 +91,14 @@ def test_log_q_outside_autocast_keeps_the_logits_dtype():
         torch.testing.assert_close(log_q_from_logits(logits, 0), F.logsigmoid(-logits), rtol=1e-15, atol=0)
     assert log_q_from_logits(logits.bfloat16(), 1).dtype == torch.bfloat16
     assert softmax_weights(logits.bfloat16()).dtype == torch.bfloat16
+
+
+def test_a_fractional_python_label_is_taken_in_the_logits_dtype_as_before():
+    """Only the labels 0 and 1 stay Python numbers (exact in any dtype); a smoothed label such as 0.9 is a tensor
+    of the logits' dtype, as it was before labels were kept as numbers (review: 0.9 kept as a Python double moved a
+    bfloat16 log q by up to 0.5 near 100, and a float32 one by 1.4e-6)."""
+    logits = (torch.linspace(-100, 100, 7)).to(torch.bfloat16)
+    for y in (0.9, 0.1):
+        want = log_q_from_logits(logits, torch.tensor(y, dtype=torch.bfloat16))
+        assert torch.equal(log_q_from_logits(logits, y), want)
+    assert torch.equal(log_q_from_logits(logits, 1), log_q_from_logits(logits, torch.tensor(1.0)))
