@@ -17,9 +17,10 @@ algorithms consume (``V`` variables, ``C`` the largest cardinality):
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -97,15 +98,27 @@ def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.T
     (``-2``), an infinity (``-inf`` and ``+inf``: not states, whichever side), a value ``>= card`` (``+inf`` used
     to overflow the conversion to a negative number and so read as unobserved).
 
-    The check is one host read of one flag: integer evidence ``t`` passes when :math:`\\mathrm{clamp}(t, -1,
-    \\mathrm{card} - 1) = t`; float evidence, with ``NaN`` set to ``-1`` first (:math:`u`), when
-    :math:`\\mathrm{clamp}(\\mathrm{round}(u), -1, \\mathrm{card} - 1) = u` (a whole number in range, or ``-1``).
-    Only the error path reads the bad entries, to say which they are.
+    The check is one host read of one flag (a compile reads the flags of all its evidence variables at once):
+    integer evidence ``t`` passes when :math:`\\mathrm{clamp}(t, -1, \\mathrm{card} - 1) = t`; float evidence, with
+    ``NaN`` set to ``-1`` first (:math:`u`), when :math:`\\mathrm{clamp}(\\mathrm{round}(u), -1, \\mathrm{card} - 1)
+    = u` (a whole number in range, or ``-1``).  Only the error path reads the bad entries, to say which they are.
 
     :param card: the variable's cardinality; when given, an observed value ``>= card`` is refused.
     :raises EvidenceError: naming ``v``, the bad values and the row (index) of the first: a dtype that holds no
         states (complex), a non-integer float, or a value outside ``0..card-1`` other than ``-1`` (an infinity
         included).
+    """
+    states, ok, refusal = _checked_states(v, t, card)
+    if not bool(ok):  # the one host read
+        raise refusal()
+    return states
+
+
+def _checked_states(v: str, t: torch.Tensor, card: int | None) -> tuple[torch.Tensor, torch.Tensor, Callable]:
+    """The device half of :func:`evidence_states`: ``(states, ok, refusal)``, ``ok`` a 0-d bool tensor (false: the
+    values are refused, by ``refusal()``'s error; ``states`` is then meaningless).  Reads nothing.
+
+    :raises EvidenceError: for a complex dtype (no read needed).
     """
     if t.is_complex():
         raise EvidenceError(f"MarkovNet: evidence for {v!r} has dtype {t.dtype}; give integer states, or a float "
@@ -113,22 +126,47 @@ def evidence_states(v: str, t: torch.Tensor, card: int | None = None) -> torch.T
     hi = None if card is None else card - 1
     if not torch.is_floating_point(t):
         states = t.long()  # before comparing with -1: a uint8 255 would equal it
-        if not bool((states.clamp(-1, hi) == states).all()):  # the one host read
-            raise _refused(v, states, card, t.dtype)
-        return states
+        return states, (states.clamp(-1, hi) == states).all(), functools.partial(_refused, v, states, card, t.dtype)
     u = t.nan_to_num(-1.0, math.inf, -math.inf)  # NaN as the other marker; the infinities kept, to be refused
     if u.dtype in (torch.float16, torch.bfloat16):  # the bound card - 1 in float32: bfloat16 rounds 299 to 300
         u = u.float()
     good = u.round().clamp(-1, hi) == u
     if card is None:  # no upper bound to refuse +inf: an infinity is no state either
         good = good & (u < math.inf)
-    if not bool(good.all()):  # the one host read
-        raise _refused(v, t, card, t.dtype)
+    refusal = functools.partial(_refused, v, t, card, t.dtype)
     if card is not None:
-        return u.long()  # whole numbers in -1..card-1: exact
+        return u.long(), good.all(), refusal  # whole numbers in -1..card-1 where ok: exact
     # clamp before the cast: a value too large for int64 (1e20) would wrap to a negative number.  The bound is the
     # dtype's own largest value where that is smaller (float16: 65504; 2**62 overflows it)
-    return u.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max)).long()
+    return u.clamp_max(min(2.0 ** 62, torch.finfo(t.dtype).max)).long(), good.all(), refusal
+
+
+def _evidence_states(mrf: MarkovNet, evidence: dict) -> dict:
+    """``name -> long states`` of every variable in ``evidence`` (:func:`evidence_states`), the checks of all of
+    them in one host read; of several refused variables, or a refused one before a name that is no variable, the
+    first in ``evidence``'s order is named."""
+    checked, failure = [], None
+    try:
+        for v in evidence:
+            if v not in mrf.cards:
+                raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
+            checked.append((v, *_checked_states(v, _numbers(v, evidence[v], "MarkovNet evidence"), mrf.cards[v])))
+    except Exception as e:  # raised once the variables before it have passed their checks
+        failure = e
+    if len(checked) > 1:
+        oks = [ok for _, _, ok, _ in checked]
+        try:
+            flags = torch.stack(oks)
+        except RuntimeError:  # evidence on several devices (a Python number beside a CUDA tensor)
+            flags = torch.stack([ok.to(oks[0].device) for ok in oks])
+        passed = bool(flags.all())  # the one host read
+    else:
+        passed = not checked or bool(checked[0][2])
+    if not passed:
+        raise next(refusal() for _, _, ok, refusal in checked if not bool(ok))  # error path: reads each flag
+    if failure is not None:
+        raise failure
+    return {v: states for v, states, _, _ in checked}
 
 
 def _colour_tensor(mrf: MarkovNet, device: torch.device) -> torch.Tensor:
@@ -143,6 +181,22 @@ def _colour_tensor(mrf: MarkovNet, device: torch.device) -> torch.Tensor:
             kept = (colours, torch.tensor(colours, dtype=torch.long, device=device))
         mrf._colour_tensor = kept
     return kept[1]
+
+
+def _card_tensor(mrf: MarkovNet, device: torch.device) -> tuple[torch.Tensor, int]:
+    """``(cards, C)``: the variables' cardinalities as a ``[V]`` long tensor on ``device`` and the largest, ``C``.
+    The tensor is uploaded once per network and device -- on CUDA each upload is a blocking host-to-device copy --
+    and is the same from compile to compile while ``mrf.cards`` holds the same values (compared at each compile)
+    and the kept tensor is unedited (a caller's in-place edit of a graph's ``cards`` makes a fresh one).  Made with
+    inference mode off and outside any transform (:func:`~hybridpgm.tensor_tracking.kept_by_a_cache`)."""
+    cards = tuple(mrf.cards.values())
+    kept = getattr(mrf, "_card_tensor", None)
+    if kept is None or kept[0] != cards or kept[1].device != device or kept[1]._version != kept[3]:
+        with kept_by_a_cache():
+            t = torch.tensor(cards, dtype=torch.long, device=device)
+        kept = (cards, t, max(cards), t._version)
+        mrf._card_tensor = kept
+    return kept[1], kept[2]
 
 
 def unknown_names(what: str, names, cards: Mapping[str, int]) -> None:
@@ -243,11 +297,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     if evidence is not None and not isinstance(evidence, Mapping):
         raise EvidenceError(f"MarkovNet: evidence must be a mapping name -> values, got {type(evidence).__name__} "
                             f"{evidence!r:.60}")
-    evidence = dict(evidence or {})
-    for v in evidence:
-        if v not in mrf.cards:
-            raise EvidenceError(f"MarkovNet: evidence names unknown variable {v!r}")
-        evidence[v] = evidence_states(v, _numbers(v, evidence[v], "MarkovNet evidence"), mrf.cards[v])
+    evidence = _evidence_states(mrf, dict(evidence or {}))
     shapes = [t.shape[: t.dim() - len(mrf.families[n]["cards"]) - 1] for n, t in tables.items()]
     shapes += [e.shape for e in evidence.values()]
     try:
@@ -260,8 +310,7 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
         dtype = torch.promote_types(dtype, t.dtype)
     device = ref.device if ref is not None else torch.device("cpu")
     B, V = batch_shape.numel(), len(mrf.cards)
-    C = max(mrf.cards.values())
-    card_t = torch.tensor(list(mrf.cards.values()), device=device)
+    card_t, C = _card_tensor(mrf, device)
     valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)
     if evidence:
         valid = valid.clone()

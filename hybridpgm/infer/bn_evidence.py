@@ -31,8 +31,8 @@ from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
                                         refuse_ambiguous_numbers)
 from hybridpgm.infer.bn_dtypes import check_one_table_dtype
+from hybridpgm.infer.bn_evidence_states import judged_states, read_flags, state_checks
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
-from hybridpgm.transform_scope import under_vmap
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -241,62 +241,12 @@ def evidence_mapping(bn: "BayesNet", evidence) -> dict:
                         f"for the nodes {bn.nodes}, or None for no evidence; got {given}{hint}")
 
 
-def _read(x: torch.Tensor) -> list:
-    """``x.tolist()``: one host read.  Under :func:`torch.func.vmap` a batched ``x`` has no storage, and the
-    ``RuntimeError`` of ``tolist`` does not name ``vmap``; that of ``item`` does, and the queries turn it into their
-    :class:`~hybridpgm.errors.ConfigError` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)."""
-    try:
-        return x.tolist()
-    except RuntimeError:
-        if under_vmap():
-            x.reshape(-1)[0].item()  # raises vmap's own error, naming it
-        raise
-
-
-def _row_of(bad: torch.Tensor) -> str:
-    """``"row i"`` of the first entry marked by ``bad`` (``[N]``), ``"a scalar"`` for a 0-d one (error path)."""
-    return "a scalar" if bad.dim() == 0 else f"row {int(bad.nonzero()[0, 0])}"
-
-
 def _states(name: str, t: torch.Tensor, card: int) -> tuple[torch.Tensor, bool, bool]:
-    """``(states, observed in every row, observed in none)``: the evidence ``t`` (``[N]`` or 0-d, any real dtype)
-    of discrete node ``name`` as long states, ``-1`` where a row does not observe it.
-
-    The convention MarkovNet's evidence follows too: a state is a whole number ``0..card-1``; ``-1`` (in a signed
-    integer or a floating tensor) or ``NaN`` (floating) marks a row that does not observe the node (an unsigned
-    integer or ``bool`` tensor has no such marker).  Any other value is refused, never read as "not observed": a
-    non-integer, or a value outside ``0..card-1`` -- another negative number, an infinity (either sign).  Floats
-    are checked before the cast to long, which would wrap an infinity or ``1e20`` to a negative ("missing") index.
-    The checks and the two flags cost one host read (one ``tolist`` of the flags, or of an integer tensor's
-    minimum and maximum); the message reads the first bad entry.
-
-    :raises EvidenceError: naming the node, the first bad value and its row: a non-integer value (``0.5``,
-        ``-1.5``), or a value outside ``0..card-1`` other than ``-1`` (``-2``, ``+inf``, ``-inf``; for an unsigned
-        or ``bool`` dtype, saying it has no marker for "not observed").
-    """
-    if torch.is_floating_point(t):
-        missing = torch.isnan(t) | (t == -1)
-        fraction = ~missing & (t != t.round())  # an infinity is whole: out of range below
-        bad = ~missing & ~fraction & ((t < 0) | (t >= card))
-        flags = _read(torch.stack([fraction.any(), bad.any(), missing.any(), missing.all()]))  # one host read
-        if flags[0]:
-            raise EvidenceError(f"evidence for {name!r} holds non-integer values: {t[fraction][0].item()} in "
-                                f"{_row_of(fraction)}; give whole states 0..{card - 1}, and -1 or NaN where a row "
-                                f"does not observe {name!r}")
-        if flags[1]:
-            raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
-                                f"{_row_of(bad)}; only -1 or NaN means not observed")
-        return torch.where(missing, -1.0, t).long(), not flags[2], flags[3]
-    marker = "only -1 means not observed" if t.is_signed() else \
-        f"dtype {t.dtype} has no marker for not observed (-1 needs a signed integer or a float tensor)"
-    t = t.long()  # unsigned and bool hold no -1: their values are states (a uint8 255 is out of range below)
-    range_ = torch.stack(torch.aminmax(t)) if t.numel() else t.new_zeros(2)
-    lo, hi = _read(range_)  # one host read: the range check and the flags
-    if lo < -1 or hi >= card:
-        bad = (t < -1) | (t >= card)
-        raise EvidenceError(f"value {t[bad][0].item()} out of range for {name!r} (cardinality {card}) in "
-                            f"{_row_of(bad)}; {marker}")
-    return t, lo >= 0, hi < 0
+    """``(states, observed in every row, observed in none)`` of one node's evidence ``t``, in one host read of its
+    own (:func:`~hybridpgm.infer.bn_evidence_states.judged_states`; :func:`parse_evidence` reads all nodes' at
+    once)."""
+    checks, flags = state_checks(t, card)
+    return judged_states(name, card, checks, read_flags([flags])[0])
 
 
 def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
@@ -348,29 +298,16 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
             ev.likelihoods[name] = lik.expand(n, lik.shape[-1])
         ev.shifts[name] = shift.expand(n)
         ev.soft.add(name)
-    for name, t in tensors.items():
-        card = facts.cards.get(name)
-        if card is None:  # continuous node or context input: in the network's dtype, never rounded
-            what = f"evidence for the continuous node {name!r}" if name in facts.cards else \
-                f"the context input {name!r}"
-            t = as_model_dtype(t, dtype, what)
-            if t.dim() == 0:
-                t = t.expand(n)
-            if name not in facts.cards:  # a context input [N, d...]: prod(d) features per row
-                t = context_batch_features(t, 0)
-            if name in facts.cards and t.dim() != 1:
-                raise EvidenceError(f"evidence for the continuous node {name!r} must be a scalar or [N], "
-                                    f"got shape {tuple(t.shape)}")
-            if name in facts.cards and torch.isnan(t).any():
-                raise EvidenceError(f"continuous node {name!r} has missing (NaN) evidence; exact inference "
-                                    "needs every continuous node it keeps observed in every row (a continuous node "
-                                    "with no evidence below it is drawn, or left out, when it is not given at "
-                                    "all)")
+    kept, failure = _checked(facts, tensors, dtype, n)
+    for (name, t, card, checks, _), values in zip(kept, read_flags([flags for *_, flags in kept])):  # one read
+        if card is None:
+            if values and values[0]:
+                raise EvidenceError(f"continuous node {name!r} has missing (NaN) evidence; exact inference needs "
+                                    "every continuous node it keeps observed in every row (a continuous node with "
+                                    "no evidence below it is drawn, or left out, when it is not given at all)")
             ev.values[name] = t
             continue
-        if t.dim() > 1:
-            raise EvidenceError(f"evidence for {name!r} must be a scalar or [N], got shape {tuple(t.shape)}")
-        t, everywhere, nowhere = _states(name, t, card)
+        t, everywhere, nowhere = judged_states(name, card, checks, values)
         t = t.expand(n) if t.dim() == 0 else t
         if everywhere:
             ev.observed[name] = t
@@ -380,4 +317,38 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
         missing = (t == -1)[:, None]
         lik = torch.nn.functional.one_hot(t.clamp(min=0), card).to(dtype)
         ev.partial[name] = torch.where(missing, 0.0, lik.log())
+    if failure is not None:  # raised by a node after every node checked above passed
+        raise failure
     return ev
+
+
+def _checked(facts: NetworkFacts, tensors: dict, dtype: torch.dtype, n: int) -> tuple[list, Exception | None]:
+    """The checks of each node's evidence that read nothing, in order; ``(kept, failure)``: per node checked
+    ``(name, value, card, checks, flags)`` -- a continuous node or context input in ``dtype`` with the flag of a
+    ``NaN`` entry (a context input: none), a discrete one with :func:`state_checks`' -- and the error of the first
+    node refused here (``None``: none), which :func:`parse_evidence` raises unless a node before it fails a
+    check of ``flags``."""
+    kept = []
+    try:
+        for name, t in tensors.items():
+            card = facts.cards.get(name)
+            if card is None:  # continuous node or context input: in the network's dtype, never rounded
+                what = f"evidence for the continuous node {name!r}" if name in facts.cards else \
+                    f"the context input {name!r}"
+                t = as_model_dtype(t, dtype, what)
+                if t.dim() == 0:
+                    t = t.expand(n)
+                if name not in facts.cards:  # a context input [N, d...]: prod(d) features per row
+                    kept.append((name, context_batch_features(t, 0), None, None, []))
+                    continue
+                if t.dim() != 1:
+                    raise EvidenceError(f"evidence for the continuous node {name!r} must be a scalar or [N], "
+                                        f"got shape {tuple(t.shape)}")
+                kept.append((name, t, None, None, [torch.isnan(t).any()]))
+                continue
+            if t.dim() > 1:
+                raise EvidenceError(f"evidence for {name!r} must be a scalar or [N], got shape {tuple(t.shape)}")
+            kept.append((name, t, card, *state_checks(t, card)))
+    except Exception as e:  # raised once the nodes before it have passed their checks
+        return kept, e
+    return kept, None
