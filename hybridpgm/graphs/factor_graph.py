@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
+
 __all__ = ["FactorGraph", "FactorGroup", "expected_factor", "greedy_coloring", "scatter_to_variables"]
 
 
@@ -122,12 +124,13 @@ def scatter_to_variables(values: torch.Tensor, variables: torch.Tensor, num_vars
 
     :param torch.Tensor values: ``[..., F, k, C]``.
     :param torch.Tensor variables: ``[F, k]`` long.
-    :returns: ``[..., V, C]``.
+    :returns: ``[..., V, C]``: ``index_add`` along ``-2``, bit for bit, over the last two dims flattened
+        (:func:`~hybridpgm.graphs.flat_index_add.index_add_rows`).
     """
-    lead = values.shape[:-3]
-    flat = values.reshape(lead + (-1, values.shape[-1]))
-    out = values.new_zeros(lead + (num_vars, values.shape[-1]))
-    return out.index_add(len(lead), variables.reshape(-1), flat)
+    lead, C = values.shape[:-3], values.shape[-1]
+    flat = values.reshape(lead + (variables.numel(), C))  # explicit: a leading size may be 0
+    index = variables.reshape(-1)
+    return index_add_rows(values.new_zeros(lead + (num_vars, C)), index, flat_index(index, C), flat)
 
 
 def greedy_coloring(num_vars: int, scopes: list) -> list:

@@ -6,7 +6,7 @@ messages [1].  One iteration is a fixed, short sequence of whole-graph tensor
 operations, with no Python loop over factors or variables and no
 device-to-host synchronisation:
 
-1. beliefs: ``index_add`` of every message into its variable,
+1. beliefs: one ``index_add`` of every message into its variable (flat: ``index_add_rows``),
    :math:`b_v = \\theta_v + \\sum_{f \\ni v} m_{f \\to v}`;
 2. variable-to-factor messages by one gather,
    :math:`n_{v \\to f} = b_v - m_{f \\to v}`;
@@ -60,6 +60,7 @@ import math
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.graphs.mrf_centring import centred, group_states
 from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others, odds_max_spread
 from hybridpgm.infer.structure_cache import StructureCache
@@ -90,9 +91,8 @@ class FlatGraph:
             self.spans.append((start, start + F * k, F, k))
             parts.append(g.variables.reshape(-1))
             start += F * k
-        dev = fg.unary.device
-        self.edge_var = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=dev)
-        self.num_edges = start
+        self.edge_var = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=fg.unary.device)
+        self.num_edges, self.edge_flat = start, flat_index(self.edge_var, fg.num_states)  # the beliefs' sums
         #: ``[B, E, C]`` the target variable's valid states: padding and states evidence rules out are not
         #: states of the variable, so messages are normalised over the others (damping mixes those alone)
         self.edge_valid = fg.valid[:, self.edge_var]
@@ -110,7 +110,7 @@ class FlatGraph:
 
     def beliefs(self, theta: torch.Tensor, msgs: torch.Tensor) -> torch.Tensor:
         """``[B, V, C]`` unnormalised log beliefs :math:`\\theta_v + \\sum_f m_{f \\to v}`."""
-        return theta.index_add(1, self.edge_var, msgs)
+        return index_add_rows(theta, self.edge_var, self.edge_flat, msgs)
 
     def incoming(self, total: torch.Tensor, msgs: torch.Tensor) -> torch.Tensor:
         """``[B, E, C]`` normalised variable-to-factor log messages."""

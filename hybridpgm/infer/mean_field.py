@@ -19,9 +19,12 @@ planned once per call), so a sweep contracts every factor once per argument,
 :math:`O(B \\sum_f k_f C^{k_f})` whatever the number of colours (a fully
 connected net needs one per variable), plus :math:`O(B V_c C)` per colour to
 write the colour's rows of ``q`` in place (autograd needs no copy: every read of ``q``
-is a gather) and one copy of ``q`` per sweep (the old one is kept for the stopping test);
-under a :mod:`torch.func` transform, whose batched or dual rows cannot be written into an
-unbatched ``q`` in place, :math:`O(B V C)` per colour (a copy).  The bound holds
+is a gather), and one copy of ``q`` in the first sweep and in each sweep that tests
+convergence (the old one is kept for the change); under a :mod:`torch.func` transform,
+whose batched or dual rows cannot be written into an unbatched ``q`` in place,
+:math:`O(B V C)` per colour (a copy).  Nothing inside the loop waits for the device:
+with ``tol > 0`` the change is read every ``check_every`` sweeps (and at the last), as
+:class:`~hybridpgm.infer.BeliefPropagation` does, and with ``tol = 0`` never.  The bound holds
 for *any* :math:`q`, so the returned ``log_z`` is a lower bound after any number
 of steps.  All steps are torch
 operations, so gradients flow into the potentials through the ``K`` sweeps [2].
@@ -85,7 +88,7 @@ class MeanField:
 
     :param int num_iters: number ``K`` of unrolled sweeps.
     :param float damping: :math:`\\alpha \\in [0, 1)`; ``q \\leftarrow (1-\\alpha) q_{new} + \\alpha q``.
-    :param float tol: stop early once the largest change of any ``q`` in a sweep is below
+    :param float tol: stop early once the largest change of any ``q`` in a checked sweep is below
         :math:`\\max(\\mathrm{tol}, c\\,\\epsilon)`, :math:`\\epsilon` the dtype's machine epsilon and :math:`c = 16`
         (:mod:`~hybridpgm.infer.rounding_floor`: a few roundings of :math:`q \\in [0, 1]` per sweep; a change below
         that is rounding, which an absolute ``tol`` under it could never see settle): :math:`1.9 \\cdot 10^{-6}`
@@ -95,9 +98,14 @@ class MeanField:
         distance to the fixed point; a model kept sweeping by a slower one moves on towards its fixed point, so its
         answer in a batch differs from its answer alone by up to about what its own stop leaves alone (more than
         ``tol`` where the sweeps converge slowly).
-    :raises ConfigError: ``num_iters`` that is not a positive integer (``2.5``, ``True`` and ``0`` are refused,
-        not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is not a finite real
-        number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the option and value.
+    :param int check_every: with ``tol > 0``, test the change of every ``check_every``-th sweep and of the last
+        one (each test is one device-to-host read; default 10, as :class:`~hybridpgm.infer.BeliefPropagation`):
+        the sweeps stop at the first tested sweep whose change passes, so a run stops at a multiple of
+        ``check_every`` or at ``num_iters`` (``check_every=1`` tests every sweep); keyword-only.
+    :raises ConfigError: ``num_iters`` or ``check_every`` that is not a positive integer (``2.5``, ``True`` and
+        ``0`` are refused, not rounded), ``damping`` that is not a real number in ``[0, 1)``, or ``tol`` that is
+        not a finite real number ``>= 0`` (``bool``, strings, ``None`` and NaN are refused); the message names the
+        option and value.
         The options are attributes (:class:`~hybridpgm.options.Option`): assigning one raises
         the same for the same values.
     """
@@ -105,9 +113,11 @@ class MeanField:
     num_iters = Option(lambda self, value: positive_int(value, "MeanField num_iters"))
     damping = Option(lambda self, value: damping_of(value, "MeanField damping"))
     tol = Option(lambda self, value: positive_real(value, "MeanField tol", allow_zero=True))
+    #: an engine pickled before the option existed tested every sweep; it loads with the default
+    check_every = Option(lambda self, value: positive_int(value, "MeanField check_every"), missing=lambda self: 10)
 
-    def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6):
-        self.num_iters, self.damping, self.tol = num_iters, damping, tol
+    def __init__(self, num_iters: int = 50, damping: float = 0.0, tol: float = 1e-6, *, check_every: int = 10):
+        self.num_iters, self.damping, self.tol, self.check_every = num_iters, damping, tol, check_every
 
     @staticmethod
     def _field(fg: FactorGraph, theta: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -160,7 +170,11 @@ class MeanField:
         :raises DeviceError: an ``init`` on another device than ``fg``.
         :raises ModelSpecError: when an update leaves no finite field on a variable's states (NaN :math:`q`: the
             expected log-potentials of its factors sum past the dtype's range, as hard constraints written as
-            ``finfo.min`` do), naming the variable; found at the per-sweep convergence read, at no extra cost.
+            ``finfo.min`` do), naming the variable whose update first gave a NaN (a NaN spreads to its neighbours);
+            found at a convergence read (``tol > 0``) or, with ``tol = 0``, by one read of the final ``q`` after
+            the sweeps (inside a training step, deferred to the step's own read:
+            :func:`~hybridpgm.train.deferred_checks.check_or_defer`); the sweeps then run again from the start,
+            every colour update read, to find that variable.
 
         Under :func:`torch.autocast` the sweeps run with autocast off for the potentials' device, on potentials
         (and ``init``) in at least float32 (:class:`~hybridpgm.precision_scope.exact_precision`): ``log_z`` and
@@ -182,33 +196,69 @@ class MeanField:
         tables = block_tables(fg, blocks)  # gathered once per call: one gather to back-propagate into
         thetas = theta.index_select(1, torch.cat([b.variables for b in blocks])).split(
             [b.variables.numel() for b in blocks], dim=1)
-        # Each colour writes its rows of q.  Outside torch.func transforms, the sweep's first colour makes the new q
-        # (the sweep's one copy, O(B V C): the old q is kept for the change) and the others write their rows into it
-        # in place, O(B V_c C) each, instead of a copy of the whole q per colour.  Autograd allows it: every read of
-        # q is a gather, whose backward keeps only the indices, and index_copy_ has index_copy's derivative (the
-        # same backward graph, the same gradients).  A transform's batched or dual rows cannot be written into an
-        # unbatched q in place: there every colour copies.
-        in_place = not under_torch_func()
-        converged, it = False, 0
+        # Each colour writes its rows of q.  Outside torch.func transforms the colours write their rows in place,
+        # O(B V_c C) each, instead of a copy of the whole q per colour, but for the first colour of the first sweep
+        # (q is the softmax's output, which its backward keeps, or the caller's init) and of each sweep that tests
+        # the change (the old q is kept for it): that one makes the new q, O(B V C).  Autograd allows it: every
+        # read of q is a gather, whose backward keeps only the indices, and index_copy_ has index_copy's derivative
+        # (the same backward graph, the same gradients).  A transform's batched or dual rows cannot be written into
+        # an unbatched q in place: there every colour copies.
+        sweep = (blocks, tables, thetas, self.damping, not under_torch_func())
+        converged, it, start = False, 0, q  # start is never written: the first sweep copies it
         floor = rounding_floor(q.dtype)  # q lies in [0, 1]: the scale is 1, nothing more to read
-        num_iters, damping, tol = self.num_iters, self.damping, self.tol  # options read once per call
+        num_iters, tol, every = self.num_iters, self.tol, self.check_every  # options read once per call
         for it in range(1, num_iters + 1):
-            q_old = q
-            for c, (block, tabs, theta_c) in enumerate(zip(blocks, tables, thetas)):
-                new = torch.softmax(block_field(theta_c, block, tabs, q), dim=-1)  # [B, V_c, C]
-                if damping > 0:
-                    new = (1 - damping) * new + damping * q[:, block.variables]
-                if in_place and c > 0:
-                    q.index_copy_(1, block.variables, new)
-                else:
-                    q = q.index_copy(1, block.variables, new)
-            delta = float((q.detach() - q_old.detach()).abs().max())
-            if delta != delta:  # NaN: named instead of returned (the read above is made on every sweep anyway)
-                raise _diverged(fg, q)
-            if tol > 0 and delta < max(tol, floor):  # tol=0: every sweep, as documented
-                converged = True
-                break
+            check = tol > 0 and (it % every == 0 or it == num_iters)  # tol=0: every sweep, nothing read
+            q_old, q = q, _sweep(q, *sweep, keep=it == 1 or check)
+            if check:
+                delta = float((q.detach() - q_old.detach()).abs().max())
+                if delta != delta:  # NaN: named instead of returned, at no extra read
+                    raise _first_divergence(fg, start, sweep, it, q)
+                if delta < max(tol, floor):
+                    converged = True
+                    break
+        if tol == 0:  # the loop read nothing: one test of the result, deferred inside a training step
+            check_or_defer(~torch.isnan(q.detach()).any(), lambda: _first_divergence(fg, start, sweep, it, q),
+                           "MeanField: an update left a variable with no finite field (NaN q)",
+                           kind=ModelSpecError, about_data=False)
         return MeanFieldResult(self._elbo(fg, q), q, converged, it)
+
+
+def _update(q: torch.Tensor, block, tabs: list, theta_c: torch.Tensor, damping: float) -> torch.Tensor:
+    """``[B, V_c, C]`` the new rows of one colour's variables given ``q``."""
+    new = torch.softmax(block_field(theta_c, block, tabs, q), dim=-1)
+    return (1 - damping) * new + damping * q[:, block.variables] if damping > 0 else new
+
+
+def _sweep(q: torch.Tensor, blocks: list, tables: list, thetas: tuple, damping: float, may_write: bool,
+           keep: bool) -> torch.Tensor:
+    """``q`` after one sweep, a block update per colour (the blocks, their tables and unary rows of
+    :meth:`MeanField._sweeps`).  Where ``may_write`` (outside :mod:`torch.func` transforms) the colours write
+    their rows in place, but for the first colour when ``keep`` (``q`` itself is left as it was); elsewhere
+    every colour copies."""
+    for c, (block, tabs, theta_c) in enumerate(zip(blocks, tables, thetas)):
+        new = _update(q, block, tabs, theta_c, damping)
+        if may_write and (c > 0 or not keep):
+            q.index_copy_(1, block.variables, new)
+        else:
+            q = q.index_copy(1, block.variables, new)
+    return q
+
+
+def _first_divergence(fg: FactorGraph, start: torch.Tensor, sweep: tuple, last: int,
+                      found: torch.Tensor) -> ModelSpecError:
+    """The error for the NaN ``q`` ``found`` after sweep ``last``.  On this error path only, the sweeps run again
+    from ``start``, every colour update read, to name the variable of the first update that gave a NaN: one with
+    no finite field (a NaN spreads to its neighbours' updates, colour by colour, sweep by sweep)."""
+    blocks, tables, thetas, damping, _ = sweep
+    with torch.no_grad():
+        q = start.detach().clone()
+        for _ in range(last):
+            for block, tabs, theta_c in zip(blocks, tables, thetas):
+                q.index_copy_(1, block.variables, _update(q, block, tabs, theta_c, damping))
+                if bool(torch.isnan(q).any()):
+                    return _diverged(fg, q)
+    return _diverged(fg, found.detach())  # not met again (a device that sums in another order): the last q
 
 
 def _check_init(init, fg: FactorGraph) -> torch.Tensor:

@@ -17,7 +17,9 @@ connected pairwise net needs one colour per variable; recomputing every conditio
 The result is bit-for-bit the rows :math:`V_c` of
 :meth:`ChromaticGibbs.conditional_logits <hybridpgm.infer.mrf_gibbs.ChromaticGibbs.conditional_logits>`: the same
 table entries are gathered, and the messages into each variable are summed by ``index_add`` in the same order
-(factor-major, then argument, as the flattened ``variables [F, k]``), onto the same unary row, group by group.
+(factor-major, then argument, as the flattened ``variables [F, k]``), onto the same unary row, group by group.  The
+sums run over the last two dimensions flattened (:func:`~hybridpgm.graphs.flat_index_add.index_add_rows`, 5 to 22
+times faster on CPU than along the variables, the same bits), with a flat index planned with the block.
 
 Mean field (:class:`~hybridpgm.infer.MeanField`) uses the same blocks: :func:`block_tables` gathers each factor's
 table once per call into per-(colour, argument) views, and :func:`block_field` contracts them with the current
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from hybridpgm.graphs.factor_graph import FactorGraph, expected_factor
+from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.infer.structure_cache import StructureCache
 
 __all__ = ["ColourBlock", "GroupIncidences", "block_field", "block_logits", "block_tables", "colour_blocks"]
@@ -49,12 +52,15 @@ class GroupIncidences:
         incidence order is row ``order[p]`` of the messages concatenated over ``j``.
     :ivar torch.Tensor local: ``[P]`` long, the receiving variable's position in :attr:`ColourBlock.variables`, in
         flattened incidence order.
+    :ivar torch.Tensor flat: ``[P * C]`` long, :func:`~hybridpgm.graphs.flat_index_add.flat_index` of ``local``
+        for the graph's ``C`` states: where the messages are summed.
     """
 
     rows: list
     others: list
     order: torch.Tensor
     local: torch.Tensor
+    flat: torch.Tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +81,7 @@ def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[C
     A colour with no variable gets an empty block (kept so that the blocks line up with the colour ids). Cost
     :math:`O(V \\log V + I \\log I)` for :math:`I` factor-variable incidences, plus a few small tensor ops per
     colour and group (and host reads: the number of colours, the incidences of each): made once per structure,
-    cached by the identity of ``colors`` and of the groups' ``variables``
+    cached by the identity of ``colors`` and of the groups' ``variables`` and by the number of states
     (:class:`~hybridpgm.infer.structure_cache.StructureCache`), which a :class:`~hybridpgm.graphs.MarkovNet`
     keeps from query to query.
 
@@ -89,7 +95,7 @@ def colour_blocks(fg: FactorGraph, colors: torch.Tensor | None = None) -> list[C
         colors = fg.colors if fg.colors is not None else torch.arange(fg.num_vars, device=device)
     if colors.device != device or colors.dtype != torch.long:
         colors = colors.to(device=device, dtype=torch.long)
-    return _PLANS.get((colors, *(g.variables for g in fg.groups)), (fg.num_vars, str(device)),
+    return _PLANS.get((colors, *(g.variables for g in fg.groups)), (fg.num_vars, fg.num_states, str(device)),
                       lambda: _plan(fg, colors))
 
 
@@ -130,7 +136,8 @@ def _plan(fg: FactorGraph, colors: torch.Tensor) -> list[ColourBlock]:
                 others.append(tuple(g.variables[r, i] for i in range(k) if i != a))
                 parts.append(at)
             order = torch.argsort(torch.cat(parts))
-            blocks.append(GroupIncidences(rows, others, order, local_of_var[flat_vars[pos]]))
+            local = local_of_var[flat_vars[pos]]
+            blocks.append(GroupIncidences(rows, others, order, local, flat_index(local, fg.num_states)))
         per_group.append(blocks)
     return [ColourBlock(variables[c], [blocks[c] for blocks in per_group]) for c in range(num_colors)]
 
@@ -157,7 +164,7 @@ def block_logits(fg: FactorGraph, theta: torch.Tensor, block: ColourBlock, x: to
             parts.append(g.log_potentials[index])  # [N, B, P_j, C]
         msgs = torch.cat(parts, dim=2)[:, :, inc.order]  # [N, B, P, C], flattened incidence order
         zeros = torch.zeros((N, B, size, theta.shape[-1]), dtype=logits.dtype, device=logits.device)
-        logits = logits + zeros.index_add(2, inc.local, msgs)
+        logits = logits + index_add_rows(zeros, inc.local, inc.flat, msgs)
     return logits
 
 
@@ -212,7 +219,7 @@ def block_field(theta: torch.Tensor, block: ColourBlock, tables: list, q: torch.
             probs = [None if i == j else q[:, next(others)] for i in range(k)]  # [B, P_j, C]; j is not read
             msgs.append(expected_factor(tabs[j], probs, skip=j))               # [B, P_j, C]
         msgs = torch.cat(msgs, dim=1)[:, inc.order]                            # [B, P, C], incidence order
-        field = field + torch.zeros_like(field).index_add(1, inc.local, msgs)
+        field = field + index_add_rows(torch.zeros_like(field), inc.local, inc.flat, msgs)
     return field
 
 

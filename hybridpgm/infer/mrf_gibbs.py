@@ -33,6 +33,7 @@ import torch
 from hybridpgm.checks import as_integer, check_device, generator_or_none, sample_count
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
+from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
@@ -85,7 +86,9 @@ class ChromaticGibbs:
                 msgs.append(g.log_potentials[index])  # [N, B, F, C]
             msgs = torch.stack(msgs, dim=3)  # [N, B, F, k, C]
             flat = msgs.reshape(N, B, F * k, msgs.shape[-1])  # explicit: N may be 0
-            logits = logits + torch.zeros_like(logits).index_add(2, g.variables.reshape(-1), flat)
+            index = g.variables.reshape(-1)
+            rows = flat_index(index, msgs.shape[-1])
+            logits = logits + index_add_rows(torch.zeros_like(logits), index, rows, flat)
         return logits
 
     @staticmethod

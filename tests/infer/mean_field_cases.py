@@ -12,7 +12,8 @@ from hybridpgm.infer.rounding_floor import rounding_floor
 
 def reference_mean_field(mf: MeanField, fg: FactorGraph, init: torch.Tensor | None = None) -> MeanFieldResult:
     """Mean field as it was before the per-colour plans: every colour step computes the field of every variable
-    from every factor (:meth:`MeanField._field`) and keeps the colour's rows; the same stopping rule."""
+    from every factor (:meth:`MeanField._field`) and keeps the colour's rows; the same stopping rule (the change of
+    every ``check_every``-th sweep and of the last one tested)."""
     theta = fg.masked_unary()
     q = torch.softmax(theta, dim=-1) if init is None else _check_init(init, fg)
     colors = fg.colors if fg.colors is not None else torch.zeros(fg.num_vars, dtype=torch.long)
@@ -25,8 +26,10 @@ def reference_mean_field(mf: MeanField, fg: FactorGraph, init: torch.Tensor | No
             if mf.damping > 0:
                 new = (1 - mf.damping) * new + mf.damping * q
             q = torch.where(mask, new, q)
+        if mf.tol == 0 or (it % mf.check_every and it != mf.num_iters):  # tested every check_every sweeps
+            continue
         delta = float((q - q_old).detach().abs().max())
-        if mf.tol > 0 and delta < max(mf.tol, rounding_floor(q.dtype)):
+        if delta < max(mf.tol, rounding_floor(q.dtype)):
             converged = True
             break
     return MeanFieldResult(MeanField.elbo(fg, q), q, converged, it)
