@@ -10,9 +10,8 @@ For label sequences :math:`y_{0:n-1}` (:math:`n` = the sequence's length)
 with unary scores :math:`\\phi` from any network (a BiLSTM, a CNN: the NN+CRF
 of [1, 2]), a transition matrix :math:`A`, start/end scores :math:`\\pi, \\omega`.
 :math:`\\log Z` is the forward algorithm in log space; marginals, expected
-sufficient statistics and the entropy come from the gradient of
-:math:`\\log Z` (the approach of pytorch-struct [3]), or, under a ``torch.func`` transform or forward-mode AD,
-from an explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward`); the mode is Viterbi;
+sufficient statistics and the entropy, the gradients of :math:`\\log Z` (as in pytorch-struct [3]), come from an
+explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward`); the mode is Viterbi;
 samples come from forward-filtering backward-sampling.  The forward and
 Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`, the marginals and the entropy in
 :mod:`hybridpgm.graphs.crf_marginals`, the support (too large to enumerate) in
@@ -110,13 +109,12 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
     one dtype; gradients reach the given tensors in their own dtypes.  Potentials must be floating point: bool,
     integer and complex ones are refused at construction (validation on or off).
 
-    Derivatives: :attr:`marginals`, :attr:`pairwise_marginals` and :meth:`entropy` are gradients of
-    :math:`\\log Z`, taken with ``torch.autograd.grad``; reverse mode (``backward``, ``torch.autograd.grad``, any
-    order) differentiates them through it.  Under a ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``,
-    ``vmap``, ``grad``, ``jacrev``) or with :mod:`torch.autograd.forward_ad` tangents on a potential they are
-    computed instead by the explicit forward-backward recursion of
-    :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward` (ordinary differentiable ops, equal values to
-    rounding), so forward-mode derivatives are exact as well.  Under ``vmap`` construct the CRF with
+    Derivatives: :attr:`marginals`, :attr:`pairwise_marginals` and :meth:`entropy` (gradients of
+    :math:`\\log Z` and of :math:`\\log Z - \\mathbb E[s]`) are computed by the forward-backward recursion of
+    :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`, ordinary differentiable ops: reverse mode
+    (``backward``, ``torch.autograd.grad``, any order), :mod:`torch.autograd.forward_ad` tangents and every
+    ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``, ``vmap``, ``grad``, ``jacrev``) differentiate them
+    exactly; without a graph they keep :math:`O(BTL)` floats.  Under ``vmap`` construct the CRF with
     ``validate_args=False``: validation reads values, which ``vmap`` cannot (a validating CRF raises
     :class:`~hybridpgm.errors.ConfigError` saying so where ``vmap`` batches what it reads).
 
@@ -382,11 +380,13 @@ class CRFHead(nn.Module):
         """``num_labels=L, boundary=True``: what defines the head, as ``repr`` shows it."""
         return f"num_labels={self.transition.shape[-1]}, boundary={self.start is not None}"
 
-    def forward(self, unary: torch.Tensor, lengths: torch.Tensor | None = None) -> LinearChainCRF:
+    def forward(self, unary: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                validate_args: bool | None = None) -> LinearChainCRF:
         """The :class:`LinearChainCRF` of ``unary`` (``batch + (T, L)``) with this head's scores; potentials of
         different dtypes (the network's and the head's) meet in their promoted dtype, as the CRF documents.
 
         :param unary: ``batch + (T, L)`` unary scores from the network.
         :param lengths: optional ``batch`` sequence lengths, as for :class:`LinearChainCRF`.
+        :param validate_args: as for :class:`LinearChainCRF` (``False`` under ``vmap``; ``None``: torch's default).
         :raises DeviceError: ``unary`` on another device than this head's parameters (move one of them)."""
-        return LinearChainCRF(unary, self.transition, self.start, self.end, lengths)
+        return LinearChainCRF(unary, self.transition, self.start, self.end, lengths, validate_args=validate_args)

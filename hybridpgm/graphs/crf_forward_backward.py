@@ -1,11 +1,11 @@
-"""The marginals of a :class:`~hybridpgm.graphs.LinearChainCRF` by an explicit forward-backward recursion, for
-``torch.func`` transforms and forward-mode AD.
+"""The marginals of a :class:`~hybridpgm.graphs.LinearChainCRF` by an explicit forward-backward recursion.
 
-Outside any transform the CRF reads its marginals off the gradient of :math:`\\log Z` (one
-``torch.autograd.grad`` call through :func:`~hybridpgm.graphs.crf_recursions.forward`).  Forward-mode AD does not
-see through that call where no potential requires grad (the gradient is then taken of detached potentials:
-``torch.func.jvp`` and ``jacfwd`` of the marginals or of the entropy were wrong), and ``torch.func.vmap`` cannot
-run it at all.  :func:`forward_backward` computes the same quantities from the forward messages
+They are the gradients of :math:`\\log Z`, and the CRF read them off ``torch.autograd.grad`` of the forward
+recursion before: the graph of that gradient saved every step's ``L x L`` weights, ``batch * T * L * L`` floats,
+also where no graph was wanted (1.9 GB of peak memory for the marginals at ``B = 16, T = 1000, L = 100`` in
+float32); forward-mode AD did not see through it where no potential required grad (``torch.func.jvp`` and
+``jacfwd`` of the marginals or of the entropy were wrong), and ``torch.func.vmap`` could not run it at all.
+:func:`forward_backward` computes the same quantities from the forward messages
 :math:`\\alpha` as ordinary differentiable ops: the chain read backwards is Markov, with
 
 .. math::
@@ -16,12 +16,16 @@ run it at all.  :func:`forward_backward` computes the same quantities from the f
 so, from :math:`t = n - 1` down, :math:`p(y_{t-1} = i, y_t = j) = p(y_t = j)\\, q_t(i \\mid j)` and
 :math:`p(y_{t-1} = i) = \\sum_j p(y_{t-1} = i, y_t = j)` (each softmax invariant to the messages' per-step shifts,
 and so are its derivatives).  Each step's pairwise marginal sums to the marginals of both its labels to within the
-rounding of O(1) sums, as the gradient path's do: the entropy :math:`\\log Z - \\mathbb E[s]` weighs them with
-scores of any size.  A softmax over all :math:`L^2` pairs of :math:`\\alpha_{t-1}(i) + A_{ij} + \\phi_t(j) +
+rounding of O(1) sums (the entropy :math:`\\log Z - \\mathbb E[s]` weighs them with scores of any size), and each
+step's :math:`p(y_{t-1})` is renormalised, so that the steps' roundings do not accumulate over ``T`` steps (the
+float32 entropies of ``tests/graphs/test_crf_float32.py`` were 20 to 60 times their allowance).  A softmax over
+all :math:`L^2` pairs of :math:`\\alpha_{t-1}(i) + A_{ij} + \\phi_t(j) +
 \\beta_t(j)` (the backward messages :math:`\\beta`), rounded to ``ulp(|A|)``, left them inconsistent by about
 that much, and the float32 entropy of transitions of :math:`10^4` with near ties was off by 10 to 20 nats.
 
-:func:`use_forward_backward` says when the CRF takes this path.
+Without a graph the recursion keeps the ``T`` messages and marginals, ``O(batch * T * L)``, and one step's
+``L x L`` weights at a time.  :func:`use_forward_backward` says when a transform or a tangent records the
+derivatives.
 """
 
 from __future__ import annotations
@@ -37,20 +41,27 @@ __all__ = ["forward_backward", "use_forward_backward"]
 
 def use_forward_backward(*tensors: torch.Tensor) -> bool:
     """Whether a ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``, ``vmap``, ``grad``, ``jacrev``) is
-    active, or one of ``tensors`` carries a forward-mode tangent (:mod:`torch.autograd.forward_ad`): then the
-    marginals come from :func:`forward_backward`.  Otherwise (plain ``torch.autograd``, ``no_grad``,
-    ``inference_mode``) ``False``, and the CRF keeps its gradient-of-log-Z path and its speed.  The transforms are
-    read by :func:`~hybridpgm.transform_scope.under_torch_func`."""
+    active, or one of ``tensors`` carries a forward-mode tangent (:mod:`torch.autograd.forward_ad`): then, as where
+    plain autograd records, the CRF reads each step's weights off the forward recursion (whose graph keeps them)
+    rather than computing them again (:func:`forward_backward`'s ``weights``).  Otherwise (plain
+    ``torch.autograd``, ``no_grad``, ``inference_mode``) ``False``.  The transforms are read by
+    :func:`~hybridpgm.transform_scope.under_torch_func`."""
     if under_torch_func():
         return True
     return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
 
 
 def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor,
-                     end: torch.Tensor, lengths: torch.Tensor):
+                     end: torch.Tensor, lengths: torch.Tensor, steps: bool = True, weights: list | None = None):
     """``(log_z, grads, per_step)`` of potentials expanded to one ``batch_shape``, as
-    :meth:`LinearChainCRF._grads <hybridpgm.graphs.LinearChainCRF>` returns them, every output differentiable
-    (forward and reverse mode, ``torch.func`` transforms included).
+    :meth:`LinearChainCRF._grads <hybridpgm.graphs.LinearChainCRF>` returns them, ``log_z`` and ``grads``
+    differentiable (forward and reverse mode, ``torch.func`` transforms included), ``per_step`` a value.
+
+    Memory: the ``T`` forward messages and marginals, ``O(batch * T * L)``, and one step's ``L x L`` weights at a
+    time (the pairwise marginals are summed step by step): the gradient of log Z, which the CRF took before, saved
+    every step's ``L x L`` weights for its backward pass.  Where autograd records (a potential requires grad),
+    the derivatives of the outputs need each step's weights, and ``weights`` lets them be the ones the forward
+    recursion's graph keeps anyway.
 
     :param forward: the forward recursion, called as ``forward(unary, transition, start, end, keep=True,
         wide=True)`` (the CRF's ``_forward``, or :func:`~hybridpgm.graphs.crf_recursions.forward` with the
@@ -60,6 +71,11 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
     :param start: ``batch_shape + (L,)``.
     :param end: ``batch_shape + (L,)``.
     :param lengths: ``batch_shape`` long lengths in ``1..T``.
+    :param steps: whether to compute ``per_step`` (else it is None).
+    :param weights: optional, a list that ``forward`` fills with the ``T - 1`` steps' weights
+        :math:`e_t(i, j)` (the ``hook`` of :func:`~hybridpgm.graphs.crf_recursions.forward`, with ``attach``): used
+        when it holds ``T - 1`` of them, else (and by default) each step's are computed from the messages, the
+        very same numbers.
     :returns: ``log_z`` (``batch_shape``, in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`); ``grads``, the
         gradients of log Z: the ``batch_shape + (T, L)`` unary marginals (0 at padding), the ``batch_shape + (L,
         L)`` expected transition counts :math:`\\sum_{0<t<n} p(y_{t-1}=i, y_t=j)`, :math:`p(y_0)` and
@@ -68,13 +84,16 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
         :math:`A_{ij} - \\max A` summed in the working dtype, the ``T - 1`` step totals and :math:`(n - 1) \\max A`
         in ``ACCUMULATE``.
     """
-    T, L = unary.shape[-2:]
+    T = unary.shape[-2]
     log_z, alphas = forward(unary, transition, start, end, keep=True, wide=True)  # [T] + batch + (L,)
+    alphas = alphas.unbind(0)  # T x (batch + (L,)): one split (alphas[t] a step: O(T^2) in a backward pass)
+    given = weights is not None and len(weights) == T - 1
     unary, transition, start, end = working(unary, transition, start, end)
     neg = forbidden(unary.dtype)
     inside = torch.arange(T, device=unary.device) < lengths[..., None]  # batch + (T,)
     transition, end = transition.clamp(min=neg), end.clamp(min=neg)
     # q_t(i | j) is invariant to a constant per column j: relative to the column's best, near ties stay exact
+    # (the forward recursion's A', so that the weights computed here are its own)
     relative = transition - transition.detach().amax(-2, keepdim=True)
     # the expected transition score relative to the largest A, c, added back exactly: (n - 1) c in ACCUMULATE
     level = transition.detach().amax((-2, -1), keepdim=True)
@@ -82,15 +101,26 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
     # alphas past a length hold the one at length - 1: p(y_{n-1}) is read at the last step
     marginal = (alphas[-1] + end).softmax(-1)  # batch + (L,)
     final, marginals, pairwise = marginal, [marginal], None
-    per_step = level[..., 0, 0].to(ACCUMULATE) * (lengths - 1)
+    per_step = level[..., 0, 0].to(ACCUMULATE) * (lengths - 1) if steps else None
     for t in range(T - 1, 0, -1):
         on = (t < lengths)[..., None]  # step t is within the sequence: the pair (y_{t-1}, y_t) exists
-        q = (alphas[t - 1].unsqueeze(-1) + relative).softmax(-2)  # batch + (L, L), each column sums to 1
-        pair = torch.where(on[..., None], q * marginal.unsqueeze(-2), 0.0)
-        marginal = torch.where(on, pair.sum(-1), marginal)  # p(y_{t-1}); past the length, p(y_{n-1}) held
+        if given:
+            e = weights[t - 1]
+        else:  # as the forward recursion's normalised log-sum-exp computes them
+            e = alphas[t - 1].unsqueeze(-1) + relative  # batch + (L, L): e[i, j]
+            top = e.detach().amax(-2, keepdim=True)
+            e = (e - top).exp() if e.requires_grad else e.sub_(top).exp_()  # in place where autograd does not record
+        # p(y_{t-1}=i, y_t=j) = e[i, j] / sum_k e[k, j] * p(y_t=j): 0 past the length
+        pair = e * (torch.where(on, marginal, 0.0) / e.sum(-2)).unsqueeze(-2)
+        previous = pair.sum(-1)
+        # renormalised: each step's rounding (a few ulps of 1) would otherwise accumulate over the T steps, and
+        # the entropy weighs the marginals with scores ~T x |score| (float32: 20 to 60 times its allowance)
+        previous = previous / torch.where(on, previous.sum(-1, keepdim=True), 1.0)
+        marginal = torch.where(on, previous, marginal)  # p(y_{t-1}); past the length, p(y_{n-1}) held
         marginals.append(marginal)
         pairwise = pair if pairwise is None else pairwise + pair
-        per_step = per_step + (pair * above).flatten(-2).sum(-1).to(ACCUMULATE)
+        if steps:  # a value without derivatives (the entropy adds it as a constant): no step's pairs kept for it
+            per_step = per_step + (pair.detach() * above.detach()).flatten(-2).sum(-1).to(ACCUMULATE)
     marginals = torch.where(inside[..., None], torch.stack(marginals[::-1], dim=-2), 0.0)  # batch + (T, L)
     first = marginals[..., 0, :]
     pairwise = pairwise if pairwise is not None else torch.zeros_like(transition)

@@ -8,19 +8,26 @@ sufficient statistics,
     \\frac{\\partial \\log Z}{\\partial \\phi_t(l)} = p(y_t = l), \\qquad
     \\frac{\\partial \\log Z}{\\partial A_{ij}} = \\sum_{0<t<n} p(y_{t-1} = i, y_t = j),
 
-and :math:`\\partial \\log Z / \\partial \\pi = p(y_0)`, :math:`\\partial \\log Z / \\partial \\omega = p(y_{n-1})`
-(the approach of pytorch-struct).  :class:`CRFMarginals` takes them with ``torch.autograd.grad`` through the
-forward recursion, or, under a ``torch.func`` transform or forward-mode AD, from the explicit forward-backward
-recursion of :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`, and gives
-:attr:`~CRFMarginals.marginals` (``batch_shape + (T, L)``), :attr:`~CRFMarginals.pairwise_marginals`
-(``batch_shape + (L, L)``) and :meth:`~CRFMarginals.entropy` (``batch_shape``).
+and :math:`\\partial \\log Z / \\partial \\pi = p(y_0)`, :math:`\\partial \\log Z / \\partial \\omega = p(y_{n-1})`.
+:class:`CRFMarginals` computes them by the explicit forward-backward recursion of
+:func:`~hybridpgm.graphs.crf_forward_backward.forward_backward` (ordinary operations, differentiable in every mode
+and under ``torch.func`` transforms), and gives :attr:`~CRFMarginals.marginals` (``batch_shape + (T, L)``),
+:attr:`~CRFMarginals.pairwise_marginals` (``batch_shape + (L, L)``) and :meth:`~CRFMarginals.entropy`
+(``batch_shape``).
+
+Memory: without a graph (``torch.no_grad()``, ``torch.inference_mode()``, no potential requiring grad) the queries
+keep ``O(batch * T * L)`` floats.  They were ``torch.autograd.grad`` of the forward recursion's log Z, whose graph
+saved every step's ``L x L`` weights, ``batch * T * L * L`` floats, whether or not a graph was wanted (1.9 GB of
+peak memory for the marginals at ``B = 16, T = 1000, L = 100`` in float32, 46 MB now).  With a graph, the
+derivatives of the marginals need those weights, and they are the ones the forward recursion's graph keeps.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from hybridpgm.autograd_scope import with_autograd
 from hybridpgm.graphs.crf_forward_backward import forward_backward, use_forward_backward
 from hybridpgm.graphs.crf_recursions import ACCUMULATE
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
@@ -30,55 +37,26 @@ __all__ = ["CRFMarginals"]
 
 
 class CRFMarginals:
-    """Mixin of :class:`~hybridpgm.graphs.LinearChainCRF` computing its marginals and entropy from the gradients
-    of :math:`\\log Z`; it reads the CRF's potentials (``unary``, ``transition``, ``start``, ``end``),
-    ``lengths``, ``_forward``, ``_mask`` and ``_check_possible``."""
+    """Mixin of :class:`~hybridpgm.graphs.LinearChainCRF` computing its marginals and entropy, the gradients of
+    :math:`\\log Z`, by forward-backward; it reads the CRF's potentials (``unary``, ``transition``, ``start``,
+    ``end``), ``lengths``, ``_forward``, ``_mask`` and ``_check_possible``."""
 
     def _grads(self, steps=False):
-        """``(log_z, grads, per_step)``: log Z (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its
-        gradients = expected sufficient statistics, and, when ``steps`` (``T > 1``), the expected transition score
-        summed step by step (see :meth:`entropy`; else None); also computed under ``torch.no_grad()`` and
-        ``torch.inference_mode()``, by :func:`~hybridpgm.autograd_scope.with_autograd`.  log Z and the gradients
-        are differentiable when the caller's grad mode is on and a potential requires grad; otherwise plain
-        tensors, no graph kept.  ``per_step`` is never differentiable.  Under a ``torch.func`` transform or with
-        forward-mode tangents, all three come from :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`
-        instead (ordinary differentiable ops)."""
+        """``(log_z, grads, per_step)`` of :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward`: log Z
+        (in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`), its gradients = expected sufficient statistics,
+        and, when ``steps``, the expected transition score summed step by step (see :meth:`entropy`; else None).
+        Ordinary differentiable operations: differentiable when the caller's grad mode is on and a potential
+        requires grad (and under ``torch.func`` transforms and forward-mode AD), plain tensors otherwise
+        (``torch.no_grad()``, ``torch.inference_mode()``, no potential requiring grad), with no graph kept."""
         params = [self.unary, self.transition, self.start, self.end]
-        if use_forward_backward(*params):  # forward mode, torch.func: explicit alpha-beta, ordinary ops
-            log_z, grads, per_step = forward_backward(self._forward, *params, self.lengths)
-            self._check_possible(log_z.detach(), "marginals and entropy are")
-            return log_z, grads, (per_step if steps else None)
-        grad_mode = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()  # the caller's, read first
-        log_z, grads, per_step = with_autograd(self._log_z_and_grads, params, self.lengths, grad_mode, steps)
+        # attach: the normalised log-sum-exp (the messages of torch.logsumexp, up to rounding; cheaper on a CPU);
+        # where autograd or a transform records, each step's weights are read off it (its graph keeps them)
+        weights = [] if use_forward_backward(*params) or (torch.is_grad_enabled() and any(
+            p.requires_grad for p in params)) else None
+        forward = functools.partial(self._forward, attach=True, hook=None if weights is None else weights.append)
+        log_z, grads, per_step = forward_backward(forward, *params, self.lengths, steps=steps, weights=weights)
         self._check_possible(log_z.detach(), "marginals and entropy are")
         return log_z, grads, per_step
-
-    def _log_z_and_grads(self, params, lengths, grad_mode, steps):
-        deltas = [torch.zeros_like(p, requires_grad=True) for p in params]
-        create = grad_mode and any(p.requires_grad for p in params)
-        if not create:  # first-order gradients only: no graph back to the potentials
-            params = [p.detach() for p in params]
-        hook, seen = None, []
-        if steps:  # each step's sum_ij A_ij p(y_{t-1}=i, y_t=j), from the pairwise marginal the backward computes
-            fixed = params[1].detach().clamp(min=_forbidden(params[1].dtype))
-            # relative to the largest A, c: a step's pairs sum to 1, so it adds c exactly (in ACCUMULATE, below),
-            # not c times its rounded sum (at |A| = 1e4 in float32, ~1e-3 nats a step)
-            level = fixed.amax((-2, -1), keepdim=True)
-            fixed = fixed - level
-
-            def hook(pairwise):
-                with torch.no_grad():
-                    seen.append((pairwise.detach() * fixed).flatten(-2).sum(-1))  # batch, in the working dtype
-        log_z = self._forward(*[p + d for p, d in zip(params, deltas)], lengths=lengths, attach=True, wide=True,
-                              hook=hook)[0]
-        grads = torch.autograd.grad(log_z.sum(), deltas, create_graph=create, allow_unused=True)
-        grads = [torch.zeros_like(d) if g is None else g for d, g in zip(deltas, grads)]
-        per_step = None
-        if steps:  # the step totals in ACCUMULATE (a step without a gradient adds 0)
-            per_step = (torch.stack(seen).to(ACCUMULATE).sum(0) if seen
-                        else log_z.new_zeros(log_z.shape, dtype=ACCUMULATE).detach())
-            per_step = per_step + level[..., 0, 0].to(ACCUMULATE) * (lengths - 1)
-        return (log_z if create else log_z.detach()), grads, per_step
 
     @property
     def marginals(self) -> torch.Tensor:
@@ -103,11 +81,11 @@ class CRFMarginals:
         :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`) are summed in the working dtype, the
         ``T`` step totals in :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`, and the result is subtracted from
         the unrounded log Z there and rounded once.  A step's transition term is read off its pairwise marginal
-        :math:`p_t(j)\\, q_t(i \\mid j)` as the backward pass that computes the marginals produces it (the ``hook``
-        of :func:`~hybridpgm.graphs.crf_recursions.forward`): one ``L x L`` product a step, nothing kept.
+        :math:`p_t(j)\\, q_t(i \\mid j)` as the forward-backward recursion that computes the marginals produces it:
+        one ``L x L`` product a step, nothing kept.
 
         :math:`\\sum_{ij} A_{ij} \\cdot` :attr:`pairwise_marginals` is the same number, but its counts are sums
-        over ``T`` steps rounded in the working dtype by autograd.  A float64 CRF (whose working dtype is
+        over ``T`` steps rounded in the working dtype.  A float64 CRF (whose working dtype is
         :data:`~hybridpgm.graphs.crf_recursions.ACCUMULATE`) and a one-step sequence use it as it is; otherwise the
         step-by-step value, which carries no graph, replaces it as a constant added to it (their difference, a
         rounding error).  The gradient (and the Hessian) is therefore always that of this sum, the same function

@@ -95,7 +95,7 @@ def _stack_steps(steps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(steps)
 
 
-def _logsumexp_normalised(x: torch.Tensor, dim: int) -> torch.Tensor:
+def _logsumexp_normalised(x: torch.Tensor, dim: int, hook=None) -> torch.Tensor:
     """``torch.logsumexp(x, dim)``, whose gradient, the weights :math:`\\mathrm{softmax}(x)`, sums to 1 to within
     a few ulps of 1 rather than of :math:`|\\log\\sum e^x|`.
 
@@ -107,13 +107,17 @@ def _logsumexp_normalised(x: torch.Tensor, dim: int) -> torch.Tensor:
     :math:`A = ((5000, 4000), (4999.3, 3999.3))`: entropy 1.63 against 0.635).  Here
     the maximum :math:`m` (a constant to autograd: the value and every derivative are those of the log-sum-exp)
     is taken out first and the weights are :math:`e^{x - m} / \\sum e^{x - m}`, whose sum carries only the
-    rounding of an O(1) sum.  Each step costs a few more operations than ``torch.logsumexp``: :func:`forward`
-    uses it where the gradients are the answer (``attach``), not in the training step.
+    rounding of an O(1) sum.  Each step takes a few more kernels than ``torch.logsumexp`` (on a CPU, less time): the
+    marginals' :func:`forward` uses it (``attach``), not the training step.
 
     :param x: finite scores (-inf clamped to :func:`forbidden` by the caller).
-    :param dim: the dimension summed over (removed)."""
+    :param dim: the dimension summed over (removed).
+    :param hook: optional, called with the weights :math:`e^{x - m}` (see :func:`forward`)."""
     m = x.detach().amax(dim, keepdim=True)
-    return (x - m).exp().sum(dim).log() + m.squeeze(dim)
+    weights = (x - m).exp()
+    if hook is not None:
+        hook(weights)
+    return weights.sum(dim).log() + m.squeeze(dim)
 
 
 def _relative(unary: torch.Tensor, transition: torch.Tensor, lengths: torch.Tensor):
@@ -154,18 +158,21 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     :param start: ``batch_shape + (L,)`` start scores.
     :param end: ``batch_shape + (L,)`` end scores.
     :param lengths: ``batch_shape`` long lengths, each in ``1..T``.
-    :param hook: optional, registered (:meth:`torch.Tensor.register_hook`) on each step's ``batch_shape + (L, L)``
-        :math:`\\alpha_{t-1}(i) + A_{ij}`, ``t = 1 .. T - 1``: differentiating log Z, it is called with
-        :math:`\\partial \\log Z / \\partial (\\alpha_{t-1}(i) + A_{ij}) = p(y_{t-1}=i, y_t=j)`, step ``t``'s
-        pairwise marginal, which the backward pass computes anyway (:meth:`LinearChainCRF.entropy` sums its
-        expected transition score per step from it).
+    :param hook: optional, with ``attach``: called with each step's ``batch_shape + (L, L)`` weights
+        :math:`e_t(i, j) = \\exp(\\alpha_{t-1}(i) + A'_{ij} - \\max_k (\\alpha_{t-1}(k) + A'_{kj}))`, ``t = 1 ..
+        T - 1`` (:math:`A'` the relative transitions of :func:`_relative`), as the normalised log-sum-exp computes
+        them: :math:`e_t(i, j) / \\sum_k e_t(k, j) = p(y_{t-1}=i \\mid y_t=j)`.  Where autograd records the
+        recursion it keeps them for its backward pass anyway, so
+        :func:`~hybridpgm.graphs.crf_forward_backward.forward_backward` reads them instead of computing and keeping
+        a second copy.
 
     Each step's message is shifted by its maximum and the shifts are summed into log Z, so the recursion
     and its gradients (the marginals) run at O(1) magnitudes; unnormalised, the messages grew to
     ~T x score and float32 marginals carried errors ~ulp(T x score) (entropies off by nats).  The shift
-    is a constant to autograd unless ``attach``: attached (for the marginals, whose gradients are the
-    answer), each step's backward re-projects the gradient onto the simplex, so its rounding errors do
-    not accumulate over the steps; detached (for ``log_prob``, the training step) it costs no autograd node.
+    is a constant to autograd unless ``attach``: attached (for the marginals and the entropy, whose derivatives
+    run through log Z and the messages), each step's backward re-projects the gradient onto the simplex, so its
+    rounding errors do not accumulate over the steps; detached (for ``log_prob``, the training step) it costs no
+    autograd node.
     Attached, each step's log-sum-exp is also :func:`_logsumexp_normalised`, so that a step's pairwise marginal
     (its gradient) sums to the marginals of both its labels to within the rounding of O(1) sums, whatever the
     magnitude of :math:`\\alpha + A`; ``torch.logsumexp``'s backward left them :math:`\\mathrm{ulp}(|A|)` apart,
@@ -214,9 +221,7 @@ def forward(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
     shifts, alphas = [shift], [alpha]
     for t in range(1, T):
         pair = alpha.unsqueeze(-1) + transition
-        if hook is not None:
-            pair.register_hook(hook)
-        new = (_logsumexp_normalised(pair, -2) if attach else torch.logsumexp(pair, dim=-2)) + steps_unary[t]
+        new = (_logsumexp_normalised(pair, -2, hook) if attach else torch.logsumexp(pair, dim=-2)) + steps_unary[t]
         shift = (new if attach else new.detach()).amax(-1, keepdim=True)
         alpha = new - shift
         shifts.append(shift)

@@ -90,3 +90,16 @@ def test_support_ignores_lengths_as_documented():
     canonical = everything[(everything[:, n:] == 0).all(-1)]
     torch.testing.assert_close(crf.log_prob(canonical).exp().sum(), torch.tensor(1.0))
     assert "L^{T-n}" in LinearChainCRF.__doc__ and "does not depend on the lengths" in LinearChainCRF.__doc__
+
+
+def test_a_head_takes_validate_args_so_its_crf_can_be_vmapped():
+    """The CRF's message under ``vmap`` says to build it with ``validate_args=False``: a head passes it on (before,
+    ``head(u, validate_args=False)`` was a TypeError, and only torch's process-wide default could do it)."""
+    from hybridpgm.graphs import CRFHead
+
+    torch.manual_seed(0)
+    head = CRFHead(3)
+    u, y = torch.randn(5, 4, 3), torch.randint(0, 3, (5, 4))
+    got = torch.func.vmap(lambda uu, yy: head(uu, validate_args=False).log_prob(yy))(u, y)
+    torch.testing.assert_close(got, head(u).log_prob(y), rtol=0, atol=1e-6)
+    assert head(u, validate_args=True)._validate_args and not head(u, validate_args=False)._validate_args
