@@ -2,7 +2,7 @@
 
 A checkpoint holds the module's ``state_dict``, each player's optimizer and
 scheduler state, the objective's extra state, every RNG state (torch CPU and
-CUDA, Python, NumPy), the step, the data seed and the history, so a resumed
+CUDA, Python, NumPy: :mod:`~hybridpgm.train.checkpoint_rng`), the step, the data seed and the history, so a resumed
 run continues bit for bit where it stopped (on CPU).  A multi-process run also
 keeps each rank's RNG states and its own buffers and objective state
 (:mod:`hybridpgm.train.rank_states`: a persistent chain or a running statistic that each rank
@@ -17,7 +17,8 @@ keeps the previous checkpoint; only a regular file is ever replaced), and a read
 through :func:`~hybridpgm.train.torch_load.read_torch_file` (``weights_only=True``,
 each zip member's CRC-32 checked).  A state holding a non-finite floating-point
 tensor is never written, and one read back is checked the same way
-(:func:`check_finite_checkpoint`).
+(:func:`check_finite_checkpoint`): one sum per tensor, read at once, and an exact scan of the tensors whose sum is
+not finite only (:func:`nonfinite_entries`).
 
 A checkpoint holds no non-finite *Python float* either: those a state may hold outside tensors (a
 ``ReduceLROnPlateau``'s ``best`` and ``mode_worse``, infinite before its first step; the history's NaN loss of
@@ -45,10 +46,9 @@ import collections
 import copy
 import math
 import os
-import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -59,20 +59,23 @@ from hybridpgm.paths import file_path
 # re-exported: the file I/O lived here, and hybridpgm.serialization and users import it from this module
 from hybridpgm.train.atomic_write import check_replaceable, remove_stale_temporaries, write_atomically
 from hybridpgm.train.checkpoint_history import is_packed_history, unpacked_history
-from hybridpgm.train.chunked_finite import all_finite, any_nan
+from hybridpgm.train.checkpoint_rng import rng_state, set_rng_state  # re-exported: they lived here
+from hybridpgm.train.chunked_finite import all_finite, any_nan, finite_sums
 from hybridpgm.train.torch_load import check_readable, read_torch_file
 
 __all__ = ["buffer_paths", "check_finite_checkpoint", "check_readable", "check_replaceable",
            "decode_nonfinite_floats", "encode_nonfinite_floats", "load_checkpoint", "nonfinite_entries",
-           "plain_data", "plain_scalar", "read_torch_file", "remove_stale_temporaries", "rng_state", "save_checkpoint",
-           "set_rng_state", "unreadable_reason", "write_atomically"]
+           "parameter_paths", "plain_data", "plain_scalar", "read_torch_file", "remove_stale_temporaries", "rng_state",
+           "save_checkpoint", "set_rng_state", "unreadable_reason", "write_atomically"]
 
 #: the checkpoint format written: 2 tags non-finite Python floats (:func:`encode_nonfinite_floats`), which a
 #: reader of format 1 would take for dicts; 3 holds a run's history as one tensor per series
-#: (:mod:`hybridpgm.train.checkpoint_history`), which a reader of format 2 would take for lists of tensors;
-#: formats 1 (raw non-finite floats) and 2 (the history as lists) are still read
-FORMAT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+#: (:mod:`hybridpgm.train.checkpoint_history`), which a reader of format 2 would take for lists of tensors; 4 holds
+#: Python's RNG state as a tensor (:mod:`hybridpgm.train.checkpoint_rng`), which a reader of format 3 would give
+#: ``random.setstate`` as tensors; formats 1 (raw non-finite floats), 2 (the history as lists) and 3 (Python's RNG
+#: state as a tuple of ints) are still read
+FORMAT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 
 #: the key of the one-entry dict that stands for a non-finite Python float in a checkpoint
 FLOAT_TAG = "__hybridpgm_float__"
@@ -227,69 +230,57 @@ def unreadable_reason(refused: list[str]) -> str:
             "array.tolist())")
 
 
-def rng_state() -> dict[str, Any]:
-    """Every global RNG state, in types ``weights_only`` loading accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured (its tensors may have been mapped to another device, as
-    :func:`load_checkpoint` does with ``map_location``: torch takes RNG states only as CPU byte tensors)."""
-    torch.set_rng_state(state["torch"].cpu())
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def nonfinite_entries(state: Any, prefix: str = "", infinite_ok: frozenset[str] = frozenset(), *,
-                      nan_only: bool = False, _seen: set[int] | None = None) -> list[str]:
+                      nan_only: bool = False, checked: Mapping[str, torch.Tensor] | None = None) -> list[str]:
     """Paths (``['module']['fc.weight']``) of the floating-point tensors in a
     nested ``state`` that hold NaN, or infinity where their path is not in
     ``infinite_ok`` (constant buffers that are infinite by design, such as
     GPyTorch's unbounded constraint limits).  A container reached by several paths is looked into once, by the
     first (a crafted file whose lists share one list ``d`` levels deep has ``2**d`` paths).
 
-    Each tensor is checked a chunk at a time (:mod:`~hybridpgm.train.chunked_finite`), so the check's temporaries do
-    not grow with the tensor.
+    Each tensor is summed first (:func:`~hybridpgm.train.chunked_finite.finite_sums`: one sum per tensor, one host
+    read): a finite sum proves it finite, and only a tensor whose sum is not is scanned exactly, a chunk at a time
+    (:func:`~hybridpgm.train.chunked_finite.all_finite`, :func:`~hybridpgm.train.chunked_finite.any_nan`), so the
+    check's temporaries do not grow with the tensor and finite entries whose sum overflowed are not reported.
 
     :param nan_only: report NaN only (infinity allowed everywhere).
+    :param checked: tensors already known finite, by path (:func:`parameter_paths`: the parameters ``fit`` checks
+        before each write); the tensor at such a path is not looked at again if it is a view of the same memory
+        (data pointer, dtype, shape and strides), as a ``state_dict`` entry is of its parameter.
     """
+    found: list[tuple[str, torch.Tensor]] = []  # (path, tensor) of each floating-point tensor, in order
+    _floating(state, prefix, found, set())
+    checked = checked or {}
+    found = [(path, t) for path, t in found if not _same_view(t, checked.get(path))]
+    return [path or "<tensor>" for (path, t), ok in zip(found, finite_sums([t for _, t in found]))
+            if not ok and (any_nan(t) if nan_only or path in infinite_ok else not all_finite(t))]
+
+
+def _same_view(t: torch.Tensor, other: torch.Tensor | None) -> bool:
+    """Whether ``other`` is ``t``'s very entries: a strided view of the same memory (metadata only, no sync)."""
+    return (other is not None and t.layout == other.layout == torch.strided and t.device == other.device
+            and t.dtype == other.dtype and t.shape == other.shape and t.stride() == other.stride()
+            and t.data_ptr() == other.data_ptr())
+
+
+def _floating(state: Any, prefix: str, found: list[tuple[str, torch.Tensor]], seen: set[int]) -> None:
+    """Append to ``found`` each floating-point or complex tensor of ``state`` with its path, depth first (a
+    container reached by several paths is looked into once, by the first)."""
     if isinstance(state, torch.Tensor):
         if state.is_floating_point() or state.is_complex():
-            if nan_only or prefix in infinite_ok:
-                return [prefix or "<tensor>"] if any_nan(state) else []
-            return [] if all_finite(state) else [prefix or "<tensor>"]
-        return []
+            found.append((prefix, state))
+        return
     if isinstance(state, dict):
         items = state.items()
     elif isinstance(state, (list, tuple)):
         items = enumerate(state)
     else:
-        return []
-    _seen = set() if _seen is None else _seen
-    if id(state) in _seen:
-        return []
-    _seen.add(id(state))
-    return [bad for key, value in items
-            for bad in nonfinite_entries(value, f"{prefix}[{key!r}]", infinite_ok, nan_only=nan_only, _seen=_seen)]
+        return
+    if id(state) in seen:
+        return
+    seen.add(id(state))
+    for key, value in items:
+        _floating(value, f"{prefix}[{key!r}]", found, seen)
 
 
 def _shown(entries: list[str]) -> str:
@@ -319,8 +310,16 @@ def buffer_paths(module: torch.nn.Module, key: str = "module") -> frozenset[str]
     return frozenset(f"[{key!r}][{name!r}]" for name, _ in module.named_buffers(remove_duplicate=False))
 
 
+def parameter_paths(module: torch.nn.Module, key: str = "module") -> dict[str, torch.Tensor]:
+    """The :func:`nonfinite_entries` paths of ``module``'s parameters inside ``state[key]``, each with the
+    parameter (detached): what :func:`~hybridpgm.train.finite_checks.check_finite_parameters` has checked, for
+    :func:`save_checkpoint`'s ``checked``."""
+    return {f"[{key!r}][{name!r}]": p.detach() for name, p in module.named_parameters(remove_duplicate=False)}
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
-                    infinite_ok: frozenset[str] = frozenset()) -> Path:
+                    infinite_ok: frozenset[str] = frozenset(), checked: Mapping[str, torch.Tensor] | None = None
+                    ) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename), its non-finite Python floats
     (outside tensors) in tagged form (:func:`encode_nonfinite_floats`) and its other scalars as the builtins
     ``weights_only`` loading reads back (:func:`plain_data`: a NumPy ``float64`` as a ``float``).
@@ -329,6 +328,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
     :param state: the checkpoint's entries, by name.
     :param infinite_ok: paths (see :func:`nonfinite_entries`, e.g. from
         :func:`buffer_paths`) that may hold infinity; NaN is refused everywhere.
+    :param checked: tensors the caller has just checked finite, by path (:func:`parameter_paths`), not checked
+        again where ``state`` holds them (see :func:`nonfinite_entries`).
     :returns: ``path`` as a :class:`~pathlib.Path`.
 
     :raises CheckpointError: ``state`` holds a non-finite tensor or a value ``torch.load(weights_only=True)``
@@ -339,7 +340,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *,
         write (:func:`write_atomically`); the previous checkpoint at ``path`` is kept.
     """
     path = file_path(path, "checkpoint", CheckpointError)
-    bad = nonfinite_entries(state, infinite_ok=infinite_ok)
+    bad = nonfinite_entries(state, infinite_ok=infinite_ok, checked=checked)
     if bad:
         raise CheckpointError(f"refusing to write checkpoint {str(path)!r}: {_shown(bad)} hold(s) NaN or infinity; "
                               "the previous checkpoint is kept")

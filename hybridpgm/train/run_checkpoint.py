@@ -19,7 +19,7 @@ import torch
 
 from hybridpgm.errors import CheckpointError
 from hybridpgm.train.callback_states import callback_buffer_paths, callback_states
-from hybridpgm.train.checkpoint import buffer_paths, rng_state, save_checkpoint
+from hybridpgm.train.checkpoint import buffer_paths, parameter_paths, rng_state, save_checkpoint
 from hybridpgm.train.checkpoint_history import packed_history
 from hybridpgm.train.dataset_states import dataset_entry, dataset_state
 from hybridpgm.train.history import History
@@ -94,7 +94,8 @@ class RunCheckpoint:
                     **dataset_entry(self.dataset, [g[2] for g in gathered]),
                     **per_rank,
                 }, infinite_ok=buffers | callback_buffer_paths(callback_state, buffers)
-                   | rank_buffer_paths(module, len(per_rank.get("rank_states", ()))))
+                   | rank_buffer_paths(module, len(per_rank.get("rank_states", ()))),
+                   checked=parameter_paths(module))  # check_finite_parameters has just checked them
             except CheckpointError as error:
                 if context.world_size == 1:
                     raise

@@ -79,20 +79,21 @@ def test_save_checkpoint_writes_the_tagged_form(tmp_path):
     assert load_checkpoint(tmp_path / "c.pt")["best"] == math.inf
 
 
-def test_the_tagged_form_is_read_in_formats_2_and_3_and_format_1_is_still_read(tmp_path):
+def test_the_tagged_form_is_read_in_formats_2_to_4_and_format_1_is_still_read(tmp_path):
     """A reader of format 1 would take the tagged floats for dicts (an older hybridpgm crashed inside
-    ReduceLROnPlateau on ``best``): the tagged checkpoints are format 2, and 3 since the history is held as tensors
-    (which a reader of format 2 would take for lists); files of format 1, with raw non-finite floats, and of
-    format 2 still load (``tests/test_golden_files.py`` resumes one), and an unknown format is refused."""
+    ReduceLROnPlateau on ``best``): the tagged checkpoints are format 2, 3 since the history is held as tensors
+    (which a reader of format 2 would take for lists), and 4 since Python's RNG state is a tensor; files of format
+    1, with raw non-finite floats, and of format 2 still load (``tests/test_golden_files.py`` resumes one), and an
+    unknown format is refused."""
     from hybridpgm.errors import CheckpointError
     from hybridpgm.train.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "new.pt", {"best": math.inf})
-    assert torch.load(tmp_path / "new.pt", weights_only=True)["format_version"] == 3
+    assert torch.load(tmp_path / "new.pt", weights_only=True)["format_version"] == 4
     torch.save({"format_version": 1, "best": math.inf}, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt")["best"] == math.inf
     torch.save({"format_version": 2, "best": {FLOAT_TAG: "-inf"}}, tmp_path / "two.pt")
     assert load_checkpoint(tmp_path / "two.pt")["best"] == -math.inf
-    torch.save({"format_version": 4, "best": 0.0}, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="not a hybridpgm checkpoint of format 1, 2 or 3"):
+    torch.save({"format_version": 5, "best": 0.0}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="not a hybridpgm checkpoint of format 1, 2, 3 or 4"):
         load_checkpoint(tmp_path / "future.pt")
