@@ -181,7 +181,7 @@ class GreedyStages:
         from hybridpgm.train.trainer import fit
 
         before = self.check_resume(layer, record=True)
-        with labelled(f"{self.model} layer {layer + 1}/{len(self.paths)}"):  # the bar names the layer
+        with labelled(f"{self.model} layer {layer} of {len(self.paths)}"):  # the bar names the layer, from 0
             result = fit(objective, data, **kwargs)
         if self.trained_below is None and result.steps > (before or 0):
             self.trained_below = layer

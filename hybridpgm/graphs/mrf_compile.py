@@ -187,7 +187,8 @@ def _card_tensor(mrf: MarkovNet, device: torch.device) -> tuple[torch.Tensor, in
     """``(cards, C)``: the variables' cardinalities as a ``[V]`` long tensor on ``device`` and the largest, ``C``.
     The tensor is uploaded once per network and device -- on CUDA each upload is a blocking host-to-device copy --
     and is the same from compile to compile while ``mrf.cards`` holds the same values (compared at each compile)
-    and the kept tensor is unedited (a caller's in-place edit of a graph's ``cards`` makes a fresh one).  Made with
+    and the kept tensor is unedited (each graph gets a copy of it: an edit of a graph's ``cardinalities`` changes
+    neither the kept tensor nor another graph).  Made with
     inference mode off and outside any transform (:func:`~hybridpgm.tensor_tracking.kept_by_a_cache`)."""
     cards = tuple(mrf.cards.values())
     kept = getattr(mrf, "_card_tensor", None)
@@ -337,4 +338,5 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     groups = [FactorGroup(_group_variables(mrf, k, [i for i, _ in g], device), torch.cat([t for _, t in g], dim=1))
               for k, g in sorted(by_arity.items())]
     colors = _colour_tensor(mrf, device)
-    return FactorGraph(list(mrf.cards), card_t, unary, valid, groups, colors, batch_shape)
+    # a copy per graph (a device-side copy, no upload): an edit of one graph's cardinalities changes no other graph
+    return FactorGraph(list(mrf.cards), card_t.clone(), unary, valid, groups, colors, batch_shape)

@@ -114,13 +114,20 @@ class LogZEstimate(PortableResult):
         """A summary of constant size, whatever the number of chains (the dataclass ``repr`` printed each start's
         :class:`~hybridpgm.infer.AISResult` with every log-weight): the estimate and its standard error, the
         spread, whether it is reliable (and how many reasons say it is not), and each start's estimate and
-        standard error."""
-        starts = ", ".join(f"{name!r}: {number_text(getattr(r, 'log_z', r))} "
-                           f"(stderr {number_text(getattr(r, 'stderr', None), 4)})" for name, r in self.starts.items())
-        reasons = len(self.reasons) if isinstance(self.reasons, (list, tuple)) else self.reasons
+        standard error (the first three and the last, beyond five starts)."""
+        try:
+            items = list(self.starts.items())
+            shown = items if len(items) <= 5 else [*items[:3], None, items[-1]]
+            starts = ", ".join("..." if item is None else
+                               f"{item[0]!r}: {number_text(getattr(item[1], 'log_z', None))} "
+                               f"(stderr {number_text(getattr(item[1], 'stderr', None), 4)})" for item in shown)
+            reasons = len(self.reasons) if isinstance(self.reasons, (list, tuple)) else 0
+            reliable = bool(self.reliable)
+        except Exception:  # a repr never raises: an estimate built by hand may hold anything
+            return f"LogZEstimate(log_z={number_text(self.log_z)}, stderr={number_text(self.stderr, 4)})"
         return (f"LogZEstimate(log_z={number_text(self.log_z)}, stderr={number_text(self.stderr, 4)}, "
-                f"spread={number_text(self.spread, 4)}, reliable={self.reliable!r}"
-                + (f" ({reasons} reason{'s' if reasons != 1 else ''})" if not self.reliable else "")
+                f"spread={number_text(self.spread, 4)}, reliable={reliable!r}"
+                + (f" ({reasons} reason{'s' if reasons != 1 else ''})" if not reliable else "")
                 + f", starts={{{starts}}})")
 
     def to_dict(self) -> dict[str, Any]:

@@ -102,12 +102,13 @@ class RAISEResult(PortableResult):
     def __repr__(self) -> str:
         """A summary of constant size, whatever the number of points and chains (the dataclass ``repr`` printed
         every point's estimates and every chain's log-weight): the points ``N`` and chains ``M``, the steps, the
-        mean estimate :math:`\\bar\\ell` with its :attr:`mc_stderr`, and the tensors' shapes and dtypes."""
+        mean estimate :math:`\\bar\\ell`, and the tensors' shapes and dtypes (not :attr:`mc_stderr`, a pass over
+        every log-weight: a second for a million points)."""
         try:
-            mean, se = self.log_likelihood.to(torch.float64).mean(), self.mc_stderr
+            mean = self.log_likelihood.to(torch.float64).mean()
             points, chains = self.log_weights.shape[:-1].numel(), self.log_weights.shape[-1]
             head = (f"points={points}, chains={chains}, num_steps={self.num_steps!r}, "
-                    f"mean_log_likelihood={number_text(mean)}, mc_stderr={number_text(se, 4)}, ")
+                    f"mean_log_likelihood={number_text(mean)}, ")
         except Exception:  # a repr never raises: a result built by hand may hold anything
             head = f"num_steps={self.num_steps!r}, "
         return (f"RAISEResult({head}log_likelihood={array_text(self.log_likelihood)}, "

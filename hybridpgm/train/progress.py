@@ -47,9 +47,12 @@ def progress_bar(*, total: int, initial: int, desc: str, show: bool) -> text_tqd
     cls = _HiddenBar
     if show:
         from tqdm.auto import tqdm as cls
-    bar = cls.__new__(cls)  # tqdm's __new__ registers it in cls._instances
+    options = dict(total=total, initial=initial, desc=desc, disable=not show, unit="step", dynamic_ncols=True)
+    if not (isinstance(cls, type) and issubclass(cls, text_tqdm)):  # tqdm.auto.tqdm replaced by a factory: its own
+        return cls(**options)
+    bar = cls.__new__(cls, **options)  # tqdm's __new__ registers it in cls._instances
     try:
-        bar.__init__(total=total, initial=initial, desc=desc, disable=not show, unit="step", dynamic_ncols=True)
+        bar.__init__(**options)
     except BaseException:
         with cls.get_lock():
             cls._instances.discard(bar)
@@ -77,8 +80,8 @@ def finish(bar: text_tqdm) -> None:
 @contextlib.contextmanager
 def labelled(label: str) -> Iterator[None]:
     """Inside the block, each bar of :func:`~hybridpgm.fit` reads ``<objective class> (<label>)``: a greedy
-    pretraining's layers (``ContrastiveDivergence (DBN layer 2/3)``, :mod:`hybridpgm.energy.greedy_stages`) are
-    told apart, where each bar read ``ContrastiveDivergence``.
+    pretraining's layers (``ContrastiveDivergence (DBN layer 1 of 3)``, counted from 0 as its messages count,
+    :mod:`hybridpgm.energy.greedy_stages`) are told apart, where each bar read ``ContrastiveDivergence``.
 
     :param label: what the bars add, in brackets, to the objective's class name.
     """

@@ -26,12 +26,12 @@ def test_each_layers_bar_names_the_layer(kind, monkeypatch):
     model = DBN([6, 4, 3]) if kind == "DBN" else DBM([6, 4, 3])
     data = (torch.rand(16, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
     model.pretrain(data, epochs=1, batch_size=8, seed=0, progress=True)
-    assert _Recorded.descs == [f"ContrastiveDivergence ({kind} layer 1/2)", f"ContrastiveDivergence ({kind} layer 2/2)"]
+    assert _Recorded.descs == [f"ContrastiveDivergence ({kind} layer {i} of 2)" for i in (0, 1)]
 
 
 def test_a_fit_outside_a_pretraining_is_labelled_by_its_objective_alone():
     from hybridpgm.train.progress import bar_label, labelled
 
-    with labelled("DBN layer 1/2"):
-        assert bar_label("ContrastiveDivergence") == "ContrastiveDivergence (DBN layer 1/2)"
+    with labelled("DBN layer 0 of 2"):
+        assert bar_label("ContrastiveDivergence") == "ContrastiveDivergence (DBN layer 0 of 2)"
     assert bar_label("ContrastiveDivergence") == "ContrastiveDivergence"

@@ -49,12 +49,24 @@ def test_raise_result_repr_is_a_summary_of_constant_size():
     assert len(repr(large)) <= len(repr(small)) + 30 and "\n" not in repr(large)  # the counts' digits grow
     mean = float(large.log_likelihood.double().mean())
     assert repr(large) == (f"RAISEResult(points=10000, chains=100, num_steps=100, mean_log_likelihood={mean:.6g}, "
-                           f"mc_stderr={float(large.mc_stderr):.4g}, log_likelihood=[10000] torch.float32, "
+                           f"log_likelihood=[10000] torch.float32, "
                            f"log_z=[10000] torch.float32, log_weights=[10000, 100] torch.float32)")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no FutureWarning of the deprecated stderr, nothing for no points
         assert repr(_raise(0, 1)).startswith("RAISEResult(points=0, chains=1, num_steps=100, "
-                                             "mean_log_likelihood=nan, mc_stderr=nan, ")
+                                             "mean_log_likelihood=nan, ")
+
+
+def test_log_z_estimate_repr_never_raises_and_cuts_many_starts():
+    """An estimate built by hand with starts of another kind, or a tensor flag, raised in its repr (review); a
+    thousand starts gave a 37 KB repr."""
+    odd = LogZEstimate(log_z=torch.tensor(1.0), stderr=torch.tensor(0.1), starts=None, spread=0.0,
+                       reliable=torch.tensor([True, False]), reasons=None)
+    assert repr(odd) == "LogZEstimate(log_z=1, stderr=0.1)"
+    many = LogZEstimate(log_z=torch.tensor(1.0), stderr=torch.tensor(0.1), spread=0.0, reliable=True, reasons=[],
+                        starts={f"s{i}": _ais(4, float(i)) for i in range(1000)})
+    assert "'s0': 0 (stderr 0.0125), 's1'" in repr(many) and ", ..., 's999': 999 (stderr" in repr(many)
+    assert len(repr(many)) < 300
 
 
 def test_likelihood_bounds_repr_nests_the_summaries():

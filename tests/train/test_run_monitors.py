@@ -144,3 +144,17 @@ def test_finish_leaves_a_hidden_bar_and_a_complete_bar_as_they_are():
     with progress_bar(total=2, initial=2, desc="Done", show=True) as done:
         finish(done)
         assert (done.n, done.total) == (2, 2)
+
+
+def test_a_bar_factory_put_in_place_of_tqdm_auto_still_makes_fits_bar(monkeypatch):
+    """A user (or a notebook extension) may replace ``tqdm.auto.tqdm`` by a function making bars: fit calls it as
+    before (review: the two-stage construction called ``function.__new__`` and raised a TypeError)."""
+    made = []
+
+    def factory(**options):
+        made.append(options["desc"])
+        return tqdm.std.tqdm(**{**options, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", factory)
+    result = fit(LinearRegression(), regression_data(), batch_size=16, max_steps=3, progress=True)
+    assert result.steps == 3 and made == ["LinearRegression"]
