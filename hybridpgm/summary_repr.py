@@ -12,7 +12,7 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-__all__ = ["array_text", "listed", "number_text", "objective_text", "program_name"]
+__all__ = ["array_text", "listed", "model_guide_text", "number_text", "objective_text", "program_name"]
 
 
 def array_text(x: Any) -> str:
@@ -61,9 +61,25 @@ _SETTING_CHARS = 40
 
 def program_name(program: Any) -> str:
     """A model or guide by name: ``VAE.model`` for a bound method, the qualified name of a function, the class of
-    any other callable (an autoguide, a module)."""
+    any other callable (an autoguide, a module); ``?`` for none (an objective half-built)."""
+    if program is None:
+        return "?"
     name = getattr(program, "__qualname__", None)
     return name if isinstance(name, str) else type(program).__name__
+
+
+def model_guide_text(obj: Any) -> str:
+    """``RWS(model=SBN.model, guide=SBN.guide, elbo='...', num_particles=5, ..., per_example=True)``: an objective
+    of a model and a guide, its programs by name (:func:`program_name`), its ``settings()`` and ``per_example``
+    (:func:`objective_text`); the networks are left out (``repr(objective.module)`` shows them).  Never raises: the
+    settings of an objective half-built, or a subclass's failing, are left out."""
+    try:
+        settings = obj.settings()
+    except Exception:
+        settings = {}
+    return objective_text(obj, {"model": program_name(getattr(obj, "model", None)),
+                                "guide": program_name(getattr(obj, "guide", None)), **settings,
+                                "per_example": getattr(obj, "per_example", "?")})
 
 
 def objective_text(obj: Any, fields: dict[str, Any]) -> str:

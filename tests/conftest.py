@@ -40,3 +40,26 @@ def validation_kept():
     """Every test leaves the validation switches as it found them (:func:`validation_restored`)."""
     with validation_restored():
         yield
+
+
+#: the ``torch.Tensor`` methods that hand a tensor's values to Python: on a GPU each waits for the device
+HOST_READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__", "cpu", "numpy")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Every read of a tensor's values by the host during the test, by the method's name (:data:`HOST_READS`
+    patched to count): on the CPU the calls are counted where a GPU would synchronise (the tests of the
+    one-read-per-query promises)."""
+    import torch
+
+    reads = []
+    for method in HOST_READS:
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method, **kwargs):
+            reads.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    return reads

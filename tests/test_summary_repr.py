@@ -35,3 +35,17 @@ def test_objective_text_cuts_long_values_and_names_programs():
     assert text == f"Owner(model=Owner.model, guide=len, elbo='{'E' * 36}..., num_particles=5)"
     assert objective_text(Owner(), {"guide": program_name(object()), "tail_adaptive_beta": 0.5}) == \
         "Owner(guide=object, tail_adaptive_beta=0.5)"
+
+
+def test_a_half_built_objective_shows_question_marks_for_what_it_lacks():
+    """Review: an objective without its programs showed ``model=NoneType``; its settings failing are left out."""
+    from hybridpgm.summary_repr import model_guide_text
+
+    class HalfBuilt:
+        model = None
+
+        def settings(self):
+            raise RuntimeError("not built")
+
+    assert program_name(None) == "?"
+    assert model_guide_text(HalfBuilt()) == "HalfBuilt(model=?, guide=?, per_example='?')"

@@ -20,7 +20,7 @@ from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.infer.autoguide_plates import AutoguideBatchingCheck, check_subsampled_autoguides
 from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
-from hybridpgm.summary_repr import objective_text, program_name
+from hybridpgm.summary_repr import model_guide_text
 from hybridpgm.train.objective import elbo_settings
 
 __all__ = ["ModelGuideObjective"]
@@ -253,15 +253,9 @@ class ModelGuideObjective(AutoguideBatchingCheck):
 
     def __repr__(self) -> str:
         """``RWS(model=SBN.model, guide=SBN.guide, elbo='...', num_particles=5, ..., per_example=True)``: the
-        programs by name, the :meth:`settings` and ``per_example`` (:func:`~hybridpgm.summary_repr.objective_text`);
+        programs by name, the :meth:`settings` and ``per_example`` (:func:`~hybridpgm.summary_repr.model_guide_text`);
         the networks are left out (``repr(objective.module)`` shows them)."""
-        try:
-            settings = self.settings()
-        except Exception:  # a repr never raises: an objective half-built, or a subclass's settings failing
-            settings = {}
-        return objective_text(self, {"model": program_name(getattr(self, "model", None)),
-                                     "guide": program_name(getattr(self, "guide", None)), **settings,
-                                     "per_example": getattr(self, "per_example", "?")})
+        return model_guide_text(self)
 
     def state_dict(self) -> dict:
         """Extra state kept in checkpoints (none by default)."""

@@ -20,7 +20,7 @@ from hybridpgm.infer.particle_probe import build_autoguides
 from hybridpgm.infer.subsample_scale import check_plate_scale
 from hybridpgm.options import Option
 from hybridpgm.precision_scope import autocast_states, autocast_switched
-from hybridpgm.summary_repr import objective_text, program_name
+from hybridpgm.summary_repr import model_guide_text
 from hybridpgm.train.batches import batch_size_of
 from hybridpgm.train.objective import elbo_settings
 
@@ -187,15 +187,9 @@ class SVIObjective(AutoguideBatchingCheck):
 
     def __repr__(self) -> str:
         """``SVIObjective(model=VAE.model, guide=VAE.guide, elbo='...', num_particles=5, ..., per_example=True)``: the
-        programs by name, the :meth:`settings` and ``per_example`` (:func:`~hybridpgm.summary_repr.objective_text`);
+        programs by name, the :meth:`settings` and ``per_example`` (:func:`~hybridpgm.summary_repr.model_guide_text`);
         the networks are left out (``repr(objective.module)`` shows them)."""
-        try:
-            settings = self.settings()
-        except Exception:  # a repr never raises: an objective half-built, or a subclass's settings failing
-            settings = {}
-        return objective_text(self, {"model": program_name(getattr(self, "model", None)),
-                                     "guide": program_name(getattr(self, "guide", None)), **settings,
-                                     "per_example": getattr(self, "per_example", "?")})
+        return model_guide_text(self)
 
     def loss(self, player: str, batch: Any) -> torch.Tensor:
         """``elbo.differentiable_loss(model, guide, *batch, **model_kwargs)`` (0-d), divided by the number of

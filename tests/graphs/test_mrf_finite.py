@@ -12,23 +12,6 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs import MarkovNet
 from hybridpgm.train.deferred_checks import deferring_checks
 
-READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__", "cpu", "numpy")
-
-
-@pytest.fixture
-def host_reads(monkeypatch):
-    """The reads of tensor values by the host, each as the method's name."""
-    reads = []
-    for method in READS:
-        original = getattr(torch.Tensor, method)
-
-        def counted(self, *args, _original=original, _method=method, **kwargs):
-            reads.append(_method)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, method, counted)
-    return reads
-
 
 def _net(families: int) -> MarkovNet:
     """A chain of 7 binary variables whose 6 pairwise factors are split into ``families`` families (1, 2, 3 or 6),

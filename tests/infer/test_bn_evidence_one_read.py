@@ -12,23 +12,7 @@ from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.exact import posterior_sample
 from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
 
-READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__", "cpu", "numpy")
 NODES = ["x1", "x2", "x3", "x4", "x5", "x6"]
-
-
-@pytest.fixture
-def host_reads(monkeypatch):
-    """The reads of tensor values by the host, each as the method's name."""
-    reads = []
-    for method in READS:
-        original = getattr(torch.Tensor, method)
-
-        def counted(self, *args, _original=original, _method=method, **kwargs):
-            reads.append(_method)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, method, counted)
-    return reads
 
 
 def _star(k: int = 8) -> BayesNet:

@@ -18,23 +18,6 @@ from hybridpgm.train.deferred_checks import deferring_checks
 from tests.infer.mean_field_cases import reference_mean_field
 from tests.infer.mrf_gibbs_cases import graphs
 
-READS = ("item", "tolist", "__float__", "__bool__", "__int__", "__index__", "cpu", "numpy")
-
-
-@pytest.fixture
-def host_reads(monkeypatch):
-    """The reads of tensor values by the host, each as the method's name."""
-    reads = []
-    for method in READS:
-        original = getattr(torch.Tensor, method)
-
-        def counted(self, *args, _original=original, _method=method, **kwargs):
-            reads.append(_method)
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, method, counted)
-    return reads
-
 
 def _grid(dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
