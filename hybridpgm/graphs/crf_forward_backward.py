@@ -24,31 +24,18 @@ all :math:`L^2` pairs of :math:`\\alpha_{t-1}(i) + A_{ij} + \\phi_t(j) +
 that much, and the float32 entropy of transitions of :math:`10^4` with near ties was off by 10 to 20 nats.
 
 Without a graph the recursion keeps the ``T`` messages and marginals, ``O(batch * T * L)``, and one step's
-``L x L`` weights at a time.  :func:`use_forward_backward` says when a transform or a tangent records the
-derivatives.
+``L x L`` weights at a time; so it does under forward mode and ``vmap``, which record no graph.  Where reverse mode
+records, the caller hands over each step's weights as the forward recursion's graph keeps them (``weights``).
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd import forward_ad
 
 from hybridpgm.graphs.crf_recursions import ACCUMULATE, forbidden, working
-from hybridpgm.transform_scope import under_torch_func
+from hybridpgm.tensor_tracking import carries_tangent
 
-__all__ = ["forward_backward", "use_forward_backward"]
-
-
-def use_forward_backward(*tensors: torch.Tensor) -> bool:
-    """Whether a ``torch.func`` transform (``jvp``, ``jacfwd``, ``hessian``, ``vmap``, ``grad``, ``jacrev``) is
-    active, or one of ``tensors`` carries a forward-mode tangent (:mod:`torch.autograd.forward_ad`): then, as where
-    plain autograd records, the CRF reads each step's weights off the forward recursion (whose graph keeps them)
-    rather than computing them again (:func:`forward_backward`'s ``weights``).  Otherwise (plain
-    ``torch.autograd``, ``no_grad``, ``inference_mode``) ``False``.  The transforms are read by
-    :func:`~hybridpgm.transform_scope.under_torch_func`."""
-    if under_torch_func():
-        return True
-    return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+__all__ = ["forward_backward"]
 
 
 def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor,
@@ -109,7 +96,8 @@ def forward_backward(forward, unary: torch.Tensor, transition: torch.Tensor, sta
         else:  # as the forward recursion's normalised log-sum-exp computes them
             e = alphas[t - 1].unsqueeze(-1) + relative  # batch + (L, L): e[i, j]
             top = e.detach().amax(-2, keepdim=True)
-            e = (e - top).exp() if e.requires_grad else e.sub_(top).exp_()  # in place where autograd does not record
+            # in place where neither autograd nor forward mode (a tangent, a torch.func transform) records
+            e = (e - top).exp() if e.requires_grad or carries_tangent(e) else e.sub_(top).exp_()
         # p(y_{t-1}=i, y_t=j) = e[i, j] / sum_k e[k, j] * p(y_t=j): 0 past the length
         pair = e * (torch.where(on, marginal, 0.0) / e.sum(-2)).unsqueeze(-2)
         previous = pair.sum(-1)

@@ -28,7 +28,7 @@ import functools
 
 import torch
 
-from hybridpgm.graphs.crf_forward_backward import forward_backward, use_forward_backward
+from hybridpgm.graphs.crf_forward_backward import forward_backward
 from hybridpgm.graphs.crf_recursions import ACCUMULATE
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import working as _working
@@ -50,9 +50,10 @@ class CRFMarginals:
         (``torch.no_grad()``, ``torch.inference_mode()``, no potential requiring grad), with no graph kept."""
         params = [self.unary, self.transition, self.start, self.end]
         # attach: the normalised log-sum-exp (the messages of torch.logsumexp, up to rounding; cheaper on a CPU);
-        # where autograd or a transform records, each step's weights are read off it (its graph keeps them)
-        weights = [] if use_forward_backward(*params) or (torch.is_grad_enabled() and any(
-            p.requires_grad for p in params)) else None
+        # where reverse mode records (plain autograd, or torch.func's grad/jacrev/hessian, whose wrapped potentials
+        # require grad), each step's weights are read off it (its graph keeps them); forward mode and vmap record
+        # nothing: there a list of every step's weights would be kept for nothing (review: 9x the memory)
+        weights = [] if torch.is_grad_enabled() and any(p.requires_grad for p in params) else None
         forward = functools.partial(self._forward, attach=True, hook=None if weights is None else weights.append)
         log_z, grads, per_step = forward_backward(forward, *params, self.lengths, steps=steps, weights=weights)
         self._check_possible(log_z.detach(), "marginals and entropy are")

@@ -156,21 +156,6 @@ def test_forward_backward_equals_the_gradient_of_log_z(T_):
     torch.testing.assert_close(per_step, (A * want[1]).flatten(-2).sum(-1), rtol=0, atol=1e-12)
 
 
-def test_the_explicit_path_is_taken_only_under_a_transform_or_a_tangent():
-    """Plain autograd keeps the gradient-of-log-Z path (and its speed); a transform or a dual tensor switches."""
-    from hybridpgm.graphs.crf_forward_backward import use_forward_backward
-
-    x = torch.ones(3)
-    assert not use_forward_backward(x, x.requires_grad_())
-    seen = []
-    torch.func.vmap(lambda v: seen.append(use_forward_backward(v)) or v)(torch.ones(2, 3))
-    torch.func.jvp(lambda v: seen.append(use_forward_backward(v)) or v, (x,), (x,))
-    with forward_ad.dual_level():
-        seen.append(use_forward_backward(torch.ones(3), forward_ad.make_dual(torch.ones(3), torch.ones(3))))
-        seen.append(use_forward_backward(torch.ones(3)))
-    assert seen == [True, True, True, False]
-
-
 def test_a_validating_crf_under_vmap_names_validate_args():
     """Validation reads values, which vmap cannot: a validating CRF built, or asked for ``log_prob`` of labels,
     under vmap raises ``ConfigError`` naming ``validate_args=False`` (torch's raw "data-dependent control flow"
