@@ -48,9 +48,10 @@ from torch.distributions import Distribution, constraints
 from hybridpgm.checks import expanded_batch_shape, positive_int, sample_shape_of, torch_readable
 from hybridpgm.errors import DeviceError, ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
-from hybridpgm.graphs.crf_recursions import ACCUMULATE, backward_sample
+from hybridpgm.graphs.crf_recursions import ACCUMULATE
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_marginals import CRFMarginals
+from hybridpgm.graphs.crf_sampling import backward_sample
 from hybridpgm.graphs.crf_support import CRFSupport
 from hybridpgm.graphs.crf_recursions import forbidden as _forbidden
 from hybridpgm.graphs.crf_recursions import forward as forward_recursion
@@ -257,7 +258,7 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
                 pos = bad.nonzero()[0].tolist()
                 raise ModelSpecError(f"LinearChainCRF: the sequence at batch index {pos} has no labelling of "
                                      f"finite score (each meets a -inf unary, transition, start or end score "
-                                     f"within its length), so its {what} is undefined; its log_partition is -inf")
+                                     f"within its length), so its {what} undefined; its log_partition is -inf")
 
     # -- scoring -------------------------------------------------------------------------
     def score(self, value: torch.Tensor) -> torch.Tensor:
@@ -337,7 +338,8 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Forward-filtering backward-sampling: ``sample_shape + batch_shape + (T,)`` long labels (0 past a
-        sequence's length).
+        sequence's length); the backward pass takes Gumbel-max draws whose noise is drawn up front, in one call
+        (:func:`~hybridpgm.graphs.crf_sampling.backward_sample`: no host read, about a Viterbi back-trace's cost).
 
         This is torch's :meth:`~torch.distributions.Distribution.sample` (Pyro's sample statements call it), whose
         signature takes no ``generator=``: the draws come from torch's global stream.  For draws that repeat and

@@ -13,7 +13,8 @@ Viterbi is the same recursion in the max-plus semiring, with back-pointers.  Bot
 step's message shifted by its maximum (the shifts summed back in), the transitions taken relative to each
 column's largest (:func:`_relative`), in the dtype of :func:`working`, with -inf
 scores clamped to :func:`forbidden`; positions ``t >= lengths`` may hold anything.  The marginals, the entropy
-and the samples of the distribution are built on :func:`forward` (its gradient, its messages) [1].
+and the samples of the distribution (:mod:`~hybridpgm.graphs.crf_sampling`) are built on :func:`forward` (its
+gradient, its messages) [1].
 
 References:
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ACCUMULATE", "backward_sample", "forbidden", "forward", "viterbi", "working"]
+__all__ = ["ACCUMULATE", "forbidden", "forward", "viterbi", "working"]
 
 #: The dtype of the sums over a sequence's ``T`` steps (the forward recursion's shifts, a path's score, the
 #: expected score): ``O(batch)`` or ``O(batch * T)`` scalars, never the ``batch + (L,)`` messages themselves.
@@ -277,33 +278,3 @@ def viterbi(unary: torch.Tensor, transition: torch.Tensor, start: torch.Tensor, 
         out.append(y)
     return (torch.stack(shifts).sum(0).squeeze(-1) + best + total).to(best.dtype), torch.stack(out[::-1], dim=-1)
 
-
-def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor,
-                    shape: torch.Size) -> torch.Tensor:
-    r"""The backward-sampling half of forward-filtering backward-sampling: ``shape + (T,)`` label sequences drawn
-    from the forward messages ``alphas`` (``[T] + batch + (L,)``, :func:`forward` with ``keep``), each with the
-    probability the CRF gives it, :math:`y_{n-1} \sim \alpha_{n-1} + \omega` and
-    :math:`p(y_{t-1} \mid y_t) \propto \exp(\alpha_{t-1}(y_{t-1}) + A_{y_{t-1} y_t})`; a position past a
-    sequence's length repeats the label after it (the caller zeroes padding).
-
-    ``transition`` and ``end`` are clamped to :func:`forbidden`, as in :func:`forward`: a draw at a padding step
-    (made, then discarded, as the steps are not masked one by one) conditions on the sequence's last label
-    :math:`y_{n-1}`, whose every incoming transition may be -inf (a label that can only come first): unclamped,
-    its logits would all be -inf, NaN once normalised, which torch's ``Categorical`` refuses.  Clamped, every
-    draw's logits are finite; where a row holds a finite score (every row of a real step of a sequence with a
-    finite log Z) its probabilities are the very numbers of the unclamped scores (``exp`` of a clamped entry
-    minus the row's maximum is 0, as of -inf), so those draws are the unclamped recursion's, bit for bit.  The
-    ``Categorical`` draws do not validate their logits (there is nothing left to refuse, and on a GPU each
-    check would be a host read a step)."""
-    T, L = alphas.shape[0], alphas.shape[-1]
-    neg = forbidden(alphas.dtype)
-    transition, end = transition.clamp(min=neg), end.clamp(min=neg)
-    logits = (alphas[-1] + end).expand(shape + (L,))
-    y = torch.distributions.Categorical(logits=logits, validate_args=False).sample()
-    out = [y]
-    for t in range(T - 1, 0, -1):  # identity while t is padding
-        col = transition.expand(shape + (L, L)).gather(-1, y[..., None, None].expand(shape + (L, 1))).squeeze(-1)
-        prev = torch.distributions.Categorical(logits=alphas[t - 1] + col, validate_args=False).sample()
-        y = torch.where(t < lengths, prev, y)
-        out.append(y)
-    return torch.stack(out[::-1], dim=-1)
