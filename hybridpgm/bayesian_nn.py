@@ -36,6 +36,7 @@ from pyro.nn import PyroModule, PyroSample
 from pyro.nn.module import to_pyro_module_
 from torch import nn
 
+from hybridpgm.bayesian_nn_plates import apply_under_plates, place_data_dim, vectorized_plates
 from hybridpgm.checks import generator_or_none, module_name, positive_int, positive_real
 from hybridpgm.data.validation import defer_finite
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
@@ -107,20 +108,6 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     return net
 
 
-def _refuse_outer_plates() -> None:
-    """Raise :class:`ModelSpecError` when :class:`BayesianRegressor` runs inside a vectorized ``pyro.plate``
-    (``vectorize_particles=True``, ``Predictive(parallel=True)``, a plate of the caller's): each weight would
-    be drawn with the plate's dims, ``[P, out, in]``, which a torch layer cannot apply to ``x``."""
-    from pyro.poutine.indep_messenger import IndepMessenger
-    from pyro.poutine.runtime import _PYRO_STACK
-
-    plates = [m.name for m in _PYRO_STACK if isinstance(m, IndepMessenger) and getattr(m, "_vectorized", None)]
-    if plates:
-        raise ModelSpecError(f"BayesianRegressor runs inside the vectorized plate(s) {plates}: its weights would be "
-                             f"drawn with the plates' dims, which torch layers cannot apply; use num_particles "
-                             f"without vectorize_particles, Predictive(..., parallel=False), or no outer plate")
-
-
 def _refuse_shared_parameters(module: nn.Module) -> None:
     """Raise :class:`ModelSpecError` naming the paths of a parameter that ``module`` holds under several names."""
     paths: dict[int, list[str]] = {}
@@ -152,6 +139,10 @@ class BayesianRegressor(PyroModule):
         ``name``.
     :raises ModelSpecError: ``num_data`` is not a positive integer, or ``noise`` or ``prior_scale``
         is not a finite number > 0, or ``name`` is not a string or holds ``"$$$"``.
+
+    It is an ordinary vectorisable Pyro model: ``Trace_ELBO(num_particles=P, vectorize_particles=True)``,
+    ``Predictive(..., parallel=True)`` and ``arviz.from_pyro`` over an MCMC run (its ``log_likelihood`` group,
+    for ``az.loo``) give what the draws run one at a time give (see :meth:`forward`).
 
     Training: the data plate of a batch of ``B`` rows is a subsample of the ``N = num_data`` training rows, its
     likelihood scaled by ``N / B``, so the loss is already an unbiased estimate of the full-data negative ELBO
@@ -218,11 +209,19 @@ class BayesianRegressor(PyroModule):
         the ``N = num_data`` training rows and its likelihood is scaled by ``N / B``; without, ``B`` may
         exceed ``N`` (predictions on a test grid).
 
+        Inside vectorized plates (``vectorize_particles=True``, ``Predictive(..., parallel=True)``, which
+        ``arviz.from_pyro`` runs for its log-likelihood, a plate of the caller's) each weight is drawn with the
+        plates' batch shape :math:`E` (``(P, 1)`` for ``P`` particles at dim ``-2``) and the network runs once
+        per draw (:func:`~hybridpgm.bayesian_nn_plates.apply_under_plates`, :func:`torch.vmap`): the output and
+        the site ``"y"`` have :math:`E`'s sizes with ``B`` at the data plate's dim (``P x B``), each draw's row
+        the one the draw gives run alone.  A batch norm of the network must then be in eval mode.
+
         :raises DataError: ``x`` is not a tensor with a batch dimension, has no rows (``B = 0``: the data plate
             has no mini-batch to scale), holds more rows than ``num_data`` while ``y`` is given, or NaN/inf, or
             has another dtype than the network's weights; ``y`` does not match ``x`` or holds NaN/inf.
         :raises ModelSpecError: the network's output is not ``B`` or ``B x 1`` (for a 1-D ``x`` the message says
-            that one example's batch dimension may be missing)."""
+            that one example's batch dimension may be missing); inside vectorized plates, a weight's draw does not
+            have the plates' batch shape or a batch norm of the network is in training mode."""
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
             raise DataError(f"BayesianRegressor x: got {got}, expected a tensor of shape (batch, features)")
@@ -243,19 +242,24 @@ class BayesianRegressor(PyroModule):
         if x.dtype != weights:
             raise DataError(f"BayesianRegressor x has dtype {x.dtype}, the network's weights {weights}: convert x "
                             f"(x.to({weights})) or the model (.to({x.dtype}))")
-        _refuse_outer_plates()
-        out = self.net(x)
-        if tuple(out.shape) not in ((x.shape[0],), (x.shape[0], 1)):
+        frames = vectorized_plates()  # the weights take their dims: the network runs once per draw (vmap)
+        out, plates = apply_under_plates(self.net, x, frames) if frames else (self.net(x), ())
+        per_draw = tuple(out.shape[len(plates):])
+        if per_draw not in ((x.shape[0],), (x.shape[0], 1)):
             one = (f"; if x is one example of {x.shape[0]} features, its batch dimension is missing: give x[None] "
                    f"(x.unsqueeze(0))" if x.dim() == 1 else "")
             raise ModelSpecError(f"BayesianRegressor: the network maps x of shape {tuple(x.shape)} to "
-                                 f"{tuple(out.shape)}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1){one}")
-        mean = out.reshape(x.shape[0])
+                                 f"{per_draw}; it must give ({x.shape[0]},) or ({x.shape[0]}, 1){one}")
+        mean = out.reshape(plates + (x.shape[0],))
         # a mini-batch of the N training rows is scaled by N / B; predictions (y None) at more points than
         # N have no training set to be a part of, and take a plate of their own size
         size = x.shape[0] if y is None and x.shape[0] > self.num_data else self.num_data
         prefix = f"{self._module_name}." if self._module_name else ""
-        with pyro.plate(prefix + "data", size, subsample_size=x.shape[0]):
+        data = pyro.plate(prefix + "data", size, subsample_size=x.shape[0])
+        with data:
+            if frames:  # the rows at the data plate's dim, the weight draws at the caller's plates' dims
+                mean = place_data_dim(mean, len(plates), data.dim)
+                y = None if y is None else y.reshape((x.shape[0],) + (1,) * (-1 - data.dim))
             # unvalidated: NaN data reach the loss, and the deferred check names them before any update
             pyro.sample(prefix + "y", dist.Normal(mean, self.noise.to(mean.dtype), validate_args=False), obs=y)
         return mean

@@ -10,9 +10,12 @@ by hand may hold anything, and its ``repr`` must still show.
 from __future__ import annotations
 
 import reprlib
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["array_text", "listed", "model_guide_text", "number_text", "objective_text", "program_name"]
+import torch
+
+__all__ = ["array_text", "listed", "model_guide_text", "module_text", "number_text", "numbers_text", "objective_text",
+           "program_name"]
 
 
 def array_text(x: Any) -> str:
@@ -41,6 +44,27 @@ def number_text(x: Any, digits: int = 6) -> str:
     except (TypeError, ValueError, RuntimeError, NotImplementedError):
         return array_text(x)
     return f"{value:.{digits}g}"
+
+
+def numbers_text(values: Sequence[Any], digits: Sequence[int]) -> list[str]:
+    """:func:`number_text` of each value with its ``digits``, the real 0-d tensors among them read from the device
+    in one host read (a result's ``repr`` that shows four scalars of a GPU run waits for the device once, not four
+    times); the values themselves are not changed.
+
+    :param values: the values.
+    :param digits: the significant digits of each value, as many as ``values``."""
+    values = list(values)
+    scalars = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor) and v.dim() == 0
+               and not v.is_complex() and v.device.type != "meta"]
+    if len(scalars) > 1 and len({values[i].device for i in scalars}) == 1:
+        try:
+            read = torch.stack([values[i].detach().to(torch.float64) for i in scalars]).tolist()
+        except (TypeError, ValueError, RuntimeError, NotImplementedError):  # no float64 there: one read each
+            read = None
+        if read is not None:
+            for i, value in zip(scalars, read):
+                values[i] = value
+    return [number_text(value, d) for value, d in zip(values, digits)]
 
 
 def listed(items: Any, head: int = 3, tail: int = 1) -> str:
@@ -94,3 +118,37 @@ def objective_text(obj: Any, fields: dict[str, Any]) -> str:
         text = value if name in ("model", "guide") and isinstance(value, str) else repr(value)
         shown.append(f"{name}={text if len(text) <= _SETTING_CHARS else text[:_SETTING_CHARS - 3] + '...'}")
     return f"{type(obj).__name__}({', '.join(shown)})"
+
+
+def module_text(module: torch.nn.Module) -> str:
+    """``repr(module)`` as :class:`torch.nn.Module` writes it (each child under its name, indented, after the
+    module's ``extra_repr``), but each module written once: a module met again further down the tree -- a
+    likelihood that is a child of the model, of its GP and of its marginal likelihood -- is written as its class
+    and the path of its first place, ``(likelihood): GaussianLikelihood, as gp.likelihood``.  A child whose class
+    writes its own ``repr`` is written by it.
+
+    :param module: the module."""
+    return _module_lines(module, "", {})
+
+
+def _module_lines(module: torch.nn.Module, path: str, seen: dict[int, str]) -> str:
+    seen[id(module)] = path
+    extra = module.extra_repr()
+    lines = extra.split("\n") if extra else []
+    children = []
+    for name, child in module._modules.items():
+        where = f"{path}.{name}" if path else name
+        if child is not None and id(child) in seen:
+            text = f"{type(child).__name__}, as {seen[id(child)] or 'the module itself'}"
+        elif child is None or type(child).__repr__ is not torch.nn.Module.__repr__:
+            text = repr(child)
+            if child is not None:
+                seen[id(child)] = where
+        else:
+            text = _module_lines(child, where, seen)
+        children.append(f"({name}): " + text.replace("\n", "\n  "))
+    head = f"{module._get_name()}("
+    if len(lines) == 1 and not children:
+        return head + lines[0] + ")"
+    body = lines + children
+    return head + ("\n  " + "\n  ".join(body) + "\n" if body else "") + ")"

@@ -300,26 +300,6 @@ def test_predictive_samples_of_a_model_returning_none_is_a_model_spec_error():
             predictive_samples(model, guide, torch.zeros(3), 5)
 
 
-def test_vectorized_particles_and_parallel_predictive_are_refused_by_name():
-    """The weights would be drawn with the particle plate's dims, which a torch layer cannot apply (a raw
-    'expects a tensor with <= 2 dimensions' before): a named error says what to use instead."""
-    from pyro.infer import Predictive, Trace_ELBO
-    from pyro.infer.autoguide import AutoNormal
-
-    torch.manual_seed(0)
-    x = torch.randn(20, 2)
-    y = x.sum(-1)
-    model = BayesianRegressor(nn.Linear(2, 1), num_data=20)
-    guide = AutoNormal(model)
-    guide(x, y)
-    with pytest.raises(ModelSpecError, match=r"vectorized plate.*num_particles_vectorized.*vectorize_particles"):
-        Trace_ELBO(num_particles=4, vectorize_particles=True).loss(model, guide, x, y)
-    with pytest.raises(ModelSpecError, match=r"_num_predictive_samples.*parallel=False"):
-        Predictive(model, guide=guide, num_samples=5, parallel=True)(x)
-    assert Predictive(model, guide=guide, num_samples=5)(x)["y"].shape == (5, 20)
-    pyro.clear_param_store()
-
-
 def test_a_frozen_noise_stays_frozen_under_pyro_and_fit():
     """``raw_noise``, a parameter of the PyroModule itself, was unfrozen by one trace under Pyro's global param
     store (its ``__setitem__`` calls ``requires_grad_(True)``) and then trained by ``fit``."""

@@ -71,6 +71,12 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
       ``az.plot_trace`` and ``az.summary`` expect (read without Pyro's R-hat and ESS, so a run of fewer than 4
       draws per chain is read too: :func:`~hybridpgm.diagnostics.mcmc_divergences.divergent_draws`).
 
+    For a model with enumerated or masked sites use this converter, not ``arviz.from_pyro``: ArviZ's vectorized
+    trace *samples* an enumerated discrete site instead of summing it out of its children's log-likelihood, and
+    lists a masked site's missing entries as data (a ``BayesNet`` prior with missing entries, 4 points: ArviZ
+    gave ``[-1.03, -1.14, -9.21, -2.59]`` for one draw where the exact, and this, is ``[-1.25, -1.24, -2.02,
+    -2.07]``; see :doc:`/pyro_native`, "ArviZ").
+
     Replaying the model costs one model run per draw (``C * D`` in all), and as many again for the
     posterior predictive; the draws are taken as they are, the model's buffers are left alone and no gradient
     is recorded.  With ``parallel=True`` the log-likelihood of all draws comes from one run with the ``C * D``

@@ -57,20 +57,18 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, ContextManager
-
 import gpytorch
 import torch
 
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.gp.conditioning_data import ConditioningData
+from hybridpgm.gp.deep_kernel_call import PosteriorCall
+from hybridpgm.gp.deep_kernel_mll import MarginalLikelihood
 from hybridpgm.gp.exact_likelihood import check_exact_likelihood
 from hybridpgm.gp.exact_mll import ExactMLLObjective, train_deep_kernel  # re-exported: their former home
 from hybridpgm.gp.extractor import extract_features
 from hybridpgm.gp.feature_gp import (FeatureGP, GPPrediction, check_gp_dtype, check_grid_bounds, check_inputs,
-                                     check_inputs_deferred, check_module, check_targets, check_training_batch,
-                                     default_kernel, grid_kernel)
+                                     check_inputs_deferred, check_module, check_targets, default_kernel, grid_kernel)
 from hybridpgm.gp.grid_scaling import ScaleToGrid
 from hybridpgm.gp.kernel_checks import check_gp_parts
 from hybridpgm.gp.legacy_kiss_state import convert_legacy_kiss_state
@@ -82,12 +80,13 @@ from hybridpgm.options import PARAMETERS_BUILT, Option
 from hybridpgm.precision_scope import exact_precision
 from hybridpgm.rng_scope import fixed_rng, keeping_global_rngs
 from hybridpgm.serialization import serializable
+from hybridpgm.summary_repr import module_text
 
 __all__ = ["DeepKernelGP", "ExactMLLObjective", "train_deep_kernel"]
 
 
 @serializable
-class DeepKernelGP(ConditioningData, gpytorch.Module):
+class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch.Module):
     """Exact GP regression on network features, optionally with KISS-GP.
 
     :param train_x: training inputs ``N x ...`` (any example shape the
@@ -255,46 +254,11 @@ class DeepKernelGP(ConditioningData, gpytorch.Module):
             self.scale_to_bounds.eval()
             return self.gp.forward(self.gp_inputs(h))
 
-    def marginal_log_likelihood(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log marginal likelihood per example, :math:`\\log p(y \\mid X) / n`
-        (plus log-priors of the hyperparameters), on the training data by default.
-
-        Above ``gpytorch.settings.max_cholesky_size`` (800) it is GPyTorch's stochastic estimate (CG and
-        stochastic Lanczos quadrature), here with probe vectors from a generator seeded with 0, so two calls
-        agree and the global RNG does not move for them; for the exact value wrap the call in
-        ``gpytorch.settings.max_cholesky_size(n)`` with ``n >= N``.  Only those probes are fixed: the feature
-        extractor runs on the caller's streams, so in train mode its dropout draws a fresh mask each call
-        (from, and advancing, torch's global generator), as in a training step.  In train mode under KISS-GP
-        it records the grid scaling of ``x``'s features, as a training step does.
-
-        :param x: inputs ``N x ...`` (default: the training inputs).
-        :param y: targets ``N`` (default: the training targets).
-        :returns: a scalar.
-        :raises DataError: ``x``/``y`` of the wrong shape or dtype, an empty batch, or NaN/inf values; by
-            default, training data that went to the meta device (see :meth:`training_data`).
-        :raises DeviceError: ``x`` or ``y`` is not on the model's device.
-        """
-        return self._marginal_log_likelihood(x, y, probes=lambda: fixed_rng(self.train_x.device))
-
-    def _marginal_log_likelihood(self, x: torch.Tensor | None, y: torch.Tensor | None,
-                                 probes: Callable[[], ContextManager] = contextlib.nullcontext) -> torch.Tensor:
-        """:meth:`marginal_log_likelihood` with GPyTorch's probe vectors drawn inside ``probes()`` (default: from
-        the caller's streams, as :func:`hybridpgm.fit`'s step does).  The features are computed outside it:
-        a dropout extractor draws its masks from the caller's streams either way."""
-        if x is None or y is None:
-            train_x, train_y = self.training_data()
-            x = train_x if x is None else x
-            y = train_y if y is None else y
-        # inside fit's step: no host sync of its own
-        check_training_batch(x, y, self.example_shape, dtype=self.train_x.dtype, device=self.train_x.device)
-        clear_gpytorch_caches(self.gp)  # in eval mode GPyTorch keeps a grid kernel's matrix of earlier hyperparameters
-        try:
-            with self._gp_precision(self._extract(x)) as (h, _), probes():  # the network under autocast, not the GP
-                return self.mll(self.gp.forward(self.gp_inputs(h)), y)
-        except Exception:  # bad data that broke GPyTorch first (a deferred check has not been read yet)
-            check_inputs(x, self.example_shape, "x")
-            check_targets(y, x.shape[0], "y")
-            raise
+    def __repr__(self) -> str:
+        """The module tree, each module once (:func:`~hybridpgm.summary_repr.module_text`): the likelihood, a child of
+        the model, of its GP and of its marginal likelihood, and the GP, a child of the marginal likelihood too, are
+        written in full at their first place only."""
+        return module_text(self)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if getattr(self, "_default_kiss", False):

@@ -44,17 +44,15 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 import torch
 
-from hybridpgm.checks import generator_keywords, generator_or_none, positive_int, positive_real
+from hybridpgm.checks import generator_keywords, generator_or_none, positive_int
 from hybridpgm.errors import ConfigError, DataError, ModelSpecError
+from hybridpgm.infer.ais_result import AISResult  # re-exported: its former home
 from hybridpgm.infer.autocast_off import autocast_off
 from hybridpgm.options import Option
-from hybridpgm.portable_result import PortableResult
-from hybridpgm.summary_repr import array_text, number_text
 
 __all__ = ["AIS", "AISResult", "AnnealedEstimator", "AnnealingPath", "SCHEDULES", "annealing_schedule"]
 
@@ -90,56 +88,6 @@ def path_draws(path: Any, generator: torch.Generator | None, what: str) -> dict:
     """
     generator = generator_or_none(generator, f"{what} generator")
     return generator_keywords(generator, path.sample0, path.step, what=f"{what} generator")
-
-
-@dataclass(eq=False)
-class AISResult(PortableResult):
-    """Result of :class:`AIS` (a dataclass: each field is an attribute).
-
-    :param log_z: the estimate of :math:`\\log Z` (scalar tensor).
-    :param stderr: its delta-method standard error (scalar tensor).
-    :param log_weights: the ``num_chains`` final log importance weights (without :math:`\\log Z_0`).
-    :param log_z0: :math:`\\log Z_0` of the base distribution.
-    :param num_steps: number of intermediate distributions :math:`K`.
-    """
-
-    log_z: torch.Tensor
-    stderr: torch.Tensor
-    log_weights: torch.Tensor
-    log_z0: torch.Tensor
-    num_steps: int
-
-    @property
-    def ess(self) -> float:
-        """Effective sample size :math:`(\\sum w)^2/\\sum w^2` of the final weights."""
-        lw = self.log_weights
-        return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
-
-    def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
-        """``log_z -/+ num_stderr * stderr``.
-
-        :param float num_stderr: the half-width in standard errors (default ``3.0``).
-        :raises ConfigError: ``num_stderr`` that is not a finite real number ``>= 0`` (``bool``, strings and NaN
-            are refused, not coerced).
-        """
-        num_stderr = positive_real(num_stderr, "AISResult.interval num_stderr", allow_zero=True)
-        return float(self.log_z - num_stderr * self.stderr), float(self.log_z + num_stderr * self.stderr)
-
-    def __repr__(self) -> str:
-        """A summary of constant size, whatever the number of chains (the dataclass ``repr`` printed every final
-        log-weight): the estimate and its standard error, :math:`\\log Z_0`, the steps, the log-weights' shape
-        and dtype, and the :attr:`ess` of the chains."""
-        return (f"AISResult(log_z={number_text(self.log_z)}, stderr={number_text(self.stderr, 4)}, "
-                f"log_z0={number_text(self.log_z0)}, num_steps={self.num_steps!r}, "
-                f"log_weights={array_text(self.log_weights)}, ess={_ess_text(self)})")
-
-
-def _ess_text(result: AISResult) -> str:
-    """:attr:`AISResult.ess` written short, or ``?`` where the log-weights give none (a result built by hand)."""
-    try:
-        return f"{result.ess:.4g}"
-    except Exception:  # a repr never raises: no tensor, an empty one, a meta one
-        return "?"
 
 
 def annealing_schedule(num_steps: int, kind: str = "salakhutdinov", *, dtype=torch.float64) -> torch.Tensor:

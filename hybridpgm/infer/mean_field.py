@@ -29,6 +29,12 @@ for *any* :math:`q`, so the returned ``log_z`` is a lower bound after any number
 of steps.  All steps are torch
 operations, so gradients flow into the potentials through the ``K`` sweeps [2].
 
+Under :func:`torch.func.vmap` (a graph built from a row of batched potentials or ``init``) the host reads -- the
+change of ``q`` with ``tol > 0``, the NaN test of the result with ``tol = 0`` and of an ``init`` -- read every row
+at once (:func:`~hybridpgm.infer.vmap_rows.all_rows`, one read as outside ``vmap``): the rows are answered as the
+batch of those models is (the sweeps stop once every row passes its test), and a NaN or a bad ``init`` in a row is
+the named error, at once (not deferred to :func:`hybridpgm.fit`'s read), naming the row of the ``vmap``.
+
 Under :func:`torch.autocast` (``fit(precision="bf16"/"fp16")``) the sweeps and the bound run with autocast off
 for the potentials' device, on potentials in at least float32
 (:class:`~hybridpgm.precision_scope.exact_precision`, as the exact queries): autocast would run the
@@ -60,7 +66,8 @@ from hybridpgm.infer.rounding_floor import rounding_floor
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
 from hybridpgm.precision_scope import exact_precision
-from hybridpgm.transform_scope import under_torch_func
+from hybridpgm.infer.vmap_rows import all_rows, first_row_where
+from hybridpgm.transform_scope import under_torch_func, under_vmap
 from hybridpgm.train.deferred_checks import check_or_defer
 
 __all__ = ["MeanField", "MeanFieldResult"]
@@ -210,14 +217,17 @@ class MeanField:
         for it in range(1, num_iters + 1):
             check = tol > 0 and (it % every == 0 or it == num_iters)  # tol=0: every sweep, nothing read
             q_old, q = q, _sweep(q, *sweep, keep=it == 1 or check)
-            if check:
-                delta = float((q.detach() - q_old.detach()).abs().max())
+            if check:  # under vmap: the largest change of every row (a batch of them stops once all pass)
+                delta = float(all_rows(q.detach() - q_old.detach()).abs().max())
                 if delta != delta:  # NaN: named instead of returned, at no extra read
                     raise _first_divergence(fg, start, sweep, it, q)
                 if delta < max(tol, floor):
                     converged = True
                     break
-        if tol == 0:  # the loop read nothing: one test of the result, deferred inside a training step
+        if tol == 0 and under_vmap():  # every row's q read at once: its error is built here, from the rows
+            if bool(all_rows(torch.isnan(q.detach())).any()):
+                raise _first_divergence(fg, start, sweep, it, q)
+        elif tol == 0:  # the loop read nothing: one test of the result, deferred inside a training step
             check_or_defer(~torch.isnan(q.detach()).any(), lambda: _first_divergence(fg, start, sweep, it, q),
                            "MeanField: an update left a variable with no finite field (NaN q)",
                            kind=ModelSpecError, about_data=False)
@@ -250,13 +260,14 @@ def _first_divergence(fg: FactorGraph, start: torch.Tensor, sweep: tuple, last: 
     """The error for the NaN ``q`` ``found`` after sweep ``last``.  On this error path only, the sweeps run again
     from ``start``, every colour update read, to name the variable of the first update that gave a NaN: one with
     no finite field (a NaN spreads to its neighbours' updates, colour by colour, sweep by sweep)."""
-    blocks, tables, thetas, damping, _ = sweep
+    blocks, tables, thetas, damping, may_write = sweep
     with torch.no_grad():
         q = start.detach().clone()
         for _ in range(last):
             for block, tabs, theta_c in zip(blocks, tables, thetas):
-                q.index_copy_(1, block.variables, _update(q, block, tabs, theta_c, damping))
-                if bool(torch.isnan(q).any()):
+                new = _update(q, block, tabs, theta_c, damping)
+                q = q.index_copy_(1, block.variables, new) if may_write else q.index_copy(1, block.variables, new)
+                if bool(all_rows(torch.isnan(q)).any()):  # under vmap: any row's
                     return _diverged(fg, q)
     return _diverged(fg, found.detach())  # not met again (a device that sums in another order): the last q
 
@@ -282,12 +293,16 @@ def _check_init(init, fg: FactorGraph) -> torch.Tensor:
     bad = (~torch.isfinite(init) | (init < 0)).any(-1).expand(valid.shape[:2]) | (mass.squeeze(-1) <= 0)
 
     def error() -> DataError:
-        b, v = bad.nonzero()[0].tolist()
-        row = init[min(b, init.shape[0] - 1), v]
-        return DataError(f"MeanField init for variable {fg.names[v]!r} (model {b}) holds {row.tolist()}: give "
-                         f"finite, non-negative weights with some mass on the states the evidence allows "
-                         f"({valid[b, v].nonzero().flatten().tolist()})")
+        r, b, v = first_row_where(bad)  # r: the row of a vmap (0 outside any)
+        weights, allowed = (_row(all_rows(t), r)[min(b, t.shape[0] - 1), v] for t in (init, valid))
+        return DataError(f"MeanField init for variable {fg.names[v]!r} (model {b}{_vmap_row(r)}) holds "
+                         f"{weights.tolist()}: give finite, non-negative weights with some mass on the states the "
+                         f"evidence allows ({allowed.nonzero().flatten().tolist()})")
 
+    if under_vmap():  # every row's weights read at once (nothing deferred: the rows are vmap's, not fit's)
+        if bool(all_rows(bad).any()):
+            raise error()
+        return kept / mass
     check_or_defer(~bad.any(), error, "MeanField init holds weights that are not finite and non-negative or "
                    "leave no mass on the states the evidence allows")
     return kept / mass
@@ -295,8 +310,18 @@ def _check_init(init, fg: FactorGraph) -> torch.Tensor:
 
 def _diverged(fg: FactorGraph, q: torch.Tensor) -> ModelSpecError:
     """The error for a NaN ``q``, naming the first variable (and model) that holds one."""
-    b, v = torch.isnan(q).any(-1).nonzero()[0].tolist()
-    return ModelSpecError(f"MeanField: the update of variable {fg.names[v]!r} (model {b}) has no finite field on "
-                          f"any state it may take: the expected log-potentials of its factors sum past the range of "
-                          f"{q.dtype} (hard constraints near finfo.min?), or the evidence allows only such states; "
-                          f"use penalties well inside the range (e.g. -1e4) or method='exact'")
+    row, b, v = first_row_where(torch.isnan(q).any(-1))
+    return ModelSpecError(f"MeanField: the update of variable {fg.names[v]!r} (model {b}{_vmap_row(row)}) has no "
+                          f"finite field on any state it may take: the expected log-potentials of its factors sum "
+                          f"past the range of {q.dtype} (hard constraints near finfo.min?), or the evidence allows "
+                          f"only such states; use penalties well inside the range (e.g. -1e4) or method='exact'")
+
+
+def _vmap_row(row: int) -> str:
+    """``, row r of the vmap`` under :func:`torch.func.vmap` (the rows of nested calls counted as one), else ``""``."""
+    return f", row {row} of the vmap" if under_vmap() else ""
+
+
+def _row(rows: torch.Tensor, r: int) -> torch.Tensor:
+    """Row ``r`` of :func:`~hybridpgm.infer.vmap_rows.all_rows`' answer, its only row for a tensor not batched."""
+    return rows[r if r < rows.shape[0] else 0]

@@ -1,0 +1,164 @@
+"""A Bayesian network's forward pass under the caller's vectorized ``pyro.plate`` s.
+
+Inside vectorized plates (the particle plate of ``vectorize_particles=True``, the plate of
+``pyro.infer.Predictive(..., parallel=True)``, which ``arviz.from_pyro`` uses for its log-likelihood, or a
+plate of the caller's) each weight of a :func:`~hybridpgm.bayesian_nn.bayesianize` d network is drawn with the
+plates' dims: with the plates' batch shape :math:`E` (a plate of size :math:`P` at dim ``-2`` gives
+:math:`E = (P, 1)`), the weight :math:`W` of a layer is :math:`E \\times \\text{shape}(W)`.  A torch layer applies
+one weight, so the network runs once per entry of :math:`E` through :func:`torch.vmap` over the flattened
+draws:
+
+.. math:: f_{w_e}(x) \\quad \\text{for every } e \\in E, \\qquad \\text{output } E \\times B,
+
+the draw :math:`w_e` shadowing the layer's :class:`~pyro.nn.PyroSample` attribute for that call only (an entry
+of the layer's instance ``__dict__``, which Python reads before ``__getattr__``; Pyro's ``__setattr__`` and
+``__delattr__``, which :func:`torch.func.functional_call` goes through, would replace or delete the sample
+site).  Each entry equals the network run on that draw alone (to float rounding of batched matrix products),
+and the weight sites are the sequential run's: their names, priors and Pyro's broadcasting of them.
+Reference: R. M. Neal, *Bayesian Learning for Neural Networks*, 1996 (the model); the vectorization is
+JAX's ``vmap`` idiom, as in :mod:`torch.func`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator, Sequence
+
+import torch
+from pyro.poutine.runtime import get_plates
+from torch import nn
+
+from hybridpgm.errors import ModelSpecError
+
+__all__ = ["apply_under_plates", "place_data_dim", "vectorized_plates"]
+
+
+def vectorized_plates() -> list:
+    """The :class:`~pyro.poutine.indep_messenger.CondIndepStackFrame` s of the vectorized plates around the
+    caller (empty outside every plate, or inside sequential ones only)."""
+    return [f for f in get_plates() if f.vectorized and f.dim is not None]
+
+
+def _plates_shape(frames: Sequence) -> tuple[int, ...]:
+    """:math:`E`: the plates' sizes at their dims, 1 elsewhere, as long as the deepest plate needs."""
+    shape = [1] * max(-f.dim for f in frames)
+    for f in frames:
+        shape[f.dim] = f.size
+    return tuple(shape)
+
+
+def _sites(net: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(path, layer, attribute)`` of every :class:`~pyro.nn.PyroSample` of ``net``, in registration order
+    (``path`` the weight's name in ``net``, ``"0.weight"``)."""
+    return [(f"{where}.{name}" if where else name, layer, name) for where, layer in net.named_modules()
+            for name in getattr(layer, "_pyro_samples", {})]
+
+
+def _weight_shape(layer: nn.Module, name: str) -> tuple[int, ...]:
+    """The shape of one draw of the layer's weight ``name``: its prior's ``weight_shape`` (bayesianize's
+    priors), else the prior distribution's batch and event shape."""
+    prior = layer._pyro_samples[name]
+    if hasattr(prior, "weight_shape"):
+        return tuple(prior.weight_shape)
+    prior = prior if hasattr(prior, "sample") else prior(layer)
+    return tuple(prior.shape())
+
+
+def _aligned(value: torch.Tensor, shape: tuple[int, ...], plates: tuple[int, ...], site: str,
+             frames: Sequence) -> torch.Tensor:
+    """``value`` (a draw of ``plates x shape``, or one to broadcast to it) as ``plates x shape``.
+
+    Pyro aligns batch dims on the right.  ``Predictive(..., parallel=True)`` with posterior samples (what
+    ``arviz.from_pyro`` runs) reshapes a draw of ``k`` dims to ``(S,) + (1,) * (max_plate_nesting - k) +
+    shape``, one 1 short per event dim (its convention, pyro-ppl/pyro#2123, is draws given with their plate
+    dims, ``(S, 1) + shape``; MCMC's ``get_samples`` gives ``(S,) + shape``), which puts ``S`` on the right of
+    the plates' dims: a batch shape that does not broadcast to :math:`E` on the right and does on the left is
+    read on the left."""
+    k = len(shape)
+    batch = tuple(value.shape[:value.dim() - k]) if value.dim() >= k else None
+    if batch is None or tuple(value.shape[value.dim() - k:]) != shape:
+        raise ModelSpecError(f"BayesianRegressor: the network's weight {site!r} has shape {tuple(value.shape)}, "
+                             f"expected the plates' batch shape {plates} followed by the weight's {shape}")
+    if len(batch) <= len(plates) and _broadcasts(batch, plates):
+        return value.expand(plates + shape)
+    left = batch + (1,) * (len(plates) - len(batch))
+    if len(batch) < len(plates) and _broadcasts(left, plates):
+        return value.reshape(left + shape).expand(plates + shape)
+    names = ", ".join(f"{f.name!r} (dim {f.dim}, size {f.size})" for f in frames)
+    raise ModelSpecError(f"BayesianRegressor: the network's weight {site!r} has batch shape {batch}, which does not "
+                         f"broadcast to the batch shape {plates} of the vectorized plates {names}")
+
+
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
+
+
+@contextlib.contextmanager
+def _shadowing(sites: list[tuple[str, nn.Module, str]], values: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Each site's attribute reads ``value`` inside the block (an instance-``__dict__`` entry in front of
+    :class:`~pyro.nn.PyroModule`'s ``__getattr__``), and samples again after it."""
+    try:
+        for (_, layer, name), value in zip(sites, values):
+            layer.__dict__[name] = value
+        yield
+    finally:
+        for _, layer, name in sites:
+            layer.__dict__.pop(name, None)
+
+
+def _refuse_batch_norm_updates(net: nn.Module, frames: Sequence) -> None:
+    """A batch norm in training mode updates its running statistics once per weight draw when the draws run
+    in turn; one vectorized pass has no such order (torch refuses the in-place update under ``vmap``)."""
+    for path, layer in net.named_modules():
+        if isinstance(layer, nn.modules.batchnorm._NormBase) and layer.training and layer.track_running_stats:
+            names = [f.name for f in frames]
+            raise ModelSpecError(f"BayesianRegressor: the batch norm net.{path} is in training mode inside the "
+                                 f"vectorized plate(s) {names}; it would update its running statistics once per "
+                                 f"weight draw. Put it in eval mode (net.eval()), or run the draws in turn "
+                                 f"(vectorize_particles=False, Predictive(..., parallel=False))")
+
+
+def apply_under_plates(net: nn.Module, x: torch.Tensor, frames: Sequence) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Sample the weights of the bayesianized ``net`` under the vectorized plates ``frames`` and apply it to
+    ``x`` once per draw.
+
+    :param net: the :class:`~pyro.nn.PyroModule` of :func:`~hybridpgm.bayesian_nn.bayesianize`, called within
+        its supermodule's ``__call__`` (so that each weight is one sample site, cached for the call).
+    :param x: ``B x D``, shared by every draw.
+    :param frames: :func:`vectorized_plates`, not empty.
+    :returns: ``(outputs, E)``: the outputs ``E x B x ...`` (``B x ...`` the network's output for one draw)
+        and :math:`E`, the plates' batch shape.
+    :raises ModelSpecError: a weight's draw does not have the plates' batch shape, or a batch norm of ``net``
+        is in training mode."""
+    _refuse_batch_norm_updates(net, frames)
+    plates = _plates_shape(frames)
+    sites = _sites(net)
+    draws = []
+    for path, layer, name in sites:
+        shape = _weight_shape(layer, name)
+        value = getattr(layer, name)  # the sample site, as in the sequential forward (cached for this call)
+        full = _aligned(value, shape, plates, path, frames)
+        draws.append(full.reshape((math.prod(plates),) + shape))
+
+    def one(weights: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        with _shadowing(sites, weights):
+            return net(rows)
+
+    # randomness="different": a dropout layer draws its own mask per weight draw, as the draws in turn do
+    out = torch.vmap(one, in_dims=(0, None), randomness="different")(draws, x)
+    return out.reshape(plates + tuple(out.shape[1:])), plates
+
+
+def place_data_dim(out: torch.Tensor, plates_dims: int, data_dim: int) -> torch.Tensor:
+    """Move the rows of ``out`` (``E x B``, ``E`` of ``plates_dims`` dims) to the data plate's dim.
+
+    The weights vary along the caller's plates only, so :math:`E` is 1 at ``data_dim``; the result has ``B``
+    there and :math:`E`'s sizes at the other dims: ``(P, 1) x B -> (P, B)`` for the data plate at dim
+    ``-1`` under a plate at ``-2``, ``(G,) x B -> (B, G)`` for the data plate at ``-2`` under one at ``-1``."""
+    pad = max(0, -data_dim - plates_dims)
+    out = out.reshape((1,) * pad + tuple(out.shape))
+    return out.transpose(-1, data_dim - 1).squeeze(-1)
