@@ -21,10 +21,14 @@ A padding step (``t >= n``, made and discarded, as the steps are not masked one 
 (0 at the label after it, :func:`~hybridpgm.graphs.crf_recursions.forbidden` elsewhere) against zero noise, so
 it repeats that label; the caller zeroes the padding.  -inf transition and end scores are clamped to
 ``forbidden``: a label of probability 0 (a clamped score, ``exp`` of which is 0 next to any finite one) never
-wins an argmax, as the noise is bounded above (:math:`E = -\log U` with :math:`U \sim U[0, 1)` is at least
-:math:`-\log(1 - 2^{-24})`: :math:`G \leq 16.6` in float32, 36.7 in float64; the Gumbel tail beyond, of
-probability :math:`6 \times 10^{-8}` and :math:`10^{-16}`, is the rounding of the uniforms, as of torch's own
-``multinomial``).
+wins an argmax, as the noise is bounded on both sides.  :func:`torch.rand` draws :math:`U \in [0, 1)`, 0
+included (with probability :math:`2^{-24}` an element in float32 on a CPU, of that order on a GPU): unbounded
+below, :math:`G = -\infty` there, and a step whose possible labels all drew it (one label, where the others are
+forbidden) took a forbidden label.  So :math:`U` is raised to ``finfo.tiny`` first:
+:math:`E = -\log U \in [-\log(1 - 2^{-24}), -\log \mathrm{tiny}]` and :math:`G \in [-4.47, 16.6]` in float32
+(:math:`[-6.56, 36.7]` in float64), a spread far below the gap :math:`|\mathrm{forbidden}|` between a possible
+and a forbidden score.  The Gumbel tails beyond (probability :math:`6 \times 10^{-8}` in float32,
+:math:`10^{-16}` in float64, a side) are the rounding of the uniforms, as of torch's own ``multinomial``.
 
 **References**
 
@@ -116,9 +120,12 @@ def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.T
     y = None
     for hi in range(T, 0, -chunk):
         lo = max(0, hi - chunk)
-        # log E = log(-log U): E ~ Exp(1) from U ~ U[0, 1), never 0 (-log E <= 16.6 in float32, 36.7 in float64);
-        # a factory call and out-of-place adds, as torch.func.vmap(randomness="different") batches them
-        log_e = torch.rand((hi - lo,) + shape + (L,), dtype=dtype, device=device).log_().neg_().log_()
+        # log E = log(-log U): E ~ Exp(1) from U ~ U[0, 1) raised to tiny (U = 0, drawn with probability 2^-24 in
+        # float32, gave G = -inf: a forbidden label won where the possible ones drew it), so the noise is finite:
+        # G in [-4.47, 16.6] in float32, [-6.56, 36.7] in float64; a factory call, then ops on its own result, as
+        # torch.func.vmap(randomness="different") batches them (clamp_min_: clamp_ has no batching rule there)
+        u = torch.rand((hi - lo,) + shape + (L,), dtype=dtype, device=device)
+        log_e = u.clamp_min_(torch.finfo(dtype).tiny).log_().neg_().log_()
         base = (alphas[lo:hi] - log_e).masked_fill_(~keep[lo:hi], 0.0).unbind(0)
         for s in range(hi - 1, lo - 1, -1):
             if y is None:  # s = T - 1: y_{n-1} (padding steps hold the last message)

@@ -13,6 +13,7 @@ about twice the typical TV of a correct sampler (0.01): a sampler that reads the
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -198,16 +199,46 @@ def test_a_sequence_without_a_possible_labelling_is_named_in_one_sentence():
 def test_draws_under_vmap_follow_each_crfs_distribution():
     """``torch.func.vmap(..., randomness="different")`` over the unary scores (and "same"): each CRF's draws follow
     its own enumerated distribution.  The noise is a factory call and out-of-place adds: an in-place draw into an
-    unbatched tensor is refused by vmap ("Cannot ask for different inplace randomness")."""
+    unbatched tensor is refused by vmap ("Cannot ask for different inplace randomness"); and no op of the pass
+    falls back to vmap's slow loop, which warns (``clamp_`` would: "There is a performance drop ...")."""
     unary, transition, start, end, lengths = _potentials(7, (2,), 3, 3, torch.float64, True, forbid=False)
     unary = unary.nan_to_num()  # full lengths below: no padding
     draw = torch.func.vmap(lambda u: LinearChainCRF(u, transition[0], start[0], end[0], validate_args=False)
                            .sample((40000,)), randomness="different")
     torch.manual_seed(7)
-    ys = draw(unary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ys = draw(unary)
     assert ys.shape == (2, 40000, 3)
     full = torch.full((2,), 3)
     _assert_distribution(ys.transpose(0, 1), unary, transition, start, end, full)
     same = torch.func.vmap(lambda u: LinearChainCRF(u, transition[0], start[0], end[0], validate_args=False)
                            .sample((4,)), randomness="same")(unary)
     assert same.shape == (2, 4, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("zero", ["everywhere", "on the possible labels"])
+def test_a_uniform_of_zero_draws_no_forbidden_label(zero, dtype, monkeypatch):
+    """:func:`torch.rand` draws ``U = 0`` (with probability 2^-24 an element in float32 on a CPU: some 2 of the
+    4e7 uniforms of ``B=16, T=512, L=50, sample_shape=(100,)``); its noise ``-log(-log U)`` was -inf, and where the
+    possible labels of a step drew it a forbidden label won the argmax: a labelling of probability 0.  Here the
+    uniforms are 0 everywhere, or on the possible labels only, of a CRF with one possible labelling: it is drawn
+    every time.  Before: label 0, forbidden, was drawn (``log_prob`` -inf)."""
+    L, T = 3, 4
+    transition = torch.full((L, L), -INF, dtype=dtype)
+    transition[1, 2] = transition[2, 1] = 0.0  # label 0 is never possible: the one labelling is 1, 2, 1, ...
+    start = torch.tensor([-INF, 0.0, -INF], dtype=dtype)
+    lengths = torch.tensor([4, 1, 3])
+    crf = LinearChainCRF(torch.randn(3, T, L, dtype=dtype), transition, start, lengths=lengths)
+    rand = torch.rand
+
+    def zeros(*args, **kwargs):
+        u = rand(*args, **kwargs)
+        return u.zero_() if zero == "everywhere" else u.index_fill_(-1, torch.tensor([1, 2]), 0.0)
+
+    monkeypatch.setattr(torch, "rand", zeros)
+    ys = crf.sample((5,))
+    want = torch.where(torch.arange(T) < lengths[:, None], torch.tensor([1, 2, 1, 2]), 0)
+    assert torch.equal(ys, want.expand(5, 3, T)), ys
+    assert bool(torch.isfinite(crf.log_prob(ys)).all())
