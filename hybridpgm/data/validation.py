@@ -35,6 +35,7 @@ from typing import Iterator
 
 import torch
 
+from hybridpgm.data.integer_range import integer_range, outside_exact_range
 from hybridpgm.errors import DataError
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "count_nonfinite",
     "defer_finite",
     "describe_origin",
+    "model_dtype_checks",
 ]
 
 #: elements scanned at once by :func:`check_finite` (4 MiB of float32)
@@ -180,59 +182,65 @@ def _significand_bits(dtype: torch.dtype) -> int:
     return {torch.float16: 11, torch.bfloat16: 8, torch.float32: 24, torch.float64: 53}.get(dtype, 0)
 
 
-def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data") -> torch.Tensor:
+def as_model_dtype(x: torch.Tensor, dtype: torch.dtype, name: str = "data", *, defer: bool = False) -> torch.Tensor:
     """``x`` in the model's floating ``dtype``, converted where that is exact
     (see the module's dtype rule), else a :class:`~hybridpgm.errors.DataError`
     naming ``name``, the expected and the actual dtype.
 
+    Integer data cost one host read (whether they lie within :math:`\\pm 2^p`,
+    :func:`~hybridpgm.data.integer_range.outside_exact_range`), none with ``defer``.
+
     :param x: data of any shape.
     :param dtype: the model's floating dtype.
     :param name: the data, as the message names it (default ``"data"``).
+    :param defer: hand the integers' range flag to
+        :func:`~hybridpgm.train.deferred_checks.check_or_defer`: inside :func:`hybridpgm.fit`'s step, or a
+        :func:`~hybridpgm.train.deferred_checks.checks_read_once` block, it joins that block's one read.
     :returns: ``x`` itself when it has ``dtype``, else an exact converted copy.
     """
+    x, outside, error = model_dtype_checks(x, dtype, name)
+    if outside is not None:
+        if defer:
+            from hybridpgm.train.deferred_checks import check_or_defer  # here: hybridpgm.train imports hybridpgm.data
+
+            check_or_defer(~outside, error, f"{name} has integers {dtype} does not hold exactly")
+        elif bool(outside):
+            raise error()
+    return x
+
+
+def model_dtype_checks(x: torch.Tensor, dtype: torch.dtype, name: str = "data"):
+    """The device half of :func:`as_model_dtype`: ``(converted x, outside, error)``, ``outside`` the 0-d bool flag of
+    integer data outside the range ``dtype`` holds exactly (``None`` where nothing is to read: a floating, ``bool``
+    or empty ``x``), ``error`` the function building the :class:`~hybridpgm.errors.DataError` to raise where the
+    flag is true (it reads the range, for the message).  Reads nothing; refuses at once what needs no read (a
+    floating dtype finer than ``dtype``, complex, a ``dtype`` that is not floating).
+
+    :raises DataError: as :func:`as_model_dtype`, for the refusals that read no value."""
     if x.dtype == dtype:
-        return x
+        return x, None, None
     if x.dtype == torch.bool:
-        return x.to(dtype)
+        return x.to(dtype), None, None
     if x.is_floating_point():
         if _significand_bits(x.dtype) <= _significand_bits(dtype) and (
                 x.dtype != torch.bfloat16 or dtype != torch.float16):
-            return x.to(dtype)
+            return x.to(dtype), None, None
         raise DataError(f"{name} has dtype {x.dtype}, the model computes in {dtype}: converting would round "
                         f"the data; convert it yourself (x.to({dtype})) if that is intended, or move the model "
                         f"to {x.dtype} (model.to({x.dtype}))")
     if x.is_complex() or not _significand_bits(dtype):
         raise DataError(f"{name} has dtype {x.dtype}; the model expects {dtype}")
-    limit = 2 ** _significand_bits(dtype)
-    if x.numel():
-        low, high = _integer_range(x)
-        if low < -limit or high > limit:
-            raise DataError(f"{name} has dtype {x.dtype} with values in [{low}, {high}], outside the range of "
-                            f"integers {dtype} (the model's dtype) holds exactly (+-2^{_significand_bits(dtype)}); "
-                            f"scale the data and pass {dtype}")
-    return x.to(dtype)
+    if not x.numel():
+        return x.to(dtype), None, None
+    bits = _significand_bits(dtype)
 
+    def outside_error() -> DataError:
+        low, high = integer_range(x)
+        return DataError(f"{name} has dtype {x.dtype} with values in [{low}, {high}], outside the range of "
+                         f"integers {dtype} (the model's dtype) holds exactly (+-2^{bits}); scale the data and "
+                         f"pass {dtype}")
 
-#: unsigned integer dtypes for which torch implements no ``min``/``max`` (nor comparisons), only conversions
-_UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
-
-
-def _integer_range(x: torch.Tensor) -> tuple[int, int]:
-    """``(min, max)`` of a non-empty integer tensor ``x``, exactly, as Python ints.
-
-    ``uint16``/``uint32``/``uint64`` are read through ``x.to(torch.int64)`` (torch has no reductions
-    for them).  A ``uint64`` value :math:`v \\ge 2^{63}` wraps to :math:`v - 2^{64} < 0` there; the
-    wrapped values are mapped back, so the range is the true one (and beyond any float's exact range).
-    """
-    if x.dtype not in _UNSIGNED_WIDE:
-        return int(x.min()), int(x.max())
-    x = x.to(torch.int64)
-    wrapped = x < 0
-    if not bool(wrapped.any()):
-        return int(x.min()), int(x.max())
-    high = 2 ** 64 + int(x[wrapped].max())
-    low = int(x[~wrapped].min()) if not bool(wrapped.all()) else 2 ** 64 + int(x[wrapped].min())
-    return low, high
+    return x.to(dtype), outside_exact_range(x, bits), outside_error
 
 
 def check_unit_values(v: torch.Tensor, what: str, *, gaussian: bool, probabilities: bool, model: str) -> None:

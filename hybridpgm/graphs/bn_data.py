@@ -38,7 +38,7 @@ from hybridpgm.graphs.bn_values import (_bad_state, _continuous, _described, _ho
                                         _is_table, _length, _missing, _plain, _refuse_duplicates, bool_states,
                                         context_batch_features, missing_as_nan, outer_batch_dims,
                                         refuse_ambiguous_numbers, state_indices)
-from hybridpgm.train.deferred_checks import check_or_defer
+from hybridpgm.train.deferred_checks import check_or_defer, read_checks_once
 
 __all__ = ["BayesNetData"]
 # re-exported: the names this module held before the masks, checks and value helpers moved out
@@ -62,6 +62,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
         yield from (t for t in self.parameters() if torch.is_floating_point(t))
         yield from (t for t in self.buffers() if torch.is_floating_point(t))
 
+    @read_checks_once  # the columns' deferred checks (integer ranges, integer masks): one host read
     def columns(self, data, mask=None) -> dict:
         """Normalise data to a dict name -> ``[N]`` tensor (``NaN``/``-1`` = missing).
 
@@ -301,6 +302,7 @@ class BayesNetData(BayesNetChecks, BayesNetMasks):
             filled = as_model_dtype(filled, self.dtype, f"data column '{v}' (a continuous node)")
         return filled, missing
 
+    @read_checks_once  # the inputs' integer ranges: one host read
     def _inputs(self, inputs, rows: int | None = None) -> dict:
         """The context inputs as a dict name -> ``[N]`` or ``[*B, N, F]`` tensor in the network's dtype.
 

@@ -298,7 +298,8 @@ def _described(x) -> str:
 def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
     """Continuous values ``t`` in the network's ``dtype`` on ``device``: a tensor (or array, or pandas column)
     keeps its own dtype, which is converted only where that is exact
-    (:func:`~hybridpgm.data.validation.as_model_dtype`, whose :class:`DataError` names ``what``); a number, a
+    (:func:`~hybridpgm.data.validation.as_model_dtype`, whose :class:`DataError` names ``what``; the range check of
+    integers deferred: it joins the read of the caller's ``read_checks_once`` or of fit's step); a number, a
     list of numbers or an object array (``None`` / ``pd.NA`` in it as ``NaN``) is built in ``dtype``.
 
     :raises DataError: values that are not numbers, naming ``what``.
@@ -310,7 +311,7 @@ def _continuous(t, dtype: torch.dtype, device, what: str) -> torch.Tensor:
         t = torch.as_tensor(t, device=device, dtype=None if hasattr(t, "dtype") else dtype)
     except (TypeError, ValueError, RuntimeError):
         raise DataError(f"{what} must hold numbers, got {_described(t)}: {t!r:.60}") from None
-    return as_model_dtype(t, dtype, what)
+    return as_model_dtype(t, dtype, what, defer=True)
 
 
 def outer_batch_dims() -> int:

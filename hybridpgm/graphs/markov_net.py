@@ -44,7 +44,7 @@ from torch import nn
 from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, greedy_coloring
 from hybridpgm.graphs.mrf_compile import compile_factor_graph
-from hybridpgm.graphs.mrf_declare import _names, call_potential, check_factor, check_table, table_buffer
+from hybridpgm.graphs.mrf_declare import _names, call_potential, check_factor, check_table_form, table_buffer
 from hybridpgm.graphs.mrf_finite import check_finite_tables
 from hybridpgm.graphs.mrf_inference import MarkovNetInference
 from hybridpgm.graphs.mrf_sampling import sample_markov_net
@@ -186,9 +186,6 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         record_declared(self, f"potentials.{name}" if fam["kind"] == "module" else f"table_potentials.{fam['key']}")
         return self
 
-    def _check_table(self, name, fam, t):
-        check_table(name, fam, t)
-
     def tables(self, context=None) -> dict[str, torch.Tensor]:
         """Evaluate every family: ``name -> batch_shape + (F or 1,) + cards``.
 
@@ -207,7 +204,7 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
         :raises ModelSpecError: a potential returns no single tensor (a tuple, a dict), or a table of the wrong
             shape or dtype, or with NaN or inf entries, naming the factor.
         """
-        out, stored, failure = {}, [], None
+        out, checked, failure = {}, [], None
         try:
             for name, fam in self.families.items():
                 if fam["kind"] == "module":
@@ -215,14 +212,14 @@ class MarkovNet(LegacyTableNames, ScopeIndices, MarkovNetInference, nn.Module):
                     t = mod() if context is None else call_potential(name, mod, context)
                     if not isinstance(t, torch.Tensor):  # a tuple or dict: named, not torch's AttributeError
                         check_output(t, f"MarkovNet: the neural potential of factor {name!r}")
-                    self._check_table(name, fam, t)
+                    check_table_form(name, fam, t)  # its shape and dtype at once; its values with the others'
                 else:  # a stored table can turn NaN after add (a diverged training step): checked on each use
                     t = self.table_potentials.table(fam["key"])
-                    stored.append((name, t))
+                checked.append((name, t))
                 out[name] = t.unsqueeze(-len(fam["cards"]) - 1) if fam["single"] else t
-        except Exception as e:  # raised once the stored tables before it have passed
+        except Exception as e:  # raised once the tables before it have passed
             failure = e
-        check_finite_tables(stored)  # every stored table in one host read
+        check_finite_tables(checked)  # every table, stored or neural, in one host read
         if failure is not None:
             raise failure
         return out

@@ -115,7 +115,21 @@ def check_factor(self, name, scopes, pot, single) -> dict:
 
 def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
     """Raise :class:`ModelSpecError` naming factor ``name`` for a table ``t`` of the wrong shape, dtype, with
-    NaN or inf entries, or on the meta device (no values)."""
+    NaN or inf entries, or on the meta device (no values): :func:`check_table_form`, then one host read."""
+    check_table_form(name, fam, t)
+    with vmap_reads_refused(f"MarkovNet: factor {name!r} cannot be declared inside torch.func.vmap (its table's "
+                            "check reads it on the host); declare the factor once with a table of a leading batch "
+                            "dimension (batch_shape + cards: one model per row), which every query answers at once"):
+        finite = bool(torch.isfinite(t).all())
+    if not finite:
+        raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
+
+
+def check_table_form(name: str, fam: dict, t: torch.Tensor) -> None:
+    """Raise :class:`ModelSpecError` naming factor ``name`` for a table ``t`` of the wrong shape or dtype, or on the
+    meta device (no values): the checks of :func:`check_table` that read no value (a neural potential's table
+    leaves its finiteness to :func:`~hybridpgm.graphs.mrf_finite.check_finite_tables`, one read for every
+    family)."""
     tail = (() if fam["single"] else (None,)) + fam["cards"]
     ok = t.dim() >= len(tail) and all(
         want is None and got in (1, len(fam["scopes"])) or got == want
@@ -132,12 +146,6 @@ def check_table(name: str, fam: dict, t: torch.Tensor) -> None:
                              "torch.device('meta') block puts there a tensor made without a device); declare the "
                              "factor with a table on a device that holds data (torch.set_default_device(None) "
                              "restores the CPU)")
-    with vmap_reads_refused(f"MarkovNet: factor {name!r} cannot be declared inside torch.func.vmap (its table's "
-                            "check reads it on the host); declare the factor once with a table of a leading batch "
-                            "dimension (batch_shape + cards: one model per row), which every query answers at once"):
-        finite = bool(torch.isfinite(t).all())
-    if not finite:
-        raise ModelSpecError(f"MarkovNet: factor {name!r} has non-finite log-potentials (NaN or inf)")
 
 
 def call_potential(name: str, mod: nn.Module, context):

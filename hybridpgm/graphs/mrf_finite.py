@@ -1,10 +1,10 @@
-"""The check that a MarkovNet's stored tables are finite, for all its families in one host read.
+"""The check that a MarkovNet's tables are finite, for all its families in one host read.
 
 A table declared by a tensor (a buffer or parameter) is checked when declared, but can turn NaN or infinite
-afterwards (a diverged training step, an in-place edit), so :meth:`MarkovNet.tables
-<hybridpgm.graphs.MarkovNet.tables>` checks it on every use.  One read per family would be one device-host
-synchronisation per family and query on CUDA; :func:`check_finite_tables` stacks the families' flags and reads
-them once, or, inside :func:`~hybridpgm.fit`'s step, defers them to the step's read
+afterwards (a diverged training step, an in-place edit), and a neural potential's table is new on every call, so
+:meth:`MarkovNet.tables <hybridpgm.graphs.MarkovNet.tables>` checks both on every use.  One read per family would
+be one device-host synchronisation per family and query on CUDA; :func:`check_finite_tables` stacks the families'
+flags and reads them once, or, inside :func:`~hybridpgm.fit`'s step, defers them to the step's read
 (:func:`~hybridpgm.train.deferred_checks.check_or_defer`).  Only a failure reads again, to name the first bad
 family.
 """
@@ -32,7 +32,8 @@ def _first_failure(names: Sequence[str], flags: torch.Tensor) -> ModelSpecError:
 
 
 def check_finite_tables(tables: Sequence[tuple[str, torch.Tensor]]) -> None:
-    """Refuse stored tables holding NaN or an infinity, naming the first such family in ``tables``' order.
+    """Refuse tables (stored or neural) holding NaN or an infinity, naming the first such family in ``tables``'
+    order.
 
     Inside :func:`torch.jit.trace` each family keeps a check of its own, so that the compiled function's error
     names the family (:func:`~hybridpgm.train.traced_checks.assert_in_trace`).

@@ -170,8 +170,17 @@ def pyro_model(self, values: Mapping[str, torch.Tensor] | None = None, context=N
             for f, scope in enumerate(fam["scopes"]):
                 tf = t.select(-k - 1, min(f, t.shape[-k - 1] - 1))
                 index = batch + tuple(xs[v] for v in scope)
-                pyro.factor(prefix + factor_site(name, f, fam["single"]), tf[index])
+                _factor(prefix + factor_site(name, f, fam["single"]), tf[index])
         lognorm = sum(math.log(c) for c in self.cards.values())
-        pyro.factor(prefix + "log_partition", lognorm - log_z)
+        _factor(prefix + "log_partition", lognorm - log_z)
     return xs
+
+
+def _factor(name: str, log_factor: torch.Tensor) -> None:
+    """:func:`pyro.factor` without the ``Unit``'s validation of ``log_factor``: :meth:`MarkovNet.tables
+    <hybridpgm.graphs.MarkovNet.tables>` has checked the tables' finiteness (at once, or inside :func:`hybridpgm.fit`'s
+    step with the step's one read), and under Pyro's defaults a NaN factor raised Pyro's ``ValueError`` naming no
+    factor before that read named it (a NaN stored table; a neural one's since its check joined that read)."""
+    unit = dist.Unit(log_factor, validate_args=False)
+    pyro.sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True})
 

@@ -26,13 +26,13 @@ import torch
 
 from hybridpgm.autograd_scope import usable_with_grad
 from hybridpgm.checks import close_match, shown_items, torch_readable
-from hybridpgm.data.validation import as_model_dtype
+from hybridpgm.data.validation import model_dtype_checks
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs.bn_values import (_is_missing_entry, _plain, bool_states, context_batch_features,
                                         refuse_ambiguous_numbers)
 from hybridpgm.infer.bn_dtypes import check_one_table_dtype
 from hybridpgm.infer.bn_evidence_states import judged_states, read_flags, state_checks
-from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
+from hybridpgm.infer.soft_evidence import Likelihood, judged_soft, soft_checks
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
@@ -274,34 +274,47 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
     facts = network_facts(bn)
     evidence = evidence_mapping(bn, evidence)
     dtype, device = dtype_device(bn, facts)
-    tensors, soft = {}, {}
-    for name, v in evidence.items():
-        card = facts.cards.get(name)
-        if name not in facts.cards and name not in facts.inputs:
-            raise EvidenceError(f"evidence names unknown variable {name!r}{close_match(name, facts.nodes)} (nodes: "
-                                f"{shown_items(facts.nodes)})")
-        if isinstance(v, Likelihood):
-            soft[name] = soft_likelihood(bn, name, v, dtype, device)
-            continue
-        # made under inference_mode, queried with grad on: a clone autograd can save (indexing a table by it)
-        tensors[name] = usable_with_grad(_as_index_tensor(bn, name, v, device) if card
-                                         else _as_tensor(name, v, device, dtype))
-    lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
-    lengths.update({name: s.log_lik.shape[0] for name, s in soft.items() if s.log_lik.dim() == 2})
-    if len(set(lengths.values())) > 1:
-        raise EvidenceError(f"evidence rows differ in length: {lengths}")
+    tensors, soft, failure = {}, {}, None  # soft: name -> (PendingSoft, flags), judged with the others' flags
+    try:
+        for name, v in evidence.items():
+            card = facts.cards.get(name)
+            if name not in facts.cards and name not in facts.inputs:
+                raise EvidenceError(f"evidence names unknown variable {name!r}{close_match(name, facts.nodes)} "
+                                    f"(nodes: {shown_items(facts.nodes)})")
+            if isinstance(v, Likelihood):
+                soft[name] = soft_checks(bn, name, v, dtype, device)
+                continue
+            # made under inference_mode, queried with grad on: a clone autograd can save (indexing a table by it)
+            tensors[name] = usable_with_grad(_as_index_tensor(bn, name, v, device) if card
+                                             else _as_tensor(name, v, device, dtype))
+        lengths = {name: t.shape[0] for name, t in tensors.items() if t.dim() > 0}
+        lengths.update({name: p.evidence.log_lik.shape[0] for name, (p, _) in soft.items()
+                        if p.evidence.log_lik.dim() == 2})
+        if len(set(lengths.values())) > 1:
+            raise EvidenceError(f"evidence rows differ in length: {lengths}")
+    except Exception as e:  # raised once the soft evidence before it has passed (the error path: one more read)
+        failure = e
+    if failure is not None:
+        for (pending, _), values in zip(soft.values(), read_flags([flags for _, flags in soft.values()])):
+            judged_soft(pending, values)
+        raise failure
     n = next(iter(lengths.values()), 1)
     ev = Evidence(n=n, batched=bool(lengths), dtype=dtype, device=device)
-    for name, (log_lik, lik, shift) in soft.items():
-        ev.partial[name] = log_lik.expand(n, log_lik.shape[-1])
-        if lik is not None:
-            ev.likelihoods[name] = lik.expand(n, lik.shape[-1])
-        ev.shifts[name] = shift.expand(n)
-        ev.soft.add(name)
     kept, failure = _checked(facts, tensors, dtype, n)
-    for (name, t, card, checks, _), values in zip(kept, read_flags([flags for *_, flags in kept])):  # one read
-        if card is None:
-            if values and values[0]:
+    read = read_flags([flags for _, flags in soft.values()] + [flags for *_, flags in kept])  # one read for all
+    for (pending, _), values in zip(soft.values(), read):  # soft evidence first, as when it was read at once
+        log_lik, lik, shift = judged_soft(pending, values)
+        ev.partial[pending.name] = log_lik.expand(n, log_lik.shape[-1])
+        if lik is not None:
+            ev.likelihoods[pending.name] = lik.expand(n, lik.shape[-1])
+        ev.shifts[pending.name] = shift.expand(n)
+        ev.soft.add(pending.name)
+    for (name, t, card, checks, _), values in zip(kept, read[len(soft):]):
+        if card is None:  # checks: the error of integers outside the dtype's exact range (its flag first), or None
+            if checks is not None and values[0]:
+                raise checks()
+            nan = values[1:] if checks is not None else values
+            if name in facts.cards and nan and nan[0]:
                 raise EvidenceError(f"continuous node {name!r} has missing (NaN) evidence; exact inference needs "
                                     "every continuous node it keeps observed in every row (a continuous node with "
                                     "no evidence below it is drawn, or left out, when it is not given at all)")
@@ -324,10 +337,11 @@ def parse_evidence(bn: "BayesNet", evidence: Mapping | None) -> Evidence:
 
 def _checked(facts: NetworkFacts, tensors: dict, dtype: torch.dtype, n: int) -> tuple[list, Exception | None]:
     """The checks of each node's evidence that read nothing, in order; ``(kept, failure)``: per node checked
-    ``(name, value, card, checks, flags)`` -- a continuous node or context input in ``dtype`` with the flag of a
-    ``NaN`` entry (a context input: none), a discrete one with :func:`state_checks`' -- and the error of the first
-    node refused here (``None``: none), which :func:`parse_evidence` raises unless a node before it fails a
-    check of ``flags``."""
+    ``(name, value, card, checks, flags)`` -- a continuous node or context input in ``dtype``, ``checks`` the error
+    of integers outside the range ``dtype`` holds exactly (``None`` for other dtypes) and ``flags`` that range's
+    flag if any (:func:`~hybridpgm.data.validation.model_dtype_checks`), then, for a node, the flag of a ``NaN``
+    entry; a discrete one with :func:`state_checks`' -- and the error of the first node refused here (``None``:
+    none), which :func:`parse_evidence` raises unless a node before it fails a check of ``flags``."""
     kept = []
     try:
         for name, t in tensors.items():
@@ -335,16 +349,19 @@ def _checked(facts: NetworkFacts, tensors: dict, dtype: torch.dtype, n: int) -> 
             if card is None:  # continuous node or context input: in the network's dtype, never rounded
                 what = f"evidence for the continuous node {name!r}" if name in facts.cards else \
                     f"the context input {name!r}"
-                t = as_model_dtype(t, dtype, what)
+                # integers: their range's flag read with the others', its error kept in the checks' place
+                t, outside, error = model_dtype_checks(t, dtype, what)
+                ranged = [] if outside is None else [outside]
                 if t.dim() == 0:
                     t = t.expand(n)
                 if name not in facts.cards:  # a context input [N, d...]: prod(d) features per row
-                    kept.append((name, context_batch_features(t, 0), None, None, []))
+                    kept.append((name, context_batch_features(t, 0), None, error, ranged))
                     continue
                 if t.dim() != 1:
+                    kept.append((name, t, None, error, ranged))  # its range is named before its shape
                     raise EvidenceError(f"evidence for the continuous node {name!r} must be a scalar or [N], "
                                         f"got shape {tuple(t.shape)}")
-                kept.append((name, t, None, None, [torch.isnan(t).any()]))
+                kept.append((name, t, None, error, [*ranged, torch.isnan(t).any()]))
                 continue
             if t.dim() > 1:
                 raise EvidenceError(f"evidence for {name!r} must be a scalar or [N], got shape {tuple(t.shape)}")

@@ -40,11 +40,13 @@ import torch
 from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError
 from hybridpgm.graphs.contraction_steps import LogOfSum
+from hybridpgm.infer.bn_evidence_states import read_flags
 
 if TYPE_CHECKING:  # pragma: no cover
     from hybridpgm.graphs.bayes_net import BayesNet
 
-__all__ = ["Likelihood", "SoftEvidence", "ZeroSafeLog", "soft_likelihood", "soft_log_likelihood", "working_dtype"]
+__all__ = ["Likelihood", "PendingSoft", "SoftEvidence", "ZeroSafeLog", "judged_soft", "soft_checks", "soft_likelihood",
+           "soft_log_likelihood", "working_dtype"]
 
 _INTEGER = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
@@ -127,9 +129,35 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -
     :math:`w`; the queries add it back to :math:`\\log p(e_n)` (marginals are ratios within a row and do not see
     it).  ``lik`` is ``None`` for ``log=True`` (probability-space queries exponentiate ``log_lik``).
 
+    One host read (:func:`soft_checks`, then :func:`judged_soft`); a query validating several nodes reads all their
+    flags at once (:func:`~hybridpgm.infer.bn_evidence.parse_evidence`).
+
     :raises EvidenceError: for a name that is no node (a context input), a continuous node, values that are not
         real numbers, a wrong shape, NaN or :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods,
         or a row that is zero in every state.
+    """
+    pending, flags = soft_checks(bn, name, lik, dtype, device)
+    return judged_soft(pending, read_flags([flags])[0])
+
+
+class PendingSoft(NamedTuple):
+    """The soft evidence on one node, computed but not yet judged (:func:`soft_checks`)."""
+
+    name: str
+    #: the values in the working precision, ``[card]`` or ``[N, card]`` (for the messages)
+    values: torch.Tensor
+    log: bool
+    evidence: SoftEvidence
+
+
+def soft_checks(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -> tuple[PendingSoft, list[torch.Tensor]]:
+    """The device half of :func:`soft_likelihood`: ``(pending, flags)``, ``flags`` two 0-d bool tensors (some value
+    refused: NaN or :math:`+\\infty` log-likelihoods, negative or non-finite likelihoods; some row zero in every
+    state) for :func:`~hybridpgm.infer.bn_evidence_states.read_flags`, ``pending`` the scaled evidence
+    :func:`judged_soft` returns once they are read false.  Reads nothing.
+
+    :raises EvidenceError: at once, for what needs no read: a name that is no node (a context input), a continuous
+        node, values that are not real numbers, a wrong shape.
     """
     if name not in bn.cpds:  # a context input (or no name of the network): it takes values, not likelihoods
         kind = "a context input" if name in getattr(bn, "input_names", ()) else "not a node of the network"
@@ -156,23 +184,37 @@ def soft_likelihood(bn: "BayesNet", name: str, lik: Likelihood, dtype, device) -
                             f"got {tuple(t.shape)}")
     t = t.to(working_dtype(t.dtype, dtype))  # validated and scaled before any narrowing to the network's dtype
     if lik.log:
-        if torch.isnan(t).any() or (t == float("inf")).any():
-            raise EvidenceError(f"Likelihood for '{name}' holds NaN or +inf log-likelihoods")
+        refused = (torch.isnan(t) | (t == float("inf"))).any()
         log_lik, prob = t, None
     else:
-        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
-            raise EvidenceError(f"Likelihood for '{name}' must be finite and non-negative")
+        refused = ~torch.isfinite(t).all() | (t < 0).any()
         log_lik = ZeroSafeLog.apply(t) if t.requires_grad else t.log()
         # divided by its row maxima in the working precision, then narrowed: a float64 likelihood of 1e-45 keeps
-        # its digits in a float32 network (a subnormal maximum too; a zero row, refused below, divides by 1)
+        # its digits in a float32 network (a subnormal maximum too; a zero row, refused, divides by 1)
         m = t.detach().amax(-1, keepdim=True)
         prob = (t / torch.where(m > 0, m, torch.ones_like(m))).to(dtype)
     dead = ~torch.isfinite(log_lik).any(-1)
-    if bool(dead.any()):
-        raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
-                            f"{' in row(s) ' + str(dead.nonzero().flatten().tolist()[:10]) if t.dim() == 2 else ''}")
-    # the row maxima of the logarithms (finite: a row of -inf was refused), taken out before the cast: values
+    # the row maxima of the logarithms (finite once a row of -inf is refused), taken out before the cast: values
     # beyond the network dtype's range (1e39 or 1e-46 in float32) have logarithms well within it, and the
     # differences of the remaining ones from 0 keep the dtype's relative precision
     shift = log_lik.detach().amax(-1)
-    return SoftEvidence((log_lik - shift[..., None]).to(dtype), prob, shift)
+    evidence = SoftEvidence((log_lik - shift[..., None]).to(dtype), prob, shift)
+    return PendingSoft(name, t, lik.log, evidence), [refused, dead.any()]
+
+
+def judged_soft(pending: PendingSoft, values) -> SoftEvidence:
+    """The soft evidence of :func:`soft_checks`, once its two flags are read (``values``, as
+    :func:`~hybridpgm.infer.bn_evidence_states.read_flags` gives them).
+
+    :raises EvidenceError: naming the node: NaN or :math:`+\\infty` log-likelihoods, negative or non-finite
+        likelihoods, or a row that is zero in every state (the rows named: the message reads the values again).
+    """
+    name, t = pending.name, pending.values.detach()
+    if values[0]:
+        raise EvidenceError(f"Likelihood for '{name}' holds NaN or +inf log-likelihoods" if pending.log else
+                            f"Likelihood for '{name}' must be finite and non-negative")
+    if values[1]:
+        dead = ~torch.isfinite(t if pending.log else t.log()).any(-1)
+        raise EvidenceError(f"Likelihood for '{name}' is zero for every state"
+                            f"{' in row(s) ' + str(dead.nonzero().flatten().tolist()[:10]) if t.dim() == 2 else ''}")
+    return pending.evidence

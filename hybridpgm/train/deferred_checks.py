@@ -18,14 +18,18 @@ into a constant, the check is compiled into the traced function instead
 from __future__ import annotations
 
 import contextvars
-from typing import Callable
+import functools
+from typing import Callable, TypeVar
 
 import torch
 
 from hybridpgm.errors import DataError
 from hybridpgm.train.traced_checks import DATA_NOTE, MODEL_NOTE, assert_in_trace, describe_check
 
-__all__ = ["DeferredChecks", "check_or_defer", "deferring_checks", "reading_is_free"]
+__all__ = ["DeferredChecks", "check_or_defer", "checks_read_once", "deferring_checks", "read_checks_once",
+           "reading_is_free"]
+
+_F = TypeVar("_F", bound=Callable)
 
 _PENDING: contextvars.ContextVar["DeferredChecks | None"] = contextvars.ContextVar(
     "hybridpgm_deferred_checks", default=None)
@@ -80,6 +84,45 @@ class deferring_checks:
 
     def __exit__(self, *exc_info) -> None:
         _PENDING.reset(self.token)
+
+
+class checks_read_once:
+    """Read the checks :func:`check_or_defer` makes inside the block in one host read, at its end: a function that
+    checks several tensors (a network's data columns) pays one device synchronisation, not one per tensor.  Inside
+    an enclosing :func:`deferring_checks` (:func:`~hybridpgm.fit`'s step) the checks join that block's read
+    instead, and this one does nothing.
+
+    The first failed check raises its own error, in the order the checks were made; an exception raised inside
+    the block comes after the failed checks made before it (their flags are read then), as when each check read
+    its flag at once."""
+
+    __slots__ = ("pending", "token")
+
+    def __enter__(self) -> None:
+        self.pending = DeferredChecks() if _PENDING.get() is None else None
+        if self.pending is not None:
+            self.token = _PENDING.set(self.pending)
+
+    def __exit__(self, kind, *exc_info) -> None:
+        if self.pending is None:
+            return
+        _PENDING.reset(self.token)
+        flags = self.pending.flags
+        if flags and (kind is not None or not bool(self.pending.all_passed(flags[0].device))):
+            for ok, error in zip(flags, self.pending.errors):  # the error path: reads each flag
+                if not bool(ok):
+                    raise error() from None  # not "during the handling of" a later exception it comes before
+
+
+def read_checks_once(function: _F) -> _F:
+    """``function`` run inside a :class:`checks_read_once` block of its own at each call."""
+
+    @functools.wraps(function)
+    def read_once(*args, **kwargs):
+        with checks_read_once():
+            return function(*args, **kwargs)
+
+    return read_once  # type: ignore[return-value]
 
 
 def check_or_defer(ok: torch.Tensor, error: Callable[[], Exception], what: str | None = None,

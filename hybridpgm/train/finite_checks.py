@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from hybridpgm.errors import TrainingDivergedError
+from hybridpgm.train.chunked_finite import wide_sum
 
 if TYPE_CHECKING:
     from hybridpgm.train.player_step import Player
@@ -51,9 +52,14 @@ def _sums(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     when finite values overflow the float32 sum (magnitudes near ``3e38``); a
     caller that finds a non-finite sum settles the question with :func:`_all_finite`.
     Summing in float32 keeps half-precision sums from overflowing at ordinary
-    gradients and lets every sum share one read with the loss.
+    gradients (a float16 sum overflows at 65504: a float16 gradient of a million
+    entries of 0.1 would send every step to the exact scan) and lets every sum share
+    one read with the loss.  On a CPU a float16 or bfloat16 tensor is widened a chunk
+    at a time into one buffer (:func:`~hybridpgm.train.chunked_finite.wide_sum`), not
+    whole: ``t.sum(dtype=torch.float32)`` there makes a float32 copy of ``t``, twice
+    its memory.
     """
-    return [t.sum(dtype=torch.float32) for t in tensors if t.numel()]
+    return [wide_sum(t, torch.float32) for t in tensors if t.numel()]
 
 
 def check_finite_parameters(module: torch.nn.Module, players: Mapping[str, Player], step: int,

@@ -187,3 +187,20 @@ def test_check_binary_and_check_features_take_good_tensors_and_refuse_bad_ones()
         check_binary(torch.tensor([0.0, float("nan")]), "pixels")
     with pytest.raises(DataError, match=r"features has shape \(4,\), expected \(N, 4\)"):
         check_features(x[0], 4, "features")
+
+
+@pytest.mark.parametrize("source", [torch.uint8, torch.int32, torch.int64])
+def test_integer_data_cost_one_host_read(host_reads, source):
+    """Fails on the old code: the range of integer data was read as its minimum and its maximum, one by one (two
+    ``__int__``, on CUDA two synchronisations); now one flag, ``model_dtype_checks``' own."""
+    x = torch.tensor([[0, 1, 7], [1, 0, 100]]).to(source)
+    host_reads.clear()
+    y = as_model_dtype(x, torch.float32, "x")
+    assert len(host_reads) == 1, host_reads
+    assert y.dtype == torch.float32 and y.tolist() == x.tolist()
+    from hybridpgm.data.validation import model_dtype_checks  # new with the one flag
+
+    converted, outside, error = model_dtype_checks(torch.tensor([2 ** 24 + 1]), torch.float32, "x")
+    assert bool(outside) and converted.dtype == torch.float32
+    with pytest.raises(DataError, match=r"x has dtype torch.int64 with values in \[16777217, 16777217\]"):
+        raise error()

@@ -213,3 +213,36 @@ def test_a_frozen_potential_network_is_not_warned_of_at_every_call():
     assert [str(w.message) for w in caught if "not registered in the param store" in str(w.message)] == []
     assert sorted(store) == ["markov_net$$$potentials.a_f.bias", "markov_net$$$potentials.a_f.weight"]
     assert store["markov_net$$$potentials.a_f.weight"] is trained.weight and not frozen[0].weight.requires_grad
+
+
+class _NeuralTable(torch.nn.Module):
+    """A neural potential returning its learnable ``[2, 2]`` table."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(2, 2))
+
+    def forward(self):
+        return self.table
+
+
+@pytest.mark.parametrize("bad", ["stored", "neural"])
+def test_fit_names_the_factor_whose_table_is_nan_under_pyros_defaults(bad):
+    """Fails on the old code for a stored table: inside fit's step its check waits for the step's read, and Pyro's
+    validation of the factor's ``Unit`` raised first, ``ValueError: Expected parameter log_factor ... to satisfy
+    the constraint Real()``, naming no factor (a neural table, read at once before, is a guard: its check now
+    waits for that read too).  The factor sites no longer validate what the tables' check has checked."""
+    import hybridpgm
+    from hybridpgm import SVIObjective
+
+    mrf = MarkovNet({"a": 2, "b": 2, "c": 2}).add_factor("ab", ["a", "b"], _NeuralTable())
+    mrf.add_factor("bc", ["b", "c"], torch.nn.Parameter(torch.zeros(2, 2)))
+    with torch.no_grad():
+        (mrf.potentials["ab"].table if bad == "neural" else mrf.table_potentials.table("bc"))[1, 0] = math.nan
+    rows = torch.randint(0, 2, (16, 3), generator=torch.Generator().manual_seed(0))
+    objective = SVIObjective(lambda r: mrf.model({"a": r[:, 0], "b": r[:, 1], "c": r[:, 2]}), lambda r: None,
+                             module=mrf)
+    with warnings.catch_warnings(), pytest.raises(
+            ModelSpecError, match=f"factor '{'ab' if bad == 'neural' else 'bc'}' has non-finite log-potentials"):
+        warnings.simplefilter("ignore")  # Pyro's "Encountered NaN" warnings of the step before its read
+        hybridpgm.fit(objective, rows, batch_size=8, max_steps=2, seed=0, progress=False)

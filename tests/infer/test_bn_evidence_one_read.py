@@ -92,3 +92,51 @@ def test_a_continuous_nodes_checks_keep_their_place_in_the_order():
         bn.posterior("a", {"y": torch.tensor([0.5, 1.0], dtype=torch.float64), "b": bad_b})
     with pytest.raises(EvidenceError, match=r"value 7 out of range for 'b'"):
         bn.posterior("a", {"b": bad_b, "y": torch.tensor([0.5, 1.0], dtype=torch.float64)})
+
+
+def _gaussians(k: int = 6) -> BayesNet:
+    """``a`` and its continuous children ``y0..y{k-1}``, then a discrete child ``b``."""
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.5]))
+    for i in range(k):
+        bn.add(f"y{i}", cpd.LinearGaussian([0.0, 1.0 + i], None, 1.0, ["a"]))
+    return bn.add("b", cpd.Table([[0.3, 0.7], [0.6, 0.4]], ["a"]))
+
+
+def test_the_range_checks_of_integer_evidence_on_continuous_nodes_join_the_one_read(host_reads):
+    """Fails on the old code: integer evidence on a continuous node had its range (within +-2^24 for float32)
+    read per node, its minimum and its maximum one by one (4, 8 and 14 reads in all for 1, 3 and 6 nodes), on CUDA
+    one synchronisation each; now its flag joins the evidence's one read.  (torch's own argument checks of the
+    nodes' ``Normal``, made under validation, are switched off here: they are torch's, not the evidence's.)"""
+    torch.distributions.Distribution.set_default_validate_args(False)  # restored by tests/conftest.py
+    bn = _gaussians()
+    counts = []
+    for count in (1, 3, 6):
+        evidence = {"b": torch.tensor([0, 1, -1]), **{f"y{i}": torch.tensor([1, -2, 3]) for i in range(count)}}
+        bn.posterior("a", evidence)
+        host_reads.clear()
+        bn.posterior("a", evidence)
+        counts.append(len(host_reads))
+    assert counts[0] == counts[1] == counts[2], counts
+    floats = {"b": torch.tensor([0, 1, -1]), **{f"y{i}": torch.tensor([1.0, -2.0, 3.0]) for i in range(6)}}
+    ints = {"b": torch.tensor([0, 1, -1]), **{f"y{i}": torch.tensor([1, -2, 3]) for i in range(6)}}
+    torch.testing.assert_close(bn.posterior("a", ints), bn.posterior("a", floats), rtol=0, atol=0)
+
+
+def test_a_continuous_nodes_integer_range_keeps_its_place_in_the_order():
+    """A guard: integers outside float32's exact range on a continuous node are named (with their range) after an
+    earlier discrete node's error and before a later one's, before the node's own shape, and a context-free
+    network's integers within the range are converted exactly."""
+    bn = _gaussians(2)
+    big, bad_b = torch.tensor([1, 2 ** 24 + 1]), torch.tensor([0, 7])
+    message = (r"evidence for the continuous node 'y1' has dtype torch.int64 with values in \[1, 16777217\], "
+               r"outside the range of integers torch.float32")
+    with pytest.raises(DataError, match=message):
+        bn.posterior("a", {"y0": torch.tensor([1, 2]), "y1": big, "b": bad_b})
+    with pytest.raises(EvidenceError, match=r"value 7 out of range for 'b'"):
+        bn.posterior("a", {"b": bad_b, "y1": big})
+    with pytest.raises(DataError, match=message):
+        bn.posterior("a", {"y1": big[:, None]})
+    with pytest.raises(EvidenceError, match=r"continuous node 'y0' has missing \(NaN\) evidence"):
+        bn.posterior("a", {"y0": torch.tensor([0.5, math.nan]), "y1": big})
+    got = bn.posterior("a", {"y0": torch.tensor([2 ** 24, -(2 ** 24)])})
+    torch.testing.assert_close(got, bn.posterior("a", {"y0": torch.tensor([2.0 ** 24, -(2.0 ** 24)])}))

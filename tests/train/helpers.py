@@ -215,3 +215,17 @@ def rates_of_a_run(ckpt, lr: float, *, momentum: float = 0.0, **fit_options) -> 
     fit(LinearRegression(), regression_data(), batch_size=16, seed=0, checkpoint=ckpt, progress=False, optim=optim,
         callbacks=[Record()], **fit_options)
     return seen
+
+
+def cpu_allocations(fn) -> list[int]:
+    """The bytes of each CPU allocation of an aten operator while ``fn()`` runs (``torch.profiler`` with
+    ``profile_memory``: the allocations an operator makes inside, such as the whole-tensor ``aten::to`` of
+    ``t.sum(dtype=torch.float32)`` on a float16 ``t``, which no Python-level patch sees).  Each operator's event
+    counts its own and its children's allocations; the leaves ``aten::empty`` / ``aten::empty_strided`` are each
+    allocation once."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return [e.cpu_memory_usage for e in prof.events()
+            if e.name in ("aten::empty", "aten::empty_strided") and e.cpu_memory_usage > 0]

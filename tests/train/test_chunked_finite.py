@@ -16,6 +16,7 @@ from hybridpgm.energy import RBM
 from hybridpgm.errors import CheckpointError
 from hybridpgm.train import chunked_finite
 from hybridpgm.train.checkpoint import nonfinite_entries
+from tests.train.helpers import cpu_allocations
 
 
 @pytest.fixture
@@ -72,3 +73,20 @@ def test_load_refuses_a_nan_in_the_last_chunk_of_a_weight_with_the_same_message(
 def test_small_zero_d_empty_and_complex_tensors(t):
     assert chunked_finite.all_finite(t) == bool(torch.isfinite(t).all())
     assert chunked_finite.any_nan(t) == bool(torch.isnan(t).any())
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_a_half_precision_tensors_chunks_are_widened_into_one_buffer(monkeypatch, layout):
+    """Fails on the old code: each chunk of a float16 tensor was widened into a float32 temporary of its own (here
+    66 or 33 chunks of 64 entries), its 0-d sum kept in a list between them; on glibc the heap so fragmented kept
+    1 GiB resident after the sum of a 512 MiB tensor.  Now one buffer of a chunk serves every chunk, and the sums
+    are unchanged."""
+    monkeypatch.setattr(chunked_finite, "CHUNK", 64)
+    base = torch.arange(2 * 33 * 64, dtype=torch.float16).reshape(-1, 2) % 7
+    t = base if layout == "contiguous" else base[:, 1]
+    assert chunked_finite.finite_sums([t]) == [True]
+    chunks = [n for n in cpu_allocations(lambda: chunked_finite.finite_sums([t])) if n >= 4 * 64]
+    assert len(chunks) == 1, chunks
+    assert chunked_finite.wide_sum(t, torch.float32).item() == t.double().sum().item()
+    t[-1] = math.nan
+    assert chunked_finite.finite_sums([t]) == [False]
