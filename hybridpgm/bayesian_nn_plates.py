@@ -29,7 +29,7 @@ import torch
 from pyro.poutine.runtime import get_plates
 from torch import nn
 
-from hybridpgm.errors import ModelSpecError
+from hybridpgm.errors import HybridPGMError, ModelSpecError
 
 __all__ = ["apply_under_plates", "place_data_dim", "vectorized_plates"]
 
@@ -71,10 +71,13 @@ def _aligned(value: torch.Tensor, shape: tuple[int, ...], plates: tuple[int, ...
 
     Pyro aligns batch dims on the right.  ``Predictive(..., parallel=True)`` with posterior samples (what
     ``arviz.from_pyro`` runs) reshapes a draw of ``k`` dims to ``(S,) + (1,) * (max_plate_nesting - k) +
-    shape``, one 1 short per event dim (its convention, pyro-ppl/pyro#2123, is draws given with their plate
-    dims, ``(S, 1) + shape``; MCMC's ``get_samples`` gives ``(S,) + shape``), which puts ``S`` on the right of
-    the plates' dims: a batch shape that does not broadcast to :math:`E` on the right and does on the left is
-    read on the left."""
+    site shape``, one 1 short per event dim (its convention, pyro-ppl/pyro#2123, is draws given with their plate
+    dims, ``(S, 1) + shape``; MCMC's ``get_samples`` gives ``(S,) + site shape``), which puts ``S`` on the right
+    of the plates' dims.  ``S`` is the size of its plate, the outermost (dim ``-max_plate_nesting - 1``, the
+    first of :math:`E`), and the site's own batch dims (a caller's plates around the regressor) stay
+    right-aligned: a batch shape ``(S,) + b`` that does not broadcast to :math:`E` on the right is read as
+    ``(S,) + (1, ..., 1) + b``, ``S`` first and ``b`` on the right, where that broadcasts (the dims between them
+    are those of plates not around the regressor, of size 1 in :math:`E`)."""
     k = len(shape)
     batch = tuple(value.shape[:value.dim() - k]) if value.dim() >= k else None
     if batch is None or tuple(value.shape[value.dim() - k:]) != shape:
@@ -82,9 +85,9 @@ def _aligned(value: torch.Tensor, shape: tuple[int, ...], plates: tuple[int, ...
                              f"expected the plates' batch shape {plates} followed by the weight's {shape}")
     if len(batch) <= len(plates) and _broadcasts(batch, plates):
         return value.expand(plates + shape)
-    left = batch + (1,) * (len(plates) - len(batch))
-    if len(batch) < len(plates) and _broadcasts(left, plates):
-        return value.reshape(left + shape).expand(plates + shape)
+    first = batch[:1] + (1,) * (len(plates) - len(batch)) + batch[1:]  # Predictive's S first, b on the right
+    if len(batch) < len(plates) and _broadcasts(first, plates):
+        return value.reshape(first + shape).expand(plates + shape)
     names = ", ".join(f"{f.name!r} (dim {f.dim}, size {f.size})" for f in frames)
     raise ModelSpecError(f"BayesianRegressor: the network's weight {site!r} has batch shape {batch}, which does not "
                          f"broadcast to the batch shape {plates} of the vectorized plates {names}")
@@ -132,8 +135,10 @@ def apply_under_plates(net: nn.Module, x: torch.Tensor, frames: Sequence) -> tup
     :param frames: :func:`vectorized_plates`, not empty.
     :returns: ``(outputs, E)``: the outputs ``E x B x ...`` (``B x ...`` the network's output for one draw)
         and :math:`E`, the plates' batch shape.
-    :raises ModelSpecError: a weight's draw does not have the plates' batch shape, or a batch norm of ``net``
-        is in training mode."""
+    :raises ModelSpecError: a weight's draw does not have the plates' batch shape, a batch norm of ``net``
+        is in training mode, or ``net`` runs on one draw but :func:`torch.vmap` cannot batch its forward (an
+        in-place write of a weight-dependent value into a tensor it makes, a host read of one); an error of
+        ``net`` on one draw alone is raised as it is."""
     _refuse_batch_norm_updates(net, frames)
     plates = _plates_shape(frames)
     sites = _sites(net)
@@ -149,8 +154,33 @@ def apply_under_plates(net: nn.Module, x: torch.Tensor, frames: Sequence) -> tup
             return net(rows)
 
     # randomness="different": a dropout layer draws its own mask per weight draw, as the draws in turn do
-    out = torch.vmap(one, in_dims=(0, None), randomness="different")(draws, x)
+    try:
+        out = torch.vmap(one, in_dims=(0, None), randomness="different")(draws, x)
+    except RuntimeError as error:  # torch's refusal of a forward it cannot batch (an in-place write, .item())
+        if isinstance(error, HybridPGMError):
+            raise
+        alone = _error_alone(one, draws, x)
+        if alone is not None:  # the network fails on one draw too: that error, as the draws in turn give it
+            raise alone
+        names = [f.name for f in frames]
+        first = str(error).strip().split("\n")[0]
+        raise ModelSpecError(f"BayesianRegressor: the network runs on one weight draw but not under torch.vmap over "
+                             f"the draws of the vectorized plate(s) {names} (torch: {first}); write its forward "
+                             f"without in-place writes of weight-dependent values into tensors it makes and "
+                             f"without host reads (.item(), bool) of them, or run the draws in turn "
+                             f"(vectorize_particles=False, Predictive(..., parallel=False))") from error
     return out.reshape(plates + tuple(out.shape[1:])), plates
+
+
+def _error_alone(one, draws: list[torch.Tensor], x: torch.Tensor) -> Exception | None:
+    """The error of the network run on the first weight draw alone, ``None`` if it runs (an error path: tells a
+    forward ``vmap`` cannot batch from one that fails on any draw)."""
+    try:
+        with torch.no_grad():
+            one([d[0] for d in draws], x)
+    except Exception as error:
+        return error
+    return None
 
 
 def place_data_dim(out: torch.Tensor, plates_dims: int, data_dim: int) -> torch.Tensor:

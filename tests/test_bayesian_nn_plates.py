@@ -168,3 +168,75 @@ def test_batch_norm_in_training_mode_and_misshapen_draws_are_refused_by_name():
                                              r"batch shape \(4, 1\) followed by the weight's \(3, 2\)"):
         with pyro.plate("draws", 4, dim=-2):
             poutine.condition(model, {"net.0.weight": torch.randn(4, 1, 2, 3)})(x)
+
+
+@pytest.mark.parametrize("num_samples", [4, 3])  # 3: as many draws as groups, two plates of one size
+def test_parallel_predictive_under_a_plate_of_the_caller_at_dim_minus_one(num_samples):
+    """MCMC's draws of a regressor under a caller's plate at dim -1 are ``(S, G) + shape``; Pyro's parallel
+    Predictive passes them on so (no 1 between S and G): S is read first, the groups on the right.  Before, the
+    whole batch shape was read on the left, ``(S, G, 1)``, and refused."""
+    model = _regressor()
+    x, y = torch.randn(5, 2), torch.randn(5)
+    g = torch.Generator().manual_seed(2)
+    draws = {n: torch.randn((num_samples, 3) + s, generator=g) for n, s in SHAPES.items()}
+
+    def grouped(x, y=None):
+        with pyro.plate("groups", 3):
+            return model(x, y)
+
+    parallel = Predictive(grouped, posterior_samples=draws, return_sites=["_RETURN"], parallel=True)(x)["_RETURN"]
+    assert parallel.shape == (num_samples, 5, 3)
+    for s in range(num_samples):
+        for j in range(3):
+            alone = poutine.condition(model, {n: v[s, j] for n, v in draws.items()})(x)
+            torch.testing.assert_close(parallel[s, :, j], alone)
+    # the trace arviz.from_pyro reads: each (draw, row, group) the log-likelihood of that draw alone
+    trace = Predictive(grouped, posterior_samples=draws).get_vectorized_trace(x, y)
+    logs = trace.nodes["y"]["fn"].log_prob(trace.nodes["y"]["value"])
+    assert logs.shape == (num_samples, 5, 3)
+    _, alone = _one_at_a_time(model, {n: v[:, 1] for n, v in draws.items()}, x, y)
+    torch.testing.assert_close(logs[:, :, 1], alone)
+
+
+class _InPlaceOutput(nn.Module):
+    """Writes its output into a tensor it makes: runs on one draw, not under torch.vmap."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 1)
+        out += self.lin(x)
+        return out
+
+
+class _ReadsWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.lin(x) if float(self.lin.weight.abs().max()) < 1e6 else -self.lin(x)
+
+
+@pytest.mark.parametrize("net", [_InPlaceOutput, _ReadsWeight])
+def test_a_network_torch_vmap_cannot_batch_is_named_with_the_draws_in_turn(net):
+    """Before: torch's raw RuntimeError ("output with shape [5, 1] doesn't match the broadcast shape", ".item()")."""
+    torch.manual_seed(0)
+    model = BayesianRegressor(net(), num_data=5)
+    x = torch.randn(5, 2)
+    assert model(x).shape == (5,)  # one draw at a time it runs
+    with pytest.raises(ModelSpecError, match=r"not under torch\.vmap.*\['draws'\].*Predictive\(\.\.\., "
+                                             r"parallel=False\)"):
+        with pyro.plate("draws", 2, dim=-2):
+            model(x)
+    assert all("weight" not in layer.__dict__ for layer in model.net.modules())
+
+
+def test_an_error_of_the_network_on_one_draw_is_its_own():
+    model = _regressor()
+    with pytest.raises(RuntimeError, match="mat1 and mat2") as caught:
+        with pyro.plate("draws", 2, dim=-2):
+            model(torch.randn(5, 4))  # 4 features, the network takes 2: as the draws in turn fail
+    assert not isinstance(caught.value, ModelSpecError)

@@ -4,9 +4,10 @@ log-weights, with their effective sample size.
 The effective sample size :math:`(\\sum_m w_m)^2 / \\sum_m w_m^2` of the ``M`` final weights is a pass over every
 log-weight (two ``logsumexp``: 0.4 s for :math:`10^7` float64 chains on one CPU core).  :attr:`AISResult.ess`
 computes it once and keeps it while :attr:`~AISResult.log_weights` is the same tensor, unchanged (its version
-counter and data pointer, its storage held: :func:`~hybridpgm.tensor_tracking.held_storages`), so the ``repr`` a
-notebook shows on every display of the result costs that pass once, and its scalars are read from the device in
-one host read (:func:`~hybridpgm.summary_repr.numbers_text`).
+counter, data pointer, shape, strides and dtype, its storage held: :func:`~hybridpgm.tensor_tracking.held_storages`;
+a pickle or copy of the result keeps none of it), so the ``repr`` a notebook shows on every display of the result
+costs that pass once, and its scalars are read from the device in one host read
+(:func:`~hybridpgm.summary_repr.numbers_text`).
 """
 
 from __future__ import annotations
@@ -53,11 +54,20 @@ class AISResult(PortableResult):
         lw = self.log_weights
         if not isinstance(lw, torch.Tensor) or unversioned(lw):
             return _ess_of(lw)
-        key = (lw._version, lw.data_ptr())
+        # the shape, strides and dtype too: ``lw.data = lw.data[:k]`` keeps the version and the data pointer
+        key = (lw._version, lw.data_ptr(), lw.shape, lw.stride(), lw.dtype)
         kept = self.__dict__.get("_ess_kept")
         if kept is None or kept[0] is not lw or kept[1] != key:
             kept = self.__dict__["_ess_kept"] = (lw, key, _ess_of(lw).detach(), held_storages((lw,)))
         return kept[2]
+
+    def __getstate__(self) -> dict:
+        """The fields without the kept ESS: its key holds this process's addresses and the version counter of the
+        log-weights, which a pickled (or copied) tensor does not keep, so a copy could match it with other
+        values; a copy computes its own."""
+        state = dict(self.__dict__)
+        state.pop("_ess_kept", None)
+        return state
 
     def interval(self, num_stderr: float = 3.0) -> tuple[float, float]:
         """``log_z -/+ num_stderr * stderr``.

@@ -47,6 +47,7 @@ def first_row_where(mask: torch.Tensor) -> tuple[int, ...]:
     any), read on the host (an error path); ``()`` if none is true.
 
     :param mask: a bool tensor, wrapped by :mod:`torch.func` transforms or not."""
+    rows = all_rows(mask)  # unwrapped first: under nested transforms a wrapper's detach needs them enabled
     with torch._C._DisableFuncTorch():
-        hits = all_rows(mask).nonzero()
+        hits = rows.nonzero()
         return tuple(hits[0].tolist()) if hits.shape[0] else ()

@@ -66,3 +66,27 @@ def test_a_bad_init_in_one_row_is_named():
         torch.func.vmap(lambda u, q: mf(_graph(u), init=q).log_z)(UNARY, init)
     fine = torch.func.vmap(lambda u, q: mf(_graph(u), init=q).log_z)(UNARY, init.abs())
     torch.testing.assert_close(fine[:, 0], mf(_graph(UNARY[:, 0]), init=init.abs()[:, 0]).log_z)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-6])
+def test_a_row_with_no_finite_field_is_named_under_nested_transforms(tol):
+    """Before: torch's raw RuntimeError "accessing `data` under vmap transform is not allowed" (the rows were read
+    with torch.func disabled around a wrapper's detach) under a vmap of a vmap and a vmap of a jvp."""
+    fg = _chain_with_an_impossible_end()
+
+    def run(scale):
+        groups = [dataclasses.replace(g, log_potentials=g.log_potentials * scale) for g in fg.groups]
+        return MeanField(num_iters=12, tol=tol)(dataclasses.replace(fg, groups=groups)).log_z
+
+    with pytest.raises(ModelSpecError, match=r"update of variable 'z' \(model 0, row 1 of the vmap\)"):
+        torch.func.vmap(torch.func.vmap(run))(torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    with pytest.raises(ModelSpecError, match=r"update of variable 'z' \(model 0, row 1 of the vmap\)"):
+        torch.func.vmap(lambda s: torch.func.jvp(run, (s,), (torch.ones(()),)))(torch.tensor([0.0, 1.0]))
+
+
+def test_a_bad_init_is_named_under_a_vmap_of_a_vmap():
+    mf = MeanField(num_iters=5, tol=0.0)
+    init = torch.full((3, 1, 4, 2), 0.5, dtype=torch.float64)
+    init[2, 0, 1] = torch.tensor([-1.0, 3.0])
+    with pytest.raises(DataError, match=r"init for variable 'b' \(model 0, row 2 of the vmap\) holds \[-1.0, 3.0\]"):
+        torch.func.vmap(lambda q: torch.func.vmap(lambda u: mf(_graph(u), init=q).log_z)(UNARY))(init)
