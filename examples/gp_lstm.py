@@ -67,7 +67,7 @@ def prepare(args) -> dict:
     values = series.values
     train = values[:-args.num_test]
     loc, scale = train.mean(), train.std()
-    z = ((values - loc) / scale).float()
+    z = ((values - loc) / scale).to(torch.get_default_dtype())  # the dtype the GP-LSTM is built in
     x_train, y_train = make_windows(z[:-args.num_test], args.window)
     x_test, y_test = make_windows(z[-(args.num_test + args.window):], args.window)
     return {"series": series, "loc": float(loc), "scale": float(scale), "z": z, "x_train": x_train,

@@ -27,6 +27,10 @@ can take their addresses, so a matching pointer is the same storage (or memory a
 :func:`torch.frombuffer` or a second tensor ``set_`` on it makes, whose writes no counter of the tensor sees
 either).  That costs nothing per query; the memory of a replaced tensor is kept until the entry is rebuilt (at
 the next query of it) or dropped.
+
+A cache of values read from a tensor keys on more than its version and data pointer (:func:`value_key`):
+``t.data = t.t()`` on a square table puts a view of the *same* storage, at the same address and version, in
+place, whose values are the transpose -- the shape, strides and dtype say which values a data pointer stands for.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Iterable, Iterator
 import torch
 from torch.autograd import forward_ad
 
-__all__ = ["HeldStorages", "carries_tangent", "held_storages", "kept_by_a_cache", "unversioned"]
+__all__ = ["HeldStorages", "carries_tangent", "held_storages", "kept_by_a_cache", "unversioned", "value_key"]
 
 
 def unversioned(t: torch.Tensor) -> bool:
@@ -61,6 +65,18 @@ def carries_tangent(t: torch.Tensor) -> bool:
     # with no dual level open no tensor has a tangent (closing a level clears them): the lookup (a microsecond) is
     # skipped; a torch without the level counter looks every time
     return getattr(forward_ad, "_current_level", 0) >= 0 and forward_ad.unpack_dual(t).tangent is not None
+
+
+def value_key(t: torch.Tensor) -> tuple:
+    """What must not have changed for values read from ``t`` to hold: its version counter (in-place writes,
+    ``set_``), data pointer (``t.data = other``; the storage is then held by the entry: :func:`held_storages`),
+    shape, strides and dtype (``t.data = t.t()``, ``t.data = t.view(dtype)``: the same storage and address, other
+    values).  The storage offset is not needed: it is in the data pointer, and a held storage cannot be another
+    storage at that address.  Five attribute reads, about a microsecond.
+
+    :param t: a strided tensor with a version counter and storage (not :func:`unversioned`).
+    :returns: ``(version, data pointer, shape, strides, dtype)``, compared with ``==``."""
+    return t._version, t.data_ptr(), t.shape, t.stride(), t.dtype
 
 
 def held_storages(tensors: Iterable[torch.Tensor]) -> HeldStorages:

@@ -177,7 +177,7 @@ def gaps_by_package() -> dict[str, tuple[str, ...]]:
 
 def test_the_check_covers_the_public_api():
     names = {entry.where for entry in public_callables()}
-    assert {"hybridpgm.infer.nvil.NVIL", "hybridpgm.graphs.bayes_net.BayesNet.posterior",
+    assert {"hybridpgm.infer.nvil.NVIL", "hybridpgm.graphs.bn_queries.BayesNetQueries.posterior",
             "hybridpgm.nn.mlp"} <= names
     assert len(names) > 150
 

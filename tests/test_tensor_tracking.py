@@ -10,7 +10,7 @@ import torch
 from torch.autograd import forward_ad
 from torch.func import grad, jacfwd, jvp, vmap
 
-from hybridpgm.tensor_tracking import carries_tangent, held_storages, unversioned
+from hybridpgm.tensor_tracking import carries_tangent, held_storages, unversioned, value_key
 from tests.reused_blocks import Blocks
 
 X = torch.ones(3)
@@ -80,3 +80,29 @@ def test_a_pickle_of_held_storages_is_an_empty_plain_tuple_and_a_deep_copy_the_s
     data = pickle.dumps(held)
     assert b"HeldStorages" not in data and pickle.loads(data) == () and type(pickle.loads(data)) is tuple
     assert copy.deepcopy(held) is held and len(held) == 1
+
+
+@pytest.mark.parametrize("replace", [
+    lambda t: t.t(),  # a square table's transpose: same storage, address and version
+    lambda t: t.view(torch.int32),  # the same bits read as another dtype
+    lambda t: t.view(-1)[:2].view(1, 2),  # another shape at the same address
+    lambda t: t.as_strided((2, 2), (0, 1)),  # the first row twice
+], ids=["transpose", "dtype", "shape", "strides"])
+def test_value_key_tells_views_of_the_same_storage_at_the_same_address_and_version(replace):
+    """Found by an audit: caches keyed a tensor on its version and data pointer; ``t.data = t.t()`` keeps both."""
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    key = value_key(t)
+    t.data = replace(t.data)
+    assert t.data_ptr() == key[1] and t._version == key[0]
+    assert value_key(t) != key
+
+
+def test_value_key_counts_in_place_writes_and_set_():
+    t = torch.zeros(2)
+    key = value_key(t)
+    t.add_(1)
+    assert value_key(t) != key and value_key(t)[1:] == key[1:]
+    key = value_key(t)
+    t.set_(t.untyped_storage(), 0, (2,), (1,))  # the same storage, shape and strides set again: a version
+    assert value_key(t) != key and value_key(t)[1:] == key[1:]
+

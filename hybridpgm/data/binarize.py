@@ -22,7 +22,7 @@ from hybridpgm.data.validation import as_model_dtype, check_finite
 from hybridpgm.errors import DataError
 from hybridpgm.summary_repr import array_text
 
-__all__ = ["DynamicBinarized", "binarize_static"]
+__all__ = ["DrawnExamples", "DynamicBinarized", "binarize_static"]
 
 
 def _check_unit(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -57,14 +57,37 @@ def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
+class DrawnExamples(list):
+    """The examples of one batched read of a :class:`DynamicBinarized`, the ``list`` that torch's
+    :class:`~torch.utils.data.DataLoader` expects from ``__getitems__`` (each example as ``__getitem__`` gives
+    it: ``x_bin[i]`` or ``(x_bin[i], y[i])``), carrying the batch they were drawn as in :attr:`batch`.
+
+    torch's ``default_collate`` stacks the examples again (any ``num_workers``); hybridpgm's collation
+    (:func:`~hybridpgm.train.batches.collate_getitems`, :func:`~hybridpgm.data.data_loader`) takes
+    :attr:`batch` as it is.
+
+    :param batch: ``x_bin`` ``[B, ...]``, or the pair ``(x_bin [B, ...], y [B, ...])``.
+    """
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch):
+        if isinstance(batch, torch.Tensor):
+            super().__init__(batch.unbind(0))
+        else:
+            super().__init__(zip(batch[0].unbind(0), batch[1].unbind(0)))
+        #: the batch the examples were drawn as
+        self.batch = batch
+
+
 class DynamicBinarized(Dataset):
     """A dataset that draws ``x_bin ~ Bernoulli(x)`` at every read.
 
     Draws use the global torch RNG, so :func:`hybridpgm.fit` runs seeded by
-    ``seed`` (and resumed from a checkpoint) see the same draws.  Batched reads
-    (``__getitems__``) draw a whole batch at once and return it collated, not as
-    torch's list of examples (``getitems_returns_batch``, see
-    :func:`~hybridpgm.train.batches.getitems_returns_batch`).
+    ``seed`` (and resumed from a checkpoint) see the same draws.  A batch is drawn at once (:meth:`draw`, which
+    ``fit`` calls); ``__getitems__`` returns that batch's examples, torch's list of examples
+    (:class:`DrawnExamples`, carrying the batch), so a plain :class:`~torch.utils.data.DataLoader` (any
+    ``num_workers``) collates them as it collates ``__getitem__``'s.
 
     :param x: ``N x D`` grey levels in [0, 1]; NaN/inf or values outside
         [0, 1] raise :class:`~hybridpgm.errors.DataError`.
@@ -72,9 +95,6 @@ class DynamicBinarized(Dataset):
     :raises DataError: ``x`` is not a tensor with a leading example dimension, or ``y`` is not a
         tensor of ``N`` labels.
     """
-
-    #: ``__getitems__`` returns a collated batch (see :func:`~hybridpgm.train.batches.getitems_returns_batch`)
-    getitems_returns_batch = True
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None):
         x = _check_unit(x, "DynamicBinarized input")
@@ -98,7 +118,16 @@ class DynamicBinarized(Dataset):
         sample = torch.bernoulli(self.x[index])
         return sample if self.y is None else (sample, self.y[index])
 
-    def __getitems__(self, indices):
+    def draw(self, indices):
+        """The examples ``indices`` drawn at once, as one batch: ``x_bin [B, ...]``, or ``(x_bin, y[indices])``.
+
+        :param indices: a sequence of ``B`` example indices, or a 1-d integer tensor of them.
+        """
         index = torch.as_tensor(indices, dtype=torch.long, device=self.x.device)  # not torch's default device
         sample = torch.bernoulli(self.x[index])
         return sample if self.y is None else (sample, self.y[index])
+
+    def __getitems__(self, indices) -> DrawnExamples:
+        """The examples ``indices`` as torch's list of examples, drawn at once (:meth:`draw`, kept in
+        :attr:`DrawnExamples.batch`)."""
+        return DrawnExamples(self.draw(indices))

@@ -43,10 +43,11 @@ def random_hmm(num_labels: int, num_symbols: int, *,
         raise DataError(f"an HMM tagging task needs integer numbers >= 2 of labels and symbols, got {num_labels!r} "
                         f"and {num_symbols!r}")
     generator = generator_or_none(generator, "random_hmm generator")
-    log_a = torch.log_softmax(torch.randn(num_labels, num_labels, generator=generator)
-                              + 2.0 * torch.eye(num_labels), -1)
-    log_b = torch.log_softmax(2.0 * torch.randn(num_labels, num_symbols, generator=generator), -1)
-    log_pi = torch.full((num_labels,), -math.log(num_labels))
+    with torch.device("cpu"):  # host tables, drawn from a CPU generator, whatever torch's default device
+        log_a = torch.log_softmax(torch.randn(num_labels, num_labels, generator=generator)
+                                  + 2.0 * torch.eye(num_labels), -1)
+        log_b = torch.log_softmax(2.0 * torch.randn(num_labels, num_symbols, generator=generator), -1)
+        log_pi = torch.full((num_labels,), -math.log(num_labels))
     return log_pi, log_a, log_b
 
 
@@ -122,16 +123,17 @@ def sample_hmm(hmm: tuple[torch.Tensor, ...], num_seqs: int, min_len: int, max_l
         raise DataError(f"sequence lengths need integers 1 <= min_len <= max_len, got {min_len!r} and {max_len!r}")
     log_pi, log_a, log_b = _check_hmm(hmm, "sample_hmm")
     generator = generator_or_none(generator, "sample_hmm generator")
-    lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
-    y = torch.zeros(num_seqs, max_len, dtype=torch.long)
-    x = torch.zeros(num_seqs, max_len, dtype=torch.long)
-    state = torch.multinomial(log_pi.exp().expand(num_seqs, -1), 1, generator=generator).squeeze(-1)
-    for t in range(max_len):
-        if t > 0:
-            state = torch.multinomial(log_a.exp()[state], 1, generator=generator).squeeze(-1)
-        y[:, t] = state
-        x[:, t] = torch.multinomial(log_b.exp()[state], 1, generator=generator).squeeze(-1)
-    mask = torch.arange(max_len) < lengths[:, None]
+    with torch.device("cpu"):  # host data, drawn from a CPU generator, whatever torch's default device
+        lengths = torch.randint(min_len, max_len + 1, (num_seqs,), generator=generator)
+        y = torch.zeros(num_seqs, max_len, dtype=torch.long)
+        x = torch.zeros(num_seqs, max_len, dtype=torch.long)
+        state = torch.multinomial(log_pi.exp().expand(num_seqs, -1), 1, generator=generator).squeeze(-1)
+        for t in range(max_len):
+            if t > 0:
+                state = torch.multinomial(log_a.exp()[state], 1, generator=generator).squeeze(-1)
+            y[:, t] = state
+            x[:, t] = torch.multinomial(log_b.exp()[state], 1, generator=generator).squeeze(-1)
+        mask = torch.arange(max_len) < lengths[:, None]
     return x * mask, y * mask, lengths
 
 

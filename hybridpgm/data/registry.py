@@ -40,7 +40,8 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
     :param int seed: seeds the static binarization (an integer).
     :returns: the splits as CPU tensors, whatever torch's default device (:func:`torch.set_default_device`):
         a data set is host data, which :func:`hybridpgm.fit` moves to its device batch by batch (on a ``"meta"``
-        default device it would hold no values at all).
+        default device it would hold no values at all).  The images ``x`` are float32, or float64 under a float64
+        default dtype (:func:`image_dtype`: the float32 values widened exactly); the labels ``y`` int64.
     :raises DataError: unknown name (the message lists the known ones), an unknown ``binarize``, or
         the files are missing (a :class:`~hybridpgm.errors.DataNotFoundError`, also a
         :class:`FileNotFoundError`; the message says where it looked and how to get them).
@@ -66,7 +67,19 @@ def load_dataset(name: str = "digits", *, binarize: str | None = None, root: str
                 train = Split(binarize_static(train.x, seed), train.y)
             valid = Split(binarize_static(valid.x, seed + 1), valid.y)
             test = Split(binarize_static(test.x, seed + 2), test.y)
+    dtype = image_dtype()
+    train, valid, test = (Split(split.x.to(dtype), split.y) for split in (train, valid, test))  # no copy: float32
     return ImageDataset(name, DATASETS[name][0], train, valid, test, binarize)
+
+
+def image_dtype() -> torch.dtype:
+    """The dtype of :func:`load_dataset`'s images: the wider of float32 and torch's default dtype (float64 under
+    ``torch.set_default_dtype(torch.float64)``, float32 under the default or a 16-bit default).
+
+    The images are read and binarized in float32 and then widened, which is exact: the same values and the same
+    seeded binarization under every default, in the dtype the models built under that default compute in.  A
+    16-bit default keeps float32 (Fashion-MNIST's grey levels ``k / 255`` would round)."""
+    return torch.promote_types(torch.float32, torch.get_default_dtype())
 
 
 @keyword_only_soon("labels")

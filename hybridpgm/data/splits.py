@@ -15,7 +15,7 @@ __all__ = ["ImageDataset", "Split"]
 class Split:
     """One split of an :class:`ImageDataset`.
 
-    :param x: the images, ``N x D`` float32 (flattened).
+    :param x: the images, ``N x D`` (flattened), float32 or float64 (:func:`~hybridpgm.data.registry.image_dtype`).
     :param y: the labels, ``N`` int64.
     """
 

@@ -81,7 +81,7 @@ def load_series(name: str) -> TimeSeries:
         frame = datasets.elnino.load_pandas().data
         months = frame.drop(columns="YEAR").to_numpy()
         values = months.reshape(-1)
-        times = (frame["YEAR"].to_numpy()[:, None] + (torch.arange(12).numpy()[None, :] / 12)).reshape(-1)
+        times = (frame["YEAR"].to_numpy()[:, None] + (numpy.arange(12)[None, :] / 12)).reshape(-1)
         freq = "monthly"
     else:  # co2: weekly with gaps -> monthly means
         weekly = datasets.co2.load_pandas().data["co2"]
@@ -165,8 +165,9 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
         the series; default 0).
     :param seed: seeds the noise (default 0).
     :param dtype: the floating dtype of the result (default ``torch.float64``).
-    :returns: a tensor of shape ``length`` and dtype ``dtype``, computed in float64 and rounded once to
-        ``dtype`` (so a 16-bit series is the float64 one rounded, not a 16-bit computation).
+    :returns: a CPU tensor (whatever torch's default device) of shape ``length`` and dtype ``dtype``, computed
+        in float64 and rounded once to ``dtype`` (so a 16-bit series is the float64 one rounded, not a 16-bit
+        computation).
     :raises DataError: ``length`` is not a positive integer (``bool`` and floats refused), ``period`` is
         not a finite number > 0, ``noise`` not a finite number >= 0, ``trend`` not finite, or ``dtype`` not one
         of the floating dtypes ``torch.float16``, ``torch.bfloat16``, ``torch.float32``, ``torch.float64``.
@@ -184,8 +185,8 @@ def synthetic_series(length: int, *, period: float = 11.0, noise: float = 0.1, t
     g = torch.Generator().manual_seed(seed)
     # computed in float64 and rounded once at the end: a 16-bit time index repeats (bfloat16 counts 256, 256,
     # 258, ...) and 16-bit sines lose the signal; the noise is drawn as before in float32/float64
-    t = torch.arange(length, dtype=torch.float64)
+    t = torch.arange(length, dtype=torch.float64, device="cpu")  # host data, whatever torch's default device
     clean = torch.sin(2 * math.pi * t / period) * (1 + 0.3 * torch.sin(2 * math.pi * t / (7 * period)))
     draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    eps = torch.randn(length, generator=g, dtype=draw_dtype).to(torch.float64)
+    eps = torch.randn(length, generator=g, dtype=draw_dtype, device="cpu").to(torch.float64)
     return (clean + trend * t / length + noise * eps).to(dtype)

@@ -38,6 +38,7 @@ from torch import nn
 
 from hybridpgm.checks import torch_readable
 from hybridpgm.data.toy import ring_centers
+from hybridpgm.data.validation import as_model_dtype
 from hybridpgm.errors import DataError
 from hybridpgm.infer.particle_probe import keeping_module_state, probed_modules
 from hybridpgm.module_modes import keeping_modes
@@ -143,20 +144,26 @@ def inception_score(classifier: Callable[[torch.Tensor], torch.Tensor], samples:
         is: put that network in ``eval()`` yourself.
     :param samples: ``N x D`` samples to score: a tensor, or an array-like (a NumPy array) read as
         :func:`ring_coverage` reads them and, when floating, in the dtype of the classifier's weights (NumPy's
-        default float64 for a float32 network).
+        default float64 for a float32 network).  A floating tensor of another dtype than the classifier's weights
+        follows the data rule (:func:`~hybridpgm.data.validation.as_model_dtype`): widened where that is exact
+        (float32 samples, float64 network), else refused (float64 samples, float32 network).
     :param int batch_size: samples per call of ``classifier`` (bounds the memory, not the score).
     :returns: the score; a class the classifier rules out for a sample (logit :math:`-\\infty`) adds
         :math:`0 \\log 0 = 0` to that sample's divergence.
     :raises DataError: for no samples (the score of none is undefined), samples that are not numbers, a
         classifier that does not return one tensor of logits ``batch x C`` per chunk (naming the shape; one
-        example without its batch dimension is named as such), or logits of one class (``C = 1``: the softmax
-        of one class is 1 and the score would be 1 whatever the samples).
+        example without its batch dimension is named as such), logits of one class (``C = 1``: the softmax
+        of one class is 1 and the score would be 1 whatever the samples), or floating samples finer than the
+        classifier's weights (naming both dtypes).
     """
     given_as_tensor = isinstance(samples, torch.Tensor)
     samples = _as_tensor(samples, "inception_score samples")
     weights = next((p for p in getattr(classifier, "parameters", lambda: ())() if p.is_floating_point()), None)
-    if not given_as_tensor and weights is not None and samples.is_floating_point():  # NumPy's float64 by default
-        samples = samples.to(weights.dtype)  # an array is read in the classifier's dtype (a tensor as it is)
+    if weights is not None and samples.is_floating_point():
+        if given_as_tensor:  # the data rule: widened where exact, else a DataError naming both dtypes
+            samples = as_model_dtype(samples, weights.dtype, "inception_score samples")
+        else:  # NumPy's float64 by default: an array is read in the classifier's dtype
+            samples = samples.to(weights.dtype)
     if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError(f"inception_score needs at least one sample, got shape {tuple(samples.shape)}")
     with _evaluating(classifier):

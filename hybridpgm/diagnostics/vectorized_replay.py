@@ -122,12 +122,12 @@ def checked_rows(draws: dict[str, torch.Tensor], num_draws: int) -> list[int]:
         low, high = flat.masked_fill(nan, float("inf")).amin(dim=1), flat.masked_fill(nan, -float("inf")).amax(dim=1)
         rows.update(dict.fromkeys([int(low.argmin()), int(high.argmax())]))
     rows = list(rows)[:MAX_CHECKED]
-    others = torch.ones(num_draws, dtype=torch.bool)
+    others = torch.ones(num_draws, dtype=torch.bool, device="cpu")  # host rows, whatever torch's default device
     others[rows] = False
     left = others.nonzero().flatten()
     take = min(RANDOM_ROWS, MAX_CHECKED - len(rows), len(left))
     if take > 0:
-        picked = torch.randperm(len(left), generator=torch.Generator().manual_seed(CHECK_SEED))[:take]
+        picked = torch.randperm(len(left), generator=torch.Generator().manual_seed(CHECK_SEED), device="cpu")[:take]
         rows += [int(r) for r in left[picked]]
     return rows
 

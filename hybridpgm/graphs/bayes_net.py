@@ -13,7 +13,8 @@ learn the CPDs from incomplete data (the same fixed points as EM [2]).  Exact
 queries (:meth:`posterior`, :meth:`log_evidence`, :meth:`map`) are batched tensor
 contractions (:mod:`hybridpgm.infer.exact`).  How data is read (columns, missing
 entries, context inputs) is the mixin :class:`~hybridpgm.graphs.bn_data.BayesNetData`, the Pyro model and
-guide the mixin :class:`~hybridpgm.graphs.bn_model.BayesNetModel`.
+guide the mixin :class:`~hybridpgm.graphs.bn_model.BayesNetModel`, the exact queries and their caches the mixin
+:class:`~hybridpgm.graphs.bn_queries.BayesNetQueries`.
 
 >>> import torch
 >>> from hybridpgm.graphs import BayesNet, cpd
@@ -35,7 +36,6 @@ Incomplete Data via the EM Algorithm*, 1977.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping, Sequence
 
 import torch
@@ -44,20 +44,21 @@ from torch import nn
 
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.checks import close_match, module_name, shown_items
+from hybridpgm.graphs.bayes_net_repr import bayes_net_text
 from hybridpgm.graphs.bn_cpds import CPDDict, assign_all, check_node_name, checked_state_names, link, put
 from hybridpgm.graphs.bn_data import BayesNetData
 from hybridpgm.graphs.bn_graph import DagIndex, topological_order
 from hybridpgm.graphs.bn_model import BayesNetModel
+from hybridpgm.graphs.bn_queries import BayesNetQueries
 from hybridpgm.graphs.contraction import PlanCache
 from hybridpgm.graphs.cpd_base import CPD
-from hybridpgm.interrupt_scope import restored_on_error
 from hybridpgm.module_registration import frozen_aware_module
 from hybridpgm.serialization_structure import record_declared
 
 __all__ = ["BayesNet"]
 
 
-class BayesNet(BayesNetModel, BayesNetData, PyroModule):
+class BayesNet(BayesNetQueries, BayesNetModel, BayesNetData, PyroModule):
     """A directed graphical model: named nodes, each with a CPD over its parents.
 
     :param cpds: optional mapping node name -> :class:`~hybridpgm.graphs.cpd_base.CPD`,
@@ -280,92 +281,7 @@ class BayesNet(BayesNetModel, BayesNetData, PyroModule):
         return names
 
     def __repr__(self) -> str:
-        return f"BayesNet(nodes={self.nodes})"
-
-    # ------------------------------------------------------------------ exact queries
-    def posterior(self, query=None, evidence=None, *, joint: bool = False):
-        """Posterior marginals; see :func:`hybridpgm.infer.exact.posterior`.
-
-        :param query: a node name, a list of names, or ``None`` for every unobserved discrete node.
-        :param evidence: a dict node -> value(s) (see :func:`~hybridpgm.infer.bn_evidence.parse_evidence`), or
-            ``None``; for an ``[N, len(nodes)]`` data tensor pass :meth:`columns` of it.
-        :param bool joint: return the joint ``[N, card_1, ..., card_k]`` over the query variables (in the given
-            order) instead of the marginals.
-        :returns: ``[N, card]`` for one name, else a dict name -> ``[N, card]`` (without ``N`` when no evidence
-            value has a row dim); with ``joint``, one tensor ``[N, card_1, ..., card_k]``.
-        :raises EvidenceError: evidence that is not a mapping (naming its type and shape), or one the query
-            refuses.
-        :raises DataError: a continuous value of a floating dtype the network's would round.
-        """
-        from hybridpgm.infer.exact import posterior
-
-        with self._query():
-            return posterior(self.check(), query, evidence, joint=joint)
-
-    def log_evidence(self, evidence=None) -> torch.Tensor:
-        """:math:`\\log p(e)` per row; see :func:`hybridpgm.infer.exact.log_evidence` (the errors: as for
-        :meth:`posterior`).
-
-        :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`."""
-        from hybridpgm.infer.exact import log_evidence
-
-        with self._query():
-            return log_evidence(self.check(), evidence)
-
-    def compile_evidence(self, nodes, *, max_bytes: int | None = None, layout: str = "auto"):
-        """Precompute the answers to every hard-evidence query over ``nodes``; see
-        :class:`hybridpgm.infer.EvidenceTable` (a snapshot of the CPDs, answered by a gather per row).
-
-        :param nodes: the evidence nodes (a name or a list of names).
-        :param int max_bytes: refuse a table larger than this (``None``, the default:
-            :data:`~hybridpgm.infer.evidence_table.DEFAULT_MAX_BYTES`).
-        :param str layout: ``"subsets"``, ``"compact"`` or ``"auto"`` (default), as for the table.
-        :returns: the :class:`~hybridpgm.infer.EvidenceTable`."""
-        from hybridpgm.infer.evidence_snapshot import _snapshot, rebased
-        from hybridpgm.infer.evidence_table import DEFAULT_MAX_BYTES, EvidenceTable
-
-        with self._query():
-            table = EvidenceTable(self.check(), nodes, layout=layout,
-                                  max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
-        if self._query_restores():  # the restored buffers have new in-place versions: the table's network is this
-            table._built_from = rebased(table._built_from, _snapshot(self))
-        return table
-
-    def map(self, evidence=None, *, return_log_prob: bool = False):
-        """Most probable explanation; see :func:`hybridpgm.infer.exact.map_assignment` (the errors: as for
-        :meth:`posterior`).
-
-        :param evidence: a dict node -> value(s), or ``None``, as for :meth:`posterior`.
-        :param bool return_log_prob: also return the ``[N]`` maxima :math:`\\max_x \\log p(x, e_n)`.
-        :returns: dict node -> ``[N]`` state indices (and the maxima with ``return_log_prob``)."""
-        from hybridpgm.infer.exact import map_assignment
-
-        with self._query():
-            return map_assignment(self.check(), evidence, return_log_prob=return_log_prob)
-
-    @contextlib.contextmanager
-    def _query(self):
-        """The context of a query (:meth:`posterior`, :meth:`log_evidence`, :meth:`map`, :meth:`sample`,
-        :meth:`compile_evidence`): the CPDs' networks run in the mode they are in (in training mode a batch norm
-        normalises with the batch's statistics), but their buffers (its running statistics) are left as they were
-        (:func:`~hybridpgm.infer.particle_probe.keeping_module_state`).  The training losses (:meth:`model`,
-        :meth:`log_prob`) update them as any forward pass does.  The query functions of
-        :mod:`hybridpgm.infer.exact` and :class:`~hybridpgm.infer.Gibbs` on :meth:`model` enter it too; nested in
-        another query of this network it does nothing (the outermost one copies and restores the buffers once:
-        :func:`~hybridpgm.infer.particle_probe.keeping_module_state_once`)."""
-        nets = self._query_restores()
-        with restored_on_error():  # an interrupted query leaves no grad mode or autocast nesting behind
-            if not nets:
-                yield
-                return
-            from hybridpgm.infer.particle_probe import keeping_module_state_once
-
-            with keeping_module_state_once(self, *nets):
-                yield
-
-    def _query_restores(self) -> list:
-        """The CPDs whose buffers a query restores: those holding a network (a module of their own)."""
-        return [c for c in self._cpd_map.values() if next(c.children(), None) is not None]
+        return bayes_net_text(self)  # all nodes of a small network, a summary of a large one
 
     # ------------------------------------------------------------------ pgmpy interop
     @classmethod

@@ -28,8 +28,8 @@ N. Goodman, *Tensor Variable Elimination for Plated Factor Graphs*, 2019.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import random
 import string
 from collections import Counter, OrderedDict
 from typing import Callable, Hashable, Sequence
@@ -39,6 +39,7 @@ import torch
 
 from hybridpgm.graphs.absorption import absorbed_groups, slot_layout
 from hybridpgm.graphs.contraction_steps import log_einsum, max_sum, pair_plan, pair_product, shift_plan
+from hybridpgm.graphs.path_search import RandomGreedySearch
 from hybridpgm.graphs.reverse_pass import Workspace
 
 __all__ = ["AbsorbingPlan", "ContractionPlan", "PlanCache"]
@@ -52,10 +53,13 @@ class ContractionPlan:
     :param operand_dims: for each operand, the tuple of its dim names.
     :param output_dims: dim names of the result, in order.
     :param dict sizes: size of every dim.
-    :param optimize: an ``opt_einsum`` path optimizer (``"greedy"``,
-        ``opt_einsum.RandomGreedy(...)``, ...); ``"auto"`` uses opt_einsum's choice for up
-        to 12 operands and a 128-trial random-greedy search above that (Python's ``random`` state is
-        restored afterwards).  The search gives the same plan in every process (:func:`_search_path`).
+    :param optimize: a path optimizer: an ``opt_einsum`` name (``"greedy"``, ...), an optimizer object with
+        opt_einsum's signature (:class:`~hybridpgm.graphs.path_search.RandomGreedySearch`, ...); ``"auto"`` uses
+        opt_einsum's choice for up to 12 operands and a 128-trial random-greedy search above that
+        (:class:`~hybridpgm.graphs.path_search.RandomGreedySearch`: private random streams, Python's global
+        ``random`` is neither read nor moved).  The search gives the same plan in every process and thread
+        (:func:`_search_path`).  An optimizer object of the caller's runs as it is: ``opt_einsum.RandomGreedy``
+        reseeds and draws from Python's global ``random``.
     """
 
     def __init__(self, operand_dims: Sequence[tuple[Hashable, ...]], output_dims: tuple[Hashable, ...],
@@ -72,7 +76,7 @@ class ContractionPlan:
             if optimize == "auto" and len(operand_dims) > 12:
                 # worth a search: the plan is cached and replayed.  A fixed number of trials (no time limit)
                 # gives the same plan on a loaded machine as on a quiet one.
-                optimize = opt_einsum.RandomGreedy(max_repeats=128)
+                optimize = RandomGreedySearch(trials=128)
             path = _search_path(operand_dims, output_dims, names, sizes, optimize)
             walk = _path_steps(operand_dims, output_dims, path, sizes)
         # steps: (positions popped in order, input dim tuples, output dims, local einsum equation)
@@ -136,8 +140,9 @@ def _search_path(operand_dims, output_dims, names: list, sizes: dict, optimize) 
     The optimizers walk sets of labels, and a set of strings iterates in an order that follows the
     process's hash seed (``PYTHONHASHSEED``), so string labels break ties differently in every process:
     another plan, another speed, other rounding.  Integers hash to themselves, so the search, and the
-    plan, are the same in every process.  Python's ``random`` state, which opt_einsum's random-greedy
-    trials reseed, is restored afterwards.
+    plan, are the same in every process.  The ``"auto"`` search draws from private streams only
+    (:class:`~hybridpgm.graphs.path_search.RandomGreedySearch`), so threads searching at once find the plans
+    each finds alone, and leave Python's global ``random`` as it was.
     """
     label = {d: i for i, d in enumerate(names)}
     inputs = [frozenset(label[d] for d in dims) for dims in operand_dims]
@@ -146,11 +151,7 @@ def _search_path(operand_dims, output_dims, names: list, sizes: dict, optimize) 
     if len(inputs) <= 2:
         return [tuple(range(len(inputs)))]
     search = optimize if callable(optimize) else opt_einsum.paths.get_path_fn(optimize)
-    state = random.getstate()
-    try:
-        return list(search(inputs, output, size_dict, None))
-    finally:
-        random.setstate(state)
+    return list(search(inputs, output, size_dict, None))
 
 
 def _path_steps(operand_dims, output_dims, path, sizes: dict):
@@ -316,7 +317,8 @@ class PlanCache:
         plan = self._plans.get(key)
         if plan is not None:
             self.hits += 1
-            self._plans.move_to_end(key)
+            with contextlib.suppress(KeyError):  # evicted by another thread since the read: the plan still holds
+                self._plans.move_to_end(key)
             return plan
         self.misses += 1
         sizes = sizes() if callable(sizes) else sizes

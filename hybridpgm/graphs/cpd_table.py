@@ -21,7 +21,7 @@ from hybridpgm.global_state_lock import holding_global_state
 from hybridpgm.graphs.cpd_base import CPD, _set_plain
 from hybridpgm.graphs.cpd_table_checks import built_outside_vmap, screened, table_problem, table_shape
 from hybridpgm.serialization import serializable
-from hybridpgm.tensor_tracking import held_storages, unversioned
+from hybridpgm.tensor_tracking import held_storages, unversioned, value_key
 
 __all__ = ["Table"]
 
@@ -121,8 +121,8 @@ class Table(CPD):
                    # the memos below hold the tensors they were read from (compared by identity: a freed mask's
                    # address may be reused by its replacement, at the same version) and their storages then (the
                    # pointers' addresses: a `.data =` replacement cannot land there while they are held)
-                   _zeros=None,  # (support, (version, data pointer) of it, whether it has a zero, its storage)
-                   _below=None,  # ((prior, support), (versions, data pointers), why alpha < 1 or None, storages)
+                   _zeros=None,  # (support, value_key of it, whether it has a zero, its storage)
+                   _below=None,  # ((prior, support), their value_keys, why alpha < 1 or None, storages)
                    _shape=tuple(probs.shape))
         self.register_buffer("support", support)
         if learnable:
@@ -173,13 +173,15 @@ class Table(CPD):
     def _prior_below_one(self) -> str | None:
         """Why the prior has no MAP (an alpha < 1 on a state of the support), else ``None``.  Read from the
         device once per change of ``prior`` or ``support`` (construction, a load, a copy, a move), not on every
-        call of :meth:`log_prior`.  Keyed on the tensors, their versions and data pointers, holding their storages
-        (:func:`~hybridpgm.tensor_tracking.held_storages`: a ``.data =`` replacement cannot take a held address)."""
+        call of :meth:`log_prior`.  Keyed on the tensors and their :func:`~hybridpgm.tensor_tracking.value_key`
+        (versions, data pointers, shapes, strides: ``prior.data = prior.t()`` is another prior at the same address
+        and version), holding their storages (:func:`~hybridpgm.tensor_tracking.held_storages`: a ``.data =``
+        replacement cannot take a held address)."""
         prior, support = self.prior, self.support
         if unversioned(prior) or unversioned(support):  # no version counter or storage: read each time
             key = None
         else:
-            key = (prior._version, prior.data_ptr(), support._version, support.data_ptr())
+            key = (value_key(prior), value_key(support))
         held = self._below
         if key is None or held is None or held[0][0] is not prior or held[0][1] is not support or held[1] != key:
             below = prior.expand(support.shape)[support]  # a structural zero's alpha is left out of its row
@@ -193,6 +195,15 @@ class Table(CPD):
                 return problem
             self._below = ((prior, support), key, problem, held_storages((prior, support)))
         return self._below[2]
+
+    def _apply(self, fn, recurse=True):
+        """:meth:`torch.nn.Module._apply` (``to``, ``cuda``, ``double``, ``share_memory`` ...), then the memos
+        dropped: they hold the tensors and storages they were read from, which a move replaces, so the old memory
+        would stay until the next read of the memo (a move's ``.data =`` keeps the version counters; the keys would
+        tell the new tensors anyway)."""
+        super()._apply(fn, recurse)
+        _set_plain(self, _zeros=None, _below=None)
+        return self
 
     def __setstate__(self, state: dict) -> None:
         """A copy or an unpickled table reads its memos afresh: their keys name the original's data pointers, which
@@ -288,12 +299,13 @@ class Table(CPD):
 
     def _has_zero(self) -> bool:
         """Whether ``support`` has a structural zero; read from the device once per change of the mask (a load,
-        a copy, a move, a new mask assigned, ``support.data = mask``), not on every call: keyed on the mask, its
-        version and data pointer, holding its storage (:func:`~hybridpgm.tensor_tracking.held_storages`)."""
+        a copy, a move, a new mask assigned, ``support.data = mask``), not on every call: keyed on the mask and its
+        :func:`~hybridpgm.tensor_tracking.value_key`, holding its storage
+        (:func:`~hybridpgm.tensor_tracking.held_storages`)."""
         support = self.support
         if unversioned(support):  # no version counter or storage (a torch.func tensor): read the mask each time
             return not bool(support.all())
-        key = (support._version, support.data_ptr())
+        key = value_key(support)
         if self._zeros is None or self._zeros[0] is not support or self._zeros[1] != key:
             self._zeros = (support, key, not bool(support.all()), held_storages((support,)))
         return self._zeros[2]

@@ -29,7 +29,7 @@ from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
 from hybridpgm.train.deferred_checks import check_or_defer
-from hybridpgm.tensor_tracking import kept_by_a_cache, unversioned
+from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned, value_key
 
 if TYPE_CHECKING:
     from hybridpgm.graphs.markov_net import MarkovNet
@@ -188,14 +188,15 @@ def _card_tensor(mrf: MarkovNet, device: torch.device) -> tuple[torch.Tensor, in
     The tensor is uploaded once per network and device -- on CUDA each upload is a blocking host-to-device copy --
     and is the same from compile to compile while ``mrf.cards`` holds the same values (compared at each compile)
     and the kept tensor is unedited (each graph gets a copy of it: an edit of a graph's ``cardinalities`` changes
-    neither the kept tensor nor another graph).  Made with
+    neither the kept tensor nor another graph; the kept tensor itself is private, and checked as the other kept
+    tensors are, by :func:`~hybridpgm.tensor_tracking.value_key` with its storage held).  Made with
     inference mode off and outside any transform (:func:`~hybridpgm.tensor_tracking.kept_by_a_cache`)."""
     cards = tuple(mrf.cards.values())
     kept = getattr(mrf, "_card_tensor", None)
-    if kept is None or kept[0] != cards or kept[1].device != device or kept[1]._version != kept[3]:
+    if kept is None or kept[0] != cards or kept[1].device != device or value_key(kept[1]) != kept[3]:
         with kept_by_a_cache():
             t = torch.tensor(cards, dtype=torch.long, device=device)
-        kept = (cards, t, max(cards), t._version)
+        kept = (cards, t, max(cards), value_key(t), held_storages((t,)))
         mrf._card_tensor = kept
     return kept[1], kept[2]
 
@@ -238,32 +239,36 @@ def assignment_states(v: str, x, card: int, what: str) -> torch.Tensor:
     return torch.where(ok, x, torch.zeros((), dtype=x.dtype, device=x.device)).long()
 
 
-#: per network: ``(arity, device) -> (scope buffers, their versions, [F, k] variables, its version)``.  Weak keys:
-#: what a network compiled goes with it
+#: per network: ``(arity, device) -> (scope buffers, their keys, [F, k] variables, its key, the storages read)``
+#: (keys: :func:`~hybridpgm.tensor_tracking.value_key`).  Weak keys: what a network compiled goes with it
 _GROUP_VARIABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _group_variables(mrf: MarkovNet, k: int, scopes: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """The ``[F, k]`` variable indices of the arity-``k`` group: the families' scope buffers ``[F_i, k]`` stacked
     and moved to ``device``, as the *same* tensor at every compile of ``mrf`` while those buffers are unchanged
-    (same objects, same version counters) and while the kept tensor itself is unedited: a caller's in-place edit
-    of a compiled graph's ``variables`` (never the network's buffer: even one family's is a copy) builds a fresh
-    one.
+    and while the kept tensor itself is unedited: a caller's edit of a compiled graph's ``variables`` (never the
+    network's buffer: even one family's is a copy), in place or by ``variables.data = other``, builds a fresh one.
+    "Unchanged" is :func:`~hybridpgm.tensor_tracking.value_key` (version, data pointer, shape, strides, dtype) of
+    each tensor, the entry holding the storages it read (:func:`~hybridpgm.tensor_tracking.held_storages`): a
+    version alone missed ``.data =``, which moves no counter (a scope buffer replaced so compiled to the old
+    scopes, an edit of one graph's ``variables`` reached every later compile).
 
     The structures the inference engines cache per ``variables`` tensor
     (:func:`hybridpgm.infer.bp_engine._structure`) are then built once per network, not once per query.
     """
     if any(unversioned(s) for s in scopes):  # no version counter to check (a net built under a transform or in
         return torch.cat([s.to(device) for s in scopes])  # inference mode)
-    versions = tuple(s._version for s in scopes)
+    keys = tuple(map(value_key, scopes))
     cached = _GROUP_VARIABLES.get(mrf, {})
     hit = cached.get((k, str(device)))
     if hit is not None and len(hit[0]) == len(scopes) and all(a is b for a, b in zip(hit[0], scopes)) \
-            and hit[1] == versions and hit[2]._version == hit[3]:
+            and hit[1] == keys and value_key(hit[2]) == hit[3]:
         return hit[2]
     with kept_by_a_cache():  # the kept tensor must stay usable outside inference mode and after a transform
         variables = torch.cat([s.to(device) for s in scopes])
-    cached[(k, str(device))] = (tuple(scopes), versions, variables, variables._version)
+    cached[(k, str(device))] = (tuple(scopes), keys, variables, value_key(variables),
+                                held_storages((*scopes, variables)))
     _GROUP_VARIABLES[mrf] = cached
     return variables
 

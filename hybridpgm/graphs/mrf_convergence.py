@@ -24,6 +24,10 @@ from hybridpgm.warning_origin import users_stacklevel
 __all__ = ["warn_map_unconverged", "warn_unconverged"]
 
 _NAMES = {"bp": "belief propagation", "mean_field": "mean field"}
+#: why each method may not have converged: undamped, mean field's block coordinate ascent raises its bound at every
+#: sweep, so it creeps (slowly towards a fixed point) where loopy BP can oscillate
+_REASONS = {"bp": "loopy BP can oscillate on strongly coupled graphs",
+            "mean_field": "mean field's coordinate-ascent sweeps can creep slowly on strongly coupled graphs"}
 
 
 def warn_unconverged(method: str, algorithm, result) -> None:
@@ -34,10 +38,10 @@ def warn_unconverged(method: str, algorithm, result) -> None:
     if algorithm.tol <= 0 or result.converged:
         return
     advice = "add damping (damping=0.5), raise num_iters" if method == "bp" else "raise num_iters"
+    reason = f" ({_REASONS[method]})" if method in _REASONS else ""
     warnings.warn(f"MarkovNet: {_NAMES.get(method, method)} (method={method!r}) did not converge in "
                   f"{algorithm.num_iters} iterations (a change above tol={algorithm.tol:g} and the dtype's rounding "
-                  f"floor at the last check), so its estimate may be far off (loopy BP can oscillate on strongly "
-                  f"coupled graphs); {advice}, "
+                  f"floor at the last check), so its estimate may be far off{reason}; {advice}, "
                   f"or use method='exact' where the graph allows", EstimateWarning, stacklevel=users_stacklevel())
 
 

@@ -51,7 +51,6 @@ Inference*, 2013.
 from __future__ import annotations
 
 import copy
-import weakref
 from typing import Callable
 
 import torch
@@ -61,6 +60,7 @@ from hybridpgm.errors import ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_centring import centred_unary
 from hybridpgm.infer.bethe import bethe_log_z
+from hybridpgm.infer.bp_last_graph import LastGraphPlan
 from hybridpgm.infer.bp_engine import BinaryPairwise, FlatGraph, _structure, damp_log, odds_to_flat
 from hybridpgm.infer.bp_fused import run_binary_forward
 from hybridpgm.infer.max_product_decoding import decode_in_layers
@@ -68,7 +68,6 @@ from hybridpgm.infer.rounding_floor import cached_tol_above, rounding_floor, sca
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
 from hybridpgm.portable_result import PortableResult
-from hybridpgm.tensor_tracking import unversioned
 
 __all__ = ["BPResult", "BeliefPropagation"]
 
@@ -245,7 +244,7 @@ class BeliefPropagation:
                  max_product: bool = False, check_every: int = 10):
         self.num_iters, self.check_every, self.damping = num_iters, check_every, damping
         self.tol, self.max_product = tol, max_product
-        self._memo = None  # (weakrefs to the last graph and its tensors, their versions, binary structure)
+        self._memo = LastGraphPlan()  # the binary structure of the last graph, while it is unchanged
 
     def _iterate(self, msgs, step, damp, nan_error: Callable[[torch.Tensor, int], Exception],
                  capped: bool = False):
@@ -278,28 +277,19 @@ class BeliefPropagation:
                 msgs = new
         return msgs, converged, it
 
-    def _binary_plan(self, fg: FactorGraph):
-        """The binary fast path's index structure for ``fg``, or ``None`` where it does not apply.
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled: an engine pickled by an earlier release (whose memo was ``None``) gets an empty memo."""
+        self.__dict__.update(state)
+        if not isinstance(self.__dict__.get("_memo"), LastGraphPlan):
+            self._memo = LastGraphPlan()
 
-        Remembered for the last graph seen, so that calling again on the same (unchanged) graph skips the host
-        check of :meth:`BinaryPairwise.applies` and the structure lookup; any in-place change of ``valid`` or of a
-        group's ``variables`` (their version counters) or a new tensor there invalidates it.  Tensors without a
-        version counter or storage of their own (:func:`~hybridpgm.tensor_tracking.unversioned`: inference tensors,
-        a :mod:`torch.func` transform's wrappers, dead once it returns) are not remembered.
-        """
-        tensors = (fg.valid,) + tuple(g.variables for g in fg.groups)
-        cacheable = not any(unversioned(t) for t in tensors)
-        if cacheable and self._memo is not None:
-            refs, versions, plan = self._memo
-            if (len(refs) == len(tensors) + 1 and refs[0]() is fg
-                    and all(r() is t for r, t in zip(refs[1:], tensors))
-                    and versions == tuple(t._version for t in tensors)):
-                return plan
-        plan = _structure(fg.groups[0].variables, fg.num_vars) if BinaryPairwise.applies(fg) else None
-        if cacheable:
-            self._memo = ((weakref.ref(fg),) + tuple(weakref.ref(t) for t in tensors),
-                          tuple(t._version for t in tensors), plan)
-        return plan
+    def _binary_plan(self, fg: FactorGraph):
+        """The binary fast path's index structure for ``fg``, or ``None`` where it does not apply; remembered for
+        the last graph while it and its tensors are unchanged
+        (:class:`~hybridpgm.infer.bp_last_graph.LastGraphPlan`), so that calling again on the same graph skips the
+        host check of :meth:`BinaryPairwise.applies` and the structure lookup."""
+        return self._memo.get(fg, lambda: _structure(fg.groups[0].variables, fg.num_vars)
+                              if BinaryPairwise.applies(fg) else None)
 
     def __call__(self, fg: FactorGraph) -> BPResult:
         """Run BP on ``fg`` and return a :class:`BPResult`."""

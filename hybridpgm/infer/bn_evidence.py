@@ -66,7 +66,8 @@ class NetworkFacts:
     tables_only: bool
     #: memo: frozenset(targets) -> ancestral closure (bounded: see :func:`~hybridpgm.infer.bn_factors.relevant`)
     relevant: dict = field(default_factory=dict)
-    #: memo: node -> (logits tensor, (version, storage pointer), log-table, table) of tables needing no gradient
+    #: memo: node -> (logits, support, their :func:`~hybridpgm.tensor_tracking.value_key`, log-table, table, the
+    #: storages read) of tables needing no gradient (:func:`~hybridpgm.infer.bn_factors.node_table`)
     tables: dict = field(default_factory=dict)
 
 

@@ -13,10 +13,12 @@ gives the dims without building a tensor (for choosing a plan);
 :func:`factors` builds them in log or probability space.  A table that needs
 no gradient (none in reverse mode, and no forward-mode tangent:
 :func:`~hybridpgm.tensor_tracking.carries_tangent`) is normalised once per
-version of its logits and of its ``support`` mask (``tensor._version``, storage,
-identity) and reused, so a repeated query costs only the indexing; the cache entry
-holds the storages it read (:func:`~hybridpgm.tensor_tracking.held_storages`), so
-that data put in place by ``.data =`` cannot take the old data's address and key.
+version of its logits and of its ``support`` mask (identity, and
+:func:`~hybridpgm.tensor_tracking.value_key`: version, storage, shape, strides, dtype) and reused, so a repeated
+query costs only the indexing; the cache entry holds the storages it read
+(:func:`~hybridpgm.tensor_tracking.held_storages`), so that data put in place by ``.data =`` cannot take the old
+data's address and key, and the strides tell ``logits.data = logits.t()`` (a square table's transpose, at the same
+address and version) from the table cached.
 
 **References**
 
@@ -118,9 +120,12 @@ def node_table(facts: NetworkFacts, v: str, values, prob: bool) -> torch.Tensor:
             hit = cache.get(v)
             # the log-table is the logits masked by the support: both are keyed.  The version counts in-place
             # updates (load_state_dict too); the storage pointer catches `.data =` (as `module.to` does), the
-            # entry holding the storages (no replacement can be allocated at a held address); the tensors are
-            # held, so a replaced one (`table.support = mask`) is told by its identity
-            key = (logits._version, logits.data_ptr(), support._version, support.data_ptr())
+            # entry holding the storages (no replacement can be allocated at a held address), and the shape,
+            # strides and dtype a view of the same storage (`.data = logits.t()`); the tensors are held, so a
+            # replaced one (`table.support = mask`) is told by its identity
+            # (tensor_tracking.value_key of both, written out: this runs for every table of every query)
+            key = (logits._version, logits.data_ptr(), logits.shape, logits.stride(), logits.dtype,
+                   support._version, support.data_ptr(), support.shape, support.stride(), support.dtype)
             if hit is None or hit[0] is not logits or hit[1] is not support or hit[2] != key:
                 if shared_on_cpu(logits) or shared_on_cpu(support):  # another process may write it unseen
                     log = cpd.log_table().detach()

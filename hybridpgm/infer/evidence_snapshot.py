@@ -2,14 +2,16 @@
 
 A table answers from a snapshot of the CPDs: it raises :class:`~hybridpgm.errors.ConfigError` once the network
 is not the one it was built from (:func:`_same`).  The snapshot (:func:`_snapshot`) holds every tensor of the
-network with its in-place version and data pointer, and the network's query memo; the values are compared only for
-tensors in CPU shared memory, where another process's writes move no counter here.  The snapshot a table keeps
-also holds the storages the pointers were read from (:func:`~hybridpgm.tensor_tracking.held_storages`), so that no
-data put in place by ``.data =`` can be allocated where the old data was and match its key.
+network with its in-place version, data pointer, strides and dtype (:func:`_key`), and the network's query memo;
+the values are compared only for tensors in CPU shared memory, where another process's writes move no counter
+here.  The snapshot a table keeps also holds the storages the pointers were read from
+(:func:`~hybridpgm.tensor_tracking.held_storages`), so that no data put in place by ``.data =`` can be allocated
+where the old data was and match its key.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,37 +26,57 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["kept", "rebased"]
 
 
+def _keys(tensors: list) -> list:
+    """Each tensor's ``(version, data pointer, strides, dtype)``: what the check of every query compares.
+
+    :func:`~hybridpgm.tensor_tracking.value_key` less the shape: the strides tell ``logits.data = logits.t()`` (a
+    square table's transpose, at the same address and version: an audit found the table answering for the table
+    before it) from the table built; another shape at the same address and strides is a slice of the same rows,
+    which no table of the network's cardinalities is.  Reading the shape too cost a third more per check (munin:
+    1.24 -> 1.68 ms; with the strides and the list comparisons of :func:`_same`, 1.33 ms)."""
+    return [(t._version, t.data_ptr(), t.stride(), t.dtype) for t in tensors]
+
+
+def _tensors(bn: "BayesNet", facts) -> list:
+    """Every tensor of the network, in a fixed order; of an all-table network without a walk over the module tree
+    (a table CPD holds its tensors itself)."""
+    if not facts.tables_only:
+        return list(bn._tensors())
+    tensors: list = []
+    for c in facts.cpds.values():
+        tensors += c._parameters.values()
+        tensors += c._buffers.values()
+    return [t for t in tensors if t is not None]
+
+
 def _snapshot(bn: "BayesNet", values: bool = False) -> tuple:
-    """The node names, every tensor of the network (held, so that no new tensor can take a freed
-    one's identity) with its in-place version and its storage (``.to()`` and ``.double()`` swap a
-    parameter's data without a new version), and the network's query memo
-    (:func:`~hybridpgm.infer.bn_evidence.network_facts`, which ``bn.plan_cache.clear()`` drops: the remedy
-    for an edit through ``.data``, which moves no version counter).  The values are not compared: that
-    would read every table on every query (on munin, 0.84 ms a check by versions, 2.1 ms by values) -- except
-    for tensors in CPU shared memory, whose writes by another process move no counter here: with ``values``
-    (the snapshot a table is built from) a copy of each of those is kept, and compared at every query, and the
-    tensors' storages are held (a fourth item; see :func:`kept`)."""
+    """``(node names, tensors, query memo, keys)``: every tensor of the network (held, so that no new tensor can
+    take a freed one's identity) and its key (:func:`_keys`: its in-place version, its storage -- ``.to()`` and
+    ``.double()`` swap a parameter's data without a new version --, strides and dtype), and the network's query
+    memo (:func:`~hybridpgm.infer.bn_evidence.network_facts`, which ``bn.plan_cache.clear()`` drops: the remedy
+    for an edit through ``.data`` that keeps all of them, as a copy into the old storage by another tensor).  The
+    values are not compared: that would read every table on every query (on munin, 1.3 ms a check by keys, 2.1
+    ms by values) -- except for tensors in CPU shared memory, whose writes by another process move no counter
+    here: with ``values`` (the snapshot a table is built from) a copy of each of those is kept, and compared at
+    every query, and the tensors' storages are held (see :func:`kept`)."""
     facts = network_facts(bn)
-    if facts.tables_only:  # a table CPD holds its tensors itself: no walk over the module tree
-        tensors = [t for c in facts.cpds.values() for t in (*c._parameters.values(), *c._buffers.values())
-                   if t is not None]
-    else:
-        tensors = list(bn._tensors())
-    held = [(t, (t._version, t.data_ptr(), t.dtype)) for t in tensors]
+    tensors = _tensors(bn, facts)
+    now = facts.nodes, tensors, facts, _keys(tensors)  # the memo's own list of nodes: compared, not copied
     if values:
-        return kept((tuple(facts.nodes), held, facts), [t.detach().clone() if shared_on_cpu(t) else None
-                                                         for t in tensors])
-    return tuple(facts.nodes), held, facts
+        return kept(now, [t.detach().clone() if shared_on_cpu(t) else None for t in tensors])
+    return now
 
 
 def kept(now: tuple, copies: list) -> tuple:
-    """The snapshot ``now`` (just taken, of tensors not changed since) as a table keeps it: each tensor with the
-    value copy of ``copies`` (``None`` but in CPU shared memory), and a fourth item holding the tensors' storages
-    now (:func:`~hybridpgm.tensor_tracking.held_storages`), so that the data pointers the snapshot compares cannot
-    be taken by other data while the table lives: after ``cpd.logits.data = new`` the old storage stays, so a
-    later replacement cannot be allocated at its address, at the same version, and pass for the built state."""
-    return now[0], [(t, key, copy) for (t, key), copy in zip(now[1], copies)], now[2], \
-        held_storages(t for t, _ in now[1])
+    """The snapshot ``now`` (just taken, of tensors not changed since) as a table keeps it: ``(node names,
+    [(tensor, key, value copy)], query memo, held storages, tensors, keys, [(copy, tensor)])`` -- the copies of
+    ``copies`` (``None`` but in CPU shared memory), and the tensors' storages now
+    (:func:`~hybridpgm.tensor_tracking.held_storages`), so that the data pointers the snapshot compares cannot be
+    taken by other data while the table lives: after ``cpd.logits.data = new`` the old storage stays, so a later
+    replacement cannot be allocated at its address, at the same version, and pass for the built state."""
+    tensors, keys = now[1], now[3]
+    return (list(now[0]), list(zip(tensors, keys, copies)), now[2], held_storages(tensors), tensors, keys,
+            [(copy, t) for t, copy in zip(tensors, copies) if copy is not None])
 
 
 def rebased(built: tuple, now: tuple) -> tuple:
@@ -64,7 +86,8 @@ def rebased(built: tuple, now: tuple) -> tuple:
 
 
 def _same(now: tuple, built: tuple) -> bool:
-    """Whether the network's snapshot ``now`` is the one ``built`` (a snapshot with ``values``) was taken of."""
-    return now[2] is built[2] and now[0] == built[0] and len(now[1]) == len(built[1]) and all(
-        s is t and u == v and (copy is None or torch.equal(copy, t))
-        for (s, u), (t, v, copy) in zip(now[1], built[1]))
+    """Whether the network's snapshot ``now`` is the one ``built`` (a snapshot with ``values``; a stale table's
+    is ``(None, [], None)``) was taken of: the same memo and nodes, the same keys (compared as lists), the same
+    tensors (by identity) and, in CPU shared memory, the same values."""
+    return (len(built) > 4 and now[2] is built[2] and now[0] == built[0] and now[3] == built[5]
+            and all(map(operator.is_, now[1], built[4])) and all(torch.equal(c, t) for c, t in built[6]))

@@ -313,7 +313,8 @@ class NVIL(ModelGuideObjective):
     :raises ConfigError: see :class:`NVILBaselines`, :class:`NVIL_ELBO` and :func:`default_sites`; also a
         ``max_plate_nesting`` that is neither ``None`` nor a non-negative integer, and an unknown player.
 
-    The baselines are built in the dtype and on the device of the model's parameters, and follow them when
+    The baselines are drawn in the dtype of the model's parameters (on the host, whatever torch's default dtype
+    and device: a seed gives the same baselines on every device), moved to their device, and follow them when
     the model alone is converted or moved afterwards (``sbn.double()``); ``module`` holds both, so
     :func:`hybridpgm.fit` (and ``objective.module.to(...)``) moves them together.
     """
@@ -334,8 +335,9 @@ class NVIL(ModelGuideObjective):
             input_dim = getattr(owner, "layer_sizes", [None])[0]
         if not sites or input_dim is None:
             raise ConfigError("NVIL needs sites= (the guide's latent site names) and input_dim=")
-        self.baselines = NVILBaselines(sites, input_dim, hidden_dim, decay)
-        self._follow_model()
+        ref = next((p for p in self.theta + self.phi if p.is_floating_point()), None)  # drawn in the model's dtype
+        self.baselines = NVILBaselines(sites, input_dim, hidden_dim, decay, dtype=None if ref is None else ref.dtype)
+        self._follow_model()  # moved to the model's device
         self.module = nn.ModuleDict({"model": owner, "baselines": self.baselines})
         self.elbo = NVIL_ELBO(self.baselines, num_particles, variance_normalization=variance_normalization,
                               centering=centering)

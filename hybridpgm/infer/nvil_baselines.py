@@ -180,6 +180,9 @@ class NVILBaselines(nn.Module):
     :param int input_dim: size of the baseline input :math:`x` (``[B, input_dim]``).
     :param int hidden_dim: width of each baseline's hidden layer (0: linear).
     :param float decay: decay :math:`\\alpha` of the running mean and variance.
+    :param dtype: the floating dtype the networks' initial weights are drawn in and the statistics held in
+        (``None``: torch's default dtype).  They are drawn on the host, from torch's global CPU stream, whatever
+        torch's default device: a seed gives the same baselines on every device; move them with ``.to(...)``.
     :raises ConfigError: no site names (or a string instead of a sequence of them), the empty site name, a site
         named twice, a size that is not a positive integer (``hidden_dim`` may be 0), or ``decay`` outside
         ``[0, 1)``; the message names the site.
@@ -196,7 +199,8 @@ class NVILBaselines(nn.Module):
     #: the width of the baseline input; ``None`` in an instance pickled before it was kept (:meth:`input_width`)
     input_dim: int | None = None
 
-    def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8):
+    def __init__(self, sites: Sequence[str], input_dim: int, hidden_dim: int = 100, decay: float = 0.8, *,
+                 dtype: torch.dtype | None = None):
         super().__init__()
         if isinstance(sites, (str, bytes)) or not sites or not all(isinstance(s, str) for s in sites):
             raise ConfigError(f"NVILBaselines sites must be a non-empty sequence of site names, got {sites!r}")
@@ -215,15 +219,17 @@ class NVILBaselines(nn.Module):
         self.decay = decay
         self.input_dim = input_dim
 
+        factory = {"dtype": torch.get_default_dtype() if dtype is None else dtype, "device": "cpu"}
+
         def net():
             if hidden_dim:
-                return nn.Sequential(nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Linear(hidden_dim, 1),
-                                     nn.Flatten(-2))
-            return nn.Sequential(nn.Linear(input_dim, 1), nn.Flatten(-2))
+                return nn.Sequential(nn.Linear(input_dim, hidden_dim, **factory), nn.Tanh(),
+                                     nn.Linear(hidden_dim, 1, **factory), nn.Flatten(-2))
+            return nn.Sequential(nn.Linear(input_dim, 1, **factory), nn.Flatten(-2))
 
         self.nets = SiteNets({name: net() for name in self.sites})  # escaped keys (ordinary names: themselves)
-        self.register_buffer("mean", torch.zeros(len(self.sites)))
-        self.register_buffer("var", torch.ones(len(self.sites)))
+        self.register_buffer("mean", torch.zeros(len(self.sites), **factory))
+        self.register_buffer("var", torch.ones(len(self.sites), **factory))
         self._update, self._before, self._pooled, self._pooled_ranks = None, None, {}, None
 
     def index(self, site: str) -> int:

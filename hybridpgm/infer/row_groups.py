@@ -43,10 +43,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import opt_einsum
 import torch
 
 from hybridpgm.graphs.contraction import AbsorbingPlan
+from hybridpgm.graphs.path_search import RandomGreedySearch
 from hybridpgm.infer.bn_evidence import BATCH, Evidence, network_facts
 from hybridpgm.infer.bn_factors import factor_dims, relevant
 
@@ -106,26 +106,28 @@ def _estimate(bn, facts, observed: frozenset, partial: frozenset, queries: tuple
     infinite flops for a structure no plan can contract (a step over more dims than an einsum names)."""
     memo = bn.plan_cache.memo.setdefault("split_estimates", {})
     key = (observed, partial, queries, log_evidence_only)
-    if key not in memo:
-        if len(memo) >= _MAX_ESTIMATES:
-            memo.clear()
-        free = tuple(q for q in queries if q not in observed)
-        targets = set(observed) | set(partial) | set(free)
-        keep = relevant(facts, targets)
-        dims = factor_dims(facts, observed, [v for v in facts.nodes if v in partial], keep)
-        own = {v: i for i, v in enumerate(v for v in facts.nodes if v in keep)}
-        # as bn_contract.marginals: an indicator only for a query whose factor carries no row dim
-        dims += [(BATCH, q) for q in free if q not in partial and dims[own[q]][0] != BATCH] + [(BATCH,)]
-        sizes = {d: facts.cards[d] for ds in dims for d in ds if d != BATCH}
-        sizes[BATCH] = 4
-        try:
-            plan = AbsorbingPlan(dims, (BATCH,), sizes, opt_einsum.RandomGreedy(max_repeats=_ESTIMATE_TRIALS), BATCH)
-        except NotImplementedError:  # a step over too many dims: not contractible (the query's plan_for says so)
-            memo[key] = (0, math.inf)
-            return memo[key]
-        steps = len(plan.main.steps) + sum(len(p.steps) for _, p in plan.groups)
-        memo[key] = (steps, plan.opt_cost / sizes[BATCH])
-    return memo[key]
+    found = memo.get(key)  # one read: another thread may clear the memo at any point (returns what it computed)
+    if found is not None:
+        return found
+    if len(memo) >= _MAX_ESTIMATES:
+        memo.clear()
+    free = tuple(q for q in queries if q not in observed)
+    targets = set(observed) | set(partial) | set(free)
+    keep = relevant(facts, targets)
+    dims = factor_dims(facts, observed, [v for v in facts.nodes if v in partial], keep)
+    own = {v: i for i, v in enumerate(v for v in facts.nodes if v in keep)}
+    # as bn_contract.marginals: an indicator only for a query whose factor carries no row dim
+    dims += [(BATCH, q) for q in free if q not in partial and dims[own[q]][0] != BATCH] + [(BATCH,)]
+    sizes = {d: facts.cards[d] for ds in dims for d in ds if d != BATCH}
+    sizes[BATCH] = 4
+    try:
+        plan = AbsorbingPlan(dims, (BATCH,), sizes, RandomGreedySearch(_ESTIMATE_TRIALS), BATCH)
+    except NotImplementedError:  # a step over too many dims: not contractible (the query's plan_for says so)
+        found = (0, math.inf)
+    else:
+        found = (len(plan.main.steps) + sum(len(p.steps) for _, p in plan.groups), plan.opt_cost / sizes[BATCH])
+    memo[key] = found
+    return found
 
 
 def search_budget(patterns: int, max_groups: int = _MAX_GROUPS) -> int:

@@ -9,7 +9,9 @@ factor graph on every query but keeps its index tensors (its scope buffers, its 
 plan can be kept too, keyed by those tensors: :class:`StructureCache`.
 
 A key is the identity of each tensor together with what must not have changed for the plan to hold (its version
-counter, which an in-place change bumps, its data pointer, shape and device), plus any plain values the plan depends on.
+counter, which an in-place change bumps, its data pointer, shape, strides, dtype and device:
+:func:`~hybridpgm.tensor_tracking.value_key`; ``index.data = index.t()`` on a square index keeps the pointer and the
+version, not the strides), plus any plain values the plan depends on.
 Only weak references to the tensors are held: an entry goes when one of its tensors is freed, so the cache never
 keeps a network's tensors alive (a plan must hold no view of them), and the least recently used entry goes when
 the cache is full.  An entry does hold the tensors' storages as they were when the plan was built
@@ -28,7 +30,7 @@ from typing import Callable, Hashable, Sequence, TypeVar
 
 import torch
 
-from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned
+from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned, value_key
 
 __all__ = ["StructureCache"]
 
@@ -37,8 +39,9 @@ _T = TypeVar("_T")
 
 def _state(tensor: torch.Tensor) -> tuple:
     """What must not have changed for a plan of ``tensor`` to hold: its version counter, data pointer (its
-    storage then held by the entry), shape and device."""
-    return tensor._version, tensor.data_ptr(), tuple(tensor.shape), str(tensor.device)
+    storage then held by the entry), shape, strides and dtype (:func:`~hybridpgm.tensor_tracking.value_key`), and
+    device."""
+    return value_key(tensor), tensor.device
 
 
 def _keyable(tensor: torch.Tensor) -> bool:

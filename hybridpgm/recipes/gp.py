@@ -105,13 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser, model: str) -> None:
 
 
 def load_regression(seed: int) -> dict[str, Any]:
-    """scikit-learn's diabetes set, shuffled with ``seed``, standardized on the training part."""
+    """scikit-learn's diabetes set, shuffled with ``seed``, standardized on the training part, in torch's default
+    dtype (the dtype the model is built in)."""
     from sklearn.datasets import load_diabetes
 
     raw = load_diabetes()
     g = torch.Generator().manual_seed(seed)
-    x = torch.as_tensor(raw.data, dtype=torch.float32)
-    y = torch.as_tensor(raw.target, dtype=torch.float32)
+    x = torch.as_tensor(raw.data, dtype=torch.get_default_dtype())
+    y = torch.as_tensor(raw.target, dtype=torch.get_default_dtype())
     order = torch.randperm(x.shape[0], generator=g)
     x, y = x[order], y[order]
     n_test = x.shape[0] // 4
@@ -122,7 +123,8 @@ def load_regression(seed: int) -> dict[str, Any]:
 
 
 def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> dict[str, Any]:
-    """Windows of a statsmodels series, standardized on the training part; the last ``num_test`` are test.
+    """Windows of a statsmodels series, standardized on the training part, in torch's default dtype (the
+    GP-LSTM's); the last ``num_test`` are test.
 
     A series of length :math:`L` gives :math:`L - T` windows of length :math:`T` (``window``), each with the
     next value as target; the test part holds the last ``num_test`` of them, the training part the
@@ -133,7 +135,7 @@ def load_windows(name: str, window: int, num_test: int, min_train: int = 1) -> d
     :raises ConfigError: ``--num-test`` and ``--window`` leave fewer than ``min_train`` training windows,
         naming both and the series' length.
     """
-    values = load_series(name).values.float()
+    values = load_series(name).values.to(torch.get_default_dtype())  # the dtype the GP-LSTM is built in
     length = int(values.shape[0])
     if num_test + window + min_train > length:
         most = length - window - min_train

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from hybridpgm.checks import shown_items
-from hybridpgm.data.binarize import DynamicBinarized
+from hybridpgm.data.binarize import DrawnExamples, DynamicBinarized
 from hybridpgm.data.validation import check_finite
 from hybridpgm.errors import ConfigError, DataError
 
@@ -35,9 +35,8 @@ def getitems_returns_batch(dataset: Dataset) -> bool:
     :class:`~torch.utils.data.Subset` and :class:`~torch.utils.data.StackDataset` return), and is collated
     with :func:`~torch.utils.data.default_collate`; anything else (a tuple, a dict, a tensor) is a ready batch
     and is used as it is.  A dataset whose ready batch is itself a ``list`` says so by the class attribute
-    ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` and
-    :class:`~hybridpgm.data.binarize.DynamicBinarized` set it): its ``__getitems__`` result is then never
-    collated.  A :class:`~torch.utils.data.Subset` (what :func:`~torch.utils.data.random_split` returns) of
+    ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` sets it): its ``__getitems__`` result is
+    then never collated.  A :class:`~torch.utils.data.Subset` (what :func:`~torch.utils.data.random_split` returns) of
     such a dataset is one too, since its ``__getitems__`` hands the indices to its parent's.
     """
     while isinstance(dataset, torch.utils.data.Subset):
@@ -50,8 +49,11 @@ def getitems_returns_batch(dataset: Dataset) -> bool:
 
 def collate_getitems(items: Any) -> Any:
     """One batch from what a dataset's ``__getitems__`` returned: a ``list`` is torch's list of examples,
-    collated with :func:`~torch.utils.data.default_collate`; anything else (tuple, dict, tensor) is a ready
-    batch, returned as it is (see :func:`getitems_returns_batch`)."""
+    collated with :func:`~torch.utils.data.default_collate`, but for the examples of a batch drawn at once
+    (:class:`~hybridpgm.data.binarize.DrawnExamples`), whose batch is taken as it is; anything else (tuple,
+    dict, tensor) is a ready batch, returned as it is (see :func:`getitems_returns_batch`)."""
+    if isinstance(items, DrawnExamples):
+        return items.batch
     return default_collate(items) if isinstance(items, list) else items
 
 
@@ -74,8 +76,10 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it.
 
     A dataset with ``__getitems__`` is read with it, once per batch, and is given the indices as a ``list`` of
-    ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` and
-    :class:`~hybridpgm.data.binarize.DynamicBinarized` get the tensor itself).  Its result is used as it is where
+    ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` gets the tensor itself, and a
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` draws the batch with its ``draw``, no list of examples
+    made; a list of a batch drawn at once, :class:`~hybridpgm.data.binarize.DrawnExamples`, gives that batch).
+    Its result is used as it is where
     :func:`getitems_returns_batch` says it is a ready batch (``getitems_returns_batch = True``), or where it
     is not a ``list`` (a tuple, dict or tensor is a ready batch); a ``list`` is torch's list of examples, one
     per index, and is collated with :func:`~torch.utils.data.default_collate`.  A dataset without
@@ -87,11 +91,15 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
         on the dataset class), or the examples cannot be collated (of different shapes, or of a type
         ``default_collate`` does not take: the message names the dataset, the indices and what to do).
     """
+    if getattr(type(dataset), "__getitems__", None) is DynamicBinarized.__getitems__:  # drawn at once, no list
+        return dataset.draw(indices)
     if getitems_returns_batch(dataset):
         return dataset.__getitems__(indices if type(dataset).__getitems__ in _TAKES_TENSOR else indices.tolist())
     if callable(getattr(dataset, "__getitems__", None)):
         rows = indices.tolist()
         items = dataset.__getitems__(rows)
+        if isinstance(items, DrawnExamples):  # a Subset of a DynamicBinarized
+            return items.batch
         if not isinstance(items, list):
             return items
         if len(items) != len(rows):
@@ -158,13 +166,14 @@ class TensorData(Dataset):
         return items[0] if self.single else items
 
     def __getitems__(self, indices: Sequence[int] | torch.Tensor):
-        index = torch.as_tensor(indices, dtype=torch.long)
+        host = indices.device if isinstance(indices, torch.Tensor) else "cpu"  # a list: on the host, not the default
+        index = torch.as_tensor(indices, dtype=torch.long, device=host)
         items = tuple(torch.index_select(t, 0, index.to(t.device)) for t in self.tensors)  # ~5x t[index] on a CPU
         return items[0] if self.single else items
 
 
 #: the ``__getitems__`` that take the indices as a tensor (fit's own; another dataset's gets a list of ints)
-_TAKES_TENSOR = (TensorData.__getitems__, DynamicBinarized.__getitems__)
+_TAKES_TENSOR = (TensorData.__getitems__,)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_last: bool) -> int:
@@ -217,9 +226,9 @@ class BatchStream:
             n = len(self.dataset)
             if self.shuffle:
                 generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                order = torch.randperm(n, generator=generator)
+                order = torch.randperm(n, generator=generator, device="cpu")  # the CPU generator's device
             else:
-                order = torch.arange(n)
+                order = torch.arange(n, device="cpu")
             order = order[: self.shard_size * self.world_size][self.rank :: self.world_size]
             self._order = (epoch, order)
         return self._order[1]
@@ -244,7 +253,7 @@ class BatchStream:
 
 def first_batch(dataset: Dataset, size: int):
     """The first ``size`` examples of ``dataset`` (fewer if it is smaller), collated as a training batch."""
-    return fetch_batch(dataset, torch.arange(min(size, len(dataset))))
+    return fetch_batch(dataset, torch.arange(min(size, len(dataset)), device="cpu"))
 
 
 def _is_field(batch: Any) -> bool:

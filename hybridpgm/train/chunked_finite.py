@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+from hybridpgm.tensor_tracking import carries_tangent
+
 __all__ = ["CHUNK", "all_finite", "any_nan", "finite_sums", "wide_sum"]
 
 #: the elements checked at a time (4 MiB of float32: the temporaries of one chunk, which ``isfinite`` makes a few
@@ -93,7 +95,7 @@ def _sums(tensors: Sequence[torch.Tensor], skipped: list[bool]) -> dict[torch.de
         real = torch.view_as_real(t) if t.is_complex() else t
         wide = _SUM_DTYPES.get(real.dtype)
         if wide is not None:
-            sums.setdefault(t.device, []).append((index, wide_sum(real, wide)))
+            sums.setdefault(t.device, []).append((index, wide_sum(real.detach(), wide)))  # a flag: no graph
     return sums
 
 
@@ -111,10 +113,14 @@ def wide_sum(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     The sum order differs from one pass's by rounding only; NaN and infinities propagate as through any sum.
 
     :param t: a real floating tensor of any shape (a view: the strided blocks are copied into the buffer); any
-        other is summed by ``t.sum(dtype=dtype)`` as it is.
+        other is summed by ``t.sum(dtype=dtype)`` as it is, and so is a ``t`` the sum must differentiate (one that
+        requires grad, carries a forward-mode tangent or is wrapped by a :mod:`torch.func` transform: the buffer's
+        copies would drop its derivative, and under ``vmap`` an unbatched buffer cannot take a batched chunk).
     :param dtype: the dtype of the sum.
     :returns: a 0-d tensor of ``dtype`` on ``t``'s device."""
-    if t.device.type != "cpu" or t.dtype == dtype or t.numel() <= CHUNK or not t.is_floating_point():
+    # the common case first, by the cheapest test (t.device builds an object: 2 us, more than t.numel())
+    if t.numel() <= CHUNK or t.dtype == dtype or not t.is_floating_point() or not t.is_cpu \
+            or t.requires_grad or carries_tangent(t):
         return t.sum(dtype=dtype)
     with torch.no_grad():  # the buffer records no graph (nor a tangent of forward-mode AD: plain copies)
         buffer, total = torch.empty(CHUNK, dtype=dtype), torch.zeros((), dtype=dtype)

@@ -73,7 +73,12 @@ class DeferredChecks:
 class deferring_checks:
     """Collect the checks of :func:`check_or_defer` made inside the block (``with deferring_checks() as
     pending``: a :class:`DeferredChecks`).  A plain class, not a generator-based context manager: ``fit``
-    enters one per player and step."""
+    enters one per player and step.
+
+    An exception leaving the block (not ``KeyboardInterrupt`` nor another ``BaseException``) comes after the
+    failed checks made before it, whose flags it reads then: the first is raised in its place, as when each check
+    read its flag at once (a neural table's NaN, deferred, named before the message of belief propagation that
+    met it)."""
 
     __slots__ = ("pending", "token")
 
@@ -82,8 +87,19 @@ class deferring_checks:
         self.token = _PENDING.set(self.pending)
         return self.pending
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, kind, *exc_info) -> None:
         _PENDING.reset(self.token)
+        if kind is not None and issubclass(kind, Exception):  # the error path: a check made before comes first
+            _raise_first_failure_before(self.pending)
+
+
+def _raise_first_failure_before(pending: DeferredChecks) -> None:
+    """Raise the first failed check of ``pending`` (reading each flag: an exception's path), not chained to the
+    exception the block raised after it: a check read at once would have been raised before that exception (a
+    NaN table's :class:`~hybridpgm.errors.ModelSpecError` before belief propagation's NaN message)."""
+    for ok, error in zip(pending.flags, pending.errors):
+        if not bool(ok):
+            raise error() from None
 
 
 class checks_read_once:
@@ -93,25 +109,37 @@ class checks_read_once:
     instead, and this one does nothing.
 
     The first failed check raises its own error, in the order the checks were made; an exception raised inside
-    the block comes after the failed checks made before it (their flags are read then), as when each check read
-    its flag at once."""
+    the block (not a ``BaseException`` such as ``KeyboardInterrupt``) comes after the failed checks made before it
+    (their flags are read then), as when each check read its flag at once.  One object may be entered again
+    within itself; it is not shared between threads (:func:`read_checks_once` makes one per call)."""
 
-    __slots__ = ("pending", "token")
+    __slots__ = ("entered",)
+
+    def __init__(self) -> None:
+        #: per entry ``(pending, token)``, ``None`` inside an enclosing block: one object entered again within
+        #: itself (``with block: with block:``) keeps each entry's own
+        self.entered: list[tuple[DeferredChecks, contextvars.Token] | None] = []
 
     def __enter__(self) -> None:
-        self.pending = DeferredChecks() if _PENDING.get() is None else None
-        if self.pending is not None:
-            self.token = _PENDING.set(self.pending)
+        if _PENDING.get() is None:
+            pending = DeferredChecks()
+            self.entered.append((pending, _PENDING.set(pending)))
+        else:
+            self.entered.append(None)
 
     def __exit__(self, kind, *exc_info) -> None:
-        if self.pending is None:
+        entry = self.entered.pop()
+        if entry is None:
             return
-        _PENDING.reset(self.token)
-        flags = self.pending.flags
-        if flags and (kind is not None or not bool(self.pending.all_passed(flags[0].device))):
-            for ok, error in zip(flags, self.pending.errors):  # the error path: reads each flag
-                if not bool(ok):
-                    raise error() from None  # not "during the handling of" a later exception it comes before
+        pending, token = entry
+        _PENDING.reset(token)
+        if not pending.flags:
+            return
+        if kind is not None:  # not "during the handling of" a later exception it comes before
+            if issubclass(kind, Exception):
+                _raise_first_failure_before(pending)
+        elif not bool(pending.all_passed(pending.flags[0].device)):
+            pending.raise_first_failure()
 
 
 def read_checks_once(function: _F) -> _F:

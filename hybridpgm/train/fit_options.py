@@ -330,9 +330,10 @@ def callback_list(callbacks) -> list:
 
 
 def draw_seed() -> int:
-    """The seed of a run given ``seed=None``: one draw from torch's global generator, below ``2**31`` (a
-    caller's ``torch.manual_seed`` or ``pyro.set_rng_seed`` makes it, hence the run, reproducible)."""
-    return int(torch.randint(2**31, ()).item())
+    """The seed of a run given ``seed=None``: one draw from torch's global CPU generator, below ``2**31`` (a
+    caller's ``torch.manual_seed`` or ``pyro.set_rng_seed`` makes it, hence the run, reproducible), whatever
+    torch's default device."""
+    return int(torch.randint(2**31, (), device="cpu").item())
 
 
 def keeps_callers_rngs_when_unseeded(fit_fn: Callable) -> Callable:

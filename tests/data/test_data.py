@@ -63,10 +63,10 @@ def test_dynamic_binarization_redraws_the_training_split():
     d = load_dataset("digits", binarize="dynamic")
     data = training_data(d)
     assert isinstance(data, DynamicBinarized) and set(d.test.x.unique().tolist()) == {0.0, 1.0}
-    first, second = data.__getitems__(range(200)), data.__getitems__(range(200))
+    first, second = data.draw(range(200)), data.draw(range(200))
     assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
     # the mean of many draws is the grey level
-    draws = torch.stack([data.__getitems__(range(50)) for _ in range(400)]).mean(0)
+    draws = torch.stack([data.draw(range(50)) for _ in range(400)]).mean(0)
     assert (draws - d.train.x[:50]).abs().max() < 0.15
     x, y = training_data(d, labels=True)[3]
     assert x.shape == (64,) and y == d.train.y[3]

@@ -31,11 +31,11 @@ def test_a_dynamically_binarized_batch_is_read_where_its_data_are_under_a_meta_d
     """Before, the batch's index was made on torch's default device: under ``"meta"`` torch's raw error."""
     data = training_data(load_dataset("digits", binarize="dynamic"), labels=True)
     torch.manual_seed(0)
-    want = data.__getitems__([0, 3, 5])
+    want = data.draw([0, 3, 5])
     torch.manual_seed(0)
     torch.set_default_device("meta")
     try:
-        got = data.__getitems__([0, 3, 5])
+        got = data.draw([0, 3, 5])
     finally:
         torch.set_default_device(None)
     assert got[0].device.type == "cpu" and torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -74,3 +74,33 @@ def test_generator_and_return_modes_are_keyword_only_with_a_deprecation_period()
         old_x, old_modes = ring_of_gaussians(7, 8, 2.0, 0.05, torch.Generator().manual_seed(1), True)
     x, modes = ring_of_gaussians(7, 8, 2.0, 0.05, generator=torch.Generator().manual_seed(1), return_modes=True)
     assert torch.equal(old_x, x) and torch.equal(old_modes, modes) and torch.equal(x, new)
+
+
+def test_centers_and_draws_follow_the_default_dtype_alike():
+    """Found by a settings audit: ``ring_centers`` stayed float32 while ``ring_of_gaussians`` followed torch's
+    default dtype (its noise), so under a float64 default the draws were float64 around float32-rounded centres
+    and ``x - ring_centers()[modes]`` mixed the two.  Both follow the default dtype now."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        centers = ring_centers()
+        x, modes = ring_of_gaussians(5, std=0.1, generator=torch.Generator().manual_seed(0), return_modes=True)
+    finally:
+        torch.set_default_dtype(before)
+    assert centers.dtype == x.dtype == torch.float64 and torch.equal(centers, ring_centers(dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)  # the same draws: the modes, then the noise
+    want_modes = torch.randint(8, (5,), generator=g)
+    want = centers[want_modes] + 0.1 * torch.randn(5, 2, generator=g, dtype=torch.float64)
+    assert torch.equal(modes, want_modes) and torch.equal(x, want)  # around the float64 centres
+
+
+def test_draws_are_the_same_cpu_tensors_under_a_meta_default_device():
+    """Before, the draws from the CPU generator were made on torch's default device (``"meta"``: no values;
+    ``"cuda"``: torch's raw "Expected a 'cuda' device type for generator")."""
+    want = ring_of_gaussians(6, generator=torch.Generator().manual_seed(2), return_modes=True)
+    torch.set_default_device("meta")
+    try:
+        got = ring_of_gaussians(6, generator=torch.Generator().manual_seed(2), return_modes=True)
+    finally:
+        torch.set_default_device(None)
+    assert all(a.device.type == "cpu" and torch.equal(a, b) for a, b in zip(got, want))

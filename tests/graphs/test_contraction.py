@@ -1,6 +1,7 @@
 """Contraction plans: the evidence-absorbing plan gives the plain plan's answers in every semiring."""
 
 import os
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -127,3 +128,28 @@ def test_plan_cache_evaluates_sizes_only_for_a_new_plan():
     cache.memo["x"] = 1
     cache.clear()
     assert len(cache) == 0 and cache.memo == {}
+
+
+class _EvictedAfterRead(dict):
+    """A cache dict whose every read of a present key is followed by that key's eviction, as when another thread's
+    ``popitem``/``clear`` runs between a cache's read and its update (the interleaving forced)."""
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        self.pop(key, None)
+        return value
+
+
+class _EvictedAfterReadOrdered(_EvictedAfterRead, OrderedDict):
+    pass
+
+
+def test_plan_cache_hit_survives_an_eviction_by_another_thread():
+    """Fails before: ``get`` read the plan, then ``move_to_end`` of the key another thread had evicted: KeyError."""
+    dims, ops, sizes = _problem(5)
+    cache = PlanCache()
+    first = cache.get(dims, (N,), sizes, batch_dim=N)
+    cache._plans = _EvictedAfterReadOrdered(cache._plans)
+    assert cache.get(dims, (N,), sizes, batch_dim=N) is first and cache.hits == 1
+    assert len(cache) == 0  # evicted: the next query builds the plan again
+    assert cache.get(dims, (N,), sizes, batch_dim=N) is not first and cache.misses == 2

@@ -53,3 +53,27 @@ def test_a_copy_reads_its_memos_afresh_once_the_original_is_gone(how):
     copied.support.data = blocks.tensor(torch.tensor([[True, True], [True, False]]))  # at the original's address
     torch.testing.assert_close(copied.log_table(), cpd.Table([[0.5, 0.5], [1.0, 0.0]], ["a"]).log_table(),
                                rtol=0, atol=0)
+
+
+def test_a_prior_transposed_in_place_of_its_data_is_checked():
+    """``prior.data = prior.t()``: the same storage, address and version; the memo keyed on those two kept the
+    check of the prior before the transpose, whose 0.5 sat on the structural zero [0, 1] (left out), not on [1, 0]."""
+    table = cpd.Table([[1.0, 0.0], [0.5, 0.5]], ["a"], prior=[[2.0, 0.5], [2.0, 2.0]])
+    table.log_prior()  # the memo: no concentration below 1 on the support
+    table.prior.data = table.prior.t()
+    with pytest.raises(ModelSpecError, match=r"concentration 0\.5 < 1"):  # before: log_prior returned a value
+        table.log_prior()
+
+
+def test_a_mask_viewed_anew_at_the_same_address_and_version_is_read():
+    """``support.data = view`` of other elements of the same storage (the memo's mask had no zero): the memo keyed
+    on version and data pointer said "no structural zero", and the zero [1, 1] of the mask in place was not applied.
+    """
+    table = cpd.Table([[0.5, 0.5], [0.3, 0.7]], ["a"])
+    base = torch.tensor([True, True, True, True, False])
+    table.support.data = base[:4].view(2, 2)
+    assert torch.isfinite(table.log_table()).all()  # the memo: no structural zero
+    table.support.data = base.as_strided((2, 2), (3, 1))  # [[T, T], [T, F]] at the same address
+    torch.testing.assert_close(table.log_table(), cpd.Table([[0.5, 0.5], [1.0, 0.0]], ["a"]).log_table(),
+                               rtol=0, atol=0)
+

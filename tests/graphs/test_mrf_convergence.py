@@ -67,3 +67,16 @@ def test_loopy_oscillation_still_warns_in_either_dtype(dtype):
     mrf = _ising().to(dtype)
     with pytest.warns(EstimateWarning, match="belief propagation"):
         mrf.log_partition("bp")
+
+
+def test_the_mean_field_warning_gives_its_own_reason_not_bp_s():
+    """Found by a settings audit: mean field's warning said "(loopy BP can oscillate on strongly coupled graphs)",
+    the reason of the other method; mean field's sweeps creep, and damping is no advice for it."""
+    with pytest.warns(EstimateWarning) as caught:
+        _ising(coupling=0.5).log_partition("mean_field", num_iters=1)
+    message = str(caught[0].message)
+    assert "BP" not in message and "damping" not in message
+    assert "(mean field's coordinate-ascent sweeps can creep slowly on strongly coupled graphs); raise num_iters" \
+        in message
+    with pytest.warns(EstimateWarning, match=r"\(loopy BP can oscillate on strongly coupled graphs\); add damping"):
+        _ising().log_partition("bp")

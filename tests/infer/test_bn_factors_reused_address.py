@@ -33,3 +33,26 @@ def test_a_replacement_at_the_address_of_the_cached_table_is_read(learnable):
         # before: p(rain | wet = 1) = [0.3333, 0.6667], the old table's answer, against [0.0137, 0.9863]
         torch.testing.assert_close(bn.posterior("rain", ev), want.posterior("rain", ev), rtol=0, atol=0)
         torch.testing.assert_close(bn.log_evidence(ev), want.log_evidence(ev), rtol=0, atol=0)
+
+
+_CYCLE = [[0.7, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.7]]  # rows and columns sum to 1: so does the transpose
+
+
+@pytest.mark.parametrize("learnable", [True, False], ids=["parameter", "buffer"])
+def test_a_square_table_transposed_in_place_of_its_data_is_read(learnable):
+    """``logits.data = logits.t()`` puts a view of the same storage in place, at the same address and version: the
+    cache keyed on those two answered from the table before the transpose.  It keys the strides too now."""
+    def net(probs):
+        return (BayesNet().add("rain", cpd.Table([0.5, 0.3, 0.2], learnable=learnable))
+                .add("wet", cpd.Table(probs, ["rain"], learnable=learnable)))
+
+    bn, ev = net(_CYCLE), {"wet": torch.tensor([1, 2])}
+    with torch.no_grad():
+        bn.posterior("rain", ev)  # the table cached
+        logits = bn.cpds["wet"].logits
+        logits.data = logits.t()
+        want = net(torch.tensor(_CYCLE).t())
+        # before: p(rain | wet = 1) = [0.3030, 0.6364, 0.0606], the table before the transpose, against
+        # [0.1667, 0.7000, 0.1333]
+        torch.testing.assert_close(bn.posterior("rain", ev), want.posterior("rain", ev), rtol=0, atol=0)
+        torch.testing.assert_close(bn.log_evidence(ev), want.log_evidence(ev), rtol=0, atol=0)

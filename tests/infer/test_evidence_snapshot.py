@@ -77,3 +77,17 @@ def test_data_put_at_the_address_of_the_built_data_is_a_change(child):
     logits.data = blocks.tensor(torch.tensor([0.1, 0.9]).log())  # (was put at its address)
     with pytest.raises(ConfigError, match="the network changed after its evidence table"):
         table.posterior("a", {"b": torch.tensor([1])})
+
+
+def test_a_square_table_transposed_in_place_of_its_data_is_a_change():
+    """Found by an audit: the snapshot keyed each tensor on its version, data pointer and dtype;
+    ``logits.data = logits.t()`` (a square table) keeps all three, and the table answered for the table before the
+    transpose, with no error.  The shape and strides are keyed too (hybridpgm.tensor_tracking.value_key)."""
+    cycle = [[0.7, 0.2, 0.1], [0.1, 0.7, 0.2], [0.2, 0.1, 0.7]]  # its transpose is a table too
+    bn = BayesNet().add("a", cpd.Table([0.5, 0.3, 0.2])).add("b", cpd.Table(cycle, ["a"]))
+    table = bn.compile_evidence(["b"])
+    table.posterior("a", {"b": torch.tensor([1])})
+    logits = bn.cpds["b"].logits
+    logits.data = logits.t()
+    with pytest.raises(ConfigError, match="the network changed"):  # before: [[0.3030, 0.6364, 0.0606]]
+        table.posterior("a", {"b": torch.tensor([1])})

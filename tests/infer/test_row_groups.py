@@ -4,7 +4,8 @@ import torch
 
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.exact import parse_evidence
-from hybridpgm.infer.row_groups import choose_split, row_groups
+from hybridpgm.infer.bn_evidence import network_facts
+from hybridpgm.infer.row_groups import _estimate, choose_split, row_groups
 from hybridpgm.infer.soft_evidence import Likelihood
 
 
@@ -173,3 +174,21 @@ def test_split_search_budget_keeps_estimates_for_the_full_pattern(monkeypatch):
     assert count[0] <= 6
     groups = row_groups(bn, ev, set(bn.nodes), split_on=split) if split else [None]
     assert len(groups) <= 3
+
+
+class _ClearedAfterWrite(dict):
+    """An estimate memo that another thread clears (``len(memo) >= _MAX_ESTIMATES``) right after each write."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.clear()
+
+
+def test_an_estimate_survives_the_memo_cleared_by_another_thread():
+    """Fails before: ``_estimate`` wrote the memo, then read the entry back, gone: KeyError."""
+    bn = _chain()
+    facts = network_facts(bn)
+    args = (bn, facts, frozenset(), frozenset({"b"}), ("a", "b", "c"), False)
+    expected = _estimate(*args)
+    bn.plan_cache.memo["split_estimates"] = _ClearedAfterWrite()
+    assert _estimate(*args) == expected and expected[0] > 0

@@ -46,6 +46,16 @@ def test_an_index_put_at_the_address_of_the_planned_index_is_planned_anew():
     index.data = blocks.tensor(torch.tensor([1, 2, 0]))  # (was put at its address)
     assert cache.get((index,), 3, lambda: index.tolist()) == [1, 2, 0]  # before: [0, 1, 2]
 
+def test_a_transposed_index_at_the_same_address_and_version_is_planned_anew():
+    """Found by an audit: the key (version, data pointer, shape, device) did not tell ``index.data = index.t()`` on
+    a square index -- the same storage, address, shape and version -- from the index planned."""
+    cache = StructureCache()
+    index = torch.tensor([[0, 1], [2, 0]])
+    assert cache.get((index,), 3, lambda: index.tolist()) == [[0, 1], [2, 0]]
+    index.data = index.t()
+    assert cache.get((index,), 3, lambda: index.tolist()) == [[0, 2], [1, 0]]  # before: [[0, 1], [2, 0]]
+
+
 def test_inference_tensors_and_transform_wrappers_are_planned_every_time_not_cached():
     """An inference tensor has no version counter; inside a torch.func transform even an index tensor may come
     wrapped, without storage: no key, so the plan is built every time (a ``data_ptr`` of the wrapper raised)."""

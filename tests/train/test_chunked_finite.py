@@ -90,3 +90,42 @@ def test_a_half_precision_tensors_chunks_are_widened_into_one_buffer(monkeypatch
     assert chunked_finite.wide_sum(t, torch.float32).item() == t.double().sum().item()
     t[-1] = math.nan
     assert chunked_finite.finite_sums([t]) == [False]
+
+
+def test_a_parameters_chunks_are_widened_into_one_buffer_too(monkeypatch):
+    """A parameter (``requires_grad``) of a checkpoint is summed through the one buffer as well: its sum is a flag,
+    detached, not a sum to differentiate (:func:`wide_sum` would sum it whole)."""
+    monkeypatch.setattr(chunked_finite, "CHUNK", 64)
+    p = torch.nn.Parameter(torch.arange(2 * 33 * 64, dtype=torch.float16) % 7)
+    chunks = [n for n in cpu_allocations(lambda: chunked_finite.finite_sums([p])) if n >= 4 * 64]
+    assert chunks == [4 * 64], chunks  # the buffer of one chunk, no float32 copy of the whole
+
+
+@pytest.mark.parametrize("transform", ["backward", "forward_ad", "jvp", "grad", "vmap"])
+def test_wide_sum_differentiates_and_vectorizes_as_a_sum(monkeypatch, transform):
+    """Fails on the reviewed code: the chunks' copies into the buffer (under ``no_grad``, of ``t.detach()``) dropped
+    the derivative, silently (a sum without ``grad_fn``, a forward tangent of ``None``, ``torch.func.jvp``'s tangent
+    0 and ``torch.func.grad``'s gradient 0 where they are 1 per entry), and under ``torch.func.vmap`` the unbatched
+    buffer refused a batched chunk (torch's raw ``RuntimeError``).  Such a ``t`` is summed as ``t.sum`` sums it."""
+    import torch.autograd.forward_ad as fwAD
+
+    monkeypatch.setattr(chunked_finite, "CHUNK", 64)
+    x = torch.arange(3 * 64, dtype=torch.float16) % 5
+    wide = (lambda t: chunked_finite.wide_sum(t, torch.float32))
+    ones = torch.ones_like(x)
+    if transform == "backward":
+        p = x.clone().requires_grad_()
+        wide(p).backward()
+        torch.testing.assert_close(p.grad, ones, rtol=0, atol=0)
+    elif transform == "forward_ad":
+        with fwAD.dual_level():
+            tangent = fwAD.unpack_dual(wide(fwAD.make_dual(x, ones))).tangent
+        assert tangent is not None and tangent.item() == x.numel()
+    elif transform == "jvp":
+        value, tangent = torch.func.jvp(wide, (x,), (ones,))
+        assert value.item() == x.double().sum().item() and tangent.item() == x.numel()
+    elif transform == "grad":
+        torch.testing.assert_close(torch.func.grad(wide)(x), ones, rtol=0, atol=0)
+    else:
+        rows = torch.stack([x, 2 * x])
+        torch.testing.assert_close(torch.func.vmap(wide)(rows), rows.double().sum(1).float(), rtol=0, atol=0)

@@ -36,6 +36,28 @@ def test_inside_a_step_the_checks_wait_and_the_first_failure_raises():
     assert bool(empty.all_passed(torch.device("cpu")))
 
 
+def test_an_exception_leaving_a_step_comes_after_the_checks_that_failed_before_it():
+    """Fails on the reviewed code (0a172ad): an exception inside the step dropped the deferred checks, so a NaN
+    neural table, deferred there, was reported as the NaN message of the belief propagation that met it.  The first
+    failed check is raised in its place, unchained; an exception after passed checks, and a KeyboardInterrupt,
+    are raised as they are."""
+    with pytest.raises(DataError, match="second") as raised:
+        with deferring_checks():
+            check_or_defer(torch.tensor(True), lambda: DataError("first"))
+            check_or_defer(torch.tensor(False), lambda: DataError("second"))
+            check_or_defer(torch.tensor(False), lambda: DataError("third"))
+            raise ValueError("later")
+    assert raised.value.__suppress_context__
+    with pytest.raises(ValueError, match="later"):
+        with deferring_checks():
+            check_or_defer(torch.tensor(True), lambda: DataError("first"))
+            raise ValueError("later")
+    with pytest.raises(KeyboardInterrupt):
+        with deferring_checks():
+            check_or_defer(torch.tensor(False), lambda: DataError("first"))
+            raise KeyboardInterrupt
+
+
 def _binary(n=64, d=12, seed=0):
     return torch.bernoulli(torch.full((n, d), 0.4), generator=torch.Generator().manual_seed(seed))
 

@@ -58,3 +58,25 @@ def test_inside_fits_step_the_checks_join_the_steps_read(host_reads):
     with pytest.raises(DataError, match="check x failed"):
         pending.raise_first_failure()
     assert checked.__name__ == "checked"
+
+
+def test_one_block_entered_again_within_itself_keeps_each_entrys_checks():
+    """Fails on the reviewed code: the inner entry overwrote the outer's state, so the outer exit neither read the
+    checks nor restored the context: the failed check was never raised, and every later check outside any block
+    was deferred for good, silently."""
+    block = checks_read_once()
+    with pytest.raises(DataError, match="check inner failed"):
+        with block:
+            with block:
+                _check(False, "inner")
+    with pytest.raises(DataError, match="check later failed"):  # read at once again
+        _check(False, "later")
+    with block:  # and the object can be entered again
+        _check(True, "again")
+
+
+def test_a_keyboard_interrupt_is_not_replaced_by_a_failed_check():
+    with pytest.raises(KeyboardInterrupt):
+        with checks_read_once():
+            _check(False, "1")
+            raise KeyboardInterrupt

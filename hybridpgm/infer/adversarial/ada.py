@@ -163,7 +163,7 @@ class ADA(AdversarialGame):
                             f"x_source {tuple(x_source.shape)}, got {got}")
         g = torch.Generator().manual_seed(seed)
         n, m = x_source.shape[0], x_target.shape[0]
-        index = torch.cat([torch.randperm(m, generator=g) for _ in range(-(-n // m))])[:n]
+        index = torch.cat([torch.randperm(m, generator=g, device="cpu") for _ in range(-(-n // m))])[:n]  # g's device
         return x_source, y_source, x_target[index.to(x_target.device)]
 
     def _unpack(self, batch):
