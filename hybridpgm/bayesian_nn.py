@@ -78,7 +78,9 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
     :raises ModelSpecError: ``module`` is not a module or has no parameters, holds a lazy module's parameters
         that nothing has initialised (their shapes, which the priors take, are unknown), a parameter is shared by
         several sub-modules (tied weights: each would get its own sample site, untying them; the message
-        names every path of it), or ``prior_scale`` is not a finite number > 0 (``bool`` and strings refused).
+        names every path of it), ``module`` holds an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (its forward reads its
+        weights from a flat list, not its attributes: the message names the layer and its cell, which works),
+        or ``prior_scale`` is not a finite number > 0 (``bool`` and strings refused).
 
     >>> net = bayesianize(torch.nn.Linear(3, 1), prior_scale=1.0)
     >>> with pyro.poutine.trace() as tr:
@@ -93,6 +95,7 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
         raise ModelSpecError(f"{type(module).__name__} has no parameters to put priors on")
     refuse_uninitialized(module, f"the network given to bayesianize ({type(module).__name__})")  # shapes unknown
     _refuse_shared_parameters(module)
+    _refuse_recurrent_layers(module)
     net = copy.deepcopy(module)
     to_pyro_module_(net)
     for sub in net.modules():
@@ -106,6 +109,25 @@ def bayesianize(module: nn.Module, prior_scale: float = 1.0) -> PyroModule:
             delattr(sub, name)
             setattr(sub, name, PyroSample(_weight_prior(name, param.shape)))
     return net
+
+
+def _refuse_recurrent_layers(module: nn.Module) -> None:
+    """Raise :class:`ModelSpecError` naming an ``nn.RNN``/``nn.LSTM``/``nn.GRU`` of ``module``: its forward reads
+    its weights from a flat list that it keeps for cuDNN (``_flat_weights``), not from its attributes, so a
+    :class:`~pyro.nn.PyroSample` in place of a weight would never be sampled (and torch's ``__setattr__`` of
+    these layers refuses one: ``AttributeError: ... no attribute '_flat_weights'``)."""
+    for path, layer in module.named_modules():
+        if isinstance(layer, nn.RNNBase):
+            kind = next((c.__name__ for c in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(layer, c)), "RNN")
+            name = type(layer).__name__
+            where = f"the layer {path!r} ({name}) of {type(module).__name__}" if path else f"the {name} given"
+            # torch.vmap (vectorized plates) has no batching rule for aten::lstm_cell; RNN/GRU cells fall back
+            batched = " (one draw at a time: torch.vmap, which vectorized plates use, cannot batch it)" * (
+                kind == "LSTM")
+            raise ModelSpecError(f"bayesianize: {where} is a recurrent layer of torch whose forward reads its weights "
+                                 f"from a flat list kept for cuDNN, not from its attributes: a prior on them would "
+                                 f"never be sampled. Loop over the time steps with nn.{kind}Cell, which reads its "
+                                 f"weights as attributes{batched}, or write the recurrence with nn.Linear layers")
 
 
 def _refuse_shared_parameters(module: nn.Module) -> None:

@@ -14,7 +14,9 @@ the draw :math:`w_e` shadowing the layer's :class:`~pyro.nn.PyroSample` attribut
 of the layer's instance ``__dict__``, which Python reads before ``__getattr__``; Pyro's ``__setattr__`` and
 ``__delattr__``, which :func:`torch.func.functional_call` goes through, would replace or delete the sample
 site).  Each entry equals the network run on that draw alone (to float rounding of batched matrix products),
-and the weight sites are the sequential run's: their names, priors and Pyro's broadcasting of them.
+and the weight sites are the sequential run's: their names, priors and Pyro's broadcasting of them, and only
+the weights the forward reads, in the order it reads them (a layer it never calls has no site), which a dry
+run without draws finds first (:func:`~hybridpgm.bayesian_nn_reads.weights_read`).
 Reference: R. M. Neal, *Bayesian Learning for Neural Networks*, 1996 (the model); the vectorization is
 JAX's ``vmap`` idiom, as in :mod:`torch.func`.
 """
@@ -29,6 +31,7 @@ import torch
 from pyro.poutine.runtime import get_plates
 from torch import nn
 
+from hybridpgm.bayesian_nn_reads import weights_read
 from hybridpgm.errors import HybridPGMError, ModelSpecError
 
 __all__ = ["apply_under_plates", "place_data_dim", "vectorized_plates"]
@@ -127,7 +130,9 @@ def _refuse_batch_norm_updates(net: nn.Module, frames: Sequence) -> None:
 
 def apply_under_plates(net: nn.Module, x: torch.Tensor, frames: Sequence) -> tuple[torch.Tensor, tuple[int, ...]]:
     """Sample the weights of the bayesianized ``net`` under the vectorized plates ``frames`` and apply it to
-    ``x`` once per draw.
+    ``x`` once per draw.  The weights drawn are those its forward reads, in the order it reads them, as when the
+    draws run in turn (:func:`~hybridpgm.bayesian_nn_reads.weights_read`); a forward that reads none gives its
+    one output for every draw.
 
     :param net: the :class:`~pyro.nn.PyroModule` of :func:`~hybridpgm.bayesian_nn.bayesianize`, called within
         its supermodule's ``__call__`` (so that each weight is one sample site, cached for the call).
@@ -141,13 +146,17 @@ def apply_under_plates(net: nn.Module, x: torch.Tensor, frames: Sequence) -> tup
         ``net`` on one draw alone is raised as it is."""
     _refuse_batch_norm_updates(net, frames)
     plates = _plates_shape(frames)
-    sites = _sites(net)
+    every = _sites(net)
+    shapes = {path: _weight_shape(layer, name) for path, layer, name in every}
+    sites = weights_read(net, x, every, [shapes[path] for path, _, _ in every])  # a dry run: no draws
     draws = []
-    for path, layer, name in sites:
-        shape = _weight_shape(layer, name)
+    for path, layer, name in sites:  # the sites of the draws in turn, in their order
         value = getattr(layer, name)  # the sample site, as in the sequential forward (cached for this call)
-        full = _aligned(value, shape, plates, path, frames)
-        draws.append(full.reshape((math.prod(plates),) + shape))
+        full = _aligned(value, shapes[path], plates, path, frames)
+        draws.append(full.reshape((math.prod(plates),) + shapes[path]))
+    if not draws:  # a forward that reads no weight: vmap has nothing to map over, every draw gives its output
+        out = net(x)
+        return out.expand(plates + tuple(out.shape)), plates
 
     def one(weights: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
         with _shadowing(sites, weights):
