@@ -51,6 +51,14 @@ def neural_child_training(bn: BayesNet):
     return hybridpgm.SVIObjective(bn.model, bn.guide, TraceEnum_ELBO(max_plate_nesting=1)), bn.split_missing(rows)
 
 
+def star(k: int = 8) -> BayesNet:
+    """``x0`` and its children ``x1..x{k-1}``, binary (leaves: evidence missing in some rows splits no rows)."""
+    bn = BayesNet().add("x0", cpd.Table([0.4, 0.6]))
+    for i in range(1, k):
+        bn.add(f"x{i}", cpd.Table([[0.3 + 0.05 * i, 0.7 - 0.05 * i], [0.8, 0.2]], ["x0"]))
+    return bn
+
+
 def sprinkler() -> BayesNet:
     """The rain -> sprinkler -> wet-grass network (rain also wets the grass), with state names for rain."""
     bn = BayesNet()

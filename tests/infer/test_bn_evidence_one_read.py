@@ -10,17 +10,9 @@ import torch
 from hybridpgm.errors import DataError, EvidenceError
 from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.exact import posterior_sample
-from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
+from tests.graphs.bn_helpers import single_thread, star  # noqa: F401 (single_thread: autouse fixture)
 
 NODES = ["x1", "x2", "x3", "x4", "x5", "x6"]
-
-
-def _star(k: int = 8) -> BayesNet:
-    """``x0`` and its children ``x1..x{k-1}`` (leaves: evidence missing in some rows splits no rows)."""
-    bn = BayesNet().add("x0", cpd.Table([0.4, 0.6]))
-    for i in range(1, k):
-        bn.add(f"x{i}", cpd.Table([[0.3 + 0.05 * i, 0.7 - 0.05 * i], [0.8, 0.2]], ["x0"]))
-    return bn
 
 
 def _evidence(count: int) -> dict:
@@ -41,7 +33,7 @@ def _evidence(count: int) -> dict:
 def test_the_host_reads_of_a_query_do_not_grow_with_its_evidence_nodes(host_reads, query):
     """Fails on the old code: one ``tolist`` per evidence node (2, 4 and 7 reads for the posterior of 1, 3 and 6
     nodes, the contraction's one included), on CUDA one synchronisation each."""
-    bn = _star()
+    bn = star()
     counts = []
     for count in (1, 3, 6):
         evidence = _evidence(count)
@@ -55,7 +47,7 @@ def test_the_host_reads_of_a_query_do_not_grow_with_its_evidence_nodes(host_read
 def test_the_answers_are_those_of_each_node_read_on_its_own():
     """The posterior with six nodes' evidence equals that of the evidence given one row at a time (each row's
     missing entries left out of its dict): the flags each node reads decide observed / partial alike."""
-    bn = _star()
+    bn = star()
     evidence = _evidence(6)
     got = bn.posterior("x0", evidence)
     for row in range(4):
@@ -75,7 +67,7 @@ def test_of_two_bad_nodes_the_first_is_named(first, second, message):
     """A guard: the flags are read together, yet the error is the first bad node's in the evidence's order,
     whether the second fails a check of the values or of the shape."""
     with pytest.raises(EvidenceError, match=message):
-        _star().posterior("x0", {"x1": torch.tensor([0, 1, 1, 0]), "x2": first, "x5": second})
+        star().posterior("x0", {"x1": torch.tensor([0, 1, 1, 0]), "x2": first, "x5": second})
 
 
 def test_a_continuous_nodes_checks_keep_their_place_in_the_order():

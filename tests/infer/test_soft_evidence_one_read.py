@@ -9,18 +9,9 @@ import pytest
 import torch
 
 from hybridpgm.errors import EvidenceError
-from hybridpgm.graphs import BayesNet, cpd
 from hybridpgm.infer.exact import posterior_sample
 from hybridpgm.infer.soft_evidence import Likelihood, soft_likelihood
-from tests.graphs.bn_helpers import single_thread  # noqa: F401 (autouse fixture)
-
-
-def _star(k: int = 8) -> BayesNet:
-    """``x0`` and its children ``x1..x{k-1}``."""
-    bn = BayesNet().add("x0", cpd.Table([0.4, 0.6]))
-    for i in range(1, k):
-        bn.add(f"x{i}", cpd.Table([[0.3 + 0.05 * i, 0.7 - 0.05 * i], [0.8, 0.2]], ["x0"]))
-    return bn
+from tests.graphs.bn_helpers import single_thread, star  # noqa: F401 (single_thread: autouse fixture)
 
 
 def _soft(count: int) -> dict:
@@ -37,7 +28,7 @@ def test_the_host_reads_of_a_query_do_not_grow_with_its_soft_evidence_nodes(host
     """Fails on the old code: each node's likelihoods were validated with three reads of their own (5, 11 and 20
     reads for the posterior of 1, 3 and 6 nodes), on CUDA one synchronisation each; now they join the evidence's
     one read, beside a hard node's flags too."""
-    bn = _star()
+    bn = star()
     counts = []
     for count in (1, 3, 6):
         evidence = {**_soft(count), "x7": torch.tensor([1, -1])}
@@ -51,7 +42,7 @@ def test_the_host_reads_of_a_query_do_not_grow_with_its_soft_evidence_nodes(host
 def test_the_answers_are_those_of_each_node_validated_on_its_own():
     """A guard: the posterior under six soft nodes is the product of their likelihoods with the prior, as a
     network-free computation gives it (the scaled evidence is the one each node's own check returned)."""
-    bn = _star()
+    bn = star()
     evidence = _soft(6)
     got = bn.posterior("x0", evidence)
     for row in range(2):
@@ -84,7 +75,7 @@ def test_of_two_bad_soft_nodes_the_first_is_named_with_its_message(first, second
     value, message = BAD[first]
     evidence = {"x1": Likelihood([0.2, 0.7]), "x2": value, "x3": BAD[second][0]}
     with pytest.raises(EvidenceError, match=message.format("x2")):
-        _star().posterior("x0", evidence)
+        star().posterior("x0", evidence)
 
 
 def test_a_soft_nodes_error_keeps_its_place_among_the_hard_nodes_errors():
@@ -95,11 +86,11 @@ def test_a_soft_nodes_error_keeps_its_place_among_the_hard_nodes_errors():
     message = r"Likelihood for 'x2' must be finite and non-negative"
     for later in ({"x3": torch.tensor([0, 5])}, {"nope": 1}, {"x3": torch.tensor([0, 1, 0])}):
         with pytest.raises(EvidenceError, match=message):
-            _star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": bad, **later})
+            star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": bad, **later})
     with pytest.raises(EvidenceError, match="evidence names unknown variable 'nope'"):
-        _star().posterior("x0", {"nope": 1, "x2": bad})
+        star().posterior("x0", {"nope": 1, "x2": bad})
     rows = Likelihood(torch.tensor([[0.5, -1.0], [1.0, 1.0], [1.0, 1.0]]))
     with pytest.raises(EvidenceError, match=message):
-        _star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": rows})
+        star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": rows})
     with pytest.raises(EvidenceError, match=r"evidence rows differ in length"):
-        _star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": Likelihood(torch.ones(3, 2))})
+        star().posterior("x0", {"x1": torch.tensor([1, 0]), "x2": Likelihood(torch.ones(3, 2))})
