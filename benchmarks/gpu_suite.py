@@ -48,7 +48,7 @@ SUITE = [
      ["--batch-size", "8", "--x-dim", "16", "--hidden", "8", "--z-dim", "2", "--steps", "2", "--rounds", "1"]),
     ("rbm_speed", "rbm_speed",
      ["--num-examples", "60000", "--rounds", "3", "--skip-sklearn", "--threads", "0"],
-     ["--num-examples", "200", "--hidden", "8", "--rounds", "1", "--skip-sklearn"]),
+     ["--dataset", "digits", "--num-examples", "200", "--hidden", "8", "--rounds", "1", "--skip-sklearn"]),
     ("dkl_step", "dkl_step",
      ["--n", "64000", "--rounds", "5", "--steps", "1", "--threads", "0"],  # 6 s an iteration on an H200
      ["--n", "64", "--hidden", "8", "--grid-size", "16", "--steps", "1", "--rounds", "1", "--warmup", "0"]),

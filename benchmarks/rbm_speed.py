@@ -172,7 +172,7 @@ def sklearn_rbm(x: np.ndarray, hidden: int, batch_size: int, lr: float, seed: in
 
 
 def _config(args: argparse.Namespace, x: torch.Tensor, device, steps: int) -> dict:
-    return {"num_examples": x.shape[0], "visible": x.shape[1], "hidden": args.hidden,
+    return {"dataset": args.dataset, "num_examples": x.shape[0], "visible": x.shape[1], "hidden": args.hidden,
             "batch_size": args.batch_size, "rounds": args.rounds, "device": str(device),
             "threads": torch.get_num_threads(), "steps_per_epoch": steps}
 
@@ -181,7 +181,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    data = load_dataset("fashion-mnist", binarize="static", seed=args.seed).train.x[: args.num_examples]
+    data = load_dataset(args.dataset, binarize="static", seed=args.seed).train.x[: args.num_examples]
     x = data.to(device)
     x_np = data.numpy()
     steps = -(-x.shape[0] // args.batch_size)
@@ -281,6 +281,8 @@ def _epoch_interleaved(args, x, x_np, step_methods: dict, steps: int, device) ->
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=("fashion-mnist", "digits"), default="fashion-mnist",
+                        help="the training images (digits: the bundled 8x8 set, for dry runs without Debian's data)")
     parser.add_argument("--num-examples", type=int, default=50000)
     parser.add_argument("--hidden", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=100)

@@ -124,7 +124,11 @@ def weights_read(net: nn.Module, x: torch.Tensor, sites: Sequence[Site],
     :returns: those of ``sites`` that the forward reads, in the order of the reads (each once); all of them,
         in their order, where the forward fails on zero weights (the network's own error then comes from its
         run on the draws).  Nothing is drawn, no handler of the caller sees a site, torch's random streams
-        do not move, and ``net``'s buffers are left as they were."""
+        do not move, and ``net``'s buffers are left as they were.  The modules' forward hooks
+        (:meth:`~torch.nn.Module.register_forward_hook`, pre-hooks, global hooks) run in the dry run too, on the
+        zero weights' activations: they are part of the forward (a pre-hook may compute the weight read, as
+        ``torch.nn.utils.spectral_norm``'s does), so a hook recording activations sees one call more per
+        vectorized run."""
     devices = [x.device] if x.device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices):  # dropout's masks: not drawn from the caller's streams
