@@ -13,10 +13,13 @@ expressions*, 2018.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import heapq
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from hybridpgm.errors import ModelSpecError
@@ -30,8 +33,14 @@ __all__ = ["SEARCH_ABOVE"]
 #: the row (batch) dim of every operand
 _ROWS = "\x00rows"
 
-#: compiled structures kept (plans and fold indices), least recently used dropped first
+#: compiled structures kept (plans and fold indices), least recently used dropped first; also the verdicts kept in
+#: :data:`_TOO_COSTLY`
 _MAX_STRUCTURES = 64
+
+#: the most operands the structures kept in :data:`_STRUCTURES` may have together (least recently used dropped
+#: first; the newest is kept whatever its size): a plan keeps about 1.5 KiB of Python objects per operand (its
+#: steps, the fold indices), so about 100 MiB; 64 structures of a 4x2000 grid's 14,000 operands took 1.3 GiB
+_MAX_OPERANDS = 2**16
 
 _STRUCTURES: OrderedDict = OrderedDict()
 
@@ -79,6 +88,8 @@ class _Structure:
         self.crop = [None if all(cards[v] == num_states for scope in group for v in scope)
                      else [tuple(slice(0, cards[v]) for v in scope) for scope in group] for group in scopes]
         self.log_states = sum(math.log(c) for c in cards)
+        #: operands of the contraction, what :data:`_MAX_OPERANDS` counts
+        self.operands = len(dims)
 
 
 def _searched_plan(dims: list, sizes: dict, search: bool = True) -> tuple[ContractionPlan, int]:
@@ -170,32 +181,56 @@ def _flops(plan: ContractionPlan) -> int:
     return getattr(plan, "opt_cost", 0)
 
 
-class _Scopes(tuple):
-    """The groups' scopes as nested tuples, hashed once (a dict lookup of a key holding it then costs
-    :math:`O(1)`, not :math:`O(F)`; equal by content, as a tuple)."""
-
-    def __hash__(self) -> int:
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = self.__dict__["_hash"] = tuple.__hash__(self)
-        return h
-
-
-#: the scopes of the groups' ``variables`` tensors, keyed by their identity and state (a
+#: a digest of the groups' ``variables`` tensors (:func:`_scopes_digest`), keyed by their identity and state (a
 #: :class:`~hybridpgm.graphs.MarkovNet` keeps them from query to query): read to the host once per structure
 _SCOPES = StructureCache(max_entries=16)
 
-#: content keys that a ``cheap_only`` call found too costly: the greedy order's flops per model (``inf``: a treewidth
-#: beyond the contraction), compared with :data:`SEARCH_ABOVE` at each call
+#: digests (:func:`_key`) of structures that a ``cheap_only`` call found too costly: the greedy order's flops per
+#: model (``inf``: a treewidth beyond the contraction), compared with :data:`SEARCH_ABOVE` at each call; at most
+#: :data:`_MAX_STRUCTURES`, of about 360 bytes each (key and value)
 _TOO_COSTLY: OrderedDict = OrderedDict()
 
 
+def _digest(what: str, tensors) -> bytes:
+    """A BLAKE2b digest (32 bytes) of ``what`` and each tensor's shape and values as ``int64`` (an ``int32`` index
+    and an ``int64`` one of the same values give the same digest, as equal Python ints did).  Two structures with
+    the same digest are taken for the same: a collision needs about :math:`2^{128}` tries, so no plan of another
+    structure is ever used.
+    """
+    h = hashlib.blake2b(what.encode(), digest_size=32)
+    for t in tensors:
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(_host_int64(t))
+    return h.digest()
+
+
+def _host_int64(t: torch.Tensor):
+    """``t``'s values as a contiguous ``int64`` NumPy array on the host (no copy where ``t`` is one already)."""
+    if t.device.type != "cpu" or t.dtype != torch.int64 or not t.is_contiguous():
+        t = t.to("cpu", torch.int64).contiguous()
+    try:
+        return t.numpy()
+    except (RuntimeError, TypeError):  # a torch.func wrapper, which has no NumPy view: its values as a list
+        return np.asarray(t.tolist(), dtype=np.int64)
+
+
+def _scopes_digest(fg: FactorGraph) -> bytes:
+    """The digest of the groups' ``[F_g, k_g]`` scopes, in group order."""
+    return _digest(f"scopes of {len(fg.groups)} groups", [g.variables for g in fg.groups])
+
+
 def _key(fg: FactorGraph) -> tuple:
-    """The content key of ``fg``'s structure: cardinalities, states, scopes, device (the scopes read to the host
-    once per ``variables`` tensor, :data:`_SCOPES`)."""
-    scopes = _SCOPES.get(tuple(g.variables for g in fg.groups), None,
-                         lambda: _Scopes(tuple(map(tuple, g.variables.tolist())) for g in fg.groups))
-    return tuple(fg.cardinalities.tolist()), fg.num_states, scopes, str(fg.unary.device)
+    """The content key of ``fg``'s structure: digests of the cardinalities and of the scopes (the scopes' read to
+    the host and digest once per ``variables`` tensor, :data:`_SCOPES`), the states, the device.  A key is a few
+    hundred bytes, whatever the size of the graph (a key holding each scope as Python ints took 6.5 MiB at 160x160
+    and was kept after the network was gone)."""
+    scopes = _SCOPES.get(tuple(g.variables for g in fg.groups), None, lambda: _scopes_digest(fg))
+    return _digest("cardinalities", [fg.cardinalities]), fg.num_states, scopes, str(fg.unary.device)
+
+
+def _host_scopes(fg: FactorGraph) -> tuple:
+    """The groups' scopes as nested tuples of Python ints (read to the host: for a structure not yet cached)."""
+    return tuple(tuple(map(tuple, g.variables.tolist())) for g in fg.groups)
 
 
 def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
@@ -204,15 +239,16 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
     run, and only that verdict cached, so that a later full call still searches; the same verdict whether or not
     a search has run since) or of too large a treewidth."""
     key = _key(fg)
-    cards, num_states, scopes, _ = key
     s = _STRUCTURES.get(key)
     if s is None:
         if cheap_only and _TOO_COSTLY.get(key, 0.0) > SEARCH_ABOVE:
-            _TOO_COSTLY.move_to_end(key)
+            with contextlib.suppress(KeyError):  # evicted by another thread since the read
+                _TOO_COSTLY.move_to_end(key)
             return None
         try:
             with kept_by_a_cache():  # cached index tensors must stay usable by autograd, after a transform too
-                s = _Structure(cards, num_states, scopes, fg.unary.device, search=not cheap_only)
+                s = _Structure(tuple(fg.cardinalities.tolist()), fg.num_states, _host_scopes(fg), fg.unary.device,
+                               search=not cheap_only)
         except ModelSpecError:
             if cheap_only:
                 _remember_too_costly(key, math.inf)
@@ -222,10 +258,10 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
             _remember_too_costly(key, s.greedy_flops)
             return None
         _STRUCTURES[key] = s
-        if len(_STRUCTURES) > _MAX_STRUCTURES:
-            _STRUCTURES.popitem(last=False)
+        _drop_past_limits()
     else:
-        _STRUCTURES.move_to_end(key)
+        with contextlib.suppress(KeyError):  # evicted by another thread since the read: the structure still holds
+            _STRUCTURES.move_to_end(key)
         # the greedy order's cost, as for a structure not yet cached: "auto" must not change its choice because
         # an exact query has searched (and cached) a cheaper order since (review: 284.9 then 513.4 on one grid)
         if cheap_only and s.greedy_flops > SEARCH_ABOVE:
@@ -233,9 +269,21 @@ def _structure(fg: FactorGraph, cheap_only: bool = False) -> _Structure | None:
     return s
 
 
+def _drop_past_limits() -> None:
+    """Drop the least recently used structures while more than :data:`_MAX_STRUCTURES` are kept or they have more
+    than :data:`_MAX_OPERANDS` operands together (the newest is kept whatever its size)."""
+    total = sum(s.operands for s in list(_STRUCTURES.values()))
+    while len(_STRUCTURES) > 1 and (len(_STRUCTURES) > _MAX_STRUCTURES or total > _MAX_OPERANDS):
+        try:
+            _, dropped = _STRUCTURES.popitem(last=False)
+        except KeyError:  # emptied by another thread
+            return
+        total -= dropped.operands
+
+
 def _remember_too_costly(key: tuple, flops: float) -> None:
     """Keep a ``cheap_only`` verdict (least recently used dropped past :data:`_MAX_STRUCTURES`)."""
+    _TOO_COSTLY.pop(key, None)  # then set: a new key goes last, with no second lookup another thread could miss
     _TOO_COSTLY[key] = flops
-    _TOO_COSTLY.move_to_end(key)
     if len(_TOO_COSTLY) > _MAX_STRUCTURES:
         _TOO_COSTLY.popitem(last=False)

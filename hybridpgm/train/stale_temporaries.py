@@ -27,7 +27,7 @@ import socket
 import stat
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Iterator
 
@@ -44,8 +44,12 @@ _UNNAMED_WRITER = re.compile(r"[^.]+")
 _LOCK = threading.Lock()
 #: folder (absolute) -> this process's writes (and write probes) in progress there
 _WRITING: Counter[str] = Counter()
-#: folder (absolute) -> its modification time (ns) as this process's last write there left it, when trusted
-_LOOKED: dict[str, int] = {}
+#: the folders :data:`_LOOKED` keeps, least recently written dropped first (a dropped folder costs its next write
+#: one listing); before, a service writing each run into a folder of its own kept one entry per folder for good
+_MAX_LOOKED = 256
+#: folder (absolute) -> its modification time (ns) as this process's last write there left it, when trusted; at
+#: most :data:`_MAX_LOOKED` folders (under :data:`_LOCK`)
+_LOOKED: OrderedDict[str, int] = OrderedDict()
 
 
 def _host() -> str:
@@ -146,15 +150,17 @@ def stale_removed_before_write(folder: Path, key: str) -> None:
 def remember_folder(folder: Path, key: str) -> None:
     """After a write into ``folder``: record its modification time, unless it is in whole milliseconds (a coarse
     clock) and less than two seconds old (a change in the same tick could hide behind it), so that the next write
-    lists it only if something else changed it."""
+    lists it only if something else changed it.  The :data:`_MAX_LOOKED` folders most recently written are kept."""
     try:
         mtime = os.stat(folder).st_mtime_ns
     except OSError:
         return
-    if mtime % 1_000_000 or time.time_ns() - mtime > 2_000_000_000:
-        _LOOKED[key] = mtime
-    else:
+    with _LOCK:
         _LOOKED.pop(key, None)
+        if mtime % 1_000_000 or time.time_ns() - mtime > 2_000_000_000:
+            _LOOKED[key] = mtime  # the most recent, last
+            if len(_LOOKED) > _MAX_LOOKED:
+                _LOOKED.popitem(last=False)
 
 
 def remove_stale_temporaries(path: str | os.PathLike, *, unnamed: bool = True) -> list[Path]:

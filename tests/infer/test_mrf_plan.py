@@ -157,7 +157,7 @@ def test_the_min_degree_width_of_small_graphs(k):
     clique = [(rows, i, j) for i in range(k) for j in range(i + 1, k)]
     assert mrf_plan._min_degree_width(clique, rows, 52) == k + 1
     assert mrf_plan._min_degree_width(clique, rows, 3) == k + 1  # its first step is over the limit
-    grid = [(rows,) + tuple(scope) for group in mrf_plan._key(ising_grid(k, k, 0.1).factor_graph())[2]
+    grid = [(rows,) + tuple(scope) for group in mrf_plan._host_scopes(ising_grid(k, k, 0.1).factor_graph())
             for scope in group]
     assert mrf_plan._min_degree_width(grid, rows, 52) >= k + 2  # no order does better than the treewidth
     assert mrf_plan._min_degree_width([(rows,) + tuple(range(60))], rows, 52) == 61

@@ -204,3 +204,26 @@ def test_a_write_through_a_symbolic_link_counts_the_folder_it_leads_to(tmp_path)
         write_text_atomically(tmp_path / "link" / "b.json", "{}", "report")
         assert writing.exists()
     assert sorted(os.listdir(real)) == sorted([writing.name, "b.json"])
+
+
+def test_the_folders_remembered_are_the_most_recently_written_few_hundred(tmp_path, monkeypatch):
+    """Found by an audit (LONGRUN): one entry per folder ever written, kept after the folder was gone (a service
+    writing each run's checkpoint into a folder of its own).  Fails before: all 12 kept.  Now the least recently
+    written go first; a folder dropped is listed once more at its next write, and still cleaned."""
+    monkeypatch.setattr(stale_temporaries, "_MAX_LOOKED", 4, raising=False)
+    monkeypatch.setattr(stale_temporaries, "_LOOKED", type(stale_temporaries._LOOKED)())
+    monkeypatch.setattr(stale_temporaries.time, "time_ns", lambda: 10 ** 30)  # every mtime old enough to trust
+    folders = [tmp_path / f"run{i}" for i in range(12)]
+    for folder in folders:
+        folder.mkdir()
+        write_text_atomically(folder / "r.json", "{}", "report")
+    write_text_atomically(folders[8] / "r.json", "{}", "report")  # the most recent again
+    kept = [os.path.realpath(f) for f in (folders[9], folders[10], folders[11], folders[8])]
+    assert list(stale_temporaries._LOOKED) == kept
+    (folders[0] / _name("r.json", DEAD_PID)).write_bytes(b"x")
+    listed = []
+    real = os.listdir
+    monkeypatch.setattr(stale_temporaries.os, "listdir", lambda d: listed.append(d) or real(d))
+    write_text_atomically(folders[0] / "r.json", "{}", "report")
+    assert listed == [folders[0]] and os.listdir(folders[0]) == ["r.json"]
+    assert len(stale_temporaries._LOOKED) == 4
