@@ -1,3 +1,7 @@
+"""The Bayesian networks of :mod:`hybridpgm.bayesian_nn`: ``bayesianize`` (Gaussian priors on a network's weights)
+and ``BayesianRegressor`` (its settings, its checks of the batch, training with ``fit`` and plain SVI, its noise,
+saving and loading).  The predictive functions are tested in ``tests/test_bayesian_nn_predict.py``."""
+
 import functools
 
 import pyro
@@ -8,10 +12,9 @@ from pyro.nn import PyroModule
 from torch import nn
 
 import hybridpgm
-from hybridpgm.bayesian_nn import BayesianRegressor, mc_dropout_predict, predictive_samples
+from hybridpgm.bayesian_nn import BayesianRegressor, predictive_samples
 from hybridpgm.errors import DataError, ModelSpecError
 from hybridpgm.nn import bayesianize, mlp
-from tests import generator_contract as contract
 
 
 def test_bayesianize_puts_gaussian_priors_on_every_parameter():
@@ -83,24 +86,6 @@ def test_regressor_checks_targets():
         model(torch.zeros(4, 2), torch.zeros(3))
 
 
-def test_mc_dropout_predict():
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 64), torch.nn.ReLU(), torch.nn.Dropout(0.5),
-                              torch.nn.Linear(64, 1), torch.nn.BatchNorm1d(1))
-    net.train()
-    x = torch.randn(8, 3)
-    mean, var = mc_dropout_predict(net, x, num_samples=200)
-    assert mean.shape == var.shape == (8, 1) and (var > 0).all()
-    assert net.training and net[2].training  # modes are restored
-    net.eval()
-    with torch.no_grad():
-        deterministic = net(x)
-    # inverted dropout: the MC mean estimates the eval-mode output (linear tail)
-    torch.testing.assert_close(mean, deterministic, rtol=0.0, atol=0.25 * deterministic.abs().max().item())
-    with pytest.raises(ModelSpecError, match="no dropout"):
-        mc_dropout_predict(mlp([3, 1]), x)
-
-
 @pytest.mark.parametrize("scale", [float("inf"), "1", True, None, torch.tensor([1.0, 2.0])])
 def test_bayesianize_refuses_prior_scales_that_are_not_finite_positive_numbers(scale):
     with pytest.raises(ModelSpecError, match="bayesianize prior_scale must be a finite number > 0"):
@@ -131,20 +116,6 @@ def test_bayesian_regressor_checks_its_batch():
         model(torch.zeros(2, 3), torch.tensor([0.0, float("nan")]))
 
 
-@pytest.mark.parametrize("num_samples", [0, -1, 1, 2.0, True, "3"])
-def test_mc_dropout_predict_needs_two_or_more_samples(num_samples):
-    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5))
-    with pytest.raises(hybridpgm.errors.ConfigError, match="mc_dropout_predict num_samples must be an integer >= 2"):
-        mc_dropout_predict(net, torch.zeros(2, 3), num_samples)
-
-
-@pytest.mark.parametrize("num_samples", [0, -1, 2.0, True])
-def test_predictive_samples_needs_a_positive_count(num_samples):
-    model = BayesianRegressor(torch.nn.Linear(3, 1), num_data=5)
-    with pytest.raises(hybridpgm.errors.ConfigError, match="predictive_samples num_samples must be a positive integer"):
-        predictive_samples(model, lambda x, y=None: None, torch.zeros(2, 3), num_samples)
-
-
 def test_the_regressor_names_a_network_output_or_input_dtype_it_cannot_use():
     """Before: torch's 'shape [10] is invalid for input of size 20' and 'mat1 and mat2 must have the same
     dtype'."""
@@ -154,35 +125,6 @@ def test_the_regressor_names_a_network_output_or_input_dtype_it_cannot_use():
     with pytest.raises(DataError, match="x has dtype torch.float64, the network's weights torch.float32"):
         BayesianRegressor(nn.Linear(1, 1), num_data=10)(x.double())
     assert BayesianRegressor(nn.Linear(1, 1).double(), num_data=10)(x.double()).dtype == torch.float64
-
-
-def test_mc_dropout_predict_leaves_every_sub_module_in_its_mode():
-    """Before, the whole module was put back in its own mode: a frozen (eval) batch norm inside a training
-    net came back training, and later steps updated its running statistics."""
-    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.3), nn.Linear(8, 1))
-    net.train()
-    net[1].eval()
-    modes = [m.training for m in net.modules()]
-    mc_dropout_predict(net, torch.randn(5, 3), num_samples=3)
-    assert [m.training for m in net.modules()] == modes
-
-
-def test_regressor_predicts_at_more_points_than_it_was_trained_on():
-    """Before, forward refused any x with more rows than num_data, also without y: no posterior predictive on a
-    test grid larger than the training set (Predictive or predictive_samples)."""
-    from pyro.infer import Predictive
-    from pyro.infer.autoguide import AutoNormal
-
-    model = BayesianRegressor(torch.nn.Linear(1, 1), num_data=5)
-    guide = AutoNormal(model)
-    grid = torch.linspace(-2, 2, 12)[:, None]
-    with pyro.get_param_store().scope():
-        svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 0.01}), pyro.infer.Trace_ELBO())
-        svi.step(grid[:5], 2 * grid[:5, 0])
-        assert predictive_samples(model, guide, grid, num_samples=3).shape == (3, 12)
-        assert Predictive(model, guide=guide, num_samples=3)(grid)["y"].shape == (3, 12)
-    with pytest.raises(DataError, match="12 training rows, more than num_data=5"):
-        model(grid, torch.zeros(12))
 
 
 def _trained_regressor(net, prior_scale=0.5):
@@ -285,21 +227,6 @@ def test_bayesianize_refuses_tied_parameters_naming_both_paths():
     assert net[2].weight is first.weight  # the original untouched
 
 
-def test_predictive_samples_of_a_model_returning_none_is_a_model_spec_error():
-    """Before, Predictive's stacking of the Nones raised a raw TypeError."""
-    from pyro.infer.autoguide import AutoNormal
-
-    def model(x):
-        w = pyro.sample("w", dist.Normal(0.0, 1.0))
-        pyro.sample("y", dist.Normal(w * x, 1.0).to_event(1))
-
-    guide = AutoNormal(model)
-    with pyro.get_param_store().scope():
-        guide(torch.zeros(3))
-        with pytest.raises(ModelSpecError, match="the model .*model returned None; it must return the network"):
-            predictive_samples(model, guide, torch.zeros(3), 5)
-
-
 def test_a_frozen_noise_stays_frozen_under_pyro_and_fit():
     """``raw_noise``, a parameter of the PyroModule itself, was unfrozen by one trace under Pyro's global param
     store (its ``__setitem__`` calls ``requires_grad_(True)``) and then trained by ``fit``."""
@@ -335,41 +262,6 @@ def test_a_trainable_noise_is_trained_by_plain_svi():
     assert not torch.equal(model.raw_noise, before)
     model.load_state_dict({"raw_noise": torch.tensor(-1.0), "net._prior_scale": torch.tensor(1.0)})  # saved keys
     assert torch.equal(model.noise, torch.tensor(-1.0).exp())
-
-
-# -- the generator= argument (the package's RNG contract) -----------------------------------------------------------
-def _predictive_call():
-    from pyro.infer.autoguide import AutoNormal
-
-    torch.manual_seed(0)
-    model = BayesianRegressor(nn.Linear(3, 1), num_data=5)
-    guide = AutoNormal(model)
-    x, y = torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), torch.zeros(4)
-    with pyro.get_param_store().scope() as state:
-        guide(x, y)  # the guide's parameters, once
-
-    def call(**kw):
-        with pyro.get_param_store().scope(state):
-            return predictive_samples(model, guide, x, 6, **kw)
-
-    return call
-
-
-def _mc_dropout_call():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1)).eval()
-    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
-    return lambda **kw: mc_dropout_predict(net, x, 5, **kw)
-
-
-_GENERATOR_CALLS = {"predictive_samples": _predictive_call, "mc_dropout_predict": _mc_dropout_call}
-
-
-@pytest.mark.parametrize("function", list(_GENERATOR_CALLS))
-def test_a_generator_makes_the_draws_a_function_of_its_state(function):
-    """``generator=`` (they took none): the guide's and model's sample statements (Pyro's) and the dropout masks
-    draw from torch's global streams seeded from the generator, restored afterwards."""
-    contract.assert_generator_contract(_GENERATOR_CALLS[function](), f"{function} generator")
 
 
 def _one_sgd_step(objective, data, accumulate):

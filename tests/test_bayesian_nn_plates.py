@@ -10,13 +10,13 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import MCMC, NUTS, Predictive, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
+from pyro.infer import MCMC, NUTS, Predictive
 from torch import nn
 
 from hybridpgm.bayesian_nn import BayesianRegressor
 from hybridpgm.diagnostics import from_mcmc
 from hybridpgm.errors import ModelSpecError
+from tests.bayesian_nn_particles import vectorized_and_in_turn
 
 SHAPES = {"net.0.weight": (3, 2), "net.0.bias": (3,), "net.2.weight": (1, 3), "net.2.bias": (1,)}
 
@@ -66,23 +66,8 @@ def test_vectorized_particles_give_the_particles_run_in_turn():
     log q(w) - log p(w) - log p(y | w), each particle's model run alone."""
     model = _regressor()
     x, y = torch.randn(20, 2), torch.randn(20)
-    with pyro.get_param_store().scope(), torch.no_grad():
-        guide = AutoNormal(model)
-        guide(x, y)
-        pyro.set_rng_seed(3)
-        loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1).loss(model, guide, x, y)
-        pyro.set_rng_seed(3)
-        with pyro.plate("num_particles_vectorized", 4, dim=-2):
-            guide_trace = poutine.trace(guide).get_trace(x, y)
-        guide_trace.compute_log_prob()
-        total = 0.0
-        for p in range(4):
-            draw = {n: guide_trace.nodes[n]["value"][p, 0] for n in SHAPES}
-            model_trace = poutine.trace(poutine.condition(model, draw)).get_trace(x, y)
-            log_q = sum(site["log_prob"][p, 0] for site in guide_trace.nodes.values() if site["type"] == "sample")
-            log_p = sum(model_trace.nodes[n]["fn"].log_prob(draw[n]) for n in SHAPES)
-            total += float(log_q - log_p - model_trace.nodes["y"]["fn"].log_prob(y).sum())
-    assert loss == pytest.approx(total / 4, rel=1e-5)
+    loss, in_turn, _ = vectorized_and_in_turn(model, x, y, list(SHAPES))
+    assert loss == pytest.approx(in_turn, rel=1e-5)
 
 
 def test_arviz_from_pyro_keeps_the_log_likelihood_of_from_mcmc():

@@ -9,14 +9,14 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import Predictive, Trace_ELBO
-from pyro.infer.autoguide import AutoNormal
+from pyro.infer import Predictive
 from torch import nn
 
 from hybridpgm.bayesian_nn import BayesianRegressor, bayesianize
 from hybridpgm.bayesian_nn_plates import _sites, _weight_shape
 from hybridpgm.bayesian_nn_reads import weights_read
 from hybridpgm.errors import ModelSpecError
+from tests.bayesian_nn_particles import vectorized_and_in_turn
 
 
 class _Reordered(nn.Module):
@@ -89,26 +89,12 @@ def test_vectorized_particles_of_a_network_with_an_unused_layer_are_the_particle
     torch.manual_seed(0)
     model = BayesianRegressor(Unused(), num_data=5)
     x, y = torch.randn(5, 2), torch.randn(5)
-    with pyro.get_param_store().scope(), torch.no_grad(), warnings.catch_warnings():
+    names = ["net.lin.weight", "net.lin.bias"]
+    with warnings.catch_warnings():
         warnings.simplefilter("error")
-        guide = AutoNormal(model)
-        guide(x, y)
-        pyro.set_rng_seed(3)
-        loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1).loss(model, guide, x, y)
-        pyro.set_rng_seed(3)
-        with pyro.plate("num_particles_vectorized", 4, dim=-2):
-            guide_trace = poutine.trace(guide).get_trace(x, y)
-        guide_trace.compute_log_prob()
-        names = ["net.lin.weight", "net.lin.bias"]
-        total = 0.0
-        for p in range(4):
-            draw = {n: guide_trace.nodes[n]["value"][p, 0] for n in names}
-            model_trace = poutine.trace(poutine.condition(model, draw)).get_trace(x, y)
-            assert _sample_sites(model_trace) == names
-            log_q = sum(site["log_prob"][p, 0] for site in guide_trace.nodes.values() if site["type"] == "sample")
-            log_p = sum(model_trace.nodes[n]["fn"].log_prob(draw[n]) for n in names)
-            total += float(log_q - log_p - model_trace.nodes["y"]["fn"].log_prob(y).sum())
-    assert loss == pytest.approx(total / 4, rel=1e-5)
+        loss, in_turn, traces = vectorized_and_in_turn(model, x, y, names)
+    assert all(_sample_sites(trace) == names for trace in traces)
+    assert loss == pytest.approx(in_turn, rel=1e-5)
 
 
 class _Branches(nn.Module):

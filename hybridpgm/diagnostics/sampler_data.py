@@ -1,29 +1,24 @@
-"""ArviZ data of sampler runs: :func:`from_mcmc` (a :class:`pyro.infer.MCMC` run) and :func:`from_importance`
-(importance or AIS log-weights, optional draws resampled by :mod:`~hybridpgm.diagnostics.importance_resampling`)."""
+"""ArviZ data of sampler runs: :func:`from_mcmc` (a :class:`pyro.infer.MCMC` run; the groups that replay its model
+come from :mod:`~hybridpgm.diagnostics.mcmc_replay`) and :func:`from_importance` (importance or AIS log-weights,
+optional draws resampled by :mod:`~hybridpgm.diagnostics.importance_resampling`)."""
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pyro
 import torch
-from pyro import poutine
 
 from hybridpgm.checks import as_integer, flag, seed_of, torch_readable
 from hybridpgm.diagnostics.arviz_data import make_inference_data
 from hybridpgm.diagnostics.check_vi import PSIS_MIN_DRAWS, pareto_khat
 from hybridpgm.diagnostics.importance_resampling import RESAMPLING, resample_indices
-from hybridpgm.diagnostics.masked_data import OBSERVED, UNOBSERVED, data_groups, masked_pairs, observed_where_observed
+from hybridpgm.diagnostics.masked_data import UNOBSERVED
 from hybridpgm.diagnostics.mcmc_divergences import divergent_draws
-from hybridpgm.diagnostics.pointwise_log_lik import observed_shape, replay_draws
-from hybridpgm.diagnostics.svi_data import _one_draw_warning, _plate_nesting, _refuse_subsampling, _sort_sites
-from hybridpgm.diagnostics.unconditioned import predict_per_draw
-from hybridpgm.diagnostics.vectorized_predictive import predict_stacked
-from hybridpgm.diagnostics.vectorized_replay import replay_stacked
+from hybridpgm.diagnostics.mcmc_replay import mcmc_data_groups
+from hybridpgm.diagnostics.svi_data import _one_draw_warning
 from hybridpgm.errors import ConfigError, DataError, DiagnosticsWarning
-from hybridpgm.handler_scope import isolated_from_handlers
-from hybridpgm.infer.particle_probe import keeping_module_state
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.rng_scope import fixed_rng
 from hybridpgm.warning_origin import users_stacklevel
@@ -151,8 +146,8 @@ def from_mcmc(mcmc: pyro.infer.MCMC, *, log_likelihood: bool = True, model_args:
         args, kwargs = _model_inputs(mcmc, model_args, model_kwargs)
         seed = _seed(generator, "from_mcmc generator")
         with fixed_rng(next(iter(samples.values())).device, seed):
-            groups["posterior"], replayed = _mcmc_data_groups(model, samples, args, kwargs, posterior_predictive,
-                                                              replay, parallel)
+            groups["posterior"], replayed = mcmc_data_groups(model, samples, args, kwargs, posterior_predictive,
+                                                             replay, parallel)
         if not log_likelihood:
             replayed.pop("log_likelihood", None)
         groups.update(replayed)
@@ -177,97 +172,6 @@ def _model_inputs(mcmc: pyro.infer.MCMC, model_args, model_kwargs) -> tuple[tupl
         raise ConfigError(f"from_mcmc model_kwargs must be a dict of the model's keyword arguments, got "
                           f"{type(model_kwargs).__name__}")
     return tuple(model_args or ()), dict(model_kwargs or {})
-
-
-def _placeholder_warning(placeholders: Mapping[str, str]) -> str:
-    """The warning for observed placeholder sites (:data:`~hybridpgm.graphs.mrf_pyro_model.PLACEHOLDER`, the
-    evidence of :meth:`MarkovNet.model <hybridpgm.graphs.MarkovNet.model>`) left out of the data groups: their
-    names, why, and their hints (what :func:`~hybridpgm.diagnostics.from_pyro_svi` says in that case)."""
-    hints = "; ".join(dict.fromkeys(placeholders.values()))
-    return (f"from_mcmc leaves the observed sites {list(placeholders)} out of log_likelihood, observed_data and "
-            f"posterior_predictive (az.loo will find no log likelihood): they are placeholders whose own "
-            f"distribution is not the data's likelihood (its log-probability is the same for every value, the "
-            f"likelihood lies in pyro.factor sites), so az.loo and posterior predictive checks on them would be "
-            f"wrong; the posterior is kept (az.rhat, az.ess, az.summary). {hints}. For the posterior alone, "
-            f"without this warning, pass log_likelihood=False (and no posterior_predictive)")
-
-
-class _DrawnSites:
-    """The sites a sampler drew, in the place of a guide's trace for
-    :func:`~hybridpgm.diagnostics.svi_data._sort_sites` (which reads ``nodes``)."""
-
-    def __init__(self, names):
-        self.nodes = dict.fromkeys(names)
-
-
-def _posterior_of_nodes(samples: Mapping[str, torch.Tensor], sites, pairs: Mapping[str, str],
-                        model_trace) -> dict[str, torch.Tensor]:
-    """``samples`` with each drawn ``obs_mask`` latent half ``"<node>_unobserved"`` replaced, in its place, by
-    ``"<node>"``: the observed value where the mask is true, the draw where it is false
-    (:func:`~hybridpgm.diagnostics.masked_data.observed_where_observed`), in the model's dtype."""
-    out = {}
-    for name, value in samples.items():
-        stem = pairs.get(name)
-        if stem is None or stem in samples:
-            out[name] = value
-            continue
-        site = model_trace.nodes[name]["value"]
-        flat = value.reshape((-1,) + site.shape).to(site.dtype)
-        out[stem] = observed_where_observed(sites.observed[f"{stem}{OBSERVED}"], flat).reshape(value.shape[:2]
-                                                                                               + site.shape)
-    return out
-
-
-@isolated_from_handlers
-def _mcmc_data_groups(model: Callable, samples: Mapping[str, torch.Tensor], args: tuple, kwargs: dict,
-                      posterior_predictive: bool = False, replay: bool = True, parallel: bool = False
-                      ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
-    """``(posterior, groups)``: the ``posterior`` group of ``C x D`` MCMC ``samples`` of ``model(*args,
-    **kwargs)``, each ``obs_mask`` split reported as its node (:func:`_posterior_of_nodes`), and, with
-    ``replay``, its ``log_likelihood`` and ``observed_data`` (and ``posterior_predictive``), of the entries the
-    model counts (:func:`~hybridpgm.diagnostics.masked_data.data_groups`; none for a model that observes no
-    data); with ``parallel``, the log-likelihood and the replicates from one stacked run each where the draws stack
-    (:func:`~hybridpgm.diagnostics.vectorized_replay.replay_stacked`,
-    :func:`~hybridpgm.diagnostics.vectorized_predictive.predict_stacked`)."""
-    chains, draws = next(iter(samples.values())).shape[:2]
-    with torch.no_grad(), keeping_module_state(model):
-        model_trace = poutine.trace(model).get_trace(*args, **kwargs)  # each site's own shape and dtype
-        _refuse_subsampling(model_trace)
-        sites = _sort_sites(model_trace, _DrawnSites(samples))
-        pairs = masked_pairs(model_trace, sites)
-        posterior = _posterior_of_nodes(samples, sites, pairs, model_trace)
-        if not replay:
-            return posterior, {}
-        if sites.placeholders:
-            warnings.warn(_placeholder_warning(sites.placeholders), DiagnosticsWarning, stacklevel=users_stacklevel())
-        if not sites.observed:
-            return posterior, {}
-        undrawn = [n for n in sites.latent if n not in samples]
-        if undrawn:
-            raise DataError(f"from_mcmc: the latent site(s) {undrawn} of the model are not in the MCMC samples "
-                            f"(sampled sites: {list(samples)}), so the log-likelihood of a draw is undefined; "
-                            f"pass log_likelihood=False")
-        shapes = {n: model_trace.nodes[n]["value"].shape for n in sites.latent}
-        flat = {n: samples[n].reshape((chains * draws,) + shapes[n]).to(model_trace.nodes[n]["value"].dtype)
-                for n in sites.latent}  # Gibbs returns discrete draws as floats; the model takes its own dtype
-        nesting = _plate_nesting(model_trace)
-        stacked = replay_stacked(model, flat, sites, model_trace, nesting, chains * draws, args,
-                                 kwargs) if parallel else None
-        per_draw, log_lik = stacked or replay_draws(model, flat, sites, model_trace, -1 - nesting, chains * draws,
-                                                    args, kwargs)
-        data_shapes = {n: observed_shape(n, site) for n, site in sites.observed.items()}
-        replicates = None
-        if posterior_predictive:
-            drawn = predict_stacked(model, flat, sites, model_trace, nesting, chains * draws, data_shapes, args,
-                                    kwargs) if stacked is not None else None
-            if drawn is None:
-                held = {**flat, **{n: per_draw[n] for n in sites.discrete}}
-                drawn = predict_per_draw(model, held, sites.observed, chains * draws, args, kwargs)
-            replicates = {n: drawn[n].reshape((chains, draws) + data_shapes[n]) for n in sites.observed}
-        groups = data_groups(sites.observed, data_shapes,
-                             {n: v.reshape((chains, draws) + v.shape[1:]) for n, v in log_lik.items()}, replicates,
-                             pairs)
-    return posterior, groups
 
 
 def from_importance(log_weights: torch.Tensor, samples: Mapping[str, torch.Tensor] | None = None, *,

@@ -15,7 +15,8 @@ explicit forward-backward recursion (:mod:`hybridpgm.graphs.crf_forward_backward
 samples come from forward-filtering backward-sampling.  The forward and
 Viterbi recursions live in :mod:`hybridpgm.graphs.crf_recursions`, the marginals and the entropy in
 :mod:`hybridpgm.graphs.crf_marginals`, the support (too large to enumerate) in
-:mod:`hybridpgm.graphs.crf_support`.  The forward messages
+:mod:`hybridpgm.graphs.crf_support`, the checks of the constructor's potentials and lengths in
+:mod:`hybridpgm.graphs.crf_arguments`.  The forward messages
 are normalised per step (shifted by their maximum, the shifts summed into
 :math:`\\log Z`), so float32 marginals and entropies stay accurate for confident
 CRFs.  Sequences of different lengths share one padded tensor: positions
@@ -45,9 +46,11 @@ from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch import nn
 from torch.distributions import Distribution, constraints
 
-from hybridpgm.checks import expanded_batch_shape, positive_int, sample_shape_of, torch_readable
-from hybridpgm.errors import DeviceError, ModelSpecError
+from hybridpgm.checks import expanded_batch_shape, positive_int, sample_shape_of
+from hybridpgm.errors import ModelSpecError
 from hybridpgm.global_state_lock import holding_global_state
+from hybridpgm.graphs.crf_arguments import VMAP_VALIDATION as _VMAP_VALIDATION
+from hybridpgm.graphs.crf_arguments import checked_arguments
 from hybridpgm.graphs.crf_recursions import ACCUMULATE
 from hybridpgm.graphs.crf_labels import check_labels
 from hybridpgm.graphs.crf_marginals import CRFMarginals
@@ -64,11 +67,6 @@ from hybridpgm.transform_scope import vmap_reads_refused
 
 __all__ = ["CRFHead", "LinearChainCRF"]
 
-#: the error of a validating CRF under ``vmap`` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)
-_VMAP_VALIDATION = ("LinearChainCRF: validation (validate_args, on by torch's default) reads the potentials, "
-                    "lengths and labels on the host, which torch.func.vmap's batched tensors cannot give; under "
-                    "vmap build the CRF with validate_args=False (the queries themselves run under vmap), or pass "
-                    "the batch as the CRF's leading batch dimensions instead")
 
 
 class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMixin):
@@ -129,70 +127,9 @@ class LinearChainCRF(CRFSupport, CRFMarginals, Distribution, TorchDistributionMi
     has_rsample = False
 
     def __init__(self, unary, transition, start=None, end=None, lengths=None, validate_args=None):
-        for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
-            if t is not None and not torch.is_tensor(t):
-                raise ModelSpecError(f"LinearChainCRF: {name} must be a torch.Tensor of log-potentials, got "
-                                     f"{type(t).__name__} (convert it: torch.as_tensor(x, dtype=torch.float32))")
-            if t is not None and not t.is_floating_point():  # a dtype, no value read: with validation off too
-                why = (" (a mask of allowed labels is not a score: pass torch.where(mask, 0.0, float('-inf')))"
-                       if t.dtype == torch.bool else " (log-potentials are real)" if t.is_complex() else
-                       " (integers would be widened to float32, inexactly past 2**24: pass x.float() or x.double())")
-                raise ModelSpecError(f"LinearChainCRF: {name} log-potentials must be real floating-point scores, got "
-                                     f"dtype {t.dtype}{why}")
-        if unary.dim() < 2:
-            raise ModelSpecError(f"LinearChainCRF: unary must be batch_shape + (T, L), got {tuple(unary.shape)}")
+        validate = validate_args is not False and Distribution._validate_args or validate_args
+        start, end, lengths, batch_shape = checked_arguments(unary, transition, start, end, lengths, validate)
         T, L = unary.shape[-2:]
-        if T < 1 or L < 1:
-            raise ModelSpecError(f"LinearChainCRF: unary has T={T}, L={L}; both must be >= 1")
-        if transition.dim() < 2 or transition.shape[-2:] != (L, L):
-            raise ModelSpecError(f"LinearChainCRF: transition must end in ({L}, {L}), got {tuple(transition.shape)}")
-        zeros = unary.new_zeros(L)
-        start = zeros if start is None else start
-        end = zeros if end is None else end
-        for name, t in (("start", start), ("end", end)):
-            if t.dim() < 1 or t.shape[-1] != L:
-                raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
-        for name, t in (("transition", transition), ("start", start), ("end", end)):
-            if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
-                raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
-                                  f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
-        if lengths is None:
-            lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
-        lengths = torch_readable(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
-        try:
-            lengths = torch.as_tensor(lengths, device=unary.device)
-        except (TypeError, ValueError, RuntimeError):
-            raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got {type(lengths).__name__}"
-                                 f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
-        try:
-            batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
-                                                 end.shape[:-1], lengths.shape)
-        except RuntimeError as e:
-            raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
-                                 "do not broadcast") from e
-        if validate_args is not False and Distribution._validate_args or validate_args:
-            with vmap_reads_refused(_VMAP_VALIDATION):  # the checks read values
-                if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
-                    # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
-                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype "
-                                         f"{lengths.dtype}")
-                outside = (lengths < 1) | (lengths > T)
-                if bool(outside.any()):  # the one host read; the message's reads only where it fails
-                    pos = outside.nonzero()[0].tolist()
-                    raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got "
-                                         f"{int(lengths[tuple(pos)])} at index {pos} ({int(outside.sum())} of "
-                                         f"{outside.numel()} outside)")
-                inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
-                for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
-                    bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
-                    if name == "unary":
-                        bad = bad & inside
-                    if bool(bad.any()):
-                        pos = bad.nonzero()[0].tolist()
-                        raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
-                                             f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
-                                             + (" (within the sequence's length)" if name == "unary" else "")
-                                             + "; -inf (a forbidden label or transition) is allowed")
         # one dtype for every potential and so every output (marginals are d log Z / d unary: unary's dtype)
         unary, transition, start, end = _working(unary, transition, start, end)
         self.unary = unary.expand(batch_shape + (T, L))

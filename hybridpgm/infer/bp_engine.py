@@ -12,7 +12,7 @@ device-to-host synchronisation:
    :math:`n_{v \\to f} = b_v - m_{f \\to v}`;
 3. factor-to-variable messages by a ``logsumexp`` (``amax`` for max-product)
    over each factor table plus the gathered incoming messages, one batched call
-   per factor *arity* (a graph normally has one or two arities);
+   per factor *arity* (a graph normally has one or two arities; :mod:`hybridpgm.infer.bp_factor_updates`);
 4. normalisation and damping on the whole message tensor.
 
 The general path's tables are centred once, before the first step: each factor's
@@ -62,9 +62,12 @@ import torch
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
 from hybridpgm.graphs.mrf_centring import centred, group_states
+from hybridpgm.infer.bp_factor_updates import kary_messages as _kary
+from hybridpgm.infer.bp_factor_updates import logsumexp_consuming as _logsumexp_consuming  # noqa: F401 (re-exported)
+from hybridpgm.infer.bp_factor_updates import pairwise_messages as _pairwise
+from hybridpgm.infer.bp_factor_updates import table_scores as _scores
 from hybridpgm.infer.bp_fused import binary_coefficients, damp_odds, dtype_limits, gather_others, odds_max_spread
 from hybridpgm.infer.structure_cache import StructureCache
-from hybridpgm.tensor_tracking import carries_tangent
 
 __all__ = ["BinaryPairwise", "FlatGraph", "damp_log", "odds_to_flat"]
 
@@ -143,79 +146,6 @@ class FlatGraph:
         B, C = incoming.shape[0], incoming.shape[2]
         for g, t, (s, e, F, k) in zip(self.fg.groups, self.tables, self.spans):
             yield _scores(t, incoming[:, s:e].view(B, F, k, C)).flatten(2), g.log_potentials.flatten(2)
-
-
-def _argument_views(n: torch.Tensor) -> list[torch.Tensor]:
-    """``n [B,F,k,C]`` -> ``k`` views, argument ``i``'s ``[B,F] + [1]*k`` with ``C`` at entry dim ``i``."""
-    B, F, k, C = n.shape
-    views = []
-    for i in range(k):
-        shape = [1] * k
-        shape[i] = C
-        views.append(n[:, :, i].reshape((B, F) + tuple(shape)))
-    return views
-
-
-def _consumable(x: torch.Tensor) -> bool:
-    """Whether a fresh ``x`` may be overwritten: neither autograd nor forward mode may need it."""
-    return not x.requires_grad and not carries_tangent(x)
-
-
-def _plus(s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``s + v`` for a fresh ``s`` of the full shape: in place where ``s`` is :func:`_consumable` (the same
-    numbers, one table-sized tensor fewer), out of place where autograd may need ``s``."""
-    return s.add_(v) if _consumable(s) else s + v
-
-
-def _scores(table: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """``table + sum_i n_i`` broadcast over the entries, ``[B,F]+[C]*k``: a fresh tensor."""
-    first, *rest = _argument_views(n)
-    s = table + first
-    for v in rest:
-        s = _plus(s, v)
-    return s
-
-
-def _logsumexp_consuming(x: torch.Tensor, dims) -> torch.Tensor:
-    """``torch.logsumexp(x, dims)`` in ``x``'s own memory, which it overwrites (``x`` must not require grad).
-
-    The steps of ``torch.logsumexp`` (the maxima, those of magnitude :math:`\\infty` set to 0, then
-    :math:`\\log \\sum e^{x - \\max} + \\max`), each in place, in the same order on the same layout: the
-    same numbers bit for bit (checked against ``torch.logsumexp`` in the tests, ``-inf``, ``+inf`` and huge
-    entries included), without its ``x``-sized temporary ``x - max``.
-    """
-    m = x.amax(dim=dims, keepdim=True)
-    m.masked_fill_(m.abs() == math.inf, 0.0)
-    out = x.sub_(m).exp_().sum(dim=dims)
-    return out.log_().add_(m.squeeze(dims))
-
-
-def _reduce(x: torch.Tensor, dims, max_product: bool) -> torch.Tensor:
-    """The max or log-sum-exp of a fresh ``x`` over ``dims`` (``x`` consumed where it is :func:`_consumable`)."""
-    if max_product:
-        return x.amax(dim=dims)
-    return _logsumexp_consuming(x, dims) if _consumable(x) else torch.logsumexp(x, dim=dims)
-
-
-def _pairwise(table: torch.Tensor, n: torch.Tensor, max_product: bool) -> torch.Tensor:
-    """``table [B,F,C,C]``, ``n [B,F,2,C]`` -> messages to both arguments ``[B,F,2,C]``."""
-    to0 = _reduce(table + n[:, :, 1, None, :], -1, max_product)
-    to1 = _reduce(table + n[:, :, 0, :, None], -2, max_product)
-    return torch.stack((to0, to1), dim=2)
-
-
-def _kary(table: torch.Tensor, n: torch.Tensor, max_product: bool) -> torch.Tensor:
-    """``table [B,F]+[C]*k``, ``n [B,F,k,C]`` -> ``[B,F,k,C]`` (one reduction per argument)."""
-    k = n.shape[2]
-    views = _argument_views(n)
-    outs = []
-    for j in range(k):
-        s = None
-        for i in range(k):
-            if i != j:
-                s = table + views[i] if s is None else _plus(s, views[i])
-        outs.append(_reduce(s, tuple(2 + i for i in range(k) if i != j), max_product))
-    return torch.stack(outs, dim=2)
 
 
 class BinaryPairwise:

@@ -2,7 +2,7 @@
 
 :class:`NVILBaselines` holds, per latent site :math:`h_l` of the guide, a baseline network
 :math:`C_{\\psi_l}(x)` and the running mean :math:`c_l` and variance :math:`v_l` of the centred learning
-signal :math:`\\ell_l - C_{\\psi_l}(x)` that :class:`~hybridpgm.infer.nvil.NVIL_ELBO` centres and scales
+signal :math:`\\ell_l - C_{\\psi_l}(x)` that :class:`~hybridpgm.infer.nvil_elbo.NVIL_ELBO` centres and scales
 with [1].  :class:`_AttachBaselines` hands the networks to Pyro's
 :class:`~pyro.infer.TraceGraph_ELBO` through each site's ``infer["baseline"]``, and
 :func:`_register_baselines` puts their parameters in Pyro's param store so that plain

@@ -314,7 +314,7 @@ def _guesses_plate_nesting(elbo: ELBO) -> bool:
     drawing random numbers and updating batch-norm statistics: a resumed run would then guess again, after the
     random state and the module were restored, and would differ from an uninterrupted run (hybridpgm's
     particle objectives and :class:`IWAE` guess their own, without Pyro's log line; so does
-    :class:`~hybridpgm.infer.nvil.NVIL_ELBO` through its ``_guess_max_plate_nesting``)."""
+    :class:`~hybridpgm.infer.nvil_elbo.NVIL_ELBO` through its ``_guess_max_plate_nesting``)."""
     if getattr(elbo, "max_plate_nesting", None) != float("inf") or isinstance(elbo, (ParticleELBO, IWAE)):
         return False
     return isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)) or bool(getattr(elbo, "vectorize_particles", False))

@@ -1,0 +1,119 @@
+"""The arguments a :class:`~hybridpgm.graphs.LinearChainCRF` is built from: its potentials and its lengths.
+
+:func:`checked_arguments` is the constructor's check.  Without a read of any value it refuses a potential that is
+no tensor or not of a floating dtype (bool, integer, complex), shapes that do not end in ``(T, L)``, ``(L, L)``
+and ``(L,)`` or whose batch shapes do not broadcast, potentials on different devices, and lengths that are no
+numbers; with validation on it also reads the values (the one host read of a valid CRF) and refuses NaN or
+:math:`+\\infty` in a potential (in ``unary`` within a sequence's length only: the padding may hold anything) and a
+length outside ``1..T``.  A :math:`-\\infty` score is allowed: it forbids a label or a transition.  Validation reads
+values, which :func:`torch.func.vmap`'s batched tensors cannot give: under ``vmap`` a validating CRF raises
+:class:`~hybridpgm.errors.ConfigError` with :data:`VMAP_VALIDATION`
+(:func:`~hybridpgm.transform_scope.vmap_reads_refused`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hybridpgm.checks import torch_readable
+from hybridpgm.errors import DeviceError, ModelSpecError
+from hybridpgm.transform_scope import vmap_reads_refused
+
+__all__ = ["VMAP_VALIDATION", "checked_arguments"]
+
+#: the error of a validating CRF under ``vmap`` (:func:`~hybridpgm.transform_scope.vmap_reads_refused`)
+VMAP_VALIDATION = ("LinearChainCRF: validation (validate_args, on by torch's default) reads the potentials, "
+                   "lengths and labels on the host, which torch.func.vmap's batched tensors cannot give; under "
+                   "vmap build the CRF with validate_args=False (the queries themselves run under vmap), or pass "
+                   "the batch as the CRF's leading batch dimensions instead")
+
+
+def checked_arguments(unary, transition, start, end, lengths, validate: bool):
+    """The arguments of :class:`~hybridpgm.graphs.LinearChainCRF` checked, as the constructor documents.
+
+    :param unary: ``batch_shape + (T, L)`` unary log-potentials.
+    :param transition: ``batch_shape + (L, L)`` (broadcastable) transition scores.
+    :param start: ``batch_shape + (L,)`` start scores, or ``None`` (zeros).
+    :param end: ``batch_shape + (L,)`` end scores, or ``None`` (zeros).
+    :param lengths: ``batch_shape`` sequence lengths (any integer dtype, any device), or ``None`` (all ``T``).
+    :param validate: also read the values (NaN, :math:`+\\infty`, lengths outside ``1..T``).
+    :returns: ``(start, end, lengths, batch_shape)``: the boundary scores (zeros of ``unary``'s dtype for
+        ``None``), the lengths as a tensor on ``unary``'s device (not yet converted to long, nor expanded) and the
+        broadcast batch shape.
+    :raises ModelSpecError: as :class:`~hybridpgm.graphs.LinearChainCRF` says, naming the tensor and, for a
+        value, its index.
+    :raises DeviceError: ``transition``, ``start`` or ``end`` on another device than ``unary``.
+    """
+    for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
+        if t is not None and not torch.is_tensor(t):
+            raise ModelSpecError(f"LinearChainCRF: {name} must be a torch.Tensor of log-potentials, got "
+                                 f"{type(t).__name__} (convert it: torch.as_tensor(x, dtype=torch.float32))")
+        if t is not None and not t.is_floating_point():  # a dtype, no value read: with validation off too
+            why = (" (a mask of allowed labels is not a score: pass torch.where(mask, 0.0, float('-inf')))"
+                   if t.dtype == torch.bool else " (log-potentials are real)" if t.is_complex() else
+                   " (integers would be widened to float32, inexactly past 2**24: pass x.float() or x.double())")
+            raise ModelSpecError(f"LinearChainCRF: {name} log-potentials must be real floating-point scores, got "
+                                 f"dtype {t.dtype}{why}")
+    if unary.dim() < 2:
+        raise ModelSpecError(f"LinearChainCRF: unary must be batch_shape + (T, L), got {tuple(unary.shape)}")
+    T, L = unary.shape[-2:]
+    if T < 1 or L < 1:
+        raise ModelSpecError(f"LinearChainCRF: unary has T={T}, L={L}; both must be >= 1")
+    if transition.dim() < 2 or transition.shape[-2:] != (L, L):
+        raise ModelSpecError(f"LinearChainCRF: transition must end in ({L}, {L}), got {tuple(transition.shape)}")
+    zeros = unary.new_zeros(L)
+    start = zeros if start is None else start
+    end = zeros if end is None else end
+    for name, t in (("start", start), ("end", end)):
+        if t.dim() < 1 or t.shape[-1] != L:
+            raise ModelSpecError(f"LinearChainCRF: {name} must end in ({L},), got {tuple(t.shape)}")
+    for name, t in (("transition", transition), ("start", start), ("end", end)):
+        if t.device != unary.device:  # else torch's error from inside the recursions (or .item() on meta)
+            raise DeviceError(f"LinearChainCRF: {name} is on device {t.device}, unary on device {unary.device}; "
+                              f"put the potentials on one device (a CRFHead: head.to({str(unary.device)!r}))")
+    if lengths is None:
+        lengths = torch.full(unary.shape[:-2], T, dtype=torch.long, device=unary.device)
+    lengths = torch_readable(lengths, "LinearChainCRF lengths")  # a pandas Series: its values
+    try:
+        lengths = torch.as_tensor(lengths, device=unary.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got {type(lengths).__name__}"
+                             f" of dtype {getattr(lengths, 'dtype', None)}: {lengths!r:.60}") from None
+    try:
+        batch_shape = torch.broadcast_shapes(unary.shape[:-2], transition.shape[:-2], start.shape[:-1],
+                                             end.shape[:-1], lengths.shape)
+    except RuntimeError as e:
+        raise ModelSpecError("LinearChainCRF: batch shapes of unary, transition, start, end, lengths "
+                             "do not broadcast") from e
+    if validate:
+        with vmap_reads_refused(VMAP_VALIDATION):  # the checks read values
+            _check_values(unary, transition, start, end, lengths)
+    return start, end, lengths, batch_shape
+
+
+def _check_values(unary, transition, start, end, lengths) -> None:
+    """Validation's reads: the lengths integers in ``1..T``, no NaN or :math:`+\\infty` in a potential (in
+    ``unary`` within a sequence's length only).  One host read where all is well; the message's reads only
+    where a check fails."""
+    T = unary.shape[-2]
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        # every non-integer dtype (bfloat16 too), integer-valued or not: .long() would truncate silently
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got dtype "
+                             f"{lengths.dtype}")
+    outside = (lengths < 1) | (lengths > T)
+    if bool(outside.any()):  # the one host read; the message's reads only where it fails
+        pos = outside.nonzero()[0].tolist()
+        raise ModelSpecError(f"LinearChainCRF: lengths must be integers in 1..{T}, got "
+                             f"{int(lengths[tuple(pos)])} at index {pos} ({int(outside.sum())} of "
+                             f"{outside.numel()} outside)")
+    inside = (torch.arange(T, device=unary.device) < lengths[..., None])[..., None]  # padding is ignored
+    for name, t in (("unary", unary), ("transition", transition), ("start", start), ("end", end)):
+        bad = torch.isnan(t) | (t == float("inf"))  # -inf is a forbidden label / transition
+        if name == "unary":
+            bad = bad & inside
+        if bool(bad.any()):
+            pos = bad.nonzero()[0].tolist()
+            raise ModelSpecError(f"LinearChainCRF: {name} log-potentials contain NaN or inf: "
+                                 f"{float(t.expand(bad.shape)[tuple(pos)])} at index {pos}"
+                                 + (" (within the sequence's length)" if name == "unary" else "")
+                                 + "; -inf (a forbidden label or transition) is allowed")
