@@ -84,4 +84,7 @@ def resample_indices(log_weights: torch.Tensor, method: str = "systematic", *,
     cdf = probs.cumsum(dim=1)
     cdf[:, -1] = 1.0  # rounding must not leave a point above the last draw
     index = torch.searchsorted(cdf, points, right=True)  # the k with C_{k-1} <= point < C_k
-    return index.clamp_(max=k - 1).T.contiguous()
+    # a point at or past the end of the last positive weight goes to that draw, not to a zero weight after it:
+    # (K - 1 + u) / K rounds to 1.0 for u within K ulps of 1, and the forced C_K = 1 covers [C, 1) after a rounded C
+    last = (k - 1) - (probs > 0).flip(1).int().argmax(dim=1, keepdim=True)  # N x 1
+    return torch.minimum(index, last).T.contiguous()

@@ -24,11 +24,12 @@ it repeats that label; the caller zeroes the padding.  -inf transition and end s
 wins an argmax, as the noise is bounded on both sides.  :func:`torch.rand` draws :math:`U \in [0, 1)`, 0
 included (with probability :math:`2^{-24}` an element in float32 on a CPU, of that order on a GPU): unbounded
 below, :math:`G = -\infty` there, and a step whose possible labels all drew it (one label, where the others are
-forbidden) took a forbidden label.  So :math:`U` is raised to ``finfo.tiny`` first:
-:math:`E = -\log U \in [-\log(1 - 2^{-24}), -\log \mathrm{tiny}]` and :math:`G \in [-4.47, 16.6]` in float32
-(:math:`[-6.56, 36.7]` in float64), a spread far below the gap :math:`|\mathrm{forbidden}|` between a possible
-and a forbidden score.  The Gumbel tails beyond (probability :math:`6 \times 10^{-8}` in float32,
-:math:`10^{-16}` in float64, a side) are the rounding of the uniforms, as of torch's own ``multinomial``.
+forbidden) took a forbidden label.  So :math:`U` is raised to ``finfo.tiny`` first
+(:mod:`~hybridpgm.graphs.gumbel_noise`): :math:`E = -\log U \in [-\log(1 - 2^{-24}), -\log \mathrm{tiny}]`
+and :math:`G \in [-4.47, 16.6]` in float32 (:math:`[-6.56, 36.7]` in float64), a spread far below the gap
+:math:`|\mathrm{forbidden}|` between a possible and a forbidden score.  The Gumbel tails beyond (probability
+:math:`6 \times 10^{-8}` in float32, :math:`10^{-16}` in float64, a side) are the rounding of the uniforms, as
+of torch's own ``multinomial``.
 
 **References**
 
@@ -44,6 +45,7 @@ from __future__ import annotations
 import torch
 
 from hybridpgm.graphs.crf_recursions import forbidden
+from hybridpgm.graphs.gumbel_noise import log_exponential_
 
 __all__ = ["NOISE_CHUNK_ELEMENTS", "backward_sample", "noise_chunk_steps"]
 
@@ -125,7 +127,7 @@ def backward_sample(alphas: torch.Tensor, transition: torch.Tensor, end: torch.T
         # G in [-4.47, 16.6] in float32, [-6.56, 36.7] in float64; a factory call, then ops on its own result, as
         # torch.func.vmap(randomness="different") batches them (clamp_min_: clamp_ has no batching rule there)
         u = torch.rand((hi - lo,) + shape + (L,), dtype=dtype, device=device)
-        log_e = u.clamp_min_(torch.finfo(dtype).tiny).log_().neg_().log_()
+        log_e = log_exponential_(u)
         base = (alphas[lo:hi] - log_e).masked_fill_(~keep[lo:hi], 0.0).unbind(0)
         for s in range(hi - 1, lo - 1, -1):
             if y is None:  # s = T - 1: y_{n-1} (padding steps hold the last message)

@@ -28,8 +28,10 @@ import torch
 from hybridpgm.checks import torch_readable
 from hybridpgm.errors import EvidenceError, ModelSpecError
 from hybridpgm.graphs.factor_graph import FactorGraph, FactorGroup
+from hybridpgm.graphs.mrf_vmap import host_rows
 from hybridpgm.train.deferred_checks import check_or_defer
 from hybridpgm.tensor_tracking import held_storages, kept_by_a_cache, unversioned, value_key
+from hybridpgm.transform_scope import under_vmap
 
 if TYPE_CHECKING:
     from hybridpgm.graphs.markov_net import MarkovNet
@@ -75,7 +77,9 @@ def _refused(v: str, t: torch.Tensor, card: int | None, dtype: torch.dtype) -> E
     """The error for evidence ``t`` (of the user's ``dtype``; long if that is an integer one) of ``v`` holding a
     value that is neither a state, ``-1`` nor ``NaN``: its non-integers first (``0.5``, ``-1.5``), else its values
     outside the states (another negative number, an infinity, too large a value).  The error path only: it reads
-    the bad entries."""
+    the bad entries (every row of a ``vmap`` inside :func:`~hybridpgm.graphs.mrf_vmap.vmap_rows_read`, its row
+    first)."""
+    t = host_rows(t)
     floating = torch.is_floating_point(t)
     missing = (torch.isnan(t) | (t == -1)) if floating else (t == -1) & dtype.is_signed  # a uint8 255 is no -1
     fraction = torch.isfinite(t) & (t != t.round()) if floating else torch.zeros_like(missing)
@@ -159,11 +163,11 @@ def _evidence_states(mrf: MarkovNet, evidence: dict) -> dict:
             flags = torch.stack(oks)
         except RuntimeError:  # evidence on several devices (a Python number beside a CUDA tensor)
             flags = torch.stack([ok.to(oks[0].device) for ok in oks])
-        passed = bool(flags.all())  # the one host read
+        passed = bool(host_rows(flags).all())  # the one host read (of every row of a vmap: mrf_vmap)
     else:
-        passed = not checked or bool(checked[0][2])
-    if not passed:
-        raise next(refusal() for _, _, ok, refusal in checked if not bool(ok))  # error path: reads each flag
+        passed = not checked or bool(host_rows(checked[0][2]).all())
+    if not passed:  # error path: reads each flag
+        raise next(refusal() for _, _, ok, refusal in checked if not bool(host_rows(ok).all()))
     if failure is not None:
         raise failure
     return {v: states for v, states, _, _ in checked}
@@ -319,11 +323,17 @@ def compile_factor_graph(mrf: MarkovNet, evidence: Mapping[str, torch.Tensor] | 
     card_t, C = _card_tensor(mrf, device)
     valid = (torch.arange(C, device=device) < card_t[:, None]).expand(B, V, C)
     if evidence:
-        valid = valid.clone()
+        obs = {}
         for v, val in evidence.items():
             val = val.to(device).expand(batch_shape).reshape(B)  # states checked by evidence_states
-            obs = torch.nn.functional.one_hot(val.clamp_min(0), C).bool() | (val < 0)[:, None]
-            valid[:, mrf._index[v]] &= obs
+            obs[mrf._index[v]] = torch.nn.functional.one_hot(val.clamp_min(0), C).bool() | (val < 0)[:, None]
+        if under_vmap():  # out of place: the evidence's rows are batched, the mask of the cards is not
+            index = torch.tensor(list(obs), device=device)
+            valid = valid.index_copy(1, index, valid[:, index] & torch.stack(list(obs.values()), 1))
+        else:  # in place, indexed by Python ints: no index upload
+            valid = valid.clone()
+            for i, o in obs.items():
+                valid[:, i] &= o
     unary = torch.zeros(B, V, C, dtype=dtype, device=device)
     by_arity: dict[int, list] = {}
     for name, t in tables.items():

@@ -31,7 +31,7 @@ from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.mrf_convergence import warn_unconverged
 from hybridpgm.graphs.mrf_declare import _check_options, _no_options
 from hybridpgm.graphs.mrf_map import map_of
-from hybridpgm.graphs.mrf_vmap import vmap_refused
+from hybridpgm.graphs.mrf_vmap import vmap_refused, vmap_rows_read
 from hybridpgm.keyword_alias import keyword_only_soon
 
 __all__ = ["MarkovNetInference", "no_rows"]
@@ -114,7 +114,7 @@ class MarkovNetInference(nn.Module):
         :raises DataError: a ``context`` a neural potential does not take (see :meth:`tables`), naming the factor.
         """
         self._refuse_max_product(method, kwargs)
-        with self._query():
+        with self._query(), vmap_rows_read(method == "mean_field"):  # mean field answers a vmap's rows as a batch
             return self._log_z(method, self.factor_graph(evidence, context), kwargs)
 
     @staticmethod
@@ -148,7 +148,7 @@ class MarkovNetInference(nn.Module):
 
         It raises what :meth:`log_partition` raises.
         """
-        with self._query():
+        with self._query(), vmap_rows_read(method == "mean_field"):
             fg = self.factor_graph(evidence, context)
             marg = fg.unflatten(self._run(method, fg, **kwargs)[1])
         return {v: marg[..., i, : c] for i, (v, c) in enumerate(self.cards.items())}

@@ -11,16 +11,30 @@ together.  So where torch refuses such a read under ``vmap``, the query raises
 :class:`~hybridpgm.errors.ConfigError` naming itself and saying what to pass instead (the pattern of
 :mod:`hybridpgm.infer.bn_query_scope` for Bayesian networks).  A ``vmap`` whose batched inputs the query never
 touches (``vmap(lambda x: x * net.log_partition())``) runs as before: nothing is refused up front.
+
+Mean field answers ``vmap``'s rows as one batch (:class:`~hybridpgm.infer.MeanField`,
+:mod:`hybridpgm.infer.vmap_rows`), so :meth:`~hybridpgm.graphs.MarkovNet.marginals` and
+:meth:`~hybridpgm.graphs.MarkovNet.log_partition` with ``method="mean_field"`` run under a ``vmap`` over their
+evidence: inside :func:`vmap_rows_read` the compile reads the evidence checks of every row at once
+(:func:`host_rows`), as for evidence rows ``[N]`` given together, and a refused value is the
+:class:`~hybridpgm.errors.EvidenceError` naming the variable, its row of the ``vmap`` first.  The other methods
+and queries read more on the host and are still refused as above.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
-from hybridpgm.transform_scope import vmap_reads_refused
+import torch
 
-__all__ = ["vmap_refused"]
+from hybridpgm.transform_scope import under_vmap, vmap_reads_refused
+
+__all__ = ["host_rows", "vmap_refused", "vmap_rows_read"]
+
+_ROWS_READ = contextvars.ContextVar("hybridpgm_mrf_vmap_rows_read", default=False)
 
 _F = TypeVar("_F", bound=Callable)
 
@@ -37,7 +51,8 @@ def vmap_refused(query: _F) -> _F:
                f"{{variable: tensor of shape [N]}} (evidence -1 where a row leaves the variable unobserved), or "
                f"tables with a leading batch dimension (batch_shape + (F,) + cards: N independent models), and it "
                f"answers all N at once (a [N, ...] result); for gradients per row, take torch.autograd.grad of "
-               f"the result's entries, or of its sum (the rows are independent)")
+               f"the result's entries, or of its sum (the rows are independent).  marginals and log_partition with "
+               f"method='mean_field' do run under a vmap over their evidence")
 
     @functools.wraps(query)
     def named(net, *args, **kwargs):
@@ -45,3 +60,25 @@ def vmap_refused(query: _F) -> _F:
             return query(net, *args, **kwargs)
 
     return named  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def vmap_rows_read(allowed: bool = True) -> Iterator[None]:
+    """Within the block (where ``allowed``), :func:`host_rows` gives every row of a ``vmap``: for a query whose
+    algorithm answers the rows as one batch (mean field)."""
+    token = _ROWS_READ.set(bool(allowed) or _ROWS_READ.get())
+    try:
+        yield
+    finally:
+        _ROWS_READ.reset(token)
+
+
+def host_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` for a host read: under ``vmap`` inside :func:`vmap_rows_read`, the values of every row
+    (:func:`~hybridpgm.infer.vmap_rows.all_rows`, ``[R, *t.shape]``); elsewhere ``t`` itself (a read of a batched
+    ``t`` is then torch's refusal, which :func:`vmap_refused` names)."""
+    if not (_ROWS_READ.get() and under_vmap()):
+        return t
+    from hybridpgm.infer.vmap_rows import all_rows
+
+    return all_rows(t)

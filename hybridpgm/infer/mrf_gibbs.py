@@ -16,9 +16,10 @@ Each colour's conditionals are computed from the factors that touch that colour 
 (:mod:`hybridpgm.infer.mrf_colour_blocks`, planned once per call), so a sweep gathers each
 factor-variable incidence once: :math:`O(N B \\sum_f k_f C)` table entries whatever the number of
 colours (a fully connected pairwise net needs :math:`V` of them).  Each colour step draws the
-``[N, B, V_c, C]`` uniforms of its own variables only (Gumbel-max), :math:`O(N B V C)` draws per
-sweep.  For a given ``generator`` (or global seed) the chains are reproducible within a version of
-hybridpgm, not across versions: the order of the random draws is not part of the interface.
+``[N, B, V_c, C]`` uniforms of its own variables only (Gumbel-max, the noise of
+:mod:`hybridpgm.graphs.gumbel_noise`: finite in every dtype, so a state of probability 0 is never drawn),
+:math:`O(N B V C)` draws per sweep.  For a given ``generator`` (or global seed) the chains are reproducible
+within a version of hybridpgm, not across versions: the order of the random draws is not part of the interface.
 
 **References**
 
@@ -34,6 +35,7 @@ from hybridpgm.checks import as_integer, check_device, generator_or_none, sample
 from hybridpgm.errors import ConfigError, DataError
 from hybridpgm.graphs.factor_graph import FactorGraph
 from hybridpgm.graphs.flat_index_add import flat_index, index_add_rows
+from hybridpgm.graphs.gumbel_noise import log_exponential_
 from hybridpgm.infer.mrf_colour_blocks import block_logits, colour_blocks
 from hybridpgm.keyword_alias import keyword_only_soon
 from hybridpgm.options import Option
@@ -98,9 +100,11 @@ class ChromaticGibbs:
 
     @staticmethod
     def _pick(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Gumbel-max draw ``[...]`` from ``logits [..., C]`` with the uniforms ``u`` of the same shape."""
-        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-        return (logits + gumbel).argmax(-1)
+        """Gumbel-max draw ``[...]`` from ``logits [..., C]`` with the uniforms ``u`` of the same shape (overwritten):
+        the noise :func:`~hybridpgm.graphs.gumbel_noise.log_exponential_` gives, finite whatever the dtype, so a
+        state of probability 0 (``-inf``) never wins (a lower bound of ``1e-20``, 0 in float16, let a uniform of 0
+        there make the one possible state ``-inf`` too, and the first, impossible state won)."""
+        return (logits - log_exponential_(u)).argmax(-1)
 
     @keyword_only_soon("init", "return_trace", "generator")
     def __call__(self, fg: FactorGraph, num_chains: int, *, init: torch.Tensor | None = None,
