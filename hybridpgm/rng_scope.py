@@ -19,7 +19,9 @@ trained model).
 draw from torch's global streams (a dropout in training mode, or one that draws in evaluation mode too), which it
 seeds from one draw of the generator and restores, so the samples repeat for the same generator, whatever the
 networks' modes, and the caller's streams do not move.  :func:`seeded_globally_from` is the same for code whose
-draws all come from the global streams (a Pyro program's sample statements).
+draws all come from the global streams (a Pyro program's sample statements).  Both seed and restore torch's
+streams only: the code they run draws nothing from NumPy's or Python's, and restoring those (as they did before)
+rewound the draws another thread made from them during the call.
 
 These streams are one per process.  Each scope holds hybridpgm's process-wide lock
 (:func:`~hybridpgm.global_state_lock.holding_global_state`) from its snapshot to its restore: two threads seeding
@@ -100,15 +102,23 @@ def set_global_rng_states(states: dict) -> None:
 
 
 @contextlib.contextmanager
-def restoring_global_rngs(devices: Iterable[torch.device | str | int] | None = None) -> Iterator[None]:
+def restoring_global_rngs(devices: Iterable[torch.device | str | int] | None = None, *,
+                          numpy_python: bool = True) -> Iterator[None]:
     """Draw from the caller's streams inside, and restore torch's CPU generator, those of the CUDA ``devices``,
     NumPy's global ``RandomState`` and Python's ``random`` on exit, also by an exception (what
     ``pyro.util.get_rng_state``/``set_rng_state`` keep, and the CUDA generators).
 
     :param devices: the devices whose CUDA generators the code inside may draw from (see :func:`cuda_indices`;
         CPU entries are ignored); ``None``: the CUDA devices already initialised.
+    :param bool numpy_python: also restore NumPy's and Python's streams; ``False`` for code that draws from
+        torch's alone (a network, a Pyro program): restoring the others would only rewind the draws another
+        thread made from them meanwhile.
     """
     with holding_global_state():
+        if not numpy_python:
+            with torch.random.fork_rng(devices=cuda_indices(devices)):
+                yield
+            return
         python, numpy = random.getstate(), np.random.get_state()
         try:
             with torch.random.fork_rng(devices=cuda_indices(devices)):
@@ -119,7 +129,7 @@ def restoring_global_rngs(devices: Iterable[torch.device | str | int] | None = N
 
 
 @contextlib.contextmanager
-def keeping_global_rngs(seed: int | None = None, *, what: str = "seed") -> Iterator[None]:
+def keeping_global_rngs(seed: int | None = None, *, what: str = "seed", numpy_python: bool = True) -> Iterator[None]:
     """Seed torch with ``seed`` inside, and restore torch's CPU generator and those of the CUDA devices already
     initialised, NumPy's global ``RandomState`` and Python's ``random`` on exit, also by an exception.
 
@@ -130,6 +140,8 @@ def keeping_global_rngs(seed: int | None = None, *, what: str = "seed") -> Itera
     :param seed: an integer torch accepts as a seed (:func:`~hybridpgm.checks.seed_of`: ``[-2**63, 2**64)``),
         or ``None``.
     :param what: the argument, as an error names it (``"train_gp_lstm seed"``).
+    :param bool numpy_python: also restore NumPy's and Python's streams (:func:`restoring_global_rngs`): a
+        training run seeds them (:func:`hybridpgm.fit`); ``False`` where the code inside draws from torch's alone.
     :raises ConfigError: ``seed`` is not ``None`` nor an integer in torch's range (a ``bool``, a float, a
         string), checked before anything is seeded.
     """
@@ -139,7 +151,7 @@ def keeping_global_rngs(seed: int | None = None, *, what: str = "seed") -> Itera
     seed = seed_of(seed, what)
     with holding_global_state():  # before cuda_indices reads which devices are started
         devices = cuda_indices(None)
-        with restoring_global_rngs(devices):
+        with restoring_global_rngs(devices, numpy_python=numpy_python):
             _seed_torch(seed, devices)
             yield
 
@@ -158,12 +170,13 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
     Networks draw their random numbers (dropout masks, a noise layer's noise) from torch's global streams, not
     from the generator a sampler is given.  With a generator this scope takes one draw :math:`s \\sim
     \\mathcal{U}\\{0, \\dots, 2^{62}-1\\}` from it, seeds torch's CPU generator and the CUDA generators of the
-    generator's device and of the modules' parameters and buffers with :math:`s`, and restores them, NumPy's and
-    Python's global states on exit (:func:`restoring_global_rngs`): the draws inside repeat for the same
-    ``generator`` state and the caller's streams do not move.  It does so whatever the modules' modes: a network
-    that draws in evaluation mode (``F.dropout(x, p, training=True)``) draws from the generator too, and the
-    generator advances by the same one draw in both modes, so a network whose output does not depend on its mode
-    gives the same samples in training and evaluation mode.
+    generator's device and of the modules' parameters and buffers with :math:`s`, and restores them on exit
+    (:func:`restoring_global_rngs`): the draws inside repeat for the same ``generator`` state and the caller's
+    streams do not move.  NumPy's and Python's global streams are left alone (neither seeded nor restored): a
+    network draws from torch's, and restoring them only rewound what another thread drew from them meanwhile.
+    It does so whatever the modules' modes: a network that draws in evaluation mode (``F.dropout(x, p,
+    training=True)``) draws from the generator too, and the generator advances by the same one draw in both modes,
+    so a network whose output does not depend on its mode gives the same samples in training and evaluation mode.
 
     With no ``generator`` the networks' draws, if any, come from and advance the global streams, as Pyro's do;
     with no ``modules`` (a table-only Bayes net or Markov net) nothing inside draws from them and the generator is
@@ -191,7 +204,9 @@ def seeded_from_generator(generator: torch.Generator | None, modules: Iterable[t
             tensors = itertools.chain.from_iterable(itertools.chain(m.parameters(), m.buffers()) for m in modules)
             devices += {t.device for t in tensors}
         devices = cuda_indices(devices)
-        with restoring_global_rngs(devices):  # which reads (and so initialises) the CUDA generators of devices
+        # which reads (and so initialises) the CUDA generators of devices; NumPy's and Python's streams are
+        # neither seeded nor restored: nothing inside draws from them (a network's draws are torch's)
+        with restoring_global_rngs(devices, numpy_python=False):
             _seed_torch(seed, devices)
             yield
 
@@ -201,8 +216,9 @@ def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[No
     take no generator (the sample statements of a Pyro program, a user's ``generate`` override, dropout).
 
     With a generator: one draw :math:`s \\sim \\mathcal U\\{0, \\dots, 2^{62}-1\\}` from it (on its device)
-    seeds torch's CPU generator and the CUDA generators already initialised, restored with NumPy's and Python's
-    global states on exit (:func:`keeping_global_rngs`): like :func:`seeded_from_generator`, except that it seeds
+    seeds torch's CPU generator and the CUDA generators already initialised, restored on exit
+    (:func:`keeping_global_rngs`; NumPy's and Python's streams left alone, as a Pyro program draws from torch's
+    alone): like :func:`seeded_from_generator`, except that it seeds
     the CUDA generators already initialised rather than those of the networks' devices, and seeds without
     networks.  With ``None``: the draws come from and advance the global streams, and the scope only holds
     hybridpgm's process-wide lock (as :func:`seeded_from_generator` without a generator).
@@ -212,7 +228,8 @@ def seeded_globally_from(generator: torch.Generator | None) -> ContextManager[No
     """
     if generator is None:  # held already (a GAN's noise in a training step): no second entry
         return contextlib.nullcontext() if held_depth() else holding_global_state()
-    return keeping_global_rngs(int(torch.randint(2**62, (), generator=generator, device=generator.device)))
+    return keeping_global_rngs(int(torch.randint(2**62, (), generator=generator, device=generator.device)),
+                               numpy_python=False)  # a Pyro program draws from torch's streams alone
 
 
 @contextlib.contextmanager

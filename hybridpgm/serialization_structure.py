@@ -34,7 +34,6 @@ data, may change a shape as load will); a hook the constructor made and the mode
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from typing import Callable, NamedTuple
 
@@ -178,8 +177,11 @@ def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str
 
     :param model: the model to save (a :func:`torch.compile` wrapper already taken off).
     :param rebuild: builds the module from the data the file will hold (called only when
-        :func:`unchanged_since_built` cannot tell; inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`,
-        its warnings, which :func:`~hybridpgm.serialization.load` gives, ignored here).
+        :func:`unchanged_since_built` cannot tell; inside :func:`~hybridpgm.rng_scope.restoring_global_rngs`).
+        The constructors' warnings, if any, go through the caller's warning filters (Python shows a warning once
+        per place it is raised, so one the constructor gave when the model was built is not shown again):
+        silencing them with :func:`warnings.catch_warnings` would change the filters of every thread of the
+        process for the rebuild, dropping another thread's warnings meanwhile (Python before 3.14).
     :param what: the model and the file, for messages (``"MLPDiscriminator to 'd.pt'"``).
     :param state: gives the state dict the file will hold: where the names differ, the rebuilt module loads it as
         :func:`~hybridpgm.serialization.load` would (strictly) and is compared again, so a module that makes an
@@ -192,8 +194,7 @@ def check_rebuilds(model: nn.Module, rebuild: Callable[[], nn.Module], what: str
     if unchanged_since_built(model):
         return
     try:
-        with restoring_global_rngs([torch.device("cpu")]), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with restoring_global_rngs([torch.device("cpu")]):  # no catch_warnings: it would reset every thread's filters
             rebuilt = rebuild()
     except CheckpointError:
         raise

@@ -179,3 +179,33 @@ def test_a_pickle_of_a_whole_model_names_no_class_for_its_record():
     model = MLPDiscriminator((3,), hidden=(4,))
     assert b"hybridpgm.serialization_structure" not in pickle.dumps(model)
     assert b"MLPDiscriminator" in pickle.dumps(model)  # the pickle does name the model's own classes
+
+
+_FILTERS_WHILE_BUILT = []
+
+
+@serializable
+class _Recording(nn.Module):
+    """Records the warning filters in force while its constructor runs (as save's rebuild runs it)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        _FILTERS_WHILE_BUILT.append(list(__import__("warnings").filters))
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_the_rebuild_leaves_the_warning_filters_of_the_other_threads_alone(tmp_path):
+    """Before, save rebuilt the model inside warnings.catch_warnings() + simplefilter("ignore"): meanwhile the
+    process's filters (every thread's) ignored every warning, and a warning of another thread was lost."""
+    import warnings
+
+    model = _Recording(nn.Sequential(nn.Linear(3, 4)))
+    model.body.append(nn.Tanh()).append(nn.Linear(4, 2))  # a change the file carries: save rebuilds to compare
+    _FILTERS_WHILE_BUILT.clear()
+    outside = list(warnings.filters)
+    hybridpgm.save(model, tmp_path / "r.pt")
+    assert _FILTERS_WHILE_BUILT == [outside]
+    assert list(warnings.filters) == outside

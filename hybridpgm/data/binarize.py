@@ -58,15 +58,17 @@ def binarize_static(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 
 class DrawnExamples(list):
-    """The examples of one batched read of a :class:`DynamicBinarized`, the ``list`` that torch's
-    :class:`~torch.utils.data.DataLoader` expects from ``__getitems__`` (each example as ``__getitem__`` gives
-    it: ``x_bin[i]`` or ``(x_bin[i], y[i])``), carrying the batch they were drawn as in :attr:`batch`.
+    """The examples of one batched read of a :class:`DynamicBinarized` (or of fit's
+    :class:`~hybridpgm.train.batches.TensorData`), the ``list`` that torch's :class:`~torch.utils.data.DataLoader`
+    expects from ``__getitems__`` (each example as ``__getitem__`` gives it: ``x_bin[i]`` or
+    ``(x_bin[i], y[i])``), carrying the batch they were drawn as in :attr:`batch`.
 
     torch's ``default_collate`` stacks the examples again (any ``num_workers``); hybridpgm's collation
     (:func:`~hybridpgm.train.batches.collate_getitems`, :func:`~hybridpgm.data.data_loader`) takes
     :attr:`batch` as it is.
 
-    :param batch: ``x_bin`` ``[B, ...]``, or the pair ``(x_bin [B, ...], y [B, ...])``.
+    :param batch: ``x_bin`` ``[B, ...]``, or a tuple of tensors ``[B, ...]`` (the pair ``(x_bin, y)``), whose
+        examples are the tuples of their rows.
     """
 
     __slots__ = ("batch",)
@@ -75,7 +77,7 @@ class DrawnExamples(list):
         if isinstance(batch, torch.Tensor):
             super().__init__(batch.unbind(0))
         else:
-            super().__init__(zip(batch[0].unbind(0), batch[1].unbind(0)))
+            super().__init__(zip(*(t.unbind(0) for t in batch)))
         #: the batch the examples were drawn as
         self.batch = batch
 

@@ -163,8 +163,9 @@ class DeepKernelGP(ConditioningData, MarginalLikelihood, PosteriorCall, gpytorch
         self.feature_extractor = (torch.nn.Identity() if feature_extractor is None  # a function refused by name
                                   else check_network(feature_extractor, "DeepKernelGP feature_extractor"))
         # the probe (F, and with a grid the scaling of the training features) in eval mode, outside the
-        # caller's random streams: a batch norm's running statistics and the global RNGs stay as they were
-        with keeping_modes(self.feature_extractor), keeping_global_rngs(0), torch.no_grad():
+        # caller's random streams: a batch norm's running statistics and torch's global RNGs stay as they were
+        with keeping_modes(self.feature_extractor), keeping_global_rngs(0, numpy_python=False), \
+                torch.no_grad():
             self.feature_extractor.eval()
             probe = self._extract(train_x if grid_size is not None else train_x[:2])
         if not probe.is_floating_point():

@@ -85,7 +85,7 @@ class Neural(CPD):
         x = torch.zeros(1, width, dtype=dtype, device=device)
         try:
             # each layer's own mode after (a frozen one too); a layer drawing in eval mode leaves the caller's streams
-            with keeping_modes(self.net), torch.no_grad(), restoring_global_rngs([x.device]):
+            with keeping_modes(self.net), torch.no_grad(), restoring_global_rngs([x.device], numpy_python=False):
                 self.net.eval()
                 out = self.net(x)
         except Exception as e:  # noqa: BLE001 - any failure means the net does not fit

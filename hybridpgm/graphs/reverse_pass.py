@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
+import weakref
 from typing import Sequence
 
 import torch
@@ -54,7 +56,9 @@ class Workspace:
     :data:`hybridpgm.infer.bn_contract.ROW_CHUNK_BYTES`, 256 MiB on CPU, which bounds
     the row-carrying intermediates of one contraction), and is kept, on the device and
     in the dtype of that query; :meth:`release` frees it.  One query at a time uses it: a query that
-    finds it in use (from another thread) allocates as usual.
+    finds it in use (from another thread) allocates as usual.  A process forked from this one finds every
+    workspace free (:func:`os.register_at_fork`): forked while another thread's query held one, the child's
+    queries would otherwise never have used it.
     """
 
     def __init__(self, max_bytes: int = 512 * 2**20):
@@ -62,6 +66,7 @@ class Workspace:
         self.max_bytes = max_bytes
         self._buffer: torch.Tensor | None = None
         self._lock = threading.Lock()
+        _LIVE.add(self)
 
     @property
     def nbytes(self) -> int:
@@ -75,6 +80,21 @@ class Workspace:
     def __reduce__(self):
         """A copy (``copy.deepcopy``, pickling) is an empty workspace: its contents are scratch."""
         return (Workspace, (self.max_bytes,))
+
+
+#: the workspaces of this process, given fresh locks in a forked child (:func:`_after_fork_in_child`)
+_LIVE: "weakref.WeakSet[Workspace]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Free every workspace in a forked child: a lock held by another thread of the parent at the fork is held by
+    no thread of the child (the buffer's contents are scratch, written afresh by each query)."""
+    for workspace in list(_LIVE):
+        workspace._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; registered once, at import
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 #: tensors of fewer elements are allocated as usual: the allocator keeps such blocks for reuse (and they stay in

@@ -35,9 +35,12 @@ def getitems_returns_batch(dataset: Dataset) -> bool:
     :class:`~torch.utils.data.Subset` and :class:`~torch.utils.data.StackDataset` return), and is collated
     with :func:`~torch.utils.data.default_collate`; anything else (a tuple, a dict, a tensor) is a ready batch
     and is used as it is.  A dataset whose ready batch is itself a ``list`` says so by the class attribute
-    ``getitems_returns_batch = True`` (hybridpgm's :class:`TensorData` sets it): its ``__getitems__`` result is
-    then never collated.  A :class:`~torch.utils.data.Subset` (what :func:`~torch.utils.data.random_split` returns) of
-    such a dataset is one too, since its ``__getitems__`` hands the indices to its parent's.
+    ``getitems_returns_batch = True``: its ``__getitems__`` result is then never collated.  A
+    :class:`~torch.utils.data.Subset` (what :func:`~torch.utils.data.random_split` returns) of such a dataset is
+    one too, since its ``__getitems__`` hands the indices to its parent's.  hybridpgm's :class:`TensorData` and
+    :class:`~hybridpgm.data.binarize.DynamicBinarized` do not set it: theirs return torch's list of examples,
+    carrying the batch (:class:`~hybridpgm.data.binarize.DrawnExamples`), so that torch's own ``DataLoader``
+    collates them.
     """
     while isinstance(dataset, torch.utils.data.Subset):
         if not callable(getattr(dataset, "__getitems__", None)):
@@ -76,9 +79,10 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
     """The examples ``indices`` of ``dataset`` as one batch, as torch's ``DataLoader`` makes it.
 
     A dataset with ``__getitems__`` is read with it, once per batch, and is given the indices as a ``list`` of
-    ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` gets the tensor itself, and a
-    :class:`~hybridpgm.data.binarize.DynamicBinarized` draws the batch with its ``draw``, no list of examples
-    made; a list of a batch drawn at once, :class:`~hybridpgm.data.binarize.DrawnExamples`, gives that batch).
+    ``int`` (as torch's ``DataLoader`` gives them; hybridpgm's :class:`TensorData` reads the batch with its
+    :meth:`~TensorData.rows`, given the tensor itself, and a :class:`~hybridpgm.data.binarize.DynamicBinarized`
+    draws it with its ``draw``, no list of examples made; a list of a batch read at once,
+    :class:`~hybridpgm.data.binarize.DrawnExamples`, gives that batch).
     Its result is used as it is where
     :func:`getitems_returns_batch` says it is a ready batch (``getitems_returns_batch = True``), or where it
     is not a ``list`` (a tuple, dict or tensor is a ready batch); a ``list`` is torch's list of examples, one
@@ -91,14 +95,17 @@ def fetch_batch(dataset: Dataset, indices: torch.Tensor) -> Any:
         on the dataset class), or the examples cannot be collated (of different shapes, or of a type
         ``default_collate`` does not take: the message names the dataset, the indices and what to do).
     """
-    if getattr(type(dataset), "__getitems__", None) is DynamicBinarized.__getitems__:  # drawn at once, no list
+    getitems = getattr(type(dataset), "__getitems__", None)
+    if getitems is TensorData.__getitems__:  # read at once, no list of examples
+        return dataset.rows(indices)
+    if getitems is DynamicBinarized.__getitems__:  # drawn at once, no list
         return dataset.draw(indices)
     if getitems_returns_batch(dataset):
-        return dataset.__getitems__(indices if type(dataset).__getitems__ in _TAKES_TENSOR else indices.tolist())
+        return dataset.__getitems__(indices.tolist())
     if callable(getattr(dataset, "__getitems__", None)):
         rows = indices.tolist()
         items = dataset.__getitems__(rows)
-        if isinstance(items, DrawnExamples):  # a Subset of a DynamicBinarized
+        if isinstance(items, DrawnExamples):  # a Subset of a DynamicBinarized or a TensorData
             return items.batch
         if not isinstance(items, list):
             return items
@@ -126,17 +133,17 @@ def _surely_finite(t: torch.Tensor) -> bool:
 
 
 class TensorData(Dataset):
-    """A map-style dataset over tensors sharing their first dimension, with a
-    fast batched ``__getitems__`` (one indexing operation per tensor) that returns
-    the batch itself, not torch's list of examples (``getitems_returns_batch``,
-    see :func:`getitems_returns_batch`).
+    """A map-style dataset over tensors sharing their first dimension (what :func:`hybridpgm.fit` makes of
+    tensors), read a batch at once (:meth:`rows`: one indexing operation per tensor).
+
+    ``__getitems__`` (what torch's :class:`~torch.utils.data.DataLoader` calls) returns torch's list of examples,
+    each as ``__getitem__`` gives it, carrying the batch it read in ``.batch``
+    (:class:`~hybridpgm.data.binarize.DrawnExamples`): a plain ``DataLoader`` over it works with any
+    ``num_workers``, and :func:`fetch_batch` and :func:`~hybridpgm.data.data_loader` take the batch as it is.
 
     :param tensors: tensors of shapes ``N x ...``; NaN/inf in floating tensors
         raise :class:`~hybridpgm.errors.DataError`.
     """
-
-    #: ``__getitems__`` returns a collated batch (see :func:`getitems_returns_batch`)
-    getitems_returns_batch = True
 
     def __init__(self, *tensors: torch.Tensor, single: bool | None = None):
         if not tensors:
@@ -165,15 +172,20 @@ class TensorData(Dataset):
         items = tuple(t[index] for t in self.tensors)
         return items[0] if self.single else items
 
-    def __getitems__(self, indices: Sequence[int] | torch.Tensor):
+    def rows(self, indices: Sequence[int] | torch.Tensor):
+        """The examples ``indices`` as one batch: ``x[indices]`` for one tensor (``single``), else the tuple of
+        each tensor's rows.
+
+        :param indices: a sequence of ``B`` example indices, or a 1-d integer tensor of them."""
         host = indices.device if isinstance(indices, torch.Tensor) else "cpu"  # a list: on the host, not the default
         index = torch.as_tensor(indices, dtype=torch.long, device=host)
         items = tuple(torch.index_select(t, 0, index.to(t.device)) for t in self.tensors)  # ~5x t[index] on a CPU
         return items[0] if self.single else items
 
-
-#: the ``__getitems__`` that take the indices as a tensor (fit's own; another dataset's gets a list of ints)
-_TAKES_TENSOR = (TensorData.__getitems__,)
+    def __getitems__(self, indices: Sequence[int]) -> DrawnExamples:
+        """The examples ``indices`` as torch's list of examples, read at once (:meth:`rows`, kept in
+        :attr:`~hybridpgm.data.binarize.DrawnExamples.batch`)."""
+        return DrawnExamples(self.rows(indices))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, world_size: int, drop_last: bool) -> int:

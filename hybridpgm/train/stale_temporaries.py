@@ -14,7 +14,8 @@ only when the folder's modification time is not the one this process's last writ
 writes into a large folder do not list it each time.  A modification time in whole milliseconds recorded
 within two seconds of it is not trusted (a file system of coarse timestamps, whole seconds or milliseconds,
 could hide a change made in the same tick), as git treats its "racily clean" entries.  The folder is counted
-by its real path: a symbolic link to it is the same folder.
+by its real path: a symbolic link to it is the same folder.  A process forked from this one starts with the lock
+that guards these counts free, whichever thread held it at the fork.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _NAMED = re.compile(r"\.(.+)\.([0-9a-f]{8})-([1-9][0-9]*)\.[^.]+\.tmp")
 #: what followed ``.NAME.`` before writers were named (mkstemp's part alone)
 _UNNAMED_WRITER = re.compile(r"[^.]+")
 
+#: guards :data:`_WRITING` and :data:`_LOOKED`; a forked child gets a fresh one (:func:`_after_fork_in_child`)
 _LOCK = threading.Lock()
 #: folder (absolute) -> this process's writes (and write probes) in progress there
 _WRITING: Counter[str] = Counter()
@@ -50,6 +52,19 @@ _MAX_LOOKED = 256
 #: folder (absolute) -> its modification time (ns) as this process's last write there left it, when trusted; at
 #: most :data:`_MAX_LOOKED` folders (under :data:`_LOCK`)
 _LOOKED: OrderedDict[str, int] = OrderedDict()
+
+
+def _after_fork_in_child() -> None:
+    """Give a process forked from this one a free :data:`_LOCK`.  Forked while another thread of the parent held it
+    (counting a write, recording a folder), the child would inherit it held by a thread it does not have, and its
+    first write would wait forever.  The counts it inherits stay: they are the parent's writes, whose temporaries
+    carry the parent's id, and at most keep the child from taking a temporary of its own id for stale."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; registered once, at import
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _host() -> str:

@@ -4,8 +4,9 @@ A check that reads its flag on the host (``if not bool(ok): raise ...``) is froz
 into the value the flag had while tracing: the compiled function (Pyro's ``JitTrace_ELBO``,
 ``JitTraceEnum_ELBO``, ... compile the model and guide so) then never checks a later batch, and bad data is
 scored as if it were valid.  While tracing, :func:`assert_in_trace` instead records a call of a small
-TorchScript function (:func:`torch.jit.script`) that raises when the flag is false; the trace keeps that call,
-so the compiled function checks every batch it is given.  The flag is computed on the device as before and
+TorchScript function (compiled by :func:`~hybridpgm.torchscript.script_function`, which leaves the process's
+warning filters alone) that raises when the flag is false; the trace keeps that call, so the compiled function
+checks every batch it is given.  The flag is computed on the device as before and
 read there once per check, as the eager check reads it.
 
 What is lost: the compiled check cannot build the eager error, which names the row and the value by reading the
@@ -25,6 +26,7 @@ import torch
 from pyro.infer.util import is_validation_enabled
 
 from hybridpgm.errors import ConfigError, DataError, EvidenceError, ModelSpecError, ObjectiveError, TrainingWarning
+from hybridpgm.torchscript import script_function
 from hybridpgm.warning_origin import users_stacklevel
 
 __all__ = ["DATA_NOTE", "MODEL_NOTE", "assert_in_trace", "describe_check", "validation_as_called"]
@@ -90,9 +92,7 @@ def _scripted(kind: type):
         raise ConfigError(f"a check compiled by torch.jit.trace raises one of "
                           f"{sorted(k.__name__ for k in _RAISERS)} or a subclass, got kind={kind!r}")
     if base not in _SCRIPTED:
-        with warnings.catch_warnings():  # torch's notice that TorchScript is deprecated: the caller traces anyway
-            warnings.simplefilter("ignore", DeprecationWarning)
-            _SCRIPTED[base] = torch.jit.script(_RAISERS[base])
+        _SCRIPTED[base] = script_function(_RAISERS[base])  # without torch's notice that TorchScript is deprecated
     return _SCRIPTED[base]
 
 

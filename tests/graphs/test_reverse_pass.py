@@ -1,5 +1,6 @@
 """The hand-written reverse pass gives autograd's value and gradients, in a workspace reused across calls."""
 
+import os
 import threading
 
 import pytest
@@ -198,3 +199,22 @@ def test_absorb_keeps_the_operands_no_group_holds_in_order_then_each_groups_resu
     assert got == want
     del plan.__dict__["_slots"]
     assert plan.absorb(labels, lambda sub, args: (sub, tuple(args))) == want
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_another_thread_queries_uses_the_workspace(everything_in_the_workspace):
+    """Before, a child forked while another thread held a workspace's lock (a query under way) inherited the lock
+    held by a thread it does not have: every query of the child found the workspace busy and allocated afresh."""
+    from tests.forks import exit_code_of_fork_while_held
+
+    dims, ops, sizes = _random_problem(3)
+    plan = ContractionPlan(dims, (N,), sizes)
+    want_z, want_g = _autograd(plan, ops, [0])
+    workspace = Workspace()
+
+    def child_query_runs_in_the_workspace():
+        z, (grad,) = value_and_gradients(plan, ops, [0], workspace)
+        return workspace.nbytes > 0 and torch.allclose(z, want_z) and torch.allclose(grad, want_g[0])
+
+    assert exit_code_of_fork_while_held(lambda: workspace._lock, child_query_runs_in_the_workspace) == 0
+    assert workspace.nbytes == 0  # the parent's workspace: untouched by the child

@@ -181,3 +181,19 @@ def test_a_check_that_finds_a_nan_message_reports_zero_steps(script):
     *_, converged, it = bp_fused.run_binary_forward(g.log_potentials, fg.unary, structure, 20, False, 0.0, 1e-6, 10,
                                                     script=script)
     assert (converged, it) == (False, -1)
+
+
+def test_scripting_leaves_the_warning_filters_of_the_other_threads_alone(monkeypatch):
+    """Before, the first use compiled inside warnings.catch_warnings() + simplefilter("ignore", DeprecationWarning):
+    the process's filters (every thread's) began with that filter while TorchScript compiled."""
+    import warnings
+
+    from tests.script_filters import filters_while_compiling
+
+    monkeypatch.setattr(bp_fused, "_SCRIPTED", None)
+    seen = filters_while_compiling(monkeypatch)
+    outside = list(warnings.filters)
+    fn = bp_fused._compiled()
+    assert isinstance(fn, torch.jit.ScriptFunction), bp_fused._SCRIPT_ERROR
+    assert seen and all(filters == outside for filters in seen)
+    assert list(warnings.filters) == outside

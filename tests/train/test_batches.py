@@ -91,9 +91,10 @@ def test_hybridpgm_datasets_and_their_subsets_give_their_own_batches():
     from hybridpgm.train.batches import getitems_returns_batch
 
     x, y = _xy()
-    assert getitems_returns_batch(TensorData(x, y))
-    assert not getitems_returns_batch(DynamicBinarized(x.sigmoid()))  # torch's list of examples, carrying the batch
-    assert getitems_returns_batch(Subset(Subset(TensorData(x, y), range(10)), [1, 2]))
+    # torch's lists of examples, carrying the batch (tests/train/test_batches_dataloader.py)
+    assert not getitems_returns_batch(TensorData(x, y))
+    assert not getitems_returns_batch(DynamicBinarized(x.sigmoid()))
+    assert not getitems_returns_batch(Subset(Subset(TensorData(x, y), range(10)), [1, 2]))
     assert not getitems_returns_batch(Subset(TensorDataset(x, y), [1, 2]))
     xb, yb = BatchStream(Subset(TensorData(x, y), [3, 1, 7]), 3, seed=0, shuffle=False).batch(0)
     assert torch.equal(xb, x[[3, 1, 7]]) and torch.equal(yb, y[[3, 1, 7]])

@@ -74,9 +74,9 @@ def test_an_unseeded_fit_draws_its_seed_on_the_host_under_a_meta_default_device(
 def test_batch_order_first_batch_and_a_list_index_are_host_tensors_under_a_meta_default_device():
     data = TensorData(torch.arange(30.0).reshape(10, 3))
     stream = BatchStream(data, 4, seed=2)
-    want = [stream.batch(s) for s in range(5)], first_batch(data, 3), data.__getitems__([7, 1])
+    want = [stream.batch(s) for s in range(5)], first_batch(data, 3), data.__getitems__([7, 1]).batch
     with meta_default():
         stream = BatchStream(data, 4, seed=2)
-        got = [stream.batch(s) for s in range(5)], first_batch(data, 3), data.__getitems__([7, 1])
+        got = [stream.batch(s) for s in range(5)], first_batch(data, 3), data.__getitems__([7, 1]).batch
     for a, b in zip([*got[0], got[1], got[2]], [*want[0], want[1], want[2]]):
         assert a.device.type == "cpu" and torch.equal(a, b)

@@ -227,3 +227,20 @@ def test_the_folders_remembered_are_the_most_recently_written_few_hundred(tmp_pa
     write_text_atomically(folders[0] / "r.json", "{}", "report")
     assert listed == [folders[0]] and os.listdir(folders[0]) == ["r.json"]
     assert len(stale_temporaries._LOOKED) == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_process_forked_while_another_thread_counts_a_write_can_write(tmp_path):
+    """Before, a child forked while another thread held the lock of the write counts (entering or leaving a write,
+    recording a folder) inherited it held by a thread it does not have: its first write waited forever."""
+    from tests.forks import exit_code_of_fork_while_held
+
+    stale = tmp_path / _name("c.pt", DEAD_PID)
+    stale.write_bytes(b"half a file")
+
+    def child_writes():
+        write_atomically(tmp_path / "c.pt", {"step": 7}, "checkpoint")
+        return sorted(os.listdir(tmp_path)) == ["c.pt"]
+
+    assert exit_code_of_fork_while_held(lambda: stale_temporaries._LOCK, child_writes) == 0
+    assert torch.load(tmp_path / "c.pt", weights_only=True) == {"step": 7}

@@ -185,3 +185,18 @@ def _validation_seen_while_tracing(eager_flag, traced_flag):
     (False, True, [True])])  # a trace of the user's own under validation
 def test_a_trace_takes_the_validation_flag_of_its_caller(eager_flag, traced_flag, expected):
     assert _validation_seen_while_tracing(eager_flag, traced_flag) == expected
+
+
+def test_scripting_a_raiser_leaves_the_warning_filters_of_the_other_threads_alone(monkeypatch):
+    """Before, each raiser was compiled inside warnings.catch_warnings() + simplefilter("ignore",
+    DeprecationWarning): the process's filters (every thread's) began with that filter meanwhile."""
+    from tests.script_filters import filters_while_compiling
+
+    monkeypatch.setattr(traced_checks, "_SCRIPTED", {})
+    seen = filters_while_compiling(monkeypatch)
+    outside = list(warnings.filters)
+    raiser = traced_checks._scripted(EvidenceError)
+    assert isinstance(raiser, torch.jit.ScriptFunction)
+    assert seen and all(filters == outside for filters in seen)
+    with pytest.raises(torch.jit.Error, match="EvidenceError: impossible"):
+        raiser(torch.tensor(False), "impossible")
